@@ -64,6 +64,3 @@ def test_unknown_type_is_a_clear_error():
   with pytest.raises(ValueError, match="unknown message type 'Nope'"):
     sample_messages.new_message("Nope")
 
-
-if __name__ == "__main__":
-  raise SystemExit(pytest.main([__file__, "-q", "-p", "no:cacheprovider"]))

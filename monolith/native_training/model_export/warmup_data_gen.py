@@ -1,0 +1,379 @@
+"""Turns a traffic dump into a TF Serving warmup file.
+
+Reads size-prefixed Instance / Example / ExampleBatch records (see
+dump_format.py for every header layout) from --file_name or stdin, groups
+them into batches, and writes a TFRecord of `tensorflow.serving.PredictionLog`
+whose PredictRequests feed the batch, as a string tensor, to the input
+`instances`, `examples` or `example_batch`, cycling over --signature_names
+(plus `serving_default`). Put the output at
+`<saved_model>/assets.extra/tf_serving_warmup_requests`.
+
+    bazel run //monolith/native_training/model_export:warmup_data_gen -- \
+        --file_name=dump.bin --variant_type=example --batch_size=64 \
+        --output_path=/tmp/warmup/tf_serving_warmup_requests
+
+Unlike the original, the dump is read in binary and streamed; a truncated
+record, a short header or an empty input is an error naming the byte offset;
+the last partial batch is kept; max_records counts warmup records in every
+mode and may not exceed TF Serving's 1000; the output appears only complete.
+"""
+
+import collections
+import sys
+from typing import BinaryIO, Iterator, List, Optional, Sequence, Union
+
+from absl import app
+from absl import flags
+from absl import logging
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2
+from tensorflow.core.framework import tensor_shape_pb2
+from tensorflow.core.framework import types_pb2
+from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import prediction_log_pb2
+
+from monolith.native_training.model_export import dump_format
+from monolith.native_training.model_export import warmup_io
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("file_name", None, "Input dump; stdin when empty.")
+flags.DEFINE_integer("batch_size", 256,
+                     "Records per request (instance/example variants).")
+flags.DEFINE_bool("lagrangex_header", False,
+                  "Every record starts with an 8-byte lagrangex header.")
+flags.DEFINE_bool("kafka_dump_prefix", False,
+                  "Every record starts with a kafka dump prefix.")
+flags.DEFINE_bool("has_sort_id", True, "Every record carries a sort id.")
+flags.DEFINE_bool("kafka_dump", False,
+                  "Every record carries an 8-byte kafka dump field.")
+flags.DEFINE_integer(
+    "max_records", 1000,
+    "Maximum number of warmup records (PredictionLogs) to write; at most "
+    f"{warmup_io.MAX_WARMUP_RECORDS}, TF Serving's limit.")
+flags.DEFINE_string("model_name", "default", "model_spec.name of requests.")
+flags.DEFINE_string(
+    "signature_names", "serving_default",
+    "Comma-separated signatures the requests cycle over; serving_default is "
+    "always included.")
+flags.DEFINE_string("output_path", "/tmp/tf_warmup_data",
+                    "Output TFRecord file of PredictionLog.")
+flags.DEFINE_enum("variant_type", "instance",
+                  ["instance", "example", "example_batch"],
+                  "Record type in the dump.")
+flags.DEFINE_string("sparse_features", None, "Random mode: sparse features.")
+flags.DEFINE_string("dense_features", None, "Random mode: dense features.")
+flags.DEFINE_string("dense_feature_shapes", None,
+                    "Random mode: comma-separated dense feature shapes.")
+flags.DEFINE_string("dense_feature_types", None,
+                    "Random mode: comma-separated dense feature types.")
+flags.DEFINE_string("extra_features", None, "Random mode: extra features.")
+flags.DEFINE_string("extra_feature_shapes", None,
+                    "Random mode: comma-separated extra feature shapes.")
+flags.DEFINE_string("feature_list", None, "Random mode: feature list config.")
+flags.DEFINE_enum("gen_type", "file", ["file", "random"],
+                  "file: read a dump; random: generate requests.")
+flags.DEFINE_integer("drop_rate", 0, "Random mode: feature drop rate.")
+
+INPUT_NAMES = {
+    "instance": "instances",
+    "example": "examples",
+    "example_batch": "example_batch",
+}
+DEFAULT_SIGNATURE = "serving_default"
+# Protobuf messages cannot exceed 2 GiB; a larger size means wrong header flags.
+_MAX_RECORD_BYTES = 2**31 - 1
+_LAYOUT_HINT = ("check that --lagrangex_header, --kafka_dump_prefix, "
+                "--has_sort_id and --kafka_dump match how the dump was written")
+
+
+class DumpFormatError(warmup_io.WarmupDataError):
+  """The dump does not follow the expected layout."""
+
+
+def _open_input(file_name: Optional[str]) -> BinaryIO:
+  if not file_name:
+    return sys.stdin.buffer
+  if "://" in file_name:
+    return tf.io.gfile.GFile(file_name, "rb")
+  return open(file_name, "rb", buffering=1 << 20)
+
+
+class PBReader:
+  """Iterates over batches of records of a dump, as string TensorProtos.
+
+  Each item is a 1-D DT_STRING TensorProto: `batch_size` records for the
+  instance and example variants (the last batch may be shorter), one record
+  for example_batch. Reading is streamed from the file or stdin (binary), in
+  constant memory. A clean end of input between records ends the iteration;
+  any partial header or record raises DumpFormatError with the byte offset.
+  """
+
+  def __init__(self,
+               file_name: Optional[str],
+               batch_size: int,
+               lagrangex_header: bool = False,
+               has_sort_id: bool = False,
+               kafka_dump_prefix: bool = False,
+               kafka_dump: bool = False,
+               variant_type: str = "instance"):
+    if batch_size <= 0:
+      raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if variant_type not in INPUT_NAMES:
+      raise ValueError(f"variant_type must be one of {sorted(INPUT_NAMES)}, "
+                       f"got {variant_type!r}")
+    self.file_name = file_name
+    self.batch_size = batch_size
+    self.lagrangex_header = lagrangex_header
+    self.has_sort_id = has_sort_id
+    self.kafka_dump_prefix = kafka_dump_prefix
+    self.kafka_dump = kafka_dump
+    self.variant_type = variant_type
+    self._display_name = file_name or "<stdin>"
+    self._stream = _open_input(file_name)
+    self._offset = 0
+    self._batches = 0
+    self._max_iter = None
+    self._exhausted = False
+
+  @property
+  def offset(self) -> int:
+    """Bytes consumed so far."""
+    return self._offset
+
+  def set_max_iter(self, max_records: int) -> None:
+    """Stops after `max_records` batches (warmup records), in every variant."""
+    if max_records <= 0:
+      raise ValueError(f"max_records must be positive, got {max_records}")
+    self._max_iter = max_records
+
+  def close(self) -> None:
+    if self._stream is not sys.stdin.buffer:
+      self._stream.close()
+
+  def __enter__(self) -> "PBReader":
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+  def __iter__(self) -> "PBReader":
+    return self
+
+  def __next__(self) -> tensor_pb2.TensorProto:
+    if self._exhausted or (self._max_iter is not None and
+                           self._batches >= self._max_iter):
+      raise StopIteration
+    per_batch = 1 if self.variant_type == "example_batch" else self.batch_size
+    records = []
+    for _ in range(per_batch):
+      record = self.read_record()
+      if record is None:
+        self._exhausted = True
+        break
+      records.append(record)
+    if not records:
+      raise StopIteration
+    self._batches += 1
+    return tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_STRING,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(records))]),
+        string_val=records)
+
+  def read_record(self) -> Optional[bytes]:
+    """The next record's payload, or None at a clean end of input."""
+    start = self._offset
+    first = self._stream.read(8)
+    if not first:
+      return None
+    self._offset += len(first)
+    if len(first) < 8:
+      raise self._error(start, "header or size",
+                        f"{len(first)} of 8 bytes")
+    # `first` is the first 8-byte field of the record, whichever it is.
+    pending = [first]
+
+    def next_u64(what: str) -> int:
+      raw = pending.pop() if pending else self._read_exact(8, what)
+      return dump_format.U64.unpack(raw)[0]
+
+    if self.lagrangex_header:
+      next_u64("lagrangex header")
+    else:
+      sort_id_size = None
+      if self.kafka_dump_prefix:
+        prefix = next_u64("kafka dump prefix")
+        if prefix == 0:
+          next_u64("kafka dump prefix")
+        else:
+          sort_id_size = prefix
+      if self.has_sort_id:
+        if sort_id_size is None:
+          sort_id_size = next_u64("sort id size")
+        self._skip(self._checked_size(sort_id_size, "sort id"), "sort id")
+      if self.kafka_dump:
+        next_u64("kafka dump field")
+    size = self._checked_size(next_u64("record size"), "record")
+    return self._read_exact(size, "record payload")
+
+  def _checked_size(self, size: int, what: str) -> int:
+    if size > _MAX_RECORD_BYTES:
+      raise DumpFormatError(
+          f"{self._display_name}: {what} size {size} read at byte offset "
+          f"{self._offset - 8} exceeds 2 GiB; {_LAYOUT_HINT}")
+    return size
+
+  def _read_exact(self, n: int, what: str) -> bytes:
+    start = self._offset
+    data = self._stream.read(n)
+    self._offset += len(data)
+    if len(data) < n:
+      raise self._error(start, what, f"{len(data)} of {n} bytes")
+    return data
+
+  def _skip(self, n: int, what: str) -> None:
+    while n > 0:
+      n -= len(self._read_exact(min(n, 1 << 20), what))
+
+  def _error(self, offset: int, what: str, got: str) -> DumpFormatError:
+    return DumpFormatError(
+        f"{self._display_name}: truncated {what} at byte offset {offset}: "
+        f"input ends after {got}; {_LAYOUT_HINT}")
+
+
+def _signature_list(signature_names: Union[str, Sequence[str]]) -> List[str]:
+  if isinstance(signature_names, str):
+    signature_names = signature_names.split(",")
+  names = []
+  for name in (n.strip() for n in signature_names):
+    if name and name not in names:
+      names.append(name)
+  if DEFAULT_SIGNATURE not in names:
+    names.append(DEFAULT_SIGNATURE)
+  return names
+
+
+def gen_prediction_log_from_file(
+    file_name: Optional[str] = None,
+    batch_size: int = 64,
+    lagrangex_header: bool = False,
+    kafka_dump_prefix: bool = False,
+    has_sort_id: bool = True,
+    kafka_dump: bool = False,
+    max_records: int = 1000,
+    variant_type: str = "instance",
+    model_name: str = "default",
+    signature_names: Union[str, Sequence[str]] = DEFAULT_SIGNATURE,
+) -> Iterator[prediction_log_pb2.PredictionLog]:
+  """Yields one PredictionLog per batch of the dump, up to `max_records`.
+
+  Args:
+    file_name: the dump; stdin when None or empty.
+    batch_size: records per request for the instance and example variants.
+    lagrangex_header, kafka_dump_prefix, has_sort_id, kafka_dump: the layout.
+    max_records: most PredictionLogs to yield (TF Serving allows 1000).
+    variant_type: 'instance', 'example' or 'example_batch'.
+    model_name: the requests' model_spec.name.
+    signature_names: signatures to cycle over (list or comma-separated);
+      serving_default is appended when missing.
+
+  Raises:
+    DumpFormatError: truncated or malformed input, or an empty input.
+    WarmupDataError: max_records above TF Serving's limit.
+  """
+  warmup_io.check_record_limit(max_records, f"--max_records={max_records}")
+  input_name = INPUT_NAMES.get(variant_type)
+  if input_name is None:
+    raise ValueError(f"variant_type must be one of {sorted(INPUT_NAMES)}, "
+                     f"got {variant_type!r}")
+  signatures = _signature_list(signature_names)
+  with PBReader(file_name, batch_size, lagrangex_header, has_sort_id,
+                kafka_dump_prefix, kafka_dump, variant_type) as reader:
+    reader.set_max_iter(max_records)
+    count = 0
+    for count, batch in enumerate(reader, start=1):
+      request = predict_pb2.PredictRequest()
+      request.model_spec.name = model_name
+      request.model_spec.signature_name = signatures[(count - 1) %
+                                                     len(signatures)]
+      request.inputs[input_name].CopyFrom(batch)
+      yield prediction_log_pb2.PredictionLog(
+          predict_log=prediction_log_pb2.PredictLog(request=request))
+    if count == 0:
+      raise DumpFormatError(f"{file_name or '<stdin>'}: no records (empty "
+                            "input)")
+
+
+def tf_dtype(dtype: str) -> tf.dtypes.DType:
+  """Maps a dtype alias (name or proto enum number as text) to a TF dtype."""
+  dtype = str(dtype).strip()
+  for names, tf_type in _DTYPE_ALIASES:
+    if dtype in names:
+      return tf_type
+  known = sorted(n for names, _ in _DTYPE_ALIASES for n in names)
+  raise ValueError(f"unknown dtype {dtype!r}; known: {', '.join(known)}")
+
+
+_DTYPE_ALIASES = (
+    ({"int", "int32", "short", "uint", "uint32", "3", "22"}, tf.int32),
+    ({"int64", "long", "uint64", "9", "23"}, tf.int64),
+    ({"float", "float32", "1"}, tf.float32),
+    ({"float64", "double", "2"}, tf.float64),
+    ({"bool", "boolean", "10"}, tf.bool),
+    ({"str", "string", "char", "7"}, tf.string),
+)
+
+
+class WarmupSummary:
+  """Running counts over written warmup logs, for the closing summary line."""
+
+  def __init__(self):
+    self.records = 0
+    self.samples = 0
+    self.payload_bytes = 0
+    self.per_signature = collections.Counter()
+
+  def add(self, log: prediction_log_pb2.PredictionLog) -> None:
+    request = log.predict_log.request
+    self.records += 1
+    self.per_signature[request.model_spec.signature_name] += 1
+    for tensor in request.inputs.values():
+      self.samples += len(tensor.string_val)
+      self.payload_bytes += sum(len(v) for v in tensor.string_val)
+
+  def __str__(self) -> str:
+    signatures = ", ".join(
+        f"{k}={v}" for k, v in sorted(self.per_signature.items()))
+    return (f"{self.records} warmup records, {self.samples} samples, "
+            f"{self.payload_bytes} payload bytes; per signature: {signatures}")
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if FLAGS.gen_type != "file":
+    raise app.UsageError("--gen_type=random is not available yet; use "
+                         "--gen_type=file with a dump")
+  output_path = warmup_io.resolve_user_path(FLAGS.output_path)
+  summary = WarmupSummary()
+
+  def logs():
+    for log in gen_prediction_log_from_file(
+        warmup_io.resolve_user_path(FLAGS.file_name), FLAGS.batch_size,
+        FLAGS.lagrangex_header, FLAGS.kafka_dump_prefix, FLAGS.has_sort_id,
+        FLAGS.kafka_dump, FLAGS.max_records, FLAGS.variant_type,
+        FLAGS.model_name, FLAGS.signature_names):
+      summary.add(log)
+      yield log
+
+  try:
+    warmup_io.write_prediction_logs(output_path, logs())
+  except (warmup_io.WarmupDataError, OSError, tf.errors.OpError) as e:
+    sys.exit(f"warmup_data_gen: error: {e}")
+  print(f"wrote {output_path}: {summary}")
+
+
+if __name__ == "__main__":
+  logging.set_verbosity(logging.INFO)
+  app.run(main)

@@ -1,0 +1,285 @@
+"""Tests for warmup_data_gen: every dump layout, the CLI, and bad input."""
+
+import itertools
+import os
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_log_pb2
+
+from monolith.native_training.model_export import dump_format
+from monolith.native_training.model_export import sample_records
+from monolith.native_training.model_export import warmup_data_gen
+from monolith.native_training.model_export import warmup_io
+
+VARIANTS = ("instance", "example", "example_batch")
+# Every header combination the reader knows; lagrangex excludes the others.
+LAYOUTS = [dump_format.DumpLayout(lagrangex_header=True)] + [
+    dump_format.DumpLayout(kafka_dump_prefix=p, has_sort_id=s, kafka_dump=k)
+    for p, s, k in itertools.product((False, True), repeat=3)
+]
+
+
+def _layout_id(layout):
+  return "+".join(k for k, v in vars(layout).items() if v) or "bare"
+
+
+def _write_dump(path, payloads, layout, sort_id_in_prefix=False):
+  with open(path, "wb") as f:
+    for i, payload in enumerate(payloads):
+      f.write(
+          dump_format.encode_record(payload,
+                                    layout,
+                                    sort_id=b"sid-%d" % i,
+                                    sort_id_in_prefix=sort_id_in_prefix,
+                                    source_name="topic_a"))
+  return path
+
+
+def _gen(path, layout, variant, batch_size, **kwargs):
+  return list(
+      warmup_data_gen.gen_prediction_log_from_file(
+          path,
+          batch_size,
+          lagrangex_header=layout.lagrangex_header,
+          kafka_dump_prefix=layout.kafka_dump_prefix,
+          has_sort_id=layout.has_sort_id,
+          kafka_dump=layout.kafka_dump,
+          variant_type=variant,
+          **kwargs))
+
+
+def _batches(logs, input_name):
+  return [list(log.predict_log.request.inputs[input_name].string_val)
+          for log in logs]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("layout", LAYOUTS, ids=_layout_id)
+def test_every_layout_and_variant_round_trips(tmp_path, layout, variant):
+  payloads = list(sample_records.serialized_records(variant, 11, seed=1))
+  path = _write_dump(str(tmp_path / "dump"), payloads, layout)
+  logs = _gen(path, layout, variant, batch_size=4)
+  per_log = 1 if variant == "example_batch" else 4
+  expected = [payloads[i:i + per_log] for i in range(0, 11, per_log)]
+  # The final partial batch (3 records) is kept, not dropped.
+  assert _batches(logs, warmup_data_gen.INPUT_NAMES[variant]) == expected
+  for log in logs:
+    request = log.predict_log.request
+    assert request.model_spec.name == "default"
+    assert request.model_spec.signature_name == "serving_default"
+    assert list(request.inputs) == [warmup_data_gen.INPUT_NAMES[variant]]
+    tensor = request.inputs[warmup_data_gen.INPUT_NAMES[variant]]
+    assert tensor == tf.make_tensor_proto(list(tensor.string_val))
+
+
+@pytest.mark.parametrize("kafka_dump", (False, True))
+def test_kafka_prefix_carrying_the_sort_id_size(tmp_path, kafka_dump):
+  layout = dump_format.DumpLayout(kafka_dump_prefix=True, has_sort_id=True,
+                                  kafka_dump=kafka_dump)
+  payloads = list(sample_records.serialized_records("example", 5))
+  path = _write_dump(str(tmp_path / "dump"), payloads, layout,
+                     sort_id_in_prefix=True)
+  logs = _gen(path, layout, "example", batch_size=2)
+  assert _batches(logs, "examples") == [payloads[0:2], payloads[2:4],
+                                        payloads[4:]]
+
+
+def test_lagrangex_header_is_java_hash_of_source():
+  # "hello".hashCode() == 99162322 == 0x05E918D2 in Java.
+  assert dump_format.java_string_hash("hello") == 99162322
+  assert dump_format.lagrangex_header("hello") == bytes(
+      [0, 0xD2, 0x18, 0xE9, 0, 0, 0, 0])
+  assert dump_format.lagrangex_header("") == bytes(8)
+
+
+def test_signatures_cycle_and_always_include_serving_default(tmp_path):
+  layout = dump_format.DumpLayout(has_sort_id=True)
+  payloads = list(sample_records.serialized_records("instance", 7))
+  path = _write_dump(str(tmp_path / "dump"), payloads, layout)
+  logs = _gen(path, layout, "instance", batch_size=1, model_name="ranker",
+              signature_names=" a, b ,a,")
+  assert [l.predict_log.request.model_spec.signature_name for l in logs] == [
+      "a", "b", "serving_default", "a", "b", "serving_default", "a"]
+  assert {l.predict_log.request.model_spec.name for l in logs} == {"ranker"}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_max_records_counts_warmup_records_in_every_variant(tmp_path, variant):
+  layout = dump_format.DumpLayout()
+  payloads = list(sample_records.serialized_records(variant, 40))
+  path = _write_dump(str(tmp_path / "dump"), payloads, layout)
+  logs = _gen(path, layout, variant, batch_size=3, max_records=5)
+  assert len(logs) == 5
+
+
+def test_max_records_above_tf_serving_limit_is_refused(tmp_path):
+  path = _write_dump(str(tmp_path / "dump"),
+                     sample_records.serialized_records("example", 2),
+                     dump_format.DumpLayout())
+  with pytest.raises(warmup_io.WarmupDataError, match="more than 1000"):
+    _gen(path, dump_format.DumpLayout(), "example", 1, max_records=1001)
+
+
+def test_empty_input_is_an_error(tmp_path):
+  path = tmp_path / "empty"
+  path.write_bytes(b"")
+  with pytest.raises(warmup_data_gen.DumpFormatError, match="no records"):
+    _gen(str(path), dump_format.DumpLayout(), "example", 4)
+
+
+@pytest.mark.parametrize(
+    "cut,what,offset",
+    [
+        (-1, "record payload", None),  # payload one byte short
+        (5, "header or size", None),  # first header only 5 bytes
+        (12, "sort id", 8),  # sort id cut after 4 of its 8 bytes
+    ])
+def test_truncation_names_the_byte_offset(tmp_path, cut, what, offset):
+  layout = dump_format.DumpLayout(has_sort_id=True)
+  record = dump_format.encode_record(b"x" * 20, layout, sort_id=b"sort-id!")
+  data = record + record
+  path = tmp_path / "dump"
+  path.write_bytes(data[:cut])
+  with pytest.raises(warmup_data_gen.DumpFormatError) as e:
+    _gen(str(path), layout, "example", 4)
+  message = str(e.value)
+  assert str(path) in message and f"truncated {what}" in message
+  if cut == -1:
+    # The second record's payload starts after its sort id and size.
+    offset = len(record) + 8 + 8 + 8
+  elif cut == 5:
+    offset = 0
+  assert f"at byte offset {offset}" in message
+
+
+def test_wrong_layout_flags_give_a_hint(tmp_path):
+  # A dump with sort ids read as if it had none: the sort id text is taken as
+  # a size, far beyond any proto.
+  layout = dump_format.DumpLayout(has_sort_id=True)
+  payloads = list(sample_records.serialized_records("example", 3))
+  path = _write_dump(str(tmp_path / "dump"), payloads, layout)
+  with open(path, "r+b") as f:
+    f.seek(8)
+    f.write(b"\xff" * 8)  # first sort id bytes -> absurd size
+  with pytest.raises(warmup_data_gen.DumpFormatError,
+                     match="exceeds 2 GiB; check that --lagrangex_header"):
+    _gen(path, dump_format.DumpLayout(has_sort_id=True, kafka_dump=True),
+         "example", 4)
+
+
+def test_reader_validates_arguments():
+  with pytest.raises(ValueError, match="batch_size must be positive"):
+    warmup_data_gen.PBReader("unused", 0)
+  with pytest.raises(ValueError, match="variant_type must be one of"):
+    warmup_data_gen.PBReader("unused", 1, variant_type="row")
+
+
+@pytest.mark.parametrize("alias,dtype", [
+    ("int", tf.int32), ("uint32", tf.int32), ("22", tf.int32),
+    ("int64", tf.int64), ("long", tf.int64), ("uint64", tf.int64),
+    ("9", tf.int64), ("23", tf.int64), ("float", tf.float32), ("1", tf.float32),
+    ("double", tf.float64), ("2", tf.float64), ("bool", tf.bool),
+    ("10", tf.bool), ("string", tf.string), ("char", tf.string),
+    ("7", tf.string), ("short", tf.int32), ("boolean", tf.bool),
+])
+def test_tf_dtype_aliases(alias, dtype):
+  assert warmup_data_gen.tf_dtype(alias) == dtype
+
+
+def test_tf_dtype_rejects_unknown():
+  with pytest.raises(ValueError, match="unknown dtype 'int46'"):
+    warmup_data_gen.tf_dtype("int46")
+
+
+# --- The command line, run as users run it. -------------------------------
+
+
+def _run_cli(args, stdin=None, cwd=None):
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
+             TF_CPP_MIN_LOG_LEVEL="3")
+  return subprocess.run(
+      [sys.executable, "-m",
+       "monolith.native_training.model_export.warmup_data_gen"] + args,
+      input=stdin, capture_output=True, env=env, cwd=cwd, check=False)
+
+
+def _read_tfrecord(path):
+  return [
+      prediction_log_pb2.PredictionLog.FromString(r.numpy())
+      for r in tf.data.TFRecordDataset(path)
+  ]
+
+
+def test_cli_file_mode_output_reads_back_with_tfrecord_dataset(tmp_path):
+  payloads = list(sample_records.serialized_records("example", 10))
+  dump = _write_dump(str(tmp_path / "dump"), payloads,
+                     dump_format.DumpLayout(has_sort_id=True))
+  out = tmp_path / "new" / "folder" / "warmup"
+  result = _run_cli([f"--file_name={dump}", "--variant_type=example",
+                     "--batch_size=4", f"--output_path={out}",
+                     "--signature_names=a,b"])
+  assert result.returncode == 0, result.stderr.decode()
+  assert b"3 warmup records, 10 samples" in result.stdout
+  logs = _read_tfrecord(str(out))
+  assert _batches(logs, "examples") == [payloads[:4], payloads[4:8],
+                                        payloads[8:]]
+  assert [l.predict_log.request.model_spec.signature_name for l in logs] == [
+      "a", "b", "serving_default"]
+  assert sorted(os.listdir(out.parent)) == ["warmup"]  # no temp files left
+
+
+def test_cli_reads_stdin_in_binary(tmp_path):
+  payloads = list(sample_records.serialized_records("instance", 5))
+  layout = dump_format.DumpLayout(kafka_dump_prefix=True, has_sort_id=True,
+                                  kafka_dump=True)
+  data = b"".join(dump_format.encode_record(p, layout, sort_id=b"\xff\x00")
+                  for p in payloads)
+  out = tmp_path / "warmup"
+  result = _run_cli(["--kafka_dump_prefix", "--kafka_dump", "--batch_size=2",
+                     f"--output_path={out}"], stdin=data)
+  assert result.returncode == 0, result.stderr.decode()
+  assert _batches(_read_tfrecord(str(out)), "instances") == [
+      payloads[0:2], payloads[2:4], payloads[4:]]
+
+
+def test_cli_failure_leaves_existing_output_untouched(tmp_path):
+  out = tmp_path / "warmup"
+  out.write_bytes(b"previous warmup file")
+  layout = dump_format.DumpLayout(has_sort_id=True)
+  record = dump_format.encode_record(b"payload", layout, sort_id=b"s")
+  dump = tmp_path / "dump"
+  dump.write_bytes(record * 3 + record[:-2])
+  result = _run_cli([f"--file_name={dump}", f"--output_path={out}",
+                     "--batch_size=1"])
+  assert result.returncode != 0
+  stderr = result.stderr.decode()
+  assert "truncated record payload at byte offset" in stderr
+  assert out.read_bytes() == b"previous warmup file"
+  assert sorted(os.listdir(tmp_path)) == ["dump", "warmup"]
+
+
+def test_cli_refuses_more_than_1000_records(tmp_path):
+  dump = _write_dump(str(tmp_path / "dump"),
+                     sample_records.serialized_records("instance", 3),
+                     dump_format.DumpLayout(has_sort_id=True))
+  out = tmp_path / "warmup"
+  result = _run_cli([f"--file_name={dump}", f"--output_path={out}",
+                     "--max_records=1001"])
+  assert result.returncode != 0
+  assert b"more than 1000" in result.stderr
+  assert not out.exists()
+
+
+def test_cli_resolves_relative_paths_against_bazel_working_dir(
+    tmp_path, monkeypatch):
+  _write_dump(str(tmp_path / "dump"),
+              sample_records.serialized_records("instance", 3),
+              dump_format.DumpLayout(has_sort_id=True))
+  monkeypatch.setenv("BUILD_WORKING_DIRECTORY", str(tmp_path))
+  result = _run_cli(["--file_name=dump", "--output_path=out/warmup"], cwd="/")
+  assert result.returncode == 0, result.stderr.decode()
+  assert len(_read_tfrecord(str(tmp_path / "out" / "warmup"))) == 1
+

@@ -1,0 +1,105 @@
+"""Wraps saved PredictRequest files into a TF Serving warmup file.
+
+Every regular file of --input_folder, in sorted name order, must hold one
+serialized `tensorflow.serving.PredictRequest` (for example an example_batch
+request captured from traffic); each becomes one PredictionLog with
+model_spec set to --model_name / --signature_name. The output is a TFRecord
+file, written atomically, of at most 1000 records (TF Serving's limit).
+
+    bazel run //monolith/native_training/model_export:warmup_example_batch -- \
+        --input_folder=requests/ --output_path=/tmp/tf_serving_warmup_requests
+"""
+
+import os
+import sys
+from typing import Iterator, Sequence
+
+from absl import app
+from absl import flags
+from absl import logging
+from google.protobuf import message
+from google.protobuf import unknown_fields
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import prediction_log_pb2
+
+from monolith.native_training.model_export import warmup_io
+
+flags.DEFINE_string("input_folder", "",
+                    "Folder of serialized PredictRequest files.")
+flags.DEFINE_string("output_path", "", "Output TFRecord file of PredictionLog.")
+flags.DEFINE_string("model_name", "default", "model_spec.name of requests.")
+flags.DEFINE_string("signature_name", "serving_default",
+                    "model_spec.signature_name of requests.")
+
+FLAGS = flags.FLAGS
+
+
+def _request_files(input_folder: str) -> list:
+  if not tf.io.gfile.isdir(input_folder):
+    raise warmup_io.WarmupDataError(f"{input_folder} is not a folder")
+  paths = []
+  for name in sorted(tf.io.gfile.listdir(input_folder)):
+    path = os.path.join(input_folder, name.rstrip("/"))
+    if tf.io.gfile.isdir(path):
+      logging.warning("skipping sub-folder %s", path)
+      continue
+    paths.append(path)
+  if not paths:
+    raise warmup_io.WarmupDataError(f"{input_folder} holds no files")
+  warmup_io.check_record_limit(len(paths), f"{input_folder} ({len(paths)} files)")
+  return paths
+
+
+def parse_request(path: str) -> predict_pb2.PredictRequest:
+  """Reads one serialized PredictRequest; WarmupDataError naming the file."""
+  with tf.io.gfile.GFile(path, "rb") as f:
+    data = f.read()
+  request = predict_pb2.PredictRequest()
+  try:
+    request.ParseFromString(data)
+  except message.DecodeError as e:
+    raise warmup_io.WarmupDataError(
+        f"{path} is not a serialized PredictRequest: {e}") from None
+  # Bytes of another kind often decode as unknown fields, and a request with
+  # no inputs cannot warm anything up.
+  if len(unknown_fields.UnknownFieldSet(request)) or not request.inputs:
+    raise warmup_io.WarmupDataError(
+        f"{path} is not a serialized PredictRequest with inputs "
+        f"({len(data)} bytes)")
+  return request
+
+
+def gen_prediction_log(
+    input_folder: str,
+    model_name: str = "default",
+    signature_name: str = "serving_default",
+) -> Iterator[prediction_log_pb2.PredictionLog]:
+  """Yields a PredictionLog per request file of `input_folder`, sorted by name."""
+  for path in _request_files(input_folder):
+    request = parse_request(path)
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = signature_name
+    yield prediction_log_pb2.PredictionLog(
+        predict_log=prediction_log_pb2.PredictLog(request=request))
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if not FLAGS.input_folder or not FLAGS.output_path:
+    raise app.UsageError("--input_folder and --output_path are required")
+  output_path = warmup_io.resolve_user_path(FLAGS.output_path)
+  try:
+    count = warmup_io.write_prediction_logs(
+        output_path,
+        gen_prediction_log(
+            warmup_io.resolve_user_path(FLAGS.input_folder), FLAGS.model_name,
+            FLAGS.signature_name))
+  except (warmup_io.WarmupDataError, OSError, tf.errors.OpError) as e:
+    sys.exit(f"warmup_example_batch: error: {e}")
+  print(f"wrote {output_path}: {count} warmup records")
+
+
+if __name__ == "__main__":
+  app.run(main)

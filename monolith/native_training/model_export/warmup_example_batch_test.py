@@ -1,0 +1,116 @@
+"""Tests for warmup_example_batch."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import prediction_log_pb2
+
+from monolith.native_training.model_export import sample_records
+from monolith.native_training.model_export import warmup_example_batch
+from monolith.native_training.model_export import warmup_io
+
+
+def _request(payload: bytes, signature: str = "captured"):
+  request = predict_pb2.PredictRequest()
+  request.model_spec.name = "prod_model"
+  request.model_spec.signature_name = signature
+  request.inputs["example_batch"].CopyFrom(tf.make_tensor_proto([payload]))
+  return request
+
+
+def _write_requests(folder, names):
+  folder.mkdir(exist_ok=True)
+  payloads = list(
+      sample_records.serialized_records("example_batch", len(names)))
+  for name, payload in zip(names, payloads):
+    (folder / name).write_bytes(_request(payload).SerializeToString())
+  return dict(zip(names, payloads))
+
+
+def test_files_become_logs_in_sorted_order(tmp_path):
+  by_name = _write_requests(tmp_path / "in", ["b", "a", "c10", "c2"])
+  logs = list(warmup_example_batch.gen_prediction_log(str(tmp_path / "in")))
+  got = [log.predict_log.request for log in logs]
+  assert [r.inputs["example_batch"].string_val[0] for r in got] == [
+      by_name[n] for n in ["a", "b", "c10", "c2"]]
+  assert {(r.model_spec.name, r.model_spec.signature_name) for r in got} == {
+      ("default", "serving_default")}
+
+
+def test_model_and_signature_can_be_set(tmp_path):
+  _write_requests(tmp_path / "in", ["x"])
+  (log,) = warmup_example_batch.gen_prediction_log(str(tmp_path / "in"),
+                                                   "ranker", "predict")
+  spec = log.predict_log.request.model_spec
+  assert (spec.name, spec.signature_name) == ("ranker", "predict")
+
+
+@pytest.mark.parametrize("content", [
+    b"this is a text file, not a request\n",
+    b"\xff\xff\xff\xff",
+    b"",  # parses as an empty request, which has no inputs
+    b"\x08\x01",  # a valid varint field PredictRequest does not have
+])
+def test_file_that_is_not_a_request_is_named(tmp_path, content):
+  _write_requests(tmp_path / "in", ["a"])
+  (tmp_path / "in" / "b.bad").write_bytes(content)
+  with pytest.raises(warmup_io.WarmupDataError,
+                     match=r"in/b\.bad is not a serialized PredictRequest"):
+    list(warmup_example_batch.gen_prediction_log(str(tmp_path / "in")))
+
+
+def test_more_than_1000_files_are_refused(tmp_path):
+  folder = tmp_path / "in"
+  folder.mkdir()
+  data = _request(b"x").SerializeToString()
+  for i in range(1001):
+    (folder / f"{i:04d}").write_bytes(data)
+  with pytest.raises(warmup_io.WarmupDataError, match="more than 1000"):
+    list(warmup_example_batch.gen_prediction_log(str(folder)))
+
+
+def test_empty_or_missing_folder(tmp_path):
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(warmup_io.WarmupDataError, match="holds no files"):
+    list(warmup_example_batch.gen_prediction_log(str(tmp_path / "empty")))
+  with pytest.raises(warmup_io.WarmupDataError, match="is not a folder"):
+    list(warmup_example_batch.gen_prediction_log(str(tmp_path / "missing")))
+
+
+def _run_cli(args):
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
+             TF_CPP_MIN_LOG_LEVEL="3")
+  return subprocess.run(
+      [sys.executable, "-m",
+       "monolith.native_training.model_export.warmup_example_batch"] + args,
+      capture_output=True, env=env, check=False)
+
+
+def test_cli_writes_atomically_and_reads_back(tmp_path):
+  by_name = _write_requests(tmp_path / "in", ["r1", "r0"])
+  out = tmp_path / "out" / "tf_serving_warmup_requests"
+  result = _run_cli([f"--input_folder={tmp_path / 'in'}",
+                     f"--output_path={out}"])
+  assert result.returncode == 0, result.stderr.decode()
+  logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
+          for r in tf.data.TFRecordDataset(str(out))]
+  assert [l.predict_log.request.inputs["example_batch"].string_val[0]
+          for l in logs] == [by_name["r0"], by_name["r1"]]
+  assert os.listdir(out.parent) == [out.name]
+
+
+def test_cli_bad_file_fails_without_output(tmp_path):
+  _write_requests(tmp_path / "in", ["a"])
+  (tmp_path / "in" / "z").write_bytes(b"garbage!")
+  out = tmp_path / "warmup"
+  result = _run_cli([f"--input_folder={tmp_path / 'in'}",
+                     f"--output_path={out}"])
+  assert result.returncode != 0
+  assert b"is not a serialized PredictRequest" in result.stderr
+  assert not out.exists()
+  assert sorted(os.listdir(tmp_path)) == ["in"]
+
