@@ -83,6 +83,7 @@ INPUT_NAMES = {
 DEFAULT_SIGNATURE = "serving_default"
 # Protobuf messages cannot exceed 2 GiB; a larger size means wrong header flags.
 _MAX_RECORD_BYTES = 2**31 - 1
+_CHUNK_BYTES = 1 << 20
 _LAYOUT_HINT = ("check that --lagrangex_header, --kafka_dump_prefix, "
                 "--has_sort_id and --kafka_dump match how the dump was written")
 
@@ -96,7 +97,7 @@ def _open_input(file_name: Optional[str]) -> BinaryIO:
     return sys.stdin.buffer
   if "://" in file_name:
     return tf.io.gfile.GFile(file_name, "rb")
-  return open(file_name, "rb", buffering=1 << 20)
+  return open(file_name, "rb", buffering=0)
 
 
 class PBReader:
@@ -131,15 +132,17 @@ class PBReader:
     self.variant_type = variant_type
     self._display_name = file_name or "<stdin>"
     self._stream = _open_input(file_name)
-    self._offset = 0
+    self._buf = b""  # unread input starts at self._buf[self._pos]
+    self._pos = 0
+    self._buf_offset = 0  # input offset of self._buf[0]
     self._batches = 0
     self._max_iter = None
     self._exhausted = False
 
   @property
   def offset(self) -> int:
-    """Bytes consumed so far."""
-    return self._offset
+    """Bytes of input consumed so far."""
+    return self._buf_offset + self._pos
 
   def set_max_iter(self, max_records: int) -> None:
     """Stops after `max_records` batches (warmup records), in every variant."""
@@ -183,63 +186,74 @@ class PBReader:
 
   def read_record(self) -> Optional[bytes]:
     """The next record's payload, or None at a clean end of input."""
-    start = self._offset
-    first = self._stream.read(8)
-    if not first:
-      return None
-    self._offset += len(first)
-    if len(first) < 8:
-      raise self._error(start, "header or size",
-                        f"{len(first)} of 8 bytes")
-    # `first` is the first 8-byte field of the record, whichever it is.
-    pending = [first]
-
-    def next_u64(what: str) -> int:
-      raw = pending.pop() if pending else self._read_exact(8, what)
-      return dump_format.U64.unpack(raw)[0]
-
+    if not self._ensure(8):
+      if self._pos == len(self._buf):
+        return None
+      raise self._truncated("header or size", 8)
     if self.lagrangex_header:
-      next_u64("lagrangex header")
+      self._pos += 8
     else:
       sort_id_size = None
       if self.kafka_dump_prefix:
-        prefix = next_u64("kafka dump prefix")
+        prefix = self._u64("kafka dump prefix")
         if prefix == 0:
-          next_u64("kafka dump prefix")
+          self._u64("kafka dump prefix")
         else:
           sort_id_size = prefix
       if self.has_sort_id:
         if sort_id_size is None:
-          sort_id_size = next_u64("sort id size")
-        self._skip(self._checked_size(sort_id_size, "sort id"), "sort id")
+          sort_id_size = self._u64("sort id size")
+        self._take(self._checked_size(sort_id_size, "sort id"), "sort id")
       if self.kafka_dump:
-        next_u64("kafka dump field")
-    size = self._checked_size(next_u64("record size"), "record")
-    return self._read_exact(size, "record payload")
+        self._take(8, "kafka dump field")
+    size = self._checked_size(self._u64("record size"), "record")
+    return self._take(size, "record payload")
+
+  # The dump is parsed out of large chunks: per-field stream reads would cost
+  # more than everything else the tool does.
+  def _ensure(self, n: int) -> bool:
+    """Makes `n` bytes available at the read position, if the input has them."""
+    available = len(self._buf) - self._pos
+    if available >= n:
+      return True
+    chunks = [self._buf[self._pos:]]
+    while available < n:
+      chunk = self._stream.read(max(n - available, _CHUNK_BYTES))
+      if not chunk:
+        break
+      chunks.append(chunk)
+      available += len(chunk)
+    self._buf_offset += self._pos
+    self._buf = b"".join(chunks)
+    self._pos = 0
+    return available >= n
+
+  def _u64(self, what: str) -> int:
+    if len(self._buf) - self._pos < 8 and not self._ensure(8):
+      raise self._truncated(what, 8)
+    value = dump_format.U64.unpack_from(self._buf, self._pos)[0]
+    self._pos += 8
+    return value
+
+  def _take(self, n: int, what: str) -> bytes:
+    if len(self._buf) - self._pos < n and not self._ensure(n):
+      raise self._truncated(what, n)
+    start = self._pos
+    self._pos += n
+    return self._buf[start:self._pos]
 
   def _checked_size(self, size: int, what: str) -> int:
     if size > _MAX_RECORD_BYTES:
       raise DumpFormatError(
           f"{self._display_name}: {what} size {size} read at byte offset "
-          f"{self._offset - 8} exceeds 2 GiB; {_LAYOUT_HINT}")
+          f"{self.offset - 8} exceeds 2 GiB; {_LAYOUT_HINT}")
     return size
 
-  def _read_exact(self, n: int, what: str) -> bytes:
-    start = self._offset
-    data = self._stream.read(n)
-    self._offset += len(data)
-    if len(data) < n:
-      raise self._error(start, what, f"{len(data)} of {n} bytes")
-    return data
-
-  def _skip(self, n: int, what: str) -> None:
-    while n > 0:
-      n -= len(self._read_exact(min(n, 1 << 20), what))
-
-  def _error(self, offset: int, what: str, got: str) -> DumpFormatError:
+  def _truncated(self, what: str, wanted: int) -> DumpFormatError:
     return DumpFormatError(
-        f"{self._display_name}: truncated {what} at byte offset {offset}: "
-        f"input ends after {got}; {_LAYOUT_HINT}")
+        f"{self._display_name}: truncated {what} at byte offset "
+        f"{self.offset}: input ends after {len(self._buf) - self._pos} of "
+        f"{wanted} bytes; {_LAYOUT_HINT}")
 
 
 def _signature_list(signature_names: Union[str, Sequence[str]]) -> List[str]:

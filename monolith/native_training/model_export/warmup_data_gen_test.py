@@ -87,6 +87,15 @@ def test_kafka_prefix_carrying_the_sort_id_size(tmp_path, kafka_dump):
                                         payloads[4:]]
 
 
+def test_records_larger_than_and_spanning_read_chunks(tmp_path):
+  layout = dump_format.DumpLayout(kafka_dump_prefix=True, has_sort_id=True)
+  sizes = [(1 << 20) - 20, 3 << 20, 17, (1 << 20) + 1, 0, 5]
+  payloads = [bytes([i]) * n for i, n in enumerate(sizes)]
+  path = _write_dump(str(tmp_path / "dump"), payloads, layout)
+  logs = _gen(path, layout, "example", batch_size=4)
+  assert _batches(logs, "examples") == [payloads[:4], payloads[4:]]
+
+
 def test_lagrangex_header_is_java_hash_of_source():
   # "hello".hashCode() == 99162322 == 0x05E918D2 in Java.
   assert dump_format.java_string_hash("hello") == 99162322
