@@ -6,8 +6,8 @@ layout, times in the same run:
     the I/O ceiling of any reader;
   * warmup_data_gen: gen_prediction_log_from_file + write_prediction_logs,
     the whole tool, with a batch size that puts the whole dump into
-    TF Serving's 1000 warmup records.
-Prints a table, then one JSON line per layout.
+    TF Serving's 1000 warmup records, with and without record validation.
+Prints a table, then one JSON line per configuration.
 
     bazel run -c opt //monolith/native_training/model_export:warmup_data_gen_benchmark
 """
@@ -64,7 +64,7 @@ def time_plain_read(path: str) -> float:
 
 
 def time_warmup_data_gen(path: str, layout: dump_format.DumpLayout,
-                         records: int, output: str) -> float:
+                         records: int, output: str, validate: bool) -> float:
   batch_size = math.ceil(records / warmup_io.MAX_WARMUP_RECORDS)
   start = time.perf_counter()
   written = warmup_io.write_prediction_logs(
@@ -76,7 +76,8 @@ def time_warmup_data_gen(path: str, layout: dump_format.DumpLayout,
           kafka_dump_prefix=layout.kafka_dump_prefix,
           has_sort_id=layout.has_sort_id,
           kafka_dump=layout.kafka_dump,
-          variant_type="example"))
+          variant_type="example",
+          validate=validate))
   elapsed = time.perf_counter() - start
   assert written == math.ceil(records / batch_size), written
   return elapsed
@@ -89,32 +90,36 @@ def main(argv):
   for name, layout in LAYOUTS.items():
     dump = os.path.join(work, "dump.bin")
     size = write_benchmark_dump(dump, layout, FLAGS.records, FLAGS.distinct)
-    plain_s = time_plain_read(dump)
-    tool_s = time_warmup_data_gen(dump, layout, FLAGS.records,
-                                  os.path.join(work, "warmup"))
     mb = size / 1e6
-    rows.append({
-        "bench": "warmup_data_gen",
-        "layout": name,
-        "records": FLAGS.records,
-        "file_mb": round(mb, 1),
-        "records_per_s": round(FLAGS.records / tool_s),
-        "mb_per_s": round(mb / tool_s, 1),
-        "peer": "plain_sequential_read",
-        "peer_mb_per_s": round(mb / plain_s, 1),
-        "ratio": round(plain_s / tool_s, 4),
-    })
+    for validate in (True, False):
+      plain_s = time_plain_read(dump)
+      tool_s = time_warmup_data_gen(dump, layout, FLAGS.records,
+                                    os.path.join(work, "warmup"), validate)
+      rows.append({
+          "bench": "warmup_data_gen",
+          "layout": name,
+          "validate_records": validate,
+          "records": FLAGS.records,
+          "file_mb": round(mb, 1),
+          "records_per_s": round(FLAGS.records / tool_s),
+          "mb_per_s": round(mb / tool_s, 1),
+          "peer": "plain_sequential_read",
+          "peer_mb_per_s": round(mb / plain_s, 1),
+          "ratio": round(plain_s / tool_s, 4),
+      })
+      os.remove(os.path.join(work, "warmup"))
     os.remove(dump)
-    os.remove(os.path.join(work, "warmup"))
   if not FLAGS.dir:
     os.rmdir(work)
 
-  header = (f"{'layout':34} {'records':>9} {'MB':>7} {'records/s':>11} "
+  header = (f"{'layout':34} {'validate':>8} {'records':>9} {'MB':>7} "
+            f"{'records/s':>11} "
             f"{'MB/s':>8} {'plain MB/s':>11} {'ratio':>7}")
   print(header)
   print("-" * len(header))
   for r in rows:
-    print(f"{r['layout']:34} {r['records']:>9} {r['file_mb']:>7} "
+    print(f"{r['layout']:34} {str(r['validate_records']):>8} "
+          f"{r['records']:>9} {r['file_mb']:>7} "
           f"{r['records_per_s']:>11,} {r['mb_per_s']:>8} "
           f"{r['peer_mb_per_s']:>11} {r['ratio']:>7}")
   for r in rows:

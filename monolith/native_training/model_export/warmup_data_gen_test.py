@@ -92,7 +92,7 @@ def test_records_larger_than_and_spanning_read_chunks(tmp_path):
   sizes = [(1 << 20) - 20, 3 << 20, 17, (1 << 20) + 1, 0, 5]
   payloads = [bytes([i]) * n for i, n in enumerate(sizes)]
   path = _write_dump(str(tmp_path / "dump"), payloads, layout)
-  logs = _gen(path, layout, "example", batch_size=4)
+  logs = _gen(path, layout, "example", batch_size=4, validate=False)
   assert _batches(logs, "examples") == [payloads[:4], payloads[4:]]
 
 
@@ -153,7 +153,7 @@ def test_truncation_names_the_byte_offset(tmp_path, cut, what, offset):
   path = tmp_path / "dump"
   path.write_bytes(data[:cut])
   with pytest.raises(warmup_data_gen.DumpFormatError) as e:
-    _gen(str(path), layout, "example", 4)
+    _gen(str(path), layout, "example", 4, validate=False)
   message = str(e.value)
   assert str(path) in message and f"truncated {what}" in message
   if cut == -1:
@@ -177,6 +177,26 @@ def test_wrong_layout_flags_give_a_hint(tmp_path):
                      match="exceeds 2 GiB; check that --lagrangex_header"):
     _gen(path, dump_format.DumpLayout(has_sort_id=True, kafka_dump=True),
          "example", 4)
+
+
+def test_records_that_are_not_the_variant_proto_are_caught(tmp_path):
+  # A sort-id dump read without --has_sort_id: sizes stay plausible, so only
+  # parsing the payloads reveals the wrong flags.
+  payloads = list(sample_records.serialized_records("example", 4))
+  path = _write_dump(str(tmp_path / "dump"), payloads,
+                     dump_format.DumpLayout(has_sort_id=True))
+  bare = dump_format.DumpLayout()
+  with pytest.raises(warmup_data_gen.DumpFormatError,
+                     match=r"record 0 \(starting at byte offset 0\) is not a "
+                     r"valid monolith.io.proto.Example: .*--variant_type=example"):
+    _gen(path, bare, "example", 2)
+  # Instances are not Examples either.
+  inst = _write_dump(str(tmp_path / "inst"),
+                     sample_records.serialized_records("instance", 2), bare)
+  with pytest.raises(warmup_data_gen.DumpFormatError, match="record 0"):
+    _gen(inst, bare, "example", 2)
+  # Without validation the garbage goes through unchecked.
+  assert _gen(path, bare, "example", 2, validate=False)
 
 
 def test_reader_validates_arguments():
@@ -262,7 +282,7 @@ def test_cli_failure_leaves_existing_output_untouched(tmp_path):
   dump = tmp_path / "dump"
   dump.write_bytes(record * 3 + record[:-2])
   result = _run_cli([f"--file_name={dump}", f"--output_path={out}",
-                     "--batch_size=1"])
+                     "--batch_size=1", "--novalidate_records"])
   assert result.returncode != 0
   stderr = result.stderr.decode()
   assert "truncated record payload at byte offset" in stderr
