@@ -26,7 +26,11 @@ U64 = struct.Struct("<Q")
 
 @dataclasses.dataclass(frozen=True)
 class DumpLayout:
-  """Which headers precede every record of a dump."""
+  """Which headers precede every record of a dump.
+
+  The field names are those of PBReader's and gen_prediction_log_from_file's
+  arguments, so `**dataclasses.asdict(layout)` passes a layout to them.
+  """
   lagrangex_header: bool = False
   kafka_dump_prefix: bool = False
   has_sort_id: bool = False

@@ -12,6 +12,7 @@ Prints a table, then one JSON line per configuration.
     bazel run -c opt //monolith/native_training/model_export:warmup_data_gen_benchmark
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -72,12 +73,9 @@ def time_warmup_data_gen(path: str, layout: dump_format.DumpLayout,
       warmup_data_gen.gen_prediction_log_from_file(
           path,
           batch_size,
-          lagrangex_header=layout.lagrangex_header,
-          kafka_dump_prefix=layout.kafka_dump_prefix,
-          has_sort_id=layout.has_sort_id,
-          kafka_dump=layout.kafka_dump,
           variant_type="example",
-          validate=validate))
+          validate=validate,
+          **dataclasses.asdict(layout)))
   elapsed = time.perf_counter() - start
   assert written == math.ceil(records / batch_size), written
   return elapsed

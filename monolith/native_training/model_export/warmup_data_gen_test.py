@@ -1,5 +1,6 @@
 """Tests for warmup_data_gen: every dump layout, the CLI, and bad input."""
 
+import dataclasses
 import itertools
 import os
 import subprocess
@@ -43,11 +44,8 @@ def _gen(path, layout, variant, batch_size, **kwargs):
       warmup_data_gen.gen_prediction_log_from_file(
           path,
           batch_size,
-          lagrangex_header=layout.lagrangex_header,
-          kafka_dump_prefix=layout.kafka_dump_prefix,
-          has_sort_id=layout.has_sort_id,
-          kafka_dump=layout.kafka_dump,
           variant_type=variant,
+          **dataclasses.asdict(layout),
           **kwargs))
 
 
