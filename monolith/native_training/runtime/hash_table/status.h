@@ -1,0 +1,73 @@
+// A small absl::Status-like error type for the engine, which includes neither
+// absl nor TensorFlow. Kernels map it to tensorflow::Status.
+#ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_STATUS_H_
+#define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_STATUS_H_
+
+#include <string>
+#include <utility>
+
+namespace monolith {
+namespace hash_table {
+
+enum class StatusCode {
+  kOk = 0,
+  kInvalidArgument = 3,
+  kNotFound = 5,
+  kFailedPrecondition = 9,
+  kInternal = 13,
+  kDataLoss = 15,
+};
+
+class [[nodiscard]] Status {
+ public:
+  Status() = default;
+  Status(StatusCode code, std::string message)
+      : code_(code), message_(std::move(message)) {}
+
+  static Status OK() { return Status(); }
+
+  bool ok() const { return code_ == StatusCode::kOk; }
+  StatusCode code() const { return code_; }
+  const std::string& message() const { return message_; }
+  std::string ToString() const;
+
+ private:
+  StatusCode code_ = StatusCode::kOk;
+  std::string message_;
+};
+
+inline Status InvalidArgumentError(std::string message) {
+  return Status(StatusCode::kInvalidArgument, std::move(message));
+}
+inline Status NotFoundError(std::string message) {
+  return Status(StatusCode::kNotFound, std::move(message));
+}
+inline Status FailedPreconditionError(std::string message) {
+  return Status(StatusCode::kFailedPrecondition, std::move(message));
+}
+inline Status InternalError(std::string message) {
+  return Status(StatusCode::kInternal, std::move(message));
+}
+inline Status DataLossError(std::string message) {
+  return Status(StatusCode::kDataLoss, std::move(message));
+}
+
+inline std::string Status::ToString() const {
+  static const char* const kNames[] = {
+      "OK", "", "", "INVALID_ARGUMENT", "", "NOT_FOUND", "", "", "",
+      "FAILED_PRECONDITION", "", "", "", "INTERNAL", "", "DATA_LOSS"};
+  return ok() ? "OK"
+              : std::string(kNames[static_cast<int>(code_)]) + ": " + message_;
+}
+
+// Returns early from the enclosing function when |expr| is not OK.
+#define MONOLITH_RETURN_IF_ERROR(expr)                    \
+  do {                                                    \
+    ::monolith::hash_table::Status _status = (expr);      \
+    if (!_status.ok()) return _status;                    \
+  } while (false)
+
+}  // namespace hash_table
+}  // namespace monolith
+
+#endif  // MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_STATUS_H_
