@@ -4,7 +4,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <random>
 #include <string>
 
 #include "monolith/native_training/runtime/hash_table/initializer/initializer_config.pb.h"
@@ -13,9 +12,29 @@
 namespace monolith {
 namespace hash_table {
 
-// Random source of initializers. Callers own it (one per thread), so
-// initializers stay stateless and tests can seed it.
-using RandomEngine = std::mt19937_64;
+// Random source of initializers: SplitMix64, 8 bytes of state, so a table
+// can keep one per shard (guarded by the shard's lock) and stay deterministic
+// for a given seed. Satisfies UniformRandomBitGenerator, so it works with
+// <random>'s distributions.
+class RandomEngine {
+ public:
+  using result_type = uint64_t;
+
+  explicit RandomEngine(uint64_t seed = 0) : state_(seed) {}
+
+  static constexpr result_type min() { return 0; }
+  static constexpr result_type max() { return ~result_type{0}; }
+
+  result_type operator()() {
+    uint64_t z = (state_ += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+  }
+
+ private:
+  uint64_t state_;
+};
 
 class InitializerInterface {
  public:
