@@ -1,0 +1,238 @@
+#include "monolith/native_training/runtime/hash_table/initializer/initializer.h"
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "monolith/native_training/runtime/hash_table/initializer/initializer_config.pb.h"
+#include "monolith/native_training/runtime/hash_table/initializer/initializer_interface.h"
+
+namespace monolith {
+namespace hash_table {
+namespace {
+
+std::unique_ptr<InitializerInterface> MustNew(const InitializerConfig& config,
+                                              int dim) {
+  std::unique_ptr<InitializerInterface> init;
+  Status s = NewInitializer(config, dim, &init);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return init;
+}
+
+std::vector<float> Draw(const InitializerInterface& init, RandomEngine* rng) {
+  std::vector<float> v(init.DimSize() + 1, -7.0f);  // one guard float
+  init.Initialize(v.data(), rng);
+  EXPECT_EQ(v.back(), -7.0f) << "wrote past DimSize()";
+  v.pop_back();
+  return v;
+}
+
+void ExpectInvalid(const InitializerConfig& config, int dim,
+                   const std::string& needle) {
+  std::unique_ptr<InitializerInterface> init;
+  Status s = NewInitializer(config, dim, &init);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  EXPECT_NE(s.message().find(needle), std::string::npos)
+      << "'" << s.message() << "' should mention '" << needle << "'";
+  EXPECT_EQ(init, nullptr);
+}
+
+TEST(ConstantInitializers, ZerosOnesConstants) {
+  RandomEngine rng(1);
+  RandomEngine untouched = rng;
+
+  InitializerConfig zeros;
+  zeros.mutable_zeros();
+  auto z = MustNew(zeros, 4);
+  EXPECT_EQ(z->DimSize(), 4);
+  EXPECT_EQ(Draw(*z, &rng), std::vector<float>(4, 0.0f));
+  EXPECT_FALSE(std::signbit(Draw(*z, &rng)[0]));
+
+  InitializerConfig ones;
+  ones.mutable_ones();
+  auto o = MustNew(ones, 3);
+  EXPECT_EQ(Draw(*o, &rng), std::vector<float>(3, 1.0f));
+
+  InitializerConfig constants;
+  constants.mutable_constants()->set_constant(-2.5f);
+  auto c = MustNew(constants, 5);
+  EXPECT_EQ(Draw(*c, &rng), std::vector<float>(5, -2.5f));
+  EXPECT_EQ(c->DebugString(), "Constants(D=5, C=-2.5)");
+
+  // Constant initializers draw nothing from the engine.
+  EXPECT_EQ(rng(), untouched());
+}
+
+TEST(ConstantInitializers, DimOverridesConfigDimSize) {
+  InitializerConfig config;
+  config.mutable_constants()->set_dim_size(3);
+  config.mutable_constants()->set_constant(4.0f);
+  auto c = MustNew(config, 6);
+  EXPECT_EQ(c->DimSize(), 6);
+  RandomEngine rng(0);
+  EXPECT_EQ(Draw(*c, &rng), std::vector<float>(6, 4.0f));
+}
+
+TEST(RandomUniformInitializer, ProtoDefaults) {
+  InitializerConfig config;
+  config.mutable_random_uniform();  // minval/maxval default to -0.05/0.05
+  auto init = MustNew(config, 8);
+  EXPECT_EQ(init->DebugString(), "RandomUniform(D=8, min=-0.05, max=0.05)");
+  RandomEngine rng(7);
+  for (int round = 0; round < 100; ++round) {
+    for (float x : Draw(*init, &rng)) {
+      EXPECT_GE(x, -0.05f);
+      EXPECT_LT(x, 0.05f);
+    }
+  }
+}
+
+TEST(RandomUniformInitializer, DeterministicForEngineState) {
+  InitializerConfig config;
+  config.mutable_random_uniform()->set_minval(-1.0f);
+  config.mutable_random_uniform()->set_maxval(3.0f);
+  auto init = MustNew(config, 16);
+
+  RandomEngine a(123), b(123);
+  const std::vector<float> va = Draw(*init, &a);
+  EXPECT_EQ(va, Draw(*init, &b));
+  // Exactly one draw per float.
+  RandomEngine c(123);
+  for (int i = 0; i < 16; ++i) c();
+  RandomEngine a_copy = a, c_copy = c;
+  EXPECT_EQ(a_copy(), c());
+  EXPECT_EQ(b(), c_copy());
+
+  // The next call continues the stream: different values.
+  EXPECT_NE(va, Draw(*init, &a));
+
+  // Each value is UniformFromBits of the next engine output.
+  RandomEngine d(123);
+  for (int i = 0; i < 16; ++i) {
+    EXPECT_EQ(va[i], UniformFromBits(d(), -1.0f, 3.0f)) << i;
+  }
+}
+
+TEST(RandomUniformInitializer, PinnedValues) {
+  // Pins the engine output -> float mapping.
+  EXPECT_EQ(UniformFromBits(0xE220A8397B1DCDAFull, 0.0f, 1.0f),
+            static_cast<float>(static_cast<double>(0xE220A8397B1DCDAFull >> 11) *
+                               0x1.0p-53));
+  EXPECT_EQ(UniformFromBits(uint64_t{1} << 11, 0.0f, 1.0f), 0x1.0p-53f);
+  EXPECT_EQ(UniformFromBits(uint64_t{1} << 10, 0.0f, 1.0f), 0.0f);
+  EXPECT_EQ(UniformFromBits(0, -2.0f, 6.0f), -2.0f);
+  EXPECT_EQ(UniformFromBits(uint64_t{1} << 63, -2.0f, 6.0f), 2.0f);
+  EXPECT_EQ(UniformFromBits(uint64_t{3} << 62, -2.0f, 6.0f), 4.0f);
+  // The largest output rounds to maxval in float; it is kept below it.
+  EXPECT_EQ(UniformFromBits(~uint64_t{0}, -2.0f, 6.0f),
+            std::nextafter(6.0f, 0.0f));
+  EXPECT_EQ(UniformFromBits(~uint64_t{0}, 0.25f, 0.25f), 0.25f);
+}
+
+TEST(RandomUniformInitializer, MeanAndSpread) {
+  constexpr int kDim = 1000;
+  constexpr int kRounds = 200;  // 200k draws
+  constexpr float kMin = -1.0f, kMax = 3.0f;
+  InitializerConfig config;
+  config.mutable_random_uniform()->set_minval(kMin);
+  config.mutable_random_uniform()->set_maxval(kMax);
+  auto init = MustNew(config, kDim);
+
+  RandomEngine rng(20240601);
+  std::vector<float> v(kDim);
+  double sum = 0, sum_sq = 0;
+  float lo = kMax, hi = kMin;
+  int buckets[8] = {0};
+  for (int r = 0; r < kRounds; ++r) {
+    init->Initialize(v.data(), &rng);
+    for (float x : v) {
+      ASSERT_GE(x, kMin);
+      ASSERT_LT(x, kMax);
+      sum += x;
+      sum_sq += static_cast<double>(x) * x;
+      lo = std::min(lo, x);
+      hi = std::max(hi, x);
+      ++buckets[static_cast<int>((x - kMin) / (kMax - kMin) * 8)];
+    }
+  }
+  const double n = static_cast<double>(kDim) * kRounds;
+  const double mean = sum / n;
+  const double var = sum_sq / n - mean * mean;
+  // Uniform[-1, 3): mean 1, variance 16/12, standard error of the mean
+  // sqrt(4/3/2e5) ~ 0.0026. Bounds are ~4 standard errors.
+  EXPECT_NEAR(mean, 1.0, 0.01);
+  EXPECT_NEAR(var, 16.0 / 12.0, 0.01);
+  EXPECT_LT(lo, kMin + 0.001f);
+  EXPECT_GT(hi, kMax - 0.001f);
+  // Each eighth gets 25000 +- 4 * sqrt(25000 * 7 / 8) ~ 25000 +- 600.
+  for (int b = 0; b < 8; ++b) {
+    EXPECT_NEAR(buckets[b], n / 8, 600) << "bucket " << b;
+  }
+}
+
+TEST(RandomUniformInitializer, EqualBoundsGiveConstant) {
+  InitializerConfig config;
+  config.mutable_random_uniform()->set_minval(0.5f);
+  config.mutable_random_uniform()->set_maxval(0.5f);
+  auto init = MustNew(config, 4);
+  RandomEngine rng(3);
+  EXPECT_EQ(Draw(*init, &rng), std::vector<float>(4, 0.5f));
+}
+
+TEST(CombineInitializers, SegmentsInOrder) {
+  std::unique_ptr<InitializerInterface> a, b;
+  ASSERT_TRUE(NewConstantsInitializer(1, 3.0f, &a).ok());
+  ASSERT_TRUE(NewRandomUniformInitializer(2, 10.0f, 11.0f, &b).ok());
+  auto combined = CombineInitializers(std::move(a), std::move(b));
+  EXPECT_EQ(combined->DimSize(), 3);
+  EXPECT_EQ(combined->DebugString(),
+            "Constants(D=1, C=3)|RandomUniform(D=2, min=10, max=11)");
+  RandomEngine rng(5), ref(5);
+  const std::vector<float> v = Draw(*combined, &rng);
+  EXPECT_EQ(v[0], 3.0f);
+  EXPECT_EQ(v[1], UniformFromBits(ref(), 10.0f, 11.0f));
+  EXPECT_EQ(v[2], UniformFromBits(ref(), 10.0f, 11.0f));
+}
+
+TEST(NewInitializer, Errors) {
+  ExpectInvalid(InitializerConfig(), 4, "no initializer set");
+
+  InitializerConfig zeros;
+  zeros.mutable_zeros()->set_dim_size(4);
+  ExpectInvalid(zeros, 0, "dim must be positive");
+  ExpectInvalid(zeros, -3, "dim must be positive, got -3");
+
+  InitializerConfig bad_range;
+  bad_range.mutable_random_uniform()->set_minval(1.0f);
+  bad_range.mutable_random_uniform()->set_maxval(-1.0f);
+  ExpectInvalid(bad_range, 4, "minval <= maxval");
+
+  InitializerConfig nan_bound;
+  nan_bound.mutable_random_uniform()->set_maxval(
+      std::numeric_limits<float>::quiet_NaN());
+  ExpectInvalid(nan_bound, 4, "must be finite");
+
+  InitializerConfig inf_bound;
+  inf_bound.mutable_random_uniform()->set_minval(
+      -std::numeric_limits<float>::infinity());
+  ExpectInvalid(inf_bound, 4, "must be finite");
+
+  InitializerConfig nan_constant;
+  nan_constant.mutable_constants()->set_constant(
+      std::numeric_limits<float>::quiet_NaN());
+  ExpectInvalid(nan_constant, 4, "value must be finite");
+
+  std::unique_ptr<InitializerInterface> init;
+  EXPECT_EQ(NewConstantsInitializer(0, 1.0f, &init).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(NewRandomUniformInitializer(2, 1.0f, 0.0f, &init).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(init, nullptr);
+}
+
+}  // namespace
+}  // namespace hash_table
+}  // namespace monolith
