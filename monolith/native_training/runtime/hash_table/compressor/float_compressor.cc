@@ -203,8 +203,9 @@ std::unique_ptr<FloatCompressorInterface> CombineFloatCompressors(
                                               std::move(second));
 }
 
-Status NewFloatCompressor(const FloatCompressorConfig& config, int dim,
-                          std::unique_ptr<FloatCompressorInterface>* compressor) {
+Status NewFloatCompressor(
+    const FloatCompressorConfig& config, int dim,
+    std::unique_ptr<FloatCompressorInterface>* compressor) {
   if (config.type_case() == FloatCompressorConfig::TYPE_NOT_SET) {
     return InvalidArgumentError(
         "FloatCompressorConfig has no compressor set (oneof type is empty; "

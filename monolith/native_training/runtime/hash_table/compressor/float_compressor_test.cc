@@ -255,7 +255,8 @@ TEST(OneBitCompressor, ForwardSemantics) {
   FloatCompressorConfig config;
   config.mutable_one_bit()->set_amplitude(0.5f);
   auto c = MustNew(config, 6);
-  EXPECT_FLOAT_EQ(OneBitForward(config.one_bit(), 1.0f), 0.5f * std::tanh(1.0f));
+  EXPECT_FLOAT_EQ(OneBitForward(config.one_bit(), 1.0f),
+                  0.5f * std::tanh(1.0f));
   EXPECT_EQ(OneBitForward(config.one_bit(), 0.0f), 0.0f);
   const float tiny = std::numeric_limits<float>::denorm_min();
   // 0, -0 and NaN are not > 0; the smallest subnormal times 0.5 rounds to 0.
@@ -314,7 +315,8 @@ TEST(NewFloatCompressor, Errors) {
     ExpectInvalid(config, 0, "dim must be positive, got 0");
     ExpectInvalid(config, -2, "dim must be positive, got -2");
   }
-  ExpectInvalid(FixedR8(0.0f), 4, "fixed_r8 compressor r must be finite and > 0");
+  ExpectInvalid(FixedR8(0.0f), 4,
+                "fixed_r8 compressor r must be finite and > 0");
   ExpectInvalid(FixedR8(-1.0f), 4, "fixed_r8 compressor r");
   ExpectInvalid(FixedR8(kNaN), 4, "fixed_r8 compressor r");
   ExpectInvalid(FixedR8(kInf), 4, "fixed_r8 compressor r");

@@ -79,7 +79,8 @@ TEST(Fp16, DecodesEveryHalfExactly) {
 
 TEST(Fp16, RoundTripsEveryHalf) {
   for (uint32_t h = 0; h < 0x10000; ++h) {
-    const uint16_t back = FloatToHalfBits(HalfBitsToFloat(static_cast<uint16_t>(h)));
+    const uint16_t back =
+        FloatToHalfBits(HalfBitsToFloat(static_cast<uint16_t>(h)));
     if ((h & 0x7C00) == 0x7C00 && (h & 0x3FF) != 0) {
       // NaN: sign and payload kept, quiet bit set.
       EXPECT_EQ(back, h | 0x200) << std::hex << h;
@@ -95,7 +96,8 @@ TEST(Fp16, TiesAndNeighboursOfEveryMidpoint) {
   // the nearer one.
   for (uint32_t h = 0; h < 0x7C00; ++h) {
     const double lo = HalfValue(static_cast<uint16_t>(h));
-    const double hi = h + 1 == 0x7C00 ? 65536.0 : HalfValue(static_cast<uint16_t>(h + 1));
+    const double hi =
+        h + 1 == 0x7C00 ? 65536.0 : HalfValue(static_cast<uint16_t>(h + 1));
     const float mid = static_cast<float>((lo + hi) / 2);
     ASSERT_EQ(static_cast<double>(mid), (lo + hi) / 2);  // exact in float
     const uint16_t even = static_cast<uint16_t>((h & 1) ? h + 1 : h);

@@ -96,7 +96,8 @@ float UniformFromBits(uint64_t bits, float minval, float maxval) {
   // 53 random bits: u is a multiple of 2^-53 in [0, 1).
   const double u = static_cast<double>(bits >> 11) * 0x1.0p-53;
   const double lo = minval;
-  const float x = static_cast<float>(lo + (static_cast<double>(maxval) - lo) * u);
+  const double hi = maxval;
+  const float x = static_cast<float>(lo + (hi - lo) * u);
   // Rounding to float may land on maxval; the range is half-open.
   if (x >= maxval && minval < maxval) return std::nextafter(maxval, minval);
   return x;
@@ -106,7 +107,8 @@ Status NewConstantsInitializer(int dim, float value,
                                std::unique_ptr<InitializerInterface>* out) {
   MONOLITH_RETURN_IF_ERROR(CheckDim(dim));
   if (!std::isfinite(value)) {
-    return InvalidArgumentError("constants initializer value must be finite, got " +
+    return InvalidArgumentError(
+        "constants initializer value must be finite, got " +
                                 FloatToString(value));
   }
   *out = std::make_unique<ConstantsInitializer>(dim, value);
