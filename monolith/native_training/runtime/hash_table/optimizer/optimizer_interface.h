@@ -47,6 +47,19 @@ class OptimizerInterface {
                         const float* learning_rates,
                         int64_t global_step) const = 0;
 
+  // Optimize for a gradient computed at |latest_value| (DimSize() floats, the
+  // value the trainer looked up), which may differ from |num| when updates
+  // are applied asynchronously. Only delay-compensating optimizers (dc) use
+  // it; every other optimizer ignores it, which is exactly Optimize.
+  virtual void OptimizeWithLatestValue(void* state, float* num,
+                                       const float* grad,
+                                       const float* learning_rates,
+                                       const float* latest_value,
+                                       int64_t global_step) const {
+    (void)latest_value;
+    Optimize(state, num, grad, learning_rates, global_step);
+  }
+
   // Appends DumpSize() entries describing |state| to |dump|.
   virtual void Save(const void* state, OptimizerDump* dump) const = 0;
 

@@ -1,0 +1,282 @@
+#include "monolith/native_training/runtime/hash_table/optimizer/optimizer_decorators.h"
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace monolith {
+namespace hash_table {
+namespace {
+
+// Forwards everything to |base_|; decorators override what they change.
+class ForwardingOptimizer : public OptimizerInterface {
+ public:
+  explicit ForwardingOptimizer(std::unique_ptr<OptimizerInterface> base)
+      : base_(std::move(base)) {}
+
+  std::string DebugString() const override { return base_->DebugString(); }
+  int DimSize() const override { return base_->DimSize(); }
+  int SliceSize() const override { return base_->SliceSize(); }
+  int64_t StateBytes() const override { return base_->StateBytes(); }
+  int DumpSize() const override { return base_->DumpSize(); }
+  void Init(void* state) const override { base_->Init(state); }
+  void Optimize(void* state, float* num, const float* grad,
+                const float* learning_rates,
+                int64_t global_step) const override {
+    base_->Optimize(state, num, grad, learning_rates, global_step);
+  }
+  void OptimizeWithLatestValue(void* state, float* num, const float* grad,
+                               const float* learning_rates,
+                               const float* latest_value,
+                               int64_t global_step) const override {
+    base_->OptimizeWithLatestValue(state, num, grad, learning_rates,
+                                   latest_value, global_step);
+  }
+  void Save(const void* state, OptimizerDump* dump) const override {
+    base_->Save(state, dump);
+  }
+  Status Restore(const OptimizerDump& dump, int first,
+                 void* state) const override {
+    return base_->Restore(dump, first, state);
+  }
+
+ protected:
+  const std::unique_ptr<OptimizerInterface> base_;
+};
+
+// n floats of scratch: on the stack up to kInline, else on the heap (one
+// allocation per call, only for unusually long vectors).
+template <int kInline>
+class Scratch {
+ public:
+  explicit Scratch(int n) {
+    if (n > kInline) {
+      heap_.resize(n);
+      data_ = heap_.data();
+    }
+  }
+  float* data() { return data_; }
+
+ private:
+  float inline_[kInline];
+  float* data_ = inline_;
+  std::vector<float> heap_;
+};
+
+// ----------------------------------------------------------------- warmup
+
+class WarmupOptimizer final : public ForwardingOptimizer {
+ public:
+  WarmupOptimizer(std::unique_ptr<OptimizerInterface> base, int64_t steps)
+      : ForwardingOptimizer(std::move(base)),
+        steps_(steps),
+        slices_(base_->SliceSize()) {}
+
+  std::string DebugString() const override {
+    return base_->DebugString() + "+Warmup(" + std::to_string(steps_) + ")";
+  }
+
+  void Optimize(void* state, float* num, const float* grad,
+                const float* learning_rates,
+                int64_t global_step) const override {
+    Scratch<8> lrs(slices_);
+    Scale(learning_rates, global_step, lrs.data());
+    base_->Optimize(state, num, grad, lrs.data(), global_step);
+  }
+
+  void OptimizeWithLatestValue(void* state, float* num, const float* grad,
+                               const float* learning_rates,
+                               const float* latest_value,
+                               int64_t global_step) const override {
+    Scratch<8> lrs(slices_);
+    Scale(learning_rates, global_step, lrs.data());
+    base_->OptimizeWithLatestValue(state, num, grad, lrs.data(), latest_value,
+                                   global_step);
+  }
+
+ private:
+  void Scale(const float* in, int64_t global_step, float* out) const {
+    const float scale = WarmupLearningRateScale(steps_, global_step);
+    for (int i = 0; i < slices_; ++i) out[i] = in[i] * scale;
+  }
+
+  const int64_t steps_;
+  const int slices_;
+};
+
+// ---------------------------------------------------- stochastic rounding
+
+struct ThreadRng {
+  uint64_t state;
+  bool seeded;
+};
+// Zero-initialized per thread; seeded lazily.
+thread_local ThreadRng tls_rng;
+
+uint64_t SplitMix64(uint64_t* state) {
+  uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+float UniformFromBits(uint64_t bits) {
+  return static_cast<float>(bits >> 40) * 0x1p-24f;  // 24 bits: exact
+}
+
+ThreadRng& Rng() {
+  ThreadRng& rng = tls_rng;
+  if (!rng.seeded) {
+    uint64_t s = std::hash<std::thread::id>()(std::this_thread::get_id());
+    s ^= reinterpret_cast<uintptr_t>(&rng);
+    rng.state = SplitMix64(&s);
+    rng.seeded = true;
+  }
+  return rng;
+}
+
+class StochasticRoundingOptimizer final : public ForwardingOptimizer {
+ public:
+  explicit StochasticRoundingOptimizer(std::unique_ptr<OptimizerInterface> base)
+      : ForwardingOptimizer(std::move(base)), dim_(base_->DimSize()) {}
+
+  std::string DebugString() const override {
+    return base_->DebugString() + "+Fp16StochasticRounding";
+  }
+
+  void Optimize(void* state, float* num, const float* grad,
+                const float* learning_rates,
+                int64_t global_step) const override {
+    base_->Optimize(state, num, grad, learning_rates, global_step);
+    Round(num);
+  }
+
+  void OptimizeWithLatestValue(void* state, float* num, const float* grad,
+                               const float* learning_rates,
+                               const float* latest_value,
+                               int64_t global_step) const override {
+    base_->OptimizeWithLatestValue(state, num, grad, learning_rates,
+                                   latest_value, global_step);
+    Round(num);
+  }
+
+ private:
+  void Round(float* num) const {
+    ThreadRng& rng = Rng();
+    uint64_t s = rng.state;
+    for (int i = 0; i < dim_; ++i) {
+      num[i] = StochasticRoundFloat16(num[i], UniformFromBits(SplitMix64(&s)));
+    }
+    rng.state = s;
+  }
+
+  const int dim_;
+};
+
+// --------------------------------------------------------------------- dc
+
+class DcOptimizer final : public ForwardingOptimizer {
+ public:
+  DcOptimizer(std::unique_ptr<OptimizerInterface> base, float lambda)
+      : ForwardingOptimizer(std::move(base)),
+        lambda_(lambda),
+        dim_(base_->DimSize()) {}
+
+  std::string DebugString() const override {
+    return "Dc(" + base_->DebugString() + ")";
+  }
+
+  void OptimizeWithLatestValue(void* state, float* num, const float* grad,
+                               const float* learning_rates,
+                               const float* latest_value,
+                               int64_t global_step) const override {
+    Scratch<256> compensated(dim_);
+    float* __restrict out = compensated.data();
+    const float* __restrict g = grad;
+    const float* __restrict w = num;
+    const float* __restrict latest = latest_value;
+    for (int i = 0; i < dim_; ++i) {
+      out[i] = g[i] + lambda_ * g[i] * g[i] * (w[i] - latest[i]);
+    }
+    base_->Optimize(state, num, out, learning_rates, global_step);
+  }
+
+ private:
+  const float lambda_;
+  const int dim_;
+};
+
+}  // namespace
+
+float WarmupLearningRateScale(int64_t warmup_steps, int64_t global_step) {
+  if (warmup_steps <= 0 || global_step >= warmup_steps - 1) return 1.0f;
+  if (global_step < 0) return 0.0f;
+  return static_cast<float>(static_cast<double>(global_step + 1) /
+                            static_cast<double>(warmup_steps));
+}
+
+std::unique_ptr<OptimizerInterface> NewWarmupOptimizer(
+    std::unique_ptr<OptimizerInterface> base, int64_t warmup_steps) {
+  return std::make_unique<WarmupOptimizer>(std::move(base), warmup_steps);
+}
+
+float StochasticRoundFloat16(float v, float u) {
+  constexpr float kMaxHalf = 65504.0f;
+  if (!(std::fabs(v) <= kMaxHalf)) {  // NaN, inf or out of range
+    return std::isfinite(v) ? std::copysign(kMaxHalf, v) : v;
+  }
+  // The spacing of float16 values around v: 2^(e - 10) for a normal float16
+  // exponent e >= -14, and the subnormal spacing 2^-24 below 2^-14.
+  uint32_t bits;
+  std::memcpy(&bits, &v, sizeof(bits));
+  const int e = static_cast<int>((bits >> 23) & 0xff) - 127;
+  const int ulp_exp = e < -14 ? -24 : e - 10;
+  const uint32_t ulp_bits = static_cast<uint32_t>(ulp_exp + 127) << 23;
+  float ulp;
+  std::memcpy(&ulp, &ulp_bits, sizeof(ulp));
+  // All exact: scaling by a power of two, and v has at most 24 significant
+  // bits, so q's integer and fractional parts are floats as well.
+  const float q = v / ulp;
+  const float q_down = std::floor(q);
+  const float frac = q - q_down;
+  const float down = q_down * ulp;
+  return u < frac ? down + ulp : down;
+}
+
+void SeedStochasticRounding(uint64_t seed) {
+  tls_rng.state = seed;
+  tls_rng.seeded = true;
+}
+
+float NextStochasticRoundingUniform() {
+  return UniformFromBits(SplitMix64(&Rng().state));
+}
+
+std::unique_ptr<OptimizerInterface> NewStochasticRoundingFloat16Optimizer(
+    std::unique_ptr<OptimizerInterface> base) {
+  return std::make_unique<StochasticRoundingOptimizer>(std::move(base));
+}
+
+Status NewDcOptimizer(const DcOptimizerConfig& config,
+                      std::unique_ptr<OptimizerInterface> base,
+                      std::unique_ptr<OptimizerInterface>* optimizer) {
+  if (base == nullptr) {
+    return InvalidArgumentError("dc: the base optimizer is null");
+  }
+  const float lambda = config.lambda_();
+  if (!(std::isfinite(lambda) && lambda >= 0.0f)) {
+    return InvalidArgumentError("dc.lambda_ must be finite and >= 0, got " +
+                                std::to_string(lambda));
+  }
+  *optimizer = std::make_unique<DcOptimizer>(std::move(base), lambda);
+  return Status::OK();
+}
+
+}  // namespace hash_table
+}  // namespace monolith

@@ -1,0 +1,71 @@
+// Optimizers that wrap another one. NewOptimizer (optimizer_interface.h)
+// adds them from the config: the learning-rate warmup when a config's
+// warmup_steps > 0, then float16 stochastic rounding when
+// OptimizerConfig.stochastic_rounding_float16 is set. A dc config builds a
+// delay-compensated SGD. All of them keep the wrapped optimizer's state
+// layout and dump, so adding or removing one leaves checkpoints compatible.
+#ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_OPTIMIZER_OPTIMIZER_DECORATORS_H_
+#define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_OPTIMIZER_OPTIMIZER_DECORATORS_H_
+
+#include <cstdint>
+#include <memory>
+
+#include "monolith/native_training/runtime/hash_table/optimizer/optimizer.pb.h"
+#include "monolith/native_training/runtime/hash_table/optimizer/optimizer_interface.h"
+#include "monolith/native_training/runtime/hash_table/status.h"
+
+namespace monolith {
+namespace hash_table {
+
+// ----------------------------------------------------------------- warmup
+
+// min(1, (global_step + 1) / warmup_steps), and 0 for global_step < 0; 1 when
+// warmup_steps <= 0. Monolith declares warmup_steps but ignores it.
+float WarmupLearningRateScale(int64_t warmup_steps, int64_t global_step);
+
+// |base| with every learning rate multiplied by WarmupLearningRateScale.
+// |base| non-null; warmup_steps > 0.
+std::unique_ptr<OptimizerInterface> NewWarmupOptimizer(
+    std::unique_ptr<OptimizerInterface> base, int64_t warmup_steps);
+
+// ---------------------------------------------------- stochastic rounding
+
+// Rounds |v| to one of the two float16 values next to it, up with
+// probability (v - down) / (up - down) when |u| is uniform in [0, 1), so that
+// the expected result is v: returns up when u < (v - down) / (up - down).
+// float16-representable values (and NaN, inf) come back unchanged; finite
+// values beyond float16's range saturate to +-65504 (as Monolith's does in
+// effect: its upper neighbour there is inf and is never chosen).
+float StochasticRoundFloat16(float v, float u);
+
+// Seeds the calling thread's stochastic-rounding generator (SplitMix64).
+// Each thread has its own generator (thread_local), seeded on first use
+// from its thread id unless seeded here; nothing is shared across threads.
+void SeedStochasticRounding(uint64_t seed);
+
+// The calling thread's next uniform in [0, 1) (24 random bits), the |u| that
+// the decorator passes to StochasticRoundFloat16.
+float NextStochasticRoundingUniform();
+
+// |base| whose results num are stochastically rounded to float16 values
+// after each update (state stays float32). |base| non-null.
+std::unique_ptr<OptimizerInterface> NewStochasticRoundingFloat16Optimizer(
+    std::unique_ptr<OptimizerInterface> base);
+
+// --------------------------------------------------------------------- dc
+
+// Delay compensation (DC-ASGD, Zheng et al. 2017) over |base|: through
+// OptimizeWithLatestValue the gradient becomes
+//   g + lambda * g * g * (num - latest_value)
+// before |base| applies it; Optimize (latest_value == num) is |base|'s.
+// State, dims and dumps are |base|'s. InvalidArgument for a null base or a
+// negative or non-finite lambda_. (config.dim_size is ignored: the base's
+// DimSize is used.) NewOptimizer builds a dc config as DC over SGD.
+Status NewDcOptimizer(const DcOptimizerConfig& config,
+                      std::unique_ptr<OptimizerInterface> base,
+                      std::unique_ptr<OptimizerInterface>* optimizer);
+
+}  // namespace hash_table
+}  // namespace monolith
+
+#endif  // MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_OPTIMIZER_OPTIMIZER_DECORATORS_H_
