@@ -1,0 +1,141 @@
+// A concurrent, collisionless embedding hash table: int64 id -> entry
+// (embedding floats + optimizer state, laid out by EntryAccessor).
+//
+// Design (see README "Hash table engine"):
+// * 64 shards chosen by the top bits of a 64-bit mix of the id; each shard is
+//   an open-addressing table (linear probing, backward-shift deletion, no
+//   reserved key values) of 16-byte slots {id, entry pointer}, with its own
+//   reader-writer lock and its own growth, so a rehash pauses only that shard.
+// * Entries live in per-shard arenas of blocks (up to 16 KiB), so inserting
+//   1M ids is not 1M mallocs, and growth moves slots, never entries.
+// * Batch calls group ids by shard (stable, in chunks of 4096), take each
+//   shard's lock once per chunk, and pipeline probes: buckets are prefetched
+//   a few ids ahead and entries a few ids after that, so independent cache
+//   misses overlap.
+// * Readers share a shard; writers (optimize, assign, insert) hold it alone.
+//   No operation ever holds more than one shard lock, so training proceeds
+//   on all other shards while one shard is saved or grows.
+#ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_EMBEDDING_HASH_TABLE_H_
+#define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_EMBEDDING_HASH_TABLE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
+#include "monolith/native_training/runtime/hash_table/entry_accessor.h"
+#include "monolith/native_training/runtime/hash_table/status.h"
+
+namespace monolith {
+namespace hash_table {
+
+constexpr int64_t kSecondsPerDay = 24 * 3600;
+
+// The slot of a v2 feature id (its top 16 bits), which keys expire times.
+inline uint32_t SlotOfId(int64_t id) {
+  return static_cast<uint32_t>(static_cast<uint64_t>(id) >> 48);
+}
+
+class EmbeddingHashTable {
+ public:
+  // |seed| seeds the initializers' random engines (one per shard).
+  static Status Create(const EmbeddingHashTableConfig& config, uint64_t seed,
+                       std::unique_ptr<EmbeddingHashTable>* table);
+  ~EmbeddingHashTable();
+  EmbeddingHashTable(const EmbeddingHashTable&) = delete;
+  EmbeddingHashTable& operator=(const EmbeddingHashTable&) = delete;
+
+  const EntryAccessor& accessor() const { return *accessor_; }
+  int DimSize() const { return dim_; }
+  int SliceSize() const { return accessor_->SliceSize(); }
+
+  // Writes the embeddings of |ids| to |embeddings| (n * DimSize() floats);
+  // a missing id gets zeros and is not inserted. Returns the hit count.
+  int64_t BatchLookup(const int64_t* ids, int64_t n, float* embeddings) const;
+  int64_t Lookup(int64_t id, float* embedding) const {
+    return BatchLookup(&id, 1, embedding);
+  }
+  // Full entries (num, optimizer state, update time) of |ids|; a missing id
+  // gets an EntryDump with only its id.
+  void BatchLookupEntry(const int64_t* ids, int64_t n,
+                        EntryDump* entries) const;
+
+  // The writers below insert missing ids (initializer first) and stamp
+  // |update_time| (seconds) on every entry they touch.
+  // Sets embeddings to |values| (n * DimSize()). With skip_zero_embedding an
+  // all-zero vector erases the id instead.
+  void Assign(const int64_t* ids, int64_t n, const float* values,
+              int64_t update_time);
+  // Adds |values| (n * DimSize()) to the embeddings.
+  void AssignAdd(const int64_t* ids, int64_t n, const float* values,
+                 int64_t update_time);
+  // Re-initializes entries; status[i] = 1 if ids[i] existed, 0 if inserted.
+  void Reinitialize(const int64_t* ids, int64_t n, int* status,
+                    int64_t update_time);
+  // Applies the optimizers: |grads| holds n * DimSize() floats,
+  // |learning_rates| SliceSize() floats. Repeated ids are applied in order.
+  // FailedPrecondition on a SERVING table.
+  Status BatchOptimize(const int64_t* ids, int64_t n, const float* grads,
+                       const float* learning_rates, int64_t update_time,
+                       int64_t global_step);
+
+  // Drops entries whose last update is at least their slot's expire time
+  // before |now|. Returns how many were dropped.
+  int64_t Evict(int64_t now);
+  // True if an entry last updated at |update_time| has expired at |now|.
+  bool IsExpired(int64_t id, int64_t update_time, int64_t now) const;
+
+  bool Contains(int64_t id) const;
+  int64_t Size() const;
+  void Clear();
+  // Bytes held by slots and arenas (what the table allocated).
+  int64_t MemoryBytes() const;
+  std::string DebugString() const;
+
+  // Calls |write| with every entry of dump shard |shard| of |num_shards|
+  // (entries are split by id hash; saving all shards, in any order or in
+  // parallel, writes every entry exactly once). Each of the table's internal
+  // shards is copied under its read lock and written after the lock is
+  // released, so each entry is consistent and writers wait at most for one
+  // internal shard's copy, never for |write|. With |now| > 0 entries expired
+  // at |now| are skipped. Stops at the first error of |write|.
+  Status Save(int shard, int num_shards, int64_t now,
+              const std::function<Status(EntryDump&&)>& write) const;
+
+  // Inserts or overwrites the entry |dump| describes (id, num, optimizer
+  // state, update time). With skip_zero_embedding an all-zero entry is
+  // skipped. InvalidArgument if the dump does not fit the table's entries.
+  Status Restore(const EntryDump& dump);
+
+ private:
+  struct Shard;
+  class Scratch;
+
+  explicit EmbeddingHashTable(std::unique_ptr<EntryAccessor> accessor);
+
+  // Runs |fn(index, entry)| for every ids[index], grouped by shard under the
+  // shard's lock. Lookup mode: shared lock, entry may be null. Insert mode:
+  // exclusive lock, missing ids are inserted (Init'ed) first and
+  // fn(index, entry, inserted) is called.
+  template <typename Fn>
+  void ForEachFound(const int64_t* ids, int64_t n, Fn fn) const;
+  template <typename Fn>
+  void ForEachUpserted(const int64_t* ids, int64_t n, Fn fn);
+  bool Erase(int64_t id);
+
+  std::unique_ptr<EntryAccessor> accessor_;
+  int dim_ = 0;
+  int64_t entry_bytes_ = 0;   // accessor bytes
+  int64_t stride_ = 0;        // timestamp + accessor bytes
+  bool skip_zero_embedding_ = false;
+  int64_t default_expire_seconds_ = 0;
+  std::unordered_map<uint32_t, int64_t> slot_expire_seconds_;
+  std::unique_ptr<Shard[]> shards_;
+};
+
+}  // namespace hash_table
+}  // namespace monolith
+
+#endif  // MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_EMBEDDING_HASH_TABLE_H_

@@ -1,0 +1,200 @@
+#include "monolith/native_training/runtime/hash_table/entry_accessor.h"
+
+#include <cstring>
+#include <sstream>
+#include <utility>
+
+namespace monolith {
+namespace hash_table {
+namespace {
+
+inline char* At(void* base, int64_t offset) {
+  return static_cast<char*>(base) + offset;
+}
+inline const char* At(const void* base, int64_t offset) {
+  return static_cast<const char*>(base) + offset;
+}
+
+Status SegmentError(int index, const std::string& what) {
+  return InvalidArgumentError("EntryConfig segment " + std::to_string(index) +
+                              ": " + what);
+}
+
+}  // namespace
+
+Status EntryAccessor::Create(const EntryConfig& config,
+                             std::unique_ptr<EntryAccessor>* accessor) {
+  if (config.segments_size() == 0) {
+    return InvalidArgumentError("EntryConfig has no segments");
+  }
+  if (config.entry_type() == EntryConfig::UNKNOWN) {
+    return InvalidArgumentError("EntryConfig entry_type is UNKNOWN");
+  }
+  std::unique_ptr<EntryAccessor> result(new EntryAccessor());
+  result->serving_ = config.entry_type() == EntryConfig::SERVING;
+  int64_t data_bytes = 0;
+  for (int i = 0; i < config.segments_size(); ++i) {
+    const EntryConfig::Segment& conf = config.segments(i);
+    Segment seg;
+    seg.dim = conf.dim_size();
+    if (seg.dim <= 0) {
+      return SegmentError(i, "dim_size must be positive, got " +
+                                 std::to_string(seg.dim));
+    }
+    seg.num_offset = result->dim_;
+    seg.data_offset = data_bytes;
+    if (result->serving_) {
+      if (!conf.has_comp_config()) {
+        return SegmentError(i, "a SERVING entry needs comp_config");
+      }
+      Status s = NewFloatCompressor(conf.comp_config(), seg.dim,
+                                    &seg.compressor);
+      if (!s.ok()) return SegmentError(i, s.message());
+      data_bytes += seg.compressor->SizeBytes();
+    } else {
+      if (!conf.has_init_config() || !conf.has_opt_config()) {
+        return SegmentError(i,
+                            "a TRAINING entry needs init_config and opt_config");
+      }
+      Status s = NewInitializer(conf.init_config(), seg.dim, &seg.initializer);
+      if (!s.ok()) return SegmentError(i, s.message());
+      s = NewOptimizer(conf.opt_config(), seg.dim, &seg.optimizer);
+      if (!s.ok()) return SegmentError(i, s.message());
+      seg.dump_offset = result->dump_size_;
+      seg.lr_offset = result->slice_size_;
+      result->dump_size_ += seg.optimizer->DumpSize();
+      result->slice_size_ += seg.optimizer->SliceSize();
+      data_bytes += seg.optimizer->StateBytes();
+    }
+    result->dim_ += seg.dim;
+    result->segments_.push_back(std::move(seg));
+  }
+  // Serving data starts at byte 0; training state follows the fp32 num.
+  const int64_t data_start =
+      result->serving_ ? 0 : int64_t{result->dim_} * sizeof(float);
+  for (Segment& seg : result->segments_) seg.data_offset += data_start;
+  // Keep entries 4-byte aligned so num and state can be read as floats.
+  result->size_bytes_ = (data_start + data_bytes + 3) / 4 * 4;
+  *accessor = std::move(result);
+  return Status::OK();
+}
+
+std::string EntryAccessor::DebugString() const {
+  std::ostringstream out;
+  out << (serving_ ? "SERVING" : "TRAINING") << "(D=" << dim_
+      << ", bytes=" << size_bytes_ << ": ";
+  for (size_t i = 0; i < segments_.size(); ++i) {
+    const Segment& seg = segments_[i];
+    if (i) out << " | ";
+    if (serving_) {
+      out << seg.compressor->DebugString();
+    } else {
+      out << seg.initializer->DebugString() << ", "
+          << seg.optimizer->DebugString();
+    }
+  }
+  out << ")";
+  return out.str();
+}
+
+void EntryAccessor::Init(void* entry, RandomEngine* rng) const {
+  if (serving_) {
+    std::vector<float> zeros(dim_, 0.0f);
+    Assign(zeros.data(), entry);
+    return;
+  }
+  float* num = static_cast<float*>(entry);
+  for (const Segment& seg : segments_) {
+    seg.initializer->Initialize(num + seg.num_offset, rng);
+    seg.optimizer->Init(At(entry, seg.data_offset));
+  }
+}
+
+void EntryAccessor::Fill(const void* entry, float* num) const {
+  if (!serving_) {
+    std::memcpy(num, entry, sizeof(float) * dim_);
+    return;
+  }
+  for (const Segment& seg : segments_) {
+    seg.compressor->Decode(At(entry, seg.data_offset), num + seg.num_offset);
+  }
+}
+
+void EntryAccessor::Assign(const float* num, void* entry) const {
+  if (!serving_) {
+    std::memcpy(entry, num, sizeof(float) * dim_);
+    return;
+  }
+  for (const Segment& seg : segments_) {
+    seg.compressor->Encode(num + seg.num_offset, At(entry, seg.data_offset));
+  }
+}
+
+void EntryAccessor::AssignAdd(const float* num, void* entry) const {
+  if (!serving_) {
+    float* values = static_cast<float*>(entry);
+    for (int i = 0; i < dim_; ++i) values[i] += num[i];
+    return;
+  }
+  std::vector<float> values(dim_);
+  Fill(entry, values.data());
+  for (int i = 0; i < dim_; ++i) values[i] += num[i];
+  Assign(values.data(), entry);
+}
+
+void EntryAccessor::Optimize(void* entry, const float* grad,
+                             const float* learning_rates,
+                             int64_t global_step) const {
+  float* num = static_cast<float*>(entry);
+  for (const Segment& seg : segments_) {
+    seg.optimizer->Optimize(At(entry, seg.data_offset), num + seg.num_offset,
+                            grad + seg.num_offset,
+                            learning_rates + seg.lr_offset, global_step);
+  }
+}
+
+void EntryAccessor::Save(const void* entry, EntryDump* dump) const {
+  auto* num = dump->mutable_num();
+  num->Resize(dim_, 0.0f);
+  Fill(entry, num->mutable_data());
+  if (serving_) return;
+  OptimizerDump* opt = dump->mutable_opt();
+  for (const Segment& seg : segments_) {
+    seg.optimizer->Save(At(entry, seg.data_offset), opt);
+  }
+}
+
+Status EntryAccessor::Restore(const EntryDump& dump, void* entry,
+                              RandomEngine* rng) const {
+  if (dump.num_size() != dim_) {
+    return InvalidArgumentError(
+        "entry " + std::to_string(dump.id()) + " has " +
+        std::to_string(dump.num_size()) + " floats, the table's dim is " +
+        std::to_string(dim_));
+  }
+  if (serving_ || !dump.has_opt() || dump.opt().dump_size() == 0) {
+    Init(entry, rng);
+    Assign(dump.num().data(), entry);
+    return Status::OK();
+  }
+  if (dump.opt().dump_size() != dump_size_) {
+    return InvalidArgumentError(
+        "entry " + std::to_string(dump.id()) + " has " +
+        std::to_string(dump.opt().dump_size()) +
+        " optimizer dumps, the table's optimizers write " +
+        std::to_string(dump_size_));
+  }
+  Assign(dump.num().data(), entry);
+  for (const Segment& seg : segments_) {
+    Status s = seg.optimizer->Restore(dump.opt(), seg.dump_offset,
+                                      At(entry, seg.data_offset));
+    if (!s.ok()) {
+      return InvalidArgumentError("entry " + std::to_string(dump.id()) +
+                                  ": " + s.message());
+    }
+  }
+  return Status::OK();
+}
+
+}  // namespace hash_table
+}  // namespace monolith

@@ -1,0 +1,85 @@
+// The byte layout of one embedding entry and every operation on it.
+//
+// An entry is a list of segments (EntryConfig.segments); each has its own
+// dim, initializer, optimizer and (for serving) compressor. Layouts:
+//   TRAINING: [num: DimSize() floats][optimizer state of segment 0][...1]...
+//   SERVING:  [compressed segment 0][compressed segment 1]...
+// The table stores opaque blocks of SizeBytes() bytes (4-byte aligned) and
+// never knows what an optimizer is; this class is the only code that does.
+#ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_ENTRY_ACCESSOR_H_
+#define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_ENTRY_ACCESSOR_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "monolith/native_training/runtime/hash_table/compressor/float_compressor_interface.h"
+#include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
+#include "monolith/native_training/runtime/hash_table/initializer/initializer_interface.h"
+#include "monolith/native_training/runtime/hash_table/optimizer/optimizer_interface.h"
+#include "monolith/native_training/runtime/hash_table/status.h"
+
+namespace monolith {
+namespace hash_table {
+
+class EntryAccessor {
+ public:
+  // Validates |config| (at least one segment, positive dims, initializer and
+  // optimizer for TRAINING, compressor for SERVING).
+  static Status Create(const EntryConfig& config,
+                       std::unique_ptr<EntryAccessor>* accessor);
+
+  bool serving() const { return serving_; }
+  // Embedding floats over all segments.
+  int DimSize() const { return dim_; }
+  // Learning rates per update over all segments (one per optimizer).
+  int SliceSize() const { return slice_size_; }
+  // Bytes of one entry; a multiple of 4.
+  int64_t SizeBytes() const { return size_bytes_; }
+  std::string DebugString() const;
+
+  // Sets a new entry: initial values and optimizer state (TRAINING), zeros
+  // (SERVING).
+  void Init(void* entry, RandomEngine* rng) const;
+  // Writes the DimSize() embedding floats of |entry| to |num|.
+  void Fill(const void* entry, float* num) const;
+  void Assign(const float* num, void* entry) const;
+  void AssignAdd(const float* num, void* entry) const;
+  // TRAINING only (the table rejects optimize on SERVING tables).
+  void Optimize(void* entry, const float* grad, const float* learning_rates,
+                int64_t global_step) const;
+
+  // Writes num and (TRAINING) optimizer state; the caller sets id and time.
+  void Save(const void* entry, EntryDump* dump) const;
+  // Sets |entry| from |dump|: num must have DimSize() floats; optimizer
+  // state is restored when the dump has it (TRAINING) and initialized
+  // otherwise, so a serving checkpoint can seed training.
+  Status Restore(const EntryDump& dump, void* entry, RandomEngine* rng) const;
+
+ private:
+  struct Segment {
+    int dim = 0;
+    int num_offset = 0;         // float index of the segment's num
+    int64_t data_offset = 0;    // byte offset of its state / compressed data
+    int dump_offset = 0;        // its first SingleOptimizerDump
+    int lr_offset = 0;          // its first learning rate
+    std::unique_ptr<InitializerInterface> initializer;
+    std::unique_ptr<OptimizerInterface> optimizer;
+    std::unique_ptr<FloatCompressorInterface> compressor;
+  };
+
+  EntryAccessor() = default;
+
+  bool serving_ = false;
+  int dim_ = 0;
+  int slice_size_ = 0;
+  int dump_size_ = 0;
+  int64_t size_bytes_ = 0;
+  std::vector<Segment> segments_;
+};
+
+}  // namespace hash_table
+}  // namespace monolith
+
+#endif  // MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_ENTRY_ACCESSOR_H_

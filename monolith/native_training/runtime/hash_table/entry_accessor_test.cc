@@ -1,0 +1,187 @@
+#include "monolith/native_training/runtime/hash_table/entry_accessor.h"
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "google/protobuf/text_format.h"
+#include "gtest/gtest.h"
+
+namespace monolith {
+namespace hash_table {
+namespace {
+
+EntryConfig ParseConfig(const std::string& text) {
+  EntryConfig config;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &config))
+      << text;
+  return config;
+}
+
+std::unique_ptr<EntryAccessor> MakeAccessor(const std::string& text) {
+  std::unique_ptr<EntryAccessor> accessor;
+  Status s = EntryAccessor::Create(ParseConfig(text), &accessor);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return accessor;
+}
+
+// Two segments: 2 floats of SGD from ones, 3 floats of Adagrad from zeros.
+constexpr char kTwoSegments[] = R"pb(
+  segments {
+    dim_size: 2
+    init_config { ones {} }
+    opt_config { sgd { learning_rate: 0.1 } }
+  }
+  segments {
+    dim_size: 3
+    init_config { zeros {} }
+    opt_config { adagrad { initial_accumulator_value: 1.0 } }
+  }
+)pb";
+
+TEST(EntryAccessorTest, SegmentsConcatenateDimsAndLearningRates) {
+  auto accessor = MakeAccessor(kTwoSegments);
+  EXPECT_EQ(accessor->DimSize(), 5);
+  EXPECT_EQ(accessor->SliceSize(), 2);
+  // 5 floats of num + 3 floats of Adagrad norm; SGD keeps no state.
+  EXPECT_EQ(accessor->SizeBytes(), 8 * 4);
+
+  std::vector<char> entry(accessor->SizeBytes());
+  RandomEngine rng(1);
+  accessor->Init(entry.data(), &rng);
+  std::vector<float> num(5);
+  accessor->Fill(entry.data(), num.data());
+  EXPECT_EQ(num, (std::vector<float>{1, 1, 0, 0, 0}));
+
+  // Each segment gets its own learning rate.
+  const float grad[5] = {1, 2, 1, 1, 1};
+  const float lrs[2] = {0.5f, 2.0f};
+  accessor->Optimize(entry.data(), grad, lrs, 0);
+  accessor->Fill(entry.data(), num.data());
+  EXPECT_FLOAT_EQ(num[0], 1 - 0.5f * 1);
+  EXPECT_FLOAT_EQ(num[1], 1 - 0.5f * 2);
+  // Adagrad: norm = 1 + 1 = 2; num -= lr * g / sqrt(norm).
+  EXPECT_FLOAT_EQ(num[2], -2.0f / std::sqrt(2.0f));
+}
+
+TEST(EntryAccessorTest, AssignAndAssignAdd) {
+  auto accessor = MakeAccessor(kTwoSegments);
+  std::vector<char> entry(accessor->SizeBytes());
+  RandomEngine rng(1);
+  accessor->Init(entry.data(), &rng);
+  const float values[5] = {1, 2, 3, 4, 5};
+  accessor->Assign(values, entry.data());
+  accessor->AssignAdd(values, entry.data());
+  std::vector<float> num(5);
+  accessor->Fill(entry.data(), num.data());
+  EXPECT_EQ(num, (std::vector<float>{2, 4, 6, 8, 10}));
+}
+
+TEST(EntryAccessorTest, SaveRestoreKeepsOptimizerState) {
+  auto accessor = MakeAccessor(kTwoSegments);
+  std::vector<char> entry(accessor->SizeBytes());
+  RandomEngine rng(1);
+  accessor->Init(entry.data(), &rng);
+  const float grad[5] = {1, 2, 3, 4, 5};
+  const float lrs[2] = {0.1f, 0.2f};
+  accessor->Optimize(entry.data(), grad, lrs, 0);
+
+  EntryDump dump;
+  accessor->Save(entry.data(), &dump);
+  ASSERT_EQ(dump.num_size(), 5);
+  ASSERT_EQ(dump.opt().dump_size(), 2);
+  EXPECT_TRUE(dump.opt().dump(0).has_sgd());
+  ASSERT_EQ(dump.opt().dump(1).adagrad().norm_size(), 3);
+  EXPECT_FLOAT_EQ(dump.opt().dump(1).adagrad().norm(0), 1 + 3 * 3);
+
+  std::vector<char> restored(accessor->SizeBytes());
+  ASSERT_TRUE(accessor->Restore(dump, restored.data(), &rng).ok());
+  EXPECT_EQ(restored, entry);
+}
+
+TEST(EntryAccessorTest, RestoreRejectsMismatchedDumps) {
+  auto accessor = MakeAccessor(kTwoSegments);
+  std::vector<char> entry(accessor->SizeBytes());
+  RandomEngine rng(1);
+  EntryDump dump;
+  dump.set_id(42);
+  dump.add_num(1);
+  Status s = accessor->Restore(dump, entry.data(), &rng);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("entry 42 has 1 floats, the table's dim is 5"),
+            std::string::npos)
+      << s.message();
+
+  for (int i = 1; i < 5; ++i) dump.add_num(i);
+  dump.mutable_opt()->add_dump()->mutable_sgd();
+  s = accessor->Restore(dump, entry.data(), &rng);
+  EXPECT_NE(s.message().find("1 optimizer dumps"), std::string::npos)
+      << s.message();
+}
+
+TEST(EntryAccessorTest, RestoreWithoutOptimizerStateInitializesIt) {
+  auto accessor = MakeAccessor(kTwoSegments);
+  std::vector<char> entry(accessor->SizeBytes());
+  RandomEngine rng(1);
+  EntryDump dump;
+  for (int i = 0; i < 5; ++i) dump.add_num(i + 1.0f);
+  ASSERT_TRUE(accessor->Restore(dump, entry.data(), &rng).ok());
+  EntryDump saved;
+  accessor->Save(entry.data(), &saved);
+  EXPECT_EQ(saved.num(4), 5.0f);
+  EXPECT_FLOAT_EQ(saved.opt().dump(1).adagrad().norm(0), 1.0f);
+}
+
+TEST(EntryAccessorTest, ServingEntryStoresCompressedValues) {
+  auto accessor = MakeAccessor(R"pb(
+    entry_type: SERVING
+    segments { dim_size: 4 comp_config { fp16 {} } }
+    segments { dim_size: 2 comp_config { fp32 {} } }
+  )pb");
+  EXPECT_TRUE(accessor->serving());
+  EXPECT_EQ(accessor->SizeBytes(), 4 * 2 + 2 * 4);
+  std::vector<char> entry(accessor->SizeBytes());
+  RandomEngine rng(1);
+  accessor->Init(entry.data(), &rng);
+  const float values[6] = {0.5f, -2.0f, 1.0f / 3, 1000.0f, 1.0f / 3, 7.0f};
+  accessor->Assign(values, entry.data());
+  std::vector<float> num(6);
+  accessor->Fill(entry.data(), num.data());
+  EXPECT_EQ(num[0], 0.5f);
+  EXPECT_EQ(num[1], -2.0f);
+  EXPECT_NEAR(num[2], 1.0f / 3, 1e-3);
+  EXPECT_EQ(num[3], 1000.0f);
+  EXPECT_EQ(num[4], 1.0f / 3);  // fp32 segment is exact
+  EntryDump dump;
+  accessor->Save(entry.data(), &dump);
+  EXPECT_FALSE(dump.has_opt());
+  EXPECT_EQ(dump.num(5), 7.0f);
+}
+
+TEST(EntryAccessorTest, BadConfigsAreRejectedWithTheSegment) {
+  std::unique_ptr<EntryAccessor> accessor;
+  EXPECT_EQ(EntryAccessor::Create(EntryConfig(), &accessor).code(),
+            StatusCode::kInvalidArgument);
+  Status s = EntryAccessor::Create(
+      ParseConfig("segments { dim_size: 2 init_config { zeros {} } }"),
+      &accessor);
+  EXPECT_NE(s.message().find("segment 0: a TRAINING entry needs"),
+            std::string::npos)
+      << s.message();
+  s = EntryAccessor::Create(
+      ParseConfig(R"pb(segments {
+                         dim_size: 0
+                         init_config { zeros {} }
+                         opt_config { sgd {} }
+                       })pb"),
+      &accessor);
+  EXPECT_NE(s.message().find("dim_size must be positive"), std::string::npos);
+  s = EntryAccessor::Create(
+      ParseConfig("entry_type: SERVING segments { dim_size: 2 }"), &accessor);
+  EXPECT_NE(s.message().find("needs comp_config"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace hash_table
+}  // namespace monolith

@@ -1,0 +1,246 @@
+// Benchmark of the embedding hash table against its peers, in one run:
+//   bazel run -c opt //monolith/native_training/runtime/hash_table:hash_table_benchmark
+// For 1,000,000 random ids at dim 16 and 64 (adagrad entries), batches of
+// 65,536, on 1 and 2 threads: insert, assign, lookup and optimize ids/s and
+// bytes per entry (RSS growth / entries); beside std::unordered_map doing
+// the same lookups, and a loop of independent random 64-byte reads from a
+// 1 GiB buffer (the machine's random-access ceiling). Prints a table, then
+// one JSON line per configuration.
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "google/protobuf/text_format.h"
+#include "monolith/native_training/runtime/hash_table/embedding_hash_table.h"
+
+namespace monolith {
+namespace hash_table {
+namespace {
+
+constexpr int64_t kIds = 1'000'000;
+constexpr int64_t kBatch = 65'536;
+constexpr int kLookupBatches = 60;  // ~4M ids per measurement
+
+double Seconds(const std::function<void()>& fn) {
+  const auto start = std::chrono::steady_clock::now();
+  fn();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                       start)
+      .count();
+}
+
+int64_t RssBytes() {
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  long pages = 0, resident = 0;
+  if (f != nullptr) {
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return static_cast<int64_t>(resident) * sysconf(_SC_PAGESIZE);
+}
+
+// Runs |per_thread(thread_index)| on |threads| threads; returns seconds.
+double Parallel(int threads, const std::function<void(int)>& per_thread) {
+  return Seconds([&] {
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) pool.emplace_back(per_thread, t);
+    for (auto& th : pool) th.join();
+  });
+}
+
+std::vector<int64_t> RandomIds(int64_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<int64_t> ids(n);
+  for (auto& id : ids) id = static_cast<int64_t>(rng());
+  return ids;
+}
+
+// Batches of ids drawn from |keys|, one sequence per thread.
+std::vector<std::vector<int64_t>> LookupBatches(const std::vector<int64_t>& keys,
+                                                int count, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int64_t> pick(0, keys.size() - 1);
+  std::vector<std::vector<int64_t>> batches(count);
+  for (auto& batch : batches) {
+    batch.resize(kBatch);
+    for (auto& id : batch) id = keys[pick(rng)];
+  }
+  return batches;
+}
+
+template <int kDim>
+double UnorderedMapLookupIdsPerSecond(
+    const std::vector<int64_t>& keys,
+    const std::vector<std::vector<int64_t>>& batches) {
+  std::unordered_map<int64_t, std::array<float, kDim>> map;
+  map.reserve(keys.size());
+  for (int64_t k : keys) map[k].fill(1.0f);
+  std::vector<float> out(kBatch * kDim);
+  const double s = Seconds([&] {
+    for (const auto& batch : batches) {
+      for (int64_t i = 0; i < kBatch; ++i) {
+        auto it = map.find(batch[i]);
+        if (it != map.end()) {
+          std::memcpy(&out[i * kDim], it->second.data(), sizeof(float) * kDim);
+        } else {
+          std::memset(&out[i * kDim], 0, sizeof(float) * kDim);
+        }
+      }
+    }
+  });
+  return batches.size() * kBatch / s;
+}
+
+double RandomReadsPerSecond() {
+  constexpr int64_t kBytes = int64_t{1} << 30;
+  constexpr int64_t kLines = kBytes / 64;
+  constexpr int64_t kReads = 20'000'000;
+  std::unique_ptr<char[]> buffer(new char[kBytes]);
+  std::memset(buffer.get(), 1, kBytes);
+  std::mt19937_64 rng(5);
+  std::vector<uint32_t> lines(kReads);
+  for (auto& line : lines) line = rng() % kLines;
+  uint64_t sum = 0;
+  const double s = Seconds([&] {
+    for (int64_t i = 0; i < kReads; ++i) {
+      uint64_t v;
+      std::memcpy(&v, buffer.get() + int64_t{lines[i]} * 64, sizeof(v));
+      sum += v;
+    }
+  });
+  if (sum == 42) std::printf(" ");  // keep the loads
+  return kReads / s;
+}
+
+struct Result {
+  int dim;
+  int threads;
+  double insert, assign, lookup, optimize, map_lookup, bytes_per_entry,
+      payload_bytes;
+};
+
+template <int kDim>
+std::vector<Result> RunDim() {
+  const std::string config_text =
+      "entry_config { segments { dim_size: " + std::to_string(kDim) +
+      " init_config { zeros {} } opt_config { adagrad {} } } }";
+  EmbeddingHashTableConfig config;
+  google::protobuf::TextFormat::ParseFromString(config_text, &config);
+  const std::vector<int64_t> keys = RandomIds(kIds, kDim);
+  std::vector<float> values(kBatch * kDim, 0.5f);
+
+  const int64_t rss_before = RssBytes();
+  std::unique_ptr<EmbeddingHashTable> table;
+  if (!EmbeddingHashTable::Create(config, 1, &table).ok()) std::abort();
+  const double insert_s = Seconds([&] {
+    for (int64_t b = 0; b < kIds; b += kBatch) {
+      table->Assign(&keys[b], std::min(kBatch, kIds - b), values.data(), 1);
+    }
+  });
+  const double bytes_per_entry =
+      static_cast<double>(RssBytes() - rss_before) / kIds;
+
+  std::vector<std::vector<std::vector<int64_t>>> batches;
+  for (int t = 0; t < 2; ++t) {
+    batches.push_back(LookupBatches(keys, kLookupBatches, 100 + t));
+  }
+  const float lr = 0.01f;
+  std::vector<Result> results;
+  for (int threads : {1, 2}) {
+    const double ids = double(threads) * kLookupBatches * kBatch;
+    Result r{kDim, threads};
+    r.payload_bytes = 8 + 2.0 * kDim * sizeof(float);
+    r.bytes_per_entry = bytes_per_entry;
+    r.insert = kIds / insert_s;
+    r.lookup = ids / Parallel(threads, [&](int t) {
+                 std::vector<float> out(kBatch * kDim);
+                 for (const auto& batch : batches[t]) {
+                   table->BatchLookup(batch.data(), kBatch, out.data());
+                 }
+               });
+    r.optimize = ids / Parallel(threads, [&](int t) {
+                   for (const auto& batch : batches[t]) {
+                     if (!table
+                              ->BatchOptimize(batch.data(), kBatch,
+                                              values.data(), &lr, 2, 1)
+                              .ok()) {
+                       std::abort();
+                     }
+                   }
+                 });
+    r.assign = ids / Parallel(threads, [&](int t) {
+                 for (const auto& batch : batches[t]) {
+                   table->Assign(batch.data(), kBatch, values.data(), 3);
+                 }
+               });
+    results.push_back(r);
+  }
+  table.reset();
+  const double map_lookup = UnorderedMapLookupIdsPerSecond<kDim>(keys, batches[0]);
+  for (auto& r : results) r.map_lookup = map_lookup;
+  return results;
+}
+
+}  // namespace
+}  // namespace hash_table
+}  // namespace monolith
+
+int main() {
+  using monolith::hash_table::Result;
+  std::vector<Result> results = monolith::hash_table::RunDim<16>();
+  for (const Result& r : monolith::hash_table::RunDim<64>()) {
+    results.push_back(r);
+  }
+  const double random_reads = monolith::hash_table::RandomReadsPerSecond();
+  const Result* one_thread[2] = {nullptr, nullptr};
+  for (const Result& r : results) {
+    if (r.threads == 1) one_thread[r.dim == 64] = &r;
+  }
+
+  std::printf(
+      "%-4s %-3s %12s %12s %12s %12s %12s %12s %8s %8s %8s %7s\n", "dim",
+      "thr", "insert/s", "assign/s", "lookup/s", "optimize/s", "umap/s",
+      "rand_rd/s", "vs_umap", "vs_1thr", "opt/lkp", "B/entry");
+  for (const Result& r : results) {
+    const Result& base = *one_thread[r.dim == 64];
+    std::printf(
+        "%-4d %-3d %12.0f %12.0f %12.0f %12.0f %12.0f %12.0f %8.2f %8.2f "
+        "%8.2f %7.1f\n",
+        r.dim, r.threads, r.insert, r.assign, r.lookup, r.optimize,
+        r.map_lookup, random_reads, base.lookup / r.map_lookup,
+        r.lookup / base.lookup, r.optimize / r.lookup, r.bytes_per_entry);
+  }
+  for (const Result& r : results) {
+    const Result& base = *one_thread[r.dim == 64];
+    std::printf(
+        "{\"bench\": \"hash_table\", \"dim\": %d, \"threads\": %d, "
+        "\"ids\": %lld, \"batch\": %lld, \"optimizer\": \"adagrad\", "
+        "\"insert_ids_per_s\": %.0f, \"assign_ids_per_s\": %.0f, "
+        "\"lookup_ids_per_s\": %.0f, \"optimize_ids_per_s\": %.0f, "
+        "\"peer\": \"std::unordered_map\", \"peer_lookup_ids_per_s\": %.0f, "
+        "\"lookup_ratio_vs_peer_1thread\": %.3f, "
+        "\"lookup_ratio_vs_1thread\": %.3f, "
+        "\"optimize_ratio_vs_lookup\": %.3f, "
+        "\"random_64b_reads_per_s\": %.0f, "
+        "\"bytes_per_entry\": %.1f, \"payload_bytes_per_entry\": %.0f, "
+        "\"memory_ratio_vs_payload\": %.3f}\n",
+        r.dim, r.threads, static_cast<long long>(monolith::hash_table::kIds),
+        static_cast<long long>(monolith::hash_table::kBatch), r.insert,
+        r.assign, r.lookup, r.optimize, r.map_lookup,
+        base.lookup / r.map_lookup, r.lookup / base.lookup,
+        r.optimize / r.lookup, random_reads, r.bytes_per_entry,
+        r.payload_bytes, r.bytes_per_entry / r.payload_bytes);
+  }
+  return 0;
+}
