@@ -1,0 +1,435 @@
+// Warmup, float16 stochastic rounding and delay compensation (dc).
+#include "monolith/native_training/runtime/hash_table/optimizer/optimizer_decorators.h"
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "monolith/native_training/runtime/hash_table/optimizer/optimizer.pb.h"
+#include "monolith/native_training/runtime/hash_table/optimizer/optimizer_interface.h"
+#include "monolith/native_training/runtime/hash_table/optimizer/optimizer_test_util.h"
+
+namespace monolith {
+namespace hash_table {
+namespace {
+
+using testing_util::Entry;
+using testing_util::ExpectClose;
+using testing_util::ExpectInvalid;
+using testing_util::Grad;
+using testing_util::InitialNum;
+using testing_util::MustNew;
+
+// ---------------------------------------------------------------- warmup
+
+TEST(Warmup, Scale) {
+  EXPECT_EQ(WarmupLearningRateScale(4, 0), 0.25f);
+  EXPECT_EQ(WarmupLearningRateScale(4, 1), 0.5f);
+  EXPECT_EQ(WarmupLearningRateScale(4, 2), 0.75f);
+  EXPECT_EQ(WarmupLearningRateScale(4, 3), 1.0f);
+  EXPECT_EQ(WarmupLearningRateScale(4, 1000), 1.0f);
+  EXPECT_EQ(WarmupLearningRateScale(1, 0), 1.0f);
+  EXPECT_EQ(WarmupLearningRateScale(0, 0), 1.0f);  // disabled
+  EXPECT_EQ(WarmupLearningRateScale(-5, 0), 1.0f);
+  EXPECT_EQ(WarmupLearningRateScale(4, -1), 0.0f);
+  EXPECT_EQ(WarmupLearningRateScale(4, -100), 0.0f);
+  EXPECT_EQ(WarmupLearningRateScale(std::numeric_limits<int64_t>::max(),
+                                    std::numeric_limits<int64_t>::max()),
+            1.0f);
+  EXPECT_FLOAT_EQ(WarmupLearningRateScale(3, 0), 1.0f / 3);
+}
+
+// An optimizer whose config has warmup_steps = N runs, at global step s, as
+// the same optimizer without warmup handed lr * min(1, (s + 1) / N).
+TEST(Warmup, ScalesTheLearningRateOfEveryOptimizerThatHasIt) {
+  const int dim = 6;
+  const int64_t warmup = 5;
+  int covered = 0;
+  const auto* oneof = OptimizerConfig::descriptor()->FindOneofByName("type");
+  for (int f = 0; f < oneof->field_count(); ++f) {
+    const auto* field = oneof->field(f);
+    OptimizerConfig plain;
+    auto* sub = plain.GetReflection()->MutableMessage(&plain, field);
+    const auto* steps_field = sub->GetDescriptor()->FindFieldByName(
+        "warmup_steps");
+    if (steps_field == nullptr) continue;  // no warmup in this config
+    SCOPED_TRACE(field->name());
+    ++covered;
+    OptimizerConfig warm = plain;
+    auto* warm_sub = warm.GetReflection()->MutableMessage(&warm, field);
+    warm_sub->GetReflection()->SetInt64(warm_sub, steps_field, warmup);
+
+    auto p = MustNew(plain, dim);
+    auto w = MustNew(warm, dim);
+    EXPECT_EQ(w->StateBytes(), p->StateBytes());
+    EXPECT_EQ(w->DumpSize(), p->DumpSize());
+    EXPECT_NE(w->DebugString().find("Warmup(5)"), std::string::npos);
+    Entry ep(*p), ew(*w);
+    ep.Init();
+    ew.Init();
+    ep.SetNum(InitialNum(dim));
+    ew.SetNum(InitialNum(dim));
+    const float lr = 0.2f;
+    for (int64_t step : {0, 1, 3, 4, 9}) {
+      const float scale = std::min(1.0, (step + 1) / 5.0);
+      ep.Optimize(Grad(dim, step), lr * scale, step);
+      ew.Optimize(Grad(dim, step), lr, step);
+      EXPECT_EQ(ew.Num(), ep.Num()) << "step " << step;
+      EXPECT_EQ(ew.StateBytes(), ep.StateBytes());
+    }
+  }
+  EXPECT_EQ(covered, 10);
+}
+
+TEST(Warmup, AdagradMatchesReference) {
+  OptimizerConfig c;
+  c.mutable_adagrad()->set_warmup_steps(4);
+  c.mutable_adagrad()->set_weight_decay_factor(0.1f);
+  auto opt = MustNew(c, 3);
+  Entry e(*opt);
+  e.Init();
+  e.SetNum(InitialNum(3));
+  std::vector<double> w = testing_util::ToDouble(InitialNum(3));
+  std::vector<double> n(3, 0.1);
+  const std::vector<int64_t> steps = {0, 1, 2, 3, 7};
+  const double scales[] = {0.25, 0.5, 0.75, 1.0, 1.0};
+  for (size_t s = 0; s < steps.size(); ++s) {
+    std::vector<float> grad = Grad(3, s);
+    e.Optimize(grad, 0.1f, steps[s]);
+    for (int i = 0; i < 3; ++i) {
+      double g = grad[i] + 0.1 * w[i];
+      n[i] += g * g;
+      w[i] -= 0.1 * scales[s] * g / std::sqrt(n[i]);
+    }
+    ExpectClose(e.Num(), w, "warmup adagrad step " + std::to_string(s));
+  }
+}
+
+TEST(Warmup, ZeroStepsIsThePlainOptimizer) {
+  OptimizerConfig c;
+  c.mutable_adagrad()->set_warmup_steps(0);
+  EXPECT_EQ(MustNew(c, 4)->DebugString(), "Adagrad(D=4)");
+}
+
+// ---------------------------------------------------- stochastic rounding
+
+float HalfToFloat(_Float16 h) { return static_cast<float>(h); }
+bool IsHalf(float v) {
+  return HalfToFloat(static_cast<_Float16>(v)) == v;
+}
+// The next float16 above float16 value |h|.
+float NextHalfUp(float h) {
+  if (h == 0) return 0x1p-24f;
+  _Float16 x = static_cast<_Float16>(h);
+  uint16_t bits;
+  std::memcpy(&bits, &x, sizeof(bits));
+  bits = h > 0 ? bits + 1 : bits - 1;
+  std::memcpy(&x, &bits, sizeof(bits));
+  return HalfToFloat(x);
+}
+
+TEST(StochasticRounding, Float16ValuesAreKept) {
+  for (uint32_t bits = 0; bits < 0x7c00; bits += 3) {
+    uint16_t b = static_cast<uint16_t>(bits);
+    _Float16 h;
+    std::memcpy(&h, &b, sizeof(b));
+    const float v = HalfToFloat(h);
+    for (float u : {0.0f, 0.5f, 0.99999994f}) {
+      EXPECT_EQ(StochasticRoundFloat16(v, u), v);
+      EXPECT_EQ(StochasticRoundFloat16(-v, u), -v);
+    }
+  }
+  EXPECT_TRUE(std::signbit(StochasticRoundFloat16(-0.0f, 0.0f)));
+}
+
+TEST(StochasticRounding, RoundsToOneOfTheTwoNeighbours) {
+  std::mt19937 gen(123);
+  std::uniform_real_distribution<float> mantissa(-1.0f, 1.0f);
+  std::uniform_int_distribution<int> exponent(-30, 15);
+  for (int k = 0; k < 20000; ++k) {
+    const float v = std::ldexp(mantissa(gen), exponent(gen));
+    if (std::fabs(v) > 65504) continue;
+    const float up = StochasticRoundFloat16(v, 0.0f);
+    const float down = StochasticRoundFloat16(v, 0.99999994f);
+    ASSERT_TRUE(IsHalf(up) && IsHalf(down)) << v;
+    if (IsHalf(v)) {
+      EXPECT_EQ(up, v);
+      EXPECT_EQ(down, v);
+      continue;
+    }
+    EXPECT_LT(down, v);
+    EXPECT_GT(up, v);
+    EXPECT_EQ(NextHalfUp(down), up) << v;
+    // Round-to-nearest lands on one of them, too.
+    const float nearest = HalfToFloat(static_cast<_Float16>(v));
+    EXPECT_TRUE(nearest == up || nearest == down) << v;
+  }
+}
+
+TEST(StochasticRounding, SpecialValues) {
+  EXPECT_TRUE(std::isnan(StochasticRoundFloat16(NAN, 0.5f)));
+  EXPECT_EQ(StochasticRoundFloat16(INFINITY, 0.5f), INFINITY);
+  EXPECT_EQ(StochasticRoundFloat16(-INFINITY, 0.5f), -INFINITY);
+  EXPECT_EQ(StochasticRoundFloat16(1e6f, 0.0f), 65504.0f);
+  EXPECT_EQ(StochasticRoundFloat16(-70000.0f, 0.0f), -65504.0f);
+  // Below float16's smallest subnormal 2^-24: 0 or 2^-24.
+  const float tiny = 0x1p-26f;
+  EXPECT_EQ(StochasticRoundFloat16(tiny, 0.9f), 0.0f);
+  EXPECT_EQ(StochasticRoundFloat16(tiny, 0.1f), 0x1p-24f);
+  EXPECT_EQ(StochasticRoundFloat16(-tiny, 0.9f), -0x1p-24f);
+  // Rounds up exactly when u < the fraction of the gap: 1 + 0.25 ulp.
+  const float v = 1.0f + 0.25f * 0x1p-10f;
+  EXPECT_EQ(StochasticRoundFloat16(v, 0.2499f), 1.0f + 0x1p-10f);
+  EXPECT_EQ(StochasticRoundFloat16(v, 0.25f), 1.0f);
+}
+
+TEST(StochasticRounding, SeededGeneratorIsDeterministic) {
+  auto draw = [](uint64_t seed) {
+    SeedStochasticRounding(seed);
+    std::vector<float> u;
+    for (int i = 0; i < 100; ++i) u.push_back(NextStochasticRoundingUniform());
+    return u;
+  };
+  const std::vector<float> a = draw(42);
+  EXPECT_EQ(draw(42), a);
+  EXPECT_NE(draw(43), a);
+  for (float u : a) {
+    EXPECT_GE(u, 0.0f);
+    EXPECT_LT(u, 1.0f);
+  }
+}
+
+// Each thread has its own generator: threads seeded alike draw alike, however
+// their draws interleave.
+TEST(StochasticRounding, GeneratorIsPerThread) {
+  auto draw = [](std::vector<float>* out) {
+    SeedStochasticRounding(7);
+    for (int i = 0; i < 20000; ++i) {
+      out->push_back(NextStochasticRoundingUniform());
+    }
+  };
+  std::vector<float> expected;
+  draw(&expected);
+  std::vector<std::vector<float>> got(4);
+  std::vector<std::thread> threads;
+  for (auto& g : got) threads.emplace_back(draw, &g);
+  for (auto& t : threads) t.join();
+  for (const auto& g : got) EXPECT_EQ(g, expected);
+}
+
+// E[round(v)] = v: with a fixed seed, the mean of many roundings is within a
+// few standard errors of v, and "up" is chosen with frequency (v-down)/ulp.
+TEST(StochasticRounding, IsUnbiased) {
+  SeedStochasticRounding(2024);
+  const int n = 200000;
+  for (float v : {1.0f + 0.3f * 0x1p-10f, 1.0f + 0.01f * 0x1p-10f,
+                  -3.14159265f, 0.1f, 1234.567f, -65000.3f, 3e-6f, -7e-8f,
+                  1e-5f}) {
+    SCOPED_TRACE(v);
+    const float up = StochasticRoundFloat16(v, 0.0f);
+    const float down = StochasticRoundFloat16(v, 0.99999994f);
+    const double gap = static_cast<double>(up) - down;
+    const double p = (static_cast<double>(v) - down) / gap;
+    ASSERT_GT(p, 0.0);
+    ASSERT_LT(p, 1.0);
+    double sum = 0;
+    int ups = 0;
+    for (int k = 0; k < n; ++k) {
+      const float r = StochasticRoundFloat16(v, NextStochasticRoundingUniform());
+      ASSERT_TRUE(r == up || r == down);
+      ups += r == up;
+      sum += r;
+    }
+    const double sigma = std::sqrt(p * (1 - p) / n);
+    EXPECT_NEAR(static_cast<double>(ups) / n, p, 5 * sigma + 1e-7);
+    EXPECT_NEAR(sum / n, v, gap * (5 * sigma + 1e-7));
+  }
+}
+
+TEST(StochasticRounding, DecoratorRoundsResultsUnbiasedly) {
+  const int dim = 32;
+  OptimizerConfig c;
+  c.mutable_sgd();
+  c.set_stochastic_rounding_float16(true);
+  auto opt = MustNew(c, dim);
+  EXPECT_EQ(opt->StateBytes(), 0);
+  EXPECT_EQ(opt->DumpSize(), 1);
+  EXPECT_NE(opt->DebugString().find("Fp16StochasticRounding"),
+            std::string::npos);
+  // Values that float16 cannot hold, one update each from the same start.
+  std::vector<float> start(dim), grad(dim);
+  for (int i = 0; i < dim; ++i) {
+    start[i] = static_cast<float>(0.37 * std::sin(i + 1.0) * std::pow(3, i % 5));
+    grad[i] = static_cast<float>(0.011 * std::cos(2.0 * i));
+  }
+  std::vector<double> exact(dim), sum(dim, 0);
+  for (int i = 0; i < dim; ++i) exact[i] = start[i] - 0.5f * grad[i];
+  SeedStochasticRounding(99);
+  const int trials = 20000;
+  Entry e(*opt);
+  e.Init();
+  for (int t = 0; t < trials; ++t) {
+    e.SetNum(start);
+    e.Optimize(grad, 0.5f, t);
+    const std::vector<float> r = e.Num();
+    for (int i = 0; i < dim; ++i) {
+      ASSERT_TRUE(IsHalf(r[i])) << r[i];
+      sum[i] += r[i];
+    }
+  }
+  for (int i = 0; i < dim; ++i) {
+    const float v = start[i] - 0.5f * grad[i];  // SGD's float result
+    const double gap = static_cast<double>(StochasticRoundFloat16(v, 0.0f)) -
+                       StochasticRoundFloat16(v, 0.99999994f);
+    EXPECT_NEAR(sum[i] / trials, v, gap * 0.5 * 6 / std::sqrt(trials) + 1e-9)
+        << i;
+  }
+  e.ExpectGuards();
+}
+
+// ------------------------------------------------------------------- dc
+
+TEST(Dc, FactoryBuildsDelayCompensatedSgd) {
+  const double lambda = 0.5;
+  const int dim = 5;
+  OptimizerConfig c;
+  c.mutable_dc()->set_lambda_(lambda);
+  auto opt = MustNew(c, dim);
+  EXPECT_EQ(opt->DebugString(), "Dc(Sgd(D=5))");
+  EXPECT_EQ(opt->StateBytes(), 0);
+  Entry e(*opt);
+  e.Init();
+  e.SetNum(InitialNum(dim));
+  std::vector<double> w = testing_util::ToDouble(InitialNum(dim));
+  const float lrs[] = {0.3f, 0.1f, 0.2f, 0.05f};
+  for (int s = 0; s < 4; ++s) {
+    std::vector<float> grad = Grad(dim, s);
+    std::vector<float> latest(dim);  // what the trainer looked up
+    for (int i = 0; i < dim; ++i) latest[i] = e.Num()[i] - 0.3f * (i - 2) - 0.1f * s;
+    opt->OptimizeWithLatestValue(e.state(), e.num(), grad.data(), &lrs[s],
+                                 latest.data(), s);
+    for (int i = 0; i < dim; ++i) {
+      const double g = grad[i] + lambda * grad[i] * grad[i] * (w[i] - latest[i]);
+      w[i] -= lrs[s] * g;
+    }
+    ExpectClose(e.Num(), w, "dc step " + std::to_string(s));
+  }
+  // Without a latest value it is plain SGD.
+  OptimizerConfig sgd;
+  sgd.mutable_sgd();
+  auto plain = MustNew(sgd, dim);
+  Entry a(*opt), b(*plain);
+  a.SetNum(InitialNum(dim));
+  b.SetNum(InitialNum(dim));
+  a.Optimize(Grad(dim, 1), 0.1f, 0);
+  b.Optimize(Grad(dim, 1), 0.1f, 0);
+  EXPECT_EQ(a.Num(), b.Num());
+  e.ExpectGuards();
+}
+
+TEST(Dc, OverAdagradMatchesReference) {
+  const double lambda = 0.2;
+  const int dim = 4;
+  OptimizerConfig ac;
+  ac.mutable_adagrad()->set_weight_decay_factor(0.05f);
+  DcOptimizerConfig dc;
+  dc.set_lambda_(lambda);
+  std::unique_ptr<OptimizerInterface> opt;
+  ASSERT_TRUE(NewDcOptimizer(dc, MustNew(ac, dim), &opt).ok());
+  EXPECT_EQ(opt->StateBytes(), dim * 4);
+  EXPECT_EQ(opt->DumpSize(), 1);
+  Entry e(*opt);
+  e.Init();
+  e.SetNum(InitialNum(dim));
+  std::vector<double> w = testing_util::ToDouble(InitialNum(dim));
+  std::vector<double> n(dim, 0.1);
+  for (int s = 0; s < 4; ++s) {
+    const float lr = 0.1f;
+    std::vector<float> grad = Grad(dim, s);
+    std::vector<float> latest(dim);
+    for (int i = 0; i < dim; ++i) latest[i] = 0.2f * i - 0.3f;
+    opt->OptimizeWithLatestValue(e.state(), e.num(), grad.data(), &lr,
+                                 latest.data(), s);
+    for (int i = 0; i < dim; ++i) {
+      double g = grad[i] + lambda * grad[i] * grad[i] * (w[i] - latest[i]);
+      g += 0.05 * w[i];
+      n[i] += g * g;
+      w[i] -= lr * g / std::sqrt(n[i]);
+    }
+    ExpectClose(e.Num(), w, "dc(adagrad) step " + std::to_string(s));
+  }
+  OptimizerDump dump = e.Save();
+  ASSERT_TRUE(dump.dump(0).has_adagrad());
+  ExpectClose(testing_util::ToVector(dump.dump(0).adagrad().norm()), n,
+              "norm");
+}
+
+TEST(Dc, Errors) {
+  DcOptimizerConfig dc;
+  std::unique_ptr<OptimizerInterface> opt;
+  ExpectInvalid(NewDcOptimizer(dc, nullptr, &opt), {"base optimizer is null"});
+  OptimizerConfig sgd;
+  sgd.mutable_sgd();
+  dc.set_lambda_(-0.5f);
+  ExpectInvalid(NewDcOptimizer(dc, MustNew(sgd, 2), &opt), {"dc.lambda_"});
+  dc.set_lambda_(NAN);
+  ExpectInvalid(NewDcOptimizer(dc, MustNew(sgd, 2), &opt), {"dc.lambda_"});
+}
+
+// Optimizers without delay compensation ignore the latest value; the
+// decorators pass it through (warmup scaling the rate on the way).
+TEST(Dc, LatestValueThroughOtherOptimizersAndDecorators) {
+  const int dim = 3;
+  OptimizerConfig ac;
+  ac.mutable_adagrad();
+  auto adagrad = MustNew(ac, dim);
+  Entry a(*adagrad), b(*adagrad);
+  a.Init();
+  b.Init();
+  const std::vector<float> grad = Grad(dim, 2), latest = {5, 6, 7};
+  const float lr = 0.1f;
+  adagrad->OptimizeWithLatestValue(a.state(), a.num(), grad.data(), &lr,
+                                   latest.data(), 0);
+  adagrad->Optimize(b.state(), b.num(), grad.data(), &lr, 0);
+  EXPECT_EQ(a.Num(), b.Num());
+
+  OptimizerConfig dc;
+  dc.mutable_dc()->set_lambda_(1.0f);
+  auto warm = NewWarmupOptimizer(MustNew(dc, dim), 4);
+  auto cold = MustNew(dc, dim);
+  Entry w(*warm), c(*cold);
+  const float quarter = lr * 0.25f;
+  warm->OptimizeWithLatestValue(w.state(), w.num(), grad.data(), &lr,
+                                latest.data(), 0);
+  cold->OptimizeWithLatestValue(c.state(), c.num(), grad.data(), &quarter,
+                                latest.data(), 0);
+  EXPECT_EQ(w.Num(), c.Num());
+  EXPECT_NE(w.Num(), b.Num());
+
+  dc.set_stochastic_rounding_float16(true);
+  auto rounded = MustNew(dc, dim);
+  Entry r(*rounded), p(*cold);
+  const std::vector<float> start = {0.3f, -0.7f, 1.1f};
+  r.SetNum(start);
+  p.SetNum(start);
+  rounded->OptimizeWithLatestValue(r.state(), r.num(), grad.data(), &lr,
+                                   latest.data(), 0);
+  cold->OptimizeWithLatestValue(p.state(), p.num(), grad.data(), &lr,
+                                latest.data(), 0);
+  for (int i = 0; i < dim; ++i) {
+    EXPECT_TRUE(IsHalf(r.Num()[i]));
+    // One of the two float16 neighbours of the compensated SGD result.
+    EXPECT_LT(std::fabs(r.Num()[i] - p.Num()[i]), 0x1p-9f);
+  }
+}
+
+}  // namespace
+}  // namespace hash_table
+}  // namespace monolith
