@@ -1,8 +1,10 @@
-"""Turns a traffic dump into a TF Serving warmup file.
+"""Turns a traffic dump, or random records, into a TF Serving warmup file.
 
-Reads size-prefixed Instance / Example / ExampleBatch records (see
-dump_format.py for every header layout) from --file_name or stdin, groups
-them into batches, and writes a TFRecord of `tensorflow.serving.PredictionLog`
+File mode (--gen_type=file, the default) reads size-prefixed Instance /
+Example / ExampleBatch records (see dump_format.py for every header layout)
+from --file_name or stdin; random mode (--gen_type=random) generates them
+from feature names with data_gen_utils. Either way the records are grouped
+into batches and written as a TFRecord of `tensorflow.serving.PredictionLog`
 whose PredictRequests feed the batch, as a string tensor, to the input
 `instances`, `examples` or `example_batch`, cycling over --signature_names
 (plus `serving_default`). Put the output at
@@ -11,16 +13,22 @@ whose PredictRequests feed the batch, as a string tensor, to the input
     bazel run //monolith/native_training/model_export:warmup_data_gen -- \
         --file_name=dump.bin --variant_type=example --batch_size=64 \
         --output_path=/tmp/warmup/tf_serving_warmup_requests
+    bazel run //monolith/native_training/model_export:warmup_data_gen -- \
+        --gen_type=random --variant_type=example --sparse_features=slot_1,slot_2 \
+        --dense_features=ctr --dense_feature_shapes=4 --seed=7 \
+        --output_path=/tmp/warmup/tf_serving_warmup_requests
 
 Unlike the original, the dump is read in binary and streamed; a truncated
 record, a short header or an empty input is an error naming the byte offset;
 the last partial batch is kept; max_records counts warmup records in every
 mode and may not exceed TF Serving's 1000; the output appears only complete.
+Random mode works (the original called data_gen_utils with an outdated
+signature) and --seed makes its output reproducible.
 """
 
 import collections
 import sys
-from typing import BinaryIO, Iterator, List, Optional, Sequence, Union
+from typing import BinaryIO, Iterator, Optional, Sequence, Union
 
 from absl import app
 from absl import flags
@@ -29,13 +37,11 @@ from google.protobuf import message
 from google.protobuf import unknown_fields
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2
-from tensorflow.core.framework import tensor_shape_pb2
-from tensorflow.core.framework import types_pb2
-from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
 from idl.matrix.proto import example_pb2
 from idl.matrix.proto import proto_parser_pb2
+from monolith.native_training.model_export import data_gen_utils
 from monolith.native_training.model_export import dump_format
 from monolith.native_training.model_export import warmup_io
 
@@ -53,8 +59,10 @@ flags.DEFINE_bool("kafka_dump", False,
                   "Every record carries an 8-byte kafka dump field.")
 flags.DEFINE_integer(
     "max_records", 1000,
-    "Maximum number of warmup records (PredictionLogs) to write; at most "
-    f"{warmup_io.MAX_WARMUP_RECORDS}, TF Serving's limit.")
+    "File mode: maximum number of warmup records (PredictionLogs) to write. "
+    "Random mode: records (samples) in all, as in the original: "
+    "max_records // batch_size requests. Either way at most "
+    f"{warmup_io.MAX_WARMUP_RECORDS} warmup records, TF Serving's limit.")
 flags.DEFINE_string("model_name", "default", "model_spec.name of requests.")
 flags.DEFINE_string(
     "signature_names", "serving_default",
@@ -65,19 +73,44 @@ flags.DEFINE_string("output_path", "/tmp/tf_warmup_data",
 flags.DEFINE_enum("variant_type", "instance",
                   ["instance", "example", "example_batch"],
                   "Record type in the dump.")
-flags.DEFINE_string("sparse_features", None, "Random mode: sparse features.")
-flags.DEFINE_string("dense_features", None, "Random mode: dense features.")
-flags.DEFINE_string("dense_feature_shapes", None,
-                    "Random mode: comma-separated dense feature shapes.")
-flags.DEFINE_string("dense_feature_types", None,
-                    "Random mode: comma-separated dense feature types.")
-flags.DEFINE_string("extra_features", None, "Random mode: extra features.")
-flags.DEFINE_string("extra_feature_shapes", None,
-                    "Random mode: comma-separated extra feature shapes.")
-flags.DEFINE_string("feature_list", None, "Random mode: feature list config.")
+flags.DEFINE_string(
+    "sparse_features", None,
+    "Random mode: comma-separated sparse feature names (slots from "
+    "--feature_list, else from slot_<N> names); the instance variant puts "
+    "them in Instance.feature.")
+flags.DEFINE_string(
+    "fidv1_features", None,
+    "Random mode, instance variant: comma-separated slots (1..1023) whose v1 "
+    "fids go to Instance.fid.")
+flags.DEFINE_string("dense_features", None,
+                    "Random mode: comma-separated dense feature names.")
+flags.DEFINE_string(
+    "dense_feature_shapes", None,
+    "Random mode: comma-separated values per dense feature (default 1 each).")
+flags.DEFINE_string(
+    "dense_feature_types", None,
+    "Random mode: comma-separated dtypes per dense feature, e.g. float, "
+    "double, int64, string (default float each).")
+flags.DEFINE_string(
+    "extra_features", None,
+    "Random mode: comma-separated LineId fields to fill (default uid, "
+    "item_id, req_time, sample_rate, actions).")
+flags.DEFINE_string(
+    "extra_feature_shapes", None,
+    "Random mode: comma-separated values per repeated LineId field (default "
+    "1 each).")
+flags.DEFINE_string("feature_list", None,
+                    "Random mode: feature list config giving slots and methods.")
 flags.DEFINE_enum("gen_type", "file", ["file", "random"],
                   "file: read a dump; random: generate requests.")
-flags.DEFINE_integer("drop_rate", 0, "Random mode: feature drop rate.")
+flags.DEFINE_float(
+    "drop_rate", 0,
+    "Random mode: probability that a sparse feature is left empty (the user "
+    "and item id slots 1 and 200 never are).")
+flags.DEFINE_integer(
+    "seed", None,
+    "Random mode: seed; the same seed and flags give a byte-identical file "
+    "(line ids then carry a fixed req_time). Unset: different every run.")
 flags.DEFINE_bool(
     "validate_records", True,
     "Check that every record parses as the --variant_type proto (catches "
@@ -88,12 +121,8 @@ RECORD_CLASSES = {
     "example": example_pb2.Example,
     "example_batch": example_pb2.ExampleBatch,
 }
-INPUT_NAMES = {
-    "instance": "instances",
-    "example": "examples",
-    "example_batch": "example_batch",
-}
-DEFAULT_SIGNATURE = "serving_default"
+INPUT_NAMES = warmup_io.INPUT_NAMES
+DEFAULT_SIGNATURE = warmup_io.DEFAULT_SIGNATURE
 # Protobuf messages cannot exceed 2 GiB; a larger size means wrong header flags.
 _MAX_RECORD_BYTES = 2**31 - 1
 _CHUNK_BYTES = 1 << 20
@@ -194,11 +223,7 @@ class PBReader:
     if not records:
       raise StopIteration
     self._batches += 1
-    return tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_STRING,
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(records))]),
-        string_val=records)
+    return warmup_io.string_tensor(records)
 
   def read_record(self) -> Optional[bytes]:
     """The next record's payload, or None at a clean end of input."""
@@ -293,18 +318,6 @@ class PBReader:
         f"{wanted} bytes; {_LAYOUT_HINT}")
 
 
-def _signature_list(signature_names: Union[str, Sequence[str]]) -> List[str]:
-  if isinstance(signature_names, str):
-    signature_names = signature_names.split(",")
-  names = []
-  for name in (n.strip() for n in signature_names):
-    if name and name not in names:
-      names.append(name)
-  if DEFAULT_SIGNATURE not in names:
-    names.append(DEFAULT_SIGNATURE)
-  return names
-
-
 def gen_prediction_log_from_file(
     file_name: Optional[str] = None,
     batch_size: int = 64,
@@ -340,20 +353,16 @@ def gen_prediction_log_from_file(
   if input_name is None:
     raise ValueError(f"variant_type must be one of {sorted(INPUT_NAMES)}, "
                      f"got {variant_type!r}")
-  signatures = _signature_list(signature_names)
+  signatures = warmup_io.signature_list(signature_names)
   with PBReader(file_name, batch_size, lagrangex_header, has_sort_id,
                 kafka_dump_prefix, kafka_dump, variant_type,
                 validate) as reader:
     reader.set_max_iter(max_records)
     count = 0
     for count, batch in enumerate(reader, start=1):
-      request = predict_pb2.PredictRequest()
-      request.model_spec.name = model_name
-      request.model_spec.signature_name = signatures[(count - 1) %
-                                                     len(signatures)]
-      request.inputs[input_name].CopyFrom(batch)
-      yield prediction_log_pb2.PredictionLog(
-          predict_log=prediction_log_pb2.PredictLog(request=request))
+      yield warmup_io.predict_log(model_name,
+                                  signatures[(count - 1) % len(signatures)],
+                                  {input_name: batch})
     if count == 0:
       raise DumpFormatError(f"{file_name or '<stdin>'}: no records (empty "
                             "input)")
@@ -403,27 +412,74 @@ class WarmupSummary:
             f"{self.payload_bytes} payload bytes; per signature: {signatures}")
 
 
+def _comma_list(flag_name: str, convert=str) -> Optional[list]:
+  """The comma list of --flag_name converted item by item; None when unset."""
+  text = FLAGS[flag_name].value
+  if not text:
+    return None
+  items = [item.strip() for item in text.split(",")]
+  try:
+    return [convert(item) for item in items]
+  except ValueError as e:
+    raise app.UsageError(f"--{flag_name}={text}: {e}") from e
+
+
+def random_parser_args() -> data_gen_utils.ParserArgs:
+  """The random-mode ParserArgs the flags describe."""
+  names = _comma_list("sparse_features")
+  instance = FLAGS.variant_type == "instance"
+  if not names and not (instance and FLAGS.fidv1_features):
+    raise app.UsageError(
+        "--gen_type=random needs --sparse_features"
+        f"{' or --fidv1_features' if instance else ''}")
+  if FLAGS.fidv1_features and not instance:
+    raise app.UsageError("--fidv1_features is for --variant_type=instance")
+  feature_list = None
+  if FLAGS.feature_list:
+    feature_list = data_gen_utils.FeatureList.parse(
+        warmup_io.resolve_user_path(FLAGS.feature_list))
+  return data_gen_utils.ParserArgs(
+      model_name=FLAGS.model_name,
+      fidv1_features=_comma_list("fidv1_features", int),
+      fidv2_features=names if instance else None,
+      sparse_features=None if instance else names,
+      dense_features=_comma_list("dense_features"),
+      dense_feature_shapes=_comma_list("dense_feature_shapes", int),
+      dense_feature_types=_comma_list("dense_feature_types", tf_dtype),
+      extra_features=_comma_list("extra_features"),
+      extra_feature_shapes=_comma_list("extra_feature_shapes", int),
+      feature_list=feature_list,
+      batch_size=FLAGS.batch_size,
+      max_records=FLAGS.max_records,
+      signature_name=warmup_io.signature_list(FLAGS.signature_names),
+      variant_type=FLAGS.variant_type,
+      drop_rate=FLAGS.drop_rate,
+      seed=FLAGS.seed)
+
+
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if FLAGS.gen_type != "file":
-    raise app.UsageError("--gen_type=random is not available yet; use "
-                         "--gen_type=file with a dump")
   output_path = warmup_io.resolve_user_path(FLAGS.output_path)
   summary = WarmupSummary()
 
-  def logs():
-    for log in gen_prediction_log_from_file(
-        warmup_io.resolve_user_path(FLAGS.file_name), FLAGS.batch_size,
-        FLAGS.lagrangex_header, FLAGS.kafka_dump_prefix, FLAGS.has_sort_id,
-        FLAGS.kafka_dump, FLAGS.max_records, FLAGS.variant_type,
-        FLAGS.model_name, FLAGS.signature_names, FLAGS.validate_records):
+  def logs(generated):
+    for log in generated:
       summary.add(log)
       yield log
 
   try:
-    warmup_io.write_prediction_logs(output_path, logs())
-  except (warmup_io.WarmupDataError, OSError, tf.errors.OpError) as e:
+    if FLAGS.gen_type == "random":
+      generated = data_gen_utils.gen_prediction_log(random_parser_args())
+    else:
+      generated = gen_prediction_log_from_file(
+          warmup_io.resolve_user_path(FLAGS.file_name), FLAGS.batch_size,
+          FLAGS.lagrangex_header, FLAGS.kafka_dump_prefix, FLAGS.has_sort_id,
+          FLAGS.kafka_dump, FLAGS.max_records, FLAGS.variant_type,
+          FLAGS.model_name, FLAGS.signature_names, FLAGS.validate_records)
+    warmup_io.write_prediction_logs(output_path, logs(generated))
+  except (warmup_io.WarmupDataError, ValueError, OSError,
+          tf.errors.OpError) as e:
     sys.exit(f"warmup_data_gen: error: {e}")
   print(f"wrote {output_path}: {summary}")
 

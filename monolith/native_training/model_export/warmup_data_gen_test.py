@@ -1,4 +1,5 @@
-"""Tests for warmup_data_gen: every dump layout, the CLI, and bad input."""
+"""Tests for warmup_data_gen: every dump layout, random mode, the CLI, and bad
+input."""
 
 import dataclasses
 import itertools
@@ -6,6 +7,8 @@ import os
 import subprocess
 import sys
 
+from absl import app
+from absl import flags
 import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
@@ -310,3 +313,147 @@ def test_cli_resolves_relative_paths_against_bazel_working_dir(
   assert result.returncode == 0, result.stderr.decode()
   assert len(_read_tfrecord(str(tmp_path / "out" / "warmup"))) == 1
 
+
+
+# --- Random mode. -----------------------------------------------------------
+
+CONF = os.path.join(os.path.dirname(__file__), "..", "data", "testdata",
+                    "feature_list.conf")
+
+
+def _main_in_process(args):
+  """Runs main() with `args` as the command line, in this process."""
+  flags.FLAGS.unparse_flags()
+  flags.FLAGS(["warmup_data_gen"] + args)
+  try:
+    warmup_data_gen.main(["warmup_data_gen"])
+  finally:
+    flags.FLAGS.unparse_flags()
+
+
+def _records(logs, variant):
+  record_class = warmup_data_gen.RECORD_CLASSES[variant]
+  return [[record_class.FromString(r) for r in batch]
+          for batch in _batches(logs, warmup_data_gen.INPUT_NAMES[variant])]
+
+
+def test_random_mode_example_from_flags(tmp_path, capsys):
+  out = tmp_path / "warmup"
+  _main_in_process([
+      "--gen_type=random", "--variant_type=example",
+      "--sparse_features=user_id, doc_id,slot_77", f"--feature_list={CONF}",
+      "--dense_features=ctr,emb,count", "--dense_feature_shapes=4,2,3",
+      "--dense_feature_types=float,double,int64",
+      "--extra_features=uid,actions", "--extra_feature_shapes=1,2",
+      "--batch_size=4", "--max_records=12", "--signature_names=ctr",
+      "--model_name=ranker", "--seed=3", f"--output_path={out}"])
+  assert f"wrote {out}: 3 warmup records, 12 samples" in capsys.readouterr().out
+  logs = _read_tfrecord(str(out))
+  assert [l.predict_log.request.model_spec.signature_name for l in logs] == [
+      "ctr", "serving_default", "ctr"]
+  assert {l.predict_log.request.model_spec.name for l in logs} == {"ranker"}
+  for batch in _records(logs, "example"):
+    assert len(batch) == 4
+    for example in batch:
+      features = {nf.name: nf for nf in example.named_feature}
+      # Slots from the feature list (f_user_id, f_doc_id) and the name.
+      assert [(n, f.id) for n, f in features.items()][:3] == [
+          ("user_id", 1), ("doc_id", 200), ("slot_77", 77)]
+      assert features["slot_77"].feature.fid_v2_list.value[0] >> 48 == 77
+      assert len(features["ctr"].feature.float_list.value) == 4
+      assert len(features["emb"].feature.double_list.value) == 2
+      assert len(features["count"].feature.int64_list.value) == 3
+      assert example.line_id.uid >> 48 == 1 and len(example.line_id.actions) == 2
+      assert not example.line_id.item_id  # only the listed extra features
+
+
+def test_random_mode_instance_with_v1_and_v2_fids(tmp_path):
+  out = tmp_path / "warmup"
+  _main_in_process([
+      "--gen_type=random", "--variant_type=instance", "--fidv1_features=1,5",
+      "--sparse_features=slot_9", "--batch_size=2", "--max_records=4",
+      f"--output_path={out}"])
+  batches = _records(_read_tfrecord(str(out)), "instance")
+  assert [len(b) for b in batches] == [2, 2]
+  for instance in itertools.chain(*batches):
+    assert {fid >> 54 for fid in instance.fid} <= {1, 5}
+    assert [fid >> 54 for fid in instance.fid].count(1) == 1
+    assert instance.feature[0].name == "slot_9"
+    assert [fid >> 48 for fid in instance.feature[0].fid] == [9]
+
+
+def test_random_mode_example_batch_drop_rate(tmp_path):
+  out = tmp_path / "warmup"
+  _main_in_process([
+      "--gen_type=random", "--variant_type=example_batch",
+      "--sparse_features=slot_1,slot_5", "--drop_rate=1", "--batch_size=8",
+      "--max_records=16", f"--output_path={out}"])
+  batches = _records(_read_tfrecord(str(out)), "example_batch")
+  assert [len(b) for b in batches] == [1, 1]  # one ExampleBatch per request
+  for (batch,) in batches:
+    columns = {c.name: c for c in batch.named_feature_list}
+    assert batch.batch_size == 8 and len(columns["slot_1"].feature) == 8
+    # Slot 1 (the user id) is never dropped; slot 5 always is at rate 1.
+    assert all(len(f.fid_v2_list.value) == 1 for f in columns["slot_1"].feature)
+    assert all(len(f.fid_v2_list.value) == 0 for f in columns["slot_5"].feature)
+
+
+def test_random_mode_seed_is_byte_identical(tmp_path):
+  def run(name, *extra):
+    out = tmp_path / name
+    _main_in_process(["--gen_type=random", "--variant_type=example",
+                      "--sparse_features=slot_1,slot_2,user_recent_clicks",
+                      "--dense_features=ctr", "--drop_rate=0.3",
+                      "--batch_size=16", "--max_records=64",
+                      f"--output_path={out}", *extra])
+    return out.read_bytes()
+
+  assert run("a", "--seed=5") == run("b", "--seed=5")
+  assert run("c", "--seed=5") != run("d", "--seed=6")
+  assert run("e") != run("f")
+
+
+@pytest.mark.parametrize("args,error", [
+    (["--variant_type=example"], "needs --sparse_features"),
+    (["--variant_type=instance"], "needs --sparse_features or --fidv1_features"),
+    (["--sparse_features=slot_1", "--fidv1_features=2"],
+     "--fidv1_features is for --variant_type=instance"),
+    (["--sparse_features=slot_1", "--dense_features=a",
+      "--dense_feature_types=int46"],
+     "--dense_feature_types=int46: unknown dtype 'int46'"),
+    (["--sparse_features=slot_1", "--dense_features=a",
+      "--dense_feature_shapes=x"], "--dense_feature_shapes=x: invalid literal"),
+])
+def test_random_mode_flag_errors(tmp_path, args, error):
+  with pytest.raises(app.UsageError, match=error):
+    _main_in_process(["--gen_type=random", "--variant_type=example",
+                      f"--output_path={tmp_path / 'out'}", *args])
+  assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("args,error", [
+    (["--dense_features=a,b", "--dense_feature_shapes=1"],
+     "dense_feature_shapes has 1 entries but dense_features has 2"),
+    (["--extra_features=page"], "extra feature 'page' is not a LineId field"),
+    (["--feature_list=/nonexistent/features.conf"], "/nonexistent/features.conf"),
+    (["--max_records=4", "--batch_size=8"], "makes 0 requests"),
+])
+def test_random_mode_bad_values_exit_with_the_reason(tmp_path, args, error):
+  with pytest.raises(SystemExit) as e:
+    _main_in_process(["--gen_type=random", "--variant_type=example",
+                      "--sparse_features=slot_1",
+                      f"--output_path={tmp_path / 'out'}", *args])
+  assert "warmup_data_gen: error:" in str(e.value.code)
+  assert error in str(e.value.code)
+  assert not os.listdir(tmp_path)
+
+
+def test_cli_random_mode(tmp_path, monkeypatch):
+  monkeypatch.setenv("BUILD_WORKING_DIRECTORY", str(tmp_path))
+  result = _run_cli(["--gen_type=random", "--variant_type=example",
+                     "--sparse_features=slot_1,slot_2", "--batch_size=32",
+                     "--seed=1", "--output_path=out/warmup"], cwd="/")
+  assert result.returncode == 0, result.stderr.decode()
+  # 1000 // 32 requests of 32 samples.
+  assert b"31 warmup records, 992 samples" in result.stdout
+  assert len(_read_tfrecord(str(tmp_path / "out" / "warmup"))) == 31

@@ -1,4 +1,4 @@
-"""Shared I/O for the warmup tools: paths, TF Serving's limit, atomic output.
+"""Shared pieces of the warmup tools: requests, TF Serving's limit, output.
 
 TF Serving reads `<saved_model>/assets.extra/tf_serving_warmup_requests`, a
 TFRecord file of `tensorflow.serving.PredictionLog`, and fails the model load
@@ -6,15 +6,29 @@ when it holds more than MAX_WARMUP_RECORDS records. The tools here never write
 such a file, and never leave a partial one under the final name.
 """
 
+import contextlib
 import os
 import uuid
-from typing import Iterable, Optional
+from typing import Iterable, Iterator, List, Mapping, Optional, Sequence, Union
 
 import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2
+from tensorflow.core.framework import tensor_shape_pb2
+from tensorflow.core.framework import types_pb2
+from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
 # TF Serving's saved_model_warmup_util refuses warmup files with more records.
 MAX_WARMUP_RECORDS = 1000
+# Where TF Serving looks for the warmup file, relative to the SavedModel.
+WARMUP_FILE_PATH = os.path.join("assets.extra", "tf_serving_warmup_requests")
+DEFAULT_SIGNATURE = "serving_default"
+# The request input that carries a batch of serialized records, per variant.
+INPUT_NAMES = {
+    "instance": "instances",
+    "example": "examples",
+    "example_batch": "example_batch",
+}
 
 
 class WarmupDataError(Exception):
@@ -40,13 +54,70 @@ def check_record_limit(count: int, what: str) -> None:
         f"load a model whose warmup file has more than {MAX_WARMUP_RECORDS}")
 
 
+def signature_list(signature_names: Union[str, Sequence[str]]) -> List[str]:
+  """Signatures to cycle requests over: a list or comma list, in order,
+  without blanks or repeats, with DEFAULT_SIGNATURE appended when missing."""
+  if isinstance(signature_names, str):
+    signature_names = signature_names.split(",")
+  names = []
+  for name in (n.strip() for n in signature_names):
+    if name and name not in names:
+      names.append(name)
+  if DEFAULT_SIGNATURE not in names:
+    names.append(DEFAULT_SIGNATURE)
+  return names
+
+
+def string_tensor(values: Sequence[bytes]) -> tensor_pb2.TensorProto:
+  """A 1-D DT_STRING TensorProto of `values`."""
+  return tensor_pb2.TensorProto(
+      dtype=types_pb2.DT_STRING,
+      tensor_shape=tensor_shape_pb2.TensorShapeProto(
+          dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(values))]),
+      string_val=values)
+
+
+def predict_log(
+    model_name: str, signature_name: str,
+    inputs: Mapping[str, tensor_pb2.TensorProto]
+) -> prediction_log_pb2.PredictionLog:
+  """A PredictionLog holding one PredictRequest."""
+  request = predict_pb2.PredictRequest()
+  request.model_spec.name = model_name
+  request.model_spec.signature_name = signature_name
+  for name, tensor in inputs.items():
+    request.inputs[name].CopyFrom(tensor)
+  return prediction_log_pb2.PredictionLog(
+      predict_log=prediction_log_pb2.PredictLog(request=request))
+
+
+@contextlib.contextmanager
+def atomic_output(output_path: str) -> Iterator[str]:
+  """Yields a temporary path to write; renames it onto `output_path` at the end.
+
+  The temporary file lies beside the output (same file system, so the rename
+  is atomic) and is removed if the block raises, leaving an existing output
+  untouched. Missing folders are created.
+  """
+  folder = os.path.dirname(output_path)
+  if folder:
+    tf.io.gfile.makedirs(folder)
+  tmp_path = f"{output_path}.tmp-{uuid.uuid4().hex[:12]}"
+  try:
+    yield tmp_path
+    tf.io.gfile.rename(tmp_path, output_path, overwrite=True)
+  except BaseException:
+    if tf.io.gfile.exists(tmp_path):
+      tf.io.gfile.remove(tmp_path)
+    raise
+
+
 def write_prediction_logs(
     output_path: str, logs: Iterable[prediction_log_pb2.PredictionLog]) -> int:
   """Writes `logs` as a TFRecord file at `output_path`, atomically.
 
-  The records go to a temporary file beside the output, which is renamed onto
-  `output_path` only once every record is written; on any error it is removed
-  and an existing output is left untouched. Missing folders are created.
+  The records go to a temporary file (atomic_output), which becomes
+  `output_path` only once every record is written.
 
   Returns:
     The number of records written.
@@ -54,12 +125,8 @@ def write_prediction_logs(
   Raises:
     WarmupDataError: more than MAX_WARMUP_RECORDS logs, or no logs at all.
   """
-  folder = os.path.dirname(output_path)
-  if folder:
-    tf.io.gfile.makedirs(folder)
-  tmp_path = f"{output_path}.tmp-{uuid.uuid4().hex[:12]}"
   count = 0
-  try:
+  with atomic_output(output_path) as tmp_path:
     with tf.io.TFRecordWriter(tmp_path) as writer:
       for log in logs:
         count += 1
@@ -67,9 +134,4 @@ def write_prediction_logs(
         writer.write(log.SerializeToString())
     if count == 0:
       raise WarmupDataError(f"no warmup records to write to {output_path}")
-    tf.io.gfile.rename(tmp_path, output_path, overwrite=True)
-  except BaseException:
-    if tf.io.gfile.exists(tmp_path):
-      tf.io.gfile.remove(tmp_path)
-    raise
   return count
