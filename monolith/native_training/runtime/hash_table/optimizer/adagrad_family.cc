@@ -122,8 +122,11 @@ class AdagradOptimizer final : public OptimizerBase {
 // flip_direction) has no implementation in Monolith; ours scales wd by
 //   s = gap ^ (+-1 / temperature),  gap = max(1, step - last_update_step),
 // with + (an entry not updated for gap steps catches up on their decay)
-// unless flip_direction (rarely updated entries decay less). In decoupled mode the decay fraction lr * wd * s is capped
-// at 1 so that a long gap shrinks w to 0 at most, never past it.
+// unless flip_direction (rarely updated entries decay less). In decoupled
+// mode the decay fraction lr * wd * s is capped at 1 so that a long gap
+// shrinks w to 0 at most, never past it; in coupled mode the scaled decay
+// enters g, and so norm, as adagrad's does. The original's AVX path for the
+// coupled case moves w by the raw gradient; we use the scalar formula.
 // last_update_step is -1 until the first update (gap 1 then).
 class DynamicWdAdagradOptimizer final : public OptimizerBase {
  public:

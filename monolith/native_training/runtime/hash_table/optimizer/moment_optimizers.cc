@@ -347,7 +347,8 @@ class RmspropOptimizer final : public OptimizerBase {
     const float* __restrict gr = grad;
     for (int i = 0; i < dim_; ++i) {
       const double dx = gr[i] + wd * w[i];
-      const float n_new = static_cast<float>(mu * n[i] + new_sq_weight * dx * dx);
+      const float n_new =
+          static_cast<float>(mu * n[i] + new_sq_weight * dx * dx);
       const double eta = lr / (std::sqrt(n_new) + 1);
       w[i] = static_cast<float>(w[i] - eta * dx);
       n[i] = n_new;
@@ -389,7 +390,8 @@ class RmspropOptimizer final : public OptimizerBase {
 // unchanged instead (Optimize cannot report errors).
 class BatchSoftmaxOptimizer final : public OptimizerBase {
  public:
-  explicit BatchSoftmaxOptimizer(int dim) : OptimizerBase("BatchSoftmax", dim) {}
+  explicit BatchSoftmaxOptimizer(int dim)
+      : OptimizerBase("BatchSoftmax", dim) {}
 
   int64_t StateBytes() const override { return sizeof(int64_t); }
 

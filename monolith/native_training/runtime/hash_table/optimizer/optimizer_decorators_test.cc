@@ -242,7 +242,8 @@ TEST(StochasticRounding, IsUnbiased) {
     double sum = 0;
     int ups = 0;
     for (int k = 0; k < n; ++k) {
-      const float r = StochasticRoundFloat16(v, NextStochasticRoundingUniform());
+      const float r =
+          StochasticRoundFloat16(v, NextStochasticRoundingUniform());
       ASSERT_TRUE(r == up || r == down);
       ups += r == up;
       sum += r;
@@ -266,7 +267,8 @@ TEST(StochasticRounding, DecoratorRoundsResultsUnbiasedly) {
   // Values that float16 cannot hold, one update each from the same start.
   std::vector<float> start(dim), grad(dim);
   for (int i = 0; i < dim; ++i) {
-    start[i] = static_cast<float>(0.37 * std::sin(i + 1.0) * std::pow(3, i % 5));
+    start[i] =
+        static_cast<float>(0.37 * std::sin(i + 1.0) * std::pow(3, i % 5));
     grad[i] = static_cast<float>(0.011 * std::cos(2.0 * i));
   }
   std::vector<double> exact(dim), sum(dim, 0);
@@ -312,11 +314,14 @@ TEST(Dc, FactoryBuildsDelayCompensatedSgd) {
   for (int s = 0; s < 4; ++s) {
     std::vector<float> grad = Grad(dim, s);
     std::vector<float> latest(dim);  // what the trainer looked up
-    for (int i = 0; i < dim; ++i) latest[i] = e.Num()[i] - 0.3f * (i - 2) - 0.1f * s;
+    for (int i = 0; i < dim; ++i) {
+      latest[i] = e.Num()[i] - 0.3f * (i - 2) - 0.1f * s;
+    }
     opt->OptimizeWithLatestValue(e.state(), e.num(), grad.data(), &lrs[s],
                                  latest.data(), s);
     for (int i = 0; i < dim; ++i) {
-      const double g = grad[i] + lambda * grad[i] * grad[i] * (w[i] - latest[i]);
+      const double g =
+          grad[i] + lambda * grad[i] * grad[i] * (w[i] - latest[i]);
       w[i] -= lrs[s] * g;
     }
     ExpectClose(e.Num(), w, "dc step " + std::to_string(s));

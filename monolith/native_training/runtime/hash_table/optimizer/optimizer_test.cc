@@ -120,7 +120,9 @@ void CheckDynamicWd(const DynWdParams& p) {
         // Steps since the last update; 1 for the first and a repeated step.
         double gap = (last < 0 || steps[s] <= last) ? 1 : steps[s] - last;
         double wd_s = wd;
-        if (p.dynamic) wd_s = wd * std::pow(gap, (p.flip ? -1 : 1) / p.temperature);
+        if (p.dynamic) {
+          wd_s = wd * std::pow(gap, (p.flip ? -1 : 1) / p.temperature);
+        }
         std::vector<float> grad = Grad(kDim, s);
         for (int i = 0; i < kDim; ++i) {
           double g = p.decouple ? grad[i] : grad[i] + wd_s * w[i];
@@ -556,7 +558,8 @@ std::vector<Case> AllCases() {
   add("batch_softmax", 2, 1,
       [](OptimizerConfig* c) { c->mutable_batch_softmax(); });
   cases.back().dim = 1;
-  add("dc", 0, 1, [](OptimizerConfig* c) { c->mutable_dc()->set_lambda_(0.5f); });
+  add("dc", 0, 1,
+      [](OptimizerConfig* c) { c->mutable_dc()->set_lambda_(0.5f); });
   // Decorated: the decorators keep the base's sizes and dumps.
   add("adagrad+warmup+fp16", d, 1, [](OptimizerConfig* c) {
     c->mutable_adagrad()->set_warmup_steps(3);
@@ -804,7 +807,9 @@ TEST(AllOptimizers, RestoreNamesTheBadField) {
         [](SingleOptimizerDump* d) { d->mutable_amsgrad()->add_vhat(0); },
         "amsgrad.vhat has 5 floats");
   check(c, 4,
-        [](SingleOptimizerDump* d) { d->mutable_amsgrad()->clear_beta1_power(); },
+        [](SingleOptimizerDump* d) {
+          d->mutable_amsgrad()->clear_beta1_power();
+        },
         "amsgrad.beta1_power is missing");
   c.mutable_group_adagrad();
   check(c, 4,

@@ -124,7 +124,8 @@ inline std::vector<float> ToVector(const Repeated& r) {
   return std::vector<float>(r.begin(), r.end());
 }
 
-inline void ExpectInvalid(const Status& s, const std::vector<std::string>& needles) {
+inline void ExpectInvalid(const Status& s,
+                          const std::vector<std::string>& needles) {
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
   for (const std::string& n : needles) {
     EXPECT_NE(s.message().find(n), std::string::npos)
