@@ -1,0 +1,536 @@
+"""Checks a TF Serving warmup file, replays it against a SavedModel, installs it.
+
+TF Serving runs `<saved_model>/assets.extra/tf_serving_warmup_requests`
+before it serves a model, and fails the model load when that file is not a
+TFRecord, a record is not a PredictionLog, a log type is one it does not run,
+the file has more than 1000 records, or a request fails against the model.
+This tool finds those failures before a deployment does:
+
+* `--warmup_file=F`: F must be a TFRecord file (length and data CRCs intact,
+  nothing after the last record), every record a PredictionLog of a type TF
+  Serving runs (predict, classify, regress, multi_inference; not
+  session_run), at most 1000 records. Prints, per signature, the records, log
+  types, input names with dtypes, and batch sizes.
+* `--saved_model_dir=D`: also checks every request against the signature
+  defs of D's `serve` meta graph, as TF Serving loads it (the signature
+  exists, its method fits the log type, input names, dtypes and shapes match,
+  output filters exist), then replays each request through its signature
+  `--replay_iterations` times (TF Serving's num_request_iterations) and
+  reports per signature the latency of the first request and of the later
+  ones.
+* `--install`: when every check passed, copies F to
+  `D/assets.extra/tf_serving_warmup_requests`, atomically.
+
+Exits 0 when every check passes; otherwise 1, with one line per problem
+naming the file, the record index and the reason.
+
+    bazel run //monolith/native_training/model_export:warmup_data_check -- \\
+        --warmup_file=/tmp/warmup --saved_model_dir=/models/ranker/1 --install
+"""
+
+import collections
+import dataclasses
+import os
+import statistics
+import sys
+import time
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+from absl import app
+from absl import flags
+from absl import logging
+from google.protobuf import message
+from google.protobuf import unknown_fields
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
+from tensorflow.python.saved_model import loader_impl
+from tensorflow.python.util import deprecation
+from tensorflow_serving.apis import input_pb2
+from tensorflow_serving.apis import prediction_log_pb2
+
+from monolith.native_training.model_export import warmup_io
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("warmup_file", None,
+                    "The warmup file (TFRecord of PredictionLog) to check.")
+flags.DEFINE_string(
+    "saved_model_dir", None,
+    "A SavedModel (a version folder) to check and replay the requests "
+    "against.")
+flags.DEFINE_bool(
+    "install", False,
+    "After every check passed, copy the warmup file to "
+    "<saved_model_dir>/assets.extra/tf_serving_warmup_requests.")
+flags.DEFINE_bool("replay", True,
+                  "With --saved_model_dir, run every request through the model.")
+flags.DEFINE_integer(
+    "replay_iterations", 1,
+    "Runs per request when replaying (TF Serving's num_request_iterations).")
+
+# The log types TF Serving's warmup runs; others fail the model load.
+SUPPORTED_LOG_TYPES = ("predict_log", "classify_log", "regress_log",
+                       "multi_inference_log")
+SERVING_TAGS = frozenset({tf.saved_model.SERVING})
+_METHOD_KINDS = {
+    tf.saved_model.CLASSIFY_METHOD_NAME: "classify",
+    tf.saved_model.REGRESS_METHOD_NAME: "regress",
+}
+_KIND_METHODS = {kind: method for method, kind in _METHOD_KINDS.items()}
+# Classify and regress requests carry tf.Examples, listed under this name.
+_EXAMPLES_INPUT = "<tf.Example>"
+_GZIP_MAGIC = b"\x1f\x8b"
+_INTERNAL_SIGNATURE_PREFIX = "__saved_model_"
+# Lines of TF op errors that say where, not what.
+_OP_ERROR_NOISE = ("Graph execution error", "Detected at node",
+                   "<stack traces unavailable>", "[[", "File ")
+_MAX_PROBLEMS_SHOWN = 20
+
+
+@dataclasses.dataclass
+class Problem:
+  """Why the warmup file would fail; `record` is None for the whole file."""
+  record: Optional[int]
+  reason: str
+
+  def __str__(self) -> str:
+    return self.reason if self.record is None else (
+        f"record {self.record}: {self.reason}")
+
+
+@dataclasses.dataclass
+class SignatureSummary:
+  """What the warmup file sends to one signature, and how replaying it went."""
+  records: int = 0
+  log_types: collections.Counter = dataclasses.field(
+      default_factory=collections.Counter)
+  inputs: Dict[str, str] = dataclasses.field(default_factory=dict)
+  batch_sizes: collections.Counter = dataclasses.field(
+      default_factory=collections.Counter)
+  first_ms: Optional[float] = None
+  later_ms: List[float] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class CheckReport:
+  warmup_file: str
+  records: int
+  signatures: Dict[str, SignatureSummary]
+  problems: List[Problem]
+  replayed: bool = False
+
+  @property
+  def ok(self) -> bool:
+    return not self.problems
+
+
+@dataclasses.dataclass
+class _Call:
+  """One signature run of a warmup record (multi_inference makes several)."""
+  record: int
+  log_type: str
+  signature: str
+  kind: str  # predict, classify or regress
+  tensors: Mapping[str, tensor_pb2.TensorProto] = dataclasses.field(
+      default_factory=dict)
+  examples: Optional[input_pb2.Input] = None
+  output_filter: Sequence[str] = ()
+
+
+def _dtype_name(dtype: int) -> str:
+  return tf.as_dtype(dtype).name if dtype else "invalid"
+
+
+def _batch_size(tensor: tensor_pb2.TensorProto) -> int:
+  dims = tensor.tensor_shape.dim
+  return dims[0].size if dims else 1
+
+
+def _serialized_examples(examples: input_pb2.Input) -> List[bytes]:
+  """The examples' serialized tf.Examples, as TF Serving feeds them."""
+  kind = examples.WhichOneof("kind")
+  if kind == "example_list":
+    return [e.SerializeToString() for e in examples.example_list.examples]
+  if kind == "example_list_with_context":
+    with_context = examples.example_list_with_context
+    # TF Serving concatenates the context and each example: proto merging.
+    context = with_context.context.SerializeToString()
+    return [context + e.SerializeToString() for e in with_context.examples]
+  return []
+
+
+def read_warmup_file(
+    path: str
+) -> Tuple[List[Optional[prediction_log_pb2.PredictionLog]], List[Problem]]:
+  """Reads every record of `path` as a PredictionLog.
+
+  Returns:
+    One entry per record read, None for a record with a problem, and the
+    problems found: framing errors (which end the reading), records that do
+    not parse or whose log type TF Serving does not run, more than
+    MAX_WARMUP_RECORDS records, or no records at all.
+
+  Raises:
+    WarmupDataError: `path` does not exist.
+  """
+  if not tf.io.gfile.exists(path):
+    raise warmup_io.WarmupDataError(f"{path}: no such file")
+  size = tf.io.gfile.stat(path).length
+  logs, problems = [], []
+  offset = 0  # bytes of the complete records read so far
+  # The v1 iterator reports framing errors plainly ("corrupted record at 12")
+  # where tf.data wraps them in op names.
+  with deprecation.silence():
+    records = tf.compat.v1.io.tf_record_iterator(path)
+  try:
+    for raw in records:
+      if len(logs) == warmup_io.MAX_WARMUP_RECORDS:
+        problems.append(
+            Problem(len(logs), "the file has more than "
+                    f"{warmup_io.MAX_WARMUP_RECORDS} records; TF Serving "
+                    "fails to load a model whose warmup file has more"))
+        return logs, problems
+      offset += len(raw) + 16  # length, length CRC, data, data CRC
+      log, problem = _parse_log(len(logs), raw)
+      logs.append(log)
+      if problem:
+        problems.append(problem)
+  except tf.errors.DataLossError as e:
+    problems.append(Problem(len(logs), _framing_reason(path, e.message,
+                                                       offset)))
+    return logs, problems
+  if offset != size:
+    problems.append(
+        Problem(len(logs), f"the file ends in a partial record ({size - offset}"
+                f" bytes at byte offset {offset}): it was cut short; TF "
+                "Serving stops reading there"))
+  elif not logs:
+    problems.append(Problem(None, "no records: TF Serving would load the "
+                            "model without warming it up"))
+  return logs, problems
+
+
+def _framing_reason(path: str, error: str, offset: int) -> str:
+  with tf.io.gfile.GFile(path, "rb") as f:
+    compressed = f.read(2) == _GZIP_MAGIC
+  hint = ("it looks gzip-compressed, but TF Serving reads uncompressed "
+          "TFRecords" if compressed else
+          "the file is damaged or is not a TFRecord file")
+  return (f"not a valid TFRecord at byte offset {offset} ({error}); {hint}; "
+          "TF Serving fails the model load with DataLoss")
+
+
+def _parse_log(index: int,
+               raw: bytes) -> Tuple[prediction_log_pb2.PredictionLog,
+                                    Optional[Problem]]:
+  try:
+    log = prediction_log_pb2.PredictionLog.FromString(raw)
+  except message.DecodeError as e:
+    return None, Problem(
+        index, f"does not parse as tensorflow.serving.PredictionLog: {e}")
+  log_type = log.WhichOneof("log_type")
+  supported = ", ".join(SUPPORTED_LOG_TYPES)
+  if log_type is None:
+    extra = len(unknown_fields.UnknownFieldSet(log))
+    hint = (f"; it has {extra} fields PredictionLog does not define (was "
+            "another message written instead?)" if extra else "")
+    return None, Problem(
+        index, f"the PredictionLog sets no log type, so TF Serving skips it "
+        f"and warms nothing up{hint}")
+  if log_type == "session_run_log":
+    return None, Problem(
+        index, "session_run_log: TF Serving fails the model load on these "
+        f"(Unimplemented); use one of {supported}")
+  if log_type not in SUPPORTED_LOG_TYPES:
+    return None, Problem(
+        index, f"{log_type}: TF Serving's warmup skips these and warms "
+        f"nothing up; use one of {supported}")
+  return log, None
+
+
+def _calls(index: int, log: prediction_log_pb2.PredictionLog) -> List[_Call]:
+  log_type = log.WhichOneof("log_type")
+  request = getattr(log, log_type).request
+
+  def signature(model_spec) -> str:
+    return model_spec.signature_name or warmup_io.DEFAULT_SIGNATURE
+
+  if log_type == "predict_log":
+    return [
+        _Call(index, log_type, signature(request.model_spec), "predict",
+              tensors=request.inputs, output_filter=request.output_filter)
+    ]
+  if log_type in ("classify_log", "regress_log"):
+    return [
+        _Call(index, log_type, signature(request.model_spec),
+              log_type[:-len("_log")], examples=request.input)
+    ]
+  return [
+      _Call(index, log_type, signature(task.model_spec),
+            _METHOD_KINDS.get(task.method_name, task.method_name),
+            examples=request.input) for task in request.tasks
+  ]
+
+
+def summarize(calls: Sequence[_Call]) -> Dict[str, SignatureSummary]:
+  summaries = collections.defaultdict(SignatureSummary)
+  for call in calls:
+    summary = summaries[call.signature]
+    summary.records += 1
+    summary.log_types[call.log_type] += 1
+    if call.kind == "predict":
+      for name, tensor in call.tensors.items():
+        summary.inputs[name] = _dtype_name(tensor.dtype)
+      if call.tensors:
+        summary.batch_sizes[_batch_size(next(iter(
+            call.tensors.values())))] += 1
+    else:
+      summary.inputs[_EXAMPLES_INPUT] = "string"
+      summary.batch_sizes[len(_serialized_examples(call.examples))] += 1
+  return dict(sorted(summaries.items()))
+
+
+def load_signature_defs(
+    saved_model_dir: str) -> Dict[str, meta_graph_pb2.SignatureDef]:
+  """The signature defs of the `serve` meta graph TF Serving loads."""
+  try:
+    saved_model = loader_impl.parse_saved_model(saved_model_dir)
+  except OSError as e:
+    raise warmup_io.WarmupDataError(
+        f"{saved_model_dir}: not a SavedModel: {e}") from e
+  for meta_graph in saved_model.meta_graphs:
+    if frozenset(meta_graph.meta_info_def.tags) == SERVING_TAGS:
+      # TF2 exports keep their init op as a signature; nobody serves it.
+      return {
+          name: signature_def
+          for name, signature_def in meta_graph.signature_def.items()
+          if not name.startswith(_INTERNAL_SIGNATURE_PREFIX)
+      }
+  tags = [sorted(m.meta_info_def.tags) for m in saved_model.meta_graphs]
+  raise warmup_io.WarmupDataError(
+      f"{saved_model_dir}: no meta graph tagged exactly 'serve', which TF "
+      f"Serving loads (tag sets: {tags})")
+
+
+def _check_call(call: _Call,
+                signature_defs: Mapping[str, meta_graph_pb2.SignatureDef],
+                saved_model_dir: str) -> List[str]:
+  """Why TF Serving would reject `call` against these signatures."""
+  signature_def = signature_defs.get(call.signature)
+  if signature_def is None:
+    return [
+        f"signature {call.signature!r} is not in {saved_model_dir} "
+        f"(signatures: {', '.join(sorted(signature_defs))})"
+    ]
+  where = f"signature {call.signature!r}"
+  reasons = []
+  if call.kind != "predict":
+    wanted = _KIND_METHODS.get(call.kind)
+    if wanted is None:
+      return [f"multi_inference task method {call.kind!r} is not "
+              f"{' or '.join(sorted(_METHOD_KINDS))}"]
+    if signature_def.method_name != wanted:
+      reasons.append(f"a {call.kind} request needs a signature of method "
+                     f"{wanted}, but {where} has {signature_def.method_name}")
+    inputs = list(signature_def.inputs.values())
+    if len(inputs) != 1 or inputs[0].dtype != tf.string.as_datatype_enum:
+      reasons.append(f"{where} must take one string input (serialized "
+                     "tf.Examples) for classify / regress requests")
+    if not _serialized_examples(call.examples):
+      reasons.append(f"the {call.kind} request has no examples")
+    return reasons
+  expected = signature_def.inputs
+  for name, tensor in call.tensors.items():
+    info = expected.get(name)
+    if info is None:
+      reasons.append(f"input {name!r} is not an input of {where} (inputs: "
+                     f"{', '.join(sorted(expected))})")
+      continue
+    if tensor.dtype != info.dtype:
+      reasons.append(f"input {name!r} is {_dtype_name(tensor.dtype)}, but "
+                     f"{where} takes {_dtype_name(info.dtype)}")
+    request_shape = tf.TensorShape(tensor.tensor_shape)
+    signature_shape = tf.TensorShape(info.tensor_shape)
+    if not signature_shape.is_compatible_with(request_shape):
+      reasons.append(f"input {name!r} has shape {request_shape}, but {where} "
+                     f"takes {signature_shape}")
+  for name in sorted(set(expected) - set(call.tensors)):
+    reasons.append(f"{where} needs input {name!r}, which the request lacks")
+  for name in call.output_filter:
+    if name not in signature_def.outputs:
+      reasons.append(f"output_filter {name!r} is not an output of {where} "
+                     f"(outputs: {', '.join(sorted(signature_def.outputs))})")
+  return reasons
+
+
+def _feeds(call: _Call,
+           signature_def: meta_graph_pb2.SignatureDef) -> Dict[str, tf.Tensor]:
+  if call.kind == "predict":
+    return {
+        name: tf.constant(tf.make_ndarray(tensor))
+        for name, tensor in call.tensors.items()
+    }
+  (name,) = signature_def.inputs
+  return {name: tf.constant(_serialized_examples(call.examples), tf.string)}
+
+
+def replay(calls: Sequence[_Call], saved_model_dir: str,
+           signature_defs: Mapping[str, meta_graph_pb2.SignatureDef],
+           summaries: Mapping[str, SignatureSummary],
+           iterations: int = 1) -> List[Problem]:
+  """Runs every call through the loaded model, as TF Serving's warmup does.
+
+  Records each signature's first and later latencies in `summaries`.
+  """
+  if iterations < 1:
+    raise ValueError(f"replay iterations must be at least 1, got {iterations}")
+  model = tf.saved_model.load(saved_model_dir, tags=sorted(SERVING_TAGS))
+  problems = []
+  for call in calls:
+    function = model.signatures[call.signature]
+    summary = summaries[call.signature]
+    try:
+      feeds = _feeds(call, signature_defs[call.signature])
+      for _ in range(iterations):
+        start = time.perf_counter()
+        outputs = function(**feeds)
+        for output in tf.nest.flatten(outputs):
+          output.numpy()  # waits for the result
+        elapsed_ms = (time.perf_counter() - start) * 1e3
+        if summary.first_ms is None:
+          summary.first_ms = elapsed_ms
+        else:
+          summary.later_ms.append(elapsed_ms)
+    except tf.errors.OpError as e:
+      problems.append(_replay_problem(call, _op_error_summary(e.message)))
+    except (ValueError, TypeError) as e:
+      problems.append(_replay_problem(call, str(e)))
+  return problems
+
+
+def _replay_problem(call: _Call, reason: str) -> Problem:
+  return Problem(call.record, f"replaying it through signature "
+                 f"{call.signature!r} failed: {reason}")
+
+
+def _op_error_summary(text: str) -> str:
+  """The op and the cause of a TF op error, without its location noise."""
+  node = None
+  causes = []
+  for line in (l.strip() for l in text.splitlines()):
+    if line.startswith("Detected at node"):
+      node = line.split()[3]
+    elif line and not line.startswith(_OP_ERROR_NOISE):
+      causes.append(line)
+  cause = " ".join(causes[:2]) or text.strip()
+  return f"{node}: {cause}" if node else cause
+
+
+def check_warmup_file(warmup_file: str,
+                      saved_model_dir: Optional[str] = None,
+                      replay_requests: bool = True,
+                      replay_iterations: int = 1) -> CheckReport:
+  """Checks `warmup_file`, and with `saved_model_dir` its requests and replay.
+
+  Model checks run only on a readable file, replay only when the model
+  checks pass.
+
+  Raises:
+    WarmupDataError: the file or the SavedModel does not exist.
+  """
+  logs, problems = read_warmup_file(warmup_file)
+  calls = [
+      call for i, log in enumerate(logs) if log is not None
+      for call in _calls(i, log)
+  ]
+  report = CheckReport(warmup_file, len(logs), summarize(calls), problems)
+  if problems or not saved_model_dir:
+    return report
+  signature_defs = load_signature_defs(saved_model_dir)
+  for call in calls:
+    for reason in _check_call(call, signature_defs, saved_model_dir):
+      problems.append(Problem(call.record, reason))
+  if not problems and replay_requests:
+    problems.extend(
+        replay(calls, saved_model_dir, signature_defs, report.signatures,
+               replay_iterations))
+    report.replayed = True
+  return report
+
+
+def install_warmup_file(warmup_file: str, saved_model_dir: str) -> str:
+  """Copies the warmup file into the SavedModel atomically; returns its path."""
+  destination = os.path.join(saved_model_dir, warmup_io.WARMUP_FILE_PATH)
+  with warmup_io.atomic_output(destination) as tmp_path:
+    tf.io.gfile.copy(warmup_file, tmp_path, overwrite=True)
+  return destination
+
+
+def _latency(summary: SignatureSummary) -> Tuple[str, str]:
+  first = "-" if summary.first_ms is None else f"{summary.first_ms:.2f}"
+  if not summary.later_ms:
+    return first, "-"
+  later = summary.later_ms
+  return first, (f"{statistics.median(later):.2f} p50, {max(later):.2f} max "
+                 f"({len(later)} runs)")
+
+
+def format_report(report: CheckReport) -> str:
+  """A readable per-signature summary of the report."""
+  status = "ok" if report.ok else f"{len(report.problems)} problem(s)"
+  lines = [f"{report.warmup_file}: {report.records} warmup records, {status}"]
+  header = ["signature", "records", "log types", "inputs", "batch sizes"]
+  if report.replayed:
+    header += ["first ms", "later ms"]
+  rows = [header]
+  for name, summary in report.signatures.items():
+    row = [
+        name,
+        str(summary.records),
+        ", ".join(f"{k}={v}" for k, v in sorted(summary.log_types.items())),
+        ", ".join(f"{k}:{v}" for k, v in sorted(summary.inputs.items())),
+        ", ".join(str(b) for b in sorted(summary.batch_sizes)),
+    ]
+    if report.replayed:
+      row += list(_latency(summary))
+    rows.append(row)
+  widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+  for row in rows:
+    lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+  return "\n".join(lines)
+
+
+def _problem_lines(report: CheckReport) -> Iterator[str]:
+  for problem in report.problems[:_MAX_PROBLEMS_SHOWN]:
+    yield f"{report.warmup_file}: {problem}"
+  hidden = len(report.problems) - _MAX_PROBLEMS_SHOWN
+  if hidden > 0:
+    yield f"{report.warmup_file}: ... and {hidden} more problem(s)"
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if not FLAGS.warmup_file:
+    raise app.UsageError("--warmup_file is required")
+  if FLAGS.install and not FLAGS.saved_model_dir:
+    raise app.UsageError("--install needs --saved_model_dir")
+  warmup_file = warmup_io.resolve_user_path(FLAGS.warmup_file)
+  saved_model_dir = warmup_io.resolve_user_path(FLAGS.saved_model_dir)
+  try:
+    report = check_warmup_file(warmup_file, saved_model_dir, FLAGS.replay,
+                               FLAGS.replay_iterations)
+  except (warmup_io.WarmupDataError, ValueError, OSError,
+          tf.errors.OpError) as e:
+    sys.exit(f"warmup_data_check: error: {e}")
+  print(format_report(report))
+  if not report.ok:
+    sys.exit("\n".join(_problem_lines(report)))
+  if FLAGS.install:
+    print(f"installed {install_warmup_file(warmup_file, saved_model_dir)}")
+
+
+if __name__ == "__main__":
+  logging.set_verbosity(logging.WARNING)
+  app.run(main)

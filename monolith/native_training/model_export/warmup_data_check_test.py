@@ -1,0 +1,470 @@
+"""Tests for warmup_data_check against SavedModels that really parse requests."""
+
+import gzip
+import os
+import subprocess
+import sys
+
+from absl import app
+from absl import flags
+from google.protobuf import descriptor_pb2
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import classification_pb2
+from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import prediction_log_pb2
+from tensorflow_serving.apis import regression_pb2
+
+from idl.matrix.proto import example_pb2
+from idl.matrix.proto import proto_parser_pb2
+from monolith.native_training.model_export import data_gen_utils
+from monolith.native_training.model_export import warmup_data_check
+from monolith.native_training.model_export import warmup_io
+
+SIGNATURES = "ctr, score_instances, serving_default"
+
+
+def _descriptor_source(*modules) -> bytes:
+  """decode_proto's descriptor source for the messages of `modules`."""
+  files = descriptor_pb2.FileDescriptorSet()
+  seen = set()
+
+  def add(file_descriptor):
+    if file_descriptor.name in seen:
+      return
+    seen.add(file_descriptor.name)
+    for dependency in file_descriptor.dependencies:
+      add(dependency)
+    file_descriptor.CopyToProto(files.file.add())
+
+  for module in modules:
+    add(module.DESCRIPTOR)
+  return b"bytes://" + files.SerializeToString()
+
+
+class _Ranker(tf.Module):
+  """Parses its `examples` / `instances` input with the protos' descriptors."""
+
+  def __init__(self):
+    super().__init__()
+    self._source = _descriptor_source(example_pb2, proto_parser_pb2)
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+  def score_examples(self, examples):
+    sizes, (_, labels, line_ids) = tf.io.decode_proto(
+        examples, "monolith.io.proto.Example",
+        ["named_feature", "label", "line_id"],
+        [tf.string, tf.float32, tf.string], descriptor_source=self._source)
+    _, (uids,) = tf.io.decode_proto(
+        tf.reshape(line_ids, [-1]), "idl.matrix.proto.LineId", ["uid"],
+        [tf.uint64], descriptor_source=self._source)
+    return {
+        "num_features": sizes[:, 0],
+        "label_sum": tf.reduce_sum(labels, 1),
+        "uid_slot": tf.bitwise.right_shift(tf.reshape(uids, [-1]),
+                                           tf.constant(48, tf.uint64)),
+    }
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+  def score_instances(self, instances):
+    sizes, _ = tf.io.decode_proto(
+        instances, "parser.proto.Instance", ["fid", "feature"],
+        [tf.uint64, tf.string], descriptor_source=self._source)
+    return {"num_fids": sizes[:, 0], "num_features": sizes[:, 1]}
+
+
+@pytest.fixture(scope="module", name="model_dir")
+def _model_dir(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("ranker") / "1")
+  ranker = _Ranker()
+  scorer = ranker.score_examples.get_concrete_function()
+  tf.saved_model.save(ranker, path, signatures={
+      "serving_default": scorer,
+      "ctr": scorer,
+      "score_instances": ranker.score_instances.get_concrete_function(),
+  })
+  return path
+
+
+@pytest.fixture(scope="module", name="classifier_dir")
+def _classifier_dir(tmp_path_factory):
+  """A TF1-style model with classify and regress signatures on tf.Examples."""
+  path = str(tmp_path_factory.mktemp("classifier") / "1")
+  with tf.Graph().as_default():
+    examples = tf.compat.v1.placeholder(tf.string, [None])
+    x = tf.io.parse_example(examples,
+                            {"x": tf.io.FixedLenFeature([1], tf.float32)})["x"]
+    classes = tf.tile(tf.constant([["no", "yes"]]), [tf.shape(examples)[0], 1])
+    signatures = {
+        "classify": tf.compat.v1.saved_model.classification_signature_def(
+            examples, classes, tf.concat([1 - x, x], 1)),
+        "regress": tf.compat.v1.saved_model.regression_signature_def(
+            examples, x),
+    }
+    with tf.compat.v1.Session() as session:
+      builder = tf.compat.v1.saved_model.Builder(path)
+      builder.add_meta_graph_and_variables(session, ["serve"],
+                                           signature_def_map=signatures)
+      builder.save()
+  return path
+
+
+def _random_example_logs(**kwargs):
+  args = data_gen_utils.ParserArgs(
+      **dict(dict(sparse_features=["slot_1", "slot_2"], variant_type="example",
+                  batch_size=8, max_records=32, signature_name=["ctr"],
+                  seed=1), **kwargs))
+  return list(data_gen_utils.gen_prediction_log(args))
+
+
+def _write(path, logs):
+  warmup_io.write_prediction_logs(str(path), logs)
+  return str(path)
+
+
+def _write_raw(path, records, options=None):
+  with tf.io.TFRecordWriter(str(path), options) as writer:
+    for record in records:
+      writer.write(record)
+  return str(path)
+
+
+def _predict(signature, **tensors):
+  return warmup_io.predict_log("default", signature, {
+      name: tf.make_tensor_proto(value) for name, value in tensors.items()})
+
+
+def _problems(report):
+  return [str(p) for p in report.problems]
+
+
+def test_random_warmup_checks_replays_and_installs(tmp_path, model_dir):
+  path = _write(tmp_path / "warmup", _random_example_logs())
+  report = warmup_data_check.check_warmup_file(path, model_dir,
+                                               replay_iterations=2)
+  assert _problems(report) == [] and report.replayed and report.records == 4
+  assert list(report.signatures) == ["ctr", "serving_default"]
+  for summary in report.signatures.values():
+    assert summary.records == 2
+    assert summary.log_types == {"predict_log": 2}
+    assert summary.inputs == {"examples": "string"}
+    assert summary.batch_sizes == {8: 2}
+    assert summary.first_ms > 0
+    assert len(summary.later_ms) == 3  # 2 requests x 2 iterations, less one
+  text = warmup_data_check.format_report(report)
+  assert text.splitlines()[0] == f"{path}: 4 warmup records, ok"
+  assert "first ms" in text and "examples:string" in text
+
+  installed = warmup_data_check.install_warmup_file(path, model_dir)
+  assert installed == os.path.join(model_dir, "assets.extra",
+                                   "tf_serving_warmup_requests")
+  with open(installed, "rb") as a, open(path, "rb") as b:
+    assert a.read() == b.read()
+  # Installing again replaces the file; no temporary file stays behind.
+  warmup_data_check.install_warmup_file(path, model_dir)
+  assert os.listdir(os.path.dirname(installed)) == [
+      "tf_serving_warmup_requests"]
+
+
+def test_instance_requests_replay(tmp_path, model_dir):
+  instances = [
+      data_gen_utils.gen_instance([1, 2], ["slot_3"]).SerializeToString()
+      for _ in range(5)
+  ]
+  path = _write(tmp_path / "warmup",
+                [_predict("score_instances", instances=instances)] * 3)
+  report = warmup_data_check.check_warmup_file(path, model_dir)
+  assert _problems(report) == []
+  summary = report.signatures["score_instances"]
+  assert summary.inputs == {"instances": "string"}
+  assert summary.batch_sizes == {5: 3} and len(summary.later_ms) == 2
+
+
+def test_summary_without_a_model(tmp_path):
+  logs = _random_example_logs(batch_size=4, max_records=12,
+                              signature_name=["a", "b"])
+  path = _write(tmp_path / "warmup", logs + [_predict("a", ids=[[1, 2]])])
+  report = warmup_data_check.check_warmup_file(path)
+  assert report.ok and not report.replayed and report.records == 4
+  assert report.signatures["a"].inputs == {"examples": "string",
+                                           "ids": "int32"}
+  assert report.signatures["a"].batch_sizes == {4: 1, 1: 1}
+  assert report.signatures["serving_default"].records == 1
+  assert "first ms" not in warmup_data_check.format_report(report)
+
+
+def test_corrupted_record_names_its_index_and_offset(tmp_path):
+  logs = _random_example_logs()
+  path = _write(tmp_path / "warmup", logs)
+  first = len(logs[0].SerializeToString()) + 16
+  with open(path, "r+b") as f:
+    f.seek(first + 12 + 40)  # inside record 1's data
+    byte = f.read(1)
+    f.seek(-1, os.SEEK_CUR)
+    f.write(bytes([byte[0] ^ 0xFF]))
+  report = warmup_data_check.check_warmup_file(path)
+  assert _problems(report) == [
+      f"record 1: not a valid TFRecord at byte offset {first} (corrupted "
+      f"record at {first + 12}); the file is damaged or is not a TFRecord file; TF "
+      "Serving fails the model load with DataLoss"
+  ]
+
+
+def test_not_a_tfrecord_file(tmp_path):
+  text = tmp_path / "requests.txt"
+  text.write_text("model_spec { name: 'default' }\n" * 4)
+  (problem,) = _problems(warmup_data_check.check_warmup_file(str(text)))
+  assert problem.startswith("record 0: not a valid TFRecord at byte offset 0")
+  assert "Is this even a TFRecord file?" in problem
+  compressed = _write_raw(tmp_path / "warmup.gz",
+                          [l.SerializeToString()
+                           for l in _random_example_logs()],
+                          tf.io.TFRecordOptions(compression_type="GZIP"))
+  (problem,) = _problems(warmup_data_check.check_warmup_file(compressed))
+  assert "it looks gzip-compressed, but TF Serving reads uncompressed" in problem
+  with open(compressed, "rb") as f:
+    assert gzip.decompress(f.read())  # really gzip
+
+
+def test_truncated_files(tmp_path):
+  logs = _random_example_logs()
+  path = _write(tmp_path / "warmup", logs)
+  with open(path, "rb") as f:
+    data = f.read()
+  cut = tmp_path / "cut"
+  cut.write_bytes(data[:-3])  # the last record's data CRC is short
+  (problem,) = _problems(warmup_data_check.check_warmup_file(str(cut)))
+  assert problem.startswith("record 3: not a valid TFRecord") and (
+      "truncated record" in problem)
+  extra = tmp_path / "extra"
+  extra.write_bytes(data + data[:5])  # a partial record header
+  (problem,) = _problems(warmup_data_check.check_warmup_file(str(extra)))
+  assert problem == (
+      f"record 4: the file ends in a partial record (5 bytes at byte offset "
+      f"{len(data)}): it was cut short; TF Serving stops reading there")
+
+
+def test_more_than_1000_records(tmp_path):
+  record = _predict("serving_default", examples=[b""]).SerializeToString()
+  path = _write_raw(tmp_path / "warmup", [record] * 1001)
+  report = warmup_data_check.check_warmup_file(path)
+  assert report.records == 1000
+  assert _problems(report) == [
+      "record 1000: the file has more than 1000 records; TF Serving fails to "
+      "load a model whose warmup file has more"
+  ]
+  ok = _write_raw(tmp_path / "ok", [record] * 1000)
+  assert warmup_data_check.check_warmup_file(ok).ok
+
+
+def test_empty_file(tmp_path):
+  path = tmp_path / "empty"
+  path.write_bytes(b"")
+  assert _problems(warmup_data_check.check_warmup_file(str(path))) == [
+      "no records: TF Serving would load the model without warming it up"
+  ]
+  with pytest.raises(warmup_io.WarmupDataError, match="no such file"):
+    warmup_data_check.check_warmup_file(str(tmp_path / "missing"))
+
+
+def test_records_tf_serving_does_not_run(tmp_path):
+  session_run = prediction_log_pb2.PredictionLog()
+  session_run.session_run_log.request.feed.add(name="x")
+  request = predict_pb2.PredictRequest()
+  request.model_spec.name = "default"
+  records = [
+      _predict("serving_default", examples=[b""]).SerializeToString(),
+      session_run.SerializeToString(),
+      prediction_log_pb2.PredictionLog().SerializeToString(),
+      b"\xff\xff\xff\xff",
+      # Field 15 is unknown to PredictionLog.
+      b"\x7a\x02\x08\x01",
+      # A PredictRequest written without its PredictionLog.
+      request.SerializeToString(),
+  ]
+  path = _write_raw(tmp_path / "warmup", records)
+  problems = _problems(warmup_data_check.check_warmup_file(path))
+  assert problems == [
+      "record 1: session_run_log: TF Serving fails the model load on these "
+      "(Unimplemented); use one of predict_log, classify_log, regress_log, "
+      "multi_inference_log",
+      "record 2: the PredictionLog sets no log type, so TF Serving skips it "
+      "and warms nothing up",
+      problems[2],
+      "record 4: the PredictionLog sets no log type, so TF Serving skips it "
+      "and warms nothing up; it has 1 fields PredictionLog does not define "
+      "(was another message written instead?)",
+      problems[4],
+  ]
+  for problem in (problems[2], problems[4]):
+    assert problem.endswith("does not parse as tensorflow.serving."
+                            "PredictionLog: Error parsing message with type "
+                            "'tensorflow.serving.PredictionLog': Wire format "
+                            "was corrupt")
+  assert problems[2].startswith("record 3: ")
+  assert problems[4].startswith("record 5: ")
+
+
+def test_requests_that_do_not_fit_the_signatures(tmp_path, model_dir):
+  logs = [
+      _predict("serving_default", instances=[b""]),
+      _predict("cvr", examples=[b""]),
+      _predict("ctr", examples=tf.constant([1, 2], tf.int64)),
+      _predict("ctr", examples=[[b"a", b"b"]]),
+  ]
+  filtered = _predict("serving_default", examples=[b""])
+  filtered.predict_log.request.output_filter.append("score")
+  path = _write(tmp_path / "warmup", logs + [filtered])
+  report = warmup_data_check.check_warmup_file(path, model_dir)
+  assert not report.replayed
+  assert _problems(report) == [
+      "record 0: input 'instances' is not an input of signature "
+      "'serving_default' (inputs: examples)",
+      "record 0: signature 'serving_default' needs input 'examples', which "
+      "the request lacks",
+      f"record 1: signature 'cvr' is not in {model_dir} (signatures: "
+      f"{SIGNATURES})",
+      "record 2: input 'examples' is int64, but signature 'ctr' takes string",
+      "record 3: input 'examples' has shape (1, 2), but signature 'ctr' takes "
+      "(None,)",
+      "record 4: output_filter 'score' is not an output of signature "
+      "'serving_default' (outputs: label_sum, num_features, uid_slot)",
+  ]
+
+
+def test_replay_failure_names_record_and_signature(tmp_path, model_dir):
+  good = _random_example_logs(max_records=8, signature_name=[])
+  bad = _predict("ctr", examples=[b"\xff\xff not an Example"])
+  path = _write(tmp_path / "warmup", good + [bad])
+  report = warmup_data_check.check_warmup_file(path, model_dir)
+  (problem,) = _problems(report)
+  # The op and its cause, without TF's location noise.
+  assert problem.startswith(
+      "record 1: replaying it through signature 'ctr' failed: DecodeProtoV2: ")
+  assert "Detected at node" not in problem
+
+
+def test_classify_and_regress_requests(tmp_path, classifier_dir, model_dir):
+  example = tf.train.Example()
+  example.features.feature["x"].float_list.value.append(0.25)
+  classify = prediction_log_pb2.PredictionLog()
+  classify_request = classify.classify_log.request
+  classify_request.model_spec.signature_name = "classify"
+  classify_request.input.example_list.examples.extend([example] * 3)
+  regress = prediction_log_pb2.PredictionLog()
+  regress_request = regress.regress_log.request
+  regress_request.model_spec.signature_name = "regress"
+  context = regress_request.input.example_list_with_context
+  context.context.CopyFrom(example)
+  context.examples.add()  # x comes from the context
+  multi = prediction_log_pb2.PredictionLog()
+  multi.multi_inference_log.request.input.example_list.examples.append(example)
+  for signature, method in [("classify", "tensorflow/serving/classify"),
+                            ("regress", "tensorflow/serving/regress")]:
+    task = multi.multi_inference_log.request.tasks.add(method_name=method)
+    task.model_spec.signature_name = signature
+  path = _write(tmp_path / "warmup", [classify, regress, multi])
+  report = warmup_data_check.check_warmup_file(path, classifier_dir)
+  assert _problems(report) == []
+  assert report.signatures["classify"].log_types == {
+      "classify_log": 1, "multi_inference_log": 1}
+  assert report.signatures["classify"].batch_sizes == {3: 1, 1: 1}
+  assert report.signatures["regress"].inputs == {"<tf.Example>": "string"}
+  assert len(report.signatures["regress"].later_ms) == 1
+  # A regress request on a classify signature, and on a predict signature.
+  wrong = prediction_log_pb2.PredictionLog()
+  wrong.regress_log.request.CopyFrom(regression_pb2.RegressionRequest(
+      model_spec=classify_request.model_spec, input=classify_request.input))
+  path = _write(tmp_path / "wrong", [wrong])
+  assert _problems(warmup_data_check.check_warmup_file(path, classifier_dir)) == [
+      "record 0: a regress request needs a signature of method "
+      "tensorflow/serving/regress, but signature 'classify' has "
+      "tensorflow/serving/classify"
+  ]
+  on_predict = prediction_log_pb2.PredictionLog()
+  on_predict.classify_log.request.CopyFrom(classification_pb2.ClassificationRequest(
+      input=classify_request.input))
+  path = _write(tmp_path / "on_predict", [on_predict])
+  problems = _problems(warmup_data_check.check_warmup_file(path, model_dir))
+  assert problems == [
+      "record 0: a classify request needs a signature of method "
+      "tensorflow/serving/classify, but signature 'serving_default' has "
+      "tensorflow/serving/predict"
+  ]
+
+
+def test_model_dir_that_is_not_a_saved_model(tmp_path):
+  path = _write(tmp_path / "warmup", _random_example_logs())
+  with pytest.raises(warmup_io.WarmupDataError, match="not a SavedModel"):
+    warmup_data_check.check_warmup_file(path, str(tmp_path))
+
+
+# --- The command line. -------------------------------------------------------
+
+
+def _main_in_process(args):
+  flags.FLAGS.unparse_flags()
+  flags.FLAGS(["warmup_data_check"] + args)
+  try:
+    warmup_data_check.main(["warmup_data_check"])
+  finally:
+    flags.FLAGS.unparse_flags()
+
+
+def test_main_lists_at_most_20_problems(tmp_path, model_dir):
+  path = _write(tmp_path / "warmup",
+                [_predict("cvr", examples=[b""])] * 25)
+  with pytest.raises(SystemExit) as e:
+    _main_in_process([f"--warmup_file={path}", f"--saved_model_dir={model_dir}",
+                      "--install"])
+  lines = str(e.value.code).splitlines()
+  assert len(lines) == 21
+  assert lines[0] == (f"{path}: record 0: signature 'cvr' is not in "
+                      f"{model_dir} (signatures: {SIGNATURES})")
+  assert lines[-1] == f"{path}: ... and 5 more problem(s)"
+  assert not os.path.exists(os.path.join(model_dir, "assets.extra", "x"))
+
+
+def test_main_flag_errors(tmp_path):
+  with pytest.raises(app.UsageError, match="--warmup_file is required"):
+    _main_in_process([])
+  with pytest.raises(app.UsageError, match="--install needs --saved_model_dir"):
+    _main_in_process([f"--warmup_file={tmp_path}/w", "--install"])
+
+
+def test_cli_checks_replays_and_installs(tmp_path):
+  model_dir = str(tmp_path / "model" / "1")
+  ranker = _Ranker()
+  tf.saved_model.save(ranker, model_dir, signatures={
+      "serving_default": ranker.score_examples.get_concrete_function()})
+  path = _write(tmp_path / "warmup",
+                _random_example_logs(max_records=24, signature_name=[]))
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
+             TF_CPP_MIN_LOG_LEVEL="3", BUILD_WORKING_DIRECTORY=str(tmp_path))
+  command = [sys.executable, "-m",
+             "monolith.native_training.model_export.warmup_data_check",
+             "--warmup_file=warmup", "--saved_model_dir=model/1", "--install"]
+  result = subprocess.run(command, capture_output=True, env=env, cwd="/",
+                          check=False)
+  assert result.returncode == 0, result.stderr.decode()
+  out = result.stdout.decode().splitlines()
+  assert out[0] == f"{path}: 3 warmup records, ok"
+  assert out[1].split() == ["signature", "records", "log", "types", "inputs",
+                            "batch", "sizes", "first", "ms", "later", "ms"]
+  assert out[2].split()[:5] == ["serving_default", "3", "predict_log=3",
+                                "examples:string", "8"]
+  installed = os.path.join(model_dir, "assets.extra",
+                           "tf_serving_warmup_requests")
+  assert out[-1] == f"installed {installed}"
+  assert os.path.exists(installed)
+
+  os.remove(installed)
+  bad = _write(tmp_path / "bad", [_predict("cvr", examples=[b""])])
+  result = subprocess.run(command[:3] + [f"--warmup_file={bad}",
+                                         "--saved_model_dir=model/1",
+                                         "--install"],
+                          capture_output=True, env=env, cwd="/", check=False)
+  assert result.returncode == 1
+  assert (f"{bad}: record 0: signature 'cvr' is not in {model_dir} "
+          "(signatures: serving_default)") in result.stderr.decode()
+  assert not os.path.exists(installed)
