@@ -23,9 +23,8 @@ SEEDED_REQ_TIME instead of the current time).
 import dataclasses
 import functools
 import random
-import sys
 import time
-from typing import Any, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Iterator, List, Optional, Sequence
 
 from absl import logging
 from google.protobuf import descriptor
@@ -174,7 +173,7 @@ class ParserArgs:
       try:
         self.feature_list = FeatureList.parse()
       except ValueError as e:
-        logging.info("no feature list (%s); slots come from feature names", e)
+        logging.debug("no feature list (%s); slots come from feature names", e)
     collected = self.get("signature_name") if not self.signature_name else None
     self.signature_name = warmup_io.signature_list(self.signature_name or
                                                    collected or [])
@@ -197,6 +196,13 @@ def _rng_or_new(rng: Optional[random.Random]) -> random.Random:
   return rng if rng is not None else random.Random()
 
 
+def _random_fids(slot: int, hash_bits: int, size: int,
+                 rng: random.Random) -> List[int]:
+  """`slot << hash_bits` plus a random non-zero hash, `size` times."""
+  high = slot << hash_bits
+  return [high | (rng.getrandbits(hash_bits) or 1) for _ in range(size)]
+
+
 def gen_fids_v1(slot: int,
                 size: int = 1,
                 *,
@@ -207,8 +213,12 @@ def gen_fids_v1(slot: int,
                         "fid v1 slots are 1..%d; skipping slot %d", 10,
                         MAX_SLOT_V1, slot)
     return []
-  rng = _rng_or_new(rng)
-  return [(slot << 54) | rng.randint(1, MASK_V1) for _ in range(size)]
+  return _random_fids(slot, 54, size, _rng_or_new(rng))
+
+
+def _check_slot_v2(slot: int) -> None:
+  if not 0 < slot <= MAX_SLOT_V2:
+    raise ValueError(f"fid v2 slots are 1..{MAX_SLOT_V2}, got {slot}")
 
 
 def gen_fids_v2(slot: int,
@@ -216,37 +226,95 @@ def gen_fids_v2(slot: int,
                 *,
                 rng: Optional[random.Random] = None) -> List[int]:
   """`size` random v2 fids of `slot` (1..65535)."""
-  if not 0 < slot <= MAX_SLOT_V2:
-    raise ValueError(f"fid v2 slots are 1..{MAX_SLOT_V2}, got {slot}")
-  rng = _rng_or_new(rng)
-  return [(slot << 48) | rng.randint(1, MASK_V2) for _ in range(size)]
+  _check_slot_v2(slot)
+  return _random_fids(slot, 48, size, _rng_or_new(rng))
 
 
-def _is_list_feature(meta: FeatureMeta) -> bool:
+# Samplers draw one record's values of one feature. They are built once per
+# feature: deciding per value what to draw would cost more than drawing it.
+_Sampler = Callable[[random.Random], list]
+
+
+def _fid_sampler(meta: FeatureMeta, drop_rate: float) -> _Sampler:
+  """The v2 fids of a sparse feature: list-like features get 0 to 2, others
+  one; dropped with probability drop_rate, except slots 1 and 200."""
+  _check_slot_v2(meta.slot)
+  slot = meta.slot
   method = getattr(meta.extra, "method", None)
-  return ("_recent" in meta.name or "_cp" in meta.name or "-" in meta.name or
-          method in _LIST_METHODS)
+  is_list = ("_recent" in meta.name or "_cp" in meta.name or
+             "-" in meta.name or method in _LIST_METHODS)
+  always = not is_list and slot in _ALWAYS_PRESENT_SLOTS
+
+  def sample(rng: random.Random) -> List[int]:
+    if not always and rng.random() < drop_rate:
+      return []
+    return _random_fids(slot, 48, int(rng.random() * 3) if is_list else 1,
+                        rng)
+
+  return sample
 
 
-def _sparse_fid_count(meta: FeatureMeta, drop_rate: float,
-                      rng: random.Random) -> int:
-  if _is_list_feature(meta):
-    return 0 if rng.random() < drop_rate else rng.randint(0, 2)
-  if meta.slot in _ALWAYS_PRESENT_SLOTS or rng.random() >= drop_rate:
-    return 1
-  return 0
-
-
-def _dense_values(meta: FeatureMeta, rng: random.Random) -> list:
-  dtype = meta.dtype
+def _dense_sampler(meta: FeatureMeta) -> _Sampler:
+  """`meta.shape` values: floats in [0, 1), integers in the upper half of
+  the dtype's range, or 16 hex digits."""
+  size, dtype = meta.shape, meta.dtype
   if dtype.is_floating:
-    return [rng.random() for _ in range(meta.shape)]
+    return lambda rng: [rng.random() for _ in range(size)]
   if dtype.is_integer:
-    return [rng.randint(dtype.max // 2, dtype.max) for _ in range(meta.shape)]
+    bits = dtype.size * 8 - 2  # below the sign bit, above half the range
+    low = 1 << bits
+    return lambda rng: [low | rng.getrandbits(bits) for _ in range(size)]
   if dtype == tf.string:
-    return [b"%016x" % rng.getrandbits(64) for _ in range(meta.shape)]
+    return lambda rng: [b"%016x" % rng.getrandbits(64) for _ in range(size)]
   raise ValueError(f"dense feature {meta.name!r}: dtype {dtype.name} is not "
                    "supported (use float, double, int, int64 or string)")
+
+
+_Filler = Callable[[Any, random.Random], None]
+
+
+def _example_filler(meta: FeatureMeta, drop_rate: float) -> _Filler:
+  """Fills a monolith.io.proto.Feature (of an Example or ExampleBatch)."""
+  if meta.shape == -1:
+    sample = _fid_sampler(meta, drop_rate)
+
+    def fill_fids(feature: example_pb2.Feature, rng: random.Random) -> None:
+      fids = sample(rng)
+      if fids:  # a dropped feature stays unset
+        feature.fid_v2_list.value.extend(fids)
+
+    return fill_fids
+  sample = _dense_sampler(meta)
+  if meta.dtype == tf.float64:
+    field = "double_list"
+  elif meta.dtype.is_floating:
+    field = "float_list"
+  elif meta.dtype.is_integer:
+    field = "int64_list"
+  else:
+    field = "bytes_list"
+  return lambda feature, rng: getattr(feature, field).value.extend(sample(rng))
+
+
+def _instance_filler(meta: FeatureMeta, drop_rate: float) -> _Filler:
+  """Fills an idl.matrix.proto.Feature (of an Instance)."""
+  if meta.shape == -1:
+    sample, field = _fid_sampler(meta, drop_rate), "fid"
+  else:
+    sample = _dense_sampler(meta)
+    if meta.dtype.is_floating:
+      field = "float_value"
+    elif meta.dtype.is_integer:
+      field = "int64_value"
+    else:
+      field = "bytes_value"
+  name = meta.name
+
+  def fill(feature: feature_pb2.Feature, rng: random.Random) -> None:
+    feature.name = name
+    getattr(feature, field).extend(sample(rng))
+
+  return fill
 
 
 @functools.singledispatch
@@ -267,21 +335,7 @@ def _fill_example_feature(feature: example_pb2.Feature,
                           drop_rate: float = 0,
                           *,
                           rng: Optional[random.Random] = None) -> None:
-  rng = _rng_or_new(rng)
-  if meta.shape == -1:
-    count = _sparse_fid_count(meta, drop_rate, rng)
-    if count:
-      feature.fid_v2_list.value.extend(gen_fids_v2(meta.slot, count, rng=rng))
-    return
-  values = _dense_values(meta, rng)
-  if meta.dtype == tf.float64:
-    feature.double_list.value.extend(values)
-  elif meta.dtype.is_floating:
-    feature.float_list.value.extend(values)
-  elif meta.dtype.is_integer:
-    feature.int64_list.value.extend(values)
-  else:
-    feature.bytes_list.value.extend(values)
+  _example_filler(meta, drop_rate)(feature, _rng_or_new(rng))
 
 
 @fill_features.register(feature_pb2.Feature)
@@ -290,19 +344,7 @@ def _fill_instance_feature(feature: feature_pb2.Feature,
                            drop_rate: float = 0,
                            *,
                            rng: Optional[random.Random] = None) -> None:
-  rng = _rng_or_new(rng)
-  feature.name = meta.name
-  if meta.shape == -1:
-    count = _sparse_fid_count(meta, drop_rate, rng)
-    feature.fid.extend(gen_fids_v2(meta.slot, count, rng=rng))
-    return
-  values = _dense_values(meta, rng)
-  if meta.dtype.is_floating:
-    feature.float_value.extend(values)
-  elif meta.dtype.is_integer:
-    feature.int64_value.extend(values)
-  else:
-    feature.bytes_value.extend(values)
+  _instance_filler(meta, drop_rate)(feature, _rng_or_new(rng))
 
 
 def _check_line_id_field(name: str) -> None:
@@ -430,9 +472,14 @@ class _RandomRecords:
     # Labels per record: the `label` feature's shape; without one, a single
     # label (ExampleBatch rows then alternate 0, 1 so both classes occur).
     self.label_count = max(label_meta.shape, 1) if label_meta else None
-    self.metas = list(by_name.values())
+    metas = list(by_name.values())
+    # (NamedFeature / NamedFeatureList fields, filler) per feature.
+    self.example_features = [
+        (dict(name=m.name, id=m.slot) if m.slot else dict(name=m.name),
+         _example_filler(m, drop_rate)) for m in metas
+    ]
+    self.instance_fillers = [_instance_filler(m, drop_rate) for m in metas]
     self.extra_metas = extra_metas
-    self.drop_rate = drop_rate
     self.actions = actions
     self.rng = _rng_or_new(rng)
     self.req_time = int(time.time()) if req_time is None else req_time
@@ -441,7 +488,7 @@ class _RandomRecords:
     self.fidv1_slots = fidv1_slots or ()
 
   def _labels(self) -> List[int]:
-    return [self.rng.choice((0, 1)) for _ in range(self.label_count or 1)]
+    return [self.rng.getrandbits(1) for _ in range(self.label_count or 1)]
 
   def _fill_line_id(self, line_id: line_id_pb2.LineId) -> None:
     fill_line_id(line_id, self.extra_metas, actions=self.actions,
@@ -449,11 +496,8 @@ class _RandomRecords:
 
   def example(self) -> example_pb2.Example:
     example = example_pb2.Example()
-    for meta in self.metas:
-      named_feature = example.named_feature.add(name=meta.name)
-      if meta.slot:
-        named_feature.id = meta.slot
-      fill_features(named_feature.feature, meta, self.drop_rate, rng=self.rng)
+    for fields, fill in self.example_features:
+      fill(example.named_feature.add(**fields).feature, self.rng)
     self._fill_line_id(example.line_id)
     example.label.extend(self._labels())
     return example
@@ -463,8 +507,8 @@ class _RandomRecords:
     for slot in self.fidv1_slots:
       size = 1 if slot in _ALWAYS_PRESENT_SLOTS else self.rng.randint(0, 3)
       instance.fid.extend(gen_fids_v1(slot, size, rng=self.rng))
-    for meta in self.metas:
-      fill_features(instance.feature.add(), meta, self.drop_rate, rng=self.rng)
+    for fill in self.instance_fillers:
+      fill(instance.feature.add(), self.rng)
     self._fill_line_id(instance.line_id)
     instance.label.extend(self._labels())
     return instance
@@ -473,12 +517,10 @@ class _RandomRecords:
     if batch_size <= 0:
       raise ValueError(f"batch_size must be positive, got {batch_size}")
     batch = example_pb2.ExampleBatch(batch_size=batch_size)
-    for meta in self.metas:
-      column = batch.named_feature_list.add(name=meta.name)
-      if meta.slot:
-        column.id = meta.slot
+    for fields, fill in self.example_features:
+      column = batch.named_feature_list.add(**fields)
       for _ in range(batch_size):
-        fill_features(column.feature.add(), meta, self.drop_rate, rng=self.rng)
+        fill(column.feature.add(), self.rng)
     line_ids = batch.named_feature_list.add(name="__LINE_ID__")
     for _ in range(batch_size):
       line_id = line_id_pb2.LineId()
