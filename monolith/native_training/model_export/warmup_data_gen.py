@@ -20,8 +20,9 @@ whose PredictRequests feed the batch, as a string tensor, to the input
 
 Unlike the original, the dump is read in binary and streamed; a truncated
 record, a short header or an empty input is an error naming the byte offset;
-the last partial batch is kept; max_records counts warmup records in every
-mode and may not exceed TF Serving's 1000; the output appears only complete.
+the last partial batch is kept; in file mode max_records counts warmup
+records in every variant; no mode writes more than TF Serving's 1000 records;
+the output appears only complete.
 Random mode works (the original called data_gen_utils with an outdated
 signature) and --seed makes its output reproducible.
 """
@@ -72,7 +73,7 @@ flags.DEFINE_string("output_path", "/tmp/tf_warmup_data",
                     "Output TFRecord file of PredictionLog.")
 flags.DEFINE_enum("variant_type", "instance",
                   ["instance", "example", "example_batch"],
-                  "Record type in the dump.")
+                  "Record type of the dump or of the random records.")
 flags.DEFINE_string(
     "sparse_features", None,
     "Random mode: comma-separated sparse feature names (slots from "
