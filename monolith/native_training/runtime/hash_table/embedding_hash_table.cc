@@ -15,17 +15,21 @@ namespace {
 
 constexpr int kShardBits = 6;
 constexpr int kNumShards = 1 << kShardBits;
-// Ids grouped by shard at a time; the grouping arrays live on the stack.
-constexpr int kChunk = 4096;
-// Buckets are prefetched this many ids ahead, entries half as many.
-constexpr int kPrefetchDistance = 8;
+// Ids grouped by shard at a time; the grouping arrays (~50 KiB) live on the
+// stack.
+constexpr int kChunk = 2048;
 constexpr int64_t kMaxBlockBytes = 16 << 10;
+constexpr uint32_t kFirstBlockEntries = 4;
 constexpr uint64_t kMinShardCapacity = 8;
 // Grow a shard when it would be fuller than 3/4.
 constexpr uint64_t kMaxLoadNumerator = 3;
 constexpr uint64_t kMaxLoadDenominator = 4;
-// Each entry starts with its last update time.
+constexpr uint32_t kEmpty = std::numeric_limits<uint32_t>::max();
+
+// An entry is [id: int64][last update: uint32 seconds][accessor payload].
 using Timestamp = uint32_t;
+constexpr int64_t kTimestampOffset = sizeof(int64_t);
+constexpr int64_t kPayloadOffset = kTimestampOffset + sizeof(Timestamp);
 
 // MurmurHash3's 64-bit finalizer: ids are often structured (slot << 48 |
 // small counter), so they must be mixed before their bits pick buckets.
@@ -39,33 +43,46 @@ inline uint64_t Mix(int64_t id) {
   return h;
 }
 
+// The top bits pick the shard, the low 32 bits (the slot's fingerprint)
+// the bucket, so a shard can rehash from its slots alone.
 inline int ShardOf(uint64_t hash) {
   return static_cast<int>(hash >> (64 - kShardBits));
+}
+inline uint32_t Fingerprint(uint64_t hash) {
+  return static_cast<uint32_t>(hash);
 }
 
 inline void Prefetch(const void* p) { __builtin_prefetch(p, 0, 3); }
 
+inline int64_t KeyOf(const char* entry) {
+  int64_t key;
+  std::memcpy(&key, entry, sizeof(key));
+  return key;
+}
+
 inline Timestamp GetTimestamp(const char* entry) {
   Timestamp t;
-  std::memcpy(&t, entry, sizeof(t));
+  std::memcpy(&t, entry + kTimestampOffset, sizeof(t));
   return t;
 }
 
 inline void SetTimestamp(char* entry, int64_t seconds) {
   const Timestamp t = static_cast<Timestamp>(
       std::clamp<int64_t>(seconds, 0, std::numeric_limits<Timestamp>::max()));
-  std::memcpy(entry, &t, sizeof(t));
+  std::memcpy(entry + kTimestampOffset, &t, sizeof(t));
 }
 
-inline char* Payload(char* entry) { return entry + sizeof(Timestamp); }
+inline char* Payload(char* entry) { return entry + kPayloadOffset; }
 inline const char* Payload(const char* entry) {
-  return entry + sizeof(Timestamp);
+  return entry + kPayloadOffset;
 }
 
-// A slot is empty when its entry is null, so every int64 is a valid id.
+// 8 bytes: the low 32 bits of the id's hash and the entry's arena index.
+// A slot is empty when its index is kEmpty, so every int64 is a valid id;
+// the id itself is compared in the entry only when fingerprints match.
 struct Slot {
-  int64_t key;
-  char* entry;
+  uint32_t fingerprint;
+  uint32_t index;
 };
 
 uint64_t CapacityFor(uint64_t entries) {
@@ -83,6 +100,8 @@ bool AllZero(const float* values, int dim) {
   return true;
 }
 
+int Log2(uint64_t power_of_two) { return __builtin_ctzll(power_of_two); }
+
 }  // namespace
 
 struct EmbeddingHashTable::Shard {
@@ -90,116 +109,172 @@ struct EmbeddingHashTable::Shard {
   std::unique_ptr<Slot[]> slots;
   uint64_t mask = 0;
   int64_t size = 0;
-  // Arena: entries are carved from blocks; freed entries form a list
-  // threaded through their first bytes.
+  // Arena: entry i lives in blocks; blocks double from kFirstBlockEntries
+  // entries up to `max_block_entries` (a power of two), then stay at that
+  // size, so small tables stay small and big ones are not 1M mallocs.
+  int64_t stride = 0;
+  int max_block_log2 = 0;   // log2(max_block_entries / kFirstBlockEntries)
+  uint32_t doubling_end = 0;  // first index of the first full-size block
   std::vector<std::unique_ptr<char[]>> blocks;
-  char* cursor = nullptr;
-  char* block_end = nullptr;
-  int64_t next_block_entries = 8;
+  uint32_t next_index = 0;
+  uint32_t capacity_entries = 0;
+  std::vector<uint32_t> free_indices;
   int64_t arena_bytes = 0;
-  char* free_list = nullptr;
   RandomEngine rng;
 
+  void Init(int64_t entry_stride, uint64_t capacity) {
+    stride = entry_stride;
+    const int64_t max_entries = std::max<int64_t>(
+        kFirstBlockEntries, int64_t{1} << (63 - __builtin_clzll(std::max<int64_t>(
+                                           1, kMaxBlockBytes / stride))));
+    max_block_log2 = Log2(max_entries / kFirstBlockEntries);
+    doubling_end = kFirstBlockEntries * ((1u << max_block_log2) - 1);
+    Reset(capacity);
+  }
+
   void Reset(uint64_t capacity) {
-    slots.reset(new Slot[capacity]());
+    slots.reset(new Slot[capacity]);
+    std::fill(slots.get(), slots.get() + capacity, Slot{0, kEmpty});
     mask = capacity - 1;
     size = 0;
     blocks.clear();
-    cursor = block_end = nullptr;
-    next_block_entries = 8;
+    next_index = capacity_entries = 0;
+    free_indices.clear();
     arena_bytes = 0;
-    free_list = nullptr;
   }
 
-  void PrefetchBucket(uint64_t hash) const { Prefetch(&slots[hash & mask]); }
+  char* EntryAt(uint32_t index) const {
+    if (index < doubling_end) {
+      const uint32_t q = index / kFirstBlockEntries + 1;
+      const int block = 31 - __builtin_clz(q);
+      const uint32_t first = kFirstBlockEntries * ((1u << block) - 1);
+      return blocks[block].get() + int64_t{index - first} * stride;
+    }
+    const uint32_t rest = index - doubling_end;
+    const int shift = Log2(kFirstBlockEntries) + max_block_log2;
+    return blocks[max_block_log2 + (rest >> shift)].get() +
+           int64_t{rest & ((1u << shift) - 1)} * stride;
+  }
 
-  Slot* Find(int64_t key, uint64_t hash) const {
-    for (uint64_t i = hash & mask;; i = (i + 1) & mask) {
-      Slot* slot = &slots[i];
-      if (slot->entry == nullptr) return nullptr;
-      if (slot->key == key) return slot;
+  uint32_t AllocateIndex() {
+    if (!free_indices.empty()) {
+      const uint32_t index = free_indices.back();
+      free_indices.pop_back();
+      return index;
+    }
+    if (next_index == capacity_entries) {
+      const int block = static_cast<int>(blocks.size());
+      const int64_t entries =
+          int64_t{kFirstBlockEntries} << std::min(block, max_block_log2);
+      blocks.emplace_back(new char[entries * stride]);
+      arena_bytes += entries * stride;
+      capacity_entries += static_cast<uint32_t>(entries);
+    }
+    return next_index++;
+  }
+
+  void PrefetchBucket(uint64_t hash) const {
+    Prefetch(&slots[Fingerprint(hash) & mask]);
+  }
+
+  // The first slot at or after |pos| in the probe sequence that is empty or
+  // carries |fingerprint|.
+  uint64_t Probe(uint32_t fingerprint, uint64_t pos) const {
+    for (;; pos = (pos + 1) & mask) {
+      const Slot& slot = slots[pos];
+      if (slot.index == kEmpty || slot.fingerprint == fingerprint) return pos;
     }
   }
 
-  // Places |key| (absent) in the first free slot of its probe sequence.
-  void Place(int64_t key, uint64_t hash, char* entry) {
-    uint64_t i = hash & mask;
-    while (slots[i].entry != nullptr) i = (i + 1) & mask;
-    slots[i].key = key;
-    slots[i].entry = entry;
+  // The slot holding |key|, or the empty slot ending its probe sequence.
+  uint64_t FindSlot(int64_t key, uint64_t hash) const {
+    const uint32_t fingerprint = Fingerprint(hash);
+    for (uint64_t pos = Probe(fingerprint, fingerprint & mask);;
+         pos = Probe(fingerprint, (pos + 1) & mask)) {
+      const Slot& slot = slots[pos];
+      if (slot.index == kEmpty || KeyOf(EntryAt(slot.index)) == key) {
+        return pos;
+      }
+    }
+  }
+
+  char* Find(int64_t key, uint64_t hash) const {
+    const Slot& slot = slots[FindSlot(key, hash)];
+    return slot.index == kEmpty ? nullptr : EntryAt(slot.index);
+  }
+
+  // Inserts |key| (absent; its probe sequence ends at empty slot |pos|),
+  // growing first if needed. Returns the new entry with its id set.
+  char* Insert(int64_t key, uint64_t hash, uint64_t pos) {
+    if (uint64_t(size + 1) * kMaxLoadDenominator >
+        (mask + 1) * kMaxLoadNumerator) {
+      Rehash((mask + 1) * 2);
+      pos = FindSlot(key, hash);
+    }
+    const uint32_t index = AllocateIndex();
+    slots[pos] = Slot{Fingerprint(hash), index};
+    ++size;
+    char* entry = EntryAt(index);
+    std::memcpy(entry, &key, sizeof(key));
+    return entry;
+  }
+
+  void Place(Slot slot) {
+    uint64_t pos = slot.fingerprint & mask;
+    while (slots[pos].index != kEmpty) pos = (pos + 1) & mask;
+    slots[pos] = slot;
   }
 
   void Rehash(uint64_t capacity) {
     std::unique_ptr<Slot[]> old = std::move(slots);
     const uint64_t old_capacity = mask + 1;
-    slots.reset(new Slot[capacity]());
+    slots.reset(new Slot[capacity]);
+    std::fill(slots.get(), slots.get() + capacity, Slot{0, kEmpty});
     mask = capacity - 1;
     for (uint64_t i = 0; i < old_capacity; ++i) {
-      if (old[i].entry != nullptr) {
-        Place(old[i].key, Mix(old[i].key), old[i].entry);
-      }
+      if (old[i].index != kEmpty) Place(old[i]);
     }
   }
 
-  char* AllocateEntry(int64_t stride) {
-    if (free_list != nullptr) {
-      char* entry = free_list;
-      std::memcpy(&free_list, entry, sizeof(char*));
-      return entry;
-    }
-    if (cursor == nullptr || block_end - cursor < stride) {
-      const int64_t per_block = std::max<int64_t>(
-          1, std::min(next_block_entries, kMaxBlockBytes / stride));
-      next_block_entries = per_block * 2;
-      const int64_t bytes = per_block * stride;
-      blocks.emplace_back(new char[bytes]);
-      arena_bytes += bytes;
-      cursor = blocks.back().get();
-      block_end = cursor + bytes;
-    }
-    char* entry = cursor;
-    cursor += stride;
-    return entry;
-  }
-
-  void FreeEntry(char* entry) {
-    std::memcpy(entry, &free_list, sizeof(char*));
-    free_list = entry;
-  }
-
-  // Removes the slot at |pos| and shifts later members of its cluster back,
-  // so probe sequences stay unbroken without tombstones.
+  // Removes the slot at |pos| (freeing its entry) and shifts later members
+  // of its cluster back, so probe sequences stay unbroken without
+  // tombstones.
   void EraseAt(uint64_t pos) {
+    free_indices.push_back(slots[pos].index);
     uint64_t hole = pos;
-    for (uint64_t i = (pos + 1) & mask; slots[i].entry != nullptr;
+    for (uint64_t i = (pos + 1) & mask; slots[i].index != kEmpty;
          i = (i + 1) & mask) {
-      const uint64_t home = Mix(slots[i].key) & mask;
-      // Move i into the hole if its home is not in (hole, i] cyclically.
+      const uint64_t home = slots[i].fingerprint & mask;
       const bool can_fill_hole = ((i - home) & mask) >= ((i - hole) & mask);
       if (can_fill_hole) {
         slots[hole] = slots[i];
         hole = i;
       }
     }
-    slots[hole].entry = nullptr;
+    slots[hole].index = kEmpty;
     --size;
   }
 };
 
-// Ids of one chunk, ordered by shard (stably), with their hashes.
+// Ids of one chunk, ordered by shard (stably), with their hashes and the
+// entries the pipeline found for them.
 class EmbeddingHashTable::Scratch {
  public:
   void Group(const int64_t* ids, int n) {
     int counts[kNumShards] = {};
-    for (int i = 0; i < n; ++i) ++counts[ShardOf(Mix(ids[i]))];
-    begin_[0] = 0;
-    for (int s = 0; s < kNumShards; ++s) begin_[s + 1] = begin_[s] + counts[s];
-    int cursor[kNumShards];
-    std::copy(begin_, begin_ + kNumShards, cursor);
     for (int i = 0; i < n; ++i) {
-      const uint64_t hash = Mix(ids[i]);
-      const int pos = cursor[ShardOf(hash)]++;
-      hash_[pos] = hash;
+      unsorted_[i] = Mix(ids[i]);
+      ++counts[ShardOf(unsorted_[i])];
+    }
+    int cursor[kNumShards];
+    for (int s = 0, begin = 0; s < kNumShards; ++s) {
+      begin_[s] = cursor[s] = begin;
+      begin += counts[s];
+    }
+    begin_[kNumShards] = n;
+    for (int i = 0; i < n; ++i) {
+      const int pos = cursor[ShardOf(unsorted_[i])]++;
+      hash_[pos] = unsorted_[i];
       index_[pos] = static_cast<uint16_t>(i);
     }
   }
@@ -207,52 +282,26 @@ class EmbeddingHashTable::Scratch {
   int end(int shard) const { return begin_[shard + 1]; }
   uint64_t hash(int pos) const { return hash_[pos]; }
   int index(int pos) const { return index_[pos]; }
-  // Per-position marks, e.g. "inserted".
-  void set_flag(int pos, bool value) { flag_[pos] = value; }
-  bool flag(int pos) const { return flag_[pos]; }
+  void set_candidate(int pos, char* entry, bool found) {
+    entry_[pos] = entry;
+    found_[pos] = found;
+  }
+  char* entry(int pos) const { return entry_[pos]; }
+  bool found(int pos) const { return found_[pos]; }
 
  private:
   int begin_[kNumShards + 1];
+  uint64_t unsorted_[kChunk];
   uint64_t hash_[kChunk];
   uint16_t index_[kChunk];
-  bool flag_[kChunk];
+  char* entry_[kChunk];
+  bool found_[kChunk];
 };
-
-namespace {
-
-// Visits positions [begin, end) of |scratch| (one shard) in order, calling
-// resolve(pos) -> entry (may insert) a few positions before visit(pos,
-// entry), with bucket and entry prefetches in between.
-template <typename PrefetchBucket, typename Resolve, typename Visit>
-void Pipeline(int begin, int end, PrefetchBucket prefetch_bucket,
-              Resolve resolve, Visit visit) {
-  constexpr int kAhead = kPrefetchDistance;
-  constexpr int kHalf = kPrefetchDistance / 2;
-  char* ring[kAhead];
-  for (int j = begin; j < end + kAhead; ++j) {
-    if (j < end) prefetch_bucket(j);
-    const int r = j - kHalf;
-    if (r >= begin && r < end) {
-      char* entry = resolve(r);
-      if (entry != nullptr) {
-        Prefetch(entry);
-        Prefetch(entry + 64);
-      }
-      ring[r % kAhead] = entry;
-    }
-    const int v = j - kAhead;
-    if (v >= begin) visit(v, ring[v % kAhead]);
-  }
-}
-
-}  // namespace
 
 EmbeddingHashTable::EmbeddingHashTable(std::unique_ptr<EntryAccessor> accessor)
     : accessor_(std::move(accessor)),
       dim_(accessor_->DimSize()),
-      entry_bytes_(accessor_->SizeBytes()),
-      stride_(std::max<int64_t>(sizeof(Timestamp) + accessor_->SizeBytes(),
-                                sizeof(char*))),
+      stride_(kPayloadOffset + accessor_->SizeBytes()),
       shards_(new Shard[kNumShards]) {}
 
 EmbeddingHashTable::~EmbeddingHashTable() = default;
@@ -277,92 +326,145 @@ Status EmbeddingHashTable::Create(const EmbeddingHashTableConfig& config,
       CapacityFor((config.initial_capacity() + kNumShards - 1) / kNumShards);
   RandomEngine seeder(seed);
   for (int s = 0; s < kNumShards; ++s) {
-    result->shards_[s].Reset(capacity);
+    result->shards_[s].Init(result->stride_, capacity);
     result->shards_[s].rng = RandomEngine(seeder());
   }
   *table = std::move(result);
   return Status::OK();
 }
 
+// Runs the ids of each chunk shard by shard, under the shard's lock, in
+// three tight passes over the shard's ids so that their independent cache
+// misses overlap: (1) prefetch every id's bucket; (2) probe each up to the
+// first slot with its fingerprint or an empty one, and prefetch that entry
+// (in exclusive mode an id whose probe ends empty is inserted here);
+// (3) confirm the id in the entry (a fingerprint shared with another id,
+// about one in 2^32, falls back to a full probe) and call
+// |visit(index, entry, found)| in the ids' order.
+template <bool kExclusive, typename Visit>
+void EmbeddingHashTable::RunPipeline(const int64_t* ids, int64_t n,
+                                     Scratch* scratch, Visit visit) const {
+  for (int64_t base = 0; base < n; base += kChunk) {
+    const int m = static_cast<int>(std::min<int64_t>(kChunk, n - base));
+    scratch->Group(ids + base, m);
+    for (int s = 0; s < kNumShards; ++s) {
+      const int begin = scratch->begin(s), end = scratch->end(s);
+      if (begin == end) continue;
+      Shard& shard = shards_[s];
+      if (kExclusive) {
+        shard.mu.lock();
+      } else {
+        shard.mu.lock_shared();
+      }
+      for (int p = begin; p < end; ++p) shard.PrefetchBucket(scratch->hash(p));
+      for (int p = begin; p < end; ++p) {
+        const uint64_t hash = scratch->hash(p);
+        const uint32_t fingerprint = Fingerprint(hash);
+        const uint64_t pos = shard.Probe(fingerprint, fingerprint & shard.mask);
+        char* entry = nullptr;
+        bool found = false;
+        if (shard.slots[pos].index != kEmpty) {
+          entry = shard.EntryAt(shard.slots[pos].index);
+          found = true;
+          Prefetch(entry);
+          Prefetch(entry + 64);
+        } else if (kExclusive) {
+          entry = InsertNew(&shard, ids[base + scratch->index(p)], hash, pos);
+        }
+        scratch->set_candidate(p, entry, found);
+      }
+      for (int p = begin; p < end; ++p) {
+        const int64_t index = base + scratch->index(p);
+        char* entry = scratch->entry(p);
+        bool found = scratch->found(p);
+        if (found && KeyOf(entry) != ids[index]) {
+          // Another id with the same fingerprint: probe in full.
+          const uint64_t hash = scratch->hash(p);
+          entry = shard.Find(ids[index], hash);
+          found = entry != nullptr;
+          if (kExclusive && !found) {
+            entry = InsertNew(&shard, ids[index], hash,
+                              shard.FindSlot(ids[index], hash));
+          }
+        }
+        visit(index, entry, found);
+      }
+      if (kExclusive) {
+        shard.mu.unlock();
+      } else {
+        shard.mu.unlock_shared();
+      }
+    }
+  }
+}
+
+char* EmbeddingHashTable::InsertNew(Shard* shard, int64_t id, uint64_t hash,
+                                    uint64_t pos) const {
+  char* entry = shard->Insert(id, hash, pos);
+  SetTimestamp(entry, 0);
+  accessor_->Init(Payload(entry), &shard->rng);
+  return entry;
+}
+
 template <typename Fn>
 void EmbeddingHashTable::ForEachFound(const int64_t* ids, int64_t n,
                                       Fn fn) const {
   Scratch scratch;
-  for (int64_t base = 0; base < n; base += kChunk) {
-    const int m = static_cast<int>(std::min<int64_t>(kChunk, n - base));
-    scratch.Group(ids + base, m);
-    for (int s = 0; s < kNumShards; ++s) {
-      if (scratch.begin(s) == scratch.end(s)) continue;
-      const Shard& shard = shards_[s];
-      std::shared_lock<std::shared_mutex> lock(shard.mu);
-      Pipeline(
-          scratch.begin(s), scratch.end(s),
-          [&](int pos) { shard.PrefetchBucket(scratch.hash(pos)); },
-          [&](int pos) -> char* {
-            const Slot* slot = shard.Find(ids[base + scratch.index(pos)],
-                                          scratch.hash(pos));
-            return slot == nullptr ? nullptr : slot->entry;
-          },
-          [&](int pos, const char* entry) {
-            fn(base + scratch.index(pos), entry);
-          });
-    }
-  }
+  RunPipeline<false>(ids, n, &scratch,
+                     [&](int64_t index, const char* entry, bool found) {
+                       fn(index, found ? entry : nullptr);
+                     });
 }
 
 template <typename Fn>
 void EmbeddingHashTable::ForEachUpserted(const int64_t* ids, int64_t n,
                                          Fn fn) {
   Scratch scratch;
-  for (int64_t base = 0; base < n; base += kChunk) {
-    const int m = static_cast<int>(std::min<int64_t>(kChunk, n - base));
-    scratch.Group(ids + base, m);
-    for (int s = 0; s < kNumShards; ++s) {
-      if (scratch.begin(s) == scratch.end(s)) continue;
-      Shard& shard = shards_[s];
-      std::unique_lock<std::shared_mutex> lock(shard.mu);
-      Pipeline(
-          scratch.begin(s), scratch.end(s),
-          [&](int pos) { shard.PrefetchBucket(scratch.hash(pos)); },
-          [&](int pos) -> char* {
-            const int64_t id = ids[base + scratch.index(pos)];
-            const uint64_t hash = scratch.hash(pos);
-            if (Slot* slot = shard.Find(id, hash)) {
-              scratch.set_flag(pos, false);
-              return slot->entry;
-            }
-            if (uint64_t(shard.size + 1) * kMaxLoadDenominator >
-                (shard.mask + 1) * kMaxLoadNumerator) {
-              shard.Rehash((shard.mask + 1) * 2);
-            }
-            char* entry = shard.AllocateEntry(stride_);
-            SetTimestamp(entry, 0);
-            accessor_->Init(Payload(entry), &shard.rng);
-            shard.Place(id, hash, entry);
-            ++shard.size;
-            scratch.set_flag(pos, true);
-            return entry;
-          },
-          [&](int pos, char* entry) {
-            fn(base + scratch.index(pos), entry, scratch.flag(pos));
-          });
+  RunPipeline<true>(ids, n, &scratch,
+                    [&](int64_t index, char* entry, bool found) {
+                      fn(index, entry, !found);
+                    });
+}
+
+template <int kDim>
+int64_t EmbeddingHashTable::LookupValues(const int64_t* ids, int64_t n,
+                                         float* embeddings) const {
+  // kDim > 0: TRAINING entries of that dim, which start with their fp32
+  // values; a compile-time size makes the copy a few vector moves.
+  // kDim == 0: any entry, decoded by the accessor.
+  const int dim = kDim > 0 ? kDim : dim_;
+  int64_t hits = 0;
+  ForEachFound(ids, n, [&](int64_t i, const char* entry) {
+    float* out = embeddings + i * dim;
+    if (entry == nullptr) {
+      std::memset(out, 0, sizeof(float) * dim);
+      return;
     }
-  }
+    ++hits;
+    if (kDim > 0) {
+      std::memcpy(out, Payload(entry), sizeof(float) * kDim);
+    } else {
+      accessor_->Fill(Payload(entry), out);
+    }
+  });
+  return hits;
 }
 
 int64_t EmbeddingHashTable::BatchLookup(const int64_t* ids, int64_t n,
                                         float* embeddings) const {
-  int64_t hits = 0;
-  ForEachFound(ids, n, [&](int64_t i, const char* entry) {
-    float* out = embeddings + i * dim_;
-    if (entry != nullptr) {
-      accessor_->Fill(Payload(entry), out);
-      ++hits;
-    } else {
-      std::memset(out, 0, sizeof(float) * dim_);
+  if (!accessor_->serving()) {
+    switch (dim_) {
+      case 8:
+        return LookupValues<8>(ids, n, embeddings);
+      case 16:
+        return LookupValues<16>(ids, n, embeddings);
+      case 32:
+        return LookupValues<32>(ids, n, embeddings);
+      case 64:
+        return LookupValues<64>(ids, n, embeddings);
     }
-  });
-  return hits;
+  }
+  return LookupValues<0>(ids, n, embeddings);
 }
 
 void EmbeddingHashTable::BatchLookupEntry(const int64_t* ids, int64_t n,
@@ -440,10 +542,9 @@ bool EmbeddingHashTable::Erase(int64_t id) {
   const uint64_t hash = Mix(id);
   Shard& shard = shards_[ShardOf(hash)];
   std::unique_lock<std::shared_mutex> lock(shard.mu);
-  Slot* slot = shard.Find(id, hash);
-  if (slot == nullptr) return false;
-  shard.FreeEntry(slot->entry);
-  shard.EraseAt(static_cast<uint64_t>(slot - shard.slots.get()));
+  const uint64_t pos = shard.FindSlot(id, hash);
+  if (shard.slots[pos].index == kEmpty) return false;
+  shard.EraseAt(pos);
   return true;
 }
 
@@ -465,19 +566,19 @@ int64_t EmbeddingHashTable::Evict(int64_t now) {
     kept.reserve(shard.size);
     for (uint64_t i = 0; i <= shard.mask; ++i) {
       const Slot& slot = shard.slots[i];
-      if (slot.entry == nullptr) continue;
-      if (IsExpired(slot.key, GetTimestamp(slot.entry), now)) {
-        shard.FreeEntry(slot.entry);
+      if (slot.index == kEmpty) continue;
+      const char* entry = shard.EntryAt(slot.index);
+      if (IsExpired(KeyOf(entry), GetTimestamp(entry), now)) {
+        shard.free_indices.push_back(slot.index);
         ++evicted;
       } else {
         kept.push_back(slot);
       }
     }
     if (kept.size() == static_cast<size_t>(shard.size)) continue;
-    std::fill(shard.slots.get(), shard.slots.get() + shard.mask + 1, Slot{});
-    for (const Slot& slot : kept) {
-      shard.Place(slot.key, Mix(slot.key), slot.entry);
-    }
+    std::fill(shard.slots.get(), shard.slots.get() + shard.mask + 1,
+              Slot{0, kEmpty});
+    for (const Slot& slot : kept) shard.Place(slot);
     shard.size = static_cast<int64_t>(kept.size());
   }
   return evicted;
@@ -534,32 +635,32 @@ Status EmbeddingHashTable::Save(
   // Dump shard of an id: its internal shard modulo num_shards when that
   // splits the work evenly enough, else its hash modulo num_shards.
   const bool by_internal_shard = num_shards <= kNumShards;
-  std::vector<int64_t> keys;
   std::vector<char> copies;
   for (int s = 0; s < kNumShards; ++s) {
     if (by_internal_shard && s % num_shards != shard) continue;
-    keys.clear();
     copies.clear();
     {
       const Shard& internal = shards_[s];
       std::shared_lock<std::shared_mutex> lock(internal.mu);
       for (uint64_t i = 0; i <= internal.mask; ++i) {
         const Slot& slot = internal.slots[i];
-        if (slot.entry == nullptr) continue;
+        if (slot.index == kEmpty) continue;
+        const char* entry = internal.EntryAt(slot.index);
         if (!by_internal_shard &&
-            static_cast<int>(Mix(slot.key) % num_shards) != shard) {
+            static_cast<int>(Mix(KeyOf(entry)) % num_shards) != shard) {
           continue;
         }
-        keys.push_back(slot.key);
-        copies.insert(copies.end(), slot.entry, slot.entry + stride_);
+        copies.insert(copies.end(), entry, entry + stride_);
       }
     }
-    for (size_t k = 0; k < keys.size(); ++k) {
+    const size_t count = copies.size() / stride_;
+    for (size_t k = 0; k < count; ++k) {
       const char* entry = copies.data() + k * stride_;
+      const int64_t id = KeyOf(entry);
       const int64_t update_time = GetTimestamp(entry);
-      if (now > 0 && IsExpired(keys[k], update_time, now)) continue;
+      if (now > 0 && IsExpired(id, update_time, now)) continue;
       EntryDump dump;
-      dump.set_id(keys[k]);
+      dump.set_id(id);
       accessor_->Save(Payload(entry), &dump);
       dump.set_last_update_ts_sec(update_time);
       MONOLITH_RETURN_IF_ERROR(write(std::move(dump)));
@@ -585,7 +686,8 @@ Status EmbeddingHashTable::Restore(const EntryDump& dump) {
   SetTimestamp(scratch.data(), dump.last_update_ts_sec());
   const int64_t id = dump.id();
   ForEachUpserted(&id, 1, [&](int64_t, char* entry, bool) {
-    std::memcpy(entry, scratch.data(), sizeof(Timestamp) + entry_bytes_);
+    std::memcpy(entry + kTimestampOffset, scratch.data() + kTimestampOffset,
+                stride_ - kTimestampOffset);
   });
   return Status::OK();
 }

@@ -3,18 +3,22 @@
 //
 // Design (see README "Hash table engine"):
 // * 64 shards chosen by the top bits of a 64-bit mix of the id; each shard is
-//   an open-addressing table (linear probing, backward-shift deletion, no
-//   reserved key values) of 16-byte slots {id, entry pointer}, with its own
-//   reader-writer lock and its own growth, so a rehash pauses only that shard.
-// * Entries live in per-shard arenas of blocks (up to 16 KiB), so inserting
-//   1M ids is not 1M mallocs, and growth moves slots, never entries.
+//   an open-addressing table (linear probing, at most 3/4 full,
+//   backward-shift deletion, no reserved key values) of 8-byte slots
+//   {32-bit hash fingerprint, entry index}, with its own reader-writer lock
+//   and its own growth, so a rehash pauses only that shard and never reads
+//   an entry.
+// * Entries [id, last update, payload] live in per-shard arenas of blocks
+//   (doubling up to 16 KiB), so inserting 1M ids is not 1M mallocs, growth
+//   moves slots, never entries, and a lookup touches one slot and one entry.
 // * Batch calls group ids by shard (stable, in chunks of 4096), take each
-//   shard's lock once per chunk, and pipeline probes: buckets are prefetched
-//   a few ids ahead and entries a few ids after that, so independent cache
-//   misses overlap.
+//   shard's lock once per chunk, and pipeline probes across the chunk:
+//   buckets are prefetched a few ids ahead and entries a few ids after that,
+//   so independent cache misses overlap.
 // * Readers share a shard; writers (optimize, assign, insert) hold it alone.
-//   No operation ever holds more than one shard lock, so training proceeds
-//   on all other shards while one shard is saved or grows.
+//   A batch holds only the few consecutive shard locks its pipeline window
+//   spans (taken in ascending order), so training proceeds on all other
+//   shards while one shard is saved or grows.
 #ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_EMBEDDING_HASH_TABLE_H_
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_EMBEDDING_HASH_TABLE_H_
 
@@ -119,16 +123,24 @@ class EmbeddingHashTable {
   // shard's lock. Lookup mode: shared lock, entry may be null. Insert mode:
   // exclusive lock, missing ids are inserted (Init'ed) first and
   // fn(index, entry, inserted) is called.
+  template <bool kExclusive, typename Visit>
+  void RunPipeline(const int64_t* ids, int64_t n, Scratch* scratch,
+                   Visit visit) const;
+  // Inserts |id| (absent, its probe ending at empty slot |pos|) and
+  // initializes its entry. Caller holds the shard exclusively.
+  char* InsertNew(Shard* shard, int64_t id, uint64_t hash,
+                  uint64_t pos) const;
   template <typename Fn>
   void ForEachFound(const int64_t* ids, int64_t n, Fn fn) const;
+  template <int kDim>
+  int64_t LookupValues(const int64_t* ids, int64_t n, float* embeddings) const;
   template <typename Fn>
   void ForEachUpserted(const int64_t* ids, int64_t n, Fn fn);
   bool Erase(int64_t id);
 
   std::unique_ptr<EntryAccessor> accessor_;
   int dim_ = 0;
-  int64_t entry_bytes_ = 0;   // accessor bytes
-  int64_t stride_ = 0;        // timestamp + accessor bytes
+  int64_t stride_ = 0;  // bytes per entry: id, timestamp, accessor bytes
   bool skip_zero_embedding_ = false;
   int64_t default_expire_seconds_ = 0;
   std::unordered_map<uint32_t, int64_t> slot_expire_seconds_;
