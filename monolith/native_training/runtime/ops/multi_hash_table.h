@@ -1,0 +1,115 @@
+// The TF resource that fuses many embedding hash tables (one per feature
+// table name) behind one handle. Kernels look it up and call the engine.
+#ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_OPS_MULTI_HASH_TABLE_H_
+#define MONOLITH_NATIVE_TRAINING_RUNTIME_OPS_MULTI_HASH_TABLE_H_
+
+#include <algorithm>
+#include <atomic>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "monolith/native_training/runtime/hash_table/embedding_hash_table.h"
+#include "monolith/native_training/runtime/hash_table/status.h"
+#include "tensorflow/core/framework/resource_mgr.h"
+#include "tensorflow/core/platform/errors.h"
+
+namespace tensorflow {
+namespace monolith_tf {
+
+// Maps an engine Status to a TF Status, keeping code and message.
+inline Status ToTfStatus(const ::monolith::hash_table::Status& s) {
+  using ::monolith::hash_table::StatusCode;
+  switch (s.code()) {
+    case StatusCode::kOk:
+      return OkStatus();
+    case StatusCode::kInvalidArgument:
+      return errors::InvalidArgument(s.message());
+    case StatusCode::kNotFound:
+      return errors::NotFound(s.message());
+    case StatusCode::kFailedPrecondition:
+      return errors::FailedPrecondition(s.message());
+    case StatusCode::kDataLoss:
+      return errors::DataLoss(s.message());
+    default:
+      return errors::Internal(s.message());
+  }
+}
+
+class MultiHashTable : public ResourceBase {
+ public:
+  // One table of the multi table, with the latest update time it has seen
+  // (the "now" that save-time expiry is measured against).
+  struct Table {
+    std::string name;
+    std::unique_ptr<::monolith::hash_table::EmbeddingHashTable> table;
+    std::atomic<int64_t> max_update_ts{0};
+
+    void SeenUpdate(int64_t ts) {
+      int64_t seen = max_update_ts.load(std::memory_order_relaxed);
+      while (ts > seen &&
+             !max_update_ts.compare_exchange_weak(seen, ts,
+                                                  std::memory_order_relaxed)) {
+      }
+    }
+  };
+
+  explicit MultiHashTable(std::string shared_name)
+      : shared_name_(std::move(shared_name)) {}
+
+  void AddTable(std::string name,
+                std::unique_ptr<::monolith::hash_table::EmbeddingHashTable>
+                    table) {
+    auto t = std::make_unique<Table>();
+    t->name = std::move(name);
+    t->table = std::move(table);
+    tables_.push_back(std::move(t));
+  }
+
+  int size() const { return static_cast<int>(tables_.size()); }
+  Table& table(int i) const { return *tables_[i]; }
+  // Index of the table named |name|, or -1.
+  int Find(const std::string& name) const {
+    for (int i = 0; i < size(); ++i) {
+      if (tables_[i]->name == name) return i;
+    }
+    return -1;
+  }
+  const std::string& shared_name() const { return shared_name_; }
+
+  std::string DebugString() const override {
+    std::string out = "MultiHashTable(" + shared_name_ + ":";
+    for (const auto& t : tables_) {
+      out += " " + t->name + "=" + t->table->DebugString() + ";";
+    }
+    return out + ")";
+  }
+
+  int64_t MemoryUsed() const override {
+    int64_t bytes = 0;
+    for (const auto& t : tables_) bytes += t->table->MemoryBytes();
+    return bytes;
+  }
+
+ private:
+  std::string shared_name_;
+  std::vector<std::unique_ptr<Table>> tables_;
+};
+
+// Stand-ins for the original's hash filter and parameter-sync client
+// resources: tables are created without occurrence filtering or sync.
+class DummyHashFilter : public ResourceBase {
+ public:
+  std::string DebugString() const override { return "DummyHashFilter"; }
+};
+
+class DummySyncClient : public ResourceBase {
+ public:
+  std::string DebugString() const override { return "DummySyncClient"; }
+};
+
+}  // namespace monolith_tf
+}  // namespace tensorflow
+
+#endif  // MONOLITH_NATIVE_TRAINING_RUNTIME_OPS_MULTI_HASH_TABLE_H_

@@ -1,0 +1,239 @@
+"""Op-level tests of the multi hash table kernels (graph mode)."""
+
+import os
+
+from google.protobuf import text_format
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from monolith.native_training.runtime.hash_table import embedding_hash_table_pb2
+from monolith.native_training.runtime.ops import gen_monolith_ops as ops
+
+tf1 = tf.compat.v1
+
+
+def _table_config(dim, optimizer="sgd { learning_rate: 1.0 }", init="zeros {}"):
+  return text_format.Parse(
+      f"""entry_config {{ segments {{ dim_size: {dim}
+          init_config {{ {init} }} opt_config {{ {optimizer} }} }} }}""",
+      embedding_hash_table_pb2.EmbeddingHashTableConfig())
+
+
+def _mtable(tables, shared_name="mtable"):
+  """tables: list of (name, EmbeddingHashTableConfig)."""
+  config = embedding_hash_table_pb2.MultiEmbeddingHashTableConfig()
+  for name, table in tables:
+    config.names.append(name)
+    config.configs.append(table)
+  return ops.create_monolith_multi_hash_table(
+      config=config.SerializeToString(),
+      filter_handle=ops.monolith_dummy_hash_filter(shared_name=shared_name +
+                                                   "_filter"),
+      sync_client_handle=ops.monolith_dummy_sync_client(
+          shared_name=shared_name + "_sync"),
+      shared_name=shared_name)
+
+
+@pytest.fixture
+def graph():
+  with tf.Graph().as_default() as g:
+    yield g
+
+
+def _run(fetches):
+  with tf1.Session() as sess:
+    return sess.run(fetches)
+
+
+def test_assign_add_lookup_and_missing_ids(graph):
+  h = _mtable([("a", _table_config(2)), ("b", _table_config(3))])
+  ids = tf.constant([1, 2, 7], tf.int64)
+  split = tf.constant([0, 2, 3], tf.int64)
+  values = tf.constant([1, 2, 3, 4, 5, 6, 7], tf.float32)
+  h = ops.monolith_multi_hash_table_assign_add(h, ids, split, values, 100)
+  h = ops.monolith_multi_hash_table_assign_add(h, ids, split, values, 100)
+  emb = ops.monolith_multi_hash_table_lookup(
+      h, tf.constant([1, 2, 3, 7, 8], tf.int64),
+      tf.constant([0, 3, 5], tf.int64))
+  np.testing.assert_array_equal(
+      _run(emb), [2, 4, 6, 8, 0, 0, 10, 12, 14, 0, 0, 0])
+
+
+def test_lookup_of_several_requests_reads_each_requests_ids(graph):
+  # The original offset every request after the first by the wrong split.
+  h = _mtable([("a", _table_config(1)), ("b", _table_config(1))])
+  h = ops.monolith_multi_hash_table_assign(
+      h, tf.constant([1, 2, 10, 20], tf.int64),
+      tf.constant([0, 2, 4], tf.int64), tf.constant([1., 2., 10., 20.]), 1)
+  # Request 0: a=[1], b=[10]; request 1: a=[2, 1], b=[20].
+  emb = ops.monolith_multi_hash_table_lookup(
+      h, tf.constant([1, 10, 2, 1, 20], tf.int64),
+      tf.constant([0, 1, 2, 4, 5], tf.int64))
+  np.testing.assert_array_equal(_run(emb), [1, 10, 2, 1, 20])
+
+
+def test_optimize_reinitialize_and_lookup_entry(graph):
+  h = _mtable([("a", _table_config(2, init="ones {}"))])
+  ids = tf.constant([5, 5, 6], tf.int64)
+  h = ops.monolith_multi_hash_table_optimize(
+      h, ids, tf.constant([0, 3], tf.int64),
+      tf.constant([1, 1, 2, 2, 0.5, 0.5]), tf.constant([0.5]), 300, 7)
+  emb = ops.monolith_multi_hash_table_lookup(h, tf.constant([5, 6], tf.int64),
+                                             tf.constant([0, 2], tf.int64))
+  entries = ops.monolith_multi_hash_table_lookup_entry(
+      h, tf.constant([6, 9], tf.int64), tf.constant([0, 2], tf.int64))
+  h2, status = ops.monolith_multi_hash_table_reinitialize(
+      h, "a", tf.constant([5, 8], tf.int64))
+  _, missing = ops.monolith_multi_hash_table_reinitialize(
+      h, "nope", tf.constant([5], tf.int64))
+  with tf.control_dependencies([h2]):
+    after = ops.monolith_multi_hash_table_lookup(
+        h, tf.constant([5], tf.int64), tf.constant([0, 1], tf.int64))
+  with tf1.Session() as sess:
+    emb_v, entries_v = sess.run([emb, entries])
+    status_v, missing_v = sess.run([status, missing])
+    after_v = sess.run(after)
+  np.testing.assert_allclose(emb_v, [1 - 0.5 * 3, 1 - 0.5 * 3, 0.75, 0.75])
+  dump = embedding_hash_table_pb2.EntryDump.FromString(entries_v[0])
+  assert dump.id == 6 and list(dump.num) == [0.75, 0.75]
+  assert dump.last_update_ts_sec == 300
+  assert dump.opt.dump[0].HasField("sgd")
+  absent = embedding_hash_table_pb2.EntryDump.FromString(entries_v[1])
+  assert absent.id == 9 and not absent.num
+  np.testing.assert_array_equal(status_v, [1, 0])
+  np.testing.assert_array_equal(missing_v, [-1])
+  np.testing.assert_array_equal(after_v, [1, 1])
+
+
+@pytest.mark.parametrize("split,message", [
+    ([0, 1], "id_split has 2 elements, expected 3"),
+    ([0, 2, 1], "id_split must start at 0 and end at the number of ids"),
+    ([0, 3, 2], "id_split must be non-decreasing"),
+])
+def test_bad_id_split_is_invalid_argument(graph, split, message):
+  h = _mtable([("a", _table_config(1)), ("b", _table_config(1))])
+  op = ops.monolith_multi_hash_table_assign(
+      h, tf.constant([1, 2], tf.int64), tf.constant(split, tf.int64),
+      tf.constant([1., 2.]), 1)
+  with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+    _run(op)
+
+
+def test_short_values_and_learning_rates_are_invalid_argument(graph):
+  h = _mtable([("a", _table_config(2))])
+  ids, split = tf.constant([1], tf.int64), tf.constant([0, 1], tf.int64)
+  short = ops.monolith_multi_hash_table_assign(h, ids, split,
+                                               tf.constant([1.]), 1)
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match="value has 1 floats; the ids and table dims need 2"):
+    _run(short)
+  no_lr = ops.monolith_multi_hash_table_optimize(
+      h, ids, split, tf.constant([1., 1.]), tf.constant([], tf.float32), 1, 0)
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match="learning_rate has 0 floats; the tables' optimizers"):
+    _run(no_lr)
+
+
+def test_bad_config_is_invalid_argument(graph):
+  bad = _table_config(0)
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match="table a: .*dim_size must be positive"):
+    _run(_mtable([("a", bad)]))
+
+
+def test_read_and_is_initialized(graph):
+  h = _mtable([("a", _table_config(1))], shared_name="shared_x")
+  read = ops.read_monolith_multi_hash_table(shared_name="shared_x")
+  other = ops.read_monolith_multi_hash_table(shared_name="never_created")
+  with tf1.Session() as sess:
+    assert not sess.run(ops.is_hash_table_initialized(read))
+    sess.run(h)
+    assert sess.run(ops.is_hash_table_initialized(read))
+    assert not sess.run(ops.is_hash_table_initialized(other))
+
+
+def _filled(graph_tables, shared_name):
+  h = _mtable(graph_tables, shared_name)
+  ids = tf.constant(list(range(100)) + list(range(1000, 1050)), tf.int64)
+  split = tf.constant([0, 100, 150], tf.int64)
+  values = tf.range(100 * 2 + 50 * 3, dtype=tf.float32)
+  return ops.monolith_multi_hash_table_assign(h, ids, split, values, 5)
+
+
+def test_save_restore_feature_stat(graph, tmp_path):
+  basename = str(tmp_path / "ckpt" / "mtable")
+  tf.io.gfile.makedirs(str(tmp_path / "ckpt"))
+  h = _filled([("a", _table_config(2)), ("b", _table_config(3))], "src")
+  save = ops.monolith_multi_hash_table_save(h, basename, nshards=3)
+  # The restoring graph has table b and a new table c, not a.
+  dst = _mtable([("c", _table_config(1)), ("b", _table_config(3))], "dst")
+  restore = ops.monolith_multi_hash_table_restore(dst, basename)
+  emb = ops.monolith_multi_hash_table_lookup(
+      restore, tf.constant([5, 1000, 1049], tf.int64),
+      tf.constant([0, 1, 3], tf.int64))
+  features, counts = ops.monolith_multi_hash_table_feature_stat(basename)
+  with tf1.Session() as sess:
+    sess.run(save)
+    emb_v = sess.run(emb)
+    features_v, counts_v = sess.run([features, counts])
+  files = sorted(os.listdir(tmp_path / "ckpt"))
+  assert files == sorted([f"mtable-0000{i}-of-00003" for i in range(3)] +
+                         [f"mtable.meta-0000{i}-of-00003" for i in range(3)])
+  # c is not in the checkpoint: zeros. b's values start after a's 200.
+  np.testing.assert_array_equal(
+      emb_v, [0, 200, 201, 202, 200 + 49 * 3, 201 + 49 * 3, 202 + 49 * 3])
+  assert dict(zip(features_v.astype(str), counts_v)) == {"a": 100, "b": 50}
+
+
+def _saved_checkpoint(tmp_path, nshards=2):
+  basename = str(tmp_path / "mtable")
+  h = _filled([("a", _table_config(2)), ("b", _table_config(3))], "src")
+  _run(ops.monolith_multi_hash_table_save(h, basename, nshards=nshards))
+  return basename
+
+
+def _restore_into_new_table(basename):
+  dst = _mtable([("a", _table_config(2)), ("b", _table_config(3))], "dst")
+  _run(ops.monolith_multi_hash_table_restore(dst, basename))
+
+
+def test_missing_shard_is_not_found(graph, tmp_path):
+  basename = _saved_checkpoint(tmp_path)
+  os.remove(basename + "-00001-of-00002")
+  with pytest.raises(tf.errors.NotFoundError,
+                     match="mtable-00001-of-00002 is missing"):
+    _restore_into_new_table(basename)
+  with pytest.raises(tf.errors.NotFoundError, match="no multi hash table"):
+    _restore_into_new_table(str(tmp_path / "other"))
+
+
+def test_truncated_shard_is_data_loss(graph, tmp_path):
+  basename = _saved_checkpoint(tmp_path)
+  path = basename + "-00000-of-00002"
+  with open(path, "rb") as f:
+    data = f.read()
+  with open(path, "wb") as f:
+    f.write(data[:len(data) // 2])
+  with pytest.raises(tf.errors.DataLossError, match="mtable-00000-of-00002"):
+    _restore_into_new_table(basename)
+
+
+def test_corrupt_shard_is_data_loss(graph, tmp_path):
+  basename = _saved_checkpoint(tmp_path)
+  path = basename + "-00001-of-00002"
+  with open(path, "r+b") as f:
+    f.seek(20)
+    f.write(b"\xff" * 16)
+  with pytest.raises(tf.errors.DataLossError, match="mtable-00001-of-00002"):
+    _restore_into_new_table(basename)
+
+
+def test_feature_stat_ignores_temporary_files(graph, tmp_path):
+  basename = _saved_checkpoint(tmp_path, nshards=1)
+  # A leftover temporary file of an interrupted save.
+  with open(basename + "-00000-of-00001-tmp-123", "wb") as f:
+    f.write(b"partial")
+  features, counts = ops.monolith_multi_hash_table_feature_stat(basename)
+  features_v, counts_v = _run([features, counts])
+  assert dict(zip(features_v.astype(str), counts_v)) == {"a": 100, "b": 50}

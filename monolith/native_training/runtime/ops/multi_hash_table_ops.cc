@@ -1,0 +1,482 @@
+// Multi hash table ops: create/read the resource, lookups and updates. Each
+// kernel validates its inputs (InvalidArgument with the numbers) and calls
+// the engine; nothing here knows entry layouts or optimizers.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
+#include "monolith/native_training/runtime/ops/multi_hash_table.h"
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/resource_mgr.h"
+#include "tensorflow/core/framework/resource_op_kernel.h"
+#include "tensorflow/core/framework/shape_inference.h"
+#include "tensorflow/core/platform/mutex.h"
+#include "tensorflow/core/platform/env_time.h"
+#include "tensorflow/core/platform/random.h"
+
+namespace tensorflow {
+namespace monolith_tf {
+namespace {
+
+using ::monolith::hash_table::EmbeddingHashTable;
+using ::monolith::hash_table::MultiEmbeddingHashTableConfig;
+
+// Splits of ids per table (and per request): id_split must be
+// non-decreasing, start at 0 and end at the number of ids.
+Status CheckIdSplit(const Tensor& ids, const Tensor& id_split,
+                    int64_t expected_size) {
+  auto split = id_split.flat<int64_t>();
+  if (expected_size >= 0 && split.size() != expected_size) {
+    return errors::InvalidArgument("id_split has ", split.size(),
+                                   " elements, expected ", expected_size,
+                                   " (number of tables + 1)");
+  }
+  if (split.size() == 0 || split(0) != 0 ||
+      split(split.size() - 1) != ids.NumElements()) {
+    return errors::InvalidArgument(
+        "id_split must start at 0 and end at the number of ids (",
+        ids.NumElements(), "), got [",
+        split.size() ? split(0) : -1, " .. ",
+        split.size() ? split(split.size() - 1) : -1, "]");
+  }
+  for (int64_t i = 1; i < split.size(); ++i) {
+    if (split(i) < split(i - 1)) {
+      return errors::InvalidArgument("id_split must be non-decreasing: ",
+                                     "id_split[", i, "] = ", split(i),
+                                     " < id_split[", i - 1, "] = ",
+                                     split(i - 1));
+    }
+  }
+  return OkStatus();
+}
+
+Status GetTable(OpKernelContext* ctx, core::RefCountPtr<MultiHashTable>* t) {
+  return LookupResource(ctx, HandleFromInput(ctx, 0), t);
+}
+
+class CreateMultiHashTableOp : public ResourceOpKernel<MultiHashTable> {
+ public:
+  explicit CreateMultiHashTableOp(OpKernelConstruction* ctx)
+      : ResourceOpKernel<MultiHashTable>(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    {
+      mutex_lock l(mu_);
+      if (resource_ == nullptr) {
+        const tstring& serialized = ctx->input(0).scalar<tstring>()();
+        OP_REQUIRES(ctx,
+                    config_.ParseFromArray(serialized.data(), serialized.size()),
+                    errors::InvalidArgument(
+                        "config is not a serialized MultiEmbeddingHashTableConfig"));
+        OP_REQUIRES(ctx, config_.names_size() == config_.configs_size(),
+                    errors::InvalidArgument(
+                        "config has ", config_.names_size(), " names but ",
+                        config_.configs_size(), " table configs"));
+        core::RefCountPtr<DummyHashFilter> filter;
+        OP_REQUIRES_OK(ctx, LookupResource(ctx, HandleFromInput(ctx, 1), &filter));
+        core::RefCountPtr<DummySyncClient> sync_client;
+        OP_REQUIRES_OK(ctx,
+                       LookupResource(ctx, HandleFromInput(ctx, 2), &sync_client));
+      }
+    }
+    ResourceOpKernel<MultiHashTable>::Compute(ctx);
+  }
+
+ private:
+  Status CreateResource(MultiHashTable** resource) override
+      TF_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    // ResourceOpKernel unrefs *resource on error when it is not null.
+    *resource = nullptr;
+    // Resources are reference counted: release with Unref, never delete.
+    core::RefCountPtr<MultiHashTable> mtable(new MultiHashTable(cinfo_.name()));
+    for (int i = 0; i < config_.names_size(); ++i) {
+      std::unique_ptr<EmbeddingHashTable> table;
+      Status s = ToTfStatus(EmbeddingHashTable::Create(
+          config_.configs(i), random::New64(), &table));
+      if (!s.ok()) {
+        return errors::InvalidArgument("table ", config_.names(i), ": ",
+                                       s.message());
+      }
+      mtable->AddTable(config_.names(i), std::move(table));
+    }
+    *resource = mtable.release();
+    return OkStatus();
+  }
+
+  MultiEmbeddingHashTableConfig config_ TF_GUARDED_BY(mu_);
+};
+
+class ReadMultiHashTableOp : public OpKernel {
+ public:
+  explicit ReadMultiHashTableOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    mutex_lock l(mu_);
+    if (cinfo_.name().empty()) {
+      OP_REQUIRES_OK(ctx, cinfo_.Init(ctx->resource_manager(), def()));
+    }
+    OP_REQUIRES_OK(ctx, MakeResourceHandleToOutput(
+                            ctx, 0, cinfo_.container(), cinfo_.name(),
+                            TypeIndex::Make<MultiHashTable>()));
+  }
+
+ private:
+  mutex mu_;
+  ContainerInfo cinfo_ TF_GUARDED_BY(mu_);
+};
+
+class IsHashTableInitializedOp : public OpKernel {
+ public:
+  explicit IsHashTableInitializedOp(OpKernelConstruction* ctx)
+      : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    core::RefCountPtr<MultiHashTable> mtable;
+    const bool found = GetTable(ctx, &mtable).ok();
+    Tensor* out;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {}, &out));
+    out->scalar<bool>()() = found;
+  }
+};
+
+template <typename T>
+class DummyResourceOp : public ResourceOpKernel<T> {
+ public:
+  explicit DummyResourceOp(OpKernelConstruction* ctx)
+      : ResourceOpKernel<T>(ctx) {}
+
+ private:
+  Status CreateResource(T** resource) override {
+    *resource = new T();  // never fails
+    return OkStatus();
+  }
+};
+
+// Embeddings of several requests: id_split has num_tables * R + 1 entries,
+// request r of table t holding ids [id_split[r*T+t], id_split[r*T+t+1]).
+// The output is request-major: request 0's tables in order, then request 1's.
+class MultiHashTableLookupOp : public OpKernel {
+ public:
+  explicit MultiHashTableLookupOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    core::RefCountPtr<MultiHashTable> mtable;
+    OP_REQUIRES_OK(ctx, GetTable(ctx, &mtable));
+    const Tensor& ids = ctx->input(1);
+    const Tensor& id_split = ctx->input(2);
+    const int num_tables = mtable->size();
+    const int64_t splits = id_split.NumElements();
+    OP_REQUIRES(ctx,
+                num_tables > 0 && splits >= 1 &&
+                    (splits - 1) % num_tables == 0 && splits > 1,
+                errors::InvalidArgument(
+                    "id_split has ", splits, " elements; it must have ",
+                    num_tables, " * requests + 1 (", num_tables, " tables)"));
+    OP_REQUIRES_OK(ctx, CheckIdSplit(ids, id_split, -1));
+    const int requests = static_cast<int>((splits - 1) / num_tables);
+    auto split = id_split.flat<int64_t>();
+    std::vector<int64_t> offsets(splits - 1);
+    int64_t total = 0;
+    for (int r = 0; r < requests; ++r) {
+      for (int t = 0; t < num_tables; ++t) {
+        const int k = r * num_tables + t;
+        offsets[k] = total;
+        total += (split(k + 1) - split(k)) * mtable->table(t).table->DimSize();
+      }
+    }
+    Tensor* out;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {total}, &out));
+    float* embeddings = out->flat<float>().data();
+    const int64_t* id_data = ids.flat<int64_t>().data();
+    for (int k = 0; k < splits - 1; ++k) {
+      const EmbeddingHashTable& table = *mtable->table(k % num_tables).table;
+      table.BatchLookup(id_data + split(k), split(k + 1) - split(k),
+                        embeddings + offsets[k]);
+    }
+  }
+};
+
+class MultiHashTableLookupEntryOp : public OpKernel {
+ public:
+  explicit MultiHashTableLookupEntryOp(OpKernelConstruction* ctx)
+      : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    core::RefCountPtr<MultiHashTable> mtable;
+    OP_REQUIRES_OK(ctx, GetTable(ctx, &mtable));
+    const Tensor& ids = ctx->input(1);
+    OP_REQUIRES_OK(ctx, CheckIdSplit(ids, ctx->input(2), mtable->size() + 1));
+    auto split = ctx->input(2).flat<int64_t>();
+    Tensor* out;
+    OP_REQUIRES_OK(ctx,
+                   ctx->allocate_output(0, {ids.NumElements()}, &out));
+    auto entries = out->flat<tstring>();
+    const int64_t* id_data = ids.flat<int64_t>().data();
+    for (int t = 0; t < mtable->size(); ++t) {
+      const int64_t n = split(t + 1) - split(t);
+      std::vector<::monolith::hash_table::EntryDump> dumps(n);
+      mtable->table(t).table->BatchLookupEntry(id_data + split(t), n,
+                                               dumps.data());
+      for (int64_t j = 0; j < n; ++j) {
+        entries(split(t) + j) = dumps[j].SerializeAsString();
+      }
+    }
+  }
+};
+
+// Checks that |values| holds exactly one row of each table's dim per id.
+Status CheckValues(const MultiHashTable& mtable, const Tensor& id_split,
+                   const Tensor& values, const char* name) {
+  auto split = id_split.flat<int64_t>();
+  int64_t expected = 0;
+  for (int t = 0; t < mtable.size(); ++t) {
+    expected += (split(t + 1) - split(t)) * mtable.table(t).table->DimSize();
+  }
+  if (values.NumElements() != expected) {
+    return errors::InvalidArgument(name, " has ", values.NumElements(),
+                                   " floats; the ids and table dims need ",
+                                   expected);
+  }
+  return OkStatus();
+}
+
+// Assign (kAdd = false) or AssignAdd (kAdd = true).
+template <bool kAdd>
+class MultiHashTableAssignOp : public OpKernel {
+ public:
+  explicit MultiHashTableAssignOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    core::RefCountPtr<MultiHashTable> mtable;
+    OP_REQUIRES_OK(ctx, GetTable(ctx, &mtable));
+    const Tensor& ids = ctx->input(1);
+    const Tensor& id_split = ctx->input(2);
+    const Tensor& values = ctx->input(3);
+    OP_REQUIRES_OK(ctx, CheckIdSplit(ids, id_split, mtable->size() + 1));
+    OP_REQUIRES_OK(ctx, CheckValues(*mtable, id_split, values, "value"));
+    const int64_t update_time = ctx->input(4).scalar<int64_t>()();
+    auto split = id_split.flat<int64_t>();
+    const int64_t* id_data = ids.flat<int64_t>().data();
+    const float* value_data = values.flat<float>().data();
+    for (int t = 0; t < mtable->size(); ++t) {
+      MultiHashTable::Table& table = mtable->table(t);
+      const int64_t n = split(t + 1) - split(t);
+      if (kAdd) {
+        table.table->AssignAdd(id_data + split(t), n, value_data, update_time);
+      } else {
+        table.table->Assign(id_data + split(t), n, value_data, update_time);
+      }
+      if (n > 0) table.SeenUpdate(update_time);
+      value_data += n * table.table->DimSize();
+    }
+    ctx->set_output(0, ctx->input(0));
+  }
+};
+
+class MultiHashTableOptimizeOp : public OpKernel {
+ public:
+  explicit MultiHashTableOptimizeOp(OpKernelConstruction* ctx)
+      : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    core::RefCountPtr<MultiHashTable> mtable;
+    OP_REQUIRES_OK(ctx, GetTable(ctx, &mtable));
+    const Tensor& ids = ctx->input(1);
+    const Tensor& id_split = ctx->input(2);
+    const Tensor& grads = ctx->input(3);
+    const Tensor& learning_rates = ctx->input(4);
+    OP_REQUIRES_OK(ctx, CheckIdSplit(ids, id_split, mtable->size() + 1));
+    OP_REQUIRES_OK(ctx, CheckValues(*mtable, id_split, grads, "value"));
+    int64_t slices = 0;
+    for (int t = 0; t < mtable->size(); ++t) {
+      slices += mtable->table(t).table->SliceSize();
+    }
+    OP_REQUIRES(ctx, learning_rates.NumElements() == slices,
+                errors::InvalidArgument(
+                    "learning_rate has ", learning_rates.NumElements(),
+                    " floats; the tables' optimizers need ", slices));
+    const int64_t update_time = ctx->input(5).scalar<int64_t>()();
+    const int64_t global_step = ctx->input(6).scalar<int64_t>()();
+    auto split = id_split.flat<int64_t>();
+    const int64_t* id_data = ids.flat<int64_t>().data();
+    const float* grad_data = grads.flat<float>().data();
+    const float* lr_data = learning_rates.flat<float>().data();
+    for (int t = 0; t < mtable->size(); ++t) {
+      MultiHashTable::Table& table = mtable->table(t);
+      const int64_t n = split(t + 1) - split(t);
+      OP_REQUIRES_OK(ctx, ToTfStatus(table.table->BatchOptimize(
+                              id_data + split(t), n, grad_data, lr_data,
+                              update_time, global_step)));
+      if (n > 0) table.SeenUpdate(update_time);
+      grad_data += n * table.table->DimSize();
+      lr_data += table.table->SliceSize();
+    }
+    ctx->set_output(0, ctx->input(0));
+  }
+};
+
+// status: -1 the table does not exist (ids untouched), 0 inserted, 1 existed.
+class MultiHashTableReinitializeOp : public OpKernel {
+ public:
+  explicit MultiHashTableReinitializeOp(OpKernelConstruction* ctx)
+      : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    core::RefCountPtr<MultiHashTable> mtable;
+    OP_REQUIRES_OK(ctx, GetTable(ctx, &mtable));
+    const std::string name(ctx->input(1).scalar<tstring>()());
+    const Tensor& ids = ctx->input(2);
+    Tensor* status;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, {ids.NumElements()}, &status));
+    auto status_vec = status->flat<int32_t>();
+    status_vec.setConstant(-1);
+    const int t = mtable->Find(name);
+    if (t < 0) {
+      LOG(ERROR) << "Reinitialize: table " << name << " does not exist in "
+                 << mtable->shared_name();
+    } else {
+      mtable->table(t).table->Reinitialize(
+          ids.flat<int64_t>().data(), ids.NumElements(), status_vec.data(),
+          static_cast<int64_t>(EnvTime::NowSeconds()));
+    }
+    ctx->set_output(0, ctx->input(0));
+  }
+};
+
+Status ScalarOutput(shape_inference::InferenceContext* c) {
+  c->set_output(0, c->Scalar());
+  return OkStatus();
+}
+
+}  // namespace
+
+REGISTER_OP("CreateMonolithMultiHashTable")
+    .Input("config: string")
+    .Input("filter_handle: resource")
+    .Input("sync_client_handle: resource")
+    .Output("multi_hash_table_handle: resource")
+    .Attr("container: string = ''")
+    .Attr("shared_name: string = ''")
+    .SetIsStateful()
+    .SetShapeFn(ScalarOutput);
+REGISTER_KERNEL_BUILDER(Name("CreateMonolithMultiHashTable").Device(DEVICE_CPU),
+                        CreateMultiHashTableOp);
+
+REGISTER_OP("ReadMonolithMultiHashTable")
+    .Output("multi_hash_table_handle: resource")
+    .Attr("container: string = ''")
+    .Attr("shared_name: string = ''")
+    .SetIsStateful()
+    .SetShapeFn(ScalarOutput);
+REGISTER_KERNEL_BUILDER(Name("ReadMonolithMultiHashTable").Device(DEVICE_CPU),
+                        ReadMultiHashTableOp);
+
+REGISTER_OP("IsHashTableInitialized")
+    .Input("handle: resource")
+    .Output("is_initialized: bool")
+    .SetIsStateful()
+    .SetShapeFn(ScalarOutput);
+REGISTER_KERNEL_BUILDER(Name("IsHashTableInitialized").Device(DEVICE_CPU),
+                        IsHashTableInitializedOp);
+
+REGISTER_OP("MonolithDummyHashFilter")
+    .Output("handle: resource")
+    .Attr("container: string = ''")
+    .Attr("shared_name: string = ''")
+    .SetIsStateful()
+    .SetShapeFn(ScalarOutput);
+REGISTER_KERNEL_BUILDER(Name("MonolithDummyHashFilter").Device(DEVICE_CPU),
+                        DummyResourceOp<DummyHashFilter>);
+
+REGISTER_OP("MonolithDummySyncClient")
+    .Output("handle: resource")
+    .Attr("config: string = ''")
+    .Attr("container: string = ''")
+    .Attr("shared_name: string = ''")
+    .SetIsStateful()
+    .SetShapeFn(ScalarOutput);
+REGISTER_KERNEL_BUILDER(Name("MonolithDummySyncClient").Device(DEVICE_CPU),
+                        DummyResourceOp<DummySyncClient>);
+
+REGISTER_OP("MonolithMultiHashTableLookup")
+    .Input("mtable: resource")
+    .Input("id: int64")
+    .Input("id_split: int64")
+    .Output("embedding: float")
+    .SetShapeFn([](shape_inference::InferenceContext* c) {
+      c->set_output(0, c->Vector(c->UnknownDim()));
+      return OkStatus();
+    });
+REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableLookup").Device(DEVICE_CPU),
+                        MultiHashTableLookupOp);
+
+REGISTER_OP("MonolithMultiHashTableLookupEntry")
+    .Input("mtable: resource")
+    .Input("id: int64")
+    .Input("id_split: int64")
+    .Output("serialized_entries: string")
+    .SetShapeFn([](shape_inference::InferenceContext* c) {
+      c->set_output(0, c->input(1));
+      return OkStatus();
+    });
+REGISTER_KERNEL_BUILDER(
+    Name("MonolithMultiHashTableLookupEntry").Device(DEVICE_CPU),
+    MultiHashTableLookupEntryOp);
+
+REGISTER_OP("MonolithMultiHashTableOptimize")
+    .Input("mtable: resource")
+    .Input("id: int64")
+    .Input("id_split: int64")
+    .Input("value: float")
+    .Input("learning_rate: float")
+    .Input("update_time: int64")
+    .Input("global_step: int64")
+    .Output("updated_table: resource")
+    .SetShapeFn(ScalarOutput);
+REGISTER_KERNEL_BUILDER(
+    Name("MonolithMultiHashTableOptimize").Device(DEVICE_CPU),
+    MultiHashTableOptimizeOp);
+
+REGISTER_OP("MonolithMultiHashTableAssign")
+    .Input("mtable: resource")
+    .Input("id: int64")
+    .Input("id_split: int64")
+    .Input("value: float")
+    .Input("update_time: int64")
+    .Output("updated_table: resource")
+    .SetShapeFn(ScalarOutput);
+REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableAssign").Device(DEVICE_CPU),
+                        MultiHashTableAssignOp<false>);
+
+REGISTER_OP("MonolithMultiHashTableAssignAdd")
+    .Input("mtable: resource")
+    .Input("id: int64")
+    .Input("id_split: int64")
+    .Input("value: float")
+    .Input("update_time: int64")
+    .Output("updated_table: resource")
+    .SetShapeFn(ScalarOutput);
+REGISTER_KERNEL_BUILDER(
+    Name("MonolithMultiHashTableAssignAdd").Device(DEVICE_CPU),
+    MultiHashTableAssignOp<true>);
+
+REGISTER_OP("MonolithMultiHashTableReinitialize")
+    .Input("mtable: resource")
+    .Input("table_name: string")
+    .Input("id: int64")
+    .Output("updated_table: resource")
+    .Output("id_status: int32")
+    .SetShapeFn([](shape_inference::InferenceContext* c) {
+      c->set_output(0, c->Scalar());
+      c->set_output(1, c->input(2));
+      return OkStatus();
+    });
+REGISTER_KERNEL_BUILDER(
+    Name("MonolithMultiHashTableReinitialize").Device(DEVICE_CPU),
+    MultiHashTableReinitializeOp);
+
+}  // namespace monolith_tf
+}  // namespace tensorflow

@@ -1,0 +1,435 @@
+// Checkpoints of a multi hash table, in the original's format:
+//   basename-SSSSS-of-NNNNN       SNAPPY TFRecord of EntryDump, grouped by
+//                                 table in the order of the meta records
+//   basename.meta-SSSSS-of-NNNNN  TFRecord of MultiHashTableMetadata, one per
+//                                 table: its name and how many entries follow
+// Each shard is written to temporary names and renamed when complete, so a
+// crash never leaves a half checkpoint under the final names. Shards are
+// saved and restored in parallel on TF's CPU worker threads.
+#include <algorithm>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
+#include "monolith/native_training/runtime/ops/multi_hash_table.h"
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/shape_inference.h"
+#include "tensorflow/core/lib/io/record_reader.h"
+#include "tensorflow/core/lib/io/record_writer.h"
+#include "tensorflow/core/platform/env.h"
+#include "tensorflow/core/platform/random.h"
+#include "tensorflow/core/util/work_sharder.h"
+
+namespace tensorflow {
+namespace monolith_tf {
+namespace {
+
+using ::monolith::hash_table::EntryDump;
+using ::monolith::hash_table::MultiHashTableMetadata;
+using ::monolith::hash_table::SlotExpireTimeConfig;
+
+std::string ShardName(const std::string& basename, int shard, int nshards) {
+  char suffix[32];
+  snprintf(suffix, sizeof(suffix), "-%05d-of-%05d", shard, nshards);
+  return basename + suffix;
+}
+
+std::string MetaName(const std::string& basename, int shard, int nshards) {
+  char suffix[40];
+  snprintf(suffix, sizeof(suffix), ".meta-%05d-of-%05d", shard, nshards);
+  return basename + suffix;
+}
+
+std::string RegexEscape(const std::string& text) {
+  static const std::regex kSpecial(R"([.^$|()\[\]{}*+?\\])");
+  return std::regex_replace(text, kSpecial, R"(\$&)");
+}
+
+// The shard count of the checkpoint at |basename|, from the names of its
+// files (only exact "<basename><kind>-SSSSS-of-NNNNN" names count: neither
+// temporary files nor the other kind of file), after checking that every
+// data and meta shard exists.
+Status FindShards(Env* env, const std::string& basename, bool meta_only,
+                  int* nshards) {
+  std::vector<std::string> files;
+  TF_RETURN_IF_ERROR(env->GetMatchingPaths(basename + "*", &files));
+  const std::regex pattern(RegexEscape(basename) +
+                           R"((\.meta)?-(\d{5})-of-(\d{5}))");
+  int found = -1;
+  for (const std::string& file : files) {
+    std::smatch m;
+    if (!std::regex_match(file, m, pattern)) continue;
+    const int n = std::stoi(m[3].str());
+    if (found >= 0 && n != found) {
+      return errors::DataLoss("checkpoint ", basename,
+                              " mixes shard counts ", found, " and ", n,
+                              " (", file, ")");
+    }
+    found = n;
+  }
+  if (found <= 0) {
+    return errors::NotFound("no multi hash table checkpoint at ", basename,
+                            " (expected ", ShardName(basename, 0, 1),
+                            " and its .meta file)");
+  }
+  for (int s = 0; s < found; ++s) {
+    std::vector<std::string> needed = {MetaName(basename, s, found)};
+    if (!meta_only) needed.push_back(ShardName(basename, s, found));
+    for (const std::string& file : needed) {
+      if (!env->FileExists(file).ok()) {
+        return errors::NotFound("checkpoint shard ", file, " is missing");
+      }
+    }
+  }
+  *nshards = found;
+  return OkStatus();
+}
+
+// Runs fn(shard) for every shard on the CPU worker threads; returns the
+// first error.
+Status ForEachShard(OpKernelContext* ctx, int nshards,
+                    const std::function<Status(int)>& fn) {
+  std::vector<Status> statuses(nshards);
+  const auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
+  Shard(workers->num_threads, workers->workers, nshards,
+        /*cost_per_unit=*/1 << 30, [&](int64_t begin, int64_t end) {
+          for (int64_t s = begin; s < end; ++s) statuses[s] = fn(s);
+        });
+  for (const Status& s : statuses) TF_RETURN_IF_ERROR(s);
+  return OkStatus();
+}
+
+class MultiHashTableSaveOp : public OpKernel {
+ public:
+  explicit MultiHashTableSaveOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("nshards", &nshards_));
+    std::string expire;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("slot_expire_time_config", &expire));
+    if (!expire.empty()) {
+      SlotExpireTimeConfig config;
+      OP_REQUIRES(ctx, config.ParseFromString(expire),
+                  errors::InvalidArgument("slot_expire_time_config is not a "
+                                          "serialized SlotExpireTimeConfig"));
+      default_expire_seconds_ = int64_t{config.default_expire_time()} * 86400;
+      for (const auto& slot : config.slot_expire_times()) {
+        slot_expire_seconds_[slot.slot()] = int64_t{slot.expire_time()} * 86400;
+      }
+      has_expire_config_ = true;
+    }
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    core::RefCountPtr<MultiHashTable> mtable;
+    OP_REQUIRES_OK(ctx, LookupResource(ctx, HandleFromInput(ctx, 0), &mtable));
+    const std::string basename(ctx->input(1).scalar<tstring>()());
+    int nshards = nshards_;
+    if (nshards < 0) {
+      int64_t entries = 0;
+      for (int t = 0; t < mtable->size(); ++t) {
+        entries += mtable->table(t).table->Size();
+      }
+      nshards = static_cast<int>(
+          std::min<int64_t>(4, std::max<int64_t>(1, entries / 1000000)));
+    }
+    OP_REQUIRES(ctx, nshards > 0,
+                errors::InvalidArgument("nshards must be positive, got ",
+                                        nshards));
+    OP_REQUIRES_OK(ctx, ForEachShard(ctx, nshards, [&](int shard) {
+                     return SaveShard(ctx->env(), *mtable, basename, shard,
+                                      nshards);
+                   }));
+    ctx->set_output(0, ctx->input(0));
+  }
+
+ private:
+  bool Expired(const MultiHashTable::Table& table, const EntryDump& dump,
+               int64_t now) const {
+    if (!has_expire_config_) {
+      return table.table->IsExpired(dump.id(), dump.last_update_ts_sec(), now);
+    }
+    auto it = slot_expire_seconds_.find(
+        ::monolith::hash_table::SlotOfId(dump.id()));
+    const int64_t expire =
+        it == slot_expire_seconds_.end() ? default_expire_seconds_ : it->second;
+    return now - dump.last_update_ts_sec() >= expire;
+  }
+
+  Status SaveShard(Env* env, const MultiHashTable& mtable,
+                   const std::string& basename, int shard, int nshards) const {
+    const std::string data_name = ShardName(basename, shard, nshards);
+    const std::string meta_name = MetaName(basename, shard, nshards);
+    const std::string tmp_suffix = "-tmp-" + std::to_string(random::New64());
+    const std::string tmp_data = data_name + tmp_suffix;
+    const std::string tmp_meta = meta_name + tmp_suffix;
+    Status s = WriteShard(env, mtable, shard, nshards, tmp_data, tmp_meta);
+    if (s.ok()) s = env->RenameFile(tmp_data, data_name);
+    if (s.ok()) s = env->RenameFile(tmp_meta, meta_name);
+    if (!s.ok()) {
+      env->DeleteFile(tmp_data).IgnoreError();
+      env->DeleteFile(tmp_meta).IgnoreError();
+    }
+    return s;
+  }
+
+  Status WriteShard(Env* env, const MultiHashTable& mtable, int shard,
+                    int nshards, const std::string& data_path,
+                    const std::string& meta_path) const {
+    std::unique_ptr<WritableFile> data_file, meta_file;
+    TF_RETURN_IF_ERROR(env->NewWritableFile(data_path, &data_file));
+    TF_RETURN_IF_ERROR(env->NewWritableFile(meta_path, &meta_file));
+    io::RecordWriterOptions data_options;
+    data_options.compression_type =
+        io::RecordWriterOptions::SNAPPY_COMPRESSION;
+    io::RecordWriter data_writer(data_file.get(), data_options);
+    io::RecordWriter meta_writer(meta_file.get(), io::RecordWriterOptions());
+    std::string serialized;
+    for (int t = 0; t < mtable.size(); ++t) {
+      const MultiHashTable::Table& table = mtable.table(t);
+      const int64_t now = table.max_update_ts.load();
+      int64_t entries = 0;
+      Status write_status;
+      TF_RETURN_IF_ERROR(ToTfStatus(table.table->Save(
+          shard, nshards, /*now=*/0,
+          [&](EntryDump&& dump) -> ::monolith::hash_table::Status {
+            if (Expired(table, dump, now)) {
+              return ::monolith::hash_table::Status::OK();
+            }
+            dump.SerializeToString(&serialized);
+            write_status = data_writer.WriteRecord(serialized);
+            if (!write_status.ok()) {
+              return ::monolith::hash_table::DataLossError(
+                  std::string(write_status.message()));
+            }
+            ++entries;
+            return ::monolith::hash_table::Status::OK();
+          })));
+      MultiHashTableMetadata meta;
+      meta.set_table_name(table.name);
+      meta.set_num_entries(entries);
+      TF_RETURN_IF_ERROR(meta_writer.WriteRecord(meta.SerializeAsString()));
+    }
+    TF_RETURN_IF_ERROR(data_writer.Close());
+    TF_RETURN_IF_ERROR(meta_writer.Close());
+    TF_RETURN_IF_ERROR(data_file->Close());
+    return meta_file->Close();
+  }
+
+  int nshards_ = -1;
+  bool has_expire_config_ = false;
+  int64_t default_expire_seconds_ = 0;
+  std::map<uint32_t, int64_t> slot_expire_seconds_;
+};
+
+// Reads records of one file; OutOfRange at its end.
+class FileRecords {
+ public:
+  static Status Open(Env* env, const std::string& path, bool snappy,
+                     std::unique_ptr<FileRecords>* out) {
+    std::unique_ptr<FileRecords> records(new FileRecords(path));
+    TF_RETURN_IF_ERROR(env->NewRandomAccessFile(path, &records->file_));
+    io::RecordReaderOptions options;
+    if (snappy) {
+      options.compression_type = io::RecordReaderOptions::SNAPPY_COMPRESSION;
+    }
+    options.buffer_size = 4 << 20;
+    records->reader_ =
+        std::make_unique<io::SequentialRecordReader>(records->file_.get(),
+                                                     options);
+    *out = std::move(records);
+    return OkStatus();
+  }
+
+  // The next record; DataLoss naming the file for a corrupt or truncated
+  // one, OutOfRange at the end.
+  Status Next(tstring* record) {
+    Status s = reader_->ReadRecord(record);
+    if (s.ok() || errors::IsOutOfRange(s)) return s;
+    return errors::DataLoss(path_, ": ", s.message());
+  }
+
+  const std::string& path() const { return path_; }
+
+ private:
+  explicit FileRecords(std::string path) : path_(std::move(path)) {}
+  std::string path_;
+  std::unique_ptr<RandomAccessFile> file_;
+  std::unique_ptr<io::SequentialRecordReader> reader_;
+};
+
+class MultiHashTableRestoreOp : public OpKernel {
+ public:
+  explicit MultiHashTableRestoreOp(OpKernelConstruction* ctx)
+      : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    core::RefCountPtr<MultiHashTable> mtable;
+    OP_REQUIRES_OK(ctx, LookupResource(ctx, HandleFromInput(ctx, 0), &mtable));
+    const std::string basename(ctx->input(1).scalar<tstring>()());
+    int nshards = 0;
+    OP_REQUIRES_OK(ctx, FindShards(ctx->env(), basename, false, &nshards));
+    std::vector<std::vector<std::string>> tables_seen(nshards);
+    OP_REQUIRES_OK(ctx, ForEachShard(ctx, nshards, [&](int shard) {
+                     return RestoreShard(ctx->env(), mtable.get(), basename,
+                                         shard, nshards, &tables_seen[shard]);
+                   }));
+    for (int t = 0; t < mtable->size(); ++t) {
+      const std::string& name = mtable->table(t).name;
+      if (std::find(tables_seen[0].begin(), tables_seen[0].end(), name) ==
+          tables_seen[0].end()) {
+        LOG(WARNING) << "Table " << name << " is not in checkpoint "
+                     << basename << "; it keeps its current entries.";
+      }
+    }
+    ctx->set_output(0, ctx->input(0));
+  }
+
+ private:
+  static Status RestoreShard(Env* env, MultiHashTable* mtable,
+                             const std::string& basename, int shard,
+                             int nshards, std::vector<std::string>* seen) {
+    std::unique_ptr<FileRecords> meta, data;
+    TF_RETURN_IF_ERROR(FileRecords::Open(
+        env, MetaName(basename, shard, nshards), false, &meta));
+    TF_RETURN_IF_ERROR(FileRecords::Open(
+        env, ShardName(basename, shard, nshards), true, &data));
+    tstring record;
+    EntryDump dump;
+    while (true) {
+      Status s = meta->Next(&record);
+      if (errors::IsOutOfRange(s)) break;
+      TF_RETURN_IF_ERROR(s);
+      MultiHashTableMetadata table_meta;
+      if (!table_meta.ParseFromArray(record.data(), record.size())) {
+        return errors::DataLoss(meta->path(),
+                                ": a record is not MultiHashTableMetadata");
+      }
+      seen->push_back(table_meta.table_name());
+      const int t = mtable->Find(table_meta.table_name());
+      if (t < 0 && shard == 0) {
+        LOG(INFO) << "Table " << table_meta.table_name() << " of checkpoint "
+                  << basename << " is not in the graph; skipped.";
+      }
+      for (uint64_t i = 0; i < table_meta.num_entries(); ++i) {
+        s = data->Next(&record);
+        if (errors::IsOutOfRange(s)) {
+          return errors::DataLoss(data->path(), " ends after ", i, " of ",
+                                  table_meta.num_entries(), " entries of table ",
+                                  table_meta.table_name(), " (truncated)");
+        }
+        TF_RETURN_IF_ERROR(s);
+        if (t < 0) continue;
+        if (!dump.ParseFromArray(record.data(), record.size())) {
+          return errors::DataLoss(data->path(), ": entry ", i, " of table ",
+                                  table_meta.table_name(),
+                                  " is not an EntryDump");
+        }
+        MultiHashTable::Table& table = mtable->table(t);
+        Status restored = ToTfStatus(table.table->Restore(dump));
+        if (!restored.ok()) {
+          return errors::InvalidArgument(data->path(), ": table ",
+                                         table.name, ": ",
+                                         restored.message());
+        }
+        table.SeenUpdate(dump.last_update_ts_sec());
+      }
+    }
+    Status s = data->Next(&record);
+    if (!errors::IsOutOfRange(s)) {
+      TF_RETURN_IF_ERROR(s);
+      return errors::DataLoss(data->path(),
+                              " has more entries than its meta file lists");
+    }
+    return OkStatus();
+  }
+};
+
+class MultiHashTableFeatureStatOp : public OpKernel {
+ public:
+  explicit MultiHashTableFeatureStatOp(OpKernelConstruction* ctx)
+      : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    const std::string basename(ctx->input(0).scalar<tstring>()());
+    int nshards = 0;
+    OP_REQUIRES_OK(ctx, FindShards(ctx->env(), basename, true, &nshards));
+    std::vector<std::string> names;
+    std::map<std::string, uint64_t> counts;
+    for (int shard = 0; shard < nshards; ++shard) {
+      std::unique_ptr<FileRecords> meta;
+      OP_REQUIRES_OK(ctx, FileRecords::Open(ctx->env(),
+                                            MetaName(basename, shard, nshards),
+                                            false, &meta));
+      tstring record;
+      while (true) {
+        Status s = meta->Next(&record);
+        if (errors::IsOutOfRange(s)) break;
+        OP_REQUIRES_OK(ctx, s);
+        MultiHashTableMetadata table_meta;
+        OP_REQUIRES(ctx, table_meta.ParseFromArray(record.data(), record.size()),
+                    errors::DataLoss(meta->path(),
+                                     ": a record is not MultiHashTableMetadata"));
+        if (!counts.count(table_meta.table_name())) {
+          names.push_back(table_meta.table_name());
+        }
+        counts[table_meta.table_name()] += table_meta.num_entries();
+      }
+    }
+    Tensor* features;
+    Tensor* feature_counts;
+    const int64_t n = names.size();
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {n}, &features));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, {n}, &feature_counts));
+    for (int64_t i = 0; i < n; ++i) {
+      features->flat<tstring>()(i) = names[i];
+      feature_counts->flat<uint64_t>()(i) = counts[names[i]];
+    }
+  }
+};
+
+}  // namespace
+
+REGISTER_OP("MonolithMultiHashTableSave")
+    .Input("mtable: resource")
+    .Input("basename: string")
+    .Output("output_mtable: resource")
+    .Attr("nshards: int = -1")
+    .Attr("slot_expire_time_config: string = ''")
+    .SetShapeFn([](shape_inference::InferenceContext* c) {
+      c->set_output(0, c->Scalar());
+      return OkStatus();
+    });
+REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableSave").Device(DEVICE_CPU),
+                        MultiHashTableSaveOp);
+
+REGISTER_OP("MonolithMultiHashTableRestore")
+    .Input("mtable: resource")
+    .Input("basename: string")
+    .Output("output_mtable: resource")
+    .SetShapeFn([](shape_inference::InferenceContext* c) {
+      c->set_output(0, c->Scalar());
+      return OkStatus();
+    });
+REGISTER_KERNEL_BUILDER(
+    Name("MonolithMultiHashTableRestore").Device(DEVICE_CPU),
+    MultiHashTableRestoreOp);
+
+REGISTER_OP("MonolithMultiHashTableFeatureStat")
+    .Input("basename: string")
+    .Output("features: string")
+    .Output("counts: uint64")
+    .SetShapeFn([](shape_inference::InferenceContext* c) {
+      c->set_output(0, c->Vector(c->UnknownDim()));
+      c->set_output(1, c->Vector(c->UnknownDim()));
+      return OkStatus();
+    });
+REGISTER_KERNEL_BUILDER(
+    Name("MonolithMultiHashTableFeatureStat").Device(DEVICE_CPU),
+    MultiHashTableFeatureStatOp);
+
+}  // namespace monolith_tf
+}  // namespace tensorflow
