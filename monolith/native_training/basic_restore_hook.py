@@ -1,0 +1,65 @@
+"""A session hook that runs restore listeners once the session exists.
+
+`CheckpointRestorerHook` restores nothing itself: right after a
+`MonitoredSession` creates its session (and after the session's own
+checkpoint restore and initialization), it calls each
+`CheckpointRestorerListener`'s `before_restore`, then each one's
+`after_restore`. Listeners do the actual work, e.g. loading hash tables whose
+data is kept outside the TF checkpoint.
+"""
+
+from typing import Optional, Sequence
+
+from absl import logging
+import tensorflow as tf
+
+
+class CheckpointRestorerListener:
+  """Interface of listeners that act before or after a restore.
+
+  All methods do nothing by default; override the ones needed.
+  """
+
+  def begin(self) -> None:
+    """Called once, before the graph is finalized."""
+
+  def before_restore(self, session: tf.compat.v1.Session) -> None:
+    """Called first when the session has been created."""
+
+  def after_restore(self, session: tf.compat.v1.Session) -> None:
+    """Called after every listener's `before_restore`."""
+
+  def end(self, session: tf.compat.v1.Session) -> None:
+    """Called when the session ends normally."""
+
+
+class CheckpointRestorerHook(tf.compat.v1.train.SessionRunHook):
+  """Calls `CheckpointRestorerListener`s once the session is created.
+
+  Args:
+    listeners: called in order for each stage: every `before_restore`, then
+      every `after_restore`.
+  """
+
+  def __init__(
+      self,
+      listeners: Optional[Sequence[CheckpointRestorerListener]] = None):
+    logging.info("Create CheckpointRestorerHook.")
+    self._listeners = list(listeners or [])
+
+  def begin(self) -> None:
+    for listener in self._listeners:
+      listener.begin()
+
+  def after_create_session(self, session: tf.compat.v1.Session,
+                           coord: Optional[tf.train.Coordinator]) -> None:
+    del coord  # Unused.
+    logging.info("Calling checkpoint restorer listeners.")
+    for listener in self._listeners:
+      listener.before_restore(session)
+    for listener in self._listeners:
+      listener.after_restore(session)
+
+  def end(self, session: tf.compat.v1.Session) -> None:
+    for listener in self._listeners:
+      listener.end(session)

@@ -1,0 +1,178 @@
+"""Tests for basic_restore_hook with real sessions and checkpoints."""
+
+import os
+
+import tensorflow as tf
+
+from monolith.native_training import basic_restore_hook
+
+
+class _RecordingListener(basic_restore_hook.CheckpointRestorerListener):
+  """Appends (name, stage) to a shared log."""
+
+  def __init__(self, name, log):
+    self._name = name
+    self._log = log
+
+  def begin(self):
+    self._log.append((self._name, "begin"))
+
+  def before_restore(self, session):
+    self._log.append((self._name, "before_restore"))
+
+  def after_restore(self, session):
+    self._log.append((self._name, "after_restore"))
+
+  def end(self, session):
+    self._log.append((self._name, "end"))
+
+
+class _CountHook(tf.compat.v1.train.SessionRunHook):
+
+  def __init__(self):
+    self.counts = dict.fromkeys(
+        ["after_create_session", "before_run", "after_run", "end"], 0)
+
+  def after_create_session(self, session, coord):
+    self.counts["after_create_session"] += 1
+
+  def before_run(self, run_context):
+    self.counts["before_run"] += 1
+
+  def after_run(self, run_context, run_values):
+    self.counts["after_run"] += 1
+
+  def end(self, session):
+    self.counts["end"] += 1
+
+
+def test_listeners_called_once_in_order():
+  log = []
+  with tf.Graph().as_default():
+    global_step = tf.compat.v1.train.get_or_create_global_step()
+    train_op = tf.compat.v1.assign_add(global_step, 1)
+    hook = basic_restore_hook.CheckpointRestorerHook(listeners=[
+        _RecordingListener("a", log),
+        _RecordingListener("b", log),
+    ])
+    count_hook = _CountHook()
+    with tf.compat.v1.train.SingularMonitoredSession(
+        hooks=[hook, count_hook]) as sess:
+      assert log == [("a", "begin"), ("b", "begin"), ("a", "before_restore"),
+                     ("b", "before_restore"), ("a", "after_restore"),
+                     ("b", "after_restore")]
+      assert count_hook.counts["after_create_session"] == 1
+      for _ in range(2):
+        sess.run(train_op)
+      assert len(log) == 6  # Nothing more while running.
+  assert log[6:] == [("a", "end"), ("b", "end")]
+  assert count_hook.counts == {
+      "after_create_session": 1,
+      "before_run": 2,
+      "after_run": 2,
+      "end": 1
+  }
+
+
+def test_no_listeners():
+  with tf.Graph().as_default():
+    global_step = tf.compat.v1.train.get_or_create_global_step()
+    with tf.compat.v1.train.SingularMonitoredSession(
+        hooks=[basic_restore_hook.CheckpointRestorerHook()]) as sess:
+      assert sess.run(global_step) == 0
+
+
+def test_base_listener_methods_are_no_ops():
+  listener = basic_restore_hook.CheckpointRestorerListener()
+  listener.begin()
+  listener.before_restore(None)
+  listener.after_restore(None)
+  listener.end(None)
+
+
+class _VariableFileListener(basic_restore_hook.CheckpointRestorerListener):
+  """Keeps `var` outside the TF checkpoint, in <prefix>.value.
+
+  Plays the part of a hash table whose data is saved next to the checkpoint:
+  it saves before the saver writes the checkpoint, and restores after the
+  session restored the checkpoint's variables.
+  """
+
+  def __init__(self, var, ckpt_dir):
+    self._var = var
+    self._ckpt_dir = ckpt_dir
+    self._value = tf.compat.v1.placeholder(tf.float32, [])
+    self._assign = var.assign(self._value)
+    self.restored_from = None
+
+  def before_restore(self, session):
+    prefix = tf.train.latest_checkpoint(self._ckpt_dir)
+    if prefix is None:
+      return
+    with open(prefix + ".value") as f:
+      session.run(self._assign, {self._value: float(f.read())})
+    self.restored_from = prefix
+
+
+class _VariableFileSaver(tf.compat.v1.train.CheckpointSaverListener):
+
+  def __init__(self, var, basename):
+    self._var = var
+    self._basename = basename
+
+  def before_save(self, session, global_step_value):
+    with open(f"{self._basename}-{global_step_value}.value", "w") as f:
+      f.write(str(session.run(self._var)))
+
+
+def _build(ckpt_dir):
+  global_step = tf.compat.v1.train.get_or_create_global_step()
+  # Not in the checkpoint: only the listeners save and restore it.
+  side = tf.compat.v1.Variable(
+      0.0, collections=[tf.compat.v1.GraphKeys.LOCAL_VARIABLES], name="side")
+  train_op = tf.group(tf.compat.v1.assign_add(global_step, 1),
+                      side.assign_add(1.5))
+  restorer = _VariableFileListener(side, ckpt_dir)
+  saver_hook = tf.compat.v1.train.CheckpointSaverHook(
+      ckpt_dir,
+      save_steps=1000,
+      listeners=[
+          _VariableFileSaver(side, os.path.join(ckpt_dir, "model.ckpt"))
+      ])
+  restore_hook = basic_restore_hook.CheckpointRestorerHook(
+      listeners=[restorer])
+  return global_step, side, train_op, restorer, [restore_hook, saver_hook]
+
+
+def test_restores_data_saved_outside_the_checkpoint(tmp_path):
+  ckpt_dir = str(tmp_path)
+  with tf.Graph().as_default():
+    _, side, train_op, restorer, hooks = _build(ckpt_dir)
+    with tf.compat.v1.train.MonitoredTrainingSession(
+        checkpoint_dir=ckpt_dir,
+        hooks=hooks,
+        save_checkpoint_steps=None,
+        save_checkpoint_secs=None,
+        save_summaries_steps=None,
+        save_summaries_secs=None) as sess:
+      assert restorer.restored_from is None  # Nothing to restore yet.
+      for _ in range(3):
+        sess.run(train_op)
+      assert sess.run(side) == 4.5
+    # The saver hook saved at the first and the last step.
+    assert tf.train.latest_checkpoint(ckpt_dir).endswith("model.ckpt-3")
+
+  with tf.Graph().as_default():
+    global_step, side, train_op, restorer, hooks = _build(ckpt_dir)
+    with tf.compat.v1.train.MonitoredTrainingSession(
+        checkpoint_dir=ckpt_dir,
+        hooks=hooks,
+        save_checkpoint_steps=None,
+        save_checkpoint_secs=None,
+        save_summaries_steps=None,
+        save_summaries_secs=None) as sess:
+      assert restorer.restored_from.endswith("model.ckpt-3")
+      # The step comes from the TF checkpoint, the side value from the file.
+      assert sess.run([global_step, side]) == [3, 4.5]
+      sess.run(train_op)
+      assert sess.run(side) == 6.0

@@ -1,0 +1,85 @@
+"""The interface of hash tables that hold several kinds of embeddings.
+
+A multi-type hash table maps each slot (a kind of id, e.g. a feature) to
+embeddings of that slot's own dim and optimizer. Its methods take dicts keyed
+by slot. Tables are immutable graph values: every update returns a new table
+object whose ops depend on the update, and `as_op()` gives an op to run it.
+"""
+
+from __future__ import annotations
+
+import abc
+import copy
+import itertools
+from typing import Any, Dict, List, Tuple
+
+import tensorflow as tf
+
+
+class BaseMultiTypeHashTable(abc.ABC):
+  """A hash table keyed by slot; see the module docstring.
+
+  Tables built from other tables keep them in `_table` or `_tables`, and
+  `get_queue_hooks()` also gathers the queue hooks of those.
+  """
+
+  # Set by tables that wrap one or several other tables.
+  _table: BaseMultiTypeHashTable
+  _tables: List[BaseMultiTypeHashTable]
+  # Hooks that run the queues of a pipelined (prefetching) graph.
+  _local_queue_hooks: List[Any]
+
+  @abc.abstractmethod
+  def lookup(self, slot_to_id: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """Returns, per slot, the embeddings of the slot's 1-D int64 ids."""
+
+  @abc.abstractmethod
+  def assign(
+      self, slot_to_id_and_value: Dict[str, Tuple[tf.Tensor, tf.Tensor]]
+  ) -> BaseMultiTypeHashTable:
+    """Sets the embeddings of the given ids, per slot (ids, values)."""
+
+  @abc.abstractmethod
+  def assign_add(
+      self, slot_to_id_and_value: Dict[str, Tuple[tf.Tensor, tf.Tensor]]
+  ) -> BaseMultiTypeHashTable:
+    """Adds values to the embeddings of the given ids, per slot."""
+
+  @abc.abstractmethod
+  def reinitialize(self, slot: str,
+                   ids: tf.Tensor) -> Tuple[BaseMultiTypeHashTable, tf.Tensor]:
+    """Resets the ids of `slot` to their initial values.
+
+    Returns the updated table and a per-id status tensor.
+    """
+
+  @abc.abstractmethod
+  def apply_gradients(self, slot_to_id_and_grad: Dict[str, Tuple[tf.Tensor,
+                                                                 tf.Tensor]],
+                      *args) -> BaseMultiTypeHashTable:
+    """Applies gradients, per slot (ids, grads), with the slots' optimizers."""
+
+  @abc.abstractmethod
+  def as_op(self, name=None) -> tf.Operation:
+    """An op that runs the updates this table object depends on."""
+
+  @abc.abstractmethod
+  def get_table_dim_sizes(self) -> List[int]:
+    """The embedding dims of the underlying tables."""
+
+  def add_queue_hook(self, hook: Any) -> None:
+    """Registers a hook that runs a queue of a pipelined graph."""
+    if not getattr(self, "_local_queue_hooks", None):
+      self._local_queue_hooks = []
+    self._local_queue_hooks.append(hook)
+
+  def get_queue_hooks(self) -> List[Any]:
+    """This table's queue hooks, then those of the tables it wraps."""
+    hooks = copy.copy(getattr(self, "_local_queue_hooks", []))
+    if getattr(self, "_table", None):
+      hooks.extend(self._table.get_queue_hooks())
+    if getattr(self, "_tables", None):
+      hooks.extend(
+          itertools.chain.from_iterable(
+              t.get_queue_hooks() for t in self._tables))
+    return hooks
