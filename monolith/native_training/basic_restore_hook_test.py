@@ -5,6 +5,7 @@ import os
 import tensorflow as tf
 
 from monolith.native_training import basic_restore_hook
+from monolith.native_training import save_utils
 
 
 class _RecordingListener(basic_restore_hook.CheckpointRestorerListener):
@@ -91,16 +92,17 @@ def test_base_listener_methods_are_no_ops():
 
 
 class _VariableFileListener(basic_restore_hook.CheckpointRestorerListener):
-  """Keeps `var` outside the TF checkpoint, in <prefix>.value.
+  """Restores `var` from the asset dir of the latest checkpoint.
 
-  Plays the part of a hash table whose data is saved next to the checkpoint:
-  it saves before the saver writes the checkpoint, and restores after the
-  session restored the checkpoint's variables.
+  Plays the part of a hash table whose data is kept outside the TF checkpoint
+  (as multi_hash_table_ops does): `_VariableFileSaver` writes it before the
+  saver writes the checkpoint; this restores it after the session restored
+  the checkpoint's variables.
   """
 
-  def __init__(self, var, ckpt_dir):
-    self._var = var
-    self._ckpt_dir = ckpt_dir
+  def __init__(self, var, basename):
+    self._helper = save_utils.SaveHelper(basename)
+    self._ckpt_dir = os.path.dirname(basename)
     self._value = tf.compat.v1.placeholder(tf.float32, [])
     self._assign = var.assign(self._value)
     self.restored_from = None
@@ -109,7 +111,8 @@ class _VariableFileListener(basic_restore_hook.CheckpointRestorerListener):
     prefix = tf.train.latest_checkpoint(self._ckpt_dir)
     if prefix is None:
       return
-    with open(prefix + ".value") as f:
+    asset_dir = self._helper.get_ckpt_asset_dir(prefix)
+    with tf.io.gfile.GFile(asset_dir + "side") as f:
       session.run(self._assign, {self._value: float(f.read())})
     self.restored_from = prefix
 
@@ -118,10 +121,13 @@ class _VariableFileSaver(tf.compat.v1.train.CheckpointSaverListener):
 
   def __init__(self, var, basename):
     self._var = var
-    self._basename = basename
+    self._helper = save_utils.SaveHelper(basename)
 
   def before_save(self, session, global_step_value):
-    with open(f"{self._basename}-{global_step_value}.value", "w") as f:
+    asset_dir = self._helper.get_ckpt_asset_dir(
+        self._helper.get_ckpt_prefix(global_step_value))
+    tf.io.gfile.makedirs(asset_dir)
+    with tf.io.gfile.GFile(asset_dir + "side", "w") as f:
       f.write(str(session.run(self._var)))
 
 
@@ -132,13 +138,10 @@ def _build(ckpt_dir):
       0.0, collections=[tf.compat.v1.GraphKeys.LOCAL_VARIABLES], name="side")
   train_op = tf.group(tf.compat.v1.assign_add(global_step, 1),
                       side.assign_add(1.5))
-  restorer = _VariableFileListener(side, ckpt_dir)
+  basename = os.path.join(ckpt_dir, "model.ckpt")
+  restorer = _VariableFileListener(side, basename)
   saver_hook = tf.compat.v1.train.CheckpointSaverHook(
-      ckpt_dir,
-      save_steps=1000,
-      listeners=[
-          _VariableFileSaver(side, os.path.join(ckpt_dir, "model.ckpt"))
-      ])
+      ckpt_dir, save_steps=1000, listeners=[_VariableFileSaver(side, basename)])
   restore_hook = basic_restore_hook.CheckpointRestorerHook(
       listeners=[restorer])
   return global_step, side, train_op, restorer, [restore_hook, saver_hook]
@@ -161,6 +164,8 @@ def test_restores_data_saved_outside_the_checkpoint(tmp_path):
       assert sess.run(side) == 4.5
     # The saver hook saved at the first and the last step.
     assert tf.train.latest_checkpoint(ckpt_dir).endswith("model.ckpt-3")
+    assert os.path.isfile(os.path.join(ckpt_dir, "model.ckpt-3.assets",
+                                       "side"))
 
   with tf.Graph().as_default():
     global_step, side, train_op, restorer, hooks = _build(ckpt_dir)
@@ -176,3 +181,38 @@ def test_restores_data_saved_outside_the_checkpoint(tmp_path):
       assert sess.run([global_step, side]) == [3, 4.5]
       sess.run(train_op)
       assert sess.run(side) == 6.0
+
+
+def test_hooks_called_directly_on_a_finalized_graph(tmp_path):
+  """The flow of multi_hash_table_ops_test: hooks driven by hand."""
+  ckpt_dir = str(tmp_path)
+  with tf.Graph().as_default() as g:
+    global_step, side, train_op, restorer, _ = _build(ckpt_dir)
+    basename = os.path.join(ckpt_dir, "model.ckpt")
+    saver = tf.compat.v1.train.Saver(tf.compat.v1.global_variables(),
+                                     sharded=True,
+                                     max_to_keep=10,
+                                     keep_checkpoint_every_n_hours=2)
+    saver_hook = tf.compat.v1.train.CheckpointSaverHook(
+        ckpt_dir,
+        save_steps=1000,
+        saver=saver,
+        listeners=[_VariableFileSaver(side, basename)])
+    restore_hook = basic_restore_hook.CheckpointRestorerHook(
+        listeners=[restorer])
+    with tf.compat.v1.Session() as sess:
+      saver_hook.begin()
+      restore_hook.begin()
+      sess.run([
+          tf.compat.v1.global_variables_initializer(),
+          tf.compat.v1.local_variables_initializer()
+      ])
+      g.finalize()
+      sess.run(train_op)
+      saver_hook.after_create_session(sess, None)  # Saves step 1.
+      sess.run(train_op)
+      assert sess.run(side) == 3.0
+      restore_hook.after_create_session(sess, None)
+      assert restorer.restored_from.endswith("model.ckpt-1")
+      # The side value is back to what was saved with step 1.
+      assert sess.run([global_step, side]) == [2, 1.5]
