@@ -26,6 +26,11 @@ class SaveHelper:
       raise ValueError("basename must be a non-empty path")
     self._basename = basename
 
+  @property
+  def basename(self) -> str:
+    """The checkpoint basename; its directory is the model directory."""
+    return self._basename
+
   def get_ckpt_prefix(self, global_step_value: int) -> str:
     """The checkpoint prefix of the given step: "<basename>-<step>"."""
     return f"{self._basename}-{global_step_value}"

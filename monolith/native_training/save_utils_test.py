@@ -10,6 +10,7 @@ from monolith.native_training import save_utils
 
 def test_ckpt_prefix_and_asset_dir():
   helper = save_utils.SaveHelper("/models/run/model.ckpt")
+  assert helper.basename == "/models/run/model.ckpt"
   prefix = helper.get_ckpt_prefix(100)
   assert prefix == "/models/run/model.ckpt-100"
   assert helper.get_ckpt_asset_dir(prefix) == (
