@@ -13,7 +13,11 @@ import tensorflow as tf
 _MONOLITH_GRAPH_META = "monolith_graph_meta"
 
 
-def get_meta(key: str, MetaFactory: Callable[[], Any]) -> Any:  # pylint: disable=invalid-name
+def get_meta(
+    key: str,
+    # The original's argument name, kept for keyword callers.
+    MetaFactory: Callable[[], Any],  # pylint: disable=invalid-name
+) -> Any:
   """Returns the default graph's metadata for `key`, created on first use.
 
   Args:
