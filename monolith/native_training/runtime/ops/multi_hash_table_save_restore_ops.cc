@@ -19,6 +19,7 @@
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
+#include "tensorflow/core/lib/io/path.h"
 #include "tensorflow/core/lib/io/record_reader.h"
 #include "tensorflow/core/lib/io/record_writer.h"
 #include "tensorflow/core/platform/env.h"
@@ -139,6 +140,10 @@ class MultiHashTableSaveOp : public OpKernel {
     OP_REQUIRES(ctx, nshards > 0,
                 errors::InvalidArgument("nshards must be positive, got ",
                                         nshards));
+    const std::string dir(io::Dirname(basename));
+    if (!dir.empty()) {
+      OP_REQUIRES_OK(ctx, ctx->env()->RecursivelyCreateDir(dir));
+    }
     OP_REQUIRES_OK(ctx, ForEachShard(ctx, nshards, [&](int shard) {
                      return SaveShard(ctx->env(), *mtable, basename, shard,
                                       nshards);

@@ -1,0 +1,269 @@
+"""Tests of MultiHashTable, its meta-graph serialization and its listeners."""
+
+import os
+import threading
+
+import numpy as np
+import tensorflow as tf
+
+from monolith.native_training import basic_restore_hook
+from monolith.native_training import entry
+from monolith.native_training import multi_hash_table_ops
+from monolith.native_training import test_utils
+from monolith.native_training.model_export import export_context
+from monolith.native_training.runtime.hash_table import embedding_hash_table_pb2
+
+tf1 = tf.compat.v1
+# MultiHashTable builds graphs for tf.compat.v1 sessions, as training does.
+tf1.disable_eager_execution()
+
+
+def _id(x):
+  return tf.constant(x, dtype=tf.int64)
+
+
+def _value(x):
+  return tf.constant(x, dtype=tf.float32)
+
+
+def _from_configs(configs, *args, **kwargs):
+  """Builds the table, then round-trips it through its proto (as import does)."""
+  with tf.name_scope("scope") as scope:
+    table = multi_hash_table_ops.MultiHashTable.from_configs(
+        configs, *args, **kwargs)
+    proto = table.to_proto(export_scope=scope)
+    return multi_hash_table_ops.MultiHashTable.from_proto(proto,
+                                                          import_scope=scope)
+
+
+class MultiHashTableTest(tf.test.TestCase):
+
+  def test_lookup_assign_add_reinitialize(self):
+    table = multi_hash_table_ops.MultiHashTable.from_configs(
+        configs={
+            "slot0": test_utils.generate_test_hash_table_config(1),
+            "not_used": test_utils.generate_test_hash_table_config(2),
+            "slot1": test_utils.generate_test_hash_table_config(2),
+            "slot2": test_utils.generate_test_hash_table_config(2),
+        })
+    table = table.assign_add({
+        "slot0": (_id([0]), _value([[1]])),
+        "slot1": (_id([1]), _value([[2, 2]])),
+        "slot2": (_id([2, 3]), _value([[4, 4], [8, 8]])),
+    })
+    looked_up = table.lookup({
+        "slot0": _id([0]),
+        "slot1": _id([1]),
+        "slot2": _id([2, 3])
+    })
+    with tf1.train.SingularMonitoredSession() as sess:
+      values = sess.run(looked_up)
+    self.assertAllEqual(values["slot0"], [[1]])
+    self.assertAllEqual(values["slot1"], [[2, 2]])
+    self.assertAllEqual(values["slot2"], [[4, 4], [8, 8]])
+
+    table, status_known = table.reinitialize("slot2", _id([1, 2, 3]))
+    table, status_unknown = table.reinitialize("slot3", _id([1, 2, 3]))
+    looked_up = table.lookup({"slot1": _id([1]), "slot2": _id([1, 2, 3])})
+    with tf1.train.SingularMonitoredSession() as sess:
+      values, known, unknown = sess.run(
+          [looked_up, status_known, status_unknown])
+    self.assertAllEqual(values["slot1"], [[2, 2]])
+    self.assertAllEqual(values["slot2"], [[0, 0], [0, 0], [0, 0]])
+    self.assertAllEqual(known, [0, 1, 1])
+    self.assertAllEqual(unknown, [-1, -1, -1])
+
+  def test_apply_gradients(self):
+    with self.session() as sess:
+      table = _from_configs({
+          "slot0": test_utils.generate_test_hash_table_config(1),
+          "slot1": test_utils.generate_test_hash_table_config(2),
+      })
+      sess.run(table.initializer)
+      table = table.apply_gradients(
+          {
+              "slot0": (_id([0]), tf.constant(2.0)),
+              "slot1": (_id([1, 2]), _value([[1, 3], [2, 4]])),
+          },
+          global_step=tf.constant(0, tf.int64))
+      values = sess.run(table.lookup({"slot0": _id([0]), "slot1": _id([1, 2])}))
+    self.assertAllEqual(values["slot0"], [[-2]])
+    self.assertAllEqual(values["slot1"], [[-1, -3], [-2, -4]])
+
+  def test_adagrad_through_apply_gradients(self):
+    config = embedding_hash_table_pb2.EmbeddingHashTableConfig()
+    segment = config.entry_config.segments.add(dim_size=2)
+    segment.init_config.zeros.SetInParent()
+    segment.opt_config.adagrad.initial_accumulator_value = 0.1
+    instance = entry.HashTableConfigInstance(config, [0.5])
+    with self.session() as sess:
+      table = _from_configs({"s": instance})
+      sess.run(table.initializer)
+      grad = np.array([[0.3, -1.0]], np.float32)
+      for step in range(3):
+        table = table.apply_gradients({"s": (_id([7]), _value(grad))},
+                                      global_step=tf.constant(step, tf.int64))
+      got = sess.run(table.lookup({"s": _id([7])}))["s"]
+    # Three adagrad steps of the same gradient, in closed form.
+    num, norm = np.zeros(2), np.full(2, 0.1)
+    for _ in range(3):
+      norm += grad[0].astype(np.float64)**2
+      num -= 0.5 * grad[0] / np.sqrt(norm)
+    self.assertAllClose(got[0], num, rtol=1e-5)
+
+  def test_save_restore(self):
+    basename = os.path.join(self.get_temp_dir(), "save_restore", "table")
+    with tf.Graph().as_default(), self.session() as sess:
+      table = _from_configs({
+          "slot0": test_utils.generate_test_hash_table_config(1),
+          "slot1": test_utils.generate_test_hash_table_config(2),
+          "slot2": test_utils.generate_test_hash_table_config(2),
+      })
+      table = table.assign_add({
+          "slot0": (_id([0, 1]), _value([[1], [2]])),
+          "slot1": (_id([2, 3]), _value([[1, 2], [2, 3]])),
+          "slot2": (_id([6, 7]), _value([[1, 1], [2, 2]])),
+      })
+      table = table.save(basename)
+      sess.run(table.initializer)
+      sess.run(table.as_op())
+      features, counts = sess.run(table.feature_stat(basename))
+    self.assertEqual(dict(zip(features.astype(str), counts)), {
+        "slot0": 2,
+        "slot1": 2,
+        "slot2": 2
+    })
+
+    with tf.Graph().as_default(), self.session() as sess:
+      # Other slots: slot1 is gone, slot3 is new.
+      table = _from_configs({
+          "slot0": test_utils.generate_test_hash_table_config(1),
+          "slot2": test_utils.generate_test_hash_table_config(2),
+          "slot3": test_utils.generate_test_hash_table_config(3),
+      })
+      table = table.restore(basename)
+      looked_up = table.lookup({
+          "slot0": _id([0, 1]),
+          "slot2": _id([6, 7]),
+          "slot3": _id([6])
+      })
+      sess.run(table.initializer)
+      values = sess.run(looked_up)
+    self.assertAllEqual(values["slot0"], [[1], [2]])
+    self.assertAllEqual(values["slot2"], [[1, 1], [2, 2]])
+    self.assertAllEqual(values["slot3"], [[0, 0, 0]])
+
+  def test_save_restore_hook(self):
+    model_dir = os.path.join(self.get_temp_dir(), "hooks")
+    basename = os.path.join(model_dir, "model.ckpt")
+    table = multi_hash_table_ops.MultiHashTable.from_configs(
+        {"slot0": test_utils.generate_test_hash_table_config(1)})
+    add_op = table.assign_add({"slot0": (_id([0]), _value([[1]]))}).as_op()
+    sub_op = table.assign_add({"slot0": (_id([0]), _value([[-1]]))}).as_op()
+    lookup = table.lookup({"slot0": _id([0])})["slot0"]
+    global_step = tf1.train.get_or_create_global_step()
+    step_op = tf1.assign_add(global_step, 1)
+    saver = tf1.train.Saver()
+    saver_hook = tf1.train.CheckpointSaverHook(
+        model_dir,
+        save_steps=1000,
+        saver=saver,
+        listeners=[
+            multi_hash_table_ops.MultiHashTableCheckpointSaverListener(basename)
+        ])
+    restorer = multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
+        basename)
+    with tf1.train.SingularMonitoredSession(hooks=[saver_hook]) as sess:
+      sess.run([add_op, step_op])
+    # The saver hook saved at the end (step 1); a later update...
+    with tf1.train.SingularMonitoredSession() as sess:
+      sess.run(sub_op)
+      self.assertAllEqual(sess.run(lookup), [[-1]])
+      # ...is overridden by restoring.
+      restorer.before_restore(sess.raw_session())
+      self.assertAllEqual(sess.run(lookup), [[1]])
+    with tf.io.gfile.GFile(os.path.join(model_dir, "ckpt.info-1")) as f:
+      self.assertRegex(f.read(), r'key: "slot0"\s+value: 1')
+    hook = basic_restore_hook.CheckpointRestorerHook(listeners=[restorer])
+    with tf1.train.SingularMonitoredSession(hooks=[hook]) as sess:
+      self.assertAllEqual(sess.run(lookup), [[1]])
+
+  def test_restorer_without_checkpoint_skips(self):
+    table = multi_hash_table_ops.MultiHashTable.from_configs(
+        {"slot0": test_utils.generate_test_hash_table_config(1)})
+    restorer = multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
+        os.path.join(self.get_temp_dir(), "empty", "model.ckpt"))
+    lookup = table.lookup({"slot0": _id([3])})["slot0"]
+    with tf1.train.SingularMonitoredSession() as sess:
+      with self.assertLogs(level="INFO") as logs:
+        restorer.before_restore(sess.raw_session())
+      self.assertIn("hash tables are not restored", "\n".join(logs.output))
+      self.assertAllEqual(sess.run(lookup), [[0]])
+
+  def test_meta_graph_export(self):
+    table = multi_hash_table_ops.MultiHashTable.from_configs(
+        {"slot0": test_utils.generate_test_hash_table_config(1)})
+    meta_graph = tf1.train.export_meta_graph()
+    self.assertIn(multi_hash_table_ops._MULTI_HASH_TABLE_GRAPH_KEY,
+                  meta_graph.collection_def)
+    with tf.Graph().as_default():
+      tf1.train.import_meta_graph(meta_graph)
+      (imported,) = tf1.get_collection(
+          multi_hash_table_ops._MULTI_HASH_TABLE_GRAPH_KEY)
+      self.assertEqual(imported.table_names, ("slot0",))
+      self.assertEqual(imported.shared_name, table.shared_name)
+
+  def test_shared_name_must_be_unique(self):
+    configs = {"slot0": test_utils.generate_test_hash_table_config(1)}
+    multi_hash_table_ops.MultiHashTable.from_configs(configs, name_suffix="x")
+    with self.assertRaisesRegex(ValueError, "has already been used"):
+      multi_hash_table_ops.MultiHashTable.from_configs(configs,
+                                                       name_suffix="x")
+
+  def test_unknown_table_name_is_a_clear_error(self):
+    table = multi_hash_table_ops.MultiHashTable.from_configs(
+        {"slot0": test_utils.generate_test_hash_table_config(1)})
+    with self.assertRaisesRegex(ValueError, r"unknown table names \['nope'\]"):
+      table.lookup({"nope": _id([1])})
+
+  def test_exporting_builds_serving_entries(self):
+    configs = {"slot0": test_utils.generate_test_hash_table_config(2)}
+    with export_context.enter_export_mode(export_context.ExportMode.STANDALONE):
+      cc = multi_hash_table_ops.convert_to_cached_config(configs)
+    mconfig = embedding_hash_table_pb2.MultiEmbeddingHashTableConfig.FromString(
+        cc.mconfig)
+    self.assertEqual(mconfig.configs[0].entry_config.entry_type,
+                     embedding_hash_table_pb2.EntryConfig.SERVING)
+    self.assertEqual(cc.dims, (2,))
+
+  def test_save_while_another_thread_trains(self):
+    basename = os.path.join(self.get_temp_dir(), "concurrent", "table")
+    with tf.Graph().as_default(), self.session() as sess:
+      ids = _id(list(range(2000)))
+      table = multi_hash_table_ops.MultiHashTable.from_configs(
+          {"s": test_utils.generate_test_hash_table_config(4)})
+      sess.run(table.initializer)
+      grad = tf.fill([2000, 4], -1.0)
+      train = table.apply_gradients({"s": (ids, grad)},
+                                    global_step=tf.constant(0, tf.int64)).as_op()
+      sess.run(train)
+      stop = threading.Event()
+
+      def trainer():
+        while not stop.is_set():
+          sess.run(train)
+
+      thread = threading.Thread(target=trainer)
+      thread.start()
+      sess.run(table.save(basename).as_op())
+      stop.set()
+      thread.join()
+    with tf.Graph().as_default(), self.session() as sess:
+      restored = multi_hash_table_ops.MultiHashTable.from_configs(
+          {"s": test_utils.generate_test_hash_table_config(4)})
+      sess.run(restored.initializer)
+      values = sess.run(
+          restored.restore(basename).lookup({"s": _id(list(range(2000)))})["s"])
+    # Every entry was saved whole: all its dims were updated together.
+    self.assertAllEqual(values, np.repeat(values[:, :1], 4, axis=1))
+    self.assertTrue(np.all(values >= 1))
