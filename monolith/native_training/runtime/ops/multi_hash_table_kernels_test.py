@@ -237,3 +237,68 @@ def test_feature_stat_ignores_temporary_files(graph, tmp_path):
   features, counts = ops.monolith_multi_hash_table_feature_stat(basename)
   features_v, counts_v = _run([features, counts])
   assert dict(zip(features_v.astype(str), counts_v)) == {"a": 100, "b": 50}
+
+
+def _fused_table(shared_name):
+  h = _mtable([("a", _table_config(1)), ("b", _table_config(2))], shared_name)
+  return ops.monolith_multi_hash_table_assign(
+      h, tf.constant([1, 2, 3, 10, 20], tf.int64),
+      tf.constant([0, 3, 5], tf.int64),
+      tf.constant([1., 2., 3., 10., 11., 20., 21.]), 1)
+
+
+def test_fused_lookup_layout_and_values(graph):
+  h = _fused_table("fused_lookup")
+  # Shard 0: a=[1, 3], b=[20]; shard 1: a=[], b=[10, 99].
+  ids = tf.constant([1, 3, 20, 10, 99], tf.int64)
+  outputs = ops.monolith_multi_hash_table_fused_lookup(
+      h, ids, tf.constant([2, 1, 0, 2], tf.int32), tf.constant(0, tf.int64),
+      num_of_shards=2)
+  emb, splits, id_offsets, emb_offsets, indices = _run(outputs)
+  np.testing.assert_array_equal(emb, [1, 3, 20, 21, 10, 11, 0, 0])
+  np.testing.assert_array_equal(splits, [4, 4])
+  np.testing.assert_array_equal(id_offsets, [0, 2, 3, 3, 5])
+  np.testing.assert_array_equal(emb_offsets, [0, 2, 4, 4, 8])
+  np.testing.assert_array_equal(indices, [1, 3, 20, 10, 99])
+
+
+def test_fused_optimize_with_and_without_grad_accumulation(graph):
+  h = _fused_table("fused_opt")
+  ids = tf.constant([1, 1, 20, 20], tf.int64)
+  sizes = tf.constant([2, 1, 0, 1], tf.int32)
+  _, _, id_offsets, emb_offsets, indices = (
+      ops.monolith_multi_hash_table_fused_lookup(h, ids, sizes,
+                                                 tf.constant(0, tf.int64),
+                                                 num_of_shards=2))
+  grads = tf.constant([1., 2., 1., 1., 1., 1.])
+  update = ops.monolith_multi_hash_table_fused_optimize(
+      h, ids, indices, sizes, grads, id_offsets, emb_offsets,
+      tf.constant([1., 1.]), tf.constant(5, tf.int64),
+      tf.constant(0, tf.int64), num_of_shards=2, enable_grad_accumulation=True)
+  with tf.control_dependencies([update]):
+    emb = ops.monolith_multi_hash_table_lookup(
+        h, tf.constant([1, 20], tf.int64), tf.constant([0, 1, 2], tf.int64))
+  # SGD with lr 1: a[1] -= 1 + 2; b[20] -= (1, 1) twice (two shards).
+  np.testing.assert_array_equal(_run(emb), [1 - 3, 20 - 2, 21 - 2])
+
+
+def test_fused_ops_validate_their_inputs(graph):
+  h = _fused_table("fused_bad")
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match="fused_slot_size has 3 elements; expected tables"):
+    _run(ops.monolith_multi_hash_table_fused_lookup(
+        h, tf.constant([1], tf.int64), tf.constant([1, 0, 0], tf.int32),
+        tf.constant(0, tf.int64), num_of_shards=2))
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match="fused_slot_size sums to 2 ids but ids has 1"):
+    _run(ops.monolith_multi_hash_table_fused_lookup(
+        h, tf.constant([1], tf.int64), tf.constant([1, 1], tf.int32),
+        tf.constant(0, tf.int64), num_of_shards=1))
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match="grad_offsets does not match fused_slot_size"):
+    _run(ops.monolith_multi_hash_table_fused_optimize(
+        h, tf.constant([1], tf.int64), tf.constant([1], tf.int64),
+        tf.constant([1, 0], tf.int32), tf.constant([1.]),
+        tf.constant([0, 1, 1], tf.int32), tf.constant([0, 2, 2], tf.int32),
+        tf.constant([1., 1.]), tf.constant(5, tf.int64),
+        tf.constant(0, tf.int64), num_of_shards=1))

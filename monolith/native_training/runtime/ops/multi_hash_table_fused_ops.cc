@@ -1,0 +1,290 @@
+// Fused lookup and optimize for synchronous training: the ids of every
+// table and every shard arrive in one tensor, laid out shard-major
+// (shard 0: table 0 .. table T-1, shard 1: ...), with fused_slot_size[s*T+t]
+// ids for shard s and table t. Shards run in parallel on TF's CPU worker
+// threads; each shard touches every table once, in one engine batch call.
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+#include "monolith/native_training/runtime/ops/multi_hash_table.h"
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/shape_inference.h"
+#include "tensorflow/core/util/work_sharder.h"
+
+namespace tensorflow {
+namespace monolith_tf {
+namespace {
+
+// Id and embedding offsets of every (shard, table) segment, and the
+// embedding floats of each shard.
+struct FusedLayout {
+  std::vector<int32_t> id_offsets;   // T * S + 1
+  std::vector<int32_t> emb_offsets;  // T * S + 1
+  std::vector<int32_t> emb_splits;   // S
+};
+
+Status ComputeLayout(const MultiHashTable& mtable, const Tensor& slot_sizes,
+                     int64_t num_ids, int num_shards, FusedLayout* layout) {
+  const int num_tables = mtable.size();
+  if (num_shards <= 0) {
+    return errors::InvalidArgument("num_of_shards must be positive, got ",
+                                   num_shards);
+  }
+  if (slot_sizes.NumElements() != int64_t{num_tables} * num_shards) {
+    return errors::InvalidArgument(
+        "fused_slot_size has ", slot_sizes.NumElements(),
+        " elements; expected tables (", num_tables, ") * shards (",
+        num_shards, ") = ", int64_t{num_tables} * num_shards);
+  }
+  auto sizes = slot_sizes.flat<int32_t>();
+  layout->id_offsets.assign(sizes.size() + 1, 0);
+  layout->emb_offsets.assign(sizes.size() + 1, 0);
+  layout->emb_splits.assign(num_shards, 0);
+  int64_t ids = 0, floats = 0;
+  for (int s = 0; s < num_shards; ++s) {
+    const int64_t shard_start = floats;
+    for (int t = 0; t < num_tables; ++t) {
+      const int k = s * num_tables + t;
+      if (sizes(k) < 0) {
+        return errors::InvalidArgument("fused_slot_size[", k, "] is negative: ",
+                                       sizes(k));
+      }
+      ids += sizes(k);
+      floats += int64_t{sizes(k)} * mtable.table(t).table->DimSize();
+      if (floats > std::numeric_limits<int32_t>::max()) {
+        return errors::InvalidArgument(
+            "fused embeddings exceed 2^31 floats; split the batch");
+      }
+      layout->id_offsets[k + 1] = static_cast<int32_t>(ids);
+      layout->emb_offsets[k + 1] = static_cast<int32_t>(floats);
+    }
+    layout->emb_splits[s] = static_cast<int32_t>(floats - shard_start);
+  }
+  if (ids != num_ids) {
+    return errors::InvalidArgument("fused_slot_size sums to ", ids,
+                                   " ids but ids has ", num_ids);
+  }
+  return OkStatus();
+}
+
+// Runs fn(shard) for every shard on the CPU worker threads.
+void ForEachShard(OpKernelContext* ctx, int num_shards,
+                  const std::function<void(int)>& fn) {
+  const auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
+  Shard(workers->num_threads, workers->workers, num_shards,
+        /*cost_per_unit=*/1 << 20, [&](int64_t begin, int64_t end) {
+          for (int64_t s = begin; s < end; ++s) fn(static_cast<int>(s));
+        });
+}
+
+Tensor VectorOf(const std::vector<int32_t>& values) {
+  Tensor t(DT_INT32, TensorShape({static_cast<int64_t>(values.size())}));
+  std::copy(values.begin(), values.end(), t.flat<int32_t>().data());
+  return t;
+}
+
+class MultiHashTableFusedLookupOp : public OpKernel {
+ public:
+  explicit MultiHashTableFusedLookupOp(OpKernelConstruction* ctx)
+      : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_of_shards", &num_shards_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    core::RefCountPtr<MultiHashTable> mtable;
+    OP_REQUIRES_OK(ctx, LookupResource(ctx, HandleFromInput(ctx, 0), &mtable));
+    const Tensor& ids = ctx->input(1);
+    FusedLayout layout;
+    OP_REQUIRES_OK(ctx, ComputeLayout(*mtable, ctx->input(2), ids.NumElements(),
+                                      num_shards_, &layout));
+    Tensor* embeddings;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {layout.emb_offsets.back()},
+                                             &embeddings));
+    ctx->set_output(1, VectorOf(layout.emb_splits));
+    ctx->set_output(2, VectorOf(layout.id_offsets));
+    ctx->set_output(3, VectorOf(layout.emb_offsets));
+    ctx->set_output(4, ids);
+    const int64_t* id_data = ids.flat<int64_t>().data();
+    float* out = embeddings->flat<float>().data();
+    const int num_tables = mtable->size();
+    ForEachShard(ctx, num_shards_, [&](int s) {
+      for (int t = 0; t < num_tables; ++t) {
+        const int k = s * num_tables + t;
+        mtable->table(t).table->BatchLookup(
+            id_data + layout.id_offsets[k],
+            layout.id_offsets[k + 1] - layout.id_offsets[k],
+            out + layout.emb_offsets[k]);
+      }
+    });
+  }
+
+ private:
+  int num_shards_;
+};
+
+// Sums the gradients of repeated ids of one segment, so each id is
+// optimized once with its total gradient; ids keep first-seen order.
+void Deduplicate(const int64_t* ids, int64_t n, const float* grads, int dim,
+                 std::vector<int64_t>* unique_ids,
+                 std::vector<float>* summed) {
+  std::unordered_map<int64_t, int64_t> position;
+  position.reserve(n);
+  unique_ids->clear();
+  summed->clear();
+  for (int64_t i = 0; i < n; ++i) {
+    auto [it, inserted] = position.emplace(ids[i], unique_ids->size());
+    const float* g = grads + i * dim;
+    if (inserted) {
+      unique_ids->push_back(ids[i]);
+      summed->insert(summed->end(), g, g + dim);
+    } else {
+      float* dst = summed->data() + it->second * dim;
+      for (int d = 0; d < dim; ++d) dst[d] += g[d];
+    }
+  }
+}
+
+class MultiHashTableFusedOptimizeOp : public OpKernel {
+ public:
+  explicit MultiHashTableFusedOptimizeOp(OpKernelConstruction* ctx)
+      : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_of_shards", &num_shards_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("enable_grad_accumulation",
+                                     &enable_grad_accumulation_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    core::RefCountPtr<MultiHashTable> mtable;
+    OP_REQUIRES_OK(ctx, LookupResource(ctx, HandleFromInput(ctx, 0), &mtable));
+    const Tensor& ids = ctx->input(1);
+    const Tensor& grads = ctx->input(4);
+    const Tensor& learning_rates = ctx->input(7);
+    FusedLayout layout;
+    OP_REQUIRES_OK(ctx, ComputeLayout(*mtable, ctx->input(3), ids.NumElements(),
+                                      num_shards_, &layout));
+    for (const auto& [input, expected, name] :
+         {std::make_tuple(5, &layout.id_offsets, "id_offsets"),
+          std::make_tuple(6, &layout.emb_offsets, "grad_offsets")}) {
+      auto given = ctx->input(input).flat<int32_t>();
+      OP_REQUIRES(ctx,
+                  given.size() == static_cast<int64_t>(expected->size()) &&
+                      std::equal(expected->begin(), expected->end(),
+                                 given.data()),
+                  errors::InvalidArgument(
+                      name, " does not match fused_slot_size and the table "
+                      "dims; pass the offsets the fused lookup returned"));
+    }
+    OP_REQUIRES(ctx, grads.NumElements() == layout.emb_offsets.back(),
+                errors::InvalidArgument(
+                    "id_grads has ", grads.NumElements(),
+                    " floats; the ids and table dims need ",
+                    layout.emb_offsets.back()));
+    const int num_tables = mtable->size();
+    std::vector<int> lr_offsets(num_tables + 1, 0);
+    for (int t = 0; t < num_tables; ++t) {
+      lr_offsets[t + 1] = lr_offsets[t] + mtable->table(t).table->SliceSize();
+    }
+    OP_REQUIRES(ctx, learning_rates.NumElements() == lr_offsets.back(),
+                errors::InvalidArgument(
+                    "learning_rate_tensors has ", learning_rates.NumElements(),
+                    " floats; the tables' optimizers need ", lr_offsets.back()));
+    const int64_t update_time = ctx->input(8).scalar<int64_t>()();
+    const int64_t global_step = ctx->input(9).scalar<int64_t>()();
+    const int64_t* id_data = ids.flat<int64_t>().data();
+    const float* grad_data = grads.flat<float>().data();
+    const float* lr_data = learning_rates.flat<float>().data();
+    std::vector<Status> statuses(num_shards_);
+    ForEachShard(ctx, num_shards_, [&](int s) {
+      std::vector<int64_t> unique_ids;
+      std::vector<float> summed;
+      for (int t = 0; t < num_tables && statuses[s].ok(); ++t) {
+        const int k = s * num_tables + t;
+        MultiHashTable::Table& table = mtable->table(t);
+        const int64_t n = layout.id_offsets[k + 1] - layout.id_offsets[k];
+        if (n == 0) continue;
+        const int64_t* segment_ids = id_data + layout.id_offsets[k];
+        const float* segment_grads = grad_data + layout.emb_offsets[k];
+        if (enable_grad_accumulation_) {
+          Deduplicate(segment_ids, n, segment_grads, table.table->DimSize(),
+                      &unique_ids, &summed);
+          statuses[s] = ToTfStatus(table.table->BatchOptimize(
+              unique_ids.data(), unique_ids.size(), summed.data(),
+              lr_data + lr_offsets[t], update_time, global_step));
+        } else {
+          statuses[s] = ToTfStatus(table.table->BatchOptimize(
+              segment_ids, n, segment_grads, lr_data + lr_offsets[t],
+              update_time, global_step));
+        }
+        table.SeenUpdate(update_time);
+      }
+    });
+    for (const Status& s : statuses) OP_REQUIRES_OK(ctx, s);
+    ctx->set_output(0, ctx->input(0));
+  }
+
+ private:
+  int num_shards_;
+  bool enable_grad_accumulation_;
+};
+
+}  // namespace
+
+REGISTER_OP("MonolithMultiHashTableFusedLookup")
+    .Input("mtable: resource")
+    .Input("ids: int64")
+    .Input("fused_slot_size: int32")
+    .Input("req_time: int64")
+    .Output("embeddings: float32")
+    .Output("embedding_splits: int32")
+    .Output("id_offsets: int32")
+    .Output("embedding_offsets: int32")
+    .Output("indices: int64")
+    .Attr("num_of_shards: int")
+    .SetShapeFn([](shape_inference::InferenceContext* c) {
+      int num_shards;
+      TF_RETURN_IF_ERROR(c->GetAttr("num_of_shards", &num_shards));
+      c->set_output(0, c->Vector(c->UnknownDim()));
+      c->set_output(1, c->Vector(num_shards));
+      shape_inference::ShapeHandle sizes;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(2), 1, &sizes));
+      shape_inference::DimensionHandle offsets;
+      TF_RETURN_IF_ERROR(c->Add(c->Dim(sizes, 0), 1, &offsets));
+      c->set_output(2, c->Vector(offsets));
+      c->set_output(3, c->Vector(offsets));
+      c->set_output(4, c->input(1));
+      return OkStatus();
+    });
+REGISTER_KERNEL_BUILDER(
+    Name("MonolithMultiHashTableFusedLookup").Device(DEVICE_CPU),
+    MultiHashTableFusedLookupOp);
+
+REGISTER_OP("MonolithMultiHashTableFusedOptimize")
+    .Input("mtable: resource")
+    .Input("ids: int64")
+    .Input("indices: int64")
+    .Input("fused_slot_size: int32")
+    .Input("id_grads: float")
+    .Input("id_offsets: int32")
+    .Input("grad_offsets: int32")
+    .Input("learning_rate_tensors: float")
+    .Input("req_time: int64")
+    .Input("global_step: int64")
+    .Output("mtable_out: resource")
+    .Attr("num_of_shards: int")
+    .Attr("enable_grad_accumulation: bool = false")
+    .SetShapeFn([](shape_inference::InferenceContext* c) {
+      c->set_output(0, c->Scalar());
+      return OkStatus();
+    });
+REGISTER_KERNEL_BUILDER(
+    Name("MonolithMultiHashTableFusedOptimize").Device(DEVICE_CPU),
+    MultiHashTableFusedOptimizeOp);
+
+}  // namespace monolith_tf
+}  // namespace tensorflow
