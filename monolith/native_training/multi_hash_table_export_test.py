@@ -1,0 +1,198 @@
+"""Serving a trained MultiHashTable from a TF1 SavedModel.
+
+Training builds the table with TRAINING entries (fp32 values plus optimizer
+state), trains it and writes its checkpoint with `MultiHashTable.save`. The
+serving graph is built inside `export_context.enter_export_mode(STANDALONE)`,
+which gives the same tables SERVING entries (only the values, encoded by each
+segment's compressor: fp32 or fp16 here).
+
+Design of the export: a hash table is a resource, not a variable, so the
+SavedModel's variable checkpoint cannot hold it. Instead the table's
+checkpoint files (the `<basename>-SSSSS-of-NNNNN` data shards and their
+`.meta` files) are the SavedModel's assets: each file path is a string
+constant in the ASSET_FILEPATHS collection, so `Builder` copies the files into
+`<export_dir>/assets/` and the loader (like TF Serving) feeds each constant
+with the copied file's new path when it runs the main_op. The main_op creates
+the table (its initializer) and then restores it from the basename derived
+from an asset path (the data shard's path without its `-SSSSS-of-NNNNN`
+suffix). The SavedModel is therefore self-contained and relocatable: the test
+deletes the training checkpoint before loading. Restoring a TRAINING
+checkpoint into SERVING entries keeps only the values, encoded by the
+compressor, so served embeddings equal the trained ones exactly for fp32 and
+after rounding to float16 (nearest, ties to even) for fp16.
+"""
+
+import glob
+import os
+import shutil
+
+import numpy as np
+import tensorflow as tf
+
+from monolith.native_training import entry
+from monolith.native_training import multi_hash_table_ops
+from monolith.native_training.model_export import export_context
+from monolith.native_training.runtime.hash_table import \
+    embedding_hash_table_pb2
+
+tf1 = tf.compat.v1
+# MultiHashTable builds graphs for tf.compat.v1 sessions, as training does.
+tf1.disable_eager_execution()
+
+_IDS = np.array([1, 5, 1 << 40, 123456789], np.int64)
+_UNKNOWN_ID = 77
+_SIGNATURE = "serving_default"
+_SHARD_SUFFIX = r"-\d{5}-of-\d{5}$"
+
+
+def _configs():
+  """Two tables: fp32 and fp16 serving compressors, trained with adagrad."""
+
+  def config(dim, compressor):
+    table_config = embedding_hash_table_pb2.EmbeddingHashTableConfig()
+    entry.CuckooHashTableConfig().mutate_table(table_config)
+    table_config.entry_config.segments.append(
+        entry.CombineAsSegment(
+            dim, entry.RandomUniformInitializer(-0.5, 0.5),
+            entry.AdagradOptimizer(initial_accumulator_value=0.1),
+            compressor))
+    return entry.HashTableConfigInstance(table_config, [0.3])
+
+  return {
+      "fp32_slot": config(4, entry.Fp32Compressor()),
+      "fp16_slot": config(3, entry.Fp16Compressor()),
+  }
+
+
+def _train_and_save(basename: str):
+  """Trains both tables for a few steps; returns the trained embeddings."""
+  rng = np.random.RandomState(3)
+  with tf.Graph().as_default(), tf1.Session() as sess:
+    table = multi_hash_table_ops.MultiHashTable.from_configs(_configs())
+    sess.run(table.initializer)
+    for step in range(3):
+      grads = {
+          name: (_IDS, rng.uniform(-1, 1, (len(_IDS), dim)).astype(np.float32))
+          for name, dim in zip(table.table_names,
+                               table.get_table_dim_sizes())
+      }
+      sess.run(
+          table.apply_gradients(grads, global_step=tf.constant(
+              step, tf.int64)).as_op())
+    trained = sess.run(table.lookup({name: _IDS for name in table.table_names}))
+    sess.run(table.save(tf.constant(basename)).as_op())
+  return trained
+
+
+class MultiHashTableExportTest(tf.test.TestCase):
+
+  def _export(self, basename: str, export_dir: str):
+    """Builds the serving graph and writes the SavedModel."""
+    with tf.Graph().as_default() as graph:
+      with export_context.enter_export_mode(
+          export_context.ExportMode.STANDALONE):
+        table = multi_hash_table_ops.MultiHashTable.from_configs(_configs())
+
+      # The table was created with SERVING entries and the compressors.
+      mconfig = embedding_hash_table_pb2.MultiEmbeddingHashTableConfig()
+      mconfig.ParseFromString(
+          tf.get_static_value(table.initializer.inputs[0]).item())
+      self.assertEqual(list(mconfig.names), ["fp16_slot", "fp32_slot"])
+      for config, compressor in zip(mconfig.configs, ["fp16", "fp32"]):
+        self.assertEqual(config.entry_config.entry_type,
+                         embedding_hash_table_pb2.EntryConfig.SERVING)
+        self.assertEqual(
+            config.entry_config.segments[0].comp_config.WhichOneof("type"),
+            compressor)
+
+      # The checkpoint files become assets; restore reads them at load time.
+      files = sorted(glob.glob(basename + "*"))
+      self.assertTrue(any(".meta-" in f for f in files), files)
+      asset_paths = []
+      for i, path in enumerate(files):
+        asset = tf.constant(path, name=f"table_asset_{i}")
+        tf1.add_to_collection(tf1.GraphKeys.ASSET_FILEPATHS, asset)
+        asset_paths.append(asset)
+      data_shard = next(asset for asset, path in zip(asset_paths, files)
+                        if ".meta-" not in path)
+      restore_basename = tf.strings.regex_replace(data_shard, _SHARD_SUFFIX,
+                                                  "")
+      with tf.control_dependencies([table.initializer]):
+        restore = table.restore(restore_basename).as_op()
+      main_op = tf.group(restore, name="restore_hash_tables")
+
+      ids = {
+          name: tf1.placeholder(tf.int64, [None], name=f"{name}_ids")
+          for name in table.table_names
+      }
+      embeddings = table.lookup(ids)
+      signature = tf1.saved_model.signature_def_utils.predict_signature_def(
+          inputs={f"{name}_ids": ids[name] for name in ids},
+          outputs={name: embeddings[name] for name in embeddings})
+      builder = tf1.saved_model.Builder(export_dir)
+      with tf1.Session(graph=graph) as sess:
+        builder.add_meta_graph_and_variables(
+            sess, [tf1.saved_model.tag_constants.SERVING],
+            signature_def_map={_SIGNATURE: signature},
+            assets_collection=tf1.get_collection(
+                tf1.GraphKeys.ASSET_FILEPATHS),
+            main_op=main_op,
+            strip_default_attrs=True)
+      builder.save()
+    return [os.path.basename(f) for f in files]
+
+  def test_served_embeddings_equal_trained_ones(self):
+    ckpt_dir = os.path.join(self.get_temp_dir(), "ckpt")
+    basename = os.path.join(ckpt_dir, "tables")
+    export_dir = os.path.join(self.get_temp_dir(), "saved_model")
+    trained = _train_and_save(basename)
+    asset_names = self._export(basename, export_dir)
+    self.assertCountEqual(os.listdir(os.path.join(export_dir, "assets")),
+                          asset_names)
+    # The SavedModel does not need the training checkpoint.
+    shutil.rmtree(ckpt_dir)
+
+    with tf.Graph().as_default(), tf1.Session() as sess:
+      meta_graph = tf1.saved_model.loader.load(
+          sess, [tf1.saved_model.tag_constants.SERVING], export_dir)
+      signature = meta_graph.signature_def[_SIGNATURE]
+      ids = np.append(_IDS, _UNKNOWN_ID)
+      feed = {
+          signature.inputs[f"{name}_ids"].name: ids
+          for name in ("fp16_slot", "fp32_slot")
+      }
+      served = sess.run(
+          {name: signature.outputs[name].name
+           for name in ("fp16_slot", "fp32_slot")},
+          feed_dict=feed)
+
+      # The meta graph also carries the table; its SERVING entries have no
+      # optimizers, so training them is refused (today as a learning-rate
+      # count mismatch: SERVING tables take no learning rates).
+      (table,) = tf1.get_collection(
+          multi_hash_table_ops._MULTI_HASH_TABLE_GRAPH_KEY)
+      self.assertEqual(table.table_names, ("fp16_slot", "fp32_slot"))
+      train = table.apply_gradients(
+          {"fp32_slot": (_IDS[:1], np.ones((1, 4), np.float32))},
+          global_step=tf.constant(0, tf.int64)).as_op()
+      with self.assertRaises((tf.errors.InvalidArgumentError,
+                              tf.errors.FailedPreconditionError)):
+        sess.run(train)
+
+    self.assertAllEqual(served["fp32_slot"][:-1], trained["fp32_slot"])
+    self.assertAllClose(served["fp16_slot"][:-1],
+                        trained["fp16_slot"],
+                        rtol=1e-3,
+                        atol=1e-4)
+    self.assertAllEqual(
+        served["fp16_slot"][:-1],
+        trained["fp16_slot"].astype(np.float16).astype(np.float32))
+    # Ids the model never saw are served as zeros.
+    self.assertAllEqual(served["fp32_slot"][-1], np.zeros(4))
+    self.assertAllEqual(served["fp16_slot"][-1], np.zeros(3))
+    # Trained values are not all float16-representable: fp16 did round.
+    self.assertNotAllEqual(served["fp16_slot"][:-1], trained["fp16_slot"])
+
+
+if __name__ == "__main__":
+  tf.test.main()
