@@ -167,16 +167,15 @@ class MultiHashTableExportTest(tf.test.TestCase):
           feed_dict=feed)
 
       # The meta graph also carries the table; its SERVING entries have no
-      # optimizers, so training them is refused (today as a learning-rate
-      # count mismatch: SERVING tables take no learning rates).
+      # optimizers, so training them is refused.
       (table,) = tf1.get_collection(
           multi_hash_table_ops._MULTI_HASH_TABLE_GRAPH_KEY)
       self.assertEqual(table.table_names, ("fp16_slot", "fp32_slot"))
       train = table.apply_gradients(
           {"fp32_slot": (_IDS[:1], np.ones((1, 4), np.float32))},
           global_step=tf.constant(0, tf.int64)).as_op()
-      with self.assertRaises((tf.errors.InvalidArgumentError,
-                              tf.errors.FailedPreconditionError)):
+      with self.assertRaisesRegex(tf.errors.FailedPreconditionError,
+                                  "has SERVING entries"):
         sess.run(train)
 
     self.assertAllEqual(served["fp32_slot"][:-1], trained["fp32_slot"])

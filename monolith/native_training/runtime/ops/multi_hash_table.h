@@ -97,6 +97,19 @@ class MultiHashTable : public ResourceBase {
   std::vector<std::unique_ptr<Table>> tables_;
 };
 
+// FailedPrecondition if a table has SERVING entries (no optimizer state).
+inline Status CheckTrainable(const MultiHashTable& mtable) {
+  for (int t = 0; t < mtable.size(); ++t) {
+    if (mtable.table(t).table->accessor().serving()) {
+      return errors::FailedPrecondition(
+          "table ", mtable.table(t).name,
+          " has SERVING entries, which keep no optimizer state: it cannot be "
+          "optimized (tables are created SERVING while exporting)");
+    }
+  }
+  return OkStatus();
+}
+
 // Stand-ins for the original's hash filter and parameter-sync client
 // resources: tables are created without occurrence filtering or sync.
 class DummyHashFilter : public ResourceBase {

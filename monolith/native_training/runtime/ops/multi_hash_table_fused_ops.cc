@@ -185,6 +185,7 @@ class MultiHashTableFusedOptimizeOp : public OpKernel {
                     "id_grads has ", grads.NumElements(),
                     " floats; the ids and table dims need ",
                     layout.emb_offsets.back()));
+    OP_REQUIRES_OK(ctx, CheckTrainable(*mtable));
     const int num_tables = mtable->size();
     std::vector<int> lr_offsets(num_tables + 1, 0);
     for (int t = 0; t < num_tables; ++t) {

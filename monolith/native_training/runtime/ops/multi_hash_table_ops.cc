@@ -290,6 +290,7 @@ class MultiHashTableOptimizeOp : public OpKernel {
     const Tensor& learning_rates = ctx->input(4);
     OP_REQUIRES_OK(ctx, CheckIdSplit(ids, id_split, mtable->size() + 1));
     OP_REQUIRES_OK(ctx, CheckValues(*mtable, id_split, grads, "value"));
+    OP_REQUIRES_OK(ctx, CheckTrainable(*mtable));
     int64_t slices = 0;
     for (int t = 0; t < mtable->size(); ++t) {
       slices += mtable->table(t).table->SliceSize();
