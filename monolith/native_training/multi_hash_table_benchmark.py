@@ -1,0 +1,780 @@
+"""Benchmark of MultiHashTable through session.run, beside TF's hash tables.
+
+    bazel run -c opt //monolith/native_training:multi_hash_table_benchmark
+
+8 tables holding 1,000,000 random int64 ids in total (125,000 each), adagrad
+entries, at dim 16 and 64; every session.run carries 65,536 ids spread
+evenly over the 8 tables (8,192 each, fed as one int64 array per table).
+Measured through `session.run` in one process, each peer right after ours,
+best of --repeats rounds:
+
+* insert: filling the 1M ids (MultiHashTable.assign; the peers' insert);
+* lookup: MultiHashTable.lookup, and the peers' lookup of the same ids;
+* apply_gradients (adagrad), ours only;
+* update: assign to existing ids (ours) and insert of existing keys (peers);
+* ours as two calls of 4 tables each (two kernels, which TF runs at once on
+  its 2 inter-op threads; one call runs its tables one after the other on
+  one thread): what a kernel running its tables in parallel could reach;
+* a profile of ours: the same lookup fed as one pre-built ragged tensor
+  (raw_lookup: no concat of the ids, no split of the result), an empty
+  session.run with the same feeds, and per-op times from a FULL_TRACE.
+
+The peers are tf.lookup.experimental.DenseHashTable (empty_key -1,
+deleted_key -2) and tf.lookup.experimental.MutableHashTable, key int64,
+value float32 [dim], each in two layouts: "per_slot" (8 tables, like ours;
+TF may run the 8 ops on its 2 inter-op threads at once) and "single" (one
+table with all 1M ids; each batch is concatenated, looked up with one op
+and split back per slot, which is the work MultiHashTable.lookup does).
+
+Bytes per entry: RSS growth (/proc/self/statm) while inserting the 1M ids
+into a fresh structure, each in its own subprocess, after gc and malloc_trim;
+the subprocess first runs the same structure on a few ids in a throwaway
+session, so lazily built TF state is not counted. TF's default CPU allocator
+(oneDNN's pool, on by default in x86 builds) keeps the buffers a
+DenseHashTable frees when it rehashes, and they count; the Dense tables'
+bucket bytes (8-byte key + dim floats per bucket) are printed beside. Ours is
+also measured with SGD entries (no optimizer state), whose payload is the
+peers' (id + dim floats) plus our 4-byte update time.
+
+Save / restore: MultiHashTable.save of the filled table and restore into a
+fresh one, checkpoint bytes on disk / seconds, beside shutil.copyfile of
+the checkpoint's files (the same bytes) in the same run. All writes land in
+the page cache (no fsync) for both.
+
+Prints a table, then one JSON line per (dim, peer, layout) and one per dim
+for save/restore.
+"""
+
+import argparse
+import collections
+import ctypes
+import gc
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List
+
+import numpy as np
+import tensorflow as tf
+
+from monolith.native_training import entry
+from monolith.native_training import multi_hash_table_ops
+from monolith.native_training.runtime.hash_table import \
+    embedding_hash_table_pb2
+
+tf1 = tf.compat.v1
+
+TABLES = 8
+EMPTY_KEY = -1
+DELETED_KEY = -2
+MB = 1e6
+
+# Structure names: ours, then the peers as (class, layout).
+OURS = "MultiHashTable"
+PEERS = [("DenseHashTable", "per_slot"), ("DenseHashTable", "single"),
+         ("MutableHashTable", "per_slot"), ("MutableHashTable", "single")]
+
+# Acceptance bar (the issue's targets).
+TARGET_LOOKUP_VS_DENSE = 1.5
+TARGET_BYTES_VS_DENSE = 1 / 3
+TARGET_APPLY_VS_LOOKUP = 0.4
+TARGET_SAVE_VS_COPY = 0.5
+
+
+def rss_bytes() -> int:
+  with open("/proc/self/statm") as f:
+    return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+_LIBC = ctypes.CDLL("libc.so.6")
+
+
+def release_memory():
+  gc.collect()
+  _LIBC.malloc_trim(0)
+
+
+def table_names() -> List[str]:
+  return [f"slot_{t}" for t in range(TABLES)]
+
+
+def table_config(dim: int, optimizer: str) -> entry.HashTableConfigInstance:
+  config = embedding_hash_table_pb2.EmbeddingHashTableConfig()
+  entry.CuckooHashTableConfig().mutate_table(config)
+  opt = (entry.AdagradOptimizer()
+         if optimizer == "adagrad" else entry.SgdOptimizer())
+  config.entry_config.segments.append(
+      entry.CombineAsSegment(dim, entry.ZerosInitializer(), opt,
+                             entry.Fp32Compressor()))
+  return entry.HashTableConfigInstance(config, [0.01])
+
+
+class Data:
+  """The ids of every table and the batches fed to session.run."""
+
+  def __init__(self, dim: int, ids_per_table: int, batch: int,
+               lookup_batches: int):
+    self.ids_per_table = ids_per_table
+    self.ids = ids_per_table * TABLES
+    self.per_table_batch = batch // TABLES
+    self.batch = self.per_table_batch * TABLES
+    rng = np.random.default_rng(1000 + dim)
+    # Distinct positive ids (no collision with the Dense sentinels), also
+    # distinct across tables so the single-table peers hold all of them.
+    pool = np.unique(rng.integers(1, 2**63 - 1, size=self.ids + 1000,
+                                  dtype=np.int64))
+    rng.shuffle(pool)
+    pool = pool[:self.ids]
+    assert pool.size == self.ids
+    self.table_ids = [
+        pool[t * ids_per_table:(t + 1) * ids_per_table] for t in range(TABLES)
+    ]
+    # Fill: consecutive slices of each table's ids, batch // 8 per table.
+    self.fill_batches = []
+    for start in range(0, ids_per_table, self.per_table_batch):
+      self.fill_batches.append([
+          ids[start:start + self.per_table_batch] for ids in self.table_ids
+      ])
+    # Lookups and updates: uniform draws from each table's ids (all hits).
+    self.lookup_batches = [[
+        ids[rng.integers(0, ids_per_table, size=self.per_table_batch)]
+        for ids in self.table_ids
+    ] for _ in range(lookup_batches)]
+
+
+class Graph:
+  """Ops of one structure (ours or a peer) over per-slot id placeholders."""
+
+  def __init__(self,
+               name: str,
+               fill: tf.Operation,
+               lookup: tf.Operation,
+               update: tf.Operation,
+               apply: tf.Operation = None,
+               init: List[tf.Operation] = (),
+               table: multi_hash_table_ops.MultiHashTable = None,
+               num_buckets: tf.Tensor = None):
+    self.name = name
+    self.fill = fill  # inserts a fill batch
+    self.lookup = lookup
+    self.update = update  # assigns / inserts ids that exist
+    self.apply = apply  # apply_gradients (ours only)
+    self.init = list(init)
+    self.table = table  # ours only
+    self.num_buckets = num_buckets  # DenseHashTable only
+
+
+def build_ours(dim: int, placeholders, values, grads, optimizer="adagrad",
+               suffix="") -> Graph:
+  names = table_names()
+  table = multi_hash_table_ops.MultiHashTable.from_configs(
+      {name: table_config(dim, optimizer) for name in names},
+      name_suffix=f"bench_{dim}_{optimizer}{suffix}")
+  sized_values = {
+      name: values[:tf.size(ph)] for name, ph in zip(names, placeholders)
+  }
+  assign = table.assign(
+      {name: (ph, sized_values[name]) for name, ph in zip(names, placeholders)
+      }).as_op()
+  lookup = tf.group(*table.lookup(dict(zip(names, placeholders))).values())
+  apply = table.apply_gradients(
+      {name: (ph, grads) for name, ph in zip(names, placeholders)},
+      global_step=tf.constant(1, tf.int64)).as_op()
+  return Graph(OURS,
+               fill=assign,
+               lookup=lookup,
+               update=assign,
+               apply=apply,
+               init=[table.initializer],
+               table=table)
+
+
+def build_peer(kind: str,
+               layout: str,
+               dim: int,
+               placeholders,
+               values,
+               initial_num_buckets: int = None) -> Graph:
+  tables = []
+
+  def new_table(name):
+    default = tf.zeros([dim], tf.float32)
+    if kind == "DenseHashTable":
+      table = tf.lookup.experimental.DenseHashTable(
+          key_dtype=tf.int64, value_dtype=tf.float32, default_value=default,
+          empty_key=EMPTY_KEY, deleted_key=DELETED_KEY, name=name,
+          initial_num_buckets=initial_num_buckets)
+      tables.append(table)
+      return table
+    return tf.lookup.experimental.MutableHashTable(
+        key_dtype=tf.int64, value_dtype=tf.float32, default_value=default,
+        name=name)
+
+  prefix = f"{kind}_{layout}_{dim}"
+  if layout == "per_slot":
+    slot_tables = [new_table(f"{prefix}_{t}") for t in range(TABLES)]
+    insert = tf.group(*[
+        table.insert(ph, values[:tf.size(ph)])
+        for table, ph in zip(slot_tables, placeholders)
+    ])
+    lookup = tf.group(
+        *[table.lookup(ph) for table, ph in zip(slot_tables, placeholders)])
+  else:
+    table = new_table(prefix)
+    all_ids = tf.concat(placeholders, axis=0)
+    all_values = tf.concat([values[:tf.size(ph)] for ph in placeholders],
+                           axis=0)
+    insert = table.insert(all_ids, all_values)
+    found = table.lookup(all_ids)
+    lookup = tf.group(
+        *tf.split(found, [tf.size(ph) for ph in placeholders], axis=0))
+  # DenseHashTable's bucket count (its export has one row per bucket).
+  num_buckets = (tf.add_n([tf.size(t.export()[0]) for t in tables])
+                 if tables else None)
+  return Graph(f"{kind}/{layout}",
+               fill=insert,
+               lookup=lookup,
+               update=insert,
+               num_buckets=num_buckets)
+
+
+def feed(placeholders, batch) -> Dict:
+  return dict(zip(placeholders, batch))
+
+
+def timed_runs(sess, op, feeds: List[Dict]) -> float:
+  start = time.perf_counter()
+  for fd in feeds:
+    sess.run(op, feed_dict=fd)
+  return time.perf_counter() - start
+
+
+def fill_rate(sess, op, placeholders, data: Data) -> float:
+  seconds = timed_runs(sess, op,
+                       [feed(placeholders, b) for b in data.fill_batches])
+  return data.ids / seconds
+
+
+def new_session() -> tf1.Session:
+  return tf1.Session(config=tf1.ConfigProto())
+
+
+# ---------------------------------------------------------------------------
+# Bytes per entry, one fresh subprocess per structure.
+
+
+def memory_child(structure: str, dim: int, ids_per_table: int, batch: int):
+  """Prints the bytes per entry of |structure| at |dim| as JSON."""
+  tf1.disable_eager_execution()
+  data = Data(dim, ids_per_table, batch, lookup_batches=0)
+
+  def build(initial_num_buckets=None):
+    placeholders = [
+        tf1.placeholder(tf.int64, [None], name=f"ids_{t}")
+        for t in range(TABLES)
+    ]
+    values = tf.constant(np.full([data.per_table_batch, dim], 0.5,
+                                 np.float32))
+    if structure.startswith(OURS):
+      optimizer = structure.split(":")[1]
+      return placeholders, build_ours(dim, placeholders, values, values,
+                                      optimizer)
+    kind, layout = structure.split("/")
+    return placeholders, build_peer(kind, layout, dim, placeholders, values,
+                                    initial_num_buckets)
+
+  # Warm-up: the same structure with a few ids (and 8-bucket Dense tables) in
+  # a throwaway graph and session, so kernels and TF's lazily built globals
+  # exist before the baseline, and no large freed buffer of the warm-up is
+  # left for the measured tables to reuse (TF's CPU allocator keeps freed
+  # buffers in its pool).
+  with tf.Graph().as_default():
+    placeholders, graph = build(initial_num_buckets=8)
+    with new_session() as sess:
+      sess.run(graph.init)
+      sess.run(graph.fill,
+               feed_dict=feed(placeholders,
+                              [ids[:4] for ids in data.fill_batches[0]]))
+  release_memory()
+  placeholders, graph = build()
+  release_memory()
+  before = rss_bytes()
+  with new_session() as sess:
+    sess.run(graph.init)
+    for b in data.fill_batches:
+      sess.run(graph.fill, feed_dict=feed(placeholders, b))
+    release_memory()
+    after = rss_bytes()
+    result = {"bytes_per_entry": (after - before) / data.ids}
+    if graph.num_buckets is not None:
+      # What the buckets themselves hold: key + dim floats per bucket.
+      buckets = int(sess.run(graph.num_buckets))
+      result["buckets"] = buckets
+      result["bucket_bytes_per_entry"] = buckets * (8 + 4 * dim) / data.ids
+  print(json.dumps(result))
+
+
+def bytes_per_entry(structure: str, dim: int, args) -> Dict:
+  cmd = [
+      sys.executable,
+      os.path.abspath(__file__), "--memory_child", structure, "--dims",
+      str(dim), "--ids_per_table",
+      str(args.ids_per_table), "--batch",
+      str(args.batch)
+  ]
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, env=env)
+  last = out.stdout.decode().strip().splitlines()[-1]
+  return json.loads(last)
+
+
+# ---------------------------------------------------------------------------
+# Throughput.
+
+
+def op_times(sess, op, fd, runs: int) -> Dict[str, float]:
+  """Mean microseconds per run of each op type, from FULL_TRACE step stats."""
+  totals = collections.defaultdict(float)
+  options = tf1.RunOptions(trace_level=tf1.RunOptions.FULL_TRACE)
+  for _ in range(runs):
+    metadata = tf1.RunMetadata()
+    sess.run(op, feed_dict=fd, options=options, run_metadata=metadata)
+    for dev in metadata.step_stats.dev_stats:
+      for node in dev.node_stats:
+        kind = node.timeline_label.split("(")[0].split(" = ")[-1].strip()
+        kind = kind or node.node_name
+        totals[kind] += node.all_end_rel_micros
+  return {k: v / runs for k, v in totals.items()}
+
+
+def run_dim(dim: int, args) -> Dict:
+  tf1.reset_default_graph()
+  data = Data(dim, args.ids_per_table, args.batch, args.lookup_batches)
+  placeholders = [
+      tf1.placeholder(tf.int64, [None], name=f"ids_{t}") for t in range(TABLES)
+  ]
+  values = tf.constant(np.full([data.per_table_batch, dim], 0.5, np.float32))
+  grads = tf.constant(np.full([data.per_table_batch, dim], 0.01, np.float32))
+  ours = build_ours(dim, placeholders, values, grads)
+  peers = [
+      build_peer(kind, layout, dim, placeholders, values)
+      for kind, layout in PEERS
+  ]
+  # Profile ops: the lookup kernel fed one pre-built ragged id tensor, and
+  # an empty session.run with the same per-slot feeds.
+  flat_ph = tf1.placeholder(tf.int64, [None], name="flat_ids")
+  splits_ph = tf1.placeholder(tf.int64, [TABLES + 1], name="row_splits")
+  raw_lookup = ours.table.raw_lookup(
+      tf.RaggedTensor.from_row_splits(flat_ph, splits_ph, validate=False))
+  raw_lookup_op = tf.group(raw_lookup)
+  empty_op = tf.group(*[tf.size(ph) for ph in placeholders])
+  # The same work as two API calls of 4 tables each: two kernels that TF
+  # runs at once on its 2 inter-op threads (one call runs its tables on one
+  # thread, one after the other).
+  names = table_names()
+  halves = [slice(0, TABLES // 2), slice(TABLES // 2, TABLES)]
+  split_lookup_op = tf.group(*[
+      v for h in halves for v in ours.table.lookup(
+          dict(zip(names[h], placeholders[h]))).values()
+  ])
+  split_apply_op = tf.group(*[
+      ours.table.apply_gradients(
+          {n: (ph, grads) for n, ph in zip(names[h], placeholders[h])},
+          global_step=tf.constant(1, tf.int64)).as_op() for h in halves
+  ])
+
+  lookup_feeds = [feed(placeholders, b) for b in data.lookup_batches]
+  raw_feeds = []
+  for b in data.lookup_batches:
+    splits = np.concatenate([[0], np.cumsum([ids.size for ids in b])])
+    raw_feeds.append({flat_ph: np.concatenate(b), splits_ph: splits})
+  batch_ids = data.batch * len(lookup_feeds)
+
+  result = {"dim": dim, "ids": data.ids, "batch": data.batch}
+  with new_session() as sess:
+    sess.run(ours.init)
+    result["insert"] = {OURS: fill_rate(sess, ours.fill, placeholders, data)}
+    for peer in peers:
+      result["insert"][peer.name] = fill_rate(sess, peer.fill, placeholders,
+                                              data)
+    # Warm-up of every measured op.
+    for op in [
+        ours.lookup, ours.apply, ours.update, empty_op, split_lookup_op,
+        split_apply_op
+    ] + [
+        p.lookup for p in peers
+    ] + [p.update for p in peers]:
+      sess.run(op, feed_dict=lookup_feeds[0])
+    sess.run(raw_lookup_op, feed_dict=raw_feeds[0])
+
+    best = collections.defaultdict(lambda: float("inf"))
+
+    def measure(key, op, feeds):
+      best[key] = min(best[key], timed_runs(sess, op, feeds))
+
+    for _ in range(args.repeats):
+      # Ours, then each peer right after, in every round.
+      measure(("lookup", OURS), ours.lookup, lookup_feeds)
+      for peer in peers:
+        measure(("lookup", peer.name), peer.lookup, lookup_feeds)
+      measure(("apply", OURS), ours.apply, lookup_feeds)
+      measure(("update", OURS), ours.update, lookup_feeds)
+      for peer in peers:
+        measure(("update", peer.name), peer.update, lookup_feeds)
+      measure(("raw_lookup", OURS), raw_lookup_op, raw_feeds)
+      measure(("lookup_2calls", OURS), split_lookup_op, lookup_feeds)
+      measure(("apply_2calls", OURS), split_apply_op, lookup_feeds)
+      measure(("empty_run", OURS), empty_op, lookup_feeds)
+    result["rates"] = {k: batch_ids / s for k, s in best.items()}
+    result["empty_run_us"] = best[("empty_run", OURS)] / len(
+        lookup_feeds) * 1e6
+    result["profile"] = {
+        "lookup": op_times(sess, ours.lookup, lookup_feeds[0], 5),
+        "apply": op_times(sess, ours.apply, lookup_feeds[0], 5),
+        "dense_single_lookup": op_times(sess, peers[1].lookup,
+                                        lookup_feeds[0], 5),
+        "dense_per_slot_lookup": op_times(sess, peers[0].lookup,
+                                          lookup_feeds[0], 5),
+    }
+  release_memory()
+  return result
+
+
+# ---------------------------------------------------------------------------
+# Save / restore.
+
+
+def checkpoint_files(basename: str) -> List[str]:
+  directory = os.path.dirname(basename)
+  prefix = os.path.basename(basename)
+  return sorted(
+      os.path.join(directory, f)
+      for f in os.listdir(directory)
+      if f.startswith(prefix))
+
+
+def remove_files(paths):
+  for p in paths:
+    if os.path.exists(p):
+      os.remove(p)
+
+
+def run_save_restore(dim: int, args, workdir: str) -> Dict:
+  tf1.reset_default_graph()
+  data = Data(dim, args.ids_per_table, args.batch, lookup_batches=1)
+  placeholders = [
+      tf1.placeholder(tf.int64, [None], name=f"ids_{t}") for t in range(TABLES)
+  ]
+  # Random values and gradients: checkpoints are snappy compressed, and
+  # constant embeddings would compress far better than trained ones.
+  rng = np.random.default_rng(dim)
+  values = tf1.placeholder(tf.float32, [data.per_table_batch, dim])
+  grads = tf.constant(
+      rng.normal(0, 0.01, [data.per_table_batch, dim]).astype(np.float32))
+  source = build_ours(dim, placeholders, values, grads)
+  # One fresh table per restore measurement.
+  targets = [
+      build_ours(dim, placeholders, values, grads, suffix=f"_restore{r}")
+      for r in range(args.restore_repeats)
+  ]
+  basename_ph = tf1.placeholder(tf.string, [], name="basename")
+  save_op = source.table.save(basename_ph).as_op()
+  restore_ops = [t.table.restore(basename_ph).as_op() for t in targets]
+  check_ids = dict(zip(table_names(), placeholders))
+  source_lookup = source.table.lookup(check_ids)
+  target_lookups = [t.table.lookup(check_ids) for t in targets]
+
+  ckpt_dir = os.path.join(workdir, f"dim{dim}")
+  os.makedirs(ckpt_dir)
+  basename = os.path.join(ckpt_dir, "mtable")
+  copy_dir = os.path.join(workdir, f"dim{dim}_copy")
+  os.makedirs(copy_dir)
+  result = {"dim": dim, "ids": data.ids}
+  best = collections.defaultdict(lambda: float("inf"))
+  with new_session() as sess:
+    sess.run(source.init + sum([t.init for t in targets], []))
+    for b in data.fill_batches:
+      fd = feed(placeholders, b)
+      fd[values] = rng.normal(0, 0.05, [data.per_table_batch,
+                                        dim]).astype(np.float32)
+      sess.run(source.fill, feed_dict=fd)
+    # One adagrad step, so the accumulators are not their initial values.
+    sess.run(source.apply, feed_dict=feed(placeholders,
+                                          data.lookup_batches[0]))
+    files = []
+    for _ in range(args.save_repeats):
+      remove_files(files)
+      start = time.perf_counter()
+      sess.run(save_op, feed_dict={basename_ph: basename})
+      best["save"] = min(best["save"], time.perf_counter() - start)
+      files = checkpoint_files(basename)
+      # The plain copy of the same bytes, right after.
+      copies = [os.path.join(copy_dir, os.path.basename(f)) for f in files]
+      remove_files(copies)
+      start = time.perf_counter()
+      for src, dst in zip(files, copies):
+        shutil.copyfile(src, dst)
+      best["copy"] = min(best["copy"], time.perf_counter() - start)
+      remove_files(copies)
+    ckpt_bytes = sum(os.path.getsize(f) for f in files)
+    for restore_op in restore_ops:
+      start = time.perf_counter()
+      sess.run(restore_op, feed_dict={basename_ph: basename})
+      best["restore"] = min(best["restore"], time.perf_counter() - start)
+    # The restored tables hold what was saved.
+    fd = feed(placeholders, data.lookup_batches[0])
+    expected = sess.run(source_lookup, feed_dict=fd)
+    for lookup in target_lookups:
+      got = sess.run(lookup, feed_dict=fd)
+      for name in expected:
+        np.testing.assert_array_equal(expected[name], got[name])
+  shutil.rmtree(ckpt_dir)
+  shutil.rmtree(copy_dir)
+  result.update({
+      "shards": len([f for f in files if ".meta-" not in f]),
+      "ckpt_bytes": ckpt_bytes,
+      "ckpt_bytes_per_entry": ckpt_bytes / data.ids,
+      "save_mb_per_s": ckpt_bytes / MB / best["save"],
+      "restore_mb_per_s": ckpt_bytes / MB / best["restore"],
+      "copy_mb_per_s": ckpt_bytes / MB / best["copy"],
+      "save_s": best["save"],
+      "restore_s": best["restore"],
+      "copy_s": best["copy"],
+  })
+  result["save_ratio_vs_copy"] = result["save_mb_per_s"] / result[
+      "copy_mb_per_s"]
+  result["restore_ratio_vs_copy"] = result["restore_mb_per_s"] / result[
+      "copy_mb_per_s"]
+  release_memory()
+  return result
+
+
+# ---------------------------------------------------------------------------
+# Report.
+
+
+def m(rate: float) -> str:
+  return f"{rate / 1e6:.2f} M"
+
+
+def verdict(ok: bool) -> str:
+  return "holds" if ok else "MISSED"
+
+
+ROW = "%-4s %-30s %9s %9s %9s %9s %8s %10s %10s"
+
+
+def report_throughput(results: List[Dict], args):
+  print()
+  print(f"MultiHashTable through session.run: {TABLES} tables, "
+        f"{results[0]['ids']:,} ids, {results[0]['batch']:,} ids per run, "
+        f"best of {args.repeats} rounds of {args.lookup_batches} runs; "
+        "ids/s; B/entry: RSS growth / entries")
+  print(ROW % ("dim", "structure", "insert/s", "lookup/s", "adagrad/s",
+               "update/s", "B/entry", "ours/peer", "ours/peer"))
+  print(ROW % ("", "", "", "", "", "", "", "lookup", "B/entry"))
+  for r in results:
+    dim = r["dim"]
+    rates = r["rates"]
+    ours_lookup = rates[("lookup", OURS)]
+    ours_bytes = r["bytes"][OURS + ":adagrad"]
+    print(ROW % (dim, OURS + " (adagrad)", m(r["insert"][OURS]),
+                 m(ours_lookup), m(rates[("apply", OURS)]),
+                 m(rates[("update", OURS)]), f"{ours_bytes:.1f}", "", ""))
+    for kind, layout in PEERS:
+      name = f"{kind}/{layout}"
+      lookup = rates[("lookup", name)]
+      print(ROW % (dim, name, m(r["insert"][name]), m(lookup), "",
+                   m(rates[("update", name)]), f"{r['bytes'][name]:.1f}",
+                   f"{ours_lookup / lookup:.2f}",
+                   f"{ours_bytes / r['bytes'][name]:.2f}"))
+    print(ROW % (dim, OURS + " (sgd entries)", "", "", "", "",
+                 f"{r['bytes'][OURS + ':sgd']:.1f}", "", ""))
+    print(ROW % (dim, OURS + " 2 calls x 4 tables", "",
+                 m(rates[("lookup_2calls", OURS)]),
+                 m(rates[("apply_2calls", OURS)]), "", "", "", ""))
+    print(ROW % (dim, OURS + " raw_lookup", "", m(rates[("raw_lookup", OURS)]),
+                 "", "", "", "", ""))
+    for layout in ("single", "per_slot"):
+      name = f"DenseHashTable/{layout}"
+      if name in r["bucket_bytes"]:
+        print(f"{'':4} {name} buckets (8-byte key + {dim} floats each): "
+              f"{r['bucket_bytes'][name]:.1f} B/entry")
+    print(f"{'':4} empty session.run with the same feeds: "
+          f"{r['empty_run_us']:.0f} us")
+
+
+def report_saves(saves: List[Dict]):
+  print()
+  print("Save / restore of MultiHashTable beside shutil.copyfile of the "
+        "checkpoint's files (MB = 1e6 bytes; page cache, no fsync):")
+  row = "%-4s %7s %9s %10s %10s %10s %10s %10s %12s"
+  print(row % ("dim", "shards", "ckpt MB", "B/entry", "save MB/s",
+               "restore MB/s", "copy MB/s", "save/copy", "restore/copy"))
+  for s in saves:
+    print(row % (s["dim"], s["shards"], f"{s['ckpt_bytes'] / MB:.1f}",
+                 f"{s['ckpt_bytes_per_entry']:.1f}",
+                 f"{s['save_mb_per_s']:.1f}", f"{s['restore_mb_per_s']:.1f}",
+                 f"{s['copy_mb_per_s']:.1f}", f"{s['save_ratio_vs_copy']:.3f}",
+                 f"{s['restore_ratio_vs_copy']:.3f}"))
+
+
+def report_targets(results: List[Dict], saves: List[Dict]):
+  print()
+  print("Targets (ours = one MultiHashTable.lookup / apply_gradients call):")
+  for r in results:
+    ours_lookup = r["rates"][("lookup", OURS)]
+    ours_bytes = r["bytes"][OURS + ":adagrad"]
+    for layout in ("single", "per_slot"):
+      name = f"DenseHashTable/{layout}"
+      ratio = ours_lookup / r["rates"][("lookup", name)]
+      mem = ours_bytes / r["bytes"][name]
+      print(f"  dim {r['dim']}: lookup vs {name}: {ratio:.2f}x "
+            f"(>= {TARGET_LOOKUP_VS_DENSE}x: "
+            f"{verdict(ratio >= TARGET_LOOKUP_VS_DENSE)}); bytes/entry "
+            f"{mem:.2f}x its (< {TARGET_BYTES_VS_DENSE:.3f}x: "
+            f"{verdict(mem < TARGET_BYTES_VS_DENSE)})")
+    apply_ratio = r["rates"][("apply", OURS)] / ours_lookup
+    print(f"  dim {r['dim']}: apply_gradients / lookup: {apply_ratio:.2f} "
+          f"(>= {TARGET_APPLY_VS_LOOKUP}: "
+          f"{verdict(apply_ratio >= TARGET_APPLY_VS_LOOKUP)})")
+  for s in saves:
+    print(f"  dim {s['dim']}: save / plain copy: "
+          f"{s['save_ratio_vs_copy']:.3f} (>= {TARGET_SAVE_VS_COPY}: "
+          f"{verdict(s['save_ratio_vs_copy'] >= TARGET_SAVE_VS_COPY)})")
+
+
+def report_profile(results: List[Dict]):
+  print()
+  print("Profile (FULL_TRACE; mean us per session.run by op type, "
+        "slowest first; ops may overlap on the 2 inter-op threads):")
+  for r in results:
+    for what, times in r["profile"].items():
+      top = sorted(times.items(), key=lambda kv: -kv[1])[:6]
+      print(f"  dim {r['dim']} {what}: " +
+            ", ".join(f"{k} {v:.0f}" for k, v in top))
+
+
+def json_lines(results: List[Dict], saves: List[Dict], args):
+  for r in results:
+    rates = r["rates"]
+    ours_lookup = rates[("lookup", OURS)]
+    ours_bytes = r["bytes"][OURS + ":adagrad"]
+    kernel_us = r["profile"]["lookup"].get("MonolithMultiHashTableLookup", 0)
+    for kind, layout in PEERS:
+      name = f"{kind}/{layout}"
+      line = {
+          "bench": "multi_hash_table",
+          "dim": r["dim"],
+          "tables": TABLES,
+          "ids": r["ids"],
+          "batch": r["batch"],
+          "optimizer": "adagrad",
+          "repeats": args.repeats,
+          "insert_ids_per_s": round(r["insert"][OURS]),
+          "lookup_ids_per_s": round(ours_lookup),
+          "apply_gradients_ids_per_s": round(rates[("apply", OURS)]),
+          "update_ids_per_s": round(rates[("update", OURS)]),
+          "lookup_2calls_ids_per_s": round(rates[("lookup_2calls", OURS)]),
+          "apply_gradients_2calls_ids_per_s": round(
+              rates[("apply_2calls", OURS)]),
+          "raw_lookup_ids_per_s": round(rates[("raw_lookup", OURS)]),
+          "lookup_kernel_us_per_run": round(kernel_us),
+          "empty_session_run_us": round(r["empty_run_us"]),
+          "bytes_per_entry": round(ours_bytes, 1),
+          "sgd_bytes_per_entry": round(r["bytes"][OURS + ":sgd"], 1),
+          "peer": kind,
+          "peer_layout": layout,
+          "peer_insert_ids_per_s": round(r["insert"][name]),
+          "peer_lookup_ids_per_s": round(rates[("lookup", name)]),
+          "peer_update_ids_per_s": round(rates[("update", name)]),
+          "peer_bytes_per_entry": round(r["bytes"][name], 1),
+          "peer_bucket_bytes_per_entry": (round(r["bucket_bytes"][name], 1)
+                                          if name in r["bucket_bytes"] else
+                                          None),
+          "lookup_ratio": round(ours_lookup / rates[("lookup", name)], 3),
+          "bytes_per_entry_ratio": round(ours_bytes / r["bytes"][name], 3),
+          "apply_gradients_ratio_vs_lookup": round(
+              rates[("apply", OURS)] / ours_lookup, 3),
+      }
+      print(json.dumps(line))
+  for s in saves:
+    line = {"bench": "multi_hash_table_save_restore", "tables": TABLES}
+    line.update({
+        k: (round(v, 3) if isinstance(v, float) else v) for k, v in s.items()
+    })
+    line["copy"] = "shutil.copyfile"
+    print(json.dumps(line))
+
+
+def report(results: List[Dict], saves: List[Dict], args):
+  if results:
+    report_throughput(results, args)
+  if saves:
+    report_saves(saves)
+  report_targets(results, saves)
+  if results:
+    report_profile(results)
+  print()
+  json_lines(results, saves, args)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--dims", default="16,64")
+  parser.add_argument("--ids_per_table", type=int, default=125_000)
+  parser.add_argument("--batch", type=int, default=65_536)
+  parser.add_argument("--lookup_batches", type=int, default=8,
+                      help="session.runs per measurement")
+  parser.add_argument("--repeats", type=int, default=11)
+  parser.add_argument("--save_repeats", type=int, default=3)
+  parser.add_argument("--restore_repeats", type=int, default=2,
+                      help="fresh tables restored into (one each)")
+  parser.add_argument("--parts", default="memory,throughput,save",
+                      help="what to measure (memory needs throughput)")
+  parser.add_argument("--memory_child", help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  dims = [int(d) for d in args.dims.split(",")]
+  parts = args.parts.split(",")
+  if args.memory_child:
+    memory_child(args.memory_child, dims[0], args.ids_per_table, args.batch)
+    return
+  tf1.disable_eager_execution()
+  start = time.perf_counter()
+  results = []
+  for dim in (dims if "throughput" in parts else []):
+    memory = {}
+    for structure in [OURS + ":adagrad", OURS + ":sgd"
+                     ] + [f"{k}/{l}" for k, l in PEERS]:
+      memory[structure] = (bytes_per_entry(structure, dim, args)
+                           if "memory" in parts else {
+                               "bytes_per_entry": float("nan")
+                           })
+      print(f"dim {dim} {structure}: {json.dumps(memory[structure])}",
+            flush=True)
+    r = run_dim(dim, args)
+    r["bytes"] = {k: v["bytes_per_entry"] for k, v in memory.items()}
+    r["bucket_bytes"] = {
+        k: v["bucket_bytes_per_entry"]
+        for k, v in memory.items()
+        if "bucket_bytes_per_entry" in v
+    }
+    results.append(r)
+    print(f"dim {dim}: lookup {m(r['rates'][('lookup', OURS)])}/s", flush=True)
+  saves = []
+  workdir = tempfile.mkdtemp(prefix="multi_hash_table_benchmark_")
+  try:
+    for dim in (dims if "save" in parts else []):
+      saves.append(run_save_restore(dim, args, workdir))
+  finally:
+    shutil.rmtree(workdir, ignore_errors=True)
+  report(results, saves, args)
+  print(f"# total {time.perf_counter() - start:.0f} s", file=sys.stderr)
+
+
+if __name__ == "__main__":
+  main()
