@@ -626,7 +626,7 @@ std::string EmbeddingHashTable::DebugString() const {
 
 Status EmbeddingHashTable::Save(
     int shard, int num_shards, int64_t now,
-    const std::function<Status(EntryDump&&)>& write) const {
+    const std::function<Status(const EntryDump&)>& write) const {
   if (num_shards <= 0 || shard < 0 || shard >= num_shards) {
     return InvalidArgumentError("dump shard " + std::to_string(shard) +
                                 " of " + std::to_string(num_shards) +
@@ -636,6 +636,7 @@ Status EmbeddingHashTable::Save(
   // splits the work evenly enough, else its hash modulo num_shards.
   const bool by_internal_shard = num_shards <= kNumShards;
   std::vector<char> copies;
+  EntryDump dump;
   for (int s = 0; s < kNumShards; ++s) {
     if (by_internal_shard && s % num_shards != shard) continue;
     copies.clear();
@@ -659,11 +660,12 @@ Status EmbeddingHashTable::Save(
       const int64_t id = KeyOf(entry);
       const int64_t update_time = GetTimestamp(entry);
       if (now > 0 && IsExpired(id, update_time, now)) continue;
-      EntryDump dump;
+      // One message for every entry: Clear keeps its allocations.
+      dump.Clear();
       dump.set_id(id);
       accessor_->Save(Payload(entry), &dump);
       dump.set_last_update_ts_sec(update_time);
-      MONOLITH_RETURN_IF_ERROR(write(std::move(dump)));
+      MONOLITH_RETURN_IF_ERROR(write(dump));
     }
   }
   return Status::OK();

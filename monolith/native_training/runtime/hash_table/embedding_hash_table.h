@@ -103,10 +103,11 @@ class EmbeddingHashTable {
   // parallel, writes every entry exactly once). Each of the table's internal
   // shards is copied under its read lock and written after the lock is
   // released, so each entry is consistent and writers wait at most for one
-  // internal shard's copy, never for |write|. With |now| > 0 entries expired
+  // internal shard's copy, never for |write|. |write| sees one reused
+  // message: copy what it keeps. With |now| > 0 entries expired
   // at |now| are skipped. Stops at the first error of |write|.
   Status Save(int shard, int num_shards, int64_t now,
-              const std::function<Status(EntryDump&&)>& write) const;
+              const std::function<Status(const EntryDump&)>& write) const;
 
   // Inserts or overwrites the entry |dump| describes (id, num, optimizer
   // state, update time). With skip_zero_embedding an all-zero entry is

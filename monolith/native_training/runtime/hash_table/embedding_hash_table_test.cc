@@ -283,7 +283,7 @@ TEST_P(OptimizerRoundTripTest, RestoredTableContinuesTrainingExactly) {
   for (int shard = 0; shard < 3; ++shard) {
     ASSERT_TRUE(saved
                     ->Save(shard, 3, 0,
-                           [&](EntryDump&& dump) {
+                           [&](const EntryDump& dump) {
                              return restored->Restore(dump);
                            })
                     .ok());
@@ -321,7 +321,7 @@ TEST(EmbeddingHashTableTest, SaveWritesEveryEntryOnceForAnyShardCount) {
     for (int shard = 0; shard < num_shards; ++shard) {
       ASSERT_TRUE(table
                       ->Save(shard, num_shards, 0,
-                             [&](EntryDump&& dump) {
+                             [&](const EntryDump& dump) {
                                ++seen[dump.id()];
                                return Status::OK();
                              })
@@ -344,13 +344,13 @@ TEST(EmbeddingHashTableTest, SaveSkipsExpiredEntriesAndStopsOnWriteError) {
   std::vector<int64_t> written;
   ASSERT_TRUE(table
                   ->Save(0, 1, 10 + 2 * kSecondsPerDay,
-                         [&](EntryDump&& dump) {
+                         [&](const EntryDump& dump) {
                            written.push_back(dump.id());
                            return Status::OK();
                          })
                   .ok());
   EXPECT_EQ(written, std::vector<int64_t>{2});
-  Status s = table->Save(0, 1, 0, [](EntryDump&&) {
+  Status s = table->Save(0, 1, 0, [](const EntryDump&) {
     return DataLossError("disk full");
   });
   EXPECT_EQ(s.code(), StatusCode::kDataLoss);
@@ -435,7 +435,7 @@ TEST(EmbeddingHashTableTest, SaveWhileTraining) {
   for (int shard = 0; shard < 4; ++shard) {
     ASSERT_TRUE(table
                     ->Save(shard, 4, 0,
-                           [&](EntryDump&& dump) {
+                           [&](const EntryDump& dump) {
                              for (int d = 1; d < kDim; ++d) {
                                EXPECT_EQ(dump.num(d), dump.num(0));
                              }

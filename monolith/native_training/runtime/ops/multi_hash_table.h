@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -12,8 +13,10 @@
 
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.h"
 #include "monolith/native_training/runtime/hash_table/status.h"
+#include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/resource_mgr.h"
 #include "tensorflow/core/platform/errors.h"
+#include "tensorflow/core/util/work_sharder.h"
 
 namespace tensorflow {
 namespace monolith_tf {
@@ -96,6 +99,20 @@ class MultiHashTable : public ResourceBase {
   std::string shared_name_;
   std::vector<std::unique_ptr<Table>> tables_;
 };
+
+// Runs fn(i) for i in [0, n) on TF's CPU worker threads (each item is
+// assumed to be heavy) and returns the first error.
+inline Status ParallelFor(OpKernelContext* ctx, int64_t n,
+                          const std::function<Status(int64_t)>& fn) {
+  std::vector<Status> statuses(n);
+  const auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
+  Shard(workers->num_threads, workers->workers, n, /*cost_per_unit=*/1 << 24,
+        [&](int64_t begin, int64_t end) {
+          for (int64_t i = begin; i < end; ++i) statuses[i] = fn(i);
+        });
+  for (const Status& s : statuses) TF_RETURN_IF_ERROR(s);
+  return OkStatus();
+}
 
 // FailedPrecondition if a table has SERVING entries (no optimizer state).
 inline Status CheckTrainable(const MultiHashTable& mtable) {

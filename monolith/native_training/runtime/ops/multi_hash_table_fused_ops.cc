@@ -15,7 +15,6 @@
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
-#include "tensorflow/core/util/work_sharder.h"
 
 namespace tensorflow {
 namespace monolith_tf {
@@ -73,16 +72,6 @@ Status ComputeLayout(const MultiHashTable& mtable, const Tensor& slot_sizes,
   return OkStatus();
 }
 
-// Runs fn(shard) for every shard on the CPU worker threads.
-void ForEachShard(OpKernelContext* ctx, int num_shards,
-                  const std::function<void(int)>& fn) {
-  const auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
-  Shard(workers->num_threads, workers->workers, num_shards,
-        /*cost_per_unit=*/1 << 20, [&](int64_t begin, int64_t end) {
-          for (int64_t s = begin; s < end; ++s) fn(static_cast<int>(s));
-        });
-}
-
 Tensor VectorOf(const std::vector<int32_t>& values) {
   Tensor t(DT_INT32, TensorShape({static_cast<int64_t>(values.size())}));
   std::copy(values.begin(), values.end(), t.flat<int32_t>().data());
@@ -113,15 +102,16 @@ class MultiHashTableFusedLookupOp : public OpKernel {
     const int64_t* id_data = ids.flat<int64_t>().data();
     float* out = embeddings->flat<float>().data();
     const int num_tables = mtable->size();
-    ForEachShard(ctx, num_shards_, [&](int s) {
+    OP_REQUIRES_OK(ctx, ParallelFor(ctx, num_shards_, [&](int64_t s) {
       for (int t = 0; t < num_tables; ++t) {
-        const int k = s * num_tables + t;
+        const int64_t k = s * num_tables + t;
         mtable->table(t).table->BatchLookup(
             id_data + layout.id_offsets[k],
             layout.id_offsets[k + 1] - layout.id_offsets[k],
             out + layout.emb_offsets[k]);
       }
-    });
+      return OkStatus();
+    }));
   }
 
  private:
@@ -200,32 +190,30 @@ class MultiHashTableFusedOptimizeOp : public OpKernel {
     const int64_t* id_data = ids.flat<int64_t>().data();
     const float* grad_data = grads.flat<float>().data();
     const float* lr_data = learning_rates.flat<float>().data();
-    std::vector<Status> statuses(num_shards_);
-    ForEachShard(ctx, num_shards_, [&](int s) {
+    OP_REQUIRES_OK(ctx, ParallelFor(ctx, num_shards_, [&](int64_t s) {
       std::vector<int64_t> unique_ids;
       std::vector<float> summed;
-      for (int t = 0; t < num_tables && statuses[s].ok(); ++t) {
-        const int k = s * num_tables + t;
+      for (int t = 0; t < num_tables; ++t) {
+        const int64_t k = s * num_tables + t;
         MultiHashTable::Table& table = mtable->table(t);
-        const int64_t n = layout.id_offsets[k + 1] - layout.id_offsets[k];
+        int64_t n = layout.id_offsets[k + 1] - layout.id_offsets[k];
         if (n == 0) continue;
         const int64_t* segment_ids = id_data + layout.id_offsets[k];
         const float* segment_grads = grad_data + layout.emb_offsets[k];
         if (enable_grad_accumulation_) {
           Deduplicate(segment_ids, n, segment_grads, table.table->DimSize(),
                       &unique_ids, &summed);
-          statuses[s] = ToTfStatus(table.table->BatchOptimize(
-              unique_ids.data(), unique_ids.size(), summed.data(),
-              lr_data + lr_offsets[t], update_time, global_step));
-        } else {
-          statuses[s] = ToTfStatus(table.table->BatchOptimize(
-              segment_ids, n, segment_grads, lr_data + lr_offsets[t],
-              update_time, global_step));
+          segment_ids = unique_ids.data();
+          segment_grads = summed.data();
+          n = unique_ids.size();
         }
+        TF_RETURN_IF_ERROR(ToTfStatus(table.table->BatchOptimize(
+            segment_ids, n, segment_grads, lr_data + lr_offsets[t],
+            update_time, global_step)));
         table.SeenUpdate(update_time);
       }
-    });
-    for (const Status& s : statuses) OP_REQUIRES_OK(ctx, s);
+      return OkStatus();
+    }));
     ctx->set_output(0, ctx->input(0));
   }
 

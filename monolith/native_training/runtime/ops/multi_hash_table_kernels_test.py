@@ -302,3 +302,27 @@ def test_fused_ops_validate_their_inputs(graph):
         tf.constant([0, 1, 1], tf.int32), tf.constant([0, 2, 2], tf.int32),
         tf.constant([1., 1.]), tf.constant(5, tf.int64),
         tf.constant(0, tf.int64), num_of_shards=1))
+
+
+def test_large_batches_run_in_parallel_pieces_correctly(graph):
+  # 2 tables x 2 requests of 30,000 ids: above the parallel threshold, and
+  # split into several pieces per segment.
+  n = 30000
+  h = _mtable([("a", _table_config(1)), ("b", _table_config(3))], "large")
+  ids_a = np.arange(n, dtype=np.int64)
+  ids_b = np.arange(n, dtype=np.int64) + 10**12
+  values_a = ids_a.astype(np.float32)
+  values_b = np.stack([ids_b % 1000, -(ids_b % 777), ids_b % 13],
+                      axis=1).astype(np.float32)
+  h = ops.monolith_multi_hash_table_assign(
+      h, tf.constant(np.concatenate([ids_a, ids_b])),
+      tf.constant([0, n, 2 * n], tf.int64),
+      tf.constant(np.concatenate([values_a, values_b.ravel()])), 1)
+  # Request 0 reads the ids forwards, request 1 backwards.
+  lookup = ops.monolith_multi_hash_table_lookup(
+      h, tf.constant(np.concatenate([ids_a, ids_b, ids_a[::-1], ids_b[::-1]])),
+      tf.constant([0, n, 2 * n, 3 * n, 4 * n], tf.int64))
+  got = _run(lookup)
+  expected = np.concatenate([values_a, values_b.ravel(), values_a[::-1],
+                             values_b[::-1].ravel()])
+  np.testing.assert_array_equal(got, expected)

@@ -1,7 +1,9 @@
 // Multi hash table ops: create/read the resource, lookups and updates. Each
 // kernel validates its inputs (InvalidArgument with the numbers) and calls
 // the engine; nothing here knows entry layouts or optimizers.
+#include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -50,6 +52,20 @@ Status CheckIdSplit(const Tensor& ids, const Tensor& id_split,
                                      split(i - 1));
     }
   }
+  return OkStatus();
+}
+
+// Batches below this many ids run on the calling thread: handing work to
+// other threads costs more than it saves.
+constexpr int64_t kParallelIds = 16384;
+// Lookups split tables into pieces of at most this many ids.
+constexpr int64_t kLookupPieceIds = 16384;
+
+// Runs fn(i) for i in [0, n), in parallel when |ids| is large.
+Status RunItems(OpKernelContext* ctx, int64_t n, int64_t ids,
+                const std::function<Status(int64_t)>& fn) {
+  if (ids >= kParallelIds && n > 1) return ParallelFor(ctx, n, fn);
+  for (int64_t i = 0; i < n; ++i) TF_RETURN_IF_ERROR(fn(i));
   return OkStatus();
 }
 
@@ -191,11 +207,27 @@ class MultiHashTableLookupOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {total}, &out));
     float* embeddings = out->flat<float>().data();
     const int64_t* id_data = ids.flat<int64_t>().data();
-    for (int k = 0; k < splits - 1; ++k) {
-      const EmbeddingHashTable& table = *mtable->table(k % num_tables).table;
-      table.BatchLookup(id_data + split(k), split(k + 1) - split(k),
-                        embeddings + offsets[k]);
+    // Pieces of at most kLookupPieceIds ids of one (request, table) segment:
+    // lookups are independent, so they run in parallel.
+    struct Piece {
+      int64_t segment, begin, end;
+    };
+    std::vector<Piece> pieces;
+    for (int64_t k = 0; k < splits - 1; ++k) {
+      for (int64_t b = split(k); b < split(k + 1); b += kLookupPieceIds) {
+        pieces.push_back({k, b, std::min(split(k + 1), b + kLookupPieceIds)});
+      }
     }
+    OP_REQUIRES_OK(ctx, RunItems(ctx, pieces.size(), ids.NumElements(),
+                                 [&](int64_t i) {
+      const Piece& p = pieces[i];
+      const EmbeddingHashTable& table =
+          *mtable->table(p.segment % num_tables).table;
+      table.BatchLookup(id_data + p.begin, p.end - p.begin,
+                        embeddings + offsets[p.segment] +
+                            (p.begin - split(p.segment)) * table.DimSize());
+      return OkStatus();
+    }));
   }
 };
 
@@ -227,14 +259,23 @@ class MultiHashTableLookupEntryOp : public OpKernel {
   }
 };
 
+// Start of each table's rows in a flat value tensor (one row of the
+// table's dim per id), and the total at the end.
+std::vector<int64_t> ValueOffsets(const MultiHashTable& mtable,
+                                  const Tensor& id_split) {
+  auto split = id_split.flat<int64_t>();
+  std::vector<int64_t> offsets(mtable.size() + 1, 0);
+  for (int t = 0; t < mtable.size(); ++t) {
+    offsets[t + 1] = offsets[t] + (split(t + 1) - split(t)) *
+                                      mtable.table(t).table->DimSize();
+  }
+  return offsets;
+}
+
 // Checks that |values| holds exactly one row of each table's dim per id.
 Status CheckValues(const MultiHashTable& mtable, const Tensor& id_split,
                    const Tensor& values, const char* name) {
-  auto split = id_split.flat<int64_t>();
-  int64_t expected = 0;
-  for (int t = 0; t < mtable.size(); ++t) {
-    expected += (split(t + 1) - split(t)) * mtable.table(t).table->DimSize();
-  }
+  const int64_t expected = ValueOffsets(mtable, id_split).back();
   if (values.NumElements() != expected) {
     return errors::InvalidArgument(name, " has ", values.NumElements(),
                                    " floats; the ids and table dims need ",
@@ -261,17 +302,23 @@ class MultiHashTableAssignOp : public OpKernel {
     auto split = id_split.flat<int64_t>();
     const int64_t* id_data = ids.flat<int64_t>().data();
     const float* value_data = values.flat<float>().data();
-    for (int t = 0; t < mtable->size(); ++t) {
+    const std::vector<int64_t> value_offsets = ValueOffsets(*mtable, id_split);
+    // Tables are independent; one thread per table keeps repeated ids of a
+    // table in order.
+    OP_REQUIRES_OK(ctx, RunItems(ctx, mtable->size(), ids.NumElements(),
+                                 [&](int64_t t) {
       MultiHashTable::Table& table = mtable->table(t);
       const int64_t n = split(t + 1) - split(t);
+      const float* table_values = value_data + value_offsets[t];
       if (kAdd) {
-        table.table->AssignAdd(id_data + split(t), n, value_data, update_time);
+        table.table->AssignAdd(id_data + split(t), n, table_values,
+                               update_time);
       } else {
-        table.table->Assign(id_data + split(t), n, value_data, update_time);
+        table.table->Assign(id_data + split(t), n, table_values, update_time);
       }
       if (n > 0) table.SeenUpdate(update_time);
-      value_data += n * table.table->DimSize();
-    }
+      return OkStatus();
+    }));
     ctx->set_output(0, ctx->input(0));
   }
 };
@@ -305,16 +352,21 @@ class MultiHashTableOptimizeOp : public OpKernel {
     const int64_t* id_data = ids.flat<int64_t>().data();
     const float* grad_data = grads.flat<float>().data();
     const float* lr_data = learning_rates.flat<float>().data();
-    for (int t = 0; t < mtable->size(); ++t) {
+    const std::vector<int64_t> grad_offsets = ValueOffsets(*mtable, id_split);
+    std::vector<int64_t> lr_offsets(mtable->size(), 0);
+    for (int t = 1; t < mtable->size(); ++t) {
+      lr_offsets[t] = lr_offsets[t - 1] + mtable->table(t - 1).table->SliceSize();
+    }
+    OP_REQUIRES_OK(ctx, RunItems(ctx, mtable->size(), ids.NumElements(),
+                                 [&](int64_t t) {
       MultiHashTable::Table& table = mtable->table(t);
       const int64_t n = split(t + 1) - split(t);
-      OP_REQUIRES_OK(ctx, ToTfStatus(table.table->BatchOptimize(
-                              id_data + split(t), n, grad_data, lr_data,
-                              update_time, global_step)));
+      TF_RETURN_IF_ERROR(ToTfStatus(table.table->BatchOptimize(
+          id_data + split(t), n, grad_data + grad_offsets[t],
+          lr_data + lr_offsets[t], update_time, global_step)));
       if (n > 0) table.SeenUpdate(update_time);
-      grad_data += n * table.table->DimSize();
-      lr_data += table.table->SliceSize();
-    }
+      return OkStatus();
+    }));
     ctx->set_output(0, ctx->input(0));
   }
 };

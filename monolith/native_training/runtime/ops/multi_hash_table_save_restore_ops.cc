@@ -24,7 +24,6 @@
 #include "tensorflow/core/lib/io/record_writer.h"
 #include "tensorflow/core/platform/env.h"
 #include "tensorflow/core/platform/random.h"
-#include "tensorflow/core/util/work_sharder.h"
 
 namespace tensorflow {
 namespace monolith_tf {
@@ -91,20 +90,6 @@ Status FindShards(Env* env, const std::string& basename, bool meta_only,
   return OkStatus();
 }
 
-// Runs fn(shard) for every shard on the CPU worker threads; returns the
-// first error.
-Status ForEachShard(OpKernelContext* ctx, int nshards,
-                    const std::function<Status(int)>& fn) {
-  std::vector<Status> statuses(nshards);
-  const auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
-  Shard(workers->num_threads, workers->workers, nshards,
-        /*cost_per_unit=*/1 << 30, [&](int64_t begin, int64_t end) {
-          for (int64_t s = begin; s < end; ++s) statuses[s] = fn(s);
-        });
-  for (const Status& s : statuses) TF_RETURN_IF_ERROR(s);
-  return OkStatus();
-}
-
 class MultiHashTableSaveOp : public OpKernel {
  public:
   explicit MultiHashTableSaveOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
@@ -130,12 +115,16 @@ class MultiHashTableSaveOp : public OpKernel {
     const std::string basename(ctx->input(1).scalar<tstring>()());
     int nshards = nshards_;
     if (nshards < 0) {
+      // One shard per 100k entries, up to the worker threads (at least 4,
+      // the original's maximum): shards are written in parallel.
       int64_t entries = 0;
       for (int t = 0; t < mtable->size(); ++t) {
         entries += mtable->table(t).table->Size();
       }
-      nshards = static_cast<int>(
-          std::min<int64_t>(4, std::max<int64_t>(1, entries / 1000000)));
+      const int64_t threads =
+          ctx->device()->tensorflow_cpu_worker_threads()->num_threads;
+      nshards = static_cast<int>(std::min<int64_t>(
+          std::max<int64_t>(4, threads), std::max<int64_t>(1, entries / 100000)));
     }
     OP_REQUIRES(ctx, nshards > 0,
                 errors::InvalidArgument("nshards must be positive, got ",
@@ -144,7 +133,7 @@ class MultiHashTableSaveOp : public OpKernel {
     if (!dir.empty()) {
       OP_REQUIRES_OK(ctx, ctx->env()->RecursivelyCreateDir(dir));
     }
-    OP_REQUIRES_OK(ctx, ForEachShard(ctx, nshards, [&](int shard) {
+    OP_REQUIRES_OK(ctx, ParallelFor(ctx, nshards, [&](int64_t shard) {
                      return SaveShard(ctx->env(), *mtable, basename, shard,
                                       nshards);
                    }));
@@ -200,7 +189,7 @@ class MultiHashTableSaveOp : public OpKernel {
       Status write_status;
       TF_RETURN_IF_ERROR(ToTfStatus(table.table->Save(
           shard, nshards, /*now=*/0,
-          [&](EntryDump&& dump) -> ::monolith::hash_table::Status {
+          [&](const EntryDump& dump) -> ::monolith::hash_table::Status {
             if (Expired(table, dump, now)) {
               return ::monolith::hash_table::Status::OK();
             }
@@ -278,7 +267,7 @@ class MultiHashTableRestoreOp : public OpKernel {
     int nshards = 0;
     OP_REQUIRES_OK(ctx, FindShards(ctx->env(), basename, false, &nshards));
     std::vector<std::vector<std::string>> tables_seen(nshards);
-    OP_REQUIRES_OK(ctx, ForEachShard(ctx, nshards, [&](int shard) {
+    OP_REQUIRES_OK(ctx, ParallelFor(ctx, nshards, [&](int64_t shard) {
                      return RestoreShard(ctx->env(), mtable.get(), basename,
                                          shard, nshards, &tables_seen[shard]);
                    }));
