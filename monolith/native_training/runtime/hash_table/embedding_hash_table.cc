@@ -302,6 +302,9 @@ EmbeddingHashTable::EmbeddingHashTable(std::unique_ptr<EntryAccessor> accessor)
     : accessor_(std::move(accessor)),
       dim_(accessor_->DimSize()),
       stride_(kPayloadOffset + accessor_->SizeBytes()),
+      lookup_bytes_(accessor_->serving()
+                        ? stride_
+                        : kPayloadOffset + int64_t{dim_} * sizeof(float)),
       shards_(new Shard[kNumShards]) {}
 
 EmbeddingHashTable::~EmbeddingHashTable() = default;
@@ -366,8 +369,9 @@ void EmbeddingHashTable::RunPipeline(const int64_t* ids, int64_t n,
         if (shard.slots[pos].index != kEmpty) {
           entry = shard.EntryAt(shard.slots[pos].index);
           found = true;
-          Prefetch(entry);
-          Prefetch(entry + 64);
+          // Readers need the id and values, writers the whole entry.
+          const int64_t bytes = kExclusive ? stride_ : lookup_bytes_;
+          for (int64_t b = 0; b < bytes; b += 64) Prefetch(entry + b);
         } else if (kExclusive) {
           entry = InsertNew(&shard, ids[base + scratch->index(p)], hash, pos);
         }

@@ -142,6 +142,7 @@ class EmbeddingHashTable {
   std::unique_ptr<EntryAccessor> accessor_;
   int dim_ = 0;
   int64_t stride_ = 0;  // bytes per entry: id, timestamp, accessor bytes
+  int64_t lookup_bytes_ = 0;  // leading bytes of an entry a lookup reads
   bool skip_zero_embedding_ = false;
   int64_t default_expire_seconds_ = 0;
   std::unordered_map<uint32_t, int64_t> slot_expire_seconds_;
