@@ -326,3 +326,94 @@ def test_large_batches_run_in_parallel_pieces_correctly(graph):
   expected = np.concatenate([values_a, values_b.ravel(), values_a[::-1],
                              values_b[::-1].ravel()])
   np.testing.assert_array_equal(got, expected)
+
+
+# --- A checkpoint written from the format spec, not by our writer. --------
+# The original saves with TF's RecordWriter: TFRecord framing (u64 length,
+# masked CRC32C of it, data, masked CRC32C of the data), and for data shards
+# SNAPPY stream compression: blocks of [u32 big-endian length][raw snappy].
+
+
+def _crc32c(data: bytes) -> int:
+  crc = 0xFFFFFFFF
+  for byte in data:
+    crc ^= byte
+    for _ in range(8):
+      crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+  return crc ^ 0xFFFFFFFF
+
+
+def _masked_crc(data: bytes) -> bytes:
+  crc = _crc32c(data)
+  masked = (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+  return masked.to_bytes(4, "little")
+
+
+def _tfrecords(records) -> bytes:
+  out = b""
+  for data in records:
+    length = len(data).to_bytes(8, "little")
+    out += length + _masked_crc(length) + data + _masked_crc(data)
+  return out
+
+
+def _snappy_stream(raw: bytes) -> bytes:
+  """One snappy block of literals (valid, uncompressed snappy)."""
+  n, varint = len(raw), b""
+  while True:
+    varint += bytes([(n & 0x7F) | (0x80 if n > 0x7F else 0)])
+    n >>= 7
+    if not n:
+      break
+  block = varint
+  for start in range(0, len(raw), 65536):
+    chunk = raw[start:start + 65536]
+    if len(chunk) <= 60:
+      block += bytes([(len(chunk) - 1) << 2]) + chunk
+    else:
+      block += bytes([61 << 2]) + (len(chunk) - 1).to_bytes(2, "little") + chunk
+  return len(block).to_bytes(4, "big") + block
+
+
+def test_restores_a_checkpoint_written_from_the_format_spec(graph, tmp_path):
+  basename = str(tmp_path / "orig")
+  entries = []
+  for i, table in enumerate(["a", "a", "b"]):
+    dump = embedding_hash_table_pb2.EntryDump(
+        id=100 + i, num=[i + 0.5, -i - 0.25], last_update_ts_sec=1000 + i)
+    dump.opt.dump.add().adagrad.norm.extend([1.0 + i, 2.0 + i])
+    entries.append((table, dump))
+  data = [d.SerializeToString() for _, d in entries]
+  meta = [
+      embedding_hash_table_pb2.MultiHashTableMetadata(
+          table_name=name, num_entries=count).SerializeToString()
+      for name, count in (("a", 2), ("b", 1))
+  ]
+  with open(basename + "-00000-of-00001", "wb") as f:
+    f.write(_snappy_stream(_tfrecords(data)))
+  with open(basename + ".meta-00000-of-00001", "wb") as f:
+    f.write(_tfrecords(meta))
+
+  adagrad = "adagrad { initial_accumulator_value: 0.1 }"
+  h = _mtable([("a", _table_config(2, adagrad)),
+               ("b", _table_config(2, adagrad))], "from_spec")
+  h = ops.monolith_multi_hash_table_restore(h, basename)
+  ids, split = tf.constant([100, 101, 102], tf.int64), tf.constant([0, 2, 3],
+                                                                   tf.int64)
+  restored = ops.monolith_multi_hash_table_lookup_entry(h, ids, split)
+  with tf.control_dependencies([restored]):
+    # One more adagrad step continues from the restored accumulators.
+    h2 = ops.monolith_multi_hash_table_optimize(
+        h, ids, split, tf.ones([6]), tf.constant([1., 1.]), 2000, 1)
+  with tf.control_dependencies([h2]):
+    after = ops.monolith_multi_hash_table_lookup(h, ids, split)
+  with tf1.Session() as sess:
+    restored_v = sess.run(restored)
+    after_v = sess.run(after)
+  for (_, expected), got in zip(entries, restored_v):
+    assert embedding_hash_table_pb2.EntryDump.FromString(got) == expected
+  expected_after = []
+  for _, dump in entries:
+    for value, norm in zip(dump.num, dump.opt.dump[0].adagrad.norm):
+      expected_after.append(value - 1.0 / np.sqrt(norm + 1.0))
+  np.testing.assert_allclose(after_v, expected_after, rtol=1e-6)
