@@ -298,13 +298,16 @@ class EmbeddingHashTable::Scratch {
   bool found_[kChunk];
 };
 
-EmbeddingHashTable::EmbeddingHashTable(std::unique_ptr<EntryAccessor> accessor)
+EmbeddingHashTable::EmbeddingHashTable(
+    std::unique_ptr<EntryAccessor> accessor,
+    const SlotExpireTimeConfig& expire_config)
     : accessor_(std::move(accessor)),
       dim_(accessor_->DimSize()),
       stride_(kPayloadOffset + accessor_->SizeBytes()),
       lookup_bytes_(accessor_->serving()
                         ? stride_
                         : kPayloadOffset + int64_t{dim_} * sizeof(float)),
+      expire_times_(expire_config),
       shards_(new Shard[kNumShards]) {}
 
 EmbeddingHashTable::~EmbeddingHashTable() = default;
@@ -315,16 +318,9 @@ Status EmbeddingHashTable::Create(const EmbeddingHashTableConfig& config,
   std::unique_ptr<EntryAccessor> accessor;
   MONOLITH_RETURN_IF_ERROR(
       EntryAccessor::Create(config.entry_config(), &accessor));
-  std::unique_ptr<EmbeddingHashTable> result(
-      new EmbeddingHashTable(std::move(accessor)));
+  std::unique_ptr<EmbeddingHashTable> result(new EmbeddingHashTable(
+      std::move(accessor), config.slot_expire_time_config()));
   result->skip_zero_embedding_ = config.skip_zero_embedding();
-  const SlotExpireTimeConfig& expire = config.slot_expire_time_config();
-  result->default_expire_seconds_ =
-      int64_t{expire.default_expire_time()} * kSecondsPerDay;
-  for (const auto& slot_expire : expire.slot_expire_times()) {
-    result->slot_expire_seconds_[slot_expire.slot()] =
-        int64_t{slot_expire.expire_time()} * kSecondsPerDay;
-  }
   const uint64_t capacity =
       CapacityFor((config.initial_capacity() + kNumShards - 1) / kNumShards);
   RandomEngine seeder(seed);
@@ -550,15 +546,6 @@ bool EmbeddingHashTable::Erase(int64_t id) {
   if (shard.slots[pos].index == kEmpty) return false;
   shard.EraseAt(pos);
   return true;
-}
-
-bool EmbeddingHashTable::IsExpired(int64_t id, int64_t update_time,
-                                   int64_t now) const {
-  auto it = slot_expire_seconds_.find(SlotOfId(id));
-  const int64_t expire = it == slot_expire_seconds_.end()
-                             ? default_expire_seconds_
-                             : it->second;
-  return now - update_time >= expire;
 }
 
 int64_t EmbeddingHashTable::Evict(int64_t now) {

@@ -26,21 +26,14 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <unordered_map>
 
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
 #include "monolith/native_training/runtime/hash_table/entry_accessor.h"
+#include "monolith/native_training/runtime/hash_table/slot_expire_times.h"
 #include "monolith/native_training/runtime/hash_table/status.h"
 
 namespace monolith {
 namespace hash_table {
-
-constexpr int64_t kSecondsPerDay = 24 * 3600;
-
-// The slot of a v2 feature id (its top 16 bits), which keys expire times.
-inline uint32_t SlotOfId(int64_t id) {
-  return static_cast<uint32_t>(static_cast<uint64_t>(id) >> 48);
-}
 
 class EmbeddingHashTable {
  public:
@@ -89,7 +82,9 @@ class EmbeddingHashTable {
   // before |now|. Returns how many were dropped.
   int64_t Evict(int64_t now);
   // True if an entry last updated at |update_time| has expired at |now|.
-  bool IsExpired(int64_t id, int64_t update_time, int64_t now) const;
+  bool IsExpired(int64_t id, int64_t update_time, int64_t now) const {
+    return expire_times_.IsExpired(id, update_time, now);
+  }
 
   bool Contains(int64_t id) const;
   int64_t Size() const;
@@ -118,7 +113,8 @@ class EmbeddingHashTable {
   struct Shard;
   class Scratch;
 
-  explicit EmbeddingHashTable(std::unique_ptr<EntryAccessor> accessor);
+  EmbeddingHashTable(std::unique_ptr<EntryAccessor> accessor,
+                     const SlotExpireTimeConfig& expire_config);
 
   // Runs |fn(index, entry)| for every ids[index], grouped by shard under the
   // shard's lock. Lookup mode: shared lock, entry may be null. Insert mode:
@@ -144,8 +140,7 @@ class EmbeddingHashTable {
   int64_t stride_ = 0;  // bytes per entry: id, timestamp, accessor bytes
   int64_t lookup_bytes_ = 0;  // leading bytes of an entry a lookup reads
   bool skip_zero_embedding_ = false;
-  int64_t default_expire_seconds_ = 0;
-  std::unordered_map<uint32_t, int64_t> slot_expire_seconds_;
+  SlotExpireTimes expire_times_;
   std::unique_ptr<Shard[]> shards_;
 };
 

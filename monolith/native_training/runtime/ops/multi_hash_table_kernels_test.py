@@ -417,3 +417,25 @@ def test_restores_a_checkpoint_written_from_the_format_spec(graph, tmp_path):
     for value, norm in zip(dump.num, dump.opt.dump[0].adagrad.norm):
       expected_after.append(value - 1.0 / np.sqrt(norm + 1.0))
   np.testing.assert_allclose(after_v, expected_after, rtol=1e-6)
+
+
+def test_save_skips_entries_expired_by_the_attr_config(graph, tmp_path):
+  basename = str(tmp_path / "expiring")
+  day = 24 * 3600
+  h = _mtable([("a", _table_config(1))], "expiring")
+  h = ops.monolith_multi_hash_table_assign(
+      h, tf.constant([1], tf.int64), tf.constant([0, 1], tf.int64),
+      tf.constant([1.]), 10)
+  h = ops.monolith_multi_hash_table_assign(
+      h, tf.constant([2], tf.int64), tf.constant([0, 1], tf.int64),
+      tf.constant([2.]), 10 + 2 * day)
+  expire = embedding_hash_table_pb2.SlotExpireTimeConfig(default_expire_time=1)
+  save = ops.monolith_multi_hash_table_save(
+      h, basename, nshards=1,
+      slot_expire_time_config=expire.SerializeToString())
+  with tf1.Session() as sess:
+    sess.run(save)
+    features, counts = sess.run(
+        ops.monolith_multi_hash_table_feature_stat(basename))
+  # Entry 1 is two days older than the table's latest update: not saved.
+  assert dict(zip(features.astype(str), counts)) == {"a": 1}

@@ -32,6 +32,7 @@ namespace {
 using ::monolith::hash_table::EntryDump;
 using ::monolith::hash_table::MultiHashTableMetadata;
 using ::monolith::hash_table::SlotExpireTimeConfig;
+using ::monolith::hash_table::SlotExpireTimes;
 
 std::string ShardName(const std::string& basename, int shard, int nshards) {
   char suffix[32];
@@ -101,11 +102,7 @@ class MultiHashTableSaveOp : public OpKernel {
       OP_REQUIRES(ctx, config.ParseFromString(expire),
                   errors::InvalidArgument("slot_expire_time_config is not a "
                                           "serialized SlotExpireTimeConfig"));
-      default_expire_seconds_ = int64_t{config.default_expire_time()} * 86400;
-      for (const auto& slot : config.slot_expire_times()) {
-        slot_expire_seconds_[slot.slot()] = int64_t{slot.expire_time()} * 86400;
-      }
-      has_expire_config_ = true;
+      expire_times_ = std::make_unique<SlotExpireTimes>(config);
     }
   }
 
@@ -143,14 +140,12 @@ class MultiHashTableSaveOp : public OpKernel {
  private:
   bool Expired(const MultiHashTable::Table& table, const EntryDump& dump,
                int64_t now) const {
-    if (!has_expire_config_) {
-      return table.table->IsExpired(dump.id(), dump.last_update_ts_sec(), now);
-    }
-    auto it = slot_expire_seconds_.find(
-        ::monolith::hash_table::SlotOfId(dump.id()));
-    const int64_t expire =
-        it == slot_expire_seconds_.end() ? default_expire_seconds_ : it->second;
-    return now - dump.last_update_ts_sec() >= expire;
+    // The attr's expire times, when given, override the table's.
+    return expire_times_
+               ? expire_times_->IsExpired(dump.id(), dump.last_update_ts_sec(),
+                                          now)
+               : table.table->IsExpired(dump.id(), dump.last_update_ts_sec(),
+                                        now);
   }
 
   Status SaveShard(Env* env, const MultiHashTable& mtable,
@@ -214,9 +209,7 @@ class MultiHashTableSaveOp : public OpKernel {
   }
 
   int nshards_ = -1;
-  bool has_expire_config_ = false;
-  int64_t default_expire_seconds_ = 0;
-  std::map<uint32_t, int64_t> slot_expire_seconds_;
+  std::unique_ptr<SlotExpireTimes> expire_times_;
 };
 
 // Reads records of one file; OutOfRange at its end.

@@ -1,0 +1,48 @@
+// When entries expire: per-slot expire times from a SlotExpireTimeConfig
+// (in days; slot = id >> 48), with the config's default for other slots.
+#ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_SLOT_EXPIRE_TIMES_H_
+#define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_SLOT_EXPIRE_TIMES_H_
+
+#include <cstdint>
+#include <unordered_map>
+
+#include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
+
+namespace monolith {
+namespace hash_table {
+
+constexpr int64_t kSecondsPerDay = 24 * 3600;
+
+// The slot of a v2 feature id (its top 16 bits), which keys expire times.
+inline uint32_t SlotOfId(int64_t id) {
+  return static_cast<uint32_t>(static_cast<uint64_t>(id) >> 48);
+}
+
+class SlotExpireTimes {
+ public:
+  explicit SlotExpireTimes(const SlotExpireTimeConfig& config)
+      : default_seconds_(int64_t{config.default_expire_time()} *
+                         kSecondsPerDay) {
+    for (const auto& slot : config.slot_expire_times()) {
+      slot_seconds_[slot.slot()] = int64_t{slot.expire_time()} * kSecondsPerDay;
+    }
+  }
+
+  // True if an entry of |id| last updated at |update_time| has expired at
+  // |now| (all in seconds).
+  bool IsExpired(int64_t id, int64_t update_time, int64_t now) const {
+    auto it = slot_seconds_.find(SlotOfId(id));
+    const int64_t expire =
+        it == slot_seconds_.end() ? default_seconds_ : it->second;
+    return now - update_time >= expire;
+  }
+
+ private:
+  int64_t default_seconds_;
+  std::unordered_map<uint32_t, int64_t> slot_seconds_;
+};
+
+}  // namespace hash_table
+}  // namespace monolith
+
+#endif  // MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_SLOT_EXPIRE_TIMES_H_
