@@ -1,11 +1,18 @@
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <atomic>
+#include <cstdint>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <mutex>
+#include <new>
 #include <shared_mutex>
 #include <sstream>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -15,9 +22,10 @@ namespace {
 
 constexpr int kShardBits = 6;
 constexpr int kNumShards = 1 << kShardBits;
-// Ids grouped by shard at a time; the grouping arrays (~50 KiB) live on the
-// stack.
-constexpr int kChunk = 2048;
+// Ids grouped by shard at a time: enough that each shard's lock is taken
+// for a run of ids (128 on average), few enough that the grouping arrays
+// (~300 KiB) stay in L2.
+constexpr int kGroupIds = 8192;
 constexpr int64_t kMaxBlockBytes = 16 << 10;
 constexpr uint32_t kFirstBlockEntries = 4;
 constexpr uint64_t kMinShardCapacity = 8;
@@ -25,11 +33,11 @@ constexpr uint64_t kMinShardCapacity = 8;
 constexpr uint64_t kMaxLoadNumerator = 3;
 constexpr uint64_t kMaxLoadDenominator = 4;
 constexpr uint32_t kEmpty = std::numeric_limits<uint32_t>::max();
-
-// An entry is [id: int64][last update: uint32 seconds][accessor payload].
-using Timestamp = uint32_t;
-constexpr int64_t kTimestampOffset = sizeof(int64_t);
-constexpr int64_t kPayloadOffset = kTimestampOffset + sizeof(Timestamp);
+// Arena blocks start on a cache line, so entries whose size is a multiple
+// of 64 bytes keep their values on whole lines.
+constexpr int64_t kBlockAlignment = 64;
+// Blocks are carved from chunks of one transparent huge page.
+constexpr int64_t kChunkBytes = int64_t{2} << 20;
 
 // MurmurHash3's 64-bit finalizer: ids are often structured (slot << 48 |
 // small counter), so they must be mixed before their bits pick buckets.
@@ -43,47 +51,46 @@ inline uint64_t Mix(int64_t id) {
   return h;
 }
 
-// The top bits pick the shard, the low 32 bits (the slot's fingerprint)
-// the bucket, so a shard can rehash from its slots alone.
+// The top bits of the hash pick the shard, the low bits the bucket.
 inline int ShardOf(uint64_t hash) {
   return static_cast<int>(hash >> (64 - kShardBits));
 }
-inline uint32_t Fingerprint(uint64_t hash) {
-  return static_cast<uint32_t>(hash);
-}
 
 inline void Prefetch(const void* p) { __builtin_prefetch(p, 0, 3); }
+inline void PrefetchForWrite(const void* p) { __builtin_prefetch(p, 1, 3); }
 
-inline int64_t KeyOf(const char* entry) {
-  int64_t key;
-  std::memcpy(&key, entry, sizeof(key));
-  return key;
+// Prefetches the cache lines of [begin, begin + bytes).
+template <bool kForWrite>
+inline void PrefetchRange(const char* begin, int64_t bytes) {
+  const uintptr_t first = reinterpret_cast<uintptr_t>(begin) & ~uintptr_t{63};
+  const uintptr_t last = reinterpret_cast<uintptr_t>(begin) + bytes - 1;
+  for (uintptr_t line = first; line <= last; line += 64) {
+    if (kForWrite) {
+      PrefetchForWrite(reinterpret_cast<const void*>(line));
+    } else {
+      Prefetch(reinterpret_cast<const void*>(line));
+    }
+  }
 }
 
-inline Timestamp GetTimestamp(const char* entry) {
-  Timestamp t;
-  std::memcpy(&t, entry + kTimestampOffset, sizeof(t));
-  return t;
-}
+using Timestamp = uint32_t;
 
-inline void SetTimestamp(char* entry, int64_t seconds) {
-  const Timestamp t = static_cast<Timestamp>(
+inline Timestamp ToTimestamp(int64_t seconds) {
+  return static_cast<Timestamp>(
       std::clamp<int64_t>(seconds, 0, std::numeric_limits<Timestamp>::max()));
-  std::memcpy(entry + kTimestampOffset, &t, sizeof(t));
 }
 
-inline char* Payload(char* entry) { return entry + kPayloadOffset; }
-inline const char* Payload(const char* entry) {
-  return entry + kPayloadOffset;
-}
-
-// 8 bytes: the low 32 bits of the id's hash and the entry's arena index.
-// A slot is empty when its index is kEmpty, so every int64 is a valid id;
-// the id itself is compared in the entry only when fingerprints match.
-struct Slot {
-  uint32_t fingerprint;
+// 16 bytes, four to a cache line: the id, its entry's arena index and its
+// last update time (seconds). A slot is empty when its index is kEmpty, so
+// every int64 is a valid id. Keeping the id here means a probe compares ids
+// without touching entries, and an entry holds only the accessor's payload,
+// so a lookup reads one slot and the value lines, nothing else.
+struct alignas(16) Slot {
+  int64_t id;
   uint32_t index;
+  Timestamp timestamp;
 };
+static_assert(sizeof(Slot) == 16, "four slots per cache line");
 
 uint64_t CapacityFor(uint64_t entries) {
   uint64_t capacity = kMinShardCapacity;
@@ -102,6 +109,97 @@ bool AllZero(const float* values, int dim) {
 
 int Log2(uint64_t power_of_two) { return __builtin_ctzll(power_of_two); }
 
+// Maps |bytes| (a multiple of kChunkBytes) aligned to kChunkBytes; null
+// when the system is out of memory.
+char* MapChunk(int64_t bytes) {
+  // Map one chunk more than needed and unmap the misaligned ends.
+  const int64_t mapped = bytes + kChunkBytes;
+  void* p = mmap(nullptr, mapped, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return nullptr;
+  char* begin = static_cast<char*>(p);
+  char* aligned = reinterpret_cast<char*>(
+      (reinterpret_cast<uintptr_t>(begin) + kChunkBytes - 1) &
+      ~uintptr_t(kChunkBytes - 1));
+  if (aligned > begin) munmap(begin, aligned - begin);
+  char* end = aligned + bytes;
+  if (begin + mapped > end) munmap(end, begin + mapped - end);
+  return aligned;
+}
+
+}  // namespace
+
+// The arena's memory: shards' blocks carved from 2 MiB chunks, each mapped
+// on a 2 MiB boundary. Once a table holds more than one chunk, its chunks
+// are advised to be transparent huge pages, which takes the page-table
+// walks out of a lookup's entry access (a table of 1M entries spans tens
+// of thousands of 4 KiB pages, far beyond the TLB). Small tables stay on
+// 4 KiB pages, where only touched pages take memory.
+class EmbeddingHashTable::BlockPool {
+ public:
+  BlockPool() = default;
+  BlockPool(const BlockPool&) = delete;
+  BlockPool& operator=(const BlockPool&) = delete;
+  ~BlockPool() { Clear(); }
+
+  // A kBlockAlignment-aligned block of |bytes|, or null when out of
+  // memory. Thread-safe.
+  char* Allocate(int64_t bytes) {
+    bytes = (bytes + kBlockAlignment - 1) & ~(kBlockAlignment - 1);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (bytes > kChunkBytes / 8) {
+      // An outsized block gets chunks of its own.
+      return NewChunk((bytes + kChunkBytes - 1) & ~(kChunkBytes - 1));
+    }
+    if (free_ == nullptr || free_bytes_ < bytes) {
+      free_ = NewChunk(kChunkBytes);
+      free_bytes_ = free_ == nullptr ? 0 : kChunkBytes;
+      if (free_ == nullptr) return nullptr;
+    }
+    char* block = free_;
+    free_ += bytes;
+    free_bytes_ -= bytes;
+    block_bytes_ += bytes;
+    return block;
+  }
+
+  // Bytes handed out as blocks.
+  int64_t block_bytes() const {
+    return block_bytes_.load(std::memory_order_relaxed);
+  }
+
+  // Frees every block. The caller excludes concurrent Allocate calls (the
+  // table holds every shard's lock), so the pool's own lock is not taken.
+  void Clear() {
+    for (const auto& chunk : chunks_) munmap(chunk.first, chunk.second);
+    chunks_.clear();
+    free_ = nullptr;
+    free_bytes_ = 0;
+    block_bytes_ = 0;
+  }
+
+ private:
+  char* NewChunk(int64_t bytes) {
+    char* chunk = MapChunk(bytes);
+    if (chunk == nullptr) return nullptr;
+    chunks_.emplace_back(chunk, bytes);
+    if (bytes > kChunkBytes) block_bytes_ += bytes;
+    if (chunks_.size() == 2) {
+      // The table outgrew one chunk: the first one becomes eligible too.
+      madvise(chunks_[0].first, chunks_[0].second, MADV_HUGEPAGE);
+    }
+    if (chunks_.size() >= 2) madvise(chunk, bytes, MADV_HUGEPAGE);
+    return chunk;
+  }
+
+  std::mutex mu_;
+  std::vector<std::pair<char*, int64_t>> chunks_;
+  char* free_ = nullptr;  // the rest of the last regular chunk
+  int64_t free_bytes_ = 0;
+  std::atomic<int64_t> block_bytes_{0};
+};
+
+namespace {
 }  // namespace
 
 struct EmbeddingHashTable::Shard {
@@ -115,14 +213,15 @@ struct EmbeddingHashTable::Shard {
   int64_t stride = 0;
   int max_block_log2 = 0;   // log2(max_block_entries / kFirstBlockEntries)
   uint32_t doubling_end = 0;  // first index of the first full-size block
-  std::vector<std::unique_ptr<char[]>> blocks;
+  BlockPool* pool = nullptr;
+  std::vector<char*> blocks;  // owned by the pool
   uint32_t next_index = 0;
   uint32_t capacity_entries = 0;
   std::vector<uint32_t> free_indices;
-  int64_t arena_bytes = 0;
   RandomEngine rng;
 
-  void Init(int64_t entry_stride, uint64_t capacity) {
+  void Init(BlockPool* block_pool, int64_t entry_stride, uint64_t capacity) {
+    pool = block_pool;
     stride = entry_stride;
     const int64_t max_entries = std::max<int64_t>(
         kFirstBlockEntries, int64_t{1} << (63 - __builtin_clzll(std::max<int64_t>(
@@ -134,13 +233,12 @@ struct EmbeddingHashTable::Shard {
 
   void Reset(uint64_t capacity) {
     slots.reset(new Slot[capacity]);
-    std::fill(slots.get(), slots.get() + capacity, Slot{0, kEmpty});
+    std::fill(slots.get(), slots.get() + capacity, Slot{0, kEmpty, 0});
     mask = capacity - 1;
     size = 0;
     blocks.clear();
     next_index = capacity_entries = 0;
     free_indices.clear();
-    arena_bytes = 0;
   }
 
   char* EntryAt(uint32_t index) const {
@@ -148,11 +246,11 @@ struct EmbeddingHashTable::Shard {
       const uint32_t q = index / kFirstBlockEntries + 1;
       const int block = 31 - __builtin_clz(q);
       const uint32_t first = kFirstBlockEntries * ((1u << block) - 1);
-      return blocks[block].get() + int64_t{index - first} * stride;
+      return blocks[block] + int64_t{index - first} * stride;
     }
     const uint32_t rest = index - doubling_end;
     const int shift = Log2(kFirstBlockEntries) + max_block_log2;
-    return blocks[max_block_log2 + (rest >> shift)].get() +
+    return blocks[max_block_log2 + (rest >> shift)] +
            int64_t{rest & ((1u << shift) - 1)} * stride;
   }
 
@@ -163,64 +261,51 @@ struct EmbeddingHashTable::Shard {
       return index;
     }
     if (next_index == capacity_entries) {
-      const int block = static_cast<int>(blocks.size());
-      const int64_t entries =
-          int64_t{kFirstBlockEntries} << std::min(block, max_block_log2);
-      blocks.emplace_back(new char[entries * stride]);
-      arena_bytes += entries * stride;
+      const int block_number = static_cast<int>(blocks.size());
+      const int64_t entries = int64_t{kFirstBlockEntries}
+                              << std::min(block_number, max_block_log2);
+      char* block = pool->Allocate(entries * stride);
+      if (block == nullptr) throw std::bad_alloc();
+      blocks.push_back(block);
       capacity_entries += static_cast<uint32_t>(entries);
     }
     return next_index++;
   }
 
-  void PrefetchBucket(uint64_t hash) const {
-    Prefetch(&slots[Fingerprint(hash) & mask]);
-  }
-
-  // The first slot at or after |pos| in the probe sequence that is empty or
-  // carries |fingerprint|.
-  uint64_t Probe(uint32_t fingerprint, uint64_t pos) const {
-    for (;; pos = (pos + 1) & mask) {
-      const Slot& slot = slots[pos];
-      if (slot.index == kEmpty || slot.fingerprint == fingerprint) return pos;
+  // The slot holding |id|, or the empty slot ending its probe sequence.
+  uint64_t FindSlot(int64_t id, uint64_t hash) const {
+    uint64_t pos = hash & mask;
+    while (slots[pos].index != kEmpty && slots[pos].id != id) {
+      pos = (pos + 1) & mask;
     }
+    return pos;
   }
 
-  // The slot holding |key|, or the empty slot ending its probe sequence.
-  uint64_t FindSlot(int64_t key, uint64_t hash) const {
-    const uint32_t fingerprint = Fingerprint(hash);
-    for (uint64_t pos = Probe(fingerprint, fingerprint & mask);;
-         pos = Probe(fingerprint, (pos + 1) & mask)) {
-      const Slot& slot = slots[pos];
-      if (slot.index == kEmpty || KeyOf(EntryAt(slot.index)) == key) {
-        return pos;
-      }
-    }
-  }
-
-  char* Find(int64_t key, uint64_t hash) const {
-    const Slot& slot = slots[FindSlot(key, hash)];
+  char* Find(int64_t id, uint64_t hash) const {
+    const Slot& slot = slots[FindSlot(id, hash)];
     return slot.index == kEmpty ? nullptr : EntryAt(slot.index);
   }
 
-  // Inserts |key| (absent; its probe sequence ends at empty slot |pos|),
-  // growing first if needed. Returns the new entry with its id set.
-  char* Insert(int64_t key, uint64_t hash, uint64_t pos) {
-    if (uint64_t(size + 1) * kMaxLoadDenominator >
-        (mask + 1) * kMaxLoadNumerator) {
-      Rehash((mask + 1) * 2);
-      pos = FindSlot(key, hash);
+  // Grows, if needed, so that |extra| more entries fit without a rehash
+  // (slot positions stay valid while they are inserted).
+  void Reserve(int64_t extra) {
+    const uint64_t needed = uint64_t(size + extra);
+    if (needed * kMaxLoadDenominator > (mask + 1) * kMaxLoadNumerator) {
+      Rehash(CapacityFor(needed));
     }
-    const uint32_t index = AllocateIndex();
-    slots[pos] = Slot{Fingerprint(hash), index};
-    ++size;
-    char* entry = EntryAt(index);
-    std::memcpy(entry, &key, sizeof(key));
-    return entry;
   }
 
-  void Place(Slot slot) {
-    uint64_t pos = slot.fingerprint & mask;
+  // Fills empty slot |pos| (where |id|'s probe ended) with a new entry;
+  // the caller has reserved room. Returns the entry.
+  char* Insert(int64_t id, uint64_t pos) {
+    const uint32_t index = AllocateIndex();
+    slots[pos] = Slot{id, index, 0};
+    ++size;
+    return EntryAt(index);
+  }
+
+  void Place(const Slot& slot) {
+    uint64_t pos = Mix(slot.id) & mask;
     while (slots[pos].index != kEmpty) pos = (pos + 1) & mask;
     slots[pos] = slot;
   }
@@ -229,7 +314,7 @@ struct EmbeddingHashTable::Shard {
     std::unique_ptr<Slot[]> old = std::move(slots);
     const uint64_t old_capacity = mask + 1;
     slots.reset(new Slot[capacity]);
-    std::fill(slots.get(), slots.get() + capacity, Slot{0, kEmpty});
+    std::fill(slots.get(), slots.get() + capacity, Slot{0, kEmpty, 0});
     mask = capacity - 1;
     for (uint64_t i = 0; i < old_capacity; ++i) {
       if (old[i].index != kEmpty) Place(old[i]);
@@ -244,7 +329,7 @@ struct EmbeddingHashTable::Shard {
     uint64_t hole = pos;
     for (uint64_t i = (pos + 1) & mask; slots[i].index != kEmpty;
          i = (i + 1) & mask) {
-      const uint64_t home = slots[i].fingerprint & mask;
+      const uint64_t home = Mix(slots[i].id) & mask;
       const bool can_fill_hole = ((i - home) & mask) >= ((i - hole) & mask);
       if (can_fill_hole) {
         slots[hole] = slots[i];
@@ -257,9 +342,18 @@ struct EmbeddingHashTable::Shard {
 };
 
 // Ids of one chunk, ordered by shard (stably), with their hashes and the
-// entries the pipeline found for them.
+// slots and entries the pipeline found for them.
 class EmbeddingHashTable::Scratch {
  public:
+  // Room for groups of up to |capacity| ids (at most kGroupIds).
+  explicit Scratch(int capacity)
+      : unsorted_(new uint64_t[capacity]),
+        hash_(new uint64_t[capacity]),
+        index_(new uint16_t[capacity]),
+        slot_(new Slot*[capacity]),
+        entry_(new char*[capacity]),
+        found_(new bool[capacity]) {}
+
   void Group(const int64_t* ids, int n) {
     int counts[kNumShards] = {};
     for (int i = 0; i < n; ++i) {
@@ -282,20 +376,24 @@ class EmbeddingHashTable::Scratch {
   int end(int shard) const { return begin_[shard + 1]; }
   uint64_t hash(int pos) const { return hash_[pos]; }
   int index(int pos) const { return index_[pos]; }
-  void set_candidate(int pos, char* entry, bool found) {
+  void set_found(int pos, Slot* slot, char* entry, bool found) {
+    slot_[pos] = slot;
     entry_[pos] = entry;
     found_[pos] = found;
   }
+  Slot* slot(int pos) const { return slot_[pos]; }
   char* entry(int pos) const { return entry_[pos]; }
   bool found(int pos) const { return found_[pos]; }
 
  private:
+  static_assert(kGroupIds <= 65536, "indices are uint16");
   int begin_[kNumShards + 1];
-  uint64_t unsorted_[kChunk];
-  uint64_t hash_[kChunk];
-  uint16_t index_[kChunk];
-  char* entry_[kChunk];
-  bool found_[kChunk];
+  std::unique_ptr<uint64_t[]> unsorted_;
+  std::unique_ptr<uint64_t[]> hash_;
+  std::unique_ptr<uint16_t[]> index_;
+  std::unique_ptr<Slot*[]> slot_;
+  std::unique_ptr<char*[]> entry_;
+  std::unique_ptr<bool[]> found_;
 };
 
 EmbeddingHashTable::EmbeddingHashTable(
@@ -303,11 +401,11 @@ EmbeddingHashTable::EmbeddingHashTable(
     const SlotExpireTimeConfig& expire_config)
     : accessor_(std::move(accessor)),
       dim_(accessor_->DimSize()),
-      stride_(kPayloadOffset + accessor_->SizeBytes()),
-      lookup_bytes_(accessor_->serving()
-                        ? stride_
-                        : kPayloadOffset + int64_t{dim_} * sizeof(float)),
+      stride_(accessor_->SizeBytes()),
+      lookup_bytes_(accessor_->serving() ? stride_
+                                         : int64_t{dim_} * sizeof(float)),
       expire_times_(expire_config),
+      pool_(new BlockPool),
       shards_(new Shard[kNumShards]) {}
 
 EmbeddingHashTable::~EmbeddingHashTable() = default;
@@ -325,7 +423,7 @@ Status EmbeddingHashTable::Create(const EmbeddingHashTableConfig& config,
       CapacityFor((config.initial_capacity() + kNumShards - 1) / kNumShards);
   RandomEngine seeder(seed);
   for (int s = 0; s < kNumShards; ++s) {
-    result->shards_[s].Init(result->stride_, capacity);
+    result->shards_[s].Init(result->pool_.get(), result->stride_, capacity);
     result->shards_[s].rng = RandomEngine(seeder());
   }
   *table = std::move(result);
@@ -334,60 +432,66 @@ Status EmbeddingHashTable::Create(const EmbeddingHashTableConfig& config,
 
 // Runs the ids of each chunk shard by shard, under the shard's lock, in
 // three tight passes over the shard's ids so that their independent cache
-// misses overlap: (1) prefetch every id's bucket; (2) probe each up to the
-// first slot with its fingerprint or an empty one, and prefetch that entry
-// (in exclusive mode an id whose probe ends empty is inserted here);
-// (3) confirm the id in the entry (a fingerprint shared with another id,
-// about one in 2^32, falls back to a full probe) and call
-// |visit(index, entry, found)| in the ids' order.
+// misses overlap: (1) prefetch every id's bucket; (2) probe each to its
+// slot (or the empty slot ending its probe) and prefetch the entry (in
+// exclusive mode an absent id is inserted here, into room reserved before
+// the passes, so slot pointers stay valid); (3) stamp |update_time| (in
+// exclusive mode) and call |visit(index, slot, entry, found)| in the ids'
+// order; in lookup mode slot and entry are null for an absent id.
 template <bool kExclusive, typename Visit>
 void EmbeddingHashTable::RunPipeline(const int64_t* ids, int64_t n,
-                                     Scratch* scratch, Visit visit) const {
-  for (int64_t base = 0; base < n; base += kChunk) {
-    const int m = static_cast<int>(std::min<int64_t>(kChunk, n - base));
-    scratch->Group(ids + base, m);
-    for (int s = 0; s < kNumShards; ++s) {
+                                     int64_t update_time, Visit visit) const {
+  Scratch scratch_arrays(static_cast<int>(std::min<int64_t>(n, kGroupIds)));
+  Scratch* scratch = &scratch_arrays;
+  // Threads start their walk over the shards at different shards, so
+  // concurrent batches rarely contend for the same shard's lock.
+  const int first_shard = static_cast<int>(
+      std::hash<std::thread::id>()(std::this_thread::get_id()) % kNumShards);
+  const Timestamp stamp = ToTimestamp(update_time);
+  // Readers need the values, writers the whole entry.
+  const int64_t entry_bytes = kExclusive ? stride_ : lookup_bytes_;
+  for (int64_t base = 0; base < n; base += kGroupIds) {
+    const int m = static_cast<int>(std::min<int64_t>(kGroupIds, n - base));
+    const int64_t* chunk_ids = ids + base;
+    scratch->Group(chunk_ids, m);
+    for (int step = 0; step < kNumShards; ++step) {
+      const int s = (first_shard + step) % kNumShards;
       const int begin = scratch->begin(s), end = scratch->end(s);
       if (begin == end) continue;
       Shard& shard = shards_[s];
       if (kExclusive) {
         shard.mu.lock();
+        shard.Reserve(end - begin);
       } else {
         shard.mu.lock_shared();
       }
-      for (int p = begin; p < end; ++p) shard.PrefetchBucket(scratch->hash(p));
       for (int p = begin; p < end; ++p) {
-        const uint64_t hash = scratch->hash(p);
-        const uint32_t fingerprint = Fingerprint(hash);
-        const uint64_t pos = shard.Probe(fingerprint, fingerprint & shard.mask);
-        char* entry = nullptr;
-        bool found = false;
-        if (shard.slots[pos].index != kEmpty) {
-          entry = shard.EntryAt(shard.slots[pos].index);
-          found = true;
-          // Readers need the id and values, writers the whole entry.
-          const int64_t bytes = kExclusive ? stride_ : lookup_bytes_;
-          for (int64_t b = 0; b < bytes; b += 64) Prefetch(entry + b);
-        } else if (kExclusive) {
-          entry = InsertNew(&shard, ids[base + scratch->index(p)], hash, pos);
+        const Slot* bucket = &shard.slots[scratch->hash(p) & shard.mask];
+        if (kExclusive) {
+          PrefetchForWrite(bucket);
+        } else {
+          Prefetch(bucket);
         }
-        scratch->set_candidate(p, entry, found);
       }
       for (int p = begin; p < end; ++p) {
-        const int64_t index = base + scratch->index(p);
-        char* entry = scratch->entry(p);
-        bool found = scratch->found(p);
-        if (found && KeyOf(entry) != ids[index]) {
-          // Another id with the same fingerprint: probe in full.
-          const uint64_t hash = scratch->hash(p);
-          entry = shard.Find(ids[index], hash);
-          found = entry != nullptr;
-          if (kExclusive && !found) {
-            entry = InsertNew(&shard, ids[index], hash,
-                              shard.FindSlot(ids[index], hash));
-          }
+        const int64_t id = chunk_ids[scratch->index(p)];
+        const uint64_t pos = shard.FindSlot(id, scratch->hash(p));
+        Slot* slot = &shard.slots[pos];
+        if (slot->index != kEmpty) {
+          char* entry = shard.EntryAt(slot->index);
+          PrefetchRange<kExclusive>(entry, entry_bytes);
+          scratch->set_found(p, slot, entry, true);
+        } else if (kExclusive) {
+          scratch->set_found(p, slot, InsertNew(&shard, id, pos), false);
+        } else {
+          scratch->set_found(p, nullptr, nullptr, false);
         }
-        visit(index, entry, found);
+      }
+      for (int p = begin; p < end; ++p) {
+        Slot* slot = scratch->slot(p);
+        if (kExclusive) slot->timestamp = stamp;
+        visit(base + scratch->index(p), slot, scratch->entry(p),
+              scratch->found(p));
       }
       if (kExclusive) {
         shard.mu.unlock();
@@ -398,30 +502,26 @@ void EmbeddingHashTable::RunPipeline(const int64_t* ids, int64_t n,
   }
 }
 
-char* EmbeddingHashTable::InsertNew(Shard* shard, int64_t id, uint64_t hash,
+char* EmbeddingHashTable::InsertNew(Shard* shard, int64_t id,
                                     uint64_t pos) const {
-  char* entry = shard->Insert(id, hash, pos);
-  SetTimestamp(entry, 0);
-  accessor_->Init(Payload(entry), &shard->rng);
+  char* entry = shard->Insert(id, pos);
+  accessor_->Init(entry, &shard->rng);
   return entry;
 }
 
 template <typename Fn>
 void EmbeddingHashTable::ForEachFound(const int64_t* ids, int64_t n,
                                       Fn fn) const {
-  Scratch scratch;
-  RunPipeline<false>(ids, n, &scratch,
-                     [&](int64_t index, const char* entry, bool found) {
-                       fn(index, found ? entry : nullptr);
-                     });
+  RunPipeline<false>(ids, n, 0,
+                     [&](int64_t index, const Slot* slot, const char* entry,
+                         bool found) { fn(index, slot, entry); });
 }
 
 template <typename Fn>
 void EmbeddingHashTable::ForEachUpserted(const int64_t* ids, int64_t n,
-                                         Fn fn) {
-  Scratch scratch;
-  RunPipeline<true>(ids, n, &scratch,
-                    [&](int64_t index, char* entry, bool found) {
+                                         int64_t update_time, Fn fn) {
+  RunPipeline<true>(ids, n, update_time,
+                    [&](int64_t index, Slot*, char* entry, bool found) {
                       fn(index, entry, !found);
                     });
 }
@@ -434,7 +534,7 @@ int64_t EmbeddingHashTable::LookupValues(const int64_t* ids, int64_t n,
   // kDim == 0: any entry, decoded by the accessor.
   const int dim = kDim > 0 ? kDim : dim_;
   int64_t hits = 0;
-  ForEachFound(ids, n, [&](int64_t i, const char* entry) {
+  ForEachFound(ids, n, [&](int64_t i, const Slot*, const char* entry) {
     float* out = embeddings + i * dim;
     if (entry == nullptr) {
       std::memset(out, 0, sizeof(float) * dim);
@@ -442,9 +542,9 @@ int64_t EmbeddingHashTable::LookupValues(const int64_t* ids, int64_t n,
     }
     ++hits;
     if (kDim > 0) {
-      std::memcpy(out, Payload(entry), sizeof(float) * kDim);
+      std::memcpy(out, entry, sizeof(float) * kDim);
     } else {
-      accessor_->Fill(Payload(entry), out);
+      accessor_->Fill(entry, out);
     }
   });
   return hits;
@@ -469,34 +569,33 @@ int64_t EmbeddingHashTable::BatchLookup(const int64_t* ids, int64_t n,
 
 void EmbeddingHashTable::BatchLookupEntry(const int64_t* ids, int64_t n,
                                           EntryDump* entries) const {
-  ForEachFound(ids, n, [&](int64_t i, const char* entry) {
+  ForEachFound(ids, n, [&](int64_t i, const Slot* slot, const char* entry) {
     EntryDump& dump = entries[i];
     dump.Clear();
     dump.set_id(ids[i]);
     if (entry != nullptr) {
-      accessor_->Save(Payload(entry), &dump);
-      dump.set_last_update_ts_sec(GetTimestamp(entry));
+      accessor_->Save(entry, &dump);
+      dump.set_last_update_ts_sec(slot->timestamp);
     }
   });
 }
 
 void EmbeddingHashTable::Assign(const int64_t* ids, int64_t n,
                                 const float* values, int64_t update_time) {
-  auto assign = [&](int64_t i, char* entry, bool) {
-    SetTimestamp(entry, update_time);
-    accessor_->Assign(values + i * dim_, Payload(entry));
-  };
   if (!skip_zero_embedding_) {
-    ForEachUpserted(ids, n, assign);
+    ForEachUpserted(ids, n, update_time, [&](int64_t i, char* entry, bool) {
+      accessor_->Assign(values + i * dim_, entry);
+    });
     return;
   }
   // Serving tables drop all-zero embeddings: handled id by id, in order.
   for (int64_t i = 0; i < n; ++i) {
-    if (AllZero(values + i * dim_, dim_)) {
+    const float* value = values + i * dim_;
+    if (AllZero(value, dim_)) {
       Erase(ids[i]);
     } else {
-      ForEachUpserted(ids + i, 1, [&](int64_t, char* entry, bool inserted) {
-        assign(i, entry, inserted);
+      ForEachUpserted(ids + i, 1, update_time, [&](int64_t, char* entry, bool) {
+        accessor_->Assign(value, entry);
       });
     }
   }
@@ -504,21 +603,21 @@ void EmbeddingHashTable::Assign(const int64_t* ids, int64_t n,
 
 void EmbeddingHashTable::AssignAdd(const int64_t* ids, int64_t n,
                                    const float* values, int64_t update_time) {
-  ForEachUpserted(ids, n, [&](int64_t i, char* entry, bool) {
-    SetTimestamp(entry, update_time);
-    accessor_->AssignAdd(values + i * dim_, Payload(entry));
+  ForEachUpserted(ids, n, update_time, [&](int64_t i, char* entry, bool) {
+    accessor_->AssignAdd(values + i * dim_, entry);
   });
 }
 
 void EmbeddingHashTable::Reinitialize(const int64_t* ids, int64_t n,
                                       int* status, int64_t update_time) {
-  ForEachUpserted(ids, n, [&](int64_t i, char* entry, bool inserted) {
-    SetTimestamp(entry, update_time);
-    if (!inserted) {
-      accessor_->Init(Payload(entry), &shards_[ShardOf(Mix(ids[i]))].rng);
-    }
-    status[i] = inserted ? 0 : 1;
-  });
+  ForEachUpserted(ids, n, update_time,
+                  [&](int64_t i, char* entry, bool inserted) {
+                    if (!inserted) {
+                      accessor_->Init(entry,
+                                      &shards_[ShardOf(Mix(ids[i]))].rng);
+                    }
+                    status[i] = inserted ? 0 : 1;
+                  });
 }
 
 Status EmbeddingHashTable::BatchOptimize(const int64_t* ids, int64_t n,
@@ -530,10 +629,8 @@ Status EmbeddingHashTable::BatchOptimize(const int64_t* ids, int64_t n,
     return FailedPreconditionError(
         "optimize on a SERVING table: its entries have no optimizer state");
   }
-  ForEachUpserted(ids, n, [&](int64_t i, char* entry, bool) {
-    SetTimestamp(entry, update_time);
-    accessor_->Optimize(Payload(entry), grads + i * dim_, learning_rates,
-                        global_step);
+  ForEachUpserted(ids, n, update_time, [&](int64_t i, char* entry, bool) {
+    accessor_->Optimize(entry, grads + i * dim_, learning_rates, global_step);
   });
   return Status::OK();
 }
@@ -558,8 +655,7 @@ int64_t EmbeddingHashTable::Evict(int64_t now) {
     for (uint64_t i = 0; i <= shard.mask; ++i) {
       const Slot& slot = shard.slots[i];
       if (slot.index == kEmpty) continue;
-      const char* entry = shard.EntryAt(slot.index);
-      if (IsExpired(KeyOf(entry), GetTimestamp(entry), now)) {
+      if (IsExpired(slot.id, slot.timestamp, now)) {
         shard.free_indices.push_back(slot.index);
         ++evicted;
       } else {
@@ -568,7 +664,7 @@ int64_t EmbeddingHashTable::Evict(int64_t now) {
     }
     if (kept.size() == static_cast<size_t>(shard.size)) continue;
     std::fill(shard.slots.get(), shard.slots.get() + shard.mask + 1,
-              Slot{0, kEmpty});
+              Slot{0, kEmpty, 0});
     for (const Slot& slot : kept) shard.Place(slot);
     shard.size = static_cast<int64_t>(kept.size());
   }
@@ -592,19 +688,21 @@ int64_t EmbeddingHashTable::Size() const {
 }
 
 int64_t EmbeddingHashTable::MemoryBytes() const {
-  int64_t bytes = 0;
+  int64_t bytes = pool_->block_bytes();
   for (int s = 0; s < kNumShards; ++s) {
     std::shared_lock<std::shared_mutex> lock(shards_[s].mu);
-    bytes += (shards_[s].mask + 1) * sizeof(Slot) + shards_[s].arena_bytes;
+    bytes += (shards_[s].mask + 1) * sizeof(Slot);
   }
   return bytes;
 }
 
 void EmbeddingHashTable::Clear() {
-  for (int s = 0; s < kNumShards; ++s) {
-    std::unique_lock<std::shared_mutex> lock(shards_[s].mu);
-    shards_[s].Reset(kMinShardCapacity);
-  }
+  // Every shard at once: the pool's blocks are freed under all the locks,
+  // so no shard allocates meanwhile.
+  for (int s = 0; s < kNumShards; ++s) shards_[s].mu.lock();
+  for (int s = 0; s < kNumShards; ++s) shards_[s].Reset(kMinShardCapacity);
+  pool_->Clear();
+  for (int s = kNumShards - 1; s >= 0; --s) shards_[s].mu.unlock();
 }
 
 std::string EmbeddingHashTable::DebugString() const {
@@ -626,36 +724,36 @@ Status EmbeddingHashTable::Save(
   // Dump shard of an id: its internal shard modulo num_shards when that
   // splits the work evenly enough, else its hash modulo num_shards.
   const bool by_internal_shard = num_shards <= kNumShards;
-  std::vector<char> copies;
+  std::vector<Slot> slots;
+  std::vector<char> payloads;
   EntryDump dump;
   for (int s = 0; s < kNumShards; ++s) {
     if (by_internal_shard && s % num_shards != shard) continue;
-    copies.clear();
+    slots.clear();
+    payloads.clear();
     {
       const Shard& internal = shards_[s];
       std::shared_lock<std::shared_mutex> lock(internal.mu);
       for (uint64_t i = 0; i <= internal.mask; ++i) {
         const Slot& slot = internal.slots[i];
         if (slot.index == kEmpty) continue;
-        const char* entry = internal.EntryAt(slot.index);
         if (!by_internal_shard &&
-            static_cast<int>(Mix(KeyOf(entry)) % num_shards) != shard) {
+            static_cast<int>(Mix(slot.id) % num_shards) != shard) {
           continue;
         }
-        copies.insert(copies.end(), entry, entry + stride_);
+        const char* entry = internal.EntryAt(slot.index);
+        slots.push_back(slot);
+        payloads.insert(payloads.end(), entry, entry + stride_);
       }
     }
-    const size_t count = copies.size() / stride_;
-    for (size_t k = 0; k < count; ++k) {
-      const char* entry = copies.data() + k * stride_;
-      const int64_t id = KeyOf(entry);
-      const int64_t update_time = GetTimestamp(entry);
-      if (now > 0 && IsExpired(id, update_time, now)) continue;
+    for (size_t k = 0; k < slots.size(); ++k) {
+      const Slot& slot = slots[k];
+      if (now > 0 && IsExpired(slot.id, slot.timestamp, now)) continue;
       // One message for every entry: Clear keeps its allocations.
       dump.Clear();
-      dump.set_id(id);
-      accessor_->Save(Payload(entry), &dump);
-      dump.set_last_update_ts_sec(update_time);
+      dump.set_id(slot.id);
+      accessor_->Save(payloads.data() + k * stride_, &dump);
+      dump.set_last_update_ts_sec(slot.timestamp);
       MONOLITH_RETURN_IF_ERROR(write(dump));
     }
   }
@@ -674,14 +772,13 @@ Status EmbeddingHashTable::Restore(const EntryDump& dump) {
   {
     std::unique_lock<std::shared_mutex> lock(shard.mu);
     MONOLITH_RETURN_IF_ERROR(
-        accessor_->Restore(dump, Payload(scratch.data()), &shard.rng));
+        accessor_->Restore(dump, scratch.data(), &shard.rng));
   }
-  SetTimestamp(scratch.data(), dump.last_update_ts_sec());
   const int64_t id = dump.id();
-  ForEachUpserted(&id, 1, [&](int64_t, char* entry, bool) {
-    std::memcpy(entry + kTimestampOffset, scratch.data() + kTimestampOffset,
-                stride_ - kTimestampOffset);
-  });
+  ForEachUpserted(&id, 1, dump.last_update_ts_sec(),
+                  [&](int64_t, char* entry, bool) {
+                    std::memcpy(entry, scratch.data(), stride_);
+                  });
   return Status::OK();
 }
 

@@ -4,21 +4,23 @@
 // Design (see README "Hash table engine"):
 // * 64 shards chosen by the top bits of a 64-bit mix of the id; each shard is
 //   an open-addressing table (linear probing, at most 3/4 full,
-//   backward-shift deletion, no reserved key values) of 8-byte slots
-//   {32-bit hash fingerprint, entry index}, with its own reader-writer lock
+//   backward-shift deletion, no reserved key values) of 16-byte slots
+//   {id, entry index, last update time}, with its own reader-writer lock
 //   and its own growth, so a rehash pauses only that shard and never reads
 //   an entry.
-// * Entries [id, last update, payload] live in per-shard arenas of blocks
-//   (doubling up to 16 KiB), so inserting 1M ids is not 1M mallocs, growth
-//   moves slots, never entries, and a lookup touches one slot and one entry.
-// * Batch calls group ids by shard (stable, in chunks of 4096), take each
+// * Entries (the accessor's payload: values, then optimizer state) live in
+//   per-shard arenas of cache-line-aligned blocks (doubling up to 16 KiB)
+//   carved from the table's 2 MiB chunks (transparent huge pages once the
+//   table outgrows one), so inserting 1M ids is not 1M mallocs, growth
+//   moves slots, never entries, and a lookup touches one slot and the value
+//   lines of one entry without a page-table walk for the entry.
+// * Batch calls group ids by shard (stable, 8192 at a time), take each
 //   shard's lock once per chunk, and pipeline probes across the chunk:
-//   buckets are prefetched a few ids ahead and entries a few ids after that,
-//   so independent cache misses overlap.
-// * Readers share a shard; writers (optimize, assign, insert) hold it alone.
-//   A batch holds only the few consecutive shard locks its pipeline window
-//   spans (taken in ascending order), so training proceeds on all other
-//   shards while one shard is saved or grows.
+//   every bucket is prefetched, then every probe prefetches its entry, then
+//   entries are read or written, so independent cache misses overlap.
+// * Readers share a shard; writers (optimize, assign, insert) hold it alone,
+//   one shard at a time, so training proceeds on all other shards while one
+//   shard is saved or grows.
 #ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_EMBEDDING_HASH_TABLE_H_
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_EMBEDDING_HASH_TABLE_H_
 
@@ -112,35 +114,42 @@ class EmbeddingHashTable {
  private:
   struct Shard;
   class Scratch;
+  class BlockPool;
 
   EmbeddingHashTable(std::unique_ptr<EntryAccessor> accessor,
                      const SlotExpireTimeConfig& expire_config);
 
-  // Runs |fn(index, entry)| for every ids[index], grouped by shard under the
-  // shard's lock. Lookup mode: shared lock, entry may be null. Insert mode:
-  // exclusive lock, missing ids are inserted (Init'ed) first and
-  // fn(index, entry, inserted) is called.
+  // Visits every ids[index] grouped by shard under the shard's lock (see
+  // the .cc). Lookup mode: shared lock, absent ids are visited with null
+  // entries. Exclusive mode: absent ids are inserted (initialized) first
+  // and every visited id is stamped with |update_time|.
   template <bool kExclusive, typename Visit>
-  void RunPipeline(const int64_t* ids, int64_t n, Scratch* scratch,
+  void RunPipeline(const int64_t* ids, int64_t n, int64_t update_time,
                    Visit visit) const;
-  // Inserts |id| (absent, its probe ending at empty slot |pos|) and
-  // initializes its entry. Caller holds the shard exclusively.
-  char* InsertNew(Shard* shard, int64_t id, uint64_t hash,
-                  uint64_t pos) const;
+  // Inserts |id| (absent, its probe ending at empty slot |pos|, room
+  // reserved) and initializes its entry. Caller holds the shard
+  // exclusively.
+  char* InsertNew(Shard* shard, int64_t id, uint64_t pos) const;
+  // fn(index, slot, entry) for every id; slot and entry are null when
+  // the id is absent.
   template <typename Fn>
   void ForEachFound(const int64_t* ids, int64_t n, Fn fn) const;
   template <int kDim>
   int64_t LookupValues(const int64_t* ids, int64_t n, float* embeddings) const;
+  // fn(index, entry, inserted) for every id, inserting absent ones, each
+  // stamped with |update_time|.
   template <typename Fn>
-  void ForEachUpserted(const int64_t* ids, int64_t n, Fn fn);
+  void ForEachUpserted(const int64_t* ids, int64_t n, int64_t update_time,
+                       Fn fn);
   bool Erase(int64_t id);
 
   std::unique_ptr<EntryAccessor> accessor_;
   int dim_ = 0;
-  int64_t stride_ = 0;  // bytes per entry: id, timestamp, accessor bytes
+  int64_t stride_ = 0;  // bytes per entry: the accessor's payload
   int64_t lookup_bytes_ = 0;  // leading bytes of an entry a lookup reads
   bool skip_zero_embedding_ = false;
   SlotExpireTimes expire_times_;
+  std::unique_ptr<BlockPool> pool_;  // the shards' arena memory
   std::unique_ptr<Shard[]> shards_;
 };
 

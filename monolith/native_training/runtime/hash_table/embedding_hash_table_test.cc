@@ -195,9 +195,32 @@ TEST(EmbeddingHashTableTest, GrowsFromCapacityOneToMillions) {
   std::vector<float> out(kIds * 2);
   EXPECT_EQ(table->BatchLookup(ids.data(), kIds, out.data()), kIds);
   EXPECT_EQ(out, values);
-  // Memory stays close to the payload: 16-byte slots at <= 3/4 load plus
-  // 4 + 8 bytes per entry.
-  EXPECT_LT(table->MemoryBytes(), kIds * (4 + 8 + 2 * 16 + 8));
+  // Memory stays close to the payload: 16-byte slots (id, entry index,
+  // update time) at least 3/8 full, plus the entry's 8 bytes of values.
+  EXPECT_LT(table->MemoryBytes(), kIds * (16 * 8 / 3 + 8 + 1));
+}
+
+TEST(EmbeddingHashTableTest, ClearEmptiesTheTableAndItRefills) {
+  // Dim 20,000: four entries no longer fit a regular arena block, so
+  // entries get chunks of their own; dim 4 takes the pooled path.
+  for (int dim : {4, 20000}) {
+    auto table = MakeTable(SgdTable(dim));
+    const int64_t n = dim == 4 ? 100'000 : 40;
+    std::vector<int64_t> ids(n);
+    for (int64_t i = 0; i < n; ++i) ids[i] = i * 7919;
+    for (int round = 0; round < 2; ++round) {
+      std::vector<float> values(n * dim, 1.0f + round);
+      table->Assign(ids.data(), n, values.data(), 1);
+      ASSERT_EQ(table->Size(), n);
+      std::vector<float> out(n * dim);
+      EXPECT_EQ(table->BatchLookup(ids.data(), n, out.data()), n);
+      EXPECT_EQ(out, values) << "dim " << dim << " round " << round;
+      table->Clear();
+      EXPECT_EQ(table->Size(), 0);
+      EXPECT_EQ(table->BatchLookup(ids.data(), n, out.data()), 0);
+      EXPECT_EQ(out, std::vector<float>(n * dim, 0.0f));
+    }
+  }
 }
 
 TEST(EmbeddingHashTableTest, EraseKeepsProbeChainsIntact) {

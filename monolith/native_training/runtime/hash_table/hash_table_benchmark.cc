@@ -222,11 +222,32 @@ std::vector<Result> RunDim() {
 }  // namespace hash_table
 }  // namespace monolith
 
-int main() {
+// Usage: hash_table_benchmark [--dims=16,64]
+int main(int argc, char** argv) {
   using monolith::hash_table::Result;
-  std::vector<Result> results = monolith::hash_table::RunDim<16>();
-  for (const Result& r : monolith::hash_table::RunDim<64>()) {
-    results.push_back(r);
+  bool dim16 = true, dim64 = true;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg.rfind("--dims=", 0) != 0) {
+      std::fprintf(stderr, "unknown argument %s; usage: %s [--dims=16,64]\n",
+                   argv[i], argv[0]);
+      return 2;
+    }
+    const std::string dims = arg.substr(7);
+    dim16 = dims.find("16") != std::string::npos;
+    dim64 = dims.find("64") != std::string::npos;
+    if (!dim16 && !dim64) {
+      std::fprintf(stderr, "--dims takes 16, 64 or 16,64, not %s\n",
+                   dims.c_str());
+      return 2;
+    }
+  }
+  std::vector<Result> results;
+  if (dim16) results = monolith::hash_table::RunDim<16>();
+  if (dim64) {
+    for (const Result& r : monolith::hash_table::RunDim<64>()) {
+      results.push_back(r);
+    }
   }
   const double random_reads = monolith::hash_table::RandomReadsPerSecond();
   const Result* one_thread[2] = {nullptr, nullptr};
