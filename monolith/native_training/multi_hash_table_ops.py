@@ -396,13 +396,22 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     return self.raw_apply_gradients(ragged_id, flat_grad, global_step,
                                     req_time)
 
-  def save(self, basename: tf.Tensor) -> "MultiHashTable":
+  def save(self,
+           basename: tf.Tensor,
+           compression_type: str = "SNAPPY") -> "MultiHashTable":
+    """Saves the tables to `basename-SSSSS-of-NNNNN` and `.meta-` files.
+
+    compression_type: "SNAPPY", the original's format, or "" for
+    uncompressed shards (faster to write and read; the original cannot
+    read them). restore() reads either.
+    """
     return self._copy_with_new_table(
         hash_table_ops.monolith_multi_hash_table_save(
             mtable=self._handle,
             basename=basename,
             nshards=self._saver_parallel,
-            slot_expire_time_config=self._slot_expire_time_config))
+            slot_expire_time_config=self._slot_expire_time_config,
+            compression_type=compression_type))
 
   def restore(self, basename: tf.Tensor) -> "MultiHashTable":
     return self._copy_with_new_table(
@@ -530,10 +539,15 @@ class MultiHashTableCheckpointSaverListener(
   is written beside the checkpoint.
   """
 
-  def __init__(self, basename: str, write_ckpt_info: bool = True):
-    """basename: the checkpoint path prefix passed to the Saver."""
+  def __init__(self,
+               basename: str,
+               write_ckpt_info: bool = True,
+               compression_type: str = "SNAPPY"):
+    """basename: the checkpoint path prefix passed to the Saver;
+    compression_type: of the table shards, see MultiHashTable.save."""
     super().__init__()
     self._write_ckpt_info = write_ckpt_info
+    self._compression_type = compression_type
     self._helper = save_utils.SaveHelper(basename)
     self._table_id_to_placeholder = {}
     self._features_counts_tuples = []
@@ -579,7 +593,8 @@ class MultiHashTableCheckpointSaverListener(
     for table in ops.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY):
       basename = tf.compat.v1.placeholder(tf.string, shape=[])
       self._table_id_to_placeholder[id(table)] = basename
-      save_op = table.save(basename=basename).as_op()
+      save_op = table.save(basename=basename,
+                           compression_type=self._compression_type).as_op()
       save_ops.append(save_op)
       if self._write_ckpt_info:
         with tf.control_dependencies([save_op]):

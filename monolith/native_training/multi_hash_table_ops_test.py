@@ -154,7 +154,13 @@ class MultiHashTableTest(tf.test.TestCase):
     self.assertAllEqual(values["slot3"], [[0, 0, 0]])
 
   def test_save_restore_hook(self):
-    model_dir = os.path.join(self.get_temp_dir(), "hooks")
+    self._check_save_restore_hook("SNAPPY")
+
+  def test_save_restore_hook_with_uncompressed_shards(self):
+    self._check_save_restore_hook("")
+
+  def _check_save_restore_hook(self, compression_type):
+    model_dir = os.path.join(self.get_temp_dir(), "hooks" + compression_type)
     basename = os.path.join(model_dir, "model.ckpt")
     table = multi_hash_table_ops.MultiHashTable.from_configs(
         {"slot0": test_utils.generate_test_hash_table_config(1)})
@@ -169,7 +175,8 @@ class MultiHashTableTest(tf.test.TestCase):
         save_steps=1000,
         saver=saver,
         listeners=[
-            multi_hash_table_ops.MultiHashTableCheckpointSaverListener(basename)
+            multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
+                basename, compression_type=compression_type)
         ])
     restorer = multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
         basename)

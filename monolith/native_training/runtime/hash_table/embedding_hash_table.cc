@@ -441,13 +441,38 @@ Status EmbeddingHashTable::Create(const EmbeddingHashTableConfig& config,
 template <bool kExclusive, typename Visit>
 void EmbeddingHashTable::RunPipeline(const int64_t* ids, int64_t n,
                                      int64_t update_time, Visit visit) const {
+  const Timestamp stamp = ToTimestamp(update_time);
+  if (n == 1) {
+    // One id (Restore, single-id calls): nothing to group or overlap.
+    const uint64_t hash = Mix(ids[0]);
+    Shard& shard = shards_[ShardOf(hash)];
+    if (kExclusive) {
+      std::unique_lock<std::shared_mutex> lock(shard.mu);
+      shard.Reserve(1);
+      const uint64_t pos = shard.FindSlot(ids[0], hash);
+      Slot* slot = &shard.slots[pos];
+      const bool found = slot->index != kEmpty;
+      char* entry = found ? shard.EntryAt(slot->index)
+                          : InsertNew(&shard, ids[0], pos);
+      slot->timestamp = stamp;
+      visit(0, slot, entry, found);
+    } else {
+      std::shared_lock<std::shared_mutex> lock(shard.mu);
+      Slot* slot = &shard.slots[shard.FindSlot(ids[0], hash)];
+      if (slot->index == kEmpty) {
+        visit(0, nullptr, nullptr, false);
+      } else {
+        visit(0, slot, shard.EntryAt(slot->index), true);
+      }
+    }
+    return;
+  }
   Scratch scratch_arrays(static_cast<int>(std::min<int64_t>(n, kGroupIds)));
   Scratch* scratch = &scratch_arrays;
   // Threads start their walk over the shards at different shards, so
   // concurrent batches rarely contend for the same shard's lock.
   const int first_shard = static_cast<int>(
       std::hash<std::thread::id>()(std::this_thread::get_id()) % kNumShards);
-  const Timestamp stamp = ToTimestamp(update_time);
   // Readers need the values, writers the whole entry.
   const int64_t entry_bytes = kExclusive ? stride_ : lookup_bytes_;
   for (int64_t base = 0; base < n; base += kGroupIds) {
@@ -766,19 +791,26 @@ Status EmbeddingHashTable::Restore(const EntryDump& dump) {
     return Status::OK();
   }
   // Decode into a scratch entry first so a bad dump changes nothing.
-  std::vector<char> scratch(stride_);
-  const uint64_t hash = Mix(dump.id());
-  Shard& shard = shards_[ShardOf(hash)];
-  {
-    std::unique_lock<std::shared_mutex> lock(shard.mu);
-    MONOLITH_RETURN_IF_ERROR(
-        accessor_->Restore(dump, scratch.data(), &shard.rng));
+  constexpr int64_t kStackBytes = 1024;
+  char stack_scratch[kStackBytes];
+  std::vector<char> heap_scratch;
+  char* scratch = stack_scratch;
+  if (stride_ > kStackBytes) {
+    heap_scratch.resize(stride_);
+    scratch = heap_scratch.data();
   }
   const int64_t id = dump.id();
-  ForEachUpserted(&id, 1, dump.last_update_ts_sec(),
-                  [&](int64_t, char* entry, bool) {
-                    std::memcpy(entry, scratch.data(), stride_);
-                  });
+  const uint64_t hash = Mix(id);
+  Shard& shard = shards_[ShardOf(hash)];
+  std::unique_lock<std::shared_mutex> lock(shard.mu);
+  MONOLITH_RETURN_IF_ERROR(accessor_->Restore(dump, scratch, &shard.rng));
+  shard.Reserve(1);
+  const uint64_t pos = shard.FindSlot(id, hash);
+  char* entry = shard.slots[pos].index != kEmpty
+                    ? shard.EntryAt(shard.slots[pos].index)
+                    : shard.Insert(id, pos);
+  std::memcpy(entry, scratch, stride_);
+  shard.slots[pos].timestamp = ToTimestamp(dump.last_update_ts_sec());
   return Status::OK();
 }
 

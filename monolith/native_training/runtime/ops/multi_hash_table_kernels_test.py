@@ -198,6 +198,74 @@ def _restore_into_new_table(basename):
   _run(ops.monolith_multi_hash_table_restore(dst, basename))
 
 
+def _read_shards_with_tf(basename, nshards, compression_type):
+  """EntryDumps of every data shard, read by TF's own TFRecord reader."""
+  paths = [f"{basename}-{s:05d}-of-{nshards:05d}" for s in range(nshards)]
+  records = tf.data.TFRecordDataset(paths, compression_type=compression_type)
+  batch = tf.data.experimental.get_single_element(records.batch(1 << 20))
+  return [
+      embedding_hash_table_pb2.EntryDump.FromString(r) for r in _run(batch)
+  ]
+
+
+@pytest.mark.parametrize("compression_type", ["SNAPPY", ""])
+def test_checkpoints_are_tf_records_in_either_compression(
+    graph, tmp_path, compression_type):
+  # Dim 70,000: one EntryDump (5 bytes a float) outgrows a 256 KiB block.
+  tables = [("a", _table_config(2)), ("big", _table_config(70000))]
+  h = _mtable(tables, "src")
+  h = ops.monolith_multi_hash_table_assign(
+      h, tf.constant([1, 2, 3, 7, 8], tf.int64),
+      tf.constant([0, 3, 5], tf.int64),
+      tf.concat([tf.range(6, dtype=tf.float32),
+                 tf.range(140000, dtype=tf.float32)], 0), 5)
+  basename = str(tmp_path / "mtable")
+  _run(ops.monolith_multi_hash_table_save(
+      h, basename, nshards=2, compression_type=compression_type))
+  dumps = _read_shards_with_tf(basename, 2, compression_type)
+  by_id = {d.id: list(d.num) for d in dumps}
+  assert sorted(by_id) == [1, 2, 3, 7, 8]
+  assert by_id[2] == [2, 3]
+  assert by_id[8] == list(range(70000, 140000))
+  # Restore tells the formats apart on its own.
+  dst = _mtable(tables, "dst")
+  dst = ops.monolith_multi_hash_table_restore(dst, basename)
+  emb = ops.monolith_multi_hash_table_lookup(
+      dst, tf.constant([2, 8], tf.int64), tf.constant([0, 1, 2], tf.int64))
+  got = _run(emb)
+  np.testing.assert_array_equal(got[:2], [2, 3])
+  np.testing.assert_array_equal(got[2:], np.arange(70000, 140000))
+
+
+def test_restore_reads_shards_written_by_tf_record_writer(graph, tmp_path):
+  # TF's writer cuts snappy blocks differently from ours; both must read.
+  basename = str(tmp_path / "mtable")
+  meta = embedding_hash_table_pb2.MultiHashTableMetadata(table_name="a",
+                                                         num_entries=3000)
+  with tf.io.TFRecordWriter(basename + ".meta-00000-of-00001") as w:
+    w.write(meta.SerializeToString())
+  records = tf.data.Dataset.from_tensor_slices([
+      embedding_hash_table_pb2.EntryDump(
+          id=i, num=[i, -i], last_update_ts_sec=7).SerializeToString()
+      for i in range(3000)
+  ])
+  _run(tf.data.experimental.TFRecordWriter(
+      basename + "-00000-of-00001", compression_type="SNAPPY").write(records))
+  dst = _mtable([("a", _table_config(2))], "dst")
+  dst = ops.monolith_multi_hash_table_restore(dst, basename)
+  emb = ops.monolith_multi_hash_table_lookup(
+      dst, tf.constant([0, 1234, 2999], tf.int64), tf.constant([0, 3], tf.int64))
+  np.testing.assert_array_equal(_run(emb), [0, 0, 1234, -1234, 2999, -2999])
+
+
+def test_save_rejects_an_unknown_compression_type(graph, tmp_path):
+  h = _mtable([("a", _table_config(2))])
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match='compression_type must be "SNAPPY".*got "GZIP"'):
+    _run(ops.monolith_multi_hash_table_save(h, str(tmp_path / "m"),
+                                            compression_type="GZIP"))
+
+
 def test_missing_shard_is_not_found(graph, tmp_path):
   basename = _saved_checkpoint(tmp_path)
   os.remove(basename + "-00001-of-00002")

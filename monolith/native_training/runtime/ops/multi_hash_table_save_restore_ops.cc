@@ -1,6 +1,10 @@
 // Checkpoints of a multi hash table, in the original's format:
 //   basename-SSSSS-of-NNNNN       SNAPPY TFRecord of EntryDump, grouped by
 //                                 table in the order of the meta records
+//                                 (or, with the save op's compression_type
+//                                 "", an uncompressed TFRecord: restore
+//                                 tells them apart by the first record's
+//                                 header checksum)
 //   basename.meta-SSSSS-of-NNNNN  TFRecord of MultiHashTableMetadata, one per
 //                                 table: its name and how many entries follow
 // Each shard is written to temporary names and renamed when complete, so a
@@ -8,6 +12,7 @@
 // saved and restored in parallel on TF's CPU worker threads.
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <regex>
@@ -16,12 +21,11 @@
 
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
 #include "monolith/native_training/runtime/ops/multi_hash_table.h"
+#include "monolith/native_training/runtime/ops/record_file.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tensorflow/core/lib/io/path.h"
-#include "tensorflow/core/lib/io/record_reader.h"
-#include "tensorflow/core/lib/io/record_writer.h"
 #include "tensorflow/core/platform/env.h"
 #include "tensorflow/core/platform/random.h"
 
@@ -95,6 +99,14 @@ class MultiHashTableSaveOp : public OpKernel {
  public:
   explicit MultiHashTableSaveOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("nshards", &nshards_));
+    std::string compression;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("compression_type", &compression));
+    OP_REQUIRES(ctx, compression == "SNAPPY" || compression.empty(),
+                errors::InvalidArgument(
+                    "compression_type must be \"SNAPPY\" (the original's "
+                    "format) or \"\" (uncompressed), got \"", compression,
+                    "\""));
+    snappy_ = compression == "SNAPPY";
     std::string expire;
     OP_REQUIRES_OK(ctx, ctx->GetAttr("slot_expire_time_config", &expire));
     if (!expire.empty()) {
@@ -171,12 +183,8 @@ class MultiHashTableSaveOp : public OpKernel {
     std::unique_ptr<WritableFile> data_file, meta_file;
     TF_RETURN_IF_ERROR(env->NewWritableFile(data_path, &data_file));
     TF_RETURN_IF_ERROR(env->NewWritableFile(meta_path, &meta_file));
-    io::RecordWriterOptions data_options;
-    data_options.compression_type =
-        io::RecordWriterOptions::SNAPPY_COMPRESSION;
-    io::RecordWriter data_writer(data_file.get(), data_options);
-    io::RecordWriter meta_writer(meta_file.get(), io::RecordWriterOptions());
-    std::string serialized;
+    RecordFileWriter data_writer(data_file.get(), snappy_);
+    RecordFileWriter meta_writer(meta_file.get(), /*snappy=*/false);
     for (int t = 0; t < mtable.size(); ++t) {
       const MultiHashTable::Table& table = mtable.table(t);
       const int64_t now = table.max_update_ts.load();
@@ -188,8 +196,11 @@ class MultiHashTableSaveOp : public OpKernel {
             if (Expired(table, dump, now)) {
               return ::monolith::hash_table::Status::OK();
             }
-            dump.SerializeToString(&serialized);
-            write_status = data_writer.WriteRecord(serialized);
+            write_status = data_writer.Write(
+                dump.ByteSizeLong(), [&dump](char* dest) {
+                  dump.SerializeWithCachedSizesToArray(
+                      reinterpret_cast<uint8_t*>(dest));
+                });
             if (!write_status.ok()) {
               return ::monolith::hash_table::DataLossError(
                   std::string(write_status.message()));
@@ -200,7 +211,7 @@ class MultiHashTableSaveOp : public OpKernel {
       MultiHashTableMetadata meta;
       meta.set_table_name(table.name);
       meta.set_num_entries(entries);
-      TF_RETURN_IF_ERROR(meta_writer.WriteRecord(meta.SerializeAsString()));
+      TF_RETURN_IF_ERROR(meta_writer.Write(meta.SerializeAsString()));
     }
     TF_RETURN_IF_ERROR(data_writer.Close());
     TF_RETURN_IF_ERROR(meta_writer.Close());
@@ -209,44 +220,33 @@ class MultiHashTableSaveOp : public OpKernel {
   }
 
   int nshards_ = -1;
+  bool snappy_ = true;
   std::unique_ptr<SlotExpireTimes> expire_times_;
 };
 
-// Reads records of one file; OutOfRange at its end.
-class FileRecords {
- public:
-  static Status Open(Env* env, const std::string& path, bool snappy,
-                     std::unique_ptr<FileRecords>* out) {
-    std::unique_ptr<FileRecords> records(new FileRecords(path));
-    TF_RETURN_IF_ERROR(env->NewRandomAccessFile(path, &records->file_));
-    io::RecordReaderOptions options;
-    if (snappy) {
-      options.compression_type = io::RecordReaderOptions::SNAPPY_COMPRESSION;
-    }
-    options.buffer_size = 4 << 20;
-    records->reader_ =
-        std::make_unique<io::SequentialRecordReader>(records->file_.get(),
-                                                     options);
-    *out = std::move(records);
+// Whether the data shard at |path| is an uncompressed TFRecord file: its
+// first 12 bytes are a record length and that length's masked CRC32C (a
+// snappy stream starts with a block length and snappy data, which match
+// by chance once in 2^32). An empty file has no records either way.
+Status IsUncompressedRecordFile(Env* env, const std::string& path,
+                                bool* uncompressed) {
+  std::unique_ptr<RandomAccessFile> file;
+  TF_RETURN_IF_ERROR(env->NewRandomAccessFile(path, &file));
+  char header[12];
+  StringPiece read;
+  Status s = file->Read(0, sizeof(header), &read, header);
+  if (errors::IsOutOfRange(s)) {
+    // Shorter than a header: empty (no records), or truncated, which the
+    // reader reports.
+    *uncompressed = read.empty();
     return OkStatus();
   }
-
-  // The next record; DataLoss naming the file for a corrupt or truncated
-  // one, OutOfRange at the end.
-  Status Next(tstring* record) {
-    Status s = reader_->ReadRecord(record);
-    if (s.ok() || errors::IsOutOfRange(s)) return s;
-    return errors::DataLoss(path_, ": ", s.message());
-  }
-
-  const std::string& path() const { return path_; }
-
- private:
-  explicit FileRecords(std::string path) : path_(std::move(path)) {}
-  std::string path_;
-  std::unique_ptr<RandomAccessFile> file_;
-  std::unique_ptr<io::SequentialRecordReader> reader_;
-};
+  TF_RETURN_IF_ERROR(s);
+  uint32_t stored;
+  std::memcpy(&stored, read.data() + 8, sizeof(stored));
+  *uncompressed = MaskCrc(ExtendCrc32c(0, read.data(), 8)) == stored;
+  return OkStatus();
+}
 
 class MultiHashTableRestoreOp : public OpKernel {
  public:
@@ -279,12 +279,15 @@ class MultiHashTableRestoreOp : public OpKernel {
   static Status RestoreShard(Env* env, MultiHashTable* mtable,
                              const std::string& basename, int shard,
                              int nshards, std::vector<std::string>* seen) {
-    std::unique_ptr<FileRecords> meta, data;
-    TF_RETURN_IF_ERROR(FileRecords::Open(
+    std::unique_ptr<RecordFileReader> meta, data;
+    TF_RETURN_IF_ERROR(RecordFileReader::Open(
         env, MetaName(basename, shard, nshards), false, &meta));
-    TF_RETURN_IF_ERROR(FileRecords::Open(
-        env, ShardName(basename, shard, nshards), true, &data));
-    tstring record;
+    const std::string data_name = ShardName(basename, shard, nshards);
+    bool uncompressed = false;
+    TF_RETURN_IF_ERROR(IsUncompressedRecordFile(env, data_name, &uncompressed));
+    TF_RETURN_IF_ERROR(
+        RecordFileReader::Open(env, data_name, !uncompressed, &data));
+    StringPiece record;
     EntryDump dump;
     while (true) {
       Status s = meta->Next(&record);
@@ -347,11 +350,11 @@ class MultiHashTableFeatureStatOp : public OpKernel {
     std::vector<std::string> names;
     std::map<std::string, uint64_t> counts;
     for (int shard = 0; shard < nshards; ++shard) {
-      std::unique_ptr<FileRecords> meta;
-      OP_REQUIRES_OK(ctx, FileRecords::Open(ctx->env(),
-                                            MetaName(basename, shard, nshards),
-                                            false, &meta));
-      tstring record;
+      std::unique_ptr<RecordFileReader> meta;
+      OP_REQUIRES_OK(ctx, RecordFileReader::Open(
+                              ctx->env(), MetaName(basename, shard, nshards),
+                              false, &meta));
+      StringPiece record;
       while (true) {
         Status s = meta->Next(&record);
         if (errors::IsOutOfRange(s)) break;
@@ -386,6 +389,7 @@ REGISTER_OP("MonolithMultiHashTableSave")
     .Output("output_mtable: resource")
     .Attr("nshards: int = -1")
     .Attr("slot_expire_time_config: string = ''")
+    .Attr("compression_type: string = 'SNAPPY'")
     .SetShapeFn([](shape_inference::InferenceContext* c) {
       c->set_output(0, c->Scalar());
       return OkStatus();
