@@ -38,11 +38,13 @@ peers' (id + dim floats) plus our 4-byte update time.
 
 Save / restore: MultiHashTable.save of the filled table and restore into a
 fresh one, checkpoint bytes on disk / seconds, beside shutil.copyfile of
-the checkpoint's files (the same bytes) in the same run. All writes land in
-the page cache (no fsync) for both.
+the checkpoint's files (the same bytes) in the same run, for SNAPPY shards
+(the original's format, the default) and uncompressed ones
+(compression_type=""). All writes land in the page cache (no fsync) for
+both.
 
-Prints a table, then one JSON line per (dim, peer, layout) and one per dim
-for save/restore.
+Prints a table, then one JSON line per (dim, peer, layout) and one per
+(dim, compression) for save/restore.
 """
 
 import argparse
@@ -463,8 +465,10 @@ def remove_files(paths):
       os.remove(p)
 
 
-def run_save_restore(dim: int, args, workdir: str) -> Dict:
+def run_save_restore(dim: int, args, workdir: str,
+                     compression_type: str) -> Dict:
   tf1.reset_default_graph()
+  label = compression_type or "none"
   data = Data(dim, args.ids_per_table, args.batch, lookup_batches=1)
   placeholders = [
       tf1.placeholder(tf.int64, [None], name=f"ids_{t}") for t in range(TABLES)
@@ -475,25 +479,27 @@ def run_save_restore(dim: int, args, workdir: str) -> Dict:
   values = tf1.placeholder(tf.float32, [data.per_table_batch, dim])
   grads = tf.constant(
       rng.normal(0, 0.01, [data.per_table_batch, dim]).astype(np.float32))
-  source = build_ours(dim, placeholders, values, grads)
+  source = build_ours(dim, placeholders, values, grads, suffix=f"_{label}")
   # One fresh table per restore measurement.
   targets = [
-      build_ours(dim, placeholders, values, grads, suffix=f"_restore{r}")
+      build_ours(dim, placeholders, values, grads,
+                 suffix=f"_{label}_restore{r}")
       for r in range(args.restore_repeats)
   ]
   basename_ph = tf1.placeholder(tf.string, [], name="basename")
-  save_op = source.table.save(basename_ph).as_op()
+  save_op = source.table.save(basename_ph,
+                              compression_type=compression_type).as_op()
   restore_ops = [t.table.restore(basename_ph).as_op() for t in targets]
   check_ids = dict(zip(table_names(), placeholders))
   source_lookup = source.table.lookup(check_ids)
   target_lookups = [t.table.lookup(check_ids) for t in targets]
 
-  ckpt_dir = os.path.join(workdir, f"dim{dim}")
+  ckpt_dir = os.path.join(workdir, f"dim{dim}_{label}")
   os.makedirs(ckpt_dir)
   basename = os.path.join(ckpt_dir, "mtable")
-  copy_dir = os.path.join(workdir, f"dim{dim}_copy")
+  copy_dir = os.path.join(workdir, f"dim{dim}_{label}_copy")
   os.makedirs(copy_dir)
-  result = {"dim": dim, "ids": data.ids}
+  result = {"dim": dim, "compression_type": compression_type, "ids": data.ids}
   best = collections.defaultdict(lambda: float("inf"))
   with new_session() as sess:
     sess.run(source.init + sum([t.init for t in targets], []))
@@ -612,11 +618,13 @@ def report_saves(saves: List[Dict]):
   print()
   print("Save / restore of MultiHashTable beside shutil.copyfile of the "
         "checkpoint's files (MB = 1e6 bytes; page cache, no fsync):")
-  row = "%-4s %7s %9s %10s %10s %10s %10s %10s %12s"
-  print(row % ("dim", "shards", "ckpt MB", "B/entry", "save MB/s",
-               "restore MB/s", "copy MB/s", "save/copy", "restore/copy"))
+  row = "%-4s %-8s %7s %9s %10s %10s %10s %10s %10s %12s"
+  print(row % ("dim", "compress", "shards", "ckpt MB", "B/entry",
+               "save MB/s", "restore MB/s", "copy MB/s", "save/copy",
+               "restore/copy"))
   for s in saves:
-    print(row % (s["dim"], s["shards"], f"{s['ckpt_bytes'] / MB:.1f}",
+    print(row % (s["dim"], s["compression_type"] or "none", s["shards"],
+                 f"{s['ckpt_bytes'] / MB:.1f}",
                  f"{s['ckpt_bytes_per_entry']:.1f}",
                  f"{s['save_mb_per_s']:.1f}", f"{s['restore_mb_per_s']:.1f}",
                  f"{s['copy_mb_per_s']:.1f}", f"{s['save_ratio_vs_copy']:.3f}",
@@ -643,7 +651,8 @@ def report_targets(results: List[Dict], saves: List[Dict]):
           f"(>= {TARGET_APPLY_VS_LOOKUP}: "
           f"{verdict(apply_ratio >= TARGET_APPLY_VS_LOOKUP)})")
   for s in saves:
-    print(f"  dim {s['dim']}: save / plain copy: "
+    print(f"  dim {s['dim']} {s['compression_type'] or 'uncompressed'}: "
+          f"save / plain copy: "
           f"{s['save_ratio_vs_copy']:.3f} (>= {TARGET_SAVE_VS_COPY}: "
           f"{verdict(s['save_ratio_vs_copy'] >= TARGET_SAVE_VS_COPY)})")
 
@@ -769,7 +778,8 @@ def main():
   workdir = tempfile.mkdtemp(prefix="multi_hash_table_benchmark_")
   try:
     for dim in (dims if "save" in parts else []):
-      saves.append(run_save_restore(dim, args, workdir))
+      for compression_type in ("SNAPPY", ""):
+        saves.append(run_save_restore(dim, args, workdir, compression_type))
   finally:
     shutil.rmtree(workdir, ignore_errors=True)
   report(results, saves, args)

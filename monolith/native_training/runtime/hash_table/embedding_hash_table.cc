@@ -1,9 +1,6 @@
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.h"
 
-#include <sys/mman.h>
-
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -16,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include "google/protobuf/arena.h"
+
 namespace monolith {
 namespace hash_table {
 namespace {
@@ -23,9 +22,10 @@ namespace {
 constexpr int kShardBits = 6;
 constexpr int kNumShards = 1 << kShardBits;
 // Ids grouped by shard at a time: enough that each shard's lock is taken
-// for a run of ids (128 on average), few enough that the grouping arrays
-// (~300 KiB) stay in L2.
-constexpr int kGroupIds = 8192;
+// for a run of ids (32 on average), few enough that the grouping arrays
+// (~70 KiB) live on the stack: a heap allocation per call costs more than
+// the lookups of a small batch.
+constexpr int kGroupIds = 2048;
 constexpr int64_t kMaxBlockBytes = 16 << 10;
 constexpr uint32_t kFirstBlockEntries = 4;
 constexpr uint64_t kMinShardCapacity = 8;
@@ -35,9 +35,7 @@ constexpr uint64_t kMaxLoadDenominator = 4;
 constexpr uint32_t kEmpty = std::numeric_limits<uint32_t>::max();
 // Arena blocks start on a cache line, so entries whose size is a multiple
 // of 64 bytes keep their values on whole lines.
-constexpr int64_t kBlockAlignment = 64;
-// Blocks are carved from chunks of one transparent huge page.
-constexpr int64_t kChunkBytes = int64_t{2} << 20;
+constexpr std::align_val_t kBlockAlignment{64};
 
 // MurmurHash3's 64-bit finalizer: ids are often structured (slot << 48 |
 // small counter), so they must be mixed before their bits pick buckets.
@@ -109,97 +107,13 @@ bool AllZero(const float* values, int dim) {
 
 int Log2(uint64_t power_of_two) { return __builtin_ctzll(power_of_two); }
 
-// Maps |bytes| (a multiple of kChunkBytes) aligned to kChunkBytes; null
-// when the system is out of memory.
-char* MapChunk(int64_t bytes) {
-  // Map one chunk more than needed and unmap the misaligned ends.
-  const int64_t mapped = bytes + kChunkBytes;
-  void* p = mmap(nullptr, mapped, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) return nullptr;
-  char* begin = static_cast<char*>(p);
-  char* aligned = reinterpret_cast<char*>(
-      (reinterpret_cast<uintptr_t>(begin) + kChunkBytes - 1) &
-      ~uintptr_t(kChunkBytes - 1));
-  if (aligned > begin) munmap(begin, aligned - begin);
-  char* end = aligned + bytes;
-  if (begin + mapped > end) munmap(end, begin + mapped - end);
-  return aligned;
-}
-
-}  // namespace
-
-// The arena's memory: shards' blocks carved from 2 MiB chunks, each mapped
-// on a 2 MiB boundary. Once a table holds more than one chunk, its chunks
-// are advised to be transparent huge pages, which takes the page-table
-// walks out of a lookup's entry access (a table of 1M entries spans tens
-// of thousands of 4 KiB pages, far beyond the TLB). Small tables stay on
-// 4 KiB pages, where only touched pages take memory.
-class EmbeddingHashTable::BlockPool {
- public:
-  BlockPool() = default;
-  BlockPool(const BlockPool&) = delete;
-  BlockPool& operator=(const BlockPool&) = delete;
-  ~BlockPool() { Clear(); }
-
-  // A kBlockAlignment-aligned block of |bytes|, or null when out of
-  // memory. Thread-safe.
-  char* Allocate(int64_t bytes) {
-    bytes = (bytes + kBlockAlignment - 1) & ~(kBlockAlignment - 1);
-    std::lock_guard<std::mutex> lock(mu_);
-    if (bytes > kChunkBytes / 8) {
-      // An outsized block gets chunks of its own.
-      return NewChunk((bytes + kChunkBytes - 1) & ~(kChunkBytes - 1));
-    }
-    if (free_ == nullptr || free_bytes_ < bytes) {
-      free_ = NewChunk(kChunkBytes);
-      free_bytes_ = free_ == nullptr ? 0 : kChunkBytes;
-      if (free_ == nullptr) return nullptr;
-    }
-    char* block = free_;
-    free_ += bytes;
-    free_bytes_ -= bytes;
-    block_bytes_ += bytes;
-    return block;
+struct BlockDelete {
+  void operator()(char* block) const {
+    ::operator delete[](block, kBlockAlignment);
   }
-
-  // Bytes handed out as blocks.
-  int64_t block_bytes() const {
-    return block_bytes_.load(std::memory_order_relaxed);
-  }
-
-  // Frees every block. The caller excludes concurrent Allocate calls (the
-  // table holds every shard's lock), so the pool's own lock is not taken.
-  void Clear() {
-    for (const auto& chunk : chunks_) munmap(chunk.first, chunk.second);
-    chunks_.clear();
-    free_ = nullptr;
-    free_bytes_ = 0;
-    block_bytes_ = 0;
-  }
-
- private:
-  char* NewChunk(int64_t bytes) {
-    char* chunk = MapChunk(bytes);
-    if (chunk == nullptr) return nullptr;
-    chunks_.emplace_back(chunk, bytes);
-    if (bytes > kChunkBytes) block_bytes_ += bytes;
-    if (chunks_.size() == 2) {
-      // The table outgrew one chunk: the first one becomes eligible too.
-      madvise(chunks_[0].first, chunks_[0].second, MADV_HUGEPAGE);
-    }
-    if (chunks_.size() >= 2) madvise(chunk, bytes, MADV_HUGEPAGE);
-    return chunk;
-  }
-
-  std::mutex mu_;
-  std::vector<std::pair<char*, int64_t>> chunks_;
-  char* free_ = nullptr;  // the rest of the last regular chunk
-  int64_t free_bytes_ = 0;
-  std::atomic<int64_t> block_bytes_{0};
 };
+using Block = std::unique_ptr<char[], BlockDelete>;
 
-namespace {
 }  // namespace
 
 struct EmbeddingHashTable::Shard {
@@ -213,15 +127,14 @@ struct EmbeddingHashTable::Shard {
   int64_t stride = 0;
   int max_block_log2 = 0;   // log2(max_block_entries / kFirstBlockEntries)
   uint32_t doubling_end = 0;  // first index of the first full-size block
-  BlockPool* pool = nullptr;
-  std::vector<char*> blocks;  // owned by the pool
+  std::vector<Block> blocks;
   uint32_t next_index = 0;
   uint32_t capacity_entries = 0;
   std::vector<uint32_t> free_indices;
+  int64_t arena_bytes = 0;
   RandomEngine rng;
 
-  void Init(BlockPool* block_pool, int64_t entry_stride, uint64_t capacity) {
-    pool = block_pool;
+  void Init(int64_t entry_stride, uint64_t capacity) {
     stride = entry_stride;
     const int64_t max_entries = std::max<int64_t>(
         kFirstBlockEntries, int64_t{1} << (63 - __builtin_clzll(std::max<int64_t>(
@@ -239,6 +152,7 @@ struct EmbeddingHashTable::Shard {
     blocks.clear();
     next_index = capacity_entries = 0;
     free_indices.clear();
+    arena_bytes = 0;
   }
 
   char* EntryAt(uint32_t index) const {
@@ -246,11 +160,11 @@ struct EmbeddingHashTable::Shard {
       const uint32_t q = index / kFirstBlockEntries + 1;
       const int block = 31 - __builtin_clz(q);
       const uint32_t first = kFirstBlockEntries * ((1u << block) - 1);
-      return blocks[block] + int64_t{index - first} * stride;
+      return blocks[block].get() + int64_t{index - first} * stride;
     }
     const uint32_t rest = index - doubling_end;
     const int shift = Log2(kFirstBlockEntries) + max_block_log2;
-    return blocks[max_block_log2 + (rest >> shift)] +
+    return blocks[max_block_log2 + (rest >> shift)].get() +
            int64_t{rest & ((1u << shift) - 1)} * stride;
   }
 
@@ -264,9 +178,9 @@ struct EmbeddingHashTable::Shard {
       const int block_number = static_cast<int>(blocks.size());
       const int64_t entries = int64_t{kFirstBlockEntries}
                               << std::min(block_number, max_block_log2);
-      char* block = pool->Allocate(entries * stride);
-      if (block == nullptr) throw std::bad_alloc();
-      blocks.push_back(block);
+      blocks.emplace_back(static_cast<char*>(
+          ::operator new[](entries * stride, kBlockAlignment)));
+      arena_bytes += entries * stride;
       capacity_entries += static_cast<uint32_t>(entries);
     }
     return next_index++;
@@ -345,15 +259,6 @@ struct EmbeddingHashTable::Shard {
 // slots and entries the pipeline found for them.
 class EmbeddingHashTable::Scratch {
  public:
-  // Room for groups of up to |capacity| ids (at most kGroupIds).
-  explicit Scratch(int capacity)
-      : unsorted_(new uint64_t[capacity]),
-        hash_(new uint64_t[capacity]),
-        index_(new uint16_t[capacity]),
-        slot_(new Slot*[capacity]),
-        entry_(new char*[capacity]),
-        found_(new bool[capacity]) {}
-
   void Group(const int64_t* ids, int n) {
     int counts[kNumShards] = {};
     for (int i = 0; i < n; ++i) {
@@ -388,12 +293,12 @@ class EmbeddingHashTable::Scratch {
  private:
   static_assert(kGroupIds <= 65536, "indices are uint16");
   int begin_[kNumShards + 1];
-  std::unique_ptr<uint64_t[]> unsorted_;
-  std::unique_ptr<uint64_t[]> hash_;
-  std::unique_ptr<uint16_t[]> index_;
-  std::unique_ptr<Slot*[]> slot_;
-  std::unique_ptr<char*[]> entry_;
-  std::unique_ptr<bool[]> found_;
+  uint64_t unsorted_[kGroupIds];
+  uint64_t hash_[kGroupIds];
+  uint16_t index_[kGroupIds];
+  Slot* slot_[kGroupIds];
+  char* entry_[kGroupIds];
+  bool found_[kGroupIds];
 };
 
 EmbeddingHashTable::EmbeddingHashTable(
@@ -405,7 +310,6 @@ EmbeddingHashTable::EmbeddingHashTable(
       lookup_bytes_(accessor_->serving() ? stride_
                                          : int64_t{dim_} * sizeof(float)),
       expire_times_(expire_config),
-      pool_(new BlockPool),
       shards_(new Shard[kNumShards]) {}
 
 EmbeddingHashTable::~EmbeddingHashTable() = default;
@@ -423,7 +327,7 @@ Status EmbeddingHashTable::Create(const EmbeddingHashTableConfig& config,
       CapacityFor((config.initial_capacity() + kNumShards - 1) / kNumShards);
   RandomEngine seeder(seed);
   for (int s = 0; s < kNumShards; ++s) {
-    result->shards_[s].Init(result->pool_.get(), result->stride_, capacity);
+    result->shards_[s].Init(result->stride_, capacity);
     result->shards_[s].rng = RandomEngine(seeder());
   }
   *table = std::move(result);
@@ -467,7 +371,7 @@ void EmbeddingHashTable::RunPipeline(const int64_t* ids, int64_t n,
     }
     return;
   }
-  Scratch scratch_arrays(static_cast<int>(std::min<int64_t>(n, kGroupIds)));
+  Scratch scratch_arrays;
   Scratch* scratch = &scratch_arrays;
   // Threads start their walk over the shards at different shards, so
   // concurrent batches rarely contend for the same shard's lock.
@@ -713,21 +617,19 @@ int64_t EmbeddingHashTable::Size() const {
 }
 
 int64_t EmbeddingHashTable::MemoryBytes() const {
-  int64_t bytes = pool_->block_bytes();
+  int64_t bytes = 0;
   for (int s = 0; s < kNumShards; ++s) {
     std::shared_lock<std::shared_mutex> lock(shards_[s].mu);
-    bytes += (shards_[s].mask + 1) * sizeof(Slot);
+    bytes += (shards_[s].mask + 1) * sizeof(Slot) + shards_[s].arena_bytes;
   }
   return bytes;
 }
 
 void EmbeddingHashTable::Clear() {
-  // Every shard at once: the pool's blocks are freed under all the locks,
-  // so no shard allocates meanwhile.
-  for (int s = 0; s < kNumShards; ++s) shards_[s].mu.lock();
-  for (int s = 0; s < kNumShards; ++s) shards_[s].Reset(kMinShardCapacity);
-  pool_->Clear();
-  for (int s = kNumShards - 1; s >= 0; --s) shards_[s].mu.unlock();
+  for (int s = 0; s < kNumShards; ++s) {
+    std::unique_lock<std::shared_mutex> lock(shards_[s].mu);
+    shards_[s].Reset(kMinShardCapacity);
+  }
 }
 
 std::string EmbeddingHashTable::DebugString() const {
@@ -751,7 +653,13 @@ Status EmbeddingHashTable::Save(
   const bool by_internal_shard = num_shards <= kNumShards;
   std::vector<Slot> slots;
   std::vector<char> payloads;
-  EntryDump dump;
+  // The dump lives on an arena, reset every kDumpsPerArena entries: a
+  // heap-allocated message would free and reallocate its optimizer dump's
+  // oneof member for every entry.
+  constexpr int kDumpsPerArena = 4096;
+  google::protobuf::Arena arena;
+  EntryDump* dump = nullptr;
+  int dumps_on_arena = kDumpsPerArena;
   for (int s = 0; s < kNumShards; ++s) {
     if (by_internal_shard && s % num_shards != shard) continue;
     slots.clear();
@@ -774,12 +682,17 @@ Status EmbeddingHashTable::Save(
     for (size_t k = 0; k < slots.size(); ++k) {
       const Slot& slot = slots[k];
       if (now > 0 && IsExpired(slot.id, slot.timestamp, now)) continue;
-      // One message for every entry: Clear keeps its allocations.
-      dump.Clear();
-      dump.set_id(slot.id);
-      accessor_->Save(payloads.data() + k * stride_, &dump);
-      dump.set_last_update_ts_sec(slot.timestamp);
-      MONOLITH_RETURN_IF_ERROR(write(dump));
+      if (dumps_on_arena == kDumpsPerArena) {
+        arena.Reset();
+        dump = google::protobuf::Arena::Create<EntryDump>(&arena);
+        dumps_on_arena = 0;
+      }
+      ++dumps_on_arena;
+      dump->Clear();
+      dump->set_id(slot.id);
+      accessor_->Save(payloads.data() + k * stride_, dump);
+      dump->set_last_update_ts_sec(slot.timestamp);
+      MONOLITH_RETURN_IF_ERROR(write(*dump));
     }
   }
   return Status::OK();

@@ -9,12 +9,11 @@
 //   and its own growth, so a rehash pauses only that shard and never reads
 //   an entry.
 // * Entries (the accessor's payload: values, then optimizer state) live in
-//   per-shard arenas of cache-line-aligned blocks (doubling up to 16 KiB)
-//   carved from the table's 2 MiB chunks (transparent huge pages once the
-//   table outgrows one), so inserting 1M ids is not 1M mallocs, growth
-//   moves slots, never entries, and a lookup touches one slot and the value
-//   lines of one entry without a page-table walk for the entry.
-// * Batch calls group ids by shard (stable, 8192 at a time), take each
+//   per-shard arenas of cache-line-aligned blocks (doubling up to 16 KiB),
+//   so inserting 1M ids is not 1M mallocs, growth moves slots, never
+//   entries, and a lookup touches one slot and the value lines of one
+//   entry.
+// * Batch calls group ids by shard (stable, 2048 at a time), take each
 //   shard's lock once per chunk, and pipeline probes across the chunk:
 //   every bucket is prefetched, then every probe prefetches its entry, then
 //   entries are read or written, so independent cache misses overlap.
@@ -114,7 +113,6 @@ class EmbeddingHashTable {
  private:
   struct Shard;
   class Scratch;
-  class BlockPool;
 
   EmbeddingHashTable(std::unique_ptr<EntryAccessor> accessor,
                      const SlotExpireTimeConfig& expire_config);
@@ -149,7 +147,6 @@ class EmbeddingHashTable {
   int64_t lookup_bytes_ = 0;  // leading bytes of an entry a lookup reads
   bool skip_zero_embedding_ = false;
   SlotExpireTimes expire_times_;
-  std::unique_ptr<BlockPool> pool_;  // the shards' arena memory
   std::unique_ptr<Shard[]> shards_;
 };
 

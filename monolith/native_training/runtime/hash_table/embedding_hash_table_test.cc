@@ -201,8 +201,7 @@ TEST(EmbeddingHashTableTest, GrowsFromCapacityOneToMillions) {
 }
 
 TEST(EmbeddingHashTableTest, ClearEmptiesTheTableAndItRefills) {
-  // Dim 20,000: four entries no longer fit a regular arena block, so
-  // entries get chunks of their own; dim 4 takes the pooled path.
+  // Dim 20,000: entries larger than an arena block's usual 16 KiB.
   for (int dim : {4, 20000}) {
     auto table = MakeTable(SgdTable(dim));
     const int64_t n = dim == 4 ? 100'000 : 40;
