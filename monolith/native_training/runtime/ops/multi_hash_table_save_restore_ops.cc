@@ -12,7 +12,6 @@
 // saved and restored in parallel on TF's CPU worker threads.
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <map>
 #include <memory>
 #include <regex>
@@ -223,30 +222,6 @@ class MultiHashTableSaveOp : public OpKernel {
   bool snappy_ = true;
   std::unique_ptr<SlotExpireTimes> expire_times_;
 };
-
-// Whether the data shard at |path| is an uncompressed TFRecord file: its
-// first 12 bytes are a record length and that length's masked CRC32C (a
-// snappy stream starts with a block length and snappy data, which match
-// by chance once in 2^32). An empty file has no records either way.
-Status IsUncompressedRecordFile(Env* env, const std::string& path,
-                                bool* uncompressed) {
-  std::unique_ptr<RandomAccessFile> file;
-  TF_RETURN_IF_ERROR(env->NewRandomAccessFile(path, &file));
-  char header[12];
-  StringPiece read;
-  Status s = file->Read(0, sizeof(header), &read, header);
-  if (errors::IsOutOfRange(s)) {
-    // Shorter than a header: empty (no records), or truncated, which the
-    // reader reports.
-    *uncompressed = read.empty();
-    return OkStatus();
-  }
-  TF_RETURN_IF_ERROR(s);
-  uint32_t stored;
-  std::memcpy(&stored, read.data() + 8, sizeof(stored));
-  *uncompressed = MaskCrc(ExtendCrc32c(0, read.data(), 8)) == stored;
-  return OkStatus();
-}
 
 class MultiHashTableRestoreOp : public OpKernel {
  public:

@@ -45,6 +45,30 @@ uint32_t ExtendCrc32c(uint32_t crc, const char* data, size_t size) {
   return tsl::crc32c::Extend(crc, data, size);
 }
 
+bool IsValidRecordHeader(const char* header) {
+  uint32_t stored;
+  std::memcpy(&stored, header + sizeof(uint64_t), sizeof(stored));
+  return MaskCrc(ExtendCrc32c(0, header, sizeof(uint64_t))) == stored;
+}
+
+Status IsUncompressedRecordFile(Env* env, const std::string& path,
+                                bool* uncompressed) {
+  std::unique_ptr<RandomAccessFile> file;
+  TF_RETURN_IF_ERROR(env->NewRandomAccessFile(path, &file));
+  char header[kHeaderBytes];
+  StringPiece read;
+  Status s = file->Read(0, sizeof(header), &read, header);
+  if (errors::IsOutOfRange(s)) {
+    // Shorter than a header: empty (no records), or truncated, which the
+    // reader reports.
+    *uncompressed = read.empty();
+    return OkStatus();
+  }
+  TF_RETURN_IF_ERROR(s);
+  *uncompressed = IsValidRecordHeader(read.data());
+  return OkStatus();
+}
+
 RecordFileWriter::RecordFileWriter(WritableFile* file, bool snappy)
     : file_(file), snappy_(snappy), block_(kBlockBytes, '\0') {}
 
@@ -171,20 +195,19 @@ Status RecordFileReader::Next(StringPiece* record) {
   }
   TF_RETURN_IF_ERROR(s);
   const char* header = stream_.data() + begin_;
-  uint64_t length;
-  std::memcpy(&length, header, sizeof(length));
-  uint32_t stored;
-  std::memcpy(&stored, header + sizeof(length), sizeof(stored));
-  if (MaskCrc(ExtendCrc32c(0, header, sizeof(length))) != stored) {
+  if (!IsValidRecordHeader(header)) {
     return errors::DataLoss(path_, ": record ", records_,
                             " has a corrupt length");
   }
+  uint64_t length;
+  std::memcpy(&length, header, sizeof(length));
   s = Fill(kHeaderBytes + length + kFooterBytes);
   if (errors::IsOutOfRange(s)) {
     return errors::DataLoss(path_, ": record ", records_, " is truncated");
   }
   TF_RETURN_IF_ERROR(s);
   const char* data = stream_.data() + begin_ + kHeaderBytes;
+  uint32_t stored;
   std::memcpy(&stored, data + length, sizeof(stored));
   if (MaskCrc(ExtendCrc32c(0, data, length)) != stored) {
     return errors::DataLoss(path_, ": record ", records_,

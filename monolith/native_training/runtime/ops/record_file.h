@@ -38,6 +38,17 @@ inline uint32_t MaskCrc(uint32_t crc) {
   return ((crc >> 15) | (crc << 17)) + 0xa282ead8u;
 }
 
+// Whether |header| (kHeaderBytes) is a record length followed by its
+// masked CRC32C.
+bool IsValidRecordHeader(const char* header);
+
+// Whether |path| is an uncompressed TFRecord file: its first bytes are a
+// valid record header (a snappy stream starts with a block length and
+// snappy data, which pass by chance once in 2^32). An empty file has no
+// records either way and counts as uncompressed.
+Status IsUncompressedRecordFile(Env* env, const std::string& path,
+                                bool* uncompressed);
+
 class RecordFileWriter {
  public:
   // Uncompressed blocks and snappy blocks hold at most this many bytes of
