@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-#include "google/protobuf/arena.h"
+#include "monolith/native_training/runtime/hash_table/wire_writer.h"
 
 namespace monolith {
 namespace hash_table {
@@ -642,7 +642,7 @@ std::string EmbeddingHashTable::DebugString() const {
 
 Status EmbeddingHashTable::Save(
     int shard, int num_shards, int64_t now,
-    const std::function<Status(const EntryDump&)>& write) const {
+    const std::function<Status(const SavedEntry&)>& write) const {
   if (num_shards <= 0 || shard < 0 || shard >= num_shards) {
     return InvalidArgumentError("dump shard " + std::to_string(shard) +
                                 " of " + std::to_string(num_shards) +
@@ -651,22 +651,25 @@ Status EmbeddingHashTable::Save(
   // Dump shard of an id: its internal shard modulo num_shards when that
   // splits the work evenly enough, else its hash modulo num_shards.
   const bool by_internal_shard = num_shards <= kNumShards;
-  std::vector<Slot> slots;
-  std::vector<char> payloads;
-  // The dump lives on an arena, reset every kDumpsPerArena entries: a
-  // heap-allocated message would free and reallocate its optimizer dump's
-  // oneof member for every entry.
-  constexpr int kDumpsPerArena = 4096;
-  google::protobuf::Arena arena;
-  EntryDump* dump = nullptr;
-  int dumps_on_arena = kDumpsPerArena;
+  std::vector<Slot> slot_of_index;
+  // One internal shard's records, encoded back to back, and where each ends.
+  WireWriter wire;
+  struct Record {
+    int64_t id;
+    int64_t update_time;
+    size_t end;
+  };
+  std::vector<Record> records;
   for (int s = 0; s < kNumShards; ++s) {
     if (by_internal_shard && s % num_shards != shard) continue;
-    slots.clear();
-    payloads.clear();
+    wire.Clear();
+    records.clear();
     {
       const Shard& internal = shards_[s];
       std::shared_lock<std::shared_mutex> lock(internal.mu);
+      // Entries are encoded in arena order, a sequential read, rather than
+      // in slot order, which would read them at random: index them first.
+      slot_of_index.assign(internal.next_index, Slot{0, kEmpty, 0});
       for (uint64_t i = 0; i <= internal.mask; ++i) {
         const Slot& slot = internal.slots[i];
         if (slot.index == kEmpty) continue;
@@ -674,25 +677,32 @@ Status EmbeddingHashTable::Save(
             static_cast<int>(Mix(slot.id) % num_shards) != shard) {
           continue;
         }
-        const char* entry = internal.EntryAt(slot.index);
-        slots.push_back(slot);
-        payloads.insert(payloads.end(), entry, entry + stride_);
+        slot_of_index[slot.index] = slot;
+      }
+      // Blocks are at most 16 KiB apart in memory, so the hardware's
+      // sequential prefetch stops at each: prefetch a few entries ahead.
+      constexpr uint32_t kPrefetchAhead = 4;
+      for (uint32_t index = 0; index < internal.next_index; ++index) {
+        if (index + kPrefetchAhead < internal.next_index) {
+          PrefetchRange<false>(internal.EntryAt(index + kPrefetchAhead),
+                               stride_);
+        }
+        const Slot& slot = slot_of_index[index];
+        if (slot.index == kEmpty) continue;
+        if (now > 0 && IsExpired(slot.id, slot.timestamp, now)) continue;
+        // EntryDump's fields in number order, as protobuf writes them.
+        wire.Fixed64(EntryDump::kIdFieldNumber, slot.id);
+        accessor_->WriteDump(internal.EntryAt(index), &wire);
+        wire.Int64(EntryDump::kLastUpdateTsSecFieldNumber, slot.timestamp);
+        records.push_back(Record{slot.id, slot.timestamp, wire.size()});
       }
     }
-    for (size_t k = 0; k < slots.size(); ++k) {
-      const Slot& slot = slots[k];
-      if (now > 0 && IsExpired(slot.id, slot.timestamp, now)) continue;
-      if (dumps_on_arena == kDumpsPerArena) {
-        arena.Reset();
-        dump = google::protobuf::Arena::Create<EntryDump>(&arena);
-        dumps_on_arena = 0;
-      }
-      ++dumps_on_arena;
-      dump->Clear();
-      dump->set_id(slot.id);
-      accessor_->Save(payloads.data() + k * stride_, dump);
-      dump->set_last_update_ts_sec(slot.timestamp);
-      MONOLITH_RETURN_IF_ERROR(write(*dump));
+    size_t begin = 0;
+    for (const Record& record : records) {
+      MONOLITH_RETURN_IF_ERROR(write(SavedEntry{record.id, record.update_time,
+                                                wire.data() + begin,
+                                                record.end - begin}));
+      begin = record.end;
     }
   }
   return Status::OK();

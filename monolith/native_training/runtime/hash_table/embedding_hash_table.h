@@ -94,16 +94,26 @@ class EmbeddingHashTable {
   int64_t MemoryBytes() const;
   std::string DebugString() const;
 
+  // One entry as Save hands it out: its id, last update time (seconds) and
+  // its EntryDump (id, num, opt, last_update_ts_sec) serialized, the
+  // record a checkpoint stores. |dump| points into a reused buffer: copy
+  // what you keep.
+  struct SavedEntry {
+    int64_t id;
+    int64_t update_time;
+    const char* dump;
+    size_t dump_size;
+  };
   // Calls |write| with every entry of dump shard |shard| of |num_shards|
   // (entries are split by id hash; saving all shards, in any order or in
   // parallel, writes every entry exactly once). Each of the table's internal
-  // shards is copied under its read lock and written after the lock is
-  // released, so each entry is consistent and writers wait at most for one
-  // internal shard's copy, never for |write|. |write| sees one reused
-  // message: copy what it keeps. With |now| > 0 entries expired
-  // at |now| are skipped. Stops at the first error of |write|.
+  // shards is copied under its read lock and encoded and written after the
+  // lock is released, so each entry is consistent and writers wait at most
+  // for one internal shard's copy, never for |write|. With |now| > 0
+  // entries expired at |now| are skipped. Stops at the first error of
+  // |write|.
   Status Save(int shard, int num_shards, int64_t now,
-              const std::function<Status(const EntryDump&)>& write) const;
+              const std::function<Status(const SavedEntry&)>& write) const;
 
   // Inserts or overwrites the entry |dump| describes (id, num, optimizer
   // state, update time). With skip_zero_embedding an all-zero entry is

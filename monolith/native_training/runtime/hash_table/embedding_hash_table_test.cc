@@ -24,6 +24,17 @@ EmbeddingHashTableConfig ParseConfig(const std::string& text) {
   return config;
 }
 
+using SavedEntry = EmbeddingHashTable::SavedEntry;
+
+// The EntryDump a saved entry holds, checked against its id and time.
+EntryDump ParseSaved(const SavedEntry& entry) {
+  EntryDump dump;
+  EXPECT_TRUE(dump.ParseFromArray(entry.dump, static_cast<int>(entry.dump_size)));
+  EXPECT_EQ(dump.id(), entry.id);
+  EXPECT_EQ(dump.last_update_ts_sec(), entry.update_time);
+  return dump;
+}
+
 std::unique_ptr<EmbeddingHashTable> MakeTable(const std::string& text,
                                               uint64_t seed = 7) {
   std::unique_ptr<EmbeddingHashTable> table;
@@ -305,7 +316,12 @@ TEST_P(OptimizerRoundTripTest, RestoredTableContinuesTrainingExactly) {
   for (int shard = 0; shard < 3; ++shard) {
     ASSERT_TRUE(saved
                     ->Save(shard, 3, 0,
-                           [&](const EntryDump& dump) {
+                           [&](const SavedEntry& entry) {
+                             const EntryDump dump = ParseSaved(entry);
+                             // The record is protobuf's own encoding.
+                             EXPECT_EQ(std::string(entry.dump,
+                                                   entry.dump_size),
+                                       dump.SerializeAsString());
                              return restored->Restore(dump);
                            })
                     .ok());
@@ -328,6 +344,44 @@ TEST_P(OptimizerRoundTripTest, RestoredTableContinuesTrainingExactly) {
 INSTANTIATE_TEST_SUITE_P(AllOptimizers, OptimizerRoundTripTest,
                          ::testing::ValuesIn(kOptimizers));
 
+// Saved records are written field by field (wire_writer.h); they must be
+// the bytes protobuf writes for the same EntryDump: with nested lengths of
+// 1, 2 and 3 bytes, several segments, and serving entries.
+TEST(EmbeddingHashTableTest, SavedRecordsAreProtobufsOwnEncoding) {
+  const std::string configs[] = {
+      "entry_config { segments { dim_size: 40 init_config { random_uniform "
+      "{} } opt_config { adagrad {} } } }",
+      "entry_config { segments { dim_size: 5000 init_config { random_uniform "
+      "{} } opt_config { ftrl {} } } }",
+      "entry_config { segments { dim_size: 3 init_config { ones {} } "
+      "opt_config { adam {} } } segments { dim_size: 30 init_config { "
+      "random_uniform {} } opt_config { dynamic_wd_adagrad {} } } }",
+      "entry_config { entry_type: SERVING segments { dim_size: 9 "
+      "comp_config { fp16 {} } } segments { dim_size: 2 comp_config { "
+      "fp32 {} } } }",
+  };
+  for (const std::string& config : configs) {
+    auto table = MakeTable(config);
+    const int64_t ids[3] = {-5, 0, int64_t{1} << 62};
+    std::vector<float> values(3 * table->DimSize());
+    for (size_t i = 0; i < values.size(); ++i) values[i] = 0.25f * i - 3;
+    table->Assign(ids, 3, values.data(), int64_t{1} << 40);
+    int saved = 0;
+    ASSERT_TRUE(table
+                    ->Save(0, 1, 0,
+                           [&](const SavedEntry& entry) {
+                             ++saved;
+                             EXPECT_EQ(std::string(entry.dump,
+                                                   entry.dump_size),
+                                       ParseSaved(entry).SerializeAsString())
+                                 << config;
+                             return Status::OK();
+                           })
+                    .ok());
+    EXPECT_EQ(saved, 3) << config;
+  }
+}
+
 TEST(EmbeddingHashTableTest, SaveWritesEveryEntryOnceForAnyShardCount) {
   auto table = MakeTable(SgdTable(1));
   constexpr int kIds = 5000;
@@ -343,8 +397,8 @@ TEST(EmbeddingHashTableTest, SaveWritesEveryEntryOnceForAnyShardCount) {
     for (int shard = 0; shard < num_shards; ++shard) {
       ASSERT_TRUE(table
                       ->Save(shard, num_shards, 0,
-                             [&](const EntryDump& dump) {
-                               ++seen[dump.id()];
+                             [&](const SavedEntry& entry) {
+                               ++seen[ParseSaved(entry).id()];
                                return Status::OK();
                              })
                       .ok());
@@ -366,13 +420,13 @@ TEST(EmbeddingHashTableTest, SaveSkipsExpiredEntriesAndStopsOnWriteError) {
   std::vector<int64_t> written;
   ASSERT_TRUE(table
                   ->Save(0, 1, 10 + 2 * kSecondsPerDay,
-                         [&](const EntryDump& dump) {
-                           written.push_back(dump.id());
+                         [&](const SavedEntry& entry) {
+                           written.push_back(ParseSaved(entry).id());
                            return Status::OK();
                          })
                   .ok());
   EXPECT_EQ(written, std::vector<int64_t>{2});
-  Status s = table->Save(0, 1, 0, [](const EntryDump&) {
+  Status s = table->Save(0, 1, 0, [](const SavedEntry&) {
     return DataLossError("disk full");
   });
   EXPECT_EQ(s.code(), StatusCode::kDataLoss);
@@ -457,7 +511,8 @@ TEST(EmbeddingHashTableTest, SaveWhileTraining) {
   for (int shard = 0; shard < 4; ++shard) {
     ASSERT_TRUE(table
                     ->Save(shard, 4, 0,
-                           [&](const EntryDump& dump) {
+                           [&](const SavedEntry& entry) {
+                             const EntryDump dump = ParseSaved(entry);
                              for (int d = 1; d < kDim; ++d) {
                                EXPECT_EQ(dump.num(d), dump.num(0));
                              }

@@ -75,6 +75,18 @@ Status EntryAccessor::Create(const EntryConfig& config,
   for (Segment& seg : result->segments_) seg.data_offset += data_start;
   // Keep entries 4-byte aligned so num and state can be read as floats.
   result->size_bytes_ = (data_start + data_bytes + 3) / 4 * 4;
+  if (!result->serving_) {
+    // The optimizers' dumps of a new entry: the usual length of an entry's
+    // opt message, so WriteDump reserves room for its length up front.
+    std::vector<char> entry(result->size_bytes_);
+    RandomEngine rng(0);
+    result->Init(entry.data(), &rng);
+    WireWriter opt;
+    for (const Segment& seg : result->segments_) {
+      seg.optimizer->WriteDump(At(entry.data(), seg.data_offset), &opt);
+    }
+    result->opt_dump_bytes_ = opt.size();
+  }
   *accessor = std::move(result);
   return Status::OK();
 }
@@ -153,15 +165,27 @@ void EntryAccessor::Optimize(void* entry, const float* grad,
   }
 }
 
-void EntryAccessor::Save(const void* entry, EntryDump* dump) const {
-  auto* num = dump->mutable_num();
-  num->Resize(dim_, 0.0f);
-  Fill(entry, num->mutable_data());
-  if (serving_) return;
-  OptimizerDump* opt = dump->mutable_opt();
-  for (const Segment& seg : segments_) {
-    seg.optimizer->Save(At(entry, seg.data_offset), opt);
+void EntryAccessor::WriteDump(const void* entry, WireWriter* out) const {
+  if (serving_) {
+    std::vector<float> num(dim_);
+    Fill(entry, num.data());
+    out->Floats(EntryDump::kNumFieldNumber, num.data(), dim_);
+    return;
   }
+  out->Floats(EntryDump::kNumFieldNumber, static_cast<const float*>(entry),
+              dim_);
+  const size_t opt =
+      out->BeginMessage(EntryDump::kOptFieldNumber, opt_dump_bytes_);
+  for (const Segment& seg : segments_) {
+    seg.optimizer->WriteDump(At(entry, seg.data_offset), out);
+  }
+  out->EndMessage(opt);
+}
+
+void EntryAccessor::Save(const void* entry, EntryDump* dump) const {
+  WireWriter wire;
+  WriteDump(entry, &wire);
+  dump->MergeFromString({wire.data(), wire.size()});
 }
 
 Status EntryAccessor::Restore(const EntryDump& dump, void* entry,

@@ -19,6 +19,7 @@
 #include "monolith/native_training/runtime/hash_table/initializer/initializer_interface.h"
 #include "monolith/native_training/runtime/hash_table/optimizer/optimizer_interface.h"
 #include "monolith/native_training/runtime/hash_table/status.h"
+#include "monolith/native_training/runtime/hash_table/wire_writer.h"
 
 namespace monolith {
 namespace hash_table {
@@ -50,7 +51,11 @@ class EntryAccessor {
   void Optimize(void* entry, const float* grad, const float* learning_rates,
                 int64_t global_step) const;
 
-  // Writes num and (TRAINING) optimizer state; the caller sets id and time.
+  // Writes EntryDump fields num and (TRAINING) opt of |entry| in wire
+  // format; the caller writes id before and last_update_ts_sec after.
+  void WriteDump(const void* entry, WireWriter* out) const;
+  // Appends num and (TRAINING) optimizer state to |dump| (parsed from
+  // WriteDump); the caller sets id and time.
   void Save(const void* entry, EntryDump* dump) const;
   // Sets |entry| from |dump|: num must have DimSize() floats; optimizer
   // state is restored when the dump has it (TRAINING) and initialized
@@ -76,6 +81,7 @@ class EntryAccessor {
   int slice_size_ = 0;
   int dump_size_ = 0;
   int64_t size_bytes_ = 0;
+  size_t opt_dump_bytes_ = 0;  // a new entry's opt message length
   std::vector<Segment> segments_;
 };
 

@@ -12,6 +12,7 @@
 // saved and restored in parallel on TF's CPU worker threads.
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <regex>
@@ -32,6 +33,7 @@ namespace tensorflow {
 namespace monolith_tf {
 namespace {
 
+using ::monolith::hash_table::EmbeddingHashTable;
 using ::monolith::hash_table::EntryDump;
 using ::monolith::hash_table::MultiHashTableMetadata;
 using ::monolith::hash_table::SlotExpireTimeConfig;
@@ -149,14 +151,11 @@ class MultiHashTableSaveOp : public OpKernel {
   }
 
  private:
-  bool Expired(const MultiHashTable::Table& table, const EntryDump& dump,
-               int64_t now) const {
+  bool Expired(const MultiHashTable::Table& table, int64_t id,
+               int64_t update_time, int64_t now) const {
     // The attr's expire times, when given, override the table's.
-    return expire_times_
-               ? expire_times_->IsExpired(dump.id(), dump.last_update_ts_sec(),
-                                          now)
-               : table.table->IsExpired(dump.id(), dump.last_update_ts_sec(),
-                                        now);
+    return expire_times_ ? expire_times_->IsExpired(id, update_time, now)
+                         : table.table->IsExpired(id, update_time, now);
   }
 
   Status SaveShard(Env* env, const MultiHashTable& mtable,
@@ -191,14 +190,14 @@ class MultiHashTableSaveOp : public OpKernel {
       Status write_status;
       TF_RETURN_IF_ERROR(ToTfStatus(table.table->Save(
           shard, nshards, /*now=*/0,
-          [&](const EntryDump& dump) -> ::monolith::hash_table::Status {
-            if (Expired(table, dump, now)) {
+          [&](const EmbeddingHashTable::SavedEntry& entry)
+              -> ::monolith::hash_table::Status {
+            if (Expired(table, entry.id, entry.update_time, now)) {
               return ::monolith::hash_table::Status::OK();
             }
-            write_status = data_writer.Write(
-                dump.ByteSizeLong(), [&dump](char* dest) {
-                  dump.SerializeWithCachedSizesToArray(
-                      reinterpret_cast<uint8_t*>(dest));
+            write_status =
+                data_writer.Write(entry.dump_size, [&entry](char* dest) {
+                  std::memcpy(dest, entry.dump, entry.dump_size);
                 });
             if (!write_status.ok()) {
               return ::monolith::hash_table::DataLossError(

@@ -21,8 +21,6 @@ namespace hash_table {
 namespace optimizer_internal {
 namespace {
 
-using google::protobuf::RepeatedField;
-
 // ---------------------------------------------------------------- sgd
 
 class SgdOptimizer final : public OptimizerBase {
@@ -40,8 +38,9 @@ class SgdOptimizer final : public OptimizerBase {
     for (int i = 0; i < dim_; ++i) w[i] -= lr * g[i];
   }
 
-  void Save(const void*, OptimizerDump* dump) const override {
-    dump->add_dump()->mutable_sgd();
+  void WriteDump(const void*, WireWriter* out) const override {
+    WriteSingleDump(out, SingleOptimizerDump::kSgdFieldNumber, 0,
+                    [](WireWriter*) {});
   }
 
   Status Restore(const OptimizerDump& dump, int first,
@@ -90,9 +89,12 @@ class AdagradOptimizer final : public OptimizerBase {
                   learning_rates[0], wd_);
   }
 
-  void Save(const void* state, OptimizerDump* dump) const override {
-    AppendFloats(static_cast<const float*>(state), dim_,
-                 dump->add_dump()->mutable_adagrad()->mutable_norm());
+  void WriteDump(const void* state, WireWriter* out) const override {
+    WriteSingleDump(out, SingleOptimizerDump::kAdagradFieldNumber,
+                    WireWriter::FloatsBytes(1, dim_), [&](WireWriter* w) {
+                      w->Floats(AdagradOptimizerDump::kNormFieldNumber,
+                                static_cast<const float*>(state), dim_);
+                    });
   }
 
   Status Restore(const OptimizerDump& dump, int first,
@@ -178,11 +180,15 @@ class DynamicWdAdagradOptimizer final : public OptimizerBase {
     StoreInt64(LastStep(state), global_step);
   }
 
-  void Save(const void* state, OptimizerDump* dump) const override {
-    DynamicWdAdagradOptimizerDump* d =
-        dump->add_dump()->mutable_dynamic_wd_adagrad();
-    AppendFloats(static_cast<const float*>(state), dim_, d->mutable_norm());
-    d->set_last_update_step(LoadInt64(LastStep(state)));
+  void WriteDump(const void* state, WireWriter* out) const override {
+    WriteSingleDump(
+        out, SingleOptimizerDump::kDynamicWdAdagradFieldNumber,
+        WireWriter::FloatsBytes(1, dim_) + 2, [&](WireWriter* w) {
+          w->Floats(DynamicWdAdagradOptimizerDump::kNormFieldNumber,
+                    static_cast<const float*>(state), dim_);
+          w->Int64(DynamicWdAdagradOptimizerDump::kLastUpdateStepFieldNumber,
+                   LoadInt64(LastStep(state)));
+        });
   }
 
   Status Restore(const OptimizerDump& dump, int first,
@@ -260,9 +266,13 @@ class GroupAdagradOptimizer final : public OptimizerBase {
     for (int i = 0; i < dim_; ++i) w[i] *= k;
   }
 
-  void Save(const void* state, OptimizerDump* dump) const override {
-    dump->add_dump()->mutable_group_adagrad()->set_grad_square_sum(
-        *static_cast<const float*>(state));
+  void WriteDump(const void* state, WireWriter* out) const override {
+    WriteSingleDump(out, SingleOptimizerDump::kGroupAdagradFieldNumber,
+                    WireWriter::FloatsBytes(1, 1), [&](WireWriter* w) {
+                      w->Float(GroupAdaGradOptimizerDump::
+                                   kGradSquareSumFieldNumber,
+                               *static_cast<const float*>(state));
+                    });
   }
 
   Status Restore(const OptimizerDump& dump, int first,
@@ -304,10 +314,14 @@ class FtrlBase : public OptimizerBase {
   }
 
  protected:
-  void SaveTo(const void* state, DumpT* d) const {
+  // Writes the SingleOptimizerDump member |type| (a DumpT).
+  void WriteDumpAs(int type, const void* state, WireWriter* out) const {
     const float* norm = static_cast<const float*>(state);
-    AppendFloats(norm + dim_, dim_, d->mutable_zero());
-    AppendFloats(norm, dim_, d->mutable_norm());
+    WriteSingleDump(out, type, 2 * WireWriter::FloatsBytes(1, dim_),
+                    [&](WireWriter* w) {
+      w->Floats(DumpT::kZeroFieldNumber, norm + dim_, dim_);
+      w->Floats(DumpT::kNormFieldNumber, norm, dim_);
+    });
   }
 
   Status RestoreFrom(const DumpT& d, const std::string& prefix,
@@ -358,8 +372,8 @@ class FtrlOptimizer final : public FtrlBase<FtrlOptimizerDump> {
     }
   }
 
-  void Save(const void* state, OptimizerDump* dump) const override {
-    SaveTo(state, dump->add_dump()->mutable_ftrl());
+  void WriteDump(const void* state, WireWriter* out) const override {
+    WriteDumpAs(SingleOptimizerDump::kFtrlFieldNumber, state, out);
   }
 
   Status Restore(const OptimizerDump& dump, int first,
@@ -413,8 +427,8 @@ class GroupFtrlOptimizer final : public FtrlBase<GroupFtrlOptimizerDump> {
     }
   }
 
-  void Save(const void* state, OptimizerDump* dump) const override {
-    SaveTo(state, dump->add_dump()->mutable_group_ftrl());
+  void WriteDump(const void* state, WireWriter* out) const override {
+    WriteDumpAs(SingleOptimizerDump::kGroupFtrlFieldNumber, state, out);
   }
 
   Status Restore(const OptimizerDump& dump, int first,

@@ -62,11 +62,15 @@ class AdadeltaOptimizer final : public OptimizerBase {
     }
   }
 
-  void Save(const void* state, OptimizerDump* dump) const override {
+  void WriteDump(const void* state, WireWriter* out) const override {
     const float* accum = static_cast<const float*>(state);
-    AdadeltaOptimizerDump* d = dump->add_dump()->mutable_adadelta();
-    AppendFloats(accum, dim_, d->mutable_accum());
-    AppendFloats(accum + dim_, dim_, d->mutable_accum_update());
+    WriteSingleDump(out, SingleOptimizerDump::kAdadeltaFieldNumber,
+                    WireWriter::FloatsBytes(1, 2 * dim_), [&](WireWriter* w) {
+                      w->Floats(AdadeltaOptimizerDump::kAccumFieldNumber,
+                                accum, dim_);
+                      w->Floats(AdadeltaOptimizerDump::kAccumUpdateFieldNumber,
+                                accum + dim_, dim_);
+                    });
   }
 
   Status Restore(const OptimizerDump& dump, int first,
@@ -150,22 +154,31 @@ class AdamOptimizer final : public OptimizerBase {
     beta2_power *= beta2_;
   }
 
-  void Save(const void* state, OptimizerDump* dump) const override {
+  void WriteDump(const void* state, WireWriter* out) const override {
     const float* s = static_cast<const float*>(state);
-    SingleOptimizerDump* entry = dump->add_dump();
     if (kAmsgrad) {
-      AmsgradOptimizerDump* d = entry->mutable_amsgrad();
-      AppendFloats(s, dim_, d->mutable_m());
-      AppendFloats(s + dim_, dim_, d->mutable_v());
-      AppendFloats(s + 2 * dim_, dim_, d->mutable_vhat());
-      d->set_beta1_power(s[kVectors * dim_]);
-      d->set_beta2_power(s[kVectors * dim_ + 1]);
+      WriteSingleDump(out, SingleOptimizerDump::kAmsgradFieldNumber,
+                      WireWriter::FloatsBytes(1, 3 * dim_ + 2),
+                      [&](WireWriter* w) {
+                        using D = AmsgradOptimizerDump;
+                        w->Floats(D::kMFieldNumber, s, dim_);
+                        w->Floats(D::kVFieldNumber, s + dim_, dim_);
+                        w->Floats(D::kVhatFieldNumber, s + 2 * dim_, dim_);
+                        w->Float(D::kBeta1PowerFieldNumber, s[kVectors * dim_]);
+                        w->Float(D::kBeta2PowerFieldNumber,
+                                 s[kVectors * dim_ + 1]);
+                      });
     } else {
-      AdamOptimizerDump* d = entry->mutable_adam();
-      AppendFloats(s, dim_, d->mutable_m());
-      AppendFloats(s + dim_, dim_, d->mutable_v());
-      d->set_beta1_power(s[kVectors * dim_]);
-      d->set_beta2_power(s[kVectors * dim_ + 1]);
+      WriteSingleDump(out, SingleOptimizerDump::kAdamFieldNumber,
+                      WireWriter::FloatsBytes(1, 2 * dim_ + 2),
+                      [&](WireWriter* w) {
+                        using D = AdamOptimizerDump;
+                        w->Floats(D::kMFieldNumber, s, dim_);
+                        w->Floats(D::kVFieldNumber, s + dim_, dim_);
+                        w->Float(D::kBeta1PowerFieldNumber, s[kVectors * dim_]);
+                        w->Float(D::kBeta2PowerFieldNumber,
+                                 s[kVectors * dim_ + 1]);
+                      });
     }
   }
 
@@ -256,9 +269,12 @@ class MomentumOptimizer final : public OptimizerBase {
     }
   }
 
-  void Save(const void* state, OptimizerDump* dump) const override {
-    AppendFloats(static_cast<const float*>(state), dim_,
-                 dump->add_dump()->mutable_momentum()->mutable_n());
+  void WriteDump(const void* state, WireWriter* out) const override {
+    WriteSingleDump(out, SingleOptimizerDump::kMomentumFieldNumber,
+                    WireWriter::FloatsBytes(1, dim_), [&](WireWriter* w) {
+                      w->Floats(MomentumOptimizerDump::kNFieldNumber,
+                                static_cast<const float*>(state), dim_);
+                    });
   }
 
   Status Restore(const OptimizerDump& dump, int first,
@@ -296,7 +312,7 @@ class MovingAverageOptimizer final : public OptimizerBase {
     for (int i = 0; i < dim_; ++i) w[i] = mu_ * w[i] + (1 - mu_) * gr[i];
   }
 
-  void Save(const void*, OptimizerDump*) const override {}
+  void WriteDump(const void*, WireWriter*) const override {}
 
   Status Restore(const OptimizerDump& dump, int first, void*) const override {
     if (first < 0 || first > dump.dump_size()) {
@@ -355,11 +371,17 @@ class RmspropOptimizer final : public OptimizerBase {
     }
   }
 
-  void Save(const void* state, OptimizerDump* dump) const override {
-    SingleOptimizerDump* entry = dump->add_dump();
-    AppendFloats(static_cast<const float*>(state), dim_,
-                 kV2 ? entry->mutable_rmspropv2()->mutable_n()
-                     : entry->mutable_rmsprop()->mutable_n());
+  void WriteDump(const void* state, WireWriter* out) const override {
+    // RmspropOptimizerDump and RmspropV2OptimizerDump number n alike.
+    static_assert(RmspropOptimizerDump::kNFieldNumber ==
+                  RmspropV2OptimizerDump::kNFieldNumber);
+    WriteSingleDump(out,
+                    kV2 ? SingleOptimizerDump::kRmspropv2FieldNumber
+                        : SingleOptimizerDump::kRmspropFieldNumber,
+                    WireWriter::FloatsBytes(1, dim_), [&](WireWriter* w) {
+                      w->Floats(RmspropOptimizerDump::kNFieldNumber,
+                                static_cast<const float*>(state), dim_);
+                    });
   }
 
   Status Restore(const OptimizerDump& dump, int first,
@@ -408,9 +430,12 @@ class BatchSoftmaxOptimizer final : public OptimizerBase {
     StoreInt64(state, global_step);
   }
 
-  void Save(const void* state, OptimizerDump* dump) const override {
-    dump->add_dump()->mutable_batch_softmax()->set_global_step(
-        LoadInt64(state));
+  void WriteDump(const void* state, WireWriter* out) const override {
+    WriteSingleDump(out, SingleOptimizerDump::kBatchSoftmaxFieldNumber, 2,
+                    [&](WireWriter* w) {
+                      w->Int64(BatchSoftmaxOptimizerDump::kGlobalStepFieldNumber,
+                               LoadInt64(state));
+                    });
   }
 
   Status Restore(const OptimizerDump& dump, int first,

@@ -38,8 +38,8 @@ class ForwardingOptimizer : public OptimizerInterface {
     base_->OptimizeWithLatestValue(state, num, grad, learning_rates,
                                    latest_value, global_step);
   }
-  void Save(const void* state, OptimizerDump* dump) const override {
-    base_->Save(state, dump);
+  void WriteDump(const void* state, WireWriter* out) const override {
+    base_->WriteDump(state, out);
   }
   Status Restore(const OptimizerDump& dump, int first,
                  void* state) const override {

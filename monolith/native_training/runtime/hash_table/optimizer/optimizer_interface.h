@@ -13,6 +13,7 @@
 
 #include "monolith/native_training/runtime/hash_table/optimizer/optimizer.pb.h"
 #include "monolith/native_training/runtime/hash_table/status.h"
+#include "monolith/native_training/runtime/hash_table/wire_writer.h"
 
 namespace monolith {
 namespace hash_table {
@@ -60,8 +61,16 @@ class OptimizerInterface {
     Optimize(state, num, grad, learning_rates, global_step);
   }
 
-  // Appends DumpSize() entries describing |state| to |dump|.
-  virtual void Save(const void* state, OptimizerDump* dump) const = 0;
+  // Writes DumpSize() OptimizerDump.dump fields (SingleOptimizerDump
+  // messages) describing |state|: the wire bytes a save puts in an entry's
+  // OptimizerDump, byte for byte what protobuf would serialize.
+  virtual void WriteDump(const void* state, WireWriter* out) const = 0;
+  // Appends those DumpSize() entries to |dump| (parsed from WriteDump).
+  void Save(const void* state, OptimizerDump* dump) const {
+    WireWriter wire;
+    WriteDump(state, &wire);
+    dump->MergeFromString({wire.data(), wire.size()});
+  }
 
   // Sets |state| from dump.dump(first) .. dump.dump(first + DumpSize() - 1).
   // Fails, leaving |state| unspecified, when the dump is of another optimizer

@@ -47,9 +47,19 @@ class OptimizerBase : public OptimizerInterface {
   // InvalidArgument naming |field| unless |present|.
   Status RequireField(bool present, const char* field) const;
 
-  static void AppendFloats(const float* src, int n,
-                           google::protobuf::RepeatedField<float>* dst) {
-    dst->Add(src, src + n);
+  // Writes one OptimizerDump.dump field: a SingleOptimizerDump whose oneof
+  // member |type| (its field number) holds what |body(out)| writes, about
+  // |body_bytes| bytes (exact saves moving them).
+  template <typename Body>
+  static void WriteSingleDump(WireWriter* out, int type, size_t body_bytes,
+                              Body body) {
+    const size_t dump =
+        out->BeginMessage(OptimizerDump::kDumpFieldNumber,
+                          WireWriter::MessageBytes(type, body_bytes));
+    const size_t member = out->BeginMessage(type, body_bytes);
+    body(out);
+    out->EndMessage(member);
+    out->EndMessage(dump);
   }
 
   const std::string name_;
