@@ -107,9 +107,9 @@ class EmbeddingHashTable {
   // Calls |write| with every entry of dump shard |shard| of |num_shards|
   // (entries are split by id hash; saving all shards, in any order or in
   // parallel, writes every entry exactly once). Each of the table's internal
-  // shards is copied under its read lock and encoded and written after the
+  // shards is encoded under its read lock and handed to |write| after the
   // lock is released, so each entry is consistent and writers wait at most
-  // for one internal shard's copy, never for |write|. With |now| > 0
+  // for one internal shard's encoding, never for |write|. With |now| > 0
   // entries expired at |now| are skipped. Stops at the first error of
   // |write|.
   Status Save(int shard, int num_shards, int64_t now,
