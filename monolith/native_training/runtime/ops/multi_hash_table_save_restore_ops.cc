@@ -12,11 +12,11 @@
 // saved and restored in parallel on TF's CPU worker threads.
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <map>
 #include <memory>
 #include <regex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
@@ -195,10 +195,8 @@ class MultiHashTableSaveOp : public OpKernel {
             if (Expired(table, entry.id, entry.update_time, now)) {
               return ::monolith::hash_table::Status::OK();
             }
-            write_status =
-                data_writer.Write(entry.dump_size, [&entry](char* dest) {
-                  std::memcpy(dest, entry.dump, entry.dump_size);
-                });
+            write_status = data_writer.Write(
+                std::string_view(entry.dump, entry.dump_size));
             if (!write_status.ok()) {
               return ::monolith::hash_table::DataLossError(
                   std::string(write_status.message()));

@@ -15,8 +15,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "tensorflow/core/platform/env.h"
 #include "tensorflow/core/platform/file_system.h"
@@ -61,9 +63,9 @@ class RecordFileWriter {
   // Appends one record of |size| bytes, which |fill(char* dest)| writes.
   template <typename Fill>
   Status Write(size_t size, Fill fill);
-  Status Write(const std::string& record) {
-    return Write(record.size(), [&record](char* dest) {
-      record.copy(dest, record.size());
+  Status Write(std::string_view record) {
+    return Write(record.size(), [record](char* dest) {
+      std::memcpy(dest, record.data(), record.size());
     });
   }
 
