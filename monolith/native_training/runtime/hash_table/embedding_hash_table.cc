@@ -33,9 +33,14 @@ constexpr uint64_t kMinShardCapacity = 8;
 constexpr uint64_t kMaxLoadNumerator = 3;
 constexpr uint64_t kMaxLoadDenominator = 4;
 constexpr uint32_t kEmpty = std::numeric_limits<uint32_t>::max();
-// Arena blocks start on a cache line, so entries whose size is a multiple
-// of 64 bytes keep their values on whole lines.
-constexpr std::align_val_t kBlockAlignment{64};
+// Arena blocks start on a 128-byte boundary, so entries whose size is a
+// multiple of 64 bytes keep their values on whole lines, and those of a
+// multiple of 128 on whole line pairs, which the CPU's adjacent-line
+// prefetcher fetches together: reading a value line then never drags in
+// the line of another entry's optimizer state. At dim 64 (adagrad) lookups
+// ran ~9% faster than with 64-byte alignment (median of rounds against the
+// map 1.77 vs 1.62 over six runs each).
+constexpr std::align_val_t kBlockAlignment{128};
 
 // MurmurHash3's 64-bit finalizer: ids are often structured (slot << 48 |
 // small counter), so they must be mixed before their bits pick buckets.
