@@ -373,8 +373,8 @@ class RmspropOptimizer final : public OptimizerBase {
 
   void WriteDump(const void* state, WireWriter* out) const override {
     // RmspropOptimizerDump and RmspropV2OptimizerDump number n alike.
-    static_assert(RmspropOptimizerDump::kNFieldNumber ==
-                  RmspropV2OptimizerDump::kNFieldNumber);
+    static_assert(int{RmspropOptimizerDump::kNFieldNumber} ==
+                  int{RmspropV2OptimizerDump::kNFieldNumber});
     WriteSingleDump(out,
                     kV2 ? SingleOptimizerDump::kRmspropv2FieldNumber
                         : SingleOptimizerDump::kRmspropFieldNumber,
