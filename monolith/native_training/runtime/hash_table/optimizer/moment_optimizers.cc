@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
+#include <type_traits>
 
 #include "monolith/native_training/runtime/hash_table/optimizer/optimizer_internal.h"
 
@@ -155,31 +156,24 @@ class AdamOptimizer final : public OptimizerBase {
   }
 
   void WriteDump(const void* state, WireWriter* out) const override {
+    // Adam's and Amsgrad's dumps differ only by vhat.
+    using D = std::conditional_t<kAmsgrad, AmsgradOptimizerDump,
+                                 AdamOptimizerDump>;
     const float* s = static_cast<const float*>(state);
-    if (kAmsgrad) {
-      WriteSingleDump(out, SingleOptimizerDump::kAmsgradFieldNumber,
-                      WireWriter::FloatsBytes(1, 3 * dim_ + 2),
-                      [&](WireWriter* w) {
-                        using D = AmsgradOptimizerDump;
-                        w->Floats(D::kMFieldNumber, s, dim_);
-                        w->Floats(D::kVFieldNumber, s + dim_, dim_);
+    WriteSingleDump(out,
+                    kAmsgrad ? SingleOptimizerDump::kAmsgradFieldNumber
+                             : SingleOptimizerDump::kAdamFieldNumber,
+                    WireWriter::FloatsBytes(1, kVectors * dim_ + 2),
+                    [&](WireWriter* w) {
+                      w->Floats(D::kMFieldNumber, s, dim_);
+                      w->Floats(D::kVFieldNumber, s + dim_, dim_);
+                      if constexpr (kAmsgrad) {
                         w->Floats(D::kVhatFieldNumber, s + 2 * dim_, dim_);
-                        w->Float(D::kBeta1PowerFieldNumber, s[kVectors * dim_]);
-                        w->Float(D::kBeta2PowerFieldNumber,
-                                 s[kVectors * dim_ + 1]);
-                      });
-    } else {
-      WriteSingleDump(out, SingleOptimizerDump::kAdamFieldNumber,
-                      WireWriter::FloatsBytes(1, 2 * dim_ + 2),
-                      [&](WireWriter* w) {
-                        using D = AdamOptimizerDump;
-                        w->Floats(D::kMFieldNumber, s, dim_);
-                        w->Floats(D::kVFieldNumber, s + dim_, dim_);
-                        w->Float(D::kBeta1PowerFieldNumber, s[kVectors * dim_]);
-                        w->Float(D::kBeta2PowerFieldNumber,
-                                 s[kVectors * dim_ + 1]);
-                      });
-    }
+                      }
+                      w->Float(D::kBeta1PowerFieldNumber, s[kVectors * dim_]);
+                      w->Float(D::kBeta2PowerFieldNumber,
+                               s[kVectors * dim_ + 1]);
+                    });
   }
 
   Status Restore(const OptimizerDump& dump, int first,
