@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "monolith/native_training/runtime/hash_table/huge_page_pool.h"
 #include "monolith/native_training/runtime/hash_table/wire_writer.h"
 
 namespace monolith {
@@ -40,7 +41,15 @@ constexpr uint32_t kEmpty = std::numeric_limits<uint32_t>::max();
 // the line of another entry's optimizer state. At dim 64 (adagrad) lookups
 // ran ~9% faster than with 64-byte alignment (median of rounds against the
 // map 1.77 vs 1.62 over six runs each).
-constexpr std::align_val_t kBlockAlignment{128};
+constexpr std::align_val_t kBlockAlignment{HugePagePool::kBlockAlignment};
+// A shard with at least this many slots (64 KiB of them: the table holds
+// ~100k entries or more) takes its slot arrays and its new arena blocks
+// from the table's huge-page pool; smaller tables stay on the heap, where
+// they cost no more than their bytes.
+constexpr uint64_t kPooledMinSlots = 4096;
+// Arena blocks come from the pool only when they are this small (entries
+// up to 4 KiB), so the region tails they leave waste at most 3%.
+constexpr int64_t kMaxPooledBlockBytes = 64 << 10;
 
 // MurmurHash3's 64-bit finalizer: ids are often structured (slot << 48 |
 // small counter), so they must be mixed before their bits pick buckets.
@@ -112,52 +121,94 @@ bool AllZero(const float* values, int dim) {
 
 int Log2(uint64_t power_of_two) { return __builtin_ctzll(power_of_two); }
 
-struct BlockDelete {
-  void operator()(char* block) const {
-    ::operator delete[](block, kBlockAlignment);
-  }
-};
-using Block = std::unique_ptr<char[], BlockDelete>;
-
 }  // namespace
 
 struct EmbeddingHashTable::Shard {
   mutable std::shared_mutex mu;
-  std::unique_ptr<Slot[]> slots;
+  HugePagePool* pool = nullptr;
+  Slot* slots = nullptr;
   uint64_t mask = 0;
   int64_t size = 0;
   // Arena: entry i lives in blocks; blocks double from kFirstBlockEntries
   // entries up to `max_block_entries` (a power of two), then stay at that
   // size, so small tables stay small and big ones are not 1M mallocs.
+  // Blocks [0, heap_blocks) are on the heap, the rest in the pool (a shard
+  // only grows between resets, so once pooled it stays pooled).
   int64_t stride = 0;
   int max_block_log2 = 0;   // log2(max_block_entries / kFirstBlockEntries)
   uint32_t doubling_end = 0;  // first index of the first full-size block
-  std::vector<Block> blocks;
+  std::vector<char*> blocks;
+  size_t heap_blocks = 0;
+  bool poolable_blocks = false;  // full-size blocks are small enough
+  int64_t heap_arena_bytes = 0;
   uint32_t next_index = 0;
   uint32_t capacity_entries = 0;
   std::vector<uint32_t> free_indices;
   int64_t arena_bytes = 0;
   RandomEngine rng;
 
-  void Init(int64_t entry_stride, uint64_t capacity) {
+  ~Shard() {
+    FreeSlots(slots, mask + 1);
+    FreeHeapBlocks();
+  }
+
+  void Init(HugePagePool* huge_page_pool, int64_t entry_stride,
+            uint64_t capacity) {
+    pool = huge_page_pool;
     stride = entry_stride;
     const int64_t max_entries = std::max<int64_t>(
         kFirstBlockEntries, int64_t{1} << (63 - __builtin_clzll(std::max<int64_t>(
                                            1, kMaxBlockBytes / stride))));
     max_block_log2 = Log2(max_entries / kFirstBlockEntries);
     doubling_end = kFirstBlockEntries * ((1u << max_block_log2) - 1);
+    poolable_blocks = (int64_t{kFirstBlockEntries} << max_block_log2) * stride <=
+                      kMaxPooledBlockBytes;
     Reset(capacity);
   }
 
+  // Empties the shard down to |capacity| slots. Its pooled arena blocks
+  // stay mapped until the pool releases them.
   void Reset(uint64_t capacity) {
-    slots.reset(new Slot[capacity]);
-    std::fill(slots.get(), slots.get() + capacity, Slot{0, kEmpty, 0});
+    FreeSlots(slots, mask + 1);
+    slots = NewSlots(capacity);
     mask = capacity - 1;
     size = 0;
+    FreeHeapBlocks();
     blocks.clear();
+    heap_blocks = 0;
     next_index = capacity_entries = 0;
     free_indices.clear();
-    arena_bytes = 0;
+    arena_bytes = heap_arena_bytes = 0;
+  }
+
+  bool Pooled(uint64_t capacity) const {
+    return capacity >= kPooledMinSlots;
+  }
+
+  // An array of |capacity| empty slots.
+  Slot* NewSlots(uint64_t capacity) const {
+    Slot* array = Pooled(capacity)
+                      ? reinterpret_cast<Slot*>(
+                            pool->AllocateArray(capacity * sizeof(Slot)))
+                      : new Slot[capacity];
+    std::fill(array, array + capacity, Slot{0, kEmpty, 0});
+    return array;
+  }
+
+  void FreeSlots(Slot* array, uint64_t capacity) const {
+    if (array == nullptr) return;
+    if (Pooled(capacity)) {
+      pool->FreeArray(reinterpret_cast<char*>(array),
+                      capacity * sizeof(Slot));
+    } else {
+      delete[] array;
+    }
+  }
+
+  void FreeHeapBlocks() {
+    for (size_t b = 0; b < heap_blocks; ++b) {
+      ::operator delete[](blocks[b], kBlockAlignment);
+    }
   }
 
   char* EntryAt(uint32_t index) const {
@@ -165,11 +216,11 @@ struct EmbeddingHashTable::Shard {
       const uint32_t q = index / kFirstBlockEntries + 1;
       const int block = 31 - __builtin_clz(q);
       const uint32_t first = kFirstBlockEntries * ((1u << block) - 1);
-      return blocks[block].get() + int64_t{index - first} * stride;
+      return blocks[block] + int64_t{index - first} * stride;
     }
     const uint32_t rest = index - doubling_end;
     const int shift = Log2(kFirstBlockEntries) + max_block_log2;
-    return blocks[max_block_log2 + (rest >> shift)].get() +
+    return blocks[max_block_log2 + (rest >> shift)] +
            int64_t{rest & ((1u << shift) - 1)} * stride;
   }
 
@@ -183,9 +234,16 @@ struct EmbeddingHashTable::Shard {
       const int block_number = static_cast<int>(blocks.size());
       const int64_t entries = int64_t{kFirstBlockEntries}
                               << std::min(block_number, max_block_log2);
-      blocks.emplace_back(static_cast<char*>(
-          ::operator new[](entries * stride, kBlockAlignment)));
-      arena_bytes += entries * stride;
+      const int64_t bytes = entries * stride;
+      if (poolable_blocks && Pooled(mask + 1)) {
+        blocks.push_back(pool->AllocateBlock(bytes));
+      } else {
+        blocks.push_back(
+            static_cast<char*>(::operator new[](bytes, kBlockAlignment)));
+        heap_blocks = blocks.size();
+        heap_arena_bytes += bytes;
+      }
+      arena_bytes += bytes;
       capacity_entries += static_cast<uint32_t>(entries);
     }
     return next_index++;
@@ -230,14 +288,14 @@ struct EmbeddingHashTable::Shard {
   }
 
   void Rehash(uint64_t capacity) {
-    std::unique_ptr<Slot[]> old = std::move(slots);
+    Slot* old = slots;
     const uint64_t old_capacity = mask + 1;
-    slots.reset(new Slot[capacity]);
-    std::fill(slots.get(), slots.get() + capacity, Slot{0, kEmpty, 0});
+    slots = NewSlots(capacity);
     mask = capacity - 1;
     for (uint64_t i = 0; i < old_capacity; ++i) {
       if (old[i].index != kEmpty) Place(old[i]);
     }
+    FreeSlots(old, old_capacity);
   }
 
   // Removes the slot at |pos| (freeing its entry) and shifts later members
@@ -315,6 +373,7 @@ EmbeddingHashTable::EmbeddingHashTable(
       lookup_bytes_(accessor_->serving() ? stride_
                                          : int64_t{dim_} * sizeof(float)),
       expire_times_(expire_config),
+      pool_(new HugePagePool),
       shards_(new Shard[kNumShards]) {}
 
 EmbeddingHashTable::~EmbeddingHashTable() = default;
@@ -332,7 +391,7 @@ Status EmbeddingHashTable::Create(const EmbeddingHashTableConfig& config,
       CapacityFor((config.initial_capacity() + kNumShards - 1) / kNumShards);
   RandomEngine seeder(seed);
   for (int s = 0; s < kNumShards; ++s) {
-    result->shards_[s].Init(result->stride_, capacity);
+    result->shards_[s].Init(result->pool_.get(), result->stride_, capacity);
     result->shards_[s].rng = RandomEngine(seeder());
   }
   *table = std::move(result);
@@ -597,7 +656,7 @@ int64_t EmbeddingHashTable::Evict(int64_t now) {
       }
     }
     if (kept.size() == static_cast<size_t>(shard.size)) continue;
-    std::fill(shard.slots.get(), shard.slots.get() + shard.mask + 1,
+    std::fill(shard.slots, shard.slots + shard.mask + 1,
               Slot{0, kEmpty, 0});
     for (const Slot& slot : kept) shard.Place(slot);
     shard.size = static_cast<int64_t>(kept.size());
@@ -624,17 +683,21 @@ int64_t EmbeddingHashTable::Size() const {
 int64_t EmbeddingHashTable::MemoryBytes() const {
   int64_t bytes = 0;
   for (int s = 0; s < kNumShards; ++s) {
-    std::shared_lock<std::shared_mutex> lock(shards_[s].mu);
-    bytes += (shards_[s].mask + 1) * sizeof(Slot) + shards_[s].arena_bytes;
+    const Shard& shard = shards_[s];
+    std::shared_lock<std::shared_mutex> lock(shard.mu);
+    if (!shard.Pooled(shard.mask + 1)) bytes += (shard.mask + 1) * sizeof(Slot);
+    bytes += shard.heap_arena_bytes;
   }
-  return bytes;
+  return bytes + static_cast<int64_t>(pool_->MappedBytes());
 }
 
 void EmbeddingHashTable::Clear() {
-  for (int s = 0; s < kNumShards; ++s) {
-    std::unique_lock<std::shared_mutex> lock(shards_[s].mu);
-    shards_[s].Reset(kMinShardCapacity);
-  }
+  // All shards at once: their pooled arena blocks are released together.
+  std::vector<std::unique_lock<std::shared_mutex>> locks;
+  locks.reserve(kNumShards);
+  for (int s = 0; s < kNumShards; ++s) locks.emplace_back(shards_[s].mu);
+  for (int s = 0; s < kNumShards; ++s) shards_[s].Reset(kMinShardCapacity);
+  pool_->ReleaseBlocks();
 }
 
 std::string EmbeddingHashTable::DebugString() const {

@@ -13,6 +13,9 @@
 //   so inserting 1M ids is not 1M mallocs, growth moves slots, never
 //   entries, and a lookup touches one slot and the value lines of one
 //   entry.
+// * Once a shard holds thousands of entries, its slot arrays and new arena
+//   blocks come from the table's HugePagePool (transparent huge pages), so
+//   the random accesses of lookups rarely miss the TLB.
 // * Batch calls group ids by shard (stable, 2048 at a time), take each
 //   shard's lock once per chunk, and pipeline probes across the chunk:
 //   every bucket is prefetched, then every probe prefetches its entry, then
@@ -35,6 +38,8 @@
 
 namespace monolith {
 namespace hash_table {
+
+class HugePagePool;
 
 class EmbeddingHashTable {
  public:
@@ -90,7 +95,8 @@ class EmbeddingHashTable {
   bool Contains(int64_t id) const;
   int64_t Size() const;
   void Clear();
-  // Bytes held by slots and arenas (what the table allocated).
+  // Bytes the table holds for slots and entries: its heap allocations and
+  // its pool's mappings.
   int64_t MemoryBytes() const;
   std::string DebugString() const;
 
@@ -157,6 +163,8 @@ class EmbeddingHashTable {
   int64_t lookup_bytes_ = 0;  // leading bytes of an entry a lookup reads
   bool skip_zero_embedding_ = false;
   SlotExpireTimes expire_times_;
+  // Declared before the shards, which return their memory to it.
+  std::unique_ptr<HugePagePool> pool_;
   std::unique_ptr<Shard[]> shards_;
 };
 

@@ -1,0 +1,133 @@
+#include "monolith/native_training/runtime/hash_table/huge_page_pool.h"
+
+#include <sys/mman.h>
+
+#include <new>
+
+namespace monolith {
+namespace hash_table {
+namespace {
+
+// Maps |bytes| (a multiple of the region size) at a region-aligned address,
+// the only place a transparent huge page can start, and asks for huge pages.
+char* MapRegions(size_t bytes) {
+  const size_t padded = bytes + HugePagePool::kRegionBytes;
+  void* raw = mmap(nullptr, padded, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) throw std::bad_alloc();
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(raw);
+  const uintptr_t aligned = (begin + HugePagePool::kRegionBytes - 1) &
+                            ~(uintptr_t{HugePagePool::kRegionBytes} - 1);
+  if (aligned > begin) munmap(raw, aligned - begin);
+  const uintptr_t end = begin + padded;
+  if (end > aligned + bytes) {
+    munmap(reinterpret_cast<void*>(aligned + bytes), end - aligned - bytes);
+  }
+  char* region = reinterpret_cast<char*>(aligned);
+  // Advice only: without THP the region simply keeps 4 KiB pages.
+  madvise(region, bytes, MADV_HUGEPAGE);
+  return region;
+}
+
+void Unmap(uintptr_t region, size_t bytes) {
+  munmap(reinterpret_cast<void*>(region), bytes);
+}
+
+int Log2(size_t power_of_two) { return __builtin_ctzll(power_of_two); }
+
+}  // namespace
+
+HugePagePool::~HugePagePool() {
+  ReleaseBlocks();
+  for (const auto& [region, slab] : slabs_) Unmap(region, kRegionBytes);
+  for (const auto& [array, bytes] : large_arrays_) Unmap(array, bytes);
+}
+
+char* HugePagePool::AllocateBlock(size_t bytes) {
+  bytes = (bytes + kBlockAlignment - 1) & ~(kBlockAlignment - 1);
+  if (bytes == 0 || bytes > kRegionBytes) throw std::bad_alloc();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (block_cursor_ + bytes > kRegionBytes) {
+    block_regions_.push_back(MapRegions(kRegionBytes));
+    mapped_bytes_ += kRegionBytes;
+    block_cursor_ = 0;
+  }
+  char* block = block_regions_.back() + block_cursor_;
+  block_cursor_ += bytes;
+  return block;
+}
+
+void HugePagePool::ReleaseBlocks() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (char* region : block_regions_) {
+    Unmap(reinterpret_cast<uintptr_t>(region), kRegionBytes);
+  }
+  mapped_bytes_ -= block_regions_.size() * kRegionBytes;
+  block_regions_.clear();
+  block_cursor_ = kRegionBytes;
+}
+
+char* HugePagePool::AllocateArray(size_t bytes) {
+  if (bytes < kMinArrayBytes || (bytes & (bytes - 1)) != 0) {
+    throw std::bad_alloc();
+  }
+  const int size_log2 = Log2(bytes);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (size_log2 > kMaxSlabLog2) {
+    char* array = MapRegions(bytes);
+    large_arrays_[reinterpret_cast<uintptr_t>(array)] = bytes;
+    mapped_bytes_ += bytes;
+    return array;
+  }
+  std::set<uintptr_t>& with_room = slabs_with_room_[size_log2];
+  if (with_room.empty()) {
+    const uintptr_t region = reinterpret_cast<uintptr_t>(
+        MapRegions(kRegionBytes));
+    mapped_bytes_ += kRegionBytes;
+    Slab& slab = slabs_[region];
+    slab.size_log2 = size_log2;
+    for (uint32_t i = kRegionBytes >> size_log2; i > 0; --i) {
+      slab.free.push_back(i - 1);
+    }
+    with_room.insert(region);
+  }
+  // The lowest region with room, so arrays pack into few regions and the
+  // others can empty and be unmapped.
+  const uintptr_t region = *with_room.begin();
+  Slab& slab = slabs_[region];
+  const uint32_t index = slab.free.back();
+  slab.free.pop_back();
+  if (slab.free.empty()) with_room.erase(region);
+  return reinterpret_cast<char*>(region + (uintptr_t{index} << size_log2));
+}
+
+void HugePagePool::FreeArray(char* array, size_t bytes) {
+  const uintptr_t address = reinterpret_cast<uintptr_t>(array);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (Log2(bytes) > kMaxSlabLog2) {
+    large_arrays_.erase(address);
+    Unmap(address, bytes);
+    mapped_bytes_ -= bytes;
+    return;
+  }
+  const uintptr_t region = address & ~(uintptr_t{kRegionBytes} - 1);
+  Slab& slab = slabs_[region];
+  slab.free.push_back(static_cast<uint32_t>((address - region) >>
+                                            slab.size_log2));
+  if (slab.free.size() == (kRegionBytes >> slab.size_log2)) {
+    slabs_with_room_[slab.size_log2].erase(region);
+    slabs_.erase(region);
+    Unmap(region, kRegionBytes);
+    mapped_bytes_ -= kRegionBytes;
+  } else {
+    slabs_with_room_[slab.size_log2].insert(region);
+  }
+}
+
+size_t HugePagePool::MappedBytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return mapped_bytes_;
+}
+
+}  // namespace hash_table
+}  // namespace monolith

@@ -1,0 +1,151 @@
+#include "monolith/native_training/runtime/hash_table/huge_page_pool.h"
+
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace monolith {
+namespace hash_table {
+namespace {
+
+constexpr size_t kRegion = HugePagePool::kRegionBytes;
+
+uintptr_t Address(const char* p) { return reinterpret_cast<uintptr_t>(p); }
+
+TEST(HugePagePoolTest, ArraysOfOneSizeShareARegionUntilTheLastIsFreed) {
+  HugePagePool pool;
+  constexpr size_t kBytes = 512 << 10;
+  std::vector<char*> arrays;
+  for (int i = 0; i < 5; ++i) {
+    arrays.push_back(pool.AllocateArray(kBytes));
+    EXPECT_EQ(Address(arrays.back()) % kBytes, 0u);
+    std::memset(arrays.back(), i + 1, kBytes);
+  }
+  // Four fill the first region, the fifth maps a second.
+  EXPECT_EQ(pool.MappedBytes(), 2 * kRegion);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(Address(arrays[i]) & ~(kRegion - 1),
+              Address(arrays[0]) & ~(kRegion - 1));
+  }
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(arrays[i][0], i + 1);
+    EXPECT_EQ(arrays[i][kBytes - 1], i + 1);
+  }
+  // The second region goes with its only array; a freed array is reused.
+  pool.FreeArray(arrays[4], kBytes);
+  EXPECT_EQ(pool.MappedBytes(), kRegion);
+  pool.FreeArray(arrays[1], kBytes);
+  EXPECT_EQ(pool.AllocateArray(kBytes), arrays[1]);
+  EXPECT_EQ(pool.MappedBytes(), kRegion);
+  for (int i = 0; i < 4; ++i) pool.FreeArray(arrays[i], kBytes);
+  EXPECT_EQ(pool.MappedBytes(), 0u);
+}
+
+TEST(HugePagePoolTest, SizesHaveTheirOwnSlabsAndLargeArraysTheirOwnMapping) {
+  HugePagePool pool;
+  char* small = pool.AllocateArray(HugePagePool::kMinArrayBytes);
+  char* medium = pool.AllocateArray(64 << 10);
+  EXPECT_NE(Address(small) & ~(kRegion - 1), Address(medium) & ~(kRegion - 1));
+  EXPECT_EQ(pool.MappedBytes(), 2 * kRegion);
+  char* region = pool.AllocateArray(kRegion);
+  char* large = pool.AllocateArray(4 * kRegion);
+  EXPECT_EQ(Address(region) % kRegion, 0u);
+  EXPECT_EQ(Address(large) % kRegion, 0u);
+  std::memset(large, 7, 4 * kRegion);
+  EXPECT_EQ(pool.MappedBytes(), 7 * kRegion);
+  pool.FreeArray(large, 4 * kRegion);
+  pool.FreeArray(small, HugePagePool::kMinArrayBytes);
+  EXPECT_EQ(pool.MappedBytes(), 2 * kRegion);
+  pool.FreeArray(medium, 64 << 10);
+  pool.FreeArray(region, kRegion);
+  EXPECT_EQ(pool.MappedBytes(), 0u);
+}
+
+TEST(HugePagePoolTest, BlocksAreAlignedPackedAndReleasedTogether) {
+  HugePagePool pool;
+  char* first = pool.AllocateBlock(100);
+  char* second = pool.AllocateBlock(16 << 10);
+  EXPECT_EQ(Address(first) % HugePagePool::kBlockAlignment, 0u);
+  EXPECT_EQ(second, first + 128);  // 100 bytes rounded up to the alignment
+  // A block that does not fit the region's tail starts a new region.
+  char* big = pool.AllocateBlock(kRegion - 1000);
+  EXPECT_EQ(Address(big) % kRegion, 0u);
+  EXPECT_EQ(pool.MappedBytes(), 2 * kRegion);
+  std::memset(big, 1, kRegion - 1000);
+  pool.ReleaseBlocks();
+  EXPECT_EQ(pool.MappedBytes(), 0u);
+  EXPECT_EQ(Address(pool.AllocateBlock(64)) % kRegion, 0u);
+}
+
+TEST(HugePagePoolTest, RejectsSizesItCannotServe) {
+  HugePagePool pool;
+  EXPECT_THROW(pool.AllocateArray(3 << 12), std::bad_alloc);
+  EXPECT_THROW(pool.AllocateArray(1024), std::bad_alloc);
+  EXPECT_THROW(pool.AllocateBlock(kRegion + 1), std::bad_alloc);
+  EXPECT_EQ(pool.MappedBytes(), 0u);
+}
+
+// The kernel marks madvised ranges "hg" in /proc/self/smaps.
+bool HasHugePageAdvice(const char* p) {
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  bool inside = false;
+  while (std::getline(smaps, line)) {
+    uintptr_t begin, end;
+    char dash;
+    std::istringstream range(line);
+    if (line.find("VmFlags:") == 0) {
+      if (inside) return line.find(" hg") != std::string::npos;
+    } else if (range >> std::hex >> begin >> dash >> end && dash == '-') {
+      inside = begin <= Address(p) && Address(p) < end;
+    }
+  }
+  return false;
+}
+
+TEST(HugePagePoolTest, RegionsAreAdvisedHugePages) {
+  if (!std::ifstream("/sys/kernel/mm/transparent_hugepage/enabled")) {
+    GTEST_SKIP() << "this kernel has no transparent huge pages";
+  }
+  HugePagePool pool;
+  EXPECT_TRUE(HasHugePageAdvice(pool.AllocateArray(64 << 10)));
+  EXPECT_TRUE(HasHugePageAdvice(pool.AllocateBlock(4096)));
+  EXPECT_FALSE(HasHugePageAdvice(reinterpret_cast<const char*>(&pool)));
+}
+
+TEST(HugePagePoolTest, ThreadsAllocateAndFreeConcurrently) {
+  HugePagePool pool;
+  constexpr int kThreads = 4;
+  std::vector<std::thread> threads;
+  std::vector<int> failures(kThreads, 0);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&pool, &failures, t] {
+      for (int round = 0; round < 200; ++round) {
+        const size_t bytes = size_t{4096} << (round % 5);
+        char* array = pool.AllocateArray(bytes);
+        char* block = pool.AllocateBlock(1000);
+        std::memset(array, t, bytes);
+        std::memset(block, t, 1000);
+        std::this_thread::yield();
+        if (array[0] != t || array[bytes - 1] != t || block[999] != t) {
+          ++failures[t];
+        }
+        pool.FreeArray(array, bytes);
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(failures, std::vector<int>(kThreads, 0));
+  pool.ReleaseBlocks();
+  EXPECT_EQ(pool.MappedBytes(), 0u);
+}
+
+}  // namespace
+}  // namespace hash_table
+}  // namespace monolith
