@@ -776,33 +776,107 @@ Status EmbeddingHashTable::Save(
   return Status::OK();
 }
 
+namespace {
+
+// Room for one entry: on the stack unless it is large.
+class EntryBuffer {
+ public:
+  explicit EntryBuffer(int64_t bytes) {
+    if (bytes > kStackBytes) {
+      heap_.resize(bytes);
+      data_ = heap_.data();
+    }
+  }
+  char* data() { return data_; }
+
+ private:
+  static constexpr int64_t kStackBytes = 1024;
+  alignas(16) char stack_[kStackBytes];
+  std::vector<char> heap_;
+  char* data_ = stack_;
+};
+
+// A varint ending exactly at |end|; false if it does not.
+bool ReadLastVarint(const char* p, const char* end, uint64_t* value) {
+  uint64_t result = 0;
+  for (int shift = 0; p < end && shift < 64; shift += 7, ++p) {
+    const uint8_t byte = static_cast<uint8_t>(*p);
+    result |= uint64_t{byte & 0x7Fu} << shift;
+    if ((byte & 0x80) == 0) {
+      *value = result;
+      return p + 1 == end;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+void EmbeddingHashTable::PutLocked(Shard* shard, int64_t id, uint64_t hash,
+                                   const char* entry, int64_t update_time) {
+  shard->Reserve(1);
+  const uint64_t pos = shard->FindSlot(id, hash);
+  char* stored = shard->slots[pos].index != kEmpty
+                     ? shard->EntryAt(shard->slots[pos].index)
+                     : shard->Insert(id, pos);
+  std::memcpy(stored, entry, stride_);
+  shard->slots[pos].timestamp = ToTimestamp(update_time);
+}
+
 Status EmbeddingHashTable::Restore(const EntryDump& dump) {
   if (skip_zero_embedding_ && dump.num_size() == dim_ &&
       AllZero(dump.num().data(), dim_)) {
     return Status::OK();
   }
   // Decode into a scratch entry first so a bad dump changes nothing.
-  constexpr int64_t kStackBytes = 1024;
-  char stack_scratch[kStackBytes];
-  std::vector<char> heap_scratch;
-  char* scratch = stack_scratch;
-  if (stride_ > kStackBytes) {
-    heap_scratch.resize(stride_);
-    scratch = heap_scratch.data();
-  }
+  EntryBuffer scratch(stride_);
   const int64_t id = dump.id();
   const uint64_t hash = Mix(id);
   Shard& shard = shards_[ShardOf(hash)];
   std::unique_lock<std::shared_mutex> lock(shard.mu);
-  MONOLITH_RETURN_IF_ERROR(accessor_->Restore(dump, scratch, &shard.rng));
-  shard.Reserve(1);
-  const uint64_t pos = shard.FindSlot(id, hash);
-  char* entry = shard.slots[pos].index != kEmpty
-                    ? shard.EntryAt(shard.slots[pos].index)
-                    : shard.Insert(id, pos);
-  std::memcpy(entry, scratch, stride_);
-  shard.slots[pos].timestamp = ToTimestamp(dump.last_update_ts_sec());
+  MONOLITH_RETURN_IF_ERROR(
+      accessor_->Restore(dump, scratch.data(), &shard.rng));
+  PutLocked(&shard, id, hash, scratch.data(), dump.last_update_ts_sec());
   return Status::OK();
+}
+
+Status EmbeddingHashTable::RestoreRecord(const char* record, size_t size,
+                                         EntryDump* scratch_dump,
+                                         int64_t* update_time) {
+  constexpr char kIdTag = EntryDump::kIdFieldNumber << 3 | 1;  // fixed64
+  constexpr char kTimeTag = EntryDump::kLastUpdateTsSecFieldNumber << 3;
+  constexpr size_t kIdBytes = 1 + sizeof(int64_t);
+  const size_t fields = accessor_->DumpFieldsBytes();
+  if (fields > 0 && size >= kIdBytes + fields && record[0] == kIdTag) {
+    const char* time_field = record + kIdBytes + fields;
+    const char* end = record + size;
+    uint64_t time = 0;
+    const bool time_ok =
+        time_field == end ||
+        (*time_field == kTimeTag && ReadLastVarint(time_field + 1, end, &time));
+    EntryBuffer scratch(stride_);
+    if (time_ok &&
+        accessor_->ReadDump(record + kIdBytes, fields, scratch.data())) {
+      *update_time = static_cast<int64_t>(time);
+      if (skip_zero_embedding_ &&
+          AllZero(reinterpret_cast<const float*>(scratch.data()), dim_)) {
+        return Status::OK();
+      }
+      int64_t id;
+      std::memcpy(&id, record + 1, sizeof(id));
+      const uint64_t hash = Mix(id);
+      Shard& shard = shards_[ShardOf(hash)];
+      std::unique_lock<std::shared_mutex> lock(shard.mu);
+      PutLocked(&shard, id, hash, scratch.data(), *update_time);
+      return Status::OK();
+    }
+  }
+  if (!scratch_dump->ParseFromArray(record, static_cast<int>(size))) {
+    return DataLossError("a record of " + std::to_string(size) +
+                         " bytes is not an EntryDump");
+  }
+  *update_time = scratch_dump->last_update_ts_sec();
+  return Restore(*scratch_dump);
 }
 
 }  // namespace hash_table

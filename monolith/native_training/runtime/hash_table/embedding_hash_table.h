@@ -125,6 +125,13 @@ class EmbeddingHashTable {
   // state, update time). With skip_zero_embedding an all-zero entry is
   // skipped. InvalidArgument if the dump does not fit the table's entries.
   Status Restore(const EntryDump& dump);
+  // Restore of one serialized EntryDump (a checkpoint record). Records in
+  // the layout Save writes (protobuf's own: id, num, opt, time) are read
+  // without parsing when the entry's layout allows (EntryAccessor::ReadDump);
+  // others are parsed into |scratch|. Sets |update_time| to the record's.
+  // DataLoss if the record is not an EntryDump.
+  Status RestoreRecord(const char* record, size_t size, EntryDump* scratch,
+                       int64_t* update_time);
 
  private:
   struct Shard;
@@ -156,6 +163,10 @@ class EmbeddingHashTable {
   void ForEachUpserted(const int64_t* ids, int64_t n, int64_t update_time,
                        Fn fn);
   bool Erase(int64_t id);
+  // Inserts or overwrites |id| with |entry| (stride_ bytes) stamped
+  // |update_time|. Caller holds |shard| exclusively.
+  void PutLocked(Shard* shard, int64_t id, uint64_t hash, const char* entry,
+                 int64_t update_time);
 
   std::unique_ptr<EntryAccessor> accessor_;
   int dim_ = 0;

@@ -1,6 +1,7 @@
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.h"
 
 #include <atomic>
+#include <cstdio>
 #include <cstdint>
 #include <limits>
 #include <map>
@@ -312,7 +313,10 @@ TEST_P(OptimizerRoundTripTest, RestoredTableContinuesTrainingExactly) {
   };
   for (int step = 0; step < 3; ++step) train(saved.get(), step);
 
+  // One table restored from the parsed dumps, one from the records (read
+  // without parsing where the entry layout allows it).
   auto restored = MakeTable(config, /*seed=*/99);
+  auto from_records = MakeTable(config, /*seed=*/98);
   for (int shard = 0; shard < 3; ++shard) {
     ASSERT_TRUE(saved
                     ->Save(shard, 3, 0,
@@ -322,23 +326,39 @@ TEST_P(OptimizerRoundTripTest, RestoredTableContinuesTrainingExactly) {
                              EXPECT_EQ(std::string(entry.dump,
                                                    entry.dump_size),
                                        dump.SerializeAsString());
+                             EntryDump scratch;
+                             int64_t update_time = -1;
+                             MONOLITH_RETURN_IF_ERROR(
+                                 from_records->RestoreRecord(
+                                     entry.dump, entry.dump_size, &scratch,
+                                     &update_time));
+                             EXPECT_EQ(update_time, entry.update_time);
                              return restored->Restore(dump);
                            })
                     .ok());
   }
   ASSERT_EQ(restored->Size(), kIds);
+  ASSERT_EQ(from_records->Size(), kIds);
   for (int step = 3; step < 6; ++step) {
     train(saved.get(), step);
     train(restored.get(), step);
+    train(from_records.get(), step);
   }
-  std::vector<EntryDump> a(kIds), b(kIds);
+  std::vector<EntryDump> a(kIds), b(kIds), c(kIds);
   saved->BatchLookupEntry(ids.data(), kIds, a.data());
   restored->BatchLookupEntry(ids.data(), kIds, b.data());
+  from_records->BatchLookupEntry(ids.data(), kIds, c.data());
   for (int i = 0; i < kIds; ++i) {
     ASSERT_EQ(a[i].SerializeAsString(), b[i].SerializeAsString())
         << GetParam() << "\n" << a[i].ShortDebugString() << "\n"
         << b[i].ShortDebugString();
+    ASSERT_EQ(a[i].SerializeAsString(), c[i].SerializeAsString())
+        << GetParam() << "\n" << a[i].ShortDebugString() << "\n"
+        << c[i].ShortDebugString();
   }
+  std::printf("%s: records read %s\n", GetParam(),
+              saved->accessor().DumpFieldsBytes() > 0 ? "without parsing"
+                                                      : "by parsing");
 }
 
 INSTANTIATE_TEST_SUITE_P(AllOptimizers, OptimizerRoundTripTest,
@@ -430,6 +450,88 @@ TEST(EmbeddingHashTableTest, SaveSkipsExpiredEntriesAndStopsOnWriteError) {
     return DataLossError("disk full");
   });
   EXPECT_EQ(s.code(), StatusCode::kDataLoss);
+}
+
+// Records of other shapes than Save's are parsed, with the same result as
+// Restore of the parsed dump; records that are not EntryDumps are DataLoss.
+TEST(EmbeddingHashTableTest, RestoreRecordReadsEveryShapeOfEntryDump) {
+  const std::string config =
+      "entry_config { segments { dim_size: 2 init_config { ones {} } "
+      "opt_config { adagrad { initial_accumulator_value: 0.5 } } } } "
+      "skip_zero_embedding: true";
+  auto table = MakeTable(config);
+  ASSERT_GT(table->accessor().DumpFieldsBytes(), 0u);
+  EntryDump full;
+  full.set_id(-5);
+  full.add_num(1.5f);
+  full.add_num(-2.5f);
+  full.mutable_opt()->add_dump()->mutable_adagrad()->add_norm(3);
+  full.mutable_opt()->mutable_dump(0)->mutable_adagrad()->add_norm(4);
+  full.set_last_update_ts_sec(77);
+  EntryDump no_time = full;
+  no_time.clear_last_update_ts_sec();
+  no_time.set_id(6);
+  EntryDump no_opt = full;
+  no_opt.clear_opt();
+  no_opt.set_id(7);
+  EntryDump negative_time = full;
+  negative_time.set_id(8);
+  negative_time.set_last_update_ts_sec(-3);
+  EntryDump zeros = full;
+  zeros.set_id(9);
+  zeros.set_num(0, 0);
+  zeros.set_num(1, 0);
+  // An unknown field after the known ones.
+  std::string unknown_field = full.SerializeAsString();
+  unknown_field += std::string("\x28\x01", 2);  // field 5, varint 1
+  EntryDump scratch;
+  int64_t update_time = 0;
+  auto restore = [&](const std::string& record) {
+    return table->RestoreRecord(record.data(), record.size(), &scratch,
+                                &update_time);
+  };
+  ASSERT_TRUE(restore(full.SerializeAsString()).ok());
+  EXPECT_EQ(update_time, 77);
+  ASSERT_TRUE(restore(no_time.SerializeAsString()).ok());
+  EXPECT_EQ(update_time, 0);
+  ASSERT_TRUE(restore(no_opt.SerializeAsString()).ok());
+  ASSERT_TRUE(restore(negative_time.SerializeAsString()).ok());
+  EXPECT_EQ(update_time, -3);
+  ASSERT_TRUE(restore(zeros.SerializeAsString()).ok());
+  EXPECT_FALSE(table->Contains(9));
+  full.set_id(10);
+  unknown_field = full.SerializeAsString() + std::string("\x28\x01", 2);
+  ASSERT_TRUE(restore(unknown_field).ok());
+
+  // The same dumps through Restore give the same entries.
+  auto parsed = MakeTable(config);
+  for (EntryDump* dump : {&full, &no_time, &no_opt, &negative_time, &zeros}) {
+    ASSERT_TRUE(parsed->Restore(*dump).ok());
+  }
+  full.set_id(-5);
+  ASSERT_TRUE(parsed->Restore(full).ok());
+  const int64_t ids[] = {-5, 6, 7, 8, 10};
+  std::vector<EntryDump> a(5), b(5);
+  table->BatchLookupEntry(ids, 5, a.data());
+  parsed->BatchLookupEntry(ids, 5, b.data());
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(a[i].SerializeAsString(), b[i].SerializeAsString())
+        << a[i].ShortDebugString() << " vs " << b[i].ShortDebugString();
+  }
+  EXPECT_EQ(a[0].last_update_ts_sec(), 77);
+  EXPECT_EQ(a[2].opt().dump(0).adagrad().norm(0), 0.5f);  // initialized
+
+  // Not an EntryDump: DataLoss, nothing inserted; a wrong dim: rejected.
+  const int64_t size = table->Size();
+  std::string truncated = full.SerializeAsString();
+  truncated.resize(truncated.size() - 6);
+  EXPECT_EQ(restore(truncated).code(), StatusCode::kDataLoss);
+  EXPECT_EQ(restore(std::string("\xff\xff\xff", 3)).code(),
+            StatusCode::kDataLoss);
+  full.add_num(1);
+  EXPECT_EQ(restore(full.SerializeAsString()).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(table->Size(), size);
 }
 
 TEST(EmbeddingHashTableTest, RestoreRejectsAnEntryOfAnotherDim) {

@@ -86,6 +86,7 @@ Status EntryAccessor::Create(const EntryConfig& config,
       seg.optimizer->WriteDump(At(entry.data(), seg.data_offset), &opt);
     }
     result->opt_dump_bytes_ = opt.size();
+    result->BuildDumpTemplate();
   }
   *accessor = std::move(result);
   return Status::OK();
@@ -186,6 +187,84 @@ void EntryAccessor::Save(const void* entry, EntryDump* dump) const {
   WireWriter wire;
   WriteDump(entry, &wire);
   dump->MergeFromString({wire.data(), wire.size()});
+}
+
+void EntryAccessor::BuildDumpTemplate() {
+  // Dump entries whose words are distinct markers, under two marker sets,
+  // and find every word in the output. The layout is usable when each word
+  // appears exactly once, at the same offsets for both sets, and the bytes
+  // between words do not depend on the values.
+  constexpr uint32_t kMarkers[2] = {0x5EED0000u, 0x3C1A0000u};
+  constexpr uint32_t kMarkerMask = 0xFFFF0000u;
+  const size_t words = size_bytes_ / sizeof(uint32_t);
+  if (words == 0 || words > ~kMarkerMask) return;
+  std::vector<uint32_t> entries[2];
+  std::string layouts[2];
+  std::vector<std::pair<uint32_t, uint32_t>> found[2];
+  for (int k = 0; k < 2; ++k) {
+    entries[k].resize(words);
+    for (size_t i = 0; i < words; ++i) entries[k][i] = kMarkers[k] | i;
+    WireWriter wire;
+    WriteDump(entries[k].data(), &wire);
+    layouts[k].assign(wire.data(), wire.size());
+    std::vector<int> seen(words, 0);
+    for (size_t p = 0; p + sizeof(uint32_t) <= wire.size();) {
+      uint32_t word;
+      std::memcpy(&word, wire.data() + p, sizeof(word));
+      const uint32_t index = word & ~kMarkerMask;
+      if ((word & kMarkerMask) == kMarkers[k] && index < words) {
+        found[k].emplace_back(static_cast<uint32_t>(p), index);
+        ++seen[index];
+        p += sizeof(word);
+      } else {
+        ++p;
+      }
+    }
+    for (int count : seen) {
+      if (count != 1) return;
+    }
+  }
+  if (layouts[0].size() != layouts[1].size() || found[0] != found[1]) return;
+  size_t gap_begin = 0;
+  for (const auto& [offset, index] : found[0]) {
+    if (layouts[0].compare(gap_begin, offset - gap_begin, layouts[1],
+                           gap_begin, offset - gap_begin) != 0) {
+      return;
+    }
+    gap_begin = offset + sizeof(uint32_t);
+  }
+  if (layouts[0].compare(gap_begin, std::string::npos, layouts[1], gap_begin,
+                         std::string::npos) != 0) {
+    return;
+  }
+  // And Restore must read back exactly those words.
+  EntryDump dump;
+  if (!dump.ParseFromString(layouts[0])) return;
+  std::vector<uint32_t> restored(words);
+  RandomEngine rng(0);
+  if (!Restore(dump, restored.data(), &rng).ok() || restored != entries[0]) {
+    return;
+  }
+  dump_template_ = std::move(layouts[0]);
+  dump_words_ = std::move(found[0]);
+}
+
+bool EntryAccessor::ReadDump(const char* fields, size_t size,
+                             void* entry) const {
+  if (dump_template_.empty() || size != dump_template_.size()) return false;
+  char* out = static_cast<char*>(entry);
+  size_t gap_begin = 0;
+  for (const auto& [offset, index] : dump_words_) {
+    if (std::memcmp(fields + gap_begin, dump_template_.data() + gap_begin,
+                    offset - gap_begin) != 0) {
+      return false;
+    }
+    std::memcpy(out + size_t{index} * sizeof(uint32_t), fields + offset,
+                sizeof(uint32_t));
+    gap_begin = offset + sizeof(uint32_t);
+  }
+  return std::memcmp(fields + gap_begin, dump_template_.data() + gap_begin,
+                     size - gap_begin) == 0;
 }
 
 Status EntryAccessor::Restore(const EntryDump& dump, void* entry,

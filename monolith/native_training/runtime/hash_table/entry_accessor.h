@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "monolith/native_training/runtime/hash_table/compressor/float_compressor_interface.h"
@@ -61,6 +62,15 @@ class EntryAccessor {
   // state is restored when the dump has it (TRAINING) and initialized
   // otherwise, so a serving checkpoint can seed training.
   Status Restore(const EntryDump& dump, void* entry, RandomEngine* rng) const;
+  // Sets |entry| from the num and opt fields of an EntryDump record (its
+  // bytes between id and last_update_ts_sec) by copying words, without
+  // parsing, when they have exactly the shape WriteDump gives every entry
+  // of this config: the same bytes but for the entry's words. Returns false
+  // for any other shape (SERVING entries, state that is not plain words,
+  // a dump without optimizer state): parse it and call Restore instead.
+  bool ReadDump(const char* fields, size_t size, void* entry) const;
+  // The size ReadDump reads (0: it reads nothing).
+  size_t DumpFieldsBytes() const { return dump_template_.size(); }
 
  private:
   struct Segment {
@@ -75,6 +85,9 @@ class EntryAccessor {
   };
 
   EntryAccessor() = default;
+  // Fills dump_template_ and dump_words_ when WriteDump copies every word
+  // of an entry verbatim into a fixed layout and Restore inverts it.
+  void BuildDumpTemplate();
 
   bool serving_ = false;
   int dim_ = 0;
@@ -82,6 +95,11 @@ class EntryAccessor {
   int dump_size_ = 0;
   int64_t size_bytes_ = 0;
   size_t opt_dump_bytes_ = 0;  // a new entry's opt message length
+  // WriteDump of an entry, and where each 4-byte word of the entry lands in
+  // it: (byte offset in the dump, word index in the entry), by offset.
+  // Empty when ReadDump cannot be used.
+  std::string dump_template_;
+  std::vector<std::pair<uint32_t, uint32_t>> dump_words_;
   std::vector<Segment> segments_;
 };
 

@@ -100,6 +100,44 @@ TEST(EntryAccessorTest, SaveRestoreKeepsOptimizerState) {
   EXPECT_EQ(restored, entry);
 }
 
+TEST(EntryAccessorTest, ReadDumpCopiesWordsOfWriteDumpsLayoutOnly) {
+  auto accessor = MakeAccessor(kTwoSegments);
+  std::vector<char> entry(accessor->SizeBytes());
+  RandomEngine rng(1);
+  accessor->Init(entry.data(), &rng);
+  const float grad[5] = {1, 2, 3, 4, 5};
+  const float lrs[2] = {0.1f, 0.2f};
+  accessor->Optimize(entry.data(), grad, lrs, 0);
+  WireWriter wire;
+  accessor->WriteDump(entry.data(), &wire);
+  ASSERT_EQ(accessor->DumpFieldsBytes(), wire.size());
+  std::string fields(wire.data(), wire.size());
+  std::vector<char> read(accessor->SizeBytes());
+  ASSERT_TRUE(accessor->ReadDump(fields.data(), fields.size(), read.data()));
+  EXPECT_EQ(read, entry);
+  // Any other shape is left to the parser.
+  EXPECT_FALSE(accessor->ReadDump(fields.data(), fields.size() - 1,
+                                  read.data()));
+  std::string other_tag = fields;
+  other_tag[0] = static_cast<char>(EntryDump::kNumFieldNumber << 3 | 5 ^ 8);
+  EXPECT_FALSE(accessor->ReadDump(other_tag.data(), other_tag.size(),
+                                  read.data()));
+  std::string other_inner_tag = fields;
+  other_inner_tag[other_inner_tag.size() - 5] ^= 8;  // the last norm's tag
+  EXPECT_FALSE(accessor->ReadDump(other_inner_tag.data(),
+                                  other_inner_tag.size(), read.data()));
+  // Entries whose state is not plain words, and SERVING entries, have no
+  // such layout.
+  EXPECT_EQ(MakeAccessor("segments { dim_size: 2 init_config { zeros {} } "
+                         "opt_config { dynamic_wd_adagrad {} } }")
+                ->DumpFieldsBytes(),
+            0u);
+  EXPECT_EQ(MakeAccessor("entry_type: SERVING segments { dim_size: 2 "
+                         "comp_config { fp16 {} } }")
+                ->DumpFieldsBytes(),
+            0u);
+}
+
 TEST(EntryAccessorTest, RestoreRejectsMismatchedDumps) {
   auto accessor = MakeAccessor(kTwoSegments);
   std::vector<char> entry(accessor->SizeBytes());

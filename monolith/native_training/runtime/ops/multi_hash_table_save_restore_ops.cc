@@ -285,19 +285,21 @@ class MultiHashTableRestoreOp : public OpKernel {
         }
         TF_RETURN_IF_ERROR(s);
         if (t < 0) continue;
-        if (!dump.ParseFromArray(record.data(), record.size())) {
+        MultiHashTable::Table& table = mtable->table(t);
+        int64_t update_time = 0;
+        Status restored = ToTfStatus(table.table->RestoreRecord(
+            record.data(), record.size(), &dump, &update_time));
+        if (errors::IsDataLoss(restored)) {
           return errors::DataLoss(data->path(), ": entry ", i, " of table ",
                                   table_meta.table_name(),
                                   " is not an EntryDump");
         }
-        MultiHashTable::Table& table = mtable->table(t);
-        Status restored = ToTfStatus(table.table->Restore(dump));
         if (!restored.ok()) {
           return errors::InvalidArgument(data->path(), ": table ",
                                          table.name, ": ",
                                          restored.message());
         }
-        table.SeenUpdate(dump.last_update_ts_sec());
+        table.SeenUpdate(update_time);
       }
     }
     Status s = data->Next(&record);
