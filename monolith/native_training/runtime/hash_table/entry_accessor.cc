@@ -247,24 +247,42 @@ void EntryAccessor::BuildDumpTemplate() {
   }
   dump_template_ = std::move(layouts[0]);
   dump_words_ = std::move(found[0]);
+  std::string mask(dump_template_.size(), '\xff');
+  for (const auto& [offset, index] : dump_words_) {
+    mask.replace(offset, sizeof(uint32_t), sizeof(uint32_t), '\0');
+  }
+  const size_t chunks = (dump_template_.size() + 7) / 8;
+  template_chunks_.assign(chunks, 0);
+  template_mask_.assign(chunks, 0);
+  std::memcpy(template_chunks_.data(), dump_template_.data(),
+              dump_template_.size());
+  std::memcpy(template_mask_.data(), mask.data(), mask.size());
 }
 
 bool EntryAccessor::ReadDump(const char* fields, size_t size,
                              void* entry) const {
   if (dump_template_.empty() || size != dump_template_.size()) return false;
+  // Every byte outside the words must be the template's: compare 8 bytes
+  // at a time under the mask (the last chunk only over what is there).
+  uint64_t differ = 0;
+  const size_t whole = size / 8;
+  for (size_t c = 0; c < whole; ++c) {
+    uint64_t chunk;
+    std::memcpy(&chunk, fields + 8 * c, sizeof(chunk));
+    differ |= (chunk ^ template_chunks_[c]) & template_mask_[c];
+  }
+  if (whole < template_chunks_.size()) {
+    uint64_t chunk = 0;
+    std::memcpy(&chunk, fields + 8 * whole, size - 8 * whole);
+    differ |= (chunk ^ template_chunks_[whole]) & template_mask_[whole];
+  }
+  if (differ != 0) return false;
   char* out = static_cast<char*>(entry);
-  size_t gap_begin = 0;
   for (const auto& [offset, index] : dump_words_) {
-    if (std::memcmp(fields + gap_begin, dump_template_.data() + gap_begin,
-                    offset - gap_begin) != 0) {
-      return false;
-    }
     std::memcpy(out + size_t{index} * sizeof(uint32_t), fields + offset,
                 sizeof(uint32_t));
-    gap_begin = offset + sizeof(uint32_t);
   }
-  return std::memcmp(fields + gap_begin, dump_template_.data() + gap_begin,
-                     size - gap_begin) == 0;
+  return true;
 }
 
 Status EntryAccessor::Restore(const EntryDump& dump, void* entry,

@@ -100,6 +100,10 @@ class EntryAccessor {
   // Empty when ReadDump cannot be used.
   std::string dump_template_;
   std::vector<std::pair<uint32_t, uint32_t>> dump_words_;
+  // The template's bytes that are not entry words: 0xff where a record
+  // must match it, 0 under the words; both padded to 8-byte chunks.
+  std::vector<uint64_t> template_chunks_;
+  std::vector<uint64_t> template_mask_;
   std::vector<Segment> segments_;
 };
 
