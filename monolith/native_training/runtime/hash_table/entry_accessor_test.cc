@@ -78,14 +78,21 @@ TEST(EntryAccessorTest, AssignAndAssignAdd) {
   EXPECT_EQ(num, (std::vector<float>{2, 4, 6, 8, 10}));
 }
 
-TEST(EntryAccessorTest, SaveRestoreKeepsOptimizerState) {
-  auto accessor = MakeAccessor(kTwoSegments);
-  std::vector<char> entry(accessor->SizeBytes());
+// A kTwoSegments entry after one update (gradients 1..5).
+std::vector<char> TrainedEntry(const EntryAccessor& accessor) {
+  std::vector<char> entry(accessor.SizeBytes());
   RandomEngine rng(1);
-  accessor->Init(entry.data(), &rng);
+  accessor.Init(entry.data(), &rng);
   const float grad[5] = {1, 2, 3, 4, 5};
   const float lrs[2] = {0.1f, 0.2f};
-  accessor->Optimize(entry.data(), grad, lrs, 0);
+  accessor.Optimize(entry.data(), grad, lrs, 0);
+  return entry;
+}
+
+TEST(EntryAccessorTest, SaveRestoreKeepsOptimizerState) {
+  auto accessor = MakeAccessor(kTwoSegments);
+  const std::vector<char> entry = TrainedEntry(*accessor);
+  RandomEngine rng(1);
 
   EntryDump dump;
   accessor->Save(entry.data(), &dump);
@@ -102,12 +109,7 @@ TEST(EntryAccessorTest, SaveRestoreKeepsOptimizerState) {
 
 TEST(EntryAccessorTest, ReadDumpCopiesWordsOfWriteDumpsLayoutOnly) {
   auto accessor = MakeAccessor(kTwoSegments);
-  std::vector<char> entry(accessor->SizeBytes());
-  RandomEngine rng(1);
-  accessor->Init(entry.data(), &rng);
-  const float grad[5] = {1, 2, 3, 4, 5};
-  const float lrs[2] = {0.1f, 0.2f};
-  accessor->Optimize(entry.data(), grad, lrs, 0);
+  const std::vector<char> entry = TrainedEntry(*accessor);
   WireWriter wire;
   accessor->WriteDump(entry.data(), &wire);
   ASSERT_EQ(accessor->DumpFieldsBytes(), wire.size());
