@@ -9,7 +9,8 @@
 //                                 table: its name and how many entries follow
 // Each shard is written to temporary names and renamed when complete, so a
 // crash never leaves a half checkpoint under the final names. Shards are
-// saved and restored in parallel on TF's CPU worker threads.
+// saved and restored in parallel on TF's CPU worker threads, and every
+// finished shard is logged (entries, bytes, seconds) as progress.
 #include <algorithm>
 #include <cstdint>
 #include <map>
@@ -17,6 +18,7 @@
 #include <regex>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
@@ -27,6 +29,7 @@
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tensorflow/core/lib/io/path.h"
 #include "tensorflow/core/platform/env.h"
+#include "tensorflow/core/platform/mutex.h"
 #include "tensorflow/core/platform/random.h"
 
 namespace tensorflow {
@@ -96,6 +99,60 @@ Status FindShards(Env* env, const std::string& basename, bool meta_only,
   return OkStatus();
 }
 
+// Logs every finished shard of a save or restore and then the whole, so a
+// long one shows its progress: entries, checkpoint bytes, seconds.
+class ShardProgress {
+ public:
+  ShardProgress(Env* env, const char* verb, std::string basename, int nshards)
+      : env_(env),
+        verb_(verb),
+        basename_(std::move(basename)),
+        nshards_(nshards),
+        start_micros_(env->NowMicros()) {}
+
+  // |files|: the shard's files, whose sizes count as its bytes.
+  void ShardDone(int shard, int64_t entries,
+                 const std::vector<std::string>& files) {
+    uint64_t bytes = 0;
+    for (const std::string& file : files) {
+      uint64_t size = 0;
+      if (env_->GetFileSize(file, &size).ok()) bytes += size;
+    }
+    mutex_lock lock(mu_);
+    ++done_;
+    entries_ += entries;
+    bytes_ += bytes;
+    LOG(INFO) << verb_ << " shard " << shard << " of " << basename_ << ": "
+              << entries << " entries, " << bytes << " bytes (" << done_
+              << " of " << nshards_ << " shards done, "
+              << Seconds() << " s)";
+  }
+
+  void Finish() {
+    mutex_lock lock(mu_);
+    const double seconds = Seconds();
+    LOG(INFO) << verb_ << " " << entries_ << " entries of " << basename_
+              << " (" << nshards_ << " shards, " << bytes_ << " bytes) in "
+              << seconds << " s, "
+              << (seconds > 0 ? bytes_ / 1e6 / seconds : 0) << " MB/s";
+  }
+
+ private:
+  double Seconds() const {
+    return (env_->NowMicros() - start_micros_) / 1e6;
+  }
+
+  Env* const env_;
+  const char* const verb_;
+  const std::string basename_;
+  const int nshards_;
+  const uint64_t start_micros_;
+  mutex mu_;
+  int done_ = 0;
+  int64_t entries_ = 0;
+  uint64_t bytes_ = 0;
+};
+
 class MultiHashTableSaveOp : public OpKernel {
  public:
   explicit MultiHashTableSaveOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
@@ -143,10 +200,12 @@ class MultiHashTableSaveOp : public OpKernel {
     if (!dir.empty()) {
       OP_REQUIRES_OK(ctx, ctx->env()->RecursivelyCreateDir(dir));
     }
+    ShardProgress progress(ctx->env(), "Saved", basename, nshards);
     OP_REQUIRES_OK(ctx, ParallelFor(ctx, nshards, [&](int64_t shard) {
                      return SaveShard(ctx->env(), *mtable, basename, shard,
-                                      nshards);
+                                      nshards, &progress);
                    }));
+    progress.Finish();
     ctx->set_output(0, ctx->input(0));
   }
 
@@ -159,25 +218,31 @@ class MultiHashTableSaveOp : public OpKernel {
   }
 
   Status SaveShard(Env* env, const MultiHashTable& mtable,
-                   const std::string& basename, int shard, int nshards) const {
+                   const std::string& basename, int shard, int nshards,
+                   ShardProgress* progress) const {
     const std::string data_name = ShardName(basename, shard, nshards);
     const std::string meta_name = MetaName(basename, shard, nshards);
     const std::string tmp_suffix = "-tmp-" + std::to_string(random::New64());
     const std::string tmp_data = data_name + tmp_suffix;
     const std::string tmp_meta = meta_name + tmp_suffix;
-    Status s = WriteShard(env, mtable, shard, nshards, tmp_data, tmp_meta);
+    int64_t entries = 0;
+    Status s = WriteShard(env, mtable, shard, nshards, tmp_data, tmp_meta,
+                          &entries);
     if (s.ok()) s = env->RenameFile(tmp_data, data_name);
     if (s.ok()) s = env->RenameFile(tmp_meta, meta_name);
     if (!s.ok()) {
       env->DeleteFile(tmp_data).IgnoreError();
       env->DeleteFile(tmp_meta).IgnoreError();
+      return s;
     }
-    return s;
+    progress->ShardDone(shard, entries, {data_name, meta_name});
+    return OkStatus();
   }
 
   Status WriteShard(Env* env, const MultiHashTable& mtable, int shard,
                     int nshards, const std::string& data_path,
-                    const std::string& meta_path) const {
+                    const std::string& meta_path,
+                    int64_t* shard_entries) const {
     std::unique_ptr<WritableFile> data_file, meta_file;
     TF_RETURN_IF_ERROR(env->NewWritableFile(data_path, &data_file));
     TF_RETURN_IF_ERROR(env->NewWritableFile(meta_path, &meta_file));
@@ -207,6 +272,7 @@ class MultiHashTableSaveOp : public OpKernel {
       MultiHashTableMetadata meta;
       meta.set_table_name(table.name);
       meta.set_num_entries(entries);
+      *shard_entries += entries;
       TF_RETURN_IF_ERROR(meta_writer.Write(meta.SerializeAsString()));
     }
     TF_RETURN_IF_ERROR(data_writer.Close());
@@ -232,10 +298,13 @@ class MultiHashTableRestoreOp : public OpKernel {
     int nshards = 0;
     OP_REQUIRES_OK(ctx, FindShards(ctx->env(), basename, false, &nshards));
     std::vector<std::vector<std::string>> tables_seen(nshards);
+    ShardProgress progress(ctx->env(), "Restored", basename, nshards);
     OP_REQUIRES_OK(ctx, ParallelFor(ctx, nshards, [&](int64_t shard) {
                      return RestoreShard(ctx->env(), mtable.get(), basename,
-                                         shard, nshards, &tables_seen[shard]);
+                                         shard, nshards, &tables_seen[shard],
+                                         &progress);
                    }));
+    progress.Finish();
     for (int t = 0; t < mtable->size(); ++t) {
       const std::string& name = mtable->table(t).name;
       if (std::find(tables_seen[0].begin(), tables_seen[0].end(), name) ==
@@ -250,7 +319,8 @@ class MultiHashTableRestoreOp : public OpKernel {
  private:
   static Status RestoreShard(Env* env, MultiHashTable* mtable,
                              const std::string& basename, int shard,
-                             int nshards, std::vector<std::string>* seen) {
+                             int nshards, std::vector<std::string>* seen,
+                             ShardProgress* progress) {
     std::unique_ptr<RecordFileReader> meta, data;
     TF_RETURN_IF_ERROR(RecordFileReader::Open(
         env, MetaName(basename, shard, nshards), false, &meta));
@@ -261,6 +331,7 @@ class MultiHashTableRestoreOp : public OpKernel {
         RecordFileReader::Open(env, data_name, !uncompressed, &data));
     StringPiece record;
     EntryDump dump;
+    int64_t restored_entries = 0;
     while (true) {
       Status s = meta->Next(&record);
       if (errors::IsOutOfRange(s)) break;
@@ -300,6 +371,7 @@ class MultiHashTableRestoreOp : public OpKernel {
                                          restored.message());
         }
         table.SeenUpdate(update_time);
+        ++restored_entries;
       }
     }
     Status s = data->Next(&record);
@@ -308,6 +380,8 @@ class MultiHashTableRestoreOp : public OpKernel {
       return errors::DataLoss(data->path(),
                               " has more entries than its meta file lists");
     }
+    progress->ShardDone(shard, restored_entries,
+                        {data_name, MetaName(basename, shard, nshards)});
     return OkStatus();
   }
 };
