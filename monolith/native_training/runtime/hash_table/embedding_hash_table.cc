@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <limits>
@@ -50,6 +51,14 @@ constexpr uint64_t kPooledMinSlots = 4096;
 // Arena blocks come from the pool only when they are this small (entries
 // up to 4 KiB), so the region tails they leave waste at most 3%.
 constexpr int64_t kMaxPooledBlockBytes = 64 << 10;
+
+// Huge pages are on unless the environment says
+// MONOLITH_HASH_TABLE_HUGE_PAGES=0 when a table is created (for hosts where
+// THP faults stall, see README).
+bool HugePagesEnabled() {
+  const char* setting = std::getenv("MONOLITH_HASH_TABLE_HUGE_PAGES");
+  return setting == nullptr || std::string(setting) != "0";
+}
 
 // MurmurHash3's 64-bit finalizer: ids are often structured (slot << 48 |
 // small counter), so they must be mixed before their bits pick buckets.
@@ -169,8 +178,9 @@ struct EmbeddingHashTable::Shard {
   // Empties the shard down to |capacity| slots. Its pooled arena blocks
   // stay mapped until the pool releases them.
   void Reset(uint64_t capacity) {
+    Slot* fresh = NewSlots(capacity);
     FreeSlots(slots, mask + 1);
-    slots = NewSlots(capacity);
+    slots = fresh;
     mask = capacity - 1;
     size = 0;
     FreeHeapBlocks();
@@ -182,7 +192,7 @@ struct EmbeddingHashTable::Shard {
   }
 
   bool Pooled(uint64_t capacity) const {
-    return capacity >= kPooledMinSlots;
+    return pool != nullptr && capacity >= kPooledMinSlots;
   }
 
   // An array of |capacity| empty slots.
@@ -373,7 +383,7 @@ EmbeddingHashTable::EmbeddingHashTable(
       lookup_bytes_(accessor_->serving() ? stride_
                                          : int64_t{dim_} * sizeof(float)),
       expire_times_(expire_config),
-      pool_(new HugePagePool),
+      pool_(HugePagesEnabled() ? new HugePagePool : nullptr),
       shards_(new Shard[kNumShards]) {}
 
 EmbeddingHashTable::~EmbeddingHashTable() = default;
@@ -688,7 +698,11 @@ int64_t EmbeddingHashTable::MemoryBytes() const {
     if (!shard.Pooled(shard.mask + 1)) bytes += (shard.mask + 1) * sizeof(Slot);
     bytes += shard.heap_arena_bytes;
   }
-  return bytes + static_cast<int64_t>(pool_->MappedBytes());
+  return bytes + HugePageBytes();
+}
+
+int64_t EmbeddingHashTable::HugePageBytes() const {
+  return pool_ ? static_cast<int64_t>(pool_->UsedBytes()) : 0;
 }
 
 void EmbeddingHashTable::Clear() {
@@ -697,7 +711,7 @@ void EmbeddingHashTable::Clear() {
   locks.reserve(kNumShards);
   for (int s = 0; s < kNumShards; ++s) locks.emplace_back(shards_[s].mu);
   for (int s = 0; s < kNumShards; ++s) shards_[s].Reset(kMinShardCapacity);
-  pool_->ReleaseBlocks();
+  if (pool_) pool_->ReleaseBlocks();
 }
 
 std::string EmbeddingHashTable::DebugString() const {

@@ -15,7 +15,8 @@
 //   entry.
 // * Once a shard holds thousands of entries, its slot arrays and new arena
 //   blocks come from the table's HugePagePool (transparent huge pages), so
-//   the random accesses of lookups rarely miss the TLB.
+//   the random accesses of lookups rarely miss the TLB; the environment
+//   variable MONOLITH_HASH_TABLE_HUGE_PAGES=0 keeps new tables on the heap.
 // * Batch calls group ids by shard (stable, 2048 at a time), take each
 //   shard's lock once per chunk, and pipeline probes across the chunk:
 //   every bucket is prefetched, then every probe prefetches its entry, then
@@ -98,6 +99,9 @@ class EmbeddingHashTable {
   // Bytes the table holds for slots and entries: its heap allocations and
   // its pool's mappings.
   int64_t MemoryBytes() const;
+  // The part of it on huge pages (0 when the table is small, or created
+  // with MONOLITH_HASH_TABLE_HUGE_PAGES=0 in the environment).
+  int64_t HugePageBytes() const;
   std::string DebugString() const;
 
   // One entry as Save hands it out: its id, last update time (seconds) and

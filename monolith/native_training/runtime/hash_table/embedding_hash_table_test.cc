@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <cstdint>
 #include <limits>
 #include <map>
@@ -231,6 +232,31 @@ TEST(EmbeddingHashTableTest, ClearEmptiesTheTableAndItRefills) {
       EXPECT_EQ(table->BatchLookup(ids.data(), n, out.data()), 0);
       EXPECT_EQ(out, std::vector<float>(n * dim, 0.0f));
     }
+  }
+}
+
+TEST(EmbeddingHashTableTest, LargeTablesUseHugePagesUnlessTurnedOff) {
+  constexpr int64_t kIds = 300'000;
+  std::vector<int64_t> ids(kIds);
+  for (int64_t i = 0; i < kIds; ++i) ids[i] = i * 104729;
+  std::vector<float> values(kIds * 4);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = 0.25f * i;
+  for (const char* setting : {"1", "0"}) {
+    ASSERT_EQ(setenv("MONOLITH_HASH_TABLE_HUGE_PAGES", setting, 1), 0);
+    auto table = MakeTable(SgdTable(4));
+    unsetenv("MONOLITH_HASH_TABLE_HUGE_PAGES");
+    table->Assign(ids.data(), 1000, values.data(), 1);
+    EXPECT_EQ(table->HugePageBytes(), 0) << "small tables stay on the heap";
+    table->Assign(ids.data(), kIds, values.data(), 1);
+    if (std::string(setting) == "1") {
+      EXPECT_GT(table->HugePageBytes(), 0);
+    } else {
+      EXPECT_EQ(table->HugePageBytes(), 0);
+    }
+    EXPECT_GE(table->MemoryBytes(), table->HugePageBytes());
+    std::vector<float> out(kIds * 4);
+    EXPECT_EQ(table->BatchLookup(ids.data(), kIds, out.data()), kIds);
+    EXPECT_EQ(out, values) << "MONOLITH_HASH_TABLE_HUGE_PAGES=" << setting;
   }
 }
 

@@ -197,7 +197,9 @@ void EntryAccessor::BuildDumpTemplate() {
   constexpr uint32_t kMarkers[2] = {0x5EED0000u, 0x3C1A0000u};
   constexpr uint32_t kMarkerMask = 0xFFFF0000u;
   const size_t words = size_bytes_ / sizeof(uint32_t);
-  if (words == 0 || words > ~kMarkerMask) return;
+  // Without optimizer dumps Restore initializes the state, drawing from
+  // the shard's random engine: leave such entries to it.
+  if (dump_size_ == 0 || words == 0 || words > ~kMarkerMask) return;
   std::vector<uint32_t> entries[2];
   std::string layouts[2];
   std::vector<std::pair<uint32_t, uint32_t>> found[2];

@@ -128,8 +128,13 @@ TEST(EntryAccessorTest, ReadDumpCopiesWordsOfWriteDumpsLayoutOnly) {
   other_inner_tag[other_inner_tag.size() - 5] ^= 8;  // the last norm's tag
   EXPECT_FALSE(accessor->ReadDump(other_inner_tag.data(),
                                   other_inner_tag.size(), read.data()));
-  // Entries whose state is not plain words, and SERVING entries, have no
-  // such layout.
+  // Entries whose state is not plain words, entries whose optimizers dump
+  // nothing (Restore initializes them, drawing random numbers), and
+  // SERVING entries have no such layout.
+  EXPECT_EQ(MakeAccessor("segments { dim_size: 2 init_config { zeros {} } "
+                         "opt_config { moving_average {} } }")
+                ->DumpFieldsBytes(),
+            0u);
   EXPECT_EQ(MakeAccessor("segments { dim_size: 2 init_config { zeros {} } "
                          "opt_config { dynamic_wd_adagrad {} } }")
                 ->DumpFieldsBytes(),

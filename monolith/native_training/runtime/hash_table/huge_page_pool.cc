@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <new>
 
 namespace monolith {
@@ -10,10 +11,11 @@ namespace {
 
 // Maps |bytes| (a multiple of the region size) at a region-aligned address,
 // the only place a transparent huge page can start, and asks for huge pages.
-char* MapRegions(size_t bytes) {
+// MAP_NORESERVE: address space only; memory is taken as pages are touched.
+char* MapAligned(size_t bytes) {
   const size_t padded = bytes + HugePagePool::kRegionBytes;
   void* raw = mmap(nullptr, padded, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (raw == MAP_FAILED) throw std::bad_alloc();
   const uintptr_t begin = reinterpret_cast<uintptr_t>(raw);
   const uintptr_t aligned = (begin + HugePagePool::kRegionBytes - 1) &
@@ -23,14 +25,10 @@ char* MapRegions(size_t bytes) {
   if (end > aligned + bytes) {
     munmap(reinterpret_cast<void*>(aligned + bytes), end - aligned - bytes);
   }
-  char* region = reinterpret_cast<char*>(aligned);
-  // Advice only: without THP the region simply keeps 4 KiB pages.
-  madvise(region, bytes, MADV_HUGEPAGE);
-  return region;
-}
-
-void Unmap(uintptr_t region, size_t bytes) {
-  munmap(reinterpret_cast<void*>(region), bytes);
+  char* mapped = reinterpret_cast<char*>(aligned);
+  // Advice only: without THP the range simply keeps 4 KiB pages.
+  madvise(mapped, bytes, MADV_HUGEPAGE);
+  return mapped;
 }
 
 int Log2(size_t power_of_two) { return __builtin_ctzll(power_of_two); }
@@ -38,9 +36,40 @@ int Log2(size_t power_of_two) { return __builtin_ctzll(power_of_two); }
 }  // namespace
 
 HugePagePool::~HugePagePool() {
-  ReleaseBlocks();
-  for (const auto& [region, slab] : slabs_) Unmap(region, kRegionBytes);
-  for (const auto& [array, bytes] : large_arrays_) Unmap(array, bytes);
+  for (const auto& [chunk, bytes] : chunks_) munmap(chunk, bytes);
+  for (const auto& [array, bytes] : large_arrays_) {
+    munmap(reinterpret_cast<void*>(array), bytes);
+  }
+}
+
+char* HugePagePool::TakeRegion() {
+  used_bytes_ += kRegionBytes;
+  if (!free_regions_.empty()) {
+    char* region = free_regions_.back();
+    free_regions_.pop_back();
+    return region;
+  }
+  if (chunk_cursor_ == chunk_end_) {
+    // Each chunk as large as all before it: few mappings, and at most
+    // half of the address space unused.
+    size_t bytes = kFirstChunkBytes;
+    for (const auto& chunk : chunks_) bytes = std::max(bytes, chunk.second * 2);
+    char* chunk = MapAligned(bytes);
+    chunks_.emplace_back(chunk, bytes);
+    chunk_cursor_ = chunk;
+    chunk_end_ = chunk + bytes;
+  }
+  char* region = chunk_cursor_;
+  chunk_cursor_ += kRegionBytes;
+  return region;
+}
+
+void HugePagePool::ReturnRegion(char* region) {
+  // The memory goes back to the system; the range stays ours, and reads as
+  // zeros when it is next used.
+  madvise(region, kRegionBytes, MADV_DONTNEED);
+  free_regions_.push_back(region);
+  used_bytes_ -= kRegionBytes;
 }
 
 char* HugePagePool::AllocateBlock(size_t bytes) {
@@ -48,8 +77,7 @@ char* HugePagePool::AllocateBlock(size_t bytes) {
   if (bytes == 0 || bytes > kRegionBytes) throw std::bad_alloc();
   std::lock_guard<std::mutex> lock(mu_);
   if (block_cursor_ + bytes > kRegionBytes) {
-    block_regions_.push_back(MapRegions(kRegionBytes));
-    mapped_bytes_ += kRegionBytes;
+    block_regions_.push_back(TakeRegion());
     block_cursor_ = 0;
   }
   char* block = block_regions_.back() + block_cursor_;
@@ -59,10 +87,7 @@ char* HugePagePool::AllocateBlock(size_t bytes) {
 
 void HugePagePool::ReleaseBlocks() {
   std::lock_guard<std::mutex> lock(mu_);
-  for (char* region : block_regions_) {
-    Unmap(reinterpret_cast<uintptr_t>(region), kRegionBytes);
-  }
-  mapped_bytes_ -= block_regions_.size() * kRegionBytes;
+  for (char* region : block_regions_) ReturnRegion(region);
   block_regions_.clear();
   block_cursor_ = kRegionBytes;
 }
@@ -74,16 +99,14 @@ char* HugePagePool::AllocateArray(size_t bytes) {
   const int size_log2 = Log2(bytes);
   std::lock_guard<std::mutex> lock(mu_);
   if (size_log2 > kMaxSlabLog2) {
-    char* array = MapRegions(bytes);
+    char* array = MapAligned(bytes);
     large_arrays_[reinterpret_cast<uintptr_t>(array)] = bytes;
-    mapped_bytes_ += bytes;
+    used_bytes_ += bytes;
     return array;
   }
   std::set<uintptr_t>& with_room = slabs_with_room_[size_log2];
   if (with_room.empty()) {
-    const uintptr_t region = reinterpret_cast<uintptr_t>(
-        MapRegions(kRegionBytes));
-    mapped_bytes_ += kRegionBytes;
+    const uintptr_t region = reinterpret_cast<uintptr_t>(TakeRegion());
     Slab& slab = slabs_[region];
     slab.size_log2 = size_log2;
     for (uint32_t i = kRegionBytes >> size_log2; i > 0; --i) {
@@ -92,7 +115,7 @@ char* HugePagePool::AllocateArray(size_t bytes) {
     with_room.insert(region);
   }
   // The lowest region with room, so arrays pack into few regions and the
-  // others can empty and be unmapped.
+  // others can empty and be given back.
   const uintptr_t region = *with_room.begin();
   Slab& slab = slabs_[region];
   const uint32_t index = slab.free.back();
@@ -106,8 +129,8 @@ void HugePagePool::FreeArray(char* array, size_t bytes) {
   std::lock_guard<std::mutex> lock(mu_);
   if (Log2(bytes) > kMaxSlabLog2) {
     large_arrays_.erase(address);
-    Unmap(address, bytes);
-    mapped_bytes_ -= bytes;
+    munmap(array, bytes);
+    used_bytes_ -= bytes;
     return;
   }
   const uintptr_t region = address & ~(uintptr_t{kRegionBytes} - 1);
@@ -117,16 +140,15 @@ void HugePagePool::FreeArray(char* array, size_t bytes) {
   if (slab.free.size() == (kRegionBytes >> slab.size_log2)) {
     slabs_with_room_[slab.size_log2].erase(region);
     slabs_.erase(region);
-    Unmap(region, kRegionBytes);
-    mapped_bytes_ -= kRegionBytes;
+    ReturnRegion(reinterpret_cast<char*>(region));
   } else {
     slabs_with_room_[slab.size_log2].insert(region);
   }
 }
 
-size_t HugePagePool::MappedBytes() const {
+size_t HugePagePool::UsedBytes() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return mapped_bytes_;
+  return used_bytes_;
 }
 
 }  // namespace hash_table

@@ -18,10 +18,13 @@
 // * Arrays (AllocateArray/FreeArray): power-of-two sizes, freed one by one
 //   (a shard's slot array, replaced at every rehash). Arrays smaller than a
 //   region share regions with arrays of their size only (a slab per size);
-//   a region is unmapped as soon as its last array is freed, so the old
-//   arrays of a growing table do not linger. Larger arrays get their own
-//   mapping.
-// Memory is returned to the system on free and on destruction.
+//   a region's memory goes back to the system as soon as its last array is
+//   freed, so the old arrays of a growing table do not linger. Larger
+//   arrays get their own mapping.
+// Regions are carved from chunks of address space that double as the pool
+// grows, so a pool of any size needs few mappings (a process may have only
+// vm.max_map_count, ~65k, of them); a region given back keeps its address
+// range (its memory released with MADV_DONTNEED) and is reused first.
 #ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_HUGE_PAGE_POOL_H_
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_HUGE_PAGE_POOL_H_
 
@@ -30,6 +33,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <utility>
 #include <vector>
 
 namespace monolith {
@@ -57,9 +61,9 @@ class HugePagePool {
   // |array| from AllocateArray(|bytes|).
   void FreeArray(char* array, size_t bytes);
 
-  // Bytes mapped from the system (blocks, arrays, and the free parts of
-  // their regions).
-  size_t MappedBytes() const;
+  // Bytes of the regions and large arrays that hold blocks or arrays (with
+  // the free parts of those regions): what the pool keeps from the system.
+  size_t UsedBytes() const;
 
  private:
   // A region carved into arrays of one size.
@@ -67,11 +71,21 @@ class HugePagePool {
     int size_log2;
     std::vector<uint32_t> free;  // indices of its free arrays
   };
-
   // log2 of the largest array a slab holds; larger ones are mapped alone.
   static constexpr int kMaxSlabLog2 = 20;
+  static constexpr size_t kFirstChunkBytes = size_t{32} << 20;
+
+  // A region for blocks or a slab; callers hold mu_.
+  char* TakeRegion();
+  void ReturnRegion(char* region);
 
   mutable std::mutex mu_;
+  // Address space: chunks (for the destructor), the rest of the newest
+  // chunk, and regions given back.
+  std::vector<std::pair<char*, size_t>> chunks_;
+  char* chunk_cursor_ = nullptr;
+  char* chunk_end_ = nullptr;
+  std::vector<char*> free_regions_;
   // Blocks: full regions, and the one being filled from `block_cursor_`.
   std::vector<char*> block_regions_;
   size_t block_cursor_ = kRegionBytes;
@@ -80,7 +94,7 @@ class HugePagePool {
   std::map<uintptr_t, Slab> slabs_;
   std::set<uintptr_t> slabs_with_room_[kMaxSlabLog2 + 1];
   std::map<uintptr_t, size_t> large_arrays_;
-  size_t mapped_bytes_ = 0;
+  size_t used_bytes_ = 0;
 };
 
 }  // namespace hash_table

@@ -28,7 +28,7 @@ TEST(HugePagePoolTest, ArraysOfOneSizeShareARegionUntilTheLastIsFreed) {
     std::memset(arrays.back(), i + 1, kBytes);
   }
   // Four fill the first region, the fifth maps a second.
-  EXPECT_EQ(pool.MappedBytes(), 2 * kRegion);
+  EXPECT_EQ(pool.UsedBytes(), 2 * kRegion);
   for (int i = 0; i < 4; ++i) {
     EXPECT_EQ(Address(arrays[i]) & ~(kRegion - 1),
               Address(arrays[0]) & ~(kRegion - 1));
@@ -39,12 +39,12 @@ TEST(HugePagePoolTest, ArraysOfOneSizeShareARegionUntilTheLastIsFreed) {
   }
   // The second region goes with its only array; a freed array is reused.
   pool.FreeArray(arrays[4], kBytes);
-  EXPECT_EQ(pool.MappedBytes(), kRegion);
+  EXPECT_EQ(pool.UsedBytes(), kRegion);
   pool.FreeArray(arrays[1], kBytes);
   EXPECT_EQ(pool.AllocateArray(kBytes), arrays[1]);
-  EXPECT_EQ(pool.MappedBytes(), kRegion);
+  EXPECT_EQ(pool.UsedBytes(), kRegion);
   for (int i = 0; i < 4; ++i) pool.FreeArray(arrays[i], kBytes);
-  EXPECT_EQ(pool.MappedBytes(), 0u);
+  EXPECT_EQ(pool.UsedBytes(), 0u);
 }
 
 TEST(HugePagePoolTest, SizesHaveTheirOwnSlabsAndLargeArraysTheirOwnMapping) {
@@ -52,19 +52,19 @@ TEST(HugePagePoolTest, SizesHaveTheirOwnSlabsAndLargeArraysTheirOwnMapping) {
   char* small = pool.AllocateArray(HugePagePool::kMinArrayBytes);
   char* medium = pool.AllocateArray(64 << 10);
   EXPECT_NE(Address(small) & ~(kRegion - 1), Address(medium) & ~(kRegion - 1));
-  EXPECT_EQ(pool.MappedBytes(), 2 * kRegion);
+  EXPECT_EQ(pool.UsedBytes(), 2 * kRegion);
   char* region = pool.AllocateArray(kRegion);
   char* large = pool.AllocateArray(4 * kRegion);
   EXPECT_EQ(Address(region) % kRegion, 0u);
   EXPECT_EQ(Address(large) % kRegion, 0u);
   std::memset(large, 7, 4 * kRegion);
-  EXPECT_EQ(pool.MappedBytes(), 7 * kRegion);
+  EXPECT_EQ(pool.UsedBytes(), 7 * kRegion);
   pool.FreeArray(large, 4 * kRegion);
   pool.FreeArray(small, HugePagePool::kMinArrayBytes);
-  EXPECT_EQ(pool.MappedBytes(), 2 * kRegion);
+  EXPECT_EQ(pool.UsedBytes(), 2 * kRegion);
   pool.FreeArray(medium, 64 << 10);
   pool.FreeArray(region, kRegion);
-  EXPECT_EQ(pool.MappedBytes(), 0u);
+  EXPECT_EQ(pool.UsedBytes(), 0u);
 }
 
 TEST(HugePagePoolTest, BlocksAreAlignedPackedAndReleasedTogether) {
@@ -76,11 +76,54 @@ TEST(HugePagePoolTest, BlocksAreAlignedPackedAndReleasedTogether) {
   // A block that does not fit the region's tail starts a new region.
   char* big = pool.AllocateBlock(kRegion - 1000);
   EXPECT_EQ(Address(big) % kRegion, 0u);
-  EXPECT_EQ(pool.MappedBytes(), 2 * kRegion);
+  EXPECT_EQ(pool.UsedBytes(), 2 * kRegion);
   std::memset(big, 1, kRegion - 1000);
   pool.ReleaseBlocks();
-  EXPECT_EQ(pool.MappedBytes(), 0u);
+  EXPECT_EQ(pool.UsedBytes(), 0u);
   EXPECT_EQ(Address(pool.AllocateBlock(64)) % kRegion, 0u);
+}
+
+TEST(HugePagePoolTest, GivenBackRegionsAreReusedAndReadAsZeros) {
+  HugePagePool pool;
+  char* array = pool.AllocateArray(64 << 10);
+  std::memset(array, 9, 64 << 10);
+  pool.FreeArray(array, 64 << 10);
+  EXPECT_EQ(pool.UsedBytes(), 0u);
+  // The region comes back for the next slab, its old memory released.
+  char* block = pool.AllocateBlock(4096);
+  EXPECT_EQ(Address(block) & ~(kRegion - 1), Address(array) & ~(kRegion - 1));
+  EXPECT_EQ(block[0], 0);
+  EXPECT_EQ(block[4095], 0);
+}
+
+// How many of this process's mappings hold at least one of |addresses|.
+int MappingsHolding(const std::vector<char*>& addresses) {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  int count = 0;
+  while (std::getline(maps, line)) {
+    uintptr_t begin, end;
+    char dash;
+    std::istringstream range(line);
+    if (!(range >> std::hex >> begin >> dash >> end)) continue;
+    for (const char* p : addresses) {
+      if (begin <= Address(p) && Address(p) < end) {
+        ++count;
+        break;
+      }
+    }
+  }
+  return count;
+}
+
+TEST(HugePagePoolTest, ManyRegionsTakeFewMappings) {
+  HugePagePool pool;
+  // 512 MiB of blocks, one region each: chunks of 32, 64, 128, 256 and
+  // 512 MiB (a region per mapping would be 256 mappings).
+  std::vector<char*> blocks;
+  for (int i = 0; i < 256; ++i) blocks.push_back(pool.AllocateBlock(kRegion));
+  EXPECT_LE(MappingsHolding(blocks), 5);
+  EXPECT_EQ(pool.UsedBytes(), 256 * kRegion);
 }
 
 TEST(HugePagePoolTest, RejectsSizesItCannotServe) {
@@ -88,7 +131,7 @@ TEST(HugePagePoolTest, RejectsSizesItCannotServe) {
   EXPECT_THROW(pool.AllocateArray(3 << 12), std::bad_alloc);
   EXPECT_THROW(pool.AllocateArray(1024), std::bad_alloc);
   EXPECT_THROW(pool.AllocateBlock(kRegion + 1), std::bad_alloc);
-  EXPECT_EQ(pool.MappedBytes(), 0u);
+  EXPECT_EQ(pool.UsedBytes(), 0u);
 }
 
 // The kernel marks madvised ranges "hg" in /proc/self/smaps.
@@ -143,7 +186,7 @@ TEST(HugePagePoolTest, ThreadsAllocateAndFreeConcurrently) {
   for (std::thread& thread : threads) thread.join();
   EXPECT_EQ(failures, std::vector<int>(kThreads, 0));
   pool.ReleaseBlocks();
-  EXPECT_EQ(pool.MappedBytes(), 0u);
+  EXPECT_EQ(pool.UsedBytes(), 0u);
 }
 
 }  // namespace
