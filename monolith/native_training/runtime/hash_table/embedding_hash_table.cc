@@ -810,18 +810,33 @@ class EntryBuffer {
   char* data_ = stack_;
 };
 
-// A varint ending exactly at |end|; false if it does not.
-bool ReadLastVarint(const char* p, const char* end, uint64_t* value) {
+// Reads a varint at |p| (before |end|); the byte after it, or null if it
+// is cut off or longer than 10 bytes.
+const char* ReadVarint(const char* p, const char* end, uint64_t* value) {
   uint64_t result = 0;
   for (int shift = 0; p < end && shift < 64; shift += 7, ++p) {
     const uint8_t byte = static_cast<uint8_t>(*p);
     result |= uint64_t{byte & 0x7Fu} << shift;
     if ((byte & 0x80) == 0) {
       *value = result;
-      return p + 1 == end;
+      return p + 1;
     }
   }
-  return false;
+  return nullptr;
+}
+
+constexpr char kIdTag = EntryDump::kIdFieldNumber << 3 | 1;      // fixed64
+constexpr char kNumTag = EntryDump::kNumFieldNumber << 3 | 5;    // fixed32
+constexpr char kOptTag = EntryDump::kOptFieldNumber << 3 | 2;    // bytes
+constexpr char kTimeTag = EntryDump::kLastUpdateTsSecFieldNumber << 3;
+constexpr size_t kIdBytes = 1 + sizeof(int64_t);
+
+// The optional last_update_ts_sec field that must end a record at |end|;
+// false if [p, end) is anything else.
+bool ReadTimeField(const char* p, const char* end, uint64_t* time) {
+  *time = 0;
+  if (p == end) return true;
+  return *p == kTimeTag && ReadVarint(p + 1, end, time) == end;
 }
 
 }  // namespace
@@ -854,36 +869,62 @@ Status EmbeddingHashTable::Restore(const EntryDump& dump) {
   return Status::OK();
 }
 
+bool EmbeddingHashTable::ReadRecordFields(const char* record, size_t size,
+                                          char* entry, uint64_t* time,
+                                          bool* all_zero) const {
+  if (size < kIdBytes || record[0] != kIdTag) return false;
+  const char* p = record + kIdBytes;
+  const char* end = record + size;
+  if (!accessor_->serving()) {
+    // TRAINING: num and opt exactly as WriteDump lays them out.
+    const size_t fields = accessor_->DumpFieldsBytes();
+    if (fields == 0 || size < kIdBytes + fields ||
+        !ReadTimeField(p + fields, end, time) ||
+        !accessor_->ReadDump(p, fields, entry)) {
+      return false;
+    }
+    *all_zero = AllZero(reinterpret_cast<const float*>(entry), dim_);
+    return true;
+  }
+  // SERVING keeps only the values: read the dim unpacked num floats, skip
+  // the optimizer state.
+  constexpr int kStackFloats = 256;
+  if (dim_ > kStackFloats) return false;
+  float num[kStackFloats];
+  constexpr size_t kNumFieldBytes = 1 + sizeof(float);
+  if (static_cast<size_t>(end - p) < dim_ * kNumFieldBytes) return false;
+  for (int i = 0; i < dim_; ++i, p += kNumFieldBytes) {
+    if (*p != kNumTag) return false;
+    std::memcpy(&num[i], p + 1, sizeof(float));
+  }
+  if (p < end && *p == kOptTag) {
+    uint64_t length = 0;
+    p = ReadVarint(p + 1, end, &length);
+    if (p == nullptr || length > static_cast<uint64_t>(end - p)) return false;
+    p += length;
+  }
+  if (!ReadTimeField(p, end, time)) return false;
+  *all_zero = AllZero(num, dim_);
+  accessor_->Assign(num, entry);
+  return true;
+}
+
 Status EmbeddingHashTable::RestoreRecord(const char* record, size_t size,
                                          EntryDump* scratch_dump,
                                          int64_t* update_time) {
-  constexpr char kIdTag = EntryDump::kIdFieldNumber << 3 | 1;  // fixed64
-  constexpr char kTimeTag = EntryDump::kLastUpdateTsSecFieldNumber << 3;
-  constexpr size_t kIdBytes = 1 + sizeof(int64_t);
-  const size_t fields = accessor_->DumpFieldsBytes();
-  if (fields > 0 && size >= kIdBytes + fields && record[0] == kIdTag) {
-    const char* time_field = record + kIdBytes + fields;
-    const char* end = record + size;
-    uint64_t time = 0;
-    const bool time_ok =
-        time_field == end ||
-        (*time_field == kTimeTag && ReadLastVarint(time_field + 1, end, &time));
-    EntryBuffer scratch(stride_);
-    if (time_ok &&
-        accessor_->ReadDump(record + kIdBytes, fields, scratch.data())) {
-      *update_time = static_cast<int64_t>(time);
-      if (skip_zero_embedding_ &&
-          AllZero(reinterpret_cast<const float*>(scratch.data()), dim_)) {
-        return Status::OK();
-      }
-      int64_t id;
-      std::memcpy(&id, record + 1, sizeof(id));
-      const uint64_t hash = Mix(id);
-      Shard& shard = shards_[ShardOf(hash)];
-      std::unique_lock<std::shared_mutex> lock(shard.mu);
-      PutLocked(&shard, id, hash, scratch.data(), *update_time);
-      return Status::OK();
-    }
+  EntryBuffer scratch(stride_);
+  uint64_t time = 0;
+  bool all_zero = false;
+  if (ReadRecordFields(record, size, scratch.data(), &time, &all_zero)) {
+    *update_time = static_cast<int64_t>(time);
+    if (skip_zero_embedding_ && all_zero) return Status::OK();
+    int64_t id;
+    std::memcpy(&id, record + 1, sizeof(id));
+    const uint64_t hash = Mix(id);
+    Shard& shard = shards_[ShardOf(hash)];
+    std::unique_lock<std::shared_mutex> lock(shard.mu);
+    PutLocked(&shard, id, hash, scratch.data(), *update_time);
+    return Status::OK();
   }
   if (!scratch_dump->ParseFromArray(record, static_cast<int>(size))) {
     return DataLossError("a record of " + std::to_string(size) +

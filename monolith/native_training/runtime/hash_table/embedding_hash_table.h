@@ -131,9 +131,11 @@ class EmbeddingHashTable {
   Status Restore(const EntryDump& dump);
   // Restore of one serialized EntryDump (a checkpoint record). Records in
   // the layout Save writes (protobuf's own: id, num, opt, time) are read
-  // without parsing when the entry's layout allows (EntryAccessor::ReadDump);
-  // others are parsed into |scratch|. Sets |update_time| to the record's.
-  // DataLoss if the record is not an EntryDump.
+  // without parsing: by TRAINING tables when the entry's layout allows
+  // (EntryAccessor::ReadDump), by SERVING tables always (they take the
+  // values and skip the optimizer state). Others are parsed into |scratch|.
+  // Sets |update_time| to the record's. DataLoss if the record is not an
+  // EntryDump.
   Status RestoreRecord(const char* record, size_t size, EntryDump* scratch,
                        int64_t* update_time);
 
@@ -167,6 +169,11 @@ class EmbeddingHashTable {
   void ForEachUpserted(const int64_t* ids, int64_t n, int64_t update_time,
                        Fn fn);
   bool Erase(int64_t id);
+  // Sets |entry| and |time| from a record in Save's layout (see
+  // RestoreRecord), and |all_zero| if its num floats are all zero; false
+  // for any other record, which must be parsed.
+  bool ReadRecordFields(const char* record, size_t size, char* entry,
+                        uint64_t* time, bool* all_zero) const;
   // Inserts or overwrites |id| with |entry| (stride_ bytes) stamped
   // |update_time|. Caller holds |shard| exclusively.
   void PutLocked(Shard* shard, int64_t id, uint64_t hash, const char* entry,

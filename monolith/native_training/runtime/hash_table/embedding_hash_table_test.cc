@@ -480,84 +480,103 @@ TEST(EmbeddingHashTableTest, SaveSkipsExpiredEntriesAndStopsOnWriteError) {
 
 // Records of other shapes than Save's are parsed, with the same result as
 // Restore of the parsed dump; records that are not EntryDumps are DataLoss.
+// SERVING tables read the values of training records and skip their state.
 TEST(EmbeddingHashTableTest, RestoreRecordReadsEveryShapeOfEntryDump) {
-  const std::string config =
+  const std::string configs[] = {
       "entry_config { segments { dim_size: 2 init_config { ones {} } "
       "opt_config { adagrad { initial_accumulator_value: 0.5 } } } } "
-      "skip_zero_embedding: true";
-  auto table = MakeTable(config);
-  ASSERT_GT(table->accessor().DumpFieldsBytes(), 0u);
-  EntryDump full;
-  full.set_id(-5);
-  full.add_num(1.5f);
-  full.add_num(-2.5f);
-  full.mutable_opt()->add_dump()->mutable_adagrad()->add_norm(3);
-  full.mutable_opt()->mutable_dump(0)->mutable_adagrad()->add_norm(4);
-  full.set_last_update_ts_sec(77);
-  EntryDump no_time = full;
-  no_time.clear_last_update_ts_sec();
-  no_time.set_id(6);
-  EntryDump no_opt = full;
-  no_opt.clear_opt();
-  no_opt.set_id(7);
-  EntryDump negative_time = full;
-  negative_time.set_id(8);
-  negative_time.set_last_update_ts_sec(-3);
-  EntryDump zeros = full;
-  zeros.set_id(9);
-  zeros.set_num(0, 0);
-  zeros.set_num(1, 0);
-  // An unknown field after the known ones.
-  std::string unknown_field = full.SerializeAsString();
-  unknown_field += std::string("\x28\x01", 2);  // field 5, varint 1
-  EntryDump scratch;
-  int64_t update_time = 0;
-  auto restore = [&](const std::string& record) {
-    return table->RestoreRecord(record.data(), record.size(), &scratch,
-                                &update_time);
+      "skip_zero_embedding: true",
+      "entry_config { entry_type: SERVING segments { dim_size: 2 "
+      "comp_config { fp16 {} } } } skip_zero_embedding: true",
   };
-  ASSERT_TRUE(restore(full.SerializeAsString()).ok());
-  EXPECT_EQ(update_time, 77);
-  ASSERT_TRUE(restore(no_time.SerializeAsString()).ok());
-  EXPECT_EQ(update_time, 0);
-  ASSERT_TRUE(restore(no_opt.SerializeAsString()).ok());
-  ASSERT_TRUE(restore(negative_time.SerializeAsString()).ok());
-  EXPECT_EQ(update_time, -3);
-  ASSERT_TRUE(restore(zeros.SerializeAsString()).ok());
-  EXPECT_FALSE(table->Contains(9));
-  full.set_id(10);
-  unknown_field = full.SerializeAsString() + std::string("\x28\x01", 2);
-  ASSERT_TRUE(restore(unknown_field).ok());
+  for (const std::string& config : configs) {
+    SCOPED_TRACE(config);
+    auto table = MakeTable(config);
+    const bool serving = table->accessor().serving();
+    if (!serving) ASSERT_GT(table->accessor().DumpFieldsBytes(), 0u);
+    EntryDump full;
+    full.set_id(-5);
+    full.add_num(1.5f);
+    full.add_num(-2.5f);
+    full.mutable_opt()->add_dump()->mutable_adagrad()->add_norm(3);
+    full.mutable_opt()->mutable_dump(0)->mutable_adagrad()->add_norm(4);
+    full.set_last_update_ts_sec(77);
+    EntryDump no_time = full;
+    no_time.clear_last_update_ts_sec();
+    no_time.set_id(6);
+    EntryDump no_opt = full;
+    no_opt.clear_opt();
+    no_opt.set_id(7);
+    EntryDump negative_time = full;
+    negative_time.set_id(8);
+    negative_time.set_last_update_ts_sec(-3);
+    EntryDump zeros = full;
+    zeros.set_id(9);
+    zeros.set_num(0, 0);
+    zeros.set_num(1, 0);
+    // Below fp16's smallest value: zero once compressed, but not skipped.
+    EntryDump tiny = full;
+    tiny.set_id(11);
+    tiny.set_num(0, 1e-12f);
+    tiny.set_num(1, 0);
+    EntryDump scratch;
+    int64_t update_time = 0;
+    auto restore = [&](const std::string& record) {
+      return table->RestoreRecord(record.data(), record.size(), &scratch,
+                                  &update_time);
+    };
+    ASSERT_TRUE(restore(full.SerializeAsString()).ok());
+    EXPECT_EQ(update_time, 77);
+    ASSERT_TRUE(restore(no_time.SerializeAsString()).ok());
+    EXPECT_EQ(update_time, 0);
+    ASSERT_TRUE(restore(no_opt.SerializeAsString()).ok());
+    ASSERT_TRUE(restore(negative_time.SerializeAsString()).ok());
+    EXPECT_EQ(update_time, -3);
+    ASSERT_TRUE(restore(zeros.SerializeAsString()).ok());
+    EXPECT_FALSE(table->Contains(9));
+    ASSERT_TRUE(restore(tiny.SerializeAsString()).ok());
+    EXPECT_TRUE(table->Contains(11));
+    // An unknown field after the known ones.
+    EntryDump unknown = full;
+    unknown.set_id(10);
+    ASSERT_TRUE(restore(unknown.SerializeAsString() +
+                        std::string("\x28\x01", 2))  // field 5, varint 1
+                    .ok());
 
-  // The same dumps through Restore give the same entries.
-  auto parsed = MakeTable(config);
-  for (EntryDump* dump : {&full, &no_time, &no_opt, &negative_time, &zeros}) {
-    ASSERT_TRUE(parsed->Restore(*dump).ok());
-  }
-  full.set_id(-5);
-  ASSERT_TRUE(parsed->Restore(full).ok());
-  const int64_t ids[] = {-5, 6, 7, 8, 10};
-  std::vector<EntryDump> a(5), b(5);
-  table->BatchLookupEntry(ids, 5, a.data());
-  parsed->BatchLookupEntry(ids, 5, b.data());
-  for (int i = 0; i < 5; ++i) {
-    EXPECT_EQ(a[i].SerializeAsString(), b[i].SerializeAsString())
-        << a[i].ShortDebugString() << " vs " << b[i].ShortDebugString();
-  }
-  EXPECT_EQ(a[0].last_update_ts_sec(), 77);
-  EXPECT_EQ(a[2].opt().dump(0).adagrad().norm(0), 0.5f);  // initialized
+    // The same dumps through Restore give the same entries.
+    auto parsed = MakeTable(config);
+    for (EntryDump* dump :
+         {&full, &no_time, &no_opt, &negative_time, &zeros, &tiny, &unknown}) {
+      ASSERT_TRUE(parsed->Restore(*dump).ok());
+    }
+    const int64_t ids[] = {-5, 6, 7, 8, 10, 11};
+    constexpr int kIds = 6;
+    std::vector<EntryDump> a(kIds), b(kIds);
+    table->BatchLookupEntry(ids, kIds, a.data());
+    parsed->BatchLookupEntry(ids, kIds, b.data());
+    for (int i = 0; i < kIds; ++i) {
+      EXPECT_EQ(a[i].SerializeAsString(), b[i].SerializeAsString())
+          << a[i].ShortDebugString() << " vs " << b[i].ShortDebugString();
+    }
+    EXPECT_EQ(a[0].last_update_ts_sec(), 77);
+    EXPECT_EQ(a[0].num(1), -2.5f);
+    if (!serving) {
+      EXPECT_EQ(a[2].opt().dump(0).adagrad().norm(0), 0.5f);  // initialized
+    }
 
-  // Not an EntryDump: DataLoss, nothing inserted; a wrong dim: rejected.
-  const int64_t size = table->Size();
-  std::string truncated = full.SerializeAsString();
-  truncated.resize(truncated.size() - 6);
-  EXPECT_EQ(restore(truncated).code(), StatusCode::kDataLoss);
-  EXPECT_EQ(restore(std::string("\xff\xff\xff", 3)).code(),
-            StatusCode::kDataLoss);
-  full.add_num(1);
-  EXPECT_EQ(restore(full.SerializeAsString()).code(),
-            StatusCode::kInvalidArgument);
-  EXPECT_EQ(table->Size(), size);
+    // Not an EntryDump: DataLoss, nothing inserted; a wrong dim: rejected.
+    const int64_t size = table->Size();
+    std::string truncated = full.SerializeAsString();
+    truncated.resize(truncated.size() - 6);
+    EXPECT_EQ(restore(truncated).code(), StatusCode::kDataLoss);
+    EXPECT_EQ(restore(std::string("\xff\xff\xff", 3)).code(),
+              StatusCode::kDataLoss);
+    full.set_id(12);
+    full.add_num(1);
+    EXPECT_EQ(restore(full.SerializeAsString()).code(),
+              StatusCode::kInvalidArgument);
+    EXPECT_EQ(table->Size(), size);
+  }
 }
 
 TEST(EmbeddingHashTableTest, RestoreRejectsAnEntryOfAnotherDim) {
