@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "monolith/native_training/runtime/hash_table/huge_page_pool.h"
+#include "monolith/native_training/runtime/hash_table/inline_buffer.h"
 #include "monolith/native_training/runtime/hash_table/wire_writer.h"
 
 namespace monolith {
@@ -793,22 +794,7 @@ Status EmbeddingHashTable::Save(
 namespace {
 
 // Room for one entry: on the stack unless it is large.
-class EntryBuffer {
- public:
-  explicit EntryBuffer(int64_t bytes) {
-    if (bytes > kStackBytes) {
-      heap_.resize(bytes);
-      data_ = heap_.data();
-    }
-  }
-  char* data() { return data_; }
-
- private:
-  static constexpr int64_t kStackBytes = 1024;
-  alignas(16) char stack_[kStackBytes];
-  std::vector<char> heap_;
-  char* data_ = stack_;
-};
+using EntryBuffer = InlineBuffer<char, 1024>;
 
 // Reads a varint at |p| (before |end|); the byte after it, or null if it
 // is cut off or longer than 10 bytes.
@@ -888,9 +874,8 @@ bool EmbeddingHashTable::ReadRecordFields(const char* record, size_t size,
   }
   // SERVING keeps only the values: read the dim unpacked num floats, skip
   // the optimizer state.
-  constexpr int kStackFloats = 256;
-  if (dim_ > kStackFloats) return false;
-  float num[kStackFloats];
+  InlineBuffer<float, 256> num_buffer(dim_);
+  float* num = num_buffer.data();
   constexpr size_t kNumFieldBytes = 1 + sizeof(float);
   if (static_cast<size_t>(end - p) < dim_ * kNumFieldBytes) return false;
   for (int i = 0; i < dim_; ++i, p += kNumFieldBytes) {

@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "monolith/native_training/runtime/hash_table/inline_buffer.h"
+
 namespace monolith {
 namespace hash_table {
 namespace {
@@ -50,25 +52,6 @@ class ForwardingOptimizer : public OptimizerInterface {
   const std::unique_ptr<OptimizerInterface> base_;
 };
 
-// n floats of scratch: on the stack up to kInline, else on the heap (one
-// allocation per call, only for unusually long vectors).
-template <int kInline>
-class Scratch {
- public:
-  explicit Scratch(int n) {
-    if (n > kInline) {
-      heap_.resize(n);
-      data_ = heap_.data();
-    }
-  }
-  float* data() { return data_; }
-
- private:
-  float inline_[kInline];
-  float* data_ = inline_;
-  std::vector<float> heap_;
-};
-
 // ----------------------------------------------------------------- warmup
 
 class WarmupOptimizer final : public ForwardingOptimizer {
@@ -85,7 +68,7 @@ class WarmupOptimizer final : public ForwardingOptimizer {
   void Optimize(void* state, float* num, const float* grad,
                 const float* learning_rates,
                 int64_t global_step) const override {
-    Scratch<8> lrs(slices_);
+    InlineBuffer<float, 8> lrs(slices_);
     Scale(learning_rates, global_step, lrs.data());
     base_->Optimize(state, num, grad, lrs.data(), global_step);
   }
@@ -94,7 +77,7 @@ class WarmupOptimizer final : public ForwardingOptimizer {
                                const float* learning_rates,
                                const float* latest_value,
                                int64_t global_step) const override {
-    Scratch<8> lrs(slices_);
+    InlineBuffer<float, 8> lrs(slices_);
     Scale(learning_rates, global_step, lrs.data());
     base_->OptimizeWithLatestValue(state, num, grad, lrs.data(), latest_value,
                                    global_step);
@@ -196,7 +179,7 @@ class DcOptimizer final : public ForwardingOptimizer {
                                const float* learning_rates,
                                const float* latest_value,
                                int64_t global_step) const override {
-    Scratch<256> compensated(dim_);
+    InlineBuffer<float, 256> compensated(dim_);
     float* __restrict out = compensated.data();
     const float* __restrict g = grad;
     const float* __restrict w = num;
