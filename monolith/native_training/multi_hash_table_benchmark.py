@@ -37,11 +37,12 @@ also measured with SGD entries (no optimizer state), whose payload is the
 peers' (id + dim floats) plus our 4-byte update time.
 
 Save / restore: MultiHashTable.save of the filled table and restore into a
-fresh one, checkpoint bytes on disk / seconds, beside shutil.copyfile of
-the checkpoint's files (the same bytes) in the same run, for SNAPPY shards
-(the original's format, the default) and uncompressed ones
-(compression_type=""). All writes land in the page cache (no fsync) for
-both.
+fresh one (and once into SERVING tables, which keep only the values, as an
+exported model restores it), checkpoint bytes on disk / seconds, beside
+shutil.copyfile of the checkpoint's files (the same bytes) in the same run,
+for SNAPPY shards (the original's format, the default) and uncompressed
+ones (compression_type=""). All writes land in the page cache (no fsync)
+for both.
 
 Prints a table, then one JSON line per (dim, peer, layout) and one per
 (dim, compression) for save/restore.
@@ -104,7 +105,10 @@ def table_names() -> List[str]:
   return [f"slot_{t}" for t in range(TABLES)]
 
 
-def table_config(dim: int, optimizer: str) -> entry.HashTableConfigInstance:
+def table_config(dim: int,
+                 optimizer: str,
+                 serving: bool = False) -> entry.HashTableConfigInstance:
+  """Entries of one fp32 segment; SERVING ones keep only the values."""
   config = embedding_hash_table_pb2.EmbeddingHashTableConfig()
   entry.CuckooHashTableConfig().mutate_table(config)
   opt = (entry.AdagradOptimizer()
@@ -112,6 +116,9 @@ def table_config(dim: int, optimizer: str) -> entry.HashTableConfigInstance:
   config.entry_config.segments.append(
       entry.CombineAsSegment(dim, entry.ZerosInitializer(), opt,
                              entry.Fp32Compressor()))
+  if serving:
+    config.entry_config.entry_type = (
+        embedding_hash_table_pb2.EntryConfig.SERVING)
   return entry.HashTableConfigInstance(config, [0.01])
 
 
@@ -490,9 +497,17 @@ def run_save_restore(dim: int, args, workdir: str,
   save_op = source.table.save(basename_ph,
                               compression_type=compression_type).as_op()
   restore_ops = [t.table.restore(basename_ph).as_op() for t in targets]
+  # What an exported model does: restore the training checkpoint into
+  # SERVING tables (values only).
+  serving = multi_hash_table_ops.MultiHashTable.from_configs(
+      {name: table_config(dim, "adagrad", serving=True)
+       for name in table_names()},
+      name_suffix=f"bench_{dim}_{label}_serving")
+  serving_restore = serving.restore(basename_ph).as_op()
   check_ids = dict(zip(table_names(), placeholders))
   source_lookup = source.table.lookup(check_ids)
-  target_lookups = [t.table.lookup(check_ids) for t in targets]
+  target_lookups = [t.table.lookup(check_ids) for t in targets
+                   ] + [serving.lookup(check_ids)]
 
   ckpt_dir = os.path.join(workdir, f"dim{dim}_{label}")
   os.makedirs(ckpt_dir)
@@ -502,7 +517,8 @@ def run_save_restore(dim: int, args, workdir: str,
   result = {"dim": dim, "compression_type": compression_type, "ids": data.ids}
   best = collections.defaultdict(lambda: float("inf"))
   with new_session() as sess:
-    sess.run(source.init + sum([t.init for t in targets], []))
+    sess.run(source.init + sum([t.init for t in targets], []) +
+             [serving.initializer])
     for b in data.fill_batches:
       fd = feed(placeholders, b)
       fd[values] = rng.normal(0, 0.05, [data.per_table_batch,
@@ -531,6 +547,9 @@ def run_save_restore(dim: int, args, workdir: str,
       start = time.perf_counter()
       sess.run(restore_op, feed_dict={basename_ph: basename})
       best["restore"] = min(best["restore"], time.perf_counter() - start)
+    start = time.perf_counter()
+    sess.run(serving_restore, feed_dict={basename_ph: basename})
+    best["serving_restore"] = time.perf_counter() - start
     # The restored tables hold what was saved.
     fd = feed(placeholders, data.lookup_batches[0])
     expected = sess.run(source_lookup, feed_dict=fd)
@@ -546,9 +565,11 @@ def run_save_restore(dim: int, args, workdir: str,
       "ckpt_bytes_per_entry": ckpt_bytes / data.ids,
       "save_mb_per_s": ckpt_bytes / MB / best["save"],
       "restore_mb_per_s": ckpt_bytes / MB / best["restore"],
+      "serving_restore_mb_per_s": ckpt_bytes / MB / best["serving_restore"],
       "copy_mb_per_s": ckpt_bytes / MB / best["copy"],
       "save_s": best["save"],
       "restore_s": best["restore"],
+      "serving_restore_s": best["serving_restore"],
       "copy_s": best["copy"],
   })
   result["save_ratio_vs_copy"] = result["save_mb_per_s"] / result[
@@ -618,15 +639,18 @@ def report_saves(saves: List[Dict]):
   print()
   print("Save / restore of MultiHashTable beside shutil.copyfile of the "
         "checkpoint's files (MB = 1e6 bytes; page cache, no fsync):")
-  row = "%-4s %-8s %7s %9s %10s %10s %10s %10s %10s %12s"
+  print("(serving restore: the same checkpoint into SERVING tables, as an "
+        "exported model restores it)")
+  row = "%-4s %-8s %7s %9s %10s %10s %12s %14s %10s %10s %12s"
   print(row % ("dim", "compress", "shards", "ckpt MB", "B/entry",
-               "save MB/s", "restore MB/s", "copy MB/s", "save/copy",
-               "restore/copy"))
+               "save MB/s", "restore MB/s", "serving MB/s", "copy MB/s",
+               "save/copy", "restore/copy"))
   for s in saves:
     print(row % (s["dim"], s["compression_type"] or "none", s["shards"],
                  f"{s['ckpt_bytes'] / MB:.1f}",
                  f"{s['ckpt_bytes_per_entry']:.1f}",
                  f"{s['save_mb_per_s']:.1f}", f"{s['restore_mb_per_s']:.1f}",
+                 f"{s['serving_restore_mb_per_s']:.1f}",
                  f"{s['copy_mb_per_s']:.1f}", f"{s['save_ratio_vs_copy']:.3f}",
                  f"{s['restore_ratio_vs_copy']:.3f}"))
 
