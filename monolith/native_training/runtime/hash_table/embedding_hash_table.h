@@ -95,9 +95,11 @@ class EmbeddingHashTable {
 
   bool Contains(int64_t id) const;
   int64_t Size() const;
+  // Empties the table, holding every shard's lock at once (all other calls
+  // wait), so its huge-page blocks can be released together.
   void Clear();
   // Bytes the table holds for slots and entries: its heap allocations and
-  // its pool's mappings.
+  // the huge-page regions in use.
   int64_t MemoryBytes() const;
   // The part of it on huge pages (0 when the table is small, or created
   // with MONOLITH_HASH_TABLE_HUGE_PAGES=0 in the environment).
