@@ -1,5 +1,6 @@
 #include "monolith/native_training/runtime/hash_table/entry_accessor.h"
 
+#include <algorithm>
 #include <cstring>
 #include <sstream>
 #include <utility>
@@ -190,75 +191,67 @@ void EntryAccessor::Save(const void* entry, EntryDump* dump) const {
 }
 
 void EntryAccessor::BuildDumpTemplate() {
-  // Dump entries whose words are distinct markers, under two marker sets,
-  // and find every word in the output. The layout is usable when each word
-  // appears exactly once, at the same offsets for both sets, and the bytes
-  // between words do not depend on the values.
   constexpr uint32_t kMarkers[2] = {0x5EED0000u, 0x3C1A0000u};
   constexpr uint32_t kMarkerMask = 0xFFFF0000u;
   const size_t words = size_bytes_ / sizeof(uint32_t);
   // Without optimizer dumps Restore initializes the state, drawing from
   // the shard's random engine: leave such entries to it.
   if (dump_size_ == 0 || words == 0 || words > ~kMarkerMask) return;
-  std::vector<uint32_t> entries[2];
-  std::string layouts[2];
-  std::vector<std::pair<uint32_t, uint32_t>> found[2];
-  for (int k = 0; k < 2; ++k) {
-    entries[k].resize(words);
-    for (size_t i = 0; i < words; ++i) entries[k][i] = kMarkers[k] | i;
+  // Entries whose words are distinct markers, and their dumps.
+  auto marked = [words](uint32_t marker) {
+    std::vector<uint32_t> entry(words);
+    for (size_t i = 0; i < words; ++i) entry[i] = marker | i;
+    return entry;
+  };
+  auto dump_of = [this](const std::vector<uint32_t>& entry) {
     WireWriter wire;
-    WriteDump(entries[k].data(), &wire);
-    layouts[k].assign(wire.data(), wire.size());
-    std::vector<int> seen(words, 0);
-    for (size_t p = 0; p + sizeof(uint32_t) <= wire.size();) {
-      uint32_t word;
-      std::memcpy(&word, wire.data() + p, sizeof(word));
-      const uint32_t index = word & ~kMarkerMask;
-      if ((word & kMarkerMask) == kMarkers[k] && index < words) {
-        found[k].emplace_back(static_cast<uint32_t>(p), index);
-        ++seen[index];
-        p += sizeof(word);
-      } else {
-        ++p;
-      }
+    WriteDump(entry.data(), &wire);
+    return std::string(wire.data(), wire.size());
+  };
+  const std::vector<uint32_t> entry = marked(kMarkers[0]);
+  std::string layout = dump_of(entry);
+  // Every word must appear in the dump exactly once.
+  std::vector<int> seen(words, 0);
+  for (size_t p = 0; p + sizeof(uint32_t) <= layout.size();) {
+    uint32_t word;
+    std::memcpy(&word, layout.data() + p, sizeof(word));
+    const uint32_t index = word & ~kMarkerMask;
+    if ((word & kMarkerMask) == kMarkers[0] && index < words) {
+      dump_words_.emplace_back(static_cast<uint32_t>(p), index);
+      ++seen[index];
+      p += sizeof(word);
+    } else {
+      ++p;
     }
-    for (int count : seen) {
-      if (count != 1) return;
-    }
   }
-  if (layouts[0].size() != layouts[1].size() || found[0] != found[1]) return;
-  size_t gap_begin = 0;
-  for (const auto& [offset, index] : found[0]) {
-    if (layouts[0].compare(gap_begin, offset - gap_begin, layouts[1],
-                           gap_begin, offset - gap_begin) != 0) {
-      return;
-    }
-    gap_begin = offset + sizeof(uint32_t);
-  }
-  if (layouts[0].compare(gap_begin, std::string::npos, layouts[1], gap_begin,
-                         std::string::npos) != 0) {
-    return;
-  }
-  // And Restore must read back exactly those words.
-  EntryDump dump;
-  if (!dump.ParseFromString(layouts[0])) return;
-  std::vector<uint32_t> restored(words);
-  RandomEngine rng(0);
-  if (!Restore(dump, restored.data(), &rng).ok() || restored != entries[0]) {
-    return;
-  }
-  dump_template_ = std::move(layouts[0]);
-  dump_words_ = std::move(found[0]);
-  std::string mask(dump_template_.size(), '\xff');
+  std::string mask(layout.size(), '\xff');
   for (const auto& [offset, index] : dump_words_) {
     mask.replace(offset, sizeof(uint32_t), sizeof(uint32_t), '\0');
   }
-  const size_t chunks = (dump_template_.size() + 7) / 8;
+  const size_t chunks = (layout.size() + 7) / 8;
   template_chunks_.assign(chunks, 0);
   template_mask_.assign(chunks, 0);
-  std::memcpy(template_chunks_.data(), dump_template_.data(),
-              dump_template_.size());
+  std::memcpy(template_chunks_.data(), layout.data(), layout.size());
   std::memcpy(template_mask_.data(), mask.data(), mask.size());
+  dump_template_ = layout;
+  // The layout must not depend on the values (the dump of other markers
+  // reads back through it), and Restore must read back exactly the words.
+  const std::vector<uint32_t> other = marked(kMarkers[1]);
+  const std::string other_layout = dump_of(other);
+  std::vector<uint32_t> read(words), restored(words);
+  EntryDump dump;
+  RandomEngine rng(0);
+  const bool usable =
+      std::all_of(seen.begin(), seen.end(), [](int n) { return n == 1; }) &&
+      ReadDump(other_layout.data(), other_layout.size(), read.data()) &&
+      read == other && dump.ParseFromString(layout) &&
+      Restore(dump, restored.data(), &rng).ok() && restored == entry;
+  if (!usable) {
+    dump_template_.clear();
+    dump_words_.clear();
+    template_chunks_.clear();
+    template_mask_.clear();
+  }
 }
 
 bool EntryAccessor::ReadDump(const char* fields, size_t size,
