@@ -2,7 +2,6 @@
 
 #include <sys/mman.h>
 
-#include <algorithm>
 #include <new>
 
 namespace monolith {
@@ -50,10 +49,10 @@ char* HugePagePool::TakeRegion() {
     return region;
   }
   if (chunk_cursor_ == chunk_end_) {
-    // Each chunk as large as all before it: few mappings, and at most
-    // half of the address space unused.
-    size_t bytes = kFirstChunkBytes;
-    for (const auto& chunk : chunks_) bytes = std::max(bytes, chunk.second * 2);
+    // Each chunk twice the last: few mappings, and at most half of the
+    // address space unused.
+    const size_t bytes =
+        chunks_.empty() ? kFirstChunkBytes : 2 * chunks_.back().second;
     char* chunk = MapAligned(bytes);
     chunks_.emplace_back(chunk, bytes);
     chunk_cursor_ = chunk;
