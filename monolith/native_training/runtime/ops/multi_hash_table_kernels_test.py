@@ -1,6 +1,9 @@
 """Op-level tests of the multi hash table kernels (graph mode)."""
 
 import os
+import re
+import subprocess
+import sys
 
 from google.protobuf import text_format
 import numpy as np
@@ -295,6 +298,50 @@ def test_corrupt_shard_is_data_loss(graph, tmp_path):
     f.write(b"\xff" * 16)
   with pytest.raises(tf.errors.DataLossError, match="mtable-00001-of-00002"):
     _restore_into_new_table(basename)
+
+
+# Restores |basename| into a fresh table in a child process and prints the
+# error and the child's peak RSS (KiB): a process's own peak cannot go down,
+# so each restore gets its own.
+_RESTORE_CHILD = """
+import resource, sys
+import tensorflow as tf
+tf.compat.v1.disable_eager_execution()
+from monolith.native_training.runtime.ops import multi_hash_table_kernels_test as t
+start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+  t._restore_into_new_table(sys.argv[1])
+  print("restored")
+except tf.errors.DataLossError as e:
+  print(" ".join(e.message.split()))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - start)
+"""
+
+
+@pytest.mark.parametrize(
+    "block, message",
+    [
+        # A block claiming 4 GiB in a file of a few bytes.
+        (b"\xff\xff\xff\xf0" + b"\x00" * 8,
+         r"snappy block at byte 0 is truncated \(4294967280 bytes claimed, "
+         r"8 left in the file\)"),
+        # A 5-byte block whose snappy header claims 4 GiB uncompressed.
+        (b"\x00\x00\x00\x05" + b"\xff\xff\xff\xff\x0f",
+         "snappy block at byte 0 is corrupt"),
+    ])
+def test_corrupt_snappy_block_lengths_are_data_loss(graph, tmp_path, block,
+                                                    message):
+  basename = _saved_checkpoint(tmp_path, nshards=1)
+  with open(basename + "-00000-of-00001", "wb") as f:
+    f.write(block)
+  child = subprocess.run([sys.executable, "-c", _RESTORE_CHILD, basename],
+                         env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                             sys.path)),
+                         capture_output=True, text=True, check=True)
+  error, grown_kib = child.stdout.strip().splitlines()[-2:]
+  assert re.search("mtable-00000-of-00001: " + message, error), error
+  # Nothing was allocated for the claimed 4 GiB.
+  assert int(grown_kib) < 1 << 20
 
 
 def test_feature_stat_ignores_temporary_files(graph, tmp_path):

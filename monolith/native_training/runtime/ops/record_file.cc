@@ -98,6 +98,25 @@ Status RecordFileWriter::FlushBlock() {
   return file_->Append(compressed_);
 }
 
+Status RecordFileWriter::Write(std::string_view record) {
+  const size_t size = record.size();
+  const size_t framed = kHeaderBytes + size + kFooterBytes;
+  if (framed > kBlockBytes - used_) {
+    if (framed > kBlockBytes) {
+      oversized_.resize(framed);
+      std::memcpy(&oversized_[kHeaderBytes], record.data(), size);
+      Frame(&oversized_[0], size);
+      return Append(oversized_.data(), framed);
+    }
+    TF_RETURN_IF_ERROR(FlushBlock());
+  }
+  char* framed_record = &block_[used_];
+  std::memcpy(framed_record + kHeaderBytes, record.data(), size);
+  Frame(framed_record, size);
+  used_ += framed;
+  return OkStatus();
+}
+
 Status RecordFileWriter::Append(const char* data, size_t size) {
   while (size > 0) {
     if (used_ == kBlockBytes) TF_RETURN_IF_ERROR(FlushBlock());
@@ -112,14 +131,19 @@ Status RecordFileWriter::Append(const char* data, size_t size) {
 
 RecordFileReader::RecordFileReader(std::string path,
                                    std::unique_ptr<RandomAccessFile> file,
-                                   bool snappy)
-    : path_(std::move(path)), file_(std::move(file)), snappy_(snappy) {}
+                                   uint64_t file_size, bool snappy)
+    : path_(std::move(path)),
+      file_(std::move(file)),
+      file_size_(file_size),
+      snappy_(snappy) {}
 
 Status RecordFileReader::Open(Env* env, const std::string& path, bool snappy,
                               std::unique_ptr<RecordFileReader>* reader) {
   std::unique_ptr<RandomAccessFile> file;
   TF_RETURN_IF_ERROR(env->NewRandomAccessFile(path, &file));
-  reader->reset(new RecordFileReader(path, std::move(file), snappy));
+  uint64_t file_size = 0;
+  TF_RETURN_IF_ERROR(env->GetFileSize(path, &file_size));
+  reader->reset(new RecordFileReader(path, std::move(file), file_size, snappy));
   return OkStatus();
 }
 
@@ -152,6 +176,14 @@ Status RecordFileReader::ReadMore() {
   const uint8_t* b = reinterpret_cast<const uint8_t*>(read.data());
   const uint32_t length = (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) |
                           (uint32_t{b[2]} << 8) | uint32_t{b[3]};
+  // Lengths are checked against the file before anything is allocated for
+  // them, so a corrupt one is an error, not a 4 GiB buffer.
+  if (length > file_size_ - std::min(file_size_, file_offset_ + 4)) {
+    return errors::DataLoss(path_, ": snappy block at byte ", file_offset_,
+                            " is truncated (", length, " bytes claimed, ",
+                            file_size_ - std::min(file_size_, file_offset_ + 4),
+                            " left in the file)");
+  }
   chunk_.resize(length);
   s = file_->Read(file_offset_ + 4, length, &read, &chunk_[0]);
   if (read.size() < length) {
@@ -159,9 +191,12 @@ Status RecordFileReader::ReadMore() {
                             " is truncated (", read.size(), " of ", length,
                             " bytes)");
   }
+  // Snappy turns at most 3 bytes (a 2-byte-offset copy) into 64.
+  constexpr size_t kMaxSnappyExpansion = 22;
   size_t uncompressed = 0;
   if (!tsl::port::Snappy_GetUncompressedLength(read.data(), length,
-                                               &uncompressed)) {
+                                               &uncompressed) ||
+      uncompressed > size_t{length} * kMaxSnappyExpansion) {
     return errors::DataLoss(path_, ": snappy block at byte ", file_offset_,
                             " is corrupt");
   }

@@ -15,7 +15,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -60,14 +59,8 @@ class RecordFileWriter {
   // Writes to |file| (not owned; the caller closes it after Close()).
   RecordFileWriter(WritableFile* file, bool snappy);
 
-  // Appends one record of |size| bytes, which |fill(char* dest)| writes.
-  template <typename Fill>
-  Status Write(size_t size, Fill fill);
-  Status Write(std::string_view record) {
-    return Write(record.size(), [record](char* dest) {
-      std::memcpy(dest, record.data(), record.size());
-    });
-  }
+  // Appends one record.
+  Status Write(std::string_view record);
 
   // Writes what is buffered. Call once, after the last record.
   Status Close() { return FlushBlock(); }
@@ -88,25 +81,6 @@ class RecordFileWriter {
   std::string oversized_;   // scratch for a record larger than a block
 };
 
-template <typename Fill>
-Status RecordFileWriter::Write(size_t size, Fill fill) {
-  const size_t framed = kHeaderBytes + size + kFooterBytes;
-  if (framed > kBlockBytes - used_) {
-    if (framed > kBlockBytes) {
-      oversized_.resize(framed);
-      fill(&oversized_[kHeaderBytes]);
-      Frame(&oversized_[0], size);
-      return Append(oversized_.data(), framed);
-    }
-    TF_RETURN_IF_ERROR(FlushBlock());
-  }
-  char* record = &block_[used_];
-  fill(record + kHeaderBytes);
-  Frame(record, size);
-  used_ += framed;
-  return OkStatus();
-}
-
 // Reads the records RecordFileWriter (or TF's RecordWriter) wrote, checking
 // every CRC; errors are DataLoss naming the file and the record.
 class RecordFileReader {
@@ -123,7 +97,7 @@ class RecordFileReader {
 
  private:
   RecordFileReader(std::string path, std::unique_ptr<RandomAccessFile> file,
-                   bool snappy);
+                   uint64_t file_size, bool snappy);
   // Makes at least |bytes| unread bytes of the record stream available at
   // stream_[begin_]; OutOfRange if the file ends first.
   Status Fill(size_t bytes);
@@ -133,6 +107,7 @@ class RecordFileReader {
 
   std::string path_;
   std::unique_ptr<RandomAccessFile> file_;
+  uint64_t file_size_;
   bool snappy_;
   uint64_t file_offset_ = 0;
   std::string stream_;  // decoded stream bytes, unread from begin_
