@@ -21,6 +21,15 @@ cc_library(
     deps = [":tf_headers"],
 )
 
+# Snappy's own headers as TF's wheel bundles them; its symbols come from
+# libtensorflow_framework.so.2 (never link a second snappy beside it).
+cc_library(
+    name = "snappy",
+    hdrs = glob(["include/external/snappy/*.h"]),
+    includes = ["include/external/snappy"],
+    deps = [":tf_framework"],
+)
+
 exports_files(["protoc"])
 
 # Generated C++ proto code compiles against TF's bundled protobuf headers and

@@ -14,6 +14,7 @@ enum class StatusCode {
   kInvalidArgument = 3,
   kNotFound = 5,
   kFailedPrecondition = 9,
+  kOutOfRange = 11,
   kInternal = 13,
   kDataLoss = 15,
 };
@@ -45,6 +46,9 @@ inline Status NotFoundError(std::string message) {
 inline Status FailedPreconditionError(std::string message) {
   return Status(StatusCode::kFailedPrecondition, std::move(message));
 }
+inline Status OutOfRangeError(std::string message) {
+  return Status(StatusCode::kOutOfRange, std::move(message));
+}
 inline Status InternalError(std::string message) {
   return Status(StatusCode::kInternal, std::move(message));
 }
@@ -55,7 +59,7 @@ inline Status DataLossError(std::string message) {
 inline std::string Status::ToString() const {
   static const char* const kNames[] = {
       "OK", "", "", "INVALID_ARGUMENT", "", "NOT_FOUND", "", "", "",
-      "FAILED_PRECONDITION", "", "", "", "INTERNAL", "", "DATA_LOSS"};
+      "FAILED_PRECONDITION", "", "OUT_OF_RANGE", "", "INTERNAL", "", "DATA_LOSS"};
   return ok() ? "OK"
               : std::string(kNames[static_cast<int>(code_)]) + ": " + message_;
 }

@@ -1,0 +1,602 @@
+#include "monolith/native_training/runtime/hash_table/checkpoint.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <set>
+#include <utility>
+
+#include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
+#include "monolith/native_training/runtime/hash_table/record_file.h"
+
+namespace monolith {
+namespace hash_table {
+namespace {
+
+constexpr char kTempMarker[] = "-tmp-";
+
+// |basename| as the directory to list and the prefix of its files' names.
+struct SplitBasename {
+  explicit SplitBasename(const std::string& basename) {
+    const size_t slash = basename.rfind('/');
+    if (slash == std::string::npos) {
+      dir = ".";
+      prefix = basename;
+      dir_prefix = "";
+    } else {
+      dir = slash == 0 ? "/" : basename.substr(0, slash);
+      prefix = basename.substr(slash + 1);
+      dir_prefix = basename.substr(0, slash + 1);
+    }
+  }
+  std::string Path(const std::string& name) const { return dir_prefix + name; }
+
+  std::string dir;
+  std::string prefix;
+  std::string dir_prefix;  // what precedes a name in a path
+};
+
+// A file of a checkpoint, from its name.
+struct ShardFile {
+  bool meta = false;
+  int shard = 0;
+  int nshards = 0;
+  bool temp = false;  // "<final name>-tmp-<save id>"
+};
+
+bool ParseFiveDigits(std::string_view text, int* value) {
+  if (text.size() < 5) return false;
+  *value = 0;
+  for (int i = 0; i < 5; ++i) {
+    if (text[i] < '0' || text[i] > '9') return false;
+    *value = *value * 10 + (text[i] - '0');
+  }
+  return true;
+}
+
+// Whether |name| is "<prefix>[.meta]-SSSSS-of-NNNNN[-tmp-...]".
+bool ParseShardFile(std::string_view name, const std::string& prefix,
+                    ShardFile* file) {
+  if (name.substr(0, prefix.size()) != prefix) return false;
+  name.remove_prefix(prefix.size());
+  file->meta = name.substr(0, 5) == ".meta";
+  if (file->meta) name.remove_prefix(5);
+  if (name.substr(0, 1) != "-" || !ParseFiveDigits(name.substr(1), &file->shard) ||
+      name.substr(6, 4) != "-of-" ||
+      !ParseFiveDigits(name.substr(10), &file->nshards)) {
+    return false;
+  }
+  name.remove_prefix(15);
+  file->temp = !name.empty();
+  if (file->temp && name.substr(0, std::strlen(kTempMarker)) != kTempMarker) {
+    return false;
+  }
+  return file->nshards > 0 && file->shard < file->nshards;
+}
+
+std::string Hex(uint64_t value) {
+  char text[17];
+  std::snprintf(text, sizeof(text), "%016" PRIx64, value);
+  return text;
+}
+
+int64_t NowMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+void Log(const LogFn& log, const std::string& line) {
+  if (log) log(line);
+}
+
+// Logs every finished shard of a save or restore and then the whole, so a
+// long one shows its progress: entries, checkpoint bytes, seconds.
+class ShardProgress {
+ public:
+  ShardProgress(const LogFn& log, const char* verb, std::string basename,
+                int nshards)
+      : log_(log),
+        verb_(verb),
+        basename_(std::move(basename)),
+        nshards_(nshards),
+        start_(std::chrono::steady_clock::now()) {}
+
+  void ShardDone(int shard, int64_t entries, uint64_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++done_;
+    entries_ += entries;
+    bytes_ += bytes;
+    Log(log_, std::string(verb_) + " shard " + std::to_string(shard) + " of " +
+                  basename_ + ": " + std::to_string(entries) + " entries, " +
+                  std::to_string(bytes) + " bytes (" + std::to_string(done_) +
+                  " of " + std::to_string(nshards_) + " shards done, " +
+                  std::to_string(Seconds()) + " s)");
+  }
+
+  void Finish() {
+    std::lock_guard<std::mutex> lock(mu_);
+    const double seconds = Seconds();
+    Log(log_, std::string(verb_) + " " + std::to_string(entries_) +
+                  " entries of " + basename_ + " (" + std::to_string(nshards_) +
+                  " shards, " + std::to_string(bytes_) + " bytes) in " +
+                  std::to_string(seconds) + " s, " +
+                  std::to_string(seconds > 0 ? bytes_ / 1e6 / seconds : 0) +
+                  " MB/s");
+  }
+
+  int64_t entries() const { return entries_; }
+  uint64_t bytes() const { return bytes_; }
+
+ private:
+  double Seconds() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                         start_)
+        .count();
+  }
+
+  const LogFn& log_;
+  const char* const verb_;
+  const std::string basename_;
+  const int nshards_;
+  const std::chrono::steady_clock::time_point start_;
+  std::mutex mu_;
+  int done_ = 0;
+  int64_t entries_ = 0;
+  uint64_t bytes_ = 0;
+};
+
+uint32_t ExtendDigest(uint32_t digest, uint32_t record_crc) {
+  char bytes[sizeof(record_crc)];
+  std::memcpy(bytes, &record_crc, sizeof(bytes));  // x86-64: little-endian
+  return ExtendCrc32c(digest, bytes, sizeof(bytes));
+}
+
+struct ShardWrite {
+  std::string tmp_data;
+  std::string tmp_meta;
+  int64_t entries = 0;
+  uint64_t bytes = 0;
+};
+
+Status WriteShard(FileSystem* fs, const std::vector<std::string>& table_names,
+                  const TableSaver& save_table, const SaveOptions& options,
+                  uint64_t save_id, int64_t save_time_micros, int shard,
+                  ShardWrite* out) {
+  const int nshards = options.nshards;
+  std::unique_ptr<WritableFile> data_file, meta_file;
+  MONOLITH_RETURN_IF_ERROR(fs->NewWritableFile(out->tmp_data, &data_file));
+  RecordFileWriter data_writer(data_file.get(), options.snappy);
+  std::vector<MultiHashTableMetadata> metas(table_names.size());
+  for (size_t t = 0; t < table_names.size(); ++t) {
+    uint64_t entries = 0;
+    uint32_t digest = 0;
+    MONOLITH_RETURN_IF_ERROR(save_table(
+        static_cast<int>(t), shard, nshards,
+        [&](std::string_view record) -> Status {
+          MONOLITH_RETURN_IF_ERROR(data_writer.Write(record));
+          digest = ExtendDigest(digest, data_writer.last_record_crc());
+          ++entries;
+          return Status::OK();
+        }));
+    MultiHashTableMetadata& meta = metas[t];
+    meta.set_table_name(table_names[t]);
+    meta.set_num_entries(entries);
+    meta.set_save_id(save_id);
+    meta.set_save_time_micros(save_time_micros);
+    meta.set_shard(shard);
+    meta.set_num_shards(nshards);
+    meta.set_entries_crc32c(digest);
+    out->entries += static_cast<int64_t>(entries);
+  }
+  MONOLITH_RETURN_IF_ERROR(data_writer.Close());
+  MONOLITH_RETURN_IF_ERROR(data_file->Close());
+  MONOLITH_RETURN_IF_ERROR(fs->NewWritableFile(out->tmp_meta, &meta_file));
+  RecordFileWriter meta_writer(meta_file.get(), /*snappy=*/false);
+  for (MultiHashTableMetadata& meta : metas) {
+    meta.set_data_file_bytes(data_writer.file_bytes());
+    MONOLITH_RETURN_IF_ERROR(meta_writer.Write(meta.SerializeAsString()));
+  }
+  MONOLITH_RETURN_IF_ERROR(meta_writer.Close());
+  MONOLITH_RETURN_IF_ERROR(meta_file->Close());
+  out->bytes = data_writer.file_bytes() + meta_writer.file_bytes();
+  return Status::OK();
+}
+
+// The files of |split|'s checkpoints in its directory.
+Status ListShardFiles(FileSystem* fs, const SplitBasename& split,
+                      std::vector<std::pair<std::string, ShardFile>>* files) {
+  std::vector<std::string> names;
+  MONOLITH_RETURN_IF_ERROR(fs->ListDirectory(split.dir, &names));
+  files->clear();
+  for (const std::string& name : names) {
+    ShardFile file;
+    if (ParseShardFile(name, split.prefix, &file)) {
+      files->emplace_back(split.Path(name), file);
+    }
+  }
+  return Status::OK();
+}
+
+// Deletes the files |doomed| picks; failures are logged, not returned: leftovers
+// are harmless to readers.
+void DeleteShardFiles(FileSystem* fs, const SplitBasename& split,
+                      const std::function<bool(const ShardFile&)>& doomed,
+                      const char* why, const LogFn& log) {
+  std::vector<std::pair<std::string, ShardFile>> files;
+  if (!ListShardFiles(fs, split, &files).ok()) return;
+  for (const auto& [path, file] : files) {
+    if (!doomed(file)) continue;
+    const Status s = fs->DeleteFile(path);
+    Log(log, s.ok() ? "Deleted " + path + " (" + why + ")"
+                    : "Could not delete " + path + " (" + why +
+                          "): " + s.message());
+  }
+}
+
+std::string DescribeSave(const std::string& meta_path,
+                         const MultiHashTableMetadata& meta) {
+  if (!meta.has_save_id()) return meta_path + " has no save id";
+  return meta_path + " is from save " + Hex(meta.save_id()) +
+         " (begun at Unix time " +
+         std::to_string(meta.save_time_micros() / 1000000) + ")";
+}
+
+// Reads and cross-checks the meta files of the |nshards|-shard checkpoint
+// at |basename|.
+Status ReadMetaFiles(FileSystem* fs, const std::string& basename, int nshards,
+                     bool need_data, CheckpointInfo* info) {
+  *info = CheckpointInfo();
+  info->basename = basename;
+  info->nshards = nshards;
+  info->shards.resize(nshards);
+  MultiHashTableMetadata first;
+  const std::string first_path = CheckpointMetaName(basename, 0, nshards);
+  for (int s = 0; s < nshards; ++s) {
+    const std::string path = CheckpointMetaName(basename, s, nshards);
+    std::unique_ptr<RecordFileReader> reader;
+    MONOLITH_RETURN_IF_ERROR(
+        RecordFileReader::Open(fs, path, /*snappy=*/false, &reader));
+    CheckpointInfo::Shard& shard = info->shards[s];
+    std::string_view record;
+    for (int i = 0;; ++i) {
+      const Status status = reader->Next(&record);
+      if (status.code() == StatusCode::kOutOfRange) break;
+      MONOLITH_RETURN_IF_ERROR(status);
+      MultiHashTableMetadata meta;
+      if (!meta.ParseFromArray(record.data(), static_cast<int>(record.size()))) {
+        return DataLossError(path + ": record " + std::to_string(i) +
+                             " is not a MultiHashTableMetadata");
+      }
+      if (s == 0 && i == 0) {
+        first = meta;
+        info->has_identity = meta.has_save_id();
+        info->save_id = meta.save_id();
+        info->save_time_micros = meta.save_time_micros();
+      } else if (meta.has_save_id() != info->has_identity ||
+                 meta.save_id() != info->save_id) {
+        return DataLossError(
+            "checkpoint " + basename + " mixes saves: " +
+            DescribeSave(path, meta) + ", " + DescribeSave(first_path, first) +
+            " (a save interrupted while renaming its shards, or a file "
+            "copied from another checkpoint); restore another checkpoint");
+      }
+      if (info->has_identity) {
+        if (meta.shard() != static_cast<uint32_t>(s) ||
+            meta.num_shards() != static_cast<uint32_t>(nshards)) {
+          return DataLossError(path + " was written as shard " +
+                               std::to_string(meta.shard()) + " of " +
+                               std::to_string(meta.num_shards()) +
+                               " (renamed or copied from elsewhere)");
+        }
+        shard.has_data_file_bytes = true;
+        if (i > 0 && meta.data_file_bytes() != shard.data_file_bytes) {
+          return DataLossError(path + ": records disagree on the data file's "
+                               "size");
+        }
+        shard.data_file_bytes = meta.data_file_bytes();
+      }
+      int table = info->FindTable(meta.table_name());
+      if (s == 0) {
+        if (table >= 0) {
+          return DataLossError(path + " lists table " + meta.table_name() +
+                               " twice");
+        }
+        table = static_cast<int>(info->tables.size());
+        info->tables.push_back({meta.table_name(), 0});
+      } else if (i >= static_cast<int>(info->tables.size()) || table != i) {
+        return DataLossError(
+            path + " lists table \"" + meta.table_name() + "\" as its table " +
+            std::to_string(i) + ", where " + first_path + " lists " +
+            (i < static_cast<int>(info->tables.size())
+                 ? "\"" + info->tables[i].name + "\""
+                 : "only " + std::to_string(info->tables.size()) + " tables"));
+      }
+      uint64_t& total = info->tables[table].entries;
+      if (meta.num_entries() > UINT64_MAX - total) {
+        return DataLossError(path + ": table " + meta.table_name() +
+                             " claims more than 2^64 entries");
+      }
+      total += meta.num_entries();
+      shard.tables.push_back({table, meta.num_entries(),
+                              meta.has_entries_crc32c(),
+                              meta.entries_crc32c()});
+    }
+    if (s > 0 && shard.tables.size() != info->tables.size()) {
+      return DataLossError(path + " lists " +
+                           std::to_string(shard.tables.size()) +
+                           " tables, " + first_path + " lists " +
+                           std::to_string(info->tables.size()));
+    }
+    if (need_data) {
+      const std::string data = CheckpointDataName(basename, s, nshards);
+      uint64_t size = 0;
+      MONOLITH_RETURN_IF_ERROR(fs->GetFileSize(data, &size));
+      if (shard.has_data_file_bytes && size != shard.data_file_bytes) {
+        return DataLossError(
+            data + " has " + std::to_string(size) + " bytes where its meta "
+            "file " + path + " says " + std::to_string(shard.data_file_bytes) +
+            ": it is not the data file of that save (copied from another "
+            "checkpoint, or truncated)");
+      }
+    }
+  }
+  return Status::OK();
+}
+
+Status RestoreShard(FileSystem* fs, const CheckpointInfo& info, int s,
+                    const RecordRestorer& restore, ShardProgress* progress) {
+  const std::string data_path =
+      CheckpointDataName(info.basename, s, info.nshards);
+  const std::string meta_path =
+      CheckpointMetaName(info.basename, s, info.nshards);
+  bool uncompressed = false;
+  MONOLITH_RETURN_IF_ERROR(IsUncompressedRecordFile(fs, data_path, &uncompressed));
+  std::unique_ptr<RecordFileReader> reader;
+  MONOLITH_RETURN_IF_ERROR(
+      RecordFileReader::Open(fs, data_path, !uncompressed, &reader));
+  std::string_view record;
+  int64_t entries = 0;
+  for (const CheckpointInfo::ShardTable& table : info.shards[s].tables) {
+    const std::string& name = info.tables[table.table].name;
+    uint32_t digest = 0;
+    for (uint64_t i = 0; i < table.entries; ++i) {
+      Status status = reader->Next(&record);
+      if (status.code() == StatusCode::kOutOfRange) {
+        return DataLossError(data_path + " ends after " + std::to_string(i) +
+                             " of " + std::to_string(table.entries) +
+                             " entries of table " + name + " (truncated)");
+      }
+      MONOLITH_RETURN_IF_ERROR(status);
+      digest = ExtendDigest(digest, reader->last_record_crc());
+      status = restore(table.table, record);
+      if (!status.ok()) {
+        return Status(status.code(), data_path + ": entry " +
+                                         std::to_string(i) + " of table " +
+                                         name + ": " + status.message());
+      }
+    }
+    if (table.has_crc && digest != table.entries_crc32c) {
+      return DataLossError(data_path + ": the entries of table " + name +
+                           " are not the ones its meta file " + meta_path +
+                           " was saved with (the data file comes from "
+                           "another save)");
+    }
+    entries += static_cast<int64_t>(table.entries);
+  }
+  Status status = reader->Next(&record);
+  if (status.code() != StatusCode::kOutOfRange) {
+    MONOLITH_RETURN_IF_ERROR(status);
+    return DataLossError(data_path +
+                         " has more entries than its meta file lists");
+  }
+  uint64_t data_bytes = 0, meta_bytes = 0;
+  MONOLITH_RETURN_IF_ERROR(fs->GetFileSize(data_path, &data_bytes));
+  MONOLITH_RETURN_IF_ERROR(fs->GetFileSize(meta_path, &meta_bytes));
+  progress->ShardDone(s, entries, data_bytes + meta_bytes);
+  return Status::OK();
+}
+
+}  // namespace
+
+std::string CheckpointDataName(const std::string& basename, int shard,
+                               int nshards) {
+  char suffix[32];
+  std::snprintf(suffix, sizeof(suffix), "-%05d-of-%05d", shard, nshards);
+  return basename + suffix;
+}
+
+std::string CheckpointMetaName(const std::string& basename, int shard,
+                               int nshards) {
+  char suffix[40];
+  std::snprintf(suffix, sizeof(suffix), ".meta-%05d-of-%05d", shard, nshards);
+  return basename + suffix;
+}
+
+Status SerialFor(int64_t n, const std::function<Status(int64_t)>& fn) {
+  for (int64_t i = 0; i < n; ++i) MONOLITH_RETURN_IF_ERROR(fn(i));
+  return Status::OK();
+}
+
+int CheckpointInfo::FindTable(const std::string& name) const {
+  for (size_t t = 0; t < tables.size(); ++t) {
+    if (tables[t].name == name) return static_cast<int>(t);
+  }
+  return -1;
+}
+
+Status SaveCheckpoint(FileSystem* fs, const std::string& basename,
+                      const std::vector<std::string>& table_names,
+                      const TableSaver& save_table, const SaveOptions& options,
+                      SaveResult* result) {
+  const int nshards = options.nshards;
+  if (nshards < 1 || nshards > kMaxCheckpointShards) {
+    return InvalidArgumentError(
+        "nshards must be in [1, " + std::to_string(kMaxCheckpointShards) +
+        "] (shard numbers have five digits), got " + std::to_string(nshards));
+  }
+  if (basename.empty() || basename.back() == '/') {
+    return InvalidArgumentError("checkpoint basename \"" + basename +
+                                "\" names no file");
+  }
+  const SplitBasename split(basename);
+  MONOLITH_RETURN_IF_ERROR(fs->CreateDirectories(split.dir));
+  // One writer per basename: temporary files there are an interrupted
+  // save's.
+  DeleteShardFiles(
+      fs, split, [](const ShardFile& file) { return file.temp; },
+      "left by an interrupted save", options.log);
+
+  std::random_device device;
+  const uint64_t save_id =
+      (uint64_t{device()} << 32 | device()) ^ static_cast<uint64_t>(NowMicros());
+  const int64_t save_time_micros = NowMicros();
+  const std::string temp_suffix = kTempMarker + Hex(save_id);
+  std::vector<ShardWrite> shards(nshards);
+  for (int s = 0; s < nshards; ++s) {
+    shards[s].tmp_data = CheckpointDataName(basename, s, nshards) + temp_suffix;
+    shards[s].tmp_meta = CheckpointMetaName(basename, s, nshards) + temp_suffix;
+  }
+  ShardProgress progress(options.log, "Saved", basename, nshards);
+  Status status = options.parallel_for(nshards, [&](int64_t s) {
+    MONOLITH_RETURN_IF_ERROR(WriteShard(fs, table_names, save_table, options,
+                                        save_id, save_time_micros,
+                                        static_cast<int>(s), &shards[s]));
+    progress.ShardDone(static_cast<int>(s), shards[s].entries, shards[s].bytes);
+    return Status::OK();
+  });
+  // Final names only once every shard is complete.
+  for (int s = 0; status.ok() && s < nshards; ++s) {
+    status = fs->RenameFile(shards[s].tmp_data,
+                            CheckpointDataName(basename, s, nshards));
+    if (status.ok()) {
+      status = fs->RenameFile(shards[s].tmp_meta,
+                              CheckpointMetaName(basename, s, nshards));
+    }
+  }
+  if (!status.ok()) {
+    for (const ShardWrite& shard : shards) {
+      fs->DeleteFile(shard.tmp_data).ok();
+      fs->DeleteFile(shard.tmp_meta).ok();
+    }
+    return status;
+  }
+  DeleteShardFiles(
+      fs, split,
+      [nshards](const ShardFile& file) {
+        return !file.temp && file.nshards != nshards;
+      },
+      "superseded by a save with another shard count", options.log);
+  progress.Finish();
+  if (result != nullptr) {
+    result->save_id = save_id;
+    result->entries = progress.entries();
+    result->bytes = progress.bytes();
+  }
+  return Status::OK();
+}
+
+Status ReadCheckpointInfo(FileSystem* fs, const std::string& basename,
+                          bool need_data, const LogFn& log,
+                          CheckpointInfo* info) {
+  const SplitBasename split(basename);
+  const std::string expected = " (expected " +
+                               CheckpointDataName(basename, 0, 1) +
+                               " and its .meta file)";
+  std::vector<std::pair<std::string, ShardFile>> files;
+  Status status = ListShardFiles(fs, split, &files);
+  if (status.code() == StatusCode::kNotFound) {
+    return NotFoundError("no multi hash table checkpoint at " + basename +
+                         ": " + status.message());
+  }
+  MONOLITH_RETURN_IF_ERROR(status);
+  // Shards present per shard count, as {data, meta}.
+  std::map<int, std::pair<std::set<int>, std::set<int>>> counts;
+  for (const auto& [path, file] : files) {
+    if (file.temp) continue;
+    auto& present = counts[file.nshards];
+    (file.meta ? present.second : present.first).insert(file.shard);
+  }
+  if (counts.empty()) {
+    return NotFoundError("no multi hash table checkpoint at " + basename +
+                         expected);
+  }
+  std::vector<int> complete;
+  std::string missing;
+  for (const auto& [nshards, present] : counts) {
+    const bool has_meta = static_cast<int>(present.second.size()) == nshards;
+    const bool has_data = static_cast<int>(present.first.size()) == nshards;
+    if (has_meta && (has_data || !need_data)) {
+      complete.push_back(nshards);
+      continue;
+    }
+    for (int s = 0; s < nshards && missing.empty(); ++s) {
+      if (!present.second.count(s)) {
+        missing = CheckpointMetaName(basename, s, nshards);
+      } else if (need_data && !present.first.count(s)) {
+        missing = CheckpointDataName(basename, s, nshards);
+      }
+    }
+  }
+  if (complete.empty()) {
+    return NotFoundError("checkpoint " + basename + " is incomplete: " +
+                         missing + " is missing");
+  }
+  if (complete.size() == 1) {
+    MONOLITH_RETURN_IF_ERROR(
+        ReadMetaFiles(fs, basename, complete[0], need_data, info));
+    if (counts.size() > 1) {
+      Log(log, "Checkpoint " + basename + ": ignoring files of another "
+               "shard count (an incomplete, interrupted save); reading the "
+               "complete " + std::to_string(complete[0]) + "-shard save");
+    }
+    return Status::OK();
+  }
+  // Several complete saves with different shard counts: a save that was
+  // interrupted before deleting the files it superseded. Read the newest.
+  CheckpointInfo newest;
+  for (int nshards : complete) {
+    CheckpointInfo candidate;
+    status = ReadMetaFiles(fs, basename, nshards, need_data, &candidate);
+    if (!status.ok() || !candidate.has_identity) {
+      return DataLossError(
+          "checkpoint " + basename + " mixes shard counts " +
+          std::to_string(complete[0]) + " and " + std::to_string(complete[1]) +
+          (status.ok() ? " and its saves carry no save time to choose by"
+                       : "; the " + std::to_string(nshards) +
+                             "-shard files are unreadable: " +
+                             status.message()));
+    }
+    if (newest.nshards == 0 ||
+        candidate.save_time_micros > newest.save_time_micros) {
+      newest = std::move(candidate);
+    }
+  }
+  Log(log, "Checkpoint " + basename + " holds complete saves with " +
+               std::to_string(complete.size()) +
+               " shard counts (a save interrupted before it deleted the files "
+               "it superseded); reading the newest, with " +
+               std::to_string(newest.nshards) + " shards");
+  *info = std::move(newest);
+  return Status::OK();
+}
+
+Status RestoreCheckpoint(FileSystem* fs, const CheckpointInfo& info,
+                         const RecordRestorer& restore,
+                         const ParallelFor& parallel_for, const LogFn& log) {
+  ShardProgress progress(log, "Restored", info.basename, info.nshards);
+  MONOLITH_RETURN_IF_ERROR(parallel_for(info.nshards, [&](int64_t s) {
+    return RestoreShard(fs, info, static_cast<int>(s), restore, &progress);
+  }));
+  progress.Finish();
+  return Status::OK();
+}
+
+}  // namespace hash_table
+}  // namespace monolith

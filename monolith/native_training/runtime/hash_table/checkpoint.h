@@ -1,0 +1,142 @@
+// Checkpoints of a multi hash table, in the original's format:
+//   basename-SSSSS-of-NNNNN       SNAPPY TFRecord of EntryDump, grouped by
+//                                 table in the order of the meta records
+//                                 (or an uncompressed TFRecord: readers
+//                                 tell them apart by the first record's
+//                                 header checksum)
+//   basename.meta-SSSSS-of-NNNNN  TFRecord of MultiHashTableMetadata, one per
+//                                 table: its name and how many entries follow
+//
+// Beyond the original, a save is atomic as a set and self-identifying:
+// - every meta record carries the save's id, its shard index and count, the
+//   data file's size and a digest of the table's records
+//   (MultiHashTableMetadata fields 100-105, which the original ignores);
+//   readers check them all, so a restore reads one whole save or fails
+//   naming the file that does not belong (a save interrupted between its
+//   renames, a shard copied in from another checkpoint);
+// - every shard is written under a temporary name first; the final names
+//   are given only once all shards are complete, and then the files of an
+//   earlier save at the basename with another shard count, and temporary
+//   files left by interrupted saves, are deleted.
+// Checkpoints of the original (no identity fields) are read as before.
+//
+// No TensorFlow includes: files come from a FileSystem, parallelism from a
+// ParallelFor, logging from a LogFn, so kernels, tools and tests share it.
+#ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_CHECKPOINT_H_
+#define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_CHECKPOINT_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "monolith/native_training/runtime/hash_table/file_system.h"
+#include "monolith/native_training/runtime/hash_table/status.h"
+
+namespace monolith {
+namespace hash_table {
+
+// Shard numbers are written with five digits.
+constexpr int kMaxCheckpointShards = 99999;
+
+std::string CheckpointDataName(const std::string& basename, int shard,
+                               int nshards);
+std::string CheckpointMetaName(const std::string& basename, int shard,
+                               int nshards);
+
+// Runs fn(i) for every i in [0, n), in any order and possibly in parallel,
+// and returns the first error.
+using ParallelFor =
+    std::function<Status(int64_t n, const std::function<Status(int64_t)>& fn)>;
+// A ParallelFor that runs in the calling thread.
+Status SerialFor(int64_t n, const std::function<Status(int64_t)>& fn);
+
+// Receives progress lines and warnings (e.g. LOG(INFO) in a kernel). May be
+// empty.
+using LogFn = std::function<void(const std::string&)>;
+
+// Hands every record (serialized EntryDump) of table |table| that belongs
+// to dump shard |shard| of |nshards| to |write|, stopping at its first
+// error.
+using TableSaver = std::function<Status(
+    int table, int shard, int nshards,
+    const std::function<Status(std::string_view record)>& write)>;
+
+struct SaveOptions {
+  int nshards = 1;  // 1 to kMaxCheckpointShards
+  bool snappy = true;
+  ParallelFor parallel_for = SerialFor;
+  LogFn log;
+};
+
+struct SaveResult {
+  uint64_t save_id = 0;
+  int64_t entries = 0;
+  uint64_t bytes = 0;
+};
+
+// Saves |table_names| (|save_table| produces their records) at |basename|,
+// creating its directory.
+Status SaveCheckpoint(FileSystem* fs, const std::string& basename,
+                      const std::vector<std::string>& table_names,
+                      const TableSaver& save_table, const SaveOptions& options,
+                      SaveResult* result = nullptr);
+
+// What a checkpoint's meta files say, checked to be one save.
+struct CheckpointInfo {
+  struct Table {
+    std::string name;
+    uint64_t entries = 0;  // over all shards
+  };
+  // One meta record: a table's entries in one data shard.
+  struct ShardTable {
+    int table = 0;  // index into tables
+    uint64_t entries = 0;
+    bool has_crc = false;
+    uint32_t entries_crc32c = 0;
+  };
+  struct Shard {
+    std::vector<ShardTable> tables;  // in data-file order
+    bool has_data_file_bytes = false;
+    uint64_t data_file_bytes = 0;
+  };
+
+  std::string basename;
+  int nshards = 0;
+  // False for checkpoints written without identity (the original's).
+  bool has_identity = false;
+  uint64_t save_id = 0;
+  int64_t save_time_micros = 0;
+  std::vector<Table> tables;  // in the order of the meta records
+  std::vector<Shard> shards;
+
+  // Index of the table named |name|, or -1.
+  int FindTable(const std::string& name) const;
+};
+
+// Finds the checkpoint at |basename| and reads every meta file, checking
+// that all come from one save and (with |need_data|) that every data file
+// exists with the size its meta file states. Where files of two shard
+// counts are present (a save interrupted before it deleted the older
+// save's files), the complete, newer save is read and the other reported
+// through |log|.
+Status ReadCheckpointInfo(FileSystem* fs, const std::string& basename,
+                          bool need_data, const LogFn& log,
+                          CheckpointInfo* info);
+
+// Consumes one record of table |table| (an index into info.tables).
+using RecordRestorer = std::function<Status(int table, std::string_view record)>;
+
+// Reads every data shard of |info| (in parallel through |parallel_for|),
+// handing each record to |restore|, and checks each table's records against
+// its meta record (count and digest) and that nothing follows them. Errors
+// name the file; |restore|'s errors are returned with the file prefixed.
+Status RestoreCheckpoint(FileSystem* fs, const CheckpointInfo& info,
+                         const RecordRestorer& restore,
+                         const ParallelFor& parallel_for, const LogFn& log);
+
+}  // namespace hash_table
+}  // namespace monolith
+
+#endif  // MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_CHECKPOINT_H_

@@ -1,0 +1,437 @@
+#include "monolith/native_training/runtime/hash_table/checkpoint.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
+#include "monolith/native_training/runtime/hash_table/record_file.h"
+
+namespace monolith {
+namespace hash_table {
+namespace {
+
+using Contents = std::map<int, std::vector<std::string>>;  // table -> records
+
+// A fresh directory per test.
+std::string TestDir(const std::string& name) {
+  const char* root = std::getenv("TEST_TMPDIR");
+  const std::string dir = std::string(root ? root : "/tmp") + "/ckpt_" + name;
+  std::string ignored = "rm -rf '" + dir + "'";
+  EXPECT_EQ(std::system(ignored.c_str()), 0);
+  PosixFileSystem fs;
+  EXPECT_TRUE(fs.CreateDirectories(dir).ok());
+  return dir;
+}
+
+const std::vector<std::string> kTables = {"user", "item", "empty"};
+
+// Records of |version|: table t holds |per_table| records of a fixed size
+// ("v<version>-t<table>-<i>", zero-padded), none in the last table.
+Contents MakeContents(int version, int per_table) {
+  Contents contents;
+  for (int t = 0; t < 2; ++t) {
+    for (int i = 0; i < per_table; ++i) {
+      char record[32];
+      std::snprintf(record, sizeof(record), "v%03d-t%d-%06d", version, t, i);
+      contents[t].push_back(record);
+    }
+  }
+  contents[2];
+  return contents;
+}
+
+Status Save(const std::string& basename, const Contents& contents, int nshards,
+            bool snappy = true, std::vector<std::string>* log = nullptr) {
+  SaveOptions options;
+  options.nshards = nshards;
+  options.snappy = snappy;
+  if (log) options.log = [log](const std::string& line) { log->push_back(line); };
+  PosixFileSystem fs;
+  return SaveCheckpoint(
+      &fs, basename, kTables,
+      [&](int table, int shard, int n,
+          const std::function<Status(std::string_view)>& write) {
+        const auto it = contents.find(table);
+        if (it == contents.end()) return Status::OK();
+        for (size_t i = 0; i < it->second.size(); ++i) {
+          if (static_cast<int>(i % n) != shard) continue;
+          MONOLITH_RETURN_IF_ERROR(write(it->second[i]));
+        }
+        return Status::OK();
+      },
+      options);
+}
+
+// Restores |basename| into table -> sorted records.
+Status Restore(const std::string& basename, Contents* contents,
+               CheckpointInfo* info_out = nullptr,
+               std::vector<std::string>* log = nullptr) {
+  PosixFileSystem fs;
+  CheckpointInfo info;
+  LogFn log_fn;
+  if (log) log_fn = [log](const std::string& line) { log->push_back(line); };
+  MONOLITH_RETURN_IF_ERROR(
+      ReadCheckpointInfo(&fs, basename, /*need_data=*/true, log_fn, &info));
+  contents->clear();
+  std::map<std::string, std::vector<std::string>> by_name;
+  MONOLITH_RETURN_IF_ERROR(RestoreCheckpoint(
+      &fs, info,
+      [&](int table, std::string_view record) {
+        by_name[info.tables[table].name].emplace_back(record);
+        return Status::OK();
+      },
+      SerialFor, log_fn));
+  for (size_t t = 0; t < kTables.size(); ++t) {
+    auto& records = (*contents)[static_cast<int>(t)];
+    records = by_name[kTables[t]];
+    std::sort(records.begin(), records.end());
+  }
+  if (info_out) *info_out = info;
+  return Status::OK();
+}
+
+void Copy(const std::string& from, const std::string& to) {
+  std::ifstream in(from, std::ios::binary);
+  ASSERT_TRUE(in.good()) << from;
+  std::ofstream out(to, std::ios::binary | std::ios::trunc);
+  out << in.rdbuf();
+}
+
+std::vector<std::string> List(const std::string& dir) {
+  PosixFileSystem fs;
+  std::vector<std::string> names;
+  EXPECT_TRUE(fs.ListDirectory(dir, &names).ok());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+bool Contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+TEST(CheckpointTest, RoundTripsEveryShardCountAndFormat) {
+  const std::string dir = TestDir("round_trip");
+  const Contents contents = MakeContents(1, 500);
+  for (bool snappy : {true, false}) {
+    for (int nshards : {1, 3, 8}) {
+      const std::string basename = dir + "/t" + std::to_string(nshards) +
+                                   (snappy ? "s" : "u");
+      ASSERT_TRUE(Save(basename, contents, nshards, snappy).ok());
+      Contents restored;
+      CheckpointInfo info;
+      ASSERT_TRUE(Restore(basename, &restored, &info).ok());
+      EXPECT_EQ(restored, contents);
+      EXPECT_EQ(info.nshards, nshards);
+      EXPECT_TRUE(info.has_identity);
+      ASSERT_EQ(info.tables.size(), 3u);
+      EXPECT_EQ(info.tables[0].name, "user");
+      EXPECT_EQ(info.tables[0].entries, 500u);
+      EXPECT_EQ(info.tables[2].entries, 0u);
+    }
+  }
+  // Only final names remain: no temporary files.
+  for (const std::string& name : List(dir)) {
+    EXPECT_FALSE(Contains(name, "-tmp-")) << name;
+  }
+}
+
+TEST(CheckpointTest, MetaRecordsCarryTheSaveIdentity) {
+  const std::string basename = TestDir("identity") + "/t";
+  ASSERT_TRUE(Save(basename, MakeContents(1, 10), 2).ok());
+  PosixFileSystem fs;
+  uint64_t save_id = 0;
+  for (int s = 0; s < 2; ++s) {
+    std::unique_ptr<RecordFileReader> reader;
+    ASSERT_TRUE(RecordFileReader::Open(&fs, CheckpointMetaName(basename, s, 2),
+                                       false, &reader)
+                    .ok());
+    std::string_view record;
+    int records = 0;
+    while (reader->Next(&record).ok()) {
+      MultiHashTableMetadata meta;
+      ASSERT_TRUE(meta.ParseFromArray(record.data(), record.size()));
+      EXPECT_EQ(meta.table_name(), kTables[records]);
+      EXPECT_EQ(meta.shard(), static_cast<uint32_t>(s));
+      EXPECT_EQ(meta.num_shards(), 2u);
+      EXPECT_TRUE(meta.has_entries_crc32c());
+      uint64_t size = 0;
+      ASSERT_TRUE(fs.GetFileSize(CheckpointDataName(basename, s, 2), &size).ok());
+      EXPECT_EQ(meta.data_file_bytes(), size);
+      if (save_id == 0) save_id = meta.save_id();
+      EXPECT_EQ(meta.save_id(), save_id);
+      ++records;
+    }
+    EXPECT_EQ(records, 3);
+  }
+}
+
+// A save killed between its renames leaves shards of two saves under one
+// name: restore must refuse, naming the shard.
+TEST(CheckpointTest, ShardsOfTwoSavesAreRefused) {
+  const std::string dir = TestDir("two_saves");
+  const std::string a = dir + "/a", b = dir + "/b";
+  ASSERT_TRUE(Save(a, MakeContents(1, 100), 4).ok());
+  ASSERT_TRUE(Save(b, MakeContents(2, 100), 4).ok());
+  // The renames of save b reached shard 1 of 4.
+  for (int s = 0; s < 2; ++s) {
+    Copy(CheckpointDataName(b, s, 4), CheckpointDataName(a, s, 4));
+    Copy(CheckpointMetaName(b, s, 4), CheckpointMetaName(a, s, 4));
+  }
+  Contents restored;
+  const Status status = Restore(a, &restored);
+  EXPECT_EQ(status.code(), StatusCode::kDataLoss);
+  EXPECT_TRUE(Contains(status.message(), "mixes saves")) << status.message();
+  EXPECT_TRUE(Contains(status.message(), CheckpointMetaName(a, 2, 4)))
+      << status.message();
+  // Only the data file of shard 1 renamed, not yet its meta.
+  ASSERT_TRUE(Save(a, MakeContents(1, 100), 4).ok());
+  Copy(CheckpointDataName(b, 1, 4), CheckpointDataName(a, 1, 4));
+  const Status data_only = Restore(a, &restored);
+  EXPECT_EQ(data_only.code(), StatusCode::kDataLoss);
+  EXPECT_TRUE(Contains(data_only.message(), CheckpointDataName(a, 1, 4)))
+      << data_only.message();
+}
+
+TEST(CheckpointTest, DataShardOfTheSameSizeFromAnotherSaveIsRefused) {
+  const std::string dir = TestDir("same_size");
+  const std::string a = dir + "/a", b = dir + "/b";
+  // Fixed-size records, uncompressed: both saves' shards have equal sizes.
+  ASSERT_TRUE(Save(a, MakeContents(1, 100), 2, /*snappy=*/false).ok());
+  ASSERT_TRUE(Save(b, MakeContents(2, 100), 2, /*snappy=*/false).ok());
+  Copy(CheckpointDataName(b, 1, 2), CheckpointDataName(a, 1, 2));
+  Contents restored;
+  const Status status = Restore(a, &restored);
+  EXPECT_EQ(status.code(), StatusCode::kDataLoss);
+  EXPECT_TRUE(Contains(status.message(), "comes from another save"))
+      << status.message();
+  EXPECT_TRUE(Contains(status.message(), CheckpointDataName(a, 1, 2)));
+}
+
+TEST(CheckpointTest, DataShardOfAnotherSizeIsRefusedBeforeRestoring) {
+  const std::string dir = TestDir("other_size");
+  const std::string a = dir + "/a", b = dir + "/b";
+  ASSERT_TRUE(Save(a, MakeContents(1, 100), 2).ok());
+  ASSERT_TRUE(Save(b, MakeContents(2, 300), 2).ok());
+  Copy(CheckpointDataName(b, 0, 2), CheckpointDataName(a, 0, 2));
+  PosixFileSystem fs;
+  CheckpointInfo info;
+  const Status status = ReadCheckpointInfo(&fs, a, true, nullptr, &info);
+  EXPECT_EQ(status.code(), StatusCode::kDataLoss);
+  EXPECT_TRUE(Contains(status.message(), "is not the data file of that save"))
+      << status.message();
+}
+
+TEST(CheckpointTest, MetaShardCopiedFromAnotherCheckpointIsRefused) {
+  const std::string dir = TestDir("meta_copy");
+  const std::string a = dir + "/a", b = dir + "/b";
+  ASSERT_TRUE(Save(a, MakeContents(1, 10), 3).ok());
+  ASSERT_TRUE(Save(b, MakeContents(1, 10), 3).ok());
+  Copy(CheckpointMetaName(b, 2, 3), CheckpointMetaName(a, 2, 3));
+  Contents restored;
+  const Status status = Restore(a, &restored);
+  EXPECT_EQ(status.code(), StatusCode::kDataLoss);
+  EXPECT_TRUE(Contains(status.message(), "mixes saves")) << status.message();
+  // A meta file renamed to another shard's name.
+  ASSERT_TRUE(Save(a, MakeContents(1, 10), 3).ok());
+  Copy(CheckpointMetaName(a, 0, 3), CheckpointMetaName(a, 1, 3));
+  const Status renamed = Restore(a, &restored);
+  EXPECT_EQ(renamed.code(), StatusCode::kDataLoss);
+  EXPECT_TRUE(Contains(renamed.message(), "was written as shard 0 of 3"))
+      << renamed.message();
+}
+
+TEST(CheckpointTest, SaveWithAnotherShardCountSupersedesTheOldFiles) {
+  const std::string dir = TestDir("recount");
+  const std::string basename = dir + "/t";
+  ASSERT_TRUE(Save(basename, MakeContents(1, 50), 4).ok());
+  std::vector<std::string> log;
+  ASSERT_TRUE(Save(basename, MakeContents(2, 50), 2, true, &log).ok());
+  EXPECT_EQ(List(dir),
+            (std::vector<std::string>{"t-00000-of-00002", "t-00001-of-00002",
+                                      "t.meta-00000-of-00002",
+                                      "t.meta-00001-of-00002"}));
+  Contents restored;
+  ASSERT_TRUE(Restore(basename, &restored).ok());
+  EXPECT_EQ(restored, MakeContents(2, 50));
+}
+
+// Killed after renaming every shard but before deleting the superseded
+// files: both saves are complete; the newer is read.
+TEST(CheckpointTest, TwoCompleteShardCountsReadTheNewerSave) {
+  const std::string dir = TestDir("two_counts");
+  const std::string basename = dir + "/t", old_copy = dir + "/old";
+  ASSERT_TRUE(Save(old_copy, MakeContents(1, 50), 4).ok());
+  usleep(2000);
+  ASSERT_TRUE(Save(basename, MakeContents(2, 50), 2).ok());
+  for (int s = 0; s < 4; ++s) {
+    Copy(CheckpointDataName(old_copy, s, 4), CheckpointDataName(basename, s, 4));
+    Copy(CheckpointMetaName(old_copy, s, 4), CheckpointMetaName(basename, s, 4));
+  }
+  Contents restored;
+  std::vector<std::string> log;
+  ASSERT_TRUE(Restore(basename, &restored, nullptr, &log).ok());
+  EXPECT_EQ(restored, MakeContents(2, 50));
+  ASSERT_FALSE(log.empty());
+  EXPECT_TRUE(Contains(log.front(), "reading the newest, with 2 shards"))
+      << log.front();
+  // An incomplete set of another count (killed mid-rename) is ignored.
+  ASSERT_TRUE(Save(basename, MakeContents(3, 50), 2).ok());
+  Copy(CheckpointDataName(old_copy, 0, 4), CheckpointDataName(basename, 0, 4));
+  ASSERT_TRUE(Restore(basename, &restored).ok());
+  EXPECT_EQ(restored, MakeContents(3, 50));
+}
+
+TEST(CheckpointTest, NextSaveDeletesTemporaryFilesOfInterruptedSaves) {
+  const std::string dir = TestDir("stale_tmp");
+  const std::string basename = dir + "/t";
+  ASSERT_TRUE(Save(basename, MakeContents(1, 5), 1).ok());
+  for (const char* stale :
+       {"t-00000-of-00001-tmp-0123", "t.meta-00003-of-00007-tmp-abcd"}) {
+    std::ofstream(dir + "/" + stale) << "partial";
+  }
+  std::ofstream(dir + "/t2-00000-of-00001-tmp-1") << "another basename's";
+  std::ofstream(dir + "/unrelated") << "x";
+  Contents restored;
+  ASSERT_TRUE(Restore(basename, &restored).ok());  // readers ignore them
+  std::vector<std::string> log;
+  ASSERT_TRUE(Save(basename, MakeContents(2, 5), 1, true, &log).ok());
+  EXPECT_EQ(List(dir), (std::vector<std::string>{
+                           "t-00000-of-00001", "t.meta-00000-of-00001",
+                           "t2-00000-of-00001-tmp-1", "unrelated"}));
+}
+
+TEST(CheckpointTest, ShardCountIsBounded) {
+  const std::string basename = TestDir("bounds") + "/t";
+  for (int nshards : {0, -1, kMaxCheckpointShards + 1}) {
+    const Status status = Save(basename, MakeContents(1, 1), nshards);
+    EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << nshards;
+    EXPECT_TRUE(Contains(status.message(), "nshards must be in [1, 99999]"));
+  }
+}
+
+TEST(CheckpointTest, FailedSaveLeavesThePreviousOneIntact) {
+  const std::string dir = TestDir("failed_save");
+  const std::string basename = dir + "/t";
+  ASSERT_TRUE(Save(basename, MakeContents(1, 20), 3).ok());
+  SaveOptions options;
+  options.nshards = 3;
+  PosixFileSystem fs;
+  const Status status = SaveCheckpoint(
+      &fs, basename, kTables,
+      [](int table, int shard, int, const std::function<Status(std::string_view)>& write) {
+        if (shard == 2) return InternalError("disk on fire");
+        return write("x");
+      },
+      options);
+  EXPECT_EQ(status.code(), StatusCode::kInternal);
+  Contents restored;
+  ASSERT_TRUE(Restore(basename, &restored).ok());
+  EXPECT_EQ(restored, MakeContents(1, 20));
+  for (const std::string& name : List(dir)) {
+    EXPECT_FALSE(Contains(name, "-tmp-")) << name;
+  }
+}
+
+// Meta files without identity, as the original writes them, still restore.
+TEST(CheckpointTest, ReadsCheckpointsWithoutIdentity) {
+  const std::string basename = TestDir("legacy") + "/t";
+  PosixFileSystem fs;
+  for (int s = 0; s < 2; ++s) {
+    std::unique_ptr<WritableFile> data, meta;
+    ASSERT_TRUE(fs.NewWritableFile(CheckpointDataName(basename, s, 2), &data).ok());
+    ASSERT_TRUE(fs.NewWritableFile(CheckpointMetaName(basename, s, 2), &meta).ok());
+    RecordFileWriter data_writer(data.get(), true), meta_writer(meta.get(), false);
+    ASSERT_TRUE(data_writer.Write("entry" + std::to_string(s)).ok());
+    MultiHashTableMetadata record;
+    record.set_table_name("user");
+    record.set_num_entries(1);
+    ASSERT_TRUE(meta_writer.Write(record.SerializeAsString()).ok());
+    ASSERT_TRUE(data_writer.Close().ok() && data->Close().ok());
+    ASSERT_TRUE(meta_writer.Close().ok() && meta->Close().ok());
+  }
+  Contents restored;
+  CheckpointInfo info;
+  ASSERT_TRUE(Restore(basename, &restored, &info).ok());
+  EXPECT_FALSE(info.has_identity);
+  EXPECT_EQ(restored[0], (std::vector<std::string>{"entry0", "entry1"}));
+}
+
+TEST(CheckpointTest, InconsistentTableListsAreDataLoss) {
+  const std::string dir = TestDir("tables");
+  const std::string basename = dir + "/t";
+  ASSERT_TRUE(Save(basename, MakeContents(1, 10), 2).ok());
+  // Shard 1's meta rewritten with a renamed table (same save id).
+  PosixFileSystem fs;
+  const std::string meta_path = CheckpointMetaName(basename, 1, 2);
+  std::vector<MultiHashTableMetadata> metas;
+  {
+    std::unique_ptr<RecordFileReader> reader;
+    ASSERT_TRUE(RecordFileReader::Open(&fs, meta_path, false, &reader).ok());
+    std::string_view record;
+    while (reader->Next(&record).ok()) {
+      metas.emplace_back();
+      ASSERT_TRUE(metas.back().ParseFromArray(record.data(), record.size()));
+    }
+  }
+  metas[1].set_table_name("renamed");
+  std::unique_ptr<WritableFile> file;
+  ASSERT_TRUE(fs.NewWritableFile(meta_path, &file).ok());
+  RecordFileWriter writer(file.get(), false);
+  for (const auto& meta : metas) ASSERT_TRUE(writer.Write(meta.SerializeAsString()).ok());
+  ASSERT_TRUE(writer.Close().ok() && file->Close().ok());
+  Contents restored;
+  const Status status = Restore(basename, &restored);
+  EXPECT_EQ(status.code(), StatusCode::kDataLoss);
+  EXPECT_TRUE(Contains(status.message(), "lists table \"renamed\" as its table 1"))
+      << status.message();
+}
+
+TEST(CheckpointTest, MissingFilesAreNotFound) {
+  const std::string dir = TestDir("missing");
+  const std::string basename = dir + "/t";
+  Contents restored;
+  Status status = Restore(basename, &restored);
+  EXPECT_EQ(status.code(), StatusCode::kNotFound);
+  EXPECT_TRUE(Contains(status.message(), "no multi hash table checkpoint"));
+  ASSERT_TRUE(Save(basename, MakeContents(1, 10), 3).ok());
+  ASSERT_EQ(std::remove(CheckpointDataName(basename, 1, 3).c_str()), 0);
+  status = Restore(basename, &restored);
+  EXPECT_EQ(status.code(), StatusCode::kNotFound);
+  EXPECT_TRUE(Contains(status.message(), CheckpointDataName(basename, 1, 3) +
+                                             " is missing"))
+      << status.message();
+  // Meta files alone are enough for statistics.
+  PosixFileSystem fs;
+  CheckpointInfo info;
+  ASSERT_TRUE(ReadCheckpointInfo(&fs, basename, false, nullptr, &info).ok());
+  EXPECT_EQ(info.tables[1].entries, 10u);
+}
+
+TEST(CheckpointTest, RestorerErrorsNameTheFileAndEntry) {
+  const std::string basename = TestDir("restorer_error") + "/t";
+  ASSERT_TRUE(Save(basename, MakeContents(1, 10), 1).ok());
+  PosixFileSystem fs;
+  CheckpointInfo info;
+  ASSERT_TRUE(ReadCheckpointInfo(&fs, basename, true, nullptr, &info).ok());
+  const Status status = RestoreCheckpoint(
+      &fs, info,
+      [](int table, std::string_view) {
+        return table == 1 ? InvalidArgumentError("wrong dim") : Status::OK();
+      },
+      SerialFor, nullptr);
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(status.message(), CheckpointDataName(basename, 0, 1) +
+                                  ": entry 0 of table item: wrong dim");
+}
+
+}  // namespace
+}  // namespace hash_table
+}  // namespace monolith

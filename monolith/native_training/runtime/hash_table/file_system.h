@@ -1,0 +1,75 @@
+// The few file operations checkpoints need, as an interface: the TF kernels
+// implement it over tensorflow::Env (so checkpoints go wherever TF's file
+// systems reach: local disk, HDFS, GCS), tests and tools over POSIX.
+#ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_FILE_SYSTEM_H_
+#define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_FILE_SYSTEM_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "monolith/native_training/runtime/hash_table/status.h"
+
+namespace monolith {
+namespace hash_table {
+
+class WritableFile {
+ public:
+  virtual ~WritableFile() = default;
+  virtual Status Append(std::string_view data) = 0;
+  // Flushes and closes; the file is complete once this returns OK.
+  virtual Status Close() = 0;
+};
+
+class RandomAccessFile {
+ public:
+  virtual ~RandomAccessFile() = default;
+  // Reads up to |n| bytes at |offset| into |scratch|; |*read| is how many
+  // (fewer than |n| only at the end of the file). Reading at or past the
+  // end reads 0 bytes and is not an error.
+  virtual Status Read(uint64_t offset, size_t n, char* scratch,
+                      size_t* read) const = 0;
+};
+
+class FileSystem {
+ public:
+  virtual ~FileSystem() = default;
+  // Creates or truncates |path|.
+  virtual Status NewWritableFile(const std::string& path,
+                                 std::unique_ptr<WritableFile>* file) = 0;
+  // NotFound if |path| does not exist.
+  virtual Status NewRandomAccessFile(
+      const std::string& path, std::unique_ptr<RandomAccessFile>* file) = 0;
+  virtual Status GetFileSize(const std::string& path, uint64_t* size) = 0;
+  // The names (not paths) of the entries of |dir|.
+  virtual Status ListDirectory(const std::string& dir,
+                               std::vector<std::string>* names) = 0;
+  // Replaces |to| if it exists.
+  virtual Status RenameFile(const std::string& from, const std::string& to) = 0;
+  virtual Status DeleteFile(const std::string& path) = 0;
+  // Creates |dir| and its missing parents; OK if it exists.
+  virtual Status CreateDirectories(const std::string& dir) = 0;
+};
+
+// Local files through POSIX calls. Stateless: one may be shared by threads.
+class PosixFileSystem : public FileSystem {
+ public:
+  Status NewWritableFile(const std::string& path,
+                         std::unique_ptr<WritableFile>* file) override;
+  Status NewRandomAccessFile(const std::string& path,
+                             std::unique_ptr<RandomAccessFile>* file) override;
+  Status GetFileSize(const std::string& path, uint64_t* size) override;
+  Status ListDirectory(const std::string& dir,
+                       std::vector<std::string>* names) override;
+  Status RenameFile(const std::string& from, const std::string& to) override;
+  Status DeleteFile(const std::string& path) override;
+  Status CreateDirectories(const std::string& dir) override;
+};
+
+}  // namespace hash_table
+}  // namespace monolith
+
+#endif  // MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_FILE_SYSTEM_H_

@@ -1,0 +1,236 @@
+#include "monolith/native_training/runtime/hash_table/record_file.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace monolith {
+namespace hash_table {
+namespace {
+
+std::string TempPath(const std::string& name) {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  return std::string(dir ? dir : "/tmp") + "/" + name;
+}
+
+void WriteBytes(const std::string& path, const std::string& bytes) {
+  PosixFileSystem fs;
+  std::unique_ptr<WritableFile> file;
+  ASSERT_TRUE(fs.NewWritableFile(path, &file).ok());
+  ASSERT_TRUE(file->Append(bytes).ok());
+  ASSERT_TRUE(file->Close().ok());
+}
+
+std::string WriteRecords(const std::string& path,
+                         const std::vector<std::string>& records,
+                         bool snappy) {
+  PosixFileSystem fs;
+  std::unique_ptr<WritableFile> file;
+  EXPECT_TRUE(fs.NewWritableFile(path, &file).ok());
+  RecordFileWriter writer(file.get(), snappy);
+  for (const std::string& record : records) {
+    EXPECT_TRUE(writer.Write(record).ok());
+  }
+  EXPECT_TRUE(writer.Close().ok());
+  EXPECT_TRUE(file->Close().ok());
+  uint64_t size = 0;
+  EXPECT_TRUE(fs.GetFileSize(path, &size).ok());
+  EXPECT_EQ(size, writer.file_bytes());
+  return path;
+}
+
+// Reads every record; the first error (other than the clean end) in |error|.
+std::vector<std::string> ReadAll(const std::string& path, bool snappy,
+                                 Status* error) {
+  PosixFileSystem fs;
+  std::unique_ptr<RecordFileReader> reader;
+  std::vector<std::string> records;
+  *error = RecordFileReader::Open(&fs, path, snappy, &reader);
+  if (!error->ok()) return records;
+  std::string_view record;
+  while (true) {
+    Status s = reader->Next(&record);
+    if (s.code() == StatusCode::kOutOfRange) break;
+    if (!s.ok()) {
+      *error = s;
+      break;
+    }
+    records.emplace_back(record);
+  }
+  return records;
+}
+
+// A framed uncompressed record whose header claims |length| (with a valid
+// header CRC) and which carries |data|.
+std::string FramedRecord(uint64_t length, const std::string& data) {
+  std::string out(kRecordHeaderBytes, '\0');
+  std::memcpy(&out[0], &length, sizeof(length));
+  const uint32_t crc = MaskCrc(ExtendCrc32c(0, out.data(), sizeof(length)));
+  std::memcpy(&out[sizeof(length)], &crc, sizeof(crc));
+  out += data;
+  const uint32_t data_crc = MaskCrc(ExtendCrc32c(0, data.data(), data.size()));
+  out.append(reinterpret_cast<const char*>(&data_crc), sizeof(data_crc));
+  return out;
+}
+
+TEST(Crc32cTest, KnownValue) {
+  const std::string text = "123456789";
+  EXPECT_EQ(ExtendCrc32c(0, text.data(), text.size()), 0xe3069283u);
+  // Extending piecewise equals one pass.
+  EXPECT_EQ(ExtendCrc32c(ExtendCrc32c(0, text.data(), 4), text.data() + 4, 5),
+            0xe3069283u);
+}
+
+TEST(RecordFileTest, RoundTripsBothFormats) {
+  std::vector<std::string> records = {"", "a", std::string(1000, 'x')};
+  // Larger than a block, and enough to span several blocks.
+  records.push_back(std::string(RecordFileWriter::kBlockBytes * 2 + 7, 'y'));
+  for (int i = 0; i < 5000; ++i) records.push_back(std::to_string(i * 7919));
+  for (bool snappy : {false, true}) {
+    const std::string path =
+        WriteRecords(TempPath(snappy ? "rt_snappy" : "rt_plain"), records, snappy);
+    Status error;
+    EXPECT_EQ(ReadAll(path, snappy, &error), records);
+    EXPECT_TRUE(error.ok()) << error.ToString();
+    PosixFileSystem fs;
+    bool uncompressed = false;
+    ASSERT_TRUE(IsUncompressedRecordFile(&fs, path, &uncompressed).ok());
+    EXPECT_EQ(uncompressed, !snappy);
+  }
+}
+
+TEST(RecordFileTest, LastRecordCrcIsTheStoredOne) {
+  PosixFileSystem fs;
+  const std::string path = WriteRecords(TempPath("crc"), {"abc", "de"}, false);
+  std::unique_ptr<RecordFileReader> reader;
+  ASSERT_TRUE(RecordFileReader::Open(&fs, path, false, &reader).ok());
+  std::string_view record;
+  ASSERT_TRUE(reader->Next(&record).ok());
+  EXPECT_EQ(reader->last_record_crc(), MaskCrc(ExtendCrc32c(0, "abc", 3)));
+  ASSERT_TRUE(reader->Next(&record).ok());
+  EXPECT_EQ(reader->last_record_crc(), MaskCrc(ExtendCrc32c(0, "de", 2)));
+  EXPECT_EQ(reader->records(), 2);
+}
+
+TEST(RecordFileTest, EmptyFileHasNoRecords) {
+  const std::string path = TempPath("empty");
+  WriteBytes(path, "");
+  for (bool snappy : {false, true}) {
+    Status error;
+    EXPECT_TRUE(ReadAll(path, snappy, &error).empty());
+    EXPECT_TRUE(error.ok()) << error.ToString();
+  }
+}
+
+// Lengths near 2^64 with a valid header CRC: header + length + footer wraps
+// around, which once read past the buffer.
+TEST(RecordFileTest, HugeClaimedLengthIsDataLoss) {
+  for (uint64_t length :
+       {~uint64_t{0}, ~uint64_t{0} - kRecordHeaderBytes, ~uint64_t{0} - 15,
+        uint64_t{1} << 63, uint64_t{1} << 40, uint64_t{1000}}) {
+    const std::string path = TempPath("huge");
+    WriteBytes(path, FramedRecord(length, "tiny"));
+    Status error;
+    ReadAll(path, false, &error);
+    EXPECT_EQ(error.code(), StatusCode::kDataLoss) << length;
+    EXPECT_NE(error.message().find(path + ": record 0"), std::string::npos)
+        << error.message();
+  }
+}
+
+TEST(RecordFileTest, HugeClaimedLengthInSnappyIsDataLoss) {
+  PosixFileSystem fs;
+  for (uint64_t length : {~uint64_t{0}, ~uint64_t{0} - 15, uint64_t{1} << 50}) {
+    // One valid snappy block (a single literal: the uncompressed length as a
+    // varint, then a literal tag) holding the hostile record stream.
+    const std::string stream = FramedRecord(length, "tiny");
+    ASSERT_LT(stream.size(), 60u);
+    std::string block;
+    block.push_back(static_cast<char>(stream.size()));
+    block.push_back(static_cast<char>((stream.size() - 1) << 2));
+    block += stream;
+    const uint32_t n = static_cast<uint32_t>(block.size());
+    const char big_endian[4] = {static_cast<char>(n >> 24),
+                                static_cast<char>(n >> 16),
+                                static_cast<char>(n >> 8), static_cast<char>(n)};
+    const std::string path = TempPath("huge_snappy");
+    WriteBytes(path, std::string(big_endian, 4) + block);
+    Status error;
+    ReadAll(path, true, &error);
+    EXPECT_EQ(error.code(), StatusCode::kDataLoss) << length;
+    EXPECT_NE(error.message().find("record 0 claims"), std::string::npos)
+        << error.message();
+  }
+}
+
+TEST(RecordFileTest, CorruptionIsDataLossNamingTheRecord) {
+  const std::string path = WriteRecords(TempPath("corrupt_src"),
+                                        {"first", "second", "third"}, false);
+  std::string bytes;
+  {
+    PosixFileSystem fs;
+    std::unique_ptr<RandomAccessFile> file;
+    ASSERT_TRUE(fs.NewRandomAccessFile(path, &file).ok());
+    bytes.resize(200);
+    size_t read = 0;
+    ASSERT_TRUE(file->Read(0, bytes.size(), &bytes[0], &read).ok());
+    bytes.resize(read);
+  }
+  const size_t second = kRecordHeaderBytes + 5 + kRecordFooterBytes;
+  struct Case {
+    std::string bytes;
+    std::string message;
+  };
+  std::string bad_length = bytes;
+  bad_length[second] ^= 1;
+  std::string bad_data = bytes;
+  bad_data[second + kRecordHeaderBytes] ^= 1;
+  const std::vector<Case> cases = {
+      {bad_length, "record 1 has a corrupt length"},
+      {bad_data, "record 1 is corrupt (checksum mismatch)"},
+      {bytes.substr(0, second + 3), "record 1 is truncated in its header"},
+      {bytes.substr(0, second + kRecordHeaderBytes + 2),
+       "record 1 claims 6 bytes, more than the rest of the file holds"},
+      {bytes.substr(0, bytes.size() - 1), "record 2 claims 5 bytes"},
+  };
+  for (const Case& c : cases) {
+    const std::string broken = TempPath("corrupt");
+    WriteBytes(broken, c.bytes);
+    Status error;
+    const std::vector<std::string> records = ReadAll(broken, false, &error);
+    EXPECT_EQ(error.code(), StatusCode::kDataLoss) << c.message;
+    EXPECT_NE(error.message().find(c.message), std::string::npos)
+        << error.message();
+    EXPECT_EQ(records.front(), "first");
+  }
+}
+
+TEST(RecordFileTest, CorruptSnappyBlocksAreDataLoss) {
+  const std::string path = TempPath("bad_snappy");
+  // Block length beyond the file.
+  WriteBytes(path, std::string("\x7f\xff\xff\xff", 4) + "abc");
+  Status error;
+  ReadAll(path, true, &error);
+  EXPECT_EQ(error.code(), StatusCode::kDataLoss);
+  EXPECT_NE(error.message().find("snappy block at byte 0 is truncated"),
+            std::string::npos)
+      << error.message();
+  // An uncompressed length no 3-byte block can decode to (a decompression
+  // bomb header).
+  WriteBytes(path, std::string("\x00\x00\x00\x03\xff\xff\x7f", 7));
+  ReadAll(path, true, &error);
+  EXPECT_EQ(error.code(), StatusCode::kDataLoss);
+  EXPECT_NE(error.message().find("is corrupt"), std::string::npos);
+  // A block length cut short.
+  WriteBytes(path, std::string("\x00\x00", 2));
+  ReadAll(path, true, &error);
+  EXPECT_EQ(error.code(), StatusCode::kDataLoss);
+  EXPECT_NE(error.message().find("truncated in its length"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace hash_table
+}  // namespace monolith
