@@ -375,7 +375,7 @@ Status RestoreShard(FileSystem* fs, const CheckpointInfo& info, int s,
       }
       MONOLITH_RETURN_IF_ERROR(status);
       digest = ExtendDigest(digest, reader->last_record_crc());
-      status = restore(table.table, record);
+      status = restore(s, table.table, record);
       if (!status.ok()) {
         return Status(status.code(), data_path + ": entry " +
                                          std::to_string(i) + " of table " +

@@ -125,8 +125,10 @@ Status ReadCheckpointInfo(FileSystem* fs, const std::string& basename,
                           bool need_data, const LogFn& log,
                           CheckpointInfo* info);
 
-// Consumes one record of table |table| (an index into info.tables).
-using RecordRestorer = std::function<Status(int table, std::string_view record)>;
+// Consumes one record of table |table| (an index into info.tables) from
+// data shard |shard|. Calls for different shards may run concurrently.
+using RecordRestorer =
+    std::function<Status(int shard, int table, std::string_view record)>;
 
 // Reads every data shard of |info| (in parallel through |parallel_for|),
 // handing each record to |restore|, and checks each table's records against

@@ -84,7 +84,7 @@ Status Restore(const std::string& basename, Contents* contents,
   std::map<std::string, std::vector<std::string>> by_name;
   MONOLITH_RETURN_IF_ERROR(RestoreCheckpoint(
       &fs, info,
-      [&](int table, std::string_view record) {
+      [&](int, int table, std::string_view record) {
         by_name[info.tables[table].name].emplace_back(record);
         return Status::OK();
       },
@@ -423,7 +423,7 @@ TEST(CheckpointTest, RestorerErrorsNameTheFileAndEntry) {
   ASSERT_TRUE(ReadCheckpointInfo(&fs, basename, true, nullptr, &info).ok());
   const Status status = RestoreCheckpoint(
       &fs, info,
-      [](int table, std::string_view) {
+      [](int, int table, std::string_view) {
         return table == 1 ? InvalidArgumentError("wrong dim") : Status::OK();
       },
       SerialFor, nullptr);

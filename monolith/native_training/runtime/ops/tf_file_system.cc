@@ -1,0 +1,113 @@
+#include "monolith/native_training/runtime/ops/tf_file_system.h"
+
+#include <cstring>
+#include <utility>
+
+#include "tensorflow/core/platform/errors.h"
+#include "tensorflow/core/platform/file_system.h"
+
+namespace tensorflow {
+namespace monolith_tf {
+namespace {
+
+namespace ht = ::monolith::hash_table;
+
+class TfWritableFile : public ht::WritableFile {
+ public:
+  explicit TfWritableFile(std::unique_ptr<::tensorflow::WritableFile> file)
+      : file_(std::move(file)) {}
+  ht::Status Append(std::string_view data) override {
+    return FromTfStatus(file_->Append(StringPiece(data.data(), data.size())));
+  }
+  ht::Status Close() override { return FromTfStatus(file_->Close()); }
+
+ private:
+  std::unique_ptr<::tensorflow::WritableFile> file_;
+};
+
+class TfRandomAccessFile : public ht::RandomAccessFile {
+ public:
+  explicit TfRandomAccessFile(
+      std::unique_ptr<::tensorflow::RandomAccessFile> file)
+      : file_(std::move(file)) {}
+  ht::Status Read(uint64_t offset, size_t n, char* scratch,
+                  size_t* read) const override {
+    StringPiece result;
+    const Status s = file_->Read(offset, n, &result, scratch);
+    // Some file systems hand back their own buffer.
+    if (result.data() != scratch && !result.empty()) {
+      std::memmove(scratch, result.data(), result.size());
+    }
+    *read = result.size();
+    // OutOfRange means a short read at the end of the file, not an error.
+    if (errors::IsOutOfRange(s)) return ht::Status::OK();
+    return FromTfStatus(s);
+  }
+
+ private:
+  std::unique_ptr<::tensorflow::RandomAccessFile> file_;
+};
+
+}  // namespace
+
+ht::Status FromTfStatus(const Status& s) {
+  if (s.ok()) return ht::Status::OK();
+  std::string message(s.message());
+  switch (s.code()) {
+    case absl::StatusCode::kInvalidArgument:
+      return ht::InvalidArgumentError(std::move(message));
+    case absl::StatusCode::kNotFound:
+      return ht::NotFoundError(std::move(message));
+    case absl::StatusCode::kFailedPrecondition:
+      return ht::FailedPreconditionError(std::move(message));
+    case absl::StatusCode::kOutOfRange:
+      return ht::OutOfRangeError(std::move(message));
+    case absl::StatusCode::kDataLoss:
+      return ht::DataLossError(std::move(message));
+    default:
+      return ht::InternalError(std::move(message));
+  }
+}
+
+ht::Status TfFileSystem::NewWritableFile(
+    const std::string& path, std::unique_ptr<ht::WritableFile>* file) {
+  std::unique_ptr<::tensorflow::WritableFile> tf_file;
+  MONOLITH_RETURN_IF_ERROR(FromTfStatus(env_->NewWritableFile(path, &tf_file)));
+  *file = std::make_unique<TfWritableFile>(std::move(tf_file));
+  return ht::Status::OK();
+}
+
+ht::Status TfFileSystem::NewRandomAccessFile(
+    const std::string& path, std::unique_ptr<ht::RandomAccessFile>* file) {
+  std::unique_ptr<::tensorflow::RandomAccessFile> tf_file;
+  MONOLITH_RETURN_IF_ERROR(
+      FromTfStatus(env_->NewRandomAccessFile(path, &tf_file)));
+  *file = std::make_unique<TfRandomAccessFile>(std::move(tf_file));
+  return ht::Status::OK();
+}
+
+ht::Status TfFileSystem::GetFileSize(const std::string& path, uint64_t* size) {
+  return FromTfStatus(env_->GetFileSize(path, size));
+}
+
+ht::Status TfFileSystem::ListDirectory(const std::string& dir,
+                                       std::vector<std::string>* names) {
+  names->clear();
+  return FromTfStatus(env_->GetChildren(dir, names));
+}
+
+ht::Status TfFileSystem::RenameFile(const std::string& from,
+                                    const std::string& to) {
+  return FromTfStatus(env_->RenameFile(from, to));
+}
+
+ht::Status TfFileSystem::DeleteFile(const std::string& path) {
+  return FromTfStatus(env_->DeleteFile(path));
+}
+
+ht::Status TfFileSystem::CreateDirectories(const std::string& dir) {
+  return FromTfStatus(env_->RecursivelyCreateDir(dir));
+}
+
+}  // namespace monolith_tf
+}  // namespace tensorflow

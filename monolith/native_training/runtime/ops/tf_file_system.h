@@ -1,0 +1,50 @@
+// The engine's FileSystem over tensorflow::Env, so checkpoints reach every
+// file system TF does (local, HDFS, GCS, ...), and the status conversion
+// from TF to the engine.
+#ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_OPS_TF_FILE_SYSTEM_H_
+#define MONOLITH_NATIVE_TRAINING_RUNTIME_OPS_TF_FILE_SYSTEM_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "monolith/native_training/runtime/hash_table/file_system.h"
+#include "monolith/native_training/runtime/hash_table/status.h"
+#include "tensorflow/core/platform/env.h"
+#include "tensorflow/core/platform/status.h"
+
+namespace tensorflow {
+namespace monolith_tf {
+
+// Maps a TF Status to an engine Status, keeping code and message.
+::monolith::hash_table::Status FromTfStatus(const Status& s);
+
+class TfFileSystem : public ::monolith::hash_table::FileSystem {
+ public:
+  explicit TfFileSystem(Env* env) : env_(env) {}
+
+  ::monolith::hash_table::Status NewWritableFile(
+      const std::string& path,
+      std::unique_ptr<::monolith::hash_table::WritableFile>* file) override;
+  ::monolith::hash_table::Status NewRandomAccessFile(
+      const std::string& path,
+      std::unique_ptr<::monolith::hash_table::RandomAccessFile>* file)
+      override;
+  ::monolith::hash_table::Status GetFileSize(const std::string& path,
+                                             uint64_t* size) override;
+  ::monolith::hash_table::Status ListDirectory(
+      const std::string& dir, std::vector<std::string>* names) override;
+  ::monolith::hash_table::Status RenameFile(const std::string& from,
+                                            const std::string& to) override;
+  ::monolith::hash_table::Status DeleteFile(const std::string& path) override;
+  ::monolith::hash_table::Status CreateDirectories(
+      const std::string& dir) override;
+
+ private:
+  Env* const env_;
+};
+
+}  // namespace monolith_tf
+}  // namespace tensorflow
+
+#endif  // MONOLITH_NATIVE_TRAINING_RUNTIME_OPS_TF_FILE_SYSTEM_H_
