@@ -196,6 +196,27 @@ def _saved_checkpoint(tmp_path, nshards=2):
   return basename
 
 
+def _read_meta(path):
+  records = tf.data.TFRecordDataset([path]).batch(1 << 10)
+  return [
+      embedding_hash_table_pb2.MultiHashTableMetadata.FromString(r)
+      for r in _run(tf.data.experimental.get_single_element(records))
+  ]
+
+
+def _strip_identity(basename, nshards):
+  """Rewrites the meta files as the original writes them: name and count."""
+  for s in range(nshards):
+    path = f"{basename}.meta-{s:05d}-of-{nshards:05d}"
+    metas = _read_meta(path)
+    with tf.io.TFRecordWriter(path) as w:
+      for meta in metas:
+        w.write(
+            embedding_hash_table_pb2.MultiHashTableMetadata(
+                table_name=meta.table_name,
+                num_entries=meta.num_entries).SerializeToString())
+
+
 def _restore_into_new_table(basename):
   dst = _mtable([("a", _table_config(2)), ("b", _table_config(3))], "dst")
   _run(ops.monolith_multi_hash_table_restore(dst, basename))
@@ -332,6 +353,9 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - start)
 def test_corrupt_snappy_block_lengths_are_data_loss(graph, tmp_path, block,
                                                     message):
   basename = _saved_checkpoint(tmp_path, nshards=1)
+  # Without the identity fields (the original's meta files) nothing checks
+  # the data file's size first: the reader itself must stop the block.
+  _strip_identity(basename, 1)
   with open(basename + "-00000-of-00001", "wb") as f:
     f.write(block)
   child = subprocess.run([sys.executable, "-c", _RESTORE_CHILD, basename],
@@ -554,3 +578,72 @@ def test_save_skips_entries_expired_by_the_attr_config(graph, tmp_path):
         ops.monolith_multi_hash_table_feature_stat(basename))
   # Entry 1 is two days older than the table's latest update: not saved.
   assert dict(zip(features.astype(str), counts)) == {"a": 1}
+
+
+def _lookup_after_restore(basename, ids, strict=False):
+  dst = _mtable([("a", _table_config(2)), ("b", _table_config(3))], "dst")
+  # An entry of table a that the checkpoint does not hold.
+  dst = ops.monolith_multi_hash_table_assign(
+      dst, tf.constant([123456], tf.int64), tf.constant([0, 1, 1], tf.int64),
+      tf.constant([9.0, 9.0]), 5)
+  restored = ops.monolith_multi_hash_table_restore(dst, basename, strict=strict)
+  with tf.control_dependencies([restored.op]):
+    return ops.monolith_multi_hash_table_lookup(
+        restored, tf.constant(ids, tf.int64),
+        tf.constant([0, len(ids), len(ids)], tf.int64))
+
+
+def test_restore_replaces_the_entries_of_the_tables_it_restores(
+    graph, tmp_path):
+  basename = _saved_checkpoint(tmp_path)
+  emb = _lookup_after_restore(basename, [0, 123456])
+  # Id 0 comes from the checkpoint; 123456, assigned before the restore,
+  # is gone (a merge kept it).
+  np.testing.assert_array_equal(_run(emb), [0, 1, 0, 0])
+
+
+def test_strict_restore_fails_on_tables_the_graph_lacks(graph, tmp_path):
+  basename = str(tmp_path / "mtable")
+  h = _filled([("a", _table_config(2)), ("renamed", _table_config(3))], "src")
+  _run(ops.monolith_multi_hash_table_save(h, basename, nshards=2))
+  with pytest.raises(tf.errors.FailedPreconditionError,
+                     match="the checkpoint's table renamed \\(50 entries\\) is "
+                     "not in the graph"):
+    _run(_lookup_after_restore(basename, [0], strict=True))
+  # Not strict: a warning; table a is restored, b keeps its entries.
+  np.testing.assert_array_equal(_run(_lookup_after_restore(basename, [0])),
+                                [0, 1])
+
+
+def test_save_over_a_checkpoint_with_another_shard_count(graph, tmp_path):
+  basename = _saved_checkpoint(tmp_path, nshards=4)
+  _saved_checkpoint(tmp_path, nshards=2)
+  assert sorted(os.listdir(tmp_path)) == sorted(
+      [f"mtable-0000{i}-of-00002" for i in range(2)] +
+      [f"mtable.meta-0000{i}-of-00002" for i in range(2)])
+  np.testing.assert_array_equal(_run(_lookup_after_restore(basename, [1])),
+                                [2, 3])
+
+
+def test_shards_of_two_saves_are_refused(graph, tmp_path):
+  first = _saved_checkpoint(tmp_path / "first")
+  second = _saved_checkpoint(tmp_path / "second")
+  # A save of |first| killed after renaming shard 0.
+  for name in ("mtable-00000-of-00002", "mtable.meta-00000-of-00002"):
+    with open(os.path.join(os.path.dirname(second), name), "rb") as f:
+      data = f.read()
+    with open(os.path.join(os.path.dirname(first), name), "wb") as f:
+      f.write(data)
+  with pytest.raises(tf.errors.DataLossError,
+                     match="mixes saves: .*mtable.meta-00001-of-00002 is from "
+                     "save"):
+    _restore_into_new_table(first)
+
+
+@pytest.mark.parametrize("nshards", [0, -2, 100000])
+def test_save_bounds_nshards(graph, tmp_path, nshards):
+  h = _mtable([("a", _table_config(2))])
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match="nshards must be -1 .* or in \\[1, 99999\\]"):
+    _run(ops.monolith_multi_hash_table_save(h, str(tmp_path / "m"),
+                                            nshards=nshards))
