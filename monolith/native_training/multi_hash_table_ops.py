@@ -413,10 +413,21 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
             slot_expire_time_config=self._slot_expire_time_config,
             compression_type=compression_type))
 
-  def restore(self, basename: tf.Tensor) -> "MultiHashTable":
+  def restore(self, basename: tf.Tensor,
+              strict: bool = False) -> "MultiHashTable":
+    """Restores the checkpoint at `basename`, replacing the tables' entries.
+
+    Every table the checkpoint holds is emptied first and then holds exactly
+    the checkpoint's entries. A table the checkpoint lacks keeps its entries
+    and a checkpoint table the graph lacks is skipped: both are logged as
+    warnings, or with strict=True fail (FailedPreconditionError) before any
+    table is touched. A checkpoint whose files come from different saves
+    fails with DataLossError naming the file.
+    """
     return self._copy_with_new_table(
         hash_table_ops.monolith_multi_hash_table_restore(mtable=self._handle,
-                                                         basename=basename))
+                                                         basename=basename,
+                                                         strict=strict))
 
   def feature_stat(self, basename: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
     """(table names, entry counts) of a saved checkpoint, from its meta files."""
@@ -536,7 +547,9 @@ class MultiHashTableCheckpointSaverListener(
 
   Tables go to `<asset dir of the checkpoint><shared_name>`; with
   write_ckpt_info, `ckpt.info-<step>` (text CkptInfo, entries per table)
-  is written beside the checkpoint.
+  is written beside the checkpoint. After each save, the asset directories
+  and ckpt.info files of the checkpoints that the Saver deleted (max_to_keep)
+  are deleted too; see save_utils for the rule.
   """
 
   def __init__(self,
@@ -570,6 +583,12 @@ class MultiHashTableCheckpointSaverListener(
     if self._write_ckpt_info:
       self._write_info(sess, feed_dict, global_step_value)
 
+  def after_save(self, session, global_step_value):
+    # The Saver has written this step and deleted the checkpoints past
+    # max_to_keep: delete their tables and ckpt.info files as well.
+    del session
+    self._helper.delete_stale_checkpoint_files(global_step_value)
+
   def _write_info(self, sess, feed_dict, global_step_value):
     counts_by_feature = collections.defaultdict(int)
     for features, counts in sess.run(self._features_counts_tuples,
@@ -580,8 +599,7 @@ class MultiHashTableCheckpointSaverListener(
     info = ckpt_info_pb2.CkptInfo()
     for feature, count in counts_by_feature.items():
       info.feature_counts[feature] = count
-    ckpt_dir = os.path.dirname(self._helper.basename)
-    path = os.path.join(ckpt_dir, f"ckpt.info-{global_step_value}")
+    path = self._helper.get_ckpt_info_path(global_step_value)
     tmp_path = path + ".tmp"
     with tf.io.gfile.GFile(tmp_path, "w") as f:
       f.write(str(info))

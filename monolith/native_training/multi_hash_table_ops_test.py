@@ -90,6 +90,36 @@ class MultiHashTableTest(tf.test.TestCase):
     self.assertAllEqual(values["slot0"], [[-2]])
     self.assertAllEqual(values["slot1"], [[-1, -3], [-2, -4]])
 
+  def test_apply_gradients_rejects_a_vector_global_step(self):
+    # A vector global step used to abort the whole process on TF's CHECK
+    # ("Must have a one element tensor") in the optimize kernel.
+    table = multi_hash_table_ops.MultiHashTable.from_configs(
+        configs={"slot0": test_utils.generate_test_hash_table_config(1)})
+    grads = {"slot0": (_id([0]), _value([[1]]))}
+    # The reported call (an int32 vector) and an int64 one fail while the
+    # graph is built.
+    with self.assertRaises((TypeError, ValueError)):
+      table.apply_gradients(grads, global_step=tf.constant([3, 4]))
+    with self.assertRaisesRegex(ValueError,
+                                r"global_step must be a scalar, got shape "
+                                r"\[2\]"):
+      table.apply_gradients(grads, global_step=tf.constant([3, 4], tf.int64))
+    # Known only at run time, the kernel's own check rejects it.
+    step = tf1.placeholder(tf.int64, shape=None)
+    updated = table.apply_gradients(grads, global_step=step)
+    looked_up = updated.lookup({"slot0": _id([0])})
+    with self.session() as sess:
+      sess.run(table.initializer)
+      for bad_step in ([3, 4], []):
+        with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
+                                    "global_step must be a scalar"):
+          sess.run(updated.as_op(), feed_dict={step: bad_step})
+      # The process lives on, and the table was not touched.
+      self.assertAllEqual(
+          sess.run(table.lookup({"slot0": _id([0])}))["slot0"], [[0]])
+      self.assertAllEqual(
+          sess.run(looked_up, feed_dict={step: 3})["slot0"], [[-1]])
+
   def test_adagrad_through_apply_gradients(self):
     config = embedding_hash_table_pb2.EmbeddingHashTableConfig()
     segment = config.entry_config.segments.add(dim_size=2)

@@ -55,3 +55,125 @@ def test_existing_checkpoint_steps(tmp_path):
       saver.save(sess, basename, global_step=step)
   # max_to_keep drops the oldest from the state file.
   assert helper.get_existing_checkpoint_steps() == {5, 9}
+
+
+def test_ckpt_info_path():
+  helper = save_utils.SaveHelper("/models/run/model.ckpt")
+  assert helper.get_ckpt_info_path(7) == "/models/run/ckpt.info-7"
+
+
+def _touch(path):
+  with tf.io.gfile.GFile(path, "w") as f:
+    f.write("x")
+
+
+def _make_asset_dir(path):
+  tf.io.gfile.makedirs(path)
+  _touch(os.path.join(path, "table-00000-of-00001"))
+
+
+def test_stale_files_follow_the_checkpoint_files(tmp_path):
+  model_dir = str(tmp_path)
+  helper = save_utils.SaveHelper(os.path.join(model_dir, "model.ckpt"))
+
+  def path(name):
+    return os.path.join(model_dir, name)
+
+  for step in (1, 2, 3, 4, 5, 6, 9):
+    _make_asset_dir(path(f"model.ckpt-{step}.assets"))
+  for step in (1, 2, 3, 7, 8, 9, 12):
+    _touch(path(f"ckpt.info-{step}"))
+  # Step 1: only the assets are left. Step 2: a V2 checkpoint. Step 3: the
+  # Saver's deletion stopped after the index: not restorable any more. Step 4:
+  # a V1 checkpoint. Step 5: the step being saved. Step 6: only named by the
+  # state file.
+  _touch(path("model.ckpt-2.index"))
+  _touch(path("model.ckpt-2.data-00000-of-00001"))
+  _touch(path("model.ckpt-3.data-00000-of-00001"))
+  _touch(path("model.ckpt-3.meta"))
+  _touch(path("model.ckpt-4"))
+  _touch(path("model.ckpt-5.index"))
+  tf.compat.v1.train.update_checkpoint_state(
+      model_dir, path("model.ckpt-5"),
+      all_model_checkpoint_paths=[path("model.ckpt-6"),
+                                  path("model.ckpt-5")])
+  # Other basenames in the same directory own steps 7, 8 and 12 as well.
+  _touch(path("other.ckpt-7.index"))
+  _make_asset_dir(path("other.ckpt-8.assets"))
+  tf.io.gfile.makedirs(path("other.ckpt-12_temp_0123abcd"))
+  # Names that are not this basename's stepped assets or info files (step 20
+  # of other basenames: ckpt.info-20 would stay).
+  for name in ("model.ckpt.assets", "other.ckpt-20.assets",
+               "my-model.ckpt-20.assets", "model.ckpt-1-20.assets",
+               "model.ckpt-x.assets", "model.ckpt-1.assets.tmp"):
+    _make_asset_dir(path(name))
+  _touch(path("ckpt.info-10.tmp"))
+  _touch(path("ckpt.info-latest"))
+
+  stale = helper.get_stale_checkpoint_files(5)
+  assert stale.asset_dirs == [
+      path("model.ckpt-1.assets"),
+      path("model.ckpt-3.assets"),
+      path("model.ckpt-9.assets"),
+  ]
+  # 7, 8 and 12 belong to other basenames' checkpoints.
+  assert stale.info_files == [
+      path("ckpt.info-1"),
+      path("ckpt.info-3"),
+      path("ckpt.info-9"),
+  ]
+
+  before = set(tf.io.gfile.listdir(model_dir))
+  assert helper.delete_stale_checkpoint_files(5) == (stale.asset_dirs +
+                                                      stale.info_files)
+  deleted = {os.path.basename(p) for p in stale.asset_dirs + stale.info_files}
+  assert set(tf.io.gfile.listdir(model_dir)) == before - deleted
+  assert helper.get_stale_checkpoint_files(5) == ([], [])
+
+
+def test_current_step_is_never_stale(tmp_path):
+  helper = save_utils.SaveHelper(os.path.join(str(tmp_path), "model.ckpt"))
+  _make_asset_dir(helper.get_ckpt_asset_dir(helper.get_ckpt_prefix(3)))
+  _touch(helper.get_ckpt_info_path(3))
+  # Its Saver has not written it (yet, or it failed): still not stale.
+  assert helper.get_stale_checkpoint_files(3) == ([], [])
+  assert helper.get_stale_checkpoint_files(4) == (
+      [os.path.join(str(tmp_path), "model.ckpt-3.assets")],
+      [helper.get_ckpt_info_path(3)])
+
+
+def test_missing_directory_has_nothing_stale(tmp_path):
+  helper = save_utils.SaveHelper(os.path.join(str(tmp_path), "no", "m.ckpt"))
+  assert helper.get_stale_checkpoint_files(1) == ([], [])
+  assert helper.delete_stale_checkpoint_files(1) == []
+
+
+def test_delete_skips_what_is_already_deleted(tmp_path, monkeypatch):
+  helper = save_utils.SaveHelper(os.path.join(str(tmp_path), "model.ckpt"))
+  gone_dir = os.path.join(str(tmp_path), "model.ckpt-1.assets")
+  gone_info = helper.get_ckpt_info_path(1)
+  kept_dir = os.path.join(str(tmp_path), "model.ckpt-2.assets")
+  _make_asset_dir(kept_dir)
+  # As if another process deleted step 1's files after they were listed.
+  monkeypatch.setattr(
+      helper, "get_stale_checkpoint_files",
+      lambda step: save_utils.StaleCheckpointFiles([gone_dir, kept_dir],
+                                                   [gone_info]))
+  assert helper.delete_stale_checkpoint_files(3) == [kept_dir]
+  assert not tf.io.gfile.exists(kept_dir)
+
+
+def test_stale_files_of_a_saver_with_max_to_keep(tmp_path):
+  basename = os.path.join(str(tmp_path), "model.ckpt")
+  helper = save_utils.SaveHelper(basename)
+  with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+    tf.compat.v1.train.get_or_create_global_step()
+    saver = tf.compat.v1.train.Saver(max_to_keep=2)
+    sess.run(tf.compat.v1.global_variables_initializer())
+    for step in range(1, 6):
+      _make_asset_dir(helper.get_ckpt_asset_dir(helper.get_ckpt_prefix(step)))
+      _touch(helper.get_ckpt_info_path(step))
+      saver.save(sess, basename, global_step=step)
+  stale = helper.get_stale_checkpoint_files(5)
+  assert stale.asset_dirs == [f"{basename}-{step}.assets" for step in (1, 2, 3)]
+  assert stale.info_files == [helper.get_ckpt_info_path(s) for s in (1, 2, 3)]

@@ -87,10 +87,17 @@ class MultiHashTableFusedLookupOp : public OpKernel {
 
   void Compute(OpKernelContext* ctx) override {
     core::RefCountPtr<MultiHashTable> mtable;
-    OP_REQUIRES_OK(ctx, LookupResource(ctx, HandleFromInput(ctx, 0), &mtable));
-    const Tensor& ids = ctx->input(1);
+    OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 0, "mtable", &mtable));
+    const Tensor* ids_input = nullptr;
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 1, "ids", &ids_input));
+    const Tensor* slot_sizes = nullptr;
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 2, "fused_slot_size", &slot_sizes));
+    // Unused (entries keep their update time), but checked like the others.
+    int64_t req_time = 0;
+    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 3, "req_time", &req_time));
+    const Tensor& ids = *ids_input;
     FusedLayout layout;
-    OP_REQUIRES_OK(ctx, ComputeLayout(*mtable, ctx->input(2), ids.NumElements(),
+    OP_REQUIRES_OK(ctx, ComputeLayout(*mtable, *slot_sizes, ids.NumElements(),
                                       num_shards_, &layout));
     Tensor* embeddings;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {layout.emb_offsets.back()},
@@ -151,17 +158,37 @@ class MultiHashTableFusedOptimizeOp : public OpKernel {
 
   void Compute(OpKernelContext* ctx) override {
     core::RefCountPtr<MultiHashTable> mtable;
-    OP_REQUIRES_OK(ctx, LookupResource(ctx, HandleFromInput(ctx, 0), &mtable));
-    const Tensor& ids = ctx->input(1);
-    const Tensor& grads = ctx->input(4);
-    const Tensor& learning_rates = ctx->input(7);
+    OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 0, "mtable", &mtable));
+    const Tensor* ids_input = nullptr;
+    const Tensor* indices = nullptr;
+    const Tensor* slot_sizes = nullptr;
+    const Tensor* grads_input = nullptr;
+    const Tensor* id_offsets = nullptr;
+    const Tensor* grad_offsets = nullptr;
+    const Tensor* learning_rates_input = nullptr;
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 1, "ids", &ids_input));
+    // Unused (the fused lookup's passthrough of ids), but checked.
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 2, "indices", &indices));
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 3, "fused_slot_size", &slot_sizes));
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 4, "id_grads", &grads_input));
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 5, "id_offsets", &id_offsets));
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 6, "grad_offsets", &grad_offsets));
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 7, "learning_rate_tensors",
+                                       &learning_rates_input));
+    int64_t update_time = 0;
+    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 8, "req_time", &update_time));
+    int64_t global_step = 0;
+    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 9, "global_step", &global_step));
+    const Tensor& ids = *ids_input;
+    const Tensor& grads = *grads_input;
+    const Tensor& learning_rates = *learning_rates_input;
     FusedLayout layout;
-    OP_REQUIRES_OK(ctx, ComputeLayout(*mtable, ctx->input(3), ids.NumElements(),
+    OP_REQUIRES_OK(ctx, ComputeLayout(*mtable, *slot_sizes, ids.NumElements(),
                                       num_shards_, &layout));
     for (const auto& [input, expected, name] :
-         {std::make_tuple(5, &layout.id_offsets, "id_offsets"),
-          std::make_tuple(6, &layout.emb_offsets, "grad_offsets")}) {
-      auto given = ctx->input(input).flat<int32_t>();
+         {std::make_tuple(id_offsets, &layout.id_offsets, "id_offsets"),
+          std::make_tuple(grad_offsets, &layout.emb_offsets, "grad_offsets")}) {
+      auto given = input->flat<int32_t>();
       OP_REQUIRES(ctx,
                   given.size() == static_cast<int64_t>(expected->size()) &&
                       std::equal(expected->begin(), expected->end(),
@@ -185,8 +212,6 @@ class MultiHashTableFusedOptimizeOp : public OpKernel {
                 errors::InvalidArgument(
                     "learning_rate_tensors has ", learning_rates.NumElements(),
                     " floats; the tables' optimizers need ", lr_offsets.back()));
-    const int64_t update_time = ctx->input(8).scalar<int64_t>()();
-    const int64_t global_step = ctx->input(9).scalar<int64_t>()();
     const int64_t* id_data = ids.flat<int64_t>().data();
     const float* grad_data = grads.flat<float>().data();
     const float* lr_data = learning_rates.flat<float>().data();
@@ -234,19 +259,21 @@ REGISTER_OP("MonolithMultiHashTableFusedLookup")
     .Output("id_offsets: int32")
     .Output("embedding_offsets: int32")
     .Output("indices: int64")
-    .Attr("num_of_shards: int")
+    .Attr("num_of_shards: int >= 1")
     .SetShapeFn([](shape_inference::InferenceContext* c) {
+      TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"mtable", 0},
+                                             {"ids", 1},
+                                             {"fused_slot_size", 1},
+                                             {"req_time", 0}}));
       int num_shards;
       TF_RETURN_IF_ERROR(c->GetAttr("num_of_shards", &num_shards));
       c->set_output(0, c->Vector(c->UnknownDim()));
       c->set_output(1, c->Vector(num_shards));
-      shape_inference::ShapeHandle sizes;
-      TF_RETURN_IF_ERROR(c->WithRank(c->input(2), 1, &sizes));
       shape_inference::DimensionHandle offsets;
-      TF_RETURN_IF_ERROR(c->Add(c->Dim(sizes, 0), 1, &offsets));
+      TF_RETURN_IF_ERROR(c->Add(c->Dim(c->input(2), 0), 1, &offsets));
       c->set_output(2, c->Vector(offsets));
       c->set_output(3, c->Vector(offsets));
-      c->set_output(4, c->input(1));
+      c->set_output(4, c->Vector(c->Dim(c->input(1), 0)));
       return OkStatus();
     });
 REGISTER_KERNEL_BUILDER(
@@ -265,11 +292,33 @@ REGISTER_OP("MonolithMultiHashTableFusedOptimize")
     .Input("req_time: int64")
     .Input("global_step: int64")
     .Output("mtable_out: resource")
-    .Attr("num_of_shards: int")
+    .Attr("num_of_shards: int >= 1")
     .Attr("enable_grad_accumulation: bool = false")
     .SetShapeFn([](shape_inference::InferenceContext* c) {
-      c->set_output(0, c->Scalar());
-      return OkStatus();
+      TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"mtable", 0},
+                                             {"ids", 1},
+                                             {"indices", 1},
+                                             {"fused_slot_size", 1},
+                                             {"id_grads", 1},
+                                             {"id_offsets", 1},
+                                             {"grad_offsets", 1},
+                                             {"learning_rate_tensors", 1},
+                                             {"req_time", 0},
+                                             {"global_step", 0}}));
+      // One offset per (shard, table) segment, plus the end.
+      shape_inference::DimensionHandle segments;
+      TF_RETURN_IF_ERROR(c->Add(c->Dim(c->input(3), 0), 1, &segments));
+      for (int offsets : {5, 6}) {
+        shape_inference::DimensionHandle unused;
+        if (!c->Merge(c->Dim(c->input(offsets), 0), segments, &unused).ok()) {
+          return errors::InvalidArgument(
+              offsets == 5 ? "id_offsets" : "grad_offsets", " has ",
+              c->DebugString(c->Dim(c->input(offsets), 0)),
+              " elements; fused_slot_size needs ", c->DebugString(segments),
+              " (pass the offsets the fused lookup returned)");
+        }
+      }
+      return shape_inference::ScalarShape(c);
     });
 REGISTER_KERNEL_BUILDER(
     Name("MonolithMultiHashTableFusedOptimize").Device(DEVICE_CPU),

@@ -1,6 +1,7 @@
 // Multi hash table ops: create/read the resource, lookups and updates. Each
-// kernel validates its inputs (InvalidArgument with the numbers) and calls
-// the engine; nothing here knows entry layouts or optimizers.
+// kernel validates its inputs (shapes first, then sizes: InvalidArgument
+// naming the input, with the numbers) and calls the engine; nothing here
+// knows entry layouts or optimizers.
 #include <algorithm>
 #include <cstdint>
 #include <functional>
@@ -69,8 +70,16 @@ Status RunItems(OpKernelContext* ctx, int64_t n, int64_t ids,
   return OkStatus();
 }
 
+// The table of input 0, "mtable" in every op that reads it.
 Status GetTable(OpKernelContext* ctx, core::RefCountPtr<MultiHashTable>* t) {
-  return LookupResource(ctx, HandleFromInput(ctx, 0), t);
+  return LookupResourceInput(ctx, 0, "mtable", t);
+}
+
+// The ids and id_split vectors, inputs 1 and 2 of lookups and updates.
+Status GetIdsAndSplit(OpKernelContext* ctx, const Tensor** ids,
+                      const Tensor** id_split) {
+  TF_RETURN_IF_ERROR(GetVectorInput(ctx, 1, "id", ids));
+  return GetVectorInput(ctx, 2, "id_split", id_split);
 }
 
 class CreateMultiHashTableOp : public ResourceOpKernel<MultiHashTable> {
@@ -79,23 +88,24 @@ class CreateMultiHashTableOp : public ResourceOpKernel<MultiHashTable> {
       : ResourceOpKernel<MultiHashTable>(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
+    // Every call checks its inputs, also once the table exists.
+    std::string serialized;
+    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 0, "config", &serialized));
+    core::RefCountPtr<DummyHashFilter> filter;
+    OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 1, "filter_handle", &filter));
+    core::RefCountPtr<DummySyncClient> sync_client;
+    OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 2, "sync_client_handle",
+                                            &sync_client));
     {
       mutex_lock l(mu_);
       if (resource_ == nullptr) {
-        const tstring& serialized = ctx->input(0).scalar<tstring>()();
-        OP_REQUIRES(ctx,
-                    config_.ParseFromArray(serialized.data(), serialized.size()),
+        OP_REQUIRES(ctx, config_.ParseFromString(serialized),
                     errors::InvalidArgument(
                         "config is not a serialized MultiEmbeddingHashTableConfig"));
         OP_REQUIRES(ctx, config_.names_size() == config_.configs_size(),
                     errors::InvalidArgument(
                         "config has ", config_.names_size(), " names but ",
                         config_.configs_size(), " table configs"));
-        core::RefCountPtr<DummyHashFilter> filter;
-        OP_REQUIRES_OK(ctx, LookupResource(ctx, HandleFromInput(ctx, 1), &filter));
-        core::RefCountPtr<DummySyncClient> sync_client;
-        OP_REQUIRES_OK(ctx,
-                       LookupResource(ctx, HandleFromInput(ctx, 2), &sync_client));
       }
     }
     ResourceOpKernel<MultiHashTable>::Compute(ctx);
@@ -150,8 +160,14 @@ class IsHashTableInitializedOp : public OpKernel {
       : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
+    const Tensor& handle = ctx->input(0);
+    OP_REQUIRES(ctx, TensorShapeUtils::IsScalar(handle.shape()),
+                errors::InvalidArgument(
+                    "handle must be a scalar resource handle, got shape ",
+                    handle.shape().DebugString()));
     core::RefCountPtr<MultiHashTable> mtable;
-    const bool found = GetTable(ctx, &mtable).ok();
+    const bool found =
+        LookupResource(ctx, HandleFromInput(ctx, 0), &mtable).ok();
     Tensor* out;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {}, &out));
     out->scalar<bool>()() = found;
@@ -181,8 +197,11 @@ class MultiHashTableLookupOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     core::RefCountPtr<MultiHashTable> mtable;
     OP_REQUIRES_OK(ctx, GetTable(ctx, &mtable));
-    const Tensor& ids = ctx->input(1);
-    const Tensor& id_split = ctx->input(2);
+    const Tensor* ids_input = nullptr;
+    const Tensor* id_split_input = nullptr;
+    OP_REQUIRES_OK(ctx, GetIdsAndSplit(ctx, &ids_input, &id_split_input));
+    const Tensor& ids = *ids_input;
+    const Tensor& id_split = *id_split_input;
     const int num_tables = mtable->size();
     const int64_t splits = id_split.NumElements();
     OP_REQUIRES(ctx,
@@ -239,9 +258,12 @@ class MultiHashTableLookupEntryOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     core::RefCountPtr<MultiHashTable> mtable;
     OP_REQUIRES_OK(ctx, GetTable(ctx, &mtable));
-    const Tensor& ids = ctx->input(1);
-    OP_REQUIRES_OK(ctx, CheckIdSplit(ids, ctx->input(2), mtable->size() + 1));
-    auto split = ctx->input(2).flat<int64_t>();
+    const Tensor* ids_input = nullptr;
+    const Tensor* id_split = nullptr;
+    OP_REQUIRES_OK(ctx, GetIdsAndSplit(ctx, &ids_input, &id_split));
+    const Tensor& ids = *ids_input;
+    OP_REQUIRES_OK(ctx, CheckIdSplit(ids, *id_split, mtable->size() + 1));
+    auto split = id_split->flat<int64_t>();
     Tensor* out;
     OP_REQUIRES_OK(ctx,
                    ctx->allocate_output(0, {ids.NumElements()}, &out));
@@ -293,12 +315,18 @@ class MultiHashTableAssignOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     core::RefCountPtr<MultiHashTable> mtable;
     OP_REQUIRES_OK(ctx, GetTable(ctx, &mtable));
-    const Tensor& ids = ctx->input(1);
-    const Tensor& id_split = ctx->input(2);
-    const Tensor& values = ctx->input(3);
+    const Tensor* ids_input = nullptr;
+    const Tensor* id_split_input = nullptr;
+    const Tensor* values_input = nullptr;
+    OP_REQUIRES_OK(ctx, GetIdsAndSplit(ctx, &ids_input, &id_split_input));
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 3, "value", &values_input));
+    int64_t update_time = 0;
+    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 4, "update_time", &update_time));
+    const Tensor& ids = *ids_input;
+    const Tensor& id_split = *id_split_input;
+    const Tensor& values = *values_input;
     OP_REQUIRES_OK(ctx, CheckIdSplit(ids, id_split, mtable->size() + 1));
     OP_REQUIRES_OK(ctx, CheckValues(*mtable, id_split, values, "value"));
-    const int64_t update_time = ctx->input(4).scalar<int64_t>()();
     auto split = id_split.flat<int64_t>();
     const int64_t* id_data = ids.flat<int64_t>().data();
     const float* value_data = values.flat<float>().data();
@@ -331,10 +359,22 @@ class MultiHashTableOptimizeOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     core::RefCountPtr<MultiHashTable> mtable;
     OP_REQUIRES_OK(ctx, GetTable(ctx, &mtable));
-    const Tensor& ids = ctx->input(1);
-    const Tensor& id_split = ctx->input(2);
-    const Tensor& grads = ctx->input(3);
-    const Tensor& learning_rates = ctx->input(4);
+    const Tensor* ids_input = nullptr;
+    const Tensor* id_split_input = nullptr;
+    const Tensor* grads_input = nullptr;
+    const Tensor* learning_rates_input = nullptr;
+    OP_REQUIRES_OK(ctx, GetIdsAndSplit(ctx, &ids_input, &id_split_input));
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 3, "value", &grads_input));
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 4, "learning_rate",
+                                       &learning_rates_input));
+    int64_t update_time = 0;
+    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 5, "update_time", &update_time));
+    int64_t global_step = 0;
+    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 6, "global_step", &global_step));
+    const Tensor& ids = *ids_input;
+    const Tensor& id_split = *id_split_input;
+    const Tensor& grads = *grads_input;
+    const Tensor& learning_rates = *learning_rates_input;
     OP_REQUIRES_OK(ctx, CheckIdSplit(ids, id_split, mtable->size() + 1));
     OP_REQUIRES_OK(ctx, CheckValues(*mtable, id_split, grads, "value"));
     OP_REQUIRES_OK(ctx, CheckTrainable(*mtable));
@@ -346,8 +386,6 @@ class MultiHashTableOptimizeOp : public OpKernel {
                 errors::InvalidArgument(
                     "learning_rate has ", learning_rates.NumElements(),
                     " floats; the tables' optimizers need ", slices));
-    const int64_t update_time = ctx->input(5).scalar<int64_t>()();
-    const int64_t global_step = ctx->input(6).scalar<int64_t>()();
     auto split = id_split.flat<int64_t>();
     const int64_t* id_data = ids.flat<int64_t>().data();
     const float* grad_data = grads.flat<float>().data();
@@ -380,8 +418,11 @@ class MultiHashTableReinitializeOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     core::RefCountPtr<MultiHashTable> mtable;
     OP_REQUIRES_OK(ctx, GetTable(ctx, &mtable));
-    const std::string name(ctx->input(1).scalar<tstring>()());
-    const Tensor& ids = ctx->input(2);
+    std::string name;
+    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 1, "table_name", &name));
+    const Tensor* ids_input = nullptr;
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 2, "id", &ids_input));
+    const Tensor& ids = *ids_input;
     Tensor* status;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, {ids.NumElements()}, &status));
     auto status_vec = status->flat<int32_t>();
@@ -399,9 +440,27 @@ class MultiHashTableReinitializeOp : public OpKernel {
   }
 };
 
-Status ScalarOutput(shape_inference::InferenceContext* c) {
-  c->set_output(0, c->Scalar());
-  return OkStatus();
+using shape_inference::InferenceContext;
+
+// Ops with no input and a scalar (resource) output.
+Status ScalarOutput(InferenceContext* c) {
+  TF_RETURN_IF_ERROR(CheckInputRanks(c, {}));
+  return shape_inference::ScalarShape(c);
+}
+
+// Lookups: a table and id/id_split vectors.
+Status CheckLookupInputs(InferenceContext* c) {
+  return CheckInputRanks(c, {{"mtable", 0}, {"id", 1}, {"id_split", 1}});
+}
+
+// Assign and AssignAdd.
+Status AssignShape(InferenceContext* c) {
+  TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"mtable", 0},
+                                         {"id", 1},
+                                         {"id_split", 1},
+                                         {"value", 1},
+                                         {"update_time", 0}}));
+  return shape_inference::ScalarShape(c);
 }
 
 }  // namespace
@@ -414,7 +473,12 @@ REGISTER_OP("CreateMonolithMultiHashTable")
     .Attr("container: string = ''")
     .Attr("shared_name: string = ''")
     .SetIsStateful()
-    .SetShapeFn(ScalarOutput);
+    .SetShapeFn([](InferenceContext* c) {
+      TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"config", 0},
+                                             {"filter_handle", 0},
+                                             {"sync_client_handle", 0}}));
+      return shape_inference::ScalarShape(c);
+    });
 REGISTER_KERNEL_BUILDER(Name("CreateMonolithMultiHashTable").Device(DEVICE_CPU),
                         CreateMultiHashTableOp);
 
@@ -431,7 +495,10 @@ REGISTER_OP("IsHashTableInitialized")
     .Input("handle: resource")
     .Output("is_initialized: bool")
     .SetIsStateful()
-    .SetShapeFn(ScalarOutput);
+    .SetShapeFn([](InferenceContext* c) {
+      TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"handle", 0}}));
+      return shape_inference::ScalarShape(c);
+    });
 REGISTER_KERNEL_BUILDER(Name("IsHashTableInitialized").Device(DEVICE_CPU),
                         IsHashTableInitializedOp);
 
@@ -459,7 +526,8 @@ REGISTER_OP("MonolithMultiHashTableLookup")
     .Input("id: int64")
     .Input("id_split: int64")
     .Output("embedding: float")
-    .SetShapeFn([](shape_inference::InferenceContext* c) {
+    .SetShapeFn([](InferenceContext* c) {
+      TF_RETURN_IF_ERROR(CheckLookupInputs(c));
       c->set_output(0, c->Vector(c->UnknownDim()));
       return OkStatus();
     });
@@ -471,8 +539,9 @@ REGISTER_OP("MonolithMultiHashTableLookupEntry")
     .Input("id: int64")
     .Input("id_split: int64")
     .Output("serialized_entries: string")
-    .SetShapeFn([](shape_inference::InferenceContext* c) {
-      c->set_output(0, c->input(1));
+    .SetShapeFn([](InferenceContext* c) {
+      TF_RETURN_IF_ERROR(CheckLookupInputs(c));
+      c->set_output(0, c->Vector(c->Dim(c->input(1), 0)));
       return OkStatus();
     });
 REGISTER_KERNEL_BUILDER(
@@ -488,7 +557,16 @@ REGISTER_OP("MonolithMultiHashTableOptimize")
     .Input("update_time: int64")
     .Input("global_step: int64")
     .Output("updated_table: resource")
-    .SetShapeFn(ScalarOutput);
+    .SetShapeFn([](InferenceContext* c) {
+      TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"mtable", 0},
+                                             {"id", 1},
+                                             {"id_split", 1},
+                                             {"value", 1},
+                                             {"learning_rate", 1},
+                                             {"update_time", 0},
+                                             {"global_step", 0}}));
+      return shape_inference::ScalarShape(c);
+    });
 REGISTER_KERNEL_BUILDER(
     Name("MonolithMultiHashTableOptimize").Device(DEVICE_CPU),
     MultiHashTableOptimizeOp);
@@ -500,7 +578,7 @@ REGISTER_OP("MonolithMultiHashTableAssign")
     .Input("value: float")
     .Input("update_time: int64")
     .Output("updated_table: resource")
-    .SetShapeFn(ScalarOutput);
+    .SetShapeFn(AssignShape);
 REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableAssign").Device(DEVICE_CPU),
                         MultiHashTableAssignOp<false>);
 
@@ -511,7 +589,7 @@ REGISTER_OP("MonolithMultiHashTableAssignAdd")
     .Input("value: float")
     .Input("update_time: int64")
     .Output("updated_table: resource")
-    .SetShapeFn(ScalarOutput);
+    .SetShapeFn(AssignShape);
 REGISTER_KERNEL_BUILDER(
     Name("MonolithMultiHashTableAssignAdd").Device(DEVICE_CPU),
     MultiHashTableAssignOp<true>);
@@ -522,9 +600,11 @@ REGISTER_OP("MonolithMultiHashTableReinitialize")
     .Input("id: int64")
     .Output("updated_table: resource")
     .Output("id_status: int32")
-    .SetShapeFn([](shape_inference::InferenceContext* c) {
+    .SetShapeFn([](InferenceContext* c) {
+      TF_RETURN_IF_ERROR(CheckInputRanks(
+          c, {{"mtable", 0}, {"table_name", 0}, {"id", 1}}));
       c->set_output(0, c->Scalar());
-      c->set_output(1, c->input(2));
+      c->set_output(1, c->Vector(c->Dim(c->input(2), 0)));
       return OkStatus();
     });
 REGISTER_KERNEL_BUILDER(

@@ -72,7 +72,7 @@ class MultiHashTableSaveOp : public OpKernel {
     std::string basename;
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 1, "basename", &basename));
     core::RefCountPtr<MultiHashTable> mtable;
-    OP_REQUIRES_OK(ctx, LookupResource(ctx, HandleFromInput(ctx, 0), &mtable));
+    OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 0, "mtable", &mtable));
     int nshards = nshards_;
     if (nshards < 0) {
       // One shard per 100k entries, up to the worker threads (at least 4,
@@ -148,7 +148,7 @@ class MultiHashTableRestoreOp : public OpKernel {
     std::string basename;
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 1, "basename", &basename));
     core::RefCountPtr<MultiHashTable> mtable;
-    OP_REQUIRES_OK(ctx, LookupResource(ctx, HandleFromInput(ctx, 0), &mtable));
+    OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 0, "mtable", &mtable));
     TfFileSystem fs(ctx->env());
     ht::CheckpointInfo info;
     OP_REQUIRES_OK(ctx, ToTfStatus(ht::ReadCheckpointInfo(
@@ -238,13 +238,10 @@ class MultiHashTableFeatureStatOp : public OpKernel {
 
 }  // namespace
 
-// Shape function of ops whose inputs [first, first + count) are scalars
-// and whose one output is a scalar (a resource handle).
-Status ScalarInputsScalarOutput(shape_inference::InferenceContext* c) {
-  shape_inference::ShapeHandle unused;
-  for (int i = 0; i < c->num_inputs(); ++i) {
-    TF_RETURN_IF_ERROR(c->WithRank(c->input(i), 0, &unused));
-  }
+// Shape function of the save and restore ops: a scalar handle and basename
+// in, the handle out.
+Status TableAndBasenameShape(shape_inference::InferenceContext* c) {
+  TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"mtable", 0}, {"basename", 0}}));
   return shape_inference::ScalarShape(c);
 }
 
@@ -255,7 +252,7 @@ REGISTER_OP("MonolithMultiHashTableSave")
     .Attr("nshards: int = -1")
     .Attr("slot_expire_time_config: string = ''")
     .Attr("compression_type: string = 'SNAPPY'")
-    .SetShapeFn(ScalarInputsScalarOutput);
+    .SetShapeFn(TableAndBasenameShape);
 REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableSave").Device(DEVICE_CPU),
                         MultiHashTableSaveOp);
 
@@ -264,7 +261,7 @@ REGISTER_OP("MonolithMultiHashTableRestore")
     .Input("basename: string")
     .Output("output_mtable: resource")
     .Attr("strict: bool = false")
-    .SetShapeFn(ScalarInputsScalarOutput);
+    .SetShapeFn(TableAndBasenameShape);
 REGISTER_KERNEL_BUILDER(
     Name("MonolithMultiHashTableRestore").Device(DEVICE_CPU),
     MultiHashTableRestoreOp);
@@ -274,8 +271,7 @@ REGISTER_OP("MonolithMultiHashTableFeatureStat")
     .Output("features: string")
     .Output("counts: uint64")
     .SetShapeFn([](shape_inference::InferenceContext* c) {
-      shape_inference::ShapeHandle unused;
-      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 0, &unused));
+      TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"basename", 0}}));
       c->set_output(0, c->Vector(c->UnknownDim()));
       c->set_output(1, c->Vector(c->UnknownDim()));
       return OkStatus();
