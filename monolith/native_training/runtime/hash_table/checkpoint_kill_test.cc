@@ -1,0 +1,189 @@
+// A child process saves checkpoints to one basename in a loop and is
+// SIGKILLed at random points (renames are slowed down so that kills often
+// land between them); after every kill a restore must read exactly one
+// complete save, or fail with DataLoss / NotFound naming the checkpoint.
+// MONOLITH_KILL_TEST_ROUNDS runs more rounds (default 40).
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "monolith/native_training/runtime/hash_table/checkpoint.h"
+
+namespace monolith {
+namespace hash_table {
+namespace {
+
+const std::vector<std::string> kTables = {"user", "item"};
+
+// Entries per table in save |version|: saves differ in size.
+int EntriesOf(int version) { return 200 + (version % 7) * 50; }
+
+std::string Record(int version, int table, int i) {
+  char record[40];
+  std::snprintf(record, sizeof(record), "v%07d-t%d-%06d", version, table, i);
+  return record;
+}
+
+// Renames slowly, so that a kill lands between two of them often.
+class SlowRenameFileSystem : public PosixFileSystem {
+ public:
+  Status RenameFile(const std::string& from, const std::string& to) override {
+    usleep(1500);
+    return PosixFileSystem::RenameFile(from, to);
+  }
+};
+
+[[noreturn]] void SaveForever(const std::string& basename, int first_version) {
+  SlowRenameFileSystem fs;
+  for (int version = first_version;; ++version) {
+    SaveOptions options;
+    // Runs of saves with one shard count (a kill mid-rename mixes two
+    // saves), then another count (a kill leaves two counts).
+    options.nshards = 1 + (version / 3) % 4;
+    options.snappy = version % 2 == 0;
+    const Status status = SaveCheckpoint(
+        &fs, basename, kTables,
+        [version](int table, int shard, int nshards,
+                  const std::function<Status(std::string_view)>& write) {
+          for (int i = shard; i < EntriesOf(version); i += nshards) {
+            MONOLITH_RETURN_IF_ERROR(write(Record(version, table, i)));
+          }
+          return Status::OK();
+        },
+        options);
+    if (!status.ok()) {
+      std::fprintf(stderr, "save failed: %s\n", status.ToString().c_str());
+      _exit(1);
+    }
+  }
+}
+
+// Restores |basename|: OK with the one version every record belongs to, or
+// the error.
+Status RestoreVersion(const std::string& basename, int* version) {
+  PosixFileSystem fs;
+  CheckpointInfo info;
+  MONOLITH_RETURN_IF_ERROR(
+      ReadCheckpointInfo(&fs, basename, /*need_data=*/true, nullptr, &info));
+  std::map<int, std::set<std::string>> records;
+  MONOLITH_RETURN_IF_ERROR(RestoreCheckpoint(
+      &fs, info,
+      [&](int, int table, std::string_view record) {
+        records[table].emplace(record);
+        return Status::OK();
+      },
+      SerialFor, nullptr));
+  *version = -1;
+  for (size_t t = 0; t < info.tables.size(); ++t) {
+    EXPECT_EQ(info.tables[t].name, kTables[t]);
+    for (const std::string& record : records[static_cast<int>(t)]) {
+      const int v = std::atoi(record.c_str() + 1);
+      if (*version < 0) *version = v;
+      EXPECT_EQ(v, *version) << "records of two saves: " << record;
+    }
+  }
+  // Exactly the whole of that save.
+  for (size_t t = 0; t < kTables.size(); ++t) {
+    std::set<std::string> expected;
+    for (int i = 0; i < EntriesOf(*version); ++i) {
+      expected.insert(Record(*version, static_cast<int>(t), i));
+    }
+    EXPECT_EQ(records[static_cast<int>(t)], expected)
+        << "save " << *version << " table " << kTables[t] << " is incomplete";
+  }
+  return Status::OK();
+}
+
+// Which state a refusal reports; every kind a kill can cause is listed.
+std::string RefusalKind(const std::string& message) {
+  for (const char* kind :
+       {"mixes saves", "is missing", "no multi hash table checkpoint",
+        "is not the data file of that save", "comes from another save"}) {
+    if (message.find(kind) != std::string::npos) return kind;
+  }
+  ADD_FAILURE() << "unexpected refusal: " << message;
+  return message;
+}
+
+TEST(CheckpointKillTest, EveryRestoreReadsOneWholeSaveOrFailsClearly) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string dir = std::string(tmp ? tmp : "/tmp") + "/kill_test";
+  PosixFileSystem fs;
+  ASSERT_TRUE(fs.CreateDirectories(dir).ok());
+  const std::string basename = dir + "/mtable";
+  const char* rounds_env = std::getenv("MONOLITH_KILL_TEST_ROUNDS");
+  const int rounds = rounds_env ? std::atoi(rounds_env) : 40;
+  std::mt19937 rng(20261202);
+  std::uniform_int_distribution<int> kill_after_us(0, 40000);
+  int whole = 0, refused = 0;
+  std::map<std::string, int> reasons;
+  for (int round = 0; round < rounds; ++round) {
+    const pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) SaveForever(basename, round * 1000);
+    usleep(kill_after_us(rng));
+    ASSERT_EQ(kill(child, SIGKILL), 0);
+    int wait_status = 0;
+    ASSERT_EQ(waitpid(child, &wait_status, 0), child);
+    ASSERT_TRUE(WIFSIGNALED(wait_status)) << "the saver exited on its own";
+    int version = -1;
+    const Status status = RestoreVersion(basename, &version);
+    if (status.ok()) {
+      ++whole;
+      continue;
+    }
+    ++refused;
+    // A clear refusal: the checkpoint is named, and it is one of the two
+    // states a kill can leave (nothing complete yet, or two saves mixed).
+    EXPECT_TRUE(status.code() == StatusCode::kDataLoss ||
+                status.code() == StatusCode::kNotFound)
+        << status.ToString();
+    EXPECT_NE(status.message().find(basename), std::string::npos)
+        << status.ToString();
+    reasons[RefusalKind(status.message())] += 1;
+  }
+  std::printf("%d rounds: %d restores read one whole save, %d refused\n",
+              rounds, whole, refused);
+  for (const auto& [reason, count] : reasons) {
+    std::printf("  refused (%s): %d\n", reason.c_str(), count);
+  }
+  EXPECT_GT(whole, 0);
+  // A save after any of those states makes the basename whole again.
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    SaveOptions options;
+    options.nshards = 3;
+    PosixFileSystem child_fs;
+    const Status status = SaveCheckpoint(
+        &child_fs, basename, kTables,
+        [](int table, int shard, int nshards,
+           const std::function<Status(std::string_view)>& write) {
+          for (int i = shard; i < EntriesOf(999999); i += nshards) {
+            MONOLITH_RETURN_IF_ERROR(write(Record(999999, table, i)));
+          }
+          return Status::OK();
+        },
+        options);
+    _exit(status.ok() ? 0 : 1);
+  }
+  int wait_status = 0;
+  ASSERT_EQ(waitpid(child, &wait_status, 0), child);
+  ASSERT_TRUE(WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0);
+  int version = -1;
+  ASSERT_TRUE(RestoreVersion(basename, &version).ok());
+  EXPECT_EQ(version, 999999);
+}
+
+}  // namespace
+}  // namespace hash_table
+}  // namespace monolith
