@@ -9,8 +9,9 @@ This tool finds those failures before a deployment does:
 * `--warmup_file=F`: F must be a TFRecord file (length and data CRCs intact,
   nothing after the last record), every record a PredictionLog of a type TF
   Serving runs (predict, classify, regress, multi_inference; not
-  session_run), at most 1000 records. Prints, per signature, the records, log
-  types, input names with dtypes, and batch sizes.
+  session_run), at most 1000 records, and every input tensor of a predict
+  request one that TF Serving parses (below). Prints, per signature, the
+  records, log types, input names with dtypes, and batch sizes.
 * `--saved_model_dir=D`: also checks every request against the signature
   defs of D's `serve` meta graph, as TF Serving loads it (the signature
   exists, its method fits the log type, input names, dtypes and shapes match,
@@ -21,8 +22,38 @@ This tool finds those failures before a deployment does:
 * `--install`: when every check passed, copies F to
   `D/assets.extra/tf_serving_warmup_requests`, atomically.
 
+Request tensors are checked as TF Serving parses them, with
+`Tensor::FromProto` (tensorflow/core/framework/tensor.cc; a failure fails the
+request with "tensor parsing error: NAME", and so the model load), by
+arithmetic on the TensorProto alone, so that a tensor claiming 10^16 elements
+costs nothing to check:
+
+* the dtype is one TF holds: not DT_INVALID, not a _REF type, not a number
+  TF does not define;
+* the shape has at most 254 dimensions, each >= 0 (-1, unknown, is for
+  signatures, not values), and at most 2^63 - 1 elements. TF ignores
+  `unknown_rank` and uses the dimensions (none: a scalar), and so does the
+  checker;
+* a non-empty `tensor_content` (which then wins over the typed field) has
+  exactly elements x dtype size bytes; bool bytes are 0 or 1; a string
+  tensor's decodes as TF's string list (one varint32 length per element, then
+  exactly that many bytes);
+* otherwise the typed field (float_val, int_val, half_val for half and
+  bfloat16, scomplex_val pairs, float8_val, ...) may hold any number of
+  values: TF fills elements past the last value with it (zeros when there is
+  none) and ignores extra values, so neither is a problem;
+* an empty tensor's content is not read at all;
+* a tensor that takes more than `--max_tensor_bytes` once parsed (a few
+  values stretched over a huge shape) is a problem too: TF Serving would
+  allocate that on every warmup run, and the checker never materializes it.
+
+Resource and variant tensors, whose elements are protos decoded by TF's
+registries, are parsed by TF itself once the arithmetic has bounded their
+size.
+
 Exits 0 when every check passes; otherwise 1, with one line per problem
-naming the file, the record index and the reason.
+naming the file, the record index and the reason (a request tensor's also
+names its input).
 
     bazel run //monolith/native_training/model_export:warmup_data_check -- \\
         --warmup_file=/tmp/warmup --saved_model_dir=/models/ranker/1 --install
@@ -43,6 +74,7 @@ from google.protobuf import message
 from google.protobuf import unknown_fields
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2
+from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow.python.saved_model import loader_impl
 from tensorflow.python.util import deprecation
@@ -52,6 +84,9 @@ from tensorflow_serving.apis import prediction_log_pb2
 from monolith.native_training.model_export import warmup_io
 
 FLAGS = flags.FLAGS
+
+# The most bytes a request tensor may take once parsed (--max_tensor_bytes).
+DEFAULT_MAX_TENSOR_BYTES = 1 << 30
 
 flags.DEFINE_string("warmup_file", None,
                     "The warmup file (TFRecord of PredictionLog) to check.")
@@ -68,6 +103,10 @@ flags.DEFINE_bool("replay", True,
 flags.DEFINE_integer(
     "replay_iterations", 1,
     "Runs per request when replaying (TF Serving's num_request_iterations).")
+flags.DEFINE_integer(
+    "max_tensor_bytes", DEFAULT_MAX_TENSOR_BYTES,
+    "A request tensor that takes more bytes than this once parsed is a "
+    "problem; the checker never materializes it.", lower_bound=0)
 
 # The log types TF Serving's warmup runs; others fail the model load.
 SUPPORTED_LOG_TYPES = ("predict_log", "classify_log", "regress_log",
@@ -86,6 +125,73 @@ _INTERNAL_SIGNATURE_PREFIX = "__saved_model_"
 _OP_ERROR_NOISE = ("Graph execution error", "Detected at node",
                    "<stack traces unavailable>", "[[", "File ")
 _MAX_PROBLEMS_SHOWN = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class _Encoding:
+  """How Tensor::FromProto reads one dtype from a TensorProto.
+
+  Attributes:
+    field: the typed repeated field it reads when tensor_content is empty
+      (tensor.cc's ProtoHelper<T>).
+    per_element: values of `field` per element (2 for complex numbers).
+    content_bytes: bytes per element of tensor_content (sizeof(T)); None for
+      the types whose tensor_content is a string list (string, resource,
+      variant).
+    memory_bytes: bytes per element of the parsed tensor (sizeof(T)); a lower
+      bound for resource and variant.
+  """
+  field: str
+  per_element: int = 1
+  content_bytes: Optional[int] = None
+  memory_bytes: int = 0
+
+
+def _pod(field: str, size: int, per_element: int = 1) -> _Encoding:
+  """A plain-old-data dtype: `size` bytes per element, content and parsed."""
+  return _Encoding(field, per_element, content_bytes=size, memory_bytes=size)
+
+
+# Every dtype Tensor::FromProto accepts (TF 2.21: all but DT_INVALID, the
+# _REF types and numbers DataType does not define).
+_ENCODINGS = {
+    types_pb2.DT_FLOAT: _pod("float_val", 4),
+    types_pb2.DT_DOUBLE: _pod("double_val", 8),
+    types_pb2.DT_INT32: _pod("int_val", 4),
+    types_pb2.DT_UINT8: _pod("int_val", 1),
+    types_pb2.DT_INT16: _pod("int_val", 2),
+    types_pb2.DT_INT8: _pod("int_val", 1),
+    types_pb2.DT_STRING: _Encoding("string_val", memory_bytes=24),  # tstring
+    types_pb2.DT_COMPLEX64: _pod("scomplex_val", 8, per_element=2),
+    types_pb2.DT_INT64: _pod("int64_val", 8),
+    types_pb2.DT_BOOL: _pod("bool_val", 1),
+    types_pb2.DT_QINT8: _pod("int_val", 1),
+    types_pb2.DT_QUINT8: _pod("int_val", 1),
+    types_pb2.DT_QINT32: _pod("int_val", 4),
+    types_pb2.DT_BFLOAT16: _pod("half_val", 2),
+    types_pb2.DT_QINT16: _pod("int_val", 2),
+    types_pb2.DT_QUINT16: _pod("int_val", 2),
+    types_pb2.DT_UINT16: _pod("int_val", 2),
+    types_pb2.DT_COMPLEX128: _pod("dcomplex_val", 16, per_element=2),
+    types_pb2.DT_HALF: _pod("half_val", 2),
+    types_pb2.DT_RESOURCE: _Encoding("resource_handle_val", memory_bytes=64),
+    types_pb2.DT_VARIANT: _Encoding("variant_val", memory_bytes=64),
+    types_pb2.DT_UINT32: _pod("uint32_val", 4),
+    types_pb2.DT_UINT64: _pod("uint64_val", 8),
+    types_pb2.DT_FLOAT8_E5M2: _pod("float8_val", 1),
+    types_pb2.DT_FLOAT8_E4M3FN: _pod("float8_val", 1),
+    types_pb2.DT_FLOAT8_E4M3FNUZ: _pod("float8_val", 1),
+    types_pb2.DT_FLOAT8_E4M3B11FNUZ: _pod("float8_val", 1),
+    types_pb2.DT_FLOAT8_E5M2FNUZ: _pod("float8_val", 1),
+    types_pb2.DT_INT4: _pod("int_val", 1),
+    types_pb2.DT_UINT4: _pod("int_val", 1),
+    types_pb2.DT_INT2: _pod("int_val", 1),
+    types_pb2.DT_UINT2: _pod("int_val", 1),
+    types_pb2.DT_FLOAT4_E2M1FN: _pod("float8_val", 1),
+}
+# TensorShape's limits.
+_MAX_DIMS = 254
+_MAX_ELEMENTS = (1 << 63) - 1
 
 
 @dataclasses.dataclass
@@ -139,7 +245,151 @@ class _Call:
 
 
 def _dtype_name(dtype: int) -> str:
-  return tf.as_dtype(dtype).name if dtype else "invalid"
+  if not dtype:
+    return "invalid"
+  try:
+    return tf.as_dtype(dtype).name
+  except TypeError:
+    return f"unknown dtype {dtype}"
+
+
+def _dims(tensor: tensor_pb2.TensorProto) -> List[int]:
+  """The tensor's shape as TF reads it: its dims; unknown_rank is ignored."""
+  return [d.size for d in tensor.tensor_shape.dim]
+
+
+def _shape_text(dims: Sequence[int]) -> str:
+  return "[" + ", ".join(str(d) for d in dims) + "]"
+
+
+def tensor_problem(tensor: tensor_pb2.TensorProto,
+                   max_bytes: int = DEFAULT_MAX_TENSOR_BYTES) -> Optional[str]:
+  """Why TF Serving cannot parse `tensor` as a request input, or None.
+
+  Mirrors Tensor::FromProto by arithmetic on the proto (see the module
+  docstring), so its cost does not depend on the shape the tensor claims;
+  only resource and variant tensors, once their parsed size is known to be at
+  most `max_bytes`, are parsed by TF.
+
+  Args:
+    tensor: a request input.
+    max_bytes: the most bytes the parsed tensor may take.
+
+  Returns:
+    None when TF Serving parses the tensor and it takes at most `max_bytes`
+    bytes parsed; otherwise the reason, a sentence fragment.
+  """
+  rejected = ("; TF Serving fails the request on it (tensor parsing error), "
+              "and with it the model load")
+  encoding = _ENCODINGS.get(tensor.dtype)
+  if encoding is None:
+    if not tensor.dtype:
+      why = "its dtype is not set (DT_INVALID)"
+    elif tensor.dtype in types_pb2.DataType.values():
+      why = (f"its dtype {types_pb2.DataType.Name(tensor.dtype)} is a "
+             "reference type, which no tensor value has")
+    else:
+      why = (f"its dtype {tensor.dtype} is not a TensorFlow DataType "
+             "number")
+    return why + rejected
+  dims = _dims(tensor)
+  if len(dims) > _MAX_DIMS:
+    return (f"its shape has {len(dims)} dimensions, more than the "
+            f"{_MAX_DIMS} TF allows" + rejected)
+  num_elements = 1
+  for i, size in enumerate(dims):
+    if size < 0:
+      return (f"dimension {i} of its shape {_shape_text(dims)} is {size}; a "
+              "tensor's dimensions must be >= 0 (-1, unknown, is only for "
+              "signatures)" + rejected)
+    num_elements *= size
+    if num_elements > _MAX_ELEMENTS:
+      return (f"its shape {_shape_text(dims)} has more than 2^63 - 1 "
+              "elements" + rejected)
+  if not num_elements:
+    return None  # TF reads no content for an empty tensor.
+  dtype = _dtype_name(tensor.dtype)
+  content = tensor.tensor_content
+  if content:
+    why = _content_problem(content, num_elements, dtype, dims, encoding)
+    if why:
+      return why + rejected
+    parsed_bytes = num_elements * encoding.memory_bytes
+    if encoding.content_bytes is None:
+      parsed_bytes += len(content)  # at least the strings' bytes
+    source = f"{len(content)} bytes of tensor_content"
+  else:
+    values = getattr(tensor, encoding.field)
+    parsed_bytes = num_elements * encoding.memory_bytes
+    if tensor.dtype == types_pb2.DT_STRING and values:
+      # The values, the last one repeated over the elements past them.
+      used = min(len(values), num_elements)
+      parsed_bytes += sum(len(v) for v in values[:used]) + (
+          num_elements - used) * len(values[used - 1])
+    source = (f"{len(values) // encoding.per_element} element(s) of "
+              f"{encoding.field}")
+  if parsed_bytes > max_bytes:
+    return (f"it takes {parsed_bytes} bytes once parsed ({num_elements} "
+            f"{dtype} elements of shape {_shape_text(dims)}, from {source}), "
+            f"more than --max_tensor_bytes={max_bytes}; TF Serving would "
+            "allocate that on every warmup run, the checker does not")
+  if tensor.dtype in (types_pb2.DT_RESOURCE, types_pb2.DT_VARIANT):
+    try:
+      tf.io.parse_tensor(tensor.SerializeToString(), tensor.dtype)
+    except tf.errors.OpError:
+      return f"TF cannot parse its {dtype} elements" + rejected
+  return None
+
+
+def _content_problem(content: bytes, num_elements: int, dtype: str,
+                     dims: Sequence[int],
+                     encoding: _Encoding) -> Optional[str]:
+  """Why Tensor::FromProto rejects a non-empty tensor_content, or None."""
+  if encoding.content_bytes is not None:
+    expected = num_elements * encoding.content_bytes
+    if len(content) != expected:
+      return (f"its tensor_content has {len(content)} bytes, but shape "
+              f"{_shape_text(dims)} of {dtype} takes {num_elements} x "
+              f"{encoding.content_bytes} = {expected} bytes")
+    if encoding.field == "bool_val":
+      bad = content.translate(None, b"\x00\x01")
+      if bad:
+        return (f"its tensor_content has byte {bad[0]:#04x} at offset "
+                f"{content.index(bad[:1])}; a bool is 0 or 1")
+    return None
+  return _string_list_problem(content, num_elements)
+
+
+def _string_list_problem(content: bytes, count: int) -> Optional[str]:
+  """Why TF's DecodeStringList fails on `content` for `count` items, or None.
+
+  The encoding: one varint32 length per item, then the items' bytes, exactly.
+  Every length takes a byte, so this reads at most len(content) lengths.
+  """
+  position = 0
+  total = 0
+  for i in range(count):
+    length = 0
+    for shift in range(0, 35, 7):
+      if position == len(content):
+        return (f"its tensor_content ends inside the length of item {i} of "
+                f"{count}; TF reads it as {count} varint32 lengths, then the "
+                "items' bytes")
+      byte = content[position]
+      position += 1
+      length |= (byte & 0x7F) << shift
+      if byte < 0x80:
+        break
+    else:
+      return (f"its tensor_content's length of item {i} is not a varint32 "
+              "(over 5 bytes)")
+    total += length & 0xFFFFFFFF
+  if total != len(content) - position:
+    return (f"its tensor_content's {count} item lengths add up to {total} "
+            f"bytes, but {len(content) - position} bytes follow them; TF "
+            f"reads it as {count} varint32 lengths, then exactly that many "
+            "bytes")
+  return None
 
 
 def _batch_size(tensor: tensor_pb2.TensorProto) -> int:
@@ -350,7 +600,7 @@ def _check_call(call: _Call,
     if tensor.dtype != info.dtype:
       reasons.append(f"input {name!r} is {_dtype_name(tensor.dtype)}, but "
                      f"{where} takes {_dtype_name(info.dtype)}")
-    request_shape = tf.TensorShape(tensor.tensor_shape)
+    request_shape = tf.TensorShape(_dims(tensor))
     signature_shape = tf.TensorShape(info.tensor_shape)
     if not signature_shape.is_compatible_with(request_shape):
       reasons.append(f"input {name!r} has shape {request_shape}, but {where} "
@@ -367,8 +617,10 @@ def _check_call(call: _Call,
 def _feeds(call: _Call,
            signature_def: meta_graph_pb2.SignatureDef) -> Dict[str, tf.Tensor]:
   if call.kind == "predict":
+    # TF's own parse (Tensor::FromProto, as TF Serving), for tensors that
+    # tensor_problem passed: their parsed size is bounded.
     return {
-        name: tf.constant(tf.make_ndarray(tensor))
+        name: tf.io.parse_tensor(tensor.SerializeToString(), tensor.dtype)
         for name, tensor in call.tensors.items()
     }
   (name,) = signature_def.inputs
@@ -427,14 +679,29 @@ def _op_error_summary(text: str) -> str:
   return f"{node}: {cause}" if node else cause
 
 
-def check_warmup_file(warmup_file: str,
-                      saved_model_dir: Optional[str] = None,
-                      replay_requests: bool = True,
-                      replay_iterations: int = 1) -> CheckReport:
+def _request_tensor_problems(
+    calls: Sequence[_Call],
+    max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES) -> List[Problem]:
+  """The input tensors of `calls` that TF Serving would not parse."""
+  problems = []
+  for call in calls:
+    for name, tensor in sorted(call.tensors.items()):
+      reason = tensor_problem(tensor, max_tensor_bytes)
+      if reason:
+        problems.append(Problem(call.record, f"input {name!r}: {reason}"))
+  return problems
+
+
+def check_warmup_file(
+    warmup_file: str,
+    saved_model_dir: Optional[str] = None,
+    replay_requests: bool = True,
+    replay_iterations: int = 1,
+    max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES) -> CheckReport:
   """Checks `warmup_file`, and with `saved_model_dir` its requests and replay.
 
-  Model checks run only on a readable file, replay only when the model
-  checks pass.
+  Model checks run only on a readable file whose request tensors all parse,
+  replay only when the model checks pass.
 
   Raises:
     WarmupDataError: the file or the SavedModel does not exist.
@@ -444,6 +711,9 @@ def check_warmup_file(warmup_file: str,
       call for i, log in enumerate(logs) if log is not None
       for call in _calls(i, log)
   ]
+  problems.extend(_request_tensor_problems(calls, max_tensor_bytes))
+  # In record order; stable, so a record's problems keep theirs.
+  problems.sort(key=lambda p: -1 if p.record is None else p.record)
   report = CheckReport(warmup_file, len(logs), summarize(calls), problems)
   if problems or not saved_model_dir:
     return report
@@ -520,7 +790,8 @@ def main(argv: Sequence[str]) -> None:
   saved_model_dir = warmup_io.resolve_user_path(FLAGS.saved_model_dir)
   try:
     report = check_warmup_file(warmup_file, saved_model_dir, FLAGS.replay,
-                               FLAGS.replay_iterations)
+                               FLAGS.replay_iterations,
+                               FLAGS.max_tensor_bytes)
   except (warmup_io.WarmupDataError, ValueError, OSError,
           tf.errors.OpError) as e:
     sys.exit(f"warmup_data_check: error: {e}")

@@ -10,6 +10,8 @@ from absl import flags
 from google.protobuf import descriptor_pb2
 import pytest
 import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2
+from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import classification_pb2
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_log_pb2
@@ -106,6 +108,29 @@ def _classifier_dir(tmp_path_factory):
       builder.add_meta_graph_and_variables(session, ["serve"],
                                            signature_def_map=signatures)
       builder.save()
+  return path
+
+
+class _Summer(tf.Module):
+  """Sums float32 vectors and matrices."""
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+  def vector(self, x):
+    return {"sum": tf.reduce_sum(x)}
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32)])
+  def matrix(self, x):
+    return {"sum": tf.reduce_sum(x)}
+
+
+@pytest.fixture(scope="module", name="summer_dir")
+def _summer_dir(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("summer") / "1")
+  summer = _Summer()
+  tf.saved_model.save(summer, path, signatures={
+      "vector": summer.vector.get_concrete_function(),
+      "matrix": summer.matrix.get_concrete_function(),
+  })
   return path
 
 
@@ -399,6 +424,264 @@ def test_model_dir_that_is_not_a_saved_model(tmp_path):
     warmup_data_check.check_warmup_file(path, str(tmp_path))
 
 
+# --- Request tensors, as TF Serving parses them (Tensor::FromProto). --------
+
+_PARSING_ERROR = ("; TF Serving fails the request on it (tensor parsing "
+                  "error), and with it the model load")
+
+
+def _tensor(dtype, dims, unknown_rank=False, **fields):
+  tensor = tensor_pb2.TensorProto(dtype=dtype, **fields)
+  for size in dims:
+    tensor.tensor_shape.dim.add(size=size)
+  tensor.tensor_shape.unknown_rank = unknown_rank
+  return tensor
+
+
+def _tensor_log(signature, **tensors):
+  return warmup_io.predict_log("default", signature, tensors)
+
+
+def _varint(value):
+  out = bytearray()
+  while value >= 0x80:
+    out.append(value & 0x7F | 0x80)
+    value >>= 7
+  return bytes(out + bytes([value]))
+
+
+def _string_list(*items):
+  """A string tensor's tensor_content as TF encodes it (EncodeStringList)."""
+  return b"".join(_varint(len(i)) for i in items) + b"".join(items)
+
+
+def _examples(count):
+  """`count` serialized monolith Examples, as the ranker's signatures take."""
+  request = _random_example_logs(batch_size=count)[0].predict_log.request
+  return list(request.inputs["examples"].string_val)
+
+
+_F, _S = types_pb2.DT_FLOAT, types_pb2.DT_STRING
+
+
+@pytest.mark.parametrize("tensor, reason", [
+    pytest.param(_tensor(999, [1], int_val=[1]),
+                 "its dtype 999 is not a TensorFlow DataType number",
+                 id="unknown_dtype"),
+    pytest.param(_tensor(types_pb2.DT_FLOAT_REF, [1], float_val=[1]),
+                 "its dtype DT_FLOAT_REF is a reference type, which no tensor "
+                 "value has", id="ref_dtype"),
+    pytest.param(_tensor(types_pb2.DT_INVALID, [1]),
+                 "its dtype is not set (DT_INVALID)", id="invalid_dtype"),
+    pytest.param(_tensor(_F, [2, -1], float_val=[1]),
+                 "dimension 1 of its shape [2, -1] is -1; a tensor's "
+                 "dimensions must be >= 0 (-1, unknown, is only for "
+                 "signatures)", id="negative_dim"),
+    pytest.param(_tensor(_F, [1] * 255, float_val=[1]),
+                 "its shape has 255 dimensions, more than the 254 TF allows",
+                 id="too_many_dims"),
+    pytest.param(_tensor(_F, [1 << 62, 4], float_val=[1]),
+                 "its shape [4611686018427387904, 4] has more than 2^63 - 1 "
+                 "elements", id="int64_overflow"),
+    pytest.param(_tensor(_F, [2], tensor_content=b"\0" * 4),
+                 "its tensor_content has 4 bytes, but shape [2] of float32 "
+                 "takes 2 x 4 = 8 bytes", id="content_too_short"),
+    pytest.param(_tensor(types_pb2.DT_INT64, [1], tensor_content=b"\0" * 16),
+                 "its tensor_content has 16 bytes, but shape [1] of int64 "
+                 "takes 1 x 8 = 8 bytes", id="content_too_long"),
+    pytest.param(_tensor(_F, [200000000], tensor_content=b"\0" * 4),
+                 "its tensor_content has 4 bytes, but shape [200000000] of "
+                 "float32 takes 200000000 x 4 = 800000000 bytes",
+                 id="2e8_short_content"),
+    pytest.param(_tensor(types_pb2.DT_BOOL, [3], tensor_content=b"\1\0\5"),
+                 "its tensor_content has byte 0x05 at offset 2; a bool is 0 or "
+                 "1", id="bool_content"),
+    pytest.param(_tensor(_S, [2], tensor_content=b"ab"),
+                 "its tensor_content's 2 item lengths add up to 195 bytes, but "
+                 "0 bytes follow them; TF reads it as 2 varint32 lengths, then "
+                 "exactly that many bytes", id="string_raw_content"),
+    pytest.param(_tensor(_S, [2], tensor_content=_string_list(b"a", b"b") +
+                         b"c"),
+                 "its tensor_content's 2 item lengths add up to 2 bytes, but "
+                 "3 bytes follow them; TF reads it as 2 varint32 lengths, then "
+                 "exactly that many bytes", id="string_content_extra_byte"),
+    pytest.param(_tensor(_S, [200000000], tensor_content=b"\1x"),
+                 "its tensor_content ends inside the length of item 2 of "
+                 "200000000; TF reads it as 200000000 varint32 lengths, then "
+                 "the items' bytes", id="string_2e8_short_content"),
+])
+def test_request_tensors_tf_serving_does_not_parse(tmp_path, tensor, reason):
+  path = _write(tmp_path / "warmup", [
+      _predict("serving_default", examples=[b""]),
+      _tensor_log("serving_default", ids=tensor),
+  ])
+  report = warmup_data_check.check_warmup_file(path)
+  assert _problems(report) == [f"record 1: input 'ids': {reason}" +
+                               _PARSING_ERROR]
+  # The summary still lists the input, an unknown dtype by its number.
+  assert "ids" in report.signatures["serving_default"].inputs
+
+
+@pytest.mark.parametrize("tensor, expands", [
+    pytest.param(_tensor(_F, [100000000, 100000000], float_val=[1]),
+                 "it takes 40000000000000000 bytes once parsed "
+                 "(10000000000000000 float32 elements of shape [100000000, "
+                 "100000000], from 1 element(s) of float_val)", id="1e16"),
+    pytest.param(_tensor(_S, [200000000], string_val=[b"x"]),
+                 "it takes 5000000000 bytes once parsed (200000000 string "
+                 "elements of shape [200000000], from 1 element(s) of "
+                 "string_val)", id="2e8_strings"),
+    pytest.param(_tensor(types_pb2.DT_COMPLEX64, [200000000]),
+                 "it takes 1600000000 bytes once parsed (200000000 complex64 "
+                 "elements of shape [200000000], from 0 element(s) of "
+                 "scomplex_val)", id="2e8_zeros"),
+])
+def test_huge_request_tensors(tmp_path, tensor, expands):
+  path = _write(tmp_path / "warmup", [_tensor_log("serving_default",
+                                                  ids=tensor)])
+  assert _problems(warmup_data_check.check_warmup_file(path)) == [
+      f"record 0: input 'ids': {expands}, more than "
+      "--max_tensor_bytes=1073741824; TF Serving would allocate that on every "
+      "warmup run, the checker does not"
+  ]
+  # Under a higher limit they pass (TF parses them, given the memory), and
+  # checking them still costs nothing.
+  assert warmup_data_check.check_warmup_file(
+      path, max_tensor_bytes=1 << 60).ok
+
+
+def test_max_tensor_bytes(tmp_path):
+  path = _write(tmp_path / "warmup",
+                [_tensor_log("vector", x=_tensor(_F, [3], float_val=[1]))])
+  assert warmup_data_check.check_warmup_file(path, max_tensor_bytes=12).ok
+  (problem,) = _problems(warmup_data_check.check_warmup_file(
+      path, max_tensor_bytes=11))
+  assert problem.startswith("record 0: input 'x': it takes 12 bytes once "
+                            "parsed (3 float32 elements of shape [3], from 1 "
+                            "element(s) of float_val), more than "
+                            "--max_tensor_bytes=11")
+
+
+def test_request_tensors_tf_serving_parses_and_replays(tmp_path, model_dir,
+                                                        summer_dir):
+  """TF fills missing values with the last one, ignores extra values, reads
+  a string tensor_content as a string list and ignores unknown_rank."""
+  vectors = [
+      _tensor(_F, [3], float_val=[2]),  # fewer values than elements
+      _tensor(_F, [2]),  # no values: zeros
+      _tensor(_F, [1], float_val=[1, 2, 3]),  # more: TF drops the extra ones
+      _tensor(_F, [2], unknown_rank=True, float_val=[1, 2]),
+      _tensor(_F, [0], float_val=[1], tensor_content=b"ignored"),  # empty
+      _tensor(_F, [2], tensor_content=b"\0" * 8, float_val=[1]),
+  ]
+  path = _write(tmp_path / "vectors",
+                [_tensor_log("vector", x=v) for v in vectors])
+  report = warmup_data_check.check_warmup_file(path, summer_dir)
+  assert _problems(report) == [] and report.replayed
+  assert report.signatures["vector"].batch_sizes == {0: 1, 1: 1, 2: 3, 3: 1}
+
+  examples = _examples(3)
+  requests = [
+      _tensor(_S, [3], string_val=examples[:1]),  # the one example, 3 times
+      _tensor(_S, [2], string_val=examples),
+      _tensor(_S, [3], tensor_content=_string_list(*examples)),
+  ]
+  path = _write(tmp_path / "strings",
+                [_tensor_log("ctr", examples=r) for r in requests])
+  report = warmup_data_check.check_warmup_file(path, model_dir)
+  assert _problems(report) == [] and report.replayed
+  assert report.signatures["ctr"].batch_sizes == {2: 1, 3: 2}
+
+
+def test_unknown_rank_is_read_as_its_dims(tmp_path, model_dir):
+  path = _write(tmp_path / "warmup", [
+      _tensor_log("ctr", examples=_tensor(_S, [], unknown_rank=True,
+                                          string_val=[b""])),
+      _tensor_log("ctr", examples=_tensor(_S, [1, 1], unknown_rank=True,
+                                          string_val=[b""])),
+  ])
+  assert _problems(warmup_data_check.check_warmup_file(path, model_dir)) == [
+      "record 0: input 'examples' has shape (), but signature 'ctr' takes "
+      "(None,)",
+      "record 1: input 'examples' has shape (1, 1), but signature 'ctr' takes "
+      "(None,)",
+  ]
+
+
+def test_encodings_cover_every_dtype():
+  """A dtype TF adds makes this fail instead of being rejected unread."""
+  assert set(warmup_data_check._ENCODINGS) == {
+      v for v in types_pb2.DataType.values() if 0 < v < 100}
+  for dtype, encoding in warmup_data_check._ENCODINGS.items():
+    if encoding.content_bytes is not None:
+      assert encoding.content_bytes == tf.as_dtype(dtype).size, dtype
+    assert encoding.field in tensor_pb2.TensorProto.DESCRIPTOR.fields_by_name
+
+
+def _small_tensors():
+  """Tensors around every rule, small enough for TF to parse."""
+  bytes_values = b"\1\1\1\1\1"
+  for dtype, encoding in warmup_data_check._ENCODINGS.items():
+    for dims in ([], [0], [1], [3], [2, 2], [-1], [0, -1], [2, 0, 3]):
+      yield _tensor(dtype, dims)
+      if encoding.content_bytes is not None:
+        for count in (1, 3, 4, 5):
+          size = count * encoding.content_bytes
+          yield _tensor(dtype, dims, tensor_content=b"\1" * size)
+          yield _tensor(dtype, dims, tensor_content=b"\1" * (size - 1 or 2))
+      if dtype in (types_pb2.DT_RESOURCE, types_pb2.DT_VARIANT):
+        continue
+      for count in (1, 3, 5):
+        tensor = _tensor(dtype, dims)
+        if encoding.field == "float8_val":
+          tensor.float8_val = bytes_values[:count]
+        elif dtype == _S:
+          tensor.string_val.extend([b"ab"] * count)
+        else:
+          getattr(tensor, encoding.field).extend([1] * count)
+        yield tensor
+  for content in (b"\1\2abc", b"abc", b"\1\2abcd", b"\0", b"\0\0", b"\x80",
+                  b"\x81\x80\x80\x80\x10x", b"\x81\x80\x80\x80\x80\0x"):
+    for dims in ([1], [2], [3]):
+      for dtype in (_S, types_pb2.DT_RESOURCE, types_pb2.DT_VARIANT):
+        yield _tensor(dtype, dims, tensor_content=content)
+  for content in (b"\0\1", b"\2\0", b"\1\xff"):
+    yield _tensor(types_pb2.DT_BOOL, [2], tensor_content=content)
+  for dtype in (0, 34, types_pb2.DT_FLOAT_REF, types_pb2.DT_STRING_REF, 999):
+    yield _tensor(dtype, [1])
+    yield _tensor(dtype, [0])
+  yield _tensor(_F, [], unknown_rank=True, float_val=[1])
+  yield _tensor(_F, [1] * 254, float_val=[1])
+  yield _tensor(_F, [1] * 255, float_val=[1])
+  yield _tensor(_F, [1 << 62, 2, 0], float_val=[1])
+  yield _tensor(_F, [0, 1 << 62, 1 << 62], float_val=[1])
+  variant = _tensor(types_pb2.DT_VARIANT, [1])
+  variant.variant_val.add(type_name="not a registered variant", metadata=b"x")
+  yield variant
+  resource = _tensor(types_pb2.DT_RESOURCE, [2])
+  resource.resource_handle_val.add(name="r")
+  yield resource
+
+
+def test_tensor_problem_agrees_with_tf():
+  """tensor_problem accepts exactly the tensors TF's own parse accepts."""
+  disagreements = []
+  count = 0
+  for tensor in _small_tensors():
+    count += 1
+    try:
+      tf.io.parse_tensor(tensor.SerializeToString(), tensor.dtype)
+      tf_parses = True
+    except (tf.errors.OpError, TypeError):
+      tf_parses = False
+    reason = warmup_data_check.tensor_problem(tensor)
+    if (reason is None) != tf_parses:
+      disagreements.append(f"{tensor.dtype} {warmup_data_check._dims(tensor)}"
+                           f" {tensor.tensor_content!r}: TF parses: "
+                           f"{tf_parses}, checker: {reason}")
+  assert count > 3000 and disagreements == []
+
+
 # --- The command line. -------------------------------------------------------
 
 
@@ -477,3 +760,64 @@ def test_cli_checks_replays_and_installs(tmp_path):
   assert (f"{bad}: record 0: signature 'cvr' is not in {model_dir} "
           "(signatures: serving_default)") in result.stderr.decode()
   assert not os.path.exists(installed)
+
+
+# Runs warmup_data_check's command line in a child process and prints, last on
+# stdout, how much its peak RSS (KiB) grew past the imports: a process's own
+# peak cannot go down, so each check gets its own.
+_CLI_CHILD = """
+import resource, sys
+from absl import app
+from monolith.native_training.model_export import warmup_data_check
+start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+  app.run(warmup_data_check.main, argv=["warmup_data_check"] + sys.argv[1:])
+finally:
+  print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - start, flush=True)
+"""
+
+
+@pytest.mark.parametrize("signature, tensor, reason", [
+    pytest.param("ctr", _tensor(999, [1], int_val=[1]),
+                 "its dtype 999 is not a TensorFlow DataType number" +
+                 _PARSING_ERROR, id="unknown_dtype"),
+    # TF Serving rejects it; the replay would have read it as [1].
+    pytest.param("ctr", _tensor(_S, [-1], string_val=[b""]),
+                 "dimension 0 of its shape [-1] is -1; a tensor's dimensions "
+                 "must be >= 0 (-1, unknown, is only for signatures)" +
+                 _PARSING_ERROR, id="negative_dim"),
+    pytest.param("matrix", _tensor(_F, [100000000, 100000000], float_val=[1]),
+                 "it takes 40000000000000000 bytes once parsed "
+                 "(10000000000000000 float32 elements of shape [100000000, "
+                 "100000000], from 1 element(s) of float_val), more than "
+                 "--max_tensor_bytes=1073741824; TF Serving would allocate "
+                 "that on every warmup run, the checker does not", id="1e16"),
+    pytest.param("ctr", _tensor(_S, [200000000], string_val=[b""]),
+                 "it takes 4800000000 bytes once parsed (200000000 string "
+                 "elements of shape [200000000], from 1 element(s) of "
+                 "string_val), more than --max_tensor_bytes=1073741824; TF "
+                 "Serving would allocate that on every warmup run, the "
+                 "checker does not", id="2e8_strings"),
+])
+def test_cli_rejects_unparsable_tensors_in_bounded_memory(
+    tmp_path, model_dir, summer_dir, signature, tensor, reason):
+  """Each fails with its line, no traceback, no install, and little memory."""
+  saved_model_dir = summer_dir if signature == "matrix" else model_dir
+  name = "x" if signature == "matrix" else "examples"
+  path = _write(tmp_path / "warmup", [_tensor_log(signature, **{name: tensor})])
+  installed = os.path.join(saved_model_dir, warmup_io.WARMUP_FILE_PATH)
+  if os.path.exists(installed):
+    os.remove(installed)
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
+             TF_CPP_MIN_LOG_LEVEL="3")
+  result = subprocess.run(
+      [sys.executable, "-c", _CLI_CHILD, f"--warmup_file={path}",
+       f"--saved_model_dir={saved_model_dir}", "--install"],
+      capture_output=True, text=True, env=env, check=False, timeout=240)
+  assert result.returncode == 1, result.stderr
+  assert "Traceback" not in result.stderr, result.stderr
+  assert f"{path}: record 0: input '{name}': {reason}" in (
+      result.stderr.splitlines())
+  assert not os.path.exists(installed)
+  grown_kib = int(result.stdout.splitlines()[-1])
+  assert grown_kib < 256 << 10  # 256 MiB
