@@ -225,6 +225,37 @@ class MultiHashTableTest(tf.test.TestCase):
     with tf1.train.SingularMonitoredSession(hooks=[hook]) as sess:
       self.assertAllEqual(sess.run(lookup), [[1]])
 
+  def test_restorer_saver_listener_drops_expired_entries(self):
+    model_dir = os.path.join(self.get_temp_dir(), "expiry")
+    basename = os.path.join(model_dir, "model.ckpt")
+    config = test_utils.generate_test_hash_table_config(1)
+    config.table_config.slot_expire_time_config.default_expire_time = 1  # day
+    table = multi_hash_table_ops.MultiHashTable.from_configs({"slot0": config})
+    day = 24 * 3600
+    old = table.assign_add({"slot0": (_id([1]), _value([[1]]))},
+                           req_time=tf.constant(10, tf.int64)).as_op()
+    new = table.assign_add({"slot0": (_id([2]), _value([[2]]))},
+                           req_time=tf.constant(10 + 2 * day, tf.int64)).as_op()
+    lookup = table.lookup({"slot0": _id([1, 2])})["slot0"]
+    saver_listener = multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
+        basename)
+    restorer_saver = multi_hash_table_ops.MultiHashTableRestorerSaverListener(
+        basename)
+    tf1.train.get_or_create_global_step()
+    saver = tf1.train.Saver()
+    with tf1.train.SingularMonitoredSession() as sess:
+      raw = sess.raw_session()
+      sess.run(old)
+      sess.run(new)
+      saver_listener.before_save(raw, 1)
+      saver.save(raw, basename, global_step=1)
+      saver_listener.after_save(raw, 1)
+      self.assertAllEqual(sess.run(lookup), [[1], [2]])
+      restorer_saver.after_save(raw, 1)
+      # Id 1 is two days older than the table's latest update: the save
+      # skipped it, and restoring that save dropped it from the table.
+      self.assertAllEqual(sess.run(lookup), [[0], [2]])
+
   def test_restorer_without_checkpoint_skips(self):
     table = multi_hash_table_ops.MultiHashTable.from_configs(
         {"slot0": test_utils.generate_test_hash_table_config(1)})
