@@ -11,6 +11,7 @@
 #include <shared_mutex>
 #include <sstream>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -521,9 +522,18 @@ void EmbeddingHashTable::ForEachFound(const int64_t* ids, int64_t n,
                          bool found) { fn(index, slot, entry); });
 }
 
+void EmbeddingHashTable::NoteUpdate(int64_t update_time) {
+  int64_t seen = latest_update_time_.load(std::memory_order_relaxed);
+  while (update_time > seen &&
+         !latest_update_time_.compare_exchange_weak(
+             seen, update_time, std::memory_order_relaxed)) {
+  }
+}
+
 template <typename Fn>
 void EmbeddingHashTable::ForEachUpserted(const int64_t* ids, int64_t n,
                                          int64_t update_time, Fn fn) {
+  if (n > 0) NoteUpdate(update_time);
   RunPipeline<true>(ids, n, update_time,
                     [&](int64_t index, Slot*, char* entry, bool found) {
                       fn(index, entry, !found);
@@ -713,6 +723,7 @@ void EmbeddingHashTable::Clear() {
   for (int s = 0; s < kNumShards; ++s) locks.emplace_back(shards_[s].mu);
   for (int s = 0; s < kNumShards; ++s) shards_[s].Reset(kMinShardCapacity);
   if (pool_) pool_->ReleaseBlocks();
+  latest_update_time_.store(0, std::memory_order_relaxed);
 }
 
 std::string EmbeddingHashTable::DebugString() const {
@@ -836,6 +847,7 @@ void EmbeddingHashTable::PutLocked(Shard* shard, int64_t id, uint64_t hash,
                      : shard->Insert(id, pos);
   std::memcpy(stored, entry, stride_);
   shard->slots[pos].timestamp = ToTimestamp(update_time);
+  NoteUpdate(update_time);
 }
 
 Status EmbeddingHashTable::Restore(const EntryDump& dump) {
@@ -917,6 +929,26 @@ Status EmbeddingHashTable::RestoreRecord(const char* record, size_t size,
   }
   *update_time = scratch_dump->last_update_ts_sec();
   return Restore(*scratch_dump);
+}
+
+void SumDuplicateIds(const int64_t* ids, int64_t n, const float* grads,
+                     int dim, std::vector<int64_t>* unique_ids,
+                     std::vector<float>* summed) {
+  std::unordered_map<int64_t, int64_t> position;
+  position.reserve(n);
+  unique_ids->clear();
+  summed->clear();
+  for (int64_t i = 0; i < n; ++i) {
+    const auto [it, inserted] = position.emplace(ids[i], unique_ids->size());
+    const float* g = grads + i * dim;
+    if (inserted) {
+      unique_ids->push_back(ids[i]);
+      summed->insert(summed->end(), g, g + dim);
+    } else {
+      float* dst = summed->data() + it->second * dim;
+      for (int d = 0; d < dim; ++d) dst[d] += g[d];
+    }
+  }
 }
 
 }  // namespace hash_table

@@ -27,10 +27,12 @@
 #ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_EMBEDDING_HASH_TABLE_H_
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_EMBEDDING_HASH_TABLE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
 #include "monolith/native_training/runtime/hash_table/entry_accessor.h"
@@ -93,10 +95,18 @@ class EmbeddingHashTable {
     return expire_times_.IsExpired(id, update_time, now);
   }
 
+  // The latest update time (seconds) any writer or restore has stamped on
+  // an entry since the table was created or last cleared: the "now" that
+  // save-time expiry is measured against.
+  int64_t LatestUpdateTime() const {
+    return latest_update_time_.load(std::memory_order_relaxed);
+  }
+
   bool Contains(int64_t id) const;
   int64_t Size() const;
-  // Empties the table, holding every shard's lock at once (all other calls
-  // wait), so its huge-page blocks can be released together.
+  // Empties the table (and resets LatestUpdateTime()), holding every
+  // shard's lock at once (all other calls wait), so its huge-page blocks
+  // can be released together.
   void Clear();
   // Bytes the table holds for slots and entries: its heap allocations and
   // the huge-page regions in use.
@@ -181,7 +191,11 @@ class EmbeddingHashTable {
   void PutLocked(Shard* shard, int64_t id, uint64_t hash, const char* entry,
                  int64_t update_time);
 
+  // Raises LatestUpdateTime() to |update_time|.
+  void NoteUpdate(int64_t update_time);
+
   std::unique_ptr<EntryAccessor> accessor_;
+  std::atomic<int64_t> latest_update_time_{0};
   int dim_ = 0;
   int64_t stride_ = 0;  // bytes per entry: the accessor's payload
   int64_t lookup_bytes_ = 0;  // leading bytes of an entry a lookup reads
@@ -191,6 +205,13 @@ class EmbeddingHashTable {
   std::unique_ptr<HugePagePool> pool_;
   std::unique_ptr<Shard[]> shards_;
 };
+
+// Sums the gradients (|dim| floats each) of repeated ids, so each id can be
+// optimized once with its total gradient: |unique_ids| gets every id once,
+// in first-seen order, and |summed| its summed gradient.
+void SumDuplicateIds(const int64_t* ids, int64_t n, const float* grads,
+                     int dim, std::vector<int64_t>* unique_ids,
+                     std::vector<float>* summed);
 
 }  // namespace hash_table
 }  // namespace monolith

@@ -96,6 +96,56 @@ TEST(EmbeddingHashTableTest, WritersInsertAndStampUpdateTime) {
   EXPECT_EQ(dumps[3].num_size(), 0);
 }
 
+TEST(EmbeddingHashTableTest, EveryUpdatePathRaisesTheLatestUpdateTime) {
+  auto table = MakeTable(SgdTable(1));
+  EXPECT_EQ(table->LatestUpdateTime(), 0);
+  const int64_t id = 1;
+  const float value = 1.0f;
+  int status = 0;
+  table->Assign(&id, 1, &value, 10);
+  EXPECT_EQ(table->LatestUpdateTime(), 10);
+  table->AssignAdd(&id, 1, &value, 20);
+  EXPECT_EQ(table->LatestUpdateTime(), 20);
+  table->Reinitialize(&id, 1, &status, 30);
+  EXPECT_EQ(table->LatestUpdateTime(), 30);
+  ASSERT_TRUE(table->BatchOptimize(&id, 1, &value, &value, 40, 1).ok());
+  EXPECT_EQ(table->LatestUpdateTime(), 40);
+  // Older updates and empty batches do not lower it.
+  table->Assign(&id, 1, &value, 5);
+  table->Assign(&id, 0, &value, 99);
+  EXPECT_EQ(table->LatestUpdateTime(), 40);
+  EntryDump dump;
+  dump.set_id(2);
+  dump.add_num(1.0f);
+  dump.set_last_update_ts_sec(50);
+  ASSERT_TRUE(table->Restore(dump).ok());
+  EXPECT_EQ(table->LatestUpdateTime(), 50);
+  dump.set_last_update_ts_sec(60);
+  const std::string record = dump.SerializeAsString();
+  EntryDump scratch;
+  int64_t record_time = 0;
+  ASSERT_TRUE(table->RestoreRecord(record.data(), record.size(), &scratch,
+                                   &record_time)
+                  .ok());
+  EXPECT_EQ(record_time, 60);
+  EXPECT_EQ(table->LatestUpdateTime(), 60);
+  table->Clear();
+  EXPECT_EQ(table->LatestUpdateTime(), 0);
+}
+
+TEST(EmbeddingHashTableTest, SumDuplicateIdsKeepsFirstSeenOrder) {
+  const int64_t ids[5] = {7, 3, 7, 9, 3};
+  const float grads[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+  std::vector<int64_t> unique_ids;
+  std::vector<float> summed;
+  SumDuplicateIds(ids, 5, grads, 2, &unique_ids, &summed);
+  EXPECT_EQ(unique_ids, (std::vector<int64_t>{7, 3, 9}));
+  EXPECT_EQ(summed, (std::vector<float>{1 + 5, 2 + 6, 3 + 9, 4 + 10, 7, 8}));
+  SumDuplicateIds(ids, 0, grads, 2, &unique_ids, &summed);
+  EXPECT_TRUE(unique_ids.empty());
+  EXPECT_TRUE(summed.empty());
+}
+
 TEST(EmbeddingHashTableTest, ReinitializeReportsExistedOrInserted) {
   auto table = MakeTable(R"pb(entry_config {
                                 segments {

@@ -4,7 +4,6 @@
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_OPS_MULTI_HASH_TABLE_H_
 
 #include <algorithm>
-#include <atomic>
 #include <functional>
 #include <initializer_list>
 #include <memory>
@@ -132,20 +131,10 @@ inline Status CheckInputRanks(
 
 class MultiHashTable : public ResourceBase {
  public:
-  // One table of the multi table, with the latest update time it has seen
-  // (the "now" that save-time expiry is measured against).
+  // One table of the multi table.
   struct Table {
     std::string name;
     std::unique_ptr<::monolith::hash_table::EmbeddingHashTable> table;
-    std::atomic<int64_t> max_update_ts{0};
-
-    void SeenUpdate(int64_t ts) {
-      int64_t seen = max_update_ts.load(std::memory_order_relaxed);
-      while (ts > seen &&
-             !max_update_ts.compare_exchange_weak(seen, ts,
-                                                  std::memory_order_relaxed)) {
-      }
-    }
   };
 
   explicit MultiHashTable(std::string shared_name)
@@ -154,6 +143,8 @@ class MultiHashTable : public ResourceBase {
   void AddTable(std::string name,
                 std::unique_ptr<::monolith::hash_table::EmbeddingHashTable>
                     table) {
+    learning_rate_offsets_.push_back(learning_rate_offsets_.back() +
+                                     table->SliceSize());
     auto t = std::make_unique<Table>();
     t->name = std::move(name);
     t->table = std::move(table);
@@ -170,6 +161,12 @@ class MultiHashTable : public ResourceBase {
     return -1;
   }
   const std::string& shared_name() const { return shared_name_; }
+  // Where each table's learning rates start in the flat learning-rate
+  // input of the optimize ops (one per segment of every table, in table
+  // order); the last element is their total.
+  const std::vector<int64_t>& learning_rate_offsets() const {
+    return learning_rate_offsets_;
+  }
 
   std::string DebugString() const override {
     std::string out = "MultiHashTable(" + shared_name_ + ":";
@@ -188,6 +185,7 @@ class MultiHashTable : public ResourceBase {
  private:
   std::string shared_name_;
   std::vector<std::unique_ptr<Table>> tables_;
+  std::vector<int64_t> learning_rate_offsets_ = {0};
 };
 
 // Runs fn(i) for i in [0, n) on TF's CPU worker threads (each item is
@@ -201,6 +199,20 @@ inline Status ParallelFor(OpKernelContext* ctx, int64_t n,
           for (int64_t i = begin; i < end; ++i) statuses[i] = fn(i);
         });
   for (const Status& s : statuses) TF_RETURN_IF_ERROR(s);
+  return OkStatus();
+}
+
+// Checks the flat learning-rate input |learning_rates| (named |name|)
+// holds exactly the tables' learning rates (see learning_rate_offsets()).
+inline Status CheckLearningRates(const MultiHashTable& mtable,
+                                 const Tensor& learning_rates,
+                                 const char* name) {
+  const int64_t needed = mtable.learning_rate_offsets().back();
+  if (learning_rates.NumElements() != needed) {
+    return errors::InvalidArgument(name, " has ", learning_rates.NumElements(),
+                                   " floats; the tables' optimizers need ",
+                                   needed);
+  }
   return OkStatus();
 }
 

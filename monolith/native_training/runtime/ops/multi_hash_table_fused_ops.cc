@@ -8,7 +8,6 @@
 #include <functional>
 #include <limits>
 #include <tuple>
-#include <unordered_map>
 #include <vector>
 
 #include "monolith/native_training/runtime/ops/multi_hash_table.h"
@@ -19,6 +18,9 @@
 namespace tensorflow {
 namespace monolith_tf {
 namespace {
+
+using ::monolith::hash_table::EmbeddingHashTable;
+using ::monolith::hash_table::SumDuplicateIds;
 
 // Id and embedding offsets of every (shard, table) segment, and the
 // embedding floats of each shard.
@@ -125,28 +127,6 @@ class MultiHashTableFusedLookupOp : public OpKernel {
   int num_shards_;
 };
 
-// Sums the gradients of repeated ids of one segment, so each id is
-// optimized once with its total gradient; ids keep first-seen order.
-void Deduplicate(const int64_t* ids, int64_t n, const float* grads, int dim,
-                 std::vector<int64_t>* unique_ids,
-                 std::vector<float>* summed) {
-  std::unordered_map<int64_t, int64_t> position;
-  position.reserve(n);
-  unique_ids->clear();
-  summed->clear();
-  for (int64_t i = 0; i < n; ++i) {
-    auto [it, inserted] = position.emplace(ids[i], unique_ids->size());
-    const float* g = grads + i * dim;
-    if (inserted) {
-      unique_ids->push_back(ids[i]);
-      summed->insert(summed->end(), g, g + dim);
-    } else {
-      float* dst = summed->data() + it->second * dim;
-      for (int d = 0; d < dim; ++d) dst[d] += g[d];
-    }
-  }
-}
-
 class MultiHashTableFusedOptimizeOp : public OpKernel {
  public:
   explicit MultiHashTableFusedOptimizeOp(OpKernelConstruction* ctx)
@@ -203,15 +183,10 @@ class MultiHashTableFusedOptimizeOp : public OpKernel {
                     " floats; the ids and table dims need ",
                     layout.emb_offsets.back()));
     OP_REQUIRES_OK(ctx, CheckTrainable(*mtable));
+    OP_REQUIRES_OK(ctx, CheckLearningRates(*mtable, learning_rates,
+                                           "learning_rate_tensors"));
     const int num_tables = mtable->size();
-    std::vector<int> lr_offsets(num_tables + 1, 0);
-    for (int t = 0; t < num_tables; ++t) {
-      lr_offsets[t + 1] = lr_offsets[t] + mtable->table(t).table->SliceSize();
-    }
-    OP_REQUIRES(ctx, learning_rates.NumElements() == lr_offsets.back(),
-                errors::InvalidArgument(
-                    "learning_rate_tensors has ", learning_rates.NumElements(),
-                    " floats; the tables' optimizers need ", lr_offsets.back()));
+    const std::vector<int64_t>& lr_offsets = mtable->learning_rate_offsets();
     const int64_t* id_data = ids.flat<int64_t>().data();
     const float* grad_data = grads.flat<float>().data();
     const float* lr_data = learning_rates.flat<float>().data();
@@ -220,22 +195,21 @@ class MultiHashTableFusedOptimizeOp : public OpKernel {
       std::vector<float> summed;
       for (int t = 0; t < num_tables; ++t) {
         const int64_t k = s * num_tables + t;
-        MultiHashTable::Table& table = mtable->table(t);
+        EmbeddingHashTable& table = *mtable->table(t).table;
         int64_t n = layout.id_offsets[k + 1] - layout.id_offsets[k];
         if (n == 0) continue;
         const int64_t* segment_ids = id_data + layout.id_offsets[k];
         const float* segment_grads = grad_data + layout.emb_offsets[k];
         if (enable_grad_accumulation_) {
-          Deduplicate(segment_ids, n, segment_grads, table.table->DimSize(),
-                      &unique_ids, &summed);
+          SumDuplicateIds(segment_ids, n, segment_grads, table.DimSize(),
+                          &unique_ids, &summed);
           segment_ids = unique_ids.data();
           segment_grads = summed.data();
           n = unique_ids.size();
         }
-        TF_RETURN_IF_ERROR(ToTfStatus(table.table->BatchOptimize(
+        TF_RETURN_IF_ERROR(ToTfStatus(table.BatchOptimize(
             segment_ids, n, segment_grads, lr_data + lr_offsets[t],
             update_time, global_step)));
-        table.SeenUpdate(update_time);
       }
       return OkStatus();
     }));

@@ -281,28 +281,47 @@ class MultiHashTableLookupEntryOp : public OpKernel {
   }
 };
 
-// Start of each table's rows in a flat value tensor (one row of the
-// table's dim per id), and the total at the end.
-std::vector<int64_t> ValueOffsets(const MultiHashTable& mtable,
-                                  const Tensor& id_split) {
-  auto split = id_split.flat<int64_t>();
-  std::vector<int64_t> offsets(mtable.size() + 1, 0);
-  for (int t = 0; t < mtable.size(); ++t) {
-    offsets[t + 1] = offsets[t] + (split(t + 1) - split(t)) *
-                                      mtable.table(t).table->DimSize();
-  }
-  return offsets;
-}
+// The inputs every per-table update (assign, assign_add, optimize) starts
+// from, validated: the table, ids split per table, and one row of values
+// (or gradients) of each table's dim per id.
+struct UpdateInputs {
+  core::RefCountPtr<MultiHashTable> mtable;
+  const int64_t* ids = nullptr;
+  int64_t num_ids = 0;
+  std::vector<int64_t> id_split;      // size: tables + 1
+  const float* values = nullptr;
+  std::vector<int64_t> value_offsets;  // each table's first value; total
 
-// Checks that |values| holds exactly one row of each table's dim per id.
-Status CheckValues(const MultiHashTable& mtable, const Tensor& id_split,
-                   const Tensor& values, const char* name) {
-  const int64_t expected = ValueOffsets(mtable, id_split).back();
-  if (values.NumElements() != expected) {
-    return errors::InvalidArgument(name, " has ", values.NumElements(),
-                                   " floats; the ids and table dims need ",
-                                   expected);
+  int64_t ids_of(int t) const { return id_split[t + 1] - id_split[t]; }
+};
+
+// Reads inputs mtable (0), id (1), id_split (2) and the float vector
+// |values_name| (3) into |in|.
+Status ReadUpdateInputs(OpKernelContext* ctx, const char* values_name,
+                        UpdateInputs* in) {
+  TF_RETURN_IF_ERROR(GetTable(ctx, &in->mtable));
+  const Tensor* ids = nullptr;
+  const Tensor* id_split = nullptr;
+  const Tensor* values = nullptr;
+  TF_RETURN_IF_ERROR(GetIdsAndSplit(ctx, &ids, &id_split));
+  TF_RETURN_IF_ERROR(GetVectorInput(ctx, 3, values_name, &values));
+  const MultiHashTable& mtable = *in->mtable;
+  TF_RETURN_IF_ERROR(CheckIdSplit(*ids, *id_split, mtable.size() + 1));
+  auto split = id_split->flat<int64_t>();
+  in->id_split.assign(split.data(), split.data() + split.size());
+  in->value_offsets.assign(mtable.size() + 1, 0);
+  for (int t = 0; t < mtable.size(); ++t) {
+    in->value_offsets[t + 1] =
+        in->value_offsets[t] + in->ids_of(t) * mtable.table(t).table->DimSize();
   }
+  if (values->NumElements() != in->value_offsets.back()) {
+    return errors::InvalidArgument(values_name, " has ", values->NumElements(),
+                                   " floats; the ids and table dims need ",
+                                   in->value_offsets.back());
+  }
+  in->ids = ids->flat<int64_t>().data();
+  in->num_ids = ids->NumElements();
+  in->values = values->flat<float>().data();
   return OkStatus();
 }
 
@@ -313,38 +332,22 @@ class MultiHashTableAssignOp : public OpKernel {
   explicit MultiHashTableAssignOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
-    core::RefCountPtr<MultiHashTable> mtable;
-    OP_REQUIRES_OK(ctx, GetTable(ctx, &mtable));
-    const Tensor* ids_input = nullptr;
-    const Tensor* id_split_input = nullptr;
-    const Tensor* values_input = nullptr;
-    OP_REQUIRES_OK(ctx, GetIdsAndSplit(ctx, &ids_input, &id_split_input));
-    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 3, "value", &values_input));
+    UpdateInputs in;
+    OP_REQUIRES_OK(ctx, ReadUpdateInputs(ctx, "value", &in));
     int64_t update_time = 0;
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 4, "update_time", &update_time));
-    const Tensor& ids = *ids_input;
-    const Tensor& id_split = *id_split_input;
-    const Tensor& values = *values_input;
-    OP_REQUIRES_OK(ctx, CheckIdSplit(ids, id_split, mtable->size() + 1));
-    OP_REQUIRES_OK(ctx, CheckValues(*mtable, id_split, values, "value"));
-    auto split = id_split.flat<int64_t>();
-    const int64_t* id_data = ids.flat<int64_t>().data();
-    const float* value_data = values.flat<float>().data();
-    const std::vector<int64_t> value_offsets = ValueOffsets(*mtable, id_split);
     // Tables are independent; one thread per table keeps repeated ids of a
     // table in order.
-    OP_REQUIRES_OK(ctx, RunItems(ctx, mtable->size(), ids.NumElements(),
+    OP_REQUIRES_OK(ctx, RunItems(ctx, in.mtable->size(), in.num_ids,
                                  [&](int64_t t) {
-      MultiHashTable::Table& table = mtable->table(t);
-      const int64_t n = split(t + 1) - split(t);
-      const float* table_values = value_data + value_offsets[t];
+      EmbeddingHashTable& table = *in.mtable->table(t).table;
+      const int64_t* ids = in.ids + in.id_split[t];
+      const float* values = in.values + in.value_offsets[t];
       if (kAdd) {
-        table.table->AssignAdd(id_data + split(t), n, table_values,
-                               update_time);
+        table.AssignAdd(ids, in.ids_of(t), values, update_time);
       } else {
-        table.table->Assign(id_data + split(t), n, table_values, update_time);
+        table.Assign(ids, in.ids_of(t), values, update_time);
       }
-      if (n > 0) table.SeenUpdate(update_time);
       return OkStatus();
     }));
     ctx->set_output(0, ctx->input(0));
@@ -357,53 +360,27 @@ class MultiHashTableOptimizeOp : public OpKernel {
       : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
-    core::RefCountPtr<MultiHashTable> mtable;
-    OP_REQUIRES_OK(ctx, GetTable(ctx, &mtable));
-    const Tensor* ids_input = nullptr;
-    const Tensor* id_split_input = nullptr;
-    const Tensor* grads_input = nullptr;
-    const Tensor* learning_rates_input = nullptr;
-    OP_REQUIRES_OK(ctx, GetIdsAndSplit(ctx, &ids_input, &id_split_input));
-    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 3, "value", &grads_input));
-    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 4, "learning_rate",
-                                       &learning_rates_input));
+    UpdateInputs in;
+    OP_REQUIRES_OK(ctx, ReadUpdateInputs(ctx, "value", &in));
+    const Tensor* learning_rates = nullptr;
+    OP_REQUIRES_OK(ctx,
+                   GetVectorInput(ctx, 4, "learning_rate", &learning_rates));
     int64_t update_time = 0;
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 5, "update_time", &update_time));
     int64_t global_step = 0;
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 6, "global_step", &global_step));
-    const Tensor& ids = *ids_input;
-    const Tensor& id_split = *id_split_input;
-    const Tensor& grads = *grads_input;
-    const Tensor& learning_rates = *learning_rates_input;
-    OP_REQUIRES_OK(ctx, CheckIdSplit(ids, id_split, mtable->size() + 1));
-    OP_REQUIRES_OK(ctx, CheckValues(*mtable, id_split, grads, "value"));
-    OP_REQUIRES_OK(ctx, CheckTrainable(*mtable));
-    int64_t slices = 0;
-    for (int t = 0; t < mtable->size(); ++t) {
-      slices += mtable->table(t).table->SliceSize();
-    }
-    OP_REQUIRES(ctx, learning_rates.NumElements() == slices,
-                errors::InvalidArgument(
-                    "learning_rate has ", learning_rates.NumElements(),
-                    " floats; the tables' optimizers need ", slices));
-    auto split = id_split.flat<int64_t>();
-    const int64_t* id_data = ids.flat<int64_t>().data();
-    const float* grad_data = grads.flat<float>().data();
-    const float* lr_data = learning_rates.flat<float>().data();
-    const std::vector<int64_t> grad_offsets = ValueOffsets(*mtable, id_split);
-    std::vector<int64_t> lr_offsets(mtable->size(), 0);
-    for (int t = 1; t < mtable->size(); ++t) {
-      lr_offsets[t] = lr_offsets[t - 1] + mtable->table(t - 1).table->SliceSize();
-    }
-    OP_REQUIRES_OK(ctx, RunItems(ctx, mtable->size(), ids.NumElements(),
+    const MultiHashTable& mtable = *in.mtable;
+    OP_REQUIRES_OK(ctx, CheckTrainable(mtable));
+    OP_REQUIRES_OK(ctx,
+                   CheckLearningRates(mtable, *learning_rates, "learning_rate"));
+    const float* lr_data = learning_rates->flat<float>().data();
+    OP_REQUIRES_OK(ctx, RunItems(ctx, mtable.size(), in.num_ids,
                                  [&](int64_t t) {
-      MultiHashTable::Table& table = mtable->table(t);
-      const int64_t n = split(t + 1) - split(t);
-      TF_RETURN_IF_ERROR(ToTfStatus(table.table->BatchOptimize(
-          id_data + split(t), n, grad_data + grad_offsets[t],
-          lr_data + lr_offsets[t], update_time, global_step)));
-      if (n > 0) table.SeenUpdate(update_time);
-      return OkStatus();
+      return ToTfStatus(mtable.table(t).table->BatchOptimize(
+          in.ids + in.id_split[t], in.ids_of(t),
+          in.values + in.value_offsets[t],
+          lr_data + mtable.learning_rate_offsets()[t], update_time,
+          global_step));
     }));
     ctx->set_output(0, ctx->input(0));
   }

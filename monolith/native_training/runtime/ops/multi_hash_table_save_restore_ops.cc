@@ -90,7 +90,7 @@ class MultiHashTableSaveOp : public OpKernel {
     std::vector<int64_t> now;
     for (int t = 0; t < mtable->size(); ++t) {
       names.push_back(mtable->table(t).name);
-      now.push_back(mtable->table(t).max_update_ts.load());
+      now.push_back(mtable->table(t).table->LatestUpdateTime());
     }
     ht::SaveOptions options;
     options.nshards = nshards;
@@ -181,9 +181,7 @@ class MultiHashTableRestoreOp : public OpKernel {
     }
     for (int graph_table : to_graph) {
       if (graph_table < 0) continue;
-      MultiHashTable::Table& table = mtable->table(graph_table);
-      table.table->Clear();
-      table.max_update_ts.store(0);
+      mtable->table(graph_table).table->Clear();
     }
     std::vector<EntryDump> scratch(info.nshards);
     OP_REQUIRES_OK(
@@ -192,15 +190,13 @@ class MultiHashTableRestoreOp : public OpKernel {
             &fs, info,
             [&](int shard, int t, std::string_view record) {
               if (to_graph[t] < 0) return ht::Status::OK();
-              MultiHashTable::Table& table = mtable->table(to_graph[t]);
               int64_t update_time = 0;
-              ht::Status s = table.table->RestoreRecord(
+              ht::Status s = mtable->table(to_graph[t]).table->RestoreRecord(
                   record.data(), record.size(), &scratch[shard], &update_time);
               if (s.code() == ht::StatusCode::kDataLoss) {
                 return ht::DataLossError("not an EntryDump");
               }
               if (!s.ok()) return ht::InvalidArgumentError(s.message());
-              table.SeenUpdate(update_time);
               return ht::Status::OK();
             },
             WorkerThreads(ctx), LogInfo)));
