@@ -1,4 +1,4 @@
-"""The size-prefixed dump layout that warmup_data_gen's PBReader reads.
+"""The size-prefixed dump layout: its encoder and its reader.
 
 A dump is a sequence of records; each is a header followed by
 `[size: u64 little-endian][payload: size bytes]`. The header depends on how
@@ -13,15 +13,43 @@ the dump was produced:
     kafka prefix carried it);
   - kafka_dump: 8 bytes, skipped.
 
-This module writes dumps in every layout (tests, sample data, benchmarks);
-`warmup_data_gen.PBReader` reads them.
+This module writes dumps in every layout (tests, sample data, benchmarks) and
+reads them back (DumpReader, which warmup_data_gen's PBReader batches). The
+reader checks the framing: sizes within 2 GiB and within what is left of the
+input, the input ending on a record boundary, and, given a PayloadCheck such
+as message_check's, each payload.
 """
 
 import dataclasses
+import os
 import struct
-from typing import BinaryIO, Iterable
+from typing import BinaryIO, Callable, Iterable, Iterator, Optional, Type
+
+from google.protobuf import message
+from google.protobuf import unknown_fields
+
+from monolith.native_training.model_export import warmup_io
 
 U64 = struct.Struct("<Q")
+LAGRANGEX_HEADER_BYTES = 8
+KAFKA_DUMP_BYTES = 8
+# Protobuf messages cannot exceed 2 GiB; a larger size means a wrong layout.
+MAX_RECORD_BYTES = 2**31 - 1
+# DumpLayout's field names are warmup_data_gen's flags.
+LAYOUT_HINT = ("check that --lagrangex_header, --kafka_dump_prefix, "
+               "--has_sort_id and --kafka_dump match how the dump was written")
+_CHUNK_BYTES = 1 << 20
+
+# Takes a record's payload; returns why it is invalid, or None when it is fine.
+PayloadCheck = Callable[[bytes], Optional[str]]
+
+
+class DumpFormatError(warmup_io.WarmupDataError):
+  """The dump does not follow the expected layout.
+
+  The message names the input, the byte offset and, where it applies, the
+  record.
+  """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +66,14 @@ class DumpLayout:
 
 
 def java_string_hash(text: str) -> int:
-  """Java's String.hashCode of `text`, as an unsigned 32-bit value."""
+  """Java's String.hashCode of a string.
+
+  Args:
+    text: the string.
+
+  Returns:
+    The hash as an unsigned 32-bit value.
+  """
   h = 0
   for (unit,) in struct.iter_unpack(">H", text.encode("utf-16-be")):
     h = (31 * h + unit) & 0xFFFFFFFF
@@ -46,7 +81,14 @@ def java_string_hash(text: str) -> int:
 
 
 def lagrangex_header(source_name: str = "") -> bytes:
-  """The 8-byte lagrangex header for records from `source_name`."""
+  """The lagrangex header of records from one source.
+
+  Args:
+    source_name: the source whose Java string hash the header carries.
+
+  Returns:
+    LAGRANGEX_HEADER_BYTES bytes.
+  """
   low3 = (java_string_hash(source_name) & 0xFFFFFF).to_bytes(3, "little")
   return b"\x00" + low3 + b"\x00" * 4
 
@@ -63,6 +105,9 @@ def encode_header(layout: DumpLayout,
     sort_id_in_prefix: with kafka_dump_prefix and a non-empty sort id, write
       the prefix form that carries the sort id size (else the `0, 0` form).
     source_name: the source whose hash goes into a lagrangex header.
+
+  Returns:
+    Everything of the record before its size.
   """
   if layout.lagrangex_header:
     return lagrangex_header(source_name)
@@ -76,20 +121,292 @@ def encode_header(layout: DumpLayout,
       parts.append(U64.pack(len(sort_id)))
     parts.append(sort_id)
   if layout.kafka_dump:
-    parts.append(U64.pack(0))
+    parts.append(bytes(KAFKA_DUMP_BYTES))
   return b"".join(parts)
 
 
 def encode_record(payload: bytes, layout: DumpLayout, **header_args) -> bytes:
-  """Header plus size-prefixed payload; `header_args` go to encode_header."""
+  """One whole record.
+
+  Args:
+    payload: the serialized record.
+    layout: the dump layout.
+    **header_args: passed to encode_header.
+
+  Returns:
+    The header, the payload size and the payload.
+  """
   return encode_header(layout, **header_args) + U64.pack(len(payload)) + payload
 
 
 def write_dump(stream: BinaryIO, payloads: Iterable[bytes], layout: DumpLayout,
                **header_args) -> int:
-  """Writes every payload as a record to `stream`; returns the record count."""
+  """Writes every payload as a record.
+
+  Args:
+    stream: the binary output.
+    payloads: the serialized records.
+    layout: the dump layout.
+    **header_args: passed to encode_header for every record.
+
+  Returns:
+    The number of records written.
+  """
   count = 0
   for payload in payloads:
     stream.write(encode_record(payload, layout, **header_args))
     count += 1
   return count
+
+
+def unknown_field_path(record: message.Message) -> Optional[str]:
+  """Finds a field that a message, or a message inside it, does not define.
+
+  Parsers keep such fields (written by a newer schema, or bytes that are not
+  this message at all) as unknown fields.
+
+  Args:
+    record: a parsed message.
+
+  Returns:
+    None when no message in `record` has unknown fields; else where the first
+    one found is, e.g. "field number 250" or "field number 9 in
+    line_id" or "field number 7 in named_feature[2].feature".
+  """
+  pending = [(record, "")]
+  while pending:
+    msg, path = pending.pop()
+    unknown = unknown_fields.UnknownFieldSet(msg)
+    if len(unknown):
+      where = f" in {path}" if path else ""
+      return f"field number {unknown[0].field_number}{where}"
+    for field, value in msg.ListFields():
+      if field.message_type is None:
+        continue
+      name = f"{path}.{field.name}" if path else field.name
+      if field.message_type.GetOptions().map_entry:
+        if field.message_type.fields_by_name["value"].message_type is None:
+          continue
+        items = ((f"{name}[{key!r}]", v) for key, v in value.items())
+      elif field.is_repeated:
+        items = ((f"{name}[{i}]", v) for i, v in enumerate(value))
+      else:
+        items = ((name, value),)
+      pending.extend((v, where) for where, v in reversed(list(items)))
+  return None
+
+
+def message_check(message_class: Type[message.Message],
+                  reject_unknown_fields: bool = False) -> PayloadCheck:
+  """A PayloadCheck: does the payload parse as `message_class`?
+
+  Args:
+    message_class: the generated message class the records should be.
+    reject_unknown_fields: also refuse payloads in which any message has
+      fields the class's proto does not define. Dumps written by a newer
+      schema carry such fields, so this is only for dumps known to match the
+      protos exactly; bytes of another message type often parse with unknown
+      fields, so it catches more wrong layouts and variants.
+
+  Returns:
+    A function of a payload that returns None when it is valid, else the
+    reason, starting "is not a valid <full message name>: ".
+  """
+  prefix = f"is not a valid {message_class.DESCRIPTOR.full_name}: "
+
+  def check(payload: bytes) -> Optional[str]:
+    try:
+      record = message_class.FromString(payload)
+    except message.DecodeError as e:
+      return prefix + str(e)
+    if reject_unknown_fields:
+      # Unknown fields anywhere add to the size; the C++/upb discard and size
+      # are far faster than walking the messages in Python, which only
+      # locates the field of a record that has one.
+      size = record.ByteSize()
+      record.DiscardUnknownFields()
+      if record.ByteSize() != size:
+        where = unknown_field_path(message_class.FromString(payload))
+        return f"{prefix}it has {where}, which the message does not define"
+    return None
+
+  return check
+
+
+class DumpReader:
+  """Reads the records of a dump, one by one, from a binary stream.
+
+  The stream is read in large chunks (reading field by field would cost more
+  than everything else warmup_data_gen does), in constant memory but for the
+  record at hand. A clean end of input between records ends the dump; every
+  framing error raises DumpFormatError naming the input and the byte offset:
+  a partial header, size or payload (the last record cut short, or a short
+  header), a size above 2 GiB, a size larger than what is left of the input
+  (checked before reading when the stream is seekable, as files are), and,
+  with a `check`, a payload the check refuses.
+
+  Iterating over the reader yields the payloads of the remaining records.
+
+  Attributes:
+    layout: the layout the reader decodes.
+    name: the input's name in error messages.
+    records_read: records returned so far.
+  """
+
+  def __init__(self,
+               stream: BinaryIO,
+               layout: DumpLayout,
+               name: str = "<stream>",
+               check: Optional[PayloadCheck] = None,
+               payload_hint: str = LAYOUT_HINT):
+    """Starts reading at the stream's current position.
+
+    Args:
+      stream: a binary stream; read() may return fewer bytes than asked.
+      layout: the headers that precede every record.
+      name: the input's name in error messages.
+      check: validates each payload; see message_check.
+      payload_hint: what to do about a payload the check refuses, appended to
+        the error.
+    """
+    self.layout = layout
+    self.name = name
+    self.records_read = 0
+    self._stream = stream
+    self._check = check
+    self._payload_hint = payload_hint
+    self._input_size = _bytes_left(stream)  # None: unknown (a pipe)
+    self._buf = b""  # unread input starts at self._buf[self._pos]
+    self._pos = 0
+    self._buf_offset = 0  # input offset of self._buf[0]
+
+  @property
+  def offset(self) -> int:
+    """Bytes of input consumed so far."""
+    return self._buf_offset + self._pos
+
+  def __iter__(self) -> Iterator[bytes]:
+    """Yields the payload of each remaining record.
+
+    Raises:
+      DumpFormatError: as read_record.
+    """
+    while True:
+      payload = self.read_record()
+      if payload is None:
+        return
+      yield payload
+
+  def read_record(self) -> Optional[bytes]:
+    """Reads the next record.
+
+    Returns:
+      The record's payload, or None at a clean end of input.
+
+    Raises:
+      DumpFormatError: the input ends inside the record; a size is above
+        2 GiB or larger than what is left of the input; the check refuses
+        the payload.
+    """
+    record_offset = self.offset
+    if not self._ensure(8):
+      if self._pos == len(self._buf):
+        return None
+      raise self._truncated("header or size", 8)
+    if self.layout.lagrangex_header:
+      self._pos += LAGRANGEX_HEADER_BYTES
+    else:
+      sort_id_size = None
+      if self.layout.kafka_dump_prefix:
+        prefix = self._u64("kafka dump prefix")
+        if prefix == 0:
+          self._u64("kafka dump prefix")
+        else:
+          sort_id_size = prefix
+      if self.layout.has_sort_id:
+        self._sized("sort id", "sort id size", sort_id_size)
+      if self.layout.kafka_dump:
+        self._take(KAFKA_DUMP_BYTES, "kafka dump field")
+    payload = self._sized("record payload", "record size")
+    if self._check is not None:
+      reason = self._check(payload)
+      if reason:
+        raise DumpFormatError(
+            f"{self.name}: record {self.records_read} (starting at byte "
+            f"offset {record_offset}) {reason}; {self._payload_hint}")
+    self.records_read += 1
+    return payload
+
+  def _sized(self, what: str, size_what: str,
+             size: Optional[int] = None) -> bytes:
+    """Reads `[size: u64][size bytes]`, or only the bytes when `size` is given.
+
+    A given size was just read (the kafka prefix), 8 bytes back.
+    """
+    size_offset = self.offset - 8
+    if size is None:
+      size_offset += 8
+      size = self._u64(size_what)
+    if size > MAX_RECORD_BYTES:
+      raise DumpFormatError(
+          f"{self.name}: {size_what} {size} read at byte offset {size_offset} "
+          f"exceeds 2 GiB; {LAYOUT_HINT}")
+    if self._input_size is not None and size > self._input_size - self.offset:
+      raise DumpFormatError(
+          f"{self.name}: truncated {what} at byte offset {self.offset}: its "
+          f"size, read at byte offset {size_offset}, is {size} bytes, but the "
+          f"input ends after {self._input_size - self.offset}; the dump is "
+          f"cut short, or {LAYOUT_HINT}")
+    return self._take(size, what)
+
+  def _ensure(self, n: int) -> bool:
+    """Makes `n` bytes available at the read position, if the input has them."""
+    available = len(self._buf) - self._pos
+    if available >= n:
+      return True
+    chunks = [self._buf[self._pos:]]
+    while available < n:
+      chunk = self._stream.read(max(n - available, _CHUNK_BYTES))
+      if not chunk:
+        break
+      chunks.append(chunk)
+      available += len(chunk)
+    self._buf_offset += self._pos
+    self._buf = b"".join(chunks)
+    self._pos = 0
+    return available >= n
+
+  def _u64(self, what: str) -> int:
+    if len(self._buf) - self._pos < 8 and not self._ensure(8):
+      raise self._truncated(what, 8)
+    value = U64.unpack_from(self._buf, self._pos)[0]
+    self._pos += 8
+    return value
+
+  def _take(self, n: int, what: str) -> bytes:
+    if len(self._buf) - self._pos < n and not self._ensure(n):
+      raise self._truncated(what, n)
+    start = self._pos
+    self._pos += n
+    return self._buf[start:self._pos]
+
+  def _truncated(self, what: str, wanted: int) -> DumpFormatError:
+    return DumpFormatError(
+        f"{self.name}: truncated {what} at byte offset {self.offset}: input "
+        f"ends after {len(self._buf) - self._pos} of {wanted} bytes; the dump "
+        f"is cut short, or {LAYOUT_HINT}")
+
+
+def _bytes_left(stream: BinaryIO) -> Optional[int]:
+  """Bytes from the stream's position to its end; None when not seekable."""
+  try:
+    if not stream.seekable():
+      return None
+    start = stream.tell()
+    stream.seek(0, os.SEEK_END)
+    end = stream.tell()
+    stream.seek(start)
+    return end - start
+  except Exception:  # pylint: disable=broad-except
+    # The size only sharpens errors; without it the reader reads and sees.
+    return None

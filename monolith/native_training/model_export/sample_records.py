@@ -1,12 +1,13 @@
 """Small deterministic Instance / Example / ExampleBatch records.
 
 Real protos with v2 fids (slot << 48), dense values, labels and a line id, for
-the committed sample dump, the tests and the benchmarks. For configurable
+the committed sample dump, the tests and the benchmarks; and, with
+with_unknown_field, records as a newer schema writes them. For configurable
 random traffic use data_gen_utils.
 """
 
 import random
-from typing import Iterator
+from typing import Iterator, Optional
 
 from idl.matrix.proto import example_pb2
 from idl.matrix.proto import proto_parser_pb2
@@ -64,8 +65,76 @@ _MAKERS = {
 
 def serialized_records(variant_type: str, count: int,
                        seed: int = 0) -> Iterator[bytes]:
-  """`count` serialized records of `variant_type`, the same for a given seed."""
+  """Serialized sample records.
+
+  Args:
+    variant_type: 'instance', 'example' or 'example_batch'.
+    count: how many.
+    seed: the same seed gives the same records.
+
+  Yields:
+    Serialized records of the variant's proto.
+  """
   make = _MAKERS[variant_type]
   rng = random.Random(seed)
   for _ in range(count):
     yield make(rng).SerializeToString()
+
+
+# No open-source proto defines this field number (the highest allowed is
+# 2**29 - 1; 19000-19999 are reserved).
+UNKNOWN_FIELD_NUMBER = 500_000_001
+
+
+def _varint(value: int) -> bytes:
+  out = bytearray()
+  while True:
+    byte, value = value & 0x7F, value >> 7
+    if not value:
+      out.append(byte)
+      return bytes(out)
+    out.append(byte | 0x80)
+
+
+def with_unknown_field(payload: bytes,
+                       field_number: int = UNKNOWN_FIELD_NUMBER,
+                       value: int = 7,
+                       inside: Optional[int] = None) -> bytes:
+  """A serialized message with one more field, as a newer schema writes it.
+
+  The field's wire bytes (a varint) are appended to `payload`; parsers keep
+  the field as an unknown field when the message does not define its number.
+
+  Args:
+    payload: a serialized message.
+    field_number: the added field's number.
+    value: the added field's varint value.
+    inside: the number of a singular message field of `payload`'s message:
+      the added field then goes into that message (appended as another
+      occurrence of it, which parsers merge into the first).
+
+  Returns:
+    The serialized message with the field.
+  """
+  field = _varint(field_number << 3) + _varint(value)
+  if inside is not None:
+    field = _varint(inside << 3 | 2) + _varint(len(field)) + field
+  return payload + field
+
+
+def line_id_field_number(variant_type: str) -> Optional[int]:
+  """The field number of the variant's line_id message.
+
+  Args:
+    variant_type: 'instance', 'example' or 'example_batch'.
+
+  Returns:
+    The number, or None for example_batch, which has no line_id.
+  """
+  message_class = {
+      "instance": proto_parser_pb2.Instance,
+      "example": example_pb2.Example,
+  }.get(variant_type)
+  if message_class is None:
+    return None
+  return message_class.DESCRIPTOR.fields_by_name["line_id"].number

@@ -19,7 +19,10 @@ whose PredictRequests feed the batch, as a string tensor, to the input
         --output_path=/tmp/warmup/tf_serving_warmup_requests
 
 Unlike the original, the dump is read in binary and streamed; a truncated
-record, a short header or an empty input is an error naming the byte offset;
+record, a short header, a size larger than the rest of the file or an empty
+input is an error naming the byte offset; every record is checked to parse
+(--validate_records; fields of newer schemas are allowed unless
+--reject_unknown_fields);
 the last partial batch is kept; in file mode max_records counts warmup
 records in every variant; no mode writes more than TF Serving's 1000 records;
 the output appears only complete.
@@ -34,8 +37,6 @@ from typing import BinaryIO, Iterator, Optional, Sequence, Union
 from absl import app
 from absl import flags
 from absl import logging
-from google.protobuf import message
-from google.protobuf import unknown_fields
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2
 from tensorflow_serving.apis import prediction_log_pb2
@@ -114,8 +115,17 @@ flags.DEFINE_integer(
     "(line ids then carry a fixed req_time). Unset: different every run.")
 flags.DEFINE_bool(
     "validate_records", True,
-    "Check that every record parses as the --variant_type proto (catches "
-    "wrong header flags early; --novalidate_records is about 2x faster).")
+    "Check the framing of every record: it parses as the --variant_type "
+    "proto (fields the proto does not define, as newer schemas write, are "
+    "allowed), its sizes are plausible, and the input ends on a record "
+    "boundary. Catches wrong header flags early; --novalidate_records skips "
+    "the parse (about 2x faster) and keeps the size and boundary checks.")
+flags.DEFINE_bool(
+    "reject_unknown_fields", False,
+    "Strict validation: also refuse records in which any message has fields "
+    "the open-source protos do not define. Production dumps written by "
+    "newer schemas carry such fields, so use it only for dumps known to "
+    "match the protos. Needs --validate_records.")
 
 RECORD_CLASSES = {
     "instance": proto_parser_pb2.Instance,
@@ -124,15 +134,7 @@ RECORD_CLASSES = {
 }
 INPUT_NAMES = warmup_io.INPUT_NAMES
 DEFAULT_SIGNATURE = warmup_io.DEFAULT_SIGNATURE
-# Protobuf messages cannot exceed 2 GiB; a larger size means wrong header flags.
-_MAX_RECORD_BYTES = 2**31 - 1
-_CHUNK_BYTES = 1 << 20
-_LAYOUT_HINT = ("check that --lagrangex_header, --kafka_dump_prefix, "
-                "--has_sort_id and --kafka_dump match how the dump was written")
-
-
-class DumpFormatError(warmup_io.WarmupDataError):
-  """The dump does not follow the expected layout."""
+DumpFormatError = dump_format.DumpFormatError
 
 
 def _open_input(file_name: Optional[str]) -> BinaryIO:
@@ -143,14 +145,25 @@ def _open_input(file_name: Optional[str]) -> BinaryIO:
   return open(file_name, "rb", buffering=0)
 
 
+def _check_variant(variant_type: str) -> None:
+  if variant_type not in INPUT_NAMES:
+    raise ValueError(f"variant_type must be one of {sorted(INPUT_NAMES)}, "
+                     f"got {variant_type!r}")
+
+
 class PBReader:
   """Iterates over batches of records of a dump, as string TensorProtos.
 
   Each item is a 1-D DT_STRING TensorProto: `batch_size` records for the
   instance and example variants (the last batch may be shorter), one record
-  for example_batch. Reading is streamed from the file or stdin (binary), in
-  constant memory. A clean end of input between records ends the iteration;
-  any partial header or record raises DumpFormatError with the byte offset.
+  for example_batch. The records come from a dump_format.DumpReader over the
+  file or stdin (binary, streamed, in constant memory), which decodes the
+  layout and raises DumpFormatError, with the byte offset, for any partial
+  header or record; a clean end of input between records ends the iteration.
+
+  Attributes:
+    dump_reader: the DumpReader the records come from (its read_record gives
+      single records).
   """
 
   def __init__(self,
@@ -161,26 +174,56 @@ class PBReader:
                kafka_dump_prefix: bool = False,
                kafka_dump: bool = False,
                variant_type: str = "instance",
-               validate: bool = True):
+               validate: bool = True,
+               reject_unknown_fields: bool = False):
+    """Opens the dump.
+
+    Args:
+      file_name: the dump (local path or tf.io.gfile URI); stdin when None or
+        empty.
+      batch_size: records per batch for the instance and example variants.
+      lagrangex_header: every record starts with an 8-byte lagrangex header.
+      has_sort_id: every record carries a sort id.
+      kafka_dump_prefix: every record starts with a kafka dump prefix.
+      kafka_dump: every record carries an 8-byte kafka dump field.
+      variant_type: 'instance', 'example' or 'example_batch'.
+      validate: check that every record parses as the variant's proto;
+        fields the proto does not define are allowed.
+      reject_unknown_fields: with `validate`, also refuse records in which
+        any message has fields the proto does not define.
+
+    Raises:
+      ValueError: a batch_size below 1, an unknown variant_type, or
+        reject_unknown_fields without validate.
+      OSError: the file cannot be opened.
+    """
     if batch_size <= 0:
       raise ValueError(f"batch_size must be positive, got {batch_size}")
-    if variant_type not in INPUT_NAMES:
-      raise ValueError(f"variant_type must be one of {sorted(INPUT_NAMES)}, "
-                       f"got {variant_type!r}")
+    _check_variant(variant_type)
+    if reject_unknown_fields and not validate:
+      raise ValueError("reject_unknown_fields needs validate (records must "
+                       "be parsed to see their fields)")
     self.file_name = file_name
     self.batch_size = batch_size
-    self.lagrangex_header = lagrangex_header
-    self.has_sort_id = has_sort_id
-    self.kafka_dump_prefix = kafka_dump_prefix
-    self.kafka_dump = kafka_dump
     self.variant_type = variant_type
-    self._record_class = RECORD_CLASSES[variant_type] if validate else None
-    self._records_read = 0
-    self._display_name = file_name or "<stdin>"
+    check, hint = None, dump_format.LAYOUT_HINT
+    if validate:
+      check = dump_format.message_check(RECORD_CLASSES[variant_type],
+                                        reject_unknown_fields)
+      hint += f" and --variant_type={variant_type} its records"
+      if reject_unknown_fields:
+        hint += (", or leave out --reject_unknown_fields to accept fields of "
+                 "newer schemas")
     self._stream = _open_input(file_name)
-    self._buf = b""  # unread input starts at self._buf[self._pos]
-    self._pos = 0
-    self._buf_offset = 0  # input offset of self._buf[0]
+    self.dump_reader = dump_format.DumpReader(
+        self._stream,
+        dump_format.DumpLayout(lagrangex_header=lagrangex_header,
+                               kafka_dump_prefix=kafka_dump_prefix,
+                               has_sort_id=has_sort_id,
+                               kafka_dump=kafka_dump),
+        name=file_name or "<stdin>",
+        check=check,
+        payload_hint=hint)
     self._batches = 0
     self._max_iter = None
     self._exhausted = False
@@ -188,15 +231,23 @@ class PBReader:
   @property
   def offset(self) -> int:
     """Bytes of input consumed so far."""
-    return self._buf_offset + self._pos
+    return self.dump_reader.offset
 
   def set_max_iter(self, max_records: int) -> None:
-    """Stops after `max_records` batches (warmup records), in every variant."""
+    """Stops after a number of batches.
+
+    Args:
+      max_records: most batches (warmup records) to yield, in every variant.
+
+    Raises:
+      ValueError: max_records below 1.
+    """
     if max_records <= 0:
       raise ValueError(f"max_records must be positive, got {max_records}")
     self._max_iter = max_records
 
   def close(self) -> None:
+    """Closes the input (never stdin)."""
     if self._stream is not sys.stdin.buffer:
       self._stream.close()
 
@@ -210,13 +261,22 @@ class PBReader:
     return self
 
   def __next__(self) -> tensor_pb2.TensorProto:
+    """The next batch.
+
+    Returns:
+      A 1-D DT_STRING TensorProto of the batch's records.
+
+    Raises:
+      StopIteration: at the end of input or after set_max_iter batches.
+      DumpFormatError: the dump does not follow the layout.
+    """
     if self._exhausted or (self._max_iter is not None and
                            self._batches >= self._max_iter):
       raise StopIteration
     per_batch = 1 if self.variant_type == "example_batch" else self.batch_size
     records = []
     for _ in range(per_batch):
-      record = self.read_record()
+      record = self.dump_reader.read_record()
       if record is None:
         self._exhausted = True
         break
@@ -225,98 +285,6 @@ class PBReader:
       raise StopIteration
     self._batches += 1
     return warmup_io.string_tensor(records)
-
-  def read_record(self) -> Optional[bytes]:
-    """The next record's payload, or None at a clean end of input."""
-    record_offset = self.offset
-    if not self._ensure(8):
-      if self._pos == len(self._buf):
-        return None
-      raise self._truncated("header or size", 8)
-    if self.lagrangex_header:
-      self._pos += 8
-    else:
-      sort_id_size = None
-      if self.kafka_dump_prefix:
-        prefix = self._u64("kafka dump prefix")
-        if prefix == 0:
-          self._u64("kafka dump prefix")
-        else:
-          sort_id_size = prefix
-      if self.has_sort_id:
-        if sort_id_size is None:
-          sort_id_size = self._u64("sort id size")
-        self._take(self._checked_size(sort_id_size, "sort id"), "sort id")
-      if self.kafka_dump:
-        self._take(8, "kafka dump field")
-    size = self._checked_size(self._u64("record size"), "record")
-    payload = self._take(size, "record payload")
-    if self._record_class is not None:
-      self._validate(payload, record_offset)
-    self._records_read += 1
-    return payload
-
-  def _validate(self, payload: bytes, record_offset: int) -> None:
-    """Wrong layout flags can still yield plausible sizes: check the proto."""
-    reason = None
-    try:
-      record = self._record_class.FromString(payload)
-      if len(unknown_fields.UnknownFieldSet(record)):
-        reason = "it has fields the message does not define"
-    except message.DecodeError as e:
-      reason = str(e)
-    if reason:
-      raise DumpFormatError(
-          f"{self._display_name}: record {self._records_read} (starting at "
-          f"byte offset {record_offset}) is not a valid "
-          f"{self._record_class.DESCRIPTOR.full_name}: {reason}; "
-          f"{_LAYOUT_HINT} and --variant_type={self.variant_type} its records")
-
-  # The dump is parsed out of large chunks: per-field stream reads would cost
-  # more than everything else the tool does.
-  def _ensure(self, n: int) -> bool:
-    """Makes `n` bytes available at the read position, if the input has them."""
-    available = len(self._buf) - self._pos
-    if available >= n:
-      return True
-    chunks = [self._buf[self._pos:]]
-    while available < n:
-      chunk = self._stream.read(max(n - available, _CHUNK_BYTES))
-      if not chunk:
-        break
-      chunks.append(chunk)
-      available += len(chunk)
-    self._buf_offset += self._pos
-    self._buf = b"".join(chunks)
-    self._pos = 0
-    return available >= n
-
-  def _u64(self, what: str) -> int:
-    if len(self._buf) - self._pos < 8 and not self._ensure(8):
-      raise self._truncated(what, 8)
-    value = dump_format.U64.unpack_from(self._buf, self._pos)[0]
-    self._pos += 8
-    return value
-
-  def _take(self, n: int, what: str) -> bytes:
-    if len(self._buf) - self._pos < n and not self._ensure(n):
-      raise self._truncated(what, n)
-    start = self._pos
-    self._pos += n
-    return self._buf[start:self._pos]
-
-  def _checked_size(self, size: int, what: str) -> int:
-    if size > _MAX_RECORD_BYTES:
-      raise DumpFormatError(
-          f"{self._display_name}: {what} size {size} read at byte offset "
-          f"{self.offset - 8} exceeds 2 GiB; {_LAYOUT_HINT}")
-    return size
-
-  def _truncated(self, what: str, wanted: int) -> DumpFormatError:
-    return DumpFormatError(
-        f"{self._display_name}: truncated {what} at byte offset "
-        f"{self.offset}: input ends after {len(self._buf) - self._pos} of "
-        f"{wanted} bytes; {_LAYOUT_HINT}")
 
 
 def gen_prediction_log_from_file(
@@ -331,33 +299,45 @@ def gen_prediction_log_from_file(
     model_name: str = "default",
     signature_names: Union[str, Sequence[str]] = DEFAULT_SIGNATURE,
     validate: bool = True,
+    reject_unknown_fields: bool = False,
 ) -> Iterator[prediction_log_pb2.PredictionLog]:
   """Yields one PredictionLog per batch of the dump, up to `max_records`.
 
   Args:
     file_name: the dump; stdin when None or empty.
     batch_size: records per request for the instance and example variants.
-    lagrangex_header, kafka_dump_prefix, has_sort_id, kafka_dump: the layout.
+    lagrangex_header: every record starts with an 8-byte lagrangex header.
+    kafka_dump_prefix: every record starts with a kafka dump prefix.
+    has_sort_id: every record carries a sort id.
+    kafka_dump: every record carries an 8-byte kafka dump field.
     max_records: most PredictionLogs to yield (TF Serving allows 1000).
     variant_type: 'instance', 'example' or 'example_batch'.
     model_name: the requests' model_spec.name.
     signature_names: signatures to cycle over (list or comma-separated);
       serving_default is appended when missing.
-    validate: check that every record parses as the variant's proto.
+    validate: check that every record parses as the variant's proto; fields
+      the proto does not define (newer schemas) are allowed.
+    reject_unknown_fields: with `validate`, also refuse records in which any
+      message has fields the proto does not define.
+
+  Yields:
+    PredictionLogs whose PredictRequest feeds one batch to the variant's
+    input.
 
   Raises:
-    DumpFormatError: truncated or malformed input, or an empty input.
+    DumpFormatError: truncated or malformed input, a record that fails
+      validation, or an empty input.
     WarmupDataError: max_records above TF Serving's limit.
+    ValueError: a bad batch_size or variant_type, or reject_unknown_fields
+      without validate.
   """
   warmup_io.check_record_limit(max_records, f"--max_records={max_records}")
-  input_name = INPUT_NAMES.get(variant_type)
-  if input_name is None:
-    raise ValueError(f"variant_type must be one of {sorted(INPUT_NAMES)}, "
-                     f"got {variant_type!r}")
+  _check_variant(variant_type)
+  input_name = INPUT_NAMES[variant_type]
   signatures = warmup_io.signature_list(signature_names)
   with PBReader(file_name, batch_size, lagrangex_header, has_sort_id,
-                kafka_dump_prefix, kafka_dump, variant_type,
-                validate) as reader:
+                kafka_dump_prefix, kafka_dump, variant_type, validate,
+                reject_unknown_fields) as reader:
     reader.set_max_iter(max_records)
     count = 0
     for count, batch in enumerate(reader, start=1):
@@ -459,8 +439,19 @@ def random_parser_args() -> data_gen_utils.ParserArgs:
 
 
 def main(argv: Sequence[str]) -> None:
+  """Writes the warmup file the flags describe.
+
+  Args:
+    argv: the command line left after flag parsing; only the program name.
+
+  Raises:
+    app.UsageError: extra arguments or contradictory flags.
+    SystemExit: bad input or output, with the reason.
+  """
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if FLAGS.reject_unknown_fields and not FLAGS.validate_records:
+    raise app.UsageError("--reject_unknown_fields needs --validate_records")
   output_path = warmup_io.resolve_user_path(FLAGS.output_path)
   summary = WarmupSummary()
 
@@ -477,7 +468,8 @@ def main(argv: Sequence[str]) -> None:
           warmup_io.resolve_user_path(FLAGS.file_name), FLAGS.batch_size,
           FLAGS.lagrangex_header, FLAGS.kafka_dump_prefix, FLAGS.has_sort_id,
           FLAGS.kafka_dump, FLAGS.max_records, FLAGS.variant_type,
-          FLAGS.model_name, FLAGS.signature_names, FLAGS.validate_records)
+          FLAGS.model_name, FLAGS.signature_names, FLAGS.validate_records,
+          FLAGS.reject_unknown_fields)
     warmup_io.write_prediction_logs(output_path, logs(generated))
   except (warmup_io.WarmupDataError, ValueError, OSError,
           tf.errors.OpError) as e:

@@ -207,6 +207,66 @@ def test_reader_validates_arguments():
     warmup_data_gen.PBReader("unused", 1, variant_type="row")
 
 
+def test_reject_unknown_fields_needs_validation():
+  with pytest.raises(ValueError, match="reject_unknown_fields needs validate"):
+    warmup_data_gen.PBReader("unused", 1, validate=False,
+                             reject_unknown_fields=True)
+
+
+# --- Dumps written by newer schemas: fields the protos do not define. -----
+
+UNKNOWN = sample_records.UNKNOWN_FIELD_NUMBER
+
+
+def _newer_schema_records(variant, count):
+  """Records with an unknown field on top and, where the variant has a
+  line_id, another one inside it."""
+  inside = sample_records.line_id_field_number(variant)
+  for payload in sample_records.serialized_records(variant, count, seed=5):
+    payload = sample_records.with_unknown_field(payload)
+    if inside:
+      payload = sample_records.with_unknown_field(
+          payload, field_number=UNKNOWN + 1, inside=inside)
+    yield payload
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_unknown_fields_pass_validation_unless_rejected(tmp_path, variant):
+  layout = dump_format.DumpLayout(kafka_dump_prefix=True, has_sort_id=True)
+  payloads = list(_newer_schema_records(variant, 5))
+  path = _write_dump(str(tmp_path / "dump"), payloads, layout)
+  per_log = 1 if variant == "example_batch" else 2
+  expected = [payloads[i:i + per_log] for i in range(0, 5, per_log)]
+  # Validated by default, and passed on byte for byte.
+  logs = _gen(path, layout, variant, batch_size=2)
+  assert _batches(logs, warmup_data_gen.INPUT_NAMES[variant]) == expected
+  name = warmup_data_gen.RECORD_CLASSES[variant].DESCRIPTOR.full_name
+  with pytest.raises(
+      warmup_data_gen.DumpFormatError,
+      match=rf"dump: record 0 \(starting at byte offset 0\) is not a valid "
+      rf"{name}: it has field number {UNKNOWN}, which the message does not "
+      rf"define; check that --lagrangex_header.* and --variant_type={variant} "
+      r"its records, or leave out --reject_unknown_fields"):
+    _gen(path, layout, variant, 2, reject_unknown_fields=True)
+
+
+def test_strict_validation_sees_nested_unknown_fields(tmp_path):
+  layout = dump_format.DumpLayout(has_sort_id=True)
+  payloads = list(sample_records.serialized_records("instance", 6))
+  payloads[4] = sample_records.with_unknown_field(
+      payloads[4], inside=sample_records.line_id_field_number("instance"))
+  path = _write_dump(str(tmp_path / "dump"), payloads, layout)
+  offset = len(b"".join(
+      dump_format.encode_record(p, layout, sort_id=b"sid-%d" % i)
+      for i, p in enumerate(payloads[:4])))
+  with pytest.raises(
+      warmup_data_gen.DumpFormatError,
+      match=rf"record 4 \(starting at byte offset {offset}\) is not a valid "
+      rf"parser.proto.Instance: it has field number {UNKNOWN} in line_id,"):
+    _gen(path, layout, "instance", 2, reject_unknown_fields=True)
+  assert len(_gen(path, layout, "instance", 2)) == 3
+
+
 @pytest.mark.parametrize("alias,dtype", [
     ("int", tf.int32), ("uint32", tf.int32), ("22", tf.int32),
     ("int64", tf.int64), ("long", tf.int64), ("uint64", tf.int64),
@@ -289,6 +349,51 @@ def test_cli_failure_leaves_existing_output_untouched(tmp_path):
   assert "truncated record payload at byte offset" in stderr
   assert out.read_bytes() == b"previous warmup file"
   assert sorted(os.listdir(tmp_path)) == ["dump", "warmup"]
+
+
+def test_cli_validates_newer_schema_dumps_and_rejects_them_when_strict(
+    tmp_path):
+  payloads = list(_newer_schema_records("example", 6))
+  dump = _write_dump(str(tmp_path / "dump"), payloads,
+                     dump_format.DumpLayout(has_sort_id=True))
+  out = tmp_path / "warmup"
+  args = [f"--file_name={dump}", "--variant_type=example", "--batch_size=4",
+          f"--output_path={out}"]
+  result = _run_cli(args)  # --validate_records is the default
+  assert result.returncode == 0, result.stderr.decode()
+  assert b"2 warmup records, 6 samples" in result.stdout
+  assert _batches(_read_tfrecord(str(out)), "examples") == [payloads[:4],
+                                                            payloads[4:]]
+  before = out.read_bytes()
+  result = _run_cli(args + ["--reject_unknown_fields"])
+  assert result.returncode != 0
+  assert (f"warmup_data_gen: error: {dump}: record 0 (starting at byte "
+          "offset 0) is not a valid monolith.io.proto.Example: it has field "
+          f"number {UNKNOWN}, which the message does not define"
+         ) in result.stderr.decode()
+  assert out.read_bytes() == before
+  result = _run_cli(args + ["--reject_unknown_fields", "--novalidate_records"])
+  assert result.returncode != 0
+  assert (b"--reject_unknown_fields needs --validate_records"
+          in result.stderr)
+  assert out.read_bytes() == before
+
+
+def test_cli_size_beyond_the_file_names_the_file_and_offsets(tmp_path):
+  layout = dump_format.DumpLayout(has_sort_id=True)
+  record = dump_format.encode_record(b"x" * 10, layout, sort_id=b"ab")
+  bad = bytearray(record)
+  size_offset = 8 + 2
+  bad[size_offset:size_offset + 8] = dump_format.U64.pack(1 << 30)
+  dump = tmp_path / "dump"
+  dump.write_bytes(record + bytes(bad))
+  result = _run_cli([f"--file_name={dump}", f"--output_path={tmp_path / 'w'}",
+                     "--novalidate_records"])
+  assert result.returncode != 0
+  assert (f"{dump}: truncated record payload at byte offset "
+          f"{len(record) + size_offset + 8}: its size, read at byte offset "
+          f"{len(record) + size_offset}, is {1 << 30} bytes, but the input "
+          "ends after 10;") in result.stderr.decode()
 
 
 def test_cli_refuses_more_than_1000_records(tmp_path):

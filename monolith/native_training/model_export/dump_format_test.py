@@ -1,0 +1,201 @@
+"""Tests for dump_format's reader: every layout, framing errors at every byte,
+short reads, sizes checked before reading, and payload checks."""
+
+import io
+import itertools
+
+import pytest
+from tensorflow_serving.apis import predict_pb2
+
+from idl.matrix.proto import example_pb2
+from monolith.native_training.model_export import dump_format
+from monolith.native_training.model_export import sample_records
+
+LAYOUTS = [dump_format.DumpLayout(lagrangex_header=True)] + [
+    dump_format.DumpLayout(kafka_dump_prefix=p, has_sort_id=s, kafka_dump=k)
+    for p, s, k in itertools.product((False, True), repeat=3)
+]
+FULL = dump_format.DumpLayout(kafka_dump_prefix=True, has_sort_id=True,
+                              kafka_dump=True)
+UNKNOWN = sample_records.UNKNOWN_FIELD_NUMBER
+
+
+def _layout_id(layout):
+  return "+".join(k for k, v in vars(layout).items() if v) or "bare"
+
+
+class _Pipe(io.RawIOBase):
+  """An unseekable stream that returns at most `most` bytes a read, and
+  remembers the largest read asked for."""
+
+  def __init__(self, data, most=3):
+    super().__init__()
+    self._data = io.BytesIO(data)
+    self._most = most
+    self.largest_read = 0
+
+  def readable(self):
+    return True
+
+  def read(self, n=-1):
+    self.largest_read = max(self.largest_read, n)
+    return self._data.read(min(n, self._most))
+
+
+class _File(io.BytesIO):
+  """A seekable stream that remembers the largest read asked for."""
+  largest_read = 0
+
+  def read(self, n=-1):
+    self.largest_read = max(self.largest_read, n)
+    return super().read(n)
+
+
+def _dump(payloads, layout, sort_id_in_prefix=False):
+  return b"".join(
+      dump_format.encode_record(p, layout, sort_id=b"sid-%d" % i,
+                                sort_id_in_prefix=sort_id_in_prefix,
+                                source_name="topic")
+      for i, p in enumerate(payloads))
+
+
+@pytest.mark.parametrize("sort_id_in_prefix", (False, True))
+@pytest.mark.parametrize("layout", LAYOUTS, ids=_layout_id)
+@pytest.mark.parametrize("stream", (_File, _Pipe))
+def test_reader_round_trips_every_layout(layout, sort_id_in_prefix, stream):
+  payloads = list(sample_records.serialized_records("example", 5)) + [b""]
+  data = _dump(payloads, layout, sort_id_in_prefix)
+  reader = dump_format.DumpReader(stream(data), layout, name="d")
+  assert list(reader) == payloads
+  assert reader.read_record() is None  # stays at the end
+  assert (reader.offset, reader.records_read) == (len(data), len(payloads))
+
+
+def test_reader_starts_at_the_stream_position():
+  data = _dump([b"abc", b"de"], FULL)
+  stream = io.BytesIO(b"junk" + data)
+  stream.seek(4)
+  assert list(dump_format.DumpReader(stream, FULL)) == [b"abc", b"de"]
+
+
+@pytest.mark.parametrize("stream", (_File, _Pipe))
+def test_every_cut_inside_a_record_is_an_error_with_its_offset(stream):
+  records = [dump_format.encode_record(b"payload-%d" % i, FULL,
+                                       sort_id=b"sort-%d" % i)
+             for i in range(2)]
+  data = b"".join(records)
+  for cut in range(1, len(data)):
+    reader = dump_format.DumpReader(stream(data[:cut]), FULL, name="dump.bin")
+    if cut == len(records[0]):  # a record boundary: a clean end
+      assert list(reader) == [b"payload-0"]
+      continue
+    with pytest.raises(dump_format.DumpFormatError) as e:
+      list(reader)
+    message = str(e.value)
+    assert message.startswith("dump.bin: truncated "), message
+    offset = int(message.split("at byte offset ")[1].split(":")[0])
+    assert offset <= cut
+    assert "the dump is cut short, or check that --lagrangex_header" in message
+
+
+def test_a_short_last_header_and_trailing_bytes_are_errors():
+  data = _dump([b"abc"], dump_format.DumpLayout())
+  for tail, what, offset in (
+      (b"\x01\x02\x03", "header or size", len(data)),
+      (dump_format.U64.pack(5) + b"ab", "record payload", len(data) + 8)):
+    with pytest.raises(dump_format.DumpFormatError,
+                       match=f"d: truncated {what} at byte offset {offset}"):
+      list(dump_format.DumpReader(io.BytesIO(data + tail),
+                                  dump_format.DumpLayout(), name="d"))
+
+
+def test_size_beyond_the_input_is_refused_before_reading():
+  layout = dump_format.DumpLayout(has_sort_id=True)
+  good = dump_format.encode_record(b"x" * 10, layout, sort_id=b"ab")
+  # The second record claims 1 GiB: with a file, nothing that large is read.
+  bad = dump_format.encode_header(layout, sort_id=b"cd") + (
+      dump_format.U64.pack(1 << 30) + b"y" * 10)
+  stream = _File(good + bad)
+  with pytest.raises(dump_format.DumpFormatError) as e:
+    list(dump_format.DumpReader(stream, layout, name="f"))
+  size_offset = len(good) + 8 + 2
+  assert str(e.value).startswith(
+      f"f: truncated record payload at byte offset {size_offset + 8}: its "
+      f"size, read at byte offset {size_offset}, is {1 << 30} bytes, but the "
+      f"input ends after 10;")
+  assert stream.largest_read <= 1 << 20
+  # A sort id size carried by the kafka prefix is checked the same way.
+  prefix = dump_format.DumpLayout(kafka_dump_prefix=True, has_sort_id=True)
+  data = dump_format.U64.pack(100) + b"short"
+  with pytest.raises(dump_format.DumpFormatError,
+                     match=r"truncated sort id at byte offset 8: its size, "
+                     r"read at byte offset 0, is 100 bytes, but the input "
+                     r"ends after 5"):
+    list(dump_format.DumpReader(io.BytesIO(data), prefix))
+
+
+@pytest.mark.parametrize("stream", (_File, _Pipe))
+def test_sizes_above_2_gib_name_the_size_and_its_offset(stream):
+  layout = dump_format.DumpLayout(has_sort_id=True)
+  data = dump_format.U64.pack(3) + b"abc" + dump_format.U64.pack(1 << 40)
+  with pytest.raises(dump_format.DumpFormatError,
+                     match=r"d: record size 1099511627776 read at byte "
+                     r"offset 11 exceeds 2 GiB; check that"):
+    list(dump_format.DumpReader(stream(data), layout, name="d"))
+
+
+def test_message_check_allows_unknown_fields_unless_told_not_to():
+  payload = next(sample_records.serialized_records("example", 1))
+  top = sample_records.with_unknown_field(payload)
+  nested = sample_records.with_unknown_field(payload, inside=100)
+  lenient = dump_format.message_check(example_pb2.Example)
+  strict = dump_format.message_check(example_pb2.Example,
+                                     reject_unknown_fields=True)
+  for record in (payload, top, nested):
+    assert lenient(record) is None
+  assert strict(payload) is None
+  prefix = "is not a valid monolith.io.proto.Example: it has field number "
+  assert strict(top) == f"{prefix}{UNKNOWN}, which the message does not define"
+  assert strict(nested) == (f"{prefix}{UNKNOWN} in line_id, which the message "
+                            "does not define")
+  for check in (lenient, strict):
+    assert check(b"\xff\xff").startswith(
+        "is not a valid monolith.io.proto.Example: Error parsing message")
+
+
+def test_unknown_field_path_walks_repeated_and_map_fields():
+  example = example_pb2.Example.FromString(
+      next(sample_records.serialized_records("example", 1)))
+  assert dump_format.unknown_field_path(example) is None
+  example.named_feature[1].feature.MergeFromString(
+      sample_records.with_unknown_field(b""))
+  assert dump_format.unknown_field_path(example) == (
+      f"field number {UNKNOWN} in named_feature[1].feature")
+  request = predict_pb2.PredictRequest()
+  request.inputs["a"].dtype = 7
+  request.inputs["b"].MergeFromString(
+      sample_records.with_unknown_field(b"", field_number=99))
+  assert dump_format.unknown_field_path(request) == (
+      "field number 99 in inputs['b']")
+
+
+def test_reader_names_the_record_a_check_refuses():
+  payloads = list(sample_records.serialized_records("example", 3))
+  payloads[2] = sample_records.with_unknown_field(payloads[2], inside=100)
+  data = _dump(payloads, FULL)
+  record_2 = len(_dump(payloads[:2], FULL))
+  check = dump_format.message_check(example_pb2.Example, True)
+  reader = dump_format.DumpReader(io.BytesIO(data), FULL, name="n",
+                                  check=check, payload_hint="a hint")
+  assert reader.read_record() == payloads[0]
+  assert reader.read_record() == payloads[1]
+  with pytest.raises(dump_format.DumpFormatError) as e:
+    reader.read_record()
+  assert str(e.value) == (
+      f"n: record 2 (starting at byte offset {record_2}) is not a valid "
+      f"monolith.io.proto.Example: it has field number {UNKNOWN} in line_id, "
+      "which the message does not define; a hint")
+  # Without the strict check the same dump reads whole.
+  lenient = dump_format.message_check(example_pb2.Example)
+  assert list(dump_format.DumpReader(io.BytesIO(data), FULL,
+                                     check=lenient)) == payloads
