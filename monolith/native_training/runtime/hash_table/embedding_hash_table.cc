@@ -56,7 +56,7 @@ constexpr int64_t kMaxPooledBlockBytes = 64 << 10;
 
 // Huge pages are on unless the environment says
 // MONOLITH_HASH_TABLE_HUGE_PAGES=0 when a table is created (for hosts where
-// THP faults stall, see README).
+// THP faults stall, see docs/hash_table.md#memory).
 bool HugePagesEnabled() {
   const char* setting = std::getenv("MONOLITH_HASH_TABLE_HUGE_PAGES");
   return setting == nullptr || std::string(setting) != "0";

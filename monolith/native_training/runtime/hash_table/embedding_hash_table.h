@@ -1,7 +1,7 @@
 // A concurrent, collisionless embedding hash table: int64 id -> entry
 // (embedding floats + optimizer state, laid out by EntryAccessor).
 //
-// Design (see README "Hash table engine"):
+// Design (see docs/hash_table.md#engine-design):
 // * 64 shards chosen by the top bits of a 64-bit mix of the id; each shard is
 //   an open-addressing table (linear probing, at most 3/4 full,
 //   backward-shift deletion, no reserved key values) of 16-byte slots

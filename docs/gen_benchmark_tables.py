@@ -1,0 +1,506 @@
+"""Renders the benchmark tables of docs/benchmarks.md from saved runs.
+
+A saved run is what a benchmark printed, kept as JSON lines in
+`docs/benchmarks/<target>.jsonl`, one file per benchmark target:
+
+* a header line, a JSON object with no "bench" key:
+  {"command": "<how it was run>", "machine": "<what it ran on>",
+   "date": "YYYY-MM-DD", "commit": "<git revision>"}
+  ("command" and "machine" are required, the others optional);
+* then the benchmark's own JSON lines, unchanged: one object per line,
+  each with a "bench" key ("hash_table", "multi_hash_table", ...).
+
+Blank lines are ignored. A file may hold several runs, each starting with
+its header; the tables show the last one. `record` writes a file with one
+run.
+
+The tables sit between marker comments in docs/benchmarks.md,
+
+    <!-- benchmark-table: ID -->
+    ...
+    <!-- /benchmark-table: ID -->
+
+and everything between a pair is replaced; text outside the markers is
+kept. A table whose benchmark has no saved run says so, with the command
+to run.
+
+    # Save a run (reads the benchmark's stdout; keeps only its JSON lines),
+    # then rewrite the tables:
+    ./bazelw run -c opt //monolith/native_training/runtime/hash_table:hash_table_benchmark \
+        | python3 docs/gen_benchmark_tables.py record hash_table_benchmark
+    # Rewrite the tables from the saved runs:
+    python3 docs/gen_benchmark_tables.py      # or ./bazelw run //docs:gen_benchmark_tables
+    # Exit 1 if docs/benchmarks.md is not what the saved runs give:
+    python3 docs/gen_benchmark_tables.py --check
+
+Standard library only.
+"""
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
+
+# The benchmark targets, by the name of their saved-run file.
+BENCHMARKS = {
+    "hash_table_benchmark":
+        "./bazelw run -c opt "
+        "//monolith/native_training/runtime/hash_table:hash_table_benchmark",
+    "multi_hash_table_benchmark":
+        "./bazelw run -c opt "
+        "//monolith/native_training:multi_hash_table_benchmark",
+    "warmup_data_gen_benchmark":
+        "./bazelw run -c opt "
+        "//monolith/native_training/model_export:warmup_data_gen_benchmark",
+    "data_gen_benchmark":
+        "./bazelw run -c opt "
+        "//monolith/native_training/model_export:data_gen_benchmark",
+}
+
+_BEGIN = "<!-- benchmark-table: {} -->"
+_END = "<!-- /benchmark-table: {} -->"
+_MARKER = re.compile(r"<!-- (/?)benchmark-table: ([a-z0-9_]+) -->")
+
+
+class FormatError(ValueError):
+  """A saved run or the document is malformed."""
+
+
+@dataclasses.dataclass
+class Run:
+  """One saved run: its header and the benchmark's JSON lines."""
+  header: Dict
+  lines: List[Dict]
+
+  def of(self, bench: str) -> List[Dict]:
+    return [line for line in self.lines if line.get("bench") == bench]
+
+
+# ---------------------------------------------------------------------------
+# Saved runs.
+
+
+def parse_runs(text: str, name: str) -> List[Run]:
+  """The runs of a .jsonl file's text; FormatError naming `name:line`."""
+  runs = []
+  for number, raw in enumerate(text.splitlines(), 1):
+    if not raw.strip():
+      continue
+    try:
+      obj = json.loads(raw)
+    except ValueError as e:
+      raise FormatError(f"{name}:{number}: not a JSON line: {e}") from None
+    if not isinstance(obj, dict):
+      raise FormatError(f"{name}:{number}: not a JSON object")
+    if "bench" in obj:
+      if not runs:
+        raise FormatError(f"{name}:{number}: a benchmark line before the "
+                          "header line (command, machine)")
+      runs[-1].lines.append(obj)
+      continue
+    for key in ("command", "machine"):
+      if not isinstance(obj.get(key), str) or not obj[key]:
+        raise FormatError(f"{name}:{number}: the header line needs a "
+                          f"non-empty string {key!r}")
+    runs.append(Run(obj, []))
+  return runs
+
+
+def load_runs(runs_dir: str) -> Dict[str, Run]:
+  """The latest run of each `<target>.jsonl` in runs_dir, by target."""
+  latest = {}
+  if not os.path.isdir(runs_dir):
+    return latest
+  for file_name in sorted(os.listdir(runs_dir)):
+    if not file_name.endswith(".jsonl"):
+      continue
+    target = file_name[:-len(".jsonl")]
+    if target not in BENCHMARKS:
+      raise FormatError(f"{os.path.join(runs_dir, file_name)}: not a known "
+                        f"benchmark (known: {', '.join(BENCHMARKS)})")
+    path = os.path.join(runs_dir, file_name)
+    with open(path, encoding="utf-8") as f:
+      runs = parse_runs(f.read(), path)
+    if runs:
+      latest[target] = runs[-1]
+  return latest
+
+
+def benchmark_lines(output: Iterable[str]) -> List[Dict]:
+  """The JSON lines (objects with a "bench" key) of a benchmark's stdout."""
+  lines = []
+  for raw in output:
+    raw = raw.strip()
+    if not raw.startswith("{"):
+      continue
+    try:
+      obj = json.loads(raw)
+    except ValueError:
+      continue
+    if isinstance(obj, dict) and "bench" in obj:
+      lines.append(obj)
+  return lines
+
+
+def describe_machine() -> str:
+  """CPU model, logical CPUs, memory and kernel of this machine."""
+  model = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        if line.startswith("model name"):
+          model = line.split(":", 1)[1].strip()
+          break
+  except OSError:
+    pass
+  parts = [model, f"{os.cpu_count()} CPUs"]
+  try:
+    with open("/proc/meminfo", encoding="utf-8") as f:
+      for line in f:
+        if line.startswith("MemTotal:"):
+          kib = int(line.split()[1])
+          parts.append(f"{kib / (1 << 20):.0f} GiB")
+          break
+  except (OSError, ValueError, IndexError):
+    pass
+  parts.append(f"{platform.system()} {platform.release()}")
+  return ", ".join(parts)
+
+
+def git_commit(root: str) -> Optional[str]:
+  """The checkout's short revision, with -dirty for local changes."""
+  try:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"],
+                            cwd=root, check=True, capture_output=True,
+                            text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain",
+                            "--untracked-files=no"],
+                           cwd=root, check=True, capture_output=True,
+                           text=True).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return None
+  return commit + ("-dirty" if dirty else "")
+
+
+def format_run(header: Dict, lines: Sequence[Dict]) -> str:
+  """A .jsonl file's text: the header line, then the benchmark lines."""
+  return "".join(json.dumps(obj) + "\n" for obj in [header, *lines])
+
+
+# ---------------------------------------------------------------------------
+# Tables.
+
+
+def _millions(value) -> str:
+  return "" if value is None else f"{value / 1e6:.1f} M"
+
+
+def _count(value) -> str:
+  return "" if value is None else f"{round(value):,}"
+
+
+def _fixed(digits: int) -> Callable[[Optional[float]], str]:
+  return lambda value: "" if value is None else f"{value:.{digits}f}"
+
+
+def _markdown(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+  out = ["| " + " | ".join(header) + " |",
+         "|" + "---|" * len(header)]
+  for row in rows:
+    out.append("| " + " | ".join(row) + " |")
+  return "\n".join(out)
+
+
+def _hash_table(lines: List[Dict]) -> str:
+  rows = []
+  for r in lines:
+    one = r["threads"] == 1
+    rows.append([
+        str(r["dim"]),
+        str(r["threads"]),
+        _millions(r["insert_ids_per_s"]) if one else "",
+        _millions(r["assign_ids_per_s"]),
+        _millions(r["lookup_ids_per_s"]),
+        _millions(r["optimize_ids_per_s"]),
+        _millions(r["peer_lookup_ids_per_s"]),
+        _fixed(2)(r["lookup_ratio_vs_peer"]),
+        _fixed(2)(r["lookup_ratio_vs_1thread"]),
+        _fixed(2)(r["median_round_ratio"]),
+        "" if one else _fixed(2)(r["peer_median_ratio_vs_1thread"]),
+        _fixed(2)(r["optimize_ratio_vs_lookup"]),
+        (f"{r['bytes_per_entry']:.0f} ({r['payload_bytes_per_entry']:.0f})"
+         if one else ""),
+    ])
+  table = _markdown([
+      "dim", "threads", "insert/s", "assign/s", "lookup/s", "adagrad/s",
+      "map lookup/s", "lookup vs map", "vs 1 thread", "median of rounds",
+      "map's 2/1 threads", "adagrad / lookup", "bytes/entry (payload)"
+  ], rows)
+  reads = lines[0].get("random_64b_reads_per_s")
+  if reads is not None:
+    table += (f"\n\nRandom 64-byte reads from a 1 GiB buffer in the same run: "
+              f"{_millions(reads)}/s.")
+  return table
+
+
+def _multi_hash_table(lines: List[Dict]) -> str:
+  rows = []
+  done_dims = set()
+  for r in lines:
+    if r["dim"] not in done_dims:
+      done_dims.add(r["dim"])
+      rows.append([
+          str(r["dim"]), "MultiHashTable",
+          _millions(r["insert_ids_per_s"]),
+          _millions(r["lookup_ids_per_s"]),
+          _millions(r["apply_gradients_ids_per_s"]),
+          f"{r['bytes_per_entry']:.0f} (SGD entries: "
+          f"{r['sgd_bytes_per_entry']:.0f})", "", ""
+      ])
+    buckets = r.get("peer_bucket_bytes_per_entry")
+    rows.append([
+        str(r["dim"]), f"{r['peer']} {r['peer_layout']}",
+        _millions(r["peer_insert_ids_per_s"]),
+        _millions(r["peer_lookup_ids_per_s"]), "",
+        f"{r['peer_bytes_per_entry']:.0f}" +
+        ("" if buckets is None else f" (buckets {buckets:.0f})"),
+        _fixed(2)(r["lookup_ratio"]),
+        _fixed(2)(r["bytes_per_entry_ratio"])
+    ])
+  return _markdown([
+      "dim", "structure", "insert/s", "lookup/s", "adagrad/s", "bytes/entry",
+      "ours/peer lookup", "ours/peer bytes"
+  ], rows)
+
+
+def _multi_hash_table_save_restore(lines: List[Dict]) -> str:
+  rows = []
+  for r in lines:
+    rows.append([
+        str(r["dim"]),
+        r["compression_type"] or "uncompressed",
+        f"{r['ckpt_bytes'] / 1e6:.0f} MB, {r['shards']} shards",
+        _fixed(0)(r["save_mb_per_s"]),
+        _fixed(0)(r["restore_mb_per_s"]),
+        _fixed(0)(r.get("serving_restore_mb_per_s")),
+        _fixed(0)(r["copy_mb_per_s"]),
+        _fixed(2)(r["save_ratio_vs_copy"]),
+        _fixed(2)(r["restore_ratio_vs_copy"]),
+    ])
+  return _markdown([
+      "dim", "shards", "checkpoint", "save MB/s", "restore MB/s",
+      "into SERVING MB/s", "copy MB/s", "save / copy", "restore / copy"
+  ], rows)
+
+
+def _warmup_data_gen(lines: List[Dict]) -> str:
+  return _markdown(
+      ["layout", "validation", "records/s", "MB/s", "plain read MB/s",
+       "ratio"],
+      ([
+          r["layout"], r["validation"],
+          _count(r["records_per_s"]),
+          _fixed(1)(r["mb_per_s"]),
+          _fixed(0)(r["peer_mb_per_s"]),
+          _fixed(4)(r["ratio"])
+      ] for r in lines))
+
+
+def _random_gen(lines: List[Dict]) -> str:
+  return _markdown(
+      ["variant", "batch", "records/s", "requests/s", "bytes/record", "MB/s"],
+      ([
+          r["variant_type"],
+          str(r["batch_size"]),
+          _count(r["records_per_s"]),
+          _fixed(1)(r["requests_per_s"]),
+          _count(r["bytes_per_record"]),
+          _fixed(1)(r["mb_per_s"])
+      ] for r in lines))
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+  """A table of docs/benchmarks.md: its marker id, source and renderer."""
+  id: str
+  target: str  # the saved-run file, a key of BENCHMARKS
+  bench: str  # the "bench" value of the lines it shows
+  render: Callable[[List[Dict]], str]
+  keys: Sequence[str]  # the keys it reads (checked against the benchmarks)
+
+
+TABLES = [
+    Table("hash_table", "hash_table_benchmark", "hash_table", _hash_table,
+          ("dim", "threads", "insert_ids_per_s", "assign_ids_per_s",
+           "lookup_ids_per_s", "optimize_ids_per_s", "peer_lookup_ids_per_s",
+           "lookup_ratio_vs_peer", "lookup_ratio_vs_1thread",
+           "median_round_ratio", "peer_median_ratio_vs_1thread",
+           "optimize_ratio_vs_lookup", "bytes_per_entry",
+           "payload_bytes_per_entry", "random_64b_reads_per_s")),
+    Table("multi_hash_table", "multi_hash_table_benchmark",
+          "multi_hash_table", _multi_hash_table,
+          ("dim", "insert_ids_per_s", "lookup_ids_per_s",
+           "apply_gradients_ids_per_s", "bytes_per_entry",
+           "sgd_bytes_per_entry", "peer", "peer_layout",
+           "peer_insert_ids_per_s", "peer_lookup_ids_per_s",
+           "peer_bytes_per_entry", "peer_bucket_bytes_per_entry",
+           "lookup_ratio", "bytes_per_entry_ratio")),
+    Table("multi_hash_table_save_restore", "multi_hash_table_benchmark",
+          "multi_hash_table_save_restore", _multi_hash_table_save_restore,
+          ("dim", "compression_type", "ckpt_bytes", "shards", "save_mb_per_s",
+           "restore_mb_per_s", "serving_restore_mb_per_s", "copy_mb_per_s",
+           "save_ratio_vs_copy", "restore_ratio_vs_copy")),
+    Table("warmup_data_gen", "warmup_data_gen_benchmark", "warmup_data_gen",
+          _warmup_data_gen,
+          ("layout", "validation", "records_per_s", "mb_per_s",
+           "peer_mb_per_s", "ratio")),
+    Table("random_gen", "data_gen_benchmark", "random_gen", _random_gen,
+          ("variant_type", "batch_size", "records_per_s", "requests_per_s",
+           "bytes_per_record", "mb_per_s")),
+]
+
+
+def _caption(header: Dict) -> str:
+  when = []
+  if header.get("date"):
+    when.append(str(header["date"]))
+  if header.get("commit"):
+    when.append(f"commit {header['commit']}")
+  return (f"Latest run: `{header['command']}` on {header['machine']}" +
+          (f" ({', '.join(when)})" if when else "") + ".")
+
+
+def render_table(table: Table, runs: Dict[str, Run]) -> str:
+  """The text between the table's markers (without the markers)."""
+  run = runs.get(table.target)
+  lines = run.of(table.bench) if run else []
+  if not lines:
+    return (f"_Not yet generated: run `{BENCHMARKS[table.target]} | "
+            f"python3 docs/gen_benchmark_tables.py record {table.target}` "
+            "(see [Refreshing the tables](#refreshing-the-tables))._")
+  try:
+    body = table.render(lines)
+  except (KeyError, TypeError, ValueError) as e:
+    raise FormatError(f"{table.target}.jsonl: a {table.bench!r} line lacks "
+                      f"or mistypes {e}") from None
+  return _caption(run.header) + "\n\n" + body
+
+
+def render_document(text: str, runs: Dict[str, Run]) -> str:
+  """`text` with every marked table rewritten from `runs`."""
+  tables = {t.id: t for t in TABLES}
+  out = []
+  pos = 0
+  open_id = None
+  for m in _MARKER.finditer(text):
+    closing, table_id = m.group(1) == "/", m.group(2)
+    if table_id not in tables:
+      raise FormatError(f"unknown benchmark table {table_id!r} (known: "
+                        f"{', '.join(tables)})")
+    if not closing:
+      if open_id is not None:
+        raise FormatError(f"table {open_id!r} is not closed before "
+                          f"{table_id!r} opens")
+      out.append(text[pos:m.end()])
+      open_id = table_id
+    else:
+      if open_id != table_id:
+        raise FormatError(f"closing marker of {table_id!r} without its "
+                          "opening marker")
+      out.append("\n" + render_table(tables[table_id], runs) + "\n")
+      out.append(m.group(0))
+      open_id = None
+    pos = m.end()
+  if open_id is not None:
+    raise FormatError(f"table {open_id!r} has no closing marker")
+  out.append(text[pos:])
+  return "".join(out)
+
+
+# ---------------------------------------------------------------------------
+# Command line.
+
+
+def _root() -> str:
+  return (os.environ.get("BUILD_WORKSPACE_DIRECTORY") or
+          os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _write_atomically(path: str, text: str) -> None:
+  tmp = f"{path}.tmp.{os.getpid()}"
+  with open(tmp, "w", encoding="utf-8") as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  parser = argparse.ArgumentParser(
+      description=__doc__.split("\n")[0],
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--doc", help="the document (default docs/benchmarks.md)")
+  parser.add_argument("--runs_dir",
+                      help="the saved runs (default docs/benchmarks/)")
+  parser.add_argument("--check", action="store_true",
+                      help="change nothing; exit 1 if the document is stale")
+  sub = parser.add_subparsers(dest="action")
+  record = sub.add_parser(
+      "record", help="save a benchmark's stdout (read from stdin) as its run")
+  record.add_argument("target", choices=sorted(BENCHMARKS))
+  record.add_argument("--command",
+                      help="how it was run (default: the target's command)")
+  record.add_argument("--machine",
+                      help="what it ran on (default: CPU model, CPUs, memory "
+                      "and kernel of this machine)")
+  args = parser.parse_args(argv)
+  root = _root()
+  doc = args.doc or os.path.join(root, "docs", "benchmarks.md")
+  runs_dir = args.runs_dir or os.path.join(root, "docs", "benchmarks")
+  try:
+    if args.action == "record":
+      lines = benchmark_lines(sys.stdin)
+      if not lines:
+        print("gen_benchmark_tables: no benchmark JSON lines (objects with "
+              "a \"bench\" key) on stdin", file=sys.stderr)
+        return 1
+      header = {
+          "command": args.command or BENCHMARKS[args.target],
+          "machine": args.machine or describe_machine(),
+          "date": datetime.datetime.now(datetime.timezone.utc).strftime(
+              "%Y-%m-%d"),
+      }
+      commit = git_commit(root)
+      if commit:
+        header["commit"] = commit
+      os.makedirs(runs_dir, exist_ok=True)
+      path = os.path.join(runs_dir, args.target + ".jsonl")
+      _write_atomically(path, format_run(header, lines))
+      print(f"wrote {path}: {len(lines)} benchmark lines")
+    with open(doc, encoding="utf-8") as f:
+      text = f.read()
+    updated = render_document(text, load_runs(runs_dir))
+  except (FormatError, OSError) as e:
+    print(f"gen_benchmark_tables: error: {e}", file=sys.stderr)
+    return 1
+  if args.check:
+    if updated != text:
+      print(f"{doc} is stale: run python3 docs/gen_benchmark_tables.py",
+            file=sys.stderr)
+      return 1
+    print(f"{doc} is up to date")
+    return 0
+  if updated != text:
+    _write_atomically(doc, updated)
+    print(f"rewrote the tables of {doc}")
+  else:
+    print(f"{doc} already up to date")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

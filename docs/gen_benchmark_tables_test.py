@@ -1,0 +1,328 @@
+"""Tests of gen_benchmark_tables: sample benchmark JSON lines in, tables out."""
+
+import io
+import json
+import os
+import re
+
+import pytest
+
+import gen_benchmark_tables as gen
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+HEADER = {
+    "command": "bazel run -c opt //x:bench",
+    "machine": "Test CPU, 2 CPUs",
+    "date": "2025-01-02",
+    "commit": "abc1234",
+}
+
+# As hash_table_benchmark.cc prints them (printf, one line per dim/threads).
+HASH_TABLE = [
+    '{"bench": "hash_table", "dim": 16, "threads": 1, "ids": 1000000, '
+    '"batch": 65536, "optimizer": "adagrad", "insert_ids_per_s": 5300000, '
+    '"assign_ids_per_s": 18200000, "lookup_ids_per_s": 19900000, '
+    '"optimize_ids_per_s": 12900000, "peer": "std::unordered_map", '
+    '"peer_lookup_ids_per_s": 12600000, "lookup_ratio_vs_peer": 1.579, '
+    '"lookup_ratio_vs_peer_1thread": 1.579, "lookup_ratio_vs_1thread": 1.000, '
+    '"median_round_ratio": 1.880, "peer_median_ratio_vs_1thread": 1.000, '
+    '"optimize_ratio_vs_lookup": 0.648, "random_64b_reads_per_s": 59000000, '
+    '"bytes_per_entry": 167.2, "table_bytes_per_entry": 160.1, '
+    '"payload_bytes_per_entry": 136, "memory_ratio_vs_payload": 1.229}',
+    '{"bench": "hash_table", "dim": 16, "threads": 2, "ids": 1000000, '
+    '"batch": 65536, "optimizer": "adagrad", "insert_ids_per_s": 5300000, '
+    '"assign_ids_per_s": 30000000, "lookup_ids_per_s": 39700000, '
+    '"optimize_ids_per_s": 21300000, "peer": "std::unordered_map", '
+    '"peer_lookup_ids_per_s": 23600000, "lookup_ratio_vs_peer": 1.682, '
+    '"lookup_ratio_vs_peer_1thread": 1.579, "lookup_ratio_vs_1thread": 1.996, '
+    '"median_round_ratio": 1.870, "peer_median_ratio_vs_1thread": 1.880, '
+    '"optimize_ratio_vs_lookup": 0.537, "random_64b_reads_per_s": 59000000, '
+    '"bytes_per_entry": 167.2, "table_bytes_per_entry": 160.1, '
+    '"payload_bytes_per_entry": 136, "memory_ratio_vs_payload": 1.229}',
+]
+
+
+def _multi_line(peer, layout, lookup, buckets):
+  return json.dumps({
+      "bench": "multi_hash_table", "dim": 16, "tables": 8, "ids": 1000000,
+      "batch": 65536, "optimizer": "adagrad", "repeats": 11,
+      "insert_ids_per_s": 5500000, "lookup_ids_per_s": 23200000,
+      "apply_gradients_ids_per_s": 19000000, "update_ids_per_s": 20000000,
+      "lookup_2calls_ids_per_s": 25000000,
+      "apply_gradients_2calls_ids_per_s": 21000000,
+      "raw_lookup_ids_per_s": 26000000, "lookup_kernel_us_per_run": 1800,
+      "empty_session_run_us": 400, "bytes_per_entry": 181.2,
+      "sgd_bytes_per_entry": 112.4, "peer": peer, "peer_layout": layout,
+      "peer_insert_ids_per_s": 3100000, "peer_lookup_ids_per_s": lookup,
+      "peer_update_ids_per_s": 3000000, "peer_bytes_per_entry": 291.0,
+      "peer_bucket_bytes_per_entry": buckets,
+      "lookup_ratio": round(23200000 / lookup, 3),
+      "bytes_per_entry_ratio": 0.623,
+      "apply_gradients_ratio_vs_lookup": 0.819,
+  })
+
+
+MULTI = [
+    _multi_line("DenseHashTable", "single", 11200000, 151.0),
+    _multi_line("MutableHashTable", "single", 3000000, None),
+    json.dumps({
+        "bench": "multi_hash_table_save_restore", "tables": 8, "dim": 16,
+        "compression_type": "SNAPPY", "ids": 1000000, "shards": 4,
+        "ckpt_bytes": 109045413, "ckpt_bytes_per_entry": 109.045,
+        "save_mb_per_s": 547.2, "restore_mb_per_s": 460.4,
+        "serving_restore_mb_per_s": 527.0, "copy_mb_per_s": 2601.3,
+        "save_s": 0.199, "restore_s": 0.237, "serving_restore_s": 0.207,
+        "copy_s": 0.042, "save_ratio_vs_copy": 0.21,
+        "restore_ratio_vs_copy": 0.177, "copy": "shutil.copyfile"
+    }),
+    json.dumps({
+        "bench": "multi_hash_table_save_restore", "tables": 8, "dim": 16,
+        "compression_type": "", "ids": 1000000, "shards": 4,
+        "ckpt_bytes": 193000000, "ckpt_bytes_per_entry": 193.0,
+        "save_mb_per_s": 1916.0, "restore_mb_per_s": 756.0,
+        "serving_restore_mb_per_s": 876.0, "copy_mb_per_s": 2650.0,
+        "save_s": 0.1, "restore_s": 0.25, "serving_restore_s": 0.22,
+        "copy_s": 0.07, "save_ratio_vs_copy": 0.723,
+        "restore_ratio_vs_copy": 0.285, "copy": "shutil.copyfile"
+    }),
+]
+
+WARMUP = [
+    json.dumps({
+        "bench": "warmup_data_gen", "layout": "sort_id",
+        "validation": "framing", "records": 1048576, "file_mb": 270.1,
+        "records_per_s": 156938, "mb_per_s": 40.6,
+        "peer": "plain_sequential_read", "peer_mb_per_s": 6178.0,
+        "ratio": 0.0066
+    }),
+    json.dumps({
+        "bench": "warmup_data_gen", "layout": "lagrangex",
+        "validation": "off", "records": 1048576, "file_mb": 260.3,
+        "records_per_s": 517535, "mb_per_s": 127.9,
+        "peer": "plain_sequential_read", "peer_mb_per_s": 6320.0,
+        "ratio": 0.0202
+    }),
+]
+
+RANDOM = [
+    json.dumps({
+        "bench": "random_gen", "variant_type": "instance", "batch_size": 256,
+        "requests": 20, "records": 5120, "sparse_features": 24,
+        "dense_values": 26, "file_mb": 3.63, "bytes_per_record": 710,
+        "seconds": 0.342, "records_per_s": 14949, "requests_per_s": 58.4,
+        "mb_per_s": 10.6
+    }),
+]
+
+ALL_TABLES = "".join(
+    f"{gen._BEGIN.format(t.id)}\nold text\n{gen._END.format(t.id)}\n\n"
+    for t in gen.TABLES)
+
+
+def _runs(**lines_by_target):
+  return {
+      target: gen.parse_runs(gen.format_run(HEADER, [json.loads(l) for l in lines]),
+                             target) [-1]
+      for target, lines in lines_by_target.items()
+  }
+
+
+def _block(text, table_id):
+  start = text.index(gen._BEGIN.format(table_id))
+  end = text.index(gen._END.format(table_id))
+  return text[start:end]
+
+
+def test_hash_table_rows():
+  out = gen.render_document(ALL_TABLES,
+                            _runs(hash_table_benchmark=HASH_TABLE))
+  block = _block(out, "hash_table")
+  assert ("Latest run: `bazel run -c opt //x:bench` on Test CPU, 2 CPUs "
+          "(2025-01-02, commit abc1234).") in block
+  assert ("| dim | threads | insert/s | assign/s | lookup/s | adagrad/s | "
+          "map lookup/s | lookup vs map | vs 1 thread | median of rounds | "
+          "map's 2/1 threads | adagrad / lookup | bytes/entry (payload) |"
+         ) in block
+  assert ("| 16 | 1 | 5.3 M | 18.2 M | 19.9 M | 12.9 M | 12.6 M | 1.58 | "
+          "1.00 | 1.88 |  | 0.65 | 167 (136) |") in block
+  assert ("| 16 | 2 |  | 30.0 M | 39.7 M | 21.3 M | 23.6 M | 1.68 | 2.00 | "
+          "1.87 | 1.88 | 0.54 |  |") in block
+  assert "Random 64-byte reads from a 1 GiB buffer in the same run: 59.0 M/s." in block
+  assert "old text" not in block
+
+
+def test_multi_hash_table_rows():
+  out = gen.render_document(ALL_TABLES,
+                            _runs(multi_hash_table_benchmark=MULTI))
+  block = _block(out, "multi_hash_table")
+  rows = [l for l in block.splitlines() if l.startswith("| 16")]
+  assert rows == [
+      "| 16 | MultiHashTable | 5.5 M | 23.2 M | 19.0 M | 181 (SGD entries: "
+      "112) |  |  |",
+      "| 16 | DenseHashTable single | 3.1 M | 11.2 M |  | 291 (buckets 151) "
+      "| 2.07 | 0.62 |",
+      "| 16 | MutableHashTable single | 3.1 M | 3.0 M |  | 291 | 7.73 | "
+      "0.62 |",
+  ]
+  saves = _block(out, "multi_hash_table_save_restore")
+  assert ("| 16 | SNAPPY | 109 MB, 4 shards | 547 | 460 | 527 | 2601 | 0.21 "
+          "| 0.18 |") in saves
+  assert ("| 16 | uncompressed | 193 MB, 4 shards | 1916 | 756 | 876 | 2650 "
+          "| 0.72 | 0.28 |") in saves
+
+
+def test_warmup_and_random_rows():
+  out = gen.render_document(
+      ALL_TABLES,
+      _runs(warmup_data_gen_benchmark=WARMUP, data_gen_benchmark=RANDOM))
+  warmup = _block(out, "warmup_data_gen")
+  assert "| sort_id | framing | 156,938 | 40.6 | 6178 | 0.0066 |" in warmup
+  assert "| lagrangex | off | 517,535 | 127.9 | 6320 | 0.0202 |" in warmup
+  random_gen = _block(out, "random_gen")
+  assert ("| variant | batch | records/s | requests/s | bytes/record | MB/s |"
+          in random_gen)
+  assert "| instance | 256 | 14,949 | 58.4 | 710 | 10.6 |" in random_gen
+
+
+def test_missing_run_names_the_command():
+  out = gen.render_document(ALL_TABLES, {})
+  for table in gen.TABLES:
+    block = _block(out, table.id)
+    assert "_Not yet generated: run `./bazelw run -c opt //" in block
+    assert f"record {table.target}`" in block
+
+
+def test_text_outside_markers_is_kept_and_rendering_is_stable():
+  doc = "# Title\n\nintro\n\n" + ALL_TABLES + "closing words\n"
+  runs = _runs(hash_table_benchmark=HASH_TABLE, data_gen_benchmark=RANDOM)
+  once = gen.render_document(doc, runs)
+  assert once.startswith("# Title\n\nintro\n\n<!-- benchmark-table: ")
+  assert once.endswith("closing words\n")
+  assert gen.render_document(once, runs) == once
+
+
+def test_latest_run_wins():
+  older = dict(HEADER, date="2024-12-31")
+  text = (gen.format_run(older, [json.loads(RANDOM[0])]) +
+          gen.format_run(HEADER, [dict(json.loads(RANDOM[0]),
+                                       records_per_s=20000)]))
+  runs = gen.parse_runs(text, "data_gen_benchmark.jsonl")
+  assert len(runs) == 2
+  out = gen.render_document(ALL_TABLES, {"data_gen_benchmark": runs[-1]})
+  assert "| instance | 256 | 20,000 |" in _block(out, "random_gen")
+
+
+@pytest.mark.parametrize("text,message", [
+    (RANDOM[0] + "\n", "x.jsonl:1: a benchmark line before the header"),
+    ('{"command": "c"}\n', "x.jsonl:1: the header line needs a non-empty "
+     "string 'machine'"),
+    ('{"command": "c", "machine": "m"}\nnot json\n', "x.jsonl:2: not a JSON"),
+    ('[1]\n', "x.jsonl:1: not a JSON object"),
+])
+def test_malformed_runs(text, message):
+  with pytest.raises(gen.FormatError, match=re.escape(message)):
+    gen.parse_runs(text, "x.jsonl")
+
+
+def test_a_line_missing_a_key_names_the_table():
+  line = json.loads(RANDOM[0])
+  del line["mb_per_s"]
+  runs = _runs(data_gen_benchmark=[json.dumps(line)])
+  with pytest.raises(gen.FormatError, match="'mb_per_s'"):
+    gen.render_document(ALL_TABLES, runs)
+
+
+@pytest.mark.parametrize("doc,message", [
+    ("<!-- benchmark-table: nope -->\n<!-- /benchmark-table: nope -->",
+     "unknown benchmark table 'nope'"),
+    ("<!-- benchmark-table: random_gen -->\n", "has no closing marker"),
+    ("<!-- /benchmark-table: random_gen -->\n", "without its opening"),
+])
+def test_malformed_markers(doc, message):
+  with pytest.raises(gen.FormatError, match=message):
+    gen.render_document(doc, {})
+
+
+def test_benchmark_lines_keep_only_json_with_bench():
+  stdout = [
+      "variant_type    batch  records\n",
+      "-------------------------------\n",
+      "instance          256     5120\n",
+      'dim 16 MultiHashTable:adagrad: {"bytes_per_entry": 181.0}\n',
+      '{"bytes_per_entry": 181.0}\n',
+      "{not json\n",
+      RANDOM[0] + "\n",
+  ]
+  assert gen.benchmark_lines(stdout) == [json.loads(RANDOM[0])]
+
+
+def test_record_then_check(tmp_path, monkeypatch, capsys):
+  doc = tmp_path / "benchmarks.md"
+  doc.write_text("intro\n" + ALL_TABLES)
+  runs_dir = tmp_path / "runs"
+  flags = ["--doc", str(doc), "--runs_dir", str(runs_dir)]
+  assert gen.main(flags + ["--check"]) == 1  # "old text" is stale
+  assert gen.main(flags) == 0
+  assert gen.main(flags + ["--check"]) == 0
+
+  monkeypatch.setattr("sys.stdin",
+                      io.StringIO("a table line\n" + "\n".join(RANDOM) + "\n"))
+  assert gen.main(flags + ["record", "data_gen_benchmark",
+                           "--machine=Test CPU"]) == 0
+  saved = (runs_dir / "data_gen_benchmark.jsonl").read_text().splitlines()
+  header = json.loads(saved[0])
+  assert header["command"] == gen.BENCHMARKS["data_gen_benchmark"]
+  assert header["machine"] == "Test CPU"
+  assert re.fullmatch(r"\d{4}-\d\d-\d\d", header["date"])
+  assert [json.loads(l) for l in saved[1:]] == [json.loads(l) for l in RANDOM]
+  text = doc.read_text()
+  assert "| instance | 256 | 14,949 | 58.4 | 710 | 10.6 |" in text
+  assert "on Test CPU (" in text
+  assert gen.main(flags + ["--check"]) == 0
+
+  monkeypatch.setattr("sys.stdin", io.StringIO("no json here\n"))
+  assert gen.main(flags + ["record", "data_gen_benchmark"]) == 1
+  assert "no benchmark JSON lines" in capsys.readouterr().err
+
+
+def test_unknown_run_file_is_an_error(tmp_path):
+  (tmp_path / "mystery.jsonl").write_text("")
+  with pytest.raises(gen.FormatError, match="not a known benchmark"):
+    gen.load_runs(str(tmp_path))
+
+
+_SOURCES = {
+    "hash_table_benchmark":
+        "monolith/native_training/runtime/hash_table/hash_table_benchmark.cc",
+    "multi_hash_table_benchmark":
+        "monolith/native_training/multi_hash_table_benchmark.py",
+    "warmup_data_gen_benchmark":
+        "monolith/native_training/model_export/warmup_data_gen_benchmark.py",
+    "data_gen_benchmark":
+        "monolith/native_training/model_export/data_gen_benchmark.py",
+}
+
+
+@pytest.mark.parametrize("table", gen.TABLES, ids=lambda t: t.id)
+def test_benchmarks_still_print_what_the_tables_read(table):
+  with open(os.path.join(ROOT, _SOURCES[table.target]), encoding="utf-8") as f:
+    source = f.read()
+  assert re.search(r'\\?"%s\\?"' % re.escape(table.bench), source), table.bench
+  for key in table.keys:
+    assert re.search(r'\\?"%s\\?"' % re.escape(key), source), (
+        f"{_SOURCES[table.target]} no longer prints {key!r}")
+  target = _SOURCES[table.target].rsplit("/", 1)
+  assert gen.BENCHMARKS[table.target].endswith(
+      ":" + target[1].rsplit(".", 1)[0])
+
+
+def test_committed_tables_are_up_to_date():
+  with open(os.path.join(HERE, "benchmarks.md"), encoding="utf-8") as f:
+    text = f.read()
+  runs = gen.load_runs(os.path.join(HERE, "benchmarks"))
+  assert gen.render_document(text, runs) == text, (
+      "docs/benchmarks.md is stale: run python3 docs/gen_benchmark_tables.py")
+  for table in gen.TABLES:
+    assert gen._BEGIN.format(table.id) in text, table.id
