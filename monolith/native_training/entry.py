@@ -9,35 +9,63 @@ type, and `HashTableConfigInstance` pairs the finished
 `EmbeddingHashTableConfig` with one learning-rate function per segment.
 
 A builder's public attributes are named after the fields of its proto
-message; attributes left as None keep the proto's defaults.
+message; attributes left as None keep the proto's defaults. `as_proto()`
+checks only that each value fits its field's type; the engine checks the
+values themselves (ranges, dims) when the table is created, and a bad one
+fails the table's initializer with `tf.errors.InvalidArgumentError` naming
+the segment, field and value.
+
+The learning rate an optimizer applies is the segment's entry of
+`HashTableConfigInstance.learning_rate_fns`, handed to the update ops at every
+step; the `learning_rate` field of an optimizer config is carried in the proto
+(for compatibility with Monolith's configs) but the engine does not read it.
 """
 
 import abc
 import copy
-from typing import Any, List, Optional, Sequence, Union
+from typing import Any, Callable, List, Optional, Sequence, Type, Union
 
+from google.protobuf import message
 import tensorflow as tf
 
 from monolith.native_training.monolith_export import monolith_export
 from monolith.native_training.runtime.hash_table import \
     embedding_hash_table_pb2
 
+# A segment's learning rate: a number or tensor, or a callable with no
+# arguments that returns one (e.g. a learning_rate_functions function).
+LearningRate = Union[float, tf.Tensor, Callable[[], Union[float, tf.Tensor]]]
 
-def _fill_message(message: Any, builder: object) -> None:
-  """Marks `message` as set and copies `builder`'s public attributes into it.
 
-  Raises:
-    ValueError: an attribute's value does not fit its proto field.
+class _OneofBuilder:
+  """Builds a config message with one case of its `type` oneof set.
+
+  Subclasses set `_CONFIG` (the message class) and `_CASE` (the oneof case);
+  `as_proto()` returns a new `_CONFIG` whose case `_CASE` is set (even when
+  it has no fields) and holds the builder's public, non-None attributes.
   """
-  message.SetInParent()
-  for field, value in vars(builder).items():
-    if value is None or field.startswith("_"):
-      continue
-    try:
-      setattr(message, field, value)
-    except (TypeError, ValueError) as e:
-      raise ValueError(f"{type(builder).__name__}: invalid {field}={value!r} "
-                       f"for {message.DESCRIPTOR.full_name}: {e}") from e
+
+  _CONFIG: Type[message.Message]
+  _CASE: str
+
+  def as_proto(self) -> message.Message:
+    """Returns a new `_CONFIG` message with case `_CASE` filled.
+
+    Raises:
+      ValueError: an attribute's value does not fit its proto field.
+    """
+    config = self._CONFIG()
+    case = getattr(config, self._CASE)
+    case.SetInParent()
+    for field, value in vars(self).items():
+      if value is None or field.startswith("_"):
+        continue
+      try:
+        setattr(case, field, value)
+      except (TypeError, ValueError) as e:
+        raise ValueError(f"{type(self).__name__}: invalid {field}={value!r} "
+                         f"for {case.DESCRIPTOR.full_name}: {e}") from e
+    return config
 
 
 class Optimizer(abc.ABC):
@@ -45,27 +73,39 @@ class Optimizer(abc.ABC):
 
   @abc.abstractmethod
   def as_proto(self) -> embedding_hash_table_pb2.OptimizerConfig:
-    """Returns the optimizer config."""
+    """Returns the optimizer config.
+
+    Returns:
+      A new `OptimizerConfig` with one case of its `type` oneof set.
+    """
 
 
-class _OneofOptimizer(Optimizer):
+class _OneofOptimizer(_OneofBuilder, Optimizer):
   """An optimizer that fills the `OptimizerConfig.type` case `_CASE`."""
 
-  _CASE: str
-
-  def as_proto(self) -> embedding_hash_table_pb2.OptimizerConfig:
-    config = embedding_hash_table_pb2.OptimizerConfig()
-    _fill_message(getattr(config, self._CASE), self)
-    return config
+  _CONFIG = embedding_hash_table_pb2.OptimizerConfig
 
 
 class StochasticRoundingFloat16OptimizerWrapper(Optimizer):
-  """Wraps an optimizer and turns on stochastic rounding to float16."""
+  """Wraps an optimizer and turns on stochastic rounding to float16.
+
+  After each update the engine rounds the segment's values to one of the two
+  float16 values next to the float32 result, at random with the probability
+  that keeps the expected value (the optimizer state stays float32).
+
+  Args:
+    optimizer: the optimizer whose config is wrapped.
+  """
 
   def __init__(self, optimizer: Optimizer):
     self._optimizer = optimizer
 
   def as_proto(self) -> embedding_hash_table_pb2.OptimizerConfig:
+    """Returns the wrapped optimizer's config with stochastic rounding on.
+
+    Raises:
+      ValueError: the wrapped builder's `as_proto()` raises it.
+    """
     config = self._optimizer.as_proto()
     config.stochastic_rounding_float16 = True
     return config
@@ -76,7 +116,8 @@ class SgdOptimizer(_OneofOptimizer):
   r"""Stochastic gradient descent: x_{i+1} = x_i - \eta * grad.
 
   Args:
-    learning_rate: the learning rate \eta.
+    learning_rate: the config's learning_rate (not read by the engine: \eta is
+      the segment's learning-rate function).
   """
 
   _CASE = "sgd"
@@ -89,14 +130,16 @@ class SgdOptimizer(_OneofOptimizer):
 class AdagradOptimizer(_OneofOptimizer):
   r"""Adagrad (http://jmlr.org/papers/v12/duchi11a.html).
 
-  g_{i+1} = g_i + grad^2;  x_{i+1} = x_i - \eta / sqrt(g_{i+1}) * grad.
+  g = grad + weight_decay_factor * x;  n_{i+1} = n_i + g^2;
+  x_{i+1} = x_i - \eta / sqrt(n_{i+1}) * g.
 
   Args:
-    learning_rate: the learning rate \eta.
-    initial_accumulator_value: the starting value of the accumulator g.
-    hessian_compression_times: compression factor of the accumulator by
-      hessian sketching during training; 1 means no compression.
-    warmup_steps: deprecated.
+    learning_rate: the config's learning_rate (not read by the engine).
+    initial_accumulator_value: the starting value of the accumulator n;
+      None keeps the proto default (0.1).
+    hessian_compression_times: kept in the config; unused (as in Monolith).
+    warmup_steps: when positive, \eta is scaled by
+      min(1, (global_step + 1) / warmup_steps).
     weight_decay_factor: weight decay added to the gradient.
   """
 
@@ -117,7 +160,20 @@ class AdagradOptimizer(_OneofOptimizer):
 
 @monolith_export
 class AdadeltaOptimizer(_OneofOptimizer):
-  """Adadelta (https://arxiv.org/abs/1212.5701)."""
+  r"""Adadelta (https://arxiv.org/abs/1212.5701).
+
+  g = grad + weight_decay_factor * x;  a' = rho * a + (1 - rho) * g^2;
+  u = sqrt(b + epsilon) / sqrt(a' + epsilon) * g;  x -= \eta * u;
+  b' = rho * b + (1 - rho) * u^2.
+
+  Args:
+    learning_rate: the config's learning_rate (not read by the engine).
+    weight_decay_factor: weight decay added to the gradient.
+    averaging_ratio: rho, the decay of both averages, in [0, 1].
+    epsilon: the offset under both square roots, > 0.
+    warmup_steps: when positive, \eta is scaled by
+      min(1, (global_step + 1) / warmup_steps).
+  """
 
   _CASE = "adadelta"
 
@@ -136,21 +192,25 @@ class AdadeltaOptimizer(_OneofOptimizer):
 
 @monolith_export
 class AdamOptimizer(_OneofOptimizer):
-  r"""Adam (https://arxiv.org/abs/1412.6980).
+  r"""Adam (https://arxiv.org/abs/1412.6980), with per-entry beta powers.
 
-  m_{i+1} = beta1 * m_i + (1 - beta1) * grad;
-  v_{i+1} = beta2 * v_i + (1 - beta2) * grad^2;
-  x_{i+1} = x_i - \eta * m_{i+1} / sqrt(v_{i+1} + epsilon).
+  g = grad + weight_decay_factor * x;
+  m_{i+1} = beta1 * m_i + (1 - beta1) * g;
+  v_{i+1} = beta2 * v_i + (1 - beta2) * g^2;
+  x_{i+1} = x_i - \eta_t * m_{i+1} / (sqrt(v_{i+1}) + epsilon), with
+  \eta_t = \eta * sqrt(1 - beta2^t) / (1 - beta1^t), t the entry's updates.
 
   Args:
-    learning_rate: the learning rate \eta.
-    beta1: decay rate of the first moment.
-    beta2: decay rate of the second moment.
-    use_beta1_warmup: whether to warm beta1 up over the first steps.
+    learning_rate: the config's learning_rate (not read by the engine).
+    beta1: decay rate of the first moment, in [0, 1).
+    beta2: decay rate of the second moment, in [0, 1).
+    use_beta1_warmup: kept in the config; unused (as in Monolith).
     weight_decay_factor: weight decay added to the gradient.
-    use_nesterov: whether to use Nesterov momentum.
-    epsilon: offset that keeps the denominator away from zero.
-    warmup_steps: deprecated.
+    use_nesterov: whether the step uses the Nesterov form
+      (1 - beta1) * g + beta1 * m_{i+1} in place of m_{i+1}.
+    epsilon: offset that keeps the denominator away from zero, > 0.
+    warmup_steps: when positive, \eta is scaled by
+      min(1, (global_step + 1) / warmup_steps).
   """
 
   _CASE = "adam"
@@ -175,7 +235,21 @@ class AdamOptimizer(_OneofOptimizer):
 
 
 class AmsgradOptimizer(_OneofOptimizer):
-  """AMSGrad (https://openreview.net/forum?id=ryQu7f-RZ)."""
+  """AMSGrad (https://openreview.net/forum?id=ryQu7f-RZ).
+
+  Adam (see `AdamOptimizer`) whose step divides by the running maximum
+  vhat = max(vhat, v) of the second moment instead of v.
+
+  Args:
+    learning_rate: the config's learning_rate (not read by the engine).
+    beta1: decay rate of the first moment, in [0, 1).
+    beta2: decay rate of the second moment, in [0, 1).
+    weight_decay_factor: weight decay added to the gradient.
+    use_nesterov: whether the step uses the Nesterov form of the moment.
+    epsilon: offset that keeps the denominator away from zero, > 0.
+    warmup_steps: when positive, the learning rate is scaled by
+      min(1, (global_step + 1) / warmup_steps).
+  """
 
   _CASE = "amsgrad"
 
@@ -198,10 +272,16 @@ class AmsgradOptimizer(_OneofOptimizer):
 
 @monolith_export
 class BatchSoftmaxOptimizer(_OneofOptimizer):
-  """Batch softmax (https://research.google/pubs/pub48840/).
+  r"""Batch softmax's estimate of the steps between occurrences of an id.
+
+  From https://research.google/pubs/pub48840/: the segment (dim 1) holds
+  B = (1 - \eta) * B + \eta * (global_step - A), where A is the global step
+  of the entry's previous update; the gradient is not used. Pair it with
+  `BatchSoftmaxInitializer`.
 
   Args:
-    learning_rate: the learning rate.
+    learning_rate: the config's learning_rate (not read by the engine: \eta is
+      the segment's learning-rate function).
   """
 
   _CASE = "batch_softmax"
@@ -212,7 +292,19 @@ class BatchSoftmaxOptimizer(_OneofOptimizer):
 
 @monolith_export
 class MomentumOptimizer(_OneofOptimizer):
-  """SGD with (optionally Nesterov) momentum."""
+  r"""SGD with (optionally Nesterov) momentum.
+
+  dx = \eta * (grad + weight_decay_factor * x);  n' = momentum * n - dx;
+  x += n' (plain) or x += -momentum * n + (1 + momentum) * n' (Nesterov).
+
+  Args:
+    learning_rate: the config's learning_rate (not read by the engine).
+    weight_decay_factor: weight decay added to the gradient.
+    use_nesterov: whether to use Nesterov momentum.
+    momentum: the decay of the velocity n, in [0, 1].
+    warmup_steps: when positive, \eta is scaled by
+      min(1, (global_step + 1) / warmup_steps).
+  """
 
   _CASE = "momentum"
 
@@ -230,7 +322,14 @@ class MomentumOptimizer(_OneofOptimizer):
 
 
 class MovingAverageOptimizer(_OneofOptimizer):
-  """Keeps a moving average of the pushed values instead of descending."""
+  """Keeps a moving average of the pushed values instead of descending.
+
+  x = momentum * x + (1 - momentum) * grad, where "grad" is the value pushed;
+  no learning rate, no optimizer state and no entry in the dumps.
+
+  Args:
+    momentum: the weight of the old value, in [0, 1].
+  """
 
   _CASE = "moving_average"
 
@@ -238,49 +337,51 @@ class MovingAverageOptimizer(_OneofOptimizer):
     self.momentum = momentum
 
 
+class _RmspropFamily(_OneofOptimizer):
+  """The arguments of both RMSProp variants (see `RmspropOptimizer`)."""
+
+  def __init__(self,
+               learning_rate: Optional[float] = None,
+               weight_decay_factor: float = 0.0,
+               momentum: float = 0.9):
+    self.learning_rate = learning_rate
+    self.weight_decay_factor = weight_decay_factor
+    self.momentum = momentum
+
+
 @monolith_export
-class RmspropOptimizer(_OneofOptimizer):
-  """RMSProp."""
+class RmspropOptimizer(_RmspropFamily):
+  r"""RMSProp.
+
+  dx = grad + weight_decay_factor * x;
+  n' = momentum * n + (1 - momentum) * dx^2;  x -= \eta / (sqrt(n') + 1) * dx.
+  Unlike Monolith, \eta is the segment's learning-rate function, not the
+  config's learning_rate.
+
+  Args:
+    learning_rate: the config's learning_rate (not read by the engine).
+    weight_decay_factor: weight decay added to the gradient.
+    momentum: the decay of the accumulator n, in [0, 1].
+  """
 
   _CASE = "rmsprop"
 
-  def __init__(self,
-               learning_rate: Optional[float] = None,
-               weight_decay_factor: float = 0.0,
-               momentum: float = 0.9):
-    self.learning_rate = learning_rate
-    self.weight_decay_factor = weight_decay_factor
-    self.momentum = momentum
-
 
 @monolith_export
-class RmspropV2Optimizer(_OneofOptimizer):
-  """RMSProp, second variant of the update rule."""
+class RmspropV2Optimizer(_RmspropFamily):
+  r"""RMSProp, second variant: the new square is added with weight 1.
+
+  dx = grad + weight_decay_factor * x;  n' = momentum * n + dx^2;
+  x -= \eta / (sqrt(n') + 1) * dx.
+
+  Args: as for `RmspropOptimizer`.
+  """
 
   _CASE = "rmspropv2"
 
-  def __init__(self,
-               learning_rate: Optional[float] = None,
-               weight_decay_factor: float = 0.0,
-               momentum: float = 0.9):
-    self.learning_rate = learning_rate
-    self.weight_decay_factor = weight_decay_factor
-    self.momentum = momentum
 
-
-class FTRLWithGroupSparsityOptimizer(_OneofOptimizer):
-  """FTRL with group sparsity: L1 and L2 act on a whole segment at once.
-
-  Args:
-    learning_rate: alpha of FTRL.
-    initial_accumulator_value: the starting value of the accumulator.
-    beta: beta of FTRL.
-    warmup_steps: deprecated.
-    l1_regularization: lambda1, the L1 regularization strength.
-    l2_regularization: lambda2, the L2 regularization strength.
-  """
-
-  _CASE = "group_ftrl"
+class _FtrlFamily(_OneofOptimizer):
+  """The arguments of both FTRL optimizers (see `FtrlOptimizer`)."""
 
   def __init__(self,
                learning_rate: Optional[float] = None,
@@ -297,17 +398,38 @@ class FTRLWithGroupSparsityOptimizer(_OneofOptimizer):
     self.warmup_steps = warmup_steps
 
 
+class FTRLWithGroupSparsityOptimizer(_FtrlFamily):
+  """FTRL with group sparsity: L1 acts on the whole segment at once.
+
+  The accumulators n and z are updated per coordinate as in `FtrlOptimizer`;
+  the segment is then zero when the L2 norm |z| <= l1, else
+  x = lr * z * (l1 - |z|) / |z| / (beta + sqrt(n) + l2 * lr).
+
+  Args: as for `FtrlOptimizer`, l1 acting on the group; None keeps this
+    config's proto defaults (initial_accumulator_value 0.0, beta 1.0).
+  """
+
+  _CASE = "group_ftrl"
+
+
 @monolith_export
 class AdaGradWithGroupLassoOptimizer(_OneofOptimizer):
   """Adagrad with a group-lasso penalty on the whole segment.
 
+  g = grad + weight_decay_factor * x;  acc += max_i g_i^2;
+  a = lr / (beta + sqrt(acc));  z = g - x / a;  x = 0 if |z| <= l2, else
+  x = -a * (1 - l2 / |z|) * z, with |z| the segment's L2 norm.
+
   Args:
-    learning_rate: the learning rate.
-    beta: added to the accumulator's square root in the denominator.
-    initial_accumulator_value: the starting value of the accumulator.
-    l2_regularization: the group L2 regularization strength.
+    learning_rate: the config's learning_rate (not read by the engine).
+    beta: added to the accumulator's square root in the denominator; None
+      keeps the proto default (0.0).
+    initial_accumulator_value: the starting value of the accumulator; None
+      keeps the proto default (0.1).
+    l2_regularization: the group L2 regularization strength l2.
     weight_decay_factor: weight decay added to the gradient.
-    warmup_steps: deprecated.
+    warmup_steps: when positive, the learning rate is scaled by
+      min(1, (global_step + 1) / warmup_steps).
   """
 
   _CASE = "group_adagrad"
@@ -330,19 +452,27 @@ class AdaGradWithGroupLassoOptimizer(_OneofOptimizer):
 class DynamicWdAdagradOptimizer(_OneofOptimizer):
   """Adagrad with weight decay that can scale with the steps since the update.
 
+  Coupled: g = grad + wd * x; n += g^2; x -= lr / sqrt(n) * g.
+  Decoupled: n += grad^2; x -= lr / sqrt(n) * grad + lr * wd * x.
+  With enable_dynamic_wd, wd is scaled by gap ** (+-1 / temperature), gap the
+  global steps since the entry's last update (1 for its first), and the
+  decoupled decay lr * wd is capped at 1.
+
   Args:
-    learning_rate: the learning rate.
-    initial_accumulator_value: the starting value of the accumulator.
-    hessian_compression_times: accumulator compression factor; 1 is none.
-    warmup_steps: deprecated.
-    weight_decay_factor: the weight decay factor.
+    learning_rate: the config's learning_rate (not read by the engine).
+    initial_accumulator_value: the starting value of the accumulator n; None
+      keeps the proto default (0.1).
+    hessian_compression_times: kept in the config; unused.
+    warmup_steps: when positive, the learning rate is scaled by
+      min(1, (global_step + 1) / warmup_steps).
+    weight_decay_factor: the weight decay factor wd.
     decouple_weight_decay: whether the decay is applied apart from the
       gradient step (decoupled) or added to the gradient (coupled).
     enable_dynamic_wd: whether the decay is scaled by the number of steps
       since the entry was last updated.
     flip_direction: whether that scaling is inverted (rarely updated entries
       decay less instead of more).
-    dynamic_wd_temperature: temperature of that scaling.
+    dynamic_wd_temperature: temperature of that scaling, > 0.
   """
 
   _CASE = "dynamic_wd_adagrad"
@@ -369,52 +499,49 @@ class DynamicWdAdagradOptimizer(_OneofOptimizer):
 
 
 @monolith_export
-class FtrlOptimizer(_OneofOptimizer):
+class FtrlOptimizer(_FtrlFamily):
   """FTRL-Proximal (https://dl.acm.org/citation.cfm?id=2488200).
 
+  Per coordinate: n' = n + g^2;  sigma = (sqrt(n') - sqrt(n)) / lr;
+  z += g - sigma * x;  x = 0 if |z| <= l1, else
+  x = lr * (sign(z) * l1 - z) / (sqrt(n') + beta + l2 * lr). (Monolith uses
+  signbit(z) for sign(z); the two agree when l1 = 0.)
+
   Args:
-    learning_rate: alpha of FTRL.
-    initial_accumulator_value: the starting value of the accumulator.
-    beta: beta of FTRL.
-    warmup_steps: deprecated.
+    learning_rate: the config's learning_rate (not read by the engine).
+    initial_accumulator_value: the starting value of n; None keeps the
+      proto default (0.1).
+    beta: beta of FTRL; None keeps the proto default (0.0).
+    warmup_steps: when positive, the learning rate is scaled by
+      min(1, (global_step + 1) / warmup_steps).
     l1_regularization: lambda1, the L1 regularization strength.
     l2_regularization: lambda2, the L2 regularization strength.
   """
 
   _CASE = "ftrl"
 
-  def __init__(self,
-               learning_rate: Optional[float] = None,
-               initial_accumulator_value: Optional[float] = None,
-               beta: Optional[float] = None,
-               warmup_steps: int = 0,
-               l1_regularization: Optional[float] = None,
-               l2_regularization: Optional[float] = None):
-    self.learning_rate = learning_rate
-    self.initial_accumulator_value = initial_accumulator_value
-    self.beta = beta
-    self.l1_regularization_strength = l1_regularization
-    self.l2_regularization_strength = l2_regularization
-    self.warmup_steps = warmup_steps
-
 
 class Initializer(abc.ABC):
-  """The abstract base class of initializer builders."""
+  """The abstract base class of initializer builders.
+
+  The initializer gives a new entry's segment its first values, when an id is
+  first written (assign, assign_add, apply_gradients, reinitialize); lookups
+  of unknown ids return zeros and insert nothing.
+  """
 
   @abc.abstractmethod
   def as_proto(self) -> embedding_hash_table_pb2.InitializerConfig:
-    """Returns the initializer config."""
+    """Returns the initializer config.
+
+    Returns:
+      A new `InitializerConfig` with one case of its `type` oneof set.
+    """
 
 
-class _OneofInitializer(Initializer):
+class _OneofInitializer(_OneofBuilder, Initializer):
   """An initializer that fills the `InitializerConfig.type` case `_CASE`."""
 
-  _CASE: str
-
-  def as_proto(self) -> embedding_hash_table_pb2.InitializerConfig:
-    config = embedding_hash_table_pb2.InitializerConfig()
-    _fill_message(getattr(config, self._CASE), self)
-    return config
+  _CONFIG = embedding_hash_table_pb2.InitializerConfig
 
 
 @monolith_export
@@ -426,7 +553,11 @@ class ZerosInitializer(_OneofInitializer):
 
 @monolith_export
 class ConstantsInitializer(_OneofInitializer):
-  """Initializes every element of new embeddings to `constant`."""
+  """Initializes every element of new embeddings to `constant`.
+
+  Args:
+    constant: the value of every element.
+  """
 
   _CASE = "constants"
 
@@ -435,7 +566,7 @@ class ConstantsInitializer(_OneofInitializer):
 
 
 class RandomUniformInitializer(_OneofInitializer):
-  """Initializes new embeddings uniformly in [minval, maxval].
+  """Initializes new embeddings uniformly in [minval, maxval).
 
   Args:
     minval: the lower bound; None keeps the proto default (-0.05).
@@ -457,6 +588,9 @@ class BatchSoftmaxInitializer(_OneofInitializer):
   The segment starts at the constant `init_step_interval`, the assumed number
   of steps between two occurrences of an id.
 
+  Args:
+    init_step_interval: the starting interval, at least 1.
+
   Raises:
     ValueError: `init_step_interval` is below 1.
   """
@@ -471,27 +605,38 @@ class BatchSoftmaxInitializer(_OneofInitializer):
 
 
 class Compressor(abc.ABC):
-  """The abstract base class of serving compressor builders."""
+  """The abstract base class of serving compressor builders.
+
+  The compressor encodes a segment's values in tables created for serving
+  (SERVING entries, see `export_context`); training entries keep float32.
+  """
 
   @abc.abstractmethod
   def as_proto(self) -> embedding_hash_table_pb2.FloatCompressorConfig:
-    """Returns the compressor config."""
+    """Returns the compressor config.
+
+    Returns:
+      A new `FloatCompressorConfig` with one case of its `type` oneof set.
+    """
 
 
-class _OneofCompressor(Compressor):
+class _OneofCompressor(_OneofBuilder, Compressor):
   """A compressor that fills the `FloatCompressorConfig.type` case `_CASE`."""
 
-  _CASE: str
-
-  def as_proto(self) -> embedding_hash_table_pb2.FloatCompressorConfig:
-    config = embedding_hash_table_pb2.FloatCompressorConfig()
-    _fill_message(getattr(config, self._CASE), self)
-    return config
+  _CONFIG = embedding_hash_table_pb2.FloatCompressorConfig
 
 
 @monolith_export
 class OneBitCompressor(_OneofCompressor):
-  """Serves each element as one bit (its sign) times a learned scale."""
+  """Serves each element as one bit, decoded to +amplitude or -amplitude.
+
+  The bit is whether amplitude * tanh(init_scale * x) > 0 (HashNet), so the
+  served value is +-amplitude by the sign of x (0 and NaN give -amplitude).
+
+  Args:
+    step_size: kept in the config (must be > 0); not used when serving.
+    amplitude: the magnitude of every served value.
+  """
 
   _CASE = "one_bit"
 
@@ -502,7 +647,14 @@ class OneBitCompressor(_OneofCompressor):
 
 @monolith_export
 class FixedR8Compressor(_OneofCompressor):
-  """Serves each element as 8 bits over the fixed range [-r, r]."""
+  """Serves each element as 8 bits over the fixed range [-r, r].
+
+  A value is served as the nearest multiple of r / 128 (ties away from zero),
+  clamped to [-r, r - r / 128].
+
+  Args:
+    fixed_range: r, finite and > 0.
+  """
 
   _CASE = "fixed_r8"
 
@@ -512,14 +664,14 @@ class FixedR8Compressor(_OneofCompressor):
 
 @monolith_export
 class Fp16Compressor(_OneofCompressor):
-  """Serves embeddings as float16, halving their serving memory."""
+  """Serves embeddings as float16 (round to nearest even), halving memory."""
 
   _CASE = "fp16"
 
 
 @monolith_export
 class Fp32Compressor(_OneofCompressor):
-  """Serves embeddings as float32."""
+  """Serves embeddings as float32, unchanged."""
 
   _CASE = "fp32"
 
@@ -542,11 +694,19 @@ def CombineAsSegment(
 ) -> embedding_hash_table_pb2.EntryConfig.Segment:
   """Builds a segment of `dim_size` floats from its three configs.
 
-  Each config is given either as a builder of this module or as its proto.
+  Args:
+    dim_size: the number of floats of the segment, a positive int.
+    initializer: a builder of this module or an `InitializerConfig`.
+    optimizer: a builder of this module or an `OptimizerConfig`.
+    compressor: a builder of this module or a `FloatCompressorConfig`.
+
+  Returns:
+    A new `EntryConfig.Segment` holding copies of the three configs.
 
   Raises:
-    ValueError: `dim_size` is not a positive integer, or a config is neither
-      a builder nor the expected proto.
+    ValueError: `dim_size` is not a positive integer, a config is neither
+      a builder nor the expected proto, or a builder's value does not fit
+      its proto field.
   """
   if isinstance(dim_size, bool) or not isinstance(dim_size,
                                                   int) or dim_size < 1:
@@ -572,11 +732,15 @@ class HashTableConfig(abc.ABC):
   def mutate_table(
       self, table_config: embedding_hash_table_pb2.EmbeddingHashTableConfig
   ) -> None:
-    """Writes this table type's fields into `table_config`."""
+    """Writes this table type's fields into `table_config`.
+
+    Args:
+      table_config: the config to modify in place.
+    """
 
 
 class CuckooHashTableConfig(HashTableConfig):
-  """A cuckoo hash table.
+  """A cuckoo hash table (the CPU engine's table type).
 
   Args:
     initial_capacity: the number of entries to reserve at creation.
@@ -593,6 +757,11 @@ class CuckooHashTableConfig(HashTableConfig):
   def mutate_table(
       self, table_config: embedding_hash_table_pb2.EmbeddingHashTableConfig
   ) -> None:
+    """Sets the cuckoo type, the capacity and, if asked for, eviction.
+
+    Args:
+      table_config: the config to modify in place.
+    """
     table_config.initial_capacity = self._initial_capacity
     table_config.cuckoo.SetInParent()
     if self._feature_evict_every_n_hours > 0:
@@ -610,15 +779,17 @@ class HashTableConfigInstance:
 
   Args:
     table_config: the finished table config.
-    learning_rate_fns: per segment, a learning rate (a number or tensor) or a
-      callable with no arguments that returns one (e.g. a
-      `learning_rate_functions.LearningRateFunction`).
-    extra_restore_names: further table names to restore this table from.
+    learning_rate_fns: per segment, in segment order, a learning rate (a
+      number or tensor) or a callable with no arguments that returns one
+      (e.g. a `learning_rate_functions.LearningRateFunction`).
+      `MultiHashTable` requires one per segment.
+    extra_restore_names: further table names to restore this table from;
+      a copy is kept.
   """
 
   def __init__(self,
                table_config: embedding_hash_table_pb2.EmbeddingHashTableConfig,
-               learning_rate_fns: List[Any],
+               learning_rate_fns: List[LearningRate],
                extra_restore_names: Optional[Sequence[str]] = None):
     self._table_config = table_config
     self.extra_restore_names = copy.copy(extra_restore_names) or []
@@ -626,16 +797,19 @@ class HashTableConfigInstance:
     self._learning_rate_tensor = None
 
   def __str__(self) -> str:
+    """The deterministic serialized table config and the functions' `str()`."""
     serialized = self._table_config.SerializeToString(deterministic=True)
     fns = ", ".join(str(fn) for fn in self._learning_rate_fns)
     return f"TableConfigPB: {serialized}, LearningRateFns: [{fns}]"
 
   @property
   def table_config(self) -> embedding_hash_table_pb2.EmbeddingHashTableConfig:
+    """The table config given at construction (not a copy)."""
     return self._table_config
 
   @property
-  def learning_rate_fns(self) -> List[Any]:
+  def learning_rate_fns(self) -> List[LearningRate]:
+    """The per-segment learning rates or functions given at construction."""
     return self._learning_rate_fns
 
   @property
@@ -644,6 +818,11 @@ class HashTableConfigInstance:
     return self._learning_rate_tensor
 
   def set_learning_rate_tensor(self, learning_rate_tensor: tf.Tensor) -> None:
+    """Records a tensor of this table's learning rates for later reading.
+
+    Args:
+      learning_rate_tensor: the tensor `learning_rate_tensor` returns.
+    """
     self._learning_rate_tensor = learning_rate_tensor
 
   def _call_learning_rate_fns(self, cast: bool) -> List[Any]:
@@ -662,17 +841,26 @@ class HashTableConfigInstance:
   def call_learning_rate_fns(self) -> tf.Tensor:
     """Returns the per-segment learning rates stacked in a float32 vector.
 
+    Callables are called (in the "learning_rate" name scope); constants are
+    cast to float32.
+
+    Returns:
+      A float32 tensor of shape [number of segments].
+
     Raises:
       ValueError: `learning_rate_fns` is empty.
     """
     with tf.name_scope("learning_rate"):
       return tf.stack(self._call_learning_rate_fns(cast=True))
 
-  def call_learning_rate_fns_fewer_ops(self) -> List[Any]:
+  def call_learning_rate_fns_fewer_ops(self) -> List[Union[float, tf.Tensor]]:
     """Returns the per-segment learning rates as a list.
 
     Callables are called; constant rates are returned as given, without ops,
     for the caller to stack with other tables' rates.
+
+    Returns:
+      One learning rate (a number or a scalar tensor) per segment.
 
     Raises:
       ValueError: `learning_rate_fns` is empty.

@@ -9,6 +9,12 @@ tables beside a tf.compat.v1 Saver checkpoint and restore them before it.
     table = MultiHashTable.from_configs({"slot_1": config_1, ...})
     embeddings = table.lookup({"slot_1": ids_1, ...})
     table = table.apply_gradients({"slot_1": (ids_1, grads_1)}, global_step)
+
+Errors: arguments that are wrong when the graph is built (an unknown table
+name, an input whose rank the ops reject) raise ValueError (or TypeError for
+a wrong dtype) at once; what is known only when the op runs (sizes, a
+non-scalar global step fed later, a SERVING table asked to train) raises the
+`tf.errors` exception the kernel reports, naming the input.
 """
 
 import abc
@@ -16,7 +22,7 @@ import collections
 import copy
 import dataclasses
 import os
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from absl import logging
 import tensorflow as tf
@@ -42,6 +48,9 @@ hash_table_ops = gen_monolith_ops
 _TIMEOUT_IN_MS = 60 * 60 * 1000
 _MULTI_HASH_TABLE_GRAPH_KEY = "monolith_multi_hash_tables"
 
+# Per table name: (ids, values) or (ids, gradients).
+IdsAndValues = Dict[str, Tuple[tf.Tensor, tf.Tensor]]
+
 
 class CachedConfig(NamedTuple):
   """Table configs and what is derived from them, built once per graph."""
@@ -59,16 +68,19 @@ class CachedConfig(NamedTuple):
   slot_expire_time_config: bytes
 
 
-def infer_dims(configs: Dict[str, entry.HashTableConfigInstance]) -> List[int]:
-  """Embedding dims of the tables, in sorted table-name order."""
-  return [
-      infer_dim_size(configs[name].table_config) for name in sorted(configs)
-  ]
-
-
 def convert_to_cached_config(
     configs: Dict[str, entry.HashTableConfigInstance]) -> CachedConfig:
-  """Builds the multi-table config; SERVING entries while exporting."""
+  """Builds the multi-table config of `configs`.
+
+  While exporting (`export_context.enter_export_mode`), every table gets
+  SERVING entries (values only, encoded by the segments' compressors).
+
+  Args:
+    configs: the table configs by table name.
+
+  Returns:
+    The `CachedConfig`, tables in sorted name order.
+  """
   mconfig = embedding_hash_table_pb2.MultiEmbeddingHashTableConfig()
   table_names = tuple(sorted(configs))
   slot_expire_time_config = None
@@ -100,8 +112,15 @@ class MultiHashTableMetadata:
   name_set: set = dataclasses.field(default_factory=set)
 
 
-def concat_1d_tensors(*args) -> tf.RaggedTensor:
-  """Concatenates 1-D tensors into one ragged tensor, a row per tensor."""
+def concat_1d_tensors(*args: tf.Tensor) -> tf.RaggedTensor:
+  """Concatenates 1-D tensors into one ragged tensor, a row per tensor.
+
+  Args:
+    *args: the 1-D tensors, all of one dtype.
+
+  Returns:
+    A ragged tensor whose row i holds `args[i]` (rows are not validated).
+  """
   values = tf.concat(args, axis=0)
   row_lengths = [tf.size(t) for t in args]
   return tf.RaggedTensor.from_row_lengths(values, row_lengths, validate=False)
@@ -109,18 +128,32 @@ def concat_1d_tensors(*args) -> tf.RaggedTensor:
 
 def get_list_from_flat_value(key: tf.RaggedTensor, dims: Tuple[int],
                              flat_value: tf.Tensor) -> List[tf.Tensor]:
-  """Splits a flat value into one [num_ids, dim] tensor per row of key."""
+  """Splits a flat value into one [num_ids, dim] tensor per row of key.
+
+  Args:
+    key: ragged ids, a row per table.
+    dims: the dim of each row's table.
+    flat_value: the rows' values, flattened and concatenated in row order.
+
+  Returns:
+    Per row i, a float tensor of shape [len(key[i]), dims[i]].
+  """
   values = tf.split(flat_value, key.row_lengths() * dims)
   return [tf.reshape(v, [-1, dim]) for v, dim in zip(values, dims)]
 
 
-def flatten_n_tensors(*args) -> tf.Tensor:
+def flatten_n_tensors(*args: tf.Tensor) -> tf.Tensor:
   """Concatenates the tensors, each flattened, into one 1-D tensor."""
   return tf.concat([tf.reshape(t, [-1]) for t in args], axis=0)
 
 
 class RawMultiTypeHashTable(abc.ABC):
-  """Lookup/update API on one ragged id tensor, to keep transfers minimal."""
+  """Lookup/update API on one ragged id tensor, to keep transfers minimal.
+
+  Row t of a ragged id tensor holds the ids of table t (tables in the
+  table's order); flat values hold each row's [len(row), dim] values,
+  flattened and concatenated in row order.
+  """
 
   @abc.abstractmethod
   def get_ragged_id(self, slot_to_id: Dict[str, tf.Tensor]) -> tf.RaggedTensor:
@@ -151,11 +184,11 @@ class RawMultiTypeHashTable(abc.ABC):
     """Sets the embeddings of the ragged ids to flat values."""
 
 
-def _as_int64(t) -> tf.Tensor:
+def _as_int64(t: Any) -> tf.Tensor:
   return t if isinstance(t, tf.Tensor) else tf.convert_to_tensor(t, tf.int64)
 
 
-def _as_float32(t) -> tf.Tensor:
+def _as_float32(t: Any) -> tf.Tensor:
   return t if isinstance(t, tf.Tensor) else tf.convert_to_tensor(
       t, tf.float32)
 
@@ -167,21 +200,52 @@ def _req_time(req_time: Optional[tf.Tensor]) -> tf.Tensor:
 class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
   """Maps int64 ids of many named tables to float32 embeddings.
 
+  Tables are kept in sorted name order (`table_names`); the dim of a table is
+  the sum of its segments' dims. Ids never written read as zeros; writers
+  (assign, assign_add, apply_gradients, reinitialize) insert missing ids,
+  initialized by each segment's initializer, and stamp them with the request
+  time (seconds) given, which save-time expiry compares with the latest one.
+
   Methods that update the tables return a new MultiHashTable whose handle
-  depends on the update, so later reads can be ordered after it.
+  depends on the update, so later reads can be ordered after it; `as_op()`
+  gives an op to run.
+
+  Build tables with `from_configs` or `from_cached_config`; the constructor's
+  arguments are theirs (or `table_proto` and `import_scope`, for
+  `from_proto`).
+
+  Args:
+    cc: the tables' configs.
+    hash_filter: the hash filter resource handle.
+    sync_client: the sync client resource handle.
+    learning_rate_list: per table in `cc.table_names` order, per segment in
+      segment order, a learning rate (number or scalar tensor).
+    name_suffix: appended to the resource's shared name.
+    saver_parallel: the number of checkpoint shards of `save`; -1 lets the
+      op choose (one per 100k entries, up to max(4, CPU worker threads)).
+    table_proto: when given, the table is rebuilt from this proto (of
+      `to_proto`) in the current graph and the other arguments are ignored.
+    import_scope: the name scope `table_proto`'s names are under.
+    device: the device of the resource and its ops.
+
+  Raises:
+    ValueError: the shared name is already used in this graph.
+    TypeError: `table_proto` is not a `MultiHashTableProto`.
   """
   NAME_PREFIX = "MonolithMultiHashTable"
 
-  def __init__(self,
-               cc: CachedConfig = None,
-               hash_filter: tf.Tensor = None,
-               sync_client: tf.Tensor = None,
-               learning_rate_list: List[tf.Tensor] = None,
-               name_suffix: str = "",
-               saver_parallel: int = -1,
-               table_proto: multi_hash_table_ops_pb2.MultiHashTableProto = None,
-               import_scope: str = None,
-               device: str = "/device:CPU:0"):
+  def __init__(
+      self,
+      cc: Optional[CachedConfig] = None,
+      hash_filter: Optional[tf.Tensor] = None,
+      sync_client: Optional[tf.Tensor] = None,
+      learning_rate_list: Optional[List[Any]] = None,
+      name_suffix: str = "",
+      saver_parallel: int = -1,
+      table_proto: Optional[
+          multi_hash_table_ops_pb2.MultiHashTableProto] = None,
+      import_scope: Optional[str] = None,
+      device: str = "/device:CPU:0"):
     if table_proto is not None:
       self._init_from_proto(table_proto, import_scope)
       return
@@ -192,7 +256,6 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     self._saver_parallel = saver_parallel
     self._shared_name = "_".join([MultiHashTable.NAME_PREFIX, name_suffix])
     self._check_and_insert_name(self._shared_name)
-    self._device = device
     with tf.device(device):
       # Creation and use are separate ops: uses read the shared resource.
       init_handle = hash_table_ops.create_monolith_multi_hash_table(
@@ -203,15 +266,14 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       self._initializer = init_handle.op
       self._handle = hash_table_ops.read_monolith_multi_hash_table(
           shared_name=self._shared_name)
-      self._is_initialized = hash_table_ops.is_hash_table_initialized(
-          init_handle)
+      is_initialized = hash_table_ops.is_hash_table_initialized(init_handle)
       resources.register_resource(init_handle, self._initializer,
-                                  self._is_initialized)
+                                  is_initialized)
     tf.compat.v1.get_collection_ref(_MULTI_HASH_TABLE_GRAPH_KEY).append(self)
 
   def _init_from_proto(self,
                        proto: multi_hash_table_ops_pb2.MultiHashTableProto,
-                       import_scope: str = None):
+                       import_scope: Optional[str] = None) -> None:
     if not isinstance(proto, multi_hash_table_ops_pb2.MultiHashTableProto):
       raise TypeError(f"expected a MultiHashTableProto, got {type(proto)}")
     g = tf.compat.v1.get_default_graph()
@@ -226,21 +288,40 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
         ops.prepend_name_scope(proto.initializer_op, import_scope))
     self._handle = g.as_graph_element(
         ops.prepend_name_scope(proto.handle_tensor, import_scope))
-    self._device = self._handle.device
     init_handle = self._initializer.outputs[0]
-    self._is_initialized = hash_table_ops.is_hash_table_initialized(
-        init_handle)
+    is_initialized = hash_table_ops.is_hash_table_initialized(init_handle)
     resources.register_resource(init_handle, self._initializer,
-                                self._is_initialized)
+                                is_initialized)
 
   @classmethod
   def from_cached_config(cls,
                          cc: CachedConfig,
-                         hash_filter: tf.Tensor = None,
-                         sync_client: tf.Tensor = None,
+                         hash_filter: Optional[tf.Tensor] = None,
+                         sync_client: Optional[tf.Tensor] = None,
                          name_suffix: str = "",
                          saver_parallel: int = -1) -> "MultiHashTable":
-    """Creates the tables; GPU tables ("gpucuco") go on the GPU."""
+    """Creates the tables of `cc` in the default graph.
+
+    The resource goes on the GPU when the first table's type is "gpucuco",
+    else on the CPU. The learning-rate functions are called here, once: a
+    callable's tensor is then read at every run.
+
+    Args:
+      cc: the configs, from `convert_to_cached_config`.
+      hash_filter: a hash filter resource; None creates a dummy one.
+      sync_client: a sync client resource; None creates a dummy one.
+      name_suffix: makes the resource's shared name unique in the graph.
+      saver_parallel: the number of checkpoint shards; -1 lets `save` choose.
+
+    Returns:
+      The new table. Its `initializer` creates the tables; it is registered
+      as a shared resource, so a MonitoredSession's default Scaffold runs
+      it.
+
+    Raises:
+      ValueError: a table has not one learning-rate function per segment,
+        or the shared name is already used in this graph.
+    """
     table_config = next(iter(cc.configs.values())).table_config
     table_type = (table_config.WhichOneof("type")
                   if table_config.HasField("type") else None)
@@ -275,14 +356,56 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
   @classmethod
   def from_configs(cls, configs: Dict[str, entry.HashTableConfigInstance],
                    *args, **kwargs) -> "MultiHashTable":
+    """Creates the tables of `configs`, keyed by table name.
+
+    Args:
+      configs: the table configs by table name.
+      *args: passed to `from_cached_config`.
+      **kwargs: passed to `from_cached_config`.
+
+    Returns:
+      The new table.
+
+    Raises:
+      ValueError: as `from_cached_config`.
+    """
     return cls.from_cached_config(convert_to_cached_config(configs), *args,
                                   **kwargs)
 
   @staticmethod
-  def from_proto(table_proto, import_scope=None) -> "MultiHashTable":
+  def from_proto(table_proto: multi_hash_table_ops_pb2.MultiHashTableProto,
+                 import_scope: Optional[str] = None) -> "MultiHashTable":
+    """Rebuilds a table from `to_proto`'s proto in the default graph.
+
+    The graph must hold the proto's ops (as after `import_meta_graph`); no op
+    is created but the table's is-initialized check.
+
+    Args:
+      table_proto: the proto.
+      import_scope: the name scope the proto's names are under.
+
+    Returns:
+      The table.
+
+    Raises:
+      TypeError: `table_proto` is not a `MultiHashTableProto`.
+      KeyError: a name of the proto is not in the graph.
+    """
     return MultiHashTable(table_proto=table_proto, import_scope=import_scope)
 
-  def to_proto(self, export_scope=None):
+  def to_proto(
+      self,
+      export_scope: Optional[str] = None
+  ) -> Optional[multi_hash_table_ops_pb2.MultiHashTableProto]:
+    """Describes the table for a meta graph (see `from_proto`).
+
+    Args:
+      export_scope: the name scope to strip from the names; tables outside
+        it are not exported.
+
+    Returns:
+      The proto, or None when the table is outside `export_scope`.
+    """
     if export_scope is not None and not self._handle.name.startswith(
         export_scope):
       return None
@@ -300,7 +423,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     return proto
 
   @classmethod
-  def _check_and_insert_name(cls, name: str):
+  def _check_and_insert_name(cls, name: str) -> None:
     meta = graph_meta.get_meta("multi_hash_table_metadata",
                                MultiHashTableMetadata)
     if name in meta.name_set:
@@ -310,67 +433,140 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
 
   @property
   def table_names(self) -> Tuple[str]:
+    """The table names, sorted: the order of tables in every op."""
     return self._table_names
 
   @property
   def handle(self) -> tf.Tensor:
+    """The resource handle, depending on this object's updates."""
     return self._handle
 
   @property
   def shared_name(self) -> str:
+    """The resource's shared name, also the name of its checkpoint files."""
     return self._shared_name
 
   @property
   def initializer(self) -> tf.Operation:
+    """The op that creates the tables (a no-op once they exist)."""
     return self._initializer
 
   def get_table_dim_sizes(self) -> Tuple[int]:
+    """The embedding dim of each table, in `table_names` order."""
     return self._dims
 
   # BaseMultiTypeHashTable.
 
   def assign(self,
-             slot_to_id_and_value: Dict[str, Tuple[tf.Tensor, tf.Tensor]],
-             req_time: tf.Tensor = None,
+             slot_to_id_and_value: IdsAndValues,
+             req_time: Optional[tf.Tensor] = None,
              enable_inter_table_parallelism: bool = False) -> "MultiHashTable":
+    """Sets the embeddings of the given ids.
+
+    Missing ids are inserted. Repeated ids of a table are set in order (the
+    last value wins).
+
+    Args:
+      slot_to_id_and_value: per table name, 1-D int64 ids and float32 values
+        of shape [len(ids), dim].
+      req_time: int64 scalar, the update time (seconds) stamped on the
+        entries; None is 0.
+      enable_inter_table_parallelism: ignored (all tables run in one op).
+
+    Returns:
+      The updated table.
+
+    Raises:
+      ValueError: an unknown table name.
+      tf.errors.InvalidArgumentError: (at run time) values do not hold
+        len(ids) * dim floats per table.
+    """
     del enable_inter_table_parallelism  # tables run in one op call anyway
-    ragged_id = self.get_ragged_id(
-        {k: _as_int64(v[0]) for k, v in slot_to_id_and_value.items()})
-    flat_value = self.get_flat_value(
-        {k: _as_float32(v[1]) for k, v in slot_to_id_and_value.items()})
+    ragged_id, flat_value = self._ragged_id_and_flat_value(
+        slot_to_id_and_value)
     return self.raw_assign(ragged_id, flat_value, req_time)
 
   def assign_add(self,
-                 slot_to_id_and_value: Dict[str, Tuple[tf.Tensor, tf.Tensor]],
-                 req_time: tf.Tensor = None) -> "MultiHashTable":
-    ragged_id = self.get_ragged_id(
-        {k: _as_int64(v[0]) for k, v in slot_to_id_and_value.items()})
-    flat_value = self.get_flat_value(
-        {k: _as_float32(v[1]) for k, v in slot_to_id_and_value.items()})
-    return self._copy_with_new_table(
-        hash_table_ops.monolith_multi_hash_table_assign_add(
-            mtable=self._handle,
-            id=ragged_id.values,
-            id_split=ragged_id.row_splits,
-            value=flat_value,
-            update_time=_req_time(req_time)))
+                 slot_to_id_and_value: IdsAndValues,
+                 req_time: Optional[tf.Tensor] = None) -> "MultiHashTable":
+    """Adds values to the embeddings of the given ids.
+
+    Missing ids are inserted (initialized first). Repeated ids add up.
+
+    Args:
+      slot_to_id_and_value: as for `assign`, the values to add.
+      req_time: as for `assign`.
+
+    Returns:
+      The updated table.
+
+    Raises:
+      As `assign`.
+    """
+    return self._assign(hash_table_ops.monolith_multi_hash_table_assign_add,
+                        *self._ragged_id_and_flat_value(slot_to_id_and_value),
+                        req_time)
 
   def reinitialize(self, slot: str,
                    ids: tf.Tensor) -> Tuple["MultiHashTable", tf.Tensor]:
-    """Re-initializes ids of one table; status -1 unknown table, 0 new, 1 existed."""
+    """Resets ids of one table to their initializers' values.
+
+    Optimizer state is reset too, and the entries are stamped with the
+    current time. An unknown table name is not an error: the op logs it and
+    touches nothing.
+
+    Args:
+      slot: the table name.
+      ids: 1-D int64 ids.
+
+    Returns:
+      The updated table and an int32 status per id: -1 the table does not
+      exist, 0 the id was inserted, 1 it existed.
+    """
     new_handle, status = hash_table_ops.monolith_multi_hash_table_reinitialize(
         mtable=self._handle, table_name=slot, id=_as_int64(ids))
     return self._copy_with_new_table(new_handle), status
 
   def lookup(self, slot_to_id: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """Returns the embeddings of the given ids.
+
+    Ids never written read as zeros and are not inserted.
+
+    Args:
+      slot_to_id: per table name, 1-D int64 ids.
+
+    Returns:
+      Per table name of `slot_to_id`, float32 embeddings of shape
+      [len(ids), dim].
+
+    Raises:
+      ValueError: an unknown table name.
+    """
     ragged_id = self.get_ragged_id(
         {k: _as_int64(v) for k, v in slot_to_id.items()})
     embeddings = self.get_embeddings(ragged_id, self.raw_lookup(ragged_id))
     return {k: v for k, v in embeddings.items() if k in slot_to_id}
 
-  def lookup_entry(self, slot_to_id: Dict[str, tf.Tensor],
-                   enable_inter_table_parallelism: bool = False):
-    """Serialized EntryDump of every id, by table name."""
+  def lookup_entry(
+      self,
+      slot_to_id: Dict[str, tf.Tensor],
+      enable_inter_table_parallelism: bool = False) -> Dict[str, tf.Tensor]:
+    """Returns the whole entries of the given ids, as serialized EntryDumps.
+
+    An entry's dump holds its id, values (`num`), optimizer state (`opt`, one
+    `SingleOptimizerDump` per segment that has state) and last update time;
+    an id never written gets a dump with only its id.
+
+    Args:
+      slot_to_id: per table name, 1-D int64 ids.
+      enable_inter_table_parallelism: ignored.
+
+    Returns:
+      Per table name of `slot_to_id`, a 1-D string tensor of len(ids).
+
+    Raises:
+      ValueError: an unknown table name.
+    """
     del enable_inter_table_parallelism
     ragged_id = self.get_ragged_id(
         {k: _as_int64(v) for k, v in slot_to_id.items()})
@@ -385,25 +581,59 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     }
 
   def apply_gradients(self,
-                      slot_to_id_and_grad: Dict[str, Tuple[tf.Tensor,
-                                                           tf.Tensor]],
+                      slot_to_id_and_grad: IdsAndValues,
                       global_step: tf.Tensor,
-                      req_time: tf.Tensor = None) -> "MultiHashTable":
-    ragged_id = self.get_ragged_id(
-        {k: _as_int64(v[0]) for k, v in slot_to_id_and_grad.items()})
-    flat_grad = self.get_flat_value(
-        {k: _as_float32(v[1]) for k, v in slot_to_id_and_grad.items()})
-    return self.raw_apply_gradients(ragged_id, flat_grad, global_step,
-                                    req_time)
+                      req_time: Optional[tf.Tensor] = None) -> "MultiHashTable":
+    """Applies the tables' optimizers to the gradients of the given ids.
+
+    Each segment's optimizer gets its slice of the gradient and its own
+    learning rate (its table's learning-rate function for that segment).
+    Missing ids are inserted first; repeated ids are applied in order.
+
+    Args:
+      slot_to_id_and_grad: per table name, 1-D int64 ids and float32
+        gradients of shape [len(ids), dim].
+      global_step: int64 scalar, read by warmup, batch_softmax and
+        dynamic_wd_adagrad.
+      req_time: int64 scalar, the update time (seconds); None is 0.
+
+    Returns:
+      The updated table.
+
+    Raises:
+      ValueError: an unknown table name, or a global step that is known
+        not to be a scalar.
+      tf.errors.InvalidArgumentError: (at run time) gradients do not hold
+        len(ids) * dim floats per table, or global_step is not a scalar.
+      tf.errors.FailedPreconditionError: (at run time) a table has SERVING
+        entries (created while exporting), which cannot be trained.
+    """
+    return self.raw_apply_gradients(
+        *self._ragged_id_and_flat_value(slot_to_id_and_grad), global_step,
+        req_time)
 
   def save(self,
            basename: tf.Tensor,
            compression_type: str = "SNAPPY") -> "MultiHashTable":
     """Saves the tables to `basename-SSSSS-of-NNNNN` and `.meta-` files.
 
-    compression_type: "SNAPPY", the original's format, or "" for
-    uncompressed shards (faster to write and read; the original cannot
-    read them). restore() reads either.
+    Each entry is read consistently while training goes on. Entries expired
+    at the table's latest update time are skipped: by the first table's
+    `slot_expire_time_config` when it sets any field, else by each table's
+    own. The files are renamed into place only when all are complete.
+
+    Args:
+      basename: string scalar, the path prefix of the files.
+      compression_type: "SNAPPY", the original's format, or "" for
+        uncompressed shards (faster to write and read; the original cannot
+        read them). restore() reads either.
+
+    Returns:
+      The table, depending on the save.
+
+    Raises:
+      tf.errors.InvalidArgumentError: (at run time) a bad compression_type.
+      tf.errors.OpError: (at run time) the file system's errors.
     """
     return self._copy_with_new_table(
         hash_table_ops.monolith_multi_hash_table_save(
@@ -418,11 +648,25 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     """Restores the checkpoint at `basename`, replacing the tables' entries.
 
     Every table the checkpoint holds is emptied first and then holds exactly
-    the checkpoint's entries. A table the checkpoint lacks keeps its entries
-    and a checkpoint table the graph lacks is skipped: both are logged as
-    warnings, or with strict=True fail (FailedPreconditionError) before any
-    table is touched. A checkpoint whose files come from different saves
-    fails with DataLossError naming the file.
+    the checkpoint's entries (values, optimizer state, update times). A
+    table the checkpoint lacks keeps its entries and a checkpoint table the
+    graph lacks is skipped: both are logged as warnings, or with strict=True
+    fail before any table is touched. TRAINING checkpoints restore into
+    SERVING tables (only the values are kept).
+
+    Args:
+      basename: string scalar, the path prefix `save` wrote.
+      strict: whether a mismatch of table names is an error.
+
+    Returns:
+      The table, depending on the restore.
+
+    Raises:
+      tf.errors.FailedPreconditionError: (at run time) with strict=True, the
+        table names of the checkpoint and the graph differ.
+      tf.errors.DataLossError: (at run time) the files come from different
+        saves or are corrupt (the error names the file).
+      tf.errors.NotFoundError: (at run time) no checkpoint at `basename`.
     """
     return self._copy_with_new_table(
         hash_table_ops.monolith_multi_hash_table_restore(mtable=self._handle,
@@ -430,10 +674,23 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
                                                          strict=strict))
 
   def feature_stat(self, basename: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
-    """(table names, entry counts) of a saved checkpoint, from its meta files."""
+    """Reads the table names and entry counts of a checkpoint's meta files.
+
+    Args:
+      basename: string scalar, the checkpoint's path prefix.
+
+    Returns:
+      A 1-D string tensor of the checkpoint's table names and a 1-D uint64
+      tensor of their entry counts.
+
+    Raises:
+      tf.errors.NotFoundError, tf.errors.DataLossError: (at run time) as
+        `restore`.
+    """
     return hash_table_ops.monolith_multi_hash_table_feature_stat(basename)
 
   def as_op(self, *args, **kwargs) -> tf.Operation:
+    """The op that runs the updates this table object depends on."""
     del args, kwargs
     return self._handle.op
 
@@ -445,11 +702,47 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
   # Fused ops for synchronous training: ids of every table and shard in one
   # tensor, without mapping them to table names.
 
-  def fused_lookup(self,
-                   ids: tf.Tensor,
-                   fused_slot_size: tf.Tensor,
-                   num_of_shards: int,
-                   req_time: tf.Tensor = None) -> Tuple[tf.Tensor]:
+  def fused_lookup(
+      self,
+      ids: tf.Tensor,
+      fused_slot_size: tf.Tensor,
+      num_of_shards: int,
+      req_time: Optional[tf.Tensor] = None
+  ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Looks up the ids of every table and shard in one call.
+
+    With T tables (in `table_names` order) and S = num_of_shards, `ids` is
+    laid out shard-major: shard 0's ids of table 0 .. T-1, then shard 1's,
+    and so on, segment (s, t) holding fused_slot_size[s * T + t] ids. Shards
+    are looked up in parallel. Ids never written read as zeros and are not
+    inserted.
+
+    Args:
+      ids: 1-D int64 ids.
+      fused_slot_size: 1-D int32 of T * S id counts, non-negative, summing
+        to len(ids).
+      num_of_shards: S, >= 1.
+      req_time: int64 scalar; checked, otherwise unused. None is 0.
+
+    Returns:
+      A tuple (embeddings, embedding_splits, id_offsets, embedding_offsets,
+      indices):
+        embeddings: 1-D float32, the embeddings of segment (s, t) as
+          fused_slot_size[s * T + t] rows of table t's dim, flattened, in the
+          order of `ids`.
+        embedding_splits: 1-D int32 [S], the floats of each shard.
+        id_offsets: 1-D int32 [T * S + 1], the start of each segment in
+          `ids`, then len(ids).
+        embedding_offsets: 1-D int32 [T * S + 1], the start of each segment
+          in `embeddings`, then its length.
+        indices: `ids`, passed through.
+
+    Raises:
+      ValueError: an input's rank is known and wrong.
+      tf.errors.InvalidArgumentError: (at run time) fused_slot_size does not
+        have T * S elements, has a negative one, does not sum to len(ids),
+        or the embeddings would exceed 2^31 floats.
+    """
     return hash_table_ops.monolith_multi_hash_table_fused_lookup(
         mtable=self._handle,
         ids=ids,
@@ -469,6 +762,39 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       req_time: tf.Tensor,
       num_of_shards: int,
       enable_grad_accumulation: bool = False) -> "MultiHashTable":
+    """Applies the tables' optimizers to gradients in `fused_lookup`'s layout.
+
+    Shards run in parallel, each over its tables in order; within a segment,
+    repeated ids are applied in order. Each segment of an entry gets its own
+    learning rate, as in `apply_gradients`. Missing ids are inserted first.
+
+    Args:
+      ids: 1-D int64 ids, laid out as for `fused_lookup`.
+      indices: 1-D int64, `fused_lookup`'s indices; checked, otherwise unused.
+      fused_slot_size: 1-D int32, as for `fused_lookup`.
+      id_grads: 1-D float32 gradients, laid out as `fused_lookup`'s
+        embeddings.
+      id_offsets: `fused_lookup`'s id_offsets for the same fused_slot_size.
+      grad_offsets: `fused_lookup`'s embedding_offsets.
+      global_step: int64 scalar.
+      req_time: int64 scalar, the update time (seconds).
+      num_of_shards: S, >= 1.
+      enable_grad_accumulation: whether repeated ids of one segment are
+        optimized once, with their summed gradient (first-seen order).
+
+    Returns:
+      The updated table.
+
+    Raises:
+      ValueError: an input's rank is known and wrong, or the offsets'
+        lengths are known not to be len(fused_slot_size) + 1.
+      tf.errors.InvalidArgumentError: (at run time) fused_slot_size is bad
+        (as for `fused_lookup`), the offsets are not the ones it implies,
+        id_grads has the wrong number of floats, or global_step or req_time
+        is not a scalar.
+      tf.errors.FailedPreconditionError: (at run time) a table has SERVING
+        entries.
+    """
     return self._copy_with_new_table(
         hash_table_ops.monolith_multi_hash_table_fused_optimize(
             mtable=self._handle,
@@ -487,14 +813,44 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
   # RawMultiTypeHashTable.
 
   def raw_lookup(self, ragged_id: tf.RaggedTensor) -> tf.Tensor:
+    """Flat embeddings of ragged ids (row t: ids of table t).
+
+    Args:
+      ragged_id: int64 ragged ids with one row per table, from
+        `get_ragged_id`.
+
+    Returns:
+      1-D float32: row t's embeddings ([len(row), dim_t]) flattened, rows
+      concatenated in order; zeros for ids never written.
+
+    Raises:
+      tf.errors.InvalidArgumentError: (at run time) the number of rows is not
+        a multiple of the number of tables.
+    """
     return hash_table_ops.monolith_multi_hash_table_lookup(
         mtable=self._handle, id=ragged_id.values, id_split=ragged_id.row_splits)
 
-  def raw_apply_gradients(self,
-                          ragged_id: tf.RaggedTensor,
-                          flat_grad: tf.Tensor,
-                          global_step: tf.Tensor,
-                          req_time: tf.Tensor = None) -> "MultiHashTable":
+  def raw_apply_gradients(
+      self,
+      ragged_id: tf.RaggedTensor,
+      flat_grad: tf.Tensor,
+      global_step: tf.Tensor,
+      req_time: Optional[tf.Tensor] = None) -> "MultiHashTable":
+    """`apply_gradients` on ragged ids and flat gradients.
+
+    Args:
+      ragged_id: int64 ragged ids, one row per table.
+      flat_grad: 1-D float32 gradients, laid out as `raw_lookup`'s result.
+      global_step: int64 scalar.
+      req_time: int64 scalar, the update time (seconds); None is 0.
+
+    Returns:
+      The updated table.
+
+    Raises:
+      As `apply_gradients`, and tf.errors.InvalidArgumentError (at run time)
+      when ragged_id does not have one row per table.
+    """
     return self._copy_with_new_table(
         hash_table_ops.monolith_multi_hash_table_optimize(
             mtable=self._handle,
@@ -508,33 +864,94 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
   def raw_assign(self,
                  ragged_id: tf.RaggedTensor,
                  flat_value: tf.Tensor,
-                 req_time: tf.Tensor = None) -> "MultiHashTable":
+                 req_time: Optional[tf.Tensor] = None) -> "MultiHashTable":
+    """Sets the embeddings of ragged ids (see `assign`).
+
+    Args:
+      ragged_id: from `get_ragged_id`.
+      flat_value: from `get_flat_value`: row t's [len(row), dim_t] values.
+      req_time: update time in seconds (int64 scalar), or None for 0.
+
+    Returns:
+      The updated table.
+
+    Raises:
+      tf.errors.InvalidArgumentError: (at run time) ragged_id does not have
+        one row per table, or flat_value has the wrong number of floats.
+    """
+    return self._assign(hash_table_ops.monolith_multi_hash_table_assign,
+                        ragged_id, flat_value, req_time)
+
+  def _assign(self, op: Any, ragged_id: tf.RaggedTensor, flat_value: tf.Tensor,
+              req_time: Optional[tf.Tensor]) -> "MultiHashTable":
+    """Runs the assign or assign_add op."""
     return self._copy_with_new_table(
-        hash_table_ops.monolith_multi_hash_table_assign(
-            mtable=self._handle,
-            id=ragged_id.values,
-            id_split=ragged_id.row_splits,
-            value=flat_value,
-            update_time=_req_time(req_time)))
+        op(mtable=self._handle,
+           id=ragged_id.values,
+           id_split=ragged_id.row_splits,
+           value=flat_value,
+           update_time=_req_time(req_time)))
+
+  def _ragged_id_and_flat_value(
+      self, slot_to_id_and_value: IdsAndValues
+  ) -> Tuple[tf.RaggedTensor, tf.Tensor]:
+    """The ragged ids and flat values (or gradients) of every table."""
+    ragged_id = self.get_ragged_id(
+        {k: _as_int64(v[0]) for k, v in slot_to_id_and_value.items()})
+    flat_value = self.get_flat_value(
+        {k: _as_float32(v[1]) for k, v in slot_to_id_and_value.items()})
+    return ragged_id, flat_value
 
   def get_embeddings(self, ragged_id: tf.RaggedTensor,
                      value: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """Splits `raw_lookup`'s flat result into embeddings by table name.
+
+    Args:
+      ragged_id: the ragged ids that were looked up.
+      value: `raw_lookup`'s result.
+
+    Returns:
+      Per table name (every table), float32 [len(row), dim].
+    """
     values = get_list_from_flat_value(ragged_id, self._dims, value)
     return dict(zip(self._table_names, values))
 
   def get_ragged_id(self, slot_to_id: Dict[str, tf.Tensor]) -> tf.RaggedTensor:
+    """Gathers per-table ids into ragged ids, one row per table.
+
+    Args:
+      slot_to_id: per table name, 1-D int64 ids; missing tables get no ids.
+
+    Returns:
+      int64 ragged ids; row t holds the ids of `table_names[t]`.
+
+    Raises:
+      ValueError: an unknown table name.
+    """
     self._check_names(slot_to_id)
     empty_id = tf.constant([], dtype=tf.int64)
     return concat_1d_tensors(
         *[slot_to_id.get(name, empty_id) for name in self._table_names])
 
   def get_flat_value(self, slot_to_value: Dict[str, tf.Tensor]) -> tf.Tensor:
+    """Flattens per-table values into one 1-D tensor, tables in order.
+
+    Args:
+      slot_to_value: per table name, float32 values [len(ids), dim];
+        missing tables get none.
+
+    Returns:
+      1-D float32, laid out as `raw_lookup`'s result.
+
+    Raises:
+      ValueError: an unknown table name.
+    """
     self._check_names(slot_to_value)
     empty_value = tf.zeros([0, 1])
     return flatten_n_tensors(
         *[slot_to_value.get(name, empty_value) for name in self._table_names])
 
-  def _check_names(self, by_name: Dict[str, tf.Tensor]):
+  def _check_names(self, by_name: Dict[str, Any]) -> None:
     unknown = sorted(set(by_name) - set(self._table_names))
     if unknown:
       raise ValueError(f"unknown table names {unknown}; the tables are "
@@ -550,14 +967,20 @@ class MultiHashTableCheckpointSaverListener(
   is written beside the checkpoint. After each save, the asset directories
   and ckpt.info files of the checkpoints that the Saver deleted (max_to_keep)
   are deleted too; see save_utils for the rule.
+
+  The save ops are built at construction, for the tables the graph holds
+  then: create the listener after the tables.
+
+  Args:
+    basename: the checkpoint path prefix passed to the Saver.
+    write_ckpt_info: whether to write `ckpt.info-<step>`.
+    compression_type: of the table shards, see `MultiHashTable.save`.
   """
 
   def __init__(self,
                basename: str,
                write_ckpt_info: bool = True,
                compression_type: str = "SNAPPY"):
-    """basename: the checkpoint path prefix passed to the Saver;
-    compression_type: of the table shards, see MultiHashTable.save."""
     super().__init__()
     self._write_ckpt_info = write_ckpt_info
     self._compression_type = compression_type
@@ -566,7 +989,17 @@ class MultiHashTableCheckpointSaverListener(
     self._features_counts_tuples = []
     self._save_op = self._build_save_graph()
 
-  def before_save(self, sess, global_step_value):
+  def before_save(self, sess: tf.compat.v1.Session,
+                  global_step_value: int) -> None:
+    """Saves the tables (and ckpt.info) of the checkpoint at this step.
+
+    Args:
+      sess: the session to run the save in.
+      global_step_value: the step of the checkpoint being saved.
+
+    Raises:
+      tf.errors.OpError: a table save failed (or timed out after an hour).
+    """
     # Before the Saver, so the checkpoint file only names complete tables.
     logging.info("Saving MultiHashTables.")
     base_dir = self._helper.get_ckpt_asset_dir(
@@ -583,13 +1016,21 @@ class MultiHashTableCheckpointSaverListener(
     if self._write_ckpt_info:
       self._write_info(sess, feed_dict, global_step_value)
 
-  def after_save(self, session, global_step_value):
+  def after_save(self, session: tf.compat.v1.Session,
+                 global_step_value: int) -> None:
+    """Deletes the table files of the checkpoints the Saver deleted.
+
+    Args:
+      session: unused.
+      global_step_value: the step just saved (never deleted).
+    """
     # The Saver has written this step and deleted the checkpoints past
     # max_to_keep: delete their tables and ckpt.info files as well.
     del session
     self._helper.delete_stale_checkpoint_files(global_step_value)
 
-  def _write_info(self, sess, feed_dict, global_step_value):
+  def _write_info(self, sess: tf.compat.v1.Session, feed_dict: Dict[Any, str],
+                  global_step_value: int) -> None:
     counts_by_feature = collections.defaultdict(int)
     for features, counts in sess.run(self._features_counts_tuples,
                                      feed_dict=feed_dict):
@@ -623,11 +1064,19 @@ class MultiHashTableCheckpointSaverListener(
 
 class MultiHashTableCheckpointRestorerListener(
     basic_restore_hook.CheckpointRestorerListener):
-  """Restores every MultiHashTable of the graph from the latest checkpoint."""
+  """Restores every MultiHashTable of the graph from the latest checkpoint.
 
-  def __init__(self, basename: str, ps_monitor=None):
-    """basename: the checkpoint path prefix; ps_monitor: restore only the
-    devices it reports uninitialized (is_ps_uninitialized(session, device))."""
+  The restore ops are built at construction, for the tables the graph holds
+  then.
+
+  Args:
+    basename: the checkpoint path prefix; the latest checkpoint of its
+      directory is restored.
+    ps_monitor: when given, only the devices it reports uninitialized
+      (`is_ps_uninitialized(session, device)`) are restored.
+  """
+
+  def __init__(self, basename: str, ps_monitor: Optional[Any] = None):
     super().__init__()
     self._basename = basename
     self._ps_monitor = ps_monitor
@@ -635,7 +1084,18 @@ class MultiHashTableCheckpointRestorerListener(
     self._table_id_to_placeholder = {}
     self._restore_ops_per_device = self._build_restore_graph()
 
-  def before_restore(self, session):
+  def before_restore(self, session: tf.compat.v1.Session) -> None:
+    """Creates the tables and restores them from the latest checkpoint.
+
+    Without a checkpoint in the basename's directory, logs it and does
+    nothing.
+
+    Args:
+      session: the session to run the restore in.
+
+    Raises:
+      tf.errors.OpError: as `MultiHashTable.restore`.
+    """
     ckpt_prefix = tf.train.latest_checkpoint(os.path.dirname(self._basename))
     if not ckpt_prefix:
       logging.info("No checkpoint in %s; hash tables are not restored.",
@@ -659,7 +1119,7 @@ class MultiHashTableCheckpointRestorerListener(
                 options=tf.compat.v1.RunOptions(timeout_in_ms=_TIMEOUT_IN_MS))
     logging.info("Restored hash tables.")
 
-  def _build_restore_graph(self):
+  def _build_restore_graph(self) -> Dict[str, List[tf.Operation]]:
     restore_ops_per_device = collections.defaultdict(list)
     for table in ops.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY):
       basename = tf.compat.v1.placeholder(tf.string, shape=[])
@@ -671,13 +1131,30 @@ class MultiHashTableCheckpointRestorerListener(
 
 class MultiHashTableRestorerSaverListener(
     tf.compat.v1.train.CheckpointSaverListener):
-  """Restores the tables right after each save: restore drops the entries
-  that save skipped as expired."""
+  """Restores the tables right after each save.
+
+  Restore replaces the tables' entries, so this drops the entries that the
+  save skipped as expired.
+
+  Args:
+    ckpt_prefix: the checkpoint basename, as for
+      `MultiHashTableCheckpointRestorerListener`.
+  """
 
   def __init__(self, ckpt_prefix: str):
     self._listener = MultiHashTableCheckpointRestorerListener(ckpt_prefix)
 
-  def after_save(self, session, global_step_value):
+  def after_save(self, session: tf.compat.v1.Session,
+                 global_step_value: int) -> None:
+    """Restores the tables from the checkpoint just saved.
+
+    Args:
+      session: the session to run the restore in.
+      global_step_value: unused.
+
+    Raises:
+      tf.errors.OpError: as `MultiHashTable.restore`.
+    """
     del global_step_value
     self._listener.before_restore(session)
 

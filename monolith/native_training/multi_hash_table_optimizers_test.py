@@ -1,38 +1,37 @@
-"""Every hash table optimizer through MultiHashTable.apply_gradients.
+"""The wiring of the hash table optimizers through MultiHashTable.
 
-One graph holds one MultiHashTable with a table per optimizer case, plus a
-two-segment and a three-segment entry (one optimizer and one learning rate
-per segment). Each step feeds per-table ids and gradients, the global step
-and a learning-rate scale; every segment's learning rate is its own base rate
-times that scale. After each step the embeddings (`lookup`) and the optimizer
-states (the EntryDumps of `lookup_entry`) are compared with NumPy references
-written, in float64, from the formulas of runtime/hash_table/optimizer/*.cc
-(the scalar references of optimizer_test.cc), including the deliberate
-deviations from Monolith the README lists:
+The optimizers' formulas are checked against scalar references in C++
+(runtime/hash_table/optimizer/*_test.cc). These tests check what the Python
+API and the table ops add around them, each so that it fails when that
+wiring breaks:
 
-* warmup_steps scales the learning rate by min(1, (global_step + 1) / steps);
-* FTRL shrinks by sign(z) * l1 (Monolith: signbit(z) * l1);
-* rmsprop uses the learning rate passed in, not its config's learning_rate;
-* dynamic_wd_adagrad scales the weight decay by gap ** (+-1 / temperature),
-  gap = steps since the entry's last update, decoupled decay capped at 1;
-* group_ftrl and group_adagrad act on the whole segment;
-* batch_softmax (dim 1) tracks the step interval of each id;
-* a dc config is delay-compensated SGD, which apply_gradients (the value
-  looked up is the value updated) makes plain SGD;
-* stochastic_rounding_float16 leaves one of the two float16 neighbours of the
-  float32 result.
+* every optimizer config of entry.py reaches the engine: one MultiHashTable
+  with a table per optimizer case and multi-segment entries, trained through
+  `apply_gradients` and through `fused_lookup` / `fused_apply_gradient`,
+  equals, value for value and dump for dump, one engine table per segment
+  driven by the raw ops with that segment's own gradient slice, learning
+  rate, global step and request time;
+* learning rates are sliced per table and per segment, and learning-rate
+  functions are evaluated at every run (SGD and dc computed by hand);
+* the global step and the request time reach the optimizers and the entries
+  (batch_softmax, warmup and dynamic_wd_adagrad state, computed by hand);
+* optimizer dumps round-trip through save and restore, and training goes on
+  from the restored state exactly as from the saved one;
+* the float16 stochastic rounding flag of the wrapper reaches the engine.
 """
 
 import dataclasses
-from typing import Dict, List, Optional
+from typing import Any, Dict, List
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from monolith.native_training import entry
 from monolith.native_training import multi_hash_table_ops
 from monolith.native_training.runtime.hash_table import \
     embedding_hash_table_pb2
+from monolith.native_training.runtime.ops import gen_monolith_ops
 
 tf1 = tf.compat.v1
 # MultiHashTable builds graphs for tf.compat.v1 sessions, as training does.
@@ -40,288 +39,10 @@ tf1.disable_eager_execution()
 
 _GLOBAL_STEPS = [3, 7, 8, 20]
 _LR_SCALES = [1.0, 0.5, 0.8, 0.3]
+_REQ_TIMES = [1000, 2000, 2500, 4000]
 _NUM_STEPS = len(_GLOBAL_STEPS)
 _BIG_ID = 1 << 40
-_RTOL = 1e-4
-_ATOL = 1e-5
-
-# ------------------------------------------------------ NumPy references
-
-
-class _Ref:
-  """A reference optimizer of one segment; state is a dict of arrays.
-
-  `dump_case` is the SingleOptimizerDump case the engine writes (None: no
-  dump entry); `dump` returns its expected fields.
-  """
-  dump_case: Optional[str] = None
-
-  def init_state(self, dim: int) -> dict:
-    del dim
-    return {}
-
-  def step(self, w, state, g, lr, gs):
-    raise NotImplementedError
-
-  def dump(self, state) -> dict:
-    del state
-    return {}
-
-
-class _Sgd(_Ref):
-  dump_case = "sgd"
-
-  def step(self, w, state, g, lr, gs):
-    return w - lr * g
-
-
-class _Warmup(_Ref):
-  """Scales the learning rate of `base` linearly over `steps` global steps."""
-
-  def __init__(self, base: _Ref, steps: int):
-    self.base, self.steps = base, steps
-    self.dump_case = base.dump_case
-
-  def init_state(self, dim):
-    return self.base.init_state(dim)
-
-  def step(self, w, state, g, lr, gs):
-    scale = 1.0 if gs >= self.steps - 1 else (gs + 1) / self.steps
-    return self.base.step(w, state, g, lr * scale, gs)
-
-  def dump(self, state):
-    return self.base.dump(state)
-
-
-class _Adagrad(_Ref):
-  dump_case = "adagrad"
-
-  def __init__(self, init, wd=0.0):
-    self.init, self.wd = init, wd
-
-  def init_state(self, dim):
-    return {"norm": np.full(dim, self.init)}
-
-  def step(self, w, state, g, lr, gs):
-    g = g + self.wd * w
-    state["norm"] = state["norm"] + g * g
-    return w - lr * g / np.sqrt(state["norm"])
-
-  def dump(self, state):
-    return {"norm": state["norm"]}
-
-
-class _DynamicWdAdagrad(_Ref):
-  dump_case = "dynamic_wd_adagrad"
-
-  def __init__(self, init, wd, decouple, dynamic, flip, temperature):
-    self.init, self.wd = init, wd
-    self.decouple, self.dynamic = decouple, dynamic
-    self.exponent = (-1.0 if flip else 1.0) / temperature
-    self.capped = 0  # decoupled decays that hit the cap of 1
-
-  def init_state(self, dim):
-    return {"norm": np.full(dim, self.init), "last": -1}
-
-  def step(self, w, state, g, lr, gs):
-    last = state["last"]
-    wd = self.wd
-    if self.dynamic:
-      gap = 1 if (last < 0 or gs <= last) else gs - last
-      wd = self.wd * gap**self.exponent
-    if self.decouple:
-      decay = lr * wd
-      if self.dynamic and decay > 1:
-        decay = 1.0
-        self.capped += 1
-    else:
-      g = g + wd * w
-      decay = 0.0
-    state["norm"] = state["norm"] + g * g
-    state["last"] = gs
-    return w - lr * g / np.sqrt(state["norm"]) - decay * w
-
-  def dump(self, state):
-    return {"norm": state["norm"], "last_update_step": state["last"]}
-
-
-class _GroupAdagrad(_Ref):
-  dump_case = "group_adagrad"
-
-  def __init__(self, init, beta, l2, wd):
-    self.init, self.beta, self.l2, self.wd = init, beta, l2, wd
-
-  def init_state(self, dim):
-    return {"acc": self.init}
-
-  def step(self, w, state, g, lr, gs):
-    g = g + self.wd * w
-    state["acc"] += np.max(g * g)
-    a = lr / (self.beta + np.sqrt(state["acc"]))
-    z = g - w / a
-    z_norm = np.linalg.norm(z)
-    if z_norm <= self.l2:
-      return np.zeros_like(w)
-    return -a * (1 - self.l2 / z_norm) * z
-
-  def dump(self, state):
-    return {"grad_square_sum": state["acc"]}
-
-
-class _Ftrl(_Ref):
-  """FTRL-Proximal; `group`: L1 shrinks the segment's z norm as a whole."""
-
-  def __init__(self, init, beta, l1, l2, group=False):
-    self.init, self.beta, self.l1, self.l2 = init, beta, l1, l2
-    self.group = group
-    self.dump_case = "group_ftrl" if group else "ftrl"
-    self.zeroed = self.kept = 0  # coordinates set to 0 / shrunk
-
-  def init_state(self, dim):
-    return {"n": np.full(dim, self.init), "z": np.zeros(dim)}
-
-  def step(self, w, state, g, lr, gs):
-    n_new = state["n"] + g * g
-    sigma = (np.sqrt(n_new) - np.sqrt(state["n"])) / lr
-    z = state["z"] + g - sigma * w
-    state["n"], state["z"] = n_new, z
-    denom = (self.beta + np.sqrt(n_new)) / lr + self.l2
-    if self.group:
-      z_norm = np.linalg.norm(z)
-      if z_norm <= self.l1:
-        w = np.zeros_like(z)
-      else:
-        w = -z * (1 - self.l1 / z_norm) / denom
-    else:
-      w = np.where(np.abs(z) <= self.l1, 0.0,
-                   -(z - np.sign(z) * self.l1) / denom)
-    self.zeroed += int(np.sum(w == 0))
-    self.kept += int(np.sum(w != 0))
-    return w
-
-  def dump(self, state):
-    return {"norm": state["n"], "zero": state["z"]}
-
-
-class _Adadelta(_Ref):
-  dump_case = "adadelta"
-
-  def __init__(self, wd, rho, eps):
-    self.wd, self.rho, self.eps = wd, rho, eps
-
-  def init_state(self, dim):
-    return {"acc": np.zeros(dim), "acc_up": np.zeros(dim)}
-
-  def step(self, w, state, g, lr, gs):
-    g = g + self.wd * w
-    rho, eps = self.rho, self.eps
-    state["acc"] = rho * state["acc"] + (1 - rho) * g * g
-    update = np.sqrt((state["acc_up"] + eps) / (state["acc"] + eps)) * g
-    state["acc_up"] = rho * state["acc_up"] + (1 - rho) * update * update
-    return w - lr * update
-
-  def dump(self, state):
-    return {"accum": state["acc"], "accum_update": state["acc_up"]}
-
-
-class _Adam(_Ref):
-  """Adam / AMSGrad with per-entry beta powers (t = the entry's updates)."""
-
-  def __init__(self, b1, b2, wd, eps, nesterov, amsgrad):
-    self.b1, self.b2, self.wd, self.eps = b1, b2, wd, eps
-    self.nesterov, self.amsgrad = nesterov, amsgrad
-    self.dump_case = "amsgrad" if amsgrad else "adam"
-    self.vhat_kept = 0  # coordinates where vhat > v
-
-  def init_state(self, dim):
-    return {"m": np.zeros(dim), "v": np.zeros(dim), "vhat": np.zeros(dim),
-            "t": 0}
-
-  def step(self, w, state, g, lr, gs):
-    b1, b2 = self.b1, self.b2
-    state["t"] += 1
-    t = state["t"]
-    lr_t = lr * np.sqrt(1 - b2**t) / (1 - b1**t)
-    g = g + self.wd * w
-    state["m"] = b1 * state["m"] + (1 - b1) * g
-    state["v"] = b2 * state["v"] + (1 - b2) * g * g
-    self.vhat_kept += int(np.sum(state["v"] < state["vhat"]))
-    state["vhat"] = np.maximum(state["vhat"], state["v"])
-    m = b1 * state["m"] + (1 - b1) * g if self.nesterov else state["m"]
-    v = state["vhat"] if self.amsgrad else state["v"]
-    return w - lr_t * m / (np.sqrt(v) + self.eps)
-
-  def dump(self, state):
-    t = state["t"]
-    d = {"m": state["m"], "v": state["v"], "beta1_power": self.b1**(t + 1),
-         "beta2_power": self.b2**(t + 1)}
-    if self.amsgrad:
-      d["vhat"] = state["vhat"]
-    return d
-
-
-class _Momentum(_Ref):
-  dump_case = "momentum"
-
-  def __init__(self, mu, wd, nesterov):
-    self.mu, self.wd, self.nesterov = mu, wd, nesterov
-
-  def init_state(self, dim):
-    return {"n": np.zeros(dim)}
-
-  def step(self, w, state, g, lr, gs):
-    dx = lr * (g + self.wd * w)
-    state["n"] = self.mu * state["n"] - dx
-    return w + (self.mu * state["n"] - dx if self.nesterov else state["n"])
-
-  def dump(self, state):
-    return {"n": state["n"]}
-
-
-class _MovingAverage(_Ref):
-  """w = mu * w + (1 - mu) * grad; no learning rate, no dump entry."""
-
-  def __init__(self, mu):
-    self.mu = mu
-
-  def step(self, w, state, g, lr, gs):
-    return self.mu * w + (1 - self.mu) * g
-
-
-class _Rmsprop(_Ref):
-
-  def __init__(self, mu, wd, v2):
-    self.mu, self.wd, self.v2 = mu, wd, v2
-    self.dump_case = "rmspropv2" if v2 else "rmsprop"
-
-  def init_state(self, dim):
-    return {"n": np.zeros(dim)}
-
-  def step(self, w, state, g, lr, gs):
-    dx = g + self.wd * w
-    state["n"] = self.mu * state["n"] + (1 if self.v2 else 1 - self.mu) * dx**2
-    return w - lr / (np.sqrt(state["n"]) + 1) * dx
-
-  def dump(self, state):
-    return {"n": state["n"]}
-
-
-class _BatchSoftmax(_Ref):
-  """B = (1 - lr) * B + lr * (global_step - A); A = global_step."""
-  dump_case = "batch_softmax"
-
-  def init_state(self, dim):
-    assert dim == 1
-    return {"a": 0}
-
-  def step(self, w, state, g, lr, gs):
-    w = (1 - lr) * w + lr * (gs - state["a"])
-    state["a"] = gs
-    return w
-
-  def dump(self, state):
-    return {"global_step": state["a"]}
-
+_NUM_SHARDS = 2
 
 # ------------------------------------------------------------- the cases
 
@@ -329,13 +50,9 @@ class _BatchSoftmax(_Ref):
 @dataclasses.dataclass
 class _Segment:
   dim: int
-  optimizer: object  # an entry.py builder or an OptimizerConfig
-  ref: _Ref
+  optimizer: Any  # an entry.py builder or an OptimizerConfig
   base_lr: float
-  initializer: object = dataclasses.field(
-      default_factory=entry.ZerosInitializer)
-  # The initial value of every element, for tables not set by assign.
-  init_value: float = 0.0
+  initializer: Any = dataclasses.field(default_factory=entry.ZerosInitializer)
 
 
 @dataclasses.dataclass
@@ -344,11 +61,9 @@ class _Case:
   # Per step, the ids whose gradients are applied (repeats are applied in
   # order). Default: two ids every step.
   ids: List[List[int]] = None
-  # Whether the ids get known random values (assign) before the first step;
+  # Whether the ids get random values (assign) before the first step;
   # otherwise they start at their initializer's value.
   assign: bool = True
-  # float16 stochastic rounding: the result is only known to be a neighbour.
-  fp16_rounding: bool = False
 
   def __post_init__(self):
     if self.ids is None:
@@ -363,8 +78,8 @@ class _Case:
     return sorted({i for ids in self.ids for i in ids})
 
 
-def _one(dim, optimizer, ref, base_lr, **kwargs) -> _Case:
-  return _Case([_Segment(dim, optimizer, ref, base_lr)], **kwargs)
+def _one(dim, optimizer, base_lr, **kwargs) -> _Case:
+  return _Case([_Segment(dim, optimizer, base_lr)], **kwargs)
 
 
 # An id updated every step and one updated at the first and last step only
@@ -379,32 +94,34 @@ def _dc_config(lambda_: float) -> embedding_hash_table_pb2.OptimizerConfig:
 
 
 def _cases() -> Dict[str, _Case]:
-  """The tables of the test graph by name, each with its references."""
+  """A table per optimizer case and two multi-segment tables, by name.
+
+  Base learning rates differ from table to table and from segment to
+  segment, so that a rate or a gradient slice handed to the wrong segment
+  changes the result.
+  """
   return {
       "adadelta":
           _one(3,
                entry.AdadeltaOptimizer(weight_decay_factor=0.05,
                                        averaging_ratio=0.8,
-                                       epsilon=0.02),
-               _Adadelta(0.05, 0.8, 0.02), 0.6),
+                                       epsilon=0.02), 0.6),
       "adagrad":
           _one(3,
                entry.AdagradOptimizer(initial_accumulator_value=0.2,
                                       weight_decay_factor=0.03),
-               _Adagrad(0.2, 0.03),
                0.3,
                ids=[[5, 6, 5], [6, 5], [5, 5, 5], [6]]),
       "adagrad_warmup":
-          _one(2, entry.AdagradOptimizer(initial_accumulator_value=0.1,
-                                         warmup_steps=10),
-               _Warmup(_Adagrad(0.1), 10), 0.25),
+          _one(2,
+               entry.AdagradOptimizer(initial_accumulator_value=0.1,
+                                      warmup_steps=10), 0.25),
       "adam":
           _one(3,
                entry.AdamOptimizer(beta1=0.8,
                                    beta2=0.95,
                                    weight_decay_factor=0.04,
                                    epsilon=0.001),
-               _Adam(0.8, 0.95, 0.04, 0.001, nesterov=False, amsgrad=False),
                0.05,
                ids=_SPARSE_IDS),
       "adam_nesterov":
@@ -413,39 +130,26 @@ def _cases() -> Dict[str, _Case]:
                                    beta2=0.95,
                                    weight_decay_factor=0.04,
                                    use_nesterov=True,
-                                   epsilon=0.001),
-               _Adam(0.8, 0.95, 0.04, 0.001, nesterov=True, amsgrad=False),
-               0.07),
+                                   epsilon=0.001), 0.07),
       "amsgrad_nesterov":
           _one(3,
                entry.AmsgradOptimizer(beta1=0.8,
                                       beta2=0.95,
                                       weight_decay_factor=0.04,
                                       use_nesterov=True,
-                                      epsilon=0.001),
-               _Adam(0.8, 0.95, 0.04, 0.001, nesterov=True, amsgrad=True),
-               0.06),
+                                      epsilon=0.001), 0.06),
       # No assign: entries start at the initializer's 2.0.
       "batch_softmax":
           _Case([
               _Segment(1,
                        entry.BatchSoftmaxOptimizer(),
-                       _BatchSoftmax(),
                        0.4,
-                       initializer=entry.BatchSoftmaxInitializer(2.0),
-                       init_value=2.0)
+                       initializer=entry.BatchSoftmaxInitializer(2.0))
           ],
                 ids=_SPARSE_IDS,
                 assign=False),
       "dc":
-          _one(3, _dc_config(0.5), _Sgd(), 0.35),
-      "dynamic_wd_coupled":
-          _one(3,
-               entry.DynamicWdAdagradOptimizer(initial_accumulator_value=0.1,
-                                               weight_decay_factor=0.2,
-                                               decouple_weight_decay=False,
-                                               enable_dynamic_wd=False),
-               _DynamicWdAdagrad(0.1, 0.2, False, False, False, 1.0), 0.3),
+          _one(3, _dc_config(0.5), 0.35),
       "dynamic_wd_coupled_flip":
           _one(3,
                entry.DynamicWdAdagradOptimizer(initial_accumulator_value=0.1,
@@ -454,7 +158,6 @@ def _cases() -> Dict[str, _Case]:
                                                enable_dynamic_wd=True,
                                                flip_direction=True,
                                                dynamic_wd_temperature=1.0),
-               _DynamicWdAdagrad(0.1, 0.2, False, True, True, 1.0),
                0.3,
                ids=_SPARSE_IDS),
       "dynamic_wd_decoupled":
@@ -465,7 +168,6 @@ def _cases() -> Dict[str, _Case]:
                                                enable_dynamic_wd=True,
                                                flip_direction=False,
                                                dynamic_wd_temperature=0.5),
-               _DynamicWdAdagrad(0.1, 0.5, True, True, False, 0.5),
                0.2,
                ids=_SPARSE_IDS),
       "ftrl":
@@ -473,289 +175,563 @@ def _cases() -> Dict[str, _Case]:
                entry.FtrlOptimizer(initial_accumulator_value=0.1,
                                    beta=0.5,
                                    l1_regularization=0.35,
-                                   l2_regularization=0.2),
-               _Ftrl(0.1, 0.5, 0.35, 0.2), 0.5),
+                                   l2_regularization=0.2), 0.5),
       "group_adagrad":
           _one(3,
                entry.AdaGradWithGroupLassoOptimizer(
                    beta=0.3,
                    initial_accumulator_value=0.1,
                    l2_regularization=0.05,
-                   weight_decay_factor=0.02),
-               _GroupAdagrad(0.1, 0.3, 0.05, 0.02), 0.4),
-      "group_adagrad_lasso":
-          _one(3,
-               entry.AdaGradWithGroupLassoOptimizer(
-                   beta=0.3, initial_accumulator_value=0.1,
-                   l2_regularization=50.0),
-               _GroupAdagrad(0.1, 0.3, 50.0, 0.0), 0.4),
+                   weight_decay_factor=0.02), 0.4),
       "group_ftrl":
           _one(3,
                entry.FTRLWithGroupSparsityOptimizer(
                    initial_accumulator_value=0.05,
                    beta=1.0,
                    l1_regularization=0.3,
-                   l2_regularization=0.2),
-               _Ftrl(0.05, 1.0, 0.3, 0.2, group=True), 0.5),
+                   l2_regularization=0.2), 0.45),
       "momentum":
-          _one(3, entry.MomentumOptimizer(weight_decay_factor=0.05,
-                                          momentum=0.7),
-               _Momentum(0.7, 0.05, nesterov=False), 0.2),
+          _one(3,
+               entry.MomentumOptimizer(weight_decay_factor=0.05,
+                                       momentum=0.7), 0.2),
       "momentum_nesterov":
           _one(3,
                entry.MomentumOptimizer(weight_decay_factor=0.05,
                                        use_nesterov=True,
-                                       momentum=0.7),
-               _Momentum(0.7, 0.05, nesterov=True), 0.15),
+                                       momentum=0.7), 0.15),
       "moving_average":
-          _one(3, entry.MovingAverageOptimizer(momentum=0.6),
-               _MovingAverage(0.6), 0.45),
-      # The config's learning_rate (0.001) is not used: the one passed is.
+          _one(3, entry.MovingAverageOptimizer(momentum=0.6), 0.45),
       "rmsprop":
           _one(3,
                entry.RmspropOptimizer(learning_rate=0.001,
                                       weight_decay_factor=0.07,
-                                      momentum=0.85),
-               _Rmsprop(0.85, 0.07, v2=False), 0.3),
+                                      momentum=0.85), 0.3),
       "rmspropv2":
           _one(3,
                entry.RmspropV2Optimizer(learning_rate=0.001,
                                         weight_decay_factor=0.07,
-                                        momentum=0.85),
-               _Rmsprop(0.85, 0.07, v2=True), 0.25),
+                                        momentum=0.85), 0.25),
       "sgd":
-          _one(3, entry.SgdOptimizer(learning_rate=0.9), _Sgd(), 0.5),
-      "sgd_fp16_rounding":
-          _one(3,
-               entry.StochasticRoundingFloat16OptimizerWrapper(
-                   entry.SgdOptimizer()),
-               _Sgd(),
-               0.5,
-               fp16_rounding=True),
-      # Several optimizers in one entry: each segment gets its own slice of
-      # the gradient and its own learning rate (very different rates, so a
-      # wrong slice shows).
+          _one(3, entry.SgdOptimizer(learning_rate=0.9), 0.55),
+      # Several optimizers in one entry, each with its own gradient slice and
+      # learning rate (very different rates, so a wrong slice shows).
       "two_segments":
           _Case([
               _Segment(2, entry.AdagradOptimizer(initial_accumulator_value=0.1),
-                       _Adagrad(0.1), 0.05),
-              _Segment(3, entry.MomentumOptimizer(momentum=0.5),
-                       _Momentum(0.5, 0.0, nesterov=False), 0.7),
+                       0.05),
+              _Segment(3, entry.MomentumOptimizer(momentum=0.5), 0.7),
           ]),
       "three_segments":
           _Case([
-              _Segment(1, entry.SgdOptimizer(), _Sgd(), 0.3),
+              _Segment(1, entry.SgdOptimizer(), 0.3),
               _Segment(
                   2,
                   entry.FtrlOptimizer(initial_accumulator_value=0.1,
                                       beta=1.0,
                                       l1_regularization=0.1,
-                                      l2_regularization=0.1),
-                  _Ftrl(0.1, 1.0, 0.1, 0.1), 0.9),
-              _Segment(
-                  2, entry.AdamOptimizer(beta1=0.9, beta2=0.99),
-                  _Adam(0.9, 0.99, 0.0, 0.01, nesterov=False, amsgrad=False),
-                  0.01),
+                                      l2_regularization=0.1), 0.9),
+              _Segment(2, entry.AdamOptimizer(beta1=0.9, beta2=0.99), 0.01),
           ],
                 ids=_SPARSE_IDS),
   }
 
 
-def _config(case: _Case, lr_scale: tf.Tensor) -> entry.HashTableConfigInstance:
-  """The table config of `case`; segment lr = base lr * lr_scale."""
+def _table_config(
+    segments: List[_Segment]
+) -> embedding_hash_table_pb2.EmbeddingHashTableConfig:
   table_config = embedding_hash_table_pb2.EmbeddingHashTableConfig()
   entry.CuckooHashTableConfig().mutate_table(table_config)
-  for segment in case.segments:
+  for segment in segments:
     table_config.entry_config.segments.append(
         entry.CombineAsSegment(segment.dim, segment.initializer,
                                segment.optimizer, entry.Fp32Compressor()))
+  return table_config
+
+
+def _config(segments: List[_Segment],
+            lr_scale: Any) -> entry.HashTableConfigInstance:
+  """The config of an entry of `segments`; segment lr = base lr * lr_scale.
+
+  The learning rates are functions, called when the table is built, so that
+  lr_scale may be a placeholder fed at every step.
+  """
   learning_rate_fns = [
-      (lambda lr=segment.base_lr: lr * lr_scale) for segment in case.segments
+      (lambda lr=segment.base_lr: lr * lr_scale) for segment in segments
   ]
-  return entry.HashTableConfigInstance(table_config, learning_rate_fns)
+  return entry.HashTableConfigInstance(_table_config(segments),
+                                       learning_rate_fns)
 
 
-class _RefTable:
-  """The reference table of one case: id -> (embedding, segment states)."""
+def _steps(cases: Dict[str, _Case], seed: int) -> List[dict]:
+  """The feeds of every step: scalars, and per table ids and gradients."""
+  rng = np.random.RandomState(seed)
+  steps = []
+  for step in range(_NUM_STEPS):
+    ids, grads = {}, {}
+    for name, case in cases.items():
+      ids[name] = np.array(case.ids[step], np.int64)
+      grads[name] = rng.uniform(-1, 1,
+                                (len(ids[name]), case.dim)).astype(np.float32)
+    steps.append({
+        "lr_scale": _LR_SCALES[step],
+        "global_step": _GLOBAL_STEPS[step],
+        "req_time": _REQ_TIMES[step],
+        "ids": ids,
+        "grads": grads,
+    })
+  return steps
 
-  def __init__(self, case: _Case):
-    self._case = case
-    self.values: Dict[int, np.ndarray] = {}
-    self.states: Dict[int, List[dict]] = {}
 
-  def _insert(self, i: int):
-    if i not in self.values:
-      self.values[i] = np.concatenate([
-          np.full(s.dim, s.init_value, np.float64) for s in self._case.segments
-      ])
-      self.states[i] = [s.ref.init_state(s.dim) for s in self._case.segments]
+def _initial_values(cases: Dict[str, _Case], seed: int) -> dict:
+  """Random values of every id of the cases that assign them."""
+  rng = np.random.RandomState(seed)
+  return {
+      name: (np.array(case.all_ids, np.int64),
+             rng.uniform(-0.5, 0.5,
+                         (len(case.all_ids), case.dim)).astype(np.float32))
+      for name, case in cases.items()
+      if case.assign
+  }
 
-  def assign(self, i: int, value: np.ndarray):
-    self._insert(i)
-    self.values[i] = value.astype(np.float64)
 
-  def apply(self, ids, grads, lr_scale, global_step):
-    for i, grad in zip(ids, grads):
-      self._insert(i)
-      w = self.values[i].copy()
+class _Graph:
+  """Placeholders of one training step of the cases' tables."""
+
+  def __init__(self, cases: Dict[str, _Case]):
+    self.cases = cases
+    self.lr_scale = tf1.placeholder(tf.float32, [], name="lr_scale")
+    self.global_step = tf1.placeholder(tf.int64, [], name="global_step")
+    self.req_time = tf1.placeholder(tf.int64, [], name="req_time")
+    self.ids = {
+        name: tf1.placeholder(tf.int64, [None], name=f"{name}_ids")
+        for name in cases
+    }
+    self.grads = {
+        name: tf1.placeholder(tf.float32, [None, case.dim],
+                              name=f"{name}_grads")
+        for name, case in cases.items()
+    }
+    # For the fused ops: ids and flat gradients in the fused layout.
+    self.fused_ids = tf1.placeholder(tf.int64, [None], name="fused_ids")
+    self.fused_grads = tf1.placeholder(tf.float32, [None], name="fused_grads")
+    self.fused_slot_size = tf1.placeholder(tf.int32, [None],
+                                           name="fused_slot_size")
+
+  def new_table(self, name_suffix: str) -> multi_hash_table_ops.MultiHashTable:
+    return multi_hash_table_ops.MultiHashTable.from_configs(
+        {
+            name: _config(case.segments, self.lr_scale)
+            for name, case in self.cases.items()
+        },
+        name_suffix=name_suffix)
+
+  def apply_gradients(
+      self, table: multi_hash_table_ops.MultiHashTable) -> tf.Operation:
+    return table.apply_gradients(
+        {name: (self.ids[name], self.grads[name]) for name in self.cases},
+        global_step=self.global_step,
+        req_time=self.req_time).as_op()
+
+  def fused_apply_gradient(
+      self, table: multi_hash_table_ops.MultiHashTable) -> tf.Operation:
+    """Looks up the fused ids, then applies the fused gradients."""
+    _, _, id_offsets, embedding_offsets, indices = table.fused_lookup(
+        self.fused_ids, self.fused_slot_size, _NUM_SHARDS, self.req_time)
+    return table.fused_apply_gradient(self.fused_ids, indices,
+                                      self.fused_slot_size, self.fused_grads,
+                                      id_offsets, embedding_offsets,
+                                      self.global_step, self.req_time,
+                                      _NUM_SHARDS).as_op()
+
+  def feed(self, step: dict) -> dict:
+    feed = {
+        self.lr_scale: step["lr_scale"],
+        self.global_step: step["global_step"],
+        self.req_time: step["req_time"],
+    }
+    for name in self.cases:
+      feed[self.ids[name]] = step["ids"][name]
+      feed[self.grads[name]] = step["grads"][name]
+    # Shard s gets the ids with id % _NUM_SHARDS == s, so the repeats of an
+    # id stay in one shard, in order; shard-major, tables in sorted order.
+    fused_ids, fused_grads, sizes = [], [], []
+    for shard in range(_NUM_SHARDS):
+      for name in sorted(self.cases):
+        ids = step["ids"][name]
+        mine = ids % _NUM_SHARDS == shard
+        fused_ids.append(ids[mine])
+        fused_grads.append(step["grads"][name][mine].reshape(-1))
+        sizes.append(int(mine.sum()))
+    feed[self.fused_ids] = np.concatenate(fused_ids)
+    feed[self.fused_grads] = np.concatenate(fused_grads)
+    feed[self.fused_slot_size] = sizes
+    return feed
+
+
+class _SegmentTables:
+  """One engine table per segment of every case, driven by the raw ops.
+
+  Each table holds one one-segment entry config and gets, through the
+  generated ops directly, its segment's gradient slice, the learning rate
+  base lr * lr_scale, the global step and the request time: none of
+  MultiHashTable's id, gradient or learning-rate layouts is involved.
+  """
+
+  def __init__(self, graph: _Graph):
+    self._graph = graph
+    self._handles = {}  # (case name, segment index) -> handle
+    for name, case in graph.cases.items():
+      for k, segment in enumerate(case.segments):
+        config = embedding_hash_table_pb2.MultiEmbeddingHashTableConfig()
+        config.names.append("t")
+        config.configs.append(_table_config([segment]))
+        shared_name = f"segment_{name}_{k}"
+        create = gen_monolith_ops.create_monolith_multi_hash_table
+        self._handles[name, k] = create(
+            config=config.SerializeToString(),
+            filter_handle=gen_monolith_ops.monolith_dummy_hash_filter(
+                shared_name=shared_name + "_filter"),
+            sync_client_handle=gen_monolith_ops.monolith_dummy_sync_client(
+                shared_name=shared_name + "_sync"),
+            shared_name=shared_name)
+
+  def _each(self):
+    for name, case in self._graph.cases.items():
       offset = 0
-      for segment, state in zip(self._case.segments, self.states[i]):
-        part = slice(offset, offset + segment.dim)
-        lr = np.float32(segment.base_lr) * np.float32(lr_scale)
-        w[part] = segment.ref.step(w[part], state,
-                                   grad[part].astype(np.float64), float(lr),
-                                   global_step)
+      for k, segment in enumerate(case.segments):
+        yield name, k, self._handles[name, k], slice(offset,
+                                                     offset + segment.dim)
         offset += segment.dim
-      self.values[i] = w
 
-  def expected(self, ids) -> np.ndarray:
-    """Embeddings of `ids`; zeros for ids never inserted (lookup misses)."""
-    return np.stack([
-        self.values.get(i, np.zeros(self._case.dim)) for i in ids
-    ])
+  @staticmethod
+  def _split(ids: tf.Tensor) -> tf.Tensor:
+    return tf.stack([tf.constant(0, tf.int64), tf.size(ids, tf.int64)])
+
+  def assign(self, initial: dict) -> tf.Operation:
+    assigns = []
+    for name, _, handle, part in self._each():
+      if name in initial:
+        ids, values = initial[name]
+        assigns.append(
+            gen_monolith_ops.monolith_multi_hash_table_assign(
+                handle, ids, [0, len(ids)], values[:, part].reshape(-1),
+                self._graph.req_time))
+    return tf.group(assigns)
+
+  def optimize(self) -> tf.Operation:
+    g = self._graph
+    updates = []
+    for name, k, handle, part in self._each():
+      lr = g.cases[name].segments[k].base_lr * g.lr_scale
+      updates.append(
+          gen_monolith_ops.monolith_multi_hash_table_optimize(
+              handle, g.ids[name], self._split(g.ids[name]),
+              tf.reshape(g.grads[name][:, part], [-1]), tf.reshape(lr, [1]),
+              g.req_time, g.global_step))
+    return tf.group(updates)
+
+  def entries(self) -> Dict[tuple, tf.Tensor]:
+    """Serialized EntryDumps of every id, per (case name, segment)."""
+    entries = {}
+    for name, k, handle, _ in self._each():
+      ids = tf.constant(self._graph.cases[name].all_ids, tf.int64)
+      lookup_entry = gen_monolith_ops.monolith_multi_hash_table_lookup_entry
+      entries[name, k] = lookup_entry(handle, ids, self._split(ids))
+    return entries
 
 
-def _fp16_spacing(x: np.ndarray) -> np.ndarray:
-  """The gap between consecutive float16 values around |x|."""
-  half = np.abs(x).astype(np.float16)
-  return np.maximum(np.spacing(half).astype(np.float64), 2.0**-24)
+def _dumps(serialized) -> List[embedding_hash_table_pb2.EntryDump]:
+  return [embedding_hash_table_pb2.EntryDump.FromString(s) for s in serialized]
 
 
-class MultiHashTableOptimizersTest(tf.test.TestCase):
+def _check_against_segments(what: str, case: _Case, entries, segment_entries,
+                            req_time: int, updated: List[int]):
+  """An entry is its segment tables' entries put together."""
+  per_segment = [_dumps(segment_entries[k]) for k in range(len(case.segments))]
+  for i, (got, *parts) in enumerate(zip(_dumps(entries), *per_segment)):
+    where = f"{what}, id {case.all_ids[i]}"
+    assert got.id == case.all_ids[i], where
+    np.testing.assert_array_equal(np.array(got.num, np.float32),
+                                  np.concatenate([p.num for p in parts]),
+                                  err_msg=where)
+    assert list(got.opt.dump) == [d for p in parts for d in p.opt.dump], where
+    assert got.last_update_ts_sec == parts[0].last_update_ts_sec, where
+    if got.id in updated:
+      assert got.last_update_ts_sec == req_time, where
 
-  def _check_dump(self, name, step, ref_table, case, ids, serialized):
-    for i, data in zip(ids, serialized):
-      dump = embedding_hash_table_pb2.EntryDump.FromString(data)
-      self.assertEqual(dump.id, i)
-      states = ref_table.states[i]
-      segments = [s for s in case.segments if s.ref.dump_case is not None]
-      self.assertLen(dump.opt.dump, len(segments), msg=name)
-      dumped = iter(dump.opt.dump)
-      for segment, state in zip(case.segments, states):
-        if segment.ref.dump_case is None:
-          continue  # moving_average writes no dump entry
-        single = next(dumped)
-        self.assertEqual(single.WhichOneof("type"), segment.ref.dump_case,
-                         msg=name)
-        message = getattr(single, segment.ref.dump_case)
-        for field, want in segment.ref.dump(state).items():
-          got = getattr(message, field)
-          what = f"{name} id {i} step {step}: {field}"
-          if isinstance(want, int):
-            self.assertEqual(got, want, msg=what)
-          else:
-            self.assertAllClose(np.array(got, np.float64),
-                                want,
-                                rtol=_RTOL,
-                                atol=_ATOL,
-                                msg=what)
 
-  def test_every_optimizer_matches_numpy_reference(self):
-    cases = _cases()
-    rng = np.random.RandomState(7)
-    with tf.Graph().as_default(), self.session() as sess:
-      lr_scale = tf1.placeholder(tf.float32, [], name="lr_scale")
-      global_step = tf1.placeholder(tf.int64, [], name="global_step")
-      table = multi_hash_table_ops.MultiHashTable.from_configs(
-          {name: _config(case, lr_scale) for name, case in cases.items()})
-      self.assertEqual(table.table_names, tuple(sorted(cases)))
-      ids_ph = {
-          name: tf1.placeholder(tf.int64, [None], name=f"{name}_ids")
-          for name in cases
-      }
-      grads_ph = {
-          name: tf1.placeholder(tf.float32, [None, case.dim],
-                                name=f"{name}_grads")
-          for name, case in cases.items()
-      }
-      train = table.apply_gradients(
-          {name: (ids_ph[name], grads_ph[name]) for name in cases},
-          global_step=global_step).as_op()
-      all_ids = {name: case.all_ids for name, case in cases.items()}
-      lookup = table.lookup(all_ids)
-      entries = table.lookup_entry(all_ids)
+def test_every_optimizer_equals_its_segments_trained_alone():
+  cases = _cases()
+  with tf.Graph().as_default(), tf1.Session() as sess:
+    g = _Graph(cases)
+    table = g.new_table("apply")
+    fused = g.new_table("fused")
+    assert table.table_names == tuple(sorted(cases))
+    segments = _SegmentTables(g)
+    initial = _initial_values(cases, seed=7)
+    sess.run([table.initializer, fused.initializer])
+    sess.run([
+        table.assign(initial, req_time=g.req_time).as_op(),
+        fused.assign(initial, req_time=g.req_time).as_op(),
+        segments.assign(initial)
+    ],
+             feed_dict={g.req_time: 10})
+    train = [g.apply_gradients(table), g.fused_apply_gradient(fused),
+             segments.optimize()]
+    all_ids = {name: case.all_ids for name, case in cases.items()}
+    fetches = {
+        "apply": table.lookup_entry(all_ids),
+        "fused": fused.lookup_entry(all_ids),
+        "segments": segments.entries(),
+    }
+    for step, data in enumerate(_steps(cases, seed=11)):
+      sess.run(train, feed_dict=g.feed(data))
+      got = sess.run(fetches)
+      for path in ("apply", "fused"):
+        for name, case in cases.items():
+          _check_against_segments(
+              f"{path}: {name} after step {step}", case, got[path][name], {
+                  k: got["segments"][name, k]
+                  for k in range(len(case.segments))
+              }, data["req_time"], data["ids"][name].tolist())
 
-      refs = {name: _RefTable(case) for name, case in cases.items()}
-      initial = {}
-      for name, case in cases.items():
-        if case.assign:
-          initial[name] = (
-              case.all_ids,
-              rng.uniform(-0.5, 0.5,
-                          (len(case.all_ids), case.dim)).astype(np.float32))
-          for i, value in zip(*initial[name]):
-            refs[name].assign(i, value)
+
+def _sgd_segment(dim: int, base_lr: float, optimizer=None) -> _Segment:
+  return _Segment(dim, optimizer or entry.SgdOptimizer(learning_rate=0.9),
+                  base_lr)
+
+
+@pytest.mark.parametrize("path", ["apply_gradients", "fused"])
+def test_learning_rates_are_sliced_per_table_and_segment(path):
+  # Two tables of two segments each: SGD, and dc (plain SGD through these
+  # ops, where the value looked up is the value updated). The config's
+  # learning_rate (0.9) is not the one applied.
+  cases = {
+      "a": _Case([_sgd_segment(2, 0.1),
+                  _sgd_segment(1, 2.0, _dc_config(0.5))]),
+      "b": _Case([_sgd_segment(1, 0.03),
+                  _sgd_segment(2, 0.7)]),
+  }
+  steps = [{
+      "lr_scale": scale,
+      "global_step": 1,
+      "req_time": 1,
+      "ids": {
+          "a": np.array([1, 2], np.int64),
+          "b": np.array([7], np.int64)
+      },
+      "grads": {
+          "a": np.array([[1, 2, 3], [4, 5, 6]], np.float32) * scale,
+          "b": np.array([[1, 2, 3]], np.float32)
+      },
+  } for scale in (1.0, 0.5)]
+  with tf.Graph().as_default(), tf1.Session() as sess:
+    g = _Graph(cases)
+    table = g.new_table("")
+    train = (g.apply_gradients(table)
+             if path == "apply_gradients" else g.fused_apply_gradient(table))
+    lookup = table.lookup({"a": [1, 2], "b": [7]})
+    sess.run(table.initializer)
+    for step in steps:
+      sess.run(train, feed_dict=g.feed(step))
+    got = sess.run(lookup)
+  # Per column, the segment's base rate; the rate is base * scale at each
+  # step: w = 0 - lr_1 * g_1 - lr_2 * g_2, in float32.
+  base = {"a": [0.1, 0.1, 2.0], "b": [0.03, 0.7, 0.7]}
+  for name in cases:
+    want = np.zeros_like(steps[0]["grads"][name])
+    for step in steps:
+      lr = np.float32(base[name]) * np.float32(step["lr_scale"])
+      want = want - lr * step["grads"][name]
+    np.testing.assert_array_equal(got[name], want, err_msg=name)
+
+
+def test_fused_lookup_layout():
+  cases = {
+      "a": _Case([_sgd_segment(2, 1.0)]),
+      "b": _Case([_sgd_segment(1, 1.0)]),
+  }
+  with tf.Graph().as_default(), tf1.Session() as sess:
+    table = _Graph(cases).new_table("")
+    table = table.assign({
+        "a": ([1, 2], [[1, 2], [3, 4]]),
+        "b": ([7], [[7]]),
+    })
+    # Shard 0: a=[2], b=[]; shard 1: a=[1, 9], b=[7] (9 is unknown).
+    outputs = table.fused_lookup(tf.constant([2, 1, 9, 7], tf.int64),
+                                 tf.constant([1, 0, 2, 1], tf.int32),
+                                 num_of_shards=2)
+    sess.run(table.initializer)
+    embeddings, splits, id_offsets, embedding_offsets, indices = sess.run(
+        outputs)
+  np.testing.assert_array_equal(embeddings, [3, 4, 1, 2, 0, 0, 7])
+  np.testing.assert_array_equal(splits, [2, 5])
+  np.testing.assert_array_equal(id_offsets, [0, 1, 1, 3, 4])
+  np.testing.assert_array_equal(embedding_offsets, [0, 2, 2, 6, 7])
+  np.testing.assert_array_equal(indices, [2, 1, 9, 7])
+
+
+@pytest.mark.parametrize("path", ["apply_gradients", "fused"])
+def test_global_step_and_request_time_reach_the_entries(path):
+  cases = {
+      "t":
+          _Case([
+              _Segment(1,
+                       entry.BatchSoftmaxOptimizer(),
+                       0.25,
+                       initializer=entry.BatchSoftmaxInitializer(2.0)),
+              _Segment(
+                  2,
+                  entry.AdagradOptimizer(initial_accumulator_value=0.1,
+                                         warmup_steps=10), 0.5),
+              _Segment(
+                  1,
+                  entry.DynamicWdAdagradOptimizer(weight_decay_factor=0.0),
+                  0.1),
+          ])
+  }
+  grad = np.array([[0.0, 0.3, -1.0, 0.5]], np.float32)
+  with tf.Graph().as_default(), tf1.Session() as sess:
+    g = _Graph(cases)
+    table = g.new_table("")
+    train = (g.apply_gradients(table)
+             if path == "apply_gradients" else g.fused_apply_gradient(table))
+    lookup = table.lookup({"t": [4]})["t"]
+    entries = table.lookup_entry({"t": [4]})["t"]
+    sess.run(table.initializer)
+    got = []
+    for global_step, req_time in ((3, 1000), (7, 2000)):
+      sess.run(train,
+               feed_dict=g.feed({
+                   "lr_scale": 1.0,
+                   "global_step": global_step,
+                   "req_time": req_time,
+                   "ids": {"t": np.array([4], np.int64)},
+                   "grads": {"t": grad},
+               }))
+      value, (dump,) = sess.run([lookup, entries])
+      got.append((value[0], _dumps([dump])[0]))
+
+  (value_1, dump_1), (value_2, dump_2) = got
+  # batch_softmax: B = (1 - lr) B + lr (global_step - previous step), from 2.
+  assert value_1[0] == 0.75 * 2.0 + 0.25 * 3
+  assert value_2[0] == 0.75 * value_1[0] + 0.25 * (7 - 3)
+  # adagrad with warmup: lr * min(1, (global_step + 1) / 10).
+  norm = 0.1 + grad[0, 1:3].astype(np.float64)**2
+  want_1 = -0.5 * 0.4 * grad[0, 1:3] / np.sqrt(norm)
+  norm += grad[0, 1:3].astype(np.float64)**2
+  want_2 = want_1 - 0.5 * 0.8 * grad[0, 1:3] / np.sqrt(norm)
+  np.testing.assert_allclose(value_1[1:3], want_1, rtol=1e-5)
+  np.testing.assert_allclose(value_2[1:3], want_2, rtol=1e-5)
+  # The steps and times the entry keeps.
+  for dump, global_step, req_time in ((dump_1, 3, 1000), (dump_2, 7, 2000)):
+    assert dump.last_update_ts_sec == req_time
+    batch_softmax, adagrad, dynamic_wd = dump.opt.dump
+    assert batch_softmax.batch_softmax.global_step == global_step
+    assert adagrad.WhichOneof("type") == "adagrad"
+    assert dynamic_wd.dynamic_wd_adagrad.last_update_step == global_step
+
+
+def test_dumps_round_trip_through_save_restore(tmp_path):
+  cases = _cases()
+  steps = _steps(cases, seed=5)
+  all_ids = {name: case.all_ids for name, case in cases.items()}
+  basename = str(tmp_path / "tables")
+
+  def build(sess):
+    g = _Graph(cases)
+    table = g.new_table("")
+    sess.run(table.initializer)
+    return g, table, g.apply_gradients(table)
+
+  with tf.Graph().as_default(), tf1.Session() as saved_sess:
+    g, table, train = build(saved_sess)
+    saved_sess.run(table.assign(_initial_values(cases, seed=3)).as_op())
+    for step in steps[:2]:
+      saved_sess.run(train, feed_dict=g.feed(step))
+    saved_sess.run(table.save(tf.constant(basename)).as_op())
+    saved = saved_sess.run(table.lookup_entry(all_ids))
+    saved_sess.run(train, feed_dict=g.feed(steps[2]))
+    continued = saved_sess.run(table.lookup_entry(all_ids))
+
+  with tf.Graph().as_default(), tf1.Session() as sess:
+    g, table, train = build(sess)
+    sess.run(table.restore(tf.constant(basename), strict=True).as_op())
+    restored = sess.run(table.lookup_entry(all_ids))
+    sess.run(train, feed_dict=g.feed(steps[2]))
+    restored_continued = sess.run(table.lookup_entry(all_ids))
+
+  for name in cases:
+    # Values, every segment's optimizer state, update times.
+    assert _dumps(restored[name]) == _dumps(saved[name]), name
+    # Training goes on from the restored state as from the saved one.
+    assert _dumps(restored_continued[name]) == _dumps(continued[name]), name
+    assert _dumps(continued[name]) != _dumps(saved[name]), name
+
+
+def test_stochastic_rounding_float16_reaches_the_engine():
+  cases = {
+      "s":
+          _Case([
+              _Segment(
+                  3,
+                  entry.StochasticRoundingFloat16OptimizerWrapper(
+                      entry.SgdOptimizer()), 0.5)
+          ])
+  }
+  rng = np.random.RandomState(2)
+  ids = np.arange(50, dtype=np.int64)
+  values = rng.uniform(-0.5, 0.5, (50, 3)).astype(np.float32)
+  grads = rng.uniform(-1, 1, (50, 3)).astype(np.float32)
+  with tf.Graph().as_default(), tf1.Session() as sess:
+    g = _Graph(cases)
+    table = g.new_table("")
+    train = g.apply_gradients(table)
+    lookup = table.lookup({"s": ids})["s"]
+    sess.run(table.initializer)
+    sess.run(table.assign({"s": (ids, values)}).as_op())
+    sess.run(train,
+             feed_dict=g.feed({
+                 "lr_scale": 1.0,
+                 "global_step": 0,
+                 "req_time": 0,
+                 "ids": {"s": ids},
+                 "grads": {"s": grads},
+             }))
+    got = sess.run(lookup)
+  exact = values - np.float32(0.5) * grads
+  # One of the two float16 neighbours of the float32 result.
+  np.testing.assert_array_equal(got, got.astype(np.float16).astype(np.float32))
+  spacing = np.maximum(
+      np.spacing(np.abs(exact).astype(np.float16)).astype(np.float32), 2**-24)
+  assert np.all(np.abs(got - exact) <= spacing)
+  assert not np.array_equal(got, exact)
+
+
+def test_batch_softmax_requires_dim_1():
+  table_config = embedding_hash_table_pb2.EmbeddingHashTableConfig()
+  entry.CuckooHashTableConfig().mutate_table(table_config)
+  table_config.entry_config.segments.append(
+      entry.CombineAsSegment(2, entry.BatchSoftmaxInitializer(1.0),
+                             entry.BatchSoftmaxOptimizer(),
+                             entry.Fp32Compressor()))
+  with tf.Graph().as_default(), tf1.Session() as sess:
+    table = multi_hash_table_ops.MultiHashTable.from_configs(
+        {"s": entry.HashTableConfigInstance(table_config, [0.1])})
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="batch_softmax.dim must be 1, got 2"):
       sess.run(table.initializer)
-      sess.run(table.assign(initial).as_op())
 
-      for step in range(_NUM_STEPS):
-        feed = {lr_scale: _LR_SCALES[step], global_step: _GLOBAL_STEPS[step]}
-        for name, case in cases.items():
-          ids = case.ids[step]
-          grads = rng.uniform(-1, 1, (len(ids), case.dim)).astype(np.float32)
-          feed[ids_ph[name]] = ids
-          feed[grads_ph[name]] = grads
-          refs[name].apply(ids, grads, _LR_SCALES[step], _GLOBAL_STEPS[step])
-        sess.run(train, feed_dict=feed)
-        got, got_entries = sess.run([lookup, entries])
-        for name, case in cases.items():
-          want = refs[name].expected(case.all_ids)
-          what = f"{name} after step {step}"
-          if case.fp16_rounding:
-            # One of the two float16 neighbours of the float32 result; the
-            # reference then continues from the rounded values.
-            self.assertAllEqual(got[name],
-                                got[name].astype(np.float16).astype(np.float32),
-                                msg=what)
-            self.assertAllLessEqual(
-                np.abs(got[name] - want) - _fp16_spacing(want), 1e-7)
-            for i, value in zip(case.all_ids, got[name]):
-              refs[name].values[i] = value.astype(np.float64)
-          else:
-            self.assertAllClose(got[name], want, rtol=_RTOL, atol=_ATOL,
-                                msg=what)
-          self._check_dump(name, step, refs[name], case, case.all_ids,
-                           got_entries[name])
 
-    # The data reached the branches the cases are there for.
-    ftrl = cases["ftrl"].segments[0].ref
-    self.assertGreater(ftrl.zeroed, 0)  # |z| <= l1
-    self.assertGreater(ftrl.kept, 0)  # shrunk by sign(z) * l1
-    group_ftrl = cases["group_ftrl"].segments[0].ref
-    self.assertGreater(group_ftrl.kept, 0)
-    self.assertGreater(cases["amsgrad_nesterov"].segments[0].ref.vhat_kept, 0)
-    self.assertGreater(cases["dynamic_wd_decoupled"].segments[0].ref.capped,
-                       0)
-    self.assertAllEqual(refs["group_adagrad_lasso"].expected([3, _BIG_ID]),
-                        np.zeros((2, 3)))
-
-  def test_batch_softmax_requires_dim_1(self):
-    table_config = embedding_hash_table_pb2.EmbeddingHashTableConfig()
-    entry.CuckooHashTableConfig().mutate_table(table_config)
+def test_learning_rates_must_match_segments():
+  table_config = embedding_hash_table_pb2.EmbeddingHashTableConfig()
+  entry.CuckooHashTableConfig().mutate_table(table_config)
+  for _ in range(2):
     table_config.entry_config.segments.append(
-        entry.CombineAsSegment(2, entry.BatchSoftmaxInitializer(1.0),
-                               entry.BatchSoftmaxOptimizer(),
-                               entry.Fp32Compressor()))
-    with tf.Graph().as_default(), self.session() as sess:
-      table = multi_hash_table_ops.MultiHashTable.from_configs(
+        entry.CombineAsSegment(1, entry.ZerosInitializer(),
+                               entry.SgdOptimizer(), entry.Fp32Compressor()))
+  with tf.Graph().as_default():
+    with pytest.raises(ValueError,
+                       match="1 learning rate functions for 2 segments"):
+      multi_hash_table_ops.MultiHashTable.from_configs(
           {"s": entry.HashTableConfigInstance(table_config, [0.1])})
-      with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
-                                  "batch_softmax.dim must be 1, got 2"):
-        sess.run(table.initializer)
-
-  def test_learning_rates_must_match_segments(self):
-    table_config = embedding_hash_table_pb2.EmbeddingHashTableConfig()
-    entry.CuckooHashTableConfig().mutate_table(table_config)
-    for _ in range(2):
-      table_config.entry_config.segments.append(
-          entry.CombineAsSegment(1, entry.ZerosInitializer(),
-                                 entry.SgdOptimizer(), entry.Fp32Compressor()))
-    with tf.Graph().as_default():
-      with self.assertRaisesRegex(ValueError, "1 learning rate functions for "
-                                  "2 segments"):
-        multi_hash_table_ops.MultiHashTable.from_configs(
-            {"s": entry.HashTableConfigInstance(table_config, [0.1])})
-
-
-if __name__ == "__main__":
-  tf.test.main()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import copy
 import itertools
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import tensorflow as tf
 
@@ -31,50 +31,100 @@ class BaseMultiTypeHashTable(abc.ABC):
 
   @abc.abstractmethod
   def lookup(self, slot_to_id: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    """Returns, per slot, the embeddings of the slot's 1-D int64 ids."""
+    """Returns, per slot, the embeddings of the slot's ids.
+
+    Args:
+      slot_to_id: per slot, 1-D int64 ids.
+
+    Returns:
+      Per slot of `slot_to_id`, float embeddings of shape [len(ids), dim].
+    """
 
   @abc.abstractmethod
   def assign(
       self, slot_to_id_and_value: Dict[str, Tuple[tf.Tensor, tf.Tensor]]
   ) -> BaseMultiTypeHashTable:
-    """Sets the embeddings of the given ids, per slot (ids, values)."""
+    """Sets the embeddings of the given ids.
+
+    Args:
+      slot_to_id_and_value: per slot, 1-D int64 ids and values of shape
+        [len(ids), dim].
+
+    Returns:
+      The updated table.
+    """
 
   @abc.abstractmethod
   def assign_add(
       self, slot_to_id_and_value: Dict[str, Tuple[tf.Tensor, tf.Tensor]]
   ) -> BaseMultiTypeHashTable:
-    """Adds values to the embeddings of the given ids, per slot."""
+    """Adds values to the embeddings of the given ids.
+
+    Args:
+      slot_to_id_and_value: per slot, 1-D int64 ids and values of shape
+        [len(ids), dim].
+
+    Returns:
+      The updated table.
+    """
 
   @abc.abstractmethod
   def reinitialize(self, slot: str,
                    ids: tf.Tensor) -> Tuple[BaseMultiTypeHashTable, tf.Tensor]:
     """Resets the ids of `slot` to their initial values.
 
-    Returns the updated table and a per-id status tensor.
+    Args:
+      slot: the slot.
+      ids: 1-D int64 ids.
+
+    Returns:
+      The updated table and a per-id status tensor.
     """
 
   @abc.abstractmethod
   def apply_gradients(self, slot_to_id_and_grad: Dict[str, Tuple[tf.Tensor,
                                                                  tf.Tensor]],
                       *args) -> BaseMultiTypeHashTable:
-    """Applies gradients, per slot (ids, grads), with the slots' optimizers."""
+    """Applies gradients with the slots' optimizers.
+
+    Args:
+      slot_to_id_and_grad: per slot, 1-D int64 ids and gradients of shape
+        [len(ids), dim].
+      *args: further arguments of the implementation (e.g. the global step).
+
+    Returns:
+      The updated table.
+    """
 
   @abc.abstractmethod
-  def as_op(self, name=None) -> tf.Operation:
-    """An op that runs the updates this table object depends on."""
+  def as_op(self, name: Optional[str] = None) -> tf.Operation:
+    """An op that runs the updates this table object depends on.
+
+    Args:
+      name: the name of the op, where the implementation creates one.
+    """
 
   @abc.abstractmethod
   def get_table_dim_sizes(self) -> List[int]:
     """The embedding dims of the underlying tables."""
 
   def add_queue_hook(self, hook: Any) -> None:
-    """Registers a hook that runs a queue of a pipelined graph."""
+    """Registers a hook that runs a queue of a pipelined graph.
+
+    Args:
+      hook: the hook (a `tf.compat.v1.train.SessionRunHook`).
+    """
     if not getattr(self, "_local_queue_hooks", None):
       self._local_queue_hooks = []
     self._local_queue_hooks.append(hook)
 
   def get_queue_hooks(self) -> List[Any]:
-    """This table's queue hooks, then those of the tables it wraps."""
+    """This table's queue hooks, then those of the tables it wraps.
+
+    Returns:
+      A new list: the hooks added to this table, then recursively those of
+      `_table` and of each of `_tables`.
+    """
     hooks = copy.copy(getattr(self, "_local_queue_hooks", []))
     if getattr(self, "_table", None):
       hooks.extend(self._table.get_queue_hooks())

@@ -11,9 +11,14 @@ def generate_test_hash_table_config(
     learning_rate: float = 1.0) -> entry.HashTableConfigInstance:
   """A valid one-segment cuckoo table config for tests.
 
-  The segment has `dim` floats, zeros initializer, SGD optimizer (with float16
-  stochastic rounding when `use_float16`) and an fp32 serving compressor; its
-  learning rate is the constant `learning_rate`.
+  Args:
+    dim: the segment's dim.
+    use_float16: whether the SGD optimizer rounds stochastically to float16.
+    learning_rate: the segment's constant learning rate.
+
+  Returns:
+    A config whose segment has `dim` floats, zeros initializer, SGD optimizer
+    and an fp32 serving compressor, with learning rate `learning_rate`.
   """
   table_config = embedding_hash_table_pb2.EmbeddingHashTableConfig()
   table_config.cuckoo.SetInParent()
