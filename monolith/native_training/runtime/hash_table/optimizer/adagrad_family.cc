@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "monolith/native_training/runtime/hash_table/optimizer/optimizer_internal.h"
 
@@ -25,7 +26,12 @@ namespace {
 
 class SgdOptimizer final : public OptimizerBase {
  public:
+  using Config = SgdOptimizerConfig;
+  // Only warmup_steps, which NewOptimizer checks.
+  static void Validate(const Config&, int, ConfigChecker*) {}
+
   explicit SgdOptimizer(int dim) : OptimizerBase("Sgd", dim) {}
+  SgdOptimizer(const Config&, int dim) : SgdOptimizer(dim) {}
 
   int64_t StateBytes() const override { return 0; }
   void Init(void*) const override {}
@@ -72,7 +78,13 @@ inline void AdagradKernel(float* __restrict w, float* __restrict norm,
 
 class AdagradOptimizer final : public OptimizerBase {
  public:
-  AdagradOptimizer(const AdagradOptimizerConfig& c, int dim)
+  // hessian_compression_times is unused, as in Monolith.
+  using Config = AdagradOptimizerConfig;
+  static void Validate(const Config&, int, ConfigChecker* check) {
+    check->NonNegative({"initial_accumulator_value", "weight_decay_factor"});
+  }
+
+  AdagradOptimizer(const Config& c, int dim)
       : OptimizerBase("Adagrad", dim),
         init_(c.initial_accumulator_value()),
         wd_(c.weight_decay_factor()) {}
@@ -132,7 +144,13 @@ class AdagradOptimizer final : public OptimizerBase {
 // last_update_step is -1 until the first update (gap 1 then).
 class DynamicWdAdagradOptimizer final : public OptimizerBase {
  public:
-  DynamicWdAdagradOptimizer(const DynamicWdAdagradOptimizerConfig& c, int dim)
+  using Config = DynamicWdAdagradOptimizerConfig;
+  static void Validate(const Config& c, int, ConfigChecker* check) {
+    check->NonNegative({"initial_accumulator_value", "weight_decay_factor"});
+    if (c.enable_dynamic_wd()) check->Positive("dynamic_wd_temperature");
+  }
+
+  DynamicWdAdagradOptimizer(const Config& c, int dim)
       : OptimizerBase("DynamicWdAdagrad", dim),
         init_(c.initial_accumulator_value()),
         wd_(c.weight_decay_factor()),
@@ -229,7 +247,13 @@ class DynamicWdAdagradOptimizer final : public OptimizerBase {
 // l2 = 0; at |z| == l2 both forms give 0.
 class GroupAdagradOptimizer final : public OptimizerBase {
  public:
-  GroupAdagradOptimizer(const GroupAdaGradOptimizerConfig& c, int dim)
+  using Config = GroupAdaGradOptimizerConfig;
+  static void Validate(const Config&, int, ConfigChecker* check) {
+    check->NonNegative({"initial_accumulator_value", "beta",
+                        "l2_regularization_strength", "weight_decay_factor"});
+  }
+
+  GroupAdagradOptimizer(const Config& c, int dim)
       : OptimizerBase("GroupAdaGrad", dim),
         init_(c.initial_accumulator_value()),
         beta_(c.beta()),
@@ -297,13 +321,24 @@ class GroupAdagradOptimizer final : public OptimizerBase {
 // ---------------------------------------------------------- ftrl family
 
 // Both keep norm[D] then zero[D] (Monolith's FTRL layout) and dump the two
-// repeated fields zero and norm of their own dump message.
-template <typename DumpT>
+// repeated fields zero and norm of their own dump message. Their configs
+// (ConfigT) have the same fields and rules.
+template <typename ConfigT, typename DumpT>
 class FtrlBase : public OptimizerBase {
  public:
-  FtrlBase(const char* name, int dim, float init, float beta, float l1,
-           float l2)
-      : OptimizerBase(name, dim), init_(init), beta_(beta), l1_(l1), l2_(l2) {}
+  using Config = ConfigT;
+  static void Validate(const Config&, int, ConfigChecker* check) {
+    check->NonNegative({"initial_accumulator_value", "beta",
+                        "l1_regularization_strength",
+                        "l2_regularization_strength"});
+  }
+
+  FtrlBase(const char* name, const Config& c, int dim)
+      : OptimizerBase(name, dim),
+        init_(c.initial_accumulator_value()),
+        beta_(c.beta()),
+        l1_(c.l1_regularization_strength()),
+        l2_(c.l2_regularization_strength()) {}
 
   int64_t StateBytes() const override { return 2 * dim_ * sizeof(float); }
 
@@ -345,12 +380,10 @@ class FtrlBase : public OptimizerBase {
 // 0 otherwise, so with l1 > 0 it never shrinks positive z and pushes negative
 // z the wrong way. We use the intended sign(z) (as Monolith's group FTRL
 // does); with the default l1 = 0 the two agree.
-class FtrlOptimizer final : public FtrlBase<FtrlOptimizerDump> {
+class FtrlOptimizer final
+    : public FtrlBase<FtrlOptimizerConfig, FtrlOptimizerDump> {
  public:
-  FtrlOptimizer(const FtrlOptimizerConfig& c, int dim)
-      : FtrlBase("Ftrl", dim, c.initial_accumulator_value(), c.beta(),
-                 c.l1_regularization_strength(),
-                 c.l2_regularization_strength()) {}
+  FtrlOptimizer(const Config& c, int dim) : FtrlBase("Ftrl", c, dim) {}
 
   void Optimize(void* state, float* num, const float* grad,
                 const float* learning_rates, int64_t) const override {
@@ -393,12 +426,11 @@ class FtrlOptimizer final : public FtrlBase<FtrlOptimizerDump> {
 // Monolith zeroes only when |z| < l1 (0 / 0 when z = 0 and l1 = 0; both give
 // 0 at |z| == l1), and its AVX path subtracts l2 * lr in the denominator
 // where the scalar path adds it; we follow the scalar path.
-class GroupFtrlOptimizer final : public FtrlBase<GroupFtrlOptimizerDump> {
+class GroupFtrlOptimizer final
+    : public FtrlBase<GroupFtrlOptimizerConfig, GroupFtrlOptimizerDump> {
  public:
-  GroupFtrlOptimizer(const GroupFtrlOptimizerConfig& c, int dim)
-      : FtrlBase("GroupFtrl", dim, c.initial_accumulator_value(), c.beta(),
-                 c.l1_regularization_strength(),
-                 c.l2_regularization_strength()) {}
+  GroupFtrlOptimizer(const Config& c, int dim)
+      : FtrlBase("GroupFtrl", c, dim) {}
 
   void Optimize(void* state, float* num, const float* grad,
                 const float* learning_rates, int64_t) const override {
@@ -442,28 +474,19 @@ class GroupFtrlOptimizer final : public FtrlBase<GroupFtrlOptimizerDump> {
 
 }  // namespace
 
+std::vector<OptimizerKind> AdagradFamilyKinds() {
+  return {
+      KindOf<SgdOptimizer>(),
+      KindOf<AdagradOptimizer>(),
+      KindOf<DynamicWdAdagradOptimizer>(),
+      KindOf<GroupAdagradOptimizer>(),
+      KindOf<FtrlOptimizer>(),
+      KindOf<GroupFtrlOptimizer>(),
+  };
+}
+
 std::unique_ptr<OptimizerInterface> NewSgd(int dim) {
   return std::make_unique<SgdOptimizer>(dim);
-}
-std::unique_ptr<OptimizerInterface> NewAdagrad(const AdagradOptimizerConfig& c,
-                                               int dim) {
-  return std::make_unique<AdagradOptimizer>(c, dim);
-}
-std::unique_ptr<OptimizerInterface> NewDynamicWdAdagrad(
-    const DynamicWdAdagradOptimizerConfig& c, int dim) {
-  return std::make_unique<DynamicWdAdagradOptimizer>(c, dim);
-}
-std::unique_ptr<OptimizerInterface> NewGroupAdagrad(
-    const GroupAdaGradOptimizerConfig& c, int dim) {
-  return std::make_unique<GroupAdagradOptimizer>(c, dim);
-}
-std::unique_ptr<OptimizerInterface> NewFtrl(const FtrlOptimizerConfig& c,
-                                            int dim) {
-  return std::make_unique<FtrlOptimizer>(c, dim);
-}
-std::unique_ptr<OptimizerInterface> NewGroupFtrl(
-    const GroupFtrlOptimizerConfig& c, int dim) {
-  return std::make_unique<GroupFtrlOptimizer>(c, dim);
 }
 
 }  // namespace optimizer_internal

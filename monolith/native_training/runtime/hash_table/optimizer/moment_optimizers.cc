@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <memory>
 #include <type_traits>
+#include <vector>
 
 #include "monolith/native_training/runtime/hash_table/optimizer/optimizer_internal.h"
 
@@ -33,7 +34,14 @@ namespace {
 //   acc_update' = rho * acc_update + (1 - rho) * u^2
 class AdadeltaOptimizer final : public OptimizerBase {
  public:
-  AdadeltaOptimizer(const AdadeltaOptimizerConfig& c, int dim)
+  using Config = AdadeltaOptimizerConfig;
+  static void Validate(const Config&, int, ConfigChecker* check) {
+    check->NonNegative({"weight_decay_factor"})
+        .Within("averaging_ratio", 0, 1)
+        .Positive("epsilon");
+  }
+
+  AdadeltaOptimizer(const Config& c, int dim)
       : OptimizerBase("Adadelta", dim),
         wd_(c.weight_decay_factor()),
         rho_(c.averaging_ratio()),
@@ -104,14 +112,23 @@ class AdadeltaOptimizer final : public OptimizerBase {
 template <bool kAmsgrad>
 class AdamOptimizer final : public OptimizerBase {
  public:
-  AdamOptimizer(const char* name, int dim, float beta1, float beta2, float wd,
-                bool nesterov, float eps)
-      : OptimizerBase(name, dim),
-        beta1_(beta1),
-        beta2_(beta2),
-        wd_(wd),
-        nesterov_(nesterov),
-        eps_(eps) {}
+  // The two configs have the same fields and rules.
+  using Config = std::conditional_t<kAmsgrad, AmsgradOptimizerConfig,
+                                    AdamOptimizerConfig>;
+  static void Validate(const Config&, int, ConfigChecker* check) {
+    check->Within("beta1", 0, 1, /*hi_inclusive=*/false)
+        .Within("beta2", 0, 1, /*hi_inclusive=*/false)
+        .NonNegative({"weight_decay_factor"})
+        .Positive("epsilon");
+  }
+
+  AdamOptimizer(const Config& c, int dim)
+      : OptimizerBase(kAmsgrad ? "Amsgrad" : "Adam", dim),
+        beta1_(c.beta1()),
+        beta2_(c.beta2()),
+        wd_(c.weight_decay_factor()),
+        nesterov_(c.use_nesterov()),
+        eps_(c.epsilon()) {}
 
   int64_t StateBytes() const override {
     return (kVectors * dim_ + 2) * sizeof(float);
@@ -236,7 +253,12 @@ class AdamOptimizer final : public OptimizerBase {
 //   w += -mu * n + (1 + mu) * n'  (nesterov)
 class MomentumOptimizer final : public OptimizerBase {
  public:
-  MomentumOptimizer(const MomentumOptimizerConfig& c, int dim)
+  using Config = MomentumOptimizerConfig;
+  static void Validate(const Config&, int, ConfigChecker* check) {
+    check->NonNegative({"weight_decay_factor"}).Within("momentum", 0, 1);
+  }
+
+  MomentumOptimizer(const Config& c, int dim)
       : OptimizerBase("Momentum", dim),
         wd_(c.weight_decay_factor()),
         mu_(c.momentum()),
@@ -292,7 +314,12 @@ class MomentumOptimizer final : public OptimizerBase {
 // state, no learning rate, and (as in Monolith) no dump entry: DumpSize 0.
 class MovingAverageOptimizer final : public OptimizerBase {
  public:
-  MovingAverageOptimizer(const MovingAverageOptimizerConfig& c, int dim)
+  using Config = MovingAverageOptimizerConfig;
+  static void Validate(const Config&, int, ConfigChecker* check) {
+    check->Within("momentum", 0, 1);
+  }
+
+  MovingAverageOptimizer(const Config& c, int dim)
       : OptimizerBase("MovingAverage", dim), mu_(c.momentum()) {}
 
   int64_t StateBytes() const override { return 0; }
@@ -337,8 +364,17 @@ class MovingAverageOptimizer final : public OptimizerBase {
 template <bool kV2>
 class RmspropOptimizer final : public OptimizerBase {
  public:
-  RmspropOptimizer(const char* name, int dim, float wd, float mu)
-      : OptimizerBase(name, dim), wd_(wd), mu_(mu) {}
+  // The two configs have the same fields and rules.
+  using Config = std::conditional_t<kV2, RmspropV2OptimizerConfig,
+                                    RmspropOptimizerConfig>;
+  static void Validate(const Config&, int, ConfigChecker* check) {
+    check->NonNegative({"weight_decay_factor"}).Within("momentum", 0, 1);
+  }
+
+  RmspropOptimizer(const Config& c, int dim)
+      : OptimizerBase(kV2 ? "RmspropV2" : "Rmsprop", dim),
+        wd_(c.weight_decay_factor()),
+        mu_(c.momentum()) {}
 
   int64_t StateBytes() const override { return dim_ * sizeof(float); }
 
@@ -406,7 +442,13 @@ class RmspropOptimizer final : public OptimizerBase {
 // unchanged instead (Optimize cannot report errors).
 class BatchSoftmaxOptimizer final : public OptimizerBase {
  public:
-  explicit BatchSoftmaxOptimizer(int dim)
+  using Config = BatchSoftmaxOptimizerConfig;
+  // It updates num[0] only (Monolith DCHECKs dim_size == 1).
+  static void Validate(const Config&, int dim, ConfigChecker* check) {
+    check->Dim(dim, 1);
+  }
+
+  BatchSoftmaxOptimizer(const Config&, int dim)
       : OptimizerBase("BatchSoftmax", dim) {}
 
   int64_t StateBytes() const override { return sizeof(int64_t); }
@@ -447,43 +489,17 @@ class BatchSoftmaxOptimizer final : public OptimizerBase {
 
 }  // namespace
 
-std::unique_ptr<OptimizerInterface> NewAdadelta(
-    const AdadeltaOptimizerConfig& c, int dim) {
-  return std::make_unique<AdadeltaOptimizer>(c, dim);
-}
-std::unique_ptr<OptimizerInterface> NewAdam(const AdamOptimizerConfig& c,
-                                            int dim) {
-  return std::make_unique<AdamOptimizer<false>>(
-      "Adam", dim, c.beta1(), c.beta2(), c.weight_decay_factor(),
-      c.use_nesterov(), c.epsilon());
-}
-std::unique_ptr<OptimizerInterface> NewAmsgrad(const AmsgradOptimizerConfig& c,
-                                               int dim) {
-  return std::make_unique<AdamOptimizer<true>>(
-      "Amsgrad", dim, c.beta1(), c.beta2(), c.weight_decay_factor(),
-      c.use_nesterov(), c.epsilon());
-}
-std::unique_ptr<OptimizerInterface> NewMomentum(
-    const MomentumOptimizerConfig& c, int dim) {
-  return std::make_unique<MomentumOptimizer>(c, dim);
-}
-std::unique_ptr<OptimizerInterface> NewMovingAverage(
-    const MovingAverageOptimizerConfig& c, int dim) {
-  return std::make_unique<MovingAverageOptimizer>(c, dim);
-}
-std::unique_ptr<OptimizerInterface> NewRmsprop(const RmspropOptimizerConfig& c,
-                                               int dim) {
-  return std::make_unique<RmspropOptimizer<false>>(
-      "Rmsprop", dim, c.weight_decay_factor(), c.momentum());
-}
-std::unique_ptr<OptimizerInterface> NewRmspropV2(
-    const RmspropV2OptimizerConfig& c, int dim) {
-  return std::make_unique<RmspropOptimizer<true>>(
-      "RmspropV2", dim, c.weight_decay_factor(), c.momentum());
-}
-std::unique_ptr<OptimizerInterface> NewBatchSoftmax(
-    const BatchSoftmaxOptimizerConfig&, int dim) {
-  return std::make_unique<BatchSoftmaxOptimizer>(dim);
+std::vector<OptimizerKind> MomentOptimizerKinds() {
+  return {
+      KindOf<AdadeltaOptimizer>(),
+      KindOf<AdamOptimizer<false>>(),
+      KindOf<AdamOptimizer<true>>(),
+      KindOf<MomentumOptimizer>(),
+      KindOf<MovingAverageOptimizer>(),
+      KindOf<RmspropOptimizer<false>>(),
+      KindOf<RmspropOptimizer<true>>(),
+      KindOf<BatchSoftmaxOptimizer>(),
+  };
 }
 
 }  // namespace optimizer_internal

@@ -10,11 +10,15 @@
 #include <utility>
 #include <vector>
 
+#include "monolith/native_training/runtime/hash_table/initializer/initializer_interface.h"
 #include "monolith/native_training/runtime/hash_table/inline_buffer.h"
+#include "monolith/native_training/runtime/hash_table/optimizer/optimizer_internal.h"
 
 namespace monolith {
 namespace hash_table {
 namespace {
+
+namespace oi = optimizer_internal;
 
 // Forwards everything to |base_|; decorators override what they change.
 class ForwardingOptimizer : public OptimizerInterface {
@@ -95,19 +99,13 @@ class WarmupOptimizer final : public ForwardingOptimizer {
 
 // ---------------------------------------------------- stochastic rounding
 
+// The initializers' SplitMix64 engine, one per thread.
 struct ThreadRng {
-  uint64_t state;
-  bool seeded;
+  RandomEngine engine;
+  bool seeded = false;
 };
-// Zero-initialized per thread; seeded lazily.
+// Seeded lazily.
 thread_local ThreadRng tls_rng;
-
-uint64_t SplitMix64(uint64_t* state) {
-  uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 float UniformFromBits(uint64_t bits) {
   return static_cast<float>(bits >> 40) * 0x1p-24f;  // 24 bits: exact
@@ -118,7 +116,7 @@ ThreadRng& Rng() {
   if (!rng.seeded) {
     uint64_t s = std::hash<std::thread::id>()(std::this_thread::get_id());
     s ^= reinterpret_cast<uintptr_t>(&rng);
-    rng.state = SplitMix64(&s);
+    rng.engine = RandomEngine(RandomEngine(s)());
     rng.seeded = true;
   }
   return rng;
@@ -152,11 +150,11 @@ class StochasticRoundingOptimizer final : public ForwardingOptimizer {
  private:
   void Round(float* num) const {
     ThreadRng& rng = Rng();
-    uint64_t s = rng.state;
+    RandomEngine engine = rng.engine;  // a local, kept in a register
     for (int i = 0; i < dim_; ++i) {
-      num[i] = StochasticRoundFloat16(num[i], UniformFromBits(SplitMix64(&s)));
+      num[i] = StochasticRoundFloat16(num[i], UniformFromBits(engine()));
     }
-    rng.state = s;
+    rng.engine = engine;
   }
 
   const int dim_;
@@ -166,10 +164,19 @@ class StochasticRoundingOptimizer final : public ForwardingOptimizer {
 
 class DcOptimizer final : public ForwardingOptimizer {
  public:
-  DcOptimizer(std::unique_ptr<OptimizerInterface> base, float lambda)
+  using Config = DcOptimizerConfig;
+  static void Validate(const Config&, int, oi::ConfigChecker* check) {
+    check->NonNegative({"lambda_"});
+  }
+
+  DcOptimizer(std::unique_ptr<OptimizerInterface> base, const Config& c)
       : ForwardingOptimizer(std::move(base)),
-        lambda_(lambda),
+        lambda_(c.lambda_()),
         dim_(base_->DimSize()) {}
+  // Monolith's factory cannot build dc (it is a decorator over another
+  // optimizer there, and the oneof leaves no room for that one): here a dc
+  // config is delay-compensated SGD.
+  DcOptimizer(const Config& c, int dim) : DcOptimizer(oi::NewSgd(dim), c) {}
 
   std::string DebugString() const override {
     return "Dc(" + base_->DebugString() + ")";
@@ -233,12 +240,12 @@ float StochasticRoundFloat16(float v, float u) {
 }
 
 void SeedStochasticRounding(uint64_t seed) {
-  tls_rng.state = seed;
+  tls_rng.engine = RandomEngine(seed);
   tls_rng.seeded = true;
 }
 
 float NextStochasticRoundingUniform() {
-  return UniformFromBits(SplitMix64(&Rng().state));
+  return UniformFromBits(Rng().engine());
 }
 
 std::unique_ptr<OptimizerInterface> NewStochasticRoundingFloat16Optimizer(
@@ -252,14 +259,20 @@ Status NewDcOptimizer(const DcOptimizerConfig& config,
   if (base == nullptr) {
     return InvalidArgumentError("dc: the base optimizer is null");
   }
-  const float lambda = config.lambda_();
-  if (!(std::isfinite(lambda) && lambda >= 0.0f)) {
-    return InvalidArgumentError("dc.lambda_ must be finite and >= 0, got " +
-                                std::to_string(lambda));
-  }
-  *optimizer = std::make_unique<DcOptimizer>(std::move(base), lambda);
+  oi::ConfigChecker check(config, "dc");
+  DcOptimizer::Validate(config, base->DimSize(), &check);
+  MONOLITH_RETURN_IF_ERROR(check.status());
+  *optimizer = std::make_unique<DcOptimizer>(std::move(base), config);
   return Status::OK();
 }
+
+namespace optimizer_internal {
+
+std::vector<OptimizerKind> DecoratorKinds() {
+  return {KindOf<DcOptimizer>()};
+}
+
+}  // namespace optimizer_internal
 
 }  // namespace hash_table
 }  // namespace monolith

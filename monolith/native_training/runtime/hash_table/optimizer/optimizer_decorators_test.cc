@@ -18,14 +18,8 @@
 
 namespace monolith {
 namespace hash_table {
+namespace optimizer_test {
 namespace {
-
-using testing_util::Entry;
-using testing_util::ExpectClose;
-using testing_util::ExpectInvalid;
-using testing_util::Grad;
-using testing_util::InitialNum;
-using testing_util::MustNew;
 
 // ---------------------------------------------------------------- warmup
 
@@ -96,7 +90,7 @@ TEST(Warmup, AdagradMatchesReference) {
   Entry e(*opt);
   e.Init();
   e.SetNum(InitialNum(3));
-  std::vector<double> w = testing_util::ToDouble(InitialNum(3));
+  std::vector<double> w = ToDouble(InitialNum(3));
   std::vector<double> n(3, 0.1);
   const std::vector<int64_t> steps = {0, 1, 2, 3, 7};
   const double scales[] = {0.25, 0.5, 0.75, 1.0, 1.0};
@@ -309,7 +303,7 @@ TEST(Dc, FactoryBuildsDelayCompensatedSgd) {
   Entry e(*opt);
   e.Init();
   e.SetNum(InitialNum(dim));
-  std::vector<double> w = testing_util::ToDouble(InitialNum(dim));
+  std::vector<double> w = ToDouble(InitialNum(dim));
   const float lrs[] = {0.3f, 0.1f, 0.2f, 0.05f};
   for (int s = 0; s < 4; ++s) {
     std::vector<float> grad = Grad(dim, s);
@@ -353,7 +347,7 @@ TEST(Dc, OverAdagradMatchesReference) {
   Entry e(*opt);
   e.Init();
   e.SetNum(InitialNum(dim));
-  std::vector<double> w = testing_util::ToDouble(InitialNum(dim));
+  std::vector<double> w = ToDouble(InitialNum(dim));
   std::vector<double> n(dim, 0.1);
   for (int s = 0; s < 4; ++s) {
     const float lr = 0.1f;
@@ -372,8 +366,7 @@ TEST(Dc, OverAdagradMatchesReference) {
   }
   OptimizerDump dump = e.Save();
   ASSERT_TRUE(dump.dump(0).has_adagrad());
-  ExpectClose(testing_util::ToVector(dump.dump(0).adagrad().norm()), n,
-              "norm");
+  ExpectClose(ToVector(dump.dump(0).adagrad().norm()), n, "norm");
 }
 
 TEST(Dc, Errors) {
@@ -436,5 +429,6 @@ TEST(Dc, LatestValueThroughOtherOptimizersAndDecorators) {
 }
 
 }  // namespace
+}  // namespace optimizer_test
 }  // namespace hash_table
 }  // namespace monolith

@@ -1,5 +1,6 @@
-// NewOptimizer: validates an OptimizerConfig and builds its optimizer with
-// the decorators the config asks for. Also the dump helpers of
+// NewOptimizer: finds the kind registered for an OptimizerConfig's oneof
+// case, validates the config with it and builds its optimizer with the
+// decorators the config asks for. Also the dump helpers and ConfigChecker of
 // optimizer_internal.h.
 #include <cmath>
 #include <cstdint>
@@ -8,6 +9,7 @@
 #include <sstream>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "monolith/native_training/runtime/hash_table/optimizer/optimizer_decorators.h"
 #include "monolith/native_training/runtime/hash_table/optimizer/optimizer_interface.h"
@@ -66,11 +68,7 @@ Status OptimizerBase::RequireField(bool present, const char* field) const {
                               " is missing");
 }
 
-}  // namespace optimizer_internal
-
 namespace {
-
-namespace oi = optimizer_internal;
 
 std::string Str(double v) {
   std::ostringstream os;
@@ -78,245 +76,98 @@ std::string Str(double v) {
   return os.str();
 }
 
-// Collects the first violated rule of a config as "<opt>.<field> must be
-// <rule>, got <value>".
-class Checker {
- public:
-  explicit Checker(const char* opt) : opt_(opt) {}
+}  // namespace
 
-  Checker& AtLeast(const char* field, double v, double lo) {
-    return Rule(std::isfinite(v) && v >= lo, field,
-                "finite and >= " + Str(lo), Str(v));
+ConfigChecker& ConfigChecker::NonNegative(
+    std::initializer_list<const char*> fields) {
+  for (const char* field : fields) {
+    Value v;
+    if (!Read(field, &v)) continue;
+    Rule(v.integer ? v.number >= 0 : std::isfinite(v.number) && v.number >= 0,
+         field, v.integer ? ">= 0" : "finite and >= 0", v.text);
   }
-  Checker& Above(const char* field, double v, double lo) {
-    return Rule(std::isfinite(v) && v > lo, field, "finite and > " + Str(lo),
-                Str(v));
-  }
-  // lo <= v <= hi, or lo <= v < hi when !hi_inclusive.
-  Checker& Within(const char* field, double v, double lo, double hi,
-                  bool hi_inclusive = true) {
-    const bool ok = v >= lo && (hi_inclusive ? v <= hi : v < hi);
-    return Rule(ok, field,
-                "in [" + Str(lo) + ", " + Str(hi) + (hi_inclusive ? "]" : ")"),
-                Str(v));
-  }
-  Checker& Steps(int64_t warmup_steps) {
-    return Rule(warmup_steps >= 0, "warmup_steps", ">= 0",
-                std::to_string(warmup_steps));
-  }
-  Checker& Dim(int dim, int required) {
-    return Rule(dim == required, "dim", std::to_string(required),
-                std::to_string(dim));
-  }
+  return *this;
+}
 
-  Status status() const { return status_; }
+ConfigChecker& ConfigChecker::Positive(const char* field) {
+  Value v;
+  if (!Read(field, &v)) return *this;
+  return Rule(std::isfinite(v.number) && v.number > 0, field, "finite and > 0",
+              v.text);
+}
 
- private:
-  Checker& Rule(bool ok, const char* field, const std::string& rule,
-                const std::string& got) {
-    if (!ok && status_.ok()) {
-      status_ = InvalidArgumentError(std::string(opt_) + "." + field +
-                                     " must be " + rule + ", got " + got);
+ConfigChecker& ConfigChecker::Within(const char* field, double lo, double hi,
+                                     bool hi_inclusive) {
+  Value v;
+  if (!Read(field, &v)) return *this;
+  const bool ok =
+      v.number >= lo && (hi_inclusive ? v.number <= hi : v.number < hi);
+  return Rule(ok, field,
+              "in [" + Str(lo) + ", " + Str(hi) + (hi_inclusive ? "]" : ")"),
+              v.text);
+}
+
+ConfigChecker& ConfigChecker::Dim(int dim, int required) {
+  return Rule(dim == required, "dim", std::to_string(required),
+              std::to_string(dim));
+}
+
+bool ConfigChecker::Read(const char* field, Value* value) {
+  using google::protobuf::FieldDescriptor;
+  const FieldDescriptor* f = config_.GetDescriptor()->FindFieldByName(field);
+  const google::protobuf::Reflection* r = config_.GetReflection();
+  if (f != nullptr && !f->is_repeated()) {
+    if (f->cpp_type() == FieldDescriptor::CPPTYPE_FLOAT) {
+      const float v = r->GetFloat(config_, f);
+      *value = {v, /*integer=*/false, Str(v)};
+      return true;
     }
-    return *this;
+    if (f->cpp_type() == FieldDescriptor::CPPTYPE_INT64) {
+      const int64_t v = r->GetInt64(config_, f);
+      *value = {static_cast<double>(v), /*integer=*/true, std::to_string(v)};
+      return true;
+    }
   }
-
-  const char* opt_;
-  Status status_;
-};
-
-// The optimizer of |config| without decorators, and its warmup_steps.
-Status NewBase(const OptimizerConfig& config, int dim,
-               std::unique_ptr<OptimizerInterface>* out,
-               int64_t* warmup_steps) {
-  *warmup_steps = 0;
-  switch (config.type_case()) {
-    case OptimizerConfig::kSgd: {
-      const SgdOptimizerConfig& c = config.sgd();
-      MONOLITH_RETURN_IF_ERROR(Checker("sgd").Steps(c.warmup_steps()).status());
-      *warmup_steps = c.warmup_steps();
-      *out = oi::NewSgd(dim);
-      return Status::OK();
-    }
-    case OptimizerConfig::kAdagrad: {
-      // hessian_compression_times is unused, as in Monolith.
-      const AdagradOptimizerConfig& c = config.adagrad();
-      MONOLITH_RETURN_IF_ERROR(
-          Checker("adagrad")
-              .AtLeast("initial_accumulator_value",
-                       c.initial_accumulator_value(), 0)
-              .AtLeast("weight_decay_factor", c.weight_decay_factor(), 0)
-              .Steps(c.warmup_steps())
-              .status());
-      *warmup_steps = c.warmup_steps();
-      *out = oi::NewAdagrad(c, dim);
-      return Status::OK();
-    }
-    case OptimizerConfig::kDynamicWdAdagrad: {
-      const DynamicWdAdagradOptimizerConfig& c = config.dynamic_wd_adagrad();
-      Checker check("dynamic_wd_adagrad");
-      check
-          .AtLeast("initial_accumulator_value", c.initial_accumulator_value(),
-                   0)
-          .AtLeast("weight_decay_factor", c.weight_decay_factor(), 0)
-          .Steps(c.warmup_steps());
-      if (c.enable_dynamic_wd()) {
-        check.Above("dynamic_wd_temperature", c.dynamic_wd_temperature(), 0);
-      }
-      MONOLITH_RETURN_IF_ERROR(check.status());
-      *warmup_steps = c.warmup_steps();
-      *out = oi::NewDynamicWdAdagrad(c, dim);
-      return Status::OK();
-    }
-    case OptimizerConfig::kGroupAdagrad: {
-      const GroupAdaGradOptimizerConfig& c = config.group_adagrad();
-      MONOLITH_RETURN_IF_ERROR(
-          Checker("group_adagrad")
-              .AtLeast("initial_accumulator_value",
-                       c.initial_accumulator_value(), 0)
-              .AtLeast("beta", c.beta(), 0)
-              .AtLeast("l2_regularization_strength",
-                       c.l2_regularization_strength(), 0)
-              .AtLeast("weight_decay_factor", c.weight_decay_factor(), 0)
-              .Steps(c.warmup_steps())
-              .status());
-      *warmup_steps = c.warmup_steps();
-      *out = oi::NewGroupAdagrad(c, dim);
-      return Status::OK();
-    }
-    case OptimizerConfig::kFtrl: {
-      const FtrlOptimizerConfig& c = config.ftrl();
-      MONOLITH_RETURN_IF_ERROR(
-          Checker("ftrl")
-              .AtLeast("initial_accumulator_value",
-                       c.initial_accumulator_value(), 0)
-              .AtLeast("beta", c.beta(), 0)
-              .AtLeast("l1_regularization_strength",
-                       c.l1_regularization_strength(), 0)
-              .AtLeast("l2_regularization_strength",
-                       c.l2_regularization_strength(), 0)
-              .Steps(c.warmup_steps())
-              .status());
-      *warmup_steps = c.warmup_steps();
-      *out = oi::NewFtrl(c, dim);
-      return Status::OK();
-    }
-    case OptimizerConfig::kGroupFtrl: {
-      const GroupFtrlOptimizerConfig& c = config.group_ftrl();
-      MONOLITH_RETURN_IF_ERROR(
-          Checker("group_ftrl")
-              .AtLeast("initial_accumulator_value",
-                       c.initial_accumulator_value(), 0)
-              .AtLeast("beta", c.beta(), 0)
-              .AtLeast("l1_regularization_strength",
-                       c.l1_regularization_strength(), 0)
-              .AtLeast("l2_regularization_strength",
-                       c.l2_regularization_strength(), 0)
-              .Steps(c.warmup_steps())
-              .status());
-      *warmup_steps = c.warmup_steps();
-      *out = oi::NewGroupFtrl(c, dim);
-      return Status::OK();
-    }
-    case OptimizerConfig::kAdadelta: {
-      const AdadeltaOptimizerConfig& c = config.adadelta();
-      MONOLITH_RETURN_IF_ERROR(
-          Checker("adadelta")
-              .AtLeast("weight_decay_factor", c.weight_decay_factor(), 0)
-              .Within("averaging_ratio", c.averaging_ratio(), 0, 1)
-              .Above("epsilon", c.epsilon(), 0)
-              .Steps(c.warmup_steps())
-              .status());
-      *warmup_steps = c.warmup_steps();
-      *out = oi::NewAdadelta(c, dim);
-      return Status::OK();
-    }
-    case OptimizerConfig::kAdam: {
-      const AdamOptimizerConfig& c = config.adam();
-      MONOLITH_RETURN_IF_ERROR(
-          Checker("adam")
-              .Within("beta1", c.beta1(), 0, 1, /*hi_inclusive=*/false)
-              .Within("beta2", c.beta2(), 0, 1, /*hi_inclusive=*/false)
-              .AtLeast("weight_decay_factor", c.weight_decay_factor(), 0)
-              .Above("epsilon", c.epsilon(), 0)
-              .Steps(c.warmup_steps())
-              .status());
-      *warmup_steps = c.warmup_steps();
-      *out = oi::NewAdam(c, dim);
-      return Status::OK();
-    }
-    case OptimizerConfig::kAmsgrad: {
-      const AmsgradOptimizerConfig& c = config.amsgrad();
-      MONOLITH_RETURN_IF_ERROR(
-          Checker("amsgrad")
-              .Within("beta1", c.beta1(), 0, 1, /*hi_inclusive=*/false)
-              .Within("beta2", c.beta2(), 0, 1, /*hi_inclusive=*/false)
-              .AtLeast("weight_decay_factor", c.weight_decay_factor(), 0)
-              .Above("epsilon", c.epsilon(), 0)
-              .Steps(c.warmup_steps())
-              .status());
-      *warmup_steps = c.warmup_steps();
-      *out = oi::NewAmsgrad(c, dim);
-      return Status::OK();
-    }
-    case OptimizerConfig::kMomentum: {
-      const MomentumOptimizerConfig& c = config.momentum();
-      MONOLITH_RETURN_IF_ERROR(
-          Checker("momentum")
-              .AtLeast("weight_decay_factor", c.weight_decay_factor(), 0)
-              .Within("momentum", c.momentum(), 0, 1)
-              .Steps(c.warmup_steps())
-              .status());
-      *warmup_steps = c.warmup_steps();
-      *out = oi::NewMomentum(c, dim);
-      return Status::OK();
-    }
-    case OptimizerConfig::kMovingAverage: {
-      const MovingAverageOptimizerConfig& c = config.moving_average();
-      MONOLITH_RETURN_IF_ERROR(Checker("moving_average")
-                                   .Within("momentum", c.momentum(), 0, 1)
-                                   .status());
-      *out = oi::NewMovingAverage(c, dim);
-      return Status::OK();
-    }
-    case OptimizerConfig::kRmsprop: {
-      const RmspropOptimizerConfig& c = config.rmsprop();
-      MONOLITH_RETURN_IF_ERROR(
-          Checker("rmsprop")
-              .AtLeast("weight_decay_factor", c.weight_decay_factor(), 0)
-              .Within("momentum", c.momentum(), 0, 1)
-              .status());
-      *out = oi::NewRmsprop(c, dim);
-      return Status::OK();
-    }
-    case OptimizerConfig::kRmspropv2: {
-      const RmspropV2OptimizerConfig& c = config.rmspropv2();
-      MONOLITH_RETURN_IF_ERROR(
-          Checker("rmspropv2")
-              .AtLeast("weight_decay_factor", c.weight_decay_factor(), 0)
-              .Within("momentum", c.momentum(), 0, 1)
-              .status());
-      *out = oi::NewRmspropV2(c, dim);
-      return Status::OK();
-    }
-    case OptimizerConfig::kBatchSoftmax: {
-      // It updates num[0] only (Monolith DCHECKs dim_size == 1).
-      MONOLITH_RETURN_IF_ERROR(
-          Checker("batch_softmax").Dim(dim, 1).status());
-      *out = oi::NewBatchSoftmax(config.batch_softmax(), dim);
-      return Status::OK();
-    }
-    case OptimizerConfig::kDc:
-      // Monolith's factory cannot build dc (it is a decorator over another
-      // optimizer there, and the oneof leaves no room for that one): here a
-      // dc config is delay-compensated SGD.
-      return NewDcOptimizer(config.dc(), oi::NewSgd(dim), out);
-    case OptimizerConfig::TYPE_NOT_SET:
-      break;
+  if (status_.ok()) {
+    status_ = InternalError(optimizer_ + " has no float or int64 field '" +
+                            field + "' to check");
   }
-  return InvalidArgumentError(
-      "OptimizerConfig holds no optimizer this build knows (oneof case " +
-      std::to_string(config.type_case()) + ")");
+  return false;
+}
+
+ConfigChecker& ConfigChecker::Rule(bool ok, const std::string& field,
+                                   const std::string& rule,
+                                   const std::string& got) {
+  if (!ok && status_.ok()) {
+    status_ = InvalidArgumentError(optimizer_ + "." + field + " must be " +
+                                   rule + ", got " + got);
+  }
+  return *this;
+}
+
+}  // namespace optimizer_internal
+
+namespace {
+
+namespace oi = optimizer_internal;
+
+// The kind registered for config message type |type| (that of one
+// OptimizerConfig oneof case), or null. The kinds of all source files are
+// gathered once.
+const oi::OptimizerKind* FindKind(const google::protobuf::Descriptor* type) {
+  static const std::vector<oi::OptimizerKind>* const kKinds = [] {
+    auto* kinds = new std::vector<oi::OptimizerKind>();
+    for (const auto& registered :
+         {oi::AdagradFamilyKinds(), oi::MomentOptimizerKinds(),
+          oi::DecoratorKinds()}) {
+      kinds->insert(kinds->end(), registered.begin(), registered.end());
+    }
+    return kinds;
+  }();
+  for (const oi::OptimizerKind& kind : *kKinds) {
+    if (kind.config_type() == type) return &kind;
+  }
+  return nullptr;
 }
 
 }  // namespace
@@ -332,9 +183,28 @@ Status NewOptimizer(const OptimizerConfig& config, int dim,
     return InvalidArgumentError("optimizer dim must be > 0, got " +
                                 std::to_string(dim));
   }
-  std::unique_ptr<OptimizerInterface> opt;
-  int64_t warmup_steps = 0;
-  MONOLITH_RETURN_IF_ERROR(NewBase(config, dim, &opt, &warmup_steps));
+  const google::protobuf::FieldDescriptor* field =
+      OptimizerConfig::descriptor()->FindFieldByNumber(config.type_case());
+  const oi::OptimizerKind* kind =
+      field ? FindKind(field->message_type()) : nullptr;
+  if (kind == nullptr) {
+    return InvalidArgumentError(
+        "OptimizerConfig holds no optimizer this build knows (oneof case " +
+        std::to_string(config.type_case()) + ")");
+  }
+  const google::protobuf::Message& sub =
+      config.GetReflection()->GetMessage(config, field);
+  oi::ConfigChecker check(sub, std::string(field->name()));
+  kind->validate(sub, dim, &check);
+  // Every config with a warmup_steps field gets the warmup decorator.
+  const google::protobuf::FieldDescriptor* steps_field =
+      sub.GetDescriptor()->FindFieldByName("warmup_steps");
+  if (steps_field != nullptr) check.NonNegative({"warmup_steps"});
+  MONOLITH_RETURN_IF_ERROR(check.status());
+  const int64_t warmup_steps =
+      steps_field ? sub.GetReflection()->GetInt64(sub, steps_field) : 0;
+
+  std::unique_ptr<OptimizerInterface> opt = kind->construct(sub, dim);
   if (warmup_steps > 0) opt = NewWarmupOptimizer(std::move(opt), warmup_steps);
   if (config.stochastic_rounding_float16()) {
     opt = NewStochasticRoundingFloat16Optimizer(std::move(opt));

@@ -65,12 +65,6 @@ class OptimizerInterface {
   // messages) describing |state|: the wire bytes a save puts in an entry's
   // OptimizerDump, byte for byte what protobuf would serialize.
   virtual void WriteDump(const void* state, WireWriter* out) const = 0;
-  // Appends those DumpSize() entries to |dump| (parsed from WriteDump).
-  void Save(const void* state, OptimizerDump* dump) const {
-    WireWriter wire;
-    WriteDump(state, &wire);
-    dump->MergeFromString({wire.data(), wire.size()});
-  }
 
   // Sets |state| from dump.dump(first) .. dump.dump(first + DumpSize() - 1).
   // Fails, leaving |state| unspecified, when the dump is of another optimizer

@@ -1,7 +1,9 @@
 // Shared pieces of the optimizer implementations: a base class holding the
-// dim and name, dump read/write helpers that validate before they copy, and
-// the constructors of the concrete optimizers. Configs reaching these
-// constructors are already validated by NewOptimizer (optimizer_factory.cc).
+// dim and name, dump read/write helpers that validate before they copy, the
+// config rule checker, and OptimizerKind, how NewOptimizer
+// (optimizer_factory.cc) validates and builds the optimizer of one
+// OptimizerConfig oneof case. Each source file registers the kinds of its
+// optimizers beside them.
 //
 // Internal to the :optimizer target; use NewOptimizer instead.
 #ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_OPTIMIZER_OPTIMIZER_INTERNAL_H_
@@ -9,8 +11,11 @@
 
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "monolith/native_training/runtime/hash_table/optimizer/optimizer.pb.h"
 #include "monolith/native_training/runtime/hash_table/optimizer/optimizer_interface.h"
@@ -74,35 +79,92 @@ inline int64_t LoadInt64(const void* p) {
 }
 inline void StoreInt64(void* p, int64_t v) { std::memcpy(p, &v, sizeof(v)); }
 
-// Concrete optimizers over |dim| floats (adagrad_family.cc,
-// moment_optimizers.cc). No validation here.
+// Collects the first violated rule of an optimizer config as
+// "<optimizer>.<field> must be <rule>, got <value>". Rules name the
+// config's float and int64 fields, read by reflection, so that a message
+// always names the field it read; naming a field the config lacks fails the
+// check (InternalError).
+class ConfigChecker {
+ public:
+  // Checks |config|, the message of OptimizerConfig oneof field |optimizer|
+  // ("adam"); |config| must outlive the checker.
+  ConfigChecker(const google::protobuf::Message& config, std::string optimizer)
+      : config_(config), optimizer_(std::move(optimizer)) {}
+
+  // Each of |fields| >= 0, and finite for a floating-point field.
+  ConfigChecker& NonNegative(std::initializer_list<const char*> fields);
+  // Finite and > 0.
+  ConfigChecker& Positive(const char* field);
+  // lo <= value <= hi, or lo <= value < hi when !hi_inclusive.
+  ConfigChecker& Within(const char* field, double lo, double hi,
+                        bool hi_inclusive = true);
+  // The optimizer's |dim| (not a config field) == |required|.
+  ConfigChecker& Dim(int dim, int required);
+
+  // OK, or InvalidArgument with the first violated rule.
+  Status status() const { return status_; }
+
+ private:
+  struct Value {
+    double number;
+    bool integer;
+    std::string text;  // as a message shows it
+  };
+  // The value of the float or int64 field |field|; false after failing the
+  // check when the config has none.
+  bool Read(const char* field, Value* value);
+  ConfigChecker& Rule(bool ok, const std::string& field,
+                      const std::string& rule, const std::string& got);
+
+  const google::protobuf::Message& config_;
+  const std::string optimizer_;
+  Status status_;
+};
+
+// How NewOptimizer builds the optimizer of one OptimizerConfig oneof case,
+// whose config is a message of type config_type(). NewOptimizer checks
+// warmup_steps and adds the decorators itself.
+struct OptimizerKind {
+  const google::protobuf::Descriptor* (*config_type)();
+  // Adds the rules |config| breaks, at |dim|, to |check|.
+  void (*validate)(const google::protobuf::Message& config, int dim,
+                   ConfigChecker* check);
+  // The optimizer of a config that |validate| passed.
+  std::unique_ptr<OptimizerInterface> (*construct)(
+      const google::protobuf::Message& config, int dim);
+};
+
+// The kind of optimizer class Opt, which names its config message
+// Opt::Config and provides
+//   static void Validate(const Config& config, int dim,
+//                        ConfigChecker* check);
+//   Opt(const Config& config, int dim);  // config already validated
+template <typename Opt>
+constexpr OptimizerKind KindOf() {
+  using Config = typename Opt::Config;
+  return {
+      &Config::descriptor,
+      [](const google::protobuf::Message& config, int dim,
+         ConfigChecker* check) {
+        Opt::Validate(static_cast<const Config&>(config), dim, check);
+      },
+      [](const google::protobuf::Message& config,
+         int dim) -> std::unique_ptr<OptimizerInterface> {
+        return std::make_unique<Opt>(static_cast<const Config&>(config), dim);
+      }};
+}
+
+// The kinds registered beside the optimizers, one per OptimizerConfig oneof
+// case among them all: sgd and the adagrad and ftrl families
+// (adagrad_family.cc); adadelta, adam, amsgrad, momentum, moving_average,
+// rmsprop, rmspropv2 and batch_softmax (moment_optimizers.cc); dc
+// (optimizer_decorators.cc).
+std::vector<OptimizerKind> AdagradFamilyKinds();
+std::vector<OptimizerKind> MomentOptimizerKinds();
+std::vector<OptimizerKind> DecoratorKinds();
+
+// Plain SGD over |dim| floats, the base of dc (adagrad_family.cc).
 std::unique_ptr<OptimizerInterface> NewSgd(int dim);
-std::unique_ptr<OptimizerInterface> NewAdagrad(const AdagradOptimizerConfig& c,
-                                               int dim);
-std::unique_ptr<OptimizerInterface> NewDynamicWdAdagrad(
-    const DynamicWdAdagradOptimizerConfig& c, int dim);
-std::unique_ptr<OptimizerInterface> NewGroupAdagrad(
-    const GroupAdaGradOptimizerConfig& c, int dim);
-std::unique_ptr<OptimizerInterface> NewFtrl(const FtrlOptimizerConfig& c,
-                                            int dim);
-std::unique_ptr<OptimizerInterface> NewGroupFtrl(
-    const GroupFtrlOptimizerConfig& c, int dim);
-std::unique_ptr<OptimizerInterface> NewAdadelta(
-    const AdadeltaOptimizerConfig& c, int dim);
-std::unique_ptr<OptimizerInterface> NewAdam(const AdamOptimizerConfig& c,
-                                            int dim);
-std::unique_ptr<OptimizerInterface> NewAmsgrad(const AmsgradOptimizerConfig& c,
-                                               int dim);
-std::unique_ptr<OptimizerInterface> NewMomentum(
-    const MomentumOptimizerConfig& c, int dim);
-std::unique_ptr<OptimizerInterface> NewMovingAverage(
-    const MovingAverageOptimizerConfig& c, int dim);
-std::unique_ptr<OptimizerInterface> NewRmsprop(const RmspropOptimizerConfig& c,
-                                               int dim);
-std::unique_ptr<OptimizerInterface> NewRmspropV2(
-    const RmspropV2OptimizerConfig& c, int dim);
-std::unique_ptr<OptimizerInterface> NewBatchSoftmax(
-    const BatchSoftmaxOptimizerConfig& c, int dim);
 
 }  // namespace optimizer_internal
 }  // namespace hash_table

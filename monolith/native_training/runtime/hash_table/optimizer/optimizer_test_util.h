@@ -2,6 +2,7 @@
 #ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_OPTIMIZER_OPTIMIZER_TEST_UTIL_H_
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_OPTIMIZER_OPTIMIZER_TEST_UTIL_H_
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -12,10 +13,11 @@
 #include "gtest/gtest.h"
 #include "monolith/native_training/runtime/hash_table/optimizer/optimizer.pb.h"
 #include "monolith/native_training/runtime/hash_table/optimizer/optimizer_interface.h"
+#include "monolith/native_training/runtime/hash_table/wire_writer.h"
 
 namespace monolith {
 namespace hash_table {
-namespace testing_util {
+namespace optimizer_test {
 
 inline std::unique_ptr<OptimizerInterface> MustNew(const OptimizerConfig& c,
                                                    int dim) {
@@ -44,16 +46,18 @@ class Entry {
   const float* num() const { return num_.data(); }
   void* state() { return state_.data() + offset_; }
   const void* state() const { return state_.data() + offset_; }
-  int dim() const { return opt_.DimSize(); }
 
   void Init() { opt_.Init(state()); }
   void Optimize(const std::vector<float>& grad, float lr, int64_t step) {
     std::vector<float> lrs(opt_.SliceSize(), lr);
     opt_.Optimize(state(), num(), grad.data(), lrs.data(), step);
   }
+  // The DumpSize() dump entries WriteDump writes, parsed.
   OptimizerDump Save() const {
+    WireWriter wire;
+    opt_.WriteDump(state(), &wire);
     OptimizerDump d;
-    opt_.Save(state(), &d);
+    EXPECT_TRUE(d.MergeFromString({wire.data(), wire.size()}));
     return d;
   }
 
@@ -104,6 +108,34 @@ inline std::vector<float> InitialNum(int dim) {
   return w;
 }
 
+// The reference tests run kSteps steps over kDim floats at rates kLr.
+constexpr int kDim = 7;  // not a multiple of any vector width
+constexpr int kSteps = 4;
+constexpr float kLr[kSteps] = {0.1f, 0.05f, 0.08f, 0.03f};
+
+// Builds |config|'s optimizer over |dim| floats and runs kSteps steps of it
+// from InitialNum(dim): step s applies Grad(dim, s) at rate kLr[s] and global
+// step steps[s] (s when |steps| is empty), then calls |check(s, grad,
+// entry)|.
+template <typename Check>
+void RunSteps(const OptimizerConfig& config, int dim, Check check,
+              std::vector<int64_t> steps = {}) {
+  const std::unique_ptr<OptimizerInterface> opt = MustNew(config, dim);
+  ASSERT_NE(opt, nullptr);
+  if (steps.empty()) {
+    for (int s = 0; s < kSteps; ++s) steps.push_back(s);
+  }
+  Entry e(*opt);
+  e.Init();
+  e.SetNum(InitialNum(dim));
+  for (int s = 0; s < kSteps; ++s) {
+    const std::vector<float> grad = Grad(dim, s);
+    e.Optimize(grad, kLr[s], steps[s]);
+    check(s, grad, e);
+  }
+  e.ExpectGuards();
+}
+
 inline std::vector<double> ToDouble(const std::vector<float>& v) {
   return std::vector<double>(v.begin(), v.end());
 }
@@ -133,7 +165,7 @@ inline void ExpectInvalid(const Status& s,
   }
 }
 
-}  // namespace testing_util
+}  // namespace optimizer_test
 }  // namespace hash_table
 }  // namespace monolith
 
