@@ -24,6 +24,14 @@ def monolith_py_test(name, srcs = None, deps = [], data = [], size = "small", **
         **kwargs
     )
 
+# Warnings are errors in the TF-free C++ (the engine, its optimizers,
+# initializers, compressors and the checkpoint format): TF's headers are not
+# compiled there.
+MONOLITH_WARNING_COPTS = [
+    "-Wall",
+    "-Werror",
+]
+
 # AddressSanitizer: compile flags of the instrumented copies of libraries a
 # fuzz test links (monolith_asan_cc_library), and the test's own flags
 # (monolith_asan_cc_test). -O1 keeps ASan's reports precise and the test fast;

@@ -11,17 +11,29 @@
 #include <shared_mutex>
 #include <sstream>
 #include <thread>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "monolith/native_training/runtime/hash_table/huge_page_pool.h"
 #include "monolith/native_training/runtime/hash_table/inline_buffer.h"
+#include "monolith/native_training/runtime/hash_table/table_shard.h"
+#include "monolith/native_training/runtime/hash_table/wire_reader.h"
 #include "monolith/native_training/runtime/hash_table/wire_writer.h"
 
 namespace monolith {
 namespace hash_table {
 namespace {
+
+using internal::CapacityFor;
+using internal::kEmpty;
+using internal::kMinShardCapacity;
+using internal::Mix;
+using internal::Slot;
+using internal::TableShard;
+using internal::Timestamp;
+using internal::ToTimestamp;
 
 constexpr int kShardBits = 6;
 constexpr int kNumShards = 1 << kShardBits;
@@ -30,48 +42,12 @@ constexpr int kNumShards = 1 << kShardBits;
 // (~70 KiB) live on the stack: a heap allocation per call costs more than
 // the lookups of a small batch.
 constexpr int kGroupIds = 2048;
-constexpr int64_t kMaxBlockBytes = 16 << 10;
-constexpr uint32_t kFirstBlockEntries = 4;
-constexpr uint64_t kMinShardCapacity = 8;
-// Grow a shard when it would be fuller than 3/4.
-constexpr uint64_t kMaxLoadNumerator = 3;
-constexpr uint64_t kMaxLoadDenominator = 4;
-constexpr uint32_t kEmpty = std::numeric_limits<uint32_t>::max();
-// Arena blocks start on a 128-byte boundary, so entries whose size is a
-// multiple of 64 bytes keep their values on whole lines, and those of a
-// multiple of 128 on whole line pairs, which the CPU's adjacent-line
-// prefetcher fetches together: reading a value line then never drags in
-// the line of another entry's optimizer state. At dim 64 (adagrad) lookups
-// ran ~9% faster than with 64-byte alignment (median of rounds against the
-// map 1.77 vs 1.62 over six runs each).
-constexpr std::align_val_t kBlockAlignment{HugePagePool::kBlockAlignment};
-// A shard with at least this many slots (64 KiB of them: the table holds
-// ~100k entries or more) takes its slot arrays and its new arena blocks
-// from the table's huge-page pool; smaller tables stay on the heap, where
-// they cost no more than their bytes.
-constexpr uint64_t kPooledMinSlots = 4096;
-// Arena blocks come from the pool only when they are this small (entries
-// up to 4 KiB), so the region tails they leave waste at most 3%.
-constexpr int64_t kMaxPooledBlockBytes = 64 << 10;
-
 // Huge pages are on unless the environment says
 // MONOLITH_HASH_TABLE_HUGE_PAGES=0 when a table is created (for hosts where
 // THP faults stall, see docs/hash_table.md#memory).
 bool HugePagesEnabled() {
   const char* setting = std::getenv("MONOLITH_HASH_TABLE_HUGE_PAGES");
   return setting == nullptr || std::string(setting) != "0";
-}
-
-// MurmurHash3's 64-bit finalizer: ids are often structured (slot << 48 |
-// small counter), so they must be mixed before their bits pick buckets.
-inline uint64_t Mix(int64_t id) {
-  uint64_t h = static_cast<uint64_t>(id);
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ULL;
-  h ^= h >> 33;
-  return h;
 }
 
 // The top bits of the hash pick the shard, the low bits the bucket.
@@ -96,33 +72,6 @@ inline void PrefetchRange(const char* begin, int64_t bytes) {
   }
 }
 
-using Timestamp = uint32_t;
-
-inline Timestamp ToTimestamp(int64_t seconds) {
-  return static_cast<Timestamp>(
-      std::clamp<int64_t>(seconds, 0, std::numeric_limits<Timestamp>::max()));
-}
-
-// 16 bytes, four to a cache line: the id, its entry's arena index and its
-// last update time (seconds). A slot is empty when its index is kEmpty, so
-// every int64 is a valid id. Keeping the id here means a probe compares ids
-// without touching entries, and an entry holds only the accessor's payload,
-// so a lookup reads one slot and the value lines, nothing else.
-struct alignas(16) Slot {
-  int64_t id;
-  uint32_t index;
-  Timestamp timestamp;
-};
-static_assert(sizeof(Slot) == 16, "four slots per cache line");
-
-uint64_t CapacityFor(uint64_t entries) {
-  uint64_t capacity = kMinShardCapacity;
-  while (entries * kMaxLoadDenominator > capacity * kMaxLoadNumerator) {
-    capacity <<= 1;
-  }
-  return capacity;
-}
-
 bool AllZero(const float* values, int dim) {
   for (int i = 0; i < dim; ++i) {
     if (values[i] != 0.0f) return false;
@@ -130,205 +79,7 @@ bool AllZero(const float* values, int dim) {
   return true;
 }
 
-int Log2(uint64_t power_of_two) { return __builtin_ctzll(power_of_two); }
-
 }  // namespace
-
-struct EmbeddingHashTable::Shard {
-  mutable std::shared_mutex mu;
-  HugePagePool* pool = nullptr;
-  Slot* slots = nullptr;
-  uint64_t mask = 0;
-  int64_t size = 0;
-  // Arena: entry i lives in blocks; blocks double from kFirstBlockEntries
-  // entries up to `max_block_entries` (a power of two), then stay at that
-  // size, so small tables stay small and big ones are not 1M mallocs.
-  // Blocks [0, heap_blocks) are on the heap, the rest in the pool (a shard
-  // only grows between resets, so once pooled it stays pooled).
-  int64_t stride = 0;
-  int max_block_log2 = 0;   // log2(max_block_entries / kFirstBlockEntries)
-  uint32_t doubling_end = 0;  // first index of the first full-size block
-  std::vector<char*> blocks;
-  size_t heap_blocks = 0;
-  bool poolable_blocks = false;  // full-size blocks are small enough
-  int64_t heap_arena_bytes = 0;
-  uint32_t next_index = 0;
-  uint32_t capacity_entries = 0;
-  std::vector<uint32_t> free_indices;
-  int64_t arena_bytes = 0;
-  RandomEngine rng;
-
-  ~Shard() {
-    FreeSlots(slots, mask + 1);
-    FreeHeapBlocks();
-  }
-
-  void Init(HugePagePool* huge_page_pool, int64_t entry_stride,
-            uint64_t capacity) {
-    pool = huge_page_pool;
-    stride = entry_stride;
-    const int64_t max_entries = std::max<int64_t>(
-        kFirstBlockEntries, int64_t{1} << (63 - __builtin_clzll(std::max<int64_t>(
-                                           1, kMaxBlockBytes / stride))));
-    max_block_log2 = Log2(max_entries / kFirstBlockEntries);
-    doubling_end = kFirstBlockEntries * ((1u << max_block_log2) - 1);
-    poolable_blocks = (int64_t{kFirstBlockEntries} << max_block_log2) * stride <=
-                      kMaxPooledBlockBytes;
-    Reset(capacity);
-  }
-
-  // Empties the shard down to |capacity| slots. Its pooled arena blocks
-  // stay mapped until the pool releases them.
-  void Reset(uint64_t capacity) {
-    Slot* fresh = NewSlots(capacity);
-    FreeSlots(slots, mask + 1);
-    slots = fresh;
-    mask = capacity - 1;
-    size = 0;
-    FreeHeapBlocks();
-    blocks.clear();
-    heap_blocks = 0;
-    next_index = capacity_entries = 0;
-    free_indices.clear();
-    arena_bytes = heap_arena_bytes = 0;
-  }
-
-  bool Pooled(uint64_t capacity) const {
-    return pool != nullptr && capacity >= kPooledMinSlots;
-  }
-
-  // An array of |capacity| empty slots.
-  Slot* NewSlots(uint64_t capacity) const {
-    Slot* array = Pooled(capacity)
-                      ? reinterpret_cast<Slot*>(
-                            pool->AllocateArray(capacity * sizeof(Slot)))
-                      : new Slot[capacity];
-    std::fill(array, array + capacity, Slot{0, kEmpty, 0});
-    return array;
-  }
-
-  void FreeSlots(Slot* array, uint64_t capacity) const {
-    if (array == nullptr) return;
-    if (Pooled(capacity)) {
-      pool->FreeArray(reinterpret_cast<char*>(array),
-                      capacity * sizeof(Slot));
-    } else {
-      delete[] array;
-    }
-  }
-
-  void FreeHeapBlocks() {
-    for (size_t b = 0; b < heap_blocks; ++b) {
-      ::operator delete[](blocks[b], kBlockAlignment);
-    }
-  }
-
-  char* EntryAt(uint32_t index) const {
-    if (index < doubling_end) {
-      const uint32_t q = index / kFirstBlockEntries + 1;
-      const int block = 31 - __builtin_clz(q);
-      const uint32_t first = kFirstBlockEntries * ((1u << block) - 1);
-      return blocks[block] + int64_t{index - first} * stride;
-    }
-    const uint32_t rest = index - doubling_end;
-    const int shift = Log2(kFirstBlockEntries) + max_block_log2;
-    return blocks[max_block_log2 + (rest >> shift)] +
-           int64_t{rest & ((1u << shift) - 1)} * stride;
-  }
-
-  uint32_t AllocateIndex() {
-    if (!free_indices.empty()) {
-      const uint32_t index = free_indices.back();
-      free_indices.pop_back();
-      return index;
-    }
-    if (next_index == capacity_entries) {
-      const int block_number = static_cast<int>(blocks.size());
-      const int64_t entries = int64_t{kFirstBlockEntries}
-                              << std::min(block_number, max_block_log2);
-      const int64_t bytes = entries * stride;
-      if (poolable_blocks && Pooled(mask + 1)) {
-        blocks.push_back(pool->AllocateBlock(bytes));
-      } else {
-        blocks.push_back(
-            static_cast<char*>(::operator new[](bytes, kBlockAlignment)));
-        heap_blocks = blocks.size();
-        heap_arena_bytes += bytes;
-      }
-      arena_bytes += bytes;
-      capacity_entries += static_cast<uint32_t>(entries);
-    }
-    return next_index++;
-  }
-
-  // The slot holding |id|, or the empty slot ending its probe sequence.
-  uint64_t FindSlot(int64_t id, uint64_t hash) const {
-    uint64_t pos = hash & mask;
-    while (slots[pos].index != kEmpty && slots[pos].id != id) {
-      pos = (pos + 1) & mask;
-    }
-    return pos;
-  }
-
-  char* Find(int64_t id, uint64_t hash) const {
-    const Slot& slot = slots[FindSlot(id, hash)];
-    return slot.index == kEmpty ? nullptr : EntryAt(slot.index);
-  }
-
-  // Grows, if needed, so that |extra| more entries fit without a rehash
-  // (slot positions stay valid while they are inserted).
-  void Reserve(int64_t extra) {
-    const uint64_t needed = uint64_t(size + extra);
-    if (needed * kMaxLoadDenominator > (mask + 1) * kMaxLoadNumerator) {
-      Rehash(CapacityFor(needed));
-    }
-  }
-
-  // Fills empty slot |pos| (where |id|'s probe ended) with a new entry;
-  // the caller has reserved room. Returns the entry.
-  char* Insert(int64_t id, uint64_t pos) {
-    const uint32_t index = AllocateIndex();
-    slots[pos] = Slot{id, index, 0};
-    ++size;
-    return EntryAt(index);
-  }
-
-  void Place(const Slot& slot) {
-    uint64_t pos = Mix(slot.id) & mask;
-    while (slots[pos].index != kEmpty) pos = (pos + 1) & mask;
-    slots[pos] = slot;
-  }
-
-  void Rehash(uint64_t capacity) {
-    Slot* old = slots;
-    const uint64_t old_capacity = mask + 1;
-    slots = NewSlots(capacity);
-    mask = capacity - 1;
-    for (uint64_t i = 0; i < old_capacity; ++i) {
-      if (old[i].index != kEmpty) Place(old[i]);
-    }
-    FreeSlots(old, old_capacity);
-  }
-
-  // Removes the slot at |pos| (freeing its entry) and shifts later members
-  // of its cluster back, so probe sequences stay unbroken without
-  // tombstones.
-  void EraseAt(uint64_t pos) {
-    free_indices.push_back(slots[pos].index);
-    uint64_t hole = pos;
-    for (uint64_t i = (pos + 1) & mask; slots[i].index != kEmpty;
-         i = (i + 1) & mask) {
-      const uint64_t home = Mix(slots[i].id) & mask;
-      const bool can_fill_hole = ((i - home) & mask) >= ((i - hole) & mask);
-      if (can_fill_hole) {
-        slots[hole] = slots[i];
-        hole = i;
-      }
-    }
-    slots[hole].index = kEmpty;
-    --size;
-  }
-};
 
 // Ids of one chunk, ordered by shard (stably), with their hashes and the
 // slots and entries the pipeline found for them.
@@ -386,7 +137,7 @@ EmbeddingHashTable::EmbeddingHashTable(
                                          : int64_t{dim_} * sizeof(float)),
       expire_times_(expire_config),
       pool_(HugePagesEnabled() ? new HugePagePool : nullptr),
-      shards_(new Shard[kNumShards]) {}
+      shards_(new TableShard[kNumShards]) {}
 
 EmbeddingHashTable::~EmbeddingHashTable() = default;
 
@@ -418,26 +169,31 @@ Status EmbeddingHashTable::Create(const EmbeddingHashTableConfig& config,
 // the passes, so slot pointers stay valid); (3) stamp |update_time| (in
 // exclusive mode) and call |visit(index, slot, entry, found)| in the ids'
 // order; in lookup mode slot and entry are null for an absent id.
-template <bool kExclusive, typename Visit>
-void EmbeddingHashTable::RunPipeline(const int64_t* ids, int64_t n,
-                                     int64_t update_time, Visit visit) const {
+template <bool kExclusive, typename Table, typename Visit>
+void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
+                                     int64_t n, int64_t update_time,
+                                     Visit visit) {
+  static_assert(!kExclusive || !std::is_const_v<Table>,
+                "the exclusive path changes the table");
+  using Lock = std::conditional_t<kExclusive,
+                                  std::unique_lock<std::shared_mutex>,
+                                  std::shared_lock<std::shared_mutex>>;
   const Timestamp stamp = ToTimestamp(update_time);
   if (n == 1) {
     // One id (Restore, single-id calls): nothing to group or overlap.
     const uint64_t hash = Mix(ids[0]);
-    Shard& shard = shards_[ShardOf(hash)];
-    if (kExclusive) {
-      std::unique_lock<std::shared_mutex> lock(shard.mu);
+    TableShard& shard = table->shards_[ShardOf(hash)];
+    Lock lock(shard.mu);
+    if constexpr (kExclusive) {
       shard.Reserve(1);
       const uint64_t pos = shard.FindSlot(ids[0], hash);
       Slot* slot = &shard.slots[pos];
       const bool found = slot->index != kEmpty;
       char* entry = found ? shard.EntryAt(slot->index)
-                          : InsertNew(&shard, ids[0], pos);
+                          : table->InsertNew(&shard, ids[0], pos);
       slot->timestamp = stamp;
       visit(0, slot, entry, found);
     } else {
-      std::shared_lock<std::shared_mutex> lock(shard.mu);
       Slot* slot = &shard.slots[shard.FindSlot(ids[0], hash)];
       if (slot->index == kEmpty) {
         visit(0, nullptr, nullptr, false);
@@ -454,7 +210,7 @@ void EmbeddingHashTable::RunPipeline(const int64_t* ids, int64_t n,
   const int first_shard = static_cast<int>(
       std::hash<std::thread::id>()(std::this_thread::get_id()) % kNumShards);
   // Readers need the values, writers the whole entry.
-  const int64_t entry_bytes = kExclusive ? stride_ : lookup_bytes_;
+  const int64_t entry_bytes = kExclusive ? table->stride_ : table->lookup_bytes_;
   for (int64_t base = 0; base < n; base += kGroupIds) {
     const int m = static_cast<int>(std::min<int64_t>(kGroupIds, n - base));
     const int64_t* chunk_ids = ids + base;
@@ -463,13 +219,9 @@ void EmbeddingHashTable::RunPipeline(const int64_t* ids, int64_t n,
       const int s = (first_shard + step) % kNumShards;
       const int begin = scratch->begin(s), end = scratch->end(s);
       if (begin == end) continue;
-      Shard& shard = shards_[s];
-      if (kExclusive) {
-        shard.mu.lock();
-        shard.Reserve(end - begin);
-      } else {
-        shard.mu.lock_shared();
-      }
+      TableShard& shard = table->shards_[s];
+      Lock lock(shard.mu);
+      if (kExclusive) shard.Reserve(end - begin);
       for (int p = begin; p < end; ++p) {
         const Slot* bucket = &shard.slots[scratch->hash(p) & shard.mask];
         if (kExclusive) {
@@ -486,8 +238,9 @@ void EmbeddingHashTable::RunPipeline(const int64_t* ids, int64_t n,
           char* entry = shard.EntryAt(slot->index);
           PrefetchRange<kExclusive>(entry, entry_bytes);
           scratch->set_found(p, slot, entry, true);
-        } else if (kExclusive) {
-          scratch->set_found(p, slot, InsertNew(&shard, id, pos), false);
+        } else if constexpr (kExclusive) {
+          scratch->set_found(p, slot, table->InsertNew(&shard, id, pos),
+                             false);
         } else {
           scratch->set_found(p, nullptr, nullptr, false);
         }
@@ -498,17 +251,12 @@ void EmbeddingHashTable::RunPipeline(const int64_t* ids, int64_t n,
         visit(base + scratch->index(p), slot, scratch->entry(p),
               scratch->found(p));
       }
-      if (kExclusive) {
-        shard.mu.unlock();
-      } else {
-        shard.mu.unlock_shared();
-      }
     }
   }
 }
 
-char* EmbeddingHashTable::InsertNew(Shard* shard, int64_t id,
-                                    uint64_t pos) const {
+char* EmbeddingHashTable::InsertNew(TableShard* shard, int64_t id,
+                                    uint64_t pos) {
   char* entry = shard->Insert(id, pos);
   accessor_->Init(entry, &shard->rng);
   return entry;
@@ -517,9 +265,9 @@ char* EmbeddingHashTable::InsertNew(Shard* shard, int64_t id,
 template <typename Fn>
 void EmbeddingHashTable::ForEachFound(const int64_t* ids, int64_t n,
                                       Fn fn) const {
-  RunPipeline<false>(ids, n, 0,
+  RunPipeline<false>(this, ids, n, 0,
                      [&](int64_t index, const Slot* slot, const char* entry,
-                         bool found) { fn(index, slot, entry); });
+                         bool) { fn(index, slot, entry); });
 }
 
 void EmbeddingHashTable::NoteUpdate(int64_t update_time) {
@@ -534,7 +282,7 @@ template <typename Fn>
 void EmbeddingHashTable::ForEachUpserted(const int64_t* ids, int64_t n,
                                          int64_t update_time, Fn fn) {
   if (n > 0) NoteUpdate(update_time);
-  RunPipeline<true>(ids, n, update_time,
+  RunPipeline<true>(this, ids, n, update_time,
                     [&](int64_t index, Slot*, char* entry, bool found) {
                       fn(index, entry, !found);
                     });
@@ -651,7 +399,7 @@ Status EmbeddingHashTable::BatchOptimize(const int64_t* ids, int64_t n,
 
 bool EmbeddingHashTable::Erase(int64_t id) {
   const uint64_t hash = Mix(id);
-  Shard& shard = shards_[ShardOf(hash)];
+  TableShard& shard = shards_[ShardOf(hash)];
   std::unique_lock<std::shared_mutex> lock(shard.mu);
   const uint64_t pos = shard.FindSlot(id, hash);
   if (shard.slots[pos].index == kEmpty) return false;
@@ -662,7 +410,7 @@ bool EmbeddingHashTable::Erase(int64_t id) {
 int64_t EmbeddingHashTable::Evict(int64_t now) {
   int64_t evicted = 0;
   for (int s = 0; s < kNumShards; ++s) {
-    Shard& shard = shards_[s];
+    TableShard& shard = shards_[s];
     std::unique_lock<std::shared_mutex> lock(shard.mu);
     std::vector<Slot> kept;
     kept.reserve(shard.size);
@@ -687,7 +435,7 @@ int64_t EmbeddingHashTable::Evict(int64_t now) {
 
 bool EmbeddingHashTable::Contains(int64_t id) const {
   const uint64_t hash = Mix(id);
-  const Shard& shard = shards_[ShardOf(hash)];
+  const TableShard& shard = shards_[ShardOf(hash)];
   std::shared_lock<std::shared_mutex> lock(shard.mu);
   return shard.Find(id, hash) != nullptr;
 }
@@ -704,7 +452,7 @@ int64_t EmbeddingHashTable::Size() const {
 int64_t EmbeddingHashTable::MemoryBytes() const {
   int64_t bytes = 0;
   for (int s = 0; s < kNumShards; ++s) {
-    const Shard& shard = shards_[s];
+    const TableShard& shard = shards_[s];
     std::shared_lock<std::shared_mutex> lock(shard.mu);
     if (!shard.Pooled(shard.mask + 1)) bytes += (shard.mask + 1) * sizeof(Slot);
     bytes += shard.heap_arena_bytes;
@@ -759,7 +507,7 @@ Status EmbeddingHashTable::Save(
     wire.Clear();
     records.clear();
     {
-      const Shard& internal = shards_[s];
+      const TableShard& internal = shards_[s];
       std::shared_lock<std::shared_mutex> lock(internal.mu);
       // Entries are encoded in arena order, a sequential read, rather than
       // in slot order, which would read them at random: index them first.
@@ -807,21 +555,6 @@ namespace {
 // Room for one entry: on the stack unless it is large.
 using EntryBuffer = InlineBuffer<char, 1024>;
 
-// Reads a varint at |p| (before |end|); the byte after it, or null if it
-// is cut off or longer than 10 bytes.
-const char* ReadVarint(const char* p, const char* end, uint64_t* value) {
-  uint64_t result = 0;
-  for (int shift = 0; p < end && shift < 64; shift += 7, ++p) {
-    const uint8_t byte = static_cast<uint8_t>(*p);
-    result |= uint64_t{byte & 0x7Fu} << shift;
-    if ((byte & 0x80) == 0) {
-      *value = result;
-      return p + 1;
-    }
-  }
-  return nullptr;
-}
-
 constexpr char kIdTag = EntryDump::kIdFieldNumber << 3 | 1;      // fixed64
 constexpr char kNumTag = EntryDump::kNumFieldNumber << 3 | 5;    // fixed32
 constexpr char kOptTag = EntryDump::kOptFieldNumber << 3 | 2;    // bytes
@@ -838,7 +571,7 @@ bool ReadTimeField(const char* p, const char* end, uint64_t* time) {
 
 }  // namespace
 
-void EmbeddingHashTable::PutLocked(Shard* shard, int64_t id, uint64_t hash,
+void EmbeddingHashTable::PutLocked(TableShard* shard, int64_t id, uint64_t hash,
                                    const char* entry, int64_t update_time) {
   shard->Reserve(1);
   const uint64_t pos = shard->FindSlot(id, hash);
@@ -859,7 +592,7 @@ Status EmbeddingHashTable::Restore(const EntryDump& dump) {
   EntryBuffer scratch(stride_);
   const int64_t id = dump.id();
   const uint64_t hash = Mix(id);
-  Shard& shard = shards_[ShardOf(hash)];
+  TableShard& shard = shards_[ShardOf(hash)];
   std::unique_lock<std::shared_mutex> lock(shard.mu);
   MONOLITH_RETURN_IF_ERROR(
       accessor_->Restore(dump, scratch.data(), &shard.rng));
@@ -918,7 +651,7 @@ Status EmbeddingHashTable::RestoreRecord(const char* record, size_t size,
     int64_t id;
     std::memcpy(&id, record + 1, sizeof(id));
     const uint64_t hash = Mix(id);
-    Shard& shard = shards_[ShardOf(hash)];
+    TableShard& shard = shards_[ShardOf(hash)];
     std::unique_lock<std::shared_mutex> lock(shard.mu);
     PutLocked(&shard, id, hash, scratch.data(), *update_time);
     return Status::OK();

@@ -43,6 +43,9 @@ namespace monolith {
 namespace hash_table {
 
 class HugePagePool;
+namespace internal {
+struct TableShard;
+}  // namespace internal
 
 class EmbeddingHashTable {
  public:
@@ -152,23 +155,23 @@ class EmbeddingHashTable {
                        int64_t* update_time);
 
  private:
-  struct Shard;
   class Scratch;
 
   EmbeddingHashTable(std::unique_ptr<EntryAccessor> accessor,
                      const SlotExpireTimeConfig& expire_config);
 
-  // Visits every ids[index] grouped by shard under the shard's lock (see
-  // the .cc). Lookup mode: shared lock, absent ids are visited with null
-  // entries. Exclusive mode: absent ids are inserted (initialized) first
-  // and every visited id is stamped with |update_time|.
-  template <bool kExclusive, typename Visit>
-  void RunPipeline(const int64_t* ids, int64_t n, int64_t update_time,
-                   Visit visit) const;
+  // Visits every ids[index] of |table| grouped by shard under the shard's
+  // lock (see the .cc). Lookup mode (a const Table): shared lock, absent
+  // ids are visited with null entries. Exclusive mode (kExclusive, a
+  // mutable Table): absent ids are inserted (initialized) first and every
+  // visited id is stamped with |update_time|.
+  template <bool kExclusive, typename Table, typename Visit>
+  static void RunPipeline(Table* table, const int64_t* ids, int64_t n,
+                          int64_t update_time, Visit visit);
   // Inserts |id| (absent, its probe ending at empty slot |pos|, room
   // reserved) and initializes its entry. Caller holds the shard
   // exclusively.
-  char* InsertNew(Shard* shard, int64_t id, uint64_t pos) const;
+  char* InsertNew(internal::TableShard* shard, int64_t id, uint64_t pos);
   // fn(index, slot, entry) for every id; slot and entry are null when
   // the id is absent.
   template <typename Fn>
@@ -188,8 +191,8 @@ class EmbeddingHashTable {
                         uint64_t* time, bool* all_zero) const;
   // Inserts or overwrites |id| with |entry| (stride_ bytes) stamped
   // |update_time|. Caller holds |shard| exclusively.
-  void PutLocked(Shard* shard, int64_t id, uint64_t hash, const char* entry,
-                 int64_t update_time);
+  void PutLocked(internal::TableShard* shard, int64_t id, uint64_t hash,
+                 const char* entry, int64_t update_time);
 
   // Raises LatestUpdateTime() to |update_time|.
   void NoteUpdate(int64_t update_time);
@@ -203,7 +206,7 @@ class EmbeddingHashTable {
   SlotExpireTimes expire_times_;
   // Declared before the shards, which return their memory to it.
   std::unique_ptr<HugePagePool> pool_;
-  std::unique_ptr<Shard[]> shards_;
+  std::unique_ptr<internal::TableShard[]> shards_;
 };
 
 // Sums the gradients (|dim| floats each) of repeated ids, so each id can be

@@ -543,7 +543,9 @@ TEST(EmbeddingHashTableTest, RestoreRecordReadsEveryShapeOfEntryDump) {
     SCOPED_TRACE(config);
     auto table = MakeTable(config);
     const bool serving = table->accessor().serving();
-    if (!serving) ASSERT_GT(table->accessor().DumpFieldsBytes(), 0u);
+    if (!serving) {
+      ASSERT_GT(table->accessor().DumpFieldsBytes(), 0u);
+    }
     EntryDump full;
     full.set_id(-5);
     full.add_num(1.5f);

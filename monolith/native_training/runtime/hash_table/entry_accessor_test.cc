@@ -121,7 +121,7 @@ TEST(EntryAccessorTest, ReadDumpCopiesWordsOfWriteDumpsLayoutOnly) {
   EXPECT_FALSE(accessor->ReadDump(fields.data(), fields.size() - 1,
                                   read.data()));
   std::string other_tag = fields;
-  other_tag[0] = static_cast<char>(EntryDump::kNumFieldNumber << 3 | 5 ^ 8);
+  other_tag[0] = static_cast<char>(((EntryDump::kNumFieldNumber << 3) | 5) ^ 8);
   EXPECT_FALSE(accessor->ReadDump(other_tag.data(), other_tag.size(),
                                   read.data()));
   std::string other_inner_tag = fields;

@@ -248,8 +248,13 @@ Status RecordFileReader::ReadMore() {
 Status RecordFileReader::Fill(size_t bytes) {
   while (stream_.size() - begin_ < bytes) {
     const size_t before = stream_.size() - begin_;
+    const uint64_t offset_before = file_offset_;
     MONOLITH_RETURN_IF_ERROR(ReadMore());
-    if (stream_.size() - begin_ == before) {
+    // The end of the file is where nothing more is read from it. A snappy
+    // block that decodes to no bytes is not the end: TF's reader reads on
+    // past it, and so does this one (each pass moves through the file, so
+    // the loop ends).
+    if (stream_.size() - begin_ == before && file_offset_ == offset_before) {
       return OutOfRangeError(path_ + ": end of file");
     }
   }

@@ -1,0 +1,287 @@
+// One of an EmbeddingHashTable's 64 shards: an open-addressing table of
+// 16-byte slots {id, entry index, update time} over an arena of entries,
+// with its own lock and its own growth. Internal to the table
+// (embedding_hash_table.cc); callers hold |mu| as the table's comments say.
+#ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_TABLE_SHARD_H_
+#define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_TABLE_SHARD_H_
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <new>
+#include <shared_mutex>
+#include <vector>
+
+#include "monolith/native_training/runtime/hash_table/huge_page_pool.h"
+#include "monolith/native_training/runtime/hash_table/initializer/initializer_interface.h"
+
+namespace monolith {
+namespace hash_table {
+namespace internal {
+
+constexpr int64_t kMaxBlockBytes = 16 << 10;
+constexpr uint32_t kFirstBlockEntries = 4;
+constexpr uint64_t kMinShardCapacity = 8;
+// Grow a shard when it would be fuller than 3/4.
+constexpr uint64_t kMaxLoadNumerator = 3;
+constexpr uint64_t kMaxLoadDenominator = 4;
+constexpr uint32_t kEmpty = std::numeric_limits<uint32_t>::max();
+// Arena blocks start on a 128-byte boundary, so entries whose size is a
+// multiple of 64 bytes keep their values on whole lines, and those of a
+// multiple of 128 on whole line pairs, which the CPU's adjacent-line
+// prefetcher fetches together: reading a value line then never drags in
+// the line of another entry's optimizer state. At dim 64 (adagrad) lookups
+// ran ~9% faster than with 64-byte alignment (median of rounds against the
+// map 1.77 vs 1.62 over six runs each).
+constexpr std::align_val_t kBlockAlignment{HugePagePool::kBlockAlignment};
+// A shard with at least this many slots (64 KiB of them: the table holds
+// ~100k entries or more) takes its slot arrays and its new arena blocks
+// from the table's huge-page pool; smaller tables stay on the heap, where
+// they cost no more than their bytes.
+constexpr uint64_t kPooledMinSlots = 4096;
+// Arena blocks come from the pool only when they are this small (entries
+// up to 4 KiB), so the region tails they leave waste at most 3%.
+constexpr int64_t kMaxPooledBlockBytes = 64 << 10;
+
+// MurmurHash3's 64-bit finalizer: ids are often structured (slot << 48 |
+// small counter), so they must be mixed before their bits pick buckets.
+inline uint64_t Mix(int64_t id) {
+  uint64_t h = static_cast<uint64_t>(id);
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ULL;
+  h ^= h >> 33;
+  return h;
+}
+
+using Timestamp = uint32_t;
+
+inline Timestamp ToTimestamp(int64_t seconds) {
+  return static_cast<Timestamp>(
+      std::clamp<int64_t>(seconds, 0, std::numeric_limits<Timestamp>::max()));
+}
+
+// 16 bytes, four to a cache line: the id, its entry's arena index and its
+// last update time (seconds). A slot is empty when its index is kEmpty, so
+// every int64 is a valid id. Keeping the id here means a probe compares ids
+// without touching entries, and an entry holds only the accessor's payload,
+// so a lookup reads one slot and the value lines, nothing else.
+struct alignas(16) Slot {
+  int64_t id;
+  uint32_t index;
+  Timestamp timestamp;
+};
+static_assert(sizeof(Slot) == 16, "four slots per cache line");
+
+inline uint64_t CapacityFor(uint64_t entries) {
+  uint64_t capacity = kMinShardCapacity;
+  while (entries * kMaxLoadDenominator > capacity * kMaxLoadNumerator) {
+    capacity <<= 1;
+  }
+  return capacity;
+}
+
+inline int Log2(uint64_t power_of_two) { return __builtin_ctzll(power_of_two); }
+
+struct TableShard {
+  mutable std::shared_mutex mu;
+  HugePagePool* pool = nullptr;
+  Slot* slots = nullptr;
+  uint64_t mask = 0;
+  int64_t size = 0;
+  // Arena: entry i lives in blocks; blocks double from kFirstBlockEntries
+  // entries up to `max_block_entries` (a power of two), then stay at that
+  // size, so small tables stay small and big ones are not 1M mallocs.
+  // Blocks [0, heap_blocks) are on the heap, the rest in the pool (a shard
+  // only grows between resets, so once pooled it stays pooled).
+  int64_t stride = 0;
+  int max_block_log2 = 0;   // log2(max_block_entries / kFirstBlockEntries)
+  uint32_t doubling_end = 0;  // first index of the first full-size block
+  std::vector<char*> blocks;
+  size_t heap_blocks = 0;
+  bool poolable_blocks = false;  // full-size blocks are small enough
+  int64_t heap_arena_bytes = 0;
+  uint32_t next_index = 0;
+  uint32_t capacity_entries = 0;
+  std::vector<uint32_t> free_indices;
+  int64_t arena_bytes = 0;
+  RandomEngine rng;
+
+  ~TableShard() {
+    FreeSlots(slots, mask + 1);
+    FreeHeapBlocks();
+  }
+
+  void Init(HugePagePool* huge_page_pool, int64_t entry_stride,
+            uint64_t capacity) {
+    pool = huge_page_pool;
+    stride = entry_stride;
+    const int64_t max_entries = std::max<int64_t>(
+        kFirstBlockEntries, int64_t{1} << (63 - __builtin_clzll(std::max<int64_t>(
+                                           1, kMaxBlockBytes / stride))));
+    max_block_log2 = Log2(max_entries / kFirstBlockEntries);
+    doubling_end = kFirstBlockEntries * ((1u << max_block_log2) - 1);
+    poolable_blocks = (int64_t{kFirstBlockEntries} << max_block_log2) * stride <=
+                      kMaxPooledBlockBytes;
+    Reset(capacity);
+  }
+
+  // Empties the shard down to |capacity| slots. Its pooled arena blocks
+  // stay mapped until the pool releases them.
+  void Reset(uint64_t capacity) {
+    Slot* fresh = NewSlots(capacity);
+    FreeSlots(slots, mask + 1);
+    slots = fresh;
+    mask = capacity - 1;
+    size = 0;
+    FreeHeapBlocks();
+    blocks.clear();
+    heap_blocks = 0;
+    next_index = capacity_entries = 0;
+    free_indices.clear();
+    arena_bytes = heap_arena_bytes = 0;
+  }
+
+  bool Pooled(uint64_t capacity) const {
+    return pool != nullptr && capacity >= kPooledMinSlots;
+  }
+
+  // An array of |capacity| empty slots.
+  Slot* NewSlots(uint64_t capacity) const {
+    Slot* array = Pooled(capacity)
+                      ? reinterpret_cast<Slot*>(
+                            pool->AllocateArray(capacity * sizeof(Slot)))
+                      : new Slot[capacity];
+    std::fill(array, array + capacity, Slot{0, kEmpty, 0});
+    return array;
+  }
+
+  void FreeSlots(Slot* array, uint64_t capacity) const {
+    if (array == nullptr) return;
+    if (Pooled(capacity)) {
+      pool->FreeArray(reinterpret_cast<char*>(array),
+                      capacity * sizeof(Slot));
+    } else {
+      delete[] array;
+    }
+  }
+
+  void FreeHeapBlocks() {
+    for (size_t b = 0; b < heap_blocks; ++b) {
+      ::operator delete[](blocks[b], kBlockAlignment);
+    }
+  }
+
+  char* EntryAt(uint32_t index) const {
+    if (index < doubling_end) {
+      const uint32_t q = index / kFirstBlockEntries + 1;
+      const int block = 31 - __builtin_clz(q);
+      const uint32_t first = kFirstBlockEntries * ((1u << block) - 1);
+      return blocks[block] + int64_t{index - first} * stride;
+    }
+    const uint32_t rest = index - doubling_end;
+    const int shift = Log2(kFirstBlockEntries) + max_block_log2;
+    return blocks[max_block_log2 + (rest >> shift)] +
+           int64_t{rest & ((1u << shift) - 1)} * stride;
+  }
+
+  uint32_t AllocateIndex() {
+    if (!free_indices.empty()) {
+      const uint32_t index = free_indices.back();
+      free_indices.pop_back();
+      return index;
+    }
+    if (next_index == capacity_entries) {
+      const int block_number = static_cast<int>(blocks.size());
+      const int64_t entries = int64_t{kFirstBlockEntries}
+                              << std::min(block_number, max_block_log2);
+      const int64_t bytes = entries * stride;
+      if (poolable_blocks && Pooled(mask + 1)) {
+        blocks.push_back(pool->AllocateBlock(bytes));
+      } else {
+        blocks.push_back(
+            static_cast<char*>(::operator new[](bytes, kBlockAlignment)));
+        heap_blocks = blocks.size();
+        heap_arena_bytes += bytes;
+      }
+      arena_bytes += bytes;
+      capacity_entries += static_cast<uint32_t>(entries);
+    }
+    return next_index++;
+  }
+
+  // The slot holding |id|, or the empty slot ending its probe sequence.
+  uint64_t FindSlot(int64_t id, uint64_t hash) const {
+    uint64_t pos = hash & mask;
+    while (slots[pos].index != kEmpty && slots[pos].id != id) {
+      pos = (pos + 1) & mask;
+    }
+    return pos;
+  }
+
+  char* Find(int64_t id, uint64_t hash) const {
+    const Slot& slot = slots[FindSlot(id, hash)];
+    return slot.index == kEmpty ? nullptr : EntryAt(slot.index);
+  }
+
+  // Grows, if needed, so that |extra| more entries fit without a rehash
+  // (slot positions stay valid while they are inserted).
+  void Reserve(int64_t extra) {
+    const uint64_t needed = uint64_t(size + extra);
+    if (needed * kMaxLoadDenominator > (mask + 1) * kMaxLoadNumerator) {
+      Rehash(CapacityFor(needed));
+    }
+  }
+
+  // Fills empty slot |pos| (where |id|'s probe ended) with a new entry;
+  // the caller has reserved room. Returns the entry.
+  char* Insert(int64_t id, uint64_t pos) {
+    const uint32_t index = AllocateIndex();
+    slots[pos] = Slot{id, index, 0};
+    ++size;
+    return EntryAt(index);
+  }
+
+  void Place(const Slot& slot) {
+    uint64_t pos = Mix(slot.id) & mask;
+    while (slots[pos].index != kEmpty) pos = (pos + 1) & mask;
+    slots[pos] = slot;
+  }
+
+  void Rehash(uint64_t capacity) {
+    Slot* old = slots;
+    const uint64_t old_capacity = mask + 1;
+    slots = NewSlots(capacity);
+    mask = capacity - 1;
+    for (uint64_t i = 0; i < old_capacity; ++i) {
+      if (old[i].index != kEmpty) Place(old[i]);
+    }
+    FreeSlots(old, old_capacity);
+  }
+
+  // Removes the slot at |pos| (freeing its entry) and shifts later members
+  // of its cluster back, so probe sequences stay unbroken without
+  // tombstones.
+  void EraseAt(uint64_t pos) {
+    free_indices.push_back(slots[pos].index);
+    uint64_t hole = pos;
+    for (uint64_t i = (pos + 1) & mask; slots[i].index != kEmpty;
+         i = (i + 1) & mask) {
+      const uint64_t home = Mix(slots[i].id) & mask;
+      const bool can_fill_hole = ((i - home) & mask) >= ((i - hole) & mask);
+      if (can_fill_hole) {
+        slots[hole] = slots[i];
+        hole = i;
+      }
+    }
+    slots[hole].index = kEmpty;
+    --size;
+  }
+};
+
+}  // namespace internal
+}  // namespace hash_table
+}  // namespace monolith
+
+#endif  // MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_TABLE_SHARD_H_
