@@ -47,6 +47,8 @@
 // A failing iteration prints its number, its mutations and the directory of
 // its files; rerun it alone with the same MONOLITH_FUZZ_SEED and
 // MONOLITH_FUZZ_ITERATION (iterations are independent and deterministic).
+// ASan's reports name functions; for file:line too, build with
+// --strip=never (fastbuild links with -Wl,-S).
 #if !defined(__SANITIZE_ADDRESS__)
 #if defined(__has_feature)
 #if !__has_feature(address_sanitizer)
@@ -57,8 +59,10 @@
 #endif
 #endif
 
+#include <pthread.h>
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -106,7 +110,8 @@ bool asan_options_read = false;
 // over 1 GiB or a resident set over 2 GiB is a failure (with a report), not
 // a slow test; aborts get a stack trace too.
 extern "C" __attribute__((visibility("default"), used, no_sanitize_address))
-const char* __asan_default_options() {
+const char*
+__asan_default_options() {
   asan_options_read = true;
   return "detect_leaks=1:"
          "handle_abort=1:"
@@ -173,6 +178,7 @@ class Watchdog {
     std::lock_guard<std::mutex> lock(mu_);
     started_ = std::chrono::steady_clock::now();
     armed_ = true;
+    runner_ = pthread_self();
   }
   void Stop() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -185,9 +191,13 @@ class Watchdog {
     while (!stop_) {
       cv_.wait_for(lock, std::chrono::milliseconds(200));
       if (armed_ && std::chrono::steady_clock::now() - started_ > limit_) {
-        std::fprintf(stderr, "\ncheckpoint_fuzz_test: an iteration ran over "
-                             "its time limit (a hang)\n");
+        std::fprintf(stderr,
+                     "\ncheckpoint_fuzz_test: an iteration ran over "
+                     "its time limit (a hang); its stack:\n");
         PrintContext();
+        // SIGABRT in the hung thread: ASan (handle_abort) prints its stack.
+        pthread_kill(runner_, SIGABRT);
+        std::this_thread::sleep_for(std::chrono::seconds(10));
         std::abort();
       }
     }
@@ -199,6 +209,7 @@ class Watchdog {
   bool stop_ = false;
   bool armed_ = false;
   std::chrono::steady_clock::time_point started_;
+  pthread_t runner_{};
   std::thread thread_;
 };
 
@@ -382,7 +393,8 @@ void MutateBytes(std::string* data, Rng* rng, std::string* desc) {
   switch (rng->Below(size == 0 ? 2 : 9)) {
     case 0: {  // append
       const size_t n = rng->Range(1, 16);
-      for (size_t i = 0; i < n; ++i) data->push_back(static_cast<char>(rng->Next()));
+      for (size_t i = 0; i < n; ++i)
+        data->push_back(static_cast<char>(rng->Next()));
       *desc += " append" + std::to_string(n);
       break;
     }
@@ -390,7 +402,8 @@ void MutateBytes(std::string* data, Rng* rng, std::string* desc) {
       const size_t at = rng->Below(size + 1);
       const size_t n = rng->Range(1, 8);
       std::string bytes;
-      for (size_t i = 0; i < n; ++i) bytes.push_back(static_cast<char>(rng->Next()));
+      for (size_t i = 0; i < n; ++i)
+        bytes.push_back(static_cast<char>(rng->Next()));
       data->insert(at, bytes);
       *desc += " insert" + std::to_string(n) + "@" + std::to_string(at);
       break;
@@ -445,7 +458,8 @@ void MutateBytes(std::string* data, Rng* rng, std::string* desc) {
     default: {  // random bytes over a range
       const size_t at = rng->Below(size);
       const size_t n = std::min<size_t>(size - at, rng->Range(1, 8));
-      for (size_t i = 0; i < n; ++i) (*data)[at + i] = static_cast<char>(rng->Next());
+      for (size_t i = 0; i < n; ++i)
+        (*data)[at + i] = static_cast<char>(rng->Next());
       *desc += " random" + std::to_string(n) + "@" + std::to_string(at);
       break;
     }
@@ -529,22 +543,28 @@ std::string MutateMessage(const std::string& message, int depth, Rng* rng,
       break;
     }
     case 2: {  // field number
-      static const uint64_t kNumbers[] = {1,     2,      3,     4,
-                                          5,     15,     16,    100,
-                                          102,   105,    19000, (1u << 29) - 1,
+      static const uint64_t kNumbers[] = {1,        2,
+                                          3,        4,
+                                          5,        15,
+                                          16,       100,
+                                          102,      105,
+                                          19000,    (1u << 29) - 1,
                                           1u << 29, uint64_t{1} << 40};
-      field.number = kNumbers[rng->Below(sizeof(kNumbers) / sizeof(kNumbers[0]))];
-      *desc += " number" + std::to_string(i) + "=" + std::to_string(field.number);
+      field.number =
+          kNumbers[rng->Below(sizeof(kNumbers) / sizeof(kNumbers[0]))];
+      *desc +=
+          " number" + std::to_string(i) + "=" + std::to_string(field.number);
       break;
     }
     case 3: {  // wire type, payload kept
       const int type = static_cast<int>(rng->Below(8));
       std::string raw;
       PutVarint(&raw, field.number << 3 | static_cast<uint64_t>(type));
-      raw += EncodeField(field).substr(VarintBytes(
-          field.number << 3 | static_cast<uint64_t>(field.type)));
+      raw += EncodeField(field).substr(
+          VarintBytes(field.number << 3 | static_cast<uint64_t>(field.type)));
       field.raw = raw;
-      *desc += " type#" + std::to_string(field.number) + "=" + std::to_string(type);
+      *desc +=
+          " type#" + std::to_string(field.number) + "=" + std::to_string(type);
       break;
     }
     case 4: {  // a length prefix that lies
@@ -553,11 +573,17 @@ std::string MutateMessage(const std::string& message, int depth, Rng* rng,
         field.bytes = RandomBytes(rng, rng->Below(8));
       }
       const uint64_t real = field.bytes.size();
-      const std::vector<uint64_t> lengths = {
-          real + 1,           real + 2,          real == 0 ? 0 : real - 1,
-          real + 1000,        0x7fffffff,        0x80000000,
-          0xffffffff,         real + (uint64_t{1} << 32),
-          0x7fffffffffffffff, 0xffffffffffffffff, 0xfffffffffffffff0 + real};
+      const std::vector<uint64_t> lengths = {real + 1,
+                                             real + 2,
+                                             real == 0 ? 0 : real - 1,
+                                             real + 1000,
+                                             0x7fffffff,
+                                             0x80000000,
+                                             0xffffffff,
+                                             real + (uint64_t{1} << 32),
+                                             0x7fffffffffffffff,
+                                             0xffffffffffffffff,
+                                             0xfffffffffffffff0 + real};
       const uint64_t length = rng->Pick(lengths);
       std::string raw;
       PutVarint(&raw, field.number << 3 | kBytes);
@@ -686,8 +712,8 @@ void MutateParsed(google::protobuf::Message* message, int depth, Rng* rng,
         *desc += "~";
       } else if (depth < 3) {
         *desc += "[" + std::to_string(op % size) + "]{";
-        MutateParsed(reflection->MutableRepeatedMessage(message, field,
-                                                         static_cast<int>(op % size)),
+        MutateParsed(reflection->MutableRepeatedMessage(
+                         message, field, static_cast<int>(op % size)),
                      depth + 1, rng, desc);
         *desc += "}";
       }
@@ -752,9 +778,10 @@ void MutateParsed(google::protobuf::Message* message, int depth, Rng* rng,
       reflection->SetUInt32(message, field, static_cast<uint32_t>(value));
       break;
     case FieldDescriptor::CPPTYPE_FLOAT:
-      reflection->SetFloat(message, field, rng->Chance(0.5)
-                                               ? std::numeric_limits<float>::infinity()
-                                               : rng->Float());
+      reflection->SetFloat(message, field,
+                           rng->Chance(0.5)
+                               ? std::numeric_limits<float>::infinity()
+                               : rng->Float());
       break;
     case FieldDescriptor::CPPTYPE_DOUBLE:
       reflection->SetDouble(message, field, rng->Float());
@@ -791,9 +818,9 @@ std::string RewriteEquivalently(const std::string& message, int depth,
   if (!ParseWire(message, &fields)) return message;
   // Nested messages first.
   for (WireField& field : fields) {
-    const bool nested = depth == 0 ? field.number == schema.nested &&
-                                         schema.nested != 0
-                                   : depth < 3;
+    const bool nested =
+        depth == 0 ? field.number == schema.nested && schema.nested != 0
+                   : depth < 3;
     if (field.type == kBytes && nested && rng->Chance(0.7)) {
       field.bytes =
           RewriteEquivalently(field.bytes, depth + 1, schema, rng, desc);
@@ -827,7 +854,8 @@ std::string RewriteEquivalently(const std::string& message, int depth,
       }
       rest.insert(rest.begin() + at, packed);
       fields = std::move(rest);
-      *desc += " =packed#" + std::to_string(number) + "@" + std::to_string(depth);
+      *desc +=
+          " =packed#" + std::to_string(number) + "@" + std::to_string(depth);
       break;
     }
   }
@@ -922,7 +950,8 @@ RecordStream SplitRecords(std::string_view stream) {
     if (!IsValidRecordHeader(stream.data() + pos)) break;
     uint64_t length;
     std::memcpy(&length, stream.data() + pos, 8);
-    if (length > stream.size() - pos - kRecordHeaderBytes - kRecordFooterBytes) {
+    if (length >
+        stream.size() - pos - kRecordHeaderBytes - kRecordFooterBytes) {
       break;
     }
     out.records.emplace_back(stream.substr(pos + kRecordHeaderBytes, length));
@@ -940,7 +969,8 @@ std::string JoinRecords(const RecordStream& stream) {
 
 // The blocks of a snappy file ([u32 big-endian length][snappy]); false if the
 // file is not a sequence of them.
-bool SplitSnappyBlocks(std::string_view file, std::vector<std::string>* blocks) {
+bool SplitSnappyBlocks(std::string_view file,
+                       std::vector<std::string>* blocks) {
   blocks->clear();
   size_t pos = 0;
   while (pos < file.size()) {
@@ -1075,12 +1105,28 @@ using Contents = std::map<int64_t, std::string>;  // id -> saved EntryDump
 
 Contents TableContents(const EmbeddingHashTable& table) {
   Contents contents;
-  const Status s = table.Save(0, 1, 0, [&](const EmbeddingHashTable::SavedEntry& e) {
-    contents[e.id] = std::string(e.dump, e.dump_size);
-    return Status::OK();
-  });
+  const Status s =
+      table.Save(0, 1, 0, [&](const EmbeddingHashTable::SavedEntry& e) {
+        contents[e.id] = std::string(e.dump, e.dump_size);
+        return Status::OK();
+      });
   EXPECT_TRUE(s.ok()) << s.ToString();
   return contents;
+}
+
+// |meta| serialized; a table name that is not ASCII (the fuzzer's invalid
+// UTF-8) goes in after serializing, which protobuf would log about.
+std::string SerializeMeta(MultiHashTableMetadata meta) {
+  const std::string name = meta.table_name();
+  if (std::all_of(name.begin(), name.end(),
+                  [](char c) { return static_cast<uint8_t>(c) < 0x80; })) {
+    return meta.SerializeAsString();
+  }
+  meta.set_table_name(std::string(name.size(), '?'));
+  std::string out = meta.SerializeAsString();
+  // Field 1 comes first: its tag, its length, then the name.
+  out.replace(1 + VarintBytes(name.size()), name.size(), name);
+  return out;
 }
 
 struct CheckpointFiles {
@@ -1117,7 +1163,9 @@ struct Base {
   std::map<std::string, Contents> serving;
 };
 
-std::string FileError(const std::string& path) { return "cannot write " + path; }
+std::string FileError(const std::string& path) {
+  return "cannot write " + path;
+}
 
 void WriteFiles(const std::string& dir, const CheckpointFiles& files) {
   for (const auto& [name, bytes] : files.files) {
@@ -1176,7 +1224,8 @@ Status ThreadedFor(int64_t n, const std::function<Status(int64_t)>& fn) {
     }
   };
   std::vector<std::thread> threads;
-  for (int64_t t = 0; t < std::min<int64_t>(n, 3); ++t) threads.emplace_back(worker);
+  for (int64_t t = 0; t < std::min<int64_t>(n, 3); ++t)
+    threads.emplace_back(worker);
   for (std::thread& thread : threads) thread.join();
   return first;
 }
@@ -1209,8 +1258,8 @@ RestoreResult Restore(const std::string& basename,
   // What FeatureStat reads first: the meta files alone.
   ReadCheckpointInfo(&fs, basename, /*need_data=*/false, log, &info).ok();
   info = CheckpointInfo();
-  result.status = ReadCheckpointInfo(&fs, basename, /*need_data=*/true, log,
-                                     &info);
+  result.status =
+      ReadCheckpointInfo(&fs, basename, /*need_data=*/true, log, &info);
   if (!result.status.ok()) {
     result.stage = "info";
     return result;
@@ -1227,8 +1276,8 @@ RestoreResult Restore(const std::string& basename,
   std::vector<std::unique_ptr<EmbeddingHashTable>> tables;
   for (const TableSpec& spec : specs) {
     std::unique_ptr<EmbeddingHashTable> table;
-    const Status s =
-        EmbeddingHashTable::Create(ParseConfig(ConfigFor(spec, mode)), 11, &table);
+    const Status s = EmbeddingHashTable::Create(
+        ParseConfig(ConfigFor(spec, mode)), 11, &table);
     EXPECT_TRUE(s.ok()) << s.ToString();
     tables.push_back(std::move(table));
   }
@@ -1275,8 +1324,8 @@ RestoreResult Restore(const std::string& basename,
 std::unique_ptr<EmbeddingHashTable> MakeTable(const TableSpec& spec,
                                               uint64_t seed) {
   std::unique_ptr<EmbeddingHashTable> table;
-  const Status s = EmbeddingHashTable::Create(ParseConfig(spec.config), seed,
-                                              &table);
+  const Status s =
+      EmbeddingHashTable::Create(ParseConfig(spec.config), seed, &table);
   EXPECT_TRUE(s.ok()) << s.ToString();
   if (!s.ok()) return nullptr;
   Rng rng(seed);
@@ -1294,7 +1343,8 @@ std::unique_ptr<EmbeddingHashTable> MakeTable(const TableSpec& spec,
   for (int round = 0; round < 2; ++round) {
     for (float& g : grads) g = rng.Float();
     EXPECT_TRUE(table
-                    ->BatchOptimize(ids.data(), static_cast<int64_t>(ids.size()),
+                    ->BatchOptimize(ids.data(),
+                                    static_cast<int64_t>(ids.size()),
                                     grads.data(), rates.data(), 100, round + 1)
                     .ok());
   }
@@ -1302,8 +1352,9 @@ std::unique_ptr<EmbeddingHashTable> MakeTable(const TableSpec& spec,
   for (size_t i = 0; i < ids.size(); ++i) {
     std::vector<float> zero(dim, 0.0f);
     const int64_t time = i % 7 == 0 ? 0xffffffffll
-                         : i % 5 == 0 ? 0
-                                      : static_cast<int64_t>(rng.Below(1u << 31));
+                         : i % 5 == 0
+                             ? 0
+                             : static_cast<int64_t>(rng.Below(1u << 31));
     table->AssignAdd(&ids[i], 1, zero.data(), time);
   }
   return table;
@@ -1320,7 +1371,7 @@ void PinIdentity(CheckpointFiles* files, uint64_t save_id, int64_t time) {
       ASSERT_TRUE(meta.ParseFromString(record));
       meta.set_save_id(save_id);
       meta.set_save_time_micros(time);
-      record = meta.SerializeAsString();
+      record = SerializeMeta(meta);
     }
     bytes = JoinRecords(stream);
   }
@@ -1368,8 +1419,8 @@ Base MakeBase(const std::string& label, std::vector<TableSpec> specs,
   for (Mode mode : {Mode::kTraining, Mode::kServing}) {
     RestoreResult result = Restore(dir + "/" + kBasename, base.tables, mode,
                                    /*threaded=*/false, /*keep_contents=*/true);
-    EXPECT_TRUE(result.status.ok()) << label << " " << ModeName(mode) << ": "
-                                    << result.status.ToString();
+    EXPECT_TRUE(result.status.ok())
+        << label << " " << ModeName(mode) << ": " << result.status.ToString();
     (mode == Mode::kTraining ? base.training : base.serving) = result.contents;
   }
   for (size_t t = 0; t < base.tables.size(); ++t) {
@@ -1409,8 +1460,9 @@ std::vector<Base> MakeBases(uint64_t seed) {
        {"empty", TrainingConfig(Segment(2, zeros, sgd)), 0}},
       3, false);
   add("sgd2|ada3+ftrl5 snappy x2",
-      {{"seg23", TrainingConfig(Segment(2, uniform, sgd) +
-                                Segment(3, uniform, adagrad)), 30},
+      {{"seg23",
+        TrainingConfig(Segment(2, uniform, sgd) + Segment(3, uniform, adagrad)),
+        30},
        {"ftrl5", TrainingConfig(Segment(5, zeros, ftrl)), 30}},
       2, true);
   add("adam6+ada1 uncompressed x2",
@@ -1518,7 +1570,8 @@ class Mutator {
           continue;
         }
         uint32_t digest = 0;
-        for (uint64_t i = 0; i < m.num_entries() && next < records.records.size();
+        for (uint64_t i = 0;
+             i < m.num_entries() && next < records.records.size();
              ++i, ++next) {
           const uint32_t crc = DataCrc(records.records[next]);
           digest = ExtendCrc32c(digest, reinterpret_cast<const char*>(&crc), 4);
@@ -1527,7 +1580,7 @@ class Mutator {
         if (sizes && m.has_data_file_bytes()) {
           m.set_data_file_bytes(data->second.size());
         }
-        record = m.SerializeAsString();
+        record = SerializeMeta(m);
       }
       bytes = JoinRecords(meta);
     }
@@ -1548,7 +1601,7 @@ class Mutator {
         m.clear_num_shards();
         m.clear_entries_crc32c();
         m.clear_data_file_bytes();
-        record = m.SerializeAsString();
+        record = SerializeMeta(m);
       }
       bytes = JoinRecords(meta);
     }
@@ -1648,8 +1701,11 @@ class Mutator {
         if (!parsed->ParseFromString(list[k])) break;
         desc_ += " record" + std::to_string(k) + " parsed:";
         const int n = static_cast<int>(rng_.Range(1, 3));
-        for (int i = 0; i < n; ++i) MutateParsed(parsed.get(), 0, &rng_, &desc_);
-        list[k] = parsed->SerializeAsString();
+        for (int i = 0; i < n; ++i)
+          MutateParsed(parsed.get(), 0, &rng_, &desc_);
+        list[k] = meta ? SerializeMeta(*static_cast<MultiHashTableMetadata*>(
+                             parsed.get()))
+                       : parsed->SerializeAsString();
         break;
       }
       case 6: {  // a lying length with a valid header CRC
@@ -1679,10 +1735,12 @@ class Mutator {
       }
       case 7: {  // a bad header or data CRC
         framed_k = FrameRecord(list[k]);
-        const size_t at = rng_.Chance(0.5) ? 8 + rng_.Below(4)
-                                            : framed_k.size() - 1 - rng_.Below(4);
+        const size_t at = rng_.Chance(0.5)
+                              ? 8 + rng_.Below(4)
+                              : framed_k.size() - 1 - rng_.Below(4);
         framed_k[at] ^= static_cast<char>(1u << rng_.Below(8));
-        desc_ += " record" + std::to_string(k) + " bad crc@" + std::to_string(at);
+        desc_ +=
+            " record" + std::to_string(k) + " bad crc@" + std::to_string(at);
         break;
       }
       case 8:
@@ -1730,7 +1788,8 @@ class Mutator {
     const bool clear = rng_.Chance(0.15);
     std::vector<std::string> table_names;
     for (const Base& base : all_) {
-      for (const TableSpec& spec : base.tables) table_names.push_back(spec.name);
+      for (const TableSpec& spec : base.tables)
+        table_names.push_back(spec.name);
     }
     table_names.push_back("");
     table_names.push_back(std::string(1, '\0'));
@@ -1751,16 +1810,17 @@ class Mutator {
         if (!m.ParseFromString(meta.records[r])) continue;
         switch (field) {
           case 0:
-            clear ? m.clear_num_entries()
-                  : m.set_num_entries(rng_.Chance(0.5)
-                                          ? interesting
-                                          : m.num_entries() + delta);
+            clear
+                ? m.clear_num_entries()
+                : m.set_num_entries(rng_.Chance(0.5) ? interesting
+                                                     : m.num_entries() + delta);
             break;
           case 1:
             clear ? m.clear_table_name() : m.set_table_name(table_name);
             break;
           case 2:
-            clear ? m.clear_save_id() : m.set_save_id(m.save_id() ^ interesting);
+            clear ? m.clear_save_id()
+                  : m.set_save_id(m.save_id() ^ interesting);
             break;
           case 3:
             clear ? m.clear_shard()
@@ -1768,14 +1828,16 @@ class Mutator {
                         rng_.Chance(0.5) ? interesting : m.shard() + delta));
             break;
           case 4:
-            clear ? m.clear_num_shards()
-                  : m.set_num_shards(static_cast<uint32_t>(
-                        rng_.Chance(0.5) ? interesting : m.num_shards() + delta));
+            clear
+                ? m.clear_num_shards()
+                : m.set_num_shards(static_cast<uint32_t>(
+                      rng_.Chance(0.5) ? interesting : m.num_shards() + delta));
             break;
           case 5:
-            clear ? m.clear_entries_crc32c()
-                  : m.set_entries_crc32c(m.entries_crc32c() ^
-                                         static_cast<uint32_t>(interesting | 1));
+            clear
+                ? m.clear_entries_crc32c()
+                : m.set_entries_crc32c(m.entries_crc32c() ^
+                                       static_cast<uint32_t>(interesting | 1));
             break;
           case 6:
             clear ? m.clear_data_file_bytes()
@@ -1796,7 +1858,7 @@ class Mutator {
             files_.files[name] = JoinRecords(meta);
             return;
         }
-        meta.records[r] = m.SerializeAsString();
+        meta.records[r] = SerializeMeta(m);
       }
       files_.files[name] = JoinRecords(meta);
     }
@@ -1820,9 +1882,9 @@ class Mutator {
     switch (rng_.Below(7)) {
       case 0: {  // the block's length field
         const uint64_t real = block.size();
-        const std::vector<uint64_t> lengths = {0,          real - 1,   real + 1,
-                                               real + 100, 0x7fffffff, 0x80000000,
-                                               0xffffffff, 0xfffffffe};
+        const std::vector<uint64_t> lengths = {
+            0,          real - 1,   real + 1,   real + 100,
+            0x7fffffff, 0x80000000, 0xffffffff, 0xfffffffe};
         const uint32_t length = static_cast<uint32_t>(rng_.Pick(lengths));
         std::string out;
         for (size_t i = 0; i < blocks.size(); ++i) {
@@ -1840,11 +1902,9 @@ class Mutator {
         uint64_t real = 0;
         if (!GetVarint(block, &pos, &real)) break;
         const std::vector<uint64_t> lengths = {
-            0,          real - 1,
-            real + 1,   real * 2,
-            22 * block.size(), 22 * block.size() + 1,
-            0xffffffff, 0x100000000,
-            0xffffffffffffffff};
+            0,          real - 1,          real + 1,
+            real * 2,   22 * block.size(), 22 * block.size() + 1,
+            0xffffffff, 0x100000000,       0xffffffffffffffff};
         const uint64_t claimed = rng_.Pick(lengths);
         std::string forged;
         PutVarint(&forged, claimed, rng_.Chance(0.2) ? 5 : 1);
@@ -1873,9 +1933,9 @@ class Mutator {
         break;
       case 5: {  // a stored (uncompressed) block: not snappy at all
         std::string raw;
-        if (SnappyToStream(BlockHeader(static_cast<uint32_t>(block.size())) +
-                               block,
-                           &raw)) {
+        if (SnappyToStream(
+                BlockHeader(static_cast<uint32_t>(block.size())) + block,
+                &raw)) {
           block = raw;
         }
         desc_ += " raw-block";
@@ -2022,7 +2082,8 @@ class Mutator {
         }
         const std::string from = rng_.Pick(candidates);
         files_.files[name] = other.files.files.at(from);
-        if (!IsMetaName(name)) files_.snappy[name] = other.files.snappy.at(from);
+        if (!IsMetaName(name))
+          files_.snappy[name] = other.files.snappy.at(from);
         desc_ += " replace(" + name + " by " + other.label + ":" + from + ")";
         break;
       }
@@ -2048,9 +2109,9 @@ class Mutator {
       default:  // a shard file under another shard count's name
       {
         const int nshards = static_cast<int>(rng_.Range(1, 4));
-        const std::string to =
-            IsMetaName(name) ? CheckpointMetaName(kBasename, 0, nshards)
-                             : CheckpointDataName(kBasename, 0, nshards);
+        const std::string to = IsMetaName(name)
+                                   ? CheckpointMetaName(kBasename, 0, nshards)
+                                   : CheckpointDataName(kBasename, 0, nshards);
         if (to == name) break;
         files_.files[to] = files_.files[name];
         files_.snappy[to] = files_.snappy[name];
@@ -2110,8 +2171,8 @@ void RunIteration(uint64_t seed, int64_t iteration,
              std::to_string(iteration) + ": mutating");
   Rng rng(SplitMix64(seed * 0x9e3779b97f4a7c15ULL + uint64_t(iteration)));
   // The large base a twentieth of the time: it costs the most per run.
-  const size_t base_index = rng.Chance(0.05) ? bases.size() - 1
-                                              : rng.Below(bases.size() - 1);
+  const size_t base_index =
+      rng.Chance(0.05) ? bases.size() - 1 : rng.Below(bases.size() - 1);
   const Base& base = bases[base_index];
   CheckpointFiles files = base.files;
   std::string desc;
@@ -2138,11 +2199,13 @@ void RunIteration(uint64_t seed, int64_t iteration,
   }
   const bool threaded = rng.Chance(0.3);
   const std::string header =
-      "seed " + std::to_string(seed) + " iteration " + std::to_string(iteration) +
+      "seed " + std::to_string(seed) + " iteration " +
+      std::to_string(iteration) +
       " (rerun: MONOLITH_FUZZ_SEED=" + std::to_string(seed) +
-      " MONOLITH_FUZZ_ITERATION=" + std::to_string(iteration) + ")\nbase: " +
-      base.label + "; " + (equivalent ? "equivalent rewrites" : "mutations") +
-      ":" + desc + "\nrestore into " + ModeName(mode) + " tables" +
+      " MONOLITH_FUZZ_ITERATION=" + std::to_string(iteration) +
+      ")\nbase: " + base.label + "; " +
+      (equivalent ? "equivalent rewrites" : "mutations") + ":" + desc +
+      "\nrestore into " + ModeName(mode) + " tables" +
       (threaded ? ", threaded" : "") + "; files in " + dir;
   SetContext(header);
 
@@ -2175,7 +2238,8 @@ void RunIteration(uint64_t seed, int64_t iteration,
         << "a rewrite that keeps the checkpoint's meaning fails to restore: "
         << result.status.ToString() << "\n"
         << header;
-    const auto& expected = mode == Mode::kServing ? base.serving : base.training;
+    const auto& expected =
+        mode == Mode::kServing ? base.serving : base.training;
     for (const auto& [name, contents] : expected) {
       const auto it = result.contents.find(name);
       ASSERT_TRUE(it != result.contents.end()) << name << "\n" << header;
@@ -2259,10 +2323,9 @@ TEST(CheckpointFuzzDeathTest, CodeUnderTestIsInstrumented) {
   EXPECT_DEATH(CrcPastTheEnd(), "heap-buffer-overflow");
 
   std::unique_ptr<EmbeddingHashTable> table;
-  ASSERT_TRUE(EmbeddingHashTable::Create(
-                  ParseConfig(TrainingConfig(
-                      Segment(4, "ones {}", "adagrad {}"))),
-                  1, &table)
+  ASSERT_TRUE(EmbeddingHashTable::Create(ParseConfig(TrainingConfig(Segment(
+                                             4, "ones {}", "adagrad {}"))),
+                                         1, &table)
                   .ok());
   const int64_t id = 5;
   const float values[4] = {1, 2, 3, 4};
@@ -2288,13 +2351,14 @@ TEST(CheckpointFuzzDeathTest, CodeUnderTestIsInstrumented) {
   EmptyDir(dir);
   SaveOptions options;
   options.nshards = 2;
-  ASSERT_TRUE(SaveCheckpoint(&fs, dir + "/ckpt", {"t"},
-                             [](int, int, int,
-                                const std::function<Status(std::string_view)>&) {
-                               return Status::OK();
-                             },
-                             options)
-                  .ok());
+  ASSERT_TRUE(
+      SaveCheckpoint(
+          &fs, dir + "/ckpt", {"t"},
+          [](int, int, int, const std::function<Status(std::string_view)>&) {
+            return Status::OK();
+          },
+          options)
+          .ok());
   CheckpointInfo info;
   ASSERT_TRUE(
       ReadCheckpointInfo(&fs, dir + "/ckpt", true, nullptr, &info).ok());
