@@ -3,6 +3,8 @@
 def monolith_py_test(name, srcs = None, deps = [], data = [], size = "small", **kwargs):
     """A py_test that runs its test file under pytest (//monolith:pytest_runner).
 
+    Load it from "@monolith//monolith:defs.bzl" in another workspace.
+
     Args:
       name: target name; the test file defaults to <name>.py.
       srcs: test sources, the test file first (default [name + ".py"]).
@@ -12,10 +14,14 @@ def monolith_py_test(name, srcs = None, deps = [], data = [], size = "small", **
       **kwargs: passed to py_test.
     """
     srcs = srcs or [name + ".py"]
+
+    # Label() resolves in monolith's repository, so the macro also works in a
+    # workspace that loads it from @monolith (examples/consumer).
+    runner = Label("//monolith:pytest_runner.py")
     native.py_test(
         name = name,
-        srcs = srcs + ["//monolith:pytest_runner.py"],
-        main = "//monolith:pytest_runner.py",
+        srcs = srcs + [runner],
+        main = runner,
         args = ["$(rootpath %s)" % srcs[0]],
         deps = deps,
         data = data,

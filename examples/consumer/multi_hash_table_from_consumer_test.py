@@ -104,63 +104,56 @@ def _build_model():
   }
 
 
-class MultiHashTableFromConsumerTest(tf.test.TestCase):
+def test_train_checkpoint_restore(tmp_path):
+  model_dir = os.path.join(tmp_path, "model")
+  basename = os.path.join(model_dir, "model.ckpt")
+  state_names = ["all_embeddings", "weights", "bias", "global_step"]
 
-  def test_train_checkpoint_restore(self):
-    model_dir = os.path.join(self.get_temp_dir(), "model")
-    basename = os.path.join(model_dir, "model.ckpt")
-    state_names = ["all_embeddings", "weights", "bias", "global_step"]
+  with tf.Graph().as_default():
+    model = _build_model()
+    saver_hook = tf1.train.CheckpointSaverHook(
+        model_dir,
+        save_steps=_SAVE_STEPS,
+        saver=tf1.train.Saver(),
+        listeners=[
+            multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
+                basename)
+        ])
+    losses = []
+    with tf1.train.SingularMonitoredSession(hooks=[saver_hook]) as sess:
+      for _ in range(_STEPS):
+        loss, _ = sess.run([model["loss"], model["train"]])
+        losses.append(loss)
+      final_loss = sess.run(model["loss"])
+      saved = sess.run({name: model[name] for name in state_names})
+    # The hook saved at step 0, mid-way and when the session ended.
 
-    with tf.Graph().as_default():
-      model = _build_model()
-      saver_hook = tf1.train.CheckpointSaverHook(
-          model_dir,
-          save_steps=_SAVE_STEPS,
-          saver=tf1.train.Saver(),
-          listeners=[
-              multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
-                  basename)
-          ])
-      losses = []
-      with tf1.train.SingularMonitoredSession(hooks=[saver_hook]) as sess:
-        for _ in range(_STEPS):
-          loss, _ = sess.run([model["loss"], model["train"]])
-          losses.append(loss)
-        final_loss = sess.run(model["loss"])
-        saved = sess.run({name: model[name] for name in state_names})
-      # The hook saved at step 0, mid-way and when the session ended.
+  assert saved["global_step"] == _STEPS
+  assert final_loss < 0.6 * losses[0]
+  assert losses[-1] < losses[_STEPS // 2]
+  assert tf.train.latest_checkpoint(model_dir) == f"{basename}-{_STEPS}"
+  assert tf.io.gfile.glob(f"{basename}-{_STEPS}.assets/*-00000-of-*")
 
-    self.assertEqual(saved["global_step"], _STEPS)
-    self.assertLess(final_loss, 0.6 * losses[0])
-    self.assertLess(losses[-1], losses[_STEPS // 2])
-    self.assertEqual(tf.train.latest_checkpoint(model_dir),
-                     f"{basename}-{_STEPS}")
-    self.assertTrue(
-        tf.io.gfile.glob(f"{basename}-{_STEPS}.assets/*-00000-of-*"))
+  with tf.Graph().as_default():
+    model = _build_model()
+    restorer = basic_restore_hook.CheckpointRestorerHook(listeners=[
+        multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
+            basename)
+    ])
+    # The session restores the variables from the latest checkpoint, then
+    # the restorer hook loads the tables saved beside it.
+    with tf1.train.SingularMonitoredSession(hooks=[restorer],
+                                            checkpoint_dir=model_dir) as sess:
+      restored = sess.run({name: model[name] for name in state_names})
+      restored_loss = sess.run(model["loss"])
 
-    with tf.Graph().as_default():
-      model = _build_model()
-      restorer = basic_restore_hook.CheckpointRestorerHook(listeners=[
-          multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
-              basename)
-      ])
-      # The session restores the variables from the latest checkpoint, then
-      # the restorer hook loads the tables saved beside it.
-      with tf1.train.SingularMonitoredSession(hooks=[restorer],
-                                              checkpoint_dir=model_dir) as sess:
-        restored = sess.run({name: model[name] for name in state_names})
-        restored_loss = sess.run(model["loss"])
+  for slot in _SLOTS:
+    np.testing.assert_array_equal(restored["all_embeddings"][slot],
+                                  saved["all_embeddings"][slot])
+    # Trained, so not the zeros a missing id would read.
+    assert np.all(np.any(saved["all_embeddings"][slot] != 0, 1))
+  np.testing.assert_array_equal(restored["weights"], saved["weights"])
+  np.testing.assert_array_equal(restored["bias"], saved["bias"])
+  assert restored["global_step"] == _STEPS
+  np.testing.assert_allclose(restored_loss, final_loss, rtol=1e-6, atol=1e-6)
 
-    for slot in _SLOTS:
-      self.assertAllEqual(restored["all_embeddings"][slot],
-                          saved["all_embeddings"][slot])
-      # Trained, so not the zeros a missing id would read.
-      self.assertTrue(np.all(np.any(saved["all_embeddings"][slot] != 0, 1)))
-    self.assertAllEqual(restored["weights"], saved["weights"])
-    self.assertAllEqual(restored["bias"], saved["bias"])
-    self.assertEqual(restored["global_step"], _STEPS)
-    self.assertAllClose(restored_loss, final_loss)
-
-
-if __name__ == "__main__":
-  tf.test.main()

@@ -27,6 +27,7 @@ import os
 import shutil
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from monolith.native_training import entry
@@ -84,114 +85,110 @@ def _train_and_save(basename: str):
   return trained
 
 
-class MultiHashTableExportTest(tf.test.TestCase):
+def _export(basename: str, export_dir: str):
+  """Builds the serving graph and writes the SavedModel."""
+  with tf.Graph().as_default() as graph:
+    with export_context.enter_export_mode(
+        export_context.ExportMode.STANDALONE):
+      table = multi_hash_table_ops.MultiHashTable.from_configs(_configs())
 
-  def _export(self, basename: str, export_dir: str):
-    """Builds the serving graph and writes the SavedModel."""
-    with tf.Graph().as_default() as graph:
-      with export_context.enter_export_mode(
-          export_context.ExportMode.STANDALONE):
-        table = multi_hash_table_ops.MultiHashTable.from_configs(_configs())
+    # The table was created with SERVING entries and the compressors.
+    mconfig = embedding_hash_table_pb2.MultiEmbeddingHashTableConfig()
+    mconfig.ParseFromString(
+        tf.get_static_value(table.initializer.inputs[0]).item())
+    assert list(mconfig.names) == ["fp16_slot", "fp32_slot"]
+    for config, compressor in zip(mconfig.configs, ["fp16", "fp32"]):
+      assert (config.entry_config.entry_type ==
+              embedding_hash_table_pb2.EntryConfig.SERVING)
+      assert (config.entry_config.segments[0].comp_config.WhichOneof("type")
+              == compressor)
 
-      # The table was created with SERVING entries and the compressors.
-      mconfig = embedding_hash_table_pb2.MultiEmbeddingHashTableConfig()
-      mconfig.ParseFromString(
-          tf.get_static_value(table.initializer.inputs[0]).item())
-      self.assertEqual(list(mconfig.names), ["fp16_slot", "fp32_slot"])
-      for config, compressor in zip(mconfig.configs, ["fp16", "fp32"]):
-        self.assertEqual(config.entry_config.entry_type,
-                         embedding_hash_table_pb2.EntryConfig.SERVING)
-        self.assertEqual(
-            config.entry_config.segments[0].comp_config.WhichOneof("type"),
-            compressor)
+    # The checkpoint files become assets; restore reads them at load time.
+    files = sorted(glob.glob(basename + "*"))
+    assert any(".meta-" in f for f in files), files
+    asset_paths = []
+    for i, path in enumerate(files):
+      asset = tf.constant(path, name=f"table_asset_{i}")
+      tf1.add_to_collection(tf1.GraphKeys.ASSET_FILEPATHS, asset)
+      asset_paths.append(asset)
+    data_shard = next(asset for asset, path in zip(asset_paths, files)
+                      if ".meta-" not in path)
+    restore_basename = tf.strings.regex_replace(data_shard, _SHARD_SUFFIX,
+                                                "")
+    with tf.control_dependencies([table.initializer]):
+      restore = table.restore(restore_basename).as_op()
+    main_op = tf.group(restore, name="restore_hash_tables")
 
-      # The checkpoint files become assets; restore reads them at load time.
-      files = sorted(glob.glob(basename + "*"))
-      self.assertTrue(any(".meta-" in f for f in files), files)
-      asset_paths = []
-      for i, path in enumerate(files):
-        asset = tf.constant(path, name=f"table_asset_{i}")
-        tf1.add_to_collection(tf1.GraphKeys.ASSET_FILEPATHS, asset)
-        asset_paths.append(asset)
-      data_shard = next(asset for asset, path in zip(asset_paths, files)
-                        if ".meta-" not in path)
-      restore_basename = tf.strings.regex_replace(data_shard, _SHARD_SUFFIX,
-                                                  "")
-      with tf.control_dependencies([table.initializer]):
-        restore = table.restore(restore_basename).as_op()
-      main_op = tf.group(restore, name="restore_hash_tables")
-
-      ids = {
-          name: tf1.placeholder(tf.int64, [None], name=f"{name}_ids")
-          for name in table.table_names
-      }
-      embeddings = table.lookup(ids)
-      signature = tf1.saved_model.signature_def_utils.predict_signature_def(
-          inputs={f"{name}_ids": ids[name] for name in ids},
-          outputs={name: embeddings[name] for name in embeddings})
-      builder = tf1.saved_model.Builder(export_dir)
-      with tf1.Session(graph=graph) as sess:
-        builder.add_meta_graph_and_variables(
-            sess, [tf1.saved_model.tag_constants.SERVING],
-            signature_def_map={_SIGNATURE: signature},
-            assets_collection=tf1.get_collection(
-                tf1.GraphKeys.ASSET_FILEPATHS),
-            main_op=main_op,
-            strip_default_attrs=True)
-      builder.save()
-    return [os.path.basename(f) for f in files]
-
-  def test_served_embeddings_equal_trained_ones(self):
-    ckpt_dir = os.path.join(self.get_temp_dir(), "ckpt")
-    basename = os.path.join(ckpt_dir, "tables")
-    export_dir = os.path.join(self.get_temp_dir(), "saved_model")
-    trained = _train_and_save(basename)
-    asset_names = self._export(basename, export_dir)
-    self.assertCountEqual(os.listdir(os.path.join(export_dir, "assets")),
-                          asset_names)
-    # The SavedModel does not need the training checkpoint.
-    shutil.rmtree(ckpt_dir)
-
-    with tf.Graph().as_default(), tf1.Session() as sess:
-      meta_graph = tf1.saved_model.loader.load(
-          sess, [tf1.saved_model.tag_constants.SERVING], export_dir)
-      signature = meta_graph.signature_def[_SIGNATURE]
-      ids = np.append(_IDS, _UNKNOWN_ID)
-      feed = {
-          signature.inputs[f"{name}_ids"].name: ids
-          for name in ("fp16_slot", "fp32_slot")
-      }
-      served = sess.run(
-          {name: signature.outputs[name].name
-           for name in ("fp16_slot", "fp32_slot")},
-          feed_dict=feed)
-
-      # The meta graph also carries the table; its SERVING entries have no
-      # optimizers, so training them is refused.
-      (table,) = tf1.get_collection(
-          multi_hash_table_ops._MULTI_HASH_TABLE_GRAPH_KEY)
-      self.assertEqual(table.table_names, ("fp16_slot", "fp32_slot"))
-      train = table.apply_gradients(
-          {"fp32_slot": (_IDS[:1], np.ones((1, 4), np.float32))},
-          global_step=tf.constant(0, tf.int64)).as_op()
-      with self.assertRaisesRegex(tf.errors.FailedPreconditionError,
-                                  "has SERVING entries"):
-        sess.run(train)
-
-    self.assertAllEqual(served["fp32_slot"][:-1], trained["fp32_slot"])
-    self.assertAllClose(served["fp16_slot"][:-1],
-                        trained["fp16_slot"],
-                        rtol=1e-3,
-                        atol=1e-4)
-    self.assertAllEqual(
-        served["fp16_slot"][:-1],
-        trained["fp16_slot"].astype(np.float16).astype(np.float32))
-    # Ids the model never saw are served as zeros.
-    self.assertAllEqual(served["fp32_slot"][-1], np.zeros(4))
-    self.assertAllEqual(served["fp16_slot"][-1], np.zeros(3))
-    # Trained values are not all float16-representable: fp16 did round.
-    self.assertNotAllEqual(served["fp16_slot"][:-1], trained["fp16_slot"])
+    ids = {
+        name: tf1.placeholder(tf.int64, [None], name=f"{name}_ids")
+        for name in table.table_names
+    }
+    embeddings = table.lookup(ids)
+    signature = tf1.saved_model.signature_def_utils.predict_signature_def(
+        inputs={f"{name}_ids": ids[name] for name in ids},
+        outputs={name: embeddings[name] for name in embeddings})
+    builder = tf1.saved_model.Builder(export_dir)
+    with tf1.Session(graph=graph) as sess:
+      builder.add_meta_graph_and_variables(
+          sess, [tf1.saved_model.tag_constants.SERVING],
+          signature_def_map={_SIGNATURE: signature},
+          assets_collection=tf1.get_collection(
+              tf1.GraphKeys.ASSET_FILEPATHS),
+          main_op=main_op,
+          strip_default_attrs=True)
+    builder.save()
+  return [os.path.basename(f) for f in files]
 
 
-if __name__ == "__main__":
-  tf.test.main()
+def test_served_embeddings_equal_trained_ones(tmp_path):
+  ckpt_dir = os.path.join(tmp_path, "ckpt")
+  basename = os.path.join(ckpt_dir, "tables")
+  export_dir = os.path.join(tmp_path, "saved_model")
+  trained = _train_and_save(basename)
+  asset_names = _export(basename, export_dir)
+  assert sorted(os.listdir(os.path.join(export_dir,
+                                        "assets"))) == sorted(asset_names)
+  # The SavedModel does not need the training checkpoint.
+  shutil.rmtree(ckpt_dir)
+
+  with tf.Graph().as_default(), tf1.Session() as sess:
+    meta_graph = tf1.saved_model.loader.load(
+        sess, [tf1.saved_model.tag_constants.SERVING], export_dir)
+    signature = meta_graph.signature_def[_SIGNATURE]
+    ids = np.append(_IDS, _UNKNOWN_ID)
+    feed = {
+        signature.inputs[f"{name}_ids"].name: ids
+        for name in ("fp16_slot", "fp32_slot")
+    }
+    served = sess.run(
+        {name: signature.outputs[name].name
+         for name in ("fp16_slot", "fp32_slot")},
+        feed_dict=feed)
+
+    # The meta graph also carries the table; its SERVING entries have no
+    # optimizers, so training them is refused.
+    (table,) = tf1.get_collection(
+        multi_hash_table_ops._MULTI_HASH_TABLE_GRAPH_KEY)
+    assert table.table_names == ("fp16_slot", "fp32_slot")
+    train = table.apply_gradients(
+        {"fp32_slot": (_IDS[:1], np.ones((1, 4), np.float32))},
+        global_step=tf.constant(0, tf.int64)).as_op()
+    with pytest.raises(tf.errors.FailedPreconditionError,
+                       match="has SERVING entries"):
+      sess.run(train)
+
+  np.testing.assert_array_equal(served["fp32_slot"][:-1],
+                                trained["fp32_slot"])
+  np.testing.assert_allclose(served["fp16_slot"][:-1],
+                             trained["fp16_slot"],
+                             rtol=1e-3,
+                             atol=1e-4)
+  np.testing.assert_array_equal(
+      served["fp16_slot"][:-1],
+      trained["fp16_slot"].astype(np.float16).astype(np.float32))
+  # Ids the model never saw are served as zeros.
+  np.testing.assert_array_equal(served["fp32_slot"][-1], np.zeros(4))
+  np.testing.assert_array_equal(served["fp16_slot"][-1], np.zeros(3))
+  # Trained values are not all float16-representable: fp16 did round.
+  assert not np.array_equal(served["fp16_slot"][:-1], trained["fp16_slot"])
+

@@ -1,9 +1,12 @@
 """Tests of MultiHashTable, its meta-graph serialization and its listeners."""
 
+import logging
 import os
+import re
 import threading
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from monolith.native_training import basic_restore_hook
@@ -16,6 +19,13 @@ from monolith.native_training.runtime.hash_table import embedding_hash_table_pb2
 tf1 = tf.compat.v1
 # MultiHashTable builds graphs for tf.compat.v1 sessions, as training does.
 tf1.disable_eager_execution()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_graph():
+  """Each test builds its ops in a new default graph."""
+  with tf.Graph().as_default() as graph:
+    yield graph
 
 
 def _id(x):
@@ -36,302 +46,315 @@ def _from_configs(configs, *args, **kwargs):
                                                           import_scope=scope)
 
 
-class MultiHashTableTest(tf.test.TestCase):
+def test_lookup_assign_add_reinitialize():
+  table = multi_hash_table_ops.MultiHashTable.from_configs(
+      configs={
+          "slot0": test_utils.generate_test_hash_table_config(1),
+          "not_used": test_utils.generate_test_hash_table_config(2),
+          "slot1": test_utils.generate_test_hash_table_config(2),
+          "slot2": test_utils.generate_test_hash_table_config(2),
+      })
+  table = table.assign_add({
+      "slot0": (_id([0]), _value([[1]])),
+      "slot1": (_id([1]), _value([[2, 2]])),
+      "slot2": (_id([2, 3]), _value([[4, 4], [8, 8]])),
+  })
+  looked_up = table.lookup({
+      "slot0": _id([0]),
+      "slot1": _id([1]),
+      "slot2": _id([2, 3])
+  })
+  with tf1.train.SingularMonitoredSession() as sess:
+    values = sess.run(looked_up)
+  np.testing.assert_array_equal(values["slot0"], [[1]])
+  np.testing.assert_array_equal(values["slot1"], [[2, 2]])
+  np.testing.assert_array_equal(values["slot2"], [[4, 4], [8, 8]])
 
-  def test_lookup_assign_add_reinitialize(self):
-    table = multi_hash_table_ops.MultiHashTable.from_configs(
-        configs={
-            "slot0": test_utils.generate_test_hash_table_config(1),
-            "not_used": test_utils.generate_test_hash_table_config(2),
-            "slot1": test_utils.generate_test_hash_table_config(2),
-            "slot2": test_utils.generate_test_hash_table_config(2),
-        })
+  table, status_known = table.reinitialize("slot2", _id([1, 2, 3]))
+  table, status_unknown = table.reinitialize("slot3", _id([1, 2, 3]))
+  looked_up = table.lookup({"slot1": _id([1]), "slot2": _id([1, 2, 3])})
+  with tf1.train.SingularMonitoredSession() as sess:
+    values, known, unknown = sess.run(
+        [looked_up, status_known, status_unknown])
+  np.testing.assert_array_equal(values["slot1"], [[2, 2]])
+  np.testing.assert_array_equal(values["slot2"], [[0, 0], [0, 0], [0, 0]])
+  np.testing.assert_array_equal(known, [0, 1, 1])
+  np.testing.assert_array_equal(unknown, [-1, -1, -1])
+
+
+def test_apply_gradients():
+  with tf1.Session() as sess:
+    table = _from_configs({
+        "slot0": test_utils.generate_test_hash_table_config(1),
+        "slot1": test_utils.generate_test_hash_table_config(2),
+    })
+    sess.run(table.initializer)
+    table = table.apply_gradients(
+        {
+            "slot0": (_id([0]), tf.constant(2.0)),
+            "slot1": (_id([1, 2]), _value([[1, 3], [2, 4]])),
+        },
+        global_step=tf.constant(0, tf.int64))
+    values = sess.run(table.lookup({"slot0": _id([0]), "slot1": _id([1, 2])}))
+  np.testing.assert_array_equal(values["slot0"], [[-2]])
+  np.testing.assert_array_equal(values["slot1"], [[-1, -3], [-2, -4]])
+
+
+def test_apply_gradients_rejects_a_vector_global_step():
+  # A vector global step used to abort the whole process on TF's CHECK
+  # ("Must have a one element tensor") in the optimize kernel.
+  table = multi_hash_table_ops.MultiHashTable.from_configs(
+      configs={"slot0": test_utils.generate_test_hash_table_config(1)})
+  grads = {"slot0": (_id([0]), _value([[1]]))}
+  # The reported call (an int32 vector) and an int64 one fail while the
+  # graph is built.
+  with pytest.raises((TypeError, ValueError)):
+    table.apply_gradients(grads, global_step=tf.constant([3, 4]))
+  with pytest.raises(ValueError,
+                     match=r"global_step must be a scalar, got shape "
+                     r"\[2\]"):
+    table.apply_gradients(grads, global_step=tf.constant([3, 4], tf.int64))
+  # Known only at run time, the kernel's own check rejects it.
+  step = tf1.placeholder(tf.int64, shape=None)
+  updated = table.apply_gradients(grads, global_step=step)
+  looked_up = updated.lookup({"slot0": _id([0])})
+  with tf1.Session() as sess:
+    sess.run(table.initializer)
+    for bad_step in ([3, 4], []):
+      with pytest.raises(tf.errors.InvalidArgumentError,
+                         match="global_step must be a scalar"):
+        sess.run(updated.as_op(), feed_dict={step: bad_step})
+    # The process lives on, and the table was not touched.
+    np.testing.assert_array_equal(
+        sess.run(table.lookup({"slot0": _id([0])}))["slot0"], [[0]])
+    np.testing.assert_array_equal(
+        sess.run(looked_up, feed_dict={step: 3})["slot0"], [[-1]])
+
+
+def test_adagrad_through_apply_gradients():
+  config = embedding_hash_table_pb2.EmbeddingHashTableConfig()
+  segment = config.entry_config.segments.add(dim_size=2)
+  segment.init_config.zeros.SetInParent()
+  segment.opt_config.adagrad.initial_accumulator_value = 0.1
+  instance = entry.HashTableConfigInstance(config, [0.5])
+  with tf1.Session() as sess:
+    table = _from_configs({"s": instance})
+    sess.run(table.initializer)
+    grad = np.array([[0.3, -1.0]], np.float32)
+    for step in range(3):
+      table = table.apply_gradients({"s": (_id([7]), _value(grad))},
+                                    global_step=tf.constant(step, tf.int64))
+    got = sess.run(table.lookup({"s": _id([7])}))["s"]
+  # Three adagrad steps of the same gradient, in closed form.
+  num, norm = np.zeros(2), np.full(2, 0.1)
+  for _ in range(3):
+    norm += grad[0].astype(np.float64)**2
+    num -= 0.5 * grad[0] / np.sqrt(norm)
+  np.testing.assert_allclose(got[0], num, rtol=1e-5, atol=1e-6)
+
+
+def test_save_restore(tmp_path):
+  basename = os.path.join(tmp_path, "save_restore", "table")
+  with tf.Graph().as_default(), tf1.Session() as sess:
+    table = _from_configs({
+        "slot0": test_utils.generate_test_hash_table_config(1),
+        "slot1": test_utils.generate_test_hash_table_config(2),
+        "slot2": test_utils.generate_test_hash_table_config(2),
+    })
     table = table.assign_add({
-        "slot0": (_id([0]), _value([[1]])),
-        "slot1": (_id([1]), _value([[2, 2]])),
-        "slot2": (_id([2, 3]), _value([[4, 4], [8, 8]])),
+        "slot0": (_id([0, 1]), _value([[1], [2]])),
+        "slot1": (_id([2, 3]), _value([[1, 2], [2, 3]])),
+        "slot2": (_id([6, 7]), _value([[1, 1], [2, 2]])),
     })
+    table = table.save(basename)
+    sess.run(table.initializer)
+    sess.run(table.as_op())
+    features, counts = sess.run(table.feature_stat(basename))
+  assert dict(zip(features.astype(str), counts)) == {
+      "slot0": 2,
+      "slot1": 2,
+      "slot2": 2
+  }
+
+  with tf.Graph().as_default(), tf1.Session() as sess:
+    # Other slots: slot1 is gone, slot3 is new.
+    table = _from_configs({
+        "slot0": test_utils.generate_test_hash_table_config(1),
+        "slot2": test_utils.generate_test_hash_table_config(2),
+        "slot3": test_utils.generate_test_hash_table_config(3),
+    })
+    table = table.restore(basename)
     looked_up = table.lookup({
-        "slot0": _id([0]),
-        "slot1": _id([1]),
-        "slot2": _id([2, 3])
+        "slot0": _id([0, 1]),
+        "slot2": _id([6, 7]),
+        "slot3": _id([6])
     })
-    with tf1.train.SingularMonitoredSession() as sess:
-      values = sess.run(looked_up)
-    self.assertAllEqual(values["slot0"], [[1]])
-    self.assertAllEqual(values["slot1"], [[2, 2]])
-    self.assertAllEqual(values["slot2"], [[4, 4], [8, 8]])
+    sess.run(table.initializer)
+    values = sess.run(looked_up)
+  np.testing.assert_array_equal(values["slot0"], [[1], [2]])
+  np.testing.assert_array_equal(values["slot2"], [[1, 1], [2, 2]])
+  np.testing.assert_array_equal(values["slot3"], [[0, 0, 0]])
 
-    table, status_known = table.reinitialize("slot2", _id([1, 2, 3]))
-    table, status_unknown = table.reinitialize("slot3", _id([1, 2, 3]))
-    looked_up = table.lookup({"slot1": _id([1]), "slot2": _id([1, 2, 3])})
-    with tf1.train.SingularMonitoredSession() as sess:
-      values, known, unknown = sess.run(
-          [looked_up, status_known, status_unknown])
-    self.assertAllEqual(values["slot1"], [[2, 2]])
-    self.assertAllEqual(values["slot2"], [[0, 0], [0, 0], [0, 0]])
-    self.assertAllEqual(known, [0, 1, 1])
-    self.assertAllEqual(unknown, [-1, -1, -1])
 
-  def test_apply_gradients(self):
-    with self.session() as sess:
-      table = _from_configs({
-          "slot0": test_utils.generate_test_hash_table_config(1),
-          "slot1": test_utils.generate_test_hash_table_config(2),
-      })
-      sess.run(table.initializer)
-      table = table.apply_gradients(
-          {
-              "slot0": (_id([0]), tf.constant(2.0)),
-              "slot1": (_id([1, 2]), _value([[1, 3], [2, 4]])),
-          },
-          global_step=tf.constant(0, tf.int64))
-      values = sess.run(table.lookup({"slot0": _id([0]), "slot1": _id([1, 2])}))
-    self.assertAllEqual(values["slot0"], [[-2]])
-    self.assertAllEqual(values["slot1"], [[-1, -3], [-2, -4]])
+def test_save_restore_hook(tmp_path):
+  _check_save_restore_hook(tmp_path, "SNAPPY")
 
-  def test_apply_gradients_rejects_a_vector_global_step(self):
-    # A vector global step used to abort the whole process on TF's CHECK
-    # ("Must have a one element tensor") in the optimize kernel.
-    table = multi_hash_table_ops.MultiHashTable.from_configs(
-        configs={"slot0": test_utils.generate_test_hash_table_config(1)})
-    grads = {"slot0": (_id([0]), _value([[1]]))}
-    # The reported call (an int32 vector) and an int64 one fail while the
-    # graph is built.
-    with self.assertRaises((TypeError, ValueError)):
-      table.apply_gradients(grads, global_step=tf.constant([3, 4]))
-    with self.assertRaisesRegex(ValueError,
-                                r"global_step must be a scalar, got shape "
-                                r"\[2\]"):
-      table.apply_gradients(grads, global_step=tf.constant([3, 4], tf.int64))
-    # Known only at run time, the kernel's own check rejects it.
-    step = tf1.placeholder(tf.int64, shape=None)
-    updated = table.apply_gradients(grads, global_step=step)
-    looked_up = updated.lookup({"slot0": _id([0])})
-    with self.session() as sess:
-      sess.run(table.initializer)
-      for bad_step in ([3, 4], []):
-        with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
-                                    "global_step must be a scalar"):
-          sess.run(updated.as_op(), feed_dict={step: bad_step})
-      # The process lives on, and the table was not touched.
-      self.assertAllEqual(
-          sess.run(table.lookup({"slot0": _id([0])}))["slot0"], [[0]])
-      self.assertAllEqual(
-          sess.run(looked_up, feed_dict={step: 3})["slot0"], [[-1]])
 
-  def test_adagrad_through_apply_gradients(self):
-    config = embedding_hash_table_pb2.EmbeddingHashTableConfig()
-    segment = config.entry_config.segments.add(dim_size=2)
-    segment.init_config.zeros.SetInParent()
-    segment.opt_config.adagrad.initial_accumulator_value = 0.1
-    instance = entry.HashTableConfigInstance(config, [0.5])
-    with self.session() as sess:
-      table = _from_configs({"s": instance})
-      sess.run(table.initializer)
-      grad = np.array([[0.3, -1.0]], np.float32)
-      for step in range(3):
-        table = table.apply_gradients({"s": (_id([7]), _value(grad))},
-                                      global_step=tf.constant(step, tf.int64))
-      got = sess.run(table.lookup({"s": _id([7])}))["s"]
-    # Three adagrad steps of the same gradient, in closed form.
-    num, norm = np.zeros(2), np.full(2, 0.1)
-    for _ in range(3):
-      norm += grad[0].astype(np.float64)**2
-      num -= 0.5 * grad[0] / np.sqrt(norm)
-    self.assertAllClose(got[0], num, rtol=1e-5)
+def test_save_restore_hook_with_uncompressed_shards(tmp_path):
+  _check_save_restore_hook(tmp_path, "")
 
-  def test_save_restore(self):
-    basename = os.path.join(self.get_temp_dir(), "save_restore", "table")
-    with tf.Graph().as_default(), self.session() as sess:
-      table = _from_configs({
-          "slot0": test_utils.generate_test_hash_table_config(1),
-          "slot1": test_utils.generate_test_hash_table_config(2),
-          "slot2": test_utils.generate_test_hash_table_config(2),
-      })
-      table = table.assign_add({
-          "slot0": (_id([0, 1]), _value([[1], [2]])),
-          "slot1": (_id([2, 3]), _value([[1, 2], [2, 3]])),
-          "slot2": (_id([6, 7]), _value([[1, 1], [2, 2]])),
-      })
-      table = table.save(basename)
-      sess.run(table.initializer)
-      sess.run(table.as_op())
-      features, counts = sess.run(table.feature_stat(basename))
-    self.assertEqual(dict(zip(features.astype(str), counts)), {
-        "slot0": 2,
-        "slot1": 2,
-        "slot2": 2
-    })
 
-    with tf.Graph().as_default(), self.session() as sess:
-      # Other slots: slot1 is gone, slot3 is new.
-      table = _from_configs({
-          "slot0": test_utils.generate_test_hash_table_config(1),
-          "slot2": test_utils.generate_test_hash_table_config(2),
-          "slot3": test_utils.generate_test_hash_table_config(3),
-      })
-      table = table.restore(basename)
-      looked_up = table.lookup({
-          "slot0": _id([0, 1]),
-          "slot2": _id([6, 7]),
-          "slot3": _id([6])
-      })
-      sess.run(table.initializer)
-      values = sess.run(looked_up)
-    self.assertAllEqual(values["slot0"], [[1], [2]])
-    self.assertAllEqual(values["slot2"], [[1, 1], [2, 2]])
-    self.assertAllEqual(values["slot3"], [[0, 0, 0]])
+def _check_save_restore_hook(tmp_path, compression_type):
+  model_dir = os.path.join(tmp_path, "hooks" + compression_type)
+  basename = os.path.join(model_dir, "model.ckpt")
+  table = multi_hash_table_ops.MultiHashTable.from_configs(
+      {"slot0": test_utils.generate_test_hash_table_config(1)})
+  add_op = table.assign_add({"slot0": (_id([0]), _value([[1]]))}).as_op()
+  sub_op = table.assign_add({"slot0": (_id([0]), _value([[-1]]))}).as_op()
+  lookup = table.lookup({"slot0": _id([0])})["slot0"]
+  global_step = tf1.train.get_or_create_global_step()
+  step_op = tf1.assign_add(global_step, 1)
+  saver = tf1.train.Saver()
+  saver_hook = tf1.train.CheckpointSaverHook(
+      model_dir,
+      save_steps=1000,
+      saver=saver,
+      listeners=[
+          multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
+              basename, compression_type=compression_type)
+      ])
+  restorer = multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
+      basename)
+  with tf1.train.SingularMonitoredSession(hooks=[saver_hook]) as sess:
+    sess.run([add_op, step_op])
+  # The saver hook saved at the end (step 1); a later update...
+  with tf1.train.SingularMonitoredSession() as sess:
+    sess.run(sub_op)
+    np.testing.assert_array_equal(sess.run(lookup), [[-1]])
+    # ...is overridden by restoring.
+    restorer.before_restore(sess.raw_session())
+    np.testing.assert_array_equal(sess.run(lookup), [[1]])
+  with tf.io.gfile.GFile(os.path.join(model_dir, "ckpt.info-1")) as f:
+    assert re.search(r'key: "slot0"\s+value: 1', f.read())
+  hook = basic_restore_hook.CheckpointRestorerHook(listeners=[restorer])
+  with tf1.train.SingularMonitoredSession(hooks=[hook]) as sess:
+    np.testing.assert_array_equal(sess.run(lookup), [[1]])
 
-  def test_save_restore_hook(self):
-    self._check_save_restore_hook("SNAPPY")
 
-  def test_save_restore_hook_with_uncompressed_shards(self):
-    self._check_save_restore_hook("")
+def test_restorer_saver_listener_drops_expired_entries(tmp_path):
+  model_dir = os.path.join(tmp_path, "expiry")
+  basename = os.path.join(model_dir, "model.ckpt")
+  config = test_utils.generate_test_hash_table_config(1)
+  config.table_config.slot_expire_time_config.default_expire_time = 1  # day
+  table = multi_hash_table_ops.MultiHashTable.from_configs({"slot0": config})
+  day = 24 * 3600
+  old = table.assign_add({"slot0": (_id([1]), _value([[1]]))},
+                         req_time=tf.constant(10, tf.int64)).as_op()
+  new = table.assign_add({"slot0": (_id([2]), _value([[2]]))},
+                         req_time=tf.constant(10 + 2 * day, tf.int64)).as_op()
+  lookup = table.lookup({"slot0": _id([1, 2])})["slot0"]
+  saver_listener = multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
+      basename)
+  restorer_saver = multi_hash_table_ops.MultiHashTableRestorerSaverListener(
+      basename)
+  tf1.train.get_or_create_global_step()
+  saver = tf1.train.Saver()
+  with tf1.train.SingularMonitoredSession() as sess:
+    raw = sess.raw_session()
+    sess.run(old)
+    sess.run(new)
+    saver_listener.before_save(raw, 1)
+    saver.save(raw, basename, global_step=1)
+    saver_listener.after_save(raw, 1)
+    np.testing.assert_array_equal(sess.run(lookup), [[1], [2]])
+    restorer_saver.after_save(raw, 1)
+    # Id 1 is two days older than the table's latest update: the save
+    # skipped it, and restoring that save dropped it from the table.
+    np.testing.assert_array_equal(sess.run(lookup), [[0], [2]])
 
-  def _check_save_restore_hook(self, compression_type):
-    model_dir = os.path.join(self.get_temp_dir(), "hooks" + compression_type)
-    basename = os.path.join(model_dir, "model.ckpt")
-    table = multi_hash_table_ops.MultiHashTable.from_configs(
-        {"slot0": test_utils.generate_test_hash_table_config(1)})
-    add_op = table.assign_add({"slot0": (_id([0]), _value([[1]]))}).as_op()
-    sub_op = table.assign_add({"slot0": (_id([0]), _value([[-1]]))}).as_op()
-    lookup = table.lookup({"slot0": _id([0])})["slot0"]
-    global_step = tf1.train.get_or_create_global_step()
-    step_op = tf1.assign_add(global_step, 1)
-    saver = tf1.train.Saver()
-    saver_hook = tf1.train.CheckpointSaverHook(
-        model_dir,
-        save_steps=1000,
-        saver=saver,
-        listeners=[
-            multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
-                basename, compression_type=compression_type)
-        ])
-    restorer = multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
-        basename)
-    with tf1.train.SingularMonitoredSession(hooks=[saver_hook]) as sess:
-      sess.run([add_op, step_op])
-    # The saver hook saved at the end (step 1); a later update...
-    with tf1.train.SingularMonitoredSession() as sess:
-      sess.run(sub_op)
-      self.assertAllEqual(sess.run(lookup), [[-1]])
-      # ...is overridden by restoring.
+
+def test_restorer_without_checkpoint_skips(tmp_path, caplog):
+  table = multi_hash_table_ops.MultiHashTable.from_configs(
+      {"slot0": test_utils.generate_test_hash_table_config(1)})
+  restorer = multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
+      os.path.join(tmp_path, "empty", "model.ckpt"))
+  lookup = table.lookup({"slot0": _id([3])})["slot0"]
+  with tf1.train.SingularMonitoredSession() as sess:
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
       restorer.before_restore(sess.raw_session())
-      self.assertAllEqual(sess.run(lookup), [[1]])
-    with tf.io.gfile.GFile(os.path.join(model_dir, "ckpt.info-1")) as f:
-      self.assertRegex(f.read(), r'key: "slot0"\s+value: 1')
-    hook = basic_restore_hook.CheckpointRestorerHook(listeners=[restorer])
-    with tf1.train.SingularMonitoredSession(hooks=[hook]) as sess:
-      self.assertAllEqual(sess.run(lookup), [[1]])
+    assert "hash tables are not restored" in caplog.text
+    np.testing.assert_array_equal(sess.run(lookup), [[0]])
 
-  def test_restorer_saver_listener_drops_expired_entries(self):
-    model_dir = os.path.join(self.get_temp_dir(), "expiry")
-    basename = os.path.join(model_dir, "model.ckpt")
-    config = test_utils.generate_test_hash_table_config(1)
-    config.table_config.slot_expire_time_config.default_expire_time = 1  # day
-    table = multi_hash_table_ops.MultiHashTable.from_configs({"slot0": config})
-    day = 24 * 3600
-    old = table.assign_add({"slot0": (_id([1]), _value([[1]]))},
-                           req_time=tf.constant(10, tf.int64)).as_op()
-    new = table.assign_add({"slot0": (_id([2]), _value([[2]]))},
-                           req_time=tf.constant(10 + 2 * day, tf.int64)).as_op()
-    lookup = table.lookup({"slot0": _id([1, 2])})["slot0"]
-    saver_listener = multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
-        basename)
-    restorer_saver = multi_hash_table_ops.MultiHashTableRestorerSaverListener(
-        basename)
-    tf1.train.get_or_create_global_step()
-    saver = tf1.train.Saver()
-    with tf1.train.SingularMonitoredSession() as sess:
-      raw = sess.raw_session()
-      sess.run(old)
-      sess.run(new)
-      saver_listener.before_save(raw, 1)
-      saver.save(raw, basename, global_step=1)
-      saver_listener.after_save(raw, 1)
-      self.assertAllEqual(sess.run(lookup), [[1], [2]])
-      restorer_saver.after_save(raw, 1)
-      # Id 1 is two days older than the table's latest update: the save
-      # skipped it, and restoring that save dropped it from the table.
-      self.assertAllEqual(sess.run(lookup), [[0], [2]])
 
-  def test_restorer_without_checkpoint_skips(self):
+def test_meta_graph_export():
+  table = multi_hash_table_ops.MultiHashTable.from_configs(
+      {"slot0": test_utils.generate_test_hash_table_config(1)})
+  meta_graph = tf1.train.export_meta_graph()
+  assert (multi_hash_table_ops._MULTI_HASH_TABLE_GRAPH_KEY
+          in meta_graph.collection_def)
+  with tf.Graph().as_default():
+    tf1.train.import_meta_graph(meta_graph)
+    (imported,) = tf1.get_collection(
+        multi_hash_table_ops._MULTI_HASH_TABLE_GRAPH_KEY)
+    assert imported.table_names == ("slot0",)
+    assert imported.shared_name == table.shared_name
+
+
+def test_shared_name_must_be_unique():
+  configs = {"slot0": test_utils.generate_test_hash_table_config(1)}
+  multi_hash_table_ops.MultiHashTable.from_configs(configs, name_suffix="x")
+  with pytest.raises(ValueError, match="has already been used"):
+    multi_hash_table_ops.MultiHashTable.from_configs(configs,
+                                                     name_suffix="x")
+
+
+def test_unknown_table_name_is_a_clear_error():
+  table = multi_hash_table_ops.MultiHashTable.from_configs(
+      {"slot0": test_utils.generate_test_hash_table_config(1)})
+  with pytest.raises(ValueError, match=r"unknown table names \['nope'\]"):
+    table.lookup({"nope": _id([1])})
+
+
+def test_exporting_builds_serving_entries():
+  configs = {"slot0": test_utils.generate_test_hash_table_config(2)}
+  with export_context.enter_export_mode(export_context.ExportMode.STANDALONE):
+    cc = multi_hash_table_ops.convert_to_cached_config(configs)
+  mconfig = embedding_hash_table_pb2.MultiEmbeddingHashTableConfig.FromString(
+      cc.mconfig)
+  assert (mconfig.configs[0].entry_config.entry_type ==
+          embedding_hash_table_pb2.EntryConfig.SERVING)
+  assert cc.dims == (2,)
+
+
+def test_save_while_another_thread_trains(tmp_path):
+  basename = os.path.join(tmp_path, "concurrent", "table")
+  with tf.Graph().as_default(), tf1.Session() as sess:
+    ids = _id(list(range(2000)))
     table = multi_hash_table_ops.MultiHashTable.from_configs(
-        {"slot0": test_utils.generate_test_hash_table_config(1)})
-    restorer = multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
-        os.path.join(self.get_temp_dir(), "empty", "model.ckpt"))
-    lookup = table.lookup({"slot0": _id([3])})["slot0"]
-    with tf1.train.SingularMonitoredSession() as sess:
-      with self.assertLogs(level="INFO") as logs:
-        restorer.before_restore(sess.raw_session())
-      self.assertIn("hash tables are not restored", "\n".join(logs.output))
-      self.assertAllEqual(sess.run(lookup), [[0]])
+        {"s": test_utils.generate_test_hash_table_config(4)})
+    sess.run(table.initializer)
+    grad = tf.fill([2000, 4], -1.0)
+    train = table.apply_gradients({"s": (ids, grad)},
+                                  global_step=tf.constant(0, tf.int64)).as_op()
+    sess.run(train)
+    stop = threading.Event()
 
-  def test_meta_graph_export(self):
-    table = multi_hash_table_ops.MultiHashTable.from_configs(
-        {"slot0": test_utils.generate_test_hash_table_config(1)})
-    meta_graph = tf1.train.export_meta_graph()
-    self.assertIn(multi_hash_table_ops._MULTI_HASH_TABLE_GRAPH_KEY,
-                  meta_graph.collection_def)
-    with tf.Graph().as_default():
-      tf1.train.import_meta_graph(meta_graph)
-      (imported,) = tf1.get_collection(
-          multi_hash_table_ops._MULTI_HASH_TABLE_GRAPH_KEY)
-      self.assertEqual(imported.table_names, ("slot0",))
-      self.assertEqual(imported.shared_name, table.shared_name)
+    def trainer():
+      while not stop.is_set():
+        sess.run(train)
 
-  def test_shared_name_must_be_unique(self):
-    configs = {"slot0": test_utils.generate_test_hash_table_config(1)}
-    multi_hash_table_ops.MultiHashTable.from_configs(configs, name_suffix="x")
-    with self.assertRaisesRegex(ValueError, "has already been used"):
-      multi_hash_table_ops.MultiHashTable.from_configs(configs,
-                                                       name_suffix="x")
-
-  def test_unknown_table_name_is_a_clear_error(self):
-    table = multi_hash_table_ops.MultiHashTable.from_configs(
-        {"slot0": test_utils.generate_test_hash_table_config(1)})
-    with self.assertRaisesRegex(ValueError, r"unknown table names \['nope'\]"):
-      table.lookup({"nope": _id([1])})
-
-  def test_exporting_builds_serving_entries(self):
-    configs = {"slot0": test_utils.generate_test_hash_table_config(2)}
-    with export_context.enter_export_mode(export_context.ExportMode.STANDALONE):
-      cc = multi_hash_table_ops.convert_to_cached_config(configs)
-    mconfig = embedding_hash_table_pb2.MultiEmbeddingHashTableConfig.FromString(
-        cc.mconfig)
-    self.assertEqual(mconfig.configs[0].entry_config.entry_type,
-                     embedding_hash_table_pb2.EntryConfig.SERVING)
-    self.assertEqual(cc.dims, (2,))
-
-  def test_save_while_another_thread_trains(self):
-    basename = os.path.join(self.get_temp_dir(), "concurrent", "table")
-    with tf.Graph().as_default(), self.session() as sess:
-      ids = _id(list(range(2000)))
-      table = multi_hash_table_ops.MultiHashTable.from_configs(
-          {"s": test_utils.generate_test_hash_table_config(4)})
-      sess.run(table.initializer)
-      grad = tf.fill([2000, 4], -1.0)
-      train = table.apply_gradients({"s": (ids, grad)},
-                                    global_step=tf.constant(0, tf.int64)).as_op()
-      sess.run(train)
-      stop = threading.Event()
-
-      def trainer():
-        while not stop.is_set():
-          sess.run(train)
-
-      thread = threading.Thread(target=trainer)
-      thread.start()
-      sess.run(table.save(basename).as_op())
-      stop.set()
-      thread.join()
-    with tf.Graph().as_default(), self.session() as sess:
-      restored = multi_hash_table_ops.MultiHashTable.from_configs(
-          {"s": test_utils.generate_test_hash_table_config(4)})
-      sess.run(restored.initializer)
-      values = sess.run(
-          restored.restore(basename).lookup({"s": _id(list(range(2000)))})["s"])
-    # Every entry was saved whole: all its dims were updated together.
-    self.assertAllEqual(values, np.repeat(values[:, :1], 4, axis=1))
-    self.assertTrue(np.all(values >= 1))
+    thread = threading.Thread(target=trainer)
+    thread.start()
+    sess.run(table.save(basename).as_op())
+    stop.set()
+    thread.join()
+  with tf.Graph().as_default(), tf1.Session() as sess:
+    restored = multi_hash_table_ops.MultiHashTable.from_configs(
+        {"s": test_utils.generate_test_hash_table_config(4)})
+    sess.run(restored.initializer)
+    values = sess.run(
+        restored.restore(basename).lookup({"s": _id(list(range(2000)))})["s"])
+  # Every entry was saved whole: all its dims were updated together.
+  np.testing.assert_array_equal(values, np.repeat(values[:, :1], 4, axis=1))
+  assert np.all(values >= 1)
