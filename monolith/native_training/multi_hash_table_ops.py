@@ -106,6 +106,52 @@ def convert_to_cached_config(
                       slot_expire_time_config=slot_expire_time_config)
 
 
+def learning_rate_tensor(cc: CachedConfig) -> tf.Tensor:
+  """The learning rates the tables' optimizers apply, as one float32 vector.
+
+  Per table in `cc.table_names` order, per segment in segment order: the
+  config's `learning_rate_tensor` when one is set (a vector with a rate per
+  segment; `DistributedMultiTypeHashTable` sets it to the rates it computed
+  on the worker), else its learning-rate functions, called now. The ops are
+  built under the caller's device scope.
+
+  Args:
+    cc: the tables' configs.
+
+  Returns:
+    A float32 vector with one rate per segment of every table.
+
+  Raises:
+    ValueError: a table does not have one learning-rate function per
+      segment, or its `learning_rate_tensor` is known to have another
+      number of rates.
+  """
+  pieces = []
+  pending = []  # Rates of consecutive tables without a learning_rate_tensor.
+  for name in cc.table_names:
+    config = cc.configs[name]
+    num_segments = len(config.table_config.entry_config.segments)
+    if len(config.learning_rate_fns) != num_segments:
+      raise ValueError(
+          f"table {name}: {len(config.learning_rate_fns)} learning rate "
+          f"functions for {num_segments} segments; they must be equal")
+    rates = config.learning_rate_tensor
+    if rates is None:
+      pending.extend(config.call_learning_rate_fns_fewer_ops())
+      continue
+    if rates.shape.num_elements() not in (None, num_segments):
+      raise ValueError(f"table {name}: learning_rate_tensor has "
+                       f"{rates.shape.num_elements()} rates for "
+                       f"{num_segments} segments; they must be equal")
+    if pending:
+      pieces.append(tf.cast(tf.stack(pending), tf.float32))
+      pending = []
+    pieces.append(tf.cast(tf.reshape(rates, [-1]), tf.float32))
+  if pending:
+    pieces.append(tf.cast(tf.stack(pending), tf.float32))
+  return pieces[0] if len(pieces) == 1 else tf.concat(pieces, axis=0)
+
+
 @dataclasses.dataclass
 class MultiHashTableMetadata:
   """Per-graph record of the shared names in use."""
@@ -219,7 +265,8 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     hash_filter: the hash filter resource handle.
     sync_client: the sync client resource handle.
     learning_rate_list: per table in `cc.table_names` order, per segment in
-      segment order, a learning rate (number or scalar tensor).
+      segment order, a learning rate (number or scalar tensor); or all of
+      them as one float32 vector (`learning_rate_tensor`).
     name_suffix: appended to the resource's shared name.
     saver_parallel: the number of checkpoint shards of `save`; -1 lets the
       op choose (one per 100k entries, up to max(4, CPU worker threads)).
@@ -252,7 +299,10 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     self._dims = cc.dims
     self._slot_expire_time_config = cc.slot_expire_time_config
     self._table_names = cc.table_names
-    self._learning_rate = tf.cast(tf.stack(learning_rate_list), tf.float32)
+    if isinstance(learning_rate_list, tf.Tensor):
+      self._learning_rate = tf.cast(learning_rate_list, tf.float32)
+    else:
+      self._learning_rate = tf.cast(tf.stack(learning_rate_list), tf.float32)
     self._saver_parallel = saver_parallel
     self._shared_name = "_".join([MultiHashTable.NAME_PREFIX, name_suffix])
     self._check_and_insert_name(self._shared_name)
@@ -303,8 +353,9 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     """Creates the tables of `cc` in the default graph.
 
     The resource goes on the GPU when the first table's type is "gpucuco",
-    else on the CPU. The learning-rate functions are called here, once: a
-    callable's tensor is then read at every run.
+    else on the CPU. The learning rates are built here, once, by
+    `learning_rate_tensor` (a callable's tensor is then read at every run),
+    under the caller's device scope.
 
     Args:
       cc: the configs, from `convert_to_cached_config`.
@@ -333,22 +384,13 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
             name_suffix=name_suffix)
       if sync_client is None:
         sync_client = distributed_serving_ops.create_dummy_sync_client()
-    learning_rate_list = []
-    for name in cc.table_names:
-      config = cc.configs[name]
-      if len(config.learning_rate_fns) != len(
-          config.table_config.entry_config.segments):
-        raise ValueError(
-            f"table {name}: {len(config.learning_rate_fns)} learning rate "
-            f"functions for {len(config.table_config.entry_config.segments)} "
-            "segments; they must be equal")
-      learning_rate_list.extend(config.call_learning_rate_fns_fewer_ops())
+    learning_rates = learning_rate_tensor(cc)
     if tf.compat.v1.get_default_graph() is not cc.mconfig_tensor.graph:
       cc = cc._replace(mconfig_tensor=tf.convert_to_tensor(cc.mconfig))
     return cls(cc=cc,
                hash_filter=hash_filter,
                sync_client=sync_client,
-               learning_rate_list=learning_rate_list,
+               learning_rate_list=learning_rates,
                name_suffix=name_suffix,
                saver_parallel=saver_parallel,
                device=device)
@@ -503,9 +545,8 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     Raises:
       As `assign`.
     """
-    return self._assign(hash_table_ops.monolith_multi_hash_table_assign_add,
-                        *self._ragged_id_and_flat_value(slot_to_id_and_value),
-                        req_time)
+    return self.raw_assign_add(
+        *self._ragged_id_and_flat_value(slot_to_id_and_value), req_time)
 
   def reinitialize(self, slot: str,
                    ids: tf.Tensor) -> Tuple["MultiHashTable", tf.Tensor]:
@@ -880,6 +921,26 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
         one row per table, or flat_value has the wrong number of floats.
     """
     return self._assign(hash_table_ops.monolith_multi_hash_table_assign,
+                        ragged_id, flat_value, req_time)
+
+  def raw_assign_add(self,
+                     ragged_id: tf.RaggedTensor,
+                     flat_value: tf.Tensor,
+                     req_time: Optional[tf.Tensor] = None) -> "MultiHashTable":
+    """Adds to the embeddings of ragged ids (see `assign_add`).
+
+    Args:
+      ragged_id: from `get_ragged_id`.
+      flat_value: from `get_flat_value`: the values to add.
+      req_time: update time in seconds (int64 scalar), or None for 0.
+
+    Returns:
+      The updated table.
+
+    Raises:
+      As `raw_assign`.
+    """
+    return self._assign(hash_table_ops.monolith_multi_hash_table_assign_add,
                         ragged_id, flat_value, req_time)
 
   def _assign(self, op: Any, ragged_id: tf.RaggedTensor, flat_value: tf.Tensor,

@@ -100,6 +100,41 @@ def test_apply_gradients():
   np.testing.assert_array_equal(values["slot1"], [[-1, -3], [-2, -4]])
 
 
+def test_learning_rate_tensor_uses_a_configs_tensor_when_set():
+  two_segments = embedding_hash_table_pb2.EmbeddingHashTableConfig()
+  for _ in range(2):
+    segment = two_segments.entry_config.segments.add(dim_size=1)
+    segment.opt_config.sgd.SetInParent()
+  configs = {
+      "a": test_utils.generate_test_hash_table_config(1, learning_rate=0.5),
+      "b": entry.HashTableConfigInstance(two_segments, [1.0, 2.0]),
+      "c": test_utils.generate_test_hash_table_config(1, learning_rate=3),
+      "d": test_utils.generate_test_hash_table_config(1, learning_rate=0.25),
+  }
+  # A set tensor replaces the config's functions; the others are called.
+  configs["b"].set_learning_rate_tensor(_value([7, 8]))
+  cc = multi_hash_table_ops.convert_to_cached_config(configs)
+  rates = multi_hash_table_ops.learning_rate_tensor(cc)
+  with tf1.Session() as sess:
+    np.testing.assert_array_equal(sess.run(rates), [0.5, 7, 8, 3, 0.25])
+  configs["b"].set_learning_rate_tensor(_value([7]))
+  with pytest.raises(ValueError, match="table b: learning_rate_tensor has 1 "
+                     "rates for 2 segments"):
+    multi_hash_table_ops.learning_rate_tensor(cc)
+
+
+def test_raw_assign_add():
+  table = multi_hash_table_ops.MultiHashTable.from_configs(
+      {"slot0": test_utils.generate_test_hash_table_config(2)})
+  ragged_id = table.get_ragged_id({"slot0": _id([4, 5, 4])})
+  flat_value = table.get_flat_value({"slot0": _value([[1, 2], [3, 4], [5, 6]])})
+  table = table.raw_assign_add(ragged_id, flat_value)
+  with tf1.Session() as sess:
+    sess.run(table.initializer)
+    values = sess.run(table.lookup({"slot0": _id([4, 5])}))
+  np.testing.assert_array_equal(values["slot0"], [[6, 8], [3, 4]])
+
+
 def test_apply_gradients_rejects_a_vector_global_step():
   # A vector global step used to abort the whole process on TF's CHECK
   # ("Must have a one element tensor") in the optimize kernel.

@@ -1,8 +1,19 @@
 """Helpers shared by hash table tests."""
 
+import contextlib
+import socket
+from typing import List, Tuple
+
+from absl import logging
+import tensorflow as tf
+
 from monolith.native_training import entry
+from monolith.native_training import utils
 from monolith.native_training.runtime.hash_table import \
     embedding_hash_table_pb2
+
+# The job of the worker task of `create_test_ps_cluster`.
+WORKER_JOB_NAME = "worker"
 
 
 def generate_test_hash_table_config(
@@ -29,3 +40,79 @@ def generate_test_hash_table_config(
   segment.init_config.zeros.SetInParent()
   segment.comp_config.fp32.SetInParent()
   return entry.HashTableConfigInstance(table_config, [learning_rate])
+
+
+def _free_ports(n: int) -> List[int]:
+  """n distinct ports that are free now (held open together while picked)."""
+  with contextlib.ExitStack() as stack:
+    ports = []
+    for _ in range(n):
+      s = stack.enter_context(socket.socket(socket.AF_INET,
+                                            socket.SOCK_STREAM))
+      s.bind(("", 0))
+      ports.append(s.getsockname()[1])
+    return ports
+
+
+def create_test_ps_cluster(
+    num_ps: int,
+    attempts: int = 3
+) -> Tuple[List[tf.distribute.Server], tf.compat.v1.ConfigProto]:
+  """Starts an in-process cluster: one worker task and `num_ps` PS tasks.
+
+  `servers[0]` is task 0 of the "worker" job and `servers[1 + i]` is task i
+  of the `utils.PS_JOB_NAME` job, each a `tf.distribute.Server` on a free
+  port of this host. Every server boots with the whole ClusterSpec, as the
+  tasks of a real job do, so in a session on `servers[0].target` ops with no
+  device run on the worker and ops under `utils.ps_device(i)` on PS i.
+  (The original instead passes the cluster in `config.cluster_def` to servers
+  started alone; TF then places ops with no device on the first device by
+  name, a PS, and rejects a cluster_def that names a server's own task.)
+
+  `config` sets `isolate_session_state`: each session starts with its own,
+  empty, tables on the PS tasks, so tests can share one cluster. A real job
+  leaves it off, so that all workers' sessions share the PS's tables.
+  Servers cannot be stopped: they live as long as the process.
+
+  Args:
+    num_ps: the number of PS tasks, >= 0.
+    attempts: how many times to pick ports and start the servers; a port
+      taken by another process between the pick and the start fails one
+      attempt.
+
+  Returns:
+    The servers (worker first) and the session config to use with them:
+    `tf.compat.v1.Session(servers[0].target, config=config)`.
+
+  Raises:
+    ValueError: num_ps < 0 or attempts < 1.
+    tf.errors.OpError: every attempt failed to start a server.
+  """
+  if num_ps < 0:
+    raise ValueError(f"num_ps must be >= 0, got {num_ps}")
+  if attempts < 1:
+    raise ValueError(f"attempts must be >= 1, got {attempts}")
+  config = tf.compat.v1.ConfigProto(isolate_session_state=True)
+  for _ in range(attempts - 1):
+    try:
+      return _start_cluster(num_ps), config
+    except tf.errors.OpError as e:
+      logging.warning("Starting the test cluster failed (%s); retrying.", e)
+  return _start_cluster(num_ps), config
+
+
+def _start_cluster(num_ps: int) -> List[tf.distribute.Server]:
+  """Starts the servers of `create_test_ps_cluster` on free ports."""
+  ports = _free_ports(num_ps + 1)
+  cluster_dict = {WORKER_JOB_NAME: [f"localhost:{ports[0]}"]}
+  if num_ps:
+    cluster_dict[utils.PS_JOB_NAME] = [f"localhost:{p}" for p in ports[1:]]
+  cluster = tf.train.ClusterSpec(cluster_dict)
+  tasks = [(WORKER_JOB_NAME, 0)] + [(utils.PS_JOB_NAME, i)
+                                    for i in range(num_ps)]
+  servers = [
+      tf.distribute.Server(cluster, job_name=job, task_index=task)
+      for job, task in tasks
+  ]
+  logging.info("Started the test cluster %s.", cluster_dict)
+  return servers

@@ -1,7 +1,11 @@
 """Tests for test_utils."""
 
+import pytest
+import tensorflow as tf
+
 from monolith.native_training import hash_table_utils
 from monolith.native_training import test_utils
+from monolith.native_training import utils
 
 
 def test_generate_test_hash_table_config():
@@ -30,3 +34,29 @@ def test_same_arguments_give_same_config():
       test_utils.generate_test_hash_table_config(2))
   assert str(test_utils.generate_test_hash_table_config(2)) != str(
       test_utils.generate_test_hash_table_config(4))
+
+
+def test_create_test_ps_cluster_runs_a_graph_across_the_tasks():
+  servers, config = test_utils.create_test_ps_cluster(1)
+  assert len(servers) == 2
+  with tf.Graph().as_default():
+    x = tf.compat.v1.placeholder(tf.float32, [])
+    with tf.device(utils.ps_device(0)):
+      on_ps = x * 2
+    on_worker = on_ps + 1
+    run_metadata = tf.compat.v1.RunMetadata()
+    with tf.compat.v1.Session(servers[0].target, config=config) as sess:
+      assert sess.run(on_worker, {x: 3},
+                      options=tf.compat.v1.RunOptions(
+                          output_partition_graphs=True),
+                      run_metadata=run_metadata) == 7
+  # Ops without a device run on the worker.
+  devices = {(node.op, node.device.split("/device:")[0])
+             for g in run_metadata.partition_graphs for node in g.node}
+  assert ("Mul", "/job:ps/replica:0/task:0") in devices
+  assert ("AddV2", "/job:worker/replica:0/task:0") in devices
+
+
+def test_create_test_ps_cluster_rejects_a_negative_count():
+  with pytest.raises(ValueError, match="num_ps must be >= 0, got -1"):
+    test_utils.create_test_ps_cluster(-1)

@@ -1,4 +1,7 @@
-"""Graph-collection helpers the training code uses to publish its settings.
+"""Helpers of the training code: device names and graph collections.
+
+`ps_device(i)` names the device of parameter-server task i (`PS_JOB_NAME`
+job) in TensorFlow's distributed runtime.
 
 Training registers values (sparse feature names, the feature list, ...) in
 the default graph's collections; tools such as
@@ -9,6 +12,21 @@ from typing import Any, List, Optional, Union
 
 from absl import logging
 import tensorflow as tf
+
+# The job of the parameter-server tasks in a ClusterSpec.
+PS_JOB_NAME = "ps"
+
+
+def ps_device(index: int) -> str:
+  """The CPU device of parameter-server task `index`.
+
+  Args:
+    index: the task index in the `PS_JOB_NAME` job.
+
+  Returns:
+    "/job:ps/task:<index>/device:CPU:0".
+  """
+  return f"/job:{PS_JOB_NAME}/task:{index}/device:CPU:0"
 
 
 def add_to_collections(names: Union[str, List[str]], value: Any) -> None:

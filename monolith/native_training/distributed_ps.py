@@ -1,0 +1,495 @@
+"""Embedding tables on parameter-server tasks, over TF's distributed runtime.
+
+`DistributedMultiTypeHashTable` holds one `MultiHashTable` per PS task (on
+`utils.ps_device(i)`, job `utils.PS_JOB_NAME`) and gives them the
+`MultiHashTable` API. An id lives on PS `id mod num_ps` (a floor modulo,
+non-negative for negative ids: the original's layout, so the tables of an
+N-PS job hold the same ids as the original's). There is no RPC layer of our
+own: the worker and the PS tasks are `tf.distribute.Server`s and TF's
+graph-mode sessions move the tensors between them.
+
+The worker (the caller's device scope) de-duplicates and splits ids, sums
+the gradients of repeated ids and merges the embeddings back; the table ops
+run on the PS tasks. Each PS gets, per call, its ids of every table as one
+ragged tensor and returns or takes one flat float tensor, so a call costs a
+few tensors per PS whatever the number of tables.
+
+    table = DistributedMultiTypeHashTable(
+        2, {"user_id": config},
+        lambda i, configs: MultiHashTable.from_configs(configs,
+                                                       name_suffix=str(i)))
+    embeddings = table.lookup({"user_id": ids})
+    table = table.apply_gradients({"user_id": (ids, grads)}, global_step)
+
+`distributed_ps_factory.create_native_multi_hash_table` builds one with the
+original's table names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+from typing import (Any, Callable, Dict, Iterator, List, NamedTuple, Optional,
+                    Tuple, Union)
+
+from absl import logging
+import tensorflow as tf
+
+from monolith.native_training import entry
+from monolith.native_training import multi_hash_table_ops
+from monolith.native_training import multi_type_hash_table
+from monolith.native_training import utils
+
+# Per slot: (ids, values) or (ids, gradients).
+IdsAndValues = Dict[str, Tuple[tf.Tensor, tf.Tensor]]
+# table_factory(ps_index, slot_to_config) -> the MultiHashTable of that PS.
+TableFactory = Callable[[int, Dict[str, entry.HashTableConfigInstance]],
+                        multi_hash_table_ops.MultiHashTable]
+
+
+@contextlib.contextmanager
+def ps_device(index: int) -> Iterator[None]:
+  """Places the ops built inside on PS `index`, whatever the outer scopes.
+
+  The outer device and colocation scopes are cleared first, so the ops land
+  on `utils.ps_device(index)` even under a worker or GPU device scope.
+
+  Args:
+    index: the PS task index.
+
+  Yields:
+    Nothing; build the PS's ops inside.
+  """
+  graph = tf.compat.v1.get_default_graph()
+  with graph.colocate_with(None, ignore_existing=True), tf.device(
+      utils.ps_device(index)):
+    yield
+
+
+def check_ps_cluster(cluster: Union[tf.train.ClusterSpec, tf.train.ClusterDef,
+                                    tf.compat.v1.ConfigProto, Dict[str, Any]],
+                     num_ps: int) -> None:
+  """Checks that a cluster has the PS tasks 0 .. num_ps - 1.
+
+  Args:
+    cluster: a ClusterSpec, a ClusterDef, a dict of job name to addresses
+      (as TF_CONFIG's "cluster"), or a ConfigProto (its `cluster_def`).
+    num_ps: the number of PS tasks the tables are sharded over; 0 checks
+      nothing.
+
+  Raises:
+    ValueError: num_ps > 0 and the cluster has no `utils.PS_JOB_NAME` job,
+      or lacks some of its tasks 0 .. num_ps - 1.
+  """
+  if num_ps <= 0:
+    return
+  if isinstance(cluster, tf.compat.v1.ConfigProto):
+    cluster = cluster.cluster_def
+  spec = tf.train.ClusterSpec(cluster)
+  if utils.PS_JOB_NAME not in spec.jobs:
+    raise ValueError(
+        f"num_ps is {num_ps} but the cluster has no {utils.PS_JOB_NAME!r} "
+        f"job (its jobs: {sorted(spec.jobs)})")
+  missing = sorted(
+      set(range(num_ps)) - set(spec.task_indices(utils.PS_JOB_NAME)))
+  if missing:
+    raise ValueError(
+        f"num_ps is {num_ps} but the cluster's {utils.PS_JOB_NAME!r} job "
+        f"lacks the tasks {missing}")
+
+
+def _check_tf_config_cluster(num_ps: int) -> None:
+  """`check_ps_cluster` on the TF_CONFIG environment variable's cluster."""
+  tf_config = os.environ.get("TF_CONFIG")
+  if not tf_config:
+    return
+  try:
+    cluster = json.loads(tf_config).get("cluster")
+  except (ValueError, AttributeError):
+    logging.warning("TF_CONFIG is not a JSON object; its cluster is not "
+                    "checked against num_ps.")
+    return
+  if cluster:
+    check_ps_cluster(cluster, num_ps)
+
+
+class _Split(NamedTuple):
+  """The ids of one slot (and their values), split by PS."""
+  # Per PS, its ids, in their order in the input.
+  ids: List[tf.Tensor]
+  # Per PS, the positions of its ids in the input.
+  positions: List[tf.Tensor]
+  # Per PS, the values of its ids (rows), or None.
+  values: Optional[List[tf.Tensor]]
+
+
+def _split_by_ps(ids: tf.Tensor,
+                 num_ps: int,
+                 values: Optional[tf.Tensor] = None) -> _Split:
+  """Splits 1-D ids (and their value rows) over the PS tasks by id mod num_ps.
+
+  Args:
+    ids: 1-D int64 ids.
+    num_ps: the number of PS tasks.
+    values: rows of the ids, or None.
+
+  Returns:
+    The split; the order of the ids of each PS is their input order.
+  """
+  ps_index = tf.cast(tf.math.floormod(ids, num_ps), tf.int32)
+  positions = tf.range(tf.size(ids, out_type=tf.int32))
+  return _Split(
+      ids=tf.dynamic_partition(ids, ps_index, num_ps),
+      positions=tf.dynamic_partition(positions, ps_index, num_ps),
+      values=(None if values is None else tf.dynamic_partition(
+          values, ps_index, num_ps)))
+
+
+def _as_ids(ids: Any) -> tf.Tensor:
+  return tf.convert_to_tensor(ids, dtype=tf.int64)
+
+
+def _as_values(values: Any) -> tf.Tensor:
+  return tf.convert_to_tensor(values, dtype=tf.float32)
+
+
+class DistributedMultiTypeHashTable(
+    multi_type_hash_table.BaseMultiTypeHashTable):
+  """`MultiHashTable`s on `num_ps` PS tasks, behind the MultiHashTable API.
+
+  Build it where the worker's ops go (the default device, or the worker's
+  device scope): the learning-rate functions are called there, once, and
+  their rates are sent to every PS as one vector per step. Each PS table
+  gets copies of the configs whose `learning_rate_tensor` is its slice of
+  that vector (the user's configs are not changed).
+
+  Methods and return conventions are `MultiHashTable`'s: updates return a new
+  DistributedMultiTypeHashTable whose ops depend on the updates of every PS,
+  and `as_op()` gives one op that runs them.
+
+  Args:
+    num_ps: the number of PS tasks, >= 1.
+    slot_to_config: the table configs by slot (table name).
+    table_factory: `table_factory(ps_index, slot_to_config)` returns the
+      `MultiHashTable` of PS `ps_index`, built from the configs it is given
+      (copies of `slot_to_config`'s). It is called under
+      `ps_device(ps_index)`; tables of different PS need different shared
+      names (`name_suffix`).
+    transfer_float16: whether embeddings (PS to worker) and gradients
+      (worker to PS) cross as float16, halving the bytes; they are cast on
+      the sending side and back to float32 on the receiving side. Ids,
+      assigned values and learning rates cross as they are.
+
+  Raises:
+    ValueError: num_ps < 1, slot_to_config is empty, the TF_CONFIG
+      environment variable's cluster lacks PS tasks 0 .. num_ps - 1, a
+      table has not one learning-rate function per segment, or a PS's table
+      has other tables or dims than slot_to_config.
+    TypeError: table_factory returned something that is not a
+      MultiHashTable.
+  """
+
+  def __init__(self,
+               num_ps: int,
+               slot_to_config: Dict[str, entry.HashTableConfigInstance],
+               table_factory: TableFactory,
+               transfer_float16: bool = False):
+    if num_ps < 1:
+      raise ValueError(
+          f"num_ps must be >= 1, got {num_ps} (for tables on the worker, "
+          "use a MultiHashTable or create_native_multi_hash_table(0, ...))")
+    if not slot_to_config:
+      raise ValueError("slot_to_config is empty")
+    _check_tf_config_cluster(num_ps)
+    self._num_ps = num_ps
+    self.transfer_float16 = transfer_float16
+    cc = multi_hash_table_ops.convert_to_cached_config(slot_to_config)
+    self._table_names = cc.table_names
+    self._dims = cc.dims
+    # The rates are computed on the worker, once a step, and each PS gets
+    # them as one vector, which it splits per table.
+    with tf.name_scope("dmtht_learning_rate"):
+      learning_rates = multi_hash_table_ops.learning_rate_tensor(cc)
+    num_segments = [
+        len(cc.configs[name].table_config.entry_config.segments)
+        for name in cc.table_names
+    ]
+    self._tables = []
+    for i in range(num_ps):
+      with ps_device(i), tf.name_scope(f"dmtht_ps_{i}"):
+        rates_on_ps = tf.split(
+            tf.identity(learning_rates, name="learning_rate"), num_segments)
+        configs_on_ps = {}
+        for name, rates in zip(cc.table_names, rates_on_ps):
+          config = copy.copy(slot_to_config[name])
+          config.set_learning_rate_tensor(rates)
+          configs_on_ps[name] = config
+        table = table_factory(i, configs_on_ps)
+      self._check_table(i, table)
+      self._tables.append(table)
+    logging.info("DistributedMultiTypeHashTable: %d tables on %d PS tasks%s.",
+                 len(self._table_names), num_ps,
+                 ", float16 transfers" if transfer_float16 else "")
+
+  def _check_table(self, index: int, table: Any) -> None:
+    if not isinstance(table, multi_hash_table_ops.MultiHashTable):
+      raise TypeError(f"table_factory returned a {type(table).__name__} for "
+                      f"PS {index}; expected a MultiHashTable")
+    if (tuple(table.table_names) != self._table_names or
+        tuple(table.get_table_dim_sizes()) != self._dims):
+      raise ValueError(
+          f"table_factory's table for PS {index} has the tables "
+          f"{list(table.table_names)} of dims "
+          f"{list(table.get_table_dim_sizes())}; slot_to_config has "
+          f"{list(self._table_names)} of dims {list(self._dims)}")
+
+  @property
+  def num_ps(self) -> int:
+    """The number of PS tasks."""
+    return self._num_ps
+
+  @property
+  def table_names(self) -> Tuple[str]:
+    """The table names, sorted, as in every PS's MultiHashTable."""
+    return self._table_names
+
+  @property
+  def tables(self) -> List[multi_hash_table_ops.MultiHashTable]:
+    """The MultiHashTable of each PS, depending on this object's updates."""
+    return list(self._tables)
+
+  def get_table_dim_sizes(self) -> Tuple[int]:
+    """The embedding dim of each table, in `table_names` order."""
+    return self._dims
+
+  def _check_slots(self, slots: Any) -> None:
+    unknown = sorted(set(slots) - set(self._table_names))
+    if unknown:
+      raise ValueError(f"unknown table names {unknown}; the tables are "
+                       f"{list(self._table_names)}")
+
+  def lookup(self, slot_to_id: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """Returns the embeddings of the given ids.
+
+    Each PS gets the distinct ids it holds, once; ids never written read as
+    zeros and are not inserted.
+
+    Args:
+      slot_to_id: per table name, 1-D int64 ids.
+
+    Returns:
+      Per table name of `slot_to_id`, float32 embeddings [len(ids), dim].
+
+    Raises:
+      ValueError: an unknown table name, or ids that are not 1-D int64.
+    """
+    self._check_slots(slot_to_id)
+    with tf.name_scope("dmtht_lu"):
+      ids = {slot: _as_ids(v) for slot, v in slot_to_id.items()}
+      unique = {slot: tf.unique(v) for slot, v in ids.items()}
+      splits = {
+          slot: _split_by_ps(u.y, self._num_ps) for slot, u in unique.items()
+      }
+      per_ps = [self._lookup_on_ps(i, splits) for i in range(self._num_ps)]
+      result = {}
+      for slot, split in splits.items():
+        unique_embeddings = tf.dynamic_stitch(
+            split.positions, [embeddings[slot] for embeddings in per_ps])
+        embeddings = tf.gather(unique_embeddings, unique[slot].idx)
+        embeddings.set_shape(ids[slot].shape.concatenate(
+            [self._dims[self._table_names.index(slot)]]))
+        result[slot] = embeddings
+      return result
+
+  def _lookup_on_ps(self, index: int,
+                    splits: Dict[str, _Split]) -> Dict[str, tf.Tensor]:
+    """Looks PS `index`'s ids up; returns its embeddings by slot."""
+    table = self._tables[index]
+    ragged_id = table.get_ragged_id(
+        {slot: split.ids[index] for slot, split in splits.items()})
+    with ps_device(index), tf.name_scope(f"ps_{index}"):
+      flat = table.raw_lookup(ragged_id)
+      if self.transfer_float16:
+        flat = tf.cast(flat, tf.float16, name="send_CastToFloat16")
+    if self.transfer_float16:
+      flat = tf.cast(flat, tf.float32, name=f"recv_{index}_CastToFloat32")
+    return table.get_embeddings(ragged_id, flat)
+
+  def _ids_and_values_of_ps(
+      self, index: int,
+      splits: Dict[str, _Split]) -> Tuple[tf.RaggedTensor, tf.Tensor]:
+    """PS `index`'s ids (ragged, a row per table) and flat values."""
+    table = self._tables[index]
+    return (table.get_ragged_id(
+        {slot: split.ids[index] for slot, split in splits.items()}),
+            table.get_flat_value(
+                {slot: split.values[index] for slot, split in splits.items()}))
+
+  def _update(self, method: str, slot_to_id_and_value: IdsAndValues,
+              req_time: Optional[tf.Tensor]) -> DistributedMultiTypeHashTable:
+    """Runs `raw_<method>` on each PS with its ids and values, in order."""
+    self._check_slots(slot_to_id_and_value)
+    req_time = _req_time(req_time)
+    splits = {
+        slot: _split_by_ps(_as_ids(ids), self._num_ps, _as_values(values))
+        for slot, (ids, values) in slot_to_id_and_value.items()
+    }
+    new_tables = []
+    for i, table in enumerate(self._tables):
+      ragged_id, flat_value = self._ids_and_values_of_ps(i, splits)
+      with ps_device(i), tf.name_scope(f"ps_{i}"):
+        new_tables.append(
+            getattr(table, "raw_" + method)(ragged_id, flat_value, req_time))
+    return self._copy_with_new_tables(new_tables)
+
+  def assign(self,
+             slot_to_id_and_value: IdsAndValues,
+             req_time: Optional[tf.Tensor] = None
+            ) -> DistributedMultiTypeHashTable:
+    """Sets the embeddings of the given ids (see `MultiHashTable.assign`).
+
+    Ids and values are sent as given (float32), each PS getting its ids in
+    their input order, so repeated ids behave as on one table: the last
+    value wins.
+
+    Args:
+      slot_to_id_and_value: per table name, 1-D int64 ids and float32 values
+        [len(ids), dim].
+      req_time: int64 scalar, the update time (seconds); None is 0.
+
+    Returns:
+      The updated table.
+
+    Raises:
+      ValueError: an unknown table name.
+      tf.errors.InvalidArgumentError: (at run time) values do not have
+        len(ids) rows of the table's dim.
+    """
+    with tf.name_scope("dmtht_a"):
+      return self._update("assign", slot_to_id_and_value, req_time)
+
+  def assign_add(self,
+                 slot_to_id_and_value: IdsAndValues,
+                 req_time: Optional[tf.Tensor] = None
+                ) -> DistributedMultiTypeHashTable:
+    """Adds values to the embeddings of the given ids, sent as by `assign`.
+
+    Missing ids are inserted (initialized first); repeated ids add up, as
+    on one table.
+
+    Args:
+      slot_to_id_and_value: per table name, 1-D int64 ids and the float32
+        values to add.
+      req_time: int64 scalar stamped on the entries; None is 0.
+
+    Returns:
+      A table whose ops depend on every PS's update.
+
+    Raises:
+      ValueError, tf.errors.InvalidArgumentError: as `assign`.
+    """
+    with tf.name_scope("dmtht_aa"):
+      return self._update("assign_add", slot_to_id_and_value, req_time)
+
+  def reinitialize(
+      self, slot: str,
+      ids: tf.Tensor) -> Tuple[DistributedMultiTypeHashTable, tf.Tensor]:
+    """Resets ids of one table to their initializers' values, on their PS.
+
+    Args:
+      slot: the table name; an unknown one touches nothing (status -1).
+      ids: 1-D int64 ids.
+
+    Returns:
+      The updated table and an int32 status per id, in the order of `ids`:
+      -1 the table does not exist, 0 the id was inserted, 1 it existed.
+    """
+    with tf.name_scope("dmtht_reinit"):
+      split = _split_by_ps(_as_ids(ids), self._num_ps)
+      new_tables, statuses = [], []
+      for i, table in enumerate(self._tables):
+        with ps_device(i), tf.name_scope(f"ps_{i}"):
+          new_table, status = table.reinitialize(slot, split.ids[i])
+        new_tables.append(new_table)
+        statuses.append(status)
+      status = tf.dynamic_stitch(split.positions, statuses)
+      return self._copy_with_new_tables(new_tables), status
+
+  def apply_gradients(
+      self,
+      slot_to_id_and_grad: IdsAndValues,
+      global_step: tf.Tensor,
+      req_time: Optional[tf.Tensor] = None) -> DistributedMultiTypeHashTable:
+    """Applies the tables' optimizers to the gradients of the given ids.
+
+    The worker sums the gradients of repeated ids of a table, so each PS
+    optimizes an id once per call, with its summed gradient (for SGD, the
+    same as applying the gradients one by one). The learning rates, the
+    global step and req_time are read on the worker.
+
+    Args:
+      slot_to_id_and_grad: per table name, (ids, gradients): 1-D int64 and
+        float32 [len(ids), dim].
+      global_step: the int64 step (scalar), sent to every PS.
+      req_time: the int64 update time in seconds stamped on the entries;
+        None is 0.
+
+    Returns:
+      The updated table.
+
+    Raises:
+      ValueError: a table name that `slot_to_config` lacks.
+      tf.errors.InvalidArgumentError: (at run time) a table's gradients are
+        not [len(ids), dim].
+      tf.errors.FailedPreconditionError: (at run time) a table has SERVING
+        entries.
+    """
+    self._check_slots(slot_to_id_and_grad)
+    with tf.name_scope("dmtht_ag"):
+      global_step = tf.convert_to_tensor(global_step, dtype=tf.int64)
+      req_time = _req_time(req_time)
+      splits = {}
+      for slot, (ids, grads) in slot_to_id_and_grad.items():
+        unique_ids, idx = tf.unique(_as_ids(ids))
+        summed = tf.math.unsorted_segment_sum(_as_values(grads), idx,
+                                              tf.size(unique_ids))
+        splits[slot] = _split_by_ps(unique_ids, self._num_ps, summed)
+      new_tables = []
+      for i, table in enumerate(self._tables):
+        ragged_id, flat_grad = self._ids_and_values_of_ps(i, splits)
+        if self.transfer_float16:
+          flat_grad = tf.cast(flat_grad, tf.float16,
+                              name=f"send_{i}_CastToFloat16")
+        with ps_device(i), tf.name_scope(f"ps_{i}"):
+          if self.transfer_float16:
+            flat_grad = tf.cast(flat_grad, tf.float32,
+                                name="recv_CastToFloat32")
+          new_tables.append(
+              table.raw_apply_gradients(ragged_id, flat_grad, global_step,
+                                        req_time))
+      return self._copy_with_new_tables(new_tables)
+
+  def as_op(self, name: Optional[str] = None) -> tf.Operation:
+    """One op (on the worker) that runs the updates of every PS's table.
+
+    Args:
+      name: the op's name; "dmtht_ao" when None.
+    """
+    with tf.control_dependencies([table.as_op() for table in self._tables]):
+      return tf.no_op(name=name or "dmtht_ao")
+
+  def _copy_with_new_tables(
+      self, new_tables: List[multi_hash_table_ops.MultiHashTable]
+  ) -> DistributedMultiTypeHashTable:
+    copied = copy.copy(self)
+    copied._tables = new_tables
+    return copied
+
+
+def _req_time(req_time: Optional[tf.Tensor]) -> tf.Tensor:
+  """req_time as an int64 tensor built where the caller is (the worker)."""
+  if req_time is None:
+    return tf.constant(0, dtype=tf.int64)
+  return tf.convert_to_tensor(req_time, dtype=tf.int64)

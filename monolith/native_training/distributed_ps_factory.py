@@ -1,0 +1,98 @@
+"""Builds the embedding tables of a job: on the worker or on PS tasks."""
+
+from typing import Dict, List, Optional, Union
+
+import tensorflow as tf
+
+from monolith.native_training import distributed_ps
+from monolith.native_training import entry
+from monolith.native_training import multi_hash_table_ops
+
+
+def _per_ps(name: str, handles: Optional[List[tf.Tensor]],
+            count: int) -> List[Optional[tf.Tensor]]:
+  """`handles`, or `count` Nones; checks there is one per PS."""
+  if handles is None:
+    return [None] * count
+  if len(handles) != count:
+    raise ValueError(f"{name} has {len(handles)} handles; expected one per "
+                     f"PS task ({count})")
+  return list(handles)
+
+
+def ps_name_suffix(name_suffix: str, ps_index: int) -> str:
+  """The `name_suffix` of PS `ps_index`'s MultiHashTable.
+
+  With no `name_suffix` this is the original's, str(ps_index), so the
+  tables' shared names (and checkpoint files) are
+  "MonolithMultiHashTable_<ps_index>".
+
+  Args:
+    name_suffix: the suffix given to `create_native_multi_hash_table`.
+    ps_index: the PS task index.
+
+  Returns:
+    The PS table's name suffix.
+  """
+  return f"{name_suffix}_{ps_index}" if name_suffix else str(ps_index)
+
+
+def create_native_multi_hash_table(
+    num_ps: int,
+    slot_to_config: Dict[str, entry.HashTableConfigInstance],
+    hash_filters: Optional[List[tf.Tensor]] = None,
+    sync_clients: Optional[List[tf.Tensor]] = None,
+    transfer_float16: bool = False,
+    name_suffix: str = ""
+) -> Union[multi_hash_table_ops.MultiHashTable,
+           distributed_ps.DistributedMultiTypeHashTable]:
+  """Creates the tables of `slot_to_config`, on the worker or on PS tasks.
+
+  With num_ps == 0, one MultiHashTable on the worker (the caller's device
+  scope); otherwise a DistributedMultiTypeHashTable whose PS i holds a
+  `MultiHashTable.from_configs` table with the name suffix
+  `ps_name_suffix(name_suffix, i)`.
+
+  Args:
+    num_ps: the number of PS tasks, >= 0.
+    slot_to_config: the table configs by slot (table name).
+    hash_filters: one hash filter handle per PS (one for num_ps == 0), each
+      on its PS; None gives every table its own dummy filter (every id is
+      admitted).
+    sync_clients: one sync client handle per PS, as `hash_filters`.
+    transfer_float16: with num_ps > 0, whether embeddings and gradients
+      cross between worker and PS as float16 (see
+      `DistributedMultiTypeHashTable`).
+    name_suffix: tells tables of several calls in one graph apart.
+
+  Returns:
+    The MultiHashTable (num_ps == 0) or DistributedMultiTypeHashTable.
+
+  Raises:
+    ValueError: num_ps < 0, hash_filters or sync_clients do not have one
+      handle per PS, or as `DistributedMultiTypeHashTable` and
+      `MultiHashTable.from_configs`.
+  """
+  if num_ps < 0:
+    raise ValueError(f"num_ps must be >= 0, got {num_ps}")
+  count = max(num_ps, 1)
+  hash_filters = _per_ps("hash_filters", hash_filters, count)
+  sync_clients = _per_ps("sync_clients", sync_clients, count)
+  if num_ps == 0:
+    return multi_hash_table_ops.MultiHashTable.from_configs(
+        slot_to_config,
+        hash_filter=hash_filters[0],
+        sync_client=sync_clients[0],
+        name_suffix=name_suffix)
+
+  def table_factory(
+      ps_index: int, configs: Dict[str, entry.HashTableConfigInstance]
+  ) -> multi_hash_table_ops.MultiHashTable:
+    return multi_hash_table_ops.MultiHashTable.from_configs(
+        configs,
+        hash_filter=hash_filters[ps_index],
+        sync_client=sync_clients[ps_index],
+        name_suffix=ps_name_suffix(name_suffix, ps_index))
+
+  return distributed_ps.DistributedMultiTypeHashTable(
+      num_ps, slot_to_config, table_factory, transfer_float16=transfer_float16)
