@@ -228,6 +228,8 @@ class DistributedMultiTypeHashTable(
           configs_on_ps[name] = config
         table = table_factory(i, configs_on_ps)
       self._check_table(i, table)
+      # For checkpoints: the restorer listener reshards by it.
+      table.set_ps_shard(num_ps, i)
       self._tables.append(table)
     logging.info("DistributedMultiTypeHashTable: %d tables on %d PS tasks%s.",
                  len(self._table_names), num_ps,
@@ -470,6 +472,59 @@ class DistributedMultiTypeHashTable(
               table.raw_apply_gradients(ragged_id, flat_grad, global_step,
                                         req_time))
       return self._copy_with_new_tables(new_tables)
+
+  def save(self,
+           directory: Union[str, tf.Tensor],
+           compression_type: str = "SNAPPY") -> DistributedMultiTypeHashTable:
+    """Saves each PS's table, on its PS, to `<directory>/<shared_name>`.
+
+    As the saver listener does into a checkpoint's asset directory; PS tasks
+    save in parallel. `restore` reads such saves into any number of PS.
+
+    Args:
+      directory: the directory (string or string scalar tensor).
+      compression_type: see `MultiHashTable.save`.
+
+    Returns:
+      The table, depending on every PS's save.
+    """
+    new_tables = []
+    for i, table in enumerate(self._tables):
+      with ps_device(i), tf.name_scope(f"dmtht_save_{i}"):
+        basename = tf.strings.join([directory, "/" + table.shared_name])
+        new_tables.append(table.save(basename, compression_type))
+    return self._copy_with_new_tables(new_tables)
+
+  def restore(self,
+              basenames: Any,
+              strict: bool = False) -> DistributedMultiTypeHashTable:
+    """Restores the checkpoints of the tables of any number of PS tasks.
+
+    `basenames` are the saves of every PS table of the old layout (for
+    example `multi_hash_table_ops.find_ps_checkpoints(directory,
+    "MonolithMultiHashTable")`); PS i of this table keeps the entries with
+    floormod(id, num_ps) == i of all of them (values, optimizer state,
+    update times) and loses its others. See
+    `MultiHashTable.restore_resharded`.
+
+    Args:
+      basenames: list (or 1-D string tensor) of checkpoint path prefixes.
+      strict: whether table names that differ between a checkpoint and the
+        tables are an error.
+
+    Returns:
+      The table, depending on every PS's restore.
+    """
+    new_tables = []
+    basenames = tf.convert_to_tensor(basenames, dtype=tf.string)
+    for i, table in enumerate(self._tables):
+      with ps_device(i), tf.name_scope(f"dmtht_restore_{i}"):
+        new_tables.append(
+            table.restore_resharded(basenames,
+                                    id_modulus=self._num_ps,
+                                    id_remainder=i,
+                                    strict=strict))
+    return self._copy_with_new_tables(new_tables)
 
   def as_op(self, name: Optional[str] = None) -> tf.Operation:
     """One op (on the worker) that runs the updates of every PS's table.

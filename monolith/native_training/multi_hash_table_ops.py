@@ -19,9 +19,12 @@ non-scalar global step fed later, a SERVING table asked to train) raises the
 
 import abc
 import collections
+import contextlib
 import copy
 import dataclasses
+import math
 import os
+import re
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from absl import logging
@@ -156,6 +159,83 @@ def learning_rate_tensor(cc: CachedConfig) -> tf.Tensor:
 class MultiHashTableMetadata:
   """Per-graph record of the shared names in use."""
   name_set: set = dataclasses.field(default_factory=set)
+
+
+class PsShard(NamedTuple):
+  """The place of a PS's MultiHashTable in a DistributedMultiTypeHashTable."""
+  # The number of PS tasks the tables are sharded over.
+  num_ps: int
+  # This table's PS: it holds the ids with floormod(id, num_ps) == ps_index.
+  ps_index: int
+  # The shared names of the group's tables are "<group_prefix>_<index>".
+  group_prefix: str
+
+
+def find_ps_checkpoints(directory: str, group_prefix: str) -> List[str]:
+  """The checkpoints of a group of PS tables in a directory, by PS index.
+
+  Looks for the meta files "<group_prefix>_<j>.meta-SSSSS-of-NNNNN" that
+  saves of the group's tables (PS j's shared name, see `PsShard`) wrote;
+  temporary files of interrupted saves are ignored.
+
+  Args:
+    directory: the directory, e.g. a checkpoint's asset directory.
+    group_prefix: the group's shared-name prefix, e.g.
+      "MonolithMultiHashTable".
+
+  Returns:
+    The basenames "<directory>/<group_prefix>_<j>" for j = 0 .. N-1 (N:
+    the number of PS tasks that saved), or [] when there is none.
+
+  Raises:
+    tf.errors.NotFoundError: the tables of some PS below the highest one
+      found are missing (an incomplete checkpoint).
+  """
+  pattern = re.compile(
+      re.escape(group_prefix) +
+      r"_(0|[1-9][0-9]*)\.meta-[0-9]{5}-of-[0-9]{5}")
+  try:
+    names = tf.io.gfile.listdir(directory)
+  except tf.errors.NotFoundError:
+    return []
+  indices = set()
+  for name in names:
+    match = pattern.fullmatch(name.rstrip("/"))
+    if match:
+      indices.add(int(match.group(1)))
+  if not indices:
+    return []
+  missing = sorted(set(range(max(indices) + 1)) - indices)
+  if missing:
+    raise tf.errors.NotFoundError(
+        None, None,
+        f"{directory} holds the tables {group_prefix}_<j> of PS "
+        f"{sorted(indices)} but not of PS {missing}: the checkpoint is "
+        "incomplete")
+  return [
+      os.path.join(directory, f"{group_prefix}_{j}")
+      for j in range(len(indices))
+  ]
+
+
+def ps_checkpoints_to_read(basenames: List[str], shard: PsShard) -> List[str]:
+  """Which checkpoints of an old PS layout hold ids of `shard`'s table.
+
+  Old PS j of N held the ids with id mod N == j; new PS i of M holds those
+  with id mod M == i; both hold some id exactly when j and i are equal
+  modulo gcd(N, M). So with the same count PS i reads only PS i's
+  checkpoint, from 2 PS into 4 each PS reads one, from 2 into 3 all.
+
+  Args:
+    basenames: the checkpoints of the old PS tables, by index
+      (`find_ps_checkpoints`).
+    shard: the new table's place.
+
+  Returns:
+    The subset of `basenames` to restore from.
+  """
+  g = math.gcd(len(basenames), shard.num_ps)
+  return [b for j, b in enumerate(basenames) if j % g == shard.ps_index % g]
 
 
 def concat_1d_tensors(*args: tf.Tensor) -> tf.RaggedTensor:
@@ -304,6 +384,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     else:
       self._learning_rate = tf.cast(tf.stack(learning_rate_list), tf.float32)
     self._saver_parallel = saver_parallel
+    self._ps_shard = None
     self._shared_name = "_".join([MultiHashTable.NAME_PREFIX, name_suffix])
     self._check_and_insert_name(self._shared_name)
     with tf.device(device):
@@ -334,6 +415,9 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
         ops.prepend_name_scope(proto.learning_rate_tensor, import_scope))
     self._saver_parallel = proto.saver_parallel
     self._shared_name = proto.shared_name
+    self._ps_shard = (PsShard(proto.num_ps, proto.ps_index,
+                              proto.ps_group_prefix)
+                      if proto.HasField("num_ps") else None)
     self._initializer = g.as_graph_element(
         ops.prepend_name_scope(proto.initializer_op, import_scope))
     self._handle = g.as_graph_element(
@@ -462,6 +546,10 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     proto.initializer_op = ops.strip_name_scope(self._initializer.name,
                                                 export_scope)
     proto.handle_tensor = ops.strip_name_scope(self._handle.name, export_scope)
+    if self._ps_shard is not None:
+      proto.num_ps = self._ps_shard.num_ps
+      proto.ps_index = self._ps_shard.ps_index
+      proto.ps_group_prefix = self._ps_shard.group_prefix
     return proto
 
   @classmethod
@@ -492,6 +580,44 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
   def initializer(self) -> tf.Operation:
     """The op that creates the tables (a no-op once they exist)."""
     return self._initializer
+
+  @property
+  def ps_shard(self) -> Optional["PsShard"]:
+    """Where the table sits in a DistributedMultiTypeHashTable, or None."""
+    return self._ps_shard
+
+  def set_ps_shard(self, num_ps: int, ps_index: int) -> bool:
+    """Records that this is the table of PS `ps_index` of `num_ps`.
+
+    `DistributedMultiTypeHashTable` calls it for each PS's table. The
+    restorer listener then restores the table from the checkpoints of every
+    PS table of the same group, whatever their number was, keeping the ids
+    with floormod(id, num_ps) == ps_index. Groups are told by the shared
+    name: "<group prefix>_<ps_index>" (the factory's names); a table named
+    otherwise is not marked and restores only from its own checkpoint.
+
+    Args:
+      num_ps: the number of PS tasks, >= 1.
+      ps_index: this table's PS, in [0, num_ps).
+
+    Returns:
+      Whether the table was marked (its shared name ends in "_<ps_index>").
+
+    Raises:
+      ValueError: ps_index is not in [0, num_ps).
+    """
+    if not 0 <= ps_index < num_ps:
+      raise ValueError(f"ps_index must be in [0, {num_ps}), got {ps_index}")
+    suffix = f"_{ps_index}"
+    if not self._shared_name.endswith(suffix):
+      logging.warning(
+          "Table %s of PS %d is not named <prefix>%s: it restores only from "
+          "its own checkpoint, so only into the same number of PS tasks.",
+          self._shared_name, ps_index, suffix)
+      return False
+    self._ps_shard = PsShard(num_ps, ps_index,
+                             self._shared_name[:-len(suffix)])
+    return True
 
   def get_table_dim_sizes(self) -> Tuple[int]:
     """The embedding dim of each table, in `table_names` order."""
@@ -713,6 +839,48 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
         hash_table_ops.monolith_multi_hash_table_restore(mtable=self._handle,
                                                          basename=basename,
                                                          strict=strict))
+
+  def restore_resharded(self,
+                        basenames: Any,
+                        id_modulus: int,
+                        id_remainder: int,
+                        strict: bool = False) -> "MultiHashTable":
+    """Restores the entries of this id shard from several checkpoints.
+
+    For tables of PS tasks: `basenames` are the checkpoints of every table
+    of an older PS layout (any number), and this table keeps the ids with
+    floormod(id, id_modulus) == id_remainder (values, optimizer state,
+    update times). All checkpoints are read and checked first; every table
+    that any of them holds is emptied once, then each is restored. Table
+    names are matched as by `restore` (a mismatch is a warning, or an error
+    with strict=True, before any table is touched).
+
+    Args:
+      basenames: 1-D string tensor (or list), the checkpoints' path
+        prefixes, each given once.
+      id_modulus: the number of id shards (the new PS count), >= 1.
+      id_remainder: this table's shard, in [0, id_modulus).
+      strict: whether a mismatch of table names is an error.
+
+    Returns:
+      The table, depending on the restore.
+
+    Raises:
+      ValueError: id_modulus < 1, id_remainder not in [0, id_modulus), or
+        basenames known not to be a vector.
+      tf.errors.InvalidArgumentError: (at run time) basenames is empty or
+        holds a basename twice.
+      tf.errors.FailedPreconditionError, tf.errors.DataLossError,
+        tf.errors.NotFoundError: (at run time) as `restore`, for any of the
+        checkpoints; no table is touched then.
+    """
+    return self._copy_with_new_table(
+        hash_table_ops.monolith_multi_hash_table_restore_resharded(
+            mtable=self._handle,
+            basenames=basenames,
+            id_modulus=id_modulus,
+            id_remainder=id_remainder,
+            strict=strict))
 
   def feature_stat(self, basename: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
     """Reads the table names and entry counts of a checkpoint's meta files.
@@ -1030,7 +1198,10 @@ class MultiHashTableCheckpointSaverListener(
   are deleted too; see save_utils for the rule.
 
   The save ops are built at construction, for the tables the graph holds
-  then: create the listener after the tables.
+  then: create the listener after the tables. Each table's save (and its
+  ckpt.info count) runs on the table's device, so the tables of PS tasks
+  are saved by their PS, all in parallel; ckpt.info sums the counts of
+  every table, i.e. of the whole cluster.
 
   Args:
     basename: the checkpoint path prefix passed to the Saver.
@@ -1113,14 +1284,24 @@ class MultiHashTableCheckpointSaverListener(
     for table in ops.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY):
       basename = tf.compat.v1.placeholder(tf.string, shape=[])
       self._table_id_to_placeholder[id(table)] = basename
-      save_op = table.save(basename=basename,
-                           compression_type=self._compression_type).as_op()
-      save_ops.append(save_op)
-      if self._write_ckpt_info:
-        with tf.control_dependencies([save_op]):
-          self._features_counts_tuples.append(table.feature_stat(basename))
+      with _on_device_of(table):
+        save_op = table.save(basename=basename,
+                             compression_type=self._compression_type).as_op()
+        save_ops.append(save_op)
+        if self._write_ckpt_info:
+          with tf.control_dependencies([save_op]):
+            self._features_counts_tuples.append(table.feature_stat(basename))
     with tf.control_dependencies(save_ops):
       return tf.no_op(name="multi_hashtable_save_all")
+
+
+@contextlib.contextmanager
+def _on_device_of(table: MultiHashTable):
+  """Builds ops on `table`'s device, whatever the outer scopes."""
+  graph = tf.compat.v1.get_default_graph()
+  with graph.colocate_with(None, ignore_existing=True), tf.device(
+      table.handle.device):
+    yield
 
 
 class MultiHashTableCheckpointRestorerListener(
@@ -1128,7 +1309,17 @@ class MultiHashTableCheckpointRestorerListener(
   """Restores every MultiHashTable of the graph from the latest checkpoint.
 
   The restore ops are built at construction, for the tables the graph holds
-  then.
+  then, each on its table's device.
+
+  A table of a PS (`MultiHashTable.ps_shard` is set, as for the tables of
+  a `DistributedMultiTypeHashTable`) is restored from the checkpoints of
+  its group's tables, whatever their number: `before_restore` lists the
+  checkpoint's asset directory for "<group prefix>_<j>" (old PS j of N,
+  `find_ps_checkpoints`), and PS i of M restores the entries with
+  floormod(id, M) == i from those of them that can hold such ids
+  (`ps_checkpoints_to_read`: with N == M, only PS i's). So a checkpoint of
+  N PS tasks restores into M, optimizer state included. Other tables are
+  restored from "<asset dir><shared_name>".
 
   Args:
     basename: the checkpoint path prefix; the latest checkpoint of its
@@ -1165,10 +1356,25 @@ class MultiHashTableCheckpointRestorerListener(
     logging.info("Restoring hash tables from %s.", ckpt_prefix)
     asset_dir = self._helper.get_ckpt_asset_dir(ckpt_prefix)
     tables = tf.compat.v1.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY)
-    feed_dict = {
-        self._table_id_to_placeholder[id(t)]: asset_dir + t.shared_name
-        for t in tables
-    }
+    feed_dict = {}
+    groups = {}  # group prefix -> the old PS tables' checkpoints
+    for t in tables:
+      placeholder = self._table_id_to_placeholder[id(t)]
+      shard = t.ps_shard
+      if shard is None:
+        feed_dict[placeholder] = asset_dir + t.shared_name
+        continue
+      if shard.group_prefix not in groups:
+        groups[shard.group_prefix] = find_ps_checkpoints(
+            asset_dir, shard.group_prefix)
+        old = groups[shard.group_prefix]
+        logging.info("Restoring the tables %s_<i> of %d PS tasks from the "
+                     "checkpoints of %d PS tasks.", shard.group_prefix,
+                     shard.num_ps, len(old))
+      old = groups[shard.group_prefix]
+      # None found: the table's own name, so that the op fails naming it.
+      feed_dict[placeholder] = (ps_checkpoints_to_read(old, shard)
+                                if old else [asset_dir + t.shared_name])
     session.run([t.initializer for t in tables])
     restore_ops = []
     for device, device_ops in self._restore_ops_per_device.items():
@@ -1183,9 +1389,20 @@ class MultiHashTableCheckpointRestorerListener(
   def _build_restore_graph(self) -> Dict[str, List[tf.Operation]]:
     restore_ops_per_device = collections.defaultdict(list)
     for table in ops.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY):
-      basename = tf.compat.v1.placeholder(tf.string, shape=[])
+      shard = table.ps_shard
+      if shard is None:
+        basename = tf.compat.v1.placeholder(tf.string, shape=[])
+      else:
+        basename = tf.compat.v1.placeholder(tf.string, shape=[None])
       self._table_id_to_placeholder[id(table)] = basename
-      restore_op = table.restore(basename=basename).as_op()
+      with _on_device_of(table):
+        if shard is None:
+          restore_op = table.restore(basename=basename).as_op()
+        else:
+          restore_op = table.restore_resharded(
+              basenames=basename,
+              id_modulus=shard.num_ps,
+              id_remainder=shard.ps_index).as_op()
       restore_ops_per_device[table.handle.device].append(restore_op)
     return restore_ops_per_device
 

@@ -664,6 +664,17 @@ Status EmbeddingHashTable::RestoreRecord(const char* record, size_t size,
   return Restore(*scratch_dump);
 }
 
+Status RecordId(const char* record, size_t size, EntryDump* scratch,
+                int64_t* id) {
+  if (ReadEntryDumpId(record, size, id)) return Status::OK();
+  if (!scratch->ParseFromArray(record, static_cast<int>(size))) {
+    return DataLossError("a record of " + std::to_string(size) +
+                         " bytes is not an EntryDump");
+  }
+  *id = scratch->id();
+  return Status::OK();
+}
+
 void SumDuplicateIds(const int64_t* ids, int64_t n, const float* grads,
                      int dim, std::vector<int64_t>* unique_ids,
                      std::vector<float>* summed) {

@@ -209,6 +209,13 @@ class EmbeddingHashTable {
   std::unique_ptr<internal::TableShard[]> shards_;
 };
 
+// The id of a checkpoint record (a serialized EntryDump), without
+// restoring it: read in place (ReadEntryDumpId, wire_reader.h) when the
+// wire walk vouches for the record, else parsed into |scratch|. DataLoss if
+// the record is not an EntryDump.
+Status RecordId(const char* record, size_t size, EntryDump* scratch,
+                int64_t* id);
+
 // Sums the gradients (|dim| floats each) of repeated ids, so each id can be
 // optimized once with its total gradient: |unique_ids| gets every id once,
 // in first-seen order, and |summed| its summed gradient.

@@ -726,6 +726,33 @@ TEST(EmbeddingHashTableTest, SaveWhileTraining) {
   for (const auto& [id, value] : saved) EXPECT_GE(value, 1.0f) << id;
 }
 
+// RecordId: in place for what the wire walk reads, parsed otherwise (a
+// record with an unknown group), DataLoss for what is not an EntryDump.
+TEST(EmbeddingHashTableTest, RecordIdReadsInPlaceOrParses) {
+  EntryDump dump;
+  dump.set_id(-123);
+  dump.add_num(2.0f);
+  dump.set_last_update_ts_sec(77);
+  EntryDump scratch;
+  int64_t id = 0;
+  const std::string plain = dump.SerializeAsString();
+  ASSERT_TRUE(RecordId(plain.data(), plain.size(), &scratch, &id).ok());
+  EXPECT_EQ(id, -123);
+  EXPECT_FALSE(scratch.has_id());  // not parsed
+
+  // An unknown group (field 100): parsing skips it, the walk does not.
+  const std::string with_group = plain + "\xa3\x06\xa4\x06";
+  ASSERT_TRUE(
+      RecordId(with_group.data(), with_group.size(), &scratch, &id).ok());
+  EXPECT_EQ(id, -123);
+  EXPECT_TRUE(scratch.has_id());  // parsed
+
+  const std::string garbage = plain.substr(0, plain.size() - 1);
+  const Status s = RecordId(garbage.data(), garbage.size(), &scratch, &id);
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss);
+  EXPECT_NE(s.message().find("is not an EntryDump"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace hash_table
 }  // namespace monolith

@@ -40,6 +40,17 @@ ht::ParallelFor WorkerThreads(OpKernelContext* ctx) {
 void LogInfo(const std::string& line) { LOG(INFO) << line; }
 void LogWarning(const std::string& line) { LOG(WARNING) << line; }
 
+// The id shard attrs of MonolithMultiHashTableRestoreResharded (the op's
+// constraints already require id_modulus >= 1 and id_remainder >= 0).
+Status CheckIdShard(int64_t modulus, int64_t remainder) {
+  if (modulus < 1 || remainder < 0 || remainder >= modulus) {
+    return errors::InvalidArgument(
+        "id_remainder must be in [0, id_modulus): got id_modulus ", modulus,
+        " and id_remainder ", remainder);
+  }
+  return OkStatus();
+}
+
 class MultiHashTableSaveOp : public OpKernel {
  public:
   explicit MultiHashTableSaveOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
@@ -207,6 +218,134 @@ class MultiHashTableRestoreOp : public OpKernel {
   bool strict_ = false;
 };
 
+// Restores the checkpoints of the tables of an old PS layout (one per old
+// PS task) into this PS's table, keeping only the entries whose id has
+// floormod(id, id_modulus) == id_remainder: the ids a table at index
+// id_remainder of id_modulus PS tasks holds. Every checkpoint's meta files
+// are read and checked first; then every graph table that any checkpoint
+// holds is emptied once, and the checkpoints are restored one after the
+// other (each one's shards in parallel). Mismatched table names are
+// warnings, or with strict an error, as for MonolithMultiHashTableRestore.
+class MultiHashTableRestoreReshardedOp : public OpKernel {
+ public:
+  explicit MultiHashTableRestoreReshardedOp(OpKernelConstruction* ctx)
+      : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("strict", &strict_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("id_modulus", &id_modulus_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("id_remainder", &id_remainder_));
+    OP_REQUIRES_OK(ctx, CheckIdShard(id_modulus_, id_remainder_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor* basenames_tensor = nullptr;
+    OP_REQUIRES_OK(ctx,
+                   GetVectorInput(ctx, 1, "basenames", &basenames_tensor));
+    OP_REQUIRES(ctx, basenames_tensor->dtype() == DT_STRING,
+                errors::InvalidArgument("basenames must be string, got ",
+                                        DataTypeString(
+                                            basenames_tensor->dtype())));
+    const auto flat = basenames_tensor->flat<tstring>();
+    OP_REQUIRES(ctx, flat.size() > 0,
+                errors::InvalidArgument("basenames is empty: give the "
+                                        "checkpoint of every old PS table"));
+    std::vector<std::string> basenames;
+    for (int64_t i = 0; i < flat.size(); ++i) {
+      basenames.emplace_back(flat(i));
+      for (int64_t j = 0; j + 1 < static_cast<int64_t>(basenames.size());
+           ++j) {
+        OP_REQUIRES(ctx, basenames[j] != basenames.back(),
+                    errors::InvalidArgument("basenames holds ",
+                                            basenames.back(), " twice"));
+      }
+    }
+    core::RefCountPtr<MultiHashTable> mtable;
+    OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 0, "mtable", &mtable));
+    TfFileSystem fs(ctx->env());
+    // Every checkpoint is read and checked before any table is touched.
+    std::vector<ht::CheckpointInfo> infos(basenames.size());
+    std::vector<std::vector<int>> to_graph(basenames.size());
+    std::vector<bool> restored(mtable->size(), false);
+    std::vector<std::string> mismatches;
+    for (size_t b = 0; b < basenames.size(); ++b) {
+      OP_REQUIRES_OK(ctx, ToTfStatus(ht::ReadCheckpointInfo(
+                              &fs, basenames[b], /*need_data=*/true,
+                              LogWarning, &infos[b])));
+      for (const ht::CheckpointInfo::Table& table : infos[b].tables) {
+        const int t = mtable->Find(table.name);
+        to_graph[b].push_back(t);
+        if (t >= 0) {
+          restored[t] = true;
+        } else {
+          mismatches.push_back(basenames[b] + ": its table " + table.name +
+                               " (" + std::to_string(table.entries) +
+                               " entries) is not in the graph: its entries "
+                               "are not restored");
+        }
+      }
+      for (int t = 0; t < mtable->size(); ++t) {
+        if (infos[b].FindTable(mtable->table(t).name) < 0) {
+          mismatches.push_back(basenames[b] + " lacks table " +
+                               mtable->table(t).name);
+        }
+      }
+    }
+    for (int t = 0; t < mtable->size(); ++t) {
+      if (!restored[t]) {
+        mismatches.push_back("table " + mtable->table(t).name +
+                             " is in none of the checkpoints: it keeps its "
+                             "current entries");
+      }
+    }
+    for (const std::string& mismatch : mismatches) {
+      OP_REQUIRES(ctx, !strict_,
+                  errors::FailedPrecondition("strict resharded restore: ",
+                                             mismatch));
+      LOG(WARNING) << "Resharded restore of " << mtable->shared_name() << ": "
+                   << mismatch;
+    }
+    for (int t = 0; t < mtable->size(); ++t) {
+      if (restored[t]) mtable->table(t).table->Clear();
+    }
+    const int64_t modulus = id_modulus_;
+    const int64_t remainder = id_remainder_;
+    for (size_t b = 0; b < basenames.size(); ++b) {
+      const std::vector<int>& graph_of = to_graph[b];
+      std::vector<EntryDump> scratch(infos[b].nshards);
+      OP_REQUIRES_OK(
+          ctx,
+          ToTfStatus(ht::RestoreCheckpoint(
+              &fs, infos[b],
+              [&](int shard, int t, std::string_view record) {
+                int64_t id = 0;
+                ht::Status s = ht::RecordId(record.data(), record.size(),
+                                            &scratch[shard], &id);
+                if (!s.ok()) return s;
+                int64_t r = id % modulus;
+                if (r < 0) r += modulus;
+                if (graph_of[t] < 0 || r != remainder) {
+                  return ht::Status::OK();
+                }
+                int64_t update_time = 0;
+                s = mtable->table(graph_of[t])
+                        .table->RestoreRecord(record.data(), record.size(),
+                                              &scratch[shard], &update_time);
+                if (s.code() == ht::StatusCode::kDataLoss) {
+                  return ht::DataLossError("not an EntryDump");
+                }
+                if (!s.ok()) return ht::InvalidArgumentError(s.message());
+                return ht::Status::OK();
+              },
+              WorkerThreads(ctx), LogInfo)));
+    }
+    ctx->set_output(0, ctx->input(0));
+  }
+
+ private:
+  bool strict_ = false;
+  int64_t id_modulus_ = 1;
+  int64_t id_remainder_ = 0;
+};
+
 class MultiHashTableFeatureStatOp : public OpKernel {
  public:
   explicit MultiHashTableFeatureStatOp(OpKernelConstruction* ctx)
@@ -261,6 +400,27 @@ REGISTER_OP("MonolithMultiHashTableRestore")
 REGISTER_KERNEL_BUILDER(
     Name("MonolithMultiHashTableRestore").Device(DEVICE_CPU),
     MultiHashTableRestoreOp);
+
+REGISTER_OP("MonolithMultiHashTableRestoreResharded")
+    .Input("mtable: resource")
+    .Input("basenames: string")
+    .Output("output_mtable: resource")
+    .Attr("id_modulus: int >= 1")
+    .Attr("id_remainder: int >= 0")
+    .Attr("strict: bool = false")
+    .SetShapeFn([](shape_inference::InferenceContext* c) {
+      TF_RETURN_IF_ERROR(
+          CheckInputRanks(c, {{"mtable", 0}, {"basenames", 1}}));
+      int64_t modulus = 0;
+      int64_t remainder = 0;
+      TF_RETURN_IF_ERROR(c->GetAttr("id_modulus", &modulus));
+      TF_RETURN_IF_ERROR(c->GetAttr("id_remainder", &remainder));
+      TF_RETURN_IF_ERROR(CheckIdShard(modulus, remainder));
+      return shape_inference::ScalarShape(c);
+    });
+REGISTER_KERNEL_BUILDER(
+    Name("MonolithMultiHashTableRestoreResharded").Device(DEVICE_CPU),
+    MultiHashTableRestoreReshardedOp);
 
 REGISTER_OP("MonolithMultiHashTableFeatureStat")
     .Input("basename: string")

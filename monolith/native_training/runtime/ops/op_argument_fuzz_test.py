@@ -144,6 +144,9 @@ def _valid_calls(workdir: str) -> Dict[str, _Call]:
                 {"nshards": 1}),
       "MonolithMultiHashTableRestore":
           _Call({"basename": _str(checkpoint)}, {}),
+      "MonolithMultiHashTableRestoreResharded":
+          _Call({"basenames": _str([checkpoint])},
+                {"id_modulus": 2, "id_remainder": 1}),
       "MonolithMultiHashTableFeatureStat":
           _Call({"basename": _str(checkpoint)}, {}),
   }
@@ -245,6 +248,7 @@ class _Sweep:
       self._case(op, "-", "valid call", lambda: "no valid call in the test")
       return
     if op in ("MonolithMultiHashTableRestore",
+              "MonolithMultiHashTableRestoreResharded",
               "MonolithMultiHashTableFeatureStat") and (
                   not self._checkpoint_written):
       _write_checkpoint(self._workdir)

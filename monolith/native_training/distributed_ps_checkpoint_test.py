@@ -1,0 +1,341 @@
+"""Checkpoints of tables on PS tasks, on in-process clusters.
+
+A 2-PS table (adagrad, so optimizer state matters) and a local table are
+trained and saved through the saver listener once; fresh graphs on clusters
+of 1 to 4 PS tasks restore them through the restorer listener.
+"""
+
+import os
+import re
+from typing import Dict, NamedTuple, Tuple
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from monolith.native_training import distributed_ps
+from monolith.native_training import distributed_ps_factory
+from monolith.native_training import multi_hash_table_ops
+from monolith.native_training import test_utils
+from monolith.native_training import utils
+from monolith.native_training.runtime.hash_table import embedding_hash_table_pb2
+
+tf1 = tf.compat.v1
+tf1.disable_eager_execution()
+
+_CLUSTERS = {}
+
+
+def _cluster(num_ps):
+  """One in-process cluster per PS count, shared (sessions are isolated)."""
+  if num_ps not in _CLUSTERS:
+    _CLUSTERS[num_ps] = test_utils.create_test_ps_cluster(num_ps)
+  return _CLUSTERS[num_ps]
+
+
+def _session(num_ps):
+  servers, config = _cluster(num_ps)
+  return tf1.train.SingularMonitoredSession(master=servers[0].target,
+                                            config=config)
+
+
+def _adagrad(dim, learning_rate):
+  config = test_utils.generate_test_hash_table_config(
+      dim, learning_rate=learning_rate)
+  segment = config.table_config.entry_config.segments[0]
+  segment.opt_config.adagrad.initial_accumulator_value = 0.1
+  return config
+
+
+def _configs():
+  return {"a": _adagrad(2, 0.5), "b": _adagrad(3, 0.25)}
+
+
+def _local_configs():
+  return {"c": _adagrad(1, 0.5)}
+
+
+# Ids of both signs, small and extreme.
+_POOL = np.array([0, 1, 2, 3, 4, 5, 6, 7, 11, -1, -2, -3, -5, -6, 2**40 + 3,
+                  -(2**50) - 7, 2**63 - 1, -(2**63)],
+                 dtype=np.int64)
+_EXTRA_ID = 987654  # assigned before a restore, which must drop it
+_DIMS = {"a": 2, "b": 3, "c": 1}
+
+Entries = Dict[Tuple[str, int], bytes]
+
+
+def _entries(table, names, ids) -> Dict[str, tf.Tensor]:
+  return table.lookup_entry({name: tf.constant(ids) for name in names})
+
+
+def _parse(fetched: Dict[str, np.ndarray], ids) -> Entries:
+  """{(table, id): serialized EntryDump} of the ids present."""
+  out = {}
+  for name, dumps in fetched.items():
+    for i, raw in zip(ids, dumps):
+      if embedding_hash_table_pb2.EntryDump.FromString(raw).num:
+        out[(name, int(i))] = raw
+  return out
+
+
+class _Saved(NamedTuple):
+  basename: str
+  model_dir: str
+  # Entries of the 2-PS table, by table and id, and the PS each was on.
+  dist: Entries
+  dist_ps: Dict[Tuple[str, int], int]
+  local: Entries
+  save_devices: Tuple[str]
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory) -> _Saved:
+  model_dir = str(tmp_path_factory.mktemp("ps_ckpt"))
+  basename = os.path.join(model_dir, "model.ckpt")
+  with tf.Graph().as_default() as graph:
+    dist = distributed_ps_factory.create_native_multi_hash_table(2, _configs())
+    local = distributed_ps_factory.create_native_multi_hash_table(
+        0, _local_configs(), name_suffix="local")
+    global_step = tf1.train.get_or_create_global_step()
+    ids = tf1.placeholder(tf.int64, [None])
+    grads = {
+        name: tf1.placeholder(tf.float32, [None, _DIMS[name]])
+        for name in _DIMS
+    }
+    req_time = tf1.placeholder(tf.int64, [])
+    train = tf.group(
+        dist.apply_gradients({n: (ids, grads[n]) for n in ("a", "b")},
+                             global_step, req_time).as_op(),
+        local.apply_gradients({"c": (ids, grads["c"])}, global_step,
+                              req_time).as_op(),
+        global_step.assign_add(1))
+    listener = multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
+        basename)
+    saver = tf1.train.Saver()
+    per_ps = []
+    for i, table in enumerate(dist.tables):
+      with distributed_ps.ps_device(i):
+        per_ps.append(_entries(table, ("a", "b"), _POOL))
+    local_entries = _entries(local, ("c",), _POOL)
+    save_devices = tuple(
+        sorted(op.device
+               for op in graph.get_operations()
+               if op.type in ("MonolithMultiHashTableSave",
+                              "MonolithMultiHashTableFeatureStat")))
+    rng = np.random.RandomState(3)
+    with _session(2) as sess:
+      for step in range(4):
+        # Every id in the first step, random repeated ones afterwards.
+        step_ids = _POOL if step == 0 else rng.choice(_POOL, 20)
+        feed = {ids: step_ids, req_time: 1000 + step}
+        for name, dim in _DIMS.items():
+          feed[grads[name]] = rng.randint(-16, 17, [len(step_ids), dim]) / 8
+        sess.run(train, feed)
+      raw = sess.raw_session()
+      listener.before_save(raw, 4)
+      saver.save(raw, basename, global_step=4)
+      listener.after_save(raw, 4)
+      fetched_per_ps, fetched_local = sess.run([per_ps, local_entries])
+  dist_entries, dist_ps = {}, {}
+  for i, fetched in enumerate(fetched_per_ps):
+    for key, raw in _parse(fetched, _POOL).items():
+      assert key not in dist_entries, key
+      dist_entries[key] = raw
+      dist_ps[key] = i
+  assert len(dist_entries) == 2 * len(_POOL)
+  return _Saved(basename, model_dir, dist_entries, dist_ps,
+                _parse(fetched_local, _POOL), save_devices)
+
+
+def test_each_ps_saves_its_table_and_ckpt_info_counts_the_cluster(saved):
+  # Each save (and its count) runs on its table's device: the PS tasks save
+  # in parallel, the local table where it lives.
+  assert saved.save_devices == tuple(
+      sorted(["/device:CPU:0"] * 2 + [utils.ps_device(0)] * 2 +
+             [utils.ps_device(1)] * 2))
+  asset_dir = saved.basename + "-4.assets"
+  names = set(os.listdir(asset_dir))
+  for shared_name in ("MonolithMultiHashTable_0", "MonolithMultiHashTable_1",
+                      "MonolithMultiHashTable_local"):
+    assert any(n.startswith(shared_name + ".meta-") for n in names), names
+    assert any(n.startswith(shared_name + "-0") for n in names), names
+  # Ids mod 2 as the original: the PS each entry was saved from.
+  assert all(ps == key[1] % 2 for key, ps in saved.dist_ps.items())
+  with open(os.path.join(saved.model_dir, "ckpt.info-4")) as f:
+    info = f.read()
+  for name in ("a", "b", "c"):
+    assert re.search(rf'key: "{name}"\s+value: {len(_POOL)}\b', info), info
+
+
+@pytest.mark.parametrize("num_ps", [1, 2, 3, 4])
+def test_restore_into_any_number_of_ps(saved, tmp_path, num_ps):
+  with tf.Graph().as_default() as graph:
+    dist = distributed_ps_factory.create_native_multi_hash_table(
+        num_ps, _configs())
+    local = distributed_ps_factory.create_native_multi_hash_table(
+        0, _local_configs(), name_suffix="local")
+    # Entries that the restore must drop (tables are replaced).
+    extra = tf.constant([_EXTRA_ID], tf.int64)
+    assign = tf.group(
+        dist.assign({
+            "a": (extra, tf.ones([1, 2])),
+            "b": (extra, tf.ones([1, 3]))
+        }).as_op(),
+        local.assign({"c": (extra, tf.ones([1, 1]))}).as_op())
+    restorer = multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
+        saved.basename)
+    restore_ops = [
+        op for op in graph.get_operations()
+        if op.type.startswith("MonolithMultiHashTableRestore")
+    ]
+    assert sorted((op.type, op.device) for op in restore_ops) == sorted(
+        [("MonolithMultiHashTableRestoreResharded", utils.ps_device(i))
+         for i in range(num_ps)] +
+        [("MonolithMultiHashTableRestore", "/device:CPU:0")])
+    ids = np.append(_POOL, _EXTRA_ID)
+    per_ps = []
+    for i, table in enumerate(dist.tables):
+      with distributed_ps.ps_device(i):
+        per_ps.append(_entries(table, ("a", "b"), ids))
+    local_entries = _entries(local, ("c",), ids)
+    # Saving the restored tables again: each PS holds exactly its ids.
+    resaved = str(tmp_path / "resaved")
+    tf.io.gfile.makedirs(resaved)
+    saved_again = dist.save(resaved)
+    with tf.control_dependencies([saved_again.as_op()]):
+      counts = [
+          table.feature_stat(os.path.join(resaved, table.shared_name))
+          for table in dist.tables
+      ]
+    with _session(num_ps) as sess:
+      sess.run(assign)
+      restorer.before_restore(sess.raw_session())
+      fetched_per_ps, fetched_local = sess.run([per_ps, local_entries])
+      fetched_counts = sess.run(counts)
+  restored = {}
+  for i, fetched in enumerate(fetched_per_ps):
+    for key, raw in _parse(fetched, ids).items():
+      # No id lives on the wrong PS.
+      assert key[1] % num_ps == i, (key, i)
+      restored[key] = raw
+  # Every entry, with its optimizer state and update time, and no other.
+  assert restored == saved.dist
+  assert _parse(fetched_local, ids) == saved.local
+  for i, (features, table_counts) in enumerate(fetched_counts):
+    on_ps = sum(1 for x in _POOL if x % num_ps == i)
+    assert dict(zip(features.astype(str), table_counts)) == {
+        "a": on_ps,
+        "b": on_ps
+    }
+
+
+def test_distributed_restore_method(saved):
+  asset_dir = saved.basename + "-4.assets"
+  old = multi_hash_table_ops.find_ps_checkpoints(asset_dir,
+                                                 "MonolithMultiHashTable")
+  assert old == [os.path.join(asset_dir, f"MonolithMultiHashTable_{j}")
+                 for j in range(2)]
+  with tf.Graph().as_default():
+    dist = distributed_ps_factory.create_native_multi_hash_table(
+        3, _configs(), name_suffix="other")
+    dist = dist.restore(old)
+    looked_up = dist.lookup({"a": tf.constant(_POOL)})["a"]
+    with _session(3) as sess:
+      got = sess.run(looked_up)
+  expected = [
+      list(
+          embedding_hash_table_pb2.EntryDump.FromString(
+              saved.dist[("a", int(i))]).num) for i in _POOL
+  ]
+  np.testing.assert_array_equal(got, expected)
+
+
+def _touch(directory, *names):
+  for name in names:
+    with open(os.path.join(directory, name), "w"):
+      pass
+
+
+def test_find_ps_checkpoints(tmp_path):
+  d = str(tmp_path)
+  _touch(
+      d, "T_0.meta-00000-of-00002", "T_0.meta-00001-of-00002",
+      "T_0-00000-of-00002", "T_1.meta-00000-of-00001",
+      "T_2.meta-00000-of-00001",
+      # Not the group's: temporary files, other groups, other names.
+      "T_3.meta-00000-of-00001-tmp-123", "T_x_4.meta-00000-of-00001",
+      "T_05.meta-00000-of-00001", "T_local.meta-00000-of-00001",
+      "U_7.meta-00000-of-00001")
+  assert multi_hash_table_ops.find_ps_checkpoints(d, "T") == [
+      os.path.join(d, f"T_{j}") for j in range(3)
+  ]
+  assert multi_hash_table_ops.find_ps_checkpoints(d, "V") == []
+  assert multi_hash_table_ops.find_ps_checkpoints(
+      os.path.join(d, "missing"), "T") == []
+  # Group T_x has PS 4's table only: an incomplete checkpoint.
+  with pytest.raises(tf.errors.NotFoundError,
+                     match=r"of PS \[4\] but not of PS \[0, 1, 2, 3\]"):
+    multi_hash_table_ops.find_ps_checkpoints(d, "T_x")
+  _touch(d, "T_x_0.meta-00000-of-00001")
+  with pytest.raises(tf.errors.NotFoundError,
+                     match=r"of PS \[0, 4\] but not of PS \[1, 2, 3\]"):
+    multi_hash_table_ops.find_ps_checkpoints(d, "T_x")
+
+
+def test_ps_checkpoints_to_read():
+  old = [f"b{j}" for j in range(4)]
+  shard = multi_hash_table_ops.PsShard
+  # Same count: PS i reads old PS i only.
+  assert [multi_hash_table_ops.ps_checkpoints_to_read(old, shard(4, i, "T"))
+          for i in range(4)] == [[b] for b in old]
+  # 4 into 2: PS i reads old PS i and i + 2.
+  assert multi_hash_table_ops.ps_checkpoints_to_read(
+      old, shard(2, 1, "T")) == ["b1", "b3"]
+  # 4 into 3 (coprime): all.
+  assert multi_hash_table_ops.ps_checkpoints_to_read(
+      old, shard(3, 2, "T")) == old
+  # 2 into 4: PS 3 reads old PS 1.
+  assert multi_hash_table_ops.ps_checkpoints_to_read(
+      old[:2], shard(4, 3, "T")) == ["b1"]
+
+
+def test_ps_shard_is_recorded_and_survives_the_meta_graph():
+  with tf.Graph().as_default():
+    dist = distributed_ps_factory.create_native_multi_hash_table(
+        3, {"a": _adagrad(1, 0.5)}, name_suffix="s")
+    local = distributed_ps_factory.create_native_multi_hash_table(
+        0, {"a": _adagrad(1, 0.5)})
+    assert [t.ps_shard for t in dist.tables] == [
+        multi_hash_table_ops.PsShard(3, i, "MonolithMultiHashTable_s")
+        for i in range(3)
+    ]
+    assert local.ps_shard is None
+    meta_graph = tf1.train.export_meta_graph()
+  with tf.Graph().as_default():
+    tf1.train.import_meta_graph(meta_graph)
+    imported = tf1.get_collection(
+        multi_hash_table_ops._MULTI_HASH_TABLE_GRAPH_KEY)  # pylint: disable=protected-access
+    assert {t.shared_name: t.ps_shard for t in imported} == {
+        "MonolithMultiHashTable_s_0":
+            multi_hash_table_ops.PsShard(3, 0, "MonolithMultiHashTable_s"),
+        "MonolithMultiHashTable_s_1":
+            multi_hash_table_ops.PsShard(3, 1, "MonolithMultiHashTable_s"),
+        "MonolithMultiHashTable_s_2":
+            multi_hash_table_ops.PsShard(3, 2, "MonolithMultiHashTable_s"),
+        "MonolithMultiHashTable_": None,
+    }
+
+
+def test_tables_not_named_by_ps_index_are_not_marked():
+  with tf.Graph().as_default():
+
+    def factory(i, configs):
+      return multi_hash_table_ops.MultiHashTable.from_configs(
+          configs, name_suffix=f"ps{i}x")
+
+    dist = distributed_ps.DistributedMultiTypeHashTable(
+        2, {"a": _adagrad(1, 0.5)}, factory)
+    assert [t.ps_shard for t in dist.tables] == [None, None]
+    with pytest.raises(ValueError, match=r"ps_index must be in \[0, 2\)"):
+      dist.tables[0].set_ps_shard(2, 2)
