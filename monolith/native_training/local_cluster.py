@@ -1,0 +1,643 @@
+"""A runnable parameter-server cluster that trains a small CTR model.
+
+    bazel run //monolith/native_training:local_cluster -- \
+        --num_ps=2 --num_workers=2 --steps=2000 --model_dir=/tmp/models/ctr
+
+Without --task_type this is the launcher: it picks free loopback ports,
+starts one process per task (itself again, with --task_type, --task_index,
+--ps_hosts and --worker_hosts), prints their output prefixed by task, waits
+for the workers to finish, then stops the PS tasks. Ctrl-C or SIGTERM stops
+every task (each runs in its own process group, killed in a finally block;
+on Linux a task also dies with the launcher). With --task_type (and the
+hosts) it runs that one task, as on a real multi-machine cluster.
+
+The model: `--num_slots` sparse slots of `--ids_per_slot` ids each,
+embedded (dim `--dim`, adagrad) on the PS tasks by
+`distributed_ps_factory.create_native_multi_hash_table`, sum-pooled, then a
+dense tower (variables placed on the PS job by `replica_device_setter`),
+sigmoid cross-entropy. Workers train asynchronously until the global step
+reaches `--steps`. Examples are random (numpy, seeded per worker): ids are
+skewed towards small values, and the label is drawn from the sigmoid of a
+fixed hidden weight per id, so the loss goes down. The chief (worker 0)
+writes a checkpoint every `--save_steps` steps, with the tables' shards
+beside it (MultiHashTable saver listener), and resumes from the latest
+checkpoint of `--model_dir` (tables saved by any number of PS tasks).
+"""
+
+import contextlib
+import ctypes
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import Dict, List, Sequence, Tuple
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.ops import resources
+from tensorflow.python.training import monitored_session
+
+from monolith.native_training import distributed_ps_factory
+from monolith.native_training import entry
+from monolith.native_training import multi_hash_table_ops
+from monolith.native_training import save_utils
+from monolith.native_training import utils
+from monolith.native_training.runtime.hash_table import \
+    embedding_hash_table_pb2
+
+tf1 = tf.compat.v1
+
+FLAGS = flags.FLAGS
+
+# The cluster.
+flags.DEFINE_integer("num_ps", 2, "Launcher: the number of PS tasks (>= 1).")
+flags.DEFINE_integer("num_workers", 2,
+                     "Launcher: the number of worker tasks (>= 1).")
+flags.DEFINE_string("ps_hosts", "",
+                    "Comma-separated host:port of the PS tasks; with "
+                    "--task_type, the cluster of the task to run.")
+flags.DEFINE_string("worker_hosts", "",
+                    "Comma-separated host:port of the worker tasks.")
+flags.DEFINE_enum("task_type", "", ["", "ps", "worker"],
+                  "Run this one task (with --ps_hosts, --worker_hosts); "
+                  "empty: launch a whole cluster on this host.")
+flags.DEFINE_integer("task_index", 0, "The index of the task to run.")
+flags.DEFINE_integer("operation_timeout_ms", 60000,
+                     "Workers: deadline of every session call (and of "
+                     "waiting for the chief's initialization); a lost PS "
+                     "task fails the worker with an error naming it.")
+# Training.
+flags.DEFINE_integer("steps", 2000, "Train until the global step reaches "
+                     "this (all workers together).")
+flags.DEFINE_string("model_dir", "/tmp/monolith_local_cluster",
+                    "Checkpoints (and the tables' shards) go here; the chief "
+                    "resumes from its latest checkpoint.")
+flags.DEFINE_integer("save_steps", 500, "Checkpoint every this many steps.")
+flags.DEFINE_integer("batch_size", 256, "Examples per worker step.")
+flags.DEFINE_integer("num_slots", 4, "Sparse slots (one table each).")
+flags.DEFINE_integer("ids_per_slot", 2, "Ids of each slot in an example.")
+flags.DEFINE_integer("dim", 8, "Embedding dim.")
+flags.DEFINE_integer("vocab_size", 10000, "Distinct ids per slot.")
+flags.DEFINE_integer("hidden", 32, "Units of the dense hidden layer.")
+flags.DEFINE_float("learning_rate", 0.05,
+                   "Adagrad learning rate of embeddings and dense layers.")
+flags.DEFINE_integer("seed", 0, "Worker i draws examples with seed + i.")
+flags.DEFINE_float("log_every_secs", 5.0,
+                   "Workers print progress this often.")
+flags.DEFINE_bool("verbose", False,
+                  "Tasks log TF's info and warnings too (else only errors).")
+
+_WORKER_JOB = "worker"
+_CKPT_NAME = "model.ckpt"
+# Mean losses of this many steps start and end the summary.
+_LOSS_WINDOW = 10
+
+
+# ----------------------------------------------------------------------------
+# Data.
+
+
+class RandomCtrData:
+  """Random examples whose label depends on their ids.
+
+  Every id of every slot has a hidden weight (the same in every process);
+  an example's label is 1 with probability sigmoid(sum of its ids'
+  weights). Ids are skewed: id = floor(vocab_size * u^2), u uniform.
+
+  Args:
+    num_slots, ids_per_slot, vocab_size: the ids of an example.
+    seed: the seed of the examples (not of the hidden weights).
+  """
+
+  def __init__(self, num_slots: int, ids_per_slot: int, vocab_size: int,
+               seed: int):
+    self._shape = (num_slots, ids_per_slot)
+    self._vocab_size = vocab_size
+    self._weights = np.random.RandomState(20240601).normal(
+        0, 1, [num_slots, vocab_size])
+    self._rng = np.random.RandomState(seed)
+
+  def batch(self, batch_size: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Ids [num_slots, batch_size, ids_per_slot] int64, labels float32."""
+    num_slots, ids_per_slot = self._shape
+    u = self._rng.uniform(size=[num_slots, batch_size, ids_per_slot])
+    ids = np.minimum(
+        (self._vocab_size * u * u).astype(np.int64), self._vocab_size - 1)
+    logits = np.zeros([batch_size])
+    for s in range(num_slots):
+      logits += self._weights[s][ids[s]].sum(axis=1)
+    labels = self._rng.uniform(size=batch_size) < 1 / (1 + np.exp(-logits))
+    return ids, labels.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------
+# The model.
+
+
+class Model:
+  """The graph of one worker: placeholders, loss, train op, global step."""
+
+  def __init__(self, num_ps: int, worker_device: str,
+               cluster: tf.train.ClusterSpec):
+    num_slots, ids_per_slot, dim = (FLAGS.num_slots, FLAGS.ids_per_slot,
+                                    FLAGS.dim)
+    self.slots = [f"slot_{i}" for i in range(num_slots)]
+    on_ps = tf1.train.replica_device_setter(worker_device=worker_device,
+                                            cluster=cluster)
+    with tf1.device(on_ps):
+      self.global_step = tf1.train.get_or_create_global_step()
+    with tf.device(worker_device):
+      self.ids = tf1.placeholder(tf.int64, [num_slots, None, ids_per_slot],
+                                 name="ids")
+      self.labels = tf1.placeholder(tf.float32, [None], name="labels")
+      self.table = distributed_ps_factory.create_native_multi_hash_table(
+          num_ps, {slot: _table_config() for slot in self.slots})
+      flat_ids = {
+          slot: tf.reshape(self.ids[i], [-1])
+          for i, slot in enumerate(self.slots)
+      }
+      embeddings = self.table.lookup(flat_ids)
+      pooled = [
+          tf.reduce_sum(tf.reshape(embeddings[slot], [-1, ids_per_slot, dim]),
+                        axis=1) for slot in self.slots
+      ]
+    with tf1.device(on_ps):
+      # Variables go to the PS tasks (round robin), the math to the worker.
+      x = tf.concat(pooled, axis=1)
+      w1 = tf1.get_variable("w1", [num_slots * dim, FLAGS.hidden],
+                            initializer=tf1.glorot_uniform_initializer())
+      b1 = tf1.get_variable("b1", [FLAGS.hidden],
+                            initializer=tf1.zeros_initializer())
+      w2 = tf1.get_variable("w2", [FLAGS.hidden, 1],
+                            initializer=tf1.glorot_uniform_initializer())
+      b2 = tf1.get_variable("b2", [1], initializer=tf1.zeros_initializer())
+      hidden = tf.nn.relu(tf.matmul(x, w1) + b1)
+      logits = tf.squeeze(tf.matmul(hidden, w2) + b2, axis=1)
+      self.loss = tf.reduce_mean(
+          tf.nn.sigmoid_cross_entropy_with_logits(labels=self.labels,
+                                                  logits=logits))
+      dense_vars = [w1, b1, w2, b2]
+      grads = tf.gradients(self.loss,
+                           [embeddings[s] for s in self.slots] + dense_vars)
+      sparse_grads, dense_grads = grads[:num_slots], grads[num_slots:]
+      dense_train = tf1.train.AdagradOptimizer(
+          FLAGS.learning_rate).apply_gradients(zip(dense_grads, dense_vars),
+                                               global_step=self.global_step)
+    with tf.device(worker_device):
+      sparse_train = self.table.apply_gradients(
+          {
+              slot: (flat_ids[slot], grad)
+              for slot, grad in zip(self.slots, sparse_grads)
+          },
+          global_step=self.global_step).as_op()
+      self.train_op = tf.group(dense_train, sparse_train, name="train")
+      with tf.control_dependencies([self.train_op]):
+        # The global step after this step's update.
+        self.global_step_after = tf.identity(self.global_step.read_value())
+    self.saver = tf1.train.Saver(sharded=True, max_to_keep=5)
+    with tf.device(utils.ps_device(0)):
+      # Set by the chief's local init op once the tables are created (and
+      # restored): until then the other workers wait. Not in checkpoints.
+      self.tables_ready = tf1.Variable(True, trainable=False, collections=[],
+                                       name="tables_ready")
+    with tf.device(worker_device):
+      self.ready_op = tf.concat([
+          tf1.report_uninitialized_variables(),
+          resources.report_uninitialized_resources(),
+          tf.cond(tf1.is_variable_initialized(self.tables_ready),
+                  lambda: tf.constant([], tf.string),
+                  lambda: tf.constant(["tables_ready"]))
+      ], 0, name="ready")
+
+
+def _table_config() -> entry.HashTableConfigInstance:
+  table_config = embedding_hash_table_pb2.EmbeddingHashTableConfig()
+  table_config.entry_config.segments.append(
+      entry.CombineAsSegment(FLAGS.dim,
+                             entry.RandomUniformInitializer(-0.05, 0.05),
+                             # A small initial accumulator: per-id
+                             # gradients of a mean loss are small.
+                             entry.AdagradOptimizer(
+                                 initial_accumulator_value=1e-4),
+                             entry.Fp32Compressor()))
+  entry.CuckooHashTableConfig().mutate_table(table_config)
+  return entry.HashTableConfigInstance(table_config, [FLAGS.learning_rate])
+
+
+def _restore_tables_op(model: Model, ckpt_prefix: str) -> tf.Operation:
+  """Creates the PS tables and restores them from `ckpt_prefix`'s.
+
+  The checkpoint may come from another number of PS tasks: each PS keeps
+  the ids it holds now (`DistributedMultiTypeHashTable.restore`).
+  """
+  asset_dir = save_utils.SaveHelper.get_ckpt_asset_dir(ckpt_prefix)
+  basenames = multi_hash_table_ops.find_ps_checkpoints(
+      asset_dir, multi_hash_table_ops.MultiHashTable.NAME_PREFIX)
+  if not basenames:
+    raise ValueError(f"{ckpt_prefix} has no hash table checkpoints in "
+                     f"{asset_dir}")
+  with tf.control_dependencies([t.initializer for t in model.table.tables]):
+    return model.table.restore(basenames).as_op()
+
+
+# ----------------------------------------------------------------------------
+# Tasks.
+
+
+def _cluster_spec() -> tf.train.ClusterSpec:
+  ps_hosts = [h for h in FLAGS.ps_hosts.split(",") if h]
+  worker_hosts = [h for h in FLAGS.worker_hosts.split(",") if h]
+  if not ps_hosts or not worker_hosts:
+    raise app.UsageError("--task_type needs --ps_hosts and --worker_hosts")
+  return tf.train.ClusterSpec({
+      utils.PS_JOB_NAME: ps_hosts,
+      _WORKER_JOB: worker_hosts
+  })
+
+
+def run_ps(cluster: tf.train.ClusterSpec, index: int) -> None:
+  """Serves PS task `index` until the process is killed."""
+  server = tf.distribute.Server(cluster, job_name=utils.PS_JOB_NAME,
+                                task_index=index)
+  print(f"ps {index}: serving {server.target}", flush=True)
+  server.join()
+
+
+class _WorkerSessionCreator(tf1.train.SessionCreator):
+  """Waits for the chief's initialization, polling every second.
+
+  (`tf.compat.v1.train.WorkerSessionCreator` polls every 30 s.)
+  """
+
+  def __init__(self, scaffold: tf1.train.Scaffold, master: str,
+               config: tf1.ConfigProto, max_wait_secs: float):
+    self._scaffold = scaffold
+    self._master = master
+    self._config = config
+    self._max_wait_secs = max_wait_secs
+
+  def create_session(self) -> tf1.Session:
+    self._scaffold.finalize()
+    manager = tf1.train.SessionManager(
+        local_init_op=self._scaffold.local_init_op,
+        local_init_feed_dict=self._scaffold.local_init_feed_dict,
+        ready_op=self._scaffold.ready_op,
+        ready_for_local_init_op=self._scaffold.ready_for_local_init_op,
+        graph=tf1.get_default_graph(),
+        recovery_wait_secs=1)
+    return manager.wait_for_session(self._master, config=self._config,
+                                    max_wait_secs=self._max_wait_secs)
+
+
+# pylint: disable=protected-access
+class _FailFastSession(monitored_session._MonitoredSession):
+  """A MonitoredSession that does not re-create its session on errors.
+
+  tf.compat.v1.train.MonitoredSession silently re-creates the session when
+  a task is unavailable, and waits for it for hours; here a lost task
+  fails the worker with TF's error, which names the task.
+  """
+
+  def __init__(self, session_creator: tf1.train.SessionCreator,
+               hooks: Sequence[tf1.train.SessionRunHook]):
+    super().__init__(session_creator, hooks, should_recover=False)
+
+
+# pylint: enable=protected-access
+
+
+class _Progress:
+  """Counts steps and examples; prints progress lines and the summary."""
+
+  def __init__(self, index: int, ids_per_example: int):
+    self._index = index
+    self._ids_per_example = ids_per_example
+    self.steps = 0
+    self.examples = 0
+    self.losses: List[float] = []
+    self.global_step = 0
+    self._start = time.time()
+    self._last_time = self._start
+    self._last_steps = 0
+    self._last_examples = 0
+
+  def add(self, examples: int, loss: float, global_step: int,
+          log_every_secs: float) -> None:
+    self.steps += 1
+    self.examples += examples
+    self.losses.append(loss)
+    self.global_step = global_step
+    now = time.time()
+    if self.steps == 1 or now - self._last_time >= log_every_secs:
+      self._print(now)
+
+  def _print(self, now: float) -> None:
+    secs = max(now - self._last_time, 1e-9)
+    examples = self.examples - self._last_examples
+    steps = self.steps - self._last_steps
+    loss = float(np.mean(self.losses[-max(steps, 1):]))
+    print(f"worker {self._index}: step {self.steps} global_step "
+          f"{self.global_step} loss {loss:.4f} examples/s "
+          f"{examples / secs:.0f} ids/s "
+          f"{examples * self._ids_per_example / secs:.0f}",
+          flush=True)
+    self._last_time, self._last_steps, self._last_examples = (now,
+                                                              self.steps,
+                                                              self.examples)
+
+  def summary(self) -> None:
+    secs = max(time.time() - self._start, 1e-9)
+    first = float(np.mean(self.losses[:_LOSS_WINDOW])) if self.losses else 0
+    last = float(np.mean(self.losses[-_LOSS_WINDOW:])) if self.losses else 0
+    print(f"worker {self._index}: summary: steps {self.steps} global_step "
+          f"{self.global_step} examples {self.examples} ids "
+          f"{self.examples * self._ids_per_example} secs {secs:.1f} "
+          f"examples/s {self.examples / secs:.0f} ids/s "
+          f"{self.examples * self._ids_per_example / secs:.0f} "
+          f"loss_first {first:.4f} loss_last {last:.4f}",
+          flush=True)
+
+
+def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
+  """Trains as worker `index` until the global step reaches --steps."""
+  num_ps = cluster.num_tasks(utils.PS_JOB_NAME)
+  is_chief = index == 0
+  worker_device = f"/job:{_WORKER_JOB}/task:{index}"
+  config = tf1.ConfigProto(
+      device_filters=[f"/job:{utils.PS_JOB_NAME}", worker_device],
+      operation_timeout_in_ms=FLAGS.operation_timeout_ms)
+  server = tf.distribute.Server(cluster, job_name=_WORKER_JOB,
+                                task_index=index, config=config)
+  tf1.disable_eager_execution()
+  with tf.Graph().as_default():
+    model = Model(num_ps, worker_device, cluster)
+    hooks = [tf1.train.StopAtStepHook(last_step=FLAGS.steps)]
+    if is_chief:
+      tf.io.gfile.makedirs(FLAGS.model_dir)
+      basename = os.path.join(FLAGS.model_dir, _CKPT_NAME)
+      latest = tf.train.latest_checkpoint(FLAGS.model_dir)
+      tables_init = tf.group(*[t.initializer for t in model.table.tables])
+      if latest:
+        print(f"worker {index}: resuming from {latest}", flush=True)
+        tables_init = _restore_tables_op(model, latest)
+      with tf.control_dependencies([tables_init]):
+        # A new op, so that it runs after the tables' creation (or restore).
+        mark_ready = model.tables_ready.assign(True, read_value=False)
+      local_init_op = tf.group(tf1.train.Scaffold.default_local_init_op(),
+                               mark_ready)
+      scaffold = tf1.train.Scaffold(saver=model.saver,
+                                    ready_op=model.ready_op,
+                                    local_init_op=local_init_op)
+      hooks.append(
+          tf1.train.CheckpointSaverHook(
+              FLAGS.model_dir,
+              save_steps=FLAGS.save_steps,
+              saver=model.saver,
+              listeners=[
+                  multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
+                      basename)
+              ]))
+      creator = tf1.train.ChiefSessionCreator(scaffold=scaffold,
+                                              master=server.target,
+                                              config=config,
+                                              checkpoint_dir=FLAGS.model_dir)
+    else:
+      creator = _WorkerSessionCreator(
+          tf1.train.Scaffold(saver=model.saver, ready_op=model.ready_op),
+          server.target, config, FLAGS.operation_timeout_ms / 1000)
+    data = RandomCtrData(FLAGS.num_slots, FLAGS.ids_per_slot,
+                         FLAGS.vocab_size, FLAGS.seed + index)
+    progress = _Progress(index, FLAGS.num_slots * FLAGS.ids_per_slot)
+    print(f"worker {index}: training to global step {FLAGS.steps} with "
+          f"{num_ps} PS task(s){' (chief)' if is_chief else ''}",
+          flush=True)
+    try:
+      sess = _FailFastSession(creator, hooks)
+      while not sess.should_stop():
+        ids, labels = data.batch(FLAGS.batch_size)
+        _, loss, step = sess.run(
+            [model.train_op, model.loss, model.global_step_after], {
+                model.ids: ids,
+                model.labels: labels
+            })
+        progress.add(len(labels), float(loss), int(step),
+                     FLAGS.log_every_secs)
+    except tf.errors.OpError as e:
+      print(e.message, file=sys.stderr)
+      own = f"/job:{_WORKER_JOB}/replica:0/task:{index}"
+      tasks = sorted(
+          set(re.findall(r"/job:\w+/replica:\d+/task:\d+", e.message)) -
+          {own})
+      print(f"worker {index}: failed after {progress.steps} steps: "
+            f"{type(e).__name__} involving "
+            f"{', '.join(tasks) or 'this worker'}", flush=True)
+      # Closing the session would wait for the lost task for ever.
+      sys.stderr.flush()
+      os._exit(1)
+    sess.close()
+    progress.summary()
+  return 0
+
+
+# ----------------------------------------------------------------------------
+# The launcher.
+
+
+def _free_ports(n: int) -> List[int]:
+  """n distinct loopback ports that are free now."""
+  with contextlib.ExitStack() as stack:
+    ports = []
+    for _ in range(n):
+      s = stack.enter_context(socket.socket(socket.AF_INET,
+                                            socket.SOCK_STREAM))
+      s.bind(("127.0.0.1", 0))
+      ports.append(s.getsockname()[1])
+    return ports
+
+
+def _die_with_parent() -> None:
+  """In the child: get SIGKILL when the launcher dies (Linux)."""
+  try:
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig,
+                                                   signal.SIGKILL)
+  except (OSError, AttributeError):
+    pass
+
+
+class _Interrupted(Exception):
+
+  def __init__(self, signum: int):
+    super().__init__(signal.Signals(signum).name)
+    self.signum = signum
+
+
+def _raise_interrupted(signum, frame):
+  del frame
+  raise _Interrupted(signum)
+
+
+# Lines every TF process logs at startup, not shown by the launcher.
+_STARTUP_NOISE = (b"cpu_feature_guard.cc",
+                  b"To enable the following instructions",
+                  b"before absl::InitializeLog()", b"oneDNN custom operations",
+                  b"cudart_stub.cc", b"cuda_platform.cc", b"cuda_executor.cc",
+                  b"cuda_diagnostics.cc")
+
+
+class _Task:
+  """A task's process; a thread prints its output, prefixed."""
+
+  def __init__(self, name: str, argv: List[str], env: Dict[str, str],
+               lock: threading.Lock):
+    self.name = name
+    self.process = subprocess.Popen(argv,
+                                    stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT,
+                                    env=env,
+                                    start_new_session=True,
+                                    preexec_fn=_die_with_parent)
+    self._lock = lock
+    self._thread = threading.Thread(target=self._pump, daemon=True)
+    self._thread.start()
+
+  def _pump(self) -> None:
+    for line in iter(self.process.stdout.readline, b""):
+      if any(noise in line for noise in _STARTUP_NOISE):
+        continue
+      with self._lock:
+        sys.stdout.write(f"[{self.name}] "
+                         f"{line.decode(errors='replace').rstrip()}\n")
+        sys.stdout.flush()
+
+  def kill(self, sig: int) -> None:
+    if self.process.poll() is None:
+      with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(self.process.pid, sig)
+
+  def join_output(self, timeout: float) -> None:
+    self._thread.join(timeout)
+
+
+def launch(argv: Sequence[str]) -> int:
+  """Runs a cluster of --num_ps and --num_workers tasks on this host."""
+  if FLAGS.num_ps < 1 or FLAGS.num_workers < 1:
+    raise app.UsageError("--num_ps and --num_workers must be >= 1")
+  ports = _free_ports(FLAGS.num_ps + FLAGS.num_workers)
+  hosts = [f"127.0.0.1:{p}" for p in ports]
+  ps_hosts = ",".join(hosts[:FLAGS.num_ps])
+  worker_hosts = ",".join(hosts[FLAGS.num_ps:])
+  env = dict(os.environ)
+  # The tasks import what this process imports (bazel's runfiles too).
+  env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+  env["PYTHONUNBUFFERED"] = "1"
+  if not FLAGS.verbose:
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  # The model runs on CPUs: tasks must not each take every GPU's memory.
+  env["CUDA_VISIBLE_DEVICES"] = ""
+  # This module's flags as given (--flagfile expanded), then the task's.
+  module = FLAGS.find_module_defining_flag("steps")
+  passed = [
+      f.serialize() for f in FLAGS.flags_by_module_dict()[module] if f.present
+  ]
+  # The file, not `-m`: -m would put the working directory first on sys.path.
+  base = [sys.executable, os.path.abspath(__file__)] + passed + [
+      f"--ps_hosts={ps_hosts}", f"--worker_hosts={worker_hosts}"
+  ]
+  del argv
+  lock = threading.Lock()
+  tasks: List[_Task] = []
+  print(f"local_cluster: ps {ps_hosts}; workers {worker_hosts}; "
+        f"model_dir {FLAGS.model_dir}", flush=True)
+  old_handlers = {
+      s: signal.signal(s, _raise_interrupted)
+      for s in (signal.SIGINT, signal.SIGTERM)
+  }
+  exit_code = 1
+  try:
+    for task_type, count in (("ps", FLAGS.num_ps),
+                             ("worker", FLAGS.num_workers)):
+      for i in range(count):
+        tasks.append(
+            _Task(f"{task_type}{i}",
+                  base + [f"--task_type={task_type}", f"--task_index={i}"],
+                  env, lock))
+    ps_tasks = tasks[:FLAGS.num_ps]
+    workers = tasks[FLAGS.num_ps:]
+    while True:
+      failed = [
+          t for t in workers
+          if t.process.poll() is not None and t.process.returncode != 0
+      ] + [t for t in ps_tasks if t.process.poll() is not None]
+      if failed:
+        print(f"local_cluster: {failed[0].name} exited with code "
+              f"{failed[0].process.returncode}; stopping the cluster",
+              flush=True)
+        break
+      if all(t.process.poll() is not None for t in workers):
+        print(f"local_cluster: all {len(workers)} workers finished; "
+              f"stopping {len(ps_tasks)} PS tasks", flush=True)
+        exit_code = 0
+        break
+      time.sleep(0.2)
+  except _Interrupted as e:
+    print(f"local_cluster: got {e}; stopping {len(tasks)} tasks", flush=True)
+    exit_code = 128 + e.signum
+  finally:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+      signal.signal(sig, signal.SIG_IGN)
+    _stop(tasks)
+    for sig, handler in old_handlers.items():
+      signal.signal(sig, handler)
+  print(f"local_cluster: stopped; exit code {exit_code}", flush=True)
+  return exit_code
+
+
+def _stop(tasks: List[_Task], grace_secs: float = 5.0) -> None:
+  """SIGTERM to every task's process group, SIGKILL after grace_secs."""
+  for t in tasks:
+    t.kill(signal.SIGTERM)
+  deadline = time.time() + grace_secs
+  for t in tasks:
+    try:
+      t.process.wait(max(deadline - time.time(), 0.01))
+    except subprocess.TimeoutExpired:
+      pass
+  for t in tasks:
+    t.kill(signal.SIGKILL)
+    t.process.wait()
+    # Processes the task started stay in its group: kill them too.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+      os.killpg(t.process.pid, signal.SIGKILL)
+    t.join_output(2.0)
+
+
+def main(argv: Sequence[str]) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  # `bazel run` runs in the runfiles: resolve against the caller's directory.
+  FLAGS.model_dir = os.path.join(
+      os.environ.get("BUILD_WORKING_DIRECTORY", os.getcwd()),
+      os.path.expanduser(FLAGS.model_dir))
+  if not FLAGS.task_type:
+    return launch(argv)
+  cluster = _cluster_spec()
+  if not FLAGS.verbose:
+    logging.set_verbosity(logging.ERROR)
+    tf.get_logger().setLevel("ERROR")
+  if FLAGS.task_type == "ps":
+    run_ps(cluster, FLAGS.task_index)
+    return 0
+  return run_worker(cluster, FLAGS.task_index)
+
+
+if __name__ == "__main__":
+  app.run(main)
