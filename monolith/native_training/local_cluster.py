@@ -29,7 +29,6 @@ import ctypes
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -450,18 +449,6 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
 # The launcher.
 
 
-def _free_ports(n: int) -> List[int]:
-  """n distinct loopback ports that are free now."""
-  with contextlib.ExitStack() as stack:
-    ports = []
-    for _ in range(n):
-      s = stack.enter_context(socket.socket(socket.AF_INET,
-                                            socket.SOCK_STREAM))
-      s.bind(("127.0.0.1", 0))
-      ports.append(s.getsockname()[1])
-    return ports
-
-
 def _die_with_parent() -> None:
   """In the child: get SIGKILL when the launcher dies (Linux)."""
   try:
@@ -531,7 +518,7 @@ def launch(argv: Sequence[str]) -> int:
   """Runs a cluster of --num_ps and --num_workers tasks on this host."""
   if FLAGS.num_ps < 1 or FLAGS.num_workers < 1:
     raise app.UsageError("--num_ps and --num_workers must be >= 1")
-  ports = _free_ports(FLAGS.num_ps + FLAGS.num_workers)
+  ports = utils.free_ports(FLAGS.num_ps + FLAGS.num_workers)
   hosts = [f"127.0.0.1:{p}" for p in ports]
   ps_hosts = ",".join(hosts[:FLAGS.num_ps])
   worker_hosts = ",".join(hosts[FLAGS.num_ps:])

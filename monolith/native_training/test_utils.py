@@ -1,7 +1,5 @@
 """Helpers shared by hash table tests."""
 
-import contextlib
-import socket
 from typing import List, Tuple
 
 from absl import logging
@@ -40,18 +38,6 @@ def generate_test_hash_table_config(
   segment.init_config.zeros.SetInParent()
   segment.comp_config.fp32.SetInParent()
   return entry.HashTableConfigInstance(table_config, [learning_rate])
-
-
-def _free_ports(n: int) -> List[int]:
-  """n distinct ports that are free now (held open together while picked)."""
-  with contextlib.ExitStack() as stack:
-    ports = []
-    for _ in range(n):
-      s = stack.enter_context(socket.socket(socket.AF_INET,
-                                            socket.SOCK_STREAM))
-      s.bind(("", 0))
-      ports.append(s.getsockname()[1])
-    return ports
 
 
 def create_test_ps_cluster(
@@ -103,7 +89,7 @@ def create_test_ps_cluster(
 
 def _start_cluster(num_ps: int) -> List[tf.distribute.Server]:
   """Starts the servers of `create_test_ps_cluster` on free ports."""
-  ports = _free_ports(num_ps + 1)
+  ports = utils.free_ports(num_ps + 1)
   cluster_dict = {WORKER_JOB_NAME: [f"localhost:{ports[0]}"]}
   if num_ps:
     cluster_dict[utils.PS_JOB_NAME] = [f"localhost:{p}" for p in ports[1:]]

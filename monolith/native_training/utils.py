@@ -1,13 +1,16 @@
 """Helpers of the training code: device names and graph collections.
 
 `ps_device(i)` names the device of parameter-server task i (`PS_JOB_NAME`
-job) in TensorFlow's distributed runtime.
+job) in TensorFlow's distributed runtime; `free_ports(n)` picks loopback
+ports for the tasks of a cluster on one host.
 
 Training registers values (sparse feature names, the feature list, ...) in
 the default graph's collections; tools such as
 `model_export.data_gen_utils.ParserArgs` read them back as defaults.
 """
 
+import contextlib
+import socket
 from typing import Any, List, Optional, Union
 
 from absl import logging
@@ -27,6 +30,27 @@ def ps_device(index: int) -> str:
     "/job:ps/task:<index>/device:CPU:0".
   """
   return f"/job:{PS_JOB_NAME}/task:{index}/device:CPU:0"
+
+
+def free_ports(n: int) -> List[int]:
+  """Ports of 127.0.0.1 that are free now, for the tasks of a local cluster.
+
+  All n sockets are held open together while picked, so the ports differ.
+
+  Args:
+    n: how many ports.
+
+  Returns:
+    n distinct port numbers.
+  """
+  with contextlib.ExitStack() as stack:
+    ports = []
+    for _ in range(n):
+      s = stack.enter_context(socket.socket(socket.AF_INET,
+                                            socket.SOCK_STREAM))
+      s.bind(("127.0.0.1", 0))
+      ports.append(s.getsockname()[1])
+    return ports
 
 
 def add_to_collections(names: Union[str, List[str]], value: Any) -> None:

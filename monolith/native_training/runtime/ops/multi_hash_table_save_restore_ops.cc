@@ -38,6 +38,21 @@ ht::ParallelFor WorkerThreads(OpKernelContext* ctx) {
 }
 
 void LogInfo(const std::string& line) { LOG(INFO) << line; }
+
+// Restores checkpoint record |record| into |table| (|scratch| parses what
+// cannot be read in place). DataLoss if it is not an EntryDump,
+// InvalidArgument if it does not fit the table's entries.
+ht::Status RestoreInto(MultiHashTable::Table& table, std::string_view record,
+                       EntryDump* scratch) {
+  int64_t update_time = 0;
+  const ht::Status s = table.table->RestoreRecord(record.data(), record.size(),
+                                                  scratch, &update_time);
+  if (s.code() == ht::StatusCode::kDataLoss) {
+    return ht::DataLossError("not an EntryDump");
+  }
+  if (!s.ok()) return ht::InvalidArgumentError(s.message());
+  return ht::Status::OK();
+}
 void LogWarning(const std::string& line) { LOG(WARNING) << line; }
 
 // The id shard attrs of MonolithMultiHashTableRestoreResharded (the op's
@@ -201,14 +216,8 @@ class MultiHashTableRestoreOp : public OpKernel {
             &fs, info,
             [&](int shard, int t, std::string_view record) {
               if (to_graph[t] < 0) return ht::Status::OK();
-              int64_t update_time = 0;
-              ht::Status s = mtable->table(to_graph[t]).table->RestoreRecord(
-                  record.data(), record.size(), &scratch[shard], &update_time);
-              if (s.code() == ht::StatusCode::kDataLoss) {
-                return ht::DataLossError("not an EntryDump");
-              }
-              if (!s.ok()) return ht::InvalidArgumentError(s.message());
-              return ht::Status::OK();
+              return RestoreInto(mtable->table(to_graph[t]), record,
+                                 &scratch[shard]);
             },
             WorkerThreads(ctx), LogInfo)));
     ctx->set_output(0, ctx->input(0));
@@ -325,15 +334,8 @@ class MultiHashTableRestoreReshardedOp : public OpKernel {
                 if (graph_of[t] < 0 || r != remainder) {
                   return ht::Status::OK();
                 }
-                int64_t update_time = 0;
-                s = mtable->table(graph_of[t])
-                        .table->RestoreRecord(record.data(), record.size(),
-                                              &scratch[shard], &update_time);
-                if (s.code() == ht::StatusCode::kDataLoss) {
-                  return ht::DataLossError("not an EntryDump");
-                }
-                if (!s.ok()) return ht::InvalidArgumentError(s.message());
-                return ht::Status::OK();
+                return RestoreInto(mtable->table(graph_of[t]), record,
+                                   &scratch[shard]);
               },
               WorkerThreads(ctx), LogInfo)));
     }
