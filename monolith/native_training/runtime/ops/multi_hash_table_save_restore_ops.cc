@@ -158,6 +158,99 @@ class MultiHashTableSaveOp : public OpKernel {
   std::unique_ptr<SlotExpireTimes> expire_times_;
 };
 
+// Which ids a restore keeps: those with floormod(id, modulus) == remainder
+// (modulus 1 keeps every id).
+struct IdShard {
+  int64_t modulus = 1;
+  int64_t remainder = 0;
+};
+
+// Restores the checkpoints |basenames| into |mtable|. Every checkpoint's
+// meta files are read and checked first, and tables that do not match are
+// reported (warnings; with |strict| an error) before any table is touched.
+// Then every table of the graph that any checkpoint holds is emptied, once,
+// and the checkpoints are restored one after the other (each one's shards
+// in parallel). With |resharded| (MonolithMultiHashTableRestoreResharded)
+// every record's id is read and only those |keep| selects are restored,
+// and the reports are worded for several checkpoints.
+Status RestoreCheckpoints(OpKernelContext* ctx, MultiHashTable* mtable,
+                          const std::vector<std::string>& basenames,
+                          bool strict, IdShard keep, bool resharded) {
+  TfFileSystem fs(ctx->env());
+  std::vector<ht::CheckpointInfo> infos(basenames.size());
+  // Per checkpoint: its table -> the graph's table (-1: not in the graph).
+  std::vector<std::vector<int>> to_graph(basenames.size());
+  std::vector<bool> restored(mtable->size(), false);
+  std::vector<std::string> mismatches;
+  for (size_t b = 0; b < basenames.size(); ++b) {
+    TF_RETURN_IF_ERROR(ToTfStatus(ht::ReadCheckpointInfo(
+        &fs, basenames[b], /*need_data=*/true, LogWarning, &infos[b])));
+    for (const ht::CheckpointInfo::Table& table : infos[b].tables) {
+      const int t = mtable->Find(table.name);
+      to_graph[b].push_back(t);
+      if (t >= 0) {
+        restored[t] = true;
+        continue;
+      }
+      mismatches.push_back(
+          (resharded ? basenames[b] + ": its table "
+                     : std::string("the checkpoint's table ")) +
+          table.name + " (" + std::to_string(table.entries) +
+          " entries) is not in the graph: its entries are not restored");
+    }
+    if (!resharded) continue;
+    for (int t = 0; t < mtable->size(); ++t) {
+      if (infos[b].FindTable(mtable->table(t).name) < 0) {
+        mismatches.push_back(basenames[b] + " lacks table " +
+                             mtable->table(t).name);
+      }
+    }
+  }
+  for (int t = 0; t < mtable->size(); ++t) {
+    if (restored[t]) continue;
+    mismatches.push_back("table " + mtable->table(t).name +
+                         (resharded ? " is in none of the checkpoints"
+                                    : " is not in the checkpoint") +
+                         ": it keeps its current entries");
+  }
+  for (const std::string& mismatch : mismatches) {
+    if (strict) {
+      return errors::FailedPrecondition(
+          resharded ? "strict resharded restore: "
+                    : "strict restore of " + basenames[0] + ": ",
+          mismatch);
+    }
+    LOG(WARNING) << (resharded ? "Resharded restore of " + mtable->shared_name()
+                               : "Restore of " + basenames[0])
+                 << ": " << mismatch;
+  }
+  for (int t = 0; t < mtable->size(); ++t) {
+    if (restored[t]) mtable->table(t).table->Clear();
+  }
+  for (size_t b = 0; b < basenames.size(); ++b) {
+    const std::vector<int>& graph_of = to_graph[b];
+    std::vector<EntryDump> scratch(infos[b].nshards);
+    TF_RETURN_IF_ERROR(ToTfStatus(ht::RestoreCheckpoint(
+        &fs, infos[b],
+        [&](int shard, int t, std::string_view record) {
+          if (resharded) {
+            // Every record's id is read (and so checked), kept or not.
+            int64_t id = 0;
+            MONOLITH_RETURN_IF_ERROR(ht::RecordId(record.data(), record.size(),
+                                                  &scratch[shard], &id));
+            int64_t r = id % keep.modulus;
+            if (r < 0) r += keep.modulus;
+            if (r != keep.remainder) return ht::Status::OK();
+          }
+          if (graph_of[t] < 0) return ht::Status::OK();
+          return RestoreInto(mtable->table(graph_of[t]), record,
+                             &scratch[shard]);
+        },
+        WorkerThreads(ctx), LogInfo)));
+  }
+  return OkStatus();
+}
+
 // Restore replaces: every table of the graph that the checkpoint holds is
 // emptied and then holds exactly the checkpoint's entries (so restoring
 // right after a save drops what the save skipped as expired). Tables the
@@ -175,51 +268,9 @@ class MultiHashTableRestoreOp : public OpKernel {
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 1, "basename", &basename));
     core::RefCountPtr<MultiHashTable> mtable;
     OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 0, "mtable", &mtable));
-    TfFileSystem fs(ctx->env());
-    ht::CheckpointInfo info;
-    OP_REQUIRES_OK(ctx, ToTfStatus(ht::ReadCheckpointInfo(
-                            &fs, basename, /*need_data=*/true, LogWarning,
-                            &info)));
-    // Checkpoint table -> graph table (-1: not in the graph).
-    std::vector<int> to_graph;
-    std::vector<std::string> mismatches;
-    for (const ht::CheckpointInfo::Table& table : info.tables) {
-      to_graph.push_back(mtable->Find(table.name));
-      if (to_graph.back() < 0) {
-        mismatches.push_back("the checkpoint's table " + table.name + " (" +
-                             std::to_string(table.entries) +
-                             " entries) is not in the graph: its entries are "
-                             "not restored");
-      }
-    }
-    for (int t = 0; t < mtable->size(); ++t) {
-      if (info.FindTable(mtable->table(t).name) < 0) {
-        mismatches.push_back("table " + mtable->table(t).name +
-                             " is not in the checkpoint: it keeps its "
-                             "current entries");
-      }
-    }
-    for (const std::string& mismatch : mismatches) {
-      OP_REQUIRES(ctx, !strict_,
-                  errors::FailedPrecondition("strict restore of ", basename,
-                                             ": ", mismatch));
-      LOG(WARNING) << "Restore of " << basename << ": " << mismatch;
-    }
-    for (int graph_table : to_graph) {
-      if (graph_table < 0) continue;
-      mtable->table(graph_table).table->Clear();
-    }
-    std::vector<EntryDump> scratch(info.nshards);
-    OP_REQUIRES_OK(
-        ctx,
-        ToTfStatus(ht::RestoreCheckpoint(
-            &fs, info,
-            [&](int shard, int t, std::string_view record) {
-              if (to_graph[t] < 0) return ht::Status::OK();
-              return RestoreInto(mtable->table(to_graph[t]), record,
-                                 &scratch[shard]);
-            },
-            WorkerThreads(ctx), LogInfo)));
+    OP_REQUIRES_OK(ctx, RestoreCheckpoints(ctx, mtable.get(), {basename},
+                                           strict_, IdShard(),
+                                           /*resharded=*/false));
     ctx->set_output(0, ctx->input(0));
   }
 
@@ -230,19 +281,15 @@ class MultiHashTableRestoreOp : public OpKernel {
 // Restores the checkpoints of the tables of an old PS layout (one per old
 // PS task) into this PS's table, keeping only the entries whose id has
 // floormod(id, id_modulus) == id_remainder: the ids a table at index
-// id_remainder of id_modulus PS tasks holds. Every checkpoint's meta files
-// are read and checked first; then every graph table that any checkpoint
-// holds is emptied once, and the checkpoints are restored one after the
-// other (each one's shards in parallel). Mismatched table names are
-// warnings, or with strict an error, as for MonolithMultiHashTableRestore.
+// id_remainder of id_modulus PS tasks holds (see RestoreCheckpoints).
 class MultiHashTableRestoreReshardedOp : public OpKernel {
  public:
   explicit MultiHashTableRestoreReshardedOp(OpKernelConstruction* ctx)
       : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("strict", &strict_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("id_modulus", &id_modulus_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("id_remainder", &id_remainder_));
-    OP_REQUIRES_OK(ctx, CheckIdShard(id_modulus_, id_remainder_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("id_modulus", &keep_.modulus));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("id_remainder", &keep_.remainder));
+    OP_REQUIRES_OK(ctx, CheckIdShard(keep_.modulus, keep_.remainder));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -269,83 +316,15 @@ class MultiHashTableRestoreReshardedOp : public OpKernel {
     }
     core::RefCountPtr<MultiHashTable> mtable;
     OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 0, "mtable", &mtable));
-    TfFileSystem fs(ctx->env());
-    // Every checkpoint is read and checked before any table is touched.
-    std::vector<ht::CheckpointInfo> infos(basenames.size());
-    std::vector<std::vector<int>> to_graph(basenames.size());
-    std::vector<bool> restored(mtable->size(), false);
-    std::vector<std::string> mismatches;
-    for (size_t b = 0; b < basenames.size(); ++b) {
-      OP_REQUIRES_OK(ctx, ToTfStatus(ht::ReadCheckpointInfo(
-                              &fs, basenames[b], /*need_data=*/true,
-                              LogWarning, &infos[b])));
-      for (const ht::CheckpointInfo::Table& table : infos[b].tables) {
-        const int t = mtable->Find(table.name);
-        to_graph[b].push_back(t);
-        if (t >= 0) {
-          restored[t] = true;
-        } else {
-          mismatches.push_back(basenames[b] + ": its table " + table.name +
-                               " (" + std::to_string(table.entries) +
-                               " entries) is not in the graph: its entries "
-                               "are not restored");
-        }
-      }
-      for (int t = 0; t < mtable->size(); ++t) {
-        if (infos[b].FindTable(mtable->table(t).name) < 0) {
-          mismatches.push_back(basenames[b] + " lacks table " +
-                               mtable->table(t).name);
-        }
-      }
-    }
-    for (int t = 0; t < mtable->size(); ++t) {
-      if (!restored[t]) {
-        mismatches.push_back("table " + mtable->table(t).name +
-                             " is in none of the checkpoints: it keeps its "
-                             "current entries");
-      }
-    }
-    for (const std::string& mismatch : mismatches) {
-      OP_REQUIRES(ctx, !strict_,
-                  errors::FailedPrecondition("strict resharded restore: ",
-                                             mismatch));
-      LOG(WARNING) << "Resharded restore of " << mtable->shared_name() << ": "
-                   << mismatch;
-    }
-    for (int t = 0; t < mtable->size(); ++t) {
-      if (restored[t]) mtable->table(t).table->Clear();
-    }
-    const int64_t modulus = id_modulus_;
-    const int64_t remainder = id_remainder_;
-    for (size_t b = 0; b < basenames.size(); ++b) {
-      const std::vector<int>& graph_of = to_graph[b];
-      std::vector<EntryDump> scratch(infos[b].nshards);
-      OP_REQUIRES_OK(
-          ctx,
-          ToTfStatus(ht::RestoreCheckpoint(
-              &fs, infos[b],
-              [&](int shard, int t, std::string_view record) {
-                int64_t id = 0;
-                ht::Status s = ht::RecordId(record.data(), record.size(),
-                                            &scratch[shard], &id);
-                if (!s.ok()) return s;
-                int64_t r = id % modulus;
-                if (r < 0) r += modulus;
-                if (graph_of[t] < 0 || r != remainder) {
-                  return ht::Status::OK();
-                }
-                return RestoreInto(mtable->table(graph_of[t]), record,
-                                   &scratch[shard]);
-              },
-              WorkerThreads(ctx), LogInfo)));
-    }
+    OP_REQUIRES_OK(ctx, RestoreCheckpoints(ctx, mtable.get(), basenames,
+                                           strict_, keep_,
+                                           /*resharded=*/true));
     ctx->set_output(0, ctx->input(0));
   }
 
  private:
   bool strict_ = false;
-  int64_t id_modulus_ = 1;
-  int64_t id_remainder_ = 0;
+  IdShard keep_;
 };
 
 class MultiHashTableFeatureStatOp : public OpKernel {
