@@ -1,4 +1,4 @@
-"""Checkpoint path helpers for saver and restorer listeners.
+"""Checkpoint helpers: paths for listeners, partial recovery of PS tasks.
 
 A checkpoint saved by `tf.compat.v1.train.Saver` under the basename
 `<model_dir>/model.ckpt` at global step N has the prefix
@@ -28,6 +28,13 @@ called after every save, deletes what is left of the dropped ones:
 
 Other names are never touched: checkpoints without a step, other basenames'
 files and asset directories, temporary files.
+
+Partial recovery, when a PS task restarts in a running job: `PsMonitor`
+tells which PS tasks lost their state (a restarted process starts empty),
+`PartialRecoverySaver` restores only those tasks' variables from the latest
+checkpoint, `MultiHashTableCheckpointRestorerListener(basename, ps_monitor)`
+only their tables, and `PsInitializedStateHook` then marks every task
+initialized. The other tasks keep what they learnt since that checkpoint.
 """
 
 import os
@@ -36,6 +43,9 @@ from typing import List, NamedTuple, Optional, Set, Tuple
 
 from absl import logging
 import tensorflow as tf
+from tensorflow.python.training import saver as saver_lib
+
+from monolith.native_training import utils
 
 # "ckpt.info-<step>": per-step metadata beside the checkpoints.
 CKPT_INFO_PREFIX = "ckpt.info-"
@@ -202,3 +212,181 @@ class SaveHelper:
       deleted.append(path)
       logging.info("Deleted %s: its checkpoint is gone.", path)
     return deleted
+
+
+class PsMonitor:
+  """Tells which parameter-server tasks restarted since they were set up.
+
+  Each PS task i holds a queue of capacity 1 (shared name
+  "ps_monitor_<i>"), filled by `setup_ps_initialized_state` once the task's
+  variables and tables are initialized or restored. A PS process that
+  restarts starts with an empty queue, so an empty queue means the task's
+  state is gone. Sessions must share the PS tasks' resources (the default;
+  not `isolate_session_state`).
+
+  Args:
+    num_ps: the number of PS tasks, >= 0.
+  """
+
+  def __init__(self, num_ps: int):
+    if not isinstance(num_ps, int) or num_ps < 0:
+      raise ValueError(f"num_ps must be an int >= 0, got {num_ps!r}")
+    self._num_ps = num_ps
+    sizes = []
+    enqueues = []
+    graph = tf.compat.v1.get_default_graph()
+    with tf.name_scope("ps_monitor"):
+      for i in range(num_ps):
+        with graph.colocate_with(None, ignore_existing=True), tf.device(
+            utils.ps_device(i)):
+          queue = tf.queue.FIFOQueue(1, tf.int32,
+                                     shared_name=f"ps_monitor_{i}",
+                                     name=f"ps_monitor_{i}")
+          enqueues.append(queue.enqueue(1))
+          sizes.append(queue.size())
+      self._enqueue_ops = enqueues
+      self._sizes = tf.stack(sizes) if sizes else tf.zeros([0], tf.int32)
+      tasks = tf.constant(
+          [f"/job:{utils.PS_JOB_NAME}/task:{i}" for i in range(num_ps)],
+          dtype=tf.string)
+      self._report = tf.boolean_mask(tasks, tf.equal(self._sizes, 0))
+
+  @property
+  def num_ps(self) -> int:
+    return self._num_ps
+
+  def uninitialized_ps_tasks(self, sess: tf.compat.v1.Session) -> Set[int]:
+    """The indices of the PS tasks not (or no longer) set up."""
+    if not self._num_ps:
+      return set()
+    sizes = sess.run(self._sizes)
+    return {i for i, size in enumerate(sizes) if size == 0}
+
+  def is_ps_uninitialized(self, sess: tf.compat.v1.Session,
+                          device: str) -> bool:
+    """Whether what lives on `device` must be restored.
+
+    True for a PS task that is not set up, and for any device that is not
+    one of the monitored PS tasks (the worker's own state never survives a
+    new session).
+    """
+    task = utils.ps_task_of_device(device)
+    if task is None or task >= self._num_ps:
+      return True
+    return task in self.uninitialized_ps_tasks(sess)
+
+  def setup_ps_initialized_state(self, sess: tf.compat.v1.Session) -> None:
+    """Marks every PS task set up. Call it once all of them are restored."""
+    uninitialized = self.uninitialized_ps_tasks(sess)
+    if uninitialized:
+      sess.run([self._enqueue_ops[i] for i in sorted(uninitialized)])
+
+  def report_uninitialized_ps(self) -> tf.Tensor:
+    """A string vector of the PS tasks not set up, for a `ready_op`.
+
+    E.g. ["/job:ps/task:1"]; empty when every task is set up, so workers
+    can wait on it for the chief's restore.
+    """
+    return self._report
+
+
+class _PerDeviceRestoreBuilder(saver_lib.BulkSaverBuilder):
+  """A saver builder that keeps each device's restore op apart."""
+
+  def __init__(self):
+    super().__init__()
+    self.restore_ops_per_device = {}
+
+  def _AddShardedRestoreOps(self, filename_tensor, per_device,
+                            restore_sequentially, reshape):
+    # As BulkSaverBuilder's, recording the op of each device.
+    for shard, (device, saveables) in enumerate(per_device):
+      with tf.device(device):
+        self.restore_ops_per_device[device] = self._AddRestoreOps(
+            filename_tensor, saveables, restore_sequentially, reshape,
+            preferred_shard=shard, name="restore_shard")
+    return tf.group(*self.restore_ops_per_device.values(), name="restore_all")
+
+
+class PartialRecoverySaver(tf.compat.v1.train.Saver):
+  """A sharded Saver whose restore skips the PS tasks that kept their state.
+
+  With a `ps_monitor`, `restore` restores the variables of the PS tasks
+  the monitor reports uninitialized, and of every device off the PS job;
+  variables of PS tasks that kept running are left as they are. Without
+  one it restores everything, as `tf.compat.v1.train.Saver`. Saving is the
+  Saver's own, and so is the checkpoint format.
+
+  Args:
+    *args, **kwargs: as `tf.compat.v1.train.Saver`; `sharded` must stay
+      True (one restore op per device) and `builder` is not accepted.
+    ps_monitor: the job's `PsMonitor`, or None.
+  """
+
+  def __init__(self, *args, ps_monitor: Optional[PsMonitor] = None, **kwargs):
+    if "builder" in kwargs:
+      raise ValueError("PartialRecoverySaver builds its own saver builder")
+    if not kwargs.setdefault("sharded", True):
+      raise ValueError("PartialRecoverySaver needs sharded=True: it restores "
+                       "each device's variables on their own")
+    self._ps_monitor = ps_monitor
+    self._restore_builder = _PerDeviceRestoreBuilder()
+    super().__init__(*args, builder=self._restore_builder, **kwargs)
+
+  def restore(self, sess: tf.compat.v1.Session, save_path: str) -> None:
+    """Restores the variables of the devices that lost them.
+
+    Args:
+      sess: the session to restore in.
+      save_path: the checkpoint prefix.
+
+    Raises:
+      ValueError: save_path is None or not a checkpoint.
+      tf.errors.OpError: as `tf.compat.v1.train.Saver.restore`.
+    """
+    per_device = self._restore_builder.restore_ops_per_device
+    if self._ps_monitor is None or not per_device:
+      super().restore(sess, save_path)
+      return
+    if save_path is None:
+      raise ValueError("Can't load save_path when it is None.")
+    if not tf.compat.v1.train.checkpoint_exists(save_path):
+      raise ValueError(
+          f"The passed save_path is not a valid checkpoint: {save_path}")
+    uninitialized = self._ps_monitor.uninitialized_ps_tasks(sess)
+    restore_ops = []
+    kept = []
+    for device, restore_op in sorted(per_device.items()):
+      task = utils.ps_task_of_device(device)
+      if task is None or task >= self._ps_monitor.num_ps or (
+          task in uninitialized):
+        restore_ops.append(restore_op)
+      else:
+        kept.append(device)
+    logging.info("Restoring the variables of %d device(s) from %s; %s kept "
+                 "their state.", len(restore_ops), save_path,
+                 ", ".join(kept) or "no PS task")
+    sess.run(restore_ops, {self.saver_def.filename_tensor_name: save_path})
+
+
+class PsInitializedStateHook(tf.compat.v1.train.SessionRunHook):
+  """Marks every PS task set up once the session is created and restored.
+
+  List it after the hooks that restore (e.g. a `CheckpointRestorerHook`
+  with `MultiHashTableCheckpointRestorerListener(basename, ps_monitor)`):
+  hooks' `after_create_session` run in order.
+
+  Args:
+    ps_monitor: the job's `PsMonitor`.
+  """
+
+  def __init__(self, ps_monitor: PsMonitor):
+    self._ps_monitor = ps_monitor
+
+  def after_create_session(self, session: tf.compat.v1.Session,
+                           coord: Optional[tf.train.Coordinator]) -> None:
+    del coord  # Unused.
+    uninitialized = self._ps_monitor.uninitialized_ps_tasks(session)
+    if uninitialized:
+      logging.info("PS tasks %s are set up.", sorted(uninitialized))
+    self._ps_monitor.setup_ps_initialized_state(session)

@@ -1,7 +1,8 @@
 """Helpers of the training code: device names and graph collections.
 
 `ps_device(i)` names the device of parameter-server task i (`PS_JOB_NAME`
-job) in TensorFlow's distributed runtime; `free_ports(n)` picks loopback
+job) in TensorFlow's distributed runtime and `ps_task_of_device` reads the
+task back from a device name; `free_ports(n)` picks loopback
 ports for the tasks of a cluster on one host.
 
 Training registers values (sparse feature names, the feature list, ...) in
@@ -30,6 +31,23 @@ def ps_device(index: int) -> str:
     "/job:ps/task:<index>/device:CPU:0".
   """
   return f"/job:{PS_JOB_NAME}/task:{index}/device:CPU:0"
+
+
+def ps_task_of_device(device: str) -> Optional[int]:
+  """The PS task index of a device name, or None off the PS job.
+
+  Args:
+    device: a device name or spec, full ("/job:ps/replica:0/task:1/device:
+      CPU:0") or partial ("/job:ps/task:1", as `replica_device_setter`
+      places variables); a PS device without a task is task 0.
+
+  Returns:
+    The task index when the device's job is `PS_JOB_NAME`, else None.
+  """
+  spec = tf.DeviceSpec.from_string(device or "")
+  if spec.job != PS_JOB_NAME:
+    return None
+  return spec.task or 0
 
 
 def free_ports(n: int) -> List[int]:

@@ -1,0 +1,206 @@
+"""Partial recovery of a restarted PS task, on in-process servers.
+
+A PS task "restarts" by being replaced with a fresh server in the session
+config's cluster_def (an in-process server cannot be stopped): the new
+server starts with no variables, tables or `PsMonitor` queue, as a
+restarted process does. Sessions share the PS tasks' state, as a real job's
+do. The master must be in the cluster_def, so PS 0 (never restarted) is
+also the master, as in the original's test.
+"""
+
+import os
+from typing import List, NamedTuple
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from monolith.native_training import basic_restore_hook
+from monolith.native_training import distributed_ps_factory
+from monolith.native_training import multi_hash_table_ops
+from monolith.native_training import save_utils
+from monolith.native_training import test_utils
+from monolith.native_training import utils
+
+tf1 = tf.compat.v1
+tf1.disable_eager_execution()
+
+# Id 0 lives on PS 0, id 1 on PS 1.
+_IDS = np.array([0, 1], dtype=np.int64)
+
+
+def _config(ps_servers: List[tf.distribute.Server]) -> tf1.ConfigProto:
+  """A session config whose PS job is `ps_servers`, sharing their state."""
+  cluster_def = tf.train.ClusterDef()
+  job = cluster_def.job.add()
+  job.name = utils.PS_JOB_NAME
+  for i, server in enumerate(ps_servers):
+    job.tasks[i] = server.target[len("grpc://"):]
+  config = tf1.ConfigProto(cluster_def=cluster_def)
+  config.experimental.share_session_state_in_clusterspec_propagation = True
+  return config
+
+
+class _Job(NamedTuple):
+  train_op: tf.Operation
+  v0: tf.Variable  # on PS 0
+  v1: tf.Variable  # on PS 1
+  embeddings: tf.Tensor  # of _IDS
+  monitor: save_utils.PsMonitor
+  hooks: List[tf1.train.SessionRunHook]
+  scaffold: tf1.train.Scaffold
+
+
+def _build_job(model_dir: str) -> _Job:
+  with tf.device(utils.ps_device(0)):
+    global_step = tf1.train.get_or_create_global_step()
+    v0 = tf1.Variable(0, name="v0")
+  with tf.device(utils.ps_device(1)):
+    v1 = tf1.Variable(0, name="v1")
+  table = distributed_ps_factory.create_native_multi_hash_table(
+      2, {"slot": test_utils.generate_test_hash_table_config(1)})
+  ids = tf.constant(_IDS)
+  train_op = tf.group(
+      tf1.assign_add(global_step, 1), tf1.assign_add(v0, 1),
+      tf1.assign_add(v1, 1),
+      table.assign_add({
+          "slot": (ids, tf.ones([2, 1]))
+      }).as_op())
+  embeddings = table.lookup({"slot": ids})["slot"]
+  monitor = save_utils.PsMonitor(2)
+  saver = save_utils.PartialRecoverySaver(ps_monitor=monitor)
+  basename = os.path.join(model_dir, "model.ckpt")
+  hooks = [
+      basic_restore_hook.CheckpointRestorerHook(listeners=[
+          multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
+              basename, ps_monitor=monitor)
+      ]),
+      save_utils.PsInitializedStateHook(monitor),
+      tf1.train.CheckpointSaverHook(
+          model_dir,
+          save_steps=1,
+          saver=saver,
+          listeners=[
+              multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
+                  basename)
+          ]),
+  ]
+  scaffold = tf1.train.Scaffold(
+      saver=saver,
+      local_init_op=tf.group(*[t.initializer for t in table.tables]))
+  return _Job(train_op, v0, v1, embeddings, monitor, hooks, scaffold)
+
+
+def _monitored_session(job: _Job, master: str, config: tf1.ConfigProto,
+                       model_dir: str) -> tf1.train.MonitoredSession:
+  return tf1.train.MonitoredSession(
+      session_creator=tf1.train.ChiefSessionCreator(scaffold=job.scaffold,
+                                                    master=master,
+                                                    config=config,
+                                                    checkpoint_dir=model_dir),
+      hooks=job.hooks)
+
+
+def _values(sess, job: _Job):
+  v0, v1, embeddings = sess.run([job.v0, job.v1, job.embeddings])
+  return int(v0), int(v1), embeddings[:, 0].tolist()
+
+
+def test_only_the_restarted_ps_is_restored(tmp_path):
+  model_dir = str(tmp_path)
+  ps0, ps1 = (tf.distribute.Server.create_local_server() for _ in range(2))
+  master = ps0
+  with tf.Graph().as_default():
+    job = _build_job(model_dir)
+    # Step 1 is checkpointed (the saver hook saves every step).
+    with _monitored_session(job, master.target, _config([ps0, ps1]),
+                            model_dir) as sess:
+      sess.run(job.train_op)
+      assert _values(sess, job) == (1, 1, [1.0, 1.0])
+    assert tf.train.latest_checkpoint(model_dir).endswith("-1")
+    # Step 2 is not.
+    with tf1.Session(master.target, config=_config([ps0, ps1])) as sess:
+      sess.run(job.train_op)
+      assert _values(sess, job) == (2, 2, [2.0, 2.0])
+      assert job.monitor.uninitialized_ps_tasks(sess) == set()
+
+    # PS 1 restarts: its variable and table come back from step 1's
+    # checkpoint, PS 0 keeps step 2's values.
+    ps1_restarted = tf.distribute.Server.create_local_server()
+    config = _config([ps0, ps1_restarted])
+    with tf1.Session(master.target, config=config) as sess:
+      assert job.monitor.uninitialized_ps_tasks(sess) == {1}
+      report = sess.run(job.monitor.report_uninitialized_ps())
+      assert report.tolist() == [b"/job:ps/task:1"]
+      assert job.monitor.is_ps_uninitialized(sess, utils.ps_device(1))
+      assert not job.monitor.is_ps_uninitialized(sess, "/job:ps/task:0")
+      assert job.monitor.is_ps_uninitialized(sess, "/job:worker/task:0")
+    with _monitored_session(job, master.target, config, model_dir) as sess:
+      assert _values(sess, job) == (2, 1, [2.0, 1.0])
+      assert job.monitor.uninitialized_ps_tasks(sess) == set()
+      sess.run(job.train_op)
+      assert _values(sess, job) == (3, 2, [3.0, 2.0])
+
+    # Both restart: everything comes from the latest checkpoint, step 3's.
+    ps0_restarted = tf.distribute.Server.create_local_server()
+    config = _config([
+        ps0_restarted,
+        tf.distribute.Server.create_local_server()
+    ])
+    with _monitored_session(job, ps0_restarted.target, config,
+                            model_dir) as sess:
+      assert _values(sess, job) == (3, 2, [3.0, 2.0])
+
+
+def test_without_a_monitor_everything_is_restored(tmp_path):
+  model_dir = str(tmp_path)
+  with tf.Graph().as_default():
+    with tf.device(utils.ps_device(0)):
+      v0 = tf1.Variable(1, name="v0")
+    saver = save_utils.PartialRecoverySaver()
+    servers, config = test_utils.create_test_ps_cluster(1)
+    with tf1.Session(servers[0].target, config=config) as sess:
+      sess.run(v0.initializer)
+      path = saver.save(sess, os.path.join(model_dir, "model.ckpt"))
+      sess.run(tf1.assign(v0, 5))
+      saver.restore(sess, path)
+      assert sess.run(v0) == 1
+
+
+def test_a_fresh_job_is_all_uninitialized_until_set_up():
+  with tf.Graph().as_default():
+    monitor = save_utils.PsMonitor(2)
+    servers, config = test_utils.create_test_ps_cluster(2)
+    with tf1.Session(servers[0].target, config=config) as sess:
+      assert monitor.uninitialized_ps_tasks(sess) == {0, 1}
+      monitor.setup_ps_initialized_state(sess)
+      assert monitor.uninitialized_ps_tasks(sess) == set()
+      assert sess.run(monitor.report_uninitialized_ps()).tolist() == []
+      # Setting up twice must not block on the full queues.
+      monitor.setup_ps_initialized_state(sess)
+
+
+def test_bad_arguments():
+  with tf.Graph().as_default():
+    with pytest.raises(ValueError, match="num_ps"):
+      save_utils.PsMonitor(-1)
+    with pytest.raises(ValueError, match="num_ps"):
+      save_utils.PsMonitor(1.5)
+    tf1.Variable(0, name="v")
+    with pytest.raises(ValueError, match="sharded=True"):
+      save_utils.PartialRecoverySaver(sharded=False)
+    with pytest.raises(ValueError, match="builder"):
+      save_utils.PartialRecoverySaver(builder=None)
+    assert save_utils.PsMonitor(0).num_ps == 0
+
+
+@pytest.mark.parametrize("device, task", [
+    ("/job:ps/task:3", 3),
+    ("/job:ps/replica:0/task:1/device:CPU:0", 1),
+    ("/job:ps", 0),
+    ("/job:worker/task:1", None),
+    ("", None),
+    ("/device:CPU:0", None),
+])
+def test_ps_task_of_device(device, task):
+  assert utils.ps_task_of_device(device) == task
