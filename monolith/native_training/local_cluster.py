@@ -22,6 +22,13 @@ fixed hidden weight per id, so the loss goes down. The chief (worker 0)
 writes a checkpoint every `--save_steps` steps, with the tables' shards
 beside it (MultiHashTable saver listener), and resumes from the latest
 checkpoint of `--model_dir` (tables saved by any number of PS tasks).
+
+A PS task that dies is restarted by the launcher (`--max_ps_restarts`) on
+its port. The workers' session calls fail; each worker waits for the task
+(`--ps_recovery_secs`) and creates a new session. The chief's restores only
+the restarted task's variables and tables from the latest checkpoint
+(`save_utils.PsMonitor`, `PartialRecoverySaver`), the other tasks keep
+what they learnt since, and the other workers wait until it is done.
 """
 
 import contextlib
@@ -43,6 +50,7 @@ import tensorflow as tf
 from tensorflow.python.ops import resources
 from tensorflow.python.training import monitored_session
 
+from monolith.native_training import basic_restore_hook
 from monolith.native_training import distributed_ps_factory
 from monolith.native_training import entry
 from monolith.native_training import multi_hash_table_ops
@@ -70,8 +78,15 @@ flags.DEFINE_enum("task_type", "", ["", "ps", "worker"],
 flags.DEFINE_integer("task_index", 0, "The index of the task to run.")
 flags.DEFINE_integer("operation_timeout_ms", 60000,
                      "Workers: deadline of every session call (and of "
-                     "waiting for the chief's initialization); a lost PS "
-                     "task fails the worker with an error naming it.")
+                     "waiting for the chief's initialization).")
+flags.DEFINE_integer("ps_recovery_secs", 120,
+                     "Workers: how long to wait for a lost PS task to come "
+                     "back (restarted and restored by the chief) before "
+                     "failing with an error naming it; 0 fails at once.")
+flags.DEFINE_integer("max_ps_restarts", 3,
+                     "Launcher: restart a PS task that dies at most this "
+                     "many times (on its port); past that, or with 0, a "
+                     "dead PS task stops the cluster.")
 # Training.
 flags.DEFINE_integer("steps", 2000, "Train until the global step reaches "
                      "this (all workers together).")
@@ -79,6 +94,7 @@ flags.DEFINE_string("model_dir", "/tmp/monolith_local_cluster",
                     "Checkpoints (and the tables' shards) go here; the chief "
                     "resumes from its latest checkpoint.")
 flags.DEFINE_integer("save_steps", 500, "Checkpoint every this many steps.")
+flags.DEFINE_integer("keep_checkpoints", 5, "Keep this many checkpoints.")
 flags.DEFINE_integer("batch_size", 256, "Examples per worker step.")
 flags.DEFINE_integer("num_slots", 4, "Sparse slots (one table each).")
 flags.DEFINE_integer("ids_per_slot", 2, "Ids of each slot in an example.")
@@ -94,6 +110,8 @@ flags.DEFINE_bool("verbose", False,
                   "Tasks log TF's info and warnings too (else only errors).")
 
 _WORKER_JOB = "worker"
+# How long the launcher waits for the workers to report a dead task.
+_REPORT_GRACE_SECS = 10
 _CKPT_NAME = "model.ckpt"
 # Mean losses of this many steps start and end the summary.
 _LOSS_WINDOW = 10
@@ -200,20 +218,29 @@ class Model:
       with tf.control_dependencies([self.train_op]):
         # The global step after this step's update.
         self.global_step_after = tf.identity(self.global_step.read_value())
-    self.saver = tf1.train.Saver(sharded=True, max_to_keep=5)
-    with tf.device(utils.ps_device(0)):
-      # Set by the chief's local init op once the tables are created (and
-      # restored): until then the other workers wait. Not in checkpoints.
-      self.tables_ready = tf1.Variable(True, trainable=False, collections=[],
-                                       name="tables_ready")
     with tf.device(worker_device):
-      self.ready_op = tf.concat([
+      # Set up by the chief once it created (and restored) a PS task's
+      # variables and tables; empty again when the task restarts.
+      self.ps_monitor = save_utils.PsMonitor(num_ps)
+      self.saver = save_utils.PartialRecoverySaver(
+          sharded=True,
+          max_to_keep=FLAGS.keep_checkpoints,
+          ps_monitor=self.ps_monitor)
+      # The chief's: its hooks restore the tables once the session exists.
+      self.chief_ready_op = tf.concat([
           tf1.report_uninitialized_variables(),
-          resources.report_uninitialized_resources(),
-          tf.cond(tf1.is_variable_initialized(self.tables_ready),
-                  lambda: tf.constant([], tf.string),
-                  lambda: tf.constant(["tables_ready"]))
-      ], 0, name="ready")
+          resources.report_uninitialized_resources()
+      ], 0, name="chief_ready")
+      # The other workers wait until the chief has set up every PS task.
+      self.ready_op = tf.concat(
+          [self.chief_ready_op,
+           self.ps_monitor.report_uninitialized_ps()], 0, name="ready")
+      # The chief's: restores the tables of the PS tasks the monitor
+      # reports, from the latest checkpoint (of any number of PS tasks).
+      self.table_restorer = (
+          multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
+              os.path.join(FLAGS.model_dir, _CKPT_NAME),
+              ps_monitor=self.ps_monitor))
 
 
 def _table_config() -> entry.HashTableConfigInstance:
@@ -228,22 +255,6 @@ def _table_config() -> entry.HashTableConfigInstance:
                              entry.Fp32Compressor()))
   entry.CuckooHashTableConfig().mutate_table(table_config)
   return entry.HashTableConfigInstance(table_config, [FLAGS.learning_rate])
-
-
-def _restore_tables_op(model: Model, ckpt_prefix: str) -> tf.Operation:
-  """Creates the PS tables and restores them from `ckpt_prefix`'s.
-
-  The checkpoint may come from another number of PS tasks: each PS keeps
-  the ids it holds now (`DistributedMultiTypeHashTable.restore`).
-  """
-  asset_dir = save_utils.SaveHelper.get_ckpt_asset_dir(ckpt_prefix)
-  basenames = multi_hash_table_ops.find_ps_checkpoints(
-      asset_dir, multi_hash_table_ops.MultiHashTable.NAME_PREFIX)
-  if not basenames:
-    raise ValueError(f"{ckpt_prefix} has no hash table checkpoints in "
-                     f"{asset_dir}")
-  with tf.control_dependencies([t.initializer for t in model.table.tables]):
-    return model.table.restore(basenames).as_op()
 
 
 # ----------------------------------------------------------------------------
@@ -265,7 +276,8 @@ def run_ps(cluster: tf.train.ClusterSpec, index: int) -> None:
   """Serves PS task `index` until the process is killed."""
   server = tf.distribute.Server(cluster, job_name=utils.PS_JOB_NAME,
                                 task_index=index)
-  print(f"ps {index}: serving {server.target}", flush=True)
+  print(f"ps {index}: serving {server.target} (pid {os.getpid()})",
+        flush=True)
   server.join()
 
 
@@ -364,6 +376,88 @@ class _Progress:
           flush=True)
 
 
+class _ReportSetupHook(tf1.train.SessionRunHook):
+  """Prints which PS tasks the chief's new session restores or initializes.
+
+  Listed before the hooks that restore, so it sees the tasks still to do.
+  """
+
+  def __init__(self, index: int, ps_monitor: save_utils.PsMonitor):
+    self._index = index
+    self._ps_monitor = ps_monitor
+
+  def after_create_session(self, session, coord) -> None:
+    del coord  # Unused.
+    tasks = sorted(self._ps_monitor.uninitialized_ps_tasks(session))
+    if not tasks:
+      return
+    latest = tf.train.latest_checkpoint(FLAGS.model_dir)
+    print(f"worker {self._index}: PS task(s) {', '.join(map(str, tasks))} "
+          f"{'restored from ' + latest if latest else 'initialized'}",
+          flush=True)
+
+
+# Errors of a session call when a task it involves died or restarted.
+_LOST_TASK_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError,
+                     tf.errors.DeadlineExceededError)
+
+
+def _tasks_named(e: tf.errors.OpError, index: int) -> str:
+  """The tasks other than worker `index` that an error message names."""
+  own = f"/job:{_WORKER_JOB}/replica:0/task:{index}"
+  tasks = sorted(
+      set(re.findall(r"/job:\w+/replica:\d+/task:\d+", e.message)) - {own})
+  return ", ".join(tasks) or "this worker"
+
+
+def _session_creator(model: Model, index: int, server: tf.distribute.Server,
+                     config: tf1.ConfigProto) -> tf1.train.SessionCreator:
+  """Creates the worker's sessions; the chief's restore what PS tasks lost.
+
+  The chief restores the variables (`PartialRecoverySaver`) of the PS tasks
+  that `model.ps_monitor` reports uninitialized (all of them on a fresh
+  cluster) from the latest checkpoint of --model_dir, if any, and creates
+  the tables; its hooks (`_chief_hooks`) restore those tasks' tables and
+  set the tasks up. The other workers wait for that.
+  """
+  if index == 0:
+    local_init_op = tf.group(tf1.train.Scaffold.default_local_init_op(),
+                             *[t.initializer for t in model.table.tables])
+    scaffold = tf1.train.Scaffold(saver=model.saver,
+                                  ready_op=model.chief_ready_op,
+                                  local_init_op=local_init_op)
+    return tf1.train.ChiefSessionCreator(scaffold=scaffold,
+                                         master=server.target,
+                                         config=config,
+                                         checkpoint_dir=FLAGS.model_dir)
+  return _WorkerSessionCreator(
+      tf1.train.Scaffold(saver=model.saver, ready_op=model.ready_op),
+      server.target, config,
+      max(FLAGS.operation_timeout_ms / 1000, FLAGS.ps_recovery_secs))
+
+
+def _hooks(model: Model, index: int) -> List[tf1.train.SessionRunHook]:
+  """The worker's hooks; every session it creates uses them again."""
+  hooks = [tf1.train.StopAtStepHook(last_step=FLAGS.steps)]
+  if index != 0:
+    return hooks
+  return hooks + [
+      _ReportSetupHook(index, model.ps_monitor),
+      basic_restore_hook.CheckpointRestorerHook(
+          listeners=[model.table_restorer]),
+      save_utils.PsInitializedStateHook(model.ps_monitor),
+      # Last: it saves when the session is created.
+      tf1.train.CheckpointSaverHook(
+          FLAGS.model_dir,
+          save_steps=FLAGS.save_steps,
+          saver=model.saver,
+          listeners=[
+              multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
+                  os.path.join(FLAGS.model_dir, _CKPT_NAME))
+          ]),
+  ]
+
+
 def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
   """Trains as worker `index` until the global step reaches --steps."""
   num_ps = cluster.num_tasks(utils.PS_JOB_NAME)
@@ -377,49 +471,34 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
   tf1.disable_eager_execution()
   with tf.Graph().as_default():
     model = Model(num_ps, worker_device, cluster)
-    hooks = [tf1.train.StopAtStepHook(last_step=FLAGS.steps)]
     if is_chief:
       tf.io.gfile.makedirs(FLAGS.model_dir)
-      basename = os.path.join(FLAGS.model_dir, _CKPT_NAME)
       latest = tf.train.latest_checkpoint(FLAGS.model_dir)
-      tables_init = tf.group(*[t.initializer for t in model.table.tables])
       if latest:
         print(f"worker {index}: resuming from {latest}", flush=True)
-        tables_init = _restore_tables_op(model, latest)
-      with tf.control_dependencies([tables_init]):
-        # A new op, so that it runs after the tables' creation (or restore).
-        mark_ready = model.tables_ready.assign(True, read_value=False)
-      local_init_op = tf.group(tf1.train.Scaffold.default_local_init_op(),
-                               mark_ready)
-      scaffold = tf1.train.Scaffold(saver=model.saver,
-                                    ready_op=model.ready_op,
-                                    local_init_op=local_init_op)
-      hooks.append(
-          tf1.train.CheckpointSaverHook(
-              FLAGS.model_dir,
-              save_steps=FLAGS.save_steps,
-              saver=model.saver,
-              listeners=[
-                  multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
-                      basename)
-              ]))
-      creator = tf1.train.ChiefSessionCreator(scaffold=scaffold,
-                                              master=server.target,
-                                              config=config,
-                                              checkpoint_dir=FLAGS.model_dir)
-    else:
-      creator = _WorkerSessionCreator(
-          tf1.train.Scaffold(saver=model.saver, ready_op=model.ready_op),
-          server.target, config, FLAGS.operation_timeout_ms / 1000)
+    creator = _session_creator(model, index, server, config)
+    hooks = _hooks(model, index)
     data = RandomCtrData(FLAGS.num_slots, FLAGS.ids_per_slot,
                          FLAGS.vocab_size, FLAGS.seed + index)
     progress = _Progress(index, FLAGS.num_slots * FLAGS.ids_per_slot)
     print(f"worker {index}: training to global step {FLAGS.steps} with "
           f"{num_ps} PS task(s){' (chief)' if is_chief else ''}",
           flush=True)
-    try:
-      sess = _FailFastSession(creator, hooks)
-      while not sess.should_stop():
+    sess = None
+    # Sessions left by lost tasks: closing one waits for the lost task for
+    # ever, and so would its destructor; kept until the process exits.
+    abandoned = []
+    lost_since = None
+    while True:
+      try:
+        if sess is None:
+          sess = _FailFastSession(creator, hooks)
+          if lost_since is not None:
+            print(f"worker {index}: training again after "
+                  f"{time.time() - lost_since:.1f} s", flush=True)
+            lost_since = None
+        if sess.should_stop():
+          break
         ids, labels = data.batch(FLAGS.batch_size)
         _, loss, step = sess.run(
             [model.train_op, model.loss, model.global_step_after], {
@@ -428,21 +507,38 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
             })
         progress.add(len(labels), float(loss), int(step),
                      FLAGS.log_every_secs)
-    except tf.errors.OpError as e:
-      print(e.message, file=sys.stderr)
-      own = f"/job:{_WORKER_JOB}/replica:0/task:{index}"
-      tasks = sorted(
-          set(re.findall(r"/job:\w+/replica:\d+/task:\d+", e.message)) -
-          {own})
-      print(f"worker {index}: failed after {progress.steps} steps: "
-            f"{type(e).__name__} involving "
-            f"{', '.join(tasks) or 'this worker'}", flush=True)
-      # Closing the session would wait for the lost task for ever.
-      sys.stderr.flush()
-      os._exit(1)
+      except _LOST_TASK_ERRORS as e:
+        now = time.time()
+        if not FLAGS.ps_recovery_secs:
+          _fail(index, progress, e)
+        if lost_since is None:
+          lost_since = now
+          print(f"worker {index}: lost {_tasks_named(e, index)} "
+                f"({type(e).__name__}); waiting up to "
+                f"{FLAGS.ps_recovery_secs} s for it to come back",
+                flush=True)
+        if now - lost_since >= FLAGS.ps_recovery_secs:
+          _fail(index, progress, e)
+        if sess is not None:
+          abandoned.append(sess)
+          sess = None
+        time.sleep(1)
+      except tf.errors.OpError as e:
+        _fail(index, progress, e)
     sess.close()
     progress.summary()
   return 0
+
+
+def _fail(index: int, progress: _Progress, e: tf.errors.OpError) -> None:
+  """Reports a failed session call, naming the tasks, and exits."""
+  print(e.message, file=sys.stderr)
+  print(f"worker {index}: failed after {progress.steps} steps: "
+        f"{type(e).__name__} involving {_tasks_named(e, index)}",
+        flush=True)
+  # Closing the session would wait for the lost task for ever.
+  sys.stderr.flush()
+  os._exit(1)
 
 
 # ----------------------------------------------------------------------------
@@ -485,6 +581,7 @@ class _Task:
   def __init__(self, name: str, argv: List[str], env: Dict[str, str],
                lock: threading.Lock):
     self.name = name
+    self.argv = argv
     self.process = subprocess.Popen(argv,
                                     stdin=subprocess.DEVNULL,
                                     stdout=subprocess.PIPE,
@@ -559,7 +656,19 @@ def launch(argv: Sequence[str]) -> int:
                   env, lock))
     ps_tasks = tasks[:FLAGS.num_ps]
     workers = tasks[FLAGS.num_ps:]
+    restarts = [0] * len(ps_tasks)
     while True:
+      for i, t in enumerate(ps_tasks):
+        if (t.process.poll() is None or restarts[i] >= FLAGS.max_ps_restarts
+            or all(w.process.poll() is not None for w in workers)):
+          continue
+        restarts[i] += 1
+        print(f"local_cluster: {t.name} exited with code "
+              f"{t.process.returncode}; restarting it (restart {restarts[i]} "
+              f"of {FLAGS.max_ps_restarts})", flush=True)
+        t.join_output(1.0)
+        ps_tasks[i] = _Task(t.name, t.argv, env, lock)
+        tasks[tasks.index(t)] = ps_tasks[i]
       failed = [
           t for t in workers
           if t.process.poll() is not None and t.process.returncode != 0
@@ -568,6 +677,11 @@ def launch(argv: Sequence[str]) -> int:
         print(f"local_cluster: {failed[0].name} exited with code "
               f"{failed[0].process.returncode}; stopping the cluster",
               flush=True)
+        # The workers' own errors say more: give them a moment to report.
+        deadline = time.time() + _REPORT_GRACE_SECS
+        for w in workers:
+          with contextlib.suppress(subprocess.TimeoutExpired):
+            w.process.wait(max(deadline - time.time(), 0.01))
         break
       if all(t.process.poll() is not None for t in workers):
         print(f"local_cluster: all {len(workers)} workers finished; "

@@ -1,4 +1,10 @@
-"""Runs local_cluster's launcher: a real 2-PS, 2-worker cluster on loopback."""
+"""Runs local_cluster's launcher: real PS and worker processes on loopback.
+
+A 2-PS, 2-worker cluster trains and checkpoints, and a 3-PS cluster resumes
+from its checkpoint; a SIGKILLed PS task is restarted, restored from the
+latest checkpoint by the chief and training goes on; without recovery a
+worker fails naming the lost task; SIGTERM stops every task.
+"""
 
 import os
 import re
@@ -7,21 +13,81 @@ import subprocess
 import sys
 import threading
 import time
-from typing import List
+from typing import Callable, Dict, List
+
+import tensorflow as tf
+
+from monolith.native_training import multi_hash_table_ops
 
 _MODULE = "monolith.native_training.local_cluster"
 
 
-def _launch(model_dir: str, *flags: str) -> subprocess.Popen:
+def _launch(model_dir: str, *flags: str, num_ps: int = 2) -> subprocess.Popen:
   env = dict(os.environ)
   env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
   return subprocess.Popen(
-      [sys.executable, "-m", _MODULE, "--num_ps=2", "--num_workers=2",
+      [sys.executable, "-m", _MODULE, f"--num_ps={num_ps}", "--num_workers=2",
        f"--model_dir={model_dir}", "--batch_size=64", "--vocab_size=100",
        "--learning_rate=0.1", "--log_every_secs=0.5", *flags],
       stdout=subprocess.PIPE,
       stderr=subprocess.STDOUT,
       env=env)
+
+
+class _Output:
+  """Collects a launcher's output lines; waits for lines matching a regex."""
+
+  def __init__(self, launcher: subprocess.Popen):
+    self._lines = []
+    self._changed = threading.Condition()
+    self._thread = threading.Thread(target=self._read, args=(launcher,),
+                                    daemon=True)
+    self._thread.start()
+
+  def _read(self, launcher: subprocess.Popen) -> None:
+    for line in iter(launcher.stdout.readline, b""):
+      with self._changed:
+        self._lines.append(line.decode(errors="replace"))
+        self._changed.notify_all()
+
+  def text(self) -> str:
+    with self._changed:
+      return "".join(self._lines)
+
+  def wait_for(self, pattern: str, timeout: float,
+               accept: Callable[[re.Match], bool] = lambda m: True,
+               after: int = 0) -> re.Match:
+    """The first match of `pattern` in a line from line `after` on."""
+    deadline = time.time() + timeout
+    with self._changed:
+      while True:
+        for line in self._lines[after:]:
+          match = re.search(pattern, line)
+          if match and accept(match):
+            return match
+        left = deadline - time.time()
+        assert left > 0, f"no line matching {pattern!r}:\n{self.text()}"
+        self._changed.wait(left)
+
+  def num_lines(self) -> int:
+    with self._changed:
+      return len(self._lines)
+
+  def join(self, timeout: float) -> None:
+    self._thread.join(timeout)
+
+
+def _latest_step(model_dir: str) -> int:
+  latest = tf.train.latest_checkpoint(model_dir)
+  return int(latest.rsplit("-", 1)[1]) if latest else -1
+
+
+def _entry_counts(ckpt_prefix: str, ps_index: int) -> Dict[str, int]:
+  """Entries per table that PS `ps_index` saved in a checkpoint."""
+  names, counts = multi_hash_table_ops.hash_table_ops.\
+      monolith_multi_hash_table_feature_stat(
+          f"{ckpt_prefix}.assets/MonolithMultiHashTable_{ps_index}")
+  return dict(zip(names.numpy().astype(str), counts.numpy().tolist()))
 
 
 def _processes_with(marker: str) -> List[int]:
@@ -92,6 +158,98 @@ def test_trains_checkpoints_and_stops_every_task(tmp_path):
     assert any(
         re.fullmatch(rf"MonolithMultiHashTable_{i}-00000-of-\d{{5}}", a)
         for a in assets), assets
+  assert _no_tasks_left(model_dir) == []
+
+  # A fresh cluster of 3 PS tasks resumes from that checkpoint.
+  launcher = _launch(model_dir, "--steps=300", "--save_steps=100", num_ps=3)
+  try:
+    out, _ = launcher.communicate(timeout=80)
+  finally:
+    launcher.kill()
+  out = out.decode(errors="replace")
+  assert launcher.returncode == 0, out
+  assert f"worker 0: resuming from {prefix}" in out, out
+  assert f"worker 0: PS task(s) 0, 1, 2 restored from {prefix}" in out, out
+  # Training went on from the checkpoint's global step.
+  steps = [int(x) for x in re.findall(r"global_step (\d+)", out)]
+  assert steps and min(steps) > int(step) and max(steps) >= 300, out
+  assert _latest_step(model_dir) >= 300
+  assert _no_tasks_left(model_dir) == []
+
+
+def test_killed_ps_is_restarted_and_restored(tmp_path):
+  model_dir = str(tmp_path / "ctr")
+  # Many distinct ids, so that the tables keep growing: a PS restarted
+  # empty and not restored would hold fewer entries at the next save.
+  launcher = _launch(model_dir, "--steps=100000000", "--save_steps=100",
+                     "--vocab_size=1000000", "--keep_checkpoints=100")
+  output = _Output(launcher)
+  try:
+    pid = int(output.wait_for(r"\[ps1\] ps 1: serving \S+ \(pid (\d+)\)",
+                              60)[1])
+    output.wait_for(r"global_step (\d+)", 90,
+                    accept=lambda m: int(m[1]) >= 250)
+    os.kill(pid, signal.SIGKILL)
+    output.wait_for(r"local_cluster: ps1 exited with code -9; restarting it "
+                    r"\(restart 1 of 3\)", 60)
+    restored = output.wait_for(
+        r"\[worker0\] worker 0: PS task\(s\) 1 restored from (\S+)", 90)[1]
+    restored_step = int(restored.rsplit("-", 1)[1])
+    assert restored_step >= 100
+    for i in range(2):
+      output.wait_for(rf"\[worker{i}\] worker {i}: training again after", 60)
+    # The next checkpoints after the restore.
+    mark = output.num_lines()
+    output.wait_for(r"global_step (\d+)", 90, after=mark,
+                    accept=lambda m: int(m[1]) >= restored_step + 250)
+    deadline = time.time() + 60
+    while _latest_step(model_dir) < restored_step + 200:
+      assert time.time() < deadline, output.text()
+      time.sleep(0.2)
+    launcher.send_signal(signal.SIGTERM)
+    launcher.wait(30)
+  finally:
+    launcher.kill()
+  output.join(10)
+  out = output.text()
+  assert launcher.returncode == 128 + signal.SIGTERM, out
+  assert re.search(r"\[ps1\] ps 1: serving \S+ \(pid (?!%d\))" % pid, out), out
+  # Worker 0 holds the global step on PS 0, which kept running: no step
+  # was lost, and PS 0 was not restored.
+  assert not re.search(r"PS task\(s\) 0", out.split("restart 1 of 3")[1])
+  # PS 1 came back with every entry of the restored checkpoint.
+  before = _entry_counts(restored, 1)
+  after = _entry_counts(tf.train.latest_checkpoint(model_dir), 1)
+  assert sorted(before) == sorted(after) and len(before) == 4, (before, after)
+  for table, count in before.items():
+    assert count > 0 and after[table] >= count, (before, after)
+  assert _no_tasks_left(model_dir) == []
+
+
+def test_lost_ps_fails_the_workers_naming_it(tmp_path):
+  model_dir = str(tmp_path / "ctr")
+  launcher = _launch(model_dir, "--steps=100000000", "--ps_recovery_secs=0",
+                     "--max_ps_restarts=0")
+  output = _Output(launcher)
+  try:
+    pid = int(output.wait_for(r"\[ps1\] ps 1: serving \S+ \(pid (\d+)\)",
+                              60)[1])
+    for i in range(2):
+      output.wait_for(rf"\[worker{i}\] worker {i}: step \d+", 90)
+    os.kill(pid, signal.SIGKILL)
+    launcher.wait(60)
+  finally:
+    launcher.kill()
+  output.join(10)
+  out = output.text()
+  assert launcher.returncode == 1, out
+  assert re.search(r"local_cluster: (ps1 exited with code -9|worker\d exited "
+                   r"with code 1); stopping the cluster", out), out
+  # Each worker says which task it lost.
+  for i in range(2):
+    assert re.search(
+        rf"\[worker{i}\] worker {i}: failed after \d+ steps: \w+Error "
+        r"involving [^\n]*/job:ps/replica:0/task:1", out), out
   assert _no_tasks_left(model_dir) == []
 
 
