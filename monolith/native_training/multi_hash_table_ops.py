@@ -694,6 +694,25 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
         mtable=self._handle, table_name=slot, id=_as_int64(ids))
     return self._copy_with_new_table(new_handle), status
 
+  def evict(self) -> Tuple["MultiHashTable", tf.Tensor]:
+    """Evicts every table's expired entries now.
+
+    An entry expires when its last update is at least its slot's expire
+    time (the config's `slot_expire_time_config`) before the newest update
+    time its table has seen. This is what tables with
+    `enable_feature_eviction` do in the background every
+    `feature_evict_every_n_hours`; a hook can call it every N steps instead.
+    Each table is evicted shard by shard, beside lookups and updates, and
+    gives the freed memory back. SERVING tables are never evicted.
+
+    Returns:
+      The updated table and an int64 vector: the entries evicted from each
+      table, in `table_names` order.
+    """
+    new_handle, evicted = hash_table_ops.monolith_multi_hash_table_evict(
+        mtable=self._handle)
+    return self._copy_with_new_table(new_handle), evicted
+
   def lookup(self, slot_to_id: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     """Returns the embeddings of the given ids.
 

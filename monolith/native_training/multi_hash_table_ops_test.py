@@ -308,6 +308,77 @@ def test_restorer_saver_listener_drops_expired_entries(tmp_path):
     np.testing.assert_array_equal(sess.run(lookup), [[0], [2]])
 
 
+def _expiring_config(expire_days_by_slot, evict_every_n_hours=0):
+  config = test_utils.generate_test_hash_table_config(1)
+  expire = config.table_config.slot_expire_time_config
+  expire.default_expire_time = 100
+  for slot, days in expire_days_by_slot.items():
+    expire.slot_expire_times.add(slot=slot, expire_time=days)
+  if evict_every_n_hours:
+    config.table_config.enable_feature_eviction = True
+    config.table_config.feature_evict_every_n_hours = evict_every_n_hours
+  return config
+
+
+def test_evict_removes_expired_entries_of_each_table():
+  day = 24 * 3600
+  table = multi_hash_table_ops.MultiHashTable.from_configs({
+      "a": _expiring_config({1: 1}),
+      "b": _expiring_config({}),
+  })
+  slot1 = (1 << 48)
+  slot2 = (2 << 48)
+  old = table.assign_add(
+      {
+          "a": (_id([slot1 | 1, slot2 | 1]), _value([[1], [1]])),
+          "b": (_id([slot1 | 1]), _value([[1]])),
+      },
+      req_time=tf.constant(day, tf.int64)).as_op()
+  new = table.assign_add(
+      {
+          "a": (_id([slot1 | 2]), _value([[2]])),
+          "b": (_id([slot1 | 2]), _value([[2]])),
+      },
+      req_time=tf.constant(3 * day, tf.int64)).as_op()
+  evicted_table, evicted = table.evict()
+  lookup = table.lookup({
+      "a": _id([slot1 | 1, slot2 | 1, slot1 | 2]),
+      "b": _id([slot1 | 1, slot1 | 2])
+  })
+  with tf1.Session() as sess:
+    sess.run(table.initializer)
+    sess.run([old])
+    sess.run([new])
+    # Table "a": slot 1 expires after a day, so its day-1 entry is gone two
+    # days later; slot 2 (100 days) stays. Table "b" keeps everything.
+    assert sess.run(evicted).tolist() == [1, 0]
+    result = sess.run(lookup)
+    np.testing.assert_array_equal(result["a"], [[0], [1], [2]])
+    np.testing.assert_array_equal(result["b"], [[1], [2]])
+    assert sess.run(evicted).tolist() == [0, 0]
+    assert isinstance(evicted_table, multi_hash_table_ops.MultiHashTable)
+
+
+def test_feature_eviction_config_is_checked():
+  table = multi_hash_table_ops.MultiHashTable.from_configs(
+      {"a": _expiring_config({1: 1}, evict_every_n_hours=-1)})
+  with tf1.Session() as sess:
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="feature_evict_every_n_hours must be > 0"):
+      sess.run(table.initializer)
+
+
+def test_a_table_with_feature_eviction_is_created_and_destroyed():
+  # The background evictor starts with the table and stops with it.
+  table = multi_hash_table_ops.MultiHashTable.from_configs(
+      {"a": _expiring_config({1: 1}, evict_every_n_hours=240)})
+  lookup = table.lookup({"a": _id([1])})["a"]
+  for _ in range(3):
+    with tf1.Session() as sess:
+      sess.run(table.initializer)
+      np.testing.assert_array_equal(sess.run(lookup), [[0]])
+
+
 def test_restorer_without_checkpoint_skips(tmp_path, caplog):
   table = multi_hash_table_ops.MultiHashTable.from_configs(
       {"slot0": test_utils.generate_test_hash_table_config(1)})

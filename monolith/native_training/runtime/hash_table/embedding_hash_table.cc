@@ -407,29 +407,31 @@ bool EmbeddingHashTable::Erase(int64_t id) {
   return true;
 }
 
-int64_t EmbeddingHashTable::Evict(int64_t now) {
+int64_t EmbeddingHashTable::Evict(int64_t now, EvictStats* stats) {
+  if (accessor_->serving()) return 0;
   int64_t evicted = 0;
+  std::vector<Slot> kept;
   for (int s = 0; s < kNumShards; ++s) {
     TableShard& shard = shards_[s];
     std::unique_lock<std::shared_mutex> lock(shard.mu);
-    std::vector<Slot> kept;
+    kept.clear();
     kept.reserve(shard.size);
+    int64_t removed = 0;
     for (uint64_t i = 0; i <= shard.mask; ++i) {
       const Slot& slot = shard.slots[i];
       if (slot.index == kEmpty) continue;
       if (IsExpired(slot.id, slot.timestamp, now)) {
-        shard.free_indices.push_back(slot.index);
-        ++evicted;
+        ++removed;
+        if (stats != nullptr) ++stats->evicted_by_slot[SlotOfId(slot.id)];
       } else {
         kept.push_back(slot);
       }
     }
-    if (kept.size() == static_cast<size_t>(shard.size)) continue;
-    std::fill(shard.slots, shard.slots + shard.mask + 1,
-              Slot{0, kEmpty, 0});
-    for (const Slot& slot : kept) shard.Place(slot);
-    shard.size = static_cast<int64_t>(kept.size());
+    if (removed == 0) continue;
+    evicted += removed;
+    shard.Shrink(&kept);
   }
+  if (stats != nullptr) stats->evicted += evicted;
   return evicted;
 }
 
@@ -484,7 +486,9 @@ std::string EmbeddingHashTable::DebugString() const {
 
 Status EmbeddingHashTable::Save(
     int shard, int num_shards, int64_t now,
-    const std::function<Status(const SavedEntry&)>& write) const {
+    const std::function<Status(const SavedEntry&)>& write,
+    const SlotExpireTimes* expire_times) const {
+  if (expire_times == nullptr) expire_times = &expire_times_;
   if (num_shards <= 0 || shard < 0 || shard >= num_shards) {
     return InvalidArgumentError("dump shard " + std::to_string(shard) +
                                 " of " + std::to_string(num_shards) +
@@ -531,7 +535,10 @@ Status EmbeddingHashTable::Save(
         }
         const Slot& slot = slot_of_index[index];
         if (slot.index == kEmpty) continue;
-        if (now > 0 && IsExpired(slot.id, slot.timestamp, now)) continue;
+        if (now > 0 &&
+            expire_times->IsExpired(slot.id, slot.timestamp, now)) {
+          continue;
+        }
         // EntryDump's fields in number order, as protobuf writes them.
         wire.Fixed64(EntryDump::kIdFieldNumber, slot.id);
         accessor_->WriteDump(internal.EntryAt(index), &wire);

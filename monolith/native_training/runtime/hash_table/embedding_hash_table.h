@@ -30,6 +30,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -90,9 +91,22 @@ class EmbeddingHashTable {
                        const float* learning_rates, int64_t update_time,
                        int64_t global_step);
 
+  // What Evict removed.
+  struct EvictStats {
+    int64_t evicted = 0;
+    // Entries removed per slot (SlotOfId: id >> 48), ascending by slot.
+    std::map<uint32_t, int64_t> evicted_by_slot;
+  };
   // Drops entries whose last update is at least their slot's expire time
-  // before |now|. Returns how many were dropped.
-  int64_t Evict(int64_t now);
+  // before |now|, one internal shard at a time: each shard is locked only
+  // while it is evicted, so lookups and updates of the others go on. An
+  // evicted shard's slot array shrinks to fit what is left (not below the
+  // huge-page threshold once it is on huge pages), its surviving entries
+  // move to the front of its arena, and the memory of the arena blocks
+  // past them is given back to the system (MADV_DONTNEED); later inserts
+  // reuse those blocks. SERVING tables are never evicted. Returns how many
+  // entries were dropped; |stats| (optional) says of which slots.
+  int64_t Evict(int64_t now, EvictStats* stats = nullptr);
   // True if an entry last updated at |update_time| has expired at |now|.
   bool IsExpired(int64_t id, int64_t update_time, int64_t now) const {
     return expire_times_.IsExpired(id, update_time, now);
@@ -135,10 +149,11 @@ class EmbeddingHashTable {
   // shards is encoded under its read lock and handed to |write| after the
   // lock is released, so each entry is consistent and writers wait at most
   // for one internal shard's encoding, never for |write|. With |now| > 0
-  // entries expired at |now| are skipped. Stops at the first error of
-  // |write|.
+  // entries expired at |now| are skipped, by |expire_times| when given,
+  // else by the table's own. Stops at the first error of |write|.
   Status Save(int shard, int num_shards, int64_t now,
-              const std::function<Status(const SavedEntry&)>& write) const;
+              const std::function<Status(const SavedEntry&)>& write,
+              const SlotExpireTimes* expire_times = nullptr) const;
 
   // Inserts or overwrites the entry |dump| describes (id, num, optimizer
   // state, update time). With skip_zero_embedding an all-zero entry is

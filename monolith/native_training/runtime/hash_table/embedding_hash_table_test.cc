@@ -217,6 +217,181 @@ TEST(EmbeddingHashTableTest, EvictUsesPerSlotExpireDays) {
   EXPECT_EQ(table->Size(), 0);
 }
 
+// Resident bytes of this process (/proc/self/statm).
+int64_t ResidentBytes() {
+  long pages = 0, resident = 0;  // NOLINT(runtime/int): fscanf's %ld
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return -1;
+  const int read = std::fscanf(f, "%ld %ld", &pages, &resident);
+  std::fclose(f);
+  return read == 2 ? int64_t{resident} * 4096 : -1;
+}
+
+TEST(EmbeddingHashTableTest, EvictKeepsSurvivorsIntactAndCountsBySlot) {
+  // Adagrad: entries carry optimizer state, which must move with them.
+  auto table = MakeTable(R"pb(
+    entry_config {
+      segments {
+        dim_size: 3
+        init_config { zeros {} }
+        opt_config { adagrad { initial_accumulator_value: 0.1 } }
+      }
+    }
+    slot_expire_time_config {
+      default_expire_time: 100
+      slot_expire_times { slot: 1 expire_time: 1 }
+      slot_expire_times { slot: 2 expire_time: 1 }
+    })pb");
+  const int64_t day = kSecondsPerDay;
+  constexpr int kIds = 20000;
+  std::vector<int64_t> ids;
+  std::vector<float> grads;
+  for (int i = 0; i < kIds; ++i) {
+    // Slots 1 and 2 expire (old updates); slot 3 stays.
+    const int64_t slot = 1 + i % 3;
+    ids.push_back(slot << 48 | i);
+    for (int d = 0; d < 3; ++d) grads.push_back(0.001f * (i % 97) + d);
+  }
+  const float lr[1] = {0.5f};
+  ASSERT_TRUE(table->BatchOptimize(ids.data(), kIds, grads.data(), lr,
+                                   10 * day, 0).ok());
+  // Slot 3 entries are updated again later; the others are not.
+  std::vector<int64_t> fresh;
+  std::vector<float> fresh_grads;
+  for (int i = 0; i < kIds; ++i) {
+    if (i % 3 != 2) continue;
+    fresh.push_back(ids[i]);
+    for (int d = 0; d < 3; ++d) fresh_grads.push_back(grads[i * 3 + d]);
+  }
+  ASSERT_TRUE(table->BatchOptimize(fresh.data(), fresh.size(),
+                                   fresh_grads.data(), lr, 20 * day, 0).ok());
+  std::vector<EntryDump> before(fresh.size());
+  table->BatchLookupEntry(fresh.data(), fresh.size(), before.data());
+
+  EmbeddingHashTable::EvictStats stats;
+  const int64_t evicted = table->Evict(table->LatestUpdateTime(), &stats);
+  const int64_t expected = kIds - static_cast<int64_t>(fresh.size());
+  EXPECT_EQ(evicted, expected);
+  EXPECT_EQ(stats.evicted, expected);
+  EXPECT_EQ(stats.evicted_by_slot, (std::map<uint32_t, int64_t>{
+                                       {1, (kIds + 2) / 3},
+                                       {2, (kIds + 1) / 3}}));
+  EXPECT_EQ(table->Size(), static_cast<int64_t>(fresh.size()));
+  std::vector<EntryDump> after(fresh.size());
+  table->BatchLookupEntry(fresh.data(), fresh.size(), after.data());
+  for (size_t i = 0; i < fresh.size(); ++i) {
+    ASSERT_EQ(after[i].SerializeAsString(), before[i].SerializeAsString())
+        << "id " << fresh[i];
+  }
+  for (int i = 0; i < kIds; ++i) {
+    if (i % 3 != 2) {
+      ASSERT_FALSE(table->Contains(ids[i])) << ids[i];
+    }
+  }
+  // The freed room is used again: new ids and updates work as before.
+  const int64_t extra = 5;
+  const float one[3] = {1, 1, 1};
+  table->Assign(&extra, 1, one, 21 * day);
+  EXPECT_EQ(LookupOne(*table, extra), std::vector<float>(3, 1.0f));
+  EXPECT_EQ(table->Size(), static_cast<int64_t>(fresh.size()) + 1);
+  // Nothing else has expired.
+  EXPECT_EQ(table->Evict(table->LatestUpdateTime()), 0);
+}
+
+TEST(EmbeddingHashTableTest, EvictGivesMemoryBack) {
+  // 2M entries of dim 16 (~170 MB with slots); evicting half of them must
+  // give a good part of that back to the system.
+  auto table = MakeTable(SgdTable(16, R"pb(
+    slot_expire_time_config {
+      default_expire_time: 1
+    })pb"));
+  const int64_t day = kSecondsPerDay;
+  constexpr int64_t kIds = 2000000;
+  constexpr int64_t kBatch = 100000;
+  std::vector<int64_t> ids(kBatch);
+  std::vector<float> values(kBatch * 16, 0.5f);
+  for (int64_t begin = 0; begin < kIds; begin += kBatch) {
+    for (int64_t i = 0; i < kBatch; ++i) ids[i] = begin + i;
+    // Even batches are old, odd ones new.
+    table->Assign(ids.data(), kBatch, values.data(),
+                  (begin / kBatch) % 2 == 0 ? day : 10 * day);
+  }
+  const int64_t full = ResidentBytes();
+  ASSERT_GT(full, 0);
+  EXPECT_EQ(table->Evict(table->LatestUpdateTime()), kIds / 2);
+  const int64_t evicted = ResidentBytes();
+  // Half the entries' values (2M/2 * 64 bytes = 64 MB) and slots: at least
+  // 40 MB must be back.
+  EXPECT_LT(evicted, full - (40 << 20)) << full << " -> " << evicted;
+  // Inserting as many new ids again reuses the room: RSS grows back to
+  // about where it was, not beyond.
+  for (int64_t begin = kIds; begin < kIds + kIds / 2; begin += kBatch) {
+    for (int64_t i = 0; i < kBatch; ++i) ids[i] = begin + i;
+    table->Assign(ids.data(), kBatch, values.data(), 10 * day);
+  }
+  EXPECT_EQ(table->Size(), kIds);
+  EXPECT_LT(ResidentBytes(), full + (16 << 20));
+}
+
+TEST(EmbeddingHashTableTest, EvictRunsBesideTraining) {
+  auto table = MakeTable(SgdTable(4, R"pb(
+    slot_expire_time_config {
+      default_expire_time: 1
+    })pb"));
+  const int64_t day = kSecondsPerDay;
+  // Old ids 0..49999, never touched again; the trainer updates ids from
+  // 1M on at ever newer times.
+  std::vector<int64_t> old_ids(50000);
+  for (int64_t i = 0; i < 50000; ++i) old_ids[i] = i;
+  std::vector<float> values(old_ids.size() * 4, 1.0f);
+  table->Assign(old_ids.data(), old_ids.size(), values.data(), day);
+  std::atomic<bool> done{false};
+  std::atomic<int64_t> steps{0};
+  std::thread trainer([&] {
+    std::vector<int64_t> ids(1000);
+    std::vector<float> grads(ids.size() * 4, 1.0f);
+    const float lr[1] = {1.0f};
+    for (int64_t step = 0; !done.load() || step < 50; ++step) {
+      for (size_t i = 0; i < ids.size(); ++i) {
+        ids[i] = 1000000 + (step * 7919 + i * 104729) % 200000;
+      }
+      ASSERT_TRUE(table->BatchOptimize(ids.data(), ids.size(), grads.data(),
+                                       lr, 10 * day + step, step).ok());
+      steps.store(step + 1);
+    }
+  });
+  while (steps.load() < 10) std::this_thread::yield();
+  int64_t evicted = 0;
+  for (int round = 0; round < 5; ++round) {
+    evicted += table->Evict(table->LatestUpdateTime());
+  }
+  done.store(true);
+  trainer.join();
+  EXPECT_EQ(evicted, 50000);
+  for (int64_t id : {int64_t{0}, int64_t{49999}}) {
+    EXPECT_FALSE(table->Contains(id));
+  }
+  // Every id the trainer touched is there, with one SGD step of -1 per
+  // update from its zero initializer.
+  std::vector<float> out(4);
+  table->Lookup(1000000, out.data());
+  EXPECT_LT(out[0], 0.0f);
+}
+
+TEST(EmbeddingHashTableTest, ServingTablesNeverEvict) {
+  auto table = MakeTable(R"pb(
+    entry_config {
+      entry_type: SERVING
+      segments { dim_size: 1 comp_config { fp32 {} } }
+    }
+    slot_expire_time_config { default_expire_time: 1 })pb");
+  const int64_t id = 3;
+  const float v = 1;
+  table->Assign(&id, 1, &v, 1);
+  EXPECT_EQ(table->Evict(1000 * kSecondsPerDay), 0);
+  EXPECT_TRUE(table->Contains(id));
+}
+
 TEST(EmbeddingHashTableTest, SkipZeroEmbeddingErasesOnAssignAndSkipsRestore) {
   auto table = MakeTable(R"pb(
     entry_config {

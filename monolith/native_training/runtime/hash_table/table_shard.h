@@ -5,8 +5,12 @@
 #ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_TABLE_SHARD_H_
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_TABLE_SHARD_H_
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <new>
 #include <shared_mutex>
@@ -83,6 +87,19 @@ inline uint64_t CapacityFor(uint64_t entries) {
 }
 
 inline int Log2(uint64_t power_of_two) { return __builtin_ctzll(power_of_two); }
+
+// Gives the whole pages inside [begin, begin + bytes) back to the system;
+// they read as zeros when touched again. The memory stays allocated.
+inline void DiscardPages(char* begin, int64_t bytes) {
+  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t first = (reinterpret_cast<uintptr_t>(begin) + page - 1) &
+                          ~(page - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(begin) + bytes) &
+                        ~(page - 1);
+  if (end > first) {
+    madvise(reinterpret_cast<void*>(first), end - first, MADV_DONTNEED);
+  }
+}
 
 struct TableShard {
   mutable std::shared_mutex mu;
@@ -258,6 +275,51 @@ struct TableShard {
       if (old[i].index != kEmpty) Place(old[i]);
     }
     FreeSlots(old, old_capacity);
+  }
+
+  // Keeps only the slots |kept| (the shard's surviving ones, in any
+  // order; their indices are rewritten): moves their entries to arena
+  // indices [0, kept->size()), gives the pages of the arena blocks wholly
+  // past them back to the system (the blocks stay, and later inserts fill
+  // them again), and rebuilds the slot array at the capacity they need.
+  // A pooled slot array stays pooled, so that blocks added later come from
+  // the pool as the earlier ones did.
+  void Shrink(std::vector<Slot>* kept) {
+    const uint32_t live = static_cast<uint32_t>(kept->size());
+    std::vector<bool> taken(live, false);
+    for (const Slot& slot : *kept) {
+      if (slot.index < live) taken[slot.index] = true;
+    }
+    uint32_t hole = 0;
+    for (Slot& slot : *kept) {
+      if (slot.index < live) continue;
+      while (taken[hole]) ++hole;
+      std::memcpy(EntryAt(hole), EntryAt(slot.index), stride);
+      taken[hole] = true;
+      slot.index = hole;
+    }
+    DiscardBlocksFrom(live);
+    next_index = live;
+    free_indices.clear();
+    uint64_t capacity = CapacityFor(live);
+    if (Pooled(mask + 1)) capacity = std::max(capacity, kPooledMinSlots);
+    FreeSlots(slots, mask + 1);
+    slots = NewSlots(capacity);
+    mask = capacity - 1;
+    size = live;
+    for (const Slot& slot : *kept) Place(slot);
+  }
+
+  // Gives back the pages of the blocks holding only indices >= |first|.
+  void DiscardBlocksFrom(uint32_t first) const {
+    uint32_t begin = 0;  // the block's first index
+    for (size_t b = 0; b < blocks.size(); ++b) {
+      const uint32_t entries = kFirstBlockEntries
+                               << std::min<int>(static_cast<int>(b),
+                                                max_block_log2);
+      if (begin >= first) DiscardPages(blocks[b], int64_t{entries} * stride);
+      begin += entries;
+    }
   }
 
   // Removes the slot at |pos| (freeing its entry) and shifts later members

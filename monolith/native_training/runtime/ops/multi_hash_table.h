@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.h"
+#include "monolith/native_training/runtime/hash_table/periodic_evictor.h"
 #include "monolith/native_training/runtime/hash_table/status.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/resource_mgr.h"
@@ -139,6 +140,10 @@ class MultiHashTable : public ResourceBase {
 
   explicit MultiHashTable(std::string shared_name)
       : shared_name_(std::move(shared_name)) {}
+  ~MultiHashTable() override {
+    // Stops the eviction thread before the tables go.
+    evictor_.reset();
+  }
 
   void AddTable(std::string name,
                 std::unique_ptr<::monolith::hash_table::EmbeddingHashTable>
@@ -168,6 +173,18 @@ class MultiHashTable : public ResourceBase {
     return learning_rate_offsets_;
   }
 
+  // Evicts, in the background, every table that |targets| names, each on
+  // its period, logging what each eviction removed. Call once, after the
+  // tables are added.
+  void StartPeriodicEviction(
+      std::vector<::monolith::hash_table::PeriodicEvictor::Target> targets) {
+    if (targets.empty()) return;
+    const std::string prefix = "MultiHashTable " + shared_name_ + ": ";
+    evictor_ = std::make_unique<::monolith::hash_table::PeriodicEvictor>(
+        std::move(targets),
+        [prefix](const std::string& line) { LOG(INFO) << prefix << line; });
+  }
+
   std::string DebugString() const override {
     std::string out = "MultiHashTable(" + shared_name_ + ":";
     for (const auto& t : tables_) {
@@ -186,6 +203,8 @@ class MultiHashTable : public ResourceBase {
   std::string shared_name_;
   std::vector<std::unique_ptr<Table>> tables_;
   std::vector<int64_t> learning_rate_offsets_ = {0};
+  // Declared after the tables, which it evicts: destroyed first.
+  std::unique_ptr<::monolith::hash_table::PeriodicEvictor> evictor_;
 };
 
 // Runs fn(i) for i in [0, n) on TF's CPU worker threads (each item is

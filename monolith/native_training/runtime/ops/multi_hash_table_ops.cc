@@ -3,6 +3,7 @@
 // naming the input, with the numbers) and calls the engine; nothing here
 // knows entry layouts or optimizers.
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -118,16 +119,32 @@ class CreateMultiHashTableOp : public ResourceOpKernel<MultiHashTable> {
     *resource = nullptr;
     // Resources are reference counted: release with Unref, never delete.
     core::RefCountPtr<MultiHashTable> mtable(new MultiHashTable(cinfo_.name()));
+    std::vector<::monolith::hash_table::PeriodicEvictor::Target> evicted;
     for (int i = 0; i < config_.names_size(); ++i) {
+      const auto& config = config_.configs(i);
       std::unique_ptr<EmbeddingHashTable> table;
-      Status s = ToTfStatus(EmbeddingHashTable::Create(
-          config_.configs(i), random::New64(), &table));
+      Status s = ToTfStatus(
+          EmbeddingHashTable::Create(config, random::New64(), &table));
       if (!s.ok()) {
         return errors::InvalidArgument("table ", config_.names(i), ": ",
                                        s.message());
       }
+      // As the original: SERVING tables never evict.
+      if (config.enable_feature_eviction() &&
+          !table->accessor().serving()) {
+        if (config.feature_evict_every_n_hours() <= 0) {
+          return errors::InvalidArgument(
+              "table ", config_.names(i), ": feature_evict_every_n_hours "
+              "must be > 0 with enable_feature_eviction, got ",
+              config.feature_evict_every_n_hours());
+        }
+        evicted.push_back({config_.names(i), table.get(),
+                           std::chrono::hours(
+                               config.feature_evict_every_n_hours())});
+      }
       mtable->AddTable(config_.names(i), std::move(table));
     }
+    mtable->StartPeriodicEviction(std::move(evicted));
     *resource = mtable.release();
     return OkStatus();
   }
@@ -417,6 +434,34 @@ class MultiHashTableReinitializeOp : public OpKernel {
   }
 };
 
+class MultiHashTableEvictOp : public OpKernel {
+ public:
+  explicit MultiHashTableEvictOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    core::RefCountPtr<MultiHashTable> mtable;
+    OP_REQUIRES_OK(ctx, GetTable(ctx, &mtable));
+    Tensor* evicted;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, {mtable->size()}, &evicted));
+    auto evicted_vec = evicted->flat<int64_t>();
+    for (int t = 0; t < mtable->size(); ++t) {
+      EmbeddingHashTable& table = *mtable->table(t).table;
+      EmbeddingHashTable::EvictStats stats;
+      const int64_t before = table.Size();
+      const int64_t now = table.LatestUpdateTime();
+      const uint64_t start = EnvTime::NowMicros();
+      evicted_vec(t) = table.Evict(now, &stats);
+      if (stats.evicted > 0) {
+        LOG(INFO) << "MultiHashTable " << mtable->shared_name() << ": "
+                  << ::monolith::hash_table::DescribeEviction(
+                         mtable->table(t).name, before, stats, now,
+                         (EnvTime::NowMicros() - start) / 1e6);
+      }
+    }
+    ctx->set_output(0, ctx->input(0));
+  }
+};
+
 using shape_inference::InferenceContext;
 
 // Ops with no input and a scalar (resource) output.
@@ -587,6 +632,21 @@ REGISTER_OP("MonolithMultiHashTableReinitialize")
 REGISTER_KERNEL_BUILDER(
     Name("MonolithMultiHashTableReinitialize").Device(DEVICE_CPU),
     MultiHashTableReinitializeOp);
+
+// Not in the original: evicts every table's expired entries now (what the
+// background eviction of enable_feature_eviction does on its period).
+REGISTER_OP("MonolithMultiHashTableEvict")
+    .Input("mtable: resource")
+    .Output("updated_table: resource")
+    .Output("evicted: int64")
+    .SetShapeFn([](InferenceContext* c) {
+      TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"mtable", 0}}));
+      c->set_output(0, c->Scalar());
+      c->set_output(1, c->Vector(c->UnknownDim()));
+      return OkStatus();
+    });
+REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableEvict").Device(DEVICE_CPU),
+                        MultiHashTableEvictOp);
 
 }  // namespace monolith_tf
 }  // namespace tensorflow

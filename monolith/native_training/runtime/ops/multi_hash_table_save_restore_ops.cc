@@ -130,29 +130,21 @@ class MultiHashTableSaveOp : public OpKernel {
                  [&](int t, int shard, int n,
                      const std::function<ht::Status(std::string_view)>& write) {
                    const MultiHashTable::Table& table = mtable->table(t);
+                   // The attr's expire times, when given, override the
+                   // table's.
                    return table.table->Save(
-                       shard, n, /*now=*/0,
+                       shard, n, now[t],
                        [&](const EmbeddingHashTable::SavedEntry& entry) {
-                         if (Expired(table, entry.id, entry.update_time,
-                                     now[t])) {
-                           return ht::Status::OK();
-                         }
                          return write(
                              std::string_view(entry.dump, entry.dump_size));
-                       });
+                       },
+                       expire_times_.get());
                  },
                  options)));
     ctx->set_output(0, ctx->input(0));
   }
 
  private:
-  bool Expired(const MultiHashTable::Table& table, int64_t id,
-               int64_t update_time, int64_t now) const {
-    // The attr's expire times, when given, override the table's.
-    return expire_times_ ? expire_times_->IsExpired(id, update_time, now)
-                         : table.table->IsExpired(id, update_time, now);
-  }
-
   int nshards_ = -1;
   bool snappy_ = true;
   std::unique_ptr<SlotExpireTimes> expire_times_;

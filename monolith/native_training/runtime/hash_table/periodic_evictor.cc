@@ -1,0 +1,83 @@
+#include "monolith/native_training/runtime/hash_table/periodic_evictor.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <sstream>
+#include <utility>
+
+namespace monolith {
+namespace hash_table {
+
+std::string DescribeEviction(const std::string& table_name,
+                             int64_t entries_before,
+                             const EmbeddingHashTable::EvictStats& stats,
+                             int64_t now, double seconds) {
+  std::ostringstream out;
+  out << "evicted " << stats.evicted << " of " << entries_before
+      << " entries of table " << table_name;
+  if (!stats.evicted_by_slot.empty()) {
+    out << " (";
+    bool first = true;
+    for (const auto& [slot, count] : stats.evicted_by_slot) {
+      out << (first ? "" : ", ") << "slot " << slot << ": " << count;
+      first = false;
+    }
+    out << ")";
+  }
+  char secs[32];
+  std::snprintf(secs, sizeof(secs), "%.3f", seconds);
+  out << " at update time " << now << " in " << secs << " s";
+  return out.str();
+}
+
+PeriodicEvictor::PeriodicEvictor(std::vector<Target> targets,
+                                 std::function<void(const std::string&)> log)
+    : targets_(std::move(targets)), log_(std::move(log)) {
+  thread_ = std::thread([this] { Run(); });
+}
+
+PeriodicEvictor::~PeriodicEvictor() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+int64_t PeriodicEvictor::Rounds() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return rounds_;
+}
+
+void PeriodicEvictor::Run() {
+  using Clock = std::chrono::steady_clock;
+  std::vector<Clock::time_point> due;
+  for (const Target& target : targets_) {
+    due.push_back(Clock::now() + target.period);
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_ && !targets_.empty()) {
+    const size_t next = static_cast<size_t>(
+        std::min_element(due.begin(), due.end()) - due.begin());
+    if (wake_.wait_until(lock, due[next], [this] { return stop_; })) break;
+    lock.unlock();
+    const Target& target = targets_[next];
+    const auto start = Clock::now();
+    const int64_t before = target.table->Size();
+    const int64_t now = target.table->LatestUpdateTime();
+    EmbeddingHashTable::EvictStats stats;
+    target.table->Evict(now, &stats);
+    const double seconds =
+        std::chrono::duration<double>(Clock::now() - start).count();
+    log_(DescribeEviction(target.name, before, stats, now, seconds));
+    // The next one a whole period after this one ended: a slow eviction
+    // never queues up rounds.
+    due[next] = Clock::now() + target.period;
+    lock.lock();
+    ++rounds_;
+  }
+}
+
+}  // namespace hash_table
+}  // namespace monolith

@@ -1,0 +1,69 @@
+// Evicts expired entries of tables in the background, each table on its
+// own period (EmbeddingHashTableConfig's enable_feature_eviction and
+// feature_evict_every_n_hours, as the original), with one thread for all
+// of them. "Now" is the newest update time a table has seen
+// (EmbeddingHashTable::LatestUpdateTime), so eviction follows the
+// timestamps of the training data, not the wall clock.
+#ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_PERIODIC_EVICTOR_H_
+#define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_PERIODIC_EVICTOR_H_
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "monolith/native_training/runtime/hash_table/embedding_hash_table.h"
+
+namespace monolith {
+namespace hash_table {
+
+// One line of what a table's eviction removed, e.g.
+// "evicted 1200 of 5000 entries of table user_id (slot 1: 1000, slot 7:
+// 200) at update time 1700000000 in 0.012 s".
+std::string DescribeEviction(const std::string& table_name,
+                             int64_t entries_before,
+                             const EmbeddingHashTable::EvictStats& stats,
+                             int64_t now, double seconds);
+
+class PeriodicEvictor {
+ public:
+  struct Target {
+    std::string name;
+    EmbeddingHashTable* table;  // not owned; outlives the evictor
+    std::chrono::milliseconds period;
+  };
+
+  // Starts the thread; the first eviction of each target is one period
+  // after construction. |log| gets one DescribeEviction line per eviction,
+  // on the evictor's thread.
+  PeriodicEvictor(std::vector<Target> targets,
+                  std::function<void(const std::string&)> log);
+  // Stops the thread: waits for an eviction in progress (it runs shard by
+  // shard) to finish, never for a period.
+  ~PeriodicEvictor();
+  PeriodicEvictor(const PeriodicEvictor&) = delete;
+  PeriodicEvictor& operator=(const PeriodicEvictor&) = delete;
+
+  // How many evictions (of any target) have run.
+  int64_t Rounds() const;
+
+ private:
+  void Run();
+
+  const std::vector<Target> targets_;
+  const std::function<void(const std::string&)> log_;
+  mutable std::mutex mu_;
+  std::condition_variable wake_;
+  bool stop_ = false;
+  int64_t rounds_ = 0;
+  std::thread thread_;
+};
+
+}  // namespace hash_table
+}  // namespace monolith
+
+#endif  // MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_PERIODIC_EVICTOR_H_

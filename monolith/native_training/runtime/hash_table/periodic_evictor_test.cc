@@ -1,0 +1,100 @@
+#include "monolith/native_training/runtime/hash_table/periodic_evictor.h"
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "google/protobuf/text_format.h"
+#include "gtest/gtest.h"
+
+namespace monolith {
+namespace hash_table {
+namespace {
+
+std::unique_ptr<EmbeddingHashTable> MakeTable() {
+  EmbeddingHashTableConfig config;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(
+      R"pb(
+        entry_config {
+          segments {
+            dim_size: 1
+            init_config { zeros {} }
+            opt_config { sgd {} }
+          }
+        }
+        slot_expire_time_config {
+          default_expire_time: 100
+          slot_expire_times { slot: 5 expire_time: 1 }
+        })pb",
+      &config));
+  std::unique_ptr<EmbeddingHashTable> table;
+  EXPECT_TRUE(EmbeddingHashTable::Create(config, 1, &table).ok());
+  return table;
+}
+
+TEST(PeriodicEvictorTest, EvictsEachTableOnItsPeriodAndLogs) {
+  auto table = MakeTable();
+  const int64_t day = kSecondsPerDay;
+  const int64_t old_id = int64_t{5} << 48 | 1;
+  const int64_t kept_id = int64_t{6} << 48 | 1;
+  const float v = 1;
+  table->Assign(&old_id, 1, &v, day);
+  table->Assign(&kept_id, 1, &v, day);
+  // The newest update time the table has seen decides what expired.
+  const int64_t newest = int64_t{7} << 48;
+  table->Assign(&newest, 1, &v, 3 * day);
+  std::mutex mu;
+  std::vector<std::string> lines;
+  {
+    PeriodicEvictor evictor(
+        {{"user_id", table.get(), std::chrono::milliseconds(20)}},
+        [&](const std::string& line) {
+          std::lock_guard<std::mutex> lock(mu);
+          lines.push_back(line);
+        });
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (evictor.Rounds() < 2 &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    EXPECT_GE(evictor.Rounds(), 2);
+  }
+  EXPECT_FALSE(table->Contains(old_id));
+  EXPECT_TRUE(table->Contains(kept_id));
+  EXPECT_TRUE(table->Contains(newest));
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_GE(lines.size(), 2u);
+  EXPECT_EQ(lines[0].rfind("evicted 1 of 3 entries of table user_id (slot 5: "
+                           "1) at update time " +
+                               std::to_string(3 * day) + " in ",
+                           0),
+            0u)
+      << lines[0];
+  EXPECT_EQ(lines[1].rfind("evicted 0 of 2 entries of table user_id at ", 0),
+            0u)
+      << lines[1];
+}
+
+TEST(PeriodicEvictorTest, StopsAtOnceWhenDestroyed) {
+  auto table = MakeTable();
+  const auto start = std::chrono::steady_clock::now();
+  {
+    PeriodicEvictor evictor({{"t", table.get(), std::chrono::hours(240)}},
+                            [](const std::string&) {});
+    EXPECT_EQ(evictor.Rounds(), 0);
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+TEST(PeriodicEvictorTest, NoTargetsIsFine) {
+  PeriodicEvictor evictor({}, [](const std::string&) {});
+  EXPECT_EQ(evictor.Rounds(), 0);
+}
+
+}  // namespace
+}  // namespace hash_table
+}  // namespace monolith
