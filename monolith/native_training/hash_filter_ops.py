@@ -1,15 +1,318 @@
-"""Hash filters of embedding tables.
+"""Hash filters: which new ids the embedding tables admit.
 
-Only the dummy filter exists here: tables are created without occurrence
-filtering (every id is admitted on its first update).
+A hash filter is a TF resource passed to a table when it is created
+(`MultiHashTable.from_configs(..., hash_filter=...)`, one per PS with
+`create_hash_filters(ps_num, ...)`). Updates of the table (assign,
+assign_add, apply_gradients, fused or not) consult it before creating an id:
+an id the table holds is always written; a new one is counted and written
+once the filter admits it; lookups never consult it. The per-slot
+occurrence thresholds come from a serialized `SlotOccurrenceThresholdConfig`
+(`config`; slot = bits 48..62 of the id; 0: no filtering).
+
+* `create_hash_filter(capacity, split_num)`: the sliding counting filter
+  (`FilterType.SLIDING_HASH_FILTER`): 4-bit counts, so thresholds above 15
+  are rejected when the filter is created (the original never admitted
+  anything there). About 2.8 bytes per id of capacity at split_num 7.
+* `create_probabilistic_filter(equal_probability)`: no state; a new id seen
+  n times is admitted with probability n / threshold (or 1 - (1 - p)^n,
+  p = 1 - 0.05^(1 / threshold), with equal_probability).
+* `create_dummy_hash_filter()`: admits everything.
+
+Saves (`save_hash_filter`, `HashFilterCheckpointSaverListener`) write the
+original's files, `<asset dir>hash_filter_<ps>-SSSSS-of-NNNNN`, one per
+split, all renamed into place once complete; restores check them (a missing
+or damaged file is an error naming it, never an empty filter). Dummy and
+probabilistic filters save nothing.
 """
 
-import tensorflow as tf
+import contextlib
+import os
+from typing import List
 
+from absl import logging
+import tensorflow as tf
+from tensorflow.python.framework import ops
+
+from monolith.native_training import basic_restore_hook
+from monolith.native_training import save_utils
+from monolith.native_training import utils
+from monolith.native_training.model_export import export_context
 from monolith.native_training.runtime.ops import gen_monolith_ops
+
+HASH_FILTER_CAPACITY = 300000000
+HASH_FILTER_SPLIT_NUM = 7
+
+_TIMEOUT_IN_MS = 30 * 60 * 1000
+
+
+class FilterType(object):
+  """The kinds of filter `create_hash_filters` builds."""
+  SLIDING_HASH_FILTER = "sliding_hash_filter"
+  PROBABILISTIC_FILTER = "probabilistic_filter"
+  NO_FILTER = "no_filter"
+
+
+def create_hash_filter(capacity: int,
+                       split_num: int,
+                       config: bytes = b"",
+                       name_suffix: str = "") -> tf.Tensor:
+  """A sliding counting filter for about `capacity` ids in `split_num` splits.
+
+  Args:
+    capacity: ids the filter is sized for, > 0.
+    split_num: splits of the sliding filter, >= 2 (the oldest is dropped
+      when the newest fills).
+    config: a serialized SlotOccurrenceThresholdConfig; thresholds must be
+      0 to 15 (checked at creation).
+    name_suffix: appended to the shared name "MonolithHashFilter".
+
+  Returns:
+    The filter's resource handle.
+  """
+  return gen_monolith_ops.monolith_hash_filter(
+      capacity=capacity,
+      split_num=split_num,
+      config=config,
+      shared_name="MonolithHashFilter" + name_suffix)
+
+
+def create_probabilistic_filter(equal_probability: bool,
+                                config: bytes = b"",
+                                name_suffix: str = "") -> tf.Tensor:
+  """A stateless filter that admits new ids at random (see module doc)."""
+  return gen_monolith_ops.monolith_probabilistic_filter(
+      equal_probability=equal_probability,
+      config=config,
+      shared_name="MonolithProbabilisticFilter" + name_suffix)
 
 
 def create_dummy_hash_filter(name_suffix: str = "0") -> tf.Tensor:
-  """A filter resource that admits every id."""
+  """A filter that admits every id."""
   return gen_monolith_ops.monolith_dummy_hash_filter(
       shared_name="DummyHashFilter" + name_suffix)
+
+
+def _create_hash_filter(
+    enable_hash_filter: bool,
+    config: bytes = b"",
+    name_suffix: str = "",
+    filter_capacity: int = HASH_FILTER_CAPACITY,
+    filter_split_num: int = HASH_FILTER_SPLIT_NUM,
+    filter_equal_probability: bool = False,
+    filter_type: str = FilterType.SLIDING_HASH_FILTER) -> tf.Tensor:
+  if not enable_hash_filter:
+    return create_dummy_hash_filter(name_suffix)
+  if filter_type == FilterType.SLIDING_HASH_FILTER:
+    return create_hash_filter(filter_capacity, filter_split_num, config,
+                              name_suffix)
+  if filter_type == FilterType.PROBABILISTIC_FILTER:
+    return create_probabilistic_filter(filter_equal_probability, config,
+                                       name_suffix)
+  if filter_type == FilterType.NO_FILTER:
+    return create_dummy_hash_filter(name_suffix)
+  raise ValueError(f"Unknown filter_type {filter_type!r}; use one of "
+                   f"FilterType.SLIDING_HASH_FILTER, PROBABILISTIC_FILTER, "
+                   f"NO_FILTER")
+
+
+def create_hash_filters(
+    ps_num: int,
+    enable_hash_filter: bool,
+    config: bytes = b"",
+    filter_capacity: int = HASH_FILTER_CAPACITY,
+    filter_split_num: int = HASH_FILTER_SPLIT_NUM,
+    filter_equal_probability: bool = False,
+    filter_type: str = FilterType.SLIDING_HASH_FILTER) -> List[tf.Tensor]:
+  """One filter per PS task (on its device), or one local filter.
+
+  Args:
+    ps_num: PS tasks; 0 builds one filter where the caller places it.
+    enable_hash_filter: False builds dummy filters.
+    config, filter_capacity, filter_split_num, filter_equal_probability,
+      filter_type: as `create_hash_filter` / `create_probabilistic_filter`.
+
+  Returns:
+    max(ps_num, 1) filter handles; PS i's is named with suffix "_<i>".
+  """
+  if ps_num < 0:
+    raise ValueError(f"ps_num must be >= 0, got {ps_num}")
+  logging.info("Creating hash filters, enable_hash_filter: %s.",
+               enable_hash_filter)
+  kwargs = dict(filter_capacity=filter_capacity,
+                filter_split_num=filter_split_num,
+                filter_equal_probability=filter_equal_probability,
+                filter_type=filter_type)
+  if ps_num == 0:
+    return [_create_hash_filter(enable_hash_filter, config, "", **kwargs)]
+  filters = []
+  for i in range(ps_num):
+    # A standalone export keeps everything on one device.
+    with (contextlib.nullcontext() if export_context.is_exporting_standalone()
+          else tf.device(utils.ps_device(i))):
+      filters.append(
+          _create_hash_filter(enable_hash_filter, config, f"_{i}", **kwargs))
+  return filters
+
+
+def save_hash_filter(hash_filter: tf.Tensor,
+                     hash_filter_basename: tf.Tensor,
+                     enable_hash_filter: bool = False) -> tf.Operation:
+  """Saves a filter to "<basename>-SSSSS-of-NNNNN" (a no-op when disabled)."""
+  if not enable_hash_filter:
+    return tf.no_op()
+  return gen_monolith_ops.monolith_hash_filter_save(hash_filter,
+                                                     hash_filter_basename).op
+
+
+def restore_hash_filter(hash_filter: tf.Tensor,
+                        hash_filter_basename: tf.Tensor,
+                        enable_hash_filter: bool = False) -> tf.Operation:
+  """Restores a filter saved by `save_hash_filter` (a no-op when disabled)."""
+  if not enable_hash_filter:
+    return tf.no_op()
+  return gen_monolith_ops.monolith_hash_filter_restore(
+      hash_filter, hash_filter_basename).op
+
+
+def intercept_gradient(filter_tensor: tf.Tensor, ids: tf.Tensor,
+                       embeddings: tf.Tensor) -> tf.Tensor:
+  """The embeddings unchanged; their gradient is zero for filtered ids.
+
+  Args:
+    filter_tensor: the filter handle.
+    ids: 1-D int64, one per row of `embeddings`.
+    embeddings: float, first dimension the ids'.
+
+  Returns:
+    `embeddings`, whose gradient rows of ids the filter keeps out (each id
+    counted once more in the backward pass, as the original's) are zeros.
+  """
+  return gen_monolith_ops.monolith_hash_filter_intercept_gradient(
+      filter_handle=filter_tensor, ids=ids, embeddings=embeddings)
+
+
+@ops.RegisterGradient("MonolithHashFilterInterceptGradient")
+def _intercept_gradient_gradient(op: tf.Operation, grad: tf.Tensor):
+  filtered = gen_monolith_ops.monolith_hash_filter_intercept_gradient_gradient(
+      filter_handle=op.inputs[0], ids=op.inputs[1], grad=grad)
+  return None, None, filtered
+
+
+ops.NotDifferentiable("MonolithHashFilterInterceptGradientGradient")
+
+
+def _filter_basename(prefix: str, ps_index: int) -> str:
+  return f"{prefix}hash_filter_{ps_index}"
+
+
+class HashFilterCheckpointSaverListener(
+    tf.compat.v1.train.CheckpointSaverListener):
+  """Saves the hash filters beside every checkpoint.
+
+  Filter i goes to "<checkpoint>.assets/hash_filter_<i>-SSSSS-of-NNNNN",
+  before the Saver writes the checkpoint (so the checkpoint state names a
+  step only once its filters are saved).
+
+  Args:
+    basename: the checkpoint basename given to the Saver.
+    hash_filters: the filters, one per PS (as `create_hash_filters`).
+    enable_hash_filter: False saves nothing.
+    enable_save_restore: False saves nothing.
+  """
+
+  def __init__(self,
+               basename: str,
+               hash_filters: List[tf.Tensor],
+               enable_hash_filter: bool = False,
+               enable_save_restore: bool = True):
+    super().__init__()
+    self._helper = save_utils.SaveHelper(basename)
+    self._hash_filters = list(hash_filters)
+    self._enabled = enable_hash_filter and enable_save_restore
+    self._placeholders = []
+    self._save_op = self._build_save_graph()
+
+  def before_save(self, session: tf.compat.v1.Session,
+                  global_step_value: int) -> None:
+    if not self._enabled:
+      return
+    asset_dir = self._helper.get_ckpt_asset_dir(
+        self._helper.get_ckpt_prefix(global_step_value))
+    tf.io.gfile.makedirs(asset_dir)
+    feed_dict = {
+        placeholder: _filter_basename(asset_dir, i)
+        for i, placeholder in enumerate(self._placeholders)
+    }
+    session.run(self._save_op,
+                feed_dict=feed_dict,
+                options=tf.compat.v1.RunOptions(timeout_in_ms=_TIMEOUT_IN_MS))
+    logging.info("Saved %d hash filters to %s.", len(self._hash_filters),
+                 asset_dir)
+
+  def _build_save_graph(self) -> tf.Operation:
+    if not self._enabled:
+      return tf.no_op()
+    save_ops = []
+    for hash_filter in self._hash_filters:
+      placeholder = tf.compat.v1.placeholder(tf.string, shape=[])
+      self._placeholders.append(placeholder)
+      with tf.device(hash_filter.device):
+        save_ops.append(save_hash_filter(hash_filter, placeholder, True))
+    return tf.group(save_ops)
+
+
+class HashFilterCheckpointRestorerListener(
+    basic_restore_hook.CheckpointRestorerListener):
+  """Restores the hash filters from the latest checkpoint.
+
+  Without a checkpoint it does nothing. A checkpoint without the filters'
+  files fails the restore with NotFoundError naming them.
+
+  Args:
+    basename: the checkpoint basename.
+    hash_filters: the filters, as for the saver listener.
+    enable_hash_filter, enable_save_restore: False restores nothing.
+  """
+
+  def __init__(self,
+               basename: str,
+               hash_filters: List[tf.Tensor],
+               enable_hash_filter: bool = False,
+               enable_save_restore: bool = True):
+    super().__init__()
+    self._basename = basename
+    self._helper = save_utils.SaveHelper(basename)
+    self._hash_filters = list(hash_filters)
+    self._enabled = enable_hash_filter and enable_save_restore
+    self._placeholders = []
+    self._restore_op = self._build_restore_graph()
+
+  def before_restore(self, session: tf.compat.v1.Session) -> None:
+    if not self._enabled:
+      return
+    ckpt_prefix = tf.train.latest_checkpoint(os.path.dirname(self._basename))
+    if not ckpt_prefix:
+      logging.info("No checkpoint in %s; hash filters are not restored.",
+                   os.path.dirname(self._basename))
+      return
+    asset_dir = self._helper.get_ckpt_asset_dir(ckpt_prefix)
+    feed_dict = {
+        placeholder: _filter_basename(asset_dir, i)
+        for i, placeholder in enumerate(self._placeholders)
+    }
+    session.run(self._restore_op,
+                feed_dict=feed_dict,
+                options=tf.compat.v1.RunOptions(timeout_in_ms=_TIMEOUT_IN_MS))
+    logging.info("Restored %d hash filters from %s.",
+                 len(self._hash_filters), asset_dir)
+
+  def _build_restore_graph(self) -> tf.Operation:
+    if not self._enabled:
+      return tf.no_op()
+    restore_ops = []
+    for hash_filter in self._hash_filters:
+      placeholder = tf.compat.v1.placeholder(tf.string, shape=[])
+      self._placeholders.append(placeholder)
+      with tf.device(hash_filter.device):
+        restore_ops.append(restore_hash_filter(hash_filter, placeholder, True))
+    return tf.group(restore_ops)

@@ -442,6 +442,16 @@ bool EmbeddingHashTable::Contains(int64_t id) const {
   return shard.Find(id, hash) != nullptr;
 }
 
+int64_t EmbeddingHashTable::BatchContains(const int64_t* ids, int64_t n,
+                                          bool* found) const {
+  int64_t hits = 0;
+  ForEachFound(ids, n, [&](int64_t i, const Slot*, const char* entry) {
+    found[i] = entry != nullptr;
+    hits += found[i];
+  });
+  return hits;
+}
+
 int64_t EmbeddingHashTable::Size() const {
   int64_t size = 0;
   for (int s = 0; s < kNumShards; ++s) {

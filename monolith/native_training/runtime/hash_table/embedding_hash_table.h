@@ -120,6 +120,8 @@ class EmbeddingHashTable {
   }
 
   bool Contains(int64_t id) const;
+  // found[i] = whether ids[i] is in the table; returns how many are.
+  int64_t BatchContains(const int64_t* ids, int64_t n, bool* found) const;
   int64_t Size() const;
   // Empties the table (and resets LatestUpdateTime()), holding every
   // shard's lock at once (all other calls wait), so its huge-page blocks

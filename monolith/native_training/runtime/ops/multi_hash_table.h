@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "monolith/native_training/runtime/hash_filter/admission.h"
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.h"
 #include "monolith/native_training/runtime/hash_table/periodic_evictor.h"
 #include "monolith/native_training/runtime/hash_table/status.h"
@@ -130,6 +131,27 @@ inline Status CheckInputRanks(
   return OkStatus();
 }
 
+// A hash filter resource (MonolithHashFilter, MonolithProbabilisticFilter,
+// MonolithDummyHashFilter): the admission of the tables created with it.
+class HashFilterResource : public ResourceBase {
+ public:
+  explicit HashFilterResource(
+      std::unique_ptr<::monolith::hash_filter::Admission> admission)
+      : admission_(std::move(admission)) {}
+  ::monolith::hash_filter::Admission& admission() const { return *admission_; }
+  std::string DebugString() const override {
+    const auto& filter = admission_->filter();
+    return "HashFilter(capacity " + std::to_string(filter.capacity()) +
+           ", splits " + std::to_string(filter.split_num()) + ")";
+  }
+  int64_t MemoryUsed() const override {
+    return static_cast<int64_t>(admission_->filter().MemoryBytes());
+  }
+
+ private:
+  std::unique_ptr<::monolith::hash_filter::Admission> admission_;
+};
+
 class MultiHashTable : public ResourceBase {
  public:
   // One table of the multi table.
@@ -138,8 +160,10 @@ class MultiHashTable : public ResourceBase {
     std::unique_ptr<::monolith::hash_table::EmbeddingHashTable> table;
   };
 
-  explicit MultiHashTable(std::string shared_name)
-      : shared_name_(std::move(shared_name)) {}
+  // |filter|: what updates consult before creating an id (held).
+  MultiHashTable(std::string shared_name,
+                 core::RefCountPtr<HashFilterResource> filter)
+      : shared_name_(std::move(shared_name)), filter_(std::move(filter)) {}
   ~MultiHashTable() override {
     // Stops the eviction thread before the tables go.
     evictor_.reset();
@@ -166,6 +190,17 @@ class MultiHashTable : public ResourceBase {
     return -1;
   }
   const std::string& shared_name() const { return shared_name_; }
+
+  // The ids (n, each with a row of |dim| floats in |values|) that an update
+  // of table |t| may write, per the filter: returns false when all of them
+  // may (then |ids_out| and |values_out| are untouched).
+  bool SelectAdmitted(int t, const int64_t* ids, int64_t n,
+                      const float* values, std::vector<int64_t>* ids_out,
+                      std::vector<float>* values_out) const {
+    const auto& table = *tables_[t]->table;
+    return filter_->admission().Select(table, ids, n, values,
+                                       table.DimSize(), ids_out, values_out);
+  }
   // Where each table's learning rates start in the flat learning-rate
   // input of the optimize ops (one per segment of every table, in table
   // order); the last element is their total.
@@ -201,10 +236,38 @@ class MultiHashTable : public ResourceBase {
 
  private:
   std::string shared_name_;
+  core::RefCountPtr<HashFilterResource> filter_;
   std::vector<std::unique_ptr<Table>> tables_;
   std::vector<int64_t> learning_rate_offsets_ = {0};
   // Declared after the tables, which it evicts: destroyed first.
   std::unique_ptr<::monolith::hash_table::PeriodicEvictor> evictor_;
+};
+
+// The ids of an update of table |t| (and their rows of the table's dim
+// floats) that the multi table's filter lets it write: the inputs
+// themselves when all of them, else copies of the admitted ones.
+class AdmittedRows {
+ public:
+  AdmittedRows(const MultiHashTable& mtable, int t, const int64_t* ids,
+               int64_t n, const float* values)
+      : ids_(ids), n_(n), values_(values) {
+    if (mtable.SelectAdmitted(t, ids, n, values, &id_buffer_,
+                              &value_buffer_)) {
+      ids_ = id_buffer_.data();
+      n_ = static_cast<int64_t>(id_buffer_.size());
+      values_ = value_buffer_.data();
+    }
+  }
+  const int64_t* ids() const { return ids_; }
+  int64_t size() const { return n_; }
+  const float* values() const { return values_; }
+
+ private:
+  const int64_t* ids_;
+  int64_t n_;
+  const float* values_;
+  std::vector<int64_t> id_buffer_;
+  std::vector<float> value_buffer_;
 };
 
 // Runs fn(i) for i in [0, n) on TF's CPU worker threads (each item is
@@ -248,13 +311,8 @@ inline Status CheckTrainable(const MultiHashTable& mtable) {
   return OkStatus();
 }
 
-// Stand-ins for the original's hash filter and parameter-sync client
-// resources: tables are created without occurrence filtering or sync.
-class DummyHashFilter : public ResourceBase {
- public:
-  std::string DebugString() const override { return "DummyHashFilter"; }
-};
-
+// Stand-in for the original's parameter-sync client resource: tables are
+// created without parameter sync.
 class DummySyncClient : public ResourceBase {
  public:
   std::string DebugString() const override { return "DummySyncClient"; }

@@ -196,10 +196,16 @@ class MultiHashTableFusedOptimizeOp : public OpKernel {
       for (int t = 0; t < num_tables; ++t) {
         const int64_t k = s * num_tables + t;
         EmbeddingHashTable& table = *mtable->table(t).table;
-        int64_t n = layout.id_offsets[k + 1] - layout.id_offsets[k];
-        if (n == 0) continue;
-        const int64_t* segment_ids = id_data + layout.id_offsets[k];
-        const float* segment_grads = grad_data + layout.emb_offsets[k];
+        if (layout.id_offsets[k + 1] == layout.id_offsets[k]) continue;
+        // Filtered before duplicates are summed: the filter counts each
+        // occurrence.
+        const AdmittedRows rows(*mtable, t, id_data + layout.id_offsets[k],
+                                layout.id_offsets[k + 1] -
+                                    layout.id_offsets[k],
+                                grad_data + layout.emb_offsets[k]);
+        int64_t n = rows.size();
+        const int64_t* segment_ids = rows.ids();
+        const float* segment_grads = rows.values();
         if (enable_grad_accumulation_) {
           SumDuplicateIds(segment_ids, n, segment_grads, table.DimSize(),
                           &unique_ids, &summed);

@@ -92,7 +92,7 @@ class CreateMultiHashTableOp : public ResourceOpKernel<MultiHashTable> {
     // Every call checks its inputs, also once the table exists.
     std::string serialized;
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 0, "config", &serialized));
-    core::RefCountPtr<DummyHashFilter> filter;
+    core::RefCountPtr<HashFilterResource> filter;
     OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 1, "filter_handle", &filter));
     core::RefCountPtr<DummySyncClient> sync_client;
     OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 2, "sync_client_handle",
@@ -107,6 +107,7 @@ class CreateMultiHashTableOp : public ResourceOpKernel<MultiHashTable> {
                     errors::InvalidArgument(
                         "config has ", config_.names_size(), " names but ",
                         config_.configs_size(), " table configs"));
+        filter_ = std::move(filter);
       }
     }
     ResourceOpKernel<MultiHashTable>::Compute(ctx);
@@ -118,7 +119,8 @@ class CreateMultiHashTableOp : public ResourceOpKernel<MultiHashTable> {
     // ResourceOpKernel unrefs *resource on error when it is not null.
     *resource = nullptr;
     // Resources are reference counted: release with Unref, never delete.
-    core::RefCountPtr<MultiHashTable> mtable(new MultiHashTable(cinfo_.name()));
+    core::RefCountPtr<MultiHashTable> mtable(
+        new MultiHashTable(cinfo_.name(), std::move(filter_)));
     std::vector<::monolith::hash_table::PeriodicEvictor::Target> evicted;
     for (int i = 0; i < config_.names_size(); ++i) {
       const auto& config = config_.configs(i);
@@ -150,6 +152,8 @@ class CreateMultiHashTableOp : public ResourceOpKernel<MultiHashTable> {
   }
 
   MultiEmbeddingHashTableConfig config_ TF_GUARDED_BY(mu_);
+  // The filter of the table being created; the table holds it.
+  core::RefCountPtr<HashFilterResource> filter_ TF_GUARDED_BY(mu_);
 };
 
 class ReadMultiHashTableOp : public OpKernel {
@@ -358,12 +362,12 @@ class MultiHashTableAssignOp : public OpKernel {
     OP_REQUIRES_OK(ctx, RunItems(ctx, in.mtable->size(), in.num_ids,
                                  [&](int64_t t) {
       EmbeddingHashTable& table = *in.mtable->table(t).table;
-      const int64_t* ids = in.ids + in.id_split[t];
-      const float* values = in.values + in.value_offsets[t];
+      const AdmittedRows rows(*in.mtable, t, in.ids + in.id_split[t],
+                              in.ids_of(t), in.values + in.value_offsets[t]);
       if (kAdd) {
-        table.AssignAdd(ids, in.ids_of(t), values, update_time);
+        table.AssignAdd(rows.ids(), rows.size(), rows.values(), update_time);
       } else {
-        table.Assign(ids, in.ids_of(t), values, update_time);
+        table.Assign(rows.ids(), rows.size(), rows.values(), update_time);
       }
       return OkStatus();
     }));
@@ -393,9 +397,10 @@ class MultiHashTableOptimizeOp : public OpKernel {
     const float* lr_data = learning_rates->flat<float>().data();
     OP_REQUIRES_OK(ctx, RunItems(ctx, mtable.size(), in.num_ids,
                                  [&](int64_t t) {
+      const AdmittedRows rows(mtable, t, in.ids + in.id_split[t],
+                              in.ids_of(t), in.values + in.value_offsets[t]);
       return ToTfStatus(mtable.table(t).table->BatchOptimize(
-          in.ids + in.id_split[t], in.ids_of(t),
-          in.values + in.value_offsets[t],
+          rows.ids(), rows.size(), rows.values(),
           lr_data + mtable.learning_rate_offsets()[t], update_time,
           global_step));
     }));
@@ -523,15 +528,6 @@ REGISTER_OP("IsHashTableInitialized")
     });
 REGISTER_KERNEL_BUILDER(Name("IsHashTableInitialized").Device(DEVICE_CPU),
                         IsHashTableInitializedOp);
-
-REGISTER_OP("MonolithDummyHashFilter")
-    .Output("handle: resource")
-    .Attr("container: string = ''")
-    .Attr("shared_name: string = ''")
-    .SetIsStateful()
-    .SetShapeFn(ScalarOutput);
-REGISTER_KERNEL_BUILDER(Name("MonolithDummyHashFilter").Device(DEVICE_CPU),
-                        DummyResourceOp<DummyHashFilter>);
 
 REGISTER_OP("MonolithDummySyncClient")
     .Output("handle: resource")

@@ -107,6 +107,15 @@ def _valid_calls(workdir: str) -> Dict[str, _Call]:
           _Call({}, {}),
       "MonolithDummyHashFilter":
           _Call({}, {"shared_name": "fuzz_filter"}),
+      "MonolithHashFilter":
+          _Call({}, {"capacity": 1000, "split_num": 5,
+                     "shared_name": "fuzz_sliding_filter"}),
+      "MonolithProbabilisticFilter":
+          _Call({}, {"shared_name": "fuzz_probabilistic_filter"}),
+      "MonolithHashFilterInterceptGradient":
+          _Call({"ids": _i64([1, 2]), "embeddings": _f32([[1], [2]])}, {}),
+      "MonolithHashFilterInterceptGradientGradient":
+          _Call({"ids": _i64([1, 2]), "grad": _f32([[1], [2]])}, {}),
       "MonolithDummySyncClient":
           _Call({}, {"shared_name": "fuzz_sync"}),
       "ReadMonolithMultiHashTable":
@@ -181,8 +190,19 @@ def _write_checkpoint(workdir: str):
       sess.run(save)
 
 
-def _wrong_shapes(valid: np.ndarray) -> Dict[str, np.ndarray]:
+# Inputs of any rank >= 1 with one row per id (intercept_gradient's
+# embeddings and gradients): only a scalar is a wrong shape.
+_ROW_INPUTS = {
+    ("MonolithHashFilterInterceptGradient", "embeddings"),
+    ("MonolithHashFilterInterceptGradientGradient", "grad"),
+}
+
+
+def _wrong_shapes(valid: np.ndarray,
+                  rows: bool = False) -> Dict[str, np.ndarray]:
   """Values of wrong shape for an input whose valid value is |valid|."""
+  if rows:
+    return {"scalar": valid.reshape([-1])[0]}
   if valid.ndim == 0:
     return {
         "vector [2]": np.stack([valid, valid]),
@@ -291,7 +311,8 @@ class _Sweep:
 
         self._case(op, "-", "valid call", valid_call)
         for name in names:
-          for variant, value in _wrong_shapes(valid[name]).items():
+          for variant, value in _wrong_shapes(
+              valid[name], (op, name) in _ROW_INPUTS).items():
 
             def wrong_shape(name=name, value=value):
               try:
@@ -308,7 +329,8 @@ class _Sweep:
 
     # Graph construction: known wrong shapes and wrong dtypes.
     for name in names:
-      for variant, value in _wrong_shapes(valid[name]).items():
+      for variant, value in _wrong_shapes(
+          valid[name], (op, name) in _ROW_INPUTS).items():
 
         def known_shape(name=name, value=value):
           with tf.Graph().as_default():

@@ -1,0 +1,162 @@
+"""Hash filters with tables: admission, intercept_gradient, save and restore."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from monolith.native_training import hash_filter_ops
+from monolith.native_training import multi_hash_table_ops
+from monolith.native_training import test_utils
+from monolith.native_training import utils
+from monolith.native_training.runtime.hash_table import \
+    embedding_hash_table_pb2
+
+tf1 = tf.compat.v1
+tf1.disable_eager_execution()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_graph():
+  with tf.Graph().as_default() as graph:
+    yield graph
+
+
+def _thresholds(default=0, **by_slot) -> bytes:
+  config = embedding_hash_table_pb2.SlotOccurrenceThresholdConfig()
+  config.default_occurrence_threshold = default
+  for slot, threshold in by_slot.items():
+    config.slot_occurrence_thresholds.add(slot=int(slot[1:]),
+                                          occurrence_threshold=threshold)
+  return config.SerializeToString()
+
+
+def _table(hash_filter, name_suffix=""):
+  return multi_hash_table_ops.MultiHashTable.from_configs(
+      {"a": test_utils.generate_test_hash_table_config(1)},
+      hash_filter=hash_filter,
+      name_suffix=name_suffix)
+
+
+def _ids(values):
+  return tf.constant(values, dtype=tf.int64)
+
+
+def test_sliding_filter_admits_ids_once_seen_often_enough():
+  hash_filter = hash_filter_ops.create_hash_filter(1000, 5,
+                                                   _thresholds(default=2))
+  table = _table(hash_filter)
+  ids = tf1.placeholder(tf.int64, [None])
+  grads = -tf.ones_like(tf.cast(ids, tf.float32))[:, None]
+  train = table.apply_gradients({
+      "a": (ids, grads)
+  }, global_step=tf.constant(0, tf.int64)).as_op()
+  assign = table.assign({"a": (ids, tf.ones_like(grads) * 5)}).as_op()
+  lookup = table.lookup({"a": _ids([1, 2, 3])})["a"][:, 0]
+  with tf1.Session() as sess:
+    sess.run(table.initializer)
+    # The count before an update decides (the original's rule): id 1, seen
+    # once per update, is created on its third update.
+    sess.run(train, {ids: [1]})
+    sess.run(train, {ids: [1]})
+    np.testing.assert_array_equal(sess.run(lookup), [0, 0, 0])
+    sess.run(train, {ids: [1]})
+    np.testing.assert_array_equal(sess.run(lookup), [1, 0, 0])
+    # Repeats in one update count together; id 2 passes on the next one,
+    # with both of its gradients.
+    sess.run(train, {ids: [2, 2]})
+    np.testing.assert_array_equal(sess.run(lookup), [1, 0, 0])
+    sess.run(train, {ids: [2, 2, 1]})
+    np.testing.assert_array_equal(sess.run(lookup), [2, 2, 0])
+    # assign goes through the filter too.
+    sess.run(assign, {ids: [3]})
+    sess.run(assign, {ids: [3]})
+    np.testing.assert_array_equal(sess.run(lookup), [2, 2, 0])
+    sess.run(assign, {ids: [3, 1]})
+    np.testing.assert_array_equal(sess.run(lookup), [5, 2, 5])
+
+
+def test_thresholds_per_slot_and_the_dummy_filter():
+  slot1, slot2 = 1 << 48, 2 << 48
+  hash_filter = hash_filter_ops.create_hash_filter(
+      1000, 5, _thresholds(default=0, s2=1))
+  table = _table(hash_filter)
+  dummy_table = _table(hash_filter_ops.create_dummy_hash_filter("x"), "x")
+  ids = _ids([slot1 | 1, slot2 | 1])
+  values = tf.ones([2, 1])
+  assign = table.assign({"a": (ids, values)}).as_op()
+  dummy_assign = dummy_table.assign({"a": (ids, values)}).as_op()
+  lookup = table.lookup({"a": ids})["a"][:, 0]
+  dummy_lookup = dummy_table.lookup({"a": ids})["a"][:, 0]
+  with tf1.Session() as sess:
+    sess.run([table.initializer, dummy_table.initializer])
+    sess.run([assign, dummy_assign])
+    # Slot 1 has no threshold; slot 2 needs one earlier sighting.
+    np.testing.assert_array_equal(sess.run(lookup), [1, 0])
+    np.testing.assert_array_equal(sess.run(dummy_lookup), [1, 1])
+    sess.run(assign)
+    np.testing.assert_array_equal(sess.run(lookup), [1, 1])
+
+
+def test_threshold_above_15_is_a_clear_error():
+  hash_filter = hash_filter_ops.create_hash_filter(1000, 5,
+                                                   _thresholds(s7=16))
+  with tf1.Session() as sess:
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"MonolithHashFilter.*16.*15"):
+      sess.run(hash_filter)
+
+
+def test_bad_filter_arguments():
+  with tf1.Session() as sess:
+    with pytest.raises(tf.errors.InvalidArgumentError, match="capacity"):
+      sess.run(hash_filter_ops.create_hash_filter(0, 5, name_suffix="c"))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="split_num"):
+      sess.run(hash_filter_ops.create_hash_filter(1000, 1, name_suffix="s"))
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="SlotOccurrenceThresholdConfig"):
+      sess.run(hash_filter_ops.create_hash_filter(1000, 5, b"\xff\xff",
+                                                  name_suffix="b"))
+  with pytest.raises(ValueError, match="filter_type"):
+    hash_filter_ops.create_hash_filters(0, True, filter_type="bloom")
+
+
+def test_probabilistic_filter_admits_about_count_over_threshold():
+  hash_filter = hash_filter_ops.create_probabilistic_filter(
+      False, _thresholds(default=4))
+  table = _table(hash_filter)
+  n = 20000
+  ids = _ids(np.arange(n))
+  assign = table.assign({"a": (ids, tf.ones([n, 1]))}).as_op()
+  admitted = tf.reduce_sum(table.lookup({"a": ids})["a"])
+  with tf1.Session() as sess:
+    sess.run(table.initializer)
+    sess.run(assign)
+    assert abs(sess.run(admitted) / n - 0.25) < 0.02
+
+
+def test_intercept_gradient_zeroes_filtered_rows():
+  hash_filter = hash_filter_ops.create_hash_filter(1000, 5,
+                                                   _thresholds(default=1))
+  ids = _ids([5, 6])
+  embeddings = tf.constant([[1.0, 2.0], [3.0, 4.0]])
+  out = hash_filter_ops.intercept_gradient(hash_filter, ids, embeddings)
+  grad = tf.gradients(tf.reduce_sum(out * 3.0), embeddings)[0]
+  with tf1.Session() as sess:
+    np.testing.assert_array_equal(sess.run(out), [[1, 2], [3, 4]])
+    # First pass: both ids counted once, below threshold 1 before it.
+    np.testing.assert_array_equal(sess.run(grad), [[0, 0], [0, 0]])
+    np.testing.assert_array_equal(sess.run(grad), [[3, 3], [3, 3]])
+
+
+def test_create_hash_filters_places_one_per_ps():
+  filters = hash_filter_ops.create_hash_filters(2, True, _thresholds(1),
+                                                filter_capacity=1000,
+                                                filter_split_num=5)
+  assert [f.device for f in filters] == [
+      utils.ps_device(0), utils.ps_device(1)
+  ]
+  assert filters[1].op.get_attr("shared_name") == b"MonolithHashFilter_1"
+  local = hash_filter_ops.create_hash_filters(0, False)
+  assert local[0].op.type == "MonolithDummyHashFilter"

@@ -1,0 +1,194 @@
+#include "monolith/native_training/runtime/hash_filter/admission.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "google/protobuf/text_format.h"
+#include "gtest/gtest.h"
+#include "monolith/native_training/runtime/hash_filter/dummy_hash_filter.h"
+#include "monolith/native_training/runtime/hash_filter/probabilistic_filter.h"
+#include "monolith/native_training/runtime/hash_filter/sliding_hash_filter.h"
+
+namespace monolith {
+namespace hash_filter {
+namespace {
+
+using ::monolith::hash_table::EmbeddingHashTable;
+using ::monolith::hash_table::SlotOccurrenceThresholdConfig;
+
+SlotOccurrenceThresholdConfig Thresholds(const std::string& text) {
+  SlotOccurrenceThresholdConfig config;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &config));
+  return config;
+}
+
+std::unique_ptr<Admission> SlidingAdmission(const std::string& thresholds) {
+  std::unique_ptr<SlidingHashFilter> filter;
+  EXPECT_TRUE(SlidingHashFilter::Create(100000, 5, &filter).ok());
+  std::unique_ptr<Admission> admission;
+  const Status s =
+      Admission::Create(std::move(filter), Thresholds(thresholds), &admission);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return admission;
+}
+
+std::unique_ptr<EmbeddingHashTable> Table() {
+  hash_table::EmbeddingHashTableConfig config;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(
+      R"pb(entry_config {
+             segments {
+               dim_size: 1
+               init_config { zeros {} }
+               opt_config { sgd {} }
+             }
+           })pb",
+      &config));
+  std::unique_ptr<EmbeddingHashTable> table;
+  EXPECT_TRUE(EmbeddingHashTable::Create(config, 1, &table).ok());
+  return table;
+}
+
+// Runs one assign of |ids| (value = index) through |admission| and returns
+// the ids written, in order ("all" when Select kept everything).
+std::vector<int64_t> Update(Admission* admission, EmbeddingHashTable* table,
+                            const std::vector<int64_t>& ids) {
+  std::vector<float> values;
+  for (size_t i = 0; i < ids.size(); ++i) values.push_back(i);
+  std::vector<int64_t> kept_ids;
+  std::vector<float> kept_values;
+  if (!admission->Select(*table, ids.data(), ids.size(), values.data(), 1,
+                         &kept_ids, &kept_values)) {
+    kept_ids = ids;
+    kept_values = values;
+  }
+  EXPECT_EQ(kept_ids.size(), kept_values.size());
+  for (size_t i = 0; i < kept_ids.size(); ++i) {
+    // Rows travel with their ids.
+    size_t original = 0;
+    while (ids[original] != kept_ids[i] ||
+           values[original] != kept_values[i]) {
+      ++original;
+      EXPECT_LT(original, ids.size()) << "row of id " << kept_ids[i];
+      if (original >= ids.size()) break;
+    }
+  }
+  table->Assign(kept_ids.data(), kept_ids.size(), kept_values.data(), 1);
+  return kept_ids;
+}
+
+TEST(AdmissionTest, IdsAreCreatedOnceTheirCountReachedTheThreshold) {
+  auto admission = SlidingAdmission("default_occurrence_threshold: 2");
+  auto table = Table();
+  // The count before an update decides, as the original's: with threshold
+  // 2 an id seen once per update is written on its third update.
+  EXPECT_EQ(Update(admission.get(), table.get(), {7}),
+            std::vector<int64_t>{});
+  EXPECT_EQ(Update(admission.get(), table.get(), {7}),
+            std::vector<int64_t>{});
+  EXPECT_EQ(Update(admission.get(), table.get(), {7}),
+            std::vector<int64_t>{7});
+  EXPECT_TRUE(table->Contains(7));
+  // Repeats in one update count together: 3 occurrences, then written on
+  // the next update, every occurrence of it.
+  EXPECT_EQ(Update(admission.get(), table.get(), {8, 8, 8}),
+            std::vector<int64_t>{});
+  EXPECT_EQ(Update(admission.get(), table.get(), {8, 9, 8}),
+            (std::vector<int64_t>{8, 8}));
+  // Ids in the table are written whatever the filter says.
+  EXPECT_EQ(Update(admission.get(), table.get(), {7, 9, 7}),
+            (std::vector<int64_t>{7, 7}));
+}
+
+TEST(AdmissionTest, ThresholdsPerSlot) {
+  auto admission = SlidingAdmission(R"pb(
+    default_occurrence_threshold: 1
+    slot_occurrence_thresholds { slot: 3 occurrence_threshold: 0 }
+    slot_occurrence_thresholds { slot: 4 occurrence_threshold: 3 })pb");
+  auto table = Table();
+  const int64_t slot3 = int64_t{3} << 48 | 1;
+  const int64_t slot4 = int64_t{4} << 48 | 1;
+  const int64_t slot5 = int64_t{5} << 48 | 1;
+  EXPECT_EQ(admission->ThresholdOf(slot3), 0);
+  EXPECT_EQ(admission->ThresholdOf(slot4), 3);
+  EXPECT_EQ(admission->ThresholdOf(slot5), 1);
+  // Slot 3 is not filtered; slot 5 needs one earlier sighting, slot 4
+  // three.
+  EXPECT_EQ(Update(admission.get(), table.get(), {slot3, slot4, slot5}),
+            std::vector<int64_t>{slot3});
+  EXPECT_EQ(Update(admission.get(), table.get(), {slot4, slot5}),
+            std::vector<int64_t>{slot5});
+  EXPECT_EQ(Update(admission.get(), table.get(), {slot4}),
+            std::vector<int64_t>{});
+  EXPECT_EQ(Update(admission.get(), table.get(), {slot4}),
+            std::vector<int64_t>{slot4});
+  // The slot is bits 48..62: the sign bit does not change it.
+  EXPECT_EQ(admission->ThresholdOf(slot4 | (int64_t{1} << 63)), 3);
+}
+
+TEST(AdmissionTest, ThresholdsAboveWhatACountCanReachAreRejected) {
+  std::unique_ptr<SlidingHashFilter> filter;
+  ASSERT_TRUE(SlidingHashFilter::Create(1000, 5, &filter).ok());
+  std::unique_ptr<Admission> admission;
+  const Status s = Admission::Create(
+      std::move(filter),
+      Thresholds("slot_occurrence_thresholds { slot: 9 "
+                 "occurrence_threshold: 16 }"),
+      &admission);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("16"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("9"), std::string::npos) << s.message();
+  ASSERT_TRUE(SlidingHashFilter::Create(1000, 5, &filter).ok());
+  EXPECT_FALSE(Admission::Create(std::move(filter),
+                                 Thresholds("slot_occurrence_thresholds { "
+                                            "slot: 40000 "
+                                            "occurrence_threshold: 1 }"),
+                                 &admission)
+                   .ok());
+}
+
+TEST(AdmissionTest, DummyAndZeroThresholdsAdmitEverything) {
+  std::unique_ptr<Admission> admission;
+  ASSERT_TRUE(Admission::Create(std::make_unique<DummyHashFilter>(),
+                                Thresholds("default_occurrence_threshold: 5"),
+                                &admission)
+                  .ok());
+  EXPECT_TRUE(admission->AdmitsEverything());
+  EXPECT_FALSE(admission->ShouldBeFiltered(1));
+  auto zero = SlidingAdmission("");
+  EXPECT_TRUE(zero->AdmitsEverything());
+  auto table = Table();
+  EXPECT_EQ(Update(zero.get(), table.get(), {1, 2}),
+            (std::vector<int64_t>{1, 2}));
+}
+
+TEST(AdmissionTest, ProbabilisticFilterAdmitsAboutCountOverThreshold) {
+  std::unique_ptr<Admission> admission;
+  ASSERT_TRUE(Admission::Create(std::make_unique<ProbabilisticFilter>(
+                                    /*equal_probability=*/false, 42),
+                                Thresholds("default_occurrence_threshold: 4"),
+                                &admission)
+                  .ok());
+  auto table = Table();
+  std::vector<int64_t> ids;
+  for (int64_t i = 0; i < 20000; ++i) ids.push_back(i);
+  // Each id seen once: admitted with probability 1/4.
+  const double admitted = Update(admission.get(), table.get(), ids).size();
+  EXPECT_NEAR(admitted / ids.size(), 0.25, 0.02);
+  // Admitted ids are in the table and pass from now on.
+  std::vector<int64_t> in_table;
+  for (int64_t id : ids) {
+    if (table->Contains(id)) in_table.push_back(id);
+  }
+  EXPECT_EQ(Update(admission.get(), table.get(), in_table), in_table);
+}
+
+TEST(AdmissionTest, InterceptCheckCountsEachCall) {
+  auto admission = SlidingAdmission("default_occurrence_threshold: 1");
+  EXPECT_TRUE(admission->ShouldBeFiltered(11));
+  EXPECT_FALSE(admission->ShouldBeFiltered(11));
+}
+
+}  // namespace
+}  // namespace hash_filter
+}  // namespace monolith

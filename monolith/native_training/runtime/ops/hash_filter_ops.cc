@@ -1,0 +1,242 @@
+// Hash filter ops, with the original's names, inputs and attrs: the filter
+// resources that CreateMonolithMultiHashTable takes (its updates consult
+// them before creating an id; see hash_filter/admission.h), their save and
+// restore, and intercept_gradient. Thin: the filters, their thresholds and
+// their files are the hash_filter library's.
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "monolith/native_training/runtime/hash_filter/admission.h"
+#include "monolith/native_training/runtime/hash_filter/dummy_hash_filter.h"
+#include "monolith/native_training/runtime/hash_filter/probabilistic_filter.h"
+#include "monolith/native_training/runtime/hash_filter/sliding_hash_filter.h"
+#include "monolith/native_training/runtime/ops/multi_hash_table.h"
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/resource_op_kernel.h"
+#include "tensorflow/core/framework/shape_inference.h"
+#include "tensorflow/core/platform/random.h"
+
+namespace tensorflow {
+namespace monolith_tf {
+namespace {
+
+namespace hf = ::monolith::hash_filter;
+using ::monolith::hash_table::SlotOccurrenceThresholdConfig;
+using shape_inference::InferenceContext;
+
+// Creates a HashFilterResource around the filter MakeFilter returns, with
+// the thresholds of the "config" attr (a serialized
+// SlotOccurrenceThresholdConfig; empty: every threshold 0).
+class FilterOpBase : public ResourceOpKernel<HashFilterResource> {
+ public:
+  explicit FilterOpBase(OpKernelConstruction* ctx)
+      : ResourceOpKernel<HashFilterResource>(ctx) {
+    std::string serialized;
+    if (ctx->GetAttr("config", &serialized).ok() && !serialized.empty()) {
+      OP_REQUIRES(ctx, config_.ParseFromString(serialized),
+                  errors::InvalidArgument(
+                      "config is not a serialized "
+                      "SlotOccurrenceThresholdConfig"));
+    }
+  }
+
+ protected:
+  virtual Status MakeFilter(std::unique_ptr<hf::Filter>* filter) = 0;
+
+ private:
+  Status CreateResource(HashFilterResource** resource) override
+      TF_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    *resource = nullptr;
+    std::unique_ptr<hf::Filter> filter;
+    TF_RETURN_IF_ERROR(MakeFilter(&filter));
+    std::unique_ptr<hf::Admission> admission;
+    Status s = ToTfStatus(hf::Admission::Create(std::move(filter), config_,
+                                                &admission));
+    if (!s.ok()) {
+      return errors::InvalidArgument(cinfo_.name(), ": ", s.message());
+    }
+    *resource = new HashFilterResource(std::move(admission));
+    return OkStatus();
+  }
+
+  SlotOccurrenceThresholdConfig config_;
+};
+
+class HashFilterOp : public FilterOpBase {
+ public:
+  explicit HashFilterOp(OpKernelConstruction* ctx) : FilterOpBase(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("capacity", &capacity_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("split_num", &split_num_));
+    OP_REQUIRES(ctx, capacity_ > 0,
+                errors::InvalidArgument("capacity must be > 0, got ",
+                                        capacity_));
+  }
+
+ private:
+  Status MakeFilter(std::unique_ptr<hf::Filter>* filter) override {
+    std::unique_ptr<hf::SlidingHashFilter> sliding;
+    TF_RETURN_IF_ERROR(ToTfStatus(hf::SlidingHashFilter::Create(
+        static_cast<uint64_t>(capacity_), split_num_, &sliding)));
+    *filter = std::move(sliding);
+    return OkStatus();
+  }
+
+  int64_t capacity_ = 0;
+  int split_num_ = 0;
+};
+
+class ProbabilisticFilterOp : public FilterOpBase {
+ public:
+  explicit ProbabilisticFilterOp(OpKernelConstruction* ctx)
+      : FilterOpBase(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("equal_probability", &equal_probability_));
+  }
+
+ private:
+  Status MakeFilter(std::unique_ptr<hf::Filter>* filter) override {
+    *filter = std::make_unique<hf::ProbabilisticFilter>(equal_probability_,
+                                                        random::New64());
+    return OkStatus();
+  }
+
+  bool equal_probability_ = false;
+};
+
+class DummyHashFilterOp : public FilterOpBase {
+ public:
+  explicit DummyHashFilterOp(OpKernelConstruction* ctx) : FilterOpBase(ctx) {}
+
+ private:
+  Status MakeFilter(std::unique_ptr<hf::Filter>* filter) override {
+    *filter = std::make_unique<hf::DummyHashFilter>();
+    return OkStatus();
+  }
+};
+
+// InvalidArgument naming |name| unless |rows| has one row per id.
+Status CheckRows(const Tensor& rows, const char* name, const Tensor& ids) {
+  if (rows.dims() < 1 || rows.dim_size(0) != ids.NumElements()) {
+    return errors::InvalidArgument(name, " must have one row per id (",
+                                   ids.NumElements(), " ids), got shape ",
+                                   rows.shape().DebugString());
+  }
+  return OkStatus();
+}
+
+// Forward: the embeddings unchanged.
+class HashFilterInterceptGradientOp : public OpKernel {
+ public:
+  explicit HashFilterInterceptGradientOp(OpKernelConstruction* ctx)
+      : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    core::RefCountPtr<HashFilterResource> filter;
+    OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 0, "filter_handle", &filter));
+    const Tensor* ids = nullptr;
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 1, "ids", &ids));
+    OP_REQUIRES_OK(ctx, CheckRows(ctx->input(2), "embeddings", *ids));
+    ctx->set_output(0, ctx->input(2));
+  }
+};
+
+// Backward: the gradient rows of ids the filter keeps out are zeros. Each
+// id is counted once more, as the original's.
+class HashFilterInterceptGradientGradientOp : public OpKernel {
+ public:
+  explicit HashFilterInterceptGradientGradientOp(OpKernelConstruction* ctx)
+      : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    core::RefCountPtr<HashFilterResource> filter;
+    OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 0, "filter_handle", &filter));
+    const Tensor* ids = nullptr;
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 1, "ids", &ids));
+    const Tensor& grad = ctx->input(2);
+    const int64_t n = ids->NumElements();
+    OP_REQUIRES_OK(ctx, CheckRows(grad, "grad", *ids));
+    Tensor* out;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, grad.shape(), &out));
+    const int64_t row = n == 0 ? 0 : grad.NumElements() / n;
+    const float* in_data = grad.flat<float>().data();
+    float* out_data = out->flat<float>().data();
+    auto id_vec = ids->flat<int64_t>();
+    hf::Admission& admission = filter->admission();
+    for (int64_t i = 0; i < n; ++i) {
+      const bool filtered = admission.ShouldBeFiltered(id_vec(i));
+      for (int64_t j = 0; j < row; ++j) {
+        out_data[i * row + j] = filtered ? 0.0f : in_data[i * row + j];
+      }
+    }
+  }
+};
+
+// A scalar filter handle and a vector of ids; the output is shaped as the
+// last input.
+Status InterceptShape(InferenceContext* c) {
+  shape_inference::ShapeHandle unused;
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 0, &unused));
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 1, &unused));
+  TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(2), 1, &unused));
+  c->set_output(0, c->input(2));
+  return OkStatus();
+}
+
+}  // namespace
+
+REGISTER_OP("MonolithHashFilter")
+    .Output("handle: resource")
+    .Attr("capacity: int = 300000000")
+    .Attr("split_num: int = 7")
+    // A serialized SlotOccurrenceThresholdConfig.
+    .Attr("config: string = ''")
+    .Attr("container: string = ''")
+    .Attr("shared_name: string = ''")
+    .SetIsStateful()
+    .SetShapeFn(shape_inference::ScalarShape);
+REGISTER_KERNEL_BUILDER(Name("MonolithHashFilter").Device(DEVICE_CPU),
+                        HashFilterOp);
+
+REGISTER_OP("MonolithProbabilisticFilter")
+    .Output("handle: resource")
+    .Attr("equal_probability: bool = false")
+    .Attr("config: string = ''")
+    .Attr("container: string = ''")
+    .Attr("shared_name: string = ''")
+    .SetIsStateful()
+    .SetShapeFn(shape_inference::ScalarShape);
+REGISTER_KERNEL_BUILDER(Name("MonolithProbabilisticFilter").Device(DEVICE_CPU),
+                        ProbabilisticFilterOp);
+
+REGISTER_OP("MonolithDummyHashFilter")
+    .Output("handle: resource")
+    .Attr("container: string = ''")
+    .Attr("shared_name: string = ''")
+    .SetIsStateful()
+    .SetShapeFn(shape_inference::ScalarShape);
+REGISTER_KERNEL_BUILDER(Name("MonolithDummyHashFilter").Device(DEVICE_CPU),
+                        DummyHashFilterOp);
+
+REGISTER_OP("MonolithHashFilterInterceptGradient")
+    .Input("filter_handle: resource")
+    .Input("ids: int64")
+    .Input("embeddings: float")
+    .Output("same_embeddings: float")
+    .SetShapeFn(InterceptShape);
+REGISTER_KERNEL_BUILDER(
+    Name("MonolithHashFilterInterceptGradient").Device(DEVICE_CPU),
+    HashFilterInterceptGradientOp);
+
+REGISTER_OP("MonolithHashFilterInterceptGradientGradient")
+    .Input("filter_handle: resource")
+    .Input("ids: int64")
+    .Input("grad: float")
+    .Output("filtered_grad: float")
+    .SetShapeFn(InterceptShape);
+REGISTER_KERNEL_BUILDER(
+    Name("MonolithHashFilterInterceptGradientGradient").Device(DEVICE_CPU),
+    HashFilterInterceptGradientGradientOp);
+
+}  // namespace monolith_tf
+}  // namespace tensorflow
