@@ -63,8 +63,8 @@ def test_sliding_filter_admits_ids_once_seen_often_enough():
     np.testing.assert_array_equal(sess.run(lookup), [0, 0, 0])
     sess.run(train, {ids: [1]})
     np.testing.assert_array_equal(sess.run(lookup), [1, 0, 0])
-    # Repeats in one update count together; id 2 passes on the next one,
-    # with both of its gradients.
+    # Every occurrence counts: id 2, seen twice, is created by its next
+    # occurrence, and gets both gradients of that update.
     sess.run(train, {ids: [2, 2]})
     np.testing.assert_array_equal(sess.run(lookup), [1, 0, 0])
     sess.run(train, {ids: [2, 2, 1]})

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <memory>
-#include <unordered_map>
 #include <utility>
 
 #include "monolith/native_training/runtime/hash_filter/dummy_hash_filter.h"
@@ -14,7 +13,7 @@ namespace {
 constexpr int kNumOccurrenceSlots = 1 << 15;
 
 // What the filters are told of the table: the ids they see are not in it
-// (Select only asks about those).
+// (tables only ask about those).
 class NotInTable final : public TableContains {
  public:
   bool Contains(int64_t) const override { return false; }
@@ -53,42 +52,19 @@ Admission::Admission(std::unique_ptr<Filter> filter,
                   [](int32_t t) { return t <= 0; });
 }
 
-bool Admission::Select(const ::monolith::hash_table::EmbeddingHashTable& table,
-                       const int64_t* ids, int64_t n, const float* values,
-                       int dim, std::vector<int64_t>* ids_out,
-                       std::vector<float>* values_out) {
-  if (admits_everything_ || n == 0) return false;
-  std::unique_ptr<bool[]> found(new bool[n]);
-  if (table.BatchContains(ids, n, found.get()) == n) return false;
-  // Occurrences of each absent id, counted once per update.
-  std::unordered_map<int64_t, uint32_t> absent;
-  absent.reserve(n);
-  for (int64_t i = 0; i < n; ++i) {
-    if (!found[i]) ++absent[ids[i]];
-  }
-  // absent[id]: its count, then 1 if admitted, 0 if filtered.
+bool Admission::Admit(int64_t fid, uint32_t count) {
   const NotInTable not_in_table;
-  bool any_filtered = false;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (auto& [id, count] : absent) {
-      const bool filtered = filter_->ShouldBeFiltered(id, count,
-                                                      ThresholdOf(id),
-                                                      &not_in_table);
-      count = filtered ? 0 : 1;
-      any_filtered |= filtered;
-    }
-  }
-  if (!any_filtered) return false;
-  ids_out->clear();
-  values_out->clear();
-  for (int64_t i = 0; i < n; ++i) {
-    if (!found[i] && absent[ids[i]] == 0) continue;
-    ids_out->push_back(ids[i]);
-    values_out->insert(values_out->end(), values + i * dim,
-                       values + (i + 1) * dim);
-  }
-  return true;
+  std::lock_guard<std::mutex> lock(mu_);
+  return !filter_->ShouldBeFiltered(fid, count, ThresholdOf(fid),
+                                    &not_in_table);
+}
+
+::monolith::hash_table::EmbeddingHashTable::AdmitFn Admission::AdmitFnFor(
+    const int64_t* ids, const uint32_t* counts) {
+  if (admits_everything_) return {};
+  return [this, ids, counts](int64_t i) {
+    return Admit(ids[i], counts == nullptr ? 1 : counts[i]);
+  };
 }
 
 bool Admission::ShouldBeFiltered(int64_t fid) {

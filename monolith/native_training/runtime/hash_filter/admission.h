@@ -2,10 +2,10 @@
 // MultiHashTable (one per PS, shared by its tables) with the per-slot
 // occurrence thresholds of SlotOccurrenceThresholdConfig, as the original's
 // hash filter bridge. Ids the table already holds are always written and
-// never counted; the others are counted by the filter, each distinct id
-// once per update with its number of occurrences (as the original's
-// de-duplicating optimize), and are written once the filter admits them.
-// Lookups never consult it.
+// never counted; for the others the table calls Admit (through
+// EmbeddingHashTable::AdmitFn, under the id's shard lock, once per
+// occurrence, as the original's updates without de-duplication), and
+// writes them once the filter admits them. Lookups never consult it.
 #ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_FILTER_ADMISSION_H_
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_FILTER_ADMISSION_H_
 
@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <vector>
+
 
 #include "monolith/native_training/runtime/hash_filter/filter.h"
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.h"
@@ -41,13 +42,15 @@ class Admission {
   // threshold 0 (which every filter reads as "admit").
   bool AdmitsEverything() const { return admits_everything_; }
 
-  // The ids (n of them, with a row of |dim| floats each in |values|) that
-  // an update of |table| may write. Returns false when all of them may
-  // (then |ids_out| and |values_out| are untouched); else fills them with
-  // the admitted ids and rows, in input order.
-  bool Select(const ::monolith::hash_table::EmbeddingHashTable& table,
-              const int64_t* ids, int64_t n, const float* values, int dim,
-              std::vector<int64_t>* ids_out, std::vector<float>* values_out);
+  // Whether an update may create |fid| (not in the table), seen |count|
+  // more times; counts it.
+  bool Admit(int64_t fid, uint32_t count);
+
+  // The AdmitFn of an update of |ids| (one occurrence each, or |counts[i]|
+  // occurrences of ids[i] when given): empty when everything is admitted.
+  // The arrays must outlive the update.
+  ::monolith::hash_table::EmbeddingHashTable::AdmitFn AdmitFnFor(
+      const int64_t* ids, const uint32_t* counts = nullptr);
 
   // Whether |fid|, seen once more, stays out of tables; counts it (the
   // original's check in the gradient of intercept_gradient).

@@ -1,5 +1,6 @@
 #include "monolith/native_training/runtime/hash_filter/admission.h"
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,55 +50,58 @@ std::unique_ptr<EmbeddingHashTable> Table() {
   return table;
 }
 
-// Runs one assign of |ids| (value = index) through |admission| and returns
-// the ids written, in order ("all" when Select kept everything).
+// Assigns value i + 1 to ids[i] through |admission|; returns the ids the
+// table holds afterwards among |ids| (each once, in order), and sets
+// |values| to their values.
 std::vector<int64_t> Update(Admission* admission, EmbeddingHashTable* table,
-                            const std::vector<int64_t>& ids) {
-  std::vector<float> values;
-  for (size_t i = 0; i < ids.size(); ++i) values.push_back(i);
-  std::vector<int64_t> kept_ids;
-  std::vector<float> kept_values;
-  if (!admission->Select(*table, ids.data(), ids.size(), values.data(), 1,
-                         &kept_ids, &kept_values)) {
-    kept_ids = ids;
-    kept_values = values;
-  }
-  EXPECT_EQ(kept_ids.size(), kept_values.size());
-  for (size_t i = 0; i < kept_ids.size(); ++i) {
-    // Rows travel with their ids.
-    size_t original = 0;
-    while (ids[original] != kept_ids[i] ||
-           values[original] != kept_values[i]) {
-      ++original;
-      EXPECT_LT(original, ids.size()) << "row of id " << kept_ids[i];
-      if (original >= ids.size()) break;
+                            const std::vector<int64_t>& ids,
+                            std::vector<float>* values = nullptr) {
+  std::vector<float> rows;
+  for (size_t i = 0; i < ids.size(); ++i) rows.push_back(i + 1);
+  table->Assign(ids.data(), ids.size(), rows.data(), 1,
+                admission->AdmitFnFor(ids.data()));
+  std::vector<int64_t> held;
+  if (values != nullptr) values->clear();
+  for (int64_t id : ids) {
+    if (!table->Contains(id) ||
+        std::find(held.begin(), held.end(), id) != held.end()) {
+      continue;
     }
+    held.push_back(id);
+    float value = 0;
+    table->Lookup(id, &value);
+    if (values != nullptr) values->push_back(value);
   }
-  table->Assign(kept_ids.data(), kept_ids.size(), kept_values.data(), 1);
-  return kept_ids;
+  return held;
 }
 
 TEST(AdmissionTest, IdsAreCreatedOnceTheirCountReachedTheThreshold) {
   auto admission = SlidingAdmission("default_occurrence_threshold: 2");
   auto table = Table();
-  // The count before an update decides, as the original's: with threshold
-  // 2 an id seen once per update is written on its third update.
+  // The count before an occurrence decides, as the original's: with
+  // threshold 2 an id seen once per update is written on its third update.
   EXPECT_EQ(Update(admission.get(), table.get(), {7}),
             std::vector<int64_t>{});
   EXPECT_EQ(Update(admission.get(), table.get(), {7}),
             std::vector<int64_t>{});
   EXPECT_EQ(Update(admission.get(), table.get(), {7}),
             std::vector<int64_t>{7});
-  EXPECT_TRUE(table->Contains(7));
-  // Repeats in one update count together: 3 occurrences, then written on
-  // the next update, every occurrence of it.
-  EXPECT_EQ(Update(admission.get(), table.get(), {8, 8, 8}),
-            std::vector<int64_t>{});
-  EXPECT_EQ(Update(admission.get(), table.get(), {8, 9, 8}),
-            (std::vector<int64_t>{8, 8}));
-  // Ids in the table are written whatever the filter says.
-  EXPECT_EQ(Update(admission.get(), table.get(), {7, 9, 7}),
-            (std::vector<int64_t>{7, 7}));
+  // Each occurrence counts: in one update, the third occurrence of 8 is
+  // written (value 3), and the fourth too (value 4).
+  std::vector<float> values;
+  EXPECT_EQ(Update(admission.get(), table.get(), {8, 8, 8}, &values),
+            std::vector<int64_t>{8});
+  EXPECT_EQ(values, std::vector<float>{3});
+  EXPECT_EQ(Update(admission.get(), table.get(), {9, 8}, &values),
+            std::vector<int64_t>{8});
+  EXPECT_EQ(values, std::vector<float>{2});
+  // Ids in the table are written whatever the filter says; 9, out, is
+  // counted at each sighting and written at its third.
+  EXPECT_EQ(Update(admission.get(), table.get(), {7, 9, 7}, &values),
+            std::vector<int64_t>{7});
+  EXPECT_EQ(values, std::vector<float>{3});
+  EXPECT_EQ(Update(admission.get(), table.get(), {9}),
+            std::vector<int64_t>{9});
 }
 
 TEST(AdmissionTest, ThresholdsPerSlot) {

@@ -172,7 +172,7 @@ Status EmbeddingHashTable::Create(const EmbeddingHashTableConfig& config,
 template <bool kExclusive, typename Table, typename Visit>
 void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
                                      int64_t n, int64_t update_time,
-                                     Visit visit) {
+                                     Visit visit, const AdmitFn& admit) {
   static_assert(!kExclusive || !std::is_const_v<Table>,
                 "the exclusive path changes the table");
   using Lock = std::conditional_t<kExclusive,
@@ -189,6 +189,7 @@ void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
       const uint64_t pos = shard.FindSlot(ids[0], hash);
       Slot* slot = &shard.slots[pos];
       const bool found = slot->index != kEmpty;
+      if (!found && admit && !admit(0)) return;
       char* entry = found ? shard.EntryAt(slot->index)
                           : table->InsertNew(&shard, ids[0], pos);
       slot->timestamp = stamp;
@@ -239,15 +240,22 @@ void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
           PrefetchRange<kExclusive>(entry, entry_bytes);
           scratch->set_found(p, slot, entry, true);
         } else if constexpr (kExclusive) {
-          scratch->set_found(p, slot, table->InsertNew(&shard, id, pos),
-                             false);
+          if (admit && !admit(base + scratch->index(p))) {
+            scratch->set_found(p, nullptr, nullptr, false);
+          } else {
+            scratch->set_found(p, slot, table->InsertNew(&shard, id, pos),
+                               false);
+          }
         } else {
           scratch->set_found(p, nullptr, nullptr, false);
         }
       }
       for (int p = begin; p < end; ++p) {
         Slot* slot = scratch->slot(p);
-        if (kExclusive) slot->timestamp = stamp;
+        if constexpr (kExclusive) {
+          if (slot == nullptr) continue;  // not admitted
+          slot->timestamp = stamp;
+        }
         visit(base + scratch->index(p), slot, scratch->entry(p),
               scratch->found(p));
       }
@@ -280,12 +288,14 @@ void EmbeddingHashTable::NoteUpdate(int64_t update_time) {
 
 template <typename Fn>
 void EmbeddingHashTable::ForEachUpserted(const int64_t* ids, int64_t n,
-                                         int64_t update_time, Fn fn) {
+                                         int64_t update_time, Fn fn,
+                                         const AdmitFn& admit) {
   if (n > 0) NoteUpdate(update_time);
   RunPipeline<true>(this, ids, n, update_time,
                     [&](int64_t index, Slot*, char* entry, bool found) {
                       fn(index, entry, !found);
-                    });
+                    },
+                    admit);
 }
 
 template <int kDim>
@@ -343,11 +353,15 @@ void EmbeddingHashTable::BatchLookupEntry(const int64_t* ids, int64_t n,
 }
 
 void EmbeddingHashTable::Assign(const int64_t* ids, int64_t n,
-                                const float* values, int64_t update_time) {
+                                const float* values, int64_t update_time,
+                                const AdmitFn& admit) {
   if (!skip_zero_embedding_) {
-    ForEachUpserted(ids, n, update_time, [&](int64_t i, char* entry, bool) {
-      accessor_->Assign(values + i * dim_, entry);
-    });
+    ForEachUpserted(
+        ids, n, update_time,
+        [&](int64_t i, char* entry, bool) {
+          accessor_->Assign(values + i * dim_, entry);
+        },
+        admit);
     return;
   }
   // Serving tables drop all-zero embeddings: handled id by id, in order.
@@ -356,18 +370,23 @@ void EmbeddingHashTable::Assign(const int64_t* ids, int64_t n,
     if (AllZero(value, dim_)) {
       Erase(ids[i]);
     } else {
-      ForEachUpserted(ids + i, 1, update_time, [&](int64_t, char* entry, bool) {
-        accessor_->Assign(value, entry);
-      });
+      ForEachUpserted(
+          ids + i, 1, update_time,
+          [&](int64_t, char* entry, bool) { accessor_->Assign(value, entry); },
+          admit ? AdmitFn([&](int64_t) { return admit(i); }) : AdmitFn());
     }
   }
 }
 
 void EmbeddingHashTable::AssignAdd(const int64_t* ids, int64_t n,
-                                   const float* values, int64_t update_time) {
-  ForEachUpserted(ids, n, update_time, [&](int64_t i, char* entry, bool) {
-    accessor_->AssignAdd(values + i * dim_, entry);
-  });
+                                   const float* values, int64_t update_time,
+                                   const AdmitFn& admit) {
+  ForEachUpserted(
+      ids, n, update_time,
+      [&](int64_t i, char* entry, bool) {
+        accessor_->AssignAdd(values + i * dim_, entry);
+      },
+      admit);
 }
 
 void EmbeddingHashTable::Reinitialize(const int64_t* ids, int64_t n,
@@ -386,14 +405,19 @@ Status EmbeddingHashTable::BatchOptimize(const int64_t* ids, int64_t n,
                                          const float* grads,
                                          const float* learning_rates,
                                          int64_t update_time,
-                                         int64_t global_step) {
+                                         int64_t global_step,
+                                         const AdmitFn& admit) {
   if (accessor_->serving()) {
     return FailedPreconditionError(
         "optimize on a SERVING table: its entries have no optimizer state");
   }
-  ForEachUpserted(ids, n, update_time, [&](int64_t i, char* entry, bool) {
-    accessor_->Optimize(entry, grads + i * dim_, learning_rates, global_step);
-  });
+  ForEachUpserted(
+      ids, n, update_time,
+      [&](int64_t i, char* entry, bool) {
+        accessor_->Optimize(entry, grads + i * dim_, learning_rates,
+                            global_step);
+      },
+      admit);
   return Status::OK();
 }
 
@@ -440,16 +464,6 @@ bool EmbeddingHashTable::Contains(int64_t id) const {
   const TableShard& shard = shards_[ShardOf(hash)];
   std::shared_lock<std::shared_mutex> lock(shard.mu);
   return shard.Find(id, hash) != nullptr;
-}
-
-int64_t EmbeddingHashTable::BatchContains(const int64_t* ids, int64_t n,
-                                          bool* found) const {
-  int64_t hits = 0;
-  ForEachFound(ids, n, [&](int64_t i, const Slot*, const char* entry) {
-    found[i] = entry != nullptr;
-    hits += found[i];
-  });
-  return hits;
 }
 
 int64_t EmbeddingHashTable::Size() const {
@@ -694,14 +708,20 @@ Status RecordId(const char* record, size_t size, EntryDump* scratch,
 
 void SumDuplicateIds(const int64_t* ids, int64_t n, const float* grads,
                      int dim, std::vector<int64_t>* unique_ids,
-                     std::vector<float>* summed) {
+                     std::vector<float>* summed,
+                     std::vector<uint32_t>* counts) {
   std::unordered_map<int64_t, int64_t> position;
   position.reserve(n);
   unique_ids->clear();
   summed->clear();
+  if (counts != nullptr) counts->clear();
   for (int64_t i = 0; i < n; ++i) {
     const auto [it, inserted] = position.emplace(ids[i], unique_ids->size());
     const float* g = grads + i * dim;
+    if (counts != nullptr) {
+      if (inserted) counts->push_back(0);
+      ++(*counts)[it->second];
+    }
     if (inserted) {
       unique_ids->push_back(ids[i]);
       summed->insert(summed->end(), g, g + dim);

@@ -72,15 +72,23 @@ class EmbeddingHashTable {
   void BatchLookupEntry(const int64_t* ids, int64_t n,
                         EntryDump* entries) const;
 
+  // Whether the writers below may insert ids[index], which is not in the
+  // table: called under the id's shard lock, once per occurrence of an
+  // absent id (an occurrence it refused leaves the id absent, so the next
+  // one asks again). False skips that occurrence: nothing of it is
+  // written. Empty: every id may be inserted.
+  using AdmitFn = std::function<bool(int64_t index)>;
+
   // The writers below insert missing ids (initializer first) and stamp
-  // |update_time| (seconds) on every entry they touch.
+  // |update_time| (seconds) on every entry they touch; with |admit|, only
+  // the missing ids it admits.
   // Sets embeddings to |values| (n * DimSize()). With skip_zero_embedding an
   // all-zero vector erases the id instead.
   void Assign(const int64_t* ids, int64_t n, const float* values,
-              int64_t update_time);
+              int64_t update_time, const AdmitFn& admit = {});
   // Adds |values| (n * DimSize()) to the embeddings.
   void AssignAdd(const int64_t* ids, int64_t n, const float* values,
-                 int64_t update_time);
+                 int64_t update_time, const AdmitFn& admit = {});
   // Re-initializes entries; status[i] = 1 if ids[i] existed, 0 if inserted.
   void Reinitialize(const int64_t* ids, int64_t n, int* status,
                     int64_t update_time);
@@ -89,7 +97,7 @@ class EmbeddingHashTable {
   // FailedPrecondition on a SERVING table.
   Status BatchOptimize(const int64_t* ids, int64_t n, const float* grads,
                        const float* learning_rates, int64_t update_time,
-                       int64_t global_step);
+                       int64_t global_step, const AdmitFn& admit = {});
 
   // What Evict removed.
   struct EvictStats {
@@ -120,8 +128,6 @@ class EmbeddingHashTable {
   }
 
   bool Contains(int64_t id) const;
-  // found[i] = whether ids[i] is in the table; returns how many are.
-  int64_t BatchContains(const int64_t* ids, int64_t n, bool* found) const;
   int64_t Size() const;
   // Empties the table (and resets LatestUpdateTime()), holding every
   // shard's lock at once (all other calls wait), so its huge-page blocks
@@ -180,11 +186,13 @@ class EmbeddingHashTable {
   // Visits every ids[index] of |table| grouped by shard under the shard's
   // lock (see the .cc). Lookup mode (a const Table): shared lock, absent
   // ids are visited with null entries. Exclusive mode (kExclusive, a
-  // mutable Table): absent ids are inserted (initialized) first and every
-  // visited id is stamped with |update_time|.
+  // mutable Table): absent ids are inserted (initialized) first, if
+  // |admit| (may be empty) admits them, else not visited, and every visited
+  // id is stamped with |update_time|.
   template <bool kExclusive, typename Table, typename Visit>
   static void RunPipeline(Table* table, const int64_t* ids, int64_t n,
-                          int64_t update_time, Visit visit);
+                          int64_t update_time, Visit visit,
+                          const AdmitFn& admit = {});
   // Inserts |id| (absent, its probe ending at empty slot |pos|, room
   // reserved) and initializes its entry. Caller holds the shard
   // exclusively.
@@ -195,11 +203,11 @@ class EmbeddingHashTable {
   void ForEachFound(const int64_t* ids, int64_t n, Fn fn) const;
   template <int kDim>
   int64_t LookupValues(const int64_t* ids, int64_t n, float* embeddings) const;
-  // fn(index, entry, inserted) for every id, inserting absent ones, each
-  // stamped with |update_time|.
+  // fn(index, entry, inserted) for every id, inserting absent ones that
+  // |admit| admits (all when it is empty), each stamped with |update_time|.
   template <typename Fn>
   void ForEachUpserted(const int64_t* ids, int64_t n, int64_t update_time,
-                       Fn fn);
+                       Fn fn, const AdmitFn& admit = {});
   bool Erase(int64_t id);
   // Sets |entry| and |time| from a record in Save's layout (see
   // RestoreRecord), and |all_zero| if its num floats are all zero; false
@@ -236,9 +244,11 @@ Status RecordId(const char* record, size_t size, EntryDump* scratch,
 // Sums the gradients (|dim| floats each) of repeated ids, so each id can be
 // optimized once with its total gradient: |unique_ids| gets every id once,
 // in first-seen order, and |summed| its summed gradient.
+// |counts| (optional): how many times each unique id occurred.
 void SumDuplicateIds(const int64_t* ids, int64_t n, const float* grads,
                      int dim, std::vector<int64_t>* unique_ids,
-                     std::vector<float>* summed);
+                     std::vector<float>* summed,
+                     std::vector<uint32_t>* counts = nullptr);
 
 }  // namespace hash_table
 }  // namespace monolith

@@ -191,15 +191,12 @@ class MultiHashTable : public ResourceBase {
   }
   const std::string& shared_name() const { return shared_name_; }
 
-  // The ids (n, each with a row of |dim| floats in |values|) that an update
-  // of table |t| may write, per the filter: returns false when all of them
-  // may (then |ids_out| and |values_out| are untouched).
-  bool SelectAdmitted(int t, const int64_t* ids, int64_t n,
-                      const float* values, std::vector<int64_t>* ids_out,
-                      std::vector<float>* values_out) const {
-    const auto& table = *tables_[t]->table;
-    return filter_->admission().Select(table, ids, n, values,
-                                       table.DimSize(), ids_out, values_out);
+  // What an update of |ids| asks before it creates one of them: the
+  // filter's admission (see hash_filter/admission.h); |counts|, when
+  // given, holds each id's number of occurrences.
+  ::monolith::hash_table::EmbeddingHashTable::AdmitFn AdmitFnFor(
+      const int64_t* ids, const uint32_t* counts = nullptr) const {
+    return filter_->admission().AdmitFnFor(ids, counts);
   }
   // Where each table's learning rates start in the flat learning-rate
   // input of the optimize ops (one per segment of every table, in table
@@ -241,33 +238,6 @@ class MultiHashTable : public ResourceBase {
   std::vector<int64_t> learning_rate_offsets_ = {0};
   // Declared after the tables, which it evicts: destroyed first.
   std::unique_ptr<::monolith::hash_table::PeriodicEvictor> evictor_;
-};
-
-// The ids of an update of table |t| (and their rows of the table's dim
-// floats) that the multi table's filter lets it write: the inputs
-// themselves when all of them, else copies of the admitted ones.
-class AdmittedRows {
- public:
-  AdmittedRows(const MultiHashTable& mtable, int t, const int64_t* ids,
-               int64_t n, const float* values)
-      : ids_(ids), n_(n), values_(values) {
-    if (mtable.SelectAdmitted(t, ids, n, values, &id_buffer_,
-                              &value_buffer_)) {
-      ids_ = id_buffer_.data();
-      n_ = static_cast<int64_t>(id_buffer_.size());
-      values_ = value_buffer_.data();
-    }
-  }
-  const int64_t* ids() const { return ids_; }
-  int64_t size() const { return n_; }
-  const float* values() const { return values_; }
-
- private:
-  const int64_t* ids_;
-  int64_t n_;
-  const float* values_;
-  std::vector<int64_t> id_buffer_;
-  std::vector<float> value_buffer_;
 };
 
 // Runs fn(i) for i in [0, n) on TF's CPU worker threads (each item is

@@ -362,12 +362,13 @@ class MultiHashTableAssignOp : public OpKernel {
     OP_REQUIRES_OK(ctx, RunItems(ctx, in.mtable->size(), in.num_ids,
                                  [&](int64_t t) {
       EmbeddingHashTable& table = *in.mtable->table(t).table;
-      const AdmittedRows rows(*in.mtable, t, in.ids + in.id_split[t],
-                              in.ids_of(t), in.values + in.value_offsets[t]);
+      const int64_t* ids = in.ids + in.id_split[t];
+      const float* values = in.values + in.value_offsets[t];
+      const auto admit = in.mtable->AdmitFnFor(ids);
       if (kAdd) {
-        table.AssignAdd(rows.ids(), rows.size(), rows.values(), update_time);
+        table.AssignAdd(ids, in.ids_of(t), values, update_time, admit);
       } else {
-        table.Assign(rows.ids(), rows.size(), rows.values(), update_time);
+        table.Assign(ids, in.ids_of(t), values, update_time, admit);
       }
       return OkStatus();
     }));
@@ -397,12 +398,11 @@ class MultiHashTableOptimizeOp : public OpKernel {
     const float* lr_data = learning_rates->flat<float>().data();
     OP_REQUIRES_OK(ctx, RunItems(ctx, mtable.size(), in.num_ids,
                                  [&](int64_t t) {
-      const AdmittedRows rows(mtable, t, in.ids + in.id_split[t],
-                              in.ids_of(t), in.values + in.value_offsets[t]);
+      const int64_t* ids = in.ids + in.id_split[t];
       return ToTfStatus(mtable.table(t).table->BatchOptimize(
-          rows.ids(), rows.size(), rows.values(),
+          ids, in.ids_of(t), in.values + in.value_offsets[t],
           lr_data + mtable.learning_rate_offsets()[t], update_time,
-          global_step));
+          global_step, mtable.AdmitFnFor(ids)));
     }));
     ctx->set_output(0, ctx->input(0));
   }
