@@ -61,6 +61,12 @@ BENCHMARKS = {
     "data_gen_benchmark":
         "./bazelw run -c opt "
         "//monolith/native_training/model_export:data_gen_benchmark",
+    "distributed_ps_benchmark":
+        "./bazelw run -c opt "
+        "//monolith/native_training:distributed_ps_benchmark",
+    "hash_filter_benchmark":
+        "./bazelw run -c opt "
+        "//monolith/native_training:hash_filter_benchmark",
 }
 
 _BEGIN = "<!-- benchmark-table: {} -->"
@@ -325,6 +331,75 @@ def _random_gen(lines: List[Dict]) -> str:
       ] for r in lines))
 
 
+def _distributed_ps(lines: List[Dict]) -> str:
+  rows = []
+  for r in lines:
+    rows.append([
+        r["op"],
+        str(r["dim"]),
+        str(r["num_ps"]),
+        "yes" if r["dedup"] else "no",
+        "yes" if r["float16"] else "no",
+        _millions(r["ids_per_s"]),
+        _millions(r["peer_ids_per_s"]),
+        _fixed(2)(r["ratio"]),
+        _millions(r["in_process_ids_per_s"]),
+        _fixed(2)(r["ratio_vs_in_process"]),
+        f"{r['wire_bytes_per_id']:.1f} ({r['payload_bytes_per_id']:.1f})",
+        _fixed(3)(r["wire_bytes_ratio_vs_float32"]) if r["float16"] else "",
+    ])
+  table = _markdown([
+      "op", "dim", "PS", "dedup", "fp16", "ids/s", "tf.Variable ids/s",
+      "vs tf.Variable", "in-process ids/s", "vs in-process",
+      "wire B/id (payload)", "fp16/fp32 bytes"
+  ], rows)
+  notes = []
+  transport = [
+      f"dim {r['dim']} {'float16' if r['float16'] else 'float32'} "
+      f"{_millions(r['transport_only_ids_per_s'])}"
+      for r in lines
+      if r.get("transport_only_ids_per_s") is not None and not r["dedup"]
+  ]
+  if transport:
+    notes.append("transport only (the ids to 1 PS, then [batch, dim] back; "
+                 "no table work, no worker ops), ids/s: " +
+                 ", ".join(transport))
+  empty = [r for r in lines if r.get("empty_ps_run_us") is not None]
+  if empty:
+    notes.append("an empty session.run costs " + ", ".join(
+        f"{r['empty_ps_run_us']:,} us with a no-op on a PS and "
+        f"{r['empty_worker_run_us']:,} us without (dim {r['dim']} graph)"
+        for r in empty if not r["dedup"] and not r["float16"]))
+  if notes:
+    table += "\n\nIn the same run: " + "; ".join(notes) + "."
+  return table
+
+
+def _hash_filter(lines: List[Dict]) -> str:
+  return _markdown(
+      ["op", "dim", "batch", "ids (Zipf s)", "threshold", "sliding filter "
+       "ids/s", "dummy filter ids/s", "ratio", "bar"],
+      ([
+          r["op"], str(r["dim"]), _count(r["batch"]),
+          f"{_count(r['distinct_ids'])} ({r['zipf_s']})",
+          str(r["threshold"]), _millions(r["ids_per_s"]),
+          _millions(r["peer_ids_per_s"]), _fixed(2)(r["ratio"]),
+          f">= {r['target_ratio']}"
+      ] for r in lines))
+
+
+def _eviction(lines: List[Dict]) -> str:
+  return _markdown(
+      ["entries", "dim", "evicted", "seconds", "entries/s", "table RSS MB",
+       "RSS given back MB", "share given back"],
+      ([
+          _count(r["entries"]), str(r["dim"]), _count(r["evicted"]),
+          _fixed(3)(r["seconds"]), _millions(r["entries_per_s"]),
+          _fixed(0)(r["rss_table_mb"]), _fixed(0)(r["rss_recovered_mb"]),
+          f"{r['recovered_share']:.0%}"
+      ] for r in lines))
+
+
 @dataclasses.dataclass(frozen=True)
 class Table:
   """A table of docs/benchmarks.md: its marker id, source and renderer."""
@@ -363,6 +438,24 @@ TABLES = [
     Table("random_gen", "data_gen_benchmark", "random_gen", _random_gen,
           ("variant_type", "batch_size", "records_per_s", "requests_per_s",
            "bytes_per_record", "mb_per_s")),
+]
+
+TABLES += [
+    Table("distributed_ps", "distributed_ps_benchmark", "distributed_ps",
+          _distributed_ps,
+          ("op", "dim", "num_ps", "dedup", "float16", "ids_per_s",
+           "peer_ids_per_s", "ratio", "in_process_ids_per_s",
+           "ratio_vs_in_process", "wire_bytes_per_id",
+           "payload_bytes_per_id", "wire_bytes_ratio_vs_float32",
+           "transport_only_ids_per_s", "empty_ps_run_us",
+           "empty_worker_run_us")),
+    Table("hash_filter", "hash_filter_benchmark", "hash_filter",
+          _hash_filter,
+          ("op", "dim", "batch", "distinct_ids", "zipf_s", "threshold",
+           "ids_per_s", "peer_ids_per_s", "ratio", "target_ratio")),
+    Table("eviction", "hash_filter_benchmark", "eviction", _eviction,
+          ("entries", "dim", "evicted", "seconds", "entries_per_s",
+           "rss_table_mb", "rss_recovered_mb", "recovered_share")),
 ]
 
 

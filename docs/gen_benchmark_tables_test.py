@@ -302,6 +302,10 @@ _SOURCES = {
         "monolith/native_training/model_export/warmup_data_gen_benchmark.py",
     "data_gen_benchmark":
         "monolith/native_training/model_export/data_gen_benchmark.py",
+    "distributed_ps_benchmark":
+        "monolith/native_training/distributed_ps_benchmark.py",
+    "hash_filter_benchmark":
+        "monolith/native_training/hash_filter_benchmark.py",
 }
 
 
