@@ -160,3 +160,101 @@ def test_create_hash_filters_places_one_per_ps():
   assert filters[1].op.get_attr("shared_name") == b"MonolithHashFilter_1"
   local = hash_filter_ops.create_hash_filters(0, False)
   assert local[0].op.type == "MonolithDummyHashFilter"
+
+
+def _counting_graph(hash_filter, suffix):
+  """A table with |hash_filter| and an op that assigns ids 1 and 2."""
+  table = _table(hash_filter, suffix)
+  assign = table.assign({"a": (_ids([1, 2]), tf.ones([2, 1]))}).as_op()
+  lookup = table.lookup({"a": _ids([1, 2])})["a"][:, 0]
+  return table, assign, lookup
+
+
+def _intercepted_grads(filters):
+  """Gradients through intercept_gradient of ids 1, 2 (PS 0) and 4 (PS 1)."""
+  grads = []
+  for hash_filter, ids in zip(filters, ([1, 2], [4])):
+    embeddings = tf.ones([len(ids), 1])
+    out = hash_filter_ops.intercept_gradient(hash_filter, _ids(ids),
+                                             embeddings)
+    grads.append(tf.gradients(tf.reduce_sum(out), embeddings)[0])
+  return grads
+
+
+def test_filters_save_and_restore_with_the_checkpoint(tmp_path):
+  model_dir = str(tmp_path)
+  basename = os.path.join(model_dir, "model.ckpt")
+  servers, config = test_utils.create_test_ps_cluster(2)
+  thresholds = _thresholds(default=2)
+  with tf.Graph().as_default():
+    filters = hash_filter_ops.create_hash_filters(2, True, thresholds,
+                                                  filter_capacity=1000,
+                                                  filter_split_num=5)
+    # Ids 1 and 2 counted twice on PS 0's filter, 4 once on PS 1's (each
+    # backward pass of intercept_gradient counts its ids).
+    grads = _intercepted_grads(filters)
+    listener = hash_filter_ops.HashFilterCheckpointSaverListener(
+        basename, filters, enable_hash_filter=True)
+    tf1.train.get_or_create_global_step()
+    saver = tf1.train.Saver()
+    with tf1.Session(servers[0].target, config=config) as sess:
+      sess.run(tf1.global_variables_initializer())
+      sess.run(grads)
+      sess.run(grads[0])
+      listener.before_save(sess, 7)
+      saver.save(sess, basename, global_step=7)
+  assets = sorted(os.listdir(basename + "-7.assets"))
+  assert assets == [f"hash_filter_{i}-{k:05d}-of-00005" for i in range(2)
+                    for k in range(5)]
+
+  # A fresh cluster and graph: the restored counts decide. PS 0's ids were
+  # seen twice (the threshold), PS 1's id once.
+  servers, config = test_utils.create_test_ps_cluster(2)
+  with tf.Graph().as_default():
+    filters = hash_filter_ops.create_hash_filters(2, True, thresholds,
+                                                  filter_capacity=1000,
+                                                  filter_split_num=5)
+    restorer = hash_filter_ops.HashFilterCheckpointRestorerListener(
+        basename, filters, enable_hash_filter=True)
+    grads = _intercepted_grads(filters)
+    with tf1.Session(servers[0].target, config=config) as sess:
+      restorer.before_restore(sess)
+      admitted = sess.run(grads)
+      np.testing.assert_array_equal(admitted[0], [[1], [1]])
+      np.testing.assert_array_equal(admitted[1], [[0]])
+
+
+def test_restore_without_the_files_is_a_clear_error(tmp_path):
+  hash_filter = hash_filter_ops.create_hash_filter(1000, 5, _thresholds(1))
+  missing = os.path.join(str(tmp_path), "nothing", "hash_filter_0")
+  restore = hash_filter_ops.restore_hash_filter(hash_filter, missing, True)
+  with tf1.Session() as sess:
+    with pytest.raises(tf.errors.NotFoundError, match="hash_filter_0"):
+      sess.run(restore)
+
+
+def test_restore_into_another_split_count_names_both(tmp_path):
+  basename = os.path.join(str(tmp_path), "hash_filter_0")
+  five = hash_filter_ops.create_hash_filter(1000, 5, _thresholds(1),
+                                            name_suffix="five")
+  seven = hash_filter_ops.create_hash_filter(1000, 7, _thresholds(1),
+                                             name_suffix="seven")
+  save = hash_filter_ops.save_hash_filter(five, basename, True)
+  restore = hash_filter_ops.restore_hash_filter(seven, basename, True)
+  with tf1.Session() as sess:
+    sess.run(save)
+    with pytest.raises(tf.errors.OpError, match=r"(?s)5.*7|7.*5"):
+      sess.run(restore)
+
+
+def test_dummy_and_disabled_filters_save_nothing(tmp_path):
+  basename = os.path.join(str(tmp_path), "d", "hash_filter_0")
+  dummy = hash_filter_ops.create_dummy_hash_filter("d")
+  save = hash_filter_ops.save_hash_filter(dummy, basename, True)
+  restore = hash_filter_ops.restore_hash_filter(dummy, basename, True)
+  with tf1.Session() as sess:
+    sess.run(save)
+    sess.run(restore)
+  assert not [f for f in os.listdir(os.path.dirname(basename))
+              if f.startswith("hash_filter_0")]
+  assert hash_filter_ops.save_hash_filter(dummy, basename).type == "NoOp"

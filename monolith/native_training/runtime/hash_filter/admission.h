@@ -60,10 +60,16 @@ class Admission {
     return thresholds_[OccurrenceSlotOf(fid)];
   }
 
-  // The filter, for save and restore: hold mu() for Restore (it mutates);
-  // Save only reads, but must not run beside an update: hold mu() too.
+  // The filter, for save: hold mu() (a save reads it, and must not run
+  // beside an update).
   Filter& filter() { return *filter_; }
   std::mutex& mu() { return mu_; }
+  // Replaces the filter with |filter| (restored, of the same kind and
+  // configuration), under mu().
+  void ReplaceFilter(std::unique_ptr<Filter> filter) {
+    std::lock_guard<std::mutex> lock(mu_);
+    filter_ = std::move(filter);
+  }
 
  private:
   Admission(std::unique_ptr<Filter> filter, std::vector<int32_t> thresholds);

@@ -4,14 +4,17 @@
 // restore, and intercept_gradient. Thin: the filters, their thresholds and
 // their files are the hash_filter library's.
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 
 #include "monolith/native_training/runtime/hash_filter/admission.h"
 #include "monolith/native_training/runtime/hash_filter/dummy_hash_filter.h"
+#include "monolith/native_training/runtime/hash_filter/filter_checkpoint.h"
 #include "monolith/native_training/runtime/hash_filter/probabilistic_filter.h"
 #include "monolith/native_training/runtime/hash_filter/sliding_hash_filter.h"
 #include "monolith/native_training/runtime/ops/multi_hash_table.h"
+#include "monolith/native_training/runtime/ops/tf_file_system.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/resource_op_kernel.h"
@@ -125,6 +128,60 @@ Status CheckRows(const Tensor& rows, const char* name, const Tensor& ids) {
   return OkStatus();
 }
 
+// Saves the filter to "<basename>-SSSSS-of-NNNNN", one file per split
+// (nothing for filters without splits), renamed into place once all are
+// written; updates wait (the filter's lock is held).
+class HashFilterSaveOp : public OpKernel {
+ public:
+  explicit HashFilterSaveOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    core::RefCountPtr<HashFilterResource> filter;
+    OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 0, "handle", &filter));
+    std::string basename;
+    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 1, "basename", &basename));
+    hf::Admission& admission = filter->admission();
+    TfFileSystem fs(ctx->env());
+    {
+      std::lock_guard<std::mutex> lock(admission.mu());
+      OP_REQUIRES_OK(ctx, ToTfStatus(hf::SaveFilterCheckpoint(
+                              &fs, basename, admission.filter(),
+                              WorkerThreads(ctx), LogInfo)));
+    }
+    ctx->set_output(0, ctx->input(0));
+  }
+};
+
+// Restores the filter from what HashFilterSave (or the original) wrote; the
+// filter is replaced only once every split has been read and checked.
+class HashFilterRestoreOp : public OpKernel {
+ public:
+  explicit HashFilterRestoreOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    core::RefCountPtr<HashFilterResource> filter;
+    OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 0, "handle", &filter));
+    std::string basename;
+    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 1, "basename", &basename));
+    hf::Admission& admission = filter->admission();
+    TfFileSystem fs(ctx->env());
+    std::unique_ptr<hf::Filter> restored;
+    {
+      // Reads into a copy (the filter's configuration) beside training.
+      std::unique_ptr<hf::Filter> like;
+      {
+        std::lock_guard<std::mutex> lock(admission.mu());
+        like = admission.filter().Clone();
+      }
+      OP_REQUIRES_OK(ctx, ToTfStatus(hf::RestoreFilterCheckpoint(
+                              &fs, basename, *like, WorkerThreads(ctx),
+                              &restored, LogInfo)));
+    }
+    admission.ReplaceFilter(std::move(restored));
+    ctx->set_output(0, ctx->input(0));
+  }
+};
+
 // Forward: the embeddings unchanged.
 class HashFilterInterceptGradientOp : public OpKernel {
  public:
@@ -217,6 +274,28 @@ REGISTER_OP("MonolithDummyHashFilter")
     .SetShapeFn(shape_inference::ScalarShape);
 REGISTER_KERNEL_BUILDER(Name("MonolithDummyHashFilter").Device(DEVICE_CPU),
                         DummyHashFilterOp);
+
+REGISTER_OP("MonolithHashFilterSave")
+    .Input("handle: resource")
+    .Input("basename: string")
+    .Output("output_handle: resource")
+    .SetShapeFn([](InferenceContext* c) {
+      TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"handle", 0}, {"basename", 0}}));
+      return shape_inference::ScalarShape(c);
+    });
+REGISTER_KERNEL_BUILDER(Name("MonolithHashFilterSave").Device(DEVICE_CPU),
+                        HashFilterSaveOp);
+
+REGISTER_OP("MonolithHashFilterRestore")
+    .Input("handle: resource")
+    .Input("basename: string")
+    .Output("output_handle: resource")
+    .SetShapeFn([](InferenceContext* c) {
+      TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"handle", 0}, {"basename", 0}}));
+      return shape_inference::ScalarShape(c);
+    });
+REGISTER_KERNEL_BUILDER(Name("MonolithHashFilterRestore").Device(DEVICE_CPU),
+                        HashFilterRestoreOp);
 
 REGISTER_OP("MonolithHashFilterInterceptGradient")
     .Input("filter_handle: resource")

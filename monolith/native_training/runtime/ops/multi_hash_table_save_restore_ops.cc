@@ -29,16 +29,6 @@ using ::monolith::hash_table::EntryDump;
 using ::monolith::hash_table::SlotExpireTimeConfig;
 using ::monolith::hash_table::SlotExpireTimes;
 
-// The library's ParallelFor on TF's CPU worker threads.
-ht::ParallelFor WorkerThreads(OpKernelContext* ctx) {
-  return [ctx](int64_t n, const std::function<ht::Status(int64_t)>& fn) {
-    return FromTfStatus(ParallelFor(
-        ctx, n, [&fn](int64_t i) { return ToTfStatus(fn(i)); }));
-  };
-}
-
-void LogInfo(const std::string& line) { LOG(INFO) << line; }
-
 // Restores checkpoint record |record| into |table| (|scratch| parses what
 // cannot be read in place). DataLoss if it is not an EntryDump,
 // InvalidArgument if it does not fit the table's entries.
@@ -53,7 +43,6 @@ ht::Status RestoreInto(MultiHashTable::Table& table, std::string_view record,
   if (!s.ok()) return ht::InvalidArgumentError(s.message());
   return ht::Status::OK();
 }
-void LogWarning(const std::string& line) { LOG(WARNING) << line; }
 
 // The id shard attrs of MonolithMultiHashTableRestoreResharded (the op's
 // constraints already require id_modulus >= 1 and id_remainder >= 0).

@@ -106,12 +106,16 @@ def _valid_calls(workdir: str) -> Dict[str, _Call]:
       "IsHashTableInitialized":
           _Call({}, {}),
       "MonolithDummyHashFilter":
-          _Call({}, {"shared_name": "fuzz_filter"}),
+          _Call({}, {"shared_name": "fuzz_dummy_filter"}),
       "MonolithHashFilter":
           _Call({}, {"capacity": 1000, "split_num": 5,
                      "shared_name": "fuzz_sliding_filter"}),
       "MonolithProbabilisticFilter":
           _Call({}, {"shared_name": "fuzz_probabilistic_filter"}),
+      "MonolithHashFilterSave":
+          _Call({"basename": _str(os.path.join(workdir, "filter", "f"))}, {}),
+      "MonolithHashFilterRestore":
+          _Call({"basename": _str(os.path.join(workdir, "filter", "f"))}, {}),
       "MonolithHashFilterInterceptGradient":
           _Call({"ids": _i64([1, 2]), "embeddings": _f32([[1], [2]])}, {}),
       "MonolithHashFilterInterceptGradientGradient":
@@ -165,7 +169,8 @@ def _valid_calls(workdir: str) -> Dict[str, _Call]:
 
 def _resources() -> Dict[str, tf.Tensor]:
   """Valid values of the resource inputs, by input name."""
-  hash_filter = ops.monolith_dummy_hash_filter(shared_name="fuzz_filter")
+  hash_filter = ops.monolith_hash_filter(capacity=1000, split_num=5,
+                                         shared_name="fuzz_filter")
   sync_client = ops.monolith_dummy_sync_client(shared_name="fuzz_sync")
   mtable = ops.create_monolith_multi_hash_table(
       config=_config(), filter_handle=hash_filter,
@@ -179,15 +184,18 @@ def _resources() -> Dict[str, tf.Tensor]:
 
 
 def _write_checkpoint(workdir: str):
-  """The checkpoint that the valid Restore and FeatureStat calls read."""
+  """The checkpoints that the valid restore and FeatureStat calls read."""
   with tf.Graph().as_default():
-    mtable = _resources()["mtable"]
+    resources = _resources()
     mtable = ops.monolith_multi_hash_table_assign(
-        mtable, _i64([1, 3]), _i64([0, 1, 2]), _f32([1, 2, 3]), 5)
+        resources["mtable"], _i64([1, 3]), _i64([0, 1, 2]), _f32([1, 2, 3]),
+        5)
     save = ops.monolith_multi_hash_table_save(
         mtable, os.path.join(workdir, "ckpt", _TABLE), nshards=1)
+    save_filter = ops.monolith_hash_filter_save(
+        resources["filter_handle"], os.path.join(workdir, "filter", "f"))
     with tf1.Session() as sess:
-      sess.run(save)
+      sess.run([save, save_filter])
 
 
 # Inputs of any rank >= 1 with one row per id (intercept_gradient's
@@ -257,6 +265,9 @@ class _Sweep:
   def _build(self, op_def, inputs: Dict[str, object]):
     """The op with |inputs| for non-resource inputs, valid resources."""
     resources = _resources()
+    if op_def.name.startswith("MonolithHashFilter"):
+      # The filter ops' "handle" is a filter.
+      resources["handle"] = resources["filter_handle"]
     args = {}
     for arg in op_def.input_arg:
       args[arg.name] = (resources[arg.name] if arg.type == types_pb2.DT_RESOURCE
@@ -271,7 +282,8 @@ class _Sweep:
       return
     if op in ("MonolithMultiHashTableRestore",
               "MonolithMultiHashTableRestoreResharded",
-              "MonolithMultiHashTableFeatureStat") and (
+              "MonolithMultiHashTableFeatureStat",
+              "MonolithHashFilterRestore") and (
                   not self._checkpoint_written):
       _write_checkpoint(self._workdir)
       self._checkpoint_written = True

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <utility>
 
+#include "monolith/native_training/runtime/ops/multi_hash_table.h"
 #include "tensorflow/core/platform/errors.h"
 #include "tensorflow/core/platform/file_system.h"
 
@@ -108,6 +109,19 @@ ht::Status TfFileSystem::DeleteFile(const std::string& path) {
 ht::Status TfFileSystem::CreateDirectories(const std::string& dir) {
   return FromTfStatus(env_->RecursivelyCreateDir(dir));
 }
+
+::monolith::hash_table::ParallelFor WorkerThreads(OpKernelContext* ctx) {
+  return [ctx](int64_t n,
+               const std::function<::monolith::hash_table::Status(int64_t)>&
+                   fn) {
+    return FromTfStatus(ParallelFor(
+        ctx, n, [&fn](int64_t i) { return ToTfStatus(fn(i)); }));
+  };
+}
+
+void LogInfo(const std::string& line) { LOG(INFO) << line; }
+
+void LogWarning(const std::string& line) { LOG(WARNING) << line; }
 
 }  // namespace monolith_tf
 }  // namespace tensorflow

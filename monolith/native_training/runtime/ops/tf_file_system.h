@@ -1,6 +1,8 @@
-// The engine's FileSystem over tensorflow::Env, so checkpoints reach every
-// file system TF does (local, HDFS, GCS, ...), and the status conversion
-// from TF to the engine.
+// What the TF-free checkpoint libraries (hash tables, hash filters) need
+// from TF in a kernel: the engine's FileSystem over tensorflow::Env, so
+// checkpoints reach every file system TF does (local, HDFS, GCS, ...), the
+// status conversion from TF to the engine, their ParallelFor on TF's CPU
+// worker threads, and LogFns writing to TF's log.
 #ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_OPS_TF_FILE_SYSTEM_H_
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_OPS_TF_FILE_SYSTEM_H_
 
@@ -8,8 +10,10 @@
 #include <string>
 #include <vector>
 
+#include "monolith/native_training/runtime/hash_table/checkpoint.h"
 #include "monolith/native_training/runtime/hash_table/file_system.h"
 #include "monolith/native_training/runtime/hash_table/status.h"
+#include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/platform/env.h"
 #include "tensorflow/core/platform/status.h"
 
@@ -18,6 +22,12 @@ namespace monolith_tf {
 
 // Maps a TF Status to an engine Status, keeping code and message.
 ::monolith::hash_table::Status FromTfStatus(const Status& s);
+
+// The libraries' ParallelFor on the CPU worker threads of |ctx|.
+::monolith::hash_table::ParallelFor WorkerThreads(OpKernelContext* ctx);
+
+void LogInfo(const std::string& line);
+void LogWarning(const std::string& line);
 
 class TfFileSystem : public ::monolith::hash_table::FileSystem {
  public:

@@ -1,0 +1,723 @@
+#include "monolith/native_training/runtime/hash_filter/filter_checkpoint.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cinttypes>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <map>
+#include <random>
+#include <set>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "google/protobuf/unknown_field_set.h"
+#include "monolith/native_training/runtime/hash_filter/hash_filter.h"
+#include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
+#include "monolith/native_training/runtime/hash_table/record_file.h"
+
+namespace monolith {
+namespace hash_filter {
+namespace {
+
+using ::google::protobuf::UnknownField;
+using ::google::protobuf::UnknownFieldSet;
+using ::monolith::hash_table::DataLossError;
+using ::monolith::hash_table::FailedPreconditionError;
+using ::monolith::hash_table::FileSystem;
+using ::monolith::hash_table::HashFilterSplitDataDump;
+using ::monolith::hash_table::HashFilterSplitMetaDump;
+using ::monolith::hash_table::InternalError;
+using ::monolith::hash_table::InvalidArgumentError;
+using ::monolith::hash_table::kRecordFooterBytes;
+using ::monolith::hash_table::kRecordHeaderBytes;
+using ::monolith::hash_table::LogFn;
+using ::monolith::hash_table::NotFoundError;
+using ::monolith::hash_table::ParallelFor;
+using ::monolith::hash_table::RecordFileReader;
+using ::monolith::hash_table::RecordFileWriter;
+using ::monolith::hash_table::StatusCode;
+using ::monolith::hash_table::WritableFile;
+
+constexpr char kTempMarker[] = "-tmp-";
+constexpr uint64_t kFramingBytes = kRecordHeaderBytes + kRecordFooterBytes;
+
+void Log(const LogFn& log, const std::string& line) {
+  if (log) log(line);
+}
+
+std::string Hex(uint64_t value) {
+  char text[17];
+  std::snprintf(text, sizeof(text), "%016" PRIx64, value);
+  return text;
+}
+
+int64_t NowMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+      .count();
+}
+
+Status Prefixed(const std::string& prefix, const Status& status) {
+  return Status(status.code(), prefix + status.message());
+}
+
+// |basename| as the directory to list and the prefix of its files' names.
+struct SplitBasename {
+  explicit SplitBasename(const std::string& basename) {
+    const size_t slash = basename.rfind('/');
+    if (slash == std::string::npos) {
+      dir = ".";
+      prefix = basename;
+      dir_prefix = "";
+    } else {
+      dir = slash == 0 ? "/" : basename.substr(0, slash);
+      prefix = basename.substr(slash + 1);
+      dir_prefix = basename.substr(0, slash + 1);
+    }
+  }
+  std::string Path(const std::string& name) const { return dir_prefix + name; }
+
+  std::string dir;
+  std::string prefix;
+  std::string dir_prefix;  // what precedes a name in a path
+};
+
+// A file of a filter checkpoint, from its name.
+struct SplitFile {
+  int split = 0;
+  int nsplits = 0;
+  bool temp = false;  // "<final name>-tmp-<anything>"
+};
+
+bool ParseFiveDigits(std::string_view text, int* value) {
+  if (text.size() < 5) return false;
+  *value = 0;
+  for (int i = 0; i < 5; ++i) {
+    if (text[i] < '0' || text[i] > '9') return false;
+    *value = *value * 10 + (text[i] - '0');
+  }
+  return true;
+}
+
+// Whether |name| is "<prefix>-SSSSS-of-NNNNN" or
+// "<prefix>-SSSSS-of-NNNNN-tmp-*" with SSSSS < NNNNN.
+bool ParseSplitFile(std::string_view name, const std::string& prefix,
+                    SplitFile* file) {
+  if (name.size() < prefix.size() || name.substr(0, prefix.size()) != prefix) {
+    return false;
+  }
+  name.remove_prefix(prefix.size());
+  // "-SSSSS-of-NNNNN": 15 characters.
+  if (name.size() < 15 || name[0] != '-' ||
+      !ParseFiveDigits(name.substr(1), &file->split) ||
+      name.substr(6, 4) != "-of-" ||
+      !ParseFiveDigits(name.substr(10), &file->nsplits)) {
+    return false;
+  }
+  name.remove_prefix(15);
+  file->temp = !name.empty();
+  if (file->temp && name.substr(0, std::strlen(kTempMarker)) != kTempMarker) {
+    return false;
+  }
+  return file->nsplits > 0 && file->split < file->nsplits;
+}
+
+Status ListSplitFiles(FileSystem* fs, const SplitBasename& split,
+                      std::vector<std::pair<std::string, SplitFile>>* files) {
+  std::vector<std::string> names;
+  MONOLITH_RETURN_IF_ERROR(fs->ListDirectory(split.dir, &names));
+  std::sort(names.begin(), names.end());
+  files->clear();
+  for (const std::string& name : names) {
+    SplitFile file;
+    if (ParseSplitFile(name, split.prefix, &file)) {
+      files->emplace_back(split.Path(name), file);
+    }
+  }
+  return Status::OK();
+}
+
+// Deletes the files |doomed| picks. Failures are logged, not returned:
+// leftovers are harmless to restore.
+void DeleteSplitFiles(FileSystem* fs, const SplitBasename& split,
+                      const std::function<bool(const SplitFile&)>& doomed,
+                      const char* why, const LogFn& log) {
+  std::vector<std::pair<std::string, SplitFile>> files;
+  if (!ListSplitFiles(fs, split, &files).ok()) return;
+  for (const auto& [path, file] : files) {
+    if (!doomed(file)) continue;
+    const Status s = fs->DeleteFile(path);
+    Log(log,
+        s.ok() ? "Deleted " + path + " (" + why + ")"
+               : "Could not delete " + path + " (" + why + "): " + s.message());
+  }
+}
+
+// The save identity a meta record carries (unknown fields 100-103).
+struct Identity {
+  bool present = false;
+  uint64_t save_id = 0;
+  int64_t save_time_micros = 0;
+  uint64_t split = 0;
+  uint64_t nsplits = 0;
+};
+
+void SetIdentity(const Identity& identity, HashFilterSplitMetaDump* meta) {
+  UnknownFieldSet* unknown = meta->mutable_unknown_fields();
+  for (int number : {kIdentitySaveIdField, kIdentitySaveTimeField,
+                     kIdentitySplitField, kIdentitySplitNumField}) {
+    unknown->DeleteByNumber(number);
+  }
+  unknown->AddFixed64(kIdentitySaveIdField, identity.save_id);
+  unknown->AddVarint(kIdentitySaveTimeField,
+                     static_cast<uint64_t>(identity.save_time_micros));
+  unknown->AddVarint(kIdentitySplitField, identity.split);
+  unknown->AddVarint(kIdentitySplitNumField, identity.nsplits);
+}
+
+Status GetIdentity(const HashFilterSplitMetaDump& meta, const std::string& path,
+                   Identity* identity) {
+  *identity = Identity();
+  bool has_time = false, has_split = false, has_nsplits = false;
+  const UnknownFieldSet& unknown = meta.unknown_fields();
+  for (int i = 0; i < unknown.field_count(); ++i) {
+    const UnknownField& field = unknown.field(i);
+    const int number = field.number();
+    if (number < kIdentitySaveIdField || number > kIdentitySplitNumField) {
+      continue;
+    }
+    const UnknownField::Type expected = number == kIdentitySaveIdField
+                                            ? UnknownField::TYPE_FIXED64
+                                            : UnknownField::TYPE_VARINT;
+    if (field.type() != expected) {
+      return DataLossError(path + ": the meta record's save identity field " +
+                           std::to_string(number) + " has the wrong wire type");
+    }
+    switch (number) {
+      case kIdentitySaveIdField:
+        identity->present = true;
+        identity->save_id = field.fixed64();
+        break;
+      case kIdentitySaveTimeField:
+        has_time = true;
+        identity->save_time_micros = static_cast<int64_t>(field.varint());
+        break;
+      case kIdentitySplitField:
+        has_split = true;
+        identity->split = field.varint();
+        break;
+      default:
+        has_nsplits = true;
+        identity->nsplits = field.varint();
+        break;
+    }
+  }
+  if ((identity->present || has_time || has_split || has_nsplits) &&
+      !(identity->present && has_time && has_split && has_nsplits)) {
+    return DataLossError(path +
+                         ": the meta record's save identity is "
+                         "incomplete (fields 100-103 go together)");
+  }
+  return Status::OK();
+}
+
+std::string DescribeSave(const std::string& path, const Identity& identity) {
+  if (!identity.present) {
+    return path + " carries no save id (written by the original Monolith)";
+  }
+  return path + " is from save " + Hex(identity.save_id) +
+         " (begun at Unix time " +
+         std::to_string(identity.save_time_micros / 1000000) + ")";
+}
+
+// ---------------------------------------------------------------- saving
+
+struct SplitWrite {
+  std::string tmp_path;
+  std::string path;
+  uint64_t bytes = 0;
+};
+
+Status WriteSplit(FileSystem* fs, const Filter& filter, int split, int nsplits,
+                  const Identity& save, SplitWrite* out) {
+  std::unique_ptr<WritableFile> file;
+  MONOLITH_RETURN_IF_ERROR(fs->NewWritableFile(out->tmp_path, &file));
+  RecordFileWriter writer(file.get(), /*snappy=*/false);
+  std::string buffer;
+  bool meta_written = false;
+  const Status status = filter.Save(
+      split,
+      [&](const HashFilterSplitMetaDump& meta) -> Status {
+        if (meta_written) {
+          return InternalError("Filter::Save wrote a second meta record");
+        }
+        HashFilterSplitMetaDump with_identity = meta;
+        Identity identity = save;
+        identity.split = static_cast<uint64_t>(split);
+        identity.nsplits = static_cast<uint64_t>(nsplits);
+        SetIdentity(identity, &with_identity);
+        buffer.clear();
+        if (!with_identity.SerializeToString(&buffer)) {
+          return InternalError("cannot serialize the meta record");
+        }
+        meta_written = true;
+        return writer.Write(buffer);
+      },
+      [&](const HashFilterSplitDataDump& data) -> Status {
+        if (!meta_written) {
+          return InternalError(
+              "Filter::Save wrote data before its meta record");
+        }
+        buffer.clear();
+        if (!data.SerializeToString(&buffer)) {
+          return InternalError("cannot serialize a data record");
+        }
+        return writer.Write(buffer);
+      });
+  MONOLITH_RETURN_IF_ERROR(status);
+  if (!meta_written) return InternalError("Filter::Save wrote no meta record");
+  MONOLITH_RETURN_IF_ERROR(writer.Close());
+  MONOLITH_RETURN_IF_ERROR(file->Close());
+  out->bytes = writer.file_bytes();
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------- restoring
+
+// A split file's meta record, read before anything is restored.
+struct SplitMeta {
+  std::string path;
+  std::string record;  // as stored
+  HashFilterSplitMetaDump meta;
+  Identity identity;
+};
+
+Status OpenReader(FileSystem* fs, const std::string& path,
+                  std::unique_ptr<RecordFileReader>* reader) {
+  return RecordFileReader::Open(fs, path, /*snappy=*/false, reader);
+}
+
+// Reads and parses the first record of |path| (split |split| of |nsplits|)
+// and checks its identity names that split.
+Status ReadSplitMeta(FileSystem* fs, const std::string& path, int split,
+                     int nsplits, SplitMeta* out) {
+  out->path = path;
+  std::unique_ptr<RecordFileReader> reader;
+  MONOLITH_RETURN_IF_ERROR(OpenReader(fs, path, &reader));
+  std::string_view record;
+  const Status status = reader->Next(&record);
+  if (status.code() == StatusCode::kOutOfRange) {
+    return DataLossError(path + " is empty: no meta record (truncated)");
+  }
+  if (!status.ok()) {
+    return Status(status.code(), status.message() + " (at byte offset 0)");
+  }
+  out->record.assign(record.data(), record.size());
+  if (!out->meta.ParseFromArray(record.data(),
+                                static_cast<int>(record.size()))) {
+    return DataLossError(path +
+                         ": record 0 (at byte offset 0) is not a "
+                         "HashFilterSplitMetaDump");
+  }
+  MONOLITH_RETURN_IF_ERROR(GetIdentity(out->meta, path, &out->identity));
+  if (out->identity.present &&
+      (out->identity.split != static_cast<uint64_t>(split) ||
+       out->identity.nsplits != static_cast<uint64_t>(nsplits))) {
+    return DataLossError(path + " was written as split " +
+                         std::to_string(out->identity.split) + " of " +
+                         std::to_string(out->identity.nsplits) +
+                         " (renamed, or copied from another checkpoint)");
+  }
+  return Status::OK();
+}
+
+uint64_t SaturatingAdd(uint64_t a, uint64_t b) {
+  return a > std::numeric_limits<uint64_t>::max() - b
+             ? std::numeric_limits<uint64_t>::max()
+             : a + b;
+}
+
+// Restores split |split| of |filter| from |meta.path|, whose meta record
+// ReadSplitMeta read as |meta|.
+Status RestoreSplit(FileSystem* fs, const SplitMeta& meta, int split,
+                    Filter* filter, uint64_t* bytes) {
+  const std::string& path = meta.path;
+  std::unique_ptr<RecordFileReader> reader;
+  MONOLITH_RETURN_IF_ERROR(OpenReader(fs, path, &reader));
+  std::string_view record;
+  Status status = reader->Next(&record);
+  if (status.code() == StatusCode::kOutOfRange) {
+    return DataLossError(path + " is empty: no meta record (truncated)");
+  }
+  if (!status.ok()) {
+    return Status(status.code(), status.message() + " (at byte offset 0)");
+  }
+  if (record != meta.record) {
+    return DataLossError(path +
+                         " changed while it was being restored (a "
+                         "save to the same basename running meanwhile?)");
+  }
+  // The dump's cells: total_size plus the probe padding (hash_filter.h).
+  // Records past them are trailing records.
+  const uint64_t cells_expected =
+      SaturatingAdd(meta.meta.total_size(),
+                    static_cast<uint64_t>(HashFilter::kMaxProbeSteps));
+  uint64_t cells_seen = 0;
+  uint64_t offset = kFramingBytes + record.size();  // of the next record
+  uint64_t last_offset = 0;                         // of the last one read
+  int64_t index = 1;                                // of the next record
+  bool meta_read = false, at_end = false, callback_failed = false;
+
+  auto record_at = [&](int64_t i, uint64_t at) {
+    return path + ": record " + std::to_string(i) + " (at byte offset " +
+           std::to_string(at) + ")";
+  };
+  auto read_meta = [&](HashFilterSplitMetaDump* dump, bool* has_record) {
+    *has_record = false;
+    if (meta_read) return Status::OK();
+    *dump = meta.meta;
+    *has_record = meta_read = true;
+    return Status::OK();
+  };
+  auto read_data = [&](HashFilterSplitDataDump* dump, bool* has_record) {
+    *has_record = false;
+    if (at_end) return Status::OK();
+    std::string_view data;
+    const Status s = reader->Next(&data);
+    if (s.code() == StatusCode::kOutOfRange) {
+      at_end = true;
+      return Status::OK();
+    }
+    if (!s.ok()) {
+      callback_failed = true;
+      return Status(s.code(), s.message() + " (at byte offset " +
+                                  std::to_string(offset) + ")");
+    }
+    if (cells_seen >= cells_expected) {
+      callback_failed = true;
+      return DataLossError(record_at(index, offset) +
+                           " is a trailing record: the split's data records "
+                           "already hold its " +
+                           std::to_string(cells_expected) + " cells");
+    }
+    if (!dump->ParseFromArray(data.data(), static_cast<int>(data.size()))) {
+      callback_failed = true;
+      return DataLossError(record_at(index, offset) +
+                           " is not a HashFilterSplitDataDump");
+    }
+    cells_seen += static_cast<uint64_t>(dump->data_size());
+    last_offset = offset;
+    offset += kFramingBytes + data.size();
+    ++index;
+    *has_record = true;
+    return Status::OK();
+  };
+  status = filter->Restore(split, read_meta, read_data);
+  if (!status.ok()) {
+    if (callback_failed) return status;
+    const std::string where = at_end ? path + " (at its end, after " +
+                                           std::to_string(index) + " records)"
+                                     : record_at(index - 1, last_offset);
+    return Prefixed(where + ": ", status);
+  }
+  if (!at_end) {
+    // The filter stopped reading before the end of the file.
+    status = reader->Next(&record);
+    if (status.ok()) {
+      return DataLossError(record_at(index, offset) +
+                           " is a trailing record after the split's data");
+    }
+    if (status.code() != StatusCode::kOutOfRange) return status;
+  }
+  *bytes = offset;
+  return Status::OK();
+}
+
+std::string CountList(const std::map<int, std::set<int>>& present) {
+  std::string list;
+  for (const auto& [nsplits, splits] : present) {
+    if (!list.empty()) list += ", ";
+    list += std::to_string(nsplits) + " (" + std::to_string(splits.size()) +
+            " of its files present)";
+  }
+  return list;
+}
+
+// Picks the split count to read among the non-temporary files |present|
+// (split count -> splits present).
+Status ChooseSplitCount(FileSystem* fs, const std::string& basename,
+                        const std::map<int, std::set<int>>& present,
+                        int filter_nsplits, const LogFn& log, int* chosen) {
+  std::vector<int> complete;
+  std::string missing;
+  for (const auto& [nsplits, splits] : present) {
+    if (static_cast<int>(splits.size()) == nsplits) {
+      complete.push_back(nsplits);
+      continue;
+    }
+    if (!missing.empty()) continue;
+    for (int s = 0; s < nsplits; ++s) {
+      if (!splits.count(s)) {
+        missing = FilterCheckpointFileName(basename, s, nsplits);
+        break;
+      }
+    }
+  }
+  const std::string filter_has =
+      "the filter has " + std::to_string(filter_nsplits) + " splits";
+  if (complete.empty()) {
+    return FailedPreconditionError(
+        "hash filter checkpoint " + basename + " is incomplete: " + missing +
+        " is missing (split counts present: " + CountList(present) + "; " +
+        filter_has + ")");
+  }
+  if (complete.size() == 1) {
+    *chosen = complete[0];
+    if (present.size() > 1) {
+      Log(log, "Hash filter checkpoint " + basename +
+                   ": ignoring the incomplete files of another split count "
+                   "(an interrupted save); reading the complete " +
+                   std::to_string(*chosen) + "-split save");
+    }
+    return Status::OK();
+  }
+  // Complete saves of several split counts: a save interrupted before it
+  // deleted the files it superseded. Read the newest.
+  std::string counts;
+  for (int nsplits : complete) {
+    if (!counts.empty()) counts += " and ";
+    counts += std::to_string(nsplits);
+  }
+  int newest = -1;
+  int64_t newest_time = 0;
+  bool tie = false;
+  for (int nsplits : complete) {
+    SplitMeta meta;
+    const std::string path = FilterCheckpointFileName(basename, 0, nsplits);
+    const Status status = ReadSplitMeta(fs, path, 0, nsplits, &meta);
+    if (!status.ok() || !meta.identity.present) {
+      return FailedPreconditionError(
+          "hash filter checkpoint " + basename + " holds complete saves with " +
+          counts + " splits (" + filter_has + ") and " +
+          (status.ok()
+               ? path + " carries no save time to choose by"
+               : "the " + std::to_string(nsplits) +
+                     "-split files are unreadable: " + status.message()) +
+          "; delete the files of the save not to restore");
+    }
+    if (newest < 0 || meta.identity.save_time_micros > newest_time) {
+      newest = nsplits;
+      newest_time = meta.identity.save_time_micros;
+      tie = false;
+    } else if (meta.identity.save_time_micros == newest_time) {
+      tie = true;
+    }
+  }
+  if (tie) {
+    return FailedPreconditionError(
+        "hash filter checkpoint " + basename + " holds complete saves with " +
+        counts + " splits begun at the same time (" + filter_has +
+        "); delete the files of the save not to restore");
+  }
+  Log(log, "Hash filter checkpoint " + basename +
+               " holds complete saves with " + counts +
+               " splits (a save interrupted before it deleted the files it "
+               "superseded); reading the newest, with " +
+               std::to_string(newest) + " splits");
+  *chosen = newest;
+  return Status::OK();
+}
+
+Status CheckBasename(const std::string& basename) {
+  if (basename.empty() || basename.back() == '/') {
+    return InvalidArgumentError("hash filter checkpoint basename \"" +
+                                basename + "\" names no file");
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+std::string FilterCheckpointFileName(const std::string& basename, int split,
+                                     int nsplits) {
+  char suffix[32];
+  std::snprintf(suffix, sizeof(suffix), "-%05d-of-%05d", split, nsplits);
+  return basename + suffix;
+}
+
+Status SaveFilterCheckpoint(FileSystem* fs, const std::string& basename,
+                            const Filter& filter,
+                            const ParallelFor& parallel_for, const LogFn& log) {
+  MONOLITH_RETURN_IF_ERROR(CheckBasename(basename));
+  const int nsplits = filter.split_num();
+  if (nsplits < 0 || nsplits > kMaxFilterCheckpointSplits) {
+    return InvalidArgumentError("cannot save hash filter " + basename +
+                                ": it has " + std::to_string(nsplits) +
+                                " splits; files number them with five "
+                                "digits (at most " +
+                                std::to_string(kMaxFilterCheckpointSplits) +
+                                ")");
+  }
+  const SplitBasename split(basename);
+  MONOLITH_RETURN_IF_ERROR(fs->CreateDirectories(split.dir));
+  if (nsplits == 0) return Status::OK();  // a stateless filter
+  const auto start = std::chrono::steady_clock::now();
+  // One writer per basename: temporaries there are an interrupted save's.
+  DeleteSplitFiles(
+      fs, split, [](const SplitFile& file) { return file.temp; },
+      "left by an interrupted save", log);
+
+  std::random_device device;
+  Identity save;
+  save.present = true;
+  save.save_time_micros = NowMicros();
+  save.save_id = (uint64_t{device()} << 32 | device()) ^
+                 static_cast<uint64_t>(save.save_time_micros);
+  const std::string temp_suffix = kTempMarker + Hex(save.save_id);
+  std::vector<SplitWrite> writes(nsplits);
+  for (int s = 0; s < nsplits; ++s) {
+    writes[s].path = FilterCheckpointFileName(basename, s, nsplits);
+    writes[s].tmp_path = writes[s].path + temp_suffix;
+  }
+  Status status = parallel_for(nsplits, [&](int64_t s) {
+    const int k = static_cast<int>(s);
+    const Status st = WriteSplit(fs, filter, k, nsplits, save, &writes[k]);
+    if (st.ok()) return st;
+    return Prefixed("cannot save hash filter split " + std::to_string(k) +
+                        " of " + std::to_string(nsplits) + " to " +
+                        writes[k].tmp_path + ": ",
+                    st);
+  });
+  // Final names only once every split is complete.
+  for (int s = 0; status.ok() && s < nsplits; ++s) {
+    status = fs->RenameFile(writes[s].tmp_path, writes[s].path);
+  }
+  if (!status.ok()) {
+    for (const SplitWrite& write : writes) {
+      fs->DeleteFile(write.tmp_path).ok();
+    }
+    return status;
+  }
+  DeleteSplitFiles(
+      fs, split,
+      [nsplits](const SplitFile& file) {
+        return !file.temp && file.nsplits != nsplits;
+      },
+      "superseded by a save with another split count", log);
+  if (log) {
+    uint64_t bytes = 0;
+    for (const SplitWrite& write : writes) bytes += write.bytes;
+    Log(log, "Saved hash filter " + basename + " (" + std::to_string(nsplits) +
+                 " splits, " + std::to_string(bytes) + " bytes, save " +
+                 Hex(save.save_id) + ") in " +
+                 std::to_string(SecondsSince(start)) + " s");
+  }
+  return Status::OK();
+}
+
+Status RestoreFilterCheckpoint(FileSystem* fs, const std::string& basename,
+                               const Filter& like,
+                               const ParallelFor& parallel_for,
+                               std::unique_ptr<Filter>* restored,
+                               const LogFn& log) {
+  if (restored == nullptr) {
+    return InvalidArgumentError("RestoreFilterCheckpoint: restored is null");
+  }
+  MONOLITH_RETURN_IF_ERROR(CheckBasename(basename));
+  const int nsplits = like.split_num();
+  if (nsplits <= 0) {  // a stateless filter: nothing was saved
+    *restored = like.Clone();
+    return Status::OK();
+  }
+  const auto start = std::chrono::steady_clock::now();
+  const SplitBasename split(basename);
+  std::vector<std::pair<std::string, SplitFile>> files;
+  Status status = ListSplitFiles(fs, split, &files);
+  if (status.code() == StatusCode::kNotFound) {
+    return NotFoundError("no hash filter checkpoint at " + basename + ": " +
+                         status.message());
+  }
+  MONOLITH_RETURN_IF_ERROR(status);
+  std::map<int, std::set<int>> present;
+  for (const auto& [path, file] : files) {
+    if (!file.temp) present[file.nsplits].insert(file.split);
+  }
+  if (present.empty()) {
+    return NotFoundError("no hash filter checkpoint at " + basename +
+                         " (expected " +
+                         FilterCheckpointFileName(basename, 0, nsplits) +
+                         " and the other splits' files)");
+  }
+  int chosen = 0;
+  MONOLITH_RETURN_IF_ERROR(
+      ChooseSplitCount(fs, basename, present, nsplits, log, &chosen));
+  if (chosen != nsplits) {
+    return FailedPreconditionError(
+        "hash filter checkpoint " + basename + " has " +
+        std::to_string(chosen) + " splits (" +
+        FilterCheckpointFileName(basename, 0, chosen) +
+        ", ...) but the filter has " + std::to_string(nsplits) +
+        " splits; was the filter configured differently?" +
+        (present.size() > 1
+             ? " (split counts present: " + CountList(present) + ")"
+             : ""));
+  }
+
+  // Every meta record first: one save, each file the split it names.
+  std::vector<SplitMeta> metas(nsplits);
+  MONOLITH_RETURN_IF_ERROR(parallel_for(nsplits, [&](int64_t s) {
+    const int k = static_cast<int>(s);
+    return ReadSplitMeta(fs, FilterCheckpointFileName(basename, k, nsplits), k,
+                         nsplits, &metas[k]);
+  }));
+  for (int s = 1; s < nsplits; ++s) {
+    const Identity& first = metas[0].identity;
+    const Identity& identity = metas[s].identity;
+    if (identity.present != first.present ||
+        identity.save_id != first.save_id) {
+      return DataLossError(
+          "hash filter checkpoint " + basename +
+          " mixes saves: " + DescribeSave(metas[s].path, identity) + ", " +
+          DescribeSave(metas[0].path, first) +
+          " (a save interrupted while renaming its splits, or a file copied "
+          "from another checkpoint); save again or restore another "
+          "checkpoint");
+    }
+  }
+
+  // Then the splits, into a copy; the caller's filter is untouched until
+  // all restored. (Only SlidingHashFilter has several splits, and it allows
+  // Restores of different splits at once.)
+  std::unique_ptr<Filter> filter = like.Clone();
+  std::vector<uint64_t> bytes(nsplits, 0);
+  MONOLITH_RETURN_IF_ERROR(parallel_for(nsplits, [&](int64_t s) {
+    const int k = static_cast<int>(s);
+    return RestoreSplit(fs, metas[k], k, filter.get(), &bytes[k]);
+  }));
+  *restored = std::move(filter);
+  if (log) {
+    uint64_t total = 0;
+    for (uint64_t b : bytes) total += b;
+    Log(log, "Restored hash filter " + basename + " (" +
+                 std::to_string(nsplits) + " splits, " + std::to_string(total) +
+                 " bytes" +
+                 (metas[0].identity.present
+                      ? ", save " + Hex(metas[0].identity.save_id)
+                      : ", written by the original Monolith") +
+                 ") in " + std::to_string(SecondsSince(start)) + " s");
+  }
+  return Status::OK();
+}
+
+}  // namespace hash_filter
+}  // namespace monolith

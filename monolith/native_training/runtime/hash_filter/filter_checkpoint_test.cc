@@ -1,0 +1,750 @@
+#include "monolith/native_training/runtime/hash_filter/filter_checkpoint.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "monolith/native_training/runtime/hash_filter/dummy_hash_filter.h"
+#include "monolith/native_training/runtime/hash_filter/hash_filter.h"
+#include "monolith/native_training/runtime/hash_filter/probabilistic_filter.h"
+#include "monolith/native_training/runtime/hash_filter/sliding_hash_filter.h"
+#include "monolith/native_training/runtime/hash_filter/test_util.h"
+
+namespace monolith {
+namespace hash_filter {
+namespace {
+
+using ::monolith::hash_table::FileSystem;
+using ::monolith::hash_table::HashFilterSplitDataDump;
+using ::monolith::hash_table::HashFilterSplitMetaDump;
+using ::monolith::hash_table::InternalError;
+using ::monolith::hash_table::ParallelFor;
+using ::monolith::hash_table::PosixFileSystem;
+using ::monolith::hash_table::SerialFor;
+using ::monolith::hash_table::StatusCode;
+using ::monolith::hash_table::WritableFile;
+
+// ------------------------------------------------------------ helpers
+
+// One thread per index, so splits really save and restore at once.
+Status ThreadFor(int64_t n, const std::function<Status(int64_t)>& fn) {
+  std::vector<Status> statuses(n);
+  std::vector<std::thread> threads;
+  for (int64_t i = 0; i < n; ++i) {
+    threads.emplace_back([&, i] { statuses[i] = fn(i); });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (const Status& status : statuses) {
+    if (!status.ok()) return status;
+  }
+  return Status::OK();
+}
+
+bool Contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+std::string NewDir(const std::string& name) {
+  static int counter = 0;
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string dir = std::string(tmp ? tmp : "/tmp") + "/fc_" + name +
+                          "_" + std::to_string(getpid()) + "_" +
+                          std::to_string(counter++);
+  PosixFileSystem fs;
+  EXPECT_TRUE(fs.CreateDirectories(dir).ok());
+  return dir;
+}
+
+std::vector<std::string> ListDir(const std::string& dir) {
+  PosixFileSystem fs;
+  std::vector<std::string> names;
+  EXPECT_TRUE(fs.ListDirectory(dir, &names).ok());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::string ReadBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+void WriteBytes(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  ASSERT_TRUE(out.good()) << path;
+}
+
+// TFRecord framing done here from first principles (bitwise CRC32C), not
+// with record_file.h, so the test checks the bytes the format prescribes.
+uint32_t Crc32c(const std::string& data) {
+  uint32_t crc = 0xFFFFFFFFu;
+  for (unsigned char byte : data) {
+    crc ^= byte;
+    for (int bit = 0; bit < 8; ++bit) {
+      crc = (crc >> 1) ^ (0x82F63B78u & (0u - (crc & 1u)));
+    }
+  }
+  return ~crc;
+}
+
+uint32_t Masked(uint32_t crc) {
+  return ((crc >> 15) | (crc << 17)) + 0xa282ead8u;
+}
+
+std::string Fixed(uint64_t value, int bytes) {
+  std::string out;
+  for (int i = 0; i < bytes; ++i) {
+    out.push_back(static_cast<char>((value >> (8 * i)) & 0xFF));
+  }
+  return out;
+}
+
+std::string Frame(const std::string& record) {
+  const std::string length = Fixed(record.size(), 8);
+  return length + Fixed(Masked(Crc32c(length)), 4) + record +
+         Fixed(Masked(Crc32c(record)), 4);
+}
+
+std::string FrameAll(const std::vector<std::string>& records) {
+  std::string bytes;
+  for (const std::string& record : records) bytes += Frame(record);
+  return bytes;
+}
+
+// Splits |bytes| into records, checking every CRC.
+bool Unframe(const std::string& bytes, std::vector<std::string>* records) {
+  records->clear();
+  size_t at = 0;
+  while (at < bytes.size()) {
+    if (bytes.size() - at < 12) return false;
+    const std::string length_bytes = bytes.substr(at, 8);
+    uint64_t length = 0;
+    for (int i = 7; i >= 0; --i) {
+      length = length << 8 | static_cast<unsigned char>(length_bytes[i]);
+    }
+    if (bytes.substr(at + 8, 4) != Fixed(Masked(Crc32c(length_bytes)), 4)) {
+      return false;
+    }
+    if (bytes.size() - at - 12 < length + 4) return false;
+    const std::string record = bytes.substr(at + 12, length);
+    if (bytes.substr(at + 12 + length, 4) != Fixed(Masked(Crc32c(record)), 4)) {
+      return false;
+    }
+    records->push_back(record);
+    at += 16 + length;
+  }
+  return true;
+}
+
+std::unique_ptr<SlidingHashFilter> MakeSliding(uint64_t capacity,
+                                               int split_num) {
+  std::unique_ptr<SlidingHashFilter> filter;
+  const Status s = SlidingHashFilter::Create(capacity, split_num, &filter);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return filter;
+}
+
+// Enough adds to move the ring's head several times.
+void Workload(Filter* filter, uint64_t seed, int ops) {
+  std::mt19937_64 rng(seed);
+  for (int i = 0; i < ops; ++i) {
+    filter->ShouldBeFiltered(static_cast<int64_t>(rng() % 20000), 1 + rng() % 3,
+                             1 + rng() % 15, nullptr);
+  }
+}
+
+const SlidingHashFilter& AsSliding(const Filter& filter) {
+  return static_cast<const SlidingHashFilter&>(filter);
+}
+
+class CheckpointTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ =
+        NewDir(::testing::UnitTest::GetInstance()->current_test_info()->name());
+    basename_ = dir_ + "/hash_filter_0";
+    source_ = MakeSliding(3000, 7);
+    Workload(source_.get(), 1, 9000);
+    ASSERT_GT(source_->head_increment(), 2u);
+  }
+
+  std::string File(int split, int nsplits = 7) const {
+    return FilterCheckpointFileName(basename_, split, nsplits);
+  }
+
+  Status Save(const Filter& filter) {
+    return SaveFilterCheckpoint(&fs_, basename_, filter, ThreadFor);
+  }
+
+  // Restores into a filter like |like| (default: a fresh 3000/7 one);
+  // checks that an error leaves *restored alone.
+  Status Restore(std::unique_ptr<Filter>* restored,
+                 const Filter* like = nullptr) {
+    std::unique_ptr<SlidingHashFilter> fresh = MakeSliding(3000, 7);
+    std::unique_ptr<Filter> sentinel = MakeSliding(3000, 7);
+    Filter* const sentinel_ptr = sentinel.get();
+    *restored = std::move(sentinel);
+    const Status status = RestoreFilterCheckpoint(
+        &fs_, basename_, like ? *like : *fresh, ThreadFor, restored);
+    if (!status.ok()) {
+      // The messages, for reading in the test log.
+      std::printf("  %s\n", status.ToString().c_str());
+      EXPECT_EQ(restored->get(), sentinel_ptr) << "an error replaced *restored";
+      if (like == nullptr) {
+        EXPECT_TRUE(*fresh == *MakeSliding(3000, 7));
+      }
+    }
+    return status;
+  }
+
+  PosixFileSystem fs_;
+  std::string dir_;
+  std::string basename_;
+  std::unique_ptr<SlidingHashFilter> source_;
+};
+
+// ------------------------------------------------------------ round trips
+
+TEST_F(CheckpointTest, RoundTripGivesAnEqualFilterAndTheSameDecisions) {
+  ASSERT_TRUE(Save(*source_).ok());
+  std::vector<std::string> expected;
+  for (int k = 0; k < 7; ++k) {
+    char name[64];
+    std::snprintf(name, sizeof(name), "hash_filter_0-%05d-of-00007", k);
+    expected.push_back(name);
+  }
+  EXPECT_EQ(ListDir(dir_), expected);
+  EXPECT_EQ(File(0), dir_ + "/hash_filter_0-00000-of-00007");
+
+  for (const ParallelFor& parallel_for :
+       {ParallelFor(SerialFor), ParallelFor(ThreadFor)}) {
+    std::unique_ptr<SlidingHashFilter> like = MakeSliding(3000, 7);
+    std::unique_ptr<Filter> restored;
+    const Status s = RestoreFilterCheckpoint(&fs_, basename_, *like,
+                                             parallel_for, &restored);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    EXPECT_TRUE(AsSliding(*restored) == *source_);
+    EXPECT_TRUE(*like == *MakeSliding(3000, 7)) << "like was changed";
+    // The same future decisions.
+    std::unique_ptr<Filter> original = source_->Clone();
+    std::mt19937_64 rng(99);
+    for (int i = 0; i < 20000; ++i) {
+      const int64_t fid = static_cast<int64_t>(rng() % 30000);
+      const int64_t count = 1 + rng() % 2;
+      const int64_t threshold = 1 + rng() % 15;
+      ASSERT_EQ(original->ShouldBeFiltered(fid, count, threshold, nullptr),
+                restored->ShouldBeFiltered(fid, count, threshold, nullptr))
+          << "decision " << i;
+    }
+    EXPECT_TRUE(AsSliding(*restored) == AsSliding(*original));
+  }
+}
+
+TEST_F(CheckpointTest, FilesHoldExactlyWhatSaveEmitsAfterAMetaRecord) {
+  ASSERT_TRUE(Save(*source_).ok());
+  std::vector<test_util::SplitRecords> saved;
+  ASSERT_TRUE(test_util::SaveAll(*source_, &saved).ok());
+  uint64_t save_id = 0;
+  for (int k = 0; k < 7; ++k) {
+    std::vector<std::string> records;
+    ASSERT_TRUE(Unframe(ReadBytes(File(k)), &records)) << File(k);
+    ASSERT_EQ(records.size(), saved[k].size());
+    HashFilterSplitMetaDump meta;
+    ASSERT_TRUE(meta.ParseFromString(records[0]));
+    EXPECT_EQ(meta.total_size(), source_->split(k).total_size());
+    EXPECT_EQ(meta.num_elements(), source_->split(k).estimated_total_element());
+    EXPECT_EQ(meta.failure_count(), source_->split(k).failure_count());
+    EXPECT_DOUBLE_EQ(meta.fill_rate(), SlidingHashFilter::kSplitFillRate);
+    ASSERT_TRUE(meta.has_sliding_hash_filter_meta());
+    EXPECT_EQ(meta.sliding_hash_filter_meta().split_num(), 7u);
+    EXPECT_EQ(meta.sliding_hash_filter_meta().head(),
+              static_cast<uint32_t>(source_->head()));
+    EXPECT_EQ(meta.sliding_hash_filter_meta().head_increment(),
+              source_->head_increment());
+    // The identity rides along as unknown fields: split, count, one save id.
+    const auto& unknown = meta.unknown_fields();
+    ASSERT_EQ(unknown.field_count(), 4);
+    EXPECT_EQ(unknown.field(0).number(), kIdentitySaveIdField);
+    if (k == 0) save_id = unknown.field(0).fixed64();
+    EXPECT_EQ(unknown.field(0).fixed64(), save_id);
+    EXPECT_EQ(unknown.field(2).number(), kIdentitySplitField);
+    EXPECT_EQ(unknown.field(2).varint(), static_cast<uint64_t>(k));
+    EXPECT_EQ(unknown.field(3).number(), kIdentitySplitNumField);
+    EXPECT_EQ(unknown.field(3).varint(), 7u);
+    // Without them, the record is Save's meta record byte for byte, and the
+    // data records are Save's.
+    meta.DiscardUnknownFields();
+    EXPECT_EQ(meta.SerializeAsString(), saved[k][0]);
+    for (size_t r = 1; r < records.size(); ++r) {
+      EXPECT_EQ(records[r], saved[k][r]) << "split " << k << " record " << r;
+    }
+  }
+}
+
+TEST_F(CheckpointTest, PlainHashFilterIsOneSplit) {
+  std::unique_ptr<HashFilter> plain;
+  ASSERT_TRUE(HashFilter::Create(20000, 1.5, &plain).ok());
+  Workload(plain.get(), 5, 5000);
+  ASSERT_TRUE(Save(*plain).ok());
+  EXPECT_EQ(ListDir(dir_),
+            std::vector<std::string>{"hash_filter_0-00000-of-00001"});
+  std::unique_ptr<HashFilter> like;
+  ASSERT_TRUE(HashFilter::Create(20000, 1.5, &like).ok());
+  std::unique_ptr<Filter> restored;
+  ASSERT_TRUE(
+      RestoreFilterCheckpoint(&fs_, basename_, *like, SerialFor, &restored)
+          .ok());
+  EXPECT_TRUE(static_cast<const HashFilter&>(*restored) == *plain);
+}
+
+TEST_F(CheckpointTest, StatelessFiltersSaveNothing) {
+  const std::string basename = dir_ + "/sub/dir/dummy";
+  DummyHashFilter dummy;
+  ASSERT_TRUE(SaveFilterCheckpoint(&fs_, basename, dummy, SerialFor).ok());
+  EXPECT_TRUE(ListDir(dir_ + "/sub/dir").empty());  // created, empty
+  ProbabilisticFilter probabilistic(/*equal_probability=*/true, 7);
+  ASSERT_TRUE(
+      SaveFilterCheckpoint(&fs_, basename, probabilistic, SerialFor).ok());
+  EXPECT_TRUE(ListDir(dir_ + "/sub/dir").empty());
+  std::unique_ptr<Filter> restored;
+  ASSERT_TRUE(
+      RestoreFilterCheckpoint(&fs_, basename, dummy, SerialFor, &restored)
+          .ok());
+  ASSERT_NE(restored, nullptr);
+  EXPECT_EQ(restored->split_num(), 0);
+  ASSERT_TRUE(RestoreFilterCheckpoint(&fs_, basename, probabilistic, SerialFor,
+                                      &restored)
+                  .ok());
+  ASSERT_NE(dynamic_cast<ProbabilisticFilter*>(restored.get()), nullptr);
+}
+
+TEST_F(CheckpointTest, SaveCreatesTheDirectoryAndReplacesAnEarlierSave) {
+  basename_ = dir_ + "/a/b/hash_filter_0";
+  ASSERT_TRUE(Save(*MakeSliding(3000, 7)).ok());
+  ASSERT_TRUE(Save(*source_).ok());
+  std::unique_ptr<Filter> restored;
+  ASSERT_TRUE(Restore(&restored).ok());
+  EXPECT_TRUE(AsSliding(*restored) == *source_);
+  EXPECT_EQ(ListDir(dir_ + "/a/b").size(), 7u);
+}
+
+// ------------------------------------------------------------ the format
+
+// A file built by hand the way the original's save op writes it (TF's
+// RecordWriter framing, no compression, no identity fields).
+TEST_F(CheckpointTest, RestoresAHandBuiltOriginalFile) {
+  constexpr uint64_t kCapacity = 10000;
+  std::unique_ptr<HashFilter> like;
+  ASSERT_TRUE(HashFilter::Create(kCapacity, 1.5, &like).ok());
+  const uint64_t total_size = like->total_size();  // 15000
+  const uint64_t cells = total_size + HashFilter::kMaxProbeSteps;
+  const std::vector<FID> fids = test_util::CollisionFreeFids(total_size, 50, 3);
+  std::vector<uint32_t> values(cells, 0);
+  for (size_t i = 0; i < fids.size(); ++i) {
+    const uint64_t home = HashFilterPosition(fids[i]) % total_size;
+    values[home] = static_cast<uint32_t>(HashFilter::Signature(fids[i]) << 4 |
+                                         (1 + i % 15));
+  }
+  HashFilterSplitMetaDump meta;
+  meta.set_failure_count(3);
+  meta.set_total_size(total_size);
+  meta.set_num_elements(fids.size());
+  meta.set_fill_rate(1.5);
+  std::vector<std::string> records = {meta.SerializeAsString()};
+  for (uint64_t start = 0; start < cells; start += 10000) {
+    HashFilterSplitDataDump data;
+    data.set_offset(static_cast<uint32_t>(start));
+    for (uint64_t i = start; i < std::min<uint64_t>(start + 10000, cells);
+         ++i) {
+      data.add_data(values[i]);
+    }
+    records.push_back(data.SerializeAsString());
+  }
+  ASSERT_EQ(records.size(), 3u);  // meta, 10000 cells, 5064 cells
+  WriteBytes(FilterCheckpointFileName(basename_, 0, 1), FrameAll(records));
+
+  std::unique_ptr<Filter> restored;
+  const Status s =
+      RestoreFilterCheckpoint(&fs_, basename_, *like, SerialFor, &restored);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  for (size_t i = 0; i < fids.size(); ++i) {
+    EXPECT_EQ(restored->Get(fids[i]), 1 + i % 15) << i;
+  }
+  EXPECT_EQ(restored->estimated_total_element(), fids.size());
+  EXPECT_EQ(restored->failure_count(), 3u);
+  // And our writer produces the same bytes, apart from the identity.
+  ASSERT_TRUE(Save(*restored).ok());
+  std::vector<std::string> ours;
+  ASSERT_TRUE(
+      Unframe(ReadBytes(FilterCheckpointFileName(basename_, 0, 1)), &ours));
+  ASSERT_EQ(ours.size(), records.size());
+  HashFilterSplitMetaDump our_meta;
+  ASSERT_TRUE(our_meta.ParseFromString(ours[0]));
+  our_meta.DiscardUnknownFields();
+  EXPECT_EQ(our_meta.SerializeAsString(), records[0]);
+  for (size_t r = 1; r < records.size(); ++r) EXPECT_EQ(ours[r], records[r]);
+}
+
+// Every split of a sliding filter by hand, from Save's records (what the
+// original's op hands its RecordWriter), framed here.
+TEST_F(CheckpointTest, RestoresHandFramedSlidingSplits) {
+  std::vector<test_util::SplitRecords> saved;
+  ASSERT_TRUE(test_util::SaveAll(*source_, &saved).ok());
+  for (int k = 0; k < 7; ++k) WriteBytes(File(k), FrameAll(saved[k]));
+  std::unique_ptr<Filter> restored;
+  const Status s = Restore(&restored);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(AsSliding(*restored) == *source_);
+}
+
+// ------------------------------------------------------------ errors
+
+TEST_F(CheckpointTest, MissingFilesAreNotFound) {
+  std::unique_ptr<Filter> restored;
+  Status s = Restore(&restored);
+  EXPECT_EQ(s.code(), StatusCode::kNotFound) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), basename_)) << s.ToString();
+
+  basename_ = dir_ + "/no/such/dir/hash_filter_0";
+  s = Restore(&restored);
+  EXPECT_EQ(s.code(), StatusCode::kNotFound) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), basename_)) << s.ToString();
+
+  // Temporaries alone are no checkpoint.
+  basename_ = dir_ + "/hash_filter_0";
+  WriteBytes(File(0) + "-tmp-123", "garbage");
+  s = Restore(&restored);
+  EXPECT_EQ(s.code(), StatusCode::kNotFound) << s.ToString();
+}
+
+TEST_F(CheckpointTest, SplitCountMismatchNamesBothCounts) {
+  ASSERT_TRUE(Save(*source_).ok());
+  std::unique_ptr<SlidingHashFilter> five = MakeSliding(3000, 5);
+  std::unique_ptr<Filter> restored;
+  const Status s = Restore(&restored, five.get());
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), "has 7 splits")) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), "has 5 splits")) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), basename_)) << s.ToString();
+}
+
+TEST_F(CheckpointTest, OtherConfigurationIsRejectedNamingTheFile) {
+  ASSERT_TRUE(Save(*source_).ok());
+  std::unique_ptr<SlidingHashFilter> bigger = MakeSliding(6000, 7);
+  std::unique_ptr<Filter> restored;
+  const Status s = Restore(&restored, bigger.get());
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), basename_ + "-0000")) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), "total_size")) << s.ToString();
+}
+
+TEST_F(CheckpointTest, OneSplitFileMissing) {
+  ASSERT_TRUE(Save(*source_).ok());
+  ASSERT_TRUE(fs_.DeleteFile(File(3)).ok());
+  std::unique_ptr<Filter> restored;
+  const Status s = Restore(&restored);
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), File(3) + " is missing")) << s.ToString();
+}
+
+TEST_F(CheckpointTest, TruncatedFiles) {
+  ASSERT_TRUE(Save(*source_).ok());
+  const std::string bytes = ReadBytes(File(2));
+  std::vector<std::string> records;
+  ASSERT_TRUE(Unframe(bytes, &records));
+  std::unique_ptr<Filter> restored;
+  // Cut inside a record.
+  for (size_t cut :
+       {bytes.size() - 1, bytes.size() - 100, size_t{30}, size_t{5}}) {
+    WriteBytes(File(2), bytes.substr(0, cut));
+    const Status s = Restore(&restored);
+    EXPECT_EQ(s.code(), StatusCode::kDataLoss) << cut << ": " << s.ToString();
+    EXPECT_TRUE(Contains(s.message(), File(2))) << s.ToString();
+    EXPECT_TRUE(Contains(s.message(), "truncated")) << s.ToString();
+  }
+  // Cut at a record boundary: the last data record is gone.
+  WriteBytes(File(2),
+             bytes.substr(0, bytes.size() - 16 - records.back().size()));
+  Status s = Restore(&restored);
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), File(2))) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), "truncated dump")) << s.ToString();
+  // Empty.
+  WriteBytes(File(2), "");
+  s = Restore(&restored);
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), File(2) + " is empty")) << s.ToString();
+}
+
+TEST_F(CheckpointTest, FlippedByteFailsTheCrc) {
+  ASSERT_TRUE(Save(*source_).ok());
+  const std::string bytes = ReadBytes(File(4));
+  std::unique_ptr<Filter> restored;
+  for (size_t at :
+       {size_t{3}, size_t{20}, bytes.size() / 2, bytes.size() - 2}) {
+    std::string flipped = bytes;
+    flipped[at] ^= 0x10;
+    WriteBytes(File(4), flipped);
+    const Status s = Restore(&restored);
+    EXPECT_EQ(s.code(), StatusCode::kDataLoss) << at << ": " << s.ToString();
+    EXPECT_TRUE(Contains(s.message(), File(4) + ": record")) << s.ToString();
+    EXPECT_TRUE(Contains(s.message(), "byte offset")) << s.ToString();
+  }
+}
+
+TEST_F(CheckpointTest, TrailingRecordIsRejected) {
+  ASSERT_TRUE(Save(*source_).ok());
+  const std::string bytes = ReadBytes(File(5));
+  std::vector<std::string> records;
+  ASSERT_TRUE(Unframe(bytes, &records));
+  std::unique_ptr<Filter> restored;
+  for (const std::string& extra :
+       {records.back(), records[1], std::string(), records[0],
+        std::string("not a proto \xff\xff")}) {
+    WriteBytes(File(5), bytes + Frame(extra));
+    const Status s = Restore(&restored);
+    EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
+    EXPECT_TRUE(Contains(
+        s.message(), File(5) + ": record " + std::to_string(records.size())))
+        << s.ToString();
+    EXPECT_TRUE(Contains(s.message(), "trailing record")) << s.ToString();
+  }
+  // Trailing garbage that is no record.
+  WriteBytes(File(5), bytes + "xyz");
+  const Status s = Restore(&restored);
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), File(5))) << s.ToString();
+}
+
+TEST_F(CheckpointTest, CorruptRecordContentsNameTheFileAndRecord) {
+  std::vector<test_util::SplitRecords> saved;
+  ASSERT_TRUE(test_util::SaveAll(*source_, &saved).ok());
+  for (int k = 0; k < 7; ++k) WriteBytes(File(k), FrameAll(saved[k]));
+  std::unique_ptr<Filter> restored;
+  // An unparsable data record, validly framed.
+  test_util::SplitRecords records = saved[1];
+  ASSERT_EQ(records.size(), 2u);  // 664 cells: one data record
+  records[1] = "\xff\xff\xff";
+  WriteBytes(File(1), FrameAll(records));
+  Status s = Restore(&restored);
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), File(1) + ": record 1 (at byte offset"))
+      << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), "not a HashFilterSplitDataDump"))
+      << s.ToString();
+  // A data record the filter rejects (out of order).
+  records = saved[1];
+  HashFilterSplitDataDump data;
+  ASSERT_TRUE(data.ParseFromString(records[1]));
+  data.set_offset(5);
+  records[1] = data.SerializeAsString();
+  WriteBytes(File(1), FrameAll(records));
+  s = Restore(&restored);
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), File(1) + ": record 1 (at byte offset"))
+      << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), "out of order")) << s.ToString();
+  // An unparsable meta record.
+  records = saved[1];
+  records[0] = "\xff";
+  WriteBytes(File(1), FrameAll(records));
+  s = Restore(&restored);
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), File(1) + ": record 0")) << s.ToString();
+}
+
+TEST_F(CheckpointTest, MixedSavesAndMovedFilesAreRejected) {
+  ASSERT_TRUE(Save(*source_).ok());
+  const std::string old_split2 = ReadBytes(File(2));
+  const std::string old_split1 = ReadBytes(File(1));
+  Workload(source_.get(), 2, 500);
+  ASSERT_TRUE(Save(*source_).ok());
+  std::unique_ptr<Filter> restored;
+  ASSERT_TRUE(Restore(&restored).ok());
+  // A split of the earlier save among the later one's.
+  WriteBytes(File(2), old_split2);
+  Status s = Restore(&restored);
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), "mixes saves")) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), File(2))) << s.ToString();
+  // A split's file under another split's name.
+  WriteBytes(File(2), old_split1);
+  s = Restore(&restored);
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), File(2) + " was written as split 1 of 7"))
+      << s.ToString();
+  // A file of the original (no identity) among ours.
+  std::vector<test_util::SplitRecords> saved;
+  ASSERT_TRUE(test_util::SaveAll(*source_, &saved).ok());
+  WriteBytes(File(2), FrameAll(saved[2]));
+  s = Restore(&restored);
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), "mixes saves")) << s.ToString();
+  // A fresh save repairs it.
+  ASSERT_TRUE(Save(*source_).ok());
+  ASSERT_TRUE(Restore(&restored).ok());
+  EXPECT_TRUE(AsSliding(*restored) == *source_);
+}
+
+// ------------------------------------------------------------ file sets
+
+TEST_F(CheckpointTest, StaleTemporariesAreIgnoredAndDeleted) {
+  ASSERT_TRUE(Save(*source_).ok());
+  WriteBytes(File(0) + "-tmp-12345", "partial");
+  WriteBytes(File(6, 9) + "-tmp-abc", "partial");
+  WriteBytes(dir_ + "/hash_filter_01-00000-of-00001", "another basename");
+  WriteBytes(dir_ + "/hash_filter_0-00000-of-00007.bak", "not ours");
+  std::unique_ptr<Filter> restored;
+  ASSERT_TRUE(Restore(&restored).ok());
+  EXPECT_TRUE(AsSliding(*restored) == *source_);
+  ASSERT_TRUE(Save(*source_).ok());
+  const std::vector<std::string> names = ListDir(dir_);
+  EXPECT_EQ(names.size(), 9u);
+  for (const std::string& name : names) {
+    EXPECT_FALSE(Contains(name, "-tmp-")) << name;
+  }
+}
+
+TEST_F(CheckpointTest, AnotherSplitCountReplacesTheEarlierFiles) {
+  ASSERT_TRUE(Save(*source_).ok());
+  std::unique_ptr<SlidingHashFilter> five = MakeSliding(3000, 5);
+  Workload(five.get(), 7, 3000);
+  ASSERT_TRUE(Save(*five).ok());
+  EXPECT_EQ(ListDir(dir_).size(), 5u);
+  std::unique_ptr<Filter> restored;
+  ASSERT_TRUE(Restore(&restored, MakeSliding(3000, 5).get()).ok());
+  EXPECT_TRUE(AsSliding(*restored) == *five);
+}
+
+TEST_F(CheckpointTest, TwoSplitCountsPresent) {
+  // A 7-split save, then a 5-split one killed before it deleted the 7
+  // files: both complete; the newer is read.
+  ASSERT_TRUE(Save(*source_).ok());
+  std::vector<std::string> seven(7);
+  for (int k = 0; k < 7; ++k) seven[k] = ReadBytes(File(k));
+  std::unique_ptr<SlidingHashFilter> five = MakeSliding(3000, 5);
+  Workload(five.get(), 7, 3000);
+  ASSERT_TRUE(Save(*five).ok());
+  for (int k = 0; k < 7; ++k) WriteBytes(File(k), seven[k]);
+  std::unique_ptr<Filter> restored;
+  Status s = Restore(&restored, MakeSliding(3000, 5).get());
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(AsSliding(*restored) == *five);
+  s = Restore(&restored);
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), "has 5 splits")) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), "has 7 splits")) << s.ToString();
+
+  // An incomplete set of another count (a save killed while renaming) is
+  // ignored.
+  ASSERT_TRUE(fs_.DeleteFile(FilterCheckpointFileName(basename_, 3, 5)).ok());
+  s = Restore(&restored);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(AsSliding(*restored) == *source_);
+
+  // Neither complete.
+  ASSERT_TRUE(fs_.DeleteFile(File(6)).ok());
+  s = Restore(&restored);
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), "is incomplete")) << s.ToString();
+
+  // Two complete sets without save times (the original's) cannot be
+  // ordered.
+  std::vector<test_util::SplitRecords> saved;
+  ASSERT_TRUE(test_util::SaveAll(*source_, &saved).ok());
+  for (int k = 0; k < 7; ++k) WriteBytes(File(k), FrameAll(saved[k]));
+  ASSERT_TRUE(test_util::SaveAll(*five, &saved).ok());
+  for (int k = 0; k < 5; ++k) {
+    WriteBytes(FilterCheckpointFileName(basename_, k, 5), FrameAll(saved[k]));
+  }
+  s = Restore(&restored);
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), "5 and 7 splits")) << s.ToString();
+}
+
+// A file system whose writes or renames fail on demand.
+class FailingFileSystem : public PosixFileSystem {
+ public:
+  Status NewWritableFile(const std::string& path,
+                         std::unique_ptr<WritableFile>* file) override {
+    if (fail_opens_at_ >= 0 && opens_++ == fail_opens_at_) {
+      return InternalError("injected: cannot create " + path);
+    }
+    return PosixFileSystem::NewWritableFile(path, file);
+  }
+  Status RenameFile(const std::string& from, const std::string& to) override {
+    if (fail_renames_at_ >= 0 && renames_++ == fail_renames_at_) {
+      return InternalError("injected: cannot rename " + from);
+    }
+    return PosixFileSystem::RenameFile(from, to);
+  }
+
+  std::atomic<int> opens_{0};
+  int fail_opens_at_ = -1;
+  int renames_ = 0;
+  int fail_renames_at_ = -1;
+};
+
+TEST_F(CheckpointTest, FailedSaveKeepsThePreviousOneAndLeavesNoTemporaries) {
+  ASSERT_TRUE(Save(*source_).ok());
+  std::unique_ptr<Filter> changed = source_->Clone();
+  Workload(changed.get(), 3, 1000);
+  FailingFileSystem failing;
+  failing.fail_opens_at_ = 4;
+  Status s = SaveFilterCheckpoint(&failing, basename_, *changed, SerialFor);
+  EXPECT_EQ(s.code(), StatusCode::kInternal) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), "split 4 of 7")) << s.ToString();
+  EXPECT_EQ(ListDir(dir_).size(), 7u);
+  std::unique_ptr<Filter> restored;
+  ASSERT_TRUE(Restore(&restored).ok());
+  EXPECT_TRUE(AsSliding(*restored) == *source_);
+
+  // A rename failing midway leaves two saves mixed: refused, not mixed in.
+  FailingFileSystem failing_rename;
+  failing_rename.fail_renames_at_ = 3;
+  s = SaveFilterCheckpoint(&failing_rename, basename_, *changed, SerialFor);
+  EXPECT_EQ(s.code(), StatusCode::kInternal) << s.ToString();
+  EXPECT_EQ(ListDir(dir_).size(), 7u);
+  s = Restore(&restored);
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), "mixes saves")) << s.ToString();
+}
+
+TEST(FilterCheckpointTest, BadArguments) {
+  PosixFileSystem fs;
+  std::unique_ptr<SlidingHashFilter> filter = MakeSliding(300, 3);
+  EXPECT_EQ(SaveFilterCheckpoint(&fs, "", *filter, SerialFor).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(SaveFilterCheckpoint(&fs, "/tmp/dir/", *filter, SerialFor).code(),
+            StatusCode::kInvalidArgument);
+  std::unique_ptr<Filter> restored;
+  EXPECT_EQ(
+      RestoreFilterCheckpoint(&fs, "", *filter, SerialFor, &restored).code(),
+      StatusCode::kInvalidArgument);
+  EXPECT_EQ(RestoreFilterCheckpoint(&fs, "/tmp/x", *filter, SerialFor, nullptr)
+                .code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(FilterCheckpointFileName("a/b", 3, 12), "a/b-00003-of-00012");
+}
+
+TEST(FilterCheckpointTest, SoftwareCrcMatchesTheKnownVector) {
+  EXPECT_EQ(Crc32c("123456789"), 0xE3069283u);
+}
+
+}  // namespace
+}  // namespace hash_filter
+}  // namespace monolith
