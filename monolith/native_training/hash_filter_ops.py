@@ -205,6 +205,25 @@ def _filter_basename(prefix: str, ps_index: int) -> str:
   return f"{prefix}hash_filter_{ps_index}"
 
 
+def _per_filter_op(hash_filters: List[tf.Tensor],
+                   placeholders: List[tf.Tensor], make_op,
+                   enabled: bool) -> tf.Operation:
+  """make_op(filter, basename, True) for every filter, on its device.
+
+  Appends each filter's basename placeholder to `placeholders`; a no-op when
+  not `enabled`.
+  """
+  if not enabled:
+    return tf.no_op()
+  filter_ops = []
+  for hash_filter in hash_filters:
+    placeholder = tf.compat.v1.placeholder(tf.string, shape=[])
+    placeholders.append(placeholder)
+    with tf.device(hash_filter.device):
+      filter_ops.append(make_op(hash_filter, placeholder, True))
+  return tf.group(filter_ops)
+
+
 class HashFilterCheckpointSaverListener(
     tf.compat.v1.train.CheckpointSaverListener):
   """Saves the hash filters beside every checkpoint.
@@ -230,7 +249,8 @@ class HashFilterCheckpointSaverListener(
     self._hash_filters = list(hash_filters)
     self._enabled = enable_hash_filter and enable_save_restore
     self._placeholders = []
-    self._save_op = self._build_save_graph()
+    self._save_op = _per_filter_op(self._hash_filters, self._placeholders,
+                                   save_hash_filter, self._enabled)
 
   def before_save(self, session: tf.compat.v1.Session,
                   global_step_value: int) -> None:
@@ -249,16 +269,6 @@ class HashFilterCheckpointSaverListener(
     logging.info("Saved %d hash filters to %s.", len(self._hash_filters),
                  asset_dir)
 
-  def _build_save_graph(self) -> tf.Operation:
-    if not self._enabled:
-      return tf.no_op()
-    save_ops = []
-    for hash_filter in self._hash_filters:
-      placeholder = tf.compat.v1.placeholder(tf.string, shape=[])
-      self._placeholders.append(placeholder)
-      with tf.device(hash_filter.device):
-        save_ops.append(save_hash_filter(hash_filter, placeholder, True))
-    return tf.group(save_ops)
 
 
 class HashFilterCheckpointRestorerListener(
@@ -285,7 +295,8 @@ class HashFilterCheckpointRestorerListener(
     self._hash_filters = list(hash_filters)
     self._enabled = enable_hash_filter and enable_save_restore
     self._placeholders = []
-    self._restore_op = self._build_restore_graph()
+    self._restore_op = _per_filter_op(self._hash_filters, self._placeholders,
+                                      restore_hash_filter, self._enabled)
 
   def before_restore(self, session: tf.compat.v1.Session) -> None:
     if not self._enabled:
@@ -305,14 +316,3 @@ class HashFilterCheckpointRestorerListener(
                 options=tf.compat.v1.RunOptions(timeout_in_ms=_TIMEOUT_IN_MS))
     logging.info("Restored %d hash filters from %s.",
                  len(self._hash_filters), asset_dir)
-
-  def _build_restore_graph(self) -> tf.Operation:
-    if not self._enabled:
-      return tf.no_op()
-    restore_ops = []
-    for hash_filter in self._hash_filters:
-      placeholder = tf.compat.v1.placeholder(tf.string, shape=[])
-      self._placeholders.append(placeholder)
-      with tf.device(hash_filter.device):
-        restore_ops.append(restore_hash_filter(hash_filter, placeholder, True))
-    return tf.group(restore_ops)

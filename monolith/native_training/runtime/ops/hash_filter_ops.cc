@@ -229,6 +229,12 @@ class HashFilterInterceptGradientGradientOp : public OpKernel {
   }
 };
 
+// Save and restore: a scalar handle and a scalar basename.
+Status HandleAndBasenameShape(InferenceContext* c) {
+  TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"handle", 0}, {"basename", 0}}));
+  return shape_inference::ScalarShape(c);
+}
+
 // A scalar filter handle and a vector of ids; the output is shaped as the
 // last input.
 Status InterceptShape(InferenceContext* c) {
@@ -279,10 +285,7 @@ REGISTER_OP("MonolithHashFilterSave")
     .Input("handle: resource")
     .Input("basename: string")
     .Output("output_handle: resource")
-    .SetShapeFn([](InferenceContext* c) {
-      TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"handle", 0}, {"basename", 0}}));
-      return shape_inference::ScalarShape(c);
-    });
+    .SetShapeFn(HandleAndBasenameShape);
 REGISTER_KERNEL_BUILDER(Name("MonolithHashFilterSave").Device(DEVICE_CPU),
                         HashFilterSaveOp);
 
@@ -290,10 +293,7 @@ REGISTER_OP("MonolithHashFilterRestore")
     .Input("handle: resource")
     .Input("basename: string")
     .Output("output_handle: resource")
-    .SetShapeFn([](InferenceContext* c) {
-      TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"handle", 0}, {"basename", 0}}));
-      return shape_inference::ScalarShape(c);
-    });
+    .SetShapeFn(HandleAndBasenameShape);
 REGISTER_KERNEL_BUILDER(Name("MonolithHashFilterRestore").Device(DEVICE_CPU),
                         HashFilterRestoreOp);
 
