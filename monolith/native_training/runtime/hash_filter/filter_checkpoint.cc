@@ -1,15 +1,9 @@
 #include "monolith/native_training/runtime/hash_filter/filter_checkpoint.h"
 
-#include <algorithm>
 #include <chrono>
-#include <cinttypes>
 #include <cstdint>
-#include <cstdio>
-#include <cstring>
-#include <functional>
 #include <limits>
 #include <map>
-#include <random>
 #include <set>
 #include <string_view>
 #include <utility>
@@ -19,6 +13,7 @@
 #include "monolith/native_training/runtime/hash_filter/hash_filter.h"
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
 #include "monolith/native_training/runtime/hash_table/record_file.h"
+#include "monolith/native_training/runtime/hash_table/sharded_files.h"
 
 namespace monolith {
 namespace hash_filter {
@@ -27,6 +22,9 @@ namespace {
 using ::google::protobuf::UnknownField;
 using ::google::protobuf::UnknownFieldSet;
 using ::monolith::hash_table::DataLossError;
+using ::monolith::hash_table::DeleteOtherShardCounts;
+using ::monolith::hash_table::DeleteTemporaries;
+using ::monolith::hash_table::DescribeSaveId;
 using ::monolith::hash_table::FailedPreconditionError;
 using ::monolith::hash_table::FileSystem;
 using ::monolith::hash_table::HashFilterSplitDataDump;
@@ -35,133 +33,32 @@ using ::monolith::hash_table::InternalError;
 using ::monolith::hash_table::InvalidArgumentError;
 using ::monolith::hash_table::kRecordFooterBytes;
 using ::monolith::hash_table::kRecordHeaderBytes;
+using ::monolith::hash_table::ListShardFiles;
+using ::monolith::hash_table::Log;
 using ::monolith::hash_table::LogFn;
+using ::monolith::hash_table::NewSaveId;
 using ::monolith::hash_table::NotFoundError;
+using ::monolith::hash_table::NowMicros;
 using ::monolith::hash_table::ParallelFor;
+using ::monolith::hash_table::ParseShardFileName;
+using ::monolith::hash_table::Prefixed;
 using ::monolith::hash_table::RecordFileReader;
 using ::monolith::hash_table::RecordFileWriter;
+using ::monolith::hash_table::SaveIdText;
+using ::monolith::hash_table::SecondsSince;
+using ::monolith::hash_table::ShardFileName;
+using ::monolith::hash_table::ShardName;
+using ::monolith::hash_table::SplitBasename;
 using ::monolith::hash_table::StatusCode;
+using ::monolith::hash_table::TempSuffix;
 using ::monolith::hash_table::WritableFile;
 
-constexpr char kTempMarker[] = "-tmp-";
 constexpr uint64_t kFramingBytes = kRecordHeaderBytes + kRecordFooterBytes;
 
-void Log(const LogFn& log, const std::string& line) {
-  if (log) log(line);
-}
-
-std::string Hex(uint64_t value) {
-  char text[17];
-  std::snprintf(text, sizeof(text), "%016" PRIx64, value);
-  return text;
-}
-
-int64_t NowMicros() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-double SecondsSince(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-      .count();
-}
-
-Status Prefixed(const std::string& prefix, const Status& status) {
-  return Status(status.code(), prefix + status.message());
-}
-
-// |basename| as the directory to list and the prefix of its files' names.
-struct SplitBasename {
-  explicit SplitBasename(const std::string& basename) {
-    const size_t slash = basename.rfind('/');
-    if (slash == std::string::npos) {
-      dir = ".";
-      prefix = basename;
-      dir_prefix = "";
-    } else {
-      dir = slash == 0 ? "/" : basename.substr(0, slash);
-      prefix = basename.substr(slash + 1);
-      dir_prefix = basename.substr(0, slash + 1);
-    }
-  }
-  std::string Path(const std::string& name) const { return dir_prefix + name; }
-
-  std::string dir;
-  std::string prefix;
-  std::string dir_prefix;  // what precedes a name in a path
-};
-
-// A file of a filter checkpoint, from its name.
-struct SplitFile {
-  int split = 0;
-  int nsplits = 0;
-  bool temp = false;  // "<final name>-tmp-<anything>"
-};
-
-bool ParseFiveDigits(std::string_view text, int* value) {
-  if (text.size() < 5) return false;
-  *value = 0;
-  for (int i = 0; i < 5; ++i) {
-    if (text[i] < '0' || text[i] > '9') return false;
-    *value = *value * 10 + (text[i] - '0');
-  }
-  return true;
-}
-
-// Whether |name| is "<prefix>-SSSSS-of-NNNNN" or
-// "<prefix>-SSSSS-of-NNNNN-tmp-*" with SSSSS < NNNNN.
-bool ParseSplitFile(std::string_view name, const std::string& prefix,
-                    SplitFile* file) {
-  if (name.size() < prefix.size() || name.substr(0, prefix.size()) != prefix) {
-    return false;
-  }
-  name.remove_prefix(prefix.size());
-  // "-SSSSS-of-NNNNN": 15 characters.
-  if (name.size() < 15 || name[0] != '-' ||
-      !ParseFiveDigits(name.substr(1), &file->split) ||
-      name.substr(6, 4) != "-of-" ||
-      !ParseFiveDigits(name.substr(10), &file->nsplits)) {
-    return false;
-  }
-  name.remove_prefix(15);
-  file->temp = !name.empty();
-  if (file->temp && name.substr(0, std::strlen(kTempMarker)) != kTempMarker) {
-    return false;
-  }
-  return file->nsplits > 0 && file->split < file->nsplits;
-}
-
-Status ListSplitFiles(FileSystem* fs, const SplitBasename& split,
-                      std::vector<std::pair<std::string, SplitFile>>* files) {
-  std::vector<std::string> names;
-  MONOLITH_RETURN_IF_ERROR(fs->ListDirectory(split.dir, &names));
-  std::sort(names.begin(), names.end());
-  files->clear();
-  for (const std::string& name : names) {
-    SplitFile file;
-    if (ParseSplitFile(name, split.prefix, &file)) {
-      files->emplace_back(split.Path(name), file);
-    }
-  }
-  return Status::OK();
-}
-
-// Deletes the files |doomed| picks. Failures are logged, not returned:
-// leftovers are harmless to restore.
-void DeleteSplitFiles(FileSystem* fs, const SplitBasename& split,
-                      const std::function<bool(const SplitFile&)>& doomed,
-                      const char* why, const LogFn& log) {
-  std::vector<std::pair<std::string, SplitFile>> files;
-  if (!ListSplitFiles(fs, split, &files).ok()) return;
-  for (const auto& [path, file] : files) {
-    if (!doomed(file)) continue;
-    const Status s = fs->DeleteFile(path);
-    Log(log,
-        s.ok() ? "Deleted " + path + " (" + why + ")"
-               : "Could not delete " + path + " (" + why + "): " + s.message());
-  }
-}
+// A file of a filter checkpoint, from its name: "<basename>-SSSSS-of-NNNNN"
+// (shard = split; a filter checkpoint has one kind of file), or a temporary
+// of one.
+using SplitFile = ShardName;
 
 // The save identity a meta record carries (unknown fields 100-103).
 struct Identity {
@@ -235,9 +132,8 @@ std::string DescribeSave(const std::string& path, const Identity& identity) {
   if (!identity.present) {
     return path + " carries no save id (written by the original Monolith)";
   }
-  return path + " is from save " + Hex(identity.save_id) +
-         " (begun at Unix time " +
-         std::to_string(identity.save_time_micros / 1000000) + ")";
+  return path + " is " +
+         DescribeSaveId(identity.save_id, identity.save_time_micros);
 }
 
 // ---------------------------------------------------------------- saving
@@ -550,9 +446,7 @@ Status CheckBasename(const std::string& basename) {
 
 std::string FilterCheckpointFileName(const std::string& basename, int split,
                                      int nsplits) {
-  char suffix[32];
-  std::snprintf(suffix, sizeof(suffix), "-%05d-of-%05d", split, nsplits);
-  return basename + suffix;
+  return ShardFileName(basename, split, nsplits);
 }
 
 Status SaveFilterCheckpoint(FileSystem* fs, const std::string& basename,
@@ -573,17 +467,13 @@ Status SaveFilterCheckpoint(FileSystem* fs, const std::string& basename,
   if (nsplits == 0) return Status::OK();  // a stateless filter
   const auto start = std::chrono::steady_clock::now();
   // One writer per basename: temporaries there are an interrupted save's.
-  DeleteSplitFiles(
-      fs, split, [](const SplitFile& file) { return file.temp; },
-      "left by an interrupted save", log);
+  DeleteTemporaries<SplitFile>(fs, split, ParseShardFileName, log);
 
-  std::random_device device;
   Identity save;
   save.present = true;
   save.save_time_micros = NowMicros();
-  save.save_id = (uint64_t{device()} << 32 | device()) ^
-                 static_cast<uint64_t>(save.save_time_micros);
-  const std::string temp_suffix = kTempMarker + Hex(save.save_id);
+  save.save_id = NewSaveId(save.save_time_micros);
+  const std::string temp_suffix = TempSuffix(save.save_id);
   std::vector<SplitWrite> writes(nsplits);
   for (int s = 0; s < nsplits; ++s) {
     writes[s].path = FilterCheckpointFileName(basename, s, nsplits);
@@ -608,18 +498,15 @@ Status SaveFilterCheckpoint(FileSystem* fs, const std::string& basename,
     }
     return status;
   }
-  DeleteSplitFiles(
-      fs, split,
-      [nsplits](const SplitFile& file) {
-        return !file.temp && file.nsplits != nsplits;
-      },
+  DeleteOtherShardCounts<SplitFile>(
+      fs, split, ParseShardFileName, nsplits,
       "superseded by a save with another split count", log);
   if (log) {
     uint64_t bytes = 0;
     for (const SplitWrite& write : writes) bytes += write.bytes;
     Log(log, "Saved hash filter " + basename + " (" + std::to_string(nsplits) +
                  " splits, " + std::to_string(bytes) + " bytes, save " +
-                 Hex(save.save_id) + ") in " +
+                 SaveIdText(save.save_id) + ") in " +
                  std::to_string(SecondsSince(start)) + " s");
   }
   return Status::OK();
@@ -642,7 +529,7 @@ Status RestoreFilterCheckpoint(FileSystem* fs, const std::string& basename,
   const auto start = std::chrono::steady_clock::now();
   const SplitBasename split(basename);
   std::vector<std::pair<std::string, SplitFile>> files;
-  Status status = ListSplitFiles(fs, split, &files);
+  Status status = ListShardFiles(fs, split, ParseShardFileName, &files);
   if (status.code() == StatusCode::kNotFound) {
     return NotFoundError("no hash filter checkpoint at " + basename + ": " +
                          status.message());
@@ -650,7 +537,7 @@ Status RestoreFilterCheckpoint(FileSystem* fs, const std::string& basename,
   MONOLITH_RETURN_IF_ERROR(status);
   std::map<int, std::set<int>> present;
   for (const auto& [path, file] : files) {
-    if (!file.temp) present[file.nsplits].insert(file.split);
+    if (!file.temp) present[file.nshards].insert(file.shard);
   }
   if (present.empty()) {
     return NotFoundError("no hash filter checkpoint at " + basename +
@@ -712,7 +599,7 @@ Status RestoreFilterCheckpoint(FileSystem* fs, const std::string& basename,
                  std::to_string(nsplits) + " splits, " + std::to_string(total) +
                  " bytes" +
                  (metas[0].identity.present
-                      ? ", save " + Hex(metas[0].identity.save_id)
+                      ? ", save " + SaveIdText(metas[0].identity.save_id)
                       : ", written by the original Monolith") +
                  ") in " + std::to_string(SecondsSince(start)) + " s");
   }

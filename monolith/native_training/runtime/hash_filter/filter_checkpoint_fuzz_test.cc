@@ -34,26 +34,13 @@
 // Iterations are independent and deterministic: a failure prints its
 // number and mutations; rerun it with the same seed and
 // MONOLITH_FUZZ_ITERATION.
-#if !defined(__SANITIZE_ADDRESS__)
-#if defined(__has_feature)
-#if !__has_feature(address_sanitizer)
-#error "filter_checkpoint_fuzz_test must be built with -fsanitize=address"
-#endif
-#else
-#error "filter_checkpoint_fuzz_test must be built with -fsanitize=address"
-#endif
-#endif
-
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <functional>
 #include <iterator>
-#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -61,32 +48,14 @@
 #include <set>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "monolith/native_training/runtime/hash_filter/filter_checkpoint.h"
-#include "monolith/native_training/runtime/hash_filter/hash_filter.h"
-#include "monolith/native_training/runtime/hash_filter/sliding_hash_filter.h"
+#include "monolith/native_training/runtime/hash_filter/fuzz_util.h"
+#include "monolith/native_training/runtime/hash_filter/test_util.h"
 #include "monolith/native_training/runtime/hash_table/record_file.h"
-
-// ASan's options unless ASAN_OPTIONS overrides them (as restore_fuzz_test):
-// a single allocation over 1 GiB or a resident set over 2 GiB is a failure,
-// not a slow test. Container-overflow checks are off: protobuf's
-// RepeatedField templates instantiated in this instrumented binary are also
-// grown by the uninstrumented protobuf runtime in libtensorflow_framework,
-// a known false positive of partially instrumented builds.
-extern "C" __attribute__((visibility("default"), used, no_sanitize_address))
-const char*
-__asan_default_options() {
-  return "detect_leaks=1:"
-         "detect_container_overflow=0:"
-         "allocator_may_return_null=0:"
-         "max_allocation_size_mb=1024:"
-         "hard_rss_limit_mb=2048:"
-         "print_summary=1";
-}
 
 namespace monolith {
 namespace hash_filter {
@@ -102,6 +71,16 @@ using ::monolith::hash_table::ParallelFor;
 using ::monolith::hash_table::RandomAccessFile;
 using ::monolith::hash_table::SerialFor;
 using ::monolith::hash_table::WritableFile;
+using fuzz_util::Config;
+using fuzz_util::Extreme;
+using fuzz_util::MakeFilter;
+using fuzz_util::MutateDataRecord;
+using fuzz_util::MutateMetaFields;
+using fuzz_util::RandomConfig;
+using fuzz_util::StateEquals;
+using fuzz_util::Workload;
+using test_util::Fixed;
+using test_util::ThreadFor;
 
 constexpr char kDir[] = "/ckpt";
 constexpr char kBasename[] = "/ckpt/hash_filter_0";
@@ -220,28 +199,7 @@ class MemFileSystem : public FileSystem {
   std::set<std::string> dirs_ = {"/"};
 };
 
-Status ThreadFor(int64_t n, const std::function<Status(int64_t)>& fn) {
-  std::vector<Status> statuses(n);
-  std::vector<std::thread> threads;
-  for (int64_t i = 0; i < n; ++i) {
-    threads.emplace_back([&, i] { statuses[i] = fn(i); });
-  }
-  for (std::thread& thread : threads) thread.join();
-  for (const Status& status : statuses) {
-    if (!status.ok()) return status;
-  }
-  return Status::OK();
-}
-
 // ------------------------------------------------------------------ records
-
-std::string Fixed(uint64_t value, int bytes) {
-  std::string out;
-  for (int i = 0; i < bytes; ++i) {
-    out.push_back(static_cast<char>((value >> (8 * i)) & 0xFF));
-  }
-  return out;
-}
 
 uint32_t Crc(std::string_view data) {
   return MaskCrc(ExtendCrc32c(0, data.data(), data.size()));
@@ -283,78 +241,8 @@ bool Unframe(const std::string& bytes, std::vector<std::string>* records,
 
 // ------------------------------------------------------------------ filters
 
-struct Config {
-  bool sliding = true;
-  uint64_t capacity = 0;
-  int split_num = 0;
-  double fill_rate = 0;
-};
-
-std::unique_ptr<Filter> MakeFilter(const Config& config) {
-  if (config.sliding) {
-    std::unique_ptr<SlidingHashFilter> filter;
-    const Status s =
-        SlidingHashFilter::Create(config.capacity, config.split_num, &filter);
-    EXPECT_TRUE(s.ok()) << s.ToString();
-    return filter;
-  }
-  std::unique_ptr<HashFilter> filter;
-  const Status s =
-      HashFilter::Create(config.capacity, config.fill_rate, &filter);
-  EXPECT_TRUE(s.ok()) << s.ToString();
-  return filter;
-}
-
-bool StateEquals(const Filter& a, const Filter& b) {
-  const auto* sa = dynamic_cast<const SlidingHashFilter*>(&a);
-  const auto* sb = dynamic_cast<const SlidingHashFilter*>(&b);
-  if (sa || sb) return sa && sb && *sa == *sb;
-  const auto* ha = dynamic_cast<const HashFilter*>(&a);
-  const auto* hb = dynamic_cast<const HashFilter*>(&b);
-  return ha && hb && *ha == *hb;
-}
-
-Config RandomConfig(std::mt19937_64* rng) {
-  Config config;
-  config.sliding = (*rng)() % 4 != 0;
-  if (config.sliding) {
-    config.split_num = 2 + static_cast<int>((*rng)() % 7);
-    config.capacity = 100 + (*rng)() % 3000;
-  } else {
-    config.capacity = 1 + (*rng)() % 8000;
-    config.fill_rate = 1.0 + static_cast<double>((*rng)() % 100) / 50;
-  }
-  return config;
-}
-
-void Workload(Filter* filter, std::mt19937_64* rng, int ops) {
-  const uint64_t universe = 1 + (*rng)() % 5000;
-  for (int i = 0; i < ops; ++i) {
-    filter->ShouldBeFiltered(static_cast<int64_t>((*rng)() % universe),
-                             (*rng)() % 4, 1 + (*rng)() % 15, nullptr);
-  }
-}
-
-uint64_t Extreme(std::mt19937_64* rng) {
-  static const uint64_t kValues[] = {0,
-                                     1,
-                                     2,
-                                     7,
-                                     15,
-                                     16,
-                                     64,
-                                     9999,
-                                     10000,
-                                     10001,
-                                     0x7FFFFFFF,
-                                     0x80000000,
-                                     0xFFFFFFFF,
-                                     0x100000000ULL,
-                                     0x7FFFFFFFFFFFFFFFULL,
-                                     0xFFFFFFFFFFFFFFFFULL};
-  if ((*rng)() % 2) return kValues[(*rng)() % (sizeof(kValues) / 8)];
-  return (*rng)() >> ((*rng)() % 64);
-}
+// Plain HashFilters of capacity 1 to this.
+constexpr uint64_t kMaxHashFilterCapacity = 8000;
 
 // ------------------------------------------------------------------ mutations
 
@@ -594,54 +482,7 @@ class Mutator {
 
   std::string MutateMeta(std::string* bytes) {
     return RewriteMeta(bytes, [this](HashFilterSplitMetaDump* meta) {
-      auto* sliding = meta->mutable_sliding_hash_filter_meta();
-      const uint64_t v = Extreme(&rng_);
-      switch (rng_() % 12) {
-        case 0:
-          meta->set_total_size(v);
-          return "meta total_size set";
-        case 1:
-          meta->set_num_elements(v);
-          return "meta num_elements set";
-        case 2:
-          meta->set_failure_count(v);
-          return "meta failure_count set";
-        case 3: {
-          static const double kRates[] = {
-              0,
-              -1,
-              1.2000001,
-              1e308,
-              std::numeric_limits<double>::infinity(),
-              std::nan("")};
-          meta->set_fill_rate(kRates[rng_() % 6]);
-          return "meta fill_rate set";
-        }
-        case 4:
-          sliding->set_split_num(static_cast<uint32_t>(v));
-          return "ring split_num set";
-        case 5:
-          sliding->set_head(static_cast<uint32_t>(v));
-          return "ring head set";
-        case 6:
-          sliding->set_head_increment(static_cast<uint32_t>(v));
-          return "ring head_increment set";
-        case 7:
-          sliding->set_max_backward_step(static_cast<uint32_t>(v));
-          return "ring max_backward_step set";
-        case 8:
-          sliding->set_max_step(static_cast<uint32_t>(v));
-          return "ring max_step set";
-        case 9:
-          sliding->set_max_forward_step(static_cast<uint32_t>(v));
-          return "ring max_forward_step set";
-        case 10:
-          meta->clear_sliding_hash_filter_meta();
-          return "ring meta cleared";
-        default:
-          sliding->set_failure_count(v);
-          return "ring failure_count set";
-      }
+      return MutateMetaFields(meta, &rng_);
     });
   }
 
@@ -684,41 +525,10 @@ class Mutator {
 
   std::string MutateData(std::string* bytes) {
     std::vector<std::string> records;
-    if (!Unframe(*bytes, &records) || records.size() < 2) return "(no data)";
-    const size_t d = 1 + rng_() % (records.size() - 1);
-    HashFilterSplitDataDump data;
-    if (!data.ParseFromString(records[d])) return "(data unparsable)";
+    if (!Unframe(*bytes, &records)) return "(framing broken)";
     std::string what;
-    switch (rng_() % 5) {
-      case 0:
-        data.set_offset(static_cast<uint32_t>(Extreme(&rng_)));
-        what = "data offset set";
-        break;
-      case 1:
-        if (data.data_size() > 0) {
-          data.set_data(rng_() % data.data_size(),
-                        static_cast<uint32_t>(Extreme(&rng_)));
-        }
-        what = "data cell set";
-        break;
-      case 2: {
-        const int n = 1 + rng_() % 20000;
-        for (int i = 0; i < n; ++i) data.add_data(rng_() & 0xFFFF);
-        what = "data cells added";
-        break;
-      }
-      case 3:
-        data.mutable_data()->Truncate(rng_() % (data.data_size() + 1));
-        what = "data cells cut";
-        break;
-      default:
-        data.clear_offset();
-        what = "data offset cleared";
-        break;
-    }
-    records[d] = data.SerializeAsString();
-    *bytes = FrameAll(records);
-    return what + " (record " + std::to_string(d) + ")";
+    if (MutateDataRecord(&records, &rng_, &what)) *bytes = FrameAll(records);
+    return what;
   }
 
   std::string MutateFileSet(const std::string& path,
@@ -803,13 +613,14 @@ TEST(FilterCheckpointFuzzTest, MutatedCheckpointsRestoreOrFailCleanly) {
     ++done;
     std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ULL +
                         static_cast<uint64_t>(iteration));
-    const Config config = RandomConfig(&rng);
+    const Config config = RandomConfig(&rng, kMaxHashFilterCapacity);
     std::unique_ptr<Filter> source = MakeFilter(config);
     Workload(source.get(), &rng, static_cast<int>(rng() % 6000));
     MemFileSystem fs;
     // Sometimes an earlier save at the basename first.
     if (rng() % 4 == 0) {
-      std::unique_ptr<Filter> earlier = MakeFilter(RandomConfig(&rng));
+      std::unique_ptr<Filter> earlier =
+          MakeFilter(RandomConfig(&rng, kMaxHashFilterCapacity));
       ASSERT_TRUE(
           SaveFilterCheckpoint(&fs, kBasename, *earlier, SerialFor).ok());
     }
@@ -817,7 +628,7 @@ TEST(FilterCheckpointFuzzTest, MutatedCheckpointsRestoreOrFailCleanly) {
 
     // Another filter's checkpoint at the same basename, for foreign
     // records and files.
-    const Config foreign_config = RandomConfig(&rng);
+    const Config foreign_config = RandomConfig(&rng, kMaxHashFilterCapacity);
     std::unique_ptr<Filter> foreign = MakeFilter(foreign_config);
     Workload(foreign.get(), &rng, 300);
     MemFileSystem foreign_fs;

@@ -12,7 +12,6 @@
 #include <random>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -35,22 +34,10 @@ using ::monolith::hash_table::PosixFileSystem;
 using ::monolith::hash_table::SerialFor;
 using ::monolith::hash_table::StatusCode;
 using ::monolith::hash_table::WritableFile;
+using test_util::Fixed;
+using test_util::ThreadFor;
 
 // ------------------------------------------------------------ helpers
-
-// One thread per index, so splits really save and restore at once.
-Status ThreadFor(int64_t n, const std::function<Status(int64_t)>& fn) {
-  std::vector<Status> statuses(n);
-  std::vector<std::thread> threads;
-  for (int64_t i = 0; i < n; ++i) {
-    threads.emplace_back([&, i] { statuses[i] = fn(i); });
-  }
-  for (std::thread& thread : threads) thread.join();
-  for (const Status& status : statuses) {
-    if (!status.ok()) return status;
-  }
-  return Status::OK();
-}
 
 bool Contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
@@ -103,14 +90,6 @@ uint32_t Crc32c(const std::string& data) {
 
 uint32_t Masked(uint32_t crc) {
   return ((crc >> 15) | (crc << 17)) + 0xa282ead8u;
-}
-
-std::string Fixed(uint64_t value, int bytes) {
-  std::string out;
-  for (int i = 0; i < bytes; ++i) {
-    out.push_back(static_cast<char>((value >> (8 * i)) & 0xFF));
-  }
-  return out;
 }
 
 std::string Frame(const std::string& record) {

@@ -15,21 +15,9 @@
 // Environment, for longer runs on demand:
 //   MONOLITH_FUZZ_SEED        seed (default 1)
 //   MONOLITH_FUZZ_ITERATIONS  iterations (default 1500)
-#if !defined(__SANITIZE_ADDRESS__)
-#if defined(__has_feature)
-#if !__has_feature(address_sanitizer)
-#error "restore_fuzz_test must be built with -fsanitize=address"
-#endif
-#else
-#error "restore_fuzz_test must be built with -fsanitize=address"
-#endif
-#endif
-
-#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <limits>
 #include <map>
 #include <memory>
 #include <random>
@@ -38,35 +26,21 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "monolith/native_training/runtime/hash_filter/hash_filter.h"
-#include "monolith/native_training/runtime/hash_filter/sliding_hash_filter.h"
+#include "monolith/native_training/runtime/hash_filter/fuzz_util.h"
 #include "monolith/native_training/runtime/hash_filter/test_util.h"
-
-// ASan's options unless ASAN_OPTIONS overrides them. A single allocation
-// over 1 GiB or a resident set over 2 GiB is a failure, not a slow test.
-// Container-overflow checks are off: protobuf's RepeatedField<uint32>
-// templates are instantiated (with ASan's container annotations) in this
-// instrumented binary and also used by the uninstrumented protobuf runtime
-// in libtensorflow_framework.so.2, which grows the same fields without the
-// annotations, a known false positive of partially instrumented builds
-// (it fires during the runtime's own static initialization).
-extern "C" __attribute__((visibility("default"), used, no_sanitize_address))
-const char*
-__asan_default_options() {
-  return "detect_leaks=1:"
-         "detect_container_overflow=0:"
-         "allocator_may_return_null=0:"
-         "max_allocation_size_mb=1024:"
-         "hard_rss_limit_mb=2048:"
-         "print_summary=1";
-}
 
 namespace monolith {
 namespace hash_filter {
 namespace {
 
-using ::monolith::hash_table::HashFilterSplitDataDump;
 using ::monolith::hash_table::HashFilterSplitMetaDump;
+using fuzz_util::Config;
+using fuzz_util::MakeFilter;
+using fuzz_util::MutateDataRecord;
+using fuzz_util::MutateMetaFields;
+using fuzz_util::RandomConfig;
+using fuzz_util::StateEquals;
+using fuzz_util::Workload;
 using test_util::RestoreSplit;
 using test_util::SaveAll;
 using test_util::SplitRecords;
@@ -76,34 +50,8 @@ uint64_t EnvOr(const char* name, uint64_t fallback) {
   return value && *value ? std::strtoull(value, nullptr, 10) : fallback;
 }
 
-struct Config {
-  bool sliding = true;
-  uint64_t capacity = 0;
-  int split_num = 0;
-  double fill_rate = 0;
-};
-
-std::unique_ptr<Filter> MakeFilter(const Config& config) {
-  if (config.sliding) {
-    std::unique_ptr<SlidingHashFilter> filter;
-    Status s =
-        SlidingHashFilter::Create(config.capacity, config.split_num, &filter);
-    EXPECT_TRUE(s.ok()) << s.ToString();
-    return filter;
-  }
-  std::unique_ptr<HashFilter> filter;
-  Status s = HashFilter::Create(config.capacity, config.fill_rate, &filter);
-  EXPECT_TRUE(s.ok()) << s.ToString();
-  return filter;
-}
-
-bool StateEquals(const Filter& a, const Filter& b, bool sliding) {
-  if (sliding) {
-    return static_cast<const SlidingHashFilter&>(a) ==
-           static_cast<const SlidingHashFilter&>(b);
-  }
-  return static_cast<const HashFilter&>(a) == static_cast<const HashFilter&>(b);
-}
+// Plain HashFilters of capacity 1 to this.
+constexpr uint64_t kMaxHashFilterCapacity = 3000;
 
 // The error's code and message with numbers blanked, to count kinds.
 std::string OutcomeKey(const Status& s) {
@@ -112,48 +60,6 @@ std::string OutcomeKey(const Status& s) {
     if (c >= '0' && c <= '9') c = '#';
   }
   return key.substr(0, 110);
-}
-
-Config RandomConfig(std::mt19937_64* rng) {
-  Config config;
-  config.sliding = (*rng)() % 4 != 0;
-  if (config.sliding) {
-    config.split_num = 2 + static_cast<int>((*rng)() % 7);
-    config.capacity = 100 + (*rng)() % 3000;
-  } else {
-    config.capacity = 1 + (*rng)() % 3000;
-    config.fill_rate = 1.0 + static_cast<double>((*rng)() % 100) / 50;
-  }
-  return config;
-}
-
-void Workload(Filter* filter, std::mt19937_64* rng, int ops) {
-  const uint64_t universe = 1 + (*rng)() % 5000;
-  for (int i = 0; i < ops; ++i) {
-    filter->ShouldBeFiltered(static_cast<int64_t>((*rng)() % universe),
-                             (*rng)() % 4, 1 + (*rng)() % 15, nullptr);
-  }
-}
-
-uint64_t Extreme(std::mt19937_64* rng) {
-  static const uint64_t kValues[] = {0,
-                                     1,
-                                     2,
-                                     7,
-                                     15,
-                                     16,
-                                     64,
-                                     9999,
-                                     10000,
-                                     10001,
-                                     0x7FFFFFFF,
-                                     0x80000000,
-                                     0xFFFFFFFF,
-                                     0x100000000ULL,
-                                     0x7FFFFFFFFFFFFFFFULL,
-                                     0xFFFFFFFFFFFFFFFFULL};
-  if ((*rng)() % 2) return kValues[(*rng)() % (sizeof(kValues) / 8)];
-  return (*rng)() >> ((*rng)() % 64);
 }
 
 // One random mutation of |all| (one record list per split); |foreign| is
@@ -214,86 +120,14 @@ std::string Mutate(std::vector<SplitRecords>* all,
     case 9: {  // meta fields
       HashFilterSplitMetaDump meta;
       if (!meta.ParseFromString(records[0])) return "meta unparsable";
-      auto* sliding = meta.mutable_sliding_hash_filter_meta();
-      const uint64_t v = Extreme(rng);
-      switch ((*rng)() % 12) {
-        case 0:
-          meta.set_total_size(v);
-          break;
-        case 1:
-          meta.set_num_elements(v);
-          break;
-        case 2:
-          meta.set_failure_count(v);
-          break;
-        case 3: {
-          static const double kRates[] = {
-              0,
-              -1,
-              1.2000001,
-              1e308,
-              std::numeric_limits<double>::infinity(),
-              std::nan("")};
-          meta.set_fill_rate(kRates[(*rng)() % 6]);
-          break;
-        }
-        case 4:
-          sliding->set_split_num(static_cast<uint32_t>(v));
-          break;
-        case 5:
-          sliding->set_head(static_cast<uint32_t>(v));
-          break;
-        case 6:
-          sliding->set_head_increment(static_cast<uint32_t>(v));
-          break;
-        case 7:
-          sliding->set_max_backward_step(static_cast<uint32_t>(v));
-          break;
-        case 8:
-          sliding->set_max_step(static_cast<uint32_t>(v));
-          break;
-        case 9:
-          sliding->set_max_forward_step(static_cast<uint32_t>(v));
-          break;
-        case 10:
-          meta.clear_sliding_hash_filter_meta();
-          break;
-        default:
-          sliding->set_failure_count(v);
-          break;
-      }
+      const std::string what = MutateMetaFields(&meta, rng);
       records[0] = meta.SerializeAsString();
-      return "meta field changed";
+      return what;
     }
     default: {  // data record fields
-      if (records.size() < 2) return "no data record";
-      const size_t d = 1 + (*rng)() % (records.size() - 1);
-      HashFilterSplitDataDump data;
-      if (!data.ParseFromString(records[d])) return "data unparsable";
-      switch ((*rng)() % 5) {
-        case 0:
-          data.set_offset(static_cast<uint32_t>(Extreme(rng)));
-          break;
-        case 1:
-          if (data.data_size() > 0) {
-            data.set_data((*rng)() % data.data_size(),
-                          static_cast<uint32_t>(Extreme(rng)));
-          }
-          break;
-        case 2: {
-          const int n = 1 + (*rng)() % 20000;
-          for (int i = 0; i < n; ++i) data.add_data((*rng)() & 0xFFFF);
-          break;
-        }
-        case 3:
-          data.mutable_data()->Truncate((*rng)() % (data.data_size() + 1));
-          break;
-        default:
-          data.clear_offset();
-          break;
-      }
-      records[d] = data.SerializeAsString();
-      return "data field changed";
+      std::string what;
+      MutateDataRecord(&records, rng, &what);
+      return what;
     }
   }
 }
@@ -304,13 +138,13 @@ TEST(RestoreFuzzTest, CorruptedDumpsFailCleanly) {
   std::map<std::string, int> outcomes;
   for (uint64_t iteration = 0; iteration < iterations; ++iteration) {
     std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ULL + iteration);
-    const Config config = RandomConfig(&rng);
+    const Config config = RandomConfig(&rng, kMaxHashFilterCapacity);
     std::unique_ptr<Filter> source = MakeFilter(config);
     Workload(source.get(), &rng, static_cast<int>(rng() % 6000));
     std::vector<SplitRecords> all;
     ASSERT_TRUE(SaveAll(*source, &all).ok());
 
-    const Config foreign_config = RandomConfig(&rng);
+    const Config foreign_config = RandomConfig(&rng, kMaxHashFilterCapacity);
     std::unique_ptr<Filter> foreign = MakeFilter(foreign_config);
     Workload(foreign.get(), &rng, 200);
     std::vector<SplitRecords> foreign_all;
@@ -343,7 +177,7 @@ TEST(RestoreFuzzTest, CorruptedDumpsFailCleanly) {
       if (!s.ok()) {
         all_ok = false;
         ++outcomes[OutcomeKey(s)];
-        ASSERT_TRUE(StateEquals(*before, *target, target_config.sliding))
+        ASSERT_TRUE(StateEquals(*before, *target))
             << "iteration " << iteration << " (" << description
             << "): a failed Restore changed the filter: " << s.ToString();
       }
@@ -351,7 +185,7 @@ TEST(RestoreFuzzTest, CorruptedDumpsFailCleanly) {
     if (all_ok) ++outcomes["OK"];
     if (!mutate) {
       ASSERT_TRUE(all_ok) << "iteration " << iteration;
-      ASSERT_TRUE(StateEquals(*source, *target, config.sliding))
+      ASSERT_TRUE(StateEquals(*source, *target))
           << "iteration " << iteration;
     }
     // Whatever was restored stays usable.

@@ -1,12 +1,15 @@
 // Test helpers: Save/Restore through in-memory records (optionally as
-// serialized bytes, the way the ops write them to files), and id sets that
-// never collide in a filter of a given size.
+// serialized bytes, the way the ops write them to files), id sets that
+// never collide in a filter of a given size, a ParallelFor with a thread per
+// index, and little-endian integers for hand-built file bytes.
 #ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_FILTER_TEST_UTIL_H_
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_FILTER_TEST_UTIL_H_
 
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <string>
+#include <thread>
 #include <unordered_set>
 #include <vector>
 
@@ -116,6 +119,31 @@ inline FID FidWithHomeAndSignature(uint64_t total_size, uint64_t home,
     const FID fid = ((*rng)() & mask) | sign_bits;
     if (HashFilterPosition(fid) % total_size == home) return fid;
   }
+}
+
+// A hash_table::ParallelFor with one thread per index, so splits really
+// save and restore at once; returns the first error by index.
+inline Status ThreadFor(int64_t n, const std::function<Status(int64_t)>& fn) {
+  std::vector<Status> statuses(n);
+  std::vector<std::thread> threads;
+  for (int64_t i = 0; i < n; ++i) {
+    threads.emplace_back([&, i] { statuses[i] = fn(i); });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (const Status& status : statuses) {
+    if (!status.ok()) return status;
+  }
+  return Status::OK();
+}
+
+// The low |bytes| bytes of |value|, little-endian (TFRecord's lengths and
+// CRCs).
+inline std::string Fixed(uint64_t value, int bytes) {
+  std::string out;
+  for (int i = 0; i < bytes; ++i) {
+    out.push_back(static_cast<char>((value >> (8 * i)) & 0xFF));
+  }
+  return out;
 }
 
 }  // namespace test_util

@@ -1,99 +1,31 @@
 #include "monolith/native_training/runtime/hash_table/checkpoint.h"
 
-#include <algorithm>
 #include <chrono>
-#include <cinttypes>
-#include <cstdio>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <random>
 #include <set>
 #include <utility>
 
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
 #include "monolith/native_training/runtime/hash_table/record_file.h"
+#include "monolith/native_training/runtime/hash_table/sharded_files.h"
 
 namespace monolith {
 namespace hash_table {
 namespace {
 
-constexpr char kTempMarker[] = "-tmp-";
-
-// |basename| as the directory to list and the prefix of its files' names.
-struct SplitBasename {
-  explicit SplitBasename(const std::string& basename) {
-    const size_t slash = basename.rfind('/');
-    if (slash == std::string::npos) {
-      dir = ".";
-      prefix = basename;
-      dir_prefix = "";
-    } else {
-      dir = slash == 0 ? "/" : basename.substr(0, slash);
-      prefix = basename.substr(slash + 1);
-      dir_prefix = basename.substr(0, slash + 1);
-    }
-  }
-  std::string Path(const std::string& name) const { return dir_prefix + name; }
-
-  std::string dir;
-  std::string prefix;
-  std::string dir_prefix;  // what precedes a name in a path
-};
-
 // A file of a checkpoint, from its name.
-struct ShardFile {
+struct ShardFile : ShardName {
   bool meta = false;
-  int shard = 0;
-  int nshards = 0;
-  bool temp = false;  // "<final name>-tmp-<save id>"
 };
-
-bool ParseFiveDigits(std::string_view text, int* value) {
-  if (text.size() < 5) return false;
-  *value = 0;
-  for (int i = 0; i < 5; ++i) {
-    if (text[i] < '0' || text[i] > '9') return false;
-    *value = *value * 10 + (text[i] - '0');
-  }
-  return true;
-}
 
 // Whether |name| is "<prefix>[.meta]-SSSSS-of-NNNNN[-tmp-...]".
 bool ParseShardFile(std::string_view name, const std::string& prefix,
                     ShardFile* file) {
-  if (name.substr(0, prefix.size()) != prefix) return false;
-  name.remove_prefix(prefix.size());
-  file->meta = name.substr(0, 5) == ".meta";
-  if (file->meta) name.remove_prefix(5);
-  if (name.substr(0, 1) != "-" || !ParseFiveDigits(name.substr(1), &file->shard) ||
-      name.substr(6, 4) != "-of-" ||
-      !ParseFiveDigits(name.substr(10), &file->nshards)) {
-    return false;
-  }
-  name.remove_prefix(15);
-  file->temp = !name.empty();
-  if (file->temp && name.substr(0, std::strlen(kTempMarker)) != kTempMarker) {
-    return false;
-  }
-  return file->nshards > 0 && file->shard < file->nshards;
-}
-
-std::string Hex(uint64_t value) {
-  char text[17];
-  std::snprintf(text, sizeof(text), "%016" PRIx64, value);
-  return text;
-}
-
-int64_t NowMicros() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-void Log(const LogFn& log, const std::string& line) {
-  if (log) log(line);
+  file->meta = ParseShardFileName(name, prefix + ".meta", file);
+  return file->meta || ParseShardFileName(name, prefix, file);
 }
 
 // Logs every finished shard of a save or restore and then the whole, so a
@@ -135,11 +67,7 @@ class ShardProgress {
   uint64_t bytes() const { return bytes_; }
 
  private:
-  double Seconds() const {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                         start_)
-        .count();
-  }
+  double Seconds() const { return SecondsSince(start_); }
 
   const LogFn& log_;
   const char* const verb_;
@@ -209,43 +137,11 @@ Status WriteShard(FileSystem* fs, const std::vector<std::string>& table_names,
   return Status::OK();
 }
 
-// The files of |split|'s checkpoints in its directory.
-Status ListShardFiles(FileSystem* fs, const SplitBasename& split,
-                      std::vector<std::pair<std::string, ShardFile>>* files) {
-  std::vector<std::string> names;
-  MONOLITH_RETURN_IF_ERROR(fs->ListDirectory(split.dir, &names));
-  files->clear();
-  for (const std::string& name : names) {
-    ShardFile file;
-    if (ParseShardFile(name, split.prefix, &file)) {
-      files->emplace_back(split.Path(name), file);
-    }
-  }
-  return Status::OK();
-}
-
-// Deletes the files |doomed| picks; failures are logged, not returned: leftovers
-// are harmless to readers.
-void DeleteShardFiles(FileSystem* fs, const SplitBasename& split,
-                      const std::function<bool(const ShardFile&)>& doomed,
-                      const char* why, const LogFn& log) {
-  std::vector<std::pair<std::string, ShardFile>> files;
-  if (!ListShardFiles(fs, split, &files).ok()) return;
-  for (const auto& [path, file] : files) {
-    if (!doomed(file)) continue;
-    const Status s = fs->DeleteFile(path);
-    Log(log, s.ok() ? "Deleted " + path + " (" + why + ")"
-                    : "Could not delete " + path + " (" + why +
-                          "): " + s.message());
-  }
-}
-
 std::string DescribeSave(const std::string& meta_path,
                          const MultiHashTableMetadata& meta) {
   if (!meta.has_save_id()) return meta_path + " has no save id";
-  return meta_path + " is from save " + Hex(meta.save_id()) +
-         " (begun at Unix time " +
-         std::to_string(meta.save_time_micros() / 1000000) + ")";
+  return meta_path + " is " +
+         DescribeSaveId(meta.save_id(), meta.save_time_micros());
 }
 
 // Reads and cross-checks the meta files of the |nshards|-shard checkpoint
@@ -377,9 +273,9 @@ Status RestoreShard(FileSystem* fs, const CheckpointInfo& info, int s,
       digest = ExtendDigest(digest, reader->last_record_crc());
       status = restore(s, table.table, record);
       if (!status.ok()) {
-        return Status(status.code(), data_path + ": entry " +
-                                         std::to_string(i) + " of table " +
-                                         name + ": " + status.message());
+        return Prefixed(data_path + ": entry " + std::to_string(i) +
+                            " of table " + name + ": ",
+                        status);
       }
     }
     if (table.has_crc && digest != table.entries_crc32c) {
@@ -407,16 +303,12 @@ Status RestoreShard(FileSystem* fs, const CheckpointInfo& info, int s,
 
 std::string CheckpointDataName(const std::string& basename, int shard,
                                int nshards) {
-  char suffix[32];
-  std::snprintf(suffix, sizeof(suffix), "-%05d-of-%05d", shard, nshards);
-  return basename + suffix;
+  return ShardFileName(basename, shard, nshards);
 }
 
 std::string CheckpointMetaName(const std::string& basename, int shard,
                                int nshards) {
-  char suffix[40];
-  std::snprintf(suffix, sizeof(suffix), ".meta-%05d-of-%05d", shard, nshards);
-  return basename + suffix;
+  return ShardFileName(basename + ".meta", shard, nshards);
 }
 
 Status SerialFor(int64_t n, const std::function<Status(int64_t)>& fn) {
@@ -449,15 +341,11 @@ Status SaveCheckpoint(FileSystem* fs, const std::string& basename,
   MONOLITH_RETURN_IF_ERROR(fs->CreateDirectories(split.dir));
   // One writer per basename: temporary files there are an interrupted
   // save's.
-  DeleteShardFiles(
-      fs, split, [](const ShardFile& file) { return file.temp; },
-      "left by an interrupted save", options.log);
+  DeleteTemporaries<ShardFile>(fs, split, ParseShardFile, options.log);
 
-  std::random_device device;
-  const uint64_t save_id =
-      (uint64_t{device()} << 32 | device()) ^ static_cast<uint64_t>(NowMicros());
+  const uint64_t save_id = NewSaveId(NowMicros());
   const int64_t save_time_micros = NowMicros();
-  const std::string temp_suffix = kTempMarker + Hex(save_id);
+  const std::string temp_suffix = TempSuffix(save_id);
   std::vector<ShardWrite> shards(nshards);
   for (int s = 0; s < nshards; ++s) {
     shards[s].tmp_data = CheckpointDataName(basename, s, nshards) + temp_suffix;
@@ -487,11 +375,8 @@ Status SaveCheckpoint(FileSystem* fs, const std::string& basename,
     }
     return status;
   }
-  DeleteShardFiles(
-      fs, split,
-      [nshards](const ShardFile& file) {
-        return !file.temp && file.nshards != nshards;
-      },
+  DeleteOtherShardCounts<ShardFile>(
+      fs, split, ParseShardFile, nshards,
       "superseded by a save with another shard count", options.log);
   progress.Finish();
   if (result != nullptr) {
@@ -510,7 +395,7 @@ Status ReadCheckpointInfo(FileSystem* fs, const std::string& basename,
                                CheckpointDataName(basename, 0, 1) +
                                " and its .meta file)";
   std::vector<std::pair<std::string, ShardFile>> files;
-  Status status = ListShardFiles(fs, split, &files);
+  Status status = ListShardFiles(fs, split, ParseShardFile, &files);
   if (status.code() == StatusCode::kNotFound) {
     return NotFoundError("no multi hash table checkpoint at " + basename +
                          ": " + status.message());

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "monolith/native_training/runtime/hash_table/file_system.h"
+#include "monolith/native_training/runtime/hash_table/sharded_files.h"
 #include "monolith/native_training/runtime/hash_table/status.h"
 
 namespace monolith {
@@ -52,9 +53,7 @@ using ParallelFor =
 // A ParallelFor that runs in the calling thread.
 Status SerialFor(int64_t n, const std::function<Status(int64_t)>& fn);
 
-// Receives progress lines and warnings (e.g. LOG(INFO) in a kernel). May be
-// empty.
-using LogFn = std::function<void(const std::string&)>;
+// LogFn (progress lines and warnings): see sharded_files.h.
 
 // Hands every record (serialized EntryDump) of table |table| that belongs
 // to dump shard |shard| of |nshards| to |write|, stopping at its first

@@ -1,0 +1,107 @@
+#include "monolith/native_training/runtime/hash_table/sharded_files.h"
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <random>
+
+namespace monolith {
+namespace hash_table {
+namespace {
+
+constexpr char kTempMarker[] = "-tmp-";
+
+bool ParseFiveDigits(std::string_view text, int* value) {
+  if (text.size() < 5) return false;
+  *value = 0;
+  for (int i = 0; i < 5; ++i) {
+    if (text[i] < '0' || text[i] > '9') return false;
+    *value = *value * 10 + (text[i] - '0');
+  }
+  return true;
+}
+
+}  // namespace
+
+void Log(const LogFn& log, const std::string& line) {
+  if (log) log(line);
+}
+
+Status Prefixed(const std::string& prefix, const Status& status) {
+  return Status(status.code(), prefix + status.message());
+}
+
+SplitBasename::SplitBasename(const std::string& basename) {
+  const size_t slash = basename.rfind('/');
+  if (slash == std::string::npos) {
+    dir = ".";
+    prefix = basename;
+    dir_prefix = "";
+  } else {
+    dir = slash == 0 ? "/" : basename.substr(0, slash);
+    prefix = basename.substr(slash + 1);
+    dir_prefix = basename.substr(0, slash + 1);
+  }
+}
+
+std::string ShardFileName(const std::string& base, int shard, int nshards) {
+  char suffix[32];
+  std::snprintf(suffix, sizeof(suffix), "-%05d-of-%05d", shard, nshards);
+  return base + suffix;
+}
+
+bool ParseShardFileName(std::string_view name, std::string_view prefix,
+                        ShardName* file) {
+  if (name.size() < prefix.size() || name.substr(0, prefix.size()) != prefix) {
+    return false;
+  }
+  name.remove_prefix(prefix.size());
+  // "-SSSSS-of-NNNNN": 15 characters.
+  if (name.size() < 15 || name[0] != '-' ||
+      !ParseFiveDigits(name.substr(1), &file->shard) ||
+      name.substr(6, 4) != "-of-" ||
+      !ParseFiveDigits(name.substr(10), &file->nshards)) {
+    return false;
+  }
+  name.remove_prefix(15);
+  file->temp = !name.empty();
+  if (file->temp && name.substr(0, std::strlen(kTempMarker)) != kTempMarker) {
+    return false;
+  }
+  return file->nshards > 0 && file->shard < file->nshards;
+}
+
+int64_t NowMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+      .count();
+}
+
+uint64_t NewSaveId(int64_t now_micros) {
+  std::random_device device;
+  return (uint64_t{device()} << 32 | device()) ^
+         static_cast<uint64_t>(now_micros);
+}
+
+std::string SaveIdText(uint64_t save_id) {
+  char text[17];
+  std::snprintf(text, sizeof(text), "%016" PRIx64, save_id);
+  return text;
+}
+
+std::string TempSuffix(uint64_t save_id) {
+  return kTempMarker + SaveIdText(save_id);
+}
+
+std::string DescribeSaveId(uint64_t save_id, int64_t save_time_micros) {
+  return "from save " + SaveIdText(save_id) + " (begun at Unix time " +
+         std::to_string(save_time_micros / 1000000) + ")";
+}
+
+}  // namespace hash_table
+}  // namespace monolith

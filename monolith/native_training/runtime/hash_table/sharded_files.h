@@ -1,0 +1,149 @@
+// What the multi hash table checkpoints (checkpoint.h) and the hash filter
+// checkpoints (hash_filter/filter_checkpoint.h) share about their files: a
+// set of files "<base>-SSSSS-of-NNNNN", one per shard, beside a basename;
+// temporaries "<final name>-tmp-<save id>" a save writes before renaming
+// them; listing and deleting a basename's files; the text of save ids and
+// times; and small Status and logging helpers. Which bases a checkpoint has
+// (a table checkpoint's data and ".meta" files, a filter's one kind) stays
+// with each format.
+//
+// No TensorFlow includes: files come from a FileSystem.
+#ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_SHARDED_FILES_H_
+#define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_SHARDED_FILES_H_
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "monolith/native_training/runtime/hash_table/file_system.h"
+#include "monolith/native_training/runtime/hash_table/status.h"
+
+namespace monolith {
+namespace hash_table {
+
+// Receives progress lines and warnings (e.g. LOG(INFO) in a kernel). May be
+// empty.
+using LogFn = std::function<void(const std::string&)>;
+
+// Hands |line| to |log| unless it is empty.
+void Log(const LogFn& log, const std::string& line);
+
+// |status| with |prefix| put before its message.
+Status Prefixed(const std::string& prefix, const Status& status);
+
+// |basename| as the directory to list and the prefix of its files' names.
+struct SplitBasename {
+  explicit SplitBasename(const std::string& basename);
+  std::string Path(const std::string& name) const { return dir_prefix + name; }
+
+  std::string dir;
+  std::string prefix;
+  std::string dir_prefix;  // what precedes a name in a path
+};
+
+// "<base>-SSSSS-of-NNNNN" (five digits each, zero-padded).
+std::string ShardFileName(const std::string& base, int shard, int nshards);
+
+// A file of a sharded set, from its name.
+struct ShardName {
+  int shard = 0;
+  int nshards = 0;
+  bool temp = false;  // "<final name>-tmp-<anything>"
+};
+
+// Whether |name| is "<prefix>-SSSSS-of-NNNNN" or
+// "<prefix>-SSSSS-of-NNNNN-tmp-*" with SSSSS < NNNNN.
+bool ParseShardFileName(std::string_view name, std::string_view prefix,
+                        ShardName* file);
+
+// The files in |split|'s directory whose names |parse| accepts, as
+// (path, file) in the order of their names. |parse| is
+//   bool parse(std::string_view name, const std::string& prefix, File* file)
+// (e.g. ParseShardFileName) and gets split.prefix.
+template <typename File, typename Parse>
+Status ListShardFiles(FileSystem* fs, const SplitBasename& split,
+                      const Parse& parse,
+                      std::vector<std::pair<std::string, File>>* files) {
+  std::vector<std::string> names;
+  MONOLITH_RETURN_IF_ERROR(fs->ListDirectory(split.dir, &names));
+  std::sort(names.begin(), names.end());
+  files->clear();
+  for (const std::string& name : names) {
+    File file;
+    if (parse(name, split.prefix, &file)) {
+      files->emplace_back(split.Path(name), file);
+    }
+  }
+  return Status::OK();
+}
+
+// Deletes the files of ListShardFiles (File given explicitly) that
+// |doomed| (bool doomed(const File&)) picks, logging each. Failures are
+// logged, not returned: leftovers are harmless to readers.
+template <typename File, typename Parse, typename Doomed>
+void DeleteShardFiles(FileSystem* fs, const SplitBasename& split,
+                      const Parse& parse, const Doomed& doomed,
+                      const char* why, const LogFn& log) {
+  std::vector<std::pair<std::string, File>> files;
+  if (!ListShardFiles(fs, split, parse, &files).ok()) return;
+  for (const auto& [path, file] : files) {
+    if (!doomed(file)) continue;
+    const Status s = fs->DeleteFile(path);
+    Log(log,
+        s.ok() ? "Deleted " + path + " (" + why + ")"
+               : "Could not delete " + path + " (" + why + "): " + s.message());
+  }
+}
+
+// Deletes the temporaries at |split|: with one writer per basename, those
+// of an interrupted save (File: a ShardName).
+template <typename File, typename Parse>
+void DeleteTemporaries(FileSystem* fs, const SplitBasename& split,
+                       const Parse& parse, const LogFn& log) {
+  DeleteShardFiles<File>(
+      fs, split, parse, [](const File& file) { return file.temp; },
+      "left by an interrupted save", log);
+}
+
+// Deletes the (final) files at |split| of another shard count than
+// |nshards|, which a save of |nshards| superseded (File: a ShardName).
+template <typename File, typename Parse>
+void DeleteOtherShardCounts(FileSystem* fs, const SplitBasename& split,
+                            const Parse& parse, int nshards, const char* why,
+                            const LogFn& log) {
+  DeleteShardFiles<File>(
+      fs, split, parse,
+      [nshards](const File& file) {
+        return !file.temp && file.nshards != nshards;
+      },
+      why, log);
+}
+
+// Microseconds since the Unix epoch.
+int64_t NowMicros();
+
+// Seconds of the steady clock since |start|.
+double SecondsSince(std::chrono::steady_clock::time_point start);
+
+// A random save id, mixed with |now_micros|.
+uint64_t NewSaveId(int64_t now_micros);
+
+// |save_id| as 16 hex digits, as file names and messages show it.
+std::string SaveIdText(uint64_t save_id);
+
+// "-tmp-<save id>": what the temporaries of save |save_id| add to their
+// final names.
+std::string TempSuffix(uint64_t save_id);
+
+// "from save <id> (begun at Unix time <seconds>)".
+std::string DescribeSaveId(uint64_t save_id, int64_t save_time_micros);
+
+}  // namespace hash_table
+}  // namespace monolith
+
+#endif  // MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_SHARDED_FILES_H_
