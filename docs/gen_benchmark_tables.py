@@ -67,6 +67,8 @@ BENCHMARKS = {
     "hash_filter_benchmark":
         "./bazelw run -c opt "
         "//monolith/native_training:hash_filter_benchmark",
+    "tfra_peer_benchmark":
+        "./bazelw run -c opt //benchmarks/tfra:tfra_peer_benchmark",
 }
 
 _BEGIN = "<!-- benchmark-table: {} -->"
@@ -400,6 +402,64 @@ def _eviction(lines: List[Dict]) -> str:
       ] for r in lines))
 
 
+def _tfra_peer(lines: List[Dict]) -> str:
+  def rate(value, skipped):
+    return "skipped" if value is None and skipped else _millions(value)
+
+  def bar(r):
+    if r["target_ratio"] is None:
+      return ""
+    verdict = ("-" if r["bar_met"] is None else
+               "met" if r["bar_met"] else "**missed**")
+    return f">= {r['target_ratio']:g}: {verdict}"
+
+  table = _markdown(
+      ["ids", "dim", "op", "ours ids/s", "TFRA ids/s", "ours / TFRA", "bar"],
+      ([
+          _count(r["ids"]), str(r["dim"]), r["op"],
+          rate(r["ids_per_s"], r["skipped"]),
+          rate(r["peer_ids_per_s"], r["skipped"]),
+          _fixed(2)(r["ratio"]), bar(r)
+      ] for r in lines))
+
+  def bytes_(value):
+    return "" if value is None else f"{value:.0f}"
+
+  memory = _markdown(
+      ["ids", "dim", "ours bytes/entry (adagrad entries)",
+       "TFRA values only", "TFRA values + Adagrad accumulators",
+       "ours / TFRA"],
+      ([
+          _count(r["ids"]), str(r["dim"]), bytes_(r["bytes_per_entry"]),
+          bytes_(r["peer_params_bytes_per_entry"]),
+          bytes_(r["peer_bytes_per_entry"]),
+          (_fixed(2)(r["bytes_per_entry"] / r["peer_bytes_per_entry"])
+           if r["bytes_per_entry"] and r["peer_bytes_per_entry"] else "")
+      ] for r in lines if r["op"] == "lookup"))
+  table += "\n\nBytes per entry (RSS growth while filling, over the ids):\n\n"
+  table += memory
+  notes = []
+  checks = [
+      f"{_count(r['ids'])} ids dim {r['dim']} "
+      f"{_millions(r['peer_apply_from_step_ids_per_s'])}"
+      for r in lines if r["op"] == "apply_gradients" and
+      r["peer_apply_from_step_ids_per_s"] is not None
+  ]
+  if checks:
+    notes.append("TFRA's apply part from (train_step - train_lookup) "
+                 "times, as a cross-check, ids/s: " + ", ".join(checks))
+  skips = []
+  for r in lines:
+    skip = f"{_count(r['ids'])} ids dim {r['dim']}: {r['skipped']}"
+    if r["skipped"] and skip not in skips:
+      skips.append(skip)
+  if skips:
+    notes.append("skipped: " + "; ".join(skips))
+  if notes:
+    table += "\n\nIn the same run: " + "; ".join(notes) + "."
+  return table
+
+
 @dataclasses.dataclass(frozen=True)
 class Table:
   """A table of docs/benchmarks.md: its marker id, source and renderer."""
@@ -456,6 +516,14 @@ TABLES += [
     Table("eviction", "hash_filter_benchmark", "eviction", _eviction,
           ("entries", "dim", "evicted", "seconds", "entries_per_s",
            "rss_table_mb", "rss_recovered_mb", "recovered_share")),
+]
+
+TABLES += [
+    Table("tfra_peer", "tfra_peer_benchmark", "tfra_peer", _tfra_peer,
+          ("ids", "dim", "op", "ids_per_s", "peer_ids_per_s", "ratio",
+           "target_ratio", "bar_met", "bytes_per_entry",
+           "peer_bytes_per_entry", "peer_params_bytes_per_entry",
+           "peer_apply_from_step_ids_per_s", "skipped")),
 ]
 
 

@@ -116,6 +116,32 @@ RANDOM = [
     }),
 ]
 
+def _tfra_line(op, ours, peer, target=None, ids=1000000, skipped=None,
+               from_step=None):
+  ratio = None if ours is None or peer is None else round(ours / peer, 3)
+  return json.dumps({
+      "bench": "tfra_peer", "dim": 16, "ids": ids, "tables": 8,
+      "batch": 65536, "op": op, "ids_per_s": ours, "peer": "tfra_cuckoo",
+      "peer_op": "Variable.lookup", "peer_ids_per_s": peer, "ratio": ratio,
+      "target_ratio": target,
+      "bar_met": None if target is None or ratio is None else ratio >= target,
+      "bytes_per_entry": None if ours is None else 181.0,
+      "peer_bytes_per_entry": None if peer is None else 400.0,
+      "peer_params_bytes_per_entry": None if peer is None else 200.0,
+      "peer_apply_from_step_ids_per_s": from_step, "repeats": 11,
+      "tf_version": "2.21.0", "peer_tf_version": "2.16.2",
+      "peer_version": "0.8.1", "skipped": skipped,
+  })
+
+
+TFRA = [
+    _tfra_line("lookup", 26000000, 8000000, 3.0),
+    _tfra_line("apply_gradients", 12000000, 4000000, 4.0,
+               from_step=3500000),
+    _tfra_line("lookup", 20000000, None, 3.0, ids=16000000,
+               skipped="tfra needs ~12.0 GiB, 7.0 GiB available"),
+]
+
 ALL_TABLES = "".join(
     f"{gen._BEGIN.format(t.id)}\nold text\n{gen._END.format(t.id)}\n\n"
     for t in gen.TABLES)
@@ -184,6 +210,23 @@ def test_warmup_and_random_rows():
   assert ("| variant | batch | records/s | requests/s | bytes/record | MB/s |"
           in random_gen)
   assert "| instance | 256 | 14,949 | 58.4 | 710 | 10.6 |" in random_gen
+
+
+def test_tfra_peer_rows():
+  out = gen.render_document(ALL_TABLES, _runs(tfra_peer_benchmark=TFRA))
+  block = _block(out, "tfra_peer")
+  assert ("| ids | dim | op | ours ids/s | TFRA ids/s | ours / TFRA | bar |"
+          in block)
+  assert "| 1,000,000 | 16 | lookup | 26.0 M | 8.0 M | 3.25 | >= 3: met |" in block
+  assert ("| 1,000,000 | 16 | apply_gradients | 12.0 M | 4.0 M | 3.00 | "
+          ">= 4: **missed** |") in block
+  assert ("| 16,000,000 | 16 | lookup | 20.0 M | skipped |  | >= 3: - |"
+          in block)
+  assert "| 1,000,000 | 16 | 181 | 200 | 400 | 0.45 |" in block
+  assert "| 16,000,000 | 16 | 181 |  |  |  |" in block
+  assert "1,000,000 ids dim 16 3.5 M" in block
+  assert ("skipped: 16,000,000 ids dim 16: tfra needs ~12.0 GiB, 7.0 GiB "
+          "available.") in block
 
 
 def test_missing_run_names_the_command():
@@ -306,6 +349,7 @@ _SOURCES = {
         "monolith/native_training/distributed_ps_benchmark.py",
     "hash_filter_benchmark":
         "monolith/native_training/hash_filter_benchmark.py",
+    "tfra_peer_benchmark": "benchmarks/tfra/tfra_peer_benchmark.py",
 }
 
 
