@@ -14,6 +14,20 @@ run on the PS tasks. Each PS gets, per call, its ids of every table as one
 ragged tensor and returns or takes one flat float tensor, so a call costs a
 few tensors per PS whatever the number of tables.
 
+lookup and apply_gradients do the worker's part with fused kernels of ours
+(distributed_ps_ops.cc; the original used TF's stock ops): one op
+de-duplicates every table's ids and splits them by PS
+(MonolithDistributedPsPartition), one copies the PS results back into
+per-table embeddings, converting float16 on the fly
+(MonolithDistributedPsGather / ...GatherFloat16), one sums the gradients of
+repeated ids into the PS layout, as float32 or float16
+(MonolithDistributedPsScatterAdd); with float16 transfer, the PS looks up
+straight into float16 (MonolithDistributedPsLookupFloat16). Results are
+bit-identical to the stock ops' (tf.unique, floormod, dynamic_partition,
+dynamic_stitch, gather, unsorted_segment_sum, cast). assign, assign_add and
+reinitialize (not de-duplicated) use stock ops, without the split for one
+PS.
+
     table = DistributedMultiTypeHashTable(
         2, {"user_id": config},
         lambda i, configs: MultiHashTable.from_configs(configs,
@@ -41,6 +55,7 @@ from monolith.native_training import entry
 from monolith.native_training import multi_hash_table_ops
 from monolith.native_training import multi_type_hash_table
 from monolith.native_training import utils
+from monolith.native_training.runtime.ops import gen_monolith_ops
 
 # Per slot: (ids, values) or (ids, gradients).
 IdsAndValues = Dict[str, Tuple[tf.Tensor, tf.Tensor]]
@@ -119,8 +134,9 @@ class _Split(NamedTuple):
   """The ids of one slot (and their values), split by PS."""
   # Per PS, its ids, in their order in the input.
   ids: List[tf.Tensor]
-  # Per PS, the positions of its ids in the input.
-  positions: List[tf.Tensor]
+  # Per PS, the positions of its ids in the input; None with one PS (its ids
+  # are the input).
+  positions: Optional[List[tf.Tensor]]
   # Per PS, the values of its ids (rows), or None.
   values: Optional[List[tf.Tensor]]
 
@@ -130,6 +146,10 @@ def _split_by_ps(ids: tf.Tensor,
                  values: Optional[tf.Tensor] = None) -> _Split:
   """Splits 1-D ids (and their value rows) over the PS tasks by id mod num_ps.
 
+  With one PS nothing is split (positions are then None); for a power of
+  two, the floor modulo is a bitwise and (two's complement: the same for
+  negative ids), without the int64 division.
+
   Args:
     ids: 1-D int64 ids.
     num_ps: the number of PS tasks.
@@ -138,13 +158,78 @@ def _split_by_ps(ids: tf.Tensor,
   Returns:
     The split; the order of the ids of each PS is their input order.
   """
-  ps_index = tf.cast(tf.math.floormod(ids, num_ps), tf.int32)
+  if num_ps == 1:
+    return _Split(ids=[ids], positions=None,
+                  values=None if values is None else [values])
+  if num_ps & (num_ps - 1) == 0:
+    ps_index = tf.cast(tf.bitwise.bitwise_and(ids, num_ps - 1), tf.int32)
+  else:
+    ps_index = tf.cast(tf.math.floormod(ids, num_ps), tf.int32)
   positions = tf.range(tf.size(ids, out_type=tf.int32))
   return _Split(
       ids=tf.dynamic_partition(ids, ps_index, num_ps),
       positions=tf.dynamic_partition(positions, ps_index, num_ps),
       values=(None if values is None else tf.dynamic_partition(
           values, ps_index, num_ps)))
+
+
+class _Partition(NamedTuple):
+  """The ids of every table of one call, split by PS (fused kernel)."""
+  # Per table (table_names order), 1-D int64: how many ids it has.
+  id_counts: tf.Tensor
+  # Per PS: its ragged ids, a row per table.
+  ps_ids: List[tf.RaggedTensor]
+  # Per input id: the float offset of its row in the PS results concatenated
+  # in PS order.
+  index: tf.Tensor
+  # Where each PS's results start in that concatenation, and their total.
+  float_splits: tf.Tensor
+
+
+@tf.RegisterGradient("MonolithDistributedPsGather")
+def _gather_grad(op: tf.Operation, *grads: tf.Tensor) -> List[Any]:
+  """The gradient of the PS results: each id's row gradient added back."""
+  values, index, id_counts = op.inputs
+  grads = [
+      tf.zeros_like(out) if g is None else g
+      for g, out in zip(grads, op.outputs)
+  ]
+  values_grad = gen_monolith_ops.monolith_distributed_ps_scatter_add(
+      values=tf.concat([tf.reshape(g, [-1]) for g in grads], axis=0),
+      value_shapes=tf.concat(
+          [tf.shape(g, out_type=tf.int64) for g in grads], axis=0),
+      index=index,
+      id_counts=id_counts,
+      float_splits=tf.stack(
+          [tf.constant(0, tf.int64),
+           tf.size(values, out_type=tf.int64)]),
+      num_ps=1,
+      dims=op.get_attr("dims"))[0]
+  return [values_grad, None, None]
+
+
+@tf.RegisterGradient("MonolithDistributedPsScatterAdd")
+def _scatter_add_grad(op: tf.Operation, *grads: tf.Tensor) -> List[Any]:
+  """The gradient of the per-id rows: the gradient of the row they went to."""
+  values, _, index, id_counts, _ = op.inputs
+  grads = [
+      tf.zeros_like(out, dtype=tf.float32) if g is None else tf.cast(
+          g, tf.float32) for g, out in zip(grads, op.outputs)
+  ]
+  dims = op.get_attr("dims")
+  rows = gen_monolith_ops.monolith_distributed_ps_gather(
+      values=tf.concat(grads, axis=0),
+      index=index,
+      id_counts=id_counts,
+      num_tables=len(dims),
+      dims=dims)
+  values_grad = tf.concat([tf.reshape(r, [-1]) for r in rows], axis=0)
+  return [tf.reshape(values_grad, tf.shape(values)), None, None, None, None]
+
+
+tf.no_gradient("MonolithDistributedPsPartition")
+tf.no_gradient("MonolithDistributedPsGatherFloat16")
+tf.no_gradient("MonolithDistributedPsLookupFloat16")
 
 
 def _as_ids(ids: Any) -> tf.Tensor:
@@ -289,35 +374,82 @@ class DistributedMultiTypeHashTable(
     """
     self._check_slots(slot_to_id)
     with tf.name_scope("dmtht_lu"):
-      ids = {slot: _as_ids(v) for slot, v in slot_to_id.items()}
-      unique = {slot: tf.unique(v) for slot, v in ids.items()}
-      splits = {
-          slot: _split_by_ps(u.y, self._num_ps) for slot, u in unique.items()
-      }
-      per_ps = [self._lookup_on_ps(i, splits) for i in range(self._num_ps)]
-      result = {}
-      for slot, split in splits.items():
-        unique_embeddings = tf.dynamic_stitch(
-            split.positions, [embeddings[slot] for embeddings in per_ps])
-        embeddings = tf.gather(unique_embeddings, unique[slot].idx)
-        embeddings.set_shape(ids[slot].shape.concatenate(
-            [self._dims[self._table_names.index(slot)]]))
-        result[slot] = embeddings
-      return result
+      return self._lookup(slot_to_id, unique=True)
 
-  def _lookup_on_ps(self, index: int,
-                    splits: Dict[str, _Split]) -> Dict[str, tf.Tensor]:
-    """Looks PS `index`'s ids up; returns its embeddings by slot."""
-    table = self._tables[index]
-    ragged_id = table.get_ragged_id(
-        {slot: split.ids[index] for slot, split in splits.items()})
-    with ps_device(index), tf.name_scope(f"ps_{index}"):
-      flat = table.raw_lookup(ragged_id)
-      if self.transfer_float16:
-        flat = tf.cast(flat, tf.float16, name="send_CastToFloat16")
+  def _lookup(self, slot_to_id: Dict[str, tf.Tensor],
+              unique: bool) -> Dict[str, tf.Tensor]:
+    """`lookup`; without `unique`, every id is sent, repeats included."""
+    ids = {slot: _as_ids(v) for slot, v in slot_to_id.items()}
+    if not ids:
+      return {}
+    partition = self._partition(ids, unique)
+    results = [self._lookup_on_ps(i, partition) for i in range(self._num_ps)]
+    values = results[0] if self._num_ps == 1 else tf.concat(results, axis=0)
     if self.transfer_float16:
-      flat = tf.cast(flat, tf.float32, name=f"recv_{index}_CastToFloat32")
-    return table.get_embeddings(ragged_id, flat)
+      # Free: the float16 results are even-length; read as int32 pairs.
+      embeddings = gen_monolith_ops.monolith_distributed_ps_gather_float16(
+          float16_pairs=tf.bitcast(tf.reshape(values, [-1, 2]), tf.int32),
+          index=partition.index,
+          id_counts=partition.id_counts,
+          float_splits=partition.float_splits,
+          num_tables=len(self._dims),
+          dims=self._dims)
+    else:
+      embeddings = gen_monolith_ops.monolith_distributed_ps_gather(
+          values=values,
+          index=partition.index,
+          id_counts=partition.id_counts,
+          num_tables=len(self._dims),
+          dims=self._dims)
+    result = {}
+    for t, slot in enumerate(self._table_names):
+      if slot in ids:
+        embeddings[t].set_shape(ids[slot].shape.concatenate([self._dims[t]]))
+        result[slot] = embeddings[t]
+    return result
+
+  def _partition(self, ids: Dict[str, tf.Tensor], unique: bool) -> _Partition:
+    """Splits the ids of every table by PS (and de-duplicates them)."""
+    empty = tf.constant([], dtype=tf.int64)
+    present = [ids[slot] for slot in self._table_names if slot in ids]
+    if len(present) == 1:
+      flat_ids = present[0]
+    else:
+      flat_ids = tf.concat(present or [empty], axis=0)
+    id_counts = tf.stack([
+        tf.size(ids[slot], out_type=tf.int64)
+        if slot in ids else tf.constant(0, tf.int64)
+        for slot in self._table_names
+    ])
+    ps_ids, ps_id_splits, index, float_splits = (
+        gen_monolith_ops.monolith_distributed_ps_partition(
+            ids=flat_ids,
+            id_counts=id_counts,
+            num_ps=self._num_ps,
+            dims=self._dims,
+            unique=unique))
+    return _Partition(
+        id_counts=id_counts,
+        ps_ids=[
+            tf.RaggedTensor.from_row_splits(v, s, validate=False)
+            for v, s in zip(ps_ids, ps_id_splits)
+        ],
+        index=index,
+        float_splits=float_splits)
+
+  def _lookup_on_ps(self, index: int, partition: _Partition) -> tf.Tensor:
+    """PS `index`'s flat embeddings of its ids (float16 if transferred so)."""
+    table = self._tables[index]
+    ragged_id = partition.ps_ids[index]
+    with ps_device(index), tf.name_scope(f"ps_{index}"):
+      if not self.transfer_float16:
+        return table.raw_lookup(ragged_id)
+      # raw_lookup's result, as float16 (padded to an even length).
+      return gen_monolith_ops.monolith_distributed_ps_lookup_float16(
+          mtable=table.handle,
+          id=ragged_id.values,
+          id_split=ragged_id.row_splits,
+          name="send_LookupFloat16")
 
   def _ids_and_values_of_ps(
       self, index: int,
@@ -416,7 +548,8 @@ class DistributedMultiTypeHashTable(
           new_table, status = table.reinitialize(slot, split.ids[i])
         new_tables.append(new_table)
         statuses.append(status)
-      status = tf.dynamic_stitch(split.positions, statuses)
+      status = (statuses[0] if split.positions is None else
+                tf.dynamic_stitch(split.positions, statuses))
       return self._copy_with_new_tables(new_tables), status
 
   def apply_gradients(
@@ -450,28 +583,49 @@ class DistributedMultiTypeHashTable(
     """
     self._check_slots(slot_to_id_and_grad)
     with tf.name_scope("dmtht_ag"):
-      global_step = tf.convert_to_tensor(global_step, dtype=tf.int64)
-      req_time = _req_time(req_time)
-      splits = {}
-      for slot, (ids, grads) in slot_to_id_and_grad.items():
-        unique_ids, idx = tf.unique(_as_ids(ids))
-        summed = tf.math.unsorted_segment_sum(_as_values(grads), idx,
-                                              tf.size(unique_ids))
-        splits[slot] = _split_by_ps(unique_ids, self._num_ps, summed)
-      new_tables = []
-      for i, table in enumerate(self._tables):
-        ragged_id, flat_grad = self._ids_and_values_of_ps(i, splits)
+      return self._apply_gradients(slot_to_id_and_grad, global_step, req_time,
+                                   unique=True)
+
+  def _apply_gradients(self, slot_to_id_and_grad: IdsAndValues,
+                       global_step: tf.Tensor, req_time: Optional[tf.Tensor],
+                       unique: bool) -> DistributedMultiTypeHashTable:
+    """`apply_gradients`; without `unique`, every id and gradient is sent."""
+    global_step = tf.convert_to_tensor(global_step, dtype=tf.int64)
+    req_time = _req_time(req_time)
+    ids, grads = {}, {}
+    for slot, (slot_ids, slot_grads) in slot_to_id_and_grad.items():
+      ids[slot] = _as_ids(slot_ids)
+      grads[slot] = _as_values(slot_grads)
+    partition = self._partition(ids, unique)
+    flat = [
+        tf.reshape(grads[slot], [-1])
+        for slot in self._table_names
+        if slot in grads
+    ] or [tf.constant([], tf.float32)]
+    value_shapes = [
+        tf.shape(grads[slot], out_type=tf.int64) if slot in grads else
+        tf.constant([0, dim], tf.int64)
+        for slot, dim in zip(self._table_names, self._dims)
+    ]
+    ps_grads = gen_monolith_ops.monolith_distributed_ps_scatter_add(
+        values=flat[0] if len(flat) == 1 else tf.concat(flat, axis=0),
+        value_shapes=tf.concat(value_shapes, axis=0),
+        index=partition.index,
+        id_counts=partition.id_counts,
+        float_splits=partition.float_splits,
+        num_ps=self._num_ps,
+        dims=self._dims,
+        T=tf.float16 if self.transfer_float16 else tf.float32)
+    new_tables = []
+    for i, table in enumerate(self._tables):
+      with ps_device(i), tf.name_scope(f"ps_{i}"):
+        flat_grad = ps_grads[i]
         if self.transfer_float16:
-          flat_grad = tf.cast(flat_grad, tf.float16,
-                              name=f"send_{i}_CastToFloat16")
-        with ps_device(i), tf.name_scope(f"ps_{i}"):
-          if self.transfer_float16:
-            flat_grad = tf.cast(flat_grad, tf.float32,
-                                name="recv_CastToFloat32")
-          new_tables.append(
-              table.raw_apply_gradients(ragged_id, flat_grad, global_step,
-                                        req_time))
-      return self._copy_with_new_tables(new_tables)
+          flat_grad = tf.cast(flat_grad, tf.float32, name="recv_CastToFloat32")
+        new_tables.append(
+            table.raw_apply_gradients(partition.ps_ids[i], flat_grad,
+                                      global_step, req_time))
+    return self._copy_with_new_tables(new_tables)
 
   def save(self,
            directory: Union[str, tf.Tensor],

@@ -27,15 +27,15 @@ worker variables, read at every run (a constant would be folded into the
 ops that read it, even on the PS).
 
 * ours: `DistributedMultiTypeHashTable` (the worker splits ids by id mod
-  num_ps, the tables run on the PS tasks), with and without de-duplication,
-  with and without float16 transfer. The class always de-duplicates on the
-  worker (tf.unique per slot; gradients of repeated ids summed) and has no
-  switch for it, so "without" is this benchmark's copy of its lookup and
-  apply_gradients with the tf.unique step (and the gather / segment sum that
-  go with it) left out: the same per-PS code (`_split_by_ps`,
-  `_lookup_on_ps`, the same casts and raw_* kernels), sending every id,
-  repeats included. float16 on and off share one set of PS tables (a second
-  `DistributedMultiTypeHashTable` whose factory returns the first's tables).
+  num_ps with its fused kernels, the tables run on the PS tasks), with and
+  without de-duplication, with and without float16 transfer. The class
+  always de-duplicates on the worker (gradients of repeated ids summed) and
+  has no public switch for it, so "without" is its own `_lookup` /
+  `_apply_gradients` with unique=False: the same fused kernels and per-PS
+  code sending every id, repeats included (the PS's SGD then applies
+  repeated ids one after the other). float16 on and off share one set of PS
+  tables (a second `DistributedMultiTypeHashTable` whose factory returns the
+  first's tables).
 * peer "tf_variable": TF's own way. Per PS task one `tf.Variable` holding the
   same rows (row r is the r-th id of the 1M; ids and rows are laid out so row
   r and its id land on the same PS: r mod num_ps == id mod num_ps), read
@@ -305,53 +305,23 @@ class Data:
 def lookup_without_dedup(table: distributed_ps.DistributedMultiTypeHashTable,
                          slot_to_id: Dict[str, tf.Tensor]
                         ) -> Dict[str, tf.Tensor]:
-  """DistributedMultiTypeHashTable.lookup without the tf.unique step.
-
-  The same per-PS code as the class (split by id mod num_ps, one ragged id
-  tensor per PS, float16 casts when the table has them); every id is sent,
-  repeats included, and the result is stitched back in input order.
-  """
+  """DistributedMultiTypeHashTable.lookup sending every id, repeats included."""
   # pylint: disable=protected-access
   with tf.name_scope("nodedup_lu"):
-    splits = {
-        slot: distributed_ps._split_by_ps(ids, table.num_ps)
-        for slot, ids in slot_to_id.items()
-    }
-    per_ps = [
-        table._lookup_on_ps(i, splits)
-        for i in range(table.num_ps)
-    ]
-    return {
-        slot: tf.dynamic_stitch(split.positions, [e[slot] for e in per_ps])
-        for slot, split in splits.items()
-    }
+    return table._lookup(slot_to_id, unique=False)
 
 
 def apply_without_dedup(table: distributed_ps.DistributedMultiTypeHashTable,
                         slot_to_id_and_grad, global_step) -> tf.Operation:
   """DistributedMultiTypeHashTable.apply_gradients without de-duplication.
 
-  Its per-PS code with every id and its own gradient sent (no tf.unique, no
-  segment sum); the PS's SGD applies repeated ids one after the other.
+  Every id is sent with its own gradient (no sum); the PS's SGD applies
+  repeated ids one after the other.
   """
   # pylint: disable=protected-access
   with tf.name_scope("nodedup_ag"):
-    splits = {
-        slot: distributed_ps._split_by_ps(ids, table.num_ps, grads)
-        for slot, (ids, grads) in slot_to_id_and_grad.items()
-    }
-    updates = []
-    for i, ps_table in enumerate(table.tables):
-      ragged_id, flat_grad = table._ids_and_values_of_ps(i, splits)
-      if table.transfer_float16:
-        flat_grad = tf.cast(flat_grad, tf.float16)
-      with distributed_ps.ps_device(i):
-        if table.transfer_float16:
-          flat_grad = tf.cast(flat_grad, tf.float32)
-        updates.append(
-            ps_table.raw_apply_gradients(ragged_id, flat_grad,
-                                         global_step).as_op())
-    return tf.group(*updates)
+    return table._apply_gradients(slot_to_id_and_grad, global_step, None,
+                                  unique=False).as_op()
 
 
 def consume(tensors: List[tf.Tensor]) -> tf.Tensor:

@@ -14,6 +14,7 @@ from monolith.native_training import learning_rate_functions
 from monolith.native_training import multi_hash_table_ops
 from monolith.native_training import test_utils
 from monolith.native_training import utils
+from monolith.native_training.runtime.ops import gen_monolith_ops as ops
 
 tf1 = tf.compat.v1
 tf1.disable_eager_execution()
@@ -77,7 +78,11 @@ def test_tables_live_on_the_ps_tasks_with_the_originals_names():
 
 # Ops that de-duplicate, split and merge ids and values: the worker's.
 _WORKER_OP_TYPES = ("Unique", "FloorMod", "DynamicPartition", "DynamicStitch",
-                    "UnsortedSegmentSum", "GatherV2")
+                    "UnsortedSegmentSum", "GatherV2",
+                    "MonolithDistributedPsPartition",
+                    "MonolithDistributedPsGather",
+                    "MonolithDistributedPsGatherFloat16",
+                    "MonolithDistributedPsScatterAdd")
 
 
 def _check_placement(graph):
@@ -87,7 +92,8 @@ def _check_placement(graph):
   for op in graph.get_operations():
     if op.type in _WORKER_OP_TYPES:
       assert op.device == "", op
-    if op.type.startswith("MonolithMultiHashTable"):
+    if (op.type.startswith("MonolithMultiHashTable") or
+        op.type == "MonolithDistributedPsLookupFloat16"):
       assert op.device in ps_devices, op
       table_ops += 1
   assert table_ops
@@ -191,16 +197,18 @@ def test_repeated_ids_are_sent_once_with_their_summed_gradient(cluster):
   np.testing.assert_array_equal(values, expected)
 
 
-def _cast_pairs(graph):
-  """(source device, destination device) of each float16 Cast -> Cast."""
-  pairs = []
+def _float16_crossings(graph):
+  """(op type, its device, consumer type, its device) of each float16
+  tensor consumed on another device."""
+  crossings = []
   for op in graph.get_operations():
-    if op.type == "Cast" and op.get_attr("DstT") == tf.float16:
-      (consumer,) = op.outputs[0].consumers()
-      assert consumer.type == "Cast"
-      assert consumer.get_attr("DstT") == tf.float32
-      pairs.append((op.device, consumer.device))
-  return pairs
+    for out in op.outputs:
+      if out.dtype == tf.float16:
+        for consumer in out.consumers():
+          if consumer.device != op.device:
+            crossings.append(
+                (op.type, op.device, consumer.type, consumer.device))
+  return crossings
 
 
 def _recv_types(run_metadata, device_prefix):
@@ -226,12 +234,21 @@ def test_float16_transfer(cluster):
   train = table.apply_gradients({"a": (ids, grads_fed)},
                                 global_step=0).as_op()
 
-  # Embeddings go float16 from each PS to the worker, gradients float16
-  # from the worker to each PS.
+  # Embeddings go float16 from each PS to the worker (converted there by
+  # the gather), gradients float16 from the worker (the scatter-add's
+  # outputs) to each PS, where a Cast reads them.
   graph = tf1.get_default_graph()
   ps = [utils.ps_device(0), utils.ps_device(1)]
-  assert sorted(_cast_pairs(graph)) == sorted([(ps[0], ""), (ps[1], ""),
-                                               ("", ps[0]), ("", ps[1])])
+  to_float16 = "MonolithDistributedPsLookupFloat16"
+  scatter_add = "MonolithDistributedPsScatterAdd"
+  assert sorted(_float16_crossings(graph)) == sorted([
+      (to_float16, ps[0], "ConcatV2", ""),
+      (to_float16, ps[1], "ConcatV2", ""),
+      (scatter_add, "", "Cast", ps[0]),
+      (scatter_add, "", "Cast", ps[1]),
+  ])
+  assert [op.type for op in graph.get_operations()
+          ].count("MonolithDistributedPsGatherFloat16") == 1
   for op in graph.get_operations():
     if op.type == "MonolithMultiHashTableOptimize":
       grad_cast = op.inputs[3].op
@@ -263,10 +280,15 @@ def test_float16_transfer(cluster):
                              atol=2**-9)
 
 
-def test_two_ps_train_exactly_as_one_local_table(cluster):
+@pytest.mark.parametrize("num_ps,transfer_float16", [(2, False), (1, False),
+                                                     (2, True), (1, True)])
+def test_ps_train_exactly_as_one_local_table(cluster, num_ps,
+                                             transfer_float16):
   configs = {"a": _config(2, learning_rate=0.5),
              "b": _config(3, learning_rate=0.25)}
-  dist = _create(configs)
+  # Gradient sums and values stay multiples of 1/32 below 64 in magnitude:
+  # exact in float16 too (11 significant bits).
+  dist = _create(configs, num_ps=num_ps, transfer_float16=transfer_float16)
   local = _create(configs, num_ps=0, name_suffix="local")
   id_pool = np.array([0, 1, 2, 5, -1, -6, 2**40 + 3, -(2**50) - 7],
                      dtype=np.int64)
@@ -390,3 +412,444 @@ def test_a_session_without_the_ps_tasks_fails_naming_the_device():
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match="/job:ps/task:"):
       sess.run(looked_up)
+
+
+# ---------------------------------------------------------------------------
+# The worker's fused kernels (distributed_ps_ops.cc), against the stock ops
+# they replace, in a local session.
+
+_EXTREME_IDS = [-1, -2, -(2**63), 2**63 - 1, 2**62 + 1, 0, -7, 2**32, -(2**32)]
+
+
+def _run(fetches, feed_dict=None):
+  with tf1.Session() as sess:
+    return sess.run(fetches, feed_dict)
+
+
+def _random_tables(rng, dims, sizes, id_range):
+  """Per table, ids with repeats (and the extreme ids in the last table)."""
+  tables = []
+  for t, n in enumerate(sizes):
+    ids = rng.integers(-id_range, id_range, n).astype(np.int64)
+    if t == len(sizes) - 1:
+      ids = np.concatenate([ids, _EXTREME_IDS, _EXTREME_IDS[::2]])
+    tables.append(ids)
+  return tables
+
+
+def _stock_partition(tables, num_ps, unique):
+  """Per PS, its ids and row splits, as tf.unique + floormod would send."""
+  ps_ids = [[] for _ in range(num_ps)]
+  ps_splits = [[0] for _ in range(num_ps)]
+  for ids in tables:
+    sent = list(dict.fromkeys(ids.tolist())) if unique else ids.tolist()
+    for p in range(num_ps):
+      # Python's % is a floor modulo, as tf.math.floormod.
+      mine = [x for x in sent if x % num_ps == p]
+      ps_ids[p] += mine
+      ps_splits[p].append(ps_splits[p][-1] + len(mine))
+  return ps_ids, ps_splits
+
+
+def _partition(tables, num_ps, dims, unique=True):
+  return ops.monolith_distributed_ps_partition(
+      ids=np.concatenate(tables).astype(np.int64),
+      id_counts=np.array([len(t) for t in tables], np.int64),
+      num_ps=num_ps,
+      dims=dims,
+      unique=unique)
+
+
+@pytest.mark.parametrize("num_ps", [1, 2, 3, 4, 5, 7, 64])
+@pytest.mark.parametrize("unique", [True, False])
+def test_partition_sends_what_unique_and_floormod_send(num_ps, unique):
+  rng = np.random.default_rng(num_ps)
+  dims = [1, 3, 16, 2]
+  tables = _random_tables(rng, dims, [50, 0, 300, 20], id_range=40)
+  ps_ids, ps_splits, index, float_splits = _run(
+      _partition(tables, num_ps, dims, unique))
+  expected_ids, expected_splits = _stock_partition(tables, num_ps, unique)
+  for p in range(num_ps):
+    np.testing.assert_array_equal(ps_ids[p], expected_ids[p])
+    np.testing.assert_array_equal(ps_splits[p], expected_splits[p])
+  # The index points each id at its row in the PS results, concatenated.
+  sizes = [
+      sum((s[t + 1] - s[t]) * dims[t] for t in range(len(dims)))
+      for s in expected_splits
+  ]
+  np.testing.assert_array_equal(float_splits, np.cumsum([0] + sizes))
+  row_ids = np.full(float_splits[-1], 0, np.int64)
+  row_tables = np.full(float_splits[-1], -1)
+  for p in range(num_ps):
+    offset = float_splits[p]
+    for t, dim in enumerate(dims):
+      for x in ps_ids[p][ps_splits[p][t]:ps_splits[p][t + 1]]:
+        row_ids[offset], row_tables[offset] = x, t
+        offset += dim
+  position = 0
+  for t, ids in enumerate(tables):
+    for x in ids:
+      assert (row_ids[index[position]], row_tables[index[position]]) == (x, t)
+      position += 1
+  if not unique:  # every id its own row
+    assert len(set(index.tolist())) == len(index)
+
+
+def test_partition_of_nothing():
+  ps_ids, ps_splits, index, float_splits = _run(
+      _partition([np.zeros([0], np.int64)] * 2, 3, [4, 1]))
+  assert [x.tolist() for x in ps_ids] == [[]] * 3
+  assert [x.tolist() for x in ps_splits] == [[0, 0, 0]] * 3
+  assert index.shape == (0,)
+  assert float_splits.tolist() == [0, 0, 0, 0]
+
+
+def _lookup_results(ps_ids, ps_splits, dims, rng):
+  """A table's made-up float32 results for each PS's ids."""
+  return [
+      rng.normal(size=sum((s[t + 1] - s[t]) * d for t, d in enumerate(dims))
+                ).astype(np.float32) for s in ps_splits
+  ]
+
+
+@pytest.mark.parametrize("num_ps", [1, 2, 3])
+def test_gather_returns_what_stitch_and_gather_return(num_ps):
+  rng = np.random.default_rng(10 + num_ps)
+  # Odd dims: float16 results of odd lengths are padded.
+  dims = [1, 3, 16, 5, 64, 9]
+  tables = _random_tables(rng, dims, [30, 7, 200, 0, 40, 11], id_range=25)
+  id_counts = np.array([len(t) for t in tables], np.int64)
+  ps_ids, ps_splits, index, float_splits = _run(
+      _partition(tables, num_ps, dims))
+  results = _lookup_results(ps_ids, ps_splits, dims, rng)
+
+  # Stock: per PS, per table rows; dynamic_stitch of each table's unique ids'
+  # rows, then the gather back to every id (float16: casts on both sides).
+  def stock(results):
+    out = []
+    for t, ids in enumerate(tables):
+      unique, idx = tf.unique(tf.constant(ids))
+      part = tf.cast(tf.math.floormod(unique, num_ps), tf.int32)
+      positions = tf.dynamic_partition(tf.range(tf.size(unique)), part,
+                                       num_ps)
+      rows = []
+      for p in range(num_ps):
+        begin = sum((ps_splits[p][u + 1] - ps_splits[p][u]) * dims[u]
+                    for u in range(t))
+        n = ps_splits[p][t + 1] - ps_splits[p][t]
+        rows.append(tf.reshape(results[p][begin:begin + n * dims[t]],
+                               [n, dims[t]]))
+      out.append(tf.gather(tf.dynamic_stitch(positions, rows), idx))
+    return out
+
+  kwargs = dict(index=index, id_counts=id_counts, num_tables=len(dims),
+                dims=dims)
+  gathered = ops.monolith_distributed_ps_gather(
+      values=np.concatenate(results), **kwargs)
+  # As the PS sends them: float16, each PS's padded to an even length.
+  float16 = [
+      tf.cast(np.concatenate([r, np.zeros(r.size % 2, np.float32)]),
+              tf.float16) for r in results
+  ]
+  gathered16 = ops.monolith_distributed_ps_gather_float16(
+      float16_pairs=tf.bitcast(tf.reshape(tf.concat(float16, 0), [-1, 2]),
+                               tf.int32),
+      float_splits=float_splits, **kwargs)
+  expected = stock([tf.constant(r) for r in results])
+  expected16 = stock([
+      tf.cast(tf.cast(tf.constant(r), tf.float16), tf.float32)
+      for r in results
+  ])
+  got, got16, want, want16 = _run([gathered, gathered16, expected,
+                                   expected16])
+  for t in range(len(dims)):
+    assert got[t].shape == (len(tables[t]), dims[t])
+    assert got[t].tobytes() == want[t].tobytes()
+    assert got16[t].tobytes() == want16[t].tobytes()
+
+
+@pytest.mark.parametrize("num_ps", [1, 2])
+@pytest.mark.parametrize("unique", [True, False])
+def test_gather_of_distinct_or_every_id(num_ps, unique):
+  """Also the rows gathered as slices of the results (one PS, every id)."""
+  rng = np.random.default_rng(30 + num_ps)
+  dims = [16, 3, 5, 64]  # table 1 starts aligned, tables 2 and 3 do not
+  tables = [rng.choice(1000, 20, replace=False) for _ in range(4)]
+  tables[2] = np.concatenate([tables[2], tables[2][:4]])  # repeats
+  tables = [t.astype(np.int64) for t in tables]
+  ps_ids, ps_splits, index, _ = _run(_partition(tables, num_ps, dims, unique))
+  # Rows that tell the id and the column.
+  results = []
+  for ids, splits in zip(ps_ids, ps_splits):
+    rows = []
+    for t, dim in enumerate(dims):
+      for x in ids[splits[t]:splits[t + 1]]:
+        rows += [x + j / 100 for j in range(dim)]
+    results.append(np.array(rows, np.float32))
+  values = tf.constant(np.concatenate(results))
+  gathered = ops.monolith_distributed_ps_gather(
+      values=values, index=index,
+      id_counts=np.array([len(t) for t in tables], np.int64),
+      num_tables=len(dims), dims=dims)
+  got = _run(gathered)
+  for t, dim in enumerate(dims):
+    expected = np.array([[x + j / 100 for j in range(dim)] for x in tables[t]],
+                        np.float32)
+    np.testing.assert_array_equal(got[t], expected)
+
+
+def test_float16_conversions_are_tf_casts_bit_for_bit():
+  """Every float16 (NaNs, infinities, subnormals) and many floats."""
+  halves = np.arange(2**16, dtype=np.uint32).astype(np.uint16)
+  rng = np.random.default_rng(3)
+  with np.errstate(invalid="ignore", over="ignore"):  # NaNs, infinities
+    floats = np.concatenate([
+        (rng.normal(size=20001) * 10**rng.uniform(-12, 7, 20001)),
+        halves.view(np.float16).astype(np.float64),
+    ]).astype(np.float32)
+  specials = np.array(
+      [0x7fc12345, 0xffa00001, 0x7f800001, 0x7f800000, 0xff800000, 0x1,
+       0x80000001, 0x80000000, 0x33000001, 0x33000000, 0x477ff000,
+       0x477fefff, 0x387fe000, 0x38800000], np.uint32).view(np.float32)
+  floats = np.concatenate([floats, specials])  # odd: padded
+  assert floats.size % 2
+  as_float = ops.monolith_distributed_ps_gather_float16(
+      float16_pairs=halves.view(np.int32),
+      index=np.arange(2**16, dtype=np.int32),
+      id_counts=np.array([2**16], np.int64),
+      float_splits=np.array([0, 2**16], np.int64),
+      num_tables=1,
+      dims=[1])[0]
+  # The floats in a table of dim 1 (every id a row, in pieces), beside one
+  # of dim 3; the PS's float16 lookup against tf.cast of its float32 one.
+  table = multi_hash_table_ops.MultiHashTable.from_configs(
+      {"a": _config(1), "b": _config(3)}, name_suffix="float16")
+  ids = {"a": _id(np.arange(floats.size)), "b": _id(np.arange(10))}
+  assign = table.assign({
+      "a": (ids["a"], floats.reshape([-1, 1])),
+      "b": (ids["b"], rng.normal(size=[10, 3]).astype(np.float32))
+  }).as_op()
+  ragged_id = table.get_ragged_id(ids)
+  as_half = ops.monolith_distributed_ps_lookup_float16(
+      mtable=table.handle, id=ragged_id.values, id_split=ragged_id.row_splits)
+  with tf1.Session() as sess:
+    sess.run(table.initializer)
+    sess.run(assign)
+    got_float, want_float, got_half, want_half = sess.run([
+        as_float,
+        tf.cast(tf.constant(halves.view(np.float16)), tf.float32), as_half,
+        tf.cast(table.raw_lookup(ragged_id), tf.float16)
+    ])
+  assert got_float.reshape([-1]).tobytes() == want_float.tobytes()
+  assert want_half.size == floats.size + 30 and want_half.size % 2
+  assert got_half.size == want_half.size + 1
+  assert got_half[:-1].tobytes() == want_half.tobytes()
+  assert got_half[-1] == 0
+  # The table holds the floats themselves.
+  assert want_half[:floats.size].tobytes() == _run(
+      tf.cast(tf.constant(floats), tf.float16)).tobytes()
+
+
+@pytest.mark.parametrize("num_ps", [1, 2, 3])
+@pytest.mark.parametrize("float16", [False, True])
+def test_scatter_add_sums_as_unsorted_segment_sum(num_ps, float16):
+  rng = np.random.default_rng(20 + num_ps)
+  dims = [2, 16, 5, 64]
+  tables = _random_tables(rng, dims, [40, 300, 0, 60], id_range=30)
+  grads = [
+      rng.normal(size=[len(ids), d]).astype(np.float32)
+      for ids, d in zip(tables, dims)
+  ]
+  grads[0][:3] = -0.0  # the sum from zero makes these +0.0
+  id_counts = np.array([len(t) for t in tables], np.int64)
+  _, _, index, float_splits = _partition(tables, num_ps, dims)
+  dtype = tf.float16 if float16 else tf.float32
+  got = ops.monolith_distributed_ps_scatter_add(
+      values=np.concatenate([g.reshape([-1]) for g in grads]),
+      value_shapes=np.array([g.shape for g in grads], np.int64).reshape([-1]),
+      index=index,
+      id_counts=id_counts,
+      float_splits=float_splits,
+      num_ps=num_ps,
+      dims=dims,
+      T=dtype)
+  # Stock: the original apply_gradients' worker ops.
+  per_table = []
+  for ids, g in zip(tables, grads):
+    unique, idx = tf.unique(tf.constant(ids))
+    summed = tf.math.unsorted_segment_sum(g, idx, tf.size(unique))
+    part = tf.cast(tf.math.floormod(unique, num_ps), tf.int32)
+    per_table.append(tf.dynamic_partition(summed, part, num_ps))
+  expected = [
+      tf.cast(tf.concat([tf.reshape(t[p], [-1]) for t in per_table], 0),
+              dtype) for p in range(num_ps)
+  ]
+  got, expected = _run([got, expected])
+  for p in range(num_ps):
+    assert got[p].dtype == expected[p].dtype
+    assert got[p].tobytes() == expected[p].tobytes()
+
+
+def test_fused_ops_gradients():
+  dims = [2, 3]
+  tables = [np.array([5, 1, 5, 5], np.int64), np.array([2, 7, 2], np.int64)]
+  id_counts = np.array([4, 3], np.int64)
+  _, _, index, float_splits = _partition(tables, 2, dims)
+  # The PS results, 10 floats: PS 0 holds id 2 of table b (3 floats), PS 1
+  # ids 5 and 1 of table a (4) and 7 of table b (3).
+  results = tf.constant(np.arange(1, 11, dtype=np.float32))
+  rows = ops.monolith_distributed_ps_gather(
+      values=results, index=index, id_counts=id_counts, num_tables=2,
+      dims=dims)
+  weights = [tf.constant(np.arange(8, dtype=np.float32).reshape([4, 2])),
+             tf.constant(np.arange(9, dtype=np.float32).reshape([3, 3]))]
+  loss = sum(tf.reduce_sum(r * w) for r, w in zip(rows, weights))
+  (results_grad,) = tf.gradients(loss, [results])
+  # ScatterAdd's gradient is the gather of its outputs' gradients.
+  values = tf.constant(np.arange(17, dtype=np.float32))
+  ps_values = ops.monolith_distributed_ps_scatter_add(
+      values=values, value_shapes=np.array([4, 2, 3, 3], np.int64),
+      index=index, id_counts=id_counts, float_splits=float_splits,
+      num_ps=2, dims=dims)
+  scale = [tf.range(tf.size(v), dtype=tf.float32) for v in ps_values]
+  (values_grad,) = tf.gradients(
+      sum(tf.reduce_sum(v * s) for v, s in zip(ps_values, scale)), [values])
+  got, index_value, scale_value, values_grad_value = _run(
+      [results_grad, index, scale, values_grad])
+  expected = np.zeros(10, np.float32)
+  position = 0
+  for w, dim in zip([np.arange(8).reshape([4, 2]),
+                     np.arange(9).reshape([3, 3])], dims):
+    for row in w:
+      expected[index_value[position]:index_value[position] + dim] += row
+      position += 1
+  np.testing.assert_array_equal(got, expected)
+  flat_scale = np.concatenate(scale_value)
+  expected = []
+  position = 0
+  for n, dim in zip(id_counts, dims):
+    for _ in range(n):
+      expected += list(flat_scale[index_value[position]:
+                                  index_value[position] + dim])
+      position += 1
+  np.testing.assert_array_equal(values_grad_value, expected)
+
+
+def _error(fetch, match):
+  with pytest.raises(tf.errors.InvalidArgumentError, match=match):
+    _run(fetch)
+
+
+def test_fused_ops_reject_bad_inputs():
+  ids = np.array([1, 2, 3], np.int64)
+  counts = np.array([2, 1], np.int64)
+  # Fed, so that the kernels (not the shape functions) check them.
+  ids_ph = tf1.placeholder(tf.int64)
+  counts_ph = tf1.placeholder(tf.int64)
+  part = ops.monolith_distributed_ps_partition(ids_ph, counts_ph, num_ps=2,
+                                               dims=[1, 2])
+  for bad_counts, match in [([2, 2], "id_counts sums to 4 ids but 3 are"),
+                            ([4, -1], r"id_counts\[1\] is negative"),
+                            ([3], "id_counts has 1 elements; expected one "
+                             "per table")]:
+    with pytest.raises(tf.errors.InvalidArgumentError, match=match):
+      _run(part, {ids_ph: ids, counts_ph: np.array(bad_counts, np.int64)})
+  with pytest.raises(tf.errors.InvalidArgumentError, match="ids must be a "
+                     "vector"):
+    _run(part, {ids_ph: ids.reshape([1, 3]), counts_ph: counts})
+  with pytest.raises(ValueError, match="id_counts has 3 elements"):
+    ops.monolith_distributed_ps_partition(ids, [1, 1, 1], num_ps=2,
+                                          dims=[1, 2])
+  with pytest.raises(ValueError, match="ids must be a vector"):
+    ops.monolith_distributed_ps_partition(
+        tf.constant(ids.reshape([1, 3])), counts, num_ps=2, dims=[1, 2])
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"dims\[0\] must "
+                     "be in"):
+    _run(ops.monolith_distributed_ps_partition(ids, [3], num_ps=2, dims=[0]))
+
+  values = np.arange(4, dtype=np.float32)
+  index = tf1.placeholder(tf.int32)
+  gather = ops.monolith_distributed_ps_gather(values, index, counts,
+                                              num_tables=2, dims=[1, 2])
+  for bad, match in [([0, 1, 3], "index of row 0 of table 1 is 3: a row of 2 "
+                      "outside values' floats \\(4\\)"),
+                     ([0, -1, 2], "index of row 1 of table 0 is -1"),
+                     ([0, 1], "id_counts sums to 3 ids but 2 are given")]:
+    with pytest.raises(tf.errors.InvalidArgumentError, match=match):
+      _run(gather, {index: np.array(bad, np.int32)})
+  pairs = tf1.placeholder(tf.int32)
+  splits = tf1.placeholder(tf.int64)
+  gather16 = ops.monolith_distributed_ps_gather_float16(
+      pairs, index, counts, splits, num_tables=2, dims=[1, 2])
+  for bad_pairs, bad_splits, bad_index, match in [
+      ([0], [0, 4], [0, 1, 2], "float16_pairs holds 2 float16s; float_splits "
+       "needs 4"),
+      ([0, 0, 0], [0, 1, 4], [0, 1, 2], "float16_pairs holds 6 float16s; "
+       "float_splits needs 6|^$"),
+      ([0, 0], [0, 4], [0, 1, 3], "index of row 0 of table 1 is 3: a row of "
+       "2 outside float16_pairs' float16s \\(4\\)"),
+      ([0, 0], [1, 4], [0, 1, 2], "float_splits must hold 0"),
+      ([0, 0], [0, 5, 4], [0, 1, 2], "float_splits must be non-decreasing")]:
+    feed = {pairs: np.array(bad_pairs, np.int32),
+            splits: np.array(bad_splits, np.int64),
+            index: np.array(bad_index, np.int32)}
+    if match.endswith("|^$"):  # valid: padded PS 0
+      _run(gather16, feed)
+      continue
+    with pytest.raises(tf.errors.InvalidArgumentError, match=match):
+      _run(gather16, feed)
+
+  shapes = tf1.placeholder(tf.int64)
+  splits = tf1.placeholder(tf.int64)
+  values_ph = tf1.placeholder(tf.float32)
+  scatter = ops.monolith_distributed_ps_scatter_add(
+      values_ph, shapes, [1, 0, 2], counts, splits, num_ps=2, dims=[1, 2])
+  good = {values_ph: values, shapes: np.array([2, 1, 1, 2], np.int64),
+          splits: np.array([0, 1, 4], np.int64)}
+  _run(scatter, good)
+  for name, bad, match in [
+      (shapes, [2, 1, 1, 3], "value_shapes says table 1's values are \\[1, "
+       "3\\]; its 1 ids of dim 2 need \\[1, 2\\]"),
+      (shapes, [4, 1, 1], "value_shapes has 3 elements"),
+      (values_ph, np.zeros(5, np.float32), "values has 5 floats; "
+       "value_shapes says 4"),
+      (splits, [0, 4], "float_splits has 2 elements; expected num_ps \\+ 1"),
+      (splits, [1, 1, 4], "float_splits must start at 0"),
+      (splits, [0, 3, 2], "float_splits must be non-decreasing"),
+      (splits, [0, 1, 3], "index of row 0 of table 1 is 2: a row of 2 "
+       "outside float_splits' floats \\(3\\)")]:
+    with pytest.raises(tf.errors.InvalidArgumentError, match=match):
+      _run(scatter, {**good, name: np.array(bad, name.dtype.as_numpy_dtype)})
+
+  table = multi_hash_table_ops.MultiHashTable.from_configs(
+      {"a": _config(1), "b": _config(2)}, name_suffix="bad")
+  id_split = tf1.placeholder(tf.int64)
+  lookup = ops.monolith_distributed_ps_lookup_float16(
+      mtable=table.handle, id=ids, id_split=id_split)
+  for bad, match in [([0, 3], "id_split has 2 elements; expected one more "
+                      "than the tables \\(2\\)"),
+                     ([1, 2, 3], "id_split must start at 0 and end at the "
+                      "number of ids \\(3\\)"),
+                     ([0, 2, 2], "id_split must start at 0 and end"),
+                     ([0, 4, 3], "id_split must be non-decreasing")]:
+    with tf1.Session() as sess:
+      sess.run(table.initializer)
+      with pytest.raises(tf.errors.InvalidArgumentError, match=match):
+        sess.run(lookup, {id_split: np.array(bad, np.int64)})
+  with pytest.raises(ValueError, match="id must be a vector"):
+    ops.monolith_distributed_ps_lookup_float16(
+        mtable=table.handle, id=ids.reshape([1, 3]), id_split=[0, 2, 3])
+
+
+def test_split_by_ps_without_the_kernels():
+  """assign's split: none for 1 PS, a bitwise and for powers of two."""
+  # pylint: disable=protected-access
+  ids = tf.constant(_EXTREME_IDS, tf.int64)
+  for num_ps in (1, 2, 3, 4):
+    split = distributed_ps._split_by_ps(ids, num_ps)
+    got = _run(split.ids)
+    for p in range(num_ps):
+      assert got[p].tolist() == [x for x in _EXTREME_IDS if x % num_ps == p]
+  graph = tf1.get_default_graph()
+  assert [op.type for op in graph.get_operations()].count("FloorMod") == 1
+  assert "BitwiseAnd" in [op.type for op in graph.get_operations()]

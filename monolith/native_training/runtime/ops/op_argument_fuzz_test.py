@@ -164,6 +164,31 @@ def _valid_calls(workdir: str) -> Dict[str, _Call]:
                 {"id_modulus": 2, "id_remainder": 1}),
       "MonolithMultiHashTableFeatureStat":
           _Call({"basename": _str(checkpoint)}, {}),
+      # distributed_ps_ops.cc: ids 1, 2 of table a (dim 1) and 3 of table b
+      # (dim 2) on 2 PS: PS 0 gets 2 (offset 0), PS 1 gets 1 and 3 (offsets
+      # 1 and 2); [1, 2, 3, 4] are the 4 floats of the results (as float16,
+      # each PS's padded to an even number: [1, 0, 2, 3, 4, 0]).
+      "MonolithDistributedPsPartition":
+          _Call({"ids": ids, "id_counts": _i64([2, 1])},
+                {"num_ps": 2, "dims": [1, 2]}),
+      "MonolithDistributedPsGather":
+          _Call({"values": _f32([1, 2, 3, 4]), "index": _i32([1, 0, 2]),
+                 "id_counts": _i64([2, 1])},
+                {"num_tables": 2, "dims": [1, 2]}),
+      "MonolithDistributedPsGatherFloat16":
+          _Call({"float16_pairs": _f32([1, 0, 2, 3, 4, 0]).astype(
+                     np.float16).view(np.int32),
+                 "index": _i32([1, 0, 2]), "id_counts": _i64([2, 1]),
+                 "float_splits": _i64([0, 1, 4])},
+                {"num_tables": 2, "dims": [1, 2]}),
+      "MonolithDistributedPsScatterAdd":
+          _Call({"values": _f32([1, 2, 3, 4]),
+                 "value_shapes": _i64([2, 1, 1, 2]),
+                 "index": _i32([1, 0, 2]), "id_counts": _i64([2, 1]),
+                 "float_splits": _i64([0, 1, 4])},
+                {"num_ps": 2, "dims": [1, 2]}),
+      "MonolithDistributedPsLookupFloat16":
+          _Call({"id": ids, "id_split": split}, {}),
   }
 
 

@@ -1,0 +1,1151 @@
+// Ops of DistributedMultiTypeHashTable (distributed_ps.py), ours, not in the
+// original (whose worker de-duplicated, split and merged ids with TF's stock
+// ops: Unique, FloorMod, DynamicPartition, DynamicStitch, GatherV2,
+// UnsortedSegmentSum, Cast). Each replaces a chain of those with one pass:
+//
+// * MonolithDistributedPsPartition (worker): the ids of every table, in one
+//   vector, de-duplicated per table (optionally) and split by PS (floor
+//   modulo), as one ragged id tensor per PS (values, row splits), and the
+//   index of each input id's row in the PS results, concatenated in PS
+//   order (the float offset of the row).
+// * MonolithDistributedPsGather (worker): the embeddings of every input id,
+//   one [n_t, dim_t] tensor per table, copied from the concatenated PS
+//   results by the index (a table whose rows are a run of the results,
+//   e.g. one PS and no repeats, is a slice of them: no copy).
+//   MonolithDistributedPsGatherFloat16 reads float16 results, converting
+//   them to float32 on the fly.
+// * MonolithDistributedPsScatterAdd (worker): per-id rows (gradients) added
+//   into the partition's layout, one flat tensor per PS, float32 or float16:
+//   repeated ids sum their rows (from zero, in input order, as
+//   UnsortedSegmentSum does), so the results are bit-identical to the stock
+//   ops'.
+// * MonolithDistributedPsLookupFloat16 (PS): a table lookup whose result is
+//   float16 (converted piece by piece, no float32 result), padded with a
+//   zero to an even length (read by the worker as int32 pairs).
+//
+// Float16 conversions round to nearest even and use the CPU's F16C
+// instructions when it has them, as TF's Cast does (bit-identical to it);
+// Eigen::half's otherwise.
+//
+// Why float16 reaches the gather op as int32 pairs (a free tf.bitcast of the
+// received [k / 2, 2] float16 tensor): the op library's inputs are int32,
+// int64, float and string only (what its op-argument fuzz test covers).
+//
+// The kernels validate their inputs (InvalidArgument naming the input) and
+// call the TF-free helpers below; tables are processed in parallel on TF's
+// CPU worker threads when a call has many ids.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "Eigen/Core"
+#include "monolith/native_training/runtime/ops/multi_hash_table.h"
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/shape_inference.h"
+#include "tensorflow/core/framework/tensor.h"
+#include "tensorflow/core/framework/types.h"
+
+namespace monolith {
+namespace distributed_ps {
+namespace {
+
+// ---------------------------------------------------------------------------
+// TF-free helpers.
+
+// Runs fn(i) for i in [0, n), possibly in parallel (each item heavy).
+using Runner =
+    std::function<void(int64_t n, const std::function<void(int64_t)>& fn)>;
+
+// x mod d rounded toward negative infinity (non-negative for negative x),
+// for a fixed d >= 1: a mask for powers of two (two's complement makes it
+// the floor modulo), else a division (pipelined, a few ns on current CPUs;
+// a branch-free Barrett reduction measured no faster).
+class FloorMod {
+ public:
+  explicit FloorMod(int64_t d)
+      : d_(d), power_of_two_((d & (d - 1)) == 0) {}
+
+  int64_t operator()(int64_t x) const {
+    if (power_of_two_) return x & (d_ - 1);
+    const int64_t r = x % d_;  // C++: rounded toward zero
+    return r < 0 ? r + d_ : r;
+  }
+
+ private:
+  int64_t d_;
+  bool power_of_two_;
+};
+
+// Slots of an open-addressing hash set (linear probing) of the positions of
+// distinct ids; the ids stay in the caller's array. At most a quarter full.
+class PositionSlots {
+ public:
+  // Empty slots for n ids.
+  void Reset(int64_t n) {
+    int bits = 4;
+    while ((int64_t{1} << bits) < 4 * n) ++bits;
+    shift_ = 64 - bits;
+    mask_ = (uint64_t{1} << bits) - 1;
+    const size_t size = size_t{1} << bits;
+    if (slots_.capacity() > 4 * size && slots_.capacity() > kKeptSlots) {
+      std::vector<int32_t>().swap(slots_);  // a huge table's, not kept
+    }
+    slots_.assign(size, -1);
+  }
+
+  int32_t* slots() { return slots_.data(); }
+  uint64_t mask() const { return mask_; }
+  int shift() const { return shift_; }
+  // The first slot to probe for id, in slots of the given shift().
+  static uint64_t Home(int64_t id, int shift) {
+    const uint64_t x = static_cast<uint64_t>(id);
+    return ((x ^ (x >> 32)) * 0x9E3779B97F4A7C15ULL) >> shift;
+  }
+
+  // Each thread's (kept between calls: no allocation per table).
+  static PositionSlots& ForThisThread() {
+    thread_local PositionSlots slots;
+    return slots;
+  }
+
+ private:
+  // Slots kept between calls at most, unless needed (4 MiB).
+  static constexpr size_t kKeptSlots = size_t{1} << 20;
+
+  std::vector<int32_t> slots_;
+  int shift_ = 60;
+  uint64_t mask_ = 15;
+};
+
+// Splits the ids of tables (table t's counts[t] ids after those of tables
+// < t) by PS, floormod(id, num_ps); with |unique|, each table's repeated
+// ids are sent once, in order of first occurrence. Tables are split in
+// parallel: Split() then, once the caller has the PS outputs sized by
+// ps_id_splits(), Finish().
+class IdPartition {
+ public:
+  // The caller checks counts: >= 0, summing to < 2^31.
+  IdPartition(const int64_t* ids, std::vector<int64_t> counts,
+              std::vector<int64_t> dims, int64_t num_ps, bool unique)
+      : ids_(ids),
+        counts_(std::move(counts)),
+        dims_(std::move(dims)),
+        num_tables_(static_cast<int64_t>(counts_.size())),
+        num_ps_(num_ps),
+        unique_(unique),
+        ps_of_(num_ps),
+        begins_(num_tables_ + 1, 0),
+        rows_(num_tables_ * num_ps, 0),
+        sent_(unique ? num_tables_ : 0) {
+    for (int64_t t = 0; t < num_tables_; ++t) {
+      begins_[t + 1] = begins_[t] + counts_[t];
+    }
+  }
+
+  // Splits the ids, writing into index[i] (i < the number of ids) the
+  // float offset of id i's row (dims[t] floats) in the PS results
+  // concatenated in PS order (see float_splits()) once Finish() has run.
+  // Returns an error message, or "".
+  std::string Split(int32_t* index, const Runner& run) {
+    run(num_tables_, [&](int64_t t) {
+      if (unique_) {
+        SplitTable<true>(t, index);
+      } else {
+        SplitTable<false>(t, index);
+      }
+    });
+    ps_id_splits_.assign(num_ps_ * (num_tables_ + 1), 0);
+    float_splits_.assign(num_ps_ + 1, 0);
+    bases_.assign(num_tables_ * num_ps_, 0);
+    for (int64_t p = 0; p < num_ps_; ++p) {
+      int64_t* splits = &ps_id_splits_[p * (num_tables_ + 1)];
+      int64_t floats = float_splits_[p];
+      for (int64_t t = 0; t < num_tables_; ++t) {
+        const int64_t rows = rows_[t * num_ps_ + p];
+        splits[t + 1] = splits[t] + rows;
+        bases_[t * num_ps_ + p] = floats;
+        floats += rows * dims_[t];
+      }
+      float_splits_[p + 1] = floats;
+    }
+    if (float_splits_[num_ps_] > std::numeric_limits<int32_t>::max()) {
+      return "the rows of the ids sent hold " +
+             std::to_string(float_splits_[num_ps_]) +
+             " floats, more than 2^31 - 1; split the batch";
+    }
+    return "";
+  }
+
+  // Per PS: the row splits of its ids by table (num_tables + 1 each),
+  // concatenated.
+  const std::vector<int64_t>& ps_id_splits() const { return ps_id_splits_; }
+  // Where each PS's result starts in the concatenated results, in floats,
+  // and their total (num_ps + 1).
+  const std::vector<int64_t>& float_splits() const { return float_splits_; }
+
+  // Writes each PS's ids into ps_ids[p] (ps_id_splits' last element of PS p
+  // of them; nothing if null) and completes index.
+  void Finish(int32_t* index, int64_t* const* ps_ids, const Runner& run) {
+    run(num_tables_, [&](int64_t t) {
+      const int64_t n = counts_[t];
+      const int64_t* table_ids = ids_ + begins_[t];
+      int32_t* table_index = index + begins_[t];
+      const int64_t* base = &bases_[t * num_ps_];
+      // The ids sent, in order: the first occurrences, or every id.
+      const int64_t* sent = unique_ ? sent_[t].data() : table_ids;
+      const int64_t num_sent = unique_ ? sent_[t].size() : n;
+      if (num_ps_ == 1) {
+        const int32_t offset = static_cast<int32_t>(base[0]);
+        for (int64_t i = 0; i < n; ++i) table_index[i] += offset;
+        if (ps_ids[0] != nullptr) {
+          std::copy_n(sent, num_sent, ps_ids[0] + ps_id_splits_[t]);
+        }
+        return;
+      }
+      for (int64_t i = 0; i < n; ++i) {
+        table_index[i] += static_cast<int32_t>(base[ps_of_(table_ids[i])]);
+      }
+      std::vector<int64_t*> out(num_ps_);
+      for (int64_t p = 0; p < num_ps_; ++p) {
+        out[p] = ps_ids[p] + ps_id_splits_[p * (num_tables_ + 1) + t];
+      }
+      for (int64_t i = 0; i < num_sent; ++i) *out[ps_of_(sent[i])]++ = sent[i];
+    });
+  }
+
+ private:
+  // Counts table t's ids sent to each PS (rows_) and writes into index the
+  // offsets of their rows in the table's part of each PS's results; with
+  // kUnique, keeps the ids sent (sent_).
+  template <bool kUnique>
+  void SplitTable(int64_t t, int32_t* index) {
+    const int64_t n = counts_[t];
+    const int64_t dim = dims_[t];
+    const int64_t* table_ids = ids_ + begins_[t];
+    int32_t* table_index = index + begins_[t];
+    const FloorMod ps_of = ps_of_;
+    // Counted here, not in rows_, whose cache lines other tables' threads
+    // write.
+    std::vector<int64_t> row_counts(num_ps_, 0);
+    int64_t* const rows = row_counts.data();
+    // Narrowed offsets; Split() checks the total.
+    if (!kUnique) {
+      for (int64_t i = 0; i < n; ++i) {
+        table_index[i] =
+            static_cast<int32_t>(rows[ps_of(table_ids[i])]++ * dim);
+      }
+      std::copy_n(rows, num_ps_, &rows_[t * num_ps_]);
+      return;
+    }
+    PositionSlots& seen = PositionSlots::ForThisThread();
+    seen.Reset(n);
+    // Locals, not members: the stores below could alias members.
+    int32_t* const slots = seen.slots();
+    const uint64_t mask = seen.mask();
+    const int shift = seen.shift();
+    std::vector<int64_t>& sent = sent_[t];
+    sent.resize(n);
+    int64_t* const sent_ids = sent.data();
+    int64_t num_sent = 0;
+    for (int32_t i = 0; i < n; ++i) {
+      const int64_t id = table_ids[i];
+      // The first of ids[0 .. i] equal to id: i if id is new.
+      uint64_t slot = PositionSlots::Home(id, shift);
+      int32_t j;
+      while ((j = slots[slot]) >= 0 && table_ids[j] != id) {
+        slot = (slot + 1) & mask;
+      }
+      const int32_t first = j < 0 ? i : j;
+      slots[slot] = first;
+      const int64_t fresh = first == i;
+      const int64_t p = ps_of(id);
+      const int64_t row = rows[p];
+      rows[p] = row + fresh;
+      // Branch-free (repeats come at random): a new id (first == i) gets a
+      // new row, a repeat the row of its first occurrence (first < i).
+      table_index[i] = static_cast<int32_t>(row * dim);
+      table_index[i] = table_index[first];
+      sent_ids[num_sent] = id;
+      num_sent += fresh;
+    }
+    sent.resize(num_sent);
+    std::copy_n(rows, num_ps_, &rows_[t * num_ps_]);
+  }
+
+  const int64_t* ids_;
+  std::vector<int64_t> counts_;
+  std::vector<int64_t> dims_;
+  int64_t num_tables_;
+  int64_t num_ps_;
+  bool unique_;
+  FloorMod ps_of_;
+  std::vector<int64_t> begins_;  // where each table's ids start
+  // Per (table, PS), table-major: the number of ids sent and where their
+  // rows start in the concatenated results.
+  std::vector<int64_t> rows_;
+  std::vector<int64_t> bases_;
+  // Per table, with unique: the ids sent, in order.
+  std::vector<std::vector<int64_t>> sent_;
+  std::vector<int64_t> ps_id_splits_;
+  std::vector<int64_t> float_splits_;
+};
+
+// Whether the CPU converts float16 in hardware (F16C, with AVX's 256-bit
+// registers).
+bool HasF16c() {
+  static const bool has = __builtin_cpu_supports("avx") &&
+                          __builtin_cpu_supports("f16c");
+  return has;
+}
+
+float HalfToFloatSoftware(uint16_t h) {
+  return static_cast<float>(Eigen::numext::bit_cast<Eigen::half>(h));
+}
+
+uint16_t FloatToHalfSoftware(float f) {
+  return Eigen::numext::bit_cast<uint16_t>(Eigen::half(f));
+}
+
+// Row copiers: kDim > 0 fixes the row length at compile time (the common
+// dims), 0 reads it from |dim|.
+template <int64_t kDim>
+struct CopyFloats {
+  static void Run(const float* src, int64_t dim, float* dst) {
+    std::memcpy(dst, src, (kDim ? kDim : dim) * sizeof(float));
+  }
+};
+
+template <int64_t kDim>
+struct AddFloats {
+  static void Run(const float* src, int64_t dim, float* dst) {
+    const int64_t d = kDim ? kDim : dim;
+    for (int64_t j = 0; j < d; ++j) dst[j] += src[j];
+  }
+};
+
+template <int64_t kDim>
+struct HalfsToFloatsSoftware {
+  static void Run(const uint16_t* src, int64_t dim, float* dst) {
+    const int64_t d = kDim ? kDim : dim;
+    for (int64_t j = 0; j < d; ++j) dst[j] = HalfToFloatSoftware(src[j]);
+  }
+};
+
+template <int64_t kDim>
+struct HalfsToFloatsF16c {
+  __attribute__((target("avx,f16c"))) static void Run(const uint16_t* src,
+                                                        int64_t dim,
+                                                        float* dst) {
+    const int64_t d = kDim ? kDim : dim;
+    const int64_t whole = d - d % 8;
+    for (int64_t j = 0; j < whole; j += 8) {
+      _mm256_storeu_ps(dst + j,
+                       _mm256_cvtph_ps(_mm_loadu_si128(
+                           reinterpret_cast<const __m128i*>(src + j))));
+    }
+    for (int64_t j = whole; j < d; ++j) dst[j] = _cvtsh_ss(src[j]);
+  }
+};
+
+// out[i * dim ..] = Row(values + index[i]) for i in [0, n), rows of |dim|
+// elements inside values[0 .. num_values). Returns the first i whose index
+// is out of range (nothing is written from it on), or -1.
+template <template <int64_t> class Row, int64_t kDim, typename In,
+          typename Out>
+int64_t GatherLoop(const In* values, int64_t num_values, const int32_t* index,
+                   int64_t n, int64_t dim, Out* out) {
+  const int64_t last = num_values - dim;  // the largest valid offset
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t offset = index[i];
+    if (offset < 0 || offset > last) return i;
+    Row<kDim>::Run(values + offset, dim, out + i * dim);
+  }
+  return -1;
+}
+
+// Dispatches a GatherLoop on the common dims.
+template <template <int64_t> class Row, typename In, typename Out>
+int64_t Gather(const In* values, int64_t num_values, const int32_t* index,
+               int64_t n, int64_t dim, Out* out) {
+  switch (dim) {
+#define MONOLITH_GATHER_DIM(D) \
+  case D:                      \
+    return GatherLoop<Row, D>(values, num_values, index, n, dim, out);
+    MONOLITH_GATHER_DIM(1)
+    MONOLITH_GATHER_DIM(2)
+    MONOLITH_GATHER_DIM(4)
+    MONOLITH_GATHER_DIM(8)
+    MONOLITH_GATHER_DIM(16)
+    MONOLITH_GATHER_DIM(32)
+    MONOLITH_GATHER_DIM(64)
+    MONOLITH_GATHER_DIM(128)
+#undef MONOLITH_GATHER_DIM
+    default:
+      return GatherLoop<Row, 0>(values, num_values, index, n, dim, out);
+  }
+}
+
+// Rows of float32 values at index (see GatherLoop).
+int64_t GatherRows(const float* values, int64_t num_values,
+                   const int32_t* index, int64_t n, int64_t dim, float* out) {
+  return Gather<CopyFloats>(values, num_values, index, n, dim, out);
+}
+
+// Rows of float16 values (bits) at index, as float32 (see GatherLoop).
+int64_t GatherRowsFromHalf(const uint16_t* values, int64_t num_values,
+                           const int32_t* index, int64_t n, int64_t dim,
+                           float* out) {
+  if (HasF16c()) {
+    return Gather<HalfsToFloatsF16c>(values, num_values, index, n, dim, out);
+  }
+  return Gather<HalfsToFloatsSoftware>(values, num_values, index, n, dim, out);
+}
+
+// dst[index[i] ..] += src[i * dim ..], rows of |dim| floats, in order of i.
+// Returns the first i whose index is out of dst[0 .. num_dst) (rows from
+// it on are not added), or -1.
+int64_t ScatterAddRows(const float* src, const int32_t* index, int64_t n,
+                       int64_t dim, float* dst, int64_t num_dst) {
+  const int64_t last = num_dst - dim;
+  auto loop = [&](auto add) -> int64_t {
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t offset = index[i];
+      if (offset < 0 || offset > last) return i;
+      add(src + i * dim, dst + offset);
+    }
+    return -1;
+  };
+  switch (dim) {
+#define MONOLITH_ADD_DIM(D)                                     \
+  case D:                                                       \
+    return loop([dim](const float* s, float* d) {               \
+      AddFloats<D>::Run(s, dim, d);                             \
+    });
+    MONOLITH_ADD_DIM(1)
+    MONOLITH_ADD_DIM(2)
+    MONOLITH_ADD_DIM(4)
+    MONOLITH_ADD_DIM(8)
+    MONOLITH_ADD_DIM(16)
+    MONOLITH_ADD_DIM(32)
+    MONOLITH_ADD_DIM(64)
+    MONOLITH_ADD_DIM(128)
+#undef MONOLITH_ADD_DIM
+    default:
+      return loop(
+          [dim](const float* s, float* d) { AddFloats<0>::Run(s, dim, d); });
+  }
+}
+
+__attribute__((target("avx,f16c"))) void FloatsToHalfsF16c(const float* src,
+                                                            int64_t n,
+                                                            uint16_t* dst) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm_storeu_si128(
+        reinterpret_cast<__m128i*>(dst + i),
+        _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+  }
+  for (; i < n; ++i) dst[i] = _cvtss_sh(src[i], _MM_FROUND_TO_NEAREST_INT);
+}
+
+// dst[i] = float16(src[i]) (bits), rounded to nearest even.
+void FloatsToHalfs(const float* src, int64_t n, uint16_t* dst) {
+  if (HasF16c()) return FloatsToHalfsF16c(src, n, dst);
+  for (int64_t i = 0; i < n; ++i) dst[i] = FloatToHalfSoftware(src[i]);
+}
+
+}  // namespace
+}  // namespace distributed_ps
+}  // namespace monolith
+
+namespace tensorflow {
+namespace monolith_tf {
+namespace {
+
+namespace dps = ::monolith::distributed_ps;
+using shape_inference::DimensionHandle;
+using shape_inference::InferenceContext;
+using shape_inference::ShapeHandle;
+
+// The largest table dim the kernels take (keeps their int64 sizes far from
+// overflow).
+constexpr int64_t kMaxDim = int64_t{1} << 24;
+
+// The table dims attr: one in [1, kMaxDim] per table.
+Status GetDims(OpKernelConstruction* ctx, std::vector<int64_t>* dims) {
+  TF_RETURN_IF_ERROR(ctx->GetAttr("dims", dims));
+  if (dims->empty()) {
+    return errors::InvalidArgument("dims must list one dim per table");
+  }
+  for (size_t t = 0; t < dims->size(); ++t) {
+    if ((*dims)[t] < 1 || (*dims)[t] > kMaxDim) {
+      return errors::InvalidArgument("dims[", t, "] must be in [1, 2^24], got ",
+                                     (*dims)[t]);
+    }
+  }
+  return OkStatus();
+}
+
+// The ids of each table, input |index| ("id_counts"): one count >= 0 per
+// table, summing to |num_ids| (< 2^31: positions are int32).
+Status GetIdCounts(OpKernelContext* ctx, int index, int64_t num_tables,
+                   int64_t num_ids, std::vector<int64_t>* counts) {
+  const Tensor* input = nullptr;
+  TF_RETURN_IF_ERROR(GetVectorInput(ctx, index, "id_counts", &input));
+  if (input->NumElements() != num_tables) {
+    return errors::InvalidArgument("id_counts has ", input->NumElements(),
+                                   " elements; expected one per table (",
+                                   num_tables, ")");
+  }
+  auto flat = input->flat<int64_t>();
+  counts->assign(flat.data(), flat.data() + num_tables);
+  int64_t total = 0;
+  for (int64_t t = 0; t < num_tables; ++t) {
+    if ((*counts)[t] < 0) {
+      return errors::InvalidArgument("id_counts[", t, "] is negative: ",
+                                     (*counts)[t]);
+    }
+    total += (*counts)[t];
+    if (total > std::numeric_limits<int32_t>::max()) {
+      return errors::InvalidArgument(
+          "id_counts sums to more than 2^31 - 1 ids; split the batch");
+    }
+  }
+  if (total != num_ids) {
+    return errors::InvalidArgument("id_counts sums to ", total, " ids but ",
+                                   num_ids, " are given");
+  }
+  return OkStatus();
+}
+
+Status OutOfRange(int64_t table, int64_t row, int64_t offset, int64_t dim,
+                  int64_t size, const char* what) {
+  return errors::InvalidArgument(
+      "index of row ", row, " of table ", table, " is ", offset,
+      ": a row of ", dim, " outside ", what, " (", size,
+      "); pass the index MonolithDistributedPsPartition returned");
+}
+
+// Shape functions: id_counts (input |input|) must have one element per
+// table if its length is known.
+Status CheckIdCountsLength(InferenceContext* c, int input,
+                           int64_t num_tables) {
+  DimensionHandle unused;
+  if (!c->WithValue(c->Dim(c->input(input), 0), num_tables, &unused).ok()) {
+    return errors::InvalidArgument(
+        "id_counts has ", c->DebugString(c->Dim(c->input(input), 0)),
+        " elements; expected one per table (", num_tables, ")");
+  }
+  return OkStatus();
+}
+
+// Batches below this many ids run on the calling thread: handing work to
+// other threads costs more than it saves.
+constexpr int64_t kParallelIds = 16384;
+
+// A runner of a kernel's per-table work: on TF's CPU worker threads when
+// |ids| is large.
+dps::Runner RunnerFor(OpKernelContext* ctx, int64_t ids) {
+  if (ids < kParallelIds) {
+    return [](int64_t n, const std::function<void(int64_t)>& fn) {
+      for (int64_t i = 0; i < n; ++i) fn(i);
+    };
+  }
+  return [ctx](int64_t n, const std::function<void(int64_t)>& fn) {
+    ParallelFor(ctx, n, [&fn](int64_t i) {
+      fn(i);
+      return OkStatus();
+    }).IgnoreError();
+  };
+}
+
+class PartitionOp : public OpKernel {
+ public:
+  explicit PartitionOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_ps", &num_ps_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("unique", &unique_));
+    OP_REQUIRES_OK(ctx, GetDims(ctx, &dims_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor* ids = nullptr;
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 0, "ids", &ids));
+    std::vector<int64_t> counts;
+    OP_REQUIRES_OK(ctx, GetIdCounts(ctx, 1, dims_.size(), ids->NumElements(),
+                                    &counts));
+    Tensor* index_output = nullptr;
+    OP_REQUIRES_OK(ctx,
+                   ctx->allocate_output("index", ids->shape(), &index_output));
+    int32_t* index = index_output->flat<int32_t>().data();
+    const dps::Runner run = RunnerFor(ctx, ids->NumElements());
+    dps::IdPartition partition(ids->flat<int64_t>().data(), std::move(counts),
+                               dims_, num_ps_, unique_);
+    const std::string error = partition.Split(index, run);
+    OP_REQUIRES(ctx, error.empty(), errors::InvalidArgument(error));
+    OpOutputList ps_ids, ps_id_splits;
+    OP_REQUIRES_OK(ctx, ctx->output_list("ps_ids", &ps_ids));
+    OP_REQUIRES_OK(ctx, ctx->output_list("ps_id_splits", &ps_id_splits));
+    const int64_t splits = dims_.size() + 1;
+    std::vector<int64_t*> ps_id_data(num_ps_);
+    for (int64_t p = 0; p < num_ps_; ++p) {
+      const int64_t* src = &partition.ps_id_splits()[p * splits];
+      Tensor* out = nullptr;
+      if (num_ps_ == 1 && src[splits - 1] == ids->NumElements()) {
+        // Every id goes, in order, to the one PS: the input, not a copy.
+        ps_ids.set(0, *ids);
+        ps_id_data[0] = nullptr;
+      } else {
+        OP_REQUIRES_OK(ctx, ps_ids.allocate(p, {src[splits - 1]}, &out));
+        ps_id_data[p] = out->flat<int64_t>().data();
+      }
+      OP_REQUIRES_OK(ctx, ps_id_splits.allocate(p, {splits}, &out));
+      std::copy_n(src, splits, out->flat<int64_t>().data());
+    }
+    partition.Finish(index, ps_id_data.data(), run);
+    Tensor* float_splits = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output("float_splits", {num_ps_ + 1},
+                                             &float_splits));
+    std::copy(partition.float_splits().begin(),
+              partition.float_splits().end(),
+              float_splits->flat<int64_t>().data());
+  }
+
+ private:
+  int64_t num_ps_;
+  bool unique_;
+  std::vector<int64_t> dims_;
+};
+
+// The float16 results of the PS (MonolithDistributedPsLookupFloat16's) are
+// padded to even lengths: where the rows of |index| (offsets in the unpadded
+// concatenation, see float_splits, input 3) are in |num_values| padded
+// float16s. *padded_index stays empty when no PS before the last has an odd
+// number of floats (the index is then right as it is).
+Status PaddedIndex(OpKernelContext* ctx, const int32_t* index, int64_t n,
+                   int64_t num_values, std::vector<int32_t>* padded_index) {
+  const Tensor* input = nullptr;
+  TF_RETURN_IF_ERROR(GetVectorInput(ctx, 3, "float_splits", &input));
+  auto splits = input->flat<int64_t>();
+  if (splits.size() < 2 || splits(0) != 0) {
+    return errors::InvalidArgument(
+        "float_splits must hold 0 and the end of each PS's floats, got ",
+        splits.size(), " elements");
+  }
+  const int64_t num_ps = splits.size() - 1;
+  // Per PS: the padding before its floats.
+  std::vector<int64_t> shift(num_ps, 0);
+  int64_t padded = 0;
+  for (int64_t p = 0; p < num_ps; ++p) {
+    const int64_t size = splits(p + 1) - splits(p);
+    if (size < 0) {
+      return errors::InvalidArgument(
+          "float_splits must be non-decreasing: float_splits[", p + 1,
+          "] = ", splits(p + 1), " < ", splits(p));
+    }
+    shift[p] = padded - splits(p);
+    padded += size + size % 2;
+  }
+  if (num_values > std::numeric_limits<int32_t>::max()) {
+    return errors::InvalidArgument(
+        "float16_pairs holds more than 2^31 - 1 float16s; split the batch");
+  }
+  if (padded != num_values) {
+    return errors::InvalidArgument(
+        "float16_pairs holds ", num_values, " float16s; float_splits needs ",
+        padded, " (each PS's padded to an even number)");
+  }
+  if (std::all_of(shift.begin(), shift.end(),
+                  [](int64_t s) { return s == 0; })) {
+    return OkStatus();
+  }
+  padded_index->resize(n);
+  const int64_t* begin = splits.data();
+  for (int64_t i = 0; i < n; ++i) {
+    // The PS whose floats hold the row; out-of-range offsets stay so.
+    const int64_t p =
+        std::upper_bound(begin + 1, begin + num_ps, int64_t{index[i]}) -
+        (begin + 1);
+    const int64_t offset = index[i] < 0 ? index[i] : index[i] + shift[p];
+    // Past num_values (<= 2^31 - 1) if clamped: still out of range.
+    (*padded_index)[i] = static_cast<int32_t>(
+        std::min<int64_t>(offset, std::numeric_limits<int32_t>::max()));
+  }
+  return OkStatus();
+}
+
+// Whether the n rows of |dim| floats that |index| points at are
+// consecutive in |values| (a [n * dim] vector), starting at an offset that
+// keeps TF's alignment; if so, *slice is them, [n, dim], sharing values'
+// buffer.
+bool SliceOfValues(const Tensor& values, const int32_t* index, int64_t n,
+                   int64_t dim, Tensor* slice) {
+  if (n == 0) return false;
+  const int64_t begin = index[0];
+  if (begin < 0 || begin + n * dim > values.NumElements()) return false;
+  for (int64_t i = 1; i < n; ++i) {
+    if (index[i] != begin + i * dim) return false;
+  }
+  const Tensor rows = values.Slice(begin, begin + n * dim);
+  if (reinterpret_cast<uintptr_t>(rows.tensor_data().data()) %
+          EIGEN_MAX_ALIGN_BYTES != 0) {
+    return false;
+  }
+  return slice->CopyFrom(rows, TensorShape({n, dim}));
+}
+
+// MonolithDistributedPsGather (kHalf false) and ...GatherFloat16 (true).
+template <bool kHalf>
+class GatherOp : public OpKernel {
+ public:
+  explicit GatherOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    int num_tables;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_tables", &num_tables));
+    OP_REQUIRES_OK(ctx, GetDims(ctx, &dims_));
+    OP_REQUIRES(ctx, static_cast<int64_t>(dims_.size()) == num_tables,
+                errors::InvalidArgument("dims has ", dims_.size(),
+                                        " elements; num_tables is ",
+                                        num_tables));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const char* values_name = kHalf ? "float16_pairs" : "values";
+    const Tensor* values = nullptr;
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 0, values_name, &values));
+    const Tensor* index_input = nullptr;
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 1, "index", &index_input));
+    std::vector<int64_t> counts;
+    OP_REQUIRES_OK(ctx, GetIdCounts(ctx, 2, dims_.size(),
+                                    index_input->NumElements(), &counts));
+    const int32_t* index = index_input->flat<int32_t>().data();
+    const int64_t num_values =
+        kHalf ? 2 * values->NumElements() : values->NumElements();
+    std::vector<int32_t> padded_index;
+    if constexpr (kHalf) {
+      OP_REQUIRES_OK(ctx, PaddedIndex(ctx, index, index_input->NumElements(),
+                                      num_values, &padded_index));
+    }
+    const int32_t* read_index =
+        padded_index.empty() ? index : padded_index.data();
+    OpOutputList outputs;
+    OP_REQUIRES_OK(ctx, ctx->output_list("embeddings", &outputs));
+    const int64_t num_tables = dims_.size();
+    std::vector<float*> rows(num_tables, nullptr);
+    std::vector<int64_t> begins(num_tables + 1, 0);
+    for (int64_t t = 0; t < num_tables; ++t) {
+      begins[t + 1] = begins[t] + counts[t];
+      if constexpr (!kHalf) {
+        // Rows that are a run of values (no repeats, one PS) are a slice of
+        // it: no copy.
+        Tensor slice;
+        if (SliceOfValues(*values, read_index + begins[t], counts[t],
+                          dims_[t], &slice)) {
+          outputs.set(t, slice);
+          continue;
+        }
+      }
+      Tensor* out = nullptr;
+      OP_REQUIRES_OK(ctx, outputs.allocate(t, {counts[t], dims_[t]}, &out));
+      rows[t] = out->flat<float>().data();
+    }
+    // Per table: the first row whose index is out of range, or -1.
+    std::vector<int64_t> bad(num_tables, -1);
+    RunnerFor(ctx, begins[num_tables])(num_tables, [&](int64_t t) {
+      if (rows[t] == nullptr) return;  // a slice, or no rows
+      const int32_t* table_index = read_index + begins[t];
+      if constexpr (kHalf) {
+        bad[t] = dps::GatherRowsFromHalf(
+            reinterpret_cast<const uint16_t*>(values->tensor_data().data()),
+            num_values, table_index, counts[t], dims_[t], rows[t]);
+      } else {
+        bad[t] = dps::GatherRows(values->flat<float>().data(), num_values,
+                                 table_index, counts[t], dims_[t], rows[t]);
+      }
+    });
+    for (int64_t t = 0; t < num_tables; ++t) {
+      OP_REQUIRES(ctx, bad[t] < 0,
+                  OutOfRange(t, bad[t], index[begins[t] + bad[t]], dims_[t],
+                             num_values,
+                             kHalf ? "float16_pairs' float16s"
+                                   : "values' floats"));
+    }
+  }
+
+ private:
+  std::vector<int64_t> dims_;
+};
+
+// MonolithDistributedPsScatterAdd, with float32 or float16 (T) outputs.
+template <typename T>
+class ScatterAddOp : public OpKernel {
+ public:
+  explicit ScatterAddOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_ps", &num_ps_));
+    OP_REQUIRES_OK(ctx, GetDims(ctx, &dims_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor* values = nullptr;
+    const Tensor* value_shapes = nullptr;
+    const Tensor* index_input = nullptr;
+    const Tensor* float_splits_input = nullptr;
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 0, "values", &values));
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 1, "value_shapes", &value_shapes));
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 2, "index", &index_input));
+    const int64_t num_tables = dims_.size();
+    std::vector<int64_t> counts;
+    OP_REQUIRES_OK(ctx, GetIdCounts(ctx, 3, num_tables,
+                                    index_input->NumElements(), &counts));
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 4, "float_splits",
+                                       &float_splits_input));
+    // Each table's rows are [its ids, its dim].
+    OP_REQUIRES(ctx, value_shapes->NumElements() == 2 * num_tables,
+                errors::InvalidArgument(
+                    "value_shapes has ", value_shapes->NumElements(),
+                    " elements; expected the [rows, dim] of each of the ",
+                    num_tables, " tables' values"));
+    auto shapes = value_shapes->flat<int64_t>();
+    int64_t floats = 0;
+    for (int64_t t = 0; t < num_tables; ++t) {
+      OP_REQUIRES(ctx,
+                  shapes(2 * t) == counts[t] && shapes(2 * t + 1) == dims_[t],
+                  errors::InvalidArgument(
+                      "value_shapes says table ", t, "'s values are [",
+                      shapes(2 * t), ", ", shapes(2 * t + 1), "]; its ",
+                      counts[t], " ids of dim ", dims_[t], " need [",
+                      counts[t], ", ", dims_[t], "]"));
+      floats += counts[t] * dims_[t];
+    }
+    OP_REQUIRES(ctx, values->NumElements() == floats,
+                errors::InvalidArgument("values has ", values->NumElements(),
+                                        " floats; value_shapes says ",
+                                        floats));
+    auto splits = float_splits_input->flat<int64_t>();
+    OP_REQUIRES(ctx, splits.size() == num_ps_ + 1,
+                errors::InvalidArgument("float_splits has ", splits.size(),
+                                        " elements; expected num_ps + 1 (",
+                                        num_ps_ + 1, ")"));
+    OP_REQUIRES(ctx, splits(0) == 0,
+                errors::InvalidArgument("float_splits must start at 0, got ",
+                                        splits(0)));
+    for (int64_t p = 0; p < num_ps_; ++p) {
+      OP_REQUIRES(ctx, splits(p + 1) >= splits(p),
+                  errors::InvalidArgument(
+                      "float_splits must be non-decreasing: float_splits[",
+                      p + 1, "] = ", splits(p + 1), " < ", splits(p)));
+    }
+    const int64_t total = splits(num_ps_);
+    OP_REQUIRES(ctx, total <= std::numeric_limits<int32_t>::max(),
+                errors::InvalidArgument("float_splits ends at ", total,
+                                        ", over 2^31 - 1"));
+
+    // The sums, in float32: the only output, or a scratch buffer.
+    OpOutputList outputs;
+    OP_REQUIRES_OK(ctx, ctx->output_list("ps_values", &outputs));
+    const bool direct = std::is_same_v<T, float> && num_ps_ == 1;
+    Tensor sums;
+    if (direct) {
+      Tensor* out = nullptr;
+      OP_REQUIRES_OK(ctx, outputs.allocate(0, {total}, &out));
+      sums = *out;
+    } else {
+      OP_REQUIRES_OK(ctx, ctx->allocate_temp(DT_FLOAT, {total}, &sums));
+    }
+    float* dst = sums.flat<float>().data();
+    std::fill_n(dst, total, 0.0f);
+    const int32_t* index = index_input->flat<int32_t>().data();
+    const float* src = values->flat<float>().data();
+    for (int64_t t = 0; t < num_tables; ++t) {
+      const int64_t bad =
+          dps::ScatterAddRows(src, index, counts[t], dims_[t], dst, total);
+      OP_REQUIRES(ctx, bad < 0,
+                  OutOfRange(t, bad, bad < 0 ? 0 : index[bad], dims_[t],
+                             total, "float_splits' floats"));
+      src += counts[t] * dims_[t];
+      index += counts[t];
+    }
+    if (direct) return;
+    for (int64_t p = 0; p < num_ps_; ++p) {
+      const int64_t size = splits(p + 1) - splits(p);
+      Tensor* out = nullptr;
+      OP_REQUIRES_OK(ctx, outputs.allocate(p, {size}, &out));
+      if constexpr (std::is_same_v<T, float>) {
+        std::copy_n(dst + splits(p), size, out->flat<float>().data());
+      } else {
+        dps::FloatsToHalfs(dst + splits(p), size,
+                           reinterpret_cast<uint16_t*>(
+                               const_cast<char*>(out->tensor_data().data())));
+      }
+    }
+  }
+
+ private:
+  int64_t num_ps_;
+  std::vector<int64_t> dims_;
+};
+
+// Ids of a lookup are looked up in pieces of at most this many, each into
+// a per-thread float32 buffer that is then converted.
+constexpr int64_t kLookupPieceIds = 512;
+
+class LookupFloat16Op : public OpKernel {
+ public:
+  explicit LookupFloat16Op(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    core::RefCountPtr<MultiHashTable> mtable;
+    OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 0, "mtable", &mtable));
+    const Tensor* ids_input = nullptr;
+    const Tensor* id_split_input = nullptr;
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 1, "id", &ids_input));
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 2, "id_split", &id_split_input));
+    const int64_t num_tables = mtable->size();
+    auto split = id_split_input->flat<int64_t>();
+    OP_REQUIRES(ctx, split.size() == num_tables + 1,
+                errors::InvalidArgument("id_split has ", split.size(),
+                                        " elements; expected one more than "
+                                        "the tables (", num_tables, ")"));
+    OP_REQUIRES(ctx,
+                split(0) == 0 && split(num_tables) == ids_input->NumElements(),
+                errors::InvalidArgument(
+                    "id_split must start at 0 and end at the number of ids (",
+                    ids_input->NumElements(), "), got [", split(0), " .. ",
+                    split(num_tables), "]"));
+    // Where each table's rows start in the result, and its pieces.
+    std::vector<int64_t> offsets(num_tables + 1, 0);
+    struct Piece {
+      int64_t table, begin, end;
+    };
+    std::vector<Piece> pieces;
+    for (int64_t t = 0; t < num_tables; ++t) {
+      OP_REQUIRES(ctx, split(t + 1) >= split(t),
+                  errors::InvalidArgument(
+                      "id_split must be non-decreasing: id_split[", t + 1,
+                      "] = ", split(t + 1), " < id_split[", t, "] = ",
+                      split(t)));
+      offsets[t + 1] = offsets[t] + (split(t + 1) - split(t)) *
+                                        mtable->table(t).table->DimSize();
+      for (int64_t b = split(t); b < split(t + 1); b += kLookupPieceIds) {
+        pieces.push_back({t, b, std::min(split(t + 1), b + kLookupPieceIds)});
+      }
+    }
+    const int64_t floats = offsets[num_tables];
+    Tensor* out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {floats + floats % 2}, &out));
+    uint16_t* halfs = reinterpret_cast<uint16_t*>(
+        const_cast<char*>(out->tensor_data().data()));
+    if (floats % 2) halfs[floats] = 0;
+    const int64_t* ids = ids_input->flat<int64_t>().data();
+    RunnerFor(ctx, ids_input->NumElements())(pieces.size(), [&](int64_t i) {
+      const Piece& piece = pieces[i];
+      const auto& table = *mtable->table(piece.table).table;
+      const int64_t n = piece.end - piece.begin;
+      thread_local std::vector<float> buffer;
+      buffer.resize(n * table.DimSize());
+      table.BatchLookup(ids + piece.begin, n, buffer.data());
+      dps::FloatsToHalfs(buffer.data(), buffer.size(),
+                         halfs + offsets[piece.table] +
+                             (piece.begin - split(piece.table)) *
+                                 table.DimSize());
+    });
+  }
+};
+
+}  // namespace
+
+REGISTER_OP("MonolithDistributedPsPartition")
+    .Input("ids: int64")
+    .Input("id_counts: int64")
+    .Output("ps_ids: num_ps * int64")
+    .Output("ps_id_splits: num_ps * int64")
+    .Output("index: int32")
+    .Output("float_splits: int64")
+    .Attr("num_ps: int >= 1")
+    .Attr("dims: list(int)")
+    .Attr("unique: bool = true")
+    .SetShapeFn([](InferenceContext* c) {
+      TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"ids", 1}, {"id_counts", 1}}));
+      int64_t num_ps;
+      std::vector<int64_t> dims;
+      TF_RETURN_IF_ERROR(c->GetAttr("num_ps", &num_ps));
+      TF_RETURN_IF_ERROR(c->GetAttr("dims", &dims));
+      TF_RETURN_IF_ERROR(CheckIdCountsLength(c, 1, dims.size()));
+      for (int64_t p = 0; p < num_ps; ++p) {
+        c->set_output(p, c->Vector(c->UnknownDim()));
+        c->set_output(num_ps + p,
+                      c->Vector(static_cast<int64_t>(dims.size()) + 1));
+      }
+      c->set_output(2 * num_ps, c->Vector(c->Dim(c->input(0), 0)));
+      c->set_output(2 * num_ps + 1, c->Vector(num_ps + 1));
+      return OkStatus();
+    })
+    .Doc(R"doc(
+Ids of every table split by PS, for DistributedMultiTypeHashTable (ours).
+
+ids: the ids of table 0, then of table 1, ...
+id_counts: the number of ids of each table.
+ps_ids: per PS, its ids (those with floormod(id, num_ps) == PS), table
+  after table, each table's in input order (of first occurrence if unique).
+ps_id_splits: per PS, the row splits of its ids by table.
+index: per id, the float offset of its row (dims[table] floats) in the PS
+  results (as a table lookup of ps_ids returns them) concatenated in PS
+  order.
+float_splits: where each PS's result starts in that concatenation, and
+  its size.
+unique: whether each table's repeated ids are sent once.
+)doc");
+REGISTER_KERNEL_BUILDER(
+    Name("MonolithDistributedPsPartition").Device(DEVICE_CPU), PartitionOp);
+
+namespace {
+
+Status GatherShape(InferenceContext* c, bool half) {
+  if (half) {
+    TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"float16_pairs", 1},
+                                           {"index", 1},
+                                           {"id_counts", 1},
+                                           {"float_splits", 1}}));
+  } else {
+    TF_RETURN_IF_ERROR(CheckInputRanks(
+        c, {{"values", 1}, {"index", 1}, {"id_counts", 1}}));
+  }
+  int num_tables;
+  std::vector<int64_t> dims;
+  TF_RETURN_IF_ERROR(c->GetAttr("num_tables", &num_tables));
+  TF_RETURN_IF_ERROR(c->GetAttr("dims", &dims));
+  if (static_cast<int64_t>(dims.size()) != num_tables) {
+    return errors::InvalidArgument("dims has ", dims.size(),
+                                   " elements; num_tables is ", num_tables);
+  }
+  TF_RETURN_IF_ERROR(CheckIdCountsLength(c, 2, num_tables));
+  for (int t = 0; t < num_tables; ++t) {
+    c->set_output(t, c->Matrix(c->UnknownDim(), dims[t]));
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+REGISTER_OP("MonolithDistributedPsGather")
+    .Input("values: float")
+    .Input("index: int32")
+    .Input("id_counts: int64")
+    .Output("embeddings: num_tables * float")
+    .Attr("num_tables: int >= 1")
+    .Attr("dims: list(int)")
+    .SetShapeFn([](InferenceContext* c) { return GatherShape(c, false); })
+    .Doc(R"doc(
+The rows of every id, per table, from the concatenated PS results (ours).
+
+values: the PS results concatenated in PS order.
+index: MonolithDistributedPsPartition's index of the ids.
+id_counts: the number of ids of each table.
+embeddings: per table, [id_counts[t], dims[t]].
+)doc");
+REGISTER_KERNEL_BUILDER(Name("MonolithDistributedPsGather").Device(DEVICE_CPU),
+                        GatherOp<false>);
+
+REGISTER_OP("MonolithDistributedPsGatherFloat16")
+    .Input("float16_pairs: int32")
+    .Input("index: int32")
+    .Input("id_counts: int64")
+    .Input("float_splits: int64")
+    .Output("embeddings: num_tables * float")
+    .Attr("num_tables: int >= 1")
+    .Attr("dims: list(int)")
+    .SetShapeFn([](InferenceContext* c) {
+      return GatherShape(c, true);
+    })
+    .Doc(R"doc(
+MonolithDistributedPsGather of float16 PS results, as float32 (ours).
+
+float16_pairs: the PS results as MonolithDistributedPsLookupFloat16 returns
+  them (float16, each padded to an even length), concatenated in PS order,
+  two per int32 (in memory order): tf.bitcast(tf.reshape(h, [-1, 2]),
+  tf.int32).
+float_splits: MonolithDistributedPsPartition's (where each PS's results
+  start, unpadded).
+)doc");
+REGISTER_KERNEL_BUILDER(
+    Name("MonolithDistributedPsGatherFloat16").Device(DEVICE_CPU),
+    GatherOp<true>);
+
+REGISTER_OP("MonolithDistributedPsScatterAdd")
+    .Input("values: float")
+    .Input("value_shapes: int64")
+    .Input("index: int32")
+    .Input("id_counts: int64")
+    .Input("float_splits: int64")
+    .Output("ps_values: num_ps * T")
+    .Attr("num_ps: int >= 1")
+    .Attr("dims: list(int)")
+    .Attr("T: {float, half} = DT_FLOAT")
+    .SetShapeFn([](InferenceContext* c) {
+      TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"values", 1},
+                                             {"value_shapes", 1},
+                                             {"index", 1},
+                                             {"id_counts", 1},
+                                             {"float_splits", 1}}));
+      int64_t num_ps;
+      std::vector<int64_t> dims;
+      TF_RETURN_IF_ERROR(c->GetAttr("num_ps", &num_ps));
+      TF_RETURN_IF_ERROR(c->GetAttr("dims", &dims));
+      TF_RETURN_IF_ERROR(CheckIdCountsLength(c, 3, dims.size()));
+      for (int64_t p = 0; p < num_ps; ++p) {
+        c->set_output(p, c->Vector(c->UnknownDim()));
+      }
+      return OkStatus();
+    })
+    .Doc(R"doc(
+Per-id rows added into MonolithDistributedPsPartition's layout (ours).
+
+values: the rows of table 0's ids ([id_counts[0], dims[0]], flattened),
+  then table 1's, ...
+value_shapes: the [rows, dim] of each table's values, concatenated
+  (checked against id_counts and dims).
+index, float_splits: MonolithDistributedPsPartition's.
+ps_values: per PS, its rows: the sum of the rows of the ids sent as it,
+  from zero in input order (UnsortedSegmentSum's order), as T.
+)doc");
+REGISTER_KERNEL_BUILDER(Name("MonolithDistributedPsScatterAdd")
+                            .Device(DEVICE_CPU)
+                            .TypeConstraint<float>("T"),
+                        ScatterAddOp<float>);
+REGISTER_KERNEL_BUILDER(Name("MonolithDistributedPsScatterAdd")
+                            .Device(DEVICE_CPU)
+                            .TypeConstraint<Eigen::half>("T"),
+                        ScatterAddOp<Eigen::half>);
+
+REGISTER_OP("MonolithDistributedPsLookupFloat16")
+    .Input("mtable: resource")
+    .Input("id: int64")
+    .Input("id_split: int64")
+    .Output("embedding: half")
+    .SetShapeFn([](InferenceContext* c) {
+      TF_RETURN_IF_ERROR(
+          CheckInputRanks(c, {{"mtable", 0}, {"id", 1}, {"id_split", 1}}));
+      c->set_output(0, c->Vector(c->UnknownDim()));
+      return OkStatus();
+    })
+    .Doc(R"doc(
+MonolithMultiHashTableLookup's result as float16 (rounded to nearest even,
+as tf.cast), and a zero when its number of floats is odd (ours): a PS's
+reply of DistributedMultiTypeHashTable's float16 lookup, converted piece by
+piece (no float32 result).
+
+id_split: row splits of id, one row per table.
+)doc");
+REGISTER_KERNEL_BUILDER(
+    Name("MonolithDistributedPsLookupFloat16").Device(DEVICE_CPU),
+    LookupFloat16Op);
+
+}  // namespace monolith_tf
+}  // namespace tensorflow
