@@ -224,6 +224,17 @@ def _per_filter_op(hash_filters: List[tf.Tensor],
   return tf.group(filter_ops)
 
 
+def _run_per_filter(session: tf.compat.v1.Session, op: tf.Operation,
+                    placeholders: List[tf.Tensor], asset_dir: str) -> None:
+  """Runs `_per_filter_op`'s op with filter i's files in `asset_dir`."""
+  session.run(op,
+              feed_dict={
+                  placeholder: _filter_basename(asset_dir, i)
+                  for i, placeholder in enumerate(placeholders)
+              },
+              options=tf.compat.v1.RunOptions(timeout_in_ms=_TIMEOUT_IN_MS))
+
+
 class HashFilterCheckpointSaverListener(
     tf.compat.v1.train.CheckpointSaverListener):
   """Saves the hash filters beside every checkpoint.
@@ -259,16 +270,9 @@ class HashFilterCheckpointSaverListener(
     asset_dir = self._helper.get_ckpt_asset_dir(
         self._helper.get_ckpt_prefix(global_step_value))
     tf.io.gfile.makedirs(asset_dir)
-    feed_dict = {
-        placeholder: _filter_basename(asset_dir, i)
-        for i, placeholder in enumerate(self._placeholders)
-    }
-    session.run(self._save_op,
-                feed_dict=feed_dict,
-                options=tf.compat.v1.RunOptions(timeout_in_ms=_TIMEOUT_IN_MS))
+    _run_per_filter(session, self._save_op, self._placeholders, asset_dir)
     logging.info("Saved %d hash filters to %s.", len(self._hash_filters),
                  asset_dir)
-
 
 
 class HashFilterCheckpointRestorerListener(
@@ -307,12 +311,6 @@ class HashFilterCheckpointRestorerListener(
                    os.path.dirname(self._basename))
       return
     asset_dir = self._helper.get_ckpt_asset_dir(ckpt_prefix)
-    feed_dict = {
-        placeholder: _filter_basename(asset_dir, i)
-        for i, placeholder in enumerate(self._placeholders)
-    }
-    session.run(self._restore_op,
-                feed_dict=feed_dict,
-                options=tf.compat.v1.RunOptions(timeout_in_ms=_TIMEOUT_IN_MS))
+    _run_per_filter(session, self._restore_op, self._placeholders, asset_dir)
     logging.info("Restored %d hash filters from %s.",
                  len(self._hash_filters), asset_dir)
