@@ -270,10 +270,12 @@ class PsMonitor:
     one of the monitored PS tasks (the worker's own state never survives a
     new session).
     """
+    return self.needs_restore(device, self.uninitialized_ps_tasks(sess))
+
+  def needs_restore(self, device: str, uninitialized: Set[int]) -> bool:
+    """Whether `device` must be restored, given `uninitialized_ps_tasks`."""
     task = utils.ps_task_of_device(device)
-    if task is None or task >= self._num_ps:
-      return True
-    return task in self.uninitialized_ps_tasks(sess)
+    return task is None or task >= self._num_ps or task in uninitialized
 
   def setup_ps_initialized_state(self, sess: tf.compat.v1.Session) -> None:
     """Marks every PS task set up. Call it once all of them are restored."""
@@ -357,9 +359,7 @@ class PartialRecoverySaver(tf.compat.v1.train.Saver):
     restore_ops = []
     kept = []
     for device, restore_op in sorted(per_device.items()):
-      task = utils.ps_task_of_device(device)
-      if task is None or task >= self._ps_monitor.num_ps or (
-          task in uninitialized):
+      if self._ps_monitor.needs_restore(device, uninitialized):
         restore_ops.append(restore_op)
       else:
         kept.append(device)

@@ -30,6 +30,19 @@ std::string DescribeEviction(const std::string& table_name,
   return out.str();
 }
 
+std::string EvictExpired(const std::string& table_name,
+                         EmbeddingHashTable* table, int64_t* evicted) {
+  const auto start = std::chrono::steady_clock::now();
+  const int64_t before = table->Size();
+  const int64_t now = table->LatestUpdateTime();
+  EmbeddingHashTable::EvictStats stats;
+  *evicted = table->Evict(now, &stats);
+  const double seconds = std::chrono::duration<double>(
+                             std::chrono::steady_clock::now() - start)
+                             .count();
+  return DescribeEviction(table_name, before, stats, now, seconds);
+}
+
 PeriodicEvictor::PeriodicEvictor(std::vector<Target> targets,
                                  std::function<void(const std::string&)> log)
     : targets_(std::move(targets)), log_(std::move(log)) {
@@ -63,14 +76,8 @@ void PeriodicEvictor::Run() {
     if (wake_.wait_until(lock, due[next], [this] { return stop_; })) break;
     lock.unlock();
     const Target& target = targets_[next];
-    const auto start = Clock::now();
-    const int64_t before = target.table->Size();
-    const int64_t now = target.table->LatestUpdateTime();
-    EmbeddingHashTable::EvictStats stats;
-    target.table->Evict(now, &stats);
-    const double seconds =
-        std::chrono::duration<double>(Clock::now() - start).count();
-    log_(DescribeEviction(target.name, before, stats, now, seconds));
+    int64_t evicted = 0;
+    log_(EvictExpired(target.name, target.table, &evicted));
     // The next one a whole period after this one ended: a slow eviction
     // never queues up rounds.
     due[next] = Clock::now() + target.period;

@@ -29,6 +29,12 @@ std::string DescribeEviction(const std::string& table_name,
                              const EmbeddingHashTable::EvictStats& stats,
                              int64_t now, double seconds);
 
+// Evicts |table|'s entries expired at its newest update time and returns
+// the DescribeEviction line of it (name: |table_name|); |evicted| gets the
+// count.
+std::string EvictExpired(const std::string& table_name,
+                         EmbeddingHashTable* table, int64_t* evicted);
+
 class PeriodicEvictor {
  public:
   struct Target {

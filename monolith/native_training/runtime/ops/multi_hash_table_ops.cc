@@ -450,17 +450,14 @@ class MultiHashTableEvictOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, {mtable->size()}, &evicted));
     auto evicted_vec = evicted->flat<int64_t>();
     for (int t = 0; t < mtable->size(); ++t) {
-      EmbeddingHashTable& table = *mtable->table(t).table;
-      EmbeddingHashTable::EvictStats stats;
-      const int64_t before = table.Size();
-      const int64_t now = table.LatestUpdateTime();
-      const uint64_t start = EnvTime::NowMicros();
-      evicted_vec(t) = table.Evict(now, &stats);
-      if (stats.evicted > 0) {
+      int64_t evicted_count = 0;
+      const std::string line = ::monolith::hash_table::EvictExpired(
+          mtable->table(t).name, mtable->table(t).table.get(),
+          &evicted_count);
+      evicted_vec(t) = evicted_count;
+      if (evicted_count > 0) {
         LOG(INFO) << "MultiHashTable " << mtable->shared_name() << ": "
-                  << ::monolith::hash_table::DescribeEviction(
-                         mtable->table(t).name, before, stats, now,
-                         (EnvTime::NowMicros() - start) / 1e6);
+                  << line;
       }
     }
     ctx->set_output(0, ctx->input(0));
