@@ -276,41 +276,52 @@ def new_session() -> tf1.Session:
 # Bytes per entry, one fresh subprocess per structure.
 
 
-def memory_child(structure: str, dim: int, ids_per_table: int, batch: int):
-  """Prints the bytes per entry of |structure| at |dim| as JSON."""
-  tf1.disable_eager_execution()
-  data = Data(dim, ids_per_table, batch, lookup_batches=0)
+def build_structure(structure: str, dim: int, data: Data,
+                    initial_num_buckets=None):
+  """Placeholders and the Graph of `structure` ("MultiHashTable:adagrad",
+  "DenseHashTable/per_slot", ...) in the default graph."""
+  placeholders = [
+      tf1.placeholder(tf.int64, [None], name=f"ids_{t}") for t in range(TABLES)
+  ]
+  values = tf.constant(np.full([data.per_table_batch, dim], 0.5, np.float32))
+  if structure.startswith(OURS):
+    optimizer = structure.split(":")[1]
+    grads = tf.constant(
+        np.full([data.per_table_batch, dim], 0.01, np.float32))
+    return placeholders, build_ours(dim, placeholders, values, grads,
+                                    optimizer)
+  kind, layout = structure.split("/")
+  return placeholders, build_peer(kind, layout, dim, placeholders, values,
+                                  initial_num_buckets)
 
-  def build(initial_num_buckets=None):
-    placeholders = [
-        tf1.placeholder(tf.int64, [None], name=f"ids_{t}")
-        for t in range(TABLES)
-    ]
-    values = tf.constant(np.full([data.per_table_batch, dim], 0.5,
-                                 np.float32))
-    if structure.startswith(OURS):
-      optimizer = structure.split(":")[1]
-      return placeholders, build_ours(dim, placeholders, values, values,
-                                      optimizer)
-    kind, layout = structure.split("/")
-    return placeholders, build_peer(kind, layout, dim, placeholders, values,
-                                    initial_num_buckets)
 
-  # Warm-up: the same structure with a few ids (and 8-bucket Dense tables) in
-  # a throwaway graph and session, so kernels and TF's lazily built globals
-  # exist before the baseline, and no large freed buffer of the warm-up is
-  # left for the measured tables to reuse (TF's CPU allocator keeps freed
-  # buffers in its pool).
+def warm_up_and_build(structure: str, dim: int, data: "Data"):
+  """Builds `structure` in the default graph after a warm-up.
+
+  The warm-up runs the same structure with a few ids (and 8-bucket Dense
+  tables) in a throwaway graph and session, so kernels and TF's lazily built
+  globals exist before a memory baseline, and no large freed buffer of the
+  warm-up is left for the measured tables to reuse (TF's CPU allocator keeps
+  freed buffers in its pool).
+  """
   with tf.Graph().as_default():
-    placeholders, graph = build(initial_num_buckets=8)
+    placeholders, graph = build_structure(structure, dim, data, 8)
     with new_session() as sess:
       sess.run(graph.init)
       sess.run(graph.fill,
                feed_dict=feed(placeholders,
                               [ids[:4] for ids in data.fill_batches[0]]))
   release_memory()
-  placeholders, graph = build()
+  built = build_structure(structure, dim, data)
   release_memory()
+  return built
+
+
+def memory_child(structure: str, dim: int, ids_per_table: int, batch: int):
+  """Prints the bytes per entry of |structure| at |dim| as JSON."""
+  tf1.disable_eager_execution()
+  data = Data(dim, ids_per_table, batch, lookup_batches=0)
+  placeholders, graph = warm_up_and_build(structure, dim, data)
   before = rss_bytes()
   with new_session() as sess:
     sess.run(graph.init)
@@ -339,6 +350,205 @@ def bytes_per_entry(structure: str, dim: int, args) -> Dict:
   out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, env=env)
   last = out.stdout.decode().strip().splitlines()[-1]
   return json.loads(last)
+
+
+# ---------------------------------------------------------------------------
+# Scale curve: one fresh subprocess per (structure, table size).
+
+SCALE_STRUCTURES = [
+    OURS + ":adagrad", OURS + ":sgd", "DenseHashTable/per_slot",
+    "MutableHashTable/per_slot"
+]
+GIB = 1 << 30
+TARGET_SCALE_LOOKUP_VS_DENSE = 2.0
+TARGET_SCALE_BYTES_DRIFT = 0.10
+
+
+def projected_bytes(structure: str, dim: int, ids: int) -> float:
+  """A generous guess at a scale child's peak memory, to skip what won't fit.
+
+  Per entry: ours, the entry plus ~32 bytes of slots; DenseHashTable, key and
+  values in a bucket array at most 80 % full and its predecessor during a
+  rehash (x2.5); MutableHashTable, a map node and the values on the heap.
+  Plus 48 bytes per id of workload arrays and 1 GiB for TensorFlow.
+  """
+  values = 4 * dim
+  per_entry = {
+      OURS + ":adagrad": 2 * values + 48,
+      OURS + ":sgd": values + 48,
+      "DenseHashTable/per_slot": 2.5 * (8 + values) * 1.25,
+      "MutableHashTable/per_slot": 1.5 * (values + 96),
+  }[structure]
+  return ids * (per_entry + 48) + GIB
+
+
+def mem_available() -> int:
+  with open("/proc/meminfo") as f:
+    for line in f:
+      if line.startswith("MemAvailable:"):
+        return int(line.split()[1]) * 1024
+  return 0
+
+
+def scale_child(structure: str, dim: int, args):
+  """Fills `structure` with args.ids_per_table ids per table, then times its
+  lookups, updates (and ours' apply_gradients); prints one JSON object."""
+  tf1.disable_eager_execution()
+  data = Data(dim, args.ids_per_table, args.batch, args.lookup_batches)
+  placeholders, graph = warm_up_and_build(structure, dim, data)
+  before = rss_bytes()
+  result = {}
+  with new_session() as sess:
+    sess.run(graph.init)
+    result["insert_ids_per_s"] = fill_rate(sess, graph.fill, placeholders,
+                                           data)
+    release_memory()
+    result["bytes_per_entry"] = (rss_bytes() - before) / data.ids
+    feeds = [feed(placeholders, b) for b in data.lookup_batches]
+    ops = {"lookup": graph.lookup, "update": graph.update}
+    if graph.apply is not None:
+      ops["apply_gradients"] = graph.apply
+    for op in ops.values():
+      sess.run(op, feed_dict=feeds[0])
+    best = collections.defaultdict(lambda: float("inf"))
+    for _ in range(args.repeats):
+      for name, op in ops.items():
+        best[name] = min(best[name], timed_runs(sess, op, feeds))
+    for name, seconds in best.items():
+      result[f"{name}_ids_per_s"] = data.batch * len(feeds) / seconds
+  print(json.dumps(result))
+
+
+def run_scale_point(structure: str, dim: int, ids: int, args) -> Dict:
+  """One scale child's result, or {"skipped": why}."""
+  need = projected_bytes(structure, dim, ids)
+  have = mem_available()
+  if need > 0.9 * have:
+    return {
+        "skipped": f"needs ~{need / GIB:.1f} GiB, "
+                   f"{have / GIB:.1f} GiB available"
+    }
+  cmd = [
+      sys.executable,
+      os.path.abspath(__file__), "--scale_child", structure, "--dims",
+      str(dim), "--ids_per_table",
+      str(ids // TABLES), "--batch",
+      str(args.batch), "--lookup_batches",
+      str(args.lookup_batches), "--repeats",
+      str(args.repeats)
+  ]
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  out = subprocess.run(cmd, stdout=subprocess.PIPE, env=env)
+  if out.returncode != 0:
+    return {"skipped": f"the child exited with {out.returncode}"}
+  return json.loads(out.stdout.decode().strip().splitlines()[-1])
+
+
+def run_scale(dims: List[int], args) -> List[Dict]:
+  """The scale curve: every structure at every size, one after another."""
+  points = []
+  for dim in dims:
+    for ids in [int(x) for x in args.scale_ids.split(",")]:
+      point = {"dim": dim, "ids": ids // TABLES * TABLES, "results": {}}
+      for structure in SCALE_STRUCTURES:
+        start = time.perf_counter()
+        r = run_scale_point(structure, dim, ids, args)
+        point["results"][structure] = r
+        print(f"scale dim {dim} ids {ids:,} {structure}: {json.dumps(r)} "
+              f"({time.perf_counter() - start:.0f} s)", file=sys.stderr,
+              flush=True)
+      points.append(point)
+  return points
+
+
+def scale_lines(points: List[Dict], args) -> List[Dict]:
+  """One JSON line per (dim, size, peer): ours (adagrad) beside the peer."""
+  lines = []
+  first_bytes = {}
+  for p in points:
+    ours = p["results"][OURS + ":adagrad"]
+    sgd = p["results"][OURS + ":sgd"]
+    if "skipped" in ours:
+      continue
+    first_bytes.setdefault(p["dim"], ours["bytes_per_entry"])
+    for structure in SCALE_STRUCTURES[2:]:
+      peer = p["results"][structure]
+      kind, layout = structure.split("/")
+      line = {
+          "bench": "multi_hash_table_scale",
+          "dim": p["dim"],
+          "tables": TABLES,
+          "ids": p["ids"],
+          "batch": args.batch,
+          "optimizer": "adagrad",
+          "repeats": args.repeats,
+          "insert_ids_per_s": round(ours["insert_ids_per_s"]),
+          "lookup_ids_per_s": round(ours["lookup_ids_per_s"]),
+          "update_ids_per_s": round(ours["update_ids_per_s"]),
+          "apply_gradients_ids_per_s": round(
+              ours["apply_gradients_ids_per_s"]),
+          "insert_ratio_vs_lookup": round(
+              ours["insert_ids_per_s"] / ours["lookup_ids_per_s"], 3),
+          "bytes_per_entry": round(ours["bytes_per_entry"], 1),
+          "bytes_per_entry_vs_smallest": round(
+              ours["bytes_per_entry"] / first_bytes[p["dim"]], 3),
+          "payload_bytes_per_entry": 8 + 2 * 4 * p["dim"],
+          "sgd_bytes_per_entry": (round(sgd["bytes_per_entry"], 1)
+                                  if "skipped" not in sgd else None),
+          "sgd_payload_bytes_per_entry": 8 + 4 * p["dim"],
+          "peer": kind,
+          "peer_layout": layout,
+      }
+      if "skipped" in peer:
+        line["peer_skipped"] = peer["skipped"]
+      else:
+        line.update({
+            "peer_insert_ids_per_s": round(peer["insert_ids_per_s"]),
+            "peer_lookup_ids_per_s": round(peer["lookup_ids_per_s"]),
+            "peer_update_ids_per_s": round(peer["update_ids_per_s"]),
+            "peer_bytes_per_entry": round(peer["bytes_per_entry"], 1),
+            "lookup_ratio": round(
+                ours["lookup_ids_per_s"] / peer["lookup_ids_per_s"], 3),
+            "insert_ratio": round(
+                ours["insert_ids_per_s"] / peer["insert_ids_per_s"], 3),
+        })
+      lines.append(line)
+  return lines
+
+
+def report_scale(points: List[Dict], lines: List[Dict]):
+  print()
+  print(f"Scale curve through session.run ({TABLES} tables, ids/s; "
+        "B/entry: RSS growth / entries; each structure in its own process):")
+  row = "%-4s %-11s %-26s %9s %9s %9s %9s %9s"
+  print(row % ("dim", "ids", "structure", "insert/s", "lookup/s",
+               "update/s", "apply/s", "B/entry"))
+  for p in points:
+    for structure, r in p["results"].items():
+      if "skipped" in r:
+        print(f"{p['dim']:<4} {p['ids']:<11,} {structure:<26} skipped: "
+              f"{r['skipped']}")
+        continue
+      print(row % (p["dim"], f"{p['ids']:,}", structure,
+                   m(r["insert_ids_per_s"]), m(r["lookup_ids_per_s"]),
+                   m(r["update_ids_per_s"]),
+                   m(r["apply_gradients_ids_per_s"])
+                   if "apply_gradients_ids_per_s" in r else "",
+                   f"{r['bytes_per_entry']:.1f}"))
+  print()
+  print("Targets at 16 M ids and more:")
+  for l in lines:
+    if l["ids"] < 16_000_000 or l["peer"] != "DenseHashTable":
+      continue
+    if "lookup_ratio" in l:
+      print(f"  dim {l['dim']} {l['ids']:,}: lookup vs DenseHashTable "
+            f"{l['lookup_ratio']:.2f}x (>= {TARGET_SCALE_LOOKUP_VS_DENSE}x: "
+            f"{verdict(l['lookup_ratio'] >= TARGET_SCALE_LOOKUP_VS_DENSE)})")
+    drift = abs(l["bytes_per_entry_vs_smallest"] - 1)
+    print(f"  dim {l['dim']} {l['ids']:,}: bytes/entry "
+          f"{l['bytes_per_entry_vs_smallest']:.3f}x the smallest size's "
+          f"(within {TARGET_SCALE_BYTES_DRIFT:.0%}: "
+          f"{verdict(drift <= TARGET_SCALE_BYTES_DRIFT)})")
 
 
 # ---------------------------------------------------------------------------
@@ -744,16 +954,23 @@ def json_lines(results: List[Dict], saves: List[Dict], args):
     print(json.dumps(line))
 
 
-def report(results: List[Dict], saves: List[Dict], args):
+def report(results: List[Dict], saves: List[Dict], args,
+           points: List[Dict]):
   if results:
     report_throughput(results, args)
   if saves:
     report_saves(saves)
-  report_targets(results, saves)
+  if results or saves:
+    report_targets(results, saves)
   if results:
     report_profile(results)
+  lines = scale_lines(points, args)
+  if points:
+    report_scale(points, lines)
   print()
   json_lines(results, saves, args)
+  for line in lines:
+    print(json.dumps(line))
 
 
 def main():
@@ -768,13 +985,22 @@ def main():
   parser.add_argument("--restore_repeats", type=int, default=2,
                       help="fresh tables restored into (one each)")
   parser.add_argument("--parts", default="memory,throughput,save",
-                      help="what to measure (memory needs throughput)")
+                      help="what to measure (memory needs throughput); "
+                      "scale: the curve over --scale_ids")
+  parser.add_argument("--scale_ids",
+                      default="1000000,4000000,16000000,64000000",
+                      help="total ids (over the 8 tables) of each point of "
+                      "the scale curve")
   parser.add_argument("--memory_child", help=argparse.SUPPRESS)
+  parser.add_argument("--scale_child", help=argparse.SUPPRESS)
   args = parser.parse_args()
   dims = [int(d) for d in args.dims.split(",")]
   parts = args.parts.split(",")
   if args.memory_child:
     memory_child(args.memory_child, dims[0], args.ids_per_table, args.batch)
+    return
+  if args.scale_child:
+    scale_child(args.scale_child, dims[0], args)
     return
   tf1.disable_eager_execution()
   start = time.perf_counter()
@@ -806,7 +1032,8 @@ def main():
         saves.append(run_save_restore(dim, args, workdir, compression_type))
   finally:
     shutil.rmtree(workdir, ignore_errors=True)
-  report(results, saves, args)
+  points = run_scale(dims, args) if "scale" in parts else []
+  report(results, saves, args, points)
   print(f"# total {time.perf_counter() - start:.0f} s", file=sys.stderr)
 
 

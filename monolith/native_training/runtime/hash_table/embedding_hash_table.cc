@@ -30,6 +30,7 @@ using internal::CapacityFor;
 using internal::kEmpty;
 using internal::kMinShardCapacity;
 using internal::Mix;
+using internal::ShardWriteLock;
 using internal::Slot;
 using internal::TableShard;
 using internal::Timestamp;
@@ -78,6 +79,15 @@ bool AllZero(const float* values, int dim) {
   }
   return true;
 }
+
+// A reader's hold on a shard (the pipeline's counterpart of ShardWriteLock).
+class ShardReadLock {
+ public:
+  ShardReadLock(const TableShard* shard, int64_t) : lock_(shard->mu) {}
+
+ private:
+  std::shared_lock<std::shared_mutex> lock_;
+};
 
 }  // namespace
 
@@ -175,17 +185,14 @@ void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
                                      Visit visit, const AdmitFn& admit) {
   static_assert(!kExclusive || !std::is_const_v<Table>,
                 "the exclusive path changes the table");
-  using Lock = std::conditional_t<kExclusive,
-                                  std::unique_lock<std::shared_mutex>,
-                                  std::shared_lock<std::shared_mutex>>;
+  using Lock = std::conditional_t<kExclusive, ShardWriteLock, ShardReadLock>;
   const Timestamp stamp = ToTimestamp(update_time);
   if (n == 1) {
     // One id (Restore, single-id calls): nothing to group or overlap.
     const uint64_t hash = Mix(ids[0]);
     TableShard& shard = table->shards_[ShardOf(hash)];
-    Lock lock(shard.mu);
+    Lock lock(&shard, 1);
     if constexpr (kExclusive) {
-      shard.Reserve(1);
       const uint64_t pos = shard.FindSlot(ids[0], hash);
       Slot* slot = &shard.slots[pos];
       const bool found = slot->index != kEmpty;
@@ -221,8 +228,7 @@ void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
       const int begin = scratch->begin(s), end = scratch->end(s);
       if (begin == end) continue;
       TableShard& shard = table->shards_[s];
-      Lock lock(shard.mu);
-      if (kExclusive) shard.Reserve(end - begin);
+      Lock lock(&shard, end - begin);
       for (int p = begin; p < end; ++p) {
         const Slot* bucket = &shard.slots[scratch->hash(p) & shard.mask];
         if (kExclusive) {
@@ -424,7 +430,7 @@ Status EmbeddingHashTable::BatchOptimize(const int64_t* ids, int64_t n,
 bool EmbeddingHashTable::Erase(int64_t id) {
   const uint64_t hash = Mix(id);
   TableShard& shard = shards_[ShardOf(hash)];
-  std::unique_lock<std::shared_mutex> lock(shard.mu);
+  ShardWriteLock lock(&shard, 0);
   const uint64_t pos = shard.FindSlot(id, hash);
   if (shard.slots[pos].index == kEmpty) return false;
   shard.EraseAt(pos);
@@ -437,7 +443,7 @@ int64_t EmbeddingHashTable::Evict(int64_t now, EvictStats* stats) {
   std::vector<Slot> kept;
   for (int s = 0; s < kNumShards; ++s) {
     TableShard& shard = shards_[s];
-    std::unique_lock<std::shared_mutex> lock(shard.mu);
+    ShardWriteLock lock(&shard, 0);
     kept.clear();
     kept.reserve(shard.size);
     int64_t removed = 0;
@@ -490,11 +496,20 @@ int64_t EmbeddingHashTable::HugePageBytes() const {
   return pool_ ? static_cast<int64_t>(pool_->UsedBytes()) : 0;
 }
 
+int64_t EmbeddingHashTable::LongestGrowthNanos() const {
+  int64_t longest = 0;
+  for (int s = 0; s < kNumShards; ++s) {
+    std::shared_lock<std::shared_mutex> lock(shards_[s].mu);
+    longest = std::max(longest, shards_[s].longest_rehash_ns);
+  }
+  return longest;
+}
+
 void EmbeddingHashTable::Clear() {
   // All shards at once: their pooled arena blocks are released together.
-  std::vector<std::unique_lock<std::shared_mutex>> locks;
+  std::vector<ShardWriteLock> locks;
   locks.reserve(kNumShards);
-  for (int s = 0; s < kNumShards; ++s) locks.emplace_back(shards_[s].mu);
+  for (int s = 0; s < kNumShards; ++s) locks.emplace_back(&shards_[s], 0);
   for (int s = 0; s < kNumShards; ++s) shards_[s].Reset(kMinShardCapacity);
   if (pool_) pool_->ReleaseBlocks();
   latest_update_time_.store(0, std::memory_order_relaxed);
@@ -604,7 +619,6 @@ bool ReadTimeField(const char* p, const char* end, uint64_t* time) {
 
 void EmbeddingHashTable::PutLocked(TableShard* shard, int64_t id, uint64_t hash,
                                    const char* entry, int64_t update_time) {
-  shard->Reserve(1);
   const uint64_t pos = shard->FindSlot(id, hash);
   char* stored = shard->slots[pos].index != kEmpty
                      ? shard->EntryAt(shard->slots[pos].index)
@@ -624,7 +638,7 @@ Status EmbeddingHashTable::Restore(const EntryDump& dump) {
   const int64_t id = dump.id();
   const uint64_t hash = Mix(id);
   TableShard& shard = shards_[ShardOf(hash)];
-  std::unique_lock<std::shared_mutex> lock(shard.mu);
+  ShardWriteLock lock(&shard, 1);
   MONOLITH_RETURN_IF_ERROR(
       accessor_->Restore(dump, scratch.data(), &shard.rng));
   PutLocked(&shard, id, hash, scratch.data(), dump.last_update_ts_sec());
@@ -683,7 +697,7 @@ Status EmbeddingHashTable::RestoreRecord(const char* record, size_t size,
     std::memcpy(&id, record + 1, sizeof(id));
     const uint64_t hash = Mix(id);
     TableShard& shard = shards_[ShardOf(hash)];
-    std::unique_lock<std::shared_mutex> lock(shard.mu);
+    ShardWriteLock lock(&shard, 1);
     PutLocked(&shard, id, hash, scratch.data(), *update_time);
     return Status::OK();
   }

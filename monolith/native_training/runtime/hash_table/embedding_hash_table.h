@@ -23,7 +23,8 @@
 //   entries are read or written, so independent cache misses overlap.
 // * Readers share a shard; writers (optimize, assign, insert) hold it alone,
 //   one shard at a time, so training proceeds on all other shards while one
-//   shard is saved or grows.
+//   shard is saved. A shard grows by building its bigger slot array while
+//   readers go on, and holds them off only to swap it in.
 #ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_EMBEDDING_HASH_TABLE_H_
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_EMBEDDING_HASH_TABLE_H_
 
@@ -139,6 +140,10 @@ class EmbeddingHashTable {
   // The part of it on huge pages (0 when the table is small, or created
   // with MONOLITH_HASH_TABLE_HUGE_PAGES=0 in the environment).
   int64_t HugePageBytes() const;
+  // The longest one shard's growth (the rehash of its slot array, under its
+  // lock) has taken since the table was created, in nanoseconds: the most a
+  // concurrent call touching that shard waited for growth.
+  int64_t LongestGrowthNanos() const;
   std::string DebugString() const;
 
   // One entry as Save hands it out: its id, last update time (seconds) and
@@ -215,7 +220,8 @@ class EmbeddingHashTable {
   bool ReadRecordFields(const char* record, size_t size, char* entry,
                         uint64_t* time, bool* all_zero) const;
   // Inserts or overwrites |id| with |entry| (stride_ bytes) stamped
-  // |update_time|. Caller holds |shard| exclusively.
+  // |update_time|. Caller holds a ShardWriteLock on |shard| with room for
+  // one more entry.
   void PutLocked(internal::TableShard* shard, int64_t id, uint64_t hash,
                  const char* entry, int64_t update_time);
 

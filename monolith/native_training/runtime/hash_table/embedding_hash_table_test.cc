@@ -861,6 +861,66 @@ TEST(EmbeddingHashTableTest, ConcurrentOptimizeAndLookup) {
   EXPECT_EQ(out, std::vector<float>(kIds * kDim, kWriters * kRounds));
 }
 
+// Growth builds a shard's new slot array while lookups go on: readers must
+// find every id inserted before their lookup began, with its value, however
+// the shards grow meanwhile (also from several writers at once).
+TEST(EmbeddingHashTableTest, LookupsDuringGrowthFindEveryInsertedId) {
+  auto table = MakeTable(SgdTable(2, "initial_capacity: 1"));
+  EXPECT_EQ(table->LongestGrowthNanos(), 0);
+  constexpr int64_t kIds = 400'000, kBatch = 4'000, kWriters = 2;
+  std::atomic<int64_t> published{0};  // ids [0, published) are in the table
+  std::atomic<int64_t> wrong{0};
+  std::atomic<bool> done{false};
+  std::thread reader([&] {
+    std::vector<int64_t> probe(kBatch);
+    std::vector<float> out(kBatch * 2);
+    uint64_t state = 1;
+    while (!done.load()) {
+      const int64_t known = published.load();
+      if (known == 0) continue;
+      for (auto& id : probe) {
+        state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+        id = static_cast<int64_t>((state >> 17) % known);
+      }
+      table->BatchLookup(probe.data(), kBatch, out.data());
+      for (int64_t i = 0; i < kBatch; ++i) {
+        if (out[2 * i] != probe[i] + 1 || out[2 * i + 1] != -probe[i]) ++wrong;
+      }
+    }
+  });
+  // Writer w inserts the batches b with b % kWriters == w, in order; ids
+  // are published once every batch below them is in.
+  std::vector<std::atomic<bool>> inserted(kIds / kBatch);
+  std::vector<std::thread> writers;
+  for (int w = 0; w < kWriters; ++w) {
+    writers.emplace_back([&, w] {
+      std::vector<int64_t> ids(kBatch);
+      std::vector<float> values(kBatch * 2);
+      for (int64_t b = w; b < kIds / kBatch; b += kWriters) {
+        for (int64_t i = 0; i < kBatch; ++i) {
+          ids[i] = b * kBatch + i;
+          values[2 * i] = static_cast<float>(ids[i] + 1);
+          values[2 * i + 1] = -static_cast<float>(ids[i]);
+        }
+        table->Assign(ids.data(), kBatch, values.data(), 1);
+        inserted[b] = true;
+        int64_t next = published.load() / kBatch;
+        while (next < kIds / kBatch && inserted[next]) ++next;
+        int64_t seen = published.load();
+        while (seen < next * kBatch &&
+               !published.compare_exchange_weak(seen, next * kBatch)) {
+        }
+      }
+    });
+  }
+  for (auto& writer : writers) writer.join();
+  done = true;
+  reader.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(table->Size(), kIds);
+  EXPECT_GT(table->LongestGrowthNanos(), 0);
+}
+
 // Saving while training: every saved entry is a consistent state (all dims
 // equal) and nothing is lost or duplicated.
 TEST(EmbeddingHashTableTest, SaveWhileTraining) {

@@ -1,21 +1,33 @@
 // Benchmark of the embedding hash table against its peers, in one run:
 //   bazel run -c opt //monolith/native_training/runtime/hash_table:hash_table_benchmark
-// For 1,000,000 random ids at dim 16 and 64 (adagrad entries), batches of
-// 65,536, on 1 and 2 threads: insert, assign, lookup and optimize ids/s and
-// bytes per entry (RSS growth / entries); beside std::unordered_map doing
-// the same lookups, and a loop of independent random 64-byte reads from a
-// 1 GiB buffer (the machine's random-access ceiling). Prints a table, then
-// one JSON line per configuration. med_rnd / median_round_ratio: the median
-// over rounds of that round's ratio (1 thread: ours / the map; 2 threads:
-// 2 threads / 1 thread); umap_sc / peer_median_ratio_vs_1thread: the same
-// 2 threads / 1 thread median for the map, what the host allowed.
+//   (-- --dims=16,64 --ids=1000000,4000000,16000000,64000000 --rounds=7)
+// For each table size (--ids random ids, default 1,000,000) at dim 16 and 64
+// (adagrad entries), batches of 65,536, on 1 and 2 threads: insert (new ids
+// into an emptied table, growing from empty; the first fill, on memory new
+// to the process, is reported apart: on a VM its first touch of memory can
+// cost more than the table's own work), assign, lookup and optimize ids/s,
+// bytes per
+// entry (RSS growth / entries); beside std::unordered_map filled with the
+// same ids and doing the same lookups; the longest a lookup waited while
+// the table grew (a reader on a second thread during a refill) beside the
+// longest single-shard growth; and a loop of independent random 64-byte
+// reads from a buffer as large as the table (the machine's random-access
+// ceiling at that working-set size). Sizes that would not fit in memory are
+// skipped with what they need. Prints a table, then one JSON line per
+// configuration. med_rnd / median_round_ratio: the median over rounds of
+// that round's ratio (1 thread: ours / the map; 2 threads: 2 threads /
+// 1 thread); umap_sc / peer_median_ratio_vs_1thread: the same 2 threads /
+// 1 thread median for the map, what the host allowed.
 #include <malloc.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -32,9 +44,10 @@ namespace monolith {
 namespace hash_table {
 namespace {
 
-constexpr int64_t kIds = 1'000'000;
 constexpr int64_t kBatch = 65'536;
 constexpr int kLookupBatches = 30;  // ~2M ids per measurement
+// The reader that measures growth stalls looks up this many ids at a time.
+constexpr int64_t kStallBatch = 512;
 
 double Seconds(const std::function<void()>& fn) {
   const auto start = std::chrono::steady_clock::now();
@@ -54,9 +67,17 @@ int64_t RssBytes() {
   return static_cast<int64_t>(resident) * sysconf(_SC_PAGESIZE);
 }
 
-// Measurement rounds; the machine is shared, so each figure is the best
-// round (the one least disturbed).
-constexpr int kRounds = 7;
+int64_t AvailableMemoryBytes() {
+  FILE* f = std::fopen("/proc/meminfo", "r");
+  if (f == nullptr) return 0;
+  char line[256];
+  long long kib = 0;
+  while (std::fgets(line, sizeof(line), f) != nullptr) {
+    if (std::sscanf(line, "MemAvailable: %lld kB", &kib) == 1) break;
+  }
+  std::fclose(f);
+  return kib * 1024;
+}
 
 // Runs |per_thread(thread_index)| on |threads| threads; returns seconds.
 double Parallel(int threads, const std::function<void(int)>& per_thread) {
@@ -76,23 +97,24 @@ std::vector<int64_t> RandomIds(int64_t n, uint64_t seed) {
 
 // Batches of ids drawn from |keys|, one sequence per thread.
 std::vector<std::vector<int64_t>> LookupBatches(const std::vector<int64_t>& keys,
-                                                int count, uint64_t seed) {
+                                                int count, int64_t batch_size,
+                                                uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::uniform_int_distribution<int64_t> pick(0, keys.size() - 1);
   std::vector<std::vector<int64_t>> batches(count);
   for (auto& batch : batches) {
-    batch.resize(kBatch);
+    batch.resize(batch_size);
     for (auto& id : batch) id = keys[pick(rng)];
   }
   return batches;
 }
 
-// The peer: std::unordered_map doing the same lookups (copy or zero-fill).
+// The peer: std::unordered_map filled with the same ids (no reserve, as a
+// table that grows) doing the same lookups (copy or zero-fill).
 template <int kDim>
 class UnorderedMapPeer {
  public:
-  explicit UnorderedMapPeer(const std::vector<int64_t>& keys) {
-    map_.reserve(keys.size());
+  void Insert(const std::vector<int64_t>& keys) {
     for (int64_t k : keys) map_[k].fill(1.0f);
   }
 
@@ -111,23 +133,31 @@ class UnorderedMapPeer {
   std::unordered_map<int64_t, std::array<float, kDim>> map_;
 };
 
-double RandomReadsPerSecond() {
-  constexpr int64_t kBytes = int64_t{1} << 30;
-  constexpr int64_t kLines = kBytes / 64;
+// Independent random 64-byte reads per second from a |bytes| buffer on huge
+// pages (as the table's big arrays are), i.e. the best the machine does at
+// that working-set size.
+double RandomReadsPerSecond(int64_t bytes) {
+  constexpr int64_t kHugePage = int64_t{2} << 20;
+  bytes = std::max<int64_t>(kHugePage, (bytes + kHugePage - 1) / kHugePage *
+                                           kHugePage);
+  const int64_t lines_in_buffer = bytes / 64;
   constexpr int64_t kReads = 20'000'000;
-  std::unique_ptr<char[]> buffer(new char[kBytes]);
-  std::memset(buffer.get(), 1, kBytes);
+  char* buffer = static_cast<char*>(std::aligned_alloc(kHugePage, bytes));
+  if (buffer == nullptr) std::abort();
+  madvise(buffer, bytes, MADV_HUGEPAGE);
+  std::memset(buffer, 1, bytes);
   std::mt19937_64 rng(5);
-  std::vector<uint32_t> lines(kReads);
-  for (auto& line : lines) line = rng() % kLines;
+  std::vector<uint64_t> lines(kReads);
+  for (auto& line : lines) line = rng() % lines_in_buffer;
   uint64_t sum = 0;
   const double s = Seconds([&] {
     for (int64_t i = 0; i < kReads; ++i) {
       uint64_t v;
-      std::memcpy(&v, buffer.get() + int64_t{lines[i]} * 64, sizeof(v));
+      std::memcpy(&v, buffer + lines[i] * 64, sizeof(v));
       sum += v;
     }
   });
+  std::free(buffer);
   if (sum == 42) std::printf(" ");  // keep the loads
   return kReads / s;
 }
@@ -135,8 +165,12 @@ double RandomReadsPerSecond() {
 struct Result {
   int dim;
   int threads;
-  double insert, assign, lookup, optimize, map_lookup, bytes_per_entry,
-      table_bytes_per_entry, payload_bytes;
+  int64_t ids;
+  // insert: new ids into an emptied table (memory touched before);
+  // fresh_insert: the first fill, on memory new to the process.
+  double insert, fresh_insert, assign, lookup, optimize, map_insert, map_lookup,
+      bytes_per_entry, table_bytes_per_entry, map_bytes_per_entry,
+      payload_bytes, random_reads;
   // Median over rounds of this round's lookup rate / the round's reference
   // (the map's for 1 thread, ours on 1 thread for 2): measured seconds
   // apart, so less exposed to the host's slow spells than best-of-rounds.
@@ -144,6 +178,9 @@ struct Result {
   // The map's own 2-thread / 1-thread median: how far this host lets a
   // memory-bound lookup loop scale at the time of the run.
   double map_median_scaling;
+  // Growth while a reader looks up: its slowest and median batch (ms), and
+  // the longest one shard's growth held its lock (ms).
+  double longest_stall_ms, median_stall_batch_ms, longest_growth_ms;
 };
 
 double Median(std::vector<double> values) {
@@ -151,45 +188,89 @@ double Median(std::vector<double> values) {
   return values[values.size() / 2];
 }
 
+// Fills |table| with |keys| (batches of kBatch) while a second thread looks
+// up kStallBatch of them at a time; returns its slowest and median batch
+// (ms).
+std::pair<double, double> GrowthStalls(EmbeddingHashTable* table,
+                                       const std::vector<int64_t>& keys) {
+  const std::vector<std::vector<int64_t>> probes =
+      LookupBatches(keys, 64, kStallBatch, 7);
+  std::vector<float> values(kBatch * table->DimSize(), 0.5f);
+  std::atomic<bool> done{false};
+  std::vector<double> batch_ms;
+  std::thread reader([&] {
+    std::vector<float> out(kStallBatch * table->DimSize());
+    for (size_t i = 0; !done.load(std::memory_order_relaxed); ++i) {
+      const auto& probe = probes[i % probes.size()];
+      batch_ms.push_back(1e3 * Seconds([&] {
+        table->BatchLookup(probe.data(), kStallBatch, out.data());
+      }));
+    }
+  });
+  const int64_t n = keys.size();
+  for (int64_t b = 0; b < n; b += kBatch) {
+    table->Assign(&keys[b], std::min(kBatch, n - b), values.data(), 1);
+  }
+  done = true;
+  reader.join();
+  return {*std::max_element(batch_ms.begin(), batch_ms.end()),
+          Median(batch_ms)};
+}
+
 template <int kDim>
-std::vector<Result> RunDim() {
+std::vector<Result> RunSize(int64_t num_ids, int rounds) {
   const std::string config_text =
       "entry_config { segments { dim_size: " + std::to_string(kDim) +
       " init_config { zeros {} } opt_config { adagrad {} } } }";
   EmbeddingHashTableConfig config;
   google::protobuf::TextFormat::ParseFromString(config_text, &config);
-  const std::vector<int64_t> keys = RandomIds(kIds, kDim);
+  const std::vector<int64_t> keys = RandomIds(num_ids, kDim);
   std::vector<float> values(kBatch * kDim, 0.5f);
 
   // Return memory freed by earlier runs, so RSS growth is this table's.
   malloc_trim(0);
-  const int64_t rss_before = RssBytes();
+  int64_t rss_before = RssBytes();
   std::unique_ptr<EmbeddingHashTable> table;
   if (!EmbeddingHashTable::Create(config, 1, &table).ok()) std::abort();
-  const double insert_s = Seconds([&] {
-    for (int64_t b = 0; b < kIds; b += kBatch) {
-      table->Assign(&keys[b], std::min(kBatch, kIds - b), values.data(), 1);
+  auto fill = [&] {
+    for (int64_t b = 0; b < num_ids; b += kBatch) {
+      table->Assign(&keys[b], std::min(kBatch, num_ids - b), values.data(), 1);
     }
-  });
+  };
+  const double fresh_insert_s = Seconds(fill);
   const double bytes_per_entry =
-      static_cast<double>(RssBytes() - rss_before) / kIds;
+      static_cast<double>(RssBytes() - rss_before) / num_ids;
   const double table_bytes_per_entry =
-      static_cast<double>(table->MemoryBytes()) / kIds;
+      static_cast<double>(table->MemoryBytes()) / num_ids;
+  const int64_t table_bytes = table->MemoryBytes();
+  // Again into the emptied table: the same growth from empty, on memory the
+  // process has touched before.
+  table->Clear();
+  const double insert_s = Seconds(fill);
 
-  const UnorderedMapPeer<kDim> peer(keys);
+  malloc_trim(0);
+  rss_before = RssBytes();
+  auto peer = std::make_unique<UnorderedMapPeer<kDim>>();
+  const double map_insert_s = Seconds([&] { peer->Insert(keys); });
+  const double map_bytes_per_entry =
+      static_cast<double>(RssBytes() - rss_before) / num_ids;
+
   std::vector<std::vector<std::vector<int64_t>>> batches;
   for (int t = 0; t < 2; ++t) {
-    batches.push_back(LookupBatches(keys, kLookupBatches, 100 + t));
+    batches.push_back(LookupBatches(keys, kLookupBatches, kBatch, 100 + t));
   }
   const float lr = 0.01f;
   std::vector<Result> results(2);
   for (int threads : {1, 2}) {
     Result& r = results[threads - 1];
-    r = Result{kDim, threads};
+    r = Result{kDim, threads, num_ids};
     r.payload_bytes = 8 + 2.0 * kDim * sizeof(float);
     r.bytes_per_entry = bytes_per_entry;
     r.table_bytes_per_entry = table_bytes_per_entry;
-    r.insert = kIds / insert_s;
+    r.map_bytes_per_entry = map_bytes_per_entry;
+    r.insert = num_ids / insert_s;
+    r.fresh_insert = num_ids / fresh_insert_s;
+    r.map_insert = num_ids / map_insert_s;
   }
   auto lookups = [&](int t) {
     std::vector<float> out(kBatch * kDim);
@@ -213,7 +294,7 @@ std::vector<Result> RunDim() {
   auto map_lookups = [&](int t) {
     std::vector<float> out(kBatch * kDim);
     for (const auto& batch : batches[t]) {
-      peer.BatchLookup(batch.data(), kBatch, out.data());
+      peer->BatchLookup(batch.data(), kBatch, out.data());
     }
   };
   // Rounds interleave every measurement, ours and the peer's, so each sees
@@ -222,7 +303,7 @@ std::vector<Result> RunDim() {
   // round's own ratios compare like with like.
   std::vector<double> round_ratios[2];
   std::vector<double> map_scaling;
-  for (int round = 0; round < kRounds; ++round) {
+  for (int round = 0; round < rounds; ++round) {
     double round_lookup[2] = {0, 0};
     double round_map[2] = {0, 0};
     for (Result& r : results) {
@@ -245,87 +326,174 @@ std::vector<Result> RunDim() {
   results[1].median_round_ratio = Median(round_ratios[1]);
   results[0].map_median_scaling = 1.0;
   results[1].map_median_scaling = Median(map_scaling);
+  peer.reset();
+  batches.clear();
+
+  // Growth under a concurrent reader: empty the table and fill it again.
+  table->Clear();
+  const auto [longest_stall_ms, median_stall_ms] =
+      GrowthStalls(table.get(), keys);
+  const double longest_growth_ms = table->LongestGrowthNanos() / 1e6;
+  table.reset();
+  malloc_trim(0);
+  const double random_reads = RandomReadsPerSecond(table_bytes);
+  for (Result& r : results) {
+    r.longest_stall_ms = longest_stall_ms;
+    r.median_stall_batch_ms = median_stall_ms;
+    r.longest_growth_ms = longest_growth_ms;
+    r.random_reads = random_reads;
+  }
   return results;
+}
+
+// What a run of |num_ids| at |dim| needs at its peak (ours and the map at
+// once), from the sizes of their entries.
+int64_t PeakBytes(int dim, int64_t num_ids) {
+  const int64_t ours = num_ids * (8 * int64_t{dim} + 40);   // entry + slots
+  const int64_t map = num_ids * (4 * int64_t{dim} + 48);    // node + bucket
+  return ours + map + num_ids * 8;                          // + the ids
+}
+
+std::vector<int64_t> ParseList(const std::string& text, const char* flag) {
+  std::vector<int64_t> values;
+  size_t begin = 0;
+  while (begin <= text.size()) {
+    const size_t end = std::min(text.find(',', begin), text.size());
+    const std::string item = text.substr(begin, end - begin);
+    char* rest = nullptr;
+    const long long value = std::strtoll(item.c_str(), &rest, 10);
+    if (item.empty() || *rest != '\0' || value <= 0) {
+      std::fprintf(stderr, "%s takes a comma-separated list of positive "
+                   "integers, not '%s'\n", flag, text.c_str());
+      std::exit(2);
+    }
+    values.push_back(value);
+    begin = end + 1;
+  }
+  return values;
+}
+
+void PrintResults(const std::vector<Result>& results) {
+  std::printf(
+      "%-4s %-9s %-3s %9s %9s %9s %9s %9s %9s %9s %9s %7s %7s %7s %7s %7s "
+      "%7s %7s %9s %9s\n",
+      "dim", "ids", "thr", "insert/s", "fresh_in/s", "assign/s", "lookup/s", "optim/s",
+      "umap_in/s", "umap/s", "rand_rd/s", "vs_umap", "vs_1thr", "med_rnd",
+      "umap_sc", "ins/lkp", "B/entry", "umap_B", "stall_ms", "growth_ms");
+  for (const Result& r : results) {
+    const Result& base = r.threads == 1 ? r : *(&r - 1);
+    std::printf(
+        "%-4d %-9lld %-3d %9.2e %9.2e %9.2e %9.2e %9.2e %9.2e %9.2e %9.2e "
+        "%7.2f %7.2f %7.2f %7.2f %7.2f %7.1f %7.1f %9.2f %9.2f\n",
+        r.dim, static_cast<long long>(r.ids), r.threads, r.insert,
+        r.fresh_insert, r.assign,
+        r.lookup, r.optimize, r.map_insert, r.map_lookup, r.random_reads,
+        r.lookup / r.map_lookup, r.lookup / base.lookup, r.median_round_ratio,
+        r.map_median_scaling, r.insert / base.lookup, r.bytes_per_entry,
+        r.map_bytes_per_entry, r.longest_stall_ms, r.longest_growth_ms);
+  }
+  for (const Result& r : results) {
+    const Result& base = r.threads == 1 ? r : *(&r - 1);
+    std::printf(
+        "{\"bench\": \"hash_table\", \"dim\": %d, \"threads\": %d, "
+        "\"ids\": %lld, \"batch\": %lld, \"optimizer\": \"adagrad\", "
+        "\"insert_ids_per_s\": %.0f, "
+        "\"insert_fresh_memory_ids_per_s\": %.0f, "
+        "\"assign_ids_per_s\": %.0f, "
+        "\"lookup_ids_per_s\": %.0f, \"optimize_ids_per_s\": %.0f, "
+        "\"insert_ratio_vs_lookup\": %.3f, "
+        "\"peer\": \"std::unordered_map\", \"peer_insert_ids_per_s\": %.0f, "
+        "\"peer_lookup_ids_per_s\": %.0f, "
+        "\"lookup_ratio_vs_peer\": %.3f, "
+        "\"lookup_ratio_vs_peer_1thread\": %.3f, "
+        "\"insert_ratio_vs_peer\": %.3f, "
+        "\"lookup_ratio_vs_1thread\": %.3f, "
+        "\"median_round_ratio\": %.3f, "
+        "\"peer_median_ratio_vs_1thread\": %.3f, "
+        "\"optimize_ratio_vs_lookup\": %.3f, "
+        "\"random_64b_reads_per_s\": %.0f, "
+        "\"lookup_ratio_vs_random_reads\": %.3f, "
+        "\"bytes_per_entry\": %.1f, \"table_bytes_per_entry\": %.1f, "
+        "\"peer_bytes_per_entry\": %.1f, "
+        "\"payload_bytes_per_entry\": %.0f, "
+        "\"memory_ratio_vs_payload\": %.3f, "
+        "\"longest_lookup_stall_ms\": %.3f, "
+        "\"median_stall_batch_ms\": %.3f, \"stall_batch\": %lld, "
+        "\"longest_shard_growth_ms\": %.3f}\n",
+        r.dim, r.threads, static_cast<long long>(r.ids),
+        static_cast<long long>(kBatch), r.insert, r.fresh_insert, r.assign,
+        r.lookup,
+        r.optimize, r.insert / base.lookup, r.map_insert, r.map_lookup,
+        r.lookup / r.map_lookup, base.lookup / base.map_lookup,
+        r.insert / r.map_insert, r.lookup / base.lookup, r.median_round_ratio,
+        r.map_median_scaling, r.optimize / r.lookup, r.random_reads,
+        r.lookup / r.random_reads, r.bytes_per_entry, r.table_bytes_per_entry,
+        r.map_bytes_per_entry, r.payload_bytes,
+        r.bytes_per_entry / r.payload_bytes, r.longest_stall_ms,
+        r.median_stall_batch_ms, static_cast<long long>(kStallBatch),
+        r.longest_growth_ms);
+  }
 }
 
 }  // namespace
 }  // namespace hash_table
 }  // namespace monolith
 
-// Usage: hash_table_benchmark [--dims=16,64]
 int main(int argc, char** argv) {
   using monolith::hash_table::Result;
-  bool dim16 = true, dim64 = true;
+  const char* usage =
+      "usage: %s [--dims=16,64] [--ids=1000000[,4000000,...]] [--rounds=7]\n";
+  std::vector<int64_t> dims = {16, 64};
+  std::vector<int64_t> sizes = {1'000'000};
+  int rounds = 7;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    if (arg.rfind("--dims=", 0) != 0) {
-      std::fprintf(stderr, "unknown argument %s; usage: %s [--dims=16,64]\n",
-                   argv[i], argv[0]);
-      return 2;
-    }
-    const std::string dims = arg.substr(7);
-    dim16 = dims.find("16") != std::string::npos;
-    dim64 = dims.find("64") != std::string::npos;
-    if (!dim16 && !dim64) {
-      std::fprintf(stderr, "--dims takes 16, 64 or 16,64, not %s\n",
-                   dims.c_str());
+    const size_t eq = arg.find('=');
+    const std::string flag = arg.substr(0, eq);
+    const std::string value = eq == std::string::npos ? "" : arg.substr(eq + 1);
+    if (flag == "--dims") {
+      dims = monolith::hash_table::ParseList(value, "--dims");
+      for (int64_t dim : dims) {
+        if (dim != 16 && dim != 64) {
+          std::fprintf(stderr, "--dims takes 16 and/or 64, not %s\n",
+                       value.c_str());
+          return 2;
+        }
+      }
+    } else if (flag == "--ids") {
+      sizes = monolith::hash_table::ParseList(value, "--ids");
+    } else if (flag == "--rounds") {
+      rounds = static_cast<int>(
+          monolith::hash_table::ParseList(value, "--rounds").at(0));
+    } else {
+      std::fprintf(stderr, "unknown argument %s; ", argv[i]);
+      std::fprintf(stderr, usage, argv[0]);
       return 2;
     }
   }
   std::vector<Result> results;
-  if (dim16) results = monolith::hash_table::RunDim<16>();
-  if (dim64) {
-    for (const Result& r : monolith::hash_table::RunDim<64>()) {
-      results.push_back(r);
+  for (int64_t dim : dims) {
+    for (int64_t num_ids : sizes) {
+      const int64_t needed = monolith::hash_table::PeakBytes(dim, num_ids);
+      const int64_t available = monolith::hash_table::AvailableMemoryBytes();
+      if (needed > available * 9 / 10) {
+        std::fprintf(stderr,
+                     "skipping %lld ids at dim %lld: the run needs ~%.1f GiB "
+                     "(ours and the map at once), %.1f GiB are available\n",
+                     static_cast<long long>(num_ids),
+                     static_cast<long long>(dim), needed / double(1 << 30),
+                     available / double(1 << 30));
+        continue;
+      }
+      std::fprintf(stderr, "running %lld ids at dim %lld\n",
+                   static_cast<long long>(num_ids),
+                   static_cast<long long>(dim));
+      const std::vector<Result> size_results =
+          dim == 16 ? monolith::hash_table::RunSize<16>(num_ids, rounds)
+                    : monolith::hash_table::RunSize<64>(num_ids, rounds);
+      results.insert(results.end(), size_results.begin(), size_results.end());
     }
   }
-  const double random_reads = monolith::hash_table::RandomReadsPerSecond();
-  const Result* one_thread[2] = {nullptr, nullptr};
-  for (const Result& r : results) {
-    if (r.threads == 1) one_thread[r.dim == 64] = &r;
-  }
-
-  std::printf(
-      "%-4s %-3s %12s %12s %12s %12s %12s %12s %8s %8s %8s %8s %8s %7s\n",
-      "dim", "thr", "insert/s", "assign/s", "lookup/s", "optimize/s",
-      "umap/s", "rand_rd/s", "vs_umap", "vs_1thr", "med_rnd", "umap_sc",
-      "opt/lkp", "B/entry");
-  for (const Result& r : results) {
-    const Result& base = *one_thread[r.dim == 64];
-    std::printf(
-        "%-4d %-3d %12.0f %12.0f %12.0f %12.0f %12.0f %12.0f %8.2f %8.2f "
-        "%8.2f %8.2f %8.2f %7.1f\n",
-        r.dim, r.threads, r.insert, r.assign, r.lookup, r.optimize,
-        r.map_lookup, random_reads, r.lookup / r.map_lookup,
-        r.lookup / base.lookup, r.median_round_ratio, r.map_median_scaling,
-        r.optimize / r.lookup, r.bytes_per_entry);
-  }
-  for (const Result& r : results) {
-    const Result& base = *one_thread[r.dim == 64];
-    std::printf(
-        "{\"bench\": \"hash_table\", \"dim\": %d, \"threads\": %d, "
-        "\"ids\": %lld, \"batch\": %lld, \"optimizer\": \"adagrad\", "
-        "\"insert_ids_per_s\": %.0f, \"assign_ids_per_s\": %.0f, "
-        "\"lookup_ids_per_s\": %.0f, \"optimize_ids_per_s\": %.0f, "
-        "\"peer\": \"std::unordered_map\", \"peer_lookup_ids_per_s\": %.0f, "
-        "\"lookup_ratio_vs_peer\": %.3f, "
-        "\"lookup_ratio_vs_peer_1thread\": %.3f, "
-        "\"lookup_ratio_vs_1thread\": %.3f, "
-        "\"median_round_ratio\": %.3f, "
-        "\"peer_median_ratio_vs_1thread\": %.3f, "
-        "\"optimize_ratio_vs_lookup\": %.3f, "
-        "\"random_64b_reads_per_s\": %.0f, "
-        "\"bytes_per_entry\": %.1f, \"table_bytes_per_entry\": %.1f, "
-        "\"payload_bytes_per_entry\": %.0f, "
-        "\"memory_ratio_vs_payload\": %.3f}\n",
-        r.dim, r.threads, static_cast<long long>(monolith::hash_table::kIds),
-        static_cast<long long>(monolith::hash_table::kBatch), r.insert,
-        r.assign, r.lookup, r.optimize, r.map_lookup,
-        r.lookup / r.map_lookup, base.lookup / base.map_lookup,
-        r.lookup / base.lookup, r.median_round_ratio, r.map_median_scaling,
-        r.optimize / r.lookup, random_reads, r.bytes_per_entry,
-        r.table_bytes_per_entry, r.payload_bytes,
-        r.bytes_per_entry / r.payload_bytes);
-  }
+  monolith::hash_table::PrintResults(results);
   return 0;
 }

@@ -9,9 +9,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <mutex>
 #include <new>
 #include <shared_mutex>
 #include <vector>
@@ -102,7 +104,12 @@ inline void DiscardPages(char* begin, int64_t bytes) {
 }
 
 struct TableShard {
+  // Readers share |mu|. Writers first take |write_mu| (one writer at a
+  // time), then |mu| exclusively only while they change slots or entries:
+  // growth builds the bigger slot array under a shared |mu|, so lookups go
+  // on meanwhile, and holds |mu| alone only to swap it in (ShardWriteLock).
   mutable std::shared_mutex mu;
+  std::mutex write_mu;
   HugePagePool* pool = nullptr;
   Slot* slots = nullptr;
   uint64_t mask = 0;
@@ -121,13 +128,23 @@ struct TableShard {
   int64_t heap_arena_bytes = 0;
   uint32_t next_index = 0;
   uint32_t capacity_entries = 0;
+  // Blocks PrepareBlocks made ready for AllocateIndex to append, in order,
+  // with whether each came from the pool.
+  std::vector<std::pair<char*, bool>> ready_blocks;
   std::vector<uint32_t> free_indices;
   int64_t arena_bytes = 0;
+  // The longest any growth (Reserve's rehash) of this shard took, in ns.
+  int64_t longest_rehash_ns = 0;
   RandomEngine rng;
 
   ~TableShard() {
     FreeSlots(slots, mask + 1);
     FreeHeapBlocks();
+  }
+
+  // The entries of block number |block_number|.
+  int64_t BlockEntries(int block_number) const {
+    return int64_t{kFirstBlockEntries} << std::min(block_number, max_block_log2);
   }
 
   void Init(HugePagePool* huge_page_pool, int64_t entry_stride,
@@ -188,6 +205,36 @@ struct TableShard {
     for (size_t b = 0; b < heap_blocks; ++b) {
       ::operator delete[](blocks[b], kBlockAlignment);
     }
+    for (const auto& [block, pooled] : ready_blocks) {
+      if (!pooled) ::operator delete[](block, kBlockAlignment);
+    }
+    ready_blocks.clear();
+  }
+
+  // Allocates the arena blocks that |extra| more entries need and touches
+  // their pages, so that the page faults (zeroing, on a VM the host's
+  // backing) happen here, where the caller holds |write_mu| only and
+  // lookups go on, and not under |mu|. AllocateIndex appends them.
+  void PrepareBlocks(int64_t extra) {
+    int64_t room = int64_t{capacity_entries} - next_index +
+                   static_cast<int64_t>(free_indices.size());
+    int block_number = static_cast<int>(blocks.size());
+    for (size_t b = 0; b < ready_blocks.size(); ++b) {
+      room += BlockEntries(block_number++);
+    }
+    static const int64_t page = sysconf(_SC_PAGESIZE);
+    while (room < extra) {
+      const int64_t bytes = BlockEntries(block_number) * stride;
+      const bool pooled = poolable_blocks && Pooled(mask + 1);
+      char* block = pooled ? pool->AllocateBlock(bytes)
+                           : static_cast<char*>(
+                                 ::operator new[](bytes, kBlockAlignment));
+      for (int64_t offset = 0; offset < bytes; offset += page) {
+        block[offset] = 0;
+      }
+      ready_blocks.emplace_back(block, pooled);
+      room += BlockEntries(block_number++);
+    }
   }
 
   char* EntryAt(uint32_t index) const {
@@ -210,19 +257,16 @@ struct TableShard {
       return index;
     }
     if (next_index == capacity_entries) {
-      const int block_number = static_cast<int>(blocks.size());
-      const int64_t entries = int64_t{kFirstBlockEntries}
-                              << std::min(block_number, max_block_log2);
-      const int64_t bytes = entries * stride;
-      if (poolable_blocks && Pooled(mask + 1)) {
-        blocks.push_back(pool->AllocateBlock(bytes));
-      } else {
-        blocks.push_back(
-            static_cast<char*>(::operator new[](bytes, kBlockAlignment)));
+      if (ready_blocks.empty()) PrepareBlocks(1);
+      const auto [block, pooled] = ready_blocks.front();
+      ready_blocks.erase(ready_blocks.begin());
+      const int64_t entries = BlockEntries(static_cast<int>(blocks.size()));
+      blocks.push_back(block);
+      if (!pooled) {
         heap_blocks = blocks.size();
-        heap_arena_bytes += bytes;
+        heap_arena_bytes += entries * stride;
       }
-      arena_bytes += bytes;
+      arena_bytes += entries * stride;
       capacity_entries += static_cast<uint32_t>(entries);
     }
     return next_index++;
@@ -243,12 +287,32 @@ struct TableShard {
   }
 
   // Grows, if needed, so that |extra| more entries fit without a rehash
-  // (slot positions stay valid while they are inserted).
+  // (slot positions stay valid while they are inserted). The caller holds
+  // |write_mu| and not |mu|: the new array is built while readers go on.
   void Reserve(int64_t extra) {
     const uint64_t needed = uint64_t(size + extra);
-    if (needed * kMaxLoadDenominator > (mask + 1) * kMaxLoadNumerator) {
-      Rehash(CapacityFor(needed));
+    if (needed * kMaxLoadDenominator <= (mask + 1) * kMaxLoadNumerator) return;
+    const auto start = std::chrono::steady_clock::now();
+    const uint64_t capacity = CapacityFor(needed);
+    Slot* grown = NewSlots(capacity);
+    Slot* old = slots;
+    const uint64_t old_capacity = mask + 1;
+    {
+      std::shared_lock<std::shared_mutex> read(mu);
+      for (uint64_t i = 0; i < old_capacity; ++i) {
+        if (old[i].index != kEmpty) PlaceIn(grown, capacity - 1, old[i]);
+      }
     }
+    {
+      std::unique_lock<std::shared_mutex> swap(mu);
+      slots = grown;
+      mask = capacity - 1;
+    }
+    FreeSlots(old, old_capacity);
+    longest_rehash_ns = std::max<int64_t>(
+        longest_rehash_ns, std::chrono::duration_cast<std::chrono::nanoseconds>(
+                               std::chrono::steady_clock::now() - start)
+                               .count());
   }
 
   // Fills empty slot |pos| (where |id|'s probe ended) with a new entry;
@@ -260,21 +324,10 @@ struct TableShard {
     return EntryAt(index);
   }
 
-  void Place(const Slot& slot) {
-    uint64_t pos = Mix(slot.id) & mask;
-    while (slots[pos].index != kEmpty) pos = (pos + 1) & mask;
-    slots[pos] = slot;
-  }
-
-  void Rehash(uint64_t capacity) {
-    Slot* old = slots;
-    const uint64_t old_capacity = mask + 1;
-    slots = NewSlots(capacity);
-    mask = capacity - 1;
-    for (uint64_t i = 0; i < old_capacity; ++i) {
-      if (old[i].index != kEmpty) Place(old[i]);
-    }
-    FreeSlots(old, old_capacity);
+  static void PlaceIn(Slot* array, uint64_t array_mask, const Slot& slot) {
+    uint64_t pos = Mix(slot.id) & array_mask;
+    while (array[pos].index != kEmpty) pos = (pos + 1) & array_mask;
+    array[pos] = slot;
   }
 
   // Keeps only the slots |kept| (the shard's surviving ones, in any
@@ -307,17 +360,15 @@ struct TableShard {
     slots = NewSlots(capacity);
     mask = capacity - 1;
     size = live;
-    for (const Slot& slot : *kept) Place(slot);
+    for (const Slot& slot : *kept) PlaceIn(slots, mask, slot);
   }
 
   // Gives back the pages of the blocks holding only indices >= |first|.
   void DiscardBlocksFrom(uint32_t first) const {
     uint32_t begin = 0;  // the block's first index
     for (size_t b = 0; b < blocks.size(); ++b) {
-      const uint32_t entries = kFirstBlockEntries
-                               << std::min<int>(static_cast<int>(b),
-                                                max_block_log2);
-      if (begin >= first) DiscardPages(blocks[b], int64_t{entries} * stride);
+      const int64_t entries = BlockEntries(static_cast<int>(b));
+      if (begin >= first) DiscardPages(blocks[b], entries * stride);
       begin += entries;
     }
   }
@@ -340,6 +391,23 @@ struct TableShard {
     slots[hole].index = kEmpty;
     --size;
   }
+};
+
+// A writer's hold on a shard with room for |extra| more entries: its
+// |write_mu|, then (after any growth) its |mu| exclusively.
+class ShardWriteLock {
+ public:
+  ShardWriteLock(TableShard* shard, int64_t extra) : writer_(shard->write_mu) {
+    if (extra > 0) {
+      shard->Reserve(extra);
+      shard->PrepareBlocks(extra);
+    }
+    lock_ = std::unique_lock<std::shared_mutex>(shard->mu);
+  }
+
+ private:
+  std::unique_lock<std::mutex> writer_;
+  std::unique_lock<std::shared_mutex> lock_;
 };
 
 }  // namespace internal
