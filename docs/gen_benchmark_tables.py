@@ -55,6 +55,9 @@ BENCHMARKS = {
     "multi_hash_table_benchmark":
         "./bazelw run -c opt "
         "//monolith/native_training:multi_hash_table_benchmark",
+    "multi_hash_table_scale":
+        "./bazelw run -c opt "
+        "//monolith/native_training:multi_hash_table_benchmark",
     "warmup_data_gen_benchmark":
         "./bazelw run -c opt "
         "//monolith/native_training/model_export:warmup_data_gen_benchmark",
@@ -231,30 +234,87 @@ def _hash_table(lines: List[Dict]) -> str:
     one = r["threads"] == 1
     rows.append([
         str(r["dim"]),
+        _count(r["ids"]),
         str(r["threads"]),
         _millions(r["insert_ids_per_s"]) if one else "",
+        _millions(r["insert_fresh_memory_ids_per_s"]) if one else "",
+        _millions(r["insert_steady_ids_per_s"]) if one else "",
+        _fixed(2)(r["insert_ratio_vs_lookup"]) if one else "",
+        _fixed(2)(r["steady_insert_ratio_vs_lookup"]) if one else "",
         _millions(r["assign_ids_per_s"]),
         _millions(r["lookup_ids_per_s"]),
         _millions(r["optimize_ids_per_s"]),
         _millions(r["peer_lookup_ids_per_s"]),
         _fixed(2)(r["lookup_ratio_vs_peer"]),
-        _fixed(2)(r["lookup_ratio_vs_1thread"]),
         _fixed(2)(r["median_round_ratio"]),
+        _fixed(2)(r["lookup_ratio_vs_1thread"]),
         "" if one else _fixed(2)(r["peer_median_ratio_vs_1thread"]),
-        _fixed(2)(r["optimize_ratio_vs_lookup"]),
-        (f"{r['bytes_per_entry']:.0f} ({r['payload_bytes_per_entry']:.0f})"
-         if one else ""),
     ])
   table = _markdown([
-      "dim", "threads", "insert/s", "assign/s", "lookup/s", "adagrad/s",
-      "map lookup/s", "lookup vs map", "vs 1 thread", "median of rounds",
-      "map's 2/1 threads", "adagrad / lookup", "bytes/entry (payload)"
+      "dim", "ids", "threads", "insert/s", "insert/s (fresh memory)",
+      "insert/s (steady)", "insert / lookup", "steady / lookup", "assign/s", "lookup/s", "adagrad/s", "map lookup/s",
+      "lookup vs map", "median of rounds", "vs 1 thread",
+      "map's 2/1 threads"
   ], rows)
-  reads = lines[0].get("random_64b_reads_per_s")
-  if reads is not None:
-    table += (f"\n\nRandom 64-byte reads from a 1 GiB buffer in the same run: "
-              f"{_millions(reads)}/s.")
-  return table
+  sizes = _markdown([
+      "dim", "ids", "bytes/entry (payload)", "table's own count",
+      "map bytes/entry", "map insert/s", "random 64 B reads/s",
+      "lookup / random reads", "longest lookup stall (ms)",
+      "longest lookup, no writer (ms)", "longest shard growth (ms)"
+  ], ([
+      str(r["dim"]),
+      _count(r["ids"]),
+      f"{r['bytes_per_entry']:.0f} ({r['payload_bytes_per_entry']:.0f})",
+      f"{r['table_bytes_per_entry']:.0f}",
+      f"{r['peer_bytes_per_entry']:.0f}",
+      _millions(r["peer_insert_ids_per_s"]),
+      _millions(r["random_64b_reads_per_s"]),
+      _fixed(2)(r["lookup_ratio_vs_random_reads"]),
+      _fixed(1)(r["longest_lookup_stall_ms"]),
+      _fixed(1)(r["longest_lookup_without_writer_ms"]),
+      _fixed(1)(r["longest_shard_growth_ms"]),
+  ] for r in lines if r["threads"] == 1))
+  return (table + "\n\nPer size (one thread; the random reads come from a "
+          "buffer as large as the table):\n\n" + sizes)
+
+
+def _multi_hash_table_scale(lines: List[Dict]) -> str:
+  rows = []
+  for r in lines:
+    rows.append([
+        str(r["dim"]),
+        _count(r["ids"]),
+        f"{r['peer']}/{r['peer_layout']}",
+        _millions(r["insert_ids_per_s"]),
+        _fixed(2)(r["insert_ratio_vs_lookup"]),
+        _millions(r["lookup_ids_per_s"]),
+        _millions(r["update_ids_per_s"]),
+        _millions(r["apply_gradients_ids_per_s"]),
+        _millions(r.get("peer_insert_ids_per_s")),
+        _millions(r.get("peer_lookup_ids_per_s")),
+        _fixed(2)(r.get("lookup_ratio")) or r.get("peer_skipped", ""),
+        f"{r['bytes_per_entry']:.0f} ({r['payload_bytes_per_entry']})",
+        (f"{r['sgd_bytes_per_entry']:.0f} "
+         f"({r['sgd_payload_bytes_per_entry']})"
+         if r["sgd_bytes_per_entry"] is not None else ""),
+        _fixed(0)(r.get("peer_bytes_per_entry")),
+    ])
+  table = _markdown([
+      "dim", "ids", "peer", "insert/s", "insert / lookup", "lookup/s",
+      "assign/s", "adagrad/s", "peer insert/s", "peer lookup/s",
+      "lookup vs peer", "bytes/entry adagrad (payload)",
+      "bytes/entry sgd (payload)", "peer bytes/entry"
+  ], rows)
+  largest = max(lines, key=lambda r: (r["dim"] == 16, r["ids"]))
+  gib = 100e6 * largest["bytes_per_entry"] / (1 << 30)
+  sgd = largest["sgd_bytes_per_entry"]
+  sizing = (f"\n\nSizing a PS from the largest point measured "
+            f"({_count(largest['ids'])} ids at dim {largest['dim']}): "
+            f"100 M ids at dim {largest['dim']} need about {gib:.0f} GiB "
+            "with adagrad entries")
+  if sgd is not None:
+    sizing += f" and {100e6 * sgd / (1 << 30):.0f} GiB with sgd entries"
+  return table + sizing + "."
 
 
 def _multi_hash_table(lines: List[Dict]) -> str:
@@ -472,12 +532,27 @@ class Table:
 
 TABLES = [
     Table("hash_table", "hash_table_benchmark", "hash_table", _hash_table,
-          ("dim", "threads", "insert_ids_per_s", "assign_ids_per_s",
-           "lookup_ids_per_s", "optimize_ids_per_s", "peer_lookup_ids_per_s",
-           "lookup_ratio_vs_peer", "lookup_ratio_vs_1thread",
-           "median_round_ratio", "peer_median_ratio_vs_1thread",
-           "optimize_ratio_vs_lookup", "bytes_per_entry",
-           "payload_bytes_per_entry", "random_64b_reads_per_s")),
+          ("dim", "ids", "threads", "insert_ids_per_s",
+           "insert_fresh_memory_ids_per_s", "insert_steady_ids_per_s",
+           "insert_ratio_vs_lookup", "steady_insert_ratio_vs_lookup",
+           "assign_ids_per_s", "lookup_ids_per_s", "optimize_ids_per_s",
+           "peer_lookup_ids_per_s", "lookup_ratio_vs_peer",
+           "lookup_ratio_vs_1thread", "median_round_ratio",
+           "peer_median_ratio_vs_1thread", "bytes_per_entry",
+           "table_bytes_per_entry", "peer_bytes_per_entry",
+           "peer_insert_ids_per_s", "payload_bytes_per_entry",
+           "random_64b_reads_per_s", "lookup_ratio_vs_random_reads",
+           "longest_lookup_stall_ms", "longest_lookup_without_writer_ms",
+           "longest_shard_growth_ms")),
+    Table("multi_hash_table_scale", "multi_hash_table_scale",
+          "multi_hash_table_scale", _multi_hash_table_scale,
+          ("dim", "ids", "peer", "peer_layout", "insert_ids_per_s",
+           "insert_ratio_vs_lookup", "lookup_ids_per_s", "update_ids_per_s",
+           "apply_gradients_ids_per_s", "peer_insert_ids_per_s",
+           "peer_lookup_ids_per_s", "lookup_ratio", "peer_skipped",
+           "bytes_per_entry", "payload_bytes_per_entry",
+           "sgd_bytes_per_entry", "sgd_payload_bytes_per_entry",
+           "peer_bytes_per_entry")),
     Table("multi_hash_table", "multi_hash_table_benchmark",
           "multi_hash_table", _multi_hash_table,
           ("dim", "insert_ids_per_s", "lookup_ids_per_s",

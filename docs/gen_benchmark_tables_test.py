@@ -19,28 +19,64 @@ HEADER = {
     "commit": "abc1234",
 }
 
-# As hash_table_benchmark.cc prints them (printf, one line per dim/threads).
+# As hash_table_benchmark.cc prints them (printf, one line per size, dim and
+# thread count).
+def _hash_table_line(threads, lookup, insert_ratio, stall):
+  return (
+      '{"bench": "hash_table", "dim": 16, "threads": %d, "ids": 16000000, '
+      '"batch": 65536, "optimizer": "adagrad", "insert_ids_per_s": 4600000, '
+      '"insert_fresh_memory_ids_per_s": 1900000, '
+      '"insert_steady_ids_per_s": 5000000, "assign_ids_per_s": 15500000, '
+      '"lookup_ids_per_s": %d, "optimize_ids_per_s": 11700000, '
+      '"insert_ratio_vs_lookup": %.3f, "steady_insert_ratio_vs_lookup": 0.614, '
+      '"peer": "std::unordered_map", '
+      '"peer_insert_ids_per_s": 839000, "peer_lookup_ids_per_s": 5240000, '
+      '"lookup_ratio_vs_peer": 1.553, "lookup_ratio_vs_peer_1thread": 1.553, '
+      '"insert_ratio_vs_peer": 5.483, "lookup_ratio_vs_1thread": 1.000, '
+      '"median_round_ratio": 1.570, "peer_median_ratio_vs_1thread": 2.290, '
+      '"optimize_ratio_vs_lookup": 0.640, "random_64b_reads_per_s": 78000000, '
+      '"lookup_ratio_vs_random_reads": 0.104, "bytes_per_entry": 161.8, '
+      '"table_bytes_per_entry": 158.0, "peer_bytes_per_entry": 108.3, '
+      '"payload_bytes_per_entry": 136, "memory_ratio_vs_payload": 1.190, '
+      '"longest_lookup_stall_ms": %.3f, "median_stall_batch_ms": 0.100, '
+      '"stall_batch": 512, "longest_lookup_without_writer_ms": 12.500, '
+      '"longest_shard_growth_ms": 36.110, '
+      '"peer_measured_alongside": true}' % (threads, lookup, insert_ratio,
+                                             stall))
+
+
 HASH_TABLE = [
-    '{"bench": "hash_table", "dim": 16, "threads": 1, "ids": 1000000, '
-    '"batch": 65536, "optimizer": "adagrad", "insert_ids_per_s": 5300000, '
-    '"assign_ids_per_s": 18200000, "lookup_ids_per_s": 19900000, '
-    '"optimize_ids_per_s": 12900000, "peer": "std::unordered_map", '
-    '"peer_lookup_ids_per_s": 12600000, "lookup_ratio_vs_peer": 1.579, '
-    '"lookup_ratio_vs_peer_1thread": 1.579, "lookup_ratio_vs_1thread": 1.000, '
-    '"median_round_ratio": 1.880, "peer_median_ratio_vs_1thread": 1.000, '
-    '"optimize_ratio_vs_lookup": 0.648, "random_64b_reads_per_s": 59000000, '
-    '"bytes_per_entry": 167.2, "table_bytes_per_entry": 160.1, '
-    '"payload_bytes_per_entry": 136, "memory_ratio_vs_payload": 1.229}',
-    '{"bench": "hash_table", "dim": 16, "threads": 2, "ids": 1000000, '
-    '"batch": 65536, "optimizer": "adagrad", "insert_ids_per_s": 5300000, '
-    '"assign_ids_per_s": 30000000, "lookup_ids_per_s": 39700000, '
-    '"optimize_ids_per_s": 21300000, "peer": "std::unordered_map", '
-    '"peer_lookup_ids_per_s": 23600000, "lookup_ratio_vs_peer": 1.682, '
-    '"lookup_ratio_vs_peer_1thread": 1.579, "lookup_ratio_vs_1thread": 1.996, '
-    '"median_round_ratio": 1.870, "peer_median_ratio_vs_1thread": 1.880, '
-    '"optimize_ratio_vs_lookup": 0.537, "random_64b_reads_per_s": 59000000, '
-    '"bytes_per_entry": 167.2, "table_bytes_per_entry": 160.1, '
-    '"payload_bytes_per_entry": 136, "memory_ratio_vs_payload": 1.229}',
+    _hash_table_line(1, 8140000, 0.565, 27.9),
+    _hash_table_line(2, 22800000, 0.202, 27.9),
+]
+
+
+def _scale_line(peer, lookup, ratio, skipped=None):
+  line = {
+      "bench": "multi_hash_table_scale", "dim": 16, "tables": 8,
+      "ids": 16000000, "batch": 65536, "optimizer": "adagrad", "repeats": 11,
+      "insert_ids_per_s": 2500000, "lookup_ids_per_s": 12000000,
+      "update_ids_per_s": 9000000, "apply_gradients_ids_per_s": 7000000,
+      "insert_ratio_vs_lookup": 0.208, "bytes_per_entry": 165.0,
+      "bytes_per_entry_vs_smallest": 0.909, "payload_bytes_per_entry": 136,
+      "sgd_bytes_per_entry": 101.0, "sgd_payload_bytes_per_entry": 72,
+      "peer": peer, "peer_layout": "per_slot",
+  }
+  if skipped:
+    line["peer_skipped"] = skipped
+  else:
+    line.update({
+        "peer_insert_ids_per_s": 1500000, "peer_lookup_ids_per_s": lookup,
+        "peer_update_ids_per_s": 5000000, "peer_bytes_per_entry": 210.0,
+        "lookup_ratio": ratio, "insert_ratio": 1.667,
+    })
+  return json.dumps(line)
+
+
+SCALE = [
+    _scale_line("DenseHashTable", 5000000, 2.4),
+    _scale_line("MutableHashTable", None, None,
+                skipped="needs ~30.0 GiB, 17.0 GiB available"),
 ]
 
 
@@ -167,16 +203,32 @@ def test_hash_table_rows():
   block = _block(out, "hash_table")
   assert ("Latest run: `bazel run -c opt //x:bench` on Test CPU, 2 CPUs "
           "(2025-01-02, commit abc1234).") in block
-  assert ("| dim | threads | insert/s | assign/s | lookup/s | adagrad/s | "
-          "map lookup/s | lookup vs map | vs 1 thread | median of rounds | "
-          "map's 2/1 threads | adagrad / lookup | bytes/entry (payload) |"
-         ) in block
-  assert ("| 16 | 1 | 5.3 M | 18.2 M | 19.9 M | 12.9 M | 12.6 M | 1.58 | "
-          "1.00 | 1.88 |  | 0.65 | 167 (136) |") in block
-  assert ("| 16 | 2 |  | 30.0 M | 39.7 M | 21.3 M | 23.6 M | 1.68 | 2.00 | "
-          "1.87 | 1.88 | 0.54 |  |") in block
-  assert "Random 64-byte reads from a 1 GiB buffer in the same run: 59.0 M/s." in block
+  assert ("| dim | ids | threads | insert/s | insert/s (fresh memory) | "
+          "insert/s (steady) | insert / lookup | steady / lookup | assign/s | "
+          "lookup/s | adagrad/s | map lookup/s | lookup vs map | "
+          "median of rounds | vs 1 thread | map's 2/1 threads |") in block
+  assert ("| 16 | 16,000,000 | 1 | 4.6 M | 1.9 M | 5.0 M | 0.56 | 0.61 | "
+          "15.5 M | 8.1 M | 11.7 M | 5.2 M | 1.55 | 1.57 | 1.00 |  |") in block
+  assert ("| 16 | 16,000,000 | 2 |  |  |  |  |  | 15.5 M | 22.8 M | 11.7 M | "
+          "5.2 M | 1.55 | 1.57 | 1.00 | 2.29 |") in block
+  assert ("| 16 | 16,000,000 | 162 (136) | 158 | 108 | 0.8 M | 78.0 M | "
+          "0.10 | 27.9 | 12.5 | 36.1 |") in block
   assert "old text" not in block
+
+
+def test_multi_hash_table_scale_rows_and_sizing():
+  out = gen.render_document(ALL_TABLES, _runs(multi_hash_table_scale=SCALE))
+  block = _block(out, "multi_hash_table_scale")
+  rows = [l for l in block.splitlines() if l.startswith("| 16")]
+  assert rows == [
+      "| 16 | 16,000,000 | DenseHashTable/per_slot | 2.5 M | 0.21 | 12.0 M | "
+      "9.0 M | 7.0 M | 1.5 M | 5.0 M | 2.40 | 165 (136) | 101 (72) | 210 |",
+      "| 16 | 16,000,000 | MutableHashTable/per_slot | 2.5 M | 0.21 | 12.0 M "
+      "| 9.0 M | 7.0 M |  |  | needs ~30.0 GiB, 17.0 GiB available | "
+      "165 (136) | 101 (72) |  |",
+  ]
+  assert ("100 M ids at dim 16 need about 15 GiB with adagrad entries and "
+          "9 GiB with sgd entries.") in block
 
 
 def test_multi_hash_table_rows():
@@ -340,6 +392,8 @@ _SOURCES = {
     "hash_table_benchmark":
         "monolith/native_training/runtime/hash_table/hash_table_benchmark.cc",
     "multi_hash_table_benchmark":
+        "monolith/native_training/multi_hash_table_benchmark.py",
+    "multi_hash_table_scale":
         "monolith/native_training/multi_hash_table_benchmark.py",
     "warmup_data_gen_benchmark":
         "monolith/native_training/model_export/warmup_data_gen_benchmark.py",

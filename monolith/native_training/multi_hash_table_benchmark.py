@@ -365,21 +365,23 @@ TARGET_SCALE_BYTES_DRIFT = 0.10
 
 
 def projected_bytes(structure: str, dim: int, ids: int) -> float:
-  """A generous guess at a scale child's peak memory, to skip what won't fit.
+  """A guess, a little above what was measured, at a scale child's peak
+  memory, to skip what would not fit.
 
   Per entry: ours, the entry plus ~32 bytes of slots; DenseHashTable, key and
-  values in a bucket array at most 80 % full and its predecessor during a
-  rehash (x2.5); MutableHashTable, a map node and the values on the heap.
-  Plus 48 bytes per id of workload arrays and 1 GiB for TensorFlow.
+  values in a power-of-two bucket array at most 80 % full (x2.8 measured),
+  plus one table's rehash at a time; MutableHashTable, a map node and the
+  values on the heap. Plus 16 bytes per id of workload arrays and 1 GiB for
+  TensorFlow.
   """
   values = 4 * dim
   per_entry = {
       OURS + ":adagrad": 2 * values + 48,
       OURS + ":sgd": values + 48,
-      "DenseHashTable/per_slot": 2.5 * (8 + values) * 1.25,
-      "MutableHashTable/per_slot": 1.5 * (values + 96),
+      "DenseHashTable/per_slot": 3 * (8 + values),
+      "MutableHashTable/per_slot": values + 96,
   }[structure]
-  return ids * (per_entry + 48) + GIB
+  return ids * (per_entry + 16) + GIB
 
 
 def mem_available() -> int:

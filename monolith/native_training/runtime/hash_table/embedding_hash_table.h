@@ -129,6 +129,8 @@ class EmbeddingHashTable {
   }
 
   bool Contains(int64_t id) const;
+  // Removes |id| (its entry is reused by a later insert); false if absent.
+  bool Erase(int64_t id);
   int64_t Size() const;
   // Empties the table (and resets LatestUpdateTime()), holding every
   // shard's lock at once (all other calls wait), so its huge-page blocks
@@ -213,7 +215,6 @@ class EmbeddingHashTable {
   template <typename Fn>
   void ForEachUpserted(const int64_t* ids, int64_t n, int64_t update_time,
                        Fn fn, const AdmitFn& admit = {});
-  bool Erase(int64_t id);
   // Sets |entry| and |time| from a record in Save's layout (see
   // RestoreRecord), and |all_zero| if its num floats are all zero; false
   // for any other record, which must be parsed.

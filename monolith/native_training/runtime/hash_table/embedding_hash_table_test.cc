@@ -513,6 +513,30 @@ TEST(EmbeddingHashTableTest, EraseKeepsProbeChainsIntact) {
   EXPECT_EQ(table->Size(), kIds - (kIds + 2) / 3);
 }
 
+TEST(EmbeddingHashTableTest, EraseFreesEntriesThatNewIdsReuse) {
+  auto table = MakeTable(SgdTable(4));
+  constexpr int kIds = 50000;
+  std::vector<int64_t> ids(kIds);
+  for (int i = 0; i < kIds; ++i) ids[i] = i * 31;
+  std::vector<float> values(kIds * 4, 2.0f);
+  table->Assign(ids.data(), kIds, values.data(), 1);
+  const int64_t memory = table->MemoryBytes();
+  EXPECT_TRUE(table->Erase(ids[7]));
+  EXPECT_FALSE(table->Erase(ids[7]));
+  EXPECT_FALSE(table->Contains(ids[7]));
+  for (int i = 0; i < kIds; i += 2) table->Erase(ids[i]);
+  EXPECT_EQ(table->Size(), kIds / 2 - 1);
+  // As many new ids as were erased go mostly into the freed entries (a shard
+  // that gets more new ids than it freed takes a few new blocks).
+  std::vector<int64_t> fresh(kIds / 2 + 1);
+  for (size_t i = 0; i < fresh.size(); ++i) fresh[i] = -1 - int64_t(i);
+  table->Assign(fresh.data(), fresh.size(), values.data(), 2);
+  EXPECT_EQ(table->Size(), kIds);
+  EXPECT_LT(table->MemoryBytes(), memory * 11 / 10);
+  EXPECT_EQ(LookupOne(*table, fresh.back()), std::vector<float>(4, 2.0f));
+  EXPECT_EQ(LookupOne(*table, ids[1]), std::vector<float>(4, 2.0f));
+}
+
 // All optimizers the engine knows, for the save/restore round trip.
 const char* const kOptimizers[] = {
     "sgd { learning_rate: 0.1 }",

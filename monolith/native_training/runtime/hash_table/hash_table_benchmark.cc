@@ -12,8 +12,9 @@
 // the table grew (a reader on a second thread during a refill) beside the
 // longest single-shard growth; and a loop of independent random 64-byte
 // reads from a buffer as large as the table (the machine's random-access
-// ceiling at that working-set size). Sizes that would not fit in memory are
-// skipped with what they need. Prints a table, then one JSON line per
+// ceiling at that working-set size). Where our table and the map would not
+// fit in memory at once, the map is built after our table is freed; sizes
+// where even one would not fit are skipped with what they need. Prints a table, then one JSON line per
 // configuration. med_rnd / median_round_ratio: the median over rounds of
 // that round's ratio (1 thread: ours / the map; 2 threads: 2 threads /
 // 1 thread); umap_sc / peer_median_ratio_vs_1thread: the same 2 threads /
@@ -181,6 +182,12 @@ struct Result {
   // Growth while a reader looks up: its slowest and median batch (ms), and
   // the longest one shard's growth held its lock (ms).
   double longest_stall_ms, median_stall_batch_ms, longest_growth_ms;
+  // The reader's slowest batch with no writer (the host's noise).
+  double longest_alone_ms;
+  // New ids into a table at size with an eighth of its ids erased.
+  double steady_insert;
+  // Whether the map lived beside our table (rounds interleaved) or after it.
+  bool together;
 };
 
 double Median(std::vector<double> values) {
@@ -188,37 +195,58 @@ double Median(std::vector<double> values) {
   return values[values.size() / 2];
 }
 
+struct Stalls {
+  double longest_ms;         // the reader's slowest batch during the fill
+  double median_ms;          // its median batch during the fill
+  double longest_alone_ms;   // its slowest batch after, with no writer
+};
+
 // Fills |table| with |keys| (batches of kBatch) while a second thread looks
-// up kStallBatch of them at a time; returns its slowest and median batch
-// (ms).
-std::pair<double, double> GrowthStalls(EmbeddingHashTable* table,
-                                       const std::vector<int64_t>& keys) {
+// up kStallBatch of them at a time, then lets the reader go on alone for as
+// long again: what the host's own noise does to it.
+Stalls GrowthStalls(EmbeddingHashTable* table,
+                    const std::vector<int64_t>& keys) {
   const std::vector<std::vector<int64_t>> probes =
       LookupBatches(keys, 64, kStallBatch, 7);
   std::vector<float> values(kBatch * table->DimSize(), 0.5f);
-  std::atomic<bool> done{false};
-  std::vector<double> batch_ms;
+  std::atomic<bool> filling{true}, done{false};
+  std::vector<double> during_ms, after_ms;
+  // Room for every batch up front: a reallocation would stall the reader.
+  during_ms.reserve(1 << 24);
+  after_ms.reserve(1 << 24);
   std::thread reader([&] {
     std::vector<float> out(kStallBatch * table->DimSize());
     for (size_t i = 0; !done.load(std::memory_order_relaxed); ++i) {
       const auto& probe = probes[i % probes.size()];
-      batch_ms.push_back(1e3 * Seconds([&] {
+      const bool during = filling.load(std::memory_order_relaxed);
+      const double ms = 1e3 * Seconds([&] {
         table->BatchLookup(probe.data(), kStallBatch, out.data());
-      }));
+      });
+      (during ? during_ms : after_ms).push_back(ms);
     }
   });
   const int64_t n = keys.size();
-  for (int64_t b = 0; b < n; b += kBatch) {
-    table->Assign(&keys[b], std::min(kBatch, n - b), values.data(), 1);
-  }
+  const double fill_s = Seconds([&] {
+    for (int64_t b = 0; b < n; b += kBatch) {
+      table->Assign(&keys[b], std::min(kBatch, n - b), values.data(), 1);
+    }
+  });
+  filling = false;
+  std::this_thread::sleep_for(std::chrono::duration<double>(fill_s));
   done = true;
   reader.join();
-  return {*std::max_element(batch_ms.begin(), batch_ms.end()),
-          Median(batch_ms)};
+  return {*std::max_element(during_ms.begin(), during_ms.end()),
+          Median(during_ms),
+          after_ms.empty()
+              ? 0.0
+              : *std::max_element(after_ms.begin(), after_ms.end())};
 }
 
+// Measures one table size. With |together|, the map lives beside our table
+// and the rounds interleave them; otherwise (when both would not fit in
+// memory at once) our table is measured and freed before the map is built.
 template <int kDim>
-std::vector<Result> RunSize(int64_t num_ids, int rounds) {
+std::vector<Result> RunSize(int64_t num_ids, int rounds, bool together) {
   const std::string config_text =
       "entry_config { segments { dim_size: " + std::to_string(kDim) +
       " init_config { zeros {} } opt_config { adagrad {} } } }";
@@ -240,20 +268,23 @@ std::vector<Result> RunSize(int64_t num_ids, int rounds) {
   const double fresh_insert_s = Seconds(fill);
   const double bytes_per_entry =
       static_cast<double>(RssBytes() - rss_before) / num_ids;
-  const double table_bytes_per_entry =
-      static_cast<double>(table->MemoryBytes()) / num_ids;
   const int64_t table_bytes = table->MemoryBytes();
   // Again into the emptied table: the same growth from empty, on memory the
   // process has touched before.
   table->Clear();
   const double insert_s = Seconds(fill);
 
-  malloc_trim(0);
-  rss_before = RssBytes();
-  auto peer = std::make_unique<UnorderedMapPeer<kDim>>();
-  const double map_insert_s = Seconds([&] { peer->Insert(keys); });
-  const double map_bytes_per_entry =
-      static_cast<double>(RssBytes() - rss_before) / num_ids;
+  std::unique_ptr<UnorderedMapPeer<kDim>> peer;
+  double map_insert_s = 0, map_bytes_per_entry = 0;
+  auto build_map = [&] {
+    malloc_trim(0);
+    rss_before = RssBytes();
+    peer = std::make_unique<UnorderedMapPeer<kDim>>();
+    map_insert_s = Seconds([&] { peer->Insert(keys); });
+    map_bytes_per_entry =
+        static_cast<double>(RssBytes() - rss_before) / num_ids;
+  };
+  if (together) build_map();
 
   std::vector<std::vector<std::vector<int64_t>>> batches;
   for (int t = 0; t < 2; ++t) {
@@ -262,15 +293,7 @@ std::vector<Result> RunSize(int64_t num_ids, int rounds) {
   const float lr = 0.01f;
   std::vector<Result> results(2);
   for (int threads : {1, 2}) {
-    Result& r = results[threads - 1];
-    r = Result{kDim, threads, num_ids};
-    r.payload_bytes = 8 + 2.0 * kDim * sizeof(float);
-    r.bytes_per_entry = bytes_per_entry;
-    r.table_bytes_per_entry = table_bytes_per_entry;
-    r.map_bytes_per_entry = map_bytes_per_entry;
-    r.insert = num_ids / insert_s;
-    r.fresh_insert = num_ids / fresh_insert_s;
-    r.map_insert = num_ids / map_insert_s;
+    results[threads - 1] = Result{kDim, threads, num_ids};
   }
   auto lookups = [&](int t) {
     std::vector<float> out(kBatch * kDim);
@@ -297,61 +320,111 @@ std::vector<Result> RunSize(int64_t num_ids, int rounds) {
       peer->BatchLookup(batch.data(), kBatch, out.data());
     }
   };
-  // Rounds interleave every measurement, ours and the peer's, so each sees
-  // the same machine states; each figure is its best round. The lookups of
-  // one round (ours and the map's, 1 and 2 threads) run back to back, so a
-  // round's own ratios compare like with like.
-  std::vector<double> round_ratios[2];
-  std::vector<double> map_scaling;
-  for (int round = 0; round < rounds; ++round) {
-    double round_lookup[2] = {0, 0};
-    double round_map[2] = {0, 0};
-    for (Result& r : results) {
-      const double ids = double(r.threads) * kLookupBatches * kBatch;
-      round_lookup[r.threads - 1] = ids / Parallel(r.threads, lookups);
-      round_map[r.threads - 1] = ids / Parallel(r.threads, map_lookups);
-      r.lookup = std::max(r.lookup, round_lookup[r.threads - 1]);
-      r.map_lookup = std::max(r.map_lookup, round_map[r.threads - 1]);
+  // Rounds interleave every measurement of what is in memory, ours and the
+  // peer's, so each sees the same machine states; each figure is its best
+  // round. The lookups of one round (ours and the map's, 1 and 2 threads)
+  // run back to back, so a round's own ratios compare like with like.
+  // ours_rounds[t] / map_rounds[t]: each round's lookup rate on t+1 threads.
+  std::vector<double> ours_rounds[2], map_rounds[2];
+  auto run_rounds = [&] {
+    for (int round = 0; round < rounds; ++round) {
+      for (Result& r : results) {
+        const double ids = double(r.threads) * kLookupBatches * kBatch;
+        if (table) {
+          ours_rounds[r.threads - 1].push_back(ids /
+                                               Parallel(r.threads, lookups));
+          r.lookup = std::max(r.lookup, ours_rounds[r.threads - 1].back());
+        }
+        if (peer) {
+          map_rounds[r.threads - 1].push_back(
+              ids / Parallel(r.threads, map_lookups));
+          r.map_lookup = std::max(r.map_lookup, map_rounds[r.threads - 1].back());
+        }
+      }
+      if (!table) continue;
+      for (Result& r : results) {
+        const double ids = double(r.threads) * kLookupBatches * kBatch;
+        r.optimize = std::max(r.optimize, ids / Parallel(r.threads, optimizes));
+        r.assign = std::max(r.assign, ids / Parallel(r.threads, assigns));
+      }
     }
-    for (Result& r : results) {
-      const double ids = double(r.threads) * kLookupBatches * kBatch;
-      r.optimize = std::max(r.optimize, ids / Parallel(r.threads, optimizes));
-      r.assign = std::max(r.assign, ids / Parallel(r.threads, assigns));
+  };
+  run_rounds();
+
+  // Steady state (a table at size that evicts as it admits): an eighth of
+  // the ids erased, then as many new ids inserted, into freed entries and
+  // slots with no growth.
+  const std::vector<int64_t> new_keys = RandomIds(num_ids / 8, kDim + 1000);
+  for (int64_t i = 0; i < num_ids / 8; ++i) table->Erase(keys[i * 8]);
+  const double steady_insert_s = Seconds([&] {
+    for (int64_t b = 0; b < num_ids / 8; b += kBatch) {
+      table->Assign(&new_keys[b], std::min(kBatch, num_ids / 8 - b),
+                    values.data(), 4);
     }
-    round_ratios[0].push_back(round_lookup[0] / round_map[0]);
-    round_ratios[1].push_back(round_lookup[1] / round_lookup[0]);
-    map_scaling.push_back(round_map[1] / round_map[0]);
-  }
-  results[0].median_round_ratio = Median(round_ratios[0]);
-  results[1].median_round_ratio = Median(round_ratios[1]);
-  results[0].map_median_scaling = 1.0;
-  results[1].map_median_scaling = Median(map_scaling);
-  peer.reset();
-  batches.clear();
+  });
 
   // Growth under a concurrent reader: empty the table and fill it again.
   table->Clear();
-  const auto [longest_stall_ms, median_stall_ms] =
-      GrowthStalls(table.get(), keys);
+  const Stalls stalls = GrowthStalls(table.get(), keys);
   const double longest_growth_ms = table->LongestGrowthNanos() / 1e6;
   table.reset();
+  if (!together) {
+    build_map();
+    run_rounds();
+  }
+  peer.reset();
+  batches.clear();
   malloc_trim(0);
   const double random_reads = RandomReadsPerSecond(table_bytes);
+
+  // Per-round ratios where the rounds interleaved; else the medians' ratio.
+  auto median_ratio = [&](const std::vector<double>& a,
+                          const std::vector<double>& b) {
+    if (!together) return Median(a) / Median(b);
+    std::vector<double> ratios;
+    for (size_t i = 0; i < a.size(); ++i) ratios.push_back(a[i] / b[i]);
+    return Median(ratios);
+  };
   for (Result& r : results) {
-    r.longest_stall_ms = longest_stall_ms;
-    r.median_stall_batch_ms = median_stall_ms;
+    r.payload_bytes = 8 + 2.0 * kDim * sizeof(float);
+    r.bytes_per_entry = bytes_per_entry;
+    r.table_bytes_per_entry = static_cast<double>(table_bytes) / num_ids;
+    r.map_bytes_per_entry = map_bytes_per_entry;
+    r.insert = num_ids / insert_s;
+    r.fresh_insert = num_ids / fresh_insert_s;
+    r.map_insert = num_ids / map_insert_s;
+    r.steady_insert = (num_ids / 8) / steady_insert_s;
+    r.longest_stall_ms = stalls.longest_ms;
+    r.median_stall_batch_ms = stalls.median_ms;
+    r.longest_alone_ms = stalls.longest_alone_ms;
     r.longest_growth_ms = longest_growth_ms;
     r.random_reads = random_reads;
+    r.together = together;
   }
+  // 1 thread: ours / the map; 2 threads: ours on 2 / ours on 1 (both
+  // measured in the same rounds).
+  results[0].median_round_ratio = median_ratio(ours_rounds[0], map_rounds[0]);
+  std::vector<double> scaling;
+  for (size_t i = 0; i < ours_rounds[1].size(); ++i) {
+    scaling.push_back(ours_rounds[1][i] / ours_rounds[0][i]);
+  }
+  results[1].median_round_ratio = Median(scaling);
+  scaling.clear();
+  for (size_t i = 0; i < map_rounds[1].size(); ++i) {
+    scaling.push_back(map_rounds[1][i] / map_rounds[0][i]);
+  }
+  results[0].map_median_scaling = 1.0;
+  results[1].map_median_scaling = Median(scaling);
   return results;
 }
 
-// What a run of |num_ids| at |dim| needs at its peak (ours and the map at
-// once), from the sizes of their entries.
-int64_t PeakBytes(int dim, int64_t num_ids) {
-  const int64_t ours = num_ids * (8 * int64_t{dim} + 40);   // entry + slots
-  const int64_t map = num_ids * (4 * int64_t{dim} + 48);    // node + bucket
-  return ours + map + num_ids * 8;                          // + the ids
+// What our table and the map of |num_ids| at |dim| need, from the sizes of
+// their entries (ours: entry and slots; the map: node and bucket).
+int64_t OursBytes(int dim, int64_t num_ids) {
+  return num_ids * (8 * int64_t{dim} + 40);
+}
+int64_t MapBytes(int dim, int64_t num_ids) {
+  return num_ids * (4 * int64_t{dim} + 48);
 }
 
 std::vector<int64_t> ParseList(const std::string& text, const char* flag) {
@@ -375,18 +448,18 @@ std::vector<int64_t> ParseList(const std::string& text, const char* flag) {
 
 void PrintResults(const std::vector<Result>& results) {
   std::printf(
-      "%-4s %-9s %-3s %9s %9s %9s %9s %9s %9s %9s %9s %7s %7s %7s %7s %7s "
-      "%7s %7s %9s %9s\n",
-      "dim", "ids", "thr", "insert/s", "fresh_in/s", "assign/s", "lookup/s", "optim/s",
+      "%-4s %-9s %-3s %9s %9s %9s %9s %9s %9s %9s %9s %9s %7s %7s %7s %7s "
+      "%7s %7s %7s %9s %9s\n",
+      "dim", "ids", "thr", "insert/s", "fresh_in/s", "steady/s", "assign/s", "lookup/s", "optim/s",
       "umap_in/s", "umap/s", "rand_rd/s", "vs_umap", "vs_1thr", "med_rnd",
       "umap_sc", "ins/lkp", "B/entry", "umap_B", "stall_ms", "growth_ms");
   for (const Result& r : results) {
     const Result& base = r.threads == 1 ? r : *(&r - 1);
     std::printf(
         "%-4d %-9lld %-3d %9.2e %9.2e %9.2e %9.2e %9.2e %9.2e %9.2e %9.2e "
-        "%7.2f %7.2f %7.2f %7.2f %7.2f %7.1f %7.1f %9.2f %9.2f\n",
+        "%9.2e %7.2f %7.2f %7.2f %7.2f %7.2f %7.1f %7.1f %9.2f %9.2f\n",
         r.dim, static_cast<long long>(r.ids), r.threads, r.insert,
-        r.fresh_insert, r.assign,
+        r.fresh_insert, r.steady_insert, r.assign,
         r.lookup, r.optimize, r.map_insert, r.map_lookup, r.random_reads,
         r.lookup / r.map_lookup, r.lookup / base.lookup, r.median_round_ratio,
         r.map_median_scaling, r.insert / base.lookup, r.bytes_per_entry,
@@ -399,9 +472,11 @@ void PrintResults(const std::vector<Result>& results) {
         "\"ids\": %lld, \"batch\": %lld, \"optimizer\": \"adagrad\", "
         "\"insert_ids_per_s\": %.0f, "
         "\"insert_fresh_memory_ids_per_s\": %.0f, "
+        "\"insert_steady_ids_per_s\": %.0f, "
         "\"assign_ids_per_s\": %.0f, "
         "\"lookup_ids_per_s\": %.0f, \"optimize_ids_per_s\": %.0f, "
         "\"insert_ratio_vs_lookup\": %.3f, "
+        "\"steady_insert_ratio_vs_lookup\": %.3f, "
         "\"peer\": \"std::unordered_map\", \"peer_insert_ids_per_s\": %.0f, "
         "\"peer_lookup_ids_per_s\": %.0f, "
         "\"lookup_ratio_vs_peer\": %.3f, "
@@ -419,11 +494,15 @@ void PrintResults(const std::vector<Result>& results) {
         "\"memory_ratio_vs_payload\": %.3f, "
         "\"longest_lookup_stall_ms\": %.3f, "
         "\"median_stall_batch_ms\": %.3f, \"stall_batch\": %lld, "
-        "\"longest_shard_growth_ms\": %.3f}\n",
+        "\"longest_lookup_without_writer_ms\": %.3f, "
+        "\"longest_shard_growth_ms\": %.3f, "
+        "\"peer_measured_alongside\": %s}\n",
         r.dim, r.threads, static_cast<long long>(r.ids),
-        static_cast<long long>(kBatch), r.insert, r.fresh_insert, r.assign,
+        static_cast<long long>(kBatch), r.insert, r.fresh_insert,
+        r.steady_insert, r.assign,
         r.lookup,
-        r.optimize, r.insert / base.lookup, r.map_insert, r.map_lookup,
+        r.optimize, r.insert / base.lookup, r.steady_insert / base.lookup,
+        r.map_insert, r.map_lookup,
         r.lookup / r.map_lookup, base.lookup / base.map_lookup,
         r.insert / r.map_insert, r.lookup / base.lookup, r.median_round_ratio,
         r.map_median_scaling, r.optimize / r.lookup, r.random_reads,
@@ -431,7 +510,8 @@ void PrintResults(const std::vector<Result>& results) {
         r.map_bytes_per_entry, r.payload_bytes,
         r.bytes_per_entry / r.payload_bytes, r.longest_stall_ms,
         r.median_stall_batch_ms, static_cast<long long>(kStallBatch),
-        r.longest_growth_ms);
+        r.longest_alone_ms,
+        r.longest_growth_ms, r.together ? "true" : "false");
   }
 }
 
@@ -474,23 +554,35 @@ int main(int argc, char** argv) {
   std::vector<Result> results;
   for (int64_t dim : dims) {
     for (int64_t num_ids : sizes) {
-      const int64_t needed = monolith::hash_table::PeakBytes(dim, num_ids);
-      const int64_t available = monolith::hash_table::AvailableMemoryBytes();
-      if (needed > available * 9 / 10) {
+      using monolith::hash_table::MapBytes;
+      using monolith::hash_table::OursBytes;
+      // Plus the ids and the random-read buffer's slack.
+      const int64_t ids_bytes = num_ids * 8 + (int64_t{1} << 30);
+      const int64_t available =
+          monolith::hash_table::AvailableMemoryBytes() * 9 / 10;
+      const int64_t alone =
+          std::max(OursBytes(dim, num_ids), MapBytes(dim, num_ids)) + ids_bytes;
+      if (alone > available) {
         std::fprintf(stderr,
-                     "skipping %lld ids at dim %lld: the run needs ~%.1f GiB "
-                     "(ours and the map at once), %.1f GiB are available\n",
+                     "skipping %lld ids at dim %lld: it needs ~%.1f GiB, "
+                     "%.1f GiB are available\n",
                      static_cast<long long>(num_ids),
-                     static_cast<long long>(dim), needed / double(1 << 30),
+                     static_cast<long long>(dim), alone / double(1 << 30),
                      available / double(1 << 30));
         continue;
       }
-      std::fprintf(stderr, "running %lld ids at dim %lld\n",
+      const bool together = OursBytes(dim, num_ids) + MapBytes(dim, num_ids) +
+                                ids_bytes <=
+                            available;
+      std::fprintf(stderr, "running %lld ids at dim %lld%s\n",
                    static_cast<long long>(num_ids),
-                   static_cast<long long>(dim));
+                   static_cast<long long>(dim),
+                   together ? "" : " (the map after our table: both at once "
+                                   "would not fit)");
       const std::vector<Result> size_results =
-          dim == 16 ? monolith::hash_table::RunSize<16>(num_ids, rounds)
-                    : monolith::hash_table::RunSize<64>(num_ids, rounds);
+          dim == 16
+              ? monolith::hash_table::RunSize<16>(num_ids, rounds, together)
+              : monolith::hash_table::RunSize<64>(num_ids, rounds, together);
       results.insert(results.end(), size_results.begin(), size_results.end());
     }
   }
