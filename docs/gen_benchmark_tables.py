@@ -57,7 +57,8 @@ BENCHMARKS = {
         "//monolith/native_training:multi_hash_table_benchmark",
     "multi_hash_table_scale":
         "./bazelw run -c opt "
-        "//monolith/native_training:multi_hash_table_benchmark",
+        "//monolith/native_training:multi_hash_table_benchmark "
+        "-- --parts=scale --dims=16",
     "warmup_data_gen_benchmark":
         "./bazelw run -c opt "
         "//monolith/native_training/model_export:warmup_data_gen_benchmark",
