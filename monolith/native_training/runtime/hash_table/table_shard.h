@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -133,8 +134,9 @@ struct TableShard {
   std::vector<std::pair<char*, bool>> ready_blocks;
   std::vector<uint32_t> free_indices;
   int64_t arena_bytes = 0;
-  // The longest any growth (Reserve's rehash) of this shard took, in ns.
-  int64_t longest_rehash_ns = 0;
+  // The longest any growth (Reserve's rehash) of this shard took, in ns;
+  // written under |write_mu|, read under |mu|.
+  std::atomic<int64_t> longest_rehash_ns{0};
   RandomEngine rng;
 
   ~TableShard() {
@@ -309,10 +311,12 @@ struct TableShard {
       mask = capacity - 1;
     }
     FreeSlots(old, old_capacity);
-    longest_rehash_ns = std::max<int64_t>(
-        longest_rehash_ns, std::chrono::duration_cast<std::chrono::nanoseconds>(
-                               std::chrono::steady_clock::now() - start)
-                               .count());
+    const int64_t took = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             std::chrono::steady_clock::now() - start)
+                             .count();
+    if (took > longest_rehash_ns.load(std::memory_order_relaxed)) {
+      longest_rehash_ns.store(took, std::memory_order_relaxed);
+    }
   }
 
   // Fills empty slot |pos| (where |id|'s probe ended) with a new entry;
