@@ -6,7 +6,7 @@ Started by tfra_peer_benchmark.py right after TFRA's side (tfra_side.py) of
 the same (dim, ids). The MultiHashTable of
 //monolith/native_training:multi_hash_table_benchmark (8 tables, cuckoo
 hash, adagrad entries of one fp32 segment, zeros initializer; its
-`build_ours` graph), on workload.py's ids, through tf.compat.v1 Session.run:
+`build_ours` graph), on benchmark_workload's ids, through tf.compat.v1 Session.run:
 
 * insert: MultiHashTable.assign of the fill batches (new ids);
 * lookup: MultiHashTable.lookup;
@@ -32,9 +32,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from monolith.native_training import benchmark_workload as workload
 from monolith.native_training import multi_hash_table_benchmark as mhtb
-
-import workload  # pylint: disable=wrong-import-position
 
 tf1 = tf.compat.v1
 

@@ -50,7 +50,8 @@ if [ -n "${BUILD_WORKSPACE_DIRECTORY:-}" ]; then
   # Under `bazel run` the working directory is this target's runfiles tree,
   # which holds the scripts and the ours_side binary of the same
   # configuration (-c opt in the documented command).
-  src="$PWD/benchmarks/tfra"
+  root=$PWD
+  src="$root/benchmarks/tfra"
   ours="$src/ours_side"
 else
   src=$here
@@ -63,6 +64,8 @@ for f in "$src/tfra_peer_benchmark.py" "$src/tfra_side.py" "$ours"; do
   [ -e "$f" ] || { log "missing $f"; exit 1; }
 done
 
+# tfra_side.py imports monolith/native_training/benchmark_workload.py.
+export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
 exec "$venv/bin/python" "$src/tfra_peer_benchmark.py" \
   --tfra_python "$venv/bin/python" --tfra_side "$src/tfra_side.py" \
   --ours "$ours" "$@"

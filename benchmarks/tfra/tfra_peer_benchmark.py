@@ -6,8 +6,8 @@
 this file is standard library only.) TFRA 0.8.1's `dynamic_embedding`
 (CuckooHashTable, TF 2.16.2, its own venv) and our MultiHashTable run the
 workload of //monolith/native_training:multi_hash_table_benchmark
-(workload.py): 8 tables of ids / 8 random int64 ids each, batches of 65,536
-ids (8,192 per table), dims 16 and 64, adagrad. For each --ids and dim,
+(benchmark_workload.py): 8 tables of ids / 8 random int64 ids each, batches of
+65,536 ids (8,192 per table), dims 16 and 64, adagrad. For each --ids and dim,
 TFRA's side runs in one process (tfra_side.py), then ours in another
 (ours_side.py), never both at once, and again (--process_rounds, default 2);
 both go through tf.compat.v1 Session.run in graph mode; each rate is the best

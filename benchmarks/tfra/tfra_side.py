@@ -53,7 +53,9 @@ import tensorflow as tf  # pylint: disable=wrong-import-position
 from tensorflow_recommenders_addons import \
     dynamic_embedding as de  # pylint: disable=wrong-import-position
 
-import workload  # pylint: disable=wrong-import-position
+# numpy only; run.sh puts the workspace (or its runfiles) on PYTHONPATH.
+from monolith.native_training import \
+    benchmark_workload as workload  # pylint: disable=wrong-import-position
 
 tf1 = tf.compat.v1
 LEARNING_RATE = 0.01

@@ -50,8 +50,6 @@ Prints a table, then one JSON line per (dim, peer, layout) and one per
 
 import argparse
 import collections
-import ctypes
-import gc
 import json
 import os
 import shutil
@@ -64,6 +62,7 @@ from typing import Dict, List
 import numpy as np
 import tensorflow as tf
 
+from monolith.native_training import benchmark_workload as workload
 from monolith.native_training import entry
 from monolith.native_training import multi_hash_table_ops
 from monolith.native_training.runtime.hash_table import \
@@ -71,7 +70,7 @@ from monolith.native_training.runtime.hash_table import \
 
 tf1 = tf.compat.v1
 
-TABLES = 8
+TABLES = workload.TABLES
 EMPTY_KEY = -1
 DELETED_KEY = -2
 MB = 1e6
@@ -86,19 +85,6 @@ TARGET_LOOKUP_VS_DENSE = 1.5
 TARGET_BYTES_VS_DENSE = 1 / 3
 TARGET_APPLY_VS_LOOKUP = 0.4
 TARGET_SAVE_VS_COPY = 0.5
-
-
-def rss_bytes() -> int:
-  with open("/proc/self/statm") as f:
-    return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-_LIBC = ctypes.CDLL("libc.so.6")
-
-
-def release_memory():
-  gc.collect()
-  _LIBC.malloc_trim(0)
 
 
 def table_names() -> List[str]:
@@ -120,39 +106,6 @@ def table_config(dim: int,
     config.entry_config.entry_type = (
         embedding_hash_table_pb2.EntryConfig.SERVING)
   return entry.HashTableConfigInstance(config, [0.01])
-
-
-class Data:
-  """The ids of every table and the batches fed to session.run."""
-
-  def __init__(self, dim: int, ids_per_table: int, batch: int,
-               lookup_batches: int):
-    self.ids_per_table = ids_per_table
-    self.ids = ids_per_table * TABLES
-    self.per_table_batch = batch // TABLES
-    self.batch = self.per_table_batch * TABLES
-    rng = np.random.default_rng(1000 + dim)
-    # Distinct positive ids (no collision with the Dense sentinels), also
-    # distinct across tables so the single-table peers hold all of them.
-    pool = np.unique(rng.integers(1, 2**63 - 1, size=self.ids + 1000,
-                                  dtype=np.int64))
-    rng.shuffle(pool)
-    pool = pool[:self.ids]
-    assert pool.size == self.ids
-    self.table_ids = [
-        pool[t * ids_per_table:(t + 1) * ids_per_table] for t in range(TABLES)
-    ]
-    # Fill: consecutive slices of each table's ids, batch // 8 per table.
-    self.fill_batches = []
-    for start in range(0, ids_per_table, self.per_table_batch):
-      self.fill_batches.append([
-          ids[start:start + self.per_table_batch] for ids in self.table_ids
-      ])
-    # Lookups and updates: uniform draws from each table's ids (all hits).
-    self.lookup_batches = [[
-        ids[rng.integers(0, ids_per_table, size=self.per_table_batch)]
-        for ids in self.table_ids
-    ] for _ in range(lookup_batches)]
 
 
 class Graph:
@@ -251,20 +204,9 @@ def build_peer(kind: str,
                num_buckets=num_buckets)
 
 
-def feed(placeholders, batch) -> Dict:
-  return dict(zip(placeholders, batch))
-
-
-def timed_runs(sess, op, feeds: List[Dict]) -> float:
-  start = time.perf_counter()
-  for fd in feeds:
-    sess.run(op, feed_dict=fd)
-  return time.perf_counter() - start
-
-
-def fill_rate(sess, op, placeholders, data: Data) -> float:
-  seconds = timed_runs(sess, op,
-                       [feed(placeholders, b) for b in data.fill_batches])
+def fill_rate(sess, op, placeholders, data: workload.Data) -> float:
+  seconds = workload.timed_runs(
+      sess, op, [workload.feed(placeholders, b) for b in data.fill_batches])
   return data.ids / seconds
 
 
@@ -276,7 +218,7 @@ def new_session() -> tf1.Session:
 # Bytes per entry, one fresh subprocess per structure.
 
 
-def build_structure(structure: str, dim: int, data: Data,
+def build_structure(structure: str, dim: int, data: workload.Data,
                     initial_num_buckets=None):
   """Placeholders and the Graph of `structure` ("MultiHashTable:adagrad",
   "DenseHashTable/per_slot", ...) in the default graph."""
@@ -295,7 +237,7 @@ def build_structure(structure: str, dim: int, data: Data,
                                   initial_num_buckets)
 
 
-def warm_up_and_build(structure: str, dim: int, data: "Data"):
+def warm_up_and_build(structure: str, dim: int, data: workload.Data):
   """Builds `structure` in the default graph after a warm-up.
 
   The warm-up runs the same structure with a few ids (and 8-bucket Dense
@@ -309,26 +251,26 @@ def warm_up_and_build(structure: str, dim: int, data: "Data"):
     with new_session() as sess:
       sess.run(graph.init)
       sess.run(graph.fill,
-               feed_dict=feed(placeholders,
+               feed_dict=workload.feed(placeholders,
                               [ids[:4] for ids in data.fill_batches[0]]))
-  release_memory()
+  workload.release_memory()
   built = build_structure(structure, dim, data)
-  release_memory()
+  workload.release_memory()
   return built
 
 
 def memory_child(structure: str, dim: int, ids_per_table: int, batch: int):
   """Prints the bytes per entry of |structure| at |dim| as JSON."""
   tf1.disable_eager_execution()
-  data = Data(dim, ids_per_table, batch, lookup_batches=0)
+  data = workload.Data(dim, ids_per_table, batch, lookup_batches=0)
   placeholders, graph = warm_up_and_build(structure, dim, data)
-  before = rss_bytes()
+  before = workload.rss_bytes()
   with new_session() as sess:
     sess.run(graph.init)
     for b in data.fill_batches:
-      sess.run(graph.fill, feed_dict=feed(placeholders, b))
-    release_memory()
-    after = rss_bytes()
+      sess.run(graph.fill, feed_dict=workload.feed(placeholders, b))
+    workload.release_memory()
+    after = workload.rss_bytes()
     result = {"bytes_per_entry": (after - before) / data.ids}
     if graph.num_buckets is not None:
       # What the buckets themselves hold: key + dim floats per bucket.
@@ -396,17 +338,17 @@ def scale_child(structure: str, dim: int, args):
   """Fills `structure` with args.ids_per_table ids per table, then times its
   lookups, updates (and ours' apply_gradients); prints one JSON object."""
   tf1.disable_eager_execution()
-  data = Data(dim, args.ids_per_table, args.batch, args.lookup_batches)
+  data = workload.Data(dim, args.ids_per_table, args.batch, args.lookup_batches)
   placeholders, graph = warm_up_and_build(structure, dim, data)
-  before = rss_bytes()
+  before = workload.rss_bytes()
   result = {}
   with new_session() as sess:
     sess.run(graph.init)
     result["insert_ids_per_s"] = fill_rate(sess, graph.fill, placeholders,
                                            data)
-    release_memory()
-    result["bytes_per_entry"] = (rss_bytes() - before) / data.ids
-    feeds = [feed(placeholders, b) for b in data.lookup_batches]
+    workload.release_memory()
+    result["bytes_per_entry"] = (workload.rss_bytes() - before) / data.ids
+    feeds = [workload.feed(placeholders, b) for b in data.lookup_batches]
     ops = {"lookup": graph.lookup, "update": graph.update}
     if graph.apply is not None:
       ops["apply_gradients"] = graph.apply
@@ -415,7 +357,7 @@ def scale_child(structure: str, dim: int, args):
     best = collections.defaultdict(lambda: float("inf"))
     for _ in range(args.repeats):
       for name, op in ops.items():
-        best[name] = min(best[name], timed_runs(sess, op, feeds))
+        best[name] = min(best[name], workload.timed_runs(sess, op, feeds))
     for name, seconds in best.items():
       result[f"{name}_ids_per_s"] = data.batch * len(feeds) / seconds
   print(json.dumps(result))
@@ -574,7 +516,7 @@ def op_times(sess, op, fd, runs: int) -> Dict[str, float]:
 
 def run_dim(dim: int, args) -> Dict:
   tf1.reset_default_graph()
-  data = Data(dim, args.ids_per_table, args.batch, args.lookup_batches)
+  data = workload.Data(dim, args.ids_per_table, args.batch, args.lookup_batches)
   placeholders = [
       tf1.placeholder(tf.int64, [None], name=f"ids_{t}") for t in range(TABLES)
   ]
@@ -608,7 +550,7 @@ def run_dim(dim: int, args) -> Dict:
           global_step=tf.constant(1, tf.int64)).as_op() for h in halves
   ])
 
-  lookup_feeds = [feed(placeholders, b) for b in data.lookup_batches]
+  lookup_feeds = [workload.feed(placeholders, b) for b in data.lookup_batches]
   raw_feeds = []
   for b in data.lookup_batches:
     splits = np.concatenate([[0], np.cumsum([ids.size for ids in b])])
@@ -635,7 +577,7 @@ def run_dim(dim: int, args) -> Dict:
     best = collections.defaultdict(lambda: float("inf"))
 
     def measure(key, op, feeds):
-      best[key] = min(best[key], timed_runs(sess, op, feeds))
+      best[key] = min(best[key], workload.timed_runs(sess, op, feeds))
 
     for _ in range(args.repeats):
       # Ours, then each peer right after, in every round.
@@ -661,7 +603,7 @@ def run_dim(dim: int, args) -> Dict:
         "dense_per_slot_lookup": op_times(sess, peers[0].lookup,
                                           lookup_feeds[0], 5),
     }
-  release_memory()
+  workload.release_memory()
   return result
 
 
@@ -688,7 +630,7 @@ def run_save_restore(dim: int, args, workdir: str,
                      compression_type: str) -> Dict:
   tf1.reset_default_graph()
   label = compression_type or "none"
-  data = Data(dim, args.ids_per_table, args.batch, lookup_batches=1)
+  data = workload.Data(dim, args.ids_per_table, args.batch, lookup_batches=1)
   placeholders = [
       tf1.placeholder(tf.int64, [None], name=f"ids_{t}") for t in range(TABLES)
   ]
@@ -732,12 +674,12 @@ def run_save_restore(dim: int, args, workdir: str,
     sess.run(source.init + sum([t.init for t in targets], []) +
              [serving.initializer])
     for b in data.fill_batches:
-      fd = feed(placeholders, b)
+      fd = workload.feed(placeholders, b)
       fd[values] = rng.normal(0, 0.05, [data.per_table_batch,
                                         dim]).astype(np.float32)
       sess.run(source.fill, feed_dict=fd)
     # One adagrad step, so the accumulators are not their initial values.
-    sess.run(source.apply, feed_dict=feed(placeholders,
+    sess.run(source.apply, feed_dict=workload.feed(placeholders,
                                           data.lookup_batches[0]))
     files = []
     for _ in range(args.save_repeats):
@@ -763,7 +705,7 @@ def run_save_restore(dim: int, args, workdir: str,
     sess.run(serving_restore, feed_dict={basename_ph: basename})
     best["serving_restore"] = time.perf_counter() - start
     # The restored tables hold what was saved.
-    fd = feed(placeholders, data.lookup_batches[0])
+    fd = workload.feed(placeholders, data.lookup_batches[0])
     expected = sess.run(source_lookup, feed_dict=fd)
     for lookup in target_lookups:
       got = sess.run(lookup, feed_dict=fd)
@@ -788,7 +730,7 @@ def run_save_restore(dim: int, args, workdir: str,
       "copy_mb_per_s"]
   result["restore_ratio_vs_copy"] = result["restore_mb_per_s"] / result[
       "copy_mb_per_s"]
-  release_memory()
+  workload.release_memory()
   return result
 
 

@@ -1,16 +1,17 @@
-"""The workload both sides of the TFRA peer benchmark run: numpy only.
+"""The workload of the table benchmarks, and their timing helpers: numpy only.
 
-The same as //monolith/native_training:multi_hash_table_benchmark's: 8 tables
-of random distinct positive int64 ids (ids / 8 each, distinct across tables),
-drawn with numpy's default_rng(1000 + dim); fill batches are consecutive
-slices of each table's ids, batch / 8 per table; lookup batches are uniform
-draws (with replacement) from each table's ids, so every lookup hits. At
-1,000,000 ids these are the very ids and batches of that benchmark.
+8 tables of random distinct positive int64 ids (ids / 8 each, distinct
+across tables, so a single table can hold them all; positive, so they never
+meet DenseHashTable's sentinel keys), drawn with numpy's
+default_rng(1000 + dim); fill batches are consecutive slices of each table's
+ids, batch / 8 per table; lookup batches are uniform draws (with
+replacement) from each table's ids, so every lookup hits.
 
-Imported by tfra_side.py (TFRA's venv: TF 2.16.2, numpy 1.26) and by
-ours_side.py (the workspace's venv); each side prints `fingerprint()` of what
-it ran, and tfra_peer_benchmark.py refuses to compare runs whose
-fingerprints differ.
+Imported by multi_hash_table_benchmark.py, and by both sides of the TFRA
+peer benchmark (//benchmarks/tfra): tfra_side.py in TFRA's venv (TF 2.16.2,
+numpy 1.26) and ours_side.py in the workspace's; each side prints
+`fingerprint()` of what it ran, and tfra_peer_benchmark.py refuses to
+compare runs whose fingerprints differ.
 """
 
 import ctypes
