@@ -543,8 +543,14 @@ int main(int argc, char** argv) {
     } else if (flag == "--ids") {
       sizes = monolith::hash_table::ParseList(value, "--ids");
     } else if (flag == "--rounds") {
-      rounds = static_cast<int>(
-          monolith::hash_table::ParseList(value, "--rounds").at(0));
+      const std::vector<int64_t> parsed =
+          monolith::hash_table::ParseList(value, "--rounds");
+      if (parsed.size() != 1 || parsed[0] > 1000) {
+        std::fprintf(stderr, "--rounds takes one count up to 1000, not %s\n",
+                     value.c_str());
+        return 2;
+      }
+      rounds = static_cast<int>(parsed[0]);
     } else {
       std::fprintf(stderr, "unknown argument %s; ", argv[i]);
       std::fprintf(stderr, usage, argv[0]);

@@ -107,8 +107,9 @@ inline void DiscardPages(char* begin, int64_t bytes) {
 struct TableShard {
   // Readers share |mu|. Writers first take |write_mu| (one writer at a
   // time), then |mu| exclusively only while they change slots or entries:
-  // growth builds the bigger slot array under a shared |mu|, so lookups go
-  // on meanwhile, and holds |mu| alone only to swap it in (ShardWriteLock).
+  // growth reads the slots and builds the bigger array without |mu| (only
+  // writers change slots, and it is the one writer), so lookups go on
+  // meanwhile, and holds |mu| alone only to swap it in (ShardWriteLock).
   mutable std::shared_mutex mu;
   std::mutex write_mu;
   HugePagePool* pool = nullptr;
@@ -133,7 +134,6 @@ struct TableShard {
   // with whether each came from the pool.
   std::vector<std::pair<char*, bool>> ready_blocks;
   std::vector<uint32_t> free_indices;
-  int64_t arena_bytes = 0;
   // The longest any growth (Reserve's rehash) of this shard took, in ns;
   // written under |write_mu|, read under |mu|.
   std::atomic<int64_t> longest_rehash_ns{0};
@@ -176,7 +176,7 @@ struct TableShard {
     heap_blocks = 0;
     next_index = capacity_entries = 0;
     free_indices.clear();
-    arena_bytes = heap_arena_bytes = 0;
+    heap_arena_bytes = 0;
   }
 
   bool Pooled(uint64_t capacity) const {
@@ -268,7 +268,6 @@ struct TableShard {
         heap_blocks = blocks.size();
         heap_arena_bytes += entries * stride;
       }
-      arena_bytes += entries * stride;
       capacity_entries += static_cast<uint32_t>(entries);
     }
     return next_index++;
@@ -299,11 +298,8 @@ struct TableShard {
     Slot* grown = NewSlots(capacity);
     Slot* old = slots;
     const uint64_t old_capacity = mask + 1;
-    {
-      std::shared_lock<std::shared_mutex> read(mu);
-      for (uint64_t i = 0; i < old_capacity; ++i) {
-        if (old[i].index != kEmpty) PlaceIn(grown, capacity - 1, old[i]);
-      }
+    for (uint64_t i = 0; i < old_capacity; ++i) {
+      if (old[i].index != kEmpty) PlaceIn(grown, capacity - 1, old[i]);
     }
     {
       std::unique_lock<std::shared_mutex> swap(mu);
