@@ -12,6 +12,7 @@ Repositories the caller already defined are left alone.
 """
 
 load("//third_party:debian_rules.bzl", "offline_coverage_tools", "patched_rules_cc")
+load("//third_party/cuda:cuda_configure.bzl", "cuda_configure")
 load("//third_party/tf:tf_configure.bzl", "tf_configure")
 
 # Debian's bazel-* packages install these rule sets (see ci/bootstrap.sh).
@@ -41,3 +42,5 @@ def monolith_dependencies():
         )
     if _missing("local_config_tf"):
         tf_configure(name = "local_config_tf")
+    if _missing("local_config_cuda"):
+        cuda_configure(name = "local_config_cuda")

@@ -13,6 +13,7 @@ enum class StatusCode {
   kOk = 0,
   kInvalidArgument = 3,
   kNotFound = 5,
+  kResourceExhausted = 8,
   kFailedPrecondition = 9,
   kOutOfRange = 11,
   kInternal = 13,
@@ -43,6 +44,9 @@ inline Status InvalidArgumentError(std::string message) {
 inline Status NotFoundError(std::string message) {
   return Status(StatusCode::kNotFound, std::move(message));
 }
+inline Status ResourceExhaustedError(std::string message) {
+  return Status(StatusCode::kResourceExhausted, std::move(message));
+}
 inline Status FailedPreconditionError(std::string message) {
   return Status(StatusCode::kFailedPrecondition, std::move(message));
 }
@@ -58,7 +62,8 @@ inline Status DataLossError(std::string message) {
 
 inline std::string Status::ToString() const {
   static const char* const kNames[] = {
-      "OK", "", "", "INVALID_ARGUMENT", "", "NOT_FOUND", "", "", "",
+      "OK", "", "", "INVALID_ARGUMENT", "", "NOT_FOUND", "", "",
+      "RESOURCE_EXHAUSTED",
       "FAILED_PRECONDITION", "", "OUT_OF_RANGE", "", "INTERNAL", "", "DATA_LOSS"};
   return ok() ? "OK"
               : std::string(kNames[static_cast<int>(code_)]) + ": " + message_;

@@ -38,6 +38,8 @@ inline Status ToTfStatus(const ::monolith::hash_table::Status& s) {
       return errors::InvalidArgument(s.message());
     case StatusCode::kNotFound:
       return errors::NotFound(s.message());
+    case StatusCode::kResourceExhausted:
+      return errors::ResourceExhausted(s.message());
     case StatusCode::kFailedPrecondition:
       return errors::FailedPrecondition(s.message());
     case StatusCode::kOutOfRange:

@@ -1,0 +1,105 @@
+#include "monolith/native_training/runtime/hash_table/gpu/gpu_row_spec.h"
+
+#include <memory>
+#include <string>
+
+#include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
+#include "monolith/native_training/runtime/hash_table/entry_accessor.h"
+
+namespace monolith {
+namespace hash_table {
+namespace gpu {
+namespace {
+
+Status Unsupported(int index, const std::string& what) {
+  return InvalidArgumentError("EntryConfig segment " + std::to_string(index) +
+                              ": the GPU table " + what);
+}
+
+// Sets seg's initial values from |init| (validated by the accessor).
+Status SetInitializer(int index, const InitializerConfig& init,
+                      GpuSegment* seg) {
+  switch (init.type_case()) {
+    case InitializerConfig::kZeros:
+      seg->init_min = seg->init_max = 0.0f;
+      return Status::OK();
+    case InitializerConfig::kOnes:
+      seg->init_min = seg->init_max = 1.0f;
+      return Status::OK();
+    case InitializerConfig::kConstants:
+      seg->init_min = seg->init_max = init.constants().constant();
+      return Status::OK();
+    case InitializerConfig::kRandomUniform:
+      seg->init_min = init.random_uniform().minval();
+      seg->init_max = init.random_uniform().maxval();
+      return Status::OK();
+    default:
+      return Unsupported(index, "supports zeros, ones, constants and "
+                                "random_uniform initializers");
+  }
+}
+
+Status SetOptimizer(int index, const OptimizerConfig& opt, GpuSegment* seg) {
+  if (opt.stochastic_rounding_float16()) {
+    return Unsupported(index, "does not do stochastic_rounding_float16");
+  }
+  switch (opt.type_case()) {
+    case OptimizerConfig::kSgd:
+      if (opt.sgd().warmup_steps() > 0) {
+        return Unsupported(index, "does not do warmup_steps");
+      }
+      seg->optimizer = GpuSegment::Optimizer::kSgd;
+      return Status::OK();
+    case OptimizerConfig::kAdagrad:
+      if (opt.adagrad().warmup_steps() > 0) {
+        return Unsupported(index, "does not do warmup_steps");
+      }
+      seg->optimizer = GpuSegment::Optimizer::kAdagrad;
+      seg->initial_accumulator = opt.adagrad().initial_accumulator_value();
+      seg->weight_decay = opt.adagrad().weight_decay_factor();
+      return Status::OK();
+    default:
+      return Unsupported(index, "supports the sgd and adagrad optimizers");
+  }
+}
+
+}  // namespace
+
+Status GpuRowTableSpecFor(const EntryConfig& config, uint64_t seed,
+                          GpuRowTableSpec* spec) {
+  std::unique_ptr<EntryAccessor> accessor;
+  MONOLITH_RETURN_IF_ERROR(EntryAccessor::Create(config, &accessor));
+  if (accessor->serving()) {
+    return InvalidArgumentError(
+        "the GPU table holds TRAINING entries; this EntryConfig is SERVING");
+  }
+  GpuRowTableSpec result;
+  result.value_floats = accessor->DimSize();
+  int state = result.value_floats;
+  for (int i = 0; i < config.segments_size(); ++i) {
+    const EntryConfig::Segment& conf = config.segments(i);
+    GpuSegment seg;
+    seg.dim = conf.dim_size();
+    seg.value_offset = i == 0 ? 0
+                              : result.segments.back().value_offset +
+                                    result.segments.back().dim;
+    MONOLITH_RETURN_IF_ERROR(SetInitializer(i, conf.init_config(), &seg));
+    MONOLITH_RETURN_IF_ERROR(SetOptimizer(i, conf.opt_config(), &seg));
+    seg.init_seed = seed + static_cast<uint64_t>(i);
+    seg.state_offset = state;
+    state += seg.StateFloats();
+    result.segments.push_back(seg);
+  }
+  result.row_floats = state;
+  if (int64_t{result.row_floats} * 4 != accessor->SizeBytes()) {
+    return InternalError("GPU row of " + std::to_string(result.row_floats) +
+                         " floats, CPU entry of " +
+                         std::to_string(accessor->SizeBytes()) + " bytes");
+  }
+  *spec = std::move(result);
+  return Status::OK();
+}
+
+}  // namespace gpu
+}  // namespace hash_table
+}  // namespace monolith

@@ -1,0 +1,191 @@
+// The GPU table's row layout and per-column math against the CPU engine's
+// EntryAccessor (initializers and optimizers), on the host: the functions
+// the kernels run, compiled here by the host compiler.
+#include "monolith/native_training/runtime/hash_table/gpu/gpu_row_spec.h"
+
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "google/protobuf/text_format.h"
+#include "gtest/gtest.h"
+#include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
+#include "monolith/native_training/runtime/hash_table/entry_accessor.h"
+
+namespace monolith {
+namespace hash_table {
+namespace gpu {
+namespace {
+
+EntryConfig Parse(const std::string& text) {
+  EntryConfig config;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &config))
+      << text;
+  return config;
+}
+
+// sgd over 3 floats, then adagrad (weight decay) over 2.
+constexpr char kTwoSegments[] = R"pb(
+  segments {
+    dim_size: 3
+    init_config { constants { constant: 0.25 } }
+    opt_config { sgd {} }
+  }
+  segments {
+    dim_size: 2
+    init_config { ones {} }
+    opt_config {
+      adagrad { initial_accumulator_value: 0.3 weight_decay_factor: 0.01 }
+    }
+  })pb";
+
+std::unique_ptr<EntryAccessor> Accessor(const EntryConfig& config) {
+  std::unique_ptr<EntryAccessor> accessor;
+  Status s = EntryAccessor::Create(config, &accessor);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return accessor;
+}
+
+// A new row as the kernels write it: zeros, then every column's init.
+std::vector<float> NewRow(const GpuRowTableSpec& spec, int64_t id) {
+  std::vector<float> row(spec.row_floats, 0.0f);
+  for (const GpuSegment& seg : spec.segments) {
+    for (int c = 0; c < seg.dim; ++c) InitColumn(seg, id, c, row.data());
+  }
+  return row;
+}
+
+std::vector<float> Floats(const std::vector<char>& entry) {
+  std::vector<float> floats(entry.size() / sizeof(float));
+  std::memcpy(floats.data(), entry.data(), entry.size());
+  return floats;
+}
+
+TEST(GpuRowSpecTest, RowsAreTheCpuEntriesAndStartTheSame) {
+  const EntryConfig config = Parse(kTwoSegments);
+  GpuRowTableSpec spec;
+  ASSERT_TRUE(GpuRowTableSpecFor(config, 7, &spec).ok());
+  auto accessor = Accessor(config);
+  EXPECT_EQ(spec.value_floats, 5);
+  EXPECT_EQ(spec.row_floats * 4, accessor->SizeBytes());
+  ASSERT_EQ(spec.segments.size(), 2u);
+  EXPECT_EQ(spec.segments[1].value_offset, 3);
+  EXPECT_EQ(spec.segments[1].state_offset, 5);
+
+  std::vector<char> entry(accessor->SizeBytes());
+  RandomEngine rng(1);
+  accessor->Init(entry.data(), &rng);
+  EXPECT_EQ(NewRow(spec, 42), Floats(entry));
+}
+
+TEST(GpuRowSpecTest, GradientStepsMatchTheCpuOptimizers) {
+  const EntryConfig config = Parse(kTwoSegments);
+  GpuRowTableSpec spec;
+  ASSERT_TRUE(GpuRowTableSpecFor(config, 7, &spec).ok());
+  auto accessor = Accessor(config);
+  std::vector<char> entry(accessor->SizeBytes());
+  RandomEngine rng(1);
+  accessor->Init(entry.data(), &rng);
+  std::vector<float> row = NewRow(spec, 42);
+
+  std::mt19937 gen(3);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const std::vector<float> learning_rates = {0.1f, 0.05f};
+  for (int step = 1; step <= 20; ++step) {
+    std::vector<float> grad(spec.value_floats);
+    for (float& g : grad) g = normal(gen);
+    accessor->Optimize(entry.data(), grad.data(), learning_rates.data(), step);
+    for (size_t s = 0; s < spec.segments.size(); ++s) {
+      for (int c = 0; c < spec.segments[s].dim; ++c) {
+        ApplyColumn(spec.segments[s], learning_rates[s], grad.data(), c,
+                    row.data());
+      }
+    }
+  }
+  const std::vector<float> cpu = Floats(entry);
+  ASSERT_EQ(row.size(), cpu.size());
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    EXPECT_NEAR(row[i], cpu[i], 1e-6f * (1.0f + std::abs(cpu[i])))
+        << "float " << i;
+  }
+}
+
+TEST(GpuRowSpecTest, RandomUniformValuesAreInRangeAndFollowTheId) {
+  GpuRowTableSpec spec;
+  ASSERT_TRUE(GpuRowTableSpecFor(Parse(R"pb(
+                segments {
+                  dim_size: 64
+                  init_config { random_uniform { minval: -0.5 maxval: 0.25 } }
+                  opt_config { adagrad {} }
+                })pb"),
+                                 11, &spec)
+                  .ok());
+  const std::vector<float> a = NewRow(spec, 1001);
+  EXPECT_EQ(a, NewRow(spec, 1001));
+  EXPECT_NE(a, NewRow(spec, 1002));
+  double sum = 0;
+  for (int c = 0; c < 64; ++c) {
+    EXPECT_GE(a[c], -0.5f);
+    EXPECT_LT(a[c], 0.25f);
+    sum += a[c];
+    EXPECT_FLOAT_EQ(a[64 + c], 0.1f);  // adagrad's default accumulator
+  }
+  EXPECT_NEAR(sum / 64, -0.125, 0.1);
+}
+
+TEST(GpuRowSpecTest, ConfigsTheGpuTableCannotRunAreRejectedByName) {
+  struct Case {
+    const char* config;
+    const char* message;
+  } cases[] = {
+      {R"pb(segments {
+              dim_size: 4
+              init_config { zeros {} }
+              opt_config { adam {} }
+            })pb",
+       "segment 0: the GPU table supports the sgd and adagrad optimizers"},
+      {R"pb(segments {
+              dim_size: 4
+              init_config { zeros {} }
+              opt_config { sgd {} }
+            }
+            segments {
+              dim_size: 4
+              init_config { zeros {} }
+              opt_config { adagrad { warmup_steps: 10 } }
+            })pb",
+       "segment 1: the GPU table does not do warmup_steps"},
+      {R"pb(segments {
+              dim_size: 4
+              comp_config { fp32 {} }
+            }
+            entry_type: SERVING)pb",
+       "TRAINING entries"},
+      {R"pb(segments {
+              dim_size: 0
+              init_config { zeros {} }
+              opt_config { sgd {} }
+            })pb",
+       "dim_size must be positive"},
+  };
+  for (const Case& c : cases) {
+    GpuRowTableSpec spec;
+    const Status s = GpuRowTableSpecFor(Parse(c.config), 1, &spec);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << c.config;
+    EXPECT_NE(s.message().find(c.message), std::string::npos) << s.message();
+  }
+}
+
+TEST(GpuRowSpecTest, TheTwoIdsCuCollectionsReservesAreNotStorable) {
+  EXPECT_FALSE(StorableId(kEmptySlotId));
+  EXPECT_FALSE(StorableId(kReclaimedSlotId));
+  EXPECT_TRUE(StorableId(0));
+  EXPECT_TRUE(StorableId(-1));
+  EXPECT_TRUE(StorableId(kEmptySlotId - 1));
+}
+
+}  // namespace
+}  // namespace gpu
+}  // namespace hash_table
+}  // namespace monolith

@@ -1,0 +1,565 @@
+// GpuRowTable's kernels and host code (see gpu_row_table.h).
+//
+// Layout: one cuco::static_map<int64_t, float> whose slots hold an id and
+// whose element array holds a row of row_floats floats per slot. Kernels
+// work in tiles of kTile threads, as cuCollections' probing does: a tile
+// probes kTile slots at once, then shares the row's columns.
+//
+// Inserting batches: the ids are sorted with their positions (cub's radix
+// sort, stable), so equal ids are adjacent in input order; the first of
+// each run (its head) is the one id that probes and inserts, and later
+// kernels walk the run in order. No two tiles ever touch one row in one
+// kernel, so rows need no locks and repeated ids behave as on the CPU.
+#include <cooperative_groups.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cub/device/device_radix_sort.cuh>
+// The fork's static_map.cuh uses utils.cuh without including it.
+#include <cuco/detail/utils.cuh>
+#include <cuco/static_map.cuh>
+#include <string>
+#include <utility>
+
+#include "monolith/native_training/runtime/hash_table/gpu/gpu_row_table.h"
+
+namespace monolith {
+namespace hash_table {
+namespace gpu {
+namespace {
+
+namespace cg = cooperative_groups;
+
+// New rows start as zeros (the kernels then write the initial values and
+// optimizer state).
+struct ZeroInitializer {
+  __device__ float operator()() const { return 0.0f; }
+};
+
+using Map = cuco::static_map<int64_t, float, ZeroInitializer>;
+using RowPointer = cuco::pair_type<int64_t, float**>;
+
+constexpr int kTile = 4;
+constexpr int kBlock = 128;
+
+static_assert(Map::empty_key_sentinel == kEmptySlotId, "cuco's empty key");
+static_assert(Map::reclaimed_key_sentinel == kReclaimedSlotId,
+              "cuco's reclaimed key");
+
+Status CudaStatus(cudaError_t error, const char* what) {
+  if (error == cudaSuccess) return Status::OK();
+  return InternalError(std::string("GPU table: ") + what + ": " +
+                       cudaGetErrorString(error));
+}
+
+#define MONOLITH_CUDA_RETURN_IF_ERROR(expr, what) \
+  MONOLITH_RETURN_IF_ERROR(CudaStatus((expr), (what)))
+
+unsigned GridFor(int64_t tiles) {
+  return static_cast<unsigned>((tiles * kTile + kBlock - 1) / kBlock);
+}
+
+// The tile of this thread and the item (id, slot) it works on.
+__device__ cg::thread_block_tile<kTile> ThisTile() {
+  return cg::tiled_partition<kTile>(cg::this_thread_block());
+}
+
+__device__ int64_t TileIndex() {
+  return (int64_t{blockIdx.x} * blockDim.x + threadIdx.x) / kTile;
+}
+
+// A new row's initial values and optimizer state (the rest of the row is
+// zero already), the tile sharing the columns.
+__device__ void InitRow(const cg::thread_block_tile<kTile>& tile, int64_t id,
+                        const GpuSegment* segments, int num_segments,
+                        float* row) {
+  for (int s = 0; s < num_segments; ++s) {
+    const GpuSegment seg = segments[s];
+    for (int c = tile.thread_rank(); c < seg.dim; c += kTile) {
+      InitColumn(seg, id, c, row);
+    }
+  }
+}
+
+__global__ void LookupKernel(Map::device_view view, const int64_t* ids,
+                             int64_t n, int value_floats, float* out) {
+  const int64_t i = TileIndex();
+  if (i >= n) return;
+  auto tile = ThisTile();
+  const int64_t id = ids[i];
+  float* row = nullptr;
+  const bool found = StorableId(id) && view.lookup(tile, RowPointer{id, &row});
+  float* dst = out + i * value_floats;
+  for (int c = tile.thread_rank(); c < value_floats; c += kTile) {
+    dst[c] = found ? row[c] : 0.0f;
+  }
+}
+
+__global__ void IotaKernel(int64_t n, int64_t* positions) {
+  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (i < n) positions[i] = i;
+}
+
+__device__ bool IsHead(const int64_t* sorted, int64_t i) {
+  return i == 0 || sorted[i - 1] != sorted[i];
+}
+
+// Counts the distinct ids of a sorted batch that the map lacks.
+__global__ void CountMissingKernel(Map::device_view view,
+                                   const int64_t* sorted, int64_t n,
+                                   unsigned long long* missing) {
+  const int64_t i = TileIndex();
+  if (i >= n || !IsHead(sorted, i)) return;
+  auto tile = ThisTile();
+  // (The fork declares contains() but never defines it.)
+  float* row = nullptr;
+  const bool present = view.lookup(tile, RowPointer{sorted[i], &row});
+  if (!present && tile.thread_rank() == 0) atomicAdd(missing, 1ULL);
+}
+
+// rows[i] for every head i of the sorted batch: its row, inserted and
+// initialized when absent.
+__global__ void UpsertKernel(Map::device_mutable_view view,
+                             const int64_t* sorted, int64_t n,
+                             const GpuSegment* segments, int num_segments,
+                             float** rows) {
+  const int64_t i = TileIndex();
+  if (i >= n || !IsHead(sorted, i)) return;
+  auto tile = ThisTile();
+  const int64_t id = sorted[i];
+  float* row = nullptr;
+  const cuco::insert_result result =
+      view.lookup_or_insert(tile, RowPointer{id, &row});
+  if (result == cuco::insert_result::OCCUPIED_EMPTY ||
+      result == cuco::insert_result::OCCUPIED_RECLAIMED) {
+    InitRow(tile, id, segments, num_segments, row);
+  }
+  if (tile.thread_rank() == 0) rows[i] = row;
+}
+
+// The index past the run of equal ids that starts at head i.
+__device__ int64_t RunEnd(const int64_t* sorted, int64_t n, int64_t i) {
+  int64_t j = i + 1;
+  while (j < n && sorted[j] == sorted[i]) ++j;
+  return j;
+}
+
+// Copies `width` floats from the last occurrence of each id in `source`
+// (row `positions[...]` of `source_stride` floats) into its row.
+__global__ void CopyLastKernel(const int64_t* sorted, const int64_t* positions,
+                               float* const* rows, int64_t n,
+                               const float* source, int source_stride,
+                               int width) {
+  const int64_t i = TileIndex();
+  if (i >= n || !IsHead(sorted, i)) return;
+  auto tile = ThisTile();
+  const int64_t last = positions[RunEnd(sorted, n, i) - 1];
+  const float* src = source + last * source_stride;
+  float* row = rows[i];
+  for (int c = tile.thread_rank(); c < width; c += kTile) row[c] = src[c];
+}
+
+// Each segment's optimizer over every occurrence of each id, in input
+// order. A thread owns the same columns for the whole run, so every
+// column's updates happen in order.
+__global__ void ApplyKernel(const int64_t* sorted, const int64_t* positions,
+                            float* const* rows, int64_t n, const float* grads,
+                            int value_floats, const GpuSegment* segments,
+                            int num_segments, const float* learning_rates) {
+  const int64_t i = TileIndex();
+  if (i >= n || !IsHead(sorted, i)) return;
+  auto tile = ThisTile();
+  float* row = rows[i];
+  const int64_t end = RunEnd(sorted, n, i);
+  for (int64_t k = i; k < end; ++k) {
+    const float* grad = grads + positions[k] * value_floats;
+    for (int s = 0; s < num_segments; ++s) {
+      const GpuSegment seg = segments[s];
+      const float lr = learning_rates[s];
+      for (int c = tile.thread_rank(); c < seg.dim; c += kTile) {
+        ApplyColumn(seg, lr, grad, c, row);
+      }
+    }
+  }
+}
+
+// Re-inserts every entry of `from` into `to` (growth).
+__global__ void RehashKernel(Map::device_view from, int64_t from_capacity,
+                             Map::device_mutable_view to, int row_floats) {
+  const int64_t slot = TileIndex();
+  if (slot >= from_capacity) return;
+  auto tile = ThisTile();
+  auto it = from.at(static_cast<uint32_t>(slot));
+  const int64_t id = it.key().load(cuda::std::memory_order_relaxed);
+  if (!StorableId(id)) return;
+  float* row = nullptr;
+  to.lookup_or_insert(tile, RowPointer{id, &row});
+  const float* old_row = it.value();
+  for (int c = tile.thread_rank(); c < row_floats; c += kTile) {
+    row[c] = old_row[c];
+  }
+}
+
+// Packs the entries of slots [begin, end) into ids / rows.
+__global__ void ExportKernel(Map::device_view view, int64_t begin, int64_t end,
+                             int row_floats, int64_t* ids, float* rows,
+                             unsigned long long* count) {
+  const int64_t slot = begin + TileIndex();
+  if (slot >= end) return;
+  auto tile = ThisTile();
+  auto it = view.at(static_cast<uint32_t>(slot));
+  const int64_t id = it.key().load(cuda::std::memory_order_relaxed);
+  if (!StorableId(id)) return;
+  unsigned long long at = 0;
+  if (tile.thread_rank() == 0) {
+    at = atomicAdd(count, 1ULL);
+    ids[at] = id;
+  }
+  at = tile.shfl(at, 0);
+  const float* row = it.value();
+  float* dst = rows + at * row_floats;
+  for (int c = tile.thread_rank(); c < row_floats; c += kTile) dst[c] = row[c];
+}
+
+// A device buffer that only grows.
+class DeviceBuffer {
+ public:
+  ~DeviceBuffer() { cudaFree(data_); }
+  Status Reserve(size_t bytes) {
+    if (bytes <= bytes_) return Status::OK();
+    cudaFree(data_);
+    data_ = nullptr;
+    bytes_ = 0;
+    MONOLITH_CUDA_RETURN_IF_ERROR(cudaMalloc(&data_, bytes), "cudaMalloc");
+    bytes_ = bytes;
+    return Status::OK();
+  }
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(data_);
+  }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// A map with its size counters (cuco's static_map wants them; the table
+// counts its entries itself).
+struct OwnedMap {
+  std::unique_ptr<Map> map;
+  Map::atomic_ctr_type* device_counters = nullptr;
+  Map::atomic_ctr_type host_counters[2] = {};
+
+  ~OwnedMap() {
+    if (map != nullptr) map->uninitialize();
+    cudaFree(device_counters);
+  }
+};
+
+Status NewMap(int64_t capacity, int row_floats, cudaStream_t stream,
+              std::unique_ptr<OwnedMap>* out) {
+  if (capacity >= (int64_t{1} << 32)) {
+    return ResourceExhaustedError(
+        "GPU table: " + std::to_string(capacity) +
+        " slots asked for; cuCollections indexes at most 2^32 - 1");
+  }
+  const size_t bytes =
+      static_cast<size_t>(capacity) *
+      (sizeof(typename Map::pair_atomic_type) + sizeof(float) * row_floats);
+  size_t free_bytes = 0, total_bytes = 0;
+  MONOLITH_CUDA_RETURN_IF_ERROR(cudaMemGetInfo(&free_bytes, &total_bytes),
+                                "cudaMemGetInfo");
+  // cuCollections exits the process when its cudaMalloc fails: ask first.
+  if (bytes > free_bytes) {
+    return ResourceExhaustedError(
+        "GPU table: a map of " + std::to_string(capacity) + " slots of " +
+        std::to_string(row_floats) + " floats needs " + std::to_string(bytes) +
+        " bytes; the GPU has " + std::to_string(free_bytes) + " free of " +
+        std::to_string(total_bytes));
+  }
+  auto owned = std::make_unique<OwnedMap>();
+  MONOLITH_CUDA_RETURN_IF_ERROR(
+      cudaMalloc(&owned->device_counters, 2 * sizeof(Map::atomic_ctr_type)),
+      "cudaMalloc");
+  MONOLITH_CUDA_RETURN_IF_ERROR(
+      cudaMemsetAsync(owned->device_counters, 0,
+                      2 * sizeof(Map::atomic_ctr_type), stream),
+      "cudaMemsetAsync");
+  owned->map = std::make_unique<Map>(
+      static_cast<uint32_t>(row_floats), static_cast<size_t>(capacity),
+      owned->device_counters, owned->device_counters + 1,
+      &owned->host_counters[0], &owned->host_counters[1], ZeroInitializer{});
+  owned->map->initialize(stream);
+  MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "initializing a map");
+  *out = std::move(owned);
+  return Status::OK();
+}
+
+}  // namespace
+
+struct GpuRowTable::Impl {
+  std::unique_ptr<OwnedMap> map;
+  DeviceBuffer segments;        // GpuSegment[num_segments]
+  DeviceBuffer learning_rates;  // float[num_segments]
+  // One batch: sorted ids, their input positions, the row of each head.
+  DeviceBuffer sorted_ids, positions_in, positions, rows, sort_temp;
+  DeviceBuffer counter;  // unsigned long long
+  int num_segments = 0;
+};
+
+GpuRowTable::GpuRowTable(const GpuRowTableSpec& spec,
+                         std::unique_ptr<Impl> impl)
+    : spec_(spec), impl_(std::move(impl)) {}
+
+GpuRowTable::~GpuRowTable() = default;
+
+int64_t GpuRowTable::capacity() const {
+  return static_cast<int64_t>(impl_->map->map->get_capacity());
+}
+
+Status GpuRowTable::Create(const GpuRowTableSpec& spec,
+                           std::unique_ptr<GpuRowTable>* table) {
+  if (spec.value_floats <= 0 || spec.row_floats < spec.value_floats) {
+    return InvalidArgumentError(
+        "GPU table: value_floats must be positive and at most row_floats, "
+        "got " + std::to_string(spec.value_floats) + " and " +
+        std::to_string(spec.row_floats));
+  }
+  if (!(spec.max_load > 0.0f && spec.max_load < 1.0f) ||
+      spec.initial_capacity < 1) {
+    return InvalidArgumentError(
+        "GPU table: max_load must be in (0, 1) and initial_capacity "
+        "positive");
+  }
+  int covered = 0;
+  for (size_t s = 0; s < spec.segments.size(); ++s) {
+    const GpuSegment& seg = spec.segments[s];
+    const int state = seg.optimizer == GpuSegment::Optimizer::kAdagrad
+                          ? seg.dim
+                          : 0;
+    if (seg.dim <= 0 || seg.value_offset != covered ||
+        (state > 0 && (seg.state_offset < spec.value_floats ||
+                       seg.state_offset + state > spec.row_floats))) {
+      return InvalidArgumentError(
+          "GPU table: segment " + std::to_string(s) +
+          " does not fit the row (value_offset " +
+          std::to_string(seg.value_offset) + ", dim " +
+          std::to_string(seg.dim) + ", state_offset " +
+          std::to_string(seg.state_offset) + ", row_floats " +
+          std::to_string(spec.row_floats) + ")");
+    }
+    covered += seg.dim;
+  }
+  if (covered != spec.value_floats) {
+    return InvalidArgumentError(
+        "GPU table: the segments' dims sum to " + std::to_string(covered) +
+        ", value_floats is " + std::to_string(spec.value_floats));
+  }
+  int devices = 0;
+  const cudaError_t error = cudaGetDeviceCount(&devices);
+  if (error != cudaSuccess || devices == 0) {
+    return FailedPreconditionError(
+        std::string("GPU table: no usable CUDA device (") +
+        (error == cudaSuccess ? "none found" : cudaGetErrorString(error)) +
+        ")");
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->num_segments = static_cast<int>(spec.segments.size());
+  const size_t segment_bytes = sizeof(GpuSegment) * spec.segments.size();
+  MONOLITH_RETURN_IF_ERROR(impl->segments.Reserve(std::max<size_t>(
+      segment_bytes, 1)));
+  MONOLITH_RETURN_IF_ERROR(impl->learning_rates.Reserve(
+      std::max<size_t>(sizeof(float) * spec.segments.size(), 1)));
+  MONOLITH_RETURN_IF_ERROR(impl->counter.Reserve(sizeof(unsigned long long)));
+  MONOLITH_CUDA_RETURN_IF_ERROR(
+      cudaMemcpy(impl->segments.as<void>(), spec.segments.data(),
+                 segment_bytes, cudaMemcpyHostToDevice),
+      "copying the segments");
+  MONOLITH_RETURN_IF_ERROR(
+      NewMap(spec.initial_capacity, spec.row_floats, nullptr, &impl->map));
+  MONOLITH_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize(), "creating the map");
+  table->reset(new GpuRowTable(spec, std::move(impl)));
+  return Status::OK();
+}
+
+Status GpuRowTable::Lookup(const int64_t* ids, int64_t n, float* out,
+                           void* stream) {
+  if (n == 0) return Status::OK();
+  LookupKernel<<<GridFor(n), kBlock, 0, static_cast<cudaStream_t>(stream)>>>(
+      impl_->map->map->get_device_view(), ids, n, spec_.value_floats, out);
+  return CudaStatus(cudaGetLastError(), "launching the lookup");
+}
+
+Status GpuRowTable::Reserve(int64_t extra, void* stream) {
+  const int64_t old_capacity = capacity();
+  int64_t new_capacity = old_capacity;
+  while (static_cast<double>(size_ + extra) >
+         spec_.max_load * static_cast<double>(new_capacity)) {
+    new_capacity *= 2;
+  }
+  if (new_capacity == old_capacity) return Status::OK();
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  std::unique_ptr<OwnedMap> grown;
+  MONOLITH_RETURN_IF_ERROR(NewMap(new_capacity, spec_.row_floats, s, &grown));
+  RehashKernel<<<GridFor(old_capacity), kBlock, 0, s>>>(
+      impl_->map->map->get_device_view(), old_capacity,
+      grown->map->get_device_mutable_view(), spec_.row_floats);
+  MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "launching the rehash");
+  // The old map is freed (cudaFree waits for the device) once rehashed.
+  MONOLITH_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s), "rehashing");
+  impl_->map = std::move(grown);
+  return Status::OK();
+}
+
+Status GpuRowTable::Upsert(const int64_t* ids, int64_t n, void* stream) {
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  Impl& m = *impl_;
+  MONOLITH_RETURN_IF_ERROR(m.sorted_ids.Reserve(sizeof(int64_t) * n));
+  MONOLITH_RETURN_IF_ERROR(m.positions_in.Reserve(sizeof(int64_t) * n));
+  MONOLITH_RETURN_IF_ERROR(m.positions.Reserve(sizeof(int64_t) * n));
+  MONOLITH_RETURN_IF_ERROR(m.rows.Reserve(sizeof(float*) * n));
+  IotaKernel<<<static_cast<unsigned>((n + kBlock - 1) / kBlock), kBlock, 0,
+               s>>>(n, m.positions_in.as<int64_t>());
+  size_t temp_bytes = 0;
+  MONOLITH_CUDA_RETURN_IF_ERROR(
+      cub::DeviceRadixSort::SortPairs(
+          nullptr, temp_bytes, ids, m.sorted_ids.as<int64_t>(),
+          m.positions_in.as<int64_t>(), m.positions.as<int64_t>(),
+          static_cast<int>(n), 0, 64, s),
+      "sizing the sort");
+  MONOLITH_RETURN_IF_ERROR(m.sort_temp.Reserve(std::max<size_t>(temp_bytes, 1)));
+  temp_bytes = m.sort_temp.bytes();
+  MONOLITH_CUDA_RETURN_IF_ERROR(
+      cub::DeviceRadixSort::SortPairs(
+          m.sort_temp.as<void>(), temp_bytes, ids, m.sorted_ids.as<int64_t>(),
+          m.positions_in.as<int64_t>(), m.positions.as<int64_t>(),
+          static_cast<int>(n), 0, 64, s),
+      "sorting the ids");
+  MONOLITH_CUDA_RETURN_IF_ERROR(
+      cudaMemsetAsync(m.counter.as<void>(), 0, sizeof(unsigned long long), s),
+      "cudaMemsetAsync");
+  CountMissingKernel<<<GridFor(n), kBlock, 0, s>>>(
+      m.map->map->get_device_view(), m.sorted_ids.as<int64_t>(), n,
+      m.counter.as<unsigned long long>());
+  MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "launching the count");
+  // The smallest and largest ids (the reserved ones sort to the ends) and
+  // how many distinct ids are new.
+  int64_t ends[2];
+  unsigned long long missing = 0;
+  const int64_t* sorted = m.sorted_ids.as<int64_t>();
+  MONOLITH_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(&ends[0], sorted, sizeof(int64_t),
+                      cudaMemcpyDeviceToHost, s),
+      "reading the ids");
+  MONOLITH_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(&ends[1], sorted + n - 1, sizeof(int64_t),
+                      cudaMemcpyDeviceToHost, s),
+      "reading the ids");
+  MONOLITH_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(&missing, m.counter.as<void>(), sizeof(missing),
+                      cudaMemcpyDeviceToHost, s),
+      "reading the count");
+  MONOLITH_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s), "counting new ids");
+  for (int64_t id : ends) {
+    if (!StorableId(id)) {
+      return InvalidArgumentError(
+          "GPU table: id " + std::to_string(id) +
+          " cannot be stored (cuCollections reserves it for empty and "
+          "reclaimed slots); nothing of the batch was written");
+    }
+  }
+  MONOLITH_RETURN_IF_ERROR(Reserve(static_cast<int64_t>(missing), stream));
+  UpsertKernel<<<GridFor(n), kBlock, 0, s>>>(
+      m.map->map->get_device_mutable_view(), sorted, n,
+      m.segments.as<GpuSegment>(), m.num_segments, m.rows.as<float*>());
+  MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "launching the upsert");
+  size_ += static_cast<int64_t>(missing);
+  return Status::OK();
+}
+
+Status GpuRowTable::Assign(const int64_t* ids, int64_t n, const float* values,
+                           void* stream) {
+  if (n == 0) return Status::OK();
+  MONOLITH_RETURN_IF_ERROR(Upsert(ids, n, stream));
+  CopyLastKernel<<<GridFor(n), kBlock, 0, static_cast<cudaStream_t>(stream)>>>(
+      impl_->sorted_ids.as<int64_t>(), impl_->positions.as<int64_t>(),
+      impl_->rows.as<float*>(), n, values, spec_.value_floats,
+      spec_.value_floats);
+  return CudaStatus(cudaGetLastError(), "launching the assign");
+}
+
+Status GpuRowTable::PutRows(const int64_t* ids, int64_t n, const float* rows,
+                            void* stream) {
+  if (n == 0) return Status::OK();
+  MONOLITH_RETURN_IF_ERROR(Upsert(ids, n, stream));
+  CopyLastKernel<<<GridFor(n), kBlock, 0, static_cast<cudaStream_t>(stream)>>>(
+      impl_->sorted_ids.as<int64_t>(), impl_->positions.as<int64_t>(),
+      impl_->rows.as<float*>(), n, rows, spec_.row_floats, spec_.row_floats);
+  return CudaStatus(cudaGetLastError(), "launching the row copy");
+}
+
+Status GpuRowTable::ApplyGradients(const int64_t* ids, int64_t n,
+                                   const float* grads,
+                                   const std::vector<float>& learning_rates,
+                                   void* stream) {
+  if (learning_rates.size() != spec_.segments.size()) {
+    return InvalidArgumentError(
+        "GPU table: " + std::to_string(learning_rates.size()) +
+        " learning rates for " + std::to_string(spec_.segments.size()) +
+        " segments");
+  }
+  if (n == 0) return Status::OK();
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  MONOLITH_RETURN_IF_ERROR(Upsert(ids, n, stream));
+  MONOLITH_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(impl_->learning_rates.as<void>(), learning_rates.data(),
+                      sizeof(float) * learning_rates.size(),
+                      cudaMemcpyHostToDevice, s),
+      "copying the learning rates");
+  ApplyKernel<<<GridFor(n), kBlock, 0, s>>>(
+      impl_->sorted_ids.as<int64_t>(), impl_->positions.as<int64_t>(),
+      impl_->rows.as<float*>(), n, grads, spec_.value_floats,
+      impl_->segments.as<GpuSegment>(), impl_->num_segments,
+      impl_->learning_rates.as<float>());
+  MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "launching the update");
+  // The learning rates' host vector may go away: finish reading it.
+  return CudaStatus(cudaStreamSynchronize(s), "applying gradients");
+}
+
+Status GpuRowTable::ExportRows(int64_t begin, int64_t max_slots, int64_t* ids,
+                               float* rows, int64_t* count, int64_t* next,
+                               void* stream) {
+  const int64_t cap = capacity();
+  if (begin < 0 || begin > cap || max_slots < 0) {
+    return InvalidArgumentError("GPU table: export from slot " +
+                                std::to_string(begin) + " of " +
+                                std::to_string(cap));
+  }
+  const int64_t end = std::min(cap, begin + max_slots);
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  MONOLITH_CUDA_RETURN_IF_ERROR(
+      cudaMemsetAsync(impl_->counter.as<void>(), 0, sizeof(unsigned long long),
+                      s),
+      "cudaMemsetAsync");
+  if (end > begin) {
+    ExportKernel<<<GridFor(end - begin), kBlock, 0, s>>>(
+        impl_->map->map->get_device_view(), begin, end, spec_.row_floats, ids,
+        rows, impl_->counter.as<unsigned long long>());
+    MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "launching the export");
+  }
+  unsigned long long exported = 0;
+  MONOLITH_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(&exported, impl_->counter.as<void>(), sizeof(exported),
+                      cudaMemcpyDeviceToHost, s),
+      "reading the count");
+  MONOLITH_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s), "exporting");
+  *count = static_cast<int64_t>(exported);
+  *next = end;
+  return Status::OK();
+}
+
+}  // namespace gpu
+}  // namespace hash_table
+}  // namespace monolith

@@ -1,0 +1,85 @@
+// A collisionless embedding table in GPU memory: int64 ids -> rows of
+// floats laid out as the CPU engine's entries (gpu_row_spec.h), so that a
+// row moves between GPU and CPU tables as it is and checkpoints are the
+// CPU table's. Built on cuCollections' static_map (the fork carried by the
+// merlin-sok sdist, see third_party/cuda), which keeps a row beside each
+// key; the table grows by rehashing into a map twice as large.
+//
+// Every batch operation takes device pointers and runs on the given CUDA
+// stream (nullptr: the default stream). Operations that insert sort the
+// batch's ids on the device first (a stable radix sort), so each distinct
+// id is inserted once and its repeats are applied in input order, as the
+// CPU table does: Assign keeps the last value of a repeated id,
+// ApplyGradients applies each of its gradients in turn.
+//
+// This header has no CUDA types: host code built without nvcc calls it.
+// Thread safety: none; callers serialize calls on one table.
+#ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_GPU_GPU_ROW_TABLE_H_
+#define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_GPU_GPU_ROW_TABLE_H_
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "monolith/native_training/runtime/hash_table/gpu/gpu_row_spec.h"
+#include "monolith/native_training/runtime/hash_table/status.h"
+
+namespace monolith {
+namespace hash_table {
+namespace gpu {
+
+class GpuRowTable {
+ public:
+  // InvalidArgument for an inconsistent spec, FailedPrecondition without a
+  // usable GPU, ResourceExhausted when its memory does not hold the map.
+  static Status Create(const GpuRowTableSpec& spec,
+                       std::unique_ptr<GpuRowTable>* table);
+  ~GpuRowTable();
+  GpuRowTable(const GpuRowTable&) = delete;
+  GpuRowTable& operator=(const GpuRowTable&) = delete;
+
+  // out[i * value_floats ..]: the embedding of ids[i], zeros when absent.
+  Status Lookup(const int64_t* ids, int64_t n, float* out, void* stream);
+  // Sets the embeddings of ids (value_floats floats each), inserting absent
+  // ids (their optimizer state initialized); a repeated id keeps its last.
+  Status Assign(const int64_t* ids, int64_t n, const float* values,
+                void* stream);
+  // Runs each segment's optimizer on ids' entries with grads (value_floats
+  // each) and learning_rates (host, one per segment), inserting absent ids
+  // first; a repeated id's gradients are applied in input order.
+  Status ApplyGradients(const int64_t* ids, int64_t n, const float* grads,
+                        const std::vector<float>& learning_rates,
+                        void* stream);
+  // Whole rows (row_floats each), for restore: inserts or overwrites.
+  Status PutRows(const int64_t* ids, int64_t n, const float* rows,
+                 void* stream);
+  // Copies the entries of slots [begin, begin + max_slots) to the device
+  // buffers ids (max_slots) and rows (max_slots * row_floats), packed;
+  // *count gets how many, *next the slot to continue from (capacity() when
+  // done). A save walks the map this way in chunks.
+  Status ExportRows(int64_t begin, int64_t max_slots, int64_t* ids,
+                    float* rows, int64_t* count, int64_t* next, void* stream);
+
+  int64_t size() const { return size_; }
+  int64_t capacity() const;
+  const GpuRowTableSpec& spec() const { return spec_; }
+
+ private:
+  struct Impl;
+  GpuRowTable(const GpuRowTableSpec& spec, std::unique_ptr<Impl> impl);
+  // Makes room for |extra| more ids without passing max_load.
+  Status Reserve(int64_t extra, void* stream);
+  // Sorts ids (stable) and finds, inserting absent ones, the row of each
+  // distinct id; the impl's scratch then holds the sorted batch.
+  Status Upsert(const int64_t* ids, int64_t n, void* stream);
+
+  GpuRowTableSpec spec_;
+  std::unique_ptr<Impl> impl_;
+  int64_t size_ = 0;
+};
+
+}  // namespace gpu
+}  // namespace hash_table
+}  // namespace monolith
+
+#endif  // MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_GPU_GPU_ROW_TABLE_H_

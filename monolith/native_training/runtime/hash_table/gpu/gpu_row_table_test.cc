@@ -1,0 +1,244 @@
+// GpuRowTable on a GPU against the CPU engine (EmbeddingHashTable) fed the
+// same batches. Every test skips, saying why, where no GPU is usable.
+#include "monolith/native_training/runtime/hash_table/gpu/gpu_row_table.h"
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "google/protobuf/text_format.h"
+#include "gtest/gtest.h"
+#include "monolith/native_training/runtime/hash_table/embedding_hash_table.h"
+
+namespace monolith {
+namespace hash_table {
+namespace gpu {
+namespace {
+
+// A device copy of a host vector, and back.
+template <typename T>
+class DeviceVector {
+ public:
+  explicit DeviceVector(size_t n) : n_(n) {
+    EXPECT_EQ(cudaMalloc(&data_, std::max<size_t>(n, 1) * sizeof(T)),
+              cudaSuccess);
+  }
+  explicit DeviceVector(const std::vector<T>& host) : DeviceVector(host.size()) {
+    EXPECT_EQ(cudaMemcpy(data_, host.data(), n_ * sizeof(T),
+                         cudaMemcpyHostToDevice),
+              cudaSuccess);
+  }
+  ~DeviceVector() { cudaFree(data_); }
+  T* get() const { return data_; }
+  std::vector<T> ToHost() const {
+    std::vector<T> host(n_);
+    EXPECT_EQ(cudaMemcpy(host.data(), data_, n_ * sizeof(T),
+                         cudaMemcpyDeviceToHost),
+              cudaSuccess);
+    return host;
+  }
+
+ private:
+  T* data_ = nullptr;
+  size_t n_;
+};
+
+constexpr char kEntryConfig[] = R"pb(
+  segments {
+    dim_size: 3
+    init_config { constants { constant: 0.25 } }
+    opt_config { sgd {} }
+  }
+  segments {
+    dim_size: 5
+    init_config { zeros {} }
+    opt_config {
+      adagrad { initial_accumulator_value: 0.3 weight_decay_factor: 0.01 }
+    }
+  })pb";
+
+class GpuRowTableTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    int devices = 0;
+    if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+      GTEST_SKIP() << "no usable CUDA device: the GPU table is compiled, "
+                      "not run, on this machine";
+    }
+    EmbeddingHashTableConfig config;
+    ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(
+        kEntryConfig, config.mutable_entry_config()));
+    ASSERT_TRUE(EmbeddingHashTable::Create(config, 7, &cpu_).ok());
+    ASSERT_TRUE(GpuRowTableSpecFor(config.entry_config(), 7, &spec_).ok());
+    spec_.initial_capacity = 64;  // so the tests grow the map
+    const Status s = GpuRowTable::Create(spec_, &gpu_);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+
+  std::vector<float> GpuLookup(const std::vector<int64_t>& ids) {
+    DeviceVector<int64_t> d_ids(ids);
+    DeviceVector<float> out(ids.size() * spec_.value_floats);
+    const Status s = gpu_->Lookup(d_ids.get(), ids.size(), out.get(), nullptr);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    return out.ToHost();
+  }
+
+  std::vector<float> CpuLookup(const std::vector<int64_t>& ids) {
+    std::vector<float> out(ids.size() * spec_.value_floats);
+    cpu_->BatchLookup(ids.data(), ids.size(), out.data());
+    return out;
+  }
+
+  // Every stored entry of the GPU table, exported in chunks of 1000 slots.
+  std::vector<std::pair<int64_t, std::vector<float>>> Export() {
+    std::vector<std::pair<int64_t, std::vector<float>>> entries;
+    DeviceVector<int64_t> ids(1000);
+    DeviceVector<float> rows(1000 * spec_.row_floats);
+    int64_t next = 0;
+    while (next < gpu_->capacity()) {
+      int64_t count = 0;
+      EXPECT_TRUE(gpu_->ExportRows(next, 1000, ids.get(), rows.get(), &count,
+                                   &next, nullptr)
+                      .ok());
+      const std::vector<int64_t> host_ids = ids.ToHost();
+      const std::vector<float> host_rows = rows.ToHost();
+      for (int64_t i = 0; i < count; ++i) {
+        entries.emplace_back(
+            host_ids[i],
+            std::vector<float>(host_rows.begin() + i * spec_.row_floats,
+                               host_rows.begin() + (i + 1) * spec_.row_floats));
+      }
+    }
+    return entries;
+  }
+
+  GpuRowTableSpec spec_;
+  std::unique_ptr<EmbeddingHashTable> cpu_;
+  std::unique_ptr<GpuRowTable> gpu_;
+};
+
+// 4,000 ids drawn from 2,500, so about a third repeat within the batch.
+std::vector<int64_t> Batch(std::mt19937_64* gen) {
+  std::uniform_int_distribution<int64_t> pick(-1250, 1249);
+  std::vector<int64_t> ids(4000);
+  for (int64_t& id : ids) id = pick(*gen) * 1000003;
+  return ids;
+}
+
+std::vector<float> Normal(size_t n, std::mt19937_64* gen) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = normal(*gen);
+  return v;
+}
+
+void ExpectNear(const std::vector<float>& got, const std::vector<float>& want) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    ASSERT_NEAR(got[i], want[i], 1e-5f * (1.0f + std::abs(want[i])))
+        << "float " << i;
+  }
+}
+
+TEST_F(GpuRowTableTest, AbsentIdsReadZerosAndAreNotInserted) {
+  const std::vector<float> out = GpuLookup({1, 2, kEmptySlotId});
+  EXPECT_EQ(out, std::vector<float>(out.size(), 0.0f));
+  EXPECT_EQ(gpu_->size(), 0);
+}
+
+TEST_F(GpuRowTableTest, AssignKeepsTheLastOfRepeatsAndGrows) {
+  std::mt19937_64 gen(1);
+  for (int round = 0; round < 3; ++round) {
+    const std::vector<int64_t> ids = Batch(&gen);
+    const std::vector<float> values = Normal(ids.size() * spec_.value_floats, &gen);
+    cpu_->Assign(ids.data(), ids.size(), values.data(), 1);
+    DeviceVector<int64_t> d_ids(ids);
+    DeviceVector<float> d_values(values);
+    ASSERT_TRUE(
+        gpu_->Assign(d_ids.get(), ids.size(), d_values.get(), nullptr).ok());
+    ExpectNear(GpuLookup(ids), CpuLookup(ids));
+  }
+  EXPECT_EQ(gpu_->size(), cpu_->Size());
+  EXPECT_GT(gpu_->capacity(), 64);
+}
+
+TEST_F(GpuRowTableTest, GradientsMatchTheCpuEngineEntryByEntry) {
+  std::mt19937_64 gen(2);
+  const std::vector<float> learning_rates = {0.1f, 0.05f};
+  for (int step = 1; step <= 5; ++step) {
+    const std::vector<int64_t> ids = Batch(&gen);
+    const std::vector<float> grads = Normal(ids.size() * spec_.value_floats, &gen);
+    ASSERT_TRUE(cpu_->BatchOptimize(ids.data(), ids.size(), grads.data(),
+                                    learning_rates.data(), step, step)
+                    .ok());
+    DeviceVector<int64_t> d_ids(ids);
+    DeviceVector<float> d_grads(grads);
+    const Status s = gpu_->ApplyGradients(d_ids.get(), ids.size(),
+                                          d_grads.get(), learning_rates,
+                                          nullptr);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+  ASSERT_EQ(gpu_->size(), cpu_->Size());
+  // Whole rows: the embedding and the adagrad accumulators.
+  for (const auto& [id, row] : Export()) {
+    EntryDump dump;
+    cpu_->BatchLookupEntry(&id, 1, &dump);
+    ASSERT_EQ(dump.num_size(), spec_.value_floats) << id;
+    std::vector<float> want(dump.num().begin(), dump.num().end());
+    const auto& norm = dump.opt().dump(1).adagrad().norm();
+    want.insert(want.end(), norm.begin(), norm.end());
+    ExpectNear(row, want);
+  }
+}
+
+TEST_F(GpuRowTableTest, ExportedRowsRestoreIntoAnotherTable) {
+  std::mt19937_64 gen(3);
+  const std::vector<int64_t> ids = Batch(&gen);
+  const std::vector<float> grads = Normal(ids.size() * spec_.value_floats, &gen);
+  DeviceVector<int64_t> d_ids(ids);
+  DeviceVector<float> d_grads(grads);
+  ASSERT_TRUE(gpu_->ApplyGradients(d_ids.get(), ids.size(), d_grads.get(),
+                                   {0.1f, 0.05f}, nullptr)
+                  .ok());
+  std::unique_ptr<GpuRowTable> restored;
+  ASSERT_TRUE(GpuRowTable::Create(spec_, &restored).ok());
+  std::vector<int64_t> saved_ids;
+  std::vector<float> saved_rows;
+  for (const auto& [id, row] : Export()) {
+    saved_ids.push_back(id);
+    saved_rows.insert(saved_rows.end(), row.begin(), row.end());
+  }
+  DeviceVector<int64_t> d_saved_ids(saved_ids);
+  DeviceVector<float> d_saved_rows(saved_rows);
+  ASSERT_TRUE(restored
+                  ->PutRows(d_saved_ids.get(), saved_ids.size(),
+                            d_saved_rows.get(), nullptr)
+                  .ok());
+  EXPECT_EQ(restored->size(), gpu_->size());
+  std::swap(gpu_, restored);
+  const std::vector<float> after = GpuLookup(ids);
+  std::swap(gpu_, restored);
+  EXPECT_EQ(after, GpuLookup(ids));
+}
+
+TEST_F(GpuRowTableTest, ReservedIdsAreRejectedAndNothingIsWritten) {
+  const std::vector<int64_t> ids = {5, kEmptySlotId, 6};
+  const std::vector<float> values(ids.size() * spec_.value_floats, 1.0f);
+  DeviceVector<int64_t> d_ids(ids);
+  DeviceVector<float> d_values(values);
+  const Status s = gpu_->Assign(d_ids.get(), ids.size(), d_values.get(), nullptr);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find(std::to_string(kEmptySlotId)), std::string::npos)
+      << s.message();
+  EXPECT_EQ(gpu_->size(), 0);
+}
+
+}  // namespace
+}  // namespace gpu
+}  // namespace hash_table
+}  // namespace monolith
