@@ -73,13 +73,6 @@ inline void PrefetchRange(const char* begin, int64_t bytes) {
   }
 }
 
-bool AllZero(const float* values, int dim) {
-  for (int i = 0; i < dim; ++i) {
-    if (values[i] != 0.0f) return false;
-  }
-  return true;
-}
-
 // A reader's hold on a shard (the pipeline's counterpart of ShardWriteLock).
 class ShardReadLock {
  public:
@@ -579,10 +572,8 @@ Status EmbeddingHashTable::Save(
             expire_times->IsExpired(slot.id, slot.timestamp, now)) {
           continue;
         }
-        // EntryDump's fields in number order, as protobuf writes them.
-        wire.Fixed64(EntryDump::kIdFieldNumber, slot.id);
-        accessor_->WriteDump(internal.EntryAt(index), &wire);
-        wire.Int64(EntryDump::kLastUpdateTsSecFieldNumber, slot.timestamp);
+        accessor_->WriteRecord(slot.id, internal.EntryAt(index),
+                               slot.timestamp, &wire);
         records.push_back(Record{slot.id, slot.timestamp, wire.size()});
       }
     }
@@ -601,20 +592,6 @@ namespace {
 
 // Room for one entry: on the stack unless it is large.
 using EntryBuffer = InlineBuffer<char, 1024>;
-
-constexpr char kIdTag = EntryDump::kIdFieldNumber << 3 | 1;      // fixed64
-constexpr char kNumTag = EntryDump::kNumFieldNumber << 3 | 5;    // fixed32
-constexpr char kOptTag = EntryDump::kOptFieldNumber << 3 | 2;    // bytes
-constexpr char kTimeTag = EntryDump::kLastUpdateTsSecFieldNumber << 3;
-constexpr size_t kIdBytes = 1 + sizeof(int64_t);
-
-// The optional last_update_ts_sec field that must end a record at |end|;
-// false if [p, end) is anything else.
-bool ReadTimeField(const char* p, const char* end, uint64_t* time) {
-  *time = 0;
-  if (p == end) return true;
-  return *p == kTimeTag && ReadVarint(p + 1, end, time) == end;
-}
 
 }  // namespace
 
@@ -646,56 +623,17 @@ Status EmbeddingHashTable::Restore(const EntryDump& dump) {
   return Status::OK();
 }
 
-bool EmbeddingHashTable::ReadRecordFields(const char* record, size_t size,
-                                          char* entry, uint64_t* time,
-                                          bool* all_zero) const {
-  if (size < kIdBytes || record[0] != kIdTag) return false;
-  const char* p = record + kIdBytes;
-  const char* end = record + size;
-  if (!accessor_->serving()) {
-    // TRAINING: num and opt exactly as WriteDump lays them out.
-    const size_t fields = accessor_->DumpFieldsBytes();
-    if (fields == 0 || size < kIdBytes + fields ||
-        !ReadTimeField(p + fields, end, time) ||
-        !accessor_->ReadDump(p, fields, entry)) {
-      return false;
-    }
-    *all_zero = AllZero(reinterpret_cast<const float*>(entry), dim_);
-    return true;
-  }
-  // SERVING keeps only the values: read the dim unpacked num floats, skip
-  // the optimizer state.
-  InlineBuffer<float, 256> num_buffer(dim_);
-  float* num = num_buffer.data();
-  constexpr size_t kNumFieldBytes = 1 + sizeof(float);
-  if (static_cast<size_t>(end - p) < dim_ * kNumFieldBytes) return false;
-  for (int i = 0; i < dim_; ++i, p += kNumFieldBytes) {
-    if (*p != kNumTag) return false;
-    std::memcpy(&num[i], p + 1, sizeof(float));
-  }
-  if (p < end && *p == kOptTag) {
-    uint64_t length = 0;
-    p = ReadVarint(p + 1, end, &length);
-    if (p == nullptr || length > static_cast<uint64_t>(end - p)) return false;
-    p += length;
-  }
-  if (!ReadTimeField(p, end, time)) return false;
-  *all_zero = AllZero(num, dim_);
-  accessor_->Assign(num, entry);
-  return true;
-}
-
 Status EmbeddingHashTable::RestoreRecord(const char* record, size_t size,
                                          EntryDump* scratch_dump,
                                          int64_t* update_time) {
   EntryBuffer scratch(stride_);
   uint64_t time = 0;
   bool all_zero = false;
-  if (ReadRecordFields(record, size, scratch.data(), &time, &all_zero)) {
+  int64_t id;
+  if (accessor_->ReadRecord(record, size, scratch.data(), &id, &time,
+                            &all_zero)) {
     *update_time = static_cast<int64_t>(time);
     if (skip_zero_embedding_ && all_zero) return Status::OK();
-    int64_t id;
-    std::memcpy(&id, record + 1, sizeof(id));
     const uint64_t hash = Mix(id);
     TableShard& shard = shards_[ShardOf(hash)];
     ShardWriteLock lock(&shard, 1);

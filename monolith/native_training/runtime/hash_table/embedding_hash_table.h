@@ -215,11 +215,6 @@ class EmbeddingHashTable {
   template <typename Fn>
   void ForEachUpserted(const int64_t* ids, int64_t n, int64_t update_time,
                        Fn fn, const AdmitFn& admit = {});
-  // Sets |entry| and |time| from a record in Save's layout (see
-  // RestoreRecord), and |all_zero| if its num floats are all zero; false
-  // for any other record, which must be parsed.
-  bool ReadRecordFields(const char* record, size_t size, char* entry,
-                        uint64_t* time, bool* all_zero) const;
   // Inserts or overwrites |id| with |entry| (stride_ bytes) stamped
   // |update_time|. Caller holds a ShardWriteLock on |shard| with room for
   // one more entry.

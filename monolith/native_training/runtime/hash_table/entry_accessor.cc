@@ -5,6 +5,9 @@
 #include <sstream>
 #include <utility>
 
+#include "monolith/native_training/runtime/hash_table/inline_buffer.h"
+#include "monolith/native_training/runtime/hash_table/wire_reader.h"
+
 namespace monolith {
 namespace hash_table {
 namespace {
@@ -14,6 +17,21 @@ inline char* At(void* base, int64_t offset) {
 }
 inline const char* At(const void* base, int64_t offset) {
   return static_cast<const char*>(base) + offset;
+}
+
+// The tags of EntryDump's fields in a record.
+constexpr char kIdTag = EntryDump::kIdFieldNumber << 3 | 1;      // fixed64
+constexpr char kNumTag = EntryDump::kNumFieldNumber << 3 | 5;    // fixed32
+constexpr char kOptTag = EntryDump::kOptFieldNumber << 3 | 2;    // bytes
+constexpr char kTimeTag = EntryDump::kLastUpdateTsSecFieldNumber << 3;
+constexpr size_t kIdBytes = 1 + sizeof(int64_t);
+
+// The optional last_update_ts_sec field that must end a record at |end|;
+// false if [p, end) is anything else.
+bool ReadTimeField(const char* p, const char* end, uint64_t* time) {
+  *time = 0;
+  if (p == end) return true;
+  return *p == kTimeTag && ReadVarint(p + 1, end, time) == end;
 }
 
 Status SegmentError(int index, const std::string& what) {
@@ -165,6 +183,53 @@ void EntryAccessor::Optimize(void* entry, const float* grad,
                             grad + seg.num_offset,
                             learning_rates + seg.lr_offset, global_step);
   }
+}
+
+void EntryAccessor::WriteRecord(int64_t id, const void* entry,
+                                int64_t update_time, WireWriter* out) const {
+  out->Fixed64(EntryDump::kIdFieldNumber, id);
+  WriteDump(entry, out);
+  out->Int64(EntryDump::kLastUpdateTsSecFieldNumber, update_time);
+}
+
+bool EntryAccessor::ReadRecord(const char* record, size_t size, void* entry,
+                               int64_t* id, uint64_t* update_time,
+                               bool* values_all_zero) const {
+  if (size < kIdBytes || record[0] != kIdTag) return false;
+  std::memcpy(id, record + 1, sizeof(*id));
+  const char* p = record + kIdBytes;
+  const char* end = record + size;
+  if (!serving_) {
+    // TRAINING: num and opt exactly as WriteDump lays them out.
+    const size_t fields = DumpFieldsBytes();
+    if (fields == 0 || size < kIdBytes + fields ||
+        !ReadTimeField(p + fields, end, update_time) ||
+        !ReadDump(p, fields, entry)) {
+      return false;
+    }
+    *values_all_zero = AllZero(static_cast<const float*>(entry), dim_);
+    return true;
+  }
+  // SERVING keeps only the values: read the dim unpacked num floats, skip
+  // the optimizer state.
+  InlineBuffer<float, 256> num_buffer(dim_);
+  float* num = num_buffer.data();
+  constexpr size_t kNumFieldBytes = 1 + sizeof(float);
+  if (static_cast<size_t>(end - p) < dim_ * kNumFieldBytes) return false;
+  for (int i = 0; i < dim_; ++i, p += kNumFieldBytes) {
+    if (*p != kNumTag) return false;
+    std::memcpy(&num[i], p + 1, sizeof(float));
+  }
+  if (p < end && *p == kOptTag) {
+    uint64_t length = 0;
+    p = ReadVarint(p + 1, end, &length);
+    if (p == nullptr || length > static_cast<uint64_t>(end - p)) return false;
+    p += length;
+  }
+  if (!ReadTimeField(p, end, update_time)) return false;
+  *values_all_zero = AllZero(num, dim_);
+  Assign(num, entry);
+  return true;
 }
 
 void EntryAccessor::WriteDump(const void* entry, WireWriter* out) const {

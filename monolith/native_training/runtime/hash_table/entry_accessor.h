@@ -25,6 +25,14 @@
 namespace monolith {
 namespace hash_table {
 
+// Whether |values[0 .. dim)| are all zero.
+inline bool AllZero(const float* values, int dim) {
+  for (int i = 0; i < dim; ++i) {
+    if (values[i] != 0.0f) return false;
+  }
+  return true;
+}
+
 class EntryAccessor {
  public:
   // Validates |config| (at least one segment, positive dims, initializer and
@@ -71,6 +79,19 @@ class EntryAccessor {
   bool ReadDump(const char* fields, size_t size, void* entry) const;
   // The size ReadDump reads (0: it reads nothing).
   size_t DumpFieldsBytes() const { return dump_template_.size(); }
+
+  // Writes the checkpoint record of an entry: its EntryDump (id, num, opt,
+  // last_update_ts_sec) serialized, fields in number order as protobuf
+  // writes them.
+  void WriteRecord(int64_t id, const void* entry, int64_t update_time,
+                   WireWriter* out) const;
+  // Sets |entry|, |id| and |update_time| from a record in WriteRecord's
+  // layout without parsing it (TRAINING: when ReadDump can; SERVING: the
+  // values, the optimizer state skipped), and |values_all_zero| when the
+  // embedding is all zeros. False for any other record: parse it and call
+  // Restore.
+  bool ReadRecord(const char* record, size_t size, void* entry, int64_t* id,
+                  uint64_t* update_time, bool* values_all_zero) const;
 
  private:
   struct Segment {

@@ -90,9 +90,10 @@ Status GpuRowTableSpecFor(const EntryConfig& config, uint64_t seed,
     state += seg.StateFloats();
     result.segments.push_back(seg);
   }
-  result.row_floats = state;
-  if (int64_t{result.row_floats} * 4 != accessor->SizeBytes()) {
-    return InternalError("GPU row of " + std::to_string(result.row_floats) +
+  result.entry_floats = state;
+  result.row_floats = state + kTimeFloats;
+  if (int64_t{result.entry_floats} * 4 != accessor->SizeBytes()) {
+    return InternalError("GPU entry of " + std::to_string(result.entry_floats) +
                          " floats, CPU entry of " +
                          std::to_string(accessor->SizeBytes()) + " bytes");
   }

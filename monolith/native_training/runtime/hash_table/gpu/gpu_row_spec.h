@@ -1,7 +1,9 @@
 // What a GPU table row holds and how it changes: the layout (the CPU
 // engine's TRAINING entry: every segment's embedding floats, then each
-// segment's optimizer state), each segment's initializer and optimizer, and
-// the per-column math, written once for the GPU kernels and the host.
+// segment's optimizer state; then the entry's last update time, an int64
+// of seconds in two floats' bits, which the CPU table keeps in its slot),
+// each segment's initializer and optimizer, and the per-column math,
+// written once for the GPU kernels and the host.
 //
 // The math is plain C++ that nvcc compiles for the device too
 // (MONOLITH_HOST_DEVICE), so host tests check it against the CPU engine's
@@ -11,6 +13,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -63,9 +66,15 @@ struct GpuSegment {
   }
 };
 
+// Floats a row's update time takes.
+constexpr int kTimeFloats = 2;
+
 struct GpuRowTableSpec {
-  // Floats of the embedding (the segments' dims) and of a whole row.
+  // Floats of the embedding (the segments' dims), of the CPU entry (the
+  // embedding and the optimizer state) and of a row (the entry and its
+  // update time, at float entry_floats).
   int value_floats = 0;
+  int entry_floats = 0;
   int row_floats = 0;
   std::vector<GpuSegment> segments;
   // Slots of the first map; it doubles when a batch would fill it past
@@ -81,6 +90,18 @@ struct GpuRowTableSpec {
 // the CPU engine's EntryAccessor for the same config.
 Status GpuRowTableSpecFor(const EntryConfig& config, uint64_t seed,
                           GpuRowTableSpec* spec);
+
+// The update time (seconds) kept at float |offset| of a row.
+MONOLITH_HOST_DEVICE inline int64_t RowTime(const float* row, int offset) {
+  int64_t seconds;
+  memcpy(&seconds, row + offset, sizeof(seconds));
+  return seconds;
+}
+
+MONOLITH_HOST_DEVICE inline void SetRowTime(float* row, int offset,
+                                            int64_t seconds) {
+  memcpy(row + offset, &seconds, sizeof(seconds));
+}
 
 // A uniform float in [0, 1) from (seed, id, column): SplitMix64's
 // finalizer, its top 24 bits.

@@ -4,6 +4,7 @@
 #include "monolith/native_training/runtime/hash_table/gpu/gpu_row_spec.h"
 
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -68,7 +69,8 @@ TEST(GpuRowSpecTest, RowsAreTheCpuEntriesAndStartTheSame) {
   ASSERT_TRUE(GpuRowTableSpecFor(config, 7, &spec).ok());
   auto accessor = Accessor(config);
   EXPECT_EQ(spec.value_floats, 5);
-  EXPECT_EQ(spec.row_floats * 4, accessor->SizeBytes());
+  EXPECT_EQ(spec.entry_floats * 4, accessor->SizeBytes());
+  EXPECT_EQ(spec.row_floats, spec.entry_floats + kTimeFloats);
   ASSERT_EQ(spec.segments.size(), 2u);
   EXPECT_EQ(spec.segments[1].value_offset, 3);
   EXPECT_EQ(spec.segments[1].state_offset, 5);
@@ -76,7 +78,20 @@ TEST(GpuRowSpecTest, RowsAreTheCpuEntriesAndStartTheSame) {
   std::vector<char> entry(accessor->SizeBytes());
   RandomEngine rng(1);
   accessor->Init(entry.data(), &rng);
-  EXPECT_EQ(NewRow(spec, 42), Floats(entry));
+  std::vector<float> row = NewRow(spec, 42);
+  EXPECT_EQ(RowTime(row.data(), spec.entry_floats), 0);
+  row.resize(spec.entry_floats);
+  EXPECT_EQ(row, Floats(entry));
+}
+
+TEST(GpuRowSpecTest, UpdateTimesKeepAllSixtyFourBits) {
+  std::vector<float> row(4, 0.0f);
+  for (int64_t t : {int64_t{0}, int64_t{1700000000}, int64_t{-1},
+                    std::numeric_limits<int64_t>::max()}) {
+    SetRowTime(row.data(), 2, t);
+    EXPECT_EQ(RowTime(row.data(), 2), t);
+    EXPECT_EQ(row[0], 0.0f);
+  }
 }
 
 TEST(GpuRowSpecTest, GradientStepsMatchTheCpuOptimizers) {
@@ -104,6 +119,7 @@ TEST(GpuRowSpecTest, GradientStepsMatchTheCpuOptimizers) {
     }
   }
   const std::vector<float> cpu = Floats(entry);
+  row.resize(spec.entry_floats);
   ASSERT_EQ(row.size(), cpu.size());
   for (size_t i = 0; i < cpu.size(); ++i) {
     EXPECT_NEAR(row[i], cpu[i], 1e-6f * (1.0f + std::abs(cpu[i])))

@@ -55,6 +55,15 @@ Status CudaStatus(cudaError_t error, const char* what) {
 #define MONOLITH_CUDA_RETURN_IF_ERROR(expr, what) \
   MONOLITH_RETURN_IF_ERROR(CudaStatus((expr), (what)))
 
+// Batches are at most 2^31 - 1 ids (cub's sort and the grid size).
+Status CheckBatch(int64_t n) {
+  if (n < 0 || n > int64_t{0x7fffffff}) {
+    return InvalidArgumentError("GPU table: a batch of " + std::to_string(n) +
+                                " ids; it must hold 0 to 2^31 - 1");
+  }
+  return Status::OK();
+}
+
 unsigned GridFor(int64_t tiles) {
   return static_cast<unsigned>((tiles * kTile + kBlock - 1) / kBlock);
 }
@@ -118,10 +127,11 @@ __global__ void CountMissingKernel(Map::device_view view,
 }
 
 // rows[i] for every head i of the sorted batch: its row, inserted and
-// initialized when absent.
+// initialized when absent, stamped with update_time.
 __global__ void UpsertKernel(Map::device_mutable_view view,
                              const int64_t* sorted, int64_t n,
                              const GpuSegment* segments, int num_segments,
+                             int time_offset, int64_t update_time,
                              float** rows) {
   const int64_t i = TileIndex();
   if (i >= n || !IsHead(sorted, i)) return;
@@ -130,11 +140,17 @@ __global__ void UpsertKernel(Map::device_mutable_view view,
   float* row = nullptr;
   const cuco::insert_result result =
       view.lookup_or_insert(tile, RowPointer{id, &row});
+  // A new row was zeroed lane by lane (float c by lane c % kTile); the
+  // writes below come from other lanes: order them after the zeros.
+  tile.sync();
   if (result == cuco::insert_result::OCCUPIED_EMPTY ||
       result == cuco::insert_result::OCCUPIED_RECLAIMED) {
     InitRow(tile, id, segments, num_segments, row);
   }
-  if (tile.thread_rank() == 0) rows[i] = row;
+  if (tile.thread_rank() == 0) {
+    SetRowTime(row, time_offset, update_time);
+    rows[i] = row;
+  }
 }
 
 // The index past the run of equal ids that starts at head i.
@@ -183,18 +199,32 @@ __global__ void ApplyKernel(const int64_t* sorted, const int64_t* positions,
   }
 }
 
+// The id in |slot| and its row. (The fork's at() computes the row's
+// offset in 32 bits, which wraps in maps of 2^32 floats or more.)
+__device__ int64_t SlotId(const Map::device_view& view, int64_t slot) {
+  return view.at(static_cast<uint32_t>(slot))
+      .key()
+      .load(cuda::std::memory_order_relaxed);
+}
+
+__device__ const float* SlotRow(const Map::device_view& view, int64_t slot,
+                                int row_floats) {
+  return view.at(0).value() + slot * row_floats;
+}
+
 // Re-inserts every entry of `from` into `to` (growth).
 __global__ void RehashKernel(Map::device_view from, int64_t from_capacity,
                              Map::device_mutable_view to, int row_floats) {
   const int64_t slot = TileIndex();
   if (slot >= from_capacity) return;
   auto tile = ThisTile();
-  auto it = from.at(static_cast<uint32_t>(slot));
-  const int64_t id = it.key().load(cuda::std::memory_order_relaxed);
+  const int64_t id = SlotId(from, slot);
   if (!StorableId(id)) return;
   float* row = nullptr;
   to.lookup_or_insert(tile, RowPointer{id, &row});
-  const float* old_row = it.value();
+  // The new row's zeros (lane by lane) come before the copy.
+  tile.sync();
+  const float* old_row = SlotRow(from, slot, row_floats);
   for (int c = tile.thread_rank(); c < row_floats; c += kTile) {
     row[c] = old_row[c];
   }
@@ -207,8 +237,7 @@ __global__ void ExportKernel(Map::device_view view, int64_t begin, int64_t end,
   const int64_t slot = begin + TileIndex();
   if (slot >= end) return;
   auto tile = ThisTile();
-  auto it = view.at(static_cast<uint32_t>(slot));
-  const int64_t id = it.key().load(cuda::std::memory_order_relaxed);
+  const int64_t id = SlotId(view, slot);
   if (!StorableId(id)) return;
   unsigned long long at = 0;
   if (tile.thread_rank() == 0) {
@@ -216,7 +245,7 @@ __global__ void ExportKernel(Map::device_view view, int64_t begin, int64_t end,
     ids[at] = id;
   }
   at = tile.shfl(at, 0);
-  const float* row = it.value();
+  const float* row = SlotRow(view, slot, row_floats);
   float* dst = rows + at * row_floats;
   for (int c = tile.thread_rank(); c < row_floats; c += kTile) dst[c] = row[c];
 }
@@ -271,8 +300,9 @@ Status NewMap(int64_t capacity, int row_floats, cudaStream_t stream,
   size_t free_bytes = 0, total_bytes = 0;
   MONOLITH_CUDA_RETURN_IF_ERROR(cudaMemGetInfo(&free_bytes, &total_bytes),
                                 "cudaMemGetInfo");
-  // cuCollections exits the process when its cudaMalloc fails: ask first.
-  if (bytes > free_bytes) {
+  // cuCollections exits the process when its cudaMalloc fails: ask first,
+  // with room to spare (it makes two allocations, each rounded up).
+  if (bytes + bytes / 20 + (size_t{64} << 20) > free_bytes) {
     return ResourceExhaustedError(
         "GPU table: a map of " + std::to_string(capacity) + " slots of " +
         std::to_string(row_floats) + " floats needs " + std::to_string(bytes) +
@@ -321,10 +351,13 @@ int64_t GpuRowTable::capacity() const {
 
 Status GpuRowTable::Create(const GpuRowTableSpec& spec,
                            std::unique_ptr<GpuRowTable>* table) {
-  if (spec.value_floats <= 0 || spec.row_floats < spec.value_floats) {
+  if (spec.value_floats <= 0 || spec.entry_floats < spec.value_floats ||
+      spec.row_floats != spec.entry_floats + kTimeFloats) {
     return InvalidArgumentError(
-        "GPU table: value_floats must be positive and at most row_floats, "
-        "got " + std::to_string(spec.value_floats) + " and " +
+        "GPU table: need 0 < value_floats <= entry_floats and row_floats = "
+        "entry_floats + " + std::to_string(kTimeFloats) + ", got " +
+        std::to_string(spec.value_floats) + ", " +
+        std::to_string(spec.entry_floats) + ", " +
         std::to_string(spec.row_floats));
   }
   if (!(spec.max_load > 0.0f && spec.max_load < 1.0f) ||
@@ -341,14 +374,14 @@ Status GpuRowTable::Create(const GpuRowTableSpec& spec,
                           : 0;
     if (seg.dim <= 0 || seg.value_offset != covered ||
         (state > 0 && (seg.state_offset < spec.value_floats ||
-                       seg.state_offset + state > spec.row_floats))) {
+                       seg.state_offset + state > spec.entry_floats))) {
       return InvalidArgumentError(
           "GPU table: segment " + std::to_string(s) +
           " does not fit the row (value_offset " +
           std::to_string(seg.value_offset) + ", dim " +
           std::to_string(seg.dim) + ", state_offset " +
-          std::to_string(seg.state_offset) + ", row_floats " +
-          std::to_string(spec.row_floats) + ")");
+          std::to_string(seg.state_offset) + ", entry_floats " +
+          std::to_string(spec.entry_floats) + ")");
     }
     covered += seg.dim;
   }
@@ -386,6 +419,7 @@ Status GpuRowTable::Create(const GpuRowTableSpec& spec,
 
 Status GpuRowTable::Lookup(const int64_t* ids, int64_t n, float* out,
                            void* stream) {
+  MONOLITH_RETURN_IF_ERROR(CheckBatch(n));
   if (n == 0) return Status::OK();
   LookupKernel<<<GridFor(n), kBlock, 0, static_cast<cudaStream_t>(stream)>>>(
       impl_->map->map->get_device_view(), ids, n, spec_.value_floats, out);
@@ -413,7 +447,9 @@ Status GpuRowTable::Reserve(int64_t extra, void* stream) {
   return Status::OK();
 }
 
-Status GpuRowTable::Upsert(const int64_t* ids, int64_t n, void* stream) {
+Status GpuRowTable::Upsert(const int64_t* ids, int64_t n, int64_t update_time,
+                           void* stream) {
+  MONOLITH_RETURN_IF_ERROR(CheckBatch(n));
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   Impl& m = *impl_;
   MONOLITH_RETURN_IF_ERROR(m.sorted_ids.Reserve(sizeof(int64_t) * n));
@@ -427,7 +463,7 @@ Status GpuRowTable::Upsert(const int64_t* ids, int64_t n, void* stream) {
       cub::DeviceRadixSort::SortPairs(
           nullptr, temp_bytes, ids, m.sorted_ids.as<int64_t>(),
           m.positions_in.as<int64_t>(), m.positions.as<int64_t>(),
-          static_cast<int>(n), 0, 64, s),
+          n, 0, 64, s),
       "sizing the sort");
   MONOLITH_RETURN_IF_ERROR(m.sort_temp.Reserve(std::max<size_t>(temp_bytes, 1)));
   temp_bytes = m.sort_temp.bytes();
@@ -435,7 +471,7 @@ Status GpuRowTable::Upsert(const int64_t* ids, int64_t n, void* stream) {
       cub::DeviceRadixSort::SortPairs(
           m.sort_temp.as<void>(), temp_bytes, ids, m.sorted_ids.as<int64_t>(),
           m.positions_in.as<int64_t>(), m.positions.as<int64_t>(),
-          static_cast<int>(n), 0, 64, s),
+          n, 0, 64, s),
       "sorting the ids");
   MONOLITH_CUDA_RETURN_IF_ERROR(
       cudaMemsetAsync(m.counter.as<void>(), 0, sizeof(unsigned long long), s),
@@ -473,16 +509,17 @@ Status GpuRowTable::Upsert(const int64_t* ids, int64_t n, void* stream) {
   MONOLITH_RETURN_IF_ERROR(Reserve(static_cast<int64_t>(missing), stream));
   UpsertKernel<<<GridFor(n), kBlock, 0, s>>>(
       m.map->map->get_device_mutable_view(), sorted, n,
-      m.segments.as<GpuSegment>(), m.num_segments, m.rows.as<float*>());
+      m.segments.as<GpuSegment>(), m.num_segments, spec_.entry_floats,
+      update_time, m.rows.as<float*>());
   MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "launching the upsert");
   size_ += static_cast<int64_t>(missing);
   return Status::OK();
 }
 
 Status GpuRowTable::Assign(const int64_t* ids, int64_t n, const float* values,
-                           void* stream) {
-  if (n == 0) return Status::OK();
-  MONOLITH_RETURN_IF_ERROR(Upsert(ids, n, stream));
+                           int64_t update_time, void* stream) {
+  if (n == 0) return CheckBatch(n);
+  MONOLITH_RETURN_IF_ERROR(Upsert(ids, n, update_time, stream));
   CopyLastKernel<<<GridFor(n), kBlock, 0, static_cast<cudaStream_t>(stream)>>>(
       impl_->sorted_ids.as<int64_t>(), impl_->positions.as<int64_t>(),
       impl_->rows.as<float*>(), n, values, spec_.value_floats,
@@ -492,8 +529,9 @@ Status GpuRowTable::Assign(const int64_t* ids, int64_t n, const float* values,
 
 Status GpuRowTable::PutRows(const int64_t* ids, int64_t n, const float* rows,
                             void* stream) {
-  if (n == 0) return Status::OK();
-  MONOLITH_RETURN_IF_ERROR(Upsert(ids, n, stream));
+  if (n == 0) return CheckBatch(n);
+  // The rows carry their update times: the stamp is overwritten.
+  MONOLITH_RETURN_IF_ERROR(Upsert(ids, n, 0, stream));
   CopyLastKernel<<<GridFor(n), kBlock, 0, static_cast<cudaStream_t>(stream)>>>(
       impl_->sorted_ids.as<int64_t>(), impl_->positions.as<int64_t>(),
       impl_->rows.as<float*>(), n, rows, spec_.row_floats, spec_.row_floats);
@@ -503,16 +541,16 @@ Status GpuRowTable::PutRows(const int64_t* ids, int64_t n, const float* rows,
 Status GpuRowTable::ApplyGradients(const int64_t* ids, int64_t n,
                                    const float* grads,
                                    const std::vector<float>& learning_rates,
-                                   void* stream) {
+                                   int64_t update_time, void* stream) {
   if (learning_rates.size() != spec_.segments.size()) {
     return InvalidArgumentError(
         "GPU table: " + std::to_string(learning_rates.size()) +
         " learning rates for " + std::to_string(spec_.segments.size()) +
         " segments");
   }
-  if (n == 0) return Status::OK();
+  if (n == 0) return CheckBatch(n);
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  MONOLITH_RETURN_IF_ERROR(Upsert(ids, n, stream));
+  MONOLITH_RETURN_IF_ERROR(Upsert(ids, n, update_time, stream));
   MONOLITH_CUDA_RETURN_IF_ERROR(
       cudaMemcpyAsync(impl_->learning_rates.as<void>(), learning_rates.data(),
                       sizeof(float) * learning_rates.size(),
@@ -537,7 +575,7 @@ Status GpuRowTable::ExportRows(int64_t begin, int64_t max_slots, int64_t* ids,
                                 std::to_string(begin) + " of " +
                                 std::to_string(cap));
   }
-  const int64_t end = std::min(cap, begin + max_slots);
+  const int64_t end = max_slots >= cap - begin ? cap : begin + max_slots;
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   MONOLITH_CUDA_RETURN_IF_ERROR(
       cudaMemsetAsync(impl_->counter.as<void>(), 0, sizeof(unsigned long long),

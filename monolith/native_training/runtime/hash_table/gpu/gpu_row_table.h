@@ -13,7 +13,9 @@
 // ApplyGradients applies each of its gradients in turn.
 //
 // This header has no CUDA types: host code built without nvcc calls it.
-// Thread safety: none; callers serialize calls on one table.
+// Thread safety: none. Callers serialize calls on one table and make them
+// all on one stream: a call may return with its kernels still queued, and
+// the next reuses the table's scratch buffers.
 #ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_GPU_GPU_ROW_TABLE_H_
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_GPU_GPU_ROW_TABLE_H_
 
@@ -42,19 +44,23 @@ class GpuRowTable {
   Status Lookup(const int64_t* ids, int64_t n, float* out, void* stream);
   // Sets the embeddings of ids (value_floats floats each), inserting absent
   // ids (their optimizer state initialized); a repeated id keeps its last.
+  // Stamps update_time (seconds) on every id.
   Status Assign(const int64_t* ids, int64_t n, const float* values,
-                void* stream);
+                int64_t update_time, void* stream);
   // Runs each segment's optimizer on ids' entries with grads (value_floats
   // each) and learning_rates (host, one per segment), inserting absent ids
-  // first; a repeated id's gradients are applied in input order.
+  // first; a repeated id's gradients are applied in input order. Stamps
+  // update_time.
   Status ApplyGradients(const int64_t* ids, int64_t n, const float* grads,
                         const std::vector<float>& learning_rates,
-                        void* stream);
-  // Whole rows (row_floats each), for restore: inserts or overwrites.
+                        int64_t update_time, void* stream);
+  // Whole rows (row_floats each, their update times included), for
+  // restore: inserts or overwrites.
   Status PutRows(const int64_t* ids, int64_t n, const float* rows,
                  void* stream);
   // Copies the entries of slots [begin, begin + max_slots) to the device
-  // buffers ids (max_slots) and rows (max_slots * row_floats), packed;
+  // buffers ids (max_slots) and rows (max_slots * row_floats), packed in
+  // no particular order;
   // *count gets how many, *next the slot to continue from (capacity() when
   // done). A save walks the map this way in chunks.
   Status ExportRows(int64_t begin, int64_t max_slots, int64_t* ids,
@@ -70,8 +76,10 @@ class GpuRowTable {
   // Makes room for |extra| more ids without passing max_load.
   Status Reserve(int64_t extra, void* stream);
   // Sorts ids (stable) and finds, inserting absent ones, the row of each
-  // distinct id; the impl's scratch then holds the sorted batch.
-  Status Upsert(const int64_t* ids, int64_t n, void* stream);
+  // distinct id, stamped update_time; the impl's scratch then holds the
+  // sorted batch.
+  Status Upsert(const int64_t* ids, int64_t n, int64_t update_time,
+                void* stream);
 
   GpuRowTableSpec spec_;
   std::unique_ptr<Impl> impl_;

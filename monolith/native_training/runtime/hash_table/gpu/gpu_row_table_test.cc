@@ -4,10 +4,13 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "google/protobuf/text_format.h"
@@ -33,6 +36,8 @@ class DeviceVector {
               cudaSuccess);
   }
   ~DeviceVector() { cudaFree(data_); }
+  DeviceVector(const DeviceVector&) = delete;
+  DeviceVector& operator=(const DeviceVector&) = delete;
   T* get() const { return data_; }
   std::vector<T> ToHost() const {
     std::vector<T> host(n_);
@@ -55,7 +60,7 @@ constexpr char kEntryConfig[] = R"pb(
   }
   segments {
     dim_size: 5
-    init_config { zeros {} }
+    init_config { constants { constant: -0.5 } }
     opt_config {
       adagrad { initial_accumulator_value: 0.3 weight_decay_factor: 0.01 }
     }
@@ -102,9 +107,12 @@ class GpuRowTableTest : public ::testing::Test {
     int64_t next = 0;
     while (next < gpu_->capacity()) {
       int64_t count = 0;
-      EXPECT_TRUE(gpu_->ExportRows(next, 1000, ids.get(), rows.get(), &count,
-                                   &next, nullptr)
-                      .ok());
+      const Status s = gpu_->ExportRows(next, 1000, ids.get(), rows.get(),
+                                        &count, &next, nullptr);
+      if (!s.ok()) {
+        ADD_FAILURE() << s.ToString();
+        break;
+      }
       const std::vector<int64_t> host_ids = ids.ToHost();
       const std::vector<float> host_rows = rows.ToHost();
       for (int64_t i = 0; i < count; ++i) {
@@ -160,7 +168,7 @@ TEST_F(GpuRowTableTest, AssignKeepsTheLastOfRepeatsAndGrows) {
     DeviceVector<int64_t> d_ids(ids);
     DeviceVector<float> d_values(values);
     ASSERT_TRUE(
-        gpu_->Assign(d_ids.get(), ids.size(), d_values.get(), nullptr).ok());
+        gpu_->Assign(d_ids.get(), ids.size(), d_values.get(), 1, nullptr).ok());
     ExpectNear(GpuLookup(ids), CpuLookup(ids));
   }
   EXPECT_EQ(gpu_->size(), cpu_->Size());
@@ -174,17 +182,17 @@ TEST_F(GpuRowTableTest, GradientsMatchTheCpuEngineEntryByEntry) {
     const std::vector<int64_t> ids = Batch(&gen);
     const std::vector<float> grads = Normal(ids.size() * spec_.value_floats, &gen);
     ASSERT_TRUE(cpu_->BatchOptimize(ids.data(), ids.size(), grads.data(),
-                                    learning_rates.data(), step, step)
+                                    learning_rates.data(), 1000 + step, step)
                     .ok());
     DeviceVector<int64_t> d_ids(ids);
     DeviceVector<float> d_grads(grads);
     const Status s = gpu_->ApplyGradients(d_ids.get(), ids.size(),
                                           d_grads.get(), learning_rates,
-                                          nullptr);
+                                          /*update_time=*/1000 + step, nullptr);
     ASSERT_TRUE(s.ok()) << s.ToString();
   }
   ASSERT_EQ(gpu_->size(), cpu_->Size());
-  // Whole rows: the embedding and the adagrad accumulators.
+  // Whole rows: the embedding, the adagrad accumulators, the update time.
   for (const auto& [id, row] : Export()) {
     EntryDump dump;
     cpu_->BatchLookupEntry(&id, 1, &dump);
@@ -192,7 +200,11 @@ TEST_F(GpuRowTableTest, GradientsMatchTheCpuEngineEntryByEntry) {
     std::vector<float> want(dump.num().begin(), dump.num().end());
     const auto& norm = dump.opt().dump(1).adagrad().norm();
     want.insert(want.end(), norm.begin(), norm.end());
-    ExpectNear(row, want);
+    EXPECT_EQ(RowTime(row.data(), spec_.entry_floats),
+              dump.last_update_ts_sec());
+    ExpectNear(std::vector<float>(row.begin(),
+                                  row.begin() + spec_.entry_floats),
+               want);
   }
 }
 
@@ -203,7 +215,7 @@ TEST_F(GpuRowTableTest, ExportedRowsRestoreIntoAnotherTable) {
   DeviceVector<int64_t> d_ids(ids);
   DeviceVector<float> d_grads(grads);
   ASSERT_TRUE(gpu_->ApplyGradients(d_ids.get(), ids.size(), d_grads.get(),
-                                   {0.1f, 0.05f}, nullptr)
+                                   {0.1f, 0.05f}, 7, nullptr)
                   .ok());
   std::unique_ptr<GpuRowTable> restored;
   ASSERT_TRUE(GpuRowTable::Create(spec_, &restored).ok());
@@ -220,10 +232,18 @@ TEST_F(GpuRowTableTest, ExportedRowsRestoreIntoAnotherTable) {
                             d_saved_rows.get(), nullptr)
                   .ok());
   EXPECT_EQ(restored->size(), gpu_->size());
+  const auto before = Export();
   std::swap(gpu_, restored);
   const std::vector<float> after = GpuLookup(ids);
+  auto restored_rows = Export();
   std::swap(gpu_, restored);
   EXPECT_EQ(after, GpuLookup(ids));
+  // The same entries, update times included (export order is the map's).
+  auto sorted = [](std::vector<std::pair<int64_t, std::vector<float>>> v) {
+    std::sort(v.begin(), v.end());
+    return v;
+  };
+  EXPECT_EQ(sorted(restored_rows), sorted(before));
 }
 
 TEST_F(GpuRowTableTest, ReservedIdsAreRejectedAndNothingIsWritten) {
@@ -231,7 +251,8 @@ TEST_F(GpuRowTableTest, ReservedIdsAreRejectedAndNothingIsWritten) {
   const std::vector<float> values(ids.size() * spec_.value_floats, 1.0f);
   DeviceVector<int64_t> d_ids(ids);
   DeviceVector<float> d_values(values);
-  const Status s = gpu_->Assign(d_ids.get(), ids.size(), d_values.get(), nullptr);
+  const Status s =
+      gpu_->Assign(d_ids.get(), ids.size(), d_values.get(), 1, nullptr);
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find(std::to_string(kEmptySlotId)), std::string::npos)
       << s.message();
