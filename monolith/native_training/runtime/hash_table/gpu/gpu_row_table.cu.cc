@@ -336,6 +336,8 @@ struct GpuRowTable::Impl {
   // One batch: sorted ids, their input positions, the row of each head.
   DeviceBuffer sorted_ids, positions_in, positions, rows, sort_temp;
   DeviceBuffer counter;  // unsigned long long
+  // Host transfers: ids and rows.
+  DeviceBuffer staged_ids, staged_rows;
   int num_segments = 0;
 };
 
@@ -596,6 +598,56 @@ Status GpuRowTable::ExportRows(int64_t begin, int64_t max_slots, int64_t* ids,
   *count = static_cast<int64_t>(exported);
   *next = end;
   return Status::OK();
+}
+
+Status GpuRowTable::ExportRowsToHost(int64_t begin, int64_t max_slots,
+                                     std::vector<int64_t>* ids,
+                                     std::vector<float>* rows, int64_t* next,
+                                     void* stream) {
+  MONOLITH_RETURN_IF_ERROR(CheckBatch(max_slots));
+  const int64_t slots = std::max<int64_t>(max_slots, 1);
+  MONOLITH_RETURN_IF_ERROR(impl_->staged_ids.Reserve(sizeof(int64_t) * slots));
+  MONOLITH_RETURN_IF_ERROR(impl_->staged_rows.Reserve(
+      sizeof(float) * spec_.row_floats * slots));
+  int64_t count = 0;
+  MONOLITH_RETURN_IF_ERROR(ExportRows(begin, max_slots,
+                                      impl_->staged_ids.as<int64_t>(),
+                                      impl_->staged_rows.as<float>(), &count,
+                                      next, stream));
+  ids->resize(count);
+  rows->resize(count * spec_.row_floats);
+  MONOLITH_CUDA_RETURN_IF_ERROR(
+      cudaMemcpy(ids->data(), impl_->staged_ids.as<void>(),
+                 sizeof(int64_t) * count, cudaMemcpyDeviceToHost),
+      "copying exported ids");
+  return CudaStatus(
+      cudaMemcpy(rows->data(), impl_->staged_rows.as<void>(),
+                 sizeof(float) * spec_.row_floats * count,
+                 cudaMemcpyDeviceToHost),
+      "copying exported rows");
+}
+
+Status GpuRowTable::PutRowsFromHost(const int64_t* ids, int64_t n,
+                                    const float* rows, void* stream) {
+  MONOLITH_RETURN_IF_ERROR(CheckBatch(n));
+  if (n == 0) return Status::OK();
+  MONOLITH_RETURN_IF_ERROR(impl_->staged_ids.Reserve(sizeof(int64_t) * n));
+  MONOLITH_RETURN_IF_ERROR(
+      impl_->staged_rows.Reserve(sizeof(float) * spec_.row_floats * n));
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  MONOLITH_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(impl_->staged_ids.as<void>(), ids, sizeof(int64_t) * n,
+                      cudaMemcpyHostToDevice, s),
+      "copying ids to restore");
+  MONOLITH_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(impl_->staged_rows.as<void>(), rows,
+                      sizeof(float) * spec_.row_floats * n,
+                      cudaMemcpyHostToDevice, s),
+      "copying rows to restore");
+  MONOLITH_RETURN_IF_ERROR(PutRows(impl_->staged_ids.as<int64_t>(), n,
+                                   impl_->staged_rows.as<float>(), stream));
+  // The host buffers and the staging buffers are free once this returns.
+  return CudaStatus(cudaStreamSynchronize(s), "restoring rows");
 }
 
 }  // namespace gpu

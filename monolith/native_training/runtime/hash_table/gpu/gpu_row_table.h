@@ -66,6 +66,14 @@ class GpuRowTable {
   Status ExportRows(int64_t begin, int64_t max_slots, int64_t* ids,
                     float* rows, int64_t* count, int64_t* next, void* stream);
 
+  // ExportRows and PutRows with host buffers, through device buffers the
+  // table keeps (for saves and restores); they return once done.
+  Status ExportRowsToHost(int64_t begin, int64_t max_slots,
+                          std::vector<int64_t>* ids, std::vector<float>* rows,
+                          int64_t* next, void* stream);
+  Status PutRowsFromHost(const int64_t* ids, int64_t n, const float* rows,
+                         void* stream);
+
   int64_t size() const { return size_; }
   int64_t capacity() const;
   const GpuRowTableSpec& spec() const { return spec_; }

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstdint>
 #include <memory>
 #include <random>
@@ -16,6 +17,8 @@
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.h"
+#include "monolith/native_training/runtime/hash_table/file_system.h"
+#include "monolith/native_training/runtime/hash_table/gpu/gpu_row_store.h"
 
 namespace monolith {
 namespace hash_table {
@@ -244,6 +247,92 @@ TEST_F(GpuRowTableTest, ExportedRowsRestoreIntoAnotherTable) {
     return v;
   };
   EXPECT_EQ(sorted(restored_rows), sorted(before));
+}
+
+// The same training on both; the GPU table's checkpoint restores into a
+// CPU table equal to the CPU-trained one, and the CPU table's into a GPU
+// table that looks up the same.
+TEST_F(GpuRowTableTest, CheckpointsMoveBetweenGpuAndCpuTables) {
+  std::mt19937_64 gen(4);
+  const std::vector<int64_t> ids = Batch(&gen);
+  const std::vector<float> grads = Normal(ids.size() * spec_.value_floats, &gen);
+  ASSERT_TRUE(cpu_->BatchOptimize(ids.data(), ids.size(), grads.data(),
+                                  std::vector<float>{0.1f, 0.05f}.data(), 9,
+                                  1)
+                  .ok());
+  DeviceVector<int64_t> d_ids(ids);
+  DeviceVector<float> d_grads(grads);
+  ASSERT_TRUE(gpu_->ApplyGradients(d_ids.get(), ids.size(), d_grads.get(),
+                                   {0.1f, 0.05f}, 9, nullptr)
+                  .ok());
+  EmbeddingHashTableConfig config;
+  ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(
+      kEntryConfig, config.mutable_entry_config()));
+  std::unique_ptr<GpuRowRecords> records;
+  ASSERT_TRUE(GpuRowRecords::Create(config.entry_config(), &records).ok());
+  PosixFileSystem fs;
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string dir = std::string(tmp != nullptr ? tmp : "/tmp");
+  SaveOptions options;
+  options.nshards = 2;
+  GpuRowTableStore gpu_store(gpu_.get(), nullptr);
+  ASSERT_TRUE(SaveCheckpoint(&fs, dir + "/from_gpu/t", {"t"},
+                             RowStoreSaver({&gpu_store}, {records.get()}, 500),
+                             options)
+                  .ok());
+  std::unique_ptr<EmbeddingHashTable> cpu_restored;
+  ASSERT_TRUE(EmbeddingHashTable::Create(config, 1, &cpu_restored).ok());
+  CheckpointInfo info;
+  ASSERT_TRUE(ReadCheckpointInfo(&fs, dir + "/from_gpu/t", true, {}, &info)
+                  .ok());
+  std::vector<EntryDump> scratch(info.nshards);
+  ASSERT_TRUE(RestoreCheckpoint(
+                  &fs, info,
+                  [&](int shard, int, std::string_view record) {
+                    int64_t time = 0;
+                    return cpu_restored->RestoreRecord(
+                        record.data(), record.size(), &scratch[shard], &time);
+                  },
+                  SerialFor, {})
+                  .ok());
+  EXPECT_EQ(cpu_restored->Size(), cpu_->Size());
+  std::vector<float> restored_values(ids.size() * spec_.value_floats);
+  cpu_restored->BatchLookup(ids.data(), ids.size(), restored_values.data());
+  ExpectNear(restored_values, CpuLookup(ids));
+
+  // CPU checkpoint -> a fresh GPU table.
+  ASSERT_TRUE(
+      SaveCheckpoint(
+          &fs, dir + "/from_cpu/t", {"t"},
+          [&](int, int shard, int n,
+              const std::function<Status(std::string_view)>& write) {
+            return cpu_->Save(shard, n, 0,
+                              [&](const EmbeddingHashTable::SavedEntry& e) {
+                                return write(
+                                    std::string_view(e.dump, e.dump_size));
+                              });
+          },
+          options)
+          .ok());
+  std::unique_ptr<GpuRowTable> gpu_restored;
+  ASSERT_TRUE(GpuRowTable::Create(spec_, &gpu_restored).ok());
+  GpuRowTableStore restored_store(gpu_restored.get(), nullptr);
+  ASSERT_TRUE(ReadCheckpointInfo(&fs, dir + "/from_cpu/t", true, {}, &info)
+                  .ok());
+  RowStoreRestorer restorer({&restored_store}, {records.get()}, info.nshards,
+                            1, 700);
+  ASSERT_TRUE(RestoreCheckpoint(
+                  &fs, info,
+                  [&](int shard, int table, std::string_view record) {
+                    return restorer.Restore(shard, table, record);
+                  },
+                  SerialFor, {})
+                  .ok());
+  ASSERT_TRUE(restorer.Flush().ok());
+  EXPECT_EQ(gpu_restored->size(), cpu_->Size());
+  std::swap(gpu_, gpu_restored);
+  ExpectNear(GpuLookup(ids), CpuLookup(ids));
+  std::swap(gpu_, gpu_restored);
 }
 
 TEST_F(GpuRowTableTest, ReservedIdsAreRejectedAndNothingIsWritten) {

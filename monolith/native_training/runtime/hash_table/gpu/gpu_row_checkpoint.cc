@@ -1,0 +1,138 @@
+#include "monolith/native_training/runtime/hash_table/gpu/gpu_row_checkpoint.h"
+
+#include <string>
+#include <utility>
+
+namespace monolith {
+namespace hash_table {
+namespace gpu {
+
+Status GpuRowRecords::Create(const EntryConfig& config,
+                             std::unique_ptr<GpuRowRecords>* records) {
+  GpuRowTableSpec spec;
+  MONOLITH_RETURN_IF_ERROR(GpuRowTableSpecFor(config, 0, &spec));
+  std::unique_ptr<EntryAccessor> accessor;
+  MONOLITH_RETURN_IF_ERROR(EntryAccessor::Create(config, &accessor));
+  records->reset(new GpuRowRecords(std::move(accessor), std::move(spec)));
+  return Status::OK();
+}
+
+GpuRowRecords::GpuRowRecords(std::unique_ptr<EntryAccessor> accessor,
+                             GpuRowTableSpec spec)
+    : accessor_(std::move(accessor)), spec_(std::move(spec)) {}
+
+void GpuRowRecords::Write(int64_t id, const float* row,
+                          WireWriter* out) const {
+  accessor_->WriteRecord(id, row, RowTime(row, spec_.entry_floats), out);
+}
+
+Status GpuRowRecords::Read(std::string_view record, EntryDump* scratch,
+                           RandomEngine* rng, int64_t* id, float* row) const {
+  uint64_t time = 0;
+  bool all_zero = false;
+  if (accessor_->ReadRecord(record.data(), record.size(), row, id, &time,
+                            &all_zero)) {
+    SetRowTime(row, spec_.entry_floats, static_cast<int64_t>(time));
+    return Status::OK();
+  }
+  if (!scratch->ParseFromArray(record.data(), static_cast<int>(record.size()))) {
+    return DataLossError("a record of " + std::to_string(record.size()) +
+                         " bytes is not an EntryDump");
+  }
+  MONOLITH_RETURN_IF_ERROR(accessor_->Restore(*scratch, row, rng));
+  *id = scratch->id();
+  SetRowTime(row, spec_.entry_floats, scratch->last_update_ts_sec());
+  return Status::OK();
+}
+
+TableSaver RowStoreSaver(std::vector<RowStore*> tables,
+                         std::vector<const GpuRowRecords*> records,
+                         int64_t chunk_slots) {
+  return [tables = std::move(tables), records = std::move(records),
+          chunk_slots](int t, int shard, int nshards,
+                       const std::function<Status(std::string_view)>& write) {
+    RowStore* store = tables[t];
+    const GpuRowRecords& table_records = *records[t];
+    const int row_floats = table_records.spec().row_floats;
+    std::vector<int64_t> ids;
+    std::vector<float> rows;
+    WireWriter wire;
+    int64_t next = 0;
+    while (next < store->slots()) {
+      MONOLITH_RETURN_IF_ERROR(
+          store->Export(next, chunk_slots, &ids, &rows, &next));
+      for (size_t i = 0; i < ids.size(); ++i) {
+        int64_t id_shard = ids[i] % nshards;
+        if (id_shard < 0) id_shard += nshards;
+        if (id_shard != shard) continue;
+        wire.Clear();
+        table_records.Write(ids[i], rows.data() + i * row_floats, &wire);
+        MONOLITH_RETURN_IF_ERROR(
+            write(std::string_view(wire.data(), wire.size())));
+      }
+    }
+    return Status::OK();
+  };
+}
+
+RowStoreRestorer::RowStoreRestorer(std::vector<RowStore*> tables,
+                                   std::vector<const GpuRowRecords*> records,
+                                   int nshards, uint64_t seed,
+                                   int64_t batch_rows)
+    : tables_(std::move(tables)),
+      records_(std::move(records)),
+      batch_rows_(batch_rows),
+      scratch_(nshards),
+      pending_(nshards, std::vector<Pending>(tables_.size())) {
+  for (int s = 0; s < nshards; ++s) rngs_.emplace_back(seed + s);
+  for (size_t t = 0; t < tables_.size(); ++t) {
+    table_mu_.push_back(std::make_unique<std::mutex>());
+  }
+}
+
+Status RowStoreRestorer::Restore(int shard, int table,
+                                 std::string_view record) {
+  Pending& pending = pending_[shard][table];
+  const int row_floats = records_[table]->spec().row_floats;
+  const size_t at = pending.ids.size();
+  pending.ids.push_back(0);
+  pending.rows.resize((at + 1) * row_floats);
+  const Status s =
+      records_[table]->Read(record, &scratch_[shard], &rngs_[shard],
+                            &pending.ids[at], pending.rows.data() + at * row_floats);
+  if (!s.ok()) {
+    pending.ids.pop_back();
+    pending.rows.resize(at * row_floats);
+    return s;
+  }
+  if (static_cast<int64_t>(pending.ids.size()) >= batch_rows_) {
+    return Put(table, &pending);
+  }
+  return Status::OK();
+}
+
+Status RowStoreRestorer::Put(int table, Pending* pending) {
+  if (pending->ids.empty()) return Status::OK();
+  {
+    std::lock_guard<std::mutex> lock(*table_mu_[table]);
+    MONOLITH_RETURN_IF_ERROR(tables_[table]->Put(
+        pending->ids.data(), static_cast<int64_t>(pending->ids.size()),
+        pending->rows.data()));
+  }
+  pending->ids.clear();
+  pending->rows.clear();
+  return Status::OK();
+}
+
+Status RowStoreRestorer::Flush() {
+  for (auto& shard : pending_) {
+    for (size_t t = 0; t < shard.size(); ++t) {
+      MONOLITH_RETURN_IF_ERROR(Put(static_cast<int>(t), &shard[t]));
+    }
+  }
+  return Status::OK();
+}
+
+}  // namespace gpu
+}  // namespace hash_table
+}  // namespace monolith

@@ -1,0 +1,268 @@
+// GPU-table checkpoints against the CPU table's, on the host: rows held in
+// host memory (the RowStore a GPU table provides) are saved and restored
+// through the same checkpoint code, and must read and write the CPU
+// table's records and files exactly.
+#include "monolith/native_training/runtime/hash_table/gpu/gpu_row_checkpoint.h"
+
+#include <cstdlib>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "google/protobuf/text_format.h"
+#include "gtest/gtest.h"
+#include "monolith/native_training/runtime/hash_table/embedding_hash_table.h"
+#include "monolith/native_training/runtime/hash_table/file_system.h"
+
+namespace monolith {
+namespace hash_table {
+namespace gpu {
+namespace {
+
+constexpr char kTableConfig[] = R"pb(
+  entry_config {
+    segments {
+      dim_size: 3
+      init_config { constants { constant: 0.25 } }
+      opt_config { sgd {} }
+    }
+    segments {
+      dim_size: 5
+      init_config { zeros {} }
+      opt_config { adagrad { initial_accumulator_value: 0.3 } }
+    }
+  })pb";
+
+EmbeddingHashTableConfig TableConfig() {
+  EmbeddingHashTableConfig config;
+  EXPECT_TRUE(
+      google::protobuf::TextFormat::ParseFromString(kTableConfig, &config));
+  return config;
+}
+
+// Rows in host memory, one slot per id in insertion order.
+class HostRowStore : public RowStore {
+ public:
+  explicit HostRowStore(int row_floats) : row_floats_(row_floats) {}
+
+  int64_t slots() const override { return order_.size(); }
+  Status Export(int64_t begin, int64_t max_slots, std::vector<int64_t>* ids,
+                std::vector<float>* rows, int64_t* next) override {
+    ids->clear();
+    rows->clear();
+    *next = std::min<int64_t>(slots(), begin + max_slots);
+    for (int64_t s = begin; s < *next; ++s) {
+      ids->push_back(order_[s]);
+      const std::vector<float>& row = rows_.at(order_[s]);
+      rows->insert(rows->end(), row.begin(), row.end());
+    }
+    return Status::OK();
+  }
+  Status Put(const int64_t* ids, int64_t n, const float* rows) override {
+    ++puts_;
+    for (int64_t i = 0; i < n; ++i) {
+      if (rows_.count(ids[i]) == 0) order_.push_back(ids[i]);
+      rows_[ids[i]].assign(rows + i * row_floats_,
+                           rows + (i + 1) * row_floats_);
+    }
+    return Status::OK();
+  }
+
+  const std::map<int64_t, std::vector<float>>& rows() const { return rows_; }
+  int puts() const { return puts_; }
+
+ private:
+  int row_floats_;
+  std::vector<int64_t> order_;
+  std::map<int64_t, std::vector<float>> rows_;
+  int puts_ = 0;
+};
+
+class GpuRowCheckpointTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(EmbeddingHashTable::Create(TableConfig(), 7, &cpu_).ok());
+    ASSERT_TRUE(
+        GpuRowRecords::Create(TableConfig().entry_config(), &records_).ok());
+    // 3,000 ids trained over 4 steps at times 101..104 (repeats included).
+    std::mt19937_64 gen(5);
+    std::uniform_int_distribution<int64_t> pick(-1500, 1499);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    const std::vector<float> learning_rates = {0.1f, 0.05f};
+    for (int step = 1; step <= 4; ++step) {
+      std::vector<int64_t> ids(3000);
+      for (int64_t& id : ids) id = pick(gen) * 7919;
+      std::vector<float> grads(ids.size() * 8);
+      for (float& g : grads) g = normal(gen);
+      ASSERT_TRUE(cpu_->BatchOptimize(ids.data(), ids.size(), grads.data(),
+                                      learning_rates.data(), 100 + step, step)
+                      .ok());
+    }
+  }
+
+  // Every record the CPU table saves (one dump shard).
+  std::vector<std::string> CpuRecords() {
+    std::vector<std::string> out;
+    EXPECT_TRUE(cpu_->Save(0, 1, 0,
+                           [&](const EmbeddingHashTable::SavedEntry& e) {
+                             out.emplace_back(e.dump, e.dump_size);
+                             return Status::OK();
+                           })
+                    .ok());
+    return out;
+  }
+
+  // The CPU table's entries as rows, read from its records.
+  std::map<int64_t, std::vector<float>> CpuRows() {
+    std::map<int64_t, std::vector<float>> rows;
+    EntryDump scratch;
+    RandomEngine rng(1);
+    for (const std::string& record : CpuRecords()) {
+      std::vector<float> row(records_->spec().row_floats);
+      int64_t id = 0;
+      EXPECT_TRUE(records_->Read(record, &scratch, &rng, &id, row.data()).ok());
+      rows[id] = row;
+    }
+    return rows;
+  }
+
+  std::string TempBasename(const std::string& name) {
+    const char* dir = std::getenv("TEST_TMPDIR");
+    return std::string(dir != nullptr ? dir : "/tmp") + "/" + name + "/mtable";
+  }
+
+  std::unique_ptr<EmbeddingHashTable> cpu_;
+  std::unique_ptr<GpuRowRecords> records_;
+};
+
+TEST_F(GpuRowCheckpointTest, RowsWriteTheCpuTablesRecordsByteForByte) {
+  const std::vector<std::string> records = CpuRecords();
+  ASSERT_EQ(static_cast<int64_t>(records.size()), cpu_->Size());
+  EntryDump scratch;
+  RandomEngine rng(1);
+  WireWriter wire;
+  for (const std::string& record : records) {
+    std::vector<float> row(records_->spec().row_floats);
+    int64_t id = 0;
+    ASSERT_TRUE(records_->Read(record, &scratch, &rng, &id, row.data()).ok());
+    // The row holds the entry: its embedding and time as the CPU table's.
+    std::vector<float> embedding(8);
+    cpu_->Lookup(id, embedding.data());
+    EXPECT_EQ(std::vector<float>(row.begin(), row.begin() + 8), embedding);
+    EXPECT_GE(RowTime(row.data(), records_->spec().entry_floats), 101);
+    wire.Clear();
+    records_->Write(id, row.data(), &wire);
+    EXPECT_EQ(std::string(wire.data(), wire.size()), record) << id;
+  }
+}
+
+TEST_F(GpuRowCheckpointTest, RecordsInOtherLayoutsAreParsed) {
+  EntryDump dump;
+  dump.set_id(77);
+  for (int i = 0; i < 8; ++i) dump.add_num(0.5f * i);
+  dump.set_last_update_ts_sec(1234);
+  // No optimizer state: the adagrad accumulators start at their initial
+  // value, as in a CPU table.
+  std::vector<float> row(records_->spec().row_floats, -1.0f);
+  EntryDump scratch;
+  RandomEngine rng(1);
+  int64_t id = 0;
+  ASSERT_TRUE(records_->Read(dump.SerializeAsString(), &scratch, &rng, &id,
+                             row.data())
+                  .ok());
+  EXPECT_EQ(id, 77);
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(row[i], 0.5f * i);
+  for (int i = 8; i < 13; ++i) EXPECT_FLOAT_EQ(row[i], 0.3f);
+  EXPECT_EQ(RowTime(row.data(), records_->spec().entry_floats), 1234);
+
+  dump.add_num(1.0f);  // 9 floats for a dim of 8
+  const Status wrong_dim = records_->Read(dump.SerializeAsString(), &scratch,
+                                          &rng, &id, row.data());
+  EXPECT_EQ(wrong_dim.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(wrong_dim.message().find("9 floats"), std::string::npos)
+      << wrong_dim.message();
+  const Status garbage =
+      records_->Read(std::string("\xff\xff\xff", 3), &scratch, &rng, &id,
+                     row.data());
+  EXPECT_EQ(garbage.code(), StatusCode::kDataLoss);
+}
+
+TEST_F(GpuRowCheckpointTest, GpuSavesRestoreIntoCpuTables) {
+  const std::map<int64_t, std::vector<float>> want = CpuRows();
+  const int row_floats = records_->spec().row_floats;
+  HostRowStore store(row_floats);
+  for (const auto& [id, row] : want) {
+    ASSERT_TRUE(store.Put(&id, 1, row.data()).ok());
+  }
+  PosixFileSystem fs;
+  const std::string basename = TempBasename("gpu_to_cpu");
+  SaveOptions options;
+  options.nshards = 3;
+  SaveResult result;
+  // Small chunks: the walk over the slots takes many exports.
+  ASSERT_TRUE(SaveCheckpoint(&fs, basename, {"t"},
+                             RowStoreSaver({&store}, {records_.get()}, 100),
+                             options, &result)
+                  .ok());
+  EXPECT_EQ(result.entries, static_cast<int64_t>(want.size()));
+
+  std::unique_ptr<EmbeddingHashTable> restored;
+  ASSERT_TRUE(EmbeddingHashTable::Create(TableConfig(), 9, &restored).ok());
+  CheckpointInfo info;
+  ASSERT_TRUE(ReadCheckpointInfo(&fs, basename, true, {}, &info).ok());
+  std::vector<EntryDump> scratch(info.nshards);
+  ASSERT_TRUE(RestoreCheckpoint(
+                  &fs, info,
+                  [&](int shard, int, std::string_view record) {
+                    int64_t time = 0;
+                    return restored->RestoreRecord(record.data(),
+                                                   record.size(),
+                                                   &scratch[shard], &time);
+                  },
+                  SerialFor, {})
+                  .ok());
+  std::swap(cpu_, restored);
+  EXPECT_EQ(CpuRows(), want);
+}
+
+TEST_F(GpuRowCheckpointTest, CpuSavesRestoreIntoGpuRows) {
+  PosixFileSystem fs;
+  const std::string basename = TempBasename("cpu_to_gpu");
+  SaveOptions options;
+  options.nshards = 4;
+  ASSERT_TRUE(
+      SaveCheckpoint(
+          &fs, basename, {"t"},
+          [&](int, int shard, int n,
+              const std::function<Status(std::string_view)>& write) {
+            return cpu_->Save(shard, n, 0,
+                              [&](const EmbeddingHashTable::SavedEntry& e) {
+                                return write(
+                                    std::string_view(e.dump, e.dump_size));
+                              });
+          },
+          options)
+          .ok());
+  CheckpointInfo info;
+  ASSERT_TRUE(ReadCheckpointInfo(&fs, basename, true, {}, &info).ok());
+  HostRowStore store(records_->spec().row_floats);
+  RowStoreRestorer restorer({&store}, {records_.get()}, info.nshards, 1,
+                            /*batch_rows=*/500);
+  ASSERT_TRUE(RestoreCheckpoint(
+                  &fs, info,
+                  [&](int shard, int table, std::string_view record) {
+                    return restorer.Restore(shard, table, record);
+                  },
+                  SerialFor, {})
+                  .ok());
+  ASSERT_TRUE(restorer.Flush().ok());
+  EXPECT_EQ(store.rows(), CpuRows());
+  // Batches of at most 500 rows per shard.
+  EXPECT_GE(store.puts(), static_cast<int>(cpu_->Size() / 500));
+}
+
+}  // namespace
+}  // namespace gpu
+}  // namespace hash_table
+}  // namespace monolith
