@@ -4,11 +4,8 @@
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_OPS_MULTI_HASH_TABLE_H_
 
 #include <algorithm>
-#include <functional>
-#include <initializer_list>
 #include <memory>
 #include <string>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -16,122 +13,16 @@
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.h"
 #include "monolith/native_training/runtime/hash_table/periodic_evictor.h"
 #include "monolith/native_training/runtime/hash_table/status.h"
+#include "monolith/native_training/runtime/ops/op_util.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/resource_mgr.h"
-#include "tensorflow/core/framework/shape_inference.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
 #include "tensorflow/core/framework/types.h"
 #include "tensorflow/core/platform/errors.h"
-#include "tensorflow/core/util/work_sharder.h"
 
 namespace tensorflow {
 namespace monolith_tf {
-
-// Maps an engine Status to a TF Status, keeping code and message.
-inline Status ToTfStatus(const ::monolith::hash_table::Status& s) {
-  using ::monolith::hash_table::StatusCode;
-  switch (s.code()) {
-    case StatusCode::kOk:
-      return OkStatus();
-    case StatusCode::kInvalidArgument:
-      return errors::InvalidArgument(s.message());
-    case StatusCode::kNotFound:
-      return errors::NotFound(s.message());
-    case StatusCode::kResourceExhausted:
-      return errors::ResourceExhausted(s.message());
-    case StatusCode::kFailedPrecondition:
-      return errors::FailedPrecondition(s.message());
-    case StatusCode::kOutOfRange:
-      return errors::OutOfRange(s.message());
-    case StatusCode::kDataLoss:
-      return errors::DataLoss(s.message());
-    default:
-      return errors::Internal(s.message());
-  }
-}
-
-// Input validation shared by every kernel: an input of the wrong shape is
-// InvalidArgument naming the op's input, never TF's CHECK in
-// Tensor::scalar() (which aborts the process) or an out-of-bounds read.
-
-// Reads input |index| of |ctx|, which must be a scalar of type T, into
-// *value; |name| is the op's name of the input, used in the error, e.g.
-// "global_step must be a scalar, got shape [2]". T = std::string reads a
-// string (tstring) scalar.
-template <typename T>
-Status GetScalarInput(OpKernelContext* ctx, int index, const char* name,
-                      T* value) {
-  using Stored =
-      std::conditional_t<std::is_same_v<T, std::string>, tstring, T>;
-  const Tensor& input = ctx->input(index);
-  if (input.dtype() != DataTypeToEnum<Stored>::value) {
-    return errors::InvalidArgument(
-        name, " must be ", DataTypeString(DataTypeToEnum<Stored>::value),
-        ", got ", DataTypeString(input.dtype()));
-  }
-  if (!TensorShapeUtils::IsScalar(input.shape())) {
-    return errors::InvalidArgument(name, " must be a scalar, got shape ",
-                                   input.shape().DebugString());
-  }
-  *value = T(input.scalar<Stored>()());
-  return OkStatus();
-}
-
-// Points *value at input |index| of |ctx|, which must be a vector (rank 1);
-// InvalidArgument naming the input (|name|) otherwise.
-inline Status GetVectorInput(OpKernelContext* ctx, int index,
-                             const char* name, const Tensor** value) {
-  const Tensor& input = ctx->input(index);
-  if (!TensorShapeUtils::IsVector(input.shape())) {
-    return errors::InvalidArgument(name, " must be a vector, got shape ",
-                                   input.shape().DebugString());
-  }
-  *value = &input;
-  return OkStatus();
-}
-
-// Looks up the resource of the resource input |index| of |ctx|, which must be
-// a scalar handle (HandleFromInput reads element 0 of any shape).
-template <typename T>
-Status LookupResourceInput(OpKernelContext* ctx, int index, const char* name,
-                           core::RefCountPtr<T>* resource) {
-  const Tensor& input = ctx->input(index);
-  if (!TensorShapeUtils::IsScalar(input.shape())) {
-    return errors::InvalidArgument(name, " must be a scalar resource handle, "
-                                   "got shape ", input.shape().DebugString());
-  }
-  return LookupResource(ctx, HandleFromInput(ctx, index), resource);
-}
-
-// For shape functions: every input of the op, by name, with its rank (0: a
-// scalar, 1: a vector), so shapes known when the graph is built fail then
-// (InvalidArgument, raised as ValueError by Python), as TF's own ops do.
-// Internal error unless |ranks| lists every input once.
-inline Status CheckInputRanks(
-    shape_inference::InferenceContext* c,
-    std::initializer_list<std::pair<const char*, int>> ranks) {
-  if (static_cast<int>(ranks.size()) != c->num_inputs()) {
-    return errors::Internal("the shape function checks ", ranks.size(),
-                            " inputs of ", c->num_inputs());
-  }
-  for (const auto& [name, rank] : ranks) {
-    std::vector<shape_inference::ShapeHandle> inputs;
-    TF_RETURN_IF_ERROR(c->input(name, &inputs));
-    for (shape_inference::ShapeHandle input : inputs) {
-      shape_inference::ShapeHandle unused;
-      if (!c->WithRank(input, rank, &unused).ok()) {
-        return errors::InvalidArgument(
-            name,
-            rank == 0   ? " must be a scalar"
-            : rank == 1 ? " must be a vector"
-                        : " must have rank " + std::to_string(rank),
-            ", got shape ", c->DebugString(input));
-      }
-    }
-  }
-  return OkStatus();
-}
 
 // A hash filter resource (MonolithHashFilter, MonolithProbabilisticFilter,
 // MonolithDummyHashFilter): the admission of the tables created with it.
@@ -241,20 +132,6 @@ class MultiHashTable : public ResourceBase {
   // Declared after the tables, which it evicts: destroyed first.
   std::unique_ptr<::monolith::hash_table::PeriodicEvictor> evictor_;
 };
-
-// Runs fn(i) for i in [0, n) on TF's CPU worker threads (each item is
-// assumed to be heavy) and returns the first error.
-inline Status ParallelFor(OpKernelContext* ctx, int64_t n,
-                          const std::function<Status(int64_t)>& fn) {
-  std::vector<Status> statuses(n);
-  const auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
-  Shard(workers->num_threads, workers->workers, n, /*cost_per_unit=*/1 << 24,
-        [&](int64_t begin, int64_t end) {
-          for (int64_t i = begin; i < end; ++i) statuses[i] = fn(i);
-        });
-  for (const Status& s : statuses) TF_RETURN_IF_ERROR(s);
-  return OkStatus();
-}
 
 // Checks the flat learning-rate input |learning_rates| (named |name|)
 // holds exactly the tables' learning rates (see learning_rate_offsets()).

@@ -3,7 +3,7 @@
 #include <cstring>
 #include <utility>
 
-#include "monolith/native_training/runtime/ops/multi_hash_table.h"
+#include "monolith/native_training/runtime/ops/op_util.h"
 #include "tensorflow/core/platform/errors.h"
 #include "tensorflow/core/platform/file_system.h"
 
