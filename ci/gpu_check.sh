@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Checks the CUDA half of the op library on a machine with an NVIDIA GPU, in
-# one go: the driver, the --config=cuda build, and the GPU tests, which must
-# run (a skipped GPU test fails here). Writes a summary to
+# one go: the driver, TensorFlow's view of the GPU (installing
+# tensorflow[and-cuda]==2.21.0, the CUDA 12 libraries TF needs, into the venv
+# if it sees none), the --config=cuda build, and the GPU tests (C++ and
+# through TF), which must run (a skipped GPU test fails here). Writes a summary to
 # ${1:-gpu_check_summary.txt} and exits non-zero if anything failed.
 #
 #   ci/gpu_check.sh [summary_file]
@@ -12,7 +14,8 @@
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 summary=$(realpath -m "${1:-gpu_check_summary.txt}")
-targets=//monolith/native_training/runtime/hash_table/gpu/...
+targets="//monolith/native_training/runtime/hash_table/gpu/... //monolith/native_training:multi_hash_table_gpu_test"
+venv=${MONOLITH_VENV:-$HOME/.cache/monolith/venv}
 failed=0
 
 say() { echo "$*" | tee -a "$summary"; }
@@ -31,8 +34,24 @@ if [ -z "$cuda_version" ] || [ "$cuda_version" -lt 13 ]; then
 fi
 
 cd "$root"
+./bazelw version >/dev/null  # sets the machine up (venv, headers)
+tf_gpus() {
+  "$venv/bin/python" -c "import tensorflow as tf; print(len(tf.config.list_physical_devices('GPU')))" 2>/dev/null | tail -1
+}
+if [ "$(tf_gpus)" = "0" ] || [ -z "$(tf_gpus)" ]; then
+  say "tensorflow: sees no GPU; installing tensorflow[and-cuda]==2.21.0"
+  "$venv/bin/python" -m pip install -q "tensorflow[and-cuda]==2.21.0" || true
+fi
+gpus=$(tf_gpus)
+if [ -z "$gpus" ] || [ "$gpus" = "0" ]; then
+  say "tensorflow: FAILED (sees no GPU; the TF tests will skip)"
+  failed=1
+else
+  say "tensorflow: sees $gpus GPU(s)"
+fi
+
 start=$(date +%s)
-if ./bazelw build --config=cuda "$targets"; then
+if ./bazelw build --config=cuda $targets; then
   say "build: PASSED ($(( $(date +%s) - start )) s, ./bazelw build --config=cuda $targets)"
 else
   say "build: FAILED (./bazelw build --config=cuda $targets)"
@@ -40,11 +59,12 @@ else
 fi
 
 log=$(mktemp)
-./bazelw test --config=cuda --test_output=all "$targets" 2>&1 | tee "$log"
+./bazelw test --config=cuda --nocache_test_results --test_output=all $targets 2>&1 | tee "$log"
 test_status=${PIPESTATUS[0]}
-ran=$(grep -c '^\[       OK \]' "$log")
-skipped=$(grep -c '^\[  SKIPPED \]' "$log")
-broken=$(grep -c '^\[  FAILED  \]' "$log")
+# googletest's case lines, and pytest's summary ("3 passed, 1 skipped in").
+ran=$(( $(grep -c '^\[       OK \]' "$log") + $(grep -oE '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}') ))
+skipped=$(( $(grep -c '^\[  SKIPPED \]' "$log") + $(grep -oE '[0-9]+ skipped' "$log" | awk '{s+=$1} END {print s+0}') ))
+broken=$(( $(grep -c '^\[  FAILED  \]' "$log") + $(grep -oE '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}') ))
 if [ "$test_status" -ne 0 ] || [ "$skipped" -gt 0 ] || [ "$ran" -eq 0 ]; then
   say "tests: FAILED ($ran passed, $broken failed, $skipped skipped; on a GPU machine nothing may skip)"
   failed=1

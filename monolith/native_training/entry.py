@@ -770,6 +770,32 @@ class CuckooHashTableConfig(HashTableConfig):
           self._feature_evict_every_n_hours)
 
 
+class GpucucoHashTableConfig(HashTableConfig):
+  """A table in GPU memory on cuCollections (see docs/gpu.md).
+
+  `MultiHashTable.from_configs` puts a multi table of such tables on the
+  GPU; it needs the CUDA op library (`--config=cuda`) and a GPU.
+
+  Args:
+    initial_capacity: the number of entries the first map holds before it
+      grows.
+  """
+
+  def __init__(self, initial_capacity: int = 1 << 16):
+    self._initial_capacity = initial_capacity
+
+  def mutate_table(
+      self, table_config: embedding_hash_table_pb2.EmbeddingHashTableConfig
+  ) -> None:
+    """Sets the gpucuco type and the capacity.
+
+    Args:
+      table_config: the config to modify in place.
+    """
+    table_config.initial_capacity = self._initial_capacity
+    table_config.gpucuco.SetInParent()
+
+
 class HashTableConfigInstance:
   """A table config with one learning rate (or function) per segment.
 

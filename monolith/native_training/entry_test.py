@@ -253,6 +253,16 @@ def test_cuckoo_hash_table_config():
   assert table_config.feature_evict_every_n_hours == 24
 
 
+def test_gpucuco_hash_table_config():
+  table_config = embedding_hash_table_pb2.EmbeddingHashTableConfig()
+  entry.CuckooHashTableConfig().mutate_table(table_config)
+  entry.GpucucoHashTableConfig(initial_capacity=5000).mutate_table(
+      table_config)
+  assert table_config.WhichOneof("type") == "gpucuco"
+  assert table_config.initial_capacity == 5000
+  assert not table_config.HasField("cuckoo")
+
+
 def _decay():
   return learning_rate_functions.PolynomialDecay(initial_learning_rate=0.01,
                                                  decay_steps=20,

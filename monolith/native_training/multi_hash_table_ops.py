@@ -29,6 +29,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from absl import logging
 import tensorflow as tf
+from tensorflow.python.framework import kernels
 from tensorflow.python.framework import ops
 from tensorflow.python.ops import resources
 
@@ -107,6 +108,43 @@ def convert_to_cached_config(
                       mconfig_tensor=tf.convert_to_tensor(serialized),
                       dims=tuple(dims),
                       slot_expire_time_config=slot_expire_time_config)
+
+
+_GPUCUCO = "gpucuco"
+
+
+def _table_type(cc: CachedConfig) -> Optional[str]:
+  """The tables' type ("cuckoo", "gpucuco" or None); all must share it."""
+  types = {
+      name: (config.table_config.WhichOneof("type")
+             if config.table_config.HasField("type") else None)
+      for name, config in cc.configs.items()
+  }
+  if len(set(types.values())) > 1:
+    raise ValueError(f"the tables of one MultiHashTable must share a type; "
+                     f"got {types}")
+  return next(iter(types.values()))
+
+
+def check_gpu_tables_supported() -> None:
+  """Raises RuntimeError unless gpucuco tables can run here.
+
+  They need the op library built with `--config=cuda` (which adds their GPU
+  kernels) and a visible GPU: without either TF would place their ops
+  elsewhere or fail at run time, so this says so when the graph is built.
+  """
+  devices = {
+      k.device_type for k in kernels.get_registered_kernels_for_op(
+          "MonolithMultiHashTableLookup").kernel
+  }
+  if "GPU" not in devices:
+    raise RuntimeError(
+        "gpucuco tables need the op library built with CUDA: this "
+        "libmonolith_ops.so has CPU kernels only (build with ./bazelw "
+        "build --config=cuda ...; see docs/gpu.md)")
+  if not tf.config.list_physical_devices("GPU"):
+    raise RuntimeError("gpucuco tables need a GPU, and TensorFlow sees none "
+                       "(see docs/gpu.md)")
 
 
 def learning_rate_tensor(cc: CachedConfig) -> tf.Tensor:
@@ -385,6 +423,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       self._learning_rate = tf.cast(tf.stack(learning_rate_list), tf.float32)
     self._saver_parallel = saver_parallel
     self._ps_shard = None
+    self._on_gpu = "GPU" in device.upper()
     self._shared_name = "_".join([MultiHashTable.NAME_PREFIX, name_suffix])
     self._check_and_insert_name(self._shared_name)
     with tf.device(device):
@@ -422,6 +461,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
         ops.prepend_name_scope(proto.initializer_op, import_scope))
     self._handle = g.as_graph_element(
         ops.prepend_name_scope(proto.handle_tensor, import_scope))
+    self._on_gpu = "GPU" in self._initializer.device.upper()
     init_handle = self._initializer.outputs[0]
     is_initialized = hash_table_ops.is_hash_table_initialized(init_handle)
     resources.register_resource(init_handle, self._initializer,
@@ -436,8 +476,9 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
                          saver_parallel: int = -1) -> "MultiHashTable":
     """Creates the tables of `cc` in the default graph.
 
-    The resource goes on the GPU when the first table's type is "gpucuco",
-    else on the CPU. The learning rates are built here, once, by
+    The resource goes on the GPU when the tables' type is "gpucuco" (see
+    `check_gpu_tables_supported`), else on the CPU. The learning rates are
+    built here, once, by
     `learning_rate_tensor` (a callable's tensor is then read at every run),
     under the caller's device scope.
 
@@ -455,14 +496,23 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
 
     Raises:
       ValueError: a table has not one learning-rate function per segment,
-        or the shared name is already used in this graph.
+        the tables have different types, gpucuco tables are given a hash
+        filter, or the shared name is already used in this graph.
+      RuntimeError: gpucuco tables cannot run here (no CUDA kernels or no
+        GPU).
     """
-    table_config = next(iter(cc.configs.values())).table_config
-    table_type = (table_config.WhichOneof("type")
-                  if table_config.HasField("type") else None)
+    table_type = _table_type(cc)
     logging.info("Hash table type: %s", table_type)
-    device = "/device:GPU:0" if table_type == "gpucuco" else "/device:CPU:0"
-    with tf.device(device):
+    device = "/device:CPU:0"
+    if table_type == _GPUCUCO:
+      check_gpu_tables_supported()
+      if hash_filter is not None:
+        raise ValueError("gpucuco tables admit every id: they take no hash "
+                         "filter")
+      device = "/device:GPU:0"
+    # The filter and sync client are CPU resources (the GPU kernels do not
+    # read them).
+    with tf.device("/device:CPU:0"):
       if hash_filter is None:
         hash_filter = hash_filter_ops.create_dummy_hash_filter(
             name_suffix=name_suffix)
@@ -671,6 +721,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     Raises:
       As `assign`.
     """
+    self._check_on_cpu("assign_add")
     return self.raw_assign_add(
         *self._ragged_id_and_flat_value(slot_to_id_and_value), req_time)
 
@@ -690,6 +741,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       The updated table and an int32 status per id: -1 the table does not
       exist, 0 the id was inserted, 1 it existed.
     """
+    self._check_on_cpu("reinitialize")
     new_handle, status = hash_table_ops.monolith_multi_hash_table_reinitialize(
         mtable=self._handle, table_name=slot, id=_as_int64(ids))
     return self._copy_with_new_table(new_handle), status
@@ -709,6 +761,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       The updated table and an int64 vector: the entries evicted from each
       table, in `table_names` order.
     """
+    self._check_on_cpu("evict")
     new_handle, evicted = hash_table_ops.monolith_multi_hash_table_evict(
         mtable=self._handle)
     return self._copy_with_new_table(new_handle), evicted
@@ -753,6 +806,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     Raises:
       ValueError: an unknown table name.
     """
+    self._check_on_cpu("lookup_entry")
     del enable_inter_table_parallelism
     ragged_id = self.get_ragged_id(
         {k: _as_int64(v) for k, v in slot_to_id.items()})
@@ -893,6 +947,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
         tf.errors.NotFoundError: (at run time) as `restore`, for any of the
         checkpoints; no table is touched then.
     """
+    self._check_on_cpu("restore_resharded")
     return self._copy_with_new_table(
         hash_table_ops.monolith_multi_hash_table_restore_resharded(
             mtable=self._handle,
@@ -921,6 +976,14 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     """The op that runs the updates this table object depends on."""
     del args, kwargs
     return self._handle.op
+
+  def _check_on_cpu(self, method: str) -> None:
+    """NotImplementedError for what gpucuco tables do not do yet."""
+    if self._on_gpu:
+      raise NotImplementedError(
+          f"MultiHashTable.{method} is not available for gpucuco tables yet "
+          f"(their GPU kernels: lookup, assign, apply_gradients, save, "
+          f"restore; see docs/gpu.md)")
 
   def _copy_with_new_table(self, handle: tf.Tensor) -> "MultiHashTable":
     copied = copy.copy(self)
@@ -971,6 +1034,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
         have T * S elements, has a negative one, does not sum to len(ids),
         or the embeddings would exceed 2^31 floats.
     """
+    self._check_on_cpu("fused_lookup")
     return hash_table_ops.monolith_multi_hash_table_fused_lookup(
         mtable=self._handle,
         ids=ids,
@@ -1023,6 +1087,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       tf.errors.FailedPreconditionError: (at run time) a table has SERVING
         entries.
     """
+    self._check_on_cpu("fused_apply_gradient")
     return self._copy_with_new_table(
         hash_table_ops.monolith_multi_hash_table_fused_optimize(
             mtable=self._handle,
@@ -1127,6 +1192,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     Raises:
       As `raw_assign`.
     """
+    self._check_on_cpu("raw_assign_add")
     return self._assign(hash_table_ops.monolith_multi_hash_table_assign_add,
                         ragged_id, flat_value, req_time)
 

@@ -415,6 +415,29 @@ def test_shared_name_must_be_unique():
                                                      name_suffix="x")
 
 
+def _gpucuco(config):
+  table_config = embedding_hash_table_pb2.EmbeddingHashTableConfig()
+  table_config.CopyFrom(config.table_config)
+  entry.GpucucoHashTableConfig().mutate_table(table_config)
+  return entry.HashTableConfigInstance(table_config, config.learning_rate_fns)
+
+
+def test_gpucuco_tables_say_what_they_need():
+  config = test_utils.generate_test_hash_table_config(2)
+  try:
+    multi_hash_table_ops.check_gpu_tables_supported()
+  except RuntimeError as e:
+    # No CUDA kernels in this build, or no GPU: said when the graph is built.
+    with pytest.raises(RuntimeError, match="gpucuco tables need"):
+      multi_hash_table_ops.MultiHashTable.from_configs({"a": _gpucuco(config)})
+    assert "gpucuco tables need" in str(e)
+  with pytest.raises(ValueError, match="must share a type"):
+    multi_hash_table_ops.MultiHashTable.from_configs({
+        "a": _gpucuco(config),
+        "b": config
+    })
+
+
 def test_unknown_table_name_is_a_clear_error():
   table = multi_hash_table_ops.MultiHashTable.from_configs(
       {"slot0": test_utils.generate_test_hash_table_config(1)})

@@ -143,6 +143,35 @@ inline Status ParallelFor(OpKernelContext* ctx, int64_t n,
   return OkStatus();
 }
 
+// Splits of ids per table (and per request): id_split must be
+// non-decreasing, start at 0 and end at the number of ids.
+inline Status CheckIdSplit(const Tensor& ids, const Tensor& id_split,
+                    int64_t expected_size) {
+  auto split = id_split.flat<int64_t>();
+  if (expected_size >= 0 && split.size() != expected_size) {
+    return errors::InvalidArgument("id_split has ", split.size(),
+                                   " elements, expected ", expected_size,
+                                   " (number of tables + 1)");
+  }
+  if (split.size() == 0 || split(0) != 0 ||
+      split(split.size() - 1) != ids.NumElements()) {
+    return errors::InvalidArgument(
+        "id_split must start at 0 and end at the number of ids (",
+        ids.NumElements(), "), got [",
+        split.size() ? split(0) : -1, " .. ",
+        split.size() ? split(split.size() - 1) : -1, "]");
+  }
+  for (int64_t i = 1; i < split.size(); ++i) {
+    if (split(i) < split(i - 1)) {
+      return errors::InvalidArgument("id_split must be non-decreasing: ",
+                                     "id_split[", i, "] = ", split(i),
+                                     " < id_split[", i - 1, "] = ",
+                                     split(i - 1));
+    }
+  }
+  return OkStatus();
+}
+
 }  // namespace monolith_tf
 }  // namespace tensorflow
 

@@ -1,0 +1,128 @@
+"""gpucuco MultiHashTables on a GPU against CPU tables fed the same.
+
+Runs where the op library has its CUDA kernels (--config=cuda) and TF sees a
+GPU; elsewhere every test skips, saying why (ci/gpu_check.sh runs them on a
+GPU machine, where nothing may skip).
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from monolith.native_training import entry
+from monolith.native_training import multi_hash_table_ops
+from monolith.native_training.runtime.hash_table import embedding_hash_table_pb2
+
+tf1 = tf.compat.v1
+tf1.disable_eager_execution()
+
+
+def _gpu_unavailable():
+  try:
+    multi_hash_table_ops.check_gpu_tables_supported()
+  except RuntimeError as e:
+    return str(e)
+  return None
+
+
+pytestmark = pytest.mark.skipif(_gpu_unavailable() is not None,
+                                reason=_gpu_unavailable() or "")
+
+NAMES = ["user", "item"]
+
+
+def _config(gpu: bool) -> entry.HashTableConfigInstance:
+  """Two segments: sgd over 3 floats (constant 0.25), adagrad over 5."""
+  table_config = embedding_hash_table_pb2.EmbeddingHashTableConfig()
+  table_config.entry_config.segments.append(
+      entry.CombineAsSegment(3, entry.ConstantsInitializer(0.25),
+                             entry.SgdOptimizer(), entry.Fp32Compressor()))
+  table_config.entry_config.segments.append(
+      entry.CombineAsSegment(5, entry.ZerosInitializer(),
+                             entry.AdagradOptimizer(
+                                 initial_accumulator_value=0.3),
+                             entry.Fp32Compressor()))
+  if gpu:
+    entry.GpucucoHashTableConfig(initial_capacity=64).mutate_table(
+        table_config)
+  else:
+    entry.CuckooHashTableConfig().mutate_table(table_config)
+  return entry.HashTableConfigInstance(table_config, [0.1, 0.05])
+
+
+def _tables(suffix=""):
+  gpu = multi_hash_table_ops.MultiHashTable.from_configs(
+      {n: _config(True) for n in NAMES}, name_suffix="gpu" + suffix)
+  cpu = multi_hash_table_ops.MultiHashTable.from_configs(
+      {n: _config(False) for n in NAMES}, name_suffix="cpu" + suffix)
+  return gpu, cpu
+
+
+def _batches(rng, count):
+  """Batches of 3,000 ids per table drawn from 2,000: repeats included."""
+  for _ in range(count):
+    yield {n: rng.integers(-1000, 1000, 3000) * 7919 for n in NAMES}
+
+
+def test_training_on_gpu_matches_the_cpu_table():
+  gpu, cpu = _tables()
+  ids = {n: tf1.placeholder(tf.int64, [None]) for n in NAMES}
+  grads = {n: tf1.placeholder(tf.float32, [None, 8]) for n in NAMES}
+  step = tf1.placeholder(tf.int64, [])
+  train = [
+      t.apply_gradients({n: (ids[n], grads[n]) for n in NAMES},
+                        global_step=step).as_op() for t in (gpu, cpu)
+  ]
+  lookups = [t.lookup(ids) for t in (gpu, cpu)]
+  rng = np.random.default_rng(1)
+  with tf1.Session() as sess:
+    sess.run([gpu.initializer, cpu.initializer])
+    for s, batch in enumerate(_batches(rng, 4)):
+      fd = {ids[n]: batch[n] for n in NAMES}
+      fd.update({grads[n]: rng.normal(size=(3000, 8)) for n in NAMES})
+      fd[step] = s + 1
+      sess.run(train, feed_dict=fd)
+    fd = {ids[n]: batch[n] for n in NAMES}
+    got, want = sess.run(lookups, feed_dict=fd)
+  for n in NAMES:
+    np.testing.assert_allclose(got[n], want[n], rtol=1e-5, atol=1e-6)
+
+
+def test_checkpoints_move_between_gpu_and_cpu_tables(tmp_path):
+  gpu, cpu = _tables()
+  ids = {n: tf1.placeholder(tf.int64, [None]) for n in NAMES}
+  values = {n: tf1.placeholder(tf.float32, [None, 8]) for n in NAMES}
+  assign_gpu = gpu.assign({n: (ids[n], values[n]) for n in NAMES}).as_op()
+  gpu_save = gpu.save(str(tmp_path / "from_gpu" / "t")).as_op()
+  cpu_restore = cpu.restore(str(tmp_path / "from_gpu" / "t")).as_op()
+  cpu_save = cpu.save(str(tmp_path / "from_cpu" / "t")).as_op()
+  gpu_restore = gpu.restore(str(tmp_path / "from_cpu" / "t")).as_op()
+  lookups = [t.lookup(ids) for t in (gpu, cpu)]
+  rng = np.random.default_rng(2)
+  batch = next(_batches(rng, 1))
+  fd = {ids[n]: batch[n] for n in NAMES}
+  with tf1.Session() as sess:
+    sess.run([gpu.initializer, cpu.initializer])
+    sess.run(assign_gpu,
+             feed_dict=dict(fd, **{
+                 values[n]: rng.normal(size=(3000, 8)) for n in NAMES
+             }))
+    sess.run(gpu_save)
+    sess.run(cpu_restore)
+    got, want = sess.run(lookups, feed_dict=fd)
+    for n in NAMES:
+      np.testing.assert_array_equal(got[n], want[n])
+    # And back: the CPU table's save restores into the GPU table.
+    sess.run(cpu_save)
+    sess.run(gpu_restore)
+    got, want = sess.run(lookups, feed_dict=fd)
+    for n in NAMES:
+      np.testing.assert_array_equal(got[n], want[n])
+
+
+def test_operations_the_gpu_table_lacks_are_refused():
+  gpu, _ = _tables()
+  with pytest.raises(NotImplementedError, match="assign_add"):
+    gpu.assign_add({"user": (tf.constant([1], tf.int64), tf.ones([1, 8]))})
+  with pytest.raises(NotImplementedError, match="lookup_entry"):
+    gpu.lookup_entry({"user": tf.constant([1], tf.int64)})

@@ -1,0 +1,544 @@
+// GPU kernels of the multi hash table ops (libmonolith_gpu_ops.so, built
+// with --config=cuda): a multi table whose tables are "gpucuco" tables
+// (hash_table/gpu/gpu_row_table.h) lives on GPU:0, and these kernels run
+// the ops that read and update it, on the device's compute stream. The ops
+// themselves are registered by libmonolith_ops.so (load it first); this
+// library adds kernels only.
+//
+// What runs on the GPU: creation, lookup, assign, apply_gradients
+// (optimize), save and restore, in the CPU tables' checkpoint format.
+// Not yet: assign_add, reinitialize, lookup_entry, eviction, the fused ops
+// and hash filters (the Python wrapper refuses them for gpucuco tables).
+//
+// Thin kernels: they validate inputs (ids on the device; splits, learning
+// rates, times and names in host memory) and call the table.
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "monolith/native_training/runtime/hash_table/checkpoint.h"
+#include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
+#include "monolith/native_training/runtime/hash_table/gpu/gpu_row_store.h"
+#include "monolith/native_training/runtime/ops/op_util.h"
+#include "monolith/native_training/runtime/ops/tf_file_system.h"
+#include "tensorflow/core/framework/device_base.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/resource_mgr.h"
+#include "tensorflow/core/framework/resource_op_kernel.h"
+#include "tensorflow/core/lib/random/random.h"
+#include "xla/stream_executor/stream.h"
+
+namespace tensorflow {
+namespace monolith_tf {
+namespace {
+
+namespace ht = ::monolith::hash_table;
+namespace gpu = ::monolith::hash_table::gpu;
+
+// The device's compute stream, which every call on a GPU table uses.
+void* CudaStream(OpKernelContext* ctx) {
+  return ctx->op_device_context()->stream()->platform_specific_handle().stream;
+}
+
+class GpuMultiHashTable : public ResourceBase {
+ public:
+  struct Table {
+    std::string name;
+    gpu::GpuRowTableSpec spec;
+    std::unique_ptr<gpu::GpuRowTable> table;
+    std::unique_ptr<gpu::GpuRowRecords> records;
+    int64_t first_learning_rate = 0;
+  };
+
+  explicit GpuMultiHashTable(std::string shared_name)
+      : shared_name_(std::move(shared_name)) {}
+
+  Status AddTable(const std::string& name,
+                  const ht::EmbeddingHashTableConfig& config) {
+    auto t = std::make_unique<Table>();
+    t->name = name;
+    TF_RETURN_IF_ERROR(ToTfStatus(gpu::GpuRowTableSpecFor(
+        config.entry_config(), random::New64(), &t->spec)));
+    // initial_capacity counts entries; the map needs room past max_load.
+    t->spec.initial_capacity = std::max<int64_t>(
+        64, static_cast<int64_t>(config.initial_capacity() /
+                                 t->spec.max_load) + 1);
+    TF_RETURN_IF_ERROR(
+        ToTfStatus(gpu::GpuRowTable::Create(t->spec, &t->table)));
+    TF_RETURN_IF_ERROR(ToTfStatus(
+        gpu::GpuRowRecords::Create(config.entry_config(), &t->records)));
+    t->first_learning_rate = learning_rates_;
+    learning_rates_ += static_cast<int64_t>(t->spec.segments.size());
+    tables_.push_back(std::move(t));
+    return OkStatus();
+  }
+
+  int size() const { return static_cast<int>(tables_.size()); }
+  Table& table(int t) { return *tables_[t]; }
+  int Find(const std::string& name) const {
+    for (int t = 0; t < size(); ++t) {
+      if (tables_[t]->name == name) return t;
+    }
+    return -1;
+  }
+  int64_t learning_rates() const { return learning_rates_; }
+  // GPU tables take one call at a time.
+  mutex& mu() { return mu_; }
+
+  std::string DebugString() const override {
+    std::string out = "GpuMultiHashTable(" + shared_name_ + ":";
+    for (const auto& t : tables_) {
+      out += " " + t->name + "=" + std::to_string(t->table->size()) +
+             " entries;";
+    }
+    return out + ")";
+  }
+
+ private:
+  std::string shared_name_;
+  std::vector<std::unique_ptr<Table>> tables_;
+  int64_t learning_rates_ = 0;
+  mutex mu_;
+};
+
+Status GetGpuTable(OpKernelContext* ctx,
+                   core::RefCountPtr<GpuMultiHashTable>* table) {
+  return LookupResourceInput(ctx, 0, "mtable", table);
+}
+
+// CreateMonolithMultiHashTable on the GPU. The filter and sync client
+// inputs are not read: gpucuco tables admit every id.
+class CreateGpuMultiHashTableOp : public ResourceOpKernel<GpuMultiHashTable> {
+ public:
+  explicit CreateGpuMultiHashTableOp(OpKernelConstruction* ctx)
+      : ResourceOpKernel<GpuMultiHashTable>(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    std::string serialized;
+    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 0, "config", &serialized));
+    {
+      mutex_lock l(mu_);
+      if (resource_ == nullptr) {
+        OP_REQUIRES(ctx, config_.ParseFromString(serialized),
+                    errors::InvalidArgument("config is not a serialized "
+                                            "MultiEmbeddingHashTableConfig"));
+        OP_REQUIRES(ctx, config_.names_size() == config_.configs_size(),
+                    errors::InvalidArgument(
+                        "config has ", config_.names_size(), " names but ",
+                        config_.configs_size(), " table configs"));
+      }
+    }
+    ResourceOpKernel<GpuMultiHashTable>::Compute(ctx);
+  }
+
+ private:
+  Status CreateResource(GpuMultiHashTable** resource) override
+      TF_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    *resource = nullptr;
+    core::RefCountPtr<GpuMultiHashTable> mtable(
+        new GpuMultiHashTable(cinfo_.name()));
+    for (int i = 0; i < config_.names_size(); ++i) {
+      const Status s = mtable->AddTable(config_.names(i), config_.configs(i));
+      if (!s.ok()) {
+        return errors::CreateWithUpdatedMessage(
+            s, "table " + config_.names(i) + ": " + std::string(s.message()));
+      }
+    }
+    *resource = mtable.release();
+    return OkStatus();
+  }
+
+  ht::MultiEmbeddingHashTableConfig config_ TF_GUARDED_BY(mu_);
+};
+
+class ReadGpuMultiHashTableOp : public OpKernel {
+ public:
+  explicit ReadGpuMultiHashTableOp(OpKernelConstruction* ctx)
+      : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    mutex_lock l(mu_);
+    if (cinfo_.name().empty()) {
+      OP_REQUIRES_OK(ctx, cinfo_.Init(ctx->resource_manager(), def()));
+    }
+    OP_REQUIRES_OK(ctx, MakeResourceHandleToOutput(
+                            ctx, 0, cinfo_.container(), cinfo_.name(),
+                            TypeIndex::Make<GpuMultiHashTable>()));
+  }
+
+ private:
+  mutex mu_;
+  ContainerInfo cinfo_ TF_GUARDED_BY(mu_);
+};
+
+class IsGpuHashTableInitializedOp : public OpKernel {
+ public:
+  explicit IsGpuHashTableInitializedOp(OpKernelConstruction* ctx)
+      : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    core::RefCountPtr<GpuMultiHashTable> mtable;
+    const bool found = GetGpuTable(ctx, &mtable).ok();
+    Tensor* out;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {}, &out));
+    out->scalar<bool>()() = found;
+  }
+};
+
+// Lookup of R requests: id_split has tables * R + 1 entries (request-major),
+// as the CPU kernel's.
+class GpuMultiHashTableLookupOp : public OpKernel {
+ public:
+  explicit GpuMultiHashTableLookupOp(OpKernelConstruction* ctx)
+      : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    core::RefCountPtr<GpuMultiHashTable> mtable;
+    OP_REQUIRES_OK(ctx, GetGpuTable(ctx, &mtable));
+    const Tensor* ids = nullptr;
+    const Tensor* id_split = nullptr;
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 1, "id", &ids));
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 2, "id_split", &id_split));
+    const int num_tables = mtable->size();
+    const int64_t splits = id_split->NumElements();
+    OP_REQUIRES(ctx,
+                num_tables > 0 && splits > 1 && (splits - 1) % num_tables == 0,
+                errors::InvalidArgument(
+                    "id_split has ", splits, " elements; it must have ",
+                    num_tables, " * requests + 1 (", num_tables, " tables)"));
+    OP_REQUIRES_OK(ctx, CheckIdSplit(*ids, *id_split, -1));
+    auto split = id_split->flat<int64_t>();
+    std::vector<int64_t> offsets(splits);
+    for (int64_t k = 0; k + 1 < splits; ++k) {
+      offsets[k + 1] = offsets[k] + (split(k + 1) - split(k)) *
+                                        mtable->table(k % num_tables)
+                                            .spec.value_floats;
+    }
+    Tensor* out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {offsets.back()}, &out));
+    const int64_t* id_data = ids->flat<int64_t>().data();
+    float* embeddings = out->flat<float>().data();
+    void* stream = CudaStream(ctx);
+    mutex_lock l(mtable->mu());
+    for (int64_t k = 0; k + 1 < splits; ++k) {
+      OP_REQUIRES_OK(ctx, ToTfStatus(mtable->table(k % num_tables)
+                                         .table->Lookup(id_data + split(k),
+                                                        split(k + 1) - split(k),
+                                                        embeddings + offsets[k],
+                                                        stream)));
+    }
+  }
+};
+
+// The ids, per-table splits and per-table values of an update.
+struct GpuUpdate {
+  const int64_t* ids = nullptr;
+  std::vector<int64_t> id_split;
+  const float* values = nullptr;
+  std::vector<int64_t> value_offsets;
+};
+
+Status ReadGpuUpdate(OpKernelContext* ctx, GpuMultiHashTable* mtable,
+                     GpuUpdate* in) {
+  const Tensor* ids = nullptr;
+  const Tensor* id_split = nullptr;
+  const Tensor* values = nullptr;
+  TF_RETURN_IF_ERROR(GetVectorInput(ctx, 1, "id", &ids));
+  TF_RETURN_IF_ERROR(GetVectorInput(ctx, 2, "id_split", &id_split));
+  TF_RETURN_IF_ERROR(GetVectorInput(ctx, 3, "value", &values));
+  TF_RETURN_IF_ERROR(CheckIdSplit(*ids, *id_split, mtable->size() + 1));
+  auto split = id_split->flat<int64_t>();
+  in->id_split.assign(split.data(), split.data() + split.size());
+  in->value_offsets.assign(mtable->size() + 1, 0);
+  for (int t = 0; t < mtable->size(); ++t) {
+    in->value_offsets[t + 1] =
+        in->value_offsets[t] + (in->id_split[t + 1] - in->id_split[t]) *
+                                   mtable->table(t).spec.value_floats;
+  }
+  if (values->NumElements() != in->value_offsets.back()) {
+    return errors::InvalidArgument("value has ", values->NumElements(),
+                                   " floats; the ids and table dims need ",
+                                   in->value_offsets.back());
+  }
+  in->ids = ids->flat<int64_t>().data();
+  in->values = values->flat<float>().data();
+  return OkStatus();
+}
+
+class GpuMultiHashTableAssignOp : public OpKernel {
+ public:
+  explicit GpuMultiHashTableAssignOp(OpKernelConstruction* ctx)
+      : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    core::RefCountPtr<GpuMultiHashTable> mtable;
+    OP_REQUIRES_OK(ctx, GetGpuTable(ctx, &mtable));
+    GpuUpdate in;
+    OP_REQUIRES_OK(ctx, ReadGpuUpdate(ctx, mtable.get(), &in));
+    int64_t update_time = 0;
+    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 4, "update_time", &update_time));
+    void* stream = CudaStream(ctx);
+    mutex_lock l(mtable->mu());
+    for (int t = 0; t < mtable->size(); ++t) {
+      OP_REQUIRES_OK(
+          ctx, ToTfStatus(mtable->table(t).table->Assign(
+                   in.ids + in.id_split[t], in.id_split[t + 1] - in.id_split[t],
+                   in.values + in.value_offsets[t], update_time, stream)));
+    }
+    ctx->set_output(0, ctx->input(0));
+  }
+};
+
+class GpuMultiHashTableOptimizeOp : public OpKernel {
+ public:
+  explicit GpuMultiHashTableOptimizeOp(OpKernelConstruction* ctx)
+      : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    core::RefCountPtr<GpuMultiHashTable> mtable;
+    OP_REQUIRES_OK(ctx, GetGpuTable(ctx, &mtable));
+    GpuUpdate in;
+    OP_REQUIRES_OK(ctx, ReadGpuUpdate(ctx, mtable.get(), &in));
+    const Tensor* learning_rates = nullptr;
+    OP_REQUIRES_OK(ctx,
+                   GetVectorInput(ctx, 4, "learning_rate", &learning_rates));
+    int64_t update_time = 0;
+    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 5, "update_time", &update_time));
+    int64_t global_step = 0;
+    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 6, "global_step", &global_step));
+    OP_REQUIRES(ctx, learning_rates->NumElements() == mtable->learning_rates(),
+                errors::InvalidArgument(
+                    "learning_rate has ", learning_rates->NumElements(),
+                    " floats; the tables' optimizers need ",
+                    mtable->learning_rates()));
+    const float* lr = learning_rates->flat<float>().data();
+    void* stream = CudaStream(ctx);
+    mutex_lock l(mtable->mu());
+    for (int t = 0; t < mtable->size(); ++t) {
+      GpuMultiHashTable::Table& table = mtable->table(t);
+      const std::vector<float> table_lr(
+          lr + table.first_learning_rate,
+          lr + table.first_learning_rate + table.spec.segments.size());
+      OP_REQUIRES_OK(
+          ctx, ToTfStatus(table.table->ApplyGradients(
+                   in.ids + in.id_split[t], in.id_split[t + 1] - in.id_split[t],
+                   in.values + in.value_offsets[t], table_lr, update_time,
+                   stream)));
+    }
+    ctx->set_output(0, ctx->input(0));
+  }
+};
+
+// The GPU tables as row stores, for the checkpoint code.
+struct Stores {
+  std::vector<std::unique_ptr<gpu::GpuRowTableStore>> owned;
+  std::vector<gpu::RowStore*> stores;
+  std::vector<const gpu::GpuRowRecords*> records;
+};
+
+Stores StoresOf(GpuMultiHashTable* mtable, void* stream) {
+  Stores out;
+  for (int t = 0; t < mtable->size(); ++t) {
+    out.owned.push_back(std::make_unique<gpu::GpuRowTableStore>(
+        mtable->table(t).table.get(), stream));
+    out.stores.push_back(out.owned.back().get());
+    out.records.push_back(mtable->table(t).records.get());
+  }
+  return out;
+}
+
+class GpuMultiHashTableSaveOp : public OpKernel {
+ public:
+  explicit GpuMultiHashTableSaveOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("nshards", &nshards_));
+    OP_REQUIRES(ctx, nshards_ == -1 ||
+                         (nshards_ > 0 && nshards_ <= ht::kMaxCheckpointShards),
+                errors::InvalidArgument(
+                    "nshards must be -1 (one shard per 100k entries) or in "
+                    "[1, ", ht::kMaxCheckpointShards, "], got ", nshards_));
+    std::string compression;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("compression_type", &compression));
+    OP_REQUIRES(ctx, compression == "SNAPPY" || compression.empty(),
+                errors::InvalidArgument(
+                    "compression_type must be \"SNAPPY\" or \"\", got \"",
+                    compression, "\""));
+    snappy_ = compression == "SNAPPY";
+    std::string expire;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("slot_expire_time_config", &expire));
+    OP_REQUIRES(ctx, expire.empty(),
+                errors::Unimplemented("gpucuco tables do not expire entries "
+                                      "yet: save them without "
+                                      "slot_expire_time_config"));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    std::string basename;
+    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 1, "basename", &basename));
+    core::RefCountPtr<GpuMultiHashTable> mtable;
+    OP_REQUIRES_OK(ctx, GetGpuTable(ctx, &mtable));
+    mutex_lock l(mtable->mu());
+    std::vector<std::string> names;
+    int64_t entries = 0;
+    for (int t = 0; t < mtable->size(); ++t) {
+      names.push_back(mtable->table(t).name);
+      entries += mtable->table(t).table->size();
+    }
+    ht::SaveOptions options;
+    options.nshards = nshards_ > 0 ? nshards_
+                                   : static_cast<int>(std::min<int64_t>(
+                                         4, std::max<int64_t>(
+                                                1, entries / 100000)));
+    options.snappy = snappy_;
+    // Shards are written one after another: a GPU table takes one call at
+    // a time.
+    options.parallel_for = ht::SerialFor;
+    options.log = LogInfo;
+    Stores stores = StoresOf(mtable.get(), CudaStream(ctx));
+    TfFileSystem fs(ctx->env());
+    OP_REQUIRES_OK(ctx, ToTfStatus(ht::SaveCheckpoint(
+                            &fs, basename, names,
+                            gpu::RowStoreSaver(stores.stores, stores.records),
+                            options)));
+    ctx->set_output(0, ctx->input(0));
+  }
+
+ private:
+  int nshards_ = -1;
+  bool snappy_ = true;
+};
+
+// Restore replaces, as on the CPU: every table the checkpoint holds is
+// emptied (rebuilt) and then holds exactly its entries; mismatches are
+// warnings, or errors with |strict|, before anything changes.
+class GpuMultiHashTableRestoreOp : public OpKernel {
+ public:
+  explicit GpuMultiHashTableRestoreOp(OpKernelConstruction* ctx)
+      : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("strict", &strict_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    std::string basename;
+    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 1, "basename", &basename));
+    core::RefCountPtr<GpuMultiHashTable> mtable;
+    OP_REQUIRES_OK(ctx, GetGpuTable(ctx, &mtable));
+    TfFileSystem fs(ctx->env());
+    ht::CheckpointInfo info;
+    OP_REQUIRES_OK(ctx, ToTfStatus(ht::ReadCheckpointInfo(
+                            &fs, basename, /*need_data=*/true, LogWarning,
+                            &info)));
+    mutex_lock l(mtable->mu());
+    std::vector<int> to_graph;
+    std::vector<bool> restored(mtable->size(), false);
+    std::vector<std::string> mismatches;
+    for (const ht::CheckpointInfo::Table& table : info.tables) {
+      const int t = mtable->Find(table.name);
+      to_graph.push_back(t);
+      if (t >= 0) {
+        restored[t] = true;
+      } else {
+        mismatches.push_back("the checkpoint's table " + table.name +
+                             " is not in the graph");
+      }
+    }
+    for (int t = 0; t < mtable->size(); ++t) {
+      if (!restored[t]) {
+        mismatches.push_back("table " + mtable->table(t).name +
+                             " is not in the checkpoint");
+      }
+    }
+    for (const std::string& mismatch : mismatches) {
+      OP_REQUIRES(ctx, !strict_,
+                  errors::FailedPrecondition("strict restore of ", basename,
+                                             ": ", mismatch));
+      LOG(WARNING) << "Restore of " << basename << ": " << mismatch;
+    }
+    for (int t = 0; t < mtable->size(); ++t) {
+      if (!restored[t]) continue;
+      GpuMultiHashTable::Table& table = mtable->table(t);
+      table.table.reset();  // its memory first
+      OP_REQUIRES_OK(ctx, ToTfStatus(gpu::GpuRowTable::Create(
+                              table.spec, &table.table)));
+    }
+    // Records of the checkpoint's table i go to graph table to_graph[i].
+    Stores stores = StoresOf(mtable.get(), CudaStream(ctx));
+    std::vector<gpu::RowStore*> by_checkpoint;
+    std::vector<const gpu::GpuRowRecords*> records;
+    for (int t : to_graph) {
+      by_checkpoint.push_back(t >= 0 ? stores.stores[t] : nullptr);
+      records.push_back(t >= 0 ? stores.records[t] : nullptr);
+    }
+    gpu::RowStoreRestorer restorer(by_checkpoint, records, info.nshards,
+                                   random::New64());
+    OP_REQUIRES_OK(ctx, ToTfStatus(ht::RestoreCheckpoint(
+                            &fs, info,
+                            [&](int shard, int table,
+                                std::string_view record) {
+                              if (to_graph[table] < 0) {
+                                return ht::Status::OK();
+                              }
+                              return restorer.Restore(shard, table, record);
+                            },
+                            ht::SerialFor, LogInfo)));
+    OP_REQUIRES_OK(ctx, ToTfStatus(restorer.Flush()));
+    ctx->set_output(0, ctx->input(0));
+  }
+
+ private:
+  bool strict_ = false;
+};
+
+REGISTER_KERNEL_BUILDER(Name("CreateMonolithMultiHashTable")
+                            .Device(DEVICE_GPU)
+                            .HostMemory("config")
+                            .HostMemory("filter_handle")
+                            .HostMemory("sync_client_handle")
+                            .HostMemory("multi_hash_table_handle"),
+                        CreateGpuMultiHashTableOp);
+REGISTER_KERNEL_BUILDER(Name("ReadMonolithMultiHashTable")
+                            .Device(DEVICE_GPU)
+                            .HostMemory("multi_hash_table_handle"),
+                        ReadGpuMultiHashTableOp);
+REGISTER_KERNEL_BUILDER(Name("IsHashTableInitialized")
+                            .Device(DEVICE_GPU)
+                            .HostMemory("handle")
+                            .HostMemory("is_initialized"),
+                        IsGpuHashTableInitializedOp);
+REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableLookup")
+                            .Device(DEVICE_GPU)
+                            .HostMemory("mtable")
+                            .HostMemory("id_split"),
+                        GpuMultiHashTableLookupOp);
+REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableAssign")
+                            .Device(DEVICE_GPU)
+                            .HostMemory("mtable")
+                            .HostMemory("id_split")
+                            .HostMemory("update_time")
+                            .HostMemory("updated_table"),
+                        GpuMultiHashTableAssignOp);
+REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableOptimize")
+                            .Device(DEVICE_GPU)
+                            .HostMemory("mtable")
+                            .HostMemory("id_split")
+                            .HostMemory("learning_rate")
+                            .HostMemory("update_time")
+                            .HostMemory("global_step")
+                            .HostMemory("updated_table"),
+                        GpuMultiHashTableOptimizeOp);
+REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableSave")
+                            .Device(DEVICE_GPU)
+                            .HostMemory("mtable")
+                            .HostMemory("basename")
+                            .HostMemory("output_mtable"),
+                        GpuMultiHashTableSaveOp);
+REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableRestore")
+                            .Device(DEVICE_GPU)
+                            .HostMemory("mtable")
+                            .HostMemory("basename")
+                            .HostMemory("output_mtable"),
+                        GpuMultiHashTableRestoreOp);
+
+}  // namespace
+}  // namespace monolith_tf
+}  // namespace tensorflow
