@@ -3,8 +3,10 @@
 # one go: the driver, TensorFlow's view of the GPU (installing
 # tensorflow[and-cuda]==2.21.0, the CUDA 12 libraries TF needs, into the venv
 # if it sees none), the --config=cuda build, and the GPU tests (C++ and
-# through TF), which must run (a skipped GPU test fails here). Writes a summary to
-# ${1:-gpu_check_summary.txt} and exits non-zero if anything failed.
+# through TF), which must run (a skipped GPU test fails here), then the GPU
+# benchmark against HierarchicalKV. Writes a summary to
+# ${1:-gpu_check_summary.txt} (the benchmark's output beside it, in
+# gpu_table_benchmark.txt) and exits non-zero if anything failed.
 #
 #   ci/gpu_check.sh [summary_file]
 #
@@ -73,5 +75,15 @@ else
 fi
 grep -E '^\[  (FAILED|SKIPPED) +\]|Skipped|Failure' "$log" | head -40 >> "$summary"
 rm -f "$log"
+
+bench_out="$(dirname "$summary")/gpu_table_benchmark.txt"
+if ./bazelw run -c opt --config=cuda \
+    //monolith/native_training/runtime/hash_table/gpu:gpu_table_benchmark > "$bench_out"; then
+  say "benchmark: PASSED (output in $bench_out)"
+  grep -v '^{' "$bench_out" >> "$summary"
+else
+  say "benchmark: FAILED (see $bench_out)"
+  failed=1
+fi
 say "result: $([ "$failed" -eq 0 ] && echo PASSED || echo FAILED)"
 exit "$failed"
