@@ -28,6 +28,20 @@ def _gpu_unavailable():
 pytestmark = pytest.mark.skipif(_gpu_unavailable() is not None,
                                 reason=_gpu_unavailable() or "")
 
+
+@pytest.fixture(autouse=True)
+def _fresh_graph():
+  """Each test builds its ops in a new default graph."""
+  with tf.Graph().as_default() as graph:
+    yield graph
+
+
+def _session():
+  config = tf1.ConfigProto()
+  # The GPU tables allocate beside TF's allocator.
+  config.gpu_options.allow_growth = True
+  return tf1.Session(config=config)
+
 NAMES = ["user", "item"]
 
 
@@ -75,7 +89,7 @@ def test_training_on_gpu_matches_the_cpu_table():
   ]
   lookups = [t.lookup(ids) for t in (gpu, cpu)]
   rng = np.random.default_rng(1)
-  with tf1.Session() as sess:
+  with _session() as sess:
     sess.run([gpu.initializer, cpu.initializer])
     for s, batch in enumerate(_batches(rng, 4)):
       fd = {ids[n]: batch[n] for n in NAMES}
@@ -101,7 +115,7 @@ def test_checkpoints_move_between_gpu_and_cpu_tables(tmp_path):
   rng = np.random.default_rng(2)
   batch = next(_batches(rng, 1))
   fd = {ids[n]: batch[n] for n in NAMES}
-  with tf1.Session() as sess:
+  with _session() as sess:
     sess.run([gpu.initializer, cpu.initializer])
     sess.run(assign_gpu,
              feed_dict=dict(fd, **{

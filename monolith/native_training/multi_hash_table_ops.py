@@ -510,9 +510,12 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
         raise ValueError("gpucuco tables admit every id: they take no hash "
                          "filter")
       device = "/device:GPU:0"
-    # The filter and sync client are CPU resources (the GPU kernels do not
-    # read them).
-    with tf.device("/device:CPU:0"):
+      # The tables allocate GPU memory themselves, beside TF's allocator,
+      # which would otherwise reserve nearly all of it at the first session.
+      os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    # The dummy filter and sync client live where the table does: TF places
+    # an op that takes a resource on that resource's device.
+    with tf.device(device):
       if hash_filter is None:
         hash_filter = hash_filter_ops.create_dummy_hash_filter(
             name_suffix=name_suffix)
@@ -1374,7 +1377,11 @@ class MultiHashTableCheckpointSaverListener(
                              compression_type=self._compression_type).as_op()
         save_ops.append(save_op)
         if self._write_ckpt_info:
-          with tf.control_dependencies([save_op]):
+          # feature_stat reads the saved files: a CPU op, also beside GPU
+          # tables (on their task's CPU).
+          spec = tf.DeviceSpec.from_string(table.handle.device or "")
+          with tf.control_dependencies([save_op]), tf.device(
+              spec.replace(device_type="CPU", device_index=0)):
             self._features_counts_tuples.append(table.feature_stat(basename))
     with tf.control_dependencies(save_ops):
       return tf.no_op(name="multi_hashtable_save_all")

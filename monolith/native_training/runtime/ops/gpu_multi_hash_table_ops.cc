@@ -28,6 +28,7 @@
 #include "tensorflow/core/framework/resource_op_kernel.h"
 #include "tensorflow/core/lib/random/random.h"
 #include "xla/stream_executor/stream.h"
+#include "xla/stream_executor/stream_executor.h"
 
 namespace tensorflow {
 namespace monolith_tf {
@@ -39,6 +40,11 @@ namespace gpu = ::monolith::hash_table::gpu;
 // The device's compute stream, which every call on a GPU table uses.
 void* CudaStream(OpKernelContext* ctx) {
   return ctx->op_device_context()->stream()->platform_specific_handle().stream;
+}
+
+// The CUDA device of the op's GPU (TF's GPU:i need not be CUDA device i).
+int CudaDevice(OpKernelContext* ctx) {
+  return ctx->op_device_context()->stream()->parent()->device_ordinal();
 }
 
 class GpuMultiHashTable : public ResourceBase {
@@ -55,11 +61,12 @@ class GpuMultiHashTable : public ResourceBase {
       : shared_name_(std::move(shared_name)) {}
 
   Status AddTable(const std::string& name,
-                  const ht::EmbeddingHashTableConfig& config) {
+                  const ht::EmbeddingHashTableConfig& config, int device) {
     auto t = std::make_unique<Table>();
     t->name = name;
     TF_RETURN_IF_ERROR(ToTfStatus(gpu::GpuRowTableSpecFor(
         config.entry_config(), random::New64(), &t->spec)));
+    t->spec.device = device;
     // initial_capacity counts entries; the map needs room past max_load.
     t->spec.initial_capacity = std::max<int64_t>(
         64, static_cast<int64_t>(config.initial_capacity() /
@@ -76,6 +83,19 @@ class GpuMultiHashTable : public ResourceBase {
 
   int size() const { return static_cast<int>(tables_.size()); }
   Table& table(int t) { return *tables_[t]; }
+  // FailedPrecondition if a table lost its map (a restore that could not
+  // rebuild it).
+  Status CheckUsable() const {
+    for (const auto& t : tables_) {
+      if (t->table == nullptr) {
+        return errors::FailedPrecondition(
+            "gpucuco table ", t->name,
+            " has no map: a restore emptied it and could not rebuild it; "
+            "restore again");
+      }
+    }
+    return OkStatus();
+  }
   int Find(const std::string& name) const {
     for (int t = 0; t < size(); ++t) {
       if (tables_[t]->name == name) return t;
@@ -89,8 +109,11 @@ class GpuMultiHashTable : public ResourceBase {
   std::string DebugString() const override {
     std::string out = "GpuMultiHashTable(" + shared_name_ + ":";
     for (const auto& t : tables_) {
-      out += " " + t->name + "=" + std::to_string(t->table->size()) +
-             " entries;";
+      out += " " + t->name + "=" +
+             (t->table == nullptr ? std::string("no map")
+                                  : std::to_string(t->table->size()) +
+                                        " entries") +
+             ";";
     }
     return out + ")";
   }
@@ -102,9 +125,30 @@ class GpuMultiHashTable : public ResourceBase {
   mutex mu_;
 };
 
+// The filter and sync client a gpucuco table is created with: placeholders
+// on the GPU (TF places a resource's consumer on the resource's device, so
+// they must live where the table does); nothing reads them.
+class GpuUnusedResource : public ResourceBase {
+ public:
+  std::string DebugString() const override { return "unused on the GPU"; }
+};
+
+class GpuUnusedResourceOp : public ResourceOpKernel<GpuUnusedResource> {
+ public:
+  explicit GpuUnusedResourceOp(OpKernelConstruction* ctx)
+      : ResourceOpKernel<GpuUnusedResource>(ctx) {}
+
+ private:
+  Status CreateResource(GpuUnusedResource** resource) override {
+    *resource = new GpuUnusedResource();
+    return OkStatus();
+  }
+};
+
 Status GetGpuTable(OpKernelContext* ctx,
                    core::RefCountPtr<GpuMultiHashTable>* table) {
-  return LookupResourceInput(ctx, 0, "mtable", table);
+  TF_RETURN_IF_ERROR(LookupResourceInput(ctx, 0, "mtable", table));
+  return (*table)->CheckUsable();
 }
 
 // CreateMonolithMultiHashTable on the GPU. The filter and sync client
@@ -119,6 +163,7 @@ class CreateGpuMultiHashTableOp : public ResourceOpKernel<GpuMultiHashTable> {
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 0, "config", &serialized));
     {
       mutex_lock l(mu_);
+      device_ = CudaDevice(ctx);
       if (resource_ == nullptr) {
         OP_REQUIRES(ctx, config_.ParseFromString(serialized),
                     errors::InvalidArgument("config is not a serialized "
@@ -139,7 +184,8 @@ class CreateGpuMultiHashTableOp : public ResourceOpKernel<GpuMultiHashTable> {
     core::RefCountPtr<GpuMultiHashTable> mtable(
         new GpuMultiHashTable(cinfo_.name()));
     for (int i = 0; i < config_.names_size(); ++i) {
-      const Status s = mtable->AddTable(config_.names(i), config_.configs(i));
+      const Status s =
+          mtable->AddTable(config_.names(i), config_.configs(i), device_);
       if (!s.ok()) {
         return errors::CreateWithUpdatedMessage(
             s, "table " + config_.names(i) + ": " + std::string(s.message()));
@@ -150,6 +196,7 @@ class CreateGpuMultiHashTableOp : public ResourceOpKernel<GpuMultiHashTable> {
   }
 
   ht::MultiEmbeddingHashTableConfig config_ TF_GUARDED_BY(mu_);
+  int device_ TF_GUARDED_BY(mu_) = 0;
 };
 
 class ReadGpuMultiHashTableOp : public OpKernel {
@@ -179,7 +226,7 @@ class IsGpuHashTableInitializedOp : public OpKernel {
 
   void Compute(OpKernelContext* ctx) override {
     core::RefCountPtr<GpuMultiHashTable> mtable;
-    const bool found = GetGpuTable(ctx, &mtable).ok();
+    const bool found = LookupResourceInput(ctx, 0, "handle", &mtable).ok();
     Tensor* out;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {}, &out));
     out->scalar<bool>()() = found;
@@ -422,7 +469,8 @@ class GpuMultiHashTableRestoreOp : public OpKernel {
     std::string basename;
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 1, "basename", &basename));
     core::RefCountPtr<GpuMultiHashTable> mtable;
-    OP_REQUIRES_OK(ctx, GetGpuTable(ctx, &mtable));
+    // Not GetGpuTable: a restore is how a table that lost its map recovers.
+    OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 0, "mtable", &mtable));
     TfFileSystem fs(ctx->env());
     ht::CheckpointInfo info;
     OP_REQUIRES_OK(ctx, ToTfStatus(ht::ReadCheckpointInfo(
@@ -457,10 +505,13 @@ class GpuMultiHashTableRestoreOp : public OpKernel {
     for (int t = 0; t < mtable->size(); ++t) {
       if (!restored[t]) continue;
       GpuMultiHashTable::Table& table = mtable->table(t);
-      table.table.reset();  // its memory first
+      // Its memory first; until Create succeeds the table is unusable
+      // (CheckUsable), not dangling.
+      table.table.reset();
       OP_REQUIRES_OK(ctx, ToTfStatus(gpu::GpuRowTable::Create(
                               table.spec, &table.table)));
     }
+    OP_REQUIRES_OK(ctx, mtable->CheckUsable());
     // Records of the checkpoint's table i go to graph table to_graph[i].
     Stores stores = StoresOf(mtable.get(), CudaStream(ctx));
     std::vector<gpu::RowStore*> by_checkpoint;
@@ -489,6 +540,12 @@ class GpuMultiHashTableRestoreOp : public OpKernel {
   bool strict_ = false;
 };
 
+REGISTER_KERNEL_BUILDER(
+    Name("MonolithDummyHashFilter").Device(DEVICE_GPU).HostMemory("handle"),
+    GpuUnusedResourceOp);
+REGISTER_KERNEL_BUILDER(
+    Name("MonolithDummySyncClient").Device(DEVICE_GPU).HostMemory("handle"),
+    GpuUnusedResourceOp);
 REGISTER_KERNEL_BUILDER(Name("CreateMonolithMultiHashTable")
                             .Device(DEVICE_GPU)
                             .HostMemory("config")

@@ -95,6 +95,14 @@ class CreateMultiHashTableOp : public ResourceOpKernel<MultiHashTable> {
     std::vector<::monolith::hash_table::PeriodicEvictor::Target> evicted;
     for (int i = 0; i < config_.names_size(); ++i) {
       const auto& config = config_.configs(i);
+      if (config.has_gpucuco()) {
+        // Placed on a CPU after all (no CUDA kernels, or soft placement):
+        // never a CPU table in its stead.
+        return errors::InvalidArgument(
+            "table ", config_.names(i), " is a gpucuco table, but its "
+            "creation runs on a CPU: it needs the op library built with "
+            "--config=cuda and a GPU (see docs/gpu.md)");
+      }
       std::unique_ptr<EmbeddingHashTable> table;
       Status s = ToTfStatus(
           EmbeddingHashTable::Create(config, random::New64(), &table));

@@ -81,6 +81,8 @@ struct GpuRowTableSpec {
   // max_load.
   int64_t initial_capacity = 1 << 16;
   float max_load = 0.6f;
+  // The CUDA device the table lives on; every call makes it current.
+  int device = 0;
 };
 
 // The spec of a table of |config| entries (TRAINING; sgd and adagrad

@@ -55,6 +55,11 @@ Status CudaStatus(cudaError_t error, const char* what) {
 #define MONOLITH_CUDA_RETURN_IF_ERROR(expr, what) \
   MONOLITH_RETURN_IF_ERROR(CudaStatus((expr), (what)))
 
+// Makes |device| current on this thread (TF's threads serve several).
+Status UseDevice(int device) {
+  return CudaStatus(cudaSetDevice(device), "cudaSetDevice");
+}
+
 // Batches are at most 2^31 - 1 ids (cub's sort and the grid size).
 Status CheckBatch(int64_t n) {
   if (n < 0 || n > int64_t{0x7fffffff}) {
@@ -400,6 +405,12 @@ Status GpuRowTable::Create(const GpuRowTableSpec& spec,
         (error == cudaSuccess ? "none found" : cudaGetErrorString(error)) +
         ")");
   }
+  if (spec.device < 0 || spec.device >= devices) {
+    return InvalidArgumentError("GPU table: device " +
+                                std::to_string(spec.device) + " of " +
+                                std::to_string(devices));
+  }
+  MONOLITH_RETURN_IF_ERROR(UseDevice(spec.device));
   auto impl = std::make_unique<Impl>();
   impl->num_segments = static_cast<int>(spec.segments.size());
   const size_t segment_bytes = sizeof(GpuSegment) * spec.segments.size();
@@ -421,6 +432,7 @@ Status GpuRowTable::Create(const GpuRowTableSpec& spec,
 
 Status GpuRowTable::Lookup(const int64_t* ids, int64_t n, float* out,
                            void* stream) {
+  MONOLITH_RETURN_IF_ERROR(UseDevice(spec_.device));
   MONOLITH_RETURN_IF_ERROR(CheckBatch(n));
   if (n == 0) return Status::OK();
   LookupKernel<<<GridFor(n), kBlock, 0, static_cast<cudaStream_t>(stream)>>>(
@@ -520,6 +532,7 @@ Status GpuRowTable::Upsert(const int64_t* ids, int64_t n, int64_t update_time,
 
 Status GpuRowTable::Assign(const int64_t* ids, int64_t n, const float* values,
                            int64_t update_time, void* stream) {
+  MONOLITH_RETURN_IF_ERROR(UseDevice(spec_.device));
   if (n == 0) return CheckBatch(n);
   MONOLITH_RETURN_IF_ERROR(Upsert(ids, n, update_time, stream));
   CopyLastKernel<<<GridFor(n), kBlock, 0, static_cast<cudaStream_t>(stream)>>>(
@@ -531,6 +544,7 @@ Status GpuRowTable::Assign(const int64_t* ids, int64_t n, const float* values,
 
 Status GpuRowTable::PutRows(const int64_t* ids, int64_t n, const float* rows,
                             void* stream) {
+  MONOLITH_RETURN_IF_ERROR(UseDevice(spec_.device));
   if (n == 0) return CheckBatch(n);
   // The rows carry their update times: the stamp is overwritten.
   MONOLITH_RETURN_IF_ERROR(Upsert(ids, n, 0, stream));
@@ -544,6 +558,7 @@ Status GpuRowTable::ApplyGradients(const int64_t* ids, int64_t n,
                                    const float* grads,
                                    const std::vector<float>& learning_rates,
                                    int64_t update_time, void* stream) {
+  MONOLITH_RETURN_IF_ERROR(UseDevice(spec_.device));
   if (learning_rates.size() != spec_.segments.size()) {
     return InvalidArgumentError(
         "GPU table: " + std::to_string(learning_rates.size()) +
@@ -571,6 +586,7 @@ Status GpuRowTable::ApplyGradients(const int64_t* ids, int64_t n,
 Status GpuRowTable::ExportRows(int64_t begin, int64_t max_slots, int64_t* ids,
                                float* rows, int64_t* count, int64_t* next,
                                void* stream) {
+  MONOLITH_RETURN_IF_ERROR(UseDevice(spec_.device));
   const int64_t cap = capacity();
   if (begin < 0 || begin > cap || max_slots < 0) {
     return InvalidArgumentError("GPU table: export from slot " +
@@ -604,6 +620,7 @@ Status GpuRowTable::ExportRowsToHost(int64_t begin, int64_t max_slots,
                                      std::vector<int64_t>* ids,
                                      std::vector<float>* rows, int64_t* next,
                                      void* stream) {
+  MONOLITH_RETURN_IF_ERROR(UseDevice(spec_.device));
   MONOLITH_RETURN_IF_ERROR(CheckBatch(max_slots));
   const int64_t slots = std::max<int64_t>(max_slots, 1);
   MONOLITH_RETURN_IF_ERROR(impl_->staged_ids.Reserve(sizeof(int64_t) * slots));
@@ -629,6 +646,7 @@ Status GpuRowTable::ExportRowsToHost(int64_t begin, int64_t max_slots,
 
 Status GpuRowTable::PutRowsFromHost(const int64_t* ids, int64_t n,
                                     const float* rows, void* stream) {
+  MONOLITH_RETURN_IF_ERROR(UseDevice(spec_.device));
   MONOLITH_RETURN_IF_ERROR(CheckBatch(n));
   if (n == 0) return Status::OK();
   MONOLITH_RETURN_IF_ERROR(impl_->staged_ids.Reserve(sizeof(int64_t) * n));
