@@ -133,18 +133,6 @@ class GpuUnusedResource : public ResourceBase {
   std::string DebugString() const override { return "unused on the GPU"; }
 };
 
-class GpuUnusedResourceOp : public ResourceOpKernel<GpuUnusedResource> {
- public:
-  explicit GpuUnusedResourceOp(OpKernelConstruction* ctx)
-      : ResourceOpKernel<GpuUnusedResource>(ctx) {}
-
- private:
-  Status CreateResource(GpuUnusedResource** resource) override {
-    *resource = new GpuUnusedResource();
-    return OkStatus();
-  }
-};
-
 Status GetGpuTable(OpKernelContext* ctx,
                    core::RefCountPtr<GpuMultiHashTable>* table) {
   TF_RETURN_IF_ERROR(LookupResourceInput(ctx, 0, "mtable", table));
@@ -199,40 +187,6 @@ class CreateGpuMultiHashTableOp : public ResourceOpKernel<GpuMultiHashTable> {
   int device_ TF_GUARDED_BY(mu_) = 0;
 };
 
-class ReadGpuMultiHashTableOp : public OpKernel {
- public:
-  explicit ReadGpuMultiHashTableOp(OpKernelConstruction* ctx)
-      : OpKernel(ctx) {}
-
-  void Compute(OpKernelContext* ctx) override {
-    mutex_lock l(mu_);
-    if (cinfo_.name().empty()) {
-      OP_REQUIRES_OK(ctx, cinfo_.Init(ctx->resource_manager(), def()));
-    }
-    OP_REQUIRES_OK(ctx, MakeResourceHandleToOutput(
-                            ctx, 0, cinfo_.container(), cinfo_.name(),
-                            TypeIndex::Make<GpuMultiHashTable>()));
-  }
-
- private:
-  mutex mu_;
-  ContainerInfo cinfo_ TF_GUARDED_BY(mu_);
-};
-
-class IsGpuHashTableInitializedOp : public OpKernel {
- public:
-  explicit IsGpuHashTableInitializedOp(OpKernelConstruction* ctx)
-      : OpKernel(ctx) {}
-
-  void Compute(OpKernelContext* ctx) override {
-    core::RefCountPtr<GpuMultiHashTable> mtable;
-    const bool found = LookupResourceInput(ctx, 0, "handle", &mtable).ok();
-    Tensor* out;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {}, &out));
-    out->scalar<bool>()() = found;
-  }
-};
-
 // Lookup of R requests: id_split has tables * R + 1 entries (request-major),
 // as the CPU kernel's.
 class GpuMultiHashTableLookupOp : public OpKernel {
@@ -278,39 +232,14 @@ class GpuMultiHashTableLookupOp : public OpKernel {
   }
 };
 
-// The ids, per-table splits and per-table values of an update.
-struct GpuUpdate {
-  const int64_t* ids = nullptr;
-  std::vector<int64_t> id_split;
-  const float* values = nullptr;
-  std::vector<int64_t> value_offsets;
-};
-
+// Reads the batch of an update (see UpdateBatch) of |mtable|.
 Status ReadGpuUpdate(OpKernelContext* ctx, GpuMultiHashTable* mtable,
-                     GpuUpdate* in) {
-  const Tensor* ids = nullptr;
-  const Tensor* id_split = nullptr;
-  const Tensor* values = nullptr;
-  TF_RETURN_IF_ERROR(GetVectorInput(ctx, 1, "id", &ids));
-  TF_RETURN_IF_ERROR(GetVectorInput(ctx, 2, "id_split", &id_split));
-  TF_RETURN_IF_ERROR(GetVectorInput(ctx, 3, "value", &values));
-  TF_RETURN_IF_ERROR(CheckIdSplit(*ids, *id_split, mtable->size() + 1));
-  auto split = id_split->flat<int64_t>();
-  in->id_split.assign(split.data(), split.data() + split.size());
-  in->value_offsets.assign(mtable->size() + 1, 0);
+                     UpdateBatch* in) {
+  std::vector<int64_t> dims;
   for (int t = 0; t < mtable->size(); ++t) {
-    in->value_offsets[t + 1] =
-        in->value_offsets[t] + (in->id_split[t + 1] - in->id_split[t]) *
-                                   mtable->table(t).spec.value_floats;
+    dims.push_back(mtable->table(t).spec.value_floats);
   }
-  if (values->NumElements() != in->value_offsets.back()) {
-    return errors::InvalidArgument("value has ", values->NumElements(),
-                                   " floats; the ids and table dims need ",
-                                   in->value_offsets.back());
-  }
-  in->ids = ids->flat<int64_t>().data();
-  in->values = values->flat<float>().data();
-  return OkStatus();
+  return ReadUpdateBatch(ctx, dims, "value", in);
 }
 
 class GpuMultiHashTableAssignOp : public OpKernel {
@@ -321,7 +250,7 @@ class GpuMultiHashTableAssignOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     core::RefCountPtr<GpuMultiHashTable> mtable;
     OP_REQUIRES_OK(ctx, GetGpuTable(ctx, &mtable));
-    GpuUpdate in;
+    UpdateBatch in;
     OP_REQUIRES_OK(ctx, ReadGpuUpdate(ctx, mtable.get(), &in));
     int64_t update_time = 0;
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 4, "update_time", &update_time));
@@ -330,7 +259,7 @@ class GpuMultiHashTableAssignOp : public OpKernel {
     for (int t = 0; t < mtable->size(); ++t) {
       OP_REQUIRES_OK(
           ctx, ToTfStatus(mtable->table(t).table->Assign(
-                   in.ids + in.id_split[t], in.id_split[t + 1] - in.id_split[t],
+                   in.ids + in.id_split[t], in.ids_of(t),
                    in.values + in.value_offsets[t], update_time, stream)));
     }
     ctx->set_output(0, ctx->input(0));
@@ -345,7 +274,7 @@ class GpuMultiHashTableOptimizeOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     core::RefCountPtr<GpuMultiHashTable> mtable;
     OP_REQUIRES_OK(ctx, GetGpuTable(ctx, &mtable));
-    GpuUpdate in;
+    UpdateBatch in;
     OP_REQUIRES_OK(ctx, ReadGpuUpdate(ctx, mtable.get(), &in));
     const Tensor* learning_rates = nullptr;
     OP_REQUIRES_OK(ctx,
@@ -369,7 +298,7 @@ class GpuMultiHashTableOptimizeOp : public OpKernel {
           lr + table.first_learning_rate + table.spec.segments.size());
       OP_REQUIRES_OK(
           ctx, ToTfStatus(table.table->ApplyGradients(
-                   in.ids + in.id_split[t], in.id_split[t + 1] - in.id_split[t],
+                   in.ids + in.id_split[t], in.ids_of(t),
                    in.values + in.value_offsets[t], table_lr, update_time,
                    stream)));
     }
@@ -398,19 +327,7 @@ Stores StoresOf(GpuMultiHashTable* mtable, void* stream) {
 class GpuMultiHashTableSaveOp : public OpKernel {
  public:
   explicit GpuMultiHashTableSaveOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("nshards", &nshards_));
-    OP_REQUIRES(ctx, nshards_ == -1 ||
-                         (nshards_ > 0 && nshards_ <= ht::kMaxCheckpointShards),
-                errors::InvalidArgument(
-                    "nshards must be -1 (one shard per 100k entries) or in "
-                    "[1, ", ht::kMaxCheckpointShards, "], got ", nshards_));
-    std::string compression;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("compression_type", &compression));
-    OP_REQUIRES(ctx, compression == "SNAPPY" || compression.empty(),
-                errors::InvalidArgument(
-                    "compression_type must be \"SNAPPY\" or \"\", got \"",
-                    compression, "\""));
-    snappy_ = compression == "SNAPPY";
+    OP_REQUIRES_OK(ctx, GetSaveAttrs(ctx, &nshards_, &snappy_));
     std::string expire;
     OP_REQUIRES_OK(ctx, ctx->GetAttr("slot_expire_time_config", &expire));
     OP_REQUIRES(ctx, expire.empty(),
@@ -542,10 +459,10 @@ class GpuMultiHashTableRestoreOp : public OpKernel {
 
 REGISTER_KERNEL_BUILDER(
     Name("MonolithDummyHashFilter").Device(DEVICE_GPU).HostMemory("handle"),
-    GpuUnusedResourceOp);
+    DummyResourceOp<GpuUnusedResource>);
 REGISTER_KERNEL_BUILDER(
     Name("MonolithDummySyncClient").Device(DEVICE_GPU).HostMemory("handle"),
-    GpuUnusedResourceOp);
+    DummyResourceOp<GpuUnusedResource>);
 REGISTER_KERNEL_BUILDER(Name("CreateMonolithMultiHashTable")
                             .Device(DEVICE_GPU)
                             .HostMemory("config")
@@ -556,12 +473,12 @@ REGISTER_KERNEL_BUILDER(Name("CreateMonolithMultiHashTable")
 REGISTER_KERNEL_BUILDER(Name("ReadMonolithMultiHashTable")
                             .Device(DEVICE_GPU)
                             .HostMemory("multi_hash_table_handle"),
-                        ReadGpuMultiHashTableOp);
+                        ReadResourceHandleOp<GpuMultiHashTable>);
 REGISTER_KERNEL_BUILDER(Name("IsHashTableInitialized")
                             .Device(DEVICE_GPU)
                             .HostMemory("handle")
                             .HostMemory("is_initialized"),
-                        IsGpuHashTableInitializedOp);
+                        IsResourceInitializedOp<GpuMultiHashTable>);
 REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableLookup")
                             .Device(DEVICE_GPU)
                             .HostMemory("mtable")

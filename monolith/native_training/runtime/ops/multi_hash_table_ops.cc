@@ -135,58 +135,6 @@ class CreateMultiHashTableOp : public ResourceOpKernel<MultiHashTable> {
   core::RefCountPtr<HashFilterResource> filter_ TF_GUARDED_BY(mu_);
 };
 
-class ReadMultiHashTableOp : public OpKernel {
- public:
-  explicit ReadMultiHashTableOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
-
-  void Compute(OpKernelContext* ctx) override {
-    mutex_lock l(mu_);
-    if (cinfo_.name().empty()) {
-      OP_REQUIRES_OK(ctx, cinfo_.Init(ctx->resource_manager(), def()));
-    }
-    OP_REQUIRES_OK(ctx, MakeResourceHandleToOutput(
-                            ctx, 0, cinfo_.container(), cinfo_.name(),
-                            TypeIndex::Make<MultiHashTable>()));
-  }
-
- private:
-  mutex mu_;
-  ContainerInfo cinfo_ TF_GUARDED_BY(mu_);
-};
-
-class IsHashTableInitializedOp : public OpKernel {
- public:
-  explicit IsHashTableInitializedOp(OpKernelConstruction* ctx)
-      : OpKernel(ctx) {}
-
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor& handle = ctx->input(0);
-    OP_REQUIRES(ctx, TensorShapeUtils::IsScalar(handle.shape()),
-                errors::InvalidArgument(
-                    "handle must be a scalar resource handle, got shape ",
-                    handle.shape().DebugString()));
-    core::RefCountPtr<MultiHashTable> mtable;
-    const bool found =
-        LookupResource(ctx, HandleFromInput(ctx, 0), &mtable).ok();
-    Tensor* out;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {}, &out));
-    out->scalar<bool>()() = found;
-  }
-};
-
-template <typename T>
-class DummyResourceOp : public ResourceOpKernel<T> {
- public:
-  explicit DummyResourceOp(OpKernelConstruction* ctx)
-      : ResourceOpKernel<T>(ctx) {}
-
- private:
-  Status CreateResource(T** resource) override {
-    *resource = new T();  // never fails
-    return OkStatus();
-  }
-};
-
 // Embeddings of several requests: id_split has num_tables * R + 1 entries,
 // request r of table t holding ids [id_split[r*T+t], id_split[r*T+t+1]).
 // The output is request-major: request 0's tables in order, then request 1's.
@@ -282,17 +230,9 @@ class MultiHashTableLookupEntryOp : public OpKernel {
 };
 
 // The inputs every per-table update (assign, assign_add, optimize) starts
-// from, validated: the table, ids split per table, and one row of values
-// (or gradients) of each table's dim per id.
-struct UpdateInputs {
+// from, validated: the table, and its batch (see UpdateBatch).
+struct UpdateInputs : UpdateBatch {
   core::RefCountPtr<MultiHashTable> mtable;
-  const int64_t* ids = nullptr;
-  int64_t num_ids = 0;
-  std::vector<int64_t> id_split;      // size: tables + 1
-  const float* values = nullptr;
-  std::vector<int64_t> value_offsets;  // each table's first value; total
-
-  int64_t ids_of(int t) const { return id_split[t + 1] - id_split[t]; }
 };
 
 // Reads inputs mtable (0), id (1), id_split (2) and the float vector
@@ -300,29 +240,11 @@ struct UpdateInputs {
 Status ReadUpdateInputs(OpKernelContext* ctx, const char* values_name,
                         UpdateInputs* in) {
   TF_RETURN_IF_ERROR(GetTable(ctx, &in->mtable));
-  const Tensor* ids = nullptr;
-  const Tensor* id_split = nullptr;
-  const Tensor* values = nullptr;
-  TF_RETURN_IF_ERROR(GetIdsAndSplit(ctx, &ids, &id_split));
-  TF_RETURN_IF_ERROR(GetVectorInput(ctx, 3, values_name, &values));
-  const MultiHashTable& mtable = *in->mtable;
-  TF_RETURN_IF_ERROR(CheckIdSplit(*ids, *id_split, mtable.size() + 1));
-  auto split = id_split->flat<int64_t>();
-  in->id_split.assign(split.data(), split.data() + split.size());
-  in->value_offsets.assign(mtable.size() + 1, 0);
-  for (int t = 0; t < mtable.size(); ++t) {
-    in->value_offsets[t + 1] =
-        in->value_offsets[t] + in->ids_of(t) * mtable.table(t).table->DimSize();
+  std::vector<int64_t> dims;
+  for (int t = 0; t < in->mtable->size(); ++t) {
+    dims.push_back(in->mtable->table(t).table->DimSize());
   }
-  if (values->NumElements() != in->value_offsets.back()) {
-    return errors::InvalidArgument(values_name, " has ", values->NumElements(),
-                                   " floats; the ids and table dims need ",
-                                   in->value_offsets.back());
-  }
-  in->ids = ids->flat<int64_t>().data();
-  in->num_ids = ids->NumElements();
-  in->values = values->flat<float>().data();
-  return OkStatus();
+  return ReadUpdateBatch(ctx, dims, values_name, in);
 }
 
 // Assign (kAdd = false) or AssignAdd (kAdd = true).
@@ -492,7 +414,7 @@ REGISTER_OP("ReadMonolithMultiHashTable")
     .SetIsStateful()
     .SetShapeFn(ScalarOutput);
 REGISTER_KERNEL_BUILDER(Name("ReadMonolithMultiHashTable").Device(DEVICE_CPU),
-                        ReadMultiHashTableOp);
+                        ReadResourceHandleOp<MultiHashTable>);
 
 REGISTER_OP("IsHashTableInitialized")
     .Input("handle: resource")
@@ -503,7 +425,7 @@ REGISTER_OP("IsHashTableInitialized")
       return shape_inference::ScalarShape(c);
     });
 REGISTER_KERNEL_BUILDER(Name("IsHashTableInitialized").Device(DEVICE_CPU),
-                        IsHashTableInitializedOp);
+                        IsResourceInitializedOp<MultiHashTable>);
 
 REGISTER_OP("MonolithDummySyncClient")
     .Output("handle: resource")

@@ -58,20 +58,7 @@ Status CheckIdShard(int64_t modulus, int64_t remainder) {
 class MultiHashTableSaveOp : public OpKernel {
  public:
   explicit MultiHashTableSaveOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("nshards", &nshards_));
-    OP_REQUIRES(ctx, nshards_ == -1 ||
-                         (nshards_ > 0 && nshards_ <= ht::kMaxCheckpointShards),
-                errors::InvalidArgument(
-                    "nshards must be -1 (one shard per 100k entries) or in "
-                    "[1, ", ht::kMaxCheckpointShards, "], got ", nshards_));
-    std::string compression;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("compression_type", &compression));
-    OP_REQUIRES(ctx, compression == "SNAPPY" || compression.empty(),
-                errors::InvalidArgument(
-                    "compression_type must be \"SNAPPY\" (the original's "
-                    "format) or \"\" (uncompressed), got \"", compression,
-                    "\""));
-    snappy_ = compression == "SNAPPY";
+    OP_REQUIRES_OK(ctx, GetSaveAttrs(ctx, &nshards_, &snappy_));
     std::string expire;
     OP_REQUIRES_OK(ctx, ctx->GetAttr("slot_expire_time_config", &expire));
     if (!expire.empty()) {

@@ -14,11 +14,13 @@
 #include "monolith/native_training/runtime/hash_table/status.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/resource_mgr.h"
+#include "tensorflow/core/framework/resource_op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
 #include "tensorflow/core/framework/types.h"
 #include "tensorflow/core/platform/errors.h"
+#include "tensorflow/core/platform/mutex.h"
 #include "tensorflow/core/util/work_sharder.h"
 
 namespace tensorflow {
@@ -171,6 +173,109 @@ inline Status CheckIdSplit(const Tensor& ids, const Tensor& id_split,
   }
   return OkStatus();
 }
+
+// The batch of a per-table update, validated: ids (input 1) split per
+// table (id_split, input 2, tables + 1 elements, in host memory) and one
+// row of values or gradients (input 3) of each table's dim per id. On a
+// device, ids and values point into device memory.
+struct UpdateBatch {
+  const int64_t* ids = nullptr;
+  int64_t num_ids = 0;
+  std::vector<int64_t> id_split;       // size: tables + 1
+  const float* values = nullptr;
+  std::vector<int64_t> value_offsets;  // each table's first value; total
+
+  int64_t ids_of(int t) const { return id_split[t + 1] - id_split[t]; }
+};
+
+// Reads inputs 1 to 3 into |in| for tables of |dims| floats;
+// |values_name| names input 3 in errors.
+inline Status ReadUpdateBatch(OpKernelContext* ctx,
+                              const std::vector<int64_t>& dims,
+                              const char* values_name, UpdateBatch* in) {
+  const Tensor* ids = nullptr;
+  const Tensor* id_split = nullptr;
+  const Tensor* values = nullptr;
+  TF_RETURN_IF_ERROR(GetVectorInput(ctx, 1, "id", &ids));
+  TF_RETURN_IF_ERROR(GetVectorInput(ctx, 2, "id_split", &id_split));
+  TF_RETURN_IF_ERROR(GetVectorInput(ctx, 3, values_name, &values));
+  const int tables = static_cast<int>(dims.size());
+  TF_RETURN_IF_ERROR(CheckIdSplit(*ids, *id_split, tables + 1));
+  auto split = id_split->flat<int64_t>();
+  in->id_split.assign(split.data(), split.data() + split.size());
+  in->value_offsets.assign(tables + 1, 0);
+  for (int t = 0; t < tables; ++t) {
+    in->value_offsets[t + 1] = in->value_offsets[t] + in->ids_of(t) * dims[t];
+  }
+  if (values->NumElements() != in->value_offsets.back()) {
+    return errors::InvalidArgument(values_name, " has ", values->NumElements(),
+                                   " floats; the ids and table dims need ",
+                                   in->value_offsets.back());
+  }
+  in->ids = ids->flat<int64_t>().data();
+  in->num_ids = ids->NumElements();
+  in->values = values->flat<float>().data();
+  return OkStatus();
+}
+
+// A handle to the resource named by the op's shared_name attr, of type T
+// (ReadMonolithMultiHashTable): creation and use are separate ops.
+template <typename T>
+class ReadResourceHandleOp : public OpKernel {
+ public:
+  explicit ReadResourceHandleOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    mutex_lock l(mu_);
+    if (cinfo_.name().empty()) {
+      OP_REQUIRES_OK(ctx, cinfo_.Init(ctx->resource_manager(), def()));
+    }
+    OP_REQUIRES_OK(ctx, MakeResourceHandleToOutput(ctx, 0, cinfo_.container(),
+                                                   cinfo_.name(),
+                                                   TypeIndex::Make<T>()));
+  }
+
+ private:
+  mutex mu_;
+  ContainerInfo cinfo_ TF_GUARDED_BY(mu_);
+};
+
+// Whether input 0's resource (of type T) exists (IsHashTableInitialized).
+template <typename T>
+class IsResourceInitializedOp : public OpKernel {
+ public:
+  explicit IsResourceInitializedOp(OpKernelConstruction* ctx)
+      : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& handle = ctx->input(0);
+    OP_REQUIRES(ctx, TensorShapeUtils::IsScalar(handle.shape()),
+                errors::InvalidArgument(
+                    "handle must be a scalar resource handle, got shape ",
+                    handle.shape().DebugString()));
+    core::RefCountPtr<T> resource;
+    const bool found =
+        LookupResource(ctx, HandleFromInput(ctx, 0), &resource).ok();
+    Tensor* out;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {}, &out));
+    out->scalar<bool>()() = found;
+  }
+};
+
+// Creates a T with its default constructor (the dummy filter and sync
+// client).
+template <typename T>
+class DummyResourceOp : public ResourceOpKernel<T> {
+ public:
+  explicit DummyResourceOp(OpKernelConstruction* ctx)
+      : ResourceOpKernel<T>(ctx) {}
+
+ private:
+  Status CreateResource(T** resource) override {
+    *resource = new T();  // never fails
+    return OkStatus();
+  }
+};
 
 }  // namespace monolith_tf
 }  // namespace tensorflow

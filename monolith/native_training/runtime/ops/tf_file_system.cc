@@ -119,6 +119,25 @@ ht::Status TfFileSystem::CreateDirectories(const std::string& dir) {
   };
 }
 
+Status GetSaveAttrs(OpKernelConstruction* ctx, int* nshards, bool* snappy) {
+  TF_RETURN_IF_ERROR(ctx->GetAttr("nshards", nshards));
+  if (*nshards != -1 &&
+      (*nshards < 1 || *nshards > ::monolith::hash_table::kMaxCheckpointShards)) {
+    return errors::InvalidArgument(
+        "nshards must be -1 (one shard per 100k entries) or in [1, ",
+        ::monolith::hash_table::kMaxCheckpointShards, "], got ", *nshards);
+  }
+  std::string compression;
+  TF_RETURN_IF_ERROR(ctx->GetAttr("compression_type", &compression));
+  if (compression != "SNAPPY" && !compression.empty()) {
+    return errors::InvalidArgument(
+        "compression_type must be \"SNAPPY\" (the original's format) or \"\" "
+        "(uncompressed), got \"", compression, "\"");
+  }
+  *snappy = compression == "SNAPPY";
+  return OkStatus();
+}
+
 void LogInfo(const std::string& line) { LOG(INFO) << line; }
 
 void LogWarning(const std::string& line) { LOG(WARNING) << line; }

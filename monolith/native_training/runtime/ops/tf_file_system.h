@@ -26,6 +26,11 @@ namespace monolith_tf {
 // The libraries' ParallelFor on the CPU worker threads of |ctx|.
 ::monolith::hash_table::ParallelFor WorkerThreads(OpKernelContext* ctx);
 
+// The save ops' nshards (-1, or 1 to kMaxCheckpointShards) and
+// compression_type ("SNAPPY", the original's format, or "": uncompressed)
+// attrs; InvalidArgument naming the attr.
+Status GetSaveAttrs(OpKernelConstruction* ctx, int* nshards, bool* snappy);
+
 void LogInfo(const std::string& line);
 void LogWarning(const std::string& line);
 
