@@ -58,8 +58,34 @@ Status SetOptimizer(int index, const OptimizerConfig& opt, GpuSegment* seg) {
       seg->initial_accumulator = opt.adagrad().initial_accumulator_value();
       seg->weight_decay = opt.adagrad().weight_decay_factor();
       return Status::OK();
+    case OptimizerConfig::kAdam: {
+      const AdamOptimizerConfig& adam = opt.adam();
+      if (adam.warmup_steps() > 0) {
+        return Unsupported(index, "does not do warmup_steps");
+      }
+      seg->optimizer = GpuSegment::Optimizer::kAdam;
+      seg->beta1 = adam.beta1();
+      seg->beta2 = adam.beta2();
+      seg->epsilon = adam.epsilon();
+      seg->nesterov = adam.use_nesterov();
+      seg->weight_decay = adam.weight_decay_factor();
+      return Status::OK();
+    }
+    case OptimizerConfig::kFtrl: {
+      const FtrlOptimizerConfig& ftrl = opt.ftrl();
+      if (ftrl.warmup_steps() > 0) {
+        return Unsupported(index, "does not do warmup_steps");
+      }
+      seg->optimizer = GpuSegment::Optimizer::kFtrl;
+      seg->initial_accumulator = ftrl.initial_accumulator_value();
+      seg->beta = ftrl.beta();
+      seg->l1 = ftrl.l1_regularization_strength();
+      seg->l2 = ftrl.l2_regularization_strength();
+      return Status::OK();
+    }
     default:
-      return Unsupported(index, "supports the sgd and adagrad optimizers");
+      return Unsupported(index,
+                         "supports the sgd, adagrad, adam and ftrl optimizers");
   }
 }
 

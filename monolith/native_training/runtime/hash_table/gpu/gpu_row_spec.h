@@ -43,16 +43,31 @@ MONOLITH_HOST_DEVICE inline bool StorableId(int64_t id) {
 }
 
 // One segment: floats [value_offset, value_offset + dim) of the embedding,
-// its optimizer's state at state_offset (floats into the row).
+// its optimizer's state at state_offset (floats into the row), laid out as
+// the CPU engine's optimizers lay it out:
+//   sgd      none
+//   adagrad  norm[dim]
+//   adam     m[dim], v[dim], beta1^t, beta2^t
+//   ftrl     norm[dim], z[dim]
 struct GpuSegment {
-  enum class Optimizer { kSgd, kAdagrad };
+  enum class Optimizer { kSgd, kAdagrad, kAdam, kFtrl };
   Optimizer optimizer = Optimizer::kSgd;
   int value_offset = 0;
   int dim = 0;
   int state_offset = 0;
-  // adagrad: the accumulators' initial value and the weight decay.
+  // adagrad and ftrl: the accumulators' initial value.
   float initial_accumulator = 0.0f;
+  // adagrad and adam: the weight decay.
   float weight_decay = 0.0f;
+  // adam.
+  float beta1 = 0.0f;
+  float beta2 = 0.0f;
+  float epsilon = 0.0f;
+  bool nesterov = false;
+  // ftrl.
+  float beta = 0.0f;
+  float l1 = 0.0f;
+  float l2 = 0.0f;
   // New entries' values: init_min, or uniform in [init_min, init_max) when
   // init_max > init_min, drawn from a hash of (init_seed, id, column) so the
   // same id gets the same values whatever the batch.
@@ -62,7 +77,16 @@ struct GpuSegment {
 
   // Floats of optimizer state.
   MONOLITH_HOST_DEVICE int StateFloats() const {
-    return optimizer == Optimizer::kAdagrad ? dim : 0;
+    switch (optimizer) {
+      case Optimizer::kAdagrad:
+        return dim;
+      case Optimizer::kAdam:
+        return 2 * dim + 2;
+      case Optimizer::kFtrl:
+        return 2 * dim;
+      default:
+        return 0;
+    }
   }
 };
 
@@ -85,8 +109,8 @@ struct GpuRowTableSpec {
   int device = 0;
 };
 
-// The spec of a table of |config| entries (TRAINING; sgd and adagrad
-// segments with zeros, ones, constants or random_uniform initializers;
+// The spec of a table of |config| entries (TRAINING; sgd, adagrad, adam and
+// ftrl segments with zeros, ones, constants or random_uniform initializers;
 // no warmup_steps), with |seed| for random initializers. InvalidArgument
 // naming the segment for anything else. The row layout is checked against
 // the CPU engine's EntryAccessor for the same config.
@@ -118,7 +142,8 @@ MONOLITH_HOST_DEVICE inline float UniformFor(uint64_t seed, int64_t id,
 }
 
 // Column c (< seg.dim) of a new row of |id|: its value and its optimizer
-// state. The rest of a new row is zero.
+// state (column 0 also sets the entry's own state, adam's beta powers). The
+// rest of a new row is zero.
 MONOLITH_HOST_DEVICE inline void InitColumn(const GpuSegment& seg, int64_t id,
                                             int c, float* row) {
   const int column = seg.value_offset + c;
@@ -126,29 +151,108 @@ MONOLITH_HOST_DEVICE inline void InitColumn(const GpuSegment& seg, int64_t id,
                     ? seg.init_min + (seg.init_max - seg.init_min) *
                                          UniformFor(seg.init_seed, id, column)
                     : seg.init_min;
-  if (seg.optimizer == GpuSegment::Optimizer::kAdagrad) {
-    row[seg.state_offset + c] = seg.initial_accumulator;
+  float* state = row + seg.state_offset;
+  switch (seg.optimizer) {
+    case GpuSegment::Optimizer::kAdagrad:
+    case GpuSegment::Optimizer::kFtrl:
+      state[c] = seg.initial_accumulator;
+      break;
+    case GpuSegment::Optimizer::kAdam:
+      if (c == 0) {
+        state[2 * seg.dim] = seg.beta1;
+        state[2 * seg.dim + 1] = seg.beta2;
+      }
+      break;
+    default:
+      break;
   }
 }
 
-// One gradient step on column c (< seg.dim) of |row|; |grad| is the whole
-// embedding's gradient. The CPU engine's formulas (adagrad_family.cc):
+// One gradient step on an entry's segment is BeginStep (every column reads
+// the entry's own state), ApplyColumn for each column, then EndStep once,
+// after all columns (it changes that state). The CPU engine's formulas
+// (adagrad_family.cc, moment_optimizers.cc):
 //   sgd:     w -= lr * g
 //   adagrad: g' = g + wd * w; norm += g'^2; w -= lr / sqrt(norm) * g'
-MONOLITH_HOST_DEVICE inline void ApplyColumn(const GpuSegment& seg, float lr,
+//   adam:    lr_t = lr * sqrt(1 - b2^t) / (1 - b1^t); g' = g + wd * w;
+//            m += (g' - m)(1 - b1); v += (g'^2 - v)(1 - b2);
+//            w -= lr_t * m / (sqrt(v) + eps)   (nesterov: g'(1 - b1) + b1 m
+//            in place of m); then b1^t *= b1, b2^t *= b2
+//   ftrl:    n' = n + g^2; sigma = (sqrt(n') - sqrt(n)) / lr;
+//            z += g - sigma * w;
+//            w = |z| <= l1 ? 0 : lr (sign(z) l1 - z) / (sqrt(n') + beta + l2 lr)
+struct StepScalars {
+  float lr = 0.0f;  // the learning rate of this step's columns
+};
+
+MONOLITH_HOST_DEVICE inline StepScalars BeginStep(const GpuSegment& seg,
+                                                  float lr, const float* row) {
+  StepScalars step;
+  step.lr = lr;
+  if (seg.optimizer == GpuSegment::Optimizer::kAdam) {
+    const float* powers = row + seg.state_offset + 2 * seg.dim;
+    step.lr = lr * sqrtf(1 - powers[1]) / (1 - powers[0]);
+  }
+  return step;
+}
+
+// One gradient step on column c (< seg.dim) of |row|; |grad| is the whole
+// embedding's gradient.
+MONOLITH_HOST_DEVICE inline void ApplyColumn(const GpuSegment& seg,
+                                             const StepScalars& step,
                                              const float* grad, int c,
                                              float* row) {
   float* w = row + seg.value_offset + c;
+  float* state = row + seg.state_offset;
   const float g_raw = grad[seg.value_offset + c];
-  if (seg.optimizer == GpuSegment::Optimizer::kSgd) {
-    *w -= lr * g_raw;
-    return;
+  const float lr = step.lr;
+  switch (seg.optimizer) {
+    case GpuSegment::Optimizer::kSgd:
+      *w -= lr * g_raw;
+      return;
+    case GpuSegment::Optimizer::kAdagrad: {
+      const float g = g_raw + seg.weight_decay * *w;
+      const float acc = state[c] + g * g;
+      state[c] = acc;
+      *w -= lr / sqrtf(acc) * g;
+      return;
+    }
+    case GpuSegment::Optimizer::kAdam: {
+      float* m = state + c;
+      float* v = state + seg.dim + c;
+      const float g = g_raw + seg.weight_decay * *w;
+      const float m_new = *m + (g - *m) * (1 - seg.beta1);
+      const float v_new = *v + (g * g - *v) * (1 - seg.beta2);
+      const float numer =
+          seg.nesterov ? g * (1 - seg.beta1) + seg.beta1 * m_new : m_new;
+      *w -= (numer * lr) / (sqrtf(v_new) + seg.epsilon);
+      *m = m_new;
+      *v = v_new;
+      return;
+    }
+    case GpuSegment::Optimizer::kFtrl: {
+      float* norm = state + c;
+      float* zero = state + seg.dim + c;
+      const float n_new = *norm + g_raw * g_raw;
+      const float sqrt_new = sqrtf(n_new);
+      const float sigma = (sqrt_new - sqrtf(*norm)) / lr;
+      const float z = *zero + (g_raw - sigma * *w);
+      *zero = z;
+      *norm = n_new;
+      *w = fabsf(z) > seg.l1 ? lr * (copysignf(seg.l1, z) - z) /
+                                   (sqrt_new + seg.beta + seg.l2 * lr)
+                             : 0.0f;
+      return;
+    }
   }
-  float* norm = row + seg.state_offset + c;
-  const float g = g_raw + seg.weight_decay * *w;
-  const float acc = *norm + g * g;
-  *norm = acc;
-  *w -= lr / sqrtf(acc) * g;
+}
+
+MONOLITH_HOST_DEVICE inline void EndStep(const GpuSegment& seg, float* row) {
+  if (seg.optimizer == GpuSegment::Optimizer::kAdam) {
+    float* powers = row + seg.state_offset + 2 * seg.dim;
+    powers[0] *= seg.beta1;
+    powers[1] *= seg.beta2;
+  }
 }
 
 }  // namespace gpu

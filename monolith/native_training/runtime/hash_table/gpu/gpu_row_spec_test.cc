@@ -63,6 +63,86 @@ std::vector<float> Floats(const std::vector<char>& entry) {
   return floats;
 }
 
+// One gradient step on every segment of |row|, as the kernel runs it.
+void ApplyStep(const GpuRowTableSpec& spec,
+               const std::vector<float>& learning_rates,
+               const std::vector<float>& grad, std::vector<float>* row) {
+  for (size_t s = 0; s < spec.segments.size(); ++s) {
+    const GpuSegment& seg = spec.segments[s];
+    const StepScalars step = BeginStep(seg, learning_rates[s], row->data());
+    for (int c = 0; c < seg.dim; ++c) {
+      ApplyColumn(seg, step, grad.data(), c, row->data());
+    }
+    EndStep(seg, row->data());
+  }
+}
+
+// Steps |config|'s entry with random gradients on the CPU engine and with
+// the GPU math; both entries (embedding and state) must agree.
+void ExpectSameTraining(const std::string& config_text, int steps) {
+  const EntryConfig config = Parse(config_text);
+  GpuRowTableSpec spec;
+  const Status s = GpuRowTableSpecFor(config, 7, &spec);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  auto accessor = Accessor(config);
+  std::vector<char> entry(accessor->SizeBytes());
+  RandomEngine rng(1);
+  accessor->Init(entry.data(), &rng);
+  std::vector<float> row = NewRow(spec, 42);
+  std::vector<float> start = row;
+  start.resize(spec.entry_floats);
+  ASSERT_EQ(start, Floats(entry));
+  std::mt19937 gen(3);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> learning_rates;
+  for (size_t i = 0; i < spec.segments.size(); ++i) {
+    learning_rates.push_back(0.1f / (i + 1));
+  }
+  for (int step = 1; step <= steps; ++step) {
+    std::vector<float> grad(spec.value_floats);
+    for (float& g : grad) g = normal(gen);
+    accessor->Optimize(entry.data(), grad.data(), learning_rates.data(), step);
+    ApplyStep(spec, learning_rates, grad, &row);
+  }
+  const std::vector<float> cpu = Floats(entry);
+  row.resize(spec.entry_floats);
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    EXPECT_NEAR(row[i], cpu[i], 1e-5f * (1.0f + std::abs(cpu[i])))
+        << "float " << i << " of " << config_text;
+  }
+}
+
+TEST(GpuRowSpecTest, AdamAndFtrlMatchTheCpuOptimizers) {
+  ExpectSameTraining(R"pb(
+    segments {
+      dim_size: 4
+      init_config { constants { constant: 0.1 } }
+      opt_config {
+        adam { beta1: 0.8 beta2: 0.95 epsilon: 0.001 weight_decay_factor: 0.01 }
+      }
+    }
+    segments {
+      dim_size: 3
+      init_config { zeros {} }
+      opt_config { adam { use_nesterov: true } }
+    })pb",
+                     30);
+  ExpectSameTraining(R"pb(
+    segments {
+      dim_size: 5
+      init_config { constants { constant: -0.2 } }
+      opt_config {
+        ftrl {
+          initial_accumulator_value: 0.2
+          beta: 0.5
+          l1_regularization_strength: 0.05
+          l2_regularization_strength: 0.1
+        }
+      }
+    })pb",
+                     30);
+}
+
 TEST(GpuRowSpecTest, RowsAreTheCpuEntriesAndStartTheSame) {
   const EntryConfig config = Parse(kTwoSegments);
   GpuRowTableSpec spec;
@@ -111,12 +191,7 @@ TEST(GpuRowSpecTest, GradientStepsMatchTheCpuOptimizers) {
     std::vector<float> grad(spec.value_floats);
     for (float& g : grad) g = normal(gen);
     accessor->Optimize(entry.data(), grad.data(), learning_rates.data(), step);
-    for (size_t s = 0; s < spec.segments.size(); ++s) {
-      for (int c = 0; c < spec.segments[s].dim; ++c) {
-        ApplyColumn(spec.segments[s], learning_rates[s], grad.data(), c,
-                    row.data());
-      }
-    }
+    ApplyStep(spec, learning_rates, grad, &row);
   }
   const std::vector<float> cpu = Floats(entry);
   row.resize(spec.entry_floats);
@@ -158,9 +233,10 @@ TEST(GpuRowSpecTest, ConfigsTheGpuTableCannotRunAreRejectedByName) {
       {R"pb(segments {
               dim_size: 4
               init_config { zeros {} }
-              opt_config { adam {} }
+              opt_config { amsgrad {} }
             })pb",
-       "segment 0: the GPU table supports the sgd and adagrad optimizers"},
+       "segment 0: the GPU table supports the sgd, adagrad, adam and ftrl "
+       "optimizers"},
       {R"pb(segments {
               dim_size: 4
               init_config { zeros {} }

@@ -196,10 +196,15 @@ __global__ void ApplyKernel(const int64_t* sorted, const int64_t* positions,
     const float* grad = grads + positions[k] * value_floats;
     for (int s = 0; s < num_segments; ++s) {
       const GpuSegment seg = segments[s];
-      const float lr = learning_rates[s];
+      const StepScalars step = BeginStep(seg, learning_rates[s], row);
       for (int c = tile.thread_rank(); c < seg.dim; c += kTile) {
-        ApplyColumn(seg, lr, grad, c, row);
+        ApplyColumn(seg, step, grad, c, row);
       }
+      // The entry's own state (adam's beta powers) changes once every lane
+      // has read it, and before the next step reads it.
+      tile.sync();
+      if (tile.thread_rank() == 0) EndStep(seg, row);
+      tile.sync();
     }
   }
 }
@@ -376,9 +381,7 @@ Status GpuRowTable::Create(const GpuRowTableSpec& spec,
   int covered = 0;
   for (size_t s = 0; s < spec.segments.size(); ++s) {
     const GpuSegment& seg = spec.segments[s];
-    const int state = seg.optimizer == GpuSegment::Optimizer::kAdagrad
-                          ? seg.dim
-                          : 0;
+    const int state = seg.StateFloats();
     if (seg.dim <= 0 || seg.value_offset != covered ||
         (state > 0 && (seg.state_offset < spec.value_floats ||
                        seg.state_offset + state > spec.entry_floats))) {

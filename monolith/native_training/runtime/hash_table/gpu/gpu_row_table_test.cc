@@ -335,6 +335,55 @@ TEST_F(GpuRowTableTest, CheckpointsMoveBetweenGpuAndCpuTables) {
   std::swap(gpu_, gpu_restored);
 }
 
+// Adam (with its per-entry beta powers) and FTRL on both engines.
+TEST_F(GpuRowTableTest, AdamAndFtrlMatchTheCpuEngine) {
+  EmbeddingHashTableConfig config;
+  ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(
+      R"pb(entry_config {
+             segments {
+               dim_size: 6
+               init_config { constants { constant: 0.1 } }
+               opt_config { adam { weight_decay_factor: 0.01 } }
+             }
+             segments {
+               dim_size: 3
+               init_config { zeros {} }
+               opt_config {
+                 ftrl { l1_regularization_strength: 0.01 beta: 0.5 }
+               }
+             }
+           })pb",
+      &config));
+  std::unique_ptr<EmbeddingHashTable> cpu;
+  ASSERT_TRUE(EmbeddingHashTable::Create(config, 7, &cpu).ok());
+  GpuRowTableSpec spec;
+  ASSERT_TRUE(GpuRowTableSpecFor(config.entry_config(), 7, &spec).ok());
+  std::unique_ptr<GpuRowTable> gpu;
+  ASSERT_TRUE(GpuRowTable::Create(spec, &gpu).ok());
+  std::mt19937_64 gen(6);
+  const std::vector<float> learning_rates = {0.05f, 0.1f};
+  std::vector<int64_t> ids;
+  for (int step = 1; step <= 5; ++step) {
+    ids = Batch(&gen);
+    const std::vector<float> grads = Normal(ids.size() * 9, &gen);
+    ASSERT_TRUE(cpu->BatchOptimize(ids.data(), ids.size(), grads.data(),
+                                   learning_rates.data(), step, step)
+                    .ok());
+    DeviceVector<int64_t> d_ids(ids);
+    DeviceVector<float> d_grads(grads);
+    ASSERT_TRUE(gpu->ApplyGradients(d_ids.get(), ids.size(), d_grads.get(),
+                                    learning_rates, step, nullptr)
+                    .ok());
+  }
+  std::vector<float> want(ids.size() * 9);
+  cpu->BatchLookup(ids.data(), ids.size(), want.data());
+  DeviceVector<int64_t> d_ids(ids);
+  DeviceVector<float> out(ids.size() * 9);
+  ASSERT_TRUE(gpu->Lookup(d_ids.get(), ids.size(), out.get(), nullptr).ok());
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  ExpectNear(out.ToHost(), want);
+}
+
 TEST_F(GpuRowTableTest, ReservedIdsAreRejectedAndNothingIsWritten) {
   const std::vector<int64_t> ids = {5, kEmptySlotId, 6};
   const std::vector<float> values(ids.size() * spec_.value_floats, 1.0f);
