@@ -102,6 +102,31 @@ def test_training_on_gpu_matches_the_cpu_table():
     np.testing.assert_allclose(got[n], want[n], rtol=1e-5, atol=1e-6)
 
 
+def test_assign_and_assign_add_match_the_cpu_table():
+  gpu, cpu = _tables()
+  ids = {n: tf1.placeholder(tf.int64, [None]) for n in NAMES}
+  values = {n: tf1.placeholder(tf.float32, [None, 8]) for n in NAMES}
+  updates = [
+      op for t in (gpu, cpu) for op in (
+          t.assign({n: (ids[n], values[n]) for n in NAMES}).as_op(),
+          t.assign_add({n: (ids[n], values[n]) for n in NAMES}).as_op())
+  ]
+  lookups = [t.lookup(ids) for t in (gpu, cpu)]
+  rng = np.random.default_rng(3)
+  with _session() as sess:
+    sess.run([gpu.initializer, cpu.initializer])
+    # assign on both, then assign_add on both, each pair on one batch.
+    for pair in ((updates[0], updates[2]), (updates[1], updates[3])):
+      batch = next(_batches(rng, 1))
+      fd = {ids[n]: batch[n] for n in NAMES}
+      fd.update({values[n]: rng.normal(size=(3000, 8)) for n in NAMES})
+      sess.run(list(pair), feed_dict=fd)
+    fd = {ids[n]: batch[n] for n in NAMES}
+    got, want = sess.run(lookups, feed_dict=fd)
+  for n in NAMES:
+    np.testing.assert_allclose(got[n], want[n], rtol=1e-5, atol=1e-6)
+
+
 def test_checkpoints_move_between_gpu_and_cpu_tables(tmp_path):
   gpu, cpu = _tables()
   ids = {n: tf1.placeholder(tf.int64, [None]) for n in NAMES}
@@ -136,7 +161,7 @@ def test_checkpoints_move_between_gpu_and_cpu_tables(tmp_path):
 
 def test_operations_the_gpu_table_lacks_are_refused():
   gpu, _ = _tables()
-  with pytest.raises(NotImplementedError, match="assign_add"):
-    gpu.assign_add({"user": (tf.constant([1], tf.int64), tf.ones([1, 8]))})
+  with pytest.raises(NotImplementedError, match="reinitialize"):
+    gpu.reinitialize("user", tf.constant([1], tf.int64))
   with pytest.raises(NotImplementedError, match="lookup_entry"):
     gpu.lookup_entry({"user": tf.constant([1], tf.int64)})

@@ -724,7 +724,6 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     Raises:
       As `assign`.
     """
-    self._check_on_cpu("assign_add")
     return self.raw_assign_add(
         *self._ragged_id_and_flat_value(slot_to_id_and_value), req_time)
 
@@ -985,8 +984,8 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     if self._on_gpu:
       raise NotImplementedError(
           f"MultiHashTable.{method} is not available for gpucuco tables yet "
-          f"(their GPU kernels: lookup, assign, apply_gradients, save, "
-          f"restore; see docs/gpu.md)")
+          f"(their GPU kernels: lookup, assign, assign_add, apply_gradients, "
+          f"save, restore; see docs/gpu.md)")
 
   def _copy_with_new_table(self, handle: tf.Tensor) -> "MultiHashTable":
     copied = copy.copy(self)
@@ -1195,7 +1194,6 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     Raises:
       As `raw_assign`.
     """
-    self._check_on_cpu("raw_assign_add")
     return self._assign(hash_table_ops.monolith_multi_hash_table_assign_add,
                         ragged_id, flat_value, req_time)
 

@@ -5,10 +5,11 @@
 // themselves are registered by libmonolith_ops.so (load it first); this
 // library adds kernels only.
 //
-// What runs on the GPU: creation, lookup, assign, apply_gradients
-// (optimize), save and restore, in the CPU tables' checkpoint format.
-// Not yet: assign_add, reinitialize, lookup_entry, eviction, the fused ops
-// and hash filters (the Python wrapper refuses them for gpucuco tables).
+// What runs on the GPU: creation, lookup, assign, assign_add,
+// apply_gradients (optimize), save and restore, in the CPU tables'
+// checkpoint format. Not yet: reinitialize, lookup_entry, eviction, the
+// fused ops and hash filters (the Python wrapper refuses them for gpucuco
+// tables).
 //
 // Thin kernels: they validate inputs (ids on the device; splits, learning
 // rates, times and names in host memory) and call the table.
@@ -242,6 +243,8 @@ Status ReadGpuUpdate(OpKernelContext* ctx, GpuMultiHashTable* mtable,
   return ReadUpdateBatch(ctx, dims, "value", in);
 }
 
+// Assign (kAdd = false) or AssignAdd (kAdd = true).
+template <bool kAdd>
 class GpuMultiHashTableAssignOp : public OpKernel {
  public:
   explicit GpuMultiHashTableAssignOp(OpKernelConstruction* ctx)
@@ -257,10 +260,14 @@ class GpuMultiHashTableAssignOp : public OpKernel {
     void* stream = CudaStream(ctx);
     mutex_lock l(mtable->mu());
     for (int t = 0; t < mtable->size(); ++t) {
+      gpu::GpuRowTable& table = *mtable->table(t).table;
+      const int64_t* ids = in.ids + in.id_split[t];
+      const float* values = in.values + in.value_offsets[t];
       OP_REQUIRES_OK(
-          ctx, ToTfStatus(mtable->table(t).table->Assign(
-                   in.ids + in.id_split[t], in.ids_of(t),
-                   in.values + in.value_offsets[t], update_time, stream)));
+          ctx, ToTfStatus(kAdd ? table.AssignAdd(ids, in.ids_of(t), values,
+                                                 update_time, stream)
+                               : table.Assign(ids, in.ids_of(t), values,
+                                              update_time, stream)));
     }
     ctx->set_output(0, ctx->input(0));
   }
@@ -490,7 +497,14 @@ REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableAssign")
                             .HostMemory("id_split")
                             .HostMemory("update_time")
                             .HostMemory("updated_table"),
-                        GpuMultiHashTableAssignOp);
+                        GpuMultiHashTableAssignOp<false>);
+REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableAssignAdd")
+                            .Device(DEVICE_GPU)
+                            .HostMemory("mtable")
+                            .HostMemory("id_split")
+                            .HostMemory("update_time")
+                            .HostMemory("updated_table"),
+                        GpuMultiHashTableAssignOp<true>);
 REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableOptimize")
                             .Device(DEVICE_GPU)
                             .HostMemory("mtable")

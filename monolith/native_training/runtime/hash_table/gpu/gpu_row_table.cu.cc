@@ -180,6 +180,21 @@ __global__ void CopyLastKernel(const int64_t* sorted, const int64_t* positions,
   for (int c = tile.thread_rank(); c < width; c += kTile) row[c] = src[c];
 }
 
+// Adds every occurrence's `width` values to its id's row, in input order.
+__global__ void AddRunsKernel(const int64_t* sorted, const int64_t* positions,
+                              float* const* rows, int64_t n,
+                              const float* values, int width) {
+  const int64_t i = TileIndex();
+  if (i >= n || !IsHead(sorted, i)) return;
+  auto tile = ThisTile();
+  float* row = rows[i];
+  const int64_t end = RunEnd(sorted, n, i);
+  for (int64_t k = i; k < end; ++k) {
+    const float* src = values + positions[k] * width;
+    for (int c = tile.thread_rank(); c < width; c += kTile) row[c] += src[c];
+  }
+}
+
 // Each segment's optimizer over every occurrence of each id, in input
 // order. A thread owns the same columns for the whole run, so every
 // column's updates happen in order.
@@ -543,6 +558,18 @@ Status GpuRowTable::Assign(const int64_t* ids, int64_t n, const float* values,
       impl_->rows.as<float*>(), n, values, spec_.value_floats,
       spec_.value_floats);
   return CudaStatus(cudaGetLastError(), "launching the assign");
+}
+
+Status GpuRowTable::AssignAdd(const int64_t* ids, int64_t n,
+                              const float* values, int64_t update_time,
+                              void* stream) {
+  MONOLITH_RETURN_IF_ERROR(UseDevice(spec_.device));
+  if (n == 0) return CheckBatch(n);
+  MONOLITH_RETURN_IF_ERROR(Upsert(ids, n, update_time, stream));
+  AddRunsKernel<<<GridFor(n), kBlock, 0, static_cast<cudaStream_t>(stream)>>>(
+      impl_->sorted_ids.as<int64_t>(), impl_->positions.as<int64_t>(),
+      impl_->rows.as<float*>(), n, values, spec_.value_floats);
+  return CudaStatus(cudaGetLastError(), "launching the assign_add");
 }
 
 Status GpuRowTable::PutRows(const int64_t* ids, int64_t n, const float* rows,

@@ -47,6 +47,10 @@ class GpuRowTable {
   // Stamps update_time (seconds) on every id.
   Status Assign(const int64_t* ids, int64_t n, const float* values,
                 int64_t update_time, void* stream);
+  // Adds values to the embeddings of ids, inserting absent ids first;
+  // repeated ids add up. Stamps update_time.
+  Status AssignAdd(const int64_t* ids, int64_t n, const float* values,
+                   int64_t update_time, void* stream);
   // Runs each segment's optimizer on ids' entries with grads (value_floats
   // each) and learning_rates (host, one per segment), inserting absent ids
   // first; a repeated id's gradients are applied in input order. Stamps

@@ -178,6 +178,21 @@ TEST_F(GpuRowTableTest, AssignKeepsTheLastOfRepeatsAndGrows) {
   EXPECT_GT(gpu_->capacity(), 64);
 }
 
+TEST_F(GpuRowTableTest, AssignAddSumsRepeatsOntoInitialValues) {
+  std::mt19937_64 gen(7);
+  for (int round = 0; round < 2; ++round) {
+    const std::vector<int64_t> ids = Batch(&gen);
+    const std::vector<float> values = Normal(ids.size() * spec_.value_floats, &gen);
+    cpu_->AssignAdd(ids.data(), ids.size(), values.data(), 1);
+    DeviceVector<int64_t> d_ids(ids);
+    DeviceVector<float> d_values(values);
+    ASSERT_TRUE(
+        gpu_->AssignAdd(d_ids.get(), ids.size(), d_values.get(), 1, nullptr)
+            .ok());
+    ExpectNear(GpuLookup(ids), CpuLookup(ids));
+  }
+}
+
 TEST_F(GpuRowTableTest, GradientsMatchTheCpuEngineEntryByEntry) {
   std::mt19937_64 gen(2);
   const std::vector<float> learning_rates = {0.1f, 0.05f};
