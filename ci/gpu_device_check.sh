@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# GpuRowTable's check and benchmark on a GPU machine that has nvcc but no
+# Bazel, TensorFlow or network (such as the H200 machines of the device
+# tool): builds both with plain nvcc from the repository root and runs them.
+# ci/gpu_check.sh is the full check for machines that can set up the
+# workspace.
+#
+#   ci/gpu_device_check.sh --prepare    (here) copy the cuCollections and
+#                                       HierarchicalKV headers that ./bazelw
+#                                       fetched into .gpu_deps/ (git-ignored;
+#                                       carry it along)
+#   ci/gpu_device_check.sh [OUT_DIR]    (there) build, run the check, then
+#                                       the benchmark; logs in OUT_DIR
+#                                       (default: .); exits 1 on a failure
+# BENCHMARK_FLAGS (e.g. "--keys=4194304") passes flags to the benchmark.
+# With the device tool: carry .gpu_deps and run
+#   bash ci/gpu_device_check.sh $OUT
+set -uo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+deps="$root/.gpu_deps"
+gpu=monolith/native_training/runtime/hash_table/gpu
+
+if [ "${1:-}" = "--prepare" ]; then
+  sok=$(ls -d "${MONOLITH_THIRD_PARTY:-$HOME/.cache/monolith/third_party}"/merlin-sok-* 2>/dev/null | head -1)
+  if [ -z "$sok" ]; then
+    echo "no merlin-sok headers: run ./bazelw once first" >&2
+    exit 1
+  fi
+  rm -rf "$deps"
+  mkdir -p "$deps"
+  cp -r "$sok/cuCollections/include" "$deps/cuco"
+  cp -r "$sok/HierarchicalKV/include" "$deps/hkv"
+  echo "copied $sok's headers into $deps ($(du -sh "$deps" | cut -f1))"
+  exit 0
+fi
+
+out=$(realpath -m "${1:-.}")
+mkdir -p "$out"
+cd "$root"
+if [ ! -d "$deps/cuco" ]; then
+  echo "no $deps: run ci/gpu_device_check.sh --prepare where ./bazelw ran" >&2
+  exit 1
+fi
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu_device_check.txt"
+flags=(-x cu -std=c++17 -O3 -gencode arch=compute_90,code=sm_90
+  -diag-suppress=177,550 -I. -isystem "$deps/cuco" -isystem "$deps/hkv")
+build() {  # build NAME SOURCES...
+  local name=$1
+  shift
+  local start=$(date +%s)
+  if nvcc "${flags[@]}" "$@" -o "/tmp/$name" > "$out/$name.build.txt" 2>&1; then
+    echo "built $name in $(( $(date +%s) - start )) s" | tee -a "$out/gpu_device_check.txt"
+  else
+    echo "FAILED to build $name (see $name.build.txt)" | tee -a "$out/gpu_device_check.txt"
+    return 1
+  fi
+}
+status=0
+build gpu_row_table_check "$gpu/gpu_row_table.cu.cc" "$gpu/gpu_row_table_check.cu.cc" &
+build gpu_table_benchmark "$gpu/gpu_row_table.cu.cc" "$gpu/gpu_table_benchmark.cu.cc" &
+wait -n || status=1
+wait -n || status=1
+if [ -x /tmp/gpu_row_table_check ]; then
+  /tmp/gpu_row_table_check 2>&1 | tee -a "$out/gpu_device_check.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+else
+  status=1
+fi
+if [ -x /tmp/gpu_table_benchmark ]; then
+  /tmp/gpu_table_benchmark ${BENCHMARK_FLAGS:-} > "$out/gpu_table_benchmark.txt" 2>&1 || status=1
+  grep -v '^{' "$out/gpu_table_benchmark.txt" | tee -a "$out/gpu_device_check.txt"
+fi
+echo "result: $([ "$status" -eq 0 ] && echo PASSED || echo FAILED)" | tee -a "$out/gpu_device_check.txt"
+exit "$status"

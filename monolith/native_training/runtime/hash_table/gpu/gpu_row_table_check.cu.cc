@@ -1,0 +1,348 @@
+// A self-contained correctness check of GpuRowTable on a GPU, for machines
+// with nvcc and a GPU but no Bazel or TensorFlow (ci/gpu_device_check.sh
+// builds it with one nvcc command). The reference is the per-column math of
+// gpu_row_spec.h run on the host over a std::map in input order: the same
+// functions gpu_row_spec_test checks against the CPU engine's optimizers.
+//
+//   gpu_row_table_check    prints one line per check, exits 1 on a failure
+//
+// Covers: zeros for absent and reserved ids, assign (last of repeats),
+// assign_add (repeats add up), apply_gradients with sgd + adagrad and with
+// adam + ftrl (repeats in order), growth from a small map, update times,
+// export and restore of rows into another table, and the rejection of the
+// reserved ids.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "monolith/native_training/runtime/hash_table/gpu/gpu_row_table.h"
+
+namespace monolith {
+namespace hash_table {
+namespace gpu {
+namespace {
+
+int failures = 0;
+
+void Check(bool ok, const std::string& what) {
+  std::printf("%s %s\n", ok ? "PASS" : "FAIL", what.c_str());
+  if (!ok) ++failures;
+}
+
+void CheckOk(const Status& s, const std::string& what) {
+  Check(s.ok(), what + (s.ok() ? "" : ": " + s.ToString()));
+}
+
+template <typename T>
+class DeviceVector {
+ public:
+  explicit DeviceVector(const std::vector<T>& host) : n_(host.size()) {
+    cudaMalloc(&data_, std::max<size_t>(n_, 1) * sizeof(T));
+    cudaMemcpy(data_, host.data(), n_ * sizeof(T), cudaMemcpyHostToDevice);
+  }
+  explicit DeviceVector(size_t n) : n_(n) {
+    cudaMalloc(&data_, std::max<size_t>(n_, 1) * sizeof(T));
+  }
+  ~DeviceVector() { cudaFree(data_); }
+  DeviceVector(const DeviceVector&) = delete;
+  DeviceVector& operator=(const DeviceVector&) = delete;
+  T* get() const { return data_; }
+  std::vector<T> ToHost() const {
+    std::vector<T> host(n_);
+    cudaMemcpy(host.data(), data_, n_ * sizeof(T), cudaMemcpyDeviceToHost);
+    return host;
+  }
+
+ private:
+  T* data_ = nullptr;
+  size_t n_;
+};
+
+// The host reference: rows by id, written with gpu_row_spec.h's functions.
+class Reference {
+ public:
+  explicit Reference(const GpuRowTableSpec& spec) : spec_(spec) {}
+
+  std::vector<float>& Row(int64_t id, int64_t time) {
+    auto it = rows_.find(id);
+    if (it == rows_.end()) {
+      it = rows_.emplace(id, std::vector<float>(spec_.row_floats, 0.0f)).first;
+      for (const GpuSegment& seg : spec_.segments) {
+        for (int c = 0; c < seg.dim; ++c) InitColumn(seg, id, c, it->second.data());
+      }
+    }
+    SetRowTime(it->second.data(), spec_.entry_floats, time);
+    return it->second;
+  }
+  void Assign(const std::vector<int64_t>& ids, const std::vector<float>& v,
+              bool add, int64_t time) {
+    const int d = spec_.value_floats;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      std::vector<float>& row = Row(ids[i], time);
+      for (int c = 0; c < d; ++c) {
+        row[c] = add ? row[c] + v[i * d + c] : v[i * d + c];
+      }
+    }
+  }
+  void Apply(const std::vector<int64_t>& ids, const std::vector<float>& g,
+             const std::vector<float>& lr, int64_t time) {
+    const int d = spec_.value_floats;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      std::vector<float>& row = Row(ids[i], time);
+      for (size_t s = 0; s < spec_.segments.size(); ++s) {
+        const GpuSegment& seg = spec_.segments[s];
+        const StepScalars step = BeginStep(seg, lr[s], row.data());
+        for (int c = 0; c < seg.dim; ++c) {
+          ApplyColumn(seg, step, g.data() + i * d, c, row.data());
+        }
+        EndStep(seg, row.data());
+      }
+    }
+  }
+  const std::map<int64_t, std::vector<float>>& rows() const { return rows_; }
+
+ private:
+  GpuRowTableSpec spec_;
+  std::map<int64_t, std::vector<float>> rows_;
+};
+
+bool Near(const std::vector<float>& got, const std::vector<float>& want,
+          size_t count, size_t stride, size_t width) {
+  for (size_t i = 0; i < count; ++i) {
+    for (size_t c = 0; c < width; ++c) {
+      const float a = got[i * stride + c], b = want[i * stride + c];
+      if (!(std::fabs(a - b) <= 1e-5f * (1.0f + std::fabs(b)))) {
+        std::printf("  row %zu float %zu: %.8g, want %.8g\n", i, c, a, b);
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+// Every entry of |table|, exported in chunks of 777 slots.
+std::map<int64_t, std::vector<float>> Export(GpuRowTable* table) {
+  std::map<int64_t, std::vector<float>> rows;
+  std::vector<int64_t> ids;
+  std::vector<float> flat;
+  int64_t next = 0;
+  const int width = table->spec().row_floats;
+  while (next < table->capacity()) {
+    const Status s = table->ExportRowsToHost(next, 777, &ids, &flat, &next,
+                                             nullptr);
+    if (!s.ok()) {
+      CheckOk(s, "export");
+      break;
+    }
+    for (size_t i = 0; i < ids.size(); ++i) {
+      rows[ids[i]].assign(flat.begin() + i * width,
+                          flat.begin() + (i + 1) * width);
+    }
+  }
+  return rows;
+}
+
+bool SameRows(const std::map<int64_t, std::vector<float>>& got,
+              const std::map<int64_t, std::vector<float>>& want, int width,
+              int entry_floats) {
+  if (got.size() != want.size()) {
+    std::printf("  %zu entries, want %zu\n", got.size(), want.size());
+    return false;
+  }
+  for (const auto& [id, row] : want) {
+    const auto it = got.find(id);
+    if (it == got.end()) {
+      std::printf("  id %lld missing\n", static_cast<long long>(id));
+      return false;
+    }
+    if (RowTime(it->second.data(), entry_floats) !=
+        RowTime(row.data(), entry_floats)) {
+      std::printf("  id %lld: time %lld, want %lld\n",
+                  static_cast<long long>(id),
+                  static_cast<long long>(RowTime(it->second.data(),
+                                                 entry_floats)),
+                  static_cast<long long>(RowTime(row.data(), entry_floats)));
+      return false;
+    }
+    if (!Near(it->second, row, 1, width, entry_floats)) return false;
+  }
+  return true;
+}
+
+std::vector<int64_t> Batch(std::mt19937_64* gen, int n, int distinct) {
+  std::uniform_int_distribution<int64_t> pick(-distinct / 2, distinct / 2);
+  std::vector<int64_t> ids(n);
+  for (int64_t& id : ids) id = pick(*gen) * 1000003;
+  return ids;
+}
+
+std::vector<float> Normal(size_t n, std::mt19937_64* gen) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = normal(*gen);
+  return v;
+}
+
+GpuRowTableSpec Spec(std::vector<GpuSegment> segments) {
+  GpuRowTableSpec spec;
+  int offset = 0;
+  for (GpuSegment& seg : segments) {
+    seg.value_offset = offset;
+    offset += seg.dim;
+  }
+  spec.value_floats = offset;
+  for (GpuSegment& seg : segments) {
+    seg.state_offset = offset;
+    offset += seg.StateFloats();
+  }
+  spec.entry_floats = offset;
+  spec.row_floats = offset + kTimeFloats;
+  spec.segments = segments;
+  spec.initial_capacity = 64;  // grows many times
+  return spec;
+}
+
+// Trains |spec| on the GPU and on the reference with the same batches.
+void CheckTraining(const std::string& name, const GpuRowTableSpec& spec,
+                   const std::vector<float>& lr) {
+  std::unique_ptr<GpuRowTable> table;
+  CheckOk(GpuRowTable::Create(spec, &table), name + ": create");
+  if (table == nullptr) return;
+  Reference ref(spec);
+  std::mt19937_64 gen(11);
+  const int d = spec.value_floats;
+  std::vector<int64_t> ids;
+  for (int step = 1; step <= 6; ++step) {
+    ids = Batch(&gen, 20000, 12000);
+    const std::vector<float> v = Normal(ids.size() * d, &gen);
+    DeviceVector<int64_t> d_ids(ids);
+    DeviceVector<float> d_v(v);
+    Status s;
+    if (step == 1) {
+      s = table->Assign(d_ids.get(), ids.size(), d_v.get(), step, nullptr);
+      ref.Assign(ids, v, false, step);
+    } else if (step == 2) {
+      s = table->AssignAdd(d_ids.get(), ids.size(), d_v.get(), step, nullptr);
+      ref.Assign(ids, v, true, step);
+    } else {
+      s = table->ApplyGradients(d_ids.get(), ids.size(), d_v.get(), lr, step,
+                                nullptr);
+      ref.Apply(ids, v, lr, step);
+    }
+    CheckOk(s, name + ": write " + std::to_string(step));
+  }
+  Check(table->size() == static_cast<int64_t>(ref.rows().size()),
+        name + ": " + std::to_string(table->size()) + " entries, want " +
+            std::to_string(ref.rows().size()));
+  Check(table->capacity() > 64, name + ": the map grew to " +
+                                    std::to_string(table->capacity()));
+  // Lookups: the last batch, plus absent and reserved ids.
+  ids.push_back(777);
+  ids.push_back(kEmptySlotId);
+  ids.push_back(kReclaimedSlotId);
+  DeviceVector<int64_t> d_ids(ids);
+  DeviceVector<float> out(ids.size() * d);
+  CheckOk(table->Lookup(d_ids.get(), ids.size(), out.get(), nullptr),
+          name + ": lookup");
+  cudaDeviceSynchronize();
+  std::vector<float> want(ids.size() * d, 0.0f);
+  for (size_t i = 0; i + 3 < ids.size(); ++i) {
+    const auto& row = ref.rows().at(ids[i]);
+    std::copy(row.begin(), row.begin() + d, want.begin() + i * d);
+  }
+  Check(Near(out.ToHost(), want, ids.size(), d, d),
+        name + ": lookups match the reference (absent and reserved ids read "
+               "zeros)");
+  const auto exported = Export(table.get());
+  Check(SameRows(exported, ref.rows(), spec.row_floats, spec.entry_floats),
+        name + ": whole rows (state and update time) match the reference");
+
+  // Restore the exported rows into a fresh table.
+  std::unique_ptr<GpuRowTable> restored;
+  CheckOk(GpuRowTable::Create(spec, &restored), name + ": create another");
+  std::vector<int64_t> all_ids;
+  std::vector<float> all_rows;
+  for (const auto& [id, row] : exported) {
+    all_ids.push_back(id);
+    all_rows.insert(all_rows.end(), row.begin(), row.end());
+  }
+  CheckOk(restored->PutRowsFromHost(all_ids.data(), all_ids.size(),
+                                    all_rows.data(), nullptr),
+          name + ": restore rows");
+  Check(SameRows(Export(restored.get()), exported, spec.row_floats,
+                 spec.entry_floats),
+        name + ": restored rows equal the exported ones");
+}
+
+int Main() {
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    std::printf("FAIL no usable CUDA device\n");
+    return 1;
+  }
+  cudaDeviceProp prop;
+  cudaGetDeviceProperties(&prop, 0);
+  std::printf("device: %s\n", prop.name);
+
+  GpuSegment sgd;
+  sgd.dim = 3;
+  sgd.init_min = sgd.init_max = 0.25f;
+  GpuSegment adagrad;
+  adagrad.optimizer = GpuSegment::Optimizer::kAdagrad;
+  adagrad.dim = 5;
+  adagrad.initial_accumulator = 0.3f;
+  adagrad.weight_decay = 0.01f;
+  adagrad.init_min = -0.5f;
+  adagrad.init_max = -0.5f;
+  CheckTraining("sgd+adagrad", Spec({sgd, adagrad}), {0.1f, 0.05f});
+
+  GpuSegment adam;
+  adam.optimizer = GpuSegment::Optimizer::kAdam;
+  adam.dim = 6;
+  adam.beta1 = 0.9f;
+  adam.beta2 = 0.99f;
+  adam.epsilon = 0.01f;
+  adam.weight_decay = 0.01f;
+  adam.init_min = -0.05f;
+  adam.init_max = 0.05f;
+  adam.init_seed = 5;
+  GpuSegment ftrl;
+  ftrl.optimizer = GpuSegment::Optimizer::kFtrl;
+  ftrl.dim = 33;  // more than a tile's lanes, not a multiple of them
+  ftrl.initial_accumulator = 0.1f;
+  ftrl.beta = 0.5f;
+  ftrl.l1 = 0.01f;
+  ftrl.l2 = 0.1f;
+  CheckTraining("adam+ftrl", Spec({adam, ftrl}), {0.05f, 0.1f});
+
+  // Reserved ids: refused, nothing written.
+  std::unique_ptr<GpuRowTable> table;
+  CheckOk(GpuRowTable::Create(Spec({sgd}), &table), "reserved: create");
+  if (table != nullptr) {
+    const std::vector<int64_t> ids = {5, kEmptySlotId, 6};
+    DeviceVector<int64_t> d_ids(ids);
+    DeviceVector<float> d_v(std::vector<float>(9, 1.0f));
+    const Status s = table->Assign(d_ids.get(), 3, d_v.get(), 1, nullptr);
+    Check(s.code() == StatusCode::kInvalidArgument && table->size() == 0,
+          "reserved ids are refused and nothing is written (" +
+              s.ToString() + ")");
+  }
+  std::printf("%s: %d failed\n", failures == 0 ? "PASSED" : "FAILED",
+              failures);
+  return failures == 0 ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace gpu
+}  // namespace hash_table
+}  // namespace monolith
+
+int main() { return monolith::hash_table::gpu::Main(); }
