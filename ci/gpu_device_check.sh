@@ -44,11 +44,12 @@ fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu_device_check.txt"
 flags=(-x cu -std=c++17 -O3 -gencode arch=compute_90,code=sm_90
   -diag-suppress=177,550 -I. -isystem "$deps/cuco" -isystem "$deps/hkv")
+bin=$(mktemp -d)
 build() {  # build NAME SOURCES...
   local name=$1
   shift
   local start=$(date +%s)
-  if nvcc "${flags[@]}" "$@" -o "/tmp/$name" > "$out/$name.build.txt" 2>&1; then
+  if nvcc "${flags[@]}" "$@" -o "$bin/$name" > "$out/$name.build.txt" 2>&1; then
     echo "built $name in $(( $(date +%s) - start )) s" | tee -a "$out/gpu_device_check.txt"
   else
     echo "FAILED to build $name (see $name.build.txt)" | tee -a "$out/gpu_device_check.txt"
@@ -57,17 +58,19 @@ build() {  # build NAME SOURCES...
 }
 status=0
 build gpu_row_table_check "$gpu/gpu_row_table.cu.cc" "$gpu/gpu_row_table_check.cu.cc" &
+check_build=$!
 build gpu_table_benchmark "$gpu/gpu_row_table.cu.cc" "$gpu/gpu_table_benchmark.cu.cc" &
-wait -n || status=1
-wait -n || status=1
-if [ -x /tmp/gpu_row_table_check ]; then
-  /tmp/gpu_row_table_check 2>&1 | tee -a "$out/gpu_device_check.txt"
+bench_build=$!
+wait "$check_build" || status=1
+wait "$bench_build" || status=1
+if [ -x "$bin/gpu_row_table_check" ]; then
+  timeout 300 "$bin/gpu_row_table_check" 2>&1 | tee -a "$out/gpu_device_check.txt"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 else
   status=1
 fi
-if [ -x /tmp/gpu_table_benchmark ]; then
-  /tmp/gpu_table_benchmark ${BENCHMARK_FLAGS:-} > "$out/gpu_table_benchmark.txt" 2>&1 || status=1
+if [ -x "$bin/gpu_table_benchmark" ]; then
+  timeout 300 "$bin/gpu_table_benchmark" ${BENCHMARK_FLAGS:-} > "$out/gpu_table_benchmark.txt" 2>&1 || status=1
   grep -v '^{' "$out/gpu_table_benchmark.txt" | tee -a "$out/gpu_device_check.txt"
 fi
 echo "result: $([ "$status" -eq 0 ] && echo PASSED || echo FAILED)" | tee -a "$out/gpu_device_check.txt"

@@ -252,7 +252,9 @@ void CheckTraining(const std::string& name, const GpuRowTableSpec& spec,
   DeviceVector<float> out(ids.size() * d);
   CheckOk(table->Lookup(d_ids.get(), ids.size(), out.get(), nullptr),
           name + ": lookup");
-  cudaDeviceSynchronize();
+  const cudaError_t synced = cudaDeviceSynchronize();
+  Check(synced == cudaSuccess,
+        name + ": kernels ran (" + cudaGetErrorString(synced) + ")");
   std::vector<float> want(ids.size() * d, 0.0f);
   for (size_t i = 0; i + 3 < ids.size(); ++i) {
     const auto& row = ref.rows().at(ids[i]);
@@ -268,21 +270,38 @@ void CheckTraining(const std::string& name, const GpuRowTableSpec& spec,
   // Restore the exported rows into a fresh table.
   std::unique_ptr<GpuRowTable> restored;
   CheckOk(GpuRowTable::Create(spec, &restored), name + ": create another");
+  if (restored == nullptr) return;
+  // First a stale copy of every row (time 0, values doubled), then the
+  // exported rows twice in one batch: the last of repeats wins, existing
+  // rows are overwritten whole.
   std::vector<int64_t> all_ids;
-  std::vector<float> all_rows;
+  std::vector<float> all_rows, stale_rows;
   for (const auto& [id, row] : exported) {
     all_ids.push_back(id);
     all_rows.insert(all_rows.end(), row.begin(), row.end());
+    std::vector<float> stale = row;
+    for (int c = 0; c < spec.entry_floats; ++c) stale[c] *= 2;
+    SetRowTime(stale.data(), spec.entry_floats, 0);
+    stale_rows.insert(stale_rows.end(), stale.begin(), stale.end());
   }
   CheckOk(restored->PutRowsFromHost(all_ids.data(), all_ids.size(),
-                                    all_rows.data(), nullptr),
-          name + ": restore rows");
+                                    stale_rows.data(), nullptr),
+          name + ": restore stale rows");
+  std::vector<int64_t> twice_ids = all_ids;
+  twice_ids.insert(twice_ids.end(), all_ids.begin(), all_ids.end());
+  std::vector<float> twice_rows = stale_rows;
+  twice_rows.insert(twice_rows.end(), all_rows.begin(), all_rows.end());
+  CheckOk(restored->PutRowsFromHost(twice_ids.data(), twice_ids.size(),
+                                    twice_rows.data(), nullptr),
+          name + ": restore rows over them");
   Check(SameRows(Export(restored.get()), exported, spec.row_floats,
                  spec.entry_floats),
         name + ": restored rows equal the exported ones");
 }
 
 int Main() {
+  // Line by line, so a crash or a timeout keeps what was printed.
+  setvbuf(stdout, nullptr, _IOLBF, 0);
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
     std::printf("FAIL no usable CUDA device\n");
