@@ -283,19 +283,18 @@ class GpuMultiHashTableOptimizeOp : public OpKernel {
     OP_REQUIRES_OK(ctx, GetGpuTable(ctx, &mtable));
     UpdateBatch in;
     OP_REQUIRES_OK(ctx, ReadGpuUpdate(ctx, mtable.get(), &in));
-    const Tensor* learning_rates = nullptr;
-    OP_REQUIRES_OK(ctx,
-                   GetVectorInput(ctx, 4, "learning_rate", &learning_rates));
-    int64_t update_time = 0;
-    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 5, "update_time", &update_time));
-    int64_t global_step = 0;
-    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 6, "global_step", &global_step));
-    OP_REQUIRES(ctx, learning_rates->NumElements() == mtable->learning_rates(),
+    // global_step is not read: creation refuses warmup_steps, the one
+    // step-dependent setting of the GPU optimizers.
+    OptimizeScalars scalars;
+    OP_REQUIRES_OK(ctx, ReadOptimizeScalars(ctx, &scalars));
+    const int64_t update_time = scalars.update_time;
+    const Tensor& learning_rates = *scalars.learning_rates;
+    OP_REQUIRES(ctx, learning_rates.NumElements() == mtable->learning_rates(),
                 errors::InvalidArgument(
-                    "learning_rate has ", learning_rates->NumElements(),
+                    "learning_rate has ", learning_rates.NumElements(),
                     " floats; the tables' optimizers need ",
                     mtable->learning_rates()));
-    const float* lr = learning_rates->flat<float>().data();
+    const float* lr = learning_rates.flat<float>().data();
     void* stream = CudaStream(ctx);
     mutex_lock l(mtable->mu());
     for (int t = 0; t < mtable->size(); ++t) {

@@ -285,18 +285,15 @@ class MultiHashTableOptimizeOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     UpdateInputs in;
     OP_REQUIRES_OK(ctx, ReadUpdateInputs(ctx, "value", &in));
-    const Tensor* learning_rates = nullptr;
-    OP_REQUIRES_OK(ctx,
-                   GetVectorInput(ctx, 4, "learning_rate", &learning_rates));
-    int64_t update_time = 0;
-    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 5, "update_time", &update_time));
-    int64_t global_step = 0;
-    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 6, "global_step", &global_step));
+    OptimizeScalars scalars;
+    OP_REQUIRES_OK(ctx, ReadOptimizeScalars(ctx, &scalars));
+    const int64_t update_time = scalars.update_time;
+    const int64_t global_step = scalars.global_step;
     const MultiHashTable& mtable = *in.mtable;
     OP_REQUIRES_OK(ctx, CheckTrainable(mtable));
-    OP_REQUIRES_OK(ctx,
-                   CheckLearningRates(mtable, *learning_rates, "learning_rate"));
-    const float* lr_data = learning_rates->flat<float>().data();
+    OP_REQUIRES_OK(ctx, CheckLearningRates(mtable, *scalars.learning_rates,
+                                           "learning_rate"));
+    const float* lr_data = scalars.learning_rates->flat<float>().data();
     OP_REQUIRES_OK(ctx, RunItems(ctx, mtable.size(), in.num_ids,
                                  [&](int64_t t) {
       const int64_t* ids = in.ids + in.id_split[t];

@@ -218,6 +218,21 @@ inline Status ReadUpdateBatch(OpKernelContext* ctx,
   return OkStatus();
 }
 
+// The rest of MonolithMultiHashTableOptimize's inputs: learning_rate (4,
+// a vector), update_time (5) and global_step (6) scalars.
+struct OptimizeScalars {
+  const Tensor* learning_rates = nullptr;
+  int64_t update_time = 0;
+  int64_t global_step = 0;
+};
+
+inline Status ReadOptimizeScalars(OpKernelContext* ctx, OptimizeScalars* in) {
+  TF_RETURN_IF_ERROR(
+      GetVectorInput(ctx, 4, "learning_rate", &in->learning_rates));
+  TF_RETURN_IF_ERROR(GetScalarInput(ctx, 5, "update_time", &in->update_time));
+  return GetScalarInput(ctx, 6, "global_step", &in->global_step);
+}
+
 // A handle to the resource named by the op's shared_name attr, of type T
 // (ReadMonolithMultiHashTable): creation and use are separate ops.
 template <typename T>
