@@ -127,6 +127,27 @@ def test_assign_and_assign_add_match_the_cpu_table():
     np.testing.assert_allclose(got[n], want[n], rtol=1e-5, atol=1e-6)
 
 
+def test_reinitialize_matches_the_cpu_table():
+  gpu, cpu = _tables()
+  ids = tf1.placeholder(tf.int64, [None])
+  values = tf1.placeholder(tf.float32, [None, 8])
+  assigns = [t.assign({"user": (ids, values)}).as_op() for t in (gpu, cpu)]
+  reinits = [t.reinitialize("user", ids) for t in (gpu, cpu)]
+  statuses = [status for _, status in reinits]
+  with tf.control_dependencies([r[0].as_op() for r in reinits]):
+    lookups = [t.lookup({"user": ids})["user"] for t in (gpu, cpu)]
+  with _session() as sess:
+    sess.run([gpu.initializer, cpu.initializer])
+    sess.run(assigns, feed_dict={ids: [1, 2, 3], values: np.ones((3, 8))})
+    # 3 exists, 4 is new and repeated, 5 is new.
+    fd = {ids: [3, 4, 4, 5]}
+    got_status, want_status = sess.run(statuses, feed_dict=fd)
+    got, want = sess.run(lookups, feed_dict=fd)
+  np.testing.assert_array_equal(got_status, [1, 0, 1, 0])
+  np.testing.assert_array_equal(got_status, want_status)
+  np.testing.assert_allclose(got, want)
+
+
 def test_checkpoints_move_between_gpu_and_cpu_tables(tmp_path):
   gpu, cpu = _tables()
   ids = {n: tf1.placeholder(tf.int64, [None]) for n in NAMES}
@@ -161,7 +182,7 @@ def test_checkpoints_move_between_gpu_and_cpu_tables(tmp_path):
 
 def test_operations_the_gpu_table_lacks_are_refused():
   gpu, _ = _tables()
-  with pytest.raises(NotImplementedError, match="reinitialize"):
-    gpu.reinitialize("user", tf.constant([1], tf.int64))
+  with pytest.raises(NotImplementedError, match="evict"):
+    gpu.evict()
   with pytest.raises(NotImplementedError, match="lookup_entry"):
     gpu.lookup_entry({"user": tf.constant([1], tf.int64)})

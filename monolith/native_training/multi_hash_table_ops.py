@@ -743,7 +743,6 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       The updated table and an int32 status per id: -1 the table does not
       exist, 0 the id was inserted, 1 it existed.
     """
-    self._check_on_cpu("reinitialize")
     new_handle, status = hash_table_ops.monolith_multi_hash_table_reinitialize(
         mtable=self._handle, table_name=slot, id=_as_int64(ids))
     return self._copy_with_new_table(new_handle), status
@@ -984,8 +983,8 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     if self._on_gpu:
       raise NotImplementedError(
           f"MultiHashTable.{method} is not available for gpucuco tables yet "
-          f"(their GPU kernels: lookup, assign, assign_add, apply_gradients, "
-          f"save, restore; see docs/gpu.md)")
+          f"(their GPU kernels: lookup, assign, assign_add, reinitialize, "
+          f"apply_gradients, save, restore; see docs/gpu.md)")
 
   def _copy_with_new_table(self, handle: tf.Tensor) -> "MultiHashTable":
     copied = copy.copy(self)

@@ -6,13 +6,14 @@
 // library adds kernels only.
 //
 // What runs on the GPU: creation, lookup, assign, assign_add,
-// apply_gradients (optimize), save and restore, in the CPU tables'
-// checkpoint format. Not yet: reinitialize, lookup_entry, eviction, the
-// fused ops and hash filters (the Python wrapper refuses them for gpucuco
-// tables).
+// reinitialize, apply_gradients (optimize), save and restore, in the CPU
+// tables' checkpoint format. Not yet: lookup_entry, eviction, the fused ops
+// and hash filters (the Python wrapper refuses them for gpucuco tables).
 //
 // Thin kernels: they validate inputs (ids on the device; splits, learning
 // rates, times and names in host memory) and call the table.
+#include <cuda_runtime.h>
+
 #include <memory>
 #include <string>
 #include <utility>
@@ -28,6 +29,7 @@
 #include "tensorflow/core/framework/resource_mgr.h"
 #include "tensorflow/core/framework/resource_op_kernel.h"
 #include "tensorflow/core/lib/random/random.h"
+#include "tensorflow/core/platform/env_time.h"
 #include "xla/stream_executor/stream.h"
 #include "xla/stream_executor/stream_executor.h"
 
@@ -312,6 +314,46 @@ class GpuMultiHashTableOptimizeOp : public OpKernel {
   }
 };
 
+// status: -1 the table does not exist (ids untouched), 0 inserted, 1
+// existed, as the CPU kernel's.
+class GpuMultiHashTableReinitializeOp : public OpKernel {
+ public:
+  explicit GpuMultiHashTableReinitializeOp(OpKernelConstruction* ctx)
+      : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    core::RefCountPtr<GpuMultiHashTable> mtable;
+    OP_REQUIRES_OK(ctx, GetGpuTable(ctx, &mtable));
+    std::string name;
+    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 1, "table_name", &name));
+    const Tensor* ids = nullptr;
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 2, "id", &ids));
+    Tensor* status = nullptr;
+    OP_REQUIRES_OK(ctx,
+                   ctx->allocate_output(1, {ids->NumElements()}, &status));
+    void* stream = CudaStream(ctx);
+    const int t = mtable->Find(name);
+    if (t < 0) {
+      LOG(ERROR) << "Reinitialize: table " << name << " does not exist";
+      // Every byte 0xff: int32 -1.
+      OP_REQUIRES(ctx,
+                  cudaMemsetAsync(status->flat<int32_t>().data(), 0xff,
+                                  status->TotalBytes(),
+                                  static_cast<cudaStream_t>(stream)) ==
+                      cudaSuccess,
+                  errors::Internal("cudaMemsetAsync failed"));
+    } else {
+      mutex_lock l(mtable->mu());
+      OP_REQUIRES_OK(ctx,
+                     ToTfStatus(mtable->table(t).table->Reinitialize(
+                         ids->flat<int64_t>().data(), ids->NumElements(),
+                         status->flat<int32_t>().data(),
+                         static_cast<int64_t>(EnvTime::NowSeconds()), stream)));
+    }
+    ctx->set_output(0, ctx->input(0));
+  }
+};
+
 // The GPU tables as row stores, for the checkpoint code.
 struct Stores {
   std::vector<std::unique_ptr<gpu::GpuRowTableStore>> owned;
@@ -504,6 +546,12 @@ REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableAssignAdd")
                             .HostMemory("update_time")
                             .HostMemory("updated_table"),
                         GpuMultiHashTableAssignOp<true>);
+REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableReinitialize")
+                            .Device(DEVICE_GPU)
+                            .HostMemory("mtable")
+                            .HostMemory("table_name")
+                            .HostMemory("updated_table"),
+                        GpuMultiHashTableReinitializeOp);
 REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableOptimize")
                             .Device(DEVICE_GPU)
                             .HostMemory("mtable")

@@ -137,7 +137,7 @@ __global__ void UpsertKernel(Map::device_mutable_view view,
                              const int64_t* sorted, int64_t n,
                              const GpuSegment* segments, int num_segments,
                              int time_offset, int64_t update_time,
-                             float** rows) {
+                             float** rows, bool* inserted) {
   const int64_t i = TileIndex();
   if (i >= n || !IsHead(sorted, i)) return;
   auto tile = ThisTile();
@@ -148,13 +148,13 @@ __global__ void UpsertKernel(Map::device_mutable_view view,
   // A new row was zeroed lane by lane (float c by lane c % kTile); the
   // writes below come from other lanes: order them after the zeros.
   tile.sync();
-  if (result == cuco::insert_result::OCCUPIED_EMPTY ||
-      result == cuco::insert_result::OCCUPIED_RECLAIMED) {
-    InitRow(tile, id, segments, num_segments, row);
-  }
+  const bool fresh = result == cuco::insert_result::OCCUPIED_EMPTY ||
+                     result == cuco::insert_result::OCCUPIED_RECLAIMED;
+  if (fresh) InitRow(tile, id, segments, num_segments, row);
   if (tile.thread_rank() == 0) {
     SetRowTime(row, time_offset, update_time);
     rows[i] = row;
+    inserted[i] = fresh;
   }
 }
 
@@ -178,6 +178,30 @@ __global__ void CopyLastKernel(const int64_t* sorted, const int64_t* positions,
   const float* src = source + last * source_stride;
   float* row = rows[i];
   for (int c = tile.thread_rank(); c < width; c += kTile) row[c] = src[c];
+}
+
+// Re-initializes each id's entry (its embedding and optimizer state; new
+// ones are fresh already) and writes every occurrence's status: 0 for the
+// occurrence that inserted the id, 1 for the others (it existed by then).
+__global__ void ReinitializeKernel(const int64_t* sorted,
+                                   const int64_t* positions,
+                                   float* const* rows, const bool* inserted,
+                                   int64_t n, const GpuSegment* segments,
+                                   int num_segments, int entry_floats,
+                                   int32_t* status) {
+  const int64_t i = TileIndex();
+  if (i >= n || !IsHead(sorted, i)) return;
+  auto tile = ThisTile();
+  float* row = rows[i];
+  if (!inserted[i]) {
+    for (int c = tile.thread_rank(); c < entry_floats; c += kTile) row[c] = 0;
+    tile.sync();
+    InitRow(tile, sorted[i], segments, num_segments, row);
+  }
+  const int64_t end = RunEnd(sorted, n, i);
+  for (int64_t k = i + tile.thread_rank(); k < end; k += kTile) {
+    status[positions[k]] = (k == i && inserted[i]) ? 0 : 1;
+  }
 }
 
 // Adds every occurrence's `width` values to its id's row, in input order.
@@ -358,8 +382,9 @@ struct GpuRowTable::Impl {
   std::unique_ptr<OwnedMap> map;
   DeviceBuffer segments;        // GpuSegment[num_segments]
   DeviceBuffer learning_rates;  // float[num_segments]
-  // One batch: sorted ids, their input positions, the row of each head.
-  DeviceBuffer sorted_ids, positions_in, positions, rows, sort_temp;
+  // One batch: sorted ids, their input positions, the row of each head and
+  // whether the batch inserted it.
+  DeviceBuffer sorted_ids, positions_in, positions, rows, inserted, sort_temp;
   DeviceBuffer counter;  // unsigned long long
   // Host transfers: ids and rows.
   DeviceBuffer staged_ids, staged_rows;
@@ -488,6 +513,7 @@ Status GpuRowTable::Upsert(const int64_t* ids, int64_t n, int64_t update_time,
   MONOLITH_RETURN_IF_ERROR(m.positions_in.Reserve(sizeof(int64_t) * n));
   MONOLITH_RETURN_IF_ERROR(m.positions.Reserve(sizeof(int64_t) * n));
   MONOLITH_RETURN_IF_ERROR(m.rows.Reserve(sizeof(float*) * n));
+  MONOLITH_RETURN_IF_ERROR(m.inserted.Reserve(sizeof(bool) * n));
   IotaKernel<<<static_cast<unsigned>((n + kBlock - 1) / kBlock), kBlock, 0,
                s>>>(n, m.positions_in.as<int64_t>());
   size_t temp_bytes = 0;
@@ -542,7 +568,7 @@ Status GpuRowTable::Upsert(const int64_t* ids, int64_t n, int64_t update_time,
   UpsertKernel<<<GridFor(n), kBlock, 0, s>>>(
       m.map->map->get_device_mutable_view(), sorted, n,
       m.segments.as<GpuSegment>(), m.num_segments, spec_.entry_floats,
-      update_time, m.rows.as<float*>());
+      update_time, m.rows.as<float*>(), m.inserted.as<bool>());
   MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "launching the upsert");
   size_ += static_cast<int64_t>(missing);
   return Status::OK();
@@ -570,6 +596,21 @@ Status GpuRowTable::AssignAdd(const int64_t* ids, int64_t n,
       impl_->sorted_ids.as<int64_t>(), impl_->positions.as<int64_t>(),
       impl_->rows.as<float*>(), n, values, spec_.value_floats);
   return CudaStatus(cudaGetLastError(), "launching the assign_add");
+}
+
+Status GpuRowTable::Reinitialize(const int64_t* ids, int64_t n,
+                                 int32_t* status, int64_t update_time,
+                                 void* stream) {
+  MONOLITH_RETURN_IF_ERROR(UseDevice(spec_.device));
+  if (n == 0) return CheckBatch(n);
+  MONOLITH_RETURN_IF_ERROR(Upsert(ids, n, update_time, stream));
+  ReinitializeKernel<<<GridFor(n), kBlock, 0,
+                       static_cast<cudaStream_t>(stream)>>>(
+      impl_->sorted_ids.as<int64_t>(), impl_->positions.as<int64_t>(),
+      impl_->rows.as<float*>(), impl_->inserted.as<bool>(), n,
+      impl_->segments.as<GpuSegment>(), impl_->num_segments,
+      spec_.entry_floats, status);
+  return CudaStatus(cudaGetLastError(), "launching the reinitialize");
 }
 
 Status GpuRowTable::PutRows(const int64_t* ids, int64_t n, const float* rows,

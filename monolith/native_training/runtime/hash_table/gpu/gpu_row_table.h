@@ -51,6 +51,12 @@ class GpuRowTable {
   // repeated ids add up. Stamps update_time.
   Status AssignAdd(const int64_t* ids, int64_t n, const float* values,
                    int64_t update_time, void* stream);
+  // Resets ids' entries to their initial values and optimizer state,
+  // inserting absent ids; status (device, n) gets 0 for the occurrence that
+  // inserted an id and 1 for the others, as the CPU table's. Stamps
+  // update_time.
+  Status Reinitialize(const int64_t* ids, int64_t n, int32_t* status,
+                      int64_t update_time, void* stream);
   // Runs each segment's optimizer on ids' entries with grads (value_floats
   // each) and learning_rates (host, one per segment), inserting absent ids
   // first; a repeated id's gradients are applied in input order. Stamps

@@ -7,7 +7,7 @@
 //   gpu_row_table_check    prints one line per check, exits 1 on a failure
 //
 // Covers: zeros for absent and reserved ids, assign (last of repeats),
-// assign_add (repeats add up), apply_gradients with sgd + adagrad and with
+// assign_add (repeats add up), reinitialize, apply_gradients with sgd + adagrad and with
 // adam + ftrl (repeats in order), growth from a small map, update times,
 // export and restore of rows into another table, and the rejection of the
 // reserved ids.
@@ -106,6 +106,18 @@ class Reference {
         EndStep(seg, row.data());
       }
     }
+  }
+  // Status per id as GpuRowTable::Reinitialize gives it.
+  std::vector<int32_t> Reinitialize(const std::vector<int64_t>& ids,
+                                    int64_t time) {
+    std::vector<int32_t> status;
+    for (int64_t id : ids) {
+      const bool existed = rows_.count(id) > 0;
+      rows_.erase(id);
+      Row(id, time);
+      status.push_back(existed ? 1 : 0);
+    }
+    return status;
   }
   const std::map<int64_t, std::vector<float>>& rows() const { return rows_; }
 
@@ -263,6 +275,19 @@ void CheckTraining(const std::string& name, const GpuRowTableSpec& spec,
   Check(Near(out.ToHost(), want, ids.size(), d, d),
         name + ": lookups match the reference (absent and reserved ids read "
                "zeros)");
+  // Reinitialize: existing, absent and repeated ids.
+  {
+    std::vector<int64_t> some(ids.begin(), ids.begin() + 500);
+    some.push_back(123456789);
+    some.push_back(123456789);
+    DeviceVector<int64_t> d_some(some);
+    DeviceVector<int32_t> d_status(some.size());
+    CheckOk(table->Reinitialize(d_some.get(), some.size(), d_status.get(), 7,
+                                nullptr),
+            name + ": reinitialize");
+    Check(d_status.ToHost() == ref.Reinitialize(some, 7),
+          name + ": reinitialize statuses (0 for the inserting occurrence)");
+  }
   const auto exported = Export(table.get());
   Check(SameRows(exported, ref.rows(), spec.row_floats, spec.entry_floats),
         name + ": whole rows (state and update time) match the reference");

@@ -193,6 +193,34 @@ TEST_F(GpuRowTableTest, AssignAddSumsRepeatsOntoInitialValues) {
   }
 }
 
+TEST_F(GpuRowTableTest, ReinitializeMatchesTheCpuEngine) {
+  std::mt19937_64 gen(8);
+  std::vector<int64_t> ids = Batch(&gen);
+  const std::vector<float> grads = Normal(ids.size() * spec_.value_floats, &gen);
+  ASSERT_TRUE(cpu_->BatchOptimize(ids.data(), ids.size(), grads.data(),
+                                  std::vector<float>{0.1f, 0.05f}.data(), 1, 1)
+                  .ok());
+  DeviceVector<int64_t> d_ids(ids);
+  DeviceVector<float> d_grads(grads);
+  ASSERT_TRUE(gpu_->ApplyGradients(d_ids.get(), ids.size(), d_grads.get(),
+                                   {0.1f, 0.05f}, 1, nullptr)
+                  .ok());
+  // Half of them again, and new ids, repeated.
+  ids.resize(ids.size() / 2);
+  for (int64_t id : {5, 6, 5}) ids.push_back(id);
+  std::vector<int> want_status(ids.size());
+  cpu_->Reinitialize(ids.data(), ids.size(), want_status.data(), 2);
+  DeviceVector<int64_t> d_again(ids);
+  DeviceVector<int32_t> status(ids.size());
+  ASSERT_TRUE(
+      gpu_->Reinitialize(d_again.get(), ids.size(), status.get(), 2, nullptr)
+          .ok());
+  const std::vector<int32_t> got_status = status.ToHost();
+  EXPECT_EQ(std::vector<int>(got_status.begin(), got_status.end()),
+            want_status);
+  ExpectNear(GpuLookup(ids), CpuLookup(ids));
+}
+
 TEST_F(GpuRowTableTest, GradientsMatchTheCpuEngineEntryByEntry) {
   std::mt19937_64 gen(2);
   const std::vector<float> learning_rates = {0.1f, 0.05f};
