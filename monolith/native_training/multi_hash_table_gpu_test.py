@@ -186,3 +186,8 @@ def test_operations_the_gpu_table_lacks_are_refused():
     gpu.evict()
   with pytest.raises(NotImplementedError, match="lookup_entry"):
     gpu.lookup_entry({"user": tf.constant([1], tf.int64)})
+  expiring = _config(True)
+  expiring.table_config.slot_expire_time_config.default_expire_time = 7
+  with pytest.raises(ValueError, match="expire"):
+    multi_hash_table_ops.MultiHashTable.from_configs({"user": expiring},
+                                                     name_suffix="expiring")

@@ -497,7 +497,8 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     Raises:
       ValueError: a table has not one learning-rate function per segment,
         the tables have different types, gpucuco tables are given a hash
-        filter, or the shared name is already used in this graph.
+        filter or expire times, or the shared name is already used in this
+        graph.
       RuntimeError: gpucuco tables cannot run here (no CUDA kernels or no
         GPU).
     """
@@ -509,6 +510,9 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       if hash_filter is not None:
         raise ValueError("gpucuco tables admit every id: they take no hash "
                          "filter")
+      if cc.slot_expire_time_config:
+        raise ValueError("gpucuco tables do not expire entries yet: their "
+                         "configs take no slot_expire_time_config")
       device = "/device:GPU:0"
       # The tables allocate GPU memory themselves, beside TF's allocator,
       # which would otherwise reserve nearly all of it at the first session.
