@@ -423,7 +423,6 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       self._learning_rate = tf.cast(tf.stack(learning_rate_list), tf.float32)
     self._saver_parallel = saver_parallel
     self._ps_shard = None
-    self._on_gpu = "GPU" in device.upper()
     self._shared_name = "_".join([MultiHashTable.NAME_PREFIX, name_suffix])
     self._check_and_insert_name(self._shared_name)
     with tf.device(device):
@@ -461,7 +460,6 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
         ops.prepend_name_scope(proto.initializer_op, import_scope))
     self._handle = g.as_graph_element(
         ops.prepend_name_scope(proto.handle_tensor, import_scope))
-    self._on_gpu = "GPU" in self._initializer.device.upper()
     init_handle = self._initializer.outputs[0]
     is_initialized = hash_table_ops.is_hash_table_initialized(init_handle)
     resources.register_resource(init_handle, self._initializer,
@@ -984,7 +982,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
 
   def _check_on_cpu(self, method: str) -> None:
     """NotImplementedError for what gpucuco tables do not do yet."""
-    if self._on_gpu:
+    if "GPU" in self._initializer.device.upper():
       raise NotImplementedError(
           f"MultiHashTable.{method} is not available for gpucuco tables yet "
           f"(their GPU kernels: lookup, assign, assign_add, reinitialize, "

@@ -53,7 +53,7 @@ TableSaver RowStoreSaver(std::vector<RowStore*> tables,
                        const std::function<Status(std::string_view)>& write) {
     RowStore* store = tables[t];
     const GpuRowRecords& table_records = *records[t];
-    const int row_floats = table_records.spec().row_floats;
+    const int row_floats = table_records.spec().row_floats();
     std::vector<int64_t> ids;
     std::vector<float> rows;
     WireWriter wire;
@@ -93,7 +93,7 @@ RowStoreRestorer::RowStoreRestorer(std::vector<RowStore*> tables,
 Status RowStoreRestorer::Restore(int shard, int table,
                                  std::string_view record) {
   Pending& pending = pending_[shard][table];
-  const int row_floats = records_[table]->spec().row_floats;
+  const int row_floats = records_[table]->spec().row_floats();
   const size_t at = pending.ids.size();
   pending.ids.push_back(0);
   pending.rows.resize((at + 1) * row_floats);

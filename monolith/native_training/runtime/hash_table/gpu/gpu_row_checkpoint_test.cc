@@ -119,7 +119,7 @@ class GpuRowCheckpointTest : public ::testing::Test {
     EntryDump scratch;
     RandomEngine rng(1);
     for (const std::string& record : CpuRecords()) {
-      std::vector<float> row(records_->spec().row_floats);
+      std::vector<float> row(records_->spec().row_floats());
       int64_t id = 0;
       EXPECT_TRUE(records_->Read(record, &scratch, &rng, &id, row.data()).ok());
       rows[id] = row;
@@ -143,7 +143,7 @@ TEST_F(GpuRowCheckpointTest, RowsWriteTheCpuTablesRecordsByteForByte) {
   RandomEngine rng(1);
   WireWriter wire;
   for (const std::string& record : records) {
-    std::vector<float> row(records_->spec().row_floats);
+    std::vector<float> row(records_->spec().row_floats());
     int64_t id = 0;
     ASSERT_TRUE(records_->Read(record, &scratch, &rng, &id, row.data()).ok());
     // The row holds the entry: its embedding and time as the CPU table's.
@@ -164,7 +164,7 @@ TEST_F(GpuRowCheckpointTest, RecordsInOtherLayoutsAreParsed) {
   dump.set_last_update_ts_sec(1234);
   // No optimizer state: the adagrad accumulators start at their initial
   // value, as in a CPU table.
-  std::vector<float> row(records_->spec().row_floats, -1.0f);
+  std::vector<float> row(records_->spec().row_floats(), -1.0f);
   EntryDump scratch;
   RandomEngine rng(1);
   int64_t id = 0;
@@ -190,7 +190,7 @@ TEST_F(GpuRowCheckpointTest, RecordsInOtherLayoutsAreParsed) {
 
 TEST_F(GpuRowCheckpointTest, GpuSavesRestoreIntoCpuTables) {
   const std::map<int64_t, std::vector<float>> want = CpuRows();
-  const int row_floats = records_->spec().row_floats;
+  const int row_floats = records_->spec().row_floats();
   HostRowStore store(row_floats);
   for (const auto& [id, row] : want) {
     ASSERT_TRUE(store.Put(&id, 1, row.data()).ok());
@@ -246,7 +246,7 @@ TEST_F(GpuRowCheckpointTest, CpuSavesRestoreIntoGpuRows) {
           .ok());
   CheckpointInfo info;
   ASSERT_TRUE(ReadCheckpointInfo(&fs, basename, true, {}, &info).ok());
-  HostRowStore store(records_->spec().row_floats);
+  HostRowStore store(records_->spec().row_floats());
   RowStoreRestorer restorer({&store}, {records_.get()}, info.nshards, 1,
                             /*batch_rows=*/500);
   ASSERT_TRUE(RestoreCheckpoint(

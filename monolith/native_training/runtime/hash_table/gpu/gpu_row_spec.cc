@@ -117,7 +117,6 @@ Status GpuRowTableSpecFor(const EntryConfig& config, uint64_t seed,
     result.segments.push_back(seg);
   }
   result.entry_floats = state;
-  result.row_floats = state + kTimeFloats;
   if (int64_t{result.entry_floats} * 4 != accessor->SizeBytes()) {
     return InternalError("GPU entry of " + std::to_string(result.entry_floats) +
                          " floats, CPU entry of " +

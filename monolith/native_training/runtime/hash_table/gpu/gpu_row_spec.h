@@ -94,12 +94,12 @@ struct GpuSegment {
 constexpr int kTimeFloats = 2;
 
 struct GpuRowTableSpec {
-  // Floats of the embedding (the segments' dims), of the CPU entry (the
-  // embedding and the optimizer state) and of a row (the entry and its
-  // update time, at float entry_floats).
+  // Floats of the embedding (the segments' dims) and of the CPU entry (the
+  // embedding and the optimizer state).
   int value_floats = 0;
   int entry_floats = 0;
-  int row_floats = 0;
+  // Floats of a row: the entry and its update time, at float entry_floats.
+  int row_floats() const { return entry_floats + kTimeFloats; }
   std::vector<GpuSegment> segments;
   // Slots of the first map; it doubles when a batch would fill it past
   // max_load.

@@ -50,7 +50,7 @@ std::unique_ptr<EntryAccessor> Accessor(const EntryConfig& config) {
 
 // A new row as the kernels write it: zeros, then every column's init.
 std::vector<float> NewRow(const GpuRowTableSpec& spec, int64_t id) {
-  std::vector<float> row(spec.row_floats, 0.0f);
+  std::vector<float> row(spec.row_floats(), 0.0f);
   for (const GpuSegment& seg : spec.segments) {
     for (int c = 0; c < seg.dim; ++c) InitColumn(seg, id, c, row.data());
   }
@@ -150,7 +150,7 @@ TEST(GpuRowSpecTest, RowsAreTheCpuEntriesAndStartTheSame) {
   auto accessor = Accessor(config);
   EXPECT_EQ(spec.value_floats, 5);
   EXPECT_EQ(spec.entry_floats * 4, accessor->SizeBytes());
-  EXPECT_EQ(spec.row_floats, spec.entry_floats + kTimeFloats);
+  EXPECT_EQ(spec.row_floats(), spec.entry_floats + kTimeFloats);
   ASSERT_EQ(spec.segments.size(), 2u);
   EXPECT_EQ(spec.segments[1].value_offset, 3);
   EXPECT_EQ(spec.segments[1].state_offset, 5);

@@ -403,14 +403,11 @@ int64_t GpuRowTable::capacity() const {
 
 Status GpuRowTable::Create(const GpuRowTableSpec& spec,
                            std::unique_ptr<GpuRowTable>* table) {
-  if (spec.value_floats <= 0 || spec.entry_floats < spec.value_floats ||
-      spec.row_floats != spec.entry_floats + kTimeFloats) {
+  if (spec.value_floats <= 0 || spec.entry_floats < spec.value_floats) {
     return InvalidArgumentError(
-        "GPU table: need 0 < value_floats <= entry_floats and row_floats = "
-        "entry_floats + " + std::to_string(kTimeFloats) + ", got " +
-        std::to_string(spec.value_floats) + ", " +
-        std::to_string(spec.entry_floats) + ", " +
-        std::to_string(spec.row_floats));
+        "GPU table: need 0 < value_floats <= entry_floats, got " +
+        std::to_string(spec.value_floats) + " and " +
+        std::to_string(spec.entry_floats));
   }
   if (!(spec.max_load > 0.0f && spec.max_load < 1.0f) ||
       spec.initial_capacity < 1) {
@@ -467,7 +464,7 @@ Status GpuRowTable::Create(const GpuRowTableSpec& spec,
                  segment_bytes, cudaMemcpyHostToDevice),
       "copying the segments");
   MONOLITH_RETURN_IF_ERROR(
-      NewMap(spec.initial_capacity, spec.row_floats, nullptr, &impl->map));
+      NewMap(spec.initial_capacity, spec.row_floats(), nullptr, &impl->map));
   MONOLITH_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize(), "creating the map");
   table->reset(new GpuRowTable(spec, std::move(impl)));
   return Status::OK();
@@ -493,10 +490,10 @@ Status GpuRowTable::Reserve(int64_t extra, void* stream) {
   if (new_capacity == old_capacity) return Status::OK();
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   std::unique_ptr<OwnedMap> grown;
-  MONOLITH_RETURN_IF_ERROR(NewMap(new_capacity, spec_.row_floats, s, &grown));
+  MONOLITH_RETURN_IF_ERROR(NewMap(new_capacity, spec_.row_floats(), s, &grown));
   RehashKernel<<<GridFor(old_capacity), kBlock, 0, s>>>(
       impl_->map->map->get_device_view(), old_capacity,
-      grown->map->get_device_mutable_view(), spec_.row_floats);
+      grown->map->get_device_mutable_view(), spec_.row_floats());
   MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "launching the rehash");
   // The old map is freed (cudaFree waits for the device) once rehashed.
   MONOLITH_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s), "rehashing");
@@ -506,7 +503,6 @@ Status GpuRowTable::Reserve(int64_t extra, void* stream) {
 
 Status GpuRowTable::Upsert(const int64_t* ids, int64_t n, int64_t update_time,
                            void* stream) {
-  MONOLITH_RETURN_IF_ERROR(CheckBatch(n));
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   Impl& m = *impl_;
   MONOLITH_RETURN_IF_ERROR(m.sorted_ids.Reserve(sizeof(int64_t) * n));
@@ -574,84 +570,96 @@ Status GpuRowTable::Upsert(const int64_t* ids, int64_t n, int64_t update_time,
   return Status::OK();
 }
 
+template <typename Launch>
+Status GpuRowTable::UpsertThen(const int64_t* ids, int64_t n,
+                               int64_t update_time, void* stream,
+                               const char* what, Launch launch) {
+  MONOLITH_RETURN_IF_ERROR(UseDevice(spec_.device));
+  MONOLITH_RETURN_IF_ERROR(CheckBatch(n));
+  if (n == 0) return Status::OK();
+  MONOLITH_RETURN_IF_ERROR(Upsert(ids, n, update_time, stream));
+  return CudaStatus(launch(static_cast<cudaStream_t>(stream)), what);
+}
+
 Status GpuRowTable::Assign(const int64_t* ids, int64_t n, const float* values,
                            int64_t update_time, void* stream) {
-  MONOLITH_RETURN_IF_ERROR(UseDevice(spec_.device));
-  if (n == 0) return CheckBatch(n);
-  MONOLITH_RETURN_IF_ERROR(Upsert(ids, n, update_time, stream));
-  CopyLastKernel<<<GridFor(n), kBlock, 0, static_cast<cudaStream_t>(stream)>>>(
-      impl_->sorted_ids.as<int64_t>(), impl_->positions.as<int64_t>(),
-      impl_->rows.as<float*>(), n, values, spec_.value_floats,
-      spec_.value_floats);
-  return CudaStatus(cudaGetLastError(), "launching the assign");
+  return UpsertThen(ids, n, update_time, stream, "launching the assign",
+                    [&](cudaStream_t s) {
+    CopyLastKernel<<<GridFor(n), kBlock, 0, s>>>(
+        impl_->sorted_ids.as<int64_t>(), impl_->positions.as<int64_t>(),
+        impl_->rows.as<float*>(), n, values, spec_.value_floats,
+        spec_.value_floats);
+    return cudaGetLastError();
+  });
 }
 
 Status GpuRowTable::AssignAdd(const int64_t* ids, int64_t n,
                               const float* values, int64_t update_time,
                               void* stream) {
-  MONOLITH_RETURN_IF_ERROR(UseDevice(spec_.device));
-  if (n == 0) return CheckBatch(n);
-  MONOLITH_RETURN_IF_ERROR(Upsert(ids, n, update_time, stream));
-  AddRunsKernel<<<GridFor(n), kBlock, 0, static_cast<cudaStream_t>(stream)>>>(
-      impl_->sorted_ids.as<int64_t>(), impl_->positions.as<int64_t>(),
-      impl_->rows.as<float*>(), n, values, spec_.value_floats);
-  return CudaStatus(cudaGetLastError(), "launching the assign_add");
+  return UpsertThen(ids, n, update_time, stream, "launching the assign_add",
+                    [&](cudaStream_t s) {
+    AddRunsKernel<<<GridFor(n), kBlock, 0, s>>>(
+        impl_->sorted_ids.as<int64_t>(), impl_->positions.as<int64_t>(),
+        impl_->rows.as<float*>(), n, values, spec_.value_floats);
+    return cudaGetLastError();
+  });
 }
 
 Status GpuRowTable::Reinitialize(const int64_t* ids, int64_t n,
                                  int32_t* status, int64_t update_time,
                                  void* stream) {
-  MONOLITH_RETURN_IF_ERROR(UseDevice(spec_.device));
-  if (n == 0) return CheckBatch(n);
-  MONOLITH_RETURN_IF_ERROR(Upsert(ids, n, update_time, stream));
-  ReinitializeKernel<<<GridFor(n), kBlock, 0,
-                       static_cast<cudaStream_t>(stream)>>>(
-      impl_->sorted_ids.as<int64_t>(), impl_->positions.as<int64_t>(),
-      impl_->rows.as<float*>(), impl_->inserted.as<bool>(), n,
-      impl_->segments.as<GpuSegment>(), impl_->num_segments,
-      spec_.entry_floats, status);
-  return CudaStatus(cudaGetLastError(), "launching the reinitialize");
+  return UpsertThen(ids, n, update_time, stream, "launching the reinitialize",
+                    [&](cudaStream_t s) {
+    ReinitializeKernel<<<GridFor(n), kBlock, 0, s>>>(
+        impl_->sorted_ids.as<int64_t>(), impl_->positions.as<int64_t>(),
+        impl_->rows.as<float*>(), impl_->inserted.as<bool>(), n,
+        impl_->segments.as<GpuSegment>(), impl_->num_segments,
+        spec_.entry_floats, status);
+    return cudaGetLastError();
+  });
 }
 
 Status GpuRowTable::PutRows(const int64_t* ids, int64_t n, const float* rows,
                             void* stream) {
-  MONOLITH_RETURN_IF_ERROR(UseDevice(spec_.device));
-  if (n == 0) return CheckBatch(n);
   // The rows carry their update times: the stamp is overwritten.
-  MONOLITH_RETURN_IF_ERROR(Upsert(ids, n, 0, stream));
-  CopyLastKernel<<<GridFor(n), kBlock, 0, static_cast<cudaStream_t>(stream)>>>(
-      impl_->sorted_ids.as<int64_t>(), impl_->positions.as<int64_t>(),
-      impl_->rows.as<float*>(), n, rows, spec_.row_floats, spec_.row_floats);
-  return CudaStatus(cudaGetLastError(), "launching the row copy");
+  return UpsertThen(ids, n, 0, stream, "launching the row copy",
+                    [&](cudaStream_t s) {
+    CopyLastKernel<<<GridFor(n), kBlock, 0, s>>>(
+        impl_->sorted_ids.as<int64_t>(), impl_->positions.as<int64_t>(),
+        impl_->rows.as<float*>(), n, rows, spec_.row_floats(),
+        spec_.row_floats());
+    return cudaGetLastError();
+  });
 }
 
 Status GpuRowTable::ApplyGradients(const int64_t* ids, int64_t n,
                                    const float* grads,
                                    const std::vector<float>& learning_rates,
                                    int64_t update_time, void* stream) {
-  MONOLITH_RETURN_IF_ERROR(UseDevice(spec_.device));
   if (learning_rates.size() != spec_.segments.size()) {
     return InvalidArgumentError(
         "GPU table: " + std::to_string(learning_rates.size()) +
         " learning rates for " + std::to_string(spec_.segments.size()) +
         " segments");
   }
-  if (n == 0) return CheckBatch(n);
-  const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  MONOLITH_RETURN_IF_ERROR(Upsert(ids, n, update_time, stream));
-  MONOLITH_CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(impl_->learning_rates.as<void>(), learning_rates.data(),
-                      sizeof(float) * learning_rates.size(),
-                      cudaMemcpyHostToDevice, s),
-      "copying the learning rates");
-  ApplyKernel<<<GridFor(n), kBlock, 0, s>>>(
-      impl_->sorted_ids.as<int64_t>(), impl_->positions.as<int64_t>(),
-      impl_->rows.as<float*>(), n, grads, spec_.value_floats,
-      impl_->segments.as<GpuSegment>(), impl_->num_segments,
-      impl_->learning_rates.as<float>());
-  MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "launching the update");
+  MONOLITH_RETURN_IF_ERROR(UpsertThen(
+      ids, n, update_time, stream,
+      "copying the learning rates and launching the update",
+      [&](cudaStream_t s) {
+        const cudaError_t copied = cudaMemcpyAsync(
+            impl_->learning_rates.as<void>(), learning_rates.data(),
+            sizeof(float) * learning_rates.size(), cudaMemcpyHostToDevice, s);
+        if (copied != cudaSuccess) return copied;
+        ApplyKernel<<<GridFor(n), kBlock, 0, s>>>(
+            impl_->sorted_ids.as<int64_t>(), impl_->positions.as<int64_t>(),
+            impl_->rows.as<float*>(), n, grads, spec_.value_floats,
+            impl_->segments.as<GpuSegment>(), impl_->num_segments,
+            impl_->learning_rates.as<float>());
+        return cudaGetLastError();
+      }));
   // The learning rates' host vector may go away: finish reading it.
-  return CudaStatus(cudaStreamSynchronize(s), "applying gradients");
+  return CudaStatus(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)),
+                    "applying gradients");
 }
 
 Status GpuRowTable::ExportRows(int64_t begin, int64_t max_slots, int64_t* ids,
@@ -672,7 +680,7 @@ Status GpuRowTable::ExportRows(int64_t begin, int64_t max_slots, int64_t* ids,
       "cudaMemsetAsync");
   if (end > begin) {
     ExportKernel<<<GridFor(end - begin), kBlock, 0, s>>>(
-        impl_->map->map->get_device_view(), begin, end, spec_.row_floats, ids,
+        impl_->map->map->get_device_view(), begin, end, spec_.row_floats(), ids,
         rows, impl_->counter.as<unsigned long long>());
     MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "launching the export");
   }
@@ -696,21 +704,21 @@ Status GpuRowTable::ExportRowsToHost(int64_t begin, int64_t max_slots,
   const int64_t slots = std::max<int64_t>(max_slots, 1);
   MONOLITH_RETURN_IF_ERROR(impl_->staged_ids.Reserve(sizeof(int64_t) * slots));
   MONOLITH_RETURN_IF_ERROR(impl_->staged_rows.Reserve(
-      sizeof(float) * spec_.row_floats * slots));
+      sizeof(float) * spec_.row_floats() * slots));
   int64_t count = 0;
   MONOLITH_RETURN_IF_ERROR(ExportRows(begin, max_slots,
                                       impl_->staged_ids.as<int64_t>(),
                                       impl_->staged_rows.as<float>(), &count,
                                       next, stream));
   ids->resize(count);
-  rows->resize(count * spec_.row_floats);
+  rows->resize(count * spec_.row_floats());
   MONOLITH_CUDA_RETURN_IF_ERROR(
       cudaMemcpy(ids->data(), impl_->staged_ids.as<void>(),
                  sizeof(int64_t) * count, cudaMemcpyDeviceToHost),
       "copying exported ids");
   return CudaStatus(
       cudaMemcpy(rows->data(), impl_->staged_rows.as<void>(),
-                 sizeof(float) * spec_.row_floats * count,
+                 sizeof(float) * spec_.row_floats() * count,
                  cudaMemcpyDeviceToHost),
       "copying exported rows");
 }
@@ -722,7 +730,7 @@ Status GpuRowTable::PutRowsFromHost(const int64_t* ids, int64_t n,
   if (n == 0) return Status::OK();
   MONOLITH_RETURN_IF_ERROR(impl_->staged_ids.Reserve(sizeof(int64_t) * n));
   MONOLITH_RETURN_IF_ERROR(
-      impl_->staged_rows.Reserve(sizeof(float) * spec_.row_floats * n));
+      impl_->staged_rows.Reserve(sizeof(float) * spec_.row_floats() * n));
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   MONOLITH_CUDA_RETURN_IF_ERROR(
       cudaMemcpyAsync(impl_->staged_ids.as<void>(), ids, sizeof(int64_t) * n,
@@ -730,7 +738,7 @@ Status GpuRowTable::PutRowsFromHost(const int64_t* ids, int64_t n,
       "copying ids to restore");
   MONOLITH_CUDA_RETURN_IF_ERROR(
       cudaMemcpyAsync(impl_->staged_rows.as<void>(), rows,
-                      sizeof(float) * spec_.row_floats * n,
+                      sizeof(float) * spec_.row_floats() * n,
                       cudaMemcpyHostToDevice, s),
       "copying rows to restore");
   MONOLITH_RETURN_IF_ERROR(PutRows(impl_->staged_ids.as<int64_t>(), n,

@@ -93,11 +93,17 @@ class GpuRowTable {
   GpuRowTable(const GpuRowTableSpec& spec, std::unique_ptr<Impl> impl);
   // Makes room for |extra| more ids without passing max_load.
   Status Reserve(int64_t extra, void* stream);
-  // Sorts ids (stable) and finds, inserting absent ones, the row of each
-  // distinct id, stamped update_time; the impl's scratch then holds the
-  // sorted batch.
+  // Sorts ids (stable; 1 to 2^31 - 1 of them) and finds, inserting absent
+  // ones, the row of each distinct id, stamped update_time; the impl's
+  // scratch then holds the sorted batch.
   Status Upsert(const int64_t* ids, int64_t n, int64_t update_time,
                 void* stream);
+  // A write: checks the batch, Upsert (nothing for an empty batch), then
+  // launch(stream), which queues the write's work and returns its CUDA
+  // error; |what| names it in errors.
+  template <typename Launch>
+  Status UpsertThen(const int64_t* ids, int64_t n, int64_t update_time,
+                    void* stream, const char* what, Launch launch);
 
   GpuRowTableSpec spec_;
   std::unique_ptr<Impl> impl_;

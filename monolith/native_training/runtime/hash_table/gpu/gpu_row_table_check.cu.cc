@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "monolith/native_training/runtime/hash_table/gpu/device_vector.h"
 #include "monolith/native_training/runtime/hash_table/gpu/gpu_row_table.h"
 
 namespace monolith {
@@ -41,31 +42,6 @@ void CheckOk(const Status& s, const std::string& what) {
   Check(s.ok(), what + (s.ok() ? "" : ": " + s.ToString()));
 }
 
-template <typename T>
-class DeviceVector {
- public:
-  explicit DeviceVector(const std::vector<T>& host) : n_(host.size()) {
-    cudaMalloc(&data_, std::max<size_t>(n_, 1) * sizeof(T));
-    cudaMemcpy(data_, host.data(), n_ * sizeof(T), cudaMemcpyHostToDevice);
-  }
-  explicit DeviceVector(size_t n) : n_(n) {
-    cudaMalloc(&data_, std::max<size_t>(n_, 1) * sizeof(T));
-  }
-  ~DeviceVector() { cudaFree(data_); }
-  DeviceVector(const DeviceVector&) = delete;
-  DeviceVector& operator=(const DeviceVector&) = delete;
-  T* get() const { return data_; }
-  std::vector<T> ToHost() const {
-    std::vector<T> host(n_);
-    cudaMemcpy(host.data(), data_, n_ * sizeof(T), cudaMemcpyDeviceToHost);
-    return host;
-  }
-
- private:
-  T* data_ = nullptr;
-  size_t n_;
-};
-
 // The host reference: rows by id, written with gpu_row_spec.h's functions.
 class Reference {
  public:
@@ -74,7 +50,7 @@ class Reference {
   std::vector<float>& Row(int64_t id, int64_t time) {
     auto it = rows_.find(id);
     if (it == rows_.end()) {
-      it = rows_.emplace(id, std::vector<float>(spec_.row_floats, 0.0f)).first;
+      it = rows_.emplace(id, std::vector<float>(spec_.row_floats(), 0.0f)).first;
       for (const GpuSegment& seg : spec_.segments) {
         for (int c = 0; c < seg.dim; ++c) InitColumn(seg, id, c, it->second.data());
       }
@@ -146,7 +122,7 @@ std::map<int64_t, std::vector<float>> Export(GpuRowTable* table) {
   std::vector<int64_t> ids;
   std::vector<float> flat;
   int64_t next = 0;
-  const int width = table->spec().row_floats;
+  const int width = table->spec().row_floats();
   while (next < table->capacity()) {
     const Status s = table->ExportRowsToHost(next, 777, &ids, &flat, &next,
                                              nullptr);
@@ -216,7 +192,6 @@ GpuRowTableSpec Spec(std::vector<GpuSegment> segments) {
     offset += seg.StateFloats();
   }
   spec.entry_floats = offset;
-  spec.row_floats = offset + kTimeFloats;
   spec.segments = segments;
   spec.initial_capacity = 64;  // grows many times
   return spec;
@@ -289,7 +264,7 @@ void CheckTraining(const std::string& name, const GpuRowTableSpec& spec,
           name + ": reinitialize statuses (0 for the inserting occurrence)");
   }
   const auto exported = Export(table.get());
-  Check(SameRows(exported, ref.rows(), spec.row_floats, spec.entry_floats),
+  Check(SameRows(exported, ref.rows(), spec.row_floats(), spec.entry_floats),
         name + ": whole rows (state and update time) match the reference");
 
   // Restore the exported rows into a fresh table.
@@ -319,7 +294,7 @@ void CheckTraining(const std::string& name, const GpuRowTableSpec& spec,
   CheckOk(restored->PutRowsFromHost(twice_ids.data(), twice_ids.size(),
                                     twice_rows.data(), nullptr),
           name + ": restore rows over them");
-  Check(SameRows(Export(restored.get()), exported, spec.row_floats,
+  Check(SameRows(Export(restored.get()), exported, spec.row_floats(),
                  spec.entry_floats),
         name + ": restored rows equal the exported ones");
 }

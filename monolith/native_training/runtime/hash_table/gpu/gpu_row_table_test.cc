@@ -18,42 +18,13 @@
 #include "gtest/gtest.h"
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.h"
 #include "monolith/native_training/runtime/hash_table/file_system.h"
+#include "monolith/native_training/runtime/hash_table/gpu/device_vector.h"
 #include "monolith/native_training/runtime/hash_table/gpu/gpu_row_store.h"
 
 namespace monolith {
 namespace hash_table {
 namespace gpu {
 namespace {
-
-// A device copy of a host vector, and back.
-template <typename T>
-class DeviceVector {
- public:
-  explicit DeviceVector(size_t n) : n_(n) {
-    EXPECT_EQ(cudaMalloc(&data_, std::max<size_t>(n, 1) * sizeof(T)),
-              cudaSuccess);
-  }
-  explicit DeviceVector(const std::vector<T>& host) : DeviceVector(host.size()) {
-    EXPECT_EQ(cudaMemcpy(data_, host.data(), n_ * sizeof(T),
-                         cudaMemcpyHostToDevice),
-              cudaSuccess);
-  }
-  ~DeviceVector() { cudaFree(data_); }
-  DeviceVector(const DeviceVector&) = delete;
-  DeviceVector& operator=(const DeviceVector&) = delete;
-  T* get() const { return data_; }
-  std::vector<T> ToHost() const {
-    std::vector<T> host(n_);
-    EXPECT_EQ(cudaMemcpy(host.data(), data_, n_ * sizeof(T),
-                         cudaMemcpyDeviceToHost),
-              cudaSuccess);
-    return host;
-  }
-
- private:
-  T* data_ = nullptr;
-  size_t n_;
-};
 
 constexpr char kEntryConfig[] = R"pb(
   segments {
@@ -106,7 +77,7 @@ class GpuRowTableTest : public ::testing::Test {
   std::vector<std::pair<int64_t, std::vector<float>>> Export() {
     std::vector<std::pair<int64_t, std::vector<float>>> entries;
     DeviceVector<int64_t> ids(1000);
-    DeviceVector<float> rows(1000 * spec_.row_floats);
+    DeviceVector<float> rows(1000 * spec_.row_floats());
     int64_t next = 0;
     while (next < gpu_->capacity()) {
       int64_t count = 0;
@@ -121,8 +92,8 @@ class GpuRowTableTest : public ::testing::Test {
       for (int64_t i = 0; i < count; ++i) {
         entries.emplace_back(
             host_ids[i],
-            std::vector<float>(host_rows.begin() + i * spec_.row_floats,
-                               host_rows.begin() + (i + 1) * spec_.row_floats));
+            std::vector<float>(host_rows.begin() + i * spec_.row_floats(),
+                               host_rows.begin() + (i + 1) * spec_.row_floats()));
       }
     }
     return entries;

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "merlin_hashtable.cuh"
+#include "monolith/native_training/runtime/hash_table/gpu/device_vector.h"
 #include "monolith/native_training/runtime/hash_table/gpu/gpu_row_table.h"
 
 namespace monolith {
@@ -88,15 +89,6 @@ Flags ParseFlags(int argc, char** argv) {
   return flags;
 }
 
-template <typename T>
-T* DeviceCopy(const std::vector<T>& host) {
-  T* device = nullptr;
-  CHECK_CUDA(cudaMalloc(&device, host.size() * sizeof(T)));
-  CHECK_CUDA(cudaMemcpy(device, host.data(), host.size() * sizeof(T),
-                        cudaMemcpyHostToDevice));
-  return device;
-}
-
 // Seconds of fn() on |stream|, best of |rounds|.
 template <typename Fn>
 double BestSeconds(cudaStream_t stream, int rounds, Fn fn) {
@@ -139,13 +131,15 @@ Result Run(int dim, double load, const Flags& flags, cudaStream_t stream) {
   std::uniform_int_distribution<int64_t> pick(0, flags.keys - 1);
   for (int64_t& q : queries) q = keys[pick(gen)];
   std::vector<float> values(flags.batch * dim, 0.5f);
-  int64_t* d_keys = DeviceCopy(keys);
-  int64_t* d_queries = DeviceCopy(queries);
-  float* d_values = DeviceCopy(values);
-  float* d_out = nullptr;
-  CHECK_CUDA(cudaMalloc(&d_out, flags.batch * dim * sizeof(float)));
-  bool* d_found = nullptr;
-  CHECK_CUDA(cudaMalloc(&d_found, flags.batch));
+  const DeviceVector<int64_t> keys_buffer(keys), queries_buffer(queries);
+  const DeviceVector<float> values_buffer(values),
+      out_buffer(flags.batch * dim);
+  const DeviceVector<bool> found_buffer(flags.batch);
+  int64_t* d_keys = keys_buffer.get();
+  int64_t* d_queries = queries_buffer.get();
+  float* d_values = values_buffer.get();
+  float* d_out = out_buffer.get();
+  bool* d_found = found_buffer.get();
   const int64_t capacity = static_cast<int64_t>(flags.keys / load) + 1;
 
   {
@@ -157,7 +151,6 @@ Result Run(int dim, double load, const Flags& flags, cudaStream_t stream) {
     seg.initial_accumulator = 0.1f;
     spec.value_floats = dim;
     spec.entry_floats = 2 * dim;
-    spec.row_floats = 2 * dim + kTimeFloats;
     spec.segments = {seg};
     spec.initial_capacity = capacity;
     spec.max_load = 0.95f;
@@ -207,11 +200,6 @@ Result Run(int dim, double load, const Flags& flags, cudaStream_t stream) {
       peer.insert_or_assign(flags.batch, d_queries, d_values, nullptr, stream);
     });
   }
-  CHECK_CUDA(cudaFree(d_keys));
-  CHECK_CUDA(cudaFree(d_queries));
-  CHECK_CUDA(cudaFree(d_values));
-  CHECK_CUDA(cudaFree(d_out));
-  CHECK_CUDA(cudaFree(d_found));
   return result;
 }
 
