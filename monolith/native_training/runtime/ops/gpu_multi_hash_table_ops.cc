@@ -86,6 +86,12 @@ class GpuMultiHashTable : public ResourceBase {
 
   int size() const { return static_cast<int>(tables_.size()); }
   Table& table(int t) { return *tables_[t]; }
+  // Each table's embedding floats, in table order.
+  std::vector<int64_t> dims() const {
+    std::vector<int64_t> out;
+    for (const auto& t : tables_) out.push_back(t->spec.value_floats);
+    return out;
+  }
   // FailedPrecondition if a table lost its map (a restore that could not
   // rebuild it).
   Status CheckUsable() const {
@@ -200,50 +206,24 @@ class GpuMultiHashTableLookupOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     core::RefCountPtr<GpuMultiHashTable> mtable;
     OP_REQUIRES_OK(ctx, GetGpuTable(ctx, &mtable));
-    const Tensor* ids = nullptr;
-    const Tensor* id_split = nullptr;
-    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 1, "id", &ids));
-    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 2, "id_split", &id_split));
     const int num_tables = mtable->size();
-    const int64_t splits = id_split->NumElements();
-    OP_REQUIRES(ctx,
-                num_tables > 0 && splits > 1 && (splits - 1) % num_tables == 0,
-                errors::InvalidArgument(
-                    "id_split has ", splits, " elements; it must have ",
-                    num_tables, " * requests + 1 (", num_tables, " tables)"));
-    OP_REQUIRES_OK(ctx, CheckIdSplit(*ids, *id_split, -1));
-    auto split = id_split->flat<int64_t>();
-    std::vector<int64_t> offsets(splits);
-    for (int64_t k = 0; k + 1 < splits; ++k) {
-      offsets[k + 1] = offsets[k] + (split(k + 1) - split(k)) *
-                                        mtable->table(k % num_tables)
-                                            .spec.value_floats;
-    }
+    LookupBatch in;
+    OP_REQUIRES_OK(ctx, ReadLookupBatch(ctx, mtable->dims(), &in));
     Tensor* out = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {offsets.back()}, &out));
-    const int64_t* id_data = ids->flat<int64_t>().data();
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {in.offsets.back()}, &out));
     float* embeddings = out->flat<float>().data();
     void* stream = CudaStream(ctx);
     mutex_lock l(mtable->mu());
-    for (int64_t k = 0; k + 1 < splits; ++k) {
+    for (size_t k = 0; k + 1 < in.id_split.size(); ++k) {
       OP_REQUIRES_OK(ctx, ToTfStatus(mtable->table(k % num_tables)
-                                         .table->Lookup(id_data + split(k),
-                                                        split(k + 1) - split(k),
-                                                        embeddings + offsets[k],
-                                                        stream)));
+                                         .table->Lookup(
+                                             in.ids + in.id_split[k],
+                                             in.id_split[k + 1] - in.id_split[k],
+                                             embeddings + in.offsets[k],
+                                             stream)));
     }
   }
 };
-
-// Reads the batch of an update (see UpdateBatch) of |mtable|.
-Status ReadGpuUpdate(OpKernelContext* ctx, GpuMultiHashTable* mtable,
-                     UpdateBatch* in) {
-  std::vector<int64_t> dims;
-  for (int t = 0; t < mtable->size(); ++t) {
-    dims.push_back(mtable->table(t).spec.value_floats);
-  }
-  return ReadUpdateBatch(ctx, dims, "value", in);
-}
 
 // Assign (kAdd = false) or AssignAdd (kAdd = true).
 template <bool kAdd>
@@ -256,7 +236,7 @@ class GpuMultiHashTableAssignOp : public OpKernel {
     core::RefCountPtr<GpuMultiHashTable> mtable;
     OP_REQUIRES_OK(ctx, GetGpuTable(ctx, &mtable));
     UpdateBatch in;
-    OP_REQUIRES_OK(ctx, ReadGpuUpdate(ctx, mtable.get(), &in));
+    OP_REQUIRES_OK(ctx, ReadUpdateBatch(ctx, mtable->dims(), "value", &in));
     int64_t update_time = 0;
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 4, "update_time", &update_time));
     void* stream = CudaStream(ctx);
@@ -284,7 +264,7 @@ class GpuMultiHashTableOptimizeOp : public OpKernel {
     core::RefCountPtr<GpuMultiHashTable> mtable;
     OP_REQUIRES_OK(ctx, GetGpuTable(ctx, &mtable));
     UpdateBatch in;
-    OP_REQUIRES_OK(ctx, ReadGpuUpdate(ctx, mtable.get(), &in));
+    OP_REQUIRES_OK(ctx, ReadUpdateBatch(ctx, mtable->dims(), "value", &in));
     // global_step is not read: creation refuses warmup_steps, the one
     // step-dependent setting of the GPU optimizers.
     OptimizeScalars scalars;

@@ -75,6 +75,12 @@ class MultiHashTable : public ResourceBase {
 
   int size() const { return static_cast<int>(tables_.size()); }
   Table& table(int i) const { return *tables_[i]; }
+  // Each table's embedding floats, in table order.
+  std::vector<int64_t> dims() const {
+    std::vector<int64_t> out;
+    for (const auto& t : tables_) out.push_back(t->table->DimSize());
+    return out;
+  }
   // Index of the table named |name|, or -1.
   int Find(const std::string& name) const {
     for (int i = 0; i < size(); ++i) {

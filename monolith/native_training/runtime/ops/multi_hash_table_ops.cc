@@ -145,54 +145,33 @@ class MultiHashTableLookupOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     core::RefCountPtr<MultiHashTable> mtable;
     OP_REQUIRES_OK(ctx, GetTable(ctx, &mtable));
-    const Tensor* ids_input = nullptr;
-    const Tensor* id_split_input = nullptr;
-    OP_REQUIRES_OK(ctx, GetIdsAndSplit(ctx, &ids_input, &id_split_input));
-    const Tensor& ids = *ids_input;
-    const Tensor& id_split = *id_split_input;
     const int num_tables = mtable->size();
-    const int64_t splits = id_split.NumElements();
-    OP_REQUIRES(ctx,
-                num_tables > 0 && splits >= 1 &&
-                    (splits - 1) % num_tables == 0 && splits > 1,
-                errors::InvalidArgument(
-                    "id_split has ", splits, " elements; it must have ",
-                    num_tables, " * requests + 1 (", num_tables, " tables)"));
-    OP_REQUIRES_OK(ctx, CheckIdSplit(ids, id_split, -1));
-    const int requests = static_cast<int>((splits - 1) / num_tables);
-    auto split = id_split.flat<int64_t>();
-    std::vector<int64_t> offsets(splits - 1);
-    int64_t total = 0;
-    for (int r = 0; r < requests; ++r) {
-      for (int t = 0; t < num_tables; ++t) {
-        const int k = r * num_tables + t;
-        offsets[k] = total;
-        total += (split(k + 1) - split(k)) * mtable->table(t).table->DimSize();
-      }
-    }
+    LookupBatch in;
+    OP_REQUIRES_OK(ctx, ReadLookupBatch(ctx, mtable->dims(), &in));
     Tensor* out;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {total}, &out));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {in.offsets.back()}, &out));
     float* embeddings = out->flat<float>().data();
-    const int64_t* id_data = ids.flat<int64_t>().data();
+    const std::vector<int64_t>& split = in.id_split;
     // Pieces of at most kLookupPieceIds ids of one (request, table) segment:
     // lookups are independent, so they run in parallel.
     struct Piece {
       int64_t segment, begin, end;
     };
     std::vector<Piece> pieces;
-    for (int64_t k = 0; k < splits - 1; ++k) {
-      for (int64_t b = split(k); b < split(k + 1); b += kLookupPieceIds) {
-        pieces.push_back({k, b, std::min(split(k + 1), b + kLookupPieceIds)});
+    for (size_t k = 0; k + 1 < split.size(); ++k) {
+      for (int64_t b = split[k]; b < split[k + 1]; b += kLookupPieceIds) {
+        pieces.push_back({static_cast<int64_t>(k), b,
+                          std::min(split[k + 1], b + kLookupPieceIds)});
       }
     }
-    OP_REQUIRES_OK(ctx, RunItems(ctx, pieces.size(), ids.NumElements(),
+    OP_REQUIRES_OK(ctx, RunItems(ctx, pieces.size(), in.num_ids,
                                  [&](int64_t i) {
       const Piece& p = pieces[i];
       const EmbeddingHashTable& table =
           *mtable->table(p.segment % num_tables).table;
-      table.BatchLookup(id_data + p.begin, p.end - p.begin,
-                        embeddings + offsets[p.segment] +
-                            (p.begin - split(p.segment)) * table.DimSize());
+      table.BatchLookup(in.ids + p.begin, p.end - p.begin,
+                        embeddings + in.offsets[p.segment] +
+                            (p.begin - split[p.segment]) * table.DimSize());
       return OkStatus();
     }));
   }
@@ -240,11 +219,7 @@ struct UpdateInputs : UpdateBatch {
 Status ReadUpdateInputs(OpKernelContext* ctx, const char* values_name,
                         UpdateInputs* in) {
   TF_RETURN_IF_ERROR(GetTable(ctx, &in->mtable));
-  std::vector<int64_t> dims;
-  for (int t = 0; t < in->mtable->size(); ++t) {
-    dims.push_back(in->mtable->table(t).table->DimSize());
-  }
-  return ReadUpdateBatch(ctx, dims, values_name, in);
+  return ReadUpdateBatch(ctx, in->mtable->dims(), values_name, in);
 }
 
 // Assign (kAdd = false) or AssignAdd (kAdd = true).

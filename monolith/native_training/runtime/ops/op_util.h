@@ -218,6 +218,47 @@ inline Status ReadUpdateBatch(OpKernelContext* ctx,
   return OkStatus();
 }
 
+// The ids of a lookup of R requests, validated: id (input 1) and id_split
+// (input 2, in host memory) with tables * R + 1 elements, request r of
+// table t holding ids [id_split[r*T+t], id_split[r*T+t+1]); the output is
+// request-major, segment k starting at float offsets[k] (offsets.back():
+// the total).
+struct LookupBatch {
+  const int64_t* ids = nullptr;
+  int64_t num_ids = 0;
+  std::vector<int64_t> id_split;
+  std::vector<int64_t> offsets;  // size: id_split.size()
+};
+
+// Reads inputs 1 and 2 into |in| for tables of |dims| floats.
+inline Status ReadLookupBatch(OpKernelContext* ctx,
+                              const std::vector<int64_t>& dims,
+                              LookupBatch* in) {
+  const Tensor* ids = nullptr;
+  const Tensor* id_split = nullptr;
+  TF_RETURN_IF_ERROR(GetVectorInput(ctx, 1, "id", &ids));
+  TF_RETURN_IF_ERROR(GetVectorInput(ctx, 2, "id_split", &id_split));
+  const int64_t tables = static_cast<int64_t>(dims.size());
+  const int64_t splits = id_split->NumElements();
+  if (tables == 0 || splits <= 1 || (splits - 1) % tables != 0) {
+    return errors::InvalidArgument("id_split has ", splits,
+                                   " elements; it must have ", tables,
+                                   " * requests + 1 (", tables, " tables)");
+  }
+  TF_RETURN_IF_ERROR(CheckIdSplit(*ids, *id_split, -1));
+  auto split = id_split->flat<int64_t>();
+  in->id_split.assign(split.data(), split.data() + splits);
+  in->offsets.assign(splits, 0);
+  for (int64_t k = 0; k + 1 < splits; ++k) {
+    in->offsets[k + 1] =
+        in->offsets[k] + (in->id_split[k + 1] - in->id_split[k]) *
+                             dims[k % tables];
+  }
+  in->ids = ids->flat<int64_t>().data();
+  in->num_ids = ids->NumElements();
+  return OkStatus();
+}
+
 // The rest of MonolithMultiHashTableOptimize's inputs: learning_rate (4,
 // a vector), update_time (5) and global_step (6) scalars.
 struct OptimizeScalars {
