@@ -492,7 +492,6 @@ int64_t EmbeddingHashTable::HugePageBytes() const {
 int64_t EmbeddingHashTable::LongestGrowthNanos() const {
   int64_t longest = 0;
   for (int s = 0; s < kNumShards; ++s) {
-    std::shared_lock<std::shared_mutex> lock(shards_[s].mu);
     longest = std::max(
         longest, shards_[s].longest_rehash_ns.load(std::memory_order_relaxed));
   }

@@ -135,7 +135,7 @@ struct TableShard {
   std::vector<std::pair<char*, bool>> ready_blocks;
   std::vector<uint32_t> free_indices;
   // The longest any growth (Reserve's rehash) of this shard took, in ns;
-  // written under |write_mu|, read under |mu|.
+  // written under |write_mu|, read without a lock (it is atomic).
   std::atomic<int64_t> longest_rehash_ns{0};
   RandomEngine rng;
 
