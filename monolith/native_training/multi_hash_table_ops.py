@@ -504,13 +504,13 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     logging.info("Hash table type: %s", table_type)
     device = "/device:CPU:0"
     if table_type == _GPUCUCO:
-      check_gpu_tables_supported()
       if hash_filter is not None:
         raise ValueError("gpucuco tables admit every id: they take no hash "
                          "filter")
       if cc.slot_expire_time_config:
         raise ValueError("gpucuco tables do not expire entries yet: their "
                          "configs take no slot_expire_time_config")
+      check_gpu_tables_supported()
       device = "/device:GPU:0"
       # The tables allocate GPU memory themselves, beside TF's allocator,
       # which would otherwise reserve nearly all of it at the first session.

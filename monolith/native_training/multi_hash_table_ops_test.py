@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from monolith.native_training import basic_restore_hook
 from monolith.native_training import entry
+from monolith.native_training import hash_filter_ops
 from monolith.native_training import multi_hash_table_ops
 from monolith.native_training import test_utils
 from monolith.native_training.model_export import export_context
@@ -436,6 +437,16 @@ def test_gpucuco_tables_say_what_they_need():
         "a": _gpucuco(config),
         "b": config
     })
+  # Configs gpucuco tables cannot take fail before the GPU is looked for.
+  with pytest.raises(ValueError, match="take no hash filter"):
+    multi_hash_table_ops.MultiHashTable.from_configs(
+        {"a": _gpucuco(config)},
+        hash_filter=hash_filter_ops.create_dummy_hash_filter(
+            name_suffix="gpu"))
+  expiring = _gpucuco(config)
+  expiring.table_config.slot_expire_time_config.default_expire_time = 7
+  with pytest.raises(ValueError, match="take no slot_expire_time_config"):
+    multi_hash_table_ops.MultiHashTable.from_configs({"a": expiring})
 
 
 def test_unknown_table_name_is_a_clear_error():
