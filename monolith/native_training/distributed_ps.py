@@ -195,9 +195,7 @@ def _gather_grad(op: tf.Operation, *grads: tf.Tensor) -> List[Any]:
       for g, out in zip(grads, op.outputs)
   ]
   values_grad = gen_monolith_ops.monolith_distributed_ps_scatter_add(
-      values=tf.concat([tf.reshape(g, [-1]) for g in grads], axis=0),
-      value_shapes=tf.concat(
-          [tf.shape(g, out_type=tf.int64) for g in grads], axis=0),
+      values=grads,
       index=index,
       id_counts=id_counts,
       float_splits=tf.stack(
@@ -211,20 +209,19 @@ def _gather_grad(op: tf.Operation, *grads: tf.Tensor) -> List[Any]:
 @tf.RegisterGradient("MonolithDistributedPsScatterAdd")
 def _scatter_add_grad(op: tf.Operation, *grads: tf.Tensor) -> List[Any]:
   """The gradient of the per-id rows: the gradient of the row they went to."""
-  values, _, index, id_counts, _ = op.inputs
+  dims = op.get_attr("dims")
+  index, id_counts = op.inputs[len(dims):len(dims) + 2]
   grads = [
       tf.zeros_like(out, dtype=tf.float32) if g is None else tf.cast(
           g, tf.float32) for g, out in zip(grads, op.outputs)
   ]
-  dims = op.get_attr("dims")
   rows = gen_monolith_ops.monolith_distributed_ps_gather(
       values=tf.concat(grads, axis=0),
       index=index,
       id_counts=id_counts,
       num_tables=len(dims),
       dims=dims)
-  values_grad = tf.concat([tf.reshape(r, [-1]) for r in rows], axis=0)
-  return [tf.reshape(values_grad, tf.shape(values)), None, None, None, None]
+  return list(rows) + [None, None, None]
 
 
 tf.no_gradient("MonolithDistributedPsPartition")
@@ -411,20 +408,9 @@ class DistributedMultiTypeHashTable(
   def _partition(self, ids: Dict[str, tf.Tensor], unique: bool) -> _Partition:
     """Splits the ids of every table by PS (and de-duplicates them)."""
     empty = tf.constant([], dtype=tf.int64)
-    present = [ids[slot] for slot in self._table_names if slot in ids]
-    if len(present) == 1:
-      flat_ids = present[0]
-    else:
-      flat_ids = tf.concat(present or [empty], axis=0)
-    id_counts = tf.stack([
-        tf.size(ids[slot], out_type=tf.int64)
-        if slot in ids else tf.constant(0, tf.int64)
-        for slot in self._table_names
-    ])
-    ps_ids, ps_id_splits, index, float_splits = (
+    ps_ids, ps_id_splits, index, float_splits, id_counts = (
         gen_monolith_ops.monolith_distributed_ps_partition(
-            ids=flat_ids,
-            id_counts=id_counts,
+            ids=[ids.get(slot, empty) for slot in self._table_names],
             num_ps=self._num_ps,
             dims=self._dims,
             unique=unique))
@@ -597,19 +583,11 @@ class DistributedMultiTypeHashTable(
       ids[slot] = _as_ids(slot_ids)
       grads[slot] = _as_values(slot_grads)
     partition = self._partition(ids, unique)
-    flat = [
-        tf.reshape(grads[slot], [-1])
-        for slot in self._table_names
-        if slot in grads
-    ] or [tf.constant([], tf.float32)]
-    value_shapes = [
-        tf.shape(grads[slot], out_type=tf.int64) if slot in grads else
-        tf.constant([0, dim], tf.int64)
-        for slot, dim in zip(self._table_names, self._dims)
-    ]
     ps_grads = gen_monolith_ops.monolith_distributed_ps_scatter_add(
-        values=flat[0] if len(flat) == 1 else tf.concat(flat, axis=0),
-        value_shapes=tf.concat(value_shapes, axis=0),
+        values=[
+            grads[slot] if slot in grads else tf.zeros([0, dim])
+            for slot, dim in zip(self._table_names, self._dims)
+        ],
         index=partition.index,
         id_counts=partition.id_counts,
         float_splits=partition.float_splits,

@@ -452,9 +452,9 @@ def _stock_partition(tables, num_ps, unique):
 
 
 def _partition(tables, num_ps, dims, unique=True):
+  """The partition's ps_ids, ps_id_splits, index, float_splits, id_counts."""
   return ops.monolith_distributed_ps_partition(
-      ids=np.concatenate(tables).astype(np.int64),
-      id_counts=np.array([len(t) for t in tables], np.int64),
+      ids=[np.asarray(t, np.int64) for t in tables],
       num_ps=num_ps,
       dims=dims,
       unique=unique)
@@ -466,8 +466,9 @@ def test_partition_sends_what_unique_and_floormod_send(num_ps, unique):
   rng = np.random.default_rng(num_ps)
   dims = [1, 3, 16, 2]
   tables = _random_tables(rng, dims, [50, 0, 300, 20], id_range=40)
-  ps_ids, ps_splits, index, float_splits = _run(
+  ps_ids, ps_splits, index, float_splits, id_counts = _run(
       _partition(tables, num_ps, dims, unique))
+  assert id_counts.tolist() == [len(t) for t in tables]
   expected_ids, expected_splits = _stock_partition(tables, num_ps, unique)
   for p in range(num_ps):
     np.testing.assert_array_equal(ps_ids[p], expected_ids[p])
@@ -496,8 +497,9 @@ def test_partition_sends_what_unique_and_floormod_send(num_ps, unique):
 
 
 def test_partition_of_nothing():
-  ps_ids, ps_splits, index, float_splits = _run(
+  ps_ids, ps_splits, index, float_splits, id_counts = _run(
       _partition([np.zeros([0], np.int64)] * 2, 3, [4, 1]))
+  assert id_counts.tolist() == [0, 0]
   assert [x.tolist() for x in ps_ids] == [[]] * 3
   assert [x.tolist() for x in ps_splits] == [[0, 0, 0]] * 3
   assert index.shape == (0,)
@@ -519,7 +521,7 @@ def test_gather_returns_what_stitch_and_gather_return(num_ps):
   dims = [1, 3, 16, 5, 64, 9]
   tables = _random_tables(rng, dims, [30, 7, 200, 0, 40, 11], id_range=25)
   id_counts = np.array([len(t) for t in tables], np.int64)
-  ps_ids, ps_splits, index, float_splits = _run(
+  ps_ids, ps_splits, index, float_splits, _ = _run(
       _partition(tables, num_ps, dims))
   results = _lookup_results(ps_ids, ps_splits, dims, rng)
 
@@ -577,7 +579,8 @@ def test_gather_of_distinct_or_every_id(num_ps, unique):
   tables = [rng.choice(1000, 20, replace=False) for _ in range(4)]
   tables[2] = np.concatenate([tables[2], tables[2][:4]])  # repeats
   tables = [t.astype(np.int64) for t in tables]
-  ps_ids, ps_splits, index, _ = _run(_partition(tables, num_ps, dims, unique))
+  ps_ids, ps_splits, index, _, _ = _run(
+      _partition(tables, num_ps, dims, unique))
   # Rows that tell the id and the column.
   results = []
   for ids, splits in zip(ps_ids, ps_splits):
@@ -662,11 +665,10 @@ def test_scatter_add_sums_as_unsorted_segment_sum(num_ps, float16):
   ]
   grads[0][:3] = -0.0  # the sum from zero makes these +0.0
   id_counts = np.array([len(t) for t in tables], np.int64)
-  _, _, index, float_splits = _partition(tables, num_ps, dims)
+  _, _, index, float_splits, _ = _partition(tables, num_ps, dims)
   dtype = tf.float16 if float16 else tf.float32
   got = ops.monolith_distributed_ps_scatter_add(
-      values=np.concatenate([g.reshape([-1]) for g in grads]),
-      value_shapes=np.array([g.shape for g in grads], np.int64).reshape([-1]),
+      values=grads,
       index=index,
       id_counts=id_counts,
       float_splits=float_splits,
@@ -694,7 +696,7 @@ def test_fused_ops_gradients():
   dims = [2, 3]
   tables = [np.array([5, 1, 5, 5], np.int64), np.array([2, 7, 2], np.int64)]
   id_counts = np.array([4, 3], np.int64)
-  _, _, index, float_splits = _partition(tables, 2, dims)
+  _, _, index, float_splits, _ = _partition(tables, 2, dims)
   # The PS results, 10 floats: PS 0 holds id 2 of table b (3 floats), PS 1
   # ids 5 and 1 of table a (4) and 7 of table b (3).
   results = tf.constant(np.arange(1, 11, dtype=np.float32))
@@ -706,14 +708,15 @@ def test_fused_ops_gradients():
   loss = sum(tf.reduce_sum(r * w) for r, w in zip(rows, weights))
   (results_grad,) = tf.gradients(loss, [results])
   # ScatterAdd's gradient is the gather of its outputs' gradients.
-  values = tf.constant(np.arange(17, dtype=np.float32))
+  values = [tf.constant(np.arange(8, dtype=np.float32).reshape([4, 2])),
+            tf.constant(np.arange(9, dtype=np.float32).reshape([3, 3]))]
   ps_values = ops.monolith_distributed_ps_scatter_add(
-      values=values, value_shapes=np.array([4, 2, 3, 3], np.int64),
-      index=index, id_counts=id_counts, float_splits=float_splits,
-      num_ps=2, dims=dims)
+      values=values, index=index, id_counts=id_counts,
+      float_splits=float_splits, num_ps=2, dims=dims)
   scale = [tf.range(tf.size(v), dtype=tf.float32) for v in ps_values]
-  (values_grad,) = tf.gradients(
-      sum(tf.reduce_sum(v * s) for v, s in zip(ps_values, scale)), [values])
+  values_grad = tf.gradients(
+      sum(tf.reduce_sum(v * s) for v, s in zip(ps_values, scale)), values)
+  values_grad = tf.concat([tf.reshape(g, [-1]) for g in values_grad], 0)
   got, index_value, scale_value, values_grad_value = _run(
       [results_grad, index, scale, values_grad])
   expected = np.zeros(10, np.float32)
@@ -745,27 +748,20 @@ def test_fused_ops_reject_bad_inputs():
   counts = np.array([2, 1], np.int64)
   # Fed, so that the kernels (not the shape functions) check them.
   ids_ph = tf1.placeholder(tf.int64)
-  counts_ph = tf1.placeholder(tf.int64)
-  part = ops.monolith_distributed_ps_partition(ids_ph, counts_ph, num_ps=2,
+  part = ops.monolith_distributed_ps_partition([ids[:2], ids_ph], num_ps=2,
                                                dims=[1, 2])
-  for bad_counts, match in [([2, 2], "id_counts sums to 4 ids but 3 are"),
-                            ([4, -1], r"id_counts\[1\] is negative"),
-                            ([3], "id_counts has 1 elements; expected one "
-                             "per table")]:
-    with pytest.raises(tf.errors.InvalidArgumentError, match=match):
-      _run(part, {ids_ph: ids, counts_ph: np.array(bad_counts, np.int64)})
-  with pytest.raises(tf.errors.InvalidArgumentError, match="ids must be a "
-                     "vector"):
-    _run(part, {ids_ph: ids.reshape([1, 3]), counts_ph: counts})
-  with pytest.raises(ValueError, match="id_counts has 3 elements"):
-    ops.monolith_distributed_ps_partition(ids, [1, 1, 1], num_ps=2,
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"ids\[1\] must "
+                     "be a vector, got shape \[1,1\]"):
+    _run(part, {ids_ph: ids[2:].reshape([1, 1])})
+  with pytest.raises(ValueError, match="dims has 2 elements; num_tables is 3"):
+    ops.monolith_distributed_ps_partition([ids, ids, ids], num_ps=2,
                                           dims=[1, 2])
   with pytest.raises(ValueError, match="ids must be a vector"):
     ops.monolith_distributed_ps_partition(
-        tf.constant(ids.reshape([1, 3])), counts, num_ps=2, dims=[1, 2])
+        [ids, tf.constant(ids.reshape([1, 3]))], num_ps=2, dims=[1, 2])
   with pytest.raises(tf.errors.InvalidArgumentError, match=r"dims\[0\] must "
                      "be in"):
-    _run(ops.monolith_distributed_ps_partition(ids, [3], num_ps=2, dims=[0]))
+    _run(ops.monolith_distributed_ps_partition([ids], num_ps=2, dims=[0]))
 
   values = np.arange(4, dtype=np.float32)
   index = tf1.placeholder(tf.int32)
@@ -799,20 +795,25 @@ def test_fused_ops_reject_bad_inputs():
     with pytest.raises(tf.errors.InvalidArgumentError, match=match):
       _run(gather16, feed)
 
-  shapes = tf1.placeholder(tf.int64)
   splits = tf1.placeholder(tf.int64)
   values_ph = tf1.placeholder(tf.float32)
   scatter = ops.monolith_distributed_ps_scatter_add(
-      values_ph, shapes, [1, 0, 2], counts, splits, num_ps=2, dims=[1, 2])
-  good = {values_ph: values, shapes: np.array([2, 1, 1, 2], np.int64),
+      [values[:2].reshape([2, 1]), values_ph], [1, 0, 2], counts, splits,
+      num_ps=2, dims=[1, 2])
+  good = {values_ph: values[2:].reshape([1, 2]),
           splits: np.array([0, 1, 4], np.int64)}
   _run(scatter, good)
+  with pytest.raises(ValueError, match=r"values\[1\] must have dims\[1\] = 2 "
+                     "columns"):
+    ops.monolith_distributed_ps_scatter_add(
+        [values[:2].reshape([2, 1]), values[2:].reshape([2, 1])], [1, 0, 2],
+        counts, [0, 1, 4], num_ps=2, dims=[1, 2])
   for name, bad, match in [
-      (shapes, [2, 1, 1, 3], "value_shapes says table 1's values are \\[1, "
-       "3\\]; its 1 ids of dim 2 need \\[1, 2\\]"),
-      (shapes, [4, 1, 1], "value_shapes has 3 elements"),
-      (values_ph, np.zeros(5, np.float32), "values has 5 floats; "
-       "value_shapes says 4"),
+      (values_ph, np.zeros([1, 3], np.float32), r"values\[1\] must be \[1, "
+       r"2\] \(table 1's 1 ids of dim 2\), got shape \[1,3\]"),
+      (values_ph, np.zeros([2, 2], np.float32), r"values\[1\] must be \[1, "
+       r"2\]"),
+      (values_ph, np.zeros([2], np.float32), r"values\[1\] must be"),
       (splits, [0, 4], "float_splits has 2 elements; expected num_ps \\+ 1"),
       (splits, [1, 1, 4], "float_splits must start at 0"),
       (splits, [0, 3, 2], "float_splits must be non-decreasing"),

@@ -41,6 +41,7 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <numeric>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -126,17 +127,18 @@ class PositionSlots {
   uint64_t mask_ = 15;
 };
 
-// Splits the ids of tables (table t's counts[t] ids after those of tables
-// < t) by PS, floormod(id, num_ps); with |unique|, each table's repeated
-// ids are sent once, in order of first occurrence. Tables are split in
-// parallel: Split() then, once the caller has the PS outputs sized by
-// ps_id_splits(), Finish().
+// Splits the ids of tables (table t's counts[t] ids at table_ids[t]) by PS,
+// floormod(id, num_ps); with |unique|, each table's repeated ids are sent
+// once, in order of first occurrence. Positions (the index) count the ids
+// table after table. Tables are split in parallel: Split() then, once the
+// caller has the PS outputs sized by ps_id_splits(), Finish().
 class IdPartition {
  public:
   // The caller checks counts: >= 0, summing to < 2^31.
-  IdPartition(const int64_t* ids, std::vector<int64_t> counts,
-              std::vector<int64_t> dims, int64_t num_ps, bool unique)
-      : ids_(ids),
+  IdPartition(std::vector<const int64_t*> table_ids,
+              std::vector<int64_t> counts, std::vector<int64_t> dims,
+              int64_t num_ps, bool unique)
+      : table_ids_(std::move(table_ids)),
         counts_(std::move(counts)),
         dims_(std::move(dims)),
         num_tables_(static_cast<int64_t>(counts_.size())),
@@ -197,7 +199,7 @@ class IdPartition {
   void Finish(int32_t* index, int64_t* const* ps_ids, const Runner& run) {
     run(num_tables_, [&](int64_t t) {
       const int64_t n = counts_[t];
-      const int64_t* table_ids = ids_ + begins_[t];
+      const int64_t* table_ids = table_ids_[t];
       int32_t* table_index = index + begins_[t];
       const int64_t* base = &bases_[t * num_ps_];
       // The ids sent, in order: the first occurrences, or every id.
@@ -230,7 +232,7 @@ class IdPartition {
   void SplitTable(int64_t t, int32_t* index) {
     const int64_t n = counts_[t];
     const int64_t dim = dims_[t];
-    const int64_t* table_ids = ids_ + begins_[t];
+    const int64_t* table_ids = table_ids_[t];
     int32_t* table_index = index + begins_[t];
     const FloorMod ps_of = ps_of_;
     // Counted here, not in rows_, whose cache lines other tables' threads
@@ -281,7 +283,7 @@ class IdPartition {
     std::copy_n(rows, num_ps_, &rows_[t * num_ps_]);
   }
 
-  const int64_t* ids_;
+  std::vector<const int64_t*> table_ids_;
   std::vector<int64_t> counts_;
   std::vector<int64_t> dims_;
   int64_t num_tables_;
@@ -568,40 +570,80 @@ dps::Runner RunnerFor(OpKernelContext* ctx, int64_t ids) {
   };
 }
 
+// The ids of each table, list input "ids": vectors of at most 2^31 - 1
+// ids in all (positions are int32).
+Status GetTableIds(OpKernelContext* ctx, int64_t num_tables,
+                   std::vector<const int64_t*>* table_ids,
+                   std::vector<int64_t>* counts) {
+  OpInputList ids;
+  TF_RETURN_IF_ERROR(ctx->input_list("ids", &ids));
+  if (ids.size() != num_tables) {
+    return errors::InvalidArgument("ids has ", ids.size(),
+                                   " tensors; expected one per table (",
+                                   num_tables, ")");
+  }
+  int64_t total = 0;
+  for (int64_t t = 0; t < num_tables; ++t) {
+    if (!TensorShapeUtils::IsVector(ids[t].shape())) {
+      return errors::InvalidArgument("ids[", t, "] must be a vector, got shape ",
+                                     ids[t].shape().DebugString());
+    }
+    table_ids->push_back(ids[t].flat<int64_t>().data());
+    counts->push_back(ids[t].NumElements());
+    total += counts->back();
+    if (total > std::numeric_limits<int32_t>::max()) {
+      return errors::InvalidArgument(
+          "ids hold more than 2^31 - 1 ids; split the batch");
+    }
+  }
+  return OkStatus();
+}
+
 class PartitionOp : public OpKernel {
  public:
   explicit PartitionOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("num_ps", &num_ps_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("unique", &unique_));
     OP_REQUIRES_OK(ctx, GetDims(ctx, &dims_));
+    int num_tables;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_tables", &num_tables));
+    OP_REQUIRES(ctx, static_cast<int64_t>(dims_.size()) == num_tables,
+                errors::InvalidArgument("dims has ", dims_.size(),
+                                        " elements; num_tables is ",
+                                        num_tables));
   }
 
   void Compute(OpKernelContext* ctx) override {
-    const Tensor* ids = nullptr;
-    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 0, "ids", &ids));
+    const int64_t num_tables = dims_.size();
+    std::vector<const int64_t*> table_ids;
     std::vector<int64_t> counts;
-    OP_REQUIRES_OK(ctx, GetIdCounts(ctx, 1, dims_.size(), ids->NumElements(),
-                                    &counts));
-    Tensor* index_output = nullptr;
+    OP_REQUIRES_OK(ctx, GetTableIds(ctx, num_tables, &table_ids, &counts));
+    Tensor* id_counts = nullptr;
     OP_REQUIRES_OK(ctx,
-                   ctx->allocate_output("index", ids->shape(), &index_output));
+                   ctx->allocate_output("id_counts", {num_tables}, &id_counts));
+    std::copy(counts.begin(), counts.end(), id_counts->flat<int64_t>().data());
+    const int64_t num_ids =
+        std::accumulate(counts.begin(), counts.end(), int64_t{0});
+    Tensor* index_output = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output("index", {num_ids}, &index_output));
     int32_t* index = index_output->flat<int32_t>().data();
-    const dps::Runner run = RunnerFor(ctx, ids->NumElements());
-    dps::IdPartition partition(ids->flat<int64_t>().data(), std::move(counts),
-                               dims_, num_ps_, unique_);
+    const dps::Runner run = RunnerFor(ctx, num_ids);
+    dps::IdPartition partition(std::move(table_ids), std::move(counts), dims_,
+                               num_ps_, unique_);
     const std::string error = partition.Split(index, run);
     OP_REQUIRES(ctx, error.empty(), errors::InvalidArgument(error));
     OpOutputList ps_ids, ps_id_splits;
     OP_REQUIRES_OK(ctx, ctx->output_list("ps_ids", &ps_ids));
     OP_REQUIRES_OK(ctx, ctx->output_list("ps_id_splits", &ps_id_splits));
-    const int64_t splits = dims_.size() + 1;
+    const int64_t splits = num_tables + 1;
     std::vector<int64_t*> ps_id_data(num_ps_);
     for (int64_t p = 0; p < num_ps_; ++p) {
       const int64_t* src = &partition.ps_id_splits()[p * splits];
       Tensor* out = nullptr;
-      if (num_ps_ == 1 && src[splits - 1] == ids->NumElements()) {
-        // Every id goes, in order, to the one PS: the input, not a copy.
-        ps_ids.set(0, *ids);
+      if (num_ps_ == 1 && num_tables == 1 && src[1] == num_ids) {
+        // Every id of the one table goes, in order, to the one PS: the
+        // input, not a copy.
+        ps_ids.set(0, ctx->input(0));
         ps_id_data[0] = nullptr;
       } else {
         OP_REQUIRES_OK(ctx, ps_ids.allocate(p, {src[splits - 1]}, &out));
@@ -790,44 +832,38 @@ class ScatterAddOp : public OpKernel {
   explicit ScatterAddOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("num_ps", &num_ps_));
     OP_REQUIRES_OK(ctx, GetDims(ctx, &dims_));
+    int num_tables;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_tables", &num_tables));
+    OP_REQUIRES(ctx, static_cast<int64_t>(dims_.size()) == num_tables,
+                errors::InvalidArgument("dims has ", dims_.size(),
+                                        " elements; num_tables is ",
+                                        num_tables));
   }
 
   void Compute(OpKernelContext* ctx) override {
-    const Tensor* values = nullptr;
-    const Tensor* value_shapes = nullptr;
+    const int64_t num_tables = dims_.size();
+    OpInputList values;
+    OP_REQUIRES_OK(ctx, ctx->input_list("values", &values));
+    const int first = num_tables;  // the inputs after the values
     const Tensor* index_input = nullptr;
     const Tensor* float_splits_input = nullptr;
-    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 0, "values", &values));
-    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 1, "value_shapes", &value_shapes));
-    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 2, "index", &index_input));
-    const int64_t num_tables = dims_.size();
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, first, "index", &index_input));
     std::vector<int64_t> counts;
-    OP_REQUIRES_OK(ctx, GetIdCounts(ctx, 3, num_tables,
+    OP_REQUIRES_OK(ctx, GetIdCounts(ctx, first + 1, num_tables,
                                     index_input->NumElements(), &counts));
-    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 4, "float_splits",
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, first + 2, "float_splits",
                                        &float_splits_input));
     // Each table's rows are [its ids, its dim].
-    OP_REQUIRES(ctx, value_shapes->NumElements() == 2 * num_tables,
-                errors::InvalidArgument(
-                    "value_shapes has ", value_shapes->NumElements(),
-                    " elements; expected the [rows, dim] of each of the ",
-                    num_tables, " tables' values"));
-    auto shapes = value_shapes->flat<int64_t>();
-    int64_t floats = 0;
     for (int64_t t = 0; t < num_tables; ++t) {
+      const TensorShape& shape = values[t].shape();
       OP_REQUIRES(ctx,
-                  shapes(2 * t) == counts[t] && shapes(2 * t + 1) == dims_[t],
+                  shape.dims() == 2 && shape.dim_size(0) == counts[t] &&
+                      shape.dim_size(1) == dims_[t],
                   errors::InvalidArgument(
-                      "value_shapes says table ", t, "'s values are [",
-                      shapes(2 * t), ", ", shapes(2 * t + 1), "]; its ",
-                      counts[t], " ids of dim ", dims_[t], " need [",
-                      counts[t], ", ", dims_[t], "]"));
-      floats += counts[t] * dims_[t];
+                      "values[", t, "] must be [", counts[t], ", ", dims_[t],
+                      "] (table ", t, "'s ", counts[t], " ids of dim ",
+                      dims_[t], "), got shape ", shape.DebugString()));
     }
-    OP_REQUIRES(ctx, values->NumElements() == floats,
-                errors::InvalidArgument("values has ", values->NumElements(),
-                                        " floats; value_shapes says ",
-                                        floats));
     auto splits = float_splits_input->flat<int64_t>();
     OP_REQUIRES(ctx, splits.size() == num_ps_ + 1,
                 errors::InvalidArgument("float_splits has ", splits.size(),
@@ -862,14 +898,13 @@ class ScatterAddOp : public OpKernel {
     float* dst = sums.flat<float>().data();
     std::fill_n(dst, total, 0.0f);
     const int32_t* index = index_input->flat<int32_t>().data();
-    const float* src = values->flat<float>().data();
     for (int64_t t = 0; t < num_tables; ++t) {
       const int64_t bad =
-          dps::ScatterAddRows(src, index, counts[t], dims_[t], dst, total);
+          dps::ScatterAddRows(values[t].flat<float>().data(), index,
+                              counts[t], dims_[t], dst, total);
       OP_REQUIRES(ctx, bad < 0,
                   OutOfRange(t, bad, bad < 0 ? 0 : index[bad], dims_[t],
                              total, "float_splits' floats"));
-      src += counts[t] * dims_[t];
       index += counts[t];
     }
     if (direct) return;
@@ -962,36 +997,45 @@ class LookupFloat16Op : public OpKernel {
 }  // namespace
 
 REGISTER_OP("MonolithDistributedPsPartition")
-    .Input("ids: int64")
-    .Input("id_counts: int64")
+    .Input("ids: num_tables * int64")
     .Output("ps_ids: num_ps * int64")
     .Output("ps_id_splits: num_ps * int64")
     .Output("index: int32")
     .Output("float_splits: int64")
+    .Output("id_counts: int64")
+    .Attr("num_tables: int >= 1")
     .Attr("num_ps: int >= 1")
     .Attr("dims: list(int)")
     .Attr("unique: bool = true")
     .SetShapeFn([](InferenceContext* c) {
-      TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"ids", 1}, {"id_counts", 1}}));
+      TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"ids", 1}}));
       int64_t num_ps;
       std::vector<int64_t> dims;
       TF_RETURN_IF_ERROR(c->GetAttr("num_ps", &num_ps));
       TF_RETURN_IF_ERROR(c->GetAttr("dims", &dims));
-      TF_RETURN_IF_ERROR(CheckIdCountsLength(c, 1, dims.size()));
+      const int64_t num_tables = dims.size();
+      if (num_tables != c->num_inputs()) {
+        return errors::InvalidArgument("dims has ", num_tables,
+                                       " elements; num_tables is ",
+                                       c->num_inputs());
+      }
+      DimensionHandle num_ids = c->MakeDim(0);
+      for (int64_t t = 0; t < num_tables; ++t) {
+        TF_RETURN_IF_ERROR(c->Add(num_ids, c->Dim(c->input(t), 0), &num_ids));
+      }
       for (int64_t p = 0; p < num_ps; ++p) {
         c->set_output(p, c->Vector(c->UnknownDim()));
-        c->set_output(num_ps + p,
-                      c->Vector(static_cast<int64_t>(dims.size()) + 1));
+        c->set_output(num_ps + p, c->Vector(num_tables + 1));
       }
-      c->set_output(2 * num_ps, c->Vector(c->Dim(c->input(0), 0)));
+      c->set_output(2 * num_ps, c->Vector(num_ids));
       c->set_output(2 * num_ps + 1, c->Vector(num_ps + 1));
+      c->set_output(2 * num_ps + 2, c->Vector(num_tables));
       return OkStatus();
     })
     .Doc(R"doc(
 Ids of every table split by PS, for DistributedMultiTypeHashTable (ours).
 
-ids: the ids of table 0, then of table 1, ...
-id_counts: the number of ids of each table.
+ids: per table, its ids.
 ps_ids: per PS, its ids (those with floormod(id, num_ps) == PS), table
   after table, each table's in input order (of first occurrence if unique).
 ps_id_splits: per PS, the row splits of its ids by table.
@@ -1000,6 +1044,7 @@ index: per id, the float offset of its row (dims[table] floats) in the PS
   order.
 float_splits: where each PS's result starts in that concatenation, and
   its size.
+id_counts: the number of ids of each table.
 unique: whether each table's repeated ids are sent once.
 )doc");
 REGISTER_KERNEL_BUILDER(
@@ -1079,18 +1124,17 @@ REGISTER_KERNEL_BUILDER(
     GatherOp<true>);
 
 REGISTER_OP("MonolithDistributedPsScatterAdd")
-    .Input("values: float")
-    .Input("value_shapes: int64")
+    .Input("values: num_tables * float")
     .Input("index: int32")
     .Input("id_counts: int64")
     .Input("float_splits: int64")
     .Output("ps_values: num_ps * T")
+    .Attr("num_tables: int >= 1")
     .Attr("num_ps: int >= 1")
     .Attr("dims: list(int)")
     .Attr("T: {float, half} = DT_FLOAT")
     .SetShapeFn([](InferenceContext* c) {
-      TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"values", 1},
-                                             {"value_shapes", 1},
+      TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"values", 2},
                                              {"index", 1},
                                              {"id_counts", 1},
                                              {"float_splits", 1}}));
@@ -1098,7 +1142,21 @@ REGISTER_OP("MonolithDistributedPsScatterAdd")
       std::vector<int64_t> dims;
       TF_RETURN_IF_ERROR(c->GetAttr("num_ps", &num_ps));
       TF_RETURN_IF_ERROR(c->GetAttr("dims", &dims));
-      TF_RETURN_IF_ERROR(CheckIdCountsLength(c, 3, dims.size()));
+      const int num_tables = static_cast<int>(dims.size());
+      if (num_tables + 3 != c->num_inputs()) {
+        return errors::InvalidArgument("dims has ", num_tables,
+                                       " elements; num_tables is ",
+                                       c->num_inputs() - 3);
+      }
+      for (int t = 0; t < num_tables; ++t) {
+        DimensionHandle unused;
+        if (!c->WithValue(c->Dim(c->input(t), 1), dims[t], &unused).ok()) {
+          return errors::InvalidArgument(
+              "values[", t, "] must have dims[", t, "] = ", dims[t],
+              " columns, got shape ", c->DebugString(c->input(t)));
+        }
+      }
+      TF_RETURN_IF_ERROR(CheckIdCountsLength(c, num_tables + 1, num_tables));
       for (int64_t p = 0; p < num_ps; ++p) {
         c->set_output(p, c->Vector(c->UnknownDim()));
       }
@@ -1107,11 +1165,8 @@ REGISTER_OP("MonolithDistributedPsScatterAdd")
     .Doc(R"doc(
 Per-id rows added into MonolithDistributedPsPartition's layout (ours).
 
-values: the rows of table 0's ids ([id_counts[0], dims[0]], flattened),
-  then table 1's, ...
-value_shapes: the [rows, dim] of each table's values, concatenated
-  (checked against id_counts and dims).
-index, float_splits: MonolithDistributedPsPartition's.
+values: per table t, the rows of its ids, [id_counts[t], dims[t]].
+index, id_counts, float_splits: MonolithDistributedPsPartition's.
 ps_values: per PS, its rows: the sum of the rows of the ids sent as it,
   from zero in input order (UnsortedSegmentSum's order), as T.
 )doc");

@@ -4,9 +4,10 @@ The ops and their inputs come from the library's OpDefs; each op has a valid
 call (below), whose every non-resource input is then replaced, one at a time,
 by values of wrong shape: a vector [2], an empty [0] and one-element [1] or
 [1, 1] tensors where a scalar is needed, a scalar or a rank-2 tensor where a
-vector is needed. Each must be InvalidArgumentError naming the input at run
-time (through placeholders of unknown shape, so the kernels' own checks run)
-and ValueError at graph construction (tensors of known shape, so the shape
+vector is needed, a scalar, a vector or a rank-3 tensor where a matrix is
+(in a list input, e.g. one tensor per table, its first tensor). Each must be
+InvalidArgumentError naming the input at run time (through placeholders of
+unknown shape, so the kernels' own checks run) and ValueError at graph construction (tensors of known shape, so the shape
 functions' checks run); a wrong dtype must be TypeError or ValueError at
 graph construction. A kernel that reads a wrong-shaped input with
 Tensor::scalar() aborts the whole process on TF's CHECK instead.
@@ -169,7 +170,7 @@ def _valid_calls(workdir: str) -> Dict[str, _Call]:
       # 1 and 2); [1, 2, 3, 4] are the 4 floats of the results (as float16,
       # each PS's padded to an even number: [1, 0, 2, 3, 4, 0]).
       "MonolithDistributedPsPartition":
-          _Call({"ids": ids, "id_counts": _i64([2, 1])},
+          _Call({"ids": [_i64([1, 2]), _i64([3])]},
                 {"num_ps": 2, "dims": [1, 2]}),
       "MonolithDistributedPsGather":
           _Call({"values": _f32([1, 2, 3, 4]), "index": _i32([1, 0, 2]),
@@ -182,8 +183,7 @@ def _valid_calls(workdir: str) -> Dict[str, _Call]:
                  "float_splits": _i64([0, 1, 4])},
                 {"num_tables": 2, "dims": [1, 2]}),
       "MonolithDistributedPsScatterAdd":
-          _Call({"values": _f32([1, 2, 3, 4]),
-                 "value_shapes": _i64([2, 1, 1, 2]),
+          _Call({"values": [_f32([[1], [2]]), _f32([[3, 4]])],
                  "index": _i32([1, 0, 2]), "id_counts": _i64([2, 1]),
                  "float_splits": _i64([0, 1, 4])},
                 {"num_ps": 2, "dims": [1, 2]}),
@@ -243,6 +243,12 @@ def _wrong_shapes(valid: np.ndarray,
         "one-element [1]": valid.reshape([1]),
         "rank-2 [1, 1]": valid.reshape([1, 1]),
     }
+  if valid.ndim == 2:
+    return {
+        "scalar": valid.reshape([-1])[0],
+        "vector": valid.reshape([-1]),
+        "rank-3": valid.reshape([1] + list(valid.shape)),
+    }
   assert valid.ndim == 1 and valid.size, valid
   return {
       "scalar": valid[0],
@@ -260,7 +266,27 @@ _WRONG_DTYPES = {
 
 
 def _names_input(message: str, name: str) -> bool:
-  return re.search(rf"(^|\W){re.escape(name)} must ", message) is not None
+  """Whether the message names the input (a list input's tensor by index)."""
+  return re.search(rf"(^|\W){re.escape(name)}(\[\d+\])? must ",
+                   message) is not None
+
+
+# A list input (e.g. one tensor per table) is a list of values; the sweep
+# replaces its first tensor.
+def _first(value):
+  return value[0] if isinstance(value, list) else value
+
+
+def _with_first(value, first):
+  return [first] + value[1:] if isinstance(value, list) else first
+
+
+def _placeholders(dtype: tf.DType, value, name: str):
+  """Placeholders of unknown shape for an input (a list for a list input)."""
+  if isinstance(value, list):
+    return [tf1.placeholder(dtype, shape=None, name=f"{name}_{i}")
+            for i in range(len(value))]
+  return tf1.placeholder(dtype, shape=None, name=name)
 
 
 class _Sweep:
@@ -327,16 +353,21 @@ class _Sweep:
     # Run time: placeholders of unknown shape, one session for every case.
     with tf.Graph().as_default():
       placeholders = {
-          name: tf1.placeholder(tf.dtypes.as_dtype(dtypes[name]), shape=None,
-                                name=name) for name in names
+          name: _placeholders(tf.dtypes.as_dtype(dtypes[name]), valid[name],
+                              name) for name in names
       }
       output = self._build(op_def, placeholders)
       with tf1.Session() as sess:
 
         def run(name=None, value=None):
-          feed = {placeholders[n]: v for n, v in valid.items()}
+          feed = {}
+          for n, v in valid.items():
+            if isinstance(v, list):
+              feed.update(zip(placeholders[n], v))
+            else:
+              feed[placeholders[n]] = v
           if name is not None:
-            feed[placeholders[name]] = value
+            feed[_first(placeholders[name])] = value
           return sess.run(output, feed_dict=feed)
 
         def valid_call():
@@ -349,7 +380,7 @@ class _Sweep:
         self._case(op, "-", "valid call", valid_call)
         for name in names:
           for variant, value in _wrong_shapes(
-              valid[name], (op, name) in _ROW_INPUTS).items():
+              _first(valid[name]), (op, name) in _ROW_INPUTS).items():
 
             def wrong_shape(name=name, value=value):
               try:
@@ -367,12 +398,14 @@ class _Sweep:
     # Graph construction: known wrong shapes and wrong dtypes.
     for name in names:
       for variant, value in _wrong_shapes(
-          valid[name], (op, name) in _ROW_INPUTS).items():
+          _first(valid[name]), (op, name) in _ROW_INPUTS).items():
 
         def known_shape(name=name, value=value):
           with tf.Graph().as_default():
             try:
-              self._build(op_def, {**valid, name: tf.constant(value)})
+              self._build(op_def, {
+                  **valid, name: _with_first(valid[name], tf.constant(value))
+              })
             except ValueError:
               return None
           return ("built: its shape function must check the input's rank "
@@ -385,7 +418,9 @@ class _Sweep:
         with tf.Graph().as_default():
           try:
             self._build(op_def, {
-                **valid, name: tf1.placeholder(wrong, shape=None)
+                **valid,
+                name: _with_first(valid[name],
+                                  tf1.placeholder(wrong, shape=None))
             })
           except (TypeError, ValueError):
             return None

@@ -105,17 +105,16 @@ Status LookupResourceInput(OpKernelContext* ctx, int index, const char* name,
 // For shape functions: every input of the op, by name, with its rank (0: a
 // scalar, 1: a vector), so shapes known when the graph is built fail then
 // (InvalidArgument, raised as ValueError by Python), as TF's own ops do.
-// Internal error unless |ranks| lists every input once.
+// Internal error unless |ranks| lists every input once (a list input by
+// its name, for all its tensors).
 inline Status CheckInputRanks(
     shape_inference::InferenceContext* c,
     std::initializer_list<std::pair<const char*, int>> ranks) {
-  if (static_cast<int>(ranks.size()) != c->num_inputs()) {
-    return errors::Internal("the shape function checks ", ranks.size(),
-                            " inputs of ", c->num_inputs());
-  }
+  int checked = 0;
   for (const auto& [name, rank] : ranks) {
     std::vector<shape_inference::ShapeHandle> inputs;
     TF_RETURN_IF_ERROR(c->input(name, &inputs));
+    checked += static_cast<int>(inputs.size());
     for (shape_inference::ShapeHandle input : inputs) {
       shape_inference::ShapeHandle unused;
       if (!c->WithRank(input, rank, &unused).ok()) {
@@ -127,6 +126,10 @@ inline Status CheckInputRanks(
             ", got shape ", c->DebugString(input));
       }
     }
+  }
+  if (checked != c->num_inputs()) {
+    return errors::Internal("the shape function checks ", checked,
+                            " inputs of ", c->num_inputs());
   }
   return OkStatus();
 }
