@@ -482,11 +482,14 @@ using shape_inference::ShapeHandle;
 // overflow).
 constexpr int64_t kMaxDim = int64_t{1} << 24;
 
-// The table dims attr: one in [1, kMaxDim] per table.
+// The table dims attr: one in [1, kMaxDim] per table (attr num_tables).
 Status GetDims(OpKernelConstruction* ctx, std::vector<int64_t>* dims) {
   TF_RETURN_IF_ERROR(ctx->GetAttr("dims", dims));
-  if (dims->empty()) {
-    return errors::InvalidArgument("dims must list one dim per table");
+  int num_tables;
+  TF_RETURN_IF_ERROR(ctx->GetAttr("num_tables", &num_tables));
+  if (static_cast<int64_t>(dims->size()) != num_tables) {
+    return errors::InvalidArgument("dims has ", dims->size(),
+                                   " elements; num_tables is ", num_tables);
   }
   for (size_t t = 0; t < dims->size(); ++t) {
     if ((*dims)[t] < 1 || (*dims)[t] > kMaxDim) {
@@ -605,12 +608,6 @@ class PartitionOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("num_ps", &num_ps_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("unique", &unique_));
     OP_REQUIRES_OK(ctx, GetDims(ctx, &dims_));
-    int num_tables;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_tables", &num_tables));
-    OP_REQUIRES(ctx, static_cast<int64_t>(dims_.size()) == num_tables,
-                errors::InvalidArgument("dims has ", dims_.size(),
-                                        " elements; num_tables is ",
-                                        num_tables));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -749,13 +746,7 @@ template <bool kHalf>
 class GatherOp : public OpKernel {
  public:
   explicit GatherOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    int num_tables;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_tables", &num_tables));
     OP_REQUIRES_OK(ctx, GetDims(ctx, &dims_));
-    OP_REQUIRES(ctx, static_cast<int64_t>(dims_.size()) == num_tables,
-                errors::InvalidArgument("dims has ", dims_.size(),
-                                        " elements; num_tables is ",
-                                        num_tables));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -832,12 +823,6 @@ class ScatterAddOp : public OpKernel {
   explicit ScatterAddOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("num_ps", &num_ps_));
     OP_REQUIRES_OK(ctx, GetDims(ctx, &dims_));
-    int num_tables;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_tables", &num_tables));
-    OP_REQUIRES(ctx, static_cast<int64_t>(dims_.size()) == num_tables,
-                errors::InvalidArgument("dims has ", dims_.size(),
-                                        " elements; num_tables is ",
-                                        num_tables));
   }
 
   void Compute(OpKernelContext* ctx) override {
