@@ -197,7 +197,7 @@ class CreateGpuMultiHashTableOp : public ResourceOpKernel<GpuMultiHashTable> {
 };
 
 // Lookup of R requests: id_split has tables * R + 1 entries (request-major),
-// as the CPU kernel's.
+// as the CPU kernel's. Every table's ids in one kernel launch (per 16).
 class GpuMultiHashTableLookupOp : public OpKernel {
  public:
   explicit GpuMultiHashTableLookupOp(OpKernelConstruction* ctx)
@@ -212,16 +212,16 @@ class GpuMultiHashTableLookupOp : public OpKernel {
     Tensor* out = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {in.offsets.back()}, &out));
     float* embeddings = out->flat<float>().data();
-    void* stream = CudaStream(ctx);
     mutex_lock l(mtable->mu());
+    std::vector<gpu::GpuRowTable::LookupRequest> requests;
     for (size_t k = 0; k + 1 < in.id_split.size(); ++k) {
-      OP_REQUIRES_OK(ctx, ToTfStatus(mtable->table(k % num_tables)
-                                         .table->Lookup(
-                                             in.ids + in.id_split[k],
-                                             in.id_split[k + 1] - in.id_split[k],
-                                             embeddings + in.offsets[k],
-                                             stream)));
+      requests.push_back({mtable->table(k % num_tables).table.get(),
+                          in.ids + in.id_split[k],
+                          in.id_split[k + 1] - in.id_split[k],
+                          embeddings + in.offsets[k]});
     }
+    OP_REQUIRES_OK(ctx, ToTfStatus(gpu::GpuRowTable::LookupMany(
+                            requests, CudaStream(ctx))));
   }
 };
 

@@ -95,16 +95,40 @@ __device__ void InitRow(const cg::thread_block_tile<kTile>& tile, int64_t id,
   }
 }
 
-__global__ void LookupKernel(Map::device_view view, const int64_t* ids,
-                             int64_t n, int value_floats, float* out) {
+// The lookups of one launch: up to kLookupsPerLaunch batches, of any
+// tables, whose ids the launch's tiles take one after the other. Passed by
+// value (about 1.2 KB of kernel parameters): no copy to the device first.
+constexpr int kLookupsPerLaunch = 16;
+
+struct LookupLaunch {
+  struct Part {
+    Map::device_view view{0, 0, nullptr, nullptr, ZeroInitializer{}};
+    const int64_t* ids = nullptr;
+    float* out = nullptr;
+    int64_t first = 0;  // the launch's position of the part's first id
+    int value_floats = 0;
+  };
+  Part parts[kLookupsPerLaunch];
+  int count = 0;  // parts, each with at least one id
+  int64_t n = 0;  // ids in all
+};
+
+// __grid_constant__: the parts are read where the parameters are, not
+// copied per thread.
+__global__ void LookupKernel(const __grid_constant__ LookupLaunch launch) {
   const int64_t i = TileIndex();
-  if (i >= n) return;
+  if (i >= launch.n) return;
+  int p = 0;
+  while (p + 1 < launch.count && launch.parts[p + 1].first <= i) ++p;
+  const LookupLaunch::Part& part = launch.parts[p];
   auto tile = ThisTile();
-  const int64_t id = ids[i];
+  const int64_t k = i - part.first;
+  const int64_t id = part.ids[k];
   float* row = nullptr;
-  const bool found = StorableId(id) && view.lookup(tile, RowPointer{id, &row});
-  float* dst = out + i * value_floats;
-  for (int c = tile.thread_rank(); c < value_floats; c += kTile) {
+  const bool found =
+      StorableId(id) && part.view.lookup(tile, RowPointer{id, &row});
+  float* dst = part.out + k * part.value_floats;
+  for (int c = tile.thread_rank(); c < part.value_floats; c += kTile) {
     dst[c] = found ? row[c] : 0.0f;
   }
 }
@@ -472,12 +496,48 @@ Status GpuRowTable::Create(const GpuRowTableSpec& spec,
 
 Status GpuRowTable::Lookup(const int64_t* ids, int64_t n, float* out,
                            void* stream) {
-  MONOLITH_RETURN_IF_ERROR(UseDevice(spec_.device));
-  MONOLITH_RETURN_IF_ERROR(CheckBatch(n));
-  if (n == 0) return Status::OK();
-  LookupKernel<<<GridFor(n), kBlock, 0, static_cast<cudaStream_t>(stream)>>>(
-      impl_->map->map->get_device_view(), ids, n, spec_.value_floats, out);
-  return CudaStatus(cudaGetLastError(), "launching the lookup");
+  return LookupMany({{this, ids, n, out}}, stream);
+}
+
+Status GpuRowTable::LookupMany(const std::vector<LookupRequest>& requests,
+                               void* stream) {
+  if (requests.empty()) return Status::OK();
+  for (const LookupRequest& r : requests) {
+    if (r.table == nullptr) {
+      return InvalidArgumentError("GPU table: a lookup names no table");
+    }
+    if (r.table->spec_.device != requests[0].table->spec_.device) {
+      return InvalidArgumentError(
+          "GPU table: one lookup of tables on devices " +
+          std::to_string(requests[0].table->spec_.device) + " and " +
+          std::to_string(r.table->spec_.device));
+    }
+    MONOLITH_RETURN_IF_ERROR(CheckBatch(r.n));
+  }
+  MONOLITH_RETURN_IF_ERROR(UseDevice(requests[0].table->spec_.device));
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  LookupLaunch launch;
+  auto flush = [&]() -> Status {
+    if (launch.count == 0) return Status::OK();
+    LookupKernel<<<GridFor(launch.n), kBlock, 0, s>>>(launch);
+    launch = LookupLaunch();
+    return CudaStatus(cudaGetLastError(), "launching a lookup");
+  };
+  for (const LookupRequest& r : requests) {
+    if (r.n == 0) continue;
+    if (launch.count == kLookupsPerLaunch ||
+        launch.n + r.n > int64_t{0x7fffffff}) {
+      MONOLITH_RETURN_IF_ERROR(flush());
+    }
+    LookupLaunch::Part& part = launch.parts[launch.count++];
+    part.view = r.table->impl_->map->map->get_device_view();
+    part.ids = r.ids;
+    part.out = r.out;
+    part.first = launch.n;
+    part.value_floats = r.table->spec_.value_floats;
+    launch.n += r.n;
+  }
+  return flush();
 }
 
 Status GpuRowTable::Reserve(int64_t extra, void* stream) {

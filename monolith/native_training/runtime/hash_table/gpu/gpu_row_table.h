@@ -42,6 +42,19 @@ class GpuRowTable {
 
   // out[i * value_floats ..]: the embedding of ids[i], zeros when absent.
   Status Lookup(const int64_t* ids, int64_t n, float* out, void* stream);
+
+  // A Lookup's arguments, for LookupMany.
+  struct LookupRequest {
+    GpuRowTable* table;
+    const int64_t* ids;  // device
+    int64_t n;
+    float* out;  // device, n * table->spec().value_floats floats
+  };
+  // Every request's Lookup, in one kernel launch per 16 requests (e.g. all
+  // tables of a multi table at once). The tables must be on one device;
+  // InvalidArgument otherwise, before anything runs.
+  static Status LookupMany(const std::vector<LookupRequest>& requests,
+                           void* stream);
   // Sets the embeddings of ids (value_floats floats each), inserting absent
   // ids (their optimizer state initialized); a repeated id keeps its last.
   // Stamps update_time (seconds) on every id.

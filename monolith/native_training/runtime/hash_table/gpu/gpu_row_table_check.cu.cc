@@ -9,8 +9,8 @@
 // Covers: zeros for absent and reserved ids, assign (last of repeats),
 // assign_add (repeats add up), reinitialize, apply_gradients with sgd + adagrad and with
 // adam + ftrl (repeats in order), growth from a small map, update times,
-// export and restore of rows into another table, and the rejection of the
-// reserved ids.
+// export and restore of rows into another table, lookups of many tables in
+// one launch, and the rejection of the reserved ids.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -299,6 +299,80 @@ void CheckTraining(const std::string& name, const GpuRowTableSpec& spec,
         name + ": restored rows equal the exported ones");
 }
 
+// LookupMany over tables of different widths, more requests than one
+// launch takes, empty requests and tables asked twice, against the values
+// assigned.
+void CheckLookupMany(const std::vector<GpuRowTableSpec>& specs) {
+  std::vector<std::unique_ptr<GpuRowTable>> tables(specs.size());
+  std::vector<std::map<int64_t, std::vector<float>>> values(specs.size());
+  std::mt19937_64 gen(17);
+  for (size_t t = 0; t < specs.size(); ++t) {
+    CheckOk(GpuRowTable::Create(specs[t], &tables[t]),
+            "lookup_many: create table " + std::to_string(t));
+    if (tables[t] == nullptr) return;
+    const int d = specs[t].value_floats;
+    const std::vector<int64_t> ids = Batch(&gen, 3000, 2000);
+    const std::vector<float> v = Normal(ids.size() * d, &gen);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      values[t][ids[i]].assign(v.begin() + i * d, v.begin() + (i + 1) * d);
+    }
+    DeviceVector<int64_t> d_ids(ids);
+    DeviceVector<float> d_v(v);
+    CheckOk(tables[t]->Assign(d_ids.get(), ids.size(), d_v.get(), 1, nullptr),
+            "lookup_many: assign table " + std::to_string(t));
+  }
+  // 40 requests over the tables in turn: every fifth empty, sizes varied,
+  // present, absent and reserved ids.
+  struct Request {
+    size_t table;
+    std::vector<int64_t> ids;
+    std::unique_ptr<DeviceVector<int64_t>> d_ids;
+    std::unique_ptr<DeviceVector<float>> out;
+  };
+  std::vector<Request> requests(40);
+  std::vector<GpuRowTable::LookupRequest> args;
+  for (size_t r = 0; r < requests.size(); ++r) {
+    Request& req = requests[r];
+    req.table = r % specs.size();
+    if (r % 5 != 4) {
+      req.ids = Batch(&gen, 100 + 37 * static_cast<int>(r), 3000);
+      req.ids.push_back(kEmptySlotId);
+    }
+    req.d_ids = std::make_unique<DeviceVector<int64_t>>(req.ids);
+    req.out = std::make_unique<DeviceVector<float>>(
+        req.ids.size() * specs[req.table].value_floats);
+    args.push_back({tables[req.table].get(), req.d_ids->get(),
+                    static_cast<int64_t>(req.ids.size()), req.out->get()});
+  }
+  CheckOk(GpuRowTable::LookupMany(args, nullptr), "lookup_many: launch");
+  bool all = true;
+  for (const Request& req : requests) {
+    const int d = specs[req.table].value_floats;
+    std::vector<float> want(req.ids.size() * d, 0.0f);
+    for (size_t i = 0; i < req.ids.size(); ++i) {
+      const auto it = values[req.table].find(req.ids[i]);
+      if (it != values[req.table].end()) {
+        std::copy(it->second.begin(), it->second.end(), want.begin() + i * d);
+      }
+    }
+    all = all && Near(req.out->ToHost(), want, req.ids.size(), d, d);
+  }
+  Check(all, "lookup_many: 40 requests over " + std::to_string(specs.size()) +
+                 " tables (2 launches) read what each table's ids hold");
+  std::unique_ptr<GpuRowTable> other;
+  GpuRowTableSpec elsewhere = specs[0];
+  elsewhere.device = 1;
+  int devices = 0;
+  cudaGetDeviceCount(&devices);
+  if (devices > 1 && GpuRowTable::Create(elsewhere, &other).ok()) {
+    const Status s = GpuRowTable::LookupMany(
+        {args[0], {other.get(), args[0].ids, 0, args[0].out}}, nullptr);
+    Check(s.code() == StatusCode::kInvalidArgument,
+          "lookup_many: tables on two devices are refused (" + s.ToString() +
+              ")");
+  }
+}
+
 int Main() {
   // Line by line, so a crash or a timeout keeps what was printed.
   setvbuf(stdout, nullptr, _IOLBF, 0);
@@ -341,6 +415,7 @@ int Main() {
   ftrl.l1 = 0.01f;
   ftrl.l2 = 0.1f;
   CheckTraining("adam+ftrl", Spec({adam, ftrl}), {0.05f, 0.1f});
+  CheckLookupMany({Spec({sgd}), Spec({adagrad}), Spec({adam, ftrl})});
 
   // Reserved ids: refused, nothing written.
   std::unique_ptr<GpuRowTable> table;
