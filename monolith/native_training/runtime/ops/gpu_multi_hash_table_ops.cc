@@ -239,18 +239,18 @@ class GpuMultiHashTableAssignOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ReadUpdateBatch(ctx, mtable->dims(), "value", &in));
     int64_t update_time = 0;
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 4, "update_time", &update_time));
-    void* stream = CudaStream(ctx);
     mutex_lock l(mtable->mu());
+    std::vector<gpu::GpuRowTable::WriteRequest> requests(mtable->size());
     for (int t = 0; t < mtable->size(); ++t) {
-      gpu::GpuRowTable& table = *mtable->table(t).table;
-      const int64_t* ids = in.ids + in.id_split[t];
-      const float* values = in.values + in.value_offsets[t];
-      OP_REQUIRES_OK(
-          ctx, ToTfStatus(kAdd ? table.AssignAdd(ids, in.ids_of(t), values,
-                                                 update_time, stream)
-                               : table.Assign(ids, in.ids_of(t), values,
-                                              update_time, stream)));
+      requests[t].table = mtable->table(t).table.get();
+      requests[t].ids = in.ids + in.id_split[t];
+      requests[t].n = in.ids_of(t);
+      requests[t].values = in.values + in.value_offsets[t];
     }
+    OP_REQUIRES_OK(ctx, ToTfStatus(gpu::GpuRowTable::WriteMany(
+                            kAdd ? gpu::GpuRowTable::Write::kAssignAdd
+                                 : gpu::GpuRowTable::Write::kAssign,
+                            requests, update_time, CudaStream(ctx))));
     ctx->set_output(0, ctx->input(0));
   }
 };
@@ -277,19 +277,21 @@ class GpuMultiHashTableOptimizeOp : public OpKernel {
                     " floats; the tables' optimizers need ",
                     mtable->learning_rates()));
     const float* lr = learning_rates.flat<float>().data();
-    void* stream = CudaStream(ctx);
     mutex_lock l(mtable->mu());
+    std::vector<gpu::GpuRowTable::WriteRequest> requests(mtable->size());
     for (int t = 0; t < mtable->size(); ++t) {
       GpuMultiHashTable::Table& table = mtable->table(t);
-      const std::vector<float> table_lr(
+      requests[t].table = table.table.get();
+      requests[t].ids = in.ids + in.id_split[t];
+      requests[t].n = in.ids_of(t);
+      requests[t].values = in.values + in.value_offsets[t];
+      requests[t].learning_rates.assign(
           lr + table.first_learning_rate,
           lr + table.first_learning_rate + table.spec.segments.size());
-      OP_REQUIRES_OK(
-          ctx, ToTfStatus(table.table->ApplyGradients(
-                   in.ids + in.id_split[t], in.ids_of(t),
-                   in.values + in.value_offsets[t], table_lr, update_time,
-                   stream)));
     }
+    OP_REQUIRES_OK(ctx, ToTfStatus(gpu::GpuRowTable::WriteMany(
+                            gpu::GpuRowTable::Write::kApplyGradients,
+                            requests, update_time, CudaStream(ctx))));
     ctx->set_output(0, ctx->input(0));
   }
 };

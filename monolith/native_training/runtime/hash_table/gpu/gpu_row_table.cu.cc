@@ -347,6 +347,28 @@ class DeviceBuffer {
   size_t bytes_ = 0;
 };
 
+// Host memory the device copies into (or out of) asynchronously.
+template <typename T>
+class PinnedArray {
+ public:
+  ~PinnedArray() { cudaFreeHost(data_); }
+  Status Allocate(size_t n) {
+    return CudaStatus(cudaMallocHost(reinterpret_cast<void**>(&data_),
+                                     sizeof(T) * std::max<size_t>(n, 1)),
+                      "cudaMallocHost");
+  }
+  T* get() const { return data_; }
+
+ private:
+  T* data_ = nullptr;
+};
+
+// What a write reads back after sorting its batch.
+struct Readback {
+  int64_t ends[2];             // the smallest and largest id
+  unsigned long long missing;  // distinct ids the map lacks
+};
+
 // A map with its size counters (cuco's static_map wants them; the table
 // counts its entries itself).
 struct OwnedMap {
@@ -412,6 +434,11 @@ struct GpuRowTable::Impl {
   DeviceBuffer counter;  // unsigned long long
   // Host transfers: ids and rows.
   DeviceBuffer staged_ids, staged_rows;
+  // Pinned, so a WriteMany queues every table's reads before one wait.
+  PinnedArray<Readback> readback;
+  // A write's learning rates on their way to learning_rates. Rewritten
+  // only after the next write's wait, which the copy precedes.
+  PinnedArray<float> host_learning_rates;
   int num_segments = 0;
 };
 
@@ -483,6 +510,9 @@ Status GpuRowTable::Create(const GpuRowTableSpec& spec,
   MONOLITH_RETURN_IF_ERROR(impl->learning_rates.Reserve(
       std::max<size_t>(sizeof(float) * spec.segments.size(), 1)));
   MONOLITH_RETURN_IF_ERROR(impl->counter.Reserve(sizeof(unsigned long long)));
+  MONOLITH_RETURN_IF_ERROR(impl->readback.Allocate(1));
+  MONOLITH_RETURN_IF_ERROR(
+      impl->host_learning_rates.Allocate(spec.segments.size()));
   MONOLITH_CUDA_RETURN_IF_ERROR(
       cudaMemcpy(impl->segments.as<void>(), spec.segments.data(),
                  segment_bytes, cudaMemcpyHostToDevice),
@@ -561,8 +591,7 @@ Status GpuRowTable::Reserve(int64_t extra, void* stream) {
   return Status::OK();
 }
 
-Status GpuRowTable::Upsert(const int64_t* ids, int64_t n, int64_t update_time,
-                           void* stream) {
+Status GpuRowTable::Prepare(const int64_t* ids, int64_t n, void* stream) {
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   Impl& m = *impl_;
   MONOLITH_RETURN_IF_ERROR(m.sorted_ids.Reserve(sizeof(int64_t) * n));
@@ -594,132 +623,172 @@ Status GpuRowTable::Upsert(const int64_t* ids, int64_t n, int64_t update_time,
       m.map->map->get_device_view(), m.sorted_ids.as<int64_t>(), n,
       m.counter.as<unsigned long long>());
   MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "launching the count");
-  // The smallest and largest ids (the reserved ones sort to the ends) and
-  // how many distinct ids are new.
-  int64_t ends[2];
-  unsigned long long missing = 0;
+  // The reserved ids sort to the ends.
+  Readback* back = m.readback.get();
   const int64_t* sorted = m.sorted_ids.as<int64_t>();
   MONOLITH_CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(&ends[0], sorted, sizeof(int64_t),
+      cudaMemcpyAsync(&back->ends[0], sorted, sizeof(int64_t),
                       cudaMemcpyDeviceToHost, s),
       "reading the ids");
   MONOLITH_CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(&ends[1], sorted + n - 1, sizeof(int64_t),
+      cudaMemcpyAsync(&back->ends[1], sorted + n - 1, sizeof(int64_t),
                       cudaMemcpyDeviceToHost, s),
       "reading the ids");
-  MONOLITH_CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(&missing, m.counter.as<void>(), sizeof(missing),
-                      cudaMemcpyDeviceToHost, s),
+  return CudaStatus(
+      cudaMemcpyAsync(&back->missing, m.counter.as<void>(),
+                      sizeof(back->missing), cudaMemcpyDeviceToHost, s),
       "reading the count");
-  MONOLITH_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s), "counting new ids");
-  for (int64_t id : ends) {
+}
+
+Status GpuRowTable::CheckPrepared() const {
+  for (int64_t id : impl_->readback.get()->ends) {
     if (!StorableId(id)) {
       return InvalidArgumentError(
           "GPU table: id " + std::to_string(id) +
           " cannot be stored (cuCollections reserves it for empty and "
-          "reclaimed slots); nothing of the batch was written");
+          "reclaimed slots); nothing of the write was written");
     }
   }
-  MONOLITH_RETURN_IF_ERROR(Reserve(static_cast<int64_t>(missing), stream));
+  return Status::OK();
+}
+
+Status GpuRowTable::Commit(Write write, const WriteRequest& request,
+                           int64_t update_time, void* stream) {
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  Impl& m = *impl_;
+  const int64_t n = request.n;
+  const int64_t missing = static_cast<int64_t>(m.readback.get()->missing);
+  MONOLITH_RETURN_IF_ERROR(Reserve(missing, stream));
+  const int64_t* sorted = m.sorted_ids.as<int64_t>();
   UpsertKernel<<<GridFor(n), kBlock, 0, s>>>(
       m.map->map->get_device_mutable_view(), sorted, n,
       m.segments.as<GpuSegment>(), m.num_segments, spec_.entry_floats,
       update_time, m.rows.as<float*>(), m.inserted.as<bool>());
   MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "launching the upsert");
-  size_ += static_cast<int64_t>(missing);
-  return Status::OK();
+  size_ += missing;
+  const int64_t* positions = m.positions.as<int64_t>();
+  float** rows = m.rows.as<float*>();
+  const int d = spec_.value_floats;
+  switch (write) {
+    case Write::kAssign:
+      CopyLastKernel<<<GridFor(n), kBlock, 0, s>>>(
+          sorted, positions, rows, n, request.values, d, d);
+      return CudaStatus(cudaGetLastError(), "launching the assign");
+    case Write::kAssignAdd:
+      AddRunsKernel<<<GridFor(n), kBlock, 0, s>>>(sorted, positions, rows, n,
+                                                  request.values, d);
+      return CudaStatus(cudaGetLastError(), "launching the assign_add");
+    case Write::kReinitialize:
+      ReinitializeKernel<<<GridFor(n), kBlock, 0, s>>>(
+          sorted, positions, rows, m.inserted.as<bool>(), n,
+          m.segments.as<GpuSegment>(), m.num_segments, spec_.entry_floats,
+          request.status);
+      return CudaStatus(cudaGetLastError(), "launching the reinitialize");
+    case Write::kPutRows:
+      CopyLastKernel<<<GridFor(n), kBlock, 0, s>>>(
+          sorted, positions, rows, n, request.values, spec_.row_floats(),
+          spec_.row_floats());
+      return CudaStatus(cudaGetLastError(), "launching the row copy");
+    case Write::kApplyGradients: {
+      std::copy(request.learning_rates.begin(), request.learning_rates.end(),
+                m.host_learning_rates.get());
+      MONOLITH_CUDA_RETURN_IF_ERROR(
+          cudaMemcpyAsync(m.learning_rates.as<void>(),
+                          m.host_learning_rates.get(),
+                          sizeof(float) * request.learning_rates.size(),
+                          cudaMemcpyHostToDevice, s),
+          "copying the learning rates");
+      ApplyKernel<<<GridFor(n), kBlock, 0, s>>>(
+          sorted, positions, rows, n, request.values, d,
+          m.segments.as<GpuSegment>(), m.num_segments,
+          m.learning_rates.as<float>());
+      return CudaStatus(cudaGetLastError(), "launching the update");
+    }
+  }
+  return InvalidArgumentError("GPU table: an unknown write");
 }
 
-template <typename Launch>
-Status GpuRowTable::UpsertThen(const int64_t* ids, int64_t n,
-                               int64_t update_time, void* stream,
-                               const char* what, Launch launch) {
-  MONOLITH_RETURN_IF_ERROR(UseDevice(spec_.device));
-  MONOLITH_RETURN_IF_ERROR(CheckBatch(n));
-  if (n == 0) return Status::OK();
-  MONOLITH_RETURN_IF_ERROR(Upsert(ids, n, update_time, stream));
-  return CudaStatus(launch(static_cast<cudaStream_t>(stream)), what);
+Status GpuRowTable::WriteMany(Write write,
+                              const std::vector<WriteRequest>& requests,
+                              int64_t update_time, void* stream) {
+  std::vector<const WriteRequest*> batches;  // those with ids
+  for (const WriteRequest& r : requests) {
+    if (r.table == nullptr) {
+      return InvalidArgumentError("GPU table: a write names no table");
+    }
+    if (r.table->spec_.device != requests[0].table->spec_.device) {
+      return InvalidArgumentError(
+          "GPU table: one write of tables on devices " +
+          std::to_string(requests[0].table->spec_.device) + " and " +
+          std::to_string(r.table->spec_.device));
+    }
+    MONOLITH_RETURN_IF_ERROR(CheckBatch(r.n));
+    if (write == Write::kApplyGradients &&
+        r.learning_rates.size() != r.table->spec_.segments.size()) {
+      return InvalidArgumentError(
+          "GPU table: " + std::to_string(r.learning_rates.size()) +
+          " learning rates for " +
+          std::to_string(r.table->spec_.segments.size()) + " segments");
+    }
+    for (const WriteRequest* other : batches) {
+      if (other->table == r.table) {
+        // Each table's scratch holds one batch.
+        return InvalidArgumentError("GPU table: one write names a table "
+                                    "twice");
+      }
+    }
+    if (r.n > 0) batches.push_back(&r);
+  }
+  if (batches.empty()) return Status::OK();
+  MONOLITH_RETURN_IF_ERROR(UseDevice(batches[0]->table->spec_.device));
+  for (const WriteRequest* r : batches) {
+    MONOLITH_RETURN_IF_ERROR(r->table->Prepare(r->ids, r->n, stream));
+  }
+  MONOLITH_CUDA_RETURN_IF_ERROR(
+      cudaStreamSynchronize(static_cast<cudaStream_t>(stream)),
+      "sorting the ids and counting the new ones");
+  for (const WriteRequest* r : batches) {
+    MONOLITH_RETURN_IF_ERROR(r->table->CheckPrepared());
+  }
+  for (const WriteRequest* r : batches) {
+    MONOLITH_RETURN_IF_ERROR(r->table->Commit(write, *r, update_time, stream));
+  }
+  return Status::OK();
 }
 
 Status GpuRowTable::Assign(const int64_t* ids, int64_t n, const float* values,
                            int64_t update_time, void* stream) {
-  return UpsertThen(ids, n, update_time, stream, "launching the assign",
-                    [&](cudaStream_t s) {
-    CopyLastKernel<<<GridFor(n), kBlock, 0, s>>>(
-        impl_->sorted_ids.as<int64_t>(), impl_->positions.as<int64_t>(),
-        impl_->rows.as<float*>(), n, values, spec_.value_floats,
-        spec_.value_floats);
-    return cudaGetLastError();
-  });
+  return WriteMany(Write::kAssign, {{this, ids, n, values}}, update_time,
+                   stream);
 }
 
 Status GpuRowTable::AssignAdd(const int64_t* ids, int64_t n,
                               const float* values, int64_t update_time,
                               void* stream) {
-  return UpsertThen(ids, n, update_time, stream, "launching the assign_add",
-                    [&](cudaStream_t s) {
-    AddRunsKernel<<<GridFor(n), kBlock, 0, s>>>(
-        impl_->sorted_ids.as<int64_t>(), impl_->positions.as<int64_t>(),
-        impl_->rows.as<float*>(), n, values, spec_.value_floats);
-    return cudaGetLastError();
-  });
+  return WriteMany(Write::kAssignAdd, {{this, ids, n, values}}, update_time,
+                   stream);
 }
 
 Status GpuRowTable::Reinitialize(const int64_t* ids, int64_t n,
                                  int32_t* status, int64_t update_time,
                                  void* stream) {
-  return UpsertThen(ids, n, update_time, stream, "launching the reinitialize",
-                    [&](cudaStream_t s) {
-    ReinitializeKernel<<<GridFor(n), kBlock, 0, s>>>(
-        impl_->sorted_ids.as<int64_t>(), impl_->positions.as<int64_t>(),
-        impl_->rows.as<float*>(), impl_->inserted.as<bool>(), n,
-        impl_->segments.as<GpuSegment>(), impl_->num_segments,
-        spec_.entry_floats, status);
-    return cudaGetLastError();
-  });
+  return WriteMany(Write::kReinitialize, {{this, ids, n, nullptr, status}},
+                   update_time, stream);
 }
 
 Status GpuRowTable::PutRows(const int64_t* ids, int64_t n, const float* rows,
                             void* stream) {
   // The rows carry their update times: the stamp is overwritten.
-  return UpsertThen(ids, n, 0, stream, "launching the row copy",
-                    [&](cudaStream_t s) {
-    CopyLastKernel<<<GridFor(n), kBlock, 0, s>>>(
-        impl_->sorted_ids.as<int64_t>(), impl_->positions.as<int64_t>(),
-        impl_->rows.as<float*>(), n, rows, spec_.row_floats(),
-        spec_.row_floats());
-    return cudaGetLastError();
-  });
+  return WriteMany(Write::kPutRows, {{this, ids, n, rows}}, 0, stream);
 }
 
 Status GpuRowTable::ApplyGradients(const int64_t* ids, int64_t n,
                                    const float* grads,
                                    const std::vector<float>& learning_rates,
                                    int64_t update_time, void* stream) {
-  if (learning_rates.size() != spec_.segments.size()) {
-    return InvalidArgumentError(
-        "GPU table: " + std::to_string(learning_rates.size()) +
-        " learning rates for " + std::to_string(spec_.segments.size()) +
-        " segments");
-  }
-  MONOLITH_RETURN_IF_ERROR(UpsertThen(
-      ids, n, update_time, stream,
-      "copying the learning rates and launching the update",
-      [&](cudaStream_t s) {
-        const cudaError_t copied = cudaMemcpyAsync(
-            impl_->learning_rates.as<void>(), learning_rates.data(),
-            sizeof(float) * learning_rates.size(), cudaMemcpyHostToDevice, s);
-        if (copied != cudaSuccess) return copied;
-        ApplyKernel<<<GridFor(n), kBlock, 0, s>>>(
-            impl_->sorted_ids.as<int64_t>(), impl_->positions.as<int64_t>(),
-            impl_->rows.as<float*>(), n, grads, spec_.value_floats,
-            impl_->segments.as<GpuSegment>(), impl_->num_segments,
-            impl_->learning_rates.as<float>());
-        return cudaGetLastError();
-      }));
-  // The learning rates' host vector may go away: finish reading it.
-  return CudaStatus(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)),
-                    "applying gradients");
+  return WriteMany(Write::kApplyGradients,
+                   {{this, ids, n, grads, nullptr, learning_rates}},
+                   update_time, stream);
 }
 
 Status GpuRowTable::ExportRows(int64_t begin, int64_t max_slots, int64_t* ids,

@@ -10,7 +10,9 @@
 // batch's ids on the device first (a stable radix sort), so each distinct
 // id is inserted once and its repeats are applied in input order, as the
 // CPU table does: Assign keeps the last value of a repeated id,
-// ApplyGradients applies each of its gradients in turn.
+// ApplyGradients applies each of its gradients in turn. A write waits for
+// the device once, to size the map from the number of new ids; WriteMany
+// writes many tables with one such wait.
 //
 // This header has no CUDA types: host code built without nvcc calls it.
 // Thread safety: none. Callers serialize calls on one table and make them
@@ -81,6 +83,27 @@ class GpuRowTable {
   // restore: inserts or overwrites.
   Status PutRows(const int64_t* ids, int64_t n, const float* rows,
                  void* stream);
+
+  // The writes above, for WriteMany.
+  enum class Write { kAssign, kAssignAdd, kReinitialize, kApplyGradients,
+                     kPutRows };
+  // One table's batch of a WriteMany: the arguments of its single-table
+  // call (values are the values, gradients or rows; status is for
+  // kReinitialize, learning_rates for kApplyGradients).
+  struct WriteRequest {
+    GpuRowTable* table = nullptr;
+    const int64_t* ids = nullptr;
+    int64_t n = 0;
+    const float* values = nullptr;
+    int32_t* status = nullptr;
+    std::vector<float> learning_rates;
+  };
+  // The write of every request (distinct tables on one device), as the
+  // single-table calls do it, waiting for the device once for all of them.
+  // Every request is checked, its reserved ids included, before any table
+  // is written: on an error nothing is.
+  static Status WriteMany(Write write, const std::vector<WriteRequest>& requests,
+                          int64_t update_time, void* stream);
   // Copies the entries of slots [begin, begin + max_slots) to the device
   // buffers ids (max_slots) and rows (max_slots * row_floats), packed in
   // no particular order;
@@ -106,17 +129,17 @@ class GpuRowTable {
   GpuRowTable(const GpuRowTableSpec& spec, std::unique_ptr<Impl> impl);
   // Makes room for |extra| more ids without passing max_load.
   Status Reserve(int64_t extra, void* stream);
-  // Sorts ids (stable; 1 to 2^31 - 1 of them) and finds, inserting absent
-  // ones, the row of each distinct id, stamped update_time; the impl's
-  // scratch then holds the sorted batch.
-  Status Upsert(const int64_t* ids, int64_t n, int64_t update_time,
+  // A write's first half: sorts ids (stable; 1 to 2^31 - 1 of them) into
+  // the impl's scratch, counts the distinct ids the map lacks, and queues
+  // the copies of that count and the smallest and largest id to the host.
+  Status Prepare(const int64_t* ids, int64_t n, void* stream);
+  // Once those copies are done: InvalidArgument if the batch holds a
+  // reserved id.
+  Status CheckPrepared() const;
+  // The second half: grows the map if the new ids need it, finds or inserts
+  // the row of each distinct id, stamped update_time, and queues the write.
+  Status Commit(Write write, const WriteRequest& request, int64_t update_time,
                 void* stream);
-  // A write: checks the batch, Upsert (nothing for an empty batch), then
-  // launch(stream), which queues the write's work and returns its CUDA
-  // error; |what| names it in errors.
-  template <typename Launch>
-  Status UpsertThen(const int64_t* ids, int64_t n, int64_t update_time,
-                    void* stream, const char* what, Launch launch);
 
   GpuRowTableSpec spec_;
   std::unique_ptr<Impl> impl_;

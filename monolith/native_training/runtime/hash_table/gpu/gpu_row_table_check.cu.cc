@@ -9,8 +9,8 @@
 // Covers: zeros for absent and reserved ids, assign (last of repeats),
 // assign_add (repeats add up), reinitialize, apply_gradients with sgd + adagrad and with
 // adam + ftrl (repeats in order), growth from a small map, update times,
-// export and restore of rows into another table, lookups of many tables in
-// one launch, and the rejection of the reserved ids.
+// export and restore of rows into another table, lookups and writes of many
+// tables in one call, and the rejection of the reserved ids.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -373,6 +373,87 @@ void CheckLookupMany(const std::vector<GpuRowTableSpec>& specs) {
   }
 }
 
+// WriteMany over tables of different layouts: assign, then two steps of
+// apply_gradients, each one call for every table, against the reference;
+// then a write whose last table holds a reserved id changes no table.
+void CheckWriteMany(const std::vector<GpuRowTableSpec>& specs,
+                    const std::vector<std::vector<float>>& lrs) {
+  std::vector<std::unique_ptr<GpuRowTable>> tables(specs.size());
+  std::vector<Reference> refs;
+  for (size_t t = 0; t < specs.size(); ++t) {
+    CheckOk(GpuRowTable::Create(specs[t], &tables[t]),
+            "write_many: create table " + std::to_string(t));
+    if (tables[t] == nullptr) return;
+    refs.emplace_back(specs[t]);
+  }
+  std::mt19937_64 gen(23);
+  for (int step = 1; step <= 3; ++step) {
+    std::vector<std::unique_ptr<DeviceVector<int64_t>>> d_ids;
+    std::vector<std::unique_ptr<DeviceVector<float>>> d_v;
+    std::vector<GpuRowTable::WriteRequest> requests(specs.size());
+    for (size_t t = 0; t < specs.size(); ++t) {
+      // Table 1 gets nothing at step 2.
+      const int n = step == 2 && t == 1 ? 0 : 5000 + 1000 * static_cast<int>(t);
+      const std::vector<int64_t> ids = Batch(&gen, n, 6000);
+      const std::vector<float> v = Normal(ids.size() * specs[t].value_floats,
+                                          &gen);
+      d_ids.push_back(std::make_unique<DeviceVector<int64_t>>(ids));
+      d_v.push_back(std::make_unique<DeviceVector<float>>(v));
+      requests[t].table = tables[t].get();
+      requests[t].ids = d_ids.back()->get();
+      requests[t].n = n;
+      requests[t].values = d_v.back()->get();
+      requests[t].learning_rates = lrs[t];
+      if (step == 1) {
+        refs[t].Assign(ids, v, false, step);
+      } else {
+        refs[t].Apply(ids, v, lrs[t], step);
+      }
+    }
+    CheckOk(GpuRowTable::WriteMany(step == 1
+                                       ? GpuRowTable::Write::kAssign
+                                       : GpuRowTable::Write::kApplyGradients,
+                                   requests, step, nullptr),
+            "write_many: step " + std::to_string(step));
+  }
+  bool same = true;
+  for (size_t t = 0; t < specs.size(); ++t) {
+    same = same && SameRows(Export(tables[t].get()), refs[t].rows(),
+                            specs[t].row_floats(), specs[t].entry_floats);
+  }
+  Check(same, "write_many: every table's rows match the reference");
+
+  std::vector<int64_t> sizes;
+  for (const auto& table : tables) sizes.push_back(table->size());
+  const std::vector<int64_t> fresh = {424242, 434343};
+  const std::vector<int64_t> reserved = {424242, kReclaimedSlotId};
+  DeviceVector<int64_t> d_fresh(fresh), d_reserved(reserved);
+  DeviceVector<float> d_v(std::vector<float>(2 * 64, 1.0f));
+  std::vector<GpuRowTable::WriteRequest> requests(specs.size());
+  for (size_t t = 0; t < specs.size(); ++t) {
+    requests[t].table = tables[t].get();
+    requests[t].ids = t + 1 == specs.size() ? d_reserved.get() : d_fresh.get();
+    requests[t].n = 2;
+    requests[t].values = d_v.get();
+  }
+  const Status s = GpuRowTable::WriteMany(GpuRowTable::Write::kAssign,
+                                          requests, 9, nullptr);
+  bool unchanged = true;
+  for (size_t t = 0; t < specs.size(); ++t) {
+    unchanged = unchanged && tables[t]->size() == sizes[t];
+  }
+  Check(s.code() == StatusCode::kInvalidArgument && unchanged,
+        "write_many: a reserved id in one table's batch writes no table (" +
+            s.ToString() + ")");
+  requests.back().ids = d_fresh.get();
+  requests[1] = requests[0];
+  const Status twice = GpuRowTable::WriteMany(GpuRowTable::Write::kAssign,
+                                              requests, 9, nullptr);
+  Check(twice.code() == StatusCode::kInvalidArgument,
+        "write_many: a table named twice is refused (" + twice.ToString() +
+            ")");
+}
+
 int Main() {
   // Line by line, so a crash or a timeout keeps what was printed.
   setvbuf(stdout, nullptr, _IOLBF, 0);
@@ -416,6 +497,8 @@ int Main() {
   ftrl.l2 = 0.1f;
   CheckTraining("adam+ftrl", Spec({adam, ftrl}), {0.05f, 0.1f});
   CheckLookupMany({Spec({sgd}), Spec({adagrad}), Spec({adam, ftrl})});
+  CheckWriteMany({Spec({sgd}), Spec({adagrad}), Spec({adam, ftrl})},
+                 {{0.1f}, {0.05f}, {0.05f, 0.1f}});
 
   // Reserved ids: refused, nothing written.
   std::unique_ptr<GpuRowTable> table;
