@@ -98,6 +98,7 @@
 #include "monolith/native_training/runtime/hash_table/optimizer/optimizer_interface.h"
 #include "monolith/native_training/runtime/hash_table/record_file.h"
 #include "monolith/native_training/runtime/hash_table/status.h"
+#include "monolith/native_training/runtime/hash_table/table_checkpoint.h"
 #include "snappy.h"
 
 namespace {
@@ -1385,9 +1386,11 @@ Base MakeBase(const std::string& label, std::vector<TableSpec> specs,
   base.nshards = nshards;
   base.snappy = snappy;
   std::vector<std::unique_ptr<EmbeddingHashTable>> tables;
+  std::vector<const EmbeddingHashTable*> saved;
   std::vector<std::string> names;
   for (size_t t = 0; t < base.tables.size(); ++t) {
     tables.push_back(MakeTable(base.tables[t], SplitMix64(seed + t)));
+    saved.push_back(tables.back().get());
     names.push_back(base.tables[t].name);
   }
   const std::string dir = TmpDir() + "/fuzz_base_" + std::to_string(index);
@@ -1399,14 +1402,7 @@ Base MakeBase(const std::string& label, std::vector<TableSpec> specs,
   options.snappy = snappy;
   const Status s = SaveCheckpoint(
       &fs, dir + "/" + kBasename, names,
-      [&](int t, int shard, int n,
-          const std::function<Status(std::string_view)>& write) {
-        return tables[t]->Save(shard, n, 0,
-                               [&](const EmbeddingHashTable::SavedEntry& e) {
-                                 return write({e.dump, e.dump_size});
-                               });
-      },
-      options);
+      EmbeddingTablesSaver(saved), options);
   EXPECT_TRUE(s.ok()) << s.ToString();
   ReadFiles(dir, &base.files);
   PinIdentity(&base.files, SplitMix64(seed ^ 0x5a5a), 1700000000000000 + index);

@@ -7,10 +7,12 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "monolith/native_training/runtime/hash_table/checkpoint.h"
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
+#include "monolith/native_training/runtime/hash_table/table_checkpoint.h"
 #include "monolith/native_training/runtime/ops/multi_hash_table.h"
 #include "monolith/native_training/runtime/ops/tf_file_system.h"
 #include "tensorflow/core/framework/op.h"
@@ -89,9 +91,11 @@ class MultiHashTableSaveOp : public OpKernel {
           std::max<int64_t>(4, threads), std::max<int64_t>(1, entries / 100000)));
     }
     std::vector<std::string> names;
+    std::vector<const EmbeddingHashTable*> tables;
     std::vector<int64_t> now;
     for (int t = 0; t < mtable->size(); ++t) {
       names.push_back(mtable->table(t).name);
+      tables.push_back(mtable->table(t).table.get());
       now.push_back(mtable->table(t).table->LatestUpdateTime());
     }
     ht::SaveOptions options;
@@ -103,19 +107,10 @@ class MultiHashTableSaveOp : public OpKernel {
     OP_REQUIRES_OK(
         ctx, ToTfStatus(ht::SaveCheckpoint(
                  &fs, basename, names,
-                 [&](int t, int shard, int n,
-                     const std::function<ht::Status(std::string_view)>& write) {
-                   const MultiHashTable::Table& table = mtable->table(t);
-                   // The attr's expire times, when given, override the
-                   // table's.
-                   return table.table->Save(
-                       shard, n, now[t],
-                       [&](const EmbeddingHashTable::SavedEntry& entry) {
-                         return write(
-                             std::string_view(entry.dump, entry.dump_size));
-                       },
-                       expire_times_.get());
-                 },
+                 // The attr's expire times, when given, override the
+                 // tables'.
+                 ht::EmbeddingTablesSaver(std::move(tables), std::move(now),
+                                          expire_times_.get()),
                  options)));
     ctx->set_output(0, ctx->input(0));
   }

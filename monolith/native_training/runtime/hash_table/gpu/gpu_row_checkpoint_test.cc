@@ -14,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.h"
 #include "monolith/native_training/runtime/hash_table/file_system.h"
+#include "monolith/native_training/runtime/hash_table/table_checkpoint.h"
 
 namespace monolith {
 namespace hash_table {
@@ -211,15 +212,9 @@ TEST_F(GpuRowCheckpointTest, GpuSavesRestoreIntoCpuTables) {
   ASSERT_TRUE(EmbeddingHashTable::Create(TableConfig(), 9, &restored).ok());
   CheckpointInfo info;
   ASSERT_TRUE(ReadCheckpointInfo(&fs, basename, true, {}, &info).ok());
-  std::vector<EntryDump> scratch(info.nshards);
   ASSERT_TRUE(RestoreCheckpoint(
                   &fs, info,
-                  [&](int shard, int, std::string_view record) {
-                    int64_t time = 0;
-                    return restored->RestoreRecord(record.data(),
-                                                   record.size(),
-                                                   &scratch[shard], &time);
-                  },
+                  EmbeddingTablesRestorer({restored.get()}, info.nshards),
                   SerialFor, {})
                   .ok());
   std::swap(cpu_, restored);
@@ -231,19 +226,9 @@ TEST_F(GpuRowCheckpointTest, CpuSavesRestoreIntoGpuRows) {
   const std::string basename = TempBasename("cpu_to_gpu");
   SaveOptions options;
   options.nshards = 4;
-  ASSERT_TRUE(
-      SaveCheckpoint(
-          &fs, basename, {"t"},
-          [&](int, int shard, int n,
-              const std::function<Status(std::string_view)>& write) {
-            return cpu_->Save(shard, n, 0,
-                              [&](const EmbeddingHashTable::SavedEntry& e) {
-                                return write(
-                                    std::string_view(e.dump, e.dump_size));
-                              });
-          },
-          options)
-          .ok());
+  ASSERT_TRUE(SaveCheckpoint(&fs, basename, {"t"},
+                             EmbeddingTablesSaver({cpu_.get()}), options)
+                  .ok());
   CheckpointInfo info;
   ASSERT_TRUE(ReadCheckpointInfo(&fs, basename, true, {}, &info).ok());
   HostRowStore store(records_->spec().row_floats());

@@ -524,6 +524,31 @@ Status GpuRowTable::Create(const GpuRowTableSpec& spec,
   return Status::OK();
 }
 
+namespace {
+
+// InvalidArgument unless every request (a LookupRequest or WriteRequest)
+// names a table, all on one device, with a batch CheckBatch takes; |what|
+// names the call in errors.
+template <typename Request>
+Status CheckRequests(const std::vector<Request>& requests, const char* what) {
+  for (const Request& r : requests) {
+    if (r.table == nullptr) {
+      return InvalidArgumentError(std::string("GPU table: a ") + what +
+                                  " names no table");
+    }
+    if (r.table->spec().device != requests[0].table->spec().device) {
+      return InvalidArgumentError(
+          std::string("GPU table: one ") + what + " of tables on devices " +
+          std::to_string(requests[0].table->spec().device) + " and " +
+          std::to_string(r.table->spec().device));
+    }
+    MONOLITH_RETURN_IF_ERROR(CheckBatch(r.n));
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
 Status GpuRowTable::Lookup(const int64_t* ids, int64_t n, float* out,
                            void* stream) {
   return LookupMany({{this, ids, n, out}}, stream);
@@ -532,18 +557,7 @@ Status GpuRowTable::Lookup(const int64_t* ids, int64_t n, float* out,
 Status GpuRowTable::LookupMany(const std::vector<LookupRequest>& requests,
                                void* stream) {
   if (requests.empty()) return Status::OK();
-  for (const LookupRequest& r : requests) {
-    if (r.table == nullptr) {
-      return InvalidArgumentError("GPU table: a lookup names no table");
-    }
-    if (r.table->spec_.device != requests[0].table->spec_.device) {
-      return InvalidArgumentError(
-          "GPU table: one lookup of tables on devices " +
-          std::to_string(requests[0].table->spec_.device) + " and " +
-          std::to_string(r.table->spec_.device));
-    }
-    MONOLITH_RETURN_IF_ERROR(CheckBatch(r.n));
-  }
+  MONOLITH_RETURN_IF_ERROR(CheckRequests(requests, "lookup"));
   MONOLITH_RETURN_IF_ERROR(UseDevice(requests[0].table->spec_.device));
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   LookupLaunch launch;
@@ -658,7 +672,6 @@ Status GpuRowTable::Commit(Write write, const WriteRequest& request,
   Impl& m = *impl_;
   const int64_t n = request.n;
   const int64_t missing = static_cast<int64_t>(m.readback.get()->missing);
-  MONOLITH_RETURN_IF_ERROR(Reserve(missing, stream));
   const int64_t* sorted = m.sorted_ids.as<int64_t>();
   UpsertKernel<<<GridFor(n), kBlock, 0, s>>>(
       m.map->map->get_device_mutable_view(), sorted, n,
@@ -711,18 +724,10 @@ Status GpuRowTable::Commit(Write write, const WriteRequest& request,
 Status GpuRowTable::WriteMany(Write write,
                               const std::vector<WriteRequest>& requests,
                               int64_t update_time, void* stream) {
+  MONOLITH_RETURN_IF_ERROR(CheckRequests(requests, "write"));
   std::vector<const WriteRequest*> batches;  // those with ids
-  for (const WriteRequest& r : requests) {
-    if (r.table == nullptr) {
-      return InvalidArgumentError("GPU table: a write names no table");
-    }
-    if (r.table->spec_.device != requests[0].table->spec_.device) {
-      return InvalidArgumentError(
-          "GPU table: one write of tables on devices " +
-          std::to_string(requests[0].table->spec_.device) + " and " +
-          std::to_string(r.table->spec_.device));
-    }
-    MONOLITH_RETURN_IF_ERROR(CheckBatch(r.n));
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const WriteRequest& r = requests[i];
     if (write == Write::kApplyGradients &&
         r.learning_rates.size() != r.table->spec_.segments.size()) {
       return InvalidArgumentError(
@@ -730,8 +735,8 @@ Status GpuRowTable::WriteMany(Write write,
           " learning rates for " +
           std::to_string(r.table->spec_.segments.size()) + " segments");
     }
-    for (const WriteRequest* other : batches) {
-      if (other->table == r.table) {
+    for (size_t j = 0; j < i; ++j) {
+      if (requests[j].table == r.table) {
         // Each table's scratch holds one batch.
         return InvalidArgumentError("GPU table: one write names a table "
                                     "twice");
@@ -749,6 +754,12 @@ Status GpuRowTable::WriteMany(Write write,
       "sorting the ids and counting the new ones");
   for (const WriteRequest* r : batches) {
     MONOLITH_RETURN_IF_ERROR(r->table->CheckPrepared());
+  }
+  // Growth first: it can fail (no memory), and moves no entry's content.
+  for (const WriteRequest* r : batches) {
+    MONOLITH_RETURN_IF_ERROR(r->table->Reserve(
+        static_cast<int64_t>(r->table->impl_->readback.get()->missing),
+        stream));
   }
   for (const WriteRequest* r : batches) {
     MONOLITH_RETURN_IF_ERROR(r->table->Commit(write, *r, update_time, stream));

@@ -100,8 +100,9 @@ class GpuRowTable {
   };
   // The write of every request (distinct tables on one device), as the
   // single-table calls do it, waiting for the device once for all of them.
-  // Every request is checked, its reserved ids included, before any table
-  // is written: on an error nothing is.
+  // Every request is checked, its reserved ids included, and every map
+  // grown as its new ids need before any table is written: on an error
+  // nothing is written (a map may have grown).
   static Status WriteMany(Write write, const std::vector<WriteRequest>& requests,
                           int64_t update_time, void* stream);
   // Copies the entries of slots [begin, begin + max_slots) to the device
@@ -136,8 +137,9 @@ class GpuRowTable {
   // Once those copies are done: InvalidArgument if the batch holds a
   // reserved id.
   Status CheckPrepared() const;
-  // The second half: grows the map if the new ids need it, finds or inserts
-  // the row of each distinct id, stamped update_time, and queues the write.
+  // The second half, once Reserve made room for the new ids: finds or
+  // inserts the row of each distinct id, stamped update_time, and queues
+  // the write.
   Status Commit(Write write, const WriteRequest& request, int64_t update_time,
                 void* stream);
 

@@ -20,6 +20,7 @@
 #include "monolith/native_training/runtime/hash_table/file_system.h"
 #include "monolith/native_training/runtime/hash_table/gpu/device_vector.h"
 #include "monolith/native_training/runtime/hash_table/gpu/gpu_row_store.h"
+#include "monolith/native_training/runtime/hash_table/table_checkpoint.h"
 
 namespace monolith {
 namespace hash_table {
@@ -299,14 +300,9 @@ TEST_F(GpuRowTableTest, CheckpointsMoveBetweenGpuAndCpuTables) {
   CheckpointInfo info;
   ASSERT_TRUE(ReadCheckpointInfo(&fs, dir + "/from_gpu/t", true, {}, &info)
                   .ok());
-  std::vector<EntryDump> scratch(info.nshards);
   ASSERT_TRUE(RestoreCheckpoint(
                   &fs, info,
-                  [&](int shard, int, std::string_view record) {
-                    int64_t time = 0;
-                    return cpu_restored->RestoreRecord(
-                        record.data(), record.size(), &scratch[shard], &time);
-                  },
+                  EmbeddingTablesRestorer({cpu_restored.get()}, info.nshards),
                   SerialFor, {})
                   .ok());
   EXPECT_EQ(cpu_restored->Size(), cpu_->Size());
@@ -315,19 +311,9 @@ TEST_F(GpuRowTableTest, CheckpointsMoveBetweenGpuAndCpuTables) {
   ExpectNear(restored_values, CpuLookup(ids));
 
   // CPU checkpoint -> a fresh GPU table.
-  ASSERT_TRUE(
-      SaveCheckpoint(
-          &fs, dir + "/from_cpu/t", {"t"},
-          [&](int, int shard, int n,
-              const std::function<Status(std::string_view)>& write) {
-            return cpu_->Save(shard, n, 0,
-                              [&](const EmbeddingHashTable::SavedEntry& e) {
-                                return write(
-                                    std::string_view(e.dump, e.dump_size));
-                              });
-          },
-          options)
-          .ok());
+  ASSERT_TRUE(SaveCheckpoint(&fs, dir + "/from_cpu/t", {"t"},
+                             EmbeddingTablesSaver({cpu_.get()}), options)
+                  .ok());
   std::unique_ptr<GpuRowTable> gpu_restored;
   ASSERT_TRUE(GpuRowTable::Create(spec_, &gpu_restored).ok());
   GpuRowTableStore restored_store(gpu_restored.get(), nullptr);

@@ -1,0 +1,35 @@
+// EmbeddingHashTables through the checkpoint code (checkpoint.h): the
+// TableSaver and RecordRestorer that SaveCheckpoint and RestoreCheckpoint
+// take, for callers that save or restore whole tables as they are.
+#ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_TABLE_CHECKPOINT_H_
+#define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_TABLE_CHECKPOINT_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "monolith/native_training/runtime/hash_table/checkpoint.h"
+#include "monolith/native_training/runtime/hash_table/embedding_hash_table.h"
+#include "monolith/native_training/runtime/hash_table/slot_expire_times.h"
+
+namespace monolith {
+namespace hash_table {
+
+// Saves table t of the checkpoint from tables[t] (EmbeddingHashTable::Save's
+// records). With now[t] > 0 (now empty: 0 for all) entries expired at
+// now[t] are skipped, by |expire_times| when given, else by each table's
+// own. The tables (and expire_times) must outlive the saver.
+TableSaver EmbeddingTablesSaver(std::vector<const EmbeddingHashTable*> tables,
+                                std::vector<int64_t> now = {},
+                                const SlotExpireTimes* expire_times = nullptr);
+
+// Restores the records of checkpoint table t into tables[t] (skipped where
+// tables[t] is null, or t is past the end) with RestoreRecord, parsing
+// with one scratch EntryDump per data shard of |nshards|. The tables must
+// outlive the restorer.
+RecordRestorer EmbeddingTablesRestorer(std::vector<EmbeddingHashTable*> tables,
+                                       int nshards);
+
+}  // namespace hash_table
+}  // namespace monolith
+
+#endif  // MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_TABLE_CHECKPOINT_H_

@@ -1,0 +1,130 @@
+#include "monolith/native_training/runtime/hash_table/table_checkpoint.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
+#include "monolith/native_training/runtime/hash_table/file_system.h"
+
+namespace monolith {
+namespace hash_table {
+namespace {
+
+constexpr int64_t kDay = 24 * 3600;
+
+std::unique_ptr<EmbeddingHashTable> Table(int dim, uint64_t seed) {
+  EmbeddingHashTableConfig config;
+  auto* segment = config.mutable_entry_config()->add_segments();
+  segment->set_dim_size(dim);
+  segment->mutable_init_config()->mutable_zeros();
+  segment->mutable_opt_config()->mutable_sgd();
+  std::unique_ptr<EmbeddingHashTable> table;
+  EXPECT_TRUE(EmbeddingHashTable::Create(config, seed, &table).ok());
+  return table;
+}
+
+// Assigns ids [first, first + n) the values id + column / 10 at |time|.
+void Fill(EmbeddingHashTable* table, int64_t first, int n, int dim,
+          int64_t time) {
+  std::vector<int64_t> ids;
+  std::vector<float> values;
+  for (int64_t id = first; id < first + n; ++id) {
+    ids.push_back(id);
+    for (int c = 0; c < dim; ++c) values.push_back(id + c / 10.0f);
+  }
+  table->Assign(ids.data(), n, values.data(), time);
+}
+
+std::vector<float> Row(const EmbeddingHashTable& table, int64_t id, int dim) {
+  std::vector<float> row(dim, -1.0f);
+  table.Lookup(id, row.data());
+  return row;
+}
+
+std::string TempBasename(const std::string& name) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  return std::string(tmp != nullptr ? tmp : "/tmp") + "/table_checkpoint_" +
+         name + "_" + std::to_string(getpid()) + "/ckpt";
+}
+
+// Tables a (dim 2) and b (dim 3) saved in 3 shards and restored: a into a
+// fresh table, b skipped (a null table), each record parsed with its
+// shard's scratch.
+TEST(TableCheckpointTest, SavesAndRestoresWholeTables) {
+  auto a = Table(2, 1), b = Table(3, 2);
+  Fill(a.get(), 1, 500, 2, 10);
+  Fill(b.get(), 1000, 300, 3, 10);
+  PosixFileSystem fs;
+  const std::string basename = TempBasename("whole");
+  SaveOptions options;
+  options.nshards = 3;
+  SaveResult result;
+  ASSERT_TRUE(SaveCheckpoint(&fs, basename, {"a", "b"},
+                             EmbeddingTablesSaver({a.get(), b.get()}),
+                             options, &result)
+                  .ok());
+  EXPECT_EQ(result.entries, 800);
+
+  CheckpointInfo info;
+  ASSERT_TRUE(ReadCheckpointInfo(&fs, basename, true, {}, &info).ok());
+  ASSERT_EQ(info.FindTable("a"), 0);
+  auto restored = Table(2, 3);
+  ASSERT_TRUE(RestoreCheckpoint(
+                  &fs, info,
+                  EmbeddingTablesRestorer({restored.get(), nullptr},
+                                          info.nshards),
+                  SerialFor, {})
+                  .ok());
+  EXPECT_EQ(restored->Size(), 500);
+  for (int64_t id : {1, 250, 500}) {
+    EXPECT_EQ(Row(*restored, id, 2), Row(*a, id, 2)) << id;
+  }
+  EXPECT_EQ(Row(*restored, 1000, 2), std::vector<float>(2, 0.0f));
+}
+
+// With now, expired entries stay out: by the given expire times, else by
+// the table's own (the default keeps them for 100 years).
+TEST(TableCheckpointTest, SkipsEntriesExpiredAtNow) {
+  auto a = Table(2, 1), b = Table(2, 2);
+  Fill(a.get(), 1, 100, 2, 10);
+  Fill(a.get(), 101, 50, 2, 10 + 5 * kDay);
+  Fill(b.get(), 1, 100, 2, 10);
+  SlotExpireTimeConfig config;
+  config.set_default_expire_time(3);  // days
+  const SlotExpireTimes three_days(config);
+  PosixFileSystem fs;
+  SaveOptions options;
+  SaveResult result;
+  const int64_t now = 10 + 6 * kDay;
+  ASSERT_TRUE(SaveCheckpoint(&fs, TempBasename("expire"), {"a", "b"},
+                             EmbeddingTablesSaver({a.get(), b.get()},
+                                                  {now, now}, &three_days),
+                             options, &result)
+                  .ok());
+  EXPECT_EQ(result.entries, 50);  // a's recent ids only
+  ASSERT_TRUE(SaveCheckpoint(&fs, TempBasename("own"), {"a", "b"},
+                             EmbeddingTablesSaver({a.get(), b.get()},
+                                                  {now, 0}),
+                             options, &result)
+                  .ok());
+  EXPECT_EQ(result.entries, 250);
+}
+
+TEST(TableCheckpointTest, RefusesATableIndexItDoesNotHave) {
+  auto a = Table(2, 1);
+  const TableSaver save = EmbeddingTablesSaver({a.get()});
+  const Status s = save(1, 0, 1, [](std::string_view) { return Status::OK(); });
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  const RecordRestorer restore = EmbeddingTablesRestorer({a.get()}, 2);
+  EXPECT_EQ(restore(2, 0, "x").code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(restore(0, 5, "x").ok());  // a table it skips
+}
+
+}  // namespace
+}  // namespace hash_table
+}  // namespace monolith
