@@ -11,7 +11,9 @@ graph-mode sessions move the tensors between them.
 The worker (the caller's device scope) de-duplicates and splits ids, sums
 the gradients of repeated ids and merges the embeddings back; the table ops
 run on the PS tasks. Each PS gets, per call, its ids of every table as one
-ragged tensor and returns or takes one flat float tensor, so a call costs a
+tensor (packed: per table, differences from the table's smallest id in as
+few bytes as needed, 6 for feature ids; MonolithDistributedPsPackIds and
+...UnpackIds) and returns or takes one flat float tensor, so a call costs a
 few tensors per PS whatever the number of tables.
 
 lookup and apply_gradients do the worker's part with fused kernels of ours
@@ -177,8 +179,11 @@ class _Partition(NamedTuple):
   """The ids of every table of one call, split by PS (fused kernel)."""
   # Per table (table_names order), 1-D int64: how many ids it has.
   id_counts: tf.Tensor
-  # Per PS: its ragged ids, a row per table.
+  # Per PS: its ragged ids, a row per table (on the worker).
   ps_ids: List[tf.RaggedTensor]
+  # Per PS: its ids packed (MonolithDistributedPsPackIds), or None when
+  # they are sent as they are.
+  ps_packed: Optional[List[tf.Tensor]]
   # Per input id: the float offset of its row in the PS results concatenated
   # in PS order.
   index: tf.Tensor
@@ -225,6 +230,8 @@ def _scatter_add_grad(op: tf.Operation, *grads: tf.Tensor) -> List[Any]:
 
 
 tf.no_gradient("MonolithDistributedPsPartition")
+tf.no_gradient("MonolithDistributedPsPackIds")
+tf.no_gradient("MonolithDistributedPsUnpackIds")
 tf.no_gradient("MonolithDistributedPsGatherFloat16")
 tf.no_gradient("MonolithDistributedPsLookupFloat16")
 
@@ -263,6 +270,12 @@ class DistributedMultiTypeHashTable(
       (worker to PS) cross as float16, halving the bytes; they are cast on
       the sending side and back to float32 on the receiving side. Ids,
       assigned values and learning rates cross as they are.
+    pack_ids: whether lookup and apply_gradients send each PS its ids
+      packed (runtime/distributed_ps/packed_ids.h): per table, each id's
+      difference from the table's smallest id in as few bytes as the
+      table's range needs, with the row splits in the same tensor. Feature
+      ids (slot in the top 16 bits) take 6 bytes instead of 8; ids spread
+      over all 64 bits take 8, plus 16 bytes of header per table.
 
   Raises:
     ValueError: num_ps < 1, slot_to_config is empty, the TF_CONFIG
@@ -277,7 +290,8 @@ class DistributedMultiTypeHashTable(
                num_ps: int,
                slot_to_config: Dict[str, entry.HashTableConfigInstance],
                table_factory: TableFactory,
-               transfer_float16: bool = False):
+               transfer_float16: bool = False,
+               pack_ids: bool = True):
     if num_ps < 1:
       raise ValueError(
           f"num_ps must be >= 1, got {num_ps} (for tables on the worker, "
@@ -287,6 +301,7 @@ class DistributedMultiTypeHashTable(
     _check_tf_config_cluster(num_ps)
     self._num_ps = num_ps
     self.transfer_float16 = transfer_float16
+    self.pack_ids = pack_ids
     cc = multi_hash_table_ops.convert_to_cached_config(slot_to_config)
     self._table_names = cc.table_names
     self._dims = cc.dims
@@ -414,20 +429,35 @@ class DistributedMultiTypeHashTable(
             num_ps=self._num_ps,
             dims=self._dims,
             unique=unique))
+    ps_packed = None
+    if self.pack_ids:
+      ps_packed = [
+          gen_monolith_ops.monolith_distributed_ps_pack_ids(ids=v, id_split=s)
+          for v, s in zip(ps_ids, ps_id_splits)
+      ]
     return _Partition(
         id_counts=id_counts,
         ps_ids=[
             tf.RaggedTensor.from_row_splits(v, s, validate=False)
             for v, s in zip(ps_ids, ps_id_splits)
         ],
+        ps_packed=ps_packed,
         index=index,
         float_splits=float_splits)
+
+  def _ids_on_ps(self, index: int, partition: _Partition) -> tf.RaggedTensor:
+    """PS `index`'s ragged ids; call it under that PS's device scope."""
+    if partition.ps_packed is None:
+      return partition.ps_ids[index]
+    ids, id_split = gen_monolith_ops.monolith_distributed_ps_unpack_ids(
+        packed=partition.ps_packed[index], num_tables=len(self._dims))
+    return tf.RaggedTensor.from_row_splits(ids, id_split, validate=False)
 
   def _lookup_on_ps(self, index: int, partition: _Partition) -> tf.Tensor:
     """PS `index`'s flat embeddings of its ids (float16 if transferred so)."""
     table = self._tables[index]
-    ragged_id = partition.ps_ids[index]
     with ps_device(index), tf.name_scope(f"ps_{index}"):
+      ragged_id = self._ids_on_ps(index, partition)
       if not self.transfer_float16:
         return table.raw_lookup(ragged_id)
       # raw_lookup's result, as float16 (padded to an even length).
@@ -601,8 +631,8 @@ class DistributedMultiTypeHashTable(
         if self.transfer_float16:
           flat_grad = tf.cast(flat_grad, tf.float32, name="recv_CastToFloat32")
         new_tables.append(
-            table.raw_apply_gradients(partition.ps_ids[i], flat_grad,
-                                      global_step, req_time))
+            table.raw_apply_gradients(self._ids_on_ps(i, partition),
+                                      flat_grad, global_step, req_time))
     return self._copy_with_new_tables(new_tables)
 
   def save(self,

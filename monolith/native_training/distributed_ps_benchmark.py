@@ -9,7 +9,8 @@ The PS tasks are separate processes (this file re-run with --ps_task), each a
 process; tensors between worker and PS cross TF's gRPC transport). The PS
 processes are killed in a finally block (and die with this one).
 
-Data: 8 slots (tables) of 125,000 random int64 ids each, 1,000,000 in all,
+Data: 8 slots (tables) of 125,000 feature ids each (Monolith's layout: the
+slot in the top 16 bits, a random 48-bit hash below), 1,000,000 in all,
 SGD entries (values only) of dim 16 and 64, pre-filled, so every lookup hits.
 Each session.run carries 65,536 ids, 8,192 per slot (one fed int64 array per
 slot), of which 30 % are duplicates of other ids of the same slot in the
@@ -33,7 +34,8 @@ ops that read it, even on the PS).
   has no public switch for it, so "without" is its own `_lookup` /
   `_apply_gradients` with unique=False: the same fused kernels and per-PS
   code sending every id, repeats included (the PS's SGD then applies
-  repeated ids one after the other). float16 on and off share one set of PS
+  repeated ids one after the other). Ids cross packed (6 bytes per feature
+  id; --pack_ids=0: as int64). float16 on and off share one set of PS
   tables (a second `DistributedMultiTypeHashTable` whose factory returns the
   first's tables).
 * peer "tf_variable": TF's own way. Per PS task one `tf.Variable` holding the
@@ -266,16 +268,18 @@ class Data:
     self.batch = self.per_slot * SLOTS
     self.distinct_per_slot = round(self.per_slot * (1 - dup_fraction))
     rng = np.random.default_rng(seed)
-    # Row r holds an id of r's parity, so with 2 PS a row of the variable
-    # and its id are on the same PS (id mod 2 == r mod 2).
-    halves = []
-    for parity in (0, 1):
-      x = np.unique(rng.integers(1, 2**61, size=self.ids // 2 + 1000,
-                                 dtype=np.int64))
-      rng.shuffle(x)
-      halves.append(x[:self.ids // 2] * 2 + parity)
+    # Feature ids as Monolith makes them: slot t + 1 in the top 16 bits, a
+    # random 48-bit hash below. Row r holds an id of r's parity, so with 2
+    # PS a row of the variable and its id are on the same PS (id mod 2 ==
+    # r mod 2).
     pool = np.empty(self.ids, np.int64)
-    pool[0::2], pool[1::2] = halves
+    for t in range(SLOTS):
+      hashes = np.unique(rng.integers(0, 2**47, size=ids_per_slot + 1000,
+                                      dtype=np.int64))
+      rng.shuffle(hashes)
+      rows = np.arange(t * ids_per_slot, (t + 1) * ids_per_slot)
+      pool[rows] = (np.int64(t + 1) << 48) | (hashes[:ids_per_slot] * 2 +
+                                              rows % 2)
     self.pool = pool  # pool[r]: the id of row r
     # Slot t holds rows [t * ids_per_slot, (t + 1) * ids_per_slot).
     self.batches = []  # per batch, per slot: row numbers
@@ -341,7 +345,7 @@ class PsGraph:
   """Ours, the tf.Variable peer and their ops for one PS count."""
 
   def __init__(self, dim: int, num_ps: int, data: Data, id_phs, row_ph,
-               value_phs, slot_grads, flat_grads):
+               value_phs, slot_grads, flat_grads, pack_ids: bool):
     self.num_ps = num_ps
     names = table_names()
     configs = {name: table_config(dim) for name in names}
@@ -349,9 +353,11 @@ class PsGraph:
     fp32 = distributed_ps.DistributedMultiTypeHashTable(
         num_ps, configs,
         lambda i, c: multi_hash_table_ops.MultiHashTable.from_configs(
-            c, name_suffix=f"{suffix}_{i}"))
+            c, name_suffix=f"{suffix}_{i}"),
+        pack_ids=pack_ids)
     fp16 = distributed_ps.DistributedMultiTypeHashTable(
-        num_ps, configs, lambda i, c: fp32.tables[i], transfer_float16=True)
+        num_ps, configs, lambda i, c: fp32.tables[i], transfer_float16=True,
+        pack_ids=pack_ids)
     self.init = [t.initializer for t in fp32.tables]
     slot_ids = dict(zip(names, id_phs))
     self.fill = fp32.assign(
@@ -434,7 +440,8 @@ class PsGraph:
 class DimGraph:
   """Every structure of one dim, in one graph."""
 
-  def __init__(self, dim: int, data: Data, num_ps_list: List[int]):
+  def __init__(self, dim: int, data: Data, num_ps_list: List[int],
+               pack_ids: bool):
     self.dim = dim
     self.graph = tf.Graph()
     rng = np.random.default_rng(dim)
@@ -475,7 +482,7 @@ class DimGraph:
       self.empty_worker_run = tf.group(tf.no_op())
       self.ps = {
           n: PsGraph(dim, n, data, self.id_phs, self.row_ph, self.value_phs,
-                     slot_grads, flat_grads) for n in num_ps_list
+                     slot_grads, flat_grads, pack_ids) for n in num_ps_list
       }
       self.init = [self.local.initializer] + [
           v.initializer for v in grad_vars
@@ -597,15 +604,37 @@ def ceilings(nbytes: int, rounds: int) -> Dict[str, float]:
   }
 
 
+def id_bytes_per_batch(num_ps: int, dedup: bool, pack_ids: bool,
+                       data: Data) -> float:
+  """Bytes of the ids (and their row splits) sent to the PS tasks a batch."""
+  if not pack_ids:
+    sent = data.distinct_per_slot * SLOTS if dedup else data.batch
+    return sent * 8 + num_ps * (SLOTS + 1) * 8
+  total = 0
+  for rows in data.batches:
+    total += num_ps * SLOTS * 16  # the headers
+    for slot_rows in rows:
+      ids = data.pool[slot_rows]
+      if dedup:
+        ids = np.unique(ids)
+      for p in range(num_ps):
+        mine = ids[ids % num_ps == p]
+        if mine.size:
+          span = int(mine.max()) - int(mine.min())
+          total += mine.size * max(1, (span.bit_length() + 7) // 8)
+  return total / len(data.batches)
+
+
 def payload_per_id(op: str, dim: int, num_ps: int, dedup: bool,
-                   float16: bool, data: Data) -> float:
+                   float16: bool, pack_ids: bool, data: Data) -> float:
   """Bytes of the tensors sent per batch id (both directions)."""
   sent = data.distinct_per_slot * SLOTS if dedup else data.batch
   value_bytes = 2 if float16 else 4
-  per_ps = (SLOTS + 1) * 8  # row splits
+  total = sent * dim * value_bytes + id_bytes_per_batch(
+      num_ps, dedup, pack_ids, data)
   if op == "apply_gradients":
-    per_ps += SLOTS * 4 + 8 + 8  # learning rates, global step, req_time
-  total = sent * (8 + dim * value_bytes) + num_ps * per_ps
+    # learning rates, global step, req_time
+    total += num_ps * (SLOTS * 4 + 8 + 8)
   return total / data.batch
 
 
@@ -615,7 +644,7 @@ def peer_payload_per_id(dim: int) -> float:
 
 def run_dim(dim: int, args, cluster: Cluster, data: Data,
             num_ps_list: List[int], tcp: TcpCounter) -> Dict:
-  g = DimGraph(dim, data, num_ps_list)
+  g = DimGraph(dim, data, num_ps_list, args.pack_ids)
   feeds = [g.feed(data, b) for b in data.batches]
   rng = np.random.default_rng(100 + dim)
   result = {"dim": dim}
@@ -832,6 +861,7 @@ def lines_of(results: List[Dict], data: Data, args) -> List[Dict]:
               "num_ps": num_ps,
               "dedup": dedup,
               "float16": float16,
+              "pack_ids": bool(args.pack_ids),
               "slots": SLOTS,
               "ids": data.ids,
               "batch": data.batch,
@@ -844,7 +874,8 @@ def lines_of(results: List[Dict], data: Data, args) -> List[Dict]:
               "tcp_bytes_per_id": (None if meter.tcp_per_id(key) is None
                                    else round(meter.tcp_per_id(key), 2)),
               "payload_bytes_per_id": round(
-                  payload_per_id(op, dim, num_ps, dedup, float16, data), 2),
+                  payload_per_id(op, dim, num_ps, dedup, float16,
+                                 args.pack_ids, data), 2),
               "wire_bytes_ratio_vs_float32": round(
                   meter.wire[key] / meter.wire[fp32_key], 3),
               "peer": PEER_NAMES[op],
@@ -974,7 +1005,7 @@ def report(lines: List[Dict], results: List[Dict], data: Data, args):
 def hold(args, cluster: Cluster, data: Data) -> None:
   """Runs the --hold configuration in a loop (see --hold)."""
   dim, num_ps = args.dims[0], args.num_ps[0]
-  g = DimGraph(dim, data, [num_ps])
+  g = DimGraph(dim, data, [num_ps], args.pack_ids)
   p = g.ps[num_ps]
   words = args.hold.split(",")
   variant = ("dedup" in words, "fp16" in words)
@@ -1035,6 +1066,10 @@ def main():
       "transport_only, or OP[,dedup][,fp16] with OP lookup or "
       "apply_gradients")
   parser.add_argument("--hold_seconds", type=float, default=10)
+  parser.add_argument("--pack_ids", type=int, default=1,
+                      help="1: ours sends each PS its ids packed (the "
+                      "default of DistributedMultiTypeHashTable); 0: as "
+                      "int64")
   parser.add_argument("--ps_task", type=int, help=argparse.SUPPRESS)
   parser.add_argument("--cluster", help=argparse.SUPPRESS)
   args = parser.parse_args()

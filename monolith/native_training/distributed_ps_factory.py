@@ -43,7 +43,8 @@ def create_native_multi_hash_table(
     hash_filters: Optional[List[tf.Tensor]] = None,
     sync_clients: Optional[List[tf.Tensor]] = None,
     transfer_float16: bool = False,
-    name_suffix: str = ""
+    name_suffix: str = "",
+    pack_ids: bool = True
 ) -> Union[multi_hash_table_ops.MultiHashTable,
            distributed_ps.DistributedMultiTypeHashTable]:
   """Creates the tables of `slot_to_config`, on the worker or on PS tasks.
@@ -64,6 +65,8 @@ def create_native_multi_hash_table(
       cross between worker and PS as float16 (see
       `DistributedMultiTypeHashTable`).
     name_suffix: tells tables of several calls in one graph apart.
+    pack_ids: with num_ps > 0, whether ids cross to the PS packed (see
+      `DistributedMultiTypeHashTable`).
 
   Returns:
     The MultiHashTable (num_ps == 0) or DistributedMultiTypeHashTable.
@@ -95,4 +98,8 @@ def create_native_multi_hash_table(
         name_suffix=ps_name_suffix(name_suffix, ps_index))
 
   return distributed_ps.DistributedMultiTypeHashTable(
-      num_ps, slot_to_config, table_factory, transfer_float16=transfer_float16)
+      num_ps,
+      slot_to_config,
+      table_factory,
+      transfer_float16=transfer_float16,
+      pack_ids=pack_ids)

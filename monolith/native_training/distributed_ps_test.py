@@ -82,7 +82,8 @@ _WORKER_OP_TYPES = ("Unique", "FloorMod", "DynamicPartition", "DynamicStitch",
                     "MonolithDistributedPsPartition",
                     "MonolithDistributedPsGather",
                     "MonolithDistributedPsGatherFloat16",
-                    "MonolithDistributedPsScatterAdd")
+                    "MonolithDistributedPsScatterAdd",
+                    "MonolithDistributedPsPackIds")
 
 
 def _check_placement(graph):
@@ -93,7 +94,8 @@ def _check_placement(graph):
     if op.type in _WORKER_OP_TYPES:
       assert op.device == "", op
     if (op.type.startswith("MonolithMultiHashTable") or
-        op.type == "MonolithDistributedPsLookupFloat16"):
+        op.type in ("MonolithDistributedPsLookupFloat16",
+                    "MonolithDistributedPsUnpackIds")):
       assert op.device in ps_devices, op
       table_ops += 1
   assert table_ops
@@ -221,6 +223,79 @@ def _recv_types(run_metadata, device_prefix):
   return types
 
 
+@pytest.mark.parametrize("pack_ids", [True, False])
+def test_ids_cross_packed(cluster, pack_ids):
+  """With pack_ids, a PS receives one uint8 tensor of ids, no int64 ones."""
+  table = _create({"a": _config(2), "b": _config(1)}, pack_ids=pack_ids)
+  # Feature ids: slot in the top 16 bits.
+  fids = [(3 << 48) | 12345, (3 << 48) | (2**48 - 2), (3 << 48) | 12345]
+  assign = table.assign_add({"a": (_id(fids), _value([[1, 2], [3, 4],
+                                                      [5, 6]]))}).as_op()
+  # Fed: constant ids would be packed by constant folding, on the PS.
+  ids = tf1.placeholder(tf.int64, [None])
+  looked_up = table.lookup({"a": ids, "b": _id([-1])})
+  graph = tf1.get_default_graph()
+  _check_placement(graph)
+  types = [op.type for op in graph.get_operations()]
+  assert types.count("MonolithDistributedPsUnpackIds") == (2 if pack_ids
+                                                           else 0)
+  options = tf1.RunOptions(output_partition_graphs=True)
+  metadata = tf1.RunMetadata()
+  with _session(cluster) as sess:
+    sess.run(assign)
+    got = sess.run(looked_up, {ids: fids + [7]}, options=options,
+                   run_metadata=metadata)
+  np.testing.assert_array_equal(got["a"], [[6, 8], [3, 4], [6, 8], [0, 0]])
+  np.testing.assert_array_equal(got["b"], [[0]])
+  for i in range(2):
+    assert _recv_types(metadata, f"/job:ps/replica:0/task:{i}") == (
+        {types_pb2.DT_UINT8} if pack_ids else {types_pb2.DT_INT64})
+
+
+def test_pack_ids_round_trips_the_partition():
+  """Pack and unpack give the partition's ids and splits back exactly."""
+  rng = np.random.default_rng(7)
+  dims = [1, 3, 2, 4]
+  tables = _random_tables(rng, dims, [50, 0, 300, 20], id_range=40)
+  tables[2] = (np.int64(5) << 48) | rng.integers(0, 2**48, 300)
+  ps_ids, ps_splits, _, _, _ = _partition(tables, 3, dims, unique=False)
+  packed = [ops.monolith_distributed_ps_pack_ids(v, s)
+            for v, s in zip(ps_ids, ps_splits)]
+  unpacked = [ops.monolith_distributed_ps_unpack_ids(p, num_tables=4)
+              for p in packed]
+  want, got, sizes = _run([(ps_ids, ps_splits), unpacked,
+                           [tf.size(p) for p in packed]])
+  for p in range(3):
+    np.testing.assert_array_equal(got[p][0], want[0][p])
+    np.testing.assert_array_equal(got[p][1], want[1][p])
+  # Each table's ids in the bytes their range needs: table 2's feature ids
+  # in 6.
+  for p in range(3):
+    body = 0
+    for t in range(4):
+      ids = want[0][p][want[1][p][t]:want[1][p][t + 1]]
+      if ids.size:
+        span = int(ids.max()) - int(ids.min())
+        width = max(1, (span.bit_length() + 7) // 8)
+        assert t != 2 or width == 6
+        body += ids.size * width
+    assert sizes[p] == 4 * 16 + body
+
+
+def test_unpack_ids_rejects_bad_bytes():
+  packed = tf1.placeholder(tf.uint8)
+  unpack = ops.monolith_distributed_ps_unpack_ids(packed, num_tables=2)
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match="fewer than the 32 of the headers of 2 tables"):
+    _run(unpack, {packed: np.zeros(20, np.uint8)})
+  header = np.zeros(32, np.uint8)
+  header[12] = header[28] = 1
+  header[8] = 3  # table 0 says 3 ids of 1 byte
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match="table 0 \\(byte 0\\) says its ids end at byte 35"):
+    _run(unpack, {packed: header})
+
+
 def test_float16_transfer(cluster):
   rng = np.random.RandomState(0)
   values = rng.uniform(-1, 1, [8, 3]).astype(np.float32)
@@ -280,15 +355,18 @@ def test_float16_transfer(cluster):
                              atol=2**-9)
 
 
-@pytest.mark.parametrize("num_ps,transfer_float16", [(2, False), (1, False),
-                                                     (2, True), (1, True)])
+@pytest.mark.parametrize("num_ps,transfer_float16,pack_ids",
+                         [(2, False, True), (1, False, True), (2, True, True),
+                          (1, True, True), (2, False, False),
+                          (1, True, False)])
 def test_ps_train_exactly_as_one_local_table(cluster, num_ps,
-                                             transfer_float16):
+                                             transfer_float16, pack_ids):
   configs = {"a": _config(2, learning_rate=0.5),
              "b": _config(3, learning_rate=0.25)}
   # Gradient sums and values stay multiples of 1/32 below 64 in magnitude:
   # exact in float16 too (11 significant bits).
-  dist = _create(configs, num_ps=num_ps, transfer_float16=transfer_float16)
+  dist = _create(configs, num_ps=num_ps, transfer_float16=transfer_float16,
+                 pack_ids=pack_ids)
   local = _create(configs, num_ps=0, name_suffix="local")
   id_pool = np.array([0, 1, 2, 5, -1, -6, 2**40 + 3, -(2**50) - 7],
                      dtype=np.int64)

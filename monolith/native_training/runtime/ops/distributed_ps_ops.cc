@@ -48,6 +48,7 @@
 #include <vector>
 
 #include "Eigen/Core"
+#include "monolith/native_training/runtime/distributed_ps/packed_ids.h"
 #include "monolith/native_training/runtime/ops/multi_hash_table.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -979,7 +980,102 @@ class LookupFloat16Op : public OpKernel {
   }
 };
 
+// MonolithDistributedPsPackIds: a PS's ids, packed (packed_ids.h).
+class PackIdsOp : public OpKernel {
+ public:
+  explicit PackIdsOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor* ids = nullptr;
+    const Tensor* id_split = nullptr;
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 0, "ids", &ids));
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 1, "id_split", &id_split));
+    auto split = id_split->flat<int64_t>();
+    const std::vector<int64_t> splits(split.data(),
+                                      split.data() + split.size());
+    OP_REQUIRES(ctx, !splits.empty() && splits.back() == ids->NumElements(),
+                errors::InvalidArgument(
+                    "id_split must end at the number of ids (",
+                    ids->NumElements(), ")"));
+    dps::PackPlan plan;
+    OP_REQUIRES_OK(ctx, ToTfStatus(dps::PlanPack(ids->flat<int64_t>().data(),
+                                                 splits, &plan)));
+    Tensor* packed = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {plan.bytes}, &packed));
+    dps::Pack(ids->flat<int64_t>().data(), splits, plan,
+              packed->flat<uint8_t>().data());
+  }
+};
+
+// MonolithDistributedPsUnpackIds: the ids and row splits PackIds packed.
+class UnpackIdsOp : public OpKernel {
+ public:
+  explicit UnpackIdsOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_tables", &num_tables_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor* packed = nullptr;
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 0, "packed", &packed));
+    const uint8_t* data = packed->flat<uint8_t>().data();
+    dps::PackedHeader header;
+    OP_REQUIRES_OK(ctx, ToTfStatus(dps::ReadPackedHeader(
+                            data, packed->NumElements(), num_tables_,
+                            &header)));
+    Tensor* ids = nullptr;
+    Tensor* id_split = nullptr;
+    OP_REQUIRES_OK(ctx,
+                   ctx->allocate_output(0, {header.splits.back()}, &ids));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(
+                            1, {num_tables_ + 1}, &id_split));
+    std::copy(header.splits.begin(), header.splits.end(),
+              id_split->flat<int64_t>().data());
+    dps::Unpack(data, header, ids->flat<int64_t>().data());
+  }
+
+ private:
+  int num_tables_;
+};
+
 }  // namespace
+
+REGISTER_OP("MonolithDistributedPsPackIds")
+    .Input("ids: int64")
+    .Input("id_split: int64")
+    .Output("packed: uint8")
+    .SetShapeFn([](InferenceContext* c) {
+      TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"ids", 1}, {"id_split", 1}}));
+      c->set_output(0, c->Vector(c->UnknownDim()));
+      return OkStatus();
+    })
+    .Doc(R"doc(
+Ids split by table (row splits id_split), packed for the wire (ours): per
+table, each id's difference from the table's smallest id in as few bytes as
+the table's range needs, after a 16-byte header per table (see
+runtime/distributed_ps/packed_ids.h). Feature ids of one slot take 6 bytes.
+)doc");
+REGISTER_KERNEL_BUILDER(
+    Name("MonolithDistributedPsPackIds").Device(DEVICE_CPU), PackIdsOp);
+
+REGISTER_OP("MonolithDistributedPsUnpackIds")
+    .Input("packed: uint8")
+    .Output("ids: int64")
+    .Output("id_split: int64")
+    .Attr("num_tables: int >= 1")
+    .SetShapeFn([](InferenceContext* c) {
+      TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"packed", 1}}));
+      int64_t num_tables;
+      TF_RETURN_IF_ERROR(c->GetAttr("num_tables", &num_tables));
+      c->set_output(0, c->Vector(c->UnknownDim()));
+      c->set_output(1, c->Vector(num_tables + 1));
+      return OkStatus();
+    })
+    .Doc(R"doc(
+The ids and row splits MonolithDistributedPsPackIds packed (ours);
+InvalidArgument naming the table and byte when the headers do not fit.
+)doc");
+REGISTER_KERNEL_BUILDER(
+    Name("MonolithDistributedPsUnpackIds").Device(DEVICE_CPU), UnpackIdsOp);
 
 REGISTER_OP("MonolithDistributedPsPartition")
     .Input("ids: num_tables * int64")

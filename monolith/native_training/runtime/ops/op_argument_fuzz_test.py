@@ -88,6 +88,10 @@ def _str(x):
   return np.array(x, object)
 
 
+def _u8(x):
+  return np.array(x, np.uint8)
+
+
 class _Call(NamedTuple):
   """A valid call: non-resource inputs by name, and attrs."""
   inputs: Dict[str, np.ndarray]
@@ -189,6 +193,15 @@ def _valid_calls(workdir: str) -> Dict[str, _Call]:
                 {"num_ps": 2, "dims": [1, 2]}),
       "MonolithDistributedPsLookupFloat16":
           _Call({"id": ids, "id_split": split}, {}),
+      # The same ids packed: per table a 16-byte header (base, count,
+      # width 1), then the differences from the base.
+      "MonolithDistributedPsPackIds":
+          _Call({"ids": ids, "id_split": split}, {}),
+      "MonolithDistributedPsUnpackIds":
+          _Call({"packed": _u8([1] + [0] * 7 + [2, 0, 0, 0, 1, 0, 0, 0] +
+                               [3] + [0] * 7 + [1, 0, 0, 0, 1, 0, 0, 0] +
+                               [0, 1, 0])},
+                {"num_tables": 2}),
   }
 
 
@@ -258,6 +271,7 @@ def _wrong_shapes(valid: np.ndarray,
 
 
 _WRONG_DTYPES = {
+    types_pb2.DT_UINT8: tf.int32,
     types_pb2.DT_INT64: tf.int32,
     types_pb2.DT_INT32: tf.int64,
     types_pb2.DT_FLOAT: tf.float64,

@@ -1,0 +1,110 @@
+// Fuzzes ReadPackedHeader and Unpack under AddressSanitizer: valid packings
+// of random tables, mutated (bytes flipped, headers rewritten, truncated,
+// extended), must either be refused with InvalidArgument or unpack exactly
+// the ids their headers promise into a buffer of that size. Fixed seed;
+// MONOLITH_FUZZ_ITERATIONS and MONOLITH_FUZZ_SEED change the run.
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "monolith/native_training/runtime/distributed_ps/packed_ids.h"
+
+namespace monolith {
+namespace distributed_ps {
+namespace {
+
+using ::monolith::hash_table::StatusCode;
+
+int64_t EnvOr(const char* name, int64_t fallback) {
+  const char* value = std::getenv(name);
+  return value != nullptr ? std::atoll(value) : fallback;
+}
+
+std::vector<uint8_t> RandomPacking(std::mt19937_64* gen, int tables) {
+  std::vector<int64_t> ids;
+  std::vector<int64_t> splits = {0};
+  for (int t = 0; t < tables; ++t) {
+    const int n = static_cast<int>((*gen)() % 40);
+    const int shift = static_cast<int>((*gen)() % 64);
+    const int64_t base = static_cast<int64_t>((*gen)());
+    for (int i = 0; i < n; ++i) {
+      ids.push_back(base + static_cast<int64_t>((*gen)() >> shift));
+    }
+    splits.push_back(ids.size());
+  }
+  PackPlan plan;
+  EXPECT_TRUE(PlanPack(ids.data(), splits, &plan).ok());
+  std::vector<uint8_t> packed(plan.bytes);
+  Pack(ids.data(), splits, plan, packed.data());
+  return packed;
+}
+
+void Mutate(std::mt19937_64* gen, std::vector<uint8_t>* bytes) {
+  const int kind = static_cast<int>((*gen)() % 5);
+  if (kind == 0 && !bytes->empty()) {  // flip bits
+    for (int k = 0; k < 3; ++k) {
+      (*bytes)[(*gen)() % bytes->size()] ^= 1 << ((*gen)() % 8);
+    }
+  } else if (kind == 1 && !bytes->empty()) {  // truncate
+    bytes->resize((*gen)() % bytes->size());
+  } else if (kind == 2) {  // extend
+    bytes->resize(bytes->size() + 1 + (*gen)() % 20,
+                  static_cast<uint8_t>((*gen)()));
+  } else if (kind == 3 && bytes->size() >= 16) {  // a header field
+    const size_t header = ((*gen)() % (bytes->size() / 16)) * 16;
+    const size_t field = (*gen)() % 3 == 0 ? 8 : 12;
+    (*bytes)[header + field + (*gen)() % 4] = static_cast<uint8_t>((*gen)());
+  } else if (!bytes->empty()) {  // a random byte
+    (*bytes)[(*gen)() % bytes->size()] = static_cast<uint8_t>((*gen)());
+  }
+}
+
+TEST(PackedIdsFuzzTest, MutatedPackingsUnpackOrFailCleanly) {
+  const int64_t iterations = EnvOr("MONOLITH_FUZZ_ITERATIONS", 50000);
+  std::mt19937_64 gen(EnvOr("MONOLITH_FUZZ_SEED", 1));
+  int64_t accepted = 0, refused = 0;
+  for (int64_t i = 0; i < iterations; ++i) {
+    const int tables = 1 + static_cast<int>(gen() % 4);
+    std::vector<uint8_t> bytes = RandomPacking(&gen, tables);
+    const int mutations = static_cast<int>(gen() % 3);
+    for (int m = 0; m < mutations; ++m) Mutate(&gen, &bytes);
+    // An exact-size heap copy: ASan sees any read past it.
+    std::unique_ptr<uint8_t[]> data(new uint8_t[bytes.size() + 1]);
+    std::copy(bytes.begin(), bytes.end(), data.get());
+    const int read_tables =
+        gen() % 8 == 0 ? 1 + static_cast<int>(gen() % 5) : tables;
+    PackedHeader header;
+    const Status s =
+        ReadPackedHeader(data.get(), bytes.size(), read_tables, &header);
+    if (!s.ok()) {
+      ASSERT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+      ++refused;
+      continue;
+    }
+    ASSERT_EQ(header.splits.size(), static_cast<size_t>(read_tables) + 1);
+    ASSERT_EQ(header.offsets.back(), static_cast<int64_t>(bytes.size()));
+    std::unique_ptr<int64_t[]> ids(new int64_t[header.splits.back() + 1]);
+    Unpack(data.get(), header, ids.get());
+    ++accepted;
+  }
+  std::printf("%lld packings: %lld unpacked, %lld refused\n",
+              static_cast<long long>(iterations),
+              static_cast<long long>(accepted),
+              static_cast<long long>(refused));
+  EXPECT_GT(accepted, iterations / 10);
+  EXPECT_GT(refused, iterations / 10);
+}
+
+}  // namespace
+}  // namespace distributed_ps
+}  // namespace monolith
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
