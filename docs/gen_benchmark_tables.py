@@ -410,11 +410,15 @@ def _distributed_ps(lines: List[Dict]) -> str:
         _fixed(2)(r["ratio_vs_in_process"]),
         f"{r['wire_bytes_per_id']:.1f} ({r['payload_bytes_per_id']:.1f})",
         _fixed(3)(r["wire_bytes_ratio_vs_float32"]) if r["float16"] else "",
+        # Runs before the CPU was measured lack it.
+        "" if r.get("cpu_ns_per_id") is None else
+        f"{r['cpu_ns_per_id']:.0f} ({r['peer_cpu_ns_per_id']:.0f})",
     ])
   table = _markdown([
       "op", "dim", "PS", "dedup", "fp16", "ids/s", "tf.Variable ids/s",
       "vs tf.Variable", "in-process ids/s", "vs in-process",
-      "wire B/id (payload)", "fp16/fp32 bytes"
+      "wire B/id (payload)", "fp16/fp32 bytes",
+      "CPU ns/id (tf.Variable)"
   ], rows)
   notes = []
   transport = [

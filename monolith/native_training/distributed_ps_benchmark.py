@@ -80,6 +80,12 @@ float32 >= 1.0x the tf_variable gather; with de-duplication and float16
 transfer >= 1.5x it; float16 transfer sends <= 0.55x the wire bytes of
 float32 (same op, dim, PS count and de-duplication).
 
+CPU: the user + system time of every process of the cluster (this one and
+the PS tasks, /proc/PID/stat) over all timed runs of a configuration, per
+batch id ("cpu_ns_per_id"; the peer's beside it): what a step costs the
+machine, whatever the scheduling. Clock ticks of 10 ms, summed over
+--rounds rounds, so about 2 % apart at the defaults.
+
 Prints a table, the bars, the time breakdown, then one JSON line per
 configuration (op, dim, num_ps, dedup, float16), each with its peers' figures.
 """
@@ -506,25 +512,60 @@ class DimGraph:
 # Measurement.
 
 
-class Meter:
-  """Best time and least bytes of each measurement, over rounds."""
+def cpu_seconds(pids: List[int]) -> Optional[float]:
+  """User + system CPU seconds the processes have used (/proc/PID/stat).
 
-  def __init__(self, sess, feeds, ids_per_measurement, tcp: TcpCounter):
+  In clock ticks (10 ms), so a figure is only meaningful summed over many
+  runs; None where /proc is not there.
+  """
+  ticks = 0
+  try:
+    for pid in pids:
+      with open(f"/proc/{pid}/stat") as f:
+        # Fields after the command's closing parenthesis; utime and stime
+        # are fields 14 and 15 of the whole line.
+        fields = f.read().rpartition(")")[2].split()
+      ticks += int(fields[11]) + int(fields[12])
+  except (OSError, IndexError, ValueError):
+    return None
+  return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class Meter:
+  """Best time and least bytes of each measurement, over rounds; CPU time
+  of every process of the cluster summed over all timed rounds."""
+
+  def __init__(self, sess, feeds, ids_per_measurement, tcp: TcpCounter,
+               pids: List[int]):
     self.sess = sess
     self.feeds = feeds
     self.ids = ids_per_measurement
     self.tcp = tcp
+    self.pids = pids
     self.seconds = collections.defaultdict(lambda: float("inf"))
     self.wire = collections.defaultdict(lambda: float("inf"))
     self.tcp_bytes = collections.defaultdict(lambda: float("inf"))
+    self.cpu = collections.defaultdict(float)
+    self.cpu_ids = collections.defaultdict(int)
 
   def time(self, key, op):
     """Times the runs of all feeds, after one untimed run of the op."""
     self.sess.run(op, feed_dict=self.feeds[-1])
+    cpu_before = cpu_seconds(self.pids)
     start = time.perf_counter()
     for fd in self.feeds:
       self.sess.run(op, feed_dict=fd)
     self.seconds[key] = min(self.seconds[key], time.perf_counter() - start)
+    cpu_after = cpu_seconds(self.pids)
+    if cpu_before is not None and cpu_after is not None:
+      self.cpu[key] += cpu_after - cpu_before
+      self.cpu_ids[key] += self.ids
+
+  def cpu_ns_per_id(self, key) -> Optional[float]:
+    """CPU nanoseconds (all processes) per batch id, over all timed runs."""
+    if not self.cpu_ids[key]:
+      return None
+    return self.cpu[key] / self.cpu_ids[key] * 1e9
 
   def count_bytes(self, key, op):
     """Bytes sent while running all feeds (untimed: `ss` runs around it)."""
@@ -664,7 +705,8 @@ def run_dim(dim: int, args, cluster: Cluster, data: Data,
         feed_dict=feeds[0])
     for got in check[1:]:
       np.testing.assert_allclose(got, check[0], rtol=2e-3, atol=1e-3)
-    meter = Meter(sess, feeds, data.batch * len(feeds), tcp)
+    meter = Meter(sess, feeds, data.batch * len(feeds), tcp,
+                  [os.getpid()] + [q.pid for q in cluster.processes])
     measurements = [(("lookup", "in_process"), g.local_lookup),
                     (("apply_gradients", "in_process"), g.local_apply)]
     for n, p in g.ps.items():
@@ -839,6 +881,14 @@ def verdict(ok: bool) -> str:
   return "holds" if ok else "MISSED"
 
 
+def _or_blank(value: Optional[float]) -> str:
+  return "" if value is None else f"{value:.0f}"
+
+
+def _rounded(value: Optional[float], digits: int) -> Optional[float]:
+  return None if value is None else round(value, digits)
+
+
 def lines_of(results: List[Dict], data: Data, args) -> List[Dict]:
   """One dict per configuration (op, dim, num_ps, dedup, float16)."""
   out = []
@@ -884,6 +934,9 @@ def lines_of(results: List[Dict], data: Data, args) -> List[Dict]:
                                               2),
               "peer_payload_bytes_per_id": peer_payload_per_id(dim),
               "ratio": round(rate / peer, 3),
+              "cpu_ns_per_id": _rounded(meter.cpu_ns_per_id(key), 1),
+              "peer_cpu_ns_per_id": _rounded(meter.cpu_ns_per_id(peer_key),
+                                             1),
               "in_process_ids_per_s": round(in_process),
               "ratio_vs_in_process": round(rate / in_process, 3),
           }
@@ -903,7 +956,7 @@ def lines_of(results: List[Dict], data: Data, args) -> List[Dict]:
   return out
 
 
-ROW = "%-15s %4s %3s %5s %5s %9s %9s %9s %8s %8s %8s %7s %7s %7s"
+ROW = "%-15s %4s %3s %5s %5s %9s %9s %9s %8s %8s %8s %7s %7s %7s %9s %9s"
 
 
 def report(lines: List[Dict], results: List[Dict], data: Data, args):
@@ -915,7 +968,7 @@ def report(lines: List[Dict], results: List[Dict], data: Data, args):
         "bytes per batch id")
   print(ROW % ("op", "dim", "ps", "dedup", "fp16", "ours/s", "peer/s",
                "in-proc/s", "vs peer", "vs local", "wire B", "tcp B",
-               "payload", "16/32"))
+               "payload", "16/32", "cpu ns/id", "peer cpu"))
   for l in lines:
     tcp = l["tcp_bytes_per_id"]
     print(ROW % (l["op"], l["dim"], l["num_ps"], "yes" if l["dedup"] else
@@ -925,7 +978,9 @@ def report(lines: List[Dict], results: List[Dict], data: Data, args):
                  f"{l['wire_bytes_per_id']:.1f}",
                  "" if tcp is None else f"{tcp:.1f}",
                  f"{l['payload_bytes_per_id']:.1f}",
-                 f"{l['wire_bytes_ratio_vs_float32']:.3f}"))
+                 f"{l['wire_bytes_ratio_vs_float32']:.3f}",
+                 _or_blank(l["cpu_ns_per_id"]),
+                 _or_blank(l["peer_cpu_ns_per_id"])))
   for l in lines:
     if l["wire_bytes_per_id"] < 0.9 * l["payload_bytes_per_id"]:
       print(f"WARNING: {l['op']} dim {l['dim']} {l['num_ps']} PS: "
