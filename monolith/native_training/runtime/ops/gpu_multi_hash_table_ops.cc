@@ -15,6 +15,7 @@
 #include <cuda_runtime.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -142,10 +143,17 @@ class GpuUnusedResource : public ResourceBase {
   std::string DebugString() const override { return "unused on the GPU"; }
 };
 
-Status GetGpuTable(OpKernelContext* ctx,
-                   core::RefCountPtr<GpuMultiHashTable>* table) {
-  TF_RETURN_IF_ERROR(LookupResourceInput(ctx, 0, "mtable", table));
-  return (*table)->CheckUsable();
+// The multi table of input 0, locked for the call (GPU tables take one call
+// at a time) and checked, under the lock, to have every table's map.
+struct LockedGpuTable {
+  core::RefCountPtr<GpuMultiHashTable> table;
+  std::optional<mutex_lock> lock;
+};
+
+Status LockGpuTable(OpKernelContext* ctx, LockedGpuTable* locked) {
+  TF_RETURN_IF_ERROR(LookupResourceInput(ctx, 0, "mtable", &locked->table));
+  locked->lock.emplace(locked->table->mu());
+  return locked->table->CheckUsable();
 }
 
 // CreateMonolithMultiHashTable on the GPU. The filter and sync client
@@ -204,15 +212,15 @@ class GpuMultiHashTableLookupOp : public OpKernel {
       : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
-    core::RefCountPtr<GpuMultiHashTable> mtable;
-    OP_REQUIRES_OK(ctx, GetGpuTable(ctx, &mtable));
+    LockedGpuTable locked;
+    OP_REQUIRES_OK(ctx, LockGpuTable(ctx, &locked));
+    GpuMultiHashTable* mtable = locked.table.get();
     const int num_tables = mtable->size();
     LookupBatch in;
     OP_REQUIRES_OK(ctx, ReadLookupBatch(ctx, mtable->dims(), &in));
     Tensor* out = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {in.offsets.back()}, &out));
     float* embeddings = out->flat<float>().data();
-    mutex_lock l(mtable->mu());
     std::vector<gpu::GpuRowTable::LookupRequest> requests;
     for (size_t k = 0; k + 1 < in.id_split.size(); ++k) {
       requests.push_back({mtable->table(k % num_tables).table.get(),
@@ -233,13 +241,13 @@ class GpuMultiHashTableAssignOp : public OpKernel {
       : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
-    core::RefCountPtr<GpuMultiHashTable> mtable;
-    OP_REQUIRES_OK(ctx, GetGpuTable(ctx, &mtable));
+    LockedGpuTable locked;
+    OP_REQUIRES_OK(ctx, LockGpuTable(ctx, &locked));
+    GpuMultiHashTable* mtable = locked.table.get();
     UpdateBatch in;
     OP_REQUIRES_OK(ctx, ReadUpdateBatch(ctx, mtable->dims(), "value", &in));
     int64_t update_time = 0;
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 4, "update_time", &update_time));
-    mutex_lock l(mtable->mu());
     std::vector<gpu::GpuRowTable::WriteRequest> requests(mtable->size());
     for (int t = 0; t < mtable->size(); ++t) {
       requests[t].table = mtable->table(t).table.get();
@@ -261,8 +269,9 @@ class GpuMultiHashTableOptimizeOp : public OpKernel {
       : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
-    core::RefCountPtr<GpuMultiHashTable> mtable;
-    OP_REQUIRES_OK(ctx, GetGpuTable(ctx, &mtable));
+    LockedGpuTable locked;
+    OP_REQUIRES_OK(ctx, LockGpuTable(ctx, &locked));
+    GpuMultiHashTable* mtable = locked.table.get();
     UpdateBatch in;
     OP_REQUIRES_OK(ctx, ReadUpdateBatch(ctx, mtable->dims(), "value", &in));
     // global_step is not read: creation refuses warmup_steps, the one
@@ -277,7 +286,6 @@ class GpuMultiHashTableOptimizeOp : public OpKernel {
                     " floats; the tables' optimizers need ",
                     mtable->learning_rates()));
     const float* lr = learning_rates.flat<float>().data();
-    mutex_lock l(mtable->mu());
     std::vector<gpu::GpuRowTable::WriteRequest> requests(mtable->size());
     for (int t = 0; t < mtable->size(); ++t) {
       GpuMultiHashTable::Table& table = mtable->table(t);
@@ -304,8 +312,9 @@ class GpuMultiHashTableReinitializeOp : public OpKernel {
       : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
-    core::RefCountPtr<GpuMultiHashTable> mtable;
-    OP_REQUIRES_OK(ctx, GetGpuTable(ctx, &mtable));
+    LockedGpuTable locked;
+    OP_REQUIRES_OK(ctx, LockGpuTable(ctx, &locked));
+    GpuMultiHashTable* mtable = locked.table.get();
     std::string name;
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 1, "table_name", &name));
     const Tensor* ids = nullptr;
@@ -325,7 +334,6 @@ class GpuMultiHashTableReinitializeOp : public OpKernel {
                       cudaSuccess,
                   errors::Internal("cudaMemsetAsync failed"));
     } else {
-      mutex_lock l(mtable->mu());
       OP_REQUIRES_OK(ctx,
                      ToTfStatus(mtable->table(t).table->Reinitialize(
                          ids->flat<int64_t>().data(), ids->NumElements(),
@@ -369,9 +377,9 @@ class GpuMultiHashTableSaveOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     std::string basename;
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 1, "basename", &basename));
-    core::RefCountPtr<GpuMultiHashTable> mtable;
-    OP_REQUIRES_OK(ctx, GetGpuTable(ctx, &mtable));
-    mutex_lock l(mtable->mu());
+    LockedGpuTable locked;
+    OP_REQUIRES_OK(ctx, LockGpuTable(ctx, &locked));
+    GpuMultiHashTable* mtable = locked.table.get();
     std::vector<std::string> names;
     int64_t entries = 0;
     for (int t = 0; t < mtable->size(); ++t) {
@@ -388,7 +396,7 @@ class GpuMultiHashTableSaveOp : public OpKernel {
     // a time.
     options.parallel_for = ht::SerialFor;
     options.log = LogInfo;
-    Stores stores = StoresOf(mtable.get(), CudaStream(ctx));
+    Stores stores = StoresOf(mtable, CudaStream(ctx));
     TfFileSystem fs(ctx->env());
     OP_REQUIRES_OK(ctx, ToTfStatus(ht::SaveCheckpoint(
                             &fs, basename, names,
