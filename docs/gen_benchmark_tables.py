@@ -394,6 +394,13 @@ def _random_gen(lines: List[Dict]) -> str:
       ] for r in lines))
 
 
+def _cpu(ours: Optional[float], peer: Optional[float]) -> str:
+  """CPU ns per id, the peer's in parentheses; blank where not measured."""
+  if ours is None:
+    return ""
+  return f"{ours:.0f}" + ("" if peer is None else f" ({peer:.0f})")
+
+
 def _distributed_ps(lines: List[Dict]) -> str:
   rows = []
   for r in lines:
@@ -411,8 +418,7 @@ def _distributed_ps(lines: List[Dict]) -> str:
         f"{r['wire_bytes_per_id']:.1f} ({r['payload_bytes_per_id']:.1f})",
         _fixed(3)(r["wire_bytes_ratio_vs_float32"]) if r["float16"] else "",
         # Runs before the CPU was measured lack it.
-        "" if r.get("cpu_ns_per_id") is None else
-        f"{r['cpu_ns_per_id']:.0f} ({r['peer_cpu_ns_per_id']:.0f})",
+        _cpu(r.get("cpu_ns_per_id"), r.get("peer_cpu_ns_per_id")),
     ])
   table = _markdown([
       "op", "dim", "PS", "dedup", "fp16", "ids/s", "tf.Variable ids/s",

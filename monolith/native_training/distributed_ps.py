@@ -12,7 +12,7 @@ The worker (the caller's device scope) de-duplicates and splits ids, sums
 the gradients of repeated ids and merges the embeddings back; the table ops
 run on the PS tasks. Each PS gets, per call, its ids of every table as one
 tensor (packed: per table, differences from the table's smallest id in as
-few bytes as needed, 6 for feature ids; MonolithDistributedPsPackIds and
+few bytes as needed, 6 for v2 feature ids; MonolithDistributedPsPackIds and
 ...UnpackIds) and returns or takes one flat float tensor, so a call costs a
 few tensors per PS whatever the number of tables.
 
@@ -273,9 +273,10 @@ class DistributedMultiTypeHashTable(
     pack_ids: whether lookup and apply_gradients send each PS its ids
       packed (runtime/distributed_ps/packed_ids.h): per table, each id's
       difference from the table's smallest id in as few bytes as the
-      table's range needs, with the row splits in the same tensor. Feature
-      ids (slot in the top 16 bits) take 6 bytes instead of 8; ids spread
-      over all 64 bits take 8, plus 16 bytes of header per table.
+      table's range needs, with the row splits in the same tensor. v2
+      feature ids (slot in the top 16 bits) take 6 bytes instead of 8, v1
+      ones (slot << 54) 7; ids spread over all 64 bits take 8; plus 16
+      bytes of header per table.
 
   Raises:
     ValueError: num_ps < 1, slot_to_config is empty, the TF_CONFIG

@@ -91,8 +91,14 @@ uint64_t ReadLittle(const uint8_t* p, int bytes) {
 
 Status PlanPack(const int64_t* ids, const std::vector<int64_t>& splits,
                 PackPlan* plan) {
-  if (splits.empty() || splits[0] != 0) {
-    return InvalidArgumentError("packing ids: row splits must start at 0");
+  if (splits.size() < 2 || splits[0] != 0) {
+    return InvalidArgumentError(
+        "packing ids: row splits must start at 0 and name a table");
+  }
+  if (splits.back() > std::numeric_limits<int32_t>::max()) {
+    return InvalidArgumentError("packing ids: " +
+                                std::to_string(splits.back()) +
+                                " ids; 2^31 - 1 fit");
   }
   const size_t tables = splits.size() - 1;
   plan->bases.assign(tables, 0);
@@ -100,10 +106,9 @@ Status PlanPack(const int64_t* ids, const std::vector<int64_t>& splits,
   plan->bytes = kPackedHeaderBytes * static_cast<int64_t>(tables);
   for (size_t t = 0; t < tables; ++t) {
     const int64_t n = splits[t + 1] - splits[t];
-    if (n < 0 || n > std::numeric_limits<uint32_t>::max()) {
-      return InvalidArgumentError("packing ids: table " + std::to_string(t) +
-                                  " has " + std::to_string(n) +
-                                  " ids; 0 to 2^32 - 1 fit");
+    if (n < 0 || splits[t + 1] > splits.back()) {
+      return InvalidArgumentError("packing ids: the row splits decrease at "
+                                  "table " + std::to_string(t));
     }
     if (n == 0) continue;
     // Plain loops: they vectorize, std::minmax_element does not.

@@ -1,8 +1,9 @@
 // The ids a worker sends a PS task, packed: per table, each id as its
 // difference from the table's smallest id, in as few bytes as the table's
-// range of ids needs. Monolith's feature ids (FIDs) hold their slot in the
-// top 16 bits and a hash in the low 48, so one table's ids usually differ
-// in their low 6 bytes: 6 bytes an id instead of 8. Ids keep their order.
+// range of ids needs. Monolith's v2 feature ids (FIDs) hold their slot in
+// the top 16 bits and a hash in the low 48, so one slot's ids differ in
+// their low 6 bytes: 6 bytes an id instead of 8 (v1 FIDs, slot << 54: 7; a
+// table of several slots' ids: 8). Ids keep their order.
 //
 // Layout (little-endian), for T tables:
 //   T headers of 16 bytes: base (uint64, the table's smallest id as
@@ -36,8 +37,8 @@ struct PackPlan {
   int64_t bytes = 0;  // the packed size
 };
 
-// InvalidArgument if the splits do not start at 0, decrease, or a table
-// holds 2^32 ids or more.
+// InvalidArgument if the splits name no table, do not start at 0, decrease,
+// or count 2^31 ids or more (what ReadPackedHeader takes).
 Status PlanPack(const int64_t* ids, const std::vector<int64_t>& splits,
                 PackPlan* plan);
 // Writes plan.bytes bytes to out.

@@ -31,9 +31,10 @@ std::vector<uint8_t> RandomPacking(std::mt19937_64* gen, int tables) {
   for (int t = 0; t < tables; ++t) {
     const int n = static_cast<int>((*gen)() % 40);
     const int shift = static_cast<int>((*gen)() % 64);
-    const int64_t base = static_cast<int64_t>((*gen)());
+    const uint64_t base = (*gen)();
     for (int i = 0; i < n; ++i) {
-      ids.push_back(base + static_cast<int64_t>((*gen)() >> shift));
+      // Unsigned: the sum wraps, as ids may.
+      ids.push_back(static_cast<int64_t>(base + ((*gen)() >> shift)));
     }
     splits.push_back(ids.size());
   }
@@ -74,7 +75,7 @@ TEST(PackedIdsFuzzTest, MutatedPackingsUnpackOrFailCleanly) {
     const int mutations = static_cast<int>(gen() % 3);
     for (int m = 0; m < mutations; ++m) Mutate(&gen, &bytes);
     // An exact-size heap copy: ASan sees any read past it.
-    std::unique_ptr<uint8_t[]> data(new uint8_t[bytes.size() + 1]);
+    std::unique_ptr<uint8_t[]> data(new uint8_t[bytes.size()]);
     std::copy(bytes.begin(), bytes.end(), data.get());
     const int read_tables =
         gen() % 8 == 0 ? 1 + static_cast<int>(gen() % 5) : tables;
@@ -88,7 +89,8 @@ TEST(PackedIdsFuzzTest, MutatedPackingsUnpackOrFailCleanly) {
     }
     ASSERT_EQ(header.splits.size(), static_cast<size_t>(read_tables) + 1);
     ASSERT_EQ(header.offsets.back(), static_cast<int64_t>(bytes.size()));
-    std::unique_ptr<int64_t[]> ids(new int64_t[header.splits.back() + 1]);
+    // Exactly the ids the headers promise: ASan sees any write past them.
+    std::unique_ptr<int64_t[]> ids(new int64_t[header.splits.back()]);
     Unpack(data.get(), header, ids.get());
     ++accepted;
   }

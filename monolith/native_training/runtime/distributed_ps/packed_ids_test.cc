@@ -89,6 +89,13 @@ TEST(PackedIdsTest, PlanRefusesBadSplits) {
             StatusCode::kInvalidArgument);
   EXPECT_EQ(PlanPack(ids.data(), {}, &plan).code(),
             StatusCode::kInvalidArgument);
+  EXPECT_EQ(PlanPack(ids.data(), {0}, &plan).code(),
+            StatusCode::kInvalidArgument);  // no table
+  EXPECT_EQ(PlanPack(ids.data(), {0, 2, 1, 2}, &plan).code(),
+            StatusCode::kInvalidArgument);
+  // More ids than an unpack takes (the ids are not read).
+  EXPECT_EQ(PlanPack(ids.data(), {0, int64_t{1} << 31}, &plan).code(),
+            StatusCode::kInvalidArgument);
 }
 
 TEST(PackedIdsTest, HeaderChecksNameWhatIsWrong) {

@@ -12,6 +12,8 @@ namespace hash_table {
 TableSaver EmbeddingTablesSaver(std::vector<const EmbeddingHashTable*> tables,
                                 std::vector<int64_t> now,
                                 const SlotExpireTimes* expire_times) {
+  // A time per table; missing ones skip nothing.
+  now.resize(tables.size(), 0);
   return [tables = std::move(tables), now = std::move(now), expire_times](
              int t, int shard, int nshards,
              const std::function<Status(std::string_view)>& write) {
@@ -20,7 +22,7 @@ TableSaver EmbeddingTablesSaver(std::vector<const EmbeddingHashTable*> tables,
                                   " of " + std::to_string(tables.size()));
     }
     return tables[t]->Save(
-        shard, nshards, now.empty() ? 0 : now[t],
+        shard, nshards, now[t],
         [&write](const EmbeddingHashTable::SavedEntry& entry) {
           return write(std::string_view(entry.dump, entry.dump_size));
         },

@@ -15,8 +15,8 @@ namespace monolith {
 namespace hash_table {
 
 // Saves table t of the checkpoint from tables[t] (EmbeddingHashTable::Save's
-// records). With now[t] > 0 (now empty: 0 for all) entries expired at
-// now[t] are skipped, by |expire_times| when given, else by each table's
+// records). With now[t] > 0 (a table past the end of |now|: 0) entries
+// expired at now[t] are skipped, by |expire_times| when given, else by each table's
 // own. The tables (and expire_times) must outlive the saver.
 TableSaver EmbeddingTablesSaver(std::vector<const EmbeddingHashTable*> tables,
                                 std::vector<int64_t> now = {},

@@ -3,19 +3,24 @@
 // ops: Unique, FloorMod, DynamicPartition, DynamicStitch, GatherV2,
 // UnsortedSegmentSum, Cast). Each replaces a chain of those with one pass:
 //
-// * MonolithDistributedPsPartition (worker): the ids of every table, in one
-//   vector, de-duplicated per table (optionally) and split by PS (floor
-//   modulo), as one ragged id tensor per PS (values, row splits), and the
-//   index of each input id's row in the PS results, concatenated in PS
-//   order (the float offset of the row).
+// * MonolithDistributedPsPartition (worker): the ids of every table, one
+//   vector per table, de-duplicated per table (optionally) and split by PS
+//   (floor modulo), as one ragged id tensor per PS (values, row splits),
+//   and the index of each input id's row in the PS results, concatenated in
+//   PS order (the float offset of the row).
+// * MonolithDistributedPsPackIds (worker) and ...UnpackIds (PS): a PS's
+//   ragged ids as one uint8 tensor, per table the differences from its
+//   smallest id in as few bytes as its range needs
+//   (runtime/distributed_ps/packed_ids.h), and back.
 // * MonolithDistributedPsGather (worker): the embeddings of every input id,
 //   one [n_t, dim_t] tensor per table, copied from the concatenated PS
 //   results by the index (a table whose rows are a run of the results,
 //   e.g. one PS and no repeats, is a slice of them: no copy).
 //   MonolithDistributedPsGatherFloat16 reads float16 results, converting
 //   them to float32 on the fly.
-// * MonolithDistributedPsScatterAdd (worker): per-id rows (gradients) added
-//   into the partition's layout, one flat tensor per PS, float32 or float16:
+// * MonolithDistributedPsScatterAdd (worker): per-id rows (gradients), one
+//   [n_t, dim_t] tensor per table, added into the partition's layout, one
+//   flat tensor per PS, float32 or float16:
 //   repeated ids sum their rows (from zero, in input order, as
 //   UnsortedSegmentSum does), so the results are bit-identical to the stock
 //   ops'.
@@ -29,7 +34,8 @@
 //
 // Why float16 reaches the gather op as int32 pairs (a free tf.bitcast of the
 // received [k / 2, 2] float16 tensor): the op library's inputs are int32,
-// int64, float and string only (what its op-argument fuzz test covers).
+// int64, uint8, float and string only (what its op-argument fuzz test
+// covers).
 //
 // The kernels validate their inputs (InvalidArgument naming the input) and
 // call the TF-free helpers below; tables are processed in parallel on TF's
@@ -1052,7 +1058,8 @@ REGISTER_OP("MonolithDistributedPsPackIds")
 Ids split by table (row splits id_split), packed for the wire (ours): per
 table, each id's difference from the table's smallest id in as few bytes as
 the table's range needs, after a 16-byte header per table (see
-runtime/distributed_ps/packed_ids.h). Feature ids of one slot take 6 bytes.
+runtime/distributed_ps/packed_ids.h). v2 feature ids of one slot take 6
+bytes.
 )doc");
 REGISTER_KERNEL_BUILDER(
     Name("MonolithDistributedPsPackIds").Device(DEVICE_CPU), PackIdsOp);
