@@ -412,7 +412,9 @@ def _distributed_ps(lines: List[Dict]) -> str:
         "yes" if r["float16"] else "no",
         _millions(r["ids_per_s"]),
         _millions(r["peer_ids_per_s"]),
-        _fixed(2)(r["ratio"]),
+        _fixed(2)(r["ratio"]) + (
+            "" if r.get("median_round_ratio") is None else
+            f" ({r['median_round_ratio']:.2f})"),
         _millions(r["in_process_ids_per_s"]),
         _fixed(2)(r["ratio_vs_in_process"]),
         f"{r['wire_bytes_per_id']:.1f} ({r['payload_bytes_per_id']:.1f})",
@@ -422,7 +424,8 @@ def _distributed_ps(lines: List[Dict]) -> str:
     ])
   table = _markdown([
       "op", "dim", "PS", "dedup", "fp16", "ids/s", "tf.Variable ids/s",
-      "vs tf.Variable", "in-process ids/s", "vs in-process",
+      "vs tf.Variable (median of rounds)", "in-process ids/s",
+      "vs in-process",
       "wire B/id (payload)", "fp16/fp32 bytes",
       "CPU ns/id (tf.Variable)"
   ], rows)
