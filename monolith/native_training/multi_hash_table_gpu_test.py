@@ -180,14 +180,52 @@ def test_checkpoints_move_between_gpu_and_cpu_tables(tmp_path):
       np.testing.assert_array_equal(got[n], want[n])
 
 
+def test_evict_and_expiring_saves_match_the_cpu_table(tmp_path):
+  """Entries a day old expire (1 day), but slot 3's keep 5 days."""
+  day = 24 * 3600
+  tables = []
+  for gpu in (True, False):
+    config = _config(gpu)
+    expire = config.table_config.slot_expire_time_config
+    expire.default_expire_time = 1
+    slot = expire.slot_expire_times.add()
+    slot.slot, slot.expire_time = 3, 5
+    tables.append(multi_hash_table_ops.MultiHashTable.from_configs(
+        {"user": config}, name_suffix=f"expiring_{gpu}"))
+  ids = tf1.placeholder(tf.int64, [None])
+  when = tf1.placeholder(tf.int64, [])
+  assigns = [t.assign({"user": (ids, tf.ones([tf.size(ids), 8]))},
+                      req_time=when).as_op() for t in tables]
+  old = [1, 2, (3 << 48) | 7]
+  new = [10, 11]
+  saves = [t.save(str(tmp_path / f"t{i}" / "t")).as_op()
+           for i, t in enumerate(tables)]
+  fresh = [multi_hash_table_ops.MultiHashTable.from_configs(
+      {"user": _config(gpu)}, name_suffix=f"fresh_{gpu}")
+           for gpu in (True, False)]
+  restores = [f.restore(str(tmp_path / f"t{i}" / "t")).as_op()
+              for i, f in enumerate(fresh)]
+  evicts = [t.evict()[1] for t in tables]
+  lookups = [t.lookup({"user": ids})["user"] for t in tables + fresh]
+  all_ids = old + new
+  with _session() as sess:
+    sess.run([t.initializer for t in tables + fresh])
+    sess.run(assigns, feed_dict={ids: old, when: 1000 * day})
+    sess.run(assigns, feed_dict={ids: new, when: 1002 * day})
+    # Saves skip what has expired; a restore holds the rest.
+    sess.run(saves)
+    sess.run(restores)
+    restored = sess.run(lookups[2:], feed_dict={ids: all_ids})
+    got_evicted, want_evicted = sess.run(evicts)
+    evicted = sess.run(lookups[:2], feed_dict={ids: all_ids})
+  kept = [0, 0, 1, 1, 1]  # ids 1 and 2 expired; slot 3's and the new kept
+  for values in restored + evicted:
+    np.testing.assert_array_equal(values[:, 0], kept)
+  np.testing.assert_array_equal(got_evicted, [2])
+  np.testing.assert_array_equal(got_evicted, want_evicted)
+
+
 def test_operations_the_gpu_table_lacks_are_refused():
   gpu, _ = _tables()
-  with pytest.raises(NotImplementedError, match="evict"):
-    gpu.evict()
   with pytest.raises(NotImplementedError, match="lookup_entry"):
     gpu.lookup_entry({"user": tf.constant([1], tf.int64)})
-  expiring = _config(True)
-  expiring.table_config.slot_expire_time_config.default_expire_time = 7
-  with pytest.raises(ValueError, match="expire"):
-    multi_hash_table_ops.MultiHashTable.from_configs({"user": expiring},
-                                                     name_suffix="expiring")

@@ -495,8 +495,8 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     Raises:
       ValueError: a table has not one learning-rate function per segment,
         the tables have different types, gpucuco tables are given a hash
-        filter or expire times, or the shared name is already used in this
-        graph.
+        filter or enable_feature_eviction, or the shared name is already
+        used in this graph.
       RuntimeError: gpucuco tables cannot run here (no CUDA kernels or no
         GPU).
     """
@@ -507,9 +507,15 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       if hash_filter is not None:
         raise ValueError("gpucuco tables admit every id: they take no hash "
                          "filter")
-      if cc.slot_expire_time_config:
-        raise ValueError("gpucuco tables do not expire entries yet: their "
-                         "configs take no slot_expire_time_config")
+      background = [
+          name for name in cc.table_names
+          if cc.configs[name].table_config.enable_feature_eviction
+      ]
+      if background:
+        raise ValueError(
+            f"gpucuco tables {background} set enable_feature_eviction: GPU "
+            "tables do not evict in the background yet; call evict() (e.g. "
+            "from a hook) instead")
       check_gpu_tables_supported()
       device = "/device:GPU:0"
       # The tables allocate GPU memory themselves, beside TF's allocator,
@@ -758,13 +764,14 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     `enable_feature_eviction` do in the background every
     `feature_evict_every_n_hours`; a hook can call it every N steps instead.
     Each table is evicted shard by shard, beside lookups and updates, and
-    gives the freed memory back. SERVING tables are never evicted.
+    gives the freed memory back. SERVING tables are never evicted. A gpucuco
+    table moves its kept entries into a new map of its capacity (twice its
+    memory while it runs), between its other calls.
 
     Returns:
       The updated table and an int64 vector: the entries evicted from each
       table, in `table_names` order.
     """
-    self._check_on_cpu("evict")
     new_handle, evicted = hash_table_ops.monolith_multi_hash_table_evict(
         mtable=self._handle)
     return self._copy_with_new_table(new_handle), evicted

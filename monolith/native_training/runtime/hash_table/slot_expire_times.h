@@ -37,6 +37,13 @@ class SlotExpireTimes {
     return now - update_time >= expire;
   }
 
+  // The expire time (seconds) of slots without their own, and those of the
+  // others by slot.
+  int64_t default_seconds() const { return default_seconds_; }
+  const std::unordered_map<uint32_t, int64_t>& slot_seconds() const {
+    return slot_seconds_;
+  }
+
  private:
   int64_t default_seconds_;
   std::unordered_map<uint32_t, int64_t> slot_seconds_;

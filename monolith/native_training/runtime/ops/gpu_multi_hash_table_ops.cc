@@ -6,9 +6,10 @@
 // library adds kernels only.
 //
 // What runs on the GPU: creation, lookup, assign, assign_add,
-// reinitialize, apply_gradients (optimize), save and restore, in the CPU
-// tables' checkpoint format. Not yet: lookup_entry, eviction, the fused ops
-// and hash filters (the Python wrapper refuses them for gpucuco tables).
+// reinitialize, apply_gradients (optimize), evict, save and restore, in the
+// CPU tables' checkpoint format (saves skip expired entries, as the CPU's).
+// Not yet: lookup_entry, periodic eviction, the fused ops and hash filters
+// (the Python wrapper refuses them for gpucuco tables).
 //
 // Thin kernels: they validate inputs (ids on the device; splits, learning
 // rates, times and names in host memory) and call the table.
@@ -58,6 +59,9 @@ class GpuMultiHashTable : public ResourceBase {
     gpu::GpuRowTableSpec spec;
     std::unique_ptr<gpu::GpuRowTable> table;
     std::unique_ptr<gpu::GpuRowRecords> records;
+    // The config's slot_expire_time_config: saves and evictions drop what
+    // it says has expired.
+    std::unique_ptr<ht::SlotExpireTimes> expire;
     int64_t first_learning_rate = 0;
   };
 
@@ -66,6 +70,11 @@ class GpuMultiHashTable : public ResourceBase {
 
   Status AddTable(const std::string& name,
                   const ht::EmbeddingHashTableConfig& config, int device) {
+    if (config.enable_feature_eviction()) {
+      return errors::InvalidArgument(
+          "enable_feature_eviction: gpucuco tables do not evict in the "
+          "background yet; run MonolithMultiHashTableEvict instead");
+    }
     auto t = std::make_unique<Table>();
     t->name = name;
     TF_RETURN_IF_ERROR(ToTfStatus(gpu::GpuRowTableSpecFor(
@@ -79,6 +88,8 @@ class GpuMultiHashTable : public ResourceBase {
         ToTfStatus(gpu::GpuRowTable::Create(t->spec, &t->table)));
     TF_RETURN_IF_ERROR(ToTfStatus(
         gpu::GpuRowRecords::Create(config.entry_config(), &t->records)));
+    t->expire =
+        std::make_unique<ht::SlotExpireTimes>(config.slot_expire_time_config());
     t->first_learning_rate = learning_rates_;
     learning_rates_ += static_cast<int64_t>(t->spec.segments.size());
     tables_.push_back(std::move(t));
@@ -366,12 +377,7 @@ class GpuMultiHashTableSaveOp : public OpKernel {
  public:
   explicit GpuMultiHashTableSaveOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, GetSaveAttrs(ctx, &nshards_, &snappy_));
-    std::string expire;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("slot_expire_time_config", &expire));
-    OP_REQUIRES(ctx, expire.empty(),
-                errors::Unimplemented("gpucuco tables do not expire entries "
-                                      "yet: save them without "
-                                      "slot_expire_time_config"));
+    OP_REQUIRES_OK(ctx, GetSaveExpireTimes(ctx, &expire_times_));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -397,10 +403,20 @@ class GpuMultiHashTableSaveOp : public OpKernel {
     options.parallel_for = ht::SerialFor;
     options.log = LogInfo;
     Stores stores = StoresOf(mtable, CudaStream(ctx));
+    // Entries expired at each table's newest update are skipped, by the
+    // attr's expire times when given, else by the table's own.
+    gpu::SaveExpiry expiry;
+    for (int t = 0; t < mtable->size(); ++t) {
+      expiry.now.push_back(mtable->table(t).table->latest_update_time());
+      expiry.expire.push_back(expire_times_ != nullptr
+                                  ? expire_times_.get()
+                                  : mtable->table(t).expire.get());
+    }
     TfFileSystem fs(ctx->env());
     OP_REQUIRES_OK(ctx, ToTfStatus(ht::SaveCheckpoint(
                             &fs, basename, names,
-                            gpu::RowStoreSaver(stores.stores, stores.records),
+                            gpu::RowStoreSaver(stores.stores, stores.records,
+                                               1 << 16, std::move(expiry)),
                             options)));
     ctx->set_output(0, ctx->input(0));
   }
@@ -408,6 +424,41 @@ class GpuMultiHashTableSaveOp : public OpKernel {
  private:
   int nshards_ = -1;
   bool snappy_ = true;
+  std::unique_ptr<ht::SlotExpireTimes> expire_times_;
+};
+
+// Drops each table's entries expired at its newest update by its config's
+// expire times, as the CPU kernel (EvictExpired) does; evicted: per table,
+// how many.
+class GpuMultiHashTableEvictOp : public OpKernel {
+ public:
+  explicit GpuMultiHashTableEvictOp(OpKernelConstruction* ctx)
+      : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    LockedGpuTable locked;
+    OP_REQUIRES_OK(ctx, LockGpuTable(ctx, &locked));
+    GpuMultiHashTable* mtable = locked.table.get();
+    Tensor* evicted = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, {mtable->size()}, &evicted));
+    for (int t = 0; t < mtable->size(); ++t) {
+      GpuMultiHashTable::Table& table = mtable->table(t);
+      gpu::GpuRowTable::ExpireSeconds expire;
+      expire.default_seconds = table.expire->default_seconds();
+      expire.by_slot.assign(table.expire->slot_seconds().begin(),
+                            table.expire->slot_seconds().end());
+      int64_t count = 0;
+      OP_REQUIRES_OK(ctx, ToTfStatus(table.table->Evict(
+                              table.table->latest_update_time(), expire,
+                              &count, CudaStream(ctx))));
+      evicted->flat<int64_t>()(t) = count;
+      if (count > 0) {
+        LOG(INFO) << "gpucuco table " << table.name << ": evicted " << count
+                  << " expired entries, " << table.table->size() << " left";
+      }
+    }
+    ctx->set_output(0, ctx->input(0));
+  }
 };
 
 // Restore replaces, as on the CPU: every table the checkpoint holds is
@@ -551,6 +602,12 @@ REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableOptimize")
                             .HostMemory("global_step")
                             .HostMemory("updated_table"),
                         GpuMultiHashTableOptimizeOp);
+REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableEvict")
+                            .Device(DEVICE_GPU)
+                            .HostMemory("mtable")
+                            .HostMemory("updated_table")
+                            .HostMemory("evicted"),
+                        GpuMultiHashTableEvictOp);
 REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableSave")
                             .Device(DEVICE_GPU)
                             .HostMemory("mtable")

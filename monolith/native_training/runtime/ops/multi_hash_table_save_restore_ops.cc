@@ -61,15 +61,7 @@ class MultiHashTableSaveOp : public OpKernel {
  public:
   explicit MultiHashTableSaveOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, GetSaveAttrs(ctx, &nshards_, &snappy_));
-    std::string expire;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("slot_expire_time_config", &expire));
-    if (!expire.empty()) {
-      SlotExpireTimeConfig config;
-      OP_REQUIRES(ctx, config.ParseFromString(expire),
-                  errors::InvalidArgument("slot_expire_time_config is not a "
-                                          "serialized SlotExpireTimeConfig"));
-      expire_times_ = std::make_unique<SlotExpireTimes>(config);
-    }
+    OP_REQUIRES_OK(ctx, GetSaveExpireTimes(ctx, &expire_times_));
   }
 
   void Compute(OpKernelContext* ctx) override {

@@ -138,6 +138,22 @@ Status GetSaveAttrs(OpKernelConstruction* ctx, int* nshards, bool* snappy) {
   return OkStatus();
 }
 
+Status GetSaveExpireTimes(
+    OpKernelConstruction* ctx,
+    std::unique_ptr<::monolith::hash_table::SlotExpireTimes>* expire_times) {
+  std::string expire;
+  TF_RETURN_IF_ERROR(ctx->GetAttr("slot_expire_time_config", &expire));
+  if (expire.empty()) return OkStatus();
+  ::monolith::hash_table::SlotExpireTimeConfig config;
+  if (!config.ParseFromString(expire)) {
+    return errors::InvalidArgument(
+        "slot_expire_time_config is not a serialized SlotExpireTimeConfig");
+  }
+  *expire_times =
+      std::make_unique<::monolith::hash_table::SlotExpireTimes>(config);
+  return OkStatus();
+}
+
 void LogInfo(const std::string& line) { LOG(INFO) << line; }
 
 void LogWarning(const std::string& line) { LOG(WARNING) << line; }

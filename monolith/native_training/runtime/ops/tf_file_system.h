@@ -12,6 +12,7 @@
 
 #include "monolith/native_training/runtime/hash_table/checkpoint.h"
 #include "monolith/native_training/runtime/hash_table/file_system.h"
+#include "monolith/native_training/runtime/hash_table/slot_expire_times.h"
 #include "monolith/native_training/runtime/hash_table/status.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/platform/env.h"
@@ -30,6 +31,13 @@ namespace monolith_tf {
 // compression_type ("SNAPPY", the original's format, or "": uncompressed)
 // attrs; InvalidArgument naming the attr.
 Status GetSaveAttrs(OpKernelConstruction* ctx, int* nshards, bool* snappy);
+// The save ops' slot_expire_time_config attr (a serialized
+// SlotExpireTimeConfig, or "" for none: *expire_times stays null), which
+// overrides the tables' own expire times; InvalidArgument if it does not
+// parse.
+Status GetSaveExpireTimes(
+    OpKernelConstruction* ctx,
+    std::unique_ptr<::monolith::hash_table::SlotExpireTimes>* expire_times);
 
 void LogInfo(const std::string& line);
 void LogWarning(const std::string& line);

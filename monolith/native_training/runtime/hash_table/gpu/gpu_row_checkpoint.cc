@@ -47,13 +47,19 @@ Status GpuRowRecords::Read(std::string_view record, EntryDump* scratch,
 
 TableSaver RowStoreSaver(std::vector<RowStore*> tables,
                          std::vector<const GpuRowRecords*> records,
-                         int64_t chunk_slots) {
+                         int64_t chunk_slots, SaveExpiry expiry) {
+  expiry.now.resize(tables.size(), 0);
+  expiry.expire.resize(tables.size(), nullptr);
   return [tables = std::move(tables), records = std::move(records),
-          chunk_slots](int t, int shard, int nshards,
-                       const std::function<Status(std::string_view)>& write) {
+          chunk_slots, expiry = std::move(expiry)](
+             int t, int shard, int nshards,
+             const std::function<Status(std::string_view)>& write) {
     RowStore* store = tables[t];
     const GpuRowRecords& table_records = *records[t];
     const int row_floats = table_records.spec().row_floats();
+    const int time_offset = table_records.spec().entry_floats;
+    const int64_t now = expiry.now[t];
+    const SlotExpireTimes* expire = now > 0 ? expiry.expire[t] : nullptr;
     std::vector<int64_t> ids;
     std::vector<float> rows;
     WireWriter wire;
@@ -65,8 +71,13 @@ TableSaver RowStoreSaver(std::vector<RowStore*> tables,
         int64_t id_shard = ids[i] % nshards;
         if (id_shard < 0) id_shard += nshards;
         if (id_shard != shard) continue;
+        const float* row = rows.data() + i * row_floats;
+        if (expire != nullptr &&
+            expire->IsExpired(ids[i], RowTime(row, time_offset), now)) {
+          continue;
+        }
         wire.Clear();
-        table_records.Write(ids[i], rows.data() + i * row_floats, &wire);
+        table_records.Write(ids[i], row, &wire);
         MONOLITH_RETURN_IF_ERROR(
             write(std::string_view(wire.data(), wire.size())));
       }

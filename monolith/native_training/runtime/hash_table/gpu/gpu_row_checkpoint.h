@@ -21,6 +21,7 @@
 #include "monolith/native_training/runtime/hash_table/entry_accessor.h"
 #include "monolith/native_training/runtime/hash_table/gpu/gpu_row_spec.h"
 #include "monolith/native_training/runtime/hash_table/initializer/initializer_interface.h"
+#include "monolith/native_training/runtime/hash_table/slot_expire_times.h"
 #include "monolith/native_training/runtime/hash_table/status.h"
 #include "monolith/native_training/runtime/hash_table/wire_writer.h"
 
@@ -71,13 +72,23 @@ class RowStore {
   virtual Status Put(const int64_t* ids, int64_t n, const float* rows) = 0;
 };
 
+// Which entries a save skips: with now[t] > 0 and expire[t] given, those of
+// table t expired at now[t] (as EmbeddingHashTable::Save skips them);
+// tables past the end of either vector skip none.
+struct SaveExpiry {
+  std::vector<int64_t> now;
+  std::vector<const SlotExpireTimes*> expire;
+};
+
 // The TableSaver (SaveCheckpoint) of tables[t] with records[t]: each dump
 // shard walks the table's slots, chunk_slots at a time, and writes the
 // entries of that shard (those with floormod(id, nshards) == shard; a
-// restore reads every shard, so any split restores the same).
+// restore reads every shard, so any split restores the same) that
+// |expiry| keeps.
 TableSaver RowStoreSaver(std::vector<RowStore*> tables,
                          std::vector<const GpuRowRecords*> records,
-                         int64_t chunk_slots = 1 << 16);
+                         int64_t chunk_slots = 1 << 16,
+                         SaveExpiry expiry = {});
 
 // Restores checkpoint records into tables[t] (records[t] reads them),
 // batch_rows rows at a time per shard: Restore is the RecordRestorer for

@@ -4,9 +4,11 @@
 // table's records and files exactly.
 #include "monolith/native_training/runtime/hash_table/gpu/gpu_row_checkpoint.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <map>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -245,6 +247,60 @@ TEST_F(GpuRowCheckpointTest, CpuSavesRestoreIntoGpuRows) {
   EXPECT_EQ(store.rows(), CpuRows());
   // Batches of at most 500 rows per shard.
   EXPECT_GE(store.puts(), static_cast<int>(cpu_->Size() / 500));
+}
+
+// Saves skip what has expired, by each id's feature slot, as the CPU
+// table's saves do.
+TEST_F(GpuRowCheckpointTest, SavesSkipExpiredEntries) {
+  constexpr int64_t kT0 = 1700000000;
+  const int time_offset = records_->spec().entry_floats;
+  const int row_floats = records_->spec().row_floats();
+  HostRowStore store(row_floats);
+  std::set<int64_t> want;
+  const int64_t now = kT0 + 2 * kSecondsPerDay + 1;
+  int parity = 0;
+  for (auto [id, row] : CpuRows()) {
+    // Alternately updated at kT0 and a day later.
+    const int64_t time = kT0 + (parity++ % 2) * kSecondsPerDay;
+    SetRowTime(row.data(), time_offset, time);
+    ASSERT_TRUE(store.Put(&id, 1, row.data()).ok());
+    // Expire after 2 days, after 5 for slot 0xffff (the negative ids).
+    const int64_t days = id < 0 ? 5 : 2;
+    if (now - time < days * kSecondsPerDay) want.insert(id);
+  }
+  SlotExpireTimeConfig config;
+  config.set_default_expire_time(2);
+  auto* negative = config.add_slot_expire_times();
+  negative->set_slot(0xffff);
+  negative->set_expire_time(5);
+  const SlotExpireTimes expire(config);
+  std::set<int64_t> saved;
+  EntryDump dump;
+  const TableSaver save = RowStoreSaver({&store}, {records_.get()}, 64,
+                                        SaveExpiry{{now}, {&expire}});
+  for (int shard = 0; shard < 2; ++shard) {
+    ASSERT_TRUE(save(0, shard, 2, [&](std::string_view record) {
+                  EXPECT_TRUE(dump.ParseFromArray(record.data(),
+                                                  record.size()));
+                  saved.insert(dump.id());
+                  return Status::OK();
+                }).ok());
+  }
+  EXPECT_EQ(saved, want);
+  EXPECT_GT(want.size(), 0u);
+  EXPECT_LT(want.size(), store.rows().size());
+  // Positive ids updated at kT0 expired; negative ones did not.
+  EXPECT_TRUE(std::any_of(want.begin(), want.end(),
+                          [](int64_t id) { return id < 0; }));
+  // Without a now (0), nothing is skipped.
+  size_t records = 0;
+  const TableSaver keep_all = RowStoreSaver({&store}, {records_.get()}, 64,
+                                            SaveExpiry{{0}, {&expire}});
+  ASSERT_TRUE(keep_all(0, 0, 1, [&](std::string_view) {
+                ++records;
+                return Status::OK();
+              }).ok());
+  EXPECT_EQ(records, store.rows().size());
 }
 
 }  // namespace

@@ -20,6 +20,7 @@
 #include <cuco/static_map.cuh>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "monolith/native_training/runtime/hash_table/gpu/gpu_row_table.h"
 
@@ -285,14 +286,50 @@ __device__ const float* SlotRow(const Map::device_view& view, int64_t slot,
   return view.at(0).value() + slot * row_floats;
 }
 
-// Re-inserts every entry of `from` into `to` (growth).
+// Which entries a rehash drops: none, or those expired at `now` by the
+// expire times of their feature slots (SlotExpireTimes on the device:
+// `slots` sorted, each with its `seconds`; others `default_seconds`).
+struct ExpireFilter {
+  bool active = false;
+  int64_t now = 0;
+  const uint32_t* slots = nullptr;
+  const int64_t* seconds = nullptr;
+  int num_slots = 0;
+  int64_t default_seconds = 0;
+  int time_offset = 0;  // the row's update time (gpu_row_spec.h)
+
+  __device__ bool Drops(int64_t id, const float* row) const {
+    if (!active) return false;
+    const uint32_t slot = static_cast<uint32_t>(static_cast<uint64_t>(id) >>
+                                                48);
+    int lo = 0, hi = num_slots;  // binary search for slot
+    while (lo < hi) {
+      const int mid = (lo + hi) / 2;
+      if (slots[mid] < slot) {
+        lo = mid + 1;
+      } else {
+        hi = mid;
+      }
+    }
+    const int64_t expire =
+        lo < num_slots && slots[lo] == slot ? seconds[lo] : default_seconds;
+    return now - RowTime(row, time_offset) >= expire;
+  }
+};
+
+// Re-inserts every entry of `from` into `to` but those `filter` drops
+// (growth keeps all; eviction drops the expired), counting them in *kept
+// (if given).
 __global__ void RehashKernel(Map::device_view from, int64_t from_capacity,
-                             Map::device_mutable_view to, int row_floats) {
+                             Map::device_mutable_view to, int row_floats,
+                             ExpireFilter filter, unsigned long long* kept) {
   const int64_t slot = TileIndex();
   if (slot >= from_capacity) return;
   auto tile = ThisTile();
   const int64_t id = SlotId(from, slot);
   if (!StorableId(id)) return;
+  if (filter.Drops(id, SlotRow(from, slot, row_floats))) return;
+  if (kept != nullptr && tile.thread_rank() == 0) atomicAdd(kept, 1ULL);
   float* row = nullptr;
   to.lookup_or_insert(tile, RowPointer{id, &row});
   // The new row's zeros (lane by lane) come before the copy.
@@ -434,6 +471,8 @@ struct GpuRowTable::Impl {
   DeviceBuffer counter;  // unsigned long long
   // Host transfers: ids and rows.
   DeviceBuffer staged_ids, staged_rows;
+  // An eviction's expire times (ExpireFilter's slots and seconds).
+  DeviceBuffer expire_slots, expire_seconds;
   // Pinned, so a WriteMany queues every table's reads before one wait.
   PinnedArray<Readback> readback;
   // A write's learning rates on their way to learning_rates. Rewritten
@@ -597,11 +636,77 @@ Status GpuRowTable::Reserve(int64_t extra, void* stream) {
   MONOLITH_RETURN_IF_ERROR(NewMap(new_capacity, spec_.row_floats(), s, &grown));
   RehashKernel<<<GridFor(old_capacity), kBlock, 0, s>>>(
       impl_->map->map->get_device_view(), old_capacity,
-      grown->map->get_device_mutable_view(), spec_.row_floats());
+      grown->map->get_device_mutable_view(), spec_.row_floats(),
+      ExpireFilter(), nullptr);
   MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "launching the rehash");
   // The old map is freed (cudaFree waits for the device) once rehashed.
   MONOLITH_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s), "rehashing");
   impl_->map = std::move(grown);
+  return Status::OK();
+}
+
+Status GpuRowTable::Evict(int64_t now, const ExpireSeconds& expire,
+                          int64_t* evicted, void* stream) {
+  MONOLITH_RETURN_IF_ERROR(UseDevice(spec_.device));
+  *evicted = 0;
+  if (size_ == 0) return Status::OK();
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  std::vector<std::pair<uint32_t, int64_t>> by_slot = expire.by_slot;
+  std::sort(by_slot.begin(), by_slot.end());
+  std::vector<uint32_t> slots;
+  std::vector<int64_t> seconds;
+  for (const auto& [slot, secs] : by_slot) {
+    slots.push_back(slot);
+    seconds.push_back(secs);
+  }
+  Impl& m = *impl_;
+  MONOLITH_RETURN_IF_ERROR(
+      m.expire_slots.Reserve(std::max<size_t>(sizeof(uint32_t) * slots.size(), 1)));
+  MONOLITH_RETURN_IF_ERROR(m.expire_seconds.Reserve(
+      std::max<size_t>(sizeof(int64_t) * seconds.size(), 1)));
+  MONOLITH_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(m.expire_slots.as<void>(), slots.data(),
+                      sizeof(uint32_t) * slots.size(), cudaMemcpyHostToDevice,
+                      s),
+      "copying expire times");
+  MONOLITH_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(m.expire_seconds.as<void>(), seconds.data(),
+                      sizeof(int64_t) * seconds.size(),
+                      cudaMemcpyHostToDevice, s),
+      "copying expire times");
+  // The kept entries go to a new map of the same capacity: the fork's
+  // lookup_or_insert would insert a second copy of a key past a removed
+  // one's slot, so the table never removes keys in place.
+  const int64_t capacity = this->capacity();
+  std::unique_ptr<OwnedMap> rebuilt;
+  MONOLITH_RETURN_IF_ERROR(NewMap(capacity, spec_.row_floats(), s, &rebuilt));
+  MONOLITH_CUDA_RETURN_IF_ERROR(
+      cudaMemsetAsync(m.counter.as<void>(), 0, sizeof(unsigned long long), s),
+      "cudaMemsetAsync");
+  ExpireFilter filter;
+  filter.active = true;
+  filter.now = now;
+  filter.slots = m.expire_slots.as<uint32_t>();
+  filter.seconds = m.expire_seconds.as<int64_t>();
+  filter.num_slots = static_cast<int>(slots.size());
+  filter.default_seconds = expire.default_seconds;
+  filter.time_offset = spec_.entry_floats;
+  RehashKernel<<<GridFor(capacity), kBlock, 0, s>>>(
+      m.map->map->get_device_view(), capacity,
+      rebuilt->map->get_device_mutable_view(), spec_.row_floats(), filter,
+      m.counter.as<unsigned long long>());
+  MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "launching the eviction");
+  Readback* back = m.readback.get();
+  MONOLITH_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(&back->missing, m.counter.as<void>(),
+                      sizeof(back->missing), cudaMemcpyDeviceToHost, s),
+      "reading the count");
+  // Also what the host vectors' copies need before they go.
+  MONOLITH_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s), "evicting");
+  const int64_t kept = static_cast<int64_t>(back->missing);
+  m.map = std::move(rebuilt);
+  *evicted = size_ - kept;
+  size_ = kept;
   return Status::OK();
 }
 
@@ -679,6 +784,9 @@ Status GpuRowTable::Commit(Write write, const WriteRequest& request,
       update_time, m.rows.as<float*>(), m.inserted.as<bool>());
   MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "launching the upsert");
   size_ += missing;
+  if (write != Write::kPutRows) {
+    latest_update_time_ = std::max(latest_update_time_, update_time);
+  }
   const int64_t* positions = m.positions.as<int64_t>();
   float** rows = m.rows.as<float*>();
   const int d = spec_.value_floats;
@@ -883,6 +991,12 @@ Status GpuRowTable::PutRowsFromHost(const int64_t* ids, int64_t n,
       "copying rows to restore");
   MONOLITH_RETURN_IF_ERROR(PutRows(impl_->staged_ids.as<int64_t>(), n,
                                    impl_->staged_rows.as<float>(), stream));
+  // The rows carry their update times.
+  for (int64_t i = 0; i < n; ++i) {
+    latest_update_time_ =
+        std::max(latest_update_time_,
+                 RowTime(rows + i * spec_.row_floats(), spec_.entry_floats));
+  }
   // The host buffers and the staging buffers are free once this returns.
   return CudaStatus(cudaStreamSynchronize(s), "restoring rows");
 }

@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "monolith/native_training/runtime/hash_table/gpu/gpu_row_spec.h"
@@ -121,6 +122,22 @@ class GpuRowTable {
   Status PutRowsFromHost(const int64_t* ids, int64_t n, const float* rows,
                          void* stream);
 
+  // Expire times, as SlotExpireTimes holds them: seconds by feature slot
+  // (an id's top 16 bits); slots not listed use default_seconds.
+  struct ExpireSeconds {
+    int64_t default_seconds = 0;
+    std::vector<std::pair<uint32_t, int64_t>> by_slot;
+  };
+  // Drops the entries expired at |now| (seconds: now - update time >= the
+  // id's slot's expire time), as EmbeddingHashTable::Evict does; *evicted
+  // gets how many. The kept entries move to a new map of the same capacity
+  // (growth's transient memory), which the table then uses.
+  Status Evict(int64_t now, const ExpireSeconds& expire, int64_t* evicted,
+               void* stream);
+  // The newest update time of any entry written (or restored) so far: the
+  // "now" of saves and evictions, as the CPU table's LatestUpdateTime.
+  int64_t latest_update_time() const { return latest_update_time_; }
+
   int64_t size() const { return size_; }
   int64_t capacity() const;
   const GpuRowTableSpec& spec() const { return spec_; }
@@ -146,6 +163,7 @@ class GpuRowTable {
   GpuRowTableSpec spec_;
   std::unique_ptr<Impl> impl_;
   int64_t size_ = 0;
+  int64_t latest_update_time_ = 0;
 };
 
 }  // namespace gpu

@@ -10,7 +10,7 @@
 // assign_add (repeats add up), reinitialize, apply_gradients with sgd + adagrad and with
 // adam + ftrl (repeats in order), growth from a small map, update times,
 // export and restore of rows into another table, lookups and writes of many
-// tables in one call, and the rejection of the reserved ids.
+// tables in one call, eviction, and the rejection of the reserved ids.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -460,6 +460,61 @@ void CheckWriteMany(const std::vector<GpuRowTableSpec>& specs,
             ")");
 }
 
+// Evict: entries of slot 3 keep 5 days, the others 1; the kept ones stay
+// whole, the table still grows and takes new ids after.
+void CheckEvict(const GpuRowTableSpec& spec) {
+  std::unique_ptr<GpuRowTable> table;
+  CheckOk(GpuRowTable::Create(spec, &table), "evict: create");
+  if (table == nullptr) return;
+  constexpr int64_t kDay = 24 * 3600;
+  std::mt19937_64 gen(31);
+  std::vector<int64_t> old_ids, new_ids;
+  for (int i = 0; i < 3000; ++i) {
+    // Half of the old ids in slot 3.
+    old_ids.push_back((int64_t{i % 2 == 0 ? 3 : 4} << 48) | (i + 1));
+    new_ids.push_back((int64_t{5} << 48) | (i + 1));
+  }
+  const int d = spec.value_floats;
+  for (const auto& [ids, time] :
+       {std::make_pair(old_ids, 1000 * kDay), std::make_pair(new_ids,
+                                                             1002 * kDay)}) {
+    const std::vector<float> v = Normal(ids.size() * d, &gen);
+    DeviceVector<int64_t> d_ids(ids);
+    DeviceVector<float> d_v(v);
+    CheckOk(table->Assign(d_ids.get(), ids.size(), d_v.get(), time, nullptr),
+            "evict: assign");
+  }
+  Check(table->latest_update_time() == 1002 * kDay,
+        "evict: the latest update time is the newest write's");
+  const auto before = Export(table.get());
+  GpuRowTable::ExpireSeconds expire;
+  expire.default_seconds = kDay;
+  expire.by_slot = {{3, 5 * kDay}};
+  int64_t evicted = 0;
+  CheckOk(table->Evict(table->latest_update_time(), expire, &evicted,
+                       nullptr),
+          "evict");
+  std::map<int64_t, std::vector<float>> want;
+  for (const auto& [id, row] : before) {
+    if ((id >> 48) != 4) want[id] = row;  // slot 4's old ids expired
+  }
+  Check(evicted == 1500 && table->size() == 4500,
+        "evict: " + std::to_string(evicted) + " evicted, " +
+            std::to_string(table->size()) + " left (want 1500, 4500)");
+  Check(SameRows(Export(table.get()), want, spec.row_floats(),
+                 spec.entry_floats),
+        "evict: the kept entries are whole");
+  // New and evicted ids insert again.
+  const std::vector<int64_t> again = {old_ids[1], (int64_t{6} << 48) | 1};
+  DeviceVector<int64_t> d_again(again);
+  DeviceVector<float> d_v(std::vector<float>(again.size() * d, 2.0f));
+  CheckOk(table->Assign(d_again.get(), again.size(), d_v.get(), 1003 * kDay,
+                        nullptr),
+          "evict: assign after");
+  Check(table->size() == 4502, "evict: evicted ids insert again (" +
+                                   std::to_string(table->size()) + ")");
+}
+
 int Main() {
   // Line by line, so a crash or a timeout keeps what was printed.
   setvbuf(stdout, nullptr, _IOLBF, 0);
@@ -505,6 +560,7 @@ int Main() {
   CheckLookupMany({Spec({sgd}), Spec({adagrad}), Spec({adam, ftrl})});
   CheckWriteMany({Spec({sgd}), Spec({adagrad}), Spec({adam, ftrl})},
                  {{0.1f}, {0.05f}, {0.05f, 0.1f}});
+  CheckEvict(Spec({sgd, adagrad}));
 
   // Reserved ids: refused, nothing written.
   std::unique_ptr<GpuRowTable> table;
