@@ -993,7 +993,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       raise NotImplementedError(
           f"MultiHashTable.{method} is not available for gpucuco tables yet "
           f"(their GPU kernels: lookup, assign, assign_add, reinitialize, "
-          f"apply_gradients, save, restore; see docs/gpu.md)")
+          f"apply_gradients, evict, save, restore; see docs/gpu.md)")
 
   def _copy_with_new_table(self, handle: tf.Tensor) -> "MultiHashTable":
     copied = copy.copy(self)

@@ -319,10 +319,11 @@ struct ExpireFilter {
 
 // Re-inserts every entry of `from` into `to` but those `filter` drops
 // (growth keeps all; eviction drops the expired), counting them in *kept
-// (if given).
+// (if given); with count_only, only counts them.
 __global__ void RehashKernel(Map::device_view from, int64_t from_capacity,
                              Map::device_mutable_view to, int row_floats,
-                             ExpireFilter filter, unsigned long long* kept) {
+                             ExpireFilter filter, unsigned long long* kept,
+                             bool count_only) {
   const int64_t slot = TileIndex();
   if (slot >= from_capacity) return;
   auto tile = ThisTile();
@@ -330,6 +331,7 @@ __global__ void RehashKernel(Map::device_view from, int64_t from_capacity,
   if (!StorableId(id)) return;
   if (filter.Drops(id, SlotRow(from, slot, row_floats))) return;
   if (kept != nullptr && tile.thread_rank() == 0) atomicAdd(kept, 1ULL);
+  if (count_only) return;
   float* row = nullptr;
   to.lookup_or_insert(tile, RowPointer{id, &row});
   // The new row's zeros (lane by lane) come before the copy.
@@ -637,7 +639,7 @@ Status GpuRowTable::Reserve(int64_t extra, void* stream) {
   RehashKernel<<<GridFor(old_capacity), kBlock, 0, s>>>(
       impl_->map->map->get_device_view(), old_capacity,
       grown->map->get_device_mutable_view(), spec_.row_floats(),
-      ExpireFilter(), nullptr);
+      ExpireFilter(), nullptr, /*count_only=*/false);
   MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "launching the rehash");
   // The old map is freed (cudaFree waits for the device) once rehashed.
   MONOLITH_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s), "rehashing");
@@ -664,25 +666,18 @@ Status GpuRowTable::Evict(int64_t now, const ExpireSeconds& expire,
       m.expire_slots.Reserve(std::max<size_t>(sizeof(uint32_t) * slots.size(), 1)));
   MONOLITH_RETURN_IF_ERROR(m.expire_seconds.Reserve(
       std::max<size_t>(sizeof(int64_t) * seconds.size(), 1)));
-  MONOLITH_CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(m.expire_slots.as<void>(), slots.data(),
-                      sizeof(uint32_t) * slots.size(), cudaMemcpyHostToDevice,
-                      s),
-      "copying expire times");
-  MONOLITH_CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(m.expire_seconds.as<void>(), seconds.data(),
-                      sizeof(int64_t) * seconds.size(),
-                      cudaMemcpyHostToDevice, s),
-      "copying expire times");
-  // The kept entries go to a new map of the same capacity: the fork's
-  // lookup_or_insert would insert a second copy of a key past a removed
-  // one's slot, so the table never removes keys in place.
-  const int64_t capacity = this->capacity();
-  std::unique_ptr<OwnedMap> rebuilt;
-  MONOLITH_RETURN_IF_ERROR(NewMap(capacity, spec_.row_floats(), s, &rebuilt));
-  MONOLITH_CUDA_RETURN_IF_ERROR(
-      cudaMemsetAsync(m.counter.as<void>(), 0, sizeof(unsigned long long), s),
-      "cudaMemsetAsync");
+  if (!slots.empty()) {
+    MONOLITH_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(m.expire_slots.as<void>(), slots.data(),
+                        sizeof(uint32_t) * slots.size(),
+                        cudaMemcpyHostToDevice, s),
+        "copying expire times");
+    MONOLITH_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(m.expire_seconds.as<void>(), seconds.data(),
+                        sizeof(int64_t) * seconds.size(),
+                        cudaMemcpyHostToDevice, s),
+        "copying expire times");
+  }
   ExpireFilter filter;
   filter.active = true;
   filter.now = now;
@@ -691,19 +686,44 @@ Status GpuRowTable::Evict(int64_t now, const ExpireSeconds& expire,
   filter.num_slots = static_cast<int>(slots.size());
   filter.default_seconds = expire.default_seconds;
   filter.time_offset = spec_.entry_floats;
-  RehashKernel<<<GridFor(capacity), kBlock, 0, s>>>(
-      m.map->map->get_device_view(), capacity,
-      rebuilt->map->get_device_mutable_view(), spec_.row_floats(), filter,
-      m.counter.as<unsigned long long>());
-  MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "launching the eviction");
+  // Two passes: count what stays, then move it into a new map sized for it
+  // (halved while it holds them below max_load, as growth doubles). The
+  // fork's lookup_or_insert would insert a second copy of a key past a
+  // removed one's slot, so the table never removes keys in place.
+  const int64_t capacity = this->capacity();
   Readback* back = m.readback.get();
-  MONOLITH_CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(&back->missing, m.counter.as<void>(),
-                      sizeof(back->missing), cudaMemcpyDeviceToHost, s),
-      "reading the count");
-  // Also what the host vectors' copies need before they go.
-  MONOLITH_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s), "evicting");
+  auto run = [&](Map::device_mutable_view to, bool count_only) -> Status {
+    MONOLITH_CUDA_RETURN_IF_ERROR(
+        cudaMemsetAsync(m.counter.as<void>(), 0, sizeof(unsigned long long),
+                        s),
+        "cudaMemsetAsync");
+    RehashKernel<<<GridFor(capacity), kBlock, 0, s>>>(
+        m.map->map->get_device_view(), capacity, to, spec_.row_floats(),
+        filter, m.counter.as<unsigned long long>(), count_only);
+    MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(),
+                                  "launching the eviction");
+    MONOLITH_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(&back->missing, m.counter.as<void>(),
+                        sizeof(back->missing), cudaMemcpyDeviceToHost, s),
+        "reading the count");
+    // Also what the host vectors' copies need before they go.
+    return CudaStatus(cudaStreamSynchronize(s), "evicting");
+  };
+  MONOLITH_RETURN_IF_ERROR(run(m.map->map->get_device_mutable_view(),
+                               /*count_only=*/true));
   const int64_t kept = static_cast<int64_t>(back->missing);
+  if (kept == size_) return Status::OK();
+  int64_t new_capacity = capacity;
+  while (new_capacity / 2 >= spec_.initial_capacity &&
+         static_cast<double>(kept) <=
+             spec_.max_load * static_cast<double>(new_capacity / 2)) {
+    new_capacity /= 2;
+  }
+  std::unique_ptr<OwnedMap> rebuilt;
+  MONOLITH_RETURN_IF_ERROR(
+      NewMap(new_capacity, spec_.row_floats(), s, &rebuilt));
+  MONOLITH_RETURN_IF_ERROR(
+      run(rebuilt->map->get_device_mutable_view(), /*count_only=*/false));
   m.map = std::move(rebuilt);
   *evicted = size_ - kept;
   size_ = kept;
@@ -778,10 +798,12 @@ Status GpuRowTable::Commit(Write write, const WriteRequest& request,
   const int64_t n = request.n;
   const int64_t missing = static_cast<int64_t>(m.readback.get()->missing);
   const int64_t* sorted = m.sorted_ids.as<int64_t>();
+  // Stamped as the CPU table stores times: 0 to 2^32 - 1 seconds.
+  const int64_t stamp = std::clamp<int64_t>(update_time, 0, 0xffffffffLL);
   UpsertKernel<<<GridFor(n), kBlock, 0, s>>>(
       m.map->map->get_device_mutable_view(), sorted, n,
       m.segments.as<GpuSegment>(), m.num_segments, spec_.entry_floats,
-      update_time, m.rows.as<float*>(), m.inserted.as<bool>());
+      stamp, m.rows.as<float*>(), m.inserted.as<bool>());
   MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "launching the upsert");
   size_ += missing;
   if (write != Write::kPutRows) {

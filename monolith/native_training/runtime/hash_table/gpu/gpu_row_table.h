@@ -130,12 +130,16 @@ class GpuRowTable {
   };
   // Drops the entries expired at |now| (seconds: now - update time >= the
   // id's slot's expire time), as EmbeddingHashTable::Evict does; *evicted
-  // gets how many. The kept entries move to a new map of the same capacity
-  // (growth's transient memory), which the table then uses.
+  // gets how many. A first pass counts the kept entries; they then move to
+  // a new map, halved from the current capacity while it holds them below
+  // max_load (never below initial_capacity), which the table then uses:
+  // both maps are allocated while it runs.
   Status Evict(int64_t now, const ExpireSeconds& expire, int64_t* evicted,
                void* stream);
-  // The newest update time of any entry written (or restored) so far: the
-  // "now" of saves and evictions, as the CPU table's LatestUpdateTime.
+  // The newest update time of any entry written, or restored through
+  // PutRowsFromHost, so far: the "now" of saves and evictions, as the CPU
+  // table's LatestUpdateTime. (Times are stamped clamped to 0 .. 2^32 - 1,
+  // as the CPU table stores them.)
   int64_t latest_update_time() const { return latest_update_time_; }
 
   int64_t size() const { return size_; }

@@ -487,6 +487,15 @@ void CheckEvict(const GpuRowTableSpec& spec) {
   Check(table->latest_update_time() == 1002 * kDay,
         "evict: the latest update time is the newest write's");
   const auto before = Export(table.get());
+  const int64_t capacity_before = table->capacity();
+  // Only a default time, which nothing has reached: nothing goes.
+  GpuRowTable::ExpireSeconds forever;
+  forever.default_seconds = 36500 * kDay;
+  int64_t none = -1;
+  CheckOk(table->Evict(table->latest_update_time(), forever, &none, nullptr),
+          "evict: nothing expired");
+  Check(none == 0 && table->size() == 6000,
+        "evict: nothing expired, nothing evicted");
   GpuRowTable::ExpireSeconds expire;
   expire.default_seconds = kDay;
   expire.by_slot = {{3, 5 * kDay}};
@@ -504,6 +513,9 @@ void CheckEvict(const GpuRowTableSpec& spec) {
   Check(SameRows(Export(table.get()), want, spec.row_floats(),
                  spec.entry_floats),
         "evict: the kept entries are whole");
+  Check(table->capacity() < capacity_before,
+        "evict: the map shrank from " + std::to_string(capacity_before) +
+            " to " + std::to_string(table->capacity()) + " slots");
   // New and evicted ids insert again.
   const std::vector<int64_t> again = {old_ids[1], (int64_t{6} << 48) | 1};
   DeviceVector<int64_t> d_again(again);
