@@ -225,7 +225,32 @@ def test_evict_and_expiring_saves_match_the_cpu_table(tmp_path):
   np.testing.assert_array_equal(got_evicted, want_evicted)
 
 
+def test_lookup_entry_matches_the_cpu_table():
+  gpu, cpu = _tables()
+  ids = tf1.placeholder(tf.int64, [None])
+  values = tf1.placeholder(tf.float32, [None, 8])
+  when = tf1.placeholder(tf.int64, [])
+  assigns = [t.assign({"user": (ids, values)}, req_time=when).as_op()
+             for t in (gpu, cpu)]
+  entries = [t.lookup_entry({"user": ids, "item": ids}) for t in (gpu, cpu)]
+  rng = np.random.default_rng(4)
+  with _session() as sess:
+    sess.run([gpu.initializer, cpu.initializer])
+    sess.run(assigns, feed_dict={ids: [1, 2, 3], values: rng.normal(size=(3, 8)),
+                                 when: 12345})
+    # 7 is absent: an EntryDump with the id alone.
+    got, want = sess.run(entries, feed_dict={ids: [3, 7, 1]})
+  for name in ("user", "item"):
+    assert got[name].tolist() == want[name].tolist()
+  dump = embedding_hash_table_pb2.EntryDump()
+  dump.ParseFromString(got["user"][1])
+  assert dump.id == 7 and not dump.num
+  dump.ParseFromString(got["user"][0])
+  assert dump.id == 3 and dump.last_update_ts_sec == 12345
+
+
 def test_operations_the_gpu_table_lacks_are_refused():
   gpu, _ = _tables()
-  with pytest.raises(NotImplementedError, match="lookup_entry"):
-    gpu.lookup_entry({"user": tf.constant([1], tf.int64)})
+  with pytest.raises(NotImplementedError, match="fused_lookup"):
+    gpu.fused_lookup(tf.constant([1], tf.int64), tf.constant([1], tf.int32),
+                     1)

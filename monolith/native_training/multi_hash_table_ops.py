@@ -816,7 +816,6 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     Raises:
       ValueError: an unknown table name.
     """
-    self._check_on_cpu("lookup_entry")
     del enable_inter_table_parallelism
     ragged_id = self.get_ragged_id(
         {k: _as_int64(v) for k, v in slot_to_id.items()})
@@ -992,8 +991,9 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     if "GPU" in self._initializer.device.upper():
       raise NotImplementedError(
           f"MultiHashTable.{method} is not available for gpucuco tables yet "
-          f"(their GPU kernels: lookup, assign, assign_add, reinitialize, "
-          f"apply_gradients, evict, save, restore; see docs/gpu.md)")
+          f"(their GPU kernels: lookup, lookup_entry, assign, assign_add, "
+          f"reinitialize, apply_gradients, evict, save, restore; see "
+          f"docs/gpu.md)")
 
   def _copy_with_new_table(self, handle: tf.Tensor) -> "MultiHashTable":
     copied = copy.copy(self)

@@ -5,11 +5,11 @@
 // themselves are registered by libmonolith_ops.so (load it first); this
 // library adds kernels only.
 //
-// What runs on the GPU: creation, lookup, assign, assign_add,
+// What runs on the GPU: creation, lookup, lookup_entry, assign, assign_add,
 // reinitialize, apply_gradients (optimize), evict, save and restore, in the
 // CPU tables' checkpoint format (saves skip expired entries, as the CPU's).
-// Not yet: lookup_entry, periodic eviction, the fused ops and hash filters
-// (the Python wrapper refuses them for gpucuco tables).
+// Not yet: periodic eviction, the fused ops and hash filters (the Python
+// wrapper refuses them for gpucuco tables).
 //
 // Thin kernels: they validate inputs (ids on the device; splits, learning
 // rates, times and names in host memory) and call the table.
@@ -24,6 +24,7 @@
 #include "monolith/native_training/runtime/hash_table/checkpoint.h"
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
 #include "monolith/native_training/runtime/hash_table/gpu/gpu_row_store.h"
+#include "monolith/native_training/runtime/hash_table/wire_writer.h"
 #include "monolith/native_training/runtime/ops/op_util.h"
 #include "monolith/native_training/runtime/ops/tf_file_system.h"
 #include "tensorflow/core/framework/device_base.h"
@@ -241,6 +242,53 @@ class GpuMultiHashTableLookupOp : public OpKernel {
     }
     OP_REQUIRES_OK(ctx, ToTfStatus(gpu::GpuRowTable::LookupMany(
                             requests, CudaStream(ctx))));
+  }
+};
+
+// Each id's entry as the CPU kernel gives it: its checkpoint record (a
+// serialized EntryDump), or an EntryDump with the id alone when the table
+// lacks it. Ids and splits in host memory; rows come back through it.
+class GpuMultiHashTableLookupEntryOp : public OpKernel {
+ public:
+  explicit GpuMultiHashTableLookupEntryOp(OpKernelConstruction* ctx)
+      : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    LockedGpuTable locked;
+    OP_REQUIRES_OK(ctx, LockGpuTable(ctx, &locked));
+    GpuMultiHashTable* mtable = locked.table.get();
+    const Tensor* ids = nullptr;
+    const Tensor* id_split = nullptr;
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 1, "id", &ids));
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 2, "id_split", &id_split));
+    OP_REQUIRES_OK(ctx, CheckIdSplit(*ids, *id_split, mtable->size() + 1));
+    auto split = id_split->flat<int64_t>();
+    Tensor* out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {ids->NumElements()}, &out));
+    auto entries = out->flat<tstring>();
+    const int64_t* id_data = ids->flat<int64_t>().data();
+    std::vector<float> rows;
+    std::vector<char> found;
+    ht::WireWriter wire;
+    ht::EntryDump absent;
+    for (int t = 0; t < mtable->size(); ++t) {
+      const GpuMultiHashTable::Table& table = mtable->table(t);
+      const int64_t* table_ids = id_data + split(t);
+      const int64_t n = split(t + 1) - split(t);
+      OP_REQUIRES_OK(ctx, ToTfStatus(table.table->LookupRowsFromHost(
+                              table_ids, n, &rows, &found, CudaStream(ctx))));
+      const int width = table.spec.row_floats();
+      for (int64_t j = 0; j < n; ++j) {
+        if (found[j]) {
+          wire.Clear();
+          table.records->Write(table_ids[j], rows.data() + j * width, &wire);
+          entries(split(t) + j).assign(wire.data(), wire.size());
+        } else {
+          absent.set_id(table_ids[j]);
+          entries(split(t) + j) = absent.SerializeAsString();
+        }
+      }
+    }
   }
 };
 
@@ -573,6 +621,13 @@ REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableLookup")
                             .HostMemory("mtable")
                             .HostMemory("id_split"),
                         GpuMultiHashTableLookupOp);
+REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableLookupEntry")
+                            .Device(DEVICE_GPU)
+                            .HostMemory("mtable")
+                            .HostMemory("id")
+                            .HostMemory("id_split")
+                            .HostMemory("serialized_entries"),
+                        GpuMultiHashTableLookupEntryOp);
 REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableAssign")
                             .Device(DEVICE_GPU)
                             .HostMemory("mtable")

@@ -106,8 +106,9 @@ struct LookupLaunch {
     Map::device_view view{0, 0, nullptr, nullptr, ZeroInitializer{}};
     const int64_t* ids = nullptr;
     float* out = nullptr;
+    bool* found = nullptr;  // per id, whether the table has it (optional)
     int64_t first = 0;  // the launch's position of the part's first id
-    int value_floats = 0;
+    int width = 0;  // the floats copied per id: the embedding, or the row
   };
   Part parts[kLookupsPerLaunch];
   int count = 0;  // parts, each with at least one id
@@ -128,10 +129,11 @@ __global__ void LookupKernel(const __grid_constant__ LookupLaunch launch) {
   float* row = nullptr;
   const bool found =
       StorableId(id) && part.view.lookup(tile, RowPointer{id, &row});
-  float* dst = part.out + k * part.value_floats;
-  for (int c = tile.thread_rank(); c < part.value_floats; c += kTile) {
+  float* dst = part.out + k * part.width;
+  for (int c = tile.thread_rank(); c < part.width; c += kTile) {
     dst[c] = found ? row[c] : 0.0f;
   }
+  if (part.found != nullptr && tile.thread_rank() == 0) part.found[k] = found;
 }
 
 __global__ void IotaKernel(int64_t n, int64_t* positions) {
@@ -619,10 +621,52 @@ Status GpuRowTable::LookupMany(const std::vector<LookupRequest>& requests,
     part.ids = r.ids;
     part.out = r.out;
     part.first = launch.n;
-    part.value_floats = r.table->spec_.value_floats;
+    part.width = r.table->spec_.value_floats;
     launch.n += r.n;
   }
   return flush();
+}
+
+Status GpuRowTable::LookupRowsFromHost(const int64_t* ids, int64_t n,
+                                       std::vector<float>* rows,
+                                       std::vector<char>* found,
+                                       void* stream) {
+  MONOLITH_RETURN_IF_ERROR(UseDevice(spec_.device));
+  MONOLITH_RETURN_IF_ERROR(CheckBatch(n));
+  const int width = spec_.row_floats();
+  rows->assign(n * width, 0.0f);
+  found->assign(n, 0);
+  if (n == 0) return Status::OK();
+  Impl& m = *impl_;
+  MONOLITH_RETURN_IF_ERROR(m.staged_ids.Reserve(sizeof(int64_t) * n));
+  MONOLITH_RETURN_IF_ERROR(m.staged_rows.Reserve(sizeof(float) * width * n));
+  MONOLITH_RETURN_IF_ERROR(m.inserted.Reserve(sizeof(bool) * n));
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  MONOLITH_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(m.staged_ids.as<void>(), ids, sizeof(int64_t) * n,
+                      cudaMemcpyHostToDevice, s),
+      "copying ids to look up");
+  LookupLaunch launch;
+  LookupLaunch::Part& part = launch.parts[0];
+  part.view = m.map->map->get_device_view();
+  part.ids = m.staged_ids.as<int64_t>();
+  part.out = m.staged_rows.as<float>();
+  part.found = m.inserted.as<bool>();
+  part.width = width;
+  launch.count = 1;
+  launch.n = n;
+  LookupKernel<<<GridFor(n), kBlock, 0, s>>>(launch);
+  MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "launching a lookup");
+  MONOLITH_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(rows->data(), m.staged_rows.as<void>(),
+                      sizeof(float) * width * n, cudaMemcpyDeviceToHost, s),
+      "copying rows");
+  static_assert(sizeof(bool) == sizeof(char), "found flags are bytes");
+  MONOLITH_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(found->data(), m.inserted.as<void>(), n,
+                      cudaMemcpyDeviceToHost, s),
+      "copying found flags");
+  return CudaStatus(cudaStreamSynchronize(s), "looking up rows");
 }
 
 Status GpuRowTable::Reserve(int64_t extra, void* stream) {

@@ -46,6 +46,13 @@ class GpuRowTable {
   // out[i * value_floats ..]: the embedding of ids[i], zeros when absent.
   Status Lookup(const int64_t* ids, int64_t n, float* out, void* stream);
 
+  // Whole rows (row_floats each: the entry and its update time, zeros when
+  // absent) of n ids in host memory, and whether each is present, in host
+  // vectors (for lookup_entry); returns once they are there.
+  Status LookupRowsFromHost(const int64_t* ids, int64_t n,
+                            std::vector<float>* rows, std::vector<char>* found,
+                            void* stream);
+
   // A Lookup's arguments, for LookupMany.
   struct LookupRequest {
     GpuRowTable* table;

@@ -266,6 +266,33 @@ void CheckTraining(const std::string& name, const GpuRowTableSpec& spec,
   const auto exported = Export(table.get());
   Check(SameRows(exported, ref.rows(), spec.row_floats(), spec.entry_floats),
         name + ": whole rows (state and update time) match the reference");
+  {
+    // Whole rows by id (lookup_entry's): present ones as exported, an
+    // absent one zeros and not found.
+    std::vector<int64_t> some;
+    for (const auto& [id, row] : exported) {
+      if (some.size() == 100) break;
+      some.push_back(id);
+    }
+    some.push_back(777);
+    std::vector<float> rows;
+    std::vector<char> found;
+    CheckOk(table->LookupRowsFromHost(some.data(), some.size(), &rows, &found,
+                                      nullptr),
+            name + ": rows by id");
+    const int width = spec.row_floats();
+    bool same = rows.size() == some.size() * width;
+    for (size_t i = 0; same && i + 1 < some.size(); ++i) {
+      same = found[i] && std::equal(exported.at(some[i]).begin(),
+                                    exported.at(some[i]).end(),
+                                    rows.begin() + i * width);
+    }
+    same = same && !found.back() &&
+           std::all_of(rows.end() - width, rows.end(),
+                       [](float x) { return x == 0.0f; });
+    Check(same, name + ": rows by id are the exported rows; an absent id "
+                       "reads zeros, not found");
+  }
 
   // Restore the exported rows into a fresh table.
   std::unique_ptr<GpuRowTable> restored;
