@@ -765,8 +765,9 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     `feature_evict_every_n_hours`; a hook can call it every N steps instead.
     Each table is evicted shard by shard, beside lookups and updates, and
     gives the freed memory back. SERVING tables are never evicted. A gpucuco
-    table moves its kept entries into a new map of its capacity (twice its
-    memory while it runs), between its other calls.
+    table counts the entries it keeps and, unless none expired, moves them
+    into a new map sized for them (both maps allocated while it runs),
+    between its other calls.
 
     Returns:
       The updated table and an int64 vector: the entries evicted from each

@@ -32,7 +32,9 @@ Status GpuRowRecords::Read(std::string_view record, EntryDump* scratch,
   bool all_zero = false;
   if (accessor_->ReadRecord(record.data(), record.size(), row, id, &time,
                             &all_zero)) {
-    SetRowTime(row, spec_.entry_floats, static_cast<int64_t>(time));
+    // The record's int64 field, clamped as the CPU table stores it.
+    SetRowTime(row, spec_.entry_floats,
+               ClampRowTime(static_cast<int64_t>(time)));
     return Status::OK();
   }
   if (!scratch->ParseFromArray(record.data(), static_cast<int>(record.size()))) {
@@ -41,7 +43,8 @@ Status GpuRowRecords::Read(std::string_view record, EntryDump* scratch,
   }
   MONOLITH_RETURN_IF_ERROR(accessor_->Restore(*scratch, row, rng));
   *id = scratch->id();
-  SetRowTime(row, spec_.entry_floats, scratch->last_update_ts_sec());
+  SetRowTime(row, spec_.entry_floats,
+             ClampRowTime(scratch->last_update_ts_sec()));
   return Status::OK();
 }
 

@@ -249,6 +249,46 @@ TEST_F(GpuRowCheckpointTest, CpuSavesRestoreIntoGpuRows) {
   EXPECT_GE(store.puts(), static_cast<int>(cpu_->Size() / 500));
 }
 
+// Restored update times are clamped to 0 .. 2^32 - 1, as the CPU table
+// keeps them, whether the record is read in place or parsed.
+TEST_F(GpuRowCheckpointTest, RestoredTimesAreClampedAsTheCpuTables) {
+  EntryDump dump;
+  ASSERT_TRUE(dump.ParseFromString(CpuRecords()[0]));
+  const int time_offset = records_->spec().entry_floats;
+  std::vector<float> row(records_->spec().row_floats());
+  EntryDump scratch;
+  RandomEngine rng(1);
+  for (const auto& [time, want] :
+       {std::make_pair(int64_t{-5}, int64_t{0}),
+        std::make_pair(int64_t{1} << 40, int64_t{0xffffffff}),
+        std::make_pair(int64_t{77}, int64_t{77})}) {
+    dump.set_last_update_ts_sec(time);
+    int64_t id = 0;
+    ASSERT_TRUE(
+        records_->Read(dump.SerializeAsString(), &scratch, &rng, &id,
+                       row.data())
+            .ok());
+    EXPECT_EQ(RowTime(row.data(), time_offset), want) << time;
+    // The same through a CPU table.
+    std::unique_ptr<EmbeddingHashTable> cpu;
+    ASSERT_TRUE(EmbeddingHashTable::Create(TableConfig(), 3, &cpu).ok());
+    int64_t restored_time = 0;
+    const std::string record = dump.SerializeAsString();
+    ASSERT_TRUE(cpu->RestoreRecord(record.data(), record.size(), &scratch,
+                                   &restored_time)
+                    .ok());
+    std::vector<std::string> saved;
+    ASSERT_TRUE(cpu->Save(0, 1, 0, [&](const EmbeddingHashTable::SavedEntry& e) {
+                     saved.emplace_back(e.dump, e.dump_size);
+                     return Status::OK();
+                   }).ok());
+    ASSERT_EQ(saved.size(), 1u);
+    EntryDump cpu_dump;
+    ASSERT_TRUE(cpu_dump.ParseFromString(saved[0]));
+    EXPECT_EQ(cpu_dump.last_update_ts_sec(), want) << time;
+  }
+}
+
 // Saves skip what has expired, by each id's feature slot, as the CPU
 // table's saves do.
 TEST_F(GpuRowCheckpointTest, SavesSkipExpiredEntries) {

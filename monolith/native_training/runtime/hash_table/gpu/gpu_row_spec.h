@@ -129,6 +129,12 @@ MONOLITH_HOST_DEVICE inline void SetRowTime(float* row, int offset,
   memcpy(row + offset, &seconds, sizeof(seconds));
 }
 
+// An update time as the tables keep it: 0 to 2^32 - 1 seconds (the CPU
+// table's slots hold it in 32 bits).
+MONOLITH_HOST_DEVICE inline int64_t ClampRowTime(int64_t seconds) {
+  return seconds < 0 ? 0 : seconds > 0xffffffffLL ? 0xffffffffLL : seconds;
+}
+
 // A uniform float in [0, 1) from (seed, id, column): SplitMix64's
 // finalizer, its top 24 bits.
 MONOLITH_HOST_DEVICE inline float UniformFor(uint64_t seed, int64_t id,

@@ -757,10 +757,12 @@ Status GpuRowTable::Evict(int64_t now, const ExpireSeconds& expire,
                                /*count_only=*/true));
   const int64_t kept = static_cast<int64_t>(back->missing);
   if (kept == size_) return Status::OK();
+  // Halved only while the kept entries fill the half to at most half of
+  // max_load, so the next new ids do not grow it straight back.
   int64_t new_capacity = capacity;
   while (new_capacity / 2 >= spec_.initial_capacity &&
          static_cast<double>(kept) <=
-             spec_.max_load * static_cast<double>(new_capacity / 2)) {
+             spec_.max_load / 2 * static_cast<double>(new_capacity / 2)) {
     new_capacity /= 2;
   }
   std::unique_ptr<OwnedMap> rebuilt;
@@ -768,6 +770,12 @@ Status GpuRowTable::Evict(int64_t now, const ExpireSeconds& expire,
       NewMap(new_capacity, spec_.row_floats(), s, &rebuilt));
   MONOLITH_RETURN_IF_ERROR(
       run(rebuilt->map->get_device_mutable_view(), /*count_only=*/false));
+  if (static_cast<int64_t>(back->missing) != kept) {
+    return InternalError("GPU table: eviction counted " +
+                         std::to_string(kept) + " entries to keep, then " +
+                         std::to_string(back->missing) +
+                         "; the table is unchanged");
+  }
   m.map = std::move(rebuilt);
   *evicted = size_ - kept;
   size_ = kept;
@@ -842,8 +850,7 @@ Status GpuRowTable::Commit(Write write, const WriteRequest& request,
   const int64_t n = request.n;
   const int64_t missing = static_cast<int64_t>(m.readback.get()->missing);
   const int64_t* sorted = m.sorted_ids.as<int64_t>();
-  // Stamped as the CPU table stores times: 0 to 2^32 - 1 seconds.
-  const int64_t stamp = std::clamp<int64_t>(update_time, 0, 0xffffffffLL);
+  const int64_t stamp = ClampRowTime(update_time);
   UpsertKernel<<<GridFor(n), kBlock, 0, s>>>(
       m.map->map->get_device_mutable_view(), sorted, n,
       m.segments.as<GpuSegment>(), m.num_segments, spec_.entry_floats,

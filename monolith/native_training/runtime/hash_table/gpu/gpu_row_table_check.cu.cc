@@ -540,9 +540,8 @@ void CheckEvict(const GpuRowTableSpec& spec) {
   Check(SameRows(Export(table.get()), want, spec.row_floats(),
                  spec.entry_floats),
         "evict: the kept entries are whole");
-  Check(table->capacity() < capacity_before,
-        "evict: the map shrank from " + std::to_string(capacity_before) +
-            " to " + std::to_string(table->capacity()) + " slots");
+  Check(table->capacity() == capacity_before,
+        "evict: a map still over a quarter full keeps its capacity");
   // New and evicted ids insert again.
   const std::vector<int64_t> again = {old_ids[1], (int64_t{6} << 48) | 1};
   DeviceVector<int64_t> d_again(again);
@@ -552,6 +551,18 @@ void CheckEvict(const GpuRowTableSpec& spec) {
           "evict: assign after");
   Check(table->size() == 4502, "evict: evicted ids insert again (" +
                                    std::to_string(table->size()) + ")");
+  // Two days later everything has expired: the map shrinks to its initial
+  // capacity and still takes ids.
+  CheckOk(table->Evict(1005 * kDay, expire, &evicted, nullptr),
+          "evict: everything");
+  Check(evicted == 4502 && table->size() == 0 &&
+            table->capacity() == spec.initial_capacity,
+        "evict: everything evicted, the map back to " +
+            std::to_string(table->capacity()) + " slots");
+  CheckOk(table->Assign(d_again.get(), again.size(), d_v.get(), 1006 * kDay,
+                        nullptr),
+          "evict: assign after everything");
+  Check(table->size() == 2, "evict: an emptied map takes ids");
 }
 
 int Main() {
