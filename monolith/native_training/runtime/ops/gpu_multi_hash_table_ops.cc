@@ -292,6 +292,19 @@ class GpuMultiHashTableLookupEntryOp : public OpKernel {
   }
 };
 
+// One WriteMany request per table of |mtable| for its part of |in|.
+std::vector<gpu::GpuRowTable::WriteRequest> WriteRequestsOf(
+    GpuMultiHashTable* mtable, const UpdateBatch& in) {
+  std::vector<gpu::GpuRowTable::WriteRequest> requests(mtable->size());
+  for (int t = 0; t < mtable->size(); ++t) {
+    requests[t].table = mtable->table(t).table.get();
+    requests[t].ids = in.ids + in.id_split[t];
+    requests[t].n = in.ids_of(t);
+    requests[t].values = in.values + in.value_offsets[t];
+  }
+  return requests;
+}
+
 // Assign (kAdd = false) or AssignAdd (kAdd = true).
 template <bool kAdd>
 class GpuMultiHashTableAssignOp : public OpKernel {
@@ -307,17 +320,11 @@ class GpuMultiHashTableAssignOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ReadUpdateBatch(ctx, mtable->dims(), "value", &in));
     int64_t update_time = 0;
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 4, "update_time", &update_time));
-    std::vector<gpu::GpuRowTable::WriteRequest> requests(mtable->size());
-    for (int t = 0; t < mtable->size(); ++t) {
-      requests[t].table = mtable->table(t).table.get();
-      requests[t].ids = in.ids + in.id_split[t];
-      requests[t].n = in.ids_of(t);
-      requests[t].values = in.values + in.value_offsets[t];
-    }
     OP_REQUIRES_OK(ctx, ToTfStatus(gpu::GpuRowTable::WriteMany(
                             kAdd ? gpu::GpuRowTable::Write::kAssignAdd
                                  : gpu::GpuRowTable::Write::kAssign,
-                            requests, update_time, CudaStream(ctx))));
+                            WriteRequestsOf(mtable, in), update_time,
+                            CudaStream(ctx))));
     ctx->set_output(0, ctx->input(0));
   }
 };
@@ -345,13 +352,10 @@ class GpuMultiHashTableOptimizeOp : public OpKernel {
                     " floats; the tables' optimizers need ",
                     mtable->learning_rates()));
     const float* lr = learning_rates.flat<float>().data();
-    std::vector<gpu::GpuRowTable::WriteRequest> requests(mtable->size());
+    std::vector<gpu::GpuRowTable::WriteRequest> requests =
+        WriteRequestsOf(mtable, in);
     for (int t = 0; t < mtable->size(); ++t) {
-      GpuMultiHashTable::Table& table = mtable->table(t);
-      requests[t].table = table.table.get();
-      requests[t].ids = in.ids + in.id_split[t];
-      requests[t].n = in.ids_of(t);
-      requests[t].values = in.values + in.value_offsets[t];
+      const GpuMultiHashTable::Table& table = mtable->table(t);
       requests[t].learning_rates.assign(
           lr + table.first_learning_rate,
           lr + table.first_learning_rate + table.spec.segments.size());
