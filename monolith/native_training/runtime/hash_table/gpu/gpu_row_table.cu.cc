@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "monolith/native_training/runtime/hash_table/gpu/gpu_row_table.h"
+#include "monolith/native_training/runtime/hash_table/gpu/gpu_write_runs.h"
 
 namespace monolith {
 namespace hash_table {
@@ -136,39 +137,115 @@ __global__ void LookupKernel(const __grid_constant__ LookupLaunch launch) {
   if (part.found != nullptr && tile.thread_rank() == 0) part.found[k] = found;
 }
 
-__global__ void IotaKernel(int64_t n, int64_t* positions) {
+// One write group's batches (at most kWritesPerLaunch, distinct tables),
+// concatenated and sorted together (gpu_write_runs.h): where each batch
+// lies, and the sorted ids with their concatenation positions.
+struct SortedGroup {
+  WriteParts parts;
+  const int64_t* sorted = nullptr;
+  const int32_t* positions = nullptr;
+  int64_t n = 0;
+
+  __device__ bool IsHead(int64_t i) const {
+    return IsRunHead(parts, sorted, positions, i);
+  }
+};
+
+// Concatenates the group's batches into ids, with positions[i] = i.
+struct GatherLaunch {
+  WriteParts parts;
+  const int64_t* ids[kWritesPerLaunch] = {};
+  int64_t* all_ids = nullptr;
+  int32_t* positions = nullptr;
+};
+
+__global__ void GatherKernel(const __grid_constant__ GatherLaunch launch) {
   const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
-  if (i < n) positions[i] = i;
+  if (i >= launch.parts.first[launch.parts.count]) return;
+  const int p = launch.parts.PartOf(i);
+  launch.all_ids[i] = launch.ids[p][i - launch.parts.first[p]];
+  launch.positions[i] = static_cast<int32_t>(i);
 }
 
-__device__ bool IsHead(const int64_t* sorted, int64_t i) {
-  return i == 0 || sorted[i - 1] != sorted[i];
-}
+// What a write group reads back after sorting: the smallest and largest
+// id, and the distinct ids each batch's map lacks.
+struct WriteReadback {
+  int64_t ends[2];
+  unsigned long long missing[kWritesPerLaunch];
+};
 
-// Counts the distinct ids of a sorted batch that the map lacks.
-__global__ void CountMissingKernel(Map::device_view view,
-                                   const int64_t* sorted, int64_t n,
-                                   unsigned long long* missing) {
+struct CountLaunch {
+  struct Part {
+    Map::device_view view{0, 0, nullptr, nullptr, ZeroInitializer{}};
+  };
+  SortedGroup group;
+  Part parts[kWritesPerLaunch];
+  WriteReadback* readback = nullptr;  // device, missing zeroed
+};
+
+// Counts, per batch, the distinct ids its map lacks, and notes the sorted
+// ends (the reserved ids sort there).
+__global__ void CountMissingKernel(const __grid_constant__ CountLaunch launch) {
+  const SortedGroup& g = launch.group;
   const int64_t i = TileIndex();
-  if (i >= n || !IsHead(sorted, i)) return;
+  if (i >= g.n) return;
   auto tile = ThisTile();
+  if (tile.thread_rank() == 0) {
+    if (i == 0) launch.readback->ends[0] = g.sorted[0];
+    if (i == g.n - 1) launch.readback->ends[1] = g.sorted[i];
+  }
+  const int64_t id = g.sorted[i];
+  if (!StorableId(id) || !g.IsHead(i)) return;
+  const int p = g.parts.PartOf(g.positions[i]);
   // (The fork declares contains() but never defines it.)
   float* row = nullptr;
-  const bool present = view.lookup(tile, RowPointer{sorted[i], &row});
-  if (!present && tile.thread_rank() == 0) atomicAdd(missing, 1ULL);
+  const bool present = launch.parts[p].view.lookup(tile, RowPointer{id, &row});
+  if (!present && tile.thread_rank() == 0) {
+    atomicAdd(&launch.readback->missing[p], 1ULL);
+  }
 }
 
-// rows[i] for every head i of the sorted batch: its row, inserted and
-// initialized when absent, stamped with update_time.
-__global__ void UpsertKernel(Map::device_mutable_view view,
-                             const int64_t* sorted, int64_t n,
-                             const GpuSegment* segments, int num_segments,
-                             int time_offset, int64_t update_time,
-                             float** rows, bool* inserted) {
+// The write of one group: each (table, id) run's head finds or inserts its
+// row (new rows get their initial values and optimizer state), stamps it,
+// then applies the run's occurrences in input order.
+struct WriteLaunch {
+  struct Part {
+    Map::device_mutable_view view{0, 0, nullptr, nullptr, ZeroInitializer{}};
+    const GpuSegment* segments = nullptr;  // device
+    // By position in the batch: values (value_floats each), gradients
+    // (value_floats each) or whole rows (row_floats each).
+    const float* values = nullptr;
+    int32_t* status = nullptr;              // kReinitialize's, device
+    const float* learning_rates = nullptr;  // device, one per segment
+    int num_segments = 0;
+    int value_floats = 0;
+    int entry_floats = 0;
+  };
+  SortedGroup group;
+  Part parts[kWritesPerLaunch];
+  GpuRowTable::Write write = GpuRowTable::Write::kAssign;
+  int64_t update_time = 0;  // clamped
+};
+
+// Copies `width` floats from row `from` of `source` into `row`.
+__device__ void CopyRow(const cg::thread_block_tile<kTile>& tile,
+                        const float* source, int64_t from, int width,
+                        float* row) {
+  const float* src = source + from * width;
+  for (int c = tile.thread_rank(); c < width; c += kTile) row[c] = src[c];
+}
+
+__global__ void WriteKernel(const __grid_constant__ WriteLaunch launch) {
+  const SortedGroup& g = launch.group;
   const int64_t i = TileIndex();
-  if (i >= n || !IsHead(sorted, i)) return;
+  if (i >= g.n || !g.IsHead(i)) return;
   auto tile = ThisTile();
-  const int64_t id = sorted[i];
+  const int p = g.parts.PartOf(g.positions[i]);
+  const WriteLaunch::Part& part = launch.parts[p];
+  const int64_t first = g.parts.first[p];  // the batch's first position
+  const int64_t end = RunEnd(g.parts, g.sorted, g.positions, g.n, i, p);
+  const int64_t id = g.sorted[i];
+  Map::device_mutable_view view = part.view;
   float* row = nullptr;
   const cuco::insert_result result =
       view.lookup_or_insert(tile, RowPointer{id, &row});
@@ -177,101 +254,65 @@ __global__ void UpsertKernel(Map::device_mutable_view view,
   tile.sync();
   const bool fresh = result == cuco::insert_result::OCCUPIED_EMPTY ||
                      result == cuco::insert_result::OCCUPIED_RECLAIMED;
-  if (fresh) InitRow(tile, id, segments, num_segments, row);
-  if (tile.thread_rank() == 0) {
-    SetRowTime(row, time_offset, update_time);
-    rows[i] = row;
-    inserted[i] = fresh;
-  }
-}
-
-// The index past the run of equal ids that starts at head i.
-__device__ int64_t RunEnd(const int64_t* sorted, int64_t n, int64_t i) {
-  int64_t j = i + 1;
-  while (j < n && sorted[j] == sorted[i]) ++j;
-  return j;
-}
-
-// Copies `width` floats from the last occurrence of each id in `source`
-// (row `positions[...]` of `source_stride` floats) into its row.
-__global__ void CopyLastKernel(const int64_t* sorted, const int64_t* positions,
-                               float* const* rows, int64_t n,
-                               const float* source, int source_stride,
-                               int width) {
-  const int64_t i = TileIndex();
-  if (i >= n || !IsHead(sorted, i)) return;
-  auto tile = ThisTile();
-  const int64_t last = positions[RunEnd(sorted, n, i) - 1];
-  const float* src = source + last * source_stride;
-  float* row = rows[i];
-  for (int c = tile.thread_rank(); c < width; c += kTile) row[c] = src[c];
-}
-
-// Re-initializes each id's entry (its embedding and optimizer state; new
-// ones are fresh already) and writes every occurrence's status: 0 for the
-// occurrence that inserted the id, 1 for the others (it existed by then).
-__global__ void ReinitializeKernel(const int64_t* sorted,
-                                   const int64_t* positions,
-                                   float* const* rows, const bool* inserted,
-                                   int64_t n, const GpuSegment* segments,
-                                   int num_segments, int entry_floats,
-                                   int32_t* status) {
-  const int64_t i = TileIndex();
-  if (i >= n || !IsHead(sorted, i)) return;
-  auto tile = ThisTile();
-  float* row = rows[i];
-  if (!inserted[i]) {
-    for (int c = tile.thread_rank(); c < entry_floats; c += kTile) row[c] = 0;
-    tile.sync();
-    InitRow(tile, sorted[i], segments, num_segments, row);
-  }
-  const int64_t end = RunEnd(sorted, n, i);
-  for (int64_t k = i + tile.thread_rank(); k < end; k += kTile) {
-    status[positions[k]] = (k == i && inserted[i]) ? 0 : 1;
-  }
-}
-
-// Adds every occurrence's `width` values to its id's row, in input order.
-__global__ void AddRunsKernel(const int64_t* sorted, const int64_t* positions,
-                              float* const* rows, int64_t n,
-                              const float* values, int width) {
-  const int64_t i = TileIndex();
-  if (i >= n || !IsHead(sorted, i)) return;
-  auto tile = ThisTile();
-  float* row = rows[i];
-  const int64_t end = RunEnd(sorted, n, i);
-  for (int64_t k = i; k < end; ++k) {
-    const float* src = values + positions[k] * width;
-    for (int c = tile.thread_rank(); c < width; c += kTile) row[c] += src[c];
-  }
-}
-
-// Each segment's optimizer over every occurrence of each id, in input
-// order. A thread owns the same columns for the whole run, so every
-// column's updates happen in order.
-__global__ void ApplyKernel(const int64_t* sorted, const int64_t* positions,
-                            float* const* rows, int64_t n, const float* grads,
-                            int value_floats, const GpuSegment* segments,
-                            int num_segments, const float* learning_rates) {
-  const int64_t i = TileIndex();
-  if (i >= n || !IsHead(sorted, i)) return;
-  auto tile = ThisTile();
-  float* row = rows[i];
-  const int64_t end = RunEnd(sorted, n, i);
-  for (int64_t k = i; k < end; ++k) {
-    const float* grad = grads + positions[k] * value_floats;
-    for (int s = 0; s < num_segments; ++s) {
-      const GpuSegment seg = segments[s];
-      const StepScalars step = BeginStep(seg, learning_rates[s], row);
-      for (int c = tile.thread_rank(); c < seg.dim; c += kTile) {
-        ApplyColumn(seg, step, grad, c, row);
-      }
-      // The entry's own state (adam's beta powers) changes once every lane
-      // has read it, and before the next step reads it.
-      tile.sync();
-      if (tile.thread_rank() == 0) EndStep(seg, row);
-      tile.sync();
+  const GpuRowTable::Write write = launch.write;
+  if (write == GpuRowTable::Write::kReinitialize && !fresh) {
+    for (int c = tile.thread_rank(); c < part.entry_floats; c += kTile) {
+      row[c] = 0;
     }
+    tile.sync();
+  }
+  if (fresh || write == GpuRowTable::Write::kReinitialize) {
+    InitRow(tile, id, part.segments, part.num_segments, row);
+  }
+  // Lane 0 set adam's beta powers, which every lane reads below.
+  tile.sync();
+  // Restored rows carry their own update times.
+  if (write != GpuRowTable::Write::kPutRows && tile.thread_rank() == 0) {
+    SetRowTime(row, part.entry_floats, launch.update_time);
+  }
+  const int d = part.value_floats;
+  switch (write) {
+    case GpuRowTable::Write::kAssign:  // the last value of repeats
+      CopyRow(tile, part.values, g.positions[end - 1] - first, d, row);
+      return;
+    case GpuRowTable::Write::kPutRows:  // the last row of repeats
+      CopyRow(tile, part.values, g.positions[end - 1] - first,
+              part.entry_floats + kTimeFloats, row);
+      return;
+    case GpuRowTable::Write::kAssignAdd:
+      for (int64_t k = i; k < end; ++k) {
+        const float* src = part.values + (g.positions[k] - first) * d;
+        for (int c = tile.thread_rank(); c < d; c += kTile) row[c] += src[c];
+      }
+      return;
+    case GpuRowTable::Write::kReinitialize:
+      // 0 for the occurrence that inserted the id, 1 for the others (it
+      // existed by then).
+      for (int64_t k = i + tile.thread_rank(); k < end; k += kTile) {
+        part.status[g.positions[k] - first] = (k == i && fresh) ? 0 : 1;
+      }
+      return;
+    case GpuRowTable::Write::kApplyGradients:
+      // Each segment's optimizer over every occurrence, in input order. A
+      // lane owns the same columns for the whole run, so every column's
+      // updates happen in order.
+      for (int64_t k = i; k < end; ++k) {
+        const float* grad = part.values + (g.positions[k] - first) * d;
+        for (int s = 0; s < part.num_segments; ++s) {
+          const GpuSegment seg = part.segments[s];
+          const StepScalars step =
+              BeginStep(seg, part.learning_rates[s], row);
+          for (int c = tile.thread_rank(); c < seg.dim; c += kTile) {
+            ApplyColumn(seg, step, grad, c, row);
+          }
+          // The entry's own state (adam's beta powers) changes once every
+          // lane has read it, and before the next step reads it.
+          tile.sync();
+          if (tile.thread_rank() == 0) EndStep(seg, row);
+          tile.sync();
+        }
+      }
+      return;
   }
 }
 
@@ -393,21 +434,25 @@ template <typename T>
 class PinnedArray {
  public:
   ~PinnedArray() { cudaFreeHost(data_); }
-  Status Allocate(size_t n) {
-    return CudaStatus(cudaMallocHost(reinterpret_cast<void**>(&data_),
-                                     sizeof(T) * std::max<size_t>(n, 1)),
-                      "cudaMallocHost");
+  // Room for n elements; the contents are lost when it grows, so only
+  // while no copy from or to it is queued.
+  Status Reserve(size_t n) {
+    n = std::max<size_t>(n, 1);
+    if (n <= size_) return Status::OK();
+    cudaFreeHost(data_);
+    data_ = nullptr;
+    size_ = 0;
+    MONOLITH_CUDA_RETURN_IF_ERROR(
+        cudaMallocHost(reinterpret_cast<void**>(&data_), sizeof(T) * n),
+        "cudaMallocHost");
+    size_ = n;
+    return Status::OK();
   }
   T* get() const { return data_; }
 
  private:
   T* data_ = nullptr;
-};
-
-// What a write reads back after sorting its batch.
-struct Readback {
-  int64_t ends[2];             // the smallest and largest id
-  unsigned long long missing;  // distinct ids the map lacks
+  size_t size_ = 0;
 };
 
 // A map with its size counters (cuco's static_map wants them; the table
@@ -467,19 +512,22 @@ Status NewMap(int64_t capacity, int row_floats, cudaStream_t stream,
 
 struct GpuRowTable::Impl {
   std::unique_ptr<OwnedMap> map;
-  DeviceBuffer segments;        // GpuSegment[num_segments]
-  DeviceBuffer learning_rates;  // float[num_segments]
-  // One batch: sorted ids, their input positions, the row of each head and
-  // whether the batch inserted it.
-  DeviceBuffer sorted_ids, positions_in, positions, rows, inserted, sort_temp;
-  DeviceBuffer counter;  // unsigned long long
-  // Host transfers: ids and rows.
-  DeviceBuffer staged_ids, staged_rows;
+  DeviceBuffer segments;  // GpuSegment[num_segments]
+  // The scratch of the write groups this table leads (it holds their first
+  // batch): the concatenated ids and their positions, sorted, and the
+  // group's learning rates.
+  DeviceBuffer batch_ids, positions_in, sorted_ids, positions, sort_temp;
+  DeviceBuffer learning_rates;
+  // WriteReadback on the device; an export's or an eviction's count.
+  DeviceBuffer write_counts, counter;
+  // Host transfers: ids, rows and lookup_entry's found flags.
+  DeviceBuffer staged_ids, staged_rows, staged_found;
   // An eviction's expire times (ExpireFilter's slots and seconds).
   DeviceBuffer expire_slots, expire_seconds;
-  // Pinned, so a WriteMany queues every table's reads before one wait.
-  PinnedArray<Readback> readback;
-  // A write's learning rates on their way to learning_rates. Rewritten
+  // Pinned, so a WriteMany queues every group's reads before one wait.
+  PinnedArray<WriteReadback> readback;
+  PinnedArray<unsigned long long> count;
+  // A group's learning rates on their way to learning_rates. Rewritten
   // only after the next write's wait, which the copy precedes.
   PinnedArray<float> host_learning_rates;
   int num_segments = 0;
@@ -550,12 +598,10 @@ Status GpuRowTable::Create(const GpuRowTableSpec& spec,
   const size_t segment_bytes = sizeof(GpuSegment) * spec.segments.size();
   MONOLITH_RETURN_IF_ERROR(impl->segments.Reserve(std::max<size_t>(
       segment_bytes, 1)));
-  MONOLITH_RETURN_IF_ERROR(impl->learning_rates.Reserve(
-      std::max<size_t>(sizeof(float) * spec.segments.size(), 1)));
   MONOLITH_RETURN_IF_ERROR(impl->counter.Reserve(sizeof(unsigned long long)));
-  MONOLITH_RETURN_IF_ERROR(impl->readback.Allocate(1));
-  MONOLITH_RETURN_IF_ERROR(
-      impl->host_learning_rates.Allocate(spec.segments.size()));
+  MONOLITH_RETURN_IF_ERROR(impl->write_counts.Reserve(sizeof(WriteReadback)));
+  MONOLITH_RETURN_IF_ERROR(impl->readback.Reserve(1));
+  MONOLITH_RETURN_IF_ERROR(impl->count.Reserve(1));
   MONOLITH_CUDA_RETURN_IF_ERROR(
       cudaMemcpy(impl->segments.as<void>(), spec.segments.data(),
                  segment_bytes, cudaMemcpyHostToDevice),
@@ -640,7 +686,7 @@ Status GpuRowTable::LookupRowsFromHost(const int64_t* ids, int64_t n,
   Impl& m = *impl_;
   MONOLITH_RETURN_IF_ERROR(m.staged_ids.Reserve(sizeof(int64_t) * n));
   MONOLITH_RETURN_IF_ERROR(m.staged_rows.Reserve(sizeof(float) * width * n));
-  MONOLITH_RETURN_IF_ERROR(m.inserted.Reserve(sizeof(bool) * n));
+  MONOLITH_RETURN_IF_ERROR(m.staged_found.Reserve(sizeof(bool) * n));
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   MONOLITH_CUDA_RETURN_IF_ERROR(
       cudaMemcpyAsync(m.staged_ids.as<void>(), ids, sizeof(int64_t) * n,
@@ -651,7 +697,7 @@ Status GpuRowTable::LookupRowsFromHost(const int64_t* ids, int64_t n,
   part.view = m.map->map->get_device_view();
   part.ids = m.staged_ids.as<int64_t>();
   part.out = m.staged_rows.as<float>();
-  part.found = m.inserted.as<bool>();
+  part.found = m.staged_found.as<bool>();
   part.width = width;
   launch.count = 1;
   launch.n = n;
@@ -663,7 +709,7 @@ Status GpuRowTable::LookupRowsFromHost(const int64_t* ids, int64_t n,
       "copying rows");
   static_assert(sizeof(bool) == sizeof(char), "found flags are bytes");
   MONOLITH_CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(found->data(), m.inserted.as<void>(), n,
+      cudaMemcpyAsync(found->data(), m.staged_found.as<void>(), n,
                       cudaMemcpyDeviceToHost, s),
       "copying found flags");
   return CudaStatus(cudaStreamSynchronize(s), "looking up rows");
@@ -735,7 +781,7 @@ Status GpuRowTable::Evict(int64_t now, const ExpireSeconds& expire,
   // fork's lookup_or_insert would insert a second copy of a key past a
   // removed one's slot, so the table never removes keys in place.
   const int64_t capacity = this->capacity();
-  Readback* back = m.readback.get();
+  unsigned long long* counted = m.count.get();
   auto run = [&](Map::device_mutable_view to, bool count_only) -> Status {
     MONOLITH_CUDA_RETURN_IF_ERROR(
         cudaMemsetAsync(m.counter.as<void>(), 0, sizeof(unsigned long long),
@@ -747,15 +793,15 @@ Status GpuRowTable::Evict(int64_t now, const ExpireSeconds& expire,
     MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(),
                                   "launching the eviction");
     MONOLITH_CUDA_RETURN_IF_ERROR(
-        cudaMemcpyAsync(&back->missing, m.counter.as<void>(),
-                        sizeof(back->missing), cudaMemcpyDeviceToHost, s),
+        cudaMemcpyAsync(counted, m.counter.as<void>(), sizeof(*counted),
+                        cudaMemcpyDeviceToHost, s),
         "reading the count");
     // Also what the host vectors' copies need before they go.
     return CudaStatus(cudaStreamSynchronize(s), "evicting");
   };
   MONOLITH_RETURN_IF_ERROR(run(m.map->map->get_device_mutable_view(),
                                /*count_only=*/true));
-  const int64_t kept = static_cast<int64_t>(back->missing);
+  const int64_t kept = static_cast<int64_t>(*counted);
   if (kept == size_) return Status::OK();
   // Halved only while the kept entries fill the half to at most half of
   // max_load, so the next new ids do not grow it straight back.
@@ -770,10 +816,10 @@ Status GpuRowTable::Evict(int64_t now, const ExpireSeconds& expire,
       NewMap(new_capacity, spec_.row_floats(), s, &rebuilt));
   MONOLITH_RETURN_IF_ERROR(
       run(rebuilt->map->get_device_mutable_view(), /*count_only=*/false));
-  if (static_cast<int64_t>(back->missing) != kept) {
+  if (static_cast<int64_t>(*counted) != kept) {
     return InternalError("GPU table: eviction counted " +
                          std::to_string(kept) + " entries to keep, then " +
-                         std::to_string(back->missing) +
+                         std::to_string(*counted) +
                          "; the table is unchanged");
   }
   m.map = std::move(rebuilt);
@@ -782,57 +828,75 @@ Status GpuRowTable::Evict(int64_t now, const ExpireSeconds& expire,
   return Status::OK();
 }
 
-Status GpuRowTable::Prepare(const int64_t* ids, int64_t n, void* stream) {
+namespace {
+
+// Where the batches of a write group lie in their concatenation.
+WriteParts PartsOf(const std::vector<const GpuRowTable::WriteRequest*>& group) {
+  WriteParts parts;
+  for (const GpuRowTable::WriteRequest* r : group) {
+    parts.first[parts.count + 1] = parts.first[parts.count] + r->n;
+    ++parts.count;
+  }
+  return parts;
+}
+
+}  // namespace
+
+Status GpuRowTable::Prepare(const std::vector<const WriteRequest*>& group,
+                            void* stream) {
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  Impl& m = *impl_;
+  Impl& m = *group[0]->table->impl_;
+  GatherLaunch gather;
+  gather.parts = PartsOf(group);
+  const int64_t n = gather.parts.first[gather.parts.count];
+  MONOLITH_RETURN_IF_ERROR(m.batch_ids.Reserve(sizeof(int64_t) * n));
   MONOLITH_RETURN_IF_ERROR(m.sorted_ids.Reserve(sizeof(int64_t) * n));
-  MONOLITH_RETURN_IF_ERROR(m.positions_in.Reserve(sizeof(int64_t) * n));
-  MONOLITH_RETURN_IF_ERROR(m.positions.Reserve(sizeof(int64_t) * n));
-  MONOLITH_RETURN_IF_ERROR(m.rows.Reserve(sizeof(float*) * n));
-  MONOLITH_RETURN_IF_ERROR(m.inserted.Reserve(sizeof(bool) * n));
-  IotaKernel<<<static_cast<unsigned>((n + kBlock - 1) / kBlock), kBlock, 0,
-               s>>>(n, m.positions_in.as<int64_t>());
+  MONOLITH_RETURN_IF_ERROR(m.positions_in.Reserve(sizeof(int32_t) * n));
+  MONOLITH_RETURN_IF_ERROR(m.positions.Reserve(sizeof(int32_t) * n));
+  CountLaunch count;
+  for (size_t p = 0; p < group.size(); ++p) {
+    gather.ids[p] = group[p]->ids;
+    count.parts[p].view = group[p]->table->impl_->map->map->get_device_view();
+  }
+  gather.all_ids = m.batch_ids.as<int64_t>();
+  gather.positions = m.positions_in.as<int32_t>();
+  GatherKernel<<<static_cast<unsigned>((n + kBlock - 1) / kBlock), kBlock, 0,
+                 s>>>(gather);
+  MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "gathering the ids");
   size_t temp_bytes = 0;
   MONOLITH_CUDA_RETURN_IF_ERROR(
       cub::DeviceRadixSort::SortPairs(
-          nullptr, temp_bytes, ids, m.sorted_ids.as<int64_t>(),
-          m.positions_in.as<int64_t>(), m.positions.as<int64_t>(),
-          n, 0, 64, s),
+          nullptr, temp_bytes, m.batch_ids.as<int64_t>(),
+          m.sorted_ids.as<int64_t>(), m.positions_in.as<int32_t>(),
+          m.positions.as<int32_t>(), static_cast<int>(n), 0, 64, s),
       "sizing the sort");
   MONOLITH_RETURN_IF_ERROR(m.sort_temp.Reserve(std::max<size_t>(temp_bytes, 1)));
   temp_bytes = m.sort_temp.bytes();
   MONOLITH_CUDA_RETURN_IF_ERROR(
       cub::DeviceRadixSort::SortPairs(
-          m.sort_temp.as<void>(), temp_bytes, ids, m.sorted_ids.as<int64_t>(),
-          m.positions_in.as<int64_t>(), m.positions.as<int64_t>(),
-          n, 0, 64, s),
+          m.sort_temp.as<void>(), temp_bytes, m.batch_ids.as<int64_t>(),
+          m.sorted_ids.as<int64_t>(), m.positions_in.as<int32_t>(),
+          m.positions.as<int32_t>(), static_cast<int>(n), 0, 64, s),
       "sorting the ids");
   MONOLITH_CUDA_RETURN_IF_ERROR(
-      cudaMemsetAsync(m.counter.as<void>(), 0, sizeof(unsigned long long), s),
+      cudaMemsetAsync(m.write_counts.as<void>(), 0, sizeof(WriteReadback), s),
       "cudaMemsetAsync");
-  CountMissingKernel<<<GridFor(n), kBlock, 0, s>>>(
-      m.map->map->get_device_view(), m.sorted_ids.as<int64_t>(), n,
-      m.counter.as<unsigned long long>());
+  count.group.parts = gather.parts;
+  count.group.sorted = m.sorted_ids.as<int64_t>();
+  count.group.positions = m.positions.as<int32_t>();
+  count.group.n = n;
+  count.readback = m.write_counts.as<WriteReadback>();
+  CountMissingKernel<<<GridFor(n), kBlock, 0, s>>>(count);
   MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "launching the count");
-  // The reserved ids sort to the ends.
-  Readback* back = m.readback.get();
-  const int64_t* sorted = m.sorted_ids.as<int64_t>();
-  MONOLITH_CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(&back->ends[0], sorted, sizeof(int64_t),
-                      cudaMemcpyDeviceToHost, s),
-      "reading the ids");
-  MONOLITH_CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(&back->ends[1], sorted + n - 1, sizeof(int64_t),
-                      cudaMemcpyDeviceToHost, s),
-      "reading the ids");
   return CudaStatus(
-      cudaMemcpyAsync(&back->missing, m.counter.as<void>(),
-                      sizeof(back->missing), cudaMemcpyDeviceToHost, s),
-      "reading the count");
+      cudaMemcpyAsync(m.readback.get(), m.write_counts.as<void>(),
+                      sizeof(WriteReadback), cudaMemcpyDeviceToHost, s),
+      "reading the counts");
 }
 
-Status GpuRowTable::CheckPrepared() const {
-  for (int64_t id : impl_->readback.get()->ends) {
+Status GpuRowTable::CheckPrepared(
+    const std::vector<const WriteRequest*>& group) {
+  for (int64_t id : group[0]->table->impl_->readback.get()->ends) {
     if (!StorableId(id)) {
       return InvalidArgumentError(
           "GPU table: id " + std::to_string(id) +
@@ -843,70 +907,71 @@ Status GpuRowTable::CheckPrepared() const {
   return Status::OK();
 }
 
-Status GpuRowTable::Commit(Write write, const WriteRequest& request,
+Status GpuRowTable::Commit(Write write,
+                           const std::vector<const WriteRequest*>& group,
                            int64_t update_time, void* stream) {
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  Impl& m = *impl_;
-  const int64_t n = request.n;
-  const int64_t missing = static_cast<int64_t>(m.readback.get()->missing);
-  const int64_t* sorted = m.sorted_ids.as<int64_t>();
-  const int64_t stamp = ClampRowTime(update_time);
-  UpsertKernel<<<GridFor(n), kBlock, 0, s>>>(
-      m.map->map->get_device_mutable_view(), sorted, n,
-      m.segments.as<GpuSegment>(), m.num_segments, spec_.entry_floats,
-      stamp, m.rows.as<float*>(), m.inserted.as<bool>());
-  MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "launching the upsert");
-  size_ += missing;
-  if (write != Write::kPutRows) {
-    latest_update_time_ = std::max(latest_update_time_, update_time);
+  Impl& m = *group[0]->table->impl_;
+  WriteLaunch launch;
+  launch.group.parts = PartsOf(group);
+  launch.group.sorted = m.sorted_ids.as<int64_t>();
+  launch.group.positions = m.positions.as<int32_t>();
+  launch.group.n = launch.group.parts.first[launch.group.parts.count];
+  launch.write = write;
+  launch.update_time = ClampRowTime(update_time);
+  if (write == Write::kApplyGradients) {
+    // Every batch's rates in one copy.
+    std::vector<float> rates;
+    for (const WriteRequest* r : group) {
+      rates.insert(rates.end(), r->learning_rates.begin(),
+                   r->learning_rates.end());
+    }
+    MONOLITH_RETURN_IF_ERROR(m.host_learning_rates.Reserve(rates.size()));
+    MONOLITH_RETURN_IF_ERROR(m.learning_rates.Reserve(
+        sizeof(float) * std::max<size_t>(rates.size(), 1)));
+    std::copy(rates.begin(), rates.end(), m.host_learning_rates.get());
+    MONOLITH_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(m.learning_rates.as<void>(),
+                        m.host_learning_rates.get(),
+                        sizeof(float) * rates.size(), cudaMemcpyHostToDevice,
+                        s),
+        "copying the learning rates");
   }
-  const int64_t* positions = m.positions.as<int64_t>();
-  float** rows = m.rows.as<float*>();
-  const int d = spec_.value_floats;
-  switch (write) {
-    case Write::kAssign:
-      CopyLastKernel<<<GridFor(n), kBlock, 0, s>>>(
-          sorted, positions, rows, n, request.values, d, d);
-      return CudaStatus(cudaGetLastError(), "launching the assign");
-    case Write::kAssignAdd:
-      AddRunsKernel<<<GridFor(n), kBlock, 0, s>>>(sorted, positions, rows, n,
-                                                  request.values, d);
-      return CudaStatus(cudaGetLastError(), "launching the assign_add");
-    case Write::kReinitialize:
-      ReinitializeKernel<<<GridFor(n), kBlock, 0, s>>>(
-          sorted, positions, rows, m.inserted.as<bool>(), n,
-          m.segments.as<GpuSegment>(), m.num_segments, spec_.entry_floats,
-          request.status);
-      return CudaStatus(cudaGetLastError(), "launching the reinitialize");
-    case Write::kPutRows:
-      CopyLastKernel<<<GridFor(n), kBlock, 0, s>>>(
-          sorted, positions, rows, n, request.values, spec_.row_floats(),
-          spec_.row_floats());
-      return CudaStatus(cudaGetLastError(), "launching the row copy");
-    case Write::kApplyGradients: {
-      std::copy(request.learning_rates.begin(), request.learning_rates.end(),
-                m.host_learning_rates.get());
-      MONOLITH_CUDA_RETURN_IF_ERROR(
-          cudaMemcpyAsync(m.learning_rates.as<void>(),
-                          m.host_learning_rates.get(),
-                          sizeof(float) * request.learning_rates.size(),
-                          cudaMemcpyHostToDevice, s),
-          "copying the learning rates");
-      ApplyKernel<<<GridFor(n), kBlock, 0, s>>>(
-          sorted, positions, rows, n, request.values, d,
-          m.segments.as<GpuSegment>(), m.num_segments,
-          m.learning_rates.as<float>());
-      return CudaStatus(cudaGetLastError(), "launching the update");
+  const WriteReadback& back = *m.readback.get();
+  int rate_offset = 0;
+  for (size_t p = 0; p < group.size(); ++p) {
+    const WriteRequest& r = *group[p];
+    GpuRowTable& table = *r.table;
+    WriteLaunch::Part& part = launch.parts[p];
+    part.view = table.impl_->map->map->get_device_mutable_view();
+    part.segments = table.impl_->segments.as<GpuSegment>();
+    part.values = r.values;
+    part.status = r.status;
+    part.learning_rates = m.learning_rates.as<float>() + rate_offset;
+    part.num_segments = table.impl_->num_segments;
+    part.value_floats = table.spec_.value_floats;
+    part.entry_floats = table.spec_.entry_floats;
+    if (write == Write::kApplyGradients) {
+      rate_offset += static_cast<int>(r.learning_rates.size());
+    }
+    table.size_ += static_cast<int64_t>(back.missing[p]);
+    if (write != Write::kPutRows) {
+      table.latest_update_time_ =
+          std::max(table.latest_update_time_, update_time);
     }
   }
-  return InvalidArgumentError("GPU table: an unknown write");
+  WriteKernel<<<GridFor(launch.group.n), kBlock, 0, s>>>(launch);
+  return CudaStatus(cudaGetLastError(), "launching the write");
 }
 
 Status GpuRowTable::WriteMany(Write write,
                               const std::vector<WriteRequest>& requests,
                               int64_t update_time, void* stream) {
   MONOLITH_RETURN_IF_ERROR(CheckRequests(requests, "write"));
-  std::vector<const WriteRequest*> batches;  // those with ids
+  // The batches with ids, in groups of at most kWritesPerLaunch batches and
+  // 2^31 - 1 ids, each sorted and written as one.
+  std::vector<std::vector<const WriteRequest*>> groups;
+  int64_t group_ids = 0;
   for (size_t i = 0; i < requests.size(); ++i) {
     const WriteRequest& r = requests[i];
     if (write == Write::kApplyGradients &&
@@ -918,32 +983,41 @@ Status GpuRowTable::WriteMany(Write write,
     }
     for (size_t j = 0; j < i; ++j) {
       if (requests[j].table == r.table) {
-        // Each table's scratch holds one batch.
+        // A table's rows are written by one tile per id.
         return InvalidArgumentError("GPU table: one write names a table "
                                     "twice");
       }
     }
-    if (r.n > 0) batches.push_back(&r);
+    if (r.n == 0) continue;
+    if (groups.empty() || groups.back().size() == kWritesPerLaunch ||
+        group_ids + r.n > int64_t{0x7fffffff}) {
+      groups.emplace_back();
+      group_ids = 0;
+    }
+    groups.back().push_back(&r);
+    group_ids += r.n;
   }
-  if (batches.empty()) return Status::OK();
-  MONOLITH_RETURN_IF_ERROR(UseDevice(batches[0]->table->spec_.device));
-  for (const WriteRequest* r : batches) {
-    MONOLITH_RETURN_IF_ERROR(r->table->Prepare(r->ids, r->n, stream));
+  if (groups.empty()) return Status::OK();
+  MONOLITH_RETURN_IF_ERROR(UseDevice(groups[0][0]->table->spec_.device));
+  for (const auto& group : groups) {
+    MONOLITH_RETURN_IF_ERROR(Prepare(group, stream));
   }
   MONOLITH_CUDA_RETURN_IF_ERROR(
       cudaStreamSynchronize(static_cast<cudaStream_t>(stream)),
       "sorting the ids and counting the new ones");
-  for (const WriteRequest* r : batches) {
-    MONOLITH_RETURN_IF_ERROR(r->table->CheckPrepared());
+  for (const auto& group : groups) {
+    MONOLITH_RETURN_IF_ERROR(CheckPrepared(group));
   }
   // Growth first: it can fail (no memory), and moves no entry's content.
-  for (const WriteRequest* r : batches) {
-    MONOLITH_RETURN_IF_ERROR(r->table->Reserve(
-        static_cast<int64_t>(r->table->impl_->readback.get()->missing),
-        stream));
+  for (const auto& group : groups) {
+    const WriteReadback& back = *group[0]->table->impl_->readback.get();
+    for (size_t p = 0; p < group.size(); ++p) {
+      MONOLITH_RETURN_IF_ERROR(group[p]->table->Reserve(
+          static_cast<int64_t>(back.missing[p]), stream));
+    }
   }
-  for (const WriteRequest* r : batches) {
-    MONOLITH_RETURN_IF_ERROR(r->table->Commit(write, *r, update_time, stream));
+  for (const auto& group : groups) {
+    MONOLITH_RETURN_IF_ERROR(Commit(write, group, update_time, stream));
   }
   return Status::OK();
 }

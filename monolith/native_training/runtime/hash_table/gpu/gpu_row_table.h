@@ -12,7 +12,8 @@
 // CPU table does: Assign keeps the last value of a repeated id,
 // ApplyGradients applies each of its gradients in turn. A write waits for
 // the device once, to size the map from the number of new ids; WriteMany
-// writes many tables with one such wait.
+// writes many tables with one such wait, sorting and writing up to 16
+// tables' batches in one go.
 //
 // This header has no CUDA types: host code built without nvcc calls it.
 // Thread safety: none. Callers serialize calls on one table and make them
@@ -107,7 +108,8 @@ class GpuRowTable {
     std::vector<float> learning_rates;
   };
   // The write of every request (distinct tables on one device), as the
-  // single-table calls do it, waiting for the device once for all of them.
+  // single-table calls do it, waiting for the device once for all of them:
+  // per 16 tables, one sort of all their ids and three kernel launches.
   // Every request is checked, its reserved ids included, and every map
   // grown as its new ids need before any table is written: on an error
   // nothing is written (a map may have grown).
@@ -159,18 +161,23 @@ class GpuRowTable {
   GpuRowTable(const GpuRowTableSpec& spec, std::unique_ptr<Impl> impl);
   // Makes room for |extra| more ids without passing max_load.
   Status Reserve(int64_t extra, void* stream);
-  // A write's first half: sorts ids (stable; 1 to 2^31 - 1 of them) into
-  // the impl's scratch, counts the distinct ids the map lacks, and queues
-  // the copies of that count and the smallest and largest id to the host.
-  Status Prepare(const int64_t* ids, int64_t n, void* stream);
-  // Once those copies are done: InvalidArgument if the batch holds a
+  // A write group's first half: at most 16 batches of distinct tables and
+  // 2^31 - 1 ids, the first batch's table holding the group's scratch.
+  // Concatenates and sorts their ids (stable, with their positions; see
+  // gpu_write_runs.h), counts the distinct ids each map lacks, and queues
+  // the copies of those counts and of the smallest and largest id to the
+  // host.
+  static Status Prepare(const std::vector<const WriteRequest*>& group,
+                        void* stream);
+  // Once those copies are done: InvalidArgument if the group holds a
   // reserved id.
-  Status CheckPrepared() const;
-  // The second half, once Reserve made room for the new ids: finds or
-  // inserts the row of each distinct id, stamped update_time, and queues
-  // the write.
-  Status Commit(Write write, const WriteRequest& request, int64_t update_time,
-                void* stream);
+  static Status CheckPrepared(const std::vector<const WriteRequest*>& group);
+  // The second half, once Reserve made room in every map: one launch finds
+  // or inserts the row of each distinct (table, id), stamps it with
+  // update_time and applies the write.
+  static Status Commit(Write write,
+                       const std::vector<const WriteRequest*>& group,
+                       int64_t update_time, void* stream);
 
   GpuRowTableSpec spec_;
   std::unique_ptr<Impl> impl_;

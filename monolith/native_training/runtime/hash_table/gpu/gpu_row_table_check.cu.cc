@@ -212,19 +212,22 @@ void CheckTraining(const std::string& name, const GpuRowTableSpec& spec,
     const std::vector<float> v = Normal(ids.size() * d, &gen);
     DeviceVector<int64_t> d_ids(ids);
     DeviceVector<float> d_v(v);
-    Status s;
+    const std::string what = name + ": write " + std::to_string(step);
     if (step == 1) {
-      s = table->Assign(d_ids.get(), ids.size(), d_v.get(), step, nullptr);
+      CheckOk(table->Assign(d_ids.get(), ids.size(), d_v.get(), step, nullptr),
+              what);
       ref.Assign(ids, v, false, step);
     } else if (step == 2) {
-      s = table->AssignAdd(d_ids.get(), ids.size(), d_v.get(), step, nullptr);
+      CheckOk(
+          table->AssignAdd(d_ids.get(), ids.size(), d_v.get(), step, nullptr),
+          what);
       ref.Assign(ids, v, true, step);
     } else {
-      s = table->ApplyGradients(d_ids.get(), ids.size(), d_v.get(), lr, step,
-                                nullptr);
+      CheckOk(table->ApplyGradients(d_ids.get(), ids.size(), d_v.get(), lr,
+                                    step, nullptr),
+              what);
       ref.Apply(ids, v, lr, step);
     }
-    CheckOk(s, name + ": write " + std::to_string(step));
   }
   Check(table->size() == static_cast<int64_t>(ref.rows().size()),
         name + ": " + std::to_string(table->size()) + " entries, want " +
@@ -403,16 +406,19 @@ void CheckLookupMany(const std::vector<GpuRowTableSpec>& specs) {
   }
 }
 
-// WriteMany over tables of different layouts: assign, then two steps of
-// apply_gradients, each one call for every table, against the reference;
-// then a write whose last table holds a reserved id changes no table.
+// WriteMany over tables of different layouts whose batches share ids:
+// assign, then two steps of apply_gradients, each one call for every
+// table, against the reference; then a write whose last table holds a
+// reserved id changes no table.
 void CheckWriteMany(const std::vector<GpuRowTableSpec>& specs,
                     const std::vector<std::vector<float>>& lrs) {
+  const std::string name =
+      "write_many (" + std::to_string(specs.size()) + " tables)";
   std::vector<std::unique_ptr<GpuRowTable>> tables(specs.size());
   std::vector<Reference> refs;
   for (size_t t = 0; t < specs.size(); ++t) {
     CheckOk(GpuRowTable::Create(specs[t], &tables[t]),
-            "write_many: create table " + std::to_string(t));
+            name + ": create table " + std::to_string(t));
     if (tables[t] == nullptr) return;
     refs.emplace_back(specs[t]);
   }
@@ -447,14 +453,14 @@ void CheckWriteMany(const std::vector<GpuRowTableSpec>& specs,
                                        ? GpuRowTable::Write::kAssign
                                        : GpuRowTable::Write::kApplyGradients,
                                    requests, step, nullptr),
-            "write_many: step " + std::to_string(step));
+            name + ": step " + std::to_string(step));
   }
   bool same = true;
   for (size_t t = 0; t < specs.size(); ++t) {
     same = same && SameRows(Export(tables[t].get()), refs[t].rows(),
                             specs[t].row_floats(), specs[t].entry_floats);
   }
-  Check(same, "write_many: every table's rows match the reference");
+  Check(same, name + ": every table's rows match the reference");
 
   std::vector<int64_t> sizes;
   for (const auto& table : tables) sizes.push_back(table->size());
@@ -476,14 +482,14 @@ void CheckWriteMany(const std::vector<GpuRowTableSpec>& specs,
     unchanged = unchanged && tables[t]->size() == sizes[t];
   }
   Check(s.code() == StatusCode::kInvalidArgument && unchanged,
-        "write_many: a reserved id in one table's batch writes no table (" +
+        name + ": a reserved id in one table's batch writes no table (" +
             s.ToString() + ")");
   requests.back().ids = d_fresh.get();
   requests[1] = requests[0];
   const Status twice = GpuRowTable::WriteMany(GpuRowTable::Write::kAssign,
                                               requests, 9, nullptr);
   Check(twice.code() == StatusCode::kInvalidArgument,
-        "write_many: a table named twice is refused (" + twice.ToString() +
+        name + ": a table named twice is refused (" + twice.ToString() +
             ")");
 }
 
@@ -610,6 +616,28 @@ int Main() {
   CheckLookupMany({Spec({sgd}), Spec({adagrad}), Spec({adam, ftrl})});
   CheckWriteMany({Spec({sgd}), Spec({adagrad}), Spec({adam, ftrl})},
                  {{0.1f}, {0.05f}, {0.05f, 0.1f}});
+  {
+    // More tables than one write group takes (16): two groups, the same
+    // ids in every table.
+    std::vector<GpuRowTableSpec> specs;
+    std::vector<std::vector<float>> lrs;
+    for (int t = 0; t < 18; ++t) {
+      switch (t % 3) {
+        case 0:
+          specs.push_back(Spec({sgd}));
+          lrs.push_back({0.1f});
+          break;
+        case 1:
+          specs.push_back(Spec({adagrad}));
+          lrs.push_back({0.05f});
+          break;
+        default:
+          specs.push_back(Spec({adam, ftrl}));
+          lrs.push_back({0.05f, 0.1f});
+      }
+    }
+    CheckWriteMany(specs, lrs);
+  }
   CheckEvict(Spec({sgd, adagrad}));
 
   // Reserved ids: refused, nothing written.
