@@ -5,11 +5,12 @@
 // work in tiles of kTile threads, as cuCollections' probing does: a tile
 // probes kTile slots at once, then shares the row's columns.
 //
-// Inserting batches: the ids are sorted with their positions (cub's radix
-// sort, stable), so equal ids are adjacent in input order; the first of
-// each run (its head) is the one id that probes and inserts, and later
-// kernels walk the run in order. No two tiles ever touch one row in one
-// kernel, so rows need no locks and repeated ids behave as on the CPU.
+// Writing batches: the ids of up to 16 tables' batches are sorted together
+// with their positions (cub's radix sort, stable), so each table's repeats
+// of an id are adjacent in input order (gpu_write_runs.h); the first of
+// each such run (its head) is the one that probes and inserts, and its tile
+// then applies the whole run in order. No two tiles ever touch one row, so
+// rows need no locks and repeated ids behave as on the CPU.
 #include <cooperative_groups.h>
 #include <cuda_runtime.h>
 
@@ -919,24 +920,6 @@ Status GpuRowTable::Commit(Write write,
   launch.group.n = launch.group.parts.first[launch.group.parts.count];
   launch.write = write;
   launch.update_time = ClampRowTime(update_time);
-  if (write == Write::kApplyGradients) {
-    // Every batch's rates in one copy.
-    std::vector<float> rates;
-    for (const WriteRequest* r : group) {
-      rates.insert(rates.end(), r->learning_rates.begin(),
-                   r->learning_rates.end());
-    }
-    MONOLITH_RETURN_IF_ERROR(m.host_learning_rates.Reserve(rates.size()));
-    MONOLITH_RETURN_IF_ERROR(m.learning_rates.Reserve(
-        sizeof(float) * std::max<size_t>(rates.size(), 1)));
-    std::copy(rates.begin(), rates.end(), m.host_learning_rates.get());
-    MONOLITH_CUDA_RETURN_IF_ERROR(
-        cudaMemcpyAsync(m.learning_rates.as<void>(),
-                        m.host_learning_rates.get(),
-                        sizeof(float) * rates.size(), cudaMemcpyHostToDevice,
-                        s),
-        "copying the learning rates");
-  }
   const WriteReadback& back = *m.readback.get();
   int rate_offset = 0;
   for (size_t p = 0; p < group.size(); ++p) {
@@ -954,14 +937,37 @@ Status GpuRowTable::Commit(Write write,
     if (write == Write::kApplyGradients) {
       rate_offset += static_cast<int>(r.learning_rates.size());
     }
+  }
+  WriteKernel<<<GridFor(launch.group.n), kBlock, 0, s>>>(launch);
+  MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "launching the write");
+  for (size_t p = 0; p < group.size(); ++p) {
+    GpuRowTable& table = *group[p]->table;
     table.size_ += static_cast<int64_t>(back.missing[p]);
     if (write != Write::kPutRows) {
       table.latest_update_time_ =
           std::max(table.latest_update_time_, update_time);
     }
   }
-  WriteKernel<<<GridFor(launch.group.n), kBlock, 0, s>>>(launch);
-  return CudaStatus(cudaGetLastError(), "launching the write");
+  return Status::OK();
+}
+
+Status GpuRowTable::StageLearningRates(
+    const std::vector<const WriteRequest*>& group, void* stream) {
+  Impl& m = *group[0]->table->impl_;
+  std::vector<float> rates;
+  for (const WriteRequest* r : group) {
+    rates.insert(rates.end(), r->learning_rates.begin(),
+                 r->learning_rates.end());
+  }
+  MONOLITH_RETURN_IF_ERROR(m.host_learning_rates.Reserve(rates.size()));
+  MONOLITH_RETURN_IF_ERROR(m.learning_rates.Reserve(
+      sizeof(float) * std::max<size_t>(rates.size(), 1)));
+  std::copy(rates.begin(), rates.end(), m.host_learning_rates.get());
+  return CudaStatus(
+      cudaMemcpyAsync(m.learning_rates.as<void>(), m.host_learning_rates.get(),
+                      sizeof(float) * rates.size(), cudaMemcpyHostToDevice,
+                      static_cast<cudaStream_t>(stream)),
+      "copying the learning rates");
 }
 
 Status GpuRowTable::WriteMany(Write write,
@@ -1007,6 +1013,12 @@ Status GpuRowTable::WriteMany(Write write,
       "sorting the ids and counting the new ones");
   for (const auto& group : groups) {
     MONOLITH_RETURN_IF_ERROR(CheckPrepared(group));
+  }
+  // Every allocation a write makes comes before any group is written.
+  if (write == Write::kApplyGradients) {
+    for (const auto& group : groups) {
+      MONOLITH_RETURN_IF_ERROR(StageLearningRates(group, stream));
+    }
   }
   // Growth first: it can fail (no memory), and moves no entry's content.
   for (const auto& group : groups) {

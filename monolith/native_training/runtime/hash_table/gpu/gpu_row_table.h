@@ -172,6 +172,10 @@ class GpuRowTable {
   // Once those copies are done: InvalidArgument if the group holds a
   // reserved id.
   static Status CheckPrepared(const std::vector<const WriteRequest*>& group);
+  // Before any group's Commit of apply_gradients: queues the copy of the
+  // group's learning rates to the device (allocating room for them).
+  static Status StageLearningRates(
+      const std::vector<const WriteRequest*>& group, void* stream);
   // The second half, once Reserve made room in every map: one launch finds
   // or inserts the row of each distinct (table, id), stamps it with
   // update_time and applies the write.

@@ -407,8 +407,8 @@ void CheckLookupMany(const std::vector<GpuRowTableSpec>& specs) {
 }
 
 // WriteMany over tables of different layouts whose batches share ids:
-// assign, then two steps of apply_gradients, each one call for every
-// table, against the reference; then a write whose last table holds a
+// assign, assign_add, then two steps of apply_gradients, each one call for
+// every table, against the reference; then a write whose last table holds a
 // reserved id changes no table.
 void CheckWriteMany(const std::vector<GpuRowTableSpec>& specs,
                     const std::vector<std::vector<float>>& lrs) {
@@ -423,7 +423,7 @@ void CheckWriteMany(const std::vector<GpuRowTableSpec>& specs,
     refs.emplace_back(specs[t]);
   }
   std::mt19937_64 gen(23);
-  for (int step = 1; step <= 3; ++step) {
+  for (int step = 1; step <= 4; ++step) {
     std::vector<std::unique_ptr<DeviceVector<int64_t>>> d_ids;
     std::vector<std::unique_ptr<DeviceVector<float>>> d_v;
     std::vector<GpuRowTable::WriteRequest> requests(specs.size());
@@ -443,16 +443,17 @@ void CheckWriteMany(const std::vector<GpuRowTableSpec>& specs,
       std::vector<float> lr = lrs[t];
       for (float& rate : lr) rate *= static_cast<float>(step);
       requests[t].learning_rates = lr;
-      if (step == 1) {
-        refs[t].Assign(ids, v, false, step);
+      if (step <= 2) {
+        refs[t].Assign(ids, v, /*add=*/step == 2, step);
       } else {
         refs[t].Apply(ids, v, lr, step);
       }
     }
-    CheckOk(GpuRowTable::WriteMany(step == 1
-                                       ? GpuRowTable::Write::kAssign
-                                       : GpuRowTable::Write::kApplyGradients,
-                                   requests, step, nullptr),
+    const GpuRowTable::Write write =
+        step == 1   ? GpuRowTable::Write::kAssign
+        : step == 2 ? GpuRowTable::Write::kAssignAdd
+                    : GpuRowTable::Write::kApplyGradients;
+    CheckOk(GpuRowTable::WriteMany(write, requests, step, nullptr),
             name + ": step " + std::to_string(step));
   }
   bool same = true;

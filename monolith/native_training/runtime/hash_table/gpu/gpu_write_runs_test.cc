@@ -35,6 +35,7 @@ TEST(WriteRunsTest, RunsAreEachBatchsOccurrencesOfAnId) {
     WriteParts parts;
     parts.count = 1 + static_cast<int>(gen() % kWritesPerLaunch);
     std::vector<int64_t> ids;
+    std::vector<int> batch_of;  // by position, as generated
     // Few distinct ids (negative ones too), so ids repeat within and
     // across batches.
     const int distinct = 1 + static_cast<int>(gen() % 40);
@@ -43,6 +44,7 @@ TEST(WriteRunsTest, RunsAreEachBatchsOccurrencesOfAnId) {
       const int n = static_cast<int>(gen() % 50);
       for (int k = 0; k < n; ++k) {
         ids.push_back(static_cast<int64_t>(gen() % distinct) - distinct / 2);
+        batch_of.push_back(p);
       }
     }
     parts.first[parts.count] = static_cast<int64_t>(ids.size());
@@ -58,7 +60,7 @@ TEST(WriteRunsTest, RunsAreEachBatchsOccurrencesOfAnId) {
     // What each (batch, id) should get: its positions in input order.
     std::map<std::pair<int, int64_t>, std::vector<int32_t>> want;
     for (int32_t position = 0; position < n; ++position) {
-      want[{parts.PartOf(position), ids[position]}].push_back(position);
+      want[{batch_of[position], ids[position]}].push_back(position);
     }
     std::map<std::pair<int, int64_t>, std::vector<int32_t>> got;
     int64_t covered = 0;
