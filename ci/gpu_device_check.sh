@@ -72,6 +72,11 @@ fi
 if [ -x "$bin/gpu_table_benchmark" ]; then
   timeout 300 "$bin/gpu_table_benchmark" ${BENCHMARK_FLAGS:-} > "$out/gpu_table_benchmark.txt" 2>&1 || status=1
   grep -v '^{' "$out/gpu_table_benchmark.txt" | tee -a "$out/gpu_device_check.txt"
+  gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+  echo "to record the figures (where the repository is):" \
+    "python3 docs/gen_benchmark_tables.py record gpu_table_benchmark" \
+    "--machine=\"$gpu_name\" --command=\"ci/gpu_device_check.sh\"" \
+    "< OUT/gpu_table_benchmark.txt" | tee -a "$out/gpu_device_check.txt"
 fi
 echo "result: $([ "$status" -eq 0 ] && echo PASSED || echo FAILED)" | tee -a "$out/gpu_device_check.txt"
 exit "$status"

@@ -73,6 +73,9 @@ BENCHMARKS = {
         "//monolith/native_training:hash_filter_benchmark",
     "tfra_peer_benchmark":
         "./bazelw run -c opt //benchmarks/tfra:tfra_peer_benchmark",
+    "gpu_table_benchmark":
+        "./bazelw run -c opt --config=cuda "
+        "//monolith/native_training/runtime/hash_table/gpu:gpu_table_benchmark",
 }
 
 _BEGIN = "<!-- benchmark-table: {} -->"
@@ -476,6 +479,38 @@ def _eviction(lines: List[Dict]) -> str:
       ] for r in lines))
 
 
+# The GPU table's targets (issue 16, on an H200): find at least 6 B keys/s
+# at dim 32, and at least 1.2x HierarchicalKV's find in the same run.
+_GPU_FIND_KEYS_PER_S = 6e9
+_GPU_FIND_RATIO = 1.2
+
+
+def _gpu_table(lines: List[Dict]) -> str:
+  def billions(value) -> str:
+    return f"{value / 1e9:.2f} B"
+
+  def bar(r: Dict) -> str:
+    ok = r["find_ratio_vs_peer"] >= _GPU_FIND_RATIO
+    if r["dim"] == 32:
+      ok = ok and r["find_keys_per_s"] >= _GPU_FIND_KEYS_PER_S
+    return "met" if ok else "**missed**"
+
+  return _markdown(
+      ["device", "dim", "load", "keys", "batch", "find/s", "HKV find/s",
+       "find vs HKV", "upsert/s", "HKV upsert/s", "upsert vs HKV",
+       "adagrad/s", "find bar"],
+      ([
+          r["device"], str(r["dim"]), _fixed(1)(r["load_factor"]),
+          _count(r["keys"]), _count(r["batch"]),
+          billions(r["find_keys_per_s"]), billions(r["peer_find_keys_per_s"]),
+          _fixed(2)(r["find_ratio_vs_peer"]),
+          billions(r["upsert_keys_per_s"]),
+          billions(r["peer_upsert_keys_per_s"]),
+          _fixed(2)(r["upsert_ratio_vs_peer"]),
+          billions(r["adagrad_keys_per_s"]), bar(r)
+      ] for r in lines))
+
+
 def _tfra_peer(lines: List[Dict]) -> str:
   def rate(value, skipped):
     return "skipped" if value is None and skipped else _millions(value)
@@ -613,6 +648,15 @@ TABLES += [
            "target_ratio", "bar_met", "bytes_per_entry",
            "peer_bytes_per_entry", "peer_params_bytes_per_entry",
            "peer_apply_from_step_ids_per_s", "skipped")),
+]
+
+
+TABLES += [
+    Table("gpu_table", "gpu_table_benchmark", "gpu_table", _gpu_table,
+          ("device", "dim", "load_factor", "keys", "batch", "find_keys_per_s",
+           "upsert_keys_per_s", "adagrad_keys_per_s",
+           "peer_find_keys_per_s", "peer_upsert_keys_per_s",
+           "find_ratio_vs_peer", "upsert_ratio_vs_peer")),
 ]
 
 

@@ -183,6 +183,17 @@ ALL_TABLES = "".join(
     for t in gen.TABLES)
 
 
+def _gpu_line(dim, find, ratio):
+  return json.dumps({
+      "bench": "gpu_table", "device": "NVIDIA H200", "dim": dim,
+      "load_factor": 0.5, "keys": 16777216, "batch": 1048576,
+      "find_keys_per_s": find, "upsert_keys_per_s": 2.1e9,
+      "adagrad_keys_per_s": 1.4e9, "peer": "HierarchicalKV",
+      "peer_find_keys_per_s": find / ratio, "peer_upsert_keys_per_s": 2e9,
+      "find_ratio_vs_peer": ratio, "upsert_ratio_vs_peer": 1.05
+  })
+
+
 def _runs(**lines_by_target):
   return {
       target: gen.parse_runs(gen.format_run(HEADER, [json.loads(l) for l in lines]),
@@ -281,11 +292,31 @@ def test_tfra_peer_rows():
           "available.") in block
 
 
+def test_gpu_table_rows_and_find_bar():
+  # The bar: find >= 6 B keys/s at dim 32, and >= 1.2x HKV at every dim.
+  runs = _runs(gpu_table_benchmark=[
+      _gpu_line(32, 7.1e9, 1.42),
+      _gpu_line(32, 5.9e9, 1.5),
+      _gpu_line(128, 2.0e9, 1.3),
+      _gpu_line(128, 2.0e9, 1.1),
+  ])
+  rows = [
+      r for r in _block(gen.render_document(ALL_TABLES, runs),
+                        "gpu_table").splitlines() if r.startswith("| NVIDIA")
+  ]
+  assert len(rows) == 4
+  assert "| 7.10 B | 5.00 B | 1.42 |" in rows[0]
+  assert [r.rsplit("|", 2)[1].strip() for r in rows] == [
+      "met", "**missed**", "met", "**missed**"
+  ]
+
+
 def test_missing_run_names_the_command():
   out = gen.render_document(ALL_TABLES, {})
   for table in gen.TABLES:
     block = _block(out, table.id)
-    assert "_Not yet generated: run `./bazelw run -c opt //" in block
+    assert f"_Not yet generated: run `{gen.BENCHMARKS[table.target]}" in block
+    assert gen.BENCHMARKS[table.target].startswith("./bazelw run -c opt ")
     assert f"record {table.target}`" in block
 
 
@@ -404,6 +435,9 @@ _SOURCES = {
     "hash_filter_benchmark":
         "monolith/native_training/hash_filter_benchmark.py",
     "tfra_peer_benchmark": "benchmarks/tfra/tfra_peer_benchmark.py",
+    "gpu_table_benchmark":
+        "monolith/native_training/runtime/hash_table/gpu/"
+        "gpu_table_benchmark.cu.cc",
 }
 
 
@@ -417,7 +451,7 @@ def test_benchmarks_still_print_what_the_tables_read(table):
         f"{_SOURCES[table.target]} no longer prints {key!r}")
   target = _SOURCES[table.target].rsplit("/", 1)
   command = gen.BENCHMARKS[table.target].split(" -- ")[0]
-  assert command.endswith(":" + target[1].rsplit(".", 1)[0])
+  assert command.endswith(":" + re.sub(r"(\.cu)?\.(cc|py)$", "", target[1]))
 
 
 def test_committed_tables_are_up_to_date():
