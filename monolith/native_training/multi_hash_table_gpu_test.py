@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from monolith.native_training import entry
 from monolith.native_training import multi_hash_table_ops
+from monolith.native_training.model_export import export_context
 from monolith.native_training.runtime.hash_table import embedding_hash_table_pb2
 
 tf1 = tf.compat.v1
@@ -178,6 +179,52 @@ def test_checkpoints_move_between_gpu_and_cpu_tables(tmp_path):
     got, want = sess.run(lookups, feed_dict=fd)
     for n in NAMES:
       np.testing.assert_array_equal(got[n], want[n])
+
+
+def _serving_config(gpu: bool) -> entry.HashTableConfigInstance:
+  """_config's segments, served with fp16 (sgd's 3 floats) and fp32."""
+  config = _config(gpu)
+  segments = config.table_config.entry_config.segments
+  segments[0].comp_config.CopyFrom(entry.Fp16Compressor().as_proto())
+  segments[1].comp_config.CopyFrom(entry.Fp32Compressor().as_proto())
+  return config
+
+
+def test_serving_tables_restore_training_checkpoints_as_the_cpu_ones(
+    tmp_path):
+  # A gpucuco table built in export mode holds SERVING entries (fp16 and
+  # fp32 values) on the GPU, and restores a TRAINING checkpoint as the CPU
+  # serving table does.
+  gpu_train, _ = _tables()
+  ids = {n: tf1.placeholder(tf.int64, [None]) for n in NAMES}
+  values = {n: tf1.placeholder(tf.float32, [None, 8]) for n in NAMES}
+  assign = gpu_train.assign({n: (ids[n], values[n]) for n in NAMES}).as_op()
+  basename = str(tmp_path / "trained" / "t")
+  save = gpu_train.save(basename).as_op()
+  with export_context.enter_export_mode(export_context.ExportMode.STANDALONE):
+    gpu = multi_hash_table_ops.MultiHashTable.from_configs(
+        {n: _serving_config(True) for n in NAMES}, name_suffix="gpu_serving")
+    cpu = multi_hash_table_ops.MultiHashTable.from_configs(
+        {n: _serving_config(False) for n in NAMES}, name_suffix="cpu_serving")
+  restores = [t.restore(basename).as_op() for t in (gpu, cpu)]
+  lookups = [t.lookup(ids) for t in (gpu_train, gpu, cpu)]
+  rng = np.random.default_rng(4)
+  batch = next(_batches(rng, 1))
+  fd = {ids[n]: batch[n] for n in NAMES}
+  with _session() as sess:
+    sess.run([gpu_train.initializer, gpu.initializer, cpu.initializer])
+    sess.run(assign,
+             feed_dict=dict(fd, **{
+                 values[n]: rng.normal(size=(3000, 8)) * 100 for n in NAMES
+             }))
+    sess.run(save)
+    sess.run(restores)
+    trained, got, want = sess.run(lookups, feed_dict=fd)
+  for n in NAMES:
+    np.testing.assert_array_equal(got[n], want[n])
+    # fp16 rounded the first 3 floats; the fp32 ones are the trained values.
+    assert not np.array_equal(got[n][:, :3], trained[n][:, :3])
+    np.testing.assert_array_equal(got[n][:, 3:], trained[n][:, 3:])
 
 
 def test_evict_and_expiring_saves_match_the_cpu_table(tmp_path):

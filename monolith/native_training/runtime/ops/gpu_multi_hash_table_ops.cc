@@ -1,13 +1,13 @@
-// GPU kernels of the multi hash table ops (libmonolith_gpu_ops.so, built
-// with --config=cuda): a multi table whose tables are "gpucuco" tables
-// (hash_table/gpu/gpu_row_table.h) lives on GPU:0, and these kernels run
-// the ops that read and update it, on the device's compute stream. The ops
-// themselves are registered by libmonolith_ops.so (load it first); this
-// library adds kernels only.
+// GPU kernels of the multi hash table ops (in libmonolith_ops.so when built
+// with --config=cuda, beside the ops' CPU kernels): a multi table whose
+// tables are "gpucuco" tables (hash_table/gpu/gpu_row_table.h) lives on
+// GPU:0, and these kernels run the ops that read and update it, on the
+// device's compute stream.
 //
 // What runs on the GPU: creation, lookup, lookup_entry, assign, assign_add,
 // reinitialize, apply_gradients (optimize), evict, save and restore, in the
-// CPU tables' checkpoint format (saves skip expired entries, as the CPU's).
+// CPU tables' checkpoint format (saves skip expired entries, as the CPU's),
+// for TRAINING and SERVING (fp16 / fp32 values) entries.
 // Not yet: periodic eviction, the fused ops and hash filters (the Python
 // wrapper refuses them for gpucuco tables).
 //
@@ -495,6 +495,9 @@ class GpuMultiHashTableEvictOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, {mtable->size()}, &evicted));
     for (int t = 0; t < mtable->size(); ++t) {
       GpuMultiHashTable::Table& table = mtable->table(t);
+      // SERVING tables are never evicted, as on the CPU.
+      evicted->flat<int64_t>()(t) = 0;
+      if (table.spec.serving) continue;
       gpu::GpuRowTable::ExpireSeconds expire;
       expire.default_seconds = table.expire->default_seconds();
       expire.by_slot.assign(table.expire->slot_seconds().begin(),

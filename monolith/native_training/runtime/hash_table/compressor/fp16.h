@@ -10,12 +10,14 @@
 #include <cstdint>
 #include <cstring>
 
+#include "monolith/native_training/runtime/hash_table/host_device.h"
+
 namespace monolith {
 namespace hash_table {
 namespace fp16_internal {
 
 // v >> shift (1 <= shift <= 31), rounded to nearest, ties to even.
-inline uint32_t ShiftRightRoundEven(uint32_t v, int shift) {
+MONOLITH_HOST_DEVICE inline uint32_t ShiftRightRoundEven(uint32_t v, int shift) {
   const uint32_t q = v >> shift;
   const uint32_t rem = v & ((uint32_t{1} << shift) - 1);
   const uint32_t half = uint32_t{1} << (shift - 1);
@@ -24,9 +26,9 @@ inline uint32_t ShiftRightRoundEven(uint32_t v, int shift) {
 
 }  // namespace fp16_internal
 
-inline uint16_t FloatToHalfBits(float f) {
+MONOLITH_HOST_DEVICE inline uint16_t FloatToHalfBits(float f) {
   uint32_t x;
-  std::memcpy(&x, &f, sizeof(x));
+  memcpy(&x, &f, sizeof(x));
   const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
   const uint32_t ax = x & 0x7FFFFFFFu;
   if (ax >= 0x7F800000u) {  // inf or NaN
@@ -48,7 +50,7 @@ inline uint16_t FloatToHalfBits(float f) {
       sign | fp16_internal::ShiftRightRoundEven(mantissa, shift));
 }
 
-inline float HalfBitsToFloat(uint16_t h) {
+MONOLITH_HOST_DEVICE inline float HalfBitsToFloat(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
   const uint32_t exponent = (h >> 10) & 0x1Fu;
   const uint32_t mantissa = h & 0x3FFu;
@@ -59,11 +61,11 @@ inline float HalfBitsToFloat(uint16_t h) {
     x = sign | ((exponent + 112) << 23) | (mantissa << 13);
   } else {  // zero or subnormal: mantissa * 2^-24, exact in float
     const float magnitude = static_cast<float>(mantissa) * 0x1.0p-24f;
-    std::memcpy(&x, &magnitude, sizeof(x));
+    memcpy(&x, &magnitude, sizeof(x));
     x |= sign;
   }
   float f;
-  std::memcpy(&f, &x, sizeof(f));
+  memcpy(&f, &x, sizeof(f));
   return f;
 }
 

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <random>
 #include <set>
@@ -247,6 +248,79 @@ TEST_F(GpuRowCheckpointTest, CpuSavesRestoreIntoGpuRows) {
   EXPECT_EQ(store.rows(), CpuRows());
   // Batches of at most 500 rows per shard.
   EXPECT_GE(store.puts(), static_cast<int>(cpu_->Size() / 500));
+}
+
+// A TRAINING checkpoint restores into SERVING rows (fp16 and fp32
+// segments) as into a CPU SERVING table: the same values, decoded.
+TEST_F(GpuRowCheckpointTest, TrainingSavesRestoreIntoServingRows) {
+  EmbeddingHashTableConfig serving = TableConfig();
+  serving.mutable_entry_config()->set_entry_type(EntryConfig::SERVING);
+  serving.mutable_entry_config()
+      ->mutable_segments(0)
+      ->mutable_comp_config()
+      ->mutable_fp16();
+  serving.mutable_entry_config()
+      ->mutable_segments(1)
+      ->mutable_comp_config()
+      ->mutable_fp32();
+  std::unique_ptr<GpuRowRecords> serving_records;
+  ASSERT_TRUE(
+      GpuRowRecords::Create(serving.entry_config(), &serving_records).ok());
+  ASSERT_TRUE(serving_records->spec().serving);
+
+  PosixFileSystem fs;
+  const std::string basename = TempBasename("training_to_serving");
+  SaveOptions options;
+  options.nshards = 2;
+  ASSERT_TRUE(SaveCheckpoint(&fs, basename, {"t"},
+                             EmbeddingTablesSaver({cpu_.get()}), options)
+                  .ok());
+  CheckpointInfo info;
+  ASSERT_TRUE(ReadCheckpointInfo(&fs, basename, true, {}, &info).ok());
+  HostRowStore store(serving_records->spec().row_floats());
+  RowStoreRestorer restorer({&store}, {serving_records.get()}, info.nshards,
+                            1, /*batch_rows=*/500);
+  ASSERT_TRUE(RestoreCheckpoint(
+                  &fs, info,
+                  [&](int shard, int table, std::string_view record) {
+                    return restorer.Restore(shard, table, record);
+                  },
+                  SerialFor, {})
+                  .ok());
+  ASSERT_TRUE(restorer.Flush().ok());
+  std::unique_ptr<EmbeddingHashTable> cpu_serving;
+  ASSERT_TRUE(EmbeddingHashTable::Create(serving, 3, &cpu_serving).ok());
+  ASSERT_TRUE(RestoreCheckpoint(
+                  &fs, info,
+                  EmbeddingTablesRestorer({cpu_serving.get()}, info.nshards),
+                  SerialFor, {})
+                  .ok());
+  ASSERT_EQ(static_cast<int64_t>(store.rows().size()), cpu_serving->Size());
+
+  const GpuRowTableSpec& spec = serving_records->spec();
+  std::vector<int64_t> ids;
+  std::vector<float> decoded;
+  for (const auto& [id, row] : store.rows()) {
+    ids.push_back(id);
+    std::vector<float> values(spec.value_floats);
+    for (const GpuSegment& seg : spec.segments) {
+      for (int c = 0; c < seg.dim; ++c) {
+        values[seg.value_offset + c] = ReadStored(seg, row.data(), c);
+      }
+    }
+    decoded.insert(decoded.end(), values.begin(), values.end());
+  }
+  std::vector<float> looked_up(decoded.size());
+  cpu_serving->BatchLookup(ids.data(), ids.size(), looked_up.data());
+  EXPECT_EQ(std::memcmp(looked_up.data(), decoded.data(),
+                        sizeof(float) * decoded.size()),
+            0);
+  // fp16 rounded the first segment: not the TRAINING values.
+  EXPECT_NE(decoded, [&] {
+    std::vector<float> training(decoded.size());
+    cpu_->BatchLookup(ids.data(), ids.size(), training.data());
+    return training;
+  }());
 }
 
 // Restored update times are clamped to 0 .. 2^32 - 1, as the CPU table

@@ -89,16 +89,54 @@ Status SetOptimizer(int index, const OptimizerConfig& opt, GpuSegment* seg) {
   }
 }
 
+// A SERVING spec: each segment's values as its compressor stores them.
+Status ServingSpecFor(const EntryConfig& config, const EntryAccessor& accessor,
+                      GpuRowTableSpec* spec) {
+  GpuRowTableSpec result;
+  result.serving = true;
+  result.value_floats = accessor.DimSize();
+  int bytes = 0;
+  for (int i = 0; i < config.segments_size(); ++i) {
+    const EntryConfig::Segment& conf = config.segments(i);
+    GpuSegment seg;
+    seg.dim = conf.dim_size();
+    seg.value_offset = i == 0 ? 0
+                              : result.segments.back().value_offset +
+                                    result.segments.back().dim;
+    switch (conf.comp_config().type_case()) {
+      case FloatCompressorConfig::kFp16:
+        seg.half = true;
+        break;
+      case FloatCompressorConfig::kFp32:
+        seg.half = false;
+        break;
+      default:
+        return Unsupported(i, "stores SERVING segments with the fp16 or fp32 "
+                              "compressor");
+    }
+    seg.data_byte = bytes;
+    bytes += seg.dim * (seg.half ? 2 : 4);
+    result.segments.push_back(seg);
+  }
+  // The CPU entry pads its bytes to whole floats.
+  result.entry_floats = (bytes + 3) / 4;
+  if (int64_t{result.entry_floats} * 4 != accessor.SizeBytes()) {
+    return InternalError("GPU serving entry of " +
+                         std::to_string(result.entry_floats) +
+                         " floats, CPU entry of " +
+                         std::to_string(accessor.SizeBytes()) + " bytes");
+  }
+  *spec = std::move(result);
+  return Status::OK();
+}
+
 }  // namespace
 
 Status GpuRowTableSpecFor(const EntryConfig& config, uint64_t seed,
                           GpuRowTableSpec* spec) {
   std::unique_ptr<EntryAccessor> accessor;
   MONOLITH_RETURN_IF_ERROR(EntryAccessor::Create(config, &accessor));
-  if (accessor->serving()) {
-    return InvalidArgumentError(
-        "the GPU table holds TRAINING entries; this EntryConfig is SERVING");
-  }
+  if (accessor->serving()) return ServingSpecFor(config, *accessor, spec);
   GpuRowTableSpec result;
   result.value_floats = accessor->DimSize();
   int state = result.value_floats;

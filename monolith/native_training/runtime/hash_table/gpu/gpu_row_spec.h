@@ -17,13 +17,9 @@
 #include <limits>
 #include <vector>
 
+#include "monolith/native_training/runtime/hash_table/compressor/fp16.h"
+#include "monolith/native_training/runtime/hash_table/host_device.h"
 #include "monolith/native_training/runtime/hash_table/status.h"
-
-#if defined(__CUDACC__)
-#define MONOLITH_HOST_DEVICE __host__ __device__
-#else
-#define MONOLITH_HOST_DEVICE
-#endif
 
 namespace monolith {
 namespace hash_table {
@@ -74,6 +70,11 @@ struct GpuSegment {
   float init_min = 0.0f;
   float init_max = 0.0f;
   uint64_t init_seed = 0;
+  // SERVING rows: where the segment's values start in the row, in bytes
+  // (the CPU serving entry's layout: segments packed byte after byte), and
+  // whether they are binary16 (fp16 compressor) or float32 (fp32).
+  int data_byte = 0;
+  bool half = false;
 
   // Floats of optimizer state.
   MONOLITH_HOST_DEVICE int StateFloats() const {
@@ -95,9 +96,14 @@ constexpr int kTimeFloats = 2;
 
 struct GpuRowTableSpec {
   // Floats of the embedding (the segments' dims) and of the CPU entry (the
-  // embedding and the optimizer state).
+  // embedding and the optimizer state; SERVING: the compressed values, in
+  // floats).
   int value_floats = 0;
   int entry_floats = 0;
+  // SERVING entries: each segment's values stored as its compressor stores
+  // them (GpuSegment::data_byte, half), no optimizer state; new entries
+  // are zeros, and the table takes no gradients.
+  bool serving = false;
   // Floats of a row: the entry and its update time, at float entry_floats.
   int row_floats() const { return entry_floats + kTimeFloats; }
   std::vector<GpuSegment> segments;
@@ -109,10 +115,11 @@ struct GpuRowTableSpec {
   int device = 0;
 };
 
-// The spec of a table of |config| entries (TRAINING; sgd, adagrad, adam and
-// ftrl segments with zeros, ones, constants or random_uniform initializers;
-// no warmup_steps), with |seed| for random initializers. InvalidArgument
-// naming the segment for anything else. The row layout is checked against
+// The spec of a table of |config| entries (TRAINING: sgd, adagrad, adam and
+// ftrl segments with zeros, ones, constants or random_uniform initializers,
+// no warmup_steps; SERVING: fp16 and fp32 compressors), with |seed| for
+// random initializers. InvalidArgument naming the segment for anything
+// else. The row layout is checked against
 // the CPU engine's EntryAccessor for the same config.
 Status GpuRowTableSpecFor(const EntryConfig& config, uint64_t seed,
                           GpuRowTableSpec* spec);
@@ -171,6 +178,35 @@ MONOLITH_HOST_DEVICE inline void InitColumn(const GpuSegment& seg, int64_t id,
       break;
     default:
       break;
+  }
+}
+
+// Column c (< seg.dim) of a SERVING row's segment, decoded, and encoded
+// back, byte for byte as the CPU serving entry (fp16: IEEE binary16,
+// little-endian, rounded to nearest even; fp32: as is). Segments are packed
+// byte after byte, so a value may sit at any even offset: it is copied,
+// not loaded as a float.
+MONOLITH_HOST_DEVICE inline float ReadStored(const GpuSegment& seg,
+                                             const float* row, int c) {
+  const char* data = reinterpret_cast<const char*>(row) + seg.data_byte;
+  if (seg.half) {
+    uint16_t bits;
+    memcpy(&bits, data + 2 * c, sizeof(bits));
+    return HalfBitsToFloat(bits);
+  }
+  float value;
+  memcpy(&value, data + 4 * c, sizeof(value));
+  return value;
+}
+
+MONOLITH_HOST_DEVICE inline void WriteStored(const GpuSegment& seg, float* row,
+                                             int c, float value) {
+  char* data = reinterpret_cast<char*>(row) + seg.data_byte;
+  if (seg.half) {
+    const uint16_t bits = FloatToHalfBits(value);
+    memcpy(data + 2 * c, &bits, sizeof(bits));
+  } else {
+    memcpy(data + 4 * c, &value, sizeof(value));
   }
 }
 

@@ -252,8 +252,13 @@ TEST(GpuRowSpecTest, ConfigsTheGpuTableCannotRunAreRejectedByName) {
               dim_size: 4
               comp_config { fp32 {} }
             }
+            segments {
+              dim_size: 4
+              comp_config { fixed_r8 {} }
+            }
             entry_type: SERVING)pb",
-       "TRAINING entries"},
+       "segment 1: the GPU table stores SERVING segments with the fp16 or "
+       "fp32 compressor"},
       {R"pb(segments {
               dim_size: 0
               init_config { zeros {} }
@@ -266,6 +271,61 @@ TEST(GpuRowSpecTest, ConfigsTheGpuTableCannotRunAreRejectedByName) {
     const Status s = GpuRowTableSpecFor(Parse(c.config), 1, &spec);
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << c.config;
     EXPECT_NE(s.message().find(c.message), std::string::npos) << s.message();
+  }
+}
+
+// SERVING rows hold the CPU serving entry byte for byte: fp16 and fp32
+// segments packed one after another (an odd fp16 dim leaves the next
+// segment at an offset of 2 mod 4), written and read column by column as
+// the kernels do.
+TEST(GpuRowSpecTest, ServingRowsAreTheCpuServingEntry) {
+  const EntryConfig config = Parse(R"pb(
+    segments { dim_size: 3 comp_config { fp16 {} } }
+    segments { dim_size: 2 comp_config { fp32 {} } }
+    segments { dim_size: 5 comp_config { fp16 {} } }
+    entry_type: SERVING)pb");
+  GpuRowTableSpec spec;
+  const Status s = GpuRowTableSpecFor(config, 1, &spec);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(spec.serving);
+  EXPECT_EQ(spec.value_floats, 10);
+  EXPECT_EQ(spec.entry_floats, 6);  // 6 + 8 + 10 bytes
+  ASSERT_EQ(spec.segments.size(), 3u);
+  EXPECT_EQ(spec.segments[1].data_byte, 6);
+  EXPECT_EQ(spec.segments[2].data_byte, 14);
+  const auto accessor = Accessor(config);
+  ASSERT_EQ(accessor->SizeBytes(), 4 * spec.entry_floats);
+
+  std::mt19937 gen(3);
+  std::normal_distribution<float> normal(0.0f, 30.0f);
+  const float specials[] = {0.0f, -0.0f, 1e-7f, -6.1e-5f, 65519.0f, 7e4f,
+                            1.00048828125f /* a tie */,
+                            std::numeric_limits<float>::infinity()};
+  for (int trial = 0; trial < 200; ++trial) {
+    std::vector<float> num(spec.value_floats);
+    for (size_t i = 0; i < num.size(); ++i) {
+      num[i] = trial < 8 && i % 2 == 0 ? specials[trial] : normal(gen);
+    }
+    std::vector<char> entry(accessor->SizeBytes(), 0);
+    accessor->Assign(num.data(), entry.data());
+    std::vector<float> row(spec.row_floats(), 0.0f);
+    for (const GpuSegment& seg : spec.segments) {
+      for (int c = 0; c < seg.dim; ++c) {
+        WriteStored(seg, row.data(), c, num[seg.value_offset + c]);
+      }
+    }
+    ASSERT_EQ(std::memcmp(row.data(), entry.data(), entry.size()), 0)
+        << "trial " << trial;
+    std::vector<float> cpu(spec.value_floats), gpu(spec.value_floats);
+    accessor->Fill(entry.data(), cpu.data());
+    for (const GpuSegment& seg : spec.segments) {
+      for (int c = 0; c < seg.dim; ++c) {
+        gpu[seg.value_offset + c] = ReadStored(seg, row.data(), c);
+      }
+    }
+    ASSERT_EQ(std::memcmp(cpu.data(), gpu.data(), sizeof(float) * cpu.size()),
+              0)
+        << "trial " << trial;
   }
 }
 

@@ -111,6 +111,10 @@ struct LookupLaunch {
     bool* found = nullptr;  // per id, whether the table has it (optional)
     int64_t first = 0;  // the launch's position of the part's first id
     int width = 0;  // the floats copied per id: the embedding, or the row
+    // SERVING rows' embeddings are decoded segment by segment (device).
+    const GpuSegment* segments = nullptr;
+    int num_segments = 0;
+    bool decode = false;
   };
   Part parts[kLookupsPerLaunch];
   int count = 0;  // parts, each with at least one id
@@ -132,8 +136,17 @@ __global__ void LookupKernel(const __grid_constant__ LookupLaunch launch) {
   const bool found =
       StorableId(id) && part.view.lookup(tile, RowPointer{id, &row});
   float* dst = part.out + k * part.width;
-  for (int c = tile.thread_rank(); c < part.width; c += kTile) {
-    dst[c] = found ? row[c] : 0.0f;
+  if (part.decode) {
+    for (int s = 0; s < part.num_segments; ++s) {
+      const GpuSegment seg = part.segments[s];
+      for (int c = tile.thread_rank(); c < seg.dim; c += kTile) {
+        dst[seg.value_offset + c] = found ? ReadStored(seg, row, c) : 0.0f;
+      }
+    }
+  } else {
+    for (int c = tile.thread_rank(); c < part.width; c += kTile) {
+      dst[c] = found ? row[c] : 0.0f;
+    }
   }
   if (part.found != nullptr && tile.thread_rank() == 0) part.found[k] = found;
 }
@@ -221,6 +234,9 @@ struct WriteLaunch {
     int num_segments = 0;
     int value_floats = 0;
     int entry_floats = 0;
+    // SERVING rows: values stored as the segments' compressors store them,
+    // new entries zeros.
+    bool serving = false;
   };
   SortedGroup group;
   Part parts[kWritesPerLaunch];
@@ -262,7 +278,7 @@ __global__ void WriteKernel(const __grid_constant__ WriteLaunch launch) {
     }
     tile.sync();
   }
-  if (fresh || write == GpuRowTable::Write::kReinitialize) {
+  if (!part.serving && (fresh || write == GpuRowTable::Write::kReinitialize)) {
     InitRow(tile, id, part.segments, part.num_segments, row);
   }
   // Lane 0 set adam's beta powers, which every lane reads below.
@@ -272,6 +288,27 @@ __global__ void WriteKernel(const __grid_constant__ WriteLaunch launch) {
     SetRowTime(row, part.entry_floats, launch.update_time);
   }
   const int d = part.value_floats;
+  if (part.serving &&
+      (write == GpuRowTable::Write::kAssign ||
+       write == GpuRowTable::Write::kAssignAdd)) {
+    // Encoded column by column: assign the last value of repeats, or add
+    // every occurrence's in turn (each sum stored as the CPU stores it).
+    const int64_t from = write == GpuRowTable::Write::kAssign ? end - 1 : i;
+    for (int64_t k = from; k < end; ++k) {
+      const float* src = part.values + (g.positions[k] - first) * d;
+      for (int s = 0; s < part.num_segments; ++s) {
+        const GpuSegment seg = part.segments[s];
+        for (int c = tile.thread_rank(); c < seg.dim; c += kTile) {
+          float value = src[seg.value_offset + c];
+          if (write == GpuRowTable::Write::kAssignAdd) {
+            value += ReadStored(seg, row, c);
+          }
+          WriteStored(seg, row, c, value);
+        }
+      }
+    }
+    return;
+  }
   switch (write) {
     case GpuRowTable::Write::kAssign:  // the last value of repeats
       CopyRow(tile, part.values, g.positions[end - 1] - first, d, row);
@@ -573,6 +610,15 @@ Status GpuRowTable::Create(const GpuRowTableSpec& spec,
           std::to_string(seg.state_offset) + ", entry_floats " +
           std::to_string(spec.entry_floats) + ")");
     }
+    if (spec.serving && (seg.data_byte < 0 ||
+                         seg.data_byte + seg.dim * (seg.half ? 2 : 4) >
+                             4 * spec.entry_floats)) {
+      return InvalidArgumentError(
+          "GPU table: serving segment " + std::to_string(s) + " (byte " +
+          std::to_string(seg.data_byte) + ", dim " + std::to_string(seg.dim) +
+          ") does not fit an entry of " + std::to_string(spec.entry_floats) +
+          " floats");
+    }
     covered += seg.dim;
   }
   if (covered != spec.value_floats) {
@@ -669,6 +715,9 @@ Status GpuRowTable::LookupMany(const std::vector<LookupRequest>& requests,
     part.out = r.out;
     part.first = launch.n;
     part.width = r.table->spec_.value_floats;
+    part.segments = r.table->impl_->segments.as<GpuSegment>();
+    part.num_segments = r.table->impl_->num_segments;
+    part.decode = r.table->spec_.serving;
     launch.n += r.n;
   }
   return flush();
@@ -934,6 +983,7 @@ Status GpuRowTable::Commit(Write write,
     part.num_segments = table.impl_->num_segments;
     part.value_floats = table.spec_.value_floats;
     part.entry_floats = table.spec_.entry_floats;
+    part.serving = table.spec_.serving;
     if (write == Write::kApplyGradients) {
       rate_offset += static_cast<int>(r.learning_rates.size());
     }
@@ -980,6 +1030,11 @@ Status GpuRowTable::WriteMany(Write write,
   int64_t group_ids = 0;
   for (size_t i = 0; i < requests.size(); ++i) {
     const WriteRequest& r = requests[i];
+    if (write == Write::kApplyGradients && r.table->spec_.serving) {
+      return FailedPreconditionError(
+          "GPU table: apply_gradients on a SERVING table: its entries have "
+          "no optimizer state");
+    }
     if (write == Write::kApplyGradients &&
         r.learning_rates.size() != r.table->spec_.segments.size()) {
       return InvalidArgumentError(

@@ -10,13 +10,15 @@
 // assign_add (repeats add up), reinitialize, apply_gradients with sgd + adagrad and with
 // adam + ftrl (repeats in order), growth from a small map, update times,
 // export and restore of rows into another table, lookups and writes of many
-// tables in one call, eviction, and the rejection of the reserved ids.
+// tables in one call, eviction, SERVING rows (fp16 / fp32 values), and the
+// rejection of the reserved ids.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <random>
@@ -494,6 +496,134 @@ void CheckWriteMany(const std::vector<GpuRowTableSpec>& specs,
             ")");
 }
 
+// SERVING rows (fp16 and fp32 segments packed byte after byte, so the fp32
+// one sits at an offset of 2 mod 4): assign and assign_add with repeats,
+// lookups (alone and in one LookupMany beside a TRAINING table),
+// reinitialize, and apply_gradients refused, against the host encoding of
+// gpu_row_spec.h (which gpu_row_spec_test checks against the CPU serving
+// entry).
+void CheckServing(const GpuRowTableSpec& training) {
+  GpuRowTableSpec spec;
+  spec.serving = true;
+  const int dims[] = {3, 2, 5};
+  const bool halves[] = {true, false, true};
+  int bytes = 0;
+  for (int s = 0; s < 3; ++s) {
+    GpuSegment seg;
+    seg.dim = dims[s];
+    seg.half = halves[s];
+    seg.value_offset = spec.value_floats;
+    seg.data_byte = bytes;
+    spec.value_floats += seg.dim;
+    bytes += seg.dim * (seg.half ? 2 : 4);
+    spec.segments.push_back(seg);
+  }
+  spec.entry_floats = (bytes + 3) / 4;
+  spec.initial_capacity = 64;
+  std::unique_ptr<GpuRowTable> table, other;
+  CheckOk(GpuRowTable::Create(spec, &table), "serving: create");
+  CheckOk(GpuRowTable::Create(training, &other), "serving: create training");
+  if (table == nullptr || other == nullptr) return;
+  const int d = spec.value_floats;
+  std::map<int64_t, std::vector<float>> ref;  // id -> entry floats
+  std::mt19937_64 gen(41);
+  for (int step = 1; step <= 3; ++step) {
+    const std::vector<int64_t> ids = Batch(&gen, 6000, 4000);
+    std::vector<float> v = Normal(ids.size() * d, &gen);
+    for (float& x : v) x *= 100.0f;  // values fp16 rounds visibly
+    const bool add = step > 1;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      std::vector<float>& row = ref[ids[i]];
+      row.resize(spec.entry_floats, 0.0f);
+      for (const GpuSegment& seg : spec.segments) {
+        for (int c = 0; c < seg.dim; ++c) {
+          float value = v[i * d + seg.value_offset + c];
+          if (add) value += ReadStored(seg, row.data(), c);
+          WriteStored(seg, row.data(), c, value);
+        }
+      }
+    }
+    DeviceVector<int64_t> d_ids(ids);
+    DeviceVector<float> d_v(v);
+    CheckOk(add ? table->AssignAdd(d_ids.get(), ids.size(), d_v.get(), step,
+                                   nullptr)
+                : table->Assign(d_ids.get(), ids.size(), d_v.get(), step,
+                                nullptr),
+            "serving: write " + std::to_string(step));
+  }
+  Check(table->size() == static_cast<int64_t>(ref.size()),
+        "serving: " + std::to_string(table->size()) + " entries, want " +
+            std::to_string(ref.size()));
+  // Every entry's bytes are the host encoding's.
+  const auto exported = Export(table.get());
+  bool same = exported.size() == ref.size();
+  for (const auto& [id, row] : ref) {
+    const auto it = exported.find(id);
+    same = same && it != exported.end() &&
+           std::equal(row.begin(), row.end(), it->second.begin(),
+                      [](float a, float b) {
+                        return std::memcmp(&a, &b, sizeof(a)) == 0;
+                      });
+  }
+  Check(same, "serving: entries hold the host's fp16 / fp32 encoding, byte "
+              "for byte");
+  // Lookups decode them; one LookupMany beside a TRAINING table.
+  std::vector<int64_t> ids;
+  for (const auto& [id, row] : ref) {
+    if (ids.size() == 500) break;
+    ids.push_back(id);
+  }
+  ids.push_back(777);  // absent
+  std::vector<float> want(ids.size() * d, 0.0f);
+  for (size_t i = 0; i + 1 < ids.size(); ++i) {
+    for (const GpuSegment& seg : spec.segments) {
+      for (int c = 0; c < seg.dim; ++c) {
+        want[i * d + seg.value_offset + c] =
+            ReadStored(seg, ref.at(ids[i]).data(), c);
+      }
+    }
+  }
+  DeviceVector<int64_t> d_ids(ids);
+  DeviceVector<float> out(ids.size() * d);
+  DeviceVector<float> other_out(ids.size() * training.value_floats);
+  CheckOk(GpuRowTable::LookupMany(
+              {{table.get(), d_ids.get(), static_cast<int64_t>(ids.size()),
+                out.get()},
+               {other.get(), d_ids.get(), static_cast<int64_t>(ids.size()),
+                other_out.get()}},
+              nullptr),
+          "serving: lookup_many");
+  const std::vector<float> got = out.ToHost();
+  Check(std::memcmp(got.data(), want.data(), sizeof(float) * want.size()) == 0,
+        "serving: lookups decode the entries (an absent id reads zeros)");
+  const std::vector<float> other_got = other_out.ToHost();
+  Check(std::all_of(other_got.begin(), other_got.end(),
+                    [](float x) { return x == 0.0f; }),
+        "serving: the empty TRAINING table beside it reads zeros");
+  // Reinitialize: serving entries restart as zeros.
+  const std::vector<int64_t> some = {ids[0], ids[1], 4242, 4242};
+  DeviceVector<int64_t> d_some(some);
+  DeviceVector<int32_t> d_status(some.size());
+  CheckOk(table->Reinitialize(d_some.get(), some.size(), d_status.get(), 9,
+                              nullptr),
+          "serving: reinitialize");
+  DeviceVector<float> zeros_out(some.size() * d);
+  CheckOk(table->Lookup(d_some.get(), some.size(), zeros_out.get(), nullptr),
+          "serving: lookup after reinitialize");
+  const std::vector<float> zeros = zeros_out.ToHost();
+  Check(d_status.ToHost() == std::vector<int32_t>({1, 1, 0, 1}) &&
+            std::all_of(zeros.begin(), zeros.end(),
+                        [](float x) { return x == 0.0f; }),
+        "serving: reinitialized entries are zeros (status 0 for the "
+        "inserting occurrence)");
+  // No gradients: refused, nothing written.
+  const int64_t size = table->size();
+  const Status s = table->ApplyGradients(d_ids.get(), ids.size(), out.get(),
+                                         {0.1f, 0.1f, 0.1f}, 10, nullptr);
+  Check(s.code() == StatusCode::kFailedPrecondition && table->size() == size,
+        "serving: apply_gradients is refused (" + s.ToString() + ")");
+}
+
 // Evict: entries of slot 3 keep 5 days, the others 1; the kept ones stay
 // whole, the table still grows and takes new ids after.
 void CheckEvict(const GpuRowTableSpec& spec) {
@@ -640,6 +770,7 @@ int Main() {
     CheckWriteMany(specs, lrs);
   }
   CheckEvict(Spec({sgd, adagrad}));
+  CheckServing(Spec({sgd, adagrad}));
 
   // Reserved ids: refused, nothing written.
   std::unique_ptr<GpuRowTable> table;
