@@ -208,6 +208,17 @@ def test_serving_tables_restore_training_checkpoints_as_the_cpu_ones(
         {n: _serving_config(False) for n in NAMES}, name_suffix="cpu_serving")
   restores = [t.restore(basename).as_op() for t in (gpu, cpu)]
   lookups = [t.lookup(ids) for t in (gpu_train, gpu, cpu)]
+  # Then both serving tables take the same assign_add (repeats included)
+  # and assign, encoding as they go.
+  adds = [
+      t.assign_add({n: (ids[n], values[n]) for n in NAMES}).as_op()
+      for t in (gpu, cpu)
+  ]
+  assigns = [
+      t.assign({n: (ids[n], values[n]) for n in NAMES}).as_op()
+      for t in (gpu, cpu)
+  ]
+  serving_lookups = [t.lookup(ids) for t in (gpu, cpu)]
   rng = np.random.default_rng(4)
   batch = next(_batches(rng, 1))
   fd = {ids[n]: batch[n] for n in NAMES}
@@ -220,11 +231,20 @@ def test_serving_tables_restore_training_checkpoints_as_the_cpu_ones(
     sess.run(save)
     sess.run(restores)
     trained, got, want = sess.run(lookups, feed_dict=fd)
-  for n in NAMES:
-    np.testing.assert_array_equal(got[n], want[n])
-    # fp16 rounded the first 3 floats; the fp32 ones are the trained values.
-    assert not np.array_equal(got[n][:, :3], trained[n][:, :3])
-    np.testing.assert_array_equal(got[n][:, 3:], trained[n][:, 3:])
+    for n in NAMES:
+      np.testing.assert_array_equal(got[n], want[n])
+      # fp16 rounded the first 3 floats; the fp32 ones are the trained
+      # values.
+      assert not np.array_equal(got[n][:, :3], trained[n][:, :3])
+      np.testing.assert_array_equal(got[n][:, 3:], trained[n][:, 3:])
+    for writes in (adds, assigns):
+      sess.run(writes,
+               feed_dict=dict(fd, **{
+                   values[n]: rng.normal(size=(3000, 8)) * 10 for n in NAMES
+               }))
+      got, want = sess.run(serving_lookups, feed_dict=fd)
+      for n in NAMES:
+        np.testing.assert_array_equal(got[n], want[n])
 
 
 def test_evict_and_expiring_saves_match_the_cpu_table(tmp_path):

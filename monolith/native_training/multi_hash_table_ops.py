@@ -495,8 +495,8 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     Raises:
       ValueError: a table has not one learning-rate function per segment,
         the tables have different types, gpucuco tables are given a hash
-        filter or enable_feature_eviction, or the shared name is already
-        used in this graph.
+        filter, enable_feature_eviction or skip_zero_embedding, or the
+        shared name is already used in this graph.
       RuntimeError: gpucuco tables cannot run here (no CUDA kernels or no
         GPU).
     """
@@ -516,6 +516,14 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
             f"gpucuco tables {background} set enable_feature_eviction: GPU "
             "tables do not evict in the background yet; call evict() (e.g. "
             "from a hook) instead")
+      skip_zero = [
+          name for name in cc.table_names
+          if cc.configs[name].table_config.skip_zero_embedding
+      ]
+      if skip_zero:
+        raise ValueError(
+            f"gpucuco tables {skip_zero} set skip_zero_embedding: GPU "
+            "tables keep entries assigned all zeros")
       check_gpu_tables_supported()
       device = "/device:GPU:0"
       # The tables allocate GPU memory themselves, beside TF's allocator,

@@ -451,6 +451,12 @@ def test_gpucuco_tables_say_what_they_need():
                      "enable_feature_eviction: GPU tables do not evict in "
                      "the background yet; call evict"):
     multi_hash_table_ops.MultiHashTable.from_configs({"a": background})
+  skip_zero = _gpucuco(config)
+  skip_zero.table_config.skip_zero_embedding = True
+  with pytest.raises(ValueError,
+                     match=r"gpucuco tables \['a'\] set "
+                     "skip_zero_embedding: GPU tables keep entries"):
+    multi_hash_table_ops.MultiHashTable.from_configs({"a": skip_zero})
 
 
 def test_unknown_table_name_is_a_clear_error():

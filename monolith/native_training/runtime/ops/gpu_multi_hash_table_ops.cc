@@ -76,6 +76,13 @@ class GpuMultiHashTable : public ResourceBase {
           "enable_feature_eviction: gpucuco tables do not evict in the "
           "background yet; run MonolithMultiHashTableEvict instead");
     }
+    if (config.skip_zero_embedding()) {
+      // The CPU table drops entries assigned all zeros; the cuCollections
+      // fork cannot remove keys in place.
+      return errors::InvalidArgument(
+          "skip_zero_embedding: gpucuco tables keep all-zero entries; "
+          "table ", name);
+    }
     auto t = std::make_unique<Table>();
     t->name = name;
     TF_RETURN_IF_ERROR(ToTfStatus(gpu::GpuRowTableSpecFor(
@@ -342,6 +349,14 @@ class GpuMultiHashTableOptimizeOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ReadUpdateBatch(ctx, mtable->dims(), "value", &in));
     // global_step is not read: creation refuses warmup_steps, the one
     // step-dependent setting of the GPU optimizers.
+    // As the CPU kernel: a SERVING table is refused before the rates are.
+    for (int t = 0; t < mtable->size(); ++t) {
+      OP_REQUIRES(ctx, !mtable->table(t).spec.serving,
+                  errors::FailedPrecondition(
+                      "table ", mtable->table(t).name,
+                      ": optimize on a SERVING table: its entries have no "
+                      "optimizer state"));
+    }
     OptimizeScalars scalars;
     OP_REQUIRES_OK(ctx, ReadOptimizeScalars(ctx, &scalars));
     const int64_t update_time = scalars.update_time;

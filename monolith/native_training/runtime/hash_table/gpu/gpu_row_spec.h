@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "monolith/native_training/runtime/hash_table/compressor/fp16.h"
@@ -114,6 +115,63 @@ struct GpuRowTableSpec {
   // The CUDA device the table lives on; every call makes it current.
   int device = 0;
 };
+
+// InvalidArgument unless |spec| describes a row GpuRowTable can hold: the
+// segments tile the embedding, each one's state (TRAINING) or stored
+// values (SERVING) lie inside the entry, a load limit in (0, 1), a
+// positive initial capacity. (Inline: the nvcc-only builds of the table
+// have no gpu_row_spec.cc.)
+inline Status CheckGpuRowTableSpec(const GpuRowTableSpec& spec) {
+  // TRAINING entries hold the embedding itself; SERVING ones may hold it
+  // in fewer floats (fp16).
+  if (spec.value_floats <= 0 || spec.entry_floats <= 0 ||
+      (!spec.serving && spec.entry_floats < spec.value_floats)) {
+    return InvalidArgumentError(
+        "GPU table: need 0 < value_floats and 0 < entry_floats (and "
+        "value_floats <= entry_floats for TRAINING entries), got " +
+        std::to_string(spec.value_floats) + " and " +
+        std::to_string(spec.entry_floats));
+  }
+  if (!(spec.max_load > 0.0f && spec.max_load < 1.0f) ||
+      spec.initial_capacity < 1) {
+    return InvalidArgumentError(
+        "GPU table: max_load must be in (0, 1) and initial_capacity "
+        "positive");
+  }
+  int covered = 0;
+  for (size_t s = 0; s < spec.segments.size(); ++s) {
+    const GpuSegment& seg = spec.segments[s];
+    const int state = spec.serving ? 0 : seg.StateFloats();
+    if (seg.dim <= 0 || seg.value_offset != covered ||
+        (state > 0 && (seg.state_offset < spec.value_floats ||
+                       seg.state_offset + state > spec.entry_floats))) {
+      return InvalidArgumentError(
+          "GPU table: segment " + std::to_string(s) +
+          " does not fit the row (value_offset " +
+          std::to_string(seg.value_offset) + ", dim " +
+          std::to_string(seg.dim) + ", state_offset " +
+          std::to_string(seg.state_offset) + ", entry_floats " +
+          std::to_string(spec.entry_floats) + ")");
+    }
+    if (spec.serving &&
+        (seg.data_byte < 0 ||
+         int64_t{seg.data_byte} + int64_t{seg.dim} * (seg.half ? 2 : 4) >
+             int64_t{4} * spec.entry_floats)) {
+      return InvalidArgumentError(
+          "GPU table: serving segment " + std::to_string(s) + " (byte " +
+          std::to_string(seg.data_byte) + ", dim " + std::to_string(seg.dim) +
+          ") does not fit an entry of " + std::to_string(spec.entry_floats) +
+          " floats");
+    }
+    covered += seg.dim;
+  }
+  if (covered != spec.value_floats) {
+    return InvalidArgumentError(
+        "GPU table: the segments' dims sum to " + std::to_string(covered) +
+        ", value_floats is " + std::to_string(spec.value_floats));
+  }
+  return Status::OK();
+}
 
 // The spec of a table of |config| entries (TRAINING: sgd, adagrad, adam and
 // ftrl segments with zeros, ones, constants or random_uniform initializers,

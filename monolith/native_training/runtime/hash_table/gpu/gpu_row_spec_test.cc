@@ -154,6 +154,11 @@ TEST(GpuRowSpecTest, RowsAreTheCpuEntriesAndStartTheSame) {
   ASSERT_EQ(spec.segments.size(), 2u);
   EXPECT_EQ(spec.segments[1].value_offset, 3);
   EXPECT_EQ(spec.segments[1].state_offset, 5);
+  EXPECT_TRUE(CheckGpuRowTableSpec(spec).ok());
+  GpuRowTableSpec broken = spec;
+  broken.entry_floats = 6;  // adagrad's state would run past the entry
+  EXPECT_EQ(CheckGpuRowTableSpec(broken).code(),
+            StatusCode::kInvalidArgument);
 
   std::vector<char> entry(accessor->SizeBytes());
   RandomEngine rng(1);
@@ -295,6 +300,18 @@ TEST(GpuRowSpecTest, ServingRowsAreTheCpuServingEntry) {
   EXPECT_EQ(spec.segments[2].data_byte, 14);
   const auto accessor = Accessor(config);
   ASSERT_EQ(accessor->SizeBytes(), 4 * spec.entry_floats);
+  // What GpuRowTable::Create checks first: fewer entry floats than
+  // embedding floats is right for fp16 values.
+  const Status valid = CheckGpuRowTableSpec(spec);
+  EXPECT_TRUE(valid.ok()) << valid.ToString();
+  GpuRowTableSpec broken = spec;
+  broken.segments[2].data_byte = 16;  // its 10 bytes pass the entry's 24
+  EXPECT_EQ(CheckGpuRowTableSpec(broken).code(),
+            StatusCode::kInvalidArgument);
+  broken = spec;
+  broken.serving = false;  // TRAINING entries hold the embedding itself
+  EXPECT_EQ(CheckGpuRowTableSpec(broken).code(),
+            StatusCode::kInvalidArgument);
 
   std::mt19937 gen(3);
   std::normal_distribution<float> normal(0.0f, 30.0f);

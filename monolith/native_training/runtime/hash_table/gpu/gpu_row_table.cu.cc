@@ -100,7 +100,7 @@ __device__ void InitRow(const cg::thread_block_tile<kTile>& tile, int64_t id,
 
 // The lookups of one launch: up to kLookupsPerLaunch batches, of any
 // tables, whose ids the launch's tiles take one after the other. Passed by
-// value (about 1.2 KB of kernel parameters): no copy to the device first.
+// value (about 1.5 KB of kernel parameters): no copy to the device first.
 constexpr int kLookupsPerLaunch = 16;
 
 struct LookupLaunch {
@@ -583,49 +583,7 @@ int64_t GpuRowTable::capacity() const {
 
 Status GpuRowTable::Create(const GpuRowTableSpec& spec,
                            std::unique_ptr<GpuRowTable>* table) {
-  if (spec.value_floats <= 0 || spec.entry_floats < spec.value_floats) {
-    return InvalidArgumentError(
-        "GPU table: need 0 < value_floats <= entry_floats, got " +
-        std::to_string(spec.value_floats) + " and " +
-        std::to_string(spec.entry_floats));
-  }
-  if (!(spec.max_load > 0.0f && spec.max_load < 1.0f) ||
-      spec.initial_capacity < 1) {
-    return InvalidArgumentError(
-        "GPU table: max_load must be in (0, 1) and initial_capacity "
-        "positive");
-  }
-  int covered = 0;
-  for (size_t s = 0; s < spec.segments.size(); ++s) {
-    const GpuSegment& seg = spec.segments[s];
-    const int state = seg.StateFloats();
-    if (seg.dim <= 0 || seg.value_offset != covered ||
-        (state > 0 && (seg.state_offset < spec.value_floats ||
-                       seg.state_offset + state > spec.entry_floats))) {
-      return InvalidArgumentError(
-          "GPU table: segment " + std::to_string(s) +
-          " does not fit the row (value_offset " +
-          std::to_string(seg.value_offset) + ", dim " +
-          std::to_string(seg.dim) + ", state_offset " +
-          std::to_string(seg.state_offset) + ", entry_floats " +
-          std::to_string(spec.entry_floats) + ")");
-    }
-    if (spec.serving && (seg.data_byte < 0 ||
-                         seg.data_byte + seg.dim * (seg.half ? 2 : 4) >
-                             4 * spec.entry_floats)) {
-      return InvalidArgumentError(
-          "GPU table: serving segment " + std::to_string(s) + " (byte " +
-          std::to_string(seg.data_byte) + ", dim " + std::to_string(seg.dim) +
-          ") does not fit an entry of " + std::to_string(spec.entry_floats) +
-          " floats");
-    }
-    covered += seg.dim;
-  }
-  if (covered != spec.value_floats) {
-    return InvalidArgumentError(
-        "GPU table: the segments' dims sum to " + std::to_string(covered) +
-        ", value_floats is " + std::to_string(spec.value_floats));
-  }
+  MONOLITH_RETURN_IF_ERROR(CheckGpuRowTableSpec(spec));
   int devices = 0;
   const cudaError_t error = cudaGetDeviceCount(&devices);
   if (error != cudaSuccess || devices == 0) {
