@@ -257,6 +257,10 @@ def test_evict_and_expiring_saves_match_the_cpu_table(tmp_path):
     expire.default_expire_time = 1
     slot = expire.slot_expire_times.add()
     slot.slot, slot.expire_time = 3, 5
+    # Both also evict in the background (every 240 hours: never within the
+    # test); gpucuco tables take the setting as CPU ones do.
+    config.table_config.enable_feature_eviction = True
+    config.table_config.feature_evict_every_n_hours = 240
     tables.append(multi_hash_table_ops.MultiHashTable.from_configs(
         {"user": config}, name_suffix=f"expiring_{gpu}"))
   ids = tf1.placeholder(tf.int64, [None])

@@ -495,8 +495,8 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     Raises:
       ValueError: a table has not one learning-rate function per segment,
         the tables have different types, gpucuco tables are given a hash
-        filter, enable_feature_eviction or skip_zero_embedding, or the
-        shared name is already used in this graph.
+        filter or skip_zero_embedding, or the shared name is already used
+        in this graph.
       RuntimeError: gpucuco tables cannot run here (no CUDA kernels or no
         GPU).
     """
@@ -507,15 +507,6 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       if hash_filter is not None:
         raise ValueError("gpucuco tables admit every id: they take no hash "
                          "filter")
-      background = [
-          name for name in cc.table_names
-          if cc.configs[name].table_config.enable_feature_eviction
-      ]
-      if background:
-        raise ValueError(
-            f"gpucuco tables {background} set enable_feature_eviction: GPU "
-            "tables do not evict in the background yet; call evict() (e.g. "
-            "from a hook) instead")
       skip_zero = [
           name for name in cc.table_names
           if cc.configs[name].table_config.skip_zero_embedding

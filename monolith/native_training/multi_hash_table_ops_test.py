@@ -443,14 +443,6 @@ def test_gpucuco_tables_say_what_they_need():
         {"a": _gpucuco(config)},
         hash_filter=hash_filter_ops.create_dummy_hash_filter(
             name_suffix="gpu"))
-  background = _gpucuco(config)
-  background.table_config.enable_feature_eviction = True
-  background.table_config.feature_evict_every_n_hours = 1
-  with pytest.raises(ValueError,
-                     match=r"gpucuco tables \['a'\] set "
-                     "enable_feature_eviction: GPU tables do not evict in "
-                     "the background yet; call evict"):
-    multi_hash_table_ops.MultiHashTable.from_configs({"a": background})
   skip_zero = _gpucuco(config)
   skip_zero.table_config.skip_zero_embedding = True
   with pytest.raises(ValueError,

@@ -43,6 +43,16 @@ std::string EvictExpired(const std::string& table_name,
   return DescribeEviction(table_name, before, stats, now, seconds);
 }
 
+PeriodicEvictor::Target EvictTarget(std::string name,
+                                    EmbeddingHashTable* table,
+                                    std::chrono::milliseconds period) {
+  std::string label = name;
+  return {std::move(name), period, [label = std::move(label), table] {
+            int64_t evicted = 0;
+            return EvictExpired(label, table, &evicted);
+          }};
+}
+
 PeriodicEvictor::PeriodicEvictor(std::vector<Target> targets,
                                  std::function<void(const std::string&)> log)
     : targets_(std::move(targets)), log_(std::move(log)) {
@@ -75,12 +85,10 @@ void PeriodicEvictor::Run() {
         std::min_element(due.begin(), due.end()) - due.begin());
     if (wake_.wait_until(lock, due[next], [this] { return stop_; })) break;
     lock.unlock();
-    const Target& target = targets_[next];
-    int64_t evicted = 0;
-    log_(EvictExpired(target.name, target.table, &evicted));
+    log_(targets_[next].evict());
     // The next one a whole period after this one ended: a slow eviction
     // never queues up rounds.
-    due[next] = Clock::now() + target.period;
+    due[next] = Clock::now() + targets_[next].period;
     lock.lock();
     ++rounds_;
   }

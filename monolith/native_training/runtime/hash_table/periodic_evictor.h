@@ -3,7 +3,8 @@
 // feature_evict_every_n_hours, as the original), with one thread for all
 // of them. "Now" is the newest update time a table has seen
 // (EmbeddingHashTable::LatestUpdateTime), so eviction follows the
-// timestamps of the training data, not the wall clock.
+// timestamps of the training data, not the wall clock. A target is any
+// eviction callback: CPU tables use EvictTarget, GPU tables their own.
 #ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_PERIODIC_EVICTOR_H_
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_PERIODIC_EVICTOR_H_
 
@@ -39,8 +40,10 @@ class PeriodicEvictor {
  public:
   struct Target {
     std::string name;
-    EmbeddingHashTable* table;  // not owned; outlives the evictor
     std::chrono::milliseconds period;
+    // Evicts the table's expired entries (on the evictor's thread) and
+    // returns the line to log, e.g. DescribeEviction's.
+    std::function<std::string()> evict;
   };
 
   // Starts the thread; the first eviction of each target is one period
@@ -68,6 +71,12 @@ class PeriodicEvictor {
   int64_t rounds_ = 0;
   std::thread thread_;
 };
+
+// The PeriodicEvictor target of a CPU table: EvictExpired every |period|.
+// |table| is not owned and must outlive the evictor.
+PeriodicEvictor::Target EvictTarget(std::string name,
+                                    EmbeddingHashTable* table,
+                                    std::chrono::milliseconds period);
 
 }  // namespace hash_table
 }  // namespace monolith

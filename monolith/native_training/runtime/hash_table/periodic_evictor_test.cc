@@ -1,5 +1,6 @@
 #include "monolith/native_training/runtime/hash_table/periodic_evictor.h"
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -50,7 +51,7 @@ TEST(PeriodicEvictorTest, EvictsEachTableOnItsPeriodAndLogs) {
   std::vector<std::string> lines;
   {
     PeriodicEvictor evictor(
-        {{"user_id", table.get(), std::chrono::milliseconds(20)}},
+        {EvictTarget("user_id", table.get(), std::chrono::milliseconds(20))},
         [&](const std::string& line) {
           std::lock_guard<std::mutex> lock(mu);
           lines.push_back(line);
@@ -83,11 +84,44 @@ TEST(PeriodicEvictorTest, StopsAtOnceWhenDestroyed) {
   auto table = MakeTable();
   const auto start = std::chrono::steady_clock::now();
   {
-    PeriodicEvictor evictor({{"t", table.get(), std::chrono::hours(240)}},
-                            [](const std::string&) {});
+    PeriodicEvictor evictor(
+        {EvictTarget("t", table.get(), std::chrono::hours(240))},
+        [](const std::string&) {});
     EXPECT_EQ(evictor.Rounds(), 0);
   }
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+// Any callback is a target (GPU tables bring their own), each on its own
+// period.
+TEST(PeriodicEvictorTest, RunsEachCallbackOnItsPeriod) {
+  std::atomic<int> fast{0}, slow{0};
+  std::mutex mu;
+  std::vector<std::string> lines;
+  {
+    PeriodicEvictor evictor(
+        {{"fast", std::chrono::milliseconds(10),
+          [&] { return "fast " + std::to_string(++fast); }},
+         {"slow", std::chrono::hours(240),
+          [&] { return "slow " + std::to_string(++slow); }}},
+        [&](const std::string& line) {
+          std::lock_guard<std::mutex> lock(mu);
+          lines.push_back(line);
+        });
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (evictor.Rounds() < 3 &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    EXPECT_GE(evictor.Rounds(), 3);
+  }
+  EXPECT_GE(fast.load(), 3);
+  EXPECT_EQ(slow.load(), 0);
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_GE(lines.size(), 3u);
+  EXPECT_EQ(lines[0], "fast 1");
+  EXPECT_EQ(lines[2], "fast 3");
 }
 
 TEST(PeriodicEvictorTest, NoTargetsIsFine) {

@@ -8,13 +8,15 @@
 // reinitialize, apply_gradients (optimize), evict, save and restore, in the
 // CPU tables' checkpoint format (saves skip expired entries, as the CPU's),
 // for TRAINING and SERVING (fp16 / fp32 values) entries.
-// Not yet: periodic eviction, the fused ops and hash filters (the Python
-// wrapper refuses them for gpucuco tables).
+// Tables with enable_feature_eviction also evict in the background, on the
+// ops' stream. Not yet: the fused ops and hash filters (the Python wrapper
+// refuses them for gpucuco tables).
 //
 // Thin kernels: they validate inputs (ids on the device; splits, learning
 // rates, times and names in host memory) and call the table.
 #include <cuda_runtime.h>
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,6 +26,7 @@
 #include "monolith/native_training/runtime/hash_table/checkpoint.h"
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
 #include "monolith/native_training/runtime/hash_table/gpu/gpu_row_store.h"
+#include "monolith/native_training/runtime/hash_table/periodic_evictor.h"
 #include "monolith/native_training/runtime/hash_table/wire_writer.h"
 #include "monolith/native_training/runtime/ops/op_util.h"
 #include "monolith/native_training/runtime/ops/tf_file_system.h"
@@ -64,18 +67,18 @@ class GpuMultiHashTable : public ResourceBase {
     // it says has expired.
     std::unique_ptr<ht::SlotExpireTimes> expire;
     int64_t first_learning_rate = 0;
+    // enable_feature_eviction's period; zero: no background eviction.
+    std::chrono::milliseconds evict_period{0};
   };
 
   explicit GpuMultiHashTable(std::string shared_name)
       : shared_name_(std::move(shared_name)) {}
+  // The background evictions end (the one running, if any, finishes)
+  // before the tables go.
+  ~GpuMultiHashTable() override { evictor_.reset(); }
 
   Status AddTable(const std::string& name,
                   const ht::EmbeddingHashTableConfig& config, int device) {
-    if (config.enable_feature_eviction()) {
-      return errors::InvalidArgument(
-          "enable_feature_eviction: gpucuco tables do not evict in the "
-          "background yet; run MonolithMultiHashTableEvict instead");
-    }
     if (config.skip_zero_embedding()) {
       // The CPU table drops entries assigned all zeros; the cuCollections
       // fork cannot remove keys in place.
@@ -98,6 +101,16 @@ class GpuMultiHashTable : public ResourceBase {
         gpu::GpuRowRecords::Create(config.entry_config(), &t->records)));
     t->expire =
         std::make_unique<ht::SlotExpireTimes>(config.slot_expire_time_config());
+    // As the CPU table: SERVING tables never evict.
+    if (config.enable_feature_eviction() && !t->spec.serving) {
+      if (config.feature_evict_every_n_hours() <= 0) {
+        return errors::InvalidArgument(
+            "feature_evict_every_n_hours must be > 0 with "
+            "enable_feature_eviction, got ",
+            config.feature_evict_every_n_hours());
+      }
+      t->evict_period = std::chrono::hours(config.feature_evict_every_n_hours());
+    }
     t->first_learning_rate = learning_rates_;
     learning_rates_ += static_cast<int64_t>(t->spec.segments.size());
     tables_.push_back(std::move(t));
@@ -134,6 +147,44 @@ class GpuMultiHashTable : public ResourceBase {
   int64_t learning_rates() const { return learning_rates_; }
   // GPU tables take one call at a time.
   mutex& mu() { return mu_; }
+  // Every op, under mu(): the stream it queues its kernels on (TF's compute
+  // stream), which background evictions then queue theirs on, after them.
+  void NoteStream(void* stream) TF_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    stream_ = stream;
+  }
+
+  // Evicts table t's entries expired at its newest update time (caller
+  // holds mu()); *count gets how many.
+  Status EvictTable(int t, void* stream, int64_t* count)
+      TF_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Table& table = *tables_[t];
+    *count = 0;
+    // SERVING tables are never evicted, as on the CPU.
+    if (table.spec.serving) return OkStatus();
+    gpu::GpuRowTable::ExpireSeconds expire;
+    expire.default_seconds = table.expire->default_seconds();
+    expire.by_slot.assign(table.expire->slot_seconds().begin(),
+                          table.expire->slot_seconds().end());
+    return ToTfStatus(table.table->Evict(table.table->latest_update_time(),
+                                         expire, count, stream));
+  }
+
+  // Evicts, in the background, every table with enable_feature_eviction on
+  // its period, logging what each eviction removed. Call once, after the
+  // tables are added.
+  void StartPeriodicEviction() {
+    std::vector<ht::PeriodicEvictor::Target> targets;
+    for (int t = 0; t < size(); ++t) {
+      if (tables_[t]->evict_period.count() == 0) continue;
+      targets.push_back({tables_[t]->name, tables_[t]->evict_period,
+                         [this, t] { return EvictInBackground(t); }});
+    }
+    if (targets.empty()) return;
+    const std::string prefix = "gpucuco MultiHashTable " + shared_name_ + ": ";
+    evictor_ = std::make_unique<ht::PeriodicEvictor>(
+        std::move(targets),
+        [prefix](const std::string& line) { LOG(INFO) << prefix << line; });
+  }
 
   std::string DebugString() const override {
     std::string out = "GpuMultiHashTable(" + shared_name_ + ":";
@@ -148,10 +199,37 @@ class GpuMultiHashTable : public ResourceBase {
   }
 
  private:
+  // One background eviction of table t, on the stream the ops use, so it
+  // runs after every kernel they queued; returns the line to log.
+  std::string EvictInBackground(int t) {
+    mutex_lock lock(mu_);
+    Table& table = *tables_[t];
+    if (table.table == nullptr) {
+      return "table " + table.name + " has no map (a failed restore): not "
+             "evicted";
+    }
+    const auto start = std::chrono::steady_clock::now();
+    const int64_t before = table.table->size();
+    const int64_t now = table.table->latest_update_time();
+    ht::EmbeddingHashTable::EvictStats stats;
+    const Status s = EvictTable(t, stream_, &stats.evicted);
+    if (!s.ok()) {
+      return "evicting table " + table.name + " failed: " +
+             std::string(s.message());
+    }
+    return ht::DescribeEviction(
+        table.name, before, stats, now,
+        std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                      start)
+            .count());
+  }
+
   std::string shared_name_;
   std::vector<std::unique_ptr<Table>> tables_;
   int64_t learning_rates_ = 0;
   mutex mu_;
+  void* stream_ TF_GUARDED_BY(mu_) = nullptr;
+  std::unique_ptr<ht::PeriodicEvictor> evictor_;
 };
 
 // The filter and sync client a gpucuco table is created with: placeholders
@@ -172,6 +250,7 @@ struct LockedGpuTable {
 Status LockGpuTable(OpKernelContext* ctx, LockedGpuTable* locked) {
   TF_RETURN_IF_ERROR(LookupResourceInput(ctx, 0, "mtable", &locked->table));
   locked->lock.emplace(locked->table->mu());
+  locked->table->NoteStream(CudaStream(ctx));
   return locked->table->CheckUsable();
 }
 
@@ -215,6 +294,7 @@ class CreateGpuMultiHashTableOp : public ResourceOpKernel<GpuMultiHashTable> {
             s, "table " + config_.names(i) + ": " + std::string(s.message()));
       }
     }
+    mtable->StartPeriodicEviction();
     *resource = mtable.release();
     return OkStatus();
   }
@@ -509,18 +589,9 @@ class GpuMultiHashTableEvictOp : public OpKernel {
     Tensor* evicted = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, {mtable->size()}, &evicted));
     for (int t = 0; t < mtable->size(); ++t) {
-      GpuMultiHashTable::Table& table = mtable->table(t);
-      // SERVING tables are never evicted, as on the CPU.
-      evicted->flat<int64_t>()(t) = 0;
-      if (table.spec.serving) continue;
-      gpu::GpuRowTable::ExpireSeconds expire;
-      expire.default_seconds = table.expire->default_seconds();
-      expire.by_slot.assign(table.expire->slot_seconds().begin(),
-                            table.expire->slot_seconds().end());
+      const GpuMultiHashTable::Table& table = mtable->table(t);
       int64_t count = 0;
-      OP_REQUIRES_OK(ctx, ToTfStatus(table.table->Evict(
-                              table.table->latest_update_time(), expire,
-                              &count, CudaStream(ctx))));
+      OP_REQUIRES_OK(ctx, mtable->EvictTable(t, CudaStream(ctx), &count));
       evicted->flat<int64_t>()(t) = count;
       if (count > 0) {
         LOG(INFO) << "gpucuco table " << table.name << ": evicted " << count

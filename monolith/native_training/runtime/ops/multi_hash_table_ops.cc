@@ -119,9 +119,9 @@ class CreateMultiHashTableOp : public ResourceOpKernel<MultiHashTable> {
               "must be > 0 with enable_feature_eviction, got ",
               config.feature_evict_every_n_hours());
         }
-        evicted.push_back({config_.names(i), table.get(),
-                           std::chrono::hours(
-                               config.feature_evict_every_n_hours())});
+        evicted.push_back(::monolith::hash_table::EvictTarget(
+            config_.names(i), table.get(),
+            std::chrono::hours(config.feature_evict_every_n_hours())));
       }
       mtable->AddTable(config_.names(i), std::move(table));
     }
