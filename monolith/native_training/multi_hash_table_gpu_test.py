@@ -247,6 +247,18 @@ def test_serving_tables_restore_training_checkpoints_as_the_cpu_ones(
         np.testing.assert_array_equal(got[n], want[n])
 
 
+def test_feature_eviction_periods_are_checked():
+  config = _config(True)
+  config.table_config.enable_feature_eviction = True
+  config.table_config.feature_evict_every_n_hours = 0
+  table = multi_hash_table_ops.MultiHashTable.from_configs(
+      {"user": config}, name_suffix="bad_period")
+  with _session() as sess:
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="feature_evict_every_n_hours must be > 0"):
+      sess.run(table.initializer)
+
+
 def test_evict_and_expiring_saves_match_the_cpu_table(tmp_path):
   """Entries a day old expire (1 day), but slot 3's keep 5 days."""
   day = 24 * 3600

@@ -309,13 +309,13 @@ def test_restorer_saver_listener_drops_expired_entries(tmp_path):
     np.testing.assert_array_equal(sess.run(lookup), [[0], [2]])
 
 
-def _expiring_config(expire_days_by_slot, evict_every_n_hours=0):
+def _expiring_config(expire_days_by_slot, evict_every_n_hours=None):
   config = test_utils.generate_test_hash_table_config(1)
   expire = config.table_config.slot_expire_time_config
   expire.default_expire_time = 100
   for slot, days in expire_days_by_slot.items():
     expire.slot_expire_times.add(slot=slot, expire_time=days)
-  if evict_every_n_hours:
+  if evict_every_n_hours is not None:
     config.table_config.enable_feature_eviction = True
     config.table_config.feature_evict_every_n_hours = evict_every_n_hours
   return config
@@ -360,9 +360,12 @@ def test_evict_removes_expired_entries_of_each_table():
     assert isinstance(evicted_table, multi_hash_table_ops.MultiHashTable)
 
 
-def test_feature_eviction_config_is_checked():
+@pytest.mark.parametrize("hours", [-1, 0, 2_000_000])
+def test_feature_eviction_config_is_checked(hours):
+  # Over 10^6 hours the evictor's clock would overflow.
   table = multi_hash_table_ops.MultiHashTable.from_configs(
-      {"a": _expiring_config({1: 1}, evict_every_n_hours=-1)})
+      {"a": _expiring_config({1: 1}, evict_every_n_hours=hours)},
+      name_suffix=f"hours_{hours}")
   with tf1.Session() as sess:
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match="feature_evict_every_n_hours must be > 0"):

@@ -43,6 +43,14 @@ std::string EvictExpired(const std::string& table_name,
   return DescribeEviction(table_name, before, stats, now, seconds);
 }
 
+Status CheckEvictPeriodHours(int64_t hours) {
+  if (hours > 0 && hours <= kMaxEvictPeriodHours) return Status::OK();
+  return InvalidArgumentError(
+      "feature_evict_every_n_hours must be > 0 (and at most " +
+      std::to_string(kMaxEvictPeriodHours) +
+      ") with enable_feature_eviction, got " + std::to_string(hours));
+}
+
 PeriodicEvictor::Target EvictTarget(std::string name,
                                     EmbeddingHashTable* table,
                                     std::chrono::milliseconds period) {

@@ -72,6 +72,12 @@ class PeriodicEvictor {
   std::thread thread_;
 };
 
+// InvalidArgument unless |hours| (a config's feature_evict_every_n_hours
+// with enable_feature_eviction) is in 1 .. kMaxEvictPeriodHours: longer
+// periods would overflow the evictor's clock.
+constexpr int64_t kMaxEvictPeriodHours = 1000000;
+Status CheckEvictPeriodHours(int64_t hours);
+
 // The PeriodicEvictor target of a CPU table: EvictExpired every |period|.
 // |table| is not owned and must outlive the evictor.
 PeriodicEvictor::Target EvictTarget(std::string name,

@@ -100,10 +100,10 @@ TEST(PeriodicEvictorTest, RunsEachCallbackOnItsPeriod) {
   std::vector<std::string> lines;
   {
     PeriodicEvictor evictor(
-        {{"fast", std::chrono::milliseconds(10),
-          [&] { return "fast " + std::to_string(++fast); }},
-         {"slow", std::chrono::hours(240),
-          [&] { return "slow " + std::to_string(++slow); }}},
+        {{"slow", std::chrono::hours(240),
+          [&] { return "slow " + std::to_string(++slow); }},
+         {"fast", std::chrono::milliseconds(10),
+          [&] { return "fast " + std::to_string(++fast); }}},
         [&](const std::string& line) {
           std::lock_guard<std::mutex> lock(mu);
           lines.push_back(line);
@@ -122,6 +122,19 @@ TEST(PeriodicEvictorTest, RunsEachCallbackOnItsPeriod) {
   ASSERT_GE(lines.size(), 3u);
   EXPECT_EQ(lines[0], "fast 1");
   EXPECT_EQ(lines[2], "fast 3");
+}
+
+TEST(PeriodicEvictorTest, EvictPeriodsAreCheckedInHours) {
+  EXPECT_TRUE(CheckEvictPeriodHours(1).ok());
+  EXPECT_TRUE(CheckEvictPeriodHours(kMaxEvictPeriodHours).ok());
+  for (int64_t hours : {int64_t{0}, int64_t{-1}, kMaxEvictPeriodHours + 1,
+                        int64_t{2147483647}}) {
+    const Status s = CheckEvictPeriodHours(hours);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << hours;
+    EXPECT_NE(s.message().find("feature_evict_every_n_hours must be > 0"),
+              std::string::npos)
+        << s.message();
+  }
 }
 
 TEST(PeriodicEvictorTest, NoTargetsIsFine) {

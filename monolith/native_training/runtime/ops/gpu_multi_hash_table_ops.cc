@@ -103,12 +103,8 @@ class GpuMultiHashTable : public ResourceBase {
         std::make_unique<ht::SlotExpireTimes>(config.slot_expire_time_config());
     // As the CPU table: SERVING tables never evict.
     if (config.enable_feature_eviction() && !t->spec.serving) {
-      if (config.feature_evict_every_n_hours() <= 0) {
-        return errors::InvalidArgument(
-            "feature_evict_every_n_hours must be > 0 with "
-            "enable_feature_eviction, got ",
-            config.feature_evict_every_n_hours());
-      }
+      TF_RETURN_IF_ERROR(ToTfStatus(
+          ht::CheckEvictPeriodHours(config.feature_evict_every_n_hours())));
       t->evict_period = std::chrono::hours(config.feature_evict_every_n_hours());
     }
     t->first_learning_rate = learning_rates_;
@@ -214,6 +210,11 @@ class GpuMultiHashTable : public ResourceBase {
     ht::EmbeddingHashTable::EvictStats stats;
     const Status s = EvictTable(t, stream_, &stats.evicted);
     if (!s.ok()) {
+      // Not only the evictor's INFO line: e.g. no GPU memory for the
+      // second map.
+      LOG(WARNING) << "gpucuco MultiHashTable " << shared_name_
+                   << ": evicting table " << table.name
+                   << " failed: " << s.message();
       return "evicting table " + table.name + " failed: " +
              std::string(s.message());
     }
@@ -624,6 +625,7 @@ class GpuMultiHashTableRestoreOp : public OpKernel {
                             &fs, basename, /*need_data=*/true, LogWarning,
                             &info)));
     mutex_lock l(mtable->mu());
+    mtable->NoteStream(CudaStream(ctx));
     std::vector<int> to_graph;
     std::vector<bool> restored(mtable->size(), false);
     std::vector<std::string> mismatches;

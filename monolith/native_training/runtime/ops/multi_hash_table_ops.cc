@@ -113,11 +113,11 @@ class CreateMultiHashTableOp : public ResourceOpKernel<MultiHashTable> {
       // As the original: SERVING tables never evict.
       if (config.enable_feature_eviction() &&
           !table->accessor().serving()) {
-        if (config.feature_evict_every_n_hours() <= 0) {
-          return errors::InvalidArgument(
-              "table ", config_.names(i), ": feature_evict_every_n_hours "
-              "must be > 0 with enable_feature_eviction, got ",
-              config.feature_evict_every_n_hours());
+        const Status period = ToTfStatus(::monolith::hash_table::
+            CheckEvictPeriodHours(config.feature_evict_every_n_hours()));
+        if (!period.ok()) {
+          return errors::InvalidArgument("table ", config_.names(i), ": ",
+                                         period.message());
         }
         evicted.push_back(::monolith::hash_table::EvictTarget(
             config_.names(i), table.get(),
