@@ -332,8 +332,36 @@ def test_lookup_entry_matches_the_cpu_table():
   assert dump.id == 3 and dump.last_update_ts_sec == 12345
 
 
-def test_operations_the_gpu_table_lacks_are_refused():
-  gpu, _ = _tables()
-  with pytest.raises(NotImplementedError, match="fused_lookup"):
-    gpu.fused_lookup(tf.constant([1], tf.int64), tf.constant([1], tf.int32),
-                     1)
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_fused_ops_match_the_cpu_table(accumulate):
+  # 2 shards x 2 tables, shard-major; repeats within and across segments.
+  # Shards sharing ids are applied in some order on the CPU (in parallel):
+  # here every id of shard 1 is new to shard 0, so the order cannot matter.
+  gpu, cpu = _tables(f"_fused_{accumulate}")
+  rng = np.random.default_rng(5)
+  shard_ids = [rng.integers(-500, 0, 1200) * 7919,
+               rng.integers(1, 500, 1200) * 7919]
+  sizes = [500, 700, 400, 800]  # (shard, table) segments
+  ids = np.concatenate(shard_ids)
+  fused_slot_size = tf.constant(sizes, tf.int32)
+  id_grads = tf1.placeholder(tf.float32, [None])
+  fetch = []
+  for table in (gpu, cpu):
+    embeddings, _, id_offsets, emb_offsets, indices = table.fused_lookup(
+        tf.constant(ids), fused_slot_size, 2)
+    applied = table.fused_apply_gradient(
+        tf.constant(ids), indices, fused_slot_size, id_grads, id_offsets,
+        emb_offsets, tf.constant(1, tf.int64), tf.constant(100, tf.int64), 2,
+        enable_grad_accumulation=accumulate)
+    fetch.append((embeddings, applied.as_op()))
+  with _session() as sess:
+    sess.run([gpu.initializer, cpu.initializer])
+    floats = sum(n * 8 for n in sizes)
+    for _ in range(3):
+      grads = rng.normal(size=floats).astype(np.float32)
+      before = sess.run([f[0] for f in fetch])
+      np.testing.assert_allclose(before[0], before[1], rtol=1e-5, atol=1e-6)
+      sess.run([f[1] for f in fetch], feed_dict={id_grads: grads})
+    after = sess.run([f[0] for f in fetch])
+  np.testing.assert_allclose(after[0], after[1], rtol=1e-5, atol=1e-6)
+  assert not np.array_equal(after[0], before[0])

@@ -992,8 +992,8 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       raise NotImplementedError(
           f"MultiHashTable.{method} is not available for gpucuco tables yet "
           f"(their GPU kernels: lookup, lookup_entry, assign, assign_add, "
-          f"reinitialize, apply_gradients, evict, save, restore; see "
-          f"docs/gpu.md)")
+          f"reinitialize, apply_gradients, fused_lookup, "
+          f"fused_apply_gradient, evict, save, restore; see docs/gpu.md)")
 
   def _copy_with_new_table(self, handle: tf.Tensor) -> "MultiHashTable":
     copied = copy.copy(self)
@@ -1044,7 +1044,6 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
         have T * S elements, has a negative one, does not sum to len(ids),
         or the embeddings would exceed 2^31 floats.
     """
-    self._check_on_cpu("fused_lookup")
     return hash_table_ops.monolith_multi_hash_table_fused_lookup(
         mtable=self._handle,
         ids=ids,
@@ -1097,7 +1096,6 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       tf.errors.FailedPreconditionError: (at run time) a table has SERVING
         entries.
     """
-    self._check_on_cpu("fused_apply_gradient")
     return self._copy_with_new_table(
         hash_table_ops.monolith_multi_hash_table_fused_optimize(
             mtable=self._handle,

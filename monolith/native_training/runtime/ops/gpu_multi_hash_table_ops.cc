@@ -9,8 +9,8 @@
 // CPU tables' checkpoint format (saves skip expired entries, as the CPU's),
 // for TRAINING and SERVING (fp16 / fp32 values) entries.
 // Tables with enable_feature_eviction also evict in the background, on the
-// ops' stream. Not yet: the fused ops and hash filters (the Python wrapper
-// refuses them for gpucuco tables).
+// ops' stream; the fused lookup and optimize run too. Not yet: hash filters
+// (the Python wrapper refuses them for gpucuco tables).
 //
 // Thin kernels: they validate inputs (ids on the device; splits, learning
 // rates, times and names in host memory) and call the table.
@@ -417,6 +417,41 @@ class GpuMultiHashTableAssignOp : public OpKernel {
   }
 };
 
+// As the CPU kernels: FailedPrecondition naming a SERVING table (its
+// entries have no optimizer state), checked before the learning rates.
+Status CheckTrainable(GpuMultiHashTable* mtable) {
+  for (int t = 0; t < mtable->size(); ++t) {
+    if (mtable->table(t).spec.serving) {
+      return errors::FailedPrecondition(
+          "table ", mtable->table(t).name,
+          ": optimize on a SERVING table: its entries have no optimizer "
+          "state");
+    }
+  }
+  return OkStatus();
+}
+
+// Sets requests[t]'s learning rates (table t's segments') from |rates|,
+// every table's in table order; InvalidArgument naming |name| unless it
+// holds exactly those.
+Status SetLearningRates(GpuMultiHashTable* mtable, const Tensor& rates,
+                        const char* name,
+                        std::vector<gpu::GpuRowTable::WriteRequest>* requests) {
+  if (rates.NumElements() != mtable->learning_rates()) {
+    return errors::InvalidArgument(name, " has ", rates.NumElements(),
+                                   " floats; the tables' optimizers need ",
+                                   mtable->learning_rates());
+  }
+  const float* lr = rates.flat<float>().data();
+  for (int t = 0; t < mtable->size(); ++t) {
+    const GpuMultiHashTable::Table& table = mtable->table(t);
+    (*requests)[t].learning_rates.assign(
+        lr + table.first_learning_rate,
+        lr + table.first_learning_rate + table.spec.segments.size());
+  }
+  return OkStatus();
+}
+
 class GpuMultiHashTableOptimizeOp : public OpKernel {
  public:
   explicit GpuMultiHashTableOptimizeOp(OpKernelConstruction* ctx)
@@ -430,37 +465,150 @@ class GpuMultiHashTableOptimizeOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ReadUpdateBatch(ctx, mtable->dims(), "value", &in));
     // global_step is not read: creation refuses warmup_steps, the one
     // step-dependent setting of the GPU optimizers.
-    // As the CPU kernel: a SERVING table is refused before the rates are.
-    for (int t = 0; t < mtable->size(); ++t) {
-      OP_REQUIRES(ctx, !mtable->table(t).spec.serving,
-                  errors::FailedPrecondition(
-                      "table ", mtable->table(t).name,
-                      ": optimize on a SERVING table: its entries have no "
-                      "optimizer state"));
-    }
+    OP_REQUIRES_OK(ctx, CheckTrainable(mtable));
     OptimizeScalars scalars;
     OP_REQUIRES_OK(ctx, ReadOptimizeScalars(ctx, &scalars));
-    const int64_t update_time = scalars.update_time;
-    const Tensor& learning_rates = *scalars.learning_rates;
-    OP_REQUIRES(ctx, learning_rates.NumElements() == mtable->learning_rates(),
-                errors::InvalidArgument(
-                    "learning_rate has ", learning_rates.NumElements(),
-                    " floats; the tables' optimizers need ",
-                    mtable->learning_rates()));
-    const float* lr = learning_rates.flat<float>().data();
     std::vector<gpu::GpuRowTable::WriteRequest> requests =
         WriteRequestsOf(mtable, in);
-    for (int t = 0; t < mtable->size(); ++t) {
-      const GpuMultiHashTable::Table& table = mtable->table(t);
-      requests[t].learning_rates.assign(
-          lr + table.first_learning_rate,
-          lr + table.first_learning_rate + table.spec.segments.size());
-    }
+    OP_REQUIRES_OK(ctx, SetLearningRates(mtable, *scalars.learning_rates,
+                                         "learning_rate", &requests));
     OP_REQUIRES_OK(ctx, ToTfStatus(gpu::GpuRowTable::WriteMany(
                             gpu::GpuRowTable::Write::kApplyGradients,
-                            requests, update_time, CudaStream(ctx))));
+                            requests, scalars.update_time, CudaStream(ctx))));
     ctx->set_output(0, ctx->input(0));
   }
+};
+
+// The fused lookup (multi_hash_table_fused_ops.cc's layout): every
+// (shard, table) segment in one LookupMany, 16 segments per launch.
+class GpuMultiHashTableFusedLookupOp : public OpKernel {
+ public:
+  explicit GpuMultiHashTableFusedLookupOp(OpKernelConstruction* ctx)
+      : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_of_shards", &num_shards_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    LockedGpuTable locked;
+    OP_REQUIRES_OK(ctx, LockGpuTable(ctx, &locked));
+    GpuMultiHashTable* mtable = locked.table.get();
+    const Tensor* ids = nullptr;
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 1, "ids", &ids));
+    const Tensor* slot_sizes = nullptr;
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 2, "fused_slot_size", &slot_sizes));
+    // Unused (entries keep their update time), but checked like the others.
+    int64_t req_time = 0;
+    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 3, "req_time", &req_time));
+    FusedLayout layout;
+    OP_REQUIRES_OK(ctx, ComputeFusedLayout(mtable->dims(), *slot_sizes,
+                                           ids->NumElements(), num_shards_,
+                                           &layout));
+    Tensor* embeddings = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {layout.emb_offsets.back()},
+                                             &embeddings));
+    ctx->set_output(1, VectorOf(layout.emb_splits));
+    ctx->set_output(2, VectorOf(layout.id_offsets));
+    ctx->set_output(3, VectorOf(layout.emb_offsets));
+    ctx->set_output(4, *ids);
+    const int64_t* id_data = ids->flat<int64_t>().data();
+    float* out = embeddings->flat<float>().data();
+    const int num_tables = mtable->size();
+    std::vector<gpu::GpuRowTable::LookupRequest> requests;
+    for (int s = 0; s < num_shards_; ++s) {
+      for (int t = 0; t < num_tables; ++t) {
+        const int k = s * num_tables + t;
+        const int64_t n = layout.id_offsets[k + 1] - layout.id_offsets[k];
+        if (n == 0) continue;
+        requests.push_back({mtable->table(t).table.get(),
+                            id_data + layout.id_offsets[k], n,
+                            out + layout.emb_offsets[k]});
+      }
+    }
+    OP_REQUIRES_OK(ctx, ToTfStatus(gpu::GpuRowTable::LookupMany(
+                            requests, CudaStream(ctx))));
+  }
+
+ private:
+  int num_shards_;
+};
+
+// The fused optimize: shard by shard (as one of the orders the CPU's
+// parallel shards may take), every table's segment of a shard in one
+// WriteMany; with enable_grad_accumulation each segment's repeated ids are
+// optimized once with their summed gradient, as on the CPU.
+class GpuMultiHashTableFusedOptimizeOp : public OpKernel {
+ public:
+  explicit GpuMultiHashTableFusedOptimizeOp(OpKernelConstruction* ctx)
+      : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_of_shards", &num_shards_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("enable_grad_accumulation",
+                                     &enable_grad_accumulation_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    LockedGpuTable locked;
+    OP_REQUIRES_OK(ctx, LockGpuTable(ctx, &locked));
+    GpuMultiHashTable* mtable = locked.table.get();
+    const Tensor* ids = nullptr;
+    const Tensor* indices = nullptr;
+    const Tensor* slot_sizes = nullptr;
+    const Tensor* grads = nullptr;
+    const Tensor* id_offsets = nullptr;
+    const Tensor* grad_offsets = nullptr;
+    const Tensor* learning_rates = nullptr;
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 1, "ids", &ids));
+    // Unused (the fused lookup's passthrough of ids), but checked.
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 2, "indices", &indices));
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 3, "fused_slot_size", &slot_sizes));
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 4, "id_grads", &grads));
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 5, "id_offsets", &id_offsets));
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 6, "grad_offsets", &grad_offsets));
+    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 7, "learning_rate_tensors",
+                                       &learning_rates));
+    int64_t update_time = 0;
+    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 8, "req_time", &update_time));
+    // Not read beyond its check: creation refuses warmup_steps, the one
+    // step-dependent setting of the GPU optimizers.
+    int64_t global_step = 0;
+    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 9, "global_step", &global_step));
+    FusedLayout layout;
+    OP_REQUIRES_OK(ctx, ComputeFusedLayout(mtable->dims(), *slot_sizes,
+                                           ids->NumElements(), num_shards_,
+                                           &layout));
+    OP_REQUIRES_OK(ctx, CheckFusedOffsets(*id_offsets, *grad_offsets, layout));
+    OP_REQUIRES(ctx, grads->NumElements() == layout.emb_offsets.back(),
+                errors::InvalidArgument(
+                    "id_grads has ", grads->NumElements(),
+                    " floats; the ids and table dims need ",
+                    layout.emb_offsets.back()));
+    OP_REQUIRES_OK(ctx, CheckTrainable(mtable));
+    const int num_tables = mtable->size();
+    std::vector<gpu::GpuRowTable::WriteRequest> requests(num_tables);
+    OP_REQUIRES_OK(ctx, SetLearningRates(mtable, *learning_rates,
+                                         "learning_rate_tensors", &requests));
+    const int64_t* id_data = ids->flat<int64_t>().data();
+    const float* grad_data = grads->flat<float>().data();
+    for (int s = 0; s < num_shards_; ++s) {
+      for (int t = 0; t < num_tables; ++t) {
+        const int k = s * num_tables + t;
+        requests[t].table = mtable->table(t).table.get();
+        requests[t].ids = id_data + layout.id_offsets[k];
+        requests[t].n = layout.id_offsets[k + 1] - layout.id_offsets[k];
+        requests[t].values = grad_data + layout.emb_offsets[k];
+      }
+      OP_REQUIRES_OK(ctx,
+                     ToTfStatus(gpu::GpuRowTable::WriteMany(
+                         enable_grad_accumulation_
+                             ? gpu::GpuRowTable::Write::kApplySummedGradients
+                             : gpu::GpuRowTable::Write::kApplyGradients,
+                         requests, update_time, CudaStream(ctx))));
+    }
+    ctx->set_output(0, ctx->input(0));
+  }
+
+ private:
+  int num_shards_;
+  bool enable_grad_accumulation_;
 };
 
 // status: -1 the table does not exist (ids untouched), 0 inserted, 1
@@ -758,6 +906,26 @@ REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableEvict")
                             .HostMemory("updated_table")
                             .HostMemory("evicted"),
                         GpuMultiHashTableEvictOp);
+REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableFusedLookup")
+                            .Device(DEVICE_GPU)
+                            .HostMemory("mtable")
+                            .HostMemory("fused_slot_size")
+                            .HostMemory("req_time")
+                            .HostMemory("embedding_splits")
+                            .HostMemory("id_offsets")
+                            .HostMemory("embedding_offsets"),
+                        GpuMultiHashTableFusedLookupOp);
+REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableFusedOptimize")
+                            .Device(DEVICE_GPU)
+                            .HostMemory("mtable")
+                            .HostMemory("fused_slot_size")
+                            .HostMemory("id_offsets")
+                            .HostMemory("grad_offsets")
+                            .HostMemory("learning_rate_tensors")
+                            .HostMemory("req_time")
+                            .HostMemory("global_step")
+                            .HostMemory("mtable_out"),
+                        GpuMultiHashTableFusedOptimizeOp);
 REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableSave")
                             .Device(DEVICE_GPU)
                             .HostMemory("mtable")

@@ -3,11 +3,7 @@
 // (shard 0: table 0 .. table T-1, shard 1: ...), with fused_slot_size[s*T+t]
 // ids for shard s and table t. Shards run in parallel on TF's CPU worker
 // threads; each shard touches every table once, in one engine batch call.
-#include <algorithm>
 #include <cstdint>
-#include <functional>
-#include <limits>
-#include <tuple>
 #include <vector>
 
 #include "monolith/native_training/runtime/ops/multi_hash_table.h"
@@ -21,64 +17,6 @@ namespace {
 
 using ::monolith::hash_table::EmbeddingHashTable;
 using ::monolith::hash_table::SumDuplicateIds;
-
-// Id and embedding offsets of every (shard, table) segment, and the
-// embedding floats of each shard.
-struct FusedLayout {
-  std::vector<int32_t> id_offsets;   // T * S + 1
-  std::vector<int32_t> emb_offsets;  // T * S + 1
-  std::vector<int32_t> emb_splits;   // S
-};
-
-Status ComputeLayout(const MultiHashTable& mtable, const Tensor& slot_sizes,
-                     int64_t num_ids, int num_shards, FusedLayout* layout) {
-  const int num_tables = mtable.size();
-  if (num_shards <= 0) {
-    return errors::InvalidArgument("num_of_shards must be positive, got ",
-                                   num_shards);
-  }
-  if (slot_sizes.NumElements() != int64_t{num_tables} * num_shards) {
-    return errors::InvalidArgument(
-        "fused_slot_size has ", slot_sizes.NumElements(),
-        " elements; expected tables (", num_tables, ") * shards (",
-        num_shards, ") = ", int64_t{num_tables} * num_shards);
-  }
-  auto sizes = slot_sizes.flat<int32_t>();
-  layout->id_offsets.assign(sizes.size() + 1, 0);
-  layout->emb_offsets.assign(sizes.size() + 1, 0);
-  layout->emb_splits.assign(num_shards, 0);
-  int64_t ids = 0, floats = 0;
-  for (int s = 0; s < num_shards; ++s) {
-    const int64_t shard_start = floats;
-    for (int t = 0; t < num_tables; ++t) {
-      const int k = s * num_tables + t;
-      if (sizes(k) < 0) {
-        return errors::InvalidArgument("fused_slot_size[", k, "] is negative: ",
-                                       sizes(k));
-      }
-      ids += sizes(k);
-      floats += int64_t{sizes(k)} * mtable.table(t).table->DimSize();
-      if (floats > std::numeric_limits<int32_t>::max()) {
-        return errors::InvalidArgument(
-            "fused embeddings exceed 2^31 floats; split the batch");
-      }
-      layout->id_offsets[k + 1] = static_cast<int32_t>(ids);
-      layout->emb_offsets[k + 1] = static_cast<int32_t>(floats);
-    }
-    layout->emb_splits[s] = static_cast<int32_t>(floats - shard_start);
-  }
-  if (ids != num_ids) {
-    return errors::InvalidArgument("fused_slot_size sums to ", ids,
-                                   " ids but ids has ", num_ids);
-  }
-  return OkStatus();
-}
-
-Tensor VectorOf(const std::vector<int32_t>& values) {
-  Tensor t(DT_INT32, TensorShape({static_cast<int64_t>(values.size())}));
-  std::copy(values.begin(), values.end(), t.flat<int32_t>().data());
-  return t;
-}
 
 class MultiHashTableFusedLookupOp : public OpKernel {
  public:
@@ -99,8 +37,9 @@ class MultiHashTableFusedLookupOp : public OpKernel {
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 3, "req_time", &req_time));
     const Tensor& ids = *ids_input;
     FusedLayout layout;
-    OP_REQUIRES_OK(ctx, ComputeLayout(*mtable, *slot_sizes, ids.NumElements(),
-                                      num_shards_, &layout));
+    OP_REQUIRES_OK(ctx, ComputeFusedLayout(mtable->dims(), *slot_sizes,
+                                           ids.NumElements(), num_shards_,
+                                           &layout));
     Tensor* embeddings;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {layout.emb_offsets.back()},
                                              &embeddings));
@@ -163,20 +102,10 @@ class MultiHashTableFusedOptimizeOp : public OpKernel {
     const Tensor& grads = *grads_input;
     const Tensor& learning_rates = *learning_rates_input;
     FusedLayout layout;
-    OP_REQUIRES_OK(ctx, ComputeLayout(*mtable, *slot_sizes, ids.NumElements(),
-                                      num_shards_, &layout));
-    for (const auto& [input, expected, name] :
-         {std::make_tuple(id_offsets, &layout.id_offsets, "id_offsets"),
-          std::make_tuple(grad_offsets, &layout.emb_offsets, "grad_offsets")}) {
-      auto given = input->flat<int32_t>();
-      OP_REQUIRES(ctx,
-                  given.size() == static_cast<int64_t>(expected->size()) &&
-                      std::equal(expected->begin(), expected->end(),
-                                 given.data()),
-                  errors::InvalidArgument(
-                      name, " does not match fused_slot_size and the table "
-                      "dims; pass the offsets the fused lookup returned"));
-    }
+    OP_REQUIRES_OK(ctx, ComputeFusedLayout(mtable->dims(), *slot_sizes,
+                                           ids.NumElements(), num_shards_,
+                                           &layout));
+    OP_REQUIRES_OK(ctx, CheckFusedOffsets(*id_offsets, *grad_offsets, layout));
     OP_REQUIRES(ctx, grads.NumElements() == layout.emb_offsets.back(),
                 errors::InvalidArgument(
                     "id_grads has ", grads.NumElements(),

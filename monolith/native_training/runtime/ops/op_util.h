@@ -4,9 +4,13 @@
 #ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_OPS_OP_UTIL_H_
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_OPS_OP_UTIL_H_
 
+#include <algorithm>
+#include <cstdint>
 #include <functional>
 #include <initializer_list>
+#include <limits>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -335,6 +339,89 @@ class DummyResourceOp : public ResourceOpKernel<T> {
     return OkStatus();
   }
 };
+
+// Id and embedding offsets of every (shard, table) segment, and the
+// embedding floats of each shard.
+struct FusedLayout {
+  std::vector<int32_t> id_offsets;   // T * S + 1
+  std::vector<int32_t> emb_offsets;  // T * S + 1
+  std::vector<int32_t> emb_splits;   // S
+};
+
+// The layout of the fused ops' ids (shard-major: shard 0's tables 0 ..
+// T-1, then shard 1's, ...; segment s * T + t holds slot_sizes[s * T + t]
+// ids) for tables of embedding floats |dims|; InvalidArgument naming what
+// does not fit.
+inline Status ComputeFusedLayout(const std::vector<int64_t>& dims,
+                                 const Tensor& slot_sizes, int64_t num_ids,
+                                 int num_shards, FusedLayout* layout) {
+  const int num_tables = static_cast<int>(dims.size());
+  if (num_shards <= 0) {
+    return errors::InvalidArgument("num_of_shards must be positive, got ",
+                                   num_shards);
+  }
+  if (slot_sizes.NumElements() != int64_t{num_tables} * num_shards) {
+    return errors::InvalidArgument(
+        "fused_slot_size has ", slot_sizes.NumElements(),
+        " elements; expected tables (", num_tables, ") * shards (",
+        num_shards, ") = ", int64_t{num_tables} * num_shards);
+  }
+  auto sizes = slot_sizes.flat<int32_t>();
+  layout->id_offsets.assign(sizes.size() + 1, 0);
+  layout->emb_offsets.assign(sizes.size() + 1, 0);
+  layout->emb_splits.assign(num_shards, 0);
+  int64_t ids = 0, floats = 0;
+  for (int s = 0; s < num_shards; ++s) {
+    const int64_t shard_start = floats;
+    for (int t = 0; t < num_tables; ++t) {
+      const int k = s * num_tables + t;
+      if (sizes(k) < 0) {
+        return errors::InvalidArgument("fused_slot_size[", k, "] is negative: ",
+                                       sizes(k));
+      }
+      ids += sizes(k);
+      floats += int64_t{sizes(k)} * dims[t];
+      if (floats > std::numeric_limits<int32_t>::max()) {
+        return errors::InvalidArgument(
+            "fused embeddings exceed 2^31 floats; split the batch");
+      }
+      layout->id_offsets[k + 1] = static_cast<int32_t>(ids);
+      layout->emb_offsets[k + 1] = static_cast<int32_t>(floats);
+    }
+    layout->emb_splits[s] = static_cast<int32_t>(floats - shard_start);
+  }
+  if (ids != num_ids) {
+    return errors::InvalidArgument("fused_slot_size sums to ", ids,
+                                   " ids but ids has ", num_ids);
+  }
+  return OkStatus();
+}
+
+// The fused optimize's id_offsets and grad_offsets must be the ones the
+// fused lookup returned for the same fused_slot_size.
+inline Status CheckFusedOffsets(const Tensor& id_offsets,
+                                const Tensor& grad_offsets,
+                                const FusedLayout& layout) {
+  for (const auto& [input, expected, name] :
+       {std::make_tuple(&id_offsets, &layout.id_offsets, "id_offsets"),
+        std::make_tuple(&grad_offsets, &layout.emb_offsets, "grad_offsets")}) {
+    auto given = input->flat<int32_t>();
+    if (given.size() != static_cast<int64_t>(expected->size()) ||
+        !std::equal(expected->begin(), expected->end(), given.data())) {
+      return errors::InvalidArgument(
+          name, " does not match fused_slot_size and the table dims; pass "
+          "the offsets the fused lookup returned");
+    }
+  }
+  return OkStatus();
+}
+
+// A host int32 vector of |values| (the fused lookup's offset outputs).
+inline Tensor VectorOf(const std::vector<int32_t>& values) {
+  Tensor t(DT_INT32, TensorShape({static_cast<int64_t>(values.size())}));
+  std::copy(values.begin(), values.end(), t.flat<int32_t>().data());
+  return t;
+}
 
 }  // namespace monolith_tf
 }  // namespace tensorflow

@@ -296,15 +296,14 @@ MONOLITH_HOST_DEVICE inline StepScalars BeginStep(const GpuSegment& seg,
   return step;
 }
 
-// One gradient step on column c (< seg.dim) of |row|; |grad| is the whole
-// embedding's gradient.
-MONOLITH_HOST_DEVICE inline void ApplyColumn(const GpuSegment& seg,
-                                             const StepScalars& step,
-                                             const float* grad, int c,
-                                             float* row) {
+// One gradient step on column c (< seg.dim) of |row| with that column's
+// gradient |g_raw|.
+MONOLITH_HOST_DEVICE inline void ApplyColumnGradient(const GpuSegment& seg,
+                                                     const StepScalars& step,
+                                                     float g_raw, int c,
+                                                     float* row) {
   float* w = row + seg.value_offset + c;
   float* state = row + seg.state_offset;
-  const float g_raw = grad[seg.value_offset + c];
   const float lr = step.lr;
   switch (seg.optimizer) {
     case GpuSegment::Optimizer::kSgd:
@@ -345,6 +344,15 @@ MONOLITH_HOST_DEVICE inline void ApplyColumn(const GpuSegment& seg,
       return;
     }
   }
+}
+
+// ApplyColumnGradient with column c of |grad|, the whole embedding's
+// gradient.
+MONOLITH_HOST_DEVICE inline void ApplyColumn(const GpuSegment& seg,
+                                             const StepScalars& step,
+                                             const float* grad, int c,
+                                             float* row) {
+  ApplyColumnGradient(seg, step, grad[seg.value_offset + c], c, row);
 }
 
 MONOLITH_HOST_DEVICE inline void EndStep(const GpuSegment& seg, float* row) {

@@ -351,6 +351,27 @@ __global__ void WriteKernel(const __grid_constant__ WriteLaunch launch) {
         }
       }
       return;
+    case GpuRowTable::Write::kApplySummedGradients:
+      // One step per segment with the run's gradients summed in input
+      // order, column by column (as SumDuplicateIds sums them).
+      for (int s = 0; s < part.num_segments; ++s) {
+        const GpuSegment seg = part.segments[s];
+        const StepScalars step = BeginStep(seg, part.learning_rates[s], row);
+        for (int c = tile.thread_rank(); c < seg.dim; c += kTile) {
+          float sum = 0.0f;
+          for (int64_t k = i; k < end; ++k) {
+            const float column =
+                part.values[(g.positions[k] - first) * d + seg.value_offset +
+                            c];
+            sum = k == i ? column : sum + column;
+          }
+          ApplyColumnGradient(seg, step, sum, c, row);
+        }
+        tile.sync();
+        if (tile.thread_rank() == 0) EndStep(seg, row);
+        tile.sync();
+      }
+      return;
   }
 }
 
@@ -838,6 +859,12 @@ Status GpuRowTable::Evict(int64_t now, const ExpireSeconds& expire,
 
 namespace {
 
+// Whether |write| runs the optimizers (and takes learning rates).
+bool IsApply(GpuRowTable::Write write) {
+  return write == GpuRowTable::Write::kApplyGradients ||
+         write == GpuRowTable::Write::kApplySummedGradients;
+}
+
 // Where the batches of a write group lie in their concatenation.
 WriteParts PartsOf(const std::vector<const GpuRowTable::WriteRequest*>& group) {
   WriteParts parts;
@@ -942,7 +969,7 @@ Status GpuRowTable::Commit(Write write,
     part.value_floats = table.spec_.value_floats;
     part.entry_floats = table.spec_.entry_floats;
     part.serving = table.spec_.serving;
-    if (write == Write::kApplyGradients) {
+    if (IsApply(write)) {
       rate_offset += static_cast<int>(r.learning_rates.size());
     }
   }
@@ -988,12 +1015,12 @@ Status GpuRowTable::WriteMany(Write write,
   int64_t group_ids = 0;
   for (size_t i = 0; i < requests.size(); ++i) {
     const WriteRequest& r = requests[i];
-    if (write == Write::kApplyGradients && r.table->spec_.serving) {
+    if (IsApply(write) && r.table->spec_.serving) {
       return FailedPreconditionError(
           "GPU table: apply_gradients on a SERVING table: its entries have "
           "no optimizer state");
     }
-    if (write == Write::kApplyGradients &&
+    if (IsApply(write) &&
         r.learning_rates.size() != r.table->spec_.segments.size()) {
       return InvalidArgumentError(
           "GPU table: " + std::to_string(r.learning_rates.size()) +
@@ -1028,7 +1055,7 @@ Status GpuRowTable::WriteMany(Write write,
     MONOLITH_RETURN_IF_ERROR(CheckPrepared(group));
   }
   // Every allocation a write makes comes before any group is written.
-  if (write == Write::kApplyGradients) {
+  if (IsApply(write)) {
     for (const auto& group : groups) {
       MONOLITH_RETURN_IF_ERROR(StageLearningRates(group, stream));
     }

@@ -93,9 +93,12 @@ class GpuRowTable {
   Status PutRows(const int64_t* ids, int64_t n, const float* rows,
                  void* stream);
 
-  // The writes above, for WriteMany.
+  // The writes above, for WriteMany; kApplySummedGradients is
+  // ApplyGradients with each id's repeated gradients summed first (in
+  // input order) and applied as one step, as the fused optimize's
+  // enable_grad_accumulation does per segment.
   enum class Write { kAssign, kAssignAdd, kReinitialize, kApplyGradients,
-                     kPutRows };
+                     kApplySummedGradients, kPutRows };
   // One table's batch of a WriteMany: the arguments of its single-table
   // call (values are the values, gradients or rows; status is for
   // kReinitialize, learning_rates for kApplyGradients).

@@ -409,8 +409,8 @@ void CheckLookupMany(const std::vector<GpuRowTableSpec>& specs) {
 }
 
 // WriteMany over tables of different layouts whose batches share ids:
-// assign, assign_add, then two steps of apply_gradients, each one call for
-// every table, against the reference; then a write whose last table holds a
+// assign, assign_add, two steps of apply_gradients and one with summed
+// gradients, each one call for every table, against the reference; then a write whose last table holds a
 // reserved id changes no table.
 void CheckWriteMany(const std::vector<GpuRowTableSpec>& specs,
                     const std::vector<std::vector<float>>& lrs) {
@@ -425,7 +425,7 @@ void CheckWriteMany(const std::vector<GpuRowTableSpec>& specs,
     refs.emplace_back(specs[t]);
   }
   std::mt19937_64 gen(23);
-  for (int step = 1; step <= 4; ++step) {
+  for (int step = 1; step <= 5; ++step) {
     std::vector<std::unique_ptr<DeviceVector<int64_t>>> d_ids;
     std::vector<std::unique_ptr<DeviceVector<float>>> d_v;
     std::vector<GpuRowTable::WriteRequest> requests(specs.size());
@@ -447,14 +447,34 @@ void CheckWriteMany(const std::vector<GpuRowTableSpec>& specs,
       requests[t].learning_rates = lr;
       if (step <= 2) {
         refs[t].Assign(ids, v, /*add=*/step == 2, step);
-      } else {
+      } else if (step <= 4) {
         refs[t].Apply(ids, v, lr, step);
+      } else {
+        // Summed: each id once, with its gradients added in input order.
+        const int d = specs[t].value_floats;
+        std::vector<int64_t> unique;
+        std::vector<float> summed;
+        std::map<int64_t, size_t> at;
+        for (size_t i = 0; i < ids.size(); ++i) {
+          const auto [it, fresh] = at.emplace(ids[i], unique.size());
+          if (fresh) {
+            unique.push_back(ids[i]);
+            summed.insert(summed.end(), v.begin() + i * d,
+                          v.begin() + (i + 1) * d);
+          } else {
+            for (int c = 0; c < d; ++c) {
+              summed[it->second * d + c] += v[i * d + c];
+            }
+          }
+        }
+        refs[t].Apply(unique, summed, lr, step);
       }
     }
     const GpuRowTable::Write write =
         step == 1   ? GpuRowTable::Write::kAssign
         : step == 2 ? GpuRowTable::Write::kAssignAdd
-                    : GpuRowTable::Write::kApplyGradients;
+        : step <= 4 ? GpuRowTable::Write::kApplyGradients
+                    : GpuRowTable::Write::kApplySummedGradients;
     CheckOk(GpuRowTable::WriteMany(write, requests, step, nullptr),
             name + ": step " + std::to_string(step));
   }
