@@ -337,11 +337,29 @@ def test_fused_ops_match_the_cpu_table(accumulate):
   # 2 shards x 2 tables, shard-major; repeats within and across segments.
   # Shards sharing ids are applied in some order on the CPU (in parallel):
   # here every id of shard 1 is new to shard 0, so the order cannot matter.
-  gpu, cpu = _tables(f"_fused_{accumulate}")
+  # Tables of different dims and learning rates, so swapped tables show.
+  def configs(gpu):
+    small = embedding_hash_table_pb2.EmbeddingHashTableConfig()
+    small.entry_config.segments.append(
+        entry.CombineAsSegment(4, entry.ConstantsInitializer(0.5),
+                               entry.AdagradOptimizer(
+                                   initial_accumulator_value=0.2),
+                               entry.Fp32Compressor()))
+    mutate = (entry.GpucucoHashTableConfig(initial_capacity=64)
+              if gpu else entry.CuckooHashTableConfig())
+    mutate.mutate_table(small)
+    return {"user": _config(gpu),
+            "item": entry.HashTableConfigInstance(small, [0.3])}
+
+  gpu, cpu = (multi_hash_table_ops.MultiHashTable.from_configs(
+      configs(on_gpu), name_suffix=f"fused_{accumulate}_{on_gpu}")
+              for on_gpu in (True, False))
+  assert gpu.table_names == ("item", "user")  # table 0 has dim 4
   rng = np.random.default_rng(5)
   shard_ids = [rng.integers(-500, 0, 1200) * 7919,
                rng.integers(1, 500, 1200) * 7919]
   sizes = [500, 700, 400, 800]  # (shard, table) segments
+  dims = [4, 8]
   ids = np.concatenate(shard_ids)
   fused_slot_size = tf.constant(sizes, tf.int32)
   id_grads = tf1.placeholder(tf.float32, [None])
@@ -356,7 +374,7 @@ def test_fused_ops_match_the_cpu_table(accumulate):
     fetch.append((embeddings, applied.as_op()))
   with _session() as sess:
     sess.run([gpu.initializer, cpu.initializer])
-    floats = sum(n * 8 for n in sizes)
+    floats = sum(n * dims[k % 2] for k, n in enumerate(sizes))
     for _ in range(3):
       grads = rng.normal(size=floats).astype(np.float32)
       before = sess.run([f[0] for f in fetch])

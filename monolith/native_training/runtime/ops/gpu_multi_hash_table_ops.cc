@@ -422,10 +422,7 @@ class GpuMultiHashTableAssignOp : public OpKernel {
 Status CheckTrainable(GpuMultiHashTable* mtable) {
   for (int t = 0; t < mtable->size(); ++t) {
     if (mtable->table(t).spec.serving) {
-      return errors::FailedPrecondition(
-          "table ", mtable->table(t).name,
-          ": optimize on a SERVING table: its entries have no optimizer "
-          "state");
+      return ServingTableError(mtable->table(t).name);
     }
   }
   return OkStatus();
@@ -535,7 +532,9 @@ class GpuMultiHashTableFusedLookupOp : public OpKernel {
 // The fused optimize: shard by shard (as one of the orders the CPU's
 // parallel shards may take), every table's segment of a shard in one
 // WriteMany; with enable_grad_accumulation each segment's repeated ids are
-// optimized once with their summed gradient, as on the CPU.
+// optimized once with their summed gradient, as on the CPU. A shard that
+// fails (a reserved id, no GPU memory to grow) leaves the shards before it
+// applied, as the CPU's parallel shards do.
 class GpuMultiHashTableFusedOptimizeOp : public OpKernel {
  public:
   explicit GpuMultiHashTableFusedOptimizeOp(OpKernelConstruction* ctx)

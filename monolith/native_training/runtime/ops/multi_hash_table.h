@@ -157,10 +157,7 @@ inline Status CheckLearningRates(const MultiHashTable& mtable,
 inline Status CheckTrainable(const MultiHashTable& mtable) {
   for (int t = 0; t < mtable.size(); ++t) {
     if (mtable.table(t).table->accessor().serving()) {
-      return errors::FailedPrecondition(
-          "table ", mtable.table(t).name,
-          " has SERVING entries, which keep no optimizer state: it cannot be "
-          "optimized (tables are created SERVING while exporting)");
+      return ServingTableError(mtable.table(t).name);
     }
   }
   return OkStatus();

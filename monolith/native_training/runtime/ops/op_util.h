@@ -152,6 +152,14 @@ inline Status ParallelFor(OpKernelContext* ctx, int64_t n,
   return OkStatus();
 }
 
+// The error of optimizing a table created SERVING (CPU and GPU kernels).
+inline Status ServingTableError(const std::string& table_name) {
+  return errors::FailedPrecondition(
+      "table ", table_name,
+      " has SERVING entries, which keep no optimizer state: it cannot be "
+      "optimized (tables are created SERVING while exporting)");
+}
+
 // Splits of ids per table (and per request): id_split must be
 // non-decreasing, start at 0 and end at the number of ids.
 inline Status CheckIdSplit(const Tensor& ids, const Tensor& id_split,

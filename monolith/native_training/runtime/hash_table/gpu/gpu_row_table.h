@@ -101,7 +101,8 @@ class GpuRowTable {
                      kApplySummedGradients, kPutRows };
   // One table's batch of a WriteMany: the arguments of its single-table
   // call (values are the values, gradients or rows; status is for
-  // kReinitialize, learning_rates for kApplyGradients).
+  // kReinitialize, learning_rates for kApplyGradients and
+  // kApplySummedGradients).
   struct WriteRequest {
     GpuRowTable* table = nullptr;
     const int64_t* ids = nullptr;
