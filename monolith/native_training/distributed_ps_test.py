@@ -282,6 +282,23 @@ def test_pack_ids_round_trips_the_partition():
     assert sizes[p] == 4 * 16 + body
 
 
+def test_pack_ids_names_bad_splits():
+  ids = tf1.placeholder(tf.int64)
+  split = tf1.placeholder(tf.int64)
+  pack = ops.monolith_distributed_ps_pack_ids(ids, split)
+  for bad_ids, bad_split, match in [
+      ([1, 2, 3], [0, 5, 3], r"id_split: .*row splits\[1\] = 5 is past the "
+       r"last \(3\)"),
+      ([1, 2, 3], [0, 2, 1, 3], r"id_split: .*row splits\[2\] = 1 is below "
+       r"row splits\[1\] = 2"),
+      ([], [0], "id_split: .*need at least 2 values"),
+      ([1], [0], "id_split must end at the number of ids"),
+      ([1, 2], [1, 2], "id_split: .*must start at 0, got 1")]:
+    with pytest.raises(tf.errors.InvalidArgumentError, match=match):
+      _run(pack, {ids: np.array(bad_ids, np.int64),
+                  split: np.array(bad_split, np.int64)})
+
+
 def test_unpack_ids_rejects_bad_bytes():
   packed = tf1.placeholder(tf.uint8)
   unpack = ops.monolith_distributed_ps_unpack_ids(packed, num_tables=2)
@@ -856,14 +873,18 @@ def test_fused_ops_reject_bad_inputs():
   gather16 = ops.monolith_distributed_ps_gather_float16(
       pairs, index, counts, splits, num_tables=2, dims=[1, 2])
   for bad_pairs, bad_splits, bad_index, match in [
-      ([0], [0, 4], [0, 1, 2], "float16_pairs holds 2 float16s; float_splits "
-       "needs 4"),
+      ([0], [0, 4], [0, 1, 2], "float_splits\\[1\\] = 4 is past the 2 "
+       "float16s of float16_pairs"),
+      ([0, 0], [0, 2**63 - 1], [0, 1, 2], "float_splits\\[1\\] = "
+       "9223372036854775807 is past the 4"),
+      ([0, 0], [0, 3, 4], [0, 1, 2], "float16_pairs holds 4 float16s; "
+       "float_splits needs 6"),
       ([0, 0, 0], [0, 1, 4], [0, 1, 2], "float16_pairs holds 6 float16s; "
        "float_splits needs 6|^$"),
       ([0, 0], [0, 4], [0, 1, 3], "index of row 0 of table 1 is 3: a row of "
        "2 outside float16_pairs' float16s \\(4\\)"),
       ([0, 0], [1, 4], [0, 1, 2], "float_splits must hold 0"),
-      ([0, 0], [0, 5, 4], [0, 1, 2], "float_splits must be non-decreasing")]:
+      ([0, 0], [0, 3, 2], [0, 1, 2], "float_splits must be non-decreasing")]:
     feed = {pairs: np.array(bad_pairs, np.int32),
             splits: np.array(bad_splits, np.int64),
             index: np.array(bad_index, np.int32)}

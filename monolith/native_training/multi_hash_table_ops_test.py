@@ -167,6 +167,34 @@ def test_apply_gradients_rejects_a_vector_global_step():
         sess.run(looked_up, feed_dict={step: 3})["slot0"], [[-1]])
 
 
+def test_update_times_out_of_range_are_refused():
+  # A time in milliseconds would become the table's "now" for expiry: every
+  # entry would then look expired to saves and eviction.
+  table = multi_hash_table_ops.MultiHashTable.from_configs(
+      configs={"slot0": test_utils.generate_test_hash_table_config(1)})
+  req_time = tf1.placeholder(tf.int64, shape=[])
+  ids_and_values = {"slot0": (_id([7]), _value([[1]]))}
+  updates = [
+      table.assign(ids_and_values, req_time=req_time).as_op(),
+      table.assign_add(ids_and_values, req_time=req_time).as_op(),
+      table.apply_gradients(ids_and_values, global_step=tf.constant(
+          1, tf.int64), req_time=req_time).as_op(),
+  ]
+  with tf1.Session() as sess:
+    sess.run(table.initializer)
+    for update in updates:
+      for bad in (1_700_000_000_000, -1, 2**32):
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=f"= {bad} is not a time in seconds in "
+                           r"\[0, 2\^32\)"):
+          sess.run(update, feed_dict={req_time: bad})
+    np.testing.assert_array_equal(
+        sess.run(table.lookup({"slot0": _id([7])}))["slot0"], [[0]])
+    sess.run(updates[0], feed_dict={req_time: 2**32 - 1})
+    np.testing.assert_array_equal(
+        sess.run(table.lookup({"slot0": _id([7])}))["slot0"], [[1]])
+
+
 def test_adagrad_through_apply_gradients():
   config = embedding_hash_table_pb2.EmbeddingHashTableConfig()
   segment = config.entry_config.segments.add(dim_size=2)

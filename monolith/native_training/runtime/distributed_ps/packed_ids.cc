@@ -91,9 +91,14 @@ uint64_t ReadLittle(const uint8_t* p, int bytes) {
 
 Status PlanPack(const int64_t* ids, const std::vector<int64_t>& splits,
                 PackPlan* plan) {
-  if (splits.size() < 2 || splits[0] != 0) {
+  if (splits.size() < 2) {
     return InvalidArgumentError(
-        "packing ids: row splits must start at 0 and name a table");
+        "packing ids: row splits need at least 2 values (one table), got " +
+        std::to_string(splits.size()));
+  }
+  if (splits[0] != 0) {
+    return InvalidArgumentError("packing ids: row splits must start at 0, got " +
+                                std::to_string(splits[0]));
   }
   if (splits.back() > std::numeric_limits<int32_t>::max()) {
     return InvalidArgumentError("packing ids: " +
@@ -107,8 +112,13 @@ Status PlanPack(const int64_t* ids, const std::vector<int64_t>& splits,
   for (size_t t = 0; t < tables; ++t) {
     const int64_t n = splits[t + 1] - splits[t];
     if (n < 0 || splits[t + 1] > splits.back()) {
-      return InvalidArgumentError("packing ids: the row splits decrease at "
-                                  "table " + std::to_string(t));
+      return InvalidArgumentError(
+          "packing ids: row splits[" + std::to_string(t + 1) + "] = " +
+          std::to_string(splits[t + 1]) +
+          (n < 0 ? " is below row splits[" + std::to_string(t) +
+                       "] = " + std::to_string(splits[t])
+                 : " is past the last (" + std::to_string(splits.back()) +
+                       ")"));
     }
     if (n == 0) continue;
     // Plain loops: they vectorize, std::minmax_element does not.

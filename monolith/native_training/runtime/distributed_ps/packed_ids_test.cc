@@ -85,8 +85,15 @@ TEST(PackedIdsTest, PlanRefusesBadSplits) {
   PackPlan plan;
   EXPECT_EQ(PlanPack(ids.data(), {1, 2}, &plan).code(),
             StatusCode::kInvalidArgument);
-  EXPECT_EQ(PlanPack(ids.data(), {0, 2, 1}, &plan).code(),
-            StatusCode::kInvalidArgument);
+  const Status past = PlanPack(ids.data(), {0, 2, 1}, &plan);
+  EXPECT_EQ(past.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(past.message().find("row splits[1] = 2 is past the last (1)"),
+            std::string::npos)
+      << past.message();
+  const Status below = PlanPack(ids.data(), {0, 2, 1, 2}, &plan);
+  EXPECT_NE(below.message().find("row splits[2] = 1 is below row splits[1]"),
+            std::string::npos)
+      << below.message();
   EXPECT_EQ(PlanPack(ids.data(), {}, &plan).code(),
             StatusCode::kInvalidArgument);
   EXPECT_EQ(PlanPack(ids.data(), {0}, &plan).code(),

@@ -129,6 +129,10 @@ TEST(EmbeddingHashTableTest, EveryUpdatePathRaisesTheLatestUpdateTime) {
                   .ok());
   EXPECT_EQ(record_time, 60);
   EXPECT_EQ(table->LatestUpdateTime(), 60);
+  // Kept in the entries' range (a record may say anything).
+  dump.set_last_update_ts_sec(int64_t{1} << 40);
+  ASSERT_TRUE(table->Restore(dump).ok());
+  EXPECT_EQ(table->LatestUpdateTime(), int64_t{0xFFFFFFFF});
   table->Clear();
   EXPECT_EQ(table->LatestUpdateTime(), 0);
 }

@@ -129,6 +129,10 @@ Status RecordFileWriter::FlushBlock() {
 
 Status RecordFileWriter::Write(std::string_view record) {
   const size_t size = record.size();
+  if (size > kMaxRecordBytes) {
+    return InvalidArgumentError("a record of " + std::to_string(size) +
+                                " bytes: records hold at most 2^31 - 1");
+  }
   const size_t framed = kRecordHeaderBytes + size + kRecordFooterBytes;
   if (framed > kBlockBytes - used_) {
     if (framed > kBlockBytes) {
@@ -280,6 +284,10 @@ Status RecordFileReader::Next(std::string_view* record) {
     return RecordError("claims " + std::to_string(length) +
                        " bytes, more than the rest of the file holds "
                        "(truncated or corrupt)");
+  }
+  if (length > RecordFileWriter::kMaxRecordBytes) {
+    return RecordError("claims " + std::to_string(length) +
+                       " bytes; records hold at most 2^31 - 1");
   }
   s = Fill(kRecordHeaderBytes + length + kRecordFooterBytes);
   if (s.code() == StatusCode::kOutOfRange) return RecordError("is truncated");

@@ -58,11 +58,14 @@ class RecordFileWriter {
   // Uncompressed blocks and snappy blocks hold at most this many bytes of
   // the record stream (TF's SnappyInputBuffer default output buffer).
   static constexpr size_t kBlockBytes = 256 << 10;
+  // The largest record written or read: records are protobufs, which
+  // protobuf parses up to 2 GiB (an int size).
+  static constexpr uint64_t kMaxRecordBytes = (uint64_t{1} << 31) - 1;
 
   // Writes to |file| (not owned; the caller closes it after Close()).
   RecordFileWriter(WritableFile* file, bool snappy);
 
-  // Appends one record.
+  // Appends one record; InvalidArgument above kMaxRecordBytes.
   Status Write(std::string_view record);
 
   // The stored (masked) data CRC of the last record written.

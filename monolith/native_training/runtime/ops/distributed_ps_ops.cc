@@ -691,12 +691,19 @@ Status PaddedIndex(OpKernelContext* ctx, const int32_t* index, int64_t n,
   std::vector<int64_t> shift(num_ps, 0);
   int64_t padded = 0;
   for (int64_t p = 0; p < num_ps; ++p) {
-    const int64_t size = splits(p + 1) - splits(p);
-    if (size < 0) {
+    if (splits(p + 1) < splits(p)) {
       return errors::InvalidArgument(
           "float_splits must be non-decreasing: float_splits[", p + 1,
           "] = ", splits(p + 1), " < ", splits(p));
     }
+    // Padding only adds: a split past the values can never fit them (and
+    // is checked before the sums below could overflow).
+    if (splits(p + 1) > num_values) {
+      return errors::InvalidArgument(
+          "float_splits[", p + 1, "] = ", splits(p + 1),
+          " is past the ", num_values, " float16s of float16_pairs");
+    }
+    const int64_t size = splits(p + 1) - splits(p);
     shift[p] = padded - splits(p);
     padded += size + size % 2;
   }
@@ -1004,8 +1011,10 @@ class PackIdsOp : public OpKernel {
                     "id_split must end at the number of ids (",
                     ids->NumElements(), ")"));
     dps::PackPlan plan;
-    OP_REQUIRES_OK(ctx, ToTfStatus(dps::PlanPack(ids->flat<int64_t>().data(),
-                                                 splits, &plan)));
+    const Status planned =
+        ToTfStatus(dps::PlanPack(ids->flat<int64_t>().data(), splits, &plan));
+    OP_REQUIRES(ctx, planned.ok(),
+                errors::InvalidArgument("id_split: ", planned.message()));
     Tensor* packed = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {plan.bytes}, &packed));
     dps::Pack(ids->flat<int64_t>().data(), splits, plan,

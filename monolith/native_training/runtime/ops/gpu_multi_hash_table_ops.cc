@@ -182,7 +182,9 @@ class GpuMultiHashTable : public ResourceBase {
         [prefix](const std::string& line) { LOG(INFO) << prefix << line; });
   }
 
+  // Under the table's lock: a restore replaces (frees) the maps.
   std::string DebugString() const override {
+    mutex_lock lock(mu_);
     std::string out = "GpuMultiHashTable(" + shared_name_ + ":";
     for (const auto& t : tables_) {
       out += " " + t->name + "=" +
@@ -228,7 +230,7 @@ class GpuMultiHashTable : public ResourceBase {
   std::string shared_name_;
   std::vector<std::unique_ptr<Table>> tables_;
   int64_t learning_rates_ = 0;
-  mutex mu_;
+  mutable mutex mu_;
   void* stream_ TF_GUARDED_BY(mu_) = nullptr;
   std::unique_ptr<ht::PeriodicEvictor> evictor_;
 };
@@ -407,7 +409,7 @@ class GpuMultiHashTableAssignOp : public OpKernel {
     UpdateBatch in;
     OP_REQUIRES_OK(ctx, ReadUpdateBatch(ctx, mtable->dims(), "value", &in));
     int64_t update_time = 0;
-    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 4, "update_time", &update_time));
+    OP_REQUIRES_OK(ctx, GetUpdateTimeInput(ctx, 4, "update_time", &update_time));
     OP_REQUIRES_OK(ctx, ToTfStatus(gpu::GpuRowTable::WriteMany(
                             kAdd ? gpu::GpuRowTable::Write::kAssignAdd
                                  : gpu::GpuRowTable::Write::kAssign,
@@ -565,7 +567,7 @@ class GpuMultiHashTableFusedOptimizeOp : public OpKernel {
     OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 7, "learning_rate_tensors",
                                        &learning_rates));
     int64_t update_time = 0;
-    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 8, "req_time", &update_time));
+    OP_REQUIRES_OK(ctx, GetUpdateTimeInput(ctx, 8, "req_time", &update_time));
     // Not read beyond its check: creation refuses warmup_steps, the one
     // step-dependent setting of the GPU optimizers.
     int64_t global_step = 0;
@@ -634,10 +636,11 @@ class GpuMultiHashTableReinitializeOp : public OpKernel {
       LOG(ERROR) << "Reinitialize: table " << name << " does not exist";
       // Every byte 0xff: int32 -1.
       OP_REQUIRES(ctx,
-                  cudaMemsetAsync(status->flat<int32_t>().data(), 0xff,
-                                  status->TotalBytes(),
-                                  static_cast<cudaStream_t>(stream)) ==
-                      cudaSuccess,
+                  status->NumElements() == 0 ||
+                      cudaMemsetAsync(status->flat<int32_t>().data(), 0xff,
+                                      status->TotalBytes(),
+                                      static_cast<cudaStream_t>(stream)) ==
+                          cudaSuccess,
                   errors::Internal("cudaMemsetAsync failed"));
     } else {
       OP_REQUIRES_OK(ctx,

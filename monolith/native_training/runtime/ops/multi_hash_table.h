@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -32,12 +33,15 @@ class HashFilterResource : public ResourceBase {
       std::unique_ptr<::monolith::hash_filter::Admission> admission)
       : admission_(std::move(admission)) {}
   ::monolith::hash_filter::Admission& admission() const { return *admission_; }
+  // Under the admission's lock: a restore replaces (frees) the filter.
   std::string DebugString() const override {
+    std::lock_guard<std::mutex> lock(admission_->mu());
     const auto& filter = admission_->filter();
     return "HashFilter(capacity " + std::to_string(filter.capacity()) +
            ", splits " + std::to_string(filter.split_num()) + ")";
   }
   int64_t MemoryUsed() const override {
+    std::lock_guard<std::mutex> lock(admission_->mu());
     return static_cast<int64_t>(admission_->filter().MemoryBytes());
   }
 

@@ -95,7 +95,7 @@ class MultiHashTableFusedOptimizeOp : public OpKernel {
     OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 7, "learning_rate_tensors",
                                        &learning_rates_input));
     int64_t update_time = 0;
-    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 8, "req_time", &update_time));
+    OP_REQUIRES_OK(ctx, GetUpdateTimeInput(ctx, 8, "req_time", &update_time));
     int64_t global_step = 0;
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 9, "global_step", &global_step));
     const Tensor& ids = *ids_input;

@@ -232,7 +232,7 @@ class MultiHashTableAssignOp : public OpKernel {
     UpdateInputs in;
     OP_REQUIRES_OK(ctx, ReadUpdateInputs(ctx, "value", &in));
     int64_t update_time = 0;
-    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 4, "update_time", &update_time));
+    OP_REQUIRES_OK(ctx, GetUpdateTimeInput(ctx, 4, "update_time", &update_time));
     // Tables are independent; one thread per table keeps repeated ids of a
     // table in order.
     OP_REQUIRES_OK(ctx, RunItems(ctx, in.mtable->size(), in.num_ids,

@@ -80,6 +80,21 @@ Status GetScalarInput(OpKernelContext* ctx, int index, const char* name,
   return OkStatus();
 }
 
+// An update time (seconds since the epoch) of an op that writes entries:
+// a scalar int64 in [0, 2^32), the range entries keep. A time out of range
+// (e.g. milliseconds) would become the table's "now" for expiry, and every
+// entry would then look expired to saves and eviction.
+inline Status GetUpdateTimeInput(OpKernelContext* ctx, int index,
+                                 const char* name, int64_t* seconds) {
+  TF_RETURN_IF_ERROR(GetScalarInput(ctx, index, name, seconds));
+  if (*seconds < 0 || *seconds > int64_t{0xFFFFFFFF}) {
+    return errors::InvalidArgument(
+        name, " = ", *seconds,
+        " is not a time in seconds in [0, 2^32) (milliseconds?)");
+  }
+  return OkStatus();
+}
+
 // Points *value at input |index| of |ctx|, which must be a vector (rank 1);
 // InvalidArgument naming the input (|name|) otherwise.
 inline Status GetVectorInput(OpKernelContext* ctx, int index,
@@ -285,7 +300,8 @@ struct OptimizeScalars {
 inline Status ReadOptimizeScalars(OpKernelContext* ctx, OptimizeScalars* in) {
   TF_RETURN_IF_ERROR(
       GetVectorInput(ctx, 4, "learning_rate", &in->learning_rates));
-  TF_RETURN_IF_ERROR(GetScalarInput(ctx, 5, "update_time", &in->update_time));
+  TF_RETURN_IF_ERROR(
+      GetUpdateTimeInput(ctx, 5, "update_time", &in->update_time));
   return GetScalarInput(ctx, 6, "global_step", &in->global_step);
 }
 
