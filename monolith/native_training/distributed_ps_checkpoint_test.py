@@ -263,12 +263,17 @@ def test_find_ps_checkpoints(tmp_path):
       d, "T_0.meta-00000-of-00002", "T_0.meta-00001-of-00002",
       "T_0-00000-of-00002", "T_1.meta-00000-of-00001",
       "T_2.meta-00000-of-00001",
-      # Not the group's: temporary files, other groups, other names.
-      "T_3.meta-00000-of-00001-tmp-123", "T_x_4.meta-00000-of-00001",
-      "T_05.meta-00000-of-00001", "T_local.meta-00000-of-00001",
-      "U_7.meta-00000-of-00001")
+      # Not the group's: other groups, other names.
+      "T_x_4.meta-00000-of-00001", "T_05.meta-00000-of-00001",
+      "T_local.meta-00000-of-00001", "U_7.meta-00000-of-00001",
+      "T_3.meta-00000-of-00001.bak", "T_3-00000-of-00001-tmp-1")
   assert multi_hash_table_ops.find_ps_checkpoints(d, "T") == [
       os.path.join(d, f"T_{j}") for j in range(3)
+  ]
+  # PS 3's save killed before it renamed its meta files: PS 3 counts.
+  _touch(d, "T_3.meta-00000-of-00001-tmp-0123456789abcdef")
+  assert multi_hash_table_ops.find_ps_checkpoints(d, "T") == [
+      os.path.join(d, f"T_{j}") for j in range(4)
   ]
   assert multi_hash_table_ops.find_ps_checkpoints(d, "V") == []
   assert multi_hash_table_ops.find_ps_checkpoints(

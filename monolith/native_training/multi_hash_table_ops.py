@@ -213,8 +213,11 @@ def find_ps_checkpoints(directory: str, group_prefix: str) -> List[str]:
   """The checkpoints of a group of PS tables in a directory, by PS index.
 
   Looks for the meta files "<group_prefix>_<j>.meta-SSSSS-of-NNNNN" that
-  saves of the group's tables (PS j's shared name, see `PsShard`) wrote;
-  temporary files of interrupted saves are ignored.
+  saves of the group's tables (PS j's shared name, see `PsShard`) wrote, and
+  their temporaries ("...-tmp-<save id>"): a save killed while renaming is
+  restored through them, and a PS whose save was killed before it renamed
+  anything must still count (restoring it then fails clearly instead of
+  its ids being dropped).
 
   Args:
     directory: the directory, e.g. a checkpoint's asset directory.
@@ -231,7 +234,7 @@ def find_ps_checkpoints(directory: str, group_prefix: str) -> List[str]:
   """
   pattern = re.compile(
       re.escape(group_prefix) +
-      r"_(0|[1-9][0-9]*)\.meta-[0-9]{5}-of-[0-9]{5}")
+      r"_(0|[1-9][0-9]*)\.meta-[0-9]{5}-of-[0-9]{5}(-tmp-.+)?")
   try:
     names = tf.io.gfile.listdir(directory)
   except tf.errors.NotFoundError:

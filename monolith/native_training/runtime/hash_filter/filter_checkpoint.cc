@@ -27,9 +27,13 @@ using ::monolith::hash_table::DeleteTemporaries;
 using ::monolith::hash_table::DescribeSaveId;
 using ::monolith::hash_table::FailedPreconditionError;
 using ::monolith::hash_table::FileSystem;
+using ::monolith::hash_table::FindInterruptedSaves;
+using ::monolith::hash_table::FinishRenames;
 using ::monolith::hash_table::HashFilterSplitDataDump;
 using ::monolith::hash_table::HashFilterSplitMetaDump;
 using ::monolith::hash_table::InternalError;
+using ::monolith::hash_table::InterruptedSave;
+using ::monolith::hash_table::InterruptedSavePath;
 using ::monolith::hash_table::InvalidArgumentError;
 using ::monolith::hash_table::kRecordFooterBytes;
 using ::monolith::hash_table::kRecordHeaderBytes;
@@ -434,6 +438,143 @@ Status ChooseSplitCount(FileSystem* fs, const std::string& basename,
   return Status::OK();
 }
 
+// The save a restore reads at a basename: each split's meta record, read
+// from its final name or (temp_suffix not empty) from where a save killed
+// while renaming left it.
+struct FilterSave {
+  int nsplits = 0;
+  std::string temp_suffix;
+  std::vector<SplitMeta> metas;
+};
+
+// Reads the meta record of every split of |paths| and checks that all are
+// one save's.
+Status ReadSaveMetas(FileSystem* fs, const std::string& basename,
+                     const std::vector<std::string>& paths,
+                     const ParallelFor& parallel_for,
+                     std::vector<SplitMeta>* metas) {
+  const int nsplits = static_cast<int>(paths.size());
+  metas->assign(nsplits, SplitMeta());
+  MONOLITH_RETURN_IF_ERROR(parallel_for(nsplits, [&](int64_t s) {
+    const int k = static_cast<int>(s);
+    return ReadSplitMeta(fs, paths[k], k, nsplits, &(*metas)[k]);
+  }));
+  const Identity& first = (*metas)[0].identity;
+  for (int s = 1; s < nsplits; ++s) {
+    const Identity& identity = (*metas)[s].identity;
+    if (identity.present != first.present ||
+        identity.save_id != first.save_id) {
+      return DataLossError(
+          "hash filter checkpoint " + basename +
+          " mixes saves: " + DescribeSave((*metas)[s].path, identity) + ", " +
+          DescribeSave((*metas)[0].path, first) +
+          " (a file copied from another checkpoint, or a save killed while "
+          "renaming whose temporaries were deleted); restore another "
+          "checkpoint");
+    }
+  }
+  return Status::OK();
+}
+
+// Finds the save to read at |basename| (see RestoreFilterCheckpoint) and
+// reads its meta records. |filter_nsplits| is for messages.
+Status ReadFilterSave(FileSystem* fs, const std::string& basename,
+                      int filter_nsplits, const ParallelFor& parallel_for,
+                      const LogFn& log, FilterSave* save) {
+  const SplitBasename split(basename);
+  std::vector<std::pair<std::string, SplitFile>> files;
+  Status status = ListShardFiles(fs, split, ParseShardFileName, &files);
+  if (status.code() == StatusCode::kNotFound) {
+    return NotFoundError("no hash filter checkpoint at " + basename + ": " +
+                         status.message());
+  }
+  MONOLITH_RETURN_IF_ERROR(status);
+  std::set<std::string> listed;
+  const std::set<InterruptedSave> interrupted =
+      FindInterruptedSaves(files, &listed);
+  std::map<int, std::set<int>> present;
+  for (const auto& [path, file] : files) {
+    if (!file.temp) present[file.nshards].insert(file.shard);
+  }
+  if (present.empty()) {
+    status = NotFoundError(
+        "no hash filter checkpoint at " + basename + " (expected " +
+        FilterCheckpointFileName(basename, 0, filter_nsplits) +
+        " and the other splits' files)");
+  } else {
+    status = ChooseSplitCount(fs, basename, present, filter_nsplits, log,
+                              &save->nsplits);
+  }
+  if (status.ok()) {
+    std::vector<std::string> paths;
+    for (int s = 0; s < save->nsplits; ++s) {
+      paths.push_back(FilterCheckpointFileName(basename, s, save->nsplits));
+    }
+    status = ReadSaveMetas(fs, basename, paths, parallel_for, &save->metas);
+  }
+  // A save killed after writing all its splits reads whole through them; it
+  // is newer than the save whose final names it was replacing. One killed
+  // while writing them has a partial or missing file.
+  for (const InterruptedSave& interrupted_save : interrupted) {
+    std::vector<std::string> paths;
+    for (int s = 0; s < interrupted_save.nshards; ++s) {
+      paths.push_back(
+          InterruptedSavePath(listed, basename, s, interrupted_save));
+      if (paths.back().empty()) break;
+    }
+    FilterSave candidate;
+    candidate.nsplits = interrupted_save.nshards;
+    candidate.temp_suffix = interrupted_save.temp_suffix;
+    if (paths.back().empty() ||
+        !ReadSaveMetas(fs, basename, paths, parallel_for, &candidate.metas)
+             .ok()) {
+      continue;
+    }
+    const Identity& identity = candidate.metas[0].identity;
+    if (!identity.present ||
+        TempSuffix(identity.save_id) != candidate.temp_suffix ||
+        (status.ok() && save->metas[0].identity.present &&
+         identity.save_time_micros <=
+             save->metas[0].identity.save_time_micros)) {
+      continue;
+    }
+    Log(log, "Hash filter checkpoint " + basename + ": reading " +
+                 DescribeSaveId(identity.save_id, identity.save_time_micros) +
+                 ", interrupted while giving its " +
+                 std::to_string(candidate.nsplits) +
+                 " splits their final names, through its temporaries (the "
+                 "next save finishes its renames)");
+    *save = std::move(candidate);
+    status = Status::OK();
+  }
+  return status;
+}
+
+// Finishes the renames of a save killed while renaming whose files are all
+// at |basename| (see RestoreFilterCheckpoint): they may hold the only whole
+// save there is.
+Status FinishInterruptedSave(FileSystem* fs, const std::string& basename,
+                             int filter_nsplits,
+                             const ParallelFor& parallel_for,
+                             const LogFn& log) {
+  std::vector<std::pair<std::string, SplitFile>> files;
+  if (!ListShardFiles(fs, SplitBasename(basename), ParseShardFileName, &files)
+           .ok()) {
+    return Status::OK();  // nothing there yet
+  }
+  std::set<std::string> listed;
+  if (FindInterruptedSaves(files, &listed).empty()) return Status::OK();
+  FilterSave save;
+  if (!ReadFilterSave(fs, basename, filter_nsplits, parallel_for, log, &save)
+           .ok() ||
+      save.temp_suffix.empty()) {
+    return Status::OK();  // the temporaries are no whole save's
+  }
+  std::vector<std::string> paths;
+  for (const SplitMeta& meta : save.metas) paths.push_back(meta.path);
+  return FinishRenames(fs, paths, {save.nsplits, save.temp_suffix}, log);
+}
+
 Status CheckBasename(const std::string& basename) {
   if (basename.empty() || basename.back() == '/') {
     return InvalidArgumentError("hash filter checkpoint basename \"" +
@@ -467,6 +608,10 @@ Status SaveFilterCheckpoint(FileSystem* fs, const std::string& basename,
   if (nsplits == 0) return Status::OK();  // a stateless filter
   const auto start = std::chrono::steady_clock::now();
   // One writer per basename: temporaries there are an interrupted save's.
+  // Where they complete a save that had begun renaming, its renames are
+  // finished first.
+  MONOLITH_RETURN_IF_ERROR(
+      FinishInterruptedSave(fs, basename, nsplits, parallel_for, log));
   DeleteTemporaries<SplitFile>(fs, split, ParseShardFileName, log);
 
   Identity save;
@@ -527,60 +672,17 @@ Status RestoreFilterCheckpoint(FileSystem* fs, const std::string& basename,
     return Status::OK();
   }
   const auto start = std::chrono::steady_clock::now();
-  const SplitBasename split(basename);
-  std::vector<std::pair<std::string, SplitFile>> files;
-  Status status = ListShardFiles(fs, split, ParseShardFileName, &files);
-  if (status.code() == StatusCode::kNotFound) {
-    return NotFoundError("no hash filter checkpoint at " + basename + ": " +
-                         status.message());
-  }
-  MONOLITH_RETURN_IF_ERROR(status);
-  std::map<int, std::set<int>> present;
-  for (const auto& [path, file] : files) {
-    if (!file.temp) present[file.nshards].insert(file.shard);
-  }
-  if (present.empty()) {
-    return NotFoundError("no hash filter checkpoint at " + basename +
-                         " (expected " +
-                         FilterCheckpointFileName(basename, 0, nsplits) +
-                         " and the other splits' files)");
-  }
-  int chosen = 0;
+  FilterSave save;
   MONOLITH_RETURN_IF_ERROR(
-      ChooseSplitCount(fs, basename, present, nsplits, log, &chosen));
-  if (chosen != nsplits) {
+      ReadFilterSave(fs, basename, nsplits, parallel_for, log, &save));
+  if (save.nsplits != nsplits) {
     return FailedPreconditionError(
         "hash filter checkpoint " + basename + " has " +
-        std::to_string(chosen) + " splits (" +
-        FilterCheckpointFileName(basename, 0, chosen) +
+        std::to_string(save.nsplits) + " splits (" + save.metas[0].path +
         ", ...) but the filter has " + std::to_string(nsplits) +
-        " splits; was the filter configured differently?" +
-        (present.size() > 1
-             ? " (split counts present: " + CountList(present) + ")"
-             : ""));
+        " splits; was the filter configured differently?");
   }
-
-  // Every meta record first: one save, each file the split it names.
-  std::vector<SplitMeta> metas(nsplits);
-  MONOLITH_RETURN_IF_ERROR(parallel_for(nsplits, [&](int64_t s) {
-    const int k = static_cast<int>(s);
-    return ReadSplitMeta(fs, FilterCheckpointFileName(basename, k, nsplits), k,
-                         nsplits, &metas[k]);
-  }));
-  for (int s = 1; s < nsplits; ++s) {
-    const Identity& first = metas[0].identity;
-    const Identity& identity = metas[s].identity;
-    if (identity.present != first.present ||
-        identity.save_id != first.save_id) {
-      return DataLossError(
-          "hash filter checkpoint " + basename +
-          " mixes saves: " + DescribeSave(metas[s].path, identity) + ", " +
-          DescribeSave(metas[0].path, first) +
-          " (a save interrupted while renaming its splits, or a file copied "
-          "from another checkpoint); save again or restore another "
-          "checkpoint");
-    }
-  }
+  const std::vector<SplitMeta>& metas = save.metas;
 
   // Then the splits, into a copy; the caller's filter is untouched until
   // all restored. (Only SlidingHashFilter has several splits, and it allows

@@ -11,8 +11,10 @@
 // - A save is atomic as a set: every split is written under a temporary name
 //   "<final name>-tmp-<save id>" and the final names are given only once all
 //   splits are complete. Then files of an earlier save at the basename with
-//   another split count are deleted; temporaries left by interrupted saves
-//   are deleted when the next save begins (restore ignores them).
+//   another split count are deleted. A save killed while renaming (all its
+//   splits written) is read whole through its remaining temporaries, and
+//   the next save finishes its renames before it deletes the temporaries
+//   of interrupted saves: no kill loses the last save.
 // - Every meta record carries the save's identity as protobuf fields the
 //   proto does not declare (unknown fields, which the original's parser and
 //   Filter::Restore skip): kIdentitySaveIdField (fixed64, random per save),
@@ -74,10 +76,14 @@ hash_table::Status SaveFilterCheckpoint(
 // result to *restored (untouched on error; |like| is never changed). Splits
 // restore in parallel through |parallel_for|. Filters with split_num() == 0
 // have nothing to restore: *restored = like.Clone(), no file is read.
+// A save killed after writing all its splits, before or while renaming
+// them, is newer than the files it was replacing and is read, through the
+// temporaries it had not renamed yet (logged); partial temporaries of a
+// save killed while writing are ignored.
 //
 // Errors:
 //  - NotFound naming the basename: no "<basename>-SSSSS-of-NNNNN" file
-//    (temporaries do not count) or no directory.
+//    (nor a whole interrupted save) or no directory.
 //  - FailedPrecondition naming both counts: the checkpoint's split count
 //    differs from like.split_num(); or no split count has all its files
 //    (names the missing file); or complete sets of two split counts are

@@ -20,6 +20,7 @@
 #include "monolith/native_training/runtime/hash_filter/probabilistic_filter.h"
 #include "monolith/native_training/runtime/hash_filter/sliding_hash_filter.h"
 #include "monolith/native_training/runtime/hash_filter/test_util.h"
+#include "monolith/native_training/runtime/hash_table/dying_file_system.h"
 
 namespace monolith {
 namespace hash_filter {
@@ -27,6 +28,7 @@ namespace {
 
 using ::monolith::hash_table::FileSystem;
 using ::monolith::hash_table::HashFilterSplitDataDump;
+using ::monolith::hash_table::DyingFileSystem;
 using ::monolith::hash_table::HashFilterSplitMetaDump;
 using ::monolith::hash_table::InternalError;
 using ::monolith::hash_table::ParallelFor;
@@ -580,6 +582,64 @@ TEST_F(CheckpointTest, MixedSavesAndMovedFilesAreRejected) {
 }
 
 // ------------------------------------------------------------ file sets
+
+// A save killed after writing its splits, before or while renaming them,
+// is read whole through its temporaries; the next save finishes its renames
+// first, so a kill during that save loses nothing either.
+TEST_F(CheckpointTest, SaveKilledWhileRenamingIsReadWholeAndFinished) {
+  for (int renames = 0; renames < 7; renames += 2) {
+    SCOPED_TRACE("killed after " + std::to_string(renames) + " renames");
+    ASSERT_TRUE(Save(*source_).ok());
+    Workload(source_.get(), 10 + renames, 500);  // the save killed below
+    DyingFileSystem dying(renames, /*new_files=*/-1);
+    ASSERT_FALSE(
+        SaveFilterCheckpoint(&dying, basename_, *source_, SerialFor).ok());
+    ASSERT_TRUE(dying.dead());
+    std::unique_ptr<Filter> restored;
+    ASSERT_TRUE(Restore(&restored).ok());
+    EXPECT_TRUE(AsSliding(*restored) == *source_);
+
+    // The next save dies at its first new file, after finishing the
+    // renames of the save it found.
+    DyingFileSystem dies_writing(/*renames=*/-1, /*new_files=*/0);
+    std::vector<std::string> log;
+    ASSERT_FALSE(SaveFilterCheckpoint(
+                     &dies_writing, basename_, *MakeSliding(3000, 7),
+                     SerialFor, [&log](const std::string& line) {
+                       log.push_back(line);
+                     })
+                     .ok());
+    const std::vector<std::string> names = ListDir(dir_);
+    EXPECT_EQ(names.size(), 7u);
+    for (const std::string& name : names) {
+      EXPECT_FALSE(Contains(name, "-tmp-")) << name;
+    }
+    bool finished = false;
+    for (const std::string& line : log) {
+      finished = finished || Contains(line, "finishing a save interrupted");
+    }
+    EXPECT_TRUE(finished);
+    ASSERT_TRUE(Restore(&restored).ok());
+    EXPECT_TRUE(AsSliding(*restored) == *source_);
+  }
+}
+
+// A save killed while writing its splits is ignored: the previous one is
+// read.
+TEST_F(CheckpointTest, SaveKilledWhileWritingLeavesThePreviousSave) {
+  ASSERT_TRUE(Save(*source_).ok());
+  std::unique_ptr<Filter> previous;
+  ASSERT_TRUE(Restore(&previous).ok());
+  Workload(source_.get(), 3, 500);
+  for (int new_files = 0; new_files < 7; new_files += 3) {
+    DyingFileSystem dying(/*renames=*/-1, new_files);
+    ASSERT_FALSE(
+        SaveFilterCheckpoint(&dying, basename_, *source_, SerialFor).ok());
+    std::unique_ptr<Filter> restored;
+    ASSERT_TRUE(Restore(&restored).ok());
+    EXPECT_TRUE(AsSliding(*restored) == AsSliding(*previous)) << new_files;
+  }
+}
 
 TEST_F(CheckpointTest, StaleTemporariesAreIgnoredAndDeleted) {
   ASSERT_TRUE(Save(*source_).ok());

@@ -144,22 +144,51 @@ std::string DescribeSave(const std::string& meta_path,
          DescribeSaveId(meta.save_id(), meta.save_time_micros());
 }
 
+// Where |info|'s shards are: the final names of its |nshards| shards, or
+// (|save| not null) the files of that interrupted save among |listed|.
+Status PlaceShards(const std::string& basename, int nshards,
+                   const InterruptedSave* save,
+                   const std::set<std::string>& listed, CheckpointInfo* info) {
+  info->shards.resize(nshards);
+  for (int s = 0; s < nshards; ++s) {
+    CheckpointInfo::Shard& shard = info->shards[s];
+    if (save == nullptr) {
+      shard.meta_path = CheckpointMetaName(basename, s, nshards);
+      shard.data_path = CheckpointDataName(basename, s, nshards);
+      continue;
+    }
+    shard.meta_path = InterruptedSavePath(listed, basename + ".meta", s, *save);
+    shard.data_path = InterruptedSavePath(listed, basename, s, *save);
+    if (shard.meta_path.empty() || shard.data_path.empty()) {
+      return NotFoundError(
+          (shard.meta_path.empty() ? CheckpointMetaName(basename, s, nshards)
+                                   : CheckpointDataName(basename, s, nshards)) +
+          " is missing, with or without " + save->temp_suffix);
+    }
+  }
+  return Status::OK();
+}
+
 // Reads and cross-checks the meta files of the |nshards|-shard checkpoint
-// at |basename|.
+// at |basename|: its final names, or (|save| not null) the files the
+// interrupted save |save| left, all of which must be that save's.
 Status ReadMetaFiles(FileSystem* fs, const std::string& basename, int nshards,
-                     bool need_data, CheckpointInfo* info) {
+                     const InterruptedSave* save,
+                     const std::set<std::string>& listed, bool need_data,
+                     CheckpointInfo* info) {
   *info = CheckpointInfo();
   info->basename = basename;
   info->nshards = nshards;
-  info->shards.resize(nshards);
+  if (save != nullptr) info->temp_suffix = save->temp_suffix;
+  MONOLITH_RETURN_IF_ERROR(PlaceShards(basename, nshards, save, listed, info));
   MultiHashTableMetadata first;
-  const std::string first_path = CheckpointMetaName(basename, 0, nshards);
+  const std::string first_path = info->shards[0].meta_path;
   for (int s = 0; s < nshards; ++s) {
-    const std::string path = CheckpointMetaName(basename, s, nshards);
+    CheckpointInfo::Shard& shard = info->shards[s];
+    const std::string& path = shard.meta_path;
     std::unique_ptr<RecordFileReader> reader;
     MONOLITH_RETURN_IF_ERROR(
         RecordFileReader::Open(fs, path, /*snappy=*/false, &reader));
-    CheckpointInfo::Shard& shard = info->shards[s];
     std::string_view record;
     for (int i = 0;; ++i) {
       const Status status = reader->Next(&record);
@@ -169,6 +198,11 @@ Status ReadMetaFiles(FileSystem* fs, const std::string& basename, int nshards,
       if (!meta.ParseFromArray(record.data(), static_cast<int>(record.size()))) {
         return DataLossError(path + ": record " + std::to_string(i) +
                              " is not a MultiHashTableMetadata");
+      }
+      if (save != nullptr && (!meta.has_save_id() ||
+                              TempSuffix(meta.save_id()) != save->temp_suffix)) {
+        return DataLossError(path + " is not a file of the interrupted save " +
+                             save->temp_suffix);
       }
       if (s == 0 && i == 0) {
         first = meta;
@@ -180,8 +214,9 @@ Status ReadMetaFiles(FileSystem* fs, const std::string& basename, int nshards,
         return DataLossError(
             "checkpoint " + basename + " mixes saves: " +
             DescribeSave(path, meta) + ", " + DescribeSave(first_path, first) +
-            " (a save interrupted while renaming its shards, or a file "
-            "copied from another checkpoint); restore another checkpoint");
+            " (a file copied from another checkpoint, or a save killed while "
+            "renaming whose temporaries were deleted); restore another "
+            "checkpoint");
       }
       if (info->has_identity) {
         if (meta.shard() != static_cast<uint32_t>(s) ||
@@ -231,7 +266,7 @@ Status ReadMetaFiles(FileSystem* fs, const std::string& basename, int nshards,
                            std::to_string(info->tables.size()));
     }
     if (need_data) {
-      const std::string data = CheckpointDataName(basename, s, nshards);
+      const std::string& data = shard.data_path;
       uint64_t size = 0;
       MONOLITH_RETURN_IF_ERROR(fs->GetFileSize(data, &size));
       if (shard.has_data_file_bytes && size != shard.data_file_bytes) {
@@ -248,10 +283,8 @@ Status ReadMetaFiles(FileSystem* fs, const std::string& basename, int nshards,
 
 Status RestoreShard(FileSystem* fs, const CheckpointInfo& info, int s,
                     const RecordRestorer& restore, ShardProgress* progress) {
-  const std::string data_path =
-      CheckpointDataName(info.basename, s, info.nshards);
-  const std::string meta_path =
-      CheckpointMetaName(info.basename, s, info.nshards);
+  const std::string& data_path = info.shards[s].data_path;
+  const std::string& meta_path = info.shards[s].meta_path;
   bool uncompressed = false;
   MONOLITH_RETURN_IF_ERROR(IsUncompressedRecordFile(fs, data_path, &uncompressed));
   std::unique_ptr<RecordFileReader> reader;
@@ -299,6 +332,109 @@ Status RestoreShard(FileSystem* fs, const CheckpointInfo& info, int s,
   return Status::OK();
 }
 
+// ReadCheckpointInfo's reading of the final names among |files| (a
+// basename's, listed).
+Status ReadFinalNames(FileSystem* fs, const std::string& basename,
+                      const std::vector<std::pair<std::string, ShardFile>>& files,
+                      const std::set<std::string>& listed, bool need_data,
+                      const LogFn& log, CheckpointInfo* info) {
+  const std::string expected = " (expected " +
+                               CheckpointDataName(basename, 0, 1) +
+                               " and its .meta file)";
+  // Shards present per shard count, as {data, meta}.
+  std::map<int, std::pair<std::set<int>, std::set<int>>> counts;
+  for (const auto& [path, file] : files) {
+    if (file.temp) continue;
+    auto& present = counts[file.nshards];
+    (file.meta ? present.second : present.first).insert(file.shard);
+  }
+  if (counts.empty()) {
+    return NotFoundError("no multi hash table checkpoint at " + basename +
+                         expected);
+  }
+  std::vector<int> complete;
+  std::string missing;
+  for (const auto& [nshards, present] : counts) {
+    const bool has_meta = static_cast<int>(present.second.size()) == nshards;
+    const bool has_data = static_cast<int>(present.first.size()) == nshards;
+    if (has_meta && (has_data || !need_data)) {
+      complete.push_back(nshards);
+      continue;
+    }
+    for (int s = 0; s < nshards && missing.empty(); ++s) {
+      if (!present.second.count(s)) {
+        missing = CheckpointMetaName(basename, s, nshards);
+      } else if (need_data && !present.first.count(s)) {
+        missing = CheckpointDataName(basename, s, nshards);
+      }
+    }
+  }
+  if (complete.empty()) {
+    return NotFoundError("checkpoint " + basename + " is incomplete: " +
+                         missing + " is missing");
+  }
+  if (complete.size() == 1) {
+    MONOLITH_RETURN_IF_ERROR(ReadMetaFiles(fs, basename, complete[0], nullptr,
+                                           listed, need_data, info));
+    if (counts.size() > 1) {
+      Log(log, "Checkpoint " + basename + ": ignoring files of another "
+               "shard count (an incomplete, interrupted save); reading the "
+               "complete " + std::to_string(complete[0]) + "-shard save");
+    }
+    return Status::OK();
+  }
+  // Several complete saves with different shard counts: a save that was
+  // interrupted before deleting the files it superseded. Read the newest.
+  CheckpointInfo newest;
+  for (int nshards : complete) {
+    CheckpointInfo candidate;
+    const Status status = ReadMetaFiles(fs, basename, nshards, nullptr,
+                                        listed, need_data, &candidate);
+    if (!status.ok() || !candidate.has_identity) {
+      return DataLossError(
+          "checkpoint " + basename + " mixes shard counts " +
+          std::to_string(complete[0]) + " and " + std::to_string(complete[1]) +
+          (status.ok() ? " and its saves carry no save time to choose by"
+                       : "; the " + std::to_string(nshards) +
+                             "-shard files are unreadable: " +
+                             status.message()));
+    }
+    if (newest.nshards == 0 ||
+        candidate.save_time_micros > newest.save_time_micros) {
+      newest = std::move(candidate);
+    }
+  }
+  Log(log, "Checkpoint " + basename + " holds complete saves with " +
+               std::to_string(complete.size()) +
+               " shard counts (a save interrupted before it deleted the files "
+               "it superseded); reading the newest, with " +
+               std::to_string(newest.nshards) + " shards");
+  *info = std::move(newest);
+  return Status::OK();
+}
+
+Status FinishInterruptedSave(FileSystem* fs, const std::string& basename,
+                             const LogFn& log) {
+  std::vector<std::pair<std::string, ShardFile>> files;
+  if (!ListShardFiles(fs, SplitBasename(basename), ParseShardFile, &files)
+           .ok()) {
+    return Status::OK();  // nothing there yet
+  }
+  std::set<std::string> listed;
+  if (FindInterruptedSaves(files, &listed).empty()) return Status::OK();
+  CheckpointInfo info;
+  if (!ReadCheckpointInfo(fs, basename, /*need_data=*/true, log, &info).ok() ||
+      info.temp_suffix.empty()) {
+    return Status::OK();  // the temporaries are no whole save's
+  }
+  std::vector<std::string> paths;
+  for (const CheckpointInfo::Shard& shard : info.shards) {
+    paths.push_back(shard.data_path);
+    paths.push_back(shard.meta_path);
+  }
+  return FinishRenames(fs, paths, {info.nshards, info.temp_suffix}, log);
+}
+
 }  // namespace
 
 std::string CheckpointDataName(const std::string& basename, int shard,
@@ -340,7 +476,9 @@ Status SaveCheckpoint(FileSystem* fs, const std::string& basename,
   const SplitBasename split(basename);
   MONOLITH_RETURN_IF_ERROR(fs->CreateDirectories(split.dir));
   // One writer per basename: temporary files there are an interrupted
-  // save's.
+  // save's. Where they complete a save that had begun renaming, its renames
+  // are finished first: they may hold the only whole save there is.
+  MONOLITH_RETURN_IF_ERROR(FinishInterruptedSave(fs, basename, options.log));
   DeleteTemporaries<ShardFile>(fs, split, ParseShardFile, options.log);
 
   const uint64_t save_id = NewSaveId(NowMicros());
@@ -391,9 +529,6 @@ Status ReadCheckpointInfo(FileSystem* fs, const std::string& basename,
                           bool need_data, const LogFn& log,
                           CheckpointInfo* info) {
   const SplitBasename split(basename);
-  const std::string expected = " (expected " +
-                               CheckpointDataName(basename, 0, 1) +
-                               " and its .meta file)";
   std::vector<std::pair<std::string, ShardFile>> files;
   Status status = ListShardFiles(fs, split, ParseShardFile, &files);
   if (status.code() == StatusCode::kNotFound) {
@@ -401,76 +536,36 @@ Status ReadCheckpointInfo(FileSystem* fs, const std::string& basename,
                          ": " + status.message());
   }
   MONOLITH_RETURN_IF_ERROR(status);
-  // Shards present per shard count, as {data, meta}.
-  std::map<int, std::pair<std::set<int>, std::set<int>>> counts;
-  for (const auto& [path, file] : files) {
-    if (file.temp) continue;
-    auto& present = counts[file.nshards];
-    (file.meta ? present.second : present.first).insert(file.shard);
-  }
-  if (counts.empty()) {
-    return NotFoundError("no multi hash table checkpoint at " + basename +
-                         expected);
-  }
-  std::vector<int> complete;
-  std::string missing;
-  for (const auto& [nshards, present] : counts) {
-    const bool has_meta = static_cast<int>(present.second.size()) == nshards;
-    const bool has_data = static_cast<int>(present.first.size()) == nshards;
-    if (has_meta && (has_data || !need_data)) {
-      complete.push_back(nshards);
+  std::set<std::string> listed;
+  const std::set<InterruptedSave> interrupted =
+      FindInterruptedSaves(files, &listed);
+  status = ReadFinalNames(fs, basename, files, listed, need_data, log, info);
+  // A save killed after writing all its files reads whole through them; it
+  // is newer than the save whose final names it was replacing. One killed
+  // while writing them fails ReadMetaFiles (a partial or missing file).
+  for (const InterruptedSave& save : interrupted) {
+    CheckpointInfo candidate;
+    if (!ReadMetaFiles(fs, basename, save.nshards, &save, listed, need_data,
+                       &candidate)
+             .ok() ||
+        !candidate.has_identity ||  // meta files without records
+        (status.ok() && info->has_identity &&
+         candidate.save_time_micros <= info->save_time_micros)) {
       continue;
     }
-    for (int s = 0; s < nshards && missing.empty(); ++s) {
-      if (!present.second.count(s)) {
-        missing = CheckpointMetaName(basename, s, nshards);
-      } else if (need_data && !present.first.count(s)) {
-        missing = CheckpointDataName(basename, s, nshards);
-      }
-    }
+    Log(log, "Checkpoint " + basename + ": reading " +
+                 DescribeSaveId(candidate.save_id,
+                                candidate.save_time_micros) +
+                 ", interrupted while giving its " +
+                 std::to_string(candidate.nshards) +
+                 " shards their final names, through its temporaries (the "
+                 "next save finishes its renames)");
+    *info = std::move(candidate);
+    status = Status::OK();
   }
-  if (complete.empty()) {
-    return NotFoundError("checkpoint " + basename + " is incomplete: " +
-                         missing + " is missing");
-  }
-  if (complete.size() == 1) {
-    MONOLITH_RETURN_IF_ERROR(
-        ReadMetaFiles(fs, basename, complete[0], need_data, info));
-    if (counts.size() > 1) {
-      Log(log, "Checkpoint " + basename + ": ignoring files of another "
-               "shard count (an incomplete, interrupted save); reading the "
-               "complete " + std::to_string(complete[0]) + "-shard save");
-    }
-    return Status::OK();
-  }
-  // Several complete saves with different shard counts: a save that was
-  // interrupted before deleting the files it superseded. Read the newest.
-  CheckpointInfo newest;
-  for (int nshards : complete) {
-    CheckpointInfo candidate;
-    status = ReadMetaFiles(fs, basename, nshards, need_data, &candidate);
-    if (!status.ok() || !candidate.has_identity) {
-      return DataLossError(
-          "checkpoint " + basename + " mixes shard counts " +
-          std::to_string(complete[0]) + " and " + std::to_string(complete[1]) +
-          (status.ok() ? " and its saves carry no save time to choose by"
-                       : "; the " + std::to_string(nshards) +
-                             "-shard files are unreadable: " +
-                             status.message()));
-    }
-    if (newest.nshards == 0 ||
-        candidate.save_time_micros > newest.save_time_micros) {
-      newest = std::move(candidate);
-    }
-  }
-  Log(log, "Checkpoint " + basename + " holds complete saves with " +
-               std::to_string(complete.size()) +
-               " shard counts (a save interrupted before it deleted the files "
-               "it superseded); reading the newest, with " +
-               std::to_string(newest.nshards) + " shards");
-  *info = std::move(newest);
-  return Status::OK();
+  return status;
 }
+
 
 Status RestoreCheckpoint(FileSystem* fs, const CheckpointInfo& info,
                          const RecordRestorer& restore,

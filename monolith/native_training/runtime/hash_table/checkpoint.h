@@ -16,8 +16,10 @@
 //   renames, a shard copied in from another checkpoint);
 // - every shard is written under a temporary name first; the final names
 //   are given only once all shards are complete, and then the files of an
-//   earlier save at the basename with another shard count, and temporary
-//   files left by interrupted saves, are deleted.
+//   earlier save at the basename with another shard count are deleted.
+//   A save killed while renaming is read whole through its remaining
+//   temporaries, and the next save finishes its renames before it deletes
+//   the temporaries of interrupted saves: no kill loses the last save.
 // Checkpoints of the original (no identity fields) are read as before.
 //
 // No TensorFlow includes: files come from a FileSystem, parallelism from a
@@ -96,6 +98,10 @@ struct CheckpointInfo {
     uint32_t entries_crc32c = 0;
   };
   struct Shard {
+    // Where the shard is read from: its final names, or temporaries of an
+    // interrupted save (see temp_suffix).
+    std::string data_path;
+    std::string meta_path;
     std::vector<ShardTable> tables;  // in data-file order
     bool has_data_file_bytes = false;
     uint64_t data_file_bytes = 0;
@@ -109,6 +115,10 @@ struct CheckpointInfo {
   int64_t save_time_micros = 0;
   std::vector<Table> tables;  // in the order of the meta records
   std::vector<Shard> shards;
+  // Not empty: the save was killed while renaming its files (or just
+  // before), and is read through its temporaries "<final name><temp_suffix>"
+  // where it had not renamed them yet.
+  std::string temp_suffix;
 
   // Index of the table named |name|, or -1.
   int FindTable(const std::string& name) const;
@@ -119,7 +129,10 @@ struct CheckpointInfo {
 // exists with the size its meta file states. Where files of two shard
 // counts are present (a save interrupted before it deleted the older
 // save's files), the complete, newer save is read and the other reported
-// through |log|.
+// through |log|. A save killed while giving its shards their final names
+// (after writing them all) is read whole, through the temporaries of the
+// shards it had not renamed yet, and reported through |log|; the next
+// save at |basename| finishes its renames.
 Status ReadCheckpointInfo(FileSystem* fs, const std::string& basename,
                           bool need_data, const LogFn& log,
                           CheckpointInfo* info);

@@ -1582,6 +1582,39 @@ class Mutator {
     }
   }
 
+  // The save killed while renaming its files (the first save at the
+  // basename): the files from a random point of its rename order (each
+  // shard's data, then its meta) on keep their temporary names. A restore
+  // reads it whole through them. Needs the save's identity.
+  void InterruptedRenames() {
+    const auto meta0 = files_.files.find(
+        CheckpointMetaName(kBasename, 0, base_.nshards));
+    if (meta0 == files_.files.end()) return;
+    const RecordStream records = SplitRecords(meta0->second);
+    MultiHashTableMetadata first;
+    if (records.records.empty() || !first.ParseFromString(records.records[0]) ||
+        !first.has_save_id()) {
+      return;
+    }
+    const int renamed = static_cast<int>(rng_.Below(2 * base_.nshards));
+    for (int r = renamed; r < 2 * base_.nshards; ++r) {
+      const std::string name =
+          r % 2 == 0 ? CheckpointDataName(kBasename, r / 2, base_.nshards)
+                     : CheckpointMetaName(kBasename, r / 2, base_.nshards);
+      const auto file = files_.files.find(name);
+      if (file == files_.files.end()) continue;
+      const std::string temp = name + TempSuffix(first.save_id());
+      files_.files[temp] = std::move(file->second);
+      files_.files.erase(name);
+      const auto snappy = files_.snappy.find(name);
+      if (snappy != files_.snappy.end()) {
+        files_.snappy[temp] = snappy->second;
+        files_.snappy.erase(name);
+      }
+    }
+    desc_ += " =interrupted-renames(" + std::to_string(renamed) + ")";
+  }
+
   // Every meta record without its identity fields: a checkpoint as the
   // original writes it.
   void StripIdentity() {
@@ -2179,10 +2212,15 @@ void RunIteration(uint64_t seed, int64_t iteration,
     const int n = static_cast<int>(rng.Range(1, 3));
     for (int i = 0; i < n; ++i) mutator.Equivalent();
     mutator.FixMeta(/*digests=*/true, /*sizes=*/true);
-    if (rng.Chance(0.1)) mutator.StripIdentity();
+    if (rng.Chance(0.1)) {
+      mutator.StripIdentity();
+    } else if (rng.Chance(0.15)) {
+      mutator.InterruptedRenames();
+    }
     if (rng.Chance(0.25)) mode = Mode::kServing;
   } else {
     const int n = rng.Chance(0.6) ? 1 : static_cast<int>(rng.Range(2, 4));
+    if (rng.Chance(0.1)) mutator.InterruptedRenames();
     for (int i = 0; i < n; ++i) mutator.Hostile();
     const bool digests = rng.Chance(0.6);
     const bool sizes = rng.Chance(0.85);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "monolith/native_training/runtime/hash_table/dying_file_system.h"
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
 #include "monolith/native_training/runtime/hash_table/record_file.h"
 
@@ -48,15 +49,15 @@ Contents MakeContents(int version, int per_table) {
   return contents;
 }
 
-Status Save(const std::string& basename, const Contents& contents, int nshards,
-            bool snappy = true, std::vector<std::string>* log = nullptr) {
+Status SaveTo(FileSystem* fs, const std::string& basename,
+              const Contents& contents, int nshards, bool snappy = true,
+              std::vector<std::string>* log = nullptr) {
   SaveOptions options;
   options.nshards = nshards;
   options.snappy = snappy;
   if (log) options.log = [log](const std::string& line) { log->push_back(line); };
-  PosixFileSystem fs;
   return SaveCheckpoint(
-      &fs, basename, kTables,
+      fs, basename, kTables,
       [&](int table, int shard, int n,
           const std::function<Status(std::string_view)>& write) {
         const auto it = contents.find(table);
@@ -68,6 +69,12 @@ Status Save(const std::string& basename, const Contents& contents, int nshards,
         return Status::OK();
       },
       options);
+}
+
+Status Save(const std::string& basename, const Contents& contents, int nshards,
+            bool snappy = true, std::vector<std::string>* log = nullptr) {
+  PosixFileSystem fs;
+  return SaveTo(&fs, basename, contents, nshards, snappy, log);
 }
 
 // Restores |basename| into table -> sorted records.
@@ -287,6 +294,92 @@ TEST(CheckpointTest, TwoCompleteShardCountsReadTheNewerSave) {
   Copy(CheckpointDataName(old_copy, 0, 4), CheckpointDataName(basename, 0, 4));
   ASSERT_TRUE(Restore(basename, &restored).ok());
   EXPECT_EQ(restored, MakeContents(3, 50));
+}
+
+bool AnyContains(const std::vector<std::string>& lines,
+                 const std::string& part) {
+  for (const std::string& line : lines) {
+    if (Contains(line, part)) return true;
+  }
+  return false;
+}
+
+// A save killed after writing its shards, before or while renaming them,
+// is read whole through its temporaries: nothing of it is lost, and the
+// save it was replacing is not mixed in. The next save finishes its
+// renames before anything else, so a kill during that save loses nothing
+// either.
+TEST(CheckpointTest, SaveKilledWhileRenamingIsReadWholeAndFinished) {
+  const std::string dir = TestDir("killed_renaming");
+  const std::string basename = dir + "/t";
+  for (const int old_nshards : {3, 5}) {
+    for (int renames = 0; renames < 6; ++renames) {
+      SCOPED_TRACE("old shards " + std::to_string(old_nshards) + ", killed after " +
+                   std::to_string(renames) + " renames");
+      ASSERT_TRUE(Save(basename, MakeContents(1, 30), old_nshards).ok());
+      DyingFileSystem dying(renames, /*new_files=*/-1);
+      ASSERT_FALSE(SaveTo(&dying, basename, MakeContents(2, 30), 3).ok());
+      ASSERT_TRUE(dying.dead());
+      Contents restored;
+      std::vector<std::string> log;
+      const Status status = Restore(basename, &restored, nullptr, &log);
+      ASSERT_TRUE(status.ok()) << status.ToString();
+      EXPECT_EQ(restored, MakeContents(2, 30));
+      EXPECT_TRUE(AnyContains(log, "interrupted while giving its 3 shards"));
+
+      // The next save is killed at its first new file: after it finished
+      // the renames of the save it found, before it wrote anything.
+      DyingFileSystem dies_writing(/*renames=*/-1, /*new_files=*/0);
+      log.clear();
+      ASSERT_FALSE(
+          SaveTo(&dies_writing, basename, MakeContents(3, 30), 2, true, &log)
+              .ok());
+      EXPECT_TRUE(AnyContains(log, "finishing a save interrupted"));
+      std::vector<std::string> expected_files;
+      for (int s = 0; s < 3; ++s) {
+        expected_files.push_back("t-0000" + std::to_string(s) + "-of-00003");
+      }
+      for (int s = 0; s < 3; ++s) {
+        expected_files.push_back("t.meta-0000" + std::to_string(s) +
+                                 "-of-00003");
+      }
+      if (old_nshards != 3) {  // the old save's files, not yet superseded
+        std::vector<std::string> with_old;
+        for (int s = 0; s < old_nshards; ++s) {
+          with_old.push_back(CheckpointDataName("t", s, old_nshards));
+          with_old.push_back(CheckpointMetaName("t", s, old_nshards));
+        }
+        with_old.insert(with_old.end(), expected_files.begin(),
+                        expected_files.end());
+        std::sort(with_old.begin(), with_old.end());
+        expected_files = with_old;
+      }
+      EXPECT_EQ(List(dir), expected_files);
+      log.clear();
+      ASSERT_TRUE(Restore(basename, &restored, nullptr, &log).ok());
+      EXPECT_EQ(restored, MakeContents(2, 30));
+      ASSERT_TRUE(Save(basename, MakeContents(4, 30), 3).ok());
+    }
+  }
+}
+
+// A save killed while writing its shards left partial temporaries: the
+// previous save is read, and the next save deletes them.
+TEST(CheckpointTest, SaveKilledWhileWritingLeavesThePreviousSave) {
+  const std::string dir = TestDir("killed_writing");
+  const std::string basename = dir + "/t";
+  ASSERT_TRUE(Save(basename, MakeContents(1, 30), 3).ok());
+  for (int new_files = 0; new_files < 6; ++new_files) {
+    DyingFileSystem dying(/*renames=*/-1, new_files);
+    ASSERT_FALSE(SaveTo(&dying, basename, MakeContents(2, 30), 3).ok());
+    Contents restored;
+    ASSERT_TRUE(Restore(basename, &restored).ok());
+    EXPECT_EQ(restored, MakeContents(1, 30)) << new_files << " new files";
+  }
+  ASSERT_TRUE(Save(basename, MakeContents(3, 30), 3).ok());
+  for (const std::string& name : List(dir)) {
+    EXPECT_FALSE(Contains(name, "-tmp-")) << name;
+  }
 }
 
 TEST(CheckpointTest, NextSaveDeletesTemporaryFilesOfInterruptedSaves) {

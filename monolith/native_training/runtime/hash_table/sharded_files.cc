@@ -68,7 +68,39 @@ bool ParseShardFileName(std::string_view name, std::string_view prefix,
   if (file->temp && name.substr(0, std::strlen(kTempMarker)) != kTempMarker) {
     return false;
   }
+  file->temp_suffix = std::string(name);
   return file->nshards > 0 && file->shard < file->nshards;
+}
+
+std::string InterruptedSavePath(const std::set<std::string>& listed,
+                                const std::string& base, int shard,
+                                const InterruptedSave& save) {
+  const std::string final_path = ShardFileName(base, shard, save.nshards);
+  const std::string temp_path = final_path + save.temp_suffix;
+  if (listed.count(temp_path)) return temp_path;
+  if (listed.count(final_path)) return final_path;
+  return "";
+}
+
+Status FinishRenames(FileSystem* fs, const std::vector<std::string>& paths,
+                     const InterruptedSave& save, const LogFn& log) {
+  const std::string& suffix = save.temp_suffix;
+  for (const std::string& path : paths) {
+    if (path.size() <= suffix.size() ||
+        path.compare(path.size() - suffix.size(), suffix.size(), suffix) !=
+            0) {
+      continue;
+    }
+    const std::string final_path = path.substr(0, path.size() - suffix.size());
+    const Status status = fs->RenameFile(path, final_path);
+    if (!status.ok()) {
+      return Prefixed("cannot finish the renames of an interrupted save: ",
+                      status);
+    }
+    Log(log, "Renamed " + path + " to " + final_path +
+                 " (finishing a save interrupted while renaming)");
+  }
+  return Status::OK();
 }
 
 int64_t NowMicros() {

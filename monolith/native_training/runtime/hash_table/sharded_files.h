@@ -15,8 +15,10 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <set>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -53,7 +55,8 @@ std::string ShardFileName(const std::string& base, int shard, int nshards);
 struct ShardName {
   int shard = 0;
   int nshards = 0;
-  bool temp = false;  // "<final name>-tmp-<anything>"
+  bool temp = false;        // "<final name>-tmp-<anything>"
+  std::string temp_suffix;  // "-tmp-<anything>" of a temporary
 };
 
 // Whether |name| is "<prefix>-SSSSS-of-NNNNN" or
@@ -123,6 +126,51 @@ void DeleteOtherShardCounts(FileSystem* fs, const SplitBasename& split,
       },
       why, log);
 }
+
+// A save that wrote temporaries at a basename and did not finish: killed
+// while writing them (some are partial), or after (all are complete: it
+// may have given some of them their final names already). Readers tell the
+// two apart by reading the files; a complete one is rolled forward, since
+// the final names it gave mix it with the save it replaces.
+struct InterruptedSave {
+  int nshards = 0;
+  std::string temp_suffix;  // of its temporaries: TempSuffix(its save id)
+  bool operator<(const InterruptedSave& other) const {
+    return std::tie(nshards, temp_suffix) <
+           std::tie(other.nshards, other.temp_suffix);
+  }
+};
+
+// The interrupted saves whose temporaries are among |files| (as
+// ListShardFiles gives them; File: a ShardName), and into |listed| every
+// path of |files|.
+template <typename File>
+std::set<InterruptedSave> FindInterruptedSaves(
+    const std::vector<std::pair<std::string, File>>& files,
+    std::set<std::string>* listed) {
+  std::set<InterruptedSave> saves;
+  for (const auto& [path, file] : files) {
+    listed->insert(path);
+    if (file.temp) saves.insert({file.nshards, file.temp_suffix});
+  }
+  return saves;
+}
+
+// Where shard |shard| of |nshards| of the files "<base>-SSSSS-of-NNNNN" of
+// the interrupted save |save| is: its temporary if |listed|, else the final
+// name if |listed| (renamed already, or another save's: readers check),
+// else "".
+std::string InterruptedSavePath(const std::set<std::string>& listed,
+                                const std::string& base, int shard,
+                                const InterruptedSave& save);
+
+// Gives the final names an interrupted save (whose files a reader checked
+// to be one complete save) had not given yet: renames every path of
+// |paths| that is a temporary of |save| to its final name, in order. The
+// order is the save's own, so a kill meanwhile leaves a state of the same
+// kind.
+Status FinishRenames(FileSystem* fs, const std::vector<std::string>& paths,
+                     const InterruptedSave& save, const LogFn& log);
 
 // Microseconds since the Unix epoch.
 int64_t NowMicros();

@@ -628,7 +628,8 @@ def test_save_over_a_checkpoint_with_another_shard_count(graph, tmp_path):
 def test_shards_of_two_saves_are_refused(graph, tmp_path):
   first = _saved_checkpoint(tmp_path / "first")
   second = _saved_checkpoint(tmp_path / "second")
-  # A save of |first| killed after renaming shard 0.
+  # Shard 0 copied in from another save: a mix of saves with no temporaries
+  # of an interrupted save to complete either.
   for name in ("mtable-00000-of-00002", "mtable.meta-00000-of-00002"):
     with open(os.path.join(os.path.dirname(second), name), "rb") as f:
       data = f.read()

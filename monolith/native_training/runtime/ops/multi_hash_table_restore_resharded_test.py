@@ -231,7 +231,7 @@ def test_a_checkpoint_of_mixed_saves_is_refused_before_any_change(
     graph, tmp_path):
   basenames, _ = _save_old_layout(tmp_path / "first", 2)
   other, _ = _save_old_layout(tmp_path / "second", 2)
-  # Old PS 1's save killed after renaming its shard 0: shards of two saves.
+  # Old PS 1's shard 0 copied in from another save: shards of two saves.
   for suffix in ("-00000-of-00002", ".meta-00000-of-00002"):
     with open(other[1] + suffix, "rb") as f:
       data = f.read()
