@@ -21,6 +21,7 @@
 
 #include "monolith/native_training/runtime/hash_table/huge_page_pool.h"
 #include "monolith/native_training/runtime/hash_table/initializer/initializer_interface.h"
+#include "monolith/native_training/runtime/hash_table/update_time.h"
 
 namespace monolith {
 namespace hash_table {
@@ -64,9 +65,10 @@ inline uint64_t Mix(int64_t id) {
 
 using Timestamp = uint32_t;
 
+static_assert(kMaxUpdateTimeSeconds == std::numeric_limits<Timestamp>::max());
+
 inline Timestamp ToTimestamp(int64_t seconds) {
-  return static_cast<Timestamp>(
-      std::clamp<int64_t>(seconds, 0, std::numeric_limits<Timestamp>::max()));
+  return static_cast<Timestamp>(ClampUpdateTime(seconds));
 }
 
 // 16 bytes, four to a cache line: the id, its entry's arena index and its

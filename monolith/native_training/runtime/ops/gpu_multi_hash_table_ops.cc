@@ -550,45 +550,19 @@ class GpuMultiHashTableFusedOptimizeOp : public OpKernel {
     LockedGpuTable locked;
     OP_REQUIRES_OK(ctx, LockGpuTable(ctx, &locked));
     GpuMultiHashTable* mtable = locked.table.get();
-    const Tensor* ids = nullptr;
-    const Tensor* indices = nullptr;
-    const Tensor* slot_sizes = nullptr;
-    const Tensor* grads = nullptr;
-    const Tensor* id_offsets = nullptr;
-    const Tensor* grad_offsets = nullptr;
-    const Tensor* learning_rates = nullptr;
-    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 1, "ids", &ids));
-    // Unused (the fused lookup's passthrough of ids), but checked.
-    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 2, "indices", &indices));
-    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 3, "fused_slot_size", &slot_sizes));
-    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 4, "id_grads", &grads));
-    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 5, "id_offsets", &id_offsets));
-    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 6, "grad_offsets", &grad_offsets));
-    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 7, "learning_rate_tensors",
-                                       &learning_rates));
-    int64_t update_time = 0;
-    OP_REQUIRES_OK(ctx, GetUpdateTimeInput(ctx, 8, "req_time", &update_time));
-    // Not read beyond its check: creation refuses warmup_steps, the one
-    // step-dependent setting of the GPU optimizers.
-    int64_t global_step = 0;
-    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 9, "global_step", &global_step));
-    FusedLayout layout;
-    OP_REQUIRES_OK(ctx, ComputeFusedLayout(mtable->dims(), *slot_sizes,
-                                           ids->NumElements(), num_shards_,
-                                           &layout));
-    OP_REQUIRES_OK(ctx, CheckFusedOffsets(*id_offsets, *grad_offsets, layout));
-    OP_REQUIRES(ctx, grads->NumElements() == layout.emb_offsets.back(),
-                errors::InvalidArgument(
-                    "id_grads has ", grads->NumElements(),
-                    " floats; the ids and table dims need ",
-                    layout.emb_offsets.back()));
+    // global_step is not read beyond its check: creation refuses
+    // warmup_steps, the one step-dependent setting of the GPU optimizers.
+    FusedOptimizeInputs in;
+    OP_REQUIRES_OK(ctx, ReadFusedOptimizeInputs(ctx, mtable->dims(),
+                                                num_shards_, &in));
     OP_REQUIRES_OK(ctx, CheckTrainable(mtable));
     const int num_tables = mtable->size();
     std::vector<gpu::GpuRowTable::WriteRequest> requests(num_tables);
-    OP_REQUIRES_OK(ctx, SetLearningRates(mtable, *learning_rates,
+    OP_REQUIRES_OK(ctx, SetLearningRates(mtable, *in.learning_rates,
                                          "learning_rate_tensors", &requests));
-    const int64_t* id_data = ids->flat<int64_t>().data();
-    const float* grad_data = grads->flat<float>().data();
+    const FusedLayout& layout = in.layout;
+    const int64_t* id_data = in.ids->flat<int64_t>().data();
+    const float* grad_data = in.grads->flat<float>().data();
     for (int s = 0; s < num_shards_; ++s) {
       for (int t = 0; t < num_tables; ++t) {
         const int k = s * num_tables + t;
@@ -602,7 +576,7 @@ class GpuMultiHashTableFusedOptimizeOp : public OpKernel {
                          enable_grad_accumulation_
                              ? gpu::GpuRowTable::Write::kApplySummedGradients
                              : gpu::GpuRowTable::Write::kApplyGradients,
-                         requests, update_time, CudaStream(ctx))));
+                         requests, in.update_time, CudaStream(ctx))));
     }
     ctx->set_output(0, ctx->input(0));
   }

@@ -78,47 +78,18 @@ class MultiHashTableFusedOptimizeOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     core::RefCountPtr<MultiHashTable> mtable;
     OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 0, "mtable", &mtable));
-    const Tensor* ids_input = nullptr;
-    const Tensor* indices = nullptr;
-    const Tensor* slot_sizes = nullptr;
-    const Tensor* grads_input = nullptr;
-    const Tensor* id_offsets = nullptr;
-    const Tensor* grad_offsets = nullptr;
-    const Tensor* learning_rates_input = nullptr;
-    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 1, "ids", &ids_input));
-    // Unused (the fused lookup's passthrough of ids), but checked.
-    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 2, "indices", &indices));
-    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 3, "fused_slot_size", &slot_sizes));
-    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 4, "id_grads", &grads_input));
-    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 5, "id_offsets", &id_offsets));
-    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 6, "grad_offsets", &grad_offsets));
-    OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 7, "learning_rate_tensors",
-                                       &learning_rates_input));
-    int64_t update_time = 0;
-    OP_REQUIRES_OK(ctx, GetUpdateTimeInput(ctx, 8, "req_time", &update_time));
-    int64_t global_step = 0;
-    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 9, "global_step", &global_step));
-    const Tensor& ids = *ids_input;
-    const Tensor& grads = *grads_input;
-    const Tensor& learning_rates = *learning_rates_input;
-    FusedLayout layout;
-    OP_REQUIRES_OK(ctx, ComputeFusedLayout(mtable->dims(), *slot_sizes,
-                                           ids.NumElements(), num_shards_,
-                                           &layout));
-    OP_REQUIRES_OK(ctx, CheckFusedOffsets(*id_offsets, *grad_offsets, layout));
-    OP_REQUIRES(ctx, grads.NumElements() == layout.emb_offsets.back(),
-                errors::InvalidArgument(
-                    "id_grads has ", grads.NumElements(),
-                    " floats; the ids and table dims need ",
-                    layout.emb_offsets.back()));
+    FusedOptimizeInputs in;
+    OP_REQUIRES_OK(ctx, ReadFusedOptimizeInputs(ctx, mtable->dims(),
+                                                num_shards_, &in));
     OP_REQUIRES_OK(ctx, CheckTrainable(*mtable));
-    OP_REQUIRES_OK(ctx, CheckLearningRates(*mtable, learning_rates,
+    OP_REQUIRES_OK(ctx, CheckLearningRates(*mtable, *in.learning_rates,
                                            "learning_rate_tensors"));
     const int num_tables = mtable->size();
     const std::vector<int64_t>& lr_offsets = mtable->learning_rate_offsets();
-    const int64_t* id_data = ids.flat<int64_t>().data();
-    const float* grad_data = grads.flat<float>().data();
-    const float* lr_data = learning_rates.flat<float>().data();
+    const FusedLayout& layout = in.layout;
+    const int64_t* id_data = in.ids->flat<int64_t>().data();
+    const float* grad_data = in.grads->flat<float>().data();
+    const float* lr_data = in.learning_rates->flat<float>().data();
     OP_REQUIRES_OK(ctx, ParallelFor(ctx, num_shards_, [&](int64_t s) {
       std::vector<int64_t> unique_ids;
       std::vector<float> summed;
@@ -142,7 +113,7 @@ class MultiHashTableFusedOptimizeOp : public OpKernel {
         }
         TF_RETURN_IF_ERROR(ToTfStatus(table.BatchOptimize(
             segment_ids, n, segment_grads, lr_data + lr_offsets[t],
-            update_time, global_step,
+            in.update_time, in.global_step,
             mtable->AdmitFnFor(segment_ids, counts))));
       }
       return OkStatus();

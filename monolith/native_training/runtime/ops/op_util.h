@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "monolith/native_training/runtime/hash_table/status.h"
+#include "monolith/native_training/runtime/hash_table/update_time.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/resource_mgr.h"
 #include "tensorflow/core/framework/resource_op_kernel.h"
@@ -87,7 +88,7 @@ Status GetScalarInput(OpKernelContext* ctx, int index, const char* name,
 inline Status GetUpdateTimeInput(OpKernelContext* ctx, int index,
                                  const char* name, int64_t* seconds) {
   TF_RETURN_IF_ERROR(GetScalarInput(ctx, index, name, seconds));
-  if (*seconds < 0 || *seconds > int64_t{0xFFFFFFFF}) {
+  if (*seconds < 0 || *seconds > ::monolith::hash_table::kMaxUpdateTimeSeconds) {
     return errors::InvalidArgument(
         name, " = ", *seconds,
         " is not a time in seconds in [0, 2^32) (milliseconds?)");
@@ -436,6 +437,51 @@ inline Status CheckFusedOffsets(const Tensor& id_offsets,
           name, " does not match fused_slot_size and the table dims; pass "
           "the offsets the fused lookup returned");
     }
+  }
+  return OkStatus();
+}
+
+// The inputs of the fused optimize (CPU and GPU kernels), validated: ids
+// (1), indices (2, unused: the fused lookup's passthrough of ids, but
+// checked), fused_slot_size (3), id_grads (4), id_offsets (5) and
+// grad_offsets (6) as the fused lookup returned them, learning_rate_tensors
+// (7), req_time (8) and global_step (9).
+struct FusedOptimizeInputs {
+  const Tensor* ids = nullptr;
+  const Tensor* grads = nullptr;
+  const Tensor* learning_rates = nullptr;
+  int64_t update_time = 0;
+  int64_t global_step = 0;
+  FusedLayout layout;
+};
+
+// Reads them into |in| for tables of |dims| floats over |num_shards|.
+inline Status ReadFusedOptimizeInputs(OpKernelContext* ctx,
+                                      const std::vector<int64_t>& dims,
+                                      int num_shards,
+                                      FusedOptimizeInputs* in) {
+  const Tensor* indices = nullptr;
+  const Tensor* slot_sizes = nullptr;
+  const Tensor* id_offsets = nullptr;
+  const Tensor* grad_offsets = nullptr;
+  TF_RETURN_IF_ERROR(GetVectorInput(ctx, 1, "ids", &in->ids));
+  TF_RETURN_IF_ERROR(GetVectorInput(ctx, 2, "indices", &indices));
+  TF_RETURN_IF_ERROR(GetVectorInput(ctx, 3, "fused_slot_size", &slot_sizes));
+  TF_RETURN_IF_ERROR(GetVectorInput(ctx, 4, "id_grads", &in->grads));
+  TF_RETURN_IF_ERROR(GetVectorInput(ctx, 5, "id_offsets", &id_offsets));
+  TF_RETURN_IF_ERROR(GetVectorInput(ctx, 6, "grad_offsets", &grad_offsets));
+  TF_RETURN_IF_ERROR(GetVectorInput(ctx, 7, "learning_rate_tensors",
+                                    &in->learning_rates));
+  TF_RETURN_IF_ERROR(GetUpdateTimeInput(ctx, 8, "req_time", &in->update_time));
+  TF_RETURN_IF_ERROR(GetScalarInput(ctx, 9, "global_step", &in->global_step));
+  TF_RETURN_IF_ERROR(ComputeFusedLayout(dims, *slot_sizes,
+                                        in->ids->NumElements(), num_shards,
+                                        &in->layout));
+  TF_RETURN_IF_ERROR(CheckFusedOffsets(*id_offsets, *grad_offsets, in->layout));
+  if (in->grads->NumElements() != in->layout.emb_offsets.back()) {
+    return errors::InvalidArgument(
+        "id_grads has ", in->grads->NumElements(),
+        " floats; the ids and table dims need ", in->layout.emb_offsets.back());
   }
   return OkStatus();
 }

@@ -34,7 +34,7 @@ Status GpuRowRecords::Read(std::string_view record, EntryDump* scratch,
                             &all_zero)) {
     // The record's int64 field, clamped as the CPU table stores it.
     SetRowTime(row, spec_.entry_floats,
-               ClampRowTime(static_cast<int64_t>(time)));
+               ClampUpdateTime(static_cast<int64_t>(time)));
     return Status::OK();
   }
   if (!scratch->ParseFromArray(record.data(), static_cast<int>(record.size()))) {
@@ -44,7 +44,7 @@ Status GpuRowRecords::Read(std::string_view record, EntryDump* scratch,
   MONOLITH_RETURN_IF_ERROR(accessor_->Restore(*scratch, row, rng));
   *id = scratch->id();
   SetRowTime(row, spec_.entry_floats,
-             ClampRowTime(scratch->last_update_ts_sec()));
+             ClampUpdateTime(scratch->last_update_ts_sec()));
   return Status::OK();
 }
 

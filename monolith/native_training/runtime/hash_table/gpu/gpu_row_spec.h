@@ -21,6 +21,7 @@
 #include "monolith/native_training/runtime/hash_table/compressor/fp16.h"
 #include "monolith/native_training/runtime/hash_table/host_device.h"
 #include "monolith/native_training/runtime/hash_table/status.h"
+#include "monolith/native_training/runtime/hash_table/update_time.h"
 
 namespace monolith {
 namespace hash_table {
@@ -192,12 +193,6 @@ MONOLITH_HOST_DEVICE inline int64_t RowTime(const float* row, int offset) {
 MONOLITH_HOST_DEVICE inline void SetRowTime(float* row, int offset,
                                             int64_t seconds) {
   memcpy(row + offset, &seconds, sizeof(seconds));
-}
-
-// An update time as the tables keep it: 0 to 2^32 - 1 seconds (the CPU
-// table's slots hold it in 32 bits).
-MONOLITH_HOST_DEVICE inline int64_t ClampRowTime(int64_t seconds) {
-  return seconds < 0 ? 0 : seconds > 0xffffffffLL ? 0xffffffffLL : seconds;
 }
 
 // A uniform float in [0, 1) from (seed, id, column): SplitMix64's

@@ -953,7 +953,7 @@ Status GpuRowTable::Commit(Write write,
   launch.group.positions = m.positions.as<int32_t>();
   launch.group.n = launch.group.parts.first[launch.group.parts.count];
   launch.write = write;
-  launch.update_time = ClampRowTime(update_time);
+  launch.update_time = ClampUpdateTime(update_time);
   const WriteReadback& back = *m.readback.get();
   int rate_offset = 0;
   for (size_t p = 0; p < group.size(); ++p) {

@@ -1,0 +1,26 @@
+// Update times, as every table keeps them: seconds since the Unix epoch in
+// [0, 2^32) (the CPU table's slots hold them in 32 bits; the GPU table's
+// rows keep the same range so both expire and save alike).
+#ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_UPDATE_TIME_H_
+#define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_UPDATE_TIME_H_
+
+#include <cstdint>
+
+#include "monolith/native_training/runtime/hash_table/host_device.h"
+
+namespace monolith {
+namespace hash_table {
+
+constexpr int64_t kMaxUpdateTimeSeconds = 0xFFFFFFFFLL;
+
+// |seconds| clamped into [0, kMaxUpdateTimeSeconds].
+MONOLITH_HOST_DEVICE inline int64_t ClampUpdateTime(int64_t seconds) {
+  return seconds < 0                       ? 0
+         : seconds > kMaxUpdateTimeSeconds ? kMaxUpdateTimeSeconds
+                                           : seconds;
+}
+
+}  // namespace hash_table
+}  // namespace monolith
+
+#endif  // MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_UPDATE_TIME_H_
