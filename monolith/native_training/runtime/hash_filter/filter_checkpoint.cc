@@ -22,6 +22,10 @@ namespace {
 using ::google::protobuf::UnknownField;
 using ::google::protobuf::UnknownFieldSet;
 using ::monolith::hash_table::DataLossError;
+using ::monolith::hash_table::WriteWholeFile;
+using ::monolith::hash_table::PartialName;
+using ::monolith::hash_table::DescribeInterruption;
+using ::monolith::hash_table::RenamesBegan;
 using ::monolith::hash_table::DeleteOtherShardCounts;
 using ::monolith::hash_table::DeleteTemporaries;
 using ::monolith::hash_table::DescribeSaveId;
@@ -148,11 +152,11 @@ struct SplitWrite {
   uint64_t bytes = 0;
 };
 
-Status WriteSplit(FileSystem* fs, const Filter& filter, int split, int nsplits,
-                  const Identity& save, SplitWrite* out) {
-  std::unique_ptr<WritableFile> file;
-  MONOLITH_RETURN_IF_ERROR(fs->NewWritableFile(out->tmp_path, &file));
-  RecordFileWriter writer(file.get(), /*snappy=*/false);
+// WriteSplit's records, into |file|.
+Status WriteSplitRecords(const Filter& filter, int split, int nsplits,
+                         const Identity& save, WritableFile* file,
+                         SplitWrite* out) {
+  RecordFileWriter writer(file, /*snappy=*/false);
   std::string buffer;
   bool meta_written = false;
   const Status status = filter.Save(
@@ -187,10 +191,17 @@ Status WriteSplit(FileSystem* fs, const Filter& filter, int split, int nsplits,
   MONOLITH_RETURN_IF_ERROR(status);
   if (!meta_written) return InternalError("Filter::Save wrote no meta record");
   MONOLITH_RETURN_IF_ERROR(writer.Close());
-  MONOLITH_RETURN_IF_ERROR(file->Close());
   out->bytes = writer.file_bytes();
   return Status::OK();
 }
+
+Status WriteSplit(FileSystem* fs, const Filter& filter, int split, int nsplits,
+                  const Identity& save, SplitWrite* out) {
+  return WriteWholeFile(fs, out->tmp_path, [&](WritableFile* file) {
+    return WriteSplitRecords(filter, split, nsplits, save, file, out);
+  });
+}
+
 
 // ---------------------------------------------------------------- restoring
 
@@ -532,47 +543,68 @@ Status ReadFilterSave(FileSystem* fs, const std::string& basename,
     }
     const Identity& identity = candidate.metas[0].identity;
     if (!identity.present ||
-        TempSuffix(identity.save_id) != candidate.temp_suffix ||
-        (status.ok() && save->metas[0].identity.present &&
+        TempSuffix(identity.save_id) != candidate.temp_suffix) {
+      continue;
+    }
+    const bool began = RenamesBegan(paths, interrupted_save);
+    if (status.ok() && !began &&
+        (!save->metas[0].identity.present ||
          identity.save_time_micros <=
              save->metas[0].identity.save_time_micros)) {
       continue;
     }
     Log(log, "Hash filter checkpoint " + basename + ": reading " +
                  DescribeSaveId(identity.save_id, identity.save_time_micros) +
-                 ", interrupted while giving its " +
-                 std::to_string(candidate.nsplits) +
-                 " splits their final names, through its temporaries (the "
-                 "next save finishes its renames)");
+                 ", " + DescribeInterruption(began, candidate.nsplits, "splits") +
+                 ", through its temporaries (the next save finishes its "
+                 "renames)");
     *save = std::move(candidate);
     status = Status::OK();
   }
   return status;
 }
 
-// Finishes the renames of a save killed while renaming whose files are all
-// at |basename| (see RestoreFilterCheckpoint): they may hold the only whole
-// save there is.
+// Finishes the renames of a save killed while renaming (or just before)
+// whose temporaries hold it whole (see RestoreFilterCheckpoint): they may
+// hold the only whole save there is. *temporaries_stale: whether the
+// temporaries left at |basename| may be deleted (false where the files
+// cannot be read: they might be needed).
 Status FinishInterruptedSave(FileSystem* fs, const std::string& basename,
                              int filter_nsplits,
-                             const ParallelFor& parallel_for,
-                             const LogFn& log) {
+                             const ParallelFor& parallel_for, const LogFn& log,
+                             bool* temporaries_stale) {
+  *temporaries_stale = false;
+  const SplitBasename split(basename);
   std::vector<std::pair<std::string, SplitFile>> files;
-  if (!ListShardFiles(fs, SplitBasename(basename), ParseShardFileName, &files)
-           .ok()) {
-    return Status::OK();  // nothing there yet
+  const Status listed_status =
+      ListShardFiles(fs, split, ParseShardFileName, &files);
+  if (!listed_status.ok()) {
+    // No directory yet: nothing to finish. Otherwise the save fails here,
+    // before it could delete what it cannot see.
+    return listed_status.code() == StatusCode::kNotFound ? Status::OK()
+                                                         : listed_status;
   }
   std::set<std::string> listed;
   if (FindInterruptedSaves(files, &listed).empty()) return Status::OK();
   FilterSave save;
-  if (!ReadFilterSave(fs, basename, filter_nsplits, parallel_for, log, &save)
-           .ok() ||
-      save.temp_suffix.empty()) {
-    return Status::OK();  // the temporaries are no whole save's
+  const Status status =
+      ReadFilterSave(fs, basename, filter_nsplits, parallel_for, log, &save);
+  if (!status.ok()) {
+    Log(log, "Keeping the temporary files at " + basename +
+                 " (the checkpoint there does not read: " + status.message() +
+                 ")");
+    return Status::OK();
   }
+  *temporaries_stale = true;
+  if (save.temp_suffix.empty()) return Status::OK();
   std::vector<std::string> paths;
   for (const SplitMeta& meta : save.metas) paths.push_back(meta.path);
-  return FinishRenames(fs, paths, {save.nsplits, save.temp_suffix}, log);
+  MONOLITH_RETURN_IF_ERROR(
+      FinishRenames(fs, paths, {save.nsplits, save.temp_suffix}, log));
+  DeleteOtherShardCounts<SplitFile>(
+      fs, split, ParseShardFileName, save.nsplits,
+      "superseded by the interrupted save whose renames were finished", log);
+  return Status::OK();
 }
 
 Status CheckBasename(const std::string& basename) {
@@ -610,9 +642,12 @@ Status SaveFilterCheckpoint(FileSystem* fs, const std::string& basename,
   // One writer per basename: temporaries there are an interrupted save's.
   // Where they complete a save that had begun renaming, its renames are
   // finished first.
-  MONOLITH_RETURN_IF_ERROR(
-      FinishInterruptedSave(fs, basename, nsplits, parallel_for, log));
-  DeleteTemporaries<SplitFile>(fs, split, ParseShardFileName, log);
+  bool temporaries_stale = false;
+  MONOLITH_RETURN_IF_ERROR(FinishInterruptedSave(
+      fs, basename, nsplits, parallel_for, log, &temporaries_stale));
+  if (temporaries_stale) {
+    DeleteTemporaries<SplitFile>(fs, split, ParseShardFileName, log);
+  }
 
   Identity save;
   save.present = true;
@@ -634,12 +669,25 @@ Status SaveFilterCheckpoint(FileSystem* fs, const std::string& basename,
                     st);
   });
   // Final names only once every split is complete.
-  for (int s = 0; status.ok() && s < nsplits; ++s) {
-    status = fs->RenameFile(writes[s].tmp_path, writes[s].path);
+  int renamed = 0;
+  while (status.ok() && renamed < nsplits) {
+    status = fs->RenameFile(writes[renamed].tmp_path, writes[renamed].path);
+    if (status.ok()) ++renamed;
+  }
+  if (!status.ok() && renamed > 0) {
+    // The final names mix this save with the one it replaces; the
+    // temporaries left are what completes it.
+    return Prefixed(
+        "save " + SaveIdText(save.save_id) + " of hash filter " + basename +
+            " gave some splits their final names and then failed; the rest "
+            "keep their temporary names, through which a restore reads the "
+            "save whole, and the next save finishes its renames: ",
+        status);
   }
   if (!status.ok()) {
     for (const SplitWrite& write : writes) {
       fs->DeleteFile(write.tmp_path).ok();
+      fs->DeleteFile(PartialName(write.tmp_path)).ok();
     }
     return status;
   }

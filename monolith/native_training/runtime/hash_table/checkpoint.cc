@@ -98,42 +98,49 @@ Status WriteShard(FileSystem* fs, const std::vector<std::string>& table_names,
                   uint64_t save_id, int64_t save_time_micros, int shard,
                   ShardWrite* out) {
   const int nshards = options.nshards;
-  std::unique_ptr<WritableFile> data_file, meta_file;
-  MONOLITH_RETURN_IF_ERROR(fs->NewWritableFile(out->tmp_data, &data_file));
-  RecordFileWriter data_writer(data_file.get(), options.snappy);
   std::vector<MultiHashTableMetadata> metas(table_names.size());
-  for (size_t t = 0; t < table_names.size(); ++t) {
-    uint64_t entries = 0;
-    uint32_t digest = 0;
-    MONOLITH_RETURN_IF_ERROR(save_table(
-        static_cast<int>(t), shard, nshards,
-        [&](std::string_view record) -> Status {
-          MONOLITH_RETURN_IF_ERROR(data_writer.Write(record));
-          digest = ExtendDigest(digest, data_writer.last_record_crc());
-          ++entries;
-          return Status::OK();
-        }));
-    MultiHashTableMetadata& meta = metas[t];
-    meta.set_table_name(table_names[t]);
-    meta.set_num_entries(entries);
-    meta.set_save_id(save_id);
-    meta.set_save_time_micros(save_time_micros);
-    meta.set_shard(shard);
-    meta.set_num_shards(nshards);
-    meta.set_entries_crc32c(digest);
-    out->entries += static_cast<int64_t>(entries);
-  }
-  MONOLITH_RETURN_IF_ERROR(data_writer.Close());
-  MONOLITH_RETURN_IF_ERROR(data_file->Close());
-  MONOLITH_RETURN_IF_ERROR(fs->NewWritableFile(out->tmp_meta, &meta_file));
-  RecordFileWriter meta_writer(meta_file.get(), /*snappy=*/false);
-  for (MultiHashTableMetadata& meta : metas) {
-    meta.set_data_file_bytes(data_writer.file_bytes());
-    MONOLITH_RETURN_IF_ERROR(meta_writer.Write(meta.SerializeAsString()));
-  }
-  MONOLITH_RETURN_IF_ERROR(meta_writer.Close());
-  MONOLITH_RETURN_IF_ERROR(meta_file->Close());
-  out->bytes = data_writer.file_bytes() + meta_writer.file_bytes();
+  uint64_t data_bytes = 0;
+  MONOLITH_RETURN_IF_ERROR(WriteWholeFile(
+      fs, out->tmp_data, [&](WritableFile* file) -> Status {
+        RecordFileWriter data_writer(file, options.snappy);
+        for (size_t t = 0; t < table_names.size(); ++t) {
+          uint64_t entries = 0;
+          uint32_t digest = 0;
+          MONOLITH_RETURN_IF_ERROR(save_table(
+              static_cast<int>(t), shard, nshards,
+              [&](std::string_view record) -> Status {
+                MONOLITH_RETURN_IF_ERROR(data_writer.Write(record));
+                digest = ExtendDigest(digest, data_writer.last_record_crc());
+                ++entries;
+                return Status::OK();
+              }));
+          MultiHashTableMetadata& meta = metas[t];
+          meta.set_table_name(table_names[t]);
+          meta.set_num_entries(entries);
+          meta.set_save_id(save_id);
+          meta.set_save_time_micros(save_time_micros);
+          meta.set_shard(shard);
+          meta.set_num_shards(nshards);
+          meta.set_entries_crc32c(digest);
+          out->entries += static_cast<int64_t>(entries);
+        }
+        MONOLITH_RETURN_IF_ERROR(data_writer.Close());
+        data_bytes = data_writer.file_bytes();
+        return Status::OK();
+      }));
+  uint64_t meta_bytes = 0;
+  MONOLITH_RETURN_IF_ERROR(WriteWholeFile(
+      fs, out->tmp_meta, [&](WritableFile* file) -> Status {
+        RecordFileWriter meta_writer(file, /*snappy=*/false);
+        for (MultiHashTableMetadata& meta : metas) {
+          meta.set_data_file_bytes(data_bytes);
+          MONOLITH_RETURN_IF_ERROR(meta_writer.Write(meta.SerializeAsString()));
+        }
+        MONOLITH_RETURN_IF_ERROR(meta_writer.Close());
+        meta_bytes = meta_writer.file_bytes();
+        return Status::OK();
+      }));
+  out->bytes = data_bytes + meta_bytes;
   return Status::OK();
 }
 
@@ -413,26 +420,46 @@ Status ReadFinalNames(FileSystem* fs, const std::string& basename,
   return Status::OK();
 }
 
+// Finishes the renames of a save killed while renaming (or just before)
+// whose temporaries hold it whole: they may hold the only whole save there
+// is. *temporaries_stale: whether the temporaries left at |basename| may be
+// deleted (false where the files cannot be read: they might be needed).
 Status FinishInterruptedSave(FileSystem* fs, const std::string& basename,
-                             const LogFn& log) {
+                             const LogFn& log, bool* temporaries_stale) {
+  *temporaries_stale = false;
+  const SplitBasename split(basename);
   std::vector<std::pair<std::string, ShardFile>> files;
-  if (!ListShardFiles(fs, SplitBasename(basename), ParseShardFile, &files)
-           .ok()) {
-    return Status::OK();  // nothing there yet
+  const Status listed_status = ListShardFiles(fs, split, ParseShardFile, &files);
+  if (!listed_status.ok()) {
+    // No directory yet: nothing to finish. Otherwise the save fails here,
+    // before it could delete what it cannot see.
+    return listed_status.code() == StatusCode::kNotFound ? Status::OK()
+                                                         : listed_status;
   }
   std::set<std::string> listed;
   if (FindInterruptedSaves(files, &listed).empty()) return Status::OK();
   CheckpointInfo info;
-  if (!ReadCheckpointInfo(fs, basename, /*need_data=*/true, log, &info).ok() ||
-      info.temp_suffix.empty()) {
-    return Status::OK();  // the temporaries are no whole save's
+  const Status status =
+      ReadCheckpointInfo(fs, basename, /*need_data=*/true, log, &info);
+  if (!status.ok()) {
+    Log(log, "Keeping the temporary files at " + basename +
+                 " (the checkpoint there does not read: " + status.message() +
+                 ")");
+    return Status::OK();
   }
+  *temporaries_stale = true;
+  if (info.temp_suffix.empty()) return Status::OK();
   std::vector<std::string> paths;
   for (const CheckpointInfo::Shard& shard : info.shards) {
     paths.push_back(shard.data_path);
     paths.push_back(shard.meta_path);
   }
-  return FinishRenames(fs, paths, {info.nshards, info.temp_suffix}, log);
+  MONOLITH_RETURN_IF_ERROR(
+      FinishRenames(fs, paths, {info.nshards, info.temp_suffix}, log));
+  DeleteOtherShardCounts<ShardFile>(
+      fs, split, ParseShardFile, info.nshards,
+      "superseded by the interrupted save whose renames were finished", log);
+  return Status::OK();
 }
 
 }  // namespace
@@ -478,8 +505,12 @@ Status SaveCheckpoint(FileSystem* fs, const std::string& basename,
   // One writer per basename: temporary files there are an interrupted
   // save's. Where they complete a save that had begun renaming, its renames
   // are finished first: they may hold the only whole save there is.
-  MONOLITH_RETURN_IF_ERROR(FinishInterruptedSave(fs, basename, options.log));
-  DeleteTemporaries<ShardFile>(fs, split, ParseShardFile, options.log);
+  bool temporaries_stale = false;
+  MONOLITH_RETURN_IF_ERROR(
+      FinishInterruptedSave(fs, basename, options.log, &temporaries_stale));
+  if (temporaries_stale) {
+    DeleteTemporaries<ShardFile>(fs, split, ParseShardFile, options.log);
+  }
 
   const uint64_t save_id = NewSaveId(NowMicros());
   const int64_t save_time_micros = NowMicros();
@@ -498,18 +529,32 @@ Status SaveCheckpoint(FileSystem* fs, const std::string& basename,
     return Status::OK();
   });
   // Final names only once every shard is complete.
+  bool renamed_any = false;
   for (int s = 0; status.ok() && s < nshards; ++s) {
     status = fs->RenameFile(shards[s].tmp_data,
                             CheckpointDataName(basename, s, nshards));
     if (status.ok()) {
+      renamed_any = true;
       status = fs->RenameFile(shards[s].tmp_meta,
                               CheckpointMetaName(basename, s, nshards));
     }
   }
+  if (!status.ok() && renamed_any) {
+    // The final names mix this save with the one it replaces; the
+    // temporaries left are what completes it.
+    return Prefixed(
+        "save " + SaveIdText(save_id) + " of " + basename +
+            " gave some shards their final names and then failed; the rest "
+            "keep their temporary names, through which a restore reads the "
+            "save whole, and the next save finishes its renames: ",
+        status);
+  }
   if (!status.ok()) {
     for (const ShardWrite& shard : shards) {
-      fs->DeleteFile(shard.tmp_data).ok();
-      fs->DeleteFile(shard.tmp_meta).ok();
+      for (const std::string& path : {shard.tmp_data, shard.tmp_meta}) {
+        fs->DeleteFile(path).ok();
+        fs->DeleteFile(PartialName(path)).ok();
+      }
     }
     return status;
   }
@@ -548,18 +593,26 @@ Status ReadCheckpointInfo(FileSystem* fs, const std::string& basename,
     if (!ReadMetaFiles(fs, basename, save.nshards, &save, listed, need_data,
                        &candidate)
              .ok() ||
-        !candidate.has_identity ||  // meta files without records
-        (status.ok() && info->has_identity &&
+        !candidate.has_identity) {  // meta files without records
+      continue;
+    }
+    std::vector<std::string> paths;
+    for (const CheckpointInfo::Shard& shard : candidate.shards) {
+      paths.push_back(shard.data_path);
+      paths.push_back(shard.meta_path);
+    }
+    const bool began = RenamesBegan(paths, save);
+    if (status.ok() && !began &&
+        (!info->has_identity ||
          candidate.save_time_micros <= info->save_time_micros)) {
       continue;
     }
     Log(log, "Checkpoint " + basename + ": reading " +
                  DescribeSaveId(candidate.save_id,
                                 candidate.save_time_micros) +
-                 ", interrupted while giving its " +
-                 std::to_string(candidate.nshards) +
-                 " shards their final names, through its temporaries (the "
-                 "next save finishes its renames)");
+                 ", " + DescribeInterruption(began, candidate.nshards, "shards") +
+                 ", through its temporaries (the next save finishes its "
+                 "renames)");
     *info = std::move(candidate);
     status = Status::OK();
   }

@@ -317,7 +317,9 @@ TEST(CheckpointTest, SaveKilledWhileRenamingIsReadWholeAndFinished) {
       SCOPED_TRACE("old shards " + std::to_string(old_nshards) + ", killed after " +
                    std::to_string(renames) + " renames");
       ASSERT_TRUE(Save(basename, MakeContents(1, 30), old_nshards).ok());
-      DyingFileSystem dying(renames, /*new_files=*/-1);
+      // Each file is renamed from ".partial" once written (6 renames) before
+      // the renames to final names.
+      DyingFileSystem dying(6 + renames, /*new_files=*/-1);
       ASSERT_FALSE(SaveTo(&dying, basename, MakeContents(2, 30), 3).ok());
       ASSERT_TRUE(dying.dead());
       Contents restored;
@@ -325,7 +327,9 @@ TEST(CheckpointTest, SaveKilledWhileRenamingIsReadWholeAndFinished) {
       const Status status = Restore(basename, &restored, nullptr, &log);
       ASSERT_TRUE(status.ok()) << status.ToString();
       EXPECT_EQ(restored, MakeContents(2, 30));
-      EXPECT_TRUE(AnyContains(log, "interrupted while giving its 3 shards"));
+      EXPECT_TRUE(AnyContains(
+          log, renames == 0 ? "interrupted after writing its 3 shards"
+                            : "interrupted while giving its 3 shards"));
 
       // The next save is killed at its first new file: after it finished
       // the renames of the save it found, before it wrote anything.
@@ -343,17 +347,7 @@ TEST(CheckpointTest, SaveKilledWhileRenamingIsReadWholeAndFinished) {
         expected_files.push_back("t.meta-0000" + std::to_string(s) +
                                  "-of-00003");
       }
-      if (old_nshards != 3) {  // the old save's files, not yet superseded
-        std::vector<std::string> with_old;
-        for (int s = 0; s < old_nshards; ++s) {
-          with_old.push_back(CheckpointDataName("t", s, old_nshards));
-          with_old.push_back(CheckpointMetaName("t", s, old_nshards));
-        }
-        with_old.insert(with_old.end(), expected_files.begin(),
-                        expected_files.end());
-        std::sort(with_old.begin(), with_old.end());
-        expected_files = with_old;
-      }
+      // The files of the 5-shard save it superseded are deleted too.
       EXPECT_EQ(List(dir), expected_files);
       log.clear();
       ASSERT_TRUE(Restore(basename, &restored, nullptr, &log).ok());
@@ -369,14 +363,58 @@ TEST(CheckpointTest, SaveKilledWhileWritingLeavesThePreviousSave) {
   const std::string dir = TestDir("killed_writing");
   const std::string basename = dir + "/t";
   ASSERT_TRUE(Save(basename, MakeContents(1, 30), 3).ok());
-  for (int new_files = 0; new_files < 6; ++new_files) {
-    DyingFileSystem dying(/*renames=*/-1, new_files);
-    ASSERT_FALSE(SaveTo(&dying, basename, MakeContents(2, 30), 3).ok());
-    Contents restored;
-    ASSERT_TRUE(Restore(basename, &restored).ok());
-    EXPECT_EQ(restored, MakeContents(1, 30)) << new_files << " new files";
+  for (int point = 0; point < 6; ++point) {
+    // Killed at a new file, or in the middle of writing one (half of the
+    // append written: a file that ends at a record boundary).
+    for (const bool mid_file : {false, true}) {
+      DyingFileSystem dying(/*renames=*/-1, mid_file ? -1 : point,
+                            mid_file ? point : -1);
+      ASSERT_FALSE(SaveTo(&dying, basename, MakeContents(2, 30), 3).ok());
+      Contents restored;
+      ASSERT_TRUE(Restore(basename, &restored).ok());
+      EXPECT_EQ(restored, MakeContents(1, 30))
+          << "killed at " << (mid_file ? "append " : "new file ") << point;
+    }
   }
   ASSERT_TRUE(Save(basename, MakeContents(3, 30), 3).ok());
+  for (const std::string& name : List(dir)) {
+    EXPECT_FALSE(Contains(name, "-tmp-")) << name;
+  }
+}
+
+// Refuses one rename; the process goes on.
+class FailingRenameFileSystem : public PosixFileSystem {
+ public:
+  explicit FailingRenameFileSystem(int fail_at) : renames_left_(fail_at) {}
+  Status RenameFile(const std::string& from, const std::string& to) override {
+    if (renames_left_-- == 0) return InternalError("rename refused: " + from);
+    return PosixFileSystem::RenameFile(from, to);
+  }
+
+ private:
+  int renames_left_;
+};
+
+// A rename that fails after others succeeded leaves the temporaries that
+// complete the save (its final names already mix it with the previous
+// one); one that fails first leaves the previous save and no temporaries.
+TEST(CheckpointTest, FailedRenameKeepsWhatCompletesTheSave) {
+  const std::string dir = TestDir("failed_rename");
+  const std::string basename = dir + "/t";
+  ASSERT_TRUE(Save(basename, MakeContents(1, 30), 3).ok());
+  FailingRenameFileSystem fails_third(6 + 3);  // after 6 ".partial" renames
+  const Status status = SaveTo(&fails_third, basename, MakeContents(2, 30), 3);
+  EXPECT_TRUE(Contains(status.message(), "gave some shards their final names"))
+      << status.ToString();
+  Contents restored;
+  ASSERT_TRUE(Restore(basename, &restored).ok());
+  EXPECT_EQ(restored, MakeContents(2, 30));
+
+  FailingRenameFileSystem fails_first(6);
+  EXPECT_EQ(SaveTo(&fails_first, basename, MakeContents(3, 30), 3).code(),
+            StatusCode::kInternal);
+  ASSERT_TRUE(Restore(basename, &restored).ok());
+  EXPECT_EQ(restored, MakeContents(2, 30));
   for (const std::string& name : List(dir)) {
     EXPECT_FALSE(Contains(name, "-tmp-")) << name;
   }

@@ -1,6 +1,7 @@
-// A PosixFileSystem that "dies" after a given number of renames or new
-// files: from then on every call that would change a file fails and changes
-// nothing, as if the process had been killed there. Tests use it to leave
+// A PosixFileSystem that "dies" after a given number of renames, new files
+// or appends (the dying append writes half its bytes): from then on every
+// call that would change a file fails and changes nothing, as if the
+// process had been killed there. Tests use it to leave
 // exactly the files a kill at that point leaves, deterministically.
 #ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_DYING_FILE_SYSTEM_H_
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_DYING_FILE_SYSTEM_H_
@@ -8,6 +9,8 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <utility>
 
 #include "monolith/native_training/runtime/hash_table/file_system.h"
 
@@ -16,17 +19,23 @@ namespace hash_table {
 
 class DyingFileSystem : public PosixFileSystem {
  public:
-  // Dies at the rename after |renames| renames, or at the new file after
-  // |new_files| new files (a negative count: never).
-  DyingFileSystem(int renames, int new_files)
-      : renames_left_(renames), new_files_left_(new_files) {}
+  // Dies at the rename after |renames| renames, at the new file after
+  // |new_files| new files, or at the append after |appends| appends (a
+  // negative count: never).
+  DyingFileSystem(int renames, int new_files, int appends = -1)
+      : renames_left_(renames),
+        new_files_left_(new_files),
+        appends_left_(appends) {}
 
   bool dead() const { return dead_; }
 
   Status NewWritableFile(const std::string& path,
                          std::unique_ptr<WritableFile>* file) override {
     if (Dies(&new_files_left_)) return Died(path);
-    return PosixFileSystem::NewWritableFile(path, file);
+    std::unique_ptr<WritableFile> posix;
+    MONOLITH_RETURN_IF_ERROR(PosixFileSystem::NewWritableFile(path, &posix));
+    *file = std::make_unique<DyingFile>(this, path, std::move(posix));
+    return Status::OK();
   }
   Status RenameFile(const std::string& from, const std::string& to) override {
     if (Dies(&renames_left_)) return Died(from);
@@ -38,6 +47,31 @@ class DyingFileSystem : public PosixFileSystem {
   }
 
  private:
+  class DyingFile : public WritableFile {
+   public:
+    DyingFile(DyingFileSystem* fs, std::string path,
+              std::unique_ptr<WritableFile> file)
+        : fs_(fs), path_(std::move(path)), file_(std::move(file)) {}
+    Status Append(std::string_view data) override {
+      if (fs_->dead_) return fs_->Died(path_);
+      if (fs_->Dies(&fs_->appends_left_)) {
+        file_->Append(data.substr(0, data.size() / 2)).ok();
+        file_->Close().ok();
+        return fs_->Died(path_);
+      }
+      return file_->Append(data);
+    }
+    Status Close() override {
+      if (fs_->dead_) return fs_->Died(path_);
+      return file_->Close();
+    }
+
+   private:
+    DyingFileSystem* const fs_;
+    const std::string path_;
+    std::unique_ptr<WritableFile> file_;
+  };
+
   bool Dies(std::atomic<int>* left) {
     if (!dead_ && left->fetch_sub(1) == 0) dead_ = true;
     return dead_;
@@ -48,6 +82,7 @@ class DyingFileSystem : public PosixFileSystem {
 
   std::atomic<int> renames_left_;
   std::atomic<int> new_files_left_;
+  std::atomic<int> appends_left_;
   std::atomic<bool> dead_{false};
 };
 

@@ -3,6 +3,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <random>
 
 namespace monolith {
@@ -82,15 +83,37 @@ std::string InterruptedSavePath(const std::set<std::string>& listed,
   return "";
 }
 
+namespace {
+
+bool HasSuffix(const std::string& path, const std::string& suffix) {
+  return path.size() > suffix.size() &&
+         path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+}  // namespace
+
+bool RenamesBegan(const std::vector<std::string>& paths,
+                  const InterruptedSave& save) {
+  for (const std::string& path : paths) {
+    if (!HasSuffix(path, save.temp_suffix)) return true;
+  }
+  return false;
+}
+
+std::string DescribeInterruption(bool renames_began, int nshards,
+                                 const char* what) {
+  const std::string count = std::to_string(nshards) + " " + what;
+  return renames_began
+             ? "interrupted while giving its " + count + " their final names"
+             : "interrupted after writing its " + count +
+                   ", before renaming them";
+}
+
 Status FinishRenames(FileSystem* fs, const std::vector<std::string>& paths,
                      const InterruptedSave& save, const LogFn& log) {
   const std::string& suffix = save.temp_suffix;
   for (const std::string& path : paths) {
-    if (path.size() <= suffix.size() ||
-        path.compare(path.size() - suffix.size(), suffix.size(), suffix) !=
-            0) {
-      continue;
-    }
+    if (!HasSuffix(path, suffix)) continue;
     const std::string final_path = path.substr(0, path.size() - suffix.size());
     const Status status = fs->RenameFile(path, final_path);
     if (!status.ok()) {
@@ -128,6 +151,20 @@ std::string SaveIdText(uint64_t save_id) {
 
 std::string TempSuffix(uint64_t save_id) {
   return kTempMarker + SaveIdText(save_id);
+}
+
+std::string PartialName(const std::string& temp_path) {
+  return temp_path + ".partial";
+}
+
+Status WriteWholeFile(FileSystem* fs, const std::string& temp_path,
+                      const std::function<Status(WritableFile*)>& write) {
+  const std::string partial = PartialName(temp_path);
+  std::unique_ptr<WritableFile> file;
+  MONOLITH_RETURN_IF_ERROR(fs->NewWritableFile(partial, &file));
+  MONOLITH_RETURN_IF_ERROR(write(file.get()));
+  MONOLITH_RETURN_IF_ERROR(file->Close());
+  return fs->RenameFile(partial, temp_path);
 }
 
 std::string DescribeSaveId(uint64_t save_id, int64_t save_time_micros) {

@@ -164,6 +164,18 @@ std::string InterruptedSavePath(const std::set<std::string>& listed,
                                 const std::string& base, int shard,
                                 const InterruptedSave& save);
 
+// Whether the interrupted save |save| had begun renaming: some of |paths|
+// (its files, as InterruptedSavePath placed them) have final names. Such a
+// save wins over the final names whatever the save times: they mix it with
+// the save it was replacing.
+bool RenamesBegan(const std::vector<std::string>& paths,
+                  const InterruptedSave& save);
+
+// "interrupted while giving its N <what> their final names" or
+// "interrupted after writing its N <what>, before renaming them".
+std::string DescribeInterruption(bool renames_began, int nshards,
+                                 const char* what);
+
 // Gives the final names an interrupted save (whose files a reader checked
 // to be one complete save) had not given yet: renames every path of
 // |paths| that is a temporary of |save| to its final name, in order. The
@@ -187,6 +199,17 @@ std::string SaveIdText(uint64_t save_id);
 // "-tmp-<save id>": what the temporaries of save |save_id| add to their
 // final names.
 std::string TempSuffix(uint64_t save_id);
+
+// A temporary is written as "<temporary>.partial" and renamed to its
+// temporary name once closed, so every "...-tmp-<save id>" file is whole:
+// readers take an interrupted save's temporaries for a save only then.
+// ".partial" files are temporaries too, deleted with them.
+std::string PartialName(const std::string& temp_path);
+
+// Creates |temp_path| (see PartialName): |write| fills the file, which is
+// then closed and renamed to |temp_path|.
+Status WriteWholeFile(FileSystem* fs, const std::string& temp_path,
+                      const std::function<Status(WritableFile*)>& write);
 
 // "from save <id> (begun at Unix time <seconds>)".
 std::string DescribeSaveId(uint64_t save_id, int64_t save_time_micros);
