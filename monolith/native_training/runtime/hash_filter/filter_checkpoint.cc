@@ -36,6 +36,7 @@ using ::monolith::hash_table::FinishRenames;
 using ::monolith::hash_table::HashFilterSplitDataDump;
 using ::monolith::hash_table::HashFilterSplitMetaDump;
 using ::monolith::hash_table::InternalError;
+using ::monolith::hash_table::IsFileContentError;
 using ::monolith::hash_table::InterruptedSave;
 using ::monolith::hash_table::InterruptedSavePath;
 using ::monolith::hash_table::InvalidArgumentError;
@@ -536,11 +537,11 @@ Status ReadFilterSave(FileSystem* fs, const std::string& basename,
     FilterSave candidate;
     candidate.nsplits = interrupted_save.nshards;
     candidate.temp_suffix = interrupted_save.temp_suffix;
-    if (paths.back().empty() ||
-        !ReadSaveMetas(fs, basename, paths, parallel_for, &candidate.metas)
-             .ok()) {
-      continue;
-    }
+    if (paths.back().empty()) continue;
+    const Status read =
+        ReadSaveMetas(fs, basename, paths, parallel_for, &candidate.metas);
+    if (!read.ok() && !IsFileContentError(read)) return read;
+    if (!read.ok()) continue;
     const Identity& identity = candidate.metas[0].identity;
     if (!identity.present ||
         TempSuffix(identity.save_id) != candidate.temp_suffix) {
@@ -590,6 +591,12 @@ Status FinishInterruptedSave(FileSystem* fs, const std::string& basename,
   const Status status =
       ReadFilterSave(fs, basename, filter_nsplits, parallel_for, log, &save);
   if (!status.ok()) {
+    if (!IsFileContentError(status)) {
+      return Prefixed("cannot read hash filter " + basename +
+                          " to tell whether an interrupted save there holds "
+                          "the last whole save: ",
+                      status);
+    }
     Log(log, "Keeping the temporary files at " + basename +
                  " (the checkpoint there does not read: " + status.message() +
                  ")");

@@ -9,7 +9,8 @@
 //
 // Beyond the original (invisible to it):
 // - A save is atomic as a set: every split is written under a temporary name
-//   "<final name>-tmp-<save id>" and the final names are given only once all
+//   "<final name>-tmp-<save id>" (as "<temporary>.partial" until closed, so
+//   temporaries are whole) and the final names are given only once all
 //   splits are complete. Then files of an earlier save at the basename with
 //   another split count are deleted. A save killed while renaming (all its
 //   splits written) is read whole through its remaining temporaries, and
@@ -59,12 +60,16 @@ std::string FilterCheckpointFileName(const std::string& basename, int split,
 // split_num), creating the basename's directory. Splits are written in
 // parallel through |parallel_for| (Filter::Save is const; the caller keeps
 // the filter from being mutated meanwhile), each under a temporary name;
-// all are renamed only once every split is written. Stale
-// "<basename>-SSSSS-of-NNNNN-tmp-*" files are deleted first (one writer per
-// basename), files of an earlier save with another split count after the
-// renames. Filters with split_num() == 0 save nothing (OK). On error the
-// temporaries of this save are deleted. |log| (may be empty) gets deletions
-// and a summary line.
+// all are renamed only once every split is written. First, a save killed
+// while renaming whose temporaries hold it whole has its renames finished;
+// then stale "<basename>-SSSSS-of-NNNNN-tmp-*" files are deleted (one
+// writer per basename; kept, where the files there do not read, and the
+// save fails where they cannot be read). Files of an earlier save with
+// another split count are deleted after the renames. Filters with
+// split_num() == 0 save nothing (OK). On an error before the first rename
+// the temporaries of this save are deleted; after it, they are kept (they
+// complete the save). |log| (may be empty) gets deletions and a summary
+// line.
 hash_table::Status SaveFilterCheckpoint(
     hash_table::FileSystem* fs, const std::string& basename,
     const Filter& filter, const hash_table::ParallelFor& parallel_for,

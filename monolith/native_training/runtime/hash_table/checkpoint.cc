@@ -442,6 +442,12 @@ Status FinishInterruptedSave(FileSystem* fs, const std::string& basename,
   const Status status =
       ReadCheckpointInfo(fs, basename, /*need_data=*/true, log, &info);
   if (!status.ok()) {
+    if (!IsFileContentError(status)) {
+      return Prefixed("cannot read " + basename +
+                          " to tell whether an interrupted save there holds "
+                          "the last whole save: ",
+                      status);
+    }
     Log(log, "Keeping the temporary files at " + basename +
                  " (the checkpoint there does not read: " + status.message() +
                  ")");
@@ -550,8 +556,12 @@ Status SaveCheckpoint(FileSystem* fs, const std::string& basename,
         status);
   }
   if (!status.ok()) {
-    for (const ShardWrite& shard : shards) {
-      for (const std::string& path : {shard.tmp_data, shard.tmp_meta}) {
+    // Meta files first: a kill meanwhile must not leave a meta temporary
+    // whose data temporary is gone (a reader would pair it with the final
+    // data file).
+    for (const bool meta : {true, false}) {
+      for (const ShardWrite& shard : shards) {
+        const std::string& path = meta ? shard.tmp_meta : shard.tmp_data;
         fs->DeleteFile(path).ok();
         fs->DeleteFile(PartialName(path)).ok();
       }
@@ -590,10 +600,10 @@ Status ReadCheckpointInfo(FileSystem* fs, const std::string& basename,
   // while writing them fails ReadMetaFiles (a partial or missing file).
   for (const InterruptedSave& save : interrupted) {
     CheckpointInfo candidate;
-    if (!ReadMetaFiles(fs, basename, save.nshards, &save, listed, need_data,
-                       &candidate)
-             .ok() ||
-        !candidate.has_identity) {  // meta files without records
+    const Status read = ReadMetaFiles(fs, basename, save.nshards, &save,
+                                      listed, need_data, &candidate);
+    if (!read.ok() && !IsFileContentError(read)) return read;
+    if (!read.ok() || !candidate.has_identity) {  // or no meta records
       continue;
     }
     std::vector<std::string> paths;

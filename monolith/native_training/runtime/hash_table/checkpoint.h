@@ -12,12 +12,13 @@
 //   data file's size and a digest of the table's records
 //   (MultiHashTableMetadata fields 100-105, which the original ignores);
 //   readers check them all, so a restore reads one whole save or fails
-//   naming the file that does not belong (a save interrupted between its
-//   renames, a shard copied in from another checkpoint);
+//   naming the file that does not belong (a shard copied in from another
+//   checkpoint);
 // - every shard is written under a temporary name first (as
-//   "<temporary>.partial" until closed, so temporaries are whole); the final names
-//   are given only once all shards are complete, and then the files of an
-//   earlier save at the basename with another shard count are deleted.
+//   "<temporary>.partial" until closed, so temporaries are whole); the
+//   final names are given only once all shards are complete, and then the
+//   files of an earlier save at the basename with another shard count are
+//   deleted.
 //   A save killed while renaming is read whole through its remaining
 //   temporaries, and the next save finishes its renames before it deletes
 //   the temporaries of interrupted saves: no kill loses the last save.

@@ -410,7 +410,9 @@ TEST(CheckpointTest, FailedRenameKeepsWhatCompletesTheSave) {
   ASSERT_TRUE(Restore(basename, &restored).ok());
   EXPECT_EQ(restored, MakeContents(2, 30));
 
-  FailingRenameFileSystem fails_first(6);
+  // Finishing save 2's 3 renames left, 6 ".partial" renames, then the
+  // first rename to a final name.
+  FailingRenameFileSystem fails_first(3 + 6);
   EXPECT_EQ(SaveTo(&fails_first, basename, MakeContents(3, 30), 3).code(),
             StatusCode::kInternal);
   ASSERT_TRUE(Restore(basename, &restored).ok());
@@ -418,6 +420,33 @@ TEST(CheckpointTest, FailedRenameKeepsWhatCompletesTheSave) {
   for (const std::string& name : List(dir)) {
     EXPECT_FALSE(Contains(name, "-tmp-")) << name;
   }
+}
+
+// Fails every read of a file, as an unreachable file system would.
+class UnreadableFileSystem : public PosixFileSystem {
+ public:
+  Status NewRandomAccessFile(const std::string& path,
+                             std::unique_ptr<RandomAccessFile>* file) override {
+    return InternalError("injected: cannot read " + path);
+  }
+};
+
+// A save that cannot read the files an interrupted save left fails rather
+// than delete what may be the only whole save.
+TEST(CheckpointTest, SaveThatCannotReadAnInterruptedSaveFails) {
+  const std::string dir = TestDir("unreadable");
+  const std::string basename = dir + "/t";
+  ASSERT_TRUE(Save(basename, MakeContents(1, 30), 3).ok());
+  DyingFileSystem dying(6 + 2, /*new_files=*/-1);  // after 2 final renames
+  ASSERT_FALSE(SaveTo(&dying, basename, MakeContents(2, 30), 3).ok());
+  UnreadableFileSystem unreadable;
+  const Status status = SaveTo(&unreadable, basename, MakeContents(3, 30), 3);
+  EXPECT_EQ(status.code(), StatusCode::kInternal) << status.ToString();
+  EXPECT_TRUE(Contains(status.message(), "cannot read " + basename))
+      << status.ToString();
+  Contents restored;
+  ASSERT_TRUE(Restore(basename, &restored).ok());
+  EXPECT_EQ(restored, MakeContents(2, 30));
 }
 
 TEST(CheckpointTest, NextSaveDeletesTemporaryFilesOfInterruptedSaves) {

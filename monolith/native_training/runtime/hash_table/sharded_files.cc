@@ -92,6 +92,19 @@ bool HasSuffix(const std::string& path, const std::string& suffix) {
 
 }  // namespace
 
+bool IsFileContentError(const Status& status) {
+  switch (status.code()) {
+    case StatusCode::kNotFound:
+    case StatusCode::kDataLoss:
+    case StatusCode::kFailedPrecondition:
+    case StatusCode::kInvalidArgument:
+    case StatusCode::kOutOfRange:
+      return true;
+    default:
+      return false;
+  }
+}
+
 bool RenamesBegan(const std::vector<std::string>& paths,
                   const InterruptedSave& save) {
   for (const std::string& path : paths) {

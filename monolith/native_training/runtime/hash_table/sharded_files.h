@@ -164,6 +164,12 @@ std::string InterruptedSavePath(const std::set<std::string>& listed,
                                 const std::string& base, int shard,
                                 const InterruptedSave& save);
 
+// Whether |status| is what a checkpoint's files say of themselves (missing,
+// corrupt, of another save or configuration) rather than a failure to read
+// them (I/O, permissions): a reader that cannot read a file cannot tell
+// whether it holds the last whole save.
+bool IsFileContentError(const Status& status);
+
 // Whether the interrupted save |save| had begun renaming: some of |paths|
 // (its files, as InterruptedSavePath placed them) have final names. Such a
 // save wins over the final names whatever the save times: they mix it with

@@ -15,9 +15,9 @@ constexpr int64_t kMaxUpdateTimeSeconds = 0xFFFFFFFFLL;
 
 // |seconds| clamped into [0, kMaxUpdateTimeSeconds].
 MONOLITH_HOST_DEVICE inline int64_t ClampUpdateTime(int64_t seconds) {
-  return seconds < 0                       ? 0
-         : seconds > kMaxUpdateTimeSeconds ? kMaxUpdateTimeSeconds
-                                           : seconds;
+  // A copy of the constant: device code may use its value, not the object.
+  const int64_t max = int64_t{kMaxUpdateTimeSeconds};
+  return seconds < 0 ? 0 : seconds > max ? max : seconds;
 }
 
 }  // namespace hash_table
