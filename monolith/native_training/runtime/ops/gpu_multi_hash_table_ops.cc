@@ -271,13 +271,7 @@ class CreateGpuMultiHashTableOp : public ResourceOpKernel<GpuMultiHashTable> {
       mutex_lock l(mu_);
       device_ = CudaDevice(ctx);
       if (resource_ == nullptr) {
-        OP_REQUIRES(ctx, config_.ParseFromString(serialized),
-                    errors::InvalidArgument("config is not a serialized "
-                                            "MultiEmbeddingHashTableConfig"));
-        OP_REQUIRES(ctx, config_.names_size() == config_.configs_size(),
-                    errors::InvalidArgument(
-                        "config has ", config_.names_size(), " names but ",
-                        config_.configs_size(), " table configs"));
+        OP_REQUIRES_OK(ctx, ParseMultiTableConfig(serialized, &config_));
       }
     }
     ResourceOpKernel<GpuMultiHashTable>::Compute(ctx);

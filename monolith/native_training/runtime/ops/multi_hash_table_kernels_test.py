@@ -145,6 +145,13 @@ def test_bad_config_is_invalid_argument(graph):
     _run(_mtable([("a", bad)]))
 
 
+def test_a_table_name_given_twice_is_invalid_argument(graph):
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r'names table "a" twice \(tables 0 and 2\)'):
+    _run(_mtable([("a", _table_config(1)), ("b", _table_config(2)),
+                  ("a", _table_config(3))]))
+
+
 def test_read_and_is_initialized(graph):
   h = _mtable([("a", _table_config(1))], shared_name="shared_x")
   read = ops.read_monolith_multi_hash_table(shared_name="shared_x")

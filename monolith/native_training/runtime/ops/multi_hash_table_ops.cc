@@ -71,13 +71,7 @@ class CreateMultiHashTableOp : public ResourceOpKernel<MultiHashTable> {
     {
       mutex_lock l(mu_);
       if (resource_ == nullptr) {
-        OP_REQUIRES(ctx, config_.ParseFromString(serialized),
-                    errors::InvalidArgument(
-                        "config is not a serialized MultiEmbeddingHashTableConfig"));
-        OP_REQUIRES(ctx, config_.names_size() == config_.configs_size(),
-                    errors::InvalidArgument(
-                        "config has ", config_.names_size(), " names but ",
-                        config_.configs_size(), " table configs"));
+        OP_REQUIRES_OK(ctx, ParseMultiTableConfig(serialized, &config_));
         filter_ = std::move(filter);
       }
     }

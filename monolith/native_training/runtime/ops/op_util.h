@@ -12,6 +12,7 @@
 #include <string>
 #include <tuple>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -304,6 +305,33 @@ inline Status ReadOptimizeScalars(OpKernelContext* ctx, OptimizeScalars* in) {
   TF_RETURN_IF_ERROR(
       GetUpdateTimeInput(ctx, 5, "update_time", &in->update_time));
   return GetScalarInput(ctx, 6, "global_step", &in->global_step);
+}
+
+// Parses the create ops' config, a MultiEmbeddingHashTableConfig (Config):
+// one table config per name, and each name once (names identify tables in
+// lookups, saves and restores).
+template <typename Config>
+Status ParseMultiTableConfig(const std::string& serialized, Config* config) {
+  if (!config->ParseFromString(serialized)) {
+    return errors::InvalidArgument(
+        "config is not a serialized MultiEmbeddingHashTableConfig");
+  }
+  if (config->names_size() != config->configs_size()) {
+    return errors::InvalidArgument("config has ", config->names_size(),
+                                   " names but ", config->configs_size(),
+                                   " table configs");
+  }
+  std::unordered_map<std::string, int> first;
+  for (int i = 0; i < config->names_size(); ++i) {
+    const auto [it, inserted] = first.emplace(config->names(i), i);
+    if (!inserted) {
+      return errors::InvalidArgument(
+          "config names table \"", config->names(i), "\" twice (tables ",
+          it->second, " and ", i,
+          "); names identify tables in lookups and checkpoints");
+    }
+  }
+  return OkStatus();
 }
 
 // A handle to the resource named by the op's shared_name attr, of type T
