@@ -32,7 +32,7 @@ using ::monolith::hash_table::DescribeSaveId;
 using ::monolith::hash_table::FailedPreconditionError;
 using ::monolith::hash_table::FileSystem;
 using ::monolith::hash_table::FindInterruptedSaves;
-using ::monolith::hash_table::FinishRenames;
+using ::monolith::hash_table::FinishInterruptedSave;
 using ::monolith::hash_table::HashFilterSplitDataDump;
 using ::monolith::hash_table::HashFilterSplitMetaDump;
 using ::monolith::hash_table::InternalError;
@@ -565,55 +565,6 @@ Status ReadFilterSave(FileSystem* fs, const std::string& basename,
   return status;
 }
 
-// Finishes the renames of a save killed while renaming (or just before)
-// whose temporaries hold it whole (see RestoreFilterCheckpoint): they may
-// hold the only whole save there is. *temporaries_stale: whether the
-// temporaries left at |basename| may be deleted (false where the files
-// cannot be read: they might be needed).
-Status FinishInterruptedSave(FileSystem* fs, const std::string& basename,
-                             int filter_nsplits,
-                             const ParallelFor& parallel_for, const LogFn& log,
-                             bool* temporaries_stale) {
-  *temporaries_stale = false;
-  const SplitBasename split(basename);
-  std::vector<std::pair<std::string, SplitFile>> files;
-  const Status listed_status =
-      ListShardFiles(fs, split, ParseShardFileName, &files);
-  if (!listed_status.ok()) {
-    // No directory yet: nothing to finish. Otherwise the save fails here,
-    // before it could delete what it cannot see.
-    return listed_status.code() == StatusCode::kNotFound ? Status::OK()
-                                                         : listed_status;
-  }
-  std::set<std::string> listed;
-  if (FindInterruptedSaves(files, &listed).empty()) return Status::OK();
-  FilterSave save;
-  const Status status =
-      ReadFilterSave(fs, basename, filter_nsplits, parallel_for, log, &save);
-  if (!status.ok()) {
-    if (!IsFileContentError(status)) {
-      return Prefixed("cannot read hash filter " + basename +
-                          " to tell whether an interrupted save there holds "
-                          "the last whole save: ",
-                      status);
-    }
-    Log(log, "Keeping the temporary files at " + basename +
-                 " (the checkpoint there does not read: " + status.message() +
-                 ")");
-    return Status::OK();
-  }
-  *temporaries_stale = true;
-  if (save.temp_suffix.empty()) return Status::OK();
-  std::vector<std::string> paths;
-  for (const SplitMeta& meta : save.metas) paths.push_back(meta.path);
-  MONOLITH_RETURN_IF_ERROR(
-      FinishRenames(fs, paths, {save.nsplits, save.temp_suffix}, log));
-  DeleteOtherShardCounts<SplitFile>(
-      fs, split, ParseShardFileName, save.nsplits,
-      "superseded by the interrupted save whose renames were finished", log);
-  return Status::OK();
-}
-
 Status CheckBasename(const std::string& basename) {
   if (basename.empty() || basename.back() == '/') {
     return InvalidArgumentError("hash filter checkpoint basename \"" +
@@ -650,8 +601,17 @@ Status SaveFilterCheckpoint(FileSystem* fs, const std::string& basename,
   // Where they complete a save that had begun renaming, its renames are
   // finished first.
   bool temporaries_stale = false;
-  MONOLITH_RETURN_IF_ERROR(FinishInterruptedSave(
-      fs, basename, nsplits, parallel_for, log, &temporaries_stale));
+  MONOLITH_RETURN_IF_ERROR(FinishInterruptedSave<SplitFile>(
+      fs, basename, ParseShardFileName,
+      [&](InterruptedSave* interrupted, std::vector<std::string>* paths) {
+        FilterSave found;
+        MONOLITH_RETURN_IF_ERROR(
+            ReadFilterSave(fs, basename, nsplits, parallel_for, log, &found));
+        *interrupted = {found.nsplits, found.temp_suffix};
+        for (const SplitMeta& meta : found.metas) paths->push_back(meta.path);
+        return Status::OK();
+      },
+      log, &temporaries_stale));
   if (temporaries_stale) {
     DeleteTemporaries<SplitFile>(fs, split, ParseShardFileName, log);
   }

@@ -420,54 +420,6 @@ Status ReadFinalNames(FileSystem* fs, const std::string& basename,
   return Status::OK();
 }
 
-// Finishes the renames of a save killed while renaming (or just before)
-// whose temporaries hold it whole: they may hold the only whole save there
-// is. *temporaries_stale: whether the temporaries left at |basename| may be
-// deleted (false where the files cannot be read: they might be needed).
-Status FinishInterruptedSave(FileSystem* fs, const std::string& basename,
-                             const LogFn& log, bool* temporaries_stale) {
-  *temporaries_stale = false;
-  const SplitBasename split(basename);
-  std::vector<std::pair<std::string, ShardFile>> files;
-  const Status listed_status = ListShardFiles(fs, split, ParseShardFile, &files);
-  if (!listed_status.ok()) {
-    // No directory yet: nothing to finish. Otherwise the save fails here,
-    // before it could delete what it cannot see.
-    return listed_status.code() == StatusCode::kNotFound ? Status::OK()
-                                                         : listed_status;
-  }
-  std::set<std::string> listed;
-  if (FindInterruptedSaves(files, &listed).empty()) return Status::OK();
-  CheckpointInfo info;
-  const Status status =
-      ReadCheckpointInfo(fs, basename, /*need_data=*/true, log, &info);
-  if (!status.ok()) {
-    if (!IsFileContentError(status)) {
-      return Prefixed("cannot read " + basename +
-                          " to tell whether an interrupted save there holds "
-                          "the last whole save: ",
-                      status);
-    }
-    Log(log, "Keeping the temporary files at " + basename +
-                 " (the checkpoint there does not read: " + status.message() +
-                 ")");
-    return Status::OK();
-  }
-  *temporaries_stale = true;
-  if (info.temp_suffix.empty()) return Status::OK();
-  std::vector<std::string> paths;
-  for (const CheckpointInfo::Shard& shard : info.shards) {
-    paths.push_back(shard.data_path);
-    paths.push_back(shard.meta_path);
-  }
-  MONOLITH_RETURN_IF_ERROR(
-      FinishRenames(fs, paths, {info.nshards, info.temp_suffix}, log));
-  DeleteOtherShardCounts<ShardFile>(
-      fs, split, ParseShardFile, info.nshards,
-      "superseded by the interrupted save whose renames were finished", log);
-  return Status::OK();
-}
-
 }  // namespace
 
 std::string CheckpointDataName(const std::string& basename, int shard,
@@ -512,8 +464,20 @@ Status SaveCheckpoint(FileSystem* fs, const std::string& basename,
   // save's. Where they complete a save that had begun renaming, its renames
   // are finished first: they may hold the only whole save there is.
   bool temporaries_stale = false;
-  MONOLITH_RETURN_IF_ERROR(
-      FinishInterruptedSave(fs, basename, options.log, &temporaries_stale));
+  MONOLITH_RETURN_IF_ERROR(FinishInterruptedSave<ShardFile>(
+      fs, basename, ParseShardFile,
+      [&](InterruptedSave* save, std::vector<std::string>* paths) {
+        CheckpointInfo info;
+        MONOLITH_RETURN_IF_ERROR(ReadCheckpointInfo(
+            fs, basename, /*need_data=*/true, options.log, &info));
+        *save = {info.nshards, info.temp_suffix};
+        for (const CheckpointInfo::Shard& shard : info.shards) {
+          paths->push_back(shard.data_path);
+          paths->push_back(shard.meta_path);
+        }
+        return Status::OK();
+      },
+      options.log, &temporaries_stale));
   if (temporaries_stale) {
     DeleteTemporaries<ShardFile>(fs, split, ParseShardFile, options.log);
   }

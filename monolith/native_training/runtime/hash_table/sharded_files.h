@@ -190,6 +190,57 @@ std::string DescribeInterruption(bool renames_began, int nshards,
 Status FinishRenames(FileSystem* fs, const std::vector<std::string>& paths,
                      const InterruptedSave& save, const LogFn& log);
 
+// Before a save at |basename| deletes the temporaries there: finishes the
+// renames of a save killed while renaming (or just before) whose
+// temporaries hold it whole, since they may hold the only whole save there
+// is. |read| reads the checkpoint at |basename| as a restore would: the
+// save it reads (temp_suffix empty: the final names) and that save's
+// files in its rename order. *temporaries_stale: whether the temporaries
+// left may be deleted (false where the checkpoint does not read). Fails
+// where the files cannot be read (I/O, not content): they might hold the
+// last whole save. File, Parse: as for ListShardFiles.
+template <typename File, typename Parse>
+Status FinishInterruptedSave(
+    FileSystem* fs, const std::string& basename, const Parse& parse,
+    const std::function<Status(InterruptedSave* save,
+                               std::vector<std::string>* paths)>& read,
+    const LogFn& log, bool* temporaries_stale) {
+  *temporaries_stale = false;
+  const SplitBasename split(basename);
+  std::vector<std::pair<std::string, File>> files;
+  const Status listed_status = ListShardFiles(fs, split, parse, &files);
+  if (!listed_status.ok()) {
+    // No directory yet: nothing to finish. Otherwise the save fails here,
+    // before it could delete what it cannot see.
+    return listed_status.code() == StatusCode::kNotFound ? Status::OK()
+                                                         : listed_status;
+  }
+  std::set<std::string> listed;
+  if (FindInterruptedSaves(files, &listed).empty()) return Status::OK();
+  InterruptedSave save;
+  std::vector<std::string> paths;
+  const Status status = read(&save, &paths);
+  if (!status.ok()) {
+    if (!IsFileContentError(status)) {
+      return Prefixed("cannot read " + basename +
+                          " to tell whether an interrupted save there holds "
+                          "the last whole save: ",
+                      status);
+    }
+    Log(log, "Keeping the temporary files at " + basename +
+                 " (the checkpoint there does not read: " + status.message() +
+                 ")");
+    return Status::OK();
+  }
+  *temporaries_stale = true;
+  if (save.temp_suffix.empty()) return Status::OK();
+  MONOLITH_RETURN_IF_ERROR(FinishRenames(fs, paths, save, log));
+  DeleteOtherShardCounts<File>(
+      fs, split, parse, save.nshards,
+      "superseded by the interrupted save whose renames were finished", log);
+  return Status::OK();
+}
+
 // Microseconds since the Unix epoch.
 int64_t NowMicros();
 
