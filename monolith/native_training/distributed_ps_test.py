@@ -696,6 +696,19 @@ def test_gather_of_distinct_or_every_id(num_ps, unique):
     np.testing.assert_array_equal(got[t], expected)
 
 
+@pytest.mark.parametrize("dim", [0, -3, 1 << 25])
+def test_dims_out_of_range_are_refused_at_graph_build(dim):
+  with tf.Graph().as_default():
+    with pytest.raises((ValueError, tf.errors.InvalidArgumentError),
+                       match=r"dims\[1\] must be in \[1, 2\^24\]"):
+      _partition([[1], [2]], 2, [4, dim])
+    with pytest.raises((ValueError, tf.errors.InvalidArgumentError),
+                       match=r"dims\[1\] must be in \[1, 2\^24\]"):
+      ops.monolith_distributed_ps_gather(
+          values=tf.zeros([8]), index=tf.zeros([2], tf.int32),
+          id_counts=np.array([1, 1], np.int64), num_tables=2, dims=[4, dim])
+
+
 def test_float16_conversions_are_tf_casts_bit_for_bit():
   """Every float16 (NaNs, infinities, subnormals) and many floats."""
   halves = np.arange(2**16, dtype=np.uint32).astype(np.uint16)
@@ -854,9 +867,9 @@ def test_fused_ops_reject_bad_inputs():
   with pytest.raises(ValueError, match="ids must be a vector"):
     ops.monolith_distributed_ps_partition(
         [ids, tf.constant(ids.reshape([1, 3]))], num_ps=2, dims=[1, 2])
-  with pytest.raises(tf.errors.InvalidArgumentError, match=r"dims\[0\] must "
-                     "be in"):
-    _run(ops.monolith_distributed_ps_partition([ids], num_ps=2, dims=[0]))
+  # Refused at graph build (the shape function), as the kernel would.
+  with pytest.raises(ValueError, match=r"dims\[0\] must be in"):
+    ops.monolith_distributed_ps_partition([ids], num_ps=2, dims=[0])
 
   values = np.arange(4, dtype=np.float32)
   index = tf1.placeholder(tf.int32)

@@ -489,6 +489,17 @@ using shape_inference::ShapeHandle;
 // overflow).
 constexpr int64_t kMaxDim = int64_t{1} << 24;
 
+// Every table dim in [1, kMaxDim] (shape functions and kernels alike).
+Status CheckDimsRange(const std::vector<int64_t>& dims) {
+  for (size_t t = 0; t < dims.size(); ++t) {
+    if (dims[t] < 1 || dims[t] > kMaxDim) {
+      return errors::InvalidArgument("dims[", t, "] must be in [1, 2^24], got ",
+                                     dims[t]);
+    }
+  }
+  return OkStatus();
+}
+
 // The table dims attr: one in [1, kMaxDim] per table (attr num_tables).
 Status GetDims(OpKernelConstruction* ctx, std::vector<int64_t>* dims) {
   TF_RETURN_IF_ERROR(ctx->GetAttr("dims", dims));
@@ -498,13 +509,7 @@ Status GetDims(OpKernelConstruction* ctx, std::vector<int64_t>* dims) {
     return errors::InvalidArgument("dims has ", dims->size(),
                                    " elements; num_tables is ", num_tables);
   }
-  for (size_t t = 0; t < dims->size(); ++t) {
-    if ((*dims)[t] < 1 || (*dims)[t] > kMaxDim) {
-      return errors::InvalidArgument("dims[", t, "] must be in [1, 2^24], got ",
-                                     (*dims)[t]);
-    }
-  }
-  return OkStatus();
+  return CheckDimsRange(*dims);
 }
 
 // The ids of each table, input |index| ("id_counts"): one count >= 0 per
@@ -1110,6 +1115,7 @@ REGISTER_OP("MonolithDistributedPsPartition")
       std::vector<int64_t> dims;
       TF_RETURN_IF_ERROR(c->GetAttr("num_ps", &num_ps));
       TF_RETURN_IF_ERROR(c->GetAttr("dims", &dims));
+      TF_RETURN_IF_ERROR(CheckDimsRange(dims));
       const int64_t num_tables = dims.size();
       if (num_tables != c->num_inputs()) {
         return errors::InvalidArgument("dims has ", num_tables,
@@ -1163,6 +1169,7 @@ Status GatherShape(InferenceContext* c, bool half) {
   std::vector<int64_t> dims;
   TF_RETURN_IF_ERROR(c->GetAttr("num_tables", &num_tables));
   TF_RETURN_IF_ERROR(c->GetAttr("dims", &dims));
+  TF_RETURN_IF_ERROR(CheckDimsRange(dims));
   if (static_cast<int64_t>(dims.size()) != num_tables) {
     return errors::InvalidArgument("dims has ", dims.size(),
                                    " elements; num_tables is ", num_tables);
@@ -1239,6 +1246,7 @@ REGISTER_OP("MonolithDistributedPsScatterAdd")
       std::vector<int64_t> dims;
       TF_RETURN_IF_ERROR(c->GetAttr("num_ps", &num_ps));
       TF_RETURN_IF_ERROR(c->GetAttr("dims", &dims));
+      TF_RETURN_IF_ERROR(CheckDimsRange(dims));
       const int num_tables = static_cast<int>(dims.size());
       if (num_tables + 3 != c->num_inputs()) {
         return errors::InvalidArgument("dims has ", num_tables,
