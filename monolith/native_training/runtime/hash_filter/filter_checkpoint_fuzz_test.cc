@@ -51,6 +51,7 @@
 #include <utility>
 #include <vector>
 
+#include "google/protobuf/unknown_field_set.h"
 #include "gtest/gtest.h"
 #include "monolith/native_training/runtime/hash_filter/filter_checkpoint.h"
 #include "monolith/native_training/runtime/hash_filter/fuzz_util.h"
@@ -61,6 +62,7 @@ namespace monolith {
 namespace hash_filter {
 namespace {
 
+using ::google::protobuf::UnknownField;
 using ::monolith::hash_table::ExtendCrc32c;
 using ::monolith::hash_table::FileSystem;
 using ::monolith::hash_table::HashFilterSplitDataDump;
@@ -70,6 +72,7 @@ using ::monolith::hash_table::NotFoundError;
 using ::monolith::hash_table::ParallelFor;
 using ::monolith::hash_table::RandomAccessFile;
 using ::monolith::hash_table::SerialFor;
+using ::monolith::hash_table::TempSuffix;
 using ::monolith::hash_table::WritableFile;
 using fuzz_util::Config;
 using fuzz_util::Extreme;
@@ -310,6 +313,40 @@ class Mutator {
         }
         return "identity stripped from every split (the original's files)";
     }
+  }
+
+  // The save of |nsplits| splits killed while renaming its files: the
+  // splits from a random one on keep their temporary names. A restore reads
+  // it whole through them. Needs the save's identity.
+  std::string InterruptedRenames(int nsplits) {
+    if (nsplits <= 0) return "no interrupted renames (no splits)";
+    const auto first =
+        fs_->files().find(FilterCheckpointFileName(kBasename, 0, nsplits));
+    std::vector<std::string> records;
+    HashFilterSplitMetaDump meta;
+    if (first == fs_->files().end() || !Unframe(first->second, &records) ||
+        records.empty() || !meta.ParseFromString(records[0])) {
+      return "no interrupted renames (no split 0)";
+    }
+    const auto& unknown = meta.unknown_fields();
+    for (int i = 0; i < unknown.field_count(); ++i) {
+      if (unknown.field(i).number() != kIdentitySaveIdField ||
+          unknown.field(i).type() != UnknownField::TYPE_FIXED64) {
+        continue;
+      }
+      const std::string suffix = TempSuffix(unknown.field(i).fixed64());
+      const int renamed = static_cast<int>(rng_() % nsplits);
+      for (int s = renamed; s < nsplits; ++s) {
+        const std::string path = FilterCheckpointFileName(kBasename, s, nsplits);
+        const auto file = fs_->files().find(path);
+        if (file == fs_->files().end()) continue;
+        fs_->files()[path + suffix] = std::move(file->second);
+        fs_->files().erase(path);
+      }
+      return "save interrupted after renaming " + std::to_string(renamed) +
+             " splits";
+    }
+    return "no interrupted renames (no identity)";
   }
 
  private:
@@ -641,7 +678,15 @@ TEST(FilterCheckpointFuzzTest, MutatedCheckpointsRestoreOrFailCleanly) {
     if (kind == 1) {
       const int n = 1 + rng() % 3;
       for (int m = 0; m < n; ++m) description += mutator.MutateBenign() + "; ";
+      // Last: the other benign changes could strip the identity it needs.
+      if (rng() % 3 == 0 &&
+          description.find("identity stripped") == std::string::npos) {
+        description += mutator.InterruptedRenames(source->split_num()) + "; ";
+      }
     } else if (kind > 1) {
+      if (rng() % 4 == 0) {
+        description += mutator.InterruptedRenames(source->split_num()) + "; ";
+      }
       const int n = 1 + rng() % 3;
       for (int m = 0; m < n; ++m) description += mutator.MutateOnce() + "; ";
     }
