@@ -446,8 +446,8 @@ def _hooks(model: Model, index: int) -> List[tf1.train.SessionRunHook]:
       basic_restore_hook.CheckpointRestorerHook(
           listeners=[model.table_restorer]),
       save_utils.PsInitializedStateHook(model.ps_monitor),
-      # Last: it saves when the session is created.
-      tf1.train.CheckpointSaverHook(
+      # Last: it saves when the session is created (not a step restored).
+      save_utils.NoFirstSaveCheckpointSaverHook(
           FLAGS.model_dir,
           save_steps=FLAGS.save_steps,
           saver=model.saver,

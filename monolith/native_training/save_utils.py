@@ -35,6 +35,12 @@ tells which PS tasks lost their state (a restarted process starts empty),
 checkpoint, `MultiHashTableCheckpointRestorerListener(basename, ps_monitor)`
 only their tables, and `PsInitializedStateHook` then marks every task
 initialized. The other tasks keep what they learnt since that checkpoint.
+
+`NoFirstSaveCheckpointSaverHook` is TF's `CheckpointSaverHook` without the
+save it makes when a session is created at a step that already has a
+checkpoint (a restart): that save would rewrite the checkpoint just
+restored in place, and one that fails part-way (on some PS) would leave
+it mixed, with no older copy.
 """
 
 import os
@@ -390,3 +396,39 @@ class PsInitializedStateHook(tf.compat.v1.train.SessionRunHook):
     if uninitialized:
       logging.info("PS tasks %s are set up.", sorted(uninitialized))
     self._ps_monitor.setup_ps_initialized_state(session)
+
+
+class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
+  """A `CheckpointSaverHook` that does not save again a step it restored.
+
+  TF's hook saves when a session is created, at its global step. After a
+  restart that step is the restored checkpoint's, so the save rewrites that
+  checkpoint in place: the TF variables and, through the listeners, every
+  PS's table files under the same names (in the new PS layout after a
+  restore into another number of PS). A save that fails on some PS then
+  leaves the latest checkpoint mixing two layouts, and the older copy is
+  gone. As the original Monolith's hook of this name, this one skips that
+  save when a checkpoint of that step exists under its basename (a fresh
+  job still saves its step 0). Takes `CheckpointSaverHook`'s arguments.
+  """
+
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    self._creating_session = False
+
+  def after_create_session(self, session: tf.compat.v1.Session,
+                           coord: tf.train.Coordinator) -> None:
+    self._creating_session = True
+    try:
+      super().after_create_session(session, coord)
+    finally:
+      self._creating_session = False
+
+  def _save(self, session: tf.compat.v1.Session, step: int) -> bool:
+    # TF's hook saves through _save (after_create_session, after_run, end).
+    prefix = f"{self._save_path}-{step}"
+    if (self._creating_session and
+        tf.compat.v1.train.checkpoint_exists(prefix)):
+      logging.info("Not saving %s again: the session starts from it.", prefix)
+      return False
+    return super()._save(session, step)
