@@ -27,7 +27,8 @@ probabilistic filters save nothing.
 
 import contextlib
 import os
-from typing import List
+import re
+from typing import Any, List, Optional
 
 from absl import logging
 import tensorflow as tf
@@ -205,32 +206,56 @@ def _filter_basename(prefix: str, ps_index: int) -> str:
   return f"{prefix}hash_filter_{ps_index}"
 
 
-def _per_filter_op(hash_filters: List[tf.Tensor],
-                   placeholders: List[tf.Tensor], make_op,
-                   enabled: bool) -> tf.Operation:
+def _per_filter_ops(hash_filters: List[tf.Tensor],
+                    placeholders: List[tf.Tensor], make_op,
+                    enabled: bool) -> List[tf.Operation]:
   """make_op(filter, basename, True) for every filter, on its device.
 
-  Appends each filter's basename placeholder to `placeholders`; a no-op when
+  Appends each filter's basename placeholder to `placeholders`; none when
   not `enabled`.
   """
   if not enabled:
-    return tf.no_op()
+    return []
   filter_ops = []
   for hash_filter in hash_filters:
     placeholder = tf.compat.v1.placeholder(tf.string, shape=[])
     placeholders.append(placeholder)
     with tf.device(hash_filter.device):
       filter_ops.append(make_op(hash_filter, placeholder, True))
-  return tf.group(filter_ops)
+  return filter_ops
 
 
-def _run_per_filter(session: tf.compat.v1.Session, op: tf.Operation,
-                    placeholders: List[tf.Tensor], asset_dir: str) -> None:
-  """Runs `_per_filter_op`'s op with filter i's files in `asset_dir`."""
-  session.run(op,
+_SAVED_FILTER_RE = re.compile(
+    r"hash_filter_(0|[1-9][0-9]*)-[0-9]{5}-of-[0-9]{5}(-tmp-.+)?")
+
+
+def _saved_filter_count(asset_dir: str) -> int:
+  """How many PS saved filters in `asset_dir` (0: none found)."""
+  try:
+    names = tf.io.gfile.listdir(asset_dir)
+  except tf.errors.NotFoundError:
+    return 0
+  indices = [
+      int(match.group(1))
+      for match in map(_SAVED_FILTER_RE.fullmatch, (n.rstrip("/")
+                                                    for n in names))
+      if match
+  ]
+  return max(indices) + 1 if indices else 0
+
+
+def _run_per_filter(session: tf.compat.v1.Session,
+                    filter_ops: List[tf.Operation],
+                    placeholders: List[tf.Tensor], asset_dir: str,
+                    chosen: Optional[List[int]] = None) -> None:
+  """Runs `_per_filter_ops`' ops (those `chosen`, default all) with filter
+  i's files in `asset_dir`."""
+  if chosen is None:
+    chosen = list(range(len(filter_ops)))
+  session.run([filter_ops[i] for i in chosen],
               feed_dict={
-                  placeholder: _filter_basename(asset_dir, i)
-                  for i, placeholder in enumerate(placeholders)
+                  placeholders[i]: _filter_basename(asset_dir, i)
+                  for i in chosen
               },
               options=tf.compat.v1.RunOptions(timeout_in_ms=_TIMEOUT_IN_MS))
 
@@ -260,8 +285,8 @@ class HashFilterCheckpointSaverListener(
     self._hash_filters = list(hash_filters)
     self._enabled = enable_hash_filter and enable_save_restore
     self._placeholders = []
-    self._save_op = _per_filter_op(self._hash_filters, self._placeholders,
-                                   save_hash_filter, self._enabled)
+    self._save_ops = _per_filter_ops(self._hash_filters, self._placeholders,
+                                     save_hash_filter, self._enabled)
 
   def before_save(self, session: tf.compat.v1.Session,
                   global_step_value: int) -> None:
@@ -270,7 +295,7 @@ class HashFilterCheckpointSaverListener(
     asset_dir = self._helper.get_ckpt_asset_dir(
         self._helper.get_ckpt_prefix(global_step_value))
     tf.io.gfile.makedirs(asset_dir)
-    _run_per_filter(session, self._save_op, self._placeholders, asset_dir)
+    _run_per_filter(session, self._save_ops, self._placeholders, asset_dir)
     logging.info("Saved %d hash filters to %s.", len(self._hash_filters),
                  asset_dir)
 
@@ -280,27 +305,36 @@ class HashFilterCheckpointRestorerListener(
   """Restores the hash filters from the latest checkpoint.
 
   Without a checkpoint it does nothing. A checkpoint without the filters'
-  files fails the restore with NotFoundError naming them.
+  files fails the restore with NotFoundError naming them. Filters saved by
+  another number of PS are not restored (a filter counts the ids of its PS,
+  id mod the PS count; tables re-route their entries, filters cannot): a
+  warning names both counts, and admission counts start over.
 
   Args:
     basename: the checkpoint basename.
     hash_filters: the filters, as for the saver listener.
     enable_hash_filter, enable_save_restore: False restores nothing.
+    ps_monitor: when given (a `save_utils.PsMonitor`), only the filters of
+      the PS tasks it reports uninitialized are restored, as the tables'
+      restorer listener does.
   """
 
   def __init__(self,
                basename: str,
                hash_filters: List[tf.Tensor],
                enable_hash_filter: bool = False,
-               enable_save_restore: bool = True):
+               enable_save_restore: bool = True,
+               ps_monitor: Optional[Any] = None):
     super().__init__()
     self._basename = basename
     self._helper = save_utils.SaveHelper(basename)
     self._hash_filters = list(hash_filters)
     self._enabled = enable_hash_filter and enable_save_restore
+    self._ps_monitor = ps_monitor
     self._placeholders = []
-    self._restore_op = _per_filter_op(self._hash_filters, self._placeholders,
-                                      restore_hash_filter, self._enabled)
+    self._restore_ops = _per_filter_ops(self._hash_filters,
+                                        self._placeholders,
+                                        restore_hash_filter, self._enabled)
 
   def before_restore(self, session: tf.compat.v1.Session) -> None:
     if not self._enabled:
@@ -311,6 +345,21 @@ class HashFilterCheckpointRestorerListener(
                    os.path.dirname(self._basename))
       return
     asset_dir = self._helper.get_ckpt_asset_dir(ckpt_prefix)
-    _run_per_filter(session, self._restore_op, self._placeholders, asset_dir)
-    logging.info("Restored %d hash filters from %s.",
-                 len(self._hash_filters), asset_dir)
+    saved = _saved_filter_count(asset_dir)
+    if saved and saved != len(self._hash_filters):
+      logging.warning(
+          "The hash filters in %s were saved by %d PS tasks; this job has "
+          "%d. They are not restored (each counts the ids of its PS, id mod "
+          "the PS count): admission counts start over.", asset_dir, saved,
+          len(self._hash_filters))
+      return
+    chosen = list(range(len(self._hash_filters)))
+    if self._ps_monitor is not None:
+      uninitialized = self._ps_monitor.uninitialized_ps_tasks(session)
+      chosen = [
+          i for i in chosen if self._ps_monitor.needs_restore(
+              self._hash_filters[i].device, uninitialized)
+      ]
+    _run_per_filter(session, self._restore_ops, self._placeholders, asset_dir,
+                    chosen)
+    logging.info("Restored %d hash filters from %s.", len(chosen), asset_dir)

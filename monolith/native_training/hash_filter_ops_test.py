@@ -1,6 +1,7 @@
 """Hash filters with tables: admission, intercept_gradient, save and restore."""
 
 import os
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -222,6 +223,54 @@ def test_filters_save_and_restore_with_the_checkpoint(tmp_path):
       admitted = sess.run(grads)
       np.testing.assert_array_equal(admitted[0], [[1], [1]])
       np.testing.assert_array_equal(admitted[1], [[0]])
+
+  # With a monitor that reports only PS 1 restarted, PS 0's filter keeps
+  # what it counted since (nothing: ids 1 and 2 are not admitted).
+  class _OnlyPs1Restarted:
+
+    def uninitialized_ps_tasks(self, sess):
+      return {1}
+
+    def needs_restore(self, device, uninitialized):
+      return utils.ps_task_of_device(device) in uninitialized
+
+  servers, config = test_utils.create_test_ps_cluster(2)
+  with tf.Graph().as_default():
+    filters = hash_filter_ops.create_hash_filters(2, True, thresholds,
+                                                  filter_capacity=1000,
+                                                  filter_split_num=5)
+    restorer = hash_filter_ops.HashFilterCheckpointRestorerListener(
+        basename, filters, enable_hash_filter=True,
+        ps_monitor=_OnlyPs1Restarted())
+    grads = _intercepted_grads(filters)
+    with tf1.Session(servers[0].target, config=config) as sess:
+      restorer.before_restore(sess)
+      # Restored, ids 1 and 2 would be admitted at once.
+      np.testing.assert_array_equal(sess.run(grads[0]), [[0], [0]])
+      # PS 1's id 4: counted once before the save, twice now (a fresh
+      # filter would not admit it yet).
+      sess.run(grads[1])
+      np.testing.assert_array_equal(sess.run(grads[1]), [[1]])
+
+  # Into 1 PS: not restored (counts are per id mod the PS count), with a
+  # warning; ids 1 and 2 start over.
+  servers, config = test_utils.create_test_ps_cluster(1)
+  with tf.Graph().as_default():
+    filters = hash_filter_ops.create_hash_filters(1, True, thresholds,
+                                                  filter_capacity=1000,
+                                                  filter_split_num=5)
+    restorer = hash_filter_ops.HashFilterCheckpointRestorerListener(
+        basename, filters, enable_hash_filter=True)
+    embeddings = tf.ones([2, 1])
+    out = hash_filter_ops.intercept_gradient(filters[0], _ids([1, 2]),
+                                             embeddings)
+    grad = tf.gradients(tf.reduce_sum(out), embeddings)[0]
+    with tf1.Session(servers[0].target, config=config) as sess, \
+        mock.patch.object(hash_filter_ops.logging, "warning") as warning:
+      restorer.before_restore(sess)
+      np.testing.assert_array_equal(sess.run(grad), [[0], [0]])
+    assert "saved by 2 PS tasks; this job has 1" in (
+        warning.call_args[0][0] % warning.call_args[0][1:])
 
 
 def test_restore_without_the_files_is_a_clear_error(tmp_path):

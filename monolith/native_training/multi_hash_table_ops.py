@@ -1282,6 +1282,18 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
                        f"{list(self._table_names)}")
 
 
+def _placeholder_of(placeholders: Dict[int, tf.Tensor], table: Any,
+                    listener: str) -> tf.Tensor:
+  """A listener's basename placeholder of `table` (keyed by id(table))."""
+  try:
+    return placeholders[id(table)]
+  except KeyError:
+    raise ValueError(
+        f"MultiHashTable {table.shared_name} was created after the {listener} "
+        "listener; create the listeners once every table of the graph "
+        "exists") from None
+
+
 class MultiHashTableCheckpointSaverListener(
     tf.compat.v1.train.CheckpointSaverListener):
   """Saves every MultiHashTable of the graph before the Saver's checkpoint.
@@ -1333,7 +1345,8 @@ class MultiHashTableCheckpointSaverListener(
         self._helper.get_ckpt_prefix(global_step_value))
     tf.io.gfile.makedirs(base_dir)
     feed_dict = {
-        self._table_id_to_placeholder[id(table)]: base_dir + table.shared_name
+        _placeholder_of(self._table_id_to_placeholder, table, "saver"):
+            base_dir + table.shared_name
         for table in tf.compat.v1.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY)
     }
     sess.run(self._save_op,
@@ -1452,13 +1465,22 @@ class MultiHashTableCheckpointRestorerListener(
       logging.info("No checkpoint in %s; hash tables are not restored.",
                    os.path.dirname(self._basename))
       return
+    restore_ops = []
+    for device, device_ops in self._restore_ops_per_device.items():
+      if not self._ps_monitor or self._ps_monitor.is_ps_uninitialized(
+          session, device):
+        restore_ops.extend(device_ops)
+    if not restore_ops:
+      logging.info("Every PS task kept its hash tables; none restored.")
+      return
     logging.info("Restoring hash tables from %s.", ckpt_prefix)
     asset_dir = self._helper.get_ckpt_asset_dir(ckpt_prefix)
     tables = tf.compat.v1.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY)
     feed_dict = {}
     groups = {}  # group prefix -> the old PS tables' checkpoints
     for t in tables:
-      placeholder = self._table_id_to_placeholder[id(t)]
+      placeholder = _placeholder_of(self._table_id_to_placeholder, t,
+                                    "restorer")
       shard = t.ps_shard
       if shard is None:
         feed_dict[placeholder] = asset_dir + t.shared_name
@@ -1475,11 +1497,6 @@ class MultiHashTableCheckpointRestorerListener(
       feed_dict[placeholder] = (ps_checkpoints_to_read(old, shard)
                                 if old else [asset_dir + t.shared_name])
     session.run([t.initializer for t in tables])
-    restore_ops = []
-    for device, device_ops in self._restore_ops_per_device.items():
-      if not self._ps_monitor or self._ps_monitor.is_ps_uninitialized(
-          session, device):
-        restore_ops.extend(device_ops)
     session.run(restore_ops,
                 feed_dict=feed_dict,
                 options=tf.compat.v1.RunOptions(timeout_in_ms=_TIMEOUT_IN_MS))

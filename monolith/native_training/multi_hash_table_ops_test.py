@@ -337,6 +337,20 @@ def test_restorer_saver_listener_drops_expired_entries(tmp_path):
     np.testing.assert_array_equal(sess.run(lookup), [[0], [2]])
 
 
+def test_a_table_created_after_the_listeners_is_named(tmp_path):
+  basename = os.path.join(tmp_path, "late", "model.ckpt")
+  config = test_utils.generate_test_hash_table_config(1)
+  multi_hash_table_ops.MultiHashTable.from_configs({"slot0": config})
+  saver_listener = multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
+      basename)
+  late = multi_hash_table_ops.MultiHashTable.from_configs(
+      {"slot0": config}, name_suffix="late")
+  with tf1.Session() as sess:
+    with pytest.raises(ValueError, match=f"MultiHashTable {late.shared_name} "
+                       "was created after the saver listener"):
+      saver_listener.before_save(sess, 1)
+
+
 def _expiring_config(expire_days_by_slot, evict_every_n_hours=None):
   config = test_utils.generate_test_hash_table_config(1)
   expire = config.table_config.slot_expire_time_config

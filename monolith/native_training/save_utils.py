@@ -162,6 +162,11 @@ class SaveHelper:
       names = [name.rstrip("/") for name in tf.io.gfile.listdir(ckpt_dir)]
     except tf.errors.NotFoundError:
       return StaleCheckpointFiles([], [])
+    except tf.errors.OpError as e:
+      # Clean-up must not stop training after a good save: next time.
+      logging.warning("Cannot list %s to delete stale checkpoint files: %s",
+                      ckpt_dir, e)
+      return StaleCheckpointFiles([], [])
     own_ckpt_steps = set()  # this basename's restorable TF checkpoints
     other_ckpt_steps = set()  # anything of any other basename
     own_asset_dirs = []  # (step, name)
