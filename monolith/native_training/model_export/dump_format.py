@@ -329,7 +329,9 @@ class DumpReader:
         self._take(KAFKA_DUMP_BYTES, "kafka dump field")
     payload = self._sized("record payload", "record size")
     if self._check is not None:
-      reason = self._check(payload)
+      # An empty payload parses as any proto; in a dump it means the header
+      # flags are off (e.g. a zero kafka prefix read as sizes).
+      reason = ("is empty (0 bytes)" if not payload else self._check(payload))
       if reason:
         raise DumpFormatError(
             f"{self.name}: record {self.records_read} (starting at byte "

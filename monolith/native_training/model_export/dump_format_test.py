@@ -199,3 +199,20 @@ def test_reader_names_the_record_a_check_refuses():
   lenient = dump_format.message_check(example_pb2.Example)
   assert list(dump_format.DumpReader(io.BytesIO(data), FULL,
                                      check=lenient)) == payloads
+
+
+def test_a_zero_kafka_prefix_read_without_the_flag_is_refused():
+  # Written with the zero-form kafka prefix and sort ids; read with sort ids
+  # only, the prefix's two zeros become an empty sort id and an empty
+  # record, which would parse as any proto.
+  payloads = list(sample_records.serialized_records("example", 3))
+  written = dump_format.DumpLayout(kafka_dump_prefix=True, has_sort_id=True)
+  data = _dump(payloads, written)
+  read_as = dump_format.DumpLayout(has_sort_id=True)
+  check = dump_format.message_check(example_pb2.Example)
+  reader = dump_format.DumpReader(io.BytesIO(data), read_as, name="n",
+                                  check=check, payload_hint="a hint")
+  with pytest.raises(dump_format.DumpFormatError,
+                     match=r"n: record 0 \(starting at byte offset 0\) is "
+                     r"empty \(0 bytes\); a hint"):
+    reader.read_record()
