@@ -410,6 +410,52 @@ def _serialized_examples(examples: input_pb2.Input) -> List[bytes]:
   return []
 
 
+def _crc32c_table() -> List[int]:
+  table = []
+  for byte in range(256):
+    crc = byte
+    for _ in range(8):
+      crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    table.append(crc)
+  return table
+
+
+_CRC32C_TABLE = _crc32c_table()
+
+
+def _masked_crc32c(data: bytes) -> int:
+  """TFRecord's masked CRC32C of `data` (short data: pure Python)."""
+  crc = 0xFFFFFFFF
+  for byte in data:
+    crc = _CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+  crc ^= 0xFFFFFFFF
+  return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def _record_running_past_the_end(
+    path: str, size: int) -> Optional[Tuple[int, int, int, List[bytes]]]:
+  """The first record whose length (with a valid length CRC) runs past the
+  end of `path` (`size` bytes), as (index, offset, length, the records
+  before it), or None. TF's reader is not safe against such a length (one
+  near 2^40 crashes the process), so it never sees these files. The walk
+  stops where TF's reader reports a problem itself."""
+  records = []
+  offset = 0
+  with tf.io.gfile.GFile(path, "rb") as f:
+    while len(records) <= warmup_io.MAX_WARMUP_RECORDS:
+      header = f.read(12)
+      if len(header) < 12 or _masked_crc32c(header[:8]) != int.from_bytes(
+          header[8:], "little"):
+        return None
+      length = int.from_bytes(header[:8], "little")
+      if length + 16 > size - offset:
+        return len(records), offset, length, records
+      records.append(f.read(length))
+      f.read(4)
+      offset += length + 16
+  return None
+
+
 def read_warmup_file(
     path: str
 ) -> Tuple[List[Optional[prediction_log_pb2.PredictionLog]], List[Problem]]:
@@ -428,6 +474,20 @@ def read_warmup_file(
     raise warmup_io.WarmupDataError(f"{path}: no such file")
   size = tf.io.gfile.stat(path).length
   logs, problems = [], []
+  past_the_end = _record_running_past_the_end(path, size)
+  if past_the_end:
+    index, offset, length, raws = past_the_end
+    for raw in raws:
+      log, problem = _parse_log(len(logs), raw)
+      logs.append(log)
+      if problem:
+        problems.append(problem)
+    problems.append(
+        Problem(
+            index, f"its length at byte offset {offset} is {length} bytes, "
+            f"but the file has room for {size - offset - 16}: it was cut "
+            "short or is not a TFRecord file; TF Serving stops reading there"))
+    return logs, problems
   offset = 0  # bytes of the complete records read so far
   # The v1 iterator reports framing errors plainly ("corrupted record at 12")
   # where tf.data wraps them in op names.

@@ -258,15 +258,41 @@ def test_truncated_files(tmp_path):
     data = f.read()
   cut = tmp_path / "cut"
   cut.write_bytes(data[:-3])  # the last record's data CRC is short
-  (problem,) = _problems(warmup_data_check.check_warmup_file(str(cut)))
-  assert problem.startswith("record 3: not a valid TFRecord") and (
-      "truncated record" in problem)
+  last = len(logs[3].SerializeToString())
+  report = warmup_data_check.check_warmup_file(str(cut))
+  assert _problems(report) == [
+      f"record 3: its length at byte offset {len(data) - last - 16} is "
+      f"{last} bytes, but the file has room for {last - 3}: it was cut short "
+      "or is not a TFRecord file; TF Serving stops reading there"
+  ]
+  assert report.records == 3  # the records before it are read
   extra = tmp_path / "extra"
   extra.write_bytes(data + data[:5])  # a partial record header
   (problem,) = _problems(warmup_data_check.check_warmup_file(str(extra)))
   assert problem == (
       f"record 4: the file ends in a partial record (5 bytes at byte offset "
       f"{len(data)}): it was cut short; TF Serving stops reading there")
+
+
+def test_a_length_far_past_the_end_is_reported_not_read(tmp_path):
+  # TF's reader crashes the process on a length near 2^40 (with a valid
+  # length CRC); the check reports it before TF reads the file.
+  logs = _random_example_logs()
+  path = _write(tmp_path / "warmup", logs[:1])
+  with open(path, "rb") as f:
+    header = f.read(12)
+  # The check's CRC is TF's: it agrees on the header TF wrote.
+  assert warmup_data_check._masked_crc32c(header[:8]) == int.from_bytes(
+      header[8:], "little")
+  length = (1 << 40).to_bytes(8, "little")
+  crafted = tmp_path / "crafted"
+  crafted.write_bytes(length + warmup_data_check._masked_crc32c(
+      length).to_bytes(4, "little") + b"0123456789")
+  assert _problems(warmup_data_check.check_warmup_file(str(crafted))) == [
+      f"record 0: its length at byte offset 0 is {1 << 40} bytes, but the "
+      "file has room for 6: it was cut short or is not a TFRecord file; TF "
+      "Serving stops reading there"
+  ]
 
 
 def test_more_than_1000_records(tmp_path):
