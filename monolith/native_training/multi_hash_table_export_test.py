@@ -25,6 +25,8 @@ after rounding to float16 (nearest, ties to even) for fp16.
 import glob
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -33,6 +35,7 @@ import tensorflow as tf
 from monolith.native_training import entry
 from monolith.native_training import multi_hash_table_ops
 from monolith.native_training.model_export import export_context
+from monolith.native_training.model_export import warmup_io
 from monolith.native_training.runtime.hash_table import \
     embedding_hash_table_pb2
 
@@ -192,3 +195,33 @@ def test_served_embeddings_equal_trained_ones(tmp_path):
   # Trained values are not all float16-representable: fp16 did round.
   assert not np.array_equal(served["fp16_slot"][:-1], trained["fp16_slot"])
 
+
+_CHECK_IN_A_FRESH_PROCESS = """
+import sys
+from monolith.native_training.model_export import warmup_data_check
+report = warmup_data_check.check_warmup_file(sys.argv[1], sys.argv[2])
+print([p.reason for p in report.problems], report.replayed)
+sys.exit(0 if report.ok and report.replayed else 1)
+"""
+
+
+def test_warmup_check_replays_requests_against_the_served_tables(tmp_path):
+  # In a process that loaded nothing of monolith's ops before: the checker
+  # registers them, so the SavedModel loads and the requests replay.
+  basename = os.path.join(tmp_path, "ckpt", "tables")
+  export_dir = os.path.join(tmp_path, "saved_model")
+  _train_and_save(basename)
+  _export(basename, export_dir)
+  log = warmup_io.predict_log(
+      "default", _SIGNATURE, {
+          f"{name}_ids": tf.make_tensor_proto(_IDS)
+          for name in ("fp16_slot", "fp32_slot")
+      })
+  warmup = os.path.join(tmp_path, "tf_serving_warmup_requests")
+  warmup_io.write_prediction_logs(warmup, [log])
+  result = subprocess.run(
+      [sys.executable, "-c", _CHECK_IN_A_FRESH_PROCESS, warmup, export_dir],
+      env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
+      capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stdout + result.stderr
+  assert "[] True" in result.stdout

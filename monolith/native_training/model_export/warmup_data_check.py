@@ -82,6 +82,8 @@ from tensorflow_serving.apis import input_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
 from monolith.native_training.model_export import warmup_io
+# Registers monolith's ops (hash tables), so replay loads models serving them.
+from monolith.native_training.runtime.ops import gen_monolith_ops  # pylint: disable=unused-import
 
 FLAGS = flags.FLAGS
 
@@ -697,7 +699,13 @@ def replay(calls: Sequence[_Call], saved_model_dir: str,
   """
   if iterations < 1:
     raise ValueError(f"replay iterations must be at least 1, got {iterations}")
-  model = tf.saved_model.load(saved_model_dir, tags=sorted(SERVING_TAGS))
+  try:
+    model = tf.saved_model.load(saved_model_dir, tags=sorted(SERVING_TAGS))
+  except (tf.errors.OpError, ValueError, KeyError, OSError) as e:
+    raise warmup_io.WarmupDataError(
+        f"{saved_model_dir}: cannot load the SavedModel to replay the warmup "
+        f"requests ({type(e).__name__}: {e}); --noreplay checks without "
+        "it") from e
   problems = []
   for call in calls:
     function = model.signatures[call.signature]
