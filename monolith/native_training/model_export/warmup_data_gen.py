@@ -139,6 +139,11 @@ DumpFormatError = dump_format.DumpFormatError
 
 def _open_input(file_name: Optional[str]) -> BinaryIO:
   if not file_name:
+    if sys.stdin.isatty():
+      # Under `bazel run` a forgotten --file_name would wait for a terminal.
+      raise warmup_io.WarmupDataError(
+          "no --file_name, and stdin is a terminal: give the dump with "
+          "--file_name, or pipe it in")
     return sys.stdin.buffer
   if "://" in file_name:
     return tf.io.gfile.GFile(file_name, "rb")

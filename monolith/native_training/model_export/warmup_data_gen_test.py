@@ -4,6 +4,7 @@ input."""
 import dataclasses
 import itertools
 import os
+import pty
 import subprocess
 import sys
 
@@ -333,6 +334,25 @@ def test_cli_reads_stdin_in_binary(tmp_path):
   assert result.returncode == 0, result.stderr.decode()
   assert _batches(_read_tfrecord(str(out)), "instances") == [
       payloads[0:2], payloads[2:4], payloads[4:]]
+
+
+def test_cli_without_file_name_on_a_terminal_fails_at_once(tmp_path):
+  leader, follower = pty.openpty()
+  try:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
+               TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, "-m",
+         "monolith.native_training.model_export.warmup_data_gen",
+         f"--output_path={tmp_path / 'warmup'}"],
+        stdin=follower, capture_output=True, env=env, check=False,
+        timeout=120)
+  finally:
+    os.close(leader)
+    os.close(follower)
+  assert result.returncode != 0
+  assert b"no --file_name, and stdin is a terminal" in result.stderr
+  assert not (tmp_path / "warmup").exists()
 
 
 def test_cli_failure_leaves_existing_output_untouched(tmp_path):
