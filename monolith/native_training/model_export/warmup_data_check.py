@@ -805,6 +805,39 @@ def install_warmup_file(warmup_file: str, saved_model_dir: str) -> str:
   return destination
 
 
+class _NotInstalled(Exception):
+  """Aborts an install whose copy failed the check."""
+
+
+def check_and_install(
+    warmup_file: str,
+    saved_model_dir: str,
+    replay_requests: bool = True,
+    replay_iterations: int = 1,
+    max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES
+) -> Tuple[CheckReport, Optional[str]]:
+  """Copies `warmup_file` into the SavedModel under a temporary name, checks
+  that copy (as `check_warmup_file`) and installs it only if it passes, so
+  the file installed is the file checked.
+
+  Returns:
+    The report (naming `warmup_file`), and the installed path or None.
+  """
+  destination = os.path.join(saved_model_dir, warmup_io.WARMUP_FILE_PATH)
+  try:
+    with warmup_io.atomic_output(destination) as tmp_path:
+      tf.io.gfile.copy(warmup_file, tmp_path, overwrite=True)
+      report = dataclasses.replace(
+          check_warmup_file(tmp_path, saved_model_dir, replay_requests,
+                            replay_iterations, max_tensor_bytes),
+          warmup_file=warmup_file)
+      if not report.ok:
+        raise _NotInstalled()
+  except _NotInstalled:
+    return report, None
+  return report, destination
+
+
 def _latency(summary: SignatureSummary) -> Tuple[str, str]:
   first = "-" if summary.first_ms is None else f"{summary.first_ms:.2f}"
   if not summary.later_ms:
@@ -856,18 +889,25 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError("--install needs --saved_model_dir")
   warmup_file = warmup_io.resolve_user_path(FLAGS.warmup_file)
   saved_model_dir = warmup_io.resolve_user_path(FLAGS.saved_model_dir)
+  installed = None
   try:
-    report = check_warmup_file(warmup_file, saved_model_dir, FLAGS.replay,
-                               FLAGS.replay_iterations,
-                               FLAGS.max_tensor_bytes)
+    if FLAGS.install:
+      report, installed = check_and_install(warmup_file, saved_model_dir,
+                                            FLAGS.replay,
+                                            FLAGS.replay_iterations,
+                                            FLAGS.max_tensor_bytes)
+    else:
+      report = check_warmup_file(warmup_file, saved_model_dir, FLAGS.replay,
+                                 FLAGS.replay_iterations,
+                                 FLAGS.max_tensor_bytes)
   except (warmup_io.WarmupDataError, ValueError, OSError,
           tf.errors.OpError) as e:
     sys.exit(f"warmup_data_check: error: {e}")
   print(format_report(report))
   if not report.ok:
     sys.exit("\n".join(_problem_lines(report)))
-  if FLAGS.install:
-    print(f"installed {install_warmup_file(warmup_file, saved_model_dir)}")
+  if installed:
+    print(f"installed {installed}")
 
 
 if __name__ == "__main__":

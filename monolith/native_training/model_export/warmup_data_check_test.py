@@ -191,6 +191,31 @@ def test_random_warmup_checks_replays_and_installs(tmp_path, model_dir):
       "tf_serving_warmup_requests"]
 
 
+def test_check_and_install_installs_only_the_checked_copy(tmp_path,
+                                                         model_dir):
+  installed_path = os.path.join(model_dir, "assets.extra",
+                                "tf_serving_warmup_requests")
+  # The module's model may hold a file installed by another test.
+  before = (open(installed_path, "rb").read()
+            if os.path.exists(installed_path) else None)
+  bad = tmp_path / "bad"
+  bad.write_bytes(b"not a TFRecord file at all")
+  report, installed = warmup_data_check.check_and_install(str(bad), model_dir)
+  assert installed is None and not report.ok
+  assert report.warmup_file == str(bad)
+  assert (open(installed_path, "rb").read()
+          if os.path.exists(installed_path) else None) == before
+  # No temporary stays behind.
+  assert set(os.listdir(os.path.dirname(installed_path))) <= {
+      "tf_serving_warmup_requests"}
+
+  path = _write(tmp_path / "warmup", _random_example_logs())
+  report, installed = warmup_data_check.check_and_install(path, model_dir)
+  assert report.ok and report.replayed and installed == installed_path
+  with open(installed, "rb") as a, open(path, "rb") as b:
+    assert a.read() == b.read()
+
+
 def test_instance_requests_replay(tmp_path, model_dir):
   instances = [
       data_gen_utils.gen_instance([1, 2], ["slot_3"]).SerializeToString()
