@@ -371,6 +371,17 @@ def test_cli_failure_leaves_existing_output_untouched(tmp_path):
   assert sorted(os.listdir(tmp_path)) == ["dump", "warmup"]
 
 
+def test_a_write_deletes_temporaries_a_killed_write_left(tmp_path):
+  out = tmp_path / "tf_serving_warmup_requests"
+  (tmp_path / "tf_serving_warmup_requests.tmp-0123456789ab").write_bytes(
+      b"partial")
+  (tmp_path / "other.tmp-0123456789ab").write_bytes(b"another output's")
+  log = warmup_io.predict_log("m", "serving_default", {})
+  assert warmup_io.write_prediction_logs(str(out), [log]) == 1
+  assert sorted(os.listdir(tmp_path)) == [
+      "other.tmp-0123456789ab", "tf_serving_warmup_requests"]
+
+
 def test_cli_validates_newer_schema_dumps_and_rejects_them_when_strict(
     tmp_path):
   payloads = list(_newer_schema_records("example", 6))

@@ -7,10 +7,12 @@ such a file, and never leave a partial one under the final name.
 """
 
 import contextlib
+import glob
 import os
 import uuid
 from typing import Iterable, Iterator, List, Mapping, Optional, Sequence, Union
 
+from absl import logging
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2
 from tensorflow.core.framework import tensor_shape_pb2
@@ -97,11 +99,16 @@ def atomic_output(output_path: str) -> Iterator[str]:
 
   The temporary file lies beside the output (same file system, so the rename
   is atomic) and is removed if the block raises, leaving an existing output
-  untouched. Missing folders are created.
+  untouched. Missing folders are created. Temporaries of this output that a
+  killed writer left (one writer per output) are deleted first, so they do
+  not pile up in a model's assets.extra.
   """
   folder = os.path.dirname(output_path)
   if folder:
     tf.io.gfile.makedirs(folder)
+  for stale in tf.io.gfile.glob(glob.escape(output_path) + ".tmp-*"):
+    logging.info("Deleting %s, left by an interrupted write.", stale)
+    tf.io.gfile.remove(stale)
   tmp_path = f"{output_path}.tmp-{uuid.uuid4().hex[:12]}"
   try:
     yield tmp_path
