@@ -310,7 +310,8 @@ def _feature_list_flag() -> Optional[str]:
   return FLAGS["feature_list"].value if "feature_list" in FLAGS else None
 
 
-def _default_feature_list() -> Optional[FeatureList]:
+def default_feature_list() -> Optional[FeatureList]:
+  """The --feature_list config, or None without the flag."""
   return FeatureList.parse() if _feature_list_flag() else None
 
 
@@ -321,12 +322,12 @@ def get_feature_name_and_slot(item: Any) -> Tuple[str, Optional[int]]:
   slot naming conventions of monolith.native_training.data.utils.
   """
   if isinstance(item, int):
-    feature_list = _default_feature_list()
+    feature_list = default_feature_list()
     if feature_list is not None and item in feature_list:
       return feature_list[item].feature_name, item
     return data_utils.get_slot_feature_name(item), item
   if isinstance(item, str):
-    feature_list = _default_feature_list()
+    feature_list = default_feature_list()
     if feature_list is not None and item in feature_list:
       return item, feature_list[item].slot
     return item, data_utils.get_slot_from_feature_name(item)

@@ -25,6 +25,13 @@ def get_slot_feature_name(slot: int) -> str:
   return f"fc_slot_{slot}" if TOBENV else f"slot_{slot}"
 
 
+def is_numbered_by_use(feature_name: str) -> bool:
+  """Whether get_slot_from_feature_name numbers the name in order of first
+  use (neither registered nor a `slot_<N>` / `fc_slot_<N>` name)."""
+  return (feature_name not in NAME_TO_SLOT and
+          not feature_name.startswith(("slot_", "fc_slot_")))
+
+
 def get_slot_from_feature_name(feature_name: str) -> Optional[int]:
   """The slot of a feature name; None for a malformed `slot_<N>` name."""
   if feature_name in NAME_TO_SLOT:

@@ -39,7 +39,7 @@ from monolith.native_training import utils
 from monolith.native_training.data import utils as data_utils
 from monolith.native_training.data.feature_list import Feature
 from monolith.native_training.data.feature_list import FeatureList
-from monolith.native_training.data.feature_list import get_feature_name_and_slot
+from monolith.native_training.data.feature_list import default_feature_list
 from monolith.native_training.model_export import dump_format
 from monolith.native_training.model_export import warmup_io
 
@@ -432,24 +432,43 @@ def sort_header(sort_id: bool, kafka_dump: bool,
 
 def _sparse_metas(names: Sequence[str],
                   feature_list: Optional[FeatureList]) -> List[FeatureMeta]:
-  """Slots from the feature list, else from the names (slot_<N> etc.)."""
+  """Slots from the feature list (default: --feature_list), else from the
+  names (slot_<N> etc.); other names get the smallest slots no other
+  feature of `names` has."""
   if len(set(names)) != len(names):
     raise ValueError(f"sparse features repeat a name: {list(names)}")
-  metas = []
+  if feature_list is None:
+    feature_list = default_feature_list()
+  features = {}
+  numbered = []  # names that take the next free slot
   for name in names:
-    if feature_list is None:
-      # get_feature_name_and_slot also consults --feature_list.
+    feature = feature_list.get(name) if feature_list is not None else None
+    if feature is None:
+      if data_utils.is_numbered_by_use(name):
+        numbered.append(name)
+        continue
       feature = Feature(feature_name=name,
-                        slot=get_feature_name_and_slot(name)[1])
-    else:
-      feature = feature_list.get(name) or Feature(
-          feature_name=name, slot=data_utils.get_slot_from_feature_name(name))
+                        slot=data_utils.get_slot_from_feature_name(name))
     if feature.slot is None:
       raise ValueError(f"sparse feature {name!r} has no slot: give it one in "
                        "the feature list or name it slot_<N>")
-    metas.append(FeatureMeta(name, slot=feature.slot, dtype=tf.int64,
-                             extra=feature))
-  return metas
+    if not 0 < feature.slot <= MAX_SLOT_V2:
+      raise ValueError(f"sparse feature {name!r} has slot {feature.slot}; "
+                       f"fid v2 slots are 1..{MAX_SLOT_V2}")
+    features[name] = feature
+  by_slot = {}
+  for name, feature in features.items():
+    other = by_slot.setdefault(feature.slot, name)
+    if other != name:
+      raise ValueError(f"sparse features {other!r} and {name!r} both have "
+                       f"slot {feature.slot}")
+  free = (slot for slot in range(1, MAX_SLOT_V2 + 1) if slot not in by_slot)
+  for name in numbered:
+    features[name] = Feature(feature_name=name, slot=next(free))
+  return [
+      FeatureMeta(name, slot=features[name].slot, dtype=tf.int64,
+                  extra=features[name]) for name in names
+  ]
 
 
 class _RandomRecords:

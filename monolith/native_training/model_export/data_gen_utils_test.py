@@ -290,6 +290,10 @@ def test_seed_makes_output_byte_identical(features):
     (dict(sparse_features=["slot_1", "slot_1"]), "repeat a name"),
     (dict(sparse_features=[]), "sparse_features must name at least one"),
     (dict(sparse_features=["slot_x"], feature_list=None), "has no slot"),
+    (dict(sparse_features=["slot_70000"], feature_list=None),
+     "sparse feature 'slot_70000' has slot 70000; fid v2 slots are 1..65535"),
+    (dict(sparse_features=["slot_7", "fc_slot_7"], feature_list=None),
+     "sparse features 'slot_7' and 'fc_slot_7' both have slot 7"),
     (dict(variant_type="instance", fidv2_features=[]),
      "the instance variant needs fidv1_features or fidv2_features"),
     (dict(extra_features=["page"]), "'page' is not a LineId field"),
@@ -301,6 +305,13 @@ def test_bad_arguments_are_clear_errors(features, kwargs, error):
   args = _args(features, **kwargs)
   with pytest.raises((ValueError, warmup_io.WarmupDataError), match=error):
     list(data_gen_utils.gen_prediction_log(args))
+
+
+def test_names_without_a_slot_take_free_slots():
+  metas = data_gen_utils._sparse_metas(
+      ["user_recent_click", "slot_1", "doc_tags", "slot_3"], None)
+  assert [(m.name, m.slot) for m in metas] == [
+      ("user_recent_click", 2), ("slot_1", 1), ("doc_tags", 4), ("slot_3", 3)]
 
 
 def test_headers_build_on_dump_format():
