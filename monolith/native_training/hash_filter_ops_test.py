@@ -1,5 +1,6 @@
 """Hash filters with tables: admission, intercept_gradient, save and restore."""
 
+import contextlib
 import os
 from unittest import mock
 
@@ -182,6 +183,21 @@ def _intercepted_grads(filters):
   return grads
 
 
+@contextlib.contextmanager
+def _restoring(basename, num_ps, thresholds, **restorer_kwargs):
+  """A fresh cluster of num_ps PS and a graph with their filters and a
+  restorer listener of `basename`: yields (session, filters, restorer)."""
+  servers, config = test_utils.create_test_ps_cluster(num_ps)
+  with tf.Graph().as_default():
+    filters = hash_filter_ops.create_hash_filters(num_ps, True, thresholds,
+                                                  filter_capacity=1000,
+                                                  filter_split_num=5)
+    restorer = hash_filter_ops.HashFilterCheckpointRestorerListener(
+        basename, filters, enable_hash_filter=True, **restorer_kwargs)
+    with tf1.Session(servers[0].target, config=config) as sess:
+      yield sess, filters, restorer
+
+
 def test_filters_save_and_restore_with_the_checkpoint(tmp_path):
   model_dir = str(tmp_path)
   basename = os.path.join(model_dir, "model.ckpt")
@@ -210,19 +226,12 @@ def test_filters_save_and_restore_with_the_checkpoint(tmp_path):
 
   # A fresh cluster and graph: the restored counts decide. PS 0's ids were
   # seen twice (the threshold), PS 1's id once.
-  servers, config = test_utils.create_test_ps_cluster(2)
-  with tf.Graph().as_default():
-    filters = hash_filter_ops.create_hash_filters(2, True, thresholds,
-                                                  filter_capacity=1000,
-                                                  filter_split_num=5)
-    restorer = hash_filter_ops.HashFilterCheckpointRestorerListener(
-        basename, filters, enable_hash_filter=True)
+  with _restoring(basename, 2, thresholds) as (sess, filters, restorer):
     grads = _intercepted_grads(filters)
-    with tf1.Session(servers[0].target, config=config) as sess:
-      restorer.before_restore(sess)
-      admitted = sess.run(grads)
-      np.testing.assert_array_equal(admitted[0], [[1], [1]])
-      np.testing.assert_array_equal(admitted[1], [[0]])
+    restorer.before_restore(sess)
+    admitted = sess.run(grads)
+    np.testing.assert_array_equal(admitted[0], [[1], [1]])
+    np.testing.assert_array_equal(admitted[1], [[0]])
 
   # With a monitor that reports only PS 1 restarted, PS 0's filter keeps
   # what it counted since (nothing: ids 1 and 2 are not admitted).
@@ -234,41 +243,27 @@ def test_filters_save_and_restore_with_the_checkpoint(tmp_path):
     def needs_restore(self, device, uninitialized):
       return utils.ps_task_of_device(device) in uninitialized
 
-  servers, config = test_utils.create_test_ps_cluster(2)
-  with tf.Graph().as_default():
-    filters = hash_filter_ops.create_hash_filters(2, True, thresholds,
-                                                  filter_capacity=1000,
-                                                  filter_split_num=5)
-    restorer = hash_filter_ops.HashFilterCheckpointRestorerListener(
-        basename, filters, enable_hash_filter=True,
-        ps_monitor=_OnlyPs1Restarted())
+  with _restoring(basename, 2, thresholds,
+                  ps_monitor=_OnlyPs1Restarted()) as (sess, filters, restorer):
     grads = _intercepted_grads(filters)
-    with tf1.Session(servers[0].target, config=config) as sess:
-      restorer.before_restore(sess)
-      # Restored, ids 1 and 2 would be admitted at once.
-      np.testing.assert_array_equal(sess.run(grads[0]), [[0], [0]])
-      # PS 1's id 4: counted once before the save, twice now (a fresh
-      # filter would not admit it yet).
-      sess.run(grads[1])
-      np.testing.assert_array_equal(sess.run(grads[1]), [[1]])
+    restorer.before_restore(sess)
+    # Restored, ids 1 and 2 would be admitted at once.
+    np.testing.assert_array_equal(sess.run(grads[0]), [[0], [0]])
+    # PS 1's id 4: counted once before the save, twice now (a fresh filter
+    # would not admit it yet).
+    sess.run(grads[1])
+    np.testing.assert_array_equal(sess.run(grads[1]), [[1]])
 
   # Into 1 PS: not restored (counts are per id mod the PS count), with a
   # warning; ids 1 and 2 start over.
-  servers, config = test_utils.create_test_ps_cluster(1)
-  with tf.Graph().as_default():
-    filters = hash_filter_ops.create_hash_filters(1, True, thresholds,
-                                                  filter_capacity=1000,
-                                                  filter_split_num=5)
-    restorer = hash_filter_ops.HashFilterCheckpointRestorerListener(
-        basename, filters, enable_hash_filter=True)
+  with _restoring(basename, 1, thresholds) as (sess, filters, restorer):
     embeddings = tf.ones([2, 1])
     out = hash_filter_ops.intercept_gradient(filters[0], _ids([1, 2]),
                                              embeddings)
     grad = tf.gradients(tf.reduce_sum(out), embeddings)[0]
-    with tf1.Session(servers[0].target, config=config) as sess, \
-        mock.patch.object(hash_filter_ops.logging, "warning") as warning:
+    with mock.patch.object(hash_filter_ops.logging, "warning") as warning:
       restorer.before_restore(sess)
-      np.testing.assert_array_equal(sess.run(grad), [[0], [0]])
+    np.testing.assert_array_equal(sess.run(grad), [[0], [0]])
     assert "saved by 2 PS tasks; this job has 1" in (
         warning.call_args[0][0] % warning.call_args[0][1:])
 

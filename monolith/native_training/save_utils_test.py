@@ -189,8 +189,9 @@ class _StepsListener(tf.compat.v1.train.CheckpointSaverListener):
     self.steps.append(global_step_value)
 
 
-def _train(model_dir: str, last_step: int) -> list:
-  """Trains to last_step with the hook saving every 2 steps; saved steps."""
+def _train(model_dir: str, last_step: int, restore: bool = False):
+  """Trains to last_step with the hook saving every 2 steps (from the latest
+  checkpoint with `restore`); the first step and the steps saved."""
   with tf.Graph().as_default():
     step = tf.compat.v1.train.get_or_create_global_step()
     train_op = tf.compat.v1.assign_add(step, 1)
@@ -199,33 +200,21 @@ def _train(model_dir: str, last_step: int) -> list:
         model_dir, save_steps=2, listeners=[listener])
     stop = tf.compat.v1.train.StopAtStepHook(last_step=last_step)
     with tf.compat.v1.train.MonitoredTrainingSession(
-        checkpoint_dir=None, hooks=[hook, stop]) as sess:
+        checkpoint_dir=model_dir if restore else None,
+        save_checkpoint_steps=None, save_checkpoint_secs=None,
+        save_summaries_steps=None, hooks=[hook, stop]) as sess:
+      first_step = sess.run(step)
       while not sess.should_stop():
         sess.run(train_op)
-  return listener.steps
+  return first_step, listener.steps
 
 
 def test_no_first_save_hook_skips_only_the_restored_step(tmp_path):
   model_dir = str(tmp_path / "model")
   # A fresh job: step 0 has no checkpoint yet, so it is saved.
-  assert _train(model_dir, 3) == [0, 2, 3]
+  assert _train(model_dir, 3) == (0, [0, 2, 3])
   mtime = os.path.getmtime(os.path.join(model_dir, "model.ckpt-3.index"))
-
   # A restart from step 3: not saved again on session creation.
-  with tf.Graph().as_default():
-    step = tf.compat.v1.train.get_or_create_global_step()
-    train_op = tf.compat.v1.assign_add(step, 1)
-    listener = _StepsListener()
-    hook = save_utils.NoFirstSaveCheckpointSaverHook(
-        model_dir, save_steps=2, listeners=[listener])
-    stop = tf.compat.v1.train.StopAtStepHook(last_step=6)
-    with tf.compat.v1.train.MonitoredTrainingSession(
-        checkpoint_dir=model_dir, save_checkpoint_steps=None,
-        save_checkpoint_secs=None, save_summaries_steps=None,
-        hooks=[hook, stop]) as sess:
-      assert sess.run(step) == 3
-      while not sess.should_stop():
-        sess.run(train_op)
-  assert listener.steps == [5, 6]
+  assert _train(model_dir, 6, restore=True) == (3, [5, 6])
   assert os.path.getmtime(
       os.path.join(model_dir, "model.ckpt-3.index")) == mtime
