@@ -1471,6 +1471,10 @@ class MultiHashTableCheckpointRestorerListener(
           session, device):
         restore_ops.extend(device_ops)
     if not restore_ops:
+      session.run([
+          t.initializer
+          for t in tf.compat.v1.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY)
+      ])
       logging.info("Every PS task kept its hash tables; none restored.")
       return
     logging.info("Restoring hash tables from %s.", ckpt_prefix)

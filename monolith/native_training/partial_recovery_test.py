@@ -141,7 +141,16 @@ def test_only_the_restarted_ps_is_restored(tmp_path):
       sess.run(job.train_op)
       assert _values(sess, job) == (3, 2, [3.0, 2.0])
 
-    # Both restart: everything comes from the latest checkpoint, step 3's.
+    # The chief restarts, no PS does: nothing is restored, what step 4 (not
+    # checkpointed) left stays.
+    with tf1.Session(master.target, config=config) as sess:
+      sess.run(job.train_op)
+      assert _values(sess, job) == (4, 3, [4.0, 3.0])
+    with _monitored_session(job, master.target, config, model_dir) as sess:
+      assert _values(sess, job) == (4, 3, [4.0, 3.0])
+
+    # Both restart: everything comes from the latest checkpoint, step 4's
+    # (saved when the last session was created).
     ps0_restarted = tf.distribute.Server.create_local_server()
     config = _config([
         ps0_restarted,
@@ -149,7 +158,7 @@ def test_only_the_restarted_ps_is_restored(tmp_path):
     ])
     with _monitored_session(job, ps0_restarted.target, config,
                             model_dir) as sess:
-      assert _values(sess, job) == (3, 2, [3.0, 2.0])
+      assert _values(sess, job) == (4, 3, [4.0, 3.0])
 
 
 def test_without_a_monitor_everything_is_restored(tmp_path):

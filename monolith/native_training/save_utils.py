@@ -413,8 +413,9 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
   restore into another number of PS). A save that fails on some PS then
   leaves the latest checkpoint mixing two layouts, and the older copy is
   gone. As the original Monolith's hook of this name, this one skips that
-  save when a checkpoint of that step exists under its basename (a fresh
-  job still saves its step 0). Takes `CheckpointSaverHook`'s arguments.
+  save when the directory's latest checkpoint is this step's under its
+  basename, the one the session started from (a fresh job still saves its
+  step 0). Takes `CheckpointSaverHook`'s arguments.
   """
 
   def __init__(self, *args, **kwargs):
@@ -433,7 +434,7 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
     # TF's hook saves through _save (after_create_session, after_run, end).
     prefix = f"{self._save_path}-{step}"
     if (self._creating_session and
-        tf.compat.v1.train.checkpoint_exists(prefix)):
+        tf.train.latest_checkpoint(self._checkpoint_dir) == prefix):
       logging.info("Not saving %s again: the session starts from it.", prefix)
       return False
     return super()._save(session, step)

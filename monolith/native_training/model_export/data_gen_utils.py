@@ -456,13 +456,10 @@ def _sparse_metas(names: Sequence[str],
       raise ValueError(f"sparse feature {name!r} has slot {feature.slot}; "
                        f"fid v2 slots are 1..{MAX_SLOT_V2}")
     features[name] = feature
-  by_slot = {}
-  for name, feature in features.items():
-    other = by_slot.setdefault(feature.slot, name)
-    if other != name:
-      raise ValueError(f"sparse features {other!r} and {name!r} both have "
-                       f"slot {feature.slot}")
-  free = (slot for slot in range(1, MAX_SLOT_V2 + 1) if slot not in by_slot)
+  # Features may share a slot (a feature list allows it); numbered names
+  # take slots no other listed feature has.
+  taken = {feature.slot for feature in features.values()}
+  free = (slot for slot in range(1, MAX_SLOT_V2 + 1) if slot not in taken)
   for name in numbered:
     features[name] = Feature(feature_name=name, slot=next(free))
   return [

@@ -292,8 +292,6 @@ def test_seed_makes_output_byte_identical(features):
     (dict(sparse_features=["slot_x"], feature_list=None), "has no slot"),
     (dict(sparse_features=["slot_70000"], feature_list=None),
      "sparse feature 'slot_70000' has slot 70000; fid v2 slots are 1..65535"),
-    (dict(sparse_features=["slot_7", "fc_slot_7"], feature_list=None),
-     "sparse features 'slot_7' and 'fc_slot_7' both have slot 7"),
     (dict(variant_type="instance", fidv2_features=[]),
      "the instance variant needs fidv1_features or fidv2_features"),
     (dict(extra_features=["page"]), "'page' is not a LineId field"),

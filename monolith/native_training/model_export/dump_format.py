@@ -309,6 +309,7 @@ class DumpReader:
         the payload.
     """
     record_offset = self.offset
+    sort_id = None
     if not self._ensure(8):
       if self._pos == len(self._buf):
         return None
@@ -324,14 +325,16 @@ class DumpReader:
         else:
           sort_id_size = prefix
       if self.layout.has_sort_id:
-        self._sized("sort id", "sort id size", sort_id_size)
+        sort_id = self._sized("sort id", "sort id size", sort_id_size)
       if self.layout.kafka_dump:
         self._take(KAFKA_DUMP_BYTES, "kafka dump field")
     payload = self._sized("record payload", "record size")
     if self._check is not None:
-      # An empty payload parses as any proto; in a dump it means the header
-      # flags are off (e.g. a zero kafka prefix read as sizes).
-      reason = ("is empty (0 bytes)" if not payload else self._check(payload))
+      # An empty payload parses as any proto. After an empty sort id it is
+      # the zero kafka prefix read as the two sizes (--kafka_dump_prefix
+      # forgotten), not a record.
+      reason = ("is empty (0 bytes) after an empty sort id"
+                if not payload and sort_id == b"" else self._check(payload))
       if reason:
         raise DumpFormatError(
             f"{self.name}: record {self.records_read} (starting at byte "

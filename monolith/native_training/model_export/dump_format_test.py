@@ -214,5 +214,10 @@ def test_a_zero_kafka_prefix_read_without_the_flag_is_refused():
                                   check=check, payload_hint="a hint")
   with pytest.raises(dump_format.DumpFormatError,
                      match=r"n: record 0 \(starting at byte offset 0\) is "
-                     r"empty \(0 bytes\); a hint"):
+                     r"empty \(0 bytes\) after an empty sort id; a hint"):
     reader.read_record()
+  # An empty record after a sort id is a record (an empty Example).
+  data = _dump([b"", payloads[0]], dump_format.DumpLayout(has_sort_id=True))
+  reader = dump_format.DumpReader(io.BytesIO(data), read_as, name="n",
+                                  check=check)
+  assert [reader.read_record(), reader.read_record()] == [b"", payloads[0]]

@@ -435,27 +435,48 @@ def _masked_crc32c(data: bytes) -> int:
 
 
 def _record_running_past_the_end(
-    path: str, size: int) -> Optional[Tuple[int, int, int, List[bytes]]]:
-  """The first record whose length (with a valid length CRC) runs past the
-  end of `path` (`size` bytes), as (index, offset, length, the records
-  before it), or None. TF's reader is not safe against such a length (one
-  near 2^40 crashes the process), so it never sees these files. The walk
-  stops where TF's reader reports a problem itself."""
-  records = []
+    path: str, size: int) -> Optional[Tuple[List[bytes], Problem]]:
+  """Finds the first record whose length (with a valid length CRC) runs past
+  the end of `path` (`size` bytes). TF's reader is not safe against such a
+  length (one near 2^40 crashes the process), so it never sees these files.
+  The walk stops where TF's reader reports a problem itself.
+
+  Returns:
+    None, or the records before the problem and the problem: that length,
+    or an earlier record whose data CRC fails (where TF Serving stops).
+  """
+  offsets = []  # of the records before
   offset = 0
   with tf.io.gfile.GFile(path, "rb") as f:
-    while len(records) <= warmup_io.MAX_WARMUP_RECORDS:
+    while len(offsets) <= warmup_io.MAX_WARMUP_RECORDS:
       header = f.read(12)
       if len(header) < 12 or _masked_crc32c(header[:8]) != int.from_bytes(
           header[8:], "little"):
         return None
       length = int.from_bytes(header[:8], "little")
       if length + 16 > size - offset:
-        return len(records), offset, length, records
-      records.append(f.read(length))
-      f.read(4)
+        break
+      offsets.append(offset)
       offset += length + 16
-  return None
+      f.seek(offset)
+    else:
+      return None
+    problem = Problem(
+        len(offsets), f"its length at byte offset {offset} is {length} "
+        f"bytes, but the file has {size - offset - 12} bytes after its "
+        "header: it was cut short or is not a TFRecord file; TF Serving "
+        "stops reading there")
+    records = []
+    for start in offsets:  # only now, and only these: read them
+      f.seek(start)
+      data = f.read(int.from_bytes(f.read(12)[:8], "little"))
+      if _masked_crc32c(data) != int.from_bytes(f.read(4), "little"):
+        return records, Problem(
+            len(records), f"not a valid TFRecord at byte offset {start} "
+            "(its data CRC does not match); the file is damaged; TF Serving "
+            "fails the model load with DataLoss")
+      records.append(data)
+  return records, problem
 
 
 def read_warmup_file(
@@ -478,17 +499,13 @@ def read_warmup_file(
   logs, problems = [], []
   past_the_end = _record_running_past_the_end(path, size)
   if past_the_end:
-    index, offset, length, raws = past_the_end
+    raws, framing = past_the_end
     for raw in raws:
       log, problem = _parse_log(len(logs), raw)
       logs.append(log)
       if problem:
         problems.append(problem)
-    problems.append(
-        Problem(
-            index, f"its length at byte offset {offset} is {length} bytes, "
-            f"but the file has room for {size - offset - 16}: it was cut "
-            "short or is not a TFRecord file; TF Serving stops reading there"))
+    problems.append(framing)
     return logs, problems
   offset = 0  # bytes of the complete records read so far
   # The v1 iterator reports framing errors plainly ("corrupted record at 12")
@@ -823,6 +840,11 @@ def check_and_install(
   Returns:
     The report (naming `warmup_file`), and the installed path or None.
   """
+  # Nothing is written into a folder that is not a SavedModel (a mistyped
+  # version folder would become one TF Serving cannot load).
+  load_signature_defs(saved_model_dir)
+  if not tf.io.gfile.exists(warmup_file):
+    raise warmup_io.WarmupDataError(f"{warmup_file}: no such file")
   destination = os.path.join(saved_model_dir, warmup_io.WARMUP_FILE_PATH)
   try:
     with warmup_io.atomic_output(destination) as tmp_path:

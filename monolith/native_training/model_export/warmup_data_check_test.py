@@ -210,6 +210,11 @@ def test_check_and_install_installs_only_the_checked_copy(tmp_path,
       "tf_serving_warmup_requests"}
 
   path = _write(tmp_path / "warmup", _random_example_logs())
+  # A mistyped model folder: nothing is written into it.
+  missing = tmp_path / "models" / "2"
+  with pytest.raises(warmup_io.WarmupDataError, match="not a SavedModel"):
+    warmup_data_check.check_and_install(path, str(missing))
+  assert not missing.exists()
   report, installed = warmup_data_check.check_and_install(path, model_dir)
   assert report.ok and report.replayed and installed == installed_path
   with open(installed, "rb") as a, open(path, "rb") as b:
@@ -287,8 +292,9 @@ def test_truncated_files(tmp_path):
   report = warmup_data_check.check_warmup_file(str(cut))
   assert _problems(report) == [
       f"record 3: its length at byte offset {len(data) - last - 16} is "
-      f"{last} bytes, but the file has room for {last - 3}: it was cut short "
-      "or is not a TFRecord file; TF Serving stops reading there"
+      f"{last} bytes, but the file has {last + 1} bytes after its header: "
+      "it was cut short or is not a TFRecord file; TF Serving stops reading "
+      "there"
   ]
   assert report.records == 3  # the records before it are read
   extra = tmp_path / "extra"
@@ -315,8 +321,20 @@ def test_a_length_far_past_the_end_is_reported_not_read(tmp_path):
       length).to_bytes(4, "little") + b"0123456789")
   assert _problems(warmup_data_check.check_warmup_file(str(crafted))) == [
       f"record 0: its length at byte offset 0 is {1 << 40} bytes, but the "
-      "file has room for 6: it was cut short or is not a TFRecord file; TF "
-      "Serving stops reading there"
+      "file has 10 bytes after its header: it was cut short or is not a "
+      "TFRecord file; TF Serving stops reading there"
+  ]
+  # A corrupt record before such a length is where TF Serving stops.
+  two = _write(tmp_path / "two", logs[:2])
+  with open(two, "rb") as f:
+    data = bytearray(f.read())
+  data[20] ^= 0xFF  # inside record 0's data
+  crafted.write_bytes(bytes(data) + length + warmup_data_check._masked_crc32c(
+      length).to_bytes(4, "little"))
+  assert _problems(warmup_data_check.check_warmup_file(str(crafted))) == [
+      "record 0: not a valid TFRecord at byte offset 0 (its data CRC does not "
+      "match); the file is damaged; TF Serving fails the model load with "
+      "DataLoss"
   ]
 
 

@@ -7,6 +7,7 @@ import os
 import pty
 import subprocess
 import sys
+import time
 
 from absl import app
 from absl import flags
@@ -373,13 +374,18 @@ def test_cli_failure_leaves_existing_output_untouched(tmp_path):
 
 def test_a_write_deletes_temporaries_a_killed_write_left(tmp_path):
   out = tmp_path / "tf_serving_warmup_requests"
-  (tmp_path / "tf_serving_warmup_requests.tmp-0123456789ab").write_bytes(
-      b"partial")
+  stale = tmp_path / "tf_serving_warmup_requests.tmp-0123456789ab"
+  stale.write_bytes(b"partial")
+  old = time.time() - warmup_io.STALE_TEMP_SECONDS - 60
+  os.utime(stale, (old, old))
+  # A live writer's (recent) and another output's temporaries stay.
+  (tmp_path / "tf_serving_warmup_requests.tmp-live00000000").write_bytes(b"")
   (tmp_path / "other.tmp-0123456789ab").write_bytes(b"another output's")
   log = warmup_io.predict_log("m", "serving_default", {})
   assert warmup_io.write_prediction_logs(str(out), [log]) == 1
   assert sorted(os.listdir(tmp_path)) == [
-      "other.tmp-0123456789ab", "tf_serving_warmup_requests"]
+      "other.tmp-0123456789ab", "tf_serving_warmup_requests",
+      "tf_serving_warmup_requests.tmp-live00000000"]
 
 
 def test_cli_validates_newer_schema_dumps_and_rejects_them_when_strict(

@@ -9,6 +9,7 @@ such a file, and never leave a partial one under the final name.
 import contextlib
 import glob
 import os
+import time
 import uuid
 from typing import Iterable, Iterator, List, Mapping, Optional, Sequence, Union
 
@@ -93,6 +94,11 @@ def predict_log(
       predict_log=prediction_log_pb2.PredictLog(request=request))
 
 
+# How long a temporary of an output must be untouched before a new write
+# of that output deletes it as a killed writer's.
+STALE_TEMP_SECONDS = 600
+
+
 @contextlib.contextmanager
 def atomic_output(output_path: str) -> Iterator[str]:
   """Yields a temporary path to write; renames it onto `output_path` at the end.
@@ -100,15 +106,21 @@ def atomic_output(output_path: str) -> Iterator[str]:
   The temporary file lies beside the output (same file system, so the rename
   is atomic) and is removed if the block raises, leaving an existing output
   untouched. Missing folders are created. Temporaries of this output that a
-  killed writer left (one writer per output) are deleted first, so they do
-  not pile up in a model's assets.extra.
+  killed writer left, untouched for STALE_TEMP_SECONDS (a live writer's are
+  younger), are deleted first, so they do not pile up in a model's
+  assets.extra.
   """
   folder = os.path.dirname(output_path)
   if folder:
     tf.io.gfile.makedirs(folder)
   for stale in tf.io.gfile.glob(glob.escape(output_path) + ".tmp-*"):
-    logging.info("Deleting %s, left by an interrupted write.", stale)
-    tf.io.gfile.remove(stale)
+    try:
+      age = time.time() - tf.io.gfile.stat(stale).mtime_nsec / 1e9
+      if age >= STALE_TEMP_SECONDS:
+        tf.io.gfile.remove(stale)
+        logging.info("Deleted %s, left by an interrupted write.", stale)
+    except tf.errors.OpError as e:  # another writer's clean-up, permissions
+      logging.warning("Could not delete %s: %s", stale, e)
   tmp_path = f"{output_path}.tmp-{uuid.uuid4().hex[:12]}"
   try:
     yield tmp_path
