@@ -464,7 +464,10 @@ __global__ void ExportKernel(Map::device_view view, int64_t begin, int64_t end,
   for (int c = tile.thread_rank(); c < row_floats; c += kTile) dst[c] = row[c];
 }
 
-// A device buffer that only grows.
+// A device buffer that only grows. Growing frees the old buffer while
+// kernels queued on a stream may still read it: safe because cudaFree
+// synchronizes with the device before it releases memory (documented CUDA
+// behaviour; an async free, cudaFreeAsync, would need the stream).
 class DeviceBuffer {
  public:
   ~DeviceBuffer() { cudaFree(data_); }
