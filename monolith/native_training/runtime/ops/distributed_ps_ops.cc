@@ -48,6 +48,7 @@
 #include <functional>
 #include <limits>
 #include <numeric>
+#include <random>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -95,8 +96,16 @@ class FloorMod {
 
 // Slots of an open-addressing hash set (linear probing) of the positions of
 // distinct ids; the ids stay in the caller's array. At most a quarter full.
+// Ids are placed by multiply-shift hashing with a random odd multiplier per
+// set (a universal family): ids crafted to collide under a fixed multiplier
+// would make the probing quadratic. The output does not depend on it.
 class PositionSlots {
  public:
+  PositionSlots() {
+    std::random_device device;
+    multiplier_ = (uint64_t{device()} << 32 | device()) | 1;
+  }
+
   // Empty slots for n ids.
   void Reset(int64_t n) {
     int bits = 4;
@@ -113,10 +122,12 @@ class PositionSlots {
   int32_t* slots() { return slots_.data(); }
   uint64_t mask() const { return mask_; }
   int shift() const { return shift_; }
-  // The first slot to probe for id, in slots of the given shift().
-  static uint64_t Home(int64_t id, int shift) {
+  uint64_t multiplier() const { return multiplier_; }
+  // The first slot to probe for id, in slots of the given shift() and
+  // multiplier().
+  static uint64_t Home(int64_t id, uint64_t multiplier, int shift) {
     const uint64_t x = static_cast<uint64_t>(id);
-    return ((x ^ (x >> 32)) * 0x9E3779B97F4A7C15ULL) >> shift;
+    return ((x ^ (x >> 32)) * multiplier) >> shift;
   }
 
   // Each thread's (kept between calls: no allocation per table).
@@ -132,6 +143,7 @@ class PositionSlots {
   std::vector<int32_t> slots_;
   int shift_ = 60;
   uint64_t mask_ = 15;
+  uint64_t multiplier_;
 };
 
 // Splits the ids of tables (table t's counts[t] ids at table_ids[t]) by PS,
@@ -261,6 +273,7 @@ class IdPartition {
     int32_t* const slots = seen.slots();
     const uint64_t mask = seen.mask();
     const int shift = seen.shift();
+    const uint64_t multiplier = seen.multiplier();
     std::vector<int64_t>& sent = sent_[t];
     sent.resize(n);
     int64_t* const sent_ids = sent.data();
@@ -268,7 +281,7 @@ class IdPartition {
     for (int32_t i = 0; i < n; ++i) {
       const int64_t id = table_ids[i];
       // The first of ids[0 .. i] equal to id: i if id is new.
-      uint64_t slot = PositionSlots::Home(id, shift);
+      uint64_t slot = PositionSlots::Home(id, multiplier, shift);
       int32_t j;
       while ((j = slots[slot]) >= 0 && table_ids[j] != id) {
         slot = (slot + 1) & mask;
