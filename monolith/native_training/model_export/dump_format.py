@@ -258,7 +258,8 @@ class DumpReader:
                layout: DumpLayout,
                name: str = "<stream>",
                check: Optional[PayloadCheck] = None,
-               payload_hint: str = LAYOUT_HINT):
+               payload_hint: str = LAYOUT_HINT,
+               max_record_bytes: int = MAX_RECORD_BYTES):
     """Starts reading at the stream's current position.
 
     Args:
@@ -268,7 +269,15 @@ class DumpReader:
       check: validates each payload; see message_check.
       payload_hint: what to do about a payload the check refuses, appended to
         the error.
+      max_record_bytes: the largest size (of a record or sort id) read; a
+        larger one is refused before anything of it is read (on a pipe, a
+        wrong layout would otherwise read a size from payload bytes and wait
+        for that much input). At most MAX_RECORD_BYTES.
     """
+    if not 0 < max_record_bytes <= MAX_RECORD_BYTES:
+      raise ValueError(f"max_record_bytes must be in [1, {MAX_RECORD_BYTES}], "
+                       f"got {max_record_bytes}")
+    self._max_record_bytes = max_record_bytes
     self.layout = layout
     self.name = name
     self.records_read = 0
@@ -352,10 +361,11 @@ class DumpReader:
     if size is None:
       size_offset += 8
       size = self._u64(size_what)
-    if size > MAX_RECORD_BYTES:
+    if size > self._max_record_bytes:
       raise DumpFormatError(
           f"{self.name}: {size_what} {size} read at byte offset {size_offset} "
-          f"exceeds 2 GiB; {LAYOUT_HINT}")
+          f"exceeds {self._max_record_bytes} bytes (--max_record_bytes); "
+          f"{LAYOUT_HINT}")
     if self._input_size is not None and size > self._input_size - self.offset:
       raise DumpFormatError(
           f"{self.name}: truncated {what} at byte offset {self.offset}: its "

@@ -140,8 +140,20 @@ def test_sizes_above_2_gib_name_the_size_and_its_offset(stream):
   data = dump_format.U64.pack(3) + b"abc" + dump_format.U64.pack(1 << 40)
   with pytest.raises(dump_format.DumpFormatError,
                      match=r"d: record size 1099511627776 read at byte "
-                     r"offset 11 exceeds 2 GiB; check that"):
+                     r"offset 11 exceeds 2147483647 bytes \(--max_record_bytes\); "
+                     r"check that"):
     list(dump_format.DumpReader(stream(data), layout, name="d"))
+  # A lower limit refuses a size before it is read, even on a pipe that
+  # has the bytes.
+  data = dump_format.U64.pack(3) + b"abc" + dump_format.U64.pack(100) + bytes(
+      100)
+  pipe = _Pipe(data)
+  with pytest.raises(dump_format.DumpFormatError,
+                     match=r"record size 100 read at byte offset 11 exceeds "
+                     r"99 bytes"):
+    list(dump_format.DumpReader(pipe, layout, name="d", max_record_bytes=99))
+  with pytest.raises(ValueError, match="max_record_bytes must be in"):
+    dump_format.DumpReader(_Pipe(b""), layout, max_record_bytes=0)
 
 
 def test_message_check_allows_unknown_fields_unless_told_not_to():

@@ -49,6 +49,9 @@ from monolith.native_training.model_export import warmup_io
 
 FLAGS = flags.FLAGS
 
+# 256 MiB: far above any warmup request TF Serving takes, far below 2 GiB.
+DEFAULT_MAX_RECORD_BYTES = 1 << 28
+
 flags.DEFINE_string("file_name", None, "Input dump; stdin when empty.")
 flags.DEFINE_integer("batch_size", 256,
                      "Records per request (instance/example variants).")
@@ -120,6 +123,12 @@ flags.DEFINE_bool(
     "allowed), its sizes are plausible, and the input ends on a record "
     "boundary. Catches wrong header flags early; --novalidate_records skips "
     "the parse (about 2x faster) and keeps the size and boundary checks.")
+flags.DEFINE_integer(
+    "max_record_bytes", DEFAULT_MAX_RECORD_BYTES,
+    "File mode: the largest record (or sort id) size accepted; larger sizes "
+    "are refused before anything is read, so a wrong header flag fails at "
+    "once instead of waiting for that much of a piped stream. At most "
+    "2147483647.")
 flags.DEFINE_bool(
     "reject_unknown_fields", False,
     "Strict validation: also refuse records in which any message has fields "
@@ -180,7 +189,8 @@ class PBReader:
                kafka_dump: bool = False,
                variant_type: str = "instance",
                validate: bool = True,
-               reject_unknown_fields: bool = False):
+               reject_unknown_fields: bool = False,
+               max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES):
     """Opens the dump.
 
     Args:
@@ -196,10 +206,13 @@ class PBReader:
         fields the proto does not define are allowed.
       reject_unknown_fields: with `validate`, also refuse records in which
         any message has fields the proto does not define.
+      max_record_bytes: larger record or sort id sizes are refused before
+        they are read.
 
     Raises:
       ValueError: a batch_size below 1, an unknown variant_type, or
-        reject_unknown_fields without validate.
+        reject_unknown_fields without validate, or max_record_bytes outside
+        1 .. 2^31 - 1.
       OSError: the file cannot be opened.
     """
     if batch_size <= 0:
@@ -228,7 +241,8 @@ class PBReader:
                                kafka_dump=kafka_dump),
         name=file_name or "<stdin>",
         check=check,
-        payload_hint=hint)
+        payload_hint=hint,
+        max_record_bytes=max_record_bytes)
     self._batches = 0
     self._max_iter = None
     self._exhausted = False
@@ -305,6 +319,7 @@ def gen_prediction_log_from_file(
     signature_names: Union[str, Sequence[str]] = DEFAULT_SIGNATURE,
     validate: bool = True,
     reject_unknown_fields: bool = False,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
 ) -> Iterator[prediction_log_pb2.PredictionLog]:
   """Yields one PredictionLog per batch of the dump, up to `max_records`.
 
@@ -324,6 +339,8 @@ def gen_prediction_log_from_file(
       the proto does not define (newer schemas) are allowed.
     reject_unknown_fields: with `validate`, also refuse records in which any
       message has fields the proto does not define.
+    max_record_bytes: larger record or sort id sizes are refused before they
+      are read.
 
   Yields:
     PredictionLogs whose PredictRequest feeds one batch to the variant's
@@ -342,7 +359,7 @@ def gen_prediction_log_from_file(
   signatures = warmup_io.signature_list(signature_names)
   with PBReader(file_name, batch_size, lagrangex_header, has_sort_id,
                 kafka_dump_prefix, kafka_dump, variant_type, validate,
-                reject_unknown_fields) as reader:
+                reject_unknown_fields, max_record_bytes) as reader:
     reader.set_max_iter(max_records)
     count = 0
     for count, batch in enumerate(reader, start=1):
@@ -474,7 +491,7 @@ def main(argv: Sequence[str]) -> None:
           FLAGS.lagrangex_header, FLAGS.kafka_dump_prefix, FLAGS.has_sort_id,
           FLAGS.kafka_dump, FLAGS.max_records, FLAGS.variant_type,
           FLAGS.model_name, FLAGS.signature_names, FLAGS.validate_records,
-          FLAGS.reject_unknown_fields)
+          FLAGS.reject_unknown_fields, FLAGS.max_record_bytes)
     warmup_io.write_prediction_logs(output_path, logs(generated))
   except (warmup_io.WarmupDataError, ValueError, OSError,
           tf.errors.OpError) as e:

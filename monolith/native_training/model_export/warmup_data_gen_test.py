@@ -177,7 +177,8 @@ def test_wrong_layout_flags_give_a_hint(tmp_path):
     f.seek(8)
     f.write(b"\xff" * 8)  # first sort id bytes -> absurd size
   with pytest.raises(warmup_data_gen.DumpFormatError,
-                     match="exceeds 2 GiB; check that --lagrangex_header"):
+                     match=r"exceeds 268435456 bytes \(--max_record_bytes\); "
+                     "check that --lagrangex_header"):
     _gen(path, dump_format.DumpLayout(has_sort_id=True, kafka_dump=True),
          "example", 4)
 
@@ -421,7 +422,7 @@ def test_cli_size_beyond_the_file_names_the_file_and_offsets(tmp_path):
   record = dump_format.encode_record(b"x" * 10, layout, sort_id=b"ab")
   bad = bytearray(record)
   size_offset = 8 + 2
-  bad[size_offset:size_offset + 8] = dump_format.U64.pack(1 << 30)
+  bad[size_offset:size_offset + 8] = dump_format.U64.pack(1 << 27)
   dump = tmp_path / "dump"
   dump.write_bytes(record + bytes(bad))
   result = _run_cli([f"--file_name={dump}", f"--output_path={tmp_path / 'w'}",
@@ -429,7 +430,7 @@ def test_cli_size_beyond_the_file_names_the_file_and_offsets(tmp_path):
   assert result.returncode != 0
   assert (f"{dump}: truncated record payload at byte offset "
           f"{len(record) + size_offset + 8}: its size, read at byte offset "
-          f"{len(record) + size_offset}, is {1 << 30} bytes, but the input "
+          f"{len(record) + size_offset}, is {1 << 27} bytes, but the input "
           "ends after 10;") in result.stderr.decode()
 
 
