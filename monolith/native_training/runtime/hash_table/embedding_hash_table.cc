@@ -147,6 +147,12 @@ EmbeddingHashTable::~EmbeddingHashTable() = default;
 Status EmbeddingHashTable::Create(const EmbeddingHashTableConfig& config,
                                   uint64_t seed,
                                   std::unique_ptr<EmbeddingHashTable>* table) {
+  if (config.initial_capacity() > kMaxInitialCapacity) {
+    return InvalidArgumentError(
+        "initial_capacity " + std::to_string(config.initial_capacity()) +
+        " is above " + std::to_string(kMaxInitialCapacity) +
+        " entries (it reserves slots up front; tables grow as ids come)");
+  }
   std::unique_ptr<EntryAccessor> accessor;
   MONOLITH_RETURN_IF_ERROR(
       EntryAccessor::Create(config.entry_config(), &accessor));

@@ -49,9 +49,15 @@ namespace internal {
 struct TableShard;
 }  // namespace internal
 
+// The largest initial_capacity a config may ask for (2^34 entries): slots
+// for it are reserved up front.
+constexpr uint64_t kMaxInitialCapacity = uint64_t{1} << 34;
+
 class EmbeddingHashTable {
  public:
   // |seed| seeds the initializers' random engines (one per shard).
+  // InvalidArgument for a bad entry config (see EntryAccessor::Create) or an
+  // initial_capacity above kMaxInitialCapacity.
   static Status Create(const EmbeddingHashTableConfig& config, uint64_t seed,
                        std::unique_ptr<EmbeddingHashTable>* table);
   ~EmbeddingHashTable();

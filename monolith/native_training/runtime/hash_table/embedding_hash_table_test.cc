@@ -421,6 +421,19 @@ TEST(EmbeddingHashTableTest, SkipZeroEmbeddingErasesOnAssignAndSkipsRestore) {
             StatusCode::kFailedPrecondition);
 }
 
+TEST(EmbeddingHashTableTest, InitialCapacityIsBounded) {
+  std::unique_ptr<EmbeddingHashTable> table;
+  for (const char* capacity : {"initial_capacity: 17179869185",
+                               "initial_capacity: 18446744073709551615"}) {
+    const Status s = EmbeddingHashTable::Create(
+        ParseConfig(SgdTable(2, capacity)), 7, &table);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << capacity;
+    EXPECT_NE(s.message().find("is above 17179869184 entries"),
+              std::string::npos)
+        << s.message();
+  }
+}
+
 TEST(EmbeddingHashTableTest, GrowsFromCapacityOneToMillions) {
   auto table = MakeTable(SgdTable(2, "initial_capacity: 1"));
   constexpr int64_t kIds = 2'000'000;

@@ -60,6 +60,11 @@ Status EntryAccessor::Create(const EntryConfig& config,
       return SegmentError(i, "dim_size must be positive, got " +
                                  std::to_string(seg.dim));
     }
+    if (seg.dim > kMaxEntryDim - result->dim_) {
+      return SegmentError(i, "dim_size " + std::to_string(seg.dim) +
+                                 " makes the entry's dims sum past " +
+                                 std::to_string(kMaxEntryDim));
+    }
     seg.num_offset = result->dim_;
     seg.data_offset = data_bytes;
     if (result->serving_) {

@@ -33,6 +33,10 @@ inline bool AllZero(const float* values, int dim) {
   return true;
 }
 
+// The largest sum of an entry's segment dims (2^20 floats, 4 MiB of
+// embedding): keeps every size derived from it far from int overflow.
+constexpr int kMaxEntryDim = 1 << 20;
+
 class EntryAccessor {
  public:
   // Validates |config| (at least one segment, positive dims, initializer and

@@ -222,6 +222,25 @@ TEST(EntryAccessorTest, BadConfigsAreRejectedWithTheSegment) {
                        })pb"),
       &accessor);
   EXPECT_NE(s.message().find("dim_size must be positive"), std::string::npos);
+  // Dims summing past 2^20 (two of 2^30 overflowed an int, and the process
+  // aborted on the negative entry size).
+  s = EntryAccessor::Create(
+      ParseConfig(R"pb(segments {
+                         dim_size: 1073741824
+                         init_config { zeros {} }
+                         opt_config { sgd {} }
+                       }
+                       segments {
+                         dim_size: 1073741824
+                         init_config { zeros {} }
+                         opt_config { sgd {} }
+                       })pb"),
+      &accessor);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("segment 0: dim_size 1073741824 makes the "
+                             "entry's dims sum past 1048576"),
+            std::string::npos)
+      << s.message();
   s = EntryAccessor::Create(
       ParseConfig("entry_type: SERVING segments { dim_size: 2 }"), &accessor);
   EXPECT_NE(s.message().find("needs comp_config"), std::string::npos);

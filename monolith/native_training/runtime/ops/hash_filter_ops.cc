@@ -130,7 +130,10 @@ Status CheckRows(const Tensor& rows, const char* name, const Tensor& ids) {
 
 // Saves the filter to "<basename>-SSSSS-of-NNNNN", one file per split
 // (nothing for filters without splits), renamed into place once all are
-// written; updates wait (the filter's lock is held).
+// written; updates wait (the filter's lock is held). The splits are written
+// in this thread: tasks on TF's intra-op pool could wait forever behind
+// table writers that hold a shard and wait for this lock in Admit, while
+// the pool's threads wait for that shard.
 class HashFilterSaveOp : public OpKernel {
  public:
   explicit HashFilterSaveOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
@@ -146,7 +149,7 @@ class HashFilterSaveOp : public OpKernel {
       std::lock_guard<std::mutex> lock(admission.mu());
       OP_REQUIRES_OK(ctx, ToTfStatus(hf::SaveFilterCheckpoint(
                               &fs, basename, admission.filter(),
-                              WorkerThreads(ctx), LogInfo)));
+                              ::monolith::hash_table::SerialFor, LogInfo)));
     }
     ctx->set_output(0, ctx->input(0));
   }

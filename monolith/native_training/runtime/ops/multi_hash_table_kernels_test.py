@@ -441,6 +441,12 @@ def test_fused_ops_validate_their_inputs(graph):
         h, tf.constant([1], tf.int64), tf.constant([1, 1], tf.int32),
         tf.constant(0, tf.int64), num_of_shards=1))
   with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r"num_of_shards must be in \[1, 65536\], got "
+                     "131072"):
+    _run(ops.monolith_multi_hash_table_fused_lookup(
+        h, tf.constant([], tf.int64), tf.zeros([2 << 17], tf.int32),
+        tf.constant(0, tf.int64), num_of_shards=1 << 17))
+  with pytest.raises(tf.errors.InvalidArgumentError,
                      match="grad_offsets does not match fused_slot_size"):
     _run(ops.monolith_multi_hash_table_fused_optimize(
         h, tf.constant([1], tf.int64), tf.constant([1], tf.int64),

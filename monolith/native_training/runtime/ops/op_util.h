@@ -409,9 +409,11 @@ inline Status ComputeFusedLayout(const std::vector<int64_t>& dims,
                                  const Tensor& slot_sizes, int64_t num_ids,
                                  int num_shards, FusedLayout* layout) {
   const int num_tables = static_cast<int>(dims.size());
-  if (num_shards <= 0) {
-    return errors::InvalidArgument("num_of_shards must be positive, got ",
-                                   num_shards);
+  // Far above any PS count; bounds what the layout allocates per shard.
+  constexpr int kMaxFusedShards = 1 << 16;
+  if (num_shards <= 0 || num_shards > kMaxFusedShards) {
+    return errors::InvalidArgument("num_of_shards must be in [1, ",
+                                   kMaxFusedShards, "], got ", num_shards);
   }
   if (slot_sizes.NumElements() != int64_t{num_tables} * num_shards) {
     return errors::InvalidArgument(
