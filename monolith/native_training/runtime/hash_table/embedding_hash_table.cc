@@ -195,7 +195,7 @@ void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
       const uint64_t pos = shard.FindSlot(ids[0], hash);
       Slot* slot = &shard.slots[pos];
       const bool found = slot->index != kEmpty;
-      if (!found && admit && !admit(0)) return;
+      if (!found && ((admit && !admit(0)) || shard.Full())) return;
       char* entry = found ? shard.EntryAt(slot->index)
                           : table->InsertNew(&shard, ids[0], pos);
       slot->timestamp = stamp;
@@ -245,7 +245,7 @@ void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
           PrefetchRange<kExclusive>(entry, entry_bytes);
           scratch->set_found(p, slot, entry, true);
         } else if constexpr (kExclusive) {
-          if (admit && !admit(base + scratch->index(p))) {
+          if ((admit && !admit(base + scratch->index(p))) || shard.Full()) {
             scratch->set_found(p, nullptr, nullptr, false);
           } else {
             scratch->set_found(p, slot, table->InsertNew(&shard, id, pos),
@@ -495,6 +495,10 @@ int64_t EmbeddingHashTable::MemoryBytes() const {
 
 int64_t EmbeddingHashTable::HugePageBytes() const {
   return pool_ ? static_cast<int64_t>(pool_->UsedBytes()) : 0;
+}
+
+void EmbeddingHashTable::LimitShardEntriesForTesting(uint32_t limit) {
+  for (int s = 0; s < kNumShards; ++s) shards_[s].entry_limit = limit;
 }
 
 int64_t EmbeddingHashTable::LongestGrowthNanos() const {

@@ -153,6 +153,10 @@ class EmbeddingHashTable {
   // concurrent call touching that shard waited for growth.
   int64_t LongestGrowthNanos() const;
   std::string DebugString() const;
+  // Lowers the entries a shard takes (kMaxShardEntries): a full shard takes
+  // no new ids, as if the filter refused them (their writes are dropped,
+  // lookups read zeros), never reusing a live entry. Call before any write.
+  void LimitShardEntriesForTesting(uint32_t limit);
 
   // One entry as Save hands it out: its id, last update time (seconds) and
   // its EntryDump (id, num, opt, last_update_ts_sec) serialized, the

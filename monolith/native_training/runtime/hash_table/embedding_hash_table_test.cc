@@ -7,6 +7,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <numeric>
 #include <string>
 #include <thread>
 #include <vector>
@@ -419,6 +420,33 @@ TEST(EmbeddingHashTableTest, SkipZeroEmbeddingErasesOnAssignAndSkipsRestore) {
   const float lr = 1;
   EXPECT_EQ(table->BatchOptimize(ids, 1, values, &lr, 1, 0).code(),
             StatusCode::kFailedPrecondition);
+}
+
+// A shard at its entry limit takes no new id (as if the filter refused it)
+// and never hands out an index twice: no two ids share an entry.
+TEST(EmbeddingHashTableTest, AFullShardTakesNoNewIdsAndMixesNone) {
+  auto table = MakeTable(SgdTable(1));
+  table->LimitShardEntriesForTesting(4);
+  constexpr int kIds = 2000;
+  std::vector<int64_t> ids(kIds);
+  std::iota(ids.begin(), ids.end(), 1);
+  std::vector<float> values(ids.begin(), ids.end());
+  table->Assign(ids.data(), 400, values.data(), 1);  // a batch
+  for (int i = 400; i < kIds; ++i) {                 // and one id at a time
+    table->Assign(&ids[i], 1, &values[i], 1);
+  }
+  EXPECT_EQ(table->Size(), 64 * 4);  // every shard full
+  std::vector<float> out(kIds, -1.0f);
+  EXPECT_EQ(table->BatchLookup(ids.data(), kIds, out.data()), 64 * 4);
+  int kept = 0;
+  for (int i = 0; i < kIds; ++i) {
+    if (out[i] == values[i]) {
+      ++kept;
+    } else {
+      EXPECT_EQ(out[i], 0.0f) << "id " << ids[i] << " reads another's entry";
+    }
+  }
+  EXPECT_EQ(kept, 64 * 4);
 }
 
 TEST(EmbeddingHashTableTest, InitialCapacityIsBounded) {

@@ -63,6 +63,10 @@ inline uint64_t Mix(int64_t id) {
   return h;
 }
 
+// The most entries one shard holds (of 2^32 - 1 indices): with 64 shards,
+// far beyond any host's memory.
+constexpr uint32_t kMaxShardEntries = uint32_t{1} << 31;
+
 using Timestamp = uint32_t;
 
 static_assert(kMaxUpdateTimeSeconds == std::numeric_limits<Timestamp>::max());
@@ -132,6 +136,10 @@ struct TableShard {
   int64_t heap_arena_bytes = 0;
   uint32_t next_index = 0;
   uint32_t capacity_entries = 0;
+  // Entry indices are 32-bit: a shard takes at most this many entries
+  // (kMaxShardEntries; tests lower it), so indices never wrap into live
+  // entries or kEmpty.
+  uint32_t entry_limit = kMaxShardEntries;
   // Blocks PrepareBlocks made ready for AllocateIndex to append, in order,
   // with whether each came from the pool.
   std::vector<std::pair<char*, bool>> ready_blocks;
@@ -317,8 +325,14 @@ struct TableShard {
     }
   }
 
+  // Whether the shard takes no new entry (entry_limit reached, no freed
+  // index to reuse).
+  bool Full() const {
+    return free_indices.empty() && next_index >= entry_limit;
+  }
+
   // Fills empty slot |pos| (where |id|'s probe ended) with a new entry;
-  // the caller has reserved room. Returns the entry.
+  // the caller has reserved room and checked Full(). Returns the entry.
   char* Insert(int64_t id, uint64_t pos) {
     const uint32_t index = AllocateIndex();
     slots[pos] = Slot{id, index, 0};
