@@ -3,7 +3,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -20,7 +19,7 @@
 #include "monolith/native_training/runtime/hash_filter/probabilistic_filter.h"
 #include "monolith/native_training/runtime/hash_filter/sliding_hash_filter.h"
 #include "monolith/native_training/runtime/hash_filter/test_util.h"
-#include "monolith/native_training/runtime/hash_table/dying_file_system.h"
+#include "monolith/native_training/runtime/hash_table/faulty_file_systems.h"
 
 namespace monolith {
 namespace hash_filter {
@@ -29,6 +28,7 @@ namespace {
 using ::monolith::hash_table::FileSystem;
 using ::monolith::hash_table::HashFilterSplitDataDump;
 using ::monolith::hash_table::DyingFileSystem;
+using ::monolith::hash_table::FailingFileSystem;
 using ::monolith::hash_table::HashFilterSplitMetaDump;
 using ::monolith::hash_table::InternalError;
 using ::monolith::hash_table::ParallelFor;
@@ -724,35 +724,12 @@ TEST_F(CheckpointTest, TwoSplitCountsPresent) {
   EXPECT_TRUE(Contains(s.message(), "5 and 7 splits")) << s.ToString();
 }
 
-// A file system whose writes or renames fail on demand.
-class FailingFileSystem : public PosixFileSystem {
- public:
-  Status NewWritableFile(const std::string& path,
-                         std::unique_ptr<WritableFile>* file) override {
-    if (fail_opens_at_ >= 0 && opens_++ == fail_opens_at_) {
-      return InternalError("injected: cannot create " + path);
-    }
-    return PosixFileSystem::NewWritableFile(path, file);
-  }
-  Status RenameFile(const std::string& from, const std::string& to) override {
-    if (fail_renames_at_ >= 0 && renames_++ == fail_renames_at_) {
-      return InternalError("injected: cannot rename " + from);
-    }
-    return PosixFileSystem::RenameFile(from, to);
-  }
-
-  std::atomic<int> opens_{0};
-  int fail_opens_at_ = -1;
-  int renames_ = 0;
-  int fail_renames_at_ = -1;
-};
-
 TEST_F(CheckpointTest, FailedSaveKeepsThePreviousOneAndLeavesNoTemporaries) {
   ASSERT_TRUE(Save(*source_).ok());
   std::unique_ptr<Filter> changed = source_->Clone();
   Workload(changed.get(), 3, 1000);
   FailingFileSystem failing;
-  failing.fail_opens_at_ = 4;
+  failing.fail_opens_at = 4;
   Status s = SaveFilterCheckpoint(&failing, basename_, *changed, SerialFor);
   EXPECT_EQ(s.code(), StatusCode::kInternal) << s.ToString();
   EXPECT_TRUE(Contains(s.message(), "split 4 of 7")) << s.ToString();
@@ -765,7 +742,7 @@ TEST_F(CheckpointTest, FailedSaveKeepsThePreviousOneAndLeavesNoTemporaries) {
   // ".partial" and 3 final ones) keeps the 4 temporaries that complete the
   // save: it is restored whole, not refused as a mix.
   FailingFileSystem failing_rename;
-  failing_rename.fail_renames_at_ = 7 + 3;
+  failing_rename.fail_renames_at = 7 + 3;
   s = SaveFilterCheckpoint(&failing_rename, basename_, *changed, SerialFor);
   EXPECT_EQ(s.code(), StatusCode::kInternal) << s.ToString();
   EXPECT_TRUE(Contains(s.message(), "gave some splits their final names"))

@@ -444,6 +444,15 @@ int CheckpointInfo::FindTable(const std::string& name) const {
   return -1;
 }
 
+std::vector<std::string> CheckpointInfo::PathsInRenameOrder() const {
+  std::vector<std::string> paths;
+  for (const Shard& shard : shards) {
+    paths.push_back(shard.data_path);
+    paths.push_back(shard.meta_path);
+  }
+  return paths;
+}
+
 Status SaveCheckpoint(FileSystem* fs, const std::string& basename,
                       const std::vector<std::string>& table_names,
                       const TableSaver& save_table, const SaveOptions& options,
@@ -471,10 +480,7 @@ Status SaveCheckpoint(FileSystem* fs, const std::string& basename,
         MONOLITH_RETURN_IF_ERROR(ReadCheckpointInfo(
             fs, basename, /*need_data=*/true, options.log, &info));
         *save = {info.nshards, info.temp_suffix};
-        for (const CheckpointInfo::Shard& shard : info.shards) {
-          paths->push_back(shard.data_path);
-          paths->push_back(shard.meta_path);
-        }
+        *paths = info.PathsInRenameOrder();
         return Status::OK();
       },
       options.log, &temporaries_stale));
@@ -570,12 +576,7 @@ Status ReadCheckpointInfo(FileSystem* fs, const std::string& basename,
     if (!read.ok() || !candidate.has_identity) {  // or no meta records
       continue;
     }
-    std::vector<std::string> paths;
-    for (const CheckpointInfo::Shard& shard : candidate.shards) {
-      paths.push_back(shard.data_path);
-      paths.push_back(shard.meta_path);
-    }
-    const bool began = RenamesBegan(paths, save);
+    const bool began = RenamesBegan(candidate.PathsInRenameOrder(), save);
     if (status.ok() && !began &&
         (!info->has_identity ||
          candidate.save_time_micros <= info->save_time_micros)) {

@@ -124,6 +124,9 @@ struct CheckpointInfo {
 
   // Index of the table named |name|, or -1.
   int FindTable(const std::string& name) const;
+  // The shards' files in the order a save renames them (each shard's data
+  // file, then its meta file).
+  std::vector<std::string> PathsInRenameOrder() const;
 };
 
 // Finds the checkpoint at |basename| and reads every meta file, checking

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "monolith/native_training/runtime/hash_table/dying_file_system.h"
+#include "monolith/native_training/runtime/hash_table/faulty_file_systems.h"
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
 #include "monolith/native_training/runtime/hash_table/record_file.h"
 
@@ -382,19 +382,6 @@ TEST(CheckpointTest, SaveKilledWhileWritingLeavesThePreviousSave) {
   }
 }
 
-// Refuses one rename; the process goes on.
-class FailingRenameFileSystem : public PosixFileSystem {
- public:
-  explicit FailingRenameFileSystem(int fail_at) : renames_left_(fail_at) {}
-  Status RenameFile(const std::string& from, const std::string& to) override {
-    if (renames_left_-- == 0) return InternalError("rename refused: " + from);
-    return PosixFileSystem::RenameFile(from, to);
-  }
-
- private:
-  int renames_left_;
-};
-
 // A rename that fails after others succeeded leaves the temporaries that
 // complete the save (its final names already mix it with the previous
 // one); one that fails first leaves the previous save and no temporaries.
@@ -402,7 +389,8 @@ TEST(CheckpointTest, FailedRenameKeepsWhatCompletesTheSave) {
   const std::string dir = TestDir("failed_rename");
   const std::string basename = dir + "/t";
   ASSERT_TRUE(Save(basename, MakeContents(1, 30), 3).ok());
-  FailingRenameFileSystem fails_third(6 + 3);  // after 6 ".partial" renames
+  FailingFileSystem fails_third;
+  fails_third.fail_renames_at = 6 + 3;  // after 6 ".partial" renames
   const Status status = SaveTo(&fails_third, basename, MakeContents(2, 30), 3);
   EXPECT_TRUE(Contains(status.message(), "gave some shards their final names"))
       << status.ToString();
@@ -412,7 +400,8 @@ TEST(CheckpointTest, FailedRenameKeepsWhatCompletesTheSave) {
 
   // Finishing save 2's 3 renames left, 6 ".partial" renames, then the
   // first rename to a final name.
-  FailingRenameFileSystem fails_first(3 + 6);
+  FailingFileSystem fails_first;
+  fails_first.fail_renames_at = 3 + 6;
   EXPECT_EQ(SaveTo(&fails_first, basename, MakeContents(3, 30), 3).code(),
             StatusCode::kInternal);
   ASSERT_TRUE(Restore(basename, &restored).ok());

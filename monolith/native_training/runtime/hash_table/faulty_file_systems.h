@@ -3,8 +3,8 @@
 // call that would change a file fails and changes nothing, as if the
 // process had been killed there. Tests use it to leave
 // exactly the files a kill at that point leaves, deterministically.
-#ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_DYING_FILE_SYSTEM_H_
-#define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_DYING_FILE_SYSTEM_H_
+#ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_FAULTY_FILE_SYSTEMS_H_
+#define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_FAULTY_FILE_SYSTEMS_H_
 
 #include <atomic>
 #include <memory>
@@ -86,7 +86,33 @@ class DyingFileSystem : public PosixFileSystem {
   std::atomic<bool> dead_{false};
 };
 
+// Fails the new file at index fail_opens_at, or the rename at index
+// fail_renames_at (counted from 0; -1: none), once.
+class FailingFileSystem : public PosixFileSystem {
+ public:
+  Status NewWritableFile(const std::string& path,
+                         std::unique_ptr<WritableFile>* file) override {
+    if (fail_opens_at >= 0 && opens_++ == fail_opens_at) {
+      return InternalError("injected: cannot create " + path);
+    }
+    return PosixFileSystem::NewWritableFile(path, file);
+  }
+  Status RenameFile(const std::string& from, const std::string& to) override {
+    if (fail_renames_at >= 0 && renames_++ == fail_renames_at) {
+      return InternalError("injected: cannot rename " + from);
+    }
+    return PosixFileSystem::RenameFile(from, to);
+  }
+
+  int fail_opens_at = -1;
+  int fail_renames_at = -1;
+
+ private:
+  std::atomic<int> opens_{0};
+  std::atomic<int> renames_{0};
+};
+
 }  // namespace hash_table
 }  // namespace monolith
 
-#endif  // MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_DYING_FILE_SYSTEM_H_
+#endif  // MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_FAULTY_FILE_SYSTEMS_H_
