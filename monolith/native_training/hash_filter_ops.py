@@ -231,16 +231,7 @@ _SAVED_FILTER_RE = re.compile(
 
 def _saved_filter_count(asset_dir: str) -> int:
   """How many PS saved filters in `asset_dir` (0: none found)."""
-  try:
-    names = tf.io.gfile.listdir(asset_dir)
-  except tf.errors.NotFoundError:
-    return 0
-  indices = [
-      int(match.group(1))
-      for match in map(_SAVED_FILTER_RE.fullmatch, (n.rstrip("/")
-                                                    for n in names))
-      if match
-  ]
+  indices = save_utils.ps_indices_in(asset_dir, _SAVED_FILTER_RE)
   return max(indices) + 1 if indices else 0
 
 

@@ -235,15 +235,7 @@ def find_ps_checkpoints(directory: str, group_prefix: str) -> List[str]:
   pattern = re.compile(
       re.escape(group_prefix) +
       r"_(0|[1-9][0-9]*)\.meta-[0-9]{5}-of-[0-9]{5}(-tmp-.+)?")
-  try:
-    names = tf.io.gfile.listdir(directory)
-  except tf.errors.NotFoundError:
-    return []
-  indices = set()
-  for name in names:
-    match = pattern.fullmatch(name.rstrip("/"))
-    if match:
-      indices.add(int(match.group(1)))
+  indices = save_utils.ps_indices_in(directory, pattern)
   if not indices:
     return []
   missing = sorted(set(range(max(indices) + 1)) - indices)

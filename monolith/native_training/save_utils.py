@@ -225,6 +225,21 @@ class SaveHelper:
     return deleted
 
 
+def ps_indices_in(directory: str, pattern: "re.Pattern[str]") -> Set[int]:
+  """The PS indices (group 1 of `pattern`) of the names in `directory` that
+  `pattern` fully matches, e.g. the per-PS files of a checkpoint's asset
+  directory; empty when there is no such directory."""
+  try:
+    names = tf.io.gfile.listdir(directory)
+  except tf.errors.NotFoundError:
+    return set()
+  return {
+      int(match.group(1))
+      for match in (pattern.fullmatch(name.rstrip("/")) for name in names)
+      if match
+  }
+
+
 class PsMonitor:
   """Tells which parameter-server tasks restarted since they were set up.
 
