@@ -1341,12 +1341,15 @@ class MultiHashTableCheckpointSaverListener(
             base_dir + table.shared_name
         for table in tf.compat.v1.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY)
     }
-    sess.run(self._save_op,
-             feed_dict=feed_dict,
-             options=tf.compat.v1.RunOptions(timeout_in_ms=_TIMEOUT_IN_MS))
+    # One run: the feature_stat ops depend on the saves, so running them
+    # apart would save every table again.
+    _, counts = sess.run(
+        (self._save_op, self._features_counts_tuples),
+        feed_dict=feed_dict,
+        options=tf.compat.v1.RunOptions(timeout_in_ms=_TIMEOUT_IN_MS))
     logging.info("Saved MultiHashTables.")
     if self._write_ckpt_info:
-      self._write_info(sess, feed_dict, global_step_value)
+      self._write_info(counts, global_step_value)
 
   def after_save(self, session: tf.compat.v1.Session,
                  global_step_value: int) -> None:
@@ -1361,11 +1364,10 @@ class MultiHashTableCheckpointSaverListener(
     del session
     self._helper.delete_stale_checkpoint_files(global_step_value)
 
-  def _write_info(self, sess: tf.compat.v1.Session, feed_dict: Dict[Any, str],
+  def _write_info(self, features_counts: List[Tuple[Any, Any]],
                   global_step_value: int) -> None:
     counts_by_feature = collections.defaultdict(int)
-    for features, counts in sess.run(self._features_counts_tuples,
-                                     feed_dict=feed_dict):
+    for features, counts in features_counts:
       for feature, count in zip(features.tolist(), counts.tolist()):
         name = feature.decode() if isinstance(feature, bytes) else feature
         counts_by_feature[name] += count

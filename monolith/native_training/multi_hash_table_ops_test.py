@@ -305,6 +305,82 @@ def _check_save_restore_hook(tmp_path, compression_type):
     np.testing.assert_array_equal(sess.run(lookup), [[1]])
 
 
+class _InodesAfterEachRun:
+  """A session whose runs note the inode of every file under a folder."""
+
+  def __init__(self, sess, root):
+    self._sess = sess
+    self._root = root
+    self.snapshots = []
+
+  def run(self, *args, **kwargs):
+    result = self._sess.run(*args, **kwargs)
+    self.snapshots.append({
+        os.path.join(d, f): os.stat(os.path.join(d, f)).st_ino
+        for d, _, files in os.walk(self._root) for f in files
+    })
+    return result
+
+
+def test_saver_listener_writes_each_table_once(tmp_path):
+  model_dir = os.path.join(tmp_path, "once")
+  basename = os.path.join(model_dir, "model.ckpt")
+  table = multi_hash_table_ops.MultiHashTable.from_configs(
+      {"slot0": test_utils.generate_test_hash_table_config(1)})
+  add_op = table.assign_add({"slot0": (_id([0, 1]), _value([[1], [2]]))})
+  listener = multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
+      basename)
+  with tf1.Session() as sess:
+    sess.run(table.initializer)
+    sess.run(add_op.as_op())
+    recorder = _InodesAfterEachRun(sess, model_dir)
+    listener.before_save(recorder, 7)
+  first = next(s for s in recorder.snapshots if s)
+  assert any(".assets" in path for path in first)
+  # A file written again (renamed over) has another inode.
+  assert recorder.snapshots[-1] == first
+  with tf.io.gfile.GFile(os.path.join(model_dir, "ckpt.info-7")) as f:
+    assert re.search(r'key: "slot0"\s+value: 2', f.read())
+
+
+def test_a_table_of_another_config_is_not_reused():
+  server = tf.distribute.Server.create_local_server()
+  made = {"a": test_utils.generate_test_hash_table_config(1),
+          "b": test_utils.generate_test_hash_table_config(2)}
+
+  def session_of(configs, assign=None):
+    graph = tf.Graph()
+    with graph.as_default():
+      table = multi_hash_table_ops.MultiHashTable.from_configs(
+          configs, name_suffix="ps")
+      if assign is not None:
+        table = table.assign(assign())
+      lookup = table.lookup({"a": _id([5])})["a"]
+    sess = tf1.Session(server.target, graph=graph)
+    return sess, table, lookup
+
+  sess, table, _ = session_of(
+      made, lambda: {"a": (_id([5]), _value([[3]])),
+                     "b": (_id([5]), _value([[1, 1]]))})
+  sess.run(table.initializer)
+  sess.run(table.as_op())
+  # Another graph of the same config shares the tables (as a PS's are).
+  sess, table, lookup = session_of(made)
+  sess.run(table.initializer)
+  np.testing.assert_array_equal(sess.run(lookup), [[3]])
+  renamed = {"a": made["a"], "c": made["b"]}
+  other_dim = {"a": test_utils.generate_test_hash_table_config(4),
+               "b": made["b"]}
+  for configs, message in ((renamed, r"it has tables \[a, b\], this graph's "
+                            r"config \[a, c\]"),
+                           (other_dim, r"table a was made from \{.*dim_size: 1"
+                            r".*\}, this graph's config is \{.*dim_size: 4")):
+    sess, table, _ = session_of(configs)
+    with pytest.raises(tf.errors.FailedPreconditionError,
+                       match="exists already .*" + message):
+      sess.run(table.initializer)
+
+
 def test_restorer_saver_listener_drops_expired_entries(tmp_path):
   model_dir = os.path.join(tmp_path, "expiry")
   basename = os.path.join(model_dir, "model.ckpt")

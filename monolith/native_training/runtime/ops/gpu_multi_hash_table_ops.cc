@@ -71,8 +71,11 @@ class GpuMultiHashTable : public ResourceBase {
     std::chrono::milliseconds evict_period{0};
   };
 
-  explicit GpuMultiHashTable(std::string shared_name)
-      : shared_name_(std::move(shared_name)) {}
+  // |created_from|: the serialized MultiEmbeddingHashTableConfig the
+  // tables are made from.
+  GpuMultiHashTable(std::string shared_name, std::string created_from)
+      : shared_name_(std::move(shared_name)),
+        created_from_(std::move(created_from)) {}
   // The background evictions end (the one running, if any, finishes)
   // before the tables go.
   ~GpuMultiHashTable() override { evictor_.reset(); }
@@ -115,6 +118,7 @@ class GpuMultiHashTable : public ResourceBase {
 
   int size() const { return static_cast<int>(tables_.size()); }
   Table& table(int t) { return *tables_[t]; }
+  const std::string& created_from() const { return created_from_; }
   // Each table's embedding floats, in table order.
   std::vector<int64_t> dims() const {
     std::vector<int64_t> out;
@@ -228,6 +232,7 @@ class GpuMultiHashTable : public ResourceBase {
   }
 
   std::string shared_name_;
+  std::string created_from_;
   std::vector<std::unique_ptr<Table>> tables_;
   int64_t learning_rates_ = 0;
   mutable mutex mu_;
@@ -270,19 +275,24 @@ class CreateGpuMultiHashTableOp : public ResourceOpKernel<GpuMultiHashTable> {
     {
       mutex_lock l(mu_);
       device_ = CudaDevice(ctx);
-      if (resource_ == nullptr) {
-        OP_REQUIRES_OK(ctx, ParseMultiTableConfig(serialized, &config_));
-      }
+      // Every call: the table may exist already (VerifyResource).
+      OP_REQUIRES_OK(ctx, ParseMultiTableConfig(serialized, &config_));
     }
     ResourceOpKernel<GpuMultiHashTable>::Compute(ctx);
   }
 
  private:
+  Status VerifyResource(GpuMultiHashTable* resource) override
+      TF_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return CheckCreatedFromSameConfig(cinfo_.name(), resource->created_from(),
+                                      config_);
+  }
+
   Status CreateResource(GpuMultiHashTable** resource) override
       TF_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     *resource = nullptr;
     core::RefCountPtr<GpuMultiHashTable> mtable(
-        new GpuMultiHashTable(cinfo_.name()));
+        new GpuMultiHashTable(cinfo_.name(), config_.SerializeAsString()));
     for (int i = 0; i < config_.names_size(); ++i) {
       const Status s =
           mtable->AddTable(config_.names(i), config_.configs(i), device_);

@@ -57,10 +57,14 @@ class MultiHashTable : public ResourceBase {
     std::unique_ptr<::monolith::hash_table::EmbeddingHashTable> table;
   };
 
-  // |filter|: what updates consult before creating an id (held).
-  MultiHashTable(std::string shared_name,
+  // |created_from|: the serialized MultiEmbeddingHashTableConfig the
+  // tables are made from; |filter|: what updates consult before creating
+  // an id (held).
+  MultiHashTable(std::string shared_name, std::string created_from,
                  core::RefCountPtr<HashFilterResource> filter)
-      : shared_name_(std::move(shared_name)), filter_(std::move(filter)) {}
+      : shared_name_(std::move(shared_name)),
+        created_from_(std::move(created_from)),
+        filter_(std::move(filter)) {}
   ~MultiHashTable() override {
     // Stops the eviction thread before the tables go.
     evictor_.reset();
@@ -93,6 +97,7 @@ class MultiHashTable : public ResourceBase {
     return -1;
   }
   const std::string& shared_name() const { return shared_name_; }
+  const std::string& created_from() const { return created_from_; }
 
   // What an update of |ids| asks before it creates one of them: the
   // filter's admission (see hash_filter/admission.h); |counts|, when
@@ -136,6 +141,7 @@ class MultiHashTable : public ResourceBase {
 
  private:
   std::string shared_name_;
+  std::string created_from_;
   core::RefCountPtr<HashFilterResource> filter_;
   std::vector<std::unique_ptr<Table>> tables_;
   std::vector<int64_t> learning_rate_offsets_ = {0};

@@ -70,22 +70,30 @@ class CreateMultiHashTableOp : public ResourceOpKernel<MultiHashTable> {
                                             &sync_client));
     {
       mutex_lock l(mu_);
-      if (resource_ == nullptr) {
-        OP_REQUIRES_OK(ctx, ParseMultiTableConfig(serialized, &config_));
-        filter_ = std::move(filter);
-      }
+      // Every call: the table may exist already (VerifyResource).
+      OP_REQUIRES_OK(ctx, ParseMultiTableConfig(serialized, &config_));
+      filter_ = std::move(filter);
     }
     ResourceOpKernel<MultiHashTable>::Compute(ctx);
+    mutex_lock l(mu_);
+    filter_.reset();
   }
 
  private:
+  Status VerifyResource(MultiHashTable* resource) override
+      TF_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return CheckCreatedFromSameConfig(cinfo_.name(), resource->created_from(),
+                                      config_);
+  }
+
   Status CreateResource(MultiHashTable** resource) override
       TF_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     // ResourceOpKernel unrefs *resource on error when it is not null.
     *resource = nullptr;
     // Resources are reference counted: release with Unref, never delete.
     core::RefCountPtr<MultiHashTable> mtable(
-        new MultiHashTable(cinfo_.name(), std::move(filter_)));
+        new MultiHashTable(cinfo_.name(), config_.SerializeAsString(),
+                           std::move(filter_)));
     std::vector<::monolith::hash_table::PeriodicEvictor::Target> evicted;
     for (int i = 0; i < config_.names_size(); ++i) {
       const auto& config = config_.configs(i);

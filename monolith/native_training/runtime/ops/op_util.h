@@ -334,6 +334,53 @@ Status ParseMultiTableConfig(const std::string& serialized, Config* config) {
   return OkStatus();
 }
 
+// Checks that an existing multi table, created from |existing| (its config,
+// serialized), serves a create op whose config is |wanted|. A PS keeps its
+// tables while chiefs and workers come and go, so a graph built from
+// another config finds them by shared name; tables are addressed by
+// position, and the other config's tables would silently take other
+// slots' ids and gradients.
+template <typename Config>
+Status CheckCreatedFromSameConfig(const std::string& shared_name,
+                                  const std::string& existing,
+                                  const Config& wanted) {
+  if (existing == wanted.SerializeAsString()) return OkStatus();
+  Config made;
+  std::string detail = "its config cannot be read";
+  if (made.ParseFromString(existing)) {
+    const auto names = [](const Config& c) {
+      std::string out;
+      for (const auto& name : c.names()) {
+        out += (out.empty() ? "" : ", ") + name;
+      }
+      return "[" + out + "]";
+    };
+    detail = "it has tables " + names(made) + ", this graph's config " +
+             names(wanted);
+    if (names(made) == names(wanted)) {
+      for (int i = 0; i < wanted.configs_size(); ++i) {
+        if (made.configs(i).SerializeAsString() !=
+            wanted.configs(i).SerializeAsString()) {
+          const auto brief = [](const auto& m) {
+            const std::string s = m.ShortDebugString();
+            return s.size() <= 300 ? s : s.substr(0, 300) + "...";
+          };
+          detail = "table " + wanted.names(i) + " was made from {" +
+                   brief(made.configs(i)) + "}, this graph's config is {" +
+                   brief(wanted.configs(i)) + "}";
+          break;
+        }
+      }
+    }
+  }
+  return errors::FailedPrecondition(
+      "MultiHashTable ", shared_name,
+      " exists already (made by another graph or session, e.g. on a PS task "
+      "that kept running) from another config: ", detail,
+      ". Restart the tasks that hold it, or give this graph's tables another "
+      "name_suffix");
+}
+
 // A handle to the resource named by the op's shared_name attr, of type T
 // (ReadMonolithMultiHashTable): creation and use are separate ops.
 template <typename T>
