@@ -68,7 +68,9 @@ class CachedConfig(NamedTuple):
   mconfig_tensor: tf.Tensor
   # Embedding dim of each table, in table_names order.
   dims: Tuple[int]
-  # The first table's serialized SlotExpireTimeConfig (used at save).
+  # The first table's serialized SlotExpireTimeConfig that sets a field, as
+  # the original's (kept in the meta-graph proto; saves apply each table's
+  # own).
   slot_expire_time_config: bytes
 
 
@@ -862,9 +864,9 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     """Saves the tables to `basename-SSSSS-of-NNNNN` and `.meta-` files.
 
     Each entry is read consistently while training goes on. Entries expired
-    at the table's latest update time are skipped: by the first table's
-    `slot_expire_time_config` when it sets any field, else by each table's
-    own. The files are renamed into place only when all are complete.
+    at the table's latest update time by its own `slot_expire_time_config`
+    are skipped. The files are renamed into place only when all are
+    complete.
 
     Args:
       basename: string scalar, the path prefix of the files.
@@ -884,7 +886,9 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
             mtable=self._handle,
             basename=basename,
             nshards=self._saver_parallel,
-            slot_expire_time_config=self._slot_expire_time_config,
+            # Empty: each table's own. The original passed the first table's
+            # config that set a field, which then applied to every table.
+            slot_expire_time_config=b"",
             compression_type=compression_type))
 
   def restore(self, basename: tf.Tensor,

@@ -413,6 +413,37 @@ def test_restorer_saver_listener_drops_expired_entries(tmp_path):
     np.testing.assert_array_equal(sess.run(lookup), [[0], [2]])
 
 
+def test_a_save_expires_each_table_by_its_own_config(tmp_path):
+  basename = os.path.join(tmp_path, "own_expiry", "table")
+  expiring = test_utils.generate_test_hash_table_config(1)
+  expiring.table_config.slot_expire_time_config.default_expire_time = 1  # day
+  # "a" sorts first and sets no expiry; "b" expires entries after a day.
+  configs = {"a": test_utils.generate_test_hash_table_config(1),
+             "b": expiring}
+  day = 24 * 3600
+  table = multi_hash_table_ops.MultiHashTable.from_configs(configs)
+  writes = []
+  for req_time in (10, 10 + 2 * day):
+    writes.append(table.assign_add(
+        {name: (_id([req_time]), _value([[1]])) for name in configs},
+        req_time=tf.constant(req_time, tf.int64)).as_op())
+  save = table.save(basename).as_op()
+  with tf1.Session() as sess:
+    sess.run(table.initializer)
+    for write in writes:
+      sess.run(write)
+    sess.run(save)
+  with tf.Graph().as_default(), tf1.Session() as sess:
+    table = multi_hash_table_ops.MultiHashTable.from_configs(configs)
+    restored = table.restore(basename)
+    lookup = restored.lookup({name: _id([10, 10 + 2 * day])
+                              for name in configs})
+    sess.run(table.initializer)
+    values = sess.run(lookup)
+  np.testing.assert_array_equal(values["a"], [[1], [1]])
+  np.testing.assert_array_equal(values["b"], [[0], [1]])
+
+
 def test_a_table_created_after_the_listeners_is_named(tmp_path):
   basename = os.path.join(tmp_path, "late", "model.ckpt")
   config = test_utils.generate_test_hash_table_config(1)
