@@ -86,7 +86,13 @@ def convert_to_cached_config(
 
   Returns:
     The `CachedConfig`, tables in sorted name order.
+
+  Raises:
+    ValueError: `configs` is empty.
   """
+  if not configs:
+    raise ValueError("configs is empty: a MultiHashTable needs at least one "
+                     "table")
   mconfig = embedding_hash_table_pb2.MultiEmbeddingHashTableConfig()
   table_names = tuple(sorted(configs))
   slot_expire_time_config = None
@@ -234,10 +240,8 @@ def find_ps_checkpoints(directory: str, group_prefix: str) -> List[str]:
     tf.errors.NotFoundError: the tables of some PS below the highest one
       found are missing (an incomplete checkpoint).
   """
-  pattern = re.compile(
-      re.escape(group_prefix) +
-      r"_(0|[1-9][0-9]*)\.meta-[0-9]{5}-of-[0-9]{5}(-tmp-.+)?")
-  indices = save_utils.ps_indices_in(directory, pattern)
+  indices = save_utils.ps_indices_in(directory,
+                                     _ps_table_file_pattern(group_prefix))
   if not indices:
     return []
   missing = sorted(set(range(max(indices) + 1)) - indices)
@@ -251,6 +255,58 @@ def find_ps_checkpoints(directory: str, group_prefix: str) -> List[str]:
       os.path.join(directory, f"{group_prefix}_{j}")
       for j in range(len(indices))
   ]
+
+
+def _ps_table_file_pattern(group_prefix: str) -> "re.Pattern[str]":
+  """The data and meta files (and temporaries) of a group's PS tables;
+  group 1 is the PS index."""
+  return re.compile(
+      re.escape(group_prefix) +
+      r"_(0|[1-9][0-9]*)(\.meta)?-[0-9]{5}-of-[0-9]{5}(-tmp-.+)?")
+
+
+def delete_files_of_ps_beyond(directory: str, group_prefix: str,
+                              num_ps: int) -> List[str]:
+  """Deletes the files of a group's tables of PS `num_ps` and above.
+
+  A save of the same step with more PS tasks, killed before the Saver
+  recorded it, leaves them in the step's asset directory; restores count
+  the PS tables they find, so they would be read as part of this step's
+  checkpoint.
+
+  Args:
+    directory: the checkpoint's asset directory.
+    group_prefix: the group's shared-name prefix.
+    num_ps: the number of PS tasks saving now.
+
+  Returns:
+    The names deleted.
+  """
+  pattern = _ps_table_file_pattern(group_prefix)
+  try:
+    names = tf.io.gfile.listdir(directory)
+  except tf.errors.NotFoundError:
+    return []
+  stale = sorted(
+      name for name in names
+      if (match := pattern.fullmatch(name)) and int(match.group(1)) >= num_ps)
+  for name in stale:
+    tf.io.gfile.remove(os.path.join(directory, name))
+  return stale
+
+
+def _check_names_apart_from_ps_groups(tables: List["MultiHashTable"]) -> None:
+  """Raises ValueError for a table that is not a PS table but is named as
+  one of a group's (restores would read its files as that PS's)."""
+  prefixes = {t.ps_shard.group_prefix for t in tables if t.ps_shard}
+  for t in tables:
+    if t.ps_shard is None:
+      for prefix in prefixes:
+        if re.fullmatch(re.escape(prefix) + r"_[0-9]+", t.shared_name):
+          raise ValueError(
+              f"table {t.shared_name} is not a PS table but is named as the "
+              f"PS tables {prefix}_<i>: its checkpoint would be read as a "
+              "PS's; give it another name_suffix")
 
 
 def ps_checkpoints_to_read(basenames: List[str], shard: PsShard) -> List[str]:
@@ -550,7 +606,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       The new table.
 
     Raises:
-      ValueError: as `from_cached_config`.
+      ValueError: `configs` is empty, or as `from_cached_config`.
     """
     return cls.from_cached_config(convert_to_cached_config(configs), *args,
                                   **kwargs)
@@ -1340,6 +1396,13 @@ class MultiHashTableCheckpointSaverListener(
     base_dir = self._helper.get_ckpt_asset_dir(
         self._helper.get_ckpt_prefix(global_step_value))
     tf.io.gfile.makedirs(base_dir)
+    for prefix, num_ps in self._ps_groups.items():
+      stale = delete_files_of_ps_beyond(base_dir, prefix, num_ps)
+      if stale:
+        logging.warning(
+            "Deleted %s from %s: files of PS tables %s_<i> beyond this job's "
+            "%d PS tasks, left by an unfinished save of this step.",
+            stale, base_dir, prefix, num_ps)
     feed_dict = {
         _placeholder_of(self._table_id_to_placeholder, table, "saver"):
             base_dir + table.shared_name
@@ -1386,8 +1449,13 @@ class MultiHashTableCheckpointSaverListener(
     logging.info("Wrote %s.", path)
 
   def _build_save_graph(self) -> tf.Operation:
+    tables = ops.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY)
+    _check_names_apart_from_ps_groups(tables)
+    self._ps_groups = {
+        t.ps_shard.group_prefix: t.ps_shard.num_ps for t in tables if t.ps_shard
+    }
     save_ops = []
-    for table in ops.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY):
+    for table in tables:
       basename = tf.compat.v1.placeholder(tf.string, shape=[])
       self._table_id_to_placeholder[id(table)] = basename
       with _on_device_of(table):
@@ -1505,8 +1573,10 @@ class MultiHashTableCheckpointRestorerListener(
     logging.info("Restored hash tables.")
 
   def _build_restore_graph(self) -> Dict[str, List[tf.Operation]]:
+    tables = ops.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY)
+    _check_names_apart_from_ps_groups(tables)
     restore_ops_per_device = collections.defaultdict(list)
-    for table in ops.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY):
+    for table in tables:
       shard = table.ps_shard
       if shard is None:
         basename = tf.compat.v1.placeholder(tf.string, shape=[])

@@ -343,6 +343,60 @@ def test_saver_listener_writes_each_table_once(tmp_path):
     assert re.search(r'key: "slot0"\s+value: 2', f.read())
 
 
+def _ps_tables(num_ps):
+  """Tables named and marked as those of PS 0 .. num_ps - 1 (all local)."""
+  tables = []
+  for i in range(num_ps):
+    table = multi_hash_table_ops.MultiHashTable.from_configs(
+        {"slot0": test_utils.generate_test_hash_table_config(1)},
+        name_suffix=str(i))
+    assert table.set_ps_shard(num_ps, i)
+    tables.append(table)
+  return tables
+
+
+def test_a_save_deletes_files_of_ps_beyond_its_count(tmp_path):
+  model_dir = os.path.join(tmp_path, "fewer_ps")
+  basename = os.path.join(model_dir, "model.ckpt")
+  tables = _ps_tables(2)
+  listener = multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
+      basename)
+  asset_dir = model_dir + "/model.ckpt-5.assets/"
+  os.makedirs(asset_dir)
+  # Left by a save of step 5 with 4 PS tasks, killed before the Saver ran.
+  stale = ["MonolithMultiHashTable_2-00000-of-00001",
+           "MonolithMultiHashTable_2.meta-00000-of-00001",
+           "MonolithMultiHashTable_3.meta-00000-of-00001-tmp-1234abcd"]
+  kept = ["MonolithMultiHashTable_x-00000-of-00001", "notes.txt"]
+  for name in stale + kept:
+    with open(asset_dir + name, "w") as f:
+      f.write("old")
+  with tf1.Session() as sess:
+    sess.run([t.initializer for t in tables])
+    listener.before_save(sess, 5)
+  names = set(os.listdir(asset_dir))
+  assert not names & set(stale)
+  assert set(kept) <= names
+  assert multi_hash_table_ops.find_ps_checkpoints(
+      asset_dir, "MonolithMultiHashTable") == [
+          asset_dir + "MonolithMultiHashTable_0",
+          asset_dir + "MonolithMultiHashTable_1"]
+
+
+def test_a_table_named_as_a_ps_table_is_refused(tmp_path):
+  _ps_tables(2)
+  multi_hash_table_ops.MultiHashTable.from_configs(
+      {"slot0": test_utils.generate_test_hash_table_config(1)},
+      name_suffix="2")
+  basename = os.path.join(tmp_path, "model.ckpt")
+  for listener in (
+      multi_hash_table_ops.MultiHashTableCheckpointSaverListener,
+      multi_hash_table_ops.MultiHashTableCheckpointRestorerListener):
+    with pytest.raises(ValueError,
+                       match="MonolithMultiHashTable_2 is not a PS table"):
+      listener(basename)
+
+
 def test_a_table_of_another_config_is_not_reused():
   server = tf.distribute.Server.create_local_server()
   made = {"a": test_utils.generate_test_hash_table_config(1),
@@ -558,6 +612,11 @@ def test_meta_graph_export():
         multi_hash_table_ops._MULTI_HASH_TABLE_GRAPH_KEY)
     assert imported.table_names == ("slot0",)
     assert imported.shared_name == table.shared_name
+
+
+def test_a_table_needs_a_config():
+  with pytest.raises(ValueError, match="configs is empty"):
+    multi_hash_table_ops.MultiHashTable.from_configs({})
 
 
 def test_shared_name_must_be_unique():
