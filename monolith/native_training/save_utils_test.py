@@ -209,6 +209,17 @@ def _train(model_dir: str, last_step: int, restore: bool = False):
   return first_step, listener.steps
 
 
+def test_no_first_save_hook_knows_the_step_through_a_relative_dir(
+    tmp_path, monkeypatch):
+  # The checkpoint state names absolute paths; the restart gives the
+  # model dir relative to the working directory.
+  assert _train(str(tmp_path / "model"), 3) == (0, [0, 2, 3])
+  assert os.path.isabs(tf.train.get_checkpoint_state(
+      str(tmp_path / "model")).model_checkpoint_path)
+  monkeypatch.chdir(tmp_path)
+  assert _train("model", 6, restore=True) == (3, [5, 6])
+
+
 def test_no_first_save_hook_skips_only_the_restored_step(tmp_path):
   model_dir = str(tmp_path / "model")
   # A fresh job: step 0 has no checkpoint yet, so it is saved.
