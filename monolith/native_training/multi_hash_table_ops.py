@@ -1041,9 +1041,14 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     del args, kwargs
     return self._handle.op
 
+  @property
+  def on_gpu(self) -> bool:
+    """Whether these are gpucuco tables, placed on a GPU."""
+    return "GPU" in self._initializer.device.upper()
+
   def _check_on_cpu(self, method: str) -> None:
     """NotImplementedError for what gpucuco tables do not do yet."""
-    if "GPU" in self._initializer.device.upper():
+    if self.on_gpu:
       raise NotImplementedError(
           f"MultiHashTable.{method} is not available for gpucuco tables yet "
           f"(their GPU kernels: lookup, lookup_entry, assign, assign_add, "
@@ -1563,6 +1568,15 @@ class MultiHashTableCheckpointRestorerListener(
                      "checkpoints of %d PS tasks.", shard.group_prefix,
                      shard.num_ps, len(old))
       old = groups[shard.group_prefix]
+      if t.on_gpu:
+        if old and len(old) != shard.num_ps:
+          raise NotImplementedError(
+              f"the gpucuco tables {shard.group_prefix}_<i> of {shard.num_ps} "
+              f"PS tasks cannot restore the checkpoint of {len(old)} PS tasks "
+              f"in {asset_dir}: GPU tables restore only into the same PS "
+              "count (restore into CPU tables to reshard)")
+        feed_dict[placeholder] = asset_dir + t.shared_name
+        continue
       # None found: the table's own name, so that the op fails naming it.
       feed_dict[placeholder] = (ps_checkpoints_to_read(old, shard)
                                 if old else [asset_dir + t.shared_name])
@@ -1578,13 +1592,16 @@ class MultiHashTableCheckpointRestorerListener(
     restore_ops_per_device = collections.defaultdict(list)
     for table in tables:
       shard = table.ps_shard
-      if shard is None:
-        basename = tf.compat.v1.placeholder(tf.string, shape=[])
-      else:
+      # gpucuco tables have no resharding restore: they restore their own
+      # PS's checkpoint, from the same PS count only.
+      resharded = shard is not None and not table.on_gpu
+      if resharded:
         basename = tf.compat.v1.placeholder(tf.string, shape=[None])
+      else:
+        basename = tf.compat.v1.placeholder(tf.string, shape=[])
       self._table_id_to_placeholder[id(table)] = basename
       with _on_device_of(table):
-        if shard is None:
+        if not resharded:
           restore_op = table.restore(basename=basename).as_op()
         else:
           restore_op = table.restore_resharded(

@@ -383,6 +383,51 @@ def test_a_save_deletes_files_of_ps_beyond_its_count(tmp_path):
           asset_dir + "MonolithMultiHashTable_1"]
 
 
+def test_gpu_ps_tables_restore_from_the_same_ps_count(tmp_path, monkeypatch):
+  # The listeners' logic for gpucuco PS tables, run on CPU tables taken
+  # for GPU ones (no GPU here): a plain restore of the PS's own checkpoint.
+  monkeypatch.setattr(multi_hash_table_ops.MultiHashTable, "on_gpu",
+                      property(lambda self: True))
+  model_dir = os.path.join(tmp_path, "gpu_ps")
+  basename = os.path.join(model_dir, "model.ckpt")
+
+  def graph_of(num_ps):
+    graph = tf.Graph()
+    with graph.as_default():
+      tables = _ps_tables(num_ps)
+      step = tf1.train.get_or_create_global_step()
+      writes = [t.assign({"slot0": (_id([i]), _value([[i + 1]]))}).as_op()
+                for i, t in enumerate(tables)]
+      lookups = [t.lookup({"slot0": _id([0, 1])})["slot0"] for t in tables]
+    return graph, tables, step, writes, lookups
+
+  graph, tables, step, writes, _ = graph_of(2)
+  with graph.as_default(), tf1.Session() as sess:
+    saver_listener = multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
+        basename)
+    saver = tf1.train.Saver()
+    sess.run([t.initializer for t in tables] +
+             [tf1.global_variables_initializer()])
+    sess.run(writes)
+    saver_listener.before_save(sess, 0)
+    saver.save(sess, basename, global_step=step)
+  graph, tables, _, _, lookups = graph_of(2)
+  with graph.as_default(), tf1.Session() as sess:
+    multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
+        basename).before_restore(sess)
+    first, second = sess.run(lookups)
+  np.testing.assert_array_equal(first, [[1], [0]])
+  np.testing.assert_array_equal(second, [[0], [2]])
+  graph, tables, _, _, _ = graph_of(3)
+  with graph.as_default(), tf1.Session() as sess:
+    restorer = multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
+        basename)
+    with pytest.raises(NotImplementedError,
+                       match="of 3 PS tasks cannot restore the checkpoint of "
+                       "2 PS tasks"):
+      restorer.before_restore(sess)
+
+
 def test_a_table_named_as_a_ps_table_is_refused(tmp_path):
   _ps_tables(2)
   multi_hash_table_ops.MultiHashTable.from_configs(
