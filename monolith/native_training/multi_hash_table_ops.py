@@ -506,6 +506,10 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
         ops.prepend_name_scope(proto.learning_rate_tensor, import_scope))
     self._saver_parallel = proto.saver_parallel
     self._shared_name = proto.shared_name
+    # Taken in this graph now (the graph that exported it may be this one):
+    # a new table of the same name would share the resource.
+    graph_meta.get_meta("multi_hash_table_metadata",
+                        MultiHashTableMetadata).name_set.add(self._shared_name)
     self._ps_shard = (PsShard(proto.num_ps, proto.ps_index,
                               proto.ps_group_prefix)
                       if proto.HasField("num_ps") else None)

@@ -659,6 +659,18 @@ def test_meta_graph_export():
     assert imported.shared_name == table.shared_name
 
 
+def test_an_imported_tables_name_is_taken():
+  configs = {"slot0": test_utils.generate_test_hash_table_config(1)}
+  with tf.Graph().as_default():
+    multi_hash_table_ops.MultiHashTable.from_configs(configs, name_suffix="i")
+    meta_graph = tf1.train.export_meta_graph()
+  with tf.Graph().as_default():
+    tf1.train.import_meta_graph(meta_graph)
+    with pytest.raises(ValueError, match="has already been used"):
+      multi_hash_table_ops.MultiHashTable.from_configs(configs,
+                                                       name_suffix="i")
+
+
 def test_a_table_needs_a_config():
   with pytest.raises(ValueError, match="configs is empty"):
     multi_hash_table_ops.MultiHashTable.from_configs({})
