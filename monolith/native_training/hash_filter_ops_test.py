@@ -302,3 +302,22 @@ def test_dummy_and_disabled_filters_save_nothing(tmp_path):
   assert not [f for f in os.listdir(os.path.dirname(basename))
               if f.startswith("hash_filter_0")]
   assert hash_filter_ops.save_hash_filter(dummy, basename).type == "NoOp"
+
+
+def test_a_filter_of_other_attrs_is_not_reused():
+  server = tf.distribute.Server.create_local_server()
+
+  def initialize(capacity):
+    graph = tf.Graph()
+    with graph.as_default():
+      handle = hash_filter_ops.create_hash_filter(
+          capacity=capacity, split_num=7, name_suffix="_reused")
+    with tf1.Session(server.target, graph=graph) as sess:
+      sess.run(handle)
+
+  initialize(1000)
+  initialize(1000)  # the same attrs: the filter is shared
+  with pytest.raises(tf.errors.FailedPreconditionError,
+                     match=r"hash filter MonolithHashFilter_reused exists "
+                     r"already .*MonolithHashFilter\(.*capacity=2000"):
+    initialize(2000)

@@ -240,8 +240,10 @@ def find_ps_checkpoints(directory: str, group_prefix: str) -> List[str]:
     tf.errors.NotFoundError: the tables of some PS below the highest one
       found are missing (an incomplete checkpoint).
   """
-  indices = save_utils.ps_indices_in(directory,
-                                     _ps_table_file_pattern(group_prefix))
+  pattern = re.compile(
+      re.escape(group_prefix) +
+      r"_(0|[1-9][0-9]*)\.meta-[0-9]{5}-of-[0-9]{5}(-tmp-.+)?")
+  indices = save_utils.ps_indices_in(directory, pattern)
   if not indices:
     return []
   missing = sorted(set(range(max(indices) + 1)) - indices)
@@ -255,14 +257,6 @@ def find_ps_checkpoints(directory: str, group_prefix: str) -> List[str]:
       os.path.join(directory, f"{group_prefix}_{j}")
       for j in range(len(indices))
   ]
-
-
-def _ps_table_file_pattern(group_prefix: str) -> "re.Pattern[str]":
-  """The data and meta files (and temporaries) of a group's PS tables;
-  group 1 is the PS index."""
-  return re.compile(
-      re.escape(group_prefix) +
-      r"_(0|[1-9][0-9]*)(\.meta)?-[0-9]{5}-of-[0-9]{5}(-tmp-.+)?")
 
 
 def delete_files_of_ps_beyond(directory: str, group_prefix: str,
@@ -282,7 +276,9 @@ def delete_files_of_ps_beyond(directory: str, group_prefix: str,
   Returns:
     The names deleted.
   """
-  pattern = _ps_table_file_pattern(group_prefix)
+  pattern = re.compile(
+      re.escape(group_prefix) +
+      r"_(0|[1-9][0-9]*)(\.meta)?-[0-9]{5}-of-[0-9]{5}(-tmp-.+)?")
   try:
     names = tf.io.gfile.listdir(directory)
   except tf.errors.NotFoundError:

@@ -3,6 +3,7 @@
 // them before creating an id; see hash_filter/admission.h), their save and
 // restore, and intercept_gradient. Thin: the filters, their thresholds and
 // their files are the hash_filter library's.
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -15,6 +16,7 @@
 #include "monolith/native_training/runtime/hash_filter/sliding_hash_filter.h"
 #include "monolith/native_training/runtime/ops/multi_hash_table.h"
 #include "monolith/native_training/runtime/ops/tf_file_system.h"
+#include "tensorflow/core/framework/attr_value_util.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/resource_op_kernel.h"
@@ -36,6 +38,21 @@ class FilterOpBase : public ResourceOpKernel<HashFilterResource> {
  public:
   explicit FilterOpBase(OpKernelConstruction* ctx)
       : ResourceOpKernel<HashFilterResource>(ctx) {
+    // The op and its attrs but the resource's name, sorted: what a filter
+    // found by shared name must have been created by.
+    std::map<std::string, std::string> attrs;
+    for (const auto& [name, value] : ctx->def().attr()) {
+      if (name != "container" && name != "shared_name") {
+        attrs[name] = value.SerializeAsString();
+        description_ += (description_.empty() ? "" : ", ") + name + "=" +
+                        SummarizeAttrValue(value);
+      }
+    }
+    created_by_ = ctx->def().op();
+    for (const auto& [name, value] : attrs) {
+      created_by_ += "\n" + name + "\n" + value;
+    }
+    description_ = ctx->def().op() + "(" + description_ + ")";
     std::string serialized;
     if (ctx->GetAttr("config", &serialized).ok() && !serialized.empty()) {
       OP_REQUIRES(ctx, config_.ParseFromString(serialized),
@@ -49,6 +66,18 @@ class FilterOpBase : public ResourceOpKernel<HashFilterResource> {
   virtual Status MakeFilter(std::unique_ptr<hf::Filter>* filter) = 0;
 
  private:
+  // A PS keeps its filters while chiefs and workers restart; a graph that
+  // asks for another filter under the same name must not get this one.
+  Status VerifyResource(HashFilterResource* resource) override {
+    if (resource->created_by() == created_by_) return OkStatus();
+    return errors::FailedPrecondition(
+        "hash filter ", cinfo_.name(),
+        " exists already (made by another graph or session, e.g. on a PS "
+        "task that kept running) with other attrs; this graph asks for ",
+        description_, ". Restart the tasks that hold it, or give this "
+        "graph's filters another name_suffix");
+  }
+
   Status CreateResource(HashFilterResource** resource) override
       TF_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     *resource = nullptr;
@@ -60,11 +89,13 @@ class FilterOpBase : public ResourceOpKernel<HashFilterResource> {
     if (!s.ok()) {
       return errors::InvalidArgument(cinfo_.name(), ": ", s.message());
     }
-    *resource = new HashFilterResource(std::move(admission));
+    *resource = new HashFilterResource(std::move(admission), created_by_);
     return OkStatus();
   }
 
   SlotOccurrenceThresholdConfig config_;
+  std::string created_by_;
+  std::string description_;
 };
 
 class HashFilterOp : public FilterOpBase {

@@ -29,10 +29,13 @@ namespace monolith_tf {
 // MonolithDummyHashFilter): the admission of the tables created with it.
 class HashFilterResource : public ResourceBase {
  public:
-  explicit HashFilterResource(
-      std::unique_ptr<::monolith::hash_filter::Admission> admission)
-      : admission_(std::move(admission)) {}
+  // |created_by|: the creating op and its attrs, in a form that compares.
+  HashFilterResource(
+      std::unique_ptr<::monolith::hash_filter::Admission> admission,
+      std::string created_by)
+      : admission_(std::move(admission)), created_by_(std::move(created_by)) {}
   ::monolith::hash_filter::Admission& admission() const { return *admission_; }
+  const std::string& created_by() const { return created_by_; }
   // Under the admission's lock: a restore replaces (frees) the filter.
   std::string DebugString() const override {
     std::lock_guard<std::mutex> lock(admission_->mu());
@@ -47,6 +50,7 @@ class HashFilterResource : public ResourceBase {
 
  private:
   std::unique_ptr<::monolith::hash_filter::Admission> admission_;
+  std::string created_by_;
 };
 
 class MultiHashTable : public ResourceBase {
