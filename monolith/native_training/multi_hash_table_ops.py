@@ -1398,10 +1398,20 @@ class MultiHashTableCheckpointSaverListener(
     """
     # Before the Saver, so the checkpoint file only names complete tables.
     logging.info("Saving MultiHashTables.")
-    base_dir = self._helper.get_ckpt_asset_dir(
-        self._helper.get_ckpt_prefix(global_step_value))
+    ckpt_prefix = self._helper.get_ckpt_prefix(global_step_value)
+    base_dir = self._helper.get_ckpt_asset_dir(ckpt_prefix)
     tf.io.gfile.makedirs(base_dir)
+    state = tf.train.get_checkpoint_state(os.path.dirname(ckpt_prefix))
+    # A recorded checkpoint saved again (TF's CheckpointSaverHook does at
+    # session creation) keeps its other PS's files: they hold the same
+    # entries as this save, while a save killed after deleting them would
+    # leave the checkpoint without those PS's ids.
+    recorded = state is not None and any(
+        save_utils.same_path(path, ckpt_prefix)
+        for path in state.all_model_checkpoint_paths)
     for prefix, num_ps in self._ps_groups.items():
+      if recorded:
+        continue
       stale = delete_files_of_ps_beyond(base_dir, prefix, num_ps)
       if stale:
         logging.warning(

@@ -381,6 +381,16 @@ def test_a_save_deletes_files_of_ps_beyond_its_count(tmp_path):
       asset_dir, "MonolithMultiHashTable") == [
           asset_dir + "MonolithMultiHashTable_0",
           asset_dir + "MonolithMultiHashTable_1"]
+  # A recorded checkpoint saved again keeps them: a kill after deleting
+  # them would leave it without those PS's ids.
+  tf1.train.update_checkpoint_state(model_dir, basename + "-5")
+  for name in stale:
+    with open(asset_dir + name, "w") as f:
+      f.write("old")
+  with tf1.Session() as sess:
+    sess.run([t.initializer for t in tables])
+    listener.before_save(sess, 5)
+  assert set(stale) <= set(os.listdir(asset_dir))
 
 
 def test_gpu_ps_tables_restore_from_the_same_ps_count(tmp_path, monkeypatch):
@@ -447,11 +457,13 @@ def test_a_table_of_another_config_is_not_reused():
   made = {"a": test_utils.generate_test_hash_table_config(1),
           "b": test_utils.generate_test_hash_table_config(2)}
 
-  def session_of(configs, assign=None):
+  def session_of(configs, assign=None, filtered=False):
     graph = tf.Graph()
     with graph.as_default():
+      hash_filter = hash_filter_ops.create_hash_filter(
+          capacity=1000, split_num=7) if filtered else None
       table = multi_hash_table_ops.MultiHashTable.from_configs(
-          configs, name_suffix="ps")
+          configs, hash_filter=hash_filter, name_suffix="ps")
       if assign is not None:
         table = table.assign(assign())
       lookup = table.lookup({"a": _id([5])})["a"]
@@ -478,6 +490,13 @@ def test_a_table_of_another_config_is_not_reused():
     with pytest.raises(tf.errors.FailedPreconditionError,
                        match="exists already .*" + message):
       sess.run(table.initializer)
+  # The same config with admission turned on: the table's filter is the
+  # dummy one it was made with.
+  sess, table, _ = session_of(made, filtered=True)
+  with pytest.raises(tf.errors.FailedPreconditionError,
+                     match="exists already .*with another hash filter than "
+                     r"this graph's filter_handle \(HashFilter\(capacity"):
+    sess.run(table.initializer)
 
 
 def test_restorer_saver_listener_drops_expired_entries(tmp_path):

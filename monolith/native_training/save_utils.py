@@ -418,7 +418,7 @@ class PsInitializedStateHook(tf.compat.v1.train.SessionRunHook):
     self._ps_monitor.setup_ps_initialized_state(session)
 
 
-def _same_path(a: Optional[str], b: str) -> bool:
+def same_path(a: Optional[str], b: str) -> bool:
   """Whether two paths name the same file: local ones compared absolute
   (the checkpoint state may hold absolute paths for a relative model dir),
   URLs as given."""
@@ -459,7 +459,7 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
   def _save(self, session: tf.compat.v1.Session, step: int) -> bool:
     # TF's hook saves through _save (after_create_session, after_run, end).
     prefix = f"{self._save_path}-{step}"
-    if self._creating_session and _same_path(
+    if self._creating_session and same_path(
         tf.train.latest_checkpoint(self._checkpoint_dir), prefix):
       logging.info("Not saving %s again: the session starts from it.", prefix)
       return False

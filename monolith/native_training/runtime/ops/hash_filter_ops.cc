@@ -42,7 +42,8 @@ class FilterOpBase : public ResourceOpKernel<HashFilterResource> {
     // found by shared name must have been created by.
     std::map<std::string, std::string> attrs;
     for (const auto& [name, value] : ctx->def().attr()) {
-      if (name != "container" && name != "shared_name") {
+      // Internal attrs ("_class", ...) are the graph's, not the filter's.
+      if (name != "container" && name != "shared_name" && name[0] != '_') {
         attrs[name] = value.SerializeAsString();
         description_ += (description_.empty() ? "" : ", ") + name + "=" +
                         SummarizeAttrValue(value);

@@ -102,6 +102,7 @@ class MultiHashTable : public ResourceBase {
   }
   const std::string& shared_name() const { return shared_name_; }
   const std::string& created_from() const { return created_from_; }
+  const HashFilterResource* filter() const { return filter_.get(); }
 
   // What an update of |ids| asks before it creates one of them: the
   // filter's admission (see hash_filter/admission.h); |counts|, when

@@ -72,28 +72,42 @@ class CreateMultiHashTableOp : public ResourceOpKernel<MultiHashTable> {
       mutex_lock l(mu_);
       // Every call: the table may exist already (VerifyResource).
       OP_REQUIRES_OK(ctx, ParseMultiTableConfig(serialized, &config_));
+      // Set on every call, never cleared: a concurrent call finds one.
       filter_ = std::move(filter);
     }
     ResourceOpKernel<MultiHashTable>::Compute(ctx);
-    mutex_lock l(mu_);
-    filter_.reset();
   }
 
  private:
   Status VerifyResource(MultiHashTable* resource) override
       TF_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return CheckCreatedFromSameConfig(cinfo_.name(), resource->created_from(),
-                                      config_);
+    TF_RETURN_IF_ERROR(CheckCreatedFromSameConfig(
+        cinfo_.name(), resource->created_from(), config_));
+    if (resource->filter() != filter_.get()) {
+      // Its updates would consult the filter it was made with, not this
+      // graph's (e.g. a dummy filter after admission was turned on).
+      return errors::FailedPrecondition(
+          "MultiHashTable ", cinfo_.name(),
+          " exists already (made by another graph or session, e.g. on a PS "
+          "task that kept running) with another hash filter than this "
+          "graph's filter_handle (", filter_->DebugString(),
+          "). Restart the tasks that hold it, or give this graph's tables "
+          "another name_suffix");
+    }
+    return OkStatus();
   }
 
   Status CreateResource(MultiHashTable** resource) override
       TF_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     // ResourceOpKernel unrefs *resource on error when it is not null.
     *resource = nullptr;
+    // The table holds a reference of its own (VerifyResource compares).
+    filter_->Ref();
+    core::RefCountPtr<HashFilterResource> filter(filter_.get());
     // Resources are reference counted: release with Unref, never delete.
     core::RefCountPtr<MultiHashTable> mtable(
         new MultiHashTable(cinfo_.name(), config_.SerializeAsString(),
-                           std::move(filter_)));
+                           std::move(filter)));
     std::vector<::monolith::hash_table::PeriodicEvictor::Target> evicted;
     for (int i = 0; i < config_.names_size(); ++i) {
       const auto& config = config_.configs(i);
@@ -133,7 +147,7 @@ class CreateMultiHashTableOp : public ResourceOpKernel<MultiHashTable> {
   }
 
   MultiEmbeddingHashTableConfig config_ TF_GUARDED_BY(mu_);
-  // The filter of the table being created; the table holds it.
+  // The filter of this call's graph: the table made from it holds it too.
   core::RefCountPtr<HashFilterResource> filter_ TF_GUARDED_BY(mu_);
 };
 
