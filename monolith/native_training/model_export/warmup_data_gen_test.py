@@ -389,6 +389,19 @@ def test_a_write_deletes_temporaries_a_killed_write_left(tmp_path):
       "tf_serving_warmup_requests.tmp-live00000000"]
 
 
+def test_a_record_too_large_to_parse_is_refused(tmp_path, monkeypatch):
+  out = tmp_path / "tf_serving_warmup_requests"
+  out.write_bytes(b"previous warmup file")
+  small = warmup_io.predict_log("m", "serving_default", {})
+  large = warmup_io.predict_log("m", "serving_default" + "x" * 100, {})
+  monkeypatch.setattr(warmup_io, "MAX_RECORD_BYTES", small.ByteSize())
+  with pytest.raises(warmup_io.WarmupDataError,
+                     match=r"warmup record 2 takes more than protobuf parses "
+                     r".*lower --batch_size \(\d+ bytes\)"):
+    warmup_io.write_prediction_logs(str(out), [small, large])
+  assert out.read_bytes() == b"previous warmup file"
+
+
 def test_cli_validates_newer_schema_dumps_and_rejects_them_when_strict(
     tmp_path):
   payloads = list(_newer_schema_records("example", 6))

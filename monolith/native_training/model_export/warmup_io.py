@@ -23,6 +23,8 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 # TF Serving's saved_model_warmup_util refuses warmup files with more records.
 MAX_WARMUP_RECORDS = 1000
+# Protobuf parses messages of at most 2 GiB - 1 bytes (an int size).
+MAX_RECORD_BYTES = 2**31 - 1
 # Where TF Serving looks for the warmup file, relative to the SavedModel.
 WARMUP_FILE_PATH = os.path.join("assets.extra", "tf_serving_warmup_requests")
 DEFAULT_SIGNATURE = "serving_default"
@@ -142,7 +144,8 @@ def write_prediction_logs(
     The number of records written.
 
   Raises:
-    WarmupDataError: more than MAX_WARMUP_RECORDS logs, or no logs at all.
+    WarmupDataError: more than MAX_WARMUP_RECORDS logs, a log of more than
+      MAX_RECORD_BYTES, or no logs at all.
   """
   count = 0
   with atomic_output(output_path) as tmp_path:
@@ -150,7 +153,16 @@ def write_prediction_logs(
       for log in logs:
         count += 1
         check_record_limit(count, f"writing {output_path}")
-        writer.write(log.SerializeToString())
+        too_large = (f"writing {output_path}: warmup record {count} takes "
+                     f"more than protobuf parses ({MAX_RECORD_BYTES} bytes): "
+                     "TF Serving could not load it; lower --batch_size")
+        try:
+          record = log.SerializeToString()
+        except ValueError as e:  # protobuf refuses to encode past 2 GiB
+          raise WarmupDataError(f"{too_large} ({e})") from e
+        if len(record) > MAX_RECORD_BYTES:
+          raise WarmupDataError(f"{too_large} ({len(record)} bytes)")
+        writer.write(record)
     if count == 0:
       raise WarmupDataError(f"no warmup records to write to {output_path}")
   return count
