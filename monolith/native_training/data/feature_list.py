@@ -247,7 +247,10 @@ class FeatureList:
       key = (fname, use_old_name)
       if key not in _cache:
         with tf.io.gfile.GFile(fname, "r") as stream:
-          _cache[key] = cls._parse_lines(fname, stream, use_old_name)
+          try:
+            _cache[key] = cls._parse_lines(fname, stream, use_old_name)
+          except UnicodeDecodeError as e:
+            raise ValueError(f"{fname}: not UTF-8 text ({e})") from None
       return _cache[key]
 
   @classmethod
@@ -278,13 +281,13 @@ class FeatureList:
       ignored_keys.update(set(params) - known)
       try:
         entry = entry_class(**{k: v for k, v in params.items() if k in known})
+        if entry_class is Feed:
+          feeds[entry.name] = entry
+        elif entry_class is Cache:
+          caches[entry.name] = entry
       except ValueError as e:
         raise ValueError(f"{where}: {e}: {line}") from e
-      if entry_class is Feed:
-        feeds[entry.name] = entry
-      elif entry_class is Cache:
-        caches[entry.name] = entry
-      else:
+      if entry_class is Feature:
         if not entry.feature_name:
           raise ValueError(f"{where}: a feature needs a feature_name: {line}")
         features[entry.feature_name if use_old_name else entry.name] = entry

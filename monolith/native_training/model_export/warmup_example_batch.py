@@ -53,6 +53,11 @@ def _request_files(input_folder: str) -> list:
 
 def parse_request(path: str) -> predict_pb2.PredictRequest:
   """Reads one serialized PredictRequest; WarmupDataError naming the file."""
+  size = tf.io.gfile.stat(path).length
+  if size > warmup_io.MAX_RECORD_BYTES:
+    raise warmup_io.WarmupDataError(
+        f"{path} holds {size} bytes, more than a PredictRequest can "
+        f"({warmup_io.MAX_RECORD_BYTES}): not a request")
   with tf.io.gfile.GFile(path, "rb") as f:
     data = f.read()
   request = predict_pb2.PredictRequest()

@@ -1,0 +1,163 @@
+"""Fuzz tests of the warmup tools' parsers: mutated inputs give their errors.
+
+Each test mutates valid inputs with a fixed seed for a bounded number of
+rounds (truncations, flipped bytes, forged sizes, and for TFRecords forged
+lengths with valid CRCs, which TF's own reader does not survive) and
+requires every parser to return its problems or raise its documented error,
+never anything else. A crash in a native reader fails the test process.
+"""
+
+import io
+import random
+import struct
+
+import tensorflow as tf
+
+from idl.matrix.proto import example_pb2
+from monolith.native_training.data import feature_list
+from monolith.native_training.model_export import data_gen_utils
+from monolith.native_training.model_export import dump_format
+from monolith.native_training.model_export import sample_records
+from monolith.native_training.model_export import warmup_data_check
+from monolith.native_training.model_export import warmup_example_batch
+from monolith.native_training.model_export import warmup_io
+
+SEED = 20261203
+ROUNDS = 1000
+LAYOUTS = [dump_format.DumpLayout(lagrangex_header=True)] + [
+    dump_format.DumpLayout(kafka_dump_prefix=p, has_sort_id=s, kafka_dump=k)
+    for p in (False, True) for s in (False, True) for k in (False, True)
+]
+# Sizes at the edges of what the parsers check.
+EDGE_SIZES = (0, 1, 7, 8, 2**31 - 1, 2**31, 2**32, 2**40, 2**63, 2**64 - 1)
+
+
+def _mutate(rng: random.Random, data: bytes) -> bytes:
+  """One random mutation of `data` (or a few stacked)."""
+  out = bytearray(data)
+  for _ in range(rng.choice((1, 1, 2, 3))):
+    kind = rng.randrange(5)
+    if kind == 0 and out:  # truncate
+      del out[rng.randrange(len(out)):]
+    elif kind == 1 and out:  # flip bytes
+      for _ in range(rng.randint(1, 8)):
+        out[rng.randrange(len(out))] ^= 1 << rng.randrange(8)
+    elif kind == 2 and len(out) >= 8:  # forge a little-endian u64
+      at = rng.randrange(len(out) - 7)
+      out[at:at + 8] = struct.pack("<Q", rng.choice(EDGE_SIZES))
+    elif kind == 3:  # insert garbage
+      at = rng.randrange(len(out) + 1)
+      out[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
+    elif out:  # duplicate a slice
+      a = rng.randrange(len(out))
+      b = rng.randrange(a, min(len(out), a + 64) + 1)
+      at = rng.randrange(len(out) + 1)
+      out[at:at] = out[a:b]
+  return bytes(out)
+
+
+def _tfrecord(data: bytes, length: int = None) -> bytes:
+  """A TFRecord of `data`, its header claiming `length` (CRCs valid)."""
+  crc = warmup_data_check._masked_crc32c
+  header = struct.pack("<Q", len(data) if length is None else length)
+  return (header + struct.pack("<I", crc(header)) + data +
+          struct.pack("<I", crc(data)))
+
+
+def _warmup_records():
+  args = data_gen_utils.ParserArgs(
+      sparse_features=["slot_1", "slot_2"], dense_features=["ctr"],
+      variant_type="example", batch_size=2, max_records=6,
+      signature_name=["a", "b"], seed=1)
+  return [log.SerializeToString()
+          for log in data_gen_utils.gen_prediction_log(args)]
+
+
+def test_warmup_check_reports_problems_of_mutated_files(tmp_path):
+  rng = random.Random(SEED)
+  records = _warmup_records()
+  valid = b"".join(_tfrecord(r) for r in records)
+  path = str(tmp_path / "warmup")
+  reported = 0
+  for round_ in range(ROUNDS):
+    if round_ % 3 == 0:
+      # Valid CRCs over a forged length or over garbage: past the framing
+      # checks, into what TF's reader and the proto checks do with them.
+      pieces = [_tfrecord(r) for r in records]
+      at = rng.randrange(len(pieces))
+      if rng.random() < 0.5:
+        pieces[at] = _tfrecord(records[at], rng.choice(EDGE_SIZES))
+      else:
+        pieces[at] = _tfrecord(_mutate(rng, records[at]))
+      data = b"".join(pieces)
+    else:
+      data = _mutate(rng, valid)
+    with open(path, "wb") as f:
+      f.write(data)
+    report = warmup_data_check.check_warmup_file(path)
+    assert isinstance(report, warmup_data_check.CheckReport)
+    for problem in report.problems:
+      assert problem.reason
+    reported += bool(report.problems)
+    warmup_data_check.format_report(report)
+  # Most mutations break something, and that is reported.
+  assert reported > ROUNDS // 2
+
+
+def test_dump_reader_raises_only_its_error_on_mutated_dumps():
+  rng = random.Random(SEED)
+  payloads = list(sample_records.serialized_records("example", 4))
+  check = dump_format.message_check(example_pb2.Example)
+  refused = 0
+  for round_ in range(ROUNDS):
+    layout = LAYOUTS[round_ % len(LAYOUTS)]
+    valid = b"".join(
+        dump_format.encode_record(p, layout, sort_id=b"sid-%d" % i,
+                                  sort_id_in_prefix=bool(i % 2),
+                                  source_name="topic")
+        for i, p in enumerate(payloads))
+    data = _mutate(rng, valid)
+    reader = dump_format.DumpReader(io.BytesIO(data), layout, name="dump",
+                                    check=check if round_ % 2 else None)
+    try:
+      for payload in reader:
+        assert isinstance(payload, bytes)
+    except dump_format.DumpFormatError as e:
+      assert "dump" in str(e)
+      refused += 1
+  assert refused > ROUNDS // 4
+
+
+def test_feature_list_parser_raises_only_value_errors(tmp_path):
+  rng = random.Random(SEED)
+  valid = (b"column_name: feature_column\n"
+           b"cache_column: cache_name=c1 capacity=100 timeout=3\n"
+           b"feature_column: feature_name=f_user_id slot=1 shared=false "
+           b"method=fid need_raw=false\n"
+           b"feature_column: feature_name=f_item_id slot=2 cache=c1 "
+           b"method=fid_v2\n")
+  for round_ in range(ROUNDS):
+    path = str(tmp_path / f"features_{round_}.conf")
+    with open(path, "wb") as f:
+      f.write(_mutate(rng, valid))
+    try:
+      feature_list.FeatureList.parse(path)
+    except ValueError as e:
+      assert path in str(e)
+
+
+def test_request_parser_raises_only_warmup_data_errors(tmp_path):
+  rng = random.Random(SEED)
+  request = warmup_io.predict_log("m", "serving_default", {
+      "examples": tf.make_tensor_proto([b"a", b"bc"])
+  }).predict_log.request.SerializeToString()
+  path = str(tmp_path / "request")
+  for _ in range(ROUNDS):
+    with open(path, "wb") as f:
+      f.write(_mutate(rng, request))
+    try:
+      parsed = warmup_example_batch.parse_request(path)
+      assert parsed.inputs
+    except warmup_io.WarmupDataError as e:
+      assert path in str(e)
+
