@@ -37,10 +37,21 @@ as_root() {
 
 # Hash of what the set-up depends on; the stamp in .bazelrc.user records it.
 stamp=$( (cat "$requirements" "${BASH_SOURCE[0]}"; echo "$venv $sok_dir") | sha256sum | cut -c1-16)
-if [ -f "$rc_user" ] && grep -q "^# stamp $stamp\$" "$rc_user" && [ -x "$venv/bin/python" ] \
-    && [ -f "$sok_dir/.complete" ] && command -v bazel >/dev/null; then
-  exit 0
-fi
+req_hash=$(sha256sum "$requirements" | cut -c1-16)
+# The venv may be shared by clones: its own marker says what it holds.
+ready() {
+  [ -f "$rc_user" ] && grep -q "^# stamp $stamp\$" "$rc_user" && [ -x "$venv/bin/python" ] \
+    && [ "$(cat "$venv/.monolith-requirements" 2>/dev/null)" = "$req_hash" ] \
+    && [ -f "$sok_dir/.complete" ] && command -v bazel >/dev/null
+}
+ready && exit 0
+
+# One set-up at a time (clones share the venv and third-party folders, and
+# apt-get its lock); a run that waited may find the work done.
+mkdir -p "$third_party"
+exec 9>"$third_party/.bootstrap.lock"
+flock 9
+ready && exit 0
 
 missing=()
 for pkg in "${apt_packages[@]}"; do
@@ -55,10 +66,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-req_hash=$(sha256sum "$requirements" | cut -c1-16)
 if [ "$(cat "$venv/.monolith-requirements" 2>/dev/null)" != "$req_hash" ]; then
   log "setting up the Python venv in $venv (TensorFlow: about 2 GB, under a minute)"
-  [ -x "$venv/bin/python" ] || "$base_python" -m venv "$venv"
+  # Also over an existing folder: a run killed inside venv left python
+  # without pip, which this installs.
+  "$base_python" -m venv "$venv"
   "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$requirements"
   echo "$req_hash" > "$venv/.monolith-requirements"
 fi
@@ -67,10 +79,12 @@ if [ ! -f "$sok_dir/.complete" ]; then
   log "fetching merlin-sok $sok_version (cuCollections and HierarchicalKV headers, 8.7 MB)"
   download=$(mktemp -d)
   trap 'rm -rf "$download"' EXIT
-  # pip resolves the file through the configured index; it prepares the
-  # sdist's metadata (about half a minute) but installs nothing.
+  # pip resolves the file through the configured index and checks its hash
+  # before it prepares the sdist's metadata (about half a minute, running
+  # the sdist's build code); it installs nothing.
+  echo "merlin-sok==$sok_version --hash=sha256:$sok_sha256" > "$download/requirements.txt"
   "$venv/bin/python" -m pip download -q --disable-pip-version-check --no-deps \
-    --no-binary :all: -d "$download" "merlin-sok==$sok_version"
+    --no-binary :all: --require-hashes -r "$download/requirements.txt" -d "$download"
   archive="$download/merlin-sok-$sok_version.tar.gz"
   got=$(sha256sum "$archive" | cut -d' ' -f1)
   if [ "$got" != "$sok_sha256" ]; then
@@ -101,6 +115,10 @@ sync --repo_env=MONOLITH_PYTHON=$venv/bin/python
 RC
 for command in build fetch query sync; do
   echo "$command --repo_env=MONOLITH_SOK=$sok_dir" >> "$tmp"
+  # A change of the venv's packages re-configures @local_config_tf ...
+  echo "$command --repo_env=MONOLITH_REQUIREMENTS=$req_hash" >> "$tmp"
 done
+# ... and re-runs the tests, which import them from the venv.
+echo "test --test_env=MONOLITH_REQUIREMENTS=$req_hash" >> "$tmp"
 mv "$tmp" "$rc_user"
 log "ready: bazel uses $venv/bin/python"

@@ -21,8 +21,9 @@ deps="$root/.gpu_deps"
 gpu=monolith/native_training/runtime/hash_table/gpu
 
 if [ "${1:-}" = "--prepare" ]; then
-  sok=$(ls -d "${MONOLITH_THIRD_PARTY:-$HOME/.cache/monolith/third_party}"/merlin-sok-* 2>/dev/null | head -1)
-  if [ -z "$sok" ]; then
+  # The folder ./bazelw unpacked (ci/bootstrap.sh), whole.
+  sok="${MONOLITH_THIRD_PARTY:-$HOME/.cache/monolith/third_party}/merlin-sok-2.1.0"
+  if [ ! -f "$sok/.complete" ]; then
     echo "no merlin-sok headers: run ./bazelw once first" >&2
     exit 1
   fi

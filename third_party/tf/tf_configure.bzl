@@ -11,10 +11,14 @@ venv's protoc matches the protobuf version TF bundles, and exposes:
   :cc_proto_toolchain  proto_lang_toolchain for native cc_proto_library
   :py_toolchain      the Python toolchain pinned to the venv interpreter
 
-After reinstalling TF at the same path run `bazel sync --configure`.
+It is configured again when MONOLITH_REQUIREMENTS (the hash of
+ci/requirements.txt, also from .bazelrc.user) changes, i.e. after ./bazelw
+reinstalled the venv's packages at the same path; after reinstalling TF by
+hand run `bazel sync --configure`.
 """
 
 _PYTHON_ENV = "MONOLITH_PYTHON"
+_REQUIREMENTS_ENV = "MONOLITH_REQUIREMENTS"
 
 _PROBE = """
 import os, re, sys
@@ -61,7 +65,7 @@ def _tf_configure_impl(ctx):
 
 tf_configure = repository_rule(
     implementation = _tf_configure_impl,
-    environ = [_PYTHON_ENV],
+    environ = [_PYTHON_ENV, _REQUIREMENTS_ENV],
     configure = True,
     local = True,
     attrs = {"_build_tpl": attr.label(default = Label("//third_party/tf:BUILD.tpl"))},
