@@ -22,7 +22,8 @@ called after every save, deletes what is left of the dropped ones:
   step N in the directory: nothing of this basename's TF checkpoint (as
   above), and no file or directory `<other basename>-N`,
   `<other basename>-N.index`, `.meta`, `.data-*`, `.assets` or `_temp*` (an
-  in-progress save) of any other basename.
+  in-progress save) of any other basename. `ckpt.info-N.tmp`, left by a
+  write killed before its rename, goes with `ckpt.info-N`.
 * Never stale: the step being saved, and every step the state file still
   lists.
 
@@ -173,7 +174,8 @@ class SaveHelper:
     info_files = []  # (step, name)
     for name in names:
       if name.startswith(CKPT_INFO_PREFIX):
-        step = name[len(CKPT_INFO_PREFIX):]
+        # "ckpt.info-N", or "ckpt.info-N.tmp" left by a killed write.
+        step = name[len(CKPT_INFO_PREFIX):].removesuffix(".tmp")
         if step.isdigit():
           info_files.append((int(step), name))
           continue

@@ -107,7 +107,10 @@ def test_stale_files_follow_the_checkpoint_files(tmp_path):
                "my-model.ckpt-20.assets", "model.ckpt-1-20.assets",
                "model.ckpt-x.assets", "model.ckpt-1.assets.tmp"):
     _make_asset_dir(path(name))
+  # Temporaries of killed ckpt.info writes go with their step.
+  _touch(path("ckpt.info-9.tmp"))
   _touch(path("ckpt.info-10.tmp"))
+  _touch(path("ckpt.info-5.tmp"))
   _touch(path("ckpt.info-latest"))
 
   stale = helper.get_stale_checkpoint_files(5)
@@ -121,6 +124,8 @@ def test_stale_files_follow_the_checkpoint_files(tmp_path):
       path("ckpt.info-1"),
       path("ckpt.info-3"),
       path("ckpt.info-9"),
+      path("ckpt.info-9.tmp"),
+      path("ckpt.info-10.tmp"),
   ]
 
   before = set(tf.io.gfile.listdir(model_dir))
