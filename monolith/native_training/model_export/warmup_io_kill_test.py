@@ -1,0 +1,70 @@
+"""Kill test of the warmup writers' atomic output.
+
+A child process writes warmup files of several records to one path, each
+version marked, over and over; the test SIGKILLs it at seeded random points
+and then requires the path to hold no file yet or one whole version (every
+record there, all of one version), as TF Serving would load it.
+"""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+from monolith.native_training.model_export import warmup_data_check
+
+SEED = 20261203
+ROUNDS = 8
+RECORDS = 6
+
+_WRITER = """
+import sys
+import tensorflow as tf
+from monolith.native_training.model_export import warmup_io
+
+out, records = sys.argv[1], int(sys.argv[2])
+# About 4 MB a version, made once: the loop is nearly all writing.
+logs = [
+    warmup_io.predict_log("m", "", {
+        "examples": tf.make_tensor_proto([b"x" * 65536] * 10)
+    }) for _ in range(records)
+]
+version = 0
+while True:
+  version += 1
+  for log in logs:
+    log.predict_log.request.model_spec.signature_name = f"v{version}"
+  warmup_io.write_prediction_logs(out, logs)
+  print(version, flush=True)
+"""
+
+
+def test_a_killed_writer_leaves_the_previous_or_a_whole_file(tmp_path):
+  rng = random.Random(SEED)
+  out = str(tmp_path / "assets.extra" / "tf_serving_warmup_requests")
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
+             TF_CPP_MIN_LOG_LEVEL="3")
+  for _ in range(ROUNDS):
+    child = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, out, str(RECORDS)],
+        stdout=subprocess.PIPE, env=env)
+    # Past TF's import (about 2 s), then somewhere inside some write.
+    first = child.stdout.readline()
+    assert first, "the writer died before its first write"
+    time.sleep(rng.uniform(0, 0.5))
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    logs, problems = warmup_data_check.read_warmup_file(out)
+    assert not problems, [p.reason for p in problems]
+    assert len(logs) == RECORDS
+    versions = {log.predict_log.request.model_spec.signature_name
+                for log in logs}
+    assert len(versions) == 1, versions
+  # The kills fell inside writes too: each such kill left its temporary
+  # (deleted by a later write once STALE_TEMP_SECONDS old).
+  temporaries = [name for name in os.listdir(os.path.dirname(out))
+                 if name.startswith(os.path.basename(out) + ".tmp-")]
+  print(f"{len(temporaries)} of {ROUNDS} kills fell inside a write")
+  assert temporaries
