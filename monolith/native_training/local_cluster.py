@@ -36,6 +36,7 @@ import ctypes
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -404,10 +405,27 @@ _LOST_TASK_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError,
 
 def _tasks_named(e: tf.errors.OpError, index: int) -> str:
   """The tasks other than worker `index` that an error message names."""
-  own = f"/job:{_WORKER_JOB}/replica:0/task:{index}"
+  own = {f"/job:{_WORKER_JOB}/replica:0/task:{index}",
+         f"/job:{_WORKER_JOB}/task:{index}"}
   tasks = sorted(
-      set(re.findall(r"/job:\w+/replica:\d+/task:\d+", e.message)) - {own})
+      set(re.findall(r"/job:\w+(?:/replica:\d+)?/task:\d+", e.message)) - own)
   return ", ".join(tasks) or "this worker"
+
+
+def _unreachable_ps_tasks(cluster: tf.train.ClusterSpec) -> List[str]:
+  """The PS tasks whose address refuses a TCP connection (process gone).
+
+  A new session waits for every task of the cluster without a deadline, so
+  a worker checks the PS tasks before it creates one after a loss.
+  """
+  gone = []
+  for i, address in enumerate(cluster.job_tasks(utils.PS_JOB_NAME)):
+    host, port = address.rsplit(":", 1)
+    try:
+      socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError:
+      gone.append(f"/job:{utils.PS_JOB_NAME}/task:{i} ({address})")
+  return gone
 
 
 def _session_creator(model: Model, index: int, server: tf.distribute.Server,
@@ -492,6 +510,15 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
     while True:
       try:
         if sess is None:
+          gone = _unreachable_ps_tasks(cluster) if lost_since else []
+          if gone:
+            if time.time() - lost_since >= FLAGS.ps_recovery_secs:
+              print(f"worker {index}: failed after {progress.steps} steps: "
+                    f"{', '.join(gone)} did not come back within "
+                    f"{FLAGS.ps_recovery_secs} s", flush=True)
+              os._exit(1)
+            time.sleep(1)
+            continue
           sess = _FailFastSession(creator, hooks)
           if lost_since is not None:
             print(f"worker {index}: training again after "
@@ -659,8 +686,10 @@ def launch(argv: Sequence[str]) -> int:
     restarts = [0] * len(ps_tasks)
     while True:
       for i, t in enumerate(ps_tasks):
+        # Only the chief (worker 0) restores a restarted PS: once it has
+        # exited, the other workers would wait for that in vain.
         if (t.process.poll() is None or restarts[i] >= FLAGS.max_ps_restarts
-            or all(w.process.poll() is not None for w in workers)):
+            or workers[0].process.poll() is not None):
           continue
         restarts[i] += 1
         print(f"local_cluster: {t.name} exited with code "

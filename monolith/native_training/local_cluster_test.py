@@ -9,6 +9,7 @@ worker fails naming the lost task; SIGTERM stops every task.
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ from typing import Callable, Dict, List
 
 import tensorflow as tf
 
+from monolith.native_training import local_cluster
 from monolith.native_training import multi_hash_table_ops
 
 _MODULE = "monolith.native_training.local_cluster"
@@ -251,6 +253,28 @@ def test_lost_ps_fails_the_workers_naming_it(tmp_path):
         rf"\[worker{i}\] worker {i}: failed after \d+ steps: \w+Error "
         r"involving [^\n]*/job:ps/replica:0/task:1", out), out
   assert _no_tasks_left(model_dir) == []
+
+
+def test_unreachable_ps_tasks_are_named():
+  with socket.socket() as listening, socket.socket() as closed:
+    listening.bind(("127.0.0.1", 0))
+    listening.listen()
+    closed.bind(("127.0.0.1", 0))  # bound, not listening: refuses
+    up = "127.0.0.1:%d" % listening.getsockname()[1]
+    down = "127.0.0.1:%d" % closed.getsockname()[1]
+    cluster = tf.train.ClusterSpec({"ps": [up, down], "worker": [down]})
+    assert local_cluster._unreachable_ps_tasks(cluster) == [
+        f"/job:ps/task:1 ({down})"]
+
+
+def test_lost_tasks_are_named_with_or_without_replica():
+  error = tf.errors.UnavailableError(
+      None, None, "from /job:worker/replica:0/task:1 and /job:ps/task:2, "
+      "/job:ps/replica:0/task:0")
+  assert local_cluster._tasks_named(error, 1) == (
+      "/job:ps/replica:0/task:0, /job:ps/task:2")
+  error = tf.errors.UnavailableError(None, None, "from /job:worker/task:0")
+  assert local_cluster._tasks_named(error, 0) == "this worker"
 
 
 def test_sigterm_stops_every_task(tmp_path):
