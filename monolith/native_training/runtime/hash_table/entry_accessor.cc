@@ -80,6 +80,16 @@ Status EntryAccessor::Create(const EntryConfig& config,
         return SegmentError(i,
                             "a TRAINING entry needs init_config and opt_config");
       }
+      if (conf.has_comp_config()) {
+        // Used only once the table is exported: checked now, not first when
+        // TF Serving loads the model.
+        std::unique_ptr<FloatCompressorInterface> serving;
+        Status s = NewFloatCompressor(conf.comp_config(), seg.dim, &serving);
+        if (!s.ok()) {
+          return SegmentError(i, "comp_config (for serving): " +
+                                     std::string(s.message()));
+        }
+      }
       Status s = NewInitializer(conf.init_config(), seg.dim, &seg.initializer);
       if (!s.ok()) return SegmentError(i, s.message());
       s = NewOptimizer(conf.opt_config(), seg.dim, &seg.optimizer);

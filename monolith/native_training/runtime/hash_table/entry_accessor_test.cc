@@ -244,6 +244,19 @@ TEST(EntryAccessorTest, BadConfigsAreRejectedWithTheSegment) {
   s = EntryAccessor::Create(
       ParseConfig("entry_type: SERVING segments { dim_size: 2 }"), &accessor);
   EXPECT_NE(s.message().find("needs comp_config"), std::string::npos);
+  // A TRAINING entry's comp_config serves only once exported: a bad one is
+  // refused when the table is made, not when TF Serving loads the model.
+  for (const char* comp : {"fixed_r8 { r: 0 }", ""}) {
+    s = EntryAccessor::Create(
+        ParseConfig(std::string("segments { dim_size: 2 init_config { zeros {} "
+                                "} opt_config { sgd {} } comp_config { ") +
+                    comp + " } }"),
+        &accessor);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << comp;
+    EXPECT_NE(s.message().find("segment 0: comp_config (for serving): "),
+              std::string::npos)
+        << s.message();
+  }
 }
 
 }  // namespace
