@@ -49,8 +49,11 @@ ready && exit 0
 # One set-up at a time (clones share the venv and third-party folders, and
 # apt-get its lock); a run that waited may find the work done.
 mkdir -p "$third_party"
-exec 9>"$third_party/.bootstrap.lock"
-flock 9
+lock="$third_party/.bootstrap.lock"
+# flock needs the file open, not writable (a shared, read-only cache).
+if { exec 9>>"$lock"; } 2>/dev/null || { exec 9<"$lock"; } 2>/dev/null; then
+  flock -n 9 || { log "waiting for another set-up ($lock)"; flock 9; }
+fi
 ready && exit 0
 
 missing=()

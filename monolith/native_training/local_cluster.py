@@ -422,7 +422,8 @@ def _unreachable_ps_tasks(cluster: tf.train.ClusterSpec) -> List[str]:
   for i, address in enumerate(cluster.job_tasks(utils.PS_JOB_NAME)):
     host, port = address.rsplit(":", 1)
     try:
-      socket.create_connection((host, int(port)), timeout=5).close()
+      socket.create_connection((host.strip("[]"), int(port)),
+                               timeout=5).close()
     except OSError:
       gone.append(f"/job:{utils.PS_JOB_NAME}/task:{i} ({address})")
   return gone
