@@ -240,10 +240,8 @@ def find_ps_checkpoints(directory: str, group_prefix: str) -> List[str]:
     tf.errors.NotFoundError: the tables of some PS below the highest one
       found are missing (an incomplete checkpoint).
   """
-  pattern = re.compile(
-      re.escape(group_prefix) +
-      r"_(0|[1-9][0-9]*)\.meta-[0-9]{5}-of-[0-9]{5}(-tmp-.+)?")
-  indices = save_utils.ps_indices_in(directory, pattern)
+  indices = save_utils.ps_indices_in(
+      directory, _ps_table_files(group_prefix, data_files=False))
   if not indices:
     return []
   missing = sorted(set(range(max(indices) + 1)) - indices)
@@ -257,6 +255,15 @@ def find_ps_checkpoints(directory: str, group_prefix: str) -> List[str]:
       os.path.join(directory, f"{group_prefix}_{j}")
       for j in range(len(indices))
   ]
+
+
+def _ps_table_files(group_prefix: str, data_files: bool) -> "re.Pattern[str]":
+  """The meta files (and with `data_files` the data files) of a group's PS
+  tables, temporaries included; group 1 is the PS index."""
+  meta = r"(\.meta)?" if data_files else r"\.meta"
+  return re.compile(
+      re.escape(group_prefix) +
+      rf"_(0|[1-9][0-9]*){meta}-[0-9]{{5}}-of-[0-9]{{5}}(-tmp-.+)?")
 
 
 def delete_files_of_ps_beyond(directory: str, group_prefix: str,
@@ -276,16 +283,11 @@ def delete_files_of_ps_beyond(directory: str, group_prefix: str,
   Returns:
     The names deleted.
   """
-  pattern = re.compile(
-      re.escape(group_prefix) +
-      r"_(0|[1-9][0-9]*)(\.meta)?-[0-9]{5}-of-[0-9]{5}(-tmp-.+)?")
-  try:
-    names = tf.io.gfile.listdir(directory)
-  except tf.errors.NotFoundError:
-    return []
-  stale = sorted(
-      name for name in names
-      if (match := pattern.fullmatch(name)) and int(match.group(1)) >= num_ps)
+  stale = [
+      name for index, name in save_utils.ps_files_in(
+          directory, _ps_table_files(group_prefix, data_files=True))
+      if index >= num_ps
+  ]
   for name in stale:
     tf.io.gfile.remove(os.path.join(directory, name))
   return stale
@@ -1398,26 +1400,22 @@ class MultiHashTableCheckpointSaverListener(
     """
     # Before the Saver, so the checkpoint file only names complete tables.
     logging.info("Saving MultiHashTables.")
-    ckpt_prefix = self._helper.get_ckpt_prefix(global_step_value)
-    base_dir = self._helper.get_ckpt_asset_dir(ckpt_prefix)
+    base_dir = self._helper.get_ckpt_asset_dir(
+        self._helper.get_ckpt_prefix(global_step_value))
     tf.io.gfile.makedirs(base_dir)
-    state = tf.train.get_checkpoint_state(os.path.dirname(ckpt_prefix))
     # A recorded checkpoint saved again (TF's CheckpointSaverHook does at
     # session creation) keeps its other PS's files: they hold the same
     # entries as this save, while a save killed after deleting them would
     # leave the checkpoint without those PS's ids.
-    recorded = state is not None and any(
-        save_utils.same_path(path, ckpt_prefix)
-        for path in state.all_model_checkpoint_paths)
-    for prefix, num_ps in self._ps_groups.items():
-      if recorded:
-        continue
-      stale = delete_files_of_ps_beyond(base_dir, prefix, num_ps)
-      if stale:
-        logging.warning(
-            "Deleted %s from %s: files of PS tables %s_<i> beyond this job's "
-            "%d PS tasks, left by an unfinished save of this step.",
-            stale, base_dir, prefix, num_ps)
+    if self._ps_groups and (global_step_value
+                            not in self._helper.get_existing_checkpoint_steps()):
+      for prefix, num_ps in self._ps_groups.items():
+        stale = delete_files_of_ps_beyond(base_dir, prefix, num_ps)
+        if stale:
+          logging.warning(
+              "Deleted %s from %s: files of PS tables %s_<i> beyond this "
+              "job's %d PS tasks, left by an unfinished save of this step.",
+              stale, base_dir, prefix, num_ps)
     feed_dict = {
         _placeholder_of(self._table_id_to_placeholder, table, "saver"):
             base_dir + table.shared_name

@@ -227,19 +227,27 @@ class SaveHelper:
     return deleted
 
 
-def ps_indices_in(directory: str, pattern: "re.Pattern[str]") -> Set[int]:
-  """The PS indices (group 1 of `pattern`) of the names in `directory` that
-  `pattern` fully matches, e.g. the per-PS files of a checkpoint's asset
-  directory; empty when there is no such directory."""
+def ps_files_in(directory: str,
+                pattern: "re.Pattern[str]") -> List[Tuple[int, str]]:
+  """(PS index, name) of the names in `directory` that `pattern` fully
+  matches (the index: its group 1), e.g. the per-PS files of a checkpoint's
+  asset directory, sorted; empty when there is no such directory."""
   try:
     names = tf.io.gfile.listdir(directory)
   except tf.errors.NotFoundError:
-    return set()
-  return {
-      int(match.group(1))
-      for match in (pattern.fullmatch(name.rstrip("/")) for name in names)
-      if match
-  }
+    return []
+  files = []
+  for name in names:
+    name = name.rstrip("/")
+    match = pattern.fullmatch(name)
+    if match:
+      files.append((int(match.group(1)), name))
+  return sorted(files)
+
+
+def ps_indices_in(directory: str, pattern: "re.Pattern[str]") -> Set[int]:
+  """The PS indices of `ps_files_in(directory, pattern)`."""
+  return {index for index, _ in ps_files_in(directory, pattern)}
 
 
 class PsMonitor:

@@ -40,20 +40,21 @@ class FilterOpBase : public ResourceOpKernel<HashFilterResource> {
       : ResourceOpKernel<HashFilterResource>(ctx) {
     // The op and its attrs but the resource's name, sorted: what a filter
     // found by shared name must have been created by.
-    std::map<std::string, std::string> attrs;
+    std::map<std::string, const AttrValue*> attrs;
     for (const auto& [name, value] : ctx->def().attr()) {
       // Internal attrs ("_class", ...) are the graph's, not the filter's.
       if (name != "container" && name != "shared_name" && name[0] != '_') {
-        attrs[name] = value.SerializeAsString();
-        description_ += (description_.empty() ? "" : ", ") + name + "=" +
-                        SummarizeAttrValue(value);
+        attrs[name] = &value;
       }
     }
     created_by_ = ctx->def().op();
+    std::string listed;
     for (const auto& [name, value] : attrs) {
-      created_by_ += "\n" + name + "\n" + value;
+      created_by_ += "\n" + name + "\n" + value->SerializeAsString();
+      listed += (listed.empty() ? "" : ", ") + name + "=" +
+                SummarizeAttrValue(*value);
     }
-    description_ = ctx->def().op() + "(" + description_ + ")";
+    description_ = ctx->def().op() + "(" + listed + ")";
     std::string serialized;
     if (ctx->GetAttr("config", &serialized).ok() && !serialized.empty()) {
       OP_REQUIRES(ctx, config_.ParseFromString(serialized),

@@ -101,13 +101,11 @@ class CreateMultiHashTableOp : public ResourceOpKernel<MultiHashTable> {
       TF_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     // ResourceOpKernel unrefs *resource on error when it is not null.
     *resource = nullptr;
-    // The table holds a reference of its own (VerifyResource compares).
-    filter_->Ref();
-    core::RefCountPtr<HashFilterResource> filter(filter_.get());
     // Resources are reference counted: release with Unref, never delete.
+    // The table holds a reference of its own (VerifyResource compares).
     core::RefCountPtr<MultiHashTable> mtable(
         new MultiHashTable(cinfo_.name(), config_.SerializeAsString(),
-                           std::move(filter)));
+                           filter_.GetNewRef()));
     std::vector<::monolith::hash_table::PeriodicEvictor::Target> evicted;
     for (int i = 0; i < config_.names_size(); ++i) {
       const auto& config = config_.configs(i);
