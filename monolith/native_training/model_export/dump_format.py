@@ -34,7 +34,7 @@ U64 = struct.Struct("<Q")
 LAGRANGEX_HEADER_BYTES = 8
 KAFKA_DUMP_BYTES = 8
 # Protobuf messages cannot exceed 2 GiB; a larger size means a wrong layout.
-MAX_RECORD_BYTES = 2**31 - 1
+MAX_RECORD_BYTES = warmup_io.MAX_RECORD_BYTES
 # DumpLayout's field names are warmup_data_gen's flags.
 LAYOUT_HINT = ("check that --lagrangex_header, --kafka_dump_prefix, "
                "--has_sort_id and --kafka_dump match how the dump was written")

@@ -133,6 +133,13 @@ def atomic_output(output_path: str) -> Iterator[str]:
     raise
 
 
+def _too_large(output_path: str, count: int, detail: str) -> WarmupDataError:
+  return WarmupDataError(
+      f"writing {output_path}: warmup record {count} takes more than protobuf "
+      f"parses ({MAX_RECORD_BYTES} bytes): TF Serving could not load it; "
+      f"lower --batch_size ({detail})")
+
+
 def write_prediction_logs(
     output_path: str, logs: Iterable[prediction_log_pb2.PredictionLog]) -> int:
   """Writes `logs` as a TFRecord file at `output_path`, atomically.
@@ -153,15 +160,12 @@ def write_prediction_logs(
       for log in logs:
         count += 1
         check_record_limit(count, f"writing {output_path}")
-        too_large = (f"writing {output_path}: warmup record {count} takes "
-                     f"more than protobuf parses ({MAX_RECORD_BYTES} bytes): "
-                     "TF Serving could not load it; lower --batch_size")
         try:
           record = log.SerializeToString()
         except ValueError as e:  # protobuf refuses to encode past 2 GiB
-          raise WarmupDataError(f"{too_large} ({e})") from e
+          raise _too_large(output_path, count, str(e)) from e
         if len(record) > MAX_RECORD_BYTES:
-          raise WarmupDataError(f"{too_large} ({len(record)} bytes)")
+          raise _too_large(output_path, count, f"{len(record)} bytes")
         writer.write(record)
     if count == 0:
       raise WarmupDataError(f"no warmup records to write to {output_path}")
