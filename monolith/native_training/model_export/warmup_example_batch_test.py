@@ -63,6 +63,18 @@ def test_file_that_is_not_a_request_is_named(tmp_path, content):
     list(warmup_example_batch.gen_prediction_log(str(tmp_path / "in")))
 
 
+def test_a_file_larger_than_a_request_can_be_is_refused_unread(
+    tmp_path, monkeypatch):
+  _write_requests(tmp_path / "in", ["a"])
+  size = (tmp_path / "in" / "a").stat().st_size
+  # The limit is protobuf's 2 GiB; a file just past it is refused by size.
+  monkeypatch.setattr(warmup_io, "MAX_RECORD_BYTES", size - 1)
+  with pytest.raises(warmup_io.WarmupDataError,
+                     match=rf"in/a holds {size} bytes, more than a "
+                     rf"PredictRequest can \({size - 1}\): not a request"):
+    list(warmup_example_batch.gen_prediction_log(str(tmp_path / "in")))
+
+
 def test_more_than_1000_files_are_refused(tmp_path):
   folder = tmp_path / "in"
   folder.mkdir()
