@@ -633,12 +633,12 @@ class OneBitCompressor(_OneofCompressor):
   The bit is whether amplitude * tanh(init_scale * x) > 0 (HashNet), so the
   served value is +-amplitude by the sign of x (0 and NaN give -amplitude).
 
-  Training here looks up the raw floats, not the original's HashNet values
-  (see docs/hash_table.md, Compressors): served values differ from trained
-  ones.
+  Training lookups return HashNet's amplitude * tanh(scale * x), scale
+  growing every step_size global steps, and gradients pass through its
+  derivative (see docs/hash_table.md, Compressors).
 
   Args:
-    step_size: kept in the config (must be > 0); not used when serving.
+    step_size: global steps between increases of HashNet's scale (> 0).
     amplitude: the magnitude of every served value.
   """
 
@@ -654,8 +654,9 @@ class FixedR8Compressor(_OneofCompressor):
   """Serves each element as 8 bits over the fixed range [-r, r].
 
   A value is served as the nearest multiple of r / 128 (ties away from zero),
-  clamped to [-r, r - r / 128]. Training here looks up the raw floats, not
-  the original's quantized ones (see docs/hash_table.md, Compressors).
+  clamped to [-r, r - r / 128]. Training lookups return that quantized value
+  too; gradients update the stored float (see docs/hash_table.md,
+  Compressors).
 
   Args:
     fixed_range: r, finite and > 0.

@@ -101,6 +101,43 @@ def test_apply_gradients():
   np.testing.assert_array_equal(values["slot1"], [[-1, -3], [-2, -4]])
 
 
+def test_fixed_r8_and_one_bit_segments_train_on_what_they_serve():
+  # As the original: fixed_r8 lookups return the quantized value (the
+  # gradient passes straight through); one_bit lookups return
+  # amplitude * tanh(scale * x), the gradient scaled by its derivative, with
+  # scale = init_scale * sqrt(1 + 0.005 * step) at the last multiple of
+  # step_size.
+  fixed_r8 = test_utils.generate_test_hash_table_config(2)
+  fixed_r8.table_config.entry_config.segments[0].comp_config.fixed_r8.r = 1.0
+  one_bit = test_utils.generate_test_hash_table_config(2)
+  one_bit.table_config.entry_config.segments[0].comp_config.one_bit.CopyFrom(
+      entry.OneBitCompressor(step_size=10, amplitude=0.5).as_proto().one_bit)
+  raw = np.array([[0.1234, -0.3]], np.float32)
+  grad = np.array([[1.0, 2.0]], np.float32)
+  with tf1.Session() as sess:
+    table = _from_configs({"fixed_r8": fixed_r8, "one_bit": one_bit})
+    sess.run(table.initializer)
+    table = table.assign({"fixed_r8": (_id([7]), raw), "one_bit": (_id([7]), raw)})
+    before = sess.run(table.lookup({"fixed_r8": _id([7]), "one_bit": _id([7])}))
+    table = table.apply_gradients(
+        {"fixed_r8": (_id([7]), grad), "one_bit": (_id([7]), grad)},
+        global_step=tf.constant(25, tf.int64))
+    with tf.control_dependencies([table.as_op()]):
+      after = sess.run(table.lookup({"fixed_r8": _id([7]), "one_bit": _id([7])}))
+
+  def quantize(x):  # fixed_r8, r = 1: steps of 1/128 (half away from 0)
+    return np.clip(np.trunc(x * 128 + np.copysign(0.5, x)), -128, 127) / 128
+
+  np.testing.assert_allclose(before["fixed_r8"], quantize(raw), rtol=1e-6)
+  np.testing.assert_allclose(before["one_bit"], 0.5 * np.tanh(raw), rtol=1e-6)
+  # SGD with learning rate 1 on the raw floats.
+  np.testing.assert_allclose(after["fixed_r8"], quantize(raw - grad), rtol=1e-6)
+  scale = np.sqrt(1 + 0.005 * 20)
+  trained = raw - grad * 0.5 * scale * (1 - np.tanh(scale * raw)**2)
+  np.testing.assert_allclose(after["one_bit"], 0.5 * np.tanh(scale * trained),
+                             rtol=1e-5)
+
+
 def test_learning_rate_tensor_uses_a_configs_tensor_when_set():
   two_segments = embedding_hash_table_pb2.EmbeddingHashTableConfig()
   for _ in range(2):

@@ -308,8 +308,9 @@ void EmbeddingHashTable::ForEachUpserted(const int64_t* ids, int64_t n,
 template <int kDim>
 int64_t EmbeddingHashTable::LookupValues(const int64_t* ids, int64_t n,
                                          float* embeddings) const {
-  // kDim > 0: TRAINING entries of that dim, which start with their fp32
-  // values; a compile-time size makes the copy a few vector moves.
+  // kDim > 0: TRAINING entries of that dim, which start with the fp32
+  // values lookups return; a compile-time size makes the copy a few vector
+  // moves.
   // kDim == 0: any entry, decoded by the accessor.
   const int dim = kDim > 0 ? kDim : dim_;
   int64_t hits = 0;
@@ -331,7 +332,7 @@ int64_t EmbeddingHashTable::LookupValues(const int64_t* ids, int64_t n,
 
 int64_t EmbeddingHashTable::BatchLookup(const int64_t* ids, int64_t n,
                                         float* embeddings) const {
-  if (!accessor_->serving()) {
+  if (!accessor_->serving() && !accessor_->transforms_lookups()) {
     switch (dim_) {
       case 8:
         return LookupValues<8>(ids, n, embeddings);

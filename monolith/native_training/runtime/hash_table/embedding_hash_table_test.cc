@@ -67,6 +67,26 @@ TEST(EmbeddingHashTableTest, MissingIdsLookUpAsZerosAndAreNotInserted) {
   EXPECT_FALSE(table->Contains(5));
 }
 
+// A dim-16 fixed_r8 table does not take the raw-copy lookup path of dim-16
+// tables: lookups return the quantized values.
+TEST(EmbeddingHashTableTest, FixedR8TrainingTableLooksUpQuantizedValues) {
+  auto table = MakeTable(
+      "entry_config { segments { dim_size: 16 init_config { zeros {} } "
+      "opt_config { sgd {} } comp_config { fixed_r8 { r: 2 } } } }");
+  auto raw = MakeTable(SgdTable(16));
+  const int64_t id = 3;
+  std::vector<float> values(16);
+  for (int i = 0; i < 16; ++i) values[i] = 0.0101f * i - 0.07f;
+  table->Assign(&id, 1, values.data(), 1);
+  raw->Assign(&id, 1, values.data(), 1);
+  EXPECT_EQ(LookupOne(*raw, id), values);
+  const FixedR8Quantizer quantizer(2.0f);
+  std::vector<float> quantized(16);
+  for (int i = 0; i < 16; ++i) quantized[i] = quantizer.Quantize(values[i]);
+  EXPECT_NE(quantized, values);
+  EXPECT_EQ(LookupOne(*table, id), quantized);
+}
+
 TEST(EmbeddingHashTableTest, WritersInsertAndStampUpdateTime) {
   auto table = MakeTable(R"pb(entry_config {
                                 segments {

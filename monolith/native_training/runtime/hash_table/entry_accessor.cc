@@ -89,6 +89,16 @@ Status EntryAccessor::Create(const EntryConfig& config,
           return SegmentError(i, "comp_config (for serving): " +
                                      std::string(s.message()));
         }
+        if (conf.comp_config().has_fixed_r8()) {
+          seg.fake_quantizer = std::make_unique<FixedR8Quantizer>(
+              conf.comp_config().fixed_r8().r());
+          result->transforms_lookups_ = true;
+        } else if (conf.comp_config().has_one_bit()) {
+          seg.hash_net =
+              std::make_unique<HashNet>(conf.comp_config().one_bit());
+          result->transforms_lookups_ = true;
+          result->has_hash_net_ = true;
+        }
       }
       Status s = NewInitializer(conf.init_config(), seg.dim, &seg.initializer);
       if (!s.ok()) return SegmentError(i, s.message());
@@ -138,6 +148,11 @@ std::string EntryAccessor::DebugString() const {
     } else {
       out << seg.initializer->DebugString() << ", "
           << seg.optimizer->DebugString();
+      if (seg.fake_quantizer) {
+        out << ", FakeQuant(r=" << seg.fake_quantizer->r() << ")";
+      } else if (seg.hash_net) {
+        out << ", HashNet";
+      }
     }
   }
   out << ")";
@@ -160,10 +175,28 @@ void EntryAccessor::Init(void* entry, RandomEngine* rng) const {
 void EntryAccessor::Fill(const void* entry, float* num) const {
   if (!serving_) {
     std::memcpy(num, entry, sizeof(float) * dim_);
+    if (transforms_lookups_) TransformLookup(num);
     return;
   }
   for (const Segment& seg : segments_) {
     seg.compressor->Decode(At(entry, seg.data_offset), num + seg.num_offset);
+  }
+}
+
+void EntryAccessor::TransformLookup(float* num) const {
+  const int64_t step = hash_net_step_.load(std::memory_order_relaxed);
+  for (const Segment& seg : segments_) {
+    float* values = num + seg.num_offset;
+    if (seg.fake_quantizer) {
+      for (int i = 0; i < seg.dim; ++i) {
+        values[i] = seg.fake_quantizer->Quantize(values[i]);
+      }
+    } else if (seg.hash_net) {
+      const float scale = seg.hash_net->ScaleAt(step);
+      for (int i = 0; i < seg.dim; ++i) {
+        values[i] = seg.hash_net->Forward(values[i], scale);
+      }
+    }
   }
 }
 
@@ -192,11 +225,44 @@ void EntryAccessor::AssignAdd(const float* num, void* entry) const {
 void EntryAccessor::Optimize(void* entry, const float* grad,
                              const float* learning_rates,
                              int64_t global_step) const {
+  if (has_hash_net_) {
+    OptimizeThroughHashNet(entry, grad, learning_rates, global_step);
+    return;
+  }
   float* num = static_cast<float*>(entry);
   for (const Segment& seg : segments_) {
     seg.optimizer->Optimize(At(entry, seg.data_offset), num + seg.num_offset,
                             grad + seg.num_offset,
                             learning_rates + seg.lr_offset, global_step);
+  }
+}
+
+void EntryAccessor::OptimizeThroughHashNet(void* entry, const float* grad,
+                                           const float* learning_rates,
+                                           int64_t global_step) const {
+  int64_t seen = hash_net_step_.load(std::memory_order_relaxed);
+  while (global_step > seen &&
+         !hash_net_step_.compare_exchange_weak(seen, global_step,
+                                               std::memory_order_relaxed)) {
+  }
+  const int64_t step = std::max(seen, global_step);
+  float* num = static_cast<float*>(entry);
+  InlineBuffer<float, 64> scaled(dim_);
+  for (const Segment& seg : segments_) {
+    const float* seg_grad = grad + seg.num_offset;
+    if (seg.hash_net) {
+      // The gradient reaches the stored floats through Forward.
+      const float scale = seg.hash_net->ScaleAt(step);
+      float* out = scaled.data() + seg.num_offset;
+      for (int i = 0; i < seg.dim; ++i) {
+        out[i] = seg_grad[i] *
+                 seg.hash_net->Derivative(num[seg.num_offset + i], scale);
+      }
+      seg_grad = out;
+    }
+    seg.optimizer->Optimize(At(entry, seg.data_offset), num + seg.num_offset,
+                            seg_grad, learning_rates + seg.lr_offset,
+                            global_step);
   }
 }
 

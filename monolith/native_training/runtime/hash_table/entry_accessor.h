@@ -4,17 +4,24 @@
 // dim, initializer, optimizer and (for serving) compressor. Layouts:
 //   TRAINING: [num: DimSize() floats][optimizer state of segment 0][...1]...
 //   SERVING:  [compressed segment 0][compressed segment 1]...
+// TRAINING lookups return the values as the segment's compressor would serve
+// them where the original trained on that (fixed_r8: quantized; one_bit:
+// HashNet, whose gradient Optimize applies); other segments return the raw
+// floats.
 // The table stores opaque blocks of SizeBytes() bytes (4-byte aligned) and
 // never knows what an optimizer is; this class is the only code that does.
 #ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_ENTRY_ACCESSOR_H_
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_ENTRY_ACCESSOR_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "monolith/native_training/runtime/hash_table/compressor/fixed_r8_quantizer.h"
+#include "monolith/native_training/runtime/hash_table/compressor/float_compressor.h"
 #include "monolith/native_training/runtime/hash_table/compressor/float_compressor_interface.h"
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
 #include "monolith/native_training/runtime/hash_table/initializer/initializer_interface.h"
@@ -56,11 +63,16 @@ class EntryAccessor {
   // Sets a new entry: initial values and optimizer state (TRAINING), zeros
   // (SERVING).
   void Init(void* entry, RandomEngine* rng) const;
-  // Writes the DimSize() embedding floats of |entry| to |num|.
+  // Whether Fill of a TRAINING entry transforms its floats (a fixed_r8 or
+  // one_bit segment) rather than copying them.
+  bool transforms_lookups() const { return transforms_lookups_; }
+  // Writes the DimSize() embedding floats of |entry|, as lookups return
+  // them, to |num|.
   void Fill(const void* entry, float* num) const;
   void Assign(const float* num, void* entry) const;
   void AssignAdd(const float* num, void* entry) const;
-  // TRAINING only (the table rejects optimize on SERVING tables).
+  // TRAINING only (the table rejects optimize on SERVING tables). |grad| is
+  // the gradient of what Fill returned.
   void Optimize(void* entry, const float* grad, const float* learning_rates,
                 int64_t global_step) const;
 
@@ -107,14 +119,30 @@ class EntryAccessor {
     std::unique_ptr<InitializerInterface> initializer;
     std::unique_ptr<OptimizerInterface> optimizer;
     std::unique_ptr<FloatCompressorInterface> compressor;
+    // TRAINING lookups of a fixed_r8 / one_bit segment (else both null).
+    std::unique_ptr<FixedR8Quantizer> fake_quantizer;
+    std::unique_ptr<HashNet> hash_net;
   };
 
   EntryAccessor() = default;
   // Fills dump_template_ and dump_words_ when WriteDump copies every word
   // of an entry verbatim into a fixed layout and Restore inverts it.
   void BuildDumpTemplate();
+  // Fill's transforms of the raw floats |num| of a TRAINING entry.
+  void TransformLookup(float* num) const;
+  // Optimize of an entry with one_bit segments: their gradients pass
+  // through HashNet's derivative first.
+  void OptimizeThroughHashNet(void* entry, const float* grad,
+                              const float* learning_rates,
+                              int64_t global_step) const;
 
   bool serving_ = false;
+  bool transforms_lookups_ = false;
+  bool has_hash_net_ = false;
+  // The largest global step Optimize has seen, which sets HashNet's scale.
+  // Not in checkpoints (nor was the original's scale): after a restore
+  // lookups use init_scale until the first optimize.
+  mutable std::atomic<int64_t> hash_net_step_{0};
   int dim_ = 0;
   int slice_size_ = 0;
   int dump_size_ = 0;

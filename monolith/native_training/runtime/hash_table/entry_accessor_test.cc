@@ -78,6 +78,82 @@ TEST(EntryAccessorTest, AssignAndAssignAdd) {
   EXPECT_EQ(num, (std::vector<float>{2, 4, 6, 8, 10}));
 }
 
+// Lookups of TRAINING entries return what the segment's compressor would
+// serve where the original trained on it: fixed_r8 values quantized
+// (straight-through gradient), one_bit values through HashNet (gradient
+// through its derivative); fp16 and uncompressed segments the raw floats.
+TEST(EntryAccessorTest, TrainingLookupsOfFixedR8AndOneBitSegments) {
+  auto accessor = MakeAccessor(R"pb(
+    segments {
+      dim_size: 2
+      init_config { zeros {} }
+      opt_config { sgd {} }
+      comp_config { fp16 {} }
+    }
+    segments {
+      dim_size: 2
+      init_config { zeros {} }
+      opt_config { sgd {} }
+      comp_config { fixed_r8 { r: 1.0 } }
+    }
+    segments {
+      dim_size: 2
+      init_config { zeros {} }
+      opt_config { sgd {} }
+      comp_config { one_bit { step_size: 10 init_scale: 2 amplitude: 0.5 } }
+    }
+  )pb");
+  EXPECT_TRUE(accessor->transforms_lookups());
+  EXPECT_FALSE(MakeAccessor(kTwoSegments)->transforms_lookups());
+  std::vector<char> entry(accessor->SizeBytes());
+  RandomEngine rng(1);
+  accessor->Init(entry.data(), &rng);
+  const float values[6] = {0.1234f, -0.3f, 0.1234f, -0.3f, 0.1234f, -0.3f};
+  accessor->Assign(values, entry.data());
+
+  const FixedR8Quantizer quantizer(1.0f);
+  FloatCompressorConfig::OneBit one_bit;
+  one_bit.set_step_size(10);
+  one_bit.set_init_scale(2);
+  one_bit.set_amplitude(0.5);
+  const HashNet hash_net(one_bit);
+  std::vector<float> num(6);
+  accessor->Fill(entry.data(), num.data());
+  // Before any optimize HashNet uses init_scale.
+  EXPECT_EQ(num, (std::vector<float>{0.1234f, -0.3f, quantizer.Quantize(0.1234f),
+                                     quantizer.Quantize(-0.3f),
+                                     hash_net.Forward(0.1234f, 2.0f),
+                                     hash_net.Forward(-0.3f, 2.0f)}));
+  EXPECT_NE(num[2], 0.1234f);
+
+  const float grad[6] = {1, 2, 1, 2, 1, 2};
+  const float lrs[3] = {0.1f, 0.1f, 0.1f};
+  accessor->Optimize(entry.data(), grad, lrs, /*global_step=*/25);
+  const float scale = hash_net.ScaleAt(25);
+  EXPECT_GT(scale, 2.0f);
+  const float raw[6] = {
+      0.1234f - 0.1f, -0.3f - 0.2f, 0.1234f - 0.1f, -0.3f - 0.2f,
+      0.1234f - 0.1f * hash_net.Derivative(0.1234f, scale),
+      -0.3f - 0.1f * 2 * hash_net.Derivative(-0.3f, scale)};
+  EntryDump dump;
+  accessor->Save(entry.data(), &dump);
+  ASSERT_EQ(dump.num_size(), 6);
+  for (int i = 0; i < 6; ++i) EXPECT_FLOAT_EQ(dump.num(i), raw[i]) << i;
+  // Lookups follow the scale of the latest global step optimize saw.
+  accessor->Fill(entry.data(), num.data());
+  EXPECT_FLOAT_EQ(num[0], raw[0]);
+  EXPECT_FLOAT_EQ(num[3], quantizer.Quantize(raw[3]));
+  EXPECT_FLOAT_EQ(num[4], hash_net.Forward(raw[4], scale));
+  EXPECT_FLOAT_EQ(num[5], hash_net.Forward(raw[5], scale));
+  // An older step (a slower worker) does not shrink the scale back.
+  accessor->Optimize(entry.data(), grad, lrs, /*global_step=*/3);
+  std::vector<float> after(6);
+  accessor->Fill(entry.data(), after.data());
+  EntryDump dump2;
+  accessor->Save(entry.data(), &dump2);
+  EXPECT_FLOAT_EQ(after[4], hash_net.Forward(dump2.num(4), scale));
+}
+
 // A kTwoSegments entry after one update (gradients 1..5).
 std::vector<char> TrainedEntry(const EntryAccessor& accessor) {
   std::vector<char> entry(accessor.SizeBytes());

@@ -1,5 +1,6 @@
 #include "monolith/native_training/runtime/hash_table/compressor/float_compressor.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -94,25 +95,24 @@ class OneBitCompressor final : public FloatCompressorInterface {
  public:
   OneBitCompressor(int dim, const FloatCompressorConfig::OneBit& config)
       : dim_(dim),
-        init_scale_(config.init_scale()),
+        hash_net_(config),
         amplitude_(config.amplitude()),
         neg_amplitude_(-config.amplitude()) {}
   std::string DebugString() const override {
     return "OneBit(D=" + std::to_string(dim_) +
            ", amplitude=" + FloatToString(amplitude_) +
-           ", init_scale=" + FloatToString(init_scale_) + ")";
+           ", init_scale=" + FloatToString(hash_net_.init_scale()) + ")";
   }
   int DimSize() const override { return dim_; }
   int64_t SizeBytes() const override { return (int64_t{dim_} + 7) / 8; }
   void Encode(const float* num, void* compressed) const override {
     auto* out = static_cast<unsigned char*>(compressed);
+    const float scale = hash_net_.init_scale();
     for (int byte = 0; byte * 8 < dim_; ++byte) {
       const int end = dim_ - byte * 8 < 8 ? dim_ - byte * 8 : 8;
       unsigned bits = 0;
       for (int j = 0; j < end; ++j) {
-        // OneBitForward(config, x) > 0, with the config's floats cached.
-        const float x = num[byte * 8 + j];
-        if (amplitude_ * std::tanh(init_scale_ * x) > 0) bits |= 1u << j;
+        if (hash_net_.Forward(num[byte * 8 + j], scale) > 0) bits |= 1u << j;
       }
       out[byte] = static_cast<unsigned char>(bits);
     }
@@ -126,7 +126,7 @@ class OneBitCompressor final : public FloatCompressorInterface {
 
  private:
   const int dim_;
-  const float init_scale_;
+  const HashNet hash_net_;
   const float amplitude_;
   const float neg_amplitude_;
 };
@@ -192,8 +192,20 @@ Status CheckOneBit(const FloatCompressorConfig::OneBit& c) {
 
 }  // namespace
 
-float OneBitForward(const FloatCompressorConfig::OneBit& config, float f) {
-  return config.amplitude() * std::tanh(config.init_scale() * f);
+HashNet::HashNet(const FloatCompressorConfig::OneBit& config)
+    : step_size_(config.step_size()),
+      init_scale_(config.init_scale()),
+      max_scale_(config.max_scale()),
+      amplitude_(config.amplitude()) {}
+
+float HashNet::ScaleAt(int64_t global_step) const {
+  constexpr float kGamma = 0.005f;
+  constexpr float kPower = 0.5f;
+  const int64_t step =
+      global_step <= 0 ? 0 : global_step - global_step % step_size_;
+  const float scale =
+      init_scale_ * std::pow(1.0f + kGamma * static_cast<float>(step), kPower);
+  return std::min(scale, max_scale_);
 }
 
 std::unique_ptr<FloatCompressorInterface> CombineFloatCompressors(

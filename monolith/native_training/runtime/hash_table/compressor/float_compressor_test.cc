@@ -250,14 +250,50 @@ TEST(OneBitCompressor, SizeBytes) {
   }
 }
 
+TEST(HashNet, ScaleGrowsEveryStepSizeStepsUpToMaxScale) {
+  FloatCompressorConfig::OneBit config;
+  config.set_step_size(10);
+  config.set_init_scale(2.0f);
+  config.set_max_scale(3.0f);
+  const HashNet hash_net(config);
+  EXPECT_EQ(hash_net.ScaleAt(-5), 2.0f);
+  EXPECT_EQ(hash_net.ScaleAt(0), 2.0f);
+  EXPECT_EQ(hash_net.ScaleAt(9), 2.0f);
+  // init_scale * (1 + 0.005 * 10)^0.5 from step 10 to 19.
+  EXPECT_FLOAT_EQ(hash_net.ScaleAt(10), 2.0f * std::sqrt(1.05f));
+  EXPECT_EQ(hash_net.ScaleAt(19), hash_net.ScaleAt(10));
+  EXPECT_FLOAT_EQ(hash_net.ScaleAt(100), 2.0f * std::sqrt(1.5f));
+  // 2 * sqrt(1 + 0.005 * 1000) = 4.9 is capped.
+  EXPECT_EQ(hash_net.ScaleAt(1000), 3.0f);
+  EXPECT_EQ(hash_net.ScaleAt(int64_t{1} << 62), 3.0f);
+}
+
+TEST(HashNet, DerivativeOfForward) {
+  FloatCompressorConfig::OneBit config;
+  config.set_amplitude(0.3f);
+  const HashNet hash_net(config);
+  for (float scale : {1.0f, 4.0f}) {
+    for (float f : {-1.0f, -0.1f, 0.0f, 0.2f, 0.7f}) {
+      const float h = 1e-3f;
+      const float numeric =
+          (hash_net.Forward(f + h, scale) - hash_net.Forward(f - h, scale)) /
+          (2 * h);
+      EXPECT_NEAR(hash_net.Derivative(f, scale), numeric, 1e-3f)
+          << f << " " << scale;
+    }
+  }
+  EXPECT_FLOAT_EQ(hash_net.Derivative(0.0f, 4.0f), 0.3f * 4.0f);
+}
+
 TEST(OneBitCompressor, ForwardSemantics) {
   // The stored bit is HashNet's amplitude * tanh(init_scale * x) > 0.
   FloatCompressorConfig config;
   config.mutable_one_bit()->set_amplitude(0.5f);
   auto c = MustNew(config, 6);
-  EXPECT_FLOAT_EQ(OneBitForward(config.one_bit(), 1.0f),
+  const HashNet hash_net(config.one_bit());
+  EXPECT_FLOAT_EQ(hash_net.Forward(1.0f, hash_net.init_scale()),
                   0.5f * std::tanh(1.0f));
-  EXPECT_EQ(OneBitForward(config.one_bit(), 0.0f), 0.0f);
+  EXPECT_EQ(hash_net.Forward(0.0f, hash_net.init_scale()), 0.0f);
   const float tiny = std::numeric_limits<float>::denorm_min();
   // 0, -0 and NaN are not > 0; the smallest subnormal times 0.5 rounds to 0.
   EXPECT_EQ(Encode(*c, {0.0f, -0.0f, kNaN, tiny, 2 * tiny, kInf}),

@@ -147,6 +147,10 @@ Status GpuRowTableSpecFor(const EntryConfig& config, uint64_t seed,
     seg.value_offset = i == 0 ? 0
                               : result.segments.back().value_offset +
                                     result.segments.back().dim;
+    if (conf.comp_config().has_fixed_r8() || conf.comp_config().has_one_bit()) {
+      return Unsupported(i, "does not train fixed_r8 or one_bit segments on "
+                            "their quantized values as CPU tables do");
+    }
     MONOLITH_RETURN_IF_ERROR(SetInitializer(i, conf.init_config(), &seg));
     MONOLITH_RETURN_IF_ERROR(SetOptimizer(i, conf.opt_config(), &seg));
     seg.init_seed = seed + static_cast<uint64_t>(i);

@@ -255,6 +255,13 @@ TEST(GpuRowSpecTest, ConfigsTheGpuTableCannotRunAreRejectedByName) {
        "segment 1: the GPU table does not do warmup_steps"},
       {R"pb(segments {
               dim_size: 4
+              init_config { zeros {} }
+              opt_config { sgd {} }
+              comp_config { one_bit {} }
+            })pb",
+       "segment 0: the GPU table does not train fixed_r8 or one_bit"},
+      {R"pb(segments {
+              dim_size: 4
               comp_config { fp32 {} }
             }
             segments {
