@@ -168,7 +168,11 @@ def save_hash_filter(hash_filter: tf.Tensor,
 def restore_hash_filter(hash_filter: tf.Tensor,
                         hash_filter_basename: tf.Tensor,
                         enable_hash_filter: bool = False) -> tf.Operation:
-  """Restores a filter saved by `save_hash_filter` (a no-op when disabled)."""
+  """Restores a filter saved by `save_hash_filter` (a no-op when disabled).
+
+  A save of another capacity or split count restores nothing: the filter
+  stays empty under its own configuration, with a warning.
+  """
   if not enable_hash_filter:
     return tf.no_op()
   return gen_monolith_ops.monolith_hash_filter_restore(
@@ -299,7 +303,10 @@ class HashFilterCheckpointRestorerListener(
   files fails the restore with NotFoundError naming them. Filters saved by
   another number of PS are not restored (a filter counts the ids of its PS,
   id mod the PS count; tables re-route their entries, filters cannot): a
-  warning names both counts, and admission counts start over.
+  warning names both counts, and admission counts start over. Likewise a
+  filter whose capacity or split count changed since the save restores
+  empty under its new configuration (a warning from the restore op), so a
+  filter can be resized.
 
   Args:
     basename: the checkpoint basename.

@@ -277,18 +277,38 @@ def test_restore_without_the_files_is_a_clear_error(tmp_path):
       sess.run(restore)
 
 
-def test_restore_into_another_split_count_names_both(tmp_path):
+def test_restore_into_another_configuration_starts_the_counts_over(tmp_path):
+  # A filter resized (capacity or split count) restores empty, with a
+  # warning, so the job runs; the same configuration restores the counts.
   basename = os.path.join(str(tmp_path), "hash_filter_0")
-  five = hash_filter_ops.create_hash_filter(1000, 5, _thresholds(1),
-                                            name_suffix="five")
-  seven = hash_filter_ops.create_hash_filter(1000, 7, _thresholds(1),
-                                             name_suffix="seven")
-  save = hash_filter_ops.save_hash_filter(five, basename, True)
-  restore = hash_filter_ops.restore_hash_filter(seven, basename, True)
+  thresholds = _thresholds(default=2)
+  saved = hash_filter_ops.create_hash_filter(1000, 5, thresholds,
+                                             name_suffix="saved")
+  embeddings = tf.ones([2, 1])
+  out = hash_filter_ops.intercept_gradient(saved, _ids([1, 2]), embeddings)
+  count = tf.gradients(tf.reduce_sum(out), embeddings)[0]
+  save = hash_filter_ops.save_hash_filter(saved, basename, True)
   with tf1.Session() as sess:
+    sess.run(count)
+    sess.run(count)
     sess.run(save)
-    with pytest.raises(tf.errors.OpError, match=r"(?s)5.*7|7.*5"):
-      sess.run(restore)
+  for capacity, split_num, admitted in ((1000, 5, [[1], [1]]),
+                                        (1000, 7, [[0], [0]]),
+                                        (5000, 5, [[0], [0]])):
+    with tf.Graph().as_default():
+      hash_filter = hash_filter_ops.create_hash_filter(
+          capacity, split_num, thresholds, name_suffix="restored")
+      restore = hash_filter_ops.restore_hash_filter(hash_filter, basename,
+                                                    True)
+      embeddings = tf.ones([2, 1])
+      out = hash_filter_ops.intercept_gradient(hash_filter, _ids([1, 2]),
+                                               embeddings)
+      grad = tf.gradients(tf.reduce_sum(out), embeddings)[0]
+      with tf1.Session() as sess:
+        sess.run(restore)
+        # Seen twice (threshold 2) before the save: admitted if restored.
+        np.testing.assert_array_equal(sess.run(grad), admitted,
+                                      err_msg=f"{capacity} {split_num}")
 
 
 def test_dummy_and_disabled_filters_save_nothing(tmp_path):

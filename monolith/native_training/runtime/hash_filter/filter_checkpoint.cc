@@ -1,5 +1,6 @@
 #include "monolith/native_training/runtime/hash_filter/filter_checkpoint.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <limits>
@@ -260,9 +261,10 @@ uint64_t SaturatingAdd(uint64_t a, uint64_t b) {
 }
 
 // Restores split |split| of |filter| from |meta.path|, whose meta record
-// ReadSplitMeta read as |meta|.
+// ReadSplitMeta read as |meta|. *other_config is set when Filter::Restore
+// refused the dump as another configuration's (FailedPrecondition).
 Status RestoreSplit(FileSystem* fs, const SplitMeta& meta, int split,
-                    Filter* filter, uint64_t* bytes) {
+                    Filter* filter, uint64_t* bytes, bool* other_config) {
   const std::string& path = meta.path;
   std::unique_ptr<RecordFileReader> reader;
   MONOLITH_RETURN_IF_ERROR(OpenReader(fs, path, &reader));
@@ -337,6 +339,7 @@ Status RestoreSplit(FileSystem* fs, const SplitMeta& meta, int split,
   status = filter->Restore(split, read_meta, read_data);
   if (!status.ok()) {
     if (callback_failed) return status;
+    *other_config = status.code() == StatusCode::kFailedPrecondition;
     const std::string where = at_end ? path + " (at its end, after " +
                                            std::to_string(index) + " records)"
                                      : record_at(index - 1, last_offset);
@@ -676,11 +679,23 @@ Status RestoreFilterCheckpoint(FileSystem* fs, const std::string& basename,
                                const Filter& like,
                                const ParallelFor& parallel_for,
                                std::unique_ptr<Filter>* restored,
-                               const LogFn& log) {
+                               const LogFn& log, std::string* other_config) {
   if (restored == nullptr) {
     return InvalidArgumentError("RestoreFilterCheckpoint: restored is null");
   }
   MONOLITH_RETURN_IF_ERROR(CheckBasename(basename));
+  if (other_config != nullptr) other_config->clear();
+  // Another configuration: an error, or with |other_config| counts that
+  // start over.
+  auto configured_differently = [&](const Status& status) {
+    if (other_config == nullptr) return status;
+    *other_config = status.message();
+    *restored = like.Clone();
+    Log(log, "Hash filter checkpoint " + basename +
+                 " is of a filter configured differently; its counts are "
+                 "not restored: " + *other_config);
+    return Status::OK();
+  };
   const int nsplits = like.split_num();
   if (nsplits <= 0) {  // a stateless filter: nothing was saved
     *restored = like.Clone();
@@ -691,11 +706,11 @@ Status RestoreFilterCheckpoint(FileSystem* fs, const std::string& basename,
   MONOLITH_RETURN_IF_ERROR(
       ReadFilterSave(fs, basename, nsplits, parallel_for, log, &save));
   if (save.nsplits != nsplits) {
-    return FailedPreconditionError(
+    return configured_differently(FailedPreconditionError(
         "hash filter checkpoint " + basename + " has " +
         std::to_string(save.nsplits) + " splits (" + save.metas[0].path +
         ", ...) but the filter has " + std::to_string(nsplits) +
-        " splits; was the filter configured differently?");
+        " splits; was the filter configured differently?"));
   }
   const std::vector<SplitMeta>& metas = save.metas;
 
@@ -704,10 +719,19 @@ Status RestoreFilterCheckpoint(FileSystem* fs, const std::string& basename,
   // Restores of different splits at once.)
   std::unique_ptr<Filter> filter = like.Clone();
   std::vector<uint64_t> bytes(nsplits, 0);
-  MONOLITH_RETURN_IF_ERROR(parallel_for(nsplits, [&](int64_t s) {
+  std::unique_ptr<bool[]> split_of_other_config(new bool[nsplits]());
+  const Status status = parallel_for(nsplits, [&](int64_t s) {
     const int k = static_cast<int>(s);
-    return RestoreSplit(fs, metas[k], k, filter.get(), &bytes[k]);
-  }));
+    return RestoreSplit(fs, metas[k], k, filter.get(), &bytes[k],
+                        &split_of_other_config[k]);
+  });
+  if (!status.ok() &&
+      std::any_of(split_of_other_config.get(),
+                  split_of_other_config.get() + nsplits,
+                  [](bool other) { return other; })) {
+    return configured_differently(status);
+  }
+  MONOLITH_RETURN_IF_ERROR(status);
   *restored = std::move(filter);
   if (log) {
     uint64_t total = 0;

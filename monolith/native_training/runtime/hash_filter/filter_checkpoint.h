@@ -90,7 +90,8 @@ hash_table::Status SaveFilterCheckpoint(
 //  - NotFound naming the basename: no "<basename>-SSSSS-of-NNNNN" file
 //    (nor a whole interrupted save) or no directory.
 //  - FailedPrecondition naming both counts: the checkpoint's split count
-//    differs from like.split_num(); or no split count has all its files
+//    differs from like.split_num() (see |other_config|); or no split count
+//    has all its files
 //    (names the missing file); or complete sets of two split counts are
 //    present and cannot be told apart by save time. (Where one count is
 //    complete and another is not, e.g. a save killed while renaming or
@@ -103,10 +104,18 @@ hash_table::Status SaveFilterCheckpoint(
 //  - What Filter::Restore rejects (DataLoss for inconsistent dumps,
 //    FailedPrecondition for another configuration), with the file and the
 //    record prefixed.
+//
+// A checkpoint of a filter configured differently (another split count,
+// capacity or fill rate) that is otherwise whole: with |other_config| null,
+// the FailedPrecondition above; else it is not an error: *restored =
+// like.Clone() (the counts start over under the new configuration) and
+// *other_config says what differs (it is cleared otherwise). The original
+// kept the checkpoint's sizes, ignoring the new configuration.
 hash_table::Status RestoreFilterCheckpoint(
     hash_table::FileSystem* fs, const std::string& basename, const Filter& like,
     const hash_table::ParallelFor& parallel_for,
-    std::unique_ptr<Filter>* restored, const hash_table::LogFn& log = nullptr);
+    std::unique_ptr<Filter>* restored, const hash_table::LogFn& log = nullptr,
+    std::string* other_config = nullptr);
 
 }  // namespace hash_filter
 }  // namespace monolith

@@ -433,6 +433,40 @@ TEST_F(CheckpointTest, OtherConfigurationIsRejectedNamingTheFile) {
   EXPECT_TRUE(Contains(s.message(), "total_size")) << s.ToString();
 }
 
+// With other_config, a checkpoint of another capacity or split count
+// restores an empty filter of the new configuration and says why; a
+// damaged checkpoint is still an error.
+TEST_F(CheckpointTest, OtherConfigurationCanStartTheCountsOver) {
+  ASSERT_TRUE(Save(*source_).ok());
+  for (const auto& like : {MakeSliding(6000, 7), MakeSliding(3000, 5)}) {
+    std::unique_ptr<Filter> restored;
+    std::string other_config = "stale";
+    const Status s = RestoreFilterCheckpoint(&fs_, basename_, *like, ThreadFor,
+                                             &restored, nullptr, &other_config);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    EXPECT_TRUE(AsSliding(*restored) == *like);
+    EXPECT_EQ(restored->capacity(), like->capacity());
+    EXPECT_TRUE(Contains(other_config, like->split_num() == 7 ? "total_size"
+                                                              : "has 7 splits"))
+        << other_config;
+  }
+  // The same configuration restores the counts and clears other_config.
+  std::unique_ptr<Filter> restored;
+  std::string other_config = "stale";
+  Status s = RestoreFilterCheckpoint(&fs_, basename_, *MakeSliding(3000, 7),
+                                     ThreadFor, &restored, nullptr,
+                                     &other_config);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(AsSliding(*restored) == *source_);
+  EXPECT_EQ(other_config, "");
+  // Damage is not another configuration.
+  ASSERT_TRUE(fs_.DeleteFile(File(3)).ok());
+  s = RestoreFilterCheckpoint(&fs_, basename_, *MakeSliding(6000, 7), ThreadFor,
+                              &restored, nullptr, &other_config);
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), "is missing")) << s.ToString();
+}
+
 TEST_F(CheckpointTest, OneSplitFileMissing) {
   ASSERT_TRUE(Save(*source_).ok());
   ASSERT_TRUE(fs_.DeleteFile(File(3)).ok());

@@ -189,7 +189,9 @@ class HashFilterSaveOp : public OpKernel {
 };
 
 // Restores the filter from what HashFilterSave (or the original) wrote; the
-// filter is replaced only once every split has been read and checked.
+// filter is replaced only once every split has been read and checked. A
+// checkpoint of another capacity or split count leaves the filter empty
+// under its new configuration (a warning), so users can resize filters.
 class HashFilterRestoreOp : public OpKernel {
  public:
   explicit HashFilterRestoreOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
@@ -209,9 +211,16 @@ class HashFilterRestoreOp : public OpKernel {
         std::lock_guard<std::mutex> lock(admission.mu());
         like = admission.filter().Clone();
       }
+      std::string other_config;
       OP_REQUIRES_OK(ctx, ToTfStatus(hf::RestoreFilterCheckpoint(
                               &fs, basename, *like, WorkerThreads(ctx),
-                              &restored, LogInfo)));
+                              &restored, LogInfo, &other_config)));
+      if (!other_config.empty()) {
+        LOG(WARNING) << "Hash filter " << basename
+                     << " was saved by a filter configured differently; "
+                        "its admission counts start over: "
+                     << other_config;
+      }
     }
     admission.ReplaceFilter(std::move(restored));
     ctx->set_output(0, ctx->input(0));
