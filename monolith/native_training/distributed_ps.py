@@ -577,8 +577,9 @@ class DistributedMultiTypeHashTable(
     """Applies the tables' optimizers to the gradients of the given ids.
 
     The worker sums the gradients of repeated ids of a table, so each PS
-    optimizes an id once per call, with its summed gradient (for SGD, the
-    same as applying the gradients one by one). The learning rates, the
+    optimizes an id once per call, with its summed gradient (for SGD on
+    segments other than one_bit, the same as applying the gradients one by
+    one). The learning rates, the
     global step and req_time are read on the worker.
 
     Args:

@@ -834,7 +834,10 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
   def lookup(self, slot_to_id: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     """Returns the embeddings of the given ids.
 
-    Ids never written read as zeros and are not inserted.
+    Ids never written read as zeros and are not inserted. Segments with a
+    fixed_r8 or one_bit compressor return their values as served (quantized,
+    or through HashNet), not the floats `assign` stored (see
+    docs/hash_table.md, Compressors).
 
     Args:
       slot_to_id: per table name, 1-D int64 ids.
@@ -897,8 +900,8 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     Args:
       slot_to_id_and_grad: per table name, 1-D int64 ids and float32
         gradients of shape [len(ids), dim].
-      global_step: int64 scalar, read by warmup, batch_softmax and
-        dynamic_wd_adagrad.
+      global_step: int64 scalar, read by warmup, batch_softmax,
+        dynamic_wd_adagrad and one_bit segments (HashNet's scale).
       req_time: int64 scalar, the update time (seconds); None is 0.
 
     Returns:

@@ -519,6 +519,7 @@ void EmbeddingHashTable::Clear() {
   for (int s = 0; s < kNumShards; ++s) shards_[s].Reset(kMinShardCapacity);
   if (pool_) pool_->ReleaseBlocks();
   latest_update_time_.store(0, std::memory_order_relaxed);
+  accessor_->ResetLookupState();
 }
 
 std::string EmbeddingHashTable::DebugString() const {

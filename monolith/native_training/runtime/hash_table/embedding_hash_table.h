@@ -138,7 +138,8 @@ class EmbeddingHashTable {
   // Removes |id| (its entry is reused by a later insert); false if absent.
   bool Erase(int64_t id);
   int64_t Size() const;
-  // Empties the table (and resets LatestUpdateTime()), holding every
+  // Empties the table (and resets LatestUpdateTime() and the accessor's
+  // lookup state, see EntryAccessor::ResetLookupState), holding every
   // shard's lock at once (all other calls wait), so its huge-page blocks
   // can be released together.
   void Clear();

@@ -96,6 +96,8 @@ Status EntryAccessor::Create(const EntryConfig& config,
         } else if (conf.comp_config().has_one_bit()) {
           seg.hash_net =
               std::make_unique<HashNet>(conf.comp_config().one_bit());
+          seg.hash_net_scale = std::make_unique<std::atomic<float>>(
+              seg.hash_net->ScaleAt(0));
           result->transforms_lookups_ = true;
           result->has_hash_net_ = true;
         }
@@ -184,7 +186,6 @@ void EntryAccessor::Fill(const void* entry, float* num) const {
 }
 
 void EntryAccessor::TransformLookup(float* num) const {
-  const int64_t step = hash_net_step_.load(std::memory_order_relaxed);
   for (const Segment& seg : segments_) {
     float* values = num + seg.num_offset;
     if (seg.fake_quantizer) {
@@ -192,7 +193,8 @@ void EntryAccessor::TransformLookup(float* num) const {
         values[i] = seg.fake_quantizer->Quantize(values[i]);
       }
     } else if (seg.hash_net) {
-      const float scale = seg.hash_net->ScaleAt(step);
+      const float scale =
+          seg.hash_net_scale->load(std::memory_order_relaxed);
       for (int i = 0; i < seg.dim; ++i) {
         values[i] = seg.hash_net->Forward(values[i], scale);
       }
@@ -237,28 +239,49 @@ void EntryAccessor::Optimize(void* entry, const float* grad,
   }
 }
 
+void EntryAccessor::NoteHashNetStep(int64_t global_step) const {
+  if (global_step <= hash_net_step_.load(std::memory_order_relaxed)) return;
+  std::lock_guard<std::mutex> lock(hash_net_mu_);
+  if (global_step <= hash_net_step_.load(std::memory_order_relaxed)) return;
+  for (const Segment& seg : segments_) {
+    if (seg.hash_net) {
+      seg.hash_net_scale->store(seg.hash_net->ScaleAt(global_step),
+                                std::memory_order_relaxed);
+    }
+  }
+  hash_net_step_.store(global_step, std::memory_order_relaxed);
+}
+
+void EntryAccessor::ResetLookupState() const {
+  if (!has_hash_net_) return;
+  std::lock_guard<std::mutex> lock(hash_net_mu_);
+  for (const Segment& seg : segments_) {
+    if (seg.hash_net) {
+      seg.hash_net_scale->store(seg.hash_net->ScaleAt(0),
+                                std::memory_order_relaxed);
+    }
+  }
+  hash_net_step_.store(0, std::memory_order_relaxed);
+}
+
 void EntryAccessor::OptimizeThroughHashNet(void* entry, const float* grad,
                                            const float* learning_rates,
                                            int64_t global_step) const {
-  int64_t seen = hash_net_step_.load(std::memory_order_relaxed);
-  while (global_step > seen &&
-         !hash_net_step_.compare_exchange_weak(seen, global_step,
-                                               std::memory_order_relaxed)) {
-  }
-  const int64_t step = std::max(seen, global_step);
+  NoteHashNetStep(global_step);
   float* num = static_cast<float*>(entry);
-  InlineBuffer<float, 64> scaled(dim_);
   for (const Segment& seg : segments_) {
     const float* seg_grad = grad + seg.num_offset;
+    InlineBuffer<float, 64> scaled(seg.hash_net ? seg.dim : 0);
     if (seg.hash_net) {
       // The gradient reaches the stored floats through Forward.
-      const float scale = seg.hash_net->ScaleAt(step);
-      float* out = scaled.data() + seg.num_offset;
+      const float scale =
+          seg.hash_net_scale->load(std::memory_order_relaxed);
       for (int i = 0; i < seg.dim; ++i) {
-        out[i] = seg_grad[i] *
-                 seg.hash_net->Derivative(num[seg.num_offset + i], scale);
+        scaled.data()[i] =
+            seg_grad[i] *
+            seg.hash_net->Derivative(num[seg.num_offset + i], scale);
       }
-      seg_grad = out;
+      seg_grad = scaled.data();
     }
     seg.optimizer->Optimize(At(entry, seg.data_offset), num + seg.num_offset,
                             seg_grad, learning_rates + seg.lr_offset,

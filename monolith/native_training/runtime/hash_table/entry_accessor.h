@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -75,6 +76,9 @@ class EntryAccessor {
   // the gradient of what Fill returned.
   void Optimize(void* entry, const float* grad, const float* learning_rates,
                 int64_t global_step) const;
+  // Forgets the global steps Optimize saw (HashNet's scale returns to
+  // init_scale): for a table emptied to be restored.
+  void ResetLookupState() const;
 
   // Writes EntryDump fields num and (TRAINING) opt of |entry| in wire
   // format; the caller writes id before and last_update_ts_sec after.
@@ -122,6 +126,8 @@ class EntryAccessor {
     // TRAINING lookups of a fixed_r8 / one_bit segment (else both null).
     std::unique_ptr<FixedR8Quantizer> fake_quantizer;
     std::unique_ptr<HashNet> hash_net;
+    // HashNet's scale at hash_net_step_ (one_bit segments only).
+    std::unique_ptr<std::atomic<float>> hash_net_scale;
   };
 
   EntryAccessor() = default;
@@ -130,6 +136,9 @@ class EntryAccessor {
   void BuildDumpTemplate();
   // Fill's transforms of the raw floats |num| of a TRAINING entry.
   void TransformLookup(float* num) const;
+  // Raises hash_net_step_ to |global_step| if it is larger, and the scales
+  // with it.
+  void NoteHashNetStep(int64_t global_step) const;
   // Optimize of an entry with one_bit segments: their gradients pass
   // through HashNet's derivative first.
   void OptimizeThroughHashNet(void* entry, const float* grad,
@@ -139,10 +148,12 @@ class EntryAccessor {
   bool serving_ = false;
   bool transforms_lookups_ = false;
   bool has_hash_net_ = false;
-  // The largest global step Optimize has seen, which sets HashNet's scale.
-  // Not in checkpoints (nor was the original's scale): after a restore
-  // lookups use init_scale until the first optimize.
+  // The largest global step Optimize has seen, which sets HashNet's scale
+  // (raised under hash_net_mu_, read without it). Not in checkpoints (nor
+  // was the original's scale): after a restore lookups use init_scale until
+  // the first optimize.
   mutable std::atomic<int64_t> hash_net_step_{0};
+  mutable std::mutex hash_net_mu_;
   int dim_ = 0;
   int slice_size_ = 0;
   int dump_size_ = 0;

@@ -126,32 +126,44 @@ TEST(EntryAccessorTest, TrainingLookupsOfFixedR8AndOneBitSegments) {
                                      hash_net.Forward(-0.3f, 2.0f)}));
   EXPECT_NE(num[2], 0.1234f);
 
-  const float grad[6] = {1, 2, 1, 2, 1, 2};
-  const float lrs[3] = {0.1f, 0.1f, 0.1f};
+  // Distinct gradients and learning rates per segment: each segment reads
+  // its own.
+  const float grad[6] = {1, 2, 3, 4, 5, 6};
+  const float lrs[3] = {0.1f, 0.2f, 0.3f};
   accessor->Optimize(entry.data(), grad, lrs, /*global_step=*/25);
   const float scale = hash_net.ScaleAt(25);
   EXPECT_GT(scale, 2.0f);
-  const float raw[6] = {
-      0.1234f - 0.1f, -0.3f - 0.2f, 0.1234f - 0.1f, -0.3f - 0.2f,
-      0.1234f - 0.1f * hash_net.Derivative(0.1234f, scale),
-      -0.3f - 0.1f * 2 * hash_net.Derivative(-0.3f, scale)};
-  EntryDump dump;
-  accessor->Save(entry.data(), &dump);
-  ASSERT_EQ(dump.num_size(), 6);
-  for (int i = 0; i < 6; ++i) EXPECT_FLOAT_EQ(dump.num(i), raw[i]) << i;
+  const std::vector<float> raw = {
+      0.1234f - 0.1f * 1, -0.3f - 0.1f * 2, 0.1234f - 0.2f * 3,
+      -0.3f - 0.2f * 4,
+      0.1234f - 0.3f * (5 * hash_net.Derivative(0.1234f, scale)),
+      -0.3f - 0.3f * (6 * hash_net.Derivative(-0.3f, scale))};
+  auto saved = [&]() {
+    EntryDump dump;
+    accessor->Save(entry.data(), &dump);
+    EXPECT_EQ(dump.num_size(), 6);
+    return std::vector<float>(dump.num().begin(), dump.num().end());
+  };
+  std::vector<float> now = saved();
+  for (int i = 0; i < 6; ++i) EXPECT_FLOAT_EQ(now[i], raw[i]) << i;
   // Lookups follow the scale of the latest global step optimize saw.
   accessor->Fill(entry.data(), num.data());
   EXPECT_FLOAT_EQ(num[0], raw[0]);
   EXPECT_FLOAT_EQ(num[3], quantizer.Quantize(raw[3]));
   EXPECT_FLOAT_EQ(num[4], hash_net.Forward(raw[4], scale));
   EXPECT_FLOAT_EQ(num[5], hash_net.Forward(raw[5], scale));
-  // An older step (a slower worker) does not shrink the scale back.
+  // An older step (a slower worker) keeps the scale of step 25, in the
+  // gradient and in lookups.
   accessor->Optimize(entry.data(), grad, lrs, /*global_step=*/3);
-  std::vector<float> after(6);
-  accessor->Fill(entry.data(), after.data());
-  EntryDump dump2;
-  accessor->Save(entry.data(), &dump2);
-  EXPECT_FLOAT_EQ(after[4], hash_net.Forward(dump2.num(4), scale));
+  const std::vector<float> after = saved();
+  EXPECT_FLOAT_EQ(after[4],
+                  raw[4] - 0.3f * (5 * hash_net.Derivative(raw[4], scale)));
+  accessor->Fill(entry.data(), num.data());
+  EXPECT_FLOAT_EQ(num[4], hash_net.Forward(after[4], scale));
+  // A table emptied for a restore starts again from init_scale.
+  accessor->ResetLookupState();
+  accessor->Fill(entry.data(), num.data());
+  EXPECT_FLOAT_EQ(num[4], hash_net.Forward(after[4], 2.0f));
 }
 
 // A kTwoSegments entry after one update (gradients 1..5).

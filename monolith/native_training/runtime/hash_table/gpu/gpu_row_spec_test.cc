@@ -262,6 +262,19 @@ TEST(GpuRowSpecTest, ConfigsTheGpuTableCannotRunAreRejectedByName) {
        "segment 0: the GPU table does not train fixed_r8 or one_bit"},
       {R"pb(segments {
               dim_size: 4
+              init_config { zeros {} }
+              opt_config { sgd {} }
+              comp_config { fp16 {} }
+            }
+            segments {
+              dim_size: 4
+              init_config { zeros {} }
+              opt_config { sgd {} }
+              comp_config { fixed_r8 {} }
+            })pb",
+       "segment 1: the GPU table does not train fixed_r8 or one_bit"},
+      {R"pb(segments {
+              dim_size: 4
               comp_config { fp32 {} }
             }
             segments {
