@@ -1625,32 +1625,49 @@ class MultiHashTableCheckpointRestorerListener(
 
 class MultiHashTableRestorerSaverListener(
     tf.compat.v1.train.CheckpointSaverListener):
-  """Restores the tables right after each save.
+  """Drops from the tables, right after each save, what the save skipped.
 
-  Restore replaces the tables' entries, so this drops the entries that the
-  save skipped as expired.
+  A save leaves out the entries expired by their slot's expire time; this
+  listener then evicts them from the tables in place (`MultiHashTable.evict`,
+  the same check). The original restored the checkpoint just saved instead;
+  restoring replaces the tables (empties, then refills them), which would
+  lose the updates that other workers make meanwhile and show them empty
+  tables while it reads.
 
   Args:
-    ckpt_prefix: the checkpoint basename, as for
-      `MultiHashTableCheckpointRestorerListener`.
+    ckpt_prefix: the checkpoint basename (for the log).
   """
 
   def __init__(self, ckpt_prefix: str):
-    self._listener = MultiHashTableCheckpointRestorerListener(ckpt_prefix)
+    self._ckpt_prefix = ckpt_prefix
+    self._tables = list(tf.compat.v1.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY))
+    self._evicted = []
+    for table in self._tables:
+      with _on_device_of(table):
+        self._evicted.append(table.evict()[1])
 
   def after_save(self, session: tf.compat.v1.Session,
                  global_step_value: int) -> None:
-    """Restores the tables from the checkpoint just saved.
+    """Evicts the tables' expired entries.
 
     Args:
-      session: the session to run the restore in.
-      global_step_value: unused.
+      session: the session to run the evictions in.
+      global_step_value: the step saved (for the log).
 
     Raises:
-      tf.errors.OpError: as `MultiHashTable.restore`.
+      ValueError: a table was created after this listener.
+      tf.errors.OpError: as `MultiHashTable.evict`.
     """
-    del global_step_value
-    self._listener.before_restore(session)
+    known = {id(t) for t in self._tables}
+    for table in tf.compat.v1.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY):
+      if id(table) not in known:
+        raise ValueError(
+            f"MultiHashTable {table.shared_name} was created after the "
+            "restorer-saver listener; create the listeners after every table")
+    evicted = session.run(self._evicted)
+    logging.info("After the save of step %s to %s: evicted %d expired entries.",
+                 global_step_value, self._ckpt_prefix,
+                 sum(int(n) for counts in evicted for n in counts))
 
 
 ops.register_proto_function(

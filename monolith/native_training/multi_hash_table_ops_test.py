@@ -547,7 +547,10 @@ def test_restorer_saver_listener_drops_expired_entries(tmp_path):
                          req_time=tf.constant(10, tf.int64)).as_op()
   new = table.assign_add({"slot0": (_id([2]), _value([[2]]))},
                          req_time=tf.constant(10 + 2 * day, tf.int64)).as_op()
-  lookup = table.lookup({"slot0": _id([1, 2])})["slot0"]
+  after_the_save = table.assign_add(
+      {"slot0": (_id([3]), _value([[3]]))},
+      req_time=tf.constant(10 + 2 * day, tf.int64)).as_op()
+  lookup = table.lookup({"slot0": _id([1, 2, 3])})["slot0"]
   saver_listener = multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
       basename)
   restorer_saver = multi_hash_table_ops.MultiHashTableRestorerSaverListener(
@@ -561,11 +564,20 @@ def test_restorer_saver_listener_drops_expired_entries(tmp_path):
     saver_listener.before_save(raw, 1)
     saver.save(raw, basename, global_step=1)
     saver_listener.after_save(raw, 1)
-    np.testing.assert_array_equal(sess.run(lookup), [[1], [2]])
+    # Another worker's update between the save and the listener.
+    sess.run(after_the_save)
+    np.testing.assert_array_equal(sess.run(lookup), [[1], [2], [3]])
     restorer_saver.after_save(raw, 1)
     # Id 1 is two days older than the table's latest update: the save
-    # skipped it, and restoring that save dropped it from the table.
-    np.testing.assert_array_equal(sess.run(lookup), [[0], [2]])
+    # skipped it, and the listener dropped it from the table; id 3, which
+    # the save did not hold, stays.
+    np.testing.assert_array_equal(sess.run(lookup), [[0], [2], [3]])
+  late = multi_hash_table_ops.MultiHashTable.from_configs({"slot0": config},
+                                                          name_suffix="late")
+  with tf1.Session() as sess:
+    with pytest.raises(ValueError, match=f"{late.shared_name} was created "
+                       "after the restorer-saver listener"):
+      restorer_saver.after_save(sess, 2)
 
 
 def test_a_save_expires_each_table_by_its_own_config(tmp_path):
