@@ -177,16 +177,31 @@ def test_without_a_monitor_everything_is_restored(tmp_path):
 
 
 def test_a_fresh_job_is_all_uninitialized_until_set_up():
+  servers, _ = test_utils.create_test_ps_cluster(2)
+  # Sessions share the PS tasks' state, as a real job's do.
+  shared = tf1.ConfigProto()
   with tf.Graph().as_default():
     monitor = save_utils.PsMonitor(2)
-    servers, config = test_utils.create_test_ps_cluster(2)
-    with tf1.Session(servers[0].target, config=config) as sess:
+    with tf1.Session(servers[0].target, config=shared) as sess:
       assert monitor.uninitialized_ps_tasks(sess) == {0, 1}
       monitor.setup_ps_initialized_state(sess)
       assert monitor.uninitialized_ps_tasks(sess) == set()
       assert sess.run(monitor.report_uninitialized_ps()).tolist() == []
       # Setting up twice must not block on the full queues.
       monitor.setup_ps_initialized_state(sess)
+  # A job restarted with 1 PS while PS 0 kept running: PS 0's tables are
+  # sharded for 2 PS, so it is not set up for this job.
+  with tf.Graph().as_default():
+    one = save_utils.PsMonitor(1)
+    with tf1.Session(servers[0].target, config=shared) as sess:
+      assert one.uninitialized_ps_tasks(sess) == {0}
+      one.setup_ps_initialized_state(sess)
+      assert one.uninitialized_ps_tasks(sess) == set()
+  # Another session of the 2-PS job finds both set up.
+  with tf.Graph().as_default():
+    again = save_utils.PsMonitor(2)
+    with tf1.Session(servers[0].target, config=shared) as sess:
+      assert again.uninitialized_ps_tasks(sess) == set()
 
 
 def test_bad_arguments():

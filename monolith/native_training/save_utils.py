@@ -254,11 +254,14 @@ class PsMonitor:
   """Tells which parameter-server tasks restarted since they were set up.
 
   Each PS task i holds a queue of capacity 1 (shared name
-  "ps_monitor_<i>"), filled by `setup_ps_initialized_state` once the task's
-  variables and tables are initialized or restored. A PS process that
-  restarts starts with an empty queue, so an empty queue means the task's
-  state is gone. Sessions must share the PS tasks' resources (the default;
-  not `isolate_session_state`).
+  "ps_monitor_<i>_of_<num_ps>"), filled by `setup_ps_initialized_state` once
+  the task's variables and tables are initialized or restored. A PS process
+  that restarts starts with an empty queue, so an empty queue means the
+  task's state is gone. The PS count is in the name: after a change of PS
+  count, the tasks that kept running hold tables sharded for the old count
+  (id mod the old num_ps), so they count as not set up and are restored
+  (resharded) too. Sessions must share the PS tasks' resources (the
+  default; not `isolate_session_state`).
 
   Args:
     num_ps: the number of PS tasks, >= 0.
@@ -276,7 +279,7 @@ class PsMonitor:
         with graph.colocate_with(None, ignore_existing=True), tf.device(
             utils.ps_device(i)):
           queue = tf.queue.FIFOQueue(1, tf.int32,
-                                     shared_name=f"ps_monitor_{i}",
+                                     shared_name=f"ps_monitor_{i}_of_{num_ps}",
                                      name=f"ps_monitor_{i}")
           enqueues.append(queue.enqueue(1))
           sizes.append(queue.size())
