@@ -261,7 +261,9 @@ class HashFilterCheckpointSaverListener(
 
   Filter i goes to "<checkpoint>.assets/hash_filter_<i>-SSSSS-of-NNNNN",
   before the Saver writes the checkpoint (so the checkpoint state names a
-  step only once its filters are saved).
+  step only once its filters are saved). Files there of filters of PS tasks
+  beyond this job's (a save of the same step with more PS) are deleted
+  first: restores count the filters they find.
 
   Args:
     basename: the checkpoint basename given to the Saver.
@@ -290,6 +292,18 @@ class HashFilterCheckpointSaverListener(
     asset_dir = self._helper.get_ckpt_asset_dir(
         self._helper.get_ckpt_prefix(global_step_value))
     tf.io.gfile.makedirs(asset_dir)
+    stale = [
+        name for index, name in save_utils.ps_files_in(asset_dir,
+                                                       _SAVED_FILTER_RE)
+        if index >= len(self._hash_filters)
+    ]
+    for name in stale:
+      tf.io.gfile.remove(os.path.join(asset_dir, name))
+    if stale:
+      logging.warning(
+          "Deleted %s from %s: hash filter files of PS tasks beyond this "
+          "job's %d, from an earlier save of this step.", stale, asset_dir,
+          len(self._hash_filters))
     _run_per_filter(session, self._save_ops, self._placeholders, asset_dir)
     logging.info("Saved %d hash filters to %s.", len(self._hash_filters),
                  asset_dir)

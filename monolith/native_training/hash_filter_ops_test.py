@@ -218,6 +218,13 @@ def test_filters_save_and_restore_with_the_checkpoint(tmp_path):
       sess.run(tf1.global_variables_initializer())
       sess.run(grads)
       sess.run(grads[0])
+      # Filters of PS 2 and 3 from an earlier save of step 7 with 4 PS:
+      # restores would count 4 saved filters.
+      os.makedirs(basename + "-7.assets")
+      for stale in ("hash_filter_2-00000-of-00005",
+                    "hash_filter_3-00004-of-00005-tmp-1"):
+        with open(os.path.join(basename + "-7.assets", stale), "w") as f:
+          f.write("stale")
       listener.before_save(sess, 7)
       saver.save(sess, basename, global_step=7)
   assets = sorted(os.listdir(basename + "-7.assets"))
