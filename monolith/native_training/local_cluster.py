@@ -41,7 +41,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from absl import app
 from absl import flags
@@ -403,12 +403,18 @@ _LOST_TASK_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError,
                      tf.errors.DeadlineExceededError)
 
 
-def _tasks_named(e: tf.errors.OpError, index: int) -> str:
-  """The tasks other than worker `index` that an error message names."""
+def _tasks_named(e: tf.errors.OpError,
+                 index: int,
+                 cluster: Optional[tf.train.ClusterSpec] = None) -> str:
+  """The tasks other than worker `index` that an error message names; for
+  a message that names none (e.g. a session not ready in time), the PS
+  tasks of `cluster` that refuse connections, if any."""
   own = {f"/job:{_WORKER_JOB}/replica:0/task:{index}",
          f"/job:{_WORKER_JOB}/task:{index}"}
   tasks = sorted(
       set(re.findall(r"/job:\w+(?:/replica:\d+)?/task:\d+", e.message)) - own)
+  if not tasks and cluster is not None:
+    tasks = [f"{t}, unreachable" for t in _unreachable_ps_tasks(cluster)]
   return ", ".join(tasks) or "this worker"
 
 
@@ -538,31 +544,36 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
       except _LOST_TASK_ERRORS as e:
         now = time.time()
         if not FLAGS.ps_recovery_secs:
-          _fail(index, progress, e)
+          _fail(index, progress, e, cluster)
         if lost_since is None:
           lost_since = now
-          print(f"worker {index}: lost {_tasks_named(e, index)} "
+          print(f"worker {index}: lost {_tasks_named(e, index, cluster)} "
                 f"({type(e).__name__}); waiting up to "
                 f"{FLAGS.ps_recovery_secs} s for it to come back",
                 flush=True)
         if now - lost_since >= FLAGS.ps_recovery_secs:
-          _fail(index, progress, e)
+          _fail(index, progress, e, cluster)
         if sess is not None:
           abandoned.append(sess)
           sess = None
         time.sleep(1)
       except tf.errors.OpError as e:
-        _fail(index, progress, e)
-    sess.close()
+        _fail(index, progress, e, cluster)
+    try:
+      # Runs the hooks' end(): the chief's last save.
+      sess.close()
+    except tf.errors.OpError as e:
+      _fail(index, progress, e, cluster)
     progress.summary()
   return 0
 
 
-def _fail(index: int, progress: _Progress, e: tf.errors.OpError) -> None:
+def _fail(index: int, progress: _Progress, e: tf.errors.OpError,
+          cluster: tf.train.ClusterSpec) -> None:
   """Reports a failed session call, naming the tasks, and exits."""
   print(e.message, file=sys.stderr)
   print(f"worker {index}: failed after {progress.steps} steps: "
-        f"{type(e).__name__} involving {_tasks_named(e, index)}",
+        f"{type(e).__name__} involving {_tasks_named(e, index, cluster)}",
         flush=True)
   # Closing the session would wait for the lost task for ever.
   sys.stderr.flush()

@@ -265,6 +265,12 @@ def test_unreachable_ps_tasks_are_named():
     cluster = tf.train.ClusterSpec({"ps": [up, down], "worker": [down]})
     assert local_cluster._unreachable_ps_tasks(cluster) == [
         f"/job:ps/task:1 ({down})"]
+    # An error that names no task (a session not ready in time) names the
+    # PS tasks that refuse connections.
+    error = tf.errors.DeadlineExceededError(
+        None, None, "Session was not ready after waiting 60 secs.")
+    assert local_cluster._tasks_named(error, 1, cluster) == (
+        f"/job:ps/task:1 ({down}), unreachable")
 
 
 def test_lost_tasks_are_named_with_or_without_replica():
