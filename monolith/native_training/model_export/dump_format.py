@@ -285,6 +285,9 @@ class DumpReader:
     self._check = check
     self._payload_hint = payload_hint
     self._input_size = _bytes_left(stream)  # None: unknown (a pipe)
+    # read1 returns what a pipe has now; read would wait for the whole chunk
+    # (or the writer's end) before the records already there are returned.
+    self._read = getattr(stream, "read1", stream.read)
     self._buf = b""  # unread input starts at self._buf[self._pos]
     self._pos = 0
     self._buf_offset = 0  # input offset of self._buf[0]
@@ -381,7 +384,7 @@ class DumpReader:
       return True
     chunks = [self._buf[self._pos:]]
     while available < n:
-      chunk = self._stream.read(max(n - available, _CHUNK_BYTES))
+      chunk = self._read(max(n - available, _CHUNK_BYTES))
       if not chunk:
         break
       chunks.append(chunk)

@@ -3,6 +3,8 @@ short reads, sizes checked before reading, and payload checks."""
 
 import io
 import itertools
+import os
+import threading
 
 import pytest
 from tensorflow_serving.apis import predict_pb2
@@ -69,6 +71,29 @@ def test_reader_round_trips_every_layout(layout, sort_id_in_prefix, stream):
   assert list(reader) == payloads
   assert reader.read_record() is None  # stays at the end
   assert (reader.offset, reader.records_read) == (len(data), len(payloads))
+
+
+def test_records_on_a_pipe_are_returned_before_the_writer_ends():
+  # A live feed (a consumer piped in) keeps its pipe open: the records
+  # already written are returned without waiting for more input.
+  payloads = [b"first", b"second"]
+  read_fd, write_fd = os.pipe()
+  with os.fdopen(read_fd, "rb") as stream, os.fdopen(write_fd, "wb") as feed:
+    feed.write(_dump(payloads, FULL))
+    feed.flush()
+    reader = dump_format.DumpReader(stream, FULL, name="pipe")
+    got = []
+    thread = threading.Thread(
+        target=lambda: got.extend(reader.read_record() for _ in payloads),
+        daemon=True)
+    thread.start()
+    thread.join(60)
+    finished = not thread.is_alive()
+    feed.close()  # ends the read, should it still wait
+    thread.join(60)
+    assert finished, "the reader waited for more input than the records"
+    assert got == payloads
+    assert reader.read_record() is None
 
 
 def test_reader_starts_at_the_stream_position():
