@@ -12,7 +12,7 @@ file, written atomically, of at most 1000 records (TF Serving's limit).
 
 import os
 import sys
-from typing import Iterator, Sequence
+from typing import Iterator, Optional, Sequence
 
 from absl import app
 from absl import flags
@@ -35,12 +35,19 @@ flags.DEFINE_string("signature_name", "serving_default",
 FLAGS = flags.FLAGS
 
 
-def _request_files(input_folder: str) -> list:
+def _request_files(input_folder: str, output_path: Optional[str]) -> list:
   if not tf.io.gfile.isdir(input_folder):
     raise warmup_io.WarmupDataError(f"{input_folder} is not a folder")
+  # The output (an earlier run's) and its temporaries, should the output be
+  # written into the input folder.
+  output = os.path.normpath(output_path) if output_path else None
   paths = []
   for name in sorted(tf.io.gfile.listdir(input_folder)):
     path = os.path.join(input_folder, name.rstrip("/"))
+    if output and (os.path.normpath(path) == output or
+                   os.path.normpath(path).startswith(output + ".tmp-")):
+      logging.info("skipping %s: the output file", path)
+      continue
     if tf.io.gfile.isdir(path):
       logging.warning("skipping sub-folder %s", path)
       continue
@@ -79,9 +86,35 @@ def gen_prediction_log(
     input_folder: str,
     model_name: str = "default",
     signature_name: str = "serving_default",
+    output_path: Optional[str] = None,
 ) -> Iterator[prediction_log_pb2.PredictionLog]:
-  """Yields a PredictionLog per request file of `input_folder`, sorted by name."""
-  for path in _request_files(input_folder):
+  """A PredictionLog per request file of `input_folder`, sorted by name.
+
+  The folder is listed now, the files are read as the logs are taken.
+
+  Args:
+    input_folder: the folder of serialized PredictRequest files.
+    model_name: model_spec.name of the requests.
+    signature_name: model_spec.signature_name of the requests.
+    output_path: the warmup file being written; when it is in the folder,
+      it and its temporaries are skipped.
+
+  Returns:
+    An iterator over the logs.
+
+  Raises:
+    WarmupDataError: the folder is missing or holds no files, or more than
+      TF Serving's limit of records (now); a file that is not a
+      PredictRequest (while iterating, naming it).
+  """
+  return _prediction_logs(_request_files(input_folder, output_path),
+                          model_name, signature_name)
+
+
+def _prediction_logs(
+    paths: Sequence[str], model_name: str,
+    signature_name: str) -> Iterator[prediction_log_pb2.PredictionLog]:
+  for path in paths:
     request = parse_request(path)
     request.model_spec.name = model_name
     request.model_spec.signature_name = signature_name
@@ -100,7 +133,7 @@ def main(argv: Sequence[str]) -> None:
         output_path,
         gen_prediction_log(
             warmup_io.resolve_user_path(FLAGS.input_folder), FLAGS.model_name,
-            FLAGS.signature_name))
+            FLAGS.signature_name, output_path))
   except (warmup_io.WarmupDataError, OSError, tf.errors.OpError) as e:
     sys.exit(f"warmup_example_batch: error: {e}")
   print(f"wrote {output_path}: {count} warmup records")

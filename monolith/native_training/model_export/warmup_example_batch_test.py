@@ -126,3 +126,40 @@ def test_cli_bad_file_fails_without_output(tmp_path):
   assert not out.exists()
   assert sorted(os.listdir(tmp_path)) == ["in"]
 
+
+
+def test_cli_output_inside_the_input_folder_is_skipped(tmp_path):
+  # Written into its input folder, run twice: neither the first run's output
+  # nor the writer's own temporary file is read as a request.
+  by_name = _write_requests(tmp_path / "in", ["r0", "r1"])
+  out = tmp_path / "in" / "tf_serving_warmup_requests"
+  for _ in range(2):
+    result = _run_cli([f"--input_folder={tmp_path / 'in'}",
+                       f"--output_path={out}"])
+    assert result.returncode == 0, result.stderr.decode()
+    logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
+            for r in tf.data.TFRecordDataset(str(out))]
+    assert [l.predict_log.request.inputs["example_batch"].string_val[0]
+            for l in logs] == [by_name["r0"], by_name["r1"]]
+  assert sorted(os.listdir(tmp_path / "in")) == ["r0", "r1", out.name]
+
+
+def test_cli_failure_leaves_no_new_folders(tmp_path):
+  # A model version folder left empty would be a version TF Serving cannot
+  # load.
+  _write_requests(tmp_path / "in", ["a"])
+  (tmp_path / "in" / "z").write_bytes(b"garbage!")
+  (tmp_path / "models").mkdir()
+  out = tmp_path / "models" / "7" / "assets.extra" / "tf_serving_warmup_requests"
+  result = _run_cli([f"--input_folder={tmp_path / 'in'}",
+                     f"--output_path={out}"])
+  assert result.returncode != 0
+  assert os.listdir(tmp_path / "models") == []
+
+
+def test_cli_output_path_that_is_a_folder_is_refused(tmp_path):
+  _write_requests(tmp_path / "in", ["a"])
+  result = _run_cli([f"--input_folder={tmp_path / 'in'}",
+                     f"--output_path={tmp_path / 'in'}"])
+  assert result.returncode != 0
+  assert b"is a folder; give a file path" in result.stderr

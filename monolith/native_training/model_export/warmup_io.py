@@ -107,13 +107,21 @@ def atomic_output(output_path: str) -> Iterator[str]:
 
   The temporary file lies beside the output (same file system, so the rename
   is atomic) and is removed if the block raises, leaving an existing output
-  untouched. Missing folders are created. Temporaries of this output that a
-  killed writer left, untouched for STALE_TEMP_SECONDS (a live writer's are
-  younger), are deleted first, so they do not pile up in a model's
-  assets.extra.
+  untouched. Missing folders are created, and removed again if the block
+  raises (an empty model version folder would be a version TF Serving
+  cannot load). Temporaries of this output that a killed writer left,
+  untouched for STALE_TEMP_SECONDS (a live writer's are younger), are
+  deleted first, so they do not pile up in a model's assets.extra.
+
+  Raises:
+    WarmupDataError: `output_path` is a folder.
   """
-  folder = os.path.dirname(output_path)
-  if folder:
+  if tf.io.gfile.isdir(output_path):
+    raise WarmupDataError(f"output path {output_path} is a folder; give a "
+                          "file path (e.g. .../assets.extra/"
+                          "tf_serving_warmup_requests)")
+  created = _missing_folders(os.path.dirname(output_path))
+  for folder in reversed(created):
     tf.io.gfile.makedirs(folder)
   for stale in tf.io.gfile.glob(glob.escape(output_path) + ".tmp-*"):
     try:
@@ -130,7 +138,25 @@ def atomic_output(output_path: str) -> Iterator[str]:
   except BaseException:
     if tf.io.gfile.exists(tmp_path):
       tf.io.gfile.remove(tmp_path)
+    for folder in created:  # innermost first; only those left empty
+      try:
+        if not tf.io.gfile.listdir(folder):
+          tf.io.gfile.rmtree(folder)
+      except tf.errors.OpError as e:
+        logging.warning("Could not remove the folder %s: %s", folder, e)
     raise
+
+
+def _missing_folders(folder: str) -> List[str]:
+  """`folder` and its ancestors that do not exist, innermost first."""
+  missing = []
+  while folder and not tf.io.gfile.isdir(folder):
+    missing.append(folder)
+    parent = os.path.dirname(folder)
+    if parent == folder:
+      break
+    folder = parent
+  return missing
 
 
 def _too_large(output_path: str, count: int, detail: str) -> WarmupDataError:
