@@ -482,8 +482,12 @@ class _RandomRecords:
                fidv1_slots: Optional[Sequence[int]] = None):
     if not 0 <= drop_rate <= 1:
       raise ValueError(f"drop_rate must be within [0, 1], got {drop_rate}")
-    by_name = {meta.name: meta for meta in sparse_metas}
-    by_name.update({meta.name: meta for meta in dense_metas or ()})
+    by_name = {}
+    for meta in list(sparse_metas) + list(dense_metas or ()):
+      if meta.name in by_name:
+        raise ValueError(f"feature {meta.name!r} is listed twice (sparse and "
+                         "dense features share one namespace)")
+      by_name[meta.name] = meta
     label_meta = by_name.pop(_LABEL, None)
     # Labels per record: the `label` feature's shape; without one, a single
     # label (ExampleBatch rows then alternate 0, 1 so both classes occur).
@@ -670,6 +674,12 @@ def _random_records(args: ParserArgs,
     if not sparse and not args.fidv1_features:
       raise ValueError("the instance variant needs fidv1_features or "
                        "fidv2_features")
+    # gen_instance skips such slots with a warning, as the original; a
+    # configuration names them by mistake.
+    for slot in args.fidv1_features or ():
+      if not 0 < slot <= MAX_SLOT_V1:
+        raise ValueError(f"fidv1_features: fid v1 slots are 1..{MAX_SLOT_V1}, "
+                         f"got {slot}")
   else:
     sparse = _sparse_metas(_check_sparse_features(args.sparse_features),
                            args.feature_list)
