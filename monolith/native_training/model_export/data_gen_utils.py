@@ -24,7 +24,7 @@ import dataclasses
 import functools
 import random
 import time
-from typing import Any, Callable, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 from absl import logging
 from google.protobuf import descriptor
@@ -41,6 +41,7 @@ from monolith.native_training.data.feature_list import Feature
 from monolith.native_training.data.feature_list import FeatureList
 from monolith.native_training.data.feature_list import default_feature_list
 from monolith.native_training.model_export import dump_format
+from monolith.native_training.model_export import export_context
 from monolith.native_training.model_export import warmup_io
 
 MASK_V1 = (1 << 54) - 1
@@ -704,9 +705,17 @@ def gen_prediction_log(
   random records (one ExampleBatch of batch_size rows for example_batch),
   cycling over args.signature_name.
 
+  While a model is being exported (`export_context`), as the original: the
+  export's signatures of the default graph join the cycle, a signature
+  without inputs gets requests without inputs, and after each request of
+  serving_default with several output heads (or one not named "output") one
+  request per head follows, with `output_filter` set to it.
+
   Raises:
     ValueError: bad arguments, or fewer requests than signatures.
-    WarmupDataError: more requests than TF Serving's 1000.
+    WarmupDataError: more requests than TF Serving's 1000; while exporting, a
+      signature to warm up that the export lacks, or one whose inputs lack
+      the variant's input (TF Serving would fail the model's warmup).
   """
   variant = _variant(args.variant_type)
   if args.batch_size <= 0:
@@ -723,11 +732,61 @@ def gen_prediction_log(
       f"batch_size={args.batch_size}")
   records = _random_records(args)
   input_name = warmup_io.INPUT_NAMES[variant]
+  exported = _exported_signatures(signatures, input_name, num_logs)
   for i in range(num_logs):
-    batch = records.serialized_batch(variant, args.batch_size)
-    yield warmup_io.predict_log(args.model_name,
-                                signatures[i % len(signatures)],
-                                {input_name: warmup_io.string_tensor(batch)})
+    name = signatures[i % len(signatures)]
+    inputs = {}
+    if exported is None or exported[name].inputs:
+      batch = records.serialized_batch(variant, args.batch_size)
+      inputs = {input_name: warmup_io.string_tensor(batch)}
+    log = warmup_io.predict_log(args.model_name, name, inputs)
+    yield log
+    if exported is None or name != warmup_io.DEFAULT_SIGNATURE:
+      continue
+    heads = exported[name].outputs or {}
+    if len(heads) > 1 or (heads and _SINGLE_OUTPUT_NAME not in heads):
+      for head in heads:
+        head_log = prediction_log_pb2.PredictionLog()
+        head_log.CopyFrom(log)
+        head_log.predict_log.request.output_filter.append(head)
+        yield head_log
+
+
+# The output name of a single-output PredictOutput (TF's export_output).
+_SINGLE_OUTPUT_NAME = "output"
+
+
+def _exported_signatures(
+    signatures: List[str], input_name: str,
+    num_logs: int) -> Optional[Dict[str, export_context.SavedModelSignature]]:
+  """The signatures of the export being built (None when not exporting),
+  by name; appends those not in `signatures` to it."""
+  export_ctx = export_context.get_current_export_ctx()
+  if export_ctx is None:
+    return None
+  exported = {
+      s.name: s
+      for s in export_ctx.signatures(tf.compat.v1.get_default_graph())
+  }
+  signatures.extend(name for name in exported if name not in signatures)
+  missing = [name for name in signatures if name not in exported]
+  if missing:
+    raise warmup_io.WarmupDataError(
+        f"warmup requests for the signatures {missing}, which the model being "
+        f"exported lacks (it has {sorted(exported)}): TF Serving would fail "
+        "its warmup")
+  for name in signatures:
+    inputs = exported[name].inputs
+    if inputs and input_name not in inputs:
+      raise warmup_io.WarmupDataError(
+          f"the exported signature {name!r} takes the inputs "
+          f"{sorted(inputs)}, not {input_name!r}: set variant_type to the "
+          "model's input")
+  if num_logs < len(signatures):
+    logging.warning(
+        "%d warmup requests for %d signatures %s: the last %d get none",
+        num_logs, len(signatures), signatures, len(signatures) - num_logs)
+  return exported
 
 
 def gen_warmup_file(warmup_file: Optional[str] = None,

@@ -18,6 +18,7 @@ from monolith.native_training.data.feature_list import Feature
 from monolith.native_training.data.feature_list import FeatureList
 from monolith.native_training.model_export import data_gen_utils
 from monolith.native_training.model_export import dump_format
+from monolith.native_training.model_export import export_context
 from monolith.native_training.model_export import warmup_data_gen
 from monolith.native_training.model_export import warmup_io
 from monolith.native_training.model_export.data_gen_utils import FeatureMeta
@@ -311,6 +312,49 @@ def test_bad_arguments_are_clear_errors(features, kwargs, error):
   args = _args(features, **kwargs)
   with pytest.raises((ValueError, warmup_io.WarmupDataError), match=error):
     list(data_gen_utils.gen_prediction_log(args))
+
+
+def test_an_export_in_progress_adds_its_signatures_and_output_heads(
+    features, graph):
+  # As the original: the export's signatures join the cycle, one without
+  # inputs gets requests without inputs, and each serving_default request
+  # is followed by one per output head.
+  with export_context.enter_export_mode(
+      export_context.ExportMode.STANDALONE) as ctx:
+    ctx.add_signature(graph, "serving_default", {"examples": None},
+                      {"ctr": None, "cvr": None})
+    ctx.add_signature(graph, "stats", {}, {"count": None})
+    logs = list(data_gen_utils.gen_prediction_log(
+        _args(features, max_records=16)))
+    requests = [log.predict_log.request for log in logs]
+    assert [(r.model_spec.signature_name, list(r.output_filter),
+             list(r.inputs)) for r in requests] == [
+                 ("serving_default", [], ["examples"]),
+                 ("serving_default", ["ctr"], ["examples"]),
+                 ("serving_default", ["cvr"], ["examples"]),
+                 ("stats", [], []),
+             ] * 2
+    assert requests[1].inputs["examples"] == requests[0].inputs["examples"]
+    # A signature the export lacks, or one without the variant's input,
+    # would fail TF Serving's warmup.
+    with pytest.raises(warmup_io.WarmupDataError,
+                       match=r"signatures \['extra'\], which the model"):
+      list(data_gen_utils.gen_prediction_log(
+          _args(features, signature_name=["extra"])))
+    with pytest.raises(warmup_io.WarmupDataError,
+                       match="takes the inputs \\['examples'\\], not "
+                       "'instances'"):
+      list(data_gen_utils.gen_prediction_log(
+          _args(features, variant_type="instance")))
+  # A single head named "output" gets no per-head requests (a new export:
+  # the signatures registered by the last one are forgotten).
+  graph.clear_collection("signature_name")
+  with export_context.enter_export_mode(
+      export_context.ExportMode.STANDALONE) as ctx:
+    ctx.add_signature(graph, "serving_default", {"examples": None},
+                      {"output": None})
+    logs = list(data_gen_utils.gen_prediction_log(_args(features)))
+    assert [list(l.predict_log.request.output_filter) for l in logs] == [[]] * 2
 
 
 def test_names_without_a_slot_take_free_slots():
