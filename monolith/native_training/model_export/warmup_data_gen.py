@@ -460,6 +460,26 @@ def random_parser_args() -> data_gen_utils.ParserArgs:
       seed=FLAGS.seed)
 
 
+# Flags that only one --gen_type reads; given to the other, they are refused
+# rather than silently ignored.
+_RANDOM_ONLY_FLAGS = ("sparse_features", "fidv1_features", "dense_features",
+                      "dense_feature_shapes", "dense_feature_types",
+                      "extra_features", "extra_feature_shapes", "feature_list",
+                      "drop_rate", "seed")
+_FILE_ONLY_FLAGS = ("file_name", "lagrangex_header", "kafka_dump_prefix",
+                    "has_sort_id", "kafka_dump", "validate_records",
+                    "reject_unknown_fields", "max_record_bytes")
+
+
+def _check_flags_of_gen_type() -> None:
+  other = _FILE_ONLY_FLAGS if FLAGS.gen_type == "random" else _RANDOM_ONLY_FLAGS
+  given = [f"--{name}" for name in other if FLAGS[name].present]
+  if given:
+    raise app.UsageError(
+        f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply "
+        f"to --gen_type={FLAGS.gen_type}")
+
+
 def main(argv: Sequence[str]) -> None:
   """Writes the warmup file the flags describe.
 
@@ -472,6 +492,7 @@ def main(argv: Sequence[str]) -> None:
   """
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  _check_flags_of_gen_type()
   if FLAGS.reject_unknown_fields and not FLAGS.validate_records:
     raise app.UsageError("--reject_unknown_fields needs --validate_records")
   output_path = warmup_io.resolve_user_path(FLAGS.output_path)

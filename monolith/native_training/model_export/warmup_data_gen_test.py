@@ -588,6 +588,19 @@ def test_random_mode_flag_errors(tmp_path, args, error):
 
 
 @pytest.mark.parametrize("args,error", [
+    (["--gen_type=file", "--seed=3"], "--seed does not apply to --gen_type=file"),
+    (["--gen_type=file", "--sparse_features=slot_1", "--drop_rate=0.5"],
+     "--sparse_features, --drop_rate do not apply to --gen_type=file"),
+    (["--gen_type=random", "--sparse_features=slot_1", "--kafka_dump"],
+     "--kafka_dump does not apply to --gen_type=random"),
+])
+def test_flags_of_the_other_gen_type_are_refused(tmp_path, args, error):
+  with pytest.raises(app.UsageError, match=error):
+    _main_in_process([f"--output_path={tmp_path / 'out'}", *args])
+  assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("args,error", [
     (["--dense_features=a,b", "--dense_feature_shapes=1"],
      "dense_feature_shapes has 1 entries but dense_features has 2"),
     (["--extra_features=page"], "extra feature 'page' is not a LineId field"),
