@@ -464,8 +464,8 @@ def _record_running_past_the_end(
     problem = Problem(
         len(offsets), f"its length at byte offset {offset} is {length} "
         f"bytes, but the file has {size - offset - 12} bytes after its "
-        "header: it was cut short or is not a TFRecord file; TF Serving "
-        "stops reading there")
+        "header: it was cut short or is not a TFRecord file; TF Serving's "
+        "record reader fails on it (a truncated record)")
     records = []
     for start in offsets:  # only now, and only these: read them
       f.seek(start)
@@ -533,7 +533,7 @@ def read_warmup_file(
     problems.append(
         Problem(len(logs), f"the file ends in a partial record ({size - offset}"
                 f" bytes at byte offset {offset}): it was cut short; TF "
-                "Serving stops reading there"))
+                "Serving's record reader fails on it (a truncated record)"))
   elif not logs:
     problems.append(Problem(None, "no records: TF Serving would load the "
                             "model without warming it up"))
