@@ -5,6 +5,7 @@ trained and saved through the saver listener once; fresh graphs on clusters
 of 1 to 4 PS tasks restore them through the restorer listener.
 """
 
+import contextlib
 import os
 import re
 from typing import Dict, NamedTuple, Tuple
@@ -192,7 +193,7 @@ def test_restore_into_any_number_of_ps(saved, tmp_path, num_ps):
     assert sorted((op.type, op.device) for op in restore_ops) == sorted(
         [("MonolithMultiHashTableRestoreResharded", utils.ps_device(i))
          for i in range(num_ps)] +
-        [("MonolithMultiHashTableRestore", "/device:CPU:0")])
+        [("MonolithMultiHashTableRestoreResharded", "/device:CPU:0")])
     ids = np.append(_POOL, _EXTRA_ID)
     per_ps = []
     for i, table in enumerate(dist.tables):
@@ -228,6 +229,36 @@ def test_restore_into_any_number_of_ps(saved, tmp_path, num_ps):
         "a": on_ps,
         "b": on_ps
     }
+
+
+@pytest.mark.parametrize("to_ps", [0, 2, 3])
+def test_a_job_moves_between_a_local_table_and_ps_tables(saved, to_ps):
+  # 0: the 2-PS tables ("MonolithMultiHashTable_<i>") into one local table
+  # ("MonolithMultiHashTable_"); 2, 3: the local table
+  # ("MonolithMultiHashTable_local") into PS tables of that suffix.
+  configs, suffix, expected = ((_configs(), "", saved.dist) if to_ps == 0
+                               else (_local_configs(), "local", saved.local))
+  with tf.Graph().as_default():
+    table = distributed_ps_factory.create_native_multi_hash_table(
+        to_ps, configs, name_suffix=suffix)
+    restorer = multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
+        saved.basename)
+    ids = np.append(_POOL, _EXTRA_ID)
+    tables = table.tables if to_ps else [table]
+    fetch = []
+    for i, t in enumerate(tables):
+      with distributed_ps.ps_device(i) if to_ps else contextlib.nullcontext():
+        fetch.append(_entries(t, list(configs), ids))
+    with _session(max(to_ps, 1)) as sess:
+      restorer.before_restore(sess.raw_session())
+      fetched = sess.run(fetch)
+  restored = {}
+  for i, per_table in enumerate(fetched):
+    for key, raw in _parse(per_table, ids).items():
+      if to_ps:
+        assert key[1] % to_ps == i, (key, i)
+      restored[key] = raw
+  assert restored == expected
 
 
 def test_distributed_restore_method(saved):

@@ -22,6 +22,7 @@ import collections
 import contextlib
 import copy
 import dataclasses
+import glob
 import math
 import os
 import re
@@ -305,6 +306,32 @@ def _check_names_apart_from_ps_groups(tables: List["MultiHashTable"]) -> None:
               f"table {t.shared_name} is not a PS table but is named as the "
               f"PS tables {prefix}_<i>: its checkpoint would be read as a "
               "PS's; give it another name_suffix")
+
+
+def _has_checkpoint(basename: str) -> bool:
+  """Whether a table save wrote `basename` (its meta files, or the
+  temporaries of a save killed while renaming them)."""
+  return bool(tf.io.gfile.glob(glob.escape(basename) + ".meta-*"))
+
+
+def _local_names_of_group(group_prefix: str) -> List[str]:
+  """The shared names a local table of a PS group's configuration has:
+  `distributed_ps_factory` names PS tables "<prefix>_<i>" and the local
+  one "MonolithMultiHashTable_<suffix>", whose group prefix is
+  "MonolithMultiHashTable" without a suffix, else the same name."""
+  return [group_prefix + "_", group_prefix]
+
+
+def _ps_checkpoints_of_local_name(directory: str,
+                                  shared_name: str) -> List[str]:
+  """The checkpoints in `directory` of the PS group a local table named
+  `shared_name` corresponds to (see `_local_names_of_group`)."""
+  prefixes = [shared_name[:-1]] if shared_name.endswith("_") else []
+  for prefix in prefixes + [shared_name]:
+    old = find_ps_checkpoints(directory, prefix)
+    if old:
+      return old
+  return []
 
 
 def ps_checkpoints_to_read(basenames: List[str], shard: PsShard) -> List[str]:
@@ -1515,6 +1542,13 @@ class MultiHashTableCheckpointRestorerListener(
   N PS tasks restores into M, optimizer state included. Other tables are
   restored from "<asset dir><shared_name>".
 
+  A job can also move between one local table (`num_ps == 0` in
+  `distributed_ps_factory`, shared name "MonolithMultiHashTable_<suffix>")
+  and PS tables (group "MonolithMultiHashTable[_<suffix>]"): a PS table
+  whose group has no checkpoint restores its ids from the local table's,
+  and a CPU table without a checkpoint of its own restores every id from
+  the checkpoints of the PS group of its name.
+
   Args:
     basename: the checkpoint path prefix; the latest checkpoint of its
       directory is restored.
@@ -1569,15 +1603,32 @@ class MultiHashTableCheckpointRestorerListener(
                                     "restorer")
       shard = t.ps_shard
       if shard is None:
-        feed_dict[placeholder] = asset_dir + t.shared_name
+        own = asset_dir + t.shared_name
+        if t.on_gpu or _has_checkpoint(own):
+          feed_dict[placeholder] = own if t.on_gpu else [own]
+          continue
+        # The job had PS tables: all their ids, from every PS's checkpoint.
+        old = _ps_checkpoints_of_local_name(asset_dir, t.shared_name)
+        if old:
+          logging.info("Restoring %s from the checkpoints of %d PS tables "
+                       "(%s, ...).", t.shared_name, len(old), old[0])
+        feed_dict[placeholder] = old or [own]
         continue
       if shard.group_prefix not in groups:
-        groups[shard.group_prefix] = find_ps_checkpoints(
-            asset_dir, shard.group_prefix)
-        old = groups[shard.group_prefix]
+        old = find_ps_checkpoints(asset_dir, shard.group_prefix)
+        source = f"{len(old)} PS tasks"
+        if not old:
+          # The job had one local table.
+          old = [
+              asset_dir + name
+              for name in _local_names_of_group(shard.group_prefix)
+              if _has_checkpoint(asset_dir + name)
+          ][:1]
+          source = f"the local table {old[0]}" if old else "0 PS tasks"
+        groups[shard.group_prefix] = old
         logging.info("Restoring the tables %s_<i> of %d PS tasks from the "
-                     "checkpoints of %d PS tasks.", shard.group_prefix,
-                     shard.num_ps, len(old))
+                     "checkpoints of %s.", shard.group_prefix, shard.num_ps,
+                     source)
       old = groups[shard.group_prefix]
       if t.on_gpu:
         if old and len(old) != shard.num_ps:
@@ -1604,8 +1655,10 @@ class MultiHashTableCheckpointRestorerListener(
     for table in tables:
       shard = table.ps_shard
       # gpucuco tables have no resharding restore: they restore their own
-      # PS's checkpoint, from the same PS count only.
-      resharded = shard is not None and not table.on_gpu
+      # PS's checkpoint, from the same PS count only. CPU tables outside PS
+      # groups restore resharded too (one shard): from their own
+      # checkpoint, or from a PS group's (see the class docstring).
+      resharded = not table.on_gpu
       if resharded:
         basename = tf.compat.v1.placeholder(tf.string, shape=[None])
       else:
@@ -1617,8 +1670,8 @@ class MultiHashTableCheckpointRestorerListener(
         else:
           restore_op = table.restore_resharded(
               basenames=basename,
-              id_modulus=shard.num_ps,
-              id_remainder=shard.ps_index).as_op()
+              id_modulus=shard.num_ps if shard else 1,
+              id_remainder=shard.ps_index if shard else 0).as_op()
       restore_ops_per_device[table.handle.device].append(restore_op)
     return restore_ops_per_device
 
