@@ -306,8 +306,9 @@ class PsMonitor:
     """Whether what lives on `device` must be restored.
 
     True for a PS task that is not set up, and for any device that is not
-    one of the monitored PS tasks (the worker's own state never survives a
-    new session).
+    one of the monitored PS tasks: a worker's own tables are restored with
+    every new session, as the original does, also where they survived in
+    the worker's server (they roll back to the checkpoint).
     """
     return self.needs_restore(device, self.uninitialized_ps_tasks(sess))
 
