@@ -102,16 +102,21 @@ def _run_cli(args):
       capture_output=True, env=env, check=False)
 
 
-def test_cli_writes_atomically_and_reads_back(tmp_path):
-  by_name = _write_requests(tmp_path / "in", ["r1", "r0"])
-  out = tmp_path / "out" / "tf_serving_warmup_requests"
-  result = _run_cli([f"--input_folder={tmp_path / 'in'}",
-                     f"--output_path={out}"])
+def _run_and_read_back(input_folder, out):
+  """Runs the CLI; the request payloads of the warmup file it wrote."""
+  result = _run_cli([f"--input_folder={input_folder}", f"--output_path={out}"])
   assert result.returncode == 0, result.stderr.decode()
   logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
           for r in tf.data.TFRecordDataset(str(out))]
-  assert [l.predict_log.request.inputs["example_batch"].string_val[0]
-          for l in logs] == [by_name["r0"], by_name["r1"]]
+  return [l.predict_log.request.inputs["example_batch"].string_val[0]
+          for l in logs]
+
+
+def test_cli_writes_atomically_and_reads_back(tmp_path):
+  by_name = _write_requests(tmp_path / "in", ["r1", "r0"])
+  out = tmp_path / "out" / "tf_serving_warmup_requests"
+  assert _run_and_read_back(tmp_path / "in", out) == [by_name["r0"],
+                                                      by_name["r1"]]
   assert os.listdir(out.parent) == [out.name]
 
 
@@ -127,20 +132,14 @@ def test_cli_bad_file_fails_without_output(tmp_path):
   assert sorted(os.listdir(tmp_path)) == ["in"]
 
 
-
 def test_cli_output_inside_the_input_folder_is_skipped(tmp_path):
   # Written into its input folder, run twice: neither the first run's output
   # nor the writer's own temporary file is read as a request.
   by_name = _write_requests(tmp_path / "in", ["r0", "r1"])
   out = tmp_path / "in" / "tf_serving_warmup_requests"
   for _ in range(2):
-    result = _run_cli([f"--input_folder={tmp_path / 'in'}",
-                       f"--output_path={out}"])
-    assert result.returncode == 0, result.stderr.decode()
-    logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
-            for r in tf.data.TFRecordDataset(str(out))]
-    assert [l.predict_log.request.inputs["example_batch"].string_val[0]
-            for l in logs] == [by_name["r0"], by_name["r1"]]
+    assert _run_and_read_back(tmp_path / "in", out) == [by_name["r0"],
+                                                        by_name["r1"]]
   assert sorted(os.listdir(tmp_path / "in")) == ["r0", "r1", out.name]
 
 
