@@ -821,8 +821,9 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     """Resets ids of one table to their initializers' values.
 
     Optimizer state is reset too, and the entries are stamped with the
-    current time. An unknown table name is not an error: the op logs it and
-    touches nothing.
+    table's latest update time (the original stamped the wall clock, which
+    made every entry of a table trained on sample times expire). An unknown
+    table name is not an error: the op logs it and touches nothing.
 
     Args:
       slot: the table name.

@@ -83,6 +83,26 @@ def test_lookup_assign_add_reinitialize():
   np.testing.assert_array_equal(unknown, [-1, -1, -1])
 
 
+def test_reinitialize_stamps_the_tables_time_not_the_clock():
+  # A table trained on sample times (long ago): reinitializing an id must not
+  # make the others look expired to the next eviction or save.
+  config = test_utils.generate_test_hash_table_config(1)
+  config.table_config.slot_expire_time_config.default_expire_time = 1  # day
+  table = multi_hash_table_ops.MultiHashTable.from_configs({"slot0": config})
+  table = table.assign_add({"slot0": (_id([1, 2]), _value([[1], [2]]))},
+                           req_time=tf.constant(1000, tf.int64))
+  table, _ = table.reinitialize("slot0", _id([3]))
+  table, evicted = table.evict()
+  entries = table.lookup_entry({"slot0": _id([1, 2, 3])})["slot0"]
+  with tf1.train.SingularMonitoredSession() as sess:
+    evicted, entries = sess.run([evicted, entries])
+  assert evicted.tolist() == [0]
+  dumps = [embedding_hash_table_pb2.EntryDump.FromString(e) for e in entries]
+  assert [(d.id, d.last_update_ts_sec) for d in dumps] == [(1, 1000),
+                                                            (2, 1000),
+                                                            (3, 1000)]
+
+
 def test_apply_gradients():
   with tf1.Session() as sess:
     table = _from_configs({

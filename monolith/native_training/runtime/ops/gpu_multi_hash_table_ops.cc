@@ -621,11 +621,12 @@ class GpuMultiHashTableReinitializeOp : public OpKernel {
                           cudaSuccess,
                   errors::Internal("cudaMemsetAsync failed"));
     } else {
-      OP_REQUIRES_OK(ctx,
-                     ToTfStatus(mtable->table(t).table->Reinitialize(
-                         ids->flat<int64_t>().data(), ids->NumElements(),
-                         status->flat<int32_t>().data(),
-                         static_cast<int64_t>(EnvTime::NowSeconds()), stream)));
+      // The table's own "now", as the CPU kernel.
+      gpu::GpuRowTable& table = *mtable->table(t).table;
+      OP_REQUIRES_OK(ctx, ToTfStatus(table.Reinitialize(
+                              ids->flat<int64_t>().data(), ids->NumElements(),
+                              status->flat<int32_t>().data(),
+                              table.latest_update_time(), stream)));
     }
     ctx->set_output(0, ctx->input(0));
   }

@@ -318,9 +318,12 @@ class MultiHashTableReinitializeOp : public OpKernel {
       LOG(ERROR) << "Reinitialize: table " << name << " does not exist in "
                  << mtable->shared_name();
     } else {
-      mtable->table(t).table->Reinitialize(
-          ids.flat<int64_t>().data(), ids.NumElements(), status_vec.data(),
-          static_cast<int64_t>(EnvTime::NowSeconds()));
+      // Stamped with the table's own "now" (its latest update time), not
+      // the clock: a table trained on sample times would otherwise see
+      // every entry expire at its next save or eviction.
+      EmbeddingHashTable& table = *mtable->table(t).table;
+      table.Reinitialize(ids.flat<int64_t>().data(), ids.NumElements(),
+                         status_vec.data(), table.LatestUpdateTime());
     }
     ctx->set_output(0, ctx->input(0));
   }
