@@ -286,6 +286,7 @@ void EmbeddingHashTable::ForEachFound(const int64_t* ids, int64_t n,
 void EmbeddingHashTable::NoteUpdate(int64_t update_time) {
   // Kept as entries keep times (a restored record may say anything).
   update_time = ToTimestamp(update_time);
+  if (!AdvancesTableTime(update_time)) return;
   int64_t seen = latest_update_time_.load(std::memory_order_relaxed);
   while (update_time > seen &&
          !latest_update_time_.compare_exchange_weak(

@@ -150,10 +150,17 @@ TEST(EmbeddingHashTableTest, EveryUpdatePathRaisesTheLatestUpdateTime) {
                   .ok());
   EXPECT_EQ(record_time, 60);
   EXPECT_EQ(table->LatestUpdateTime(), 60);
-  // Kept in the entries' range (a record may say anything).
+  // A time past the entries' range (the original took milliseconds) is
+  // kept as the largest one and does not move the table's time: otherwise
+  // every other entry would look expired.
+  dump.set_id(3);
   dump.set_last_update_ts_sec(int64_t{1} << 40);
   ASSERT_TRUE(table->Restore(dump).ok());
-  EXPECT_EQ(table->LatestUpdateTime(), int64_t{0xFFFFFFFF});
+  EXPECT_EQ(table->LatestUpdateTime(), 60);
+  const int64_t restored = 3;
+  EntryDump entry;
+  table->BatchLookupEntry(&restored, 1, &entry);
+  EXPECT_EQ(entry.last_update_ts_sec(), int64_t{0xFFFFFFFF});
   table->Clear();
   EXPECT_EQ(table->LatestUpdateTime(), 0);
 }

@@ -20,6 +20,15 @@ MONOLITH_HOST_DEVICE inline int64_t ClampUpdateTime(int64_t seconds) {
   return seconds < 0 ? 0 : seconds > max ? max : seconds;
 }
 
+// Whether an entry stamped |clamped| (a ClampUpdateTime result) moves its
+// table's latest update time, the "now" of expiry. The largest time is where
+// restored times past the range (the original accepted, e.g., milliseconds)
+// are clamped: such entries never expire, and must not make every other
+// entry look expired.
+MONOLITH_HOST_DEVICE inline bool AdvancesTableTime(int64_t clamped) {
+  return clamped < int64_t{kMaxUpdateTimeSeconds};
+}
+
 }  // namespace hash_table
 }  // namespace monolith
 

@@ -3,6 +3,7 @@
 // (runtime/hash_table/checkpoint.h, which documents the format) with the
 // tables' entries, TF's file systems and TF's CPU worker threads.
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -13,6 +14,7 @@
 #include "monolith/native_training/runtime/hash_table/checkpoint.h"
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
 #include "monolith/native_training/runtime/hash_table/table_checkpoint.h"
+#include "monolith/native_training/runtime/hash_table/update_time.h"
 #include "monolith/native_training/runtime/ops/multi_hash_table.h"
 #include "monolith/native_training/runtime/ops/tf_file_system.h"
 #include "tensorflow/core/framework/op.h"
@@ -35,7 +37,8 @@ using ::monolith::hash_table::SlotExpireTimes;
 // cannot be read in place). DataLoss if it is not an EntryDump,
 // InvalidArgument if it does not fit the table's entries.
 ht::Status RestoreInto(MultiHashTable::Table& table, std::string_view record,
-                       EntryDump* scratch) {
+                       EntryDump* scratch,
+                       std::atomic<int64_t>* times_out_of_range) {
   int64_t update_time = 0;
   const ht::Status s = table.table->RestoreRecord(record.data(), record.size(),
                                                   scratch, &update_time);
@@ -43,6 +46,9 @@ ht::Status RestoreInto(MultiHashTable::Table& table, std::string_view record,
     return ht::DataLossError("not an EntryDump");
   }
   if (!s.ok()) return ht::InvalidArgumentError(s.message());
+  if (update_time < 0 || update_time > ht::kMaxUpdateTimeSeconds) {
+    times_out_of_range->fetch_add(1, std::memory_order_relaxed);
+  }
   return ht::Status::OK();
 }
 
@@ -182,6 +188,7 @@ Status RestoreCheckpoints(OpKernelContext* ctx, MultiHashTable* mtable,
   for (int t = 0; t < mtable->size(); ++t) {
     if (restored[t]) mtable->table(t).table->Clear();
   }
+  std::atomic<int64_t> times_out_of_range{0};
   for (size_t b = 0; b < basenames.size(); ++b) {
     const std::vector<int>& graph_of = to_graph[b];
     std::vector<EntryDump> scratch(infos[b].nshards);
@@ -199,9 +206,16 @@ Status RestoreCheckpoints(OpKernelContext* ctx, MultiHashTable* mtable,
           }
           if (graph_of[t] < 0) return ht::Status::OK();
           return RestoreInto(mtable->table(graph_of[t]), record,
-                             &scratch[shard]);
+                             &scratch[shard], &times_out_of_range);
         },
         WorkerThreads(ctx), LogInfo)));
+  }
+  if (times_out_of_range.load() > 0) {
+    LOG(WARNING) << "Restore into " << mtable->shared_name() << ": "
+                 << times_out_of_range.load()
+                 << " entries carry update times outside [0, 2^32) seconds "
+                    "(milliseconds?); they keep the time 2^32 - 1, never "
+                    "expire, and do not move their table's time forward";
   }
   return OkStatus();
 }

@@ -308,7 +308,8 @@ MONOLITH_HOST_DEVICE inline void ApplyColumnGradient(const GpuSegment& seg,
       const float g = g_raw + seg.weight_decay * *w;
       const float acc = state[c] + g * g;
       state[c] = acc;
-      *w -= lr / sqrtf(acc) * g;
+      // As the CPU's: a zero norm (zero gradients so far) moves nothing.
+      *w -= acc > 0.0f ? lr / sqrtf(acc) * g : 0.0f;
       return;
     }
     case GpuSegment::Optimizer::kAdam: {
@@ -325,6 +326,8 @@ MONOLITH_HOST_DEVICE inline void ApplyColumnGradient(const GpuSegment& seg,
       return;
     }
     case GpuSegment::Optimizer::kFtrl: {
+      // As the CPU's: a learning rate of 0 changes nothing.
+      if (!(lr > 0.0f)) return;
       float* norm = state + c;
       float* zero = state + seg.dim + c;
       const float n_new = *norm + g_raw * g_raw;

@@ -78,8 +78,12 @@ void ApplyStep(const GpuRowTableSpec& spec,
 }
 
 // Steps |config|'s entry with random gradients on the CPU engine and with
-// the GPU math; both entries (embedding and state) must agree.
-void ExpectSameTraining(const std::string& config_text, int steps) {
+// the GPU math; both entries (embedding and state) must agree. With
+// |zero_start|, the first steps run at learning rate 0 and gradients are 0
+// in every other column until half way (a schedule starting at 0, ids seen
+// by some columns only).
+void ExpectSameTraining(const std::string& config_text, int steps,
+                        bool zero_start = false) {
   const EntryConfig config = Parse(config_text);
   GpuRowTableSpec spec;
   const Status s = GpuRowTableSpecFor(config, 7, &spec);
@@ -101,12 +105,19 @@ void ExpectSameTraining(const std::string& config_text, int steps) {
   for (int step = 1; step <= steps; ++step) {
     std::vector<float> grad(spec.value_floats);
     for (float& g : grad) g = normal(gen);
-    accessor->Optimize(entry.data(), grad.data(), learning_rates.data(), step);
-    ApplyStep(spec, learning_rates, grad, &row);
+    std::vector<float> rates = learning_rates;
+    if (zero_start && step <= 2) std::fill(rates.begin(), rates.end(), 0.0f);
+    for (size_t c = 0; zero_start && 2 * step <= steps && c < grad.size();
+         c += 2) {
+      grad[c] = 0.0f;
+    }
+    accessor->Optimize(entry.data(), grad.data(), rates.data(), step);
+    ApplyStep(spec, rates, grad, &row);
   }
   const std::vector<float> cpu = Floats(entry);
   row.resize(spec.entry_floats);
   for (size_t i = 0; i < cpu.size(); ++i) {
+    EXPECT_TRUE(std::isfinite(cpu[i])) << "float " << i << " of " << config_text;
     EXPECT_NEAR(row[i], cpu[i], 1e-5f * (1.0f + std::abs(cpu[i])))
         << "float " << i << " of " << config_text;
   }
@@ -141,6 +152,23 @@ TEST(GpuRowSpecTest, AdamAndFtrlMatchTheCpuOptimizers) {
       }
     })pb",
                      30);
+}
+
+// Learning rate 0 and zero accumulators with zero gradients: no NaN on
+// either side, and the same entries.
+TEST(GpuRowSpecTest, ZeroRatesAndZeroAccumulatorsMatchTheCpu) {
+  ExpectSameTraining(R"pb(
+    segments {
+      dim_size: 4
+      init_config { constants { constant: 0.1 } }
+      opt_config { adagrad { initial_accumulator_value: 0 } }
+    }
+    segments {
+      dim_size: 3
+      init_config { constants { constant: -0.2 } }
+      opt_config { ftrl { initial_accumulator_value: 0 } }
+    })pb",
+                     8, /*zero_start=*/true);
 }
 
 TEST(GpuRowSpecTest, RowsAreTheCpuEntriesAndStartTheSame) {

@@ -981,9 +981,9 @@ Status GpuRowTable::Commit(Write write,
   for (size_t p = 0; p < group.size(); ++p) {
     GpuRowTable& table = *group[p]->table;
     table.size_ += static_cast<int64_t>(back.missing[p]);
-    if (write != Write::kPutRows) {
+    if (write != Write::kPutRows && AdvancesTableTime(launch.update_time)) {
       table.latest_update_time_ =
-          std::max(table.latest_update_time_, update_time);
+          std::max(table.latest_update_time_, launch.update_time);
     }
   }
   return Status::OK();
@@ -1195,9 +1195,11 @@ Status GpuRowTable::PutRowsFromHost(const int64_t* ids, int64_t n,
                                    impl_->staged_rows.as<float>(), stream));
   // The rows carry their update times.
   for (int64_t i = 0; i < n; ++i) {
-    latest_update_time_ =
-        std::max(latest_update_time_,
-                 RowTime(rows + i * spec_.row_floats(), spec_.entry_floats));
+    const int64_t time =
+        RowTime(rows + i * spec_.row_floats(), spec_.entry_floats);
+    if (AdvancesTableTime(time)) {
+      latest_update_time_ = std::max(latest_update_time_, time);
+    }
   }
   // The host buffers and the staging buffers are free once this returns.
   return CudaStatus(cudaStreamSynchronize(s), "restoring rows");

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <vector>
 
@@ -58,7 +59,9 @@ class SgdOptimizer final : public OptimizerBase {
 
 // ---------------------------------------------------------------- adagrad
 
-// norm += g^2; w -= lr / sqrt(norm) * g, with g = grad + wd * w.
+// norm += g^2; w -= lr / sqrt(norm) * g, with g = grad + wd * w. A norm of
+// 0 (initial_accumulator_value 0 and only zero gradients so far) moves
+// nothing: Monolith computed 0 / 0 there, a NaN for good.
 //
 // This is Monolith's scalar (BaselineAdagradOptimize) formula. Its AVX path
 // puts the weight-decayed g into norm but moves w by the raw gradient; the
@@ -72,7 +75,7 @@ inline void AdagradKernel(float* __restrict w, float* __restrict norm,
     const float g = grad[i] + wd * w[i];
     const float acc = norm[i] + g * g;
     norm[i] = acc;
-    w[i] -= lr / std::sqrt(acc) * g;
+    w[i] -= acc > 0.0f ? lr / std::sqrt(acc) * g : 0.0f;
   }
 }
 
@@ -177,8 +180,11 @@ class DynamicWdAdagradOptimizer final : public OptimizerBase {
     if (dynamic_ && wd != 0.0f) {
       const int64_t gap =
           (last < 0 || global_step <= last) ? 1 : global_step - last;
-      wd = static_cast<float>(wd * std::pow(static_cast<double>(gap),
-                                            exponent_));
+      // Capped at the largest float (a low temperature and a long gap
+      // overflow it).
+      wd = static_cast<float>(std::min(
+          wd * std::pow(static_cast<double>(gap), exponent_),
+          static_cast<double>(std::numeric_limits<float>::max())));
     }
     float* __restrict w = num;
     float* __restrict norm = static_cast<float*>(state);
@@ -190,12 +196,14 @@ class DynamicWdAdagradOptimizer final : public OptimizerBase {
         const float g = gr[i];
         const float acc = norm[i] + g * g;
         norm[i] = acc;
-        w[i] -= lr / std::sqrt(acc) * g + decay * w[i];
+        w[i] -= (acc > 0.0f ? lr / std::sqrt(acc) * g : 0.0f) + decay * w[i];
       }
     } else {
       AdagradKernel(w, norm, gr, dim_, lr, wd);
     }
-    StoreInt64(LastStep(state), global_step);
+    // The latest step: a slower worker's older step does not move it back
+    // (the next gap would count steps already counted).
+    StoreInt64(LastStep(state), std::max(last, global_step));
   }
 
   void WriteDump(const void* state, WireWriter* out) const override {
@@ -278,6 +286,9 @@ class GroupAdagradOptimizer final : public OptimizerBase {
     float& acc = *static_cast<float*>(state);
     acc += max_sq;
     const float a = learning_rates[0] / (beta_ + std::sqrt(acc));
+    // A learning rate of 0 (e.g. a schedule's start) leaves w as it is;
+    // Monolith divided w by a = 0.
+    if (!(a > 0.0f)) return;
     // z overwrites w in place: z_i depends on w_i only.
     float z_sq = 0.0f;
     for (int i = 0; i < dim_; ++i) {
@@ -388,6 +399,9 @@ class FtrlOptimizer final
   void Optimize(void* state, float* num, const float* grad,
                 const float* learning_rates, int64_t) const override {
     const float lr = learning_rates[0];
+    // sigma divides by lr: a learning rate of 0 (e.g. a schedule's start)
+    // leaves the entry and its state as they are (Monolith made them NaN).
+    if (!(lr > 0.0f)) return;
     float* __restrict w = num;
     float* __restrict norm = static_cast<float*>(state);
     float* __restrict zero = norm + dim_;
@@ -435,6 +449,7 @@ class GroupFtrlOptimizer final
   void Optimize(void* state, float* num, const float* grad,
                 const float* learning_rates, int64_t) const override {
     const float lr = learning_rates[0];
+    if (!(lr > 0.0f)) return;  // as FTRL
     float* __restrict w = num;
     float* __restrict norm = static_cast<float*>(state);
     float* __restrict zero = norm + dim_;
@@ -455,7 +470,10 @@ class GroupFtrlOptimizer final
     }
     const float k = (l1_ - z_norm) / z_norm;
     for (int i = 0; i < dim_; ++i) {
-      w[i] = lr * zero[i] * k / (beta_ + std::sqrt(norm[i]) + l2_ * lr);
+      // 0 where beta, l2 and the coordinate's norm are all 0 (no gradient
+      // yet, so its z is 0 too).
+      const float den = beta_ + std::sqrt(norm[i]) + l2_ * lr;
+      w[i] = den > 0.0f ? lr * zero[i] * k / den : 0.0f;
     }
   }
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -251,6 +252,66 @@ TEST(GroupAdagrad, MatchesReference) {
       }
     });
   }
+}
+
+// A learning rate of 0 (a schedule's start or end), a zero accumulator with
+// zero gradients, and zero denominators: Monolith's formulas divide by zero
+// there and leave the entry NaN for good. Here nothing becomes NaN, and a
+// zero learning rate leaves the values as they are.
+TEST(AdagradFamily, ZeroRatesAndZeroAccumulatorsNeverMakeNaN) {
+  std::vector<OptimizerConfig> configs(6);
+  configs[0].mutable_adagrad()->set_initial_accumulator_value(0);
+  configs[1].mutable_dynamic_wd_adagrad()->set_initial_accumulator_value(0);
+  configs[2].mutable_ftrl()->set_initial_accumulator_value(0);
+  configs[3].mutable_group_ftrl()->set_initial_accumulator_value(0);
+  configs[3].mutable_group_ftrl()->set_beta(0);
+  configs[4].mutable_group_adagrad()->set_initial_accumulator_value(0);
+  configs[4].mutable_group_adagrad()->set_beta(0);
+  configs[5].mutable_dynamic_wd_adagrad()->set_initial_accumulator_value(0);
+  configs[5].mutable_dynamic_wd_adagrad()->set_decouple_weight_decay(true);
+  for (const OptimizerConfig& c : configs) {
+    auto opt = MustNew(c, 3);
+    Entry e(*opt);
+    e.Init();
+    e.SetNum({0.5f, 0.0f, -0.25f});
+    // Coordinate 1 never gets a gradient; a step at rate 0 changes nothing.
+    e.Optimize({0.0f, 0.0f, 0.0f}, 0.1f, 1);
+    e.Optimize({1.0f, 0.0f, -2.0f}, 0.0f, 2);
+    const std::vector<float> before = e.Num();
+    e.Optimize({1.0f, 0.0f, -2.0f}, 0.0f, 3);
+    EXPECT_EQ(e.Num(), before) << c.ShortDebugString();
+    e.Optimize({1.0f, 0.0f, -2.0f}, 0.1f, 4);
+    e.Optimize({0.0f, 0.0f, 0.0f}, 0.1f, 5);
+    for (float v : e.Num()) EXPECT_TRUE(std::isfinite(v)) << c.ShortDebugString();
+    const std::string state = e.StateBytes();
+    for (size_t k = 0; k + sizeof(float) <= state.size(); k += sizeof(float)) {
+      float f;
+      std::memcpy(&f, state.data() + k, sizeof(f));
+      EXPECT_FALSE(std::isnan(f)) << c.ShortDebugString() << " state " << k;
+    }
+    e.ExpectGuards();
+  }
+}
+
+// Dynamic weight decay: an older step (a slower worker) neither counts as a
+// gap nor moves the last step back; a huge scaled decay stays finite.
+TEST(DynamicWdAdagrad, OlderStepsAndHugeScaledDecay) {
+  OptimizerConfig c;
+  auto* d = c.mutable_dynamic_wd_adagrad();
+  d->set_initial_accumulator_value(0.1f);
+  d->set_weight_decay_factor(1e-4f);
+  d->set_enable_dynamic_wd(true);
+  d->set_dynamic_wd_temperature(0.05f);  // gap^20
+  auto opt = MustNew(c, 1);
+  Entry e(*opt);
+  e.Init();
+  e.SetNum({0.5f});
+  e.Optimize({0.1f}, 0.1f, 100);
+  e.Optimize({0.1f}, 0.1f, 95);
+  EXPECT_EQ(e.Save().dump(0).dynamic_wd_adagrad().last_update_step(), 100);
+  e.Optimize({0.1f}, 0.1f, 10000);  // 1e-4 * 9900^20 overflows a float
+  EXPECT_TRUE(std::isfinite(e.Num()[0]));
+  EXPECT_EQ(e.Save().dump(0).dynamic_wd_adagrad().last_update_step(), 10000);
 }
 
 }  // namespace
