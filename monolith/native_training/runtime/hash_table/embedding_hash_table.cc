@@ -441,12 +441,28 @@ bool EmbeddingHashTable::Erase(int64_t id) {
 }
 
 int64_t EmbeddingHashTable::Evict(int64_t now, EvictStats* stats) {
+  return EvictShards(now, stats, nullptr);
+}
+
+int64_t EmbeddingHashTable::EvictAtLatestUpdateTime(int64_t* now,
+                                                    EvictStats* stats) {
+  const uint64_t clears = clears_.load(std::memory_order_acquire);
+  *now = LatestUpdateTime();
+  return EvictShards(*now, stats, &clears);
+}
+
+int64_t EmbeddingHashTable::EvictShards(int64_t now, EvictStats* stats,
+                                        const uint64_t* clears) {
   if (accessor_->serving()) return 0;
   int64_t evicted = 0;
   std::vector<Slot> kept;
   for (int s = 0; s < kNumShards; ++s) {
     TableShard& shard = shards_[s];
     ShardWriteLock lock(&shard, 0);
+    if (clears != nullptr &&
+        clears_.load(std::memory_order_acquire) != *clears) {
+      break;
+    }
     kept.clear();
     kept.reserve(shard.size);
     int64_t removed = 0;
@@ -520,6 +536,7 @@ void EmbeddingHashTable::Clear() {
   for (int s = 0; s < kNumShards; ++s) shards_[s].Reset(kMinShardCapacity);
   if (pool_) pool_->ReleaseBlocks();
   latest_update_time_.store(0, std::memory_order_relaxed);
+  clears_.fetch_add(1, std::memory_order_release);
   accessor_->ResetLookupState();
 }
 

@@ -122,6 +122,11 @@ class EmbeddingHashTable {
   // reuse those blocks. SERVING tables are never evicted. Returns how many
   // entries were dropped; |stats| (optional) says of which slots.
   int64_t Evict(int64_t now, EvictStats* stats = nullptr);
+  // Evict at the table's own "now" (LatestUpdateTime(), set in *now). A
+  // Clear meanwhile (a restore, which replaces the entries and their time)
+  // stops it before the next shard: the restored entries are not measured
+  // against the time of the entries they replaced.
+  int64_t EvictAtLatestUpdateTime(int64_t* now, EvictStats* stats = nullptr);
   // True if an entry last updated at |update_time| has expired at |now|.
   bool IsExpired(int64_t id, int64_t update_time, int64_t now) const {
     return expire_times_.IsExpired(id, update_time, now);
@@ -221,6 +226,9 @@ class EmbeddingHashTable {
   void ForEachFound(const int64_t* ids, int64_t n, Fn fn) const;
   template <int kDim>
   int64_t LookupValues(const int64_t* ids, int64_t n, float* embeddings) const;
+  // Evict's walk; with |clears|, it stops at the first shard it locks after
+  // clears_ moved past *clears.
+  int64_t EvictShards(int64_t now, EvictStats* stats, const uint64_t* clears);
   // fn(index, entry, inserted) for every id, inserting absent ones that
   // |admit| admits (all when it is empty), each stamped with |update_time|.
   template <typename Fn>
@@ -237,6 +245,8 @@ class EmbeddingHashTable {
 
   std::unique_ptr<EntryAccessor> accessor_;
   std::atomic<int64_t> latest_update_time_{0};
+  // Clear() calls so far (raised while every shard is locked).
+  std::atomic<uint64_t> clears_{0};
   int dim_ = 0;
   int64_t stride_ = 0;  // bytes per entry: the accessor's payload
   int64_t lookup_bytes_ = 0;  // leading bytes of an entry a lookup reads

@@ -410,6 +410,37 @@ TEST(EmbeddingHashTableTest, EvictRunsBesideTraining) {
   EXPECT_LT(out[0], 0.0f);
 }
 
+// A restore (Clear, then older entries) beside the evictor: the evictor must
+// not measure the restored entries against the time of the entries they
+// replaced.
+TEST(EmbeddingHashTableTest, EvictionBesideARestoreKeepsTheRestoredEntries) {
+  auto table = MakeTable(SgdTable(1, R"pb(
+    slot_expire_time_config {
+      default_expire_time: 1
+    })pb"));
+  const int64_t day = kSecondsPerDay;
+  std::vector<int64_t> ids(4000);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int64_t>(i);
+  std::vector<float> values(ids.size(), 1.0f);
+  std::atomic<bool> done{false};
+  std::thread evictor([&] {
+    while (!done.load()) {
+      int64_t now = 0;
+      table->EvictAtLatestUpdateTime(&now);
+    }
+  });
+  for (int round = 0; round < 200; ++round) {
+    // Trained up to day 100, then a checkpoint of day 10 restored.
+    table->Assign(ids.data(), ids.size(), values.data(), 100 * day);
+    table->Clear();
+    table->Assign(ids.data(), ids.size(), values.data(), 10 * day);
+    ASSERT_EQ(table->Size(), static_cast<int64_t>(ids.size()))
+        << "round " << round;
+  }
+  done.store(true);
+  evictor.join();
+}
+
 TEST(EmbeddingHashTableTest, ServingTablesNeverEvict) {
   auto table = MakeTable(R"pb(
     entry_config {

@@ -34,9 +34,9 @@ std::string EvictExpired(const std::string& table_name,
                          EmbeddingHashTable* table, int64_t* evicted) {
   const auto start = std::chrono::steady_clock::now();
   const int64_t before = table->Size();
-  const int64_t now = table->LatestUpdateTime();
+  int64_t now = 0;
   EmbeddingHashTable::EvictStats stats;
-  *evicted = table->Evict(now, &stats);
+  *evicted = table->EvictAtLatestUpdateTime(&now, &stats);
   const double seconds = std::chrono::duration<double>(
                              std::chrono::steady_clock::now() - start)
                              .count();
