@@ -109,7 +109,7 @@ class EmbeddingHashTable {
   // What Evict removed.
   struct EvictStats {
     int64_t evicted = 0;
-    // Entries removed per slot (SlotOfId: id >> 48), ascending by slot.
+    // Entries removed per slot (SlotOfId: bits 48-62), ascending by slot.
     std::map<uint32_t, int64_t> evicted_by_slot;
   };
   // Drops entries whose last update is at least their slot's expire time

@@ -235,14 +235,20 @@ TEST(EmbeddingHashTableTest, EvictUsesPerSlotExpireDays) {
   const int64_t slot1_old = (int64_t{1} << 48) | 1;
   const int64_t slot2_old = (int64_t{2} << 48) | 1;
   const int64_t slot2_new = (int64_t{2} << 48) | 2;
+  // The slot is bits 48-62, as the original's slot_id_v2: the sign bit is
+  // not part of it.
+  const int64_t slot2_negative =
+      static_cast<int64_t>(uint64_t{1} << 63 | uint64_t{2} << 48 | 3);
   const float v = 1;
   table->Assign(&slot1_old, 1, &v, 100 * day);
   table->Assign(&slot2_old, 1, &v, 100 * day);
+  table->Assign(&slot2_negative, 1, &v, 100 * day);
   table->Assign(&slot2_new, 1, &v, 102 * day);
   // At day 102.5: slot 2 expires after 1 day, slot 1 after 10.
-  EXPECT_EQ(table->Evict(102 * day + day / 2), 1);
+  EXPECT_EQ(table->Evict(102 * day + day / 2), 2);
   EXPECT_TRUE(table->Contains(slot1_old));
   EXPECT_FALSE(table->Contains(slot2_old));
+  EXPECT_FALSE(table->Contains(slot2_negative));
   EXPECT_TRUE(table->Contains(slot2_new));
   // At day 110 both remaining entries are past their expire times.
   EXPECT_EQ(table->Evict(110 * day), 2);

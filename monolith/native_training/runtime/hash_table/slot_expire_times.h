@@ -1,5 +1,6 @@
 // When entries expire: per-slot expire times from a SlotExpireTimeConfig
-// (in days; slot = id >> 48), with the config's default for other slots.
+// (in days; slot = bits 48-62 of the id), with the config's default for
+// other slots.
 #ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_SLOT_EXPIRE_TIMES_H_
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_SLOT_EXPIRE_TIMES_H_
 
@@ -13,9 +14,10 @@ namespace hash_table {
 
 constexpr int64_t kSecondsPerDay = 24 * 3600;
 
-// The slot of a v2 feature id (its top 16 bits), which keys expire times.
+// The slot of a v2 feature id, which keys expire times: bits 48-62, as the
+// original's slot_id_v2 (the sign bit is not part of it).
 inline uint32_t SlotOfId(int64_t id) {
-  return static_cast<uint32_t>(static_cast<uint64_t>(id) >> 48);
+  return static_cast<uint32_t>((static_cast<uint64_t>(id) >> 48) & 0x7fff);
 }
 
 class SlotExpireTimes {

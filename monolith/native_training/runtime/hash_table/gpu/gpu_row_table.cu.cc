@@ -402,8 +402,9 @@ struct ExpireFilter {
 
   __device__ bool Drops(int64_t id, const float* row) const {
     if (!active) return false;
-    const uint32_t slot = static_cast<uint32_t>(static_cast<uint64_t>(id) >>
-                                                48);
+    // SlotOfId (slot_expire_times.h, a host header): bits 48-62.
+    const uint32_t slot =
+        static_cast<uint32_t>((static_cast<uint64_t>(id) >> 48) & 0x7fff);
     int lo = 0, hi = num_slots;  // binary search for slot
     while (lo < hi) {
       const int mid = (lo + hi) / 2;

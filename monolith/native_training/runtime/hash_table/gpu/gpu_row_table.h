@@ -136,7 +136,7 @@ class GpuRowTable {
                          void* stream);
 
   // Expire times, as SlotExpireTimes holds them: seconds by feature slot
-  // (an id's top 16 bits); slots not listed use default_seconds.
+  // (SlotOfId: bits 48-62); slots not listed use default_seconds.
   struct ExpireSeconds {
     int64_t default_seconds = 0;
     std::vector<std::pair<uint32_t, int64_t>> by_slot;
