@@ -372,6 +372,25 @@ def test_float16_transfer(cluster):
                              atol=2**-9)
 
 
+def test_float16_transfer_saturates_past_its_range(cluster):
+  # Summed gradients (and embeddings) past float16's range arrive as
+  # +-65504, not inf: SGD would make the entry -inf, adagrad NaN for good.
+  ids = _id([0, 1, 1, 2])
+  table = _create({"a": _config(1, learning_rate=1.0)}, transfer_float16=True)
+  grads_fed = tf1.placeholder(tf.float32, [None, 1])
+  train = table.apply_gradients({"a": (ids, grads_fed)},
+                                global_step=0).as_op()
+  looked_up = table.lookup({"a": _id([0, 1, 2, 3])})["a"]
+  big = table.assign({"a": (_id([3]), _value([[1e30]]))}).as_op()
+  with _session(cluster) as sess:
+    sess.run(train, {grads_fed: [[1e6], [40000.0], [40000.0], [float("nan")]]})
+    sess.run(big)
+    got = sess.run(looked_up)
+  assert got[0, 0] == -65504 and got[1, 0] == -65504  # 80000 summed
+  assert np.isnan(got[2, 0])  # NaN stays NaN
+  assert got[3, 0] == 65504
+
+
 @pytest.mark.parametrize("num_ps,transfer_float16,pack_ids",
                          [(2, False, True), (1, False, True), (2, True, True),
                           (1, True, True), (2, False, False),
@@ -709,6 +728,10 @@ def test_dims_out_of_range_are_refused_at_graph_build(dim):
           id_counts=np.array([1, 1], np.int64), num_tables=2, dims=[4, dim])
 
 
+def _saturated_at_float16_range(x):
+  return tf.where(tf.math.is_nan(x), x, tf.clip_by_value(x, -65504, 65504))
+
+
 def test_float16_conversions_are_tf_casts_bit_for_bit():
   """Every float16 (NaNs, infinities, subnormals) and many floats."""
   halves = np.arange(2**16, dtype=np.uint32).astype(np.uint16)
@@ -732,7 +755,8 @@ def test_float16_conversions_are_tf_casts_bit_for_bit():
       num_tables=1,
       dims=[1])[0]
   # The floats in a table of dim 1 (every id a row, in pieces), beside one
-  # of dim 3; the PS's float16 lookup against tf.cast of its float32 one.
+  # of dim 3; the PS's float16 lookup against tf.cast of its float32 one
+  # saturated at +-65504 (NaN kept).
   table = multi_hash_table_ops.MultiHashTable.from_configs(
       {"a": _config(1), "b": _config(3)}, name_suffix="float16")
   ids = {"a": _id(np.arange(floats.size)), "b": _id(np.arange(10))}
@@ -749,7 +773,8 @@ def test_float16_conversions_are_tf_casts_bit_for_bit():
     got_float, want_float, got_half, want_half = sess.run([
         as_float,
         tf.cast(tf.constant(halves.view(np.float16)), tf.float32), as_half,
-        tf.cast(table.raw_lookup(ragged_id), tf.float16)
+        tf.cast(_saturated_at_float16_range(table.raw_lookup(ragged_id)),
+                tf.float16)
     ])
   assert got_float.reshape([-1]).tobytes() == want_float.tobytes()
   assert want_half.size == floats.size + 30 and want_half.size % 2
@@ -758,7 +783,8 @@ def test_float16_conversions_are_tf_casts_bit_for_bit():
   assert got_half[-1] == 0
   # The table holds the floats themselves.
   assert want_half[:floats.size].tobytes() == _run(
-      tf.cast(tf.constant(floats), tf.float16)).tobytes()
+      tf.cast(_saturated_at_float16_range(tf.constant(floats)),
+              tf.float16)).tobytes()
 
 
 @pytest.mark.parametrize("num_ps", [1, 2, 3])

@@ -467,22 +467,41 @@ int64_t ScatterAddRows(const float* src, const int32_t* index, int64_t n,
   }
 }
 
+// The largest finite float16.
+constexpr float kMaxHalf = 65504.0f;
+
+// |f| clamped to [-kMaxHalf, kMaxHalf]; NaN stays NaN.
+inline float SaturateToHalfRange(float f) {
+  return f > kMaxHalf ? kMaxHalf : f < -kMaxHalf ? -kMaxHalf : f;
+}
+
 __attribute__((target("avx,f16c"))) void FloatsToHalfsF16c(const float* src,
                                                             int64_t n,
                                                             uint16_t* dst) {
+  const __m256 high = _mm256_set1_ps(kMaxHalf);
+  const __m256 low = _mm256_set1_ps(-kMaxHalf);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    _mm_storeu_si128(
-        reinterpret_cast<__m128i*>(dst + i),
-        _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    // min/max return their second operand when either is NaN: NaN stays.
+    const __m256 x =
+        _mm256_max_ps(low, _mm256_min_ps(high, _mm256_loadu_ps(src + i)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i),
+                     _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
   }
-  for (; i < n; ++i) dst[i] = _cvtss_sh(src[i], _MM_FROUND_TO_NEAREST_INT);
+  for (; i < n; ++i) {
+    dst[i] = _cvtss_sh(SaturateToHalfRange(src[i]), _MM_FROUND_TO_NEAREST_INT);
+  }
 }
 
-// dst[i] = float16(src[i]) (bits), rounded to nearest even.
+// dst[i] = float16(src[i]) (bits), rounded to nearest even and saturated at
+// +-65504: a value past float16's range (a large summed gradient) arrives as
+// the largest float16, not as inf, which the optimizer would turn into NaN
+// for good.
 void FloatsToHalfs(const float* src, int64_t n, uint16_t* dst) {
   if (HasF16c()) return FloatsToHalfsF16c(src, n, dst);
-  for (int64_t i = 0; i < n; ++i) dst[i] = FloatToHalfSoftware(src[i]);
+  for (int64_t i = 0; i < n; ++i) {
+    dst[i] = FloatToHalfSoftware(SaturateToHalfRange(src[i]));
+  }
 }
 
 }  // namespace
