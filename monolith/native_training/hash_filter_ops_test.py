@@ -116,6 +116,12 @@ def test_bad_filter_arguments():
       sess.run(hash_filter_ops.create_hash_filter(0, 5, name_suffix="c"))
     with pytest.raises(tf.errors.InvalidArgumentError, match="split_num"):
       sess.run(hash_filter_ops.create_hash_filter(1000, 1, name_suffix="s"))
+    # About 42 TB of cells: refused, not an out-of-memory kill.
+    with pytest.raises(tf.errors.ResourceExhaustedError,
+                       match=r"capacity 17592186044416 in 65536 splits needs "
+                       r"\d+ bytes, more than this machine's"):
+      sess.run(hash_filter_ops.create_hash_filter(2**44, 65536,
+                                                  name_suffix="huge"))
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match="SlotOccurrenceThresholdConfig"):
       sess.run(hash_filter_ops.create_hash_filter(1000, 5, b"\xff\xff",

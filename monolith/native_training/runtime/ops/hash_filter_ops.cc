@@ -3,9 +3,12 @@
 // them before creating an id; see hash_filter/admission.h), their save and
 // restore, and intercept_gradient. Thin: the filters, their thresholds and
 // their files are the hash_filter library's.
+#include <unistd.h>
+
 #include <map>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <string>
 #include <utility>
 
@@ -112,9 +115,32 @@ class HashFilterOp : public FilterOpBase {
 
  private:
   Status MakeFilter(std::unique_ptr<hf::Filter>* filter) override {
+    // The cells are allocated (zeroed) at once: a capacity past this
+    // machine's memory is refused, rather than the process killed.
+    uint64_t bytes = 0;
+    TF_RETURN_IF_ERROR(ToTfStatus(hf::SlidingHashFilter::MemoryBytesFor(
+        static_cast<uint64_t>(capacity_), split_num_, &bytes)));
+    const long pages = sysconf(_SC_PHYS_PAGES);  // NOLINT(runtime/int)
+    const long page_bytes = sysconf(_SC_PAGESIZE);  // NOLINT(runtime/int)
+    if (pages > 0 && page_bytes > 0 &&
+        bytes / static_cast<uint64_t>(page_bytes) >
+            static_cast<uint64_t>(pages)) {
+      return errors::ResourceExhausted(
+          "hash filter of capacity ", capacity_, " in ", split_num_,
+          " splits needs ", bytes, " bytes, more than this machine's ",
+          static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_bytes),
+          " bytes of memory");
+    }
     std::unique_ptr<hf::SlidingHashFilter> sliding;
-    TF_RETURN_IF_ERROR(ToTfStatus(hf::SlidingHashFilter::Create(
-        static_cast<uint64_t>(capacity_), split_num_, &sliding)));
+    try {
+      TF_RETURN_IF_ERROR(ToTfStatus(hf::SlidingHashFilter::Create(
+          static_cast<uint64_t>(capacity_), split_num_, &sliding)));
+    } catch (const std::bad_alloc&) {
+      return errors::ResourceExhausted("hash filter of capacity ", capacity_,
+                                       " in ", split_num_,
+                                       " splits: could not allocate ", bytes,
+                                       " bytes");
+    }
     *filter = std::move(sliding);
     return OkStatus();
   }
