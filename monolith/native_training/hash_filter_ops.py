@@ -171,7 +171,7 @@ def restore_hash_filter(hash_filter: tf.Tensor,
   """Restores a filter saved by `save_hash_filter` (a no-op when disabled).
 
   A save of another capacity or split count restores nothing: the filter
-  stays empty under its own configuration, with a warning.
+  keeps what it holds (empty after a restart), with a warning.
   """
   if not enable_hash_filter:
     return tf.no_op()
@@ -318,9 +318,9 @@ class HashFilterCheckpointRestorerListener(
   another number of PS are not restored (a filter counts the ids of its PS,
   id mod the PS count; tables re-route their entries, filters cannot): a
   warning names both counts, and admission counts start over. Likewise a
-  filter whose capacity or split count changed since the save restores
-  empty under its new configuration (a warning from the restore op), so a
-  filter can be resized.
+  filter whose capacity or split count changed since the save is not
+  restored (a warning from the restore op): it keeps what it holds, empty
+  after a restart, so a filter can be resized.
 
   Args:
     basename: the checkpoint basename.

@@ -1618,8 +1618,8 @@ class MultiHashTableCheckpointRestorerListener(
       if shard.group_prefix not in groups:
         old = find_ps_checkpoints(asset_dir, shard.group_prefix)
         source = f"{len(old)} PS tasks"
-        if not old:
-          # The job had one local table.
+        if not old and not t.on_gpu:
+          # The job had one local table (CPU tables reshard it).
           old = [
               asset_dir + name
               for name in _local_names_of_group(shard.group_prefix)

@@ -675,12 +675,6 @@ def _random_records(args: ParserArgs,
     if not sparse and not args.fidv1_features:
       raise ValueError("the instance variant needs fidv1_features or "
                        "fidv2_features")
-    # gen_instance skips such slots with a warning, as the original; a
-    # configuration names them by mistake.
-    for slot in args.fidv1_features or ():
-      if not 0 < slot <= MAX_SLOT_V1:
-        raise ValueError(f"fidv1_features: fid v1 slots are 1..{MAX_SLOT_V1}, "
-                         f"got {slot}")
   else:
     sparse = _sparse_metas(_check_sparse_features(args.sparse_features),
                            args.feature_list)
@@ -733,6 +727,15 @@ def gen_prediction_log(
   records = _random_records(args)
   input_name = warmup_io.INPUT_NAMES[variant]
   exported = _exported_signatures(signatures, input_name, num_logs)
+  heads = _output_heads(exported)
+  if heads:
+    with_heads = sum(1 for i in range(num_logs)
+                     if signatures[i % len(signatures)] ==
+                     warmup_io.DEFAULT_SIGNATURE)
+    warmup_io.check_record_limit(
+        num_logs + with_heads * len(heads),
+        f"{num_logs} requests and one per output head ({len(heads)}) after "
+        f"each of the {with_heads} {warmup_io.DEFAULT_SIGNATURE} ones")
   for i in range(num_logs):
     name = signatures[i % len(signatures)]
     inputs = {}
@@ -741,10 +744,7 @@ def gen_prediction_log(
       inputs = {input_name: warmup_io.string_tensor(batch)}
     log = warmup_io.predict_log(args.model_name, name, inputs)
     yield log
-    if exported is None or name != warmup_io.DEFAULT_SIGNATURE:
-      continue
-    heads = exported[name].outputs or {}
-    if len(heads) > 1 or (heads and _SINGLE_OUTPUT_NAME not in heads):
+    if name == warmup_io.DEFAULT_SIGNATURE:
       for head in heads:
         head_log = prediction_log_pb2.PredictionLog()
         head_log.CopyFrom(log)
@@ -754,6 +754,19 @@ def gen_prediction_log(
 
 # The output name of a single-output PredictOutput (TF's export_output).
 _SINGLE_OUTPUT_NAME = "output"
+
+
+def _output_heads(
+    exported: Optional[Dict[str, export_context.SavedModelSignature]]
+) -> List[str]:
+  """The output heads of the exported serving_default that get a request
+  each (several, or one not named "output"); [] when not exporting."""
+  if exported is None:
+    return []
+  heads = list(exported[warmup_io.DEFAULT_SIGNATURE].outputs or {})
+  if len(heads) > 1 or (heads and _SINGLE_OUTPUT_NAME not in heads):
+    return heads
+  return []
 
 
 def _exported_signatures(

@@ -293,10 +293,6 @@ def test_seed_makes_output_byte_identical(features):
      "feature 'ctr' is listed twice"),
     (dict(dense_features=[SPARSE[0]]),
      f"feature '{SPARSE[0]}' is listed twice"),
-    (dict(variant_type="instance", fidv1_features=[2000, 3]),
-     r"fid v1 slots are 1..1023, got 2000"),
-    (dict(variant_type="instance", fidv1_features=[0]),
-     r"fid v1 slots are 1..1023, got 0"),
     (dict(sparse_features=[]), "sparse_features must name at least one"),
     (dict(sparse_features=["slot_x"], feature_list=None), "has no slot"),
     (dict(sparse_features=["slot_70000"], feature_list=None),
@@ -335,6 +331,13 @@ def test_an_export_in_progress_adds_its_signatures_and_output_heads(
                  ("stats", [], []),
              ] * 2
     assert requests[1].inputs["examples"] == requests[0].inputs["examples"]
+    # The per-head requests count toward TF Serving's 1000: 600 requests,
+    # 300 of serving_default, each followed by 2 more.
+    with pytest.raises(warmup_io.WarmupDataError,
+                       match="one per output head .* would make 1200 warmup "
+                       "records"):
+      next(data_gen_utils.gen_prediction_log(
+          _args(features, max_records=600, batch_size=1)))
     # A signature the export lacks, or one without the variant's input,
     # would fail TF Serving's warmup.
     with pytest.raises(warmup_io.WarmupDataError,

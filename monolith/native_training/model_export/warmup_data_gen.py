@@ -437,6 +437,13 @@ def random_parser_args() -> data_gen_utils.ParserArgs:
         f"{' or --fidv1_features' if instance else ''}")
   if FLAGS.fidv1_features and not instance:
     raise app.UsageError("--fidv1_features is for --variant_type=instance")
+  # The library skips such slots with a warning, as the original; on the
+  # command line they are a mistake.
+  for slot in _comma_list("fidv1_features", int) or ():
+    if not 0 < slot <= data_gen_utils.MAX_SLOT_V1:
+      raise app.UsageError(
+          f"--fidv1_features: fid v1 slots are 1..{data_gen_utils.MAX_SLOT_V1}"
+          f", got {slot}")
   feature_list = None
   if FLAGS.feature_list:
     feature_list = data_gen_utils.FeatureList.parse(

@@ -574,6 +574,8 @@ def test_random_mode_seed_is_byte_identical(tmp_path):
     (["--variant_type=instance"], "needs --sparse_features or --fidv1_features"),
     (["--sparse_features=slot_1", "--fidv1_features=2"],
      "--fidv1_features is for --variant_type=instance"),
+    (["--variant_type=instance", "--fidv1_features=2000,3"],
+     "--fidv1_features: fid v1 slots are 1..1023, got 2000"),
     (["--sparse_features=slot_1", "--dense_features=a",
       "--dense_feature_types=int46"],
      "--dense_feature_types=int46: unknown dtype 'int46'"),

@@ -108,9 +108,10 @@ hash_table::Status SaveFilterCheckpoint(
 // A checkpoint of a filter configured differently (another split count,
 // capacity or fill rate) that is otherwise whole: with |other_config| null,
 // the FailedPrecondition above; else it is not an error: *restored =
-// like.Clone() (the counts start over under the new configuration) and
-// *other_config says what differs (it is cleared otherwise). The original
-// kept the checkpoint's sizes, ignoring the new configuration.
+// like.Clone() (like's counts, under its configuration: the checkpoint's
+// are not restored) and *other_config says what differs (it is cleared
+// otherwise). The original kept the checkpoint's sizes, ignoring the new
+// configuration.
 hash_table::Status RestoreFilterCheckpoint(
     hash_table::FileSystem* fs, const std::string& basename, const Filter& like,
     const hash_table::ParallelFor& parallel_for,

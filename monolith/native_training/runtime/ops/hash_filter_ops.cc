@@ -5,6 +5,9 @@
 // their files are the hash_filter library's.
 #include <unistd.h>
 
+#include <algorithm>
+#include <fstream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -103,6 +106,24 @@ class FilterOpBase : public ResourceOpKernel<HashFilterResource> {
   std::string description_;
 };
 
+// The memory this process may use: the machine's, or its cgroup's limit
+// (a container's) when lower.
+uint64_t UsableMemoryBytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES);  // NOLINT(runtime/int)
+  const long page_bytes = sysconf(_SC_PAGESIZE);  // NOLINT(runtime/int)
+  uint64_t memory = pages > 0 && page_bytes > 0
+                        ? static_cast<uint64_t>(pages) *
+                              static_cast<uint64_t>(page_bytes)
+                        : std::numeric_limits<uint64_t>::max();
+  for (const char* limit_file : {"/sys/fs/cgroup/memory.max",
+                                 "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+    std::ifstream in(limit_file);
+    uint64_t limit = 0;
+    if (in >> limit && limit > 0) memory = std::min(memory, limit);
+  }
+  return memory;
+}
+
 class HashFilterOp : public FilterOpBase {
  public:
   explicit HashFilterOp(OpKernelConstruction* ctx) : FilterOpBase(ctx) {
@@ -120,16 +141,12 @@ class HashFilterOp : public FilterOpBase {
     uint64_t bytes = 0;
     TF_RETURN_IF_ERROR(ToTfStatus(hf::SlidingHashFilter::MemoryBytesFor(
         static_cast<uint64_t>(capacity_), split_num_, &bytes)));
-    const long pages = sysconf(_SC_PHYS_PAGES);  // NOLINT(runtime/int)
-    const long page_bytes = sysconf(_SC_PAGESIZE);  // NOLINT(runtime/int)
-    if (pages > 0 && page_bytes > 0 &&
-        bytes / static_cast<uint64_t>(page_bytes) >
-            static_cast<uint64_t>(pages)) {
+    const uint64_t memory = UsableMemoryBytes();
+    if (bytes > memory) {
       return errors::ResourceExhausted(
           "hash filter of capacity ", capacity_, " in ", split_num_,
-          " splits needs ", bytes, " bytes, more than this machine's ",
-          static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_bytes),
-          " bytes of memory");
+          " splits needs ", bytes, " bytes, more than the ", memory,
+          " bytes of memory this process may use");
     }
     std::unique_ptr<hf::SlidingHashFilter> sliding;
     try {
@@ -216,8 +233,9 @@ class HashFilterSaveOp : public OpKernel {
 
 // Restores the filter from what HashFilterSave (or the original) wrote; the
 // filter is replaced only once every split has been read and checked. A
-// checkpoint of another capacity or split count leaves the filter empty
-// under its new configuration (a warning), so users can resize filters.
+// checkpoint of another capacity or split count is not restored (a
+// warning): the filter keeps what it holds, empty after a restart, so users
+// can resize filters.
 class HashFilterRestoreOp : public OpKernel {
  public:
   explicit HashFilterRestoreOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
@@ -242,10 +260,14 @@ class HashFilterRestoreOp : public OpKernel {
                               &fs, basename, *like, WorkerThreads(ctx),
                               &restored, LogInfo, &other_config)));
       if (!other_config.empty()) {
+        // The filter keeps what it holds (nothing, after a restart), under
+        // its own configuration, and every update made meanwhile.
         LOG(WARNING) << "Hash filter " << basename
                      << " was saved by a filter configured differently; "
-                        "its admission counts start over: "
+                        "its counts are not restored: "
                      << other_config;
+        ctx->set_output(0, ctx->input(0));
+        return;
       }
     }
     admission.ReplaceFilter(std::move(restored));

@@ -33,12 +33,19 @@ using ::monolith::hash_table::EntryDump;
 using ::monolith::hash_table::SlotExpireTimeConfig;
 using ::monolith::hash_table::SlotExpireTimes;
 
+// Restored entries whose update times entries cannot keep: past
+// kMaxUpdateTimeSeconds (kept as it) and negative (kept as 0).
+struct TimesOutOfRange {
+  std::atomic<int64_t> too_large{0};
+  std::atomic<int64_t> negative{0};
+};
+
 // Restores checkpoint record |record| into |table| (|scratch| parses what
-// cannot be read in place). DataLoss if it is not an EntryDump,
-// InvalidArgument if it does not fit the table's entries.
+// cannot be read in place), counting its update time if out of range.
+// DataLoss if it is not an EntryDump, InvalidArgument if it does not fit
+// the table's entries.
 ht::Status RestoreInto(MultiHashTable::Table& table, std::string_view record,
-                       EntryDump* scratch,
-                       std::atomic<int64_t>* times_out_of_range) {
+                       EntryDump* scratch, TimesOutOfRange* times_out_of_range) {
   int64_t update_time = 0;
   const ht::Status s = table.table->RestoreRecord(record.data(), record.size(),
                                                   scratch, &update_time);
@@ -46,8 +53,10 @@ ht::Status RestoreInto(MultiHashTable::Table& table, std::string_view record,
     return ht::DataLossError("not an EntryDump");
   }
   if (!s.ok()) return ht::InvalidArgumentError(s.message());
-  if (update_time < 0 || update_time > ht::kMaxUpdateTimeSeconds) {
-    times_out_of_range->fetch_add(1, std::memory_order_relaxed);
+  if (update_time > ht::kMaxUpdateTimeSeconds) {
+    times_out_of_range->too_large.fetch_add(1, std::memory_order_relaxed);
+  } else if (update_time < 0) {
+    times_out_of_range->negative.fetch_add(1, std::memory_order_relaxed);
   }
   return ht::Status::OK();
 }
@@ -188,7 +197,7 @@ Status RestoreCheckpoints(OpKernelContext* ctx, MultiHashTable* mtable,
   for (int t = 0; t < mtable->size(); ++t) {
     if (restored[t]) mtable->table(t).table->Clear();
   }
-  std::atomic<int64_t> times_out_of_range{0};
+  TimesOutOfRange times_out_of_range;
   for (size_t b = 0; b < basenames.size(); ++b) {
     const std::vector<int>& graph_of = to_graph[b];
     std::vector<EntryDump> scratch(infos[b].nshards);
@@ -210,19 +219,25 @@ Status RestoreCheckpoints(OpKernelContext* ctx, MultiHashTable* mtable,
         },
         WorkerThreads(ctx), LogInfo)));
   }
-  if (times_out_of_range.load() > 0) {
+  if (times_out_of_range.too_large.load() > 0) {
     LOG(WARNING) << "Restore into " << mtable->shared_name() << ": "
-                 << times_out_of_range.load()
-                 << " entries carry update times outside [0, 2^32) seconds "
+                 << times_out_of_range.too_large.load()
+                 << " entries carry update times past 2^32 - 1 seconds "
                     "(milliseconds?); they keep the time 2^32 - 1, never "
                     "expire, and do not move their table's time forward";
+  }
+  if (times_out_of_range.negative.load() > 0) {
+    LOG(WARNING) << "Restore into " << mtable->shared_name() << ": "
+                 << times_out_of_range.negative.load()
+                 << " entries carry negative update times; they keep the "
+                    "time 0 (expired at the first save or eviction of a "
+                    "table with expire times)";
   }
   return OkStatus();
 }
 
 // Restore replaces: every table of the graph that the checkpoint holds is
-// emptied and then holds exactly the checkpoint's entries (so restoring
-// right after a save drops what the save skipped as expired). Tables the
+// emptied and then holds exactly the checkpoint's entries. Tables the
 // checkpoint lacks keep their entries; the checkpoint's tables the graph
 // lacks are skipped. Both are warnings, or with the strict attr an error
 // raised before any table is touched.

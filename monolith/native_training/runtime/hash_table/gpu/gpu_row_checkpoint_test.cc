@@ -378,14 +378,15 @@ TEST_F(GpuRowCheckpointTest, SavesSkipExpiredEntries) {
     const int64_t time = kT0 + (parity++ % 2) * kSecondsPerDay;
     SetRowTime(row.data(), time_offset, time);
     ASSERT_TRUE(store.Put(&id, 1, row.data()).ok());
-    // Expire after 2 days, after 5 for slot 0xffff (the negative ids).
+    // Expire after 2 days, after 5 for slot 0x7fff (the negative ids: bits
+    // 48-62 all set).
     const int64_t days = id < 0 ? 5 : 2;
     if (now - time < days * kSecondsPerDay) want.insert(id);
   }
   SlotExpireTimeConfig config;
   config.set_default_expire_time(2);
   auto* negative = config.add_slot_expire_times();
-  negative->set_slot(0xffff);
+  negative->set_slot(0x7fff);
   negative->set_expire_time(5);
   const SlotExpireTimes expire(config);
   std::set<int64_t> saved;

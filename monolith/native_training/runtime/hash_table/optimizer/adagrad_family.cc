@@ -276,6 +276,9 @@ class GroupAdagradOptimizer final : public OptimizerBase {
 
   void Optimize(void* state, float* num, const float* grad,
                 const float* learning_rates, int64_t) const override {
+    // A learning rate of 0 (e.g. a schedule's start) leaves the entry and
+    // its state as they are; Monolith divided w by a = 0.
+    if (!(learning_rates[0] > 0.0f)) return;
     float* __restrict w = num;
     const float* __restrict gr = grad;
     float max_sq = 0.0f;
@@ -286,9 +289,6 @@ class GroupAdagradOptimizer final : public OptimizerBase {
     float& acc = *static_cast<float*>(state);
     acc += max_sq;
     const float a = learning_rates[0] / (beta_ + std::sqrt(acc));
-    // A learning rate of 0 (e.g. a schedule's start) leaves w as it is;
-    // Monolith divided w by a = 0.
-    if (!(a > 0.0f)) return;
     // z overwrites w in place: z_i depends on w_i only.
     float z_sq = 0.0f;
     for (int i = 0; i < dim_; ++i) {

@@ -311,6 +311,9 @@ TEST(DynamicWdAdagrad, OlderStepsAndHugeScaledDecay) {
   EXPECT_EQ(e.Save().dump(0).dynamic_wd_adagrad().last_update_step(), 100);
   e.Optimize({0.1f}, 0.1f, 10000);  // 1e-4 * 9900^20 overflows a float
   EXPECT_TRUE(std::isfinite(e.Num()[0]));
+  // The accumulator saturates (inf, not NaN): documented, the entry then
+  // stops moving.
+  EXPECT_FALSE(std::isnan(e.Save().dump(0).dynamic_wd_adagrad().norm(0)));
   EXPECT_EQ(e.Save().dump(0).dynamic_wd_adagrad().last_update_step(), 10000);
 }
 
