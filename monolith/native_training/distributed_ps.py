@@ -270,6 +270,9 @@ class DistributedMultiTypeHashTable(
       (worker to PS) cross as float16, halving the bytes; they are cast on
       the sending side and back to float32 on the receiving side. Ids,
       assigned values and learning rates cross as they are.
+    max_rpc_deadline_millis: the original's argument in this position, for
+      its remote-predict serving, which is not built here: accepted and not
+      used (RPC deadlines come from the session's operation timeout).
     pack_ids: whether lookup and apply_gradients send each PS its ids
       packed (runtime/distributed_ps/packed_ids.h): per table, each id's
       difference from the table's smallest id in as few bytes as the
@@ -292,7 +295,9 @@ class DistributedMultiTypeHashTable(
                slot_to_config: Dict[str, entry.HashTableConfigInstance],
                table_factory: TableFactory,
                transfer_float16: bool = False,
+               max_rpc_deadline_millis: int = 30,
                pack_ids: bool = True):
+    del max_rpc_deadline_millis  # see Args
     if num_ps < 1:
       raise ValueError(
           f"num_ps must be >= 1, got {num_ps} (for tables on the worker, "

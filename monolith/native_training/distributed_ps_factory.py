@@ -42,6 +42,7 @@ def create_native_multi_hash_table(
     slot_to_config: Dict[str, entry.HashTableConfigInstance],
     hash_filters: Optional[List[tf.Tensor]] = None,
     sync_clients: Optional[List[tf.Tensor]] = None,
+    max_rpc_deadline_millis: int = 30,
     transfer_float16: bool = False,
     name_suffix: str = "",
     pack_ids: bool = True
@@ -61,6 +62,9 @@ def create_native_multi_hash_table(
       on its PS; None gives every table its own dummy filter (every id is
       admitted).
     sync_clients: one sync client handle per PS, as `hash_filters`.
+    max_rpc_deadline_millis: the original's argument in this position, for
+      its remote-predict serving, which is not built here: accepted and not
+      used (RPC deadlines come from the session's operation timeout).
     transfer_float16: with num_ps > 0, whether embeddings and gradients
       cross between worker and PS as float16 (see
       `DistributedMultiTypeHashTable`).
@@ -76,6 +80,7 @@ def create_native_multi_hash_table(
       handle per PS, or as `DistributedMultiTypeHashTable` and
       `MultiHashTable.from_configs`.
   """
+  del max_rpc_deadline_millis  # see Args
   if num_ps < 0:
     raise ValueError(f"num_ps must be >= 0, got {num_ps}")
   count = max(num_ps, 1)

@@ -313,6 +313,17 @@ def test_unpack_ids_rejects_bad_bytes():
     _run(unpack, {packed: header})
 
 
+def test_the_originals_positional_arguments_keep_their_meaning():
+  # The original's 5th argument was max_rpc_deadline_millis (30): it must
+  # not turn on float16 transfers (or id packing off).
+  table = distributed_ps_factory.create_native_multi_hash_table(
+      2, {"a": _config(1)}, None, None, 30)
+  assert table.transfer_float16 is False and table.pack_ids is True
+  dist = distributed_ps.DistributedMultiTypeHashTable(
+      2, {"a": _config(1)}, lambda i, c: table.tables[i], False, 30)
+  assert dist.transfer_float16 is False and dist.pack_ids is True
+
+
 def test_float16_transfer(cluster):
   rng = np.random.RandomState(0)
   values = rng.uniform(-1, 1, [8, 3]).astype(np.float32)

@@ -23,6 +23,7 @@ step; the `learning_rate` field of an optimizer config is carried in the proto
 
 import abc
 import copy
+import numbers
 from typing import Any, Callable, List, Optional, Sequence, Type, Union
 
 from google.protobuf import message
@@ -714,11 +715,12 @@ def CombineAsSegment(
       a builder nor the expected proto, or a builder's value does not fit
       its proto field.
   """
-  if isinstance(dim_size, bool) or not isinstance(dim_size,
-                                                  int) or dim_size < 1:
+  # numbers.Integral: numpy integers too (dims read from arrays or configs).
+  if (isinstance(dim_size, bool) or
+      not isinstance(dim_size, numbers.Integral) or dim_size < 1):
     raise ValueError(f"dim_size must be a positive integer, got {dim_size!r}")
   segment = embedding_hash_table_pb2.EntryConfig.Segment()
-  segment.dim_size = dim_size
+  segment.dim_size = int(dim_size)
   segment.init_config.CopyFrom(
       _as_proto(initializer, embedding_hash_table_pb2.InitializerConfig,
                 "initializer"))

@@ -217,7 +217,13 @@ def test_combine_as_segment_from_protos():
   assert segment.comp_config == comp
 
 
-@pytest.mark.parametrize("dim_size", [0, -1, 2.0, True])
+def test_combine_as_segment_takes_numpy_integers():
+  segment = entry.CombineAsSegment(np.int64(4), entry.ZerosInitializer(),
+                                   entry.SgdOptimizer(), entry.Fp32Compressor())
+  assert segment.dim_size == 4
+
+
+@pytest.mark.parametrize("dim_size", [0, -1, 2.0, True, np.int32(0)])
 def test_combine_as_segment_rejects_bad_dim(dim_size):
   with pytest.raises(ValueError, match="dim_size"):
     entry.CombineAsSegment(dim_size, entry.ZerosInitializer(),

@@ -166,17 +166,19 @@ def save_hash_filter(hash_filter: tf.Tensor,
 
 
 def restore_hash_filter(hash_filter: tf.Tensor,
-                        hash_filter_basename: tf.Tensor,
+                        hash_filter_base_name: tf.Tensor,
                         enable_hash_filter: bool = False) -> tf.Operation:
   """Restores a filter saved by `save_hash_filter` (a no-op when disabled).
 
-  A save of another capacity or split count restores nothing: the filter
-  keeps what it holds (empty after a restart), with a warning.
+  The basename argument keeps the original's name (`save_hash_filter`'s is
+  `hash_filter_basename`, as there). A save of another capacity or split
+  count restores nothing: the filter keeps what it holds (empty after a
+  restart), with a warning.
   """
   if not enable_hash_filter:
     return tf.no_op()
   return gen_monolith_ops.monolith_hash_filter_restore(
-      hash_filter, hash_filter_basename).op
+      hash_filter, hash_filter_base_name).op
 
 
 def intercept_gradient(filter_tensor: tf.Tensor, ids: tf.Tensor,

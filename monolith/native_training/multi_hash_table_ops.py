@@ -75,6 +75,13 @@ class CachedConfig(NamedTuple):
   slot_expire_time_config: bytes
 
 
+def infer_dims(configs: Dict[str, entry.HashTableConfigInstance]) -> List[int]:
+  """The dim of each table of `configs` (the sum of its segments' dims), in
+  sorted table-name order, as the tables and `get_table_dim_sizes` order
+  them."""
+  return [infer_dim_size(configs[name].table_config) for name in sorted(configs)]
+
+
 def convert_to_cached_config(
     configs: Dict[str, entry.HashTableConfigInstance]) -> CachedConfig:
   """Builds the multi-table config of `configs`.

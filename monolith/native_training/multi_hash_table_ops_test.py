@@ -103,6 +103,16 @@ def test_reinitialize_stamps_the_tables_time_not_the_clock():
                                                             (3, 1000)]
 
 
+def test_infer_dims_in_table_order():
+  configs = {
+      "b": test_utils.generate_test_hash_table_config(3),
+      "a": test_utils.generate_test_hash_table_config(2),
+  }
+  assert multi_hash_table_ops.infer_dims(configs) == [2, 3]
+  table = multi_hash_table_ops.MultiHashTable.from_configs(configs)
+  assert list(table.get_table_dim_sizes()) == [2, 3]
+
+
 def test_apply_gradients():
   with tf1.Session() as sess:
     table = _from_configs({

@@ -206,10 +206,10 @@ def test_a_fresh_job_is_all_uninitialized_until_set_up():
 
 def test_bad_arguments():
   with tf.Graph().as_default():
-    with pytest.raises(ValueError, match="num_ps"):
+    with pytest.raises(ValueError, match="ps_num"):
       save_utils.PsMonitor(-1)
-    with pytest.raises(ValueError, match="num_ps"):
-      save_utils.PsMonitor(1.5)
+    with pytest.raises(ValueError, match="ps_num"):
+      save_utils.PsMonitor(ps_num=1.5)
     tf1.Variable(0, name="v")
     with pytest.raises(ValueError, match="sharded=True"):
       save_utils.PartialRecoverySaver(sharded=False)

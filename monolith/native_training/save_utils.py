@@ -264,12 +264,13 @@ class PsMonitor:
   default; not `isolate_session_state`).
 
   Args:
-    num_ps: the number of PS tasks, >= 0.
+    ps_num: the number of PS tasks, >= 0 (the original's argument name).
   """
 
-  def __init__(self, num_ps: int):
-    if not isinstance(num_ps, int) or num_ps < 0:
-      raise ValueError(f"num_ps must be an int >= 0, got {num_ps!r}")
+  def __init__(self, ps_num: int):
+    if not isinstance(ps_num, int) or ps_num < 0:
+      raise ValueError(f"ps_num must be an int >= 0, got {ps_num!r}")
+    num_ps = ps_num
     self._num_ps = num_ps
     sizes = []
     enqueues = []
