@@ -18,15 +18,10 @@
 #include "monolith/native_training/runtime/hash_filter/filter.h"
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.h"
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
+#include "monolith/native_training/runtime/hash_table/feature_slot.h"
 
 namespace monolith {
 namespace hash_filter {
-
-// The slot of a feature id for occurrence thresholds: the original's
-// slot_id_v2, bits 48..62.
-inline int OccurrenceSlotOf(int64_t fid) {
-  return static_cast<int>((static_cast<uint64_t>(fid) >> 48) & 0x7fff);
-}
 
 class Admission {
  public:
@@ -57,7 +52,7 @@ class Admission {
   bool ShouldBeFiltered(int64_t fid);
 
   int64_t ThresholdOf(int64_t fid) const {
-    return thresholds_[OccurrenceSlotOf(fid)];
+    return thresholds_[hash_table::SlotOfId(fid)];
   }
 
   // The filter, for save: hold mu() (a save reads it, and must not run
@@ -75,7 +70,7 @@ class Admission {
   Admission(std::unique_ptr<Filter> filter, std::vector<int32_t> thresholds);
 
   std::unique_ptr<Filter> filter_;
-  std::vector<int32_t> thresholds_;  // by OccurrenceSlotOf
+  std::vector<int32_t> thresholds_;  // by hash_table::SlotOfId
   bool admits_everything_ = false;
   std::mutex mu_;
 };

@@ -8,17 +8,12 @@
 #include <unordered_map>
 
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
+#include "monolith/native_training/runtime/hash_table/feature_slot.h"
 
 namespace monolith {
 namespace hash_table {
 
 constexpr int64_t kSecondsPerDay = 24 * 3600;
-
-// The slot of a v2 feature id, which keys expire times: bits 48-62, as the
-// original's slot_id_v2 (the sign bit is not part of it).
-inline uint32_t SlotOfId(int64_t id) {
-  return static_cast<uint32_t>((static_cast<uint64_t>(id) >> 48) & 0x7fff);
-}
 
 class SlotExpireTimes {
  public:

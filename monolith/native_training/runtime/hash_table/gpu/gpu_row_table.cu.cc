@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "monolith/native_training/runtime/hash_table/feature_slot.h"
 #include "monolith/native_training/runtime/hash_table/gpu/gpu_row_table.h"
 #include "monolith/native_training/runtime/hash_table/gpu/gpu_write_runs.h"
 
@@ -402,9 +403,7 @@ struct ExpireFilter {
 
   __device__ bool Drops(int64_t id, const float* row) const {
     if (!active) return false;
-    // SlotOfId (slot_expire_times.h, a host header): bits 48-62.
-    const uint32_t slot =
-        static_cast<uint32_t>((static_cast<uint64_t>(id) >> 48) & 0x7fff);
+    const uint32_t slot = SlotOfId(id);
     int lo = 0, hi = num_slots;  // binary search for slot
     while (lo < hi) {
       const int mid = (lo + hi) / 2;
