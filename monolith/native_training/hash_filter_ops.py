@@ -294,13 +294,8 @@ class HashFilterCheckpointSaverListener(
     asset_dir = self._helper.get_ckpt_asset_dir(
         self._helper.get_ckpt_prefix(global_step_value))
     tf.io.gfile.makedirs(asset_dir)
-    stale = [
-        name for index, name in save_utils.ps_files_in(asset_dir,
-                                                       _SAVED_FILTER_RE)
-        if index >= len(self._hash_filters)
-    ]
-    for name in stale:
-      tf.io.gfile.remove(os.path.join(asset_dir, name))
+    stale = save_utils.delete_ps_files_beyond(asset_dir, _SAVED_FILTER_RE,
+                                              len(self._hash_filters))
     if stale:
       logging.warning(
           "Deleted %s from %s: hash filter files of PS tasks beyond this "

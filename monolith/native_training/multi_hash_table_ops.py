@@ -291,14 +291,8 @@ def delete_files_of_ps_beyond(directory: str, group_prefix: str,
   Returns:
     The names deleted.
   """
-  stale = [
-      name for index, name in save_utils.ps_files_in(
-          directory, _ps_table_files(group_prefix, data_files=True))
-      if index >= num_ps
-  ]
-  for name in stale:
-    tf.io.gfile.remove(os.path.join(directory, name))
-  return stale
+  return save_utils.delete_ps_files_beyond(
+      directory, _ps_table_files(group_prefix, data_files=True), num_ps)
 
 
 def _check_names_apart_from_ps_groups(tables: List["MultiHashTable"]) -> None:
@@ -1379,11 +1373,12 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
                        f"{list(self._table_names)}")
 
 
-def _placeholder_of(placeholders: Dict[int, tf.Tensor], table: Any,
-                    listener: str) -> tf.Tensor:
-  """A listener's basename placeholder of `table` (keyed by id(table))."""
+def _tensor_of_table(tensors: Dict[int, tf.Tensor], table: Any,
+                     listener: str) -> tf.Tensor:
+  """What a listener built for `table` (keyed by id(table)), e.g. its
+  basename placeholder."""
   try:
-    return placeholders[id(table)]
+    return tensors[id(table)]
   except KeyError:
     raise ValueError(
         f"MultiHashTable {table.shared_name} was created after the {listener} "
@@ -1455,7 +1450,7 @@ class MultiHashTableCheckpointSaverListener(
               "job's %d PS tasks, left by an unfinished save of this step.",
               stale, base_dir, prefix, num_ps)
     feed_dict = {
-        _placeholder_of(self._table_id_to_placeholder, table, "saver"):
+        _tensor_of_table(self._table_id_to_placeholder, table, "saver"):
             base_dir + table.shared_name
         for table in tf.compat.v1.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY)
     }
@@ -1607,8 +1602,8 @@ class MultiHashTableCheckpointRestorerListener(
     feed_dict = {}
     groups = {}  # group prefix -> the old PS tables' checkpoints
     for t in tables:
-      placeholder = _placeholder_of(self._table_id_to_placeholder, t,
-                                    "restorer")
+      placeholder = _tensor_of_table(self._table_id_to_placeholder, t,
+                                     "restorer")
       shard = t.ps_shard
       if shard is None:
         own = asset_dir + t.shared_name
@@ -1701,11 +1696,10 @@ class MultiHashTableRestorerSaverListener(
 
   def __init__(self, ckpt_prefix: str):
     self._ckpt_prefix = ckpt_prefix
-    self._tables = list(tf.compat.v1.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY))
-    self._evicted = []
-    for table in self._tables:
+    self._evicted = {}  # id(table) -> the evicted counts of its evict op
+    for table in tf.compat.v1.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY):
       with _on_device_of(table):
-        self._evicted.append(table.evict()[1])
+        self._evicted[id(table)] = table.evict()[1]
 
   def after_save(self, session: tf.compat.v1.Session,
                  global_step_value: int) -> None:
@@ -1719,13 +1713,10 @@ class MultiHashTableRestorerSaverListener(
       ValueError: a table was created after this listener.
       tf.errors.OpError: as `MultiHashTable.evict`.
     """
-    known = {id(t) for t in self._tables}
-    for table in tf.compat.v1.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY):
-      if id(table) not in known:
-        raise ValueError(
-            f"MultiHashTable {table.shared_name} was created after the "
-            "restorer-saver listener; create the listeners after every table")
-    evicted = session.run(self._evicted)
+    evicted = session.run([
+        _tensor_of_table(self._evicted, table, "restorer-saver")
+        for table in tf.compat.v1.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY)
+    ])
     logging.info("After the save of step %s to %s: evicted %d expired entries.",
                  global_step_value, self._ckpt_prefix,
                  sum(int(n) for counts in evicted for n in counts))

@@ -250,6 +250,24 @@ def ps_indices_in(directory: str, pattern: "re.Pattern[str]") -> Set[int]:
   return {index for index, _ in ps_files_in(directory, pattern)}
 
 
+def delete_ps_files_beyond(directory: str, pattern: "re.Pattern[str]",
+                           num_ps: int) -> List[str]:
+  """Deletes the files of `ps_files_in(directory, pattern)` of PS `num_ps`
+  and above (left in a checkpoint's asset directory by a save of the same
+  step with more PS tasks: restores count the per-PS files they find).
+
+  Returns:
+    The names deleted, sorted.
+  """
+  stale = [
+      name for index, name in ps_files_in(directory, pattern)
+      if index >= num_ps
+  ]
+  for name in stale:
+    tf.io.gfile.remove(os.path.join(directory, name))
+  return stale
+
+
 class PsMonitor:
   """Tells which parameter-server tasks restarted since they were set up.
 
@@ -270,24 +288,23 @@ class PsMonitor:
   def __init__(self, ps_num: int):
     if not isinstance(ps_num, int) or ps_num < 0:
       raise ValueError(f"ps_num must be an int >= 0, got {ps_num!r}")
-    num_ps = ps_num
-    self._num_ps = num_ps
+    self._num_ps = ps_num
     sizes = []
     enqueues = []
     graph = tf.compat.v1.get_default_graph()
     with tf.name_scope("ps_monitor"):
-      for i in range(num_ps):
+      for i in range(ps_num):
         with graph.colocate_with(None, ignore_existing=True), tf.device(
             utils.ps_device(i)):
           queue = tf.queue.FIFOQueue(1, tf.int32,
-                                     shared_name=f"ps_monitor_{i}_of_{num_ps}",
+                                     shared_name=f"ps_monitor_{i}_of_{ps_num}",
                                      name=f"ps_monitor_{i}")
           enqueues.append(queue.enqueue(1))
           sizes.append(queue.size())
       self._enqueue_ops = enqueues
       self._sizes = tf.stack(sizes) if sizes else tf.zeros([0], tf.int32)
       tasks = tf.constant(
-          [f"/job:{utils.PS_JOB_NAME}/task:{i}" for i in range(num_ps)],
+          [f"/job:{utils.PS_JOB_NAME}/task:{i}" for i in range(ps_num)],
           dtype=tf.string)
       self._report = tf.boolean_mask(tasks, tf.equal(self._sizes, 0))
 
