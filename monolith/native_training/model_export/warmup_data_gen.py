@@ -437,9 +437,10 @@ def random_parser_args() -> data_gen_utils.ParserArgs:
         f"{' or --fidv1_features' if instance else ''}")
   if FLAGS.fidv1_features and not instance:
     raise app.UsageError("--fidv1_features is for --variant_type=instance")
+  fidv1_slots = _comma_list("fidv1_features", int)
   # The library skips such slots with a warning, as the original; on the
   # command line they are a mistake.
-  for slot in _comma_list("fidv1_features", int) or ():
+  for slot in fidv1_slots or ():
     if not 0 < slot <= data_gen_utils.MAX_SLOT_V1:
       raise app.UsageError(
           f"--fidv1_features: fid v1 slots are 1..{data_gen_utils.MAX_SLOT_V1}"
@@ -450,7 +451,7 @@ def random_parser_args() -> data_gen_utils.ParserArgs:
         warmup_io.resolve_user_path(FLAGS.feature_list))
   return data_gen_utils.ParserArgs(
       model_name=FLAGS.model_name,
-      fidv1_features=_comma_list("fidv1_features", int),
+      fidv1_features=fidv1_slots,
       fidv2_features=names if instance else None,
       sparse_features=None if instance else names,
       dense_features=_comma_list("dense_features"),

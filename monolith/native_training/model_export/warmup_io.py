@@ -121,8 +121,8 @@ def atomic_output(output_path: str) -> Iterator[str]:
                           "file path (e.g. .../assets.extra/"
                           "tf_serving_warmup_requests)")
   created = _missing_folders(os.path.dirname(output_path))
-  for folder in reversed(created):
-    tf.io.gfile.makedirs(folder)
+  if created:
+    tf.io.gfile.makedirs(created[0])  # and the missing ones above it
   for stale in tf.io.gfile.glob(glob.escape(output_path) + ".tmp-*"):
     try:
       age = time.time() - tf.io.gfile.stat(stale).mtime_nsec / 1e9

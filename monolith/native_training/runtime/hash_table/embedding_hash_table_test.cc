@@ -51,6 +51,12 @@ std::string SgdTable(int dim, const std::string& extra = "") {
          " init_config { zeros {} } opt_config { sgd {} } } } " + extra;
 }
 
+// An SGD table of |dim| floats whose entries expire after a day.
+std::unique_ptr<EmbeddingHashTable> OneDayExpiryTable(int dim) {
+  return MakeTable(
+      SgdTable(dim, "slot_expire_time_config { default_expire_time: 1 }"));
+}
+
 std::vector<float> LookupOne(const EmbeddingHashTable& table, int64_t id) {
   std::vector<float> out(table.DimSize());
   table.Lookup(id, out.data());
@@ -339,10 +345,7 @@ TEST(EmbeddingHashTableTest, EvictKeepsSurvivorsIntactAndCountsBySlot) {
 TEST(EmbeddingHashTableTest, EvictGivesMemoryBack) {
   // 2M entries of dim 16 (~170 MB with slots); evicting half of them must
   // give a good part of that back to the system.
-  auto table = MakeTable(SgdTable(16, R"pb(
-    slot_expire_time_config {
-      default_expire_time: 1
-    })pb"));
+  auto table = OneDayExpiryTable(16);
   const int64_t day = kSecondsPerDay;
   constexpr int64_t kIds = 2000000;
   constexpr int64_t kBatch = 100000;
@@ -372,10 +375,7 @@ TEST(EmbeddingHashTableTest, EvictGivesMemoryBack) {
 }
 
 TEST(EmbeddingHashTableTest, EvictRunsBesideTraining) {
-  auto table = MakeTable(SgdTable(4, R"pb(
-    slot_expire_time_config {
-      default_expire_time: 1
-    })pb"));
+  auto table = OneDayExpiryTable(4);
   const int64_t day = kSecondsPerDay;
   // Old ids 0..49999, never touched again; the trainer updates ids from
   // 1M on at ever newer times.
@@ -420,10 +420,7 @@ TEST(EmbeddingHashTableTest, EvictRunsBesideTraining) {
 // not measure the restored entries against the time of the entries they
 // replaced.
 TEST(EmbeddingHashTableTest, EvictionBesideARestoreKeepsTheRestoredEntries) {
-  auto table = MakeTable(SgdTable(1, R"pb(
-    slot_expire_time_config {
-      default_expire_time: 1
-    })pb"));
+  auto table = OneDayExpiryTable(1);
   const int64_t day = kSecondsPerDay;
   std::vector<int64_t> ids(4000);
   for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int64_t>(i);
@@ -815,8 +812,7 @@ TEST(EmbeddingHashTableTest, SaveWritesEveryEntryOnceForAnyShardCount) {
 }
 
 TEST(EmbeddingHashTableTest, SaveSkipsExpiredEntriesAndStopsOnWriteError) {
-  auto table = MakeTable(SgdTable(1, R"pb(
-    slot_expire_time_config { default_expire_time: 1 })pb"));
+  auto table = OneDayExpiryTable(1);
   const int64_t ids[2] = {1, 2};
   const float values[2] = {1, 2};
   table->Assign(&ids[0], 1, &values[0], 10);
