@@ -866,3 +866,67 @@ def test_save_while_another_thread_trains(tmp_path):
   # Every entry was saved whole: all its dims were updated together.
   np.testing.assert_array_equal(values, np.repeat(values[:, :1], 4, axis=1))
   assert np.all(values >= 1)
+
+
+def test_a_restore_is_whole_to_lookups_and_saves_beside_it(tmp_path):
+  # Two checkpoints of one table: A holds ids [0, n) at 1, B ids [0, 2n) at
+  # 2. Restores alternate between them while other threads look every id up
+  # and save: each sees A or B whole, never a table halfway restored.
+  n = 40000
+  ids = list(range(2 * n))
+  basename_a = os.path.join(tmp_path, "a", "table")
+  basename_b = os.path.join(tmp_path, "b", "table")
+  with tf.Graph().as_default(), tf1.Session() as sess:
+    table = multi_hash_table_ops.MultiHashTable.from_configs(
+        {"s": test_utils.generate_test_hash_table_config(4)})
+    sess.run(table.initializer)
+    sess.run(
+        table.assign({
+            "s": (_id(ids[:n]), tf.ones([n, 4]))
+        }).save(basename_a).as_op())
+    sess.run(
+        table.assign({
+            "s": (_id(ids), tf.fill([2 * n, 4], 2.0))
+        }).save(basename_b).as_op())
+    restore_a = table.restore(basename_a).as_op()
+    restore_b = table.restore(basename_b).as_op()
+    lookup = table.lookup({"s": _id(ids)})["s"][:, 0]
+    saved = os.path.join(tmp_path, "saved", "table")
+    save = table.save(saved).as_op()
+    saved_sizes = table.feature_stat(saved)[1]
+    whole_a = np.array([1.0] * n + [0.0] * n)
+    whole_b = np.full(2 * n, 2.0)
+    stop = threading.Event()
+    seen = {"a": 0, "b": 0, "partial": 0}
+    sizes = set()
+
+    def look_up():
+      while not stop.is_set():
+        values = sess.run(lookup)
+        if np.array_equal(values, whole_a):
+          seen["a"] += 1
+        elif np.array_equal(values, whole_b):
+          seen["b"] += 1
+        else:
+          seen["partial"] += 1
+
+    def save_and_count():
+      while not stop.is_set():
+        sess.run(save)
+        sizes.update(sess.run(saved_sizes).tolist())
+
+    threads = [threading.Thread(target=look_up),
+               threading.Thread(target=save_and_count)]
+    for thread in threads:
+      thread.start()
+    try:
+      for _ in range(15):
+        sess.run(restore_a)
+        sess.run(restore_b)
+    finally:
+      stop.set()
+      for thread in threads:
+        thread.join()
+  assert seen["partial"] == 0, seen
+  assert seen["a"] + seen["b"] > 0
+  assert sizes <= {n, 2 * n}, sizes

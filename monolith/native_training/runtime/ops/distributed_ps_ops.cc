@@ -972,8 +972,9 @@ class LookupFloat16Op : public OpKernel {
   explicit LookupFloat16Op(OpKernelConstruction* ctx) : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
-    core::RefCountPtr<MultiHashTable> mtable;
-    OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 0, "mtable", &mtable));
+    HeldMultiHashTable mtable;
+    OP_REQUIRES_OK(ctx,
+                   HoldMultiHashTable(ctx, 0, /*exclusive=*/false, &mtable));
     const Tensor* ids_input = nullptr;
     const Tensor* id_split_input = nullptr;
     OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 1, "id", &ids_input));

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -103,6 +104,9 @@ class MultiHashTable : public ResourceBase {
   const std::string& shared_name() const { return shared_name_; }
   const std::string& created_from() const { return created_from_; }
   const HashFilterResource* filter() const { return filter_.get(); }
+  // Held by every kernel's call (see HoldMultiHashTable): exclusively by
+  // restores, shared by the others.
+  std::shared_mutex& restore_mu() const { return restore_mu_; }
 
   // What an update of |ids| asks before it creates one of them: the
   // filter's admission (see hash_filter/admission.h); |counts|, when
@@ -150,9 +154,45 @@ class MultiHashTable : public ResourceBase {
   core::RefCountPtr<HashFilterResource> filter_;
   std::vector<std::unique_ptr<Table>> tables_;
   std::vector<int64_t> learning_rate_offsets_ = {0};
+  mutable std::shared_mutex restore_mu_;
   // Declared after the tables, which it evicts: destroyed first.
   std::unique_ptr<::monolith::hash_table::PeriodicEvictor> evictor_;
 };
+
+// A multi table held for one kernel's call. Restores empty tables and
+// fill them again, so they hold the table exclusively and every other
+// kernel holds it shared: no lookup, update, eviction or save sees (or
+// writes to a checkpoint) a table halfway through a restore, and two
+// restores do not mix.
+class HeldMultiHashTable {
+ public:
+  MultiHashTable* get() const { return table_.get(); }
+  MultiHashTable* operator->() const { return table_.get(); }
+  MultiHashTable& operator*() const { return *table_; }
+
+ private:
+  friend Status HoldMultiHashTable(OpKernelContext* ctx, int index,
+                                   bool exclusive, HeldMultiHashTable* held);
+  // Declared before the locks, which are released first.
+  core::RefCountPtr<MultiHashTable> table_;
+  std::shared_lock<std::shared_mutex> shared_;
+  std::unique_lock<std::shared_mutex> exclusive_;
+};
+
+// Looks up the multi table of input |index| ("mtable" in every op that
+// takes one) and holds it, |exclusive|ly for restores.
+inline Status HoldMultiHashTable(OpKernelContext* ctx, int index,
+                                 bool exclusive, HeldMultiHashTable* held) {
+  TF_RETURN_IF_ERROR(LookupResourceInput(ctx, index, "mtable", &held->table_));
+  if (exclusive) {
+    held->exclusive_ = std::unique_lock<std::shared_mutex>(
+        held->table_->restore_mu());
+  } else {
+    held->shared_ = std::shared_lock<std::shared_mutex>(
+        held->table_->restore_mu());
+  }
+  return OkStatus();
+}
 
 // Checks the flat learning-rate input |learning_rates| (named |name|)
 // holds exactly the tables' learning rates (see learning_rate_offsets()).

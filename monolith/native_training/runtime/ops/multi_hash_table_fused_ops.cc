@@ -26,8 +26,9 @@ class MultiHashTableFusedLookupOp : public OpKernel {
   }
 
   void Compute(OpKernelContext* ctx) override {
-    core::RefCountPtr<MultiHashTable> mtable;
-    OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 0, "mtable", &mtable));
+    HeldMultiHashTable mtable;
+    OP_REQUIRES_OK(ctx,
+                   HoldMultiHashTable(ctx, 0, /*exclusive=*/false, &mtable));
     const Tensor* ids_input = nullptr;
     OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 1, "ids", &ids_input));
     const Tensor* slot_sizes = nullptr;
@@ -76,8 +77,9 @@ class MultiHashTableFusedOptimizeOp : public OpKernel {
   }
 
   void Compute(OpKernelContext* ctx) override {
-    core::RefCountPtr<MultiHashTable> mtable;
-    OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 0, "mtable", &mtable));
+    HeldMultiHashTable mtable;
+    OP_REQUIRES_OK(ctx,
+                   HoldMultiHashTable(ctx, 0, /*exclusive=*/false, &mtable));
     FusedOptimizeInputs in;
     OP_REQUIRES_OK(ctx, ReadFusedOptimizeInputs(ctx, mtable->dims(),
                                                 num_shards_, &in));

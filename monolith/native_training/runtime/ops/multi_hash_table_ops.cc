@@ -42,9 +42,9 @@ Status RunItems(OpKernelContext* ctx, int64_t n, int64_t ids,
   return OkStatus();
 }
 
-// The table of input 0, "mtable" in every op that reads it.
-Status GetTable(OpKernelContext* ctx, core::RefCountPtr<MultiHashTable>* t) {
-  return LookupResourceInput(ctx, 0, "mtable", t);
+// The table of input 0, held shared for the call.
+Status GetTable(OpKernelContext* ctx, HeldMultiHashTable* t) {
+  return HoldMultiHashTable(ctx, 0, /*exclusive=*/false, t);
 }
 
 // The ids and id_split vectors, inputs 1 and 2 of lookups and updates.
@@ -157,7 +157,7 @@ class MultiHashTableLookupOp : public OpKernel {
   explicit MultiHashTableLookupOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
-    core::RefCountPtr<MultiHashTable> mtable;
+    HeldMultiHashTable mtable;
     OP_REQUIRES_OK(ctx, GetTable(ctx, &mtable));
     const int num_tables = mtable->size();
     LookupBatch in;
@@ -197,7 +197,7 @@ class MultiHashTableLookupEntryOp : public OpKernel {
       : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
-    core::RefCountPtr<MultiHashTable> mtable;
+    HeldMultiHashTable mtable;
     OP_REQUIRES_OK(ctx, GetTable(ctx, &mtable));
     const Tensor* ids_input = nullptr;
     const Tensor* id_split = nullptr;
@@ -225,7 +225,7 @@ class MultiHashTableLookupEntryOp : public OpKernel {
 // The inputs every per-table update (assign, assign_add, optimize) starts
 // from, validated: the table, and its batch (see UpdateBatch).
 struct UpdateInputs : UpdateBatch {
-  core::RefCountPtr<MultiHashTable> mtable;
+  HeldMultiHashTable mtable;
 };
 
 // Reads inputs mtable (0), id (1), id_split (2) and the float vector
@@ -302,7 +302,7 @@ class MultiHashTableReinitializeOp : public OpKernel {
       : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
-    core::RefCountPtr<MultiHashTable> mtable;
+    HeldMultiHashTable mtable;
     OP_REQUIRES_OK(ctx, GetTable(ctx, &mtable));
     std::string name;
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 1, "table_name", &name));
@@ -334,7 +334,7 @@ class MultiHashTableEvictOp : public OpKernel {
   explicit MultiHashTableEvictOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
-    core::RefCountPtr<MultiHashTable> mtable;
+    HeldMultiHashTable mtable;
     OP_REQUIRES_OK(ctx, GetTable(ctx, &mtable));
     Tensor* evicted;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, {mtable->size()}, &evicted));

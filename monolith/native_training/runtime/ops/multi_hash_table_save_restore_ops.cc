@@ -82,8 +82,9 @@ class MultiHashTableSaveOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     std::string basename;
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 1, "basename", &basename));
-    core::RefCountPtr<MultiHashTable> mtable;
-    OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 0, "mtable", &mtable));
+    HeldMultiHashTable mtable;
+    OP_REQUIRES_OK(ctx,
+                   HoldMultiHashTable(ctx, 0, /*exclusive=*/false, &mtable));
     int nshards = nshards_;
     if (nshards < 0) {
       // One shard per 100k entries, up to the worker threads (at least 4,
@@ -250,8 +251,9 @@ class MultiHashTableRestoreOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     std::string basename;
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 1, "basename", &basename));
-    core::RefCountPtr<MultiHashTable> mtable;
-    OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 0, "mtable", &mtable));
+    HeldMultiHashTable mtable;
+    OP_REQUIRES_OK(ctx,
+                   HoldMultiHashTable(ctx, 0, /*exclusive=*/true, &mtable));
     OP_REQUIRES_OK(ctx, RestoreCheckpoints(ctx, mtable.get(), {basename},
                                            strict_, IdShard(),
                                            /*resharded=*/false));
@@ -298,8 +300,9 @@ class MultiHashTableRestoreReshardedOp : public OpKernel {
                                             basenames.back(), " twice"));
       }
     }
-    core::RefCountPtr<MultiHashTable> mtable;
-    OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 0, "mtable", &mtable));
+    HeldMultiHashTable mtable;
+    OP_REQUIRES_OK(ctx,
+                   HoldMultiHashTable(ctx, 0, /*exclusive=*/true, &mtable));
     OP_REQUIRES_OK(ctx, RestoreCheckpoints(ctx, mtable.get(), basenames,
                                            strict_, keep_,
                                            /*resharded=*/true));
