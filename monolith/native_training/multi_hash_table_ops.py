@@ -41,6 +41,7 @@ from monolith.native_training import graph_meta
 from monolith.native_training import hash_filter_ops
 from monolith.native_training import multi_hash_table_ops_pb2
 from monolith.native_training import save_utils
+from monolith.native_training import utils
 from monolith.native_training.hash_table_utils import infer_dim_size
 from monolith.native_training.model_export.export_context import is_exporting
 from monolith.native_training.multi_type_hash_table import BaseMultiTypeHashTable
@@ -1491,7 +1492,9 @@ class MultiHashTableCheckpointSaverListener(
     tmp_path = path + ".tmp"
     with tf.io.gfile.GFile(tmp_path, "w") as f:
       f.write(str(info))
+    utils.fsync_local(tmp_path)
     tf.io.gfile.rename(tmp_path, path, overwrite=True)
+    utils.fsync_local(os.path.dirname(path))
     logging.info("Wrote %s.", path)
 
   def _build_save_graph(self) -> tf.Operation:

@@ -1,5 +1,7 @@
 """Tests for test_utils."""
 
+import os
+
 import pytest
 import tensorflow as tf
 
@@ -60,3 +62,24 @@ def test_create_test_ps_cluster_runs_a_graph_across_the_tasks():
 def test_create_test_ps_cluster_rejects_a_negative_count():
   with pytest.raises(ValueError, match="num_ps must be >= 0, got -1"):
     test_utils.create_test_ps_cluster(-1)
+
+
+def test_fsync_local_syncs_local_paths_and_leaves_others(tmp_path, monkeypatch):
+  file_path = tmp_path / "f"
+  file_path.write_bytes(b"x")
+  synced = []
+  real_fsync = os.fsync
+
+  def fsync(fd):
+    synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+    real_fsync(fd)
+
+  monkeypatch.setattr(os, "fsync", fsync)
+  utils.fsync_local(str(file_path))
+  utils.fsync_local(str(tmp_path))
+  utils.fsync_local("file://" + str(file_path))
+  assert synced == [str(file_path), str(tmp_path), str(file_path)]
+  utils.fsync_local("gs://bucket/folder/f")  # another file system's
+  assert len(synced) == 3
+  with pytest.raises(FileNotFoundError):
+    utils.fsync_local(str(tmp_path / "missing"))

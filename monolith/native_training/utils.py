@@ -3,7 +3,8 @@
 `ps_device(i)` names the device of parameter-server task i (`PS_JOB_NAME`
 job) in TensorFlow's distributed runtime and `ps_task_of_device` reads the
 task back from a device name; `free_ports(n)` picks loopback
-ports for the tasks of a cluster on one host.
+ports for the tasks of a cluster on one host; `fsync_local(path)` makes a
+local file's data, or a local folder's renames, durable.
 
 Training registers values (sparse feature names, the feature list, ...) in
 the default graph's collections; tools such as
@@ -11,6 +12,7 @@ the default graph's collections; tools such as
 """
 
 import contextlib
+import os
 import socket
 from typing import Any, List, Optional, Union
 
@@ -69,6 +71,31 @@ def free_ports(n: int) -> List[int]:
       s.bind(("127.0.0.1", 0))
       ports.append(s.getsockname()[1])
     return ports
+
+
+def fsync_local(path: str) -> None:
+  """fsync of `path`, a file or a folder, where it is local.
+
+  Writers call it on a temporary before renaming it onto its final name, and
+  on the folder after the rename, so a power loss leaves the old file or the
+  whole new one. Paths of other file systems (gs://, hdfs://) are left to
+  them: their writes are durable once the file is closed.
+
+  Args:
+    path: a local path (plain or file://) or another file system's URI.
+
+  Raises:
+    OSError: the local path cannot be opened or synced (FileNotFoundError
+      where it does not exist).
+  """
+  scheme, sep, rest = path.partition("://")
+  if sep and scheme != "file":
+    return
+  fd = os.open((rest if sep else path) or ".", os.O_RDONLY)
+  try:
+    os.fsync(fd)
+  finally:
+    os.close(fd)
 
 
 def add_to_collections(names: Union[str, List[str]], value: Any) -> None:

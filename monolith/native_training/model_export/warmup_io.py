@@ -21,6 +21,8 @@ from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
+from monolith.native_training import utils
+
 # TF Serving's saved_model_warmup_util refuses warmup files with more records.
 MAX_WARMUP_RECORDS = 1000
 # Protobuf parses messages of at most 2 GiB - 1 bytes (an int size).
@@ -134,7 +136,10 @@ def atomic_output(output_path: str) -> Iterator[str]:
   tmp_path = f"{output_path}.tmp-{uuid.uuid4().hex[:12]}"
   try:
     yield tmp_path
+    # Durable before it replaces the output, and the rename durable after.
+    utils.fsync_local(tmp_path)
     tf.io.gfile.rename(tmp_path, output_path, overwrite=True)
+    utils.fsync_local(os.path.dirname(output_path))
   except BaseException:
     if tf.io.gfile.exists(tmp_path):
       tf.io.gfile.remove(tmp_path)

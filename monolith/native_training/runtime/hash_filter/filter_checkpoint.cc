@@ -661,9 +661,9 @@ Status SaveFilterCheckpoint(FileSystem* fs, const std::string& basename,
     }
     return status;
   }
-  DeleteOtherShardCounts<SplitFile>(
+  MONOLITH_RETURN_IF_ERROR(DeleteOtherShardCounts<SplitFile>(
       fs, split, ParseShardFileName, nsplits,
-      "superseded by a save with another split count", log);
+      "superseded by a save with another split count", log));
   if (log) {
     uint64_t bytes = 0;
     for (const SplitWrite& write : writes) bytes += write.bytes;

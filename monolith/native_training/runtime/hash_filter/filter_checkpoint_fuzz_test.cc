@@ -154,6 +154,10 @@ class MemFileSystem : public FileSystem {
     }
     return Status::OK();
   }
+  // Memory does not lose renames.
+  Status SyncDirectory(const std::string& dir) override {
+    return Status::OK();
+  }
 
   // Direct access for mutations (not while a restore runs).
   Files& files() { return files_; }

@@ -538,9 +538,9 @@ Status SaveCheckpoint(FileSystem* fs, const std::string& basename,
     }
     return status;
   }
-  DeleteOtherShardCounts<ShardFile>(
+  MONOLITH_RETURN_IF_ERROR(DeleteOtherShardCounts<ShardFile>(
       fs, split, ParseShardFile, nshards,
-      "superseded by a save with another shard count", options.log);
+      "superseded by a save with another shard count", options.log));
   progress.Finish();
   if (result != nullptr) {
     result->save_id = save_id;

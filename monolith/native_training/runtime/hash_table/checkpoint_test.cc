@@ -457,6 +457,89 @@ TEST(CheckpointTest, NextSaveDeletesTemporaryFilesOfInterruptedSaves) {
                            "t2-00000-of-00001-tmp-1", "unrelated"}));
 }
 
+// Records the renames, folder syncs and deletions of a save, in order.
+class RecordingFileSystem : public PosixFileSystem {
+ public:
+  Status RenameFile(const std::string& from, const std::string& to) override {
+    if (!Contains(from, ".partial")) events.push_back("rename " + to);
+    return PosixFileSystem::RenameFile(from, to);
+  }
+  Status SyncDirectory(const std::string& dir) override {
+    events.push_back("sync " + dir);
+    return PosixFileSystem::SyncDirectory(dir);
+  }
+  Status DeleteFile(const std::string& path) override {
+    events.push_back("delete " + path);
+    return PosixFileSystem::DeleteFile(path);
+  }
+  std::vector<std::string> events;
+};
+
+// A power loss must not keep the deletion of the superseded files and lose
+// the renames that superseded them: the folder is synced between the two.
+TEST(CheckpointTest, SaveSyncsItsFolderAfterRenamingBeforeDeleting) {
+  const std::string dir = TestDir("sync_order");
+  const std::string basename = dir + "/t";
+  ASSERT_TRUE(Save(basename, MakeContents(1, 30), 2).ok());
+  RecordingFileSystem recording;
+  ASSERT_TRUE(SaveTo(&recording, basename, MakeContents(2, 30), 3).ok());
+  const std::vector<std::string>& events = recording.events;
+  const auto sync = std::find(events.begin(), events.end(), "sync " + dir);
+  ASSERT_NE(sync, events.end());
+  EXPECT_EQ(std::count(events.begin(), sync, std::string("rename ") +
+                                                 basename +
+                                                 "-00002-of-00003"),
+            1);
+  EXPECT_EQ(std::count_if(events.begin(), sync,
+                          [](const std::string& e) {
+                            return Contains(e, "rename ");
+                          }),
+            6);
+  EXPECT_EQ(std::count_if(events.begin(), sync,
+                          [](const std::string& e) {
+                            return Contains(e, "delete ");
+                          }),
+            0);
+  EXPECT_EQ(std::count_if(sync, events.end(),
+                          [](const std::string& e) {
+                            return Contains(e, "delete ");
+                          }),
+            4);  // 2 data and 2 meta files of the 2-shard save
+  Contents restored;
+  ASSERT_TRUE(Restore(basename, &restored).ok());
+  EXPECT_EQ(restored, MakeContents(2, 30));
+}
+
+// Where the folder cannot be synced the save fails and keeps the files its
+// renames superseded.
+class UnsyncableFileSystem : public PosixFileSystem {
+ public:
+  Status SyncDirectory(const std::string& dir) override {
+    return InternalError("injected: cannot sync " + dir);
+  }
+};
+
+TEST(CheckpointTest, SaveThatCannotSyncItsFolderFailsAndDeletesNothing) {
+  const std::string dir = TestDir("unsyncable");
+  const std::string basename = dir + "/t";
+  ASSERT_TRUE(Save(basename, MakeContents(1, 30), 2).ok());
+  UnsyncableFileSystem unsyncable;
+  const Status status = SaveTo(&unsyncable, basename, MakeContents(2, 30), 3);
+  EXPECT_EQ(status.code(), StatusCode::kInternal) << status.ToString();
+  EXPECT_TRUE(Contains(status.message(), "cannot make the renames in " + dir))
+      << status.ToString();
+  EXPECT_EQ(List(dir).size(), 10u);  // both saves' data and meta files
+}
+
+TEST(CheckpointTest, SyncLocalFailsNamingAMissingPath) {
+  const std::string missing = TestDir("sync_missing") + "/no/such";
+  for (const Status& status :
+       {SyncLocalFile(missing), SyncLocalDirectory(missing)}) {
+    EXPECT_EQ(status.code(), StatusCode::kNotFound) << status.ToString();
+    EXPECT_TRUE(Contains(status.message(), missing)) << status.ToString();
+  }
+}
+
 TEST(CheckpointTest, ShardCountIsBounded) {
   const std::string basename = TestDir("bounds") + "/t";
   for (int nshards : {0, -1, kMaxCheckpointShards + 1}) {

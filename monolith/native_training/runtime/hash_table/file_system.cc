@@ -44,6 +44,11 @@ class PosixWritableFile : public WritableFile {
   Status Close() override {
     const int fd = fd_;
     fd_ = -1;
+    if (::fsync(fd) != 0) {
+      const int error = errno;
+      ::close(fd);
+      return ErrnoError("cannot sync", path_, error);
+    }
     if (::close(fd) != 0) return ErrnoError("cannot close", path_, errno);
     return Status::OK();
   }
@@ -81,7 +86,26 @@ class PosixRandomAccessFile : public RandomAccessFile {
   const int fd_;
 };
 
+// fsync of |path| opened with |flags| (a file or a folder).
+Status SyncPath(const std::string& path, int flags) {
+  const int fd = ::open(path.c_str(), flags | O_CLOEXEC);
+  if (fd < 0) return ErrnoError("cannot open to sync", path, errno);
+  const int synced = ::fsync(fd);
+  const int error = errno;
+  ::close(fd);
+  if (synced != 0) return ErrnoError("cannot sync", path, error);
+  return Status::OK();
+}
+
 }  // namespace
+
+Status SyncLocalFile(const std::string& path) {
+  return SyncPath(path, O_RDONLY);
+}
+
+Status SyncLocalDirectory(const std::string& dir) {
+  return SyncPath(dir.empty() ? "." : dir, O_RDONLY | O_DIRECTORY);
+}
 
 Status PosixFileSystem::NewWritableFile(const std::string& path,
                                         std::unique_ptr<WritableFile>* file) {
@@ -145,6 +169,10 @@ Status PosixFileSystem::CreateDirectories(const std::string& dir) {
     if (slash == std::string::npos) break;
   }
   return Status::OK();
+}
+
+Status PosixFileSystem::SyncDirectory(const std::string& dir) {
+  return SyncLocalDirectory(dir);
 }
 
 }  // namespace hash_table

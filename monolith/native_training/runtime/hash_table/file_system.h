@@ -20,7 +20,9 @@ class WritableFile {
  public:
   virtual ~WritableFile() = default;
   virtual Status Append(std::string_view data) = 0;
-  // Flushes and closes; the file is complete once this returns OK.
+  // Flushes, makes what was written durable (fsync, or what the file
+  // system offers) and closes: the file is complete, and survives a power
+  // loss, once this returns OK.
   virtual Status Close() = 0;
 };
 
@@ -52,7 +54,18 @@ class FileSystem {
   virtual Status DeleteFile(const std::string& path) = 0;
   // Creates |dir| and its missing parents; OK if it exists.
   virtual Status CreateDirectories(const std::string& dir) = 0;
+  // Makes the renames and deletions done in |dir| durable (fsync of a local
+  // folder; a no-op where the file system's renames are durable when they
+  // return). Saves call it after their renames, before deleting the files
+  // those superseded.
+  virtual Status SyncDirectory(const std::string& dir) = 0;
 };
+
+// fsync of local file |path|: its data reaches stable storage.
+Status SyncLocalFile(const std::string& path);
+// fsync of local folder |dir|: the names created, renamed or deleted in it
+// reach stable storage.
+Status SyncLocalDirectory(const std::string& dir);
 
 // Local files through POSIX calls. Stateless: one may be shared by threads.
 class PosixFileSystem : public FileSystem {
@@ -67,6 +80,7 @@ class PosixFileSystem : public FileSystem {
   Status RenameFile(const std::string& from, const std::string& to) override;
   Status DeleteFile(const std::string& path) override;
   Status CreateDirectories(const std::string& dir) override;
+  Status SyncDirectory(const std::string& dir) override;
 };
 
 }  // namespace hash_table

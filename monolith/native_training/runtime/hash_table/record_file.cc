@@ -217,7 +217,11 @@ Status RecordFileReader::ReadMore() {
   char length_bytes[4];
   size_t read = 0;
   MONOLITH_RETURN_IF_ERROR(file_->Read(file_offset_, 4, length_bytes, &read));
-  if (read < 4) return DataLossError(at + " is truncated in its length");
+  // file_left < 4 with 4 bytes read: the file grew after its size was
+  // taken; its size still bounds what is read.
+  if (read < 4 || file_left < 4) {
+    return DataLossError(at + " is truncated in its length");
+  }
   const uint8_t* b = reinterpret_cast<const uint8_t*>(length_bytes);
   const uint32_t length = (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) |
                           (uint32_t{b[2]} << 8) | uint32_t{b[3]};

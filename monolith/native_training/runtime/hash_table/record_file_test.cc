@@ -166,6 +166,31 @@ TEST(RecordFileTest, HugeClaimedLengthInSnappyIsDataLoss) {
   }
 }
 
+// Reports a size smaller than the file's, as a file that grew after it was
+// measured (or a stale size cache) would.
+class StaleSizeFileSystem : public PosixFileSystem {
+ public:
+  Status GetFileSize(const std::string& path, uint64_t* size) override {
+    *size = 2;
+    return Status::OK();
+  }
+};
+
+// A block length read past the size the reader was given does not wrap its
+// bounds check: DataLoss, not a 4 GiB buffer.
+TEST(RecordFileTest, SnappyLengthPastTheMeasuredSizeIsDataLoss) {
+  const std::string path = TempPath("stale_size");
+  WriteBytes(path, std::string("\xff\xff\xff\xff", 4) + "more bytes");
+  StaleSizeFileSystem fs;
+  std::unique_ptr<RecordFileReader> reader;
+  ASSERT_TRUE(RecordFileReader::Open(&fs, path, true, &reader).ok());
+  std::string_view record;
+  const Status error = reader->Next(&record);
+  EXPECT_EQ(error.code(), StatusCode::kDataLoss) << error.message();
+  EXPECT_NE(error.message().find("truncated in its length"), std::string::npos)
+      << error.message();
+}
+
 TEST(RecordFileTest, CorruptionIsDataLossNamingTheRecord) {
   const std::string path = WriteRecords(TempPath("corrupt_src"),
                                         {"first", "second", "third"}, false);

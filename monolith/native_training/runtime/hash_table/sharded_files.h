@@ -114,17 +114,27 @@ void DeleteTemporaries(FileSystem* fs, const SplitBasename& split,
 }
 
 // Deletes the (final) files at |split| of another shard count than
-// |nshards|, which a save of |nshards| superseded (File: a ShardName).
+// |nshards|, which a save of |nshards| superseded (File: a ShardName),
+// once the folder is synced: a power loss must not keep the deletions and
+// lose the renames that superseded them. Fails, deleting nothing, where
+// the folder cannot be synced.
 template <typename File, typename Parse>
-void DeleteOtherShardCounts(FileSystem* fs, const SplitBasename& split,
-                            const Parse& parse, int nshards, const char* why,
-                            const LogFn& log) {
+Status DeleteOtherShardCounts(FileSystem* fs, const SplitBasename& split,
+                              const Parse& parse, int nshards, const char* why,
+                              const LogFn& log) {
+  const Status synced = fs->SyncDirectory(split.dir);
+  if (!synced.ok()) {
+    return Prefixed("cannot make the renames in " + split.dir +
+                        " durable (the files they supersede are kept): ",
+                    synced);
+  }
   DeleteShardFiles<File>(
       fs, split, parse,
       [nshards](const File& file) {
         return !file.temp && file.nshards != nshards;
       },
       why, log);
+  return Status::OK();
 }
 
 // A save that wrote temporaries at a basename and did not finish: killed
@@ -235,10 +245,9 @@ Status FinishInterruptedSave(
   *temporaries_stale = true;
   if (save.temp_suffix.empty()) return Status::OK();
   MONOLITH_RETURN_IF_ERROR(FinishRenames(fs, paths, save, log));
-  DeleteOtherShardCounts<File>(
+  return DeleteOtherShardCounts<File>(
       fs, split, parse, save.nshards,
       "superseded by the interrupted save whose renames were finished", log);
-  return Status::OK();
 }
 
 // Microseconds since the Unix epoch.

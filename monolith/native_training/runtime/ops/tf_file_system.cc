@@ -6,6 +6,7 @@
 #include "monolith/native_training/runtime/ops/op_util.h"
 #include "tensorflow/core/platform/errors.h"
 #include "tensorflow/core/platform/file_system.h"
+#include "tensorflow/core/platform/path.h"
 
 namespace tensorflow {
 namespace monolith_tf {
@@ -13,17 +14,33 @@ namespace {
 
 namespace ht = ::monolith::hash_table;
 
+// The local path |path| names ("" for a path of another file system):
+// those get fsync'ed, which TF's Sync() does not do for them.
+std::string LocalPath(const std::string& path) {
+  StringPiece scheme, host, local;
+  io::ParseURI(path, &scheme, &host, &local);
+  if (scheme.empty()) return path;
+  return scheme == "file" ? std::string(local) : std::string();
+}
+
 class TfWritableFile : public ht::WritableFile {
  public:
-  explicit TfWritableFile(std::unique_ptr<::tensorflow::WritableFile> file)
-      : file_(std::move(file)) {}
+  TfWritableFile(std::unique_ptr<::tensorflow::WritableFile> file,
+                 std::string local_path)
+      : file_(std::move(file)), local_path_(std::move(local_path)) {}
   ht::Status Append(std::string_view data) override {
     return FromTfStatus(file_->Append(StringPiece(data.data(), data.size())));
   }
-  ht::Status Close() override { return FromTfStatus(file_->Close()); }
+  ht::Status Close() override {
+    MONOLITH_RETURN_IF_ERROR(FromTfStatus(file_->Sync()));
+    MONOLITH_RETURN_IF_ERROR(FromTfStatus(file_->Close()));
+    if (local_path_.empty()) return ht::Status::OK();
+    return ht::SyncLocalFile(local_path_);
+  }
 
  private:
   std::unique_ptr<::tensorflow::WritableFile> file_;
+  const std::string local_path_;
 };
 
 class TfRandomAccessFile : public ht::RandomAccessFile {
@@ -74,7 +91,8 @@ ht::Status TfFileSystem::NewWritableFile(
     const std::string& path, std::unique_ptr<ht::WritableFile>* file) {
   std::unique_ptr<::tensorflow::WritableFile> tf_file;
   MONOLITH_RETURN_IF_ERROR(FromTfStatus(env_->NewWritableFile(path, &tf_file)));
-  *file = std::make_unique<TfWritableFile>(std::move(tf_file));
+  *file =
+      std::make_unique<TfWritableFile>(std::move(tf_file), LocalPath(path));
   return ht::Status::OK();
 }
 
@@ -108,6 +126,12 @@ ht::Status TfFileSystem::DeleteFile(const std::string& path) {
 
 ht::Status TfFileSystem::CreateDirectories(const std::string& dir) {
   return FromTfStatus(env_->RecursivelyCreateDir(dir));
+}
+
+ht::Status TfFileSystem::SyncDirectory(const std::string& dir) {
+  const std::string local = LocalPath(dir);
+  if (local.empty() && !dir.empty()) return ht::Status::OK();
+  return ht::SyncLocalDirectory(local);
 }
 
 ::monolith::hash_table::ParallelFor WorkerThreads(OpKernelContext* ctx) {

@@ -62,6 +62,8 @@ class TfFileSystem : public ::monolith::hash_table::FileSystem {
   ::monolith::hash_table::Status DeleteFile(const std::string& path) override;
   ::monolith::hash_table::Status CreateDirectories(
       const std::string& dir) override;
+  ::monolith::hash_table::Status SyncDirectory(
+      const std::string& dir) override;
 
  private:
   Env* const env_;
