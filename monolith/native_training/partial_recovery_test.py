@@ -51,7 +51,10 @@ class _Job(NamedTuple):
   scaffold: tf1.train.Scaffold
 
 
-def _build_job(model_dir: str) -> _Job:
+def _build_job(model_dir: str, original_hooks: bool) -> _Job:
+  """The job; with `original_hooks` as the original's users list them: the
+  saver hook (NoFirstSaveCheckpointSaverHook with a PartialRecoverySaver)
+  marks the PS tasks set up, no PsInitializedStateHook."""
   with tf.device(utils.ps_device(0)):
     global_step = tf1.train.get_or_create_global_step()
     v0 = tf1.Variable(0, name="v0")
@@ -70,21 +73,21 @@ def _build_job(model_dir: str) -> _Job:
   monitor = save_utils.PsMonitor(2)
   saver = save_utils.PartialRecoverySaver(ps_monitor=monitor)
   basename = os.path.join(model_dir, "model.ckpt")
-  hooks = [
-      basic_restore_hook.CheckpointRestorerHook(listeners=[
-          multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
-              basename, ps_monitor=monitor)
-      ]),
-      save_utils.PsInitializedStateHook(monitor),
-      tf1.train.CheckpointSaverHook(
-          model_dir,
-          save_steps=1,
-          saver=saver,
-          listeners=[
-              multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
-                  basename)
-          ]),
-  ]
+  restorer = basic_restore_hook.CheckpointRestorerHook(listeners=[
+      multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
+          basename, ps_monitor=monitor)
+  ])
+  saver_hook = (save_utils.NoFirstSaveCheckpointSaverHook
+                if original_hooks else tf1.train.CheckpointSaverHook)(
+                    model_dir,
+                    save_steps=1,
+                    saver=saver,
+                    listeners=[
+                        multi_hash_table_ops.
+                        MultiHashTableCheckpointSaverListener(basename)
+                    ])
+  hooks = ([restorer, saver_hook] if original_hooks else
+           [restorer, save_utils.PsInitializedStateHook(monitor), saver_hook])
   scaffold = tf1.train.Scaffold(
       saver=saver,
       local_init_op=tf.group(*[t.initializer for t in table.tables]))
@@ -106,12 +109,13 @@ def _values(sess, job: _Job):
   return int(v0), int(v1), embeddings[:, 0].tolist()
 
 
-def test_only_the_restarted_ps_is_restored(tmp_path):
+@pytest.mark.parametrize("original_hooks", [False, True])
+def test_only_the_restarted_ps_is_restored(tmp_path, original_hooks):
   model_dir = str(tmp_path)
   ps0, ps1 = (tf.distribute.Server.create_local_server() for _ in range(2))
   master = ps0
   with tf.Graph().as_default():
-    job = _build_job(model_dir)
+    job = _build_job(model_dir, original_hooks)
     # Step 1 is checkpointed (the saver hook saves every step).
     with _monitored_session(job, master.target, _config([ps0, ps1]),
                             model_dir) as sess:

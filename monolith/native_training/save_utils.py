@@ -34,8 +34,9 @@ Partial recovery, when a PS task restarts in a running job: `PsMonitor`
 tells which PS tasks lost their state (a restarted process starts empty),
 `PartialRecoverySaver` restores only those tasks' variables from the latest
 checkpoint, `MultiHashTableCheckpointRestorerListener(basename, ps_monitor)`
-only their tables, and `PsInitializedStateHook` then marks every task
-initialized. The other tasks keep what they learnt since that checkpoint.
+only their tables, and `PsInitializedStateHook` (or
+`NoFirstSaveCheckpointSaverHook` with a `PartialRecoverySaver`, as in the
+original) then marks every task initialized. The other tasks keep what they learnt since that checkpoint.
 
 `NoFirstSaveCheckpointSaverHook` is TF's `CheckpointSaverHook` without the
 save it makes when a session is created at a step that already has a
@@ -426,6 +427,15 @@ class PartialRecoverySaver(tf.compat.v1.train.Saver):
                  ", ".join(kept) or "no PS task")
     sess.run(restore_ops, {self.saver_def.filename_tensor_name: save_path})
 
+  def setup_ps_initialized_state(self, sess: tf.compat.v1.Session) -> None:
+    """Marks every PS task set up (see `PsMonitor`), where there is a monitor.
+
+    `NoFirstSaveCheckpointSaverHook` calls it once its session is created,
+    as the original's did.
+    """
+    if self._ps_monitor is not None:
+      self._ps_monitor.setup_ps_initialized_state(sess)
+
 
 class PsInitializedStateHook(tf.compat.v1.train.SessionRunHook):
   """Marks every PS task set up once the session is created and restored.
@@ -474,6 +484,11 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
   save when the directory's latest checkpoint is this step's under its
   basename, the one the session started from (a fresh job still saves its
   step 0). Takes `CheckpointSaverHook`'s arguments.
+
+  With a `PartialRecoverySaver`, it also marks every PS task set up once the
+  session is created (`setup_ps_initialized_state`), as the original's
+  hook did: list it after the hooks that restore, whose
+  `after_create_session` must run first.
   """
 
   def __init__(self, *args, **kwargs):
@@ -487,6 +502,9 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
       super().after_create_session(session, coord)
     finally:
       self._creating_session = False
+    saver = self._get_saver()
+    if isinstance(saver, PartialRecoverySaver):
+      saver.setup_ps_initialized_state(session)
 
   def _save(self, session: tf.compat.v1.Session, step: int) -> bool:
     # TF's hook saves through _save (after_create_session, after_run, end).
