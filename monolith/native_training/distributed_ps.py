@@ -57,6 +57,7 @@ from monolith.native_training import entry
 from monolith.native_training import multi_hash_table_ops
 from monolith.native_training import multi_type_hash_table
 from monolith.native_training import utils
+from monolith.native_training.model_export import export_context
 from monolith.native_training.runtime.ops import gen_monolith_ops
 
 # Per slot: (ids, values) or (ids, gradients).
@@ -71,7 +72,10 @@ def ps_device(index: int) -> Iterator[None]:
   """Places the ops built inside on PS `index`, whatever the outer scopes.
 
   The outer device and colocation scopes are cleared first, so the ops land
-  on `utils.ps_device(index)` even under a worker or GPU device scope.
+  on `utils.ps_device(index)` even under a worker or GPU device scope. While
+  a standalone export is built (`export_context.is_exporting_standalone()`)
+  it places nothing: that SavedModel serves every PS's tables in its one
+  process, as the original's did.
 
   Args:
     index: the PS task index.
@@ -79,6 +83,9 @@ def ps_device(index: int) -> Iterator[None]:
   Yields:
     Nothing; build the PS's ops inside.
   """
+  if export_context.is_exporting_standalone():
+    yield
+    return
   graph = tf.compat.v1.get_default_graph()
   with graph.colocate_with(None, ignore_existing=True), tf.device(
       utils.ps_device(index)):
@@ -288,6 +295,7 @@ class DistributedMultiTypeHashTable(
       has other tables or dims than slot_to_config.
     TypeError: table_factory returned something that is not a
       MultiHashTable.
+    NotImplementedError: built for a distributed export.
   """
 
   def __init__(self,
@@ -304,6 +312,12 @@ class DistributedMultiTypeHashTable(
           "use a MultiHashTable or create_native_multi_hash_table(0, ...))")
     if not slot_to_config:
       raise ValueError("slot_to_config is empty")
+    if export_context.is_exporting_distributed():
+      raise NotImplementedError(
+          "a distributed export (entry and PS SavedModels calling each "
+          "other) of PS tables is not built; export with "
+          "ExportMode.STANDALONE, which serves every PS's tables in one "
+          "process")
     _check_tf_config_cluster(num_ps)
     self._num_ps = num_ps
     self.transfer_float16 = transfer_float16

@@ -14,6 +14,7 @@ from monolith.native_training import learning_rate_functions
 from monolith.native_training import multi_hash_table_ops
 from monolith.native_training import test_utils
 from monolith.native_training import utils
+from monolith.native_training.model_export import export_context
 from monolith.native_training.runtime.ops import gen_monolith_ops as ops
 
 tf1 = tf.compat.v1
@@ -116,6 +117,46 @@ def test_assign_add_then_lookup(cluster):
     values = sess.run(looked_up)
   np.testing.assert_array_equal(values["a"], [[3], [6], [1], [6], [0]])
   np.testing.assert_array_equal(values["b"], [[2, 2], [1, 1]])
+
+
+def test_a_standalone_export_serves_every_ps_table_in_one_process(
+    cluster, tmp_path):
+  configs = {"a": _config(2), "b": _config(1)}
+  ids = list(range(-3, 9))
+  trained = {
+      "a": np.array([[i, -i] for i in ids], np.float32),
+      "b": np.array([[10 * i] for i in ids], np.float32)
+  }
+  table = _create(configs)
+  save = table.assign({
+      name: (_id(ids), _value(values)) for name, values in trained.items()
+  }).save(str(tmp_path)).as_op()
+  with _session(cluster) as sess:
+    sess.run(save)
+
+  with tf.Graph().as_default() as graph:
+    with export_context.enter_export_mode(
+        export_context.ExportMode.STANDALONE):
+      served = _create(configs)
+      basenames = multi_hash_table_ops.find_ps_checkpoints(
+          str(tmp_path), "MonolithMultiHashTable")
+      assert len(basenames) == 2
+      looked_up = served.restore(basenames).lookup(
+          {name: _id(ids) for name in configs})
+    on_ps = [op.name for op in graph.get_operations() if "/job:" in op.device]
+    assert not on_ps
+    # No cluster: the SavedModel's process holds both PS's tables.
+    with tf1.train.SingularMonitoredSession() as sess:
+      values = sess.run(looked_up)
+  for name in configs:
+    np.testing.assert_array_equal(values[name], trained[name])
+
+
+def test_a_distributed_export_is_refused():
+  with export_context.enter_export_mode(
+      export_context.ExportMode.DISTRIBUTED):
+    with pytest.raises(NotImplementedError, match="ExportMode.STANDALONE"):
+      _create({"a": _config(1)})
 
 
 def test_assign_and_reinitialize(cluster):
