@@ -243,14 +243,6 @@ tf.no_gradient("MonolithDistributedPsGatherFloat16")
 tf.no_gradient("MonolithDistributedPsLookupFloat16")
 
 
-def _as_ids(ids: Any) -> tf.Tensor:
-  return tf.convert_to_tensor(ids, dtype=tf.int64)
-
-
-def _as_values(values: Any) -> tf.Tensor:
-  return tf.convert_to_tensor(values, dtype=tf.float32)
-
-
 class DistributedMultiTypeHashTable(
     multi_type_hash_table.BaseMultiTypeHashTable):
   """`MultiHashTable`s on `num_ps` PS tasks, behind the MultiHashTable API.
@@ -411,7 +403,10 @@ class DistributedMultiTypeHashTable(
   def _lookup(self, slot_to_id: Dict[str, tf.Tensor],
               unique: bool) -> Dict[str, tf.Tensor]:
     """`lookup`; without `unique`, every id is sent, repeats included."""
-    ids = {slot: _as_ids(v) for slot, v in slot_to_id.items()}
+    ids = {
+        slot: multi_hash_table_ops.as_ids(v, slot)
+        for slot, v in slot_to_id.items()
+    }
     if not ids:
       return {}
     partition = self._partition(ids, unique)
@@ -501,9 +496,11 @@ class DistributedMultiTypeHashTable(
               req_time: Optional[tf.Tensor]) -> DistributedMultiTypeHashTable:
     """Runs `raw_<method>` on each PS with its ids and values, in order."""
     self._check_slots(slot_to_id_and_value)
-    req_time = _req_time(req_time)
+    req_time = multi_hash_table_ops.req_time_tensor(req_time)
     splits = {
-        slot: _split_by_ps(_as_ids(ids), self._num_ps, _as_values(values))
+        slot: _split_by_ps(multi_hash_table_ops.as_ids(ids, slot),
+                           self._num_ps,
+                           multi_hash_table_ops.as_values(values, slot))
         for slot, (ids, values) in slot_to_id_and_value.items()
     }
     new_tables = []
@@ -577,7 +574,8 @@ class DistributedMultiTypeHashTable(
       -1 the table does not exist, 0 the id was inserted, 1 it existed.
     """
     with tf.name_scope("dmtht_reinit"):
-      split = _split_by_ps(_as_ids(ids), self._num_ps)
+      split = _split_by_ps(multi_hash_table_ops.as_ids(ids, slot),
+                           self._num_ps)
       new_tables, statuses = [], []
       for i, table in enumerate(self._tables):
         with ps_device(i), tf.name_scope(f"ps_{i}"):
@@ -627,12 +625,13 @@ class DistributedMultiTypeHashTable(
                        global_step: tf.Tensor, req_time: Optional[tf.Tensor],
                        unique: bool) -> DistributedMultiTypeHashTable:
     """`apply_gradients`; without `unique`, every id and gradient is sent."""
-    global_step = tf.convert_to_tensor(global_step, dtype=tf.int64)
-    req_time = _req_time(req_time)
+    global_step = multi_hash_table_ops.as_int64_scalar(global_step,
+                                                       "global_step")
+    req_time = multi_hash_table_ops.req_time_tensor(req_time)
     ids, grads = {}, {}
     for slot, (slot_ids, slot_grads) in slot_to_id_and_grad.items():
-      ids[slot] = _as_ids(slot_ids)
-      grads[slot] = _as_values(slot_grads)
+      ids[slot] = multi_hash_table_ops.as_ids(slot_ids, slot)
+      grads[slot] = multi_hash_table_ops.as_values(slot_grads, slot)
     partition = self._partition(ids, unique)
     ps_grads = gen_monolith_ops.monolith_distributed_ps_scatter_add(
         values=[
@@ -726,8 +725,3 @@ class DistributedMultiTypeHashTable(
     return copied
 
 
-def _req_time(req_time: Optional[tf.Tensor]) -> tf.Tensor:
-  """req_time as an int64 tensor built where the caller is (the worker)."""
-  if req_time is None:
-    return tf.constant(0, dtype=tf.int64)
-  return tf.convert_to_tensor(req_time, dtype=tf.int64)

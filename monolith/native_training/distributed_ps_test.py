@@ -549,6 +549,52 @@ def test_bad_input_errors():
     table.apply_gradients({"b": (_id([1]), _value([[1]]))}, global_step=0)
 
 
+@pytest.mark.parametrize("num_ps", [0, 2])
+def test_other_int_and_float_widths_are_cast(cluster, num_ps):
+  # Rates of mixed dtypes (a float64 schedule, a numpy float64, a float32
+  # tensor), int32 ids, float64 gradients and an int32 step train as their
+  # int64 / float32 equivalents would.
+  configs = {
+      "a": _config(2, learning_rate=lambda: tf.constant(0.5, tf.float64)),
+      "b": _config(1, learning_rate=np.float64(0.25)),
+      "c": _config(1, learning_rate=tf.constant(2.0)),
+  }
+  table = _create(configs, num_ps=num_ps, name_suffix=f"widths_{num_ps}")
+  ids = tf.constant([3, -2, 3], tf.int32)
+  grads = {
+      "a": tf.constant([[1, 2], [3, 4], [5, 6]], tf.float64),
+      "b": tf.constant([[4], [8], [4]], tf.float16),
+      "c": np.array([[1], [1], [1]], np.float64),
+  }
+  trained = table.apply_gradients(
+      {name: (ids, grad) for name, grad in grads.items()},
+      global_step=tf.constant(1, tf.int32),
+      req_time=tf.constant(5, tf.int32))
+  looked_up = trained.lookup({name: ids[:2] for name in configs})
+  with _session(cluster) as sess:
+    values = sess.run(looked_up)
+  np.testing.assert_allclose(values["a"], [[-3, -4], [-1.5, -2]])
+  np.testing.assert_allclose(values["b"], [[-2], [-2]])
+  np.testing.assert_allclose(values["c"], [[-4], [-2]])
+
+
+@pytest.mark.parametrize("num_ps", [0, 2])
+def test_ids_and_values_of_another_kind_name_their_table(num_ps):
+  table = _create({"a": _config(1)}, num_ps=num_ps)
+  with pytest.raises(ValueError, match="the ids of table a must be int64, "
+                     "got a float32 tensor"):
+    table.lookup({"a": tf.constant([1.0])})
+  with pytest.raises(ValueError, match="the ids of table a must be int64"):
+    table.lookup({"a": ["x"]})
+  with pytest.raises(ValueError, match="the values of table a must be "
+                     "float32, got a int32 tensor"):
+    table.assign({"a": (_id([1]), tf.constant([[1]]))})
+  with pytest.raises(ValueError, match="global_step must be int64, got a "
+                     "float32 tensor"):
+    table.apply_gradients({"a": (_id([1]), _value([[1]]))},
+                          global_step=tf.constant(1.0))
+
+
 def test_clusters_without_the_ps_tasks_are_rejected(monkeypatch):
   with pytest.raises(ValueError, match="num_ps is 2 but the cluster has no "
                      "'ps' job"):

@@ -864,12 +864,14 @@ class HashTableConfigInstance:
       raise ValueError("learning_rate_fns must not be empty")
     rates = []
     for fn in self._learning_rate_fns:
-      if callable(fn):
-        rates.append(fn())
-      elif cast:
-        rates.append(tf.cast(fn, dtype=tf.float32))
-      else:
-        rates.append(fn)
+      rate = fn() if callable(fn) else fn
+      # Tables' rates are stacked together: float64 schedules and tensors
+      # are cast, numbers stay Python floats (one constant for them all).
+      if cast or (tf.is_tensor(rate) and rate.dtype != tf.float32):
+        rate = tf.cast(rate, dtype=tf.float32)
+      elif not tf.is_tensor(rate):
+        rate = float(rate)
+      rates.append(rate)
     return rates
 
   def call_learning_rate_fns(self) -> tf.Tensor:
@@ -890,11 +892,12 @@ class HashTableConfigInstance:
   def call_learning_rate_fns_fewer_ops(self) -> List[Union[float, tf.Tensor]]:
     """Returns the per-segment learning rates as a list.
 
-    Callables are called; constant rates are returned as given, without ops,
-    for the caller to stack with other tables' rates.
+    Callables are called; constant rates are returned as Python floats,
+    without ops, for the caller to stack with other tables' rates; tensors
+    of other dtypes are cast to float32.
 
     Returns:
-      One learning rate (a number or a scalar tensor) per segment.
+      One learning rate (a float or a float32 scalar tensor) per segment.
 
     Raises:
       ValueError: `learning_rate_fns` is empty.

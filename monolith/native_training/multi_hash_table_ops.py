@@ -428,17 +428,61 @@ class RawMultiTypeHashTable(abc.ABC):
     """Sets the embeddings of the ragged ids to flat values."""
 
 
-def _as_int64(t: Any) -> tf.Tensor:
-  return t if isinstance(t, tf.Tensor) else tf.convert_to_tensor(t, tf.int64)
+def as_ids(ids: Any, table: str) -> tf.Tensor:
+  """The ids of table `table` as an int64 tensor.
+
+  Integer tensors of other widths are cast (uint64 ids past 2^63 keep their
+  bits, as int64 feature ids); numbers and arrays are converted.
+
+  Raises:
+    ValueError: the ids are not integers, naming the table.
+  """
+  return _as_dtype(ids, tf.int64, f"the ids of table {table}")
 
 
-def _as_float32(t: Any) -> tf.Tensor:
-  return t if isinstance(t, tf.Tensor) else tf.convert_to_tensor(
-      t, tf.float32)
+def as_values(values: Any, table: str) -> tf.Tensor:
+  """The values (or gradients) of table `table` as a float32 tensor.
+
+  Floating tensors of other widths are cast; numbers and arrays converted.
+
+  Raises:
+    ValueError: the values are not floating point, naming the table.
+  """
+  return _as_dtype(values, tf.float32, f"the values of table {table}")
 
 
-def _req_time(req_time: Optional[tf.Tensor]) -> tf.Tensor:
-  return tf.constant(0, tf.int64) if req_time is None else req_time
+def as_int64_scalar(value: Any, name: str) -> tf.Tensor:
+  """`value` (global_step, req_time) as an int64 tensor, integers cast.
+
+  Raises:
+    ValueError: `value` is not an integer, naming `name`.
+  """
+  return _as_dtype(value, tf.int64, name)
+
+
+def req_time_tensor(req_time: Any) -> tf.Tensor:
+  """req_time as an int64 tensor; None is 0."""
+  if req_time is None:
+    return tf.constant(0, tf.int64)
+  return as_int64_scalar(req_time, "req_time")
+
+
+def _as_dtype(value: Any, dtype: tf.DType, what: str) -> tf.Tensor:
+  """`value` as a `dtype` tensor, cast from the same kind (integer or
+  floating) of another width; ValueError naming `what` otherwise."""
+  if not tf.is_tensor(value):
+    try:
+      return tf.convert_to_tensor(value, dtype)
+    except (TypeError, ValueError) as e:
+      raise ValueError(f"{what} must be {dtype.name}: {e}") from e
+  if value.dtype == dtype:
+    return value
+  same_kind = (value.dtype.is_integer if dtype.is_integer else
+               value.dtype.is_floating)
+  if not same_kind:
+    raise ValueError(f"{what} must be {dtype.name}, got a "
+                     f"{value.dtype.name} tensor")
+  return tf.cast(value, dtype)
 
 
 class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
@@ -836,7 +880,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       exist, 0 the id was inserted, 1 it existed.
     """
     new_handle, status = hash_table_ops.monolith_multi_hash_table_reinitialize(
-        mtable=self._handle, table_name=slot, id=_as_int64(ids))
+        mtable=self._handle, table_name=slot, id=as_ids(ids, slot))
     return self._copy_with_new_table(new_handle), status
 
   def evict(self) -> Tuple["MultiHashTable", tf.Tensor]:
@@ -880,7 +924,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       ValueError: an unknown table name.
     """
     ragged_id = self.get_ragged_id(
-        {k: _as_int64(v) for k, v in slot_to_id.items()})
+        {k: as_ids(v, k) for k, v in slot_to_id.items()})
     embeddings = self.get_embeddings(ragged_id, self.raw_lookup(ragged_id))
     return {k: v for k, v in embeddings.items() if k in slot_to_id}
 
@@ -906,7 +950,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     """
     del enable_inter_table_parallelism
     ragged_id = self.get_ragged_id(
-        {k: _as_int64(v) for k, v in slot_to_id.items()})
+        {k: as_ids(v, k) for k, v in slot_to_id.items()})
     entries = hash_table_ops.monolith_multi_hash_table_lookup_entry(
         mtable=self._handle,
         id=ragged_id.values,
@@ -1144,7 +1188,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
         ids=ids,
         fused_slot_size=fused_slot_size,
         num_of_shards=num_of_shards,
-        req_time=_req_time(req_time))
+        req_time=req_time_tensor(req_time))
 
   def fused_apply_gradient(
       self,
@@ -1254,8 +1298,8 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
             id_split=ragged_id.row_splits,
             value=flat_grad,
             learning_rate=self._learning_rate,
-            update_time=_req_time(req_time),
-            global_step=global_step))
+            update_time=req_time_tensor(req_time),
+            global_step=as_int64_scalar(global_step, "global_step")))
 
   def raw_assign(self,
                  ragged_id: tf.RaggedTensor,
@@ -1306,16 +1350,16 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
            id=ragged_id.values,
            id_split=ragged_id.row_splits,
            value=flat_value,
-           update_time=_req_time(req_time)))
+           update_time=req_time_tensor(req_time)))
 
   def _ragged_id_and_flat_value(
       self, slot_to_id_and_value: IdsAndValues
   ) -> Tuple[tf.RaggedTensor, tf.Tensor]:
     """The ragged ids and flat values (or gradients) of every table."""
     ragged_id = self.get_ragged_id(
-        {k: _as_int64(v[0]) for k, v in slot_to_id_and_value.items()})
+        {k: as_ids(v[0], k) for k, v in slot_to_id_and_value.items()})
     flat_value = self.get_flat_value(
-        {k: _as_float32(v[1]) for k, v in slot_to_id_and_value.items()})
+        {k: as_values(v[1], k) for k, v in slot_to_id_and_value.items()})
     return ragged_id, flat_value
 
   def get_embeddings(self, ragged_id: tf.RaggedTensor,
