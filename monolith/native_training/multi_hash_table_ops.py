@@ -625,9 +625,14 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
         the tables have different types, gpucuco tables are given a hash
         filter or skip_zero_embedding, or the shared name is already used
         in this graph.
-      RuntimeError: gpucuco tables cannot run here (no CUDA kernels or no
-        GPU).
+      RuntimeError: called eagerly (the tables are graph-mode resources),
+        or gpucuco tables cannot run here (no CUDA kernels or no GPU).
     """
+    if tf.executing_eagerly():
+      raise RuntimeError(
+          "MultiHashTable builds graph-mode ops for tf.compat.v1 sessions, "
+          "as the original's: build it in a graph (with tf.Graph()."
+          "as_default(): ..., or tf.compat.v1.disable_eager_execution())")
     table_type = _table_type(cc)
     logging.info("Hash table type: %s", table_type)
     device = "/device:CPU:0"

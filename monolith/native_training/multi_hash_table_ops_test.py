@@ -8,6 +8,7 @@ import threading
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.python.eager import context
 
 from monolith.native_training import basic_restore_hook
 from monolith.native_training import entry
@@ -930,3 +931,10 @@ def test_a_restore_is_whole_to_lookups_and_saves_beside_it(tmp_path):
   assert seen["partial"] == 0, seen
   assert seen["a"] + seen["b"] > 0
   assert sizes <= {n, 2 * n}, sizes
+
+
+def test_building_eagerly_is_a_clear_error():
+  with context.eager_mode():
+    with pytest.raises(RuntimeError, match="builds graph-mode ops"):
+      multi_hash_table_ops.MultiHashTable.from_configs(
+          {"s": test_utils.generate_test_hash_table_config(1)})
