@@ -571,6 +571,10 @@ def test_other_int_and_float_widths_are_cast(cluster, num_ps):
       global_step=tf.constant(1, tf.int32),
       req_time=tf.constant(5, tf.int32))
   looked_up = trained.lookup({name: ids[:2] for name in configs})
+  # Local and PS tables give the same static shapes.
+  assert [looked_up[name].shape.as_list() for name in configs] == [[2, 2],
+                                                                  [2, 1],
+                                                                  [2, 1]]
   with _session(cluster) as sess:
     values = sess.run(looked_up)
   np.testing.assert_allclose(values["a"], [[-3, -4], [-1.5, -2]])

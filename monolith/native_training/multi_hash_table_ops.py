@@ -928,9 +928,13 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     Raises:
       ValueError: an unknown table name.
     """
-    ragged_id = self.get_ragged_id(
-        {k: as_ids(v, k) for k, v in slot_to_id.items()})
+    ids = {k: as_ids(v, k) for k, v in slot_to_id.items()}
+    ragged_id = self.get_ragged_id(ids)
     embeddings = self.get_embeddings(ragged_id, self.raw_lookup(ragged_id))
+    # The batch size where the ids know it, as PS tables' lookups give it.
+    for name, dim in zip(self._table_names, self._dims):
+      if name in ids and ids[name].shape.rank == 1:
+        embeddings[name].set_shape([ids[name].shape[0], dim])
     return {k: v for k, v in embeddings.items() if k in slot_to_id}
 
   def lookup_entry(
