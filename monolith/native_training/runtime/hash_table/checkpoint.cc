@@ -6,6 +6,8 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <string>
+#include <unordered_map>
 #include <utility>
 
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
@@ -121,6 +123,7 @@ Status WriteShard(FileSystem* fs, const std::vector<std::string>& table_names,
           meta.set_save_time_micros(save_time_micros);
           meta.set_shard(shard);
           meta.set_num_shards(nshards);
+          meta.set_num_tables(static_cast<uint32_t>(table_names.size()));
           meta.set_entries_crc32c(digest);
           out->entries += static_cast<int64_t>(entries);
         }
@@ -190,6 +193,9 @@ Status ReadMetaFiles(FileSystem* fs, const std::string& basename, int nshards,
   MONOLITH_RETURN_IF_ERROR(PlaceShards(basename, nshards, save, listed, info));
   MultiHashTableMetadata first;
   const std::string first_path = info->shards[0].meta_path;
+  // Table name -> index into info->tables (a meta file may be hostile:
+  // no scan per record).
+  std::unordered_map<std::string, int> table_index;
   for (int s = 0; s < nshards; ++s) {
     CheckpointInfo::Shard& shard = info->shards[s];
     const std::string& path = shard.meta_path;
@@ -240,13 +246,19 @@ Status ReadMetaFiles(FileSystem* fs, const std::string& basename, int nshards,
         }
         shard.data_file_bytes = meta.data_file_bytes();
       }
-      int table = info->FindTable(meta.table_name());
+      if (meta.has_num_tables() && meta.num_tables() != first.num_tables()) {
+        return DataLossError(path + ": records disagree on the number of "
+                             "tables");
+      }
+      const auto found = table_index.find(meta.table_name());
+      int table = found == table_index.end() ? -1 : found->second;
       if (s == 0) {
         if (table >= 0) {
           return DataLossError(path + " lists table " + meta.table_name() +
                                " twice");
         }
         table = static_cast<int>(info->tables.size());
+        table_index.emplace(meta.table_name(), table);
         info->tables.push_back({meta.table_name(), 0});
       } else if (i >= static_cast<int>(info->tables.size()) || table != i) {
         return DataLossError(
@@ -265,6 +277,18 @@ Status ReadMetaFiles(FileSystem* fs, const std::string& basename, int nshards,
       shard.tables.push_back({table, meta.num_entries(),
                               meta.has_entries_crc32c(),
                               meta.entries_crc32c()});
+    }
+    // Every MultiHashTable has a table, and every meta file a record per
+    // table: none is a file cut short (or not a meta file).
+    if (shard.tables.empty()) {
+      return DataLossError(path + " holds no table record (truncated?)");
+    }
+    if (first.has_num_tables() && shard.tables.size() != first.num_tables()) {
+      return DataLossError(path + " holds " +
+                           std::to_string(shard.tables.size()) +
+                           " table records where its save wrote " +
+                           std::to_string(first.num_tables()) +
+                           " (truncated at a record boundary)");
     }
     if (s > 0 && shard.tables.size() != info->tables.size()) {
       return DataLossError(path + " lists " +

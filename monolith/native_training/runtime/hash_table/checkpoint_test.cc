@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <sstream>
 #include <string>
@@ -234,6 +236,52 @@ TEST(CheckpointTest, DataShardOfAnotherSizeIsRefusedBeforeRestoring) {
   EXPECT_EQ(status.code(), StatusCode::kDataLoss);
   EXPECT_TRUE(Contains(status.message(), "is not the data file of that save"))
       << status.message();
+}
+
+// The meta file of |basename|'s shard 0 of |nshards|, cut after its first
+// |records| records (uncompressed TFRecord: 12-byte header, data, 4-byte
+// CRC).
+void CutMetaFile(const std::string& basename, int nshards, int records) {
+  const std::string path = CheckpointMetaName(basename, 0, nshards);
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)),
+                    std::istreambuf_iterator<char>());
+  size_t end = 0;
+  for (int i = 0; i < records; ++i) {
+    uint64_t length = 0;
+    ASSERT_LE(end + 8, bytes.size());
+    std::memcpy(&length, &bytes[end], sizeof(length));
+    end += 12 + length + 4;
+  }
+  ASSERT_LT(end, bytes.size());
+  std::ofstream(path, std::ios::binary | std::ios::trunc)
+      << bytes.substr(0, end);
+}
+
+// A meta file cut at a record boundary loses whole table records; where the
+// tables cut off were empty, entry counts and data sizes still agree, and
+// only the record count the save wrote tells.
+TEST(CheckpointTest, MetaFileCutAtARecordBoundaryIsDataLoss) {
+  const std::string dir = TestDir("meta_cut");
+  for (int nshards : {1, 2}) {
+    const std::string basename = dir + "/t" + std::to_string(nshards);
+    ASSERT_TRUE(Save(basename, MakeContents(1, 10), nshards).ok());
+    CutMetaFile(basename, nshards, 2);  // drops table "empty", 0 entries
+    Contents restored;
+    const Status status = Restore(basename, &restored);
+    EXPECT_EQ(status.code(), StatusCode::kDataLoss) << nshards;
+    EXPECT_TRUE(Contains(status.message(),
+                         "holds 2 table records where its save wrote 3"))
+        << status.ToString();
+  }
+  const std::string emptied = dir + "/emptied";
+  ASSERT_TRUE(Save(emptied, MakeContents(1, 0), 1).ok());
+  std::ofstream(CheckpointMetaName(emptied, 0, 1), std::ios::trunc);
+  Contents restored;
+  const Status status = Restore(emptied, &restored);
+  EXPECT_EQ(status.code(), StatusCode::kDataLoss);
+  EXPECT_TRUE(Contains(status.message(), "holds no table record"))
+      << status.ToString();
 }
 
 TEST(CheckpointTest, MetaShardCopiedFromAnotherCheckpointIsRefused) {
