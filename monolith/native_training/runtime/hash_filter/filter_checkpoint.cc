@@ -413,22 +413,25 @@ Status ChooseSplitCount(FileSystem* fs, const std::string& basename,
     if (!counts.empty()) counts += " and ";
     counts += std::to_string(nsplits);
   }
+  // Saves without identity are the original's, older than any of ours.
   int newest = -1;
   int64_t newest_time = 0;
   bool tie = false;
+  std::string without_identity;
   for (int nsplits : complete) {
     SplitMeta meta;
     const std::string path = FilterCheckpointFileName(basename, 0, nsplits);
     const Status status = ReadSplitMeta(fs, path, 0, nsplits, &meta);
-    if (!status.ok() || !meta.identity.present) {
+    if (!status.ok()) {
       return FailedPreconditionError(
           "hash filter checkpoint " + basename + " holds complete saves with " +
-          counts + " splits (" + filter_has + ") and " +
-          (status.ok()
-               ? path + " carries no save time to choose by"
-               : "the " + std::to_string(nsplits) +
-                     "-split files are unreadable: " + status.message()) +
-          "; delete the files of the save not to restore");
+          counts + " splits (" + filter_has + ") and the " +
+          std::to_string(nsplits) + "-split files are unreadable: " +
+          status.message() + "; delete the files of the save not to restore");
+    }
+    if (!meta.identity.present) {
+      without_identity = path;
+      continue;
     }
     if (newest < 0 || meta.identity.save_time_micros > newest_time) {
       newest = nsplits;
@@ -437,6 +440,13 @@ Status ChooseSplitCount(FileSystem* fs, const std::string& basename,
     } else if (meta.identity.save_time_micros == newest_time) {
       tie = true;
     }
+  }
+  if (newest < 0) {
+    return FailedPreconditionError(
+        "hash filter checkpoint " + basename + " holds complete saves with " +
+        counts + " splits (" + filter_has + ") and " + without_identity +
+        " carries no save time to choose by; delete the files of the save "
+        "not to restore");
   }
   if (tie) {
     return FailedPreconditionError(

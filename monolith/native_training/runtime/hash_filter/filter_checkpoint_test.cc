@@ -756,6 +756,16 @@ TEST_F(CheckpointTest, TwoSplitCountsPresent) {
   s = Restore(&restored);
   EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
   EXPECT_TRUE(Contains(s.message(), "5 and 7 splits")) << s.ToString();
+
+  // Ours beside a complete set of the original's (the first save after a
+  // migration, killed before it deleted the original's files): ours is the
+  // newer.
+  ASSERT_TRUE(Save(*five).ok());
+  ASSERT_TRUE(test_util::SaveAll(*source_, &saved).ok());
+  for (int k = 0; k < 7; ++k) WriteBytes(File(k), FrameAll(saved[k]));
+  s = Restore(&restored, MakeSliding(3000, 5).get());
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(AsSliding(*restored) == *five);
 }
 
 TEST_F(CheckpointTest, FailedSaveKeepsThePreviousOneAndLeavesNoTemporaries) {

@@ -416,30 +416,45 @@ Status ReadFinalNames(FileSystem* fs, const std::string& basename,
   }
   // Several complete saves with different shard counts: a save that was
   // interrupted before deleting the files it superseded. Read the newest.
+  // Saves without identity are the original's, so older than any of ours
+  // (the first save after a migration from it).
   CheckpointInfo newest;
+  int without_identity = 0;
   for (int nshards : complete) {
     CheckpointInfo candidate;
     const Status status = ReadMetaFiles(fs, basename, nshards, nullptr,
                                         listed, need_data, &candidate);
-    if (!status.ok() || !candidate.has_identity) {
-      return DataLossError(
-          "checkpoint " + basename + " mixes shard counts " +
-          std::to_string(complete[0]) + " and " + std::to_string(complete[1]) +
-          (status.ok() ? " and its saves carry no save time to choose by"
-                       : "; the " + std::to_string(nshards) +
-                             "-shard files are unreadable: " +
-                             status.message()));
+    if (!status.ok()) {
+      return DataLossError("checkpoint " + basename + " mixes shard counts " +
+                           std::to_string(complete[0]) + " and " +
+                           std::to_string(complete[1]) + "; the " +
+                           std::to_string(nshards) +
+                           "-shard files are unreadable: " + status.message());
+    }
+    if (!candidate.has_identity) {
+      ++without_identity;
+      continue;
     }
     if (newest.nshards == 0 ||
         candidate.save_time_micros > newest.save_time_micros) {
       newest = std::move(candidate);
     }
   }
+  if (newest.nshards == 0) {
+    return DataLossError("checkpoint " + basename + " mixes shard counts " +
+                         std::to_string(complete[0]) + " and " +
+                         std::to_string(complete[1]) +
+                         " and its saves carry no save time to choose by");
+  }
   Log(log, "Checkpoint " + basename + " holds complete saves with " +
                std::to_string(complete.size()) +
                " shard counts (a save interrupted before it deleted the files "
                "it superseded); reading the newest, with " +
-               std::to_string(newest.nshards) + " shards");
+               std::to_string(newest.nshards) + " shards" +
+               (without_identity > 0
+                    ? " (the files without a save identity are the "
+                      "original's, older)"
+                    : ""));
   *info = std::move(newest);
   return Status::OK();
 }

@@ -620,9 +620,9 @@ TEST(CheckpointTest, FailedSaveLeavesThePreviousOneIntact) {
   }
 }
 
-// Meta files without identity, as the original writes them, still restore.
-TEST(CheckpointTest, ReadsCheckpointsWithoutIdentity) {
-  const std::string basename = TestDir("legacy") + "/t";
+// Writes an original-format checkpoint (no identity) of table "user" with
+// one entry "entry<s>" per shard s of 2.
+void WriteWithoutIdentity(const std::string& basename) {
   PosixFileSystem fs;
   for (int s = 0; s < 2; ++s) {
     std::unique_ptr<WritableFile> data, meta;
@@ -637,11 +637,38 @@ TEST(CheckpointTest, ReadsCheckpointsWithoutIdentity) {
     ASSERT_TRUE(data_writer.Close().ok() && data->Close().ok());
     ASSERT_TRUE(meta_writer.Close().ok() && meta->Close().ok());
   }
+}
+
+// Meta files without identity, as the original writes them, still restore.
+TEST(CheckpointTest, ReadsCheckpointsWithoutIdentity) {
+  const std::string basename = TestDir("legacy") + "/t";
+  WriteWithoutIdentity(basename);
   Contents restored;
   CheckpointInfo info;
   ASSERT_TRUE(Restore(basename, &restored, &info).ok());
   EXPECT_FALSE(info.has_identity);
   EXPECT_EQ(restored[0], (std::vector<std::string>{"entry0", "entry1"}));
+}
+
+// The first save over the original's checkpoint with another shard count,
+// killed before deleting the original's files: ours is the newer one.
+TEST(CheckpointTest, OursIsReadBesideACompleteSaveOfTheOriginal) {
+  const std::string dir = TestDir("legacy_beside");
+  const std::string basename = dir + "/t";
+  WriteWithoutIdentity(basename);
+  UnsyncableFileSystem unsyncable;  // fails after renaming, deletes nothing
+  ASSERT_FALSE(SaveTo(&unsyncable, basename, MakeContents(2, 30), 3).ok());
+  ASSERT_EQ(List(dir).size(), 4u + 6u);
+  Contents restored;
+  CheckpointInfo info;
+  std::vector<std::string> log;
+  ASSERT_TRUE(Restore(basename, &restored, &info, &log).ok());
+  EXPECT_TRUE(info.has_identity);
+  EXPECT_EQ(info.nshards, 3);
+  EXPECT_EQ(restored, MakeContents(2, 30));
+  EXPECT_TRUE(std::any_of(log.begin(), log.end(), [](const std::string& l) {
+    return Contains(l, "without a save identity are the original's");
+  }));
 }
 
 TEST(CheckpointTest, InconsistentTableListsAreDataLoss) {
