@@ -14,6 +14,12 @@ from absl import logging
 import tensorflow as tf
 
 
+# Graph collection of the graph's CheckpointRestorerHooks, so that hooks
+# that must run after them (the saver hooks in save_utils) can check they
+# did.
+RESTORER_HOOKS_COLLECTION = "monolith_checkpoint_restorer_hooks"
+
+
 class CheckpointRestorerListener:
   """Interface of listeners that act before or after a restore.
 
@@ -46,10 +52,18 @@ class CheckpointRestorerHook(tf.compat.v1.train.SessionRunHook):
       listeners: Optional[Sequence[CheckpointRestorerListener]] = None):
     logging.info("Create CheckpointRestorerHook.")
     self._listeners = list(listeners or [])
+    self._restored_session = None
 
   def begin(self) -> None:
+    # Hooks are reused by later MonitoredSessions of a finalized graph.
+    if self not in tf.compat.v1.get_collection(RESTORER_HOOKS_COLLECTION):
+      tf.compat.v1.add_to_collection(RESTORER_HOOKS_COLLECTION, self)
     for listener in self._listeners:
       listener.begin()
+
+  def has_restored(self, session: tf.compat.v1.Session) -> bool:
+    """Whether the listeners have run for `session`."""
+    return self._restored_session is session
 
   def after_create_session(self, session: tf.compat.v1.Session,
                            coord: Optional[tf.train.Coordinator]) -> None:
@@ -59,6 +73,7 @@ class CheckpointRestorerHook(tf.compat.v1.train.SessionRunHook):
       listener.before_restore(session)
     for listener in self._listeners:
       listener.after_restore(session)
+    self._restored_session = session
 
   def end(self, session: tf.compat.v1.Session) -> None:
     for listener in self._listeners:

@@ -310,7 +310,8 @@ class DistributedMultiTypeHashTable(
           "other) of PS tables is not built; export with "
           "ExportMode.STANDALONE, which serves every PS's tables in one "
           "process")
-    _check_tf_config_cluster(num_ps)
+    if not export_context.is_exporting_standalone():
+      _check_tf_config_cluster(num_ps)
     self._num_ps = num_ps
     self.transfer_float16 = transfer_float16
     self.pack_ids = pack_ids

@@ -120,7 +120,7 @@ def test_assign_add_then_lookup(cluster):
 
 
 def test_a_standalone_export_serves_every_ps_table_in_one_process(
-    cluster, tmp_path):
+    cluster, tmp_path, monkeypatch):
   configs = {"a": _config(2), "b": _config(1)}
   ids = list(range(-3, 9))
   trained = {
@@ -134,6 +134,10 @@ def test_a_standalone_export_serves_every_ps_table_in_one_process(
   with _session(cluster) as sess:
     sess.run(save)
 
+  # An export job's cluster has no PS tasks: not checked for a standalone
+  # export, which places nothing on them.
+  monkeypatch.setenv("TF_CONFIG",
+                     json.dumps({"cluster": {"worker": ["localhost:1"]}}))
   with tf.Graph().as_default() as graph:
     with export_context.enter_export_mode(
         export_context.ExportMode.STANDALONE):
@@ -590,6 +594,15 @@ def test_ids_and_values_of_another_kind_name_their_table(num_ps):
     table.lookup({"a": tf.constant([1.0])})
   with pytest.raises(ValueError, match="the ids of table a must be int64"):
     table.lookup({"a": ["x"]})
+  # Not truncated to integers.
+  with pytest.raises(ValueError, match="the ids of table a must be int64, "
+                     "got float64 values"):
+    table.lookup({"a": np.array([1.5])})
+  with pytest.raises(ValueError, match="got bool values"):
+    table.lookup({"a": [True]})
+  with pytest.raises(ValueError, match="global_step must be int64, got "
+                     "float64 values"):
+    table.apply_gradients({"a": (_id([1]), _value([[1]]))}, global_step=2.5)
   with pytest.raises(ValueError, match="the values of table a must be "
                      "float32, got a int32 tensor"):
     table.assign({"a": (_id([1]), tf.constant([[1]]))})

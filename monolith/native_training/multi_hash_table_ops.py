@@ -29,6 +29,7 @@ import re
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import kernels
 from tensorflow.python.framework import ops
@@ -471,6 +472,12 @@ def _as_dtype(value: Any, dtype: tf.DType, what: str) -> tf.Tensor:
   """`value` as a `dtype` tensor, cast from the same kind (integer or
   floating) of another width; ValueError naming `what` otherwise."""
   if not tf.is_tensor(value):
+    # convert_to_tensor would truncate floats (and bools) to integers.
+    kind = np.asarray(value).dtype.kind
+    allowed = "iu" if dtype.is_integer else "iuf"
+    if kind not in allowed and np.size(value) > 0:
+      raise ValueError(f"{what} must be {dtype.name}, got "
+                       f"{np.asarray(value).dtype.name} values")
     try:
       return tf.convert_to_tensor(value, dtype)
     except (TypeError, ValueError) as e:

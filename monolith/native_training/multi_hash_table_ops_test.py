@@ -938,3 +938,40 @@ def test_building_eagerly_is_a_clear_error():
     with pytest.raises(RuntimeError, match="builds graph-mode ops"):
       multi_hash_table_ops.MultiHashTable.from_configs(
           {"s": test_utils.generate_test_hash_table_config(1)})
+
+
+def test_saves_of_one_table_to_one_basename_do_not_mix(tmp_path):
+  # Two threads saving the table to the same basename at once: each save
+  # is whole and the checkpoint restores.
+  basename = os.path.join(tmp_path, "twice", "table")
+  n = 20000
+  with tf.Graph().as_default(), tf1.Session() as sess:
+    table = multi_hash_table_ops.MultiHashTable.from_configs(
+        {"s": test_utils.generate_test_hash_table_config(2)}, saver_parallel=4)
+    sess.run(table.initializer)
+    sess.run(table.assign({"s": (_id(list(range(n))), tf.ones([n, 2]))
+                          }).as_op())
+    save = table.save(basename).as_op()
+    errors = []
+
+    def save_repeatedly():
+      try:
+        for _ in range(8):
+          sess.run(save)
+      except tf.errors.OpError as e:
+        errors.append(e)
+
+    threads = [threading.Thread(target=save_repeatedly) for _ in range(2)]
+    for thread in threads:
+      thread.start()
+    for thread in threads:
+      thread.join()
+    assert not errors, errors
+    assert sess.run(table.feature_stat(basename))[1].tolist() == [n]
+  with tf.Graph().as_default(), tf1.Session() as sess:
+    restored = multi_hash_table_ops.MultiHashTable.from_configs(
+        {"s": test_utils.generate_test_hash_table_config(2)})
+    sess.run(restored.initializer)
+    values = sess.run(
+        restored.restore(basename).lookup({"s": _id(list(range(n)))})["s"])
+  np.testing.assert_array_equal(values, np.ones([n, 2]))

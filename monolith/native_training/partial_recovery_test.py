@@ -51,7 +51,9 @@ class _Job(NamedTuple):
   scaffold: tf1.train.Scaffold
 
 
-def _build_job(model_dir: str, original_hooks: bool) -> _Job:
+def _build_job(model_dir: str,
+               original_hooks: bool,
+               marking_hook_first: bool = False) -> _Job:
   """The job; with `original_hooks` as the original's users list them: the
   saver hook (NoFirstSaveCheckpointSaverHook with a PartialRecoverySaver)
   marks the PS tasks set up, no PsInitializedStateHook."""
@@ -88,6 +90,10 @@ def _build_job(model_dir: str, original_hooks: bool) -> _Job:
                     ])
   hooks = ([restorer, saver_hook] if original_hooks else
            [restorer, save_utils.PsInitializedStateHook(monitor), saver_hook])
+  if marking_hook_first:  # e.g. as MonitoredTrainingSession's chief hooks
+    marking = hooks[1]  # NoFirstSave..., or PsInitializedStateHook
+    hooks.remove(marking)
+    hooks.insert(0, marking)
   scaffold = tf1.train.Scaffold(
       saver=saver,
       local_init_op=tf.group(*[t.initializer for t in table.tables]))
@@ -163,6 +169,21 @@ def test_only_the_restarted_ps_is_restored(tmp_path, original_hooks):
     with _monitored_session(job, ps0_restarted.target, config,
                             model_dir) as sess:
       assert _values(sess, job) == (4, 3, [4.0, 3.0])
+
+
+@pytest.mark.parametrize("original_hooks", [False, True])
+def test_hooks_listed_before_the_restorer_are_refused(tmp_path,
+                                                      original_hooks):
+  # Run first, the hook that marks PS tasks set up (the saver hook with the
+  # original's lists) would mark them, and the saver hook save, before the
+  # tables are restored.
+  model_dir = str(tmp_path)
+  servers, config = test_utils.create_test_ps_cluster(2)
+  with tf.Graph().as_default():
+    job = _build_job(model_dir, original_hooks, marking_hook_first=True)
+    with pytest.raises(RuntimeError, match="runs before a "
+                       "CheckpointRestorerHook"):
+      _monitored_session(job, servers[0].target, config, model_dir)
 
 
 def test_without_a_monitor_everything_is_restored(tmp_path):

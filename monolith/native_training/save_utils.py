@@ -53,6 +53,7 @@ from absl import logging
 import tensorflow as tf
 from tensorflow.python.training import saver as saver_lib
 
+from monolith.native_training import basic_restore_hook
 from monolith.native_training import utils
 
 # "ckpt.info-<step>": per-step metadata beside the checkpoints.
@@ -437,12 +438,39 @@ class PartialRecoverySaver(tf.compat.v1.train.Saver):
       self._ps_monitor.setup_ps_initialized_state(sess)
 
 
+def check_restorer_hooks_ran(session: tf.compat.v1.Session,
+                             hook_name: str) -> None:
+  """Raises unless every CheckpointRestorerHook of the graph has run.
+
+  Args:
+    session: the session being created.
+    hook_name: the hook that must run after them, for the error.
+
+  Raises:
+    RuntimeError: a CheckpointRestorerHook of the default graph has not run
+      its listeners for `session` yet: it is listed after `hook_name`.
+  """
+  pending = [
+      hook for hook in tf.compat.v1.get_collection(
+          basic_restore_hook.RESTORER_HOOKS_COLLECTION)
+      if not hook.has_restored(session)
+  ]
+  if pending:
+    raise RuntimeError(
+        f"{hook_name} runs before a CheckpointRestorerHook: list it after "
+        "the hooks that restore tables (MonitoredTrainingSession runs "
+        "chief_only_hooks first: pass both in the same list, the restorer "
+        "first). Otherwise it would save or mark PS tasks set up before "
+        "their tables are restored.")
+
+
 class PsInitializedStateHook(tf.compat.v1.train.SessionRunHook):
   """Marks every PS task set up once the session is created and restored.
 
   List it after the hooks that restore (e.g. a `CheckpointRestorerHook`
   with `MultiHashTableCheckpointRestorerListener(basename, ps_monitor)`):
-  hooks' `after_create_session` run in order.
+  hooks' `after_create_session` run in order, and it raises a RuntimeError
+  if a restorer hook of the graph has not run yet.
 
   Args:
     ps_monitor: the job's `PsMonitor`.
@@ -454,6 +482,7 @@ class PsInitializedStateHook(tf.compat.v1.train.SessionRunHook):
   def after_create_session(self, session: tf.compat.v1.Session,
                            coord: Optional[tf.train.Coordinator]) -> None:
     del coord  # Unused.
+    check_restorer_hooks_ran(session, "PsInitializedStateHook")
     uninitialized = self._ps_monitor.uninitialized_ps_tasks(session)
     if uninitialized:
       logging.info("PS tasks %s are set up.", sorted(uninitialized))
@@ -487,8 +516,10 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
 
   With a `PartialRecoverySaver`, it also marks every PS task set up once the
   session is created (`setup_ps_initialized_state`), as the original's
-  hook did: list it after the hooks that restore, whose
-  `after_create_session` must run first.
+  hook did. List it after the hooks that restore, whose
+  `after_create_session` must run first (its save at session creation must
+  not save tables not restored yet): it raises a RuntimeError if a
+  `CheckpointRestorerHook` of the graph has not run yet.
   """
 
   def __init__(self, *args, **kwargs):
@@ -497,6 +528,7 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
 
   def after_create_session(self, session: tf.compat.v1.Session,
                            coord: tf.train.Coordinator) -> None:
+    check_restorer_hooks_ran(session, "NoFirstSaveCheckpointSaverHook")
     self._creating_session = True
     try:
       super().after_create_session(session, coord)

@@ -1,5 +1,6 @@
 """Tests for test_utils."""
 
+import errno
 import os
 
 import pytest
@@ -83,3 +84,19 @@ def test_fsync_local_syncs_local_paths_and_leaves_others(tmp_path, monkeypatch):
   assert len(synced) == 3
   with pytest.raises(FileNotFoundError):
     utils.fsync_local(str(tmp_path / "missing"))
+
+
+def test_fsync_local_accepts_file_systems_without_fsync(tmp_path,
+                                                         monkeypatch):
+  def unsupported(fd):
+    raise OSError(errno.EINVAL, "Invalid argument")
+
+  monkeypatch.setattr(os, "fsync", unsupported)
+  utils.fsync_local(str(tmp_path))  # nothing more to make durable
+
+  def failing(fd):
+    raise OSError(errno.EIO, "Input/output error")
+
+  monkeypatch.setattr(os, "fsync", failing)
+  with pytest.raises(OSError, match="Input/output error"):
+    utils.fsync_local(str(tmp_path))

@@ -12,6 +12,7 @@ the default graph's collections; tools such as
 """
 
 import contextlib
+import errno
 import os
 import socket
 from typing import Any, List, Optional, Union
@@ -94,6 +95,12 @@ def fsync_local(path: str) -> None:
   fd = os.open((rest if sep else path) or ".", os.O_RDONLY)
   try:
     os.fsync(fd)
+  except OSError as e:
+    # File systems without fsync (for folders especially) have nothing
+    # more to make durable.
+    if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP,
+                       errno.EROFS):
+      raise
   finally:
     os.close(fd)
 

@@ -21,6 +21,14 @@ Status ErrnoError(const std::string& what, const std::string& path,
   return InternalError(std::move(message));
 }
 
+// Whether fsync failed with |error| because the file system has no fsync
+// for the file (some network and virtual file systems, for folders
+// especially): there is nothing more to make durable.
+bool FsyncUnsupported(int error) {
+  return error == EINVAL || error == ENOTSUP || error == EOPNOTSUPP ||
+         error == EROFS;
+}
+
 class PosixWritableFile : public WritableFile {
  public:
   PosixWritableFile(std::string path, int fd)
@@ -44,7 +52,7 @@ class PosixWritableFile : public WritableFile {
   Status Close() override {
     const int fd = fd_;
     fd_ = -1;
-    if (::fsync(fd) != 0) {
+    if (::fsync(fd) != 0 && !FsyncUnsupported(errno)) {
       const int error = errno;
       ::close(fd);
       return ErrnoError("cannot sync", path_, error);
@@ -93,7 +101,9 @@ Status SyncPath(const std::string& path, int flags) {
   const int synced = ::fsync(fd);
   const int error = errno;
   ::close(fd);
-  if (synced != 0) return ErrnoError("cannot sync", path, error);
+  if (synced != 0 && !FsyncUnsupported(error)) {
+    return ErrnoError("cannot sync", path, error);
+  }
   return Status::OK();
 }
 

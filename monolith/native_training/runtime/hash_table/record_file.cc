@@ -183,7 +183,9 @@ Status RecordFileReader::Open(FileSystem* fs, const std::string& path,
 
 Status RecordFileReader::RecordError(const std::string& what) const {
   return DataLossError(path_ + ": record " + std::to_string(records_) + " " +
-                       what);
+                       what + " (it begins at byte " +
+                       std::to_string(stream_base_ + begin_) +
+                       (snappy_ ? " of the decompressed stream)" : ")"));
 }
 
 uint64_t RecordFileReader::MaxStreamBytesLeft() const {
@@ -198,6 +200,7 @@ uint64_t RecordFileReader::MaxStreamBytesLeft() const {
 Status RecordFileReader::ReadMore() {
   // Drop what was read, so the stream buffer stays small.
   stream_.erase(0, begin_);
+  stream_base_ += begin_;
   begin_ = 0;
   const uint64_t file_left = file_size_ - std::min(file_size_, file_offset_);
   if (!snappy_) {

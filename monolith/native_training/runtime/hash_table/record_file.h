@@ -132,6 +132,7 @@ class RecordFileReader {
   uint64_t file_offset_ = 0;
   std::string stream_;  // decoded stream bytes, unread from begin_
   size_t begin_ = 0;
+  uint64_t stream_base_ = 0;  // stream offset of stream_[0]
   std::string chunk_;  // scratch for file reads
   int64_t records_ = 0;
   uint32_t last_record_crc_ = 0;

@@ -163,6 +163,10 @@ TEST(RecordFileTest, HugeClaimedLengthInSnappyIsDataLoss) {
     EXPECT_EQ(error.code(), StatusCode::kDataLoss) << length;
     EXPECT_NE(error.message().find("record 0 claims"), std::string::npos)
         << error.message();
+    EXPECT_NE(error.message().find(
+                  "(it begins at byte 0 of the decompressed stream)"),
+              std::string::npos)
+        << error.message();
   }
 }
 
@@ -205,21 +209,25 @@ TEST(RecordFileTest, CorruptionIsDataLossNamingTheRecord) {
     bytes.resize(read);
   }
   const size_t second = kRecordHeaderBytes + 5 + kRecordFooterBytes;
+  const size_t third = second + kRecordHeaderBytes + 6 + kRecordFooterBytes;
   struct Case {
     std::string bytes;
     std::string message;
+    size_t offset;  // where the record begins
   };
   std::string bad_length = bytes;
   bad_length[second] ^= 1;
   std::string bad_data = bytes;
   bad_data[second + kRecordHeaderBytes] ^= 1;
   const std::vector<Case> cases = {
-      {bad_length, "record 1 has a corrupt length"},
-      {bad_data, "record 1 is corrupt (checksum mismatch)"},
-      {bytes.substr(0, second + 3), "record 1 is truncated in its header"},
+      {bad_length, "record 1 has a corrupt length", second},
+      {bad_data, "record 1 is corrupt (checksum mismatch)", second},
+      {bytes.substr(0, second + 3), "record 1 is truncated in its header",
+       second},
       {bytes.substr(0, second + kRecordHeaderBytes + 2),
-       "record 1 claims 6 bytes, more than the rest of the file holds"},
-      {bytes.substr(0, bytes.size() - 1), "record 2 claims 5 bytes"},
+       "record 1 claims 6 bytes, more than the rest of the file holds",
+       second},
+      {bytes.substr(0, bytes.size() - 1), "record 2 claims 5 bytes", third},
   };
   for (const Case& c : cases) {
     const std::string broken = TempPath("corrupt");
@@ -228,6 +236,10 @@ TEST(RecordFileTest, CorruptionIsDataLossNamingTheRecord) {
     const std::vector<std::string> records = ReadAll(broken, false, &error);
     EXPECT_EQ(error.code(), StatusCode::kDataLoss) << c.message;
     EXPECT_NE(error.message().find(c.message), std::string::npos)
+        << error.message();
+    EXPECT_NE(error.message().find("(it begins at byte " +
+                                   std::to_string(c.offset) + ")"),
+              std::string::npos)
         << error.message();
     EXPECT_EQ(records.front(), "first");
   }

@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <memory>
 #include <mutex>
-#include <shared_mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -22,6 +22,7 @@
 #include "tensorflow/core/framework/tensor_shape.h"
 #include "tensorflow/core/framework/types.h"
 #include "tensorflow/core/platform/errors.h"
+#include "tensorflow/core/platform/mutex.h"
 
 namespace tensorflow {
 namespace monolith_tf {
@@ -105,8 +106,12 @@ class MultiHashTable : public ResourceBase {
   const std::string& created_from() const { return created_from_; }
   const HashFilterResource* filter() const { return filter_.get(); }
   // Held by every kernel's call (see HoldMultiHashTable): exclusively by
-  // restores, shared by the others.
-  std::shared_mutex& restore_mu() const { return restore_mu_; }
+  // restores, shared by the others. TF's mutex: a waiting restore holds
+  // off new readers, so a busy table cannot starve it.
+  mutex& restore_mu() const { return restore_mu_; }
+  // Held by saves: two saves of the table to one basename at once would
+  // interleave their renames into a checkpoint of neither.
+  mutex& save_mu() const { return save_mu_; }
 
   // What an update of |ids| asks before it creates one of them: the
   // filter's admission (see hash_filter/admission.h); |counts|, when
@@ -154,14 +159,15 @@ class MultiHashTable : public ResourceBase {
   core::RefCountPtr<HashFilterResource> filter_;
   std::vector<std::unique_ptr<Table>> tables_;
   std::vector<int64_t> learning_rate_offsets_ = {0};
-  mutable std::shared_mutex restore_mu_;
+  mutable mutex restore_mu_;
+  mutable mutex save_mu_;
   // Declared after the tables, which it evicts: destroyed first.
   std::unique_ptr<::monolith::hash_table::PeriodicEvictor> evictor_;
 };
 
 // A multi table held for one kernel's call. Restores empty tables and
 // fill them again, so they hold the table exclusively and every other
-// kernel holds it shared: no lookup, update, eviction or save sees (or
+// kernel holds it shared: no lookup, update, evict op or save sees (or
 // writes to a checkpoint) a table halfway through a restore, and two
 // restores do not mix.
 class HeldMultiHashTable {
@@ -175,8 +181,8 @@ class HeldMultiHashTable {
                                    bool exclusive, HeldMultiHashTable* held);
   // Declared before the locks, which are released first.
   core::RefCountPtr<MultiHashTable> table_;
-  std::shared_lock<std::shared_mutex> shared_;
-  std::unique_lock<std::shared_mutex> exclusive_;
+  std::optional<tf_shared_lock> shared_;
+  std::optional<mutex_lock> exclusive_;
 };
 
 // Looks up the multi table of input |index| ("mtable" in every op that
@@ -185,11 +191,9 @@ inline Status HoldMultiHashTable(OpKernelContext* ctx, int index,
                                  bool exclusive, HeldMultiHashTable* held) {
   TF_RETURN_IF_ERROR(LookupResourceInput(ctx, index, "mtable", &held->table_));
   if (exclusive) {
-    held->exclusive_ = std::unique_lock<std::shared_mutex>(
-        held->table_->restore_mu());
+    held->exclusive_.emplace(held->table_->restore_mu());
   } else {
-    held->shared_ = std::shared_lock<std::shared_mutex>(
-        held->table_->restore_mu());
+    held->shared_.emplace(held->table_->restore_mu());
   }
   return OkStatus();
 }

@@ -85,6 +85,7 @@ class MultiHashTableSaveOp : public OpKernel {
     HeldMultiHashTable mtable;
     OP_REQUIRES_OK(ctx,
                    HoldMultiHashTable(ctx, 0, /*exclusive=*/false, &mtable));
+    mutex_lock saving(mtable->save_mu());
     int nshards = nshards_;
     if (nshards < 0) {
       // One shard per 100k entries, up to the worker threads (at least 4,
