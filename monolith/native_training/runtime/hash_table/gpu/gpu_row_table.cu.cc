@@ -1162,6 +1162,8 @@ Status GpuRowTable::ExportRowsToHost(int64_t begin, int64_t max_slots,
                                       next, stream));
   ids->resize(count);
   rows->resize(count * spec_.row_floats());
+  // An empty vector's data() may be null, which cudaMemcpy need not take.
+  if (count == 0) return Status::OK();
   MONOLITH_CUDA_RETURN_IF_ERROR(
       cudaMemcpy(ids->data(), impl_->staged_ids.as<void>(),
                  sizeof(int64_t) * count, cudaMemcpyDeviceToHost),
