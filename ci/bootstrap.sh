@@ -15,11 +15,12 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-venv=${MONOLITH_VENV:-$HOME/.cache/monolith/venv}
+# Absolute: .bazelrc.user hands them to Bazel's repository rules.
+venv=$(realpath -m "${MONOLITH_VENV:-$HOME/.cache/monolith/venv}")
 base_python=${MONOLITH_BASE_PYTHON:-python3}
 requirements="$root/ci/requirements.txt"
 rc_user="$root/.bazelrc.user"
-third_party=${MONOLITH_THIRD_PARTY:-$HOME/.cache/monolith/third_party}
+third_party=$(realpath -m "${MONOLITH_THIRD_PARTY:-$HOME/.cache/monolith/third_party}")
 # merlin-sok's sdist carries a 2022 cuCollections fork (static_map and
 # dynamic_map storing a row per key) and HierarchicalKV (upstream 28046ba).
 sok_version=2.1.0
@@ -32,7 +33,14 @@ apt_packages=(bazel-bootstrap bazel-platforms bazel-rules-cc bazel-rules-proto
 log() { echo "[bootstrap] $*" >&2; }
 
 as_root() {
-  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+  if [ "$(id -u)" = 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null; then
+    sudo "$@"
+  else
+    log "installing Debian packages needs root: run ./bazelw as root, or install sudo"
+    exit 1
+  fi
 }
 
 # Hash of what the set-up depends on; the stamp in .bazelrc.user records it.
@@ -83,11 +91,12 @@ if [ ! -f "$sok_dir/.complete" ]; then
   download=$(mktemp -d)
   trap 'rm -rf "$download"' EXIT
   # pip resolves the file through the configured index and checks its hash
-  # before it prepares the sdist's metadata (about half a minute, running
-  # the sdist's build code); it installs nothing.
+  # before it prepares the sdist's metadata (a few seconds: the sdist's
+  # build code runs in an isolated environment of its build requirements'
+  # wheels); it installs nothing.
   echo "merlin-sok==$sok_version --hash=sha256:$sok_sha256" > "$download/requirements.txt"
   "$venv/bin/python" -m pip download -q --disable-pip-version-check --no-deps \
-    --no-binary :all: --require-hashes -r "$download/requirements.txt" -d "$download"
+    --no-binary merlin-sok --require-hashes -r "$download/requirements.txt" -d "$download"
   archive="$download/merlin-sok-$sok_version.tar.gz"
   got=$(sha256sum "$archive" | cut -d' ' -f1)
   if [ "$got" != "$sok_sha256" ]; then
