@@ -61,7 +61,7 @@ def create_hash_filter(capacity: int,
 
   Args:
     capacity: ids the filter is sized for, > 0.
-    split_num: splits of the sliding filter, >= 2 (the oldest is dropped
+    split_num: splits of the sliding filter, >= 3 (the oldest is dropped
       when the newest fills).
     config: a serialized SlotOccurrenceThresholdConfig; thresholds must be
       0 to 15 (checked at creation).

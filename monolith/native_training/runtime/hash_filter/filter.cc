@@ -1,5 +1,8 @@
 #include "monolith/native_training/runtime/hash_filter/filter.h"
 
+#include <cstdint>
+#include <limits>
+
 #include <string>
 
 namespace monolith {
@@ -13,6 +16,11 @@ Status Filter::ValidateThreshold(int64_t threshold) const {
     return InvalidArgumentError("occurrence threshold " +
                                 std::to_string(threshold) +
                                 " is negative; use 0 for no filtering");
+  }
+  if (threshold > std::numeric_limits<int32_t>::max()) {
+    return InvalidArgumentError("occurrence threshold " +
+                                std::to_string(threshold) +
+                                " is past 2^31 - 1");
   }
   return Status::OK();
 }

@@ -730,11 +730,20 @@ Status RestoreFilterCheckpoint(FileSystem* fs, const std::string& basename,
   std::unique_ptr<Filter> filter = like.Clone();
   std::vector<uint64_t> bytes(nsplits, 0);
   std::unique_ptr<bool[]> split_of_other_config(new bool[nsplits]());
+  std::vector<Status> split_status(nsplits);
   const Status status = parallel_for(nsplits, [&](int64_t s) {
     const int k = static_cast<int>(s);
-    return RestoreSplit(fs, metas[k], k, filter.get(), &bytes[k],
-                        &split_of_other_config[k]);
+    split_status[k] = RestoreSplit(fs, metas[k], k, filter.get(), &bytes[k],
+                                   &split_of_other_config[k]);
+    return split_status[k];
   });
+  // A split that failed otherwise (damage, I/O) is the error to report:
+  // the save is not just another configuration's.
+  for (int k = 0; k < nsplits; ++k) {
+    if (!split_status[k].ok() && !split_of_other_config[k]) {
+      return split_status[k];
+    }
+  }
   if (!status.ok() &&
       std::any_of(split_of_other_config.get(),
                   split_of_other_config.get() + nsplits,

@@ -459,6 +459,24 @@ TEST_F(CheckpointTest, OtherConfigurationCanStartTheCountsOver) {
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_TRUE(AsSliding(*restored) == *source_);
   EXPECT_EQ(other_config, "");
+  // A split that is no sliding filter's beside splits of another
+  // configuration: damage, not another configuration.
+  {
+    std::vector<test_util::SplitRecords> saved;
+    ASSERT_TRUE(test_util::SaveAll(*source_, &saved).ok());
+    HashFilterSplitMetaDump meta;
+    ASSERT_TRUE(meta.ParseFromString(saved[3][0]));
+    meta.clear_sliding_hash_filter_meta();
+    saved[3][0] = meta.SerializeAsString();
+    for (int k = 0; k < 7; ++k) WriteBytes(File(k), FrameAll(saved[k]));
+    other_config = "stale";
+    s = RestoreFilterCheckpoint(&fs_, basename_, *MakeSliding(6000, 7),
+                                ThreadFor, &restored, nullptr, &other_config);
+    EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
+    EXPECT_TRUE(Contains(s.message(), "no sliding_hash_filter_meta"))
+        << s.ToString();
+    ASSERT_TRUE(Save(*source_).ok());
+  }
   // Damage is not another configuration.
   ASSERT_TRUE(fs_.DeleteFile(File(3)).ok());
   s = RestoreFilterCheckpoint(&fs_, basename_, *MakeSliding(6000, 7), ThreadFor,

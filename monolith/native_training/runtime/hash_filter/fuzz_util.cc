@@ -62,7 +62,7 @@ Config RandomConfig(std::mt19937_64* rng, uint64_t max_hash_filter_capacity) {
   Config config;
   config.sliding = (*rng)() % 4 != 0;
   if (config.sliding) {
-    config.split_num = 2 + static_cast<int>((*rng)() % 7);
+    config.split_num = 3 + static_cast<int>((*rng)() % 6);
     config.capacity = 100 + (*rng)() % 3000;
   } else {
     config.capacity = 1 + (*rng)() % max_hash_filter_capacity;

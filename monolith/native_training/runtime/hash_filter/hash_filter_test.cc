@@ -289,12 +289,17 @@ TEST(ThresholdTest, CountingThresholdsStopAtFifteen) {
   EXPECT_FALSE(hash_filter->ValidateThreshold(16).ok());
   EXPECT_FALSE(sliding->ValidateThreshold(16).ok());
   EXPECT_TRUE(sliding->ValidateThreshold(15).ok());
-  // The stateless filters accept any threshold >= 0.
+  // The stateless filters accept any threshold in [0, 2^31 - 1] (thresholds
+  // are kept as int32: larger ones would wrap to negative, admitting all).
   DummyHashFilter dummy;
   ProbabilisticFilter probabilistic(false, 1);
   EXPECT_TRUE(dummy.ValidateThreshold(100).ok());
   EXPECT_TRUE(probabilistic.ValidateThreshold(100).ok());
+  EXPECT_TRUE(probabilistic.ValidateThreshold(INT32_MAX).ok());
   EXPECT_FALSE(probabilistic.ValidateThreshold(-2).ok());
+  s = probabilistic.ValidateThreshold(int64_t{3000000000});
+  EXPECT_EQ(StatusCode::kInvalidArgument, s.code());
+  EXPECT_TRUE(Contains(s.message(), "past 2^31 - 1")) << s.message();
 }
 
 TEST(ThresholdTest, SlotConfigNamesTheSlot) {

@@ -251,10 +251,10 @@ Status SlidingHashFilter::Restore(int split_idx, const ReadMetaFn& read_meta,
   MONOLITH_RETURN_IF_ERROR(read_meta(&meta, &has_record));
   if (!has_record) return DataLossError(what + ": no meta record");
   if (!meta.has_sliding_hash_filter_meta()) {
-    return FailedPreconditionError(
-        what +
-        ": the dump has no sliding_hash_filter_meta (a plain "
-        "HashFilter's dump?)");
+    // Every split of a sliding filter carries it: not one of its splits.
+    return DataLossError(what +
+                         ": the dump has no sliding_hash_filter_meta (a plain "
+                         "HashFilter's dump?)");
   }
   const SlidingHashFilterMetaDump& sliding = meta.sliding_hash_filter_meta();
   MONOLITH_RETURN_IF_ERROR(

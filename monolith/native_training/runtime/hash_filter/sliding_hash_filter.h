@@ -55,7 +55,9 @@ class SlidingHashFilter : public Filter {
   // Cells probed per split; the original's max_step.
   static constexpr int kMaxProbeSteps = 16;
   static constexpr uint64_t kMinCapacity = 300;
-  static constexpr int kMinSplitNum = 2;
+  // Two splits would clear the split that just filled at each rotation
+  // (no count would carry forward).
+  static constexpr int kMinSplitNum = 3;
   static constexpr int kMaxSplitNum = 1 << 16;
 
   // |capacity| ids in total (raised to kMinCapacity if below, as the

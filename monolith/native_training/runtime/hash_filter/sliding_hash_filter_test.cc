@@ -140,7 +140,7 @@ TEST(SlidingHashFilterTest, SizesAndClamps) {
 
 TEST(SlidingHashFilterTest, CreateRejectsBadConfigs) {
   std::unique_ptr<SlidingHashFilter> filter;
-  for (int split_num : {-3, 0, 1, 65537}) {
+  for (int split_num : {-3, 0, 1, 2, 65537}) {
     Status s = SlidingHashFilter::Create(1000, split_num, &filter);
     EXPECT_EQ(StatusCode::kInvalidArgument, s.code()) << split_num;
     EXPECT_TRUE(Contains(s.message(), "split_num " + std::to_string(split_num)))
@@ -157,7 +157,7 @@ TEST(SlidingHashFilterTest, CreateRejectsBadConfigs) {
     EXPECT_TRUE(Contains(s.message(), std::to_string(capacity))) << s.message();
   }
   EXPECT_FALSE(filter);
-  EXPECT_TRUE(SlidingHashFilter::Create(1000, 2, &filter).ok());
+  EXPECT_TRUE(SlidingHashFilter::Create(1000, 3, &filter).ok());
   EXPECT_TRUE(SlidingHashFilter::Create(300, 301, &filter).ok());
 }
 
@@ -173,7 +173,7 @@ TEST(SlidingHashFilterTest, SkipsZeroThresholdIds) {
 // Random adds, gets and decisions with many split turnovers, against the
 // reference ring, for several split counts.
 TEST(SlidingHashFilterTest, MatchesReferenceRingAcrossTurnover) {
-  for (int split_num : {2, 3, 5, 7}) {
+  for (int split_num : {3, 4, 5, 7}) {
     SCOPED_TRACE("split_num " + std::to_string(split_num));
     const uint64_t split_capacity = 500;
     auto filter = MakeFilter(split_capacity * (split_num - 1), split_num);
@@ -503,7 +503,7 @@ TEST(SlidingHashFilterTest, RestoreErrors) {
                          [](HashFilterSplitMetaDump* m) {
                            m->clear_sliding_hash_filter_meta();
                          }),
-               StatusCode::kFailedPrecondition, "no sliding_hash_filter_meta");
+               StatusCode::kDataLoss, "no sliding_hash_filter_meta");
   expect_error(
       1,
       with_meta(1,
@@ -532,7 +532,7 @@ TEST(SlidingHashFilterTest, MemoryPerCapacityId) {
   uint64_t bytes = 0;
   ASSERT_TRUE(SlidingHashFilter::MemoryBytesFor(300000000, 7, &bytes).ok());
   EXPECT_EQ(7u * (60000000u + 64u) * 2u, bytes);
-  for (int n : {2, 5, 7, 10, 20}) {
+  for (int n : {3, 5, 7, 10, 20}) {
     double per_id = 0;
     ASSERT_TRUE(
         SlidingHashFilter::BytesPerCapacityId(300000000, n, &per_id).ok());

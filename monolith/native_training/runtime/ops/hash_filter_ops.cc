@@ -206,10 +206,11 @@ Status CheckRows(const Tensor& rows, const char* name, const Tensor& ids) {
 
 // Saves the filter to "<basename>-SSSSS-of-NNNNN", one file per split
 // (nothing for filters without splits), renamed into place once all are
-// written; updates wait (the filter's lock is held). The splits are written
-// in this thread: tasks on TF's intra-op pool could wait forever behind
-// table writers that hold a shard and wait for this lock in Admit, while
-// the pool's threads wait for that shard.
+// written. The filter is copied under its lock (updates that admit ids
+// wait that long, not for the files) and the copy written, its splits in
+// parallel: no lock is held then, so pool threads cannot wait behind
+// table writers blocked in Admit. The copy doubles the filter's memory
+// while the save runs (a restore needs as much).
 class HashFilterSaveOp : public OpKernel {
  public:
   explicit HashFilterSaveOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
@@ -220,13 +221,15 @@ class HashFilterSaveOp : public OpKernel {
     std::string basename;
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 1, "basename", &basename));
     hf::Admission& admission = filter->admission();
-    TfFileSystem fs(ctx->env());
+    std::unique_ptr<hf::Filter> snapshot;
     {
       std::lock_guard<std::mutex> lock(admission.mu());
-      OP_REQUIRES_OK(ctx, ToTfStatus(hf::SaveFilterCheckpoint(
-                              &fs, basename, admission.filter(),
-                              ::monolith::hash_table::SerialFor, LogInfo)));
+      snapshot = admission.filter().Clone();
     }
+    TfFileSystem fs(ctx->env());
+    OP_REQUIRES_OK(ctx, ToTfStatus(hf::SaveFilterCheckpoint(
+                            &fs, basename, *snapshot, WorkerThreads(ctx),
+                            LogInfo)));
     ctx->set_output(0, ctx->input(0));
   }
 };
