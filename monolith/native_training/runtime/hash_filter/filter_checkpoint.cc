@@ -685,13 +685,15 @@ Status SaveFilterCheckpoint(FileSystem* fs, const std::string& basename,
   return Status::OK();
 }
 
-Status RestoreFilterCheckpoint(FileSystem* fs, const std::string& basename,
-                               const Filter& like,
-                               const ParallelFor& parallel_for,
-                               std::unique_ptr<Filter>* restored,
-                               const LogFn& log, std::string* other_config) {
-  if (restored == nullptr) {
-    return InvalidArgumentError("RestoreFilterCheckpoint: restored is null");
+Status RestoreFilterCheckpointInto(FileSystem* fs, const std::string& basename,
+                                   std::unique_ptr<Filter> into,
+                                   const ParallelFor& parallel_for,
+                                   std::unique_ptr<Filter>* restored,
+                                   const LogFn& log,
+                                   std::string* other_config) {
+  if (restored == nullptr || into == nullptr) {
+    return InvalidArgumentError(
+        "RestoreFilterCheckpoint: restored or the filter is null");
   }
   MONOLITH_RETURN_IF_ERROR(CheckBasename(basename));
   if (other_config != nullptr) other_config->clear();
@@ -700,15 +702,15 @@ Status RestoreFilterCheckpoint(FileSystem* fs, const std::string& basename,
   auto configured_differently = [&](const Status& status) {
     if (other_config == nullptr) return status;
     *other_config = status.message();
-    *restored = like.Clone();
+    restored->reset();
     Log(log, "Hash filter checkpoint " + basename +
                  " is of a filter configured differently; its counts are "
                  "not restored: " + *other_config);
     return Status::OK();
   };
-  const int nsplits = like.split_num();
+  const int nsplits = into->split_num();
   if (nsplits <= 0) {  // a stateless filter: nothing was saved
-    *restored = like.Clone();
+    *restored = std::move(into);
     return Status::OK();
   }
   const auto start = std::chrono::steady_clock::now();
@@ -724,10 +726,10 @@ Status RestoreFilterCheckpoint(FileSystem* fs, const std::string& basename,
   }
   const std::vector<SplitMeta>& metas = save.metas;
 
-  // Then the splits, into a copy; the caller's filter is untouched until
+  // Then the splits, into |into|; the caller's filter is untouched until
   // all restored. (Only SlidingHashFilter has several splits, and it allows
   // Restores of different splits at once.)
-  std::unique_ptr<Filter> filter = like.Clone();
+  std::unique_ptr<Filter> filter = std::move(into);
   std::vector<uint64_t> bytes(nsplits, 0);
   std::unique_ptr<bool[]> split_of_other_config(new bool[nsplits]());
   std::vector<Status> split_status(nsplits);
@@ -763,6 +765,17 @@ Status RestoreFilterCheckpoint(FileSystem* fs, const std::string& basename,
                       : ", written by the original Monolith") +
                  ") in " + std::to_string(SecondsSince(start)) + " s");
   }
+  return Status::OK();
+}
+
+Status RestoreFilterCheckpoint(FileSystem* fs, const std::string& basename,
+                               const Filter& like,
+                               const ParallelFor& parallel_for,
+                               std::unique_ptr<Filter>* restored,
+                               const LogFn& log, std::string* other_config) {
+  MONOLITH_RETURN_IF_ERROR(RestoreFilterCheckpointInto(
+      fs, basename, like.Clone(), parallel_for, restored, log, other_config));
+  if (*restored == nullptr) *restored = like.Clone();  // another config
   return Status::OK();
 }
 

@@ -118,6 +118,17 @@ hash_table::Status RestoreFilterCheckpoint(
     std::unique_ptr<Filter>* restored, const hash_table::LogFn& log = nullptr,
     std::string* other_config = nullptr);
 
+// RestoreFilterCheckpoint into |into| (a filter of the configuration to
+// restore, e.g. a copy of the live one: its splits are overwritten), which
+// spares a copy of the filter's memory. With |other_config| and a
+// checkpoint of another configuration, *restored is null (|into| may be
+// partly overwritten, and is dropped): the caller keeps its filter.
+hash_table::Status RestoreFilterCheckpointInto(
+    hash_table::FileSystem* fs, const std::string& basename,
+    std::unique_ptr<Filter> into, const hash_table::ParallelFor& parallel_for,
+    std::unique_ptr<Filter>* restored, const hash_table::LogFn& log = nullptr,
+    std::string* other_config = nullptr);
+
 }  // namespace hash_filter
 }  // namespace monolith
 

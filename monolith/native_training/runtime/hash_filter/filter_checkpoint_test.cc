@@ -449,6 +449,14 @@ TEST_F(CheckpointTest, OtherConfigurationCanStartTheCountsOver) {
     EXPECT_TRUE(Contains(other_config, like->split_num() == 7 ? "total_size"
                                                               : "has 7 splits"))
         << other_config;
+    // Restoring into a filter: none is handed back; the caller keeps its.
+    other_config.clear();
+    ASSERT_TRUE(RestoreFilterCheckpointInto(&fs_, basename_, like->Clone(),
+                                            ThreadFor, &restored, nullptr,
+                                            &other_config)
+                    .ok());
+    EXPECT_EQ(restored, nullptr);
+    EXPECT_FALSE(other_config.empty());
   }
   // The same configuration restores the counts and clears other_config.
   std::unique_ptr<Filter> restored;

@@ -252,16 +252,18 @@ class HashFilterRestoreOp : public OpKernel {
     TfFileSystem fs(ctx->env());
     std::unique_ptr<hf::Filter> restored;
     {
-      // Reads into a copy (the filter's configuration) beside training.
-      std::unique_ptr<hf::Filter> like;
+      // Reads into a copy (of the filter's configuration) beside training;
+      // the filter's memory twice over, plus a split's buffer per thread.
+      std::unique_ptr<hf::Filter> into;
       {
         std::lock_guard<std::mutex> lock(admission.mu());
-        like = admission.filter().Clone();
+        into = admission.filter().Clone();
       }
       std::string other_config;
-      OP_REQUIRES_OK(ctx, ToTfStatus(hf::RestoreFilterCheckpoint(
-                              &fs, basename, *like, WorkerThreads(ctx),
-                              &restored, LogInfo, &other_config)));
+      OP_REQUIRES_OK(ctx, ToTfStatus(hf::RestoreFilterCheckpointInto(
+                              &fs, basename, std::move(into),
+                              WorkerThreads(ctx), &restored, LogInfo,
+                              &other_config)));
       if (!other_config.empty()) {
         // The filter keeps what it holds (nothing, after a restart), under
         // its own configuration, and every update made meanwhile.
