@@ -517,18 +517,44 @@ class PinnedArray {
   size_t size_ = 0;
 };
 
-// A map with its size counters (cuco's static_map wants them; the table
-// counts its entries itself).
+// A map's storage, allocated here rather than by cuco's static_map, whose
+// initialize() exits the process when a cudaMalloc fails: the table uses
+// only its views (and counts its entries itself).
 struct OwnedMap {
-  std::unique_ptr<Map> map;
-  Map::atomic_ctr_type* device_counters = nullptr;
-  Map::atomic_ctr_type host_counters[2] = {};
+  int64_t capacity = 0;
+  int row_floats = 0;
+  Map::pair_atomic_type* slots = nullptr;
+  float* rows = nullptr;
 
   ~OwnedMap() {
-    if (map != nullptr) map->uninitialize();
-    cudaFree(device_counters);
+    cudaFree(slots);
+    cudaFree(rows);
+  }
+  Map::device_view view() const {
+    return Map::device_view(static_cast<uint32_t>(row_floats),
+                            static_cast<size_t>(capacity), slots, rows,
+                            ZeroInitializer{});
+  }
+  Map::device_mutable_view mutable_view() const {
+    return Map::device_mutable_view(static_cast<uint32_t>(row_floats),
+                                    static_cast<size_t>(capacity), slots, rows,
+                                    ZeroInitializer{});
   }
 };
+
+// cudaMalloc of |bytes| into |*ptr|; ResourceExhausted naming |what| when
+// the GPU has no room.
+template <typename T>
+Status DeviceAlloc(T** ptr, size_t bytes, const std::string& what) {
+  const cudaError_t error = cudaMalloc(reinterpret_cast<void**>(ptr), bytes);
+  if (error == cudaErrorMemoryAllocation) {
+    cudaGetLastError();  // clears the error, which is not sticky
+    return ResourceExhaustedError("GPU table: cannot allocate " +
+                                  std::to_string(bytes) + " bytes for " +
+                                  what + ": out of GPU memory");
+  }
+  return CudaStatus(error, "cudaMalloc");
+}
 
 Status NewMap(int64_t capacity, int row_floats, cudaStream_t stream,
               std::unique_ptr<OwnedMap>* out) {
@@ -537,34 +563,26 @@ Status NewMap(int64_t capacity, int row_floats, cudaStream_t stream,
         "GPU table: " + std::to_string(capacity) +
         " slots asked for; cuCollections indexes at most 2^32 - 1");
   }
-  const size_t bytes =
-      static_cast<size_t>(capacity) *
-      (sizeof(typename Map::pair_atomic_type) + sizeof(float) * row_floats);
-  size_t free_bytes = 0, total_bytes = 0;
-  MONOLITH_CUDA_RETURN_IF_ERROR(cudaMemGetInfo(&free_bytes, &total_bytes),
-                                "cudaMemGetInfo");
-  // cuCollections exits the process when its cudaMalloc fails: ask first,
-  // with room to spare (it makes two allocations, each rounded up).
-  if (bytes + bytes / 20 + (size_t{64} << 20) > free_bytes) {
-    return ResourceExhaustedError(
-        "GPU table: a map of " + std::to_string(capacity) + " slots of " +
-        std::to_string(row_floats) + " floats needs " + std::to_string(bytes) +
-        " bytes; the GPU has " + std::to_string(free_bytes) + " free of " +
-        std::to_string(total_bytes));
-  }
   auto owned = std::make_unique<OwnedMap>();
-  MONOLITH_CUDA_RETURN_IF_ERROR(
-      cudaMalloc(&owned->device_counters, 2 * sizeof(Map::atomic_ctr_type)),
-      "cudaMalloc");
-  MONOLITH_CUDA_RETURN_IF_ERROR(
-      cudaMemsetAsync(owned->device_counters, 0,
-                      2 * sizeof(Map::atomic_ctr_type), stream),
-      "cudaMemsetAsync");
-  owned->map = std::make_unique<Map>(
-      static_cast<uint32_t>(row_floats), static_cast<size_t>(capacity),
-      owned->device_counters, owned->device_counters + 1,
-      &owned->host_counters[0], &owned->host_counters[1], ZeroInitializer{});
-  owned->map->initialize(stream);
+  owned->capacity = capacity;
+  owned->row_floats = row_floats;
+  const std::string what = "a map of " + std::to_string(capacity) +
+                           " slots of " + std::to_string(row_floats) +
+                           " floats";
+  MONOLITH_RETURN_IF_ERROR(DeviceAlloc(
+      &owned->slots,
+      sizeof(Map::pair_atomic_type) * static_cast<size_t>(capacity), what));
+  MONOLITH_RETURN_IF_ERROR(DeviceAlloc(
+      &owned->rows,
+      sizeof(float) * static_cast<size_t>(capacity) * row_floats, what));
+  // Every slot empty (cuco's sentinel, unlocked), every row zero, as
+  // static_map::initialize() does.
+  constexpr int kBlock = 1024;
+  const int64_t grid = (capacity + kBlock - 1) / kBlock;
+  cuco::detail::initialize<Map::atomic_key_type, float, Map::lock_type>
+      <<<static_cast<unsigned>(grid), kBlock, 0, stream>>>(
+          owned->slots, owned->rows, Map::empty_key_sentinel,
+          static_cast<uint32_t>(row_floats), static_cast<size_t>(capacity));
   MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "initializing a map");
   *out = std::move(owned);
   return Status::OK();
@@ -602,7 +620,7 @@ GpuRowTable::GpuRowTable(const GpuRowTableSpec& spec,
 GpuRowTable::~GpuRowTable() = default;
 
 int64_t GpuRowTable::capacity() const {
-  return static_cast<int64_t>(impl_->map->map->get_capacity());
+  return static_cast<int64_t>(impl_->map->capacity);
 }
 
 Status GpuRowTable::Create(const GpuRowTableSpec& spec,
@@ -692,7 +710,7 @@ Status GpuRowTable::LookupMany(const std::vector<LookupRequest>& requests,
       MONOLITH_RETURN_IF_ERROR(flush());
     }
     LookupLaunch::Part& part = launch.parts[launch.count++];
-    part.view = r.table->impl_->map->map->get_device_view();
+    part.view = r.table->impl_->map->view();
     part.ids = r.ids;
     part.out = r.out;
     part.first = launch.n;
@@ -726,7 +744,7 @@ Status GpuRowTable::LookupRowsFromHost(const int64_t* ids, int64_t n,
       "copying ids to look up");
   LookupLaunch launch;
   LookupLaunch::Part& part = launch.parts[0];
-  part.view = m.map->map->get_device_view();
+  part.view = m.map->view();
   part.ids = m.staged_ids.as<int64_t>();
   part.out = m.staged_rows.as<float>();
   part.found = m.staged_found.as<bool>();
@@ -759,8 +777,8 @@ Status GpuRowTable::Reserve(int64_t extra, void* stream) {
   std::unique_ptr<OwnedMap> grown;
   MONOLITH_RETURN_IF_ERROR(NewMap(new_capacity, spec_.row_floats(), s, &grown));
   RehashKernel<<<GridFor(old_capacity), kBlock, 0, s>>>(
-      impl_->map->map->get_device_view(), old_capacity,
-      grown->map->get_device_mutable_view(), spec_.row_floats(),
+      impl_->map->view(), old_capacity,
+      grown->mutable_view(), spec_.row_floats(),
       ExpireFilter(), nullptr, /*count_only=*/false);
   MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "launching the rehash");
   // The old map is freed (cudaFree waits for the device) once rehashed.
@@ -820,7 +838,7 @@ Status GpuRowTable::Evict(int64_t now, const ExpireSeconds& expire,
                         s),
         "cudaMemsetAsync");
     RehashKernel<<<GridFor(capacity), kBlock, 0, s>>>(
-        m.map->map->get_device_view(), capacity, to, spec_.row_floats(),
+        m.map->view(), capacity, to, spec_.row_floats(),
         filter, m.counter.as<unsigned long long>(), count_only);
     MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(),
                                   "launching the eviction");
@@ -831,7 +849,7 @@ Status GpuRowTable::Evict(int64_t now, const ExpireSeconds& expire,
     // Also what the host vectors' copies need before they go.
     return CudaStatus(cudaStreamSynchronize(s), "evicting");
   };
-  MONOLITH_RETURN_IF_ERROR(run(m.map->map->get_device_mutable_view(),
+  MONOLITH_RETURN_IF_ERROR(run(m.map->mutable_view(),
                                /*count_only=*/true));
   const int64_t kept = static_cast<int64_t>(*counted);
   if (kept == size_) return Status::OK();
@@ -847,7 +865,7 @@ Status GpuRowTable::Evict(int64_t now, const ExpireSeconds& expire,
   MONOLITH_RETURN_IF_ERROR(
       NewMap(new_capacity, spec_.row_floats(), s, &rebuilt));
   MONOLITH_RETURN_IF_ERROR(
-      run(rebuilt->map->get_device_mutable_view(), /*count_only=*/false));
+      run(rebuilt->mutable_view(), /*count_only=*/false));
   if (static_cast<int64_t>(*counted) != kept) {
     return InternalError("GPU table: eviction counted " +
                          std::to_string(kept) + " entries to keep, then " +
@@ -894,7 +912,7 @@ Status GpuRowTable::Prepare(const std::vector<const WriteRequest*>& group,
   CountLaunch count;
   for (size_t p = 0; p < group.size(); ++p) {
     gather.ids[p] = group[p]->ids;
-    count.parts[p].view = group[p]->table->impl_->map->map->get_device_view();
+    count.parts[p].view = group[p]->table->impl_->map->view();
   }
   gather.all_ids = m.batch_ids.as<int64_t>();
   gather.positions = m.positions_in.as<int32_t>();
@@ -963,7 +981,7 @@ Status GpuRowTable::Commit(Write write,
     const WriteRequest& r = *group[p];
     GpuRowTable& table = *r.table;
     WriteLaunch::Part& part = launch.parts[p];
-    part.view = table.impl_->map->map->get_device_mutable_view();
+    part.view = table.impl_->map->mutable_view();
     part.segments = table.impl_->segments.as<GpuSegment>();
     part.values = r.values;
     part.status = r.status;
@@ -1130,7 +1148,7 @@ Status GpuRowTable::ExportRows(int64_t begin, int64_t max_slots, int64_t* ids,
       "cudaMemsetAsync");
   if (end > begin) {
     ExportKernel<<<GridFor(end - begin), kBlock, 0, s>>>(
-        impl_->map->map->get_device_view(), begin, end, spec_.row_floats(), ids,
+        impl_->map->view(), begin, end, spec_.row_floats(), ids,
         rows, impl_->counter.as<unsigned long long>());
     MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "launching the export");
   }
