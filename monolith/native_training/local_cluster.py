@@ -110,6 +110,20 @@ flags.DEFINE_float("log_every_secs", 5.0,
 flags.DEFINE_bool("verbose", False,
                   "Tasks log TF's info and warnings too (else only errors).")
 
+for _name in ("steps", "save_steps", "keep_checkpoints", "batch_size",
+              "num_slots", "ids_per_slot", "dim", "vocab_size", "hidden",
+              "operation_timeout_ms"):
+  flags.register_validator(_name, lambda value: value >= 1,
+                           message=f"--{_name} must be >= 1")
+for _name in ("ps_recovery_secs", "max_ps_restarts", "task_index"):
+  flags.register_validator(_name, lambda value: value >= 0,
+                           message=f"--{_name} must be >= 0")
+flags.register_validator("model_dir", bool, message="--model_dir is empty")
+flags.register_validator("log_every_secs", lambda value: value > 0,
+                         message="--log_every_secs must be > 0")
+flags.register_validator("learning_rate", lambda value: value > 0,
+                         message="--learning_rate must be > 0")
+
 _WORKER_JOB = "worker"
 # How long the launcher waits for the workers to report a dead task.
 _REPORT_GRACE_SECS = 10
@@ -326,54 +340,97 @@ class _FailFastSession(monitored_session._MonitoredSession):
 
 
 class _Progress:
-  """Counts steps and examples; prints progress lines and the summary."""
+  """Counts steps, examples and ids; prints progress lines and the summary.
 
-  def __init__(self, index: int, ids_per_example: int):
+  Rates run from the end of the worker's first step (session creation, the
+  chief's restore and the wait for it are not training) to the latest step.
+  ids/s counts every id of the examples; "per PS" counts what each PS task
+  serves: a step's distinct ids of each table that live on it (the worker
+  sends each table's repeated ids once, to PS id mod num_ps).
+  """
+
+  def __init__(self, index: int, num_ps: int):
     self._index = index
-    self._ids_per_example = ids_per_example
+    self._num_ps = num_ps
     self.steps = 0
     self.examples = 0
     self.losses: List[float] = []
     self.global_step = 0
-    self._start = time.time()
-    self._last_time = self._start
-    self._last_steps = 0
-    self._last_examples = 0
+    self._ids = 0
+    self._ps_ids = np.zeros(num_ps, np.int64)
+    self._start: Optional[float] = None  # end of the first step
+    self._end: Optional[float] = None  # end of the latest step
+    self._waited = 0.0  # in recoveries since the first step
+    self._start_counts = (0, 0, np.zeros(num_ps, np.int64))
+    self._last = (0.0, 0, 0, 0, np.zeros(num_ps, np.int64))
 
-  def add(self, examples: int, loss: float, global_step: int,
+  def add(self, ids: np.ndarray, loss: float, global_step: int,
           log_every_secs: float) -> None:
+    """Records a step on `ids` ([num_slots, batch, ids_per_slot])."""
     self.steps += 1
-    self.examples += examples
+    self.examples += ids.shape[1]
+    self._ids += ids.size
+    for slot_ids in ids:
+      distinct = np.unique(slot_ids)
+      self._ps_ids += np.bincount(distinct % self._num_ps,
+                                  minlength=self._num_ps)
     self.losses.append(loss)
     self.global_step = global_step
     now = time.time()
-    if self.steps == 1 or now - self._last_time >= log_every_secs:
+    self._end = now
+    if self._start is None:
+      self._start = now
+      self._start_counts = (self.examples, self._ids, self._ps_ids.copy())
+      self._last = (now, self.steps, self.examples, self._ids,
+                    self._ps_ids.copy())
+      print(f"worker {self._index}: step 1 global_step {global_step} loss "
+            f"{loss:.4f} (rates from here on)", flush=True)
+    elif now - self._last[0] >= log_every_secs:
       self._print(now)
 
+  def _rates(self, secs: float, examples: int, ids: int,
+             ps_ids: np.ndarray) -> str:
+    secs = max(secs, 1e-9)
+    per_ps = " ".join(f"{n / secs:.0f}" for n in ps_ids)
+    return (f"examples/s {examples / secs:.0f} ids/s {ids / secs:.0f} "
+            f"ids/s per PS [{per_ps}]")
+
   def _print(self, now: float) -> None:
-    secs = max(now - self._last_time, 1e-9)
-    examples = self.examples - self._last_examples
-    steps = self.steps - self._last_steps
+    last_time, last_steps, last_examples, last_ids, last_ps_ids = self._last
+    steps = self.steps - last_steps
     loss = float(np.mean(self.losses[-max(steps, 1):]))
     print(f"worker {self._index}: step {self.steps} global_step "
-          f"{self.global_step} loss {loss:.4f} examples/s "
-          f"{examples / secs:.0f} ids/s "
-          f"{examples * self._ids_per_example / secs:.0f}",
+          f"{self.global_step} loss {loss:.4f} " +
+          self._rates(now - last_time, self.examples - last_examples,
+                      self._ids - last_ids, self._ps_ids - last_ps_ids),
           flush=True)
-    self._last_time, self._last_steps, self._last_examples = (now,
-                                                              self.steps,
-                                                              self.examples)
+    self._last = (now, self.steps, self.examples, self._ids,
+                  self._ps_ids.copy())
+
+  def restart_clock(self) -> None:
+    """Leaves a wait (a lost PS task's recovery) out of the rates."""
+    if self._start is not None:
+      now = time.time()
+      self._waited += now - self._end
+      self._end = now
+      self._last = (now,) + self._last[1:]
 
   def summary(self) -> None:
-    secs = max(time.time() - self._start, 1e-9)
+    """Prints the totals and the rates from the first step to the last."""
     first = float(np.mean(self.losses[:_LOSS_WINDOW])) if self.losses else 0
     last = float(np.mean(self.losses[-_LOSS_WINDOW:])) if self.losses else 0
+    if self._start is None:
+      rates = "no step"
+      secs = 0.0
+    else:
+      secs = self._end - self._start - self._waited
+      examples, ids, ps_ids = self._start_counts
+      rates = self._rates(secs, self.examples - examples, self._ids - ids,
+                          self._ps_ids - ps_ids)
     print(f"worker {self._index}: summary: steps {self.steps} global_step "
-          f"{self.global_step} examples {self.examples} ids "
-          f"{self.examples * self._ids_per_example} secs {secs:.1f} "
-          f"examples/s {self.examples / secs:.0f} ids/s "
-          f"{self.examples * self._ids_per_example / secs:.0f} "
-          f"loss_first {first:.4f} loss_last {last:.4f}",
+          f"{self.global_step} examples {self.examples} ids {self._ids} "
+          f"secs {secs:.1f} {rates} loss_first {first:.4f} "
+          f"loss_last {last:.4f}",
           flush=True)
 
 
@@ -505,7 +562,7 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
     hooks = _hooks(model, index)
     data = RandomCtrData(FLAGS.num_slots, FLAGS.ids_per_slot,
                          FLAGS.vocab_size, FLAGS.seed + index)
-    progress = _Progress(index, FLAGS.num_slots * FLAGS.ids_per_slot)
+    progress = _Progress(index, num_ps)
     print(f"worker {index}: training to global step {FLAGS.steps} with "
           f"{num_ps} PS task(s){' (chief)' if is_chief else ''}",
           flush=True)
@@ -531,6 +588,7 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
             print(f"worker {index}: training again after "
                   f"{time.time() - lost_since:.1f} s", flush=True)
             lost_since = None
+            progress.restart_clock()
         if sess.should_stop():
           break
         ids, labels = data.batch(FLAGS.batch_size)
@@ -539,8 +597,7 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
                 model.ids: ids,
                 model.labels: labels
             })
-        progress.add(len(labels), float(loss), int(step),
-                     FLAGS.log_every_secs)
+        progress.add(ids, float(loss), int(step), FLAGS.log_every_secs)
       except _LOST_TASK_ERRORS as e:
         now = time.time()
         if not FLAGS.ps_recovery_secs:

@@ -137,10 +137,16 @@ def test_trains_checkpoints_and_stops_every_task(tmp_path):
                      out), out
     assert re.search(
         rf"\[worker{i}\] worker {i}: step \d+ global_step \d+ loss [\d.]+ "
-        r"examples/s \d+ ids/s \d+", out), out
+        r"examples/s \d+ ids/s \d+ ids/s per PS \[\d+ \d+\]", out), out
     (summary,) = re.findall(rf"\[worker{i}\] worker {i}: summary: .*", out)
-    assert re.search(r"examples \d+ ids \d+ secs [\d.]+ examples/s \d+ "
-                     r"ids/s \d+", summary), summary
+    rates = re.search(
+        r"examples \d+ ids \d+ secs [\d.]+ examples/s \d+ "
+        r"ids/s (\d+) ids/s per PS \[(\d+) (\d+)\]", summary)
+    assert rates, summary
+    ids_per_s, ps0, ps1 = (float(x) for x in rates.groups())
+    # Each PS serves the distinct ids that live on it: fewer than all ids
+    # (vocab 100: most repeat within a step).
+    assert 0 < ps0 and 0 < ps1 and ps0 + ps1 < ids_per_s, summary
   firsts = _floats(r"loss_first ([\d.]+)", out)
   lasts = _floats(r"loss_last ([\d.]+)", out)
   assert len(firsts) == len(lasts) == 2
@@ -281,6 +287,16 @@ def test_lost_tasks_are_named_with_or_without_replica():
       "/job:ps/replica:0/task:0, /job:ps/task:2")
   error = tf.errors.UnavailableError(None, None, "from /job:worker/task:0")
   assert local_cluster._tasks_named(error, 0) == "this worker"
+
+
+def test_bad_flags_are_refused(tmp_path):
+  for flag, message in (("--save_steps=0", "--save_steps must be >= 1"),
+                        ("--model_dir=", "--model_dir is empty"),
+                        ("--vocab_size=0", "--vocab_size must be >= 1")):
+    launcher = _launch(str(tmp_path / "bad"), flag)
+    out, _ = launcher.communicate(timeout=60)
+    assert launcher.returncode != 0
+    assert message in out.decode(errors="replace"), out
 
 
 def test_sigterm_stops_every_task(tmp_path):
