@@ -8,16 +8,24 @@ checkpoint restore and initialization), it calls each
 data is kept outside the TF checkpoint.
 """
 
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
+import weakref
 
 from absl import logging
 import tensorflow as tf
 
 
-# Graph collection of the graph's CheckpointRestorerHooks, so that hooks
-# that must run after them (the saver hooks in save_utils) can check they
-# did.
-RESTORER_HOOKS_COLLECTION = "monolith_checkpoint_restorer_hooks"
+# Per graph, the CheckpointRestorerHooks whose begin() has run and whose
+# after_create_session has not yet: hooks that must run after them (the
+# saver hooks in save_utils) check there is none. Weak: nothing kept alive.
+_PENDING_RESTORERS: "weakref.WeakKeyDictionary[tf.Graph, weakref.WeakSet]" = (
+    weakref.WeakKeyDictionary())
+
+
+def pending_restorer_hooks(graph: tf.Graph) -> List["CheckpointRestorerHook"]:
+  """The restorer hooks of `graph`'s MonitoredSession being created that
+  have not restored yet."""
+  return list(_PENDING_RESTORERS.get(graph, ()))
 
 
 class CheckpointRestorerListener:
@@ -52,18 +60,12 @@ class CheckpointRestorerHook(tf.compat.v1.train.SessionRunHook):
       listeners: Optional[Sequence[CheckpointRestorerListener]] = None):
     logging.info("Create CheckpointRestorerHook.")
     self._listeners = list(listeners or [])
-    self._restored_session = None
 
   def begin(self) -> None:
-    # Hooks are reused by later MonitoredSessions of a finalized graph.
-    if self not in tf.compat.v1.get_collection(RESTORER_HOOKS_COLLECTION):
-      tf.compat.v1.add_to_collection(RESTORER_HOOKS_COLLECTION, self)
+    _PENDING_RESTORERS.setdefault(tf.compat.v1.get_default_graph(),
+                                  weakref.WeakSet()).add(self)
     for listener in self._listeners:
       listener.begin()
-
-  def has_restored(self, session: tf.compat.v1.Session) -> bool:
-    """Whether the listeners have run for `session`."""
-    return self._restored_session is session
 
   def after_create_session(self, session: tf.compat.v1.Session,
                            coord: Optional[tf.train.Coordinator]) -> None:
@@ -73,7 +75,7 @@ class CheckpointRestorerHook(tf.compat.v1.train.SessionRunHook):
       listener.before_restore(session)
     for listener in self._listeners:
       listener.after_restore(session)
-    self._restored_session = session
+    _PENDING_RESTORERS.get(session.graph, weakref.WeakSet()).discard(self)
 
   def end(self, session: tf.compat.v1.Session) -> None:
     for listener in self._listeners:

@@ -594,6 +594,8 @@ def test_ids_and_values_of_another_kind_name_their_table(num_ps):
     table.lookup({"a": tf.constant([1.0])})
   with pytest.raises(ValueError, match="the ids of table a must be int64"):
     table.lookup({"a": ["x"]})
+  # A list of id tensors is packed, as before.
+  table.lookup({"a": [tf.constant(1, tf.int64), tf.constant(2, tf.int64)]})
   # Not truncated to integers.
   with pytest.raises(ValueError, match="the ids of table a must be int64, "
                      "got float64 values"):

@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import threading
 from unittest import mock
 
 import numpy as np
@@ -359,3 +360,46 @@ def test_a_filter_of_other_attrs_is_not_reused():
                      match=r"hash filter MonolithHashFilter_reused exists "
                      r"already .*MonolithHashFilter\(.*capacity=2000"):
     initialize(2000)
+
+
+def test_saves_of_one_filter_to_one_basename_do_not_mix(tmp_path):
+  # Two threads saving the filter to the same basename at once: every save
+  # is whole, and the checkpoint restores the counts.
+  basename = os.path.join(str(tmp_path), "hash_filter_0")
+  thresholds = _thresholds(default=2)
+  saved = hash_filter_ops.create_hash_filter(200000, 7, thresholds,
+                                             name_suffix="saved_twice")
+  embeddings = tf.ones([2, 1])
+  out = hash_filter_ops.intercept_gradient(saved, _ids([1, 2]), embeddings)
+  count = tf.gradients(tf.reduce_sum(out), embeddings)[0]
+  save = hash_filter_ops.save_hash_filter(saved, basename, True)
+  errors = []
+  with tf1.Session() as sess:
+    sess.run(count)
+    sess.run(count)
+
+    def save_repeatedly():
+      try:
+        for _ in range(6):
+          sess.run(save)
+      except tf.errors.OpError as e:
+        errors.append(e)
+
+    threads = [threading.Thread(target=save_repeatedly) for _ in range(2)]
+    for thread in threads:
+      thread.start()
+    for thread in threads:
+      thread.join()
+  assert not errors, errors
+  with tf.Graph().as_default():
+    restored = hash_filter_ops.create_hash_filter(200000, 7, thresholds,
+                                                  name_suffix="restored")
+    restore = hash_filter_ops.restore_hash_filter(restored, basename, True)
+    embeddings = tf.ones([2, 1])
+    out = hash_filter_ops.intercept_gradient(restored, _ids([1, 2]),
+                                             embeddings)
+    grad = tf.gradients(tf.reduce_sum(out), embeddings)[0]
+    with tf1.Session() as sess:
+      sess.run(restore)
+      # Seen twice before the saves (threshold 2): admitted.
+      np.testing.assert_array_equal(sess.run(grad), [[1], [1]])

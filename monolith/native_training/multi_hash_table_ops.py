@@ -473,11 +473,15 @@ def _as_dtype(value: Any, dtype: tf.DType, what: str) -> tf.Tensor:
   floating) of another width; ValueError naming `what` otherwise."""
   if not tf.is_tensor(value):
     # convert_to_tensor would truncate floats (and bools) to integers.
-    kind = np.asarray(value).dtype.kind
+    try:
+      array = np.asarray(value)
+    except (TypeError, ValueError, NotImplementedError):
+      array = None  # e.g. a list of tensors: TF packs it, checking dtypes
     allowed = "iu" if dtype.is_integer else "iuf"
-    if kind not in allowed and np.size(value) > 0:
-      raise ValueError(f"{what} must be {dtype.name}, got "
-                       f"{np.asarray(value).dtype.name} values")
+    if (array is not None and array.dtype.kind not in allowed + "O" and
+        array.size > 0):
+      raise ValueError(
+          f"{what} must be {dtype.name}, got {array.dtype.name} values")
     try:
       return tf.convert_to_tensor(value, dtype)
     except (TypeError, ValueError) as e:

@@ -440,22 +440,18 @@ class PartialRecoverySaver(tf.compat.v1.train.Saver):
 
 def check_restorer_hooks_ran(session: tf.compat.v1.Session,
                              hook_name: str) -> None:
-  """Raises unless every CheckpointRestorerHook of the graph has run.
+  """Raises unless the restorer hooks of the session being created ran.
 
   Args:
     session: the session being created.
     hook_name: the hook that must run after them, for the error.
 
   Raises:
-    RuntimeError: a CheckpointRestorerHook of the default graph has not run
-      its listeners for `session` yet: it is listed after `hook_name`.
+    RuntimeError: a CheckpointRestorerHook of the MonitoredSession being
+      created has not run its listeners yet: it is listed after
+      `hook_name`.
   """
-  pending = [
-      hook for hook in tf.compat.v1.get_collection(
-          basic_restore_hook.RESTORER_HOOKS_COLLECTION)
-      if not hook.has_restored(session)
-  ]
-  if pending:
+  if basic_restore_hook.pending_restorer_hooks(session.graph):
     raise RuntimeError(
         f"{hook_name} runs before a CheckpointRestorerHook: list it after "
         "the hooks that restore tables (MonitoredTrainingSession runs "

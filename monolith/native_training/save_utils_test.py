@@ -5,6 +5,7 @@ import os
 import pytest
 import tensorflow as tf
 
+from monolith.native_training import basic_restore_hook
 from monolith.native_training import save_utils
 
 
@@ -234,3 +235,27 @@ def test_no_first_save_hook_skips_only_the_restored_step(tmp_path):
   assert _train(model_dir, 6, restore=True) == (3, [5, 6])
   assert os.path.getmtime(
       os.path.join(model_dir, "model.ckpt-3.index")) == mtime
+
+
+def test_saver_hook_order_is_checked_per_monitored_session(tmp_path):
+  with tf.Graph().as_default():
+    tf.compat.v1.train.get_or_create_global_step()
+
+    def session(*hooks):
+      return tf.compat.v1.train.MonitoredSession(hooks=list(hooks))
+
+    def saver_hook(name):
+      return save_utils.NoFirstSaveCheckpointSaverHook(
+          str(tmp_path / name), save_steps=1)
+
+    with session(basic_restore_hook.CheckpointRestorerHook(),
+                 saver_hook("ordered")):
+      pass
+    # Later sessions of the (now finalized) graph: one without a restorer,
+    # and one with a new restorer listed after the saver hook.
+    with session(saver_hook("alone")):
+      pass
+    with pytest.raises(RuntimeError, match="NoFirstSaveCheckpointSaverHook "
+                       "runs before a CheckpointRestorerHook"):
+      session(saver_hook("misordered"),
+              basic_restore_hook.CheckpointRestorerHook())

@@ -113,7 +113,8 @@ class Filter {
 
   // OK when |threshold| can ever admit an id with this filter; the op layer
   // calls it (or ValidateSlotOccurrenceThresholdConfig) for every configured
-  // threshold when it creates the filter. Default: any threshold >= 0.
+  // threshold when it creates the filter. Default: any threshold in
+  // [0, 2^31 - 1] (thresholds are kept as int32).
   virtual Status ValidateThreshold(int64_t threshold) const;
 
   // The number of ids the filter is sized for (0 for stateless filters).

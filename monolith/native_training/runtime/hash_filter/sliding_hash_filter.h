@@ -21,7 +21,7 @@
 //
 // Differences from the original (deliberate):
 //  * Construction validates (Create returns Status): split_num must be in
-//    [2, 65536] and is used as given. The original silently builds 5 splits
+//    [3, 65536] and is used as given. The original silently builds 5 splits
 //    for split_num < 5 while reporting and saving split_num (so its save op
 //    writes only split_num of the 5 splits).
 //  * Like the original, a capacity below 300 becomes 300; each split's size

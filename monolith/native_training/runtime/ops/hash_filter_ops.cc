@@ -206,11 +206,13 @@ Status CheckRows(const Tensor& rows, const char* name, const Tensor& ids) {
 
 // Saves the filter to "<basename>-SSSSS-of-NNNNN", one file per split
 // (nothing for filters without splits), renamed into place once all are
-// written. The filter is copied under its lock (updates that admit ids
-// wait that long, not for the files) and the copy written, its splits in
-// parallel: no lock is held then, so pool threads cannot wait behind
-// table writers blocked in Admit. The copy doubles the filter's memory
-// while the save runs (a restore needs as much).
+// written; saves of one filter run one at a time. The filter is copied
+// under its lock (updates that admit ids wait that long, not for the
+// files) and the copy written, its splits in parallel: no lock is held
+// then, so pool threads cannot wait behind table writers blocked in Admit.
+// The copy doubles the filter's memory while the save runs (a restore
+// needs as much); where it cannot be allocated, the filter is written
+// under its lock, in this thread, as one.
 class HashFilterSaveOp : public OpKernel {
  public:
   explicit HashFilterSaveOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
@@ -221,15 +223,27 @@ class HashFilterSaveOp : public OpKernel {
     std::string basename;
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 1, "basename", &basename));
     hf::Admission& admission = filter->admission();
+    mutex_lock saving(filter->save_mu());
+    TfFileSystem fs(ctx->env());
     std::unique_ptr<hf::Filter> snapshot;
     {
       std::lock_guard<std::mutex> lock(admission.mu());
-      snapshot = admission.filter().Clone();
+      try {
+        snapshot = admission.filter().Clone();
+      } catch (const std::bad_alloc&) {
+        LOG(WARNING) << "Hash filter " << basename << ": no memory for a "
+                     << "copy to save; saving under its lock (updates that "
+                     << "admit ids wait for the files)";
+        OP_REQUIRES_OK(ctx, ToTfStatus(hf::SaveFilterCheckpoint(
+                                &fs, basename, admission.filter(),
+                                ::monolith::hash_table::SerialFor, LogInfo)));
+      }
     }
-    TfFileSystem fs(ctx->env());
-    OP_REQUIRES_OK(ctx, ToTfStatus(hf::SaveFilterCheckpoint(
-                            &fs, basename, *snapshot, WorkerThreads(ctx),
-                            LogInfo)));
+    if (snapshot != nullptr) {
+      OP_REQUIRES_OK(ctx, ToTfStatus(hf::SaveFilterCheckpoint(
+                              &fs, basename, *snapshot, WorkerThreads(ctx),
+                              LogInfo)));
+    }
     ctx->set_output(0, ctx->input(0));
   }
 };
@@ -257,7 +271,14 @@ class HashFilterRestoreOp : public OpKernel {
       std::unique_ptr<hf::Filter> into;
       {
         std::lock_guard<std::mutex> lock(admission.mu());
-        into = admission.filter().Clone();
+        try {
+          into = admission.filter().Clone();
+        } catch (const std::bad_alloc&) {
+          OP_REQUIRES_OK(ctx, errors::ResourceExhausted(
+                                  "hash filter ", basename,
+                                  ": no memory for the copy a restore "
+                                  "reads into (the filter's size again)"));
+        }
       }
       std::string other_config;
       OP_REQUIRES_OK(ctx, ToTfStatus(hf::RestoreFilterCheckpointInto(

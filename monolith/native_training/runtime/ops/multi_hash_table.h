@@ -38,6 +38,9 @@ class HashFilterResource : public ResourceBase {
       : admission_(std::move(admission)), created_by_(std::move(created_by)) {}
   ::monolith::hash_filter::Admission& admission() const { return *admission_; }
   const std::string& created_by() const { return created_by_; }
+  // Held by saves: two saves of the filter to one basename at once would
+  // interleave their renames into a checkpoint of neither.
+  mutex& save_mu() const { return save_mu_; }
   // Under the admission's lock: a restore replaces (frees) the filter.
   std::string DebugString() const override {
     std::lock_guard<std::mutex> lock(admission_->mu());
@@ -53,6 +56,7 @@ class HashFilterResource : public ResourceBase {
  private:
   std::unique_ptr<::monolith::hash_filter::Admission> admission_;
   std::string created_by_;
+  mutable mutex save_mu_;
 };
 
 class MultiHashTable : public ResourceBase {
