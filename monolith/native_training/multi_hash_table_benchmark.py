@@ -6,7 +6,7 @@
 entries, at dim 16 and 64; every session.run carries 65,536 ids spread
 evenly over the 8 tables (8,192 each, fed as one int64 array per table).
 Measured through `session.run` in one process, each peer right after ours,
-best of --repeats rounds:
+best of --repeats rounds (inserts, which fill the structures, once each):
 
 * insert: filling the 1M ids (MultiHashTable.assign; the peers' insert);
 * lookup: MultiHashTable.lookup, and the peers' lookup of the same ids;
@@ -57,7 +57,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -392,7 +392,8 @@ def run_scale(dims: List[int], args) -> List[Dict]:
   """The scale curve: every structure at every size, one after another."""
   points = []
   for dim in dims:
-    for ids in [int(x) for x in args.scale_ids.split(",")]:
+    # Smallest first: bytes_per_entry_vs_smallest divides by the first.
+    for ids in sorted(int(x) for x in args.scale_ids.split(",")):
       point = {"dim": dim, "ids": ids // TABLES * TABLES, "results": {}}
       for structure in SCALE_STRUCTURES:
         start = time.perf_counter()
@@ -818,12 +819,14 @@ def report_targets(results: List[Dict], saves: List[Dict]):
     for layout in ("single", "per_slot"):
       name = f"DenseHashTable/{layout}"
       ratio = ours_lookup / r["rates"][("lookup", name)]
-      mem = ours_bytes / r["bytes"][name]
+      mem = _ratio(ours_bytes, r["bytes"][name])
+      memory = ("bytes/entry not measured (--parts without memory)"
+                if mem is None else
+                f"bytes/entry {mem:.2f}x its (< {TARGET_BYTES_VS_DENSE:.3f}x: "
+                f"{verdict(mem < TARGET_BYTES_VS_DENSE)})")
       print(f"  dim {r['dim']}: lookup vs {name}: {ratio:.2f}x "
             f"(>= {TARGET_LOOKUP_VS_DENSE}x: "
-            f"{verdict(ratio >= TARGET_LOOKUP_VS_DENSE)}); bytes/entry "
-            f"{mem:.2f}x its (< {TARGET_BYTES_VS_DENSE:.3f}x: "
-            f"{verdict(mem < TARGET_BYTES_VS_DENSE)})")
+            f"{verdict(ratio >= TARGET_LOOKUP_VS_DENSE)}); {memory}")
     apply_ratio = r["rates"][("apply", OURS)] / ours_lookup
     print(f"  dim {r['dim']}: apply_gradients / lookup: {apply_ratio:.2f} "
           f"(>= {TARGET_APPLY_VS_LOOKUP}: "
@@ -844,6 +847,16 @@ def report_profile(results: List[Dict]):
       top = sorted(times.items(), key=lambda kv: -kv[1])[:6]
       print(f"  dim {r['dim']} {what}: " +
             ", ".join(f"{k} {v:.0f}" for k, v in top))
+
+
+def _round(x: Optional[float], digits: int) -> Optional[float]:
+  """round(x, digits); None (not measured) stays None."""
+  return None if x is None else round(x, digits)
+
+
+def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
+  """a / b, or None where either was not measured."""
+  return None if a is None or b is None else a / b
 
 
 def json_lines(results: List[Dict], saves: List[Dict], args):
@@ -872,30 +885,31 @@ def json_lines(results: List[Dict], saves: List[Dict], args):
           "raw_lookup_ids_per_s": round(rates[("raw_lookup", OURS)]),
           "lookup_kernel_us_per_run": round(kernel_us),
           "empty_session_run_us": round(r["empty_run_us"]),
-          "bytes_per_entry": round(ours_bytes, 1),
-          "sgd_bytes_per_entry": round(r["bytes"][OURS + ":sgd"], 1),
+          "bytes_per_entry": _round(ours_bytes, 1),
+          "sgd_bytes_per_entry": _round(r["bytes"][OURS + ":sgd"], 1),
           "peer": kind,
           "peer_layout": layout,
           "peer_insert_ids_per_s": round(r["insert"][name]),
           "peer_lookup_ids_per_s": round(rates[("lookup", name)]),
           "peer_update_ids_per_s": round(rates[("update", name)]),
-          "peer_bytes_per_entry": round(r["bytes"][name], 1),
+          "peer_bytes_per_entry": _round(r["bytes"][name], 1),
           "peer_bucket_bytes_per_entry": (round(r["bucket_bytes"][name], 1)
                                           if name in r["bucket_bytes"] else
                                           None),
           "lookup_ratio": round(ours_lookup / rates[("lookup", name)], 3),
-          "bytes_per_entry_ratio": round(ours_bytes / r["bytes"][name], 3),
+          "bytes_per_entry_ratio": _round(_ratio(ours_bytes,
+                                                 r["bytes"][name]), 3),
           "apply_gradients_ratio_vs_lookup": round(
               rates[("apply", OURS)] / ours_lookup, 3),
       }
-      print(json.dumps(line))
+      print(json.dumps(line, allow_nan=False))
   for s in saves:
     line = {"bench": "multi_hash_table_save_restore", "tables": TABLES}
     line.update({
         k: (round(v, 3) if isinstance(v, float) else v) for k, v in s.items()
     })
     line["copy"] = "shutil.copyfile"
-    print(json.dumps(line))
+    print(json.dumps(line, allow_nan=False))
 
 
 def report(results: List[Dict], saves: List[Dict], args,
@@ -914,7 +928,7 @@ def report(results: List[Dict], saves: List[Dict], args,
   print()
   json_lines(results, saves, args)
   for line in lines:
-    print(json.dumps(line))
+    print(json.dumps(line, allow_nan=False))
 
 
 def main():
@@ -955,7 +969,7 @@ def main():
                      ] + [f"{k}/{l}" for k, l in PEERS]:
       memory[structure] = (bytes_per_entry(structure, dim, args)
                            if "memory" in parts else {
-                               "bytes_per_entry": float("nan")
+                               "bytes_per_entry": None  # not measured
                            })
       print(f"dim {dim} {structure}: {json.dumps(memory[structure])}",
             flush=True)
