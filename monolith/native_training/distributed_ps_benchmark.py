@@ -1119,7 +1119,8 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--dims", default="16,64")
   parser.add_argument("--num_ps", default="1,2",
-                      help="PS counts to measure (the cluster has the most)")
+                      help="PS counts to measure, 1 and/or 2 (the cluster "
+                      "has the most)")
   parser.add_argument("--ids_per_slot", type=int, default=125_000)
   parser.add_argument("--batch", type=int, default=65_536)
   parser.add_argument("--duplicate_fraction", type=float, default=0.3)
@@ -1152,8 +1153,10 @@ def main():
     return
   args.dims = [int(d) for d in args.dims.split(",")]
   args.num_ps = sorted(int(n) for n in args.num_ps.split(","))
-  if min(args.num_ps) < 1:
-    parser.error("--num_ps: PS counts must be >= 1")
+  if not set(args.num_ps) <= {1, 2}:
+    # Rows are laid out by id parity: with 1 or 2 PS a row of the peer's
+    # variable and its id live on the same PS, as the comparison needs.
+    parser.error("--num_ps: PS counts must be 1 or 2")
   tf1.disable_eager_execution()
   start = time.perf_counter()
   data = Data(args.ids_per_slot, args.batch, args.duplicate_fraction,
