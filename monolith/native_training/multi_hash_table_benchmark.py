@@ -41,8 +41,8 @@ fresh one (and once into SERVING tables, which keep only the values, as an
 exported model restores it), checkpoint bytes on disk / seconds, beside
 shutil.copyfile of the checkpoint's files (the same bytes) in the same run,
 for SNAPPY shards (the original's format, the default) and uncompressed
-ones (compression_type=""). All writes land in the page cache (no fsync)
-for both.
+ones (compression_type=""). The save fsyncs its shards and folder (as
+every save does); the copy does not.
 
 Prints a table, then one JSON line per (dim, peer, layout) and one per
 (dim, compression) for save/restore.
@@ -793,7 +793,8 @@ def report_throughput(results: List[Dict], args):
 def report_saves(saves: List[Dict]):
   print()
   print("Save / restore of MultiHashTable beside shutil.copyfile of the "
-        "checkpoint's files (MB = 1e6 bytes; page cache, no fsync):")
+        "checkpoint's files (MB = 1e6 bytes; the save fsyncs, the copy "
+        "does not):")
   print("(serving restore: the same checkpoint into SERVING tables, as an "
         "exported model restores it)")
   row = "%-4s %-8s %7s %9s %10s %10s %12s %14s %10s %10s %12s"
