@@ -766,16 +766,16 @@ def report_throughput(results: List[Dict], args):
     ours_bytes = r["bytes"][OURS + ":adagrad"]
     print(ROW % (dim, OURS + " (adagrad)", m(r["insert"][OURS]),
                  m(ours_lookup), m(rates[("apply", OURS)]),
-                 m(rates[("update", OURS)]), f"{ours_bytes:.1f}", "", ""))
+                 m(rates[("update", OURS)]), _cell(ours_bytes, 1), "", ""))
     for kind, layout in PEERS:
       name = f"{kind}/{layout}"
       lookup = rates[("lookup", name)]
       print(ROW % (dim, name, m(r["insert"][name]), m(lookup), "",
-                   m(rates[("update", name)]), f"{r['bytes'][name]:.1f}",
+                   m(rates[("update", name)]), _cell(r["bytes"][name], 1),
                    f"{ours_lookup / lookup:.2f}",
-                   f"{ours_bytes / r['bytes'][name]:.2f}"))
+                   _cell(_ratio(ours_bytes, r["bytes"][name]), 2)))
     print(ROW % (dim, OURS + " (sgd entries)", "", "", "", "",
-                 f"{r['bytes'][OURS + ':sgd']:.1f}", "", ""))
+                 _cell(r["bytes"][OURS + ":sgd"], 1), "", ""))
     print(ROW % (dim, OURS + " 2 calls x 4 tables", "",
                  m(rates[("lookup_2calls", OURS)]),
                  m(rates[("apply_2calls", OURS)]), "", "", "", ""))
@@ -848,6 +848,11 @@ def report_profile(results: List[Dict]):
       top = sorted(times.items(), key=lambda kv: -kv[1])[:6]
       print(f"  dim {r['dim']} {what}: " +
             ", ".join(f"{k} {v:.0f}" for k, v in top))
+
+
+def _cell(x: Optional[float], digits: int) -> str:
+  """x with `digits` decimals for the table; "-" where not measured."""
+  return "-" if x is None else f"{x:.{digits}f}"
 
 
 def _round(x: Optional[float], digits: int) -> Optional[float]:
