@@ -2,7 +2,6 @@
 
 import contextlib
 import os
-import threading
 from unittest import mock
 
 import numpy as np
@@ -44,6 +43,23 @@ def _table(hash_filter, name_suffix=""):
 
 def _ids(values):
   return tf.constant(values, dtype=tf.int64)
+
+
+def _filter_to_save(capacity, split_num, thresholds, basename, name_suffix):
+  """A sliding filter's `_admission_of_1_and_2` and its save to basename."""
+  hash_filter = hash_filter_ops.create_hash_filter(
+      capacity, split_num, thresholds, name_suffix=name_suffix)
+  return (_admission_of_1_and_2(hash_filter),
+          hash_filter_ops.save_hash_filter(hash_filter, basename, True))
+
+
+def _admission_of_1_and_2(hash_filter) -> tf.Tensor:
+  """The gradient rows of ids 1 and 2 through the filter: [[1], [1]] where
+  both are admitted. Running it counts each once more."""
+  embeddings = tf.ones([2, 1])
+  out = hash_filter_ops.intercept_gradient(hash_filter, _ids([1, 2]),
+                                           embeddings)
+  return tf.gradients(tf.reduce_sum(out), embeddings)[0]
 
 
 def test_sliding_filter_admits_ids_once_seen_often_enough():
@@ -271,10 +287,7 @@ def test_filters_save_and_restore_with_the_checkpoint(tmp_path):
   # Into 1 PS: not restored (counts are per id mod the PS count), with a
   # warning; ids 1 and 2 start over.
   with _restoring(basename, 1, thresholds) as (sess, filters, restorer):
-    embeddings = tf.ones([2, 1])
-    out = hash_filter_ops.intercept_gradient(filters[0], _ids([1, 2]),
-                                             embeddings)
-    grad = tf.gradients(tf.reduce_sum(out), embeddings)[0]
+    grad = _admission_of_1_and_2(filters[0])
     with mock.patch.object(hash_filter_ops.logging, "warning") as warning:
       restorer.before_restore(sess)
     np.testing.assert_array_equal(sess.run(grad), [[0], [0]])
@@ -297,12 +310,7 @@ def test_restore_into_another_configuration_starts_the_counts_over(tmp_path):
   # restart); the same configuration restores the checkpoint's.
   basename = os.path.join(str(tmp_path), "hash_filter_0")
   thresholds = _thresholds(default=2)
-  saved = hash_filter_ops.create_hash_filter(1000, 5, thresholds,
-                                             name_suffix="saved")
-  embeddings = tf.ones([2, 1])
-  out = hash_filter_ops.intercept_gradient(saved, _ids([1, 2]), embeddings)
-  count = tf.gradients(tf.reduce_sum(out), embeddings)[0]
-  save = hash_filter_ops.save_hash_filter(saved, basename, True)
+  count, save = _filter_to_save(1000, 5, thresholds, basename, "saved")
   with tf1.Session() as sess:
     sess.run(count)
     sess.run(count)
@@ -315,10 +323,7 @@ def test_restore_into_another_configuration_starts_the_counts_over(tmp_path):
           capacity, split_num, thresholds, name_suffix="restored")
       restore = hash_filter_ops.restore_hash_filter(hash_filter, basename,
                                                     True)
-      embeddings = tf.ones([2, 1])
-      out = hash_filter_ops.intercept_gradient(hash_filter, _ids([1, 2]),
-                                               embeddings)
-      grad = tf.gradients(tf.reduce_sum(out), embeddings)[0]
+      grad = _admission_of_1_and_2(hash_filter)
       with tf1.Session() as sess:
         for _ in range(counted_before):
           sess.run(grad)
@@ -367,38 +372,18 @@ def test_saves_of_one_filter_to_one_basename_do_not_mix(tmp_path):
   # is whole, and the checkpoint restores the counts.
   basename = os.path.join(str(tmp_path), "hash_filter_0")
   thresholds = _thresholds(default=2)
-  saved = hash_filter_ops.create_hash_filter(200000, 7, thresholds,
-                                             name_suffix="saved_twice")
-  embeddings = tf.ones([2, 1])
-  out = hash_filter_ops.intercept_gradient(saved, _ids([1, 2]), embeddings)
-  count = tf.gradients(tf.reduce_sum(out), embeddings)[0]
-  save = hash_filter_ops.save_hash_filter(saved, basename, True)
-  errors = []
+  count, save = _filter_to_save(200000, 7, thresholds, basename,
+                                "saved_twice")
   with tf1.Session() as sess:
     sess.run(count)
     sess.run(count)
-
-    def save_repeatedly():
-      try:
-        for _ in range(6):
-          sess.run(save)
-      except tf.errors.OpError as e:
-        errors.append(e)
-
-    threads = [threading.Thread(target=save_repeatedly) for _ in range(2)]
-    for thread in threads:
-      thread.start()
-    for thread in threads:
-      thread.join()
+    errors = test_utils.run_in_threads(sess, save, runs=6)
   assert not errors, errors
   with tf.Graph().as_default():
     restored = hash_filter_ops.create_hash_filter(200000, 7, thresholds,
                                                   name_suffix="restored")
     restore = hash_filter_ops.restore_hash_filter(restored, basename, True)
-    embeddings = tf.ones([2, 1])
-    out = hash_filter_ops.intercept_gradient(restored, _ids([1, 2]),
-                                             embeddings)
-    grad = tf.gradients(tf.reduce_sum(out), embeddings)[0]
+    grad = _admission_of_1_and_2(restored)
     with tf1.Session() as sess:
       sess.run(restore)
       # Seen twice before the saves (threshold 2): admitted.

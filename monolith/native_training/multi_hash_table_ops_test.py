@@ -952,20 +952,7 @@ def test_saves_of_one_table_to_one_basename_do_not_mix(tmp_path):
     sess.run(table.assign({"s": (_id(list(range(n))), tf.ones([n, 2]))
                           }).as_op())
     save = table.save(basename).as_op()
-    errors = []
-
-    def save_repeatedly():
-      try:
-        for _ in range(8):
-          sess.run(save)
-      except tf.errors.OpError as e:
-        errors.append(e)
-
-    threads = [threading.Thread(target=save_repeatedly) for _ in range(2)]
-    for thread in threads:
-      thread.start()
-    for thread in threads:
-      thread.join()
+    errors = test_utils.run_in_threads(sess, save, runs=8)
     assert not errors, errors
     assert sess.run(table.feature_stat(basename))[1].tolist() == [n]
   with tf.Graph().as_default(), tf1.Session() as sess:

@@ -1,6 +1,7 @@
 """Helpers shared by hash table tests."""
 
-from typing import List, Tuple
+import threading
+from typing import Any, List, Tuple
 
 from absl import logging
 import tensorflow as tf
@@ -102,3 +103,35 @@ def _start_cluster(num_ps: int) -> List[tf.distribute.Server]:
   ]
   logging.info("Started the test cluster %s.", cluster_dict)
   return servers
+
+
+def run_in_threads(sess: tf.compat.v1.Session,
+                   fetch: Any,
+                   runs: int,
+                   threads: int = 2) -> List[tf.errors.OpError]:
+  """Runs `fetch` `runs` times in each of `threads` threads at once.
+
+  Args:
+    sess: the session (sessions run concurrently from threads).
+    fetch: what each run fetches (an op, a tensor).
+    runs: runs per thread; a thread stops at its first error.
+    threads: how many threads.
+
+  Returns:
+    The errors the runs raised, one per failed thread.
+  """
+  errors = []
+
+  def run():
+    try:
+      for _ in range(runs):
+        sess.run(fetch)
+    except tf.errors.OpError as e:
+      errors.append(e)
+
+  workers = [threading.Thread(target=run) for _ in range(threads)]
+  for worker in workers:
+    worker.start()
+  for worker in workers:
+    worker.join()
+  return errors

@@ -100,3 +100,16 @@ def test_fsync_local_accepts_file_systems_without_fsync(tmp_path,
   monkeypatch.setattr(os, "fsync", failing)
   with pytest.raises(OSError, match="Input/output error"):
     utils.fsync_local(str(tmp_path))
+
+
+def test_run_in_threads_runs_every_thread_and_returns_their_errors():
+  with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+    counter = tf.compat.v1.Variable(0, dtype=tf.int64, use_resource=True)
+    count = counter.assign_add(1)
+    sess.run(counter.initializer)
+    assert test_utils.run_in_threads(sess, count, runs=5, threads=3) == []
+    assert sess.run(counter) == 15
+    failing = tf.debugging.check_numerics(tf.constant(float("nan")), "nan")
+    errors = test_utils.run_in_threads(sess, failing, runs=2, threads=3)
+    assert len(errors) == 3
+    assert all(isinstance(e, tf.errors.InvalidArgumentError) for e in errors)
