@@ -225,25 +225,24 @@ class HashFilterSaveOp : public OpKernel {
     hf::Admission& admission = filter->admission();
     mutex_lock saving(filter->save_mu());
     TfFileSystem fs(ctx->env());
+    std::unique_lock<std::mutex> lock(admission.mu());
     std::unique_ptr<hf::Filter> snapshot;
-    {
-      std::lock_guard<std::mutex> lock(admission.mu());
-      try {
-        snapshot = admission.filter().Clone();
-      } catch (const std::bad_alloc&) {
-        LOG(WARNING) << "Hash filter " << basename << ": no memory for a "
-                     << "copy to save; saving under its lock (updates that "
-                     << "admit ids wait for the files)";
-        OP_REQUIRES_OK(ctx, ToTfStatus(hf::SaveFilterCheckpoint(
-                                &fs, basename, admission.filter(),
-                                ::monolith::hash_table::SerialFor, LogInfo)));
-      }
+    try {
+      snapshot = admission.filter().Clone();
+      lock.unlock();
+    } catch (const std::bad_alloc&) {
+      LOG(WARNING) << "Hash filter " << basename << ": no memory for a "
+                   << "copy to save; saving under its lock (updates that "
+                   << "admit ids wait for the files)";
     }
-    if (snapshot != nullptr) {
-      OP_REQUIRES_OK(ctx, ToTfStatus(hf::SaveFilterCheckpoint(
-                              &fs, basename, *snapshot, WorkerThreads(ctx),
-                              LogInfo)));
-    }
+    // The copy, its splits in parallel; without one, the live filter under
+    // its lock, in this thread.
+    OP_REQUIRES_OK(
+        ctx, ToTfStatus(hf::SaveFilterCheckpoint(
+                 &fs, basename, snapshot ? *snapshot : admission.filter(),
+                 snapshot ? WorkerThreads(ctx)
+                          : ::monolith::hash_table::SerialFor,
+                 LogInfo)));
     ctx->set_output(0, ctx->input(0));
   }
 };
