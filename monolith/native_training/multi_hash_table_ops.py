@@ -1556,9 +1556,7 @@ class MultiHashTableCheckpointSaverListener(
     tmp_path = path + ".tmp"
     with tf.io.gfile.GFile(tmp_path, "w") as f:
       f.write(str(info))
-    utils.fsync_local(tmp_path)
-    tf.io.gfile.rename(tmp_path, path, overwrite=True)
-    utils.fsync_local(os.path.dirname(path))
+    utils.replace_file(tmp_path, path)
     logging.info("Wrote %s.", path)
 
   def _build_save_graph(self) -> tf.Operation:

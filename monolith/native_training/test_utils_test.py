@@ -113,3 +113,23 @@ def test_run_in_threads_runs_every_thread_and_returns_their_errors():
     errors = test_utils.run_in_threads(sess, failing, runs=2, threads=3)
     assert len(errors) == 3
     assert all(isinstance(e, tf.errors.InvalidArgumentError) for e in errors)
+
+
+def test_replace_file_syncs_the_temporary_then_the_folder(tmp_path,
+                                                          monkeypatch):
+  path = tmp_path / "out"
+  path.write_bytes(b"old")
+  tmp = tmp_path / "out.tmp"
+  tmp.write_bytes(b"new")
+  synced = []
+  real_fsync = os.fsync
+
+  def fsync(fd):
+    synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+    real_fsync(fd)
+
+  monkeypatch.setattr(os, "fsync", fsync)
+  utils.replace_file(str(tmp), str(path))
+  assert path.read_bytes() == b"new"
+  assert not tmp.exists()
+  assert synced == [str(tmp), str(tmp_path)]

@@ -4,7 +4,9 @@
 job) in TensorFlow's distributed runtime and `ps_task_of_device` reads the
 task back from a device name; `free_ports(n)` picks loopback
 ports for the tasks of a cluster on one host; `fsync_local(path)` makes a
-local file's data, or a local folder's renames, durable.
+local file's data, or a local folder's renames, durable, and
+`replace_file(tmp_path, path)` renames a written temporary onto its final
+name so that a power loss leaves the old file or the whole new one.
 
 Training registers values (sparse feature names, the feature list, ...) in
 the default graph's collections; tools such as
@@ -103,6 +105,26 @@ def fsync_local(path: str) -> None:
       raise
   finally:
     os.close(fd)
+
+
+def replace_file(tmp_path: str, path: str) -> None:
+  """Renames the written `tmp_path` onto `path`, durably where local.
+
+  The temporary is synced before the rename and the folder after it, so a
+  power loss leaves the old `path` or the whole new one (see
+  `fsync_local`).
+
+  Args:
+    tmp_path: the complete temporary, beside `path` (same file system).
+    path: the final name; an existing file there is replaced.
+
+  Raises:
+    OSError: as `fsync_local`.
+    tf.errors.OpError: the rename failed.
+  """
+  fsync_local(tmp_path)
+  tf.io.gfile.rename(tmp_path, path, overwrite=True)
+  fsync_local(os.path.dirname(path))
 
 
 def add_to_collections(names: Union[str, List[str]], value: Any) -> None:

@@ -136,10 +136,7 @@ def atomic_output(output_path: str) -> Iterator[str]:
   tmp_path = f"{output_path}.tmp-{uuid.uuid4().hex[:12]}"
   try:
     yield tmp_path
-    # Durable before it replaces the output, and the rename durable after.
-    utils.fsync_local(tmp_path)
-    tf.io.gfile.rename(tmp_path, output_path, overwrite=True)
-    utils.fsync_local(os.path.dirname(output_path))
+    utils.replace_file(tmp_path, output_path)
   except BaseException:
     if tf.io.gfile.exists(tmp_path):
       tf.io.gfile.remove(tmp_path)
