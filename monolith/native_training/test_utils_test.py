@@ -65,9 +65,8 @@ def test_create_test_ps_cluster_rejects_a_negative_count():
     test_utils.create_test_ps_cluster(-1)
 
 
-def test_fsync_local_syncs_local_paths_and_leaves_others(tmp_path, monkeypatch):
-  file_path = tmp_path / "f"
-  file_path.write_bytes(b"x")
+def _record_fsyncs(monkeypatch) -> list:
+  """The paths os.fsync syncs from now on (they are still synced)."""
   synced = []
   real_fsync = os.fsync
 
@@ -76,6 +75,13 @@ def test_fsync_local_syncs_local_paths_and_leaves_others(tmp_path, monkeypatch):
     real_fsync(fd)
 
   monkeypatch.setattr(os, "fsync", fsync)
+  return synced
+
+
+def test_fsync_local_syncs_local_paths_and_leaves_others(tmp_path, monkeypatch):
+  file_path = tmp_path / "f"
+  file_path.write_bytes(b"x")
+  synced = _record_fsyncs(monkeypatch)
   utils.fsync_local(str(file_path))
   utils.fsync_local(str(tmp_path))
   utils.fsync_local("file://" + str(file_path))
@@ -121,14 +127,7 @@ def test_replace_file_syncs_the_temporary_then_the_folder(tmp_path,
   path.write_bytes(b"old")
   tmp = tmp_path / "out.tmp"
   tmp.write_bytes(b"new")
-  synced = []
-  real_fsync = os.fsync
-
-  def fsync(fd):
-    synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-    real_fsync(fd)
-
-  monkeypatch.setattr(os, "fsync", fsync)
+  synced = _record_fsyncs(monkeypatch)
   utils.replace_file(str(tmp), str(path))
   assert path.read_bytes() == b"new"
   assert not tmp.exists()
