@@ -457,7 +457,7 @@ def _distributed_ps(lines: List[Dict]) -> str:
 def _hash_filter(lines: List[Dict]) -> str:
   return _markdown(
       ["op", "dim", "batch", "ids (Zipf s)", "threshold", "sliding filter "
-       "ids/s", "dummy filter ids/s", "ratio", "bar"],
+       "ids/s", "dummy filter ids/s", "ratio (median of rounds)", "bar"],
       ([
           r["op"], str(r["dim"]), _count(r["batch"]),
           f"{_count(r['distinct_ids'])} ({r['zipf_s']})",

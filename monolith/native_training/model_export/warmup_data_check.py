@@ -121,6 +121,8 @@ _METHOD_KINDS = {
 _KIND_METHODS = {kind: method for method, kind in _METHOD_KINDS.items()}
 # Classify and regress requests carry tf.Examples, listed under this name.
 _EXAMPLES_INPUT = "<tf.Example>"
+# The input of classify and regress signatures, as TF Serving requires.
+_SIGNATURE_EXAMPLES_INPUT = "inputs"
 _GZIP_MAGIC = b"\x1f\x8b"
 _INTERNAL_SIGNATURE_PREFIX = "__saved_model_"
 # Lines of TF op errors that say where, not what.
@@ -642,6 +644,45 @@ def load_signature_defs(
       f"Serving loads (tag sets: {tags})")
 
 
+def _examples_signature_problems(kind: str,
+                                 signature_def: meta_graph_pb2.SignatureDef,
+                                 where: str) -> List[str]:
+  """Why TF Serving cannot run a classify or regress request on a signature.
+
+  Its PreProcessClassification / PreProcessRegression refuse the signature
+  and PostProcess* the outputs' dtypes, failing the warmup and the load.
+  """
+  reasons = []
+  inputs = signature_def.inputs
+  if len(inputs) != 1 or _SIGNATURE_EXAMPLES_INPUT not in inputs:
+    reasons.append(f"{where} must have one input, named "
+                   f"{_SIGNATURE_EXAMPLES_INPUT!r}, for {kind} requests (it has "
+                   f"{sorted(inputs)})")
+  elif inputs[_SIGNATURE_EXAMPLES_INPUT].dtype != tf.string.as_datatype_enum:
+    reasons.append(f"{where}'s input {_SIGNATURE_EXAMPLES_INPUT!r} must be a string "
+                   "tensor (serialized tf.Examples), not "
+                   f"{_dtype_name(inputs[_SIGNATURE_EXAMPLES_INPUT].dtype)}")
+  outputs = signature_def.outputs
+  wanted_dtypes = {
+      "classify": {"classes": tf.string, "scores": tf.float32},
+      "regress": {"outputs": tf.float32},
+  }[kind]
+  if kind == "classify":
+    if not 1 <= len(outputs) <= 2 or not set(wanted_dtypes) & set(outputs):
+      reasons.append(f"{where} must have one or two outputs, among them "
+                     f"'classes' or 'scores', for classify requests (it has "
+                     f"{sorted(outputs)})")
+  elif list(outputs) != ["outputs"]:
+    reasons.append(f"{where} must have one output, named 'outputs', for "
+                   f"regress requests (it has {sorted(outputs)})")
+  for name, dtype in wanted_dtypes.items():
+    if name in outputs and outputs[name].dtype != dtype.as_datatype_enum:
+      reasons.append(f"{where}'s output {name!r} must be {dtype.name} for "
+                     f"{kind} requests, not "
+                     f"{_dtype_name(outputs[name].dtype)}")
+  return reasons
+
+
 def _check_call(call: _Call,
                 signature_defs: Mapping[str, meta_graph_pb2.SignatureDef],
                 saved_model_dir: str) -> List[str]:
@@ -660,12 +701,10 @@ def _check_call(call: _Call,
       return [f"multi_inference task method {call.kind!r} is not "
               f"{' or '.join(sorted(_METHOD_KINDS))}"]
     if signature_def.method_name != wanted:
-      reasons.append(f"a {call.kind} request needs a signature of method "
-                     f"{wanted}, but {where} has {signature_def.method_name}")
-    inputs = list(signature_def.inputs.values())
-    if len(inputs) != 1 or inputs[0].dtype != tf.string.as_datatype_enum:
-      reasons.append(f"{where} must take one string input (serialized "
-                     "tf.Examples) for classify / regress requests")
+      return [f"a {call.kind} request needs a signature of method "
+              f"{wanted}, but {where} has {signature_def.method_name}"]
+    reasons.extend(_examples_signature_problems(call.kind, signature_def,
+                                                where))
     if not _serialized_examples(call.examples):
       reasons.append(f"the {call.kind} request has no examples")
     return reasons

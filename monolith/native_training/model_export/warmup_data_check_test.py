@@ -489,6 +489,63 @@ def test_classify_and_regress_requests(tmp_path, classifier_dir, model_dir):
   ]
 
 
+@pytest.fixture(scope="module", name="odd_examples_dir")
+def _odd_examples_dir(tmp_path_factory):
+  """Classify and regress signatures TF Serving refuses: other input and
+  output names, another dtype."""
+  path = str(tmp_path_factory.mktemp("odd_examples") / "1")
+  with tf.Graph().as_default():
+    examples = tf.compat.v1.placeholder(tf.string, [None])
+    x = tf.io.parse_example(examples,
+                            {"x": tf.io.FixedLenFeature([1], tf.float32)})["x"]
+    info = tf.compat.v1.saved_model.build_tensor_info
+    signatures = {
+        "classify": tf.compat.v1.saved_model.build_signature_def(
+            {"examples": info(examples)}, {"probabilities": info(x)},
+            "tensorflow/serving/classify"),
+        "regress": tf.compat.v1.saved_model.build_signature_def(
+            {"inputs": info(examples)},
+            {"outputs": info(tf.cast(x, tf.float64))},
+            "tensorflow/serving/regress"),
+    }
+    with tf.compat.v1.Session() as session:
+      builder = tf.compat.v1.saved_model.Builder(path)
+      builder.add_meta_graph_and_variables(session, ["serve"],
+                                           signature_def_map=signatures)
+      builder.save()
+  return path
+
+
+def test_classify_and_regress_signatures_tf_serving_refuses(
+    tmp_path, odd_examples_dir):
+  # Replay would run them; TF Serving's classify / regress refuse them, the
+  # warmup fails and the model does not load: not installed.
+  example = tf.train.Example()
+  example.features.feature["x"].float_list.value.append(0.5)
+  logs = []
+  for kind in ("classify", "regress"):
+    log = prediction_log_pb2.PredictionLog()
+    request = getattr(log, f"{kind}_log").request
+    request.model_spec.signature_name = kind
+    request.input.example_list.examples.append(example)
+    logs.append(log)
+  path = _write(tmp_path / "warmup", logs)
+  report, installed = warmup_data_check.check_and_install(
+      path, odd_examples_dir)
+  assert installed is None
+  assert not os.path.exists(
+      os.path.join(odd_examples_dir, warmup_io.WARMUP_FILE_PATH))
+  assert _problems(report) == [
+      "record 0: signature 'classify' must have one input, named 'inputs', "
+      "for classify requests (it has ['examples'])",
+      "record 0: signature 'classify' must have one or two outputs, among "
+      "them 'classes' or 'scores', for classify requests (it has "
+      "['probabilities'])",
+      "record 1: signature 'regress''s output 'outputs' must be float32 for "
+      "regress requests, not float64",
+  ]
+
+
 def test_model_dir_that_is_not_a_saved_model(tmp_path):
   path = _write(tmp_path / "warmup", _random_example_logs())
   with pytest.raises(warmup_io.WarmupDataError, match="not a SavedModel"):

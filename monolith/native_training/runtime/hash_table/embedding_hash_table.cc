@@ -51,6 +51,13 @@ bool HugePagesEnabled() {
   return setting == nullptr || std::string(setting) != "0";
 }
 
+// The slots of each shard for a table of |initial_capacity| entries (at
+// most kMaxInitialCapacity: Create refuses more).
+uint64_t ShardCapacityFor(uint64_t initial_capacity) {
+  const uint64_t entries = std::min(initial_capacity, kMaxInitialCapacity);
+  return CapacityFor((entries + kNumShards - 1) / kNumShards);
+}
+
 // The top bits of the hash pick the shard, the low bits the bucket.
 inline int ShardOf(uint64_t hash) {
   return static_cast<int>(hash >> (64 - kShardBits));
@@ -159,15 +166,25 @@ Status EmbeddingHashTable::Create(const EmbeddingHashTableConfig& config,
   std::unique_ptr<EmbeddingHashTable> result(new EmbeddingHashTable(
       std::move(accessor), config.slot_expire_time_config()));
   result->skip_zero_embedding_ = config.skip_zero_embedding();
-  const uint64_t capacity =
-      CapacityFor((config.initial_capacity() + kNumShards - 1) / kNumShards);
+  const uint64_t capacity = ShardCapacityFor(config.initial_capacity());
   RandomEngine seeder(seed);
-  for (int s = 0; s < kNumShards; ++s) {
-    result->shards_[s].Init(result->pool_.get(), result->stride_, capacity);
-    result->shards_[s].rng = RandomEngine(seeder());
+  try {
+    for (int s = 0; s < kNumShards; ++s) {
+      result->shards_[s].Init(result->pool_.get(), result->stride_, capacity);
+      result->shards_[s].rng = RandomEngine(seeder());
+    }
+  } catch (const std::bad_alloc&) {
+    return ResourceExhaustedError(
+        "initial_capacity " + std::to_string(config.initial_capacity()) +
+        ": its " + std::to_string(InitialSlotBytes(config.initial_capacity())) +
+        " bytes of slots cannot be allocated");
   }
   *table = std::move(result);
   return Status::OK();
+}
+
+uint64_t EmbeddingHashTable::InitialSlotBytes(uint64_t initial_capacity) {
+  return kNumShards * ShardCapacityFor(initial_capacity) * sizeof(Slot);
 }
 
 // Runs the ids of each chunk shard by shard, under the shard's lock, in

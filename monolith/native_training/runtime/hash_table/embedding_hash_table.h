@@ -57,9 +57,13 @@ class EmbeddingHashTable {
  public:
   // |seed| seeds the initializers' random engines (one per shard).
   // InvalidArgument for a bad entry config (see EntryAccessor::Create) or an
-  // initial_capacity above kMaxInitialCapacity.
+  // initial_capacity above kMaxInitialCapacity; ResourceExhausted when the
+  // slots it reserves cannot be allocated.
   static Status Create(const EmbeddingHashTableConfig& config, uint64_t seed,
                        std::unique_ptr<EmbeddingHashTable>* table);
+  // The bytes of the slot arrays Create reserves (and writes) up front for
+  // |initial_capacity| entries, before any id is inserted.
+  static uint64_t InitialSlotBytes(uint64_t initial_capacity);
   ~EmbeddingHashTable();
   EmbeddingHashTable(const EmbeddingHashTable&) = delete;
   EmbeddingHashTable& operator=(const EmbeddingHashTable&) = delete;

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "monolith/native_training/runtime/hash_table/checkpoint.h"
+#include "monolith/native_training/runtime/hash_table/embedding_hash_table.h"
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
 #include "monolith/native_training/runtime/hash_table/gpu/gpu_row_store.h"
 #include "monolith/native_training/runtime/hash_table/periodic_evictor.h"
@@ -94,9 +95,15 @@ class GpuMultiHashTable : public ResourceBase {
     TF_RETURN_IF_ERROR(ToTfStatus(gpu::GpuRowTableSpecFor(
         config.entry_config(), random::New64(), &t->spec)));
     t->spec.device = device;
+    if (config.initial_capacity() > ht::kMaxInitialCapacity) {
+      return errors::InvalidArgument(
+          "initial_capacity ", config.initial_capacity(), " is above ",
+          ht::kMaxInitialCapacity, " entries (tables grow as ids come)");
+    }
     // initial_capacity counts entries; the map needs room past max_load.
     t->spec.initial_capacity = std::max<int64_t>(
-        64, static_cast<int64_t>(config.initial_capacity() /
+        64, static_cast<int64_t>(static_cast<double>(
+                                     config.initial_capacity()) /
                                  t->spec.max_load) + 1);
     TF_RETURN_IF_ERROR(
         ToTfStatus(gpu::GpuRowTable::Create(t->spec, &t->table)));
@@ -270,15 +277,33 @@ class CreateGpuMultiHashTableOp : public ResourceOpKernel<GpuMultiHashTable> {
       : ResourceOpKernel<GpuMultiHashTable>(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
+    // One call at a time: config_ is this call's until its table is
+    // verified.
+    mutex_lock call(call_mu_);
     std::string serialized;
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 0, "config", &serialized));
     {
       mutex_lock l(mu_);
       device_ = CudaDevice(ctx);
-      // Every call: the table may exist already (VerifyResource).
       OP_REQUIRES_OK(ctx, ParseMultiTableConfig(serialized, &config_));
+      for (int i = 0; i < config_.configs_size(); ++i) {
+        // Placed on a GPU (eager placement prefers one): never a GPU table
+        // in a CPU table's stead.
+        OP_REQUIRES(ctx, config_.configs(i).has_gpucuco(),
+                    errors::InvalidArgument(
+                        "table ", config_.names(i), " is not a gpucuco "
+                        "table, but its creation runs on a GPU: place it on "
+                        "a CPU (tf.device(\"/CPU:0\"))"));
+      }
     }
     ResourceOpKernel<GpuMultiHashTable>::Compute(ctx);
+    if (!ctx->status().ok()) return;
+    // ResourceOpKernel verifies the table only on the kernel's first call;
+    // a later one may feed another config.
+    core::RefCountPtr<GpuMultiHashTable> table = get_resource();
+    if (table == nullptr) return;
+    mutex_lock l(mu_);
+    OP_REQUIRES_OK(ctx, VerifyResource(table.get()));
   }
 
  private:
@@ -306,6 +331,7 @@ class CreateGpuMultiHashTableOp : public ResourceOpKernel<GpuMultiHashTable> {
     return OkStatus();
   }
 
+  mutex call_mu_;
   ht::MultiEmbeddingHashTableConfig config_ TF_GUARDED_BY(mu_);
   int device_ TF_GUARDED_BY(mu_) = 0;
 };

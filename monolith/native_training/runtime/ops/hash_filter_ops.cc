@@ -106,24 +106,6 @@ class FilterOpBase : public ResourceOpKernel<HashFilterResource> {
   std::string description_;
 };
 
-// The memory this process may use: the machine's, or its cgroup's limit
-// (a container's) when lower.
-uint64_t UsableMemoryBytes() {
-  const long pages = sysconf(_SC_PHYS_PAGES);  // NOLINT(runtime/int)
-  const long page_bytes = sysconf(_SC_PAGESIZE);  // NOLINT(runtime/int)
-  uint64_t memory = pages > 0 && page_bytes > 0
-                        ? static_cast<uint64_t>(pages) *
-                              static_cast<uint64_t>(page_bytes)
-                        : std::numeric_limits<uint64_t>::max();
-  for (const char* limit_file : {"/sys/fs/cgroup/memory.max",
-                                 "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
-    std::ifstream in(limit_file);
-    uint64_t limit = 0;
-    if (in >> limit && limit > 0) memory = std::min(memory, limit);
-  }
-  return memory;
-}
-
 class HashFilterOp : public FilterOpBase {
  public:
   explicit HashFilterOp(OpKernelConstruction* ctx) : FilterOpBase(ctx) {

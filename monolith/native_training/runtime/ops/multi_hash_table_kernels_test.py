@@ -152,6 +152,53 @@ def test_a_table_name_given_twice_is_invalid_argument(graph):
                   ("a", _table_config(3))]))
 
 
+def test_an_initial_capacity_past_memory_is_resource_exhausted(graph):
+  # 2^34 entries reserve 512 GiB of slots: refused, not the process killed.
+  config = _table_config(1)
+  config.initial_capacity = 1 << 34
+  with pytest.raises(tf.errors.ResourceExhaustedError,
+                     match=r"reserves 5497558\d{5} bytes of slots, more "
+                     "than the .* bytes of memory this process may use"):
+    _run(_mtable([("a", _table_config(1)), ("b", config)]))
+
+
+def test_every_create_call_checks_the_existing_table(graph):
+  # The kernel finds its table once; later calls feed other configs.
+  config = tf1.placeholder(tf.string, [])
+  handle = ops.create_monolith_multi_hash_table(
+      config=config,
+      filter_handle=ops.monolith_dummy_hash_filter(shared_name="fed_f"),
+      sync_client_handle=ops.monolith_dummy_sync_client(shared_name="fed_s"),
+      shared_name="fed")
+
+  def serialized(dim):
+    multi = embedding_hash_table_pb2.MultiEmbeddingHashTableConfig()
+    multi.names.append("a")
+    multi.configs.append(_table_config(dim))
+    return multi.SerializeToString()
+
+  with tf1.Session() as sess:
+    sess.run(handle, {config: serialized(1)})
+    sess.run(handle, {config: serialized(1)})
+    with pytest.raises(tf.errors.FailedPreconditionError,
+                       match="table a was made from"):
+      sess.run(handle, {config: serialized(2)})
+
+
+def test_names_joined_alike_are_other_tables(graph):
+  # ["a, b", "c"] and ["a", "b", "c"] print alike: compared one by one.
+  first = _mtable([("a, b", _table_config(1)), ("c", _table_config(1))],
+                  shared_name="joined")
+  second = _mtable([("a", _table_config(1)), ("b", _table_config(1)),
+                    ("c", _table_config(1))],
+                   shared_name="joined")
+  with tf1.Session() as sess:
+    sess.run(first)
+    with pytest.raises(tf.errors.FailedPreconditionError,
+                       match="exists already"):
+      sess.run(second)
+
+
 def test_read_and_is_initialized(graph):
   h = _mtable([("a", _table_config(1))], shared_name="shared_x")
   read = ops.read_monolith_multi_hash_table(shared_name="shared_x")
@@ -450,6 +497,14 @@ def test_fused_ops_validate_their_inputs(graph):
                      match="grad_offsets does not match fused_slot_size"):
     _run(ops.monolith_multi_hash_table_fused_optimize(
         h, tf.constant([1], tf.int64), tf.constant([1], tf.int64),
+        tf.constant([1, 0], tf.int32), tf.constant([1.]),
+        tf.constant([0, 1, 1], tf.int32), tf.constant([0, 2, 2], tf.int32),
+        tf.constant([1., 1.]), tf.constant(5, tf.int64),
+        tf.constant(0, tf.int64), num_of_shards=1))
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match="indices has 2 elements, ids 1"):
+    _run(ops.monolith_multi_hash_table_fused_optimize(
+        h, tf.constant([1], tf.int64), tf.constant([1, 1], tf.int64),
         tf.constant([1, 0], tf.int32), tf.constant([1.]),
         tf.constant([0, 1, 1], tf.int32), tf.constant([0, 2, 2], tf.int32),
         tf.constant([1., 1.]), tf.constant(5, tf.int64),

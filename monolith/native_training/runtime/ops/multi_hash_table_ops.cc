@@ -60,7 +60,9 @@ class CreateMultiHashTableOp : public ResourceOpKernel<MultiHashTable> {
       : ResourceOpKernel<MultiHashTable>(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
-    // Every call checks its inputs, also once the table exists.
+    // One call at a time: config_ and filter_ are this call's until its
+    // table is verified.
+    mutex_lock call(call_mu_);
     std::string serialized;
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 0, "config", &serialized));
     core::RefCountPtr<HashFilterResource> filter;
@@ -70,12 +72,17 @@ class CreateMultiHashTableOp : public ResourceOpKernel<MultiHashTable> {
                                             &sync_client));
     {
       mutex_lock l(mu_);
-      // Every call: the table may exist already (VerifyResource).
       OP_REQUIRES_OK(ctx, ParseMultiTableConfig(serialized, &config_));
-      // Set on every call, never cleared: a concurrent call finds one.
       filter_ = std::move(filter);
     }
     ResourceOpKernel<MultiHashTable>::Compute(ctx);
+    if (!ctx->status().ok()) return;
+    // ResourceOpKernel verifies the table only on the kernel's first call;
+    // a later one may feed another config or filter.
+    core::RefCountPtr<MultiHashTable> table = get_resource();
+    if (table == nullptr) return;
+    mutex_lock l(mu_);
+    OP_REQUIRES_OK(ctx, VerifyResource(table.get()));
   }
 
  private:
@@ -106,6 +113,22 @@ class CreateMultiHashTableOp : public ResourceOpKernel<MultiHashTable> {
     core::RefCountPtr<MultiHashTable> mtable(
         new MultiHashTable(cinfo_.name(), config_.SerializeAsString(),
                            filter_.GetNewRef()));
+    // Each table's slots are allocated (and written) at once: initial
+    // capacities past this machine's memory are refused, rather than the
+    // process killed.
+    uint64_t slot_bytes = 0;
+    for (const auto& config : config_.configs()) {
+      slot_bytes +=
+          EmbeddingHashTable::InitialSlotBytes(config.initial_capacity());
+    }
+    const uint64_t memory = UsableMemoryBytes();
+    if (slot_bytes > memory) {
+      return errors::ResourceExhausted(
+          "MultiHashTable ", cinfo_.name(), ": the tables' initial_capacity "
+          "reserves ", slot_bytes, " bytes of slots, more than the ", memory,
+          " bytes of memory this process may use; tables grow as ids come, "
+          "so a smaller initial_capacity only costs some growth");
+    }
     std::vector<::monolith::hash_table::PeriodicEvictor::Target> evicted;
     for (int i = 0; i < config_.names_size(); ++i) {
       const auto& config = config_.configs(i);
@@ -121,8 +144,8 @@ class CreateMultiHashTableOp : public ResourceOpKernel<MultiHashTable> {
       Status s = ToTfStatus(
           EmbeddingHashTable::Create(config, random::New64(), &table));
       if (!s.ok()) {
-        return errors::InvalidArgument("table ", config_.names(i), ": ",
-                                       s.message());
+        return errors::CreateWithUpdatedMessage(
+            s, "table " + config_.names(i) + ": " + std::string(s.message()));
       }
       // As the original: SERVING tables never evict.
       if (config.enable_feature_eviction() &&
@@ -144,6 +167,7 @@ class CreateMultiHashTableOp : public ResourceOpKernel<MultiHashTable> {
     return OkStatus();
   }
 
+  mutex call_mu_;
   MultiEmbeddingHashTableConfig config_ TF_GUARDED_BY(mu_);
   // The filter of this call's graph: the table made from it holds it too.
   core::RefCountPtr<HashFilterResource> filter_ TF_GUARDED_BY(mu_);

@@ -4,8 +4,11 @@
 #ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_OPS_OP_UTIL_H_
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_OPS_OP_UTIL_H_
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdint>
+#include <fstream>
 #include <functional>
 #include <initializer_list>
 #include <limits>
@@ -167,6 +170,25 @@ inline Status ParallelFor(OpKernelContext* ctx, int64_t n,
         });
   for (const Status& s : statuses) TF_RETURN_IF_ERROR(s);
   return OkStatus();
+}
+
+// The memory this process may use: the machine's, or its cgroup's limit
+// (a container's) when lower.
+inline uint64_t UsableMemoryBytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES);  // NOLINT(runtime/int)
+  const long page_bytes = sysconf(_SC_PAGESIZE);  // NOLINT(runtime/int)
+  uint64_t memory = pages > 0 && page_bytes > 0
+                        ? static_cast<uint64_t>(pages) *
+                              static_cast<uint64_t>(page_bytes)
+                        : std::numeric_limits<uint64_t>::max();
+  for (const char* limit_file :
+       {"/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+    std::ifstream in(limit_file);
+    uint64_t limit = 0;
+    if (in >> limit && limit > 0) memory = std::min(memory, limit);
+  }
+  return memory;
 }
 
 // The error of optimizing a table created SERVING (CPU and GPU kernels).
@@ -357,8 +379,12 @@ Status CheckCreatedFromSameConfig(const std::string& shared_name,
     };
     detail = "it has tables " + names(made) + ", this graph's config " +
              names(wanted);
-    if (names(made) == names(wanted)) {
-      for (int i = 0; i < wanted.configs_size(); ++i) {
+    // Element by element: joined names are ambiguous ("a, b" + "c").
+    if (std::equal(made.names().begin(), made.names().end(),
+                   wanted.names().begin(), wanted.names().end())) {
+      const int configs =
+          std::min(made.configs_size(), wanted.configs_size());
+      for (int i = 0; i < configs; ++i) {
         if (made.configs(i).SerializeAsString() !=
             wanted.configs(i).SerializeAsString()) {
           const auto brief = [](const auto& m) {
@@ -547,6 +573,12 @@ inline Status ReadFusedOptimizeInputs(OpKernelContext* ctx,
   TF_RETURN_IF_ERROR(GetVectorInput(ctx, 4, "id_grads", &in->grads));
   TF_RETURN_IF_ERROR(GetVectorInput(ctx, 5, "id_offsets", &id_offsets));
   TF_RETURN_IF_ERROR(GetVectorInput(ctx, 6, "grad_offsets", &grad_offsets));
+  if (indices->NumElements() != in->ids->NumElements()) {
+    return errors::InvalidArgument(
+        "indices has ", indices->NumElements(), " elements, ids ",
+        in->ids->NumElements(), "; pass the indices the fused lookup "
+        "returned");
+  }
   TF_RETURN_IF_ERROR(GetVectorInput(ctx, 7, "learning_rate_tensors",
                                     &in->learning_rates));
   TF_RETURN_IF_ERROR(GetUpdateTimeInput(ctx, 8, "req_time", &in->update_time));

@@ -461,8 +461,10 @@ class BatchSoftmaxOptimizer final : public OptimizerBase {
     if (global_step < 0) return;
     const float alpha = learning_rates[0];
     const int64_t last = LoadInt64(state);
+    // In double: |last| comes from a checkpoint and may be any int64.
     num[0] = (1 - alpha) * num[0] +
-             alpha * static_cast<float>(global_step - last);
+             alpha * static_cast<float>(static_cast<double>(global_step) -
+                                        static_cast<double>(last));
     StoreInt64(state, global_step);
   }
 

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -193,6 +195,21 @@ TEST(BatchSoftmax, EstimatesStepIntervals) {
   e.Optimize({1.0f}, 0.5f, -1);
   EXPECT_NEAR(e.Num()[0], b, 1e-6);
   EXPECT_EQ(e.StateBytes(), before);
+  e.ExpectGuards();
+}
+
+TEST(BatchSoftmax, AnyRestoredStepGivesAFiniteInterval) {
+  // The last step is restored from a checkpoint: any int64, even one whose
+  // distance to the global step overflows int64.
+  OptimizerConfig c;
+  c.mutable_batch_softmax();
+  auto opt = MustNew(c, 1);
+  Entry e(*opt);
+  const int64_t last = std::numeric_limits<int64_t>::min();
+  std::memcpy(e.state(), &last, sizeof(last));
+  e.Optimize({0.0f}, 0.5f, 5);
+  EXPECT_FLOAT_EQ(e.Num()[0], 0.5f * (5.0f + 9223372036854775808.0f));
+  EXPECT_EQ(e.Save().dump(0).batch_softmax().global_step(), 5);
   e.ExpectGuards();
 }
 
