@@ -11,8 +11,9 @@ from monolith.native_training import multi_hash_table_ops
 
 def _per_ps(name: str, handles: Optional[List[tf.Tensor]],
             count: int) -> List[Optional[tf.Tensor]]:
-  """`handles`, or `count` Nones; checks there is one per PS."""
-  if handles is None:
+  """`handles`, or `count` Nones (for None or [], as the original);
+  checks there is one per PS."""
+  if not handles:
     return [None] * count
   if len(handles) != count:
     raise ValueError(f"{name} has {len(handles)} handles; expected one per "

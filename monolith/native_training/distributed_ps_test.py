@@ -545,6 +545,9 @@ def test_bad_input_errors():
   with pytest.raises(ValueError, match="hash_filters has 1 handles; expected "
                      "one per PS task"):
     _create(configs, hash_filters=[None])
+  # Empty lists are none, as the original's sync_clients=[].
+  assert _create(configs, hash_filters=[], sync_clients=[],
+                 name_suffix="empty_lists") is not None
 
   table = _create(configs)
   with pytest.raises(ValueError, match=r"unknown table names \['b'\]"):

@@ -53,7 +53,8 @@ class _OneofBuilder:
     """Returns a new `_CONFIG` message with case `_CASE` filled.
 
     Raises:
-      ValueError: an attribute's value does not fit its proto field.
+      TypeError, ValueError: an attribute's value does not fit its proto
+        field (protobuf's exception, with the builder and field named).
     """
     config = self._CONFIG()
     case = getattr(config, self._CASE)
@@ -64,8 +65,9 @@ class _OneofBuilder:
       try:
         setattr(case, field, value)
       except (TypeError, ValueError) as e:
-        raise ValueError(f"{type(self).__name__}: invalid {field}={value!r} "
-                         f"for {case.DESCRIPTOR.full_name}: {e}") from e
+        # The same type as protobuf's (the original let those through).
+        raise type(e)(f"{type(self).__name__}: invalid {field}={value!r} "
+                      f"for {case.DESCRIPTOR.full_name}: {e}") from e
     return config
 
 
@@ -105,7 +107,7 @@ class StochasticRoundingFloat16OptimizerWrapper(Optimizer):
     """Returns the wrapped optimizer's config with stochastic rounding on.
 
     Raises:
-      ValueError: the wrapped builder's `as_proto()` raises it.
+      TypeError, ValueError: the wrapped builder's `as_proto()` raises it.
     """
     config = self._optimizer.as_proto()
     config.stochastic_rounding_float16 = True
@@ -808,8 +810,8 @@ class HashTableConfigInstance:
   """A table config with one learning rate (or function) per segment.
 
   `str()` identifies the configuration: two instances with the same table
-  config and learning-rate functions print the same, which is how slots that
-  can share a table are found.
+  config and learning-rate functions print the same (the original merged
+  such slots into one table; `MultiHashTable` keeps one table per slot).
 
   Args:
     table_config: the finished table config.
@@ -817,14 +819,24 @@ class HashTableConfigInstance:
       number or tensor) or a callable with no arguments that returns one
       (e.g. a `learning_rate_functions.LearningRateFunction`).
       `MultiHashTable` requires one per segment.
-    extra_restore_names: further table names to restore this table from;
-      a copy is kept.
+    extra_restore_names: the original's further table names to restore
+      this table from; a copy is kept, but `MultiHashTable` does not read
+      it (nor did the original's): tables restore from their own names.
   """
 
   def __init__(self,
                table_config: embedding_hash_table_pb2.EmbeddingHashTableConfig,
                learning_rate_fns: List[LearningRate],
                extra_restore_names: Optional[Sequence[str]] = None):
+    if not isinstance(learning_rate_fns, (list, tuple)):
+      raise TypeError("learning_rate_fns must be a list with a learning rate "
+                      "(or a callable returning one) per segment, got "
+                      f"{type(learning_rate_fns).__name__} "
+                      f"{learning_rate_fns!r}")
+    for i, fn in enumerate(learning_rate_fns):
+      if fn is None or isinstance(fn, (str, bytes, bool)):
+        raise TypeError(f"learning_rate_fns[{i}] must be a number, a tensor "
+                        f"or a callable, got {fn!r}")
     self._table_config = table_config
     self.extra_restore_names = copy.copy(extra_restore_names) or []
     self._learning_rate_fns = learning_rate_fns
@@ -863,14 +875,19 @@ class HashTableConfigInstance:
     if not self._learning_rate_fns:
       raise ValueError("learning_rate_fns must not be empty")
     rates = []
-    for fn in self._learning_rate_fns:
-      rate = fn() if callable(fn) else fn
-      # Tables' rates are stacked together: float64 schedules and tensors
-      # are cast, numbers stay Python floats (one constant for them all).
-      if cast or (tf.is_tensor(rate) and rate.dtype != tf.float32):
-        rate = tf.cast(rate, dtype=tf.float32)
-      elif not tf.is_tensor(rate):
-        rate = float(rate)
+    for i, fn in enumerate(self._learning_rate_fns):
+      try:
+        rate = fn() if callable(fn) else fn
+        if rate is None:
+          raise TypeError("it returned None")
+        # Tables' rates are stacked together: float64 schedules and tensors
+        # are cast, numbers stay Python floats (one constant for them all).
+        if cast or (tf.is_tensor(rate) and rate.dtype != tf.float32):
+          rate = tf.cast(rate, dtype=tf.float32)
+        elif not tf.is_tensor(rate):
+          rate = float(rate)
+      except (TypeError, ValueError) as e:
+        raise type(e)(f"learning_rate_fns[{i}] ({fn!r}): {e}") from e
       rates.append(rate)
     return rates
 

@@ -141,7 +141,9 @@ def test_attribute_changes_show_in_proto():
 
 
 def test_bad_field_value_names_the_field():
-  with pytest.raises(ValueError, match="learning_rate"):
+  # protobuf's exception type, as the original raised.
+  with pytest.raises(TypeError, match="SgdOptimizer: invalid "
+                     "learning_rate='fast'"):
     entry.SgdOptimizer("fast").as_proto()
 
 
@@ -344,3 +346,28 @@ def test_call_learning_rate_fns_rejects_empty():
       config.call_learning_rate_fns()
     with pytest.raises(ValueError, match="learning_rate_fns"):
       config.call_learning_rate_fns_fewer_ops()
+
+
+def test_bad_learning_rate_fns_are_named():
+  with pytest.raises(TypeError, match="learning_rate_fns must be a list .* "
+                     "got float 0.05"):
+    entry.HashTableConfigInstance(_table_config(2), 0.05)
+  with pytest.raises(TypeError, match=r"learning_rate_fns\[1\] must be a "
+                     "number, a tensor or a callable, got None"):
+    entry.HashTableConfigInstance(_table_config(2), [0.1, None])
+  config = entry.HashTableConfigInstance(_table_config(2),
+                                         [0.1, lambda: None])
+  with tf.Graph().as_default():
+    with pytest.raises(TypeError, match=r"learning_rate_fns\[1\] \(<function"
+                       r".*\): it returned None"):
+      config.call_learning_rate_fns()
+
+    class NeedsStep:  # as Keras' LearningRateSchedule: called with the step
+
+      def __call__(self, step):
+        return 0.1 * 0.9**step
+
+    needs_step = entry.HashTableConfigInstance(_table_config(2),
+                                               [NeedsStep()])
+    with pytest.raises(TypeError, match=r"learning_rate_fns\[0\]"):
+      needs_step.call_learning_rate_fns_fewer_ops()

@@ -7,8 +7,8 @@ It can be passed as a `learning_rate_fn` of an embedding table segment (see
 `tf.compat.v1.train` optimizer, which calls it when it builds its update ops.
 
 `str()` of a function names its class and parameters; two functions with the
-same class and parameters print the same, which is how tables with the same
-configuration are recognised as mergeable.
+same class and parameters print the same, so table configs that use them
+print the same too (`entry.HashTableConfigInstance`).
 """
 
 import abc
@@ -82,7 +82,7 @@ class PolynomialDecay(LearningRateFunction):
 
   def __call__(self) -> tf.Tensor:
     global_step = tf.compat.v1.train.get_or_create_global_step()
-    with tf.name_scope(self.name or "PolynomialDecay"):
+    with tf.name_scope(self.name or "PolynomialDecay") as scope:
       initial = tf.convert_to_tensor(self.initial_learning_rate,
                                      dtype_hint=tf.float32,
                                      name="initial_learning_rate")
@@ -98,6 +98,7 @@ class PolynomialDecay(LearningRateFunction):
       else:
         step = tf.minimum(step, decay_steps)
       fraction = 1 - step / decay_steps
-      return tf.add((initial - end) * tf.pow(fraction, power),
-                    end,
-                    name="learning_rate")
+      # Named as the scope, as tf.compat.v1.train.polynomial_decay (the
+      # original's) names its result.
+      return tf.add((initial - end) * tf.pow(fraction, power), end,
+                    name=scope)

@@ -61,10 +61,14 @@ def test_integer_initial_rate_gives_float_rate():
 
 
 def test_uses_name_scope():
+  # The result is named as the scope, as polynomial_decay names it.
   with tf.Graph().as_default():
     rate = learning_rate_functions.PolynomialDecay(0.1, 10, name="my_lr")()
-    assert rate.op.name.startswith("my_lr/")
+    assert rate.op.name == "my_lr"
     assert rate.dtype == tf.float32
+    with tf.name_scope("outer"):
+      assert learning_rate_functions.PolynomialDecay(
+          0.1, 10)().op.name == "outer/PolynomialDecay"
 
 
 def test_str_identifies_class_and_params():

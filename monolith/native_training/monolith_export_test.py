@@ -26,10 +26,17 @@ def test_decorates_class():
   assert Layer.__dict__["__monolith_doc"] is None
 
 
-def test_undecorated_objects_are_not_tagged():
+def test_methods_decorated_in_a_class_body_keep_the_literal_name():
+  # Inside a class body `obj.__monolith_doc` would be name-mangled to
+  # `_Layer__monolith_doc`, which documentation tooling does not look for.
 
-  def g():
-    pass
+  class Layer:
 
-  assert not hasattr(g, "__monolith_doc")
+    @monolith_export
+    def call(self):
+      return 1
+
+  assert "__monolith_doc" in Layer.__dict__["call"].__dict__
+  assert not any("__monolith_doc" in name and name != "__monolith_doc"
+                 for name in Layer.__dict__["call"].__dict__)
 

@@ -52,13 +52,15 @@ def test_base_is_abstract():
     Partial()
 
 
-def test_subclass_works():
+def test_a_fresh_tables_queue_hooks_are_its_own():
   table = _DictTable({"a": 2, "b": 3})
-  out = table.lookup({"a": tf.constant([1, 2], tf.int64)})
-  assert out["a"].shape == (2, 2)
-  assert table.get_table_dim_sizes() == [2, 3]
-  assert table.assign_add({}) is table
+  other = _DictTable({"a": 2})
   assert table.get_queue_hooks() == []
+  table.get_queue_hooks().append("not added")
+  assert table.get_queue_hooks() == []
+  table.add_queue_hook("h")
+  assert table.get_queue_hooks() == ["h"]
+  assert other.get_queue_hooks() == []
 
 
 def test_queue_hooks_include_wrapped_tables():

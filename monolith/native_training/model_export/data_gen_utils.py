@@ -661,8 +661,11 @@ def _extra_metas(args: ParserArgs) -> Optional[List[FeatureMeta]]:
     return None
   shapes = _same_length(args.extra_feature_shapes, names,
                         "extra_feature_shapes", "extra_features", 1)
-  for name in names:
+  for name, shape in zip(names, shapes):
     _check_line_id_field(name)
+    if shape < 1:
+      raise ValueError(f"extra feature {name!r}: shape must be at least 1, "
+                       f"got {shape}")
   return [FeatureMeta(name, shape=shape) for name, shape in zip(names, shapes)]
 
 
@@ -826,6 +829,10 @@ def gen_warmup_file(warmup_file: Optional[str] = None,
     logging.warning("no features registered; not writing %s", args.warmup_file)
     return None
   if args.dense_features and _LABEL in args.dense_features:
+    # Checked before the label's entries are dropped from all three.
+    for field in ("dense_feature_shapes", "dense_feature_types"):
+      _same_length(getattr(args, field), args.dense_features, field,
+                   "dense_features", None)
     keep = [i for i, n in enumerate(args.dense_features) if n != _LABEL]
     for field in ("dense_features", "dense_feature_shapes",
                   "dense_feature_types"):

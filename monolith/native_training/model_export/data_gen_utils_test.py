@@ -259,6 +259,13 @@ def test_parser_args_flags_shaped_input(features):
   assert len(example.line_id.actions) == 2 and not example.line_id.item_id
 
 
+def test_extra_feature_shapes_below_one_are_refused(features):
+  args = _args(features, extra_features=["actions"], extra_feature_shapes=[0])
+  with pytest.raises(ValueError, match="extra feature 'actions': shape must "
+                     "be at least 1, got 0"):
+    next(data_gen_utils.gen_prediction_log(args))
+
+
 def test_seed_makes_output_byte_identical(features):
   def run(**kwargs):
     args = _args(features, variant_type="example_batch", batch_size=4,
@@ -485,4 +492,18 @@ def test_gen_warmup_file_from_collections(tmp_path, graph):
   before = os.stat(path).st_mtime_ns
   assert data_gen_utils.gen_warmup_file(path) == path  # kept as is
   assert os.stat(path).st_mtime_ns == before
+
+
+def test_gen_warmup_file_names_mismatched_dense_lists(tmp_path, graph):
+  # The label's entries are dropped from the three lists: their lengths are
+  # checked first (an IndexError before).
+  del graph
+  path = str(tmp_path / "warmup")
+  for name, value in [("dense_features", ["label", "ctr"]),
+                      ("dense_feature_shapes", [1])]:
+    tf.compat.v1.add_to_collection(name, value)
+  with pytest.raises(ValueError, match="dense_feature_shapes has 1 entries "
+                     "but dense_features has 2"):
+    data_gen_utils.gen_warmup_file(path)
+  assert not os.path.exists(path)
 

@@ -104,7 +104,8 @@ flags.DEFINE_bool("replay", True,
                   "With --saved_model_dir, run every request through the model.")
 flags.DEFINE_integer(
     "replay_iterations", 1,
-    "Runs per request when replaying (TF Serving's num_request_iterations).")
+    "Runs per request when replaying (TF Serving's num_request_iterations).",
+    lower_bound=1)
 flags.DEFINE_integer(
     "max_tensor_bytes", DEFAULT_MAX_TENSOR_BYTES,
     "A request tensor that takes more bytes than this once parsed is a "
@@ -467,7 +468,8 @@ def _record_running_past_the_end(
         len(offsets), f"its length at byte offset {offset} is {length} "
         f"bytes, but the file has {size - offset - 12} bytes after its "
         "header: it was cut short or is not a TFRecord file; TF Serving's "
-        "record reader fails on it (a truncated record)")
+        "warmup stops there without an error (a truncated record reads as "
+        "the end of the file): it warms nothing up from there on")
     records = []
     for start in offsets:  # only now, and only these: read them
       f.seek(start)
@@ -535,7 +537,8 @@ def read_warmup_file(
     problems.append(
         Problem(len(logs), f"the file ends in a partial record ({size - offset}"
                 f" bytes at byte offset {offset}): it was cut short; TF "
-                "Serving's record reader fails on it (a truncated record)"))
+                "Serving's warmup stops there without an error (a truncated "
+                "record reads as the end of the file)"))
   elif not logs:
     problems.append(Problem(None, "no records: TF Serving would load the "
                             "model without warming it up"))

@@ -293,8 +293,9 @@ def test_truncated_files(tmp_path):
   assert _problems(report) == [
       f"record 3: its length at byte offset {len(data) - last - 16} is "
       f"{last} bytes, but the file has {last + 1} bytes after its header: "
-      "it was cut short or is not a TFRecord file; TF Serving's record "
-      "reader fails on it (a truncated record)"
+      "it was cut short or is not a TFRecord file; TF Serving's warmup "
+      "stops there without an error (a truncated record reads as the end of "
+      "the file): it warms nothing up from there on"
   ]
   assert report.records == 3  # the records before it are read
   extra = tmp_path / "extra"
@@ -302,8 +303,8 @@ def test_truncated_files(tmp_path):
   (problem,) = _problems(warmup_data_check.check_warmup_file(str(extra)))
   assert problem == (
       f"record 4: the file ends in a partial record (5 bytes at byte offset "
-      f"{len(data)}): it was cut short; TF Serving's record reader fails on "
-      "it (a truncated record)")
+      f"{len(data)}): it was cut short; TF Serving's warmup stops there "
+      "without an error (a truncated record reads as the end of the file)")
 
 
 def test_a_length_far_past_the_end_is_reported_not_read(tmp_path):
@@ -323,8 +324,9 @@ def test_a_length_far_past_the_end_is_reported_not_read(tmp_path):
   assert _problems(warmup_data_check.check_warmup_file(str(crafted))) == [
       f"record 0: its length at byte offset 0 is {1 << 40} bytes, but the "
       "file has 10 bytes after its header: it was cut short or is not a "
-      "TFRecord file; TF Serving's record reader fails on it (a truncated "
-      "record)"
+      "TFRecord file; TF Serving's warmup stops there without an error (a "
+      "truncated record reads as the end of the file): it warms nothing up "
+      "from there on"
   ]
   # A corrupt record before such a length is where TF Serving stops.
   two = _write(tmp_path / "two", logs[:2])
@@ -850,6 +852,8 @@ def test_main_flag_errors(tmp_path):
     _main_in_process([])
   with pytest.raises(app.UsageError, match="--install needs --saved_model_dir"):
     _main_in_process([f"--warmup_file={tmp_path}/w", "--install"])
+  with pytest.raises(flags.IllegalFlagValueError, match="replay_iterations"):
+    _main_in_process([f"--warmup_file={tmp_path}/w", "--replay_iterations=0"])
 
 
 def test_cli_checks_replays_and_installs(tmp_path):

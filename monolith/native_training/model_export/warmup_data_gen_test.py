@@ -5,6 +5,7 @@ import dataclasses
 import itertools
 import os
 import pty
+import socket
 import subprocess
 import sys
 import time
@@ -375,18 +376,34 @@ def test_cli_failure_leaves_existing_output_untouched(tmp_path):
 
 def test_a_write_deletes_temporaries_a_killed_write_left(tmp_path):
   out = tmp_path / "tf_serving_warmup_requests"
-  stale = tmp_path / "tf_serving_warmup_requests.tmp-0123456789ab"
-  stale.write_bytes(b"partial")
   old = time.time() - warmup_io.STALE_TEMP_SECONDS - 60
-  os.utime(stale, (old, old))
-  # A live writer's (recent) and another output's temporaries stay.
-  (tmp_path / "tf_serving_warmup_requests.tmp-live00000000").write_bytes(b"")
-  (tmp_path / "other.tmp-0123456789ab").write_bytes(b"another output's")
+  host = socket.gethostname()
+  dead = subprocess.Popen(["true"])
+  dead.wait()  # reaped: its pid names no process
+  names = {
+      # Deleted: an untouched one that names no writer, one whose writer
+      # on this host is gone (however recent).
+      "stale": "tf_serving_warmup_requests.tmp-0123456789ab",
+      "dead": f"tf_serving_warmup_requests.tmp-0123456789ab-"
+              f"{dead.pid}@{host}",
+      # Kept: a recent one that names no writer, one of a running writer
+      # (however old: a long replay), one of another host's writer, and
+      # another output's.
+      "recent": "tf_serving_warmup_requests.tmp-live00000000",
+      "running": f"tf_serving_warmup_requests.tmp-0123456789ab-"
+                 f"{os.getpid()}@{host}",
+      "elsewhere": "tf_serving_warmup_requests.tmp-0123456789ab-1@other-host",
+      "other": "other.tmp-0123456789ab",
+  }
+  for key, name in names.items():
+    (tmp_path / name).write_bytes(b"partial")
+    if key in ("stale", "running"):
+      os.utime(tmp_path / name, (old, old))
   log = warmup_io.predict_log("m", "serving_default", {})
   assert warmup_io.write_prediction_logs(str(out), [log]) == 1
-  assert sorted(os.listdir(tmp_path)) == [
-      "other.tmp-0123456789ab", "tf_serving_warmup_requests",
-      "tf_serving_warmup_requests.tmp-live00000000"]
+  assert sorted(os.listdir(tmp_path)) == sorted(
+      [out.name] + [names[k] for k in ("recent", "running", "elsewhere",
+                                       "other")])
 
 
 def test_a_record_too_large_to_parse_is_refused(tmp_path, monkeypatch):

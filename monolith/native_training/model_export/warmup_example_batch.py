@@ -25,14 +25,27 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from monolith.native_training.model_export import warmup_io
 
-flags.DEFINE_string("input_folder", "",
-                    "Folder of serialized PredictRequest files.")
-flags.DEFINE_string("output_path", "", "Output TFRecord file of PredictionLog.")
-flags.DEFINE_string("model_name", "default", "model_spec.name of requests.")
-flags.DEFINE_string("signature_name", "serving_default",
-                    "model_spec.signature_name of requests.")
-
 FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """Defines the command line's flags (by the binary only: warmup_data_gen
+  defines --model_name and --output_path too, and both modules may be
+  imported into one process)."""
+  flags.DEFINE_string("input_folder", "",
+                      "Folder of serialized PredictRequest files.")
+  flags.DEFINE_string("output_path", "",
+                      "Output TFRecord file of PredictionLog.")
+  flags.DEFINE_string("model_name", "default", "model_spec.name of requests.")
+  flags.DEFINE_string("signature_name", "serving_default",
+                      "model_spec.signature_name of requests.")
+
+
+def _comparable(path: str) -> str:
+  """`path` normalized; local paths absolute (one may be relative)."""
+  if "://" in path:
+    return os.path.normpath(path)
+  return os.path.realpath(path)
 
 
 def _request_files(input_folder: str, output_path: Optional[str]) -> list:
@@ -40,12 +53,12 @@ def _request_files(input_folder: str, output_path: Optional[str]) -> list:
     raise warmup_io.WarmupDataError(f"{input_folder} is not a folder")
   # The output (an earlier run's) and its temporaries, should the output be
   # written into the input folder.
-  output = os.path.normpath(output_path) if output_path else None
+  output = _comparable(output_path) if output_path else None
   paths = []
   for name in sorted(tf.io.gfile.listdir(input_folder)):
     path = os.path.join(input_folder, name.rstrip("/"))
-    if output and (os.path.normpath(path) == output or
-                   os.path.normpath(path).startswith(output + ".tmp-")):
+    if output and (_comparable(path) == output or
+                   _comparable(path).startswith(output + ".tmp-")):
       logging.info("skipping %s: the output file", path)
       continue
     if tf.io.gfile.isdir(path):
@@ -140,4 +153,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

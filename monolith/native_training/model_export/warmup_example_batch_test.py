@@ -93,6 +93,21 @@ def test_empty_or_missing_folder(tmp_path):
     list(warmup_example_batch.gen_prediction_log(str(tmp_path / "missing")))
 
 
+def test_imports_beside_warmup_data_gen_and_skips_its_output(tmp_path,
+                                                             monkeypatch):
+  # Both modules in one process (their flags once collided), and an
+  # absolute output path beside a relative input folder.
+  from monolith.native_training.model_export import warmup_data_gen  # pylint: disable=g-import-not-at-top
+  assert warmup_data_gen.FLAGS is warmup_example_batch.FLAGS
+  by_name = _write_requests(tmp_path / "in", ["r0"])
+  (tmp_path / "in" / "warmup").write_bytes(b"an earlier output")
+  monkeypatch.chdir(tmp_path)
+  logs = list(warmup_example_batch.gen_prediction_log(
+      "in", output_path=str(tmp_path / "in" / "warmup")))
+  assert [l.predict_log.request.inputs["example_batch"].string_val[0]
+          for l in logs] == [by_name["r0"]]
+
+
 def _run_cli(args):
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
              TF_CPP_MIN_LOG_LEVEL="3")

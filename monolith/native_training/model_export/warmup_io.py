@@ -9,6 +9,8 @@ such a file, and never leave a partial one under the final name.
 import contextlib
 import glob
 import os
+import re
+import socket
 import time
 import uuid
 from typing import Iterable, Iterator, List, Mapping, Optional, Sequence, Union
@@ -98,9 +100,66 @@ def predict_log(
       predict_log=prediction_log_pb2.PredictLog(request=request))
 
 
-# How long a temporary of an output must be untouched before a new write
-# of that output deletes it as a killed writer's.
+# How long a temporary of an output whose writer cannot be asked (another
+# host's, or named before temporaries named their writer) must be untouched
+# before a new write of that output deletes it as a killed writer's.
 STALE_TEMP_SECONDS = 600
+
+# A temporary's name: the output's, ".tmp-", 12 hex digits, "-", the
+# writer's pid, "@" and its host.
+_TEMP_WRITER = re.compile(r"\.tmp-[0-9a-f]{12}-(\d+)@(.+)$")
+
+
+def _temporary_path(output_path: str) -> str:
+  return (f"{output_path}.tmp-{uuid.uuid4().hex[:12]}-{os.getpid()}@"
+          f"{socket.gethostname()}")
+
+
+def _writer_runs(temporary: str) -> Optional[bool]:
+  """Whether the process writing `temporary` runs; None when unknown (its
+  name names no writer, or one on another host)."""
+  match = _TEMP_WRITER.search(temporary)
+  if not match or match.group(2) != socket.gethostname():
+    return None
+  try:
+    os.kill(int(match.group(1)), 0)
+  except ProcessLookupError:
+    return False
+  except (PermissionError, OverflowError, ValueError):
+    return True  # another user's process, or a pid that cannot be asked
+  return True
+
+
+def _delete_stale_temporaries(output_path: str) -> None:
+  """Deletes the temporaries of `output_path` that killed writers left.
+
+  A temporary of a writer on this host is deleted once that process is
+  gone; any other once untouched for STALE_TEMP_SECONDS (a live writer may
+  hold one untouched for long: a slow input, a long replay).
+  """
+  for stale in tf.io.gfile.glob(glob.escape(output_path) + ".tmp-*"):
+    try:
+      runs = _writer_runs(stale)
+      if runs is None:
+        age = time.time() - tf.io.gfile.stat(stale).mtime_nsec / 1e9
+        runs = age < STALE_TEMP_SECONDS
+      if not runs:
+        tf.io.gfile.remove(stale)
+        logging.info("Deleted %s, left by an interrupted write.", stale)
+    except tf.errors.OpError as e:  # another writer's clean-up, permissions
+      logging.warning("Could not delete %s: %s", stale, e)
+
+
+def _remove_empty_folder(folder: str) -> None:
+  """Removes `folder` if it is empty (a file another writer just put there
+  keeps it)."""
+  try:
+    if "://" not in folder:
+      os.rmdir(folder)  # refuses a folder that is not empty, atomically
+    elif not tf.io.gfile.listdir(folder):
+      tf.io.gfile.rmtree(folder)  # object stores' folders are prefixes
+  except (OSError, tf.errors.OpError) as e:
+    logging.warning("Could not remove the folder %s: %s", folder, e)
 
 
 @contextlib.contextmanager
@@ -111,9 +170,9 @@ def atomic_output(output_path: str) -> Iterator[str]:
   is atomic) and is removed if the block raises, leaving an existing output
   untouched. Missing folders are created, and removed again if the block
   raises (an empty model version folder would be a version TF Serving
-  cannot load). Temporaries of this output that a killed writer left,
-  untouched for STALE_TEMP_SECONDS (a live writer's are younger), are
-  deleted first, so they do not pile up in a model's assets.extra.
+  cannot load). Temporaries of this output that killed writers left are
+  deleted first (see _delete_stale_temporaries), so they do not pile up in
+  a model's assets.extra.
 
   Raises:
     WarmupDataError: `output_path` is a folder.
@@ -125,15 +184,8 @@ def atomic_output(output_path: str) -> Iterator[str]:
   created = _missing_folders(os.path.dirname(output_path))
   if created:
     tf.io.gfile.makedirs(created[0])  # and the missing ones above it
-  for stale in tf.io.gfile.glob(glob.escape(output_path) + ".tmp-*"):
-    try:
-      age = time.time() - tf.io.gfile.stat(stale).mtime_nsec / 1e9
-      if age >= STALE_TEMP_SECONDS:
-        tf.io.gfile.remove(stale)
-        logging.info("Deleted %s, left by an interrupted write.", stale)
-    except tf.errors.OpError as e:  # another writer's clean-up, permissions
-      logging.warning("Could not delete %s: %s", stale, e)
-  tmp_path = f"{output_path}.tmp-{uuid.uuid4().hex[:12]}"
+  _delete_stale_temporaries(output_path)
+  tmp_path = _temporary_path(output_path)
   try:
     yield tmp_path
     utils.replace_file(tmp_path, output_path)
@@ -141,11 +193,7 @@ def atomic_output(output_path: str) -> Iterator[str]:
     if tf.io.gfile.exists(tmp_path):
       tf.io.gfile.remove(tmp_path)
     for folder in created:  # innermost first; only those left empty
-      try:
-        if not tf.io.gfile.listdir(folder):
-          tf.io.gfile.rmtree(folder)
-      except tf.errors.OpError as e:
-        logging.warning("Could not remove the folder %s: %s", folder, e)
+      _remove_empty_folder(folder)
     raise
 
 

@@ -14,6 +14,7 @@ import sys
 import time
 
 from monolith.native_training.model_export import warmup_data_check
+from monolith.native_training.model_export import warmup_io
 
 SEED = 20261203
 ROUNDS = 8
@@ -46,6 +47,7 @@ def test_a_killed_writer_leaves_the_previous_or_a_whole_file(tmp_path):
   out = str(tmp_path / "assets.extra" / "tf_serving_warmup_requests")
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
              TF_CPP_MIN_LOG_LEVEL="3")
+  kills_inside_a_write = 0
   for _ in range(ROUNDS):
     child = subprocess.Popen(
         [sys.executable, "-c", _WRITER, out, str(RECORDS)],
@@ -56,15 +58,25 @@ def test_a_killed_writer_leaves_the_previous_or_a_whole_file(tmp_path):
     time.sleep(rng.uniform(0, 0.5))
     child.send_signal(signal.SIGKILL)
     child.wait()
+    # The child's writes deleted the temporaries of the children before
+    # it, which are gone; the kill may have left its own.
+    temporaries = _temporaries(out)
+    assert len(temporaries) <= 1, temporaries
+    kills_inside_a_write += len(temporaries)
     logs, problems = warmup_data_check.read_warmup_file(out)
     assert not problems, [p.reason for p in problems]
     assert len(logs) == RECORDS
     versions = {log.predict_log.request.model_spec.signature_name
                 for log in logs}
     assert len(versions) == 1, versions
-  # The kills fell inside writes too: each such kill left its temporary
-  # (deleted by a later write once STALE_TEMP_SECONDS old).
-  temporaries = [name for name in os.listdir(os.path.dirname(out))
-                 if name.startswith(os.path.basename(out) + ".tmp-")]
-  print(f"{len(temporaries)} of {ROUNDS} kills fell inside a write")
-  assert temporaries
+  # The kills fell inside writes too, each leaving its temporary, which the
+  # next write deletes: its writer is gone.
+  print(f"{kills_inside_a_write} of {ROUNDS} kills fell inside a write")
+  assert kills_inside_a_write
+  warmup_io.write_prediction_logs(out, [warmup_io.predict_log("m", "", {})])
+  assert not _temporaries(out)
+
+
+def _temporaries(out):
+  return [name for name in os.listdir(os.path.dirname(out))
+          if name.startswith(os.path.basename(out) + ".tmp-")]
