@@ -333,7 +333,7 @@ def _multi_hash_table(lines: List[Dict]) -> str:
           _millions(r["lookup_ids_per_s"]),
           _millions(r["apply_gradients_ids_per_s"]),
           f"{r['bytes_per_entry']:.0f} (SGD entries: "
-          f"{r['sgd_bytes_per_entry']:.0f})", "", ""
+          f"{r['sgd_bytes_per_entry']:.0f})", "", "", ""
       ])
     buckets = r.get("peer_bucket_bytes_per_entry")
     rows.append([
@@ -343,11 +343,12 @@ def _multi_hash_table(lines: List[Dict]) -> str:
         f"{r['peer_bytes_per_entry']:.0f}" +
         ("" if buckets is None else f" (buckets {buckets:.0f})"),
         _fixed(2)(r["lookup_ratio"]),
+        _fixed(2)(r.get("median_round_lookup_ratio")),
         _fixed(2)(r["bytes_per_entry_ratio"])
     ])
   return _markdown([
       "dim", "structure", "insert/s", "lookup/s", "adagrad/s", "bytes/entry",
-      "ours/peer lookup", "ours/peer bytes"
+      "ours/peer lookup", "median of rounds", "ours/peer bytes"
   ], rows)
 
 

@@ -95,6 +95,7 @@ def _multi_line(peer, layout, lookup, buckets):
       "peer_update_ids_per_s": 3000000, "peer_bytes_per_entry": 291.0,
       "peer_bucket_bytes_per_entry": buckets,
       "lookup_ratio": round(23200000 / lookup, 3),
+      "median_round_lookup_ratio": round(22000000 / lookup, 3),
       "bytes_per_entry_ratio": 0.623,
       "apply_gradients_ratio_vs_lookup": 0.819,
   })
@@ -249,11 +250,11 @@ def test_multi_hash_table_rows():
   rows = [l for l in block.splitlines() if l.startswith("| 16")]
   assert rows == [
       "| 16 | MultiHashTable | 5.5 M | 23.2 M | 19.0 M | 181 (SGD entries: "
-      "112) |  |  |",
+      "112) |  |  |  |",
       "| 16 | DenseHashTable single | 3.1 M | 11.2 M |  | 291 (buckets 151) "
-      "| 2.07 | 0.62 |",
+      "| 2.07 | 1.96 | 0.62 |",
       "| 16 | MutableHashTable single | 3.1 M | 3.0 M |  | 291 | 7.73 | "
-      "0.62 |",
+      "7.33 | 0.62 |",
   ]
   saves = _block(out, "multi_hash_table_save_restore")
   assert ("| 16 | SNAPPY | 109 MB, 4 shards | 547 | 460 | 527 | 2601 | 0.21 "
