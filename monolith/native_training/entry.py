@@ -38,6 +38,13 @@ from monolith.native_training.runtime.hash_table import \
 LearningRate = Union[float, tf.Tensor, Callable[[], Union[float, tf.Tensor]]]
 
 
+def _with_context(error: Exception, context: str) -> Exception:
+  """A TypeError, or else a ValueError, as `error` is one, saying `context`
+  first (not error's own type: a subclass may take other arguments)."""
+  kind = TypeError if isinstance(error, TypeError) else ValueError
+  return kind(f"{context}: {error}")
+
+
 class _OneofBuilder:
   """Builds a config message with one case of its `type` oneof set.
 
@@ -66,8 +73,9 @@ class _OneofBuilder:
         setattr(case, field, value)
       except (TypeError, ValueError) as e:
         # The same type as protobuf's (the original let those through).
-        raise type(e)(f"{type(self).__name__}: invalid {field}={value!r} "
-                      f"for {case.DESCRIPTOR.full_name}: {e}") from e
+        raise _with_context(
+            e, f"{type(self).__name__}: invalid {field}={value!r} for "
+            f"{case.DESCRIPTOR.full_name}") from e
     return config
 
 
@@ -887,7 +895,7 @@ class HashTableConfigInstance:
         elif not tf.is_tensor(rate):
           rate = float(rate)
       except (TypeError, ValueError) as e:
-        raise type(e)(f"learning_rate_fns[{i}] ({fn!r}): {e}") from e
+        raise _with_context(e, f"learning_rate_fns[{i}] ({fn!r})") from e
       rates.append(rate)
     return rates
 

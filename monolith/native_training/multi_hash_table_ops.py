@@ -1246,12 +1246,13 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       The updated table.
 
     Raises:
-      ValueError: an input's rank is known and wrong, or the offsets'
-        lengths are known not to be len(fused_slot_size) + 1.
+      ValueError: an input's rank is known and wrong, the offsets'
+        lengths are known not to be len(fused_slot_size) + 1, or indices'
+        and ids' lengths are known to differ.
       tf.errors.InvalidArgumentError: (at run time) fused_slot_size is bad
         (as for `fused_lookup`), the offsets are not the ones it implies,
-        id_grads has the wrong number of floats, or global_step or req_time
-        is not a scalar.
+        indices and ids differ in length, id_grads has the wrong number of
+        floats, or global_step or req_time is not a scalar.
       tf.errors.FailedPreconditionError: (at run time) a table has SERVING
         entries.
     """

@@ -550,8 +550,8 @@ def test_a_table_of_another_config_is_not_reused():
   renamed = {"a": made["a"], "c": made["b"]}
   other_dim = {"a": test_utils.generate_test_hash_table_config(4),
                "b": made["b"]}
-  for configs, message in ((renamed, r"it has tables \[a, b\], this graph's "
-                            r"config \[a, c\]"),
+  for configs, message in ((renamed, r'it has tables \["a", "b"\], this '
+                            r'graph\'s config \["a", "c"\]'),
                            (other_dim, r"table a was made from \{.*dim_size: 1"
                             r".*\}, this graph's config is \{.*dim_size: 4")):
     sess, table, _ = session_of(configs)

@@ -637,6 +637,12 @@ def _same_length(values: Optional[Sequence[Any]], names: Sequence[str],
   return list(values)
 
 
+def _check_shape(kind: str, name: str, shape: int) -> None:
+  if shape < 1:
+    raise ValueError(f"{kind} feature {name!r}: shape must be at least 1, "
+                     f"got {shape}")
+
+
 def _dense_metas(args: ParserArgs) -> Optional[List[FeatureMeta]]:
   names = args.dense_features
   if not names:
@@ -647,9 +653,7 @@ def _dense_metas(args: ParserArgs) -> Optional[List[FeatureMeta]]:
                         "dense_features", tf.float32)
   metas = []
   for name, shape, dtype in zip(names, shapes, dtypes):
-    if shape < 1:
-      raise ValueError(f"dense feature {name!r}: shape must be at least 1, "
-                       f"got {shape}")
+    _check_shape("dense", name, shape)
     feature = args.feature_list.get(name) if args.feature_list else None
     metas.append(FeatureMeta(name, shape=shape, dtype=dtype, extra=feature))
   return metas
@@ -663,9 +667,7 @@ def _extra_metas(args: ParserArgs) -> Optional[List[FeatureMeta]]:
                         "extra_feature_shapes", "extra_features", 1)
   for name, shape in zip(names, shapes):
     _check_line_id_field(name)
-    if shape < 1:
-      raise ValueError(f"extra feature {name!r}: shape must be at least 1, "
-                       f"got {shape}")
+    _check_shape("extra", name, shape)
   return [FeatureMeta(name, shape=shape) for name, shape in zip(names, shapes)]
 
 

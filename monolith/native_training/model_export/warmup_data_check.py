@@ -468,8 +468,8 @@ def _record_running_past_the_end(
         len(offsets), f"its length at byte offset {offset} is {length} "
         f"bytes, but the file has {size - offset - 12} bytes after its "
         "header: it was cut short or is not a TFRecord file; TF Serving's "
-        "warmup stops there without an error (a truncated record reads as "
-        "the end of the file): it warms nothing up from there on")
+        "record reader fails on it (DataLoss: a truncated record), and "
+        "with it the model load")
     records = []
     for start in offsets:  # only now, and only these: read them
       f.seek(start)
@@ -537,8 +537,8 @@ def read_warmup_file(
     problems.append(
         Problem(len(logs), f"the file ends in a partial record ({size - offset}"
                 f" bytes at byte offset {offset}): it was cut short; TF "
-                "Serving's warmup stops there without an error (a truncated "
-                "record reads as the end of the file)"))
+                "Serving's warmup reads a partial header as the end of the "
+                "file and stops there without an error"))
   elif not logs:
     problems.append(Problem(None, "no records: TF Serving would load the "
                             "model without warming it up"))

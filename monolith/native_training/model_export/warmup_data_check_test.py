@@ -88,27 +88,36 @@ def _model_dir(tmp_path_factory):
   return path
 
 
-@pytest.fixture(scope="module", name="classifier_dir")
-def _classifier_dir(tmp_path_factory):
-  """A TF1-style model with classify and regress signatures on tf.Examples."""
-  path = str(tmp_path_factory.mktemp("classifier") / "1")
+def _save_examples_model(path, signatures_of):
+  """Saves a TF1-style model on tf.Examples whose feature "x" is one float:
+  signatures_of(examples, x) gives its signature defs."""
   with tf.Graph().as_default():
     examples = tf.compat.v1.placeholder(tf.string, [None])
     x = tf.io.parse_example(examples,
                             {"x": tf.io.FixedLenFeature([1], tf.float32)})["x"]
+    with tf.compat.v1.Session() as session:
+      builder = tf.compat.v1.saved_model.Builder(path)
+      builder.add_meta_graph_and_variables(
+          session, ["serve"], signature_def_map=signatures_of(examples, x))
+      builder.save()
+  return path
+
+
+@pytest.fixture(scope="module", name="classifier_dir")
+def _classifier_dir(tmp_path_factory):
+  """A TF1-style model with classify and regress signatures on tf.Examples."""
+
+  def signatures(examples, x):
     classes = tf.tile(tf.constant([["no", "yes"]]), [tf.shape(examples)[0], 1])
-    signatures = {
+    return {
         "classify": tf.compat.v1.saved_model.classification_signature_def(
             examples, classes, tf.concat([1 - x, x], 1)),
         "regress": tf.compat.v1.saved_model.regression_signature_def(
             examples, x),
     }
-    with tf.compat.v1.Session() as session:
-      builder = tf.compat.v1.saved_model.Builder(path)
-      builder.add_meta_graph_and_variables(session, ["serve"],
-                                           signature_def_map=signatures)
-      builder.save()
-  return path
+
+  return _save_examples_model(
+      str(tmp_path_factory.mktemp("classifier") / "1"), signatures)
 
 
 class _Summer(tf.Module):
@@ -293,9 +302,9 @@ def test_truncated_files(tmp_path):
   assert _problems(report) == [
       f"record 3: its length at byte offset {len(data) - last - 16} is "
       f"{last} bytes, but the file has {last + 1} bytes after its header: "
-      "it was cut short or is not a TFRecord file; TF Serving's warmup "
-      "stops there without an error (a truncated record reads as the end of "
-      "the file): it warms nothing up from there on"
+      "it was cut short or is not a TFRecord file; TF Serving's record "
+      "reader fails on it (DataLoss: a truncated record), and with it the "
+      "model load"
   ]
   assert report.records == 3  # the records before it are read
   extra = tmp_path / "extra"
@@ -303,8 +312,9 @@ def test_truncated_files(tmp_path):
   (problem,) = _problems(warmup_data_check.check_warmup_file(str(extra)))
   assert problem == (
       f"record 4: the file ends in a partial record (5 bytes at byte offset "
-      f"{len(data)}): it was cut short; TF Serving's warmup stops there "
-      "without an error (a truncated record reads as the end of the file)")
+      f"{len(data)}): it was cut short; TF Serving's warmup reads a "
+      "partial header as the end of the file and stops there without an "
+      "error")
 
 
 def test_a_length_far_past_the_end_is_reported_not_read(tmp_path):
@@ -324,9 +334,8 @@ def test_a_length_far_past_the_end_is_reported_not_read(tmp_path):
   assert _problems(warmup_data_check.check_warmup_file(str(crafted))) == [
       f"record 0: its length at byte offset 0 is {1 << 40} bytes, but the "
       "file has 10 bytes after its header: it was cut short or is not a "
-      "TFRecord file; TF Serving's warmup stops there without an error (a "
-      "truncated record reads as the end of the file): it warms nothing up "
-      "from there on"
+      "TFRecord file; TF Serving's record reader fails on it (DataLoss: a "
+      "truncated record), and with it the model load"
   ]
   # A corrupt record before such a length is where TF Serving stops.
   two = _write(tmp_path / "two", logs[:2])
@@ -495,13 +504,10 @@ def test_classify_and_regress_requests(tmp_path, classifier_dir, model_dir):
 def _odd_examples_dir(tmp_path_factory):
   """Classify and regress signatures TF Serving refuses: other input and
   output names, another dtype."""
-  path = str(tmp_path_factory.mktemp("odd_examples") / "1")
-  with tf.Graph().as_default():
-    examples = tf.compat.v1.placeholder(tf.string, [None])
-    x = tf.io.parse_example(examples,
-                            {"x": tf.io.FixedLenFeature([1], tf.float32)})["x"]
+
+  def signatures(examples, x):
     info = tf.compat.v1.saved_model.build_tensor_info
-    signatures = {
+    return {
         "classify": tf.compat.v1.saved_model.build_signature_def(
             {"examples": info(examples)}, {"probabilities": info(x)},
             "tensorflow/serving/classify"),
@@ -510,12 +516,9 @@ def _odd_examples_dir(tmp_path_factory):
             {"outputs": info(tf.cast(x, tf.float64))},
             "tensorflow/serving/regress"),
     }
-    with tf.compat.v1.Session() as session:
-      builder = tf.compat.v1.saved_model.Builder(path)
-      builder.add_meta_graph_and_variables(session, ["serve"],
-                                           signature_def_map=signatures)
-      builder.save()
-  return path
+
+  return _save_examples_model(
+      str(tmp_path_factory.mktemp("odd_examples") / "1"), signatures)
 
 
 def test_classify_and_regress_signatures_tf_serving_refuses(

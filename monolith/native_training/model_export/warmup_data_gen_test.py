@@ -2,10 +2,10 @@
 input."""
 
 import dataclasses
+import fcntl
 import itertools
 import os
 import pty
-import socket
 import subprocess
 import sys
 import time
@@ -377,33 +377,31 @@ def test_cli_failure_leaves_existing_output_untouched(tmp_path):
 def test_a_write_deletes_temporaries_a_killed_write_left(tmp_path):
   out = tmp_path / "tf_serving_warmup_requests"
   old = time.time() - warmup_io.STALE_TEMP_SECONDS - 60
-  host = socket.gethostname()
-  dead = subprocess.Popen(["true"])
-  dead.wait()  # reaped: its pid names no process
   names = {
-      # Deleted: an untouched one that names no writer, one whose writer
-      # on this host is gone (however recent).
-      "stale": "tf_serving_warmup_requests.tmp-0123456789ab",
-      "dead": f"tf_serving_warmup_requests.tmp-0123456789ab-"
-              f"{dead.pid}@{host}",
-      # Kept: a recent one that names no writer, one of a running writer
-      # (however old: a long replay), one of another host's writer, and
+      # Deleted: unlocked ones, old or a few seconds old (a killed writer's
+      # lock went with it).
+      "old": "tf_serving_warmup_requests.tmp-0123456789ab",
+      "killed": "tf_serving_warmup_requests.tmp-killed000000",
+      # Kept: one a running writer holds locked, however old (a long
+      # replay); one just created (its writer may not have locked it yet);
       # another output's.
-      "recent": "tf_serving_warmup_requests.tmp-live00000000",
-      "running": f"tf_serving_warmup_requests.tmp-0123456789ab-"
-                 f"{os.getpid()}@{host}",
-      "elsewhere": "tf_serving_warmup_requests.tmp-0123456789ab-1@other-host",
+      "running": "tf_serving_warmup_requests.tmp-running00000",
+      "new": "tf_serving_warmup_requests.tmp-new000000000",
       "other": "other.tmp-0123456789ab",
   }
   for key, name in names.items():
     (tmp_path / name).write_bytes(b"partial")
-    if key in ("stale", "running"):
+    if key != "new":
       os.utime(tmp_path / name, (old, old))
-  log = warmup_io.predict_log("m", "serving_default", {})
-  assert warmup_io.write_prediction_logs(str(out), [log]) == 1
+  killed = tmp_path / names["killed"]
+  few_seconds = time.time() - warmup_io.UNLOCKED_TEMP_SECONDS - 1
+  os.utime(killed, (few_seconds, few_seconds))
+  with open(tmp_path / names["running"], "rb") as running:
+    fcntl.flock(running, fcntl.LOCK_EX)
+    log = warmup_io.predict_log("m", "serving_default", {})
+    assert warmup_io.write_prediction_logs(str(out), [log]) == 1
   assert sorted(os.listdir(tmp_path)) == sorted(
-      [out.name] + [names[k] for k in ("recent", "running", "elsewhere",
-                                       "other")])
+      [out.name] + [names[k] for k in ("running", "new", "other")])
 
 
 def test_a_record_too_large_to_parse_is_refused(tmp_path, monkeypatch):

@@ -97,8 +97,7 @@ def test_imports_beside_warmup_data_gen_and_skips_its_output(tmp_path,
                                                              monkeypatch):
   # Both modules in one process (their flags once collided), and an
   # absolute output path beside a relative input folder.
-  from monolith.native_training.model_export import warmup_data_gen  # pylint: disable=g-import-not-at-top
-  assert warmup_data_gen.FLAGS is warmup_example_batch.FLAGS
+  from monolith.native_training.model_export import warmup_data_gen  # pylint: disable=g-import-not-at-top,unused-import
   by_name = _write_requests(tmp_path / "in", ["r0"])
   (tmp_path / "in" / "warmup").write_bytes(b"an earlier output")
   monkeypatch.chdir(tmp_path)

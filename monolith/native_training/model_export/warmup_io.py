@@ -7,10 +7,9 @@ such a file, and never leave a partial one under the final name.
 """
 
 import contextlib
+import fcntl
 import glob
 import os
-import re
-import socket
 import time
 import uuid
 from typing import Iterable, Iterator, List, Mapping, Optional, Sequence, Union
@@ -100,50 +99,62 @@ def predict_log(
       predict_log=prediction_log_pb2.PredictLog(request=request))
 
 
-# How long a temporary of an output whose writer cannot be asked (another
-# host's, or named before temporaries named their writer) must be untouched
-# before a new write of that output deletes it as a killed writer's.
+# How long a temporary of an output on a remote file system (object
+# stores, where no lock tells a live writer's) must be untouched before a
+# new write of that output deletes it as a killed writer's.
 STALE_TEMP_SECONDS = 600
-
-# A temporary's name: the output's, ".tmp-", 12 hex digits, "-", the
-# writer's pid, "@" and its host.
-_TEMP_WRITER = re.compile(r"\.tmp-[0-9a-f]{12}-(\d+)@(.+)$")
-
-
-def _temporary_path(output_path: str) -> str:
-  return (f"{output_path}.tmp-{uuid.uuid4().hex[:12]}-{os.getpid()}@"
-          f"{socket.gethostname()}")
+# A local temporary no writer holds locked is deleted once untouched this
+# long: the time between a writer creating it and locking it.
+UNLOCKED_TEMP_SECONDS = 2
 
 
-def _writer_runs(temporary: str) -> Optional[bool]:
-  """Whether the process writing `temporary` runs; None when unknown (its
-  name names no writer, or one on another host)."""
-  match = _TEMP_WRITER.search(temporary)
-  if not match or match.group(2) != socket.gethostname():
-    return None
+def _is_local(path: str) -> bool:
+  return "://" not in path
+
+
+@contextlib.contextmanager
+def _locked_temporary(tmp_path: str) -> Iterator[None]:
+  """Creates the local file `tmp_path` and holds an flock on it throughout:
+  the kernel drops it when the writer dies, however it dies."""
+  fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
   try:
-    os.kill(int(match.group(1)), 0)
-  except ProcessLookupError:
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    yield
+  finally:
+    os.close(fd)
+
+
+def _writer_holds(tmp_path: str) -> bool:
+  """Whether a live writer holds the local temporary `tmp_path` locked."""
+  try:
+    fd = os.open(tmp_path, os.O_RDONLY)
+  except OSError:
+    return True  # gone meanwhile, or not ours to judge
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     return False
-  except (PermissionError, OverflowError, ValueError):
-    return True  # another user's process, or a pid that cannot be asked
-  return True
+  except OSError:  # held (EWOULDBLOCK), or locks not supported
+    return True
+  finally:
+    os.close(fd)
 
 
 def _delete_stale_temporaries(output_path: str) -> None:
   """Deletes the temporaries of `output_path` that killed writers left.
 
-  A temporary of a writer on this host is deleted once that process is
-  gone; any other once untouched for STALE_TEMP_SECONDS (a live writer may
-  hold one untouched for long: a slow input, a long replay).
+  A local temporary is deleted once no writer holds its lock (a writer
+  holds it until its rename, however long a slow input or a replay takes);
+  a remote one once untouched for STALE_TEMP_SECONDS.
   """
+  local = _is_local(output_path)
   for stale in tf.io.gfile.glob(glob.escape(output_path) + ".tmp-*"):
     try:
-      runs = _writer_runs(stale)
-      if runs is None:
-        age = time.time() - tf.io.gfile.stat(stale).mtime_nsec / 1e9
-        runs = age < STALE_TEMP_SECONDS
-      if not runs:
+      age = time.time() - tf.io.gfile.stat(stale).mtime_nsec / 1e9
+      if local:
+        stale_now = age >= UNLOCKED_TEMP_SECONDS and not _writer_holds(stale)
+      else:
+        stale_now = age >= STALE_TEMP_SECONDS
+      if stale_now:
         tf.io.gfile.remove(stale)
         logging.info("Deleted %s, left by an interrupted write.", stale)
     except tf.errors.OpError as e:  # another writer's clean-up, permissions
@@ -154,7 +165,7 @@ def _remove_empty_folder(folder: str) -> None:
   """Removes `folder` if it is empty (a file another writer just put there
   keeps it)."""
   try:
-    if "://" not in folder:
+    if _is_local(folder):
       os.rmdir(folder)  # refuses a folder that is not empty, atomically
     elif not tf.io.gfile.listdir(folder):
       tf.io.gfile.rmtree(folder)  # object stores' folders are prefixes
@@ -185,10 +196,12 @@ def atomic_output(output_path: str) -> Iterator[str]:
   if created:
     tf.io.gfile.makedirs(created[0])  # and the missing ones above it
   _delete_stale_temporaries(output_path)
-  tmp_path = _temporary_path(output_path)
+  tmp_path = f"{output_path}.tmp-{uuid.uuid4().hex[:12]}"
   try:
-    yield tmp_path
-    utils.replace_file(tmp_path, output_path)
+    with (_locked_temporary(tmp_path)
+          if _is_local(tmp_path) else contextlib.nullcontext()):
+      yield tmp_path
+      utils.replace_file(tmp_path, output_path)
   except BaseException:
     if tf.io.gfile.exists(tmp_path):
       tf.io.gfile.remove(tmp_path)

@@ -154,12 +154,7 @@ EmbeddingHashTable::~EmbeddingHashTable() = default;
 Status EmbeddingHashTable::Create(const EmbeddingHashTableConfig& config,
                                   uint64_t seed,
                                   std::unique_ptr<EmbeddingHashTable>* table) {
-  if (config.initial_capacity() > kMaxInitialCapacity) {
-    return InvalidArgumentError(
-        "initial_capacity " + std::to_string(config.initial_capacity()) +
-        " is above " + std::to_string(kMaxInitialCapacity) +
-        " entries (it reserves slots up front; tables grow as ids come)");
-  }
+  MONOLITH_RETURN_IF_ERROR(CheckInitialCapacity(config.initial_capacity()));
   std::unique_ptr<EntryAccessor> accessor;
   MONOLITH_RETURN_IF_ERROR(
       EntryAccessor::Create(config.entry_config(), &accessor));
@@ -180,6 +175,16 @@ Status EmbeddingHashTable::Create(const EmbeddingHashTableConfig& config,
         " bytes of slots cannot be allocated");
   }
   *table = std::move(result);
+  return Status::OK();
+}
+
+Status EmbeddingHashTable::CheckInitialCapacity(uint64_t initial_capacity) {
+  if (initial_capacity > kMaxInitialCapacity) {
+    return InvalidArgumentError(
+        "initial_capacity " + std::to_string(initial_capacity) +
+        " is above " + std::to_string(kMaxInitialCapacity) +
+        " entries (it reserves slots up front; tables grow as ids come)");
+  }
   return Status::OK();
 }
 

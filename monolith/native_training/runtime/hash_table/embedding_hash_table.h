@@ -61,8 +61,12 @@ class EmbeddingHashTable {
   // slots it reserves cannot be allocated.
   static Status Create(const EmbeddingHashTableConfig& config, uint64_t seed,
                        std::unique_ptr<EmbeddingHashTable>* table);
+  // InvalidArgument for an initial_capacity above kMaxInitialCapacity (CPU
+  // and GPU tables).
+  static Status CheckInitialCapacity(uint64_t initial_capacity);
   // The bytes of the slot arrays Create reserves (and writes) up front for
-  // |initial_capacity| entries, before any id is inserted.
+  // |initial_capacity| entries (at most kMaxInitialCapacity), before any id
+  // is inserted.
   static uint64_t InitialSlotBytes(uint64_t initial_capacity);
   ~EmbeddingHashTable();
   EmbeddingHashTable(const EmbeddingHashTable&) = delete;

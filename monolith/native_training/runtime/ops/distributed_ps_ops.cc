@@ -918,14 +918,6 @@ class ScatterAddOp : public OpKernel {
     OP_REQUIRES(ctx, total <= std::numeric_limits<int32_t>::max(),
                 errors::InvalidArgument("float_splits ends at ", total,
                                         ", over 2^31 - 1"));
-    // Every PS row is some id's: more floats than the ids carry is a bad
-    // input, which would otherwise allocate (and zero) all of them.
-    int64_t id_floats = 0;
-    for (int64_t t = 0; t < num_tables; ++t) id_floats += counts[t] * dims_[t];
-    OP_REQUIRES(ctx, total <= id_floats,
-                errors::InvalidArgument(
-                    "float_splits ends at ", total, ", more than the ",
-                    id_floats, " floats of the values' rows"));
 
     // The sums, in float32: the only output, or a scratch buffer.
     OpOutputList outputs;

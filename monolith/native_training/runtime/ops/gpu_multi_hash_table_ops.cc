@@ -95,11 +95,8 @@ class GpuMultiHashTable : public ResourceBase {
     TF_RETURN_IF_ERROR(ToTfStatus(gpu::GpuRowTableSpecFor(
         config.entry_config(), random::New64(), &t->spec)));
     t->spec.device = device;
-    if (config.initial_capacity() > ht::kMaxInitialCapacity) {
-      return errors::InvalidArgument(
-          "initial_capacity ", config.initial_capacity(), " is above ",
-          ht::kMaxInitialCapacity, " entries (tables grow as ids come)");
-    }
+    TF_RETURN_IF_ERROR(ToTfStatus(ht::EmbeddingHashTable::CheckInitialCapacity(
+        config.initial_capacity())));
     // initial_capacity counts entries; the map needs room past max_load.
     t->spec.initial_capacity = std::max<int64_t>(
         64, static_cast<int64_t>(static_cast<double>(

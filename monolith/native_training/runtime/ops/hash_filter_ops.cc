@@ -3,11 +3,7 @@
 // them before creating an id; see hash_filter/admission.h), their save and
 // restore, and intercept_gradient. Thin: the filters, their thresholds and
 // their files are the hash_filter library's.
-#include <unistd.h>
-
 #include <algorithm>
-#include <fstream>
-#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>

@@ -186,6 +186,14 @@ REGISTER_OP("MonolithMultiHashTableFusedOptimize")
                                              {"learning_rate_tensors", 1},
                                              {"req_time", 0},
                                              {"global_step", 0}}));
+      shape_inference::DimensionHandle ids;
+      if (!c->Merge(c->Dim(c->input(1), 0), c->Dim(c->input(2), 0), &ids)
+               .ok()) {
+        return errors::InvalidArgument(
+            "indices has ", c->DebugString(c->Dim(c->input(2), 0)),
+            " elements, ids ", c->DebugString(c->Dim(c->input(1), 0)),
+            "; pass the indices the fused lookup returned");
+      }
       // One offset per (shard, table) segment, plus the end.
       shape_inference::DimensionHandle segments;
       TF_RETURN_IF_ERROR(c->Add(c->Dim(c->input(3), 0), 1, &segments));

@@ -40,7 +40,9 @@ def _mtable(tables, shared_name="mtable"):
 
 @pytest.fixture
 def graph():
-  with tf.Graph().as_default() as g:
+  # On the CPU also where the op library has GPU kernels and TF sees a GPU
+  # (the placer would put the create ops there, which refuse CPU configs).
+  with tf.Graph().as_default() as g, g.device("/CPU:0"):
     yield g
 
 
@@ -153,13 +155,21 @@ def test_a_table_name_given_twice_is_invalid_argument(graph):
 
 
 def test_an_initial_capacity_past_memory_is_resource_exhausted(graph):
-  # 2^34 entries reserve 512 GiB of slots: refused, not the process killed.
+  # 64 tables of 2^34 entries reserve 32 TiB of slots: refused before any
+  # is allocated, not the process killed.
   config = _table_config(1)
   config.initial_capacity = 1 << 34
   with pytest.raises(tf.errors.ResourceExhaustedError,
-                     match=r"reserves 5497558\d{5} bytes of slots, more "
+                     match="reserves 35184372088832 bytes of slots, more "
                      "than the .* bytes of memory this process may use"):
-    _run(_mtable([("a", _table_config(1)), ("b", config)]))
+    _run(_mtable([(f"t{i}", config) for i in range(64)]))
+  # Past the largest initial_capacity: that error, before memory.
+  config.initial_capacity = (1 << 34) + 1
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match="table b: initial_capacity 17179869185 is above "
+                     "17179869184 entries"):
+    _run(_mtable([("a", _table_config(1)), ("b", config)],
+                 shared_name="too_large"))
 
 
 def test_every_create_call_checks_the_existing_table(graph):
@@ -195,7 +205,8 @@ def test_names_joined_alike_are_other_tables(graph):
   with tf1.Session() as sess:
     sess.run(first)
     with pytest.raises(tf.errors.FailedPreconditionError,
-                       match="exists already"):
+                       match=r'it has tables \["a, b", "c"\], this graph\'s '
+                       r'config \["a", "b", "c"\]'):
       sess.run(second)
 
 
@@ -501,14 +512,20 @@ def test_fused_ops_validate_their_inputs(graph):
         tf.constant([0, 1, 1], tf.int32), tf.constant([0, 2, 2], tf.int32),
         tf.constant([1., 1.]), tf.constant(5, tf.int64),
         tf.constant(0, tf.int64), num_of_shards=1))
-  with pytest.raises(tf.errors.InvalidArgumentError,
-                     match="indices has 2 elements, ids 1"):
-    _run(ops.monolith_multi_hash_table_fused_optimize(
-        h, tf.constant([1], tf.int64), tf.constant([1, 1], tf.int64),
-        tf.constant([1, 0], tf.int32), tf.constant([1.]),
-        tf.constant([0, 1, 1], tf.int32), tf.constant([0, 2, 2], tf.int32),
-        tf.constant([1., 1.]), tf.constant(5, tf.int64),
-        tf.constant(0, tf.int64), num_of_shards=1))
+  # indices must be the fused lookup's: as many as ids (the shape function
+  # where shapes are known, the kernel otherwise).
+  for indices, error, match in [
+      (tf.constant([1, 1], tf.int64), ValueError,
+       "indices has 2 elements, ids 1"),
+      (tf1.placeholder_with_default(tf.constant([1, 1], tf.int64), [None]),
+       tf.errors.InvalidArgumentError, "indices has 2 elements, ids 1")]:
+    with pytest.raises(error, match=match):
+      _run(ops.monolith_multi_hash_table_fused_optimize(
+          h, tf.constant([1], tf.int64), indices,
+          tf.constant([1, 0], tf.int32), tf.constant([1.]),
+          tf.constant([0, 1, 1], tf.int32), tf.constant([0, 2, 2], tf.int32),
+          tf.constant([1., 1.]), tf.constant(5, tf.int64),
+          tf.constant(0, tf.int64), num_of_shards=1))
 
 
 def test_large_batches_run_in_parallel_pieces_correctly(graph):

@@ -117,9 +117,15 @@ class CreateMultiHashTableOp : public ResourceOpKernel<MultiHashTable> {
     // capacities past this machine's memory are refused, rather than the
     // process killed.
     uint64_t slot_bytes = 0;
-    for (const auto& config : config_.configs()) {
-      slot_bytes +=
-          EmbeddingHashTable::InitialSlotBytes(config.initial_capacity());
+    for (int i = 0; i < config_.configs_size(); ++i) {
+      const uint64_t capacity = config_.configs(i).initial_capacity();
+      const Status s =
+          ToTfStatus(EmbeddingHashTable::CheckInitialCapacity(capacity));
+      if (!s.ok()) {
+        return errors::InvalidArgument("table ", config_.names(i), ": ",
+                                       s.message());
+      }
+      slot_bytes += EmbeddingHashTable::InitialSlotBytes(capacity);
     }
     const uint64_t memory = UsableMemoryBytes();
     if (slot_bytes > memory) {

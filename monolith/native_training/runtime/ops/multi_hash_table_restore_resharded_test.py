@@ -78,7 +78,9 @@ def _parse(dumps, keys):
 
 @pytest.fixture
 def graph():
-  with tf.Graph().as_default() as g:
+  # On the CPU also where the op library has GPU kernels and TF sees a GPU
+  # (the placer would put the create ops there, which refuse CPU configs).
+  with tf.Graph().as_default() as g, g.device("/CPU:0"):
     yield g
 
 

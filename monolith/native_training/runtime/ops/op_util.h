@@ -373,13 +373,13 @@ Status CheckCreatedFromSameConfig(const std::string& shared_name,
     const auto names = [](const Config& c) {
       std::string out;
       for (const auto& name : c.names()) {
-        out += (out.empty() ? "" : ", ") + name;
+        out += (out.empty() ? "\"" : ", \"") + name + "\"";
       }
       return "[" + out + "]";
     };
     detail = "it has tables " + names(made) + ", this graph's config " +
              names(wanted);
-    // Element by element: joined names are ambiguous ("a, b" + "c").
+    // Element by element: names may hold the separator ("a, b" + "c").
     if (std::equal(made.names().begin(), made.names().end(),
                    wanted.names().begin(), wanted.names().end())) {
       const int configs =
