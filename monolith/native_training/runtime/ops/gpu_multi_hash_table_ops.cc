@@ -268,43 +268,33 @@ Status LockGpuTable(OpKernelContext* ctx, LockedGpuTable* locked) {
 
 // CreateMonolithMultiHashTable on the GPU. The filter and sync client
 // inputs are not read: gpucuco tables admit every id.
-class CreateGpuMultiHashTableOp : public ResourceOpKernel<GpuMultiHashTable> {
+class CreateGpuMultiHashTableOp
+    : public InputDependentResourceOpKernel<GpuMultiHashTable> {
  public:
   explicit CreateGpuMultiHashTableOp(OpKernelConstruction* ctx)
-      : ResourceOpKernel<GpuMultiHashTable>(ctx) {}
-
-  void Compute(OpKernelContext* ctx) override {
-    // One call at a time: config_ is this call's until its table is
-    // verified.
-    mutex_lock call(call_mu_);
-    std::string serialized;
-    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 0, "config", &serialized));
-    {
-      mutex_lock l(mu_);
-      device_ = CudaDevice(ctx);
-      OP_REQUIRES_OK(ctx, ParseMultiTableConfig(serialized, &config_));
-      for (int i = 0; i < config_.configs_size(); ++i) {
-        // Placed on a GPU (eager placement prefers one): never a GPU table
-        // in a CPU table's stead.
-        OP_REQUIRES(ctx, config_.configs(i).has_gpucuco(),
-                    errors::InvalidArgument(
-                        "table ", config_.names(i), " is not a gpucuco "
-                        "table, but its creation runs on a GPU: place it on "
-                        "a CPU (tf.device(\"/CPU:0\"))"));
-      }
-    }
-    ResourceOpKernel<GpuMultiHashTable>::Compute(ctx);
-    if (!ctx->status().ok()) return;
-    // ResourceOpKernel verifies the table only on the kernel's first call;
-    // a later one may feed another config.
-    core::RefCountPtr<GpuMultiHashTable> table = get_resource();
-    if (table == nullptr) return;
-    mutex_lock l(mu_);
-    OP_REQUIRES_OK(ctx, VerifyResource(table.get()));
-  }
+      : InputDependentResourceOpKernel<GpuMultiHashTable>(ctx) {}
 
  private:
-  Status VerifyResource(GpuMultiHashTable* resource) override
+  Status ReadInputs(OpKernelContext* ctx) override {
+    std::string serialized;
+    TF_RETURN_IF_ERROR(GetScalarInput(ctx, 0, "config", &serialized));
+    mutex_lock l(mu_);
+    device_ = CudaDevice(ctx);
+    TF_RETURN_IF_ERROR(ParseMultiTableConfig(serialized, &config_));
+    for (int i = 0; i < config_.configs_size(); ++i) {
+      // Placed on a GPU (eager placement prefers one): never a GPU table in
+      // a CPU table's stead.
+      if (!config_.configs(i).has_gpucuco()) {
+        return errors::InvalidArgument(
+            "table ", config_.names(i), " is not a gpucuco table, but its "
+            "creation runs on a GPU: place it on a CPU "
+            "(tf.device(\"/CPU:0\"))");
+      }
+    }
+    return OkStatus();
+  }
+
+  Status VerifyInputs(GpuMultiHashTable* resource) override
       TF_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return CheckCreatedFromSameConfig(cinfo_.name(), resource->created_from(),
                                       config_);
@@ -328,7 +318,6 @@ class CreateGpuMultiHashTableOp : public ResourceOpKernel<GpuMultiHashTable> {
     return OkStatus();
   }
 
-  mutex call_mu_;
   ht::MultiEmbeddingHashTableConfig config_ TF_GUARDED_BY(mu_);
   int device_ TF_GUARDED_BY(mu_) = 0;
 };

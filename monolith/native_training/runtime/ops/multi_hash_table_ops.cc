@@ -54,39 +54,29 @@ Status GetIdsAndSplit(OpKernelContext* ctx, const Tensor** ids,
   return GetVectorInput(ctx, 2, "id_split", id_split);
 }
 
-class CreateMultiHashTableOp : public ResourceOpKernel<MultiHashTable> {
+class CreateMultiHashTableOp
+    : public InputDependentResourceOpKernel<MultiHashTable> {
  public:
   explicit CreateMultiHashTableOp(OpKernelConstruction* ctx)
-      : ResourceOpKernel<MultiHashTable>(ctx) {}
-
-  void Compute(OpKernelContext* ctx) override {
-    // One call at a time: config_ and filter_ are this call's until its
-    // table is verified.
-    mutex_lock call(call_mu_);
-    std::string serialized;
-    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 0, "config", &serialized));
-    core::RefCountPtr<HashFilterResource> filter;
-    OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 1, "filter_handle", &filter));
-    core::RefCountPtr<DummySyncClient> sync_client;
-    OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 2, "sync_client_handle",
-                                            &sync_client));
-    {
-      mutex_lock l(mu_);
-      OP_REQUIRES_OK(ctx, ParseMultiTableConfig(serialized, &config_));
-      filter_ = std::move(filter);
-    }
-    ResourceOpKernel<MultiHashTable>::Compute(ctx);
-    if (!ctx->status().ok()) return;
-    // ResourceOpKernel verifies the table only on the kernel's first call;
-    // a later one may feed another config or filter.
-    core::RefCountPtr<MultiHashTable> table = get_resource();
-    if (table == nullptr) return;
-    mutex_lock l(mu_);
-    OP_REQUIRES_OK(ctx, VerifyResource(table.get()));
-  }
+      : InputDependentResourceOpKernel<MultiHashTable>(ctx) {}
 
  private:
-  Status VerifyResource(MultiHashTable* resource) override
+  Status ReadInputs(OpKernelContext* ctx) override {
+    std::string serialized;
+    TF_RETURN_IF_ERROR(GetScalarInput(ctx, 0, "config", &serialized));
+    core::RefCountPtr<HashFilterResource> filter;
+    TF_RETURN_IF_ERROR(
+        LookupResourceInput(ctx, 1, "filter_handle", &filter));
+    core::RefCountPtr<DummySyncClient> sync_client;
+    TF_RETURN_IF_ERROR(
+        LookupResourceInput(ctx, 2, "sync_client_handle", &sync_client));
+    mutex_lock l(mu_);
+    TF_RETURN_IF_ERROR(ParseMultiTableConfig(serialized, &config_));
+    filter_ = std::move(filter);
+    return OkStatus();
+  }
+
+  Status VerifyInputs(MultiHashTable* resource) override
       TF_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     TF_RETURN_IF_ERROR(CheckCreatedFromSameConfig(
         cinfo_.name(), resource->created_from(), config_));
@@ -109,7 +99,7 @@ class CreateMultiHashTableOp : public ResourceOpKernel<MultiHashTable> {
     // ResourceOpKernel unrefs *resource on error when it is not null.
     *resource = nullptr;
     // Resources are reference counted: release with Unref, never delete.
-    // The table holds a reference of its own (VerifyResource compares).
+    // The table holds a reference of its own (VerifyInputs compares).
     core::RefCountPtr<MultiHashTable> mtable(
         new MultiHashTable(cinfo_.name(), config_.SerializeAsString(),
                            filter_.GetNewRef()));
@@ -173,7 +163,6 @@ class CreateMultiHashTableOp : public ResourceOpKernel<MultiHashTable> {
     return OkStatus();
   }
 
-  mutex call_mu_;
   MultiEmbeddingHashTableConfig config_ TF_GUARDED_BY(mu_);
   // The filter of this call's graph: the table made from it holds it too.
   core::RefCountPtr<HashFilterResource> filter_ TF_GUARDED_BY(mu_);

@@ -407,6 +407,40 @@ Status CheckCreatedFromSameConfig(const std::string& shared_name,
       "name_suffix");
 }
 
+// A ResourceOpKernel whose resource depends on input tensors, not only on
+// attrs. ResourceOpKernel finds (and verifies) its resource on a kernel's
+// first call only, and later calls may feed other inputs, so this one runs
+// calls one at a time, reads each call's inputs (ReadInputs, which stores
+// them under mu_ for CreateResource) and verifies the resource on every
+// call (VerifyInputs).
+template <typename T>
+class InputDependentResourceOpKernel : public ResourceOpKernel<T> {
+ public:
+  using ResourceOpKernel<T>::ResourceOpKernel;
+
+  void Compute(OpKernelContext* ctx) override {
+    mutex_lock call(call_mu_);
+    OP_REQUIRES_OK(ctx, ReadInputs(ctx));
+    ResourceOpKernel<T>::Compute(ctx);
+    if (!ctx->status().ok()) return;
+    core::RefCountPtr<T> resource = this->get_resource();
+    if (resource == nullptr) return;
+    mutex_lock l(this->mu_);
+    OP_REQUIRES_OK(ctx, VerifyInputs(resource.get()));
+  }
+
+ protected:
+  // Reads this call's inputs into the kernel (taking mu_ to store them).
+  virtual Status ReadInputs(OpKernelContext* ctx) = 0;
+  // Whether |resource|, which exists already, serves this call's inputs.
+  virtual Status VerifyInputs(T* resource) = 0;
+
+ private:
+  Status VerifyResource(T* resource) final { return VerifyInputs(resource); }
+
+  mutex call_mu_;
+};
+
 // A handle to the resource named by the op's shared_name attr, of type T
 // (ReadMonolithMultiHashTable): creation and use are separate ops.
 template <typename T>
