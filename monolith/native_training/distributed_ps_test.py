@@ -431,20 +431,25 @@ def test_float16_transfer(cluster):
 def test_float16_transfer_saturates_past_its_range(cluster):
   # Summed gradients (and embeddings) past float16's range arrive as
   # +-65504, not inf: SGD would make the entry -inf, adagrad NaN for good.
-  ids = _id([0, 1, 1, 2])
+  # A float32 infinity (training diverged) crosses as itself.
+  ids = _id([0, 1, 1, 2, 4])
   table = _create({"a": _config(1, learning_rate=1.0)}, transfer_float16=True)
   grads_fed = tf1.placeholder(tf.float32, [None, 1])
   train = table.apply_gradients({"a": (ids, grads_fed)},
                                 global_step=0).as_op()
-  looked_up = table.lookup({"a": _id([0, 1, 2, 3])})["a"]
-  big = table.assign({"a": (_id([3]), _value([[1e30]]))}).as_op()
+  looked_up = table.lookup({"a": _id([0, 1, 2, 3, 4, 5])})["a"]
+  big = table.assign({"a": (_id([3, 5]), _value([[1e30], [-np.inf]]))}).as_op()
   with _session(cluster) as sess:
-    sess.run(train, {grads_fed: [[1e6], [40000.0], [40000.0], [float("nan")]]})
+    sess.run(train, {
+        grads_fed: [[1e6], [40000.0], [40000.0], [float("nan")], [np.inf]]
+    })
     sess.run(big)
     got = sess.run(looked_up)
   assert got[0, 0] == -65504 and got[1, 0] == -65504  # 80000 summed
   assert np.isnan(got[2, 0])  # NaN stays NaN
   assert got[3, 0] == 65504
+  assert got[4, 0] == -np.inf  # an infinite gradient, SGD with rate 1
+  assert got[5, 0] == -np.inf
 
 
 @pytest.mark.parametrize("num_ps,transfer_float16,pack_ids",
@@ -849,7 +854,9 @@ def test_dims_out_of_range_are_refused_at_graph_build(dim):
 
 
 def _saturated_at_float16_range(x):
-  return tf.where(tf.math.is_nan(x), x, tf.clip_by_value(x, -65504, 65504))
+  """Finite floats clamped to float16's range; infinities and NaN kept."""
+  return tf.where(tf.math.is_finite(x), tf.clip_by_value(x, -65504, 65504),
+                  x)
 
 
 def test_float16_conversions_are_tf_casts_bit_for_bit():
@@ -876,7 +883,7 @@ def test_float16_conversions_are_tf_casts_bit_for_bit():
       dims=[1])[0]
   # The floats in a table of dim 1 (every id a row, in pieces), beside one
   # of dim 3; the PS's float16 lookup against tf.cast of its float32 one
-  # saturated at +-65504 (NaN kept).
+  # saturated at +-65504 (infinities and NaN kept).
   table = multi_hash_table_ops.MultiHashTable.from_configs(
       {"a": _config(1), "b": _config(3)}, name_suffix="float16")
   ids = {"a": _id(np.arange(floats.size)), "b": _id(np.arange(10))}
@@ -1085,12 +1092,17 @@ def test_fused_ops_reject_bad_inputs():
   id_split = tf1.placeholder(tf.int64)
   lookup = ops.monolith_distributed_ps_lookup_float16(
       mtable=table.handle, id=ids, id_split=id_split)
-  for bad, match in [([0, 3], "id_split has 2 elements; expected one more "
-                      "than the tables \\(2\\)"),
+  for bad, match in [([0, 3], "id_split has 2 elements, expected 3 "
+                      "\\(number of tables \\+ 1\\)"),
                      ([1, 2, 3], "id_split must start at 0 and end at the "
                       "number of ids \\(3\\)"),
                      ([0, 2, 2], "id_split must start at 0 and end"),
-                     ([0, 4, 3], "id_split must be non-decreasing")]:
+                     ([0, 4, 3], "id_split must be non-decreasing"),
+                     # Checked before anything is sized from it: no 2^62
+                     # ids' worth of pieces or floats.
+                     ([0, 1 << 62, 3], "id_split must be non-decreasing"),
+                     ([0, -(1 << 62), 3], "id_split must be non-decreasing")
+                    ]:
     with tf1.Session() as sess:
       sess.run(table.initializer)
       with pytest.raises(tf.errors.InvalidArgumentError, match=match):

@@ -170,8 +170,8 @@ Status ReadPackedHeader(const uint8_t* data, int64_t size, int num_tables,
   }
   header->bases.assign(num_tables, 0);
   header->widths.assign(num_tables, 0);
-  header->splits.assign(num_tables + 1, 0);
-  header->offsets.assign(num_tables + 1, header_bytes);
+  header->splits.assign(static_cast<size_t>(num_tables) + 1, 0);
+  header->offsets.assign(static_cast<size_t>(num_tables) + 1, header_bytes);
   for (int t = 0; t < num_tables; ++t) {
     const uint8_t* h = data + kPackedHeaderBytes * t;
     const std::string where = "packed ids: the header of table " +

@@ -6,7 +6,9 @@
 #include <limits>
 #include <map>
 #include <set>
+#include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -501,6 +503,62 @@ Status ReadSaveMetas(FileSystem* fs, const std::string& basename,
   return Status::OK();
 }
 
+// Every split's meta record carries the sliding ring's fields (head,
+// head_increment, failure_count), and each split's Restore sets them. One
+// of our saves writes them from one snapshot: splits that disagree are
+// damage (DataLoss naming both files). The original wrote its splits while
+// training went on, so its splits may disagree: the split furthest along
+// (the most head increments, then the lowest split) gives every split its
+// fields, so the restored ring does not depend on which Restore ran last.
+Status AgreeOnRing(const std::string& basename, const LogFn& log,
+                   std::vector<SplitMeta>* metas) {
+  auto ring = [](const SplitMeta& m) {
+    const auto& sliding = m.meta.sliding_hash_filter_meta();
+    return std::make_tuple(sliding.head_increment(), sliding.head(),
+                           sliding.failure_count());
+  };
+  auto describe = [&](const SplitMeta& m) {
+    const auto [increments, head, failures] = ring(m);
+    return m.path + " (head " + std::to_string(head) + ", head_increment " +
+           std::to_string(increments) + ", failure_count " +
+           std::to_string(failures) + ")";
+  };
+  size_t ahead = 0;
+  bool differ = false;
+  for (size_t k = 0; k < metas->size(); ++k) {
+    if (!(*metas)[k].meta.has_sliding_hash_filter_meta()) return Status::OK();
+    differ = differ || ring((*metas)[k]) != ring((*metas)[0]);
+    if (std::get<0>(ring((*metas)[k])) > std::get<0>(ring((*metas)[ahead]))) {
+      ahead = k;
+    }
+  }
+  if (!differ) return Status::OK();
+  const SplitMeta& source = (*metas)[ahead];
+  for (const SplitMeta& m : *metas) {
+    if (ring(m) == ring(source)) continue;
+    if (m.identity.present) {
+      return DataLossError("hash filter checkpoint " + basename +
+                           ": the splits of one save disagree on the ring: " +
+                           describe(m) + ", " + describe(source));
+    }
+  }
+  Log(log, "Hash filter checkpoint " + basename +
+               " (written by the original Monolith while training) has "
+               "splits that disagree on the ring; restoring " +
+               describe(source));
+  const auto& fields = source.meta.sliding_hash_filter_meta();
+  const uint32_t head = fields.head();
+  const uint32_t increments = fields.head_increment();
+  const uint64_t failures = fields.failure_count();
+  for (SplitMeta& m : *metas) {
+    auto* sliding = m.meta.mutable_sliding_hash_filter_meta();
+    sliding->set_head(head);
+    sliding->set_head_increment(increments);
+    sliding->set_failure_count(failures);
+  }
+  return Status::OK();
+}
+
 // Finds the save to read at |basename| (see RestoreFilterCheckpoint) and
 // reads its meta records. |filter_nsplits| is for messages.
 Status ReadFilterSave(FileSystem* fs, const std::string& basename,
@@ -724,6 +782,7 @@ Status RestoreFilterCheckpointInto(FileSystem* fs, const std::string& basename,
         ", ...) but the filter has " + std::to_string(nsplits) +
         " splits; was the filter configured differently?"));
   }
+  MONOLITH_RETURN_IF_ERROR(AgreeOnRing(basename, log, &save.metas));
   const std::vector<SplitMeta>& metas = save.metas;
 
   // Then the splits, into |into|; the caller's filter is untouched until

@@ -392,6 +392,56 @@ TEST_F(CheckpointTest, RestoresHandFramedSlidingSplits) {
   EXPECT_TRUE(AsSliding(*restored) == *source_);
 }
 
+// The original saved its splits while training went on, so their metas
+// may disagree on the ring (head, head_increment, failure_count): the split
+// furthest along gives them, whichever split's restore runs last. In one of
+// our saves such a disagreement is damage.
+TEST_F(CheckpointTest, SplitsDisagreeingOnTheRing) {
+  std::vector<test_util::SplitRecords> saved;
+  ASSERT_TRUE(test_util::SaveAll(*source_, &saved).ok());
+  const uint32_t increments =
+      static_cast<uint32_t>(source_->head_increment());
+  auto with_ring = [](const std::string& record, uint32_t head,
+                      uint32_t head_increment, uint64_t failure_count) {
+    HashFilterSplitMetaDump meta;
+    EXPECT_TRUE(meta.ParseFromString(record));
+    auto* sliding = meta.mutable_sliding_hash_filter_meta();
+    sliding->set_head(head);
+    sliding->set_head_increment(head_increment);
+    sliding->set_failure_count(failure_count);
+    return meta.SerializeAsString();
+  };
+  const uint32_t later_head = (source_->head() + 1) % 7;
+  // Split 5 saved one rotation later, split 2 one earlier.
+  saved[5][0] = with_ring(saved[5][0], later_head, increments + 1, 99);
+  saved[2][0] = with_ring(saved[2][0], (source_->head() + 6) % 7,
+                          increments - 1, 1);
+  for (int k = 0; k < 7; ++k) WriteBytes(File(k), FrameAll(saved[k]));
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    std::unique_ptr<Filter> restored;
+    const Status s = Restore(&restored);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    const SlidingHashFilter& sliding = AsSliding(*restored);
+    EXPECT_EQ(sliding.head(), static_cast<int>(later_head));
+    EXPECT_EQ(sliding.head_increment(), increments + 1u);
+    EXPECT_EQ(sliding.failure_count(), 99u);
+  }
+
+  // Ours: the same change to one split's meta (identity kept) is DataLoss
+  // naming both files.
+  ASSERT_TRUE(Save(*source_).ok());
+  std::vector<std::string> records;
+  ASSERT_TRUE(Unframe(ReadBytes(File(4)), &records));
+  records[0] = with_ring(records[0], later_head, increments + 1, 0);
+  WriteBytes(File(4), FrameAll(records));
+  std::unique_ptr<Filter> restored;
+  const Status s = Restore(&restored);
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), "disagree on the ring")) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), File(4))) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), File(0))) << s.ToString();
+}
+
 // ------------------------------------------------------------ errors
 
 TEST_F(CheckpointTest, MissingFilesAreNotFound) {

@@ -29,8 +29,9 @@
 //   zero to an even length (read by the worker as int32 pairs).
 //
 // Float16 conversions round to nearest even and use the CPU's F16C
-// instructions when it has them, as TF's Cast does (bit-identical to it);
-// Eigen::half's otherwise.
+// instructions when it has them, as TF's Cast does (bit-identical to it,
+// except that finite floats past +-65504 saturate there instead of becoming
+// infinities); Eigen::half's otherwise.
 //
 // Why float16 reaches the gather op as int32 pairs (a free tf.bitcast of the
 // received [k / 2, 2] float16 tensor): the op library's inputs are int32,
@@ -43,6 +44,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -470,8 +472,9 @@ int64_t ScatterAddRows(const float* src, const int32_t* index, int64_t n,
 // The largest finite float16.
 constexpr float kMaxHalf = 65504.0f;
 
-// |f| clamped to [-kMaxHalf, kMaxHalf]; NaN stays NaN.
+// Finite |f| clamped to [-kMaxHalf, kMaxHalf]; infinities and NaN stay.
 inline float SaturateToHalfRange(float f) {
+  if (std::isinf(f)) return f;
   return f > kMaxHalf ? kMaxHalf : f < -kMaxHalf ? -kMaxHalf : f;
 }
 
@@ -480,23 +483,30 @@ __attribute__((target("avx,f16c"))) void FloatsToHalfsF16c(const float* src,
                                                             uint16_t* dst) {
   const __m256 high = _mm256_set1_ps(kMaxHalf);
   const __m256 low = _mm256_set1_ps(-kMaxHalf);
+  const __m256 infinity = _mm256_set1_ps(HUGE_VALF);
+  const __m256 sign = _mm256_set1_ps(-0.0f);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
+    const __m256 x = _mm256_loadu_ps(src + i);
     // min/max return their second operand when either is NaN: NaN stays.
-    const __m256 x =
-        _mm256_max_ps(low, _mm256_min_ps(high, _mm256_loadu_ps(src + i)));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i),
-                     _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+    const __m256 clamped = _mm256_max_ps(low, _mm256_min_ps(high, x));
+    const __m256 is_inf =
+        _mm256_cmp_ps(_mm256_andnot_ps(sign, x), infinity, _CMP_EQ_OQ);
+    _mm_storeu_si128(
+        reinterpret_cast<__m128i*>(dst + i),
+        _mm256_cvtps_ph(_mm256_blendv_ps(clamped, x, is_inf),
+                        _MM_FROUND_TO_NEAREST_INT));
   }
   for (; i < n; ++i) {
     dst[i] = _cvtss_sh(SaturateToHalfRange(src[i]), _MM_FROUND_TO_NEAREST_INT);
   }
 }
 
-// dst[i] = float16(src[i]) (bits), rounded to nearest even and saturated at
-// +-65504: a value past float16's range (a large summed gradient) arrives as
-// the largest float16, not as inf, which the optimizer would turn into NaN
-// for good.
+// dst[i] = float16(src[i]) (bits), rounded to nearest even; finite values
+// past float16's range saturate at +-65504: a large summed gradient arrives
+// as the largest float16, not as inf, which the optimizer would turn into
+// NaN for good. An infinity (or NaN) was there before the cast and stays,
+// so a diverged gradient or embedding is not hidden.
 void FloatsToHalfs(const float* src, int64_t n, uint16_t* dst) {
   if (HasF16c()) return FloatsToHalfsF16c(src, n, dst);
   for (int64_t i = 0; i < n; ++i) {
@@ -980,17 +990,11 @@ class LookupFloat16Op : public OpKernel {
     OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 1, "id", &ids_input));
     OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 2, "id_split", &id_split_input));
     const int64_t num_tables = mtable->size();
+    // Checked whole before anything is sized from it: every element then
+    // lies in [0, number of ids].
+    OP_REQUIRES_OK(ctx, CheckIdSplit(*ids_input, *id_split_input,
+                                     num_tables + 1));
     auto split = id_split_input->flat<int64_t>();
-    OP_REQUIRES(ctx, split.size() == num_tables + 1,
-                errors::InvalidArgument("id_split has ", split.size(),
-                                        " elements; expected one more than "
-                                        "the tables (", num_tables, ")"));
-    OP_REQUIRES(ctx,
-                split(0) == 0 && split(num_tables) == ids_input->NumElements(),
-                errors::InvalidArgument(
-                    "id_split must start at 0 and end at the number of ids (",
-                    ids_input->NumElements(), "), got [", split(0), " .. ",
-                    split(num_tables), "]"));
     // Where each table's rows start in the result, and its pieces.
     std::vector<int64_t> offsets(num_tables + 1, 0);
     struct Piece {
@@ -998,11 +1002,6 @@ class LookupFloat16Op : public OpKernel {
     };
     std::vector<Piece> pieces;
     for (int64_t t = 0; t < num_tables; ++t) {
-      OP_REQUIRES(ctx, split(t + 1) >= split(t),
-                  errors::InvalidArgument(
-                      "id_split must be non-decreasing: id_split[", t + 1,
-                      "] = ", split(t + 1), " < id_split[", t, "] = ",
-                      split(t)));
       offsets[t + 1] = offsets[t] + (split(t + 1) - split(t)) *
                                         mtable->table(t).table->DimSize();
       for (int64_t b = split(t); b < split(t + 1); b += kLookupPieceIds) {
@@ -1080,7 +1079,7 @@ class UnpackIdsOp : public OpKernel {
     OP_REQUIRES_OK(ctx,
                    ctx->allocate_output(0, {header.splits.back()}, &ids));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(
-                            1, {num_tables_ + 1}, &id_split));
+                            1, {int64_t{num_tables_} + 1}, &id_split));
     std::copy(header.splits.begin(), header.splits.end(),
               id_split->flat<int64_t>().data());
     dps::Unpack(data, header, ids->flat<int64_t>().data());
@@ -1330,7 +1329,7 @@ REGISTER_OP("MonolithDistributedPsLookupFloat16")
     })
     .Doc(R"doc(
 MonolithMultiHashTableLookup's result as float16 (rounded to nearest even,
-as tf.cast), and a zero when its number of floats is odd (ours): a PS's
+as tf.cast; finite floats past +-65504 saturate), and a zero when its number of floats is odd (ours): a PS's
 reply of DistributedMultiTypeHashTable's float16 lookup, converted piece by
 piece (no float32 result).
 

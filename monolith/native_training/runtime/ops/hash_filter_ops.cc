@@ -240,6 +240,9 @@ class HashFilterRestoreOp : public OpKernel {
     std::string basename;
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 1, "basename", &basename));
     hf::Admission& admission = filter->admission();
+    // A save to the same basename meanwhile would rename files under the
+    // restore's reads.
+    mutex_lock saving(filter->save_mu());
     TfFileSystem fs(ctx->env());
     std::unique_ptr<hf::Filter> restored;
     {
@@ -248,6 +251,13 @@ class HashFilterRestoreOp : public OpKernel {
       std::unique_ptr<hf::Filter> into;
       {
         std::lock_guard<std::mutex> lock(admission.mu());
+        if (admission.filter().split_num() <= 0) {
+          // Stateless (dummy, probabilistic): nothing was saved. Replacing
+          // it with a copy would replay a probabilistic filter's random
+          // draws.
+          ctx->set_output(0, ctx->input(0));
+          return;
+        }
         try {
           into = admission.filter().Clone();
         } catch (const std::bad_alloc&) {
