@@ -235,8 +235,17 @@ _SAVED_FILTER_RE = re.compile(
     r"hash_filter_(0|[1-9][0-9]*)-[0-9]{5}-of-[0-9]{5}(-tmp-.+)?")
 
 
+# The name of the filters' PS count record (`save_utils.write_ps_count`).
+_PS_COUNT_GROUP = "hash_filter"
+
+
 def _saved_filter_count(asset_dir: str) -> int:
-  """How many PS saved filters in `asset_dir` (0: none found)."""
+  """How many PS saved filters in `asset_dir` (0: none found): what the
+  saver listener recorded, else (the original's checkpoints) the highest
+  PS index of the files plus one."""
+  recorded = save_utils.read_ps_count(asset_dir, _PS_COUNT_GROUP)
+  if recorded is not None:
+    return recorded
   indices = save_utils.ps_indices_in(asset_dir, _SAVED_FILTER_RE)
   return max(indices) + 1 if indices else 0
 
@@ -301,7 +310,12 @@ class HashFilterCheckpointSaverListener(
           "Deleted %s from %s: hash filter files of PS tasks beyond this "
           "job's %d, from an earlier save of this step.", stale, asset_dir,
           len(self._hash_filters))
+    # Recorded once every filter saved: a restore then tries every PS's
+    # filter, so a missing one is an error naming its files.
+    save_utils.remove_ps_count(asset_dir, _PS_COUNT_GROUP)
     _run_per_filter(session, self._save_ops, self._placeholders, asset_dir)
+    save_utils.write_ps_count(asset_dir, _PS_COUNT_GROUP,
+                              len(self._hash_filters))
     logging.info("Saved %d hash filters to %s.", len(self._hash_filters),
                  asset_dir)
 

@@ -251,8 +251,11 @@ def test_filters_save_and_restore_with_the_checkpoint(tmp_path):
       listener.before_save(sess, 7)
       saver.save(sess, basename, global_step=7)
   assets = sorted(os.listdir(basename + "-7.assets"))
-  assert assets == [f"hash_filter_{i}-{k:05d}-of-00005" for i in range(2)
-                    for k in range(5)]
+  assert assets == ["hash_filter.num_ps"] + [
+      f"hash_filter_{i}-{k:05d}-of-00005" for i in range(2) for k in range(5)
+  ]
+  with open(os.path.join(basename + "-7.assets", "hash_filter.num_ps")) as f:
+    assert f.read() == "2\n"
 
   # A fresh cluster and graph: the restored counts decide. PS 0's ids were
   # seen twice (the threshold), PS 1's id once.
@@ -293,6 +296,17 @@ def test_filters_save_and_restore_with_the_checkpoint(tmp_path):
     np.testing.assert_array_equal(sess.run(grad), [[0], [0]])
     assert "saved by 2 PS tasks; this job has 1" in (
         warning.call_args[0][0] % warning.call_args[0][1:])
+
+  # PS 1's files lost (a partial copy): the recorded count says 2 PS saved,
+  # so the restore fails naming them, not skipping every filter as if 1 PS
+  # had saved.
+  asset_dir = basename + "-7.assets"
+  for name in os.listdir(asset_dir):
+    if name.startswith("hash_filter_1-"):
+      os.remove(os.path.join(asset_dir, name))
+  with _restoring(basename, 2, thresholds) as (sess, filters, restorer):
+    with pytest.raises(tf.errors.NotFoundError, match="hash_filter_1"):
+      restorer.before_restore(sess)
 
 
 def test_restore_without_the_files_is_a_clear_error(tmp_path):

@@ -237,33 +237,52 @@ def find_ps_checkpoints(directory: str, group_prefix: str) -> List[str]:
   anything must still count (restoring it then fails clearly instead of
   its ids being dropped).
 
+  N, the number of PS tasks that saved, is what the saver listener recorded
+  in "<group_prefix>.num_ps" (`save_utils.write_ps_count`) once every PS
+  had saved: the tables of PS N and above are ignored (left by an earlier
+  save of the step with more PS). Without that record (the original's
+  checkpoints, `DistributedMultiTypeHashTable.save`) N is the highest PS
+  index found plus one, so a checkpoint missing its last PS's tables reads
+  as one of fewer PS.
+
   Args:
     directory: the directory, e.g. a checkpoint's asset directory.
     group_prefix: the group's shared-name prefix, e.g.
       "MonolithMultiHashTable".
 
   Returns:
-    The basenames "<directory>/<group_prefix>_<j>" for j = 0 .. N-1 (N:
-    the number of PS tasks that saved), or [] when there is none.
+    The basenames "<directory>/<group_prefix>_<j>" for j = 0 .. N-1, or []
+    when there is none.
 
   Raises:
-    tf.errors.NotFoundError: the tables of some PS below the highest one
-      found are missing (an incomplete checkpoint).
+    tf.errors.NotFoundError: the tables of some PS below N are missing (an
+      incomplete checkpoint).
+    tf.errors.DataLossError: the PS count record is damaged.
   """
   indices = save_utils.ps_indices_in(
       directory, _ps_table_files(group_prefix, data_files=False))
-  if not indices:
+  recorded = save_utils.read_ps_count(directory, group_prefix)
+  if not indices and recorded is None:
     return []
-  missing = sorted(set(range(max(indices) + 1)) - indices)
+  num_ps = max(indices) + 1 if recorded is None else recorded
+  missing = sorted(set(range(num_ps)) - indices)
   if missing:
+    said = ("" if recorded is None else
+            f" ({save_utils.ps_count_path(directory, group_prefix)} says "
+            f"{recorded} PS tasks saved them)")
     raise tf.errors.NotFoundError(
         None, None,
         f"{directory} holds the tables {group_prefix}_<j> of PS "
-        f"{sorted(indices)} but not of PS {missing}: the checkpoint is "
-        "incomplete")
+        f"{sorted(indices)} but not of PS {missing}{said}: the checkpoint "
+        "is incomplete")
+  beyond = sorted(j for j in indices if j >= num_ps)
+  if beyond:
+    logging.warning(
+        "Ignoring the tables %s_<j> of PS %s in %s: %s says %d PS tasks "
+        "saved this checkpoint.", group_prefix, beyond, directory,
+        save_utils.ps_count_path(directory, group_prefix), num_ps)
   return [
-      os.path.join(directory, f"{group_prefix}_{j}")
-      for j in range(len(indices))
+      os.path.join(directory, f"{group_prefix}_{j}") for j in range(num_ps)
   ]
 
 
@@ -1515,6 +1534,11 @@ class MultiHashTableCheckpointSaverListener(
               "Deleted %s from %s: files of PS tables %s_<i> beyond this "
               "job's %d PS tasks, left by an unfinished save of this step.",
               stale, base_dir, prefix, num_ps)
+    # Each group's PS count is recorded once all its PS saved; restores
+    # read the tables of that many PS, so none missing goes unnoticed and
+    # none left by another PS count is read.
+    for prefix in self._ps_groups:
+      save_utils.remove_ps_count(base_dir, prefix)
     feed_dict = {
         _tensor_of_table(self._table_id_to_placeholder, table, "saver"):
             base_dir + table.shared_name
@@ -1526,6 +1550,12 @@ class MultiHashTableCheckpointSaverListener(
         (self._save_op, self._features_counts_tuples),
         feed_dict=feed_dict,
         options=tf.compat.v1.RunOptions(timeout_in_ms=_TIMEOUT_IN_MS))
+    for prefix, num_ps in self._ps_groups.items():
+      save_utils.write_ps_count(base_dir, prefix, num_ps)
+      stale = delete_files_of_ps_beyond(base_dir, prefix, num_ps)
+      if stale:
+        logging.info("Deleted %s from %s: tables of PS beyond the %d that "
+                     "saved this step now.", stale, base_dir, num_ps)
     logging.info("Saved MultiHashTables.")
     if self._write_ckpt_info:
       self._write_info(counts, global_step_value)

@@ -4,6 +4,7 @@ import logging
 import os
 import re
 import threading
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -449,16 +450,51 @@ def test_a_save_deletes_files_of_ps_beyond_its_count(tmp_path):
       asset_dir, "MonolithMultiHashTable") == [
           asset_dir + "MonolithMultiHashTable_0",
           asset_dir + "MonolithMultiHashTable_1"]
-  # A recorded checkpoint saved again keeps them: a kill after deleting
-  # them would leave it without those PS's ids.
+  with open(asset_dir + "MonolithMultiHashTable.num_ps") as f:
+    assert f.read() == "2\n"
+  # A recorded checkpoint saved again keeps them until its own save is
+  # complete (a kill before would leave it without those PS's ids), then
+  # records its count and deletes them.
   tf1.train.update_checkpoint_state(model_dir, basename + "-5")
   for name in stale:
     with open(asset_dir + name, "w") as f:
       f.write("old")
-  with tf1.Session() as sess:
+  recorded = []
+  real_write = multi_hash_table_ops.save_utils.write_ps_count
+
+  def write_after_checking(directory, group, num_ps):
+    recorded.append(set(stale) <= set(os.listdir(asset_dir)))
+    real_write(directory, group, num_ps)
+
+  with tf1.Session() as sess, mock.patch.object(
+      multi_hash_table_ops.save_utils, "write_ps_count",
+      write_after_checking):
     sess.run([t.initializer for t in tables])
     listener.before_save(sess, 5)
-  assert set(stale) <= set(os.listdir(asset_dir))
+  assert recorded == [True]
+  assert not set(stale) & set(os.listdir(asset_dir))
+  # Whatever else lies there, restores read the recorded 2 PS ...
+  for name in stale:
+    with open(asset_dir + name, "w") as f:
+      f.write("old")
+  assert multi_hash_table_ops.find_ps_checkpoints(
+      asset_dir, "MonolithMultiHashTable") == [
+          asset_dir + "MonolithMultiHashTable_0",
+          asset_dir + "MonolithMultiHashTable_1"]
+  # ... and a lost last PS is an error, not a checkpoint of 1 PS.
+  for name in os.listdir(asset_dir):
+    if name.startswith("MonolithMultiHashTable_1"):
+      os.remove(asset_dir + name)
+  with pytest.raises(tf.errors.NotFoundError,
+                     match=r"not of PS \[1\] \(.*MonolithMultiHashTable"
+                     r"\.num_ps says 2 PS tasks saved them\)"):
+    multi_hash_table_ops.find_ps_checkpoints(asset_dir,
+                                             "MonolithMultiHashTable")
+  with open(asset_dir + "MonolithMultiHashTable.num_ps", "w") as f:
+    f.write("two")
+  with pytest.raises(tf.errors.DataLossError, match="holds 'two'"):
+    multi_hash_table_ops.find_ps_checkpoints(asset_dir,
+                                             "MonolithMultiHashTable")
 
 
 def test_gpu_ps_tables_restore_from_the_same_ps_count(tmp_path, monkeypatch):

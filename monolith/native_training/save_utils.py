@@ -270,6 +270,50 @@ def delete_ps_files_beyond(directory: str, pattern: "re.Pattern[str]",
   return stale
 
 
+def ps_count_path(directory: str, group: str) -> str:
+  """Where a save records how many PS tasks saved `group`'s per-PS files
+  (tables of a PS group, hash filters) in a checkpoint's asset directory."""
+  return os.path.join(directory, group + ".num_ps")
+
+
+def remove_ps_count(directory: str, group: str) -> None:
+  """Removes `group`'s PS count record (before its files are rewritten: a
+  save killed meanwhile leaves none, not a count of other files)."""
+  try:
+    tf.io.gfile.remove(ps_count_path(directory, group))
+  except tf.errors.NotFoundError:
+    pass
+
+
+def write_ps_count(directory: str, group: str, num_ps: int) -> None:
+  """Records, once every PS saved `group`'s files, that `num_ps` did."""
+  path = ps_count_path(directory, group)
+  with tf.io.gfile.GFile(path + ".tmp", "w") as f:
+    f.write(f"{num_ps}\n")
+  utils.replace_file(path + ".tmp", path)
+
+
+def read_ps_count(directory: str, group: str) -> Optional[int]:
+  """The PS count `write_ps_count` recorded, or None when there is none
+  (the original's checkpoints, saves outside the listeners, a save killed
+  before it finished).
+
+  Raises:
+    tf.errors.DataLossError: the record is not a positive count.
+  """
+  path = ps_count_path(directory, group)
+  try:
+    with tf.io.gfile.GFile(path) as f:
+      text = f.read()
+  except tf.errors.NotFoundError:
+    return None
+  if not re.fullmatch(r"[1-9][0-9]{0,5}\n?", text):
+    raise tf.errors.DataLossError(
+        None, None, f"{path} should hold the number of PS tasks that saved "
+        f"{group}, but holds {text[:40]!r}")
+  return int(text)
+
+
 class PsMonitor:
   """Tells which parameter-server tasks restarted since they were set up.
 
