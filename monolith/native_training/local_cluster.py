@@ -78,8 +78,12 @@ flags.DEFINE_enum("task_type", "", ["", "ps", "worker"],
                   "empty: launch a whole cluster on this host.")
 flags.DEFINE_integer("task_index", 0, "The index of the task to run.")
 flags.DEFINE_integer("operation_timeout_ms", 60000,
-                     "Workers: deadline of every session call (and of "
-                     "waiting for the chief's initialization).")
+                     "Workers: deadline of every session call.")
+flags.DEFINE_integer("chief_setup_secs", 3600,
+                     "Workers other than the chief: how long to wait for "
+                     "the chief to set up (and restore) the variables and "
+                     "tables before failing; the tables' restore may take "
+                     "up to an hour.")
 flags.DEFINE_integer("ps_recovery_secs", 120,
                      "Workers: how long to wait for a lost PS task to come "
                      "back (restarted and restored by the chief) before "
@@ -112,7 +116,7 @@ flags.DEFINE_bool("verbose", False,
 
 for _name in ("steps", "save_steps", "keep_checkpoints", "batch_size",
               "num_slots", "ids_per_slot", "dim", "vocab_size", "hidden",
-              "operation_timeout_ms"):
+              "operation_timeout_ms", "chief_setup_secs"):
   flags.register_validator(_name, lambda value: value >= 1,
                            message=f"--{_name} must be >= 1")
 for _name in ("ps_recovery_secs", "max_ps_restarts", "task_index"):
@@ -514,8 +518,7 @@ def _session_creator(model: Model, index: int, server: tf.distribute.Server,
                                          checkpoint_dir=FLAGS.model_dir)
   return _WorkerSessionCreator(
       tf1.train.Scaffold(saver=model.saver, ready_op=model.ready_op),
-      server.target, config,
-      max(FLAGS.operation_timeout_ms / 1000, FLAGS.ps_recovery_secs))
+      server.target, config, FLAGS.chief_setup_secs)
 
 
 def _hooks(model: Model, index: int) -> List[tf1.train.SessionRunHook]:

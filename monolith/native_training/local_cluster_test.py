@@ -292,7 +292,9 @@ def test_lost_tasks_are_named_with_or_without_replica():
 def test_bad_flags_are_refused(tmp_path):
   for flag, message in (("--save_steps=0", "--save_steps must be >= 1"),
                         ("--model_dir=", "--model_dir is empty"),
-                        ("--vocab_size=0", "--vocab_size must be >= 1")):
+                        ("--vocab_size=0", "--vocab_size must be >= 1"),
+                        ("--chief_setup_secs=0",
+                         "--chief_setup_secs must be >= 1")):
     launcher = _launch(str(tmp_path / "bad"), flag)
     out, _ = launcher.communicate(timeout=60)
     assert launcher.returncode != 0
