@@ -591,6 +591,30 @@ TEST(EmbeddingHashTableTest, LargeTablesUseHugePagesUnlessTurnedOff) {
   }
 }
 
+TEST(EmbeddingHashTableTest, TablesOfLargeEntriesUseHugePagesSooner) {
+  // 50k ids: entries of dim 128 (~520 bytes, 26 MB in all) are pooled,
+  // entries of dim 4 (0.5 MB in all) stay on the heap.
+  constexpr int64_t kIds = 50'000;
+  std::vector<int64_t> ids(kIds);
+  for (int64_t i = 0; i < kIds; ++i) ids[i] = i * 7919;
+  for (int dim : {128, 4}) {
+    ASSERT_EQ(setenv("MONOLITH_HASH_TABLE_HUGE_PAGES", "1", 1), 0);
+    auto table = MakeTable(SgdTable(dim));
+    unsetenv("MONOLITH_HASH_TABLE_HUGE_PAGES");
+    std::vector<float> values(kIds * dim);
+    for (size_t i = 0; i < values.size(); ++i) values[i] = 0.5f * i;
+    table->Assign(ids.data(), kIds, values.data(), 1);
+    if (dim == 128) {
+      EXPECT_GT(table->HugePageBytes(), 0);
+    } else {
+      EXPECT_EQ(table->HugePageBytes(), 0);
+    }
+    std::vector<float> out(kIds * dim);
+    EXPECT_EQ(table->BatchLookup(ids.data(), kIds, out.data()), kIds);
+    EXPECT_EQ(out, values) << "dim " << dim;
+  }
+}
+
 TEST(EmbeddingHashTableTest, EraseKeepsProbeChainsIntact) {
   // Erasing through skip_zero_embedding must leave every other id findable,
   // whatever cluster it sat in.

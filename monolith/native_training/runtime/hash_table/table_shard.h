@@ -43,10 +43,16 @@ constexpr uint32_t kEmpty = std::numeric_limits<uint32_t>::max();
 // map 1.77 vs 1.62 over six runs each).
 constexpr std::align_val_t kBlockAlignment{HugePagePool::kBlockAlignment};
 // A shard with at least this many slots (64 KiB of them: the table holds
-// ~100k entries or more) takes its slot arrays and its new arena blocks
-// from the table's huge-page pool; smaller tables stay on the heap, where
-// they cost no more than their bytes.
+// ~100k entries or more), or whose slots' entries would fill
+// kPooledMinShardBytes, takes its slot arrays and its new arena blocks from
+// the table's huge-page pool; smaller tables stay on the heap, where they
+// cost no more than their bytes. By bytes too, so that tables of large
+// entries (dim 64 with adagrad: ~530 bytes) move to huge pages at 1,024
+// slots: a shard's entries taken before it is pooled stay on the heap, and
+// at 4,096 slots that was four fifths of a 125k-entry table (66 MB), whose
+// lookups then missed the TLB; now a fifth.
 constexpr uint64_t kPooledMinSlots = 4096;
+constexpr uint64_t kPooledMinShardBytes = 512 << 10;
 // Arena blocks come from the pool only when they are this small (entries
 // up to 4 KiB), so the region tails they leave waste at most 3%.
 constexpr int64_t kMaxPooledBlockBytes = 64 << 10;
@@ -133,6 +139,8 @@ struct TableShard {
   std::vector<char*> blocks;
   size_t heap_blocks = 0;
   bool poolable_blocks = false;  // full-size blocks are small enough
+  // The smallest slot capacity that is pooled (see kPooledMinSlots).
+  uint64_t pooled_min_slots = kPooledMinSlots;
   int64_t heap_arena_bytes = 0;
   uint32_t next_index = 0;
   uint32_t capacity_entries = 0;
@@ -170,6 +178,13 @@ struct TableShard {
     doubling_end = kFirstBlockEntries * ((1u << max_block_log2) - 1);
     poolable_blocks = (int64_t{kFirstBlockEntries} << max_block_log2) * stride <=
                       kMaxPooledBlockBytes;
+    // The pool's smallest array, in slots.
+    pooled_min_slots = HugePagePool::kMinArrayBytes / sizeof(Slot);
+    while (pooled_min_slots < kPooledMinSlots &&
+           pooled_min_slots * static_cast<uint64_t>(stride) <
+               kPooledMinShardBytes) {
+      pooled_min_slots <<= 1;
+    }
     Reset(capacity);
   }
 
@@ -190,7 +205,7 @@ struct TableShard {
   }
 
   bool Pooled(uint64_t capacity) const {
-    return pool != nullptr && capacity >= kPooledMinSlots;
+    return pool != nullptr && capacity >= pooled_min_slots;
   }
 
   // An array of |capacity| empty slots.
@@ -371,7 +386,7 @@ struct TableShard {
     next_index = live;
     free_indices.clear();
     uint64_t capacity = CapacityFor(live);
-    if (Pooled(mask + 1)) capacity = std::max(capacity, kPooledMinSlots);
+    if (Pooled(mask + 1)) capacity = std::max(capacity, pooled_min_slots);
     FreeSlots(slots, mask + 1);
     slots = NewSlots(capacity);
     mask = capacity - 1;
