@@ -88,6 +88,10 @@ flags.DEFINE_integer("ps_recovery_secs", 120,
                      "Workers: how long to wait for a lost PS task to come "
                      "back (restarted and restored by the chief) before "
                      "failing with an error naming it; 0 fails at once.")
+flags.DEFINE_integer("stop_grace_secs", 120,
+                     "Launcher: on Ctrl-C or SIGTERM, how long the workers "
+                     "get to end their step and the chief to save a last "
+                     "checkpoint before every task is stopped.")
 flags.DEFINE_integer("max_ps_restarts", 3,
                      "Launcher: restart a PS task that dies at most this "
                      "many times (on its port); past that, or with 0, a "
@@ -119,7 +123,8 @@ for _name in ("steps", "save_steps", "keep_checkpoints", "batch_size",
               "operation_timeout_ms", "chief_setup_secs"):
   flags.register_validator(_name, lambda value: value >= 1,
                            message=f"--{_name} must be >= 1")
-for _name in ("ps_recovery_secs", "max_ps_restarts", "task_index"):
+for _name in ("ps_recovery_secs", "max_ps_restarts", "task_index",
+              "stop_grace_secs"):
   flags.register_validator(_name, lambda value: value >= 0,
                            message=f"--{_name} must be >= 0")
 flags.register_validator("model_dir", bool, message="--model_dir is empty")
@@ -574,7 +579,11 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
     # ever, and so would its destructor; kept until the process exits.
     abandoned = []
     lost_since = None
-    while True:
+    # SIGTERM (the launcher's stop) ends training after the current step;
+    # closing the session then runs the chief's last save.
+    stop_requested = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
+    while not stop_requested.is_set():
       try:
         if sess is None:
           gone = _unreachable_ps_tasks(cluster) if lost_since else []
@@ -619,9 +628,14 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
         time.sleep(1)
       except tf.errors.OpError as e:
         _fail(index, progress, e, cluster)
+    if stop_requested.is_set():
+      print(f"worker {index}: got SIGTERM; stopping after {progress.steps} "
+            f"steps{' (saving a checkpoint first)' if is_chief else ''}",
+            flush=True)
     try:
       # Runs the hooks' end(): the chief's last save.
-      sess.close()
+      if sess is not None:
+        sess.close()
     except tf.errors.OpError as e:
       _fail(index, progress, e, cluster)
     progress.summary()
@@ -793,6 +807,10 @@ def launch(argv: Sequence[str]) -> int:
   except _Interrupted as e:
     print(f"local_cluster: got {e}; stopping {len(tasks)} tasks", flush=True)
     exit_code = 128 + e.signum
+    try:
+      _stop_workers_first(tasks)
+    except _Interrupted as again:
+      print(f"local_cluster: got {again} again; stopping at once", flush=True)
   finally:
     for sig in (signal.SIGINT, signal.SIGTERM):
       signal.signal(sig, signal.SIG_IGN)
@@ -801,6 +819,25 @@ def launch(argv: Sequence[str]) -> int:
       signal.signal(sig, handler)
   print(f"local_cluster: stopped; exit code {exit_code}", flush=True)
   return exit_code
+
+
+def _stop_workers_first(tasks: List[_Task]) -> None:
+  """SIGTERM to the workers, then waits up to --stop_grace_secs for them to
+  end their step and exit, the chief after its last save (the PS tasks
+  are still up for it)."""
+  workers = [t for t in tasks if t.name.startswith("worker")]
+  running = [t for t in workers if t.process.poll() is None]
+  if not running:
+    return
+  print(f"local_cluster: stopping the workers first: the chief saves a "
+        f"checkpoint (up to {FLAGS.stop_grace_secs} s; signal again to stop "
+        "at once)", flush=True)
+  for t in running:
+    t.kill(signal.SIGTERM)
+  deadline = time.time() + FLAGS.stop_grace_secs
+  for t in running:
+    with contextlib.suppress(subprocess.TimeoutExpired):
+      t.process.wait(max(deadline - time.time(), 0.01))
 
 
 def _stop(tasks: List[_Task], grace_secs: float = 5.0) -> None:

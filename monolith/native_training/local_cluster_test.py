@@ -302,8 +302,9 @@ def test_bad_flags_are_refused(tmp_path):
 
 
 def test_sigterm_stops_every_task(tmp_path):
+  # No periodic save: only the chief's last one, before the PS stop.
   model_dir = str(tmp_path / "ctr")
-  launcher = _launch(model_dir, "--steps=1000000")
+  launcher = _launch(model_dir, "--steps=1000000", "--save_steps=1000000")
   lines = []
   training = threading.Event()
 
@@ -326,5 +327,14 @@ def test_sigterm_stops_every_task(tmp_path):
   out = "".join(lines)
   assert launcher.returncode == 128 + signal.SIGTERM, out
   assert "local_cluster: got SIGTERM; stopping 4 tasks" in out
+  assert "local_cluster: stopping the workers first" in out
+  stopped = re.search(r"worker 0: got SIGTERM; stopping after (\d+) steps "
+                      r"\(saving a checkpoint first\)", out)
+  assert stopped and int(stopped.group(1)) > 0, out
   assert f"local_cluster: stopped; exit code {128 + signal.SIGTERM}" in out
   assert _no_tasks_left(model_dir) == []
+  # The last save holds the steps trained (global step past 0).
+  with open(os.path.join(model_dir, "checkpoint")) as f:
+    (step,) = re.findall(r'^model_checkpoint_path: ".*model\.ckpt-(\d+)"',
+                         f.read(), re.M)
+  assert int(step) > 0, out
