@@ -272,9 +272,11 @@ class HashFilterCheckpointSaverListener(
 
   Filter i goes to "<checkpoint>.assets/hash_filter_<i>-SSSSS-of-NNNNN",
   before the Saver writes the checkpoint (so the checkpoint state names a
-  step only once its filters are saved). Files there of filters of PS tasks
-  beyond this job's (a save of the same step with more PS) are deleted
-  first: restores count the filters they find.
+  step only once its filters are saved), then records the PS count in
+  "hash_filter.num_ps", which restores read. Files there of filters of PS
+  tasks beyond this job's (a save of the same step with more PS) are
+  deleted: first when the Saver has not recorded the step, else once this
+  save is complete.
 
   Args:
     basename: the checkpoint basename given to the Saver.
@@ -303,21 +305,26 @@ class HashFilterCheckpointSaverListener(
     asset_dir = self._helper.get_ckpt_asset_dir(
         self._helper.get_ckpt_prefix(global_step_value))
     tf.io.gfile.makedirs(asset_dir)
-    stale = save_utils.delete_ps_files_beyond(asset_dir, _SAVED_FILTER_RE,
-                                              len(self._hash_filters))
-    if stale:
-      logging.warning(
-          "Deleted %s from %s: hash filter files of PS tasks beyond this "
-          "job's %d, from an earlier save of this step.", stale, asset_dir,
-          len(self._hash_filters))
-    # Recorded once every filter saved: a restore then tries every PS's
-    # filter, so a missing one is an error naming its files.
+    num_ps = len(self._hash_filters)
+    # The PS count is recorded once every filter saved: a restore then tries
+    # every PS's filter, so a missing one is an error naming its files.
     save_utils.remove_ps_count(asset_dir, _PS_COUNT_GROUP)
+    # Files of PS tasks beyond this job's (an earlier save of this step with
+    # more PS): a step the Saver recorded keeps them until this save is
+    # complete, as the tables' listener does.
+    if global_step_value not in self._helper.get_existing_checkpoint_steps():
+      stale = save_utils.delete_ps_files_beyond(asset_dir, _SAVED_FILTER_RE,
+                                                num_ps)
+      if stale:
+        logging.warning(
+            "Deleted %s from %s: hash filter files of PS tasks beyond this "
+            "job's %d, from an unfinished save of this step.", stale,
+            asset_dir, num_ps)
     _run_per_filter(session, self._save_ops, self._placeholders, asset_dir)
-    save_utils.write_ps_count(asset_dir, _PS_COUNT_GROUP,
-                              len(self._hash_filters))
-    logging.info("Saved %d hash filters to %s.", len(self._hash_filters),
-                 asset_dir)
+    if num_ps:
+      save_utils.write_ps_count(asset_dir, _PS_COUNT_GROUP, num_ps)
+      save_utils.delete_ps_files_beyond(asset_dir, _SAVED_FILTER_RE, num_ps)
+    logging.info("Saved %d hash filters to %s.", num_ps, asset_dir)
 
 
 class HashFilterCheckpointRestorerListener(

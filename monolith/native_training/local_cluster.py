@@ -7,8 +7,9 @@ Without --task_type this is the launcher: it picks free loopback ports,
 starts one process per task (itself again, with --task_type, --task_index,
 --ps_hosts and --worker_hosts), prints their output prefixed by task, waits
 for the workers to finish, then stops the PS tasks. Ctrl-C or SIGTERM stops
-every task (each runs in its own process group, killed in a finally block;
-on Linux a task also dies with the launcher). With --task_type (and the
+the workers first (the chief saves a last checkpoint), then every task
+(each runs in its own process group, killed in a finally block; on Linux a
+task also dies with the launcher). With --task_type (and the
 hosts) it runs that one task, as on a real multi-machine cluster.
 
 The model: `--num_slots` sparse slots of `--ids_per_slot` ids each,
@@ -86,8 +87,9 @@ flags.DEFINE_integer("chief_setup_secs", 3600,
                      "up to an hour.")
 flags.DEFINE_integer("ps_recovery_secs", 120,
                      "Workers: how long to wait for a lost PS task to come "
-                     "back (restarted and restored by the chief) before "
-                     "failing with an error naming it; 0 fails at once.")
+                     "back (restarted by the launcher) before failing with "
+                     "an error naming it; 0 fails at once. Waiting for the "
+                     "chief to restore it is --chief_setup_secs.")
 flags.DEFINE_integer("stop_grace_secs", 120,
                      "Launcher: on Ctrl-C or SIGTERM, how long the workers "
                      "get to end their step and the chief to save a last "
@@ -580,9 +582,15 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
     abandoned = []
     lost_since = None
     # SIGTERM (the launcher's stop) ends training after the current step;
-    # closing the session then runs the chief's last save.
+    # closing the session then runs the chief's last save. Without a
+    # session (creating one, which blocks in TF until every task answers,
+    # or waiting for a lost task) SIGTERM keeps its default: the process
+    # ends at once, with nothing to save.
     stop_requested = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
+
+    def stop_after_step(*_):
+      stop_requested.set()
+
     while not stop_requested.is_set():
       try:
         if sess is None:
@@ -596,6 +604,7 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
             time.sleep(1)
             continue
           sess = _FailFastSession(creator, hooks)
+          signal.signal(signal.SIGTERM, stop_after_step)
           if lost_since is not None:
             print(f"worker {index}: training again after "
                   f"{time.time() - lost_since:.1f} s", flush=True)
@@ -625,6 +634,7 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
         if sess is not None:
           abandoned.append(sess)
           sess = None
+          signal.signal(signal.SIGTERM, signal.SIG_DFL)
         time.sleep(1)
       except tf.errors.OpError as e:
         _fail(index, progress, e, cluster)

@@ -3,7 +3,8 @@
 A 2-PS, 2-worker cluster trains and checkpoints, and a 3-PS cluster resumes
 from its checkpoint; a SIGKILLed PS task is restarted, restored from the
 latest checkpoint by the chief and training goes on; without recovery a
-worker fails naming the lost task; SIGTERM stops every task.
+worker fails naming the lost task; SIGTERM stops every task (the chief
+saving first), and a worker waiting for its chief at once.
 """
 
 import os
@@ -20,6 +21,7 @@ import tensorflow as tf
 
 from monolith.native_training import local_cluster
 from monolith.native_training import multi_hash_table_ops
+from monolith.native_training import utils
 
 _MODULE = "monolith.native_training.local_cluster"
 
@@ -338,3 +340,33 @@ def test_sigterm_stops_every_task(tmp_path):
     (step,) = re.findall(r'^model_checkpoint_path: ".*model\.ckpt-(\d+)"',
                          f.read(), re.M)
   assert int(step) > 0, out
+
+
+def test_sigterm_stops_a_worker_waiting_for_the_chief(tmp_path):
+  # Worker 1 run as one task of a cluster whose other tasks never start:
+  # TF's session creation waits for them, and SIGTERM (the launcher's stop,
+  # a cluster manager's) ends the process at once: no step to end, nothing
+  # to save.
+  ps_port, chief_port, worker_port = utils.free_ports(3)
+  env = dict(os.environ)
+  env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+  worker = subprocess.Popen(
+      [sys.executable, "-m", _MODULE, "--task_type=worker", "--task_index=1",
+       f"--ps_hosts=127.0.0.1:{ps_port}",
+       f"--worker_hosts=127.0.0.1:{chief_port},127.0.0.1:{worker_port}",
+       f"--model_dir={tmp_path / 'ctr'}", "--chief_setup_secs=600"],
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      env=env)
+  output = _Output(worker)
+  try:
+    assert output.wait_for(r"worker 1: training to global step", 120), (
+        output.text())
+    time.sleep(2)  # into the wait for the chief
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(30)
+  finally:
+    worker.kill()
+  output.join(10)
+  out = output.text()
+  assert worker.returncode == -signal.SIGTERM, out

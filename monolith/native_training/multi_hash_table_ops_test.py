@@ -496,6 +496,19 @@ def test_a_save_deletes_files_of_ps_beyond_its_count(tmp_path):
     multi_hash_table_ops.find_ps_checkpoints(asset_dir,
                                              "MonolithMultiHashTable")
 
+  # A save that fails leaves no record, not the count of other files.
+  class _FailingSession:
+
+    def run(self, *args, **kwargs):
+      del args, kwargs
+      raise tf.errors.UnavailableError(None, None, "PS 1 went away")
+
+  with open(asset_dir + "MonolithMultiHashTable.num_ps", "w") as f:
+    f.write("2\n")
+  with pytest.raises(tf.errors.UnavailableError):
+    listener.before_save(_FailingSession(), 5)
+  assert not os.path.exists(asset_dir + "MonolithMultiHashTable.num_ps")
+
 
 def test_gpu_ps_tables_restore_from_the_same_ps_count(tmp_path, monkeypatch):
   # The listeners' logic for gpucuco PS tables, run on CPU tables taken

@@ -508,8 +508,9 @@ Status ReadSaveMetas(FileSystem* fs, const std::string& basename,
 // of our saves writes them from one snapshot: splits that disagree are
 // damage (DataLoss naming both files). The original wrote its splits while
 // training went on, so its splits may disagree: the split furthest along
-// (the most head increments, then the lowest split) gives every split its
-// fields, so the restored ring does not depend on which Restore ran last.
+// (the most head increments, then the most failures, then the lowest split)
+// gives every split its fields, so the restored ring does not depend on
+// which Restore ran last.
 Status AgreeOnRing(const std::string& basename, const LogFn& log,
                    std::vector<SplitMeta>* metas) {
   auto ring = [](const SplitMeta& m) {
@@ -523,14 +524,17 @@ Status AgreeOnRing(const std::string& basename, const LogFn& log,
            std::to_string(increments) + ", failure_count " +
            std::to_string(failures) + ")";
   };
+  // Both counts only grow: the most increments, then the most failures.
+  auto progress = [&](size_t i) {
+    const auto fields = ring((*metas)[i]);
+    return std::make_pair(std::get<0>(fields), std::get<2>(fields));
+  };
   size_t ahead = 0;
   bool differ = false;
   for (size_t k = 0; k < metas->size(); ++k) {
     if (!(*metas)[k].meta.has_sliding_hash_filter_meta()) return Status::OK();
     differ = differ || ring((*metas)[k]) != ring((*metas)[0]);
-    if (std::get<0>(ring((*metas)[k])) > std::get<0>(ring((*metas)[ahead]))) {
-      ahead = k;
-    }
+    if (progress(k) > progress(ahead)) ahead = k;
   }
   if (!differ) return Status::OK();
   const SplitMeta& source = (*metas)[ahead];

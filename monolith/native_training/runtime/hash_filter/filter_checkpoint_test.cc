@@ -412,8 +412,11 @@ TEST_F(CheckpointTest, SplitsDisagreeingOnTheRing) {
     return meta.SerializeAsString();
   };
   const uint32_t later_head = (source_->head() + 1) % 7;
-  // Split 5 saved one rotation later, split 2 one earlier.
+  // Split 5 saved one rotation later, split 2 one earlier; split 3 as
+  // many rotations as split 5 but fewer failures (saved before it).
   saved[5][0] = with_ring(saved[5][0], later_head, increments + 1, 99);
+  saved[3][0] = with_ring(saved[3][0], (source_->head() + 2) % 7,
+                          increments + 1, 5);
   saved[2][0] = with_ring(saved[2][0], (source_->head() + 6) % 7,
                           increments - 1, 1);
   for (int k = 0; k < 7; ++k) WriteBytes(File(k), FrameAll(saved[k]));

@@ -1329,9 +1329,9 @@ REGISTER_OP("MonolithDistributedPsLookupFloat16")
     })
     .Doc(R"doc(
 MonolithMultiHashTableLookup's result as float16 (rounded to nearest even,
-as tf.cast; finite floats past +-65504 saturate), and a zero when its number of floats is odd (ours): a PS's
-reply of DistributedMultiTypeHashTable's float16 lookup, converted piece by
-piece (no float32 result).
+as tf.cast; finite floats past +-65504 saturate), and a zero when its number
+of floats is odd (ours): a PS's reply of DistributedMultiTypeHashTable's
+float16 lookup, converted piece by piece (no float32 result).
 
 id_split: row splits of id, one row per table.
 )doc");
