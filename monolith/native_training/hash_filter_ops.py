@@ -308,22 +308,10 @@ class HashFilterCheckpointSaverListener(
     num_ps = len(self._hash_filters)
     # The PS count is recorded once every filter saved: a restore then tries
     # every PS's filter, so a missing one is an error naming its files.
-    save_utils.remove_ps_count(asset_dir, _PS_COUNT_GROUP)
-    # Files of PS tasks beyond this job's (an earlier save of this step with
-    # more PS): a step the Saver recorded keeps them until this save is
-    # complete, as the tables' listener does.
-    if global_step_value not in self._helper.get_existing_checkpoint_steps():
-      stale = save_utils.delete_ps_files_beyond(asset_dir, _SAVED_FILTER_RE,
-                                                num_ps)
-      if stale:
-        logging.warning(
-            "Deleted %s from %s: hash filter files of PS tasks beyond this "
-            "job's %d, from an unfinished save of this step.", stale,
-            asset_dir, num_ps)
-    _run_per_filter(session, self._save_ops, self._placeholders, asset_dir)
-    if num_ps:
-      save_utils.write_ps_count(asset_dir, _PS_COUNT_GROUP, num_ps)
-      save_utils.delete_ps_files_beyond(asset_dir, _SAVED_FILTER_RE, num_ps)
+    with save_utils.saving_per_ps_files(
+        asset_dir, _PS_COUNT_GROUP, _SAVED_FILTER_RE, num_ps,
+        global_step_value in self._helper.get_existing_checkpoint_steps()):
+      _run_per_filter(session, self._save_ops, self._placeholders, asset_dir)
     logging.info("Saved %d hash filters to %s.", num_ps, asset_dir)
 
 

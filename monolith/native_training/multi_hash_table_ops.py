@@ -295,27 +295,6 @@ def _ps_table_files(group_prefix: str, data_files: bool) -> "re.Pattern[str]":
       rf"_(0|[1-9][0-9]*){meta}-[0-9]{{5}}-of-[0-9]{{5}}(-tmp-.+)?")
 
 
-def delete_files_of_ps_beyond(directory: str, group_prefix: str,
-                              num_ps: int) -> List[str]:
-  """Deletes the files of a group's tables of PS `num_ps` and above.
-
-  A save of the same step with more PS tasks, killed before the Saver
-  recorded it, leaves them in the step's asset directory; restores count
-  the PS tables they find, so they would be read as part of this step's
-  checkpoint.
-
-  Args:
-    directory: the checkpoint's asset directory.
-    group_prefix: the group's shared-name prefix.
-    num_ps: the number of PS tasks saving now.
-
-  Returns:
-    The names deleted.
-  """
-  return save_utils.delete_ps_files_beyond(
-      directory, _ps_table_files(group_prefix, data_files=True), num_ps)
-
-
 def _check_names_apart_from_ps_groups(tables: List["MultiHashTable"]) -> None:
   """Raises ValueError for a table that is not a PS table but is named as
   one of a group's (restores would read its files as that PS's)."""
@@ -1521,41 +1500,30 @@ class MultiHashTableCheckpointSaverListener(
     base_dir = self._helper.get_ckpt_asset_dir(
         self._helper.get_ckpt_prefix(global_step_value))
     tf.io.gfile.makedirs(base_dir)
-    # A recorded checkpoint saved again (TF's CheckpointSaverHook does at
-    # session creation) keeps its other PS's files: they hold the same
-    # entries as this save, while a save killed after deleting them would
-    # leave the checkpoint without those PS's ids.
-    if self._ps_groups and (global_step_value
-                            not in self._helper.get_existing_checkpoint_steps()):
-      for prefix, num_ps in self._ps_groups.items():
-        stale = delete_files_of_ps_beyond(base_dir, prefix, num_ps)
-        if stale:
-          logging.warning(
-              "Deleted %s from %s: files of PS tables %s_<i> beyond this "
-              "job's %d PS tasks, left by an unfinished save of this step.",
-              stale, base_dir, prefix, num_ps)
-    # Each group's PS count is recorded once all its PS saved; restores
-    # read the tables of that many PS, so none missing goes unnoticed and
-    # none left by another PS count is read.
-    for prefix in self._ps_groups:
-      save_utils.remove_ps_count(base_dir, prefix)
     feed_dict = {
         _tensor_of_table(self._table_id_to_placeholder, table, "saver"):
             base_dir + table.shared_name
         for table in tf.compat.v1.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY)
     }
-    # One run: the feature_stat ops depend on the saves, so running them
-    # apart would save every table again.
-    _, counts = sess.run(
-        (self._save_op, self._features_counts_tuples),
-        feed_dict=feed_dict,
-        options=tf.compat.v1.RunOptions(timeout_in_ms=_TIMEOUT_IN_MS))
-    for prefix, num_ps in self._ps_groups.items():
-      save_utils.write_ps_count(base_dir, prefix, num_ps)
-      stale = delete_files_of_ps_beyond(base_dir, prefix, num_ps)
-      if stale:
-        logging.info("Deleted %s from %s: tables of PS beyond the %d that "
-                     "saved this step now.", stale, base_dir, num_ps)
+    # Each group's PS count is recorded once all its PS saved; restores
+    # read the tables of that many PS, so none missing goes unnoticed and
+    # none left by another PS count is read. A recorded checkpoint saved
+    # again (TF's CheckpointSaverHook does at session creation) keeps its
+    # other PS's files until this save is complete.
+    step_recorded = bool(self._ps_groups) and (
+        global_step_value in self._helper.get_existing_checkpoint_steps())
+    with contextlib.ExitStack() as groups:
+      for prefix, num_ps in self._ps_groups.items():
+        groups.enter_context(
+            save_utils.saving_per_ps_files(
+                base_dir, prefix, _ps_table_files(prefix, data_files=True),
+                num_ps, step_recorded))
+      # One run: the feature_stat ops depend on the saves, so running them
+      # apart would save every table again.
+      _, counts = sess.run(
+          (self._save_op, self._features_counts_tuples),
+          feed_dict=feed_dict,
+          options=tf.compat.v1.RunOptions(timeout_in_ms=_TIMEOUT_IN_MS))
     logging.info("Saved MultiHashTables.")
     if self._write_ckpt_info:
       self._write_info(counts, global_step_value)

@@ -45,9 +45,10 @@ restored in place, and one that fails part-way (on some PS) would leave
 it mixed, with no older copy.
 """
 
+import contextlib
 import os
 import re
-from typing import List, NamedTuple, Optional, Set, Tuple
+from typing import Iterator, List, NamedTuple, Optional, Set, Tuple
 
 from absl import logging
 import tensorflow as tf
@@ -312,6 +313,39 @@ def read_ps_count(directory: str, group: str) -> Optional[int]:
         None, None, f"{path} should hold the number of PS tasks that saved "
         f"{group}, but holds {text[:40]!r}")
   return int(text)
+
+
+@contextlib.contextmanager
+def saving_per_ps_files(directory: str, group: str,
+                        pattern: "re.Pattern[str]", num_ps: int,
+                        step_recorded: bool) -> Iterator[None]:
+  """Around a save of `group`'s per-PS files (`pattern`, as for
+  `ps_files_in`) by `num_ps` PS tasks into a checkpoint's asset directory.
+
+  Before the save: removes the group's PS count record, so that a save
+  that fails leaves none; and, when the Saver has not recorded the step,
+  deletes the files of PS `num_ps` and above (left by an unfinished save
+  of this step with more PS tasks). A recorded step keeps them until the
+  save is complete: a save killed after deleting them would leave that
+  checkpoint without those PS's files. After a save that returned: records
+  `num_ps` (`write_ps_count`), then deletes those files in any case.
+  """
+  remove_ps_count(directory, group)
+  if not step_recorded:
+    stale = delete_ps_files_beyond(directory, pattern, num_ps)
+    if stale:
+      logging.warning(
+          "Deleted %s from %s: %s files of PS tasks beyond this job's %d, "
+          "left by an unfinished save of this step.", stale, directory,
+          group, num_ps)
+  yield
+  if num_ps:
+    write_ps_count(directory, group, num_ps)
+    stale = delete_ps_files_beyond(directory, pattern, num_ps)
+    if stale:
+      logging.info(
+          "Deleted %s from %s: %s files of PS beyond the %d that saved "
+          "this step now.", stale, directory, group, num_ps)
 
 
 class PsMonitor:
