@@ -296,7 +296,9 @@ def test_bad_flags_are_refused(tmp_path):
                         ("--model_dir=", "--model_dir is empty"),
                         ("--vocab_size=0", "--vocab_size must be >= 1"),
                         ("--chief_setup_secs=0",
-                         "--chief_setup_secs must be >= 1")):
+                         "--chief_setup_secs must be >= 1"),
+                        ("--stop_grace_secs=-1",
+                         "--stop_grace_secs must be >= 0")):
     launcher = _launch(str(tmp_path / "bad"), flag)
     out, _ = launcher.communicate(timeout=60)
     assert launcher.returncode != 0
