@@ -460,7 +460,7 @@ class _ReportSetupHook(tf1.train.SessionRunHook):
     tasks = sorted(self._ps_monitor.uninitialized_ps_tasks(session))
     if not tasks:
       return
-    latest = tf.train.latest_checkpoint(FLAGS.model_dir)
+    latest = save_utils.latest_checkpoint(FLAGS.model_dir)
     print(f"worker {self._index}: PS task(s) {', '.join(map(str, tasks))} "
           f"{'restored from ' + latest if latest else 'initialized'}",
           flush=True)
@@ -519,10 +519,10 @@ def _session_creator(model: Model, index: int, server: tf.distribute.Server,
     scaffold = tf1.train.Scaffold(saver=model.saver,
                                   ready_op=model.chief_ready_op,
                                   local_init_op=local_init_op)
-    return tf1.train.ChiefSessionCreator(scaffold=scaffold,
-                                         master=server.target,
-                                         config=config,
-                                         checkpoint_dir=FLAGS.model_dir)
+    return save_utils.StrictChiefSessionCreator(scaffold=scaffold,
+                                                master=server.target,
+                                                config=config,
+                                                checkpoint_dir=FLAGS.model_dir)
   return _WorkerSessionCreator(
       tf1.train.Scaffold(saver=model.saver, ready_op=model.ready_op),
       server.target, config, FLAGS.chief_setup_secs)
@@ -565,7 +565,11 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
     model = Model(num_ps, worker_device, cluster)
     if is_chief:
       tf.io.gfile.makedirs(FLAGS.model_dir)
-      latest = tf.train.latest_checkpoint(FLAGS.model_dir)
+      try:
+        latest = save_utils.latest_checkpoint(FLAGS.model_dir)
+      except tf.errors.OpError as e:
+        print(f"worker {index}: cannot resume: {e.message}", flush=True)
+        return 1
       if latest:
         print(f"worker {index}: resuming from {latest}", flush=True)
     creator = _session_creator(model, index, server, config)

@@ -1643,7 +1643,7 @@ class MultiHashTableCheckpointRestorerListener(
     Raises:
       tf.errors.OpError: as `MultiHashTable.restore`.
     """
-    ckpt_prefix = tf.train.latest_checkpoint(os.path.dirname(self._basename))
+    ckpt_prefix = save_utils.latest_checkpoint(os.path.dirname(self._basename))
     if not ckpt_prefix:
       logging.info("No checkpoint in %s; hash tables are not restored.",
                    os.path.dirname(self._basename))

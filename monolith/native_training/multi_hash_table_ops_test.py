@@ -793,6 +793,19 @@ def test_restorer_without_checkpoint_skips(tmp_path, caplog):
     np.testing.assert_array_equal(sess.run(lookup), [[0]])
 
 
+def test_restorer_with_a_state_naming_a_lost_checkpoint_fails(tmp_path):
+  # tf.train.latest_checkpoint takes this for "no checkpoint": the tables
+  # would start empty beside restored variables.
+  multi_hash_table_ops.MultiHashTable.from_configs(
+      {"slot0": test_utils.generate_test_hash_table_config(1)})
+  (tmp_path / "checkpoint").write_text('model_checkpoint_path: "model.ckpt-9"')
+  restorer = multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
+      os.path.join(tmp_path, "model.ckpt"))
+  with tf1.train.SingularMonitoredSession() as sess:
+    with pytest.raises(tf.errors.NotFoundError, match="model.ckpt-9"):
+      restorer.before_restore(sess.raw_session())
+
+
 def test_meta_graph_export():
   table = multi_hash_table_ops.MultiHashTable.from_configs(
       {"slot0": test_utils.generate_test_hash_table_config(1)})

@@ -38,6 +38,14 @@ only their tables, and `PsInitializedStateHook` (or
 `NoFirstSaveCheckpointSaverHook` with a `PartialRecoverySaver`, as in the
 original) then marks every task initialized. The other tasks keep what they learnt since that checkpoint.
 
+`latest_checkpoint` and `StrictChiefSessionCreator` read the "checkpoint"
+state file strictly: TF's `tf.train.latest_checkpoint` (and the
+`ChiefSessionCreator` of `MonitoredTrainingSession`) takes a state file
+that cannot be read (a transient file-system error) or parsed, or that
+names a checkpoint whose files are gone, for "no checkpoint", and the chief
+then initializes every variable of every PS task, or restores the
+variables while the hash tables start empty. Here those cases raise.
+
 `NoFirstSaveCheckpointSaverHook` is TF's `CheckpointSaverHook` without the
 save it makes when a session is created at a step that already has a
 checkpoint (a restart): that save would rewrite the checkpoint just
@@ -51,7 +59,9 @@ import re
 from typing import Iterator, List, NamedTuple, Optional, Set, Tuple
 
 from absl import logging
+from google.protobuf import text_format
 import tensorflow as tf
+from tensorflow.python.training import checkpoint_state_pb2
 from tensorflow.python.training import saver as saver_lib
 
 from monolith.native_training import basic_restore_hook
@@ -348,6 +358,97 @@ def saving_per_ps_files(directory: str, group: str,
           "this step now.", stale, directory, group, num_ps)
 
 
+def latest_checkpoint(checkpoint_dir: str) -> Optional[str]:
+  """The prefix of the latest checkpoint of `checkpoint_dir`, or None when
+  the directory has no "checkpoint" state file.
+
+  As `tf.train.latest_checkpoint`, but a state file that exists and cannot
+  be used is an error, not "no checkpoint" (after which a chief would
+  initialize what it should restore).
+
+  Raises:
+    tf.errors.OpError: the state file could not be read (as the file
+      system raised it).
+    tf.errors.DataLossError: the state file does not parse or names no
+      checkpoint.
+    tf.errors.NotFoundError: the checkpoint it names has no files.
+  """
+  state_path = os.path.join(checkpoint_dir, "checkpoint")
+  if not tf.io.gfile.exists(state_path):
+    return None
+  with tf.io.gfile.GFile(state_path) as f:
+    text = f.read()
+  state = checkpoint_state_pb2.CheckpointState()
+  try:
+    text_format.Parse(text, state)
+  except text_format.ParseError as e:
+    raise tf.errors.DataLossError(
+        None, None, f"checkpoint state file {state_path} does not parse: "
+        f"{e}") from e
+  prefix = state.model_checkpoint_path
+  if not prefix:
+    raise tf.errors.DataLossError(
+        None, None, f"checkpoint state file {state_path} names no "
+        "checkpoint (model_checkpoint_path is empty)")
+  if not os.path.isabs(prefix) and "://" not in prefix:
+    prefix = os.path.join(checkpoint_dir, prefix)
+  # V2 checkpoints have "<prefix>.index"; V1 ones a file named the prefix.
+  if not (tf.io.gfile.exists(prefix + ".index") or tf.io.gfile.exists(prefix)):
+    raise tf.errors.NotFoundError(
+        None, None, f"checkpoint state file {state_path} names {prefix}, "
+        f"which has no files ({prefix}.index); restore it, or delete the "
+        "state file to start from scratch")
+  return prefix
+
+
+class StrictChiefSessionCreator(tf.compat.v1.train.SessionCreator):
+  """`tf.compat.v1.train.ChiefSessionCreator` that finds the checkpoint to
+  restore with `latest_checkpoint` each time it creates a session.
+
+  Pass it to `tf.compat.v1.train.MonitoredSession` in place of a
+  `ChiefSessionCreator(checkpoint_dir=...)`: when the checkpoint state
+  cannot be read, creating the session fails instead of initializing
+  every variable (on every PS task, after a PS restart).
+
+  Args:
+    scaffold: the `Scaffold` (a default one if None).
+    master: the TF master, e.g. a `tf.distribute.Server`'s target.
+    config: the session's `ConfigProto`.
+    checkpoint_dir: where the checkpoints are; None restores nothing.
+  """
+
+  def __init__(self,
+               scaffold: Optional[tf.compat.v1.train.Scaffold] = None,
+               master: str = "",
+               config: Optional[tf.compat.v1.ConfigProto] = None,
+               checkpoint_dir: Optional[str] = None):
+    self._scaffold = scaffold or tf.compat.v1.train.Scaffold()
+    self._master = master
+    self._config = config
+    self._checkpoint_dir = checkpoint_dir
+    self._session_manager = None
+
+  def create_session(self) -> tf.compat.v1.Session:
+    self._scaffold.finalize()
+    if self._session_manager is None:
+      self._session_manager = tf.compat.v1.train.SessionManager(
+          local_init_op=self._scaffold.local_init_op,
+          local_init_feed_dict=self._scaffold.local_init_feed_dict,
+          ready_op=self._scaffold.ready_op,
+          ready_for_local_init_op=self._scaffold.ready_for_local_init_op,
+          graph=tf.compat.v1.get_default_graph())
+    checkpoint = (latest_checkpoint(self._checkpoint_dir)
+                  if self._checkpoint_dir else None)
+    return self._session_manager.prepare_session(
+        self._master,
+        saver=self._scaffold.saver,
+        checkpoint_filename_with_path=checkpoint,
+        config=self._config,
+        init_op=self._scaffold.init_op,
+        init_feed_dict=self._scaffold.init_feed_dict,
+        init_fn=self._scaffold.init_fn)
+
+
 class PsMonitor:
   """Tells which parameter-server tasks restarted since they were set up.
 
@@ -616,7 +717,7 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
     # TF's hook saves through _save (after_create_session, after_run, end).
     prefix = f"{self._save_path}-{step}"
     if self._creating_session and same_path(
-        tf.train.latest_checkpoint(self._checkpoint_dir), prefix):
+        latest_checkpoint(self._checkpoint_dir), prefix):
       logging.info("Not saving %s again: the session starts from it.", prefix)
       return False
     return super()._save(session, step)

@@ -259,3 +259,80 @@ def test_saver_hook_order_is_checked_per_monitored_session(tmp_path):
                        "runs before a CheckpointRestorerHook"):
       session(saver_hook("misordered"),
               basic_restore_hook.CheckpointRestorerHook())
+
+
+def _save_variable(model_dir: str, value: float) -> str:
+  """Saves a graph with the variable "v" = value at step 7; the prefix."""
+  with tf.Graph().as_default():
+    v = tf.compat.v1.get_variable("v", initializer=value)
+    with tf.compat.v1.Session() as sess:
+      sess.run(v.initializer)
+      return tf.compat.v1.train.Saver().save(
+          sess, os.path.join(model_dir, "model.ckpt"), global_step=7)
+
+
+def test_latest_checkpoint_of_a_directory_without_one(tmp_path):
+  assert save_utils.latest_checkpoint(str(tmp_path)) is None
+  assert save_utils.latest_checkpoint(str(tmp_path / "missing")) is None
+
+
+def test_latest_checkpoint_resolves_a_relative_state(tmp_path):
+  prefix = _save_variable(str(tmp_path), 1.0)
+  (tmp_path / "checkpoint").write_text(
+      'model_checkpoint_path: "model.ckpt-7"\n')
+  assert save_utils.latest_checkpoint(str(tmp_path)) == prefix
+  assert tf.train.latest_checkpoint(str(tmp_path)) == prefix
+
+
+@pytest.mark.parametrize("state, error, message", [
+    ("model_checkpoint_path: {", tf.errors.DataLossError, "does not parse"),
+    ("model_checkpoint_path: 'model.ckpt-5'", tf.errors.NotFoundError,
+     "model.ckpt-5, which has no files"),
+    ("all_model_checkpoint_paths: 'model.ckpt-7'", tf.errors.DataLossError,
+     "names no checkpoint"),
+])
+def test_latest_checkpoint_rejects_a_state_tf_ignores(tmp_path, state, error,
+                                                      message):
+  _save_variable(str(tmp_path), 1.0)
+  (tmp_path / "checkpoint").write_text(state)
+  if "all_model" not in state:
+    # TF takes these for "no checkpoint" (and raises a ValueError naming
+    # the directory for the last).
+    assert tf.train.latest_checkpoint(str(tmp_path)) is None
+  with pytest.raises(error, match=message) as e:
+    save_utils.latest_checkpoint(str(tmp_path))
+  assert str(tmp_path / "checkpoint") in e.value.message
+
+
+def test_latest_checkpoint_raises_when_the_state_cannot_be_read(tmp_path):
+  # A state "file" that exists but cannot be read stands for a transient
+  # file-system error.
+  (tmp_path / "checkpoint").mkdir()
+  assert tf.train.latest_checkpoint(str(tmp_path)) is None
+  with pytest.raises(tf.errors.OpError):
+    save_utils.latest_checkpoint(str(tmp_path))
+
+
+def _session_value(creator_args: dict) -> float:
+  """The value of "v" (initialized to 5.0) in a session that a
+  StrictChiefSessionCreator creates."""
+  with tf.Graph().as_default():
+    v = tf.compat.v1.get_variable("v", initializer=5.0)
+    creator = save_utils.StrictChiefSessionCreator(**creator_args)
+    with tf.compat.v1.train.MonitoredSession(session_creator=creator) as sess:
+      return sess.run(v)
+
+
+def test_strict_chief_session_creator_restores_or_fails(tmp_path):
+  model_dir = str(tmp_path)
+  assert _session_value({"checkpoint_dir": model_dir}) == 5.0
+  _save_variable(model_dir, 1.0)
+  assert _session_value({"checkpoint_dir": model_dir}) == 1.0
+  assert _session_value({}) == 5.0
+  # The state names a checkpoint that is gone: TF's creator would
+  # initialize "v"; this one fails.
+  for name in os.listdir(model_dir):
+    if name.startswith("model.ckpt-7"):
+      os.remove(os.path.join(model_dir, name))
+  with pytest.raises(tf.errors.NotFoundError, match="which has no files"):
+    _session_value({"checkpoint_dir": model_dir})
