@@ -150,7 +150,7 @@ class AdagradOptimizer(_OneofOptimizer):
       None keeps the proto default (0.1).
     hessian_compression_times: kept in the config; unused (as in Monolith).
     warmup_steps: when positive, \eta is scaled by
-      min(1, (global_step + 1) / warmup_steps).
+      min(1, global_step / warmup_steps).
     weight_decay_factor: weight decay added to the gradient.
   """
 
@@ -183,7 +183,7 @@ class AdadeltaOptimizer(_OneofOptimizer):
     averaging_ratio: rho, the decay of both averages, in [0, 1].
     epsilon: the offset under both square roots, > 0.
     warmup_steps: when positive, \eta is scaled by
-      min(1, (global_step + 1) / warmup_steps).
+      min(1, global_step / warmup_steps).
   """
 
   _CASE = "adadelta"
@@ -221,7 +221,7 @@ class AdamOptimizer(_OneofOptimizer):
       (1 - beta1) * g + beta1 * m_{i+1} in place of m_{i+1}.
     epsilon: offset that keeps the denominator away from zero, > 0.
     warmup_steps: when positive, \eta is scaled by
-      min(1, (global_step + 1) / warmup_steps).
+      min(1, global_step / warmup_steps).
   """
 
   _CASE = "adam"
@@ -259,7 +259,7 @@ class AmsgradOptimizer(_OneofOptimizer):
     use_nesterov: whether the step uses the Nesterov form of the moment.
     epsilon: offset that keeps the denominator away from zero, > 0.
     warmup_steps: when positive, the learning rate is scaled by
-      min(1, (global_step + 1) / warmup_steps).
+      min(1, global_step / warmup_steps).
   """
 
   _CASE = "amsgrad"
@@ -314,7 +314,7 @@ class MomentumOptimizer(_OneofOptimizer):
     use_nesterov: whether to use Nesterov momentum.
     momentum: the decay of the velocity n, in [0, 1].
     warmup_steps: when positive, \eta is scaled by
-      min(1, (global_step + 1) / warmup_steps).
+      min(1, global_step / warmup_steps).
   """
 
   _CASE = "momentum"
@@ -440,7 +440,7 @@ class AdaGradWithGroupLassoOptimizer(_OneofOptimizer):
     l2_regularization: the group L2 regularization strength l2.
     weight_decay_factor: weight decay added to the gradient.
     warmup_steps: when positive, the learning rate is scaled by
-      min(1, (global_step + 1) / warmup_steps).
+      min(1, global_step / warmup_steps).
   """
 
   _CASE = "group_adagrad"
@@ -475,7 +475,7 @@ class DynamicWdAdagradOptimizer(_OneofOptimizer):
       keeps the proto default (0.1).
     hessian_compression_times: kept in the config; unused.
     warmup_steps: when positive, the learning rate is scaled by
-      min(1, (global_step + 1) / warmup_steps).
+      min(1, global_step / warmup_steps).
     weight_decay_factor: the weight decay factor wd.
     decouple_weight_decay: whether the decay is applied apart from the
       gradient step (decoupled) or added to the gradient (coupled).
@@ -524,7 +524,7 @@ class FtrlOptimizer(_FtrlFamily):
       proto default (0.1).
     beta: beta of FTRL; None keeps the proto default (0.0).
     warmup_steps: when positive, the learning rate is scaled by
-      min(1, (global_step + 1) / warmup_steps).
+      min(1, global_step / warmup_steps).
     l1_regularization: lambda1, the L1 regularization strength.
     l2_regularization: lambda2, the L2 regularization strength.
   """

@@ -616,11 +616,11 @@ def test_global_step_and_request_time_reach_the_entries(path):
   # batch_softmax: B = (1 - lr) B + lr (global_step - previous step), from 2.
   assert value_1[0] == 0.75 * 2.0 + 0.25 * 3
   assert value_2[0] == 0.75 * value_1[0] + 0.25 * (7 - 3)
-  # adagrad with warmup: lr * min(1, (global_step + 1) / 10).
+  # adagrad with warmup: lr * min(1, global_step / 10).
   norm = 0.1 + grad[0, 1:3].astype(np.float64)**2
-  want_1 = -0.5 * 0.4 * grad[0, 1:3] / np.sqrt(norm)
+  want_1 = -0.5 * 0.3 * grad[0, 1:3] / np.sqrt(norm)
   norm += grad[0, 1:3].astype(np.float64)**2
-  want_2 = want_1 - 0.5 * 0.8 * grad[0, 1:3] / np.sqrt(norm)
+  want_2 = want_1 - 0.5 * 0.7 * grad[0, 1:3] / np.sqrt(norm)
   np.testing.assert_allclose(value_1[1:3], want_1, rtol=1e-5)
   np.testing.assert_allclose(value_2[1:3], want_2, rtol=1e-5)
   # The steps and times the entry keeps.

@@ -288,7 +288,11 @@ class GroupAdagradOptimizer final : public OptimizerBase {
     }
     float& acc = *static_cast<float*>(state);
     acc += max_sq;
-    const float a = learning_rates[0] / (beta_ + std::sqrt(acc));
+    // No gradient yet with beta 0: the step a would be infinite and the
+    // proximal update below would zero w (Monolith made it NaN); w stays.
+    const float den = beta_ + std::sqrt(acc);
+    if (!(den > 0.0f)) return;
+    const float a = learning_rates[0] / den;
     // z overwrites w in place: z_i depends on w_i only.
     float z_sq = 0.0f;
     for (int i = 0; i < dim_; ++i) {
@@ -413,9 +417,12 @@ class FtrlOptimizer final
       const float z = zero[i] + (g[i] - sigma * w[i]);
       zero[i] = z;
       norm[i] = n_new;
-      w[i] = std::fabs(z) > l1_ ? lr * (std::copysign(l1_, z) - z) /
-                                      (sqrt_new + beta_ + l2_ * lr)
-                                : 0.0f;
+      // den is 0 only when beta and l2 are 0 and g * g underflowed to 0
+      // with a zero accumulator: w = 0 there, as group FTRL's (not +-inf).
+      const float den = sqrt_new + beta_ + l2_ * lr;
+      w[i] = std::fabs(z) > l1_ && den > 0.0f
+                 ? lr * (std::copysign(l1_, z) - z) / den
+                 : 0.0f;
     }
   }
 

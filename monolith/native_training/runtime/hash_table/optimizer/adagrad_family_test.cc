@@ -293,6 +293,32 @@ TEST(AdagradFamily, ZeroRatesAndZeroAccumulatorsNeverMakeNaN) {
   }
 }
 
+// Group adagrad with beta 0 and no gradient yet keeps its values (its step
+// lr / (beta + sqrt(acc)) is infinite); FTRL with beta 0 and a gradient
+// whose square underflows gives 0, not +-inf.
+TEST(AdagradFamily, ZeroDenominatorsKeepValuesFinite) {
+  OptimizerConfig group;
+  group.mutable_group_adagrad()->set_initial_accumulator_value(0);
+  group.mutable_group_adagrad()->set_beta(0);
+  auto group_opt = MustNew(group, 3);
+  Entry g(*group_opt);
+  g.Init();
+  g.SetNum({0.5f, 0.0f, -0.25f});
+  g.Optimize({0.0f, 0.0f, 0.0f}, 0.1f, 1);
+  EXPECT_EQ(g.Num(), (std::vector<float>{0.5f, 0.0f, -0.25f}));
+
+  OptimizerConfig ftrl;
+  ftrl.mutable_ftrl()->set_initial_accumulator_value(0);
+  ftrl.mutable_ftrl()->set_beta(0);
+  auto ftrl_opt = MustNew(ftrl, 2);
+  Entry f(*ftrl_opt);
+  f.Init();
+  f.SetNum({0.5f, -0.25f});
+  f.Optimize({1e-23f, -1e-23f}, 0.1f, 1);
+  for (float v : f.Num()) EXPECT_EQ(v, 0.0f);
+  f.ExpectGuards();
+}
+
 // Dynamic weight decay: an older step (a slower worker) neither counts as a
 // gap nor moves the last step back; a huge scaled decay stays finite.
 TEST(DynamicWdAdagrad, OlderStepsAndHugeScaledDecay) {

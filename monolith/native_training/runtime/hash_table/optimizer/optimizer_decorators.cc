@@ -205,9 +205,9 @@ class DcOptimizer final : public ForwardingOptimizer {
 }  // namespace
 
 float WarmupLearningRateScale(int64_t warmup_steps, int64_t global_step) {
-  if (warmup_steps <= 0 || global_step >= warmup_steps - 1) return 1.0f;
-  if (global_step < 0) return 0.0f;
-  return static_cast<float>(static_cast<double>(global_step + 1) /
+  if (warmup_steps <= 0 || global_step >= warmup_steps) return 1.0f;
+  if (global_step <= 0) return 0.0f;
+  return static_cast<float>(static_cast<double>(global_step) /
                             static_cast<double>(warmup_steps));
 }
 

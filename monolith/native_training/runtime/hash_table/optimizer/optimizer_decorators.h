@@ -19,8 +19,11 @@ namespace hash_table {
 
 // ----------------------------------------------------------------- warmup
 
-// min(1, (global_step + 1) / warmup_steps), and 0 for global_step < 0; 1 when
-// warmup_steps <= 0. Monolith declares warmup_steps but ignores it.
+// min(1, global_step / warmup_steps), and 0 for global_step < 0; 1 when
+// warmup_steps <= 0. Monolith's tables ignore warmup_steps; its model layer
+// (feature.py) turned it into the learning rate
+// PolynomialDecay(0 -> learning_rate over warmup_steps), the same ramp, for
+// a segment given no learning-rate function.
 float WarmupLearningRateScale(int64_t warmup_steps, int64_t global_step);
 
 // |base| with every learning rate multiplied by WarmupLearningRateScale.

@@ -24,12 +24,15 @@ namespace {
 // ---------------------------------------------------------------- warmup
 
 TEST(Warmup, Scale) {
-  EXPECT_EQ(WarmupLearningRateScale(4, 0), 0.25f);
-  EXPECT_EQ(WarmupLearningRateScale(4, 1), 0.5f);
-  EXPECT_EQ(WarmupLearningRateScale(4, 2), 0.75f);
-  EXPECT_EQ(WarmupLearningRateScale(4, 3), 1.0f);
+  // The original's PolynomialDecay(0 -> lr over 4 steps) at these steps.
+  EXPECT_EQ(WarmupLearningRateScale(4, 0), 0.0f);
+  EXPECT_EQ(WarmupLearningRateScale(4, 1), 0.25f);
+  EXPECT_EQ(WarmupLearningRateScale(4, 2), 0.5f);
+  EXPECT_EQ(WarmupLearningRateScale(4, 3), 0.75f);
+  EXPECT_EQ(WarmupLearningRateScale(4, 4), 1.0f);
   EXPECT_EQ(WarmupLearningRateScale(4, 1000), 1.0f);
-  EXPECT_EQ(WarmupLearningRateScale(1, 0), 1.0f);
+  EXPECT_EQ(WarmupLearningRateScale(1, 0), 0.0f);
+  EXPECT_EQ(WarmupLearningRateScale(1, 1), 1.0f);
   EXPECT_EQ(WarmupLearningRateScale(0, 0), 1.0f);  // disabled
   EXPECT_EQ(WarmupLearningRateScale(-5, 0), 1.0f);
   EXPECT_EQ(WarmupLearningRateScale(4, -1), 0.0f);
@@ -37,11 +40,11 @@ TEST(Warmup, Scale) {
   EXPECT_EQ(WarmupLearningRateScale(std::numeric_limits<int64_t>::max(),
                                     std::numeric_limits<int64_t>::max()),
             1.0f);
-  EXPECT_FLOAT_EQ(WarmupLearningRateScale(3, 0), 1.0f / 3);
+  EXPECT_FLOAT_EQ(WarmupLearningRateScale(3, 1), 1.0f / 3);
 }
 
 // An optimizer whose config has warmup_steps = N runs, at global step s, as
-// the same optimizer without warmup handed lr * min(1, (s + 1) / N).
+// the same optimizer without warmup handed lr * min(1, s / N).
 TEST(Warmup, ScalesTheLearningRateOfEveryOptimizerThatHasIt) {
   const int dim = 6;
   const int64_t warmup = 5;
@@ -72,7 +75,7 @@ TEST(Warmup, ScalesTheLearningRateOfEveryOptimizerThatHasIt) {
     ew.SetNum(InitialNum(dim));
     const float lr = 0.2f;
     for (int64_t step : {0, 1, 3, 4, 9}) {
-      const float scale = std::min(1.0, (step + 1) / 5.0);
+      const float scale = std::min(1.0, step / 5.0);
       ep.Optimize(Grad(dim, step), lr * scale, step);
       ew.Optimize(Grad(dim, step), lr, step);
       EXPECT_EQ(ew.Num(), ep.Num()) << "step " << step;
@@ -93,7 +96,7 @@ TEST(Warmup, AdagradMatchesReference) {
   std::vector<double> w = ToDouble(InitialNum(3));
   std::vector<double> n(3, 0.1);
   const std::vector<int64_t> steps = {0, 1, 2, 3, 7};
-  const double scales[] = {0.25, 0.5, 0.75, 1.0, 1.0};
+  const double scales[] = {0.0, 0.25, 0.5, 0.75, 1.0};
   for (size_t s = 0; s < steps.size(); ++s) {
     std::vector<float> grad = Grad(3, s);
     e.Optimize(grad, 0.1f, steps[s]);
@@ -404,10 +407,11 @@ TEST(Dc, LatestValueThroughOtherOptimizersAndDecorators) {
   auto cold = MustNew(dc, dim);
   Entry w(*warm), c(*cold);
   const float quarter = lr * 0.25f;
+  // Step 1 of 4 warmup steps: a quarter of the rate.
   warm->OptimizeWithLatestValue(w.state(), w.num(), grad.data(), &lr,
-                                latest.data(), 0);
+                                latest.data(), 1);
   cold->OptimizeWithLatestValue(c.state(), c.num(), grad.data(), &quarter,
-                                latest.data(), 0);
+                                latest.data(), 1);
   EXPECT_EQ(w.Num(), c.Num());
   EXPECT_NE(w.Num(), b.Num());
 
