@@ -711,19 +711,20 @@ Status SaveFilterCheckpoint(FileSystem* fs, const std::string& basename,
                     st);
   });
   // Final names only once every split is complete.
-  int renamed = 0;
-  while (status.ok() && renamed < nsplits) {
-    status = fs->RenameFile(writes[renamed].tmp_path, writes[renamed].path);
-    if (status.ok()) ++renamed;
+  const bool written = status.ok();
+  for (int s = 0; status.ok() && s < nsplits; ++s) {
+    status = fs->RenameFile(writes[s].tmp_path, writes[s].path);
   }
-  if (!status.ok() && renamed > 0) {
-    // The final names mix this save with the one it replaces; the
-    // temporaries left are what completes it.
+  if (!status.ok() && written) {
+    // Even a failed first rename may have changed the final names (TF's
+    // HDFS rename deletes the target first); the temporaries left are what
+    // completes this save.
     return Prefixed(
         "save " + SaveIdText(save.save_id) + " of hash filter " + basename +
-            " gave some splits their final names and then failed; the rest "
-            "keep their temporary names, through which a restore reads the "
-            "save whole, and the next save finishes its renames: ",
+            " failed while giving its splits their final names; the splits "
+            "not renamed keep their temporary names, through which a "
+            "restore reads the save whole, and the next save finishes its "
+            "renames: ",
         status);
   }
   if (!status.ok()) {

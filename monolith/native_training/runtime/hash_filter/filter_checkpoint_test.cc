@@ -868,11 +868,27 @@ TEST_F(CheckpointTest, FailedSaveKeepsThePreviousOneAndLeavesNoTemporaries) {
   failing_rename.fail_renames_at = 7 + 3;
   s = SaveFilterCheckpoint(&failing_rename, basename_, *changed, SerialFor);
   EXPECT_EQ(s.code(), StatusCode::kInternal) << s.ToString();
-  EXPECT_TRUE(Contains(s.message(), "gave some splits their final names"))
+  EXPECT_TRUE(Contains(s.message(), "failed while giving its splits"))
       << s.ToString();
   EXPECT_EQ(ListDir(dir_).size(), 7u + 4u);
   ASSERT_TRUE(Restore(&restored).ok());
   EXPECT_TRUE(AsSliding(*restored) == AsSliding(*changed));
+
+  // The first rename to a final name fails after deleting its target (as
+  // TF's HDFS rename can), after the 4 renames that finish the save above
+  // and 7 from ".partial": the temporaries complete the save, which is
+  // restored, not NotFound for the deleted split.
+  std::unique_ptr<Filter> changed_again = changed->Clone();
+  Workload(changed_again.get(), 5, 1000);
+  FailingFileSystem deleting_rename;
+  deleting_rename.fail_renames_at = 4 + 7;
+  deleting_rename.delete_target_on_failed_rename = true;
+  s = SaveFilterCheckpoint(&deleting_rename, basename_, *changed_again,
+                           SerialFor);
+  EXPECT_EQ(s.code(), StatusCode::kInternal) << s.ToString();
+  EXPECT_EQ(ListDir(dir_).size(), 6u + 7u);
+  ASSERT_TRUE(Restore(&restored).ok());
+  EXPECT_TRUE(AsSliding(*restored) == AsSliding(*changed_again));
 }
 
 TEST(FilterCheckpointTest, BadArguments) {

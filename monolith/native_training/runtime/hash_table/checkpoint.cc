@@ -544,24 +544,25 @@ Status SaveCheckpoint(FileSystem* fs, const std::string& basename,
     return Status::OK();
   });
   // Final names only once every shard is complete.
-  bool renamed_any = false;
+  const bool written = status.ok();
   for (int s = 0; status.ok() && s < nshards; ++s) {
     status = fs->RenameFile(shards[s].tmp_data,
                             CheckpointDataName(basename, s, nshards));
     if (status.ok()) {
-      renamed_any = true;
       status = fs->RenameFile(shards[s].tmp_meta,
                               CheckpointMetaName(basename, s, nshards));
     }
   }
-  if (!status.ok() && renamed_any) {
-    // The final names mix this save with the one it replaces; the
-    // temporaries left are what completes it.
+  if (!status.ok() && written) {
+    // Even a failed first rename may have changed the final names: TF's
+    // HDFS rename deletes the target first, object stores copy and then
+    // delete. The temporaries left are what completes this save.
     return Prefixed(
         "save " + SaveIdText(save_id) + " of " + basename +
-            " gave some shards their final names and then failed; the rest "
-            "keep their temporary names, through which a restore reads the "
-            "save whole, and the next save finishes its renames: ",
+            " failed while giving its shards their final names; the shards "
+            "not renamed keep their temporary names, through which a "
+            "restore reads the save whole, and the next save finishes its "
+            "renames: ",
         status);
   }
   if (!status.ok()) {

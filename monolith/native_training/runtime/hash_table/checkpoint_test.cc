@@ -430,9 +430,10 @@ TEST(CheckpointTest, SaveKilledWhileWritingLeavesThePreviousSave) {
   }
 }
 
-// A rename that fails after others succeeded leaves the temporaries that
-// complete the save (its final names already mix it with the previous
-// one); one that fails first leaves the previous save and no temporaries.
+// A rename to a final name that fails leaves the temporaries that complete
+// the save: after others succeeded, the final names mix it with the
+// previous one; a failed first one may have deleted its target (TF's HDFS
+// rename deletes, then renames).
 TEST(CheckpointTest, FailedRenameKeepsWhatCompletesTheSave) {
   const std::string dir = TestDir("failed_rename");
   const std::string basename = dir + "/t";
@@ -440,7 +441,7 @@ TEST(CheckpointTest, FailedRenameKeepsWhatCompletesTheSave) {
   FailingFileSystem fails_third;
   fails_third.fail_renames_at = 6 + 3;  // after 6 ".partial" renames
   const Status status = SaveTo(&fails_third, basename, MakeContents(2, 30), 3);
-  EXPECT_TRUE(Contains(status.message(), "gave some shards their final names"))
+  EXPECT_TRUE(Contains(status.message(), "failed while giving its shards"))
       << status.ToString();
   Contents restored;
   ASSERT_TRUE(Restore(basename, &restored).ok());
@@ -450,10 +451,15 @@ TEST(CheckpointTest, FailedRenameKeepsWhatCompletesTheSave) {
   // first rename to a final name.
   FailingFileSystem fails_first;
   fails_first.fail_renames_at = 3 + 6;
+  fails_first.delete_target_on_failed_rename = true;
   EXPECT_EQ(SaveTo(&fails_first, basename, MakeContents(3, 30), 3).code(),
             StatusCode::kInternal);
   ASSERT_TRUE(Restore(basename, &restored).ok());
-  EXPECT_EQ(restored, MakeContents(2, 30));
+  EXPECT_EQ(restored, MakeContents(3, 30));
+  // The next save finishes save 3's renames and leaves no temporary.
+  ASSERT_TRUE(Save(basename, MakeContents(4, 30), 3).ok());
+  ASSERT_TRUE(Restore(basename, &restored).ok());
+  EXPECT_EQ(restored, MakeContents(4, 30));
   for (const std::string& name : List(dir)) {
     EXPECT_FALSE(Contains(name, "-tmp-")) << name;
   }

@@ -87,7 +87,9 @@ class DyingFileSystem : public PosixFileSystem {
 };
 
 // Fails the new file at index fail_opens_at, or the rename at index
-// fail_renames_at (counted from 0; -1: none), once.
+// fail_renames_at (counted from 0; -1: none), once. With
+// delete_target_on_failed_rename, the failing rename first deletes its
+// target, as TF's HDFS rename (delete, then rename) can.
 class FailingFileSystem : public PosixFileSystem {
  public:
   Status NewWritableFile(const std::string& path,
@@ -99,6 +101,7 @@ class FailingFileSystem : public PosixFileSystem {
   }
   Status RenameFile(const std::string& from, const std::string& to) override {
     if (fail_renames_at >= 0 && renames_++ == fail_renames_at) {
+      if (delete_target_on_failed_rename) PosixFileSystem::DeleteFile(to).ok();
       return InternalError("injected: cannot rename " + from);
     }
     return PosixFileSystem::RenameFile(from, to);
@@ -106,6 +109,7 @@ class FailingFileSystem : public PosixFileSystem {
 
   int fail_opens_at = -1;
   int fail_renames_at = -1;
+  bool delete_target_on_failed_rename = false;
 
  private:
   std::atomic<int> opens_{0};
