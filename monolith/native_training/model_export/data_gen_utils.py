@@ -841,8 +841,9 @@ def gen_warmup_file(warmup_file: Optional[str] = None,
       values = getattr(args, field)
       if values:
         setattr(args, field, [values[i] for i in keep])
-  count = warmup_io.write_prediction_logs(args.warmup_file,
-                                          gen_prediction_log(args))
+  count = warmup_io.write_prediction_logs(
+      args.warmup_file, gen_prediction_log(args),
+      too_large_remedy="lower batch_size")
   logging.info("wrote %d warmup records to %s", count, args.warmup_file)
   return args.warmup_file
 

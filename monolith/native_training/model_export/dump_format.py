@@ -39,6 +39,8 @@ MAX_RECORD_BYTES = warmup_io.MAX_RECORD_BYTES
 LAYOUT_HINT = ("check that --lagrangex_header, --kafka_dump_prefix, "
                "--has_sort_id and --kafka_dump match how the dump was written")
 _CHUNK_BYTES = 1 << 20
+# A first sort id this long that parses as a record is taken for one.
+RECORD_LIKE_SORT_ID_BYTES = 64
 
 # Takes a record's payload; returns why it is invalid, or None when it is fine.
 PayloadCheck = Callable[[bytes], Optional[str]]
@@ -338,21 +340,40 @@ class DumpReader:
           sort_id_size = prefix
       if self.layout.has_sort_id:
         sort_id = self._sized("sort id", "sort id size", sort_id_size)
+        self._check_first_sort_id(sort_id, record_offset)
       if self.layout.kafka_dump:
         self._take(KAFKA_DUMP_BYTES, "kafka dump field")
     payload = self._sized("record payload", "record size")
-    if self._check is not None:
-      # An empty payload parses as any proto. After an empty sort id it is
-      # the zero kafka prefix read as the two sizes (--kafka_dump_prefix
-      # forgotten), not a record.
-      reason = ("is empty (0 bytes) after an empty sort id"
-                if not payload and sort_id == b"" else self._check(payload))
-      if reason:
-        raise DumpFormatError(
-            f"{self.name}: record {self.records_read} (starting at byte "
-            f"offset {record_offset}) {reason}; {self._payload_hint}")
+    # An empty payload parses as any proto. After an empty sort id it is the
+    # zero kafka prefix read as the two sizes (--kafka_dump_prefix
+    # forgotten), not a record: a framing error, refused unchecked too.
+    reason = ("is empty (0 bytes) after an empty sort id"
+              if not payload and sort_id == b"" else
+              self._check(payload) if self._check is not None else None)
+    if reason:
+      hint = self._payload_hint if self._check is not None else LAYOUT_HINT
+      raise DumpFormatError(
+          f"{self.name}: record {self.records_read} (starting at byte "
+          f"offset {record_offset}) {reason}; {hint}")
     self.records_read += 1
     return payload
+
+  def _check_first_sort_id(self, sort_id: bytes, record_offset: int) -> None:
+    """Refuses a first sort id that is itself a record (with a check).
+
+    Reading a dump without sort ids as one with them (--has_sort_id, the
+    default, where --nohas_sort_id was meant) takes every other record for
+    a sort id, and with an even number of records ends cleanly: half the
+    records would be dropped without a word. Sort ids are short keys.
+    """
+    if (self.records_read == 0 and self._check is not None and
+        len(sort_id) >= RECORD_LIKE_SORT_ID_BYTES and
+        self._check(sort_id) is None):
+      raise DumpFormatError(
+          f"{self.name}: the sort id of record 0 (starting at byte offset "
+          f"{record_offset}) is {len(sort_id)} bytes that parse as a record: "
+          "the dump has no sort ids (pass --nohas_sort_id), or "
+          f"{LAYOUT_HINT}; --novalidate_records skips this check")
 
   def _sized(self, what: str, size_what: str,
              size: Optional[int] = None) -> bytes:

@@ -253,8 +253,39 @@ def test_a_zero_kafka_prefix_read_without_the_flag_is_refused():
                      match=r"n: record 0 \(starting at byte offset 0\) is "
                      r"empty \(0 bytes\) after an empty sort id; a hint"):
     reader.read_record()
+  # Unchecked too: the rule is framing, not the payload's parse.
+  reader = dump_format.DumpReader(io.BytesIO(data), read_as, name="n")
+  with pytest.raises(dump_format.DumpFormatError,
+                     match=r"empty \(0 bytes\) after an empty sort id; check "
+                     "that --lagrangex_header"):
+    reader.read_record()
   # An empty record after a sort id is a record (an empty Example).
   data = _dump([b"", payloads[0]], dump_format.DumpLayout(has_sort_id=True))
   reader = dump_format.DumpReader(io.BytesIO(data), read_as, name="n",
                                   check=check)
   assert [reader.read_record(), reader.read_record()] == [b"", payloads[0]]
+
+
+def test_a_dump_without_sort_ids_read_with_them_is_refused():
+  # Read with --has_sort_id, a bare dump of an even number of records ends
+  # cleanly with every other record taken for a sort id.
+  payloads = list(sample_records.serialized_records("example", 4))
+  assert min(map(len, payloads)) >= dump_format.RECORD_LIKE_SORT_ID_BYTES
+  bare = _dump(payloads, dump_format.DumpLayout())
+  with_sort_ids = dump_format.DumpLayout(has_sort_id=True)
+  check = dump_format.message_check(example_pb2.Example)
+  assert list(dump_format.DumpReader(io.BytesIO(bare),
+                                     with_sort_ids)) == payloads[1::2]
+  reader = dump_format.DumpReader(io.BytesIO(bare), with_sort_ids, name="n",
+                                  check=check)
+  with pytest.raises(dump_format.DumpFormatError,
+                     match=r"n: the sort id of record 0 \(starting at byte "
+                     r"offset 0\) is \d+ bytes that parse as a record: the "
+                     r"dump has no sort ids \(pass --nohas_sort_id\)"):
+    reader.read_record()
+  # Long sort ids that do not parse, and any after record 0's, are kept.
+  data = b"".join(
+      dump_format.encode_record(p, with_sort_ids, sort_id=s)
+      for p, s in zip(payloads, [b"\xff" * 200, payloads[0], b"", b"x"]))
+  assert list(dump_format.DumpReader(io.BytesIO(data), with_sort_ids,
+                                     check=check)) == payloads

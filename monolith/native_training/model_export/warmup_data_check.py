@@ -61,6 +61,7 @@ names its input).
 
 import collections
 import dataclasses
+import itertools
 import os
 import statistics
 import sys
@@ -429,7 +430,7 @@ _CRC32C_TABLE = _crc32c_table()
 
 
 def _masked_crc32c(data: bytes) -> int:
-  """TFRecord's masked CRC32C of `data` (short data: pure Python)."""
+  """TFRecord's masked CRC32C of `data` (record headers: pure Python)."""
   crc = 0xFFFFFFFF
   for byte in data:
     crc = _CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
@@ -470,16 +471,19 @@ def _record_running_past_the_end(
         "header: it was cut short or is not a TFRecord file; TF Serving's "
         "record reader fails on it (DataLoss: a truncated record), and "
         "with it the model load")
-    records = []
-    for start in offsets:  # only now, and only these: read them
-      f.seek(start)
-      data = f.read(int.from_bytes(f.read(12)[:8], "little"))
-      if _masked_crc32c(data) != int.from_bytes(f.read(4), "little"):
-        return records, Problem(
-            len(records), f"not a valid TFRecord at byte offset {start} "
-            "(its data CRC does not match); the file is damaged; TF Serving "
-            "fails the model load with DataLoss")
+  # Only now, and only these: TF's reader checks their data CRCs (in C++:
+  # they may be hundreds of MB) and is stopped before the bad length.
+  records = []
+  with deprecation.silence():
+    reader = tf.compat.v1.io.tf_record_iterator(path)
+  try:
+    for data in itertools.islice(reader, len(offsets)):
       records.append(data)
+  except tf.errors.DataLossError:
+    return records, Problem(
+        len(records), f"not a valid TFRecord at byte offset "
+        f"{offsets[len(records)]} (its data CRC does not match); the file is "
+        "damaged; TF Serving fails the model load with DataLoss")
   return records, problem
 
 

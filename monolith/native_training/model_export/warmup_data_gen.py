@@ -66,8 +66,9 @@ flags.DEFINE_integer(
     "max_records", 1000,
     "File mode: maximum number of warmup records (PredictionLogs) to write. "
     "Random mode: records (samples) in all, as in the original: "
-    "max_records // batch_size requests. Either way at most "
-    f"{warmup_io.MAX_WARMUP_RECORDS} warmup records, TF Serving's limit.")
+    "max_records // batch_size requests. Either way a value that allows "
+    f"more than {warmup_io.MAX_WARMUP_RECORDS} warmup records (TF Serving's "
+    "limit) is an error.")
 flags.DEFINE_string("model_name", "default", "model_spec.name of requests.")
 flags.DEFINE_string(
     "signature_names", "serving_default",
@@ -521,7 +522,8 @@ def main(argv: Sequence[str]) -> None:
           FLAGS.kafka_dump, FLAGS.max_records, FLAGS.variant_type,
           FLAGS.model_name, FLAGS.signature_names, FLAGS.validate_records,
           FLAGS.reject_unknown_fields, FLAGS.max_record_bytes)
-    warmup_io.write_prediction_logs(output_path, logs(generated))
+    warmup_io.write_prediction_logs(output_path, logs(generated),
+                                    too_large_remedy="lower --batch_size")
   except (warmup_io.WarmupDataError, ValueError, OSError,
           tf.errors.OpError) as e:
     sys.exit(f"warmup_data_gen: error: {e}")

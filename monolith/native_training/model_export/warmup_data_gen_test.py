@@ -413,7 +413,8 @@ def test_a_record_too_large_to_parse_is_refused(tmp_path, monkeypatch):
   with pytest.raises(warmup_io.WarmupDataError,
                      match=r"warmup record 2 takes more than protobuf parses "
                      r".*lower --batch_size \(\d+ bytes\)"):
-    warmup_io.write_prediction_logs(str(out), [small, large])
+    warmup_io.write_prediction_logs(str(out), [small, large],
+                                    too_large_remedy="lower --batch_size")
   assert out.read_bytes() == b"previous warmup file"
 
 

@@ -146,7 +146,8 @@ def main(argv: Sequence[str]) -> None:
         output_path,
         gen_prediction_log(
             warmup_io.resolve_user_path(FLAGS.input_folder), FLAGS.model_name,
-            FLAGS.signature_name, output_path))
+            FLAGS.signature_name, output_path),
+        too_large_remedy="split that input file into smaller ones")
   except (warmup_io.WarmupDataError, OSError, tf.errors.OpError) as e:
     sys.exit(f"warmup_example_batch: error: {e}")
   print(f"wrote {output_path}: {count} warmup records")

@@ -222,19 +222,24 @@ def _missing_folders(folder: str) -> List[str]:
   return missing
 
 
-def _too_large(output_path: str, count: int, detail: str) -> WarmupDataError:
+def _too_large(output_path: str, count: int, detail: str,
+               remedy: str) -> WarmupDataError:
   return WarmupDataError(
       f"writing {output_path}: warmup record {count} takes more than protobuf "
       f"parses ({MAX_RECORD_BYTES} bytes): TF Serving could not load it; "
-      f"lower --batch_size ({detail})")
+      f"{remedy} ({detail})")
 
 
 def write_prediction_logs(
-    output_path: str, logs: Iterable[prediction_log_pb2.PredictionLog]) -> int:
+    output_path: str,
+    logs: Iterable[prediction_log_pb2.PredictionLog],
+    too_large_remedy: str = "make the requests smaller") -> int:
   """Writes `logs` as a TFRecord file at `output_path`, atomically.
 
   The records go to a temporary file (atomic_output), which becomes
-  `output_path` only once every record is written.
+  `output_path` only once every record is written. `too_large_remedy`
+  ends the error for a record past MAX_RECORD_BYTES (e.g. the flag to
+  lower).
 
   Returns:
     The number of records written.
@@ -252,9 +257,10 @@ def write_prediction_logs(
         try:
           record = log.SerializeToString()
         except ValueError as e:  # protobuf refuses to encode past 2 GiB
-          raise _too_large(output_path, count, str(e)) from e
+          raise _too_large(output_path, count, str(e), too_large_remedy) from e
         if len(record) > MAX_RECORD_BYTES:
-          raise _too_large(output_path, count, f"{len(record)} bytes")
+          raise _too_large(output_path, count, f"{len(record)} bytes",
+                           too_large_remedy)
         writer.write(record)
     if count == 0:
       raise WarmupDataError(f"no warmup records to write to {output_path}")
