@@ -43,7 +43,7 @@ if [ ! -d "$deps/cuco" ]; then
   exit 1
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu_device_check.txt"
-flags=(-x cu -std=c++17 -O3 -gencode arch=compute_90,code=sm_90
+flags=(-x cu -std=c++17 -O3 -fmad=false -gencode arch=compute_90,code=sm_90
   -diag-suppress=177,550 -I. -isystem "$deps/cuco" -isystem "$deps/hkv")
 bin=$(mktemp -d)
 build() {  # build NAME SOURCES...

@@ -26,6 +26,9 @@ _NVCC_FLAGS = [
     "cu",
     "-std=c++17",
     "-O3",
+    # No fused multiply-adds: the GPU optimizers then round every step as
+    # the CPU ones (built without FMA) do, bit for bit.
+    "-fmad=false",
     "-Xcompiler",
     "-fPIC",
     "-D_GLIBCXX_USE_CXX11_ABI=1",

@@ -38,6 +38,7 @@ using internal::ToTimestamp;
 
 constexpr int kShardBits = 6;
 constexpr int kNumShards = 1 << kShardBits;
+static_assert(kNumShards == EmbeddingHashTable::kMaxCheapDumpShards);
 // Ids grouped by shard at a time: enough that each shard's lock is taken
 // for a run of ids (32 on average), few enough that the grouping arrays
 // (~70 KiB) live on the stack: a heap allocation per call costs more than

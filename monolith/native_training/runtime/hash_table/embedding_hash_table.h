@@ -55,6 +55,11 @@ constexpr uint64_t kMaxInitialCapacity = uint64_t{1} << 34;
 
 class EmbeddingHashTable {
  public:
+  // Save splits the table into up to this many dump shards by internal
+  // shard; more dump shards each scan every internal shard (and filter by
+  // id hash), so the work of a whole save grows with their number.
+  static constexpr int kMaxCheapDumpShards = 64;
+
   // |seed| seeds the initializers' random engines (one per shard).
   // InvalidArgument for a bad entry config (see EntryAccessor::Create) or an
   // initial_capacity above kMaxInitialCapacity; ResourceExhausted when the

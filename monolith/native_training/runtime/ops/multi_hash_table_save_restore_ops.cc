@@ -89,7 +89,8 @@ class MultiHashTableSaveOp : public OpKernel {
     int nshards = nshards_;
     if (nshards < 0) {
       // One shard per 100k entries, up to the worker threads (at least 4,
-      // the original's maximum): shards are written in parallel.
+      // the original's maximum): shards are written in parallel. At most
+      // kMaxCheapDumpShards: each shard beyond scans the whole table.
       int64_t entries = 0;
       for (int t = 0; t < mtable->size(); ++t) {
         entries += mtable->table(t).table->Size();
@@ -97,7 +98,8 @@ class MultiHashTableSaveOp : public OpKernel {
       const int64_t threads =
           ctx->device()->tensorflow_cpu_worker_threads()->num_threads;
       nshards = static_cast<int>(std::min<int64_t>(
-          std::max<int64_t>(4, threads), std::max<int64_t>(1, entries / 100000)));
+          {std::max<int64_t>(4, threads), std::max<int64_t>(1, entries / 100000),
+           int64_t{ht::EmbeddingHashTable::kMaxCheapDumpShards}}));
     }
     std::vector<std::string> names;
     std::vector<const EmbeddingHashTable*> tables;

@@ -59,6 +59,22 @@ Status CudaStatus(cudaError_t error, const char* what) {
 #define MONOLITH_CUDA_RETURN_IF_ERROR(expr, what) \
   MONOLITH_RETURN_IF_ERROR(CudaStatus((expr), (what)))
 
+// The status of an allocation call of |bytes| for |what|: ResourceExhausted
+// when the memory is not there. A failed allocation also stays the
+// thread's last error, which the next kernel launch's cudaGetLastError
+// would report as its own: cleared here.
+Status AllocStatus(cudaError_t error, size_t bytes, const std::string& what,
+                   const char* call) {
+  if (error == cudaSuccess) return Status::OK();
+  cudaGetLastError();
+  if (error == cudaErrorMemoryAllocation) {
+    return ResourceExhaustedError("GPU table: cannot allocate " +
+                                  std::to_string(bytes) + " bytes for " +
+                                  what + " (" + call + "): out of memory");
+  }
+  return CudaStatus(error, call);
+}
+
 // Makes |device| current on this thread (TF's threads serve several).
 Status UseDevice(int device) {
   return CudaStatus(cudaSetDevice(device), "cudaSetDevice");
@@ -476,7 +492,8 @@ class DeviceBuffer {
     cudaFree(data_);
     data_ = nullptr;
     bytes_ = 0;
-    MONOLITH_CUDA_RETURN_IF_ERROR(cudaMalloc(&data_, bytes), "cudaMalloc");
+    MONOLITH_RETURN_IF_ERROR(AllocStatus(cudaMalloc(&data_, bytes), bytes,
+                                         "a scratch buffer", "cudaMalloc"));
     bytes_ = bytes;
     return Status::OK();
   }
@@ -504,9 +521,9 @@ class PinnedArray {
     cudaFreeHost(data_);
     data_ = nullptr;
     size_ = 0;
-    MONOLITH_CUDA_RETURN_IF_ERROR(
+    MONOLITH_RETURN_IF_ERROR(AllocStatus(
         cudaMallocHost(reinterpret_cast<void**>(&data_), sizeof(T) * n),
-        "cudaMallocHost");
+        sizeof(T) * n, "a pinned host buffer", "cudaMallocHost"));
     size_ = n;
     return Status::OK();
   }
@@ -546,14 +563,8 @@ struct OwnedMap {
 // the GPU has no room.
 template <typename T>
 Status DeviceAlloc(T** ptr, size_t bytes, const std::string& what) {
-  const cudaError_t error = cudaMalloc(reinterpret_cast<void**>(ptr), bytes);
-  if (error == cudaErrorMemoryAllocation) {
-    cudaGetLastError();  // clears the error, which is not sticky
-    return ResourceExhaustedError("GPU table: cannot allocate " +
-                                  std::to_string(bytes) + " bytes for " +
-                                  what + ": out of GPU memory");
-  }
-  return CudaStatus(error, "cudaMalloc");
+  return AllocStatus(cudaMalloc(reinterpret_cast<void**>(ptr), bytes), bytes,
+                     what, "cudaMalloc");
 }
 
 Status NewMap(int64_t capacity, int row_floats, cudaStream_t stream,
@@ -628,6 +639,7 @@ Status GpuRowTable::Create(const GpuRowTableSpec& spec,
   MONOLITH_RETURN_IF_ERROR(CheckGpuRowTableSpec(spec));
   int devices = 0;
   const cudaError_t error = cudaGetDeviceCount(&devices);
+  if (error != cudaSuccess) cudaGetLastError();  // not this thread's next error
   if (error != cudaSuccess || devices == 0) {
     return FailedPreconditionError(
         std::string("GPU table: no usable CUDA device (") +
