@@ -147,6 +147,13 @@ def test_bad_config_is_invalid_argument(graph):
     _run(_mtable([("a", bad)]))
 
 
+def test_a_config_without_tables_is_invalid_argument(graph):
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match="config has no table; a multi hash table holds at "
+                     "least one"):
+    _run(_mtable([]))
+
+
 def test_a_table_name_given_twice_is_invalid_argument(graph):
   with pytest.raises(tf.errors.InvalidArgumentError,
                      match=r'names table "a" twice \(tables 0 and 2\)'):

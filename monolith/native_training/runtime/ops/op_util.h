@@ -330,8 +330,9 @@ inline Status ReadOptimizeScalars(OpKernelContext* ctx, OptimizeScalars* in) {
 }
 
 // Parses the create ops' config, a MultiEmbeddingHashTableConfig (Config):
-// one table config per name, and each name once (names identify tables in
-// lookups, saves and restores).
+// at least one table (a save of none could not be restored: its meta files
+// would hold no table record), one table config per name, and each name
+// once (names identify tables in lookups, saves and restores).
 template <typename Config>
 Status ParseMultiTableConfig(const std::string& serialized, Config* config) {
   if (!config->ParseFromString(serialized)) {
@@ -342,6 +343,10 @@ Status ParseMultiTableConfig(const std::string& serialized, Config* config) {
     return errors::InvalidArgument("config has ", config->names_size(),
                                    " names but ", config->configs_size(),
                                    " table configs");
+  }
+  if (config->names_size() == 0) {
+    return errors::InvalidArgument(
+        "config has no table; a multi hash table holds at least one");
   }
   std::unordered_map<std::string, int> first;
   for (int i = 0; i < config->names_size(); ++i) {
