@@ -664,6 +664,11 @@ class DistributedMultiTypeHashTable(
 
     As the saver listener does into a checkpoint's asset directory; PS tasks
     save in parallel. `restore` reads such saves into any number of PS.
+    Unlike the listener, this op writes no PS count record: save into a
+    directory of its own (`find_ps_checkpoints` then counts the files), or,
+    once the save ran, record the count with `save_utils.write_ps_count(
+    directory, "MonolithMultiHashTable", num_ps)` (a record left by an
+    earlier save with more PS would make restores read its stale files).
 
     Args:
       directory: the directory (string or string scalar tensor).
