@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <new>
 #include <sstream>
 #include <utility>
 
@@ -93,7 +94,15 @@ void PeriodicEvictor::Run() {
         std::min_element(due.begin(), due.end()) - due.begin());
     if (wake_.wait_until(lock, due[next], [this] { return stop_; })) break;
     lock.unlock();
-    log_(targets_[next].evict());
+    std::string report;
+    try {
+      report = targets_[next].evict();
+    } catch (const std::bad_alloc&) {
+      // Shrinking a table allocates its smaller slot arrays; without the
+      // memory the table stays as it was, and the next round tries again.
+      report = targets_[next].name + ": eviction stopped, out of memory";
+    }
+    log_(report);
     // The next one a whole period after this one ended: a slow eviction
     // never queues up rounds.
     due[next] = Clock::now() + targets_[next].period;

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <string>
 #include <thread>
 #include <vector>
@@ -122,6 +123,36 @@ TEST(PeriodicEvictorTest, RunsEachCallbackOnItsPeriod) {
   ASSERT_GE(lines.size(), 3u);
   EXPECT_EQ(lines[0], "fast 1");
   EXPECT_EQ(lines[2], "fast 3");
+}
+
+// An eviction that runs out of memory (a table shrinking its slot arrays)
+// is logged and tried again next period; the thread goes on.
+TEST(PeriodicEvictorTest, AnEvictionOutOfMemoryIsLoggedAndRetried) {
+  std::atomic<int> calls{0};
+  std::mutex mu;
+  std::vector<std::string> lines;
+  {
+    PeriodicEvictor evictor(
+        {{"t", std::chrono::milliseconds(5),
+          [&]() -> std::string {
+            if (++calls == 1) throw std::bad_alloc();
+            return "evicted";
+          }}},
+        [&](const std::string& line) {
+          std::lock_guard<std::mutex> lock(mu);
+          lines.push_back(line);
+        });
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (evictor.Rounds() < 2 &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_GE(lines.size(), 2u);
+  EXPECT_EQ(lines[0], "t: eviction stopped, out of memory");
+  EXPECT_EQ(lines[1], "evicted");
 }
 
 TEST(PeriodicEvictorTest, EvictPeriodsAreCheckedInHours) {

@@ -368,8 +368,13 @@ struct TableShard {
   // them again), and rebuilds the slot array at the capacity they need.
   // A pooled slot array stays pooled, so that blocks added later come from
   // the pool as the earlier ones did.
+  // Allocates before it changes anything: a std::bad_alloc leaves the
+  // shard as it was.
   void Shrink(std::vector<Slot>* kept) {
     const uint32_t live = static_cast<uint32_t>(kept->size());
+    uint64_t capacity = CapacityFor(live);
+    if (Pooled(mask + 1)) capacity = std::max(capacity, pooled_min_slots);
+    Slot* const fresh = NewSlots(capacity);
     std::vector<bool> taken(live, false);
     for (const Slot& slot : *kept) {
       if (slot.index < live) taken[slot.index] = true;
@@ -385,10 +390,8 @@ struct TableShard {
     DiscardBlocksFrom(live);
     next_index = live;
     free_indices.clear();
-    uint64_t capacity = CapacityFor(live);
-    if (Pooled(mask + 1)) capacity = std::max(capacity, pooled_min_slots);
     FreeSlots(slots, mask + 1);
-    slots = NewSlots(capacity);
+    slots = fresh;
     mask = capacity - 1;
     size = live;
     for (const Slot& slot : *kept) PlaceIn(slots, mask, slot);

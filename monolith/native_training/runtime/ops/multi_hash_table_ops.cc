@@ -37,8 +37,11 @@ constexpr int64_t kLookupPieceIds = 16384;
 // Runs fn(i) for i in [0, n), in parallel when |ids| is large.
 Status RunItems(OpKernelContext* ctx, int64_t n, int64_t ids,
                 const std::function<Status(int64_t)>& fn) {
-  if (ids >= kParallelIds && n > 1) return ParallelFor(ctx, n, fn);
-  for (int64_t i = 0; i < n; ++i) TF_RETURN_IF_ERROR(fn(i));
+  const auto guarded = [&fn](int64_t i) {
+    return OutOfMemoryAsStatus([&] { return fn(i); });
+  };
+  if (ids >= kParallelIds && n > 1) return ParallelFor(ctx, n, guarded);
+  for (int64_t i = 0; i < n; ++i) TF_RETURN_IF_ERROR(guarded(i));
   return OkStatus();
 }
 
@@ -341,8 +344,11 @@ class MultiHashTableReinitializeOp : public OpKernel {
       // the clock: a table trained on sample times would otherwise see
       // every entry expire at its next save or eviction.
       EmbeddingHashTable& table = *mtable->table(t).table;
-      table.Reinitialize(ids.flat<int64_t>().data(), ids.NumElements(),
-                         status_vec.data(), table.LatestUpdateTime());
+      OP_REQUIRES_OK(ctx, OutOfMemoryAsStatus([&] {
+        table.Reinitialize(ids.flat<int64_t>().data(), ids.NumElements(),
+                           status_vec.data(), table.LatestUpdateTime());
+        return OkStatus();
+      }));
     }
     ctx->set_output(0, ctx->input(0));
   }

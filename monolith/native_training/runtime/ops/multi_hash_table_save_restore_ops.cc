@@ -47,8 +47,16 @@ struct TimesOutOfRange {
 ht::Status RestoreInto(MultiHashTable::Table& table, std::string_view record,
                        EntryDump* scratch, TimesOutOfRange* times_out_of_range) {
   int64_t update_time = 0;
-  const ht::Status s = table.table->RestoreRecord(record.data(), record.size(),
-                                                  scratch, &update_time);
+  ht::Status s;
+  try {
+    s = table.table->RestoreRecord(record.data(), record.size(), scratch,
+                                   &update_time);
+  } catch (const std::bad_alloc&) {
+    // No exception leaves an op (see OutOfMemoryAsStatus).
+    return ht::ResourceExhaustedError(
+        "table " + table.name + " could not grow: out of memory (or of "
+        "memory mappings: see vm.max_map_count)");
+  }
   if (s.code() == ht::StatusCode::kDataLoss) {
     return ht::DataLossError("not an EntryDump");
   }

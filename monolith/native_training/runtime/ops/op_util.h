@@ -12,6 +12,7 @@
 #include <functional>
 #include <initializer_list>
 #include <limits>
+#include <new>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -160,6 +161,22 @@ inline Status CheckInputRanks(
 
 // Runs fn(i) for i in [0, n) on TF's CPU worker threads (each item is
 // assumed to be heavy) and returns the first error.
+// Runs |fn| (returning a Status); a std::bad_alloc it throws (a table that
+// cannot grow: out of memory, or of mappings under vm.max_map_count)
+// becomes ResourceExhausted, so that no exception leaves an op. A table
+// allocates before it changes a shard, so each shard stays whole; the ids
+// of a batch already applied stay applied, as after a failed step.
+template <typename Fn>
+Status OutOfMemoryAsStatus(const Fn& fn) {
+  try {
+    return fn();
+  } catch (const std::bad_alloc&) {
+    return errors::ResourceExhausted(
+        "a hash table could not grow: out of memory (or of memory "
+        "mappings: see vm.max_map_count)");
+  }
+}
+
 inline Status ParallelFor(OpKernelContext* ctx, int64_t n,
                           const std::function<Status(int64_t)>& fn) {
   std::vector<Status> statuses(n);
