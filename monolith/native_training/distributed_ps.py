@@ -48,6 +48,7 @@ import contextlib
 import copy
 import json
 import os
+import re
 from typing import (Any, Callable, Dict, Iterator, List, NamedTuple, Optional,
                     Tuple, Union)
 
@@ -138,6 +139,10 @@ def _check_tf_config_cluster(num_ps: int) -> None:
     return
   if cluster:
     check_ps_cluster(cluster, num_ps)
+
+
+# "<group prefix>_<PS index>", the names of PS tables' saves.
+_PS_INDEX_SUFFIX = re.compile(r"_(0|[1-9][0-9]*)$")
 
 
 class _Split(NamedTuple):
@@ -705,11 +710,24 @@ class DistributedMultiTypeHashTable(
       The table, depending on every PS's restore.
     """
     new_tables = []
-    basenames = tf.convert_to_tensor(basenames, dtype=tf.string)
+    # Saves of PS tables listed in PS order ("..._0", "..._1", ...): each
+    # PS reads only those that can hold its ids (with the same PS count,
+    # its own: N reads in all, not N * N). Otherwise every PS reads all.
+    by_ps_index = isinstance(basenames, (list, tuple)) and all(
+        isinstance(b, str) and _PS_INDEX_SUFFIX.search(b) and
+        int(_PS_INDEX_SUFFIX.search(b).group(1)) == j
+        for j, b in enumerate(basenames))
+    if not by_ps_index:
+      basenames = tf.convert_to_tensor(basenames, dtype=tf.string)
     for i, table in enumerate(self._tables):
+      to_read = basenames
+      if by_ps_index:
+        to_read = multi_hash_table_ops.ps_checkpoints_to_read(
+            list(basenames),
+            multi_hash_table_ops.PsShard(self._num_ps, i, ""))
       with ps_device(i), tf.name_scope(f"dmtht_restore_{i}"):
         new_tables.append(
-            table.restore_resharded(basenames,
+            table.restore_resharded(to_read,
                                     id_modulus=self._num_ps,
                                     id_remainder=i,
                                     strict=strict))

@@ -9,6 +9,7 @@ import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 
 from monolith.native_training import distributed_ps
+from monolith.native_training import distributed_serving_ops
 from monolith.native_training import distributed_ps_factory
 from monolith.native_training import learning_rate_functions
 from monolith.native_training import multi_hash_table_ops
@@ -75,6 +76,19 @@ def test_tables_live_on_the_ps_tasks_with_the_originals_names():
   local = _create({"a": _config(1)}, num_ps=0)
   assert isinstance(local, multi_hash_table_ops.MultiHashTable)
   assert local.shared_name == "MonolithMultiHashTable_"
+
+
+def test_parameter_sync_clients_are_one_per_ps_on_its_device():
+  with tf.Graph().as_default():
+    clients = distributed_serving_ops.create_parameter_sync_clients(2)
+    assert [c.device for c in clients
+           ] == [utils.ps_device(0), utils.ps_device(1)]
+    assert len(distributed_serving_ops.create_parameter_sync_clients(0)) == 1
+    with export_context.enter_export_mode(export_context.ExportMode.STANDALONE):
+      assert {c.device for c in
+              distributed_serving_ops.create_parameter_sync_clients(2)} == {""}
+    with pytest.raises(ValueError, match="ps_num must be >= 0"):
+      distributed_serving_ops.create_parameter_sync_clients(-1)
 
 
 # Ops that de-duplicate, split and merge ids and values: the worker's.
@@ -147,6 +161,12 @@ def test_a_standalone_export_serves_every_ps_table_in_one_process(
       assert len(basenames) == 2
       looked_up = served.restore(basenames).lookup(
           {name: _id(ids) for name in configs})
+    # With the same PS count each table reads only its own PS's save.
+    read = [[
+        b.decode() for b in tf.get_static_value(op.inputs[1]).ravel()
+    ] for op in graph.get_operations()
+            if op.type == "MonolithMultiHashTableRestoreResharded"]
+    assert read == [[basenames[0]], [basenames[1]]]
     on_ps = [op.name for op in graph.get_operations() if "/job:" in op.device]
     assert not on_ps
     # No cluster: the SavedModel's process holds both PS's tables.

@@ -28,7 +28,7 @@ probabilistic filters save nothing.
 import contextlib
 import os
 import re
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Union
 
 from absl import logging
 import tensorflow as tf
@@ -155,30 +155,37 @@ def create_hash_filters(
   return filters
 
 
-def save_hash_filter(hash_filter: tf.Tensor,
-                     hash_filter_basename: tf.Tensor,
-                     enable_hash_filter: bool = False) -> tf.Operation:
-  """Saves a filter to "<basename>-SSSSS-of-NNNNN" (a no-op when disabled)."""
+def save_hash_filter(
+    hash_filter: tf.Tensor,
+    hash_filter_basename: tf.Tensor,
+    enable_hash_filter: bool = False) -> Union[tf.Tensor, tf.Operation]:
+  """Saves a filter to "<basename>-SSSSS-of-NNNNN".
+
+  Returns, as the original, the filter's handle once saved (a no-op when
+  disabled).
+  """
   if not enable_hash_filter:
     return tf.no_op()
   return gen_monolith_ops.monolith_hash_filter_save(hash_filter,
-                                                     hash_filter_basename).op
+                                                     hash_filter_basename)
 
 
-def restore_hash_filter(hash_filter: tf.Tensor,
-                        hash_filter_base_name: tf.Tensor,
-                        enable_hash_filter: bool = False) -> tf.Operation:
-  """Restores a filter saved by `save_hash_filter` (a no-op when disabled).
+def restore_hash_filter(
+    hash_filter: tf.Tensor,
+    hash_filter_base_name: tf.Tensor,
+    enable_hash_filter: bool = False) -> Union[tf.Tensor, tf.Operation]:
+  """Restores a filter saved by `save_hash_filter`.
 
-  The basename argument keeps the original's name (`save_hash_filter`'s is
-  `hash_filter_basename`, as there). A save of another capacity or split
-  count restores nothing: the filter keeps what it holds (empty after a
-  restart), with a warning.
+  Returns, as the original, the filter's handle once restored (a no-op
+  when disabled). The basename argument keeps the original's name
+  (`save_hash_filter`'s is `hash_filter_basename`, as there). A save of
+  another capacity or split count restores nothing: the filter keeps what
+  it holds (empty after a restart), with a warning.
   """
   if not enable_hash_filter:
     return tf.no_op()
   return gen_monolith_ops.monolith_hash_filter_restore(
-      hash_filter, hash_filter_base_name).op
+      hash_filter, hash_filter_base_name)
 
 
 def intercept_gradient(filter_tensor: tf.Tensor, ids: tf.Tensor,
@@ -227,7 +234,8 @@ def _per_filter_ops(hash_filters: List[tf.Tensor],
     placeholder = tf.compat.v1.placeholder(tf.string, shape=[])
     placeholders.append(placeholder)
     with tf.device(hash_filter.device):
-      filter_ops.append(make_op(hash_filter, placeholder, True))
+      # The op, not its handle output: nothing to fetch to the client.
+      filter_ops.append(make_op(hash_filter, placeholder, True).op)
   return filter_ops
 
 

@@ -354,6 +354,8 @@ def test_dummy_and_disabled_filters_save_nothing(tmp_path):
   dummy = hash_filter_ops.create_dummy_hash_filter("d")
   save = hash_filter_ops.save_hash_filter(dummy, basename, True)
   restore = hash_filter_ops.restore_hash_filter(dummy, basename, True)
+  # The filter's handle, as the original's, so calls chain.
+  assert isinstance(save, tf.Tensor) and isinstance(restore, tf.Tensor)
   with tf1.Session() as sess:
     sess.run(save)
     sess.run(restore)

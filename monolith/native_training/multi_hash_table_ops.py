@@ -647,8 +647,14 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     device = "/device:CPU:0"
     if table_type == _GPUCUCO:
       if hash_filter is not None:
-        raise ValueError("gpucuco tables admit every id: they take no hash "
-                         "filter")
+        # The original's pipeline passes create_hash_filters' dummy filters
+        # when filtering is off; those admit every id, as these tables do.
+        if hash_filter.op.type != "MonolithDummyHashFilter":
+          raise ValueError("gpucuco tables admit every id: they take no "
+                           "hash filter")
+        # One on the table's device replaces it (TF places the create op
+        # on its resources' device).
+        hash_filter = None
       skip_zero = [
           name for name in cc.table_names
           if cc.configs[name].table_config.skip_zero_embedding
@@ -671,7 +677,9 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       if sync_client is None:
         sync_client = distributed_serving_ops.create_dummy_sync_client()
     learning_rates = learning_rate_tensor(cc)
-    if tf.compat.v1.get_default_graph() is not cc.mconfig_tensor.graph:
+    # An eager tensor (a CachedConfig built outside a graph) has no graph.
+    if (getattr(cc.mconfig_tensor, "graph", None) is not
+        tf.compat.v1.get_default_graph()):
       cc = cc._replace(mconfig_tensor=tf.convert_to_tensor(cc.mconfig))
     return cls(cc=cc,
                hash_filter=hash_filter,

@@ -860,6 +860,11 @@ def test_gpucuco_tables_say_what_they_need():
     # No CUDA kernels in this build, or no GPU: said when the graph is built.
     with pytest.raises(RuntimeError, match="gpucuco tables need"):
       multi_hash_table_ops.MultiHashTable.from_configs({"a": _gpucuco(config)})
+    # The dummy filters of create_hash_filters(..., False) are taken.
+    with pytest.raises(RuntimeError, match="gpucuco tables need"):
+      multi_hash_table_ops.MultiHashTable.from_configs(
+          {"a": _gpucuco(config)},
+          hash_filter=hash_filter_ops.create_hash_filters(0, False)[0])
     assert "gpucuco tables need" in str(e)
   with pytest.raises(ValueError, match="must share a type"):
     multi_hash_table_ops.MultiHashTable.from_configs({
@@ -870,8 +875,8 @@ def test_gpucuco_tables_say_what_they_need():
   with pytest.raises(ValueError, match="take no hash filter"):
     multi_hash_table_ops.MultiHashTable.from_configs(
         {"a": _gpucuco(config)},
-        hash_filter=hash_filter_ops.create_dummy_hash_filter(
-            name_suffix="gpu"))
+        hash_filter=hash_filter_ops.create_hash_filter(1000, 5,
+                                                       name_suffix="gpu"))
   skip_zero = _gpucuco(config)
   skip_zero.table_config.skip_zero_embedding = True
   with pytest.raises(ValueError,
@@ -1000,6 +1005,17 @@ def test_building_eagerly_is_a_clear_error():
     with pytest.raises(RuntimeError, match="builds graph-mode ops"):
       multi_hash_table_ops.MultiHashTable.from_configs(
           {"s": test_utils.generate_test_hash_table_config(1)})
+
+
+def test_a_cached_config_built_eagerly_serves_a_graph():
+  with context.eager_mode():
+    cc = multi_hash_table_ops.convert_to_cached_config(
+        {"s": test_utils.generate_test_hash_table_config(1)})
+  table = multi_hash_table_ops.MultiHashTable.from_cached_config(cc)
+  lookup = table.lookup({"s": _id([3])})["s"]
+  with tf1.Session() as sess:
+    sess.run(table.initializer)
+    np.testing.assert_array_equal(sess.run(lookup), [[0]])
 
 
 def test_saves_of_one_table_to_one_basename_do_not_mix(tmp_path):

@@ -82,12 +82,13 @@ class ExportContext:
     """Sets the signature `name` of `graph`, replacing one of that name.
 
     The name is also added to the default graph's "signature_name"
-    collection.
+    collection. The signature keeps copies of `inputs` and `outputs`, so
+    that a later `merge_signature` changes this signature alone.
     """
     add_to_collections("signature_name", name)
     self._signatures[graph][name] = SavedModelSignature(name=name,
-                                                        inputs=inputs,
-                                                        outputs=outputs)
+                                                        inputs=dict(inputs),
+                                                        outputs=dict(outputs))
 
   def merge_signature(self, graph: tf.Graph, name: str, inputs: Dict[str, Any],
                       outputs: Dict[str, Any]) -> None:

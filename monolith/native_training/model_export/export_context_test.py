@@ -92,6 +92,19 @@ def test_signatures():
   assert list(ctx.signatures(tf.Graph())) == []
 
 
+def test_merging_into_a_signature_leaves_others_sharing_its_dicts():
+  ctx = export_context.ExportContext()
+  inputs, outputs = {"x": 1}, {"y": 2}
+  with tf.Graph().as_default() as g:
+    ctx.add_signature(g, "a", inputs, outputs)
+    ctx.add_signature(g, "b", inputs, outputs)
+    ctx.merge_signature(g, "a", {"extra": 3}, {"z": 4})
+  a, b = ctx.signatures(g)
+  assert a.inputs == {"x": 1, "extra": 3} and a.outputs == {"y": 2, "z": 4}
+  assert b.inputs == {"x": 1} and b.outputs == {"y": 2}
+  assert inputs == {"x": 1}
+
+
 def test_is_dry_run_or_exporting():
   with tf.Graph().as_default() as g:
     assert not export_context.is_dry_run_or_exporting()
