@@ -404,6 +404,24 @@ def test_a_write_deletes_temporaries_a_killed_write_left(tmp_path):
       [out.name] + [names[k] for k in ("running", "new", "other")])
 
 
+def test_assets_extra_is_created_only_beside_a_saved_model(tmp_path):
+  # TF Serving would take models/7, created for the warmup file alone, for
+  # a version it cannot load.
+  log = warmup_io.predict_log("m", "serving_default", {})
+  out = tmp_path / "models" / "7" / "assets.extra" / "tf_serving_warmup_requests"
+  with pytest.raises(warmup_io.WarmupDataError,
+                     match=r"not creating .*models/7/assets.extra: .*models/7 "
+                     r"holds no SavedModel \(saved_model.pb\)"):
+    warmup_io.write_prediction_logs(str(out), [log])
+  assert not (tmp_path / "models").exists()
+  (tmp_path / "models" / "7").mkdir(parents=True)
+  (tmp_path / "models" / "7" / "saved_model.pb").write_bytes(b"")
+  assert warmup_io.write_prediction_logs(str(out), [log]) == 1
+  # Elsewhere (not a numeric version folder) any folders are created.
+  staged = tmp_path / "staging" / "assets.extra" / "tf_serving_warmup_requests"
+  assert warmup_io.write_prediction_logs(str(staged), [log]) == 1
+
+
 def test_a_record_too_large_to_parse_is_refused(tmp_path, monkeypatch):
   out = tmp_path / "tf_serving_warmup_requests"
   out.write_bytes(b"previous warmup file")

@@ -158,12 +158,13 @@ def test_cli_output_inside_the_input_folder_is_skipped(tmp_path):
 
 
 def test_cli_failure_leaves_no_new_folders(tmp_path):
-  # A model version folder left empty would be a version TF Serving cannot
-  # load.
+  # Folders created for the output go when it fails (in a model's folder,
+  # one left empty could be taken for a version).
   _write_requests(tmp_path / "in", ["a"])
   (tmp_path / "in" / "z").write_bytes(b"garbage!")
   (tmp_path / "models").mkdir()
-  out = tmp_path / "models" / "7" / "assets.extra" / "tf_serving_warmup_requests"
+  out = (tmp_path / "models" / "staging" / "assets.extra" /
+         "tf_serving_warmup_requests")
   result = _run_cli([f"--input_folder={tmp_path / 'in'}",
                      f"--output_path={out}"])
   assert result.returncode != 0

@@ -186,13 +186,15 @@ def atomic_output(output_path: str) -> Iterator[str]:
   a model's assets.extra.
 
   Raises:
-    WarmupDataError: `output_path` is a folder.
+    WarmupDataError: `output_path` is a folder, or lies in an
+      `assets.extra` folder that does not exist beside no SavedModel.
   """
   if tf.io.gfile.isdir(output_path):
     raise WarmupDataError(f"output path {output_path} is a folder; give a "
                           "file path (e.g. .../assets.extra/"
                           "tf_serving_warmup_requests)")
   created = _missing_folders(os.path.dirname(output_path))
+  _check_new_assets_extra(created)
   if created:
     tf.io.gfile.makedirs(created[0])  # and the missing ones above it
   _delete_stale_temporaries(output_path)
@@ -208,6 +210,25 @@ def atomic_output(output_path: str) -> Iterator[str]:
     for folder in created:  # innermost first; only those left empty
       _remove_empty_folder(folder)
     raise
+
+
+def _check_new_assets_extra(created: List[str]) -> None:
+  """Refuses to create `<version>/assets.extra` where `<version>` (a
+  number) holds no SavedModel: TF Serving, watching the model's folder,
+  would take it for a version it cannot load."""
+  for folder in created:
+    version = os.path.dirname(folder)
+    if (os.path.basename(folder) != "assets.extra" or
+        not os.path.basename(version).isdigit()):
+      continue
+    if not any(
+        tf.io.gfile.exists(os.path.join(version, name))
+        for name in ("saved_model.pb", "saved_model.pbtxt")):
+      raise WarmupDataError(
+          f"not creating {folder}: {version} holds no SavedModel "
+          "(saved_model.pb), and TF Serving would take it for a model "
+          "version it cannot load; write the warmup file into the export "
+          "before it gets its version folder, or elsewhere and copy it in")
 
 
 def _missing_folders(folder: str) -> List[str]:
