@@ -42,10 +42,10 @@ HugePagePool::~HugePagePool() {
 }
 
 char* HugePagePool::TakeRegion() {
-  used_bytes_ += kRegionBytes;
   if (!free_regions_.empty()) {
     char* region = free_regions_.back();
     free_regions_.pop_back();
+    used_bytes_ += kRegionBytes;
     return region;
   }
   if (chunk_cursor_ == chunk_end_) {
@@ -60,6 +60,8 @@ char* HugePagePool::TakeRegion() {
   }
   char* region = chunk_cursor_;
   chunk_cursor_ += kRegionBytes;
+  // Counted once taken: a failed mapping (std::bad_alloc) counts nothing.
+  used_bytes_ += kRegionBytes;
   return region;
 }
 
