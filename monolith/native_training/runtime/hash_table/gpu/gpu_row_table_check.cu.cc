@@ -726,8 +726,11 @@ int Main() {
   // Line by line, so a crash or a timeout keeps what was printed.
   setvbuf(stdout, nullptr, _IOLBF, 0);
   int devices = 0;
-  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
-    std::printf("FAIL no usable CUDA device\n");
+  const cudaError_t error = cudaGetDeviceCount(&devices);
+  if (error != cudaSuccess || devices == 0) {
+    // A driver older than the runtime says so here.
+    std::printf("FAIL no usable CUDA device (%s)\n",
+                error == cudaSuccess ? "none found" : cudaGetErrorString(error));
     return 1;
   }
   cudaDeviceProp prop;
