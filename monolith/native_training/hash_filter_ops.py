@@ -247,28 +247,33 @@ _SAVED_FILTER_RE = re.compile(
 _PS_COUNT_GROUP = "hash_filter"
 
 
-def _saved_filter_count(asset_dir: str) -> int:
-  """How many PS saved filters in `asset_dir` (0: none found): what the
-  saver listener recorded, else (the original's checkpoints) the highest
-  PS index of the files plus one."""
-  recorded = save_utils.read_ps_count(asset_dir, _PS_COUNT_GROUP)
-  if recorded is not None:
-    return recorded
-  indices = save_utils.ps_indices_in(asset_dir, _SAVED_FILTER_RE)
+def _saved_filter_count(prefix: str) -> int:
+  """How many PS saved filters as "<prefix>hash_filter_<i>" (0: none
+  found). `prefix` is a checkpoint's asset directory (ending in "/"),
+  whose saver listener's record decides, or (the original's legacy
+  layout) the checkpoint prefix; without a record, the highest PS index
+  of the files plus one."""
+  directory, name_prefix = os.path.split(prefix)
+  if not name_prefix:
+    recorded = save_utils.read_ps_count(directory, _PS_COUNT_GROUP)
+    if recorded is not None:
+      return recorded
+  pattern = re.compile(re.escape(name_prefix) + _SAVED_FILTER_RE.pattern)
+  indices = save_utils.ps_indices_in(directory, pattern)
   return max(indices) + 1 if indices else 0
 
 
 def _run_per_filter(session: tf.compat.v1.Session,
                     filter_ops: List[tf.Operation],
-                    placeholders: List[tf.Tensor], asset_dir: str,
+                    placeholders: List[tf.Tensor], prefix: str,
                     chosen: Optional[List[int]] = None) -> None:
   """Runs `_per_filter_ops`' ops (those `chosen`, default all) with filter
-  i's files in `asset_dir`."""
+  i's files in `prefix`."""
   if chosen is None:
     chosen = list(range(len(filter_ops)))
   session.run([filter_ops[i] for i in chosen],
               feed_dict={
-                  placeholders[i]: _filter_basename(asset_dir, i)
+                  placeholders[i]: _filter_basename(prefix, i)
                   for i in chosen
               },
               options=tf.compat.v1.RunOptions(timeout_in_ms=_TIMEOUT_IN_MS))
@@ -370,13 +375,17 @@ class HashFilterCheckpointRestorerListener(
       logging.info("No checkpoint in %s; hash filters are not restored.",
                    os.path.dirname(self._basename))
       return
-    asset_dir = self._helper.get_ckpt_asset_dir(ckpt_prefix)
-    saved = _saved_filter_count(asset_dir)
+    prefix = self._helper.get_ckpt_asset_dir(ckpt_prefix)
+    if not tf.io.gfile.isdir(prefix):
+      # The original's legacy layout: "<checkpoint prefix>hash_filter_<i>"
+      # beside the checkpoint, where it had no asset directory.
+      prefix = ckpt_prefix
+    saved = _saved_filter_count(prefix)
     if saved and saved != len(self._hash_filters):
       logging.warning(
           "The hash filters in %s were saved by %d PS tasks; this job has "
           "%d. They are not restored (each counts the ids of its PS, id mod "
-          "the PS count): admission counts start over.", asset_dir, saved,
+          "the PS count): admission counts start over.", prefix, saved,
           len(self._hash_filters))
       return
     chosen = list(range(len(self._hash_filters)))
@@ -386,6 +395,6 @@ class HashFilterCheckpointRestorerListener(
           i for i in chosen if self._ps_monitor.needs_restore(
               self._hash_filters[i].device, uninitialized)
       ]
-    _run_per_filter(session, self._restore_ops, self._placeholders, asset_dir,
+    _run_per_filter(session, self._restore_ops, self._placeholders, prefix,
                     chosen)
-    logging.info("Restored %d hash filters from %s.", len(chosen), asset_dir)
+    logging.info("Restored %d hash filters from %s.", len(chosen), prefix)

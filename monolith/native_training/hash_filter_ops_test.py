@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import shutil
 from unittest import mock
 
 import numpy as np
@@ -296,6 +297,28 @@ def test_filters_save_and_restore_with_the_checkpoint(tmp_path):
     np.testing.assert_array_equal(sess.run(grad), [[0], [0]])
     assert "saved by 2 PS tasks; this job has 1" in (
         warning.call_args[0][0] % warning.call_args[0][1:])
+
+  # The original's legacy layout, "<checkpoint prefix>hash_filter_<i>"
+  # beside the checkpoint (no asset directory), restores the same.
+  legacy_dir = tmp_path / "legacy"
+  legacy_dir.mkdir()
+  for name in os.listdir(model_dir):
+    if name.startswith("model.ckpt-7."):
+      if os.path.isfile(os.path.join(model_dir, name)):
+        shutil.copy(os.path.join(model_dir, name), legacy_dir / name)
+  for name in os.listdir(basename + "-7.assets"):
+    if name.startswith("hash_filter_"):
+      shutil.copy(os.path.join(basename + "-7.assets", name),
+                  legacy_dir / ("model.ckpt-7" + name))
+  (legacy_dir / "checkpoint").write_text(
+      'model_checkpoint_path: "model.ckpt-7"\n')
+  with _restoring(str(legacy_dir / "model.ckpt"), 2,
+                  thresholds) as (sess, filters, restorer):
+    grads = _intercepted_grads(filters)
+    restorer.before_restore(sess)
+    admitted = sess.run(grads)
+    np.testing.assert_array_equal(admitted[0], [[1], [1]])
+    np.testing.assert_array_equal(admitted[1], [[0]])
 
   # PS 1's files lost (a partial copy): the recorded count says 2 PS saved,
   # so the restore fails naming them, not skipping every filter as if 1 PS
