@@ -584,6 +584,22 @@ def _parse_log(index: int,
     return None, Problem(
         index, f"{log_type}: TF Serving's warmup skips these and warms "
         f"nothing up; use one of {supported}")
+  if log_type == "multi_inference_log":
+    tasks = log.multi_inference_log.request.tasks
+    if not tasks:
+      return None, Problem(
+          index, "multi_inference_log with no tasks: TF Serving refuses the "
+          "request (InvalidArgument), and with it the model load")
+    signatures = [
+        task.model_spec.signature_name or warmup_io.DEFAULT_SIGNATURE
+        for task in tasks
+    ]
+    twice = sorted({s for s in signatures if signatures.count(s) > 1})
+    if twice:
+      return None, Problem(
+          index, f"multi_inference_log runs signature {twice[0]} in two "
+          "tasks: TF Serving refuses the request (InvalidArgument: "
+          "duplicate evaluation of a signature), and with it the model load")
   return log, None
 
 

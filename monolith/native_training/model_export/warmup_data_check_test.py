@@ -498,6 +498,22 @@ def test_classify_and_regress_requests(tmp_path, classifier_dir, model_dir):
       "tensorflow/serving/classify, but signature 'serving_default' has "
       "tensorflow/serving/predict"
   ]
+  # Multi-inference requests TF Serving refuses: no tasks, a signature run
+  # twice.
+  empty = prediction_log_pb2.PredictionLog()
+  empty.multi_inference_log.request.input.CopyFrom(classify_request.input)
+  twice = prediction_log_pb2.PredictionLog()
+  twice.CopyFrom(multi)
+  twice.multi_inference_log.request.tasks[1].model_spec.signature_name = (
+      "classify")
+  path = _write(tmp_path / "bad_multi", [empty, twice])
+  assert _problems(warmup_data_check.check_warmup_file(path)) == [
+      "record 0: multi_inference_log with no tasks: TF Serving refuses the "
+      "request (InvalidArgument), and with it the model load",
+      "record 1: multi_inference_log runs signature classify in two tasks: "
+      "TF Serving refuses the request (InvalidArgument: duplicate evaluation "
+      "of a signature), and with it the model load"
+  ]
 
 
 @pytest.fixture(scope="module", name="odd_examples_dir")
