@@ -71,12 +71,12 @@ if [ -x "$bin/gpu_row_table_check" ]; then
   # misaligned device accesses, leaks of device memory. A run cut by the
   # timeout is reported, not failed (the sanitizer slows kernels down).
   if command -v compute-sanitizer > /dev/null; then
-    timeout 240 compute-sanitizer --tool memcheck --leak-check full \
+    timeout 120 compute-sanitizer --tool memcheck --leak-check full \
       --error-exitcode 3 "$bin/gpu_row_table_check" > "$out/memcheck.txt" 2>&1
     memcheck=$?
     case $memcheck in
       0) verdict="clean" ;;
-      124) verdict="cut by its 240 s timeout (see memcheck.txt)" ;;
+      124) verdict="cut by its 120 s timeout (see memcheck.txt)" ;;
       *) verdict="FAILED ($memcheck; see memcheck.txt)"; status=1 ;;
     esac
     echo "memcheck: $verdict" | tee -a "$out/gpu_device_check.txt"

@@ -145,6 +145,20 @@ def _check_tf_config_cluster(num_ps: int) -> None:
 _PS_INDEX_SUFFIX = re.compile(r"_(0|[1-9][0-9]*)$")
 
 
+def _saves_of_one_ps_group(basenames: List[Any]) -> bool:
+  """Whether `basenames` are "<group prefix>_0", "_1", ... in order: the
+  saves of one PS group (`find_ps_checkpoints`), PS j's holding only ids
+  with id mod len(basenames) == j."""
+  groups = set()
+  for j, basename in enumerate(basenames):
+    match = (_PS_INDEX_SUFFIX.search(basename)
+             if isinstance(basename, str) else None)
+    if not match or int(match.group(1)) != j:
+      return False
+    groups.add(basename[:match.start()])
+  return len(groups) == 1
+
+
 class _Split(NamedTuple):
   """The ids of one slot (and their values), split by PS."""
   # Per PS, its ids, in their order in the input.
@@ -713,10 +727,8 @@ class DistributedMultiTypeHashTable(
     # Saves of PS tables listed in PS order ("..._0", "..._1", ...): each
     # PS reads only those that can hold its ids (with the same PS count,
     # its own: N reads in all, not N * N). Otherwise every PS reads all.
-    by_ps_index = isinstance(basenames, (list, tuple)) and all(
-        isinstance(b, str) and _PS_INDEX_SUFFIX.search(b) and
-        int(_PS_INDEX_SUFFIX.search(b).group(1)) == j
-        for j, b in enumerate(basenames))
+    by_ps_index = (isinstance(basenames, (list, tuple)) and
+                   _saves_of_one_ps_group(basenames))
     if not by_ps_index:
       basenames = tf.convert_to_tensor(basenames, dtype=tf.string)
     for i, table in enumerate(self._tables):

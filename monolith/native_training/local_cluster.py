@@ -460,7 +460,10 @@ class _ReportSetupHook(tf1.train.SessionRunHook):
     tasks = sorted(self._ps_monitor.uninitialized_ps_tasks(session))
     if not tasks:
       return
-    latest = save_utils.latest_checkpoint(FLAGS.model_dir)
+    try:
+      latest = save_utils.latest_checkpoint(FLAGS.model_dir)
+    except tf.errors.OpError as e:  # the session restored it a moment ago
+      latest = f"a checkpoint ({e.message})"
     print(f"worker {self._index}: PS task(s) {', '.join(map(str, tasks))} "
           f"{'restored from ' + latest if latest else 'initialized'}",
           flush=True)

@@ -358,20 +358,43 @@ def saving_per_ps_files(directory: str, group: str,
           "this step now.", stale, directory, group, num_ps)
 
 
-def latest_checkpoint(checkpoint_dir: str) -> Optional[str]:
-  """The prefix of the latest checkpoint of `checkpoint_dir`, or None when
-  the directory has no "checkpoint" state file.
+def _checkpoint_files_exist(prefix: str) -> bool:
+  # V2 checkpoints have "<prefix>.index"; V1 ones a file named the prefix.
+  return tf.io.gfile.exists(prefix + ".index") or tf.io.gfile.exists(prefix)
 
-  As `tf.train.latest_checkpoint`, but a state file that exists and cannot
-  be used is an error, not "no checkpoint" (after which a chief would
-  initialize what it should restore).
+
+def _resolve_checkpoint_path(checkpoint_dir: str, path: str) -> str:
+  """A path of the state file as a usable prefix: relative ones (as TF
+  writes for relative and remote directories) joined to the directory; an
+  absolute one whose files are gone but whose name is in the directory
+  (the model directory was copied or moved) taken from there."""
+  if not os.path.isabs(path) and "://" not in path:
+    return os.path.join(checkpoint_dir, path)
+  moved = os.path.join(checkpoint_dir, os.path.basename(path))
+  if (moved != path and not _checkpoint_files_exist(path) and
+      _checkpoint_files_exist(moved)):
+    logging.warning("The checkpoint state names %s, which is gone; using %s "
+                    "(the model directory was moved or copied).", path, moved)
+    return moved
+  return path
+
+
+def checkpoint_state(
+    checkpoint_dir: str) -> Optional[checkpoint_state_pb2.CheckpointState]:
+  """The "checkpoint" state file of `checkpoint_dir`, its paths resolved,
+  or None when there is none.
+
+  As `tf.train.get_checkpoint_state`, but a state file that exists and
+  cannot be used is an error, not "no checkpoint" (after which a chief
+  would initialize what it should restore). Paths are made usable as
+  `_resolve_checkpoint_path` says.
 
   Raises:
     tf.errors.OpError: the state file could not be read (as the file
       system raised it).
     tf.errors.DataLossError: the state file does not parse or names no
       checkpoint.
-    tf.errors.NotFoundError: the checkpoint it names has no files.
+    tf.errors.NotFoundError: the latest checkpoint it names has no files.
   """
   state_path = os.path.join(checkpoint_dir, "checkpoint")
   if not tf.io.gfile.exists(state_path):
@@ -385,20 +408,36 @@ def latest_checkpoint(checkpoint_dir: str) -> Optional[str]:
     raise tf.errors.DataLossError(
         None, None, f"checkpoint state file {state_path} does not parse: "
         f"{e}") from e
-  prefix = state.model_checkpoint_path
-  if not prefix:
+  if not state.model_checkpoint_path:
     raise tf.errors.DataLossError(
         None, None, f"checkpoint state file {state_path} names no "
         "checkpoint (model_checkpoint_path is empty)")
-  if not os.path.isabs(prefix) and "://" not in prefix:
-    prefix = os.path.join(checkpoint_dir, prefix)
-  # V2 checkpoints have "<prefix>.index"; V1 ones a file named the prefix.
-  if not (tf.io.gfile.exists(prefix + ".index") or tf.io.gfile.exists(prefix)):
+  prefix = _resolve_checkpoint_path(checkpoint_dir,
+                                    state.model_checkpoint_path)
+  if not _checkpoint_files_exist(prefix):
     raise tf.errors.NotFoundError(
         None, None, f"checkpoint state file {state_path} names {prefix}, "
         f"which has no files ({prefix}.index); restore it, or delete the "
         "state file to start from scratch")
-  return prefix
+  state.model_checkpoint_path = prefix
+  resolved = [
+      _resolve_checkpoint_path(checkpoint_dir, path)
+      for path in state.all_model_checkpoint_paths
+  ]
+  del state.all_model_checkpoint_paths[:]
+  state.all_model_checkpoint_paths.extend(resolved)
+  return state
+
+
+def latest_checkpoint(checkpoint_dir: str) -> Optional[str]:
+  """The prefix of the latest checkpoint of `checkpoint_dir`, or None when
+  the directory has no "checkpoint" state file.
+
+  As `tf.train.latest_checkpoint`, but strict: see `checkpoint_state`,
+  whose errors it raises.
+  """
+  state = checkpoint_state(checkpoint_dir)
+  return state.model_checkpoint_path if state else None
 
 
 class StrictChiefSessionCreator(tf.compat.v1.train.SessionCreator):
@@ -437,8 +476,15 @@ class StrictChiefSessionCreator(tf.compat.v1.train.SessionCreator):
           ready_op=self._scaffold.ready_op,
           ready_for_local_init_op=self._scaffold.ready_for_local_init_op,
           graph=tf.compat.v1.get_default_graph())
-    checkpoint = (latest_checkpoint(self._checkpoint_dir)
-                  if self._checkpoint_dir else None)
+    state = (checkpoint_state(self._checkpoint_dir)
+             if self._checkpoint_dir else None)
+    checkpoint = None
+    if state is not None:
+      checkpoint = state.model_checkpoint_path
+      # As TF's creator: the Saver learns the checkpoints kept before the
+      # restart, so that max_to_keep goes on deleting the oldest.
+      self._scaffold.saver.recover_last_checkpoints(
+          list(state.all_model_checkpoint_paths))
     return self._session_manager.prepare_session(
         self._master,
         saver=self._scaffold.saver,

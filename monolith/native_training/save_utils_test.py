@@ -336,3 +336,40 @@ def test_strict_chief_session_creator_restores_or_fails(tmp_path):
       os.remove(os.path.join(model_dir, name))
   with pytest.raises(tf.errors.NotFoundError, match="which has no files"):
     _session_value({"checkpoint_dir": model_dir})
+
+
+def test_latest_checkpoint_of_a_moved_model_directory(tmp_path):
+  # The Saver wrote absolute paths; the directory was then moved.
+  _save_variable(str(tmp_path / "a"), 1.0)
+  os.rename(tmp_path / "a", tmp_path / "b")
+  moved = str(tmp_path / "b" / "model.ckpt-7")
+  assert save_utils.latest_checkpoint(str(tmp_path / "b")) == moved
+  assert list(save_utils.checkpoint_state(
+      str(tmp_path / "b")).all_model_checkpoint_paths) == [moved]
+
+
+def _saves_through_restarts(model_dir: str, steps_per_session):
+  """Per session (a restart each), a StrictChiefSessionCreator session
+  whose Saver (max_to_keep=2) saves the given steps."""
+  for steps in steps_per_session:
+    with tf.Graph().as_default():
+      step = tf.compat.v1.train.get_or_create_global_step()
+      saver = tf.compat.v1.train.Saver(max_to_keep=2)
+      creator = save_utils.StrictChiefSessionCreator(
+          scaffold=tf.compat.v1.train.Scaffold(saver=saver),
+          checkpoint_dir=model_dir)
+      with creator.create_session() as sess:
+        for s in steps:
+          step.load(s, sess)
+          saver.save(sess, os.path.join(model_dir, "model.ckpt"),
+                     global_step=s)
+
+
+def test_max_to_keep_goes_on_after_a_restart(tmp_path):
+  model_dir = str(tmp_path)
+  _saves_through_restarts(model_dir, [[1, 2, 3], [4]])
+  # The restarted Saver knew of 2 and 3 (TF's ChiefSessionCreator recovers
+  # them too), so it deleted 2 when it saved 4.
+  index_files = sorted(
+      name for name in os.listdir(model_dir) if name.endswith(".index"))
+  assert index_files == ["model.ckpt-3.index", "model.ckpt-4.index"]

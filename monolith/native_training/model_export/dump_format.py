@@ -261,7 +261,8 @@ class DumpReader:
                name: str = "<stream>",
                check: Optional[PayloadCheck] = None,
                payload_hint: str = LAYOUT_HINT,
-               max_record_bytes: int = MAX_RECORD_BYTES):
+               max_record_bytes: int = MAX_RECORD_BYTES,
+               sort_id_check: Optional[PayloadCheck] = None):
     """Starts reading at the stream's current position.
 
     Args:
@@ -275,6 +276,11 @@ class DumpReader:
         larger one is refused before anything of it is read (on a pipe, a
         wrong layout would otherwise read a size from payload bytes and wait
         for that much input). At most MAX_RECORD_BYTES.
+      sort_id_check: with a sort-id layout, a first sort id of
+        RECORD_LIKE_SORT_ID_BYTES or more that this check accepts is taken
+        for a record (the dump has no sort ids) and refused; best strict
+        (`message_check(..., reject_unknown_fields=True)`), so that a sort
+        id that parses by chance is not refused.
     """
     if not 0 < max_record_bytes <= MAX_RECORD_BYTES:
       raise ValueError(f"max_record_bytes must be in [1, {MAX_RECORD_BYTES}], "
@@ -285,6 +291,7 @@ class DumpReader:
     self.records_read = 0
     self._stream = stream
     self._check = check
+    self._sort_id_check = sort_id_check
     self._payload_hint = payload_hint
     self._input_size = _bytes_left(stream)  # None: unknown (a pipe)
     # read1 returns what a pipe has now; read would wait for the whole chunk
@@ -359,16 +366,16 @@ class DumpReader:
     return payload
 
   def _check_first_sort_id(self, sort_id: bytes, record_offset: int) -> None:
-    """Refuses a first sort id that is itself a record (with a check).
+    """Refuses a first sort id that is itself a record (sort_id_check).
 
     Reading a dump without sort ids as one with them (--has_sort_id, the
     default, where --nohas_sort_id was meant) takes every other record for
     a sort id, and with an even number of records ends cleanly: half the
     records would be dropped without a word. Sort ids are short keys.
     """
-    if (self.records_read == 0 and self._check is not None and
+    if (self.records_read == 0 and self._sort_id_check is not None and
         len(sort_id) >= RECORD_LIKE_SORT_ID_BYTES and
-        self._check(sort_id) is None):
+        self._sort_id_check(sort_id) is None):
       raise DumpFormatError(
           f"{self.name}: the sort id of record 0 (starting at byte offset "
           f"{record_offset}) is {len(sort_id)} bytes that parse as a record: "

@@ -273,19 +273,22 @@ def test_a_dump_without_sort_ids_read_with_them_is_refused():
   assert min(map(len, payloads)) >= dump_format.RECORD_LIKE_SORT_ID_BYTES
   bare = _dump(payloads, dump_format.DumpLayout())
   with_sort_ids = dump_format.DumpLayout(has_sort_id=True)
-  check = dump_format.message_check(example_pb2.Example)
+  check = dump_format.message_check(example_pb2.Example, True)
   assert list(dump_format.DumpReader(io.BytesIO(bare),
                                      with_sort_ids)) == payloads[1::2]
   reader = dump_format.DumpReader(io.BytesIO(bare), with_sort_ids, name="n",
-                                  check=check)
+                                  sort_id_check=check)
   with pytest.raises(dump_format.DumpFormatError,
                      match=r"n: the sort id of record 0 \(starting at byte "
                      r"offset 0\) is \d+ bytes that parse as a record: the "
                      r"dump has no sort ids \(pass --nohas_sort_id\)"):
     reader.read_record()
-  # Long sort ids that do not parse, and any after record 0's, are kept.
-  data = b"".join(
-      dump_format.encode_record(p, with_sort_ids, sort_id=s)
-      for p, s in zip(payloads, [b"\xff" * 200, payloads[0], b"", b"x"]))
-  assert list(dump_format.DumpReader(io.BytesIO(data), with_sort_ids,
-                                     check=check)) == payloads
+  # Long sort ids that do not parse strictly (a key message that parses
+  # only with fields Example lacks), and any after record 0's, are kept.
+  for first in (b"\xff" * 200,
+                sample_records.with_unknown_field(payloads[0])):
+    data = b"".join(
+        dump_format.encode_record(p, with_sort_ids, sort_id=s)
+        for p, s in zip(payloads, [first, payloads[0], b"", b"x"]))
+    assert list(dump_format.DumpReader(io.BytesIO(data), with_sort_ids,
+                                       sort_id_check=check)) == payloads

@@ -225,10 +225,12 @@ class PBReader:
     self.file_name = file_name
     self.batch_size = batch_size
     self.variant_type = variant_type
-    check, hint = None, dump_format.LAYOUT_HINT
+    check, sort_id_check, hint = None, None, dump_format.LAYOUT_HINT
     if validate:
       check = dump_format.message_check(RECORD_CLASSES[variant_type],
                                         reject_unknown_fields)
+      sort_id_check = dump_format.message_check(RECORD_CLASSES[variant_type],
+                                                reject_unknown_fields=True)
       hint += f" and --variant_type={variant_type} its records"
       if reject_unknown_fields:
         hint += (", or leave out --reject_unknown_fields to accept fields of "
@@ -243,7 +245,8 @@ class PBReader:
         name=file_name or "<stdin>",
         check=check,
         payload_hint=hint,
-        max_record_bytes=max_record_bytes)
+        max_record_bytes=max_record_bytes,
+        sort_id_check=sort_id_check)
     self._batches = 0
     self._max_iter = None
     self._exhausted = False

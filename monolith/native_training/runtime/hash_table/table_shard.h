@@ -372,10 +372,11 @@ struct TableShard {
   // shard as it was.
   void Shrink(std::vector<Slot>* kept) {
     const uint32_t live = static_cast<uint32_t>(kept->size());
+    std::vector<bool> taken(live, false);
     uint64_t capacity = CapacityFor(live);
     if (Pooled(mask + 1)) capacity = std::max(capacity, pooled_min_slots);
+    // The last allocation: nothing after it can throw.
     Slot* const fresh = NewSlots(capacity);
-    std::vector<bool> taken(live, false);
     for (const Slot& slot : *kept) {
       if (slot.index < live) taken[slot.index] = true;
     }
