@@ -7,6 +7,7 @@
 #include <new>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "google/protobuf/text_format.h"
@@ -37,6 +38,29 @@ std::unique_ptr<EmbeddingHashTable> MakeTable() {
   return table;
 }
 
+// Runs an evictor of |targets| until it has done |rounds| rounds (or 30 s
+// passed); the lines it logged.
+std::vector<std::string> LinesOfRounds(
+    std::vector<PeriodicEvictor::Target> targets, int64_t rounds) {
+  std::mutex mu;
+  std::vector<std::string> lines;
+  {
+    PeriodicEvictor evictor(std::move(targets), [&](const std::string& line) {
+      std::lock_guard<std::mutex> lock(mu);
+      lines.push_back(line);
+    });
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (evictor.Rounds() < rounds &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    EXPECT_GE(evictor.Rounds(), rounds);
+  }
+  std::lock_guard<std::mutex> lock(mu);
+  return lines;
+}
+
 TEST(PeriodicEvictorTest, EvictsEachTableOnItsPeriodAndLogs) {
   auto table = MakeTable();
   const int64_t day = kSecondsPerDay;
@@ -48,27 +72,12 @@ TEST(PeriodicEvictorTest, EvictsEachTableOnItsPeriodAndLogs) {
   // The newest update time the table has seen decides what expired.
   const int64_t newest = int64_t{7} << 48;
   table->Assign(&newest, 1, &v, 3 * day);
-  std::mutex mu;
-  std::vector<std::string> lines;
-  {
-    PeriodicEvictor evictor(
-        {EvictTarget("user_id", table.get(), std::chrono::milliseconds(20))},
-        [&](const std::string& line) {
-          std::lock_guard<std::mutex> lock(mu);
-          lines.push_back(line);
-        });
-    const auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (evictor.Rounds() < 2 &&
-           std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    EXPECT_GE(evictor.Rounds(), 2);
-  }
+  const std::vector<std::string> lines = LinesOfRounds(
+      {EvictTarget("user_id", table.get(), std::chrono::milliseconds(20))},
+      2);
   EXPECT_FALSE(table->Contains(old_id));
   EXPECT_TRUE(table->Contains(kept_id));
   EXPECT_TRUE(table->Contains(newest));
-  std::lock_guard<std::mutex> lock(mu);
   ASSERT_GE(lines.size(), 2u);
   EXPECT_EQ(lines[0].rfind("evicted 1 of 3 entries of table user_id (slot 5: "
                            "1) at update time " +
@@ -97,29 +106,14 @@ TEST(PeriodicEvictorTest, StopsAtOnceWhenDestroyed) {
 // period.
 TEST(PeriodicEvictorTest, RunsEachCallbackOnItsPeriod) {
   std::atomic<int> fast{0}, slow{0};
-  std::mutex mu;
-  std::vector<std::string> lines;
-  {
-    PeriodicEvictor evictor(
-        {{"slow", std::chrono::hours(240),
-          [&] { return "slow " + std::to_string(++slow); }},
-         {"fast", std::chrono::milliseconds(10),
-          [&] { return "fast " + std::to_string(++fast); }}},
-        [&](const std::string& line) {
-          std::lock_guard<std::mutex> lock(mu);
-          lines.push_back(line);
-        });
-    const auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (evictor.Rounds() < 3 &&
-           std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    EXPECT_GE(evictor.Rounds(), 3);
-  }
+  const std::vector<std::string> lines = LinesOfRounds(
+      {{"slow", std::chrono::hours(240),
+        [&] { return "slow " + std::to_string(++slow); }},
+       {"fast", std::chrono::milliseconds(10),
+        [&] { return "fast " + std::to_string(++fast); }}},
+      3);
   EXPECT_GE(fast.load(), 3);
   EXPECT_EQ(slow.load(), 0);
-  std::lock_guard<std::mutex> lock(mu);
   ASSERT_GE(lines.size(), 3u);
   EXPECT_EQ(lines[0], "fast 1");
   EXPECT_EQ(lines[2], "fast 3");
@@ -129,27 +123,13 @@ TEST(PeriodicEvictorTest, RunsEachCallbackOnItsPeriod) {
 // is logged and tried again next period; the thread goes on.
 TEST(PeriodicEvictorTest, AnEvictionOutOfMemoryIsLoggedAndRetried) {
   std::atomic<int> calls{0};
-  std::mutex mu;
-  std::vector<std::string> lines;
-  {
-    PeriodicEvictor evictor(
-        {{"t", std::chrono::milliseconds(5),
-          [&]() -> std::string {
-            if (++calls == 1) throw std::bad_alloc();
-            return "evicted";
-          }}},
-        [&](const std::string& line) {
-          std::lock_guard<std::mutex> lock(mu);
-          lines.push_back(line);
-        });
-    const auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (evictor.Rounds() < 2 &&
-           std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-  }
-  std::lock_guard<std::mutex> lock(mu);
+  const std::vector<std::string> lines = LinesOfRounds(
+      {{"t", std::chrono::milliseconds(5),
+        [&]() -> std::string {
+          if (++calls == 1) throw std::bad_alloc();
+          return "evicted";
+        }}},
+      2);
   ASSERT_GE(lines.size(), 2u);
   EXPECT_EQ(lines[0], "t: eviction stopped, out of memory");
   EXPECT_EQ(lines[1], "evicted");
