@@ -367,7 +367,7 @@ def _multi_hash_table_save_restore(lines: List[Dict]) -> str:
         _fixed(2)(r["restore_ratio_vs_copy"]),
     ])
   return _markdown([
-      "dim", "shards", "checkpoint", "save MB/s", "restore MB/s",
+      "dim", "compression", "checkpoint (shards)", "save MB/s", "restore MB/s",
       "into SERVING MB/s", "copy MB/s", "save / copy", "restore / copy"
   ], rows)
 
