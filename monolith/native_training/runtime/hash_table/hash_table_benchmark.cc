@@ -481,7 +481,7 @@ void PrintResults(const std::vector<Result>& results) {
         "\"peer_lookup_ids_per_s\": %.0f, "
         "\"lookup_ratio_vs_peer\": %.3f, "
         "\"lookup_ratio_vs_peer_1thread\": %.3f, "
-        "\"insert_ratio_vs_peer\": %.3f, "
+        "\"fresh_insert_ratio_vs_peer\": %.3f, "
         "\"lookup_ratio_vs_1thread\": %.3f, "
         "\"median_round_ratio\": %.3f, "
         "\"peer_median_ratio_vs_1thread\": %.3f, "
@@ -504,7 +504,8 @@ void PrintResults(const std::vector<Result>& results) {
         r.optimize, r.insert / base.lookup, r.steady_insert / base.lookup,
         r.map_insert, r.map_lookup,
         r.lookup / r.map_lookup, base.lookup / base.map_lookup,
-        r.insert / r.map_insert, r.lookup / base.lookup, r.median_round_ratio,
+        r.fresh_insert / r.map_insert, r.lookup / base.lookup,
+        r.median_round_ratio,
         r.map_median_scaling, r.optimize / r.lookup, r.random_reads,
         r.lookup / r.random_reads, r.bytes_per_entry, r.table_bytes_per_entry,
         r.map_bytes_per_entry, r.payload_bytes,
