@@ -649,15 +649,24 @@ using EntryBuffer = InlineBuffer<char, 1024>;
 
 }  // namespace
 
-void EmbeddingHashTable::PutLocked(TableShard* shard, int64_t id, uint64_t hash,
-                                   const char* entry, int64_t update_time) {
+Status EmbeddingHashTable::PutLocked(TableShard* shard, int64_t id,
+                                     uint64_t hash, const char* entry,
+                                     int64_t update_time) {
   const uint64_t pos = shard->FindSlot(id, hash);
-  char* stored = shard->slots[pos].index != kEmpty
-                     ? shard->EntryAt(shard->slots[pos].index)
-                     : shard->Insert(id, pos);
+  const bool found = shard->slots[pos].index != kEmpty;
+  if (!found && shard->Full()) {
+    // Past the limit an index would wrap onto the empty marker.
+    return ResourceExhaustedError(
+        "a shard of the table holds its most entries (" +
+        std::to_string(shard->entry_limit) + "): id " + std::to_string(id) +
+        " is not restored");
+  }
+  char* stored = found ? shard->EntryAt(shard->slots[pos].index)
+                       : shard->Insert(id, pos);
   std::memcpy(stored, entry, stride_);
   shard->slots[pos].timestamp = ToTimestamp(update_time);
   NoteUpdate(update_time);
+  return Status::OK();
 }
 
 Status EmbeddingHashTable::Restore(const EntryDump& dump) {
@@ -673,8 +682,8 @@ Status EmbeddingHashTable::Restore(const EntryDump& dump) {
   ShardWriteLock lock(&shard, 1);
   MONOLITH_RETURN_IF_ERROR(
       accessor_->Restore(dump, scratch.data(), &shard.rng));
-  PutLocked(&shard, id, hash, scratch.data(), dump.last_update_ts_sec());
-  return Status::OK();
+  return PutLocked(&shard, id, hash, scratch.data(),
+                   dump.last_update_ts_sec());
 }
 
 Status EmbeddingHashTable::RestoreRecord(const char* record, size_t size,
@@ -691,8 +700,7 @@ Status EmbeddingHashTable::RestoreRecord(const char* record, size_t size,
     const uint64_t hash = Mix(id);
     TableShard& shard = shards_[ShardOf(hash)];
     ShardWriteLock lock(&shard, 1);
-    PutLocked(&shard, id, hash, scratch.data(), *update_time);
-    return Status::OK();
+    return PutLocked(&shard, id, hash, scratch.data(), *update_time);
   }
   if (!scratch_dump->ParseFromArray(record, static_cast<int>(size))) {
     return DataLossError("a record of " + std::to_string(size) +

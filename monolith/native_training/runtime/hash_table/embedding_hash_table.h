@@ -249,9 +249,10 @@ class EmbeddingHashTable {
                        Fn fn, const AdmitFn& admit = {});
   // Inserts or overwrites |id| with |entry| (stride_ bytes) stamped
   // |update_time|. Caller holds a ShardWriteLock on |shard| with room for
-  // one more entry.
-  void PutLocked(internal::TableShard* shard, int64_t id, uint64_t hash,
-                 const char* entry, int64_t update_time);
+  // one more entry. ResourceExhausted, changing nothing, for a new id in a
+  // full shard (Full()).
+  Status PutLocked(internal::TableShard* shard, int64_t id, uint64_t hash,
+                   const char* entry, int64_t update_time);
 
   // Raises LatestUpdateTime() to |update_time|.
   void NoteUpdate(int64_t update_time);

@@ -508,6 +508,22 @@ TEST(EmbeddingHashTableTest, AFullShardTakesNoNewIdsAndMixesNone) {
     }
   }
   EXPECT_EQ(kept, 64 * 4);
+  // A restore respects the limit too: a new id in a full shard is
+  // ResourceExhausted, an existing one is overwritten.
+  EntryDump dump;
+  dump.set_id(ids[kIds - 1] + 1000);
+  dump.add_num(7.0f);
+  EXPECT_EQ(table->Restore(dump).code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(table->Size(), 64 * 4);
+  int64_t stored_id = 0;
+  for (int i = 0; i < kIds; ++i) {
+    if (out[i] == values[i]) stored_id = ids[i];
+  }
+  dump.set_id(stored_id);
+  ASSERT_TRUE(table->Restore(dump).ok());
+  float restored = 0;
+  table->BatchLookup(&stored_id, 1, &restored);
+  EXPECT_EQ(restored, 7.0f);
 }
 
 TEST(EmbeddingHashTableTest, InitialCapacityIsBounded) {

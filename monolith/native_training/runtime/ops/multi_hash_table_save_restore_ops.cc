@@ -43,7 +43,7 @@ struct TimesOutOfRange {
 // Restores checkpoint record |record| into |table| (|scratch| parses what
 // cannot be read in place), counting its update time if out of range.
 // DataLoss if it is not an EntryDump, InvalidArgument if it does not fit
-// the table's entries.
+// the table's entries, ResourceExhausted if the table cannot take it.
 ht::Status RestoreInto(MultiHashTable::Table& table, std::string_view record,
                        EntryDump* scratch, TimesOutOfRange* times_out_of_range) {
   int64_t update_time = 0;
@@ -60,6 +60,7 @@ ht::Status RestoreInto(MultiHashTable::Table& table, std::string_view record,
   if (s.code() == ht::StatusCode::kDataLoss) {
     return ht::DataLossError("not an EntryDump");
   }
+  if (s.code() == ht::StatusCode::kResourceExhausted) return s;
   if (!s.ok()) return ht::InvalidArgumentError(s.message());
   if (update_time > ht::kMaxUpdateTimeSeconds) {
     times_out_of_range->too_large.fetch_add(1, std::memory_order_relaxed);
