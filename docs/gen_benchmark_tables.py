@@ -499,7 +499,7 @@ def _gpu_table(lines: List[Dict]) -> str:
   return _markdown(
       ["device", "dim", "load", "keys", "batch", "find/s", "HKV find/s",
        "find vs HKV", "upsert/s", "HKV upsert/s", "upsert vs HKV",
-       "adagrad/s", "find bar"],
+       "adagrad/s", "HKV keys kept", "find bar"],
       ([
           r["device"], str(r["dim"]), _fixed(1)(r["load_factor"]),
           _count(r["keys"]), _count(r["batch"]),
@@ -508,7 +508,9 @@ def _gpu_table(lines: List[Dict]) -> str:
           billions(r["upsert_keys_per_s"]),
           billions(r["peer_upsert_keys_per_s"]),
           _fixed(2)(r["upsert_ratio_vs_peer"]),
-          billions(r["adagrad_keys_per_s"]), bar(r)
+          billions(r["adagrad_keys_per_s"]),
+          _count(r["peer_keys_kept"]) if "peer_keys_kept" in r else "",
+          bar(r)
       ] for r in lines))
 
 
