@@ -571,6 +571,27 @@ std::string EmbeddingHashTable::DebugString() const {
   return out.str();
 }
 
+namespace {
+
+// Entries moved or were removed (erase, eviction, a clear) since |pending|
+// was noted: finds where pending[next..] are now, drops those that are
+// gone, and puts the rest back in arena order. Entries already written
+// (before |next|) stay written; ids inserted since are not added.
+void RelocatePending(const TableShard& shard, size_t next,
+                     std::vector<Slot>* pending) {
+  size_t kept = next;
+  for (size_t i = next; i < pending->size(); ++i) {
+    const int64_t id = (*pending)[i].id;
+    const Slot& now = shard.slots[shard.FindSlot(id, Mix(id))];
+    if (now.index != kEmpty) (*pending)[kept++] = now;
+  }
+  pending->resize(kept);
+  std::sort(pending->begin() + next, pending->end(),
+            [](const Slot& a, const Slot& b) { return a.index < b.index; });
+}
+
+}  // namespace
+
 Status EmbeddingHashTable::Save(
     int shard, int num_shards, int64_t now,
     const std::function<Status(const SavedEntry&)>& write,
@@ -584,8 +605,9 @@ Status EmbeddingHashTable::Save(
   // Dump shard of an id: its internal shard modulo num_shards when that
   // splits the work evenly enough, else its hash modulo num_shards.
   const bool by_internal_shard = num_shards <= kNumShards;
-  std::vector<Slot> slot_of_index;
-  // One internal shard's records, encoded back to back, and where each ends.
+  // The entries of one internal shard still to write, in arena order.
+  std::vector<Slot> pending;
+  // One chunk's records, encoded back to back, and where each ends.
   WireWriter wire;
   struct Record {
     int64_t id;
@@ -595,14 +617,14 @@ Status EmbeddingHashTable::Save(
   std::vector<Record> records;
   for (int s = 0; s < kNumShards; ++s) {
     if (by_internal_shard && s % num_shards != shard) continue;
-    wire.Clear();
-    records.clear();
+    const TableShard& internal = shards_[s];
+    uint64_t layout_version;
     {
-      const TableShard& internal = shards_[s];
       std::shared_lock<std::shared_mutex> lock(internal.mu);
+      layout_version = internal.layout_version;
       // Entries are encoded in arena order, a sequential read, rather than
       // in slot order, which would read them at random: index them first.
-      slot_of_index.assign(internal.next_index, Slot{0, kEmpty, 0});
+      pending.assign(internal.next_index, Slot{0, kEmpty, 0});
       for (uint64_t i = 0; i <= internal.mask; ++i) {
         const Slot& slot = internal.slots[i];
         if (slot.index == kEmpty) continue;
@@ -610,33 +632,54 @@ Status EmbeddingHashTable::Save(
             static_cast<int>(Mix(slot.id) % num_shards) != shard) {
           continue;
         }
-        slot_of_index[slot.index] = slot;
-      }
-      // Blocks are at most 16 KiB apart in memory, so the hardware's
-      // sequential prefetch stops at each: prefetch a few entries ahead.
-      constexpr uint32_t kPrefetchAhead = 4;
-      for (uint32_t index = 0; index < internal.next_index; ++index) {
-        if (index + kPrefetchAhead < internal.next_index) {
-          PrefetchRange<false>(internal.EntryAt(index + kPrefetchAhead),
-                               stride_);
-        }
-        const Slot& slot = slot_of_index[index];
-        if (slot.index == kEmpty) continue;
-        if (now > 0 &&
-            expire_times->IsExpired(slot.id, slot.timestamp, now)) {
-          continue;
-        }
-        accessor_->WriteRecord(slot.id, internal.EntryAt(index),
-                               slot.timestamp, &wire);
-        records.push_back(Record{slot.id, slot.timestamp, wire.size()});
+        pending[slot.index] = slot;
       }
     }
-    size_t begin = 0;
-    for (const Record& record : records) {
-      MONOLITH_RETURN_IF_ERROR(write(SavedEntry{record.id, record.update_time,
-                                                wire.data() + begin,
-                                                record.end - begin}));
-      begin = record.end;
+    pending.erase(std::remove_if(pending.begin(), pending.end(),
+                                 [](const Slot& slot) {
+                                   return slot.index == kEmpty;
+                                 }),
+                  pending.end());
+    // Chunk by chunk, each under the read lock and written after it is
+    // released: a save holds one chunk of records, not a shard's.
+    size_t next = 0;
+    while (next < pending.size()) {
+      wire.Clear();
+      records.clear();
+      {
+        std::shared_lock<std::shared_mutex> lock(internal.mu);
+        if (internal.layout_version != layout_version) {
+          RelocatePending(internal, next, &pending);
+          layout_version = internal.layout_version;
+        }
+        // Blocks are at most 16 KiB apart in memory, so the hardware's
+        // sequential prefetch stops at each: prefetch a few entries ahead.
+        constexpr size_t kPrefetchAhead = 4;
+        for (; next < pending.size() && wire.size() < save_chunk_bytes_;
+             ++next) {
+          if (next + kPrefetchAhead < pending.size()) {
+            PrefetchRange<false>(
+                internal.EntryAt(pending[next + kPrefetchAhead].index),
+                stride_);
+          }
+          const Slot& slot = pending[next];
+          if (now > 0 &&
+              expire_times->IsExpired(slot.id, slot.timestamp, now)) {
+            continue;
+          }
+          accessor_->WriteRecord(slot.id, internal.EntryAt(slot.index),
+                                 slot.timestamp, &wire);
+          records.push_back(Record{slot.id, slot.timestamp, wire.size()});
+        }
+      }
+      size_t begin = 0;
+      for (const Record& record : records) {
+        MONOLITH_RETURN_IF_ERROR(write(SavedEntry{record.id,
+                                                  record.update_time,
+                                                  wire.data() + begin,
+                                                  record.end - begin}));
+        begin = record.end;
+      }
     }
   }
   return Status::OK();

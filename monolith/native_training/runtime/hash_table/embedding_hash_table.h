@@ -29,6 +29,7 @@
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_EMBEDDING_HASH_TABLE_H_
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -59,6 +60,9 @@ class EmbeddingHashTable {
   // shard; more dump shards each scan every internal shard (and filter by
   // id hash), so the work of a whole save grows with their number.
   static constexpr int kMaxCheapDumpShards = 64;
+  // Save encodes an internal shard's records in chunks of about this many
+  // bytes, each under the shard's read lock.
+  static constexpr size_t kSaveChunkBytes = size_t{4} << 20;
 
   // |seed| seeds the initializers' random engines (one per shard).
   // InvalidArgument for a bad entry config (see EntryAccessor::Create) or an
@@ -176,6 +180,8 @@ class EmbeddingHashTable {
   // no new ids, as if the filter refused them (their writes are dropped,
   // lookups read zeros), never reusing a live entry. Call before any write.
   void LimitShardEntriesForTesting(uint32_t limit);
+  // Lowers Save's chunk size (kSaveChunkBytes). Call before any save.
+  void SetSaveChunkBytesForTesting(size_t bytes) { save_chunk_bytes_ = bytes; }
 
   // One entry as Save hands it out: its id, last update time (seconds) and
   // its EntryDump (id, num, opt, last_update_ts_sec) serialized, the
@@ -189,10 +195,16 @@ class EmbeddingHashTable {
   };
   // Calls |write| with every entry of dump shard |shard| of |num_shards|
   // (entries are split by id hash; saving all shards, in any order or in
-  // parallel, writes every entry exactly once). Each of the table's internal
-  // shards is encoded under its read lock and handed to |write| after the
-  // lock is released, so each entry is consistent and writers wait at most
-  // for one internal shard's encoding, never for |write|. With |now| > 0
+  // parallel, writes every entry exactly once). Each of the table's
+  // internal shards is listed under its read lock (16 bytes an entry), then
+  // its entries are encoded in chunks of about kSaveChunkBytes, each under
+  // the read lock and handed to |write| after the lock is released: each
+  // entry is consistent, writers wait at most for one chunk's encoding,
+  // never for |write|, and a call holds one chunk of records, whatever the
+  // table's size. An entry is saved if it was in the table when its shard
+  // was listed and still is when its chunk is encoded, with its values of
+  // that moment and its update time of the listing (or of a later chunk's,
+  // when erases or eviction moved entries meanwhile). With |now| > 0
   // entries expired at |now| are skipped, by |expire_times| when given,
   // else by the table's own. Stops at the first error of |write|.
   Status Save(int shard, int num_shards, int64_t now,
@@ -265,6 +277,7 @@ class EmbeddingHashTable {
   int64_t stride_ = 0;  // bytes per entry: the accessor's payload
   int64_t lookup_bytes_ = 0;  // leading bytes of an entry a lookup reads
   bool skip_zero_embedding_ = false;
+  size_t save_chunk_bytes_ = kSaveChunkBytes;
   SlotExpireTimes expire_times_;
   // Declared before the shards, which return their memory to it.
   std::unique_ptr<HugePagePool> pool_;

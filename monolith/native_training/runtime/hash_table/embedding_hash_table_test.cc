@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <numeric>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -1128,6 +1129,93 @@ TEST(EmbeddingHashTableTest, SaveWhileTraining) {
   trainer.join();
   ASSERT_EQ(saved.size(), static_cast<size_t>(kIds));
   for (const auto& [id, value] : saved) EXPECT_GE(value, 1.0f) << id;
+}
+
+// Save encodes a shard chunk by chunk, letting go of its lock between
+// chunks: what a writer does meanwhile (new values, eviction moving
+// entries, erases whose indices new ids take) shows in later chunks, and
+// every record still pairs an id with its own values, each id at most once.
+TEST(EmbeddingHashTableTest, SaveInChunksFollowsEntriesThatMoveOrGo) {
+  auto table = OneDayExpiryTable(1);
+  table->SetSaveChunkBytesForTesting(64);  // a few records per chunk
+  const int64_t day = kSecondsPerDay;
+  // Value of an id: its number, plus 1000 once reassigned during the save.
+  constexpr int kIds = 20000;
+  std::vector<int64_t> old_ids, kept_ids;
+  for (int i = 0; i < kIds; ++i) {
+    (i % 2 ? kept_ids : old_ids).push_back(i * 7919 + 3);
+  }
+  const auto value_of = [](int64_t id) { return static_cast<float>(id / 7919); };
+  const auto assign = [&](const std::vector<int64_t>& ids, float plus,
+                          int64_t time) {
+    std::vector<float> values;
+    for (int64_t id : ids) values.push_back(value_of(id) + plus);
+    table->Assign(ids.data(), ids.size(), values.data(), time);
+  };
+  assign(old_ids, 0, 10);
+  assign(kept_ids, 0, 10 + 2 * day);
+
+  std::map<int64_t, float> saved;
+  std::set<int64_t> erased, inserted;
+  int64_t next_new_id = -1;
+  int calls = 0;
+  size_t saved_before_reassign = 0;
+  ASSERT_TRUE(
+      table
+          ->Save(0, 1, 0,
+                 [&](const SavedEntry& entry) {
+                   const EntryDump dump = ParseSaved(entry);
+                   EXPECT_TRUE(saved.emplace(dump.id(), dump.num(0)).second)
+                       << "saved twice: " << dump.id();
+                   if (++calls == 1) {
+                     saved_before_reassign = saved.size();
+                     // Every kept id not saved yet gets a new value; the old
+                     // ids are evicted (the shards shrink: entries move).
+                     assign(kept_ids, 1000, 10 + 2 * day);
+                     table->Evict(10 + 2 * day);
+                   }
+                   if (calls % 100 == 0) {
+                     // Erase unsaved kept ids; new ids take their indices.
+                     std::vector<int64_t> fresh;
+                     for (int64_t id : kept_ids) {
+                       if (saved.count(id) || erased.count(id)) continue;
+                       if (fresh.size() == 50) break;
+                       EXPECT_TRUE(table->Erase(id));
+                       erased.insert(id);
+                       fresh.push_back(next_new_id);
+                       inserted.insert(next_new_id--);
+                     }
+                     assign(fresh, 0, 10 + 2 * day);
+                   }
+                   return Status::OK();
+                 })
+          .ok());
+  ASSERT_GT(erased.size(), 500u);
+  int old_saved = 0, reassigned = 0;
+  for (const auto& [id, value] : saved) {
+    if (inserted.count(id)) {
+      // Inserted into a shard listed later.
+      EXPECT_EQ(value, value_of(id)) << id;
+    } else if ((id - 3) / 7919 % 2 == 0) {
+      ++old_saved;  // saved before its eviction
+      EXPECT_EQ(value, value_of(id)) << id;
+    } else {
+      EXPECT_TRUE(value == value_of(id) || value == value_of(id) + 1000)
+          << id << " saved with " << value;
+      reassigned += value == value_of(id) + 1000;
+    }
+  }
+  EXPECT_LE(old_saved, static_cast<int>(saved_before_reassign) + 16);
+  for (int64_t id : kept_ids) {
+    if (erased.count(id)) {
+      EXPECT_EQ(saved.count(id), 0u) << "saved after its erase: " << id;
+    } else {
+      EXPECT_EQ(saved.count(id), 1u) << "lost: " << id;
+    }
+  }
+  // Only the first chunk was encoded before the new values.
+  EXPECT_GE(reassigned,
+            static_cast<int>(kept_ids.size() - erased.size()) - 16);
 }
 
 // RecordId: in place for what the wire walk reads, parsed otherwise (a

@@ -152,6 +152,11 @@ struct TableShard {
   // with whether each came from the pool.
   std::vector<std::pair<char*, bool>> ready_blocks;
   std::vector<uint32_t> free_indices;
+  // Raised (under |mu| held exclusively) whenever an index stops holding
+  // its entry: an erase frees it, a shrink moves entries, a reset empties
+  // the shard. A reader that let go of |mu| compares it to know whether
+  // the indices it noted still hold the same entries.
+  uint64_t layout_version = 0;
   // The longest any growth (Reserve's rehash) of this shard took, in ns;
   // written under |write_mu|, read without a lock (it is atomic).
   std::atomic<int64_t> longest_rehash_ns{0};
@@ -202,6 +207,7 @@ struct TableShard {
     next_index = capacity_entries = 0;
     free_indices.clear();
     heap_arena_bytes = 0;
+    ++layout_version;
   }
 
   bool Pooled(uint64_t capacity) const {
@@ -396,6 +402,7 @@ struct TableShard {
     mask = capacity - 1;
     size = live;
     for (const Slot& slot : *kept) PlaceIn(slots, mask, slot);
+    ++layout_version;
   }
 
   // Gives back the pages of the blocks holding only indices >= |first|.
@@ -425,6 +432,7 @@ struct TableShard {
     }
     slots[hole].index = kEmpty;
     --size;
+    ++layout_version;
   }
 };
 
