@@ -358,7 +358,10 @@ def test_pack_ids_names_bad_splits():
        r"row splits\[1\] = 2"),
       ([], [0], "id_split: .*need at least 2 values"),
       ([1], [0], "id_split must end at the number of ids"),
-      ([1, 2], [1, 2], "id_split: .*must start at 0, got 1")]:
+      ([1, 2], [1, 2], "id_split: .*must start at 0, got 1"),
+      # Differences past int64 (a subtraction wrapped: reads past the ids).
+      ([5], [0, 1, -2**63, -1, 1], r"id_split: .*row splits\[2\] = "
+       r"-9223372036854775808 is below row splits\[1\] = 1")]:
     with pytest.raises(tf.errors.InvalidArgumentError, match=match):
       _run(pack, {ids: np.array(bad_ids, np.int64),
                   split: np.array(bad_split, np.int64)})

@@ -110,16 +110,19 @@ Status PlanPack(const int64_t* ids, const std::vector<int64_t>& splits,
   plan->widths.assign(tables, 1);
   plan->bytes = kPackedHeaderBytes * static_cast<int64_t>(tables);
   for (size_t t = 0; t < tables; ++t) {
-    const int64_t n = splits[t + 1] - splits[t];
-    if (n < 0 || splits[t + 1] > splits.back()) {
+    // Compared, not subtracted: splits far apart would overflow. From 0,
+    // never decreasing and never past the last, each is in [0, 2^31).
+    const bool below = splits[t + 1] < splits[t];
+    if (below || splits[t + 1] > splits.back()) {
       return InvalidArgumentError(
           "packing ids: row splits[" + std::to_string(t + 1) + "] = " +
           std::to_string(splits[t + 1]) +
-          (n < 0 ? " is below row splits[" + std::to_string(t) +
+          (below ? " is below row splits[" + std::to_string(t) +
                        "] = " + std::to_string(splits[t])
                  : " is past the last (" + std::to_string(splits.back()) +
                        ")"));
     }
+    const int64_t n = splits[t + 1] - splits[t];
     if (n == 0) continue;
     // Plain loops: they vectorize, std::minmax_element does not.
     int64_t lo = ids[splits[t]], hi = lo;

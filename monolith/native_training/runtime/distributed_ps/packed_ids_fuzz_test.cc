@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <memory>
 #include <random>
 #include <vector>
@@ -95,6 +96,73 @@ TEST(PackedIdsFuzzTest, MutatedPackingsUnpackOrFailCleanly) {
     ++accepted;
   }
   std::printf("%lld packings: %lld unpacked, %lld refused\n",
+              static_cast<long long>(iterations),
+              static_cast<long long>(accepted),
+              static_cast<long long>(refused));
+  EXPECT_GT(accepted, iterations / 10);
+  EXPECT_GT(refused, iterations / 10);
+}
+
+// A split value: near the ends of int64, at 2^31 or just past, or small
+// (never in (4096, 2^31), where a plan would read that many ids).
+int64_t RandomSplit(std::mt19937_64* gen) {
+  constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  const int64_t small = static_cast<int64_t>((*gen)() % 8);
+  switch ((*gen)() % 6) {
+    case 0: return kMin + small;
+    case 1: return kMax - small;
+    case 2: return (int64_t{1} << 31) + small;
+    case 3: return -small;
+    default: return small * 3;
+  }
+}
+
+// The worker's side: PlanPack on hostile row splits (an op input) reads
+// only the ids the last split counts, or refuses; what it accepts packs
+// and unpacks back to the same ids.
+TEST(PackedIdsFuzzTest, HostileSplitsPlanOrFailCleanly) {
+  const int64_t iterations = EnvOr("MONOLITH_FUZZ_ITERATIONS", 50000);
+  std::mt19937_64 gen(EnvOr("MONOLITH_FUZZ_SEED", 1) + 1);
+  int64_t accepted = 0, refused = 0;
+  for (int64_t i = 0; i < iterations; ++i) {
+    const int tables = 1 + static_cast<int>(gen() % 4);
+    std::vector<int64_t> splits = {gen() % 16 == 0 ? RandomSplit(&gen) : 0};
+    for (int t = 0; t < tables; ++t) {
+      const int64_t last = splits.back();
+      const bool small = last >= 0 && last <= 64;
+      splits.push_back(gen() % 3 == 0 || !small ? RandomSplit(&gen)
+                                                : last + gen() % 5);
+    }
+    // Exactly the ids the last split counts (a plan must refuse 2^31 and
+    // more, or a negative count, without reading any).
+    const int64_t last = splits.back();
+    ASSERT_TRUE(last <= 4096 || last >= (int64_t{1} << 31)) << last;
+    const int64_t count = last >= 0 && last <= 4096 ? last : 0;
+    std::unique_ptr<int64_t[]> ids(new int64_t[count]);
+    for (int64_t k = 0; k < count; ++k) {
+      ids[k] = static_cast<int64_t>(gen()) >> (gen() % 64);
+    }
+    PackPlan plan;
+    const Status s = PlanPack(ids.get(), splits, &plan);
+    if (!s.ok()) {
+      ASSERT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+      ++refused;
+      continue;
+    }
+    ASSERT_EQ(count, splits.back());
+    std::unique_ptr<uint8_t[]> packed(new uint8_t[plan.bytes]);
+    Pack(ids.get(), splits, plan, packed.get());
+    PackedHeader header;
+    ASSERT_TRUE(ReadPackedHeader(packed.get(), plan.bytes, tables, &header)
+                    .ok());
+    ASSERT_EQ(header.splits, splits);
+    std::unique_ptr<int64_t[]> unpacked(new int64_t[count]);
+    Unpack(packed.get(), header, unpacked.get());
+    ASSERT_TRUE(std::equal(ids.get(), ids.get() + count, unpacked.get()));
+    ++accepted;
+  }
+  std::printf("%lld split vectors: %lld packed, %lld refused\n",
               static_cast<long long>(iterations),
               static_cast<long long>(accepted),
               static_cast<long long>(refused));

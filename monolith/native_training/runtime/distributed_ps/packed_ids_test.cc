@@ -103,6 +103,19 @@ TEST(PackedIdsTest, PlanRefusesBadSplits) {
   // More ids than an unpack takes (the ids are not read).
   EXPECT_EQ(PlanPack(ids.data(), {0, int64_t{1} << 31}, &plan).code(),
             StatusCode::kInvalidArgument);
+  // Splits whose differences overflow int64: refused before any id is read
+  // (a subtraction wrapped to a huge positive count and read past the ids).
+  const int64_t min = std::numeric_limits<int64_t>::min();
+  const int64_t one_id[1] = {5};
+  for (const std::vector<int64_t>& splits :
+       {std::vector<int64_t>{0, 1, min, -1, 1},
+        std::vector<int64_t>{0, 1, min, 1},
+        std::vector<int64_t>{0, min, 1}}) {
+    const Status s = PlanPack(one_id, splits, &plan);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(s.message().find("is below row splits["), std::string::npos)
+        << s.message();
+  }
 }
 
 TEST(PackedIdsTest, HeaderChecksNameWhatIsWrong) {
