@@ -44,11 +44,13 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <new>
 #include <numeric>
 #include <random>
 #include <string>
@@ -612,19 +614,43 @@ Status CheckIdCountsLength(InferenceContext* c, int input,
 constexpr int64_t kParallelIds = 16384;
 
 // A runner of a kernel's per-table work: on TF's CPU worker threads when
-// |ids| is large.
+// |ids| is large. An item out of memory ends no thread (an exception on a
+// worker thread would end the process): the runner throws std::bad_alloc
+// on the kernel's thread once every item ran, for ComputeGuarded.
 dps::Runner RunnerFor(OpKernelContext* ctx, int64_t ids) {
-  if (ids < kParallelIds) {
-    return [](int64_t n, const std::function<void(int64_t)>& fn) {
-      for (int64_t i = 0; i < n; ++i) fn(i);
-    };
-  }
-  return [ctx](int64_t n, const std::function<void(int64_t)>& fn) {
-    ParallelFor(ctx, n, [&fn](int64_t i) {
-      fn(i);
+  return [ctx, parallel = ids >= kParallelIds](
+             int64_t n, const std::function<void(int64_t)>& fn) {
+    std::atomic<bool> out_of_memory{false};
+    const auto item = [&](int64_t i) {
+      try {
+        fn(i);
+      } catch (const std::bad_alloc&) {
+        out_of_memory = true;
+      }
       return OkStatus();
-    }).IgnoreError();
+    };
+    if (parallel) {
+      ParallelFor(ctx, n, item).IgnoreError();
+    } else {
+      for (int64_t i = 0; i < n; ++i) item(i);
+    }
+    if (out_of_memory) throw std::bad_alloc();
   };
+}
+
+// Runs a kernel's body (which reports its errors through |ctx|); out of
+// memory there or in its RunnerFor items is ResourceExhausted: no
+// exception leaves an op.
+template <typename Body>
+void ComputeGuarded(OpKernelContext* ctx, const Body& body) {
+  try {
+    body();
+  } catch (const std::bad_alloc&) {
+    ctx->CtxFailure(errors::ResourceExhausted(
+        ctx->op_kernel().type_string(), " ", ctx->op_kernel().name(),
+        ": out of memory; give the task more memory or send smaller "
+        "batches"));
+  }
 }
 
 // The ids of each table, list input "ids": vectors of at most 2^31 - 1
@@ -665,6 +691,11 @@ class PartitionOp : public OpKernel {
   }
 
   void Compute(OpKernelContext* ctx) override {
+    ComputeGuarded(ctx, [&] { ComputeUnguarded(ctx); });
+  }
+
+ private:
+  void ComputeUnguarded(OpKernelContext* ctx) {
     const int64_t num_tables = dims_.size();
     std::vector<const int64_t*> table_ids;
     std::vector<int64_t> counts;
@@ -712,7 +743,6 @@ class PartitionOp : public OpKernel {
               float_splits->flat<int64_t>().data());
   }
 
- private:
   int64_t num_ps_;
   bool unique_;
   std::vector<int64_t> dims_;
@@ -811,6 +841,11 @@ class GatherOp : public OpKernel {
   }
 
   void Compute(OpKernelContext* ctx) override {
+    ComputeGuarded(ctx, [&] { ComputeUnguarded(ctx); });
+  }
+
+ private:
+  void ComputeUnguarded(OpKernelContext* ctx) {
     const char* values_name = kHalf ? "float16_pairs" : "values";
     const Tensor* values = nullptr;
     OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 0, values_name, &values));
@@ -873,7 +908,6 @@ class GatherOp : public OpKernel {
     }
   }
 
- private:
   std::vector<int64_t> dims_;
 };
 
@@ -887,6 +921,11 @@ class ScatterAddOp : public OpKernel {
   }
 
   void Compute(OpKernelContext* ctx) override {
+    ComputeGuarded(ctx, [&] { ComputeUnguarded(ctx); });
+  }
+
+ private:
+  void ComputeUnguarded(OpKernelContext* ctx) {
     const int64_t num_tables = dims_.size();
     OpInputList values;
     OP_REQUIRES_OK(ctx, ctx->input_list("values", &values));
@@ -968,7 +1007,6 @@ class ScatterAddOp : public OpKernel {
     }
   }
 
- private:
   int64_t num_ps_;
   std::vector<int64_t> dims_;
 };
@@ -982,6 +1020,11 @@ class LookupFloat16Op : public OpKernel {
   explicit LookupFloat16Op(OpKernelConstruction* ctx) : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
+    ComputeGuarded(ctx, [&] { ComputeUnguarded(ctx); });
+  }
+
+ private:
+  void ComputeUnguarded(OpKernelContext* ctx) {
     HeldMultiHashTable mtable;
     OP_REQUIRES_OK(ctx,
                    HoldMultiHashTable(ctx, 0, /*exclusive=*/false, &mtable));
