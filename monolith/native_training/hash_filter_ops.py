@@ -43,6 +43,11 @@ from monolith.native_training.runtime.ops import gen_monolith_ops
 HASH_FILTER_CAPACITY = 300000000
 HASH_FILTER_SPLIT_NUM = 7
 
+# The original's names for the op module.
+filter_ops = gen_monolith_ops
+filter_save_op = gen_monolith_ops
+filter_restore_op = gen_monolith_ops
+
 _TIMEOUT_IN_MS = 30 * 60 * 1000
 
 

@@ -13,6 +13,7 @@ from monolith.native_training import hash_filter_ops
 from monolith.native_training import multi_hash_table_ops
 from monolith.native_training import test_utils
 from monolith.native_training import utils
+from monolith.native_training.runtime.ops import gen_monolith_ops
 from monolith.native_training.runtime.hash_table import \
     embedding_hash_table_pb2
 
@@ -174,6 +175,36 @@ def test_intercept_gradient_zeroes_filtered_rows():
     # First pass: both ids counted once, below threshold 1 before it.
     np.testing.assert_array_equal(sess.run(grad), [[0, 0], [0, 0]])
     np.testing.assert_array_equal(sess.run(grad), [[3, 3], [3, 3]])
+
+
+def test_intercept_gradient_takes_rows_of_flattened_ids():
+  # [B, L, dim] embeddings of B * L ids, as the original read them; the
+  # gradient keeps the embeddings' shape.
+  hash_filter = hash_filter_ops.create_hash_filter(1000, 5,
+                                                   _thresholds(default=1))
+  embeddings = tf.constant([[[1.0, 2.0], [3.0, 4.0]], [[5.0, 6.0],
+                                                        [7.0, 8.0]]])
+  out = hash_filter_ops.intercept_gradient(hash_filter, _ids([5, 6, 7, 8]),
+                                           embeddings)
+  grad = tf.gradients(tf.reduce_sum(out * 3.0), embeddings)[0]
+  assert grad.op.op_def.output_arg[0].name == "filted_grad"  # the original's
+  with tf1.Session() as sess:
+    np.testing.assert_array_equal(sess.run(grad), np.zeros([2, 2, 2]))
+    np.testing.assert_array_equal(sess.run(grad), np.full([2, 2, 2], 3.0))
+  # Floats that do not split evenly over the ids: named.
+  bad = hash_filter_ops.intercept_gradient(hash_filter, _ids([5, 6, 7]),
+                                           embeddings)
+  with tf1.Session() as sess:
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="embeddings must hold as many floats for each "
+                       r"of the 3 ids, got shape \[2,2,2\]"):
+      sess.run(bad)
+
+
+def test_the_originals_op_module_aliases():
+  assert hash_filter_ops.filter_ops is gen_monolith_ops
+  assert hash_filter_ops.filter_save_op is gen_monolith_ops
+  assert hash_filter_ops.filter_restore_op is gen_monolith_ops
 
 
 def test_create_hash_filters_places_one_per_ps():

@@ -172,12 +172,16 @@ class DummyHashFilterOp : public FilterOpBase {
   }
 };
 
-// InvalidArgument naming |name| unless |rows| has one row per id.
+// InvalidArgument naming |name| unless |rows| holds as many floats for
+// each id, in the ids' order (as the original reads them: [num ids, floats
+// / num ids], so [B, L, dim] embeddings of B * L ids too).
 Status CheckRows(const Tensor& rows, const char* name, const Tensor& ids) {
-  if (rows.dims() < 1 || rows.dim_size(0) != ids.NumElements()) {
-    return errors::InvalidArgument(name, " must have one row per id (",
-                                   ids.NumElements(), " ids), got shape ",
-                                   rows.shape().DebugString());
+  const int64_t n = ids.NumElements();
+  if (rows.dims() < 1 ||
+      (n == 0 ? rows.NumElements() != 0 : rows.NumElements() % n != 0)) {
+    return errors::InvalidArgument(
+        name, " must hold as many floats for each of the ", n,
+        " ids, got shape ", rows.shape().DebugString());
   }
   return OkStatus();
 }
@@ -417,7 +421,8 @@ REGISTER_OP("MonolithHashFilterInterceptGradientGradient")
     .Input("filter_handle: resource")
     .Input("ids: int64")
     .Input("grad: float")
-    .Output("filtered_grad: float")
+    // The original's name (sic): graphs and functions name outputs.
+    .Output("filted_grad: float")
     .SetShapeFn(InterceptShape);
 REGISTER_KERNEL_BUILDER(
     Name("MonolithHashFilterInterceptGradientGradient").Device(DEVICE_CPU),
