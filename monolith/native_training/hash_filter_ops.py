@@ -199,8 +199,10 @@ def intercept_gradient(filter_tensor: tf.Tensor, ids: tf.Tensor,
 
   Args:
     filter_tensor: the filter handle.
-    ids: 1-D int64, one per row of `embeddings`.
-    embeddings: float, first dimension the ids'.
+    ids: 1-D int64.
+    embeddings: float, as many floats for each id, in the ids' order
+      ([len(ids), dim], or e.g. [B, L, dim] of B * L ids, as the original
+      reads them; only the number of floats is checked).
 
   Returns:
     `embeddings`, whose gradient rows of ids the filter keeps out (each id

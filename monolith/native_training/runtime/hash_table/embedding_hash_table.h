@@ -180,8 +180,11 @@ class EmbeddingHashTable {
   // no new ids, as if the filter refused them (their writes are dropped,
   // lookups read zeros), never reusing a live entry. Call before any write.
   void LimitShardEntriesForTesting(uint32_t limit);
-  // Lowers Save's chunk size (kSaveChunkBytes). Call before any save.
-  void SetSaveChunkBytesForTesting(size_t bytes) { save_chunk_bytes_ = bytes; }
+  // Lowers Save's chunk size (kSaveChunkBytes; at least 1: a chunk holds
+  // one record or more). Call before any save.
+  void SetSaveChunkBytesForTesting(size_t bytes) {
+    save_chunk_bytes_ = bytes > 0 ? bytes : 1;
+  }
 
   // One entry as Save hands it out: its id, last update time (seconds) and
   // its EntryDump (id, num, opt, last_update_ts_sec) serialized, the
@@ -199,9 +202,9 @@ class EmbeddingHashTable {
   // internal shards is listed under its read lock (16 bytes an entry), then
   // its entries are encoded in chunks of about kSaveChunkBytes, each under
   // the read lock and handed to |write| after the lock is released: each
-  // entry is consistent, writers wait at most for one chunk's encoding,
-  // never for |write|, and a call holds one chunk of records, whatever the
-  // table's size. An entry is saved if it was in the table when its shard
+  // entry is consistent, writers wait at most for one shard's listing (a
+  // scan of its slots) or one chunk's encoding, never for |write|, and a
+  // call holds one chunk of records, whatever the table's size. An entry is saved if it was in the table when its shard
   // was listed and still is when its chunk is encoded, with its values of
   // that moment and its update time of the listing (or of a later chunk's,
   // when erases or eviction moved entries meanwhile). With |now| > 0

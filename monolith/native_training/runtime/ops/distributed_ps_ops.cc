@@ -1079,6 +1079,11 @@ class PackIdsOp : public OpKernel {
   explicit PackIdsOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
+    ComputeGuarded(ctx, [&] { ComputeUnguarded(ctx); });
+  }
+
+ private:
+  void ComputeUnguarded(OpKernelContext* ctx) {
     const Tensor* ids = nullptr;
     const Tensor* id_split = nullptr;
     OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 0, "ids", &ids));
@@ -1110,6 +1115,11 @@ class UnpackIdsOp : public OpKernel {
   }
 
   void Compute(OpKernelContext* ctx) override {
+    ComputeGuarded(ctx, [&] { ComputeUnguarded(ctx); });
+  }
+
+ private:
+  void ComputeUnguarded(OpKernelContext* ctx) {
     const Tensor* packed = nullptr;
     OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 0, "packed", &packed));
     const uint8_t* data = packed->flat<uint8_t>().data();
@@ -1128,7 +1138,6 @@ class UnpackIdsOp : public OpKernel {
     dps::Unpack(data, header, ids->flat<int64_t>().data());
   }
 
- private:
   int num_tables_;
 };
 

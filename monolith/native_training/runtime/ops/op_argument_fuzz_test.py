@@ -236,7 +236,7 @@ def _write_checkpoint(workdir: str):
       sess.run([save, save_filter])
 
 
-# Inputs of any rank >= 1 with one row per id (intercept_gradient's
+# Inputs of any rank >= 1 with as many floats per id (intercept_gradient's
 # embeddings and gradients): only a scalar is a wrong shape.
 _ROW_INPUTS = {
     ("MonolithHashFilterInterceptGradient", "embeddings"),
