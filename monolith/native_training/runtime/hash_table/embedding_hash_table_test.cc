@@ -1139,13 +1139,16 @@ TEST(EmbeddingHashTableTest, SaveInChunksFollowsEntriesThatMoveOrGo) {
   auto table = OneDayExpiryTable(1);
   table->SetSaveChunkBytesForTesting(64);  // a few records per chunk
   const int64_t day = kSecondsPerDay;
-  // Value of an id: its number, plus 1000 once reassigned during the save.
+  // Value of an id: its number + 1 (never the zeros of a discarded page),
+  // plus 1000 once reassigned during the save.
   constexpr int kIds = 20000;
   std::vector<int64_t> old_ids, kept_ids;
   for (int i = 0; i < kIds; ++i) {
     (i % 2 ? kept_ids : old_ids).push_back(i * 7919 + 3);
   }
-  const auto value_of = [](int64_t id) { return static_cast<float>(id / 7919); };
+  const auto value_of = [](int64_t id) {
+    return static_cast<float>(id / 7919 + 1);
+  };
   const auto assign = [&](const std::vector<int64_t>& ids, float plus,
                           int64_t time) {
     std::vector<float> values;
@@ -1216,6 +1219,56 @@ TEST(EmbeddingHashTableTest, SaveInChunksFollowsEntriesThatMoveOrGo) {
   // Only the first chunk was encoded before the new values.
   EXPECT_GE(reassigned,
             static_cast<int>(kept_ids.size() - erased.size()) - 16);
+}
+
+// A clear between two chunks of a shard: the rest of the shard's listing is
+// gone, nothing of it is saved (its arena was reset), and ids inserted
+// after the clear are saved from the shards listed after it.
+TEST(EmbeddingHashTableTest, SaveInChunksStopsAShardAtAClear) {
+  auto table = MakeTable(SgdTable(1));
+  table->SetSaveChunkBytesForTesting(64);
+  std::vector<int64_t> ids(20000);
+  std::vector<float> values(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    ids[i] = static_cast<int64_t>(i) * 7919 + 3;
+    values[i] = static_cast<float>(i + 1);
+  }
+  table->Assign(ids.data(), ids.size(), values.data(), 1);
+  std::map<int64_t, float> saved;
+  std::vector<int64_t> fresh(1000);
+  std::vector<float> fresh_values(fresh.size(), -7.0f);
+  for (size_t i = 0; i < fresh.size(); ++i) fresh[i] = -1 - static_cast<int64_t>(i);
+  int calls = 0, before_clear = 0;
+  ASSERT_TRUE(table
+                  ->Save(0, 1, 0,
+                         [&](const SavedEntry& entry) {
+                           const EntryDump dump = ParseSaved(entry);
+                           EXPECT_TRUE(
+                               saved.emplace(dump.id(), dump.num(0)).second);
+                           if (++calls == 1) {
+                             table->Clear();
+                             table->Assign(fresh.data(), fresh.size(),
+                                           fresh_values.data(), 2);
+                           }
+                           // The first chunk was encoded before the clear.
+                           if (dump.id() >= 0) ++before_clear;
+                           return Status::OK();
+                         })
+                  .ok());
+  EXPECT_GT(before_clear, 0);
+  EXPECT_LE(before_clear, 16);  // one chunk
+  int fresh_saved = 0;
+  for (const auto& [id, value] : saved) {
+    if (id < 0) {
+      EXPECT_EQ(value, -7.0f) << id;
+      ++fresh_saved;
+    } else {
+      EXPECT_EQ(value, static_cast<float>((id - 3) / 7919 + 1)) << id;
+    }
+  }
+  // Those of every shard but the first (listed before the clear).
+  EXPECT_GT(fresh_saved, 900);
+  EXPECT_LT(fresh_saved, 1000);
 }
 
 // RecordId: in place for what the wire walk reads, parsed otherwise (a
