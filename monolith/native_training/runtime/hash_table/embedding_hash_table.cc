@@ -161,6 +161,14 @@ Status EmbeddingHashTable::Create(const EmbeddingHashTableConfig& config,
       EntryAccessor::Create(config.entry_config(), &accessor));
   std::unique_ptr<EmbeddingHashTable> result(new EmbeddingHashTable(
       std::move(accessor), config.slot_expire_time_config()));
+  if (config.skip_zero_embedding() && !result->accessor_->serving()) {
+    // As the original. A training entry whose values are zero (FTRL with
+    // l1) can still hold optimizer state, which a restore would drop.
+    return InvalidArgumentError(
+        "skip_zero_embedding is for SERVING entries only (the original "
+        "refuses it for TRAINING ones too): a training entry whose values "
+        "are zero can hold optimizer state that a restore would drop");
+  }
   result->skip_zero_embedding_ = config.skip_zero_embedding();
   const uint64_t capacity = ShardCapacityFor(config.initial_capacity());
   RandomEngine seeder(seed);

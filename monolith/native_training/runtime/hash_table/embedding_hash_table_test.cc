@@ -459,6 +459,35 @@ TEST(EmbeddingHashTableTest, ServingTablesNeverEvict) {
   EXPECT_TRUE(table->Contains(id));
 }
 
+// As the original: only SERVING tables skip zero embeddings (a training
+// entry with zero values can hold optimizer state), and "zero" is the
+// original's test, a sum of squares below the smallest normal float.
+TEST(EmbeddingHashTableTest, SkipZeroEmbeddingIsServingOnlyWithTheOriginalsZero) {
+  std::unique_ptr<EmbeddingHashTable> training;
+  const Status refused = EmbeddingHashTable::Create(
+      ParseConfig(SgdTable(2, "skip_zero_embedding: true")), 1, &training);
+  EXPECT_EQ(refused.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.message().find("skip_zero_embedding is for SERVING"),
+            std::string::npos)
+      << refused.message();
+
+  auto serving = MakeTable(R"pb(
+    entry_config {
+      entry_type: SERVING
+      segments { dim_size: 2 comp_config { fp32 {} } }
+    }
+    skip_zero_embedding: true)pb");
+  const int64_t ids[3] = {1, 2, 3};
+  // 1e-20 squared underflows: zero as in the original; 1e-12 is not; NaN
+  // is not.
+  const float values[6] = {1e-20f, -1e-20f, 1e-12f, 0,
+                           std::numeric_limits<float>::quiet_NaN(), 0};
+  serving->Assign(ids, 3, values, 1);
+  EXPECT_FALSE(serving->Contains(1));
+  EXPECT_TRUE(serving->Contains(2));
+  EXPECT_TRUE(serving->Contains(3));
+}
+
 TEST(EmbeddingHashTableTest, SkipZeroEmbeddingErasesOnAssignAndSkipsRestore) {
   auto table = MakeTable(R"pb(
     entry_config {
@@ -879,8 +908,7 @@ TEST(EmbeddingHashTableTest, SaveSkipsExpiredEntriesAndStopsOnWriteError) {
 TEST(EmbeddingHashTableTest, RestoreRecordReadsEveryShapeOfEntryDump) {
   const std::string configs[] = {
       "entry_config { segments { dim_size: 2 init_config { ones {} } "
-      "opt_config { adagrad { initial_accumulator_value: 0.5 } } } } "
-      "skip_zero_embedding: true",
+      "opt_config { adagrad { initial_accumulator_value: 0.5 } } } }",
       "entry_config { entry_type: SERVING segments { dim_size: 2 "
       "comp_config { fp16 {} } } } skip_zero_embedding: true",
   };
@@ -930,7 +958,7 @@ TEST(EmbeddingHashTableTest, RestoreRecordReadsEveryShapeOfEntryDump) {
     ASSERT_TRUE(restore(negative_time.SerializeAsString()).ok());
     EXPECT_EQ(update_time, -3);
     ASSERT_TRUE(restore(zeros.SerializeAsString()).ok());
-    EXPECT_FALSE(table->Contains(9));
+    EXPECT_EQ(table->Contains(9), !serving);  // skipped by SERVING tables
     ASSERT_TRUE(restore(tiny.SerializeAsString()).ok());
     EXPECT_TRUE(table->Contains(11));
     // An unknown field after the known ones.

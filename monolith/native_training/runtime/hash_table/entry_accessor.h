@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -33,12 +34,14 @@
 namespace monolith {
 namespace hash_table {
 
-// Whether |values[0 .. dim)| are all zero.
+// Whether |values[0 .. dim)| are a zero embedding for skip_zero_embedding:
+// the sum of their squares (in float, in order) is below the smallest
+// normal float, the original's test (IsAlmostEqual(L2NormSquare, 0)), so
+// values like 1e-20 count as zero as there; NaN or inf do not.
 inline bool AllZero(const float* values, int dim) {
-  for (int i = 0; i < dim; ++i) {
-    if (values[i] != 0.0f) return false;
-  }
-  return true;
+  float sum = 0.0f;
+  for (int i = 0; i < dim; ++i) sum += values[i] * values[i];
+  return sum < std::numeric_limits<float>::min();
 }
 
 // The largest sum of an entry's segment dims (2^20 floats, 4 MiB of

@@ -4,9 +4,12 @@
 //   code = trunc((f + copysign(step / 2, f)) / step) clamped to [-128, 127]
 //
 // i.e. round half away from zero to the nearest step, all in float arithmetic
-// exactly as the original computes it (so codes match bit for bit); -0.0
-// rounds like +0.0, NaN gives code 0. The decodable range is [-r, r - step]:
-// values above r - step clamp to code 127, values below -r to -128.
+// exactly as the original computes it (so codes match bit for bit wherever
+// the original's are defined); -0.0 rounds like +0.0, NaN gives code 0. The
+// decodable range is [-r, r - step]: values above r - step clamp to code
+// 127, values below -r to -128. From |f| >= 2^31 * step on, the original's
+// float-to-int conversion overflowed (on x86 to INT_MIN: code -128, so a
+// huge positive value served as -r); here the clamp comes first.
 #ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_COMPRESSOR_FIXED_R8_QUANTIZER_H_
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_COMPRESSOR_FIXED_R8_QUANTIZER_H_
 
