@@ -724,13 +724,19 @@ class _Task:
     self._thread.start()
 
   def _pump(self) -> None:
+    # Reads to the end whatever happens to our stdout: a child whose pipe
+    # fills (nobody reading it) would block in its next print, forever.
+    writable = True
     for line in iter(self.process.stdout.readline, b""):
-      if any(noise in line for noise in _STARTUP_NOISE):
+      if not writable or any(noise in line for noise in _STARTUP_NOISE):
         continue
       with self._lock:
-        sys.stdout.write(f"[{self.name}] "
-                         f"{line.decode(errors='replace').rstrip()}\n")
-        sys.stdout.flush()
+        try:
+          sys.stdout.write(f"[{self.name}] "
+                           f"{line.decode(errors='replace').rstrip()}\n")
+          sys.stdout.flush()
+        except (BrokenPipeError, OSError, ValueError):
+          writable = False  # e.g. `| head` exited: drop the output
 
   def kill(self, sig: int) -> None:
     if self.process.poll() is None:

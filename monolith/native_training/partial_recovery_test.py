@@ -229,6 +229,36 @@ def test_a_fresh_job_is_all_uninitialized_until_set_up():
       assert again.uninitialized_ps_tasks(sess) == set()
 
 
+def test_a_task_restarted_during_setup_is_not_marked_set_up():
+  servers, _ = test_utils.create_test_ps_cluster(2)
+  shared = tf1.ConfigProto()
+  with tf.Graph().as_default():
+    monitor = save_utils.PsMonitor(2)
+    # A restart empties a task's queue: dequeue it as one would.
+    restart = []
+    for i in range(2):
+      with tf.device(utils.ps_device(i)):
+        restart.append(
+            tf.queue.FIFOQueue(1, tf.int32,
+                               shared_name=f"ps_monitor_{i}_of_2").dequeue())
+    with tf1.Session(servers[0].target, config=shared) as sess:
+      monitor.uninitialized_ps_tasks(sess)
+      monitor.setup_ps_initialized_state(sess)
+      sess.run(restart[0])
+      # A restorer looks (and restores task 0); then task 1 restarts.
+      assert monitor.uninitialized_ps_tasks(sess) == {0}
+      sess.run(restart[1])
+      with pytest.raises(tf.errors.AbortedError,
+                         match=r"/job:ps/task:1 restarted while the session "
+                         "was being set up"):
+        monitor.setup_ps_initialized_state(sess)
+      # Task 0 was marked; task 1 waits for the next setup, which restores
+      # it and marks it.
+      assert monitor.uninitialized_ps_tasks(sess) == {1}
+      monitor.setup_ps_initialized_state(sess)
+      assert monitor.uninitialized_ps_tasks(sess) == set()
+
+
 def test_bad_arguments():
   with tf.Graph().as_default():
     with pytest.raises(ValueError, match="ps_num"):

@@ -534,6 +534,10 @@ class PsMonitor:
           [f"/job:{utils.PS_JOB_NAME}/task:{i}" for i in range(ps_num)],
           dtype=tf.string)
       self._report = tf.boolean_mask(tasks, tf.equal(self._sizes, 0))
+    # The tasks every look since the last setup found not set up (None:
+    # no look yet). Each restorer looks once and restores what it found,
+    # so only these were restored by all of them.
+    self._seen_by_every_look: Optional[Set[int]] = None
 
   @property
   def num_ps(self) -> int:
@@ -544,7 +548,10 @@ class PsMonitor:
     if not self._num_ps:
       return set()
     sizes = sess.run(self._sizes)
-    return {i for i, size in enumerate(sizes) if size == 0}
+    tasks = {i for i, size in enumerate(sizes) if size == 0}
+    self._seen_by_every_look = (tasks if self._seen_by_every_look is None
+                                else self._seen_by_every_look & tasks)
+    return tasks
 
   def is_ps_uninitialized(self, sess: tf.compat.v1.Session,
                           device: str) -> bool:
@@ -563,10 +570,36 @@ class PsMonitor:
     return task is None or task >= self._num_ps or task in uninitialized
 
   def setup_ps_initialized_state(self, sess: tf.compat.v1.Session) -> None:
-    """Marks every PS task set up. Call it once all of them are restored."""
-    uninitialized = self.uninitialized_ps_tasks(sess)
-    if uninitialized:
-      sess.run([self._enqueue_ops[i] for i in sorted(uninitialized)])
+    """Marks the PS tasks set up. Call it once all of them are restored.
+
+    Only tasks that every look since the last setup found not set up are
+    marked (each restorer restored those). A task that restarted after some
+    restorer looked (its state is gone, and not all of it was restored) is
+    left unmarked and the session setup fails with `AbortedError`, which
+    `MonitoredSession` (and `local_cluster`) answer by setting the session
+    up again, restoring that task.
+
+    Raises:
+      tf.errors.AbortedError: a PS task restarted during the setup.
+    """
+    seen = self._seen_by_every_look
+    self._seen_by_every_look = None
+    if not self._num_ps:
+      return
+    uninitialized = {
+        i for i, size in enumerate(sess.run(self._sizes)) if size == 0
+    }
+    restored = uninitialized if seen is None else uninitialized & seen
+    if restored:
+      sess.run([self._enqueue_ops[i] for i in sorted(restored)])
+    restarted = sorted(uninitialized - restored)
+    if restarted:
+      names = ", ".join(f"/job:{utils.PS_JOB_NAME}/task:{i}" for i in restarted)
+      raise tf.errors.AbortedError(
+          None, None,
+          f"{names} restarted while the session was being set up, after a "
+          "restorer had looked for PS tasks to restore: not marked set up; "
+          "the session must be set up again to restore it")
 
   def report_uninitialized_ps(self) -> tf.Tensor:
     """A string vector of the PS tasks not set up, for a `ready_op`.
