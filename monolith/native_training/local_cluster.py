@@ -646,8 +646,10 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
       except tf.errors.OpError as e:
         _fail(index, progress, e, cluster)
     if stop_requested.is_set():
+      # A chief whose session was dropped (a lost task) has none to save.
+      saving = is_chief and sess is not None
       print(f"worker {index}: got SIGTERM; stopping after {progress.steps} "
-            f"steps{' (saving a checkpoint first)' if is_chief else ''}",
+            f"steps{' (saving a checkpoint first)' if saving else ''}",
             flush=True)
     try:
       # Runs the hooks' end(): the chief's last save.
