@@ -530,9 +530,10 @@ class PsMonitor:
           sizes.append(queue.size())
       self._enqueue_ops = enqueues
       self._sizes = tf.stack(sizes) if sizes else tf.zeros([0], tf.int32)
-      tasks = tf.constant(
-          [f"/job:{utils.PS_JOB_NAME}/task:{i}" for i in range(ps_num)],
-          dtype=tf.string)
+      self._task_names = [
+          f"/job:{utils.PS_JOB_NAME}/task:{i}" for i in range(ps_num)
+      ]
+      tasks = tf.constant(self._task_names, dtype=tf.string)
       self._report = tf.boolean_mask(tasks, tf.equal(self._sizes, 0))
     # The tasks every look since the last setup found not set up (None:
     # no look yet). Each restorer looks once and restores what it found,
@@ -545,13 +546,16 @@ class PsMonitor:
 
   def uninitialized_ps_tasks(self, sess: tf.compat.v1.Session) -> Set[int]:
     """The indices of the PS tasks not (or no longer) set up."""
-    if not self._num_ps:
-      return set()
-    sizes = sess.run(self._sizes)
-    tasks = {i for i, size in enumerate(sizes) if size == 0}
+    tasks = self._not_set_up(sess)
     self._seen_by_every_look = (tasks if self._seen_by_every_look is None
                                 else self._seen_by_every_look & tasks)
     return tasks
+
+  def _not_set_up(self, sess: tf.compat.v1.Session) -> Set[int]:
+    """The PS tasks whose queue is empty now (not counted as a look)."""
+    if not self._num_ps:
+      return set()
+    return {i for i, size in enumerate(sess.run(self._sizes)) if size == 0}
 
   def is_ps_uninitialized(self, sess: tf.compat.v1.Session,
                           device: str) -> bool:
@@ -584,17 +588,13 @@ class PsMonitor:
     """
     seen = self._seen_by_every_look
     self._seen_by_every_look = None
-    if not self._num_ps:
-      return
-    uninitialized = {
-        i for i, size in enumerate(sess.run(self._sizes)) if size == 0
-    }
+    uninitialized = self._not_set_up(sess)
     restored = uninitialized if seen is None else uninitialized & seen
     if restored:
       sess.run([self._enqueue_ops[i] for i in sorted(restored)])
     restarted = sorted(uninitialized - restored)
     if restarted:
-      names = ", ".join(f"/job:{utils.PS_JOB_NAME}/task:{i}" for i in restarted)
+      names = ", ".join(self._task_names[i] for i in restarted)
       raise tf.errors.AbortedError(
           None, None,
           f"{names} restarted while the session was being set up, after a "

@@ -44,7 +44,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -614,27 +613,23 @@ Status CheckIdCountsLength(InferenceContext* c, int input,
 constexpr int64_t kParallelIds = 16384;
 
 // A runner of a kernel's per-table work: on TF's CPU worker threads when
-// |ids| is large. An item out of memory ends no thread (an exception on a
-// worker thread would end the process): the runner throws std::bad_alloc
-// on the kernel's thread once every item ran, for ComputeGuarded.
+// |ids| is large. An item out of memory throws std::bad_alloc on the
+// kernel's thread, for ComputeGuarded (on a worker thread ParallelFor
+// catches it: an exception there would end the process).
 dps::Runner RunnerFor(OpKernelContext* ctx, int64_t ids) {
-  return [ctx, parallel = ids >= kParallelIds](
-             int64_t n, const std::function<void(int64_t)>& fn) {
-    std::atomic<bool> out_of_memory{false};
-    const auto item = [&](int64_t i) {
-      try {
-        fn(i);
-      } catch (const std::bad_alloc&) {
-        out_of_memory = true;
-      }
-      return OkStatus();
+  if (ids < kParallelIds) {
+    return [](int64_t n, const std::function<void(int64_t)>& fn) {
+      for (int64_t i = 0; i < n; ++i) fn(i);
     };
-    if (parallel) {
-      ParallelFor(ctx, n, item).IgnoreError();
-    } else {
-      for (int64_t i = 0; i < n; ++i) item(i);
-    }
-    if (out_of_memory) throw std::bad_alloc();
+  }
+  return [ctx](int64_t n, const std::function<void(int64_t)>& fn) {
+    const Status s = ParallelFor(ctx, n, [&fn](int64_t i) {
+      fn(i);
+      return OkStatus();
+    });
+    // The items return OK: ParallelFor fails only when one ran out of
+    // memory.
+    if (!s.ok()) throw std::bad_alloc();
   };
 }
 

@@ -93,34 +93,32 @@ class MultiHashTableFusedOptimizeOp : public OpKernel {
     const float* grad_data = in.grads->flat<float>().data();
     const float* lr_data = in.learning_rates->flat<float>().data();
     OP_REQUIRES_OK(ctx, ParallelFor(ctx, num_shards_, [&](int64_t s) {
-      return OutOfMemoryAsStatus([&]() -> Status {
-        std::vector<int64_t> unique_ids;
-        std::vector<float> summed;
-        std::vector<uint32_t> occurrences;
-        for (int t = 0; t < num_tables; ++t) {
-          const int64_t k = s * num_tables + t;
-          EmbeddingHashTable& table = *mtable->table(t).table;
-          int64_t n = layout.id_offsets[k + 1] - layout.id_offsets[k];
-          if (n == 0) continue;
-          const int64_t* segment_ids = id_data + layout.id_offsets[k];
-          const float* segment_grads = grad_data + layout.emb_offsets[k];
-          const uint32_t* counts = nullptr;
-          if (enable_grad_accumulation_) {
-            // The filter still counts every occurrence.
-            SumDuplicateIds(segment_ids, n, segment_grads, table.DimSize(),
-                            &unique_ids, &summed, &occurrences);
-            segment_ids = unique_ids.data();
-            segment_grads = summed.data();
-            counts = occurrences.data();
-            n = unique_ids.size();
-          }
-          TF_RETURN_IF_ERROR(ToTfStatus(table.BatchOptimize(
-              segment_ids, n, segment_grads, lr_data + lr_offsets[t],
-              in.update_time, in.global_step,
-              mtable->AdmitFnFor(segment_ids, counts))));
+      std::vector<int64_t> unique_ids;
+      std::vector<float> summed;
+      std::vector<uint32_t> occurrences;
+      for (int t = 0; t < num_tables; ++t) {
+        const int64_t k = s * num_tables + t;
+        EmbeddingHashTable& table = *mtable->table(t).table;
+        int64_t n = layout.id_offsets[k + 1] - layout.id_offsets[k];
+        if (n == 0) continue;
+        const int64_t* segment_ids = id_data + layout.id_offsets[k];
+        const float* segment_grads = grad_data + layout.emb_offsets[k];
+        const uint32_t* counts = nullptr;
+        if (enable_grad_accumulation_) {
+          // The filter still counts every occurrence.
+          SumDuplicateIds(segment_ids, n, segment_grads, table.DimSize(),
+                          &unique_ids, &summed, &occurrences);
+          segment_ids = unique_ids.data();
+          segment_grads = summed.data();
+          counts = occurrences.data();
+          n = unique_ids.size();
         }
-        return OkStatus();
-      });
+        TF_RETURN_IF_ERROR(ToTfStatus(table.BatchOptimize(
+            segment_ids, n, segment_grads, lr_data + lr_offsets[t],
+            in.update_time, in.global_step,
+            mtable->AdmitFnFor(segment_ids, counts))));
+      }
+      return OkStatus();
     }));
     ctx->set_output(0, ctx->input(0));
   }

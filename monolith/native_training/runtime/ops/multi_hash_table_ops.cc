@@ -34,14 +34,14 @@ constexpr int64_t kParallelIds = 16384;
 // Lookups split tables into pieces of at most this many ids.
 constexpr int64_t kLookupPieceIds = 16384;
 
-// Runs fn(i) for i in [0, n), in parallel when |ids| is large.
+// Runs fn(i) for i in [0, n), in parallel when |ids| is large; out of
+// memory in an item is ResourceExhausted either way.
 Status RunItems(OpKernelContext* ctx, int64_t n, int64_t ids,
                 const std::function<Status(int64_t)>& fn) {
-  const auto guarded = [&fn](int64_t i) {
-    return OutOfMemoryAsStatus([&] { return fn(i); });
-  };
-  if (ids >= kParallelIds && n > 1) return ParallelFor(ctx, n, guarded);
-  for (int64_t i = 0; i < n; ++i) TF_RETURN_IF_ERROR(guarded(i));
+  if (ids >= kParallelIds && n > 1) return ParallelFor(ctx, n, fn);
+  for (int64_t i = 0; i < n; ++i) {
+    TF_RETURN_IF_ERROR(OutOfMemoryAsStatus([&] { return fn(i); }));
+  }
   return OkStatus();
 }
 

@@ -159,8 +159,6 @@ inline Status CheckInputRanks(
   return OkStatus();
 }
 
-// Runs fn(i) for i in [0, n) on TF's CPU worker threads (each item is
-// assumed to be heavy) and returns the first error.
 // Runs |fn| (returning a Status); a std::bad_alloc it throws (a table that
 // cannot grow: out of memory, or of mappings under vm.max_map_count)
 // becomes ResourceExhausted, so that no exception leaves an op. A table
@@ -177,13 +175,19 @@ Status OutOfMemoryAsStatus(const Fn& fn) {
   }
 }
 
+// Runs fn(i) for i in [0, n) on TF's CPU worker threads (each item is
+// assumed to be heavy) and returns the first error. An item out of memory
+// fails as OutOfMemoryAsStatus says: an exception on a worker thread would
+// end the process.
 inline Status ParallelFor(OpKernelContext* ctx, int64_t n,
                           const std::function<Status(int64_t)>& fn) {
   std::vector<Status> statuses(n);
   const auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
   Shard(workers->num_threads, workers->workers, n, /*cost_per_unit=*/1 << 24,
         [&](int64_t begin, int64_t end) {
-          for (int64_t i = begin; i < end; ++i) statuses[i] = fn(i);
+          for (int64_t i = begin; i < end; ++i) {
+            statuses[i] = OutOfMemoryAsStatus([&] { return fn(i); });
+          }
         });
   for (const Status& s : statuses) TF_RETURN_IF_ERROR(s);
   return OkStatus();
