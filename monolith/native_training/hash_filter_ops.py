@@ -31,6 +31,7 @@ import re
 from typing import Any, List, Optional, Union
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import ops
 
@@ -98,6 +99,19 @@ def create_dummy_hash_filter(name_suffix: str = "0") -> tf.Tensor:
       shared_name="DummyHashFilter" + name_suffix)
 
 
+def _flag(name: str, value: Any) -> bool:
+  """|value| of the switch argument |name|, which must be a bool.
+
+  The original tests `is True`, so a truthy non-bool (e.g. the string
+  "False" from a config) silently meant "off" there and "on" in a truth
+  test: both are refused.
+  """
+  if isinstance(value, (bool, np.bool_)):
+    return bool(value)
+  raise TypeError(f"{name} must be a bool, got {type(value).__name__} "
+                  f"{value!r}")
+
+
 def _create_hash_filter(
     enable_hash_filter: bool,
     config: bytes = b"",
@@ -106,7 +120,7 @@ def _create_hash_filter(
     filter_split_num: int = HASH_FILTER_SPLIT_NUM,
     filter_equal_probability: bool = False,
     filter_type: str = FilterType.SLIDING_HASH_FILTER) -> tf.Tensor:
-  if not enable_hash_filter:
+  if not _flag("enable_hash_filter", enable_hash_filter):
     return create_dummy_hash_filter(name_suffix)
   if filter_type == FilterType.SLIDING_HASH_FILTER:
     return create_hash_filter(filter_capacity, filter_split_num, config,
@@ -169,7 +183,7 @@ def save_hash_filter(
   Returns, as the original, the filter's handle once saved (a no-op when
   disabled).
   """
-  if not enable_hash_filter:
+  if not _flag("enable_hash_filter", enable_hash_filter):
     return tf.no_op()
   return gen_monolith_ops.monolith_hash_filter_save(hash_filter,
                                                      hash_filter_basename)
@@ -187,7 +201,7 @@ def restore_hash_filter(
   another capacity or split count restores nothing: the filter keeps what
   it holds (empty after a restart), with a warning.
   """
-  if not enable_hash_filter:
+  if not _flag("enable_hash_filter", enable_hash_filter):
     return tf.no_op()
   return gen_monolith_ops.monolith_hash_filter_restore(
       hash_filter, hash_filter_base_name)
@@ -313,7 +327,8 @@ class HashFilterCheckpointSaverListener(
     super().__init__()
     self._helper = save_utils.SaveHelper(basename)
     self._hash_filters = list(hash_filters)
-    self._enabled = enable_hash_filter and enable_save_restore
+    self._enabled = (_flag("enable_hash_filter", enable_hash_filter) and
+                     _flag("enable_save_restore", enable_save_restore))
     self._placeholders = []
     self._save_ops = _per_filter_ops(self._hash_filters, self._placeholders,
                                      save_hash_filter, self._enabled)
@@ -367,7 +382,8 @@ class HashFilterCheckpointRestorerListener(
     self._basename = basename
     self._helper = save_utils.SaveHelper(basename)
     self._hash_filters = list(hash_filters)
-    self._enabled = enable_hash_filter and enable_save_restore
+    self._enabled = (_flag("enable_hash_filter", enable_hash_filter) and
+                     _flag("enable_save_restore", enable_save_restore))
     self._ps_monitor = ps_monitor
     self._placeholders = []
     self._restore_ops = _per_filter_ops(self._hash_filters,

@@ -149,6 +149,26 @@ def test_bad_filter_arguments():
     hash_filter_ops.create_hash_filters(0, True, filter_type="bloom")
 
 
+def test_switches_must_be_bools(tmp_path):
+  # A config's "False" string is refused, not taken as on (or as off, as
+  # the original's `is True` did).
+  with pytest.raises(TypeError,
+                     match="enable_hash_filter must be a bool, got str 'False'"):
+    hash_filter_ops.create_hash_filters(0, "False")
+  dummy = hash_filter_ops.create_dummy_hash_filter("switch")
+  basename = os.path.join(str(tmp_path), "hash_filter_0")
+  with pytest.raises(TypeError, match="enable_hash_filter .* int 1"):
+    hash_filter_ops.save_hash_filter(dummy, basename, 1)
+  with pytest.raises(TypeError, match="enable_hash_filter"):
+    hash_filter_ops.restore_hash_filter(dummy, basename, None)
+  with pytest.raises(TypeError, match="enable_save_restore .* str"):
+    hash_filter_ops.HashFilterCheckpointSaverListener(
+        basename, [dummy], True, enable_save_restore="yes")
+  # numpy's bools are bools.
+  (f,) = hash_filter_ops.create_hash_filters(0, np.bool_(True))
+  assert f.op.type != "MonolithDummyHashFilter"
+
+
 def test_probabilistic_filter_admits_about_count_over_threshold():
   hash_filter = hash_filter_ops.create_probabilistic_filter(
       False, _thresholds(default=4))
