@@ -136,8 +136,9 @@ flags.register_validator("learning_rate", lambda value: value > 0,
                          message="--learning_rate must be > 0")
 
 _WORKER_JOB = "worker"
-# How long the launcher waits for the workers to report a dead task.
-_REPORT_GRACE_SECS = 10
+# How long the launcher waits for the workers to report a dead task (they
+# exit once they have; a loaded machine can take seconds).
+_REPORT_GRACE_SECS = 30
 _CKPT_NAME = "model.ckpt"
 # Mean losses of this many steps start and end the summary.
 _LOSS_WINDOW = 10

@@ -967,6 +967,9 @@ def test_a_restore_is_whole_to_lookups_and_saves_beside_it(tmp_path):
     stop = threading.Event()
     seen = {"a": 0, "b": 0, "partial": 0}
     sizes = set()
+    # Both threads have run once before the restores end (a starved thread
+    # would check nothing).
+    looked_up, saved_once = threading.Event(), threading.Event()
 
     def look_up():
       while not stop.is_set():
@@ -977,18 +980,22 @@ def test_a_restore_is_whole_to_lookups_and_saves_beside_it(tmp_path):
           seen["b"] += 1
         else:
           seen["partial"] += 1
+        looked_up.set()
 
     def save_and_count():
       while not stop.is_set():
         sess.run(save)
         sizes.update(sess.run(saved_sizes).tolist())
+        saved_once.set()
 
     threads = [threading.Thread(target=look_up),
                threading.Thread(target=save_and_count)]
     for thread in threads:
       thread.start()
     try:
-      for _ in range(15):
+      for i in range(15):
+        if i == 14:
+          assert looked_up.wait(60) and saved_once.wait(60)
         sess.run(restore_a)
         sess.run(restore_b)
     finally:

@@ -374,7 +374,11 @@ def test_cli_failure_leaves_existing_output_untouched(tmp_path):
   assert sorted(os.listdir(tmp_path)) == ["dump", "warmup"]
 
 
-def test_a_write_deletes_temporaries_a_killed_write_left(tmp_path):
+def test_a_write_deletes_temporaries_a_killed_write_left(tmp_path,
+                                                         monkeypatch):
+  # "new" must stay younger than the unlocked-temporary age until the write
+  # below, however slowly a loaded machine runs this test.
+  monkeypatch.setattr(warmup_io, "UNLOCKED_TEMP_SECONDS", 60)
   out = tmp_path / "tf_serving_warmup_requests"
   old = time.time() - warmup_io.STALE_TEMP_SECONDS - 60
   names = {
