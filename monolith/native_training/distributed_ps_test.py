@@ -379,6 +379,10 @@ def test_unpack_ids_rejects_bad_bytes():
   with pytest.raises(tf.errors.InvalidArgumentError,
                      match="table 0 \\(byte 0\\) says its ids end at byte 35"):
     _run(unpack, {packed: header})
+  # A table count past int32 (the kernel's int) is refused when the graph
+  # is built, not wrapped into a negative dimension.
+  with pytest.raises(ValueError, match="out of range for an int32"):
+    ops.monolith_distributed_ps_unpack_ids(packed, num_tables=2**63 - 1)
 
 
 def test_the_originals_positional_arguments_keep_their_meaning():

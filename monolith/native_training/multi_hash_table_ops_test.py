@@ -105,6 +105,30 @@ def test_reinitialize_stamps_the_tables_time_not_the_clock():
                                                             (3, 1000)]
 
 
+def test_lookup_entry_of_many_ids_in_two_tables():
+  # More ids than the op handles in one piece (16384), in both tables.
+  configs = {"a": test_utils.generate_test_hash_table_config(2),
+             "b": test_utils.generate_test_hash_table_config(1)}
+  table = multi_hash_table_ops.MultiHashTable.from_configs(configs)
+  n = 40000
+  a_ids = np.arange(n, dtype=np.int64)
+  table = table.assign(
+      {"a": (_id(a_ids), _value(np.stack([a_ids, -a_ids], 1)))})
+  # b: ids present at even positions only.
+  b_ids = np.arange(n, dtype=np.int64) + 7
+  table = table.assign({"b": (_id(b_ids[::2]), _value(b_ids[::2, None]))})
+  entries = table.lookup_entry({"a": _id(a_ids), "b": _id(b_ids)})
+  with tf1.train.SingularMonitoredSession() as sess:
+    entries = sess.run(entries)
+  a = [embedding_hash_table_pb2.EntryDump.FromString(e) for e in entries["a"]]
+  assert [d.id for d in a] == a_ids.tolist()
+  assert all(list(d.num) == [d.id, -d.id] for d in a)
+  b = [embedding_hash_table_pb2.EntryDump.FromString(e) for e in entries["b"]]
+  assert [d.id for d in b] == b_ids.tolist()
+  assert [list(d.num) for d in b[::2]] == [[i] for i in b_ids[::2]]
+  assert all(not d.num for d in b[1::2])
+
+
 def test_infer_dims_in_table_order():
   configs = {
       "b": test_utils.generate_test_hash_table_config(3),

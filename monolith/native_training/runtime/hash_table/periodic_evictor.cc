@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <new>
 #include <sstream>
+#include <system_error>
 #include <utility>
 
 namespace monolith {
@@ -66,6 +67,25 @@ PeriodicEvictor::PeriodicEvictor(std::vector<Target> targets,
                                  std::function<void(const std::string&)> log)
     : targets_(std::move(targets)), log_(std::move(log)) {
   thread_ = std::thread([this] { Run(); });
+}
+
+Status StartPeriodicEvictor(const std::string& owner,
+                            std::vector<PeriodicEvictor::Target> targets,
+                            std::function<void(const std::string&)> log,
+                            std::unique_ptr<PeriodicEvictor>* evictor) {
+  evictor->reset();
+  if (targets.empty()) return Status::OK();
+  try {
+    *evictor = std::make_unique<PeriodicEvictor>(std::move(targets),
+                                                 std::move(log));
+  } catch (const std::system_error& e) {
+    return ResourceExhaustedError(owner + ": cannot start the eviction "
+                                  "thread: " + e.what());
+  } catch (const std::bad_alloc&) {
+    return ResourceExhaustedError(owner + ": cannot start the eviction "
+                                  "thread: out of memory");
+  }
+  return Status::OK();
 }
 
 PeriodicEvictor::~PeriodicEvictor() {

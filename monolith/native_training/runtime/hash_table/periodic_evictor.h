@@ -12,12 +12,14 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.h"
+#include "monolith/native_training/runtime/hash_table/status.h"
 
 namespace monolith {
 namespace hash_table {
@@ -71,6 +73,14 @@ class PeriodicEvictor {
   int64_t rounds_ = 0;
   std::thread thread_;
 };
+
+// A PeriodicEvictor of |targets| in *evictor (none for no targets);
+// ResourceExhausted naming |owner| where its thread cannot be started (a
+// process at its thread or memory limit), rather than an exception.
+Status StartPeriodicEvictor(const std::string& owner,
+                            std::vector<PeriodicEvictor::Target> targets,
+                            std::function<void(const std::string&)> log,
+                            std::unique_ptr<PeriodicEvictor>* evictor);
 
 // InvalidArgument unless |hours| (a config's feature_evict_every_n_hours
 // with enable_feature_eviction) is in 1 .. kMaxEvictPeriodHours: longer

@@ -45,17 +45,23 @@ std::vector<std::string> LinesOfRounds(
   std::mutex mu;
   std::vector<std::string> lines;
   {
-    PeriodicEvictor evictor(std::move(targets), [&](const std::string& line) {
-      std::lock_guard<std::mutex> lock(mu);
-      lines.push_back(line);
-    });
+    std::unique_ptr<PeriodicEvictor> evictor;
+    const Status s = StartPeriodicEvictor(
+        "test", std::move(targets),
+        [&](const std::string& line) {
+          std::lock_guard<std::mutex> lock(mu);
+          lines.push_back(line);
+        },
+        &evictor);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    if (evictor == nullptr) return {};
     const auto deadline =
         std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (evictor.Rounds() < rounds &&
+    while (evictor->Rounds() < rounds &&
            std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
-    EXPECT_GE(evictor.Rounds(), rounds);
+    EXPECT_GE(evictor->Rounds(), rounds);
   }
   std::lock_guard<std::mutex> lock(mu);
   return lines;
@@ -151,6 +157,10 @@ TEST(PeriodicEvictorTest, EvictPeriodsAreCheckedInHours) {
 TEST(PeriodicEvictorTest, NoTargetsIsFine) {
   PeriodicEvictor evictor({}, [](const std::string&) {});
   EXPECT_EQ(evictor.Rounds(), 0);
+  // No thread for no targets.
+  std::unique_ptr<PeriodicEvictor> started;
+  ASSERT_TRUE(StartPeriodicEvictor("t", {}, nullptr, &started).ok());
+  EXPECT_EQ(started, nullptr);
 }
 
 }  // namespace

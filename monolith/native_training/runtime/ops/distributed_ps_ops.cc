@@ -1164,10 +1164,11 @@ REGISTER_OP("MonolithDistributedPsUnpackIds")
     .Attr("num_tables: int >= 1")
     .SetShapeFn([](InferenceContext* c) {
       TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"packed", 1}}));
-      int64_t num_tables;
+      // An int, as the kernel reads it: TF refuses values past int32.
+      int num_tables;
       TF_RETURN_IF_ERROR(c->GetAttr("num_tables", &num_tables));
       c->set_output(0, c->Vector(c->UnknownDim()));
-      c->set_output(1, c->Vector(num_tables + 1));
+      c->set_output(1, c->Vector(int64_t{num_tables} + 1));
       return OkStatus();
     })
     .Doc(R"doc(

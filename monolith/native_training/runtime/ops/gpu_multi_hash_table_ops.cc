@@ -16,6 +16,7 @@
 // rates, times and names in host memory) and call the table.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -176,18 +177,20 @@ class GpuMultiHashTable : public ResourceBase {
   // Evicts, in the background, every table with enable_feature_eviction on
   // its period, logging what each eviction removed. Call once, after the
   // tables are added.
-  void StartPeriodicEviction() {
+  Status StartPeriodicEviction() {
     std::vector<ht::PeriodicEvictor::Target> targets;
     for (int t = 0; t < size(); ++t) {
       if (tables_[t]->evict_period.count() == 0) continue;
       targets.push_back({tables_[t]->name, tables_[t]->evict_period,
                          [this, t] { return EvictInBackground(t); }});
     }
-    if (targets.empty()) return;
-    const std::string prefix = "gpucuco MultiHashTable " + shared_name_ + ": ";
-    evictor_ = std::make_unique<ht::PeriodicEvictor>(
-        std::move(targets),
-        [prefix](const std::string& line) { LOG(INFO) << prefix << line; });
+    const std::string owner = "gpucuco MultiHashTable " + shared_name_;
+    return ToTfStatus(ht::StartPeriodicEvictor(
+        owner, std::move(targets),
+        [owner](const std::string& line) {
+          LOG(INFO) << owner << ": " << line;
+        },
+        &evictor_));
   }
 
   // Under the table's lock: a restore replaces (frees) the maps.
@@ -313,7 +316,7 @@ class CreateGpuMultiHashTableOp
             s, "table " + config_.names(i) + ": " + std::string(s.message()));
       }
     }
-    mtable->StartPeriodicEviction();
+    TF_RETURN_IF_ERROR(mtable->StartPeriodicEviction());
     *resource = mtable.release();
     return OkStatus();
   }
@@ -373,28 +376,36 @@ class GpuMultiHashTableLookupEntryOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {ids->NumElements()}, &out));
     auto entries = out->flat<tstring>();
     const int64_t* id_data = ids->flat<int64_t>().data();
-    std::vector<float> rows;
-    std::vector<char> found;
-    ht::WireWriter wire;
-    ht::EntryDump absent;
-    for (int t = 0; t < mtable->size(); ++t) {
-      const GpuMultiHashTable::Table& table = mtable->table(t);
-      const int64_t* table_ids = id_data + split(t);
-      const int64_t n = split(t + 1) - split(t);
-      OP_REQUIRES_OK(ctx, ToTfStatus(table.table->LookupRowsFromHost(
-                              table_ids, n, &rows, &found, CudaStream(ctx))));
-      const int width = table.spec.row_floats();
-      for (int64_t j = 0; j < n; ++j) {
-        if (found[j]) {
-          wire.Clear();
-          table.records->Write(table_ids[j], rows.data() + j * width, &wire);
-          entries(split(t) + j).assign(wire.data(), wire.size());
-        } else {
-          absent.set_id(table_ids[j]);
-          entries(split(t) + j) = absent.SerializeAsString();
+    // Pieces, so the rows copied to the host beside the output stay small.
+    constexpr int64_t kPieceIds = 16384;
+    OP_REQUIRES_OK(ctx, OutOfMemoryAsStatus([&] {
+      std::vector<float> rows;
+      std::vector<char> found;
+      ht::WireWriter wire;
+      ht::EntryDump absent;
+      for (int t = 0; t < mtable->size(); ++t) {
+        const GpuMultiHashTable::Table& table = mtable->table(t);
+        const int width = table.spec.row_floats();
+        for (int64_t b = split(t); b < split(t + 1); b += kPieceIds) {
+          const int64_t* piece_ids = id_data + b;
+          const int64_t n = std::min(split(t + 1) - b, kPieceIds);
+          TF_RETURN_IF_ERROR(ToTfStatus(table.table->LookupRowsFromHost(
+              piece_ids, n, &rows, &found, CudaStream(ctx))));
+          for (int64_t j = 0; j < n; ++j) {
+            if (found[j]) {
+              wire.Clear();
+              table.records->Write(piece_ids[j], rows.data() + j * width,
+                                   &wire);
+              entries(b + j).assign(wire.data(), wire.size());
+            } else {
+              absent.set_id(piece_ids[j]);
+              entries(b + j) = absent.SerializeAsString();
+            }
+          }
         }
       }
-    }
+      return OkStatus();
+    }));
   }
 };
 

@@ -134,13 +134,15 @@ class MultiHashTable : public ResourceBase {
   // Evicts, in the background, every table that |targets| names, each on
   // its period, logging what each eviction removed. Call once, after the
   // tables are added.
-  void StartPeriodicEviction(
+  Status StartPeriodicEviction(
       std::vector<::monolith::hash_table::PeriodicEvictor::Target> targets) {
-    if (targets.empty()) return;
-    const std::string prefix = "MultiHashTable " + shared_name_ + ": ";
-    evictor_ = std::make_unique<::monolith::hash_table::PeriodicEvictor>(
-        std::move(targets),
-        [prefix](const std::string& line) { LOG(INFO) << prefix << line; });
+    const std::string owner = "MultiHashTable " + shared_name_;
+    return ToTfStatus(::monolith::hash_table::StartPeriodicEvictor(
+        owner, std::move(targets),
+        [owner](const std::string& line) {
+          LOG(INFO) << owner << ": " << line;
+        },
+        &evictor_));
   }
 
   std::string DebugString() const override {

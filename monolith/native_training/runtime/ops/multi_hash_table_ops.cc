@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -161,7 +162,7 @@ class CreateMultiHashTableOp
       }
       mtable->AddTable(config_.names(i), std::move(table));
     }
-    mtable->StartPeriodicEviction(std::move(evicted));
+    TF_RETURN_IF_ERROR(mtable->StartPeriodicEviction(std::move(evicted)));
     *resource = mtable.release();
     return OkStatus();
   }
@@ -232,15 +233,22 @@ class MultiHashTableLookupEntryOp : public OpKernel {
                    ctx->allocate_output(0, {ids.NumElements()}, &out));
     auto entries = out->flat<tstring>();
     const int64_t* id_data = ids.flat<int64_t>().data();
-    for (int t = 0; t < mtable->size(); ++t) {
-      const int64_t n = split(t + 1) - split(t);
-      std::vector<::monolith::hash_table::EntryDump> dumps(n);
-      mtable->table(t).table->BatchLookupEntry(id_data + split(t), n,
-                                               dumps.data());
-      for (int64_t j = 0; j < n; ++j) {
-        entries(split(t) + j) = dumps[j].SerializeAsString();
+    // Pieces, so the parsed dumps beside the output stay small.
+    OP_REQUIRES_OK(ctx, OutOfMemoryAsStatus([&] {
+      std::vector<::monolith::hash_table::EntryDump> dumps(
+          std::min(ids.NumElements(), kLookupPieceIds));
+      for (int t = 0; t < mtable->size(); ++t) {
+        for (int64_t b = split(t); b < split(t + 1); b += kLookupPieceIds) {
+          const int64_t n = std::min(split(t + 1) - b, kLookupPieceIds);
+          mtable->table(t).table->BatchLookupEntry(id_data + b, n,
+                                                   dumps.data());
+          for (int64_t j = 0; j < n; ++j) {
+            entries(b + j) = dumps[j].SerializeAsString();
+          }
+        }
       }
-    }
+      return OkStatus();
+    }));
   }
 };
 
@@ -366,9 +374,21 @@ class MultiHashTableEvictOp : public OpKernel {
     auto evicted_vec = evicted->flat<int64_t>();
     for (int t = 0; t < mtable->size(); ++t) {
       int64_t evicted_count = 0;
-      const std::string line = ::monolith::hash_table::EvictExpired(
-          mtable->table(t).name, mtable->table(t).table.get(),
-          &evicted_count);
+      std::string line;
+      try {
+        line = ::monolith::hash_table::EvictExpired(
+            mtable->table(t).name, mtable->table(t).table.get(),
+            &evicted_count);
+      } catch (const std::bad_alloc&) {
+        // Eviction shrinks each shard into a new, smaller slot array,
+        // allocated before the shard changes.
+        ctx->CtxFailure(errors::ResourceExhausted(
+            "evicting from table ", mtable->table(t).name,
+            ": out of memory (or of memory mappings: see vm.max_map_count) "
+            "for a shrunk shard; the shards before it are evicted, the rest "
+            "keep their expired entries"));
+        return;
+      }
       evicted_vec(t) = evicted_count;
       if (evicted_count > 0) {
         LOG(INFO) << "MultiHashTable " << mtable->shared_name() << ": "

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -303,14 +304,12 @@ class MultiHashTableRestoreReshardedOp : public OpKernel {
                 errors::InvalidArgument("basenames is empty: give the "
                                         "checkpoint of every old PS table"));
     std::vector<std::string> basenames;
+    std::unordered_set<std::string> seen;
     for (int64_t i = 0; i < flat.size(); ++i) {
       basenames.emplace_back(flat(i));
-      for (int64_t j = 0; j + 1 < static_cast<int64_t>(basenames.size());
-           ++j) {
-        OP_REQUIRES(ctx, basenames[j] != basenames.back(),
-                    errors::InvalidArgument("basenames holds ",
-                                            basenames.back(), " twice"));
-      }
+      OP_REQUIRES(ctx, seen.insert(basenames.back()).second,
+                  errors::InvalidArgument("basenames holds ",
+                                          basenames.back(), " twice"));
     }
     HeldMultiHashTable mtable;
     OP_REQUIRES_OK(ctx,
