@@ -27,10 +27,16 @@ if [ "${1:-}" = "--prepare" ]; then
     echo "no merlin-sok headers: run ./bazelw once first" >&2
     exit 1
   fi
-  rm -rf "$deps"
-  mkdir -p "$deps"
-  cp -r "$sok/cuCollections/include" "$deps/cuco"
-  cp -r "$sok/HierarchicalKV/include" "$deps/hkv"
+  # Copied beside, then renamed: a copy cut short or failed never passes
+  # for the headers (the run checks the stamp).
+  tmp="$deps.tmp.$$"
+  rm -rf "$tmp"
+  mkdir -p "$tmp" &&
+    cp -r "$sok/cuCollections/include" "$tmp/cuco" &&
+    cp -r "$sok/HierarchicalKV/include" "$tmp/hkv" &&
+    touch "$tmp/.complete" &&
+    rm -rf "$deps" &&
+    mv "$tmp" "$deps" || { rm -rf "$tmp"; echo "copying the headers into $deps failed" >&2; exit 1; }
   echo "copied $sok's headers into $deps ($(du -sh "$deps" | cut -f1))"
   exit 0
 fi
@@ -38,7 +44,7 @@ fi
 out=$(realpath -m "${1:-.}")
 mkdir -p "$out"
 cd "$root"
-if [ ! -d "$deps/cuco" ]; then
+if [ ! -f "$deps/.complete" ]; then
   echo "no $deps: run ci/gpu_device_check.sh --prepare where ./bazelw ran" >&2
   exit 1
 fi
@@ -88,10 +94,13 @@ if [ -x "$bin/gpu_table_benchmark" ]; then
   timeout 300 "$bin/gpu_table_benchmark" ${BENCHMARK_FLAGS:-} > "$out/gpu_table_benchmark.txt" 2>&1 || status=1
   grep -v '^{' "$out/gpu_table_benchmark.txt" | tee -a "$out/gpu_device_check.txt"
   gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
-  echo "to record the figures (where the repository is):" \
-    "python3 docs/gen_benchmark_tables.py record gpu_table_benchmark" \
-    "--machine=\"$gpu_name\" --command=\"ci/gpu_device_check.sh\"" \
-    "< OUT/gpu_table_benchmark.txt" | tee -a "$out/gpu_device_check.txt"
+  # A failed run's figures are not for the docs.
+  if [ "$status" -eq 0 ]; then
+    echo "to record the figures (where the repository is):" \
+      "python3 docs/gen_benchmark_tables.py record gpu_table_benchmark" \
+      "--machine=\"$gpu_name\" --command=\"ci/gpu_device_check.sh\"" \
+      "< OUT/gpu_table_benchmark.txt" | tee -a "$out/gpu_device_check.txt"
+  fi
 fi
 echo "result: $([ "$status" -eq 0 ] && echo PASSED || echo FAILED)" | tee -a "$out/gpu_device_check.txt"
 exit "$status"

@@ -148,15 +148,25 @@ def load_runs(runs_dir: str) -> Dict[str, Run]:
 
 
 def benchmark_lines(output: Iterable[str]) -> List[Dict]:
-  """The JSON lines (objects with a "bench" key) of a benchmark's stdout."""
+  """The JSON lines (objects with a "bench" key) of a benchmark's stdout.
+
+  Raises:
+    FormatError: a line that begins as one of them (`{"bench"`) does not
+      parse: the run was cut short, and recording it would replace a whole
+      run with part of one.
+  """
   lines = []
-  for raw in output:
+  for number, raw in enumerate(output, 1):
     raw = raw.strip()
     if not raw.startswith("{"):
       continue
     try:
       obj = json.loads(raw)
     except ValueError:
+      if re.match(r'\{\s*"bench"', raw):
+        raise FormatError(
+            f"line {number} of the benchmark's output is a cut JSON line "
+            f"({raw[:60]!r}...): was the run stopped? Nothing recorded")
       continue
     if isinstance(obj, dict) and "bench" in obj:
       lines.append(obj)
@@ -678,8 +688,9 @@ def render_table(table: Table, runs: Dict[str, Run]) -> str:
   run = runs.get(table.target)
   lines = run.of(table.bench) if run else []
   if not lines:
-    return (f"_Not yet generated: run `{BENCHMARKS[table.target]} | "
-            f"python3 docs/gen_benchmark_tables.py record {table.target}` "
+    return (f"_Not yet generated: run `{BENCHMARKS[table.target]} > "
+            f"/tmp/run.txt && python3 docs/gen_benchmark_tables.py record "
+            f"{table.target} < /tmp/run.txt` "
             "(see [Refreshing the tables](#refreshing-the-tables))._")
   try:
     body = table.render(lines)
@@ -731,9 +742,15 @@ def _root() -> str:
 
 def _write_atomically(path: str, text: str) -> None:
   tmp = f"{path}.tmp.{os.getpid()}"
-  with open(tmp, "w", encoding="utf-8") as f:
-    f.write(text)
-  os.replace(tmp, path)
+  try:
+    with open(tmp, "w", encoding="utf-8") as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -318,7 +318,7 @@ def test_missing_run_names_the_command():
     block = _block(out, table.id)
     assert f"_Not yet generated: run `{gen.BENCHMARKS[table.target]}" in block
     assert gen.BENCHMARKS[table.target].startswith("./bazelw run -c opt ")
-    assert f"record {table.target}`" in block
+    assert f"record {table.target} < /tmp/run.txt`" in block
 
 
 def test_text_outside_markers_is_kept_and_rendering_is_stable():
@@ -383,6 +383,9 @@ def test_benchmark_lines_keep_only_json_with_bench():
       RANDOM[0] + "\n",
   ]
   assert gen.benchmark_lines(stdout) == [json.loads(RANDOM[0])]
+  # A run cut short mid-line is refused, not recorded as a whole run.
+  with pytest.raises(gen.FormatError, match="line 2 .* cut JSON line"):
+    gen.benchmark_lines([RANDOM[0] + "\n", RANDOM[0][:40]])
 
 
 def test_record_then_check(tmp_path, monkeypatch, capsys):

@@ -1560,10 +1560,7 @@ class MultiHashTableCheckpointSaverListener(
     for feature, count in counts_by_feature.items():
       info.feature_counts[feature] = count
     path = self._helper.get_ckpt_info_path(global_step_value)
-    tmp_path = path + ".tmp"
-    with tf.io.gfile.GFile(tmp_path, "w") as f:
-      f.write(str(info))
-    utils.replace_file(tmp_path, path)
+    utils.write_file_atomically(path, str(info))
     logging.info("Wrote %s.", path)
 
   def _build_save_graph(self) -> tf.Operation:

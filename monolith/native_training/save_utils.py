@@ -187,8 +187,9 @@ class SaveHelper:
     info_files = []  # (step, name)
     for name in names:
       if name.startswith(CKPT_INFO_PREFIX):
-        # "ckpt.info-N", or "ckpt.info-N.tmp" left by a killed write.
-        step = name[len(CKPT_INFO_PREFIX):].removesuffix(".tmp")
+        # "ckpt.info-N", or "ckpt.info-N.tmp-<hex>" (".tmp" before) left by
+        # a killed write.
+        step = re.sub(r"\.tmp(-[0-9a-f]+)?$", "", name[len(CKPT_INFO_PREFIX):])
         if step.isdigit():
           info_files.append((int(step), name))
           continue
@@ -298,10 +299,7 @@ def remove_ps_count(directory: str, group: str) -> None:
 
 def write_ps_count(directory: str, group: str, num_ps: int) -> None:
   """Records, once every PS saved `group`'s files, that `num_ps` did."""
-  path = ps_count_path(directory, group)
-  with tf.io.gfile.GFile(path + ".tmp", "w") as f:
-    f.write(f"{num_ps}\n")
-  utils.replace_file(path + ".tmp", path)
+  utils.write_file_atomically(ps_count_path(directory, group), f"{num_ps}\n")
 
 
 def read_ps_count(directory: str, group: str) -> Optional[int]:

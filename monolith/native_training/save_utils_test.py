@@ -110,9 +110,10 @@ def test_stale_files_follow_the_checkpoint_files(tmp_path):
     _make_asset_dir(path(name))
   # Temporaries of killed ckpt.info writes go with their step.
   _touch(path("ckpt.info-9.tmp"))
-  _touch(path("ckpt.info-10.tmp"))
-  _touch(path("ckpt.info-5.tmp"))
+  _touch(path("ckpt.info-10.tmp-0123abcd"))
+  _touch(path("ckpt.info-5.tmp-4567ef"))
   _touch(path("ckpt.info-latest"))
+  _touch(path("ckpt.info-11.tmp-notHex"))
 
   stale = helper.get_stale_checkpoint_files(5)
   assert stale.asset_dirs == [
@@ -126,7 +127,7 @@ def test_stale_files_follow_the_checkpoint_files(tmp_path):
       path("ckpt.info-3"),
       path("ckpt.info-9"),
       path("ckpt.info-9.tmp"),
-      path("ckpt.info-10.tmp"),
+      path("ckpt.info-10.tmp-0123abcd"),
   ]
 
   before = set(tf.io.gfile.listdir(model_dir))
@@ -373,3 +374,30 @@ def test_max_to_keep_goes_on_after_a_restart(tmp_path):
   index_files = sorted(
       name for name in os.listdir(model_dir) if name.endswith(".index"))
   assert index_files == ["model.ckpt-3.index", "model.ckpt-4.index"]
+
+
+def test_ps_counts_are_written_through_temporaries_of_their_own(
+    tmp_path, monkeypatch):
+  directory = str(tmp_path)
+  save_utils.write_ps_count(directory, "MonolithMultiHashTable", 3)
+  save_utils.write_ps_count(directory, "MonolithMultiHashTable", 2)
+  assert save_utils.read_ps_count(directory, "MonolithMultiHashTable") == 2
+  assert os.listdir(directory) == [
+      os.path.basename(save_utils.ps_count_path(directory,
+                                                "MonolithMultiHashTable"))]
+  # Each write has its own temporary (two writers of one path never write
+  # into one file); a failed write removes its own and keeps the record.
+  temporaries = []
+
+  def failing_replace(tmp_path, path):
+    temporaries.append(tmp_path)
+    assert os.path.exists(tmp_path)
+    raise OSError("disk gone")
+
+  monkeypatch.setattr(save_utils.utils, "replace_file", failing_replace)
+  for _ in range(2):
+    with pytest.raises(OSError, match="disk gone"):
+      save_utils.write_ps_count(directory, "MonolithMultiHashTable", 5)
+  assert len(set(temporaries)) == 2
+  assert save_utils.read_ps_count(directory, "MonolithMultiHashTable") == 2
+  assert len(os.listdir(directory)) == 1

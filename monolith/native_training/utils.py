@@ -17,6 +17,7 @@ import contextlib
 import errno
 import os
 import socket
+import uuid
 from typing import Any, List, Optional, Union
 
 from absl import logging
@@ -125,6 +126,27 @@ def replace_file(tmp_path: str, path: str) -> None:
   fsync_local(tmp_path)
   tf.io.gfile.rename(tmp_path, path, overwrite=True)
   fsync_local(os.path.dirname(path))
+
+
+def write_file_atomically(path: str, text: str) -> None:
+  """Writes `text` to `path` through a temporary of its own and a rename.
+
+  The temporary, "<path>.tmp-<random hex>", is unique to the call, so two
+  writers of one path never write into each other's temporary; one that
+  fails is removed (a killed writer's stays behind, under that name).
+
+  Raises:
+    OSError, tf.errors.OpError: as `replace_file`, or the write failed.
+  """
+  tmp_path = f"{path}.tmp-{uuid.uuid4().hex}"
+  try:
+    with tf.io.gfile.GFile(tmp_path, "w") as f:
+      f.write(text)
+    replace_file(tmp_path, path)
+  except BaseException:
+    with contextlib.suppress(tf.errors.OpError):
+      tf.io.gfile.remove(tmp_path)
+    raise
 
 
 def add_to_collections(names: Union[str, List[str]], value: Any) -> None:

@@ -60,5 +60,12 @@ int main(int argc, char** argv) {
   }
   std::ofstream out(out_path, std::ios::binary);
   out << output;
-  return out.good() ? 0 : 1;
+  // Closed first: a write that fails only when the buffer is flushed (a
+  // full disk) must fail the action, not leave a short output.
+  out.close();
+  if (out.fail()) {
+    std::cerr << out_path << ": cannot write\n";
+    return 1;
+  }
+  return 0;
 }
