@@ -91,7 +91,9 @@ else
   status=1
 fi
 if [ -x "$bin/gpu_table_benchmark" ]; then
-  timeout 300 "$bin/gpu_table_benchmark" ${BENCHMARK_FLAGS:-} > "$out/gpu_table_benchmark.txt" 2>&1 || status=1
+  # stdout alone holds the JSON lines (stderr could split one).
+  timeout 300 "$bin/gpu_table_benchmark" ${BENCHMARK_FLAGS:-} > "$out/gpu_table_benchmark.txt" 2> "$out/gpu_table_benchmark.err.txt" || status=1
+  cat "$out/gpu_table_benchmark.err.txt" | tee -a "$out/gpu_device_check.txt"
   grep -v '^{' "$out/gpu_table_benchmark.txt" | tee -a "$out/gpu_device_check.txt"
   gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
   # A failed run's figures are not for the docs.

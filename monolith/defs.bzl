@@ -27,6 +27,27 @@ def monolith_py_test(name, srcs = None, deps = [], data = [], size = "small", **
         data = data,
         size = size,
         python_version = "PY3",
+        legacy_create_init = False,
+        **kwargs
+    )
+
+def monolith_py_binary(name, **kwargs):
+    """A py_binary that imports `monolith` as the package, whatever the
+    depending workspace's flags.
+
+    Bazel's legacy __init__.py files (unless the workspace sets
+    --incompatible_default_to_explicit_init_py) would make the repository's
+    runfiles folder, not the package, what `import monolith` finds when
+    another workspace runs it as @monolith//...
+
+    Args:
+      name: target name.
+      **kwargs: passed to py_binary.
+    """
+    native.py_binary(
+        name = name,
+        python_version = "PY3",
+        legacy_create_init = False,
         **kwargs
     )
 

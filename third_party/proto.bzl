@@ -63,7 +63,7 @@ _py_proto_gen = rule(
             default = Label("@local_config_tf//:protoc"),
             executable = True,
             allow_single_file = True,
-            cfg = "host",
+            cfg = "exec",
         ),
     },
 )

@@ -327,8 +327,8 @@ class HashFilterCheckpointSaverListener(
     super().__init__()
     self._helper = save_utils.SaveHelper(basename)
     self._hash_filters = list(hash_filters)
-    self._enabled = (_flag("enable_hash_filter", enable_hash_filter) and
-                     _flag("enable_save_restore", enable_save_restore))
+    enabled = _flag("enable_hash_filter", enable_hash_filter)
+    self._enabled = _flag("enable_save_restore", enable_save_restore) and enabled
     self._placeholders = []
     self._save_ops = _per_filter_ops(self._hash_filters, self._placeholders,
                                      save_hash_filter, self._enabled)
@@ -382,8 +382,8 @@ class HashFilterCheckpointRestorerListener(
     self._basename = basename
     self._helper = save_utils.SaveHelper(basename)
     self._hash_filters = list(hash_filters)
-    self._enabled = (_flag("enable_hash_filter", enable_hash_filter) and
-                     _flag("enable_save_restore", enable_save_restore))
+    enabled = _flag("enable_hash_filter", enable_hash_filter)
+    self._enabled = _flag("enable_save_restore", enable_save_restore) and enabled
     self._ps_monitor = ps_monitor
     self._placeholders = []
     self._restore_ops = _per_filter_ops(self._hash_filters,

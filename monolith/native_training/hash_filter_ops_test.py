@@ -161,9 +161,11 @@ def test_switches_must_be_bools(tmp_path):
     hash_filter_ops.save_hash_filter(dummy, basename, 1)
   with pytest.raises(TypeError, match="enable_hash_filter"):
     hash_filter_ops.restore_hash_filter(dummy, basename, None)
-  with pytest.raises(TypeError, match="enable_save_restore .* str"):
-    hash_filter_ops.HashFilterCheckpointSaverListener(
-        basename, [dummy], True, enable_save_restore="yes")
+  for listener in (hash_filter_ops.HashFilterCheckpointSaverListener,
+                   hash_filter_ops.HashFilterCheckpointRestorerListener):
+    # Each switch is checked, whatever the other says.
+    with pytest.raises(TypeError, match="enable_save_restore .* str"):
+      listener(basename, [dummy], False, enable_save_restore="yes")
   # numpy's bools are bools.
   (f,) = hash_filter_ops.create_hash_filters(0, np.bool_(True))
   assert f.op.type != "MonolithDummyHashFilter"

@@ -22,8 +22,9 @@ called after every save, deletes what is left of the dropped ones:
   step N in the directory: nothing of this basename's TF checkpoint (as
   above), and no file or directory `<other basename>-N`,
   `<other basename>-N.index`, `.meta`, `.data-*`, `.assets` or `_temp*` (an
-  in-progress save) of any other basename. `ckpt.info-N.tmp`, left by a
-  write killed before its rename, goes with `ckpt.info-N`.
+  in-progress save) of any other basename. `ckpt.info-N.tmp-<hex>` (or
+  `ckpt.info-N.tmp`, as earlier versions named it), left by a write killed
+  before its rename, goes with `ckpt.info-N`.
 * Never stale: the step being saved, and every step the state file still
   lists.
 
