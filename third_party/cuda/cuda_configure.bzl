@@ -56,9 +56,10 @@ def _symlink_headers(ctx, src, dst):
 
 def _problem(ctx, cuda_home, sok):
     if not sok:
-        return "%s is not set: run ./bazelw, which fetches merlin-sok and sets it" % _SOK_ENV
+        return ("%s is not set: run monolith's ./bazelw, which fetches merlin-sok and sets it in " +
+                "its .bazelrc.user (another workspace: try-import that file)") % _SOK_ENV
     if not ctx.path(sok + "/cuCollections/include/cuco/static_map.cuh").exists:
-        return "%s=%s holds no cuCollections headers: delete it and run ./bazelw" % (_SOK_ENV, sok)
+        return "%s=%s holds no cuCollections headers: delete it and run monolith's ./bazelw" % (_SOK_ENV, sok)
     for need in ["bin/nvcc", "include/cuda_runtime.h", "lib64/libcudart_static.a"]:
         if not ctx.path(cuda_home + "/" + need).exists:
             return ("no %s/%s: install the CUDA toolkit or set %s, then run ./bazelw sync --configure " +

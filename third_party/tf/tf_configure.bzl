@@ -39,9 +39,10 @@ def _fail(msg):
 def _tf_configure_impl(ctx):
     python = ctx.os.environ.get(_PYTHON_ENV, "")
     if not python:
-        _fail("%s is not set. Run ./bazelw once: it creates the venv and writes .bazelrc.user." % _PYTHON_ENV)
+        _fail(("%s is not set. Run monolith's ./bazelw once: it creates the venv and writes " +
+               "its .bazelrc.user (another workspace: try-import that file).") % _PYTHON_ENV)
     if not ctx.path(python).exists:
-        _fail("%s=%s does not exist. Run ./bazelw to (re)create the venv." % (_PYTHON_ENV, python))
+        _fail("%s=%s does not exist. Run monolith's ./bazelw to (re)create the venv." % (_PYTHON_ENV, python))
 
     probe = ctx.execute([python, "-c", _PROBE], environment = {"TF_CPP_MIN_LOG_LEVEL": "3"}, quiet = True)
     if probe.return_code != 0:
