@@ -129,7 +129,8 @@ def test_trains_checkpoints_and_stops_every_task(tmp_path):
   # Enough steps that worker 1, which joins once the chief's setup is done
   # (a second or more of the chief's training, more on a loaded machine),
   # trains long enough to log rates.
-  launcher = _launch(model_dir, "--steps=1000", "--save_steps=500")
+  launcher = _launch(model_dir, "--steps=1000", "--save_steps=500",
+                     "--log_every_secs=0.1")
   try:
     out, _ = launcher.communicate(timeout=240)
   finally:
