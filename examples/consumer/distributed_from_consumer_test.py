@@ -1,5 +1,5 @@
-"""A consumer trains tables on two PS tasks with hash filters, then saves
-and restores them, through monolith's public modules.
+"""A consumer trains tables on two PS tasks behind hash filters, then saves
+and restores the tables, through monolith's public modules.
 
 The cluster is in-process (`test_utils.create_test_ps_cluster`): a worker
 and two PS `tf.distribute.Server`s on loopback ports. Each PS holds its
@@ -7,6 +7,7 @@ share of the ids (`id % 2`) and a sliding hash filter that admits an id at
 its second occurrence.
 """
 
+import contextlib
 import os
 
 import numpy as np
@@ -45,16 +46,30 @@ def _graph(num_ps: int):
   return table, train, embeddings
 
 
+def _per_ps(table, method: str, basename: str):
+  """Each PS table's save or restore at "<basename>_<ps>"."""
+  return [getattr(t, method)(f"{basename}_{i}").as_op()
+          for i, t in enumerate(table.tables)]
+
+
+@contextlib.contextmanager
+def _initialized_session(cluster, table):
+  """A session on the cluster's worker with the graph's variables and the
+  tables initialized."""
+  servers, config = cluster
+  with tf1.Session(servers[0].target, config=config) as sess:
+    sess.run(tf1.global_variables_initializer())
+    sess.run([t.initializer for t in table.tables])
+    yield sess
+
+
 def test_two_ps_train_save_and_restore(tmp_path):
-  servers, config = test_utils.create_test_ps_cluster(2)
+  cluster = test_utils.create_test_ps_cluster(2)
   basename = os.path.join(str(tmp_path), "model.ckpt-1.assets", "table")
   with tf.Graph().as_default():
     table, train, embeddings = _graph(2)
-    saves = [t.save(f"{basename}_{i}").as_op()
-             for i, t in enumerate(table.tables)]
-    with tf1.Session(servers[0].target, config=config) as sess:
-      sess.run(tf1.global_variables_initializer())
-      sess.run([t.initializer for t in table.tables])
+    saves = _per_ps(table, "save", basename)
+    with _initialized_session(cluster, table) as sess:
       # First sight: counted, not admitted. Second: trained.
       sess.run(train)
       np.testing.assert_array_equal(sess.run(embeddings), np.zeros([10, 2]))
@@ -63,12 +78,10 @@ def test_two_ps_train_save_and_restore(tmp_path):
       np.testing.assert_array_equal(trained, np.ones([10, 2]))
       sess.run(saves)
 
+  # A fresh graph (and session state) reads each PS's save back.
   with tf.Graph().as_default():
     table, _, embeddings = _graph(2)
-    restores = [t.restore(f"{basename}_{i}").as_op()
-                for i, t in enumerate(table.tables)]
-    with tf1.Session(servers[0].target, config=config) as sess:
-      sess.run(tf1.global_variables_initializer())
-      sess.run([t.initializer for t in table.tables])
+    restores = _per_ps(table, "restore", basename)
+    with _initialized_session(cluster, table) as sess:
       sess.run(restores)
       np.testing.assert_array_equal(sess.run(embeddings), trained)
