@@ -152,6 +152,10 @@ done
 echo "test --test_env=MONOLITH_REQUIREMENTS=$req_hash" >> "$tmp"
 if [ -n "$sandbox_base" ]; then
   echo "build --sandbox_base=$sandbox_base" >> "$tmp"
+  # Each sandbox deleted when its action ends: Bazel 4.2's idle-time deleter
+  # left every one behind (~10k inodes each), and a full build exhausted
+  # /dev/shm's inodes ("No space left on device").
+  echo "build --experimental_sandbox_async_tree_delete_idle_threads=0" >> "$tmp"
 else
   log "/dev/shm has under 4 GiB or 500k inodes free: Bazel's sandboxes stay on disk (slower compiles)"
 fi
