@@ -405,7 +405,7 @@ class GpuMultiHashTableLookupEntryOp : public OpKernel {
         }
       }
       return OkStatus();
-    }));
+    }, LookupEntryOutOfMemory(ids->NumElements())));
   }
 };
 

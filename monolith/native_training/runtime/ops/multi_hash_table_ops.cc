@@ -248,7 +248,7 @@ class MultiHashTableLookupEntryOp : public OpKernel {
         }
       }
       return OkStatus();
-    }));
+    }, LookupEntryOutOfMemory(ids.NumElements())));
   }
 };
 

@@ -164,15 +164,23 @@ inline Status CheckInputRanks(
 // becomes ResourceExhausted, so that no exception leaves an op. A table
 // allocates before it changes a shard, so each shard stays whole; the ids
 // of a batch already applied stay applied, as after a failed step.
+// |what| says what ran out (default: a table's growth).
 template <typename Fn>
-Status OutOfMemoryAsStatus(const Fn& fn) {
+Status OutOfMemoryAsStatus(
+    const Fn& fn,
+    const std::string& what = "a hash table could not grow: out of memory "
+                              "(or of memory mappings: see vm.max_map_count)") {
   try {
     return fn();
   } catch (const std::bad_alloc&) {
-    return errors::ResourceExhausted(
-        "a hash table could not grow: out of memory (or of memory "
-        "mappings: see vm.max_map_count)");
+    return errors::ResourceExhausted(what);
   }
+}
+
+// OutOfMemoryAsStatus's |what| for a lookup_entry (CPU or GPU) of |n| ids.
+inline std::string LookupEntryOutOfMemory(int64_t n) {
+  return "lookup_entry of " + std::to_string(n) +
+         " ids: out of memory for their serialized entries";
 }
 
 // Runs fn(i) for i in [0, n) on TF's CPU worker threads (each item is
