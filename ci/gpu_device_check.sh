@@ -93,11 +93,11 @@ fi
 if [ -x "$bin/gpu_table_benchmark" ]; then
   # stdout alone holds the JSON lines (stderr could split one).
   timeout 300 "$bin/gpu_table_benchmark" ${BENCHMARK_FLAGS:-} > "$out/gpu_table_benchmark.txt" 2> "$out/gpu_table_benchmark.err.txt" || status=1
-  cat "$out/gpu_table_benchmark.err.txt" | tee -a "$out/gpu_device_check.txt"
+  tee -a "$out/gpu_device_check.txt" < "$out/gpu_table_benchmark.err.txt"
   grep -v '^{' "$out/gpu_table_benchmark.txt" | tee -a "$out/gpu_device_check.txt"
-  gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
   # A failed run's figures are not for the docs.
   if [ "$status" -eq 0 ]; then
+    gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
     echo "to record the figures (where the repository is):" \
       "python3 docs/gen_benchmark_tables.py record gpu_table_benchmark" \
       "--machine=\"$gpu_name\" --command=\"ci/gpu_device_check.sh\"" \

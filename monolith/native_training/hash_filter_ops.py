@@ -112,6 +112,13 @@ def _flag(name: str, value: Any) -> bool:
                   f"{value!r}")
 
 
+def _saves_and_restores(enable_hash_filter: Any,
+                        enable_save_restore: Any) -> bool:
+  """Whether the filter listeners act; both switches checked (`_flag`)."""
+  enabled = _flag("enable_hash_filter", enable_hash_filter)
+  return _flag("enable_save_restore", enable_save_restore) and enabled
+
+
 def _create_hash_filter(
     enable_hash_filter: bool,
     config: bytes = b"",
@@ -327,8 +334,8 @@ class HashFilterCheckpointSaverListener(
     super().__init__()
     self._helper = save_utils.SaveHelper(basename)
     self._hash_filters = list(hash_filters)
-    enabled = _flag("enable_hash_filter", enable_hash_filter)
-    self._enabled = _flag("enable_save_restore", enable_save_restore) and enabled
+    self._enabled = _saves_and_restores(enable_hash_filter,
+                                        enable_save_restore)
     self._placeholders = []
     self._save_ops = _per_filter_ops(self._hash_filters, self._placeholders,
                                      save_hash_filter, self._enabled)
@@ -382,8 +389,8 @@ class HashFilterCheckpointRestorerListener(
     self._basename = basename
     self._helper = save_utils.SaveHelper(basename)
     self._hash_filters = list(hash_filters)
-    enabled = _flag("enable_hash_filter", enable_hash_filter)
-    self._enabled = _flag("enable_save_restore", enable_save_restore) and enabled
+    self._enabled = _saves_and_restores(enable_hash_filter,
+                                        enable_save_restore)
     self._ps_monitor = ps_monitor
     self._placeholders = []
     self._restore_ops = _per_filter_ops(self._hash_filters,

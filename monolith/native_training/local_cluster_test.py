@@ -86,6 +86,14 @@ def _latest_step(model_dir: str) -> int:
   return int(latest.rsplit("-", 1)[1]) if latest else -1
 
 
+def _wait_for_checkpoint(model_dir: str, step: int, output: _Output) -> None:
+  """Waits up to 60 s for a checkpoint of `step` or later in `model_dir`."""
+  deadline = time.time() + 60
+  while _latest_step(model_dir) < step:
+    assert time.time() < deadline, output.text()
+    time.sleep(0.2)
+
+
 def _entry_counts(ckpt_prefix: str, ps_index: int) -> Dict[str, int]:
   """Entries per table that PS `ps_index` saved in a checkpoint."""
   names, counts = multi_hash_table_ops.hash_table_ops.\
@@ -209,10 +217,7 @@ def test_killed_ps_is_restarted_and_restored(tmp_path):
     # to restore: on a loaded machine worker 1 can pass step 250 while the
     # chief still saves its first one.
     output.wait_for(r"\[worker1\] worker 1: step \d+", 90)
-    deadline = time.time() + 60
-    while _latest_step(model_dir) < 100:
-      assert time.time() < deadline, output.text()
-      time.sleep(0.2)
+    _wait_for_checkpoint(model_dir, 100, output)
     os.kill(pid, signal.SIGKILL)
     output.wait_for(r"local_cluster: ps1 exited with code -9; restarting it "
                     r"\(restart 1 of 3\)", 60)
@@ -226,10 +231,7 @@ def test_killed_ps_is_restarted_and_restored(tmp_path):
     mark = output.num_lines()
     output.wait_for(r"global_step (\d+)", 90, after=mark,
                     accept=lambda m: int(m[1]) >= restored_step + 250)
-    deadline = time.time() + 60
-    while _latest_step(model_dir) < restored_step + 200:
-      assert time.time() < deadline, output.text()
-      time.sleep(0.2)
+    _wait_for_checkpoint(model_dir, restored_step + 200, output)
     launcher.send_signal(signal.SIGTERM)
     launcher.wait(30)
   finally:

@@ -6,7 +6,9 @@ task back from a device name; `free_ports(n)` picks loopback
 ports for the tasks of a cluster on one host; `fsync_local(path)` makes a
 local file's data, or a local folder's renames, durable, and
 `replace_file(tmp_path, path)` renames a written temporary onto its final
-name so that a power loss leaves the old file or the whole new one.
+name so that a power loss leaves the old file or the whole new one, and
+`write_file_atomically(path, text)` writes a small file that way through a
+temporary of its own.
 
 Training registers values (sparse feature names, the feature list, ...) in
 the default graph's collections; tools such as

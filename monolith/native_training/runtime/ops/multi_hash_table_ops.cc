@@ -7,7 +7,6 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <new>
 #include <string>
 #include <vector>
 
@@ -374,21 +373,22 @@ class MultiHashTableEvictOp : public OpKernel {
     auto evicted_vec = evicted->flat<int64_t>();
     for (int t = 0; t < mtable->size(); ++t) {
       int64_t evicted_count = 0;
+      const std::string& name = mtable->table(t).name;
       std::string line;
-      try {
+      const auto evict = [&] {
         line = ::monolith::hash_table::EvictExpired(
-            mtable->table(t).name, mtable->table(t).table.get(),
-            &evicted_count);
-      } catch (const std::bad_alloc&) {
-        // Eviction shrinks each shard into a new, smaller slot array,
-        // allocated before the shard changes.
-        ctx->CtxFailure(errors::ResourceExhausted(
-            "evicting from table ", mtable->table(t).name,
-            ": out of memory (or of memory mappings: see vm.max_map_count) "
-            "for a shrunk shard; the shards before it are evicted, the rest "
-            "keep their expired entries"));
-        return;
-      }
+            name, mtable->table(t).table.get(), &evicted_count);
+        return OkStatus();
+      };
+      // Eviction shrinks each shard into a new, smaller slot array,
+      // allocated before the shard changes.
+      OP_REQUIRES_OK(
+          ctx, OutOfMemoryAsStatus(
+                   evict, "evicting from table " + name +
+                              ": out of memory (or of memory mappings: see "
+                              "vm.max_map_count) for a shrunk shard; the "
+                              "shards before it are evicted, the rest keep "
+                              "their expired entries"));
       evicted_vec(t) = evicted_count;
       if (evicted_count > 0) {
         LOG(INFO) << "MultiHashTable " << mtable->shared_name() << ": "
