@@ -25,8 +25,16 @@ called after every save, deletes what is left of the dropped ones:
   in-progress save) of any other basename. `ckpt.info-N.tmp-<hex>` (or
   `ckpt.info-N.tmp`, as earlier versions named it), left by a write killed
   before its rename, goes with `ckpt.info-N`.
+* `<basename>-N_temp*`, what a sharded Saver writes before merging it into
+  the checkpoint (and deletes then), is stale once the step just saved is
+  N or later: it was left by a save killed before its merge, and one chief
+  saves at a time.
+* In the asset directory of the step just saved, temporaries
+  (`*-tmp-<16 hex>`, `*-tmp-<16 hex>.partial`, `*.tmp-<32 hex>`) are stale:
+  every save of that step has finished, and they are what its killed saves
+  left (at table or filter basenames this save did not write again).
 * Never stale: the step being saved, and every step the state file still
-  lists.
+  lists (except for the temporaries above).
 
 Other names are never touched: checkpoints without a step, other basenames'
 files and asset directories, temporary files.
@@ -79,6 +87,10 @@ _STEP_ENTRY_RE = re.compile(r"(?P<base>.+?)-(?P<step>\d+)"
                             r"(?P<suffix>\.index|\.meta|\.data-\d+-of-\d+|"
                             r"-\d+-of-\d+|\.assets|_temp.*)?")
 _V1_SHARD_RE = re.compile(r"-\d+-of-\d+")
+# Temporaries of table and filter saves (the C++ savers' "-tmp-<save id>",
+# and ".partial" while written) and of utils.write_file_atomically.
+_ASSET_TEMPORARY_RE = re.compile(
+    r".+(-tmp-[0-9a-f]{16}(\.partial)?|\.tmp-[0-9a-f]{32})")
 
 
 def _parse_step_entry(name: str) -> Optional[Tuple[str, int, str]]:
@@ -104,6 +116,10 @@ class StaleCheckpointFiles(NamedTuple):
   asset_dirs: List[str]
   # "ckpt.info-N" paths, by step.
   info_files: List[str]
+  # "<basename>-N_temp*" paths left by the Saver's killed saves, by step.
+  saver_temporaries: List[str]
+  # Temporaries in the asset directory of the step saved, by name.
+  asset_temporaries: List[str]
 
 
 class SaveHelper:
@@ -176,15 +192,16 @@ class SaveHelper:
       # Object stores list directories with a trailing "/".
       names = [name.rstrip("/") for name in tf.io.gfile.listdir(ckpt_dir)]
     except tf.errors.NotFoundError:
-      return StaleCheckpointFiles([], [])
+      return StaleCheckpointFiles([], [], [], [])
     except tf.errors.OpError as e:
       # Clean-up must not stop training after a good save: next time.
       logging.warning("Cannot list %s to delete stale checkpoint files: %s",
                       ckpt_dir, e)
-      return StaleCheckpointFiles([], [])
+      return StaleCheckpointFiles([], [], [], [])
     own_ckpt_steps = set()  # this basename's restorable TF checkpoints
     other_ckpt_steps = set()  # anything of any other basename
     own_asset_dirs = []  # (step, name)
+    saver_temporaries = []  # (step, name)
     info_files = []  # (step, name)
     for name in names:
       if name.startswith(CKPT_INFO_PREFIX):
@@ -202,6 +219,9 @@ class SaveHelper:
         other_ckpt_steps.add(step)
       elif suffix == _ASSETS_SUFFIX:
         own_asset_dirs.append((step, name))
+      elif suffix.startswith("_temp"):
+        if step <= global_step_value:
+          saver_temporaries.append((step, name))
       elif _is_restorable_suffix(suffix):
         own_ckpt_steps.add(step)
     kept_steps = own_ckpt_steps | self.get_existing_checkpoint_steps()
@@ -216,7 +236,25 @@ class SaveHelper:
             os.path.join(ckpt_dir, name)
             for step, name in sorted(info_files)
             if step not in kept_steps and step not in other_ckpt_steps
-        ])
+        ],
+        saver_temporaries=[
+            os.path.join(ckpt_dir, name)
+            for step, name in sorted(saver_temporaries)
+        ],
+        asset_temporaries=self._asset_temporaries(global_step_value))
+
+  def _asset_temporaries(self, global_step_value: int) -> List[str]:
+    asset_dir = self.get_ckpt_asset_dir(self.get_ckpt_prefix(global_step_value))
+    try:
+      names = tf.io.gfile.listdir(asset_dir)
+    except tf.errors.NotFoundError:
+      return []
+    except tf.errors.OpError as e:
+      logging.warning("Cannot list %s to delete temporaries: %s", asset_dir,
+                      e)
+      return []
+    return [asset_dir + name for name in sorted(names)
+            if _ASSET_TEMPORARY_RE.fullmatch(name)]
 
   def delete_stale_checkpoint_files(self, global_step_value: int) -> List[str]:
     """Deletes what get_stale_checkpoint_files lists; returns what it deleted.
@@ -226,20 +264,30 @@ class SaveHelper:
     """
     stale = self.get_stale_checkpoint_files(global_step_value)
     deleted = []
-    for path, delete in ([(p, tf.io.gfile.rmtree) for p in stale.asset_dirs] +
-                         [(p, tf.io.gfile.remove) for p in stale.info_files]):
+    gone = "its checkpoint is gone"
+    for path, delete, why in (
+        [(p, tf.io.gfile.rmtree, gone) for p in stale.asset_dirs] +
+        [(p, tf.io.gfile.remove, gone) for p in stale.info_files] +
+        [(p, _remove_file_or_tree, "left by a killed save")
+         for p in stale.saver_temporaries + stale.asset_temporaries]):
       try:
         delete(path)
       except tf.errors.NotFoundError:
         logging.info("%s was already deleted.", path)
         continue
       except tf.errors.OpError as e:
-        logging.warning("Could not delete %s of a deleted checkpoint: %s",
-                        path, e)
+        logging.warning("Could not delete %s (%s): %s", path, why, e)
         continue
       deleted.append(path)
-      logging.info("Deleted %s: its checkpoint is gone.", path)
+      logging.info("Deleted %s: %s.", path, why)
     return deleted
+
+
+def _remove_file_or_tree(path: str) -> None:
+  if tf.io.gfile.isdir(path):
+    tf.io.gfile.rmtree(path)
+  else:
+    tf.io.gfile.remove(path)
 
 
 def ps_files_in(directory: str,

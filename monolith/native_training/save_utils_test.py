@@ -114,6 +114,20 @@ def test_stale_files_follow_the_checkpoint_files(tmp_path):
   _touch(path("ckpt.info-5.tmp-4567ef"))
   _touch(path("ckpt.info-latest"))
   _touch(path("ckpt.info-11.tmp-notHex"))
+  # The sharded Saver's temporaries of killed saves up to the step saved;
+  # a later step's may be a save under way.
+  _make_asset_dir(path("model.ckpt-4_temp"))
+  _touch(path("model.ckpt-5_temp_89ab"))
+  _make_asset_dir(path("model.ckpt-6_temp"))
+  # Temporaries of killed saves in the saved step's asset directory (only
+  # there), and names that are not temporaries.
+  for name in ("t-00000-of-00002-tmp-0123456789abcdef",
+               "t.meta-00001-of-00002-tmp-0123456789abcdef.partial",
+               "hash_filter_0-00003-of-00007-tmp-fedcba9876543210",
+               "MonolithMultiHashTable.num_ps.tmp-" + "a" * 32,
+               "t-00000-of-00002-tmp-0123", "t.partial", "u-tmp-x"):
+    _touch(path("model.ckpt-5.assets/" + name))
+  _touch(path("model.ckpt-6.assets/t-00000-of-00001-tmp-0123456789abcdef"))
 
   stale = helper.get_stale_checkpoint_files(5)
   assert stale.asset_dirs == [
@@ -129,13 +143,23 @@ def test_stale_files_follow_the_checkpoint_files(tmp_path):
       path("ckpt.info-9.tmp"),
       path("ckpt.info-10.tmp-0123abcd"),
   ]
+  assert stale.saver_temporaries == [
+      path("model.ckpt-4_temp"), path("model.ckpt-5_temp_89ab")]
+  assert stale.asset_temporaries == [
+      path("model.ckpt-5.assets/" + name) for name in (
+          "MonolithMultiHashTable.num_ps.tmp-" + "a" * 32,
+          "hash_filter_0-00003-of-00007-tmp-fedcba9876543210",
+          "t-00000-of-00002-tmp-0123456789abcdef",
+          "t.meta-00001-of-00002-tmp-0123456789abcdef.partial")]
 
   before = set(tf.io.gfile.listdir(model_dir))
-  assert helper.delete_stale_checkpoint_files(5) == (stale.asset_dirs +
-                                                      stale.info_files)
-  deleted = {os.path.basename(p) for p in stale.asset_dirs + stale.info_files}
+  assert helper.delete_stale_checkpoint_files(5) == sum(stale, [])
+  deleted = {os.path.basename(p) for p in sum(stale[:3], [])}
   assert set(tf.io.gfile.listdir(model_dir)) == before - deleted
-  assert helper.get_stale_checkpoint_files(5) == ([], [])
+  assert sorted(tf.io.gfile.listdir(path("model.ckpt-5.assets"))) == [
+      "t-00000-of-00002-tmp-0123", "t.partial", "table-00000-of-00001",
+      "u-tmp-x"]
+  assert helper.get_stale_checkpoint_files(5) == ([], [], [], [])
 
 
 def test_current_step_is_never_stale(tmp_path):
@@ -143,15 +167,15 @@ def test_current_step_is_never_stale(tmp_path):
   _make_asset_dir(helper.get_ckpt_asset_dir(helper.get_ckpt_prefix(3)))
   _touch(helper.get_ckpt_info_path(3))
   # Its Saver has not written it (yet, or it failed): still not stale.
-  assert helper.get_stale_checkpoint_files(3) == ([], [])
+  assert helper.get_stale_checkpoint_files(3) == ([], [], [], [])
   assert helper.get_stale_checkpoint_files(4) == (
       [os.path.join(str(tmp_path), "model.ckpt-3.assets")],
-      [helper.get_ckpt_info_path(3)])
+      [helper.get_ckpt_info_path(3)], [], [])
 
 
 def test_missing_directory_has_nothing_stale(tmp_path):
   helper = save_utils.SaveHelper(os.path.join(str(tmp_path), "no", "m.ckpt"))
-  assert helper.get_stale_checkpoint_files(1) == ([], [])
+  assert helper.get_stale_checkpoint_files(1) == ([], [], [], [])
   assert helper.delete_stale_checkpoint_files(1) == []
 
 
@@ -165,7 +189,7 @@ def test_delete_skips_what_is_already_deleted(tmp_path, monkeypatch):
   monkeypatch.setattr(
       helper, "get_stale_checkpoint_files",
       lambda step: save_utils.StaleCheckpointFiles([gone_dir, kept_dir],
-                                                   [gone_info]))
+                                                   [gone_info], [], []))
   assert helper.delete_stale_checkpoint_files(3) == [kept_dir]
   assert not tf.io.gfile.exists(kept_dir)
 

@@ -737,6 +737,9 @@ Status SaveFilterCheckpoint(FileSystem* fs, const std::string& basename,
   MONOLITH_RETURN_IF_ERROR(DeleteOtherShardCounts<SplitFile>(
       fs, split, ParseShardFileName, nsplits,
       "superseded by a save with another split count", log));
+  // Temporaries still here are an interrupted save's that the start kept
+  // (no whole save to tell them by); this save supersedes them.
+  DeleteTemporaries<SplitFile>(fs, split, ParseShardFileName, log);
   if (log) {
     uint64_t bytes = 0;
     for (const SplitWrite& write : writes) bytes += write.bytes;

@@ -780,6 +780,23 @@ TEST_F(CheckpointTest, StaleTemporariesAreIgnoredAndDeleted) {
   }
 }
 
+// The basename's first save killed while writing left temporaries and no
+// save to tell them by: the next save deletes them once it is complete.
+TEST_F(CheckpointTest, FirstSaveDeletesAKilledSavesTemporaries) {
+  WriteBytes(File(0) + "-tmp-12345", "whole, of a save never finished");
+  WriteBytes(File(3, 9) + "-tmp-abc.partial", "cut");
+  std::unique_ptr<Filter> restored;
+  EXPECT_EQ(Restore(&restored).code(), StatusCode::kNotFound);
+  ASSERT_TRUE(Save(*source_).ok());
+  const std::vector<std::string> names = ListDir(dir_);
+  EXPECT_EQ(names.size(), 7u);
+  for (const std::string& name : names) {
+    EXPECT_FALSE(Contains(name, "-tmp-")) << name;
+  }
+  ASSERT_TRUE(Restore(&restored).ok());
+  EXPECT_TRUE(AsSliding(*restored) == *source_);
+}
+
 TEST_F(CheckpointTest, AnotherSplitCountReplacesTheEarlierFiles) {
   ASSERT_TRUE(Save(*source_).ok());
   std::unique_ptr<SlidingHashFilter> five = MakeSliding(3000, 5);

@@ -581,6 +581,10 @@ Status SaveCheckpoint(FileSystem* fs, const std::string& basename,
   MONOLITH_RETURN_IF_ERROR(DeleteOtherShardCounts<ShardFile>(
       fs, split, ParseShardFile, nshards,
       "superseded by a save with another shard count", options.log));
+  // Temporaries still here are an interrupted save's that the start kept
+  // (there was no whole save to tell them by: the basename's first save
+  // was killed while writing); this save supersedes them.
+  DeleteTemporaries<ShardFile>(fs, split, ParseShardFile, options.log);
   progress.Finish();
   if (result != nullptr) {
     result->save_id = save_id;

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -509,6 +510,31 @@ TEST(CheckpointTest, NextSaveDeletesTemporaryFilesOfInterruptedSaves) {
   EXPECT_EQ(List(dir), (std::vector<std::string>{
                            "t-00000-of-00001", "t.meta-00000-of-00001",
                            "t2-00000-of-00001-tmp-1", "unrelated"}));
+}
+
+// The first save at a basename killed while writing left temporaries, one
+// whole and one partial, and no save to tell them by: the next save keeps
+// them while it writes, and deletes them once it is complete.
+TEST(CheckpointTest, FirstSaveAtABasenameDeletesAKilledSavesTemporaries) {
+  const std::string dir = TestDir("first_save_tmp");
+  const std::string basename = dir + "/t";
+  ASSERT_TRUE(Save(basename, MakeContents(1, 5), 2).ok());
+  const std::string whole = "t-00000-of-00002-tmp-0123456789abcdef";
+  const std::string partial = "t.meta-00001-of-00002-tmp-00000000000000ff.partial";
+  ASSERT_EQ(std::rename((dir + "/t-00000-of-00002").c_str(),
+                        (dir + "/" + whole).c_str()), 0);
+  std::ofstream(dir + "/" + partial) << "cut";
+  for (const char* name : {"t-00001-of-00002", "t.meta-00000-of-00002",
+                           "t.meta-00001-of-00002"}) {
+    ASSERT_EQ(std::remove((dir + "/" + name).c_str()), 0);
+  }
+  Contents restored;
+  EXPECT_EQ(Restore(basename, &restored).code(), StatusCode::kNotFound);
+  ASSERT_TRUE(Save(basename, MakeContents(2, 5), 1).ok());
+  EXPECT_EQ(List(dir), (std::vector<std::string>{"t-00000-of-00001",
+                                                 "t.meta-00000-of-00001"}));
+  ASSERT_TRUE(Restore(basename, &restored).ok());
+  EXPECT_EQ(restored, MakeContents(2, 5));
 }
 
 // Records the renames, folder syncs and deletions of a save, in order.
