@@ -30,6 +30,11 @@ its port. The workers' session calls fail; each worker waits for the task
 the restarted task's variables and tables from the latest checkpoint
 (`save_utils.PsMonitor`, `PartialRecoverySaver`), the other tasks keep
 what they learnt since, and the other workers wait until it is done.
+
+The launcher picks free ports and its tasks listen on them seconds later:
+a task whose port another process took meanwhile exits with code 75, and
+the launcher starts every task again on new ports (up to 3 times; the
+chief resumes from the latest checkpoint).
 """
 
 import contextlib
@@ -139,6 +144,11 @@ _WORKER_JOB = "worker"
 # How long the launcher waits for the workers to report a dead task (they
 # exit once they have; a loaded machine can take seconds).
 _REPORT_GRACE_SECS = 30
+# A task's exit code when its server cannot listen on its address (another
+# process took the port since the launcher picked it): EX_TEMPFAIL.
+_PORT_TAKEN_EXIT = 75
+# Clusters the launcher starts, on new ports each, while a port is taken.
+_CLUSTER_ATTEMPTS = 3
 _CKPT_NAME = "model.ckpt"
 # Mean losses of this many steps start and end the summary.
 _LOSS_WINDOW = 10
@@ -299,10 +309,31 @@ def _cluster_spec() -> tf.train.ClusterSpec:
   })
 
 
+class _PortTaken(Exception):
+  """A task's server could not listen on its address."""
+
+
+def _start_server(cluster: tf.train.ClusterSpec,
+                  job_name: str,
+                  index: int,
+                  config: Optional[tf1.ConfigProto] = None
+                 ) -> tf.distribute.Server:
+  try:
+    return tf.distribute.Server(cluster, job_name=job_name, task_index=index,
+                                config=config)
+  except tf.errors.UnknownError as e:
+    # What TF says when gRPC cannot bind the port (it logs the cause).
+    if "Could not start gRPC server" not in e.message:
+      raise
+    raise _PortTaken(
+        f"{job_name} {index}: cannot listen on "
+        f"{cluster.task_address(job_name, index)} (is its port taken?): "
+        f"{e.message}") from e
+
+
 def run_ps(cluster: tf.train.ClusterSpec, index: int) -> None:
   """Serves PS task `index` until the process is killed."""
-  server = tf.distribute.Server(cluster, job_name=utils.PS_JOB_NAME,
-                                task_index=index)
+  server = _start_server(cluster, utils.PS_JOB_NAME, index)
   print(f"ps {index}: serving {server.target} (pid {os.getpid()})",
         flush=True)
   server.join()
@@ -562,8 +593,7 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
   config = tf1.ConfigProto(
       device_filters=[f"/job:{utils.PS_JOB_NAME}", worker_device],
       operation_timeout_in_ms=FLAGS.operation_timeout_ms)
-  server = tf.distribute.Server(cluster, job_name=_WORKER_JOB,
-                                task_index=index, config=config)
+  server = _start_server(cluster, _WORKER_JOB, index, config)
   tf1.disable_eager_execution()
   with tf.Graph().as_default():
     model = Model(num_ps, worker_device, cluster)
@@ -754,10 +784,7 @@ def launch(argv: Sequence[str]) -> int:
   """Runs a cluster of --num_ps and --num_workers tasks on this host."""
   if FLAGS.num_ps < 1 or FLAGS.num_workers < 1:
     raise app.UsageError("--num_ps and --num_workers must be >= 1")
-  ports = utils.free_ports(FLAGS.num_ps + FLAGS.num_workers)
-  hosts = [f"127.0.0.1:{p}" for p in ports]
-  ps_hosts = ",".join(hosts[:FLAGS.num_ps])
-  worker_hosts = ",".join(hosts[FLAGS.num_ps:])
+  del argv
   env = dict(os.environ)
   # The tasks import what this process imports (bazel's runfiles too).
   env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
@@ -771,11 +798,30 @@ def launch(argv: Sequence[str]) -> int:
   passed = [
       f.serialize() for f in FLAGS.flags_by_module_dict()[module] if f.present
   ]
+  for attempt in range(1, _CLUSTER_ATTEMPTS + 1):
+    exit_code = _run_cluster(env, passed)
+    if exit_code != _PORT_TAKEN_EXIT:
+      return exit_code
+    if attempt < _CLUSTER_ATTEMPTS:
+      print(f"local_cluster: starting every task again on new ports "
+            f"(attempt {attempt + 1} of {_CLUSTER_ATTEMPTS})", flush=True)
+  print(f"local_cluster: a port was taken in each of {_CLUSTER_ATTEMPTS} "
+        "attempts; giving up", flush=True)
+  return 1
+
+
+def _run_cluster(env: Dict[str, str], passed: List[str]) -> int:
+  """Runs every task on new ports until the workers finish; returns the
+  launcher's exit code, or _PORT_TAKEN_EXIT when a task could not listen on
+  its port."""
+  ports = utils.free_ports(FLAGS.num_ps + FLAGS.num_workers)
+  hosts = [f"127.0.0.1:{p}" for p in ports]
+  ps_hosts = ",".join(hosts[:FLAGS.num_ps])
+  worker_hosts = ",".join(hosts[FLAGS.num_ps:])
   # The file, not `-m`: -m would put the working directory first on sys.path.
   base = [sys.executable, os.path.abspath(__file__)] + passed + [
       f"--ps_hosts={ps_hosts}", f"--worker_hosts={worker_hosts}"
   ]
-  del argv
   lock = threading.Lock()
   tasks: List[_Task] = []
   print(f"local_cluster: ps {ps_hosts}; workers {worker_hosts}; "
@@ -797,6 +843,13 @@ def launch(argv: Sequence[str]) -> int:
     workers = tasks[FLAGS.num_ps:]
     restarts = [0] * len(ps_tasks)
     while True:
+      taken = [t for t in tasks if t.process.poll() == _PORT_TAKEN_EXIT]
+      if taken:
+        print(f"local_cluster: {taken[0].name} could not listen on its port "
+              "(another process took it after the launcher picked it); "
+              "stopping the cluster", flush=True)
+        exit_code = _PORT_TAKEN_EXIT
+        break
       for i, t in enumerate(ps_tasks):
         # Only the chief (worker 0) restores a restarted PS: once it has
         # exited, the other workers would wait for that in vain.
@@ -843,7 +896,8 @@ def launch(argv: Sequence[str]) -> int:
     _stop(tasks)
     for sig, handler in old_handlers.items():
       signal.signal(sig, handler)
-  print(f"local_cluster: stopped; exit code {exit_code}", flush=True)
+  print("local_cluster: stopped" + ("" if exit_code == _PORT_TAKEN_EXIT else
+                                    f"; exit code {exit_code}"), flush=True)
   return exit_code
 
 
@@ -898,10 +952,14 @@ def main(argv: Sequence[str]) -> int:
   if not FLAGS.verbose:
     logging.set_verbosity(logging.ERROR)
     tf.get_logger().setLevel("ERROR")
-  if FLAGS.task_type == "ps":
-    run_ps(cluster, FLAGS.task_index)
-    return 0
-  return run_worker(cluster, FLAGS.task_index)
+  try:
+    if FLAGS.task_type == "ps":
+      run_ps(cluster, FLAGS.task_index)
+      return 0
+    return run_worker(cluster, FLAGS.task_index)
+  except _PortTaken as e:
+    print(e, flush=True)
+    return _PORT_TAKEN_EXIT
 
 
 if __name__ == "__main__":

@@ -279,6 +279,58 @@ def test_lost_ps_fails_the_workers_naming_it(tmp_path):
   assert _no_tasks_left(model_dir) == []
 
 
+# The launcher as `main` runs it, except that the first ports it picks
+# include one this process listens on (taken between pick and bind).
+_LAUNCH_WITH_A_TAKEN_PORT = """
+import socket
+import sys
+
+from absl import app
+
+from monolith.native_training import local_cluster
+from monolith.native_training import utils
+
+taken = socket.socket()
+taken.bind(("0.0.0.0", 0))
+taken.listen()
+picks = []
+
+
+def free_ports(n):
+  ports = real_free_ports(n)
+  if not picks:
+    ports[0] = taken.getsockname()[1]
+  picks.append(ports)
+  return ports
+
+
+real_free_ports, utils.free_ports = utils.free_ports, free_ports
+sys.argv[0] = "local_cluster"
+app.run(local_cluster.main)
+"""
+
+
+def test_a_taken_port_starts_the_cluster_again_on_new_ports(tmp_path):
+  env = dict(os.environ)
+  env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+  launcher = subprocess.run(
+      [sys.executable, "-c", _LAUNCH_WITH_A_TAKEN_PORT, "--num_ps=1",
+       "--num_workers=1", f"--model_dir={tmp_path / 'ctr'}", "--steps=20",
+       "--save_steps=10", "--batch_size=16", "--vocab_size=100"],
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, timeout=240)
+  out = launcher.stdout.decode(errors="replace")
+  assert launcher.returncode == 0, out
+  assert re.search(r"\[ps0\] ps 0: cannot listen on 127\.0\.0\.1:\d+ \(is its "
+                   r"port taken\?\)", out), out
+  assert ("local_cluster: ps0 could not listen on its port (another process "
+          "took it after the launcher picked it); stopping the cluster") in out
+  assert "local_cluster: starting every task again on new ports (attempt 2 " \
+      "of 3)" in out
+  assert len(re.findall(r"^local_cluster: ps 127", out, re.M)) == 2, out
+  assert "local_cluster: all 1 workers finished" in out
+  assert _latest_step(str(tmp_path / "ctr")) == 20, out
+
+
 def test_unreachable_ps_tasks_are_named():
   with socket.socket() as listening, socket.socket() as closed:
     listening.bind(("127.0.0.1", 0))
