@@ -70,17 +70,17 @@ TableFactory = Callable[[int, Dict[str, entry.HashTableConfigInstance]],
 
 
 @contextlib.contextmanager
-def ps_device(index: int) -> Iterator[None]:
-  """Places the ops built inside on PS `index`, whatever the outer scopes.
+def ps_device(i: int) -> Iterator[None]:
+  """Places the ops built inside on PS `i`, whatever the outer scopes.
 
   The outer device and colocation scopes are cleared first, so the ops land
-  on `utils.ps_device(index)` even under a worker or GPU device scope. While
+  on `utils.ps_device(i)` even under a worker or GPU device scope. While
   a standalone export is built (`export_context.is_exporting_standalone()`)
   it places nothing: that SavedModel serves every PS's tables in its one
   process, as the original's did.
 
   Args:
-    index: the PS task index.
+    i: the PS task index (the original's name).
 
   Yields:
     Nothing; build the PS's ops inside.
@@ -90,7 +90,7 @@ def ps_device(index: int) -> Iterator[None]:
     return
   graph = tf.compat.v1.get_default_graph()
   with graph.colocate_with(None, ignore_existing=True), tf.device(
-      utils.ps_device(index)):
+      utils.ps_device(i)):
     yield
 
 

@@ -340,7 +340,7 @@ class HashFilterCheckpointSaverListener(
     self._save_ops = _per_filter_ops(self._hash_filters, self._placeholders,
                                      save_hash_filter, self._enabled)
 
-  def before_save(self, session: tf.compat.v1.Session,
+  def before_save(self, sess: tf.compat.v1.Session,
                   global_step_value: int) -> None:
     if not self._enabled:
       return
@@ -353,7 +353,7 @@ class HashFilterCheckpointSaverListener(
     with save_utils.saving_per_ps_files(
         asset_dir, _PS_COUNT_GROUP, _SAVED_FILTER_RE, num_ps,
         global_step_value in self._helper.get_existing_checkpoint_steps()):
-      _run_per_filter(session, self._save_ops, self._placeholders, asset_dir)
+      _run_per_filter(sess, self._save_ops, self._placeholders, asset_dir)
     logging.info("Saved %d hash filters to %s.", num_ps, asset_dir)
 
 

@@ -65,7 +65,7 @@ it mixed, with no older copy.
 import contextlib
 import os
 import re
-from typing import Iterator, List, NamedTuple, Optional, Set, Tuple
+from typing import Iterator, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 from absl import logging
 from google.protobuf import text_format
@@ -476,6 +476,20 @@ def checkpoint_state(
   return state
 
 
+def get_latest_checkpoint_state(
+    checkpoint_dir: str,
+    global_step_value: int) -> Optional[checkpoint_state_pb2.CheckpointState]:
+  """The original's name for `checkpoint_state` (strict, read every call).
+
+  Args:
+    checkpoint_dir: the model directory.
+    global_step_value: the original kept a cache per directory that this
+      step told stale; accepted, not needed.
+  """
+  del global_step_value
+  return checkpoint_state(checkpoint_dir)
+
+
 def latest_checkpoint(checkpoint_dir: str) -> Optional[str]:
   """The prefix of the latest checkpoint of `checkpoint_dir`, or None when
   the directory has no "checkpoint" state file.
@@ -810,10 +824,28 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
   PS's table files under the same names (in the new PS layout after a
   restore into another number of PS). A save that fails on some PS then
   leaves the latest checkpoint mixing two layouts, and the older copy is
-  gone. As the original Monolith's hook of this name, this one skips that
+  gone. This hook (the original Monolith's name and arguments) skips that
   save when the directory's latest checkpoint is this step's under its
-  basename, the one the session started from (a fresh job still saves its
-  step 0). Takes `CheckpointSaverHook`'s arguments.
+  basename, the one the session started from. Unlike the original's, which
+  skipped the first save always, a fresh job still saves its step 0: a PS
+  task lost before the first periodic save is then restored from it
+  instead of every task's variables being initialized again.
+
+  Args:
+    checkpoint_dir ... save_graph_def: as `CheckpointSaverHook`'s.
+    tide_start_hour, tide_start_minute, tide_end_hour, tide_end_minute,
+      tide_save_secs, is_dense_only: the original's save schedules, not
+      supported here: a ValueError unless left at None / False.
+    ignore_save_errors: whether a save that fails (a TF `OpError`) is logged
+      and training goes on without that checkpoint, rather than raising.
+      (The original tried such a save twice; here it is tried once.)
+    use_native_multi_hash_table: accepted for the original's callers; it
+      only chose the table type its checkpoint state file recorded.
+    no_first_save: False saves at session creation as TF's hook does, also
+      over the checkpoint the session started from.
+    guard_saver_listeners: `CheckpointSaverListener`s called around every
+      save (`before_save` first, `after_save` last, in reverse order) even
+      when it fails; their own errors are logged, not raised.
 
   With a `PartialRecoverySaver`, it also marks every PS task set up once the
   session is created (`setup_ps_initialized_state`), as the original's
@@ -823,8 +855,53 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
   `CheckpointRestorerHook` of the graph has not run yet.
   """
 
-  def __init__(self, *args, **kwargs):
-    super().__init__(*args, **kwargs)
+  def __init__(self,
+               checkpoint_dir: str,
+               save_secs: Optional[float] = None,
+               save_steps: Optional[int] = None,
+               saver: Optional[tf.compat.v1.train.Saver] = None,
+               checkpoint_basename: str = "model.ckpt",
+               scaffold: Optional[tf.compat.v1.train.Scaffold] = None,
+               listeners: Optional[Sequence[
+                   tf.compat.v1.train.CheckpointSaverListener]] = None,
+               save_graph_def: bool = True,
+               tide_start_hour: Optional[int] = None,
+               tide_start_minute: Optional[int] = None,
+               tide_end_hour: Optional[int] = None,
+               tide_end_minute: Optional[int] = None,
+               tide_save_secs: Optional[float] = None,
+               ignore_save_errors: bool = False,
+               is_dense_only: bool = False,
+               use_native_multi_hash_table: bool = False,
+               no_first_save: bool = True,
+               guard_saver_listeners: Optional[Sequence[
+                   tf.compat.v1.train.CheckpointSaverListener]] = None):
+    unsupported = {
+        name: value for name, value in (
+            ("tide_start_hour", tide_start_hour),
+            ("tide_start_minute", tide_start_minute),
+            ("tide_end_hour", tide_end_hour),
+            ("tide_end_minute", tide_end_minute),
+            ("tide_save_secs", tide_save_secs),
+            ("is_dense_only", is_dense_only or None)) if value is not None
+    }
+    if unsupported:
+      raise ValueError(
+          f"NoFirstSaveCheckpointSaverHook: {unsupported} (the original's "
+          "tide-hour and dense-only save schedules) are not supported here; "
+          "use save_secs or save_steps")
+    del use_native_multi_hash_table  # No checkpoint state file here.
+    super().__init__(checkpoint_dir,
+                     save_secs=save_secs,
+                     save_steps=save_steps,
+                     saver=saver,
+                     checkpoint_basename=checkpoint_basename,
+                     scaffold=scaffold,
+                     listeners=listeners,
+                     save_graph_def=save_graph_def)
+    self._ignore_save_errors = ignore_save_errors
+    self._no_first_save = no_first_save
+    self._guard_saver_listeners = list(guard_saver_listeners or [])
     self._creating_session = False
 
   def after_create_session(self, session: tf.compat.v1.Session,
@@ -842,8 +919,30 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
   def _save(self, session: tf.compat.v1.Session, step: int) -> bool:
     # TF's hook saves through _save (after_create_session, after_run, end).
     prefix = f"{self._save_path}-{step}"
-    if self._creating_session and same_path(
-        latest_checkpoint(self._checkpoint_dir), prefix):
+    if (self._creating_session and self._no_first_save and
+        same_path(latest_checkpoint(self._checkpoint_dir), prefix)):
       logging.info("Not saving %s again: the session starts from it.", prefix)
       return False
-    return super()._save(session, step)
+    self._call_guard_listeners("before_save", session, step)
+    try:
+      return super()._save(session, step)
+    except tf.errors.OpError as e:
+      if not self._ignore_save_errors:
+        raise
+      logging.error("Saving %s failed; training goes on without it "
+                    "(ignore_save_errors): %s", prefix, e)
+      return False
+    finally:
+      self._call_guard_listeners("after_save", session, step)
+
+  def _call_guard_listeners(self, method: str, session: tf.compat.v1.Session,
+                            step: int) -> None:
+    listeners = self._guard_saver_listeners
+    for listener in (listeners if method == "before_save" else
+                     reversed(listeners)):
+      try:
+        getattr(listener, method)(session, step)
+      except Exception:  # pylint: disable=broad-except
+        # As the original: these listeners must not stop a save.
+        logging.exception("%s.%s at step %d failed", type(listener).__name__,
+                          method, step)

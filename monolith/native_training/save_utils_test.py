@@ -220,7 +220,8 @@ class _StepsListener(tf.compat.v1.train.CheckpointSaverListener):
     self.steps.append(global_step_value)
 
 
-def _train(model_dir: str, last_step: int, restore: bool = False):
+def _train(model_dir: str, last_step: int, restore: bool = False,
+           **hook_kwargs):
   """Trains to last_step with the hook saving every 2 steps (from the latest
   checkpoint with `restore`); the first step and the steps saved."""
   with tf.Graph().as_default():
@@ -228,7 +229,7 @@ def _train(model_dir: str, last_step: int, restore: bool = False):
     train_op = tf.compat.v1.assign_add(step, 1)
     listener = _StepsListener()
     hook = save_utils.NoFirstSaveCheckpointSaverHook(
-        model_dir, save_steps=2, listeners=[listener])
+        model_dir, save_steps=2, listeners=[listener], **hook_kwargs)
     stop = tf.compat.v1.train.StopAtStepHook(last_step=last_step)
     with tf.compat.v1.train.MonitoredTrainingSession(
         checkpoint_dir=model_dir if restore else None,
@@ -260,6 +261,88 @@ def test_no_first_save_hook_skips_only_the_restored_step(tmp_path):
   assert _train(model_dir, 6, restore=True) == (3, [5, 6])
   assert os.path.getmtime(
       os.path.join(model_dir, "model.ckpt-3.index")) == mtime
+
+
+def test_no_first_save_false_saves_as_tf_does(tmp_path):
+  model_dir = str(tmp_path / "model")
+  assert _train(model_dir, 3, no_first_save=False) == (0, [0, 2, 3])
+  assert _train(model_dir, 6, restore=True, no_first_save=False) == (
+      3, [3, 5, 6])
+
+
+class _FailingListener(tf.compat.v1.train.CheckpointSaverListener):
+  """Fails the saves of the given steps; records what it was called for."""
+
+  def __init__(self, calls, name, fail_steps=(), error=None):
+    self.calls, self.name = calls, name
+    self.fail_steps, self.error = fail_steps, error
+
+  def before_save(self, session, global_step_value):
+    self.calls.append((self.name, "before", global_step_value))
+    if global_step_value in self.fail_steps:
+      raise self.error
+
+  def after_save(self, session, global_step_value):
+    self.calls.append((self.name, "after", global_step_value))
+
+
+def test_save_errors_and_guard_listeners(tmp_path):
+  # (MonitoredSession would recover from an UnavailableError on its own.)
+  denied = tf.errors.PermissionDeniedError(None, None, "cannot write")
+  calls = []
+  guards = [
+      _FailingListener(calls, "g1", fail_steps=(2,), error=RuntimeError("x")),
+      _FailingListener(calls, "g2")
+  ]
+  # The save of step 2 fails; training goes on and step 3 is saved.
+  model_dir = str(tmp_path / "ignored")
+  with tf.Graph().as_default():
+    step = tf.compat.v1.train.get_or_create_global_step()
+    train_op = tf.compat.v1.assign_add(step, 1)
+    failing = _FailingListener(calls, "saver", fail_steps=(2,),
+                               error=denied)
+    hook = save_utils.NoFirstSaveCheckpointSaverHook(
+        model_dir, save_steps=2, listeners=[failing],
+        ignore_save_errors=True, guard_saver_listeners=guards)
+    with tf.compat.v1.train.MonitoredTrainingSession(
+        save_checkpoint_steps=None, save_checkpoint_secs=None,
+        save_summaries_steps=None,
+        hooks=[hook, tf.compat.v1.train.StopAtStepHook(last_step=3)]) as sess:
+      while not sess.should_stop():
+        sess.run(train_op)
+  assert [c for c in calls if c[2] == 2] == [
+      ("g1", "before", 2), ("g2", "before", 2), ("saver", "before", 2),
+      ("g2", "after", 2), ("g1", "after", 2)]
+  assert tf.train.get_checkpoint_state(model_dir).model_checkpoint_path.\
+      endswith("model.ckpt-3")
+  # Without ignore_save_errors the error stops training; the guards still
+  # ran around the save.
+  calls.clear()
+  with tf.Graph().as_default():
+    step = tf.compat.v1.train.get_or_create_global_step()
+    train_op = tf.compat.v1.assign_add(step, 1)
+    hook = save_utils.NoFirstSaveCheckpointSaverHook(
+        str(tmp_path / "raised"), save_steps=2, listeners=[
+            _FailingListener(calls, "saver", fail_steps=(2,),
+                             error=denied)
+        ], guard_saver_listeners=guards[1:])
+    with pytest.raises(tf.errors.PermissionDeniedError, match="cannot write"):
+      with tf.compat.v1.train.MonitoredTrainingSession(
+          save_checkpoint_steps=None, save_checkpoint_secs=None,
+          save_summaries_steps=None, hooks=[hook]) as sess:
+        for _ in range(3):
+          sess.run(train_op)
+  assert calls[-3:] == [("g2", "before", 2), ("saver", "before", 2),
+                        ("g2", "after", 2)]
+
+
+@pytest.mark.parametrize("kwargs", [{"tide_start_hour": 1},
+                                    {"tide_save_secs": 60},
+                                    {"is_dense_only": True}])
+def test_the_originals_save_schedules_are_refused(tmp_path, kwargs):
+  with pytest.raises(ValueError, match="not supported here"):
+    save_utils.NoFirstSaveCheckpointSaverHook(str(tmp_path), save_steps=1,
+                                              **kwargs)
 
 
 def test_saver_hook_order_is_checked_per_monitored_session(tmp_path):
@@ -298,6 +381,11 @@ def _save_variable(model_dir: str, value: float) -> str:
 
 def test_latest_checkpoint_of_a_directory_without_one(tmp_path):
   assert save_utils.latest_checkpoint(str(tmp_path)) is None
+  assert save_utils.get_latest_checkpoint_state(str(tmp_path), 5) is None
+  prefix = _save_variable(str(tmp_path), 1.0)
+  state = save_utils.get_latest_checkpoint_state(str(tmp_path), 7)
+  assert state == save_utils.checkpoint_state(str(tmp_path))
+  assert state.model_checkpoint_path == prefix
   assert save_utils.latest_checkpoint(str(tmp_path / "missing")) is None
 
 

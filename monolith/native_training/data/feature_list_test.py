@@ -128,6 +128,9 @@ def test_get_feature_name_and_slot_without_a_feature_list():
   second = feature_list.get_feature_name_and_slot("other_feature")[1]
   assert second == first + 1
   assert feature_list.get_feature_name_and_slot("some_feature")[1] == first
+  # The original's tests start the numbering again this way.
+  data_utils.USED_FREATUE_NAMES.clear()
+  assert feature_list.get_feature_name_and_slot("other_feature")[1] == 1
 
   class Column:
     feature_name, feature_slot = "col", 9

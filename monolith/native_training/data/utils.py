@@ -13,6 +13,8 @@ TOBENV = False
 NAME_TO_SLOT: Dict[str, int] = {}
 # Slots handed out to unregistered names, in order of first use.
 _ASSIGNED_SLOTS: Dict[str, int] = {}
+# The original's name (and spelling) of that map: its tests clear it.
+USED_FREATUE_NAMES = _ASSIGNED_SLOTS
 
 
 def enable_tob_env() -> None:

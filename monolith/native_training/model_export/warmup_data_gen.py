@@ -143,7 +143,6 @@ RECORD_CLASSES = {
     "example_batch": example_pb2.ExampleBatch,
 }
 INPUT_NAMES = warmup_io.INPUT_NAMES
-DEFAULT_SIGNATURE = warmup_io.DEFAULT_SIGNATURE
 DumpFormatError = dump_format.DumpFormatError
 
 
@@ -319,8 +318,8 @@ def gen_prediction_log_from_file(
     kafka_dump: bool = False,
     max_records: int = 1000,
     variant_type: str = "instance",
-    model_name: str = "default",
-    signature_names: Union[str, Sequence[str]] = DEFAULT_SIGNATURE,
+    model_name: Optional[str] = None,
+    signature_names: Optional[Union[str, Sequence[str]]] = None,
     validate: bool = True,
     reject_unknown_fields: bool = False,
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
@@ -336,9 +335,10 @@ def gen_prediction_log_from_file(
     kafka_dump: every record carries an 8-byte kafka dump field.
     max_records: most PredictionLogs to yield (TF Serving allows 1000).
     variant_type: 'instance', 'example' or 'example_batch'.
-    model_name: the requests' model_spec.name.
+    model_name: the requests' model_spec.name; None: --model_name (as the
+      original, which read only the flag).
     signature_names: signatures to cycle over (list or comma-separated);
-      serving_default is appended when missing.
+      serving_default is appended when missing. None: --signature_names.
     validate: check that every record parses as the variant's proto; fields
       the proto does not define (newer schemas) are allowed.
     reject_unknown_fields: with `validate`, also refuse records in which any
@@ -360,7 +360,11 @@ def gen_prediction_log_from_file(
   warmup_io.check_record_limit(max_records, f"--max_records={max_records}")
   _check_variant(variant_type)
   input_name = INPUT_NAMES[variant_type]
-  signatures = warmup_io.signature_list(signature_names)
+  if model_name is None:
+    model_name = _flag_value("model_name")
+  signatures = warmup_io.signature_list(
+      _flag_value("signature_names") if signature_names is None else
+      signature_names)
   with PBReader(file_name, batch_size, lagrangex_header, has_sort_id,
                 kafka_dump_prefix, kafka_dump, variant_type, validate,
                 reject_unknown_fields, max_record_bytes) as reader:
@@ -373,6 +377,12 @@ def gen_prediction_log_from_file(
     if count == 0:
       raise DumpFormatError(f"{file_name or '<stdin>'}: no records (empty "
                             "input)")
+
+
+def _flag_value(name: str) -> str:
+  """The flag's value, or its default where flags are not parsed (a
+  library call outside absl's app.run)."""
+  return FLAGS[name].value if FLAGS.is_parsed() else FLAGS[name].default
 
 
 def tf_dtype(dtype: str) -> tf.dtypes.DType:

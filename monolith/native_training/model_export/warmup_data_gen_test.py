@@ -119,6 +119,33 @@ def test_signatures_cycle_and_always_include_serving_default(tmp_path):
   assert {l.predict_log.request.model_spec.name for l in logs} == {"ranker"}
 
 
+def test_the_library_call_follows_the_flags_as_the_originals(tmp_path):
+  # The original's function read only --model_name and --signature_names.
+  layout = dump_format.DumpLayout(has_sort_id=True)
+  payloads = list(sample_records.serialized_records("instance", 3))
+  path = _write_dump(str(tmp_path / "dump"), payloads, layout)
+
+  def spec(logs):
+    return [(l.predict_log.request.model_spec.name,
+             l.predict_log.request.model_spec.signature_name) for l in logs]
+
+  # Flags not parsed: their defaults.
+  flags.FLAGS.unparse_flags()
+  assert spec(_gen(path, layout, "instance", batch_size=1)) == [
+      ("default", "serving_default")] * 3
+  flags.FLAGS(["warmup_data_gen", "--model_name=ranker",
+               "--signature_names=ctr"])
+  try:
+    assert spec(_gen(path, layout, "instance", batch_size=1)) == [
+        ("ranker", "ctr"), ("ranker", "serving_default"), ("ranker", "ctr")]
+    # Arguments win over the flags.
+    assert spec(_gen(path, layout, "instance", batch_size=1, model_name="m",
+                     signature_names="s")) == [
+        ("m", "s"), ("m", "serving_default"), ("m", "s")]
+  finally:
+    flags.FLAGS.unparse_flags()
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_max_records_counts_warmup_records_in_every_variant(tmp_path, variant):
   layout = dump_format.DumpLayout()
