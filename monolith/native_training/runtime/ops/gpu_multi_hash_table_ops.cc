@@ -771,12 +771,14 @@ class GpuMultiHashTableRestoreOp : public OpKernel {
     core::RefCountPtr<GpuMultiHashTable> mtable;
     // Not GetGpuTable: a restore is how a table that lost its map recovers.
     OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 0, "mtable", &mtable));
+    // Locked before the meta files are read: a save finishing in between
+    // would leave them describing files it replaced.
+    mutex_lock l(mtable->mu());
     TfFileSystem fs(ctx->env());
     ht::CheckpointInfo info;
     OP_REQUIRES_OK(ctx, ToTfStatus(ht::ReadCheckpointInfo(
                             &fs, basename, /*need_data=*/true, LogWarning,
                             &info)));
-    mutex_lock l(mtable->mu());
     mtable->NoteStream(CudaStream(ctx));
     std::vector<int> to_graph;
     std::vector<bool> restored(mtable->size(), false);

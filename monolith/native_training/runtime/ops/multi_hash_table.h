@@ -185,8 +185,11 @@ class HeldMultiHashTable {
  private:
   friend Status HoldMultiHashTable(OpKernelContext* ctx, int index,
                                    bool exclusive, HeldMultiHashTable* held);
+  friend Status HoldMultiHashTableToSave(OpKernelContext* ctx, int index,
+                                         HeldMultiHashTable* held);
   // Declared before the locks, which are released first.
   core::RefCountPtr<MultiHashTable> table_;
+  std::optional<mutex_lock> saving_;
   std::optional<tf_shared_lock> shared_;
   std::optional<mutex_lock> exclusive_;
 };
@@ -201,6 +204,18 @@ inline Status HoldMultiHashTable(OpKernelContext* ctx, int index,
   } else {
     held->shared_.emplace(held->table_->restore_mu());
   }
+  return OkStatus();
+}
+
+// As HoldMultiHashTable (shared) for a save, which first waits for the
+// table's other saves (save_mu): a save waiting for another must not hold
+// the table, or a restore queued behind it would wait for both saves, and
+// with it every op of the table. Restores never take save_mu.
+inline Status HoldMultiHashTableToSave(OpKernelContext* ctx, int index,
+                                       HeldMultiHashTable* held) {
+  TF_RETURN_IF_ERROR(LookupResourceInput(ctx, index, "mtable", &held->table_));
+  held->saving_.emplace(held->table_->save_mu());
+  held->shared_.emplace(held->table_->restore_mu());
   return OkStatus();
 }
 

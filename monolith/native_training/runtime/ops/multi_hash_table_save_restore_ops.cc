@@ -93,9 +93,7 @@ class MultiHashTableSaveOp : public OpKernel {
     std::string basename;
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 1, "basename", &basename));
     HeldMultiHashTable mtable;
-    OP_REQUIRES_OK(ctx,
-                   HoldMultiHashTable(ctx, 0, /*exclusive=*/false, &mtable));
-    mutex_lock saving(mtable->save_mu());
+    OP_REQUIRES_OK(ctx, HoldMultiHashTableToSave(ctx, 0, &mtable));
     int nshards = nshards_;
     if (nshards < 0) {
       // One shard per 100k entries, up to the worker threads (at least 4,
