@@ -3,9 +3,10 @@
 A child process trains through the production hooks
 (`StrictChiefSessionCreator`, `CheckpointRestorerHook` with the restorer
 listener, `NoFirstSaveCheckpointSaverHook` with the saver listener, a
-sharded Saver keeping 2 checkpoints) and saves every step: each PS task's
-table files, the PS count, `ckpt.info`, then the Saver's variables and
-checkpoint state, then the clean-up of what the Saver dropped. Every step
+sharded Saver keeping 2 checkpoints, hash filters and their listeners)
+and saves every step: each PS task's filter and table files, the PS
+counts, `ckpt.info`, then the Saver's variables and checkpoint state, then
+the clean-up of what the Saver dropped. Every step
 writes one value into every table entry and a dense variable: its number
 and the round's, so that two children's saves of one step differ.
 
@@ -53,6 +54,7 @@ import tensorflow as tf
 
 from monolith.native_training import basic_restore_hook
 from monolith.native_training import distributed_ps_factory
+from monolith.native_training import hash_filter_ops
 from monolith.native_training import multi_hash_table_ops
 from monolith.native_training import save_utils
 from monolith.native_training import test_utils
@@ -75,8 +77,11 @@ def run(model_dir):
   # Ids of both signs, spread over every PS count's remainders.
   ids = tf.constant((np.arange(num_ids, dtype=np.int64) - num_ids // 2) *
                     7919)
+  filters = hash_filter_ops.create_hash_filters(
+      num_ps, True, filter_capacity=1000, filter_split_num=5)
   dist = distributed_ps_factory.create_native_multi_hash_table(
-      num_ps, {"a": test_utils.generate_test_hash_table_config(2)})
+      num_ps, {"a": test_utils.generate_test_hash_table_config(2)},
+      hash_filters=filters)
   local = distributed_ps_factory.create_native_multi_hash_table(
       0, {"c": test_utils.generate_test_hash_table_config(1)},
       name_suffix="local")
@@ -96,6 +101,8 @@ def run(model_dir):
   saver = tf1.train.Saver(sharded=True, max_to_keep=2)
   hooks = [
       basic_restore_hook.CheckpointRestorerHook(listeners=[
+          hash_filter_ops.HashFilterCheckpointRestorerListener(
+              basename, filters, True),
           multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
               basename)
       ])
@@ -104,6 +111,8 @@ def run(model_dir):
     hooks.append(
         save_utils.NoFirstSaveCheckpointSaverHook(
             model_dir, save_steps=1, saver=saver, listeners=[
+                hash_filter_ops.HashFilterCheckpointSaverListener(
+                    basename, filters, True),
                 multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
                     basename)
             ]))
