@@ -29,6 +29,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import tensorflow as tf
@@ -141,10 +142,21 @@ def _child(num_ps: int, tag: int, mode: str,
            *model_dirs: str) -> subprocess.Popen:
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
              TF_CPP_MIN_LOG_LEVEL="3")
-  return subprocess.Popen(
-      [sys.executable, "-c", _CHILD, str(num_ps), str(IDS), str(tag), mode,
-       *model_dirs],
-      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+  # stderr to a file: read while the child runs, a pipe could block both.
+  with tempfile.NamedTemporaryFile("w", prefix="child-stderr-", suffix=".log",
+                                   delete=False) as stderr:
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(num_ps), str(IDS), str(tag), mode,
+         *model_dirs],
+        stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+  child.stderr_path = stderr.name
+  return child
+
+
+def _stderr(child: subprocess.Popen) -> str:
+  """The end of what the child wrote to stderr so far."""
+  with open(child.stderr_path, errors="replace") as f:
+    return f.read()[-4000:]
 
 
 def _restored(child: subprocess.Popen) -> dict:
@@ -152,7 +164,7 @@ def _restored(child: subprocess.Popen) -> dict:
   if not line:
     child.wait()
     raise AssertionError("the child did not restore:\n" +
-                         child.stderr.read()[-4000:])
+                         _stderr(child))
   restored = json.loads(line)
   # All of one save: every entry of both tables (zeros: ids not in the
   # table), the variable and the global step.
@@ -199,17 +211,24 @@ def _kill_point(model_dir: str, child: subprocess.Popen, num_ps: int,
     return
   deadline = time.monotonic() + 60
   while True:
-    latest = _latest_step(model_dir)
-    if mode == "save" and _saving_beyond(model_dir, latest):
+    try:
+      latest = _latest_step(model_dir)
+    except tf.errors.NotFoundError:
+      # The child deleted the checkpoint the state file named as it was
+      # read (two saves meanwhile): read it again.
+      latest = None
+    if latest is None:
+      pass
+    elif mode == "save" and _saving_beyond(model_dir, latest):
       time.sleep(rng.uniform(0, 0.05))
       return
-    if mode == "tables" and _tables_written(model_dir, latest + 1, num_ps):
+    elif mode == "tables" and _tables_written(model_dir, latest + 1, num_ps):
       return
-    if mode == "saver" and os.path.exists(
+    elif mode == "saver" and os.path.exists(
         os.path.join(model_dir, f"model.ckpt-{latest + 1}_temp")):
       return
     assert child.poll() is None and time.monotonic() < deadline, (
-        f"no {mode} kill point: " + child.stderr.read()[-4000:])
+        f"no {mode} kill point: " + _stderr(child))
     time.sleep(0.001)
 
 
@@ -242,7 +261,7 @@ def test_a_killed_job_restores_one_whole_checkpoint(tmp_path):
       # Nothing a child reported saved is lost.
       assert step >= last_saved, (step, last_saved)
       first = child.stdout.readline()
-      assert first.startswith("saved"), (first, child.stderr.read()[-4000:])
+      assert first.startswith("saved"), (first, _stderr(child))
       _kill_point(model_dir, child, num_ps, mode, rng)
     finally:
       child.send_signal(signal.SIGKILL)
@@ -272,4 +291,4 @@ def test_a_killed_job_restores_one_whole_checkpoint(tmp_path):
   for _ in checks:
     restored = _restored(child)
     assert restored["step"] == checks[restored["dir"]], restored
-  assert child.wait() == 0, child.stderr.read()[-4000:]
+  assert child.wait() == 0, _stderr(child)

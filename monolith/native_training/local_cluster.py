@@ -33,8 +33,8 @@ what they learnt since, and the other workers wait until it is done.
 
 The launcher picks free ports and its tasks listen on them seconds later:
 a task whose port another process took meanwhile exits with code 75, and
-the launcher starts every task again on new ports (up to 3 times; the
-chief resumes from the latest checkpoint).
+the launcher starts every task again on new ports (up to twice: 3
+clusters in all; the chief resumes from the latest checkpoint).
 """
 
 import contextlib
@@ -843,18 +843,14 @@ def _run_cluster(env: Dict[str, str], passed: List[str]) -> int:
     workers = tasks[FLAGS.num_ps:]
     restarts = [0] * len(ps_tasks)
     while True:
-      taken = [t for t in tasks if t.process.poll() == _PORT_TAKEN_EXIT]
-      if taken:
-        print(f"local_cluster: {taken[0].name} could not listen on its port "
-              "(another process took it after the launcher picked it); "
-              "stopping the cluster", flush=True)
-        exit_code = _PORT_TAKEN_EXIT
-        break
       for i, t in enumerate(ps_tasks):
         # Only the chief (worker 0) restores a restarted PS: once it has
-        # exited, the other workers would wait for that in vain.
-        if (t.process.poll() is None or restarts[i] >= FLAGS.max_ps_restarts
-            or workers[0].process.poll() is not None):
+        # exited, the other workers would wait for that in vain. A PS whose
+        # port was taken is not restarted on it (below).
+        if (t.process.poll() is None or
+            t.process.returncode == _PORT_TAKEN_EXIT or
+            restarts[i] >= FLAGS.max_ps_restarts or
+            workers[0].process.poll() is not None):
           continue
         restarts[i] += 1
         print(f"local_cluster: {t.name} exited with code "
@@ -867,6 +863,15 @@ def _run_cluster(env: Dict[str, str], passed: List[str]) -> int:
           t for t in workers
           if t.process.poll() is not None and t.process.returncode != 0
       ] + [t for t in ps_tasks if t.process.poll() is not None]
+      # Return codes as polled above: one that exits meanwhile is seen in
+      # the next pass.
+      taken = [t for t in failed if t.process.returncode == _PORT_TAKEN_EXIT]
+      if taken:
+        print(f"local_cluster: {taken[0].name} could not listen on its port "
+              "(another process took it after the launcher picked it); "
+              "stopping the cluster", flush=True)
+        exit_code = _PORT_TAKEN_EXIT
+        break
       if failed:
         print(f"local_cluster: {failed[0].name} exited with code "
               f"{failed[0].process.returncode}; stopping the cluster",
@@ -891,11 +896,17 @@ def _run_cluster(env: Dict[str, str], passed: List[str]) -> int:
     except _Interrupted as again:
       print(f"local_cluster: got {again} again; stopping at once", flush=True)
   finally:
+    # A signal while the tasks stop does not interrupt that, and ends the
+    # launcher instead of a start on new ports.
+    signals_while_stopping = []
     for sig in (signal.SIGINT, signal.SIGTERM):
-      signal.signal(sig, signal.SIG_IGN)
+      signal.signal(sig,
+                    lambda signum, _: signals_while_stopping.append(signum))
     _stop(tasks)
     for sig, handler in old_handlers.items():
       signal.signal(sig, handler)
+  if signals_while_stopping and exit_code == _PORT_TAKEN_EXIT:
+    exit_code = 128 + signals_while_stopping[0]
   print("local_cluster: stopped" + ("" if exit_code == _PORT_TAKEN_EXIT else
                                     f"; exit code {exit_code}"), flush=True)
   return exit_code

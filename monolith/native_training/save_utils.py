@@ -25,10 +25,10 @@ called after every save, deletes what is left of the dropped ones:
   in-progress save) of any other basename. `ckpt.info-N.tmp-<hex>` (or
   `ckpt.info-N.tmp`, as earlier versions named it), left by a write killed
   before its rename, goes with `ckpt.info-N`.
-* `<basename>-N_temp*`, what a sharded Saver writes before merging it into
-  the checkpoint (and deletes then), is stale once the step just saved is
-  N or later: it was left by a save killed before its merge, and one chief
-  saves at a time.
+* `<basename>-N_temp` or `<basename>-N_temp_<32 hex>`, what a sharded
+  Saver writes before merging it into the checkpoint (and deletes then),
+  is stale once the step just saved is N or later: it was left by a save
+  killed before its merge, and one chief saves at a time.
 * In the asset directory of the step just saved, temporaries
   (`*-tmp-<16 hex>`, `*-tmp-<16 hex>.partial`, `*.tmp-<32 hex>`) are stale:
   every save of that step has finished, and they are what its killed saves
@@ -37,7 +37,7 @@ called after every save, deletes what is left of the dropped ones:
   lists (except for the temporaries above).
 
 Other names are never touched: checkpoints without a step, other basenames'
-files and asset directories, temporary files.
+files and asset directories, other temporary files.
 
 Partial recovery, when a PS task restarts in a running job: `PsMonitor`
 tells which PS tasks lost their state (a restarted process starts empty),
@@ -87,6 +87,9 @@ _STEP_ENTRY_RE = re.compile(r"(?P<base>.+?)-(?P<step>\d+)"
                             r"(?P<suffix>\.index|\.meta|\.data-\d+-of-\d+|"
                             r"-\d+-of-\d+|\.assets|_temp.*)?")
 _V1_SHARD_RE = re.compile(r"-\d+-of-\d+")
+# What a sharded Saver writes before its merge: "<prefix>_temp" (TF1's
+# Saver) or "<prefix>_temp_<uuid hex>" (tf.train.Checkpoint).
+_SAVER_TEMPORARY_RE = re.compile(r"_temp(_[0-9a-f]{32})?")
 # Temporaries of table and filter saves (the C++ savers' "-tmp-<save id>",
 # and ".partial" while written) and of utils.write_file_atomically.
 _ASSET_TEMPORARY_RE = re.compile(
@@ -219,7 +222,7 @@ class SaveHelper:
         other_ckpt_steps.add(step)
       elif suffix == _ASSETS_SUFFIX:
         own_asset_dirs.append((step, name))
-      elif suffix.startswith("_temp"):
+      elif _SAVER_TEMPORARY_RE.fullmatch(suffix):
         if step <= global_step_value:
           saver_temporaries.append((step, name))
       elif _is_restorable_suffix(suffix):
@@ -835,7 +838,8 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
     checkpoint_dir ... save_graph_def: as `CheckpointSaverHook`'s.
     tide_start_hour, tide_start_minute, tide_end_hour, tide_end_minute,
       tide_save_secs, is_dense_only: the original's save schedules, not
-      supported here: a ValueError unless left at None / False.
+      supported here: a ValueError where the original would have used one
+      (start hour, end hour and tide_save_secs all set, or is_dense_only).
     ignore_save_errors: whether a save that fails (a TF `OpError`) is logged
       and training goes on without that checkpoint, rather than raising.
       (The original tried such a save twice; here it is tried once.)
@@ -876,20 +880,15 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
                no_first_save: bool = True,
                guard_saver_listeners: Optional[Sequence[
                    tf.compat.v1.train.CheckpointSaverListener]] = None):
-    unsupported = {
-        name: value for name, value in (
-            ("tide_start_hour", tide_start_hour),
-            ("tide_start_minute", tide_start_minute),
-            ("tide_end_hour", tide_end_hour),
-            ("tide_end_minute", tide_end_minute),
-            ("tide_save_secs", tide_save_secs),
-            ("is_dense_only", is_dense_only or None)) if value is not None
-    }
-    if unsupported:
+    # The original's tide schedule took effect with these three set.
+    tide = (tide_start_hour, tide_end_hour, tide_save_secs)
+    if all(value is not None for value in tide) or is_dense_only:
       raise ValueError(
-          f"NoFirstSaveCheckpointSaverHook: {unsupported} (the original's "
-          "tide-hour and dense-only save schedules) are not supported here; "
-          "use save_secs or save_steps")
+          "NoFirstSaveCheckpointSaverHook: the original's tide-hour "
+          f"(tide_start_hour, tide_end_hour, tide_save_secs = {tide}) and "
+          f"dense-only (is_dense_only={is_dense_only}) save schedules are "
+          "not supported here; use save_secs or save_steps")
+    del tide_start_minute, tide_end_minute  # Parts of a schedule not used.
     del use_native_multi_hash_table  # No checkpoint state file here.
     super().__init__(checkpoint_dir,
                      save_secs=save_secs,

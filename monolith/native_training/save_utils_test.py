@@ -117,8 +117,11 @@ def test_stale_files_follow_the_checkpoint_files(tmp_path):
   # The sharded Saver's temporaries of killed saves up to the step saved;
   # a later step's may be a save under way.
   _make_asset_dir(path("model.ckpt-4_temp"))
-  _touch(path("model.ckpt-5_temp_89ab"))
+  _touch(path("model.ckpt-5_temp_" + "89ab" * 8))
   _make_asset_dir(path("model.ckpt-6_temp"))
+  # Names that only look like them are kept.
+  _touch(path("model.ckpt-5_temp_89ab"))
+  _make_asset_dir(path("model.ckpt-4_temp_backup"))
   # Temporaries of killed saves in the saved step's asset directory (only
   # there), and names that are not temporaries.
   for name in ("t-00000-of-00002-tmp-0123456789abcdef",
@@ -144,7 +147,7 @@ def test_stale_files_follow_the_checkpoint_files(tmp_path):
       path("ckpt.info-10.tmp-0123abcd"),
   ]
   assert stale.saver_temporaries == [
-      path("model.ckpt-4_temp"), path("model.ckpt-5_temp_89ab")]
+      path("model.ckpt-4_temp"), path("model.ckpt-5_temp_" + "89ab" * 8)]
   assert stale.asset_temporaries == [
       path("model.ckpt-5.assets/" + name) for name in (
           "MonolithMultiHashTable.num_ps.tmp-" + "a" * 32,
@@ -336,13 +339,18 @@ def test_save_errors_and_guard_listeners(tmp_path):
                         ("g2", "after", 2)]
 
 
-@pytest.mark.parametrize("kwargs", [{"tide_start_hour": 1},
-                                    {"tide_save_secs": 60},
-                                    {"is_dense_only": True}])
+@pytest.mark.parametrize("kwargs", [
+    dict(tide_start_hour=1, tide_end_hour=5, tide_save_secs=60),
+    dict(is_dense_only=True)
+])
 def test_the_originals_save_schedules_are_refused(tmp_path, kwargs):
   with pytest.raises(ValueError, match="not supported here"):
     save_utils.NoFirstSaveCheckpointSaverHook(str(tmp_path), save_steps=1,
                                               **kwargs)
+  # Part of a tide schedule did nothing in the original: accepted.
+  save_utils.NoFirstSaveCheckpointSaverHook(str(tmp_path), save_steps=1,
+                                            tide_start_hour=1,
+                                            tide_start_minute=0)
 
 
 def test_saver_hook_order_is_checked_per_monitored_session(tmp_path):
