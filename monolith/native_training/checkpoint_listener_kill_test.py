@@ -6,19 +6,20 @@ listener, `NoFirstSaveCheckpointSaverHook` with the saver listener, a
 sharded Saver keeping 2 checkpoints, hash filters and their listeners)
 and saves every step: each PS task's filter and table files, the PS
 counts, `ckpt.info`, then the Saver's variables and checkpoint state, then
-the clean-up of what the Saver dropped. Every step
-writes one value into every table entry and a dense variable: its number
-and the round's, so that two children's saves of one step differ.
+the clean-up of what the Saver dropped. Every step writes one value into
+every table entry and a dense variable: its number and the round's, so
+that two children's saves of one step differ.
 
 The test SIGKILLs the child, each round with another number of PS tasks
 (3, 2, 1 and a table on the worker), at a seeded random time, at a random
 point inside a save (after its first table file, before the Saver's
 checkpoint state), right after every table of a save is written, or while
-the Saver writes its temporaries; the next child restores. Its tables, variable and global step must hold one
-save, no older than the last step a child reported saved; at the end every
-checkpoint kept after each kill restores one whole save. Nothing a kill
-leaves outlives the next save: recorded checkpoints hold no temporaries,
-and no Saver temporary of a recorded step stays.
+the Saver writes its temporaries; the next child restores. Its tables,
+variable and global step must hold one save, no older than the last step
+a child reported saved; at the end every checkpoint kept after each kill
+restores one whole save. Nothing a kill leaves outlives the next save:
+recorded checkpoints hold no temporaries, and no Saver temporary of a
+recorded step stays.
 """
 
 import json
@@ -176,9 +177,13 @@ def _restored(child: subprocess.Popen) -> dict:
   return restored
 
 
+def _step_of(prefix: str) -> int:
+  return int(prefix.rsplit("-", 1)[1])
+
+
 def _latest_step(model_dir: str) -> int:
   latest = save_utils.latest_checkpoint(model_dir)
-  return int(latest.rsplit("-", 1)[1]) if latest else -1
+  return _step_of(latest) if latest else -1
 
 
 def _saving_beyond(model_dir: str, latest_step: int) -> bool:
@@ -203,6 +208,21 @@ def _tables_written(model_dir: str, step: int, num_ps: int) -> bool:
   return tables | {"MonolithMultiHashTable_local"} <= metas
 
 
+def _at_kill_point(model_dir: str, num_ps: int, mode: str) -> bool:
+  try:
+    latest = _latest_step(model_dir)
+  except tf.errors.NotFoundError:
+    # The child deleted the checkpoint the state file named as it was
+    # read (two saves meanwhile): read it again next time.
+    return False
+  if mode == "save":
+    return _saving_beyond(model_dir, latest)
+  if mode == "tables":
+    return _tables_written(model_dir, latest + 1, num_ps)
+  return os.path.exists(
+      os.path.join(model_dir, f"model.ckpt-{latest + 1}_temp"))
+
+
 def _kill_point(model_dir: str, child: subprocess.Popen, num_ps: int,
                 mode: str, rng: random.Random) -> None:
   """Waits, polling every millisecond, until the round's kill point."""
@@ -210,40 +230,27 @@ def _kill_point(model_dir: str, child: subprocess.Popen, num_ps: int,
     time.sleep(rng.uniform(0, 1.0))
     return
   deadline = time.monotonic() + 60
-  while True:
-    try:
-      latest = _latest_step(model_dir)
-    except tf.errors.NotFoundError:
-      # The child deleted the checkpoint the state file named as it was
-      # read (two saves meanwhile): read it again.
-      latest = None
-    if latest is None:
-      pass
-    elif mode == "save" and _saving_beyond(model_dir, latest):
-      time.sleep(rng.uniform(0, 0.05))
-      return
-    elif mode == "tables" and _tables_written(model_dir, latest + 1, num_ps):
-      return
-    elif mode == "saver" and os.path.exists(
-        os.path.join(model_dir, f"model.ckpt-{latest + 1}_temp")):
-      return
+  while not _at_kill_point(model_dir, num_ps, mode):
     assert child.poll() is None and time.monotonic() < deadline, (
         f"no {mode} kill point: " + _stderr(child))
     time.sleep(0.001)
+  if mode == "save":
+    time.sleep(rng.uniform(0, 0.05))
 
 
 def _assert_no_leftovers(model_dir: str) -> None:
   """Recorded checkpoints hold no temporaries; no Saver temporary of a
   recorded step is left."""
   state = save_utils.checkpoint_state(model_dir)
-  latest = _latest_step(model_dir)
+  latest = _step_of(state.model_checkpoint_path)
   for path in state.all_model_checkpoint_paths:
     names = os.listdir(path + ".assets")
     assert not [n for n in names if "-tmp-" in n], (path, names)
   saver_temporaries = [
-      name for name in os.listdir(model_dir)
-      if re.fullmatch(r"model\.ckpt-(\d+)_temp.*", name) and
-      int(re.match(r"model\.ckpt-(\d+)", name).group(1)) <= latest
+      match.group(0) for match in (
+          re.fullmatch(r"model\.ckpt-(\d+)_temp.*", name)
+          for name in os.listdir(model_dir))
+      if match and int(match.group(1)) <= latest
   ]
   assert not saver_temporaries, saver_temporaries
 
@@ -280,12 +287,13 @@ def test_a_killed_job_restores_one_whole_checkpoint(tmp_path):
   # next child restored, restores one whole save.
   checks = {}
   for snapshot in snapshots:
-    for path in save_utils.checkpoint_state(snapshot).all_model_checkpoint_paths:
+    state = save_utils.checkpoint_state(snapshot)
+    for path in state.all_model_checkpoint_paths:
       check = f"{snapshot}_{os.path.basename(path)}"
       shutil.copytree(snapshot, check)
       prefix = os.path.join(check, os.path.basename(path))
       tf.compat.v1.train.update_checkpoint_state(check, prefix, [prefix])
-      checks[check] = int(path.rsplit("-", 1)[1])
+      checks[check] = _step_of(path)
   assert len(checks) > len(snapshots)
   child = _child(2, 0, "check", *checks)
   for _ in checks:

@@ -224,15 +224,17 @@ class _StepsListener(tf.compat.v1.train.CheckpointSaverListener):
 
 
 def _train(model_dir: str, last_step: int, restore: bool = False,
-           **hook_kwargs):
+           listeners=(), **hook_kwargs):
   """Trains to last_step with the hook saving every 2 steps (from the latest
-  checkpoint with `restore`); the first step and the steps saved."""
+  checkpoint with `restore`; `listeners` after one recording the steps);
+  the first step and the steps saved."""
   with tf.Graph().as_default():
     step = tf.compat.v1.train.get_or_create_global_step()
     train_op = tf.compat.v1.assign_add(step, 1)
     listener = _StepsListener()
     hook = save_utils.NoFirstSaveCheckpointSaverHook(
-        model_dir, save_steps=2, listeners=[listener], **hook_kwargs)
+        model_dir, save_steps=2, listeners=[listener, *listeners],
+        **hook_kwargs)
     stop = tf.compat.v1.train.StopAtStepHook(last_step=last_step)
     with tf.compat.v1.train.MonitoredTrainingSession(
         checkpoint_dir=model_dir if restore else None,
@@ -299,20 +301,11 @@ def test_save_errors_and_guard_listeners(tmp_path):
   ]
   # The save of step 2 fails; training goes on and step 3 is saved.
   model_dir = str(tmp_path / "ignored")
-  with tf.Graph().as_default():
-    step = tf.compat.v1.train.get_or_create_global_step()
-    train_op = tf.compat.v1.assign_add(step, 1)
-    failing = _FailingListener(calls, "saver", fail_steps=(2,),
-                               error=denied)
-    hook = save_utils.NoFirstSaveCheckpointSaverHook(
-        model_dir, save_steps=2, listeners=[failing],
-        ignore_save_errors=True, guard_saver_listeners=guards)
-    with tf.compat.v1.train.MonitoredTrainingSession(
-        save_checkpoint_steps=None, save_checkpoint_secs=None,
-        save_summaries_steps=None,
-        hooks=[hook, tf.compat.v1.train.StopAtStepHook(last_step=3)]) as sess:
-      while not sess.should_stop():
-        sess.run(train_op)
+  _train(model_dir, 3,
+         listeners=[
+             _FailingListener(calls, "saver", fail_steps=(2,), error=denied)
+         ],
+         ignore_save_errors=True, guard_saver_listeners=guards)
   assert [c for c in calls if c[2] == 2] == [
       ("g1", "before", 2), ("g2", "before", 2), ("saver", "before", 2),
       ("g2", "after", 2), ("g1", "after", 2)]
@@ -321,20 +314,12 @@ def test_save_errors_and_guard_listeners(tmp_path):
   # Without ignore_save_errors the error stops training; the guards still
   # ran around the save.
   calls.clear()
-  with tf.Graph().as_default():
-    step = tf.compat.v1.train.get_or_create_global_step()
-    train_op = tf.compat.v1.assign_add(step, 1)
-    hook = save_utils.NoFirstSaveCheckpointSaverHook(
-        str(tmp_path / "raised"), save_steps=2, listeners=[
-            _FailingListener(calls, "saver", fail_steps=(2,),
-                             error=denied)
-        ], guard_saver_listeners=guards[1:])
-    with pytest.raises(tf.errors.PermissionDeniedError, match="cannot write"):
-      with tf.compat.v1.train.MonitoredTrainingSession(
-          save_checkpoint_steps=None, save_checkpoint_secs=None,
-          save_summaries_steps=None, hooks=[hook]) as sess:
-        for _ in range(3):
-          sess.run(train_op)
+  with pytest.raises(tf.errors.PermissionDeniedError, match="cannot write"):
+    _train(str(tmp_path / "raised"), 3,
+           listeners=[
+               _FailingListener(calls, "saver", fail_steps=(2,), error=denied)
+           ],
+           guard_saver_listeners=guards[1:])
   assert calls[-3:] == [("g2", "before", 2), ("saver", "before", 2),
                         ("g2", "after", 2)]
 

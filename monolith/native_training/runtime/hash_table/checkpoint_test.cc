@@ -520,7 +520,8 @@ TEST(CheckpointTest, FirstSaveAtABasenameDeletesAKilledSavesTemporaries) {
   const std::string basename = dir + "/t";
   ASSERT_TRUE(Save(basename, MakeContents(1, 5), 2).ok());
   const std::string whole = "t-00000-of-00002-tmp-0123456789abcdef";
-  const std::string partial = "t.meta-00001-of-00002-tmp-00000000000000ff.partial";
+  const std::string partial =
+      "t.meta-00001-of-00002-tmp-00000000000000ff.partial";
   ASSERT_EQ(std::rename((dir + "/t-00000-of-00002").c_str(),
                         (dir + "/" + whole).c_str()), 0);
   std::ofstream(dir + "/" + partial) << "cut";
