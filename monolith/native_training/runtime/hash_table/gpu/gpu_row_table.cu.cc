@@ -45,6 +45,7 @@ using RowPointer = cuco::pair_type<int64_t, float**>;
 
 constexpr int kTile = 4;
 constexpr int kBlock = 128;
+static_assert(kBlock % 32 == 0, "lookups copy rows by whole warps");
 
 static_assert(Map::empty_key_sentinel == kEmptySlotId, "cuco's empty key");
 static_assert(Map::reclaimed_key_sentinel == kReclaimedSlotId,
@@ -138,34 +139,80 @@ struct LookupLaunch {
   int64_t n = 0;  // ids in all
 };
 
-// __grid_constant__: the parts are read where the parameters are, not
-// copied per thread.
-__global__ void LookupKernel(const __grid_constant__ LookupLaunch launch) {
-  const int64_t i = TileIndex();
-  if (i >= launch.n) return;
-  int p = 0;
-  while (p + 1 < launch.count && launch.parts[p + 1].first <= i) ++p;
-  const LookupLaunch::Part& part = launch.parts[p];
-  auto tile = ThisTile();
-  const int64_t k = i - part.first;
-  const int64_t id = part.ids[k];
-  float* row = nullptr;
-  const bool found =
-      StorableId(id) && part.view.lookup(tile, RowPointer{id, &row});
-  float* dst = part.out + k * part.width;
-  if (part.decode) {
-    for (int s = 0; s < part.num_segments; ++s) {
-      const GpuSegment seg = part.segments[s];
-      for (int c = tile.thread_rank(); c < seg.dim; c += kTile) {
-        dst[seg.value_offset + c] = found ? ReadStored(seg, row, c) : 0.0f;
-      }
+constexpr int kWarp = 32;
+constexpr int kTilesPerWarp = kWarp / kTile;
+constexpr unsigned kFullWarp = 0xffffffffu;
+
+// The warp's plain lookups (one per tile; rows null where absent): all 32
+// lanes copy each row's floats (coalesced), and a lane has its loads of the
+// warp's rows in flight before it stores any. Tiles of 4 lanes copying
+// their own rows made each load a scattered 16 bytes, one row at a time.
+__device__ void CopyRowsByWarp(const LookupLaunch& launch, bool plain, int p,
+                               int64_t k, const float* row) {
+  const int lane = threadIdx.x % kWarp;
+  const float* src[kTilesPerWarp];
+  float* dst[kTilesPerWarp];
+  int width[kTilesPerWarp];
+  int max_width = 0;
+#pragma unroll
+  for (int t = 0; t < kTilesPerWarp; ++t) {
+    const int from = t * kTile;
+    const LookupLaunch::Part& part =
+        launch.parts[__shfl_sync(kFullWarp, p, from)];
+    width[t] = __shfl_sync(kFullWarp, plain, from) ? part.width : 0;
+    dst[t] = part.out + __shfl_sync(kFullWarp, static_cast<long long>(k),
+                                    from) * part.width;
+    src[t] = reinterpret_cast<const float*>(__shfl_sync(
+        kFullWarp, reinterpret_cast<unsigned long long>(row), from));
+    max_width = max(max_width, width[t]);
+  }
+  for (int c = lane; c - lane < max_width; c += kWarp) {
+    float value[kTilesPerWarp];
+#pragma unroll
+    for (int t = 0; t < kTilesPerWarp; ++t) {
+      value[t] = c < width[t] && src[t] != nullptr ? src[t][c] : 0.0f;
     }
-  } else {
-    for (int c = tile.thread_rank(); c < part.width; c += kTile) {
-      dst[c] = found ? row[c] : 0.0f;
+#pragma unroll
+    for (int t = 0; t < kTilesPerWarp; ++t) {
+      if (c < width[t]) dst[t][c] = value[t];
     }
   }
-  if (part.found != nullptr && tile.thread_rank() == 0) part.found[k] = found;
+}
+
+// __grid_constant__: the parts are read where the parameters are, not
+// copied per thread. Every lane runs to the end (the warp copies rows
+// together); a tile past the last id looks nothing up.
+__global__ void LookupKernel(const __grid_constant__ LookupLaunch launch) {
+  const int64_t i = TileIndex();
+  auto tile = ThisTile();
+  const bool active = i < launch.n;
+  int p = 0;
+  int64_t k = 0;
+  float* row = nullptr;
+  bool plain = false;
+  if (active) {
+    while (p + 1 < launch.count && launch.parts[p + 1].first <= i) ++p;
+    const LookupLaunch::Part& part = launch.parts[p];
+    k = i - part.first;
+    const int64_t id = part.ids[k];
+    const bool found =
+        StorableId(id) && part.view.lookup(tile, RowPointer{id, &row});
+    if (!found) row = nullptr;
+    if (part.found != nullptr && tile.thread_rank() == 0) {
+      part.found[k] = found;
+    }
+    plain = !part.decode;
+    if (part.decode) {
+      float* dst = part.out + k * part.width;
+      for (int s = 0; s < part.num_segments; ++s) {
+        const GpuSegment seg = part.segments[s];
+        for (int c = tile.thread_rank(); c < seg.dim; c += kTile) {
+          dst[seg.value_offset + c] = found ? ReadStored(seg, row, c) : 0.0f;
+        }
+      }
+    }
+  }
+  CopyRowsByWarp(launch, plain, p, k, row);
 }
 
 // One write group's batches (at most kWritesPerLaunch, distinct tables),
