@@ -3,9 +3,10 @@
 // occurrence thresholds of SlotOccurrenceThresholdConfig, as the original's
 // hash filter bridge. Ids the table already holds are always written and
 // never counted; for the others the table calls Admit (through
-// EmbeddingHashTable::AdmitFn, under the id's shard lock, once per
-// occurrence, as the original's updates without de-duplication), and
-// writes them once the filter admits them. Lookups never consult it.
+// EmbeddingHashTable::AdmitFn, holding the id's shard against other
+// writers but not readers, once per occurrence, as the original's updates
+// without de-duplication), and writes them once the filter admits them.
+// Lookups never consult it.
 #ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_FILTER_ADMISSION_H_
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_FILTER_ADMISSION_H_
 

@@ -84,7 +84,8 @@ inline void PrefetchRange(const char* begin, int64_t bytes) {
 // A reader's hold on a shard (the pipeline's counterpart of ShardWriteLock).
 class ShardReadLock {
  public:
-  ShardReadLock(const TableShard* shard, int64_t) : lock_(shard->mu) {}
+  ShardReadLock(const TableShard* shard, int64_t, bool = true)
+      : lock_(shard->mu) {}
 
  private:
   std::shared_lock<std::shared_mutex> lock_;
@@ -127,8 +128,46 @@ class EmbeddingHashTable::Scratch {
   char* entry(int pos) const { return entry_[pos]; }
   bool found(int pos) const { return found_[pos]; }
 
+  // Asks |admit| about the ids of positions [begin, end) (in |shard|, of
+  // the chunk at |base| of the update's ids) that the shard lacks, before
+  // its writer locks readers out: lookups of the shard go on while a
+  // filter makes admit() wait (a save copying it). Asks as the insertion
+  // pass would have: once per occurrence of an absent id, in order, and
+  // no more once one occurrence is admitted (the id is in the table by
+  // the next). admitted(pos) then says whether pos's id may be inserted.
+  void AdmitAbsent(const TableShard& shard, const int64_t* chunk_ids,
+                   int64_t base, int begin, int end,
+                   const EmbeddingHashTable::AdmitFn& admit) {
+    // The positions admitted so far, by id: a linear-probing set.
+    int capacity = 2;
+    while (capacity < 2 * (end - begin)) capacity *= 2;
+    std::fill(admitted_ids_, admitted_ids_ + capacity, kNoPosition);
+    for (int p = begin; p < end; ++p) {
+      admitted_[p] = false;
+      const int64_t id = id_at(chunk_ids, p);
+      if (shard.slots[shard.FindSlot(id, hash_[p])].index != kEmpty) continue;
+      int h = static_cast<int>((hash_[p] >> 32) & (capacity - 1));
+      while (admitted_ids_[h] != kNoPosition &&
+             id_at(chunk_ids, admitted_ids_[h]) != id) {
+        h = (h + 1) & (capacity - 1);
+      }
+      if (admitted_ids_[h] != kNoPosition) continue;  // admitted before
+      if (admit(base + index_[p])) {
+        admitted_[p] = true;
+        admitted_ids_[h] = static_cast<uint16_t>(p);
+      }
+    }
+  }
+  bool admitted(int pos) const { return admitted_[pos]; }
+
  private:
-  static_assert(kGroupIds <= 65536, "indices are uint16");
+  static_assert(kGroupIds <= 65535, "positions are uint16, 65535 is none");
+  static constexpr uint16_t kNoPosition = 65535;
+
+  int64_t id_at(const int64_t* chunk_ids, int pos) const {
+    return chunk_ids[index_[pos]];
+  }
+
   int begin_[kNumShards + 1];
   uint64_t unsorted_[kGroupIds];
   uint64_t hash_[kGroupIds];
@@ -136,6 +175,8 @@ class EmbeddingHashTable::Scratch {
   Slot* slot_[kGroupIds];
   char* entry_[kGroupIds];
   bool found_[kGroupIds];
+  bool admitted_[kGroupIds];
+  uint16_t admitted_ids_[2 * kGroupIds];
 };
 
 EmbeddingHashTable::EmbeddingHashTable(
@@ -221,12 +262,20 @@ void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
     // One id (Restore, single-id calls): nothing to group or overlap.
     const uint64_t hash = Mix(ids[0]);
     TableShard& shard = table->shards_[ShardOf(hash)];
-    Lock lock(&shard, 1);
+    Lock lock(&shard, 1, /*exclude_readers=*/!admit);
     if constexpr (kExclusive) {
+      // Admission before readers are locked out (Scratch::AdmitAbsent).
+      bool admitted = true;
+      if (admit) {
+        if (shard.slots[shard.FindSlot(ids[0], hash)].index == kEmpty) {
+          admitted = admit(0);
+        }
+        lock.ExcludeReaders();
+      }
       const uint64_t pos = shard.FindSlot(ids[0], hash);
       Slot* slot = &shard.slots[pos];
       const bool found = slot->index != kEmpty;
-      if (!found && ((admit && !admit(0)) || shard.Full())) return;
+      if (!found && (!admitted || shard.Full())) return;
       char* entry = found ? shard.EntryAt(slot->index)
                           : table->InsertNew(&shard, ids[0], pos);
       slot->timestamp = stamp;
@@ -258,7 +307,13 @@ void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
       const int begin = scratch->begin(s), end = scratch->end(s);
       if (begin == end) continue;
       TableShard& shard = table->shards_[s];
-      Lock lock(&shard, end - begin);
+      Lock lock(&shard, end - begin, /*exclude_readers=*/!admit);
+      if constexpr (kExclusive) {
+        if (admit) {
+          scratch->AdmitAbsent(shard, chunk_ids, base, begin, end, admit);
+          lock.ExcludeReaders();
+        }
+      }
       for (int p = begin; p < end; ++p) {
         const Slot* bucket = &shard.slots[scratch->hash(p) & shard.mask];
         if (kExclusive) {
@@ -276,7 +331,7 @@ void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
           PrefetchRange<kExclusive>(entry, entry_bytes);
           scratch->set_found(p, slot, entry, true);
         } else if constexpr (kExclusive) {
-          if ((admit && !admit(base + scratch->index(p))) || shard.Full()) {
+          if ((admit && !scratch->admitted(p)) || shard.Full()) {
             scratch->set_found(p, nullptr, nullptr, false);
           } else {
             scratch->set_found(p, slot, table->InsertNew(&shard, id, pos),

@@ -97,10 +97,11 @@ class EmbeddingHashTable {
                         EntryDump* entries) const;
 
   // Whether the writers below may insert ids[index], which is not in the
-  // table: called under the id's shard lock, once per occurrence of an
-  // absent id (an occurrence it refused leaves the id absent, so the next
-  // one asks again). False skips that occurrence: nothing of it is
-  // written. Empty: every id may be inserted.
+  // table: called while the update holds the id's shard against other
+  // writers but not yet readers (lookups go on while it waits), once per
+  // occurrence of an absent id (an occurrence it refused leaves the id
+  // absent, so the next one asks again). False skips that occurrence:
+  // nothing of it is written. Empty: every id may be inserted.
   using AdmitFn = std::function<bool(int64_t index)>;
 
   // The writers below insert missing ids (initializer first) and stamp

@@ -1,9 +1,11 @@
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.h"
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstdint>
+#include <future>
 #include <limits>
 #include <map>
 #include <memory>
@@ -1117,6 +1119,80 @@ TEST(EmbeddingHashTableTest, LookupsDuringGrowthFindEveryInsertedId) {
   EXPECT_EQ(wrong.load(), 0);
   EXPECT_EQ(table->Size(), kIds);
   EXPECT_GT(table->LongestGrowthNanos(), 0);
+}
+
+// An update waiting for its filter to admit an id (as while a filter save
+// copies the filter) holds the id's shard against other writers only:
+// lookups of every shard go on meanwhile. One absent id, and a batch.
+TEST(EmbeddingHashTableTest, LookupsGoOnWhileAnUpdateWaitsToAdmitAnId) {
+  for (const int absent_ids : {1, 3}) {
+    SCOPED_TRACE(absent_ids);
+    auto table = MakeTable(SgdTable(1));
+    constexpr int64_t kHeld = 4096;  // some in every shard
+    std::vector<int64_t> held(kHeld);
+    std::iota(held.begin(), held.end(), 0);
+    const std::vector<float> ones(kHeld, 1.0f);
+    table->Assign(held.data(), kHeld, ones.data(), 1);
+    std::vector<int64_t> absent;
+    for (int k = 0; k < absent_ids; ++k) absent.push_back(1'000'000 + k);
+    const std::vector<float> twos(absent_ids, 2.0f);
+    std::promise<void> asked, answer;
+    const std::shared_future<void> answered = answer.get_future().share();
+    std::atomic<int> calls{0};
+    std::thread writer([&] {
+      table->Assign(absent.data(), absent_ids, twos.data(), 2, [&](int64_t) {
+        if (calls.fetch_add(1) == 0) {
+          asked.set_value();
+          answered.wait();
+        }
+        return true;
+      });
+    });
+    asked.get_future().wait();
+    auto lookup = std::async(std::launch::async, [&] {
+      std::vector<float> out(kHeld);
+      return table->BatchLookup(held.data(), kHeld, out.data());
+    });
+    const bool looked_up = lookup.wait_for(std::chrono::seconds(60)) ==
+                           std::future_status::ready;
+    answer.set_value();
+    writer.join();
+    EXPECT_TRUE(looked_up) << "a lookup waited for an update's admission";
+    EXPECT_EQ(lookup.get(), kHeld);
+    EXPECT_EQ(calls.load(), absent_ids);
+    for (int64_t id : absent) {
+      EXPECT_EQ(LookupOne(*table, id), std::vector<float>{2.0f});
+    }
+  }
+}
+
+// Admission asks once per occurrence of an absent id, in order, and no
+// more once an occurrence was admitted (later ones write the entry), across
+// the chunks a long batch is worked in.
+TEST(EmbeddingHashTableTest, AdmissionAsksPerOccurrenceUntilAdmitted) {
+  auto table = MakeTable(SgdTable(1));
+  // Ids 0..999 three times over, then 1000..1999 once: 4000 occurrences.
+  std::vector<int64_t> ids;
+  for (int round = 0; round < 3; ++round) {
+    for (int64_t id = 0; id < 1000; ++id) ids.push_back(id);
+  }
+  for (int64_t id = 1000; id < 2000; ++id) ids.push_back(id);
+  std::vector<float> values(ids.size());
+  std::iota(values.begin(), values.end(), 1.0f);
+  std::map<int64_t, int> asks;
+  // Admits an id at its second ask.
+  table->Assign(ids.data(), static_cast<int64_t>(ids.size()), values.data(), 1,
+                [&](int64_t index) { return ++asks[ids[index]] == 2; });
+  for (int64_t id = 0; id < 1000; ++id) {
+    EXPECT_EQ(asks[id], 2) << id;
+    // Written by its second occurrence, then its third.
+    EXPECT_EQ(LookupOne(*table, id), std::vector<float>{values[2000 + id]});
+  }
+  for (int64_t id = 1000; id < 2000; ++id) {
+    EXPECT_EQ(asks[id], 1) << id;
+    EXPECT_FALSE(table->Contains(id)) << id;
+  }
+  EXPECT_EQ(table->Size(), 1000);
 }
 
 // Saving while training: every saved entry is a consistent state (all dims

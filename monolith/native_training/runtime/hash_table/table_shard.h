@@ -437,18 +437,26 @@ struct TableShard {
 };
 
 // A writer's hold on a shard with room for |extra| more entries: its
-// |write_mu|, then (after any growth) its |mu| exclusively.
+// |write_mu|, then (after any growth) its |mu| exclusively; with
+// |exclude_readers| false, |mu| only once ExcludeReaders() is called
+// (meanwhile the slots change for no one else: only writers change them).
 class ShardWriteLock {
  public:
-  ShardWriteLock(TableShard* shard, int64_t extra) : writer_(shard->write_mu) {
+  ShardWriteLock(TableShard* shard, int64_t extra, bool exclude_readers = true)
+      : shard_(shard), writer_(shard->write_mu) {
     if (extra > 0) {
       shard->Reserve(extra);
       shard->PrepareBlocks(extra);
     }
-    lock_ = std::unique_lock<std::shared_mutex>(shard->mu);
+    if (exclude_readers) ExcludeReaders();
+  }
+
+  void ExcludeReaders() {
+    lock_ = std::unique_lock<std::shared_mutex>(shard_->mu);
   }
 
  private:
+  TableShard* shard_;
   std::unique_lock<std::mutex> writer_;
   std::unique_lock<std::shared_mutex> lock_;
 };
