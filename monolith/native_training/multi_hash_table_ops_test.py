@@ -4,6 +4,7 @@ import logging
 import os
 import re
 import threading
+import time
 from unittest import mock
 
 import numpy as np
@@ -638,6 +639,80 @@ def test_a_table_of_another_config_is_not_reused():
                      match="exists already .*with another hash filter than "
                      r"this graph's filter_handle \(HashFilter\(capacity"):
     sess.run(table.initializer)
+
+
+def test_a_table_is_built_outside_the_resource_managers_lock():
+  """A table's slots are allocated and written when it is created (about
+  0.4 s here for this one): that happens before the kernel asks TF's
+  ResourceMgr, whose lock every resource lookup of the device takes, so a
+  variable read goes on meanwhile (it waited for the whole build before)."""
+  config = test_utils.generate_test_hash_table_config(1)
+  config.table_config.initial_capacity = 1 << 22
+  table = multi_hash_table_ops.MultiHashTable.from_configs({"a": config})
+  variable = tf1.get_variable("v", initializer=1.0, use_resource=True)
+  read = variable.read_value()
+  sess = tf1.Session()
+  sess.run(variable.initializer)
+  sess.run(read)
+  reads = []  # (start, end) of each read while the table is built
+  built = threading.Event()
+
+  def read_until_built():
+    while not built.is_set():
+      start = time.monotonic()
+      sess.run(read)
+      reads.append((start, time.monotonic()))
+
+  reader = threading.Thread(target=read_until_built)
+  reader.start()
+  start = time.monotonic()
+  try:
+    sess.run(table.initializer)
+  finally:
+    end = time.monotonic()
+    built.set()
+    reader.join()
+  # A read that began in the build's second quarter and ended in its third
+  # (a waiting read ends with the build).
+  quarter = (end - start) / 4
+  assert any(start + quarter <= began and ended <= end - quarter
+             for began, ended in reads), (end - start, len(reads))
+
+
+def test_graphs_creating_one_table_at_once_share_it():
+  """Two graphs' creation ops of one table race (each builds one; one is
+  kept): both sessions then use the same table."""
+  server = tf.distribute.Server.create_local_server()
+  config = {"a": test_utils.generate_test_hash_table_config(1)}
+  sessions = []
+  for _ in range(2):
+    graph = tf.Graph()
+    with graph.as_default():
+      table = multi_hash_table_ops.MultiHashTable.from_configs(
+          config, name_suffix="shared")
+      assign = table.assign({"a": (_id([7]), _value([[5]]))}).as_op()
+      lookup = table.lookup({"a": _id([7])})["a"]
+    sessions.append((tf1.Session(server.target, graph=graph), table, assign,
+                     lookup))
+  errors = []
+
+  def create(sess, table):
+    try:
+      sess.run(table.initializer)
+    except tf.errors.OpError as e:
+      errors.append(e)
+
+  creators = [threading.Thread(target=create, args=(sess, table))
+              for sess, table, _, _ in sessions]
+  for creator in creators:
+    creator.start()
+  for creator in creators:
+    creator.join()
+  assert not errors
+  sess, _, assign, _ = sessions[0]
+  sess.run(assign)
+  sess, _, _, lookup = sessions[1]
+  np.testing.assert_array_equal(sess.run(lookup), [[5]])
 
 
 def test_restorer_saver_listener_drops_expired_entries(tmp_path):

@@ -303,7 +303,7 @@ class CreateGpuMultiHashTableOp
                                       config_);
   }
 
-  Status CreateResource(GpuMultiHashTable** resource) override
+  Status BuildResource(GpuMultiHashTable** resource) override
       TF_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     *resource = nullptr;
     core::RefCountPtr<GpuMultiHashTable> mtable(

@@ -36,10 +36,10 @@ using shape_inference::InferenceContext;
 // Creates a HashFilterResource around the filter MakeFilter returns, with
 // the thresholds of the "config" attr (a serialized
 // SlotOccurrenceThresholdConfig; empty: every threshold 0).
-class FilterOpBase : public ResourceOpKernel<HashFilterResource> {
+class FilterOpBase : public PrebuiltResourceOpKernel<HashFilterResource> {
  public:
   explicit FilterOpBase(OpKernelConstruction* ctx)
-      : ResourceOpKernel<HashFilterResource>(ctx) {
+      : PrebuiltResourceOpKernel<HashFilterResource>(ctx) {
     // The op and its attrs but the resource's name, sorted: what a filter
     // found by shared name must have been created by.
     std::map<std::string, const AttrValue*> attrs;
@@ -82,7 +82,7 @@ class FilterOpBase : public ResourceOpKernel<HashFilterResource> {
         "graph's filters another name_suffix");
   }
 
-  Status CreateResource(HashFilterResource** resource) override
+  Status BuildResource(HashFilterResource** resource) override
       TF_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     *resource = nullptr;
     std::unique_ptr<hf::Filter> filter;

@@ -97,9 +97,9 @@ class CreateMultiHashTableOp
     return OkStatus();
   }
 
-  Status CreateResource(MultiHashTable** resource) override
+  Status BuildResource(MultiHashTable** resource) override
       TF_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    // ResourceOpKernel unrefs *resource on error when it is not null.
+    // Unreferenced on error when not null (PrebuiltResourceOpKernel).
     *resource = nullptr;
     // Resources are reference counted: release with Unref, never delete.
     // The table holds a reference of its own (VerifyInputs compares).

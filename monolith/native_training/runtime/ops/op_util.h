@@ -441,21 +441,81 @@ Status CheckCreatedFromSameConfig(const std::string& shared_name,
       "name_suffix");
 }
 
-// A ResourceOpKernel whose resource depends on input tensors, not only on
-// attrs. ResourceOpKernel finds (and verifies) its resource on a kernel's
-// first call only, and later calls may feed other inputs, so this one runs
-// calls one at a time, reads each call's inputs (ReadInputs, which stores
-// them under mu_ for CreateResource) and verifies the resource on every
-// call (VerifyInputs).
+// A ResourceOpKernel that builds its resource (BuildResource) before it asks
+// the device's ResourceMgr for it. The manager runs a creator under its own
+// lock, which every resource lookup of the device takes (each variable
+// read, each table op), and building a table or a filter can take seconds
+// (its memory is allocated and written at once): built outside, the
+// creator only hands it over, or it is dropped when another kernel created
+// the resource meanwhile. A resource private to the kernel (no
+// shared_name: a name is drawn each time) is built in the creator.
 template <typename T>
-class InputDependentResourceOpKernel : public ResourceOpKernel<T> {
+class PrebuiltResourceOpKernel : public ResourceOpKernel<T> {
  public:
   using ResourceOpKernel<T>::ResourceOpKernel;
 
   void Compute(OpKernelContext* ctx) override {
+    OP_REQUIRES_OK(ctx, BuildUnlessFound(ctx));
+    ResourceOpKernel<T>::Compute(ctx);
+    mutex_lock l(this->mu_);
+    built_.reset();
+  }
+
+ protected:
+  // Builds the resource: a new reference in *resource (unreferenced by the
+  // caller on error, when not null).
+  virtual Status BuildResource(T** resource)
+      TF_EXCLUSIVE_LOCKS_REQUIRED(this->mu_) = 0;
+
+ private:
+  Status BuildUnlessFound(OpKernelContext* ctx) {
+    if (this->get_resource() != nullptr) return OkStatus();
+    mutex_lock l(this->mu_);
+    ResourceMgr* manager = ctx->resource_manager();
+    TF_RETURN_IF_ERROR(this->cinfo_.Init(manager, this->def()));
+    if (this->cinfo_.resource_is_private_to_kernel()) return OkStatus();
+    T* found = nullptr;
+    if (manager->Lookup<T>(this->cinfo_.container(), this->cinfo_.name(),
+                           &found)
+            .ok()) {
+      found->Unref();
+      return OkStatus();
+    }
+    T* built = nullptr;
+    const Status s = BuildResource(&built);
+    if (!s.ok()) {
+      if (built != nullptr) built->Unref();
+      return s;
+    }
+    built_.reset(built);
+    return OkStatus();
+  }
+
+  Status CreateResource(T** resource) final
+      TF_EXCLUSIVE_LOCKS_REQUIRED(this->mu_) {
+    if (built_ == nullptr) return BuildResource(resource);
+    *resource = built_.release();
+    return OkStatus();
+  }
+
+  core::RefCountPtr<T> built_ TF_GUARDED_BY(this->mu_);
+};
+
+// A ResourceOpKernel whose resource depends on input tensors, not only on
+// attrs. ResourceOpKernel finds (and verifies) its resource on a kernel's
+// first call only, and later calls may feed other inputs, so this one runs
+// calls one at a time, reads each call's inputs (ReadInputs, which stores
+// them under mu_ for BuildResource) and verifies the resource on every
+// call (VerifyInputs).
+template <typename T>
+class InputDependentResourceOpKernel : public PrebuiltResourceOpKernel<T> {
+ public:
+  using PrebuiltResourceOpKernel<T>::PrebuiltResourceOpKernel;
+
+  void Compute(OpKernelContext* ctx) override {
     mutex_lock call(call_mu_);
     OP_REQUIRES_OK(ctx, ReadInputs(ctx));
-    ResourceOpKernel<T>::Compute(ctx);
+    PrebuiltResourceOpKernel<T>::Compute(ctx);
     if (!ctx->status().ok()) return;
     core::RefCountPtr<T> resource = this->get_resource();
     if (resource == nullptr) return;
