@@ -169,16 +169,26 @@ Status PosixFileSystem::DeleteFile(const std::string& path) {
   return Status::OK();
 }
 
-Status PosixFileSystem::CreateDirectories(const std::string& dir) {
+Status CreateLocalDirectories(const std::string& dir) {
   if (dir.empty()) return Status::OK();
   for (size_t slash = dir.find('/', 1);; slash = dir.find('/', slash + 1)) {
     const std::string prefix = dir.substr(0, slash);
-    if (::mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) {
+    if (::mkdir(prefix.c_str(), 0755) == 0) {
+      const size_t last = prefix.find_last_of('/');
+      const std::string parent = last == std::string::npos ? "."
+                                 : last == 0 ? "/"
+                                             : prefix.substr(0, last);
+      MONOLITH_RETURN_IF_ERROR(SyncLocalDirectory(parent));
+    } else if (errno != EEXIST) {
       return ErrnoError("cannot create directory", prefix, errno);
     }
     if (slash == std::string::npos) break;
   }
   return Status::OK();
+}
+
+Status PosixFileSystem::CreateDirectories(const std::string& dir) {
+  return CreateLocalDirectories(dir);
 }
 
 Status PosixFileSystem::SyncDirectory(const std::string& dir) {

@@ -52,7 +52,9 @@ class FileSystem {
   // Replaces |to| if it exists.
   virtual Status RenameFile(const std::string& from, const std::string& to) = 0;
   virtual Status DeleteFile(const std::string& path) = 0;
-  // Creates |dir| and its missing parents; OK if it exists.
+  // Creates |dir| and its missing parents, durably where the file system
+  // needs it (each new local folder's name synced in its parent: files
+  // renamed into it then survive a crash with it); OK if it exists.
   virtual Status CreateDirectories(const std::string& dir) = 0;
   // Makes the renames and deletions done in |dir| durable (fsync of a local
   // folder; a no-op where the file system's renames are durable when they
@@ -66,6 +68,9 @@ Status SyncLocalFile(const std::string& path);
 // fsync of local folder |dir|: the names created, renamed or deleted in it
 // reach stable storage.
 Status SyncLocalDirectory(const std::string& dir);
+// Creates local folder |dir| and its missing parents, each new folder's
+// name synced in its parent; OK if it exists.
+Status CreateLocalDirectories(const std::string& dir);
 
 // Local files through POSIX calls. Stateless: one may be shared by threads.
 class PosixFileSystem : public FileSystem {

@@ -125,6 +125,8 @@ ht::Status TfFileSystem::DeleteFile(const std::string& path) {
 }
 
 ht::Status TfFileSystem::CreateDirectories(const std::string& dir) {
+  const std::string local = LocalPath(dir);
+  if (!local.empty()) return ht::CreateLocalDirectories(local);
   return FromTfStatus(env_->RecursivelyCreateDir(dir));
 }
 
