@@ -346,7 +346,7 @@ class HashFilterCheckpointSaverListener(
       return
     asset_dir = self._helper.get_ckpt_asset_dir(
         self._helper.get_ckpt_prefix(global_step_value))
-    tf.io.gfile.makedirs(asset_dir)
+    utils.makedirs_durably(asset_dir)
     num_ps = len(self._hash_filters)
     # The PS count is recorded once every filter saved: a restore then tries
     # every PS's filter, so a missing one is an error naming its files.

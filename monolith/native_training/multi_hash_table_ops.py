@@ -1507,7 +1507,7 @@ class MultiHashTableCheckpointSaverListener(
     logging.info("Saving MultiHashTables.")
     base_dir = self._helper.get_ckpt_asset_dir(
         self._helper.get_ckpt_prefix(global_step_value))
-    tf.io.gfile.makedirs(base_dir)
+    utils.makedirs_durably(base_dir)
     feed_dict = {
         _tensor_of_table(self._table_id_to_placeholder, table, "saver"):
             base_dir + table.shared_name

@@ -92,6 +92,20 @@ def test_fsync_local_syncs_local_paths_and_leaves_others(tmp_path, monkeypatch):
     utils.fsync_local(str(tmp_path / "missing"))
 
 
+def test_makedirs_durably_syncs_each_new_folders_parent(tmp_path,
+                                                       monkeypatch):
+  (tmp_path / "a").mkdir()
+  synced = _record_fsyncs(monkeypatch)
+  utils.makedirs_durably(str(tmp_path / "a" / "b" / "c") + "/")
+  assert (tmp_path / "a" / "b" / "c").is_dir()
+  assert synced == [str(tmp_path / "a"), str(tmp_path / "a" / "b")]
+  utils.makedirs_durably(str(tmp_path / "a" / "b"))  # exists: nothing new
+  utils.makedirs_durably("file://" + str(tmp_path / "d"))
+  assert (tmp_path / "d").is_dir()
+  assert synced == [str(tmp_path / "a"), str(tmp_path / "a" / "b"),
+                    str(tmp_path)]
+
+
 def test_fsync_local_accepts_file_systems_without_fsync(tmp_path,
                                                          monkeypatch):
   def unsupported(fd):

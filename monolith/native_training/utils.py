@@ -8,7 +8,8 @@ local file's data, or a local folder's renames, durable, and
 `replace_file(tmp_path, path)` renames a written temporary onto its final
 name so that a power loss leaves the old file or the whole new one, and
 `write_file_atomically(path, text)` writes a small file that way through a
-temporary of its own.
+temporary of its own; `makedirs_durably(path)` creates folders whose names
+a power loss keeps.
 
 Training registers values (sparse feature names, the feature list, ...) in
 the default graph's collections; tools such as
@@ -128,6 +129,32 @@ def replace_file(tmp_path: str, path: str) -> None:
   fsync_local(tmp_path)
   tf.io.gfile.rename(tmp_path, path, overwrite=True)
   fsync_local(os.path.dirname(path))
+
+
+def makedirs_durably(path: str) -> None:
+  """Creates folder `path` and its missing parents, durably where local.
+
+  Each new local folder's name is synced in its parent (outermost first),
+  so files renamed into it later do not vanish with it in a power loss.
+
+  Args:
+    path: a local path (plain or file://) or another file system's URI.
+
+  Raises:
+    OSError: as `fsync_local`.
+    tf.errors.OpError: a folder cannot be created.
+  """
+  missing = []
+  folder = path.rstrip("/")
+  while folder and not tf.io.gfile.exists(folder):
+    missing.append(folder)
+    parent = os.path.dirname(folder)
+    if parent == folder:
+      break
+    folder = parent
+  tf.io.gfile.makedirs(path)
+  for folder in reversed(missing):
+    fsync_local(os.path.dirname(folder))
 
 
 def write_file_atomically(path: str, text: str) -> None:

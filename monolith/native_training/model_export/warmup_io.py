@@ -196,7 +196,7 @@ def atomic_output(output_path: str) -> Iterator[str]:
   created = _missing_folders(os.path.dirname(output_path))
   _check_new_assets_extra(created)
   if created:
-    tf.io.gfile.makedirs(created[0])  # and the missing ones above it
+    utils.makedirs_durably(created[0])  # and the missing ones above it
   _delete_stale_temporaries(output_path)
   tmp_path = f"{output_path}.tmp-{uuid.uuid4().hex[:12]}"
   try:
