@@ -13,6 +13,8 @@
 #                                       the benchmark; logs in OUT_DIR
 #                                       (default: .); exits 1 on a failure
 # BENCHMARK_FLAGS (e.g. "--keys=4194304") passes flags to the benchmark.
+# PROFILE=1 also times each kernel of a smaller benchmark run (ours and
+# HKV's) under Nsight Compute, into ncu.csv (raw CSV, one row per launch).
 # With the device tool: carry .gpu_deps and run
 #   bash ci/gpu_device_check.sh $OUT
 set -uo pipefail
@@ -102,6 +104,20 @@ if [ -x "$bin/gpu_table_benchmark" ]; then
       "python3 docs/gen_benchmark_tables.py record gpu_table_benchmark" \
       "--machine=\"$gpu_name\" --command=\"ci/gpu_device_check.sh\"" \
       "< OUT/gpu_table_benchmark.txt" | tee -a "$out/gpu_device_check.txt"
+  fi
+fi
+# Kernel durations, for the next optimization; not part of the result. One
+# metric (one replay pass) and a name filter keep it inside its time limit
+# (the 16M-key fills profiled whole ran past 200 s).
+if [ "${PROFILE:-0}" = 1 ] && [ -x "$bin/gpu_table_benchmark" ]; then
+  if command -v ncu > /dev/null; then
+    timeout 240 ncu --csv --metrics gpu__time_duration.sum --launch-count 400 \
+      --kernel-name 'regex:Lookup|Write|CountMissing|Gather|Radix|lookup|upsert|find' \
+      --log-file "$out/ncu.csv" "$bin/gpu_table_benchmark" --keys=4194304 --rounds=1 \
+      > /dev/null 2>&1
+    echo "profile: ncu exited $? (ncu.csv)" | tee -a "$out/gpu_device_check.txt"
+  else
+    echo "profile: no ncu on PATH" | tee -a "$out/gpu_device_check.txt"
   fi
 fi
 echo "result: $([ "$status" -eq 0 ] && echo PASSED || echo FAILED)" | tee -a "$out/gpu_device_check.txt"
