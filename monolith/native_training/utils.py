@@ -9,7 +9,7 @@ local file's data, or a local folder's renames, durable, and
 name so that a power loss leaves the old file or the whole new one, and
 `write_file_atomically(path, text)` writes a small file that way through a
 temporary of its own; `makedirs_durably(path)` creates folders whose names
-a power loss keeps.
+a power loss keeps (`missing_folders(path)` lists those it would create).
 
 Training registers values (sparse feature names, the feature list, ...) in
 the default graph's collections; tools such as
@@ -144,17 +144,22 @@ def makedirs_durably(path: str) -> None:
     OSError: as `fsync_local`.
     tf.errors.OpError: a folder cannot be created.
   """
+  missing = missing_folders(path.rstrip("/"))
+  tf.io.gfile.makedirs(path)
+  for folder in reversed(missing):
+    fsync_local(os.path.dirname(folder))
+
+
+def missing_folders(folder: str) -> List[str]:
+  """`folder` and its ancestors that are no folders yet, innermost first."""
   missing = []
-  folder = path.rstrip("/")
-  while folder and not tf.io.gfile.exists(folder):
+  while folder and not tf.io.gfile.isdir(folder):
     missing.append(folder)
     parent = os.path.dirname(folder)
     if parent == folder:
       break
     folder = parent
-  tf.io.gfile.makedirs(path)
-  for folder in reversed(missing):
-    fsync_local(os.path.dirname(folder))
+  return missing
 
 
 def write_file_atomically(path: str, text: str) -> None:

@@ -193,7 +193,7 @@ def atomic_output(output_path: str) -> Iterator[str]:
     raise WarmupDataError(f"output path {output_path} is a folder; give a "
                           "file path (e.g. .../assets.extra/"
                           "tf_serving_warmup_requests)")
-  created = _missing_folders(os.path.dirname(output_path))
+  created = utils.missing_folders(os.path.dirname(output_path))
   _check_new_assets_extra(created)
   if created:
     utils.makedirs_durably(created[0])  # and the missing ones above it
@@ -229,18 +229,6 @@ def _check_new_assets_extra(created: List[str]) -> None:
           "(saved_model.pb), and TF Serving would take it for a model "
           "version it cannot load; write the warmup file into the export "
           "before it gets its version folder, or elsewhere and copy it in")
-
-
-def _missing_folders(folder: str) -> List[str]:
-  """`folder` and its ancestors that do not exist, innermost first."""
-  missing = []
-  while folder and not tf.io.gfile.isdir(folder):
-    missing.append(folder)
-    parent = os.path.dirname(folder)
-    if parent == folder:
-      break
-    folder = parent
-  return missing
 
 
 def _too_large(output_path: str, count: int, detail: str,
