@@ -2,6 +2,7 @@
 
 import errno
 import os
+from unittest import mock
 
 import pytest
 import tensorflow as tf
@@ -104,6 +105,13 @@ def test_makedirs_durably_syncs_each_new_folders_parent(tmp_path,
   assert (tmp_path / "d").is_dir()
   assert synced == [str(tmp_path / "a"), str(tmp_path / "a" / "b"),
                     str(tmp_path)]
+  # A folder in the root: the root is synced (file:// included).
+  with mock.patch.object(tf.io.gfile, "makedirs") as makedirs, \
+       mock.patch.object(utils, "missing_folders",
+                         return_value=["/new_top"]):
+    utils.makedirs_durably("file:///new_top")
+  makedirs.assert_called_once_with("/new_top")
+  assert synced[-1] == "/"
 
 
 def test_fsync_local_accepts_file_systems_without_fsync(tmp_path,

@@ -144,8 +144,13 @@ def makedirs_durably(path: str) -> None:
     OSError: as `fsync_local`.
     tf.errors.OpError: a folder cannot be created.
   """
-  missing = missing_folders(path.rstrip("/"))
-  tf.io.gfile.makedirs(path)
+  scheme, sep, rest = path.partition("://")
+  if sep and scheme != "file":
+    tf.io.gfile.makedirs(path)  # durable once created there
+    return
+  local = rest if sep else path
+  missing = missing_folders(local.rstrip("/"))
+  tf.io.gfile.makedirs(local)
   for folder in reversed(missing):
     fsync_local(os.path.dirname(folder))
 

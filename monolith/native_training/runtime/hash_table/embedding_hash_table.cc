@@ -133,8 +133,9 @@ class EmbeddingHashTable::Scratch {
   // its writer locks readers out: lookups of the shard go on while a
   // filter makes admit() wait (a save copying it). Asks as the insertion
   // pass would have: once per occurrence of an absent id, in order, and
-  // no more once one occurrence is admitted (the id is in the table by
-  // the next). admitted(pos) then says whether pos's id may be inserted.
+  // no more once one occurrence is admitted and the shard has room for it
+  // (the id is in the table by the next). admitted(pos) then says whether
+  // pos's id may be inserted.
   void AdmitAbsent(const TableShard& shard, const int64_t* chunk_ids,
                    int64_t base, int begin, int end,
                    const EmbeddingHashTable::AdmitFn& admit) {
@@ -142,6 +143,7 @@ class EmbeddingHashTable::Scratch {
     int capacity = 2;
     while (capacity < 2 * (end - begin)) capacity *= 2;
     std::fill(admitted_ids_, admitted_ids_ + capacity, kNoPosition);
+    int64_t entries_left = shard.EntriesLeft();
     for (int p = begin; p < end; ++p) {
       admitted_[p] = false;
       const int64_t id = id_at(chunk_ids, p);
@@ -154,7 +156,11 @@ class EmbeddingHashTable::Scratch {
       if (admitted_ids_[h] != kNoPosition) continue;  // admitted before
       if (admit(base + index_[p])) {
         admitted_[p] = true;
-        admitted_ids_[h] = static_cast<uint16_t>(p);
+        // Not inserted when the shard is full: the next occurrence asks.
+        if (entries_left > 0) {
+          --entries_left;
+          admitted_ids_[h] = static_cast<uint16_t>(p);
+        }
       }
     }
   }
@@ -308,18 +314,18 @@ void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
       if (begin == end) continue;
       TableShard& shard = table->shards_[s];
       Lock lock(&shard, end - begin, /*exclude_readers=*/!admit);
-      if constexpr (kExclusive) {
-        if (admit) {
-          scratch->AdmitAbsent(shard, chunk_ids, base, begin, end, admit);
-          lock.ExcludeReaders();
-        }
-      }
       for (int p = begin; p < end; ++p) {
         const Slot* bucket = &shard.slots[scratch->hash(p) & shard.mask];
         if (kExclusive) {
           PrefetchForWrite(bucket);
         } else {
           Prefetch(bucket);
+        }
+      }
+      if constexpr (kExclusive) {
+        if (admit) {
+          scratch->AdmitAbsent(shard, chunk_ids, base, begin, end, admit);
+          lock.ExcludeReaders();
         }
       }
       for (int p = begin; p < end; ++p) {

@@ -1195,6 +1195,29 @@ TEST(EmbeddingHashTableTest, AdmissionAsksPerOccurrenceUntilAdmitted) {
   EXPECT_EQ(table->Size(), 1000);
 }
 
+// An admitted id that a full shard cannot take stays absent, so each of its
+// occurrences asks again (as before admission moved ahead of the insert).
+TEST(EmbeddingHashTableTest, AdmissionAsksAgainWhereTheShardIsFull) {
+  auto table = MakeTable(SgdTable(1));
+  table->LimitShardEntriesForTesting(1);
+  std::vector<int64_t> fill(1000);
+  std::iota(fill.begin(), fill.end(), 0);
+  const std::vector<float> ones(fill.size(), 1.0f);
+  table->Assign(fill.data(), static_cast<int64_t>(fill.size()), ones.data(), 1);
+  ASSERT_EQ(table->Size(), 64);  // one entry in every shard
+  for (const int repeats : {1, 3}) {
+    const std::vector<int64_t> ids(repeats, 5000);
+    const std::vector<float> values(repeats, 2.0f);
+    int asks = 0;
+    table->Assign(ids.data(), repeats, values.data(), 2, [&](int64_t) {
+      ++asks;
+      return true;
+    });
+    EXPECT_EQ(asks, repeats);
+    EXPECT_FALSE(table->Contains(5000));
+  }
+}
+
 // Saving while training: every saved entry is a consistent state (all dims
 // equal) and nothing is lost or duplicated.
 TEST(EmbeddingHashTableTest, SaveWhileTraining) {

@@ -348,8 +348,13 @@ struct TableShard {
 
   // Whether the shard takes no new entry (entry_limit reached, no freed
   // index to reuse).
-  bool Full() const {
-    return free_indices.empty() && next_index >= entry_limit;
+  bool Full() const { return EntriesLeft() == 0; }
+
+  // How many more entries the shard takes (freed indices, then new ones up
+  // to entry_limit).
+  int64_t EntriesLeft() const {
+    return static_cast<int64_t>(free_indices.size()) +
+           std::max<int64_t>(0, int64_t{entry_limit} - next_index);
   }
 
   // Fills empty slot |pos| (where |id|'s probe ended) with a new entry;

@@ -447,7 +447,9 @@ Status CheckCreatedFromSameConfig(const std::string& shared_name,
 // read, each table op), and building a table or a filter can take seconds
 // (its memory is allocated and written at once): built outside, the
 // creator only hands it over, or it is dropped when another kernel created
-// the resource meanwhile. A resource private to the kernel (no
+// the resource meanwhile (two kernels creating one resource at once may
+// each build it: twice its memory until one is dropped). A resource
+// private to the kernel (no
 // shared_name: a name is drawn each time) is built in the creator.
 template <typename T>
 class PrebuiltResourceOpKernel : public ResourceOpKernel<T> {
@@ -471,6 +473,8 @@ class PrebuiltResourceOpKernel : public ResourceOpKernel<T> {
   Status BuildUnlessFound(OpKernelContext* ctx) {
     if (this->get_resource() != nullptr) return OkStatus();
     mutex_lock l(this->mu_);
+    // Built by an overlapping call of this kernel, not handed over yet.
+    if (built_ != nullptr) return OkStatus();
     ResourceMgr* manager = ctx->resource_manager();
     TF_RETURN_IF_ERROR(this->cinfo_.Init(manager, this->def()));
     if (this->cinfo_.resource_is_private_to_kernel()) return OkStatus();
