@@ -75,19 +75,25 @@ wait "$bench_build" || status=1
 if [ -x "$bin/gpu_row_table_check" ]; then
   timeout 300 "$bin/gpu_row_table_check" 2>&1 | tee -a "$out/gpu_device_check.txt"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-  # The same check under compute-sanitizer's memcheck: out-of-bounds and
-  # misaligned device accesses, leaks of device memory. A run cut by the
-  # timeout is reported, not failed (the sanitizer slows kernels down).
+  # The same check under compute-sanitizer: memcheck (out-of-bounds and
+  # misaligned device accesses, leaks of device memory), then synccheck
+  # (warp shuffles and barriers some lanes of a warp or block miss). A run
+  # cut by the timeout is reported, not failed (the sanitizer slows kernels
+  # down).
   if command -v compute-sanitizer > /dev/null; then
-    timeout 120 compute-sanitizer --tool memcheck --leak-check full \
-      --error-exitcode 3 "$bin/gpu_row_table_check" > "$out/memcheck.txt" 2>&1
-    memcheck=$?
-    case $memcheck in
-      0) verdict="clean" ;;
-      124) verdict="cut by its 120 s timeout (see memcheck.txt)" ;;
-      *) verdict="FAILED ($memcheck; see memcheck.txt)"; status=1 ;;
-    esac
-    echo "memcheck: $verdict" | tee -a "$out/gpu_device_check.txt"
+    for tool in memcheck synccheck; do
+      extra=()
+      [ "$tool" = memcheck ] && extra=(--leak-check full)
+      timeout 120 compute-sanitizer --tool "$tool" "${extra[@]}" \
+        --error-exitcode 3 "$bin/gpu_row_table_check" > "$out/$tool.txt" 2>&1
+      code=$?
+      case $code in
+        0) verdict="clean" ;;
+        124) verdict="cut by its 120 s timeout (see $tool.txt)" ;;
+        *) verdict="FAILED ($code; see $tool.txt)"; status=1 ;;
+      esac
+      echo "$tool: $verdict" | tee -a "$out/gpu_device_check.txt"
+    done
   fi
 else
   status=1
