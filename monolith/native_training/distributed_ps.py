@@ -358,6 +358,11 @@ class DistributedMultiTypeHashTable(
           configs_on_ps[name] = config
         table = table_factory(i, configs_on_ps)
       self._check_table(i, table)
+      if transfer_float16 and table.on_gpu:
+        raise NotImplementedError(
+            "transfer_float16 is not available for gpucuco tables: the "
+            "float16 lookup op has a CPU kernel only; build the table with "
+            "transfer_float16=False")
       # For checkpoints: the restorer listener reshards by it.
       table.set_ps_shard(num_ps, i)
       self._tables.append(table)

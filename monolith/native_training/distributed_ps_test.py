@@ -59,6 +59,18 @@ def _create(configs, num_ps=2, **kwargs):
       num_ps, configs, **kwargs)
 
 
+def test_float16_transfers_are_refused_for_gpucuco_tables(monkeypatch):
+  # The graph is only built: no GPU is needed past the support check.
+  monkeypatch.setattr(multi_hash_table_ops, "check_gpu_tables_supported",
+                      lambda: None)
+  config = _config(2)
+  config.table_config.gpucuco.SetInParent()
+  with pytest.raises(NotImplementedError,
+                     match="transfer_float16 is not available for gpucuco"):
+    _create({"a": config}, transfer_float16=True)
+  assert all(t.on_gpu for t in _create({"a": config}, name_suffix="b").tables)
+
+
 def test_ps_device():
   assert utils.PS_JOB_NAME == "ps"
   assert utils.ps_device(3) == "/job:ps/task:3/device:CPU:0"

@@ -333,6 +333,9 @@ def _start_server(cluster: tf.train.ClusterSpec,
 
 def run_ps(cluster: tf.train.ClusterSpec, index: int) -> None:
   """Serves PS task `index` until the process is killed."""
+  # gpucuco tables allocate GPU memory beside TF's allocator, which would
+  # otherwise reserve nearly all of it (see docs/gpu.md).
+  os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
   server = _start_server(cluster, utils.PS_JOB_NAME, index)
   print(f"ps {index}: serving {server.target} (pid {os.getpid()})",
         flush=True)

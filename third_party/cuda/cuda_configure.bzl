@@ -36,6 +36,9 @@ _NVCC_FLAGS = [
     "arch=compute_80,code=sm_80",
     "-gencode",
     "arch=compute_90,code=sm_90",
+    # PTX too: newer GPUs (sm_100, ...) compile it when the library loads.
+    "-gencode",
+    "arch=compute_90,code=compute_90",
     # The fork's headers warn about their own unused variables.
     "-diag-suppress=177,550",
     "-I.",

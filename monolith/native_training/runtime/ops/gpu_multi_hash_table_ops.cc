@@ -635,14 +635,22 @@ class GpuMultiHashTableReinitializeOp : public OpKernel {
     const int t = mtable->Find(name);
     if (t < 0) {
       LOG(ERROR) << "Reinitialize: table " << name << " does not exist";
-      // Every byte 0xff: int32 -1.
-      OP_REQUIRES(ctx,
-                  status->NumElements() == 0 ||
-                      cudaMemsetAsync(status->flat<int32_t>().data(), 0xff,
-                                      status->TotalBytes(),
-                                      static_cast<cudaStream_t>(stream)) ==
-                          cudaSuccess,
-                  errors::Internal("cudaMemsetAsync failed"));
+      if (status->NumElements() > 0) {
+        // Every byte 0xff: int32 -1. On the op's device (this thread's
+        // current one may be another GPU's).
+        cudaError_t e = cudaSetDevice(CudaDevice(ctx));
+        if (e == cudaSuccess) {
+          e = cudaMemsetAsync(status->flat<int32_t>().data(), 0xff,
+                              status->TotalBytes(),
+                              static_cast<cudaStream_t>(stream));
+        }
+        if (e != cudaSuccess) {
+          cudaGetLastError();  // not the next launch's error
+          ctx->SetStatus(errors::Internal("writing id_status: ",
+                                          cudaGetErrorString(e)));
+          return;
+        }
+      }
     } else {
       // The table's own "now", as the CPU kernel.
       gpu::GpuRowTable& table = *mtable->table(t).table;

@@ -53,6 +53,7 @@ static_assert(Map::reclaimed_key_sentinel == kReclaimedSlotId,
 
 Status CudaStatus(cudaError_t error, const char* what) {
   if (error == cudaSuccess) return Status::OK();
+  cudaGetLastError();  // reported here, not again by the next launch
   return InternalError(std::string("GPU table: ") + what + ": " +
                        cudaGetErrorString(error));
 }
@@ -675,7 +676,11 @@ GpuRowTable::GpuRowTable(const GpuRowTableSpec& spec,
                          std::unique_ptr<Impl> impl)
     : spec_(spec), impl_(std::move(impl)) {}
 
-GpuRowTable::~GpuRowTable() = default;
+GpuRowTable::~GpuRowTable() {
+  // The map and buffers are freed on the table's device, whichever this
+  // thread's current one is.
+  (void)UseDevice(spec_.device);
+}
 
 int64_t GpuRowTable::capacity() const {
   return static_cast<int64_t>(impl_->map->capacity);
