@@ -448,9 +448,9 @@ Status CheckCreatedFromSameConfig(const std::string& shared_name,
 // (its memory is allocated and written at once): built outside, the
 // creator only hands it over, or it is dropped when another kernel created
 // the resource meanwhile (two kernels creating one resource at once may
-// each build it: twice its memory until one is dropped). A resource
-// private to the kernel (no
-// shared_name: a name is drawn each time) is built in the creator.
+// each build it: twice its memory until one is dropped). A resource private
+// to the kernel (no shared_name: a name is drawn each time) is built in the
+// creator.
 template <typename T>
 class PrebuiltResourceOpKernel : public ResourceOpKernel<T> {
  public:
