@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import types
 
 import numpy as np
 import pytest
@@ -62,13 +63,33 @@ def _create(configs, num_ps=2, **kwargs):
 def test_float16_transfers_are_refused_for_gpucuco_tables(monkeypatch):
   # The graph is only built: no GPU is needed past the support check.
   monkeypatch.setattr(multi_hash_table_ops, "check_gpu_tables_supported",
-                      lambda: None)
+                      lambda in_this_process=True: None)
   config = _config(2)
   config.table_config.gpucuco.SetInParent()
   with pytest.raises(NotImplementedError,
                      match="transfer_float16 is not available for gpucuco"):
     _create({"a": config}, transfer_float16=True)
   assert all(t.on_gpu for t in _create({"a": config}, name_suffix="b").tables)
+
+
+def test_gpucuco_tables_on_ps_tasks_need_no_gpu_where_the_graph_is_built(
+    monkeypatch):
+  # GPU kernels registered (as in a --config=cuda build), no GPU here.
+  registered = multi_hash_table_ops.kernels.get_registered_kernels_for_op
+  monkeypatch.setattr(
+      multi_hash_table_ops.kernels, "get_registered_kernels_for_op",
+      lambda op: types.SimpleNamespace(
+          kernel=list(registered(op).kernel) +
+          [types.SimpleNamespace(device_type="GPU")]))
+  monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind: [])
+  config = _config(2)
+  config.table_config.gpucuco.SetInParent()
+  tables = _create({"a": config}).tables
+  assert [t.handle.device for t in tables] == [
+      "/job:ps/task:0/device:GPU:0", "/job:ps/task:1/device:GPU:0"]
+  # A table of this process needs a GPU here.
+  with pytest.raises(RuntimeError, match="TensorFlow sees none"):
+    _create({"a": config}, num_ps=0)
 
 
 def test_ps_device():

@@ -144,12 +144,14 @@ def _table_type(cc: CachedConfig) -> Optional[str]:
   return next(iter(types.values()))
 
 
-def check_gpu_tables_supported() -> None:
+def check_gpu_tables_supported(in_this_process: bool = True) -> None:
   """Raises RuntimeError unless gpucuco tables can run here.
 
   They need the op library built with `--config=cuda` (which adds their GPU
-  kernels) and a visible GPU: without either TF would place their ops
-  elsewhere or fail at run time, so this says so when the graph is built.
+  kernels) and, placed in this process (`in_this_process`), a visible GPU:
+  without either TF would place their ops elsewhere or fail at run time, so
+  this says so when the graph is built. Tables placed on another task (a
+  PS's device) need a GPU there, which TF's placement checks.
   """
   devices = {
       k.device_type for k in kernels.get_registered_kernels_for_op(
@@ -160,7 +162,7 @@ def check_gpu_tables_supported() -> None:
         "gpucuco tables need the op library built with CUDA: this "
         "libmonolith_ops.so has CPU kernels only (build with ./bazelw "
         "build --config=cuda ...; see docs/gpu.md)")
-  if not tf.config.list_physical_devices("GPU"):
+  if in_this_process and not tf.config.list_physical_devices("GPU"):
     raise RuntimeError("gpucuco tables need a GPU, and TensorFlow sees none "
                        "(see docs/gpu.md)")
 
@@ -663,7 +665,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
         raise ValueError(
             f"gpucuco tables {skip_zero} set skip_zero_embedding: GPU "
             "tables keep entries assigned all zeros")
-      check_gpu_tables_supported()
+      check_gpu_tables_supported(in_this_process=False)
       device = "/device:GPU:0"
       # The tables allocate GPU memory themselves, beside TF's allocator,
       # which would otherwise reserve nearly all of it at the first session.
@@ -681,13 +683,18 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     if (getattr(cc.mconfig_tensor, "graph", None) is not
         tf.compat.v1.get_default_graph()):
       cc = cc._replace(mconfig_tensor=tf.convert_to_tensor(cc.mconfig))
-    return cls(cc=cc,
-               hash_filter=hash_filter,
-               sync_client=sync_client,
-               learning_rate_list=learning_rates,
-               name_suffix=name_suffix,
-               saver_parallel=saver_parallel,
-               device=device)
+    table = cls(cc=cc,
+                hash_filter=hash_filter,
+                sync_client=sync_client,
+                learning_rate_list=learning_rates,
+                name_suffix=name_suffix,
+                saver_parallel=saver_parallel,
+                device=device)
+    if table.on_gpu:
+      # Placed under a task's device scope (a PS), its GPU is that task's.
+      check_gpu_tables_supported(
+          in_this_process="/job:" not in table._initializer.device)
+    return table
 
   @classmethod
   def from_configs(cls, configs: Dict[str, entry.HashTableConfigInstance],
