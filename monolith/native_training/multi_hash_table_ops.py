@@ -690,7 +690,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
                 name_suffix=name_suffix,
                 saver_parallel=saver_parallel,
                 device=device)
-    if table.on_gpu:
+    if table_type == _GPUCUCO:
       # Placed under a task's device scope (a PS), its GPU is that task's.
       check_gpu_tables_supported(
           in_this_process="/job:" not in table._initializer.device)
