@@ -665,11 +665,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
         raise ValueError(
             f"gpucuco tables {skip_zero} set skip_zero_embedding: GPU "
             "tables keep entries assigned all zeros")
-      check_gpu_tables_supported(in_this_process=False)
       device = "/device:GPU:0"
-      # The tables allocate GPU memory themselves, beside TF's allocator,
-      # which would otherwise reserve nearly all of it at the first session.
-      os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     # The dummy filter and sync client live where the table does: TF places
     # an op that takes a resource on that resource's device.
     with tf.device(device):
@@ -678,23 +674,26 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
             name_suffix=name_suffix)
       if sync_client is None:
         sync_client = distributed_serving_ops.create_dummy_sync_client()
+    if table_type == _GPUCUCO:
+      # Checked before the table takes its name. Under a task's device
+      # scope (a PS, as the filter's device shows) that task needs the GPU.
+      check_gpu_tables_supported(
+          in_this_process="/job:" not in hash_filter.device)
+      # The tables allocate GPU memory themselves, beside TF's allocator,
+      # which would otherwise reserve nearly all of it at the first session.
+      os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     learning_rates = learning_rate_tensor(cc)
     # An eager tensor (a CachedConfig built outside a graph) has no graph.
     if (getattr(cc.mconfig_tensor, "graph", None) is not
         tf.compat.v1.get_default_graph()):
       cc = cc._replace(mconfig_tensor=tf.convert_to_tensor(cc.mconfig))
-    table = cls(cc=cc,
-                hash_filter=hash_filter,
-                sync_client=sync_client,
-                learning_rate_list=learning_rates,
-                name_suffix=name_suffix,
-                saver_parallel=saver_parallel,
-                device=device)
-    if table_type == _GPUCUCO:
-      # Placed under a task's device scope (a PS), its GPU is that task's.
-      check_gpu_tables_supported(
-          in_this_process="/job:" not in table._initializer.device)
-    return table
+    return cls(cc=cc,
+               hash_filter=hash_filter,
+               sync_client=sync_client,
+               learning_rate_list=learning_rates,
+               name_suffix=name_suffix,
+               saver_parallel=saver_parallel,
+               device=device)
 
   @classmethod
   def from_configs(cls, configs: Dict[str, entry.HashTableConfigInstance],
