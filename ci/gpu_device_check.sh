@@ -13,8 +13,14 @@
 #                                       the benchmark; logs in OUT_DIR
 #                                       (default: .); exits 1 on a failure
 # BENCHMARK_FLAGS (e.g. "--keys=4194304") passes flags to the benchmark.
+# VARIANTS (e.g. "-DMONOLITH_GPU_BUCKET_SLOTS=8;-DOTHER=1"), an experiment:
+# the check and the benchmark are also built with each ';'-separated set of
+# extra nvcc flags and run after the others (logs *_v1.txt, *_v2.txt, ...).
+# SANITIZERS (default "memcheck synccheck") names the compute-sanitizer
+# tools the check runs under.
 # PROFILE=1 also times each kernel of a smaller benchmark run (ours and
-# HKV's) under Nsight Compute, into ncu.csv (raw CSV, one row per launch).
+# HKV's) under Nsight Compute, into ncu.csv (raw CSV, one row per launch),
+# for at most PROFILE_SECONDS (240).
 # With the device tool: carry .gpu_deps and run
 #   bash ci/gpu_device_check.sh $OUT
 set -uo pipefail
@@ -70,8 +76,18 @@ build gpu_row_table_check "$gpu/gpu_row_table.cu.cc" "$gpu/gpu_row_table_check.c
 check_build=$!
 build gpu_table_benchmark "$gpu/gpu_row_table.cu.cc" "$gpu/gpu_table_benchmark.cu.cc" &
 bench_build=$!
+variant_builds=()
+IFS=';' read -r -a variants <<< "${VARIANTS:-}"
+for v in "${!variants[@]}"; do
+  read -r -a extra <<< "${variants[$v]}"
+  build "gpu_row_table_check_v$((v + 1))" "${extra[@]}" "$gpu/gpu_row_table.cu.cc" "$gpu/gpu_row_table_check.cu.cc" &
+  variant_builds+=($!)
+  build "gpu_table_benchmark_v$((v + 1))" "${extra[@]}" "$gpu/gpu_row_table.cu.cc" "$gpu/gpu_table_benchmark.cu.cc" &
+  variant_builds+=($!)
+done
 wait "$check_build" || status=1
 wait "$bench_build" || status=1
+for pid in "${variant_builds[@]}"; do wait "$pid" || status=1; done
 if [ -x "$bin/gpu_row_table_check" ]; then
   timeout 300 "$bin/gpu_row_table_check" 2>&1 | tee -a "$out/gpu_device_check.txt"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
@@ -81,7 +97,7 @@ if [ -x "$bin/gpu_row_table_check" ]; then
   # cut by the timeout is reported, not failed (the sanitizer slows kernels
   # down).
   if command -v compute-sanitizer > /dev/null; then
-    for tool in memcheck synccheck; do
+    for tool in ${SANITIZERS:-memcheck synccheck}; do
       extra=()
       [ "$tool" = memcheck ] && extra=(--leak-check full)
       timeout 120 compute-sanitizer --tool "$tool" "${extra[@]}" \
@@ -112,12 +128,25 @@ if [ -x "$bin/gpu_table_benchmark" ]; then
       "< OUT/gpu_table_benchmark.txt" | tee -a "$out/gpu_device_check.txt"
   fi
 fi
+for v in "${!variants[@]}"; do
+  name="v$((v + 1))"
+  echo "variant $name: ${variants[$v]}" | tee -a "$out/gpu_device_check.txt"
+  if [ -x "$bin/gpu_row_table_check_$name" ]; then
+    timeout 120 "$bin/gpu_row_table_check_$name" > "$out/check_$name.txt" 2>&1 || status=1
+    tail -1 "$out/check_$name.txt" | tee -a "$out/gpu_device_check.txt"
+  fi
+  if [ -x "$bin/gpu_table_benchmark_$name" ]; then
+    timeout 300 "$bin/gpu_table_benchmark_$name" ${BENCHMARK_FLAGS:-} > "$out/gpu_table_benchmark_$name.txt" 2>&1 || status=1
+    grep -v '^{' "$out/gpu_table_benchmark_$name.txt" | tee -a "$out/gpu_device_check.txt"
+  fi
+done
 # Kernel durations, for the next optimization; not part of the result. One
 # metric (one replay pass) and a name filter keep it inside its time limit
 # (the 16M-key fills profiled whole ran past 200 s).
 if [ "${PROFILE:-0}" = 1 ] && [ -x "$bin/gpu_table_benchmark" ]; then
   if command -v ncu > /dev/null; then
-    timeout 240 ncu --csv --metrics gpu__time_duration.sum --launch-count 400 \
+    timeout "${PROFILE_SECONDS:-240}" ncu --csv --clock-control none \
+      --metrics gpu__time_duration.sum --launch-count 400 \
       --kernel-name 'regex:Lookup|Write|CountMissing|Gather|Radix|lookup|upsert|find' \
       --log-file "$out/ncu.csv" "$bin/gpu_table_benchmark" --keys=4194304 --rounds=1 \
       > /dev/null 2>&1

@@ -1,9 +1,10 @@
 // GpuRowTable's kernels and host code (see gpu_row_table.h).
 //
-// Layout: one cuco::static_map<int64_t, float> whose slots hold an id and
-// whose element array holds a row of row_floats floats per slot. Kernels
-// work in tiles of kTile threads, as cuCollections' probing does: a tile
-// probes kTile slots at once, then shares the row's columns.
+// Layout: one open-addressing map per table (MapView): an array of ids in
+// buckets of 16 (one 128-byte line each) and, beside it, a row of
+// row_floats floats per slot, each starting on a 32-byte sector. Kernels work in tiles of kTile threads: a
+// tile reads a whole bucket in one step (each lane 4 of its ids), then
+// shares the row's columns.
 //
 // Writing batches: the ids of up to 16 tables' batches are sorted together
 // with their positions (cub's radix sort, stable), so each table's repeats
@@ -15,10 +16,10 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <memory>
 #include <cub/device/device_radix_sort.cuh>
-// The fork's static_map.cuh uses utils.cuh without including it.
-#include <cuco/detail/utils.cuh>
-#include <cuco/static_map.cuh>
 #include <string>
 #include <utility>
 #include <vector>
@@ -34,22 +35,128 @@ namespace {
 
 namespace cg = cooperative_groups;
 
-// New rows start as zeros (the kernels then write the initial values and
-// optimizer state).
-struct ZeroInitializer {
-  __device__ float operator()() const { return 0.0f; }
-};
-
-using Map = cuco::static_map<int64_t, float, ZeroInitializer>;
-using RowPointer = cuco::pair_type<int64_t, float**>;
-
 constexpr int kTile = 4;
 constexpr int kBlock = 128;
 static_assert(kBlock % 32 == 0, "lookups copy rows by whole warps");
 
-static_assert(Map::empty_key_sentinel == kEmptySlotId, "cuco's empty key");
-static_assert(Map::reclaimed_key_sentinel == kReclaimedSlotId,
-              "cuco's reclaimed key");
+using Tile = cg::thread_block_tile<kTile>;
+
+// A map's buckets: kBucketSlots ids, read by a tile's lanes kLaneSlots
+// each (two 16-byte loads). On an H200, buckets of 8 ids found 24 % fewer
+// keys per second at load 0.9 (dim 32) and as many at 0.5.
+constexpr int kBucketSlots = 16;
+constexpr int kLaneSlots = kBucketSlots / kTile;
+static_assert(kLaneSlots % 2 == 0, "a lane loads its ids as longlong2s");
+
+// MurmurHash3's 64-bit finalizer: every bit of the id moves the bucket
+// (ids often differ only in their low bits, or only in their slot bits).
+__device__ inline uint64_t MixId(int64_t id) {
+  uint64_t h = static_cast<uint64_t>(id);
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ULL;
+  h ^= h >> 33;
+  return h;
+}
+
+// Floats from one row to the next: rows start on 32-byte sectors, so a
+// row's embedding spans no more sectors than it fills and lookups copy it
+// as float4s. (Adagrad rows of dim 32, 66 floats, take 72.)
+constexpr int kRowAlignFloats = 8;
+inline int RowStride(int row_floats) {
+  return (row_floats + kRowAlignFloats - 1) / kRowAlignFloats *
+         kRowAlignFloats;
+}
+
+// One table's map on the device (the storage is OwnedMap's). An id lives in
+// the first bucket along its probe sequence (its home bucket, then the
+// next ones, wrapping) that had a free slot when it was inserted, in the
+// lowest free slot there. Ids are never removed in place (eviction and
+// growth rebuild the map), so a bucket with a free slot ends every search:
+// a lookup reads one 128-byte line per bucket, and at the loads tables run
+// at nearly every search ends in its home bucket. New rows are zeros (the
+// whole row array is zeroed when the map is made).
+struct MapView {
+  int64_t* ids = nullptr;  // capacity, kEmptySlotId where free
+  float* rows = nullptr;   // capacity * row_stride
+  int64_t num_buckets = 0;
+  int row_floats = 0;
+  int row_stride = 0;  // RowStride(row_floats)
+
+  __device__ float* Row(int64_t slot) const { return rows + slot * row_stride; }
+
+  // The slot holding |id|, or -1 (tile-wide).
+  __device__ int64_t Find(const Tile& tile, int64_t id) const {
+    return Probe</*insert=*/false>(tile, id, nullptr);
+  }
+
+  // The slot holding |id|, which it claims if absent (*fresh says which;
+  // tile-wide). -1 only if every slot is taken, which growth prevents
+  // (tables stay below max_load < 1).
+  __device__ int64_t FindOrInsert(const Tile& tile, int64_t id,
+                                  bool* fresh) const {
+    return Probe</*insert=*/true>(tile, id, fresh);
+  }
+
+ private:
+  template <bool kInsert>
+  __device__ int64_t Probe(const Tile& tile, int64_t id, bool* fresh) const {
+    const int lane = tile.thread_rank();
+    int64_t bucket = static_cast<int64_t>(
+        __umul64hi(MixId(id), static_cast<uint64_t>(num_buckets)));
+    for (int64_t probes = 0; probes < num_buckets;) {
+      // Inserts read past L1 (other tiles claim slots meanwhile); lookups
+      // run while nothing writes.
+      const longlong2* line = reinterpret_cast<const longlong2*>(
+          ids + bucket * kBucketSlots + lane * kLaneSlots);
+      int64_t mine[kLaneSlots];
+#pragma unroll
+      for (int j = 0; j < kLaneSlots / 2; ++j) {
+        const longlong2 pair = kInsert ? __ldcg(line + j) : __ldg(line + j);
+        mine[2 * j] = pair.x;
+        mine[2 * j + 1] = pair.y;
+      }
+      int match = -1;
+      int free_slot = -1;
+#pragma unroll
+      for (int j = kLaneSlots - 1; j >= 0; --j) {
+        if (mine[j] == id) match = j;
+        if (mine[j] == kEmptySlotId) free_slot = j;
+      }
+      const unsigned matched = tile.ballot(match >= 0);
+      if (matched != 0) {
+        const int from = __ffs(matched) - 1;
+        if (kInsert) *fresh = false;
+        return bucket * kBucketSlots + from * kLaneSlots +
+               tile.shfl(match, from);
+      }
+      const unsigned free_lanes = tile.ballot(free_slot >= 0);
+      if (free_lanes != 0) {
+        if (!kInsert) return -1;
+        const int from = __ffs(free_lanes) - 1;
+        const int64_t slot = bucket * kBucketSlots + from * kLaneSlots +
+                             tile.shfl(free_slot, from);
+        unsigned long long seen = 0;
+        if (lane == from) {
+          seen = atomicCAS(reinterpret_cast<unsigned long long*>(ids + slot),
+                           static_cast<unsigned long long>(kEmptySlotId),
+                           static_cast<unsigned long long>(id));
+        }
+        seen = tile.shfl(seen, from);
+        if (seen == static_cast<unsigned long long>(kEmptySlotId) ||
+            seen == static_cast<unsigned long long>(id)) {
+          *fresh = seen == static_cast<unsigned long long>(kEmptySlotId);
+          return slot;
+        }
+        continue;  // another id took the slot first: read the bucket again
+      }
+      bucket = bucket + 1 == num_buckets ? 0 : bucket + 1;
+      ++probes;
+    }
+    return -1;
+  }
+};
 
 Status CudaStatus(cudaError_t error, const char* what) {
   if (error == cudaSuccess) return Status::OK();
@@ -124,7 +231,7 @@ constexpr int kLookupsPerLaunch = 16;
 
 struct LookupLaunch {
   struct Part {
-    Map::device_view view{0, 0, nullptr, nullptr, ZeroInitializer{}};
+    MapView view;
     const int64_t* ids = nullptr;
     float* out = nullptr;
     bool* found = nullptr;  // per id, whether the table has it (optional)
@@ -144,38 +251,74 @@ constexpr int kWarp = 32;
 constexpr int kTilesPerWarp = kWarp / kTile;
 constexpr unsigned kFullWarp = 0xffffffffu;
 
-// The warp's plain lookups (one per tile; rows null where absent): all 32
-// lanes copy each row's floats (coalesced), and a lane has its loads of the
-// warp's rows in flight before it stores any. Tiles of 4 lanes copying
-// their own rows made each load a scattered 16 bytes, one row at a time.
-__device__ void CopyRowsByWarp(const LookupLaunch& launch, bool plain, int p,
-                               int64_t k, const float* row) {
+// The warp copies the rows of its plain lookups: every lane passes its
+// tile's row (null where absent: zeros are written), its output and its
+// width (0 for none); all 32 lanes then copy the 8 rows together
+// (coalesced), each lane with its loads of them in flight before it
+// stores any. Tiles of 4 lanes copying their own rows made each load a
+// scattered 16 bytes, one row at a time.
+__device__ void CopyRowsByWarp(const float* row, float* dst, int width) {
   const int lane = threadIdx.x % kWarp;
   const float* src[kTilesPerWarp];
-  float* dst[kTilesPerWarp];
-  int width[kTilesPerWarp];
+  float* to[kTilesPerWarp];
+  int widths[kTilesPerWarp];
   int max_width = 0;
 #pragma unroll
   for (int t = 0; t < kTilesPerWarp; ++t) {
     const int from = t * kTile;
-    const LookupLaunch::Part& part =
-        launch.parts[__shfl_sync(kFullWarp, p, from)];
-    width[t] = __shfl_sync(kFullWarp, plain, from) ? part.width : 0;
-    dst[t] = part.out + __shfl_sync(kFullWarp, static_cast<long long>(k),
-                                    from) * part.width;
+    widths[t] = __shfl_sync(kFullWarp, width, from);
+    to[t] = reinterpret_cast<float*>(__shfl_sync(
+        kFullWarp, reinterpret_cast<unsigned long long>(dst), from));
     src[t] = reinterpret_cast<const float*>(__shfl_sync(
         kFullWarp, reinterpret_cast<unsigned long long>(row), from));
-    max_width = max(max_width, width[t]);
+    max_width = max(max_width, widths[t]);
   }
   for (int c = lane; c - lane < max_width; c += kWarp) {
     float value[kTilesPerWarp];
 #pragma unroll
     for (int t = 0; t < kTilesPerWarp; ++t) {
-      value[t] = c < width[t] && src[t] != nullptr ? src[t][c] : 0.0f;
+      value[t] = c < widths[t] && src[t] != nullptr ? src[t][c] : 0.0f;
     }
 #pragma unroll
     for (int t = 0; t < kTilesPerWarp; ++t) {
-      if (c < width[t]) dst[t][c] = value[t];
+      if (c < widths[t]) to[t][c] = value[t];
+    }
+  }
+}
+
+// CopyRowsByWarp by float4s, where every width is a multiple of 4 and
+// every output 16-byte aligned (rows are: RowStride). The warp's rows are
+// cut into float4 chunks, lane after lane; a lane loads up to
+// kChunksInFlight of them before it stores any, so the 8 rows of dim 128
+// move in one round trip (as floats, in four).
+constexpr int kChunksInFlight = 8;
+
+__device__ void CopyRowsByWarpAsVectors(const float* row, float* dst,
+                                        int width) {
+  const int lane = threadIdx.x % kWarp;
+  const int chunks = width / 4;
+  const int max_chunks = __reduce_max_sync(kFullWarp, chunks);
+  const int total = kTilesPerWarp * max_chunks;
+  for (int base = 0; base < total; base += kWarp * kChunksInFlight) {
+    float4 value[kChunksInFlight];
+    float4* to[kChunksInFlight];
+#pragma unroll
+    for (int u = 0; u < kChunksInFlight; ++u) {
+      const int j = base + u * kWarp + lane;
+      const int t = min(j / max_chunks, kTilesPerWarp - 1);
+      const int c = j - t * max_chunks;
+      const int from = t * kTile;
+      const float4* src = reinterpret_cast<const float4*>(__shfl_sync(
+          kFullWarp, reinterpret_cast<unsigned long long>(row), from));
+      float4* out = reinterpret_cast<float4*>(__shfl_sync(
+          kFullWarp, reinterpret_cast<unsigned long long>(dst), from));
+      const bool copy = j < total && c < __shfl_sync(kFullWarp, chunks, from);
+      to[u] = copy ? out + c : nullptr;
+      value[u] = copy && src != nullptr ? src[c] : make_float4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int u = 0; u < kChunksInFlight; ++u) {
+      if (to[u] != nullptr) *to[u] = value[u];
     }
   }
 }
@@ -187,33 +330,44 @@ __global__ void LookupKernel(const __grid_constant__ LookupLaunch launch) {
   const int64_t i = TileIndex();
   auto tile = ThisTile();
   const bool active = i < launch.n;
-  int p = 0;
-  int64_t k = 0;
+  // The row this tile's lane copies (plain lookups): from, to, floats.
   float* row = nullptr;
-  bool plain = false;
+  float* dst = nullptr;
+  int width = 0;
   if (active) {
+    int p = 0;
     while (p + 1 < launch.count && launch.parts[p + 1].first <= i) ++p;
     const LookupLaunch::Part& part = launch.parts[p];
-    k = i - part.first;
+    const int64_t k = i - part.first;
     const int64_t id = part.ids[k];
-    const bool found =
-        StorableId(id) && part.view.lookup(tile, RowPointer{id, &row});
-    if (!found) row = nullptr;
+    // (The empty slots' id would match an empty slot.)
+    const int64_t slot = StorableId(id) ? part.view.Find(tile, id) : -1;
+    const bool found = slot >= 0;
+    if (found) row = part.view.Row(slot);
     if (part.found != nullptr && tile.thread_rank() == 0) {
       part.found[k] = found;
     }
-    plain = !part.decode;
-    if (part.decode) {
-      float* dst = part.out + k * part.width;
+    if (!part.decode) {
+      dst = part.out + k * part.width;
+      width = part.width;
+    } else {
+      float* decoded = part.out + k * part.width;
       for (int s = 0; s < part.num_segments; ++s) {
         const GpuSegment seg = part.segments[s];
         for (int c = tile.thread_rank(); c < seg.dim; c += kTile) {
-          dst[seg.value_offset + c] = found ? ReadStored(seg, row, c) : 0.0f;
+          decoded[seg.value_offset + c] =
+              found ? ReadStored(seg, row, c) : 0.0f;
         }
       }
     }
   }
-  CopyRowsByWarp(launch, plain, p, k, row);
+  const bool vectors =
+      width % 4 == 0 && reinterpret_cast<uintptr_t>(dst) % 16 == 0;
+  if (__all_sync(kFullWarp, vectors)) {
+    CopyRowsByWarpAsVectors(row, dst, width);
+  } else {
+    CopyRowsByWarp(row, dst, width);
+  }
 }
 
 // One write group's batches (at most kWritesPerLaunch, distinct tables),
@@ -255,7 +409,7 @@ struct WriteReadback {
 
 struct CountLaunch {
   struct Part {
-    Map::device_view view{0, 0, nullptr, nullptr, ZeroInitializer{}};
+    MapView view;
   };
   SortedGroup group;
   Part parts[kWritesPerLaunch];
@@ -276,9 +430,7 @@ __global__ void CountMissingKernel(const __grid_constant__ CountLaunch launch) {
   const int64_t id = g.sorted[i];
   if (!StorableId(id) || !g.IsHead(i)) return;
   const int p = g.parts.PartOf(g.positions[i]);
-  // (The fork declares contains() but never defines it.)
-  float* row = nullptr;
-  const bool present = launch.parts[p].view.lookup(tile, RowPointer{id, &row});
+  const bool present = launch.parts[p].view.Find(tile, id) >= 0;
   if (!present && tile.thread_rank() == 0) {
     atomicAdd(&launch.readback->missing[p], 1ULL);
   }
@@ -289,7 +441,7 @@ __global__ void CountMissingKernel(const __grid_constant__ CountLaunch launch) {
 // then applies the run's occurrences in input order.
 struct WriteLaunch {
   struct Part {
-    Map::device_mutable_view view{0, 0, nullptr, nullptr, ZeroInitializer{}};
+    MapView view;
     const GpuSegment* segments = nullptr;  // device
     // By position in the batch: values (value_floats each), gradients
     // (value_floats each) or whole rows (row_floats each).
@@ -327,15 +479,10 @@ __global__ void WriteKernel(const __grid_constant__ WriteLaunch launch) {
   const int64_t first = g.parts.first[p];  // the batch's first position
   const int64_t end = RunEnd(g.parts, g.sorted, g.positions, g.n, i, p);
   const int64_t id = g.sorted[i];
-  Map::device_mutable_view view = part.view;
-  float* row = nullptr;
-  const cuco::insert_result result =
-      view.lookup_or_insert(tile, RowPointer{id, &row});
-  // A new row was zeroed lane by lane (float c by lane c % kTile); the
-  // writes below come from other lanes: order them after the zeros.
-  tile.sync();
-  const bool fresh = result == cuco::insert_result::OCCUPIED_EMPTY ||
-                     result == cuco::insert_result::OCCUPIED_RECLAIMED;
+  bool fresh = false;
+  const int64_t slot = part.view.FindOrInsert(tile, id, &fresh);
+  if (slot < 0) return;  // no free slot: growth keeps one (see FindOrInsert)
+  float* row = part.view.Row(slot);
   const GpuRowTable::Write write = launch.write;
   if (write == GpuRowTable::Write::kReinitialize && !fresh) {
     for (int c = tile.thread_rank(); c < part.entry_floats; c += kTile) {
@@ -440,19 +587,6 @@ __global__ void WriteKernel(const __grid_constant__ WriteLaunch launch) {
   }
 }
 
-// The id in |slot| and its row. (The fork's at() computes the row's
-// offset in 32 bits, which wraps in maps of 2^32 floats or more.)
-__device__ int64_t SlotId(const Map::device_view& view, int64_t slot) {
-  return view.at(static_cast<uint32_t>(slot))
-      .key()
-      .load(cuda::std::memory_order_relaxed);
-}
-
-__device__ const float* SlotRow(const Map::device_view& view, int64_t slot,
-                                int row_floats) {
-  return view.at(0).value() + slot * row_floats;
-}
-
 // Which entries a rehash drops: none, or those expired at `now` by the
 // expire times of their feature slots (SlotExpireTimes on the device:
 // `slots` sorted, each with its `seconds`; others `default_seconds`).
@@ -486,36 +620,36 @@ struct ExpireFilter {
 // Re-inserts every entry of `from` into `to` but those `filter` drops
 // (growth keeps all; eviction drops the expired), counting them in *kept
 // (if given); with count_only, only counts them.
-__global__ void RehashKernel(Map::device_view from, int64_t from_capacity,
-                             Map::device_mutable_view to, int row_floats,
+__global__ void RehashKernel(MapView from, int64_t from_capacity, MapView to,
                              ExpireFilter filter, unsigned long long* kept,
                              bool count_only) {
   const int64_t slot = TileIndex();
   if (slot >= from_capacity) return;
   auto tile = ThisTile();
-  const int64_t id = SlotId(from, slot);
+  const int64_t id = from.ids[slot];
   if (!StorableId(id)) return;
-  if (filter.Drops(id, SlotRow(from, slot, row_floats))) return;
+  const float* old_row = from.Row(slot);
+  if (filter.Drops(id, old_row)) return;
   if (kept != nullptr && tile.thread_rank() == 0) atomicAdd(kept, 1ULL);
   if (count_only) return;
-  float* row = nullptr;
-  to.lookup_or_insert(tile, RowPointer{id, &row});
-  // The new row's zeros (lane by lane) come before the copy.
-  tile.sync();
-  const float* old_row = SlotRow(from, slot, row_floats);
-  for (int c = tile.thread_rank(); c < row_floats; c += kTile) {
+  bool fresh = false;
+  const int64_t to_slot = to.FindOrInsert(tile, id, &fresh);
+  if (to_slot < 0) return;  // sized for what it takes: unreachable
+  float* row = to.Row(to_slot);
+  for (int c = tile.thread_rank(); c < from.row_floats; c += kTile) {
     row[c] = old_row[c];
   }
 }
 
 // Packs the entries of slots [begin, end) into ids / rows.
-__global__ void ExportKernel(Map::device_view view, int64_t begin, int64_t end,
-                             int row_floats, int64_t* ids, float* rows,
+__global__ void ExportKernel(MapView view, int64_t begin, int64_t end,
+                             int64_t* ids, float* rows,
                              unsigned long long* count) {
   const int64_t slot = begin + TileIndex();
   if (slot >= end) return;
   auto tile = ThisTile();
-  const int64_t id = SlotId(view, slot);
+  const int row_floats = view.row_floats;
+  const int64_t id = view.ids[slot];
   if (!StorableId(id)) return;
   unsigned long long at = 0;
   if (tile.thread_rank() == 0) {
@@ -523,7 +657,7 @@ __global__ void ExportKernel(Map::device_view view, int64_t begin, int64_t end,
     ids[at] = id;
   }
   at = tile.shfl(at, 0);
-  const float* row = SlotRow(view, slot, row_floats);
+  const float* row = view.Row(slot);
   float* dst = rows + at * row_floats;
   for (int c = tile.thread_rank(); c < row_floats; c += kTile) dst[c] = row[c];
 }
@@ -582,30 +716,33 @@ class PinnedArray {
   size_t size_ = 0;
 };
 
-// A map's storage, allocated here rather than by cuco's static_map, whose
-// initialize() exits the process when a cudaMalloc fails: the table uses
-// only its views (and counts its entries itself).
+// A map's storage (MapView). The table counts its entries itself.
 struct OwnedMap {
-  int64_t capacity = 0;
+  int64_t capacity = 0;  // slots, a multiple of kBucketSlots
   int row_floats = 0;
-  Map::pair_atomic_type* slots = nullptr;
+  int row_stride = 0;
+  int64_t* ids = nullptr;
   float* rows = nullptr;
 
   ~OwnedMap() {
-    cudaFree(slots);
+    cudaFree(ids);
     cudaFree(rows);
   }
-  Map::device_view view() const {
-    return Map::device_view(static_cast<uint32_t>(row_floats),
-                            static_cast<size_t>(capacity), slots, rows,
-                            ZeroInitializer{});
-  }
-  Map::device_mutable_view mutable_view() const {
-    return Map::device_mutable_view(static_cast<uint32_t>(row_floats),
-                                    static_cast<size_t>(capacity), slots, rows,
-                                    ZeroInitializer{});
+  MapView view() const {
+    MapView v;
+    v.ids = ids;
+    v.rows = rows;
+    v.num_buckets = capacity / kBucketSlots;
+    v.row_floats = row_floats;
+    v.row_stride = row_stride;
+    return v;
   }
 };
+
+__global__ void FillIdsKernel(int64_t* ids, int64_t n, int64_t id) {
+  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (i < n) ids[i] = id;
+}
 
 // cudaMalloc of |bytes| into |*ptr|; ResourceExhausted naming |what| when
 // the GPU has no room.
@@ -615,34 +752,42 @@ Status DeviceAlloc(T** ptr, size_t bytes, const std::string& what) {
                      what, "cudaMalloc");
 }
 
+// A map of at least |capacity| slots (whole buckets, at least one), every
+// slot free and every row zero.
 Status NewMap(int64_t capacity, int row_floats, cudaStream_t stream,
               std::unique_ptr<OwnedMap>* out) {
-  if (capacity >= (int64_t{1} << 32)) {
-    return ResourceExhaustedError(
-        "GPU table: " + std::to_string(capacity) +
-        " slots asked for; cuCollections indexes at most 2^32 - 1");
+  // Rows' bytes, and every slot's offset into them, stay within int64.
+  const int row_stride = RowStride(row_floats);
+  const int64_t max_slots =
+      std::numeric_limits<int64_t>::max() / 4 / std::max(row_stride, 1);
+  if (capacity > max_slots - kBucketSlots) {
+    return ResourceExhaustedError("GPU table: " + std::to_string(capacity) +
+                                  " slots of " + std::to_string(row_floats) +
+                                  " floats asked for");
   }
+  capacity = std::max<int64_t>(
+      (capacity + kBucketSlots - 1) / kBucketSlots * kBucketSlots,
+      kBucketSlots);
   auto owned = std::make_unique<OwnedMap>();
   owned->capacity = capacity;
   owned->row_floats = row_floats;
+  owned->row_stride = row_stride;
   const std::string what = "a map of " + std::to_string(capacity) +
                            " slots of " + std::to_string(row_floats) +
                            " floats";
-  MONOLITH_RETURN_IF_ERROR(DeviceAlloc(
-      &owned->slots,
-      sizeof(Map::pair_atomic_type) * static_cast<size_t>(capacity), what));
-  MONOLITH_RETURN_IF_ERROR(DeviceAlloc(
-      &owned->rows,
-      sizeof(float) * static_cast<size_t>(capacity) * row_floats, what));
-  // Every slot empty (cuco's sentinel, unlocked), every row zero, as
-  // static_map::initialize() does.
-  constexpr int kBlock = 1024;
-  const int64_t grid = (capacity + kBlock - 1) / kBlock;
-  cuco::detail::initialize<Map::atomic_key_type, float, Map::lock_type>
-      <<<static_cast<unsigned>(grid), kBlock, 0, stream>>>(
-          owned->slots, owned->rows, Map::empty_key_sentinel,
-          static_cast<uint32_t>(row_floats), static_cast<size_t>(capacity));
+  const size_t id_bytes = sizeof(int64_t) * static_cast<size_t>(capacity);
+  const size_t row_bytes =
+      sizeof(float) * static_cast<size_t>(capacity) * row_stride;
+  MONOLITH_RETURN_IF_ERROR(DeviceAlloc(&owned->ids, id_bytes, what));
+  MONOLITH_RETURN_IF_ERROR(DeviceAlloc(&owned->rows, row_bytes, what));
+  constexpr int kFillBlock = 1024;
+  FillIdsKernel<<<static_cast<unsigned>((capacity + kFillBlock - 1) /
+                                        kFillBlock),
+                  kFillBlock, 0, stream>>>(owned->ids, capacity, kEmptySlotId);
   MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "initializing a map");
+  MONOLITH_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(owned->rows, 0, row_bytes,
+                                                stream),
+                                "zeroing a map's rows");
   *out = std::move(owned);
   return Status::OK();
 }
@@ -841,9 +986,8 @@ Status GpuRowTable::Reserve(int64_t extra, void* stream) {
   std::unique_ptr<OwnedMap> grown;
   MONOLITH_RETURN_IF_ERROR(NewMap(new_capacity, spec_.row_floats(), s, &grown));
   RehashKernel<<<GridFor(old_capacity), kBlock, 0, s>>>(
-      impl_->map->view(), old_capacity,
-      grown->mutable_view(), spec_.row_floats(),
-      ExpireFilter(), nullptr, /*count_only=*/false);
+      impl_->map->view(), old_capacity, grown->view(), ExpireFilter(),
+      nullptr, /*count_only=*/false);
   MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "launching the rehash");
   // The old map is freed (cudaFree waits for the device) once rehashed.
   MONOLITH_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s), "rehashing");
@@ -891,19 +1035,18 @@ Status GpuRowTable::Evict(int64_t now, const ExpireSeconds& expire,
   filter.default_seconds = expire.default_seconds;
   filter.time_offset = spec_.entry_floats;
   // Two passes: count what stays, then move it into a new map sized for it
-  // (halved while it holds them below max_load, as growth doubles). The
-  // fork's lookup_or_insert would insert a second copy of a key past a
-  // removed one's slot, so the table never removes keys in place.
+  // (halved while it holds them below max_load, as growth doubles). Keys
+  // are never removed in place (a free slot ends every search: MapView).
   const int64_t capacity = this->capacity();
   unsigned long long* counted = m.count.get();
-  auto run = [&](Map::device_mutable_view to, bool count_only) -> Status {
+  auto run = [&](MapView to, bool count_only) -> Status {
     MONOLITH_CUDA_RETURN_IF_ERROR(
         cudaMemsetAsync(m.counter.as<void>(), 0, sizeof(unsigned long long),
                         s),
         "cudaMemsetAsync");
     RehashKernel<<<GridFor(capacity), kBlock, 0, s>>>(
-        m.map->view(), capacity, to, spec_.row_floats(),
-        filter, m.counter.as<unsigned long long>(), count_only);
+        m.map->view(), capacity, to, filter,
+        m.counter.as<unsigned long long>(), count_only);
     MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(),
                                   "launching the eviction");
     MONOLITH_CUDA_RETURN_IF_ERROR(
@@ -913,7 +1056,7 @@ Status GpuRowTable::Evict(int64_t now, const ExpireSeconds& expire,
     // Also what the host vectors' copies need before they go.
     return CudaStatus(cudaStreamSynchronize(s), "evicting");
   };
-  MONOLITH_RETURN_IF_ERROR(run(m.map->mutable_view(),
+  MONOLITH_RETURN_IF_ERROR(run(m.map->view(),
                                /*count_only=*/true));
   const int64_t kept = static_cast<int64_t>(*counted);
   if (kept == size_) return Status::OK();
@@ -929,7 +1072,7 @@ Status GpuRowTable::Evict(int64_t now, const ExpireSeconds& expire,
   MONOLITH_RETURN_IF_ERROR(
       NewMap(new_capacity, spec_.row_floats(), s, &rebuilt));
   MONOLITH_RETURN_IF_ERROR(
-      run(rebuilt->mutable_view(), /*count_only=*/false));
+      run(rebuilt->view(), /*count_only=*/false));
   if (static_cast<int64_t>(*counted) != kept) {
     return InternalError("GPU table: eviction counted " +
                          std::to_string(kept) + " entries to keep, then " +
@@ -1020,8 +1163,8 @@ Status GpuRowTable::CheckPrepared(
     if (!StorableId(id)) {
       return InvalidArgumentError(
           "GPU table: id " + std::to_string(id) +
-          " cannot be stored (cuCollections reserves it for empty and "
-          "reclaimed slots); nothing of the write was written");
+          " cannot be stored (GPU tables reserve it); nothing of the write "
+          "was written");
     }
   }
   return Status::OK();
@@ -1045,7 +1188,7 @@ Status GpuRowTable::Commit(Write write,
     const WriteRequest& r = *group[p];
     GpuRowTable& table = *r.table;
     WriteLaunch::Part& part = launch.parts[p];
-    part.view = table.impl_->map->mutable_view();
+    part.view = table.impl_->map->view();
     part.segments = table.impl_->segments.as<GpuSegment>();
     part.values = r.values;
     part.status = r.status;
@@ -1212,8 +1355,8 @@ Status GpuRowTable::ExportRows(int64_t begin, int64_t max_slots, int64_t* ids,
       "cudaMemsetAsync");
   if (end > begin) {
     ExportKernel<<<GridFor(end - begin), kBlock, 0, s>>>(
-        impl_->map->view(), begin, end, spec_.row_floats(), ids,
-        rows, impl_->counter.as<unsigned long long>());
+        impl_->map->view(), begin, end, ids, rows,
+        impl_->counter.as<unsigned long long>());
     MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "launching the export");
   }
   unsigned long long exported = 0;
