@@ -16,6 +16,7 @@
 # VARIANTS (e.g. "-DMONOLITH_GPU_BUCKET_SLOTS=8;-DOTHER=1"), an experiment:
 # the check and the benchmark are also built with each ';'-separated set of
 # extra nvcc flags and run after the others (logs *_v1.txt, *_v2.txt, ...).
+# BENCHMARK=0 leaves the benchmark out (the check alone).
 # SANITIZERS (default "memcheck synccheck") names the compute-sanitizer
 # tools the check runs under.
 # PROFILE=1 also times each kernel of a smaller benchmark run (ours and
@@ -74,8 +75,11 @@ build() {  # build NAME SOURCES...
 status=0
 build gpu_row_table_check "$gpu/gpu_row_table.cu.cc" "$gpu/gpu_row_table_check.cu.cc" &
 check_build=$!
-build gpu_table_benchmark "$gpu/gpu_row_table.cu.cc" "$gpu/gpu_table_benchmark.cu.cc" &
-bench_build=$!
+bench_build=
+if [ "${BENCHMARK:-1}" = 1 ]; then
+  build gpu_table_benchmark "$gpu/gpu_row_table.cu.cc" "$gpu/gpu_table_benchmark.cu.cc" &
+  bench_build=$!
+fi
 variant_builds=()
 IFS=';' read -r -a variants <<< "${VARIANTS:-}"
 for v in "${!variants[@]}"; do
@@ -86,7 +90,7 @@ for v in "${!variants[@]}"; do
   variant_builds+=($!)
 done
 wait "$check_build" || status=1
-wait "$bench_build" || status=1
+[ -z "$bench_build" ] || wait "$bench_build" || status=1
 for pid in "${variant_builds[@]}"; do wait "$pid" || status=1; done
 if [ -x "$bin/gpu_row_table_check" ]; then
   timeout 300 "$bin/gpu_row_table_check" 2>&1 | tee -a "$out/gpu_device_check.txt"

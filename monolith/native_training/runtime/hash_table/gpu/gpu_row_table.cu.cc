@@ -312,7 +312,10 @@ __device__ void CopyRowsByWarpAsVectors(const float* row, float* dst,
           kFullWarp, reinterpret_cast<unsigned long long>(row), from));
       float4* out = reinterpret_cast<float4*>(__shfl_sync(
           kFullWarp, reinterpret_cast<unsigned long long>(dst), from));
-      const bool copy = j < total && c < __shfl_sync(kFullWarp, chunks, from);
+      // Every lane shuffles (a lane past the end too: its source lane must
+      // take part).
+      const int tile_chunks = __shfl_sync(kFullWarp, chunks, from);
+      const bool copy = j < total && c < tile_chunks;
       to[u] = copy ? out + c : nullptr;
       value[u] = copy && src != nullptr ? src[c] : make_float4(0, 0, 0, 0);
     }
@@ -459,21 +462,70 @@ struct WriteLaunch {
   Part parts[kWritesPerLaunch];
   GpuRowTable::Write write = GpuRowTable::Write::kAssign;
   int64_t update_time = 0;  // clamped
+  // Where no count came first (GpuRowTable::WriteUncounted): the launch
+  // counts each batch's new ids here, notes the sorted ends, and writes
+  // nothing if a reserved id is in the group. Device, zeroed.
+  WriteReadback* counted = nullptr;
 };
 
-// Copies `width` floats from row `from` of `source` into `row`.
-__device__ void CopyRow(const cg::thread_block_tile<kTile>& tile,
-                        const float* source, int64_t from, int width,
-                        float* row) {
+// Adds the warp's new ids to their batches' counts: one atomic per batch
+// among the lanes here (each tile's lane 0 passes is_new).
+__device__ void CountNewIds(int p, bool is_new, unsigned long long* counts) {
+  const unsigned here = __activemask();
+  const unsigned same_batch = __match_any_sync(here, p);
+  const unsigned new_ids = __ballot_sync(here, is_new) & same_batch;
+  if (new_ids != 0 &&
+      static_cast<int>(threadIdx.x % kWarp) == __ffs(same_batch) - 1) {
+    atomicAdd(&counts[p], static_cast<unsigned long long>(__popc(new_ids)));
+  }
+}
+
+// Copies `width` floats from row `from` of `source` into `row` (which
+// starts on a sector: RowStride). As float4s where the source allows, each
+// lane with up to kVectorsInFlight loads out before it stores: a scalar
+// copy of a dim-128 row took each lane 32 round trips.
+constexpr int kVectorsInFlight = 4;
+
+__device__ void CopyRow(const Tile& tile, const float* source, int64_t from,
+                        int width, float* row) {
   const float* src = source + from * width;
-  for (int c = tile.thread_rank(); c < width; c += kTile) row[c] = src[c];
+  if (width % 4 != 0 || reinterpret_cast<uintptr_t>(src) % 16 != 0) {
+    for (int c = tile.thread_rank(); c < width; c += kTile) row[c] = src[c];
+    return;
+  }
+  const float4* from4 = reinterpret_cast<const float4*>(src);
+  float4* to4 = reinterpret_cast<float4*>(row);
+  const int vectors = width / 4;
+  for (int base = tile.thread_rank(); base < vectors;
+       base += kTile * kVectorsInFlight) {
+    float4 value[kVectorsInFlight];
+#pragma unroll
+    for (int u = 0; u < kVectorsInFlight; ++u) {
+      const int c = base + u * kTile;
+      if (c < vectors) value[u] = __ldg(from4 + c);
+    }
+#pragma unroll
+    for (int u = 0; u < kVectorsInFlight; ++u) {
+      const int c = base + u * kTile;
+      if (c < vectors) to4[c] = value[u];
+    }
+  }
 }
 
 __global__ void WriteKernel(const __grid_constant__ WriteLaunch launch) {
   const SortedGroup& g = launch.group;
   const int64_t i = TileIndex();
-  if (i >= g.n || !g.IsHead(i)) return;
+  if (i >= g.n) return;
   auto tile = ThisTile();
+  if (launch.counted != nullptr) {
+    if (i == 0 && tile.thread_rank() == 0) {
+      launch.counted->ends[0] = g.sorted[0];
+      launch.counted->ends[1] = g.sorted[g.n - 1];
+    }
+    // Reserved ids sort to the ends.
+    if (!StorableId(g.sorted[0]) || !StorableId(g.sorted[g.n - 1])) return;
+  }
+  if (!g.IsHead(i)) return;
   const int p = g.parts.PartOf(g.positions[i]);
   const WriteLaunch::Part& part = launch.parts[p];
   const int64_t first = g.parts.first[p];  // the batch's first position
@@ -482,6 +534,9 @@ __global__ void WriteKernel(const __grid_constant__ WriteLaunch launch) {
   bool fresh = false;
   const int64_t slot = part.view.FindOrInsert(tile, id, &fresh);
   if (slot < 0) return;  // no free slot: growth keeps one (see FindOrInsert)
+  if (launch.counted != nullptr) {
+    CountNewIds(p, fresh && tile.thread_rank() == 0, launch.counted->missing);
+  }
   float* row = part.view.Row(slot);
   const GpuRowTable::Write write = launch.write;
   if (write == GpuRowTable::Write::kReinitialize && !fresh) {
@@ -1106,7 +1161,7 @@ WriteParts PartsOf(const std::vector<const GpuRowTable::WriteRequest*>& group) {
 }  // namespace
 
 Status GpuRowTable::Prepare(const std::vector<const WriteRequest*>& group,
-                            void* stream) {
+                            bool count_missing, void* stream) {
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   Impl& m = *group[0]->table->impl_;
   GatherLaunch gather;
@@ -1144,6 +1199,7 @@ Status GpuRowTable::Prepare(const std::vector<const WriteRequest*>& group,
   MONOLITH_CUDA_RETURN_IF_ERROR(
       cudaMemsetAsync(m.write_counts.as<void>(), 0, sizeof(WriteReadback), s),
       "cudaMemsetAsync");
+  if (!count_missing) return Status::OK();
   count.group.parts = gather.parts;
   count.group.sorted = m.sorted_ids.as<int64_t>();
   count.group.positions = m.positions.as<int32_t>();
@@ -1172,7 +1228,8 @@ Status GpuRowTable::CheckPrepared(
 
 Status GpuRowTable::Commit(Write write,
                            const std::vector<const WriteRequest*>& group,
-                           int64_t update_time, void* stream) {
+                           int64_t update_time, bool count_new,
+                           void* stream) {
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   Impl& m = *group[0]->table->impl_;
   WriteLaunch launch;
@@ -1182,7 +1239,7 @@ Status GpuRowTable::Commit(Write write,
   launch.group.n = launch.group.parts.first[launch.group.parts.count];
   launch.write = write;
   launch.update_time = ClampUpdateTime(update_time);
-  const WriteReadback& back = *m.readback.get();
+  if (count_new) launch.counted = m.write_counts.as<WriteReadback>();
   int rate_offset = 0;
   for (size_t p = 0; p < group.size(); ++p) {
     const WriteRequest& r = *group[p];
@@ -1202,15 +1259,53 @@ Status GpuRowTable::Commit(Write write,
     }
   }
   WriteKernel<<<GridFor(launch.group.n), kBlock, 0, s>>>(launch);
-  MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "launching the write");
+  return CudaStatus(cudaGetLastError(), "launching the write");
+}
+
+void GpuRowTable::Account(Write write,
+                          const std::vector<const WriteRequest*>& group,
+                          int64_t update_time) {
+  const WriteReadback& back = *group[0]->table->impl_->readback.get();
+  const int64_t time = ClampUpdateTime(update_time);
   for (size_t p = 0; p < group.size(); ++p) {
     GpuRowTable& table = *group[p]->table;
     table.size_ += static_cast<int64_t>(back.missing[p]);
-    if (write != Write::kPutRows && AdvancesTableTime(launch.update_time)) {
-      table.latest_update_time_ =
-          std::max(table.latest_update_time_, launch.update_time);
+    if (write != Write::kPutRows && AdvancesTableTime(time)) {
+      table.latest_update_time_ = std::max(table.latest_update_time_, time);
     }
   }
+}
+
+bool GpuRowTable::HasRoom(const std::vector<const WriteRequest*>& group) {
+  for (const WriteRequest* r : group) {
+    const GpuRowTable& table = *r->table;
+    if (static_cast<double>(table.size_ + r->n) >
+        table.spec_.max_load * static_cast<double>(table.capacity())) {
+      return false;
+    }
+  }
+  return true;
+}
+
+Status GpuRowTable::WriteUncounted(
+    Write write, const std::vector<const WriteRequest*>& group,
+    int64_t update_time, void* stream) {
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  Impl& m = *group[0]->table->impl_;
+  MONOLITH_RETURN_IF_ERROR(Prepare(group, /*count_missing=*/false, stream));
+  if (IsApply(write)) {
+    MONOLITH_RETURN_IF_ERROR(StageLearningRates(group, stream));
+  }
+  MONOLITH_RETURN_IF_ERROR(
+      Commit(write, group, update_time, /*count_new=*/true, stream));
+  MONOLITH_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(m.readback.get(), m.write_counts.as<void>(),
+                      sizeof(WriteReadback), cudaMemcpyDeviceToHost, s),
+      "reading the counts");
+  MONOLITH_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s), "writing");
+  // A reserved id: the launch wrote nothing.
+  MONOLITH_RETURN_IF_ERROR(CheckPrepared(group));
+  Account(write, group, update_time);
   return Status::OK();
 }
 
@@ -1273,8 +1368,13 @@ Status GpuRowTable::WriteMany(Write write,
   }
   if (groups.empty()) return Status::OK();
   MONOLITH_RETURN_IF_ERROR(UseDevice(groups[0][0]->table->spec_.device));
+  // Most writes: tables stay below max_load, so nothing needs counting
+  // before the write (a count pass and a wait saved).
+  if (groups.size() == 1 && HasRoom(groups[0])) {
+    return WriteUncounted(write, groups[0], update_time, stream);
+  }
   for (const auto& group : groups) {
-    MONOLITH_RETURN_IF_ERROR(Prepare(group, stream));
+    MONOLITH_RETURN_IF_ERROR(Prepare(group, /*count_missing=*/true, stream));
   }
   MONOLITH_CUDA_RETURN_IF_ERROR(
       cudaStreamSynchronize(static_cast<cudaStream_t>(stream)),
@@ -1297,7 +1397,9 @@ Status GpuRowTable::WriteMany(Write write,
     }
   }
   for (const auto& group : groups) {
-    MONOLITH_RETURN_IF_ERROR(Commit(write, group, update_time, stream));
+    MONOLITH_RETURN_IF_ERROR(
+        Commit(write, group, update_time, /*count_new=*/false, stream));
+    Account(write, group, update_time);
   }
   return Status::OK();
 }

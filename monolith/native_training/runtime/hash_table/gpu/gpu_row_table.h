@@ -1,9 +1,9 @@
 // A collisionless embedding table in GPU memory: int64 ids -> rows of
 // floats laid out as the CPU engine's entries (gpu_row_spec.h), so that a
 // row moves between GPU and CPU tables as it is and checkpoints are the
-// CPU table's. Built on cuCollections' static_map (the fork carried by the
-// merlin-sok sdist, see third_party/cuda), which keeps a row beside each
-// key; the table grows by rehashing into a map twice as large.
+// CPU table's. An open-addressing map of ids in 16-id buckets with a row
+// beside each slot; the table grows by rehashing into a map twice as
+// large.
 //
 // Every batch operation takes device pointers and runs on the given CUDA
 // stream (nullptr: the default stream). Operations that insert sort the
@@ -11,9 +11,11 @@
 // id is inserted once and its repeats are applied in input order, as the
 // CPU table does: Assign keeps the last value of a repeated id,
 // ApplyGradients applies each of its gradients in turn. A write waits for
-// the device once, to size the map from the number of new ids; WriteMany
-// writes many tables with one such wait, sorting and writing up to 16
-// tables' batches in one go.
+// the device once: after writing, where every map has room for all its
+// batch's ids without passing max_load (the write then counts the new
+// ids itself), else before, to size the maps from the number of new ids.
+// WriteMany writes many tables with one such wait, sorting and writing up
+// to 16 tables' batches in one go.
 //
 // This header has no CUDA types: host code built without nvcc calls it.
 // Thread safety: none. Callers serialize calls on one table and make them
@@ -168,24 +170,38 @@ class GpuRowTable {
   // A write group's first half: at most 16 batches of distinct tables and
   // 2^31 - 1 ids, the first batch's table holding the group's scratch.
   // Concatenates and sorts their ids (stable, with their positions; see
-  // gpu_write_runs.h), counts the distinct ids each map lacks, and queues
-  // the copies of those counts and of the smallest and largest id to the
-  // host.
+  // gpu_write_runs.h) and zeroes the group's readback; with count_missing,
+  // also counts the distinct ids each map lacks and queues the copies of
+  // those counts and of the smallest and largest id to the host.
   static Status Prepare(const std::vector<const WriteRequest*>& group,
-                        void* stream);
+                        bool count_missing, void* stream);
   // Once those copies are done: InvalidArgument if the group holds a
   // reserved id.
   static Status CheckPrepared(const std::vector<const WriteRequest*>& group);
+  // Whether every map of |group| has room for all ids of its batch.
+  static bool HasRoom(const std::vector<const WriteRequest*>& group);
+  // A whole write of one group that HasRoom: sorts, writes (the write
+  // counts the new ids and writes nothing if a reserved id is in the
+  // group), then waits for the counts.
+  static Status WriteUncounted(Write write,
+                               const std::vector<const WriteRequest*>& group,
+                               int64_t update_time, void* stream);
+  // Adds the group's new ids (readback) to its tables' sizes and stamps
+  // their latest update time.
+  static void Account(Write write,
+                      const std::vector<const WriteRequest*>& group,
+                      int64_t update_time);
   // Before any group's Commit of apply_gradients: queues the copy of the
   // group's learning rates to the device (allocating room for them).
   static Status StageLearningRates(
       const std::vector<const WriteRequest*>& group, void* stream);
   // The second half, once Reserve made room in every map: one launch finds
   // or inserts the row of each distinct (table, id), stamps it with
-  // update_time and applies the write.
+  // update_time and applies the write. With count_new, the launch counts
+  // the new ids into the readback and refuses reserved ids itself.
   static Status Commit(Write write,
                        const std::vector<const WriteRequest*>& group,
-                       int64_t update_time, void* stream);
+                       int64_t update_time, bool count_new, void* stream);
 
   GpuRowTableSpec spec_;
   std::unique_ptr<Impl> impl_;

@@ -40,6 +40,24 @@ void Check(bool ok, const std::string& what) {
   if (!ok) ++failures;
 }
 
+// Where |got| first differs from |want| (for a failure's message), each
+// float's row and column by |width| floats per row.
+std::string FirstDifference(const std::vector<float>& got,
+                            const std::vector<float>& want, int width) {
+  if (got.size() != want.size()) {
+    return " (" + std::to_string(got.size()) + " floats, want " +
+           std::to_string(want.size()) + ")";
+  }
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (std::memcmp(&got[i], &want[i], sizeof(float)) != 0) {
+      return " (first at row " + std::to_string(i / width) + " column " +
+             std::to_string(i % width) + ": " + std::to_string(got[i]) +
+             ", want " + std::to_string(want[i]) + ")";
+    }
+  }
+  return "";
+}
+
 void CheckOk(const Status& s, const std::string& what) {
   Check(s.ok(), what + (s.ok() ? "" : ": " + s.ToString()));
 }
@@ -633,11 +651,15 @@ void CheckServing(const GpuRowTableSpec& training) {
               nullptr),
           "serving: lookup_many");
   const std::vector<float> got = out.ToHost();
-  Check(std::memcmp(got.data(), want.data(), sizeof(float) * want.size()) == 0,
-        "serving: lookups decode the entries (an absent id reads zeros)");
-  Check(other_out.ToHost() == other_want,
+  const std::string got_diff = FirstDifference(got, want, d);
+  Check(got_diff.empty(),
+        "serving: lookups decode the entries (an absent id reads zeros)" +
+            got_diff);
+  const std::string other_diff =
+      FirstDifference(other_out.ToHost(), other_want, w);
+  Check(other_diff.empty(),
         "serving: the TRAINING table beside it reads its rows (zeros for "
-        "the ids it lacks)");
+        "the ids it lacks)" + other_diff);
   // Reinitialize: serving entries restart as zeros.
   const std::vector<int64_t> some = {ids[0], ids[1], 4242, 4242};
   DeviceVector<int64_t> d_some(some);
@@ -786,6 +808,9 @@ int Main() {
   ftrl.l2 = 0.1f;
   CheckTraining("adam+ftrl", Spec({adam, ftrl}), {0.05f, 0.1f});
   CheckLookupMany({Spec({sgd}), Spec({adagrad}), Spec({adam, ftrl})});
+  // Widths of whole float4s (8 and 44): rows copied as vectors, a warp's
+  // 8 rows short of 32 chunks at width 8.
+  CheckLookupMany({Spec({sgd, adagrad}), Spec({adagrad, adam, ftrl})});
   CheckWriteMany({Spec({sgd}), Spec({adagrad}), Spec({adam, ftrl})},
                  {{0.1f}, {0.05f}, {0.05f, 0.1f}});
   {

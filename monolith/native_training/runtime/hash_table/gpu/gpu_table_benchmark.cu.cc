@@ -1,4 +1,4 @@
-// GPU table benchmark: GpuRowTable (cuCollections) beside HierarchicalKV's
+// GPU table benchmark: GpuRowTable beside HierarchicalKV's
 // HashTable doing the same batches in the same run.
 //
 //   bazel run -c opt --config=cuda \
@@ -226,7 +226,7 @@ int Main(int argc, char** argv) {
       results.push_back(Run(dim, load, flags, stream));
     }
   }
-  std::printf("GpuRowTable (cuCollections) vs HierarchicalKV on %s: %lld keys, "
+  std::printf("GpuRowTable vs HierarchicalKV on %s: %lld keys, "
               "batches of %lld, best of %d rounds; keys/s\n",
               prop.name, static_cast<long long>(flags.keys),
               static_cast<long long>(flags.batch), flags.rounds);
