@@ -2,7 +2,7 @@
 # Makes this machine ready to build the workspace, idempotently:
 #   1. Debian packages: Bazel 4 and its rule sets, googletest.
 #   2. The Python venv with ci/requirements.txt (TF, TF Serving API, protoc).
-#   3. The headers of cuCollections and HierarchicalKV for the CUDA build
+#   3. The HierarchicalKV headers for the CUDA build's benchmark
 #      (--config=cuda), from the PyPI sdist merlin-sok (exact version,
 #      sha256-checked), unpacked under ~/.cache/monolith/third_party.
 #   4. .bazelrc.user, which points Bazel at the venv interpreter and at
@@ -22,8 +22,8 @@ base_python=${MONOLITH_BASE_PYTHON:-python3}
 requirements="$root/ci/requirements.txt"
 rc_user="$root/.bazelrc.user"
 third_party=$(realpath -m "${MONOLITH_THIRD_PARTY:-$HOME/.cache/monolith/third_party}")
-# merlin-sok's sdist carries a 2022 cuCollections fork (static_map and
-# dynamic_map storing a row per key) and HierarchicalKV (upstream 28046ba).
+# merlin-sok's sdist carries HierarchicalKV (upstream 28046ba), the GPU
+# benchmark's peer.
 sok_version=2.1.0
 sok_sha256=bd744499effd3bd4e17c95a7bc7eb30cdb89b92eec10313e8f428565a6a02b61
 sok_dir="$third_party/merlin-sok-$sok_version"
@@ -104,7 +104,7 @@ if [ "$(cat "$venv/.monolith-requirements" 2>/dev/null)" != "$req_hash" ]; then
 fi
 
 if [ ! -f "$sok_dir/.complete" ]; then
-  log "fetching merlin-sok $sok_version (cuCollections and HierarchicalKV headers, 8.7 MB)"
+  log "fetching merlin-sok $sok_version (HierarchicalKV headers, 8.7 MB)"
   download=$(mktemp -d)
   trap 'rm -rf "$download"' EXIT
   # pip resolves the file through the configured index and checks its hash
@@ -121,12 +121,10 @@ if [ ! -f "$sok_dir/.complete" ]; then
     exit 1
   fi
   prefix="merlin-sok-$sok_version"
-  cuco="$prefix/kit_src/variable/impl/dynamic_embedding_table/cuCollections"
   hkv="$prefix/third_party/HierarchicalKV"
-  tar -xzf "$archive" -C "$download" "$cuco/include" "$cuco/LICENSE" "$hkv/include" "$hkv/LICENSE"
+  tar -xzf "$archive" -C "$download" "$hkv/include" "$hkv/LICENSE"
   rm -rf "$sok_dir.tmp"
   mkdir -p "$sok_dir.tmp"
-  mv "$download/$cuco" "$sok_dir.tmp/cuCollections"
   mv "$download/$hkv" "$sok_dir.tmp/HierarchicalKV"
   echo "merlin-sok==$sok_version sha256 $sok_sha256" > "$sok_dir.tmp/.complete"
   rm -rf "$sok_dir"

@@ -5,17 +5,20 @@
 # ci/gpu_check.sh is the full check for machines that can set up the
 # workspace.
 #
-#   ci/gpu_device_check.sh --prepare    (here) copy the cuCollections and
-#                                       HierarchicalKV headers that ./bazelw
-#                                       fetched into .gpu_deps/ (git-ignored;
-#                                       carry it along)
+#   ci/gpu_device_check.sh --prepare    (here) copy the HierarchicalKV
+#                                       headers that ./bazelw fetched (the
+#                                       benchmark's peer) into .gpu_deps/
+#                                       (git-ignored; carry it along)
 #   ci/gpu_device_check.sh [OUT_DIR]    (there) build, run the check, then
 #                                       the benchmark; logs in OUT_DIR
 #                                       (default: .); exits 1 on a failure
 # BENCHMARK_FLAGS (e.g. "--keys=4194304") passes flags to the benchmark.
 # VARIANTS (e.g. "-DMONOLITH_GPU_BUCKET_SLOTS=8;-DOTHER=1"), an experiment:
 # the check and the benchmark are also built with each ';'-separated set of
-# extra nvcc flags and run after the others (logs *_v1.txt, *_v2.txt, ...).
+# extra nvcc flags and run after the others (the benchmarks' output in
+# gpu_table_benchmark_v1.txt, ..., the checks' in variant_checks.txt).
+# OUT_DIR gets few files (build logs only of failed builds): the device
+# tool brings back 8.
 # BENCHMARK=0 leaves the benchmark out (the check alone).
 # SANITIZERS (default "memcheck synccheck") names the compute-sanitizer
 # tools the check runs under.
@@ -41,7 +44,6 @@ if [ "${1:-}" = "--prepare" ]; then
   tmp="$deps.tmp.$$"
   rm -rf "$tmp"
   mkdir -p "$tmp" &&
-    cp -r "$sok/cuCollections/include" "$tmp/cuco" &&
     cp -r "$sok/HierarchicalKV/include" "$tmp/hkv" &&
     touch "$tmp/.complete" &&
     rm -rf "$deps" &&
@@ -59,13 +61,15 @@ if [ ! -f "$deps/.complete" ]; then
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu_device_check.txt"
 flags=(-x cu -std=c++17 -O3 -fmad=false -gencode arch=compute_90,code=sm_90
-  -diag-suppress=177,550 -I. -isystem "$deps/cuco" -isystem "$deps/hkv")
+  -I. -isystem "$deps/hkv")
 bin=$(mktemp -d)
 build() {  # build NAME SOURCES...
   local name=$1
   shift
   local start=$(date +%s)
   if nvcc "${flags[@]}" "$@" -o "$bin/$name" > "$out/$name.build.txt" 2>&1; then
+    # Kept only when it failed: the device tool brings 8 files back.
+    rm -f "$out/$name.build.txt"
     echo "built $name in $(( $(date +%s) - start )) s" | tee -a "$out/gpu_device_check.txt"
   else
     echo "FAILED to build $name (see $name.build.txt)" | tee -a "$out/gpu_device_check.txt"
@@ -122,6 +126,7 @@ if [ -x "$bin/gpu_table_benchmark" ]; then
   # stdout alone holds the JSON lines (stderr could split one).
   timeout 300 "$bin/gpu_table_benchmark" ${BENCHMARK_FLAGS:-} > "$out/gpu_table_benchmark.txt" 2> "$out/gpu_table_benchmark.err.txt" || status=1
   tee -a "$out/gpu_device_check.txt" < "$out/gpu_table_benchmark.err.txt"
+  rm -f "$out/gpu_table_benchmark.err.txt"  # now in gpu_device_check.txt
   grep -v '^{' "$out/gpu_table_benchmark.txt" | tee -a "$out/gpu_device_check.txt"
   # A failed run's figures are not for the docs.
   if [ "$status" -eq 0 ]; then
@@ -136,8 +141,11 @@ for v in "${!variants[@]}"; do
   name="v$((v + 1))"
   echo "variant $name: ${variants[$v]}" | tee -a "$out/gpu_device_check.txt"
   if [ -x "$bin/gpu_row_table_check_$name" ]; then
-    timeout 120 "$bin/gpu_row_table_check_$name" > "$out/check_$name.txt" 2>&1 || status=1
-    tail -1 "$out/check_$name.txt" | tee -a "$out/gpu_device_check.txt"
+    echo "== $name" >> "$out/variant_checks.txt"
+    timeout 120 "$bin/gpu_row_table_check_$name" > "$out/check.tmp" 2>&1 || status=1
+    cat "$out/check.tmp" >> "$out/variant_checks.txt"
+    tail -n 1 "$out/check.tmp" | tee -a "$out/gpu_device_check.txt"
+    rm -f "$out/check.tmp"
   fi
   if [ -x "$bin/gpu_table_benchmark_$name" ]; then
     timeout 300 "$bin/gpu_table_benchmark_$name" ${BENCHMARK_FLAGS:-} > "$out/gpu_table_benchmark_$name.txt" 2>&1 || status=1

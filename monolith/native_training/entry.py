@@ -789,7 +789,7 @@ class CuckooHashTableConfig(HashTableConfig):
 
 
 class GpucucoHashTableConfig(HashTableConfig):
-  """A table in GPU memory on cuCollections (see docs/gpu.md).
+  """A table in GPU memory (see docs/gpu.md).
 
   `MultiHashTable.from_configs` puts a multi table of such tables on the
   GPU; it needs the CUDA op library (`--config=cuda`) and a GPU.

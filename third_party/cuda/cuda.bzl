@@ -13,8 +13,9 @@ CUDA_ONLY = select({
     "//conditions:default": ["@platforms//:incompatible"],
 })
 
-def cuda_object(name, src, hdrs = [], headers = ["@local_config_cuda//:cuco_headers"]):
-    """`name`.pic.o from nvcc -c `src`; `hdrs`: our headers it includes."""
+def cuda_object(name, src, hdrs = [], headers = []):
+    """`name`.pic.o from nvcc -c `src`; `hdrs`: our headers it includes,
+    `headers`: third-party ones (e.g. @local_config_cuda//:hkv_headers)."""
 
     # Includes are "monolith/...": from the execution root in this
     # workspace, from external/<name> where another one depends on @<name>.

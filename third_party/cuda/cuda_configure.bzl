@@ -3,10 +3,10 @@
 Creates @local_config_cuda from what ./bazelw set up, every path local:
 
   :nvcc.sh        nvcc with the project's flags (C++17, -O3, -fPIC, sm_80 and
-                  sm_90, cuCollections on the include path), or a script that
-                  says what is missing and fails
-  :cuco_headers   the cuCollections fork carried by the merlin-sok sdist
-  :hkv_headers    HierarchicalKV from the same sdist (the GPU benchmark's peer)
+                  sm_90, HierarchicalKV on the include path), or a script
+                  that says what is missing and fails
+  :hkv_headers    HierarchicalKV from the merlin-sok sdist (the GPU
+                  benchmark's peer)
   :cudart_static  the CUDA runtime, linked statically
   :cuda_headers   the toolkit's headers, for host code that calls the runtime
   defs.bzl        CUDA_AVAILABLE and CUDA_PROBLEM, for messages
@@ -39,11 +39,7 @@ _NVCC_FLAGS = [
     # PTX too: newer GPUs (sm_100, ...) compile it when the library loads.
     "-gencode",
     "arch=compute_90,code=compute_90",
-    # The fork's headers warn about their own unused variables.
-    "-diag-suppress=177,550",
     "-I.",
-    "-isystem",
-    "external/local_config_cuda/cuco/include",
     "-isystem",
     "external/local_config_cuda/hkv/include",
 ]
@@ -61,8 +57,8 @@ def _problem(ctx, cuda_home, sok):
     if not sok:
         return ("%s is not set: run monolith's ./bazelw, which fetches merlin-sok and sets it in " +
                 "its .bazelrc.user (another workspace: try-import that file)") % _SOK_ENV
-    if not ctx.path(sok + "/cuCollections/include/cuco/static_map.cuh").exists:
-        return "%s=%s holds no cuCollections headers: delete it and run monolith's ./bazelw" % (_SOK_ENV, sok)
+    if not ctx.path(sok + "/HierarchicalKV/include/merlin_hashtable.cuh").exists:
+        return "%s=%s holds no HierarchicalKV headers: delete it and run monolith's ./bazelw" % (_SOK_ENV, sok)
     for need in ["bin/nvcc", "include/cuda_runtime.h", "lib64/libcudart_static.a"]:
         if not ctx.path(cuda_home + "/" + need).exists:
             return ("no %s/%s: install the CUDA toolkit or set %s, then run ./bazelw sync --configure " +
@@ -74,13 +70,11 @@ def _cuda_configure_impl(ctx):
     cuda_home = ctx.os.environ.get(_CUDA_ENV, "") or "/usr/local/cuda"
     problem = _problem(ctx, cuda_home, sok)
     if problem:
-        ctx.file("cuco/include/README", "")
         ctx.file("hkv/include/README", "")
         ctx.file("lib64/libcudart_static.a", "")
         ctx.file("cuda/include/README", "")
         ctx.file("nvcc.sh", "#!/bin/sh\necho '[monolith] cannot build CUDA code: %s' >&2\nexit 1\n" % problem, executable = True)
     else:
-        ctx.symlink(sok + "/cuCollections/include", "cuco/include")
         _symlink_headers(ctx, sok + "/HierarchicalKV/include", "hkv/include")
         ctx.symlink(cuda_home + "/lib64/libcudart_static.a", "lib64/libcudart_static.a")
         ctx.symlink(cuda_home + "/include", "cuda/include")
@@ -90,11 +84,6 @@ def _cuda_configure_impl(ctx):
 package(default_visibility = ["//visibility:public"])
 
 exports_files(["nvcc.sh"])
-
-filegroup(
-    name = "cuco_headers",
-    srcs = glob(["cuco/include/**"]),
-)
 
 filegroup(
     name = "hkv_headers",

@@ -85,8 +85,8 @@ class GpuMultiHashTable : public ResourceBase {
   Status AddTable(const std::string& name,
                   const ht::EmbeddingHashTableConfig& config, int device) {
     if (config.skip_zero_embedding()) {
-      // The CPU table drops entries assigned all zeros; the cuCollections
-      // fork cannot remove keys in place.
+      // The CPU table drops entries assigned all zeros; the GPU map removes
+      // keys only when eviction rebuilds it.
       return errors::InvalidArgument(
           "skip_zero_embedding: gpucuco tables keep all-zero entries; "
           "table ", name);

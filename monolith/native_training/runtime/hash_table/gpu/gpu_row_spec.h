@@ -30,9 +30,10 @@ class EntryConfig;
 
 namespace gpu {
 
-// The ids a GPU table cannot hold: cuCollections marks empty and reclaimed
-// slots with them. Inserting one is InvalidArgument naming it; looking one
-// up reads zeros.
+// The ids a GPU table cannot hold: its map marks free slots with the first,
+// and keeps the second for marking removed ones (earlier versions did, and
+// removal in place would), so the ids a table takes stay the same.
+// Inserting one is InvalidArgument naming it; looking one up reads zeros.
 constexpr int64_t kEmptySlotId = std::numeric_limits<int64_t>::max();
 constexpr int64_t kReclaimedSlotId = std::numeric_limits<int64_t>::min();
 

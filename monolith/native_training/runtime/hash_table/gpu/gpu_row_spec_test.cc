@@ -394,7 +394,7 @@ TEST(GpuRowSpecTest, ServingRowsAreTheCpuServingEntry) {
   }
 }
 
-TEST(GpuRowSpecTest, TheTwoIdsCuCollectionsReservesAreNotStorable) {
+TEST(GpuRowSpecTest, TheTwoReservedIdsAreNotStorable) {
   EXPECT_FALSE(StorableId(kEmptySlotId));
   EXPECT_FALSE(StorableId(kReclaimedSlotId));
   EXPECT_TRUE(StorableId(0));
