@@ -29,7 +29,6 @@ namespace {
 using internal::CapacityFor;
 using internal::kEmpty;
 using internal::kMinShardCapacity;
-using internal::Mix;
 using internal::ShardWriteLock;
 using internal::Slot;
 using internal::TableShard;
@@ -100,7 +99,7 @@ class EmbeddingHashTable::Scratch {
   void Group(const int64_t* ids, int n) {
     int counts[kNumShards] = {};
     for (int i = 0; i < n; ++i) {
-      unsorted_[i] = Mix(ids[i]);
+      unsorted_[i] = MixId(ids[i]);
       ++counts[ShardOf(unsorted_[i])];
     }
     int cursor[kNumShards];
@@ -266,7 +265,7 @@ void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
   const Timestamp stamp = ToTimestamp(update_time);
   if (n == 1) {
     // One id (Restore, single-id calls): nothing to group or overlap.
-    const uint64_t hash = Mix(ids[0]);
+    const uint64_t hash = MixId(ids[0]);
     TableShard& shard = table->shards_[ShardOf(hash)];
     Lock lock(&shard, 1, /*exclude_readers=*/!admit);
     if constexpr (kExclusive) {
@@ -496,7 +495,7 @@ void EmbeddingHashTable::Reinitialize(const int64_t* ids, int64_t n,
                   [&](int64_t i, char* entry, bool inserted) {
                     if (!inserted) {
                       accessor_->Init(entry,
-                                      &shards_[ShardOf(Mix(ids[i]))].rng);
+                                      &shards_[ShardOf(MixId(ids[i]))].rng);
                     }
                     status[i] = inserted ? 0 : 1;
                   });
@@ -523,7 +522,7 @@ Status EmbeddingHashTable::BatchOptimize(const int64_t* ids, int64_t n,
 }
 
 bool EmbeddingHashTable::Erase(int64_t id) {
-  const uint64_t hash = Mix(id);
+  const uint64_t hash = MixId(id);
   TableShard& shard = shards_[ShardOf(hash)];
   ShardWriteLock lock(&shard, 0);
   const uint64_t pos = shard.FindSlot(id, hash);
@@ -577,7 +576,7 @@ int64_t EmbeddingHashTable::EvictShards(int64_t now, EvictStats* stats,
 }
 
 bool EmbeddingHashTable::Contains(int64_t id) const {
-  const uint64_t hash = Mix(id);
+  const uint64_t hash = MixId(id);
   const TableShard& shard = shards_[ShardOf(hash)];
   std::shared_lock<std::shared_mutex> lock(shard.mu);
   return shard.Find(id, hash) != nullptr;
@@ -651,7 +650,7 @@ void RelocatePending(const TableShard& shard, size_t next,
   size_t kept = next;
   for (size_t i = next; i < pending->size(); ++i) {
     const int64_t id = (*pending)[i].id;
-    const Slot& now = shard.slots[shard.FindSlot(id, Mix(id))];
+    const Slot& now = shard.slots[shard.FindSlot(id, MixId(id))];
     if (now.index != kEmpty) (*pending)[kept++] = now;
   }
   pending->resize(kept);
@@ -698,7 +697,7 @@ Status EmbeddingHashTable::Save(
         const Slot& slot = internal.slots[i];
         if (slot.index == kEmpty) continue;
         if (!by_internal_shard &&
-            static_cast<int>(Mix(slot.id) % num_shards) != shard) {
+            static_cast<int>(MixId(slot.id) % num_shards) != shard) {
           continue;
         }
         pending[slot.index] = slot;
@@ -789,7 +788,7 @@ Status EmbeddingHashTable::Restore(const EntryDump& dump) {
   // Decode into a scratch entry first so a bad dump changes nothing.
   EntryBuffer scratch(stride_);
   const int64_t id = dump.id();
-  const uint64_t hash = Mix(id);
+  const uint64_t hash = MixId(id);
   TableShard& shard = shards_[ShardOf(hash)];
   ShardWriteLock lock(&shard, 1);
   MONOLITH_RETURN_IF_ERROR(
@@ -809,7 +808,7 @@ Status EmbeddingHashTable::RestoreRecord(const char* record, size_t size,
                             &all_zero)) {
     *update_time = static_cast<int64_t>(time);
     if (skip_zero_embedding_ && all_zero) return Status::OK();
-    const uint64_t hash = Mix(id);
+    const uint64_t hash = MixId(id);
     TableShard& shard = shards_[ShardOf(hash)];
     ShardWriteLock lock(&shard, 1);
     return PutLocked(&shard, id, hash, scratch.data(), *update_time);

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "monolith/native_training/runtime/hash_table/huge_page_pool.h"
+#include "monolith/native_training/runtime/hash_table/id_hash.h"
 #include "monolith/native_training/runtime/hash_table/initializer/initializer_interface.h"
 #include "monolith/native_training/runtime/hash_table/update_time.h"
 
@@ -56,18 +57,6 @@ constexpr uint64_t kPooledMinShardBytes = 512 << 10;
 // Arena blocks come from the pool only when they are this small (entries
 // up to 4 KiB), so the region tails they leave waste at most 3%.
 constexpr int64_t kMaxPooledBlockBytes = 64 << 10;
-
-// MurmurHash3's 64-bit finalizer: ids are often structured (slot << 48 |
-// small counter), so they must be mixed before their bits pick buckets.
-inline uint64_t Mix(int64_t id) {
-  uint64_t h = static_cast<uint64_t>(id);
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ULL;
-  h ^= h >> 33;
-  return h;
-}
 
 // The most entries one shard holds (of 2^32 - 1 indices): with 64 shards,
 // far beyond any host's memory.
@@ -367,7 +356,7 @@ struct TableShard {
   }
 
   static void PlaceIn(Slot* array, uint64_t array_mask, const Slot& slot) {
-    uint64_t pos = Mix(slot.id) & array_mask;
+    uint64_t pos = MixId(slot.id) & array_mask;
     while (array[pos].index != kEmpty) pos = (pos + 1) & array_mask;
     array[pos] = slot;
   }
@@ -428,7 +417,7 @@ struct TableShard {
     uint64_t hole = pos;
     for (uint64_t i = (pos + 1) & mask; slots[i].index != kEmpty;
          i = (i + 1) & mask) {
-      const uint64_t home = Mix(slots[i].id) & mask;
+      const uint64_t home = MixId(slots[i].id) & mask;
       const bool can_fill_hole = ((i - home) & mask) >= ((i - hole) & mask);
       if (can_fill_hole) {
         slots[hole] = slots[i];

@@ -27,6 +27,7 @@
 #include "monolith/native_training/runtime/hash_table/feature_slot.h"
 #include "monolith/native_training/runtime/hash_table/gpu/gpu_row_table.h"
 #include "monolith/native_training/runtime/hash_table/gpu/gpu_write_runs.h"
+#include "monolith/native_training/runtime/hash_table/id_hash.h"
 
 namespace monolith {
 namespace hash_table {
@@ -47,18 +48,6 @@ using Tile = cg::thread_block_tile<kTile>;
 constexpr int kBucketSlots = 16;
 constexpr int kLaneSlots = kBucketSlots / kTile;
 static_assert(kLaneSlots % 2 == 0, "a lane loads its ids as longlong2s");
-
-// MurmurHash3's 64-bit finalizer: every bit of the id moves the bucket
-// (ids often differ only in their low bits, or only in their slot bits).
-__device__ inline uint64_t MixId(int64_t id) {
-  uint64_t h = static_cast<uint64_t>(id);
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ULL;
-  h ^= h >> 33;
-  return h;
-}
 
 // Floats from one row to the next: rows start on 32-byte sectors, so a
 // row's embedding spans no more sectors than it fills and lookups copy it
