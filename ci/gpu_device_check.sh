@@ -13,7 +13,8 @@
 #                                       the benchmark; logs in OUT_DIR
 #                                       (default: .); exits 1 on a failure
 # BENCHMARK_FLAGS (e.g. "--keys=4194304") passes flags to the benchmark.
-# VARIANTS (e.g. "-DMONOLITH_GPU_BUCKET_SLOTS=8;-DOTHER=1"), an experiment:
+# VARIANTS (e.g. "-DKNOB=8;-DKNOB=16", for a macro the code reads while an
+# experiment runs), an experiment:
 # the check and the benchmark are also built with each ';'-separated set of
 # extra nvcc flags and run after the others (the benchmarks' output in
 # gpu_table_benchmark_v1.txt, ..., the checks' in variant_checks.txt).

@@ -14,7 +14,6 @@
 //
 // Thin kernels: they validate inputs (ids on the device; splits, learning
 // rates, times and names in host memory) and call the table.
-#include <cuda_runtime.h>
 
 #include <algorithm>
 #include <chrono>
@@ -636,20 +635,10 @@ class GpuMultiHashTableReinitializeOp : public OpKernel {
     if (t < 0) {
       LOG(ERROR) << "Reinitialize: table " << name << " does not exist";
       if (status->NumElements() > 0) {
-        // Every byte 0xff: int32 -1. On the op's device (this thread's
-        // current one may be another GPU's).
-        cudaError_t e = cudaSetDevice(CudaDevice(ctx));
-        if (e == cudaSuccess) {
-          e = cudaMemsetAsync(status->flat<int32_t>().data(), 0xff,
-                              status->TotalBytes(),
-                              static_cast<cudaStream_t>(stream));
-        }
-        if (e != cudaSuccess) {
-          cudaGetLastError();  // not the next launch's error
-          ctx->SetStatus(errors::Internal("writing id_status: ",
-                                          cudaGetErrorString(e)));
-          return;
-        }
+        // Every byte 0xff: int32 -1.
+        OP_REQUIRES_OK(ctx, ToTfStatus(gpu::FillDeviceBytes(
+                                CudaDevice(ctx), status->data(),
+                                status->TotalBytes(), 0xff, stream)));
       }
     } else {
       // The table's own "now", as the CPU kernel.

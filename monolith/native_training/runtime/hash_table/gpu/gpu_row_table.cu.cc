@@ -793,6 +793,33 @@ class PinnedArray {
   size_t size_ = 0;
 };
 
+// Where a stream's queued work has got to: the host waits for the work
+// before the last Record (a host buffer's async copy) before reusing what
+// it reads, and no longer.
+class StreamMark {
+ public:
+  ~StreamMark() {
+    if (event_ != nullptr) cudaEventDestroy(event_);
+  }
+  Status Record(cudaStream_t stream) {
+    if (event_ == nullptr) {
+      MONOLITH_CUDA_RETURN_IF_ERROR(
+          cudaEventCreateWithFlags(&event_, cudaEventDisableTiming),
+          "cudaEventCreateWithFlags");
+    }
+    return CudaStatus(cudaEventRecord(event_, stream), "cudaEventRecord");
+  }
+  // Returns once the work queued before the last Record ran (at once if
+  // nothing was recorded).
+  Status Wait() const {
+    if (event_ == nullptr) return Status::OK();
+    return CudaStatus(cudaEventSynchronize(event_), "cudaEventSynchronize");
+  }
+
+ private:
+  cudaEvent_t event_ = nullptr;
+};
+
 // A map's storage (MapView). The table counts its entries itself.
 struct OwnedMap {
   int64_t capacity = 0;  // slots, a multiple of kBucketSlots
@@ -888,9 +915,12 @@ struct GpuRowTable::Impl {
   // Pinned, so a WriteMany queues every group's reads before one wait.
   PinnedArray<WriteReadback> readback;
   PinnedArray<unsigned long long> count;
-  // A group's learning rates on their way to learning_rates. Rewritten
-  // only after the next write's wait, which the copy precedes.
+  // A group's learning rates on their way to learning_rates, rewritten only
+  // once their last copy ran (rates_copied): a write that does not wait
+  // after its copy (the counted path) can be followed by one that stages
+  // before any wait (WriteUncounted).
   PinnedArray<float> host_learning_rates;
+  StreamMark rates_copied;
   int num_segments = 0;
 };
 
@@ -1338,15 +1368,18 @@ Status GpuRowTable::StageLearningRates(
     rates.insert(rates.end(), r->learning_rates.begin(),
                  r->learning_rates.end());
   }
+  // The last copy out of the host buffer may still be queued.
+  MONOLITH_RETURN_IF_ERROR(m.rates_copied.Wait());
   MONOLITH_RETURN_IF_ERROR(m.host_learning_rates.Reserve(rates.size()));
   MONOLITH_RETURN_IF_ERROR(m.learning_rates.Reserve(
       sizeof(float) * std::max<size_t>(rates.size(), 1)));
   std::copy(rates.begin(), rates.end(), m.host_learning_rates.get());
-  return CudaStatus(
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  MONOLITH_CUDA_RETURN_IF_ERROR(
       cudaMemcpyAsync(m.learning_rates.as<void>(), m.host_learning_rates.get(),
-                      sizeof(float) * rates.size(), cudaMemcpyHostToDevice,
-                      static_cast<cudaStream_t>(stream)),
+                      sizeof(float) * rates.size(), cudaMemcpyHostToDevice, s),
       "copying the learning rates");
+  return m.rates_copied.Record(s);
 }
 
 Status GpuRowTable::WriteMany(Write write,
@@ -1553,6 +1586,14 @@ Status GpuRowTable::PutRowsFromHost(const int64_t* ids, int64_t n,
   }
   // The host buffers and the staging buffers are free once this returns.
   return CudaStatus(cudaStreamSynchronize(s), "restoring rows");
+}
+
+Status FillDeviceBytes(int device, void* data, size_t bytes,
+                       unsigned char byte, void* stream) {
+  MONOLITH_RETURN_IF_ERROR(UseDevice(device));
+  return CudaStatus(
+      cudaMemsetAsync(data, byte, bytes, static_cast<cudaStream_t>(stream)),
+      "cudaMemsetAsync");
 }
 
 }  // namespace gpu

@@ -11,11 +11,11 @@
 // id is inserted once and its repeats are applied in input order, as the
 // CPU table does: Assign keeps the last value of a repeated id,
 // ApplyGradients applies each of its gradients in turn. A write waits for
-// the device once: after writing, where every map has room for all its
-// batch's ids without passing max_load (the write then counts the new
-// ids itself), else before, to size the maps from the number of new ids.
-// WriteMany writes many tables with one such wait, sorting and writing up
-// to 16 tables' batches in one go.
+// the device once (and once more per map it grows): after writing, where
+// every map has room for all its batch's ids without passing max_load (the
+// write then counts the new ids itself), else before, to size the maps
+// from the number of new ids. WriteMany writes many tables with one such
+// wait, sorting and writing up to 16 tables' batches in one go.
 //
 // This header has no CUDA types: host code built without nvcc calls it.
 // Thread safety: none. Callers serialize calls on one table and make them
@@ -208,6 +208,12 @@ class GpuRowTable {
   int64_t size_ = 0;
   int64_t latest_update_time_ = 0;
 };
+
+// Sets |bytes| bytes at |data| (device memory of |device|) to |byte|, queued
+// on |stream| with |device| made current (the calling thread may have
+// another GPU's): for outputs written without a table.
+Status FillDeviceBytes(int device, void* data, size_t bytes,
+                       unsigned char byte, void* stream);
 
 }  // namespace gpu
 }  // namespace hash_table
