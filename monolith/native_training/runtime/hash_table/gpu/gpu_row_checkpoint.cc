@@ -68,12 +68,9 @@ TableSaver RowStoreSaver(std::vector<RowStore*> tables,
     WireWriter wire;
     int64_t next = 0;
     while (next < store->slots()) {
-      MONOLITH_RETURN_IF_ERROR(
-          store->Export(next, chunk_slots, &ids, &rows, &next));
+      MONOLITH_RETURN_IF_ERROR(store->Export(
+          next, chunk_slots, IdShard{shard, nshards}, &ids, &rows, &next));
       for (size_t i = 0; i < ids.size(); ++i) {
-        int64_t id_shard = ids[i] % nshards;
-        if (id_shard < 0) id_shard += nshards;
-        if (id_shard != shard) continue;
         const float* row = rows.data() + i * row_floats;
         if (expire != nullptr &&
             expire->IsExpired(ids[i], RowTime(row, time_offset), now)) {

@@ -63,9 +63,10 @@ class RowStore {
   // The slots Export walks.
   virtual int64_t slots() const = 0;
   // Replaces *ids and *rows (row_floats floats each) with the entries of
-  // slots [begin, begin + max_slots); *next: where to go on (slots() once
+  // slots [begin, begin + max_slots) whose ids |shard| holds (a GPU table
+  // copies no others to the host); *next: where to go on (slots() once
   // done).
-  virtual Status Export(int64_t begin, int64_t max_slots,
+  virtual Status Export(int64_t begin, int64_t max_slots, IdShard shard,
                         std::vector<int64_t>* ids, std::vector<float>* rows,
                         int64_t* next) = 0;
   // Inserts or overwrites n whole rows.
@@ -81,10 +82,10 @@ struct SaveExpiry {
 };
 
 // The TableSaver (SaveCheckpoint) of tables[t] with records[t]: each dump
-// shard walks the table's slots, chunk_slots at a time, and writes the
-// entries of that shard (those with floormod(id, nshards) == shard; a
-// restore reads every shard, so any split restores the same) that
-// |expiry| keeps.
+// shard walks the table's slots, chunk_slots at a time, exporting the
+// entries of that shard only (IdShard{shard, nshards}; a restore reads
+// every shard, so any split restores the same), and writes those |expiry|
+// keeps.
 TableSaver RowStoreSaver(std::vector<RowStore*> tables,
                          std::vector<const GpuRowRecords*> records,
                          int64_t chunk_slots = 1 << 16,

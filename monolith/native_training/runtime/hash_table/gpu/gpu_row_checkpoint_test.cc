@@ -51,12 +51,15 @@ class HostRowStore : public RowStore {
   explicit HostRowStore(int row_floats) : row_floats_(row_floats) {}
 
   int64_t slots() const override { return order_.size(); }
-  Status Export(int64_t begin, int64_t max_slots, std::vector<int64_t>* ids,
-                std::vector<float>* rows, int64_t* next) override {
+  Status Export(int64_t begin, int64_t max_slots, IdShard shard,
+                std::vector<int64_t>* ids, std::vector<float>* rows,
+                int64_t* next) override {
     ids->clear();
     rows->clear();
     *next = std::min<int64_t>(slots(), begin + max_slots);
     for (int64_t s = begin; s < *next; ++s) {
+      if (!shard.Holds(order_[s])) continue;
+      ++exported_;
       ids->push_back(order_[s]);
       const std::vector<float>& row = rows_.at(order_[s]);
       rows->insert(rows->end(), row.begin(), row.end());
@@ -75,12 +78,15 @@ class HostRowStore : public RowStore {
 
   const std::map<int64_t, std::vector<float>>& rows() const { return rows_; }
   int puts() const { return puts_; }
+  // Rows Export has handed out.
+  int64_t exported() const { return exported_; }
 
  private:
   int row_floats_;
   std::vector<int64_t> order_;
   std::map<int64_t, std::vector<float>> rows_;
   int puts_ = 0;
+  int64_t exported_ = 0;
 };
 
 class GpuRowCheckpointTest : public ::testing::Test {
@@ -210,6 +216,8 @@ TEST_F(GpuRowCheckpointTest, GpuSavesRestoreIntoCpuTables) {
                              options, &result)
                   .ok());
   EXPECT_EQ(result.entries, static_cast<int64_t>(want.size()));
+  // Each dump shard took its own entries off the store, not every entry.
+  EXPECT_EQ(store.exported(), static_cast<int64_t>(want.size()));
 
   std::unique_ptr<EmbeddingHashTable> restored;
   ASSERT_TRUE(EmbeddingHashTable::Create(TableConfig(), 9, &restored).ok());

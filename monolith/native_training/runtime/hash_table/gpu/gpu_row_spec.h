@@ -41,6 +41,20 @@ MONOLITH_HOST_DEVICE inline bool StorableId(int64_t id) {
   return id != kEmptySlotId && id != kReclaimedSlotId;
 }
 
+// The ids of one checkpoint dump shard: floormod(id, count) == index (as
+// the CPU tables split their saves). The default holds every id.
+struct IdShard {
+  int index = 0;
+  int count = 1;
+
+  MONOLITH_HOST_DEVICE bool Holds(int64_t id) const {
+    if (count <= 1) return true;
+    int64_t m = id % count;
+    if (m < 0) m += count;
+    return m == index;
+  }
+};
+
 // One segment: floats [value_offset, value_offset + dim) of the embedding,
 // its optimizer's state at state_offset (floats into the row), laid out as
 // the CPU engine's optimizers lay it out:

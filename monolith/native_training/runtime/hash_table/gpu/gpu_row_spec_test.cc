@@ -402,6 +402,24 @@ TEST(GpuRowSpecTest, TheTwoReservedIdsAreNotStorable) {
   EXPECT_TRUE(StorableId(kEmptySlotId - 1));
 }
 
+TEST(GpuRowSpecTest, IdShardsSplitIdsByFloorMod) {
+  const std::vector<int64_t> ids = {-7, -3, -1, 0, 1, 2, 5, 9,
+                                    std::numeric_limits<int64_t>::min(),
+                                    std::numeric_limits<int64_t>::max()};
+  for (int64_t id : ids) {
+    EXPECT_TRUE(IdShard{}.Holds(id)) << id;
+    int holders = 0;
+    for (int index = 0; index < 3; ++index) {
+      if (IdShard{index, 3}.Holds(id)) {
+        ++holders;
+        // floormod: -7 -> 2, -1 -> 2, -3 -> 0
+        EXPECT_EQ(index, ((id % 3) + 3) % 3) << id;
+      }
+    }
+    EXPECT_EQ(holders, 1) << id;
+  }
+}
+
 }  // namespace
 }  // namespace gpu
 }  // namespace hash_table

@@ -20,10 +20,11 @@ class GpuRowTableStore : public RowStore {
       : table_(table), stream_(stream) {}
 
   int64_t slots() const override { return table_->capacity(); }
-  Status Export(int64_t begin, int64_t max_slots, std::vector<int64_t>* ids,
-                std::vector<float>* rows, int64_t* next) override {
+  Status Export(int64_t begin, int64_t max_slots, IdShard shard,
+                std::vector<int64_t>* ids, std::vector<float>* rows,
+                int64_t* next) override {
     return table_->ExportRowsToHost(begin, max_slots, ids, rows, next,
-                                    stream_);
+                                    stream_, shard);
   }
   Status Put(const int64_t* ids, int64_t n, const float* rows) override {
     return table_->PutRowsFromHost(ids, n, rows, stream_);

@@ -720,14 +720,14 @@ __global__ void RehashKernel(MapView from, int64_t from_capacity, MapView to,
 
 // Packs the entries of slots [begin, end) into ids / rows.
 __global__ void ExportKernel(MapView view, int64_t begin, int64_t end,
-                             int64_t* ids, float* rows,
+                             IdShard shard, int64_t* ids, float* rows,
                              unsigned long long* count) {
   const int64_t slot = begin + TileIndex();
   if (slot >= end) return;
   auto tile = ThisTile();
   const int row_floats = view.row_floats;
   const int64_t id = view.ids[slot];
-  if (!StorableId(id)) return;
+  if (!StorableId(id) || !shard.Holds(id)) return;
   unsigned long long at = 0;
   if (tile.thread_rank() == 0) {
     at = atomicAdd(count, 1ULL);
@@ -1495,7 +1495,7 @@ Status GpuRowTable::ApplyGradients(const int64_t* ids, int64_t n,
 
 Status GpuRowTable::ExportRows(int64_t begin, int64_t max_slots, int64_t* ids,
                                float* rows, int64_t* count, int64_t* next,
-                               void* stream) {
+                               void* stream, IdShard shard) {
   MONOLITH_RETURN_IF_ERROR(UseDevice(spec_.device));
   const int64_t cap = capacity();
   if (begin < 0 || begin > cap || max_slots < 0) {
@@ -1511,7 +1511,7 @@ Status GpuRowTable::ExportRows(int64_t begin, int64_t max_slots, int64_t* ids,
       "cudaMemsetAsync");
   if (end > begin) {
     ExportKernel<<<GridFor(end - begin), kBlock, 0, s>>>(
-        impl_->map->view(), begin, end, ids, rows,
+        impl_->map->view(), begin, end, shard, ids, rows,
         impl_->counter.as<unsigned long long>());
     MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "launching the export");
   }
@@ -1529,7 +1529,7 @@ Status GpuRowTable::ExportRows(int64_t begin, int64_t max_slots, int64_t* ids,
 Status GpuRowTable::ExportRowsToHost(int64_t begin, int64_t max_slots,
                                      std::vector<int64_t>* ids,
                                      std::vector<float>* rows, int64_t* next,
-                                     void* stream) {
+                                     void* stream, IdShard shard) {
   MONOLITH_RETURN_IF_ERROR(UseDevice(spec_.device));
   MONOLITH_RETURN_IF_ERROR(CheckBatch(max_slots));
   const int64_t slots = std::max<int64_t>(max_slots, 1);
@@ -1540,7 +1540,7 @@ Status GpuRowTable::ExportRowsToHost(int64_t begin, int64_t max_slots,
   MONOLITH_RETURN_IF_ERROR(ExportRows(begin, max_slots,
                                       impl_->staged_ids.as<int64_t>(),
                                       impl_->staged_rows.as<float>(), &count,
-                                      next, stream));
+                                      next, stream, shard));
   ids->resize(count);
   rows->resize(count * spec_.row_floats());
   // An empty vector's data() may be null, which cudaMemcpy need not take.

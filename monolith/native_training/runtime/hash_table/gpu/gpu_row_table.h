@@ -121,19 +121,21 @@ class GpuRowTable {
   // nothing is written (a map may have grown).
   static Status WriteMany(Write write, const std::vector<WriteRequest>& requests,
                           int64_t update_time, void* stream);
-  // Copies the entries of slots [begin, begin + max_slots) to the device
-  // buffers ids (max_slots) and rows (max_slots * row_floats), packed in
-  // no particular order;
+  // Copies the entries of slots [begin, begin + max_slots) whose ids
+  // |shard| holds to the device buffers ids (max_slots) and rows
+  // (max_slots * row_floats), packed in no particular order;
   // *count gets how many, *next the slot to continue from (capacity() when
-  // done). A save walks the map this way in chunks.
+  // done). A save walks the map this way in chunks, each dump shard taking
+  // only its own entries off the device.
   Status ExportRows(int64_t begin, int64_t max_slots, int64_t* ids,
-                    float* rows, int64_t* count, int64_t* next, void* stream);
+                    float* rows, int64_t* count, int64_t* next, void* stream,
+                    IdShard shard = {});
 
   // ExportRows and PutRows with host buffers, through device buffers the
   // table keeps (for saves and restores); they return once done.
   Status ExportRowsToHost(int64_t begin, int64_t max_slots,
                           std::vector<int64_t>* ids, std::vector<float>* rows,
-                          int64_t* next, void* stream);
+                          int64_t* next, void* stream, IdShard shard = {});
   Status PutRowsFromHost(const int64_t* ids, int64_t n, const float* rows,
                          void* stream);
 

@@ -136,8 +136,11 @@ bool Near(const std::vector<float>& got, const std::vector<float>& want,
   return true;
 }
 
-// Every entry of |table|, exported in chunks of 777 slots.
-std::map<int64_t, std::vector<float>> Export(GpuRowTable* table) {
+// The entries of |table| that |shard| holds (all by default), exported in
+// chunks of 777 slots; *repeats (if given) counts ids exported twice.
+std::map<int64_t, std::vector<float>> Export(GpuRowTable* table,
+                                             IdShard shard = {},
+                                             int* repeats = nullptr) {
   std::map<int64_t, std::vector<float>> rows;
   std::vector<int64_t> ids;
   std::vector<float> flat;
@@ -145,17 +148,40 @@ std::map<int64_t, std::vector<float>> Export(GpuRowTable* table) {
   const int width = table->spec().row_floats();
   while (next < table->capacity()) {
     const Status s = table->ExportRowsToHost(next, 777, &ids, &flat, &next,
-                                             nullptr);
+                                             nullptr, shard);
     if (!s.ok()) {
       CheckOk(s, "export");
       break;
     }
     for (size_t i = 0; i < ids.size(); ++i) {
+      if (repeats != nullptr && rows.count(ids[i]) > 0) ++*repeats;
       rows[ids[i]].assign(flat.begin() + i * width,
                           flat.begin() + (i + 1) * width);
     }
   }
   return rows;
+}
+
+// A save's dump shards export disjoint parts that together are the whole
+// export, each id in the shard floormod names.
+void CheckShardedExport(GpuRowTable* table,
+                        const std::map<int64_t, std::vector<float>>& whole,
+                        const std::string& name) {
+  constexpr int kShards = 3;
+  std::map<int64_t, std::vector<float>> joined;
+  int repeats = 0;
+  bool right_shards = true;
+  for (int index = 0; index < kShards; ++index) {
+    const IdShard shard{index, kShards};
+    for (auto& [id, row] : Export(table, shard, &repeats)) {
+      right_shards = right_shards && shard.Holds(id);
+      if (!joined.emplace(id, std::move(row)).second) ++repeats;
+    }
+  }
+  Check(joined == whole && repeats == 0 && right_shards,
+        name + ": " + std::to_string(kShards) +
+            " dump shards export the whole table, each id once, in its "
+            "floormod shard");
 }
 
 bool SameRows(const std::map<int64_t, std::vector<float>>& got,
@@ -289,6 +315,7 @@ void CheckTraining(const std::string& name, const GpuRowTableSpec& spec,
   const auto exported = Export(table.get());
   Check(SameRows(exported, ref.rows(), spec.row_floats(), spec.entry_floats),
         name + ": whole rows (state and update time) match the reference");
+  CheckShardedExport(table.get(), exported, name);
   {
     // Whole rows by id (lookup_entry's): present ones as exported, an
     // absent one zeros and not found.
