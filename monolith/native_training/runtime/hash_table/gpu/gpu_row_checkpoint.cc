@@ -68,9 +68,17 @@ TableSaver RowStoreSaver(std::vector<RowStore*> tables,
     WireWriter wire;
     int64_t next = 0;
     while (next < store->slots()) {
-      MONOLITH_RETURN_IF_ERROR(store->Export(
-          next, chunk_slots, IdShard{shard, nshards}, &ids, &rows, &next));
+      const IdShard id_shard{shard, nshards};
+      MONOLITH_RETURN_IF_ERROR(
+          store->Export(next, chunk_slots, id_shard, &ids, &rows, &next));
       for (size_t i = 0; i < ids.size(); ++i) {
+        // A store that ignored the shard would save entries many times.
+        if (!id_shard.Holds(ids[i])) {
+          return InternalError("a row store exported id " +
+                               std::to_string(ids[i]) + " for dump shard " +
+                               std::to_string(shard) + " of " +
+                               std::to_string(nshards));
+        }
         const float* row = rows.data() + i * row_floats;
         if (expire != nullptr &&
             expire->IsExpired(ids[i], RowTime(row, time_offset), now)) {

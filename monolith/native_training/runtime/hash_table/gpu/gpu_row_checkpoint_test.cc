@@ -58,7 +58,7 @@ class HostRowStore : public RowStore {
     rows->clear();
     *next = std::min<int64_t>(slots(), begin + max_slots);
     for (int64_t s = begin; s < *next; ++s) {
-      if (!shard.Holds(order_[s])) continue;
+      if (!ignore_shards_ && !shard.Holds(order_[s])) continue;
       ++exported_;
       ids->push_back(order_[s]);
       const std::vector<float>& row = rows_.at(order_[s]);
@@ -80,6 +80,8 @@ class HostRowStore : public RowStore {
   int puts() const { return puts_; }
   // Rows Export has handed out.
   int64_t exported() const { return exported_; }
+  // From now on Export hands out every row, whatever shard it is asked for.
+  void IgnoreShards() { ignore_shards_ = true; }
 
  private:
   int row_floats_;
@@ -87,6 +89,7 @@ class HostRowStore : public RowStore {
   std::map<int64_t, std::vector<float>> rows_;
   int puts_ = 0;
   int64_t exported_ = 0;
+  bool ignore_shards_ = false;
 };
 
 class GpuRowCheckpointTest : public ::testing::Test {
@@ -230,6 +233,23 @@ TEST_F(GpuRowCheckpointTest, GpuSavesRestoreIntoCpuTables) {
                   .ok());
   std::swap(cpu_, restored);
   EXPECT_EQ(CpuRows(), want);
+}
+
+TEST_F(GpuRowCheckpointTest, AStoreIgnoringDumpShardsFailsTheSave) {
+  HostRowStore store(records_->spec().row_floats());
+  for (const auto& [id, row] : CpuRows()) {
+    ASSERT_TRUE(store.Put(&id, 1, row.data()).ok());
+  }
+  store.IgnoreShards();
+  PosixFileSystem fs;
+  SaveOptions options;
+  options.nshards = 3;
+  const Status s =
+      SaveCheckpoint(&fs, TempBasename("ignoring_shards"), {"t"},
+                     RowStoreSaver({&store}, {records_.get()}, 100), options);
+  EXPECT_EQ(s.code(), StatusCode::kInternal) << s.ToString();
+  EXPECT_NE(s.message().find("for dump shard"), std::string::npos)
+      << s.ToString();
 }
 
 TEST_F(GpuRowCheckpointTest, CpuSavesRestoreIntoGpuRows) {

@@ -798,6 +798,9 @@ class PinnedArray {
 // it reads, and no longer.
 class StreamMark {
  public:
+  StreamMark() = default;
+  StreamMark(const StreamMark&) = delete;
+  StreamMark& operator=(const StreamMark&) = delete;
   ~StreamMark() {
     if (event_ != nullptr) cudaEventDestroy(event_);
   }
@@ -1502,6 +1505,11 @@ Status GpuRowTable::ExportRows(int64_t begin, int64_t max_slots, int64_t* ids,
     return InvalidArgumentError("GPU table: export from slot " +
                                 std::to_string(begin) + " of " +
                                 std::to_string(cap));
+  }
+  if (shard.count < 1 || shard.index < 0 || shard.index >= shard.count) {
+    return InvalidArgumentError("GPU table: export of dump shard " +
+                                std::to_string(shard.index) + " of " +
+                                std::to_string(shard.count));
   }
   const int64_t end = max_slots >= cap - begin ? cap : begin + max_slots;
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
