@@ -2,9 +2,9 @@
 //
 // Layout: one open-addressing map per table (MapView): an array of ids in
 // buckets of 16 (one 128-byte line each) and, beside it, a row of
-// row_floats floats per slot, each starting on a 32-byte sector. Kernels work in tiles of kTile threads: a
-// tile reads a whole bucket in one step (each lane 4 of its ids), then
-// shares the row's columns.
+// row_floats floats per slot, each starting on a 32-byte sector. Kernels
+// work in tiles of kTile threads: a tile reads a whole bucket in one step
+// (each lane 4 of its ids), then shares the row's columns.
 //
 // Writing batches: the ids of up to 16 tables' batches are sorted together
 // with their positions (cub's radix sort, stable), so each table's repeats
@@ -827,7 +827,6 @@ class StreamMark {
 struct OwnedMap {
   int64_t capacity = 0;  // slots, a multiple of kBucketSlots
   int row_floats = 0;
-  int row_stride = 0;
   int64_t* ids = nullptr;
   float* rows = nullptr;
 
@@ -841,7 +840,7 @@ struct OwnedMap {
     v.rows = rows;
     v.num_buckets = capacity / kBucketSlots;
     v.row_floats = row_floats;
-    v.row_stride = row_stride;
+    v.row_stride = RowStride(row_floats);
     return v;
   }
 };
@@ -878,7 +877,6 @@ Status NewMap(int64_t capacity, int row_floats, cudaStream_t stream,
   auto owned = std::make_unique<OwnedMap>();
   owned->capacity = capacity;
   owned->row_floats = row_floats;
-  owned->row_stride = row_stride;
   const std::string what = "a map of " + std::to_string(capacity) +
                            " slots of " + std::to_string(row_floats) +
                            " floats";
@@ -925,6 +923,14 @@ struct GpuRowTable::Impl {
   PinnedArray<float> host_learning_rates;
   StreamMark rates_copied;
   int num_segments = 0;
+
+  // Queues the copy of a write group's counts (write_counts) to readback.
+  Status QueueReadback(cudaStream_t s) {
+    return CudaStatus(
+        cudaMemcpyAsync(readback.get(), write_counts.as<void>(),
+                        sizeof(WriteReadback), cudaMemcpyDeviceToHost, s),
+        "reading the counts");
+  }
 };
 
 GpuRowTable::GpuRowTable(const GpuRowTableSpec& spec,
@@ -1261,10 +1267,7 @@ Status GpuRowTable::Prepare(const std::vector<const WriteRequest*>& group,
   count.readback = m.write_counts.as<WriteReadback>();
   CountMissingKernel<<<GridFor(n), kBlock, 0, s>>>(count);
   MONOLITH_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "launching the count");
-  return CudaStatus(
-      cudaMemcpyAsync(m.readback.get(), m.write_counts.as<void>(),
-                      sizeof(WriteReadback), cudaMemcpyDeviceToHost, s),
-      "reading the counts");
+  return m.QueueReadback(s);
 }
 
 Status GpuRowTable::CheckPrepared(
@@ -1352,10 +1355,7 @@ Status GpuRowTable::WriteUncounted(
   }
   MONOLITH_RETURN_IF_ERROR(
       Commit(write, group, update_time, /*count_new=*/true, stream));
-  MONOLITH_CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(m.readback.get(), m.write_counts.as<void>(),
-                      sizeof(WriteReadback), cudaMemcpyDeviceToHost, s),
-      "reading the counts");
+  MONOLITH_RETURN_IF_ERROR(m.QueueReadback(s));
   MONOLITH_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s), "writing");
   // A reserved id: the launch wrote nothing.
   MONOLITH_RETURN_IF_ERROR(CheckPrepared(group));

@@ -182,6 +182,15 @@ void CheckShardedExport(GpuRowTable* table,
         name + ": " + std::to_string(kShards) +
             " dump shards export the whole table, each id once, in its "
             "floormod shard");
+  std::vector<int64_t> ids;
+  std::vector<float> rows;
+  int64_t next = 0;
+  const Status bad = table->ExportRowsToHost(
+      0, 777, &ids, &rows, &next, nullptr, IdShard{kShards, kShards});
+  Check(bad.code() == StatusCode::kInvalidArgument &&
+            bad.message().find("dump shard 3 of 3") != std::string::npos,
+        name + ": an export of a shard past the count is refused (" +
+            bad.ToString() + ")");
 }
 
 bool SameRows(const std::map<int64_t, std::vector<float>>& got,
