@@ -181,6 +181,42 @@ def test_checkpoints_move_between_gpu_and_cpu_tables(tmp_path):
       np.testing.assert_array_equal(got[n], want[n])
 
 
+def test_a_failing_restore_keeps_the_entries_the_gpu_table_holds(tmp_path):
+  gpu, cpu = _tables()
+  ids = {n: tf1.placeholder(tf.int64, [None]) for n in NAMES}
+  values = {n: tf1.placeholder(tf.float32, [None, 8]) for n in NAMES}
+  assigns = [t.assign({n: (ids[n], values[n]) for n in NAMES}).as_op()
+             for t in (gpu, cpu)]
+  basename = str(tmp_path / "t")
+  cpu_save = cpu.save(basename).as_op()
+  gpu_restore = gpu.restore(basename).as_op()
+  lookup = gpu.lookup(ids)
+  rng = np.random.default_rng(3)
+  batch = next(_batches(rng, 1))
+  fd = {ids[n]: batch[n] for n in NAMES}
+  with _session() as sess:
+    sess.run([gpu.initializer, cpu.initializer])
+    for assign in assigns:
+      sess.run(assign, feed_dict=dict(fd, **{
+          values[n]: rng.normal(size=(3000, 8)) for n in NAMES
+      }))
+    sess.run(cpu_save)
+    before = sess.run(lookup, feed_dict=fd)
+    # A byte flipped in the middle of the last data shard (same size).
+    data = sorted(tf.io.gfile.glob(basename + "-*"))[-1]
+    with open(data, "r+b") as f:
+      damaged = bytearray(f.read())
+      damaged[len(damaged) // 2] ^= 0xFF
+      f.seek(0)
+      f.write(damaged)
+    with pytest.raises(tf.errors.DataLossError):
+      sess.run(gpu_restore)
+    # Checked before anything was dropped: the GPU table is as it was.
+    after = sess.run(lookup, feed_dict=fd)
+    for n in NAMES:
+      np.testing.assert_array_equal(after[n], before[n])
+
+
 def _serving_config(gpu: bool) -> entry.HashTableConfigInstance:
   """_config's segments, served with fp16 (sgd's 3 floats) and fp32."""
   config = _config(gpu)

@@ -90,6 +90,16 @@ class ShardReadLock {
   std::shared_lock<std::shared_mutex> lock_;
 };
 
+// Parses a checkpoint record into |dump|: DataLoss if it is not an
+// EntryDump.
+Status ParseRecord(const char* record, size_t size, EntryDump* dump) {
+  if (!dump->ParseFromArray(record, static_cast<int>(size))) {
+    return DataLossError("a record of " + std::to_string(size) +
+                         " bytes is not an EntryDump");
+  }
+  return Status::OK();
+}
+
 }  // namespace
 
 // Ids of one chunk, ordered by shard (stably), with their hashes and the
@@ -813,21 +823,31 @@ Status EmbeddingHashTable::RestoreRecord(const char* record, size_t size,
     ShardWriteLock lock(&shard, 1);
     return PutLocked(&shard, id, hash, scratch.data(), *update_time);
   }
-  if (!scratch_dump->ParseFromArray(record, static_cast<int>(size))) {
-    return DataLossError("a record of " + std::to_string(size) +
-                         " bytes is not an EntryDump");
-  }
+  MONOLITH_RETURN_IF_ERROR(ParseRecord(record, size, scratch_dump));
   *update_time = scratch_dump->last_update_ts_sec();
   return Restore(*scratch_dump);
+}
+
+Status EmbeddingHashTable::CheckRecord(const char* record, size_t size,
+                                       EntryDump* scratch_dump) const {
+  EntryBuffer scratch(stride_);
+  uint64_t time = 0;
+  bool all_zero = false;
+  int64_t id;
+  if (accessor_->ReadRecord(record, size, scratch.data(), &id, &time,
+                            &all_zero)) {
+    return Status::OK();
+  }
+  MONOLITH_RETURN_IF_ERROR(ParseRecord(record, size, scratch_dump));
+  // What a restore draws for state the dump lacks does not matter here.
+  RandomEngine rng;
+  return accessor_->Restore(*scratch_dump, scratch.data(), &rng);
 }
 
 Status RecordId(const char* record, size_t size, EntryDump* scratch,
                 int64_t* id) {
   if (ReadEntryDumpId(record, size, id)) return Status::OK();
-  if (!scratch->ParseFromArray(record, static_cast<int>(size))) {
-    return DataLossError("a record of " + std::to_string(size) +
-                         " bytes is not an EntryDump");
-  }
+  MONOLITH_RETURN_IF_ERROR(ParseRecord(record, size, scratch));
   *id = scratch->id();
   return Status::OK();
 }

@@ -228,6 +228,11 @@ class EmbeddingHashTable {
   // EntryDump.
   Status RestoreRecord(const char* record, size_t size, EntryDump* scratch,
                        int64_t* update_time);
+  // Whether RestoreRecord would take |record|, changing nothing: OK, or
+  // the error RestoreRecord would return (DataLoss: not an EntryDump;
+  // InvalidArgument: it does not fit the table's entries).
+  Status CheckRecord(const char* record, size_t size,
+                     EntryDump* scratch) const;
 
  private:
   class Scratch;

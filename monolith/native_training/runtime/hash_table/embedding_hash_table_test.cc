@@ -948,9 +948,17 @@ TEST(EmbeddingHashTableTest, RestoreRecordReadsEveryShapeOfEntryDump) {
     tiny.set_num(1, 0);
     EntryDump scratch;
     int64_t update_time = 0;
+    // Every record is checked first: CheckRecord agrees with RestoreRecord
+    // and changes nothing.
     auto restore = [&](const std::string& record) {
-      return table->RestoreRecord(record.data(), record.size(), &scratch,
-                                  &update_time);
+      const int64_t size_before = table->Size();
+      const Status checked =
+          table->CheckRecord(record.data(), record.size(), &scratch);
+      EXPECT_EQ(table->Size(), size_before);
+      const Status restored = table->RestoreRecord(
+          record.data(), record.size(), &scratch, &update_time);
+      EXPECT_EQ(checked.code(), restored.code()) << restored.message();
+      return restored;
     };
     ASSERT_TRUE(restore(full.SerializeAsString()).ok());
     EXPECT_EQ(update_time, 77);

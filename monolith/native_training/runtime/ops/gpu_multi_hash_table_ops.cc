@@ -754,7 +754,9 @@ class GpuMultiHashTableEvictOp : public OpKernel {
 
 // Restore replaces, as on the CPU: every table the checkpoint holds is
 // emptied (rebuilt) and then holds exactly its entries; mismatches are
-// warnings, or errors with |strict|, before anything changes.
+// warnings, or errors with |strict|, before anything changes. Where a
+// table to restore holds entries, every record is read and checked first,
+// so a checkpoint that would fail part-way fails before they are dropped.
 class GpuMultiHashTableRestoreOp : public OpKernel {
  public:
   explicit GpuMultiHashTableRestoreOp(OpKernelConstruction* ctx)
@@ -802,6 +804,35 @@ class GpuMultiHashTableRestoreOp : public OpKernel {
                                              ": ", mismatch));
       LOG(WARNING) << "Restore of " << basename << ": " << mismatch;
     }
+    // Records of the checkpoint's table i go to graph table to_graph[i].
+    std::vector<const gpu::GpuRowRecords*> records;
+    std::string holding;  // the tables to restore that hold entries
+    for (int t : to_graph) {
+      records.push_back(t >= 0 ? mtable->table(t).records.get() : nullptr);
+      if (t >= 0 && mtable->table(t).table != nullptr &&
+          mtable->table(t).table->size() > 0) {
+        holding += (holding.empty() ? "" : ", ") + mtable->table(t).name;
+      }
+    }
+    auto read_records = [&](gpu::RowStoreRestorer* restorer, bool check_only) {
+      return ToTfStatus(ht::RestoreCheckpoint(
+          &fs, info,
+          [&](int shard, int table, std::string_view record) {
+            if (to_graph[table] < 0) return ht::Status::OK();
+            return check_only ? restorer->Check(shard, table, record)
+                              : restorer->Restore(shard, table, record);
+          },
+          ht::SerialFor, LogInfo));
+    };
+    if (!holding.empty()) {
+      LOG(INFO) << "Restore of " << basename << ": " << holding
+                << " hold entries; every record is checked before they are "
+                   "replaced";
+      gpu::RowStoreRestorer checker(
+          std::vector<gpu::RowStore*>(records.size(), nullptr), records,
+          info.nshards, random::New64());
+      OP_REQUIRES_OK(ctx, read_records(&checker, /*check_only=*/true));
+    }
     for (int t = 0; t < mtable->size(); ++t) {
       if (!restored[t]) continue;
       GpuMultiHashTable::Table& table = mtable->table(t);
@@ -812,26 +843,14 @@ class GpuMultiHashTableRestoreOp : public OpKernel {
                               table.spec, &table.table)));
     }
     OP_REQUIRES_OK(ctx, mtable->CheckUsable());
-    // Records of the checkpoint's table i go to graph table to_graph[i].
     Stores stores = StoresOf(mtable.get(), CudaStream(ctx));
     std::vector<gpu::RowStore*> by_checkpoint;
-    std::vector<const gpu::GpuRowRecords*> records;
     for (int t : to_graph) {
       by_checkpoint.push_back(t >= 0 ? stores.stores[t] : nullptr);
-      records.push_back(t >= 0 ? stores.records[t] : nullptr);
     }
     gpu::RowStoreRestorer restorer(by_checkpoint, records, info.nshards,
                                    random::New64());
-    OP_REQUIRES_OK(ctx, ToTfStatus(ht::RestoreCheckpoint(
-                            &fs, info,
-                            [&](int shard, int table,
-                                std::string_view record) {
-                              if (to_graph[table] < 0) {
-                                return ht::Status::OK();
-                              }
-                              return restorer.Restore(shard, table, record);
-                            },
-                            ht::SerialFor, LogInfo)));
+    OP_REQUIRES_OK(ctx, read_records(&restorer, /*check_only=*/false));
     OP_REQUIRES_OK(ctx, ToTfStatus(restorer.Flush()));
     ctx->set_output(0, ctx->input(0));
   }

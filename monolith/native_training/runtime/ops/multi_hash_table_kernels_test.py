@@ -694,6 +694,48 @@ def test_restore_replaces_the_entries_of_the_tables_it_restores(
   np.testing.assert_array_equal(_run(emb), [0, 1, 0, 0])
 
 
+def _damage_second_shard(basename):
+  """Flips a byte in the middle of data shard 1 (its size unchanged)."""
+  path = basename + "-00001-of-00002"
+  with open(path, "r+b") as f:
+    data = bytearray(f.read())
+    data[len(data) // 2] ^= 0xFF
+    f.seek(0)
+    f.write(data)
+
+
+@pytest.mark.parametrize("damage", ["dim_changed", "damaged_file"])
+def test_a_failing_restore_keeps_the_entries_of_tables_that_hold_some(
+    graph, tmp_path, damage):
+  basename = _saved_checkpoint(tmp_path)
+  b_dim = 3
+  if damage == "dim_changed":
+    b_dim = 4  # the checkpoint's b entries hold 3 floats
+  else:
+    _damage_second_shard(basename)
+  dst = _mtable([("a", _table_config(2)), ("b", _table_config(b_dim))], "dst")
+  split = tf.constant([0, 1, 2], tf.int64)
+  ids = tf.constant([123456, 654321], tf.int64)
+  live = ops.monolith_multi_hash_table_assign(
+      dst, ids, split, tf.range(2 + b_dim, dtype=tf.float32) + 10, 5)
+  restore = ops.monolith_multi_hash_table_restore(dst, basename)
+  lookup = ops.monolith_multi_hash_table_lookup(dst, ids, split)
+  error = (tf.errors.InvalidArgumentError
+           if damage == "dim_changed" else tf.errors.DataLossError)
+  with tf1.Session() as sess:
+    sess.run(live)
+    with pytest.raises(error, match="mtable-0000"):
+      sess.run(restore)
+    # Checked before anything was dropped: the live entries are all there.
+    np.testing.assert_array_equal(sess.run(lookup), np.arange(2 + b_dim) + 10)
+    # Into the empty tables of a new table the restore fails part-way
+    # (nothing to lose, so no checking pass).
+    empty = _mtable([("a", _table_config(2)), ("b", _table_config(b_dim))],
+                    "empty")
+    with pytest.raises(error, match="mtable-0000"):
+      sess.run(ops.monolith_multi_hash_table_restore(empty, basename))
+
+
 def test_strict_restore_fails_on_tables_the_graph_lacks(graph, tmp_path):
   basename = str(tmp_path / "mtable")
   h = _filled([("a", _table_config(2)), ("renamed", _table_config(3))], "src")

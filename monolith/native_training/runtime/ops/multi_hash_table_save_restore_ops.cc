@@ -41,6 +41,16 @@ struct TimesOutOfRange {
   std::atomic<int64_t> negative{0};
 };
 
+// A table's error on a checkpoint record, as a restore reports it.
+ht::Status RecordError(const ht::Status& s) {
+  if (s.code() == ht::StatusCode::kDataLoss) {
+    return ht::DataLossError("not an EntryDump");
+  }
+  if (s.code() == ht::StatusCode::kResourceExhausted) return s;
+  if (!s.ok()) return ht::InvalidArgumentError(s.message());
+  return s;
+}
+
 // Restores checkpoint record |record| into |table| (|scratch| parses what
 // cannot be read in place), counting its update time if out of range.
 // DataLoss if it is not an EntryDump, InvalidArgument if it does not fit
@@ -58,11 +68,7 @@ ht::Status RestoreInto(MultiHashTable::Table& table, std::string_view record,
         "table " + table.name + " could not grow: out of memory (or of "
         "memory mappings: see vm.max_map_count)");
   }
-  if (s.code() == ht::StatusCode::kDataLoss) {
-    return ht::DataLossError("not an EntryDump");
-  }
-  if (s.code() == ht::StatusCode::kResourceExhausted) return s;
-  if (!s.ok()) return ht::InvalidArgumentError(s.message());
+  MONOLITH_RETURN_IF_ERROR(RecordError(s));
   if (update_time > ht::kMaxUpdateTimeSeconds) {
     times_out_of_range->too_large.fetch_add(1, std::memory_order_relaxed);
   } else if (update_time < 0) {
@@ -150,6 +156,11 @@ struct IdShard {
 // Restores the checkpoints |basenames| into |mtable|. Every checkpoint's
 // meta files are read and checked first, and tables that do not match are
 // reported (warnings; with |strict| an error) before any table is touched.
+// Where a table to restore holds entries, every record of every checkpoint
+// is then read and checked (framing, checksums, counts, and that it fits
+// its table), so that a checkpoint which would fail part-way (a damaged
+// file, a table whose dim or optimizer changed) fails before those entries
+// are dropped; empty tables have nothing to lose and skip that pass.
 // Then every table of the graph that any checkpoint holds is emptied, once,
 // and the checkpoints are restored one after the other (each one's shards
 // in parallel). With |resharded| (MonolithMultiHashTableRestoreResharded)
@@ -206,31 +217,54 @@ Status RestoreCheckpoints(OpKernelContext* ctx, MultiHashTable* mtable,
                                : "Restore of " + basenames[0])
                  << ": " << mismatch;
   }
+  TimesOutOfRange times_out_of_range;
+  // Reads every record of every checkpoint: restores it, or with
+  // |check_only| checks that it would restore.
+  auto read_records = [&](bool check_only) -> Status {
+    for (size_t b = 0; b < basenames.size(); ++b) {
+      const std::vector<int>& graph_of = to_graph[b];
+      std::vector<EntryDump> scratch(infos[b].nshards);
+      TF_RETURN_IF_ERROR(ToTfStatus(ht::RestoreCheckpoint(
+          &fs, infos[b],
+          [&](int shard, int t, std::string_view record) {
+            if (resharded) {
+              // Every record's id is read (and so checked), kept or not.
+              int64_t id = 0;
+              MONOLITH_RETURN_IF_ERROR(ht::RecordId(
+                  record.data(), record.size(), &scratch[shard], &id));
+              int64_t r = id % keep.modulus;
+              if (r < 0) r += keep.modulus;
+              if (r != keep.remainder) return ht::Status::OK();
+            }
+            if (graph_of[t] < 0) return ht::Status::OK();
+            MultiHashTable::Table& table = mtable->table(graph_of[t]);
+            if (check_only) {
+              return RecordError(table.table->CheckRecord(
+                  record.data(), record.size(), &scratch[shard]));
+            }
+            return RestoreInto(table, record, &scratch[shard],
+                               &times_out_of_range);
+          },
+          WorkerThreads(ctx), LogInfo)));
+    }
+    return OkStatus();
+  };
+  std::string holding;  // the tables to restore that hold entries
+  for (int t = 0; t < mtable->size(); ++t) {
+    if (restored[t] && mtable->table(t).table->Size() > 0) {
+      holding += (holding.empty() ? "" : ", ") + mtable->table(t).name;
+    }
+  }
+  if (!holding.empty()) {
+    LOG(INFO) << "Restore into " << mtable->shared_name() << ": " << holding
+              << " hold entries; every record is checked before they are "
+                 "replaced";
+    TF_RETURN_IF_ERROR(read_records(/*check_only=*/true));
+  }
   for (int t = 0; t < mtable->size(); ++t) {
     if (restored[t]) mtable->table(t).table->Clear();
   }
-  TimesOutOfRange times_out_of_range;
-  for (size_t b = 0; b < basenames.size(); ++b) {
-    const std::vector<int>& graph_of = to_graph[b];
-    std::vector<EntryDump> scratch(infos[b].nshards);
-    TF_RETURN_IF_ERROR(ToTfStatus(ht::RestoreCheckpoint(
-        &fs, infos[b],
-        [&](int shard, int t, std::string_view record) {
-          if (resharded) {
-            // Every record's id is read (and so checked), kept or not.
-            int64_t id = 0;
-            MONOLITH_RETURN_IF_ERROR(ht::RecordId(record.data(), record.size(),
-                                                  &scratch[shard], &id));
-            int64_t r = id % keep.modulus;
-            if (r < 0) r += keep.modulus;
-            if (r != keep.remainder) return ht::Status::OK();
-          }
-          if (graph_of[t] < 0) return ht::Status::OK();
-          return RestoreInto(mtable->table(graph_of[t]), record,
-                             &scratch[shard], &times_out_of_range);
-        },
-        WorkerThreads(ctx), LogInfo)));
-  }
+  TF_RETURN_IF_ERROR(read_records(/*check_only=*/false));
   if (times_out_of_range.too_large.load() > 0) {
     LOG(WARNING) << "Restore into " << mtable->shared_name() << ": "
                  << times_out_of_range.too_large.load()

@@ -102,7 +102,8 @@ RowStoreRestorer::RowStoreRestorer(std::vector<RowStore*> tables,
       records_(std::move(records)),
       batch_rows_(batch_rows),
       scratch_(nshards),
-      pending_(nshards, std::vector<Pending>(tables_.size())) {
+      pending_(nshards, std::vector<Pending>(tables_.size())),
+      checked_rows_(nshards) {
   for (int s = 0; s < nshards; ++s) rngs_.emplace_back(seed + s);
   for (size_t t = 0; t < tables_.size(); ++t) {
     table_mu_.push_back(std::make_unique<std::mutex>());
@@ -128,6 +129,15 @@ Status RowStoreRestorer::Restore(int shard, int table,
     return Put(table, &pending);
   }
   return Status::OK();
+}
+
+Status RowStoreRestorer::Check(int shard, int table,
+                               std::string_view record) {
+  std::vector<float>& row = checked_rows_[shard];
+  row.resize(records_[table]->spec().row_floats());
+  int64_t id = 0;
+  return records_[table]->Read(record, &scratch_[shard], &rngs_[shard], &id,
+                               row.data());
 }
 
 Status RowStoreRestorer::Put(int table, Pending* pending) {

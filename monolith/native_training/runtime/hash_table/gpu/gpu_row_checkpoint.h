@@ -104,6 +104,10 @@ class RowStoreRestorer {
   // A record of table |table| from data shard |shard|.
   Status Restore(int shard, int table, std::string_view record);
   Status Flush();
+  // Whether Restore would take the record, putting nothing: the error
+  // Restore would return, or OK (a RecordRestorer for a checking pass,
+  // where the tables may be null).
+  Status Check(int shard, int table, std::string_view record);
 
  private:
   struct Pending {
@@ -115,10 +119,12 @@ class RowStoreRestorer {
   std::vector<RowStore*> tables_;
   std::vector<const GpuRowRecords*> records_;
   int64_t batch_rows_;
-  // Per shard: its scratch, random engine and pending rows per table.
+  // Per shard: its scratch, random engine, pending rows per table, and
+  // the row Check decodes into.
   std::vector<EntryDump> scratch_;
   std::vector<RandomEngine> rngs_;
   std::vector<std::vector<Pending>> pending_;
+  std::vector<std::vector<float>> checked_rows_;
   std::vector<std::unique_ptr<std::mutex>> table_mu_;
 };
 

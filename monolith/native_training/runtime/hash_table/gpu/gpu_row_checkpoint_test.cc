@@ -278,6 +278,51 @@ TEST_F(GpuRowCheckpointTest, CpuSavesRestoreIntoGpuRows) {
   EXPECT_GE(store.puts(), static_cast<int>(cpu_->Size() / 500));
 }
 
+// Check reads every record as Restore would and puts nothing: OK for a
+// checkpoint that fits, Restore's error for one of another dim.
+TEST_F(GpuRowCheckpointTest, CheckReadsEveryRecordAndPutsNothing) {
+  PosixFileSystem fs;
+  const std::string basename = TempBasename("check");
+  SaveOptions options;
+  options.nshards = 2;
+  ASSERT_TRUE(SaveCheckpoint(&fs, basename, {"t"},
+                             EmbeddingTablesSaver({cpu_.get()}), options)
+                  .ok());
+  CheckpointInfo info;
+  ASSERT_TRUE(ReadCheckpointInfo(&fs, basename, true, {}, &info).ok());
+  HostRowStore store(records_->spec().row_floats());
+  RowStoreRestorer checker({&store}, {records_.get()}, info.nshards, 1,
+                           /*batch_rows=*/1);
+  int64_t checked = 0;
+  ASSERT_TRUE(RestoreCheckpoint(
+                  &fs, info,
+                  [&](int shard, int table, std::string_view record) {
+                    ++checked;
+                    return checker.Check(shard, table, record);
+                  },
+                  SerialFor, {})
+                  .ok());
+  ASSERT_TRUE(checker.Flush().ok());
+  EXPECT_EQ(checked, cpu_->Size());
+  EXPECT_EQ(store.puts(), 0);
+  EXPECT_TRUE(store.rows().empty());
+
+  EmbeddingHashTableConfig wider = TableConfig();
+  auto* segment = wider.mutable_entry_config()->mutable_segments(0);
+  segment->set_dim_size(segment->dim_size() + 1);
+  std::unique_ptr<GpuRowRecords> wider_records;
+  ASSERT_TRUE(GpuRowRecords::Create(wider.entry_config(), &wider_records).ok());
+  RowStoreRestorer wrong_dim({nullptr}, {wider_records.get()}, info.nshards,
+                             1);
+  const Status s = RestoreCheckpoint(
+      &fs, info,
+      [&](int shard, int table, std::string_view record) {
+        return wrong_dim.Check(shard, table, record);
+      },
+      SerialFor, {});
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.message();
+}
+
 // A TRAINING checkpoint restores into SERVING rows (fp16 and fp32
 // segments) as into a CPU SERVING table: the same values, decoded.
 TEST_F(GpuRowCheckpointTest, TrainingSavesRestoreIntoServingRows) {
