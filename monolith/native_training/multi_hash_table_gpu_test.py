@@ -165,9 +165,9 @@ def test_checkpoints_move_between_gpu_and_cpu_tables(tmp_path):
   with _session() as sess:
     sess.run([gpu.initializer, cpu.initializer])
     sess.run(assign_gpu,
-             feed_dict=dict(fd, **{
+             feed_dict={**fd, **{
                  values[n]: rng.normal(size=(3000, 8)) for n in NAMES
-             }))
+             }})
     sess.run(gpu_save)
     sess.run(cpu_restore)
     got, want = sess.run(lookups, feed_dict=fd)
@@ -197,9 +197,9 @@ def test_a_failing_restore_keeps_the_entries_the_gpu_table_holds(tmp_path):
   with _session() as sess:
     sess.run([gpu.initializer, cpu.initializer])
     for assign in assigns:
-      sess.run(assign, feed_dict=dict(fd, **{
+      sess.run(assign, feed_dict={**fd, **{
           values[n]: rng.normal(size=(3000, 8)) for n in NAMES
-      }))
+      }})
     sess.run(cpu_save)
     before = sess.run(lookup, feed_dict=fd)
     # A byte flipped in the middle of the last data shard (same size).
@@ -261,9 +261,9 @@ def test_serving_tables_restore_training_checkpoints_as_the_cpu_ones(
   with _session() as sess:
     sess.run([gpu_train.initializer, gpu.initializer, cpu.initializer])
     sess.run(assign,
-             feed_dict=dict(fd, **{
+             feed_dict={**fd, **{
                  values[n]: rng.normal(size=(3000, 8)) * 100 for n in NAMES
-             }))
+             }})
     sess.run(save)
     sess.run(restores)
     trained, got, want = sess.run(lookups, feed_dict=fd)
@@ -275,9 +275,9 @@ def test_serving_tables_restore_training_checkpoints_as_the_cpu_ones(
       np.testing.assert_array_equal(got[n][:, 3:], trained[n][:, 3:])
     for writes in (adds, assigns):
       sess.run(writes,
-               feed_dict=dict(fd, **{
+               feed_dict={**fd, **{
                    values[n]: rng.normal(size=(3000, 8)) * 10 for n in NAMES
-               }))
+               }})
       got, want = sess.run(serving_lookups, feed_dict=fd)
       for n in NAMES:
         np.testing.assert_array_equal(got[n], want[n])

@@ -641,8 +641,9 @@ Status ReadCheckpointInfo(FileSystem* fs, const std::string& basename,
 
 Status RestoreCheckpoint(FileSystem* fs, const CheckpointInfo& info,
                          const RecordRestorer& restore,
-                         const ParallelFor& parallel_for, const LogFn& log) {
-  ShardProgress progress(log, "Restored", info.basename, info.nshards);
+                         const ParallelFor& parallel_for, const LogFn& log,
+                         const char* progress_verb) {
+  ShardProgress progress(log, progress_verb, info.basename, info.nshards);
   MONOLITH_RETURN_IF_ERROR(parallel_for(info.nshards, [&](int64_t s) {
     return RestoreShard(fs, info, static_cast<int>(s), restore, &progress);
   }));

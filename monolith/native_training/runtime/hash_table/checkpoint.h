@@ -151,9 +151,12 @@ using RecordRestorer =
 // handing each record to |restore|, and checks each table's records against
 // its meta record (count and digest) and that nothing follows them. Errors
 // name the file; |restore|'s errors are returned with the file prefixed.
+// Progress lines say |progress_verb| ("Checked" for a pass that only
+// checks the records).
 Status RestoreCheckpoint(FileSystem* fs, const CheckpointInfo& info,
                          const RecordRestorer& restore,
-                         const ParallelFor& parallel_for, const LogFn& log);
+                         const ParallelFor& parallel_for, const LogFn& log,
+                         const char* progress_verb = "Restored");
 
 }  // namespace hash_table
 }  // namespace monolith

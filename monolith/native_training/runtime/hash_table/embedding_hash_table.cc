@@ -790,11 +790,13 @@ Status EmbeddingHashTable::PutLocked(TableShard* shard, int64_t id,
   return Status::OK();
 }
 
+bool EmbeddingHashTable::SkipsDump(const EntryDump& dump) const {
+  return skip_zero_embedding_ && dump.num_size() == dim_ &&
+         AllZero(dump.num().data(), dim_);
+}
+
 Status EmbeddingHashTable::Restore(const EntryDump& dump) {
-  if (skip_zero_embedding_ && dump.num_size() == dim_ &&
-      AllZero(dump.num().data(), dim_)) {
-    return Status::OK();
-  }
+  if (SkipsDump(dump)) return Status::OK();
   // Decode into a scratch entry first so a bad dump changes nothing.
   EntryBuffer scratch(stride_);
   const int64_t id = dump.id();
@@ -839,6 +841,7 @@ Status EmbeddingHashTable::CheckRecord(const char* record, size_t size,
     return Status::OK();
   }
   MONOLITH_RETURN_IF_ERROR(ParseRecord(record, size, scratch_dump));
+  if (SkipsDump(*scratch_dump)) return Status::OK();
   // What a restore draws for state the dump lacks does not matter here.
   RandomEngine rng;
   return accessor_->Restore(*scratch_dump, scratch.data(), &rng);

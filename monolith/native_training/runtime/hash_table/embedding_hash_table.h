@@ -250,6 +250,8 @@ class EmbeddingHashTable {
   static void RunPipeline(Table* table, const int64_t* ids, int64_t n,
                           int64_t update_time, Visit visit,
                           const AdmitFn& admit = {});
+  // Whether Restore skips |dump| (an all-zero entry, skip_zero_embedding).
+  bool SkipsDump(const EntryDump& dump) const;
   // Inserts |id| (absent, its probe ending at empty slot |pos|, room
   // reserved) and initializes its entry. Caller holds the shard
   // exclusively.

@@ -822,7 +822,7 @@ class GpuMultiHashTableRestoreOp : public OpKernel {
             return check_only ? restorer->Check(shard, table, record)
                               : restorer->Restore(shard, table, record);
           },
-          ht::SerialFor, LogInfo));
+          ht::SerialFor, LogInfo, check_only ? "Checked" : "Restored"));
     };
     if (!holding.empty()) {
       LOG(INFO) << "Restore of " << basename << ": " << holding

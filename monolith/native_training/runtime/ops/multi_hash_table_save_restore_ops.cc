@@ -41,6 +41,19 @@ struct TimesOutOfRange {
   std::atomic<int64_t> negative{0};
 };
 
+// fn()'s status, or ResourceExhausted naming table |table_name| if it ran
+// out of memory: no exception leaves an op (see OutOfMemoryAsStatus).
+template <typename Fn>
+ht::Status OutOfMemoryAsHtStatus(const std::string& table_name, Fn fn) {
+  try {
+    return fn();
+  } catch (const std::bad_alloc&) {
+    return ht::ResourceExhaustedError(
+        "table " + table_name + " could not grow: out of memory (or of "
+        "memory mappings: see vm.max_map_count)");
+  }
+}
+
 // A table's error on a checkpoint record, as a restore reports it.
 ht::Status RecordError(const ht::Status& s) {
   if (s.code() == ht::StatusCode::kDataLoss) {
@@ -58,17 +71,10 @@ ht::Status RecordError(const ht::Status& s) {
 ht::Status RestoreInto(MultiHashTable::Table& table, std::string_view record,
                        EntryDump* scratch, TimesOutOfRange* times_out_of_range) {
   int64_t update_time = 0;
-  ht::Status s;
-  try {
-    s = table.table->RestoreRecord(record.data(), record.size(), scratch,
-                                   &update_time);
-  } catch (const std::bad_alloc&) {
-    // No exception leaves an op (see OutOfMemoryAsStatus).
-    return ht::ResourceExhaustedError(
-        "table " + table.name + " could not grow: out of memory (or of "
-        "memory mappings: see vm.max_map_count)");
-  }
-  MONOLITH_RETURN_IF_ERROR(RecordError(s));
+  MONOLITH_RETURN_IF_ERROR(RecordError(OutOfMemoryAsHtStatus(table.name, [&] {
+    return table.table->RestoreRecord(record.data(), record.size(), scratch,
+                                      &update_time);
+  })));
   if (update_time > ht::kMaxUpdateTimeSeconds) {
     times_out_of_range->too_large.fetch_add(1, std::memory_order_relaxed);
   } else if (update_time < 0) {
@@ -239,13 +245,15 @@ Status RestoreCheckpoints(OpKernelContext* ctx, MultiHashTable* mtable,
             if (graph_of[t] < 0) return ht::Status::OK();
             MultiHashTable::Table& table = mtable->table(graph_of[t]);
             if (check_only) {
-              return RecordError(table.table->CheckRecord(
-                  record.data(), record.size(), &scratch[shard]));
+              return RecordError(OutOfMemoryAsHtStatus(table.name, [&] {
+                return table.table->CheckRecord(record.data(), record.size(),
+                                                &scratch[shard]);
+              }));
             }
             return RestoreInto(table, record, &scratch[shard],
                                &times_out_of_range);
           },
-          WorkerThreads(ctx), LogInfo)));
+          WorkerThreads(ctx), LogInfo, check_only ? "Checked" : "Restored")));
     }
     return OkStatus();
   };
