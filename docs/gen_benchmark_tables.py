@@ -173,8 +173,37 @@ def benchmark_lines(output: Iterable[str]) -> List[Dict]:
   return lines
 
 
+def last_level_cache(
+    caches: str = "/sys/devices/system/cpu/cpu0/cache") -> Optional[str]:
+  """The size of CPU 0's last-level cache, e.g. "16 MiB L3", or None.
+
+  Tables of memory-bound benchmarks depend on it (a table that fits in one
+  host's cache does not in another's), and a VM's CPU model does not say it.
+  """
+  best = None
+  try:
+    for index in sorted(os.listdir(caches)):
+      try:
+        with open(os.path.join(caches, index, "level"), encoding="utf-8") as f:
+          level = int(f.read())
+        with open(os.path.join(caches, index, "size"), encoding="utf-8") as f:
+          size = f.read().strip()
+      except (OSError, ValueError):
+        continue
+      if size.endswith("K") and size[:-1].isdigit() and (
+          best is None or level > best[0]):
+        best = (level, int(size[:-1]))
+  except OSError:
+    return None
+  if best is None:
+    return None
+  level, kib = best
+  amount = f"{kib >> 10} MiB" if kib % 1024 == 0 else f"{kib} KiB"
+  return f"{amount} L{level}"
+
+
 def describe_machine() -> str:
-  """CPU model, logical CPUs, memory and kernel of this machine."""
+  """CPU model, logical CPUs, last-level cache, memory and kernel."""
   model = platform.processor() or platform.machine()
   try:
     with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -185,6 +214,9 @@ def describe_machine() -> str:
   except OSError:
     pass
   parts = [model, f"{os.cpu_count()} CPUs"]
+  cache = last_level_cache()
+  if cache:
+    parts.append(cache)
   try:
     with open("/proc/meminfo", encoding="utf-8") as f:
       for line in f:
@@ -769,8 +801,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   record.add_argument("--command",
                       help="how it was run (default: the target's command)")
   record.add_argument("--machine",
-                      help="what it ran on (default: CPU model, CPUs, memory "
-                      "and kernel of this machine)")
+                      help="what it ran on (default: CPU model, CPUs, "
+                      "last-level cache, memory and kernel of this machine)")
   args = parser.parse_args(argv)
   root = _root()
   doc = args.doc or os.path.join(root, "docs", "benchmarks.md")

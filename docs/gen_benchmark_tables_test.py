@@ -417,6 +417,20 @@ def test_record_then_check(tmp_path, monkeypatch, capsys):
   assert "no benchmark JSON lines" in capsys.readouterr().err
 
 
+def test_last_level_cache_is_the_highest_level(tmp_path):
+  for index, (level, size) in enumerate([(1, "32K"), (1, "32K"), (2, "1024K"),
+                                         (3, "16384K")]):
+    os.makedirs(tmp_path / f"index{index}")
+    (tmp_path / f"index{index}" / "level").write_text(f"{level}\n")
+    (tmp_path / f"index{index}" / "size").write_text(f"{size}\n")
+  assert gen.last_level_cache(str(tmp_path)) == "16 MiB L3"
+  (tmp_path / "index3" / "size").write_text("1536K\n")
+  assert gen.last_level_cache(str(tmp_path)) == "1536 KiB L3"
+  (tmp_path / "index3" / "size").write_text("garbage\n")
+  assert gen.last_level_cache(str(tmp_path)) == "1 MiB L2"
+  assert gen.last_level_cache(str(tmp_path / "missing")) is None
+
+
 def test_unknown_run_file_is_an_error(tmp_path):
   (tmp_path / "mystery.jsonl").write_text("")
   with pytest.raises(gen.FormatError, match="not a known benchmark"):

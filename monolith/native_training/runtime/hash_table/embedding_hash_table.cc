@@ -809,39 +809,42 @@ Status EmbeddingHashTable::Restore(const EntryDump& dump) {
                    dump.last_update_ts_sec());
 }
 
+Status EmbeddingHashTable::ReadOrParseRecord(const char* record, size_t size,
+                                             char* entry, EntryDump* dump,
+                                             InPlaceRecord* in_place) const {
+  in_place->read = accessor_->ReadRecord(record, size, entry, &in_place->id,
+                                         &in_place->time,
+                                         &in_place->all_zero);
+  if (in_place->read) return Status::OK();
+  return ParseRecord(record, size, dump);
+}
+
 Status EmbeddingHashTable::RestoreRecord(const char* record, size_t size,
                                          EntryDump* scratch_dump,
                                          int64_t* update_time) {
   EntryBuffer scratch(stride_);
-  uint64_t time = 0;
-  bool all_zero = false;
-  int64_t id;
-  if (accessor_->ReadRecord(record, size, scratch.data(), &id, &time,
-                            &all_zero)) {
-    *update_time = static_cast<int64_t>(time);
-    if (skip_zero_embedding_ && all_zero) return Status::OK();
-    const uint64_t hash = MixId(id);
-    TableShard& shard = shards_[ShardOf(hash)];
-    ShardWriteLock lock(&shard, 1);
-    return PutLocked(&shard, id, hash, scratch.data(), *update_time);
+  InPlaceRecord in_place;
+  MONOLITH_RETURN_IF_ERROR(ReadOrParseRecord(record, size, scratch.data(),
+                                             scratch_dump, &in_place));
+  if (!in_place.read) {
+    *update_time = scratch_dump->last_update_ts_sec();
+    return Restore(*scratch_dump);
   }
-  MONOLITH_RETURN_IF_ERROR(ParseRecord(record, size, scratch_dump));
-  *update_time = scratch_dump->last_update_ts_sec();
-  return Restore(*scratch_dump);
+  *update_time = static_cast<int64_t>(in_place.time);
+  if (skip_zero_embedding_ && in_place.all_zero) return Status::OK();
+  const uint64_t hash = MixId(in_place.id);
+  TableShard& shard = shards_[ShardOf(hash)];
+  ShardWriteLock lock(&shard, 1);
+  return PutLocked(&shard, in_place.id, hash, scratch.data(), *update_time);
 }
 
 Status EmbeddingHashTable::CheckRecord(const char* record, size_t size,
                                        EntryDump* scratch_dump) const {
   EntryBuffer scratch(stride_);
-  uint64_t time = 0;
-  bool all_zero = false;
-  int64_t id;
-  if (accessor_->ReadRecord(record, size, scratch.data(), &id, &time,
-                            &all_zero)) {
-    return Status::OK();
-  }
-  MONOLITH_RETURN_IF_ERROR(ParseRecord(record, size, scratch_dump));
-  if (SkipsDump(*scratch_dump)) return Status::OK();
+  InPlaceRecord in_place;
+  MONOLITH_RETURN_IF_ERROR(ReadOrParseRecord(record, size, scratch.data(),
+                                             scratch_dump, &in_place));
+  if (in_place.read || SkipsDump(*scratch_dump)) return Status::OK();
   // What a restore draws for state the dump lacks does not matter here.
   RandomEngine rng;
   return accessor_->Restore(*scratch_dump, scratch.data(), &rng);

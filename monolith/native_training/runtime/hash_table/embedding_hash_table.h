@@ -252,6 +252,18 @@ class EmbeddingHashTable {
                           const AdmitFn& admit = {});
   // Whether Restore skips |dump| (an all-zero entry, skip_zero_embedding).
   bool SkipsDump(const EntryDump& dump) const;
+  // A checkpoint record read in place (EntryAccessor::ReadRecord).
+  struct InPlaceRecord {
+    bool read = false;  // false: parsed instead
+    int64_t id = 0;
+    uint64_t time = 0;
+    bool all_zero = false;
+  };
+  // Reads |record| in place into |entry| (stride_ bytes) where its layout
+  // allows, else parses it into |dump| (DataLoss if it is not an
+  // EntryDump); |in_place| says which.
+  Status ReadOrParseRecord(const char* record, size_t size, char* entry,
+                           EntryDump* dump, InPlaceRecord* in_place) const;
   // Inserts |id| (absent, its probe ending at empty slot |pos|, room
   // reserved) and initializes its entry. Caller holds the shard
   // exclusively.

@@ -114,6 +114,19 @@ class GpuRowCheckpointTest : public ::testing::Test {
     }
   }
 
+  // Saves the CPU table at a new |name| in |nshards| shards and reads the
+  // checkpoint's meta files into |info|.
+  void SaveCpuCheckpoint(const std::string& name, int nshards,
+                         CheckpointInfo* info) {
+    const std::string basename = TempBasename(name);
+    SaveOptions options;
+    options.nshards = nshards;
+    ASSERT_TRUE(SaveCheckpoint(&fs_, basename, {"t"},
+                               EmbeddingTablesSaver({cpu_.get()}), options)
+                    .ok());
+    ASSERT_TRUE(ReadCheckpointInfo(&fs_, basename, true, {}, info).ok());
+  }
+
   // Every record the CPU table saves (one dump shard).
   std::vector<std::string> CpuRecords() {
     std::vector<std::string> out;
@@ -145,6 +158,7 @@ class GpuRowCheckpointTest : public ::testing::Test {
     return std::string(dir != nullptr ? dir : "/tmp") + "/" + name + "/mtable";
   }
 
+  PosixFileSystem fs_;
   std::unique_ptr<EmbeddingHashTable> cpu_;
   std::unique_ptr<GpuRowRecords> records_;
 };
@@ -253,20 +267,13 @@ TEST_F(GpuRowCheckpointTest, AStoreIgnoringDumpShardsFailsTheSave) {
 }
 
 TEST_F(GpuRowCheckpointTest, CpuSavesRestoreIntoGpuRows) {
-  PosixFileSystem fs;
-  const std::string basename = TempBasename("cpu_to_gpu");
-  SaveOptions options;
-  options.nshards = 4;
-  ASSERT_TRUE(SaveCheckpoint(&fs, basename, {"t"},
-                             EmbeddingTablesSaver({cpu_.get()}), options)
-                  .ok());
   CheckpointInfo info;
-  ASSERT_TRUE(ReadCheckpointInfo(&fs, basename, true, {}, &info).ok());
+  ASSERT_NO_FATAL_FAILURE(SaveCpuCheckpoint("cpu_to_gpu", 4, &info));
   HostRowStore store(records_->spec().row_floats());
   RowStoreRestorer restorer({&store}, {records_.get()}, info.nshards, 1,
                             /*batch_rows=*/500);
   ASSERT_TRUE(RestoreCheckpoint(
-                  &fs, info,
+                  &fs_, info,
                   [&](int shard, int table, std::string_view record) {
                     return restorer.Restore(shard, table, record);
                   },
@@ -281,21 +288,14 @@ TEST_F(GpuRowCheckpointTest, CpuSavesRestoreIntoGpuRows) {
 // Check reads every record as Restore would and puts nothing: OK for a
 // checkpoint that fits, Restore's error for one of another dim.
 TEST_F(GpuRowCheckpointTest, CheckReadsEveryRecordAndPutsNothing) {
-  PosixFileSystem fs;
-  const std::string basename = TempBasename("check");
-  SaveOptions options;
-  options.nshards = 2;
-  ASSERT_TRUE(SaveCheckpoint(&fs, basename, {"t"},
-                             EmbeddingTablesSaver({cpu_.get()}), options)
-                  .ok());
   CheckpointInfo info;
-  ASSERT_TRUE(ReadCheckpointInfo(&fs, basename, true, {}, &info).ok());
+  ASSERT_NO_FATAL_FAILURE(SaveCpuCheckpoint("check", 2, &info));
   HostRowStore store(records_->spec().row_floats());
   RowStoreRestorer checker({&store}, {records_.get()}, info.nshards, 1,
                            /*batch_rows=*/1);
   int64_t checked = 0;
   ASSERT_TRUE(RestoreCheckpoint(
-                  &fs, info,
+                  &fs_, info,
                   [&](int shard, int table, std::string_view record) {
                     ++checked;
                     return checker.Check(shard, table, record);
@@ -315,7 +315,7 @@ TEST_F(GpuRowCheckpointTest, CheckReadsEveryRecordAndPutsNothing) {
   RowStoreRestorer wrong_dim({nullptr}, {wider_records.get()}, info.nshards,
                              1);
   const Status s = RestoreCheckpoint(
-      &fs, info,
+      &fs_, info,
       [&](int shard, int table, std::string_view record) {
         return wrong_dim.Check(shard, table, record);
       },
@@ -341,20 +341,13 @@ TEST_F(GpuRowCheckpointTest, TrainingSavesRestoreIntoServingRows) {
       GpuRowRecords::Create(serving.entry_config(), &serving_records).ok());
   ASSERT_TRUE(serving_records->spec().serving);
 
-  PosixFileSystem fs;
-  const std::string basename = TempBasename("training_to_serving");
-  SaveOptions options;
-  options.nshards = 2;
-  ASSERT_TRUE(SaveCheckpoint(&fs, basename, {"t"},
-                             EmbeddingTablesSaver({cpu_.get()}), options)
-                  .ok());
   CheckpointInfo info;
-  ASSERT_TRUE(ReadCheckpointInfo(&fs, basename, true, {}, &info).ok());
+  ASSERT_NO_FATAL_FAILURE(SaveCpuCheckpoint("training_to_serving", 2, &info));
   HostRowStore store(serving_records->spec().row_floats());
   RowStoreRestorer restorer({&store}, {serving_records.get()}, info.nshards,
                             1, /*batch_rows=*/500);
   ASSERT_TRUE(RestoreCheckpoint(
-                  &fs, info,
+                  &fs_, info,
                   [&](int shard, int table, std::string_view record) {
                     return restorer.Restore(shard, table, record);
                   },
@@ -364,7 +357,7 @@ TEST_F(GpuRowCheckpointTest, TrainingSavesRestoreIntoServingRows) {
   std::unique_ptr<EmbeddingHashTable> cpu_serving;
   ASSERT_TRUE(EmbeddingHashTable::Create(serving, 3, &cpu_serving).ok());
   ASSERT_TRUE(RestoreCheckpoint(
-                  &fs, info,
+                  &fs_, info,
                   EmbeddingTablesRestorer({cpu_serving.get()}, info.nshards),
                   SerialFor, {})
                   .ok());
