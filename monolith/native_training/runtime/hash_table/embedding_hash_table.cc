@@ -43,6 +43,12 @@ static_assert(kNumShards == EmbeddingHashTable::kMaxCheapDumpShards);
 // (~70 KiB) live on the stack: a heap allocation per call costs more than
 // the lookups of a small batch.
 constexpr int kGroupIds = 2048;
+// Lookups of at least this many ids lock every shard and stream (see
+// LookupValuesStreamed); 64 lock acquisitions cost less than grouping.
+constexpr int64_t kStreamedLookupIds = 1024;
+// Ids a streamed lookup takes under one hold of every shard's lock: writers
+// wait for at most one such run (tens of microseconds to a millisecond).
+constexpr int64_t kStreamedRunIds = 2048;
 // Huge pages are on unless the environment says
 // MONOLITH_HASH_TABLE_HUGE_PAGES=0 when a table is created (for hosts where
 // THP faults stall, see docs/hash_table.md#memory).
@@ -408,8 +414,80 @@ void EmbeddingHashTable::ForEachUpserted(const int64_t* ids, int64_t n,
 }
 
 template <int kDim>
+int64_t EmbeddingHashTable::LookupValuesStreamed(const int64_t* ids, int64_t n,
+                                                 float* embeddings) const {
+  static_assert(kDim > 0, "streamed lookups copy fp32 values");
+  int64_t hits = 0;
+  for (int64_t base = 0; base < n; base += kStreamedRunIds) {
+    hits += LookupRunStreamed<kDim>(ids + base,
+                                    std::min(kStreamedRunIds, n - base),
+                                    embeddings + base * kDim);
+  }
+  return hits;
+}
+
+template <int kDim>
+int64_t EmbeddingHashTable::LookupRunStreamed(const int64_t* ids, int64_t n,
+                                              float* embeddings) const {
+  // No run starts while a writer waits for a shard (see
+  // TableShard::exclusive_waiters): it waits for the runs under way only.
+  for (int s = 0; s < kNumShards; ++s) {
+    while (shards_[s].exclusive_waiters.load() > 0) std::this_thread::yield();
+  }
+  // Shards are locked in ascending order, as Clear locks them; writers hold
+  // one shard at a time, so no wait goes round in a circle.
+  std::shared_lock<std::shared_mutex> locks[kNumShards];
+  for (int s = 0; s < kNumShards; ++s) {
+    locks[s] = std::shared_lock<std::shared_mutex>(shards_[s].mu);
+  }
+  // Id i's bucket is prefetched at step i - 2 * kAhead, probed (and its
+  // entry prefetched) at step i - kAhead, and its values copied at step i:
+  // a steady stream of independent misses, without grouping by shard.
+  constexpr int64_t kAhead = 16;
+  constexpr int64_t kRing = 2 * kAhead;
+  uint64_t hashes[kRing];
+  const char* entries[kRing];
+  int64_t hits = 0;
+  for (int64_t i = -2 * kAhead; i < n; ++i) {
+    if (i >= 0) {
+      const char* entry = entries[i % kRing];
+      float* out = embeddings + i * kDim;
+      if (entry == nullptr) {
+        std::memset(out, 0, sizeof(float) * kDim);
+      } else {
+        ++hits;
+        std::memcpy(out, entry, sizeof(float) * kDim);
+      }
+    }
+    const int64_t probe = i + kAhead;
+    if (probe >= 0 && probe < n) {
+      const uint64_t hash = hashes[probe % kRing];
+      const TableShard& shard = shards_[ShardOf(hash)];
+      const Slot& slot = shard.slots[shard.FindSlot(ids[probe], hash)];
+      const char* entry =
+          slot.index == kEmpty ? nullptr : shard.EntryAt(slot.index);
+      if (entry != nullptr) PrefetchRange<false>(entry, lookup_bytes_);
+      entries[probe % kRing] = entry;
+    }
+    const int64_t fetch = i + 2 * kAhead;
+    if (fetch < n) {
+      const uint64_t hash = MixId(ids[fetch]);
+      hashes[fetch % kRing] = hash;
+      const TableShard& shard = shards_[ShardOf(hash)];
+      Prefetch(&shard.slots[hash & shard.mask]);
+    }
+  }
+  return hits;
+}
+
+template <int kDim>
 int64_t EmbeddingHashTable::LookupValues(const int64_t* ids, int64_t n,
                                          float* embeddings) const {
+  if constexpr (kDim > 0) {
+    if (n >= kStreamedLookupIds) {
+      return LookupValuesStreamed<kDim>(ids, n, embeddings);
+    }
+  }
   // kDim > 0: TRAINING entries of that dim, which start with the fp32
   // values lookups return; a compile-time size makes the copy a few vector
   // moves.

@@ -274,6 +274,15 @@ class EmbeddingHashTable {
   void ForEachFound(const int64_t* ids, int64_t n, Fn fn) const;
   template <int kDim>
   int64_t LookupValues(const int64_t* ids, int64_t n, float* embeddings) const;
+  // LookupValues<kDim> (kDim > 0) of a large batch: every shard read-locked
+  // for the call, ids taken in order through a rolling pipeline.
+  template <int kDim>
+  int64_t LookupValuesStreamed(const int64_t* ids, int64_t n,
+                               float* embeddings) const;
+  // One run of LookupValuesStreamed, under one hold of every shard's lock.
+  template <int kDim>
+  int64_t LookupRunStreamed(const int64_t* ids, int64_t n,
+                            float* embeddings) const;
   // Evict's walk; with |clears|, it stops at the first shard it locks after
   // clears_ moved past *clears.
   int64_t EvictShards(int64_t now, EvictStats* stats, const uint64_t* clears);

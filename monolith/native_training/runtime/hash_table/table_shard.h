@@ -112,6 +112,12 @@ struct TableShard {
   // writers change slots, and it is the one writer), so lookups go on
   // meanwhile, and holds |mu| alone only to swap it in (ShardWriteLock).
   mutable std::shared_mutex mu;
+  // Writers waiting to hold |mu| exclusively (LockExclusive). A streamed
+  // lookup holds every shard's |mu| shared for a run of ids, and starts no
+  // run while any shard has a waiting writer: |mu| lets readers in while a
+  // writer waits, so overlapping runs of two readers could otherwise hold
+  // a writer off for good.
+  std::atomic<int> exclusive_waiters{0};
   std::mutex write_mu;
   HugePagePool* pool = nullptr;
   Slot* slots = nullptr;
@@ -293,6 +299,14 @@ struct TableShard {
     return next_index++;
   }
 
+  // |mu| held exclusively, counted in exclusive_waiters while it waits.
+  std::unique_lock<std::shared_mutex> LockExclusive() {
+    exclusive_waiters.fetch_add(1);
+    std::unique_lock<std::shared_mutex> lock(mu);
+    exclusive_waiters.fetch_sub(1);
+    return lock;
+  }
+
   // The slot holding |id|, or the empty slot ending its probe sequence.
   uint64_t FindSlot(int64_t id, uint64_t hash) const {
     uint64_t pos = hash & mask;
@@ -322,7 +336,7 @@ struct TableShard {
       if (old[i].index != kEmpty) PlaceIn(grown, capacity - 1, old[i]);
     }
     {
-      std::unique_lock<std::shared_mutex> swap(mu);
+      std::unique_lock<std::shared_mutex> swap = LockExclusive();
       slots = grown;
       mask = capacity - 1;
     }
@@ -446,7 +460,7 @@ class ShardWriteLock {
   }
 
   void ExcludeReaders() {
-    lock_ = std::unique_lock<std::shared_mutex>(shard_->mu);
+    lock_ = shard_->LockExclusive();
   }
 
  private:
