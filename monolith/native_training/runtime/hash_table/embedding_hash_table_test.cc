@@ -1072,61 +1072,105 @@ TEST(EmbeddingHashTableTest, ConcurrentOptimizeAndLookup) {
 // Growth builds a shard's new slot array while lookups go on: readers must
 // find every id inserted before their lookup began, with its value, however
 // the shards grow meanwhile (also from several writers at once).
+// Dim 2 takes the grouped lookup path, dim 8 (batches of 4,000 ids) the
+// streamed one, which holds every shard while writers grow them.
 TEST(EmbeddingHashTableTest, LookupsDuringGrowthFindEveryInsertedId) {
-  auto table = MakeTable(SgdTable(2, "initial_capacity: 1"));
-  EXPECT_EQ(table->LongestGrowthNanos(), 0);
-  constexpr int64_t kIds = 400'000, kBatch = 4'000, kWriters = 2;
-  std::atomic<int64_t> published{0};  // ids [0, published) are in the table
-  std::atomic<int64_t> wrong{0};
-  std::atomic<bool> done{false};
-  std::thread reader([&] {
-    std::vector<int64_t> probe(kBatch);
-    std::vector<float> out(kBatch * 2);
-    uint64_t state = 1;
-    while (!done.load()) {
-      const int64_t known = published.load();
-      if (known == 0) continue;
-      for (auto& id : probe) {
-        state = state * 6364136223846793005ULL + 1442695040888963407ULL;
-        id = static_cast<int64_t>((state >> 17) % known);
-      }
-      table->BatchLookup(probe.data(), kBatch, out.data());
-      for (int64_t i = 0; i < kBatch; ++i) {
-        if (out[2 * i] != probe[i] + 1 || out[2 * i + 1] != -probe[i]) ++wrong;
-      }
-    }
-  });
-  // Writer w inserts the batches b with b % kWriters == w, in order; ids
-  // are published once every batch below them is in.
-  std::vector<std::atomic<bool>> inserted(kIds / kBatch);
-  std::vector<std::thread> writers;
-  for (int w = 0; w < kWriters; ++w) {
-    writers.emplace_back([&, w] {
-      std::vector<int64_t> ids(kBatch);
-      std::vector<float> values(kBatch * 2);
-      for (int64_t b = w; b < kIds / kBatch; b += kWriters) {
-        for (int64_t i = 0; i < kBatch; ++i) {
-          ids[i] = b * kBatch + i;
-          values[2 * i] = static_cast<float>(ids[i] + 1);
-          values[2 * i + 1] = -static_cast<float>(ids[i]);
+  for (const int dim : {2, 8}) {
+    SCOPED_TRACE(dim);
+    auto table = MakeTable(SgdTable(dim, "initial_capacity: 1"));
+    EXPECT_EQ(table->LongestGrowthNanos(), 0);
+    constexpr int64_t kIds = 400'000, kBatch = 4'000, kWriters = 2;
+    std::atomic<int64_t> published{0};  // ids [0, published) are in the table
+    std::atomic<int64_t> wrong{0};
+    std::atomic<bool> done{false};
+    std::thread reader([&] {
+      std::vector<int64_t> probe(kBatch);
+      std::vector<float> out(kBatch * dim);
+      uint64_t state = 1;
+      while (!done.load()) {
+        const int64_t known = published.load();
+        if (known == 0) continue;
+        for (auto& id : probe) {
+          state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+          id = static_cast<int64_t>((state >> 17) % known);
         }
-        table->Assign(ids.data(), kBatch, values.data(), 1);
-        inserted[b] = true;
-        int64_t next = published.load() / kBatch;
-        while (next < kIds / kBatch && inserted[next]) ++next;
-        int64_t seen = published.load();
-        while (seen < next * kBatch &&
-               !published.compare_exchange_weak(seen, next * kBatch)) {
+        table->BatchLookup(probe.data(), kBatch, out.data());
+        for (int64_t i = 0; i < kBatch; ++i) {
+          if (out[dim * i] != probe[i] + 1 || out[dim * i + 1] != -probe[i]) {
+            ++wrong;
+          }
         }
       }
     });
+    // Writer w inserts the batches b with b % kWriters == w, in order; ids
+    // are published once every batch below them is in.
+    std::vector<std::atomic<bool>> inserted(kIds / kBatch);
+    std::vector<std::thread> writers;
+    for (int w = 0; w < kWriters; ++w) {
+      writers.emplace_back([&, w] {
+        std::vector<int64_t> ids(kBatch);
+        std::vector<float> values(kBatch * dim, 0.0f);
+        for (int64_t b = w; b < kIds / kBatch; b += kWriters) {
+          for (int64_t i = 0; i < kBatch; ++i) {
+            ids[i] = b * kBatch + i;
+            values[dim * i] = static_cast<float>(ids[i] + 1);
+            values[dim * i + 1] = -static_cast<float>(ids[i]);
+          }
+          table->Assign(ids.data(), kBatch, values.data(), 1);
+          inserted[b] = true;
+          int64_t next = published.load() / kBatch;
+          while (next < kIds / kBatch && inserted[next]) ++next;
+          int64_t seen = published.load();
+          while (seen < next * kBatch &&
+                 !published.compare_exchange_weak(seen, next * kBatch)) {
+          }
+        }
+      });
+    }
+    for (auto& writer : writers) writer.join();
+    done = true;
+    reader.join();
+    EXPECT_EQ(wrong.load(), 0);
+    EXPECT_EQ(table->Size(), kIds);
+    EXPECT_GT(table->LongestGrowthNanos(), 0);
   }
-  for (auto& writer : writers) writer.join();
-  done = true;
-  reader.join();
-  EXPECT_EQ(wrong.load(), 0);
-  EXPECT_EQ(table->Size(), kIds);
-  EXPECT_GT(table->LongestGrowthNanos(), 0);
+}
+
+// Streamed lookups (1,024 ids or more, in runs of 2,048) give what one-id
+// lookups give: values of present ids, zeros for absent ones, the count of
+// hits; at the threshold, across runs, and with a tail shorter than the
+// pipeline.
+TEST(EmbeddingHashTableTest, StreamedLookupsMatchOneIdLookups) {
+  constexpr int kDim = 16;
+  auto table = MakeTable(SgdTable(kDim));
+  constexpr int64_t kPresent = 3000;
+  std::vector<int64_t> ids(kPresent);
+  std::vector<float> values(kPresent * kDim);
+  for (int64_t i = 0; i < kPresent; ++i) {
+    ids[i] = i * 7919 - 5000;
+    for (int d = 0; d < kDim; ++d) values[i * kDim + d] = i + 0.01f * d;
+  }
+  table->Assign(ids.data(), kPresent, values.data(), 1);
+  for (const int64_t n : {1023, 1024, 2048, 2049, 4100}) {
+    SCOPED_TRACE(n);
+    std::vector<int64_t> probe(n);
+    uint64_t state = static_cast<uint64_t>(n);
+    for (auto& id : probe) {
+      state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+      const int64_t k = static_cast<int64_t>((state >> 20) % (kPresent * 3 / 2));
+      id = k < kPresent ? ids[k] : k * 31 + 1;  // about a third absent
+    }
+    std::vector<float> batch(n * kDim, -1.0f), single(n * kDim, -1.0f);
+    const int64_t hits = table->BatchLookup(probe.data(), n, batch.data());
+    int64_t single_hits = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      single_hits += table->BatchLookup(&probe[i], 1, &single[i * kDim]);
+    }
+    EXPECT_EQ(hits, single_hits);
+    EXPECT_GT(hits, n / 2);
+    EXPECT_LT(hits, n);
+    EXPECT_EQ(batch, single);
+  }
 }
 
 // An update waiting for its filter to admit an id (as while a filter save

@@ -299,12 +299,17 @@ struct TableShard {
     return next_index++;
   }
 
-  // |mu| held exclusively, counted in exclusive_waiters while it waits.
+  // |mu| held exclusively, counted in exclusive_waiters while it waits
+  // (also if the wait throws).
   std::unique_lock<std::shared_mutex> LockExclusive() {
-    exclusive_waiters.fetch_add(1);
-    std::unique_lock<std::shared_mutex> lock(mu);
-    exclusive_waiters.fetch_sub(1);
-    return lock;
+    struct Waiting {
+      explicit Waiting(std::atomic<int>* count) : count(count) {
+        count->fetch_add(1);
+      }
+      ~Waiting() { count->fetch_sub(1); }
+      std::atomic<int>* count;
+    } waiting(&exclusive_waiters);
+    return std::unique_lock<std::shared_mutex>(mu);
   }
 
   // The slot holding |id|, or the empty slot ending its probe sequence.
