@@ -71,6 +71,39 @@ MONOLITH_ASAN_COPTS = [
 ]
 MONOLITH_ASAN_LINKOPTS = ["-fsanitize=address"]
 
+# ThreadSanitizer, likewise, for tests of code that locks
+# (monolith_tsan_cc_library, monolith_tsan_cc_test).
+MONOLITH_TSAN_COPTS = [
+    "-fsanitize=thread",
+    "-fno-omit-frame-pointer",
+    "-O1",
+    "-g",
+]
+MONOLITH_TSAN_LINKOPTS = ["-fsanitize=thread"]
+
+def _sanitized_cc_library(name, sanitizer_copts, srcs, hdrs, deps, copts, **kwargs):
+    native.cc_library(
+        name = name,
+        srcs = srcs,
+        hdrs = hdrs,
+        deps = deps,
+        copts = sanitizer_copts + copts,
+        testonly = True,
+        linkstatic = True,
+        **kwargs
+    )
+
+def _sanitized_cc_test(name, sanitizer_copts, sanitizer_linkopts, srcs, deps, copts, linkopts, **kwargs):
+    native.cc_test(
+        name = name,
+        srcs = srcs,
+        deps = deps,
+        copts = sanitizer_copts + copts,
+        linkopts = sanitizer_linkopts + linkopts,
+        linkstatic = True,
+        **kwargs
+    )
+
 def monolith_asan_cc_library(name, srcs, hdrs = [], deps = [], copts = [], **kwargs):
     """An AddressSanitizer-instrumented copy of the code of cc_libraries.
 
@@ -89,16 +122,7 @@ def monolith_asan_cc_library(name, srcs, hdrs = [], deps = [], copts = [], **kwa
       copts: extra compile flags, after the ASan ones.
       **kwargs: passed to cc_library.
     """
-    native.cc_library(
-        name = name,
-        srcs = srcs,
-        hdrs = hdrs,
-        deps = deps,
-        copts = MONOLITH_ASAN_COPTS + copts,
-        testonly = True,
-        linkstatic = True,
-        **kwargs
-    )
+    _sanitized_cc_library(name, MONOLITH_ASAN_COPTS, srcs, hdrs, deps, copts, **kwargs)
 
 def monolith_asan_cc_test(name, srcs, deps = [], copts = [], linkopts = [], **kwargs):
     """A cc_test built and linked with AddressSanitizer.
@@ -115,12 +139,38 @@ def monolith_asan_cc_test(name, srcs, deps = [], copts = [], linkopts = [], **kw
       linkopts: extra link flags.
       **kwargs: passed to cc_test.
     """
-    native.cc_test(
-        name = name,
-        srcs = srcs,
-        deps = deps,
-        copts = MONOLITH_ASAN_COPTS + copts,
-        linkopts = MONOLITH_ASAN_LINKOPTS + linkopts,
-        linkstatic = True,
-        **kwargs
-    )
+    _sanitized_cc_test(name, MONOLITH_ASAN_COPTS, MONOLITH_ASAN_LINKOPTS, srcs, deps, copts, linkopts, **kwargs)
+
+def monolith_tsan_cc_library(name, srcs, hdrs = [], deps = [], copts = [], **kwargs):
+    """A ThreadSanitizer-instrumented copy of the code of cc_libraries.
+
+    As monolith_asan_cc_library: link it instead of those libraries, never
+    beside them. Memory that only uninstrumented code touches is invisible
+    to ThreadSanitizer, so copy every library whose writes race-checked
+    code could race with.
+
+    Args:
+      name: target name, by convention <library>_tsan.
+      srcs: the instrumented .cc files.
+      hdrs: their headers.
+      deps: everything else they need.
+      copts: extra compile flags, after the TSan ones.
+      **kwargs: passed to cc_library.
+    """
+    _sanitized_cc_library(name, MONOLITH_TSAN_COPTS, srcs, hdrs, deps, copts, **kwargs)
+
+def monolith_tsan_cc_test(name, srcs, deps = [], copts = [], linkopts = [], **kwargs):
+    """A cc_test built and linked with ThreadSanitizer.
+
+    The code under test must come from monolith_tsan_cc_library targets.
+    A data race fails the test (ThreadSanitizer exits with status 66).
+
+    Args:
+      name: target name.
+      srcs: test sources (compiled with TSan).
+      deps: dependencies.
+      copts: extra compile flags.
+      linkopts: extra link flags.
+      **kwargs: passed to cc_test.
+    """
+    _sanitized_cc_test(name, MONOLITH_TSAN_COPTS, MONOLITH_TSAN_LINKOPTS, srcs, deps, copts, linkopts, **kwargs)

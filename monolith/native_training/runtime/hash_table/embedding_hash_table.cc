@@ -43,11 +43,13 @@ static_assert(kNumShards == EmbeddingHashTable::kMaxCheapDumpShards);
 // (~70 KiB) live on the stack: a heap allocation per call costs more than
 // the lookups of a small batch.
 constexpr int kGroupIds = 2048;
-// Lookups of at least this many ids lock every shard and stream (see
-// LookupValuesStreamed); 64 lock acquisitions cost less than grouping.
-constexpr int64_t kStreamedLookupIds = 1024;
-// Ids a streamed lookup takes under one hold of every shard's lock: writers
-// wait for at most one such run (tens of microseconds to a millisecond).
+// Batches of at least this many ids stream (see StreamIds), holding every
+// shard's lock for a run of ids: 64 lock acquisitions cost less than
+// grouping.
+constexpr int64_t kStreamedIds = 1024;
+// Ids a streamed lookup or update takes under one hold of its shards'
+// locks: others wait for at most one such run (tens of microseconds to a
+// millisecond).
 constexpr int64_t kStreamedRunIds = 2048;
 // Huge pages are on unless the environment says
 // MONOLITH_HASH_TABLE_HUGE_PAGES=0 when a table is created (for hosts where
@@ -85,6 +87,24 @@ inline void PrefetchRange(const char* begin, int64_t bytes) {
     }
   }
 }
+
+// Counts a writer of a table while it lives (EmbeddingHashTable::writers_).
+class CountedWriter {
+ public:
+  explicit CountedWriter(std::atomic<int>* writers) : writers_(writers) {
+    count_ = writers_->fetch_add(1, std::memory_order_relaxed) + 1;
+  }
+  ~CountedWriter() { writers_->fetch_sub(1, std::memory_order_relaxed); }
+  CountedWriter(const CountedWriter&) = delete;
+  CountedWriter& operator=(const CountedWriter&) = delete;
+
+  // The writers there were when this one came, itself included.
+  int count() const { return count_; }
+
+ private:
+  std::atomic<int>* writers_;
+  int count_;
+};
 
 // A reader's hold on a shard (the pipeline's counterpart of ShardWriteLock).
 class ShardReadLock {
@@ -406,11 +426,129 @@ void EmbeddingHashTable::ForEachUpserted(const int64_t* ids, int64_t n,
                                          int64_t update_time, Fn fn,
                                          const AdmitFn& admit) {
   if (n > 0) NoteUpdate(update_time);
+  const CountedWriter writer(&writers_);
+  if (n >= kStreamedIds && writer.count() == 1) {
+    UpsertStreamed(ids, n, update_time, fn, admit);
+    return;
+  }
   RunPipeline<true>(this, ids, n, update_time,
                     [&](int64_t index, Slot*, char* entry, bool found) {
                       fn(index, entry, !found);
                     },
                     admit);
+}
+
+template <bool kExclusive, typename Table, typename IdAt, typename HashAt,
+          typename Visit>
+void EmbeddingHashTable::StreamIds(Table* table, int64_t n, IdAt id_at,
+                                   HashAt hash_at, int64_t entry_bytes,
+                                   Visit visit) {
+  // Id p's bucket is prefetched at step p - 2 * kAhead, probed (and its
+  // entry prefetched) at step p - kAhead, and visited at step p: a steady
+  // stream of independent misses, without grouping by shard.
+  constexpr int64_t kAhead = 16;
+  constexpr int64_t kRing = 2 * kAhead;
+  using SlotPtr = std::conditional_t<kExclusive, Slot*, const Slot*>;
+  using EntryPtr = std::conditional_t<kExclusive, char*, const char*>;
+  uint64_t hashes[kRing];
+  SlotPtr slots[kRing];
+  EntryPtr entries[kRing];
+  for (int64_t p = -2 * kAhead; p < n; ++p) {
+    if (p >= 0) visit(p, slots[p % kRing], entries[p % kRing]);
+    const int64_t probe = p + kAhead;
+    if (probe >= 0 && probe < n) {
+      const uint64_t hash = hashes[probe % kRing];
+      auto& shard = table->shards_[ShardOf(hash)];
+      SlotPtr slot = &shard.slots[shard.FindSlot(id_at(probe), hash)];
+      EntryPtr entry = nullptr;
+      if (slot->index == kEmpty) {
+        slot = nullptr;
+      } else {
+        entry = shard.EntryAt(slot->index);
+        PrefetchRange<kExclusive>(entry, entry_bytes);
+      }
+      slots[probe % kRing] = slot;
+      entries[probe % kRing] = entry;
+    }
+    const int64_t fetch = p + 2 * kAhead;
+    if (fetch < n) {
+      const uint64_t hash = hash_at(fetch);
+      hashes[fetch % kRing] = hash;
+      const auto& shard = table->shards_[ShardOf(hash)];
+      if constexpr (kExclusive) {
+        PrefetchForWrite(&shard.slots[hash & shard.mask]);
+      } else {
+        Prefetch(&shard.slots[hash & shard.mask]);
+      }
+    }
+  }
+}
+
+template <typename Fn>
+void EmbeddingHashTable::UpsertStreamed(const int64_t* ids, int64_t n,
+                                        int64_t update_time, Fn fn,
+                                        const AdmitFn& admit) {
+  const Timestamp stamp = ToTimestamp(update_time);
+  // The ids of [begin, n) on the grouped path.
+  const auto grouped = [&](int64_t begin) {
+    RunPipeline<true>(
+        this, ids + begin, n - begin, update_time,
+        [&](int64_t j, Slot*, char* entry, bool found) {
+          fn(begin + j, entry, !found);
+        },
+        admit ? AdmitFn([&](int64_t j) { return admit(begin + j); })
+              : AdmitFn());
+  };
+  // Reserved up front: no allocation while every shard is held.
+  std::vector<int64_t> absent, absent_ids;
+  absent.reserve(std::min(n, kStreamedRunIds));
+  for (int64_t base = 0; base < n; base += kStreamedRunIds) {
+    // Another writer came: writers on the grouped path work on different
+    // shards at once, where streamed runs would take turns.
+    if (base > 0 && writers_.load(std::memory_order_relaxed) > 1) {
+      grouped(base);
+      return;
+    }
+    const int64_t run = std::min(kStreamedRunIds, n - base);
+    {
+      // Ascending, as Clear locks them (see LookupRunStreamed).
+      std::vector<ShardWriteLock> locks;
+      locks.reserve(kNumShards);
+      for (int s = 0; s < kNumShards; ++s) locks.emplace_back(&shards_[s], 0);
+      StreamIds<true>(
+          this, run, [&](int64_t p) { return ids[base + p]; },
+          [&](int64_t p) { return MixId(ids[base + p]); }, stride_,
+          [&](int64_t p, Slot* slot, char* entry) {
+            if (slot == nullptr) {
+              absent.push_back(base + p);
+              return;
+            }
+            slot->timestamp = stamp;
+            fn(base + p, entry, false);
+          });
+    }
+    if (absent.empty()) continue;
+    // The run's absent ids are inserted (if admitted) before the next run
+    // starts: all occurrences of an id in one run were absent (the table
+    // was held throughout), so each id's occurrences still apply in order.
+    absent_ids.clear();
+    for (const int64_t i : absent) absent_ids.push_back(ids[i]);
+    RunPipeline<true>(
+        this, absent_ids.data(), static_cast<int64_t>(absent_ids.size()),
+        update_time,
+        [&](int64_t j, Slot*, char* entry, bool found) {
+          fn(absent[j], entry, !found);
+        },
+        admit ? AdmitFn([&](int64_t j) { return admit(absent[j]); })
+              : AdmitFn());
+    const bool mostly_new = 2 * static_cast<int64_t>(absent.size()) > run;
+    absent.clear();
+    // Mostly new ids (a fill): the grouped path inserts in one pass.
+    if (mostly_new && base + run < n) {
+      grouped(base + run);
+      return;
+    }
+  }
 }
 
 template <int kDim>
@@ -440,43 +578,19 @@ int64_t EmbeddingHashTable::LookupRunStreamed(const int64_t* ids, int64_t n,
   for (int s = 0; s < kNumShards; ++s) {
     locks[s] = std::shared_lock<std::shared_mutex>(shards_[s].mu);
   }
-  // Id i's bucket is prefetched at step i - 2 * kAhead, probed (and its
-  // entry prefetched) at step i - kAhead, and its values copied at step i:
-  // a steady stream of independent misses, without grouping by shard.
-  constexpr int64_t kAhead = 16;
-  constexpr int64_t kRing = 2 * kAhead;
-  uint64_t hashes[kRing];
-  const char* entries[kRing];
   int64_t hits = 0;
-  for (int64_t i = -2 * kAhead; i < n; ++i) {
-    if (i >= 0) {
-      const char* entry = entries[i % kRing];
-      float* out = embeddings + i * kDim;
-      if (entry == nullptr) {
-        std::memset(out, 0, sizeof(float) * kDim);
-      } else {
-        ++hits;
-        std::memcpy(out, entry, sizeof(float) * kDim);
-      }
-    }
-    const int64_t probe = i + kAhead;
-    if (probe >= 0 && probe < n) {
-      const uint64_t hash = hashes[probe % kRing];
-      const TableShard& shard = shards_[ShardOf(hash)];
-      const Slot& slot = shard.slots[shard.FindSlot(ids[probe], hash)];
-      const char* entry =
-          slot.index == kEmpty ? nullptr : shard.EntryAt(slot.index);
-      if (entry != nullptr) PrefetchRange<false>(entry, lookup_bytes_);
-      entries[probe % kRing] = entry;
-    }
-    const int64_t fetch = i + 2 * kAhead;
-    if (fetch < n) {
-      const uint64_t hash = MixId(ids[fetch]);
-      hashes[fetch % kRing] = hash;
-      const TableShard& shard = shards_[ShardOf(hash)];
-      Prefetch(&shard.slots[hash & shard.mask]);
-    }
-  }
+  StreamIds<false>(
+      this, n, [&](int64_t i) { return ids[i]; },
+      [&](int64_t i) { return MixId(ids[i]); }, lookup_bytes_,
+      [&](int64_t i, const Slot*, const char* entry) {
+        float* out = embeddings + i * kDim;
+        if (entry == nullptr) {
+          std::memset(out, 0, sizeof(float) * kDim);
+        } else {
+          ++hits;
+          std::memcpy(out, entry, sizeof(float) * kDim);
+        }
+      });
   return hits;
 }
 
@@ -484,7 +598,7 @@ template <int kDim>
 int64_t EmbeddingHashTable::LookupValues(const int64_t* ids, int64_t n,
                                          float* embeddings) const {
   if constexpr (kDim > 0) {
-    if (n >= kStreamedLookupIds) {
+    if (n >= kStreamedIds) {
       return LookupValuesStreamed<kDim>(ids, n, embeddings);
     }
   }

@@ -274,8 +274,17 @@ class EmbeddingHashTable {
   void ForEachFound(const int64_t* ids, int64_t n, Fn fn) const;
   template <int kDim>
   int64_t LookupValues(const int64_t* ids, int64_t n, float* embeddings) const;
+  // Takes ids 0..n-1 (id_at(p), whose MixId is hash_at(p)) through a
+  // rolling pipeline (see the .cc): visit(p, slot, entry) in order of p,
+  // slot and entry null for an absent id. The caller holds the lock of
+  // every shard the ids fall in (shared for a const Table, exclusive
+  // otherwise, where the entry's whole stride is prefetched for writing).
+  template <bool kExclusive, typename Table, typename IdAt, typename HashAt,
+            typename Visit>
+  static void StreamIds(Table* table, int64_t n, IdAt id_at, HashAt hash_at,
+                        int64_t entry_bytes, Visit visit);
   // LookupValues<kDim> (kDim > 0) of a large batch: every shard read-locked
-  // for the call, ids taken in order through a rolling pipeline.
+  // for a run of ids, ids taken in order through StreamIds.
   template <int kDim>
   int64_t LookupValuesStreamed(const int64_t* ids, int64_t n,
                                float* embeddings) const;
@@ -288,9 +297,18 @@ class EmbeddingHashTable {
   int64_t EvictShards(int64_t now, EvictStats* stats, const uint64_t* clears);
   // fn(index, entry, inserted) for every id, inserting absent ones that
   // |admit| admits (all when it is empty), each stamped with |update_time|.
+  // Large batches stream (UpsertStreamed) while no other writer runs.
   template <typename Fn>
   void ForEachUpserted(const int64_t* ids, int64_t n, int64_t update_time,
                        Fn fn, const AdmitFn& admit = {});
+  // ForEachUpserted of a large batch by its only writer: ids streamed
+  // (StreamIds) in runs under an exclusive hold of every shard, each run's
+  // absent ids then inserted on the grouped path (RunPipeline); the rest
+  // of the batch goes that way too once another writer comes, or where a
+  // run was mostly new ids.
+  template <typename Fn>
+  void UpsertStreamed(const int64_t* ids, int64_t n, int64_t update_time,
+                      Fn fn, const AdmitFn& admit);
   // Inserts or overwrites |id| with |entry| (stride_ bytes) stamped
   // |update_time|. Caller holds a ShardWriteLock on |shard| with room for
   // one more entry. ResourceExhausted, changing nothing, for a new id in a
@@ -305,6 +323,9 @@ class EmbeddingHashTable {
   std::atomic<int64_t> latest_update_time_{0};
   // Clear() calls so far (raised while every shard is locked).
   std::atomic<uint64_t> clears_{0};
+  // Writers in ForEachUpserted: a large update streams only while it is
+  // the only one (UpsertStreamed).
+  std::atomic<int> writers_{0};
   int dim_ = 0;
   int64_t stride_ = 0;  // bytes per entry: the accessor's payload
   int64_t lookup_bytes_ = 0;  // leading bytes of an entry a lookup reads
