@@ -424,10 +424,11 @@ void EmbeddingHashTable::NoteUpdate(int64_t update_time) {
 template <typename Fn>
 void EmbeddingHashTable::ForEachUpserted(const int64_t* ids, int64_t n,
                                          int64_t update_time, Fn fn,
-                                         const AdmitFn& admit) {
+                                         const AdmitFn& admit,
+                                         bool may_stream) {
   if (n > 0) NoteUpdate(update_time);
   const CountedWriter writer(&writers_);
-  if (n >= kStreamedIds && writer.count() == 1) {
+  if (may_stream && n >= kStreamedIds && writer.count() == 1) {
     UpsertStreamed(ids, n, update_time, fn, admit);
     return;
   }
@@ -484,6 +485,15 @@ void EmbeddingHashTable::StreamIds(Table* table, int64_t n, IdAt id_at,
   }
 }
 
+bool EmbeddingHashTable::AnyShardWriterWaits() const {
+  for (int s = 0; s < kNumShards; ++s) {
+    if (shards_[s].write_waiters.load(std::memory_order_relaxed) > 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
 template <typename Fn>
 void EmbeddingHashTable::UpsertStreamed(const int64_t* ids, int64_t n,
                                         int64_t update_time, Fn fn,
@@ -503,18 +513,26 @@ void EmbeddingHashTable::UpsertStreamed(const int64_t* ids, int64_t n,
   std::vector<int64_t> absent, absent_ids;
   absent.reserve(std::min(n, kStreamedRunIds));
   for (int64_t base = 0; base < n; base += kStreamedRunIds) {
-    // Another writer came: writers on the grouped path work on different
-    // shards at once, where streamed runs would take turns.
-    if (base > 0 && writers_.load(std::memory_order_relaxed) > 1) {
+    // Another writer came (or waits for a shard: an eviction, an erase):
+    // writers on the grouped path work on different shards at once, where
+    // streamed runs would take turns or hold them off.
+    if (base > 0 && (writers_.load(std::memory_order_relaxed) > 1 ||
+                     AnyShardWriterWaits())) {
       grouped(base);
       return;
     }
     const int64_t run = std::min(kStreamedRunIds, n - base);
     {
-      // Ascending, as Clear locks them (see LookupRunStreamed).
+      // Every shard's writer lock first, then every shard's lock, each in
+      // ascending order (Clear and streamed lookups take shards in that
+      // order too): while it waits for another writer, a streamed update
+      // holds no shard against readers.
       std::vector<ShardWriteLock> locks;
       locks.reserve(kNumShards);
-      for (int s = 0; s < kNumShards; ++s) locks.emplace_back(&shards_[s], 0);
+      for (int s = 0; s < kNumShards; ++s) {
+        locks.emplace_back(&shards_[s], 0, /*exclude_readers=*/false);
+      }
+      for (ShardWriteLock& lock : locks) lock.ExcludeReaders();
       StreamIds<true>(
           this, run, [&](int64_t p) { return ids[base + p]; },
           [&](int64_t p) { return MixId(ids[base + p]); }, stride_,
@@ -567,13 +585,14 @@ int64_t EmbeddingHashTable::LookupValuesStreamed(const int64_t* ids, int64_t n,
 template <int kDim>
 int64_t EmbeddingHashTable::LookupRunStreamed(const int64_t* ids, int64_t n,
                                               float* embeddings) const {
-  // No run starts while a writer waits for a shard (see
+  // No run starts while a writer waits for a shard's lock (see
   // TableShard::exclusive_waiters): it waits for the runs under way only.
   for (int s = 0; s < kNumShards; ++s) {
     while (shards_[s].exclusive_waiters.load() > 0) std::this_thread::yield();
   }
-  // Shards are locked in ascending order, as Clear locks them; writers hold
-  // one shard at a time, so no wait goes round in a circle.
+  // Shards are locked in ascending order, as Clear and streamed updates
+  // lock them; other writers hold one shard at a time, so no wait goes
+  // round in a circle.
   std::shared_lock<std::shared_mutex> locks[kNumShards];
   for (int s = 0; s < kNumShards; ++s) {
     locks[s] = std::shared_lock<std::shared_mutex>(shards_[s].mu);
@@ -693,14 +712,17 @@ void EmbeddingHashTable::AssignAdd(const int64_t* ids, int64_t n,
 
 void EmbeddingHashTable::Reinitialize(const int64_t* ids, int64_t n,
                                       int* status, int64_t update_time) {
-  ForEachUpserted(ids, n, update_time,
-                  [&](int64_t i, char* entry, bool inserted) {
-                    if (!inserted) {
-                      accessor_->Init(entry,
-                                      &shards_[ShardOf(MixId(ids[i]))].rng);
-                    }
-                    status[i] = inserted ? 0 : 1;
-                  });
+  // Never streamed: the initializers' draws from each shard's generator
+  // then follow the ids' order, as inserts do.
+  ForEachUpserted(
+      ids, n, update_time,
+      [&](int64_t i, char* entry, bool inserted) {
+        if (!inserted) {
+          accessor_->Init(entry, &shards_[ShardOf(MixId(ids[i]))].rng);
+        }
+        status[i] = inserted ? 0 : 1;
+      },
+      /*admit=*/{}, /*may_stream=*/false);
 }
 
 Status EmbeddingHashTable::BatchOptimize(const int64_t* ids, int64_t n,

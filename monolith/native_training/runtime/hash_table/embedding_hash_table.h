@@ -297,15 +297,19 @@ class EmbeddingHashTable {
   int64_t EvictShards(int64_t now, EvictStats* stats, const uint64_t* clears);
   // fn(index, entry, inserted) for every id, inserting absent ones that
   // |admit| admits (all when it is empty), each stamped with |update_time|.
-  // Large batches stream (UpsertStreamed) while no other writer runs.
+  // Large batches stream (UpsertStreamed) while no other writer runs,
+  // unless |may_stream| is false.
   template <typename Fn>
   void ForEachUpserted(const int64_t* ids, int64_t n, int64_t update_time,
-                       Fn fn, const AdmitFn& admit = {});
+                       Fn fn, const AdmitFn& admit = {},
+                       bool may_stream = true);
+  // Whether a writer waits for some shard's write_mu.
+  bool AnyShardWriterWaits() const;
   // ForEachUpserted of a large batch by its only writer: ids streamed
   // (StreamIds) in runs under an exclusive hold of every shard, each run's
   // absent ids then inserted on the grouped path (RunPipeline); the rest
-  // of the batch goes that way too once another writer comes, or where a
-  // run was mostly new ids.
+  // of the batch goes that way too once another writer comes or waits for
+  // a shard, or where a run was mostly new ids.
   template <typename Fn>
   void UpsertStreamed(const int64_t* ids, int64_t n, int64_t update_time,
                       Fn fn, const AdmitFn& admit);

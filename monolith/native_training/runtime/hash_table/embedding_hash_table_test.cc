@@ -1,5 +1,6 @@
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -1177,10 +1178,11 @@ TEST(EmbeddingHashTableTest, StreamedLookupsMatchOneIdLookups) {
 // writer; each run's absent ids are inserted after it, and a run of mostly
 // new ids sends the rest of the batch down the grouped path. Whatever the
 // path, a batch leaves what its ids one at a time leave: every entry's
-// values, optimizer state and time, the ids admitted, each id's repeats
-// applied in order. Sizes around the threshold and the run (2,048), with
-// repeats and about a third absent ids, on a table holding the rest and
-// on an empty one.
+// values, optimizer state and time, the ids admitted (admission asked for
+// the same occurrences), each id's repeats applied in order. Sizes around
+// the threshold and the run (2,048), with repeats and about a third absent
+// ids, on a table holding the rest, on one whose shards are full, and on
+// an empty one.
 TEST(EmbeddingHashTableTest, StreamedUpdatesMatchOneIdUpdates) {
   constexpr int kDim = 16;
   const std::string config =
@@ -1197,16 +1199,19 @@ TEST(EmbeddingHashTableTest, StreamedUpdatesMatchOneIdUpdates) {
   // Admits about two in three absent occurrences, by position.
   const auto admits = [](int64_t index) { return index % 3 != 1; };
   enum Op { kAssign, kAssignAdd, kOptimize, kReinitialize };
-  for (const bool filled : {true, false}) {
+  enum Start { kFilled, kFull, kEmpty };
+  for (const Start start : {kFilled, kFull, kEmpty}) {
     for (const int64_t n : {1023, 1024, 2048, 2049, 5000}) {
       for (const Op op : {kAssign, kAssignAdd, kOptimize, kReinitialize}) {
-        SCOPED_TRACE(::testing::Message() << "filled " << filled << " n " << n
+        SCOPED_TRACE(::testing::Message() << "start " << start << " n " << n
                                           << " op " << op);
         auto batch = MakeTable(config);
         auto single = MakeTable(config);
-        if (filled) {
-          batch->Assign(held.data(), kPresent, held_values.data(), 1);
-          single->Assign(held.data(), kPresent, held_values.data(), 1);
+        for (auto* table : {batch.get(), single.get()}) {
+          if (start == kEmpty) continue;
+          // ~47 ids a shard: some shards take a few more, some no more.
+          if (start == kFull) table->LimitShardEntriesForTesting(50);
+          table->Assign(held.data(), kPresent, held_values.data(), 1);
         }
         std::vector<int64_t> ids(n);
         uint64_t state = static_cast<uint64_t>(n);
@@ -1214,16 +1219,21 @@ TEST(EmbeddingHashTableTest, StreamedUpdatesMatchOneIdUpdates) {
           state = state * 6364136223846793005ULL + 1442695040888963407ULL;
           const int64_t k =
               static_cast<int64_t>((state >> 20) % (kPresent * 3 / 2));
-          id = k < kPresent ? held[k] : k * 31 + 1;  // repeats: ~n / 4,500
+          id = k < kPresent ? held[k] : k * 31 + 1;  // with repeats
         }
         std::vector<float> inputs(n * kDim);
         for (int64_t i = 0; i < n * kDim; ++i) inputs[i] = 0.001f * (i % 997);
         std::vector<int> batch_status(n, -1), single_status(n, -1);
+        // The positions admission was asked for, per table.
+        std::vector<int64_t> batch_asked, single_asked;
         const auto apply = [&](EmbeddingHashTable* table, int64_t begin,
                                int64_t count, int* status) {
           const int64_t* at = ids.data() + begin;
           const float* in = inputs.data() + begin * kDim;
+          std::vector<int64_t>* asked =
+              table == batch.get() ? &batch_asked : &single_asked;
           const EmbeddingHashTable::AdmitFn admit = [&](int64_t index) {
+            asked->push_back(begin + index);
             return admits(begin + index);
           };
           switch (op) {
@@ -1247,11 +1257,14 @@ TEST(EmbeddingHashTableTest, StreamedUpdatesMatchOneIdUpdates) {
           apply(single.get(), i, 1, &single_status[i]);
         }
         EXPECT_EQ(batch->Size(), single->Size());
-        EXPECT_GT(batch->Size(), filled ? kPresent : 0);
+        EXPECT_GT(batch->Size(), start == kFilled ? kPresent : 0);
         EXPECT_EQ(batch_status, single_status);
+        std::sort(batch_asked.begin(), batch_asked.end());
+        EXPECT_EQ(batch_asked, single_asked);
         std::vector<int64_t> all = held;
         all.insert(all.end(), ids.begin(), ids.end());
-        std::vector<EntryDump> batch_dumps(all.size()), single_dumps(all.size());
+        std::vector<EntryDump> batch_dumps(all.size());
+        std::vector<EntryDump> single_dumps(all.size());
         batch->BatchLookupEntry(all.data(), all.size(), batch_dumps.data());
         single->BatchLookupEntry(all.data(), all.size(), single_dumps.data());
         for (size_t i = 0; i < all.size(); ++i) {

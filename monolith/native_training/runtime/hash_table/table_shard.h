@@ -105,6 +105,21 @@ inline void DiscardPages(char* begin, int64_t bytes) {
   }
 }
 
+// Counts a thread in |count| while it waits for a lock (RAII, so a wait
+// that throws is uncounted too).
+class Waiting {
+ public:
+  explicit Waiting(std::atomic<int>* count) : count_(count) {
+    count_->fetch_add(1);
+  }
+  ~Waiting() { count_->fetch_sub(1); }
+  Waiting(const Waiting&) = delete;
+  Waiting& operator=(const Waiting&) = delete;
+
+ private:
+  std::atomic<int>* count_;
+};
+
 struct TableShard {
   // Readers share |mu|. Writers first take |write_mu| (one writer at a
   // time), then |mu| exclusively only while they change slots or entries:
@@ -119,6 +134,11 @@ struct TableShard {
   // a writer off for good.
   std::atomic<int> exclusive_waiters{0};
   std::mutex write_mu;
+  // Writers waiting for |write_mu| (LockWriter). A streamed update holds
+  // every shard's |write_mu| for a run of ids and takes them back at once
+  // (a mutex does not queue its waiters), so it gives way to these between
+  // runs.
+  std::atomic<int> write_waiters{0};
   HugePagePool* pool = nullptr;
   Slot* slots = nullptr;
   uint64_t mask = 0;
@@ -302,14 +322,14 @@ struct TableShard {
   // |mu| held exclusively, counted in exclusive_waiters while it waits
   // (also if the wait throws).
   std::unique_lock<std::shared_mutex> LockExclusive() {
-    struct Waiting {
-      explicit Waiting(std::atomic<int>* count) : count(count) {
-        count->fetch_add(1);
-      }
-      ~Waiting() { count->fetch_sub(1); }
-      std::atomic<int>* count;
-    } waiting(&exclusive_waiters);
+    const Waiting waiting(&exclusive_waiters);
     return std::unique_lock<std::shared_mutex>(mu);
+  }
+
+  // |write_mu|, counted in write_waiters while it waits.
+  std::unique_lock<std::mutex> LockWriter() {
+    const Waiting waiting(&write_waiters);
+    return std::unique_lock<std::mutex>(write_mu);
   }
 
   // The slot holding |id|, or the empty slot ending its probe sequence.
@@ -456,7 +476,7 @@ struct TableShard {
 class ShardWriteLock {
  public:
   ShardWriteLock(TableShard* shard, int64_t extra, bool exclude_readers = true)
-      : shard_(shard), writer_(shard->write_mu) {
+      : shard_(shard), writer_(shard->LockWriter()) {
     if (extra > 0) {
       shard->Reserve(extra);
       shard->PrepareBlocks(extra);

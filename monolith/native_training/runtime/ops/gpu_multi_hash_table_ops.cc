@@ -806,12 +806,12 @@ class GpuMultiHashTableRestoreOp : public OpKernel {
     }
     // Records of the checkpoint's table i go to graph table to_graph[i].
     std::vector<const gpu::GpuRowRecords*> records;
-    std::string holding;  // the tables to restore that hold entries
+    std::vector<std::string> holding;  // tables to restore holding entries
     for (int t : to_graph) {
       records.push_back(t >= 0 ? mtable->table(t).records.get() : nullptr);
       if (t >= 0 && mtable->table(t).table != nullptr &&
           mtable->table(t).table->size() > 0) {
-        holding += (holding.empty() ? "" : ", ") + mtable->table(t).name;
+        holding.push_back(mtable->table(t).name);
       }
     }
     auto read_records = [&](gpu::RowStoreRestorer* restorer, bool check_only) {
@@ -822,17 +822,15 @@ class GpuMultiHashTableRestoreOp : public OpKernel {
             return check_only ? restorer->Check(shard, table, record)
                               : restorer->Restore(shard, table, record);
           },
-          ht::SerialFor, LogInfo, check_only ? "Checked" : "Restored"));
+          ht::SerialFor, LogInfo, RestorePassVerb(check_only)));
     };
-    if (!holding.empty()) {
-      LOG(INFO) << "Restore of " << basename << ": " << holding
-                << " hold entries; every record is checked before they are "
-                   "replaced";
-      gpu::RowStoreRestorer checker(
-          std::vector<gpu::RowStore*>(records.size(), nullptr), records,
-          info.nshards, random::New64());
-      OP_REQUIRES_OK(ctx, read_records(&checker, /*check_only=*/true));
-    }
+    OP_REQUIRES_OK(
+        ctx, CheckBeforeReplacing("Restore of " + basename, holding, [&] {
+          gpu::RowStoreRestorer checker(
+              std::vector<gpu::RowStore*>(records.size(), nullptr), records,
+              info.nshards, random::New64());
+          return read_records(&checker, /*check_only=*/true);
+        }));
     for (int t = 0; t < mtable->size(); ++t) {
       if (!restored[t]) continue;
       GpuMultiHashTable::Table& table = mtable->table(t);

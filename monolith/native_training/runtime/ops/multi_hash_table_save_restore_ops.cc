@@ -41,19 +41,6 @@ struct TimesOutOfRange {
   std::atomic<int64_t> negative{0};
 };
 
-// fn()'s status, or ResourceExhausted naming table |table_name| if it ran
-// out of memory: no exception leaves an op (see OutOfMemoryAsStatus).
-template <typename Fn>
-ht::Status OutOfMemoryAsHtStatus(const std::string& table_name, Fn fn) {
-  try {
-    return fn();
-  } catch (const std::bad_alloc&) {
-    return ht::ResourceExhaustedError(
-        "table " + table_name + " could not grow: out of memory (or of "
-        "memory mappings: see vm.max_map_count)");
-  }
-}
-
 // A table's error on a checkpoint record, as a restore reports it.
 ht::Status RecordError(const ht::Status& s) {
   if (s.code() == ht::StatusCode::kDataLoss) {
@@ -71,10 +58,12 @@ ht::Status RecordError(const ht::Status& s) {
 ht::Status RestoreInto(MultiHashTable::Table& table, std::string_view record,
                        EntryDump* scratch, TimesOutOfRange* times_out_of_range) {
   int64_t update_time = 0;
-  MONOLITH_RETURN_IF_ERROR(RecordError(OutOfMemoryAsHtStatus(table.name, [&] {
-    return table.table->RestoreRecord(record.data(), record.size(), scratch,
-                                      &update_time);
-  })));
+  MONOLITH_RETURN_IF_ERROR(RecordError(OutOfMemoryAsStatus(
+      [&] {
+        return table.table->RestoreRecord(record.data(), record.size(),
+                                          scratch, &update_time);
+      },
+      GrowthOutOfMemory("table " + table.name))));
   if (update_time > ht::kMaxUpdateTimeSeconds) {
     times_out_of_range->too_large.fetch_add(1, std::memory_order_relaxed);
   } else if (update_time < 0) {
@@ -245,30 +234,29 @@ Status RestoreCheckpoints(OpKernelContext* ctx, MultiHashTable* mtable,
             if (graph_of[t] < 0) return ht::Status::OK();
             MultiHashTable::Table& table = mtable->table(graph_of[t]);
             if (check_only) {
-              return RecordError(OutOfMemoryAsHtStatus(table.name, [&] {
-                return table.table->CheckRecord(record.data(), record.size(),
-                                                &scratch[shard]);
-              }));
+              return RecordError(OutOfMemoryAsStatus(
+                  [&] {
+                    return table.table->CheckRecord(
+                        record.data(), record.size(), &scratch[shard]);
+                  },
+                  GrowthOutOfMemory("table " + table.name)));
             }
             return RestoreInto(table, record, &scratch[shard],
                                &times_out_of_range);
           },
-          WorkerThreads(ctx), LogInfo, check_only ? "Checked" : "Restored")));
+          WorkerThreads(ctx), LogInfo, RestorePassVerb(check_only))));
     }
     return OkStatus();
   };
-  std::string holding;  // the tables to restore that hold entries
+  std::vector<std::string> holding;  // the tables to restore that hold entries
   for (int t = 0; t < mtable->size(); ++t) {
     if (restored[t] && mtable->table(t).table->Size() > 0) {
-      holding += (holding.empty() ? "" : ", ") + mtable->table(t).name;
+      holding.push_back(mtable->table(t).name);
     }
   }
-  if (!holding.empty()) {
-    LOG(INFO) << "Restore into " << mtable->shared_name() << ": " << holding
-              << " hold entries; every record is checked before they are "
-                 "replaced";
-    TF_RETURN_IF_ERROR(read_records(/*check_only=*/true));
-  }
+  TF_RETURN_IF_ERROR(CheckBeforeReplacing(
+      "Restore into " + mtable->shared_name(), holding,
+      [&] { return read_records(/*check_only=*/true); }));
   for (int t = 0; t < mtable->size(); ++t) {
     if (restored[t]) mtable->table(t).table->Clear();
   }

@@ -159,21 +159,31 @@ inline Status CheckInputRanks(
   return OkStatus();
 }
 
-// Runs |fn| (returning a Status); a std::bad_alloc it throws (a table that
-// cannot grow: out of memory, or of mappings under vm.max_map_count)
-// becomes ResourceExhausted, so that no exception leaves an op. A table
-// allocates before it changes a shard, so each shard stays whole; the ids
-// of a batch already applied stay applied, as after a failed step.
-// |what| says what ran out (default: a table's growth).
+// OutOfMemoryAsStatus's |what| for a table (|table|) that could not grow.
+inline std::string GrowthOutOfMemory(const std::string& table) {
+  return table + " could not grow: out of memory (or of memory mappings: see "
+                 "vm.max_map_count)";
+}
+
+// Runs |fn| (returning TF's Status or the engine's); a std::bad_alloc it
+// throws (a table that cannot grow: out of memory, or of mappings under
+// vm.max_map_count) becomes ResourceExhausted(|what|) of that type, so that
+// no exception leaves an op. A table allocates before it changes a shard,
+// so each shard stays whole; the ids of a batch already applied stay
+// applied, as after a failed step.
 template <typename Fn>
-Status OutOfMemoryAsStatus(
-    const Fn& fn,
-    const std::string& what = "a hash table could not grow: out of memory "
-                              "(or of memory mappings: see vm.max_map_count)") {
+auto OutOfMemoryAsStatus(const Fn& fn,
+                         const std::string& what = GrowthOutOfMemory(
+                             "a hash table")) -> decltype(fn()) {
   try {
     return fn();
   } catch (const std::bad_alloc&) {
-    return errors::ResourceExhausted(what);
+    if constexpr (std::is_same_v<decltype(fn()),
+                                 ::monolith::hash_table::Status>) {
+      return ::monolith::hash_table::ResourceExhaustedError(what);
+    } else {
+      return errors::ResourceExhausted(what);
+    }
   }
 }
 

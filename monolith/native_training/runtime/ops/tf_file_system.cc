@@ -184,5 +184,19 @@ void LogInfo(const std::string& line) { LOG(INFO) << line; }
 
 void LogWarning(const std::string& line) { LOG(WARNING) << line; }
 
+Status CheckBeforeReplacing(const std::string& restore,
+                            const std::vector<std::string>& holding,
+                            const std::function<Status()>& check) {
+  if (holding.empty()) return OkStatus();
+  std::string names;
+  for (const std::string& name : holding) {
+    names += (names.empty() ? "" : ", ") + name;
+  }
+  LOG(INFO) << restore << ": " << names
+            << (holding.size() == 1 ? " holds" : " hold")
+            << " entries; every record is checked before they are replaced";
+  return check();
+}
+
 }  // namespace monolith_tf
 }  // namespace tensorflow

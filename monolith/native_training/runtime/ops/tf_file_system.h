@@ -6,6 +6,7 @@
 #ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_OPS_TF_FILE_SYSTEM_H_
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_OPS_TF_FILE_SYSTEM_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -41,6 +42,20 @@ Status GetSaveExpireTimes(
 
 void LogInfo(const std::string& line);
 void LogWarning(const std::string& line);
+
+// A restore into tables of which those named in |holding| hold entries
+// checks every record (|check|) before the caller empties the tables and
+// restores, so that a checkpoint it cannot take leaves them as they were
+// (docs/checkpoints.md): runs |check|, saying why in the log as |restore|
+// ("Restore of <basename>", ...), where |holding| is not empty.
+Status CheckBeforeReplacing(const std::string& restore,
+                            const std::vector<std::string>& holding,
+                            const std::function<Status()>& check);
+// RestoreCheckpoint's progress verb for a pass that checks (|check_only|)
+// or restores.
+inline const char* RestorePassVerb(bool check_only) {
+  return check_only ? "Checked" : "Restored";
+}
 
 class TfFileSystem : public ::monolith::hash_table::FileSystem {
  public:
