@@ -148,10 +148,12 @@ for command in build fetch query sync; do
 done
 # ... and re-runs the tests, which import them from the venv.
 echo "test --test_env=MONOLITH_REQUIREMENTS=$req_hash" >> "$tmp"
-# Each sandbox deleted when its action ends: Bazel 4.2's idle-time deleter
-# left every one behind (~10k inodes each), and a full build exhausted
-# /dev/shm's inodes ("No space left on device"). Here, not in .bazelrc, so
-# that workspaces depending on monolith get it with the sandbox base.
+# Sandboxes deleted when their action ends, meant to keep a full build
+# from exhausting /dev/shm's inodes ("No space left on device"): Bazel
+# 4.2's idle-time deleter left every one behind (~10k inodes each). It
+# still leaves them, so ./bazelw deletes those of earlier commands
+# (ci/prune_sandboxes.py). Here, not in .bazelrc, so that workspaces
+# depending on monolith get it with the sandbox base.
 echo "build --experimental_sandbox_async_tree_delete_idle_threads=0" >> "$tmp"
 if [ -n "$sandbox_base" ]; then
   echo "build --sandbox_base=$sandbox_base" >> "$tmp"
