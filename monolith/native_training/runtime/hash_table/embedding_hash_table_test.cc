@@ -1137,6 +1137,34 @@ TEST(EmbeddingHashTableTest, LookupsDuringGrowthFindEveryInsertedId) {
   }
 }
 
+// The ids and values the streamed-path tests first write: kHeldIds ids,
+// id i's values i + 0.01 * d.
+constexpr int64_t kHeldIds = 3000;
+struct HeldEntries {
+  explicit HeldEntries(int dim) : ids(kHeldIds), values(kHeldIds * dim) {
+    for (int64_t i = 0; i < kHeldIds; ++i) {
+      ids[i] = i * 7919 - 5000;
+      for (int d = 0; d < dim; ++d) values[i * dim + d] = i + 0.01f * d;
+    }
+  }
+  std::vector<int64_t> ids;
+  std::vector<float> values;
+};
+
+// |n| ids drawn (seeded by n) from |held| and from as many absent ones
+// again as a third of the held: about a third absent, with repeats.
+std::vector<int64_t> DrawIds(int64_t n, const std::vector<int64_t>& held) {
+  std::vector<int64_t> ids(n);
+  const int64_t choices = static_cast<int64_t>(held.size()) * 3 / 2;
+  uint64_t state = static_cast<uint64_t>(n);
+  for (auto& id : ids) {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    const int64_t k = static_cast<int64_t>((state >> 20) % choices);
+    id = k < static_cast<int64_t>(held.size()) ? held[k] : k * 31 + 1;
+  }
+  return ids;
+}
+
 // Streamed lookups (1,024 ids or more, in runs of 2,048) give what one-id
 // lookups give: values of present ids, zeros for absent ones, the count of
 // hits; at the threshold, across runs, and with a tail shorter than the
@@ -1144,23 +1172,11 @@ TEST(EmbeddingHashTableTest, LookupsDuringGrowthFindEveryInsertedId) {
 TEST(EmbeddingHashTableTest, StreamedLookupsMatchOneIdLookups) {
   constexpr int kDim = 16;
   auto table = MakeTable(SgdTable(kDim));
-  constexpr int64_t kPresent = 3000;
-  std::vector<int64_t> ids(kPresent);
-  std::vector<float> values(kPresent * kDim);
-  for (int64_t i = 0; i < kPresent; ++i) {
-    ids[i] = i * 7919 - 5000;
-    for (int d = 0; d < kDim; ++d) values[i * kDim + d] = i + 0.01f * d;
-  }
-  table->Assign(ids.data(), kPresent, values.data(), 1);
+  const HeldEntries held(kDim);
+  table->Assign(held.ids.data(), kHeldIds, held.values.data(), 1);
   for (const int64_t n : {1023, 1024, 2048, 2049, 4100}) {
     SCOPED_TRACE(n);
-    std::vector<int64_t> probe(n);
-    uint64_t state = static_cast<uint64_t>(n);
-    for (auto& id : probe) {
-      state = state * 6364136223846793005ULL + 1442695040888963407ULL;
-      const int64_t k = static_cast<int64_t>((state >> 20) % (kPresent * 3 / 2));
-      id = k < kPresent ? ids[k] : k * 31 + 1;  // about a third absent
-    }
+    const std::vector<int64_t> probe = DrawIds(n, held.ids);
     std::vector<float> batch(n * kDim, -1.0f), single(n * kDim, -1.0f);
     const int64_t hits = table->BatchLookup(probe.data(), n, batch.data());
     int64_t single_hits = 0;
@@ -1188,13 +1204,7 @@ TEST(EmbeddingHashTableTest, StreamedUpdatesMatchOneIdUpdates) {
   const std::string config =
       "entry_config { segments { dim_size: 16 init_config { zeros {} } "
       "opt_config { adagrad { initial_accumulator_value: 0.1 } } } }";
-  constexpr int64_t kPresent = 3000;
-  std::vector<int64_t> held(kPresent);
-  std::vector<float> held_values(kPresent * kDim);
-  for (int64_t i = 0; i < kPresent; ++i) {
-    held[i] = i * 7919 - 5000;
-    for (int d = 0; d < kDim; ++d) held_values[i * kDim + d] = i + 0.01f * d;
-  }
+  const HeldEntries held(kDim);
   const float lr = 0.5f;
   // Admits about two in three absent occurrences, by position.
   const auto admits = [](int64_t index) { return index % 3 != 1; };
@@ -1211,16 +1221,9 @@ TEST(EmbeddingHashTableTest, StreamedUpdatesMatchOneIdUpdates) {
           if (start == kEmpty) continue;
           // ~47 ids a shard: some shards take a few more, some no more.
           if (start == kFull) table->LimitShardEntriesForTesting(50);
-          table->Assign(held.data(), kPresent, held_values.data(), 1);
+          table->Assign(held.ids.data(), kHeldIds, held.values.data(), 1);
         }
-        std::vector<int64_t> ids(n);
-        uint64_t state = static_cast<uint64_t>(n);
-        for (auto& id : ids) {
-          state = state * 6364136223846793005ULL + 1442695040888963407ULL;
-          const int64_t k =
-              static_cast<int64_t>((state >> 20) % (kPresent * 3 / 2));
-          id = k < kPresent ? held[k] : k * 31 + 1;  // with repeats
-        }
+        const std::vector<int64_t> ids = DrawIds(n, held.ids);
         std::vector<float> inputs(n * kDim);
         for (int64_t i = 0; i < n * kDim; ++i) inputs[i] = 0.001f * (i % 997);
         std::vector<int> batch_status(n, -1), single_status(n, -1);
@@ -1257,11 +1260,11 @@ TEST(EmbeddingHashTableTest, StreamedUpdatesMatchOneIdUpdates) {
           apply(single.get(), i, 1, &single_status[i]);
         }
         EXPECT_EQ(batch->Size(), single->Size());
-        EXPECT_GT(batch->Size(), start == kFilled ? kPresent : 0);
+        EXPECT_GT(batch->Size(), start == kFilled ? kHeldIds : 0);
         EXPECT_EQ(batch_status, single_status);
         std::sort(batch_asked.begin(), batch_asked.end());
         EXPECT_EQ(batch_asked, single_asked);
-        std::vector<int64_t> all = held;
+        std::vector<int64_t> all = held.ids;
         all.insert(all.end(), ids.begin(), ids.end());
         std::vector<EntryDump> batch_dumps(all.size());
         std::vector<EntryDump> single_dumps(all.size());
