@@ -151,7 +151,7 @@ echo "test --test_env=MONOLITH_REQUIREMENTS=$req_hash" >> "$tmp"
 # Sandboxes deleted when their action ends, meant to keep a full build
 # from exhausting /dev/shm's inodes ("No space left on device"): Bazel
 # 4.2's idle-time deleter left every one behind (~10k inodes each). It
-# still leaves them, so ./bazelw deletes those of earlier commands
+# still leaves them, so ./bazelw deletes them after each command
 # (ci/prune_sandboxes.py). Here, not in .bazelrc, so that workspaces
 # depending on monolith get it with the sandbox base.
 echo "build --experimental_sandbox_async_tree_delete_idle_threads=0" >> "$tmp"

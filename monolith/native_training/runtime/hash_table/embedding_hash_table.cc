@@ -513,7 +513,8 @@ void EmbeddingHashTable::UpsertStreamed(const int64_t* ids, int64_t n,
   std::vector<int64_t> absent, absent_ids;
   absent.reserve(std::min(n, kStreamedRunIds));
   for (int64_t base = 0; base < n; base += kStreamedRunIds) {
-    // Another writer came (or waits for a shard: an eviction, an erase):
+    // Another writer came (or waits for a shard: an eviction, an erase,
+    // which a free mutex would not let in before this update's next run):
     // writers on the grouped path work on different shards at once, where
     // streamed runs would take turns or hold them off.
     if (base > 0 && (writers_.load(std::memory_order_relaxed) > 1 ||
@@ -522,28 +523,41 @@ void EmbeddingHashTable::UpsertStreamed(const int64_t* ids, int64_t n,
       return;
     }
     const int64_t run = std::min(kStreamedRunIds, n - base);
+    bool held = true;
     {
-      // Every shard's writer lock first, then every shard's lock, each in
-      // ascending order (Clear and streamed lookups take shards in that
-      // order too): while it waits for another writer, a streamed update
-      // holds no shard against readers.
-      std::vector<ShardWriteLock> locks;
-      locks.reserve(kNumShards);
-      for (int s = 0; s < kNumShards; ++s) {
-        locks.emplace_back(&shards_[s], 0, /*exclude_readers=*/false);
+      // Every shard's writer lock, each taken only if free (ascending): a
+      // writer holding one (an eviction walking the shards) would have
+      // this update follow it shard by shard, holding the shards behind
+      // it against every other writer. Then every shard's lock, ascending
+      // (as Clear and streamed lookups take them): no shard is held
+      // against readers before every writer lock is.
+      std::unique_lock<std::mutex> writer_locks[kNumShards];
+      for (int s = 0; s < kNumShards && held; ++s) {
+        writer_locks[s] = std::unique_lock<std::mutex>(shards_[s].write_mu,
+                                                       std::try_to_lock);
+        held = writer_locks[s].owns_lock();
       }
-      for (ShardWriteLock& lock : locks) lock.ExcludeReaders();
-      StreamIds<true>(
-          this, run, [&](int64_t p) { return ids[base + p]; },
-          [&](int64_t p) { return MixId(ids[base + p]); }, stride_,
-          [&](int64_t p, Slot* slot, char* entry) {
-            if (slot == nullptr) {
-              absent.push_back(base + p);
-              return;
-            }
-            slot->timestamp = stamp;
-            fn(base + p, entry, false);
-          });
+      std::unique_lock<std::shared_mutex> locks[kNumShards];
+      for (int s = 0; s < kNumShards && held; ++s) {
+        locks[s] = shards_[s].LockExclusive();
+      }
+      if (held) {
+        StreamIds<true>(
+            this, run, [&](int64_t p) { return ids[base + p]; },
+            [&](int64_t p) { return MixId(ids[base + p]); }, stride_,
+            [&](int64_t p, Slot* slot, char* entry) {
+              if (slot == nullptr) {
+                absent.push_back(base + p);
+                return;
+              }
+              slot->timestamp = stamp;
+              fn(base + p, entry, false);
+            });
+      }
+    }
+    if (!held) {
+      grouped(base);
+      return;
     }
     if (absent.empty()) continue;
     // The run's absent ids are inserted (if admitted) before the next run

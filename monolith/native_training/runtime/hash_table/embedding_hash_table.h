@@ -308,8 +308,8 @@ class EmbeddingHashTable {
   // ForEachUpserted of a large batch by its only writer: ids streamed
   // (StreamIds) in runs under an exclusive hold of every shard, each run's
   // absent ids then inserted on the grouped path (RunPipeline); the rest
-  // of the batch goes that way too once another writer comes or waits for
-  // a shard, or where a run was mostly new ids.
+  // of the batch goes that way too once another writer comes, holds a
+  // shard or waits for one, or where a run was mostly new ids.
   template <typename Fn>
   void UpsertStreamed(const int64_t* ids, int64_t n, int64_t update_time,
                       Fn fn, const AdmitFn& admit);

@@ -381,16 +381,22 @@ TEST(EmbeddingHashTableTest, EvictGivesMemoryBack) {
 TEST(EmbeddingHashTableTest, EvictRunsBesideTraining) {
   auto table = OneDayExpiryTable(4);
   const int64_t day = kSecondsPerDay;
-  // Old ids 0..49999, never touched again; the trainer updates ids from
-  // 1M on at ever newer times.
+  // Old ids 0..49999, never touched again; the trainer updates ids 1M to
+  // 1.2M, already there, at ever newer times, in batches that stream
+  // while the evictor does not hold or wait for a shard.
   std::vector<int64_t> old_ids(50000);
   for (int64_t i = 0; i < 50000; ++i) old_ids[i] = i;
   std::vector<float> values(old_ids.size() * 4, 1.0f);
   table->Assign(old_ids.data(), old_ids.size(), values.data(), day);
+  std::vector<int64_t> trained_ids(200000);
+  std::iota(trained_ids.begin(), trained_ids.end(), 1000000);
+  const std::vector<float> zeros(trained_ids.size() * 4, 0.0f);
+  table->Assign(trained_ids.data(), trained_ids.size(), zeros.data(),
+                10 * day);
   std::atomic<bool> done{false};
   std::atomic<int64_t> steps{0};
   std::thread trainer([&] {
-    std::vector<int64_t> ids(1000);
+    std::vector<int64_t> ids(2000);
     std::vector<float> grads(ids.size() * 4, 1.0f);
     const float lr[1] = {1.0f};
     for (int64_t step = 0; !done.load() || step < 50; ++step) {
@@ -414,7 +420,7 @@ TEST(EmbeddingHashTableTest, EvictRunsBesideTraining) {
     EXPECT_FALSE(table->Contains(id));
   }
   // Every id the trainer touched is there, with one SGD step of -1 per
-  // update from its zero initializer.
+  // update from zero.
   std::vector<float> out(4);
   table->Lookup(1000000, out.data());
   EXPECT_LT(out[0], 0.0f);

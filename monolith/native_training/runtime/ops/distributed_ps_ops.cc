@@ -1007,10 +1007,11 @@ class ScatterAddOp : public OpKernel {
 };
 
 // Ids of a lookup are looked up in pieces of at most this many, each into
-// a per-thread float32 buffer that is then converted: enough ids for the
-// table's streamed lookups (1,024 or more), few enough that the buffer
-// stays in a core's cache for the conversion (512 KiB at dim 64).
-constexpr int64_t kLookupPieceIds = 2048;
+// a per-thread float32 buffer that is then converted: 2,048 (enough for
+// the table's streamed lookups, 1,024 ids or more) where that buffer stays
+// within 512 KiB (dims up to 64), which a core's cache holds for the
+// conversion; else 512.
+int64_t LookupPieceIds(int64_t dim) { return dim <= 64 ? 2048 : 512; }
 
 class LookupFloat16Op : public OpKernel {
  public:
@@ -1044,8 +1045,10 @@ class LookupFloat16Op : public OpKernel {
     for (int64_t t = 0; t < num_tables; ++t) {
       offsets[t + 1] = offsets[t] + (split(t + 1) - split(t)) *
                                         mtable->table(t).table->DimSize();
-      for (int64_t b = split(t); b < split(t + 1); b += kLookupPieceIds) {
-        pieces.push_back({t, b, std::min(split(t + 1), b + kLookupPieceIds)});
+      const int64_t piece_ids =
+          LookupPieceIds(mtable->table(t).table->DimSize());
+      for (int64_t b = split(t); b < split(t + 1); b += piece_ids) {
+        pieces.push_back({t, b, std::min(split(t + 1), b + piece_ids)});
       }
     }
     const int64_t floats = offsets[num_tables];

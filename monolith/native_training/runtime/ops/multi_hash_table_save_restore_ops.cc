@@ -63,7 +63,7 @@ ht::Status RestoreInto(MultiHashTable::Table& table, std::string_view record,
         return table.table->RestoreRecord(record.data(), record.size(),
                                           scratch, &update_time);
       },
-      GrowthOutOfMemory("table " + table.name))));
+      [&] { return GrowthOutOfMemory("table " + table.name); })));
   if (update_time > ht::kMaxUpdateTimeSeconds) {
     times_out_of_range->too_large.fetch_add(1, std::memory_order_relaxed);
   } else if (update_time < 0) {
@@ -239,7 +239,7 @@ Status RestoreCheckpoints(OpKernelContext* ctx, MultiHashTable* mtable,
                     return table.table->CheckRecord(
                         record.data(), record.size(), &scratch[shard]);
                   },
-                  GrowthOutOfMemory("table " + table.name)));
+                  [&] { return GrowthOutOfMemory("table " + table.name); }));
             }
             return RestoreInto(table, record, &scratch[shard],
                                &times_out_of_range);

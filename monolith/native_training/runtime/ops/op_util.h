@@ -165,24 +165,36 @@ inline std::string GrowthOutOfMemory(const std::string& table) {
                  "vm.max_map_count)";
 }
 
+inline std::string TableGrowthOutOfMemory() {
+  return GrowthOutOfMemory("a hash table");
+}
+
 // Runs |fn| (returning TF's Status or the engine's); a std::bad_alloc it
 // throws (a table that cannot grow: out of memory, or of mappings under
-// vm.max_map_count) becomes ResourceExhausted(|what|) of that type, so that
-// no exception leaves an op. A table allocates before it changes a shard,
-// so each shard stays whole; the ids of a batch already applied stay
-// applied, as after a failed step.
-template <typename Fn>
+// vm.max_map_count) becomes ResourceExhausted of that type, so that no
+// exception leaves an op. |what| says what ran out: a string, or a
+// function returning it (called only then, so that a call per record
+// builds no message). A table allocates before it changes a shard, so
+// each shard stays whole; the ids of a batch already applied stay applied,
+// as after a failed step.
+template <typename Fn, typename What = std::string (*)()>
 auto OutOfMemoryAsStatus(const Fn& fn,
-                         const std::string& what = GrowthOutOfMemory(
-                             "a hash table")) -> decltype(fn()) {
+                         const What& what = TableGrowthOutOfMemory)
+    -> decltype(fn()) {
   try {
     return fn();
   } catch (const std::bad_alloc&) {
+    std::string message;
+    if constexpr (std::is_invocable_v<What>) {
+      message = what();
+    } else {
+      message = what;
+    }
     if constexpr (std::is_same_v<decltype(fn()),
                                  ::monolith::hash_table::Status>) {
-      return ::monolith::hash_table::ResourceExhaustedError(what);
+      return ::monolith::hash_table::ResourceExhaustedError(message);
     } else {
-      return errors::ResourceExhausted(what);
+      return errors::ResourceExhausted(message);
     }
   }
 }
