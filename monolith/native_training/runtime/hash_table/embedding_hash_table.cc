@@ -29,6 +29,7 @@ namespace {
 using internal::CapacityFor;
 using internal::kEmpty;
 using internal::kMinShardCapacity;
+using internal::ScopedCount;
 using internal::ShardWriteLock;
 using internal::Slot;
 using internal::TableShard;
@@ -87,24 +88,6 @@ inline void PrefetchRange(const char* begin, int64_t bytes) {
     }
   }
 }
-
-// Counts a writer of a table while it lives (EmbeddingHashTable::writers_).
-class CountedWriter {
- public:
-  explicit CountedWriter(std::atomic<int>* writers) : writers_(writers) {
-    count_ = writers_->fetch_add(1, std::memory_order_relaxed) + 1;
-  }
-  ~CountedWriter() { writers_->fetch_sub(1, std::memory_order_relaxed); }
-  CountedWriter(const CountedWriter&) = delete;
-  CountedWriter& operator=(const CountedWriter&) = delete;
-
-  // The writers there were when this one came, itself included.
-  int count() const { return count_; }
-
- private:
-  std::atomic<int>* writers_;
-  int count_;
-};
 
 // A reader's hold on a shard (the pipeline's counterpart of ShardWriteLock).
 class ShardReadLock {
@@ -427,7 +410,7 @@ void EmbeddingHashTable::ForEachUpserted(const int64_t* ids, int64_t n,
                                          const AdmitFn& admit,
                                          bool may_stream) {
   if (n > 0) NoteUpdate(update_time);
-  const CountedWriter writer(&writers_);
+  const ScopedCount writer(&writers_);
   if (may_stream && n >= kStreamedIds && writer.count() == 1) {
     UpsertStreamed(ids, n, update_time, fn, admit);
     return;
@@ -499,15 +482,22 @@ void EmbeddingHashTable::UpsertStreamed(const int64_t* ids, int64_t n,
                                         int64_t update_time, Fn fn,
                                         const AdmitFn& admit) {
   const Timestamp stamp = ToTimestamp(update_time);
+  // The |count| ids |group_ids| on the grouped path, group_ids[j] being
+  // the batch's id index_of(j).
+  const auto upsert_grouped = [&](const int64_t* group_ids, int64_t count,
+                                  auto index_of) {
+    RunPipeline<true>(
+        this, group_ids, count, update_time,
+        [&](int64_t j, Slot*, char* entry, bool found) {
+          fn(index_of(j), entry, !found);
+        },
+        admit ? AdmitFn([&](int64_t j) { return admit(index_of(j)); })
+              : AdmitFn());
+  };
   // The ids of [begin, n) on the grouped path.
   const auto grouped = [&](int64_t begin) {
-    RunPipeline<true>(
-        this, ids + begin, n - begin, update_time,
-        [&](int64_t j, Slot*, char* entry, bool found) {
-          fn(begin + j, entry, !found);
-        },
-        admit ? AdmitFn([&](int64_t j) { return admit(begin + j); })
-              : AdmitFn());
+    upsert_grouped(ids + begin, n - begin,
+                   [begin](int64_t j) { return begin + j; });
   };
   // Reserved up front: no allocation while every shard is held.
   std::vector<int64_t> absent, absent_ids;
@@ -565,14 +555,8 @@ void EmbeddingHashTable::UpsertStreamed(const int64_t* ids, int64_t n,
     // was held throughout), so each id's occurrences still apply in order.
     absent_ids.clear();
     for (const int64_t i : absent) absent_ids.push_back(ids[i]);
-    RunPipeline<true>(
-        this, absent_ids.data(), static_cast<int64_t>(absent_ids.size()),
-        update_time,
-        [&](int64_t j, Slot*, char* entry, bool found) {
-          fn(absent[j], entry, !found);
-        },
-        admit ? AdmitFn([&](int64_t j) { return admit(absent[j]); })
-              : AdmitFn());
+    upsert_grouped(absent_ids.data(), static_cast<int64_t>(absent_ids.size()),
+                   [&](int64_t j) { return absent[j]; });
     const bool mostly_new = 2 * static_cast<int64_t>(absent.size()) > run;
     absent.clear();
     // Mostly new ids (a fill): the grouped path inserts in one pass.

@@ -105,19 +105,22 @@ inline void DiscardPages(char* begin, int64_t bytes) {
   }
 }
 
-// Counts a thread in |count| while it waits for a lock (RAII, so a wait
-// that throws is uncounted too).
-class Waiting {
+// Counts a thread in |*counter| while it lives (a writer in a table, a
+// thread waiting for a lock; RAII, so a wait that throws is uncounted too).
+class ScopedCount {
  public:
-  explicit Waiting(std::atomic<int>* count) : count_(count) {
-    count_->fetch_add(1);
-  }
-  ~Waiting() { count_->fetch_sub(1); }
-  Waiting(const Waiting&) = delete;
-  Waiting& operator=(const Waiting&) = delete;
+  explicit ScopedCount(std::atomic<int>* counter)
+      : counter_(counter), count_(counter->fetch_add(1) + 1) {}
+  ~ScopedCount() { counter_->fetch_sub(1); }
+  ScopedCount(const ScopedCount&) = delete;
+  ScopedCount& operator=(const ScopedCount&) = delete;
+
+  // The count when this one came, itself included.
+  int count() const { return count_; }
 
  private:
-  std::atomic<int>* count_;
+  std::atomic<int>* counter_;
+  int count_;
 };
 
 struct TableShard {
@@ -322,13 +325,13 @@ struct TableShard {
   // |mu| held exclusively, counted in exclusive_waiters while it waits
   // (also if the wait throws).
   std::unique_lock<std::shared_mutex> LockExclusive() {
-    const Waiting waiting(&exclusive_waiters);
+    const ScopedCount waiting(&exclusive_waiters);
     return std::unique_lock<std::shared_mutex>(mu);
   }
 
   // |write_mu|, counted in write_waiters while it waits.
   std::unique_lock<std::mutex> LockWriter() {
-    const Waiting waiting(&write_waiters);
+    const ScopedCount waiting(&write_waiters);
     return std::unique_lock<std::mutex>(write_mu);
   }
 
