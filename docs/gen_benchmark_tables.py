@@ -306,6 +306,7 @@ def _hash_table(lines: List[Dict]) -> str:
       "dim", "ids", "bytes/entry (payload)", "table's own count",
       "map bytes/entry", "map insert/s", "random 64 B reads/s",
       "lookup / random reads", "longest lookup stall (ms)",
+      "longest host pause (ms)", "longest stall outside host pauses (ms)",
       "longest lookup, no writer (ms)", "longest shard growth (ms)"
   ], ([
       str(r["dim"]),
@@ -317,6 +318,8 @@ def _hash_table(lines: List[Dict]) -> str:
       _millions(r["random_64b_reads_per_s"]),
       _fixed(2)(r["lookup_ratio_vs_random_reads"]),
       _fixed(1)(r["longest_lookup_stall_ms"]),
+      _fixed(1)(r["longest_host_pause_ms"]),
+      _fixed(1)(r["longest_lookup_stall_outside_host_pauses_ms"]),
       _fixed(1)(r["longest_lookup_without_writer_ms"]),
       _fixed(1)(r["longest_shard_growth_ms"]),
   ] for r in lines if r["threads"] == 1))
@@ -636,8 +639,9 @@ TABLES = [
            "table_bytes_per_entry", "peer_bytes_per_entry",
            "peer_insert_ids_per_s", "payload_bytes_per_entry",
            "random_64b_reads_per_s", "lookup_ratio_vs_random_reads",
-           "longest_lookup_stall_ms", "longest_lookup_without_writer_ms",
-           "longest_shard_growth_ms")),
+           "longest_lookup_stall_ms", "longest_host_pause_ms",
+           "longest_lookup_stall_outside_host_pauses_ms",
+           "longest_lookup_without_writer_ms", "longest_shard_growth_ms")),
     Table("multi_hash_table_scale", "multi_hash_table_scale",
           "multi_hash_table_scale", _multi_hash_table_scale,
           ("dim", "ids", "peer", "peer_layout", "insert_ids_per_s",

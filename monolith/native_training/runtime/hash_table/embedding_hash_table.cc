@@ -326,12 +326,10 @@ void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
     const int m = static_cast<int>(std::min<int64_t>(kGroupIds, n - base));
     const int64_t* chunk_ids = ids + base;
     scratch->Group(chunk_ids, m);
-    for (int step = 0; step < kNumShards; ++step) {
-      const int s = (first_shard + step) % kNumShards;
+    // The ids of shard |s|, under |lock| (held on it).
+    const auto run_shard = [&](int s, auto& lock) {
       const int begin = scratch->begin(s), end = scratch->end(s);
-      if (begin == end) continue;
       TableShard& shard = table->shards_[s];
-      Lock lock(&shard, end - begin, /*exclude_readers=*/!admit);
       for (int p = begin; p < end; ++p) {
         const Slot* bucket = &shard.slots[scratch->hash(p) & shard.mask];
         if (kExclusive) {
@@ -373,6 +371,37 @@ void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
         }
         visit(base + scratch->index(p), slot, scratch->entry(p),
               scratch->found(p));
+      }
+    };
+    if constexpr (kExclusive) {
+      for (int step = 0; step < kNumShards; ++step) {
+        const int s = (first_shard + step) % kNumShards;
+        if (scratch->begin(s) == scratch->end(s)) continue;
+        ShardWriteLock lock(&table->shards_[s],
+                            scratch->end(s) - scratch->begin(s),
+                            /*exclude_readers=*/!admit);
+        run_shard(s, lock);
+      }
+    } else {
+      // Free shards first, then those a writer held: a reader waits for
+      // one writer's shard at a time, instead of trailing a writer that
+      // walks the shards in the same order from shard to shard.
+      int busy[kNumShards];
+      int num_busy = 0;
+      for (int step = 0; step < kNumShards; ++step) {
+        const int s = (first_shard + step) % kNumShards;
+        if (scratch->begin(s) == scratch->end(s)) continue;
+        std::shared_lock<std::shared_mutex> lock(table->shards_[s].mu,
+                                                 std::try_to_lock);
+        if (lock.owns_lock()) {
+          run_shard(s, lock);
+        } else {
+          busy[num_busy++] = s;
+        }
+      }
+      for (int i = 0; i < num_busy; ++i) {
+        std::shared_lock<std::shared_mutex> lock(table->shards_[busy[i]].mu);
+        run_shard(busy[i], lock);
       }
     }
   }

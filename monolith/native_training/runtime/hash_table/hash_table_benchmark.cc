@@ -20,6 +20,8 @@
 // 1 thread); umap_sc / peer_median_ratio_vs_1thread: the same 2 threads /
 // 1 thread median for the map, what the host allowed.
 #include <malloc.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -184,6 +186,9 @@ struct Result {
   double longest_stall_ms, median_stall_batch_ms, longest_growth_ms;
   // The reader's slowest batch with no writer (the host's noise).
   double longest_alone_ms;
+  // During growth: the machine's longest pause, and the reader's slowest
+  // batch less the pauses in it (see HostPauses).
+  double longest_pause_ms, longest_stall_outside_pauses_ms;
   // New ids into a table at size with an eighth of its ids erased.
   double steady_insert;
   // Whether the map lived beside our table (rounds interleaved) or after it.
@@ -199,6 +204,111 @@ struct Stalls {
   double longest_ms;         // the reader's slowest batch during the fill
   double median_ms;          // its median batch during the fill
   double longest_alone_ms;   // its slowest batch after, with no writer
+  // The longest pause of the whole machine during the fill (see
+  // HostPauses), and the reader's slowest batch during the fill less the
+  // time such pauses took of it.
+  double longest_pause_ms, longest_outside_pauses_ms;
+};
+
+// A time interval, in steady_clock seconds.
+struct Interval {
+  double begin, end;
+};
+
+double Now() {
+  return std::chrono::duration<double>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Pins the calling thread to |cpu| (if it may run there).
+void PinTo(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+// Records the pauses of some CPUs: on each, a thread pinned to it wakes
+// every 200 us and notes every gap of kPauseSeconds or more between
+// wake-ups. A thread pinned there that waits for a lock sleeps and leaves
+// the CPU to the watch, and one that runs lets it in within a time slice,
+// so such a gap is time in which nothing ran on that CPU: on a VM, the
+// host held the vCPU. On the VM the benchmark was recorded on, a fill of
+// new memory froze each vCPU for ~30 ms every ~100 ms, both at once or a
+// few ms apart (`perf record -a` sampled nothing on them, idle included);
+// a reader then waits either for its own vCPU or for a writer frozen
+// inside a shard's lock, which no table design with locks avoids.
+class HostPauses {
+ public:
+  static constexpr double kPauseSeconds = 0.010;
+
+  explicit HostPauses(const std::vector<int>& cpus) {
+    for (const int cpu : cpus) {
+      watches_.push_back(std::make_unique<Watch>());
+      Watch* watch = watches_.back().get();
+      watch->pauses.reserve(kMaxPauses);
+      watch->thread = std::thread([this, cpu, watch] {
+        PinTo(cpu);
+        double last = Now();
+        while (!stop_.load(std::memory_order_relaxed)) {
+          std::this_thread::sleep_for(std::chrono::microseconds(200));
+          const double now = Now();
+          if (now - last >= kPauseSeconds &&
+              watch->pauses.size() < kMaxPauses) {
+            watch->pauses.push_back({last, now});
+          }
+          last = now;
+        }
+      });
+    }
+  }
+
+  // Stops recording and merges the CPUs' pauses into pauses(): a time in
+  // which any of them paused.
+  void Stop() {
+    stop_ = true;
+    for (auto& watch : watches_) {
+      watch->thread.join();
+      pauses_.insert(pauses_.end(), watch->pauses.begin(),
+                     watch->pauses.end());
+    }
+    std::sort(pauses_.begin(), pauses_.end(),
+              [](const Interval& a, const Interval& b) {
+                return a.begin < b.begin;
+              });
+    std::vector<Interval> merged;
+    for (const Interval& pause : pauses_) {
+      if (!merged.empty() && pause.begin <= merged.back().end) {
+        merged.back().end = std::max(merged.back().end, pause.end);
+      } else {
+        merged.push_back(pause);
+      }
+    }
+    pauses_ = std::move(merged);
+  }
+
+  const std::vector<Interval>& pauses() const { return pauses_; }
+
+  // How much of |interval| the pauses cover.
+  double Overlap(const Interval& interval) const {
+    double covered = 0;
+    for (const Interval& pause : pauses_) {
+      covered += std::max(0.0, std::min(interval.end, pause.end) -
+                                   std::max(interval.begin, pause.begin));
+    }
+    return covered;
+  }
+
+ private:
+  static constexpr size_t kMaxPauses = 1 << 16;
+  struct Watch {
+    std::vector<Interval> pauses;
+    std::thread thread;
+  };
+  std::atomic<bool> stop_{false};
+  std::vector<std::unique_ptr<Watch>> watches_;
+  std::vector<Interval> pauses_;
 };
 
 // Fills |table| with |keys| (batches of kBatch) while a second thread looks
@@ -206,23 +316,55 @@ struct Stalls {
 // long again: what the host's own noise does to it.
 Stalls GrowthStalls(EmbeddingHashTable* table,
                     const std::vector<int64_t>& keys) {
+  // The reader's batches of at least this long are kept with their times,
+  // to take out the machine's pauses.
+  constexpr double kSlowSeconds = 0.001;
+  constexpr size_t kMaxSlow = 1 << 16;
   const std::vector<std::vector<int64_t>> probes =
       LookupBatches(keys, 64, kStallBatch, 7);
   std::vector<float> values(kBatch * table->DimSize(), 0.5f);
   std::atomic<bool> filling{true}, done{false};
   std::vector<double> during_ms, after_ms;
-  // Room for every batch up front: a reallocation would stall the reader.
-  during_ms.reserve(1 << 24);
-  after_ms.reserve(1 << 24);
+  std::vector<Interval> slow;
+  double unrecorded_slow_ms = 0;  // slow batches past kMaxSlow count whole
+  // Room for every batch up front, touched: a reallocation, or a page
+  // fault beside the writer's mmap and munmap calls, would stall the reader.
+  for (auto* times : {&during_ms, &after_ms}) {
+    times->resize(1 << 24);
+    times->clear();
+  }
+  slow.resize(kMaxSlow);
+  slow.clear();
+  // The reader on the first CPU this process may use, the writer (this
+  // thread) on the second, each CPU watched for pauses.
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  std::vector<int> cpus;
+  if (sched_getaffinity(0, sizeof(allowed), &allowed) == 0) {
+    for (int cpu = 0; cpu < CPU_SETSIZE && cpus.size() < 2; ++cpu) {
+      if (CPU_ISSET(cpu, &allowed)) cpus.push_back(cpu);
+    }
+  }
+  if (cpus.empty()) cpus.push_back(0);
+  HostPauses host(cpus);
+  if (cpus.size() > 1) PinTo(cpus[1]);
   std::thread reader([&] {
+    PinTo(cpus[0]);
     std::vector<float> out(kStallBatch * table->DimSize());
     for (size_t i = 0; !done.load(std::memory_order_relaxed); ++i) {
       const auto& probe = probes[i % probes.size()];
       const bool during = filling.load(std::memory_order_relaxed);
-      const double ms = 1e3 * Seconds([&] {
-        table->BatchLookup(probe.data(), kStallBatch, out.data());
-      });
-      (during ? during_ms : after_ms).push_back(ms);
+      const double begin = Now();
+      table->BatchLookup(probe.data(), kStallBatch, out.data());
+      const double end = Now();
+      (during ? during_ms : after_ms).push_back(1e3 * (end - begin));
+      if (during && end - begin >= kSlowSeconds) {
+        if (slow.size() < kMaxSlow) {
+          slow.push_back({begin, end});
+        } else {
+          unrecorded_slow_ms = std::max(unrecorded_slow_ms, 1e3 * (end - begin));
+        }
+      }
     }
   });
   const int64_t n = keys.size();
@@ -235,11 +377,33 @@ Stalls GrowthStalls(EmbeddingHashTable* table,
   std::this_thread::sleep_for(std::chrono::duration<double>(fill_s));
   done = true;
   reader.join();
-  return {*std::max_element(during_ms.begin(), during_ms.end()),
-          Median(during_ms),
-          after_ms.empty()
-              ? 0.0
-              : *std::max_element(after_ms.begin(), after_ms.end())};
+  host.Stop();
+  sched_setaffinity(0, sizeof(allowed), &allowed);
+  Stalls stalls;
+  stalls.longest_ms = *std::max_element(during_ms.begin(), during_ms.end());
+  stalls.median_ms = Median(during_ms);
+  stalls.longest_alone_ms =
+      after_ms.empty() ? 0.0
+                       : *std::max_element(after_ms.begin(), after_ms.end());
+  stalls.longest_pause_ms = 0;
+  for (const Interval& pause : host.pauses()) {
+    stalls.longest_pause_ms =
+        std::max(stalls.longest_pause_ms, 1e3 * (pause.end - pause.begin));
+  }
+  // Batches under kSlowSeconds count whole; slower ones less their pauses.
+  stalls.longest_outside_pauses_ms = unrecorded_slow_ms;
+  for (const double ms : during_ms) {
+    if (ms < 1e3 * kSlowSeconds) {
+      stalls.longest_outside_pauses_ms =
+          std::max(stalls.longest_outside_pauses_ms, ms);
+    }
+  }
+  for (const Interval& batch : slow) {
+    stalls.longest_outside_pauses_ms =
+        std::max(stalls.longest_outside_pauses_ms,
+                 1e3 * (batch.end - batch.begin - host.Overlap(batch)));
+  }
+  return stalls;
 }
 
 // Measures one table size. With |together|, the map lives beside our table
@@ -397,6 +561,8 @@ std::vector<Result> RunSize(int64_t num_ids, int rounds, bool together) {
     r.longest_stall_ms = stalls.longest_ms;
     r.median_stall_batch_ms = stalls.median_ms;
     r.longest_alone_ms = stalls.longest_alone_ms;
+    r.longest_pause_ms = stalls.longest_pause_ms;
+    r.longest_stall_outside_pauses_ms = stalls.longest_outside_pauses_ms;
     r.longest_growth_ms = longest_growth_ms;
     r.random_reads = random_reads;
     r.together = together;
@@ -449,21 +615,24 @@ std::vector<int64_t> ParseList(const std::string& text, const char* flag) {
 void PrintResults(const std::vector<Result>& results) {
   std::printf(
       "%-4s %-9s %-3s %9s %9s %9s %9s %9s %9s %9s %9s %9s %7s %7s %7s %7s "
-      "%7s %7s %7s %9s %9s\n",
+      "%7s %7s %7s %9s %9s %9s\n",
       "dim", "ids", "thr", "insert/s", "fresh_in/s", "steady/s", "assign/s", "lookup/s", "optim/s",
       "umap_in/s", "umap/s", "rand_rd/s", "vs_umap", "vs_1thr", "med_rnd",
-      "umap_sc", "ins/lkp", "B/entry", "umap_B", "stall_ms", "growth_ms");
+      "umap_sc", "ins/lkp", "B/entry", "umap_B", "stall_ms", "unpaused",
+      "growth_ms");
   for (const Result& r : results) {
     const Result& base = r.threads == 1 ? r : *(&r - 1);
     std::printf(
         "%-4d %-9lld %-3d %9.2e %9.2e %9.2e %9.2e %9.2e %9.2e %9.2e %9.2e "
-        "%9.2e %7.2f %7.2f %7.2f %7.2f %7.2f %7.1f %7.1f %9.2f %9.2f\n",
+        "%9.2e %7.2f %7.2f %7.2f %7.2f %7.2f %7.1f %7.1f %9.2f %9.2f "
+        "%9.2f\n",
         r.dim, static_cast<long long>(r.ids), r.threads, r.insert,
         r.fresh_insert, r.steady_insert, r.assign,
         r.lookup, r.optimize, r.map_insert, r.map_lookup, r.random_reads,
         r.lookup / r.map_lookup, r.lookup / base.lookup, r.median_round_ratio,
         r.map_median_scaling, r.insert / base.lookup, r.bytes_per_entry,
-        r.map_bytes_per_entry, r.longest_stall_ms, r.longest_growth_ms);
+        r.map_bytes_per_entry, r.longest_stall_ms,
+        r.longest_stall_outside_pauses_ms, r.longest_growth_ms);
   }
   for (const Result& r : results) {
     const Result& base = r.threads == 1 ? r : *(&r - 1);
@@ -495,6 +664,8 @@ void PrintResults(const std::vector<Result>& results) {
         "\"longest_lookup_stall_ms\": %.3f, "
         "\"median_stall_batch_ms\": %.3f, \"stall_batch\": %lld, "
         "\"longest_lookup_without_writer_ms\": %.3f, "
+        "\"longest_host_pause_ms\": %.3f, "
+        "\"longest_lookup_stall_outside_host_pauses_ms\": %.3f, "
         "\"longest_shard_growth_ms\": %.3f, "
         "\"peer_measured_alongside\": %s}\n",
         r.dim, r.threads, static_cast<long long>(r.ids),
@@ -511,7 +682,8 @@ void PrintResults(const std::vector<Result>& results) {
         r.map_bytes_per_entry, r.payload_bytes,
         r.bytes_per_entry / r.payload_bytes, r.longest_stall_ms,
         r.median_stall_batch_ms, static_cast<long long>(kStallBatch),
-        r.longest_alone_ms,
+        r.longest_alone_ms, r.longest_pause_ms,
+        r.longest_stall_outside_pauses_ms,
         r.longest_growth_ms, r.together ? "true" : "false");
   }
 }
