@@ -40,6 +40,8 @@ def _hash_table_line(threads, lookup, insert_ratio, stall):
       '"payload_bytes_per_entry": 136, "memory_ratio_vs_payload": 1.190, '
       '"longest_lookup_stall_ms": %.3f, "median_stall_batch_ms": 0.100, '
       '"stall_batch": 512, "longest_lookup_without_writer_ms": 12.500, '
+      '"longest_host_pause_ms": 30.200, '
+      '"longest_lookup_stall_outside_host_pauses_ms": 4.100, '
       '"longest_shard_growth_ms": 36.110, '
       '"peer_measured_alongside": true}' % (threads, lookup, insert_ratio,
                                              stall))
@@ -224,7 +226,7 @@ def test_hash_table_rows():
   assert ("| 16 | 16,000,000 | 2 |  |  |  |  |  | 15.5 M | 22.8 M | 11.7 M | "
           "5.2 M | 1.55 | 1.57 | 1.00 | 2.29 |") in block
   assert ("| 16 | 16,000,000 | 162 (136) | 158 | 108 | 0.8 M | 78.0 M | "
-          "0.10 | 27.9 | 12.5 | 36.1 |") in block
+          "0.10 | 27.9 | 30.2 | 4.1 | 12.5 | 36.1 |") in block
   assert "old text" not in block
 
 

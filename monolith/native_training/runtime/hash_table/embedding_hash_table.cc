@@ -327,7 +327,7 @@ void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
     const int64_t* chunk_ids = ids + base;
     scratch->Group(chunk_ids, m);
     // The ids of shard |s|, under |lock| (held on it).
-    const auto run_shard = [&](int s, auto& lock) {
+    const auto run_shard = [&](int s, [[maybe_unused]] auto& lock) {
       const int begin = scratch->begin(s), end = scratch->end(s);
       TableShard& shard = table->shards_[s];
       for (int p = begin; p < end; ++p) {

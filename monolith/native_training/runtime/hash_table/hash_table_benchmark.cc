@@ -186,8 +186,8 @@ struct Result {
   double longest_stall_ms, median_stall_batch_ms, longest_growth_ms;
   // The reader's slowest batch with no writer (the host's noise).
   double longest_alone_ms;
-  // During growth: the machine's longest pause, and the reader's slowest
-  // batch less the pauses in it (see HostPauses).
+  // During growth: the longest pause of the reader's or the writer's CPU,
+  // and the reader's slowest batch less the pauses in it (see HostPauses).
   double longest_pause_ms, longest_stall_outside_pauses_ms;
   // New ids into a table at size with an eighth of its ids erased.
   double steady_insert;
@@ -204,9 +204,11 @@ struct Stalls {
   double longest_ms;         // the reader's slowest batch during the fill
   double median_ms;          // its median batch during the fill
   double longest_alone_ms;   // its slowest batch after, with no writer
-  // The longest pause of the whole machine during the fill (see
-  // HostPauses), and the reader's slowest batch during the fill less the
-  // time such pauses took of it.
+  // The longest pause of the reader's or the writer's CPU that began during
+  // the fill (see HostPauses), and the reader's slowest batch during the
+  // fill less the time such pauses took of it: a lower bound of the stall
+  // the table caused, since a pause of the writer's CPU counts whether or
+  // not the writer then held a lock the reader needed.
   double longest_pause_ms, longest_outside_pauses_ms;
 };
 
@@ -238,7 +240,8 @@ void PinTo(int cpu) {
 // new memory froze each vCPU for ~30 ms every ~100 ms, both at once or a
 // few ms apart (`perf record -a` sampled nothing on them, idle included);
 // a reader then waits either for its own vCPU or for a writer frozen
-// inside a shard's lock, which no table design with locks avoids.
+// inside a shard's lock (the writer touches new memory before it locks a
+// shard, but the host pauses it anywhere).
 class HostPauses {
  public:
   static constexpr double kPauseSeconds = 0.010;
@@ -262,6 +265,10 @@ class HostPauses {
         }
       });
     }
+  }
+
+  ~HostPauses() {
+    if (!stop_) Stop();
   }
 
   // Stops recording and merges the CPUs' pauses into pauses(): a time in
@@ -373,6 +380,7 @@ Stalls GrowthStalls(EmbeddingHashTable* table,
       table->Assign(&keys[b], std::min(kBatch, n - b), values.data(), 1);
     }
   });
+  const double fill_end = Now();
   filling = false;
   std::this_thread::sleep_for(std::chrono::duration<double>(fill_s));
   done = true;
@@ -387,6 +395,7 @@ Stalls GrowthStalls(EmbeddingHashTable* table,
                        : *std::max_element(after_ms.begin(), after_ms.end());
   stalls.longest_pause_ms = 0;
   for (const Interval& pause : host.pauses()) {
+    if (pause.begin >= fill_end) break;  // sorted by begin
     stalls.longest_pause_ms =
         std::max(stalls.longest_pause_ms, 1e3 * (pause.end - pause.begin));
   }
