@@ -861,6 +861,10 @@ void EmbeddingHashTable::LimitShardEntriesForTesting(uint32_t limit) {
   for (int s = 0; s < kNumShards; ++s) shards_[s].entry_limit = limit;
 }
 
+int EmbeddingHashTable::ShardOfIdForTesting(int64_t id) {
+  return ShardOf(MixId(id));
+}
+
 int64_t EmbeddingHashTable::LongestGrowthNanos() const {
   int64_t longest = 0;
   for (int s = 0; s < kNumShards; ++s) {

@@ -181,6 +181,8 @@ class EmbeddingHashTable {
   // no new ids, as if the filter refused them (their writes are dropped,
   // lookups read zeros), never reusing a live entry. Call before any write.
   void LimitShardEntriesForTesting(uint32_t limit);
+  // The internal shard (of 64) that holds |id|.
+  static int ShardOfIdForTesting(int64_t id);
   // Lowers Save's chunk size (kSaveChunkBytes; at least 1: a chunk holds
   // one record or more). Call before any save.
   void SetSaveChunkBytesForTesting(size_t bytes) {

@@ -1331,6 +1331,76 @@ TEST(EmbeddingHashTableTest, ConcurrentLargeUpdatesApplyEveryOccurrence) {
   EXPECT_EQ(out, std::vector<float>(kIds * kDim, 2.0f * kWriters * kRounds));
 }
 
+// A streamed update whose table gains a second writer mid-batch (one that
+// holds a shard, waiting in its admission) sends the rest of its batch down
+// the grouped path: it finishes without waiting for that writer's shard
+// (its other ids lie elsewhere), and applies every occurrence once.
+TEST(EmbeddingHashTableTest, StreamedUpdateGoesGroupedBesideAnotherWriter) {
+  constexpr int kDim = 2;
+  auto table = MakeTable(SgdTable(kDim));
+  // Ids by shard; shard 0 holds the other writer's id.
+  std::vector<int64_t> present;
+  int64_t other_writers_id = -1, absent_id = -1;
+  for (int64_t id = 1;
+       present.size() < 6000 || absent_id < 0 || other_writers_id < 0; ++id) {
+    const int64_t spread = id * 7919;
+    const bool shard0 = EmbeddingHashTable::ShardOfIdForTesting(spread) == 0;
+    if (shard0 && other_writers_id < 0) {
+      other_writers_id = spread;
+    } else if (!shard0 && absent_id < 0) {
+      absent_id = spread;
+    } else if (!shard0 && present.size() < 6000) {
+      present.push_back(spread);
+    }
+  }
+  const std::vector<float> zeros(present.size() * kDim, 0.0f);
+  table->Assign(present.data(), static_cast<int64_t>(present.size()),
+                zeros.data(), 1);
+  // One streamed run (2,048 ids) with one absent id, then 4,000 more,
+  // repeats included: none in shard 0.
+  std::vector<int64_t> batch(present.begin(), present.begin() + 2047);
+  batch.insert(batch.begin() + 100, absent_id);
+  for (int i = 0; i < 4000; ++i) batch.push_back(present[(i * 3) % 6000]);
+  const std::vector<float> ones(batch.size() * kDim, 1.0f);
+
+  std::promise<void> other_holds_shard, release_other;
+  std::shared_future<void> released = release_other.get_future().share();
+  std::thread other;
+  const EmbeddingHashTable::AdmitFn other_admit = [&](int64_t) {
+    other_holds_shard.set_value();
+    released.wait();
+    return true;
+  };
+  const EmbeddingHashTable::AdmitFn admit = [&](int64_t index) {
+    if (batch[index] == absent_id && !other.joinable()) {
+      other = std::thread([&] {
+        table->AssignAdd(&other_writers_id, 1, ones.data(), 1, other_admit);
+      });
+      other_holds_shard.get_future().wait();
+    }
+    return true;
+  };
+  auto update = std::async(std::launch::async, [&] {
+    table->AssignAdd(batch.data(), static_cast<int64_t>(batch.size()),
+                     ones.data(), 1, admit);
+  });
+  // Fails (rather than hangs) if the update waits for shard 0.
+  const bool finished = update.wait_for(std::chrono::seconds(60)) ==
+                        std::future_status::ready;
+  release_other.set_value();
+  update.wait();
+  other.join();
+  ASSERT_TRUE(finished) << "the update waited for the other writer's shard";
+  std::map<int64_t, float> expected;
+  for (const int64_t id : batch) expected[id] += 1.0f;
+  expected[other_writers_id] = 1.0f;
+  for (const auto& [id, value] : expected) {
+    std::vector<float> out(kDim);
+    ASSERT_EQ(table->BatchLookup(&id, 1, out.data()), 1) << id;
+    EXPECT_EQ(out, std::vector<float>(kDim, value)) << id;
+  }
+}
+
 // An update waiting for its filter to admit an id (as while a filter save
 // copies the filter) holds the id's shard against other writers only:
 // lookups of every shard go on meanwhile. One absent id, and a batch.
