@@ -1376,7 +1376,8 @@ TEST(EmbeddingHashTableTest, StreamedUpdateGoesGroupedBesideAnotherWriter) {
       other = std::thread([&] {
         table->AssignAdd(&other_writers_id, 1, ones.data(), 1, other_admit);
       });
-      other_holds_shard.get_future().wait();
+      // Bounded, so that an update holding shard 0 here fails the test.
+      other_holds_shard.get_future().wait_for(std::chrono::seconds(60));
     }
     return true;
   };
@@ -1389,6 +1390,7 @@ TEST(EmbeddingHashTableTest, StreamedUpdateGoesGroupedBesideAnotherWriter) {
                         std::future_status::ready;
   release_other.set_value();
   update.wait();
+  ASSERT_TRUE(other.joinable()) << "admission was not asked for the new id";
   other.join();
   ASSERT_TRUE(finished) << "the update waited for the other writer's shard";
   std::map<int64_t, float> expected;
