@@ -305,8 +305,9 @@ def _hash_table(lines: List[Dict]) -> str:
   sizes = _markdown([
       "dim", "ids", "bytes/entry (payload)", "table's own count",
       "map bytes/entry", "map insert/s", "random 64 B reads/s",
-      "lookup / random reads", "longest lookup stall (ms)",
-      "longest host pause (ms)", "longest stall outside host pauses (ms)",
+      "lookup / random reads", "random line pairs/s (one 4 KiB page)",
+      "random line pairs/s (two pages)", "lookup / two-page pairs",
+      "longest lookup stall (ms)", "longest host pause (ms)", "longest stall outside host pauses (ms)",
       "longest lookup, no writer (ms)", "longest shard growth (ms)"
   ], ([
       str(r["dim"]),
@@ -317,6 +318,9 @@ def _hash_table(lines: List[Dict]) -> str:
       _millions(r["peer_insert_ids_per_s"]),
       _millions(r["random_64b_reads_per_s"]),
       _fixed(2)(r["lookup_ratio_vs_random_reads"]),
+      _millions(r["random_same_page_pairs_per_s"]),
+      _millions(r["random_two_page_pairs_per_s"]),
+      _fixed(2)(r["lookup_ratio_vs_two_page_pairs"]),
       _fixed(1)(r["longest_lookup_stall_ms"]),
       _fixed(1)(r["longest_host_pause_ms"]),
       _fixed(1)(r["longest_lookup_stall_outside_host_pauses_ms"]),
@@ -639,6 +643,8 @@ TABLES = [
            "table_bytes_per_entry", "peer_bytes_per_entry",
            "peer_insert_ids_per_s", "payload_bytes_per_entry",
            "random_64b_reads_per_s", "lookup_ratio_vs_random_reads",
+           "random_same_page_pairs_per_s", "random_two_page_pairs_per_s",
+           "lookup_ratio_vs_two_page_pairs",
            "longest_lookup_stall_ms", "longest_host_pause_ms",
            "longest_lookup_stall_outside_host_pauses_ms",
            "longest_lookup_without_writer_ms", "longest_shard_growth_ms")),

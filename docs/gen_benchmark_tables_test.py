@@ -35,7 +35,10 @@ def _hash_table_line(threads, lookup, insert_ratio, stall):
       '"insert_ratio_vs_peer": 5.483, "lookup_ratio_vs_1thread": 1.000, '
       '"median_round_ratio": 1.570, "peer_median_ratio_vs_1thread": 2.290, '
       '"optimize_ratio_vs_lookup": 0.640, "random_64b_reads_per_s": 78000000, '
-      '"lookup_ratio_vs_random_reads": 0.104, "bytes_per_entry": 161.8, '
+      '"lookup_ratio_vs_random_reads": 0.104, '
+      '"random_same_page_pairs_per_s": 31000000, '
+      '"random_two_page_pairs_per_s": 16000000, '
+      '"lookup_ratio_vs_two_page_pairs": 0.509, "bytes_per_entry": 161.8, '
       '"table_bytes_per_entry": 158.0, "peer_bytes_per_entry": 108.3, '
       '"payload_bytes_per_entry": 136, "memory_ratio_vs_payload": 1.190, '
       '"longest_lookup_stall_ms": %.3f, "median_stall_batch_ms": 0.100, '
@@ -226,7 +229,8 @@ def test_hash_table_rows():
   assert ("| 16 | 16,000,000 | 2 |  |  |  |  |  | 15.5 M | 22.8 M | 11.7 M | "
           "5.2 M | 1.55 | 1.57 | 1.00 | 2.29 |") in block
   assert ("| 16 | 16,000,000 | 162 (136) | 158 | 108 | 0.8 M | 78.0 M | "
-          "0.10 | 27.9 | 30.2 | 4.1 | 12.5 | 36.1 |") in block
+          "0.10 | 31.0 M | 16.0 M | 0.51 | 27.9 | 30.2 | 4.1 | 12.5 | "
+          "36.1 |") in block
   assert "old text" not in block
 
 

@@ -136,11 +136,22 @@ class UnorderedMapPeer {
   std::unordered_map<int64_t, std::array<float, kDim>> map_;
 };
 
-// Independent random 64-byte reads per second from a |bytes| buffer on huge
-// pages (as the table's big arrays are), i.e. the best the machine does at
-// that working-set size.
-double RandomReadsPerSecond(int64_t bytes) {
+// Independent random reads from a |bytes| buffer on huge pages (as the
+// table's big arrays are), per second: the best the machine does at that
+// working-set size. A lookup reads two lines (a slot, then values) in two
+// places, and where the host maps the guest's huge pages in 4 KiB pieces (a
+// VM) each new 4 KiB page costs a TLB miss with a walk of both page
+// tables, so pairs of lines are measured too: in one 4 KiB page and in two
+// random ones.
+struct RandomReads {
+  double lines;            // 64-byte reads/s, one at a time
+  double same_page_pairs;  // pairs/s, both lines in one 4 KiB page
+  double two_page_pairs;   // pairs/s, the lines anywhere
+};
+
+RandomReads RandomReadsPerSecond(int64_t bytes) {
   constexpr int64_t kHugePage = int64_t{2} << 20;
+  constexpr int64_t kLinesPerPage = 4096 / 64;
   bytes = std::max<int64_t>(kHugePage, (bytes + kHugePage - 1) / kHugePage *
                                            kHugePage);
   const int64_t lines_in_buffer = bytes / 64;
@@ -150,19 +161,35 @@ double RandomReadsPerSecond(int64_t bytes) {
   madvise(buffer, bytes, MADV_HUGEPAGE);
   std::memset(buffer, 1, bytes);
   std::mt19937_64 rng(5);
-  std::vector<uint64_t> lines(kReads);
-  for (auto& line : lines) line = rng() % lines_in_buffer;
+  std::vector<uint64_t> lines(kReads), partners(kReads);
   uint64_t sum = 0;
-  const double s = Seconds([&] {
-    for (int64_t i = 0; i < kReads; ++i) {
-      uint64_t v;
-      std::memcpy(&v, buffer + lines[i] * 64, sizeof(v));
-      sum += v;
-    }
-  });
+  const auto reads_per_second = [&](bool pairs) {
+    const double s = Seconds([&] {
+      for (int64_t i = 0; i < kReads; ++i) {
+        uint64_t v;
+        std::memcpy(&v, buffer + lines[i] * 64, sizeof(v));
+        sum += v;
+        if (pairs) {
+          std::memcpy(&v, buffer + partners[i] * 64, sizeof(v));
+          sum += v;
+        }
+      }
+    });
+    return kReads / s;
+  };
+  for (auto& line : lines) line = rng() % lines_in_buffer;
+  RandomReads reads;
+  reads.lines = reads_per_second(false);
+  for (int64_t i = 0; i < kReads; ++i) {
+    partners[i] = lines[i] / kLinesPerPage * kLinesPerPage +
+                  (lines[i] + 1 + rng() % (kLinesPerPage - 1)) % kLinesPerPage;
+  }
+  reads.same_page_pairs = reads_per_second(true);
+  for (auto& partner : partners) partner = rng() % lines_in_buffer;
+  reads.two_page_pairs = reads_per_second(true);
   std::free(buffer);
   if (sum == 42) std::printf(" ");  // keep the loads
-  return kReads / s;
+  return reads;
 }
 
 struct Result {
@@ -173,7 +200,7 @@ struct Result {
   // fresh_insert: the first fill, on memory new to the process.
   double insert, fresh_insert, assign, lookup, optimize, map_insert, map_lookup,
       bytes_per_entry, table_bytes_per_entry, map_bytes_per_entry,
-      payload_bytes, random_reads;
+      payload_bytes, random_reads, same_page_pairs, two_page_pairs;
   // Median over rounds of this round's lookup rate / the round's reference
   // (the map's for 1 thread, ours on 1 thread for 2): measured seconds
   // apart, so less exposed to the host's slow spells than best-of-rounds.
@@ -548,7 +575,7 @@ std::vector<Result> RunSize(int64_t num_ids, int rounds, bool together) {
   peer.reset();
   batches.clear();
   malloc_trim(0);
-  const double random_reads = RandomReadsPerSecond(table_bytes);
+  const RandomReads random_reads = RandomReadsPerSecond(table_bytes);
 
   // Per-round ratios where the rounds interleaved; else the medians' ratio.
   auto median_ratio = [&](const std::vector<double>& a,
@@ -573,7 +600,9 @@ std::vector<Result> RunSize(int64_t num_ids, int rounds, bool together) {
     r.longest_pause_ms = stalls.longest_pause_ms;
     r.longest_stall_outside_pauses_ms = stalls.longest_outside_pauses_ms;
     r.longest_growth_ms = longest_growth_ms;
-    r.random_reads = random_reads;
+    r.random_reads = random_reads.lines;
+    r.same_page_pairs = random_reads.same_page_pairs;
+    r.two_page_pairs = random_reads.two_page_pairs;
     r.together = together;
   }
   // 1 thread: ours / the map; 2 threads: ours on 2 / ours on 1 (both
@@ -666,6 +695,9 @@ void PrintResults(const std::vector<Result>& results) {
         "\"optimize_ratio_vs_lookup\": %.3f, "
         "\"random_64b_reads_per_s\": %.0f, "
         "\"lookup_ratio_vs_random_reads\": %.3f, "
+        "\"random_same_page_pairs_per_s\": %.0f, "
+        "\"random_two_page_pairs_per_s\": %.0f, "
+        "\"lookup_ratio_vs_two_page_pairs\": %.3f, "
         "\"bytes_per_entry\": %.1f, \"table_bytes_per_entry\": %.1f, "
         "\"peer_bytes_per_entry\": %.1f, "
         "\"payload_bytes_per_entry\": %.0f, "
@@ -687,7 +719,8 @@ void PrintResults(const std::vector<Result>& results) {
         r.fresh_insert / r.map_insert, r.lookup / base.lookup,
         r.median_round_ratio,
         r.map_median_scaling, r.optimize / r.lookup, r.random_reads,
-        r.lookup / r.random_reads, r.bytes_per_entry, r.table_bytes_per_entry,
+        r.lookup / r.random_reads, r.same_page_pairs, r.two_page_pairs,
+        r.lookup / r.two_page_pairs, r.bytes_per_entry, r.table_bytes_per_entry,
         r.map_bytes_per_entry, r.payload_bytes,
         r.bytes_per_entry / r.payload_bytes, r.longest_stall_ms,
         r.median_stall_batch_ms, static_cast<long long>(kStallBatch),
