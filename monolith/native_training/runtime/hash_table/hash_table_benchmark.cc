@@ -192,41 +192,7 @@ RandomReads RandomReadsPerSecond(int64_t bytes) {
   return reads;
 }
 
-struct Result {
-  int dim;
-  int threads;
-  int64_t ids;
-  // insert: new ids into an emptied table (memory touched before);
-  // fresh_insert: the first fill, on memory new to the process.
-  double insert, fresh_insert, assign, lookup, optimize, map_insert, map_lookup,
-      bytes_per_entry, table_bytes_per_entry, map_bytes_per_entry,
-      payload_bytes, random_reads, same_page_pairs, two_page_pairs;
-  // Median over rounds of this round's lookup rate / the round's reference
-  // (the map's for 1 thread, ours on 1 thread for 2): measured seconds
-  // apart, so less exposed to the host's slow spells than best-of-rounds.
-  double median_round_ratio;
-  // The map's own 2-thread / 1-thread median: how far this host lets a
-  // memory-bound lookup loop scale at the time of the run.
-  double map_median_scaling;
-  // Growth while a reader looks up: its slowest and median batch (ms), and
-  // the longest one shard's growth held its lock (ms).
-  double longest_stall_ms, median_stall_batch_ms, longest_growth_ms;
-  // The reader's slowest batch with no writer (the host's noise).
-  double longest_alone_ms;
-  // During growth: the longest pause of the reader's or the writer's CPU,
-  // and the reader's slowest batch less the pauses in it (see HostPauses).
-  double longest_pause_ms, longest_stall_outside_pauses_ms;
-  // New ids into a table at size with an eighth of its ids erased.
-  double steady_insert;
-  // Whether the map lived beside our table (rounds interleaved) or after it.
-  bool together;
-};
-
-double Median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  return values[values.size() / 2];
-}
-
+// Growth while a reader looks up (GrowthStalls), in ms.
 struct Stalls {
   double longest_ms;         // the reader's slowest batch during the fill
   double median_ms;          // its median batch during the fill
@@ -238,6 +204,37 @@ struct Stalls {
   // not the writer then held a lock the reader needed.
   double longest_pause_ms, longest_outside_pauses_ms;
 };
+
+struct Result {
+  int dim;
+  int threads;
+  int64_t ids;
+  // insert: new ids into an emptied table (memory touched before);
+  // fresh_insert: the first fill, on memory new to the process.
+  double insert, fresh_insert, assign, lookup, optimize, map_insert, map_lookup,
+      bytes_per_entry, table_bytes_per_entry, map_bytes_per_entry,
+      payload_bytes;
+  RandomReads reads;  // at the table's size
+  // Median over rounds of this round's lookup rate / the round's reference
+  // (the map's for 1 thread, ours on 1 thread for 2): measured seconds
+  // apart, so less exposed to the host's slow spells than best-of-rounds.
+  double median_round_ratio;
+  // The map's own 2-thread / 1-thread median: how far this host lets a
+  // memory-bound lookup loop scale at the time of the run.
+  double map_median_scaling;
+  Stalls stalls;
+  // The longest one shard's growth held its lock (ms).
+  double longest_growth_ms;
+  // New ids into a table at size with an eighth of its ids erased.
+  double steady_insert;
+  // Whether the map lived beside our table (rounds interleaved) or after it.
+  bool together;
+};
+
+double Median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return values[values.size() / 2];
+}
 
 // A time interval, in steady_clock seconds.
 struct Interval {
@@ -594,15 +591,9 @@ std::vector<Result> RunSize(int64_t num_ids, int rounds, bool together) {
     r.fresh_insert = num_ids / fresh_insert_s;
     r.map_insert = num_ids / map_insert_s;
     r.steady_insert = (num_ids / 8) / steady_insert_s;
-    r.longest_stall_ms = stalls.longest_ms;
-    r.median_stall_batch_ms = stalls.median_ms;
-    r.longest_alone_ms = stalls.longest_alone_ms;
-    r.longest_pause_ms = stalls.longest_pause_ms;
-    r.longest_stall_outside_pauses_ms = stalls.longest_outside_pauses_ms;
+    r.stalls = stalls;
     r.longest_growth_ms = longest_growth_ms;
-    r.random_reads = random_reads.lines;
-    r.same_page_pairs = random_reads.same_page_pairs;
-    r.two_page_pairs = random_reads.two_page_pairs;
+    r.reads = random_reads;
     r.together = together;
   }
   // 1 thread: ours / the map; 2 threads: ours on 2 / ours on 1 (both
@@ -666,11 +657,11 @@ void PrintResults(const std::vector<Result>& results) {
         "%9.2f\n",
         r.dim, static_cast<long long>(r.ids), r.threads, r.insert,
         r.fresh_insert, r.steady_insert, r.assign,
-        r.lookup, r.optimize, r.map_insert, r.map_lookup, r.random_reads,
+        r.lookup, r.optimize, r.map_insert, r.map_lookup, r.reads.lines,
         r.lookup / r.map_lookup, r.lookup / base.lookup, r.median_round_ratio,
         r.map_median_scaling, r.insert / base.lookup, r.bytes_per_entry,
-        r.map_bytes_per_entry, r.longest_stall_ms,
-        r.longest_stall_outside_pauses_ms, r.longest_growth_ms);
+        r.map_bytes_per_entry, r.stalls.longest_ms,
+        r.stalls.longest_outside_pauses_ms, r.longest_growth_ms);
   }
   for (const Result& r : results) {
     const Result& base = r.threads == 1 ? r : *(&r - 1);
@@ -718,14 +709,15 @@ void PrintResults(const std::vector<Result>& results) {
         r.lookup / r.map_lookup, base.lookup / base.map_lookup,
         r.fresh_insert / r.map_insert, r.lookup / base.lookup,
         r.median_round_ratio,
-        r.map_median_scaling, r.optimize / r.lookup, r.random_reads,
-        r.lookup / r.random_reads, r.same_page_pairs, r.two_page_pairs,
-        r.lookup / r.two_page_pairs, r.bytes_per_entry, r.table_bytes_per_entry,
+        r.map_median_scaling, r.optimize / r.lookup, r.reads.lines,
+        r.lookup / r.reads.lines, r.reads.same_page_pairs,
+        r.reads.two_page_pairs, r.lookup / r.reads.two_page_pairs,
+        r.bytes_per_entry, r.table_bytes_per_entry,
         r.map_bytes_per_entry, r.payload_bytes,
-        r.bytes_per_entry / r.payload_bytes, r.longest_stall_ms,
-        r.median_stall_batch_ms, static_cast<long long>(kStallBatch),
-        r.longest_alone_ms, r.longest_pause_ms,
-        r.longest_stall_outside_pauses_ms,
+        r.bytes_per_entry / r.payload_bytes, r.stalls.longest_ms,
+        r.stalls.median_ms, static_cast<long long>(kStallBatch),
+        r.stalls.longest_alone_ms, r.stalls.longest_pause_ms,
+        r.stalls.longest_outside_pauses_ms,
         r.longest_growth_ms, r.together ? "true" : "false");
   }
 }
