@@ -879,7 +879,22 @@ void EmbeddingHashTable::Clear() {
   std::vector<ShardWriteLock> locks;
   locks.reserve(kNumShards);
   for (int s = 0; s < kNumShards; ++s) locks.emplace_back(&shards_[s], 0);
-  for (int s = 0; s < kNumShards; ++s) shards_[s].Reset(kMinShardCapacity);
+  // Every shard's new slot array before any shard is emptied: out of
+  // memory (std::bad_alloc) leaves the table whole, not half cleared.
+  Slot* fresh[kNumShards] = {};
+  try {
+    for (int s = 0; s < kNumShards; ++s) {
+      fresh[s] = shards_[s].NewSlots(kMinShardCapacity);
+    }
+  } catch (const std::bad_alloc&) {
+    for (int s = 0; s < kNumShards; ++s) {
+      shards_[s].FreeSlots(fresh[s], kMinShardCapacity);
+    }
+    throw;
+  }
+  for (int s = 0; s < kNumShards; ++s) {
+    shards_[s].Reset(kMinShardCapacity, fresh[s]);
+  }
   if (pool_) pool_->ReleaseBlocks();
   latest_update_time_.store(0, std::memory_order_relaxed);
   clears_.fetch_add(1, std::memory_order_release);

@@ -106,7 +106,10 @@ class EmbeddingHashTable {
 
   // The writers below insert missing ids (initializer first) and stamp
   // |update_time| (seconds) on every entry they touch; with |admit|, only
-  // the missing ids it admits.
+  // the missing ids it admits. Out of memory, every call that allocates
+  // throws std::bad_alloc: a batch's ids reached before are written, the
+  // rest are not, and the table stays whole (Clear and Save then change
+  // nothing).
   // Sets embeddings to |values| (n * DimSize()). With skip_zero_embedding an
   // all-zero vector erases the id instead.
   void Assign(const int64_t* ids, int64_t n, const float* values,

@@ -3,6 +3,9 @@
 #include <sys/mman.h>
 
 #include <new>
+#include <utility>
+
+#include "monolith/native_training/runtime/hash_table/vector_room.h"
 
 namespace monolith {
 namespace hash_table {
@@ -48,7 +51,11 @@ char* HugePagePool::TakeRegion() {
     used_bytes_ += kRegionBytes;
     return region;
   }
+  // Room to give every region back (ReturnRegion must not fail), and for
+  // the chunk below, before anything is mapped.
+  ReserveRoomFor(&free_regions_, regions_ + 1 - free_regions_.size());
   if (chunk_cursor_ == chunk_end_) {
+    ReserveRoomFor(&chunks_, 1);
     // Each chunk twice the last: few mappings, and at most half of the
     // address space unused.
     const size_t bytes =
@@ -58,6 +65,7 @@ char* HugePagePool::TakeRegion() {
     chunk_cursor_ = chunk;
     chunk_end_ = chunk + bytes;
   }
+  ++regions_;
   char* region = chunk_cursor_;
   chunk_cursor_ += kRegionBytes;
   // Counted once taken: a failed mapping (std::bad_alloc) counts nothing.
@@ -69,7 +77,7 @@ void HugePagePool::ReturnRegion(char* region) {
   // The memory goes back to the system; the range stays ours, and reads as
   // zeros when it is next used.
   madvise(region, kRegionBytes, MADV_DONTNEED);
-  free_regions_.push_back(region);
+  free_regions_.push_back(region);  // room kept by TakeRegion
   used_bytes_ -= kRegionBytes;
 }
 
@@ -78,6 +86,7 @@ char* HugePagePool::AllocateBlock(size_t bytes) {
   if (bytes == 0 || bytes > kRegionBytes) throw std::bad_alloc();
   std::lock_guard<std::mutex> lock(mu_);
   if (block_cursor_ + bytes > kRegionBytes) {
+    ReserveRoomFor(&block_regions_, 1);
     block_regions_.push_back(TakeRegion());
     block_cursor_ = 0;
   }
@@ -101,19 +110,32 @@ char* HugePagePool::AllocateArray(size_t bytes) {
   std::lock_guard<std::mutex> lock(mu_);
   if (size_log2 > kMaxSlabLog2) {
     char* array = MapAligned(bytes);
-    large_arrays_[reinterpret_cast<uintptr_t>(array)] = bytes;
+    try {
+      large_arrays_[reinterpret_cast<uintptr_t>(array)] = bytes;
+    } catch (const std::bad_alloc&) {
+      munmap(array, bytes);
+      throw;
+    }
     used_bytes_ += bytes;
     return array;
   }
   std::set<uintptr_t>& with_room = slabs_with_room_[size_log2];
   if (with_room.empty()) {
-    const uintptr_t region = reinterpret_cast<uintptr_t>(TakeRegion());
-    Slab& slab = slabs_[region];
-    slab.size_log2 = size_log2;
+    // Built before its region is taken: out of memory then takes nothing.
+    Slab slab{size_log2, {}};
+    slab.free.reserve(kRegionBytes >> size_log2);
     for (uint32_t i = kRegionBytes >> size_log2; i > 0; --i) {
       slab.free.push_back(i - 1);
     }
-    with_room.insert(region);
+    const uintptr_t region = reinterpret_cast<uintptr_t>(TakeRegion());
+    try {
+      slabs_.emplace(region, std::move(slab));
+      with_room.insert(region);
+    } catch (const std::bad_alloc&) {
+      slabs_.erase(region);
+      ReturnRegion(reinterpret_cast<char*>(region));
+      throw;
+    }
   }
   // The lowest region with room, so arrays pack into few regions and the
   // others can empty and be given back.
@@ -135,15 +157,22 @@ void HugePagePool::FreeArray(char* array, size_t bytes) {
     return;
   }
   const uintptr_t region = address & ~(uintptr_t{kRegionBytes} - 1);
-  Slab& slab = slabs_[region];
+  Slab& slab = slabs_.at(region);
+  // Within the capacity the slab was built with: no allocation.
   slab.free.push_back(static_cast<uint32_t>((address - region) >>
                                             slab.size_log2));
   if (slab.free.size() == (kRegionBytes >> slab.size_log2)) {
     slabs_with_room_[slab.size_log2].erase(region);
     slabs_.erase(region);
     ReturnRegion(reinterpret_cast<char*>(region));
-  } else {
+    return;
+  }
+  try {
     slabs_with_room_[slab.size_log2].insert(region);
+  } catch (const std::bad_alloc&) {
+    // Freeing must not fail (it runs on error and destruction paths). The
+    // slab's free arrays are then not handed out again until all of its
+    // arrays are freed and its region is given back.
   }
 }
 

@@ -51,14 +51,15 @@ class HugePagePool {
   HugePagePool& operator=(const HugePagePool&) = delete;
 
   // |bytes| in (0, kRegionBytes]. Throws std::bad_alloc when the system has
-  // no memory, as operator new does.
+  // no memory, as operator new does, and then holds what it held before.
   char* AllocateBlock(size_t bytes);
-  // Frees every block.
+  // Frees every block. Throws nothing.
   void ReleaseBlocks();
 
-  // |bytes|: a power of two, at least kMinArrayBytes.
+  // |bytes|: a power of two, at least kMinArrayBytes. Throws as
+  // AllocateBlock does.
   char* AllocateArray(size_t bytes);
-  // |array| from AllocateArray(|bytes|).
+  // |array| from AllocateArray(|bytes|). Throws nothing.
   void FreeArray(char* array, size_t bytes);
 
   // Bytes of the regions and large arrays that hold blocks or arrays (with
@@ -86,6 +87,7 @@ class HugePagePool {
   char* chunk_cursor_ = nullptr;
   char* chunk_end_ = nullptr;
   std::vector<char*> free_regions_;
+  size_t regions_ = 0;  // regions carved from chunks
   // Blocks: full regions, and the one being filled from `block_cursor_`.
   std::vector<char*> block_regions_;
   size_t block_cursor_ = kRegionBytes;

@@ -23,6 +23,7 @@
 #include "monolith/native_training/runtime/hash_table/id_hash.h"
 #include "monolith/native_training/runtime/hash_table/initializer/initializer_interface.h"
 #include "monolith/native_training/runtime/hash_table/update_time.h"
+#include "monolith/native_training/runtime/hash_table/vector_room.h"
 
 namespace monolith {
 namespace hash_table {
@@ -213,8 +214,11 @@ struct TableShard {
 
   // Empties the shard down to |capacity| slots. Its pooled arena blocks
   // stay mapped until the pool releases them.
-  void Reset(uint64_t capacity) {
-    Slot* fresh = NewSlots(capacity);
+  void Reset(uint64_t capacity) { Reset(capacity, NewSlots(capacity)); }
+
+  // The same with |fresh|, an array of |capacity| empty slots it takes;
+  // throws nothing.
+  void Reset(uint64_t capacity, Slot* fresh) {
     FreeSlots(slots, mask + 1);
     slots = fresh;
     mask = capacity - 1;
@@ -273,6 +277,14 @@ struct TableShard {
     for (size_t b = 0; b < ready_blocks.size(); ++b) {
       room += BlockEntries(block_number++);
     }
+    // Room for the blocks first: once a block is allocated, the emplace
+    // below must not throw (the block would leak). (|blocks| is only
+    // changed under |mu|: readers index it.)
+    int new_blocks = 0;
+    for (int64_t r = room; r < extra; ++new_blocks) {
+      r += BlockEntries(block_number + new_blocks);
+    }
+    ReserveRoomFor(&ready_blocks, new_blocks);
     static const int64_t page = sysconf(_SC_PAGESIZE);
     while (room < extra) {
       const int64_t bytes = BlockEntries(block_number) * stride;
@@ -309,6 +321,9 @@ struct TableShard {
     }
     if (next_index == capacity_entries) {
       if (ready_blocks.empty()) PrepareBlocks(1);
+      // Before the block leaves |ready_blocks|: the push_back below then
+      // cannot throw and lose it.
+      ReserveRoomFor(&blocks, 1);
       const auto [block, pooled] = ready_blocks.front();
       ready_blocks.erase(ready_blocks.begin());
       const int64_t entries = BlockEntries(static_cast<int>(blocks.size()));

@@ -1,0 +1,459 @@
+// Out of memory in the middle of every table call: each test runs one call
+// with the calling thread's allocations failing (std::bad_alloc) after 0,
+// 1, 2, ... successes, until the call completes, and after each failure
+// checks that the table is whole: every entry holds what it held before the
+// call or what the call writes (a batch is not atomic: ids before the
+// failure point are written), sizes agree with the entries, a save lists
+// each entry once, no lock is left held (the next call would hang), and,
+// under AddressSanitizer's leak check at exit, nothing is leaked. What the
+// op kernels turn a std::bad_alloc into (ResourceExhausted) is tested with
+// them; here, what the table is left as.
+#include <sys/types.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <memory>
+#include <new>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "google/protobuf/text_format.h"
+#include "gtest/gtest.h"
+#include "monolith/native_training/runtime/hash_table/embedding_hash_table.h"
+#include "monolith/native_training/runtime/hash_table/huge_page_pool.h"
+
+namespace {
+
+// Allocations the calling thread may still make; negative: no limit.
+thread_local int64_t allocations_left = -1;
+
+void* Allocate(size_t bytes, size_t alignment) {
+  if (allocations_left == 0) return nullptr;
+  if (allocations_left > 0) --allocations_left;
+  if (bytes == 0) bytes = 1;
+  if (alignment <= alignof(std::max_align_t)) return std::malloc(bytes);
+  void* p = nullptr;
+  return posix_memalign(&p, alignment, bytes) == 0 ? p : nullptr;
+}
+
+void* AllocateOrThrow(size_t bytes, size_t alignment) {
+  void* p = Allocate(bytes, alignment);
+  if (p == nullptr) throw std::bad_alloc();
+  return p;
+}
+
+}  // namespace
+
+// Every operator new of the process goes through the countdown.
+void* operator new(size_t n) { return AllocateOrThrow(n, 0); }
+void* operator new[](size_t n) { return AllocateOrThrow(n, 0); }
+void* operator new(size_t n, std::align_val_t a) {
+  return AllocateOrThrow(n, static_cast<size_t>(a));
+}
+void* operator new[](size_t n, std::align_val_t a) {
+  return AllocateOrThrow(n, static_cast<size_t>(a));
+}
+void* operator new(size_t n, const std::nothrow_t&) noexcept {
+  return Allocate(n, 0);
+}
+void* operator new[](size_t n, const std::nothrow_t&) noexcept {
+  return Allocate(n, 0);
+}
+void* operator new(size_t n, std::align_val_t a,
+                   const std::nothrow_t&) noexcept {
+  return Allocate(n, static_cast<size_t>(a));
+}
+void* operator new[](size_t n, std::align_val_t a,
+                     const std::nothrow_t&) noexcept {
+  return Allocate(n, static_cast<size_t>(a));
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+void operator delete[](void* p, size_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, size_t, std::align_val_t) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p, size_t, std::align_val_t) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::align_val_t,
+                     const std::nothrow_t&) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p, std::align_val_t,
+                       const std::nothrow_t&) noexcept {
+  std::free(p);
+}
+
+namespace monolith {
+namespace hash_table {
+namespace {
+
+constexpr int kDim = 4;
+constexpr int64_t kTime = 1000 * 86400;  // day 1000, in seconds
+// Entries of the base table: ~47 per shard, so that the calls' new ids
+// grow most shards' slot arrays and arenas.
+constexpr int64_t kOldIds = 3000;
+constexpr int kMaxSweep = 20000;
+
+// adagrad, zeros initializer; entries expire after a day.
+std::unique_ptr<EmbeddingHashTable> NewTable() {
+  EmbeddingHashTableConfig config;
+  const bool parsed = google::protobuf::TextFormat::ParseFromString(
+      "entry_config { segments { dim_size: 4 init_config { zeros {} } "
+      "opt_config { adagrad { initial_accumulator_value: 0.1 } } } } "
+      "slot_expire_time_config { default_expire_time: 1 }",
+      &config);
+  EXPECT_TRUE(parsed);
+  std::unique_ptr<EmbeddingHashTable> table;
+  const Status s = EmbeddingHashTable::Create(config, 7, &table);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return table;
+}
+
+int64_t OldId(int64_t i) { return 1000003 * i + 11; }
+int64_t NewId(int64_t i) { return -(7919 * i + 5); }
+
+std::vector<float> ValuesFor(const std::vector<int64_t>& ids, float scale) {
+  std::vector<float> values;
+  for (const int64_t id : ids) {
+    for (int d = 0; d < kDim; ++d) {
+      values.push_back(scale * static_cast<float>((id + d) % 97 + 1));
+    }
+  }
+  return values;
+}
+
+// The base table: kOldIds ids, the first half stamped a week before the
+// second (so that Evict at kTime drops them).
+std::unique_ptr<EmbeddingHashTable> BaseTable() {
+  auto table = NewTable();
+  std::vector<int64_t> ids;
+  for (int64_t i = 0; i < kOldIds; ++i) ids.push_back(OldId(i));
+  const std::vector<float> values = ValuesFor(ids, 0.5f);
+  const int64_t half = kOldIds / 2;
+  table->Assign(ids.data(), half, values.data(), kTime - 7 * 86400);
+  table->Assign(ids.data() + half, kOldIds - half, values.data() + half * kDim,
+                kTime);
+  return table;
+}
+
+// A batch of |old_ids| (at most kOldIds) ids of the base table, spread
+// over it, and |new_ids| others, distinct (so that each id's entry is
+// either as before the call or as after it), shuffled.
+std::vector<int64_t> Batch(int64_t old_ids, int64_t new_ids) {
+  std::vector<int64_t> ids;
+  for (int64_t i = 0; i < old_ids; ++i) {
+    ids.push_back(OldId(i * kOldIds / old_ids));
+  }
+  for (int64_t i = 0; i < new_ids; ++i) ids.push_back(NewId(i));
+  std::shuffle(ids.begin(), ids.end(), std::mt19937(3));
+  return ids;
+}
+
+// Every id's entry (values, optimizer state, update time) as a string;
+// absent ids are missing.
+std::map<int64_t, std::string> Entries(const EmbeddingHashTable& table,
+                                       const std::vector<int64_t>& ids) {
+  std::vector<EntryDump> dumps(ids.size());
+  table.BatchLookupEntry(ids.data(), static_cast<int64_t>(ids.size()),
+                         dumps.data());
+  std::map<int64_t, std::string> entries;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (!table.Contains(ids[i])) continue;
+    entries[ids[i]] = dumps[i].SerializeAsString();
+  }
+  return entries;
+}
+
+// The entry a fresh insert leaves before any write (zeros, the initial
+// accumulator), at any update time.
+std::string FreshEntry(const EmbeddingHashTable& table, int64_t id,
+                       int64_t update_time) {
+  auto fresh = NewTable();
+  const float zeros[kDim] = {};
+  fresh->AssignAdd(&id, 1, zeros, update_time);
+  return Entries(*fresh, {id})[id];
+}
+
+// Runs |call| on a base table once without a limit (what a whole call
+// leaves), then once per allocation it makes, failing that allocation,
+// and checks what each failure leaves (see the top of the file).
+// |repeatable|: running the call again after a failure leaves what a whole
+// call leaves (assign; not adds). |atomic|: a failed call changes nothing.
+void Sweep(const std::vector<int64_t>& ids,
+           const std::function<void(EmbeddingHashTable*)>& call,
+           bool repeatable, bool atomic = false) {
+  std::vector<int64_t> all = ids;
+  for (int64_t i = 0; i < kOldIds; ++i) all.push_back(OldId(i));
+  std::sort(all.begin(), all.end());
+  all.erase(std::unique(all.begin(), all.end()), all.end());
+  auto table = BaseTable();
+  const std::map<int64_t, std::string> before = Entries(*table, all);
+  call(table.get());
+  const std::map<int64_t, std::string> after = Entries(*table, all);
+
+  int failures = 0;
+  for (int limit = 0; limit < kMaxSweep; ++limit) {
+    table = BaseTable();
+    bool failed = false;
+    allocations_left = limit;
+    try {
+      call(table.get());
+    } catch (const std::bad_alloc&) {
+      failed = true;
+    }
+    allocations_left = -1;
+    if (!failed) break;
+    ++failures;
+    SCOPED_TRACE("allocation " + std::to_string(limit) + " failed");
+    const std::map<int64_t, std::string> left = Entries(*table, all);
+    if (atomic) {
+      ASSERT_EQ(left, before) << "a failed call changed the table";
+    }
+    int64_t present = 0;
+    for (const int64_t id : all) {
+      const auto it = left.find(id);
+      const auto was = before.find(id);
+      const auto will = after.find(id);
+      if (it == left.end()) {
+        // Absent: it was, or the call drops it.
+        ASSERT_TRUE(was == before.end() || will == after.end())
+            << "id " << id << " was lost";
+        continue;
+      }
+      ++present;
+      const bool as_before = was != before.end() && it->second == was->second;
+      const bool as_after = will != after.end() && it->second == will->second;
+      bool fresh = false;
+      if (!as_before && !as_after && was == before.end()) {
+        EntryDump dump;
+        ASSERT_TRUE(dump.ParseFromString(it->second));
+        fresh = it->second == FreshEntry(*table, id, dump.last_update_ts_sec());
+      }
+      ASSERT_TRUE(as_before || as_after || fresh)
+          << "id " << id << " holds an entry neither before nor after the call";
+    }
+    ASSERT_EQ(table->Size(), present);
+    // A save lists each entry once, as lookups see it.
+    std::set<int64_t> saved;
+    const Status s = table->Save(0, 1, 0, [&](const EmbeddingHashTable::SavedEntry& e) {
+      EXPECT_TRUE(saved.insert(e.id).second) << "id " << e.id << " saved twice";
+      EXPECT_EQ(std::string(e.dump, e.dump_size), left.at(e.id));
+      return Status::OK();
+    });
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    ASSERT_EQ(static_cast<int64_t>(saved.size()), present);
+    // No lock left held, and the table takes the whole call.
+    call(table.get());
+    if (repeatable) {
+      ASSERT_EQ(Entries(*table, all), after);
+    }
+  }
+  EXPECT_GT(failures, 0) << "the call allocated nothing";
+  EXPECT_LT(failures, kMaxSweep) << "the call never completed";
+}
+
+TEST(EmbeddingHashTableOomTest, GroupedAssign) {
+  const std::vector<int64_t> ids = Batch(300, 300);
+  const std::vector<float> values = ValuesFor(ids, 2.0f);
+  Sweep(ids, [&](EmbeddingHashTable* table) {
+    table->Assign(ids.data(), static_cast<int64_t>(ids.size()), values.data(),
+                  kTime + 1);
+  }, /*repeatable=*/true);
+}
+
+TEST(EmbeddingHashTableOomTest, StreamedAssign) {
+  const std::vector<int64_t> ids = Batch(2500, 1500);
+  const std::vector<float> values = ValuesFor(ids, 2.0f);
+  Sweep(ids, [&](EmbeddingHashTable* table) {
+    table->Assign(ids.data(), static_cast<int64_t>(ids.size()), values.data(),
+                  kTime + 1);
+  }, /*repeatable=*/true);
+}
+
+TEST(EmbeddingHashTableOomTest, StreamedAndGroupedOptimize) {
+  for (const auto& [old_ids, new_ids] :
+       {std::pair<int64_t, int64_t>{300, 300}, {2500, 1200}}) {
+    const std::vector<int64_t> ids = Batch(old_ids, new_ids);
+    const std::vector<float> grads = ValuesFor(ids, 0.01f);
+    const float learning_rate = 0.1f;
+    Sweep(ids, [&](EmbeddingHashTable* table) {
+      const Status s = table->BatchOptimize(
+          ids.data(), static_cast<int64_t>(ids.size()), grads.data(),
+          &learning_rate, kTime + 1, 5);
+      ASSERT_TRUE(s.ok()) << s.ToString();
+    }, /*repeatable=*/false);
+  }
+}
+
+TEST(EmbeddingHashTableOomTest, Reinitialize) {
+  const std::vector<int64_t> ids = Batch(300, 300);
+  std::vector<int> status(ids.size());
+  Sweep(ids, [&](EmbeddingHashTable* table) {
+    table->Reinitialize(ids.data(), static_cast<int64_t>(ids.size()),
+                        status.data(), kTime + 1);
+  }, /*repeatable=*/true);
+}
+
+TEST(EmbeddingHashTableOomTest, Restore) {
+  // The entries of another table, restored one by one.
+  auto source = NewTable();
+  const std::vector<int64_t> ids = Batch(400, 400);
+  const std::vector<float> values = ValuesFor(ids, 3.0f);
+  source->Assign(ids.data(), static_cast<int64_t>(ids.size()), values.data(),
+                 kTime + 2);
+  std::vector<EntryDump> dumps(ids.size());
+  source->BatchLookupEntry(ids.data(), static_cast<int64_t>(ids.size()),
+                           dumps.data());
+  Sweep(ids, [&](EmbeddingHashTable* table) {
+    for (const EntryDump& dump : dumps) {
+      const Status s = table->Restore(dump);
+      ASSERT_TRUE(s.ok()) << s.ToString();
+    }
+  }, /*repeatable=*/true);
+}
+
+TEST(EmbeddingHashTableOomTest, Evict) {
+  Sweep({}, [](EmbeddingHashTable* table) {
+    EmbeddingHashTable::EvictStats stats;
+    table->Evict(kTime, &stats);
+  }, /*repeatable=*/true);
+}
+
+TEST(EmbeddingHashTableOomTest, EraseAndClear) {
+  const std::vector<int64_t> ids = Batch(128, 0);
+  Sweep(ids, [&](EmbeddingHashTable* table) {
+    for (const int64_t id : ids) table->Erase(id);
+  }, /*repeatable=*/true);
+  Sweep({}, [](EmbeddingHashTable* table) { table->Clear(); },
+        /*repeatable=*/true, /*atomic=*/true);
+}
+
+TEST(EmbeddingHashTableOomTest, FailedSaveLeavesTableAsItWas) {
+  auto table = BaseTable();
+  std::vector<int64_t> all;
+  for (int64_t i = 0; i < kOldIds; ++i) all.push_back(OldId(i));
+  const std::map<int64_t, std::string> before = Entries(*table, all);
+  table->SetSaveChunkBytesForTesting(4096);
+  int failures = 0;
+  for (int limit = 0; limit < kMaxSweep; ++limit) {
+    int64_t written = 0;
+    allocations_left = limit;
+    bool failed = false;
+    try {
+      const Status s = table->Save(
+          0, 1, 0, [&](const EmbeddingHashTable::SavedEntry&) {
+            ++written;
+            return Status::OK();
+          });
+      allocations_left = -1;
+      ASSERT_TRUE(s.ok()) << s.ToString();
+    } catch (const std::bad_alloc&) {
+      failed = true;
+    }
+    allocations_left = -1;
+    if (!failed) {
+      EXPECT_EQ(written, kOldIds);
+      break;
+    }
+    ++failures;
+    ASSERT_EQ(Entries(*table, all), before) << "allocation " << limit;
+  }
+  EXPECT_GT(failures, 0);
+}
+
+// The huge-page pool, which tables of ~100k entries and more take their
+// slot arrays and arena blocks from: an allocation that fails takes nothing
+// (UsedBytes() does not move), and freeing never fails, even when its own
+// bookkeeping cannot allocate.
+TEST(HugePagePoolOomTest, FailedAllocationsTakeNothingAndFreesNeverFail) {
+  constexpr size_t kRegion = HugePagePool::kRegionBytes;
+  struct Array {
+    char* array;
+    size_t bytes;
+  };
+  // Slab arrays of two sizes (more than a region of the first), large
+  // arrays, and blocks over several regions.
+  std::vector<size_t> sizes;
+  for (int i = 0; i < 600; ++i) sizes.push_back(i % 3 == 0 ? 8 << 10 : 4 << 10);
+  for (int i = 0; i < 3; ++i) sizes.push_back(2 * kRegion);
+  const auto allocate_all = [&](HugePagePool* pool, std::vector<Array>* arrays,
+                                int* blocks) {
+    for (const size_t bytes : sizes) {
+      arrays->push_back(Array{pool->AllocateArray(bytes), bytes});
+    }
+    for (; *blocks < 400; ++*blocks) pool->AllocateBlock(16 << 10);
+  };
+  int failures = 0;
+  for (int limit = 0; limit < kMaxSweep; ++limit) {
+    HugePagePool pool;
+    std::vector<Array> arrays;
+    arrays.reserve(sizes.size());
+    int blocks = 0;
+    allocations_left = limit;
+    bool failed = false;
+    try {
+      allocate_all(&pool, &arrays, &blocks);
+    } catch (const std::bad_alloc&) {
+      failed = true;
+    }
+    allocations_left = -1;
+    if (!failed) break;
+    ++failures;
+    // What was handed out is accounted for, nothing more: a region for
+    // each 2 MiB of blocks begun, the slabs' regions, the large arrays.
+    const size_t used = pool.UsedBytes();
+    for (const Array& a : arrays) pool.FreeArray(a.array, a.bytes);
+    pool.ReleaseBlocks();
+    ASSERT_EQ(pool.UsedBytes(), 0u)
+        << "allocation " << limit << " failed; " << used << " bytes were used";
+  }
+  EXPECT_GT(failures, 0);
+
+  // Frees with the pool's bookkeeping out of memory, then everything again.
+  for (int limit = 0; limit < 64; ++limit) {
+    HugePagePool pool;
+    std::vector<Array> arrays;
+    arrays.reserve(sizes.size());
+    int blocks = 0;
+    allocate_all(&pool, &arrays, &blocks);
+    // Every other array first, so slabs gain room (a set insert) while
+    // allocations fail.
+    allocations_left = limit;
+    for (size_t i = 0; i < arrays.size(); i += 2) {
+      pool.FreeArray(arrays[i].array, arrays[i].bytes);
+    }
+    allocations_left = -1;
+    std::vector<Array> again;
+    again.reserve(sizes.size());
+    for (size_t i = 0; i < arrays.size(); i += 2) {
+      again.push_back(Array{pool.AllocateArray(arrays[i].bytes),
+                            arrays[i].bytes});
+    }
+    allocations_left = limit;
+    for (size_t i = 1; i < arrays.size(); i += 2) {
+      pool.FreeArray(arrays[i].array, arrays[i].bytes);
+    }
+    for (const Array& a : again) pool.FreeArray(a.array, a.bytes);
+    pool.ReleaseBlocks();
+    allocations_left = -1;
+    ASSERT_EQ(pool.UsedBytes(), 0u) << "allocation " << limit;
+  }
+}
+
+}  // namespace
+}  // namespace hash_table
+}  // namespace monolith
