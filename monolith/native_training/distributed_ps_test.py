@@ -1145,7 +1145,11 @@ def test_fused_ops_reject_bad_inputs():
       (splits, [1, 1, 4], "float_splits must start at 0"),
       (splits, [0, 3, 2], "float_splits must be non-decreasing"),
       (splits, [0, 1, 3], "index of row 0 of table 1 is 2: a row of 2 "
-       "outside float_splits' floats \\(3\\)")]:
+       "outside float_splits' floats \\(3\\)"),
+      # More floats than the ids' rows hold: refused, not allocated.
+      (splits, [0, 1, 5], "float_splits ends at 5 floats, more than the 4 "
+       "of the ids' rows"),
+      (splits, [0, 1, 2**31 - 1], "float_splits ends at 2147483647 floats")]:
     with pytest.raises(tf.errors.InvalidArgumentError, match=match):
       _run(scatter, {**good, name: np.array(bad, name.dtype.as_numpy_dtype)})
 

@@ -9,15 +9,27 @@
 namespace monolith {
 namespace hash_table {
 
+// The canonical codes, numbered as absl's and TensorFlow's, so that an
+// error of a file system (a storage layer's Unavailable, PermissionDenied)
+// crosses the engine and back with its code.
 enum class StatusCode {
   kOk = 0,
+  kCancelled = 1,
+  kUnknown = 2,
   kInvalidArgument = 3,
+  kDeadlineExceeded = 4,
   kNotFound = 5,
+  kAlreadyExists = 6,
+  kPermissionDenied = 7,
   kResourceExhausted = 8,
   kFailedPrecondition = 9,
+  kAborted = 10,
   kOutOfRange = 11,
+  kUnimplemented = 12,
   kInternal = 13,
+  kUnavailable = 14,
   kDataLoss = 15,
+  kUnauthenticated = 16,
 };
 
 class [[nodiscard]] Status {
@@ -62,9 +74,12 @@ inline Status DataLossError(std::string message) {
 
 inline std::string Status::ToString() const {
   static const char* const kNames[] = {
-      "OK", "", "", "INVALID_ARGUMENT", "", "NOT_FOUND", "", "",
-      "RESOURCE_EXHAUSTED",
-      "FAILED_PRECONDITION", "", "OUT_OF_RANGE", "", "INTERNAL", "", "DATA_LOSS"};
+      "OK",           "CANCELLED",          "UNKNOWN",
+      "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+      "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
+      "FAILED_PRECONDITION", "ABORTED",     "OUT_OF_RANGE",
+      "UNIMPLEMENTED", "INTERNAL",          "UNAVAILABLE",
+      "DATA_LOSS",    "UNAUTHENTICATED"};
   return ok() ? "OK"
               : std::string(kNames[static_cast<int>(code_)]) + ": " + message_;
 }

@@ -962,6 +962,17 @@ class ScatterAddOp : public OpKernel {
     OP_REQUIRES(ctx, total <= std::numeric_limits<int32_t>::max(),
                 errors::InvalidArgument("float_splits ends at ", total,
                                         ", over 2^31 - 1"));
+    // Each float of the sums is in the row of at least one id: more floats
+    // than the ids' rows hold is a bad split, not memory to allocate.
+    int64_t row_floats = 0;
+    for (int64_t t = 0; t < num_tables; ++t) {
+      row_floats += counts[t] * dims_[t];
+    }
+    OP_REQUIRES(ctx, total <= row_floats,
+                errors::InvalidArgument(
+                    "float_splits ends at ", total, " floats, more than the ",
+                    row_floats, " of the ids' rows (index's ids times their "
+                    "tables' dims)"));
 
     // The sums, in float32: the only output, or a scratch buffer.
     OpOutputList outputs;

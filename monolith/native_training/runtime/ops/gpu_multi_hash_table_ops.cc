@@ -697,7 +697,7 @@ class GpuMultiHashTableSaveOp : public OpKernel {
     options.snappy = snappy_;
     // Shards are written one after another: a GPU table takes one call at
     // a time.
-    options.parallel_for = ht::SerialFor;
+    options.parallel_for = CallingThread();
     options.log = LogInfo;
     Stores stores = StoresOf(mtable, CudaStream(ctx));
     // Entries expired at each table's newest update are skipped, by the
@@ -710,11 +710,16 @@ class GpuMultiHashTableSaveOp : public OpKernel {
                                   : mtable->table(t).expire.get());
     }
     TfFileSystem fs(ctx->env());
-    OP_REQUIRES_OK(ctx, ToTfStatus(ht::SaveCheckpoint(
-                            &fs, basename, names,
-                            gpu::RowStoreSaver(stores.stores, stores.records,
-                                               1 << 16, std::move(expiry)),
-                            options)));
+    OP_REQUIRES_OK(ctx, ToTfStatus(OutOfMemoryAsStatus(
+                            [&] {
+                              return ht::SaveCheckpoint(
+                                  &fs, basename, names,
+                                  gpu::RowStoreSaver(stores.stores,
+                                                     stores.records, 1 << 16,
+                                                     std::move(expiry)),
+                                  options);
+                            },
+                            OutOfMemory)));
     ctx->set_output(0, ctx->input(0));
   }
 
@@ -822,7 +827,7 @@ class GpuMultiHashTableRestoreOp : public OpKernel {
             return check_only ? restorer->Check(shard, table, record)
                               : restorer->Restore(shard, table, record);
           },
-          ht::SerialFor, LogInfo, RestorePassVerb(check_only)));
+          CallingThread(), LogInfo, RestorePassVerb(check_only)));
     };
     OP_REQUIRES_OK(
         ctx, CheckBeforeReplacing("Restore of " + basename, holding, [&] {
@@ -831,25 +836,41 @@ class GpuMultiHashTableRestoreOp : public OpKernel {
               info.nshards, random::New64());
           return read_records(&checker, /*check_only=*/true);
         }));
+    std::vector<std::string> emptied;
+    const auto empty = [&]() -> Status {
+      for (int t = 0; t < mtable->size(); ++t) {
+        if (!restored[t]) continue;
+        GpuMultiHashTable::Table& table = mtable->table(t);
+        // Its memory first; until Create succeeds the table is unusable
+        // (CheckUsable), not dangling.
+        table.table.reset();
+        TF_RETURN_IF_ERROR(
+            ToTfStatus(gpu::GpuRowTable::Create(table.spec, &table.table)));
+      }
+      return OkStatus();
+    };
     for (int t = 0; t < mtable->size(); ++t) {
-      if (!restored[t]) continue;
-      GpuMultiHashTable::Table& table = mtable->table(t);
-      // Its memory first; until Create succeeds the table is unusable
-      // (CheckUsable), not dangling.
-      table.table.reset();
-      OP_REQUIRES_OK(ctx, ToTfStatus(gpu::GpuRowTable::Create(
-                              table.spec, &table.table)));
+      if (restored[t]) emptied.push_back(mtable->table(t).name);
     }
+    OP_REQUIRES_OK(ctx, empty());
     OP_REQUIRES_OK(ctx, mtable->CheckUsable());
     Stores stores = StoresOf(mtable.get(), CudaStream(ctx));
     std::vector<gpu::RowStore*> by_checkpoint;
     for (int t : to_graph) {
       by_checkpoint.push_back(t >= 0 ? stores.stores[t] : nullptr);
     }
-    gpu::RowStoreRestorer restorer(by_checkpoint, records, info.nshards,
-                                   random::New64());
-    OP_REQUIRES_OK(ctx, read_records(&restorer, /*check_only=*/false));
-    OP_REQUIRES_OK(ctx, ToTfStatus(restorer.Flush()));
+    const auto fill = [&] {
+      gpu::RowStoreRestorer restorer(by_checkpoint, records, info.nshards,
+                                     random::New64());
+      TF_RETURN_IF_ERROR(read_records(&restorer, /*check_only=*/false));
+      return ToTfStatus(restorer.Flush());
+    };
+    // A table that cannot be created again is unusable (CheckUsable says
+    // so to every later call).
+    OP_REQUIRES_OK(ctx, FillOrLeaveEmpty(
+                            "Restore of " + basename, emptied,
+                            [&] { return OutOfMemoryAsStatus(fill, OutOfMemory); },
+                            [&] { empty().IgnoreError(); }));
     ctx->set_output(0, ctx->input(0));
   }
 

@@ -218,13 +218,18 @@ class HashFilterSaveOp : public OpKernel {
                    << "admit ids wait for the files)";
     }
     // The copy, its splits in parallel; without one, the live filter under
-    // its lock, in this thread.
-    OP_REQUIRES_OK(
-        ctx, ToTfStatus(hf::SaveFilterCheckpoint(
-                 &fs, basename, snapshot ? *snapshot : admission.filter(),
-                 snapshot ? WorkerThreads(ctx)
-                          : ::monolith::hash_table::SerialFor,
-                 LogInfo)));
+    // its lock, in this thread (and memory is short: an allocation that
+    // fails is ResourceExhausted, not an exception out of the op).
+    OP_REQUIRES_OK(ctx, ToTfStatus(OutOfMemoryAsStatus(
+                            [&] {
+                              return hf::SaveFilterCheckpoint(
+                                  &fs, basename,
+                                  snapshot ? *snapshot : admission.filter(),
+                                  snapshot ? WorkerThreads(ctx)
+                                           : CallingThread(),
+                                  LogInfo);
+                            },
+                            OutOfMemory)));
     ctx->set_output(0, ctx->input(0));
   }
 };

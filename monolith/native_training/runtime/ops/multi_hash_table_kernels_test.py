@@ -362,6 +362,16 @@ def test_save_rejects_an_unknown_compression_type(graph, tmp_path):
                                             compression_type="GZIP"))
 
 
+def test_file_system_errors_keep_their_code(graph):
+  # A storage layer's error crosses the engine with its code (here TF's
+  # Unimplemented for a scheme no file system serves), not as Internal.
+  h = _mtable([("a", _table_config(2))])
+  with pytest.raises(tf.errors.UnimplementedError, match="nosuchfs"):
+    _run(ops.monolith_multi_hash_table_save(h, "nosuchfs://bucket/m"))
+  with pytest.raises(tf.errors.UnimplementedError, match="nosuchfs"):
+    _run(ops.monolith_multi_hash_table_restore(h, "nosuchfs://bucket/m"))
+
+
 def test_missing_shard_is_not_found(graph, tmp_path):
   basename = _saved_checkpoint(tmp_path)
   os.remove(basename + "-00001-of-00002")
@@ -381,6 +391,22 @@ def test_truncated_shard_is_data_loss(graph, tmp_path):
     f.write(data[:len(data) // 2])
   with pytest.raises(tf.errors.DataLossError, match="mtable-00000-of-00002"):
     _restore_into_new_table(basename)
+
+
+def test_a_restore_failing_part_way_leaves_its_tables_empty(graph, tmp_path):
+  # Empty tables are restored without a checking pass: table b's records
+  # restore, table a's (dim 2) do not fit its new dim (3). No table keeps
+  # part of the checkpoint.
+  basename = _saved_checkpoint(tmp_path)
+  dst = _mtable([("a", _table_config(3)), ("b", _table_config(3))], "dst")
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r"Restore into dst failed part-way; tables a, b are "
+                     r"left empty \(restore again\): .*table a"):
+    _run(ops.monolith_multi_hash_table_restore(dst, basename))
+  ids = tf.constant(list(range(100)) + list(range(1000, 1050)), tf.int64)
+  emb = ops.monolith_multi_hash_table_lookup(
+      dst, ids, tf.constant([0, 100, 150], tf.int64))
+  np.testing.assert_array_equal(_run(emb), np.zeros(150 * 3))
 
 
 def test_corrupt_shard_is_data_loss(graph, tmp_path):

@@ -124,14 +124,20 @@ class MultiHashTableSaveOp : public OpKernel {
     options.parallel_for = WorkerThreads(ctx);
     options.log = LogInfo;
     TfFileSystem fs(ctx->env());
-    OP_REQUIRES_OK(
-        ctx, ToTfStatus(ht::SaveCheckpoint(
-                 &fs, basename, names,
-                 // The attr's expire times, when given, override the
-                 // tables'.
-                 ht::EmbeddingTablesSaver(std::move(tables), std::move(now),
-                                          expire_times_.get()),
-                 options)));
+    // Out of memory outside the shards' items (which WorkerThreads
+    // converts) is ResourceExhausted too, not an exception out of the op.
+    OP_REQUIRES_OK(ctx, ToTfStatus(OutOfMemoryAsStatus(
+                            [&] {
+                              return ht::SaveCheckpoint(
+                                  &fs, basename, names,
+                                  // The attr's expire times, when given,
+                                  // override the tables'.
+                                  ht::EmbeddingTablesSaver(
+                                      std::move(tables), std::move(now),
+                                      expire_times_.get()),
+                                  options);
+                            },
+                            OutOfMemory)));
     ctx->set_output(0, ctx->input(0));
   }
 
@@ -257,10 +263,19 @@ Status RestoreCheckpoints(OpKernelContext* ctx, MultiHashTable* mtable,
   TF_RETURN_IF_ERROR(CheckBeforeReplacing(
       "Restore into " + mtable->shared_name(), holding,
       [&] { return read_records(/*check_only=*/true); }));
+  std::vector<std::string> emptied;
+  const auto empty = [&] {
+    for (int t = 0; t < mtable->size(); ++t) {
+      if (restored[t]) mtable->table(t).table->Clear();
+    }
+  };
   for (int t = 0; t < mtable->size(); ++t) {
-    if (restored[t]) mtable->table(t).table->Clear();
+    if (restored[t]) emptied.push_back(mtable->table(t).name);
   }
-  TF_RETURN_IF_ERROR(read_records(/*check_only=*/false));
+  empty();
+  TF_RETURN_IF_ERROR(FillOrLeaveEmpty(
+      "Restore into " + mtable->shared_name(), emptied,
+      [&] { return read_records(/*check_only=*/false); }, empty));
   if (times_out_of_range.too_large.load() > 0) {
     LOG(WARNING) << "Restore into " << mtable->shared_name() << ": "
                  << times_out_of_range.too_large.load()
@@ -295,9 +310,13 @@ class MultiHashTableRestoreOp : public OpKernel {
     HeldMultiHashTable mtable;
     OP_REQUIRES_OK(ctx,
                    HoldMultiHashTable(ctx, 0, /*exclusive=*/true, &mtable));
-    OP_REQUIRES_OK(ctx, RestoreCheckpoints(ctx, mtable.get(), {basename},
-                                           strict_, IdShard(),
-                                           /*resharded=*/false));
+    OP_REQUIRES_OK(ctx, OutOfMemoryAsStatus(
+                            [&] {
+                              return RestoreCheckpoints(
+                                  ctx, mtable.get(), {basename}, strict_,
+                                  IdShard(), /*resharded=*/false);
+                            },
+                            OutOfMemory));
     ctx->set_output(0, ctx->input(0));
   }
 
@@ -342,9 +361,13 @@ class MultiHashTableRestoreReshardedOp : public OpKernel {
     HeldMultiHashTable mtable;
     OP_REQUIRES_OK(ctx,
                    HoldMultiHashTable(ctx, 0, /*exclusive=*/true, &mtable));
-    OP_REQUIRES_OK(ctx, RestoreCheckpoints(ctx, mtable.get(), basenames,
-                                           strict_, keep_,
-                                           /*resharded=*/true));
+    OP_REQUIRES_OK(ctx, OutOfMemoryAsStatus(
+                            [&] {
+                              return RestoreCheckpoints(
+                                  ctx, mtable.get(), basenames, strict_, keep_,
+                                  /*resharded=*/true);
+                            },
+                            OutOfMemory));
     ctx->set_output(0, ctx->input(0));
   }
 

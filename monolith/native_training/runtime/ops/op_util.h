@@ -38,25 +38,9 @@ namespace monolith_tf {
 
 // Maps an engine Status to a TF Status, keeping code and message.
 inline Status ToTfStatus(const ::monolith::hash_table::Status& s) {
-  using ::monolith::hash_table::StatusCode;
-  switch (s.code()) {
-    case StatusCode::kOk:
-      return OkStatus();
-    case StatusCode::kInvalidArgument:
-      return errors::InvalidArgument(s.message());
-    case StatusCode::kNotFound:
-      return errors::NotFound(s.message());
-    case StatusCode::kResourceExhausted:
-      return errors::ResourceExhausted(s.message());
-    case StatusCode::kFailedPrecondition:
-      return errors::FailedPrecondition(s.message());
-    case StatusCode::kOutOfRange:
-      return errors::OutOfRange(s.message());
-    case StatusCode::kDataLoss:
-      return errors::DataLoss(s.message());
-    default:
-      return errors::Internal(s.message());
-  }
+  if (s.ok()) return OkStatus();
+  // The engine's codes are absl's, by number (see status.h).
+  return Status(static_cast<absl::StatusCode>(s.code()), s.message());
 }
 
 // Input validation shared by every kernel: an input of the wrong shape is
@@ -163,6 +147,11 @@ inline Status CheckInputRanks(
 inline std::string GrowthOutOfMemory(const std::string& table) {
   return table + " could not grow: out of memory (or of memory mappings: see "
                  "vm.max_map_count)";
+}
+
+// OutOfMemoryAsStatus's |what| for other work (saves, restores).
+inline std::string OutOfMemory() {
+  return "out of memory (or of memory mappings: see vm.max_map_count)";
 }
 
 inline std::string TableGrowthOutOfMemory() {
@@ -665,7 +654,9 @@ inline Status ComputeFusedLayout(const std::vector<int64_t>& dims,
       floats += int64_t{sizes(k)} * dims[t];
       if (floats > std::numeric_limits<int32_t>::max()) {
         return errors::InvalidArgument(
-            "fused embeddings exceed 2^31 floats; split the batch");
+            "fused_slot_size[", k, "] = ", sizes(k), " (table ", t, ", dim ",
+            dims[t], ") brings the fused embeddings to ", floats,
+            " floats, over 2^31 - 1; split the batch");
       }
       layout->id_offsets[k + 1] = static_cast<int32_t>(ids);
       layout->emb_offsets[k + 1] = static_cast<int32_t>(floats);

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "monolith/native_training/runtime/ops/op_util.h"
 #include "tensorflow/core/platform/errors.h"
 #include "tensorflow/core/platform/file_system.h"
@@ -70,21 +71,13 @@ class TfRandomAccessFile : public ht::RandomAccessFile {
 
 ht::Status FromTfStatus(const Status& s) {
   if (s.ok()) return ht::Status::OK();
-  std::string message(s.message());
-  switch (s.code()) {
-    case absl::StatusCode::kInvalidArgument:
-      return ht::InvalidArgumentError(std::move(message));
-    case absl::StatusCode::kNotFound:
-      return ht::NotFoundError(std::move(message));
-    case absl::StatusCode::kFailedPrecondition:
-      return ht::FailedPreconditionError(std::move(message));
-    case absl::StatusCode::kOutOfRange:
-      return ht::OutOfRangeError(std::move(message));
-    case absl::StatusCode::kDataLoss:
-      return ht::DataLossError(std::move(message));
-    default:
-      return ht::InternalError(std::move(message));
+  const int code = static_cast<int>(s.code());
+  // The engine's codes are the canonical ones (see status.h).
+  if (code < static_cast<int>(ht::StatusCode::kCancelled) ||
+      code > static_cast<int>(ht::StatusCode::kUnauthenticated)) {
+    return ht::InternalError(std::string(s.message()));
   }
+  return ht::Status(static_cast<ht::StatusCode>(code), std::string(s.message()));
 }
 
 ht::Status TfFileSystem::NewWritableFile(
@@ -145,6 +138,15 @@ ht::Status TfFileSystem::SyncDirectory(const std::string& dir) {
   };
 }
 
+::monolith::hash_table::ParallelFor CallingThread() {
+  return [](int64_t n,
+            const std::function<::monolith::hash_table::Status(int64_t)>& fn) {
+    return ::monolith::hash_table::SerialFor(n, [&fn](int64_t i) {
+      return OutOfMemoryAsStatus([&] { return fn(i); }, OutOfMemory);
+    });
+  };
+}
+
 Status GetSaveAttrs(OpKernelConstruction* ctx, int* nshards, bool* snappy) {
   TF_RETURN_IF_ERROR(ctx->GetAttr("nshards", nshards));
   if (*nshards != -1 &&
@@ -196,6 +198,25 @@ Status CheckBeforeReplacing(const std::string& restore,
             << (holding.size() == 1 ? " holds" : " hold")
             << " entries; every record is checked before they are replaced";
   return check();
+}
+
+Status FillOrLeaveEmpty(const std::string& restore,
+                        const std::vector<std::string>& emptied,
+                        const std::function<Status()>& fill,
+                        const std::function<void()>& empty) {
+  const Status filled = fill();
+  if (filled.ok()) return filled;
+  empty();
+  std::string names;
+  for (const std::string& name : emptied) {
+    names += (names.empty() ? "" : ", ") + name;
+  }
+  return Status(filled.code(),
+                absl::StrCat(restore, " failed part-way; ",
+                             emptied.size() == 1 ? "table " : "tables ", names,
+                             emptied.size() == 1 ? " is" : " are",
+                             " left empty (restore again): ",
+                             filled.message()));
 }
 
 }  // namespace monolith_tf

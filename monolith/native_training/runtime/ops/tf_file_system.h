@@ -27,6 +27,9 @@ namespace monolith_tf {
 
 // The libraries' ParallelFor on the CPU worker threads of |ctx|.
 ::monolith::hash_table::ParallelFor WorkerThreads(OpKernelContext* ctx);
+// The libraries' ParallelFor in the calling thread (SerialFor), an item's
+// std::bad_alloc ResourceExhausted, as WorkerThreads' items' are.
+::monolith::hash_table::ParallelFor CallingThread();
 
 // The save ops' nshards (-1, or 1 to kMaxCheckpointShards) and
 // compression_type ("SNAPPY", the original's format, or "": uncompressed)
@@ -51,6 +54,14 @@ void LogWarning(const std::string& line);
 Status CheckBeforeReplacing(const std::string& restore,
                             const std::vector<std::string>& holding,
                             const std::function<Status()>& check);
+// After the tables |emptied| were emptied for a restore, runs |fill| (the
+// restoring pass). If it fails part-way, runs |empty| (which empties them
+// again: no table is left holding part of a checkpoint) and returns its
+// error, with its code, saying so as |restore|.
+Status FillOrLeaveEmpty(const std::string& restore,
+                        const std::vector<std::string>& emptied,
+                        const std::function<Status()>& fill,
+                        const std::function<void()>& empty);
 // RestoreCheckpoint's progress verb for a pass that checks (|check_only|)
 // or restores.
 inline const char* RestorePassVerb(bool check_only) {
