@@ -385,10 +385,11 @@ TEST(HugePagePoolOomTest, FailedAllocationsTakeNothingAndFreesNeverFail) {
     char* array;
     size_t bytes;
   };
-  // Slab arrays of two sizes (more than a region of the first), large
-  // arrays, and blocks over several regions.
+  // Slab arrays of two sizes, more than a region (2 MiB) of each, so that
+  // full slabs leave slabs_with_room_ (and frees put them back: a set
+  // insert), large arrays, and blocks over several regions.
   std::vector<size_t> sizes;
-  for (int i = 0; i < 600; ++i) sizes.push_back(i % 3 == 0 ? 8 << 10 : 4 << 10);
+  for (int i = 0; i < 900; ++i) sizes.push_back(i % 3 == 0 ? 8 << 10 : 4 << 10);
   for (int i = 0; i < 3; ++i) sizes.push_back(2 * kRegion);
   const auto allocate_all = [&](HugePagePool* pool, std::vector<Array>* arrays,
                                 int* blocks) {

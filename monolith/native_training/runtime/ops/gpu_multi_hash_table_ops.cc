@@ -837,17 +837,24 @@ class GpuMultiHashTableRestoreOp : public OpKernel {
           return read_records(&checker, /*check_only=*/true);
         }));
     std::vector<std::string> emptied;
+    // Every table to restore created again, empty; the first error (a
+    // table that fails stays unusable: CheckUsable says so to every call).
     const auto empty = [&]() -> Status {
+      Status first;
       for (int t = 0; t < mtable->size(); ++t) {
         if (!restored[t]) continue;
         GpuMultiHashTable::Table& table = mtable->table(t);
         // Its memory first; until Create succeeds the table is unusable
         // (CheckUsable), not dangling.
         table.table.reset();
-        TF_RETURN_IF_ERROR(
-            ToTfStatus(gpu::GpuRowTable::Create(table.spec, &table.table)));
+        first.Update(OutOfMemoryAsStatus(
+            [&] {
+              return ToTfStatus(
+                  gpu::GpuRowTable::Create(table.spec, &table.table));
+            },
+            OutOfMemory));
       }
-      return OkStatus();
+      return first;
     };
     for (int t = 0; t < mtable->size(); ++t) {
       if (restored[t]) emptied.push_back(mtable->table(t).name);
@@ -865,12 +872,8 @@ class GpuMultiHashTableRestoreOp : public OpKernel {
       TF_RETURN_IF_ERROR(read_records(&restorer, /*check_only=*/false));
       return ToTfStatus(restorer.Flush());
     };
-    // A table that cannot be created again is unusable (CheckUsable says
-    // so to every later call).
-    OP_REQUIRES_OK(ctx, FillOrLeaveEmpty(
-                            "Restore of " + basename, emptied,
-                            [&] { return OutOfMemoryAsStatus(fill, OutOfMemory); },
-                            [&] { empty().IgnoreError(); }));
+    OP_REQUIRES_OK(ctx, FillOrLeaveEmpty("Restore of " + basename, emptied,
+                                         fill, empty));
     ctx->set_output(0, ctx->input(0));
   }
 

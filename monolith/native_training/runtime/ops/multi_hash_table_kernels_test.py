@@ -394,19 +394,19 @@ def test_truncated_shard_is_data_loss(graph, tmp_path):
 
 
 def test_a_restore_failing_part_way_leaves_its_tables_empty(graph, tmp_path):
-  # Empty tables are restored without a checking pass: table b's records
-  # restore, table a's (dim 2) do not fit its new dim (3). No table keeps
-  # part of the checkpoint.
+  # Empty tables are restored without a checking pass. Each shard holds
+  # table a's records, then b's: a's restore, b's (dim 3) do not fit its
+  # new dim (4). No table keeps part of the checkpoint.
   basename = _saved_checkpoint(tmp_path)
-  dst = _mtable([("a", _table_config(3)), ("b", _table_config(3))], "dst")
+  dst = _mtable([("a", _table_config(2)), ("b", _table_config(4))], "dst")
   with pytest.raises(tf.errors.InvalidArgumentError,
                      match=r"Restore into dst failed part-way; tables a, b are "
-                     r"left empty \(restore again\): .*table a"):
+                     r"left empty \(restore again\): .*table b"):
     _run(ops.monolith_multi_hash_table_restore(dst, basename))
   ids = tf.constant(list(range(100)) + list(range(1000, 1050)), tf.int64)
   emb = ops.monolith_multi_hash_table_lookup(
       dst, ids, tf.constant([0, 100, 150], tf.int64))
-  np.testing.assert_array_equal(_run(emb), np.zeros(150 * 3))
+  np.testing.assert_array_equal(_run(emb), np.zeros(100 * 2 + 50 * 4))
 
 
 def test_corrupt_shard_is_data_loss(graph, tmp_path):

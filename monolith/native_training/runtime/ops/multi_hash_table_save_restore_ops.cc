@@ -268,11 +268,12 @@ Status RestoreCheckpoints(OpKernelContext* ctx, MultiHashTable* mtable,
     for (int t = 0; t < mtable->size(); ++t) {
       if (restored[t]) mtable->table(t).table->Clear();
     }
+    return OkStatus();
   };
   for (int t = 0; t < mtable->size(); ++t) {
     if (restored[t]) emptied.push_back(mtable->table(t).name);
   }
-  empty();
+  TF_RETURN_IF_ERROR(empty());
   TF_RETURN_IF_ERROR(FillOrLeaveEmpty(
       "Restore into " + mtable->shared_name(), emptied,
       [&] { return read_records(/*check_only=*/false); }, empty));

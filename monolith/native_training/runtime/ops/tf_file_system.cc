@@ -203,17 +203,26 @@ Status CheckBeforeReplacing(const std::string& restore,
 Status FillOrLeaveEmpty(const std::string& restore,
                         const std::vector<std::string>& emptied,
                         const std::function<Status()>& fill,
-                        const std::function<void()>& empty) {
-  const Status filled = fill();
-  if (filled.ok()) return filled;
-  empty();
+                        const std::function<Status()>& empty) {
+  const Status filled = OutOfMemoryAsStatus(fill, OutOfMemory);
+  if (filled.ok() || emptied.empty()) return filled;
+  const Status emptied_again = OutOfMemoryAsStatus(empty, OutOfMemory);
   std::string names;
   for (const std::string& name : emptied) {
     names += (names.empty() ? "" : ", ") + name;
   }
+  const char* const subject = emptied.size() == 1 ? "table " : "tables ";
+  if (!emptied_again.ok()) {
+    return Status(filled.code(),
+                  absl::StrCat(restore, " failed part-way and ", subject,
+                               names, " could not be emptied again (",
+                               emptied_again.message(),
+                               "): they may hold part of the checkpoint; "
+                               "restore again: ",
+                               filled.message()));
+  }
   return Status(filled.code(),
-                absl::StrCat(restore, " failed part-way; ",
-                             emptied.size() == 1 ? "table " : "tables ", names,
+                absl::StrCat(restore, " failed part-way; ", subject, names,
                              emptied.size() == 1 ? " is" : " are",
                              " left empty (restore again): ",
                              filled.message()));

@@ -55,13 +55,14 @@ Status CheckBeforeReplacing(const std::string& restore,
                             const std::vector<std::string>& holding,
                             const std::function<Status()>& check);
 // After the tables |emptied| were emptied for a restore, runs |fill| (the
-// restoring pass). If it fails part-way, runs |empty| (which empties them
-// again: no table is left holding part of a checkpoint) and returns its
-// error, with its code, saying so as |restore|.
+// restoring pass). If it fails part-way (out of memory included), runs
+// |empty| (which empties them again: no table is left holding part of a
+// checkpoint) and returns fill's error, with its code, saying so as
+// |restore| (or that they could not be emptied).
 Status FillOrLeaveEmpty(const std::string& restore,
                         const std::vector<std::string>& emptied,
                         const std::function<Status()>& fill,
-                        const std::function<void()>& empty);
+                        const std::function<Status()>& empty);
 // RestoreCheckpoint's progress verb for a pass that checks (|check_only|)
 // or restores.
 inline const char* RestorePassVerb(bool check_only) {
