@@ -344,6 +344,9 @@ class HashFilterCheckpointSaverListener(
                   global_step_value: int) -> None:
     if not self._enabled:
       return
+    # As the tables' saver listener: never before the restore.
+    save_utils.check_restorer_hooks_ran(sess,
+                                        "HashFilterCheckpointSaverListener")
     asset_dir = self._helper.get_ckpt_asset_dir(
         self._helper.get_ckpt_prefix(global_step_value))
     utils.makedirs_durably(asset_dir)

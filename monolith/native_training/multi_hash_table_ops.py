@@ -11,8 +11,8 @@ tables beside a tf.compat.v1 Saver checkpoint and restore them before it.
     table = table.apply_gradients({"slot_1": (ids_1, grads_1)}, global_step)
 
 Errors: arguments that are wrong when the graph is built (an unknown table
-name, an input whose rank the ops reject) raise ValueError (or TypeError for
-a wrong dtype) at once; what is known only when the op runs (sizes, a
+name, an input whose rank or dtype the ops reject) raise ValueError at
+once; what is known only when the op runs (sizes, a
 non-scalar global step fed later, a SERVING table asked to train) raises the
 `tf.errors` exception the kernel reports, naming the input.
 """
@@ -24,6 +24,7 @@ import copy
 import dataclasses
 import glob
 import math
+import numbers
 import os
 import re
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
@@ -266,7 +267,17 @@ def find_ps_checkpoints(directory: str, group_prefix: str) -> List[str]:
   recorded = save_utils.read_ps_count(directory, group_prefix)
   if not indices and recorded is None:
     return []
-  num_ps = max(indices) + 1 if recorded is None else recorded
+  if recorded is None:
+    num_ps = max(indices) + 1
+    # The original's checkpoints, and DistributedMultiTypeHashTable.save's,
+    # carry no count: if the last PS's files were lost, its ids would be
+    # dropped with no other sign.
+    logging.warning(
+        "%s records no PS count for %s_<j>: taking %d PS tasks from the "
+        "files found (PS %s).", directory, group_prefix, num_ps,
+        sorted(indices))
+  else:
+    num_ps = recorded
   missing = sorted(set(range(num_ps)) - indices)
   if missing:
     said = ("" if recorded is None else
@@ -549,6 +560,11 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     if table_proto is not None:
       self._init_from_proto(table_proto, import_scope)
       return
+    if not isinstance(saver_parallel, numbers.Integral) or not (
+        saver_parallel == -1 or saver_parallel >= 1):
+      # Else refused only when the first save runs, maybe hours later.
+      raise ValueError(f"saver_parallel must be -1 (save chooses) or a "
+                       f"positive shard count, got {saver_parallel!r}")
     self._dims = cc.dims
     self._slot_expire_time_config = cc.slot_expire_time_config
     self._table_names = cc.table_names
@@ -1045,9 +1061,10 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       The table, depending on the save.
 
     Raises:
-      tf.errors.InvalidArgumentError: (at run time) a bad compression_type.
+      ValueError: a bad compression_type.
       tf.errors.OpError: (at run time) the file system's errors.
     """
+    _checked_compression_type(compression_type)
     return self._copy_with_new_table(
         hash_table_ops.monolith_multi_hash_table_save(
             mtable=self._handle,
@@ -1464,6 +1481,15 @@ def _tensor_of_table(tensors: Dict[int, tf.Tensor], table: Any,
         "exists") from None
 
 
+def _checked_compression_type(compression_type: str) -> str:
+  """`compression_type`, checked when the graph is built (the kernel would
+  refuse it only when the first save runs)."""
+  if compression_type not in ("SNAPPY", ""):
+    raise ValueError(f'compression_type must be "SNAPPY" or "" '
+                     f"(uncompressed), got {compression_type!r}")
+  return compression_type
+
+
 class MultiHashTableCheckpointSaverListener(
     tf.compat.v1.train.CheckpointSaverListener):
   """Saves every MultiHashTable of the graph before the Saver's checkpoint.
@@ -1492,7 +1518,7 @@ class MultiHashTableCheckpointSaverListener(
                compression_type: str = "SNAPPY"):
     super().__init__()
     self._write_ckpt_info = write_ckpt_info
-    self._compression_type = compression_type
+    self._compression_type = _checked_compression_type(compression_type)
     self._helper = save_utils.SaveHelper(basename)
     self._table_id_to_placeholder = {}
     self._features_counts_tuples = []
@@ -1507,8 +1533,14 @@ class MultiHashTableCheckpointSaverListener(
       global_step_value: the step of the checkpoint being saved.
 
     Raises:
+      RuntimeError: a CheckpointRestorerHook of the session being created
+        has not restored yet (this saver's hook is listed before it).
       tf.errors.OpError: a table save failed (or timed out after an hour).
     """
+    # A save before the restore (a saver hook listed before the restorer
+    # hook) would overwrite this step's tables with the fresh, empty ones.
+    save_utils.check_restorer_hooks_ran(
+        sess, "MultiHashTableCheckpointSaverListener")
     # Before the Saver, so the checkpoint file only names complete tables.
     logging.info("Saving MultiHashTables.")
     base_dir = self._helper.get_ckpt_asset_dir(
@@ -1608,7 +1640,11 @@ class MultiHashTableCheckpointRestorerListener(
   """Restores every MultiHashTable of the graph from the latest checkpoint.
 
   The restore ops are built at construction, for the tables the graph holds
-  then, each on its table's device.
+  then, each on its table's device. A restore replaces the tables' entries,
+  so in a cluster only the chief runs it (its hook in the chief's hooks):
+  a worker that restored the PS tables whenever it (re)started would roll
+  them back under the others' training. A restarted PS is restored alone
+  through `ps_monitor`.
 
   A table of a PS (`MultiHashTable.ps_shard` is set, as for the tables of
   a `DistributedMultiTypeHashTable`) is restored from the checkpoints of

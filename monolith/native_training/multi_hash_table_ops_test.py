@@ -1,5 +1,6 @@
 """Tests of MultiHashTable, its meta-graph serialization and its listeners."""
 
+import gc
 import logging
 import os
 import re
@@ -399,11 +400,65 @@ def _check_save_restore_hook(tmp_path, compression_type):
     np.testing.assert_array_equal(sess.run(lookup), [[1]])
 
 
+def test_a_saver_hook_listed_before_the_restorer_hook_is_refused(tmp_path):
+  # Its save at session creation would write the new process's empty
+  # tables over the checkpoint the restorer is about to read.
+  model_dir = os.path.join(tmp_path, "order")
+  basename = os.path.join(model_dir, "model.ckpt")
+  table = multi_hash_table_ops.MultiHashTable.from_configs(
+      {"slot0": test_utils.generate_test_hash_table_config(1)})
+  add_op = table.assign_add({"slot0": (_id([0]), _value([[1]]))}).as_op()
+  lookup = table.lookup({"slot0": _id([0])})["slot0"]
+  step_op = tf1.assign_add(tf1.train.get_or_create_global_step(), 1)
+  saver = tf1.train.Saver()
+
+  def hooks(saver_first):
+    saver_hook = tf1.train.CheckpointSaverHook(
+        model_dir, save_steps=1000, saver=saver,
+        listeners=[multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
+            basename)])
+    restorer_hook = basic_restore_hook.CheckpointRestorerHook([
+        multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
+            basename)])
+    return ([saver_hook, restorer_hook] if saver_first else
+            [restorer_hook, saver_hook])
+
+  # Built before the first session finalizes the graph.
+  first, wrong_order, last = hooks(False), [hooks(True)], hooks(False)
+  with tf1.train.SingularMonitoredSession(hooks=first) as sess:
+    sess.run([add_op, step_op])  # saved at step 1 when it closes
+  with pytest.raises(RuntimeError, match="MultiHashTableCheckpointSaverListener "
+                     "runs before a CheckpointRestorerHook") as raised:
+    tf1.train.SingularMonitoredSession(hooks=wrong_order.pop(),
+                                       checkpoint_dir=model_dir)
+  # The failed session's restorer hook, never run, counts as pending while
+  # it lives.
+  del raised
+  gc.collect()
+  with tf1.train.SingularMonitoredSession(hooks=last,
+                                          checkpoint_dir=model_dir) as sess:
+    np.testing.assert_array_equal(sess.run(lookup), [[1]])
+
+
+def test_bad_save_arguments_are_refused_when_the_graph_is_built(tmp_path):
+  config = {"slot0": test_utils.generate_test_hash_table_config(1)}
+  with pytest.raises(ValueError, match="saver_parallel must be -1 .* got 0"):
+    multi_hash_table_ops.MultiHashTable.from_configs(config, saver_parallel=0)
+  table = multi_hash_table_ops.MultiHashTable.from_configs(config)
+  with pytest.raises(ValueError, match='compression_type must be "SNAPPY" or '
+                     "\"\" \\(uncompressed\\), got 'GZIP'"):
+    table.save(str(tmp_path / "t"), compression_type="GZIP")
+  with pytest.raises(ValueError, match="compression_type must be"):
+    multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
+        str(tmp_path / "model.ckpt"), compression_type="gzip")
+
+
 class _InodesAfterEachRun:
   """A session whose runs note the inode of every file under a folder."""
 
   def __init__(self, sess, root):
     self._sess = sess
+    self.graph = sess.graph
     self._root = root
     self.snapshots = []
 
@@ -523,6 +578,7 @@ def test_a_save_deletes_files_of_ps_beyond_its_count(tmp_path):
 
   # A save that fails leaves no record, not the count of other files.
   class _FailingSession:
+    graph = tf1.get_default_graph()
 
     def run(self, *args, **kwargs):
       del args, kwargs

@@ -131,11 +131,20 @@ class SaveHelper:
   Args:
     basename: the checkpoint basename given to the saver, e.g.
       "/path/to/model_dir/model.ckpt".
+
+  Raises:
+    ValueError: `basename` is empty, or an existing directory (the model
+      directory instead of a path in it: tables would be saved beside it
+      and restores would look for checkpoints in its parent).
   """
 
   def __init__(self, basename: str):
     if not basename:
       raise ValueError("basename must be a non-empty path")
+    if tf.io.gfile.isdir(basename):
+      raise ValueError(
+          f"basename {basename} is a directory: give the checkpoint path "
+          f"prefix the Saver writes, e.g. {basename.rstrip('/')}/model.ckpt")
     self._basename = basename
 
   @property

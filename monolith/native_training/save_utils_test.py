@@ -43,6 +43,12 @@ def test_empty_basename_rejected():
     save_utils.SaveHelper("")
 
 
+def test_a_directory_as_basename_is_rejected(tmp_path):
+  with pytest.raises(ValueError, match=f"basename {tmp_path} is a directory: "
+                     f"give .* e.g. {tmp_path}/model.ckpt"):
+    save_utils.SaveHelper(str(tmp_path))
+
+
 def test_existing_checkpoint_steps(tmp_path):
   basename = os.path.join(str(tmp_path), "model.ckpt")
   helper = save_utils.SaveHelper(basename)
