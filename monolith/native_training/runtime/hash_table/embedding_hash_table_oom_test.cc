@@ -266,25 +266,20 @@ void Sweep(const std::vector<int64_t>& ids,
   EXPECT_LT(failures, kMaxSweep) << "the call never completed";
 }
 
-TEST(EmbeddingHashTableOomTest, GroupedAssign) {
-  const std::vector<int64_t> ids = Batch(300, 300);
-  const std::vector<float> values = ValuesFor(ids, 2.0f);
-  Sweep(ids, [&](EmbeddingHashTable* table) {
-    table->Assign(ids.data(), static_cast<int64_t>(ids.size()), values.data(),
-                  kTime + 1);
-  }, /*repeatable=*/true);
+// Batches of fewer than 1,024 ids go grouped, larger ones streamed.
+TEST(EmbeddingHashTableOomTest, GroupedAndStreamedAssign) {
+  for (const auto& [old_ids, new_ids] :
+       {std::pair<int64_t, int64_t>{300, 300}, {2500, 1500}}) {
+    const std::vector<int64_t> ids = Batch(old_ids, new_ids);
+    const std::vector<float> values = ValuesFor(ids, 2.0f);
+    Sweep(ids, [&](EmbeddingHashTable* table) {
+      table->Assign(ids.data(), static_cast<int64_t>(ids.size()),
+                    values.data(), kTime + 1);
+    }, /*repeatable=*/true);
+  }
 }
 
-TEST(EmbeddingHashTableOomTest, StreamedAssign) {
-  const std::vector<int64_t> ids = Batch(2500, 1500);
-  const std::vector<float> values = ValuesFor(ids, 2.0f);
-  Sweep(ids, [&](EmbeddingHashTable* table) {
-    table->Assign(ids.data(), static_cast<int64_t>(ids.size()), values.data(),
-                  kTime + 1);
-  }, /*repeatable=*/true);
-}
-
-TEST(EmbeddingHashTableOomTest, StreamedAndGroupedOptimize) {
+TEST(EmbeddingHashTableOomTest, GroupedAndStreamedOptimize) {
   for (const auto& [old_ids, new_ids] :
        {std::pair<int64_t, int64_t>{300, 300}, {2500, 1200}}) {
     const std::vector<int64_t> ids = Batch(old_ids, new_ids);

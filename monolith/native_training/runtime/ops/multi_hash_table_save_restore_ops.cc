@@ -166,10 +166,12 @@ struct IdShard {
 // and the checkpoints are restored one after the other (each one's shards
 // in parallel). With |resharded| (MonolithMultiHashTableRestoreResharded)
 // every record's id is read and only those |keep| selects are restored,
-// and the reports are worded for several checkpoints.
-Status RestoreCheckpoints(OpKernelContext* ctx, MultiHashTable* mtable,
-                          const std::vector<std::string>& basenames,
-                          bool strict, IdShard keep, bool resharded) {
+// and the reports are worded for several checkpoints. Out of memory where
+// the shards' items do not catch it throws std::bad_alloc (see
+// RestoreCheckpoints).
+Status RestoreCheckpointsOrThrow(OpKernelContext* ctx, MultiHashTable* mtable,
+                                 const std::vector<std::string>& basenames,
+                                 bool strict, IdShard keep, bool resharded) {
   TfFileSystem fs(ctx->env());
   std::vector<ht::CheckpointInfo> infos(basenames.size());
   // Per checkpoint: its table -> the graph's table (-1: not in the graph).
@@ -294,6 +296,18 @@ Status RestoreCheckpoints(OpKernelContext* ctx, MultiHashTable* mtable,
   return OkStatus();
 }
 
+// RestoreCheckpointsOrThrow, out of memory anywhere in it ResourceExhausted.
+Status RestoreCheckpoints(OpKernelContext* ctx, MultiHashTable* mtable,
+                          const std::vector<std::string>& basenames,
+                          bool strict, IdShard keep, bool resharded) {
+  return OutOfMemoryAsStatus(
+      [&] {
+        return RestoreCheckpointsOrThrow(ctx, mtable, basenames, strict, keep,
+                                         resharded);
+      },
+      OutOfMemory);
+}
+
 // Restore replaces: every table of the graph that the checkpoint holds is
 // emptied and then holds exactly the checkpoint's entries. Tables the
 // checkpoint lacks keep their entries; the checkpoint's tables the graph
@@ -311,13 +325,9 @@ class MultiHashTableRestoreOp : public OpKernel {
     HeldMultiHashTable mtable;
     OP_REQUIRES_OK(ctx,
                    HoldMultiHashTable(ctx, 0, /*exclusive=*/true, &mtable));
-    OP_REQUIRES_OK(ctx, OutOfMemoryAsStatus(
-                            [&] {
-                              return RestoreCheckpoints(
-                                  ctx, mtable.get(), {basename}, strict_,
-                                  IdShard(), /*resharded=*/false);
-                            },
-                            OutOfMemory));
+    OP_REQUIRES_OK(ctx, RestoreCheckpoints(ctx, mtable.get(), {basename},
+                                           strict_, IdShard(),
+                                           /*resharded=*/false));
     ctx->set_output(0, ctx->input(0));
   }
 
@@ -362,13 +372,9 @@ class MultiHashTableRestoreReshardedOp : public OpKernel {
     HeldMultiHashTable mtable;
     OP_REQUIRES_OK(ctx,
                    HoldMultiHashTable(ctx, 0, /*exclusive=*/true, &mtable));
-    OP_REQUIRES_OK(ctx, OutOfMemoryAsStatus(
-                            [&] {
-                              return RestoreCheckpoints(
-                                  ctx, mtable.get(), basenames, strict_, keep_,
-                                  /*resharded=*/true);
-                            },
-                            OutOfMemory));
+    OP_REQUIRES_OK(ctx, RestoreCheckpoints(ctx, mtable.get(), basenames,
+                                           strict_, keep_,
+                                           /*resharded=*/true));
     ctx->set_output(0, ctx->input(0));
   }
 

@@ -143,15 +143,15 @@ inline Status CheckInputRanks(
   return OkStatus();
 }
 
-// OutOfMemoryAsStatus's |what| for a table (|table|) that could not grow.
-inline std::string GrowthOutOfMemory(const std::string& table) {
-  return table + " could not grow: out of memory (or of memory mappings: see "
-                 "vm.max_map_count)";
-}
-
-// OutOfMemoryAsStatus's |what| for other work (saves, restores).
+// OutOfMemoryAsStatus's |what| for work other than a table's growth
+// (saves, restores).
 inline std::string OutOfMemory() {
   return "out of memory (or of memory mappings: see vm.max_map_count)";
+}
+
+// OutOfMemoryAsStatus's |what| for a table (|table|) that could not grow.
+inline std::string GrowthOutOfMemory(const std::string& table) {
+  return table + " could not grow: " + OutOfMemory();
 }
 
 inline std::string TableGrowthOutOfMemory() {

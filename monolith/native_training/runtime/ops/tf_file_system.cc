@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "monolith/native_training/runtime/ops/op_util.h"
 #include "tensorflow/core/platform/errors.h"
 #include "tensorflow/core/platform/file_system.h"
@@ -190,11 +191,7 @@ Status CheckBeforeReplacing(const std::string& restore,
                             const std::vector<std::string>& holding,
                             const std::function<Status()>& check) {
   if (holding.empty()) return OkStatus();
-  std::string names;
-  for (const std::string& name : holding) {
-    names += (names.empty() ? "" : ", ") + name;
-  }
-  LOG(INFO) << restore << ": " << names
+  LOG(INFO) << restore << ": " << absl::StrJoin(holding, ", ")
             << (holding.size() == 1 ? " holds" : " hold")
             << " entries; every record is checked before they are replaced";
   return check();
@@ -207,10 +204,7 @@ Status FillOrLeaveEmpty(const std::string& restore,
   const Status filled = OutOfMemoryAsStatus(fill, OutOfMemory);
   if (filled.ok() || emptied.empty()) return filled;
   const Status emptied_again = OutOfMemoryAsStatus(empty, OutOfMemory);
-  std::string names;
-  for (const std::string& name : emptied) {
-    names += (names.empty() ? "" : ", ") + name;
-  }
+  const std::string names = absl::StrJoin(emptied, ", ");
   const char* const subject = emptied.size() == 1 ? "table " : "tables ";
   if (!emptied_again.ok()) {
     return Status(filled.code(),
