@@ -526,6 +526,14 @@ def test_fused_ops_validate_their_inputs(graph):
     _run(ops.monolith_multi_hash_table_fused_lookup(
         h, tf.constant([1], tf.int64), tf.constant([1, 0, 0], tf.int32),
         tf.constant(0, tf.int64), num_of_shards=2))
+  # Table 1 has dim 2: 2^30 of its ids make 2^31 floats.
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r"fused_slot_size\[1\] = 1073741824 \(table 1, dim "
+                     r"2\) brings the fused embeddings to 2147483648 floats, "
+                     r"over 2\^31 - 1; split the batch"):
+    _run(ops.monolith_multi_hash_table_fused_lookup(
+        h, tf.constant([1], tf.int64), tf.constant([0, 1 << 30], tf.int32),
+        tf.constant(0, tf.int64), num_of_shards=1))
   with pytest.raises(tf.errors.InvalidArgumentError,
                      match="fused_slot_size sums to 2 ids but ids has 1"):
     _run(ops.monolith_multi_hash_table_fused_lookup(
