@@ -338,6 +338,12 @@ class DistributedMultiTypeHashTable(
     cc = multi_hash_table_ops.convert_to_cached_config(slot_to_config)
     self._table_names = cc.table_names
     self._dims = cc.dims
+    # Before any PS's table takes its shared name.
+    if transfer_float16 and multi_hash_table_ops.table_type(cc) == "gpucuco":
+      raise NotImplementedError(
+          "transfer_float16 is not available for gpucuco tables: the "
+          "float16 lookup op has a CPU kernel only; build the table with "
+          "transfer_float16=False")
     # The rates are computed on the worker, once a step, and each PS gets
     # them as one vector, which it splits per table.
     with tf.name_scope("dmtht_learning_rate"):
@@ -358,11 +364,6 @@ class DistributedMultiTypeHashTable(
           configs_on_ps[name] = config
         table = table_factory(i, configs_on_ps)
       self._check_table(i, table)
-      if transfer_float16 and table.on_gpu:
-        raise NotImplementedError(
-            "transfer_float16 is not available for gpucuco tables: the "
-            "float16 lookup op has a CPU kernel only; build the table with "
-            "transfer_float16=False")
       # For checkpoints: the restorer listener reshards by it.
       table.set_ps_shard(num_ps, i)
       self._tables.append(table)
@@ -701,6 +702,12 @@ class DistributedMultiTypeHashTable(
     Returns:
       The table, depending on every PS's save.
     """
+    # "dir/" must not become "dir//name": object stores (gs://, s3://)
+    # take that for another object than "dir/name". ("/" becomes "".)
+    if isinstance(directory, str):
+      directory = directory.rstrip("/")
+    else:
+      directory = tf.strings.regex_replace(directory, "/+$", "")
     new_tables = []
     for i, table in enumerate(self._tables):
       with ps_device(i), tf.name_scope(f"dmtht_save_{i}"):

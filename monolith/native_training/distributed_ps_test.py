@@ -69,7 +69,8 @@ def test_float16_transfers_are_refused_for_gpucuco_tables(monkeypatch):
   with pytest.raises(NotImplementedError,
                      match="transfer_float16 is not available for gpucuco"):
     _create({"a": config}, transfer_float16=True)
-  assert all(t.on_gpu for t in _create({"a": config}, name_suffix="b").tables)
+  # Refused before any table was built: the names are still free.
+  assert all(t.on_gpu for t in _create({"a": config}).tables)
 
 
 def test_gpucuco_tables_on_ps_tasks_need_no_gpu_where_the_graph_is_built(
@@ -209,6 +210,32 @@ def test_a_standalone_export_serves_every_ps_table_in_one_process(
       values = sess.run(looked_up)
   for name in configs:
     np.testing.assert_array_equal(values[name], trained[name])
+
+
+def test_save_directories_with_a_trailing_slash_name_the_same_files(
+    cluster, _fresh_graph):
+  graph = _fresh_graph
+  table = _create({"a": _config(1)})
+  directory = tf1.placeholder(tf.string, [])
+  for given in ("/ckpt/assets", "/ckpt/assets/", "/ckpt/assets//"):
+    table.save(given)
+  table.save(directory)
+  basenames = [
+      op.outputs[0]
+      for op in graph.get_operations()
+      if op.type == "StringJoin" and "dmtht_save_" in op.name
+  ]
+  assert len(basenames) == 8
+  with tf1.Session(cluster[0][0].target, config=cluster[1]) as sess:
+    for tensor_given in ("/ckpt/assets", "/ckpt/assets//", "/"):
+      joined = [
+          b.decode()
+          for b in sess.run(basenames, {directory: tensor_given})
+      ]
+      expected = tensor_given.rstrip("/") + "/MonolithMultiHashTable_"
+      assert joined[:6] == ["/ckpt/assets/MonolithMultiHashTable_0",
+                            "/ckpt/assets/MonolithMultiHashTable_1"] * 3
+      assert joined[-2:] == [expected + "0", expected + "1"]
 
 
 def test_a_distributed_export_is_refused():

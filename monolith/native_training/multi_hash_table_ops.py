@@ -132,7 +132,7 @@ def convert_to_cached_config(
 _GPUCUCO = "gpucuco"
 
 
-def _table_type(cc: CachedConfig) -> Optional[str]:
+def table_type(cc: CachedConfig) -> Optional[str]:
   """The tables' type ("cuckoo", "gpucuco" or None); all must share it."""
   types = {
       name: (config.table_config.WhichOneof("type")
@@ -660,10 +660,10 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
           "MultiHashTable builds graph-mode ops for tf.compat.v1 sessions, "
           "as the original's: build it in a graph (with tf.Graph()."
           "as_default(): ..., or tf.compat.v1.disable_eager_execution())")
-    table_type = _table_type(cc)
-    logging.info("Hash table type: %s", table_type)
+    tables_type = table_type(cc)
+    logging.info("Hash table type: %s", tables_type)
     device = "/device:CPU:0"
-    if table_type == _GPUCUCO:
+    if tables_type == _GPUCUCO:
       if hash_filter is not None:
         # The original's pipeline passes create_hash_filters' dummy filters
         # when filtering is off; those admit every id, as these tables do.
@@ -690,7 +690,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
             name_suffix=name_suffix)
       if sync_client is None:
         sync_client = distributed_serving_ops.create_dummy_sync_client()
-    if table_type == _GPUCUCO:
+    if tables_type == _GPUCUCO:
       # Checked before the table takes its name. Under a task's device
       # scope (a PS, as the filter's device shows) that task needs the GPU.
       check_gpu_tables_supported(
