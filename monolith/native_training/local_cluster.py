@@ -364,8 +364,19 @@ class _WorkerSessionCreator(tf1.train.SessionCreator):
         ready_for_local_init_op=self._scaffold.ready_for_local_init_op,
         graph=tf1.get_default_graph(),
         recovery_wait_secs=1)
-    return manager.wait_for_session(self._master, config=self._config,
-                                    max_wait_secs=self._max_wait_secs)
+    try:
+      return manager.wait_for_session(self._master, config=self._config,
+                                      max_wait_secs=self._max_wait_secs)
+    except tf.errors.DeadlineExceededError as e:
+      # SessionManager's own time-out says so; others are RPCs' deadlines
+      # (a lost task).
+      if not e.message.startswith("Session was not ready after waiting"):
+        raise
+      # Not a lost task (which the worker would wait for, then wait again).
+      raise tf.errors.FailedPreconditionError(
+          None, None,
+          f"the chief did not set the session up within --chief_setup_secs="
+          f"{self._max_wait_secs:g} s: {e.message}") from e
 
 
 # pylint: disable=protected-access
@@ -457,9 +468,10 @@ class _Progress:
     """Leaves a wait (a lost PS task's recovery) out of the rates."""
     if self._start is not None:
       now = time.time()
-      self._waited += now - self._end
+      waited = now - self._end
+      self._waited += waited
       self._end = now
-      self._last = (now,) + self._last[1:]
+      self._last = (self._last[0] + waited,) + self._last[1:]
 
   def summary(self) -> None:
     """Prints the totals and the rates from the first step to the last."""
@@ -885,7 +897,9 @@ def _run_cluster(env: Dict[str, str], passed: List[str]) -> int:
           with contextlib.suppress(subprocess.TimeoutExpired):
             w.process.wait(max(deadline - time.time(), 0.01))
         break
-      if all(t.process.poll() is not None for t in workers):
+      # returncode as the poll above set it: a worker that failed since is
+      # not taken for finished.
+      if all(t.process.returncode is not None for t in workers):
         print(f"local_cluster: all {len(workers)} workers finished; "
               f"stopping {len(ps_tasks)} PS tasks", flush=True)
         exit_code = 0

@@ -17,10 +17,13 @@ import threading
 import time
 from typing import Callable, Dict, List
 
+import numpy as np
+import pytest
 import tensorflow as tf
 
 from monolith.native_training import local_cluster
 from monolith.native_training import multi_hash_table_ops
+from monolith.native_training import test_utils
 from monolith.native_training import utils
 
 _MODULE = "monolith.native_training.local_cluster"
@@ -357,6 +360,41 @@ def test_lost_tasks_are_named_with_or_without_replica():
       "/job:ps/replica:0/task:0, /job:ps/task:2")
   error = tf.errors.UnavailableError(None, None, "from /job:worker/task:0")
   assert local_cluster._tasks_named(error, 0) == "this worker"
+
+
+def test_progress_rates_leave_out_a_recovery_wait(monkeypatch, capsys):
+  clock = [0.0]
+  monkeypatch.setattr(local_cluster.time, "time", lambda: clock[0])
+  progress = local_cluster._Progress(0, 1)
+  ids = np.zeros([1, 10, 1], np.int64)  # 10 examples a step
+
+  def step_at(t):
+    clock[0] = t
+    progress.add(ids, 0.5, 1, log_every_secs=5)
+
+  for t in range(5):  # the first step starts the clock; 4 more by t=4
+    step_at(float(t))
+  clock[0] = 34.0  # a PS was lost after t=4 and came back 30 s later
+  progress.restart_clock()
+  step_at(35.0)  # 5 s of training since the first step: 5 steps, 50 examples
+  lines = capsys.readouterr().out.splitlines()
+  assert lines[-1].startswith("worker 0: step 6 ")
+  assert "examples/s 10 ids/s 10 " in lines[-1]
+  progress.summary()
+  assert "examples/s 10 " in capsys.readouterr().out
+
+
+def test_a_worker_fails_when_its_chief_never_sets_up(monkeypatch):
+  servers, config = test_utils.create_test_ps_cluster(0)
+  with tf.Graph().as_default():
+    tf.compat.v1.Variable(1.0)  # never initialized: never ready
+    scaffold = tf.compat.v1.train.Scaffold()
+    creator = local_cluster._WorkerSessionCreator(scaffold, servers[0].target,
+                                                  config, max_wait_secs=2)
+    with pytest.raises(tf.errors.FailedPreconditionError,
+                       match="the chief did not set the session up within "
+                       "--chief_setup_secs=2 s"):
+      creator.create_session()
 
 
 def test_bad_flags_are_refused(tmp_path):

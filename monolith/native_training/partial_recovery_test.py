@@ -202,7 +202,7 @@ def test_without_a_monitor_everything_is_restored(tmp_path):
 
 
 def test_a_fresh_job_is_all_uninitialized_until_set_up():
-  servers, _ = test_utils.create_test_ps_cluster(2)
+  servers, _ = test_utils.create_test_ps_cluster(3)
   # Sessions share the PS tasks' state, as a real job's do.
   shared = tf1.ConfigProto()
   with tf.Graph().as_default():
@@ -212,8 +212,8 @@ def test_a_fresh_job_is_all_uninitialized_until_set_up():
       monitor.setup_ps_initialized_state(sess)
       assert monitor.uninitialized_ps_tasks(sess) == set()
       assert sess.run(monitor.report_uninitialized_ps()).tolist() == []
-      # Setting up twice must not block on the full queues.
       monitor.setup_ps_initialized_state(sess)
+      assert monitor.uninitialized_ps_tasks(sess) == set()
   # A job restarted with 1 PS while PS 0 kept running: PS 0's tables are
   # sharded for 2 PS, so it is not set up for this job.
   with tf.Graph().as_default():
@@ -222,11 +222,23 @@ def test_a_fresh_job_is_all_uninitialized_until_set_up():
       assert one.uninitialized_ps_tasks(sess) == {0}
       one.setup_ps_initialized_state(sess)
       assert one.uninitialized_ps_tasks(sess) == set()
-  # Another session of the 2-PS job finds both set up.
+  # Back to 2 PS (PS 1 kept running too): PS 0 holds all ids now, set up
+  # for 1 PS; PS 1 still holds the first job's shard.
   with tf.Graph().as_default():
     again = save_utils.PsMonitor(2)
     with tf1.Session(servers[0].target, config=shared) as sess:
-      assert again.uninitialized_ps_tasks(sess) == set()
+      assert again.uninitialized_ps_tasks(sess) == {0}
+      again.setup_ps_initialized_state(sess)
+  # Through 3 PS and back to 2: every task that kept running is restored.
+  with tf.Graph().as_default():
+    three = save_utils.PsMonitor(3)
+    with tf1.Session(servers[0].target, config=shared) as sess:
+      assert three.uninitialized_ps_tasks(sess) == {0, 1, 2}
+      three.setup_ps_initialized_state(sess)
+  with tf.Graph().as_default():
+    two = save_utils.PsMonitor(2)
+    with tf1.Session(servers[0].target, config=shared) as sess:
+      assert two.uninitialized_ps_tasks(sess) == {0, 1}
 
 
 def test_a_task_restarted_during_setup_is_not_marked_set_up():
@@ -234,13 +246,14 @@ def test_a_task_restarted_during_setup_is_not_marked_set_up():
   shared = tf1.ConfigProto()
   with tf.Graph().as_default():
     monitor = save_utils.PsMonitor(2)
-    # A restart empties a task's queue: dequeue it as one would.
+    # A restart empties a task's table: remove its entry as one would.
     restart = []
     for i in range(2):
       with tf.device(utils.ps_device(i)):
         restart.append(
-            tf.queue.FIFOQueue(1, tf.int32,
-                               shared_name=f"ps_monitor_{i}_of_2").dequeue())
+            tf.raw_ops.LookupTableRemoveV2(
+                table_handle=save_utils.ps_monitor_table(i),
+                keys=tf.constant([0], tf.int64)))
     with tf1.Session(servers[0].target, config=shared) as sess:
       monitor.uninitialized_ps_tasks(sess)
       monitor.setup_ps_initialized_state(sess)

@@ -568,18 +568,29 @@ class StrictChiefSessionCreator(tf.compat.v1.train.SessionCreator):
         init_fn=self._scaffold.init_fn)
 
 
+def ps_monitor_table(ps_index: int) -> tf.Tensor:
+  """The handle of `PsMonitor`'s table on PS `ps_index` (build it under
+  that task's device): key 0 maps to the PS count the task was set up for."""
+  return tf.raw_ops.MutableHashTableV2(key_dtype=tf.int64,
+                                       value_dtype=tf.int64,
+                                       shared_name=f"ps_monitor_{ps_index}",
+                                       use_node_name_sharing=False,
+                                       name=f"ps_monitor_{ps_index}")
+
+
 class PsMonitor:
   """Tells which parameter-server tasks restarted since they were set up.
 
-  Each PS task i holds a queue of capacity 1 (shared name
-  "ps_monitor_<i>_of_<num_ps>"), filled by `setup_ps_initialized_state` once
+  Each PS task i holds a one-entry hash table (shared name "ps_monitor_<i>")
+  into which `setup_ps_initialized_state` writes the job's PS count once
   the task's variables and tables are initialized or restored. A PS process
-  that restarts starts with an empty queue, so an empty queue means the
-  task's state is gone. The PS count is in the name: after a change of PS
-  count, the tasks that kept running hold tables sharded for the old count
-  (id mod the old num_ps), so they count as not set up and are restored
-  (resharded) too. Sessions must share the PS tasks' resources (the
-  default; not `isolate_session_state`).
+  that restarts starts with an empty table, so a missing count means the
+  task's state is gone. A count other than this job's means the task kept
+  running through a change of PS count: it holds tables sharded for that
+  count (id mod the old num_ps), so it counts as not set up and is
+  restored (resharded) too, however many changes it went through. Sessions
+  must share the PS tasks' resources (the default; not
+  `isolate_session_state`).
 
   Args:
     ps_num: the number of PS tasks, >= 0 (the original's argument name).
@@ -589,25 +600,33 @@ class PsMonitor:
     if not isinstance(ps_num, int) or ps_num < 0:
       raise ValueError(f"ps_num must be an int >= 0, got {ps_num!r}")
     self._num_ps = ps_num
-    sizes = []
-    enqueues = []
+    set_up_counts = []
+    marks = []
     graph = tf.compat.v1.get_default_graph()
     with tf.name_scope("ps_monitor"):
       for i in range(ps_num):
         with graph.colocate_with(None, ignore_existing=True), tf.device(
             utils.ps_device(i)):
-          queue = tf.queue.FIFOQueue(1, tf.int32,
-                                     shared_name=f"ps_monitor_{i}_of_{ps_num}",
-                                     name=f"ps_monitor_{i}")
-          enqueues.append(queue.enqueue(1))
-          sizes.append(queue.size())
-      self._enqueue_ops = enqueues
-      self._sizes = tf.stack(sizes) if sizes else tf.zeros([0], tf.int32)
+          table = ps_monitor_table(i)
+          key = tf.constant([0], tf.int64)
+          marks.append(
+              tf.raw_ops.LookupTableInsertV2(table_handle=table,
+                                             keys=key,
+                                             values=tf.constant([ps_num],
+                                                                tf.int64)))
+          set_up_counts.append(
+              tf.raw_ops.LookupTableFindV2(table_handle=table,
+                                           keys=key,
+                                           default_value=tf.constant(
+                                               0, tf.int64))[0])
+      self._mark_ops = marks
+      self._set_up = (tf.equal(tf.stack(set_up_counts), ps_num)
+                      if set_up_counts else tf.zeros([0], tf.bool))
       self._task_names = [
           f"/job:{utils.PS_JOB_NAME}/task:{i}" for i in range(ps_num)
       ]
       tasks = tf.constant(self._task_names, dtype=tf.string)
-      self._report = tf.boolean_mask(tasks, tf.equal(self._sizes, 0))
+      self._report = tf.boolean_mask(tasks, tf.logical_not(self._set_up))
     # The tasks every look since the last setup found not set up (None:
     # no look yet). Each restorer looks once and restores what it found,
     # so only these were restored by all of them.
@@ -625,10 +644,11 @@ class PsMonitor:
     return tasks
 
   def _not_set_up(self, sess: tf.compat.v1.Session) -> Set[int]:
-    """The PS tasks whose queue is empty now (not counted as a look)."""
+    """The PS tasks not set up for this PS count now (not counted as a
+    look)."""
     if not self._num_ps:
       return set()
-    return {i for i, size in enumerate(sess.run(self._sizes)) if size == 0}
+    return {i for i, set_up in enumerate(sess.run(self._set_up)) if not set_up}
 
   def is_ps_uninitialized(self, sess: tf.compat.v1.Session,
                           device: str) -> bool:
@@ -664,7 +684,7 @@ class PsMonitor:
     uninitialized = self._not_set_up(sess)
     restored = uninitialized if seen is None else uninitialized & seen
     if restored:
-      sess.run([self._enqueue_ops[i] for i in sorted(restored)])
+      sess.run([self._mark_ops[i] for i in sorted(restored)])
     restarted = sorted(uninitialized - restored)
     if restarted:
       names = ", ".join(self._task_names[i] for i in restarted)
