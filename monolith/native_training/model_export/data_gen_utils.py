@@ -643,9 +643,18 @@ def _check_shape(kind: str, name: str, shape: int) -> None:
                      f"got {shape}")
 
 
+def _check_unused(args: ParserArgs, names_field: str, *fields: str) -> None:
+  """Refuses shapes or types given for no feature: a forgotten name list."""
+  for field in fields:
+    if getattr(args, field):
+      raise ValueError(f"{field} is given but {names_field} is not")
+
+
 def _dense_metas(args: ParserArgs) -> Optional[List[FeatureMeta]]:
   names = args.dense_features
   if not names:
+    _check_unused(args, "dense_features", "dense_feature_shapes",
+                  "dense_feature_types")
     return None
   shapes = _same_length(args.dense_feature_shapes, names,
                         "dense_feature_shapes", "dense_features", 1)
@@ -662,6 +671,7 @@ def _dense_metas(args: ParserArgs) -> Optional[List[FeatureMeta]]:
 def _extra_metas(args: ParserArgs) -> Optional[List[FeatureMeta]]:
   names = args.extra_features
   if not names:
+    _check_unused(args, "extra_features", "extra_feature_shapes")
     return None
   shapes = _same_length(args.extra_feature_shapes, names,
                         "extra_feature_shapes", "extra_features", 1)

@@ -161,27 +161,36 @@ def write_dump(stream: BinaryIO, payloads: Iterable[bytes], layout: DumpLayout,
   return count
 
 
-def unknown_field_path(record: message.Message) -> Optional[str]:
+def unknown_field_path(record: message.Message,
+                       mistyped_only: bool = False) -> Optional[str]:
   """Finds a field that a message, or a message inside it, does not define.
 
   Parsers keep such fields (written by a newer schema, or bytes that are not
-  this message at all) as unknown fields.
+  this message at all) as unknown fields, and so they keep a field whose
+  number the message defines but whose bytes have another wire type.
 
   Args:
     record: a parsed message.
+    mistyped_only: find only fields of the second kind. A newer schema never
+      writes them (protobuf fields keep their type), so they mean bytes of
+      another message.
 
   Returns:
-    None when no message in `record` has unknown fields; else where the first
+    None when no message in `record` has such fields; else where the first
     one found is, e.g. "field number 250" or "field number 9 in
     line_id" or "field number 7 in named_feature[2].feature".
   """
   pending = [(record, "")]
   while pending:
     msg, path = pending.pop()
-    unknown = unknown_fields.UnknownFieldSet(msg)
-    if len(unknown):
+    unknown = [
+        f.field_number
+        for f in unknown_fields.UnknownFieldSet(msg)
+        if not mistyped_only or f.field_number in msg.DESCRIPTOR.fields_by_number
+    ]
+    if unknown:
       where = f" in {path}" if path else ""
-      return f"field number {unknown[0].field_number}{where}"
+      return f"field number {unknown[0]}{where}"
     for field, value in msg.ListFields():
       if field.message_type is None:
         continue
@@ -202,6 +211,10 @@ def message_check(message_class: Type[message.Message],
                   reject_unknown_fields: bool = False) -> PayloadCheck:
   """A PayloadCheck: does the payload parse as `message_class`?
 
+  A payload with a field whose number the message defines but whose bytes
+  have another wire type is refused (bytes of another message, such as an
+  Example read as an ExampleBatch: never a newer schema's).
+
   Args:
     message_class: the generated message class the records should be.
     reject_unknown_fields: also refuse payloads in which any message has
@@ -221,15 +234,45 @@ def message_check(message_class: Type[message.Message],
       record = message_class.FromString(payload)
     except message.DecodeError as e:
       return prefix + str(e)
+    # Unknown fields anywhere add to the size; the C++/upb discard and size
+    # are far faster than walking the messages in Python, which only
+    # locates the field of a record that has one.
+    size = record.ByteSize()
+    record.DiscardUnknownFields()
+    if record.ByteSize() == size:
+      return None
+    record = message_class.FromString(payload)
+    mistyped = unknown_field_path(record, mistyped_only=True)
+    if mistyped:
+      return (f"{prefix}its {mistyped} does not have the type the message "
+              "defines for it (bytes of another message)")
     if reject_unknown_fields:
-      # Unknown fields anywhere add to the size; the C++/upb discard and size
-      # are far faster than walking the messages in Python, which only
-      # locates the field of a record that has one.
-      size = record.ByteSize()
-      record.DiscardUnknownFields()
-      if record.ByteSize() != size:
-        where = unknown_field_path(message_class.FromString(payload))
-        return f"{prefix}it has {where}, which the message does not define"
+      where = unknown_field_path(record)
+      return f"{prefix}it has {where}, which the message does not define"
+    return None
+
+  return check
+
+
+def record_like_check(message_class: Type[message.Message]) -> PayloadCheck:
+  """A PayloadCheck for bytes that should not be a record (a sort id).
+
+  Accepts (returns None for) bytes that `message_check` accepts and of
+  which at least half are fields the message defines: records, also of a
+  newer schema, pass; short text keys that parse by chance (about 1 in 200
+  of random 64-byte ones do) are almost all unknown fields.
+  """
+  valid = message_check(message_class)
+  prefix = f"is not like a {message_class.DESCRIPTOR.full_name}: "
+
+  def check(payload: bytes) -> Optional[str]:
+    reason = valid(payload)
+    if reason:
+      return reason
+    record = message_class.FromString(payload)
+    record.DiscardUnknownFields()
+    if 2 * record.ByteSize() < len(payload):
+      return f"{prefix}most of its bytes are fields it does not define"
     return None
 
   return check
@@ -262,7 +305,8 @@ class DumpReader:
                check: Optional[PayloadCheck] = None,
                payload_hint: str = LAYOUT_HINT,
                max_record_bytes: int = MAX_RECORD_BYTES,
-               sort_id_check: Optional[PayloadCheck] = None):
+               sort_id_check: Optional[PayloadCheck] = None,
+               first_record_check: Optional[PayloadCheck] = None):
     """Starts reading at the stream's current position.
 
     Args:
@@ -278,9 +322,11 @@ class DumpReader:
         for that much input). At most MAX_RECORD_BYTES.
       sort_id_check: with a sort-id layout, a first sort id of
         RECORD_LIKE_SORT_ID_BYTES or more that this check accepts is taken
-        for a record (the dump has no sort ids) and refused; best strict
-        (`message_check(..., reject_unknown_fields=True)`), so that a sort
-        id that parses by chance is not refused.
+        for a record (the dump has no sort ids) and refused; best
+        `record_like_check`, so that a sort id that parses by chance is not
+        refused.
+      first_record_check: also validates the first record's payload (for
+        mistakes that show in any record: a wrong variant).
     """
     if not 0 < max_record_bytes <= MAX_RECORD_BYTES:
       raise ValueError(f"max_record_bytes must be in [1, {MAX_RECORD_BYTES}], "
@@ -292,6 +338,7 @@ class DumpReader:
     self._stream = stream
     self._check = check
     self._sort_id_check = sort_id_check
+    self._first_record_check = first_record_check
     self._payload_hint = payload_hint
     self._input_size = _bytes_left(stream)  # None: unknown (a pipe)
     # read1 returns what a pipe has now; read would wait for the whole chunk
@@ -353,12 +400,20 @@ class DumpReader:
     payload = self._sized("record payload", "record size")
     # An empty payload parses as any proto. After an empty sort id it is the
     # zero kafka prefix read as the two sizes (--kafka_dump_prefix
-    # forgotten), not a record: a framing error, refused unchecked too.
-    reason = ("is empty (0 bytes) after an empty sort id"
-              if not payload and sort_id == b"" else
-              self._check(payload) if self._check is not None else None)
+    # forgotten); as the first record, an empty sort id or a zero kafka
+    # field read as a record (--has_sort_id or --kafka_dump forgotten): in
+    # both, a framing error, refused unchecked too.
+    first = self.records_read == 0
+    if not payload and (sort_id == b"" or first):
+      reason = "is empty (0 bytes)" + (" after an empty sort id"
+                                       if sort_id == b"" else "")
+    else:
+      reason = self._check(payload) if self._check is not None else None
+      if not reason and first and self._first_record_check is not None:
+        reason = self._first_record_check(payload)
     if reason:
-      hint = self._payload_hint if self._check is not None else LAYOUT_HINT
+      hint = (self._payload_hint if self._check is not None or
+              self._first_record_check is not None else LAYOUT_HINT)
       raise DumpFormatError(
           f"{self.name}: record {self.records_read} (starting at byte "
           f"offset {record_offset}) {reason}; {hint}")

@@ -259,11 +259,83 @@ def test_a_zero_kafka_prefix_read_without_the_flag_is_refused():
                      match=r"empty \(0 bytes\) after an empty sort id; check "
                      "that --lagrangex_header"):
     reader.read_record()
-  # An empty record after a sort id is a record (an empty Example).
-  data = _dump([b"", payloads[0]], dump_format.DumpLayout(has_sort_id=True))
+  # An empty record after a sort id is a record (an empty Example), but for
+  # the first.
+  data = _dump([payloads[0], b""], dump_format.DumpLayout(has_sort_id=True))
   reader = dump_format.DumpReader(io.BytesIO(data), read_as, name="n",
                                   check=check)
-  assert [reader.read_record(), reader.read_record()] == [b"", payloads[0]]
+  assert [reader.read_record(), reader.read_record()] == [payloads[0], b""]
+
+
+def test_an_empty_first_record_is_refused():
+  # A dump with empty sort ids (as gen_random_data_file writes) or a zero
+  # kafka field, read without --has_sort_id or --kafka_dump: the empty sort
+  # id, or the field, reads as an empty first record, which every proto
+  # parses.
+  payloads = list(sample_records.serialized_records("example", 4))
+  for written in (dump_format.DumpLayout(has_sort_id=True),
+                  dump_format.DumpLayout(kafka_dump=True)):
+    data = b"".join(
+        dump_format.encode_record(p, written, sort_id=b"") for p in payloads)
+    for check in (None, dump_format.message_check(example_pb2.Example)):
+      reader = dump_format.DumpReader(io.BytesIO(data),
+                                      dump_format.DumpLayout(), name="n",
+                                      check=check)
+      with pytest.raises(dump_format.DumpFormatError,
+                         match=r"n: record 0 \(starting at byte offset 0\) is "
+                         r"empty \(0 bytes\); check that --lagrangex_header"):
+        reader.read_record()
+
+
+def test_fields_of_another_type_than_defined_are_refused():
+  # An Example read as an ExampleBatch parses, with fields whose numbers
+  # ExampleBatch's messages define for other wire types: never a newer
+  # schema's.
+  example = next(sample_records.serialized_records("example", 1))
+  check = dump_format.message_check(example_pb2.ExampleBatch)
+  assert check(example) == (
+      "is not a valid monolith.io.proto.ExampleBatch: its field number 100 "
+      "does not have the type the message defines for it (bytes of another "
+      "message)")
+  # Fields of numbers the message does not define stay allowed.
+  batch = next(sample_records.serialized_records("example_batch", 1))
+  assert check(sample_records.with_unknown_field(batch)) is None
+  assert check(batch) is None
+
+
+def test_the_first_record_check_sees_record_0_only():
+  payloads = list(sample_records.serialized_records("example", 3))
+  data = _dump(payloads, FULL)
+  seen = []
+
+  def first(payload):
+    seen.append(payload)
+    return "is the first" if len(seen) > 1 else None
+
+  assert list(dump_format.DumpReader(io.BytesIO(data), FULL,
+                                     first_record_check=first)) == payloads
+  assert seen == payloads[:1]
+  reader = dump_format.DumpReader(io.BytesIO(data), FULL, name="n",
+                                  first_record_check=first,
+                                  payload_hint="a hint")
+  with pytest.raises(dump_format.DumpFormatError,
+                     match=r"^n: record 0 \(starting at byte offset 0\) is "
+                     "the first; a hint$"):
+    reader.read_record()
+
+
+def test_record_like_check():
+  payload = next(sample_records.serialized_records("example", 1))
+  check = dump_format.record_like_check(example_pb2.Example)
+  # Records, also with fields of a newer schema, are like records.
+  assert check(payload) is None
+  assert check(sample_records.with_unknown_field(payload)) is None
+  # A text key that parses as an Example, all of unknown fields, is not.
+  key = b"z9v_y9nu_otn0ub2w2ymoyeayld14vr3f9doli2j11cudr9wqpsap_addqiehgwk"
+  assert dump_format.message_check(example_pb2.Example)(key) is None
+  assert check(key) == ("is not like a monolith.io.proto.Example: most of its "
+                        "bytes are fields it does not define")
+  assert check(b"\xff\xff").startswith("is not a valid")
 
 
 def test_a_dump_without_sort_ids_read_with_them_is_refused():
@@ -273,7 +345,7 @@ def test_a_dump_without_sort_ids_read_with_them_is_refused():
   assert min(map(len, payloads)) >= dump_format.RECORD_LIKE_SORT_ID_BYTES
   bare = _dump(payloads, dump_format.DumpLayout())
   with_sort_ids = dump_format.DumpLayout(has_sort_id=True)
-  check = dump_format.message_check(example_pb2.Example, True)
+  check = dump_format.record_like_check(example_pb2.Example)
   assert list(dump_format.DumpReader(io.BytesIO(bare),
                                      with_sort_ids)) == payloads[1::2]
   reader = dump_format.DumpReader(io.BytesIO(bare), with_sort_ids, name="n",
@@ -283,10 +355,17 @@ def test_a_dump_without_sort_ids_read_with_them_is_refused():
                      r"offset 0\) is \d+ bytes that parse as a record: the "
                      r"dump has no sort ids \(pass --nohas_sort_id\)"):
     reader.read_record()
-  # Long sort ids that do not parse strictly (a key message that parses
-  # only with fields Example lacks), and any after record 0's, are kept.
-  for first in (b"\xff" * 200,
-                sample_records.with_unknown_field(payloads[0])):
+  # So is a dump of a newer schema's records (fields Example lacks).
+  newer = _dump([sample_records.with_unknown_field(p) for p in payloads],
+                dump_format.DumpLayout())
+  reader = dump_format.DumpReader(io.BytesIO(newer), with_sort_ids,
+                                  sort_id_check=check)
+  with pytest.raises(dump_format.DumpFormatError, match="parse as a record"):
+    reader.read_record()
+  # Long sort ids that are no record (one that does not parse, a key that
+  # parses only as unknown fields), and any after record 0's, are kept.
+  key = b"z9v_y9nu_otn0ub2w2ymoyeayld14vr3f9doli2j11cudr9wqpsap_addqiehgwk"
+  for first in (b"\xff" * 200, key):
     data = b"".join(
         dump_format.encode_record(p, with_sort_ids, sort_id=s)
         for p, s in zip(payloads, [first, payloads[0], b"", b"x"]))

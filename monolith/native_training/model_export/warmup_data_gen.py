@@ -137,6 +137,30 @@ flags.DEFINE_bool(
     "newer schemas carry such fields, so use it only for dumps known to "
     "match the protos. Needs --validate_records.")
 
+def _not_an_example_batch(payload: bytes) -> Optional[str]:
+  """Refuses an Example record that is an ExampleBatch.
+
+  An ExampleBatch parses as an Example (its feature lists as features, its
+  batch_size an unknown field), so a dump of them read with
+  --variant_type=example would make requests of whole batches taken for
+  rows. An Example never parses as an ExampleBatch without unknown fields
+  and with a batch_size.
+  """
+  example = example_pb2.Example.FromString(payload)
+  size = example.ByteSize()
+  example.DiscardUnknownFields()
+  if example.ByteSize() == size:
+    return None
+  if dump_format.message_check(example_pb2.ExampleBatch,
+                               reject_unknown_fields=True)(payload):
+    return None
+  batch = example_pb2.ExampleBatch.FromString(payload)
+  if batch.batch_size < 1:
+    return None
+  return (f"is an {batch.DESCRIPTOR.full_name} of {batch.batch_size} rows, "
+          "not an Example: pass --variant_type=example_batch")
+
+
 RECORD_CLASSES = {
     "instance": proto_parser_pb2.Instance,
     "example": example_pb2.Example,
@@ -225,27 +249,35 @@ class PBReader:
     self.batch_size = batch_size
     self.variant_type = variant_type
     check, sort_id_check, hint = None, None, dump_format.LAYOUT_HINT
+    first_record_check = None
     if validate:
       check = dump_format.message_check(RECORD_CLASSES[variant_type],
                                         reject_unknown_fields)
-      sort_id_check = dump_format.message_check(RECORD_CLASSES[variant_type],
-                                                reject_unknown_fields=True)
+      sort_id_check = dump_format.record_like_check(
+          RECORD_CLASSES[variant_type])
+      if variant_type == "example":
+        first_record_check = _not_an_example_batch
       hint += f" and --variant_type={variant_type} its records"
       if reject_unknown_fields:
         hint += (", or leave out --reject_unknown_fields to accept fields of "
                  "newer schemas")
     self._stream = _open_input(file_name)
-    self.dump_reader = dump_format.DumpReader(
-        self._stream,
-        dump_format.DumpLayout(lagrangex_header=lagrangex_header,
-                               kafka_dump_prefix=kafka_dump_prefix,
-                               has_sort_id=has_sort_id,
-                               kafka_dump=kafka_dump),
-        name=file_name or "<stdin>",
-        check=check,
-        payload_hint=hint,
-        max_record_bytes=max_record_bytes,
-        sort_id_check=sort_id_check)
+    try:
+      self.dump_reader = dump_format.DumpReader(
+          self._stream,
+          dump_format.DumpLayout(lagrangex_header=lagrangex_header,
+                                 kafka_dump_prefix=kafka_dump_prefix,
+                                 has_sort_id=has_sort_id,
+                                 kafka_dump=kafka_dump),
+          name=file_name or "<stdin>",
+          check=check,
+          payload_hint=hint,
+          max_record_bytes=max_record_bytes,
+          sort_id_check=sort_id_check,
+          first_record_check=first_record_check)
+    except BaseException:
+      self.close()
+      raise
     self._batches = 0
     self._max_iter = None
     self._exhausted = False
@@ -406,9 +438,14 @@ _DTYPE_ALIASES = (
 
 
 class WarmupSummary:
-  """Running counts over written warmup logs, for the closing summary line."""
+  """Running counts over written warmup logs, for the closing summary line.
 
-  def __init__(self):
+  Samples are rows: an ExampleBatch (`variant_type` "example_batch") counts
+  its batch_size, any other record one.
+  """
+
+  def __init__(self, variant_type: str = "instance"):
+    self._batches = variant_type == "example_batch"
     self.records = 0
     self.samples = 0
     self.payload_bytes = 0
@@ -419,7 +456,12 @@ class WarmupSummary:
     self.records += 1
     self.per_signature[request.model_spec.signature_name] += 1
     for tensor in request.inputs.values():
-      self.samples += len(tensor.string_val)
+      if self._batches:
+        self.samples += sum(
+            example_pb2.ExampleBatch.FromString(v).batch_size
+            for v in tensor.string_val)
+      else:
+        self.samples += len(tensor.string_val)
       self.payload_bytes += sum(len(v) for v in tensor.string_val)
 
   def __str__(self) -> str:
@@ -429,12 +471,23 @@ class WarmupSummary:
             f"{self.payload_bytes} payload bytes; per signature: {signatures}")
 
 
-def _comma_list(flag_name: str, convert=str) -> Optional[list]:
-  """The comma list of --flag_name converted item by item; None when unset."""
+def _comma_list(flag_name: str, convert=str,
+                distinct: bool = False) -> Optional[list]:
+  """The comma list of --flag_name converted item by item; None when unset.
+
+  Empty items (e.g. a trailing comma) are refused, and with `distinct`
+  repeated ones.
+  """
   text = FLAGS[flag_name].value
   if not text:
     return None
   items = [item.strip() for item in text.split(",")]
+  if not all(items):
+    raise app.UsageError(f"--{flag_name}={text}: empty item")
+  repeated = sorted({item for item in items if items.count(item) > 1})
+  if distinct and repeated:
+    raise app.UsageError(f"--{flag_name}={text}: {', '.join(repeated)} "
+                         f"given more than once")
   try:
     return [convert(item) for item in items]
   except ValueError as e:
@@ -443,7 +496,7 @@ def _comma_list(flag_name: str, convert=str) -> Optional[list]:
 
 def random_parser_args() -> data_gen_utils.ParserArgs:
   """The random-mode ParserArgs the flags describe."""
-  names = _comma_list("sparse_features")
+  names = _comma_list("sparse_features", distinct=True)
   instance = FLAGS.variant_type == "instance"
   if not names and not (instance and FLAGS.fidv1_features):
     raise app.UsageError(
@@ -451,7 +504,7 @@ def random_parser_args() -> data_gen_utils.ParserArgs:
         f"{' or --fidv1_features' if instance else ''}")
   if FLAGS.fidv1_features and not instance:
     raise app.UsageError("--fidv1_features is for --variant_type=instance")
-  fidv1_slots = _comma_list("fidv1_features", int)
+  fidv1_slots = _comma_list("fidv1_features", int, distinct=True)
   # The library skips such slots with a warning, as the original; on the
   # command line they are a mistake.
   for slot in fidv1_slots or ():
@@ -468,10 +521,10 @@ def random_parser_args() -> data_gen_utils.ParserArgs:
       fidv1_features=fidv1_slots,
       fidv2_features=names if instance else None,
       sparse_features=None if instance else names,
-      dense_features=_comma_list("dense_features"),
+      dense_features=_comma_list("dense_features", distinct=True),
       dense_feature_shapes=_comma_list("dense_feature_shapes", int),
       dense_feature_types=_comma_list("dense_feature_types", tf_dtype),
-      extra_features=_comma_list("extra_features"),
+      extra_features=_comma_list("extra_features", distinct=True),
       extra_feature_shapes=_comma_list("extra_feature_shapes", int),
       feature_list=feature_list,
       batch_size=FLAGS.batch_size,
@@ -518,7 +571,7 @@ def main(argv: Sequence[str]) -> None:
   if FLAGS.reject_unknown_fields and not FLAGS.validate_records:
     raise app.UsageError("--reject_unknown_fields needs --validate_records")
   output_path = warmup_io.resolve_user_path(FLAGS.output_path)
-  summary = WarmupSummary()
+  summary = WarmupSummary(FLAGS.variant_type)
 
   def logs(generated):
     for log in generated:

@@ -231,6 +231,64 @@ def test_records_that_are_not_the_variant_proto_are_caught(tmp_path):
   assert _gen(path, bare, "example", 2, validate=False)
 
 
+def test_example_batches_read_as_examples_are_refused(tmp_path):
+  # An ExampleBatch parses as an Example: without this check each batch
+  # would go out as one row of a request of --batch_size rows.
+  bare = dump_format.DumpLayout()
+  path = _write_dump(str(tmp_path / "batches"),
+                     sample_records.serialized_records("example_batch", 4),
+                     bare)
+  with pytest.raises(warmup_data_gen.DumpFormatError,
+                     match=r"record 0 \(starting at byte offset 0\) is an "
+                     r"monolith.io.proto.ExampleBatch of \d+ rows, not an "
+                     "Example: pass --variant_type=example_batch"):
+    _gen(path, bare, "example", 2)
+  assert len(_gen(path, bare, "example_batch", 2)) == 4
+  # And Examples read as ExampleBatches have fields of the wrong type.
+  path = _write_dump(str(tmp_path / "examples"),
+                     sample_records.serialized_records("example", 4), bare)
+  with pytest.raises(warmup_data_gen.DumpFormatError,
+                     match=r"record 0 .* is not a valid "
+                     r"monolith.io.proto.ExampleBatch: its field number 100 "
+                     r"does not have the type"):
+    _gen(path, bare, "example_batch", 2)
+  # Examples of a newer schema (unknown fields) are still Examples.
+  path = _write_dump(str(tmp_path / "newer"),
+                     _newer_schema_records("example", 4), bare)
+  assert len(_gen(path, bare, "example", 2)) == 2
+
+
+def test_newer_schema_dumps_without_sort_ids_read_with_them_are_refused(
+    tmp_path):
+  path = _write_dump(str(tmp_path / "dump"),
+                     _newer_schema_records("example", 4),
+                     dump_format.DumpLayout())
+  with pytest.raises(warmup_data_gen.DumpFormatError,
+                     match=r"the sort id of record 0 .* parse as a record: the "
+                     r"dump has no sort ids \(pass --nohas_sort_id\)"):
+    _gen(path, dump_format.DumpLayout(has_sort_id=True), "example", 2)
+
+
+def test_a_reader_refusing_its_arguments_closes_the_input(tmp_path):
+  path = _write_dump(str(tmp_path / "dump"),
+                     sample_records.serialized_records("example", 2),
+                     dump_format.DumpLayout())
+  opened = []
+  real_open = warmup_data_gen._open_input
+
+  def tracked(name):
+    opened.append(real_open(name))
+    return opened[-1]
+
+  warmup_data_gen._open_input, saved = tracked, warmup_data_gen._open_input
+  try:
+    with pytest.raises(ValueError, match="max_record_bytes must be in"):
+      warmup_data_gen.PBReader(path, 1, max_record_bytes=2**31)
+  finally:
+    warmup_data_gen._open_input = saved
+  assert len(opened) == 1 and opened[0].closed
+
+
 def test_reader_validates_arguments():
   with pytest.raises(ValueError, match="batch_size must be positive"):
     warmup_data_gen.PBReader("unused", 0)
@@ -399,6 +457,26 @@ def test_cli_failure_leaves_existing_output_untouched(tmp_path):
   assert "truncated record payload at byte offset" in stderr
   assert out.read_bytes() == b"previous warmup file"
   assert sorted(os.listdir(tmp_path)) == ["dump", "warmup"]
+
+
+def test_output_paths_naming_folders_are_refused_before_any_work(tmp_path):
+  for path in ("", str(tmp_path / "new") + "/", str(tmp_path)):
+    with pytest.raises(warmup_io.WarmupDataError,
+                       match=r"output path .* is (a folder|empty); give a "
+                       "file path"):
+      with warmup_io.atomic_output(path):
+        pytest.fail("the block ran")
+  assert not os.listdir(tmp_path)
+
+
+def test_folders_created_before_a_failure_to_create_more_are_removed(
+    tmp_path):
+  too_long = "x" * 300  # a name no Linux file system takes
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match="File name too long"):
+    with warmup_io.atomic_output(str(tmp_path / "a" / "b" / too_long / "w")):
+      pytest.fail("the block ran")
+  assert not os.listdir(tmp_path)
 
 
 def test_a_write_deletes_temporaries_a_killed_write_left(tmp_path,
@@ -603,12 +681,15 @@ def test_random_mode_instance_with_v1_and_v2_fids(tmp_path):
     assert [fid >> 48 for fid in instance.feature[0].fid] == [9]
 
 
-def test_random_mode_example_batch_drop_rate(tmp_path):
+def test_random_mode_example_batch_drop_rate(tmp_path, capsys):
   out = tmp_path / "warmup"
   _main_in_process([
       "--gen_type=random", "--variant_type=example_batch",
       "--sparse_features=slot_1,slot_5", "--drop_rate=1", "--batch_size=8",
       "--max_records=16", f"--output_path={out}"])
+  # Samples are rows: two ExampleBatches of 8.
+  assert f"wrote {out}: 2 warmup records, 16 samples" in (
+      capsys.readouterr().out)
   batches = _records(_read_tfrecord(str(out)), "example_batch")
   assert [len(b) for b in batches] == [1, 1]  # one ExampleBatch per request
   for (batch,) in batches:
@@ -646,6 +727,9 @@ def test_random_mode_seed_is_byte_identical(tmp_path):
      "--dense_feature_types=int46: unknown dtype 'int46'"),
     (["--sparse_features=slot_1", "--dense_features=a",
       "--dense_feature_shapes=x"], "--dense_feature_shapes=x: invalid literal"),
+    (["--sparse_features=slot_1,"], "--sparse_features=slot_1,: empty item"),
+    (["--sparse_features=slot_1", "--extra_features=uid,uid"],
+     "--extra_features=uid,uid: uid given more than once"),
 ])
 def test_random_mode_flag_errors(tmp_path, args, error):
   with pytest.raises(app.UsageError, match=error):
@@ -673,6 +757,10 @@ def test_flags_of_the_other_gen_type_are_refused(tmp_path, args, error):
     (["--extra_features=page"], "extra feature 'page' is not a LineId field"),
     (["--feature_list=/nonexistent/features.conf"], "/nonexistent/features.conf"),
     (["--max_records=4", "--batch_size=8"], "makes 0 requests"),
+    (["--extra_feature_shapes=5"],
+     "extra_feature_shapes is given but extra_features is not"),
+    (["--dense_feature_types=float"],
+     "dense_feature_types is given but dense_features is not"),
 ])
 def test_random_mode_bad_values_exit_with_the_reason(tmp_path, args, error):
   with pytest.raises(SystemExit) as e:

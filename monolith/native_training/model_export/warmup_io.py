@@ -169,6 +169,8 @@ def _remove_empty_folder(folder: str) -> None:
       os.rmdir(folder)  # refuses a folder that is not empty, atomically
     elif not tf.io.gfile.listdir(folder):
       tf.io.gfile.rmtree(folder)  # object stores' folders are prefixes
+  except (FileNotFoundError, tf.errors.NotFoundError):
+    pass  # never created (creating the folders failed before it)
   except (OSError, tf.errors.OpError) as e:
     logging.warning("Could not remove the folder %s: %s", folder, e)
 
@@ -186,20 +188,23 @@ def atomic_output(output_path: str) -> Iterator[str]:
   a model's assets.extra.
 
   Raises:
-    WarmupDataError: `output_path` is a folder, or lies in an
+    WarmupDataError: `output_path` is empty or a folder (also one that does
+      not exist yet, named with a trailing "/"), or lies in an
       `assets.extra` folder that does not exist beside no SavedModel.
   """
-  if tf.io.gfile.isdir(output_path):
-    raise WarmupDataError(f"output path {output_path} is a folder; give a "
+  if (not output_path or output_path.endswith("/") or
+      tf.io.gfile.isdir(output_path)):
+    raise WarmupDataError(f"output path {output_path!r} is "
+                          f"{'a folder' if output_path else 'empty'}; give a "
                           "file path (e.g. .../assets.extra/"
                           "tf_serving_warmup_requests)")
   created = utils.missing_folders(os.path.dirname(output_path))
   _check_new_assets_extra(created)
-  if created:
-    utils.makedirs_durably(created[0])  # and the missing ones above it
-  _delete_stale_temporaries(output_path)
   tmp_path = f"{output_path}.tmp-{uuid.uuid4().hex[:12]}"
   try:
+    if created:
+      utils.makedirs_durably(created[0])  # and the missing ones above it
+    _delete_stale_temporaries(output_path)
     with (_locked_temporary(tmp_path)
           if _is_local(tmp_path) else contextlib.nullcontext()):
       yield tmp_path
