@@ -599,9 +599,14 @@ Status ReadFilterSave(FileSystem* fs, const std::string& basename,
     }
     status = ReadSaveMetas(fs, basename, paths, parallel_for, &save->metas);
   }
+  // A reader that cannot read the final names (a storage error, not their
+  // contents) cannot tell whether they hold a newer save than any
+  // interrupted one.
+  if (!status.ok() && !IsFileContentError(status)) return status;
   // A save killed after writing all its splits reads whole through them; it
-  // is newer than the save whose final names it was replacing. One killed
-  // while writing them has a partial or missing file.
+  // is newer than the save whose final names it was replacing (the
+  // original's saves, without identity, are older than any of ours). One
+  // killed while writing them has a partial or missing file.
   for (const InterruptedSave& interrupted_save : interrupted) {
     std::vector<std::string> paths;
     for (int s = 0; s < interrupted_save.nshards; ++s) {
@@ -623,10 +628,9 @@ Status ReadFilterSave(FileSystem* fs, const std::string& basename,
       continue;
     }
     const bool began = RenamesBegan(paths, interrupted_save);
-    if (status.ok() && !began &&
-        (!save->metas[0].identity.present ||
-         identity.save_time_micros <=
-             save->metas[0].identity.save_time_micros)) {
+    if (status.ok() && !began && save->metas[0].identity.present &&
+        identity.save_time_micros <=
+            save->metas[0].identity.save_time_micros) {
       continue;
     }
     Log(log, "Hash filter checkpoint " + basename + ": reading " +

@@ -864,6 +864,64 @@ TEST_F(CheckpointTest, TwoSplitCountsPresent) {
   EXPECT_TRUE(AsSliding(*restored) == *five);
 }
 
+// Our save over the original's files, killed after writing every split and
+// before its first rename to a final name: ours is the newer, read through
+// its temporaries.
+TEST_F(CheckpointTest, AKilledSaveOfOursBeatsTheOriginalsFiles) {
+  std::vector<test_util::SplitRecords> saved;
+  ASSERT_TRUE(test_util::SaveAll(*source_, &saved).ok());
+  for (int k = 0; k < 7; ++k) WriteBytes(File(k), FrameAll(saved[k]));
+  std::unique_ptr<Filter> newer = source_->Clone();
+  Workload(newer.get(), 11, 500);
+  DyingFileSystem dying(/*renames=*/7, /*new_files=*/-1);
+  ASSERT_FALSE(SaveFilterCheckpoint(&dying, basename_, *newer, SerialFor).ok());
+  ASSERT_TRUE(dying.dead());
+  std::unique_ptr<Filter> restored;
+  const Status s = Restore(&restored);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(AsSliding(*restored) == AsSliding(*newer));
+  EXPECT_FALSE(AsSliding(*restored) == *source_);
+}
+
+// A file system that cannot read the final names (a storage outage) while
+// the temporaries of an older, interrupted save are there: the restore
+// fails with the storage error instead of reading the older save.
+TEST_F(CheckpointTest, AStorageErrorOnTheFinalFilesIsNotHiddenByTemporaries) {
+  std::unique_ptr<Filter> older = source_->Clone();
+  DyingFileSystem dying(/*renames=*/7, /*new_files=*/-1);
+  ASSERT_FALSE(SaveFilterCheckpoint(&dying, basename_, *older, SerialFor).ok());
+  ASSERT_TRUE(dying.dead());
+  // The newer save's files go beside the temporaries by hand (a save would
+  // finish the interrupted one's renames first).
+  Workload(source_.get(), 12, 500);
+  const std::string other = dir_ + "/newer";
+  ASSERT_TRUE(SaveFilterCheckpoint(&fs_, other + "/hash_filter_0", *source_,
+                                   SerialFor)
+                  .ok());
+  for (int k = 0; k < 7; ++k) {
+    WriteBytes(File(k), ReadBytes(FilterCheckpointFileName(
+                            other + "/hash_filter_0", k, 7)));
+  }
+  class UnreadableFinalNames : public PosixFileSystem {
+   public:
+    Status NewRandomAccessFile(
+        const std::string& path,
+        std::unique_ptr<hash_table::RandomAccessFile>* file) override {
+      if (path.find("-tmp-") == std::string::npos) {
+        return Status(StatusCode::kUnavailable, "injected: cannot reach " + path);
+      }
+      return PosixFileSystem::NewRandomAccessFile(path, file);
+    }
+  } unreadable;
+  std::unique_ptr<Filter> restored;
+  const Status s = RestoreFilterCheckpoint(
+      &unreadable, basename_, *MakeSliding(3000, 7), SerialFor, &restored);
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), "injected: cannot reach")) << s.ToString();
+  ASSERT_TRUE(Restore(&restored).ok());
+  EXPECT_TRUE(AsSliding(*restored) == *source_);
+}
+
 TEST_F(CheckpointTest, FailedSaveKeepsThePreviousOneAndLeavesNoTemporaries) {
   ASSERT_TRUE(Save(*source_).ok());
   std::unique_ptr<Filter> changed = source_->Clone();
