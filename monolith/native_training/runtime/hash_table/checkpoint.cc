@@ -609,9 +609,15 @@ Status ReadCheckpointInfo(FileSystem* fs, const std::string& basename,
   const std::set<InterruptedSave> interrupted =
       FindInterruptedSaves(files, &listed);
   status = ReadFinalNames(fs, basename, files, listed, need_data, log, info);
+  // A reader that cannot read the final names (a storage error, not their
+  // contents) cannot tell whether they hold a newer save than any
+  // interrupted one.
+  if (!status.ok() && !IsFileContentError(status)) return status;
   // A save killed after writing all its files reads whole through them; it
-  // is newer than the save whose final names it was replacing. One killed
-  // while writing them fails ReadMetaFiles (a partial or missing file).
+  // is newer than the save whose final names it was replacing (the
+  // original's saves, without identity, are older than any of ours). One
+  // killed while writing them fails ReadMetaFiles (a partial or missing
+  // file).
   for (const InterruptedSave& save : interrupted) {
     CheckpointInfo candidate;
     const Status read = ReadMetaFiles(fs, basename, save.nshards, &save,
@@ -621,9 +627,8 @@ Status ReadCheckpointInfo(FileSystem* fs, const std::string& basename,
       continue;
     }
     const bool began = RenamesBegan(candidate.PathsInRenameOrder(), save);
-    if (status.ok() && !began &&
-        (!info->has_identity ||
-         candidate.save_time_micros <= info->save_time_micros)) {
+    if (status.ok() && !began && info->has_identity &&
+        candidate.save_time_micros <= info->save_time_micros) {
       continue;
     }
     Log(log, "Checkpoint " + basename + ": reading " +

@@ -704,6 +704,65 @@ TEST(CheckpointTest, OursIsReadBesideACompleteSaveOfTheOriginal) {
   }));
 }
 
+// Our save over the original's checkpoint (same shard count), killed after
+// writing its files and before its first rename to a final name: ours is
+// the newer one, read through its temporaries.
+TEST(CheckpointTest, OursKilledBeforeRenamingBeatsTheOriginalsFiles) {
+  const std::string basename = TestDir("legacy_killed") + "/t";
+  WriteWithoutIdentity(basename);
+  DyingFileSystem dying(/*renames=*/4, /*new_files=*/-1);
+  ASSERT_FALSE(SaveTo(&dying, basename, MakeContents(2, 30), 2).ok());
+  ASSERT_TRUE(dying.dead());
+  Contents restored;
+  const Status status = Restore(basename, &restored);
+  ASSERT_TRUE(status.ok()) << status.ToString();
+  EXPECT_EQ(restored, MakeContents(2, 30));
+}
+
+// A file system that cannot reach the final names (a storage outage) while
+// an older interrupted save's temporaries are there: the restore fails with
+// the storage error instead of reading the older save.
+TEST(CheckpointTest, AStorageErrorOnTheFinalNamesIsNotHiddenByTemporaries) {
+  const std::string dir = TestDir("unreachable_final");
+  const std::string basename = dir + "/t";
+  DyingFileSystem dying(/*renames=*/6, /*new_files=*/-1);
+  ASSERT_FALSE(SaveTo(&dying, basename, MakeContents(1, 30), 3).ok());
+  ASSERT_TRUE(dying.dead());
+  // The newer save's files beside the temporaries, by hand (a save would
+  // finish the interrupted one's renames first).
+  const std::string newer = TestDir("unreachable_final_newer") + "/t";
+  ASSERT_TRUE(Save(newer, MakeContents(2, 30), 3).ok());
+  for (int s = 0; s < 3; ++s) {
+    Copy(CheckpointDataName(newer, s, 3), CheckpointDataName(basename, s, 3));
+    Copy(CheckpointMetaName(newer, s, 3), CheckpointMetaName(basename, s, 3));
+  }
+  class UnreachableFinalNames : public PosixFileSystem {
+   public:
+    Status NewRandomAccessFile(
+        const std::string& path,
+        std::unique_ptr<RandomAccessFile>* file) override {
+      if (!Contains(path, "-tmp-")) return Unreachable(path);
+      return PosixFileSystem::NewRandomAccessFile(path, file);
+    }
+    Status GetFileSize(const std::string& path, uint64_t* size) override {
+      if (!Contains(path, "-tmp-")) return Unreachable(path);
+      return PosixFileSystem::GetFileSize(path, size);
+    }
+
+   private:
+    static Status Unreachable(const std::string& path) {
+      return Status(StatusCode::kUnavailable, "injected: cannot reach " + path);
+    }
+  } unreachable;
+  CheckpointInfo info;
+  const Status status =
+      ReadCheckpointInfo(&unreachable, basename, /*need_data=*/true, {}, &info);
+  EXPECT_EQ(status.code(), StatusCode::kUnavailable) << status.ToString();
+  Contents restored;
+  ASSERT_TRUE(Restore(basename, &restored).ok());
+  EXPECT_EQ(restored, MakeContents(2, 30));
+}
+
 TEST(CheckpointTest, InconsistentTableListsAreDataLoss) {
   const std::string dir = TestDir("tables");
   const std::string basename = dir + "/t";
