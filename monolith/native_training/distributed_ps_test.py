@@ -1138,6 +1138,9 @@ def test_fused_ops_reject_bad_inputs():
        "float_splits needs 6|^$"),
       ([0, 0], [0, 4], [0, 1, 3], "index of row 0 of table 1 is 3: a row of "
        "2 outside float16_pairs' float16s \\(4\\)"),
+      # The end of the floats (2) is the last PS's padding, not a row.
+      ([0, 0], [0, 1, 2], [0, 2, 0], "index of row 1 of table 0 is 2: a row "
+       "of 1 outside float16_pairs' float16s \\(3\\)"),
       ([0, 0], [1, 4], [0, 1, 2], "float_splits must hold 0"),
       ([0, 0], [0, 3, 2], [0, 1, 2], "float_splits must be non-decreasing")]:
     feed = {pairs: np.array(bad_pairs, np.int32),

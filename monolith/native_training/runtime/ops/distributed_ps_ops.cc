@@ -201,10 +201,13 @@ class IdPartition {
       }
       float_splits_[p + 1] = floats;
     }
-    if (float_splits_[num_ps_] > std::numeric_limits<int32_t>::max()) {
+    // Each PS's float16 result is padded to an even length: the padded
+    // total must still fit the gather's int32 offsets.
+    if (float_splits_[num_ps_] >
+        std::numeric_limits<int32_t>::max() - num_ps_) {
       return "the rows of the ids sent hold " +
              std::to_string(float_splits_[num_ps_]) +
-             " floats, more than 2^31 - 1; split the batch";
+             " floats, more than 2^31 - 1 - num_ps; split the batch";
     }
     return "";
   }
@@ -747,9 +750,12 @@ class PartitionOp : public OpKernel {
 // padded to even lengths: where the rows of |index| (offsets in the unpadded
 // concatenation, see float_splits, input 3) are in |num_values| padded
 // float16s. *padded_index stays empty when no PS before the last has an odd
-// number of floats (the index is then right as it is).
+// number of floats (the index is then right as it is). *readable_end is
+// where the last PS's floats end in the padded float16s: rows end there at
+// the latest (the padding after them is no row).
 Status PaddedIndex(OpKernelContext* ctx, const int32_t* index, int64_t n,
-                   int64_t num_values, std::vector<int32_t>* padded_index) {
+                   int64_t num_values, std::vector<int32_t>* padded_index,
+                   int64_t* readable_end) {
   const Tensor* input = nullptr;
   TF_RETURN_IF_ERROR(GetVectorInput(ctx, 3, "float_splits", &input));
   auto splits = input->flat<int64_t>();
@@ -788,6 +794,7 @@ Status PaddedIndex(OpKernelContext* ctx, const int32_t* index, int64_t n,
         "float16_pairs holds ", num_values, " float16s; float_splits needs ",
         padded, " (each PS's padded to an even number)");
   }
+  *readable_end = splits(num_ps) + shift[num_ps - 1];
   if (std::all_of(shift.begin(), shift.end(),
                   [](int64_t s) { return s == 0; })) {
     return OkStatus();
@@ -853,9 +860,12 @@ class GatherOp : public OpKernel {
     const int64_t num_values =
         kHalf ? 2 * values->NumElements() : values->NumElements();
     std::vector<int32_t> padded_index;
+    // Rows end here at the latest (float16: before the last PS's padding).
+    int64_t readable_end = num_values;
     if constexpr (kHalf) {
       OP_REQUIRES_OK(ctx, PaddedIndex(ctx, index, index_input->NumElements(),
-                                      num_values, &padded_index));
+                                      num_values, &padded_index,
+                                      &readable_end));
     }
     const int32_t* read_index =
         padded_index.empty() ? index : padded_index.data();
@@ -888,7 +898,7 @@ class GatherOp : public OpKernel {
       if constexpr (kHalf) {
         bad[t] = dps::GatherRowsFromHalf(
             reinterpret_cast<const uint16_t*>(values->tensor_data().data()),
-            num_values, table_index, counts[t], dims_[t], rows[t]);
+            readable_end, table_index, counts[t], dims_[t], rows[t]);
       } else {
         bad[t] = dps::GatherRows(values->flat<float>().data(), num_values,
                                  table_index, counts[t], dims_[t], rows[t]);
@@ -897,7 +907,7 @@ class GatherOp : public OpKernel {
     for (int64_t t = 0; t < num_tables; ++t) {
       OP_REQUIRES(ctx, bad[t] < 0,
                   OutOfRange(t, bad[t], index[begins[t] + bad[t]], dims_[t],
-                             num_values,
+                             readable_end,
                              kHalf ? "float16_pairs' float16s"
                                    : "values' floats"));
     }
