@@ -146,9 +146,10 @@ _PS_INDEX_SUFFIX = re.compile(r"_(0|[1-9][0-9]*)$")
 
 
 def _saves_of_one_ps_group(basenames: List[Any]) -> bool:
-  """Whether `basenames` are "<group prefix>_0", "_1", ... in order: the
-  saves of one PS group (`find_ps_checkpoints`), PS j's holding only ids
-  with id mod len(basenames) == j."""
+  """Whether `basenames` are the saves of one whole PS group, PS j's holding
+  only ids with id mod len(basenames) == j: "<group prefix>_0", "_1", ...
+  in order, and all that `find_ps_checkpoints` finds of that group (the
+  first PS of a longer group hold ids of other remainders)."""
   groups = set()
   for j, basename in enumerate(basenames):
     match = (_PS_INDEX_SUFFIX.search(basename)
@@ -156,7 +157,15 @@ def _saves_of_one_ps_group(basenames: List[Any]) -> bool:
     if not match or int(match.group(1)) != j:
       return False
     groups.add(basename[:match.start()])
-  return len(groups) == 1
+  if len(groups) != 1:
+    return False
+  prefix = groups.pop()
+  try:
+    found = multi_hash_table_ops.find_ps_checkpoints(
+        os.path.dirname(prefix), os.path.basename(prefix))
+  except tf.errors.OpError:
+    return False  # then every PS reads every save given
+  return found == list(basenames)
 
 
 class _Split(NamedTuple):
@@ -736,9 +745,10 @@ class DistributedMultiTypeHashTable(
       The table, depending on every PS's restore.
     """
     new_tables = []
-    # Saves of PS tables listed in PS order ("..._0", "..._1", ...): each
-    # PS reads only those that can hold its ids (with the same PS count,
-    # its own: N reads in all, not N * N). Otherwise every PS reads all.
+    # The saves of a whole PS group, in PS order ("..._0", "..._1", ...):
+    # each PS reads only those that can hold its ids (with the same PS
+    # count, its own: N reads in all, not N * N). Otherwise every PS reads
+    # all.
     by_ps_index = (isinstance(basenames, (list, tuple)) and
                    _saves_of_one_ps_group(basenames))
     if not by_ps_index:

@@ -238,6 +238,27 @@ def test_save_directories_with_a_trailing_slash_name_the_same_files(
       assert joined[-2:] == [expected + "0", expected + "1"]
 
 
+def test_restores_read_only_the_saves_that_can_hold_their_ids(
+    tmp_path, _fresh_graph):
+  for j in range(4):  # a 4-PS group's meta files
+    (tmp_path / f"G_{j}.meta-00000-of-00001").write_bytes(b"")
+  basenames = [str(tmp_path / f"G_{j}") for j in range(4)]
+
+  def read_by_each_ps(num_ps, given):
+    with tf.Graph().as_default() as graph:
+      _create({"a": _config(1)}, num_ps=num_ps).restore(given)
+      return [[b.decode() for b in tf.get_static_value(op.inputs[1]).ravel()]
+              for op in graph.get_operations()
+              if op.type == "MonolithMultiHashTableRestoreResharded"]
+
+  # The whole group into 2 PS: PS i reads the saves j with j % 2 == i.
+  assert read_by_each_ps(2, basenames) == [basenames[0::2], basenames[1::2]]
+  # Part of it (its first PS's saves hold ids of every remainder mod 4):
+  # every PS reads every save given.
+  assert read_by_each_ps(3, basenames[:3]) == [basenames[:3]] * 3
+  assert read_by_each_ps(2, basenames[:2]) == [basenames[:2]] * 2
+
+
 def test_a_distributed_export_is_refused():
   with export_context.enter_export_mode(
       export_context.ExportMode.DISTRIBUTED):
