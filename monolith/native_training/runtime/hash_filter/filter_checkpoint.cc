@@ -803,11 +803,13 @@ Status RestoreFilterCheckpointInto(FileSystem* fs, const std::string& basename,
   std::unique_ptr<Filter> filter = std::move(into);
   std::vector<uint64_t> bytes(nsplits, 0);
   std::unique_ptr<bool[]> split_of_other_config(new bool[nsplits]());
+  std::unique_ptr<bool[]> split_restored(new bool[nsplits]());
   std::vector<Status> split_status(nsplits);
   const Status status = parallel_for(nsplits, [&](int64_t s) {
     const int k = static_cast<int>(s);
     split_status[k] = RestoreSplit(fs, metas[k], k, filter.get(), &bytes[k],
                                    &split_of_other_config[k]);
+    split_restored[k] = split_status[k].ok();
     return split_status[k];
   });
   // A split that failed otherwise (damage, I/O) is the error to report:
@@ -816,6 +818,17 @@ Status RestoreFilterCheckpointInto(FileSystem* fs, const std::string& basename,
     if (!split_status[k].ok() && !split_of_other_config[k]) {
       return split_status[k];
     }
+  }
+  // Another configuration shows in every split; splits of one save that
+  // disagree (some restored) are damage.
+  const bool some_restored =
+      std::any_of(split_restored.get(), split_restored.get() + nsplits,
+                  [](bool restored) { return restored; });
+  if (!status.ok() && some_restored) {
+    return DataLossError("hash filter checkpoint " + basename +
+                         ": its splits disagree on the configuration (some "
+                         "restored into this filter, others not): " +
+                         status.message());
   }
   if (!status.ok() &&
       std::any_of(split_of_other_config.get(),

@@ -486,6 +486,25 @@ TEST_F(CheckpointTest, OtherConfigurationIsRejectedNamingTheFile) {
   EXPECT_TRUE(Contains(s.message(), "total_size")) << s.ToString();
 }
 
+// One split of our save whose meta says another configuration (rewritten,
+// with a valid CRC) is damage, not a save of another configuration.
+TEST_F(CheckpointTest, OneSplitOfAnotherConfigurationIsDataLoss) {
+  ASSERT_TRUE(Save(*source_).ok());
+  std::vector<std::string> records;
+  ASSERT_TRUE(Unframe(ReadBytes(File(3)), &records));
+  HashFilterSplitMetaDump meta;
+  ASSERT_TRUE(meta.ParseFromString(records[0]));
+  meta.set_total_size(meta.total_size() + 1);
+  records[0] = meta.SerializeAsString();
+  WriteBytes(File(3), FrameAll(records));
+  std::unique_ptr<Filter> restored;
+  const Status s = Restore(&restored);
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), "splits disagree on the configuration"))
+      << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), File(3))) << s.ToString();
+}
+
 // With other_config, a checkpoint of another capacity or split count
 // restores an empty filter of the new configuration and says why; a
 // damaged checkpoint is still an error.
