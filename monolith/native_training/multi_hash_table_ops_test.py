@@ -87,6 +87,43 @@ def test_lookup_assign_add_reinitialize():
   np.testing.assert_array_equal(unknown, [-1, -1, -1])
 
 
+@pytest.mark.parametrize("fused", [False, True])
+def test_a_lookup_output_still_held_is_not_reused_by_the_next_run(fused):
+  # Large outputs are written into the buffer of the kernel's previous run
+  # when nothing else holds it; a queue holding the previous run's output
+  # (by reference, no copy) must keep its values.
+  n = 20000  # x dim 4: above ReusedFloatOutput's 64 Ki floats
+  table = multi_hash_table_ops.MultiHashTable.from_configs(
+      configs={"slot0": test_utils.generate_test_hash_table_config(4)})
+  ids = np.arange(n, dtype=np.int64)
+  table = table.assign({"slot0": (_id(ids), _value(np.repeat(
+      ids.astype(np.float32)[:, None], 4, axis=1)))})
+  assign = table.as_op()
+  ids_ph = tf1.placeholder(tf.int64, [None])
+  if fused:
+    embeddings = tf.reshape(
+        table.fused_lookup(ids_ph, tf.reshape(tf.size(ids_ph), [1]),
+                           num_of_shards=1)[0], [-1, 4])
+  else:
+    embeddings = table.lookup({"slot0": ids_ph})["slot0"]
+  queue = tf.queue.FIFOQueue(3, tf.float32, shapes=[[n, 4]])
+  enqueue = queue.enqueue(embeddings)
+  dequeue = queue.dequeue()
+  with tf1.train.SingularMonitoredSession() as sess:
+    sess.run(assign)
+    sess.run(enqueue, {ids_ph: ids})
+    sess.run(enqueue, {ids_ph: ids[::-1]})
+    reused = sess.run(embeddings, {ids_ph: ids + 1})
+    first, second = sess.run(dequeue), sess.run(dequeue)
+    again = sess.run(embeddings, {ids_ph: ids})
+  expected = np.repeat(ids.astype(np.float32)[:, None], 4, axis=1)
+  np.testing.assert_array_equal(first, expected)
+  np.testing.assert_array_equal(second, expected[::-1])
+  np.testing.assert_array_equal(reused[:-1], expected[1:])
+  np.testing.assert_array_equal(reused[-1], [0, 0, 0, 0])
+  np.testing.assert_array_equal(again, expected)
+
+
 def test_reinitialize_stamps_the_tables_time_not_the_clock():
   # A table trained on sample times (long ago): reinitializing an id must not
   # make the others look expired to the next eviction or save.

@@ -42,8 +42,8 @@ class MultiHashTableFusedLookupOp : public OpKernel {
                                            ids.NumElements(), num_shards_,
                                            &layout));
     Tensor* embeddings;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {layout.emb_offsets.back()},
-                                             &embeddings));
+    OP_REQUIRES_OK(ctx, output_.Allocate(ctx, 0, layout.emb_offsets.back(),
+                                         &embeddings));
     ctx->set_output(1, VectorOf(layout.emb_splits));
     ctx->set_output(2, VectorOf(layout.id_offsets));
     ctx->set_output(3, VectorOf(layout.emb_offsets));
@@ -65,6 +65,7 @@ class MultiHashTableFusedLookupOp : public OpKernel {
 
  private:
   int num_shards_;
+  ReusedFloatOutput output_;
 };
 
 class MultiHashTableFusedOptimizeOp : public OpKernel {

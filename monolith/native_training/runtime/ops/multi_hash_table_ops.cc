@@ -185,7 +185,7 @@ class MultiHashTableLookupOp : public OpKernel {
     LookupBatch in;
     OP_REQUIRES_OK(ctx, ReadLookupBatch(ctx, mtable->dims(), &in));
     Tensor* out;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {in.offsets.back()}, &out));
+    OP_REQUIRES_OK(ctx, output_.Allocate(ctx, 0, in.offsets.back(), &out));
     float* embeddings = out->flat<float>().data();
     const std::vector<int64_t>& split = in.id_split;
     // Pieces of at most kLookupPieceIds ids of one (request, table) segment:
@@ -211,6 +211,9 @@ class MultiHashTableLookupOp : public OpKernel {
       return OkStatus();
     }));
   }
+
+ private:
+  ReusedFloatOutput output_;
 };
 
 class MultiHashTableLookupEntryOp : public OpKernel {
