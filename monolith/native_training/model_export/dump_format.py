@@ -211,10 +211,6 @@ def message_check(message_class: Type[message.Message],
                   reject_unknown_fields: bool = False) -> PayloadCheck:
   """A PayloadCheck: does the payload parse as `message_class`?
 
-  A payload with a field whose number the message defines but whose bytes
-  have another wire type is refused (bytes of another message, such as an
-  Example read as an ExampleBatch: never a newer schema's).
-
   Args:
     message_class: the generated message class the records should be.
     reject_unknown_fields: also refuse payloads in which any message has
@@ -234,21 +230,47 @@ def message_check(message_class: Type[message.Message],
       record = message_class.FromString(payload)
     except message.DecodeError as e:
       return prefix + str(e)
-    # Unknown fields anywhere add to the size; the C++/upb discard and size
-    # are far faster than walking the messages in Python, which only
-    # locates the field of a record that has one.
-    size = record.ByteSize()
-    record.DiscardUnknownFields()
-    if record.ByteSize() == size:
+    if reject_unknown_fields and has_unknown_fields(record):
+      where = unknown_field_path(message_class.FromString(payload))
+      return f"{prefix}it has {where}, which the message does not define"
+    return None
+
+  return check
+
+
+def has_unknown_fields(record: message.Message) -> bool:
+  """Whether any message in `record` has unknown fields; discards them.
+
+  Unknown fields anywhere add to the size; the C++/upb discard and size are
+  far faster than walking the messages in Python, which only locates the
+  field of a record that has one.
+  """
+  size = record.ByteSize()
+  record.DiscardUnknownFields()
+  return record.ByteSize() != size
+
+
+def mistyped_field_check(message_class: Type[message.Message]) -> PayloadCheck:
+  """A PayloadCheck refusing a payload with a field whose number the message
+  defines but whose bytes have another wire type: bytes of another message
+  (an Example read as an ExampleBatch), never a newer schema's (protobuf
+  fields keep their type). Walks the record in Python where it has unknown
+  fields: for a dump's first record, not every record.
+  """
+  prefix = f"is not a valid {message_class.DESCRIPTOR.full_name}: "
+
+  def check(payload: bytes) -> Optional[str]:
+    try:
+      record = message_class.FromString(payload)
+    except message.DecodeError as e:
+      return prefix + str(e)
+    if not has_unknown_fields(record):
       return None
-    record = message_class.FromString(payload)
-    mistyped = unknown_field_path(record, mistyped_only=True)
+    mistyped = unknown_field_path(message_class.FromString(payload),
+                                  mistyped_only=True)
     if mistyped:
       return (f"{prefix}its {mistyped} does not have the type the message "
               "defines for it (bytes of another message)")
-    if reject_unknown_fields:
-      where = unknown_field_path(record)
-      return f"{prefix}it has {where}, which the message does not define"
     return None
 
   return check

@@ -292,7 +292,8 @@ def test_fields_of_another_type_than_defined_are_refused():
   # ExampleBatch's messages define for other wire types: never a newer
   # schema's.
   example = next(sample_records.serialized_records("example", 1))
-  check = dump_format.message_check(example_pb2.ExampleBatch)
+  check = dump_format.mistyped_field_check(example_pb2.ExampleBatch)
+  assert dump_format.message_check(example_pb2.ExampleBatch)(example) is None
   assert check(example) == (
       "is not a valid monolith.io.proto.ExampleBatch: its field number 100 "
       "does not have the type the message defines for it (bytes of another "

@@ -146,10 +146,7 @@ def _not_an_example_batch(payload: bytes) -> Optional[str]:
   rows. An Example never parses as an ExampleBatch without unknown fields
   and with a batch_size.
   """
-  example = example_pb2.Example.FromString(payload)
-  size = example.ByteSize()
-  example.DiscardUnknownFields()
-  if example.ByteSize() == size:
+  if not dump_format.has_unknown_fields(example_pb2.Example.FromString(payload)):
     return None
   if dump_format.message_check(example_pb2.ExampleBatch,
                                reject_unknown_fields=True)(payload):
@@ -168,6 +165,22 @@ RECORD_CLASSES = {
 }
 INPUT_NAMES = warmup_io.INPUT_NAMES
 DumpFormatError = dump_format.DumpFormatError
+
+
+def _first_record_check(variant_type: str) -> dump_format.PayloadCheck:
+  """What a dump's first record is checked for beyond parsing (wrong
+  --variant_type flags show there): fields of another type than the
+  variant's proto defines (another variant's records), and for "example",
+  being an ExampleBatch."""
+  mistyped = dump_format.mistyped_field_check(RECORD_CLASSES[variant_type])
+
+  def check(payload: bytes) -> Optional[str]:
+    reason = mistyped(payload)
+    if reason is None and variant_type == "example":
+      reason = _not_an_example_batch(payload)
+    return reason
+
+  return check
 
 
 def _open_input(file_name: Optional[str]) -> BinaryIO:
@@ -255,8 +268,7 @@ class PBReader:
                                         reject_unknown_fields)
       sort_id_check = dump_format.record_like_check(
           RECORD_CLASSES[variant_type])
-      if variant_type == "example":
-        first_record_check = _not_an_example_batch
+      first_record_check = _first_record_check(variant_type)
       hint += f" and --variant_type={variant_type} its records"
       if reject_unknown_fields:
         hint += (", or leave out --reject_unknown_fields to accept fields of "
