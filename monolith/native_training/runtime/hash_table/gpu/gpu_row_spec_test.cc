@@ -171,6 +171,33 @@ TEST(GpuRowSpecTest, ZeroRatesAndZeroAccumulatorsMatchTheCpu) {
                      8, /*zero_start=*/true);
 }
 
+// FTRL with nothing in its denominator (zero accumulator, beta and l2 0)
+// and a gradient whose square underflows: w = 0 on both sides, not -inf.
+TEST(GpuRowSpecTest, FtrlWithAZeroDenominatorMatchesTheCpu) {
+  const EntryConfig config = Parse(R"pb(
+    segments {
+      dim_size: 2
+      init_config { zeros {} }
+      opt_config { ftrl { initial_accumulator_value: 0 beta: 0 } }
+    })pb");
+  GpuRowTableSpec spec;
+  ASSERT_TRUE(GpuRowTableSpecFor(config, 7, &spec).ok());
+  auto accessor = Accessor(config);
+  std::vector<char> entry(accessor->SizeBytes());
+  RandomEngine rng(1);
+  accessor->Init(entry.data(), &rng);
+  std::vector<float> row = NewRow(spec, 42);
+  const std::vector<float> grad = {1e-23f, -1e-23f};
+  const std::vector<float> rates = {0.1f};
+  accessor->Optimize(entry.data(), grad.data(), rates.data(), 1);
+  ApplyStep(spec, rates, grad, &row);
+  const std::vector<float> cpu = Floats(entry);
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    EXPECT_EQ(row[i], cpu[i]) << "float " << i;
+    EXPECT_TRUE(std::isfinite(row[i])) << "float " << i;
+  }
+}
+
 TEST(GpuRowSpecTest, RowsAreTheCpuEntriesAndStartTheSame) {
   const EntryConfig config = Parse(kTwoSegments);
   GpuRowTableSpec spec;
