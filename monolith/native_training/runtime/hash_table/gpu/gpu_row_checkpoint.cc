@@ -110,6 +110,19 @@ RowStoreRestorer::RowStoreRestorer(std::vector<RowStore*> tables,
   }
 }
 
+namespace {
+
+// A record's id that GPU tables reserve is refused when the record is read,
+// so that a checking pass catches it before any table is emptied.
+Status CheckStorable(int64_t id) {
+  if (StorableId(id)) return Status::OK();
+  return InvalidArgumentError("id " + std::to_string(id) +
+                              " cannot be stored in a GPU table (GPU tables "
+                              "reserve it); restore it into a CPU table");
+}
+
+}  // namespace
+
 Status RowStoreRestorer::Restore(int shard, int table,
                                  std::string_view record) {
   Pending& pending = pending_[shard][table];
@@ -117,9 +130,10 @@ Status RowStoreRestorer::Restore(int shard, int table,
   const size_t at = pending.ids.size();
   pending.ids.push_back(0);
   pending.rows.resize((at + 1) * row_floats);
-  const Status s =
+  Status s =
       records_[table]->Read(record, &scratch_[shard], &rngs_[shard],
                             &pending.ids[at], pending.rows.data() + at * row_floats);
+  if (s.ok()) s = CheckStorable(pending.ids[at]);
   if (!s.ok()) {
     pending.ids.pop_back();
     pending.rows.resize(at * row_floats);
@@ -136,8 +150,9 @@ Status RowStoreRestorer::Check(int shard, int table,
   std::vector<float>& row = checked_rows_[shard];
   row.resize(records_[table]->spec().row_floats());
   int64_t id = 0;
-  return records_[table]->Read(record, &scratch_[shard], &rngs_[shard], &id,
-                               row.data());
+  MONOLITH_RETURN_IF_ERROR(records_[table]->Read(
+      record, &scratch_[shard], &rngs_[shard], &id, row.data()));
+  return CheckStorable(id);
 }
 
 Status RowStoreRestorer::Put(int table, Pending* pending) {

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <random>
 #include <set>
@@ -321,6 +322,40 @@ TEST_F(GpuRowCheckpointTest, CheckReadsEveryRecordAndPutsNothing) {
       },
       SerialFor, {});
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.message();
+}
+
+// Ids GPU tables reserve (valid in CPU tables) fail the checking pass,
+// before any table would be emptied, and the restore alike.
+TEST_F(GpuRowCheckpointTest, ReservedIdsFailTheCheckAndTheRestore) {
+  for (const int64_t reserved : {std::numeric_limits<int64_t>::max(),
+                                 std::numeric_limits<int64_t>::min()}) {
+    SCOPED_TRACE(reserved);
+    const std::vector<float> grads(8, 0.5f);
+    const std::vector<float> learning_rates = {0.1f, 0.05f};
+    ASSERT_TRUE(cpu_->BatchOptimize(&reserved, 1, grads.data(),
+                                    learning_rates.data(), 105, 5)
+                    .ok());
+    CheckpointInfo info;
+    ASSERT_NO_FATAL_FAILURE(SaveCpuCheckpoint(
+        "reserved" + std::to_string(reserved < 0), 2, &info));
+    HostRowStore store(records_->spec().row_floats());
+    RowStoreRestorer restorer({&store}, {records_.get()}, info.nshards, 1);
+    for (const bool check : {true, false}) {
+      const Status s = RestoreCheckpoint(
+          &fs_, info,
+          [&](int shard, int table, std::string_view record) {
+            return check ? restorer.Check(shard, table, record)
+                         : restorer.Restore(shard, table, record);
+          },
+          SerialFor, {});
+      EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.message();
+      EXPECT_NE(s.message().find("id " + std::to_string(reserved) +
+                                 " cannot be stored in a GPU table"),
+                std::string::npos)
+          << s.message();
+    }
+    ASSERT_TRUE(cpu_->Erase(reserved));
+  }
 }
 
 // A TRAINING checkpoint restores into SERVING rows (fp16 and fp32
