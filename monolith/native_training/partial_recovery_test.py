@@ -222,8 +222,10 @@ def test_a_fresh_job_is_all_uninitialized_until_set_up():
       assert one.uninitialized_ps_tasks(sess) == {0}
       one.setup_ps_initialized_state(sess)
       assert one.uninitialized_ps_tasks(sess) == set()
-  # Back to 2 PS (PS 1 kept running too): PS 0 holds all ids now, set up
-  # for 1 PS; PS 1 still holds the first job's shard.
+  # Back to 2 PS: PS 0 holds all ids now, set up for 1 PS, and is restored.
+  # PS 1, up but out of the 1-PS job, still holds the first job's shard and
+  # its mark: it counts as set up (the documented limit: restart such a
+  # task before it rejoins).
   with tf.Graph().as_default():
     again = save_utils.PsMonitor(2)
     with tf1.Session(servers[0].target, config=shared) as sess:

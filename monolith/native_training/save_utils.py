@@ -588,9 +588,11 @@ class PsMonitor:
   task's state is gone. A count other than this job's means the task kept
   running through a change of PS count: it holds tables sharded for that
   count (id mod the old num_ps), so it counts as not set up and is
-  restored (resharded) too, however many changes it went through. Sessions
-  must share the PS tasks' resources (the default; not
-  `isolate_session_state`).
+  restored (resharded) too, also after several changes (2, 3, then 2 PS).
+  A task that was out of the job meanwhile (2, 1, then 2 PS, PS 1 up but
+  unused) still holds this count, with state older than the checkpoint:
+  restart it before it rejoins. Sessions must share the PS tasks'
+  resources (the default; not `isolate_session_state`).
 
   Args:
     ps_num: the number of PS tasks, >= 0 (the original's argument name).

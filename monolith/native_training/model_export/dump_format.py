@@ -161,36 +161,27 @@ def write_dump(stream: BinaryIO, payloads: Iterable[bytes], layout: DumpLayout,
   return count
 
 
-def unknown_field_path(record: message.Message,
-                       mistyped_only: bool = False) -> Optional[str]:
+def unknown_field_path(record: message.Message) -> Optional[str]:
   """Finds a field that a message, or a message inside it, does not define.
 
   Parsers keep such fields (written by a newer schema, or bytes that are not
-  this message at all) as unknown fields, and so they keep a field whose
-  number the message defines but whose bytes have another wire type.
+  this message at all) as unknown fields.
 
   Args:
     record: a parsed message.
-    mistyped_only: find only fields of the second kind. A newer schema never
-      writes them (protobuf fields keep their type), so they mean bytes of
-      another message.
 
   Returns:
-    None when no message in `record` has such fields; else where the first
+    None when no message in `record` has unknown fields; else where the first
     one found is, e.g. "field number 250" or "field number 9 in
     line_id" or "field number 7 in named_feature[2].feature".
   """
   pending = [(record, "")]
   while pending:
     msg, path = pending.pop()
-    unknown = [
-        f.field_number
-        for f in unknown_fields.UnknownFieldSet(msg)
-        if not mistyped_only or f.field_number in msg.DESCRIPTOR.fields_by_number
-    ]
-    if unknown:
+    unknown = unknown_fields.UnknownFieldSet(msg)
+    if len(unknown):
       where = f" in {path}" if path else ""
-      return f"field number {unknown[0]}{where}"
+      return f"field number {unknown[0].field_number}{where}"
     for field, value in msg.ListFields():
       if field.message_type is None:
         continue
@@ -250,39 +241,14 @@ def has_unknown_fields(record: message.Message) -> bool:
   return record.ByteSize() != size
 
 
-def mistyped_field_check(message_class: Type[message.Message]) -> PayloadCheck:
-  """A PayloadCheck refusing a payload with a field whose number the message
-  defines but whose bytes have another wire type: bytes of another message
-  (an Example read as an ExampleBatch), never a newer schema's (protobuf
-  fields keep their type). Walks the record in Python where it has unknown
-  fields: for a dump's first record, not every record.
-  """
-  prefix = f"is not a valid {message_class.DESCRIPTOR.full_name}: "
-
-  def check(payload: bytes) -> Optional[str]:
-    try:
-      record = message_class.FromString(payload)
-    except message.DecodeError as e:
-      return prefix + str(e)
-    if not has_unknown_fields(record):
-      return None
-    mistyped = unknown_field_path(message_class.FromString(payload),
-                                  mistyped_only=True)
-    if mistyped:
-      return (f"{prefix}its {mistyped} does not have the type the message "
-              "defines for it (bytes of another message)")
-    return None
-
-  return check
-
-
 def record_like_check(message_class: Type[message.Message]) -> PayloadCheck:
   """A PayloadCheck for bytes that should not be a record (a sort id).
 
   Accepts (returns None for) bytes that `message_check` accepts and of
-  which at least half are fields the message defines: records, also of a
-  newer schema, pass; short text keys that parse by chance (about 1 in 200
-  of random 64-byte ones do) are almost all unknown fields.
+  which at least half are fields the message defines: records pass, also
+  a newer schema's unless most of it is fields this one lacks; short text
+  keys that parse by chance (about 1 in 200 of random 64-byte ones do) are
+  almost all unknown fields.
   """
   valid = message_check(message_class)
   prefix = f"is not like a {message_class.DESCRIPTOR.full_name}: "
@@ -422,11 +388,12 @@ class DumpReader:
     payload = self._sized("record payload", "record size")
     # An empty payload parses as any proto. After an empty sort id it is the
     # zero kafka prefix read as the two sizes (--kafka_dump_prefix
-    # forgotten); as the first record, an empty sort id or a zero kafka
-    # field read as a record (--has_sort_id or --kafka_dump forgotten): in
-    # both, a framing error, refused unchecked too.
+    # forgotten): a framing error, refused unchecked too. As the first
+    # record of a checked dump, an empty sort id or a zero kafka field read
+    # as a record (--has_sort_id or --kafka_dump forgotten).
     first = self.records_read == 0
-    if not payload and (sort_id == b"" or first):
+    if not payload and (sort_id == b"" or
+                        (first and self._check is not None)):
       reason = "is empty (0 bytes)" + (" after an empty sort id"
                                        if sort_id == b"" else "")
     else:

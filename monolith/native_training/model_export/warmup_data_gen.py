@@ -37,6 +37,7 @@ from typing import BinaryIO, Iterator, Optional, Sequence, Union
 from absl import app
 from absl import flags
 from absl import logging
+from google.protobuf import message
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2
 from tensorflow_serving.apis import prediction_log_pb2
@@ -167,20 +168,23 @@ INPUT_NAMES = warmup_io.INPUT_NAMES
 DumpFormatError = dump_format.DumpFormatError
 
 
-def _first_record_check(variant_type: str) -> dump_format.PayloadCheck:
-  """What a dump's first record is checked for beyond parsing (wrong
-  --variant_type flags show there): fields of another type than the
-  variant's proto defines (another variant's records), and for "example",
-  being an ExampleBatch."""
-  mistyped = dump_format.mistyped_field_check(RECORD_CLASSES[variant_type])
+def _example_batch_of_rows(payload: bytes) -> Optional[str]:
+  """Refuses an ExampleBatch record of no rows: no request, and what an
+  Example read as an ExampleBatch parses to (it has no batch_size)."""
+  batch = example_pb2.ExampleBatch.FromString(payload)
+  if batch.batch_size >= 1:
+    return None
+  return (f"is an {batch.DESCRIPTOR.full_name} of batch_size "
+          f"{batch.batch_size}: no rows to request (Examples read as "
+          "ExampleBatches parse so: pass --variant_type=example)")
 
-  def check(payload: bytes) -> Optional[str]:
-    reason = mistyped(payload)
-    if reason is None and variant_type == "example":
-      reason = _not_an_example_batch(payload)
-    return reason
 
-  return check
+# What a dump's first record is checked for beyond parsing, per variant:
+# a wrong --variant_type shows there.
+_FIRST_RECORD_CHECKS = {
+    "example": _not_an_example_batch,
+    "example_batch": _example_batch_of_rows,
+}
 
 
 def _open_input(file_name: Optional[str]) -> BinaryIO:
@@ -268,7 +272,7 @@ class PBReader:
                                         reject_unknown_fields)
       sort_id_check = dump_format.record_like_check(
           RECORD_CLASSES[variant_type])
-      first_record_check = _first_record_check(variant_type)
+      first_record_check = _FIRST_RECORD_CHECKS.get(variant_type)
       hint += f" and --variant_type={variant_type} its records"
       if reject_unknown_fields:
         hint += (", or leave out --reject_unknown_fields to accept fields of "
@@ -449,11 +453,19 @@ _DTYPE_ALIASES = (
 )
 
 
+def _rows_of_example_batch(payload: bytes) -> int:
+  try:
+    return example_pb2.ExampleBatch.FromString(payload).batch_size
+  except message.DecodeError:
+    return 1
+
+
 class WarmupSummary:
   """Running counts over written warmup logs, for the closing summary line.
 
   Samples are rows: an ExampleBatch (`variant_type` "example_batch") counts
-  its batch_size, any other record one.
+  its batch_size (one if it does not parse: --novalidate_records passes
+  such records on), any other record one.
   """
 
   def __init__(self, variant_type: str = "instance"):
@@ -469,9 +481,7 @@ class WarmupSummary:
     self.per_signature[request.model_spec.signature_name] += 1
     for tensor in request.inputs.values():
       if self._batches:
-        self.samples += sum(
-            example_pb2.ExampleBatch.FromString(v).batch_size
-            for v in tensor.string_val)
+        self.samples += sum(map(_rows_of_example_batch, tensor.string_val))
       else:
         self.samples += len(tensor.string_val)
       self.payload_bytes += sum(len(v) for v in tensor.string_val)

@@ -16,6 +16,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
+from idl.matrix.proto import example_pb2
 from monolith.native_training.model_export import dump_format
 from monolith.native_training.model_export import sample_records
 from monolith.native_training.model_export import warmup_data_gen
@@ -244,18 +245,31 @@ def test_example_batches_read_as_examples_are_refused(tmp_path):
                      "Example: pass --variant_type=example_batch"):
     _gen(path, bare, "example", 2)
   assert len(_gen(path, bare, "example_batch", 2)) == 4
-  # And Examples read as ExampleBatches have fields of the wrong type.
+  # And Examples read as ExampleBatches parse to batches of no rows.
   path = _write_dump(str(tmp_path / "examples"),
                      sample_records.serialized_records("example", 4), bare)
   with pytest.raises(warmup_data_gen.DumpFormatError,
-                     match=r"record 0 .* is not a valid "
-                     r"monolith.io.proto.ExampleBatch: its field number 100 "
-                     r"does not have the type"):
+                     match=r"record 0 .* is an monolith.io.proto.ExampleBatch "
+                     r"of batch_size 0: no rows to request .* pass "
+                     "--variant_type=example"):
     _gen(path, bare, "example_batch", 2)
   # Examples of a newer schema (unknown fields) are still Examples.
   path = _write_dump(str(tmp_path / "newer"),
                      _newer_schema_records("example", 4), bare)
   assert len(_gen(path, bare, "example", 2)) == 2
+
+
+def test_unparsable_example_batches_count_one_sample_each():
+  summary = warmup_data_gen.WarmupSummary("example_batch")
+  log = prediction_log_pb2.PredictionLog()
+  inputs = log.predict_log.request.inputs["example_batch"]
+  inputs.string_val.extend([
+      next(sample_records.serialized_records("example_batch", 1)),
+      b"\xff\xff"
+  ])
+  summary.add(log)
+  batch = example_pb2.ExampleBatch.FromString(inputs.string_val[0])
+  assert summary.samples == batch.batch_size + 1
 
 
 def test_newer_schema_dumps_without_sort_ids_read_with_them_are_refused(

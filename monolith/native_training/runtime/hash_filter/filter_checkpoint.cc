@@ -805,13 +805,23 @@ Status RestoreFilterCheckpointInto(FileSystem* fs, const std::string& basename,
   std::unique_ptr<bool[]> split_of_other_config(new bool[nsplits]());
   std::unique_ptr<bool[]> split_restored(new bool[nsplits]());
   std::vector<Status> split_status(nsplits);
-  const Status status = parallel_for(nsplits, [&](int64_t s) {
+  // Every split is attempted, also past a failed one (a ParallelFor may
+  // stop at the first error): whether some restored tells damage from
+  // another configuration.
+  MONOLITH_RETURN_IF_ERROR(parallel_for(nsplits, [&](int64_t s) {
     const int k = static_cast<int>(s);
     split_status[k] = RestoreSplit(fs, metas[k], k, filter.get(), &bytes[k],
                                    &split_of_other_config[k]);
     split_restored[k] = split_status[k].ok();
-    return split_status[k];
-  });
+    return Status::OK();
+  }));
+  Status status;
+  for (const Status& split : split_status) {
+    if (!split.ok()) {
+      status = split;
+      break;
+    }
+  }
   // A split that failed otherwise (damage, I/O) is the error to report:
   // the save is not just another configuration's.
   for (int k = 0; k < nsplits; ++k) {

@@ -489,20 +489,31 @@ TEST_F(CheckpointTest, OtherConfigurationIsRejectedNamingTheFile) {
 // One split of our save whose meta says another configuration (rewritten,
 // with a valid CRC) is damage, not a save of another configuration.
 TEST_F(CheckpointTest, OneSplitOfAnotherConfigurationIsDataLoss) {
-  ASSERT_TRUE(Save(*source_).ok());
-  std::vector<std::string> records;
-  ASSERT_TRUE(Unframe(ReadBytes(File(3)), &records));
-  HashFilterSplitMetaDump meta;
-  ASSERT_TRUE(meta.ParseFromString(records[0]));
-  meta.set_total_size(meta.total_size() + 1);
-  records[0] = meta.SerializeAsString();
-  WriteBytes(File(3), FrameAll(records));
-  std::unique_ptr<Filter> restored;
-  const Status s = Restore(&restored);
-  EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
-  EXPECT_TRUE(Contains(s.message(), "splits disagree on the configuration"))
-      << s.ToString();
-  EXPECT_TRUE(Contains(s.message(), File(3))) << s.ToString();
+  // The first split or a later one; restored in parallel or one by one (a
+  // ParallelFor that stops at the first error).
+  for (const int split : {0, 3}) {
+    for (const bool serial : {false, true}) {
+      SCOPED_TRACE("split " + std::to_string(split) +
+                   (serial ? ", serial" : ", parallel"));
+      ASSERT_TRUE(Save(*source_).ok());
+      std::vector<std::string> records;
+      ASSERT_TRUE(Unframe(ReadBytes(File(split)), &records));
+      HashFilterSplitMetaDump meta;
+      ASSERT_TRUE(meta.ParseFromString(records[0]));
+      meta.set_total_size(meta.total_size() + 1);
+      records[0] = meta.SerializeAsString();
+      WriteBytes(File(split), FrameAll(records));
+      std::unique_ptr<Filter> restored;
+      const Status s = RestoreFilterCheckpoint(
+          &fs_, basename_, *MakeSliding(3000, 7),
+          serial ? ParallelFor(SerialFor) : ParallelFor(ThreadFor),
+          &restored);
+      EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
+      EXPECT_TRUE(Contains(s.message(), "splits disagree on the configuration"))
+          << s.ToString();
+      EXPECT_TRUE(Contains(s.message(), File(split))) << s.ToString();
+    }
+  }
 }
 
 // With other_config, a checkpoint of another capacity or split count
