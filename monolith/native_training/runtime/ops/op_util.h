@@ -745,7 +745,9 @@ inline Status ReadFusedOptimizeInputs(OpKernelContext* ctx,
 // buffer of megabytes comes from pages the allocator (glibc) gave back to
 // the system: the kernel's first write to each 4 KiB page faults, about
 // 1,000-1,900 faults (0.5-2 ms of system time on this VM) for a lookup of
-// 65,536 ids at dim 64. Holding the buffer costs one output of memory.
+// 65,536 ids at dim 64. Holding the buffer costs its memory (up to 4x the
+// current output) and a copy where Python fetches the output (session.run
+// cannot take over a buffer the kernel holds).
 class ReusedFloatOutput {
  public:
   // Outputs below this size come from the allocator's recycled memory.
