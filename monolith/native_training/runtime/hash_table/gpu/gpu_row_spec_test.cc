@@ -57,6 +57,24 @@ std::vector<float> NewRow(const GpuRowTableSpec& spec, int64_t id) {
   return row;
 }
 
+// One entry of a config on both sides: the CPU engine's entry and the GPU
+// row of id 42, each freshly initialized.
+struct BothSides {
+  GpuRowTableSpec spec;
+  std::unique_ptr<EntryAccessor> accessor;
+  std::vector<char> entry;
+  std::vector<float> row;
+};
+
+void StartBothSides(const EntryConfig& config, BothSides* both) {
+  ASSERT_TRUE(GpuRowTableSpecFor(config, 7, &both->spec).ok());
+  both->accessor = Accessor(config);
+  both->entry.resize(both->accessor->SizeBytes());
+  RandomEngine rng(1);
+  both->accessor->Init(both->entry.data(), &rng);
+  both->row = NewRow(both->spec, 42);
+}
+
 std::vector<float> Floats(const std::vector<char>& entry) {
   std::vector<float> floats(entry.size() / sizeof(float));
   std::memcpy(floats.data(), entry.data(), entry.size());
@@ -174,27 +192,21 @@ TEST(GpuRowSpecTest, ZeroRatesAndZeroAccumulatorsMatchTheCpu) {
 // FTRL with nothing in its denominator (zero accumulator, beta and l2 0)
 // and a gradient whose square underflows: w = 0 on both sides, not -inf.
 TEST(GpuRowSpecTest, FtrlWithAZeroDenominatorMatchesTheCpu) {
-  const EntryConfig config = Parse(R"pb(
+  BothSides both;
+  ASSERT_NO_FATAL_FAILURE(StartBothSides(Parse(R"pb(
     segments {
       dim_size: 2
       init_config { zeros {} }
       opt_config { ftrl { initial_accumulator_value: 0 beta: 0 } }
-    })pb");
-  GpuRowTableSpec spec;
-  ASSERT_TRUE(GpuRowTableSpecFor(config, 7, &spec).ok());
-  auto accessor = Accessor(config);
-  std::vector<char> entry(accessor->SizeBytes());
-  RandomEngine rng(1);
-  accessor->Init(entry.data(), &rng);
-  std::vector<float> row = NewRow(spec, 42);
+    })pb"), &both));
   const std::vector<float> grad = {1e-23f, -1e-23f};
   const std::vector<float> rates = {0.1f};
-  accessor->Optimize(entry.data(), grad.data(), rates.data(), 1);
-  ApplyStep(spec, rates, grad, &row);
-  const std::vector<float> cpu = Floats(entry);
+  both.accessor->Optimize(both.entry.data(), grad.data(), rates.data(), 1);
+  ApplyStep(both.spec, rates, grad, &both.row);
+  const std::vector<float> cpu = Floats(both.entry);
   for (size_t i = 0; i < cpu.size(); ++i) {
-    EXPECT_EQ(row[i], cpu[i]) << "float " << i;
-    EXPECT_TRUE(std::isfinite(row[i])) << "float " << i;
+    EXPECT_EQ(both.row[i], cpu[i]) << "float " << i;
+    EXPECT_TRUE(std::isfinite(both.row[i])) << "float " << i;
   }
 }
 
@@ -235,14 +247,12 @@ TEST(GpuRowSpecTest, UpdateTimesKeepAllSixtyFourBits) {
 }
 
 TEST(GpuRowSpecTest, GradientStepsMatchTheCpuOptimizers) {
-  const EntryConfig config = Parse(kTwoSegments);
-  GpuRowTableSpec spec;
-  ASSERT_TRUE(GpuRowTableSpecFor(config, 7, &spec).ok());
-  auto accessor = Accessor(config);
-  std::vector<char> entry(accessor->SizeBytes());
-  RandomEngine rng(1);
-  accessor->Init(entry.data(), &rng);
-  std::vector<float> row = NewRow(spec, 42);
+  BothSides both;
+  ASSERT_NO_FATAL_FAILURE(StartBothSides(Parse(kTwoSegments), &both));
+  const GpuRowTableSpec& spec = both.spec;
+  EntryAccessor* accessor = both.accessor.get();
+  std::vector<char>& entry = both.entry;
+  std::vector<float>& row = both.row;
 
   std::mt19937 gen(3);
   std::normal_distribution<float> normal(0.0f, 1.0f);
