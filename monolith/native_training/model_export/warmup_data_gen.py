@@ -138,6 +138,7 @@ flags.DEFINE_bool(
     "newer schemas carry such fields, so use it only for dumps known to "
     "match the protos. Needs --validate_records.")
 
+
 def _not_an_example_batch(payload: bytes) -> Optional[str]:
   """Refuses an Example record that is an ExampleBatch.
 
