@@ -28,6 +28,7 @@ using ::monolith::hash_table::DataLossError;
 using ::monolith::hash_table::WriteWholeFile;
 using ::monolith::hash_table::PartialName;
 using ::monolith::hash_table::DescribeInterruption;
+using ::monolith::hash_table::InterruptedSaveIsNewer;
 using ::monolith::hash_table::RenamesBegan;
 using ::monolith::hash_table::DeleteOtherShardCounts;
 using ::monolith::hash_table::DeleteTemporaries;
@@ -603,10 +604,10 @@ Status ReadFilterSave(FileSystem* fs, const std::string& basename,
   // contents) cannot tell whether they hold a newer save than any
   // interrupted one.
   if (!status.ok() && !IsFileContentError(status)) return status;
-  // A save killed after writing all its splits reads whole through them; it
-  // is newer than the save whose final names it was replacing (the
-  // original's saves, without identity, are older than any of ours). One
-  // killed while writing them has a partial or missing file.
+  // A save killed after writing all its splits reads whole through them,
+  // instead of final names that are no whole save or an older one (see
+  // InterruptedSaveIsNewer); one killed while writing them has a partial
+  // or missing file.
   for (const InterruptedSave& interrupted_save : interrupted) {
     std::vector<std::string> paths;
     for (int s = 0; s < interrupted_save.nshards; ++s) {
@@ -628,9 +629,10 @@ Status ReadFilterSave(FileSystem* fs, const std::string& basename,
       continue;
     }
     const bool began = RenamesBegan(paths, interrupted_save);
-    if (status.ok() && !began && save->metas[0].identity.present &&
-        identity.save_time_micros <=
-            save->metas[0].identity.save_time_micros) {
+    if (status.ok() &&
+        !InterruptedSaveIsNewer(began, save->metas[0].identity.present,
+                                save->metas[0].identity.save_time_micros,
+                                identity.save_time_micros)) {
       continue;
     }
     Log(log, "Hash filter checkpoint " + basename + ": reading " +
@@ -803,7 +805,6 @@ Status RestoreFilterCheckpointInto(FileSystem* fs, const std::string& basename,
   std::unique_ptr<Filter> filter = std::move(into);
   std::vector<uint64_t> bytes(nsplits, 0);
   std::unique_ptr<bool[]> split_of_other_config(new bool[nsplits]());
-  std::unique_ptr<bool[]> split_restored(new bool[nsplits]());
   std::vector<Status> split_status(nsplits);
   // Every split is attempted, also past a failed one (a ParallelFor may
   // stop at the first error): whether some restored tells damage from
@@ -812,7 +813,6 @@ Status RestoreFilterCheckpointInto(FileSystem* fs, const std::string& basename,
     const int k = static_cast<int>(s);
     split_status[k] = RestoreSplit(fs, metas[k], k, filter.get(), &bytes[k],
                                    &split_of_other_config[k]);
-    split_restored[k] = split_status[k].ok();
     return Status::OK();
   }));
   Status status;
@@ -832,8 +832,8 @@ Status RestoreFilterCheckpointInto(FileSystem* fs, const std::string& basename,
   // Another configuration shows in every split; splits of one save that
   // disagree (some restored) are damage.
   const bool some_restored =
-      std::any_of(split_restored.get(), split_restored.get() + nsplits,
-                  [](bool restored) { return restored; });
+      std::any_of(split_status.begin(), split_status.end(),
+                  [](const Status& split) { return split.ok(); });
   if (!status.ok() && some_restored) {
     return DataLossError("hash filter checkpoint " + basename +
                          ": its splits disagree on the configuration (some "

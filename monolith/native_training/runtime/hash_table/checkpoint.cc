@@ -613,11 +613,10 @@ Status ReadCheckpointInfo(FileSystem* fs, const std::string& basename,
   // contents) cannot tell whether they hold a newer save than any
   // interrupted one.
   if (!status.ok() && !IsFileContentError(status)) return status;
-  // A save killed after writing all its files reads whole through them; it
-  // is newer than the save whose final names it was replacing (the
-  // original's saves, without identity, are older than any of ours). One
-  // killed while writing them fails ReadMetaFiles (a partial or missing
-  // file).
+  // A save killed after writing all its files reads whole through them,
+  // instead of final names that are no whole save or an older one (see
+  // InterruptedSaveIsNewer); one killed while writing them fails
+  // ReadMetaFiles (a partial or missing file).
   for (const InterruptedSave& save : interrupted) {
     CheckpointInfo candidate;
     const Status read = ReadMetaFiles(fs, basename, save.nshards, &save,
@@ -627,8 +626,10 @@ Status ReadCheckpointInfo(FileSystem* fs, const std::string& basename,
       continue;
     }
     const bool began = RenamesBegan(candidate.PathsInRenameOrder(), save);
-    if (status.ok() && !began && info->has_identity &&
-        candidate.save_time_micros <= info->save_time_micros) {
+    if (status.ok() &&
+        !InterruptedSaveIsNewer(began, info->has_identity,
+                                info->save_time_micros,
+                                candidate.save_time_micros)) {
       continue;
     }
     Log(log, "Checkpoint " + basename + ": reading " +

@@ -113,6 +113,13 @@ bool RenamesBegan(const std::vector<std::string>& paths,
   return false;
 }
 
+bool InterruptedSaveIsNewer(bool began, bool final_has_identity,
+                            int64_t final_save_time,
+                            int64_t interrupted_save_time) {
+  return began || !final_has_identity ||
+         interrupted_save_time > final_save_time;
+}
+
 std::string DescribeInterruption(bool renames_began, int nshards,
                                  const char* what) {
   const std::string count = std::to_string(nshards) + " " + what;

@@ -187,6 +187,15 @@ bool IsFileContentError(const Status& status);
 bool RenamesBegan(const std::vector<std::string>& paths,
                   const InterruptedSave& save);
 
+// Whether a complete interrupted save is newer than the whole save its
+// reader found at the final names: |began| (RenamesBegan: the final names
+// mix it with the save it was replacing), or by save time, where the final
+// save has an identity (the original's saves have none and are older than
+// any of ours).
+bool InterruptedSaveIsNewer(bool began, bool final_has_identity,
+                            int64_t final_save_time,
+                            int64_t interrupted_save_time);
+
 // "interrupted while giving its N <what> their final names" or
 // "interrupted after writing its N <what>, before renaming them".
 std::string DescribeInterruption(bool renames_began, int nshards,
