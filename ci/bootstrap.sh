@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes this machine ready to build the workspace, idempotently:
 #   1. Debian packages: Bazel 4 and its rule sets, googletest.
-#   2. The Python venv with ci/requirements.txt (TF, TF Serving API, protoc).
+#   2. The Python venv from ci/requirements.lock: ci/requirements.txt (TF, TF
+#      Serving API, protoc) with every dependency pinned and hash-checked.
 #   3. The HierarchicalKV headers for the CUDA build's benchmark
 #      (--config=cuda), from the PyPI sdist merlin-sok (exact version,
 #      sha256-checked), unpacked under ~/.cache/monolith/third_party.
@@ -19,7 +20,9 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # Absolute: .bazelrc.user hands them to Bazel's repository rules.
 venv=$(realpath -m "${MONOLITH_VENV:-$HOME/.cache/monolith/venv}")
 base_python=${MONOLITH_BASE_PYTHON:-python3}
-requirements="$root/ci/requirements.txt"
+# What pip installs: every package pinned with its files' sha256
+# (ci/lock_requirements.py writes it from ci/requirements.txt).
+requirements="$root/ci/requirements.lock"
 rc_user="$root/.bazelrc.user"
 third_party=$(realpath -m "${MONOLITH_THIRD_PARTY:-$HOME/.cache/monolith/third_party}")
 # merlin-sok's sdist carries HierarchicalKV (upstream 28046ba), the GPU
@@ -99,7 +102,8 @@ if [ "$(cat "$venv/.monolith-requirements" 2>/dev/null)" != "$req_hash" ]; then
   # Also over an existing folder: a run killed inside venv left python
   # without pip, which this installs.
   "$base_python" -m venv "$venv"
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$requirements"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --require-hashes \
+    -r "$requirements"
   echo "$req_hash" > "$venv/.monolith-requirements"
 fi
 

@@ -12,7 +12,7 @@ venv's protoc matches the protobuf version TF bundles, and exposes:
   :py_toolchain      the Python toolchain pinned to the venv interpreter
 
 It is configured again when MONOLITH_REQUIREMENTS (the hash of
-ci/requirements.txt, also from .bazelrc.user) changes, i.e. after ./bazelw
+ci/requirements.lock, also from .bazelrc.user) changes, i.e. after ./bazelw
 reinstalled the venv's packages at the same path; after reinstalling TF by
 hand run `bazel sync --configure`.
 """
