@@ -10,21 +10,24 @@
 #      those headers, and puts Bazel's sandboxes on /dev/shm where it has
 #      room.
 # Once done it costs a few milliseconds: every step is keyed by a stamp.
-# Environment: MONOLITH_VENV (venv folder, default ~/.cache/monolith/venv),
+# Environment (relative folders are taken from the checkout's root):
+# MONOLITH_VENV (venv folder, default ~/.cache/monolith/venv),
 # MONOLITH_BASE_PYTHON (interpreter that creates the venv, default python3),
 # MONOLITH_THIRD_PARTY (folder of unpacked third-party sources, default
 # ~/.cache/monolith/third_party).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# Absolute: .bazelrc.user hands them to Bazel's repository rules.
-venv=$(realpath -m "${MONOLITH_VENV:-$HOME/.cache/monolith/venv}")
+# Absolute: .bazelrc.user hands them to Bazel's repository rules. Relative
+# ones are taken from the checkout's root, so ./bazelw run from any folder
+# (e.g. examples/consumer) means the same venv.
+venv=$(cd "$root" && realpath -m "${MONOLITH_VENV:-$HOME/.cache/monolith/venv}")
 base_python=${MONOLITH_BASE_PYTHON:-python3}
 # What pip installs: every package pinned with its files' sha256
 # (ci/lock_requirements.py writes it from ci/requirements.txt).
 requirements="$root/ci/requirements.lock"
 rc_user="$root/.bazelrc.user"
-third_party=$(realpath -m "${MONOLITH_THIRD_PARTY:-$HOME/.cache/monolith/third_party}")
+third_party=$(cd "$root" && realpath -m "${MONOLITH_THIRD_PARTY:-$HOME/.cache/monolith/third_party}")
 # merlin-sok's sdist carries HierarchicalKV (upstream 28046ba), the GPU
 # benchmark's peer.
 sok_version=2.1.0

@@ -131,6 +131,7 @@ def main() -> None:
   parser.add_argument(
       "--python",
       default=os.path.join(
+          os.path.dirname(_HERE),  # As the bootstrap: from the root.
           os.environ.get("MONOLITH_VENV",
                          os.path.expanduser("~/.cache/monolith/venv")),
           "bin", "python"),
