@@ -533,12 +533,13 @@ class DistributedMultiTypeHashTable(
     """Runs `raw_<method>` on each PS with its ids and values, in order."""
     self._check_slots(slot_to_id_and_value)
     req_time = multi_hash_table_ops.req_time_tensor(req_time)
-    splits = {
-        slot: _split_by_ps(multi_hash_table_ops.as_ids(ids, slot),
-                           self._num_ps,
-                           multi_hash_table_ops.as_values(values, slot))
-        for slot, (ids, values) in slot_to_id_and_value.items()
-    }
+    dims = dict(zip(self._table_names, self._dims))
+    splits = {}
+    for slot, (ids, values) in slot_to_id_and_value.items():
+      ids = multi_hash_table_ops.as_ids(ids, slot)
+      values = multi_hash_table_ops.values_of_ids(
+          multi_hash_table_ops.as_values(values, slot), ids, dims[slot], slot)
+      splits[slot] = _split_by_ps(tf.reshape(ids, [-1]), self._num_ps, values)
     new_tables = []
     for i, table in enumerate(self._tables):
       ragged_id, flat_value = self._ids_and_values_of_ps(i, splits)

@@ -732,6 +732,31 @@ def test_ids_and_values_of_another_kind_name_their_table(num_ps):
                           global_step=tf.constant(1.0))
 
 
+@pytest.mark.parametrize("num_ps", [1, 2])
+def test_values_of_the_wrong_size_name_their_table(cluster, num_ps):
+  # On one PS the tables' values were flattened together unchecked: a's
+  # extra row went to b.
+  table = _create({"a": _config(1), "b": _config(2)}, num_ps=num_ps,
+                  name_suffix=f"sizes_{num_ps}")
+  with pytest.raises(ValueError, match=r"the values of table a must be "
+                     r"\[len\(ids\), 1\] = \[2, 1\], got shape \(3, 1\)"):
+    table.assign({"a": (_id([1, 2]), _value([[1], [2], [3]])),
+                  "b": (_id([3]), _value([[4, 4]]))})
+  values = tf.compat.v1.placeholder(tf.float32, shape=None)
+  updated = table.assign_add({"a": (_id([1, 2]), values),
+                              "b": (_id([3]), _value([[4, 4]]))})
+  update = updated.as_op()
+  lookup = table.lookup({"a": _id([1, 2]), "b": _id([3])})
+  with _session(cluster) as sess:
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"the values of table a must be \[len\(ids\), 1\]"):
+      sess.run(update, feed_dict={values: [1, 2, 3]})
+    sess.run(update, feed_dict={values: [5, 6]})
+    looked_up = sess.run(lookup)
+  np.testing.assert_array_equal(looked_up["a"], [[5], [6]])
+  np.testing.assert_array_equal(looked_up["b"], [[4, 4]])
+
+
 def test_clusters_without_the_ps_tasks_are_rejected(monkeypatch):
   with pytest.raises(ValueError, match="num_ps is 2 but the cluster has no "
                      "'ps' job"):

@@ -463,6 +463,55 @@ def as_values(values: Any, table: str) -> tf.Tensor:
   return _as_dtype(values, tf.float32, f"the values of table {table}")
 
 
+def values_of_ids(values: tf.Tensor, ids: tf.Tensor, dim: int,
+                  table: str) -> tf.Tensor:
+  """`values` checked to hold table `table`'s rows of `ids`, as [len, dim].
+
+  The tables' values cross to the kernels flattened and concatenated, so a
+  table given too many floats would lend them to the next table. `values`
+  may be [len(ids), dim] (the documented shape) or hold those floats in
+  another shape of last dimension `dim`, or flat, as the original accepts.
+
+  Args:
+    values: float32 values (or gradients) of the ids.
+    ids: the ids, any shape.
+    dim: the table's dimension.
+    table: the table's name, for errors.
+
+  Returns:
+    `values` reshaped to [len(ids), dim]; where their sizes are not known
+    when the graph is built, it fails at run time (InvalidArgumentError
+    naming the table) unless they agree.
+
+  Raises:
+    ValueError: the shapes disagree where they are known.
+  """
+  shape = values.shape
+  if (shape.rank is not None and shape.rank >= 2 and shape[-1] is not None and
+      shape[-1] != dim):
+    raise ValueError(f"the values of table {table} must be [len(ids), {dim}], "
+                     f"got shape {shape}")
+  num_ids = ids.shape.num_elements()
+  num_values = shape.num_elements()
+  if num_ids is not None and num_values is not None:
+    if num_values != num_ids * dim:
+      raise ValueError(
+          f"the values of table {table} must be [len(ids), {dim}] = "
+          f"[{num_ids}, {dim}], got shape {shape}")
+    return tf.reshape(values, [num_ids, dim])
+  with tf.name_scope("check_values"):
+    check = tf.debugging.assert_equal(
+        tf.size(values, out_type=tf.int64),
+        tf.size(ids, out_type=tf.int64) * dim,
+        message=(f"the values of table {table} must be [len(ids), {dim}]: "
+                 "values, ids * dim floats"))
+    # On an op whose input comes from outside the block: an op made in it
+    # from ops made in it gets no control input of its own.
+    with tf.control_dependencies([check]):
+      values = tf.identity(values)
+  return tf.reshape(values, [-1, dim])
+
+
 def as_int64_scalar(value: Any, name: str) -> tf.Tensor:
   """`value` (global_step, req_time) as an int64 tensor, integers cast.
 
@@ -877,9 +926,10 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       The updated table.
 
     Raises:
-      ValueError: an unknown table name.
-      tf.errors.InvalidArgumentError: (at run time) values do not hold
-        len(ids) * dim floats per table.
+      ValueError: an unknown table name, or values whose shape, where
+        known, is not [len(ids), dim] (naming the table).
+      tf.errors.InvalidArgumentError: (at run time) a table's values do not
+        hold len(ids) * dim floats (naming the table).
     """
     del enable_inter_table_parallelism  # tables run in one op call anyway
     ragged_id, flat_value = self._ragged_id_and_flat_value(
@@ -1030,10 +1080,11 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       The updated table.
 
     Raises:
-      ValueError: an unknown table name, or a global step that is known
-        not to be a scalar.
-      tf.errors.InvalidArgumentError: (at run time) gradients do not hold
-        len(ids) * dim floats per table, or global_step is not a scalar.
+      ValueError: an unknown table name, gradients whose shape, where
+        known, is not [len(ids), dim], or a global step that is known not to
+        be a scalar.
+      tf.errors.InvalidArgumentError: (at run time) a table's gradients do
+        not hold len(ids) * dim floats, or global_step is not a scalar.
       tf.errors.FailedPreconditionError: (at run time) a table has SERVING
         entries (created while exporting), which cannot be trained.
     """
@@ -1406,10 +1457,14 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       self, slot_to_id_and_value: IdsAndValues
   ) -> Tuple[tf.RaggedTensor, tf.Tensor]:
     """The ragged ids and flat values (or gradients) of every table."""
-    ragged_id = self.get_ragged_id(
-        {k: as_ids(v[0], k) for k, v in slot_to_id_and_value.items()})
-    flat_value = self.get_flat_value(
-        {k: as_values(v[1], k) for k, v in slot_to_id_and_value.items()})
+    self._check_names(slot_to_id_and_value)
+    ids = {k: as_ids(v[0], k) for k, v in slot_to_id_and_value.items()}
+    dims = dict(zip(self._table_names, self._dims))
+    ragged_id = self.get_ragged_id(ids)
+    flat_value = self.get_flat_value({
+        k: values_of_ids(as_values(v[1], k), ids[k], dims[k], k)
+        for k, v in slot_to_id_and_value.items()
+    })
     return ragged_id, flat_value
 
   def get_embeddings(self, ragged_id: tf.RaggedTensor,

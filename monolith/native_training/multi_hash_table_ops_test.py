@@ -268,6 +268,55 @@ def test_raw_assign_add():
   np.testing.assert_array_equal(values["slot0"], [[6, 8], [3, 4]])
 
 
+@pytest.mark.parametrize("method", ["assign", "assign_add", "apply_gradients"])
+def test_values_of_the_wrong_size_do_not_spill_into_the_next_table(method):
+  # The tables' values cross flattened and concatenated, and the kernel
+  # checks only the total: three rows for a's two ids lent a's third row to
+  # b ("a: [[1,1],[2,2]], b: [[3,3,9,9]]").
+  table = multi_hash_table_ops.MultiHashTable.from_configs({
+      "a": test_utils.generate_test_hash_table_config(2),
+      "b": test_utils.generate_test_hash_table_config(4),
+  })
+  update = getattr(table, method)
+  extra = (() if method != "apply_gradients" else
+           (tf.constant(0, tf.int64),))
+  bad = {
+      "a": (_id([1, 2]), _value([[1, 1], [2, 2], [3, 3]])),
+      "b": (_id([7]), _value([[9, 9]])),
+  }
+  with pytest.raises(ValueError,
+                     match=r"the values of table a must be \[len\(ids\), 2\] "
+                     r"= \[2, 2\], got shape \(3, 2\)"):
+    update(bad, *extra)
+  # Transposed: the right count, the wrong rows.
+  with pytest.raises(ValueError,
+                     match=r"the values of table a must be \[len\(ids\), 2\], "
+                     r"got shape \(2, 3\)"):
+    update({"a": (_id([1, 2, 3]), _value([[1, 1, 2], [2, 3, 3]]))}, *extra)
+  # Sizes known only at run time.
+  values_a = tf1.placeholder(tf.float32, shape=None)
+  updated = update({
+      "a": (_id([1, 2]), values_a),
+      "b": (_id([7]), _value([[9, 9, 9, 9]])),
+  }, *extra)
+  with tf1.Session() as sess:
+    sess.run(table.initializer)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"the values of table a must be \[len\(ids\), 2\]"):
+      sess.run(updated.as_op(),
+               feed_dict={values_a: [[1, 1], [2, 2], [3, 3]]})
+    looked_up = sess.run(table.lookup({"a": _id([1, 2]), "b": _id([7])}))
+    np.testing.assert_array_equal(looked_up["a"], np.zeros([2, 2]))
+    np.testing.assert_array_equal(looked_up["b"], np.zeros([1, 4]))
+    # The right floats in another shape (flat, as the original accepts).
+    sess.run(updated.as_op(), feed_dict={values_a: [1, 1, 2, 2]})
+    looked_up = sess.run(table.lookup({"a": _id([1, 2]), "b": _id([7])}))
+  sign = -1 if method == "apply_gradients" else 1  # sgd, learning rate 1
+  np.testing.assert_array_equal(looked_up["a"], sign * np.array([[1, 1],
+                                                                 [2, 2]]))
+  np.testing.assert_array_equal(looked_up["b"], sign * np.full([1, 4], 9))
+
+
 def test_apply_gradients_rejects_a_vector_global_step():
   # A vector global step used to abort the whole process on TF's CHECK
   # ("Must have a one element tensor") in the optimize kernel.
