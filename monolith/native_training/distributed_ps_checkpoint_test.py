@@ -261,6 +261,35 @@ def test_a_job_moves_between_a_local_table_and_ps_tables(saved, to_ps):
   assert restored == expected
 
 
+@pytest.mark.parametrize("new_one", ["local", "ps"])
+def test_a_new_table_does_not_take_the_saves_of_a_live_one(saved, new_one):
+  # A table without a save of its own reads those of the other layout (PS
+  # tables for a local one, and the reverse) only where no table of the
+  # graph owns them: a new local "MonolithMultiHashTable_" beside the live
+  # 2-PS group "MonolithMultiHashTable_<i>", or a new 2-PS group
+  # "MonolithMultiHashTable_local_<i>" beside the live local table
+  # "MonolithMultiHashTable_local", took the live tables' entries.
+  with tf.Graph().as_default():
+    dist = distributed_ps_factory.create_native_multi_hash_table(
+        2, _configs())
+    local = distributed_ps_factory.create_native_multi_hash_table(
+        0, _local_configs(), name_suffix="local")
+    if new_one == "local":
+      new = distributed_ps_factory.create_native_multi_hash_table(
+          0, {"c": _adagrad(1, 0.5)})
+      new_name = "MonolithMultiHashTable_ "
+    else:
+      new = distributed_ps_factory.create_native_multi_hash_table(
+          2, _local_configs(), name_suffix="local")
+      new_name = "MonolithMultiHashTable_local_[01]"
+    del dist, local, new  # In the graph's table collection.
+    restorer = multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
+        saved.basename)
+    with _session(2) as sess:
+      with pytest.raises(tf.errors.NotFoundError, match=new_name):
+        restorer.before_restore(sess.raw_session())
+
+
 def test_distributed_restore_method(saved):
   asset_dir = saved.basename + "-4.assets"
   old = multi_hash_table_ops.find_ps_checkpoints(asset_dir,

@@ -1765,6 +1765,16 @@ class MultiHashTableCheckpointRestorerListener(
     logging.info("Restoring hash tables from %s.", ckpt_prefix)
     asset_dir = self._helper.get_ckpt_asset_dir(ckpt_prefix)
     tables = tf.compat.v1.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY)
+    # Saves of another layout are read only where no table of this graph
+    # owns them: a new table must not take a live table's entries.
+    live_names = {t.shared_name for t in tables}
+
+    def unowned(ps_group: List[str]) -> List[str]:
+      """`ps_group`, or none when a table of this graph has one of them."""
+      if any(b[len(asset_dir):] in live_names for b in ps_group):
+        return []
+      return ps_group
+
     feed_dict = {}
     groups = {}  # group prefix -> the old PS tables' checkpoints
     for t in tables:
@@ -1777,7 +1787,8 @@ class MultiHashTableCheckpointRestorerListener(
           feed_dict[placeholder] = own if t.on_gpu else [own]
           continue
         # The job had PS tables: all their ids, from every PS's checkpoint.
-        old = _ps_checkpoints_of_local_name(asset_dir, t.shared_name)
+        old = unowned(
+            _ps_checkpoints_of_local_name(asset_dir, t.shared_name))
         if old:
           logging.info("Restoring %s from the checkpoints of %d PS tables "
                        "(%s, ...).", t.shared_name, len(old), old[0])
@@ -1791,7 +1802,7 @@ class MultiHashTableCheckpointRestorerListener(
           old = [
               asset_dir + name
               for name in _local_names_of_group(shard.group_prefix)
-              if _has_checkpoint(asset_dir + name)
+              if name not in live_names and _has_checkpoint(asset_dir + name)
           ][:1]
           source = f"the local table {old[0]}" if old else "0 PS tasks"
         groups[shard.group_prefix] = old
