@@ -108,13 +108,16 @@ constexpr int64_t kTime = 1000 * 86400;  // day 1000, in seconds
 constexpr int64_t kOldIds = 3000;
 constexpr int kMaxSweep = 20000;
 
-// adagrad, zeros initializer; entries expire after a day.
-std::unique_ptr<EmbeddingHashTable> NewTable() {
+// adagrad, zeros initializer; entries expire after a day. |serving|: fp16
+// SERVING entries instead.
+std::unique_ptr<EmbeddingHashTable> NewTable(bool serving = false) {
   EmbeddingHashTableConfig config;
   const bool parsed = google::protobuf::TextFormat::ParseFromString(
-      "entry_config { segments { dim_size: 4 init_config { zeros {} } "
-      "opt_config { adagrad { initial_accumulator_value: 0.1 } } } } "
-      "slot_expire_time_config { default_expire_time: 1 }",
+      serving ? "entry_config { entry_type: SERVING segments { dim_size: 4 "
+                "comp_config { fp16 {} } } }"
+              : "entry_config { segments { dim_size: 4 init_config { zeros {} "
+                "} opt_config { adagrad { initial_accumulator_value: 0.1 } } "
+                "} } slot_expire_time_config { default_expire_time: 1 }",
       &config);
   EXPECT_TRUE(parsed);
   std::unique_ptr<EmbeddingHashTable> table;
@@ -138,8 +141,8 @@ std::vector<float> ValuesFor(const std::vector<int64_t>& ids, float scale) {
 
 // The base table: kOldIds ids, the first half stamped a week before the
 // second (so that Evict at kTime drops them).
-std::unique_ptr<EmbeddingHashTable> BaseTable() {
-  auto table = NewTable();
+std::unique_ptr<EmbeddingHashTable> BaseTable(bool serving = false) {
+  auto table = NewTable(serving);
   std::vector<int64_t> ids;
   for (int64_t i = 0; i < kOldIds; ++i) ids.push_back(OldId(i));
   const std::vector<float> values = ValuesFor(ids, 0.5f);
@@ -180,9 +183,8 @@ std::map<int64_t, std::string> Entries(const EmbeddingHashTable& table,
 
 // The entry a fresh insert leaves before any write (zeros, the initial
 // accumulator), at any update time.
-std::string FreshEntry(const EmbeddingHashTable& table, int64_t id,
-                       int64_t update_time) {
-  auto fresh = NewTable();
+std::string FreshEntry(bool serving, int64_t id, int64_t update_time) {
+  auto fresh = NewTable(serving);
   const float zeros[kDim] = {};
   fresh->AssignAdd(&id, 1, zeros, update_time);
   return Entries(*fresh, {id})[id];
@@ -193,21 +195,22 @@ std::string FreshEntry(const EmbeddingHashTable& table, int64_t id,
 // and checks what each failure leaves (see the top of the file).
 // |repeatable|: running the call again after a failure leaves what a whole
 // call leaves (assign; not adds). |atomic|: a failed call changes nothing.
+// |serving|: on a table of SERVING entries.
 void Sweep(const std::vector<int64_t>& ids,
            const std::function<void(EmbeddingHashTable*)>& call,
-           bool repeatable, bool atomic = false) {
+           bool repeatable, bool atomic = false, bool serving = false) {
   std::vector<int64_t> all = ids;
   for (int64_t i = 0; i < kOldIds; ++i) all.push_back(OldId(i));
   std::sort(all.begin(), all.end());
   all.erase(std::unique(all.begin(), all.end()), all.end());
-  auto table = BaseTable();
+  auto table = BaseTable(serving);
   const std::map<int64_t, std::string> before = Entries(*table, all);
   call(table.get());
   const std::map<int64_t, std::string> after = Entries(*table, all);
 
   int failures = 0;
   for (int limit = 0; limit < kMaxSweep; ++limit) {
-    table = BaseTable();
+    table = BaseTable(serving);
     bool failed = false;
     allocations_left = limit;
     try {
@@ -241,7 +244,8 @@ void Sweep(const std::vector<int64_t>& ids,
       if (!as_before && !as_after && was == before.end()) {
         EntryDump dump;
         ASSERT_TRUE(dump.ParseFromString(it->second));
-        fresh = it->second == FreshEntry(*table, id, dump.last_update_ts_sec());
+        fresh = it->second ==
+                FreshEntry(serving, id, dump.last_update_ts_sec());
       }
       ASSERT_TRUE(as_before || as_after || fresh)
           << "id " << id << " holds an entry neither before nor after the call";
@@ -277,6 +281,22 @@ TEST(EmbeddingHashTableOomTest, GroupedAndStreamedAssign) {
                     values.data(), kTime + 1);
     }, /*repeatable=*/true);
   }
+}
+
+// A new SERVING entry is set to zeros after its slot is published, so that
+// must not allocate: a failure there left the id holding the arena's bytes
+// (an erased entry's values, or uninitialized memory).
+TEST(EmbeddingHashTableOomTest, ServingAssignAfterErase) {
+  const std::vector<int64_t> ids = Batch(300, 300);
+  const std::vector<float> values = ValuesFor(ids, 2.0f);
+  // Odd ones: none of the batch's (every tenth), so the call drops them.
+  std::vector<int64_t> erased;
+  for (int64_t i = 1; i < kOldIds; i += 2) erased.push_back(OldId(i));
+  Sweep(ids, [&](EmbeddingHashTable* table) {
+    for (const int64_t id : erased) table->Erase(id);
+    table->Assign(ids.data(), static_cast<int64_t>(ids.size()),
+                  values.data(), kTime + 1);
+  }, /*repeatable=*/true, /*atomic=*/false, /*serving=*/true);
 }
 
 TEST(EmbeddingHashTableOomTest, GroupedAndStreamedOptimize) {

@@ -121,7 +121,14 @@ Status EntryAccessor::Create(const EntryConfig& config,
   for (Segment& seg : result->segments_) seg.data_offset += data_start;
   // Keep entries 4-byte aligned so num and state can be read as floats.
   result->size_bytes_ = (data_start + data_bytes + 3) / 4 * 4;
-  if (!result->serving_) {
+  if (result->serving_) {
+    // Init copies it: a new entry's Init must not allocate, since the table
+    // has published the entry's slot by then (a std::bad_alloc would leave
+    // the id holding whatever the arena held).
+    result->zero_entry_.resize(result->size_bytes_);
+    const std::vector<float> zeros(result->dim_, 0.0f);
+    result->Assign(zeros.data(), result->zero_entry_.data());
+  } else {
     // The optimizers' dumps of a new entry: the usual length of an entry's
     // opt message, so WriteDump reserves room for its length up front.
     std::vector<char> entry(result->size_bytes_);
@@ -163,8 +170,7 @@ std::string EntryAccessor::DebugString() const {
 
 void EntryAccessor::Init(void* entry, RandomEngine* rng) const {
   if (serving_) {
-    std::vector<float> zeros(dim_, 0.0f);
-    Assign(zeros.data(), entry);
+    std::memcpy(entry, zero_entry_.data(), zero_entry_.size());
     return;
   }
   float* num = static_cast<float*>(entry);

@@ -172,6 +172,8 @@ class EntryAccessor {
   std::vector<uint64_t> template_chunks_;
   std::vector<uint64_t> template_mask_;
   std::vector<Segment> segments_;
+  // SERVING: the bytes of an entry of zeros, which Init copies.
+  std::vector<char> zero_entry_;
 };
 
 }  // namespace hash_table
