@@ -747,7 +747,8 @@ inline Status ReadFusedOptimizeInputs(OpKernelContext* ctx,
 // 1,000-1,900 faults (0.5-2 ms of system time on this VM) for a lookup of
 // 65,536 ids at dim 64. Holding the buffer costs its memory (up to 4x the
 // current output) and a copy where Python fetches the output (session.run
-// cannot take over a buffer the kernel holds).
+// cannot take over a buffer the kernel holds). A smaller output lets the
+// buffer go: one huge batch must not hold its memory for the kernel's life.
 class ReusedFloatOutput {
  public:
   // Outputs below this size come from the allocator's recycled memory.
@@ -755,7 +756,13 @@ class ReusedFloatOutput {
 
   // Sets output |index| of |ctx| to a [n] float vector and points *out at it.
   Status Allocate(OpKernelContext* ctx, int index, int64_t n, Tensor** out) {
-    if (n < kMinFloats) return ctx->allocate_output(index, {n}, out);
+    if (n < kMinFloats) {
+      {
+        mutex_lock lock(mu_);
+        kept_ = Tensor();
+      }
+      return ctx->allocate_output(index, {n}, out);
+    }
     Tensor reused;
     {
       mutex_lock lock(mu_);
