@@ -363,6 +363,24 @@ Status RestoreShard(FileSystem* fs, const CheckpointInfo& info, int s,
   return Status::OK();
 }
 
+// Whether meta file |path| (of an incomplete shard count) records a save of
+// ours newer than |chosen|'s; a file that cannot be read tells nothing.
+bool IsNewerSave(FileSystem* fs, const std::string& path,
+                 const CheckpointInfo& chosen) {
+  std::unique_ptr<RecordFileReader> reader;
+  std::string_view record;
+  MultiHashTableMetadata meta;
+  if (!RecordFileReader::Open(fs, path, /*snappy=*/false, &reader).ok() ||
+      !reader->Next(&record).ok() ||
+      !meta.ParseFromArray(record.data(), static_cast<int>(record.size())) ||
+      !meta.has_save_id()) {
+    return false;
+  }
+  // The original's saves carry no identity and are older than any of ours.
+  return !chosen.has_identity ||
+         meta.save_time_micros() > chosen.save_time_micros;
+}
+
 // ReadCheckpointInfo's reading of the final names among |files| (a
 // basename's, listed).
 Status ReadFinalNames(FileSystem* fs, const std::string& basename,
@@ -407,6 +425,32 @@ Status ReadFinalNames(FileSystem* fs, const std::string& basename,
   if (complete.size() == 1) {
     MONOLITH_RETURN_IF_ERROR(ReadMetaFiles(fs, basename, complete[0], nullptr,
                                            listed, need_data, info));
+    // An incomplete count is a save that was deleting the files it
+    // superseded, older than the complete one; newer, it is a save that
+    // lost files since, and the complete one is older than what the
+    // checkpoint stands for.
+    for (const auto& [nshards, present] : counts) {
+      if (nshards == complete[0]) continue;
+      for (const int s : present.second) {
+        const std::string path = CheckpointMetaName(basename, s, nshards);
+        if (!IsNewerSave(fs, path, *info)) continue;
+        std::string lost;
+        for (int t = 0; t < nshards && lost.empty(); ++t) {
+          if (!present.second.count(t)) {
+            lost = CheckpointMetaName(basename, t, nshards);
+          } else if (!present.first.count(t)) {
+            lost = CheckpointDataName(basename, t, nshards);
+          }
+        }
+        return DataLossError(
+            "checkpoint " + basename + ": its newest save, " +
+            std::to_string(nshards) + " shards (" + path + "), lost " + lost +
+            "; the older complete " + std::to_string(complete[0]) +
+            "-shard save beside it is not what the checkpoint holds. Restore "
+            "another checkpoint, or delete the " + std::to_string(nshards) +
+            "-shard files to read the older save");
+      }
+    }
     if (counts.size() > 1) {
       Log(log, "Checkpoint " + basename + ": ignoring files of another "
                "shard count (an incomplete, interrupted save); reading the "

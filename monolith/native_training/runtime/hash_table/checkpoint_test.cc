@@ -345,6 +345,40 @@ TEST(CheckpointTest, TwoCompleteShardCountsReadTheNewerSave) {
   EXPECT_EQ(restored, MakeContents(3, 50));
 }
 
+// A newer save that lost a file since is not replaced by an older complete
+// save of another shard count beside it (one killed before deleting the
+// files it superseded, then damaged): that would restore older entries
+// than the checkpoint's other state, with only a log line.
+TEST(CheckpointTest, ANewerSaveThatLostAFileIsNotReplacedByAnOlderOne) {
+  const std::string dir = TestDir("newer_lost");
+  const std::string basename = dir + "/t", old_copy = dir + "/old";
+  ASSERT_TRUE(Save(old_copy, MakeContents(1, 50), 2).ok());
+  usleep(2000);
+  ASSERT_TRUE(Save(basename, MakeContents(2, 50), 4).ok());
+  for (int s = 0; s < 2; ++s) {
+    Copy(CheckpointDataName(old_copy, s, 2), CheckpointDataName(basename, s, 2));
+    Copy(CheckpointMetaName(old_copy, s, 2), CheckpointMetaName(basename, s, 2));
+  }
+  Contents restored;
+  ASSERT_TRUE(Restore(basename, &restored).ok());
+  EXPECT_EQ(restored, MakeContents(2, 50));
+  for (const bool meta : {false, true}) {
+    const std::string lost = meta ? CheckpointMetaName(basename, 3, 4)
+                                  : CheckpointDataName(basename, 3, 4);
+    ASSERT_EQ(unlink(lost.c_str()), 0);
+    const Status status = Restore(basename, &restored);
+    EXPECT_EQ(status.code(), StatusCode::kDataLoss) << status.ToString();
+    EXPECT_TRUE(Contains(status.message(), "lost " + lost)) << status.ToString();
+  }
+  // The older save's files of the other count, partly deleted (a save
+  // killed while deleting what it superseded), are ignored as before.
+  ASSERT_TRUE(Save(basename, MakeContents(3, 50), 2).ok());
+  Copy(CheckpointMetaName(old_copy, 0, 2), CheckpointMetaName(basename, 0, 4));
+  Copy(CheckpointDataName(old_copy, 0, 2), CheckpointDataName(basename, 0, 4));
+  ASSERT_TRUE(Restore(basename, &restored).ok());
+  EXPECT_EQ(restored, MakeContents(3, 50));
+}
+
 bool AnyContains(const std::vector<std::string>& lines,
                  const std::string& part) {
   for (const std::string& line : lines) {
