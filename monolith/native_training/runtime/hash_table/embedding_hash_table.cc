@@ -1001,13 +1001,22 @@ Status EmbeddingHashTable::Save(
                 stride_);
           }
           const Slot& slot = pending[next];
-          if (now > 0 &&
-              expire_times->IsExpired(slot.id, slot.timestamp, now)) {
-            continue;
+          Timestamp timestamp = slot.timestamp;
+          if (now > 0 && expire_times->IsExpired(slot.id, timestamp, now)) {
+            // The listing's copy of the time predates updates since (they
+            // stamp slots in place, without a new layout): the live one
+            // decides. Only here, so that a save costs no extra probe.
+            const Slot& live =
+                internal.slots[internal.FindSlot(slot.id, MixId(slot.id))];
+            if (live.index == kEmpty ||
+                expire_times->IsExpired(slot.id, live.timestamp, now)) {
+              continue;
+            }
+            timestamp = live.timestamp;
           }
           accessor_->WriteRecord(slot.id, internal.EntryAt(slot.index),
-                                 slot.timestamp, &wire);
-          records.push_back(Record{slot.id, slot.timestamp, wire.size()});
+                                 timestamp, &wire);
+          records.push_back(Record{slot.id, timestamp, wire.size()});
         }
       }
       size_t begin = 0;

@@ -1637,6 +1637,47 @@ TEST(EmbeddingHashTableTest, SaveInChunksFollowsEntriesThatMoveOrGo) {
             static_cast<int>(kept_ids.size() - erased.size()) - 16);
 }
 
+// An entry updated after its shard was listed for a save, before its chunk:
+// the listing's copy of its time is older, and expired by it, the entry was
+// left out of the checkpoint though it lives on (the after-save eviction
+// reads the live time). It is saved, with its new time.
+TEST(EmbeddingHashTableTest, SaveTakesTheLiveTimeOfAnEntryUpdatedMeanwhile) {
+  auto table = OneDayExpiryTable(1);
+  table->SetSaveChunkBytesForTesting(64);
+  const int64_t day = kSecondsPerDay, now = 10 + 2 * day;
+  // Ids of one internal shard: 8 fresh ones first in its arena, then 40
+  // expired by `now`.
+  std::vector<int64_t> fresh, old;
+  for (int64_t id = 1; old.size() < 40; ++id) {
+    if (EmbeddingHashTable::ShardOfIdForTesting(id) != 5) continue;
+    (fresh.size() < 8 ? fresh : old).push_back(id);
+  }
+  const std::vector<float> ones(old.size(), 1.0f);
+  table->Assign(fresh.data(), fresh.size(), ones.data(), now);
+  table->Assign(old.data(), old.size(), ones.data(), 10);
+  std::map<int64_t, int64_t> saved;  // id -> saved time
+  bool refreshed = false;
+  ASSERT_TRUE(table
+                  ->Save(0, 1, now,
+                         [&](const SavedEntry& entry) {
+                           const EntryDump dump = ParseSaved(entry);
+                           saved[dump.id()] = dump.last_update_ts_sec();
+                           if (!refreshed) {
+                             refreshed = true;
+                             table->Assign(old.data(), old.size(),
+                                           ones.data(), now);
+                           }
+                           return Status::OK();
+                         })
+                  .ok());
+  ASSERT_TRUE(refreshed);
+  for (const int64_t id : old) {
+    ASSERT_TRUE(saved.count(id)) << "id " << id << " was left out";
+    EXPECT_EQ(saved[id], now) << "id " << id;
+  }
+  EXPECT_EQ(saved.size(), fresh.size() + old.size());
+}
+
 // A clear between two chunks of a shard: the rest of the shard's listing is
 // gone, nothing of it is saved (its arena was reset), and ids inserted
 // after the clear are saved from the shards listed after it.
