@@ -153,9 +153,11 @@ class EmbeddingHashTable {
     return expire_times_.IsExpired(id, update_time, now);
   }
 
-  // The latest update time (seconds) any writer or restore has stamped on
-  // an entry since the table was created or last cleared: the "now" that
-  // save-time expiry is measured against.
+  // The latest update time (seconds) of any write of one id or more, or
+  // restored entry, since the table was created or last cleared: the "now"
+  // that save-time expiry is measured against. The time of the data
+  // stream: a write counts even where admission or a full shard took none
+  // of its ids (the write notes it before taking its locks).
   int64_t LatestUpdateTime() const {
     return latest_update_time_.load(std::memory_order_relaxed);
   }
