@@ -531,9 +531,9 @@ class GpuMultiHashTableFusedLookupOp : public OpKernel {
     Tensor* embeddings = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {layout.emb_offsets.back()},
                                              &embeddings));
-    ctx->set_output(1, VectorOf(layout.emb_splits));
-    ctx->set_output(2, VectorOf(layout.id_offsets));
-    ctx->set_output(3, VectorOf(layout.emb_offsets));
+    OP_REQUIRES_OK(ctx, OutputInt32Vector(ctx, 1, layout.emb_splits));
+    OP_REQUIRES_OK(ctx, OutputInt32Vector(ctx, 2, layout.id_offsets));
+    OP_REQUIRES_OK(ctx, OutputInt32Vector(ctx, 3, layout.emb_offsets));
     ctx->set_output(4, *ids);
     const int64_t* id_data = ids->flat<int64_t>().data();
     float* out = embeddings->flat<float>().data();

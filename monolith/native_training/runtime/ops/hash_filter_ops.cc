@@ -277,10 +277,16 @@ class HashFilterRestoreOp : public OpKernel {
         }
       }
       std::string other_config;
-      OP_REQUIRES_OK(ctx, ToTfStatus(hf::RestoreFilterCheckpointInto(
-                              &fs, basename, std::move(into),
-                              WorkerThreads(ctx), &restored, LogInfo,
-                              &other_config)));
+      // Memory short outside the splits' own work (the listing, the meta
+      // files): ResourceExhausted, not an exception out of the op.
+      OP_REQUIRES_OK(ctx, ToTfStatus(OutOfMemoryAsStatus(
+                              [&] {
+                                return hf::RestoreFilterCheckpointInto(
+                                    &fs, basename, std::move(into),
+                                    WorkerThreads(ctx), &restored, LogInfo,
+                                    &other_config);
+                              },
+                              OutOfMemory)));
       if (!other_config.empty()) {
         // The filter keeps what it holds (nothing, after a restart), under
         // its own configuration, and every update made meanwhile.

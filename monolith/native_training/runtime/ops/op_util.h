@@ -784,11 +784,16 @@ class ReusedFloatOutput {
   Tensor kept_ TF_GUARDED_BY(mu_);
 };
 
-// A host int32 vector of |values| (the fused lookup's offset outputs).
-inline Tensor VectorOf(const std::vector<int32_t>& values) {
-  Tensor t(DT_INT32, TensorShape({static_cast<int64_t>(values.size())}));
-  std::copy(values.begin(), values.end(), t.flat<int32_t>().data());
-  return t;
+// Sets output |index| to the int32 vector |values| (the fused lookup's
+// offset outputs, host memory on every device); an allocation that fails
+// is an error, not a write through null.
+inline Status OutputInt32Vector(OpKernelContext* ctx, int index,
+                                const std::vector<int32_t>& values) {
+  Tensor* out = nullptr;
+  TF_RETURN_IF_ERROR(ctx->allocate_output(
+      index, TensorShape({static_cast<int64_t>(values.size())}), &out));
+  std::copy(values.begin(), values.end(), out->flat<int32_t>().data());
+  return OkStatus();
 }
 
 }  // namespace monolith_tf
