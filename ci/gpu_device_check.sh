@@ -35,7 +35,8 @@ gpu=monolith/native_training/runtime/hash_table/gpu
 
 if [ "${1:-}" = "--prepare" ]; then
   # The folder ./bazelw unpacked (ci/bootstrap.sh), whole.
-  sok="${MONOLITH_THIRD_PARTY:-$HOME/.cache/monolith/third_party}/merlin-sok-2.1.0"
+  # (A relative MONOLITH_THIRD_PARTY is the checkout root's, as there.)
+  sok="$(cd "$root" && realpath -m "${MONOLITH_THIRD_PARTY:-$HOME/.cache/monolith/third_party}")/merlin-sok-2.1.0"
   if [ ! -f "$sok/.complete" ]; then
     echo "no merlin-sok headers: run ./bazelw once first" >&2
     exit 1

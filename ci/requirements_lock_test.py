@@ -9,7 +9,7 @@ import pytest
 
 import lock_requirements
 
-_CI = os.path.join(os.path.dirname(os.path.abspath(__file__)))
+_CI = os.path.dirname(os.path.abspath(__file__))
 
 
 def read_pins(path):
@@ -22,8 +22,8 @@ def read_pins(path):
     line = line.split("#", 1)[0].strip()
     if not line:
       continue
-    match = re.fullmatch(r"([A-Za-z0-9._-]+)==(\S+)((?:\s+--hash=sha256:[0-9a-f]{64})*)",
-                         line)
+    match = re.fullmatch(
+        r"([A-Za-z0-9._-]+)==(\S+)((?:\s+--hash=sha256:[0-9a-f]{64})*)", line)
     assert match, f"{path}: not a pinned requirement: {line!r}"
     name = lock_requirements.normalize(match.group(1))
     assert name not in pins, f"{path}: {name} pinned twice"
@@ -70,9 +70,13 @@ def test_file_version(filename, project, version):
   assert lock_requirements.file_version(filename, project) == version
 
 
-def test_linux_file():
-  assert lock_requirements.linux_file("numpy-2.4.6-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl")
-  assert lock_requirements.linux_file("six-1.17.0-py2.py3-none-any.whl")
-  assert lock_requirements.linux_file("six-1.17.0.tar.gz")
-  assert not lock_requirements.linux_file("numpy-2.4.6-cp311-cp311-win_amd64.whl")
-  assert not lock_requirements.linux_file("numpy-2.4.6-cp311-cp311-macosx_14_0_arm64.whl")
+@pytest.mark.parametrize("filename,linux", [
+    ("numpy-2.4.6-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl",
+     True),
+    ("six-1.17.0-py2.py3-none-any.whl", True),
+    ("six-1.17.0.tar.gz", True),
+    ("numpy-2.4.6-cp311-cp311-win_amd64.whl", False),
+    ("numpy-2.4.6-cp311-cp311-macosx_14_0_arm64.whl", False),
+])
+def test_linux_file(filename, linux):
+  assert lock_requirements.linux_file(filename) == linux

@@ -666,9 +666,16 @@ class DistributedMultiTypeHashTable(
                                                        "global_step")
     req_time = multi_hash_table_ops.req_time_tensor(req_time)
     ids, grads = {}, {}
+    dims = dict(zip(self._table_names, self._dims))
     for slot, (slot_ids, slot_grads) in slot_to_id_and_grad.items():
       ids[slot] = multi_hash_table_ops.as_ids(slot_ids, slot)
       grads[slot] = multi_hash_table_ops.as_values(slot_grads, slot)
+      # The scatter-add checks [len(ids), dim] at run time (naming the
+      # table's index): here, what is known when the graph is built.
+      multi_hash_table_ops.check_values_shape(grads[slot], ids[slot],
+                                              dims[slot], slot)
+      if grads[slot].shape.rank != 2:
+        grads[slot] = tf.reshape(grads[slot], [-1, dims[slot]])
     partition = self._partition(ids, unique)
     ps_grads = gen_monolith_ops.monolith_distributed_ps_scatter_add(
         values=[

@@ -742,19 +742,28 @@ def test_values_of_the_wrong_size_name_their_table(cluster, num_ps):
                      r"\[len\(ids\), 1\] = \[2, 1\], got shape \(3, 1\)"):
     table.assign({"a": (_id([1, 2]), _value([[1], [2], [3]])),
                   "b": (_id([3]), _value([[4, 4]]))})
+  with pytest.raises(ValueError, match=r"the values of table b must be "
+                     r"\[len\(ids\), 2\], got shape \(2, 1\)"):
+    table.apply_gradients({"b": (_id([3, 4]), _value([[4], [4]]))},
+                          global_step=0)
+  # Flat gradients of the right size train as [len(ids), dim].
+  trained = table.apply_gradients({"b": (_id([3]), _value([1, 2]))},
+                                  global_step=0)
   values = tf.compat.v1.placeholder(tf.float32, shape=None)
   updated = table.assign_add({"a": (_id([1, 2]), values),
                               "b": (_id([3]), _value([[4, 4]]))})
   update = updated.as_op()
   lookup = table.lookup({"a": _id([1, 2]), "b": _id([3])})
+  train = trained.as_op()
   with _session(cluster) as sess:
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match=r"the values of table a must be \[len\(ids\), 1\]"):
       sess.run(update, feed_dict={values: [1, 2, 3]})
     sess.run(update, feed_dict={values: [5, 6]})
+    sess.run(train)  # sgd, learning rate 1
     looked_up = sess.run(lookup)
   np.testing.assert_array_equal(looked_up["a"], [[5], [6]])
-  np.testing.assert_array_equal(looked_up["b"], [[4, 4]])
+  np.testing.assert_array_equal(looked_up["b"], [[3, 2]])
 
 
 def test_clusters_without_the_ps_tasks_are_rejected(monkeypatch):

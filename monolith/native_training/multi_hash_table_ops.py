@@ -463,14 +463,14 @@ def as_values(values: Any, table: str) -> tf.Tensor:
   return _as_dtype(values, tf.float32, f"the values of table {table}")
 
 
-def values_of_ids(values: tf.Tensor, ids: tf.Tensor, dim: int,
-                  table: str) -> tf.Tensor:
-  """`values` checked to hold table `table`'s rows of `ids`, as [len, dim].
+def check_values_shape(values: tf.Tensor, ids: tf.Tensor, dim: int,
+                       table: str) -> bool:
+  """Checks table `table`'s values against its ids where shapes are known.
 
   The tables' values cross to the kernels flattened and concatenated, so a
-  table given too many floats would lend them to the next table. `values`
-  may be [len(ids), dim] (the documented shape) or hold those floats in
-  another shape of last dimension `dim`, or flat, as the original accepts.
+  table given too many floats would lend them to the next table. Values
+  are [len(ids), dim] (the documented shape), or those floats in another
+  shape of last dimension `dim`, or flat, as the original accepts.
 
   Args:
     values: float32 values (or gradients) of the ids.
@@ -479,37 +479,61 @@ def values_of_ids(values: tf.Tensor, ids: tf.Tensor, dim: int,
     table: the table's name, for errors.
 
   Returns:
-    `values` reshaped to [len(ids), dim]; where their sizes are not known
-    when the graph is built, it fails at run time (InvalidArgumentError
-    naming the table) unless they agree.
+    Whether both sizes are known (and agree): if not, check them at run
+    time.
 
   Raises:
     ValueError: the shapes disagree where they are known.
   """
   shape = values.shape
+  num_ids = ids.shape.num_elements()
+  num_values = shape.num_elements()
+  if num_ids == 0 and num_values == 0:
+    return True  # No ids, no values, whatever their shape (e.g. [0, 1]).
   if (shape.rank is not None and shape.rank >= 2 and shape[-1] is not None and
       shape[-1] != dim):
     raise ValueError(f"the values of table {table} must be [len(ids), {dim}], "
                      f"got shape {shape}")
-  num_ids = ids.shape.num_elements()
-  num_values = shape.num_elements()
-  if num_ids is not None and num_values is not None:
-    if num_values != num_ids * dim:
-      raise ValueError(
-          f"the values of table {table} must be [len(ids), {dim}] = "
-          f"[{num_ids}, {dim}], got shape {shape}")
-    return tf.reshape(values, [num_ids, dim])
-  with tf.name_scope("check_values"):
-    check = tf.debugging.assert_equal(
-        tf.size(values, out_type=tf.int64),
-        tf.size(ids, out_type=tf.int64) * dim,
-        message=(f"the values of table {table} must be [len(ids), {dim}]: "
-                 "values, ids * dim floats"))
-    # On an op whose input comes from outside the block: an op made in it
-    # from ops made in it gets no control input of its own.
-    with tf.control_dependencies([check]):
-      values = tf.identity(values)
-  return tf.reshape(values, [-1, dim])
+  if num_ids is None or num_values is None:
+    return False
+  if num_values != num_ids * dim:
+    raise ValueError(f"the values of table {table} must be [len(ids), {dim}] "
+                     f"= [{num_ids}, {dim}], got shape {shape}")
+  return True
+
+
+def after_check(check: tf.Operation, value: tf.Tensor) -> tf.Tensor:
+  """`value`, available once `check` passed."""
+  # On an op whose input comes from outside the block: an op made in it
+  # from ops made in it gets no control input of its own.
+  with tf.control_dependencies([check]):
+    return tf.identity(value)
+
+
+def values_of_ids(values: tf.Tensor, ids: tf.Tensor, dim: int,
+                  table: str) -> tf.Tensor:
+  """Table `table`'s values of `ids` as [len(ids), dim], checked.
+
+  Args:
+    As `check_values_shape`.
+
+  Returns:
+    The values, [len(ids), dim]; where their sizes are not known when the
+    graph is built, they fail at run time (InvalidArgumentError naming the
+    table) unless they agree.
+
+  Raises:
+    ValueError: as `check_values_shape`.
+  """
+  if not check_values_shape(values, ids, dim, table):
+    with tf.name_scope("check_values"):
+      values = after_check(
+          tf.debugging.assert_equal(
+              tf.size(values, out_type=tf.int64),
+              tf.size(ids, out_type=tf.int64) * dim,
+              message=(f"the values of table {table} must be [len(ids), "
+                       f"{dim}]: values, ids * dim floats")), values)
+  return values if values.shape.rank == 2 else tf.reshape(values, [-1, dim])
 
 
 def as_int64_scalar(value: Any, name: str) -> tf.Tensor:
@@ -1456,15 +1480,40 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
   def _ragged_id_and_flat_value(
       self, slot_to_id_and_value: IdsAndValues
   ) -> Tuple[tf.RaggedTensor, tf.Tensor]:
-    """The ragged ids and flat values (or gradients) of every table."""
+    """The ragged ids and flat values (or gradients) of every table.
+
+    Each table's values are checked against its ids (`check_values_shape`);
+    sizes known only at run time are checked there, all tables at once (a
+    training step's gradients: no ops per table).
+    """
     self._check_names(slot_to_id_and_value)
     ids = {k: as_ids(v[0], k) for k, v in slot_to_id_and_value.items()}
+    values = {k: as_values(v[1], k) for k, v in slot_to_id_and_value.items()}
     dims = dict(zip(self._table_names, self._dims))
+    unknown_sizes = [
+        k for k in values
+        if not check_values_shape(values[k], ids[k], dims[k], k)
+    ]
     ragged_id = self.get_ragged_id(ids)
-    flat_value = self.get_flat_value({
-        k: values_of_ids(as_values(v[1], k), ids[k], dims[k], k)
-        for k, v in slot_to_id_and_value.items()
-    })
+    flat_value = self.get_flat_value(values)
+    if unknown_sizes:
+      with tf.name_scope("check_values"):
+        given = tf.stack([
+            tf.size(values[name], out_type=tf.int64)
+            if name in values else tf.constant(0, tf.int64)
+            for name in self._table_names
+        ])
+        needed = tf.cast(ragged_id.row_lengths(), tf.int64) * tf.constant(
+            self._dims, tf.int64)
+        flat_value = after_check(
+            tf.debugging.assert_equal(
+                given, needed,
+                message=("the values of the tables " +
+                         ", ".join(self._table_names) +
+                         " (in this order) must hold len(ids) * dim floats "
+                         "each ([len(ids), dim]); floats given, floats "
+                         "needed")),
+            flat_value)
     return ragged_id, flat_value
 
   def get_embeddings(self, ragged_id: tf.RaggedTensor,

@@ -293,6 +293,8 @@ def test_values_of_the_wrong_size_do_not_spill_into_the_next_table(method):
                      match=r"the values of table a must be \[len\(ids\), 2\], "
                      r"got shape \(2, 3\)"):
     update({"a": (_id([1, 2, 3]), _value([[1, 1, 2], [2, 3, 3]]))}, *extra)
+  # No ids, no values, whatever the shape.
+  update({"a": (_id(np.zeros([0], np.int64)), tf.zeros([0, 1]))}, *extra)
   # Sizes known only at run time.
   values_a = tf1.placeholder(tf.float32, shape=None)
   updated = update({
@@ -302,7 +304,9 @@ def test_values_of_the_wrong_size_do_not_spill_into_the_next_table(method):
   with tf1.Session() as sess:
     sess.run(table.initializer)
     with pytest.raises(tf.errors.InvalidArgumentError,
-                       match=r"the values of table a must be \[len\(ids\), 2\]"):
+                       match=r"the values of the tables a, b \(in this order\) "
+                       r"must hold len\(ids\) \* dim floats each.* \[6 4\] .* "
+                       r"\[4 4\]"):
       sess.run(updated.as_op(),
                feed_dict={values_a: [[1, 1], [2, 2], [3, 3]]})
     looked_up = sess.run(table.lookup({"a": _id([1, 2]), "b": _id([7])}))

@@ -747,25 +747,32 @@ inline Status ReadFusedOptimizeInputs(OpKernelContext* ctx,
 // 1,000-1,900 faults (0.5-2 ms of system time on this VM) for a lookup of
 // 65,536 ids at dim 64. Holding the buffer costs its memory (up to 4x the
 // current output) and a copy where Python fetches the output (session.run
-// cannot take over a buffer the kernel holds). A smaller output lets the
-// buffer go: one huge batch must not hold its memory for the kernel's life.
+// cannot take over a buffer the kernel holds). Runs of smaller outputs let
+// the buffer go: one huge batch must not hold its memory for the kernel's
+// life, and an occasional small batch between large ones keeps it.
 class ReusedFloatOutput {
  public:
   // Outputs below this size come from the allocator's recycled memory.
   static constexpr int64_t kMinFloats = 64 * 1024;
+  // Small outputs in a row after which the kept buffer goes.
+  static constexpr int kSmallRunsToRelease = 8;
 
   // Sets output |index| of |ctx| to a [n] float vector and points *out at it.
   Status Allocate(OpKernelContext* ctx, int index, int64_t n, Tensor** out) {
     if (n < kMinFloats) {
+      Tensor released;  // Freed after the lock is let go.
       {
         mutex_lock lock(mu_);
-        kept_ = Tensor();
+        if (kept_.IsInitialized() && ++small_runs_ >= kSmallRunsToRelease) {
+          std::swap(released, kept_);
+        }
       }
       return ctx->allocate_output(index, {n}, out);
     }
     Tensor reused;
     {
       mutex_lock lock(mu_);
+      small_runs_ = 0;
       // Only this kernel holds the buffer (the run that had it and what it
       // fed are done), it fits, and it is not much larger than needed.
       if (!kept_.IsInitialized() || !kept_.RefCountIsOne() ||
@@ -782,6 +789,7 @@ class ReusedFloatOutput {
  private:
   mutex mu_;
   Tensor kept_ TF_GUARDED_BY(mu_);
+  int small_runs_ TF_GUARDED_BY(mu_) = 0;
 };
 
 // Sets output |index| to the int32 vector |values| (the fused lookup's
