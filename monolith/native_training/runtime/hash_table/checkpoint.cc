@@ -333,6 +333,16 @@ Status RestoreShard(FileSystem* fs, const CheckpointInfo& info, int s,
                              " of " + std::to_string(table.entries) +
                              " entries of table " + name + " (truncated)");
       }
+      if (status.code() == StatusCode::kDataLoss && entries == 0 && i == 0 &&
+          !uncompressed) {
+        // The format is told by the first record's header: one damaged
+        // there makes an uncompressed file read as SNAPPY blocks.
+        return DataLossError(std::string(status.message()) +
+                             " (its first bytes are not a valid record "
+                             "header, so it was read as SNAPPY; an "
+                             "uncompressed file whose first record header "
+                             "is damaged reads so too)");
+      }
       MONOLITH_RETURN_IF_ERROR(status);
       digest = ExtendDigest(digest, reader->last_record_crc());
       status = restore(s, table.table, record);

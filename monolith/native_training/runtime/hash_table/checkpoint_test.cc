@@ -259,6 +259,26 @@ void CutMetaFile(const std::string& basename, int nshards, int records) {
       << bytes.substr(0, end);
 }
 
+// The restore tells an uncompressed data file from a SNAPPY one by its
+// first record header: one damaged there reads as a corrupt SNAPPY block,
+// and the error says so instead of blaming a compression the file lacks.
+TEST(CheckpointTest, ADamagedFirstHeaderOfAnUncompressedFileSaysHowItWasRead) {
+  const std::string dir = TestDir("first_header");
+  const std::string basename = dir + "/t";
+  ASSERT_TRUE(Save(basename, MakeContents(1, 100), 1, /*snappy=*/false).ok());
+  const std::string data = CheckpointDataName(basename, 0, 1);
+  std::fstream file(data, std::ios::binary | std::ios::in | std::ios::out);
+  file.seekp(3);
+  file.put('\x55');  // The length's fourth byte: the header's CRC fails.
+  file.close();
+  Contents restored;
+  const Status status = Restore(basename, &restored);
+  EXPECT_EQ(status.code(), StatusCode::kDataLoss) << status.ToString();
+  EXPECT_TRUE(Contains(status.message(), data)) << status.ToString();
+  EXPECT_TRUE(Contains(status.message(), "so it was read as SNAPPY"))
+      << status.ToString();
+}
+
 // A meta file cut at a record boundary loses whole table records; where the
 // tables cut off were empty, entry counts and data sizes still agree, and
 // only the record count the save wrote tells.
