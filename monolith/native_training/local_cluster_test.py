@@ -7,15 +7,17 @@ worker fails naming the lost task; SIGTERM stops every task (the chief
 saving first), and a worker waiting for its chief at once.
 """
 
+import glob
 import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Set
 
 import numpy as np
 import pytest
@@ -103,6 +105,21 @@ def _entry_counts(ckpt_prefix: str, ps_index: int) -> Dict[str, int]:
       monolith_multi_hash_table_feature_stat(
           f"{ckpt_prefix}.assets/MonolithMultiHashTable_{ps_index}")
   return dict(zip(names.numpy().astype(str), counts.numpy().tolist()))
+
+
+def _saved_ids(ckpt_prefix: str, ps_index: int) -> Set[int]:
+  """The ids (of all its tables) that PS `ps_index` saved in a checkpoint:
+  each record is an EntryDump, its id (field 1, sfixed64) first."""
+  basename = f"{ckpt_prefix}.assets/MonolithMultiHashTable_{ps_index}"
+  digits = "[0-9]" * 5
+  files = tf.io.gfile.glob(f"{glob.escape(basename)}-{digits}-of-{digits}")
+  ids = set()
+  dataset = tf.data.TFRecordDataset(sorted(files), compression_type="SNAPPY")
+  for batch in dataset.batch(1 << 16):
+    for record in batch.numpy():
+      assert record[:1] == b"\x09", record[:16]
+      ids.add(struct.unpack_from("<q", record, 1)[0])
+  return ids
 
 
 def _processes_with(marker: str) -> List[int]:
@@ -252,6 +269,13 @@ def test_killed_ps_is_restarted_and_restored(tmp_path):
   assert sorted(before) == sorted(after) and len(before) == 4, (before, after)
   for table, count in before.items():
     assert count > 0 and after[table] >= count, (before, after)
+  # Every id, not only as many: new ids trained since would hide lost ones
+  # in the counts.
+  restored_ids = _saved_ids(restored, 1)
+  assert len(restored_ids) > 0
+  lost = restored_ids - _saved_ids(tf.train.latest_checkpoint(model_dir), 1)
+  assert not lost, f"{len(lost)} ids of {len(restored_ids)} lost, e.g. " + (
+      str(sorted(lost)[:5]))
   assert _no_tasks_left(model_dir) == []
 
 

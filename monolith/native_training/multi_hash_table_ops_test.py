@@ -329,7 +329,8 @@ def test_apply_gradients_rejects_a_vector_global_step():
   grads = {"slot0": (_id([0]), _value([[1]]))}
   # The reported call (an int32 vector) and an int64 one fail while the
   # graph is built.
-  with pytest.raises((TypeError, ValueError)):
+  with pytest.raises(ValueError, match=r"global_step must be a scalar, got "
+                     r"shape \[2\]"):
     table.apply_gradients(grads, global_step=tf.constant([3, 4]))
   with pytest.raises(ValueError,
                      match=r"global_step must be a scalar, got shape "
@@ -1159,26 +1160,41 @@ def test_save_while_another_thread_trains(tmp_path):
     train = table.apply_gradients({"s": (ids, grad)},
                                   global_step=tf.constant(0, tf.int64)).as_op()
     sess.run(train)
+    save = table.save(basename).as_op()
     stop = threading.Event()
+    runs = [0]
 
     def trainer():
       while not stop.is_set():
         sess.run(train)
+        runs[0] += 1
 
     thread = threading.Thread(target=trainer)
     thread.start()
-    sess.run(table.save(basename).as_op())
+    # Saves until one had a whole training run inside it (two runs ended
+    # while it ran): a save alone in the table would prove nothing.
+    overlapped = False
+    for _ in range(200):
+      before = runs[0]
+      sess.run(save)
+      if runs[0] - before >= 2:
+        overlapped = True
+        break
     stop.set()
     thread.join()
+    total_runs = runs[0] + 1
+  assert overlapped, "no save ran beside a training run"
   with tf.Graph().as_default(), tf1.Session() as sess:
     restored = multi_hash_table_ops.MultiHashTable.from_configs(
         {"s": test_utils.generate_test_hash_table_config(4)})
     sess.run(restored.initializer)
     values = sess.run(
         restored.restore(basename).lookup({"s": _id(list(range(2000)))})["s"])
-  # Every entry was saved whole: all its dims were updated together.
+  # Every entry was saved whole: all its dims were updated together, by
+  # whole training runs (sgd, learning rate 1, gradient -1 a run).
   np.testing.assert_array_equal(values, np.repeat(values[:, :1], 4, axis=1))
-  assert np.all(values >= 1)
+  assert np.all(values >= 1) and np.all(values <= total_runs)
+  np.testing.assert_array_equal(values, np.round(values))
 
 
 def test_a_restore_is_whole_to_lookups_and_saves_beside_it(tmp_path):

@@ -4,6 +4,7 @@ short reads, sizes checked before reading, and payload checks."""
 import io
 import itertools
 import os
+import struct
 import threading
 
 import pytest
@@ -71,6 +72,37 @@ def test_reader_round_trips_every_layout(layout, sort_id_in_prefix, stream):
   assert list(reader) == payloads
   assert reader.read_record() is None  # stays at the end
   assert (reader.offset, reader.records_read) == (len(data), len(payloads))
+
+
+def _golden(layout, payload, sort_id):
+  """One record of `layout` built from the original reader's description
+  (agent_service/tfs_client.py's read_header), not from dump_format."""
+  q = lambda n: struct.pack("<Q", n)
+  if layout.lagrangex_header:
+    header = b"\x00\x12\x34\x56" + bytes(4)
+  else:
+    header = b""
+    if layout.kafka_dump_prefix:
+      header += q(0) + q(0)  # 0: the second u64 is ignored
+    if layout.has_sort_id:
+      header += q(len(sort_id)) + sort_id
+    if layout.kafka_dump:
+      header += b"\xaa" * 8  # 8 bytes skipped, whatever they hold
+  return header + q(len(payload)) + payload
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=_layout_id)
+def test_reader_reads_the_originals_bytes(layout):
+  payloads = [b"\x08\x01", b"\x08\x02\x10\x03"]
+  data = b"".join(_golden(layout, p, b"sid%d" % i)
+                  for i, p in enumerate(payloads))
+  # The prefix form that carries the sort id's size (no second size).
+  if layout.kafka_dump_prefix and layout.has_sort_id:
+    carried = struct.pack("<Q", 4) + b"sidX"
+    carried += b"\xaa" * 8 if layout.kafka_dump else b""
+    data += carried + struct.pack("<Q", 1) + b"\x08"
+    payloads.append(b"\x08")
+  assert list(dump_format.DumpReader(_File(data), layout, name="d")) == payloads
 
 
 def test_records_on_a_pipe_are_returned_before_the_writer_ends():

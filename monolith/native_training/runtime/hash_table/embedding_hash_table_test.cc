@@ -420,10 +420,22 @@ TEST(EmbeddingHashTableTest, EvictRunsBesideTraining) {
     EXPECT_FALSE(table->Contains(id));
   }
   // Every id the trainer touched is there, with one SGD step of -1 per
-  // update from zero.
+  // update from zero: no update was lost to an entry's move (a batch's ids
+  // are distinct: 104729 is prime to 200000).
+  std::map<int64_t, int> updates;
+  for (int64_t step = 0; step < steps.load(); ++step) {
+    for (int64_t i = 0; i < 2000; ++i) {
+      ++updates[1000000 + (step * 7919 + i * 104729) % 200000];
+    }
+  }
+  EXPECT_EQ(table->Size(), 200000);
   std::vector<float> out(4);
-  table->Lookup(1000000, out.data());
-  EXPECT_LT(out[0], 0.0f);
+  for (int64_t id = 1000000; id < 1200000; ++id) {
+    table->Lookup(id, out.data());
+    const auto it = updates.find(id);
+    const float expected = it == updates.end() ? 0.0f : -it->second;
+    ASSERT_EQ(out, std::vector<float>(4, expected)) << "id " << id;
+  }
 }
 
 // A restore (Clear, then older entries) beside the evictor: the evictor must

@@ -81,8 +81,10 @@ TEST(TableCheckpointTest, SavesAndRestoresWholeTables) {
                   SerialFor, {})
                   .ok());
   EXPECT_EQ(restored->Size(), 500);
-  for (int64_t id : {1, 250, 500}) {
-    EXPECT_EQ(Row(*restored, id, 2), Row(*a, id, 2)) << id;
+  for (int64_t id = 1; id <= 500; ++id) {
+    ASSERT_EQ(Row(*restored, id, 2),
+              (std::vector<float>{static_cast<float>(id), id + 0.1f}))
+        << id;
   }
   EXPECT_EQ(Row(*restored, 1000, 2), std::vector<float>(2, 0.0f));
 }
@@ -107,6 +109,13 @@ TEST(TableCheckpointTest, SkipsEntriesExpiredAtNow) {
                              options, &result)
                   .ok());
   EXPECT_EQ(result.entries, 50);  // a's recent ids only
+  // Each table by its own now: b's 0 (no expiry) keeps all of b's.
+  ASSERT_TRUE(SaveCheckpoint(&fs, TempBasename("per_table"), {"a", "b"},
+                             EmbeddingTablesSaver({a.get(), b.get()},
+                                                  {now, 0}, &three_days),
+                             options, &result)
+                  .ok());
+  EXPECT_EQ(result.entries, 50 + 100);
   ASSERT_TRUE(SaveCheckpoint(&fs, TempBasename("own"), {"a", "b"},
                              EmbeddingTablesSaver({a.get(), b.get()},
                                                   {now, 0}),
