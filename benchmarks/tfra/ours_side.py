@@ -58,7 +58,7 @@ class Graph:
     embeddings = ours.table.lookup(dict(zip(names, self.placeholders)))
     with tf.control_dependencies(list(embeddings.values())):
       self.step = ours.table.apply_gradients(
-          {name: (ph, grads) for name, ph in zip(names, self.placeholders)},
+          mhtb.sized_rows(names, self.placeholders, grads),
           global_step=tf.constant(1, tf.int64)).as_op()
 
 
