@@ -339,6 +339,16 @@ TEST(CheckpointTest, SaveWithAnotherShardCountSupersedesTheOldFiles) {
   EXPECT_EQ(restored, MakeContents(2, 50));
 }
 
+// Copies the |nshards|-shard save at |from| to |to|'s names.
+void CopySave(const std::string& from, const std::string& to, int nshards) {
+  for (int s = 0; s < nshards; ++s) {
+    Copy(CheckpointDataName(from, s, nshards),
+         CheckpointDataName(to, s, nshards));
+    Copy(CheckpointMetaName(from, s, nshards),
+         CheckpointMetaName(to, s, nshards));
+  }
+}
+
 // Killed after renaming every shard but before deleting the superseded
 // files: both saves are complete; the newer is read.
 TEST(CheckpointTest, TwoCompleteShardCountsReadTheNewerSave) {
@@ -347,10 +357,7 @@ TEST(CheckpointTest, TwoCompleteShardCountsReadTheNewerSave) {
   ASSERT_TRUE(Save(old_copy, MakeContents(1, 50), 4).ok());
   usleep(2000);
   ASSERT_TRUE(Save(basename, MakeContents(2, 50), 2).ok());
-  for (int s = 0; s < 4; ++s) {
-    Copy(CheckpointDataName(old_copy, s, 4), CheckpointDataName(basename, s, 4));
-    Copy(CheckpointMetaName(old_copy, s, 4), CheckpointMetaName(basename, s, 4));
-  }
+  CopySave(old_copy, basename, 4);
   Contents restored;
   std::vector<std::string> log;
   ASSERT_TRUE(Restore(basename, &restored, nullptr, &log).ok());
@@ -375,10 +382,7 @@ TEST(CheckpointTest, ANewerSaveThatLostAFileIsNotReplacedByAnOlderOne) {
   ASSERT_TRUE(Save(old_copy, MakeContents(1, 50), 2).ok());
   usleep(2000);
   ASSERT_TRUE(Save(basename, MakeContents(2, 50), 4).ok());
-  for (int s = 0; s < 2; ++s) {
-    Copy(CheckpointDataName(old_copy, s, 2), CheckpointDataName(basename, s, 2));
-    Copy(CheckpointMetaName(old_copy, s, 2), CheckpointMetaName(basename, s, 2));
-  }
+  CopySave(old_copy, basename, 2);
   Contents restored;
   ASSERT_TRUE(Restore(basename, &restored).ok());
   EXPECT_EQ(restored, MakeContents(2, 50));
@@ -388,7 +392,8 @@ TEST(CheckpointTest, ANewerSaveThatLostAFileIsNotReplacedByAnOlderOne) {
     ASSERT_EQ(unlink(lost.c_str()), 0);
     const Status status = Restore(basename, &restored);
     EXPECT_EQ(status.code(), StatusCode::kDataLoss) << status.ToString();
-    EXPECT_TRUE(Contains(status.message(), "lost " + lost)) << status.ToString();
+    EXPECT_TRUE(Contains(status.message(), "lost " + lost))
+        << status.ToString();
   }
   // The older save's files of the other count, partly deleted (a save
   // killed while deleting what it superseded), are ignored as before.
