@@ -1112,9 +1112,27 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       tf.errors.FailedPreconditionError: (at run time) a table has SERVING
         entries (created while exporting), which cannot be trained.
     """
-    return self.raw_apply_gradients(
-        *self._ragged_id_and_flat_value(slot_to_id_and_grad), global_step,
-        req_time)
+    if self.on_gpu:
+      return self.raw_apply_gradients(
+          *self._ragged_id_and_flat_value(slot_to_id_and_grad), global_step,
+          req_time)
+    # Each table's gradients as they are (the kernel checks their sizes,
+    # naming the table): joining them first would copy them all each step.
+    ids, grads, _ = self._checked_ids_and_values(slot_to_id_and_grad)
+    ragged_id = self.get_ragged_id(ids)
+    empty = tf.zeros([0])
+    return self._copy_with_new_table(
+        hash_table_ops.monolith_multi_hash_table_optimize_tables(
+            mtable=self._handle,
+            id=ragged_id.values,
+            id_split=ragged_id.row_splits,
+            value=[
+                tf.reshape(grads[name], [-1]) if name in grads else empty
+                for name in self._table_names
+            ],
+            learning_rate=self._learning_rate,
+            update_time=req_time_tensor(req_time),
+            global_step=as_int64_scalar(global_step, "global_step")))
 
   def save(self,
            basename: tf.Tensor,
@@ -1477,15 +1495,11 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
            value=flat_value,
            update_time=req_time_tensor(req_time)))
 
-  def _ragged_id_and_flat_value(
+  def _checked_ids_and_values(
       self, slot_to_id_and_value: IdsAndValues
-  ) -> Tuple[tf.RaggedTensor, tf.Tensor]:
-    """The ragged ids and flat values (or gradients) of every table.
-
-    Each table's values are checked against its ids (`check_values_shape`);
-    sizes known only at run time are checked there, all tables at once (a
-    training step's gradients: no ops per table).
-    """
+  ) -> Tuple[Dict[str, tf.Tensor], Dict[str, tf.Tensor], List[str]]:
+    """Each table's ids (int64) and values (float32), the shapes known
+    checked (`check_values_shape`), and the tables whose sizes are not."""
     self._check_names(slot_to_id_and_value)
     ids = {k: as_ids(v[0], k) for k, v in slot_to_id_and_value.items()}
     values = {k: as_values(v[1], k) for k, v in slot_to_id_and_value.items()}
@@ -1494,6 +1508,18 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
         k for k in values
         if not check_values_shape(values[k], ids[k], dims[k], k)
     ]
+    return ids, values, unknown_sizes
+
+  def _ragged_id_and_flat_value(
+      self, slot_to_id_and_value: IdsAndValues
+  ) -> Tuple[tf.RaggedTensor, tf.Tensor]:
+    """The ragged ids and flat values (or gradients) of every table.
+
+    Each table's values are checked against its ids (`check_values_shape`);
+    sizes known only at run time are checked there, all tables at once.
+    """
+    ids, values, unknown_sizes = self._checked_ids_and_values(
+        slot_to_id_and_value)
     ragged_id = self.get_ragged_id(ids)
     flat_value = self.get_flat_value(values)
     if unknown_sizes:

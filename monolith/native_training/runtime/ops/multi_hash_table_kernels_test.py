@@ -78,6 +78,51 @@ def test_lookup_of_several_requests_reads_each_requests_ids(graph):
   np.testing.assert_array_equal(_run(emb), [1, 10, 2, 1, 20])
 
 
+def test_optimize_of_each_tables_gradients_equals_the_joined_ones(graph):
+  # Adagrad (state read and written), repeated ids, an empty table, two
+  # learning rates: both ops leave the same entries.
+  adagrad = "adagrad { initial_accumulator_value: 0.1 }"
+  tables = [("a", _table_config(2, adagrad)), ("b", _table_config(1, adagrad)),
+            ("c", _table_config(3, adagrad))]
+  ids = tf.constant([5, 5, 6, 9], tf.int64)
+  split = tf.constant([0, 3, 3, 4], tf.int64)
+  grads = [[1., 2., 3., 4., 0.5, -1.], [], [7., 8., 9.]]
+  lr = tf.constant([0.5, 0.25, 0.125])
+  joined = _mtable(tables, "joined")
+  each = _mtable(tables, "each")
+  joined = ops.monolith_multi_hash_table_optimize(
+      joined, ids, split, tf.constant(sum(grads, [])), lr, 300, 7)
+  each = ops.monolith_multi_hash_table_optimize_tables(
+      each, ids, split, [tf.constant(g, tf.float32) for g in grads], lr, 300,
+      7)
+  fetch = [
+      ops.monolith_multi_hash_table_lookup_entry(h, ids, split)
+      for h in (joined, each)
+  ]
+  got_joined, got_each = _run(fetch)
+  assert list(got_joined) == list(got_each)
+  dump = embedding_hash_table_pb2.EntryDump.FromString(got_each[0])
+  assert dump.id == 5 and len(dump.num) == 2 and dump.num[0] != 0
+
+
+def test_optimize_of_each_tables_gradients_names_the_table(graph):
+  h = _mtable([("a", _table_config(2)), ("b", _table_config(1))])
+  ids = tf.constant([5, 6], tf.int64)
+  split = tf.constant([0, 1, 2], tf.int64)
+  lr = tf.constant([0.5, 0.5])
+  short = ops.monolith_multi_hash_table_optimize_tables(
+      h, ids, split, [tf.constant([1., 2.]), tf.constant([1., 2.])], lr, 3, 1)
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r"value\[1\] \(table b\) has 2 floats; its 1 ids "
+                     r"of dim 1 need 1"):
+    _run(short)
+  one = ops.monolith_multi_hash_table_optimize_tables(
+      h, ids, split, [tf.constant([1., 2., 3.])], lr, 3, 1)
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r"value has 1 tensors; the table has 2 tables"):
+    _run(one)
+
+
 def test_optimize_reinitialize_and_lookup_entry(graph):
   h = _mtable([("a", _table_config(2, init="ones {}"))])
   ids = tf.constant([5, 5, 6], tf.int64)

@@ -143,6 +143,11 @@ def _valid_calls(workdir: str) -> Dict[str, _Call]:
           _Call({"id": ids, "id_split": split, "value": _f32([1, 2, 3, 4]),
                  "learning_rate": _f32([0.1, 0.1]), "update_time": _i64(5),
                  "global_step": _i64(3)}, {}),
+      "MonolithMultiHashTableOptimizeTables":
+          _Call({"id": ids, "id_split": split,
+                 "value": [_f32([1, 2]), _f32([3, 4])],
+                 "learning_rate": _f32([0.1, 0.1]), "update_time": _i64(5),
+                 "global_step": _i64(3)}, {}),
       "MonolithMultiHashTableReinitialize":
           _Call({"table_name": _str(b"a"), "id": _i64([1, 2])}, {}),
       "MonolithMultiHashTableEvict":

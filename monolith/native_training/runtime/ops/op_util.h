@@ -282,21 +282,31 @@ struct UpdateBatch {
   int64_t ids_of(int t) const { return id_split[t + 1] - id_split[t]; }
 };
 
+// Reads inputs 1 (id) and 2 (id_split) of a batch over |tables| tables
+// into |in| (not its values).
+inline Status ReadUpdateIds(OpKernelContext* ctx, int tables,
+                            UpdateBatch* in) {
+  const Tensor* ids = nullptr;
+  const Tensor* id_split = nullptr;
+  TF_RETURN_IF_ERROR(GetVectorInput(ctx, 1, "id", &ids));
+  TF_RETURN_IF_ERROR(GetVectorInput(ctx, 2, "id_split", &id_split));
+  TF_RETURN_IF_ERROR(CheckIdSplit(*ids, *id_split, tables + 1));
+  auto split = id_split->flat<int64_t>();
+  in->id_split.assign(split.data(), split.data() + split.size());
+  in->ids = ids->flat<int64_t>().data();
+  in->num_ids = ids->NumElements();
+  return OkStatus();
+}
+
 // Reads inputs 1 to 3 into |in| for tables of |dims| floats;
 // |values_name| names input 3 in errors.
 inline Status ReadUpdateBatch(OpKernelContext* ctx,
                               const std::vector<int64_t>& dims,
                               const char* values_name, UpdateBatch* in) {
-  const Tensor* ids = nullptr;
-  const Tensor* id_split = nullptr;
   const Tensor* values = nullptr;
-  TF_RETURN_IF_ERROR(GetVectorInput(ctx, 1, "id", &ids));
-  TF_RETURN_IF_ERROR(GetVectorInput(ctx, 2, "id_split", &id_split));
   TF_RETURN_IF_ERROR(GetVectorInput(ctx, 3, values_name, &values));
   const int tables = static_cast<int>(dims.size());
-  TF_RETURN_IF_ERROR(CheckIdSplit(*ids, *id_split, tables + 1));
-  auto split = id_split->flat<int64_t>();
-  in->id_split.assign(split.data(), split.data() + split.size());
+  TF_RETURN_IF_ERROR(ReadUpdateIds(ctx, tables, in));
   in->value_offsets.assign(tables + 1, 0);
   for (int t = 0; t < tables; ++t) {
     in->value_offsets[t + 1] = in->value_offsets[t] + in->ids_of(t) * dims[t];
@@ -306,8 +316,6 @@ inline Status ReadUpdateBatch(OpKernelContext* ctx,
                                    " floats; the ids and table dims need ",
                                    in->value_offsets.back());
   }
-  in->ids = ids->flat<int64_t>().data();
-  in->num_ids = ids->NumElements();
   in->values = values->flat<float>().data();
   return OkStatus();
 }
@@ -361,12 +369,15 @@ struct OptimizeScalars {
   int64_t global_step = 0;
 };
 
-inline Status ReadOptimizeScalars(OpKernelContext* ctx, OptimizeScalars* in) {
+// Reads learning_rate, update_time and global_step, inputs |first| (4 in
+// the ops of one value tensor) to |first| + 2.
+inline Status ReadOptimizeScalars(OpKernelContext* ctx, OptimizeScalars* in,
+                                  int first = 4) {
   TF_RETURN_IF_ERROR(
-      GetVectorInput(ctx, 4, "learning_rate", &in->learning_rates));
+      GetVectorInput(ctx, first, "learning_rate", &in->learning_rates));
   TF_RETURN_IF_ERROR(
-      GetUpdateTimeInput(ctx, 5, "update_time", &in->update_time));
-  return GetScalarInput(ctx, 6, "global_step", &in->global_step);
+      GetUpdateTimeInput(ctx, first + 1, "update_time", &in->update_time));
+  return GetScalarInput(ctx, first + 2, "global_step", &in->global_step);
 }
 
 // Parses the create ops' config, a MultiEmbeddingHashTableConfig (Config):
