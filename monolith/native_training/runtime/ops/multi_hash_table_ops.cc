@@ -554,6 +554,23 @@ REGISTER_KERNEL_BUILDER(
     Name("MonolithMultiHashTableLookupEntry").Device(DEVICE_CPU),
     MultiHashTableLookupEntryOp);
 
+namespace {
+
+// Both optimize ops: every input a vector or scalar (value's tensors
+// vectors), the table handle out.
+Status OptimizeShape(InferenceContext* c) {
+  TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"mtable", 0},
+                                         {"id", 1},
+                                         {"id_split", 1},
+                                         {"value", 1},
+                                         {"learning_rate", 1},
+                                         {"update_time", 0},
+                                         {"global_step", 0}}));
+  return shape_inference::ScalarShape(c);
+}
+
+}  // namespace
+
 REGISTER_OP("MonolithMultiHashTableOptimize")
     .Input("mtable: resource")
     .Input("id: int64")
@@ -563,16 +580,7 @@ REGISTER_OP("MonolithMultiHashTableOptimize")
     .Input("update_time: int64")
     .Input("global_step: int64")
     .Output("updated_table: resource")
-    .SetShapeFn([](InferenceContext* c) {
-      TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"mtable", 0},
-                                             {"id", 1},
-                                             {"id_split", 1},
-                                             {"value", 1},
-                                             {"learning_rate", 1},
-                                             {"update_time", 0},
-                                             {"global_step", 0}}));
-      return shape_inference::ScalarShape(c);
-    });
+    .SetShapeFn(OptimizeShape);
 REGISTER_KERNEL_BUILDER(
     Name("MonolithMultiHashTableOptimize").Device(DEVICE_CPU),
     MultiHashTableOptimizeOp);
@@ -587,16 +595,7 @@ REGISTER_OP("MonolithMultiHashTableOptimizeTables")
     .Input("global_step: int64")
     .Attr("N: int >= 1")
     .Output("updated_table: resource")
-    .SetShapeFn([](InferenceContext* c) {
-      TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"mtable", 0},
-                                             {"id", 1},
-                                             {"id_split", 1},
-                                             {"value", 1},
-                                             {"learning_rate", 1},
-                                             {"update_time", 0},
-                                             {"global_step", 0}}));
-      return shape_inference::ScalarShape(c);
-    });
+    .SetShapeFn(OptimizeShape);
 REGISTER_KERNEL_BUILDER(
     Name("MonolithMultiHashTableOptimizeTables").Device(DEVICE_CPU),
     MultiHashTableOptimizeTablesOp);
