@@ -513,7 +513,8 @@ def _hash_filter(lines: List[Dict]) -> str:
           f"{_count(r['distinct_ids'])} ({r['zipf_s']})",
           str(r["threshold"]), _millions(r["ids_per_s"]),
           _millions(r["peer_ids_per_s"]), _fixed(2)(r["ratio"]),
-          f">= {r['target_ratio']}"
+          f">= {r['target_ratio']}: " +
+          ("met" if r["ratio"] >= r["target_ratio"] else "**missed**")
       ] for r in lines))
 
 
