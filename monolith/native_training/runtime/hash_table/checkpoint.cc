@@ -412,7 +412,8 @@ Status ReadFinalNames(FileSystem* fs, const std::string& basename,
                          expected);
   }
   std::vector<int> complete;
-  std::string missing;
+  // Per incomplete shard count, the first file it lacks.
+  std::map<int, std::string> missing;
   for (const auto& [nshards, present] : counts) {
     const bool has_meta = static_cast<int>(present.second.size()) == nshards;
     const bool has_data = static_cast<int>(present.first.size()) == nshards;
@@ -420,17 +421,18 @@ Status ReadFinalNames(FileSystem* fs, const std::string& basename,
       complete.push_back(nshards);
       continue;
     }
-    for (int s = 0; s < nshards && missing.empty(); ++s) {
+    std::string& lacked = missing[nshards];
+    for (int s = 0; s < nshards && lacked.empty(); ++s) {
       if (!present.second.count(s)) {
-        missing = CheckpointMetaName(basename, s, nshards);
+        lacked = CheckpointMetaName(basename, s, nshards);
       } else if (need_data && !present.first.count(s)) {
-        missing = CheckpointDataName(basename, s, nshards);
+        lacked = CheckpointDataName(basename, s, nshards);
       }
     }
   }
   if (complete.empty()) {
     return NotFoundError("checkpoint " + basename + " is incomplete: " +
-                         missing + " is missing");
+                         missing.begin()->second + " is missing");
   }
   if (complete.size() == 1) {
     MONOLITH_RETURN_IF_ERROR(ReadMetaFiles(fs, basename, complete[0], nullptr,
@@ -439,19 +441,10 @@ Status ReadFinalNames(FileSystem* fs, const std::string& basename,
     // superseded, older than the complete one; newer, it is a save that
     // lost files since, and the complete one is older than what the
     // checkpoint stands for.
-    for (const auto& [nshards, present] : counts) {
-      if (nshards == complete[0]) continue;
-      for (const int s : present.second) {
+    for (const auto& [nshards, lost] : missing) {
+      for (const int s : counts.at(nshards).second) {
         const std::string path = CheckpointMetaName(basename, s, nshards);
         if (!IsNewerSave(fs, path, *info)) continue;
-        std::string lost;
-        for (int t = 0; t < nshards && lost.empty(); ++t) {
-          if (!present.second.count(t)) {
-            lost = CheckpointMetaName(basename, t, nshards);
-          } else if (!present.first.count(t)) {
-            lost = CheckpointDataName(basename, t, nshards);
-          }
-        }
         return DataLossError(
             "checkpoint " + basename + ": its newest save, " +
             std::to_string(nshards) + " shards (" + path + "), lost " + lost +

@@ -349,15 +349,24 @@ void CopySave(const std::string& from, const std::string& to, int nshards) {
   }
 }
 
+// In |dir|, "t" holding a save of MakeContents(2, 50) in |new_nshards|
+// shards beside the files of an older one, MakeContents(1, 50) in
+// |old_nshards| (also at "old"), as a save killed before deleting the
+// files it superseded leaves them.
+void SaveBesideAnOlderSave(const std::string& dir, int old_nshards,
+                           int new_nshards) {
+  ASSERT_TRUE(Save(dir + "/old", MakeContents(1, 50), old_nshards).ok());
+  usleep(2000);
+  ASSERT_TRUE(Save(dir + "/t", MakeContents(2, 50), new_nshards).ok());
+  CopySave(dir + "/old", dir + "/t", old_nshards);
+}
+
 // Killed after renaming every shard but before deleting the superseded
 // files: both saves are complete; the newer is read.
 TEST(CheckpointTest, TwoCompleteShardCountsReadTheNewerSave) {
   const std::string dir = TestDir("two_counts");
   const std::string basename = dir + "/t", old_copy = dir + "/old";
-  ASSERT_TRUE(Save(old_copy, MakeContents(1, 50), 4).ok());
-  usleep(2000);
-  ASSERT_TRUE(Save(basename, MakeContents(2, 50), 2).ok());
-  CopySave(old_copy, basename, 4);
+  ASSERT_NO_FATAL_FAILURE(SaveBesideAnOlderSave(dir, 4, 2));
   Contents restored;
   std::vector<std::string> log;
   ASSERT_TRUE(Restore(basename, &restored, nullptr, &log).ok());
@@ -379,10 +388,7 @@ TEST(CheckpointTest, TwoCompleteShardCountsReadTheNewerSave) {
 TEST(CheckpointTest, ANewerSaveThatLostAFileIsNotReplacedByAnOlderOne) {
   const std::string dir = TestDir("newer_lost");
   const std::string basename = dir + "/t", old_copy = dir + "/old";
-  ASSERT_TRUE(Save(old_copy, MakeContents(1, 50), 2).ok());
-  usleep(2000);
-  ASSERT_TRUE(Save(basename, MakeContents(2, 50), 4).ok());
-  CopySave(old_copy, basename, 2);
+  ASSERT_NO_FATAL_FAILURE(SaveBesideAnOlderSave(dir, 2, 4));
   Contents restored;
   ASSERT_TRUE(Restore(basename, &restored).ok());
   EXPECT_EQ(restored, MakeContents(2, 50));
