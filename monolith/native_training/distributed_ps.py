@@ -674,8 +674,7 @@ class DistributedMultiTypeHashTable(
       # table's index): here, what is known when the graph is built.
       multi_hash_table_ops.check_values_shape(grads[slot], ids[slot],
                                               dims[slot], slot)
-      if grads[slot].shape.rank != 2:
-        grads[slot] = tf.reshape(grads[slot], [-1, dims[slot]])
+      grads[slot] = multi_hash_table_ops.as_rows(grads[slot], dims[slot])
     partition = self._partition(ids, unique)
     ps_grads = gen_monolith_ops.monolith_distributed_ps_scatter_add(
         values=[

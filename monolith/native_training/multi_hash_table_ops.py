@@ -502,6 +502,11 @@ def check_values_shape(values: tf.Tensor, ids: tf.Tensor, dim: int,
   return True
 
 
+def as_rows(values: tf.Tensor, dim: int) -> tf.Tensor:
+  """`values` (checked by `check_values_shape`) as [len(ids), dim]."""
+  return values if values.shape.rank == 2 else tf.reshape(values, [-1, dim])
+
+
 def after_check(check: tf.Operation, value: tf.Tensor) -> tf.Tensor:
   """`value`, available once `check` passed."""
   # On an op whose input comes from outside the block: an op made in it
@@ -533,7 +538,7 @@ def values_of_ids(values: tf.Tensor, ids: tf.Tensor, dim: int,
               tf.size(ids, out_type=tf.int64) * dim,
               message=(f"the values of table {table} must be [len(ids), "
                        f"{dim}]: values, ids * dim floats")), values)
-  return values if values.shape.rank == 2 else tf.reshape(values, [-1, dim])
+  return as_rows(values, dim)
 
 
 def as_int64_scalar(value: Any, name: str) -> tf.Tensor:
