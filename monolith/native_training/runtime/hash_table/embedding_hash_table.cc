@@ -221,6 +221,8 @@ Status EmbeddingHashTable::Create(const EmbeddingHashTableConfig& config,
                                   uint64_t seed,
                                   std::unique_ptr<EmbeddingHashTable>* table) {
   MONOLITH_RETURN_IF_ERROR(CheckInitialCapacity(config.initial_capacity()));
+  MONOLITH_RETURN_IF_ERROR(
+      CheckSlotExpireTimeConfig(config.slot_expire_time_config()));
   std::unique_ptr<EntryAccessor> accessor;
   MONOLITH_RETURN_IF_ERROR(
       EntryAccessor::Create(config.entry_config(), &accessor));

@@ -590,6 +590,28 @@ TEST(EmbeddingHashTableTest, InitialCapacityIsBounded) {
   }
 }
 
+// A feature slot is 15 bits of the id: an expire time for slot 32768 or
+// above would match no id, and that slot's ids would keep the default.
+TEST(EmbeddingHashTableTest, SlotExpireTimesNameSlotsInRange) {
+  std::unique_ptr<EmbeddingHashTable> table;
+  const Status refused = EmbeddingHashTable::Create(
+      ParseConfig(SgdTable(2, R"pb(slot_expire_time_config {
+        slot_expire_times { slot: 7 expire_time: 1 }
+        slot_expire_times { slot: 40000 expire_time: 1 }
+      })pb")),
+      7, &table);
+  EXPECT_EQ(refused.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.message().find("slot 40000 is out of range [0, 32768)"),
+            std::string::npos)
+      << refused.message();
+  EXPECT_TRUE(EmbeddingHashTable::Create(
+                  ParseConfig(SgdTable(2, R"pb(slot_expire_time_config {
+                    slot_expire_times { slot: 32767 expire_time: 1 }
+                  })pb")),
+                  7, &table)
+                  .ok());
+}
+
 TEST(EmbeddingHashTableTest, GrowsFromCapacityOneToMillions) {
   auto table = MakeTable(SgdTable(2, "initial_capacity: 1"));
   constexpr int64_t kIds = 2'000'000;

@@ -5,16 +5,35 @@
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_SLOT_EXPIRE_TIMES_H_
 
 #include <cstdint>
+#include <string>
 #include <unordered_map>
 
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
 #include "monolith/native_training/runtime/hash_table/feature_slot.h"
+#include "monolith/native_training/runtime/hash_table/status.h"
 
 namespace monolith {
 namespace hash_table {
 
 constexpr int64_t kSecondsPerDay = 24 * 3600;
 
+// Slots are 15 bits of the id (SlotOfId): a config naming a slot past them
+// would never match an id, and its ids would keep the default time
+// silently.
+inline Status CheckSlotExpireTimeConfig(const SlotExpireTimeConfig& config) {
+  constexpr uint32_t kNumSlots = 1u << 15;
+  for (const auto& slot : config.slot_expire_times()) {
+    if (slot.slot() >= kNumSlots) {
+      return InvalidArgumentError(
+          "slot_expire_time_config: slot " + std::to_string(slot.slot()) +
+          " is out of range [0, " + std::to_string(kNumSlots) +
+          "): a feature slot is bits 48-62 of the id");
+    }
+  }
+  return Status::OK();
+}
+
+// Build from a config CheckSlotExpireTimeConfig accepts.
 class SlotExpireTimes {
  public:
   explicit SlotExpireTimes(const SlotExpireTimeConfig& config)

@@ -106,6 +106,8 @@ class GpuMultiHashTable : public ResourceBase {
         ToTfStatus(gpu::GpuRowTable::Create(t->spec, &t->table)));
     TF_RETURN_IF_ERROR(ToTfStatus(
         gpu::GpuRowRecords::Create(config.entry_config(), &t->records)));
+    TF_RETURN_IF_ERROR(ToTfStatus(
+        ht::CheckSlotExpireTimeConfig(config.slot_expire_time_config())));
     t->expire =
         std::make_unique<ht::SlotExpireTimes>(config.slot_expire_time_config());
     // As the CPU table: SERVING tables never evict.

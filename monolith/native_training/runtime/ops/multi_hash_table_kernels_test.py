@@ -751,6 +751,18 @@ def test_save_skips_entries_expired_by_the_attr_config(graph, tmp_path):
   assert dict(zip(features.astype(str), counts)) == {"a": 1}
 
 
+def test_save_refuses_an_expire_time_for_a_slot_past_15_bits(graph, tmp_path):
+  h = _mtable([("a", _table_config(1))], "far_slot")
+  expire = embedding_hash_table_pb2.SlotExpireTimeConfig()
+  expire.slot_expire_times.add(slot=1 << 15, expire_time=1)
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r"slot 32768 is out of range \[0, 32768\)"):
+    with tf1.Session() as sess:
+      sess.run(ops.monolith_multi_hash_table_save(
+          h, str(tmp_path / "far_slot"), nshards=1,
+          slot_expire_time_config=expire.SerializeToString()))
+
+
 def _lookup_after_restore(basename, ids, strict=False):
   dst = _mtable([("a", _table_config(2)), ("b", _table_config(3))], "dst")
   # An entry of table a that the checkpoint does not hold.

@@ -178,6 +178,8 @@ Status GetSaveExpireTimes(
     return errors::InvalidArgument(
         "slot_expire_time_config is not a serialized SlotExpireTimeConfig");
   }
+  TF_RETURN_IF_ERROR(
+      ToTfStatus(::monolith::hash_table::CheckSlotExpireTimeConfig(config)));
   *expire_times =
       std::make_unique<::monolith::hash_table::SlotExpireTimes>(config);
   return OkStatus();
