@@ -404,3 +404,72 @@ def test_tables_not_named_by_ps_index_are_not_marked():
     assert [t.ps_shard for t in dist.tables] == [None, None]
     with pytest.raises(ValueError, match=r"ps_index must be in \[0, 2\)"):
       dist.tables[0].set_ps_shard(2, 2)
+
+
+def _unnamed_factory(i, configs):
+  """Tables not named "<prefix>_<i>": outside PS groups."""
+  return multi_hash_table_ops.MultiHashTable.from_configs(
+      configs, name_suffix=f"ps{i}x")
+
+
+def _save_unnamed_tables(model_dir: str, num_ps: int) -> str:
+  basename = os.path.join(model_dir, "model.ckpt")
+  with tf.Graph().as_default():
+    dist = distributed_ps.DistributedMultiTypeHashTable(
+        num_ps, {"a": _adagrad(1, 0.5)}, _unnamed_factory)
+    ids = tf.constant(_POOL)
+    assign = dist.assign({"a": (ids, tf.ones([len(_POOL), 1]))}).as_op()
+    listener = multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
+        basename)
+    saver = tf1.train.Saver([tf1.train.get_or_create_global_step()])
+    with _session(num_ps) as sess:
+      sess.run(assign)
+      raw = sess.raw_session()
+      listener.before_save(raw, 1)
+      saver.save(raw, basename, global_step=1)
+  return basename
+
+
+@pytest.mark.parametrize("num_ps", [3, 2])
+def test_unnamed_ps_tables_restore_only_into_the_same_ps_count(
+    tmp_path, num_ps):
+  basename = _save_unnamed_tables(str(tmp_path), 3)
+  with open(basename + "-1.assets/MonolithMultiHashTable_ps1x.num_ps") as f:
+    assert f.read() == "3\n"
+  with tf.Graph().as_default():
+    dist = distributed_ps.DistributedMultiTypeHashTable(
+        num_ps, {"a": _adagrad(1, 0.5)}, _unnamed_factory)
+    assert [t.ps_placement for t in dist.tables] == [
+        (num_ps, i) for i in range(num_ps)
+    ]
+    looked_up = dist.lookup({"a": tf.constant(_POOL)})["a"]
+    restorer = multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
+        basename)
+    with _session(num_ps) as sess:
+      if num_ps != 3:
+        # Each old PS's ids would stay on the PS of the same index, where
+        # lookups (routed mod 2) miss most of them.
+        with pytest.raises(tf.errors.FailedPreconditionError,
+                           match=r"MonolithMultiHashTable_ps0x, the table of "
+                           r"PS 0 of 2, was saved by 3 PS tasks"):
+          restorer.before_restore(sess.raw_session())
+        return
+      restorer.before_restore(sess.raw_session())
+      np.testing.assert_array_equal(sess.run(looked_up),
+                                    np.ones([len(_POOL), 1]))
+
+
+def test_unnamed_ps_placement_survives_the_meta_graph():
+  with tf.Graph().as_default():
+    distributed_ps.DistributedMultiTypeHashTable(2, {"a": _adagrad(1, 0.5)},
+                                                 _unnamed_factory)
+    meta_graph = tf1.train.export_meta_graph()
+  with tf.Graph().as_default():
+    tf1.train.import_meta_graph(meta_graph)
+    imported = tf1.get_collection(
+        multi_hash_table_ops._MULTI_HASH_TABLE_GRAPH_KEY)  # pylint: disable=protected-access
+    assert {t.shared_name: (t.ps_shard, t.ps_placement) for t in imported
+           } == {
+               "MonolithMultiHashTable_ps0x": (None, (2, 0)),
+               "MonolithMultiHashTable_ps1x": (None, (2, 1)),
+           }

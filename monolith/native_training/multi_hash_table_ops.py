@@ -348,6 +348,28 @@ def _ps_checkpoints_of_local_name(directory: str,
   return []
 
 
+def _check_unmarked_ps_count(directory: str, table: "MultiHashTable") -> None:
+  """Refuses to restore a PS table outside PS groups (see `set_ps_shard`)
+  from a save by another number of PS tasks: it would keep the ids of old
+  PS i on PS i, where lookups route by the new count and miss most of them.
+
+  Raises:
+    tf.errors.FailedPreconditionError: the save records another PS count.
+  """
+  num_ps, ps_index = table.ps_placement
+  recorded = save_utils.read_ps_count(directory, table.shared_name)
+  if recorded is not None and recorded != num_ps:
+    raise tf.errors.FailedPreconditionError(
+        None, None,
+        f"{table.shared_name}, the table of PS {ps_index} of {num_ps}, was "
+        f"saved by {recorded} PS tasks ("
+        f"{save_utils.ps_count_path(directory, table.shared_name)}) and is "
+        f"not named <prefix>_{ps_index}, so it cannot be resharded: restore "
+        f"into {recorded} PS tasks, or name the tables of PS i "
+        "\"<prefix>_<i>\" (as distributed_ps_factory does) in the job that "
+        "saves")
+
+
 def ps_checkpoints_to_read(basenames: List[str], shard: PsShard) -> List[str]:
   """Which checkpoints of an old PS layout hold ids of `shard`'s table.
 
@@ -652,6 +674,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       self._learning_rate = tf.cast(tf.stack(learning_rate_list), tf.float32)
     self._saver_parallel = saver_parallel
     self._ps_shard = None
+    self._ps_placement = None
     self._shared_name = "_".join([MultiHashTable.NAME_PREFIX, name_suffix])
     self._check_and_insert_name(self._shared_name)
     with tf.device(device):
@@ -686,9 +709,11 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     # a new table of the same name would share the resource.
     graph_meta.get_meta("multi_hash_table_metadata",
                         MultiHashTableMetadata).name_set.add(self._shared_name)
+    self._ps_placement = ((proto.num_ps, proto.ps_index)
+                          if proto.HasField("num_ps") else None)
     self._ps_shard = (PsShard(proto.num_ps, proto.ps_index,
                               proto.ps_group_prefix)
-                      if proto.HasField("num_ps") else None)
+                      if proto.HasField("ps_group_prefix") else None)
     self._initializer = g.as_graph_element(
         ops.prepend_name_scope(proto.initializer_op, import_scope))
     self._handle = g.as_graph_element(
@@ -856,9 +881,9 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     proto.initializer_op = ops.strip_name_scope(self._initializer.name,
                                                 export_scope)
     proto.handle_tensor = ops.strip_name_scope(self._handle.name, export_scope)
+    if self._ps_placement is not None:
+      proto.num_ps, proto.ps_index = self._ps_placement
     if self._ps_shard is not None:
-      proto.num_ps = self._ps_shard.num_ps
-      proto.ps_index = self._ps_shard.ps_index
       proto.ps_group_prefix = self._ps_shard.group_prefix
     return proto
 
@@ -896,6 +921,12 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     """Where the table sits in a DistributedMultiTypeHashTable, or None."""
     return self._ps_shard
 
+  @property
+  def ps_placement(self) -> Optional[Tuple[int, int]]:
+    """(num_ps, ps_index) given to `set_ps_shard`, whether or not the
+    table's name marked it; None for a table off any PS job."""
+    return self._ps_placement
+
   def set_ps_shard(self, num_ps: int, ps_index: int) -> bool:
     """Records that this is the table of PS `ps_index` of `num_ps`.
 
@@ -904,7 +935,10 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     PS table of the same group, whatever their number was, keeping the ids
     with floormod(id, num_ps) == ps_index. Groups are told by the shared
     name: "<group prefix>_<ps_index>" (the factory's names); a table named
-    otherwise is not marked and restores only from its own checkpoint.
+    otherwise is not marked and restores only from its own checkpoint, into
+    the same number of PS tasks: the saver listener records its PS count
+    ("<shared name>.num_ps"), and a restore into another count fails
+    instead of keeping each old PS's ids on the PS of the same index.
 
     Args:
       num_ps: the number of PS tasks, >= 1.
@@ -918,6 +952,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     """
     if not 0 <= ps_index < num_ps:
       raise ValueError(f"ps_index must be in [0, {num_ps}), got {ps_index}")
+    self._ps_placement = (num_ps, ps_index)
     suffix = f"_{ps_index}"
     if not self._shared_name.endswith(suffix):
       logging.warning(
@@ -1699,12 +1734,16 @@ class MultiHashTableCheckpointSaverListener(
             save_utils.saving_per_ps_files(
                 base_dir, prefix, _ps_table_files(prefix, data_files=True),
                 num_ps, step_recorded))
+      for name in self._unmarked_ps_tables:
+        save_utils.remove_ps_count(base_dir, name)
       # One run: the feature_stat ops depend on the saves, so running them
       # apart would save every table again.
       _, counts = sess.run(
           (self._save_op, self._features_counts_tuples),
           feed_dict=feed_dict,
           options=tf.compat.v1.RunOptions(timeout_in_ms=_TIMEOUT_IN_MS))
+      for name, num_ps in self._unmarked_ps_tables.items():
+        save_utils.write_ps_count(base_dir, name, num_ps)
     logging.info("Saved MultiHashTables.")
     if self._write_ckpt_info:
       self._write_info(counts, global_step_value)
@@ -1741,6 +1780,13 @@ class MultiHashTableCheckpointSaverListener(
     _check_names_apart_from_ps_groups(tables)
     self._ps_groups = {
         t.ps_shard.group_prefix: t.ps_shard.num_ps for t in tables if t.ps_shard
+    }
+    # PS tables outside groups: their PS count is recorded under their own
+    # name, so that a restore into another count is refused.
+    self._unmarked_ps_tables = {
+        t.shared_name: t.ps_placement[0]
+        for t in tables
+        if t.ps_shard is None and t.ps_placement is not None
     }
     save_ops = []
     for table in tables:
@@ -1863,6 +1909,8 @@ class MultiHashTableCheckpointRestorerListener(
       shard = t.ps_shard
       if shard is None:
         own = asset_dir + t.shared_name
+        if t.ps_placement is not None:
+          _check_unmarked_ps_count(asset_dir, t)
         if t.on_gpu or _has_checkpoint(own):
           feed_dict[placeholder] = own if t.on_gpu else [own]
           continue
