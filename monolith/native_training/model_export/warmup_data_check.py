@@ -82,6 +82,7 @@ from tensorflow.python.util import deprecation
 from tensorflow_serving.apis import input_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
+from idl.matrix.proto import example_pb2
 from monolith.native_training.model_export import warmup_io
 # Registers monolith's ops (hash tables), so replay loads models serving them.
 from monolith.native_training.runtime.ops import gen_monolith_ops  # pylint: disable=unused-import
@@ -107,6 +108,12 @@ flags.DEFINE_integer(
     "replay_iterations", 1,
     "Runs per request when replaying (TF Serving's num_request_iterations).",
     lower_bound=1)
+flags.DEFINE_bool(
+    "enable_signature_method_name_check", False,
+    "Check signatures' method names as TF Serving does under its flag of "
+    "the same name (off by default there too): a classify or regress "
+    "request then needs a signature of that method, and a predict request "
+    "one of the predict, classify or regress methods.")
 flags.DEFINE_integer(
     "max_tensor_bytes", DEFAULT_MAX_TENSOR_BYTES,
     "A request tensor that takes more bytes than this once parsed is a "
@@ -121,6 +128,11 @@ _METHOD_KINDS = {
     tf.saved_model.REGRESS_METHOD_NAME: "regress",
 }
 _KIND_METHODS = {kind: method for method, kind in _METHOD_KINDS.items()}
+# The methods of signatures a predict request may run (TF Serving's
+# VerifySignature, under --enable_signature_method_name_check).
+_PREDICTABLE_METHODS = (tf.saved_model.PREDICT_METHOD_NAME,
+                        tf.saved_model.CLASSIFY_METHOD_NAME,
+                        tf.saved_model.REGRESS_METHOD_NAME)
 # Classify and regress requests carry tf.Examples, listed under this name.
 _EXAMPLES_INPUT = "<tf.Example>"
 # The input of classify and regress signatures, as TF Serving requires.
@@ -398,7 +410,19 @@ def _string_list_problem(content: bytes, count: int) -> Optional[str]:
   return None
 
 
-def _batch_size(tensor: tensor_pb2.TensorProto) -> int:
+def _batch_size(name: str, tensor: tensor_pb2.TensorProto) -> int:
+  """The rows a request input holds: its first dimension, or for one
+  serialized ExampleBatch (the example_batch variant's input) its
+  batch_size."""
+  if (name == warmup_io.INPUT_NAMES["example_batch"] and
+      tensor.dtype == types_pb2.DT_STRING and len(tensor.string_val) == 1):
+    try:
+      rows = example_pb2.ExampleBatch.FromString(
+          tensor.string_val[0]).batch_size
+    except message.DecodeError:
+      rows = 0
+    if rows >= 1:
+      return rows
   dims = tensor.tensor_shape.dim
   return dims[0].size if dims else 1
 
@@ -590,6 +614,18 @@ def _parse_log(index: int,
       return None, Problem(
           index, "multi_inference_log with no tasks: TF Serving refuses the "
           "request (InvalidArgument), and with it the model load")
+    model_names = [task.model_spec.name for task in tasks]
+    if not all(model_names):
+      return None, Problem(
+          index, f"multi_inference_log task {model_names.index('')} has no "
+          "model_spec.name: TF Serving refuses the request (InvalidArgument: "
+          "a ModelSpec with an empty model name), and with it the model load")
+    if len(set(model_names)) > 1:
+      return None, Problem(
+          index, f"multi_inference_log tasks name models "
+          f"{sorted(set(model_names))}: TF Serving refuses the request "
+          "(InvalidArgument: all tasks must name the same model), and with it "
+          "the model load")
     signatures = [
         task.model_spec.signature_name or warmup_io.DEFAULT_SIGNATURE
         for task in tasks
@@ -637,8 +673,8 @@ def summarize(calls: Sequence[_Call]) -> Dict[str, SignatureSummary]:
       for name, tensor in call.tensors.items():
         summary.inputs[name] = _dtype_name(tensor.dtype)
       if call.tensors:
-        summary.batch_sizes[_batch_size(next(iter(
-            call.tensors.values())))] += 1
+        summary.batch_sizes[_batch_size(*next(iter(
+            call.tensors.items())))] += 1
     else:
       summary.inputs[_EXAMPLES_INPUT] = "string"
       summary.batch_sizes[len(_serialized_examples(call.examples))] += 1
@@ -708,8 +744,11 @@ def _examples_signature_problems(kind: str,
 
 def _check_call(call: _Call,
                 signature_defs: Mapping[str, meta_graph_pb2.SignatureDef],
-                saved_model_dir: str) -> List[str]:
-  """Why TF Serving would reject `call` against these signatures."""
+                saved_model_dir: str,
+                method_name_check: bool = False) -> List[str]:
+  """Why TF Serving would reject `call` against these signatures
+  (`method_name_check`: as under its --enable_signature_method_name_check).
+  """
   signature_def = signature_defs.get(call.signature)
   if signature_def is None:
     return [
@@ -723,14 +762,21 @@ def _check_call(call: _Call,
     if wanted is None:
       return [f"multi_inference task method {call.kind!r} is not "
               f"{' or '.join(sorted(_METHOD_KINDS))}"]
-    if signature_def.method_name != wanted:
+    if method_name_check and signature_def.method_name != wanted:
       return [f"a {call.kind} request needs a signature of method "
-              f"{wanted}, but {where} has {signature_def.method_name}"]
+              f"{wanted}, but {where} has {signature_def.method_name} "
+              "(--enable_signature_method_name_check)"]
     reasons.extend(_examples_signature_problems(call.kind, signature_def,
                                                 where))
     if not _serialized_examples(call.examples):
       reasons.append(f"the {call.kind} request has no examples")
     return reasons
+  if method_name_check and (signature_def.method_name
+                            not in _PREDICTABLE_METHODS):
+    return [f"a predict request needs a signature of method "
+            f"{' or '.join(_PREDICTABLE_METHODS)}, but {where} has "
+            f"{signature_def.method_name!r} "
+            "(--enable_signature_method_name_check)"]
   expected = signature_def.inputs
   for name, tensor in call.tensors.items():
     info = expected.get(name)
@@ -748,11 +794,43 @@ def _check_call(call: _Call,
                      f"takes {signature_shape}")
   for name in sorted(set(expected) - set(call.tensors)):
     reasons.append(f"{where} needs input {name!r}, which the request lacks")
-  for name in call.output_filter:
+  for i, name in enumerate(call.output_filter):
     if name not in signature_def.outputs:
       reasons.append(f"output_filter {name!r} is not an output of {where} "
                      f"(outputs: {', '.join(sorted(signature_def.outputs))})")
+    elif name in call.output_filter[:i]:
+      reasons.append(f"output_filter names {name!r} twice: TF Serving "
+                     "refuses the request (duplicate output tensor alias)")
   return reasons
+
+
+def _multi_inference_problems(
+    calls: Sequence[_Call],
+    signature_defs: Mapping[str, meta_graph_pb2.SignatureDef]
+) -> List[Problem]:
+  """Multi-inference requests whose tasks' signatures read different input
+  tensors: TF Serving feeds one tensor of examples to every task and
+  refuses such a request (InvalidArgument), failing the model load."""
+  inputs_by_record = collections.defaultdict(dict)
+  for call in calls:
+    if call.log_type != "multi_inference_log":
+      continue
+    signature_def = signature_defs.get(call.signature)
+    if signature_def is None or (_SIGNATURE_EXAMPLES_INPUT
+                                 not in signature_def.inputs):
+      continue  # _check_call reports it
+    inputs_by_record[call.record][call.signature] = (
+        signature_def.inputs[_SIGNATURE_EXAMPLES_INPUT].name)
+  problems = []
+  for record, inputs in sorted(inputs_by_record.items()):
+    if len(set(inputs.values())) > 1:
+      read = ", ".join(f"{s!r} reads {t}" for s, t in sorted(inputs.items()))
+      problems.append(Problem(
+          record, f"multi_inference_log tasks' signatures read different "
+          f"input tensors ({read}): TF Serving refuses the request "
+          "(InvalidArgument: the input tensor must be the same for all "
+          "signatures), and with it the model load"))
+  return problems
 
 
 def _feeds(call: _Call,
@@ -844,11 +922,14 @@ def check_warmup_file(
     saved_model_dir: Optional[str] = None,
     replay_requests: bool = True,
     replay_iterations: int = 1,
-    max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES) -> CheckReport:
+    max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES,
+    method_name_check: bool = False) -> CheckReport:
   """Checks `warmup_file`, and with `saved_model_dir` its requests and replay.
 
   Model checks run only on a readable file whose request tensors all parse,
-  replay only when the model checks pass.
+  replay only when the model checks pass. `method_name_check` checks
+  signatures' method names as TF Serving's
+  --enable_signature_method_name_check (off there by default).
 
   Raises:
     WarmupDataError: the file or the SavedModel does not exist.
@@ -866,8 +947,11 @@ def check_warmup_file(
     return report
   signature_defs = load_signature_defs(saved_model_dir)
   for call in calls:
-    for reason in _check_call(call, signature_defs, saved_model_dir):
+    for reason in _check_call(call, signature_defs, saved_model_dir,
+                              method_name_check):
       problems.append(Problem(call.record, reason))
+  problems.extend(_multi_inference_problems(calls, signature_defs))
+  problems.sort(key=lambda p: -1 if p.record is None else p.record)
   if not problems and replay_requests:
     problems.extend(
         replay(calls, saved_model_dir, signature_defs, report.signatures,
@@ -893,7 +977,8 @@ def check_and_install(
     saved_model_dir: str,
     replay_requests: bool = True,
     replay_iterations: int = 1,
-    max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES
+    max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES,
+    method_name_check: bool = False
 ) -> Tuple[CheckReport, Optional[str]]:
   """Copies `warmup_file` into the SavedModel under a temporary name, checks
   that copy (as `check_warmup_file`) and installs it only if it passes, so
@@ -913,7 +998,8 @@ def check_and_install(
       tf.io.gfile.copy(warmup_file, tmp_path, overwrite=True)
       report = dataclasses.replace(
           check_warmup_file(tmp_path, saved_model_dir, replay_requests,
-                            replay_iterations, max_tensor_bytes),
+                            replay_iterations, max_tensor_bytes,
+                            method_name_check),
           warmup_file=warmup_file)
       if not report.ok:
         raise _NotInstalled()
@@ -976,14 +1062,14 @@ def main(argv: Sequence[str]) -> None:
   installed = None
   try:
     if FLAGS.install:
-      report, installed = check_and_install(warmup_file, saved_model_dir,
-                                            FLAGS.replay,
-                                            FLAGS.replay_iterations,
-                                            FLAGS.max_tensor_bytes)
+      report, installed = check_and_install(
+          warmup_file, saved_model_dir, FLAGS.replay, FLAGS.replay_iterations,
+          FLAGS.max_tensor_bytes, FLAGS.enable_signature_method_name_check)
     else:
       report = check_warmup_file(warmup_file, saved_model_dir, FLAGS.replay,
                                  FLAGS.replay_iterations,
-                                 FLAGS.max_tensor_bytes)
+                                 FLAGS.max_tensor_bytes,
+                                 FLAGS.enable_signature_method_name_check)
   except (warmup_io.WarmupDataError, ValueError, OSError,
           tf.errors.OpError) as e:
     sys.exit(f"warmup_data_check: error: {e}")

@@ -257,6 +257,17 @@ def test_summary_without_a_model(tmp_path):
   assert "first ms" not in warmup_data_check.format_report(report)
 
 
+def test_example_batch_requests_count_the_batch_rows(tmp_path):
+  # One serialized ExampleBatch per request: its rows are its batch_size,
+  # not the string tensor's one element.
+  logs = _random_example_logs(variant_type="example_batch", batch_size=6,
+                              max_records=18, signature_name=["a"])
+  path = _write(tmp_path / "warmup", logs)
+  report = warmup_data_check.check_warmup_file(path)
+  assert report.signatures["a"].inputs == {"example_batch": "string"}
+  assert report.signatures["a"].batch_sizes == {6: 2}
+
+
 def test_corrupted_record_names_its_index_and_offset(tmp_path):
   logs = _random_example_logs()
   path = _write(tmp_path / "warmup", logs)
@@ -421,7 +432,9 @@ def test_requests_that_do_not_fit_the_signatures(tmp_path, model_dir):
   ]
   filtered = _predict("serving_default", examples=[b""])
   filtered.predict_log.request.output_filter.append("score")
-  path = _write(tmp_path / "warmup", logs + [filtered])
+  twice = _predict("serving_default", examples=[b""])
+  twice.predict_log.request.output_filter.extend(["uid_slot", "uid_slot"])
+  path = _write(tmp_path / "warmup", logs + [filtered, twice])
   report = warmup_data_check.check_warmup_file(path, model_dir)
   assert not report.replayed
   assert _problems(report) == [
@@ -436,6 +449,8 @@ def test_requests_that_do_not_fit_the_signatures(tmp_path, model_dir):
       "(None,)",
       "record 4: output_filter 'score' is not an output of signature "
       "'serving_default' (outputs: label_sum, num_features, uid_slot)",
+      "record 5: output_filter names 'uid_slot' twice: TF Serving refuses "
+      "the request (duplicate output tensor alias)",
   ]
 
 
@@ -469,6 +484,7 @@ def test_classify_and_regress_requests(tmp_path, classifier_dir, model_dir):
   for signature, method in [("classify", "tensorflow/serving/classify"),
                             ("regress", "tensorflow/serving/regress")]:
     task = multi.multi_inference_log.request.tasks.add(method_name=method)
+    task.model_spec.name = "ranker"
     task.model_spec.signature_name = signature
   path = _write(tmp_path / "warmup", [classify, regress, multi])
   report = warmup_data_check.check_warmup_file(path, classifier_dir)
@@ -483,36 +499,123 @@ def test_classify_and_regress_requests(tmp_path, classifier_dir, model_dir):
   wrong.regress_log.request.CopyFrom(regression_pb2.RegressionRequest(
       model_spec=classify_request.model_spec, input=classify_request.input))
   path = _write(tmp_path / "wrong", [wrong])
+  # TF Serving checks a signature's layout; its method name only under
+  # --enable_signature_method_name_check (off by default).
   assert _problems(warmup_data_check.check_warmup_file(path, classifier_dir)) == [
+      "record 0: signature 'classify' must have one output, named "
+      "'outputs', for regress requests (it has ['classes', 'scores'])"
+  ]
+  assert _problems(
+      warmup_data_check.check_warmup_file(path, classifier_dir,
+                                          method_name_check=True)) == [
       "record 0: a regress request needs a signature of method "
       "tensorflow/serving/regress, but signature 'classify' has "
-      "tensorflow/serving/classify"
+      "tensorflow/serving/classify (--enable_signature_method_name_check)"
   ]
   on_predict = prediction_log_pb2.PredictionLog()
   on_predict.classify_log.request.CopyFrom(classification_pb2.ClassificationRequest(
       input=classify_request.input))
   path = _write(tmp_path / "on_predict", [on_predict])
-  problems = _problems(warmup_data_check.check_warmup_file(path, model_dir))
+  problems = _problems(warmup_data_check.check_warmup_file(
+      path, model_dir, method_name_check=True))
   assert problems == [
       "record 0: a classify request needs a signature of method "
       "tensorflow/serving/classify, but signature 'serving_default' has "
-      "tensorflow/serving/predict"
+      "tensorflow/serving/predict (--enable_signature_method_name_check)"
   ]
   # Multi-inference requests TF Serving refuses: no tasks, a signature run
-  # twice.
+  # twice, a task without a model name, tasks naming two models.
   empty = prediction_log_pb2.PredictionLog()
   empty.multi_inference_log.request.input.CopyFrom(classify_request.input)
   twice = prediction_log_pb2.PredictionLog()
   twice.CopyFrom(multi)
   twice.multi_inference_log.request.tasks[1].model_spec.signature_name = (
       "classify")
-  path = _write(tmp_path / "bad_multi", [empty, twice])
+  unnamed = prediction_log_pb2.PredictionLog()
+  unnamed.CopyFrom(multi)
+  unnamed.multi_inference_log.request.tasks[1].model_spec.ClearField("name")
+  two_models = prediction_log_pb2.PredictionLog()
+  two_models.CopyFrom(multi)
+  two_models.multi_inference_log.request.tasks[1].model_spec.name = "other"
+  path = _write(tmp_path / "bad_multi", [empty, twice, unnamed, two_models])
   assert _problems(warmup_data_check.check_warmup_file(path)) == [
       "record 0: multi_inference_log with no tasks: TF Serving refuses the "
       "request (InvalidArgument), and with it the model load",
       "record 1: multi_inference_log runs signature classify in two tasks: "
       "TF Serving refuses the request (InvalidArgument: duplicate evaluation "
-      "of a signature), and with it the model load"
+      "of a signature), and with it the model load",
+      "record 2: multi_inference_log task 1 has no model_spec.name: TF "
+      "Serving refuses the request (InvalidArgument: a ModelSpec with an "
+      "empty model name), and with it the model load",
+      "record 3: multi_inference_log tasks name models ['other', 'ranker']: "
+      "TF Serving refuses the request (InvalidArgument: all tasks must name "
+      "the same model), and with it the model load",
+  ]
+
+
+def test_a_classifier_saved_with_the_predict_method_is_served(tmp_path):
+  # tf.saved_model.save writes every signature with the predict method;
+  # TF Serving runs classify requests on one of the classify layout unless
+  # --enable_signature_method_name_check is on.
+  class Classifier(tf.Module):
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def classify(self, inputs):
+      x = tf.io.parse_example(
+          inputs, {"x": tf.io.FixedLenFeature([1], tf.float32)})["x"]
+      return {"scores": tf.concat([1 - x, x], 1)}
+
+  path = str(tmp_path / "classifier" / "1")
+  classifier = Classifier()
+  tf.saved_model.save(
+      classifier, path,
+      signatures={"classify": classifier.classify.get_concrete_function()})
+  example = tf.train.Example()
+  example.features.feature["x"].float_list.value.append(0.25)
+  log = prediction_log_pb2.PredictionLog()
+  log.classify_log.request.model_spec.signature_name = "classify"
+  log.classify_log.request.input.example_list.examples.append(example)
+  warmup = _write(tmp_path / "warmup", [log])
+  report = warmup_data_check.check_warmup_file(warmup, path)
+  assert _problems(report) == []
+  assert report.replayed
+  assert _problems(
+      warmup_data_check.check_warmup_file(warmup, path,
+                                          method_name_check=True)) == [
+      "record 0: a classify request needs a signature of method "
+      "tensorflow/serving/classify, but signature 'classify' has "
+      "tensorflow/serving/predict (--enable_signature_method_name_check)"
+  ]
+
+
+def test_multi_inference_tasks_must_read_one_input_tensor(tmp_path):
+
+  def signatures(examples, x):
+    other = tf.compat.v1.placeholder(tf.string, [None], name="other")
+    classes = tf.tile(tf.constant([["no", "yes"]]), [tf.shape(examples)[0], 1])
+    return {
+        "classify": tf.compat.v1.saved_model.classification_signature_def(
+            examples, classes, tf.concat([1 - x, x], 1)),
+        "regress": tf.compat.v1.saved_model.regression_signature_def(
+            other, x),
+    }
+
+  model = _save_examples_model(str(tmp_path / "model" / "1"), signatures)
+  example = tf.train.Example()
+  example.features.feature["x"].float_list.value.append(0.25)
+  multi = prediction_log_pb2.PredictionLog()
+  multi.multi_inference_log.request.input.example_list.examples.append(example)
+  for signature, method in [("classify", "tensorflow/serving/classify"),
+                            ("regress", "tensorflow/serving/regress")]:
+    task = multi.multi_inference_log.request.tasks.add(method_name=method)
+    task.model_spec.name = "m"
+    task.model_spec.signature_name = signature
+  path = _write(tmp_path / "warmup", [multi])
+  assert _problems(warmup_data_check.check_warmup_file(path, model)) == [
+      "record 0: multi_inference_log tasks' signatures read different input "
+      "tensors ('classify' reads Placeholder:0, 'regress' reads other:0): "
+      "TF Serving refuses the request (InvalidArgument: the input tensor "
+      "must be the same for all signatures), and with it the model load"
   ]
 
 
