@@ -51,7 +51,7 @@ as_root() {
 }
 
 # Sandboxes on tmpfs: each compile links ~9k TF headers (a clean build 16 s
-# there, 27 s on disk), and each sandbox takes ~25 MB and ~10k inodes while
+# there, 27 s on disk), and each sandbox takes ~25-35 MB and ~10k inodes while
 # its action runs. Only where /dev/shm has room for many: a container's
 # default 64 MiB would fail the build ("No space left on device").
 sandbox_base=""
