@@ -998,23 +998,19 @@ Status EmbeddingHashTable::Save(
         for (; next < pending.size() && wire.size() < save_chunk_bytes_;
              ++next) {
           if (next + kPrefetchAhead < pending.size()) {
-            PrefetchRange<false>(
-                internal.EntryAt(pending[next + kPrefetchAhead].index),
-                stride_);
+            const Slot& ahead = pending[next + kPrefetchAhead];
+            PrefetchRange<false>(internal.EntryAt(ahead.index), stride_);
+            Prefetch(&internal.slots[MixId(ahead.id) & internal.mask]);
           }
           const Slot& slot = pending[next];
-          Timestamp timestamp = slot.timestamp;
+          // The live slot's time, not the listing's copy: updates since
+          // the listing stamp slots in place (without a new layout), and
+          // the record holds the live values.
+          const Timestamp timestamp =
+              internal.slots[internal.FindSlot(slot.id, MixId(slot.id))]
+                  .timestamp;
           if (now > 0 && expire_times->IsExpired(slot.id, timestamp, now)) {
-            // The listing's copy of the time predates updates since (they
-            // stamp slots in place, without a new layout): the live one
-            // decides. Only here, so that a save costs no extra probe.
-            const Slot& live =
-                internal.slots[internal.FindSlot(slot.id, MixId(slot.id))];
-            if (live.index == kEmpty ||
-                expire_times->IsExpired(slot.id, live.timestamp, now)) {
-              continue;
-            }
-            timestamp = live.timestamp;
+            continue;
           }
           accessor_->WriteRecord(slot.id, internal.EntryAt(slot.index),
                                  timestamp, &wire);

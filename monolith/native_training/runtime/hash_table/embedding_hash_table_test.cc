@@ -1712,6 +1712,44 @@ TEST(EmbeddingHashTableTest, SaveTakesTheLiveTimeOfAnEntryUpdatedMeanwhile) {
   EXPECT_EQ(saved.size(), fresh.size() + old.size());
 }
 
+// The same for an entry whose listed time has not expired: updated after
+// the listing, it was saved with its new values and the listing's older
+// time, so a restore would let it expire early.
+TEST(EmbeddingHashTableTest, SaveWritesTheLiveTimeBesideTheLiveValues) {
+  auto table = MakeTable(SgdTable(1));
+  table->SetSaveChunkBytesForTesting(64);
+  // Ids of one internal shard: the first 8 in its arena, then 40 more.
+  std::vector<int64_t> first, later;
+  for (int64_t id = 1; later.size() < 40; ++id) {
+    if (EmbeddingHashTable::ShardOfIdForTesting(id) != 5) continue;
+    (first.size() < 8 ? first : later).push_back(id);
+  }
+  const std::vector<float> ones(later.size(), 1.0f), twos(later.size(), 2.0f);
+  table->Assign(first.data(), first.size(), ones.data(), 10);
+  table->Assign(later.data(), later.size(), ones.data(), 10);
+  std::map<int64_t, std::pair<float, int64_t>> saved;  // value, time
+  bool updated = false;
+  ASSERT_TRUE(table
+                  ->Save(0, 1, 0,
+                         [&](const SavedEntry& entry) {
+                           const EntryDump dump = ParseSaved(entry);
+                           saved[dump.id()] = {dump.num(0),
+                                               dump.last_update_ts_sec()};
+                           if (!updated) {
+                             updated = true;
+                             table->Assign(later.data(), later.size(),
+                                           twos.data(), 500);
+                           }
+                           return Status::OK();
+                         })
+                  .ok());
+  ASSERT_TRUE(updated);
+  for (const int64_t id : later) {
+    ASSERT_TRUE(saved.count(id)) << id;
+    EXPECT_EQ(saved[id], std::make_pair(2.0f, int64_t{500})) << "id " << id;
+  }
+}
+
 // A clear between two chunks of a shard: the rest of the shard's listing is
 // gone, nothing of it is saved (its arena was reset), and ids inserted
 // after the clear are saved from the shards listed after it.
