@@ -308,9 +308,9 @@ class DumpReader:
         larger one is refused before anything of it is read (on a pipe, a
         wrong layout would otherwise read a size from payload bytes and wait
         for that much input). At most MAX_RECORD_BYTES.
-      sort_id_check: with a sort-id layout, a first sort id of
-        RECORD_LIKE_SORT_ID_BYTES or more that this check accepts is taken
-        for a record (the dump has no sort ids) and refused; best
+      sort_id_check: with a sort-id layout, the first sort id of
+        RECORD_LIKE_SORT_ID_BYTES or more, if this check accepts it, is
+        taken for a record (the dump has no sort ids) and refused; best
         `record_like_check`, so that a sort id that parses by chance is not
         refused.
       first_record_check: also validates the first record's payload (for
@@ -326,6 +326,8 @@ class DumpReader:
     self._stream = stream
     self._check = check
     self._sort_id_check = sort_id_check
+    # Whether a sort id long enough to be a record was checked yet.
+    self._long_sort_id_checked = False
     self._first_record_check = first_record_check
     self._payload_hint = payload_hint
     self._input_size = _bytes_left(stream)  # None: unknown (a pipe)
@@ -382,7 +384,7 @@ class DumpReader:
           sort_id_size = prefix
       if self.layout.has_sort_id:
         sort_id = self._sized("sort id", "sort id size", sort_id_size)
-        self._check_first_sort_id(sort_id, record_offset)
+        self._check_first_long_sort_id(sort_id, record_offset)
       if self.layout.kafka_dump:
         self._take(KAFKA_DUMP_BYTES, "kafka dump field")
     payload = self._sized("record payload", "record size")
@@ -409,22 +411,29 @@ class DumpReader:
     self.records_read += 1
     return payload
 
-  def _check_first_sort_id(self, sort_id: bytes, record_offset: int) -> None:
-    """Refuses a first sort id that is itself a record (sort_id_check).
+  def _check_first_long_sort_id(self, sort_id: bytes,
+                                record_offset: int) -> None:
+    """Refuses the first sort id of RECORD_LIKE_SORT_ID_BYTES or more if it
+    is itself a record (sort_id_check).
 
     Reading a dump without sort ids as one with them (--has_sort_id, the
     default, where --nohas_sort_id was meant) takes every other record for
     a sort id, and with an even number of records ends cleanly: half the
-    records would be dropped without a word. Sort ids are short keys.
+    records would be dropped without a word. Sort ids are short keys; the
+    first long one is checked, not only record 0's (a dump whose first
+    record is small would pass).
     """
-    if (self.records_read == 0 and self._sort_id_check is not None and
-        len(sort_id) >= RECORD_LIKE_SORT_ID_BYTES and
-        self._sort_id_check(sort_id) is None):
+    if (self._long_sort_id_checked or self._sort_id_check is None or
+        len(sort_id) < RECORD_LIKE_SORT_ID_BYTES):
+      return
+    self._long_sort_id_checked = True
+    if self._sort_id_check(sort_id) is None:
       raise DumpFormatError(
-          f"{self.name}: the sort id of record 0 (starting at byte offset "
-          f"{record_offset}) is {len(sort_id)} bytes that parse as a record: "
-          "the dump has no sort ids (pass --nohas_sort_id), or "
-          f"{LAYOUT_HINT}; --novalidate_records skips this check")
+          f"{self.name}: the sort id of record {self.records_read} (starting "
+          f"at byte offset {record_offset}) is {len(sort_id)} bytes that "
+          "parse as a record: the dump has no sort ids (pass "
+          f"--nohas_sort_id), or {LAYOUT_HINT}; --novalidate_records skips "
+          "this check")
 
   def _sized(self, what: str, size_what: str,
              size: Optional[int] = None) -> bytes:

@@ -380,8 +380,24 @@ def test_a_dump_without_sort_ids_read_with_them_is_refused():
                                   sort_id_check=check)
   with pytest.raises(dump_format.DumpFormatError, match="parse as a record"):
     reader.read_record()
+  # The first long sort id is checked, also past record 0: a dump whose
+  # first record is shorter than a record-like sort id is refused too.
+  small = example_pb2.Example()
+  small.named_feature.add(name="f")
+  small_payload = small.SerializeToString()
+  assert len(small_payload) < dump_format.RECORD_LIKE_SORT_ID_BYTES
+  reader = dump_format.DumpReader(
+      io.BytesIO(_dump([small_payload, small_payload] + payloads,
+                       dump_format.DumpLayout())),
+      with_sort_ids, sort_id_check=check)
+  assert reader.read_record() == small_payload
+  with pytest.raises(dump_format.DumpFormatError,
+                     match=r"the sort id of record 1 \(starting at byte "
+                     r"offset \d+\) is \d+ bytes that parse as a record"):
+    reader.read_record()
   # Long sort ids that are no record (one that does not parse, a key that
-  # parses only as unknown fields), and any after record 0's, are kept.
+  # parses only as unknown fields), and any after the first long one, are
+  # kept.
   key = b"z9v_y9nu_otn0ub2w2ymoyeayld14vr3f9doli2j11cudr9wqpsap_addqiehgwk"
   for first in (b"\xff" * 200, key):
     data = b"".join(
