@@ -224,13 +224,22 @@ def test_a_fresh_job_is_all_uninitialized_until_set_up():
       assert one.uninitialized_ps_tasks(sess) == set()
   # Back to 2 PS: PS 0 holds all ids now, set up for 1 PS, and is restored.
   # PS 1, up but out of the 1-PS job, still holds the first job's shard and
-  # its mark: it counts as set up (the documented limit: restart such a
-  # task before it rejoins).
+  # its count, but an older setup generation than PS 0's: restored too.
   with tf.Graph().as_default():
     again = save_utils.PsMonitor(2)
     with tf1.Session(servers[0].target, config=shared) as sess:
-      assert again.uninitialized_ps_tasks(sess) == {0}
+      assert again.uninitialized_ps_tasks(sess) == {0, 1}
       again.setup_ps_initialized_state(sess)
+      assert again.uninitialized_ps_tasks(sess) == set()
+  # A chief restarting in that job finds every task set up, and its setup
+  # (a new generation on every task) keeps them so.
+  with tf.Graph().as_default():
+    chief = save_utils.PsMonitor(2)
+    with tf1.Session(servers[0].target, config=shared) as sess:
+      assert chief.uninitialized_ps_tasks(sess) == set()
+      chief.setup_ps_initialized_state(sess)
+      assert chief.uninitialized_ps_tasks(sess) == set()
+      assert sess.run(chief.report_uninitialized_ps()).tolist() == []
   # Through 3 PS and back to 2: every task that kept running is restored.
   with tf.Graph().as_default():
     three = save_utils.PsMonitor(3)
@@ -248,14 +257,14 @@ def test_a_task_restarted_during_setup_is_not_marked_set_up():
   shared = tf1.ConfigProto()
   with tf.Graph().as_default():
     monitor = save_utils.PsMonitor(2)
-    # A restart empties a task's table: remove its entry as one would.
+    # A restart empties a task's table: remove its entries as one would.
     restart = []
     for i in range(2):
       with tf.device(utils.ps_device(i)):
         restart.append(
             tf.raw_ops.LookupTableRemoveV2(
                 table_handle=save_utils.ps_monitor_table(i),
-                keys=tf.constant([0], tf.int64)))
+                keys=tf.constant([0, 1], tf.int64)))
     with tf1.Session(servers[0].target, config=shared) as sess:
       monitor.uninitialized_ps_tasks(sess)
       monitor.setup_ps_initialized_state(sess)

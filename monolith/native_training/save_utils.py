@@ -568,6 +568,12 @@ class StrictChiefSessionCreator(tf.compat.v1.train.SessionCreator):
         init_fn=self._scaffold.init_fn)
 
 
+# PsMonitor's keys: the PS count a task was set up for, and the generation
+# of its last setup.
+_COUNT_KEY = 0
+_GENERATION_KEY = 1
+
+
 def ps_monitor_table(ps_index: int) -> tf.Tensor:
   """The handle of `PsMonitor`'s table on PS `ps_index` (build it under
   that task's device): key 0 maps to the PS count the task was set up for."""
@@ -581,18 +587,22 @@ def ps_monitor_table(ps_index: int) -> tf.Tensor:
 class PsMonitor:
   """Tells which parameter-server tasks restarted since they were set up.
 
-  Each PS task i holds a one-entry hash table (shared name "ps_monitor_<i>")
+  Each PS task i holds a small hash table (shared name "ps_monitor_<i>")
   into which `setup_ps_initialized_state` writes the job's PS count once
-  the task's variables and tables are initialized or restored. A PS process
-  that restarts starts with an empty table, so a missing count means the
-  task's state is gone. A count other than this job's means the task kept
-  running through a change of PS count: it holds tables sharded for that
-  count (id mod the old num_ps), so it counts as not set up and is
-  restored (resharded) too, also after several changes (2, 3, then 2 PS).
-  A task that was out of the job meanwhile (2, 1, then 2 PS, PS 1 up but
-  unused) still holds this count, with state older than the checkpoint:
-  restart it before it rejoins. Sessions must share the PS tasks'
-  resources (the default; not `isolate_session_state`).
+  the task's variables and tables are initialized or restored, and a setup
+  generation. A PS process that restarts starts with an empty table, so a
+  missing count means the task's state is gone. A count other than this
+  job's means the task kept running through a change of PS count: it
+  holds tables sharded for that count (id mod the old num_ps), so it
+  counts as not set up and is restored (resharded) too, also after several
+  changes (2, 3, then 2 PS). Every setup writes one new generation (one
+  past the highest any task holds) to all the job's tasks, so a task that
+  was out of the job meanwhile (2, 1, then 2 PS, PS 1 up but unused) holds
+  an older generation than the tasks that took part, and is restored too.
+  Only where every task that took part restarted since is there none left
+  to tell: restart a task that was out of the job before it rejoins.
+  Sessions must share the PS tasks' resources (the default; not
+  `isolate_session_state`).
 
   Args:
     ps_num: the number of PS tasks, >= 0 (the original's argument name).
@@ -602,28 +612,47 @@ class PsMonitor:
     if not isinstance(ps_num, int) or ps_num < 0:
       raise ValueError(f"ps_num must be an int >= 0, got {ps_num!r}")
     self._num_ps = ps_num
-    set_up_counts = []
-    marks = []
+    counts, generations = [], []
+    marks, generation_marks = [], []
     graph = tf.compat.v1.get_default_graph()
     with tf.name_scope("ps_monitor"):
+      # The generation a setup writes (fed).
+      self._new_generation = tf.compat.v1.placeholder(tf.int64, [],
+                                                      "new_generation")
       for i in range(ps_num):
         with graph.colocate_with(None, ignore_existing=True), tf.device(
             utils.ps_device(i)):
           table = ps_monitor_table(i)
-          key = tf.constant([0], tf.int64)
+          keys = tf.constant([_COUNT_KEY, _GENERATION_KEY], tf.int64)
           marks.append(
-              tf.raw_ops.LookupTableInsertV2(table_handle=table,
-                                             keys=key,
-                                             values=tf.constant([ps_num],
-                                                                tf.int64)))
-          set_up_counts.append(
-              tf.raw_ops.LookupTableFindV2(table_handle=table,
-                                           keys=key,
-                                           default_value=tf.constant(
-                                               0, tf.int64))[0])
+              tf.raw_ops.LookupTableInsertV2(
+                  table_handle=table,
+                  keys=keys,
+                  values=tf.stack(
+                      [tf.constant(ps_num, tf.int64), self._new_generation])))
+          # A task kept as it is takes the generation only: restarted
+          # meanwhile, it still lacks the count.
+          generation_marks.append(
+              tf.raw_ops.LookupTableInsertV2(
+                  table_handle=table,
+                  keys=keys[1:],
+                  values=tf.reshape(self._new_generation, [1])))
+          found = tf.raw_ops.LookupTableFindV2(
+              table_handle=table,
+              keys=keys,
+              default_value=tf.constant(0, tf.int64))
+          counts.append(found[0])
+          generations.append(found[1])
       self._mark_ops = marks
-      self._set_up = (tf.equal(tf.stack(set_up_counts), ps_num)
-                      if set_up_counts else tf.zeros([0], tf.bool))
+      self._generation_mark_ops = generation_marks
+      if counts:
+        self._generations = tf.stack(generations)
+        self._set_up = tf.logical_and(
+            tf.equal(tf.stack(counts), ps_num),
+            tf.equal(self._generations, tf.reduce_max(self._generations)))
+      else:
+        self._generations = tf.zeros([0], tf.int64)
+        self._set_up = tf.zeros([0], tf.bool)
       self._task_names = [
           f"/job:{utils.PS_JOB_NAME}/task:{i}" for i in range(ps_num)
       ]
@@ -648,9 +677,16 @@ class PsMonitor:
   def _not_set_up(self, sess: tf.compat.v1.Session) -> Set[int]:
     """The PS tasks not set up for this PS count now (not counted as a
     look)."""
+    return self._not_set_up_and_generation(sess)[0]
+
+  def _not_set_up_and_generation(
+      self, sess: tf.compat.v1.Session) -> Tuple[Set[int], int]:
+    """`_not_set_up`, and the highest generation a task holds."""
     if not self._num_ps:
-      return set()
-    return {i for i, set_up in enumerate(sess.run(self._set_up)) if not set_up}
+      return set(), 0
+    set_up, generations = sess.run((self._set_up, self._generations))
+    return ({i for i, up in enumerate(set_up) if not up},
+            int(max(generations)))
 
   def is_ps_uninitialized(self, sess: tf.compat.v1.Session,
                           device: str) -> bool:
@@ -683,10 +719,17 @@ class PsMonitor:
     """
     seen = self._seen_by_every_look
     self._seen_by_every_look = None
-    uninitialized = self._not_set_up(sess)
+    uninitialized, generation = self._not_set_up_and_generation(sess)
     restored = uninitialized if seen is None else uninitialized & seen
-    if restored:
-      sess.run([self._mark_ops[i] for i in sorted(restored)])
+    # Every task of the job gets the new generation; only those restored
+    # get the count too.
+    marks = [
+        self._mark_ops[i] if i in restored else self._generation_mark_ops[i]
+        for i in range(self._num_ps)
+        if i in restored or i not in uninitialized
+    ]
+    if marks:
+      sess.run(marks, {self._new_generation: generation + 1})
     restarted = sorted(uninitialized - restored)
     if restarted:
       names = ", ".join(self._task_names[i] for i in restarted)
