@@ -232,7 +232,7 @@ def test_a_fresh_job_is_all_uninitialized_until_set_up():
       again.setup_ps_initialized_state(sess)
       assert again.uninitialized_ps_tasks(sess) == set()
   # A chief restarting in that job finds every task set up, and its setup
-  # (a new generation on every task) keeps them so.
+  # keeps them so (it writes nothing then).
   with tf.Graph().as_default():
     chief = save_utils.PsMonitor(2)
     with tf1.Session(servers[0].target, config=shared) as sess:
@@ -250,6 +250,25 @@ def test_a_fresh_job_is_all_uninitialized_until_set_up():
     two = save_utils.PsMonitor(2)
     with tf1.Session(servers[0].target, config=shared) as sess:
       assert two.uninitialized_ps_tasks(sess) == {0, 1}
+
+
+def test_tasks_set_up_without_a_generation_count_as_set_up():
+  # Set up by an earlier version: a count and no generation.
+  servers, _ = test_utils.create_test_ps_cluster(2)
+  shared = tf1.ConfigProto()
+  with tf.Graph().as_default():
+    monitor = save_utils.PsMonitor(2)
+    forget_generation = []
+    for i in range(2):
+      with tf.device(utils.ps_device(i)):
+        forget_generation.append(
+            tf.raw_ops.LookupTableRemoveV2(
+                table_handle=save_utils.ps_monitor_table(i),
+                keys=tf.constant([1], tf.int64)))
+    with tf1.Session(servers[0].target, config=shared) as sess:
+      monitor.setup_ps_initialized_state(sess)
+      sess.run(forget_generation)
+      assert monitor.uninitialized_ps_tasks(sess) == set()
 
 
 def test_a_task_restarted_during_setup_is_not_marked_set_up():

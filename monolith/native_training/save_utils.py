@@ -576,7 +576,9 @@ _GENERATION_KEY = 1
 
 def ps_monitor_table(ps_index: int) -> tf.Tensor:
   """The handle of `PsMonitor`'s table on PS `ps_index` (build it under
-  that task's device): key 0 maps to the PS count the task was set up for."""
+  that task's device): key 0 maps to the PS count the task was set up for,
+  key 1 to the generation of its last setup (none: set up by an earlier
+  version, read as 0)."""
   return tf.raw_ops.MutableHashTableV2(key_dtype=tf.int64,
                                        value_dtype=tf.int64,
                                        shared_name=f"ps_monitor_{ps_index}",
@@ -595,8 +597,9 @@ class PsMonitor:
   job's means the task kept running through a change of PS count: it
   holds tables sharded for that count (id mod the old num_ps), so it
   counts as not set up and is restored (resharded) too, also after several
-  changes (2, 3, then 2 PS). Every setup writes one new generation (one
-  past the highest any task holds) to all the job's tasks, so a task that
+  changes (2, 3, then 2 PS). Every setup that restores a task writes one
+  new generation (one past the highest any task holds) to all the job's
+  tasks, so a task that
   was out of the job meanwhile (2, 1, then 2 PS, PS 1 up but unused) holds
   an older generation than the tasks that took part, and is restored too.
   Only where every task that took part restarted since is there none left
@@ -720,6 +723,11 @@ class PsMonitor:
     seen = self._seen_by_every_look
     self._seen_by_every_look = None
     uninitialized, generation = self._not_set_up_and_generation(sess)
+    if not uninitialized:
+      # Every task holds this job's count and the highest generation: a new
+      # one would only risk a write that reaches some tasks and not others
+      # (which would then look out of date).
+      return
     restored = uninitialized if seen is None else uninitialized & seen
     # Every task of the job gets the new generation; only those restored
     # get the count too.
