@@ -65,7 +65,9 @@ class PolynomialDecay(LearningRateFunction):
       end_learning_rate: learning rate reached at `decay_steps`.
       power: power of the polynomial; 1.0 is a linear decay.
       cycle: whether to restart the decay after `decay_steps` steps.
-      name: name scope of the ops; defaults to "PolynomialDecay".
+      name: kept for the original's signature; the ops are under the
+        "PolynomialDecay" scope whatever it is, as the original's (which
+        never passed it on): any string, or None, is fine.
 
     Raises:
       ValueError: `decay_steps` is a Python number that is not positive.
@@ -82,7 +84,7 @@ class PolynomialDecay(LearningRateFunction):
 
   def __call__(self) -> tf.Tensor:
     global_step = tf.compat.v1.train.get_or_create_global_step()
-    with tf.name_scope(self.name or "PolynomialDecay") as scope:
+    with tf.name_scope("PolynomialDecay") as scope:
       initial = tf.convert_to_tensor(self.initial_learning_rate,
                                      dtype_hint=tf.float32,
                                      name="initial_learning_rate")

@@ -60,12 +60,14 @@ def test_integer_initial_rate_gives_float_rate():
   np.testing.assert_allclose(_rates_at_steps(fn, [1]), [0.5])
 
 
-def test_uses_name_scope():
-  # The result is named as the scope, as polynomial_decay names it.
+def test_ops_are_under_the_polynomial_decay_scope_whatever_the_name():
+  # As the original's, which never passed `name` on: a name that is no
+  # valid scope works, and the result keeps its usual name.
   with tf.Graph().as_default():
-    rate = learning_rate_functions.PolynomialDecay(0.1, 10, name="my_lr")()
-    assert rate.op.name == "my_lr"
-    assert rate.dtype == tf.float32
+    for name in ("my_lr", "warmup lr", "_private", None):
+      rate = learning_rate_functions.PolynomialDecay(0.1, 10, name=name)()
+      assert rate.op.name.startswith("PolynomialDecay"), (name, rate.op.name)
+      assert rate.dtype == tf.float32
     with tf.name_scope("outer"):
       assert learning_rate_functions.PolynomialDecay(
           0.1, 10)().op.name == "outer/PolynomialDecay"
