@@ -62,7 +62,7 @@ if [ ! -f "$deps/.complete" ]; then
   exit 1
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu_device_check.txt"
-flags=(-x cu -std=c++17 -O3 -fmad=false -gencode arch=compute_90,code=sm_90
+flags=(-x cu -std=c++17 -O3 -fmad=false -ftz=true -gencode arch=compute_90,code=sm_90
   -I. -isystem "$deps/hkv")
 bin=$(mktemp -d)
 build() {  # build NAME SOURCES...

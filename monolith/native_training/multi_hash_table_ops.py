@@ -1305,7 +1305,10 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
   @property
   def on_gpu(self) -> bool:
     """Whether these are gpucuco tables, placed on a GPU."""
-    return "GPU" in self._initializer.device.upper()
+    # The device type, not a substring: a job named e.g. "gpu_ps" holds CPU
+    # tables.
+    return tf.DeviceSpec.from_string(
+        self._initializer.device).device_type == "GPU"
 
   def _check_on_cpu(self, method: str) -> None:
     """NotImplementedError for what gpucuco tables do not do yet."""

@@ -686,6 +686,17 @@ def test_a_save_deletes_files_of_ps_beyond_its_count(tmp_path):
   assert not os.path.exists(asset_dir + "MonolithMultiHashTable.num_ps")
 
 
+def test_on_gpu_is_the_device_type_not_a_substring():
+  config = {"a": test_utils.generate_test_hash_table_config(1)}
+  with tf.Graph().as_default():
+    for device in ("/job:gpu_ps/replica:0/task:0/device:CPU:0", "",
+                   "/job:ps/task:0"):
+      with tf.device(device):
+        table = multi_hash_table_ops.MultiHashTable.from_configs(
+            config, name_suffix=f"on_{len(device)}")
+      assert not table.on_gpu, device
+
+
 def test_gpu_ps_tables_restore_from_the_same_ps_count(tmp_path, monkeypatch):
   # The listeners' logic for gpucuco PS tables, run on CPU tables taken
   # for GPU ones (no GPU here): a plain restore of the PS's own checkpoint.

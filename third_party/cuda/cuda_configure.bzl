@@ -29,6 +29,11 @@ _NVCC_FLAGS = [
     # No fused multiply-adds: the GPU optimizers then round every step as
     # the CPU ones (built without FMA) do, bit for bit.
     "-fmad=false",
+    # Denormal floats flushed to zero, as on the CPU tables inside TF, whose
+    # thread pools run with flush-to-zero and denormals-are-zero: a gradient
+    # whose square is denormal then leaves an adagrad accumulator of 0 at 0
+    # (no step) on both. Division and sqrt stay IEEE-rounded.
+    "-ftz=true",
     "-Xcompiler",
     "-fPIC",
     "-D_GLIBCXX_USE_CXX11_ABI=1",
