@@ -93,8 +93,11 @@ if ! "$base_python" -c "import ensurepip, venv" 2>/dev/null; then
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing Debian packages: ${missing[*]}"
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  # Waits for another apt (a fresh VM's unattended-upgrades) to let go of
+  # its locks instead of failing at once.
+  as_root apt-get -o DPkg::Lock::Timeout=600 update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
+    install -y -qq "${missing[@]}" >/dev/null
 fi
 
 if [ "$(cat "$venv/.monolith-requirements" 2>/dev/null)" != "$req_hash" ]; then

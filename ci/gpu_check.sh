@@ -21,12 +21,17 @@ venv=${MONOLITH_VENV:-$HOME/.cache/monolith/venv}
 failed=0
 
 say() { echo "$*" | tee -a "$summary"; }
+# Stops at a failure the later steps depend on, still with the result line.
+fail_now() {
+  say "result: FAILED"
+  exit 1
+}
 : > "$summary"
 say "gpu_check $(date -u +%FT%TZ) at $(cd "$root" && git rev-parse --short HEAD 2>/dev/null)"
 
 if ! command -v nvidia-smi >/dev/null; then
   say "driver: FAILED (no nvidia-smi: no NVIDIA driver on this machine)"
-  exit 1
+  fail_now
 fi
 say "driver: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | head -1)"
 cuda_version=$(nvidia-smi | sed -n 's/.*CUDA Version: *\([0-9]*\)\..*/\1/p' | head -1)
@@ -36,7 +41,10 @@ if [ -z "$cuda_version" ] || [ "$cuda_version" -lt 13 ]; then
 fi
 
 cd "$root"
-./bazelw version >/dev/null  # sets the machine up (venv, headers)
+if ! ci/bootstrap.sh; then  # sets the machine up (venv, headers)
+  say "setup: FAILED (ci/bootstrap.sh)"
+  fail_now
+fi
 tf_gpus() {
   "$venv/bin/python" -c "import tensorflow as tf; print(len(tf.config.list_physical_devices('GPU')))" 2>/dev/null | tail -1
 }
@@ -57,7 +65,7 @@ if ./bazelw build --config=cuda $targets; then
   say "build: PASSED ($(( $(date +%s) - start )) s, ./bazelw build --config=cuda $targets)"
 else
   say "build: FAILED (./bazelw build --config=cuda $targets)"
-  exit 1
+  fail_now
 fi
 
 log=$(mktemp)
