@@ -362,6 +362,8 @@ class DistributedMultiTypeHashTable(
         for name in cc.table_names
     ]
     self._tables = []
+    # Ops as_op runs besides the tables' (a save's PS count record).
+    self._after_tables = ()
     for i in range(num_ps):
       with ps_device(i), tf.name_scope(f"dmtht_ps_{i}"):
         rates_on_ps = tf.split(
@@ -705,11 +707,13 @@ class DistributedMultiTypeHashTable(
 
     As the saver listener does into a checkpoint's asset directory; PS tasks
     save in parallel. `restore` reads such saves into any number of PS.
-    Unlike the listener, this op writes no PS count record: save into a
-    directory of its own (`find_ps_checkpoints` then counts the files), or,
-    once the save ran, record the count with `save_utils.write_ps_count(
-    directory, "MonolithMultiHashTable", num_ps)` (a record left by an
-    earlier save with more PS would make restores read its stale files).
+    Once every PS saved, the worker records their count in
+    `<directory>/<group prefix>.num_ps` (`save_utils.write_ps_count`'s
+    record), where the tables are named `<group prefix>_<i>` (as the
+    factory names them): `find_ps_checkpoints` then reads that many PS's
+    saves, so a missing one is an error and the saves of PS tasks beyond
+    them (an earlier save with more PS) are not read. A save that fails
+    leaves an earlier record as it was: save into a directory of its own.
 
     Args:
       directory: the directory (string or string scalar tensor).
@@ -729,7 +733,18 @@ class DistributedMultiTypeHashTable(
       with ps_device(i), tf.name_scope(f"dmtht_save_{i}"):
         basename = tf.strings.join([directory, "/" + table.shared_name])
         new_tables.append(table.save(basename, compression_type))
-    return self._copy_with_new_tables(new_tables)
+    saved = self._copy_with_new_tables(new_tables)
+    prefixes = {t.ps_shard.group_prefix if t.ps_shard else None
+                for t in self._tables}
+    if len(prefixes) == 1 and None not in prefixes:
+      (prefix,) = prefixes
+      with tf.name_scope("dmtht_ps_count"), tf.control_dependencies(
+          [t.as_op() for t in new_tables]):
+        record = tf.io.write_file(
+            tf.strings.join([directory, f"/{prefix}.num_ps"]),
+            f"{self._num_ps}\n")
+      saved._after_tables = self._after_tables + (record,)
+    return saved
 
   def restore(self,
               basenames: Any,
@@ -780,7 +795,8 @@ class DistributedMultiTypeHashTable(
     Args:
       name: the op's name; "dmtht_ao" when None.
     """
-    with tf.control_dependencies([table.as_op() for table in self._tables]):
+    with tf.control_dependencies([table.as_op() for table in self._tables] +
+                                 list(self._after_tables)):
       return tf.no_op(name=name or "dmtht_ao")
 
   def _copy_with_new_tables(

@@ -14,6 +14,7 @@ from monolith.native_training import distributed_serving_ops
 from monolith.native_training import distributed_ps_factory
 from monolith.native_training import learning_rate_functions
 from monolith.native_training import multi_hash_table_ops
+from monolith.native_training import save_utils
 from monolith.native_training import test_utils
 from monolith.native_training import utils
 from monolith.native_training.model_export import export_context
@@ -210,6 +211,24 @@ def test_a_standalone_export_serves_every_ps_table_in_one_process(
       values = sess.run(looked_up)
   for name in configs:
     np.testing.assert_array_equal(values[name], trained[name])
+
+
+def test_save_records_the_ps_count_once_every_ps_saved(cluster, tmp_path):
+  table = _create({"a": _config(1)})
+  # An earlier save into the directory by 3 PS left PS 2's files.
+  stale = tmp_path / "MonolithMultiHashTable_2.meta-00000-of-00001"
+  stale.write_bytes(b"")
+  save = table.assign({"a": (_id([1, 2]), _value([[1], [2]]))}).save(
+      str(tmp_path)).as_op()
+  with _session(cluster) as sess:
+    sess.run(save)
+  assert save_utils.read_ps_count(str(tmp_path),
+                                  "MonolithMultiHashTable") == 2
+  # Restores read this save's 2 PS, not the stale third.
+  assert multi_hash_table_ops.find_ps_checkpoints(
+      str(tmp_path), "MonolithMultiHashTable") == [
+          str(tmp_path / f"MonolithMultiHashTable_{i}") for i in range(2)
+      ]
 
 
 def test_save_directories_with_a_trailing_slash_name_the_same_files(

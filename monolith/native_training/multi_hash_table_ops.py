@@ -241,10 +241,11 @@ def find_ps_checkpoints(directory: str, group_prefix: str) -> List[str]:
   its ids being dropped).
 
   N, the number of PS tasks that saved, is what the saver listener recorded
-  in "<group_prefix>.num_ps" (`save_utils.write_ps_count`) once every PS
+  (or `DistributedMultiTypeHashTable.save`) in "<group_prefix>.num_ps"
+  (`save_utils.write_ps_count`'s format) once every PS
   had saved: the tables of PS N and above are ignored (left by an earlier
   save of the step with more PS). Without that record (the original's
-  checkpoints, `DistributedMultiTypeHashTable.save`) N is the highest PS
+  checkpoints, saves of earlier versions) N is the highest PS
   index found plus one, so a checkpoint missing its last PS's tables reads
   as one of fewer PS.
 
@@ -269,7 +270,7 @@ def find_ps_checkpoints(directory: str, group_prefix: str) -> List[str]:
     return []
   if recorded is None:
     num_ps = max(indices) + 1
-    # The original's checkpoints, and DistributedMultiTypeHashTable.save's,
+    # The original's checkpoints, and earlier versions' saves,
     # carry no count: if the last PS's files were lost, its ids would be
     # dropped with no other sign.
     logging.warning(
