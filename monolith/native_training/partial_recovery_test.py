@@ -252,19 +252,25 @@ def test_a_fresh_job_is_all_uninitialized_until_set_up():
       assert two.uninitialized_ps_tasks(sess) == {0, 1}
 
 
+def _remove_monitor_keys(num_ps, keys):
+  """Per PS task, an op removing `keys` from its PsMonitor table."""
+  removes = []
+  for i in range(num_ps):
+    with tf.device(utils.ps_device(i)):
+      removes.append(
+          tf.raw_ops.LookupTableRemoveV2(
+              table_handle=save_utils.ps_monitor_table(i),
+              keys=tf.constant(keys, tf.int64)))
+  return removes
+
+
 def test_tasks_set_up_without_a_generation_count_as_set_up():
   # Set up by an earlier version: a count and no generation.
   servers, _ = test_utils.create_test_ps_cluster(2)
   shared = tf1.ConfigProto()
   with tf.Graph().as_default():
     monitor = save_utils.PsMonitor(2)
-    forget_generation = []
-    for i in range(2):
-      with tf.device(utils.ps_device(i)):
-        forget_generation.append(
-            tf.raw_ops.LookupTableRemoveV2(
-                table_handle=save_utils.ps_monitor_table(i),
-                keys=tf.constant([1], tf.int64)))
+    forget_generation = _remove_monitor_keys(2, [1])
     with tf1.Session(servers[0].target, config=shared) as sess:
       monitor.setup_ps_initialized_state(sess)
       sess.run(forget_generation)
@@ -277,13 +283,7 @@ def test_a_task_restarted_during_setup_is_not_marked_set_up():
   with tf.Graph().as_default():
     monitor = save_utils.PsMonitor(2)
     # A restart empties a task's table: remove its entries as one would.
-    restart = []
-    for i in range(2):
-      with tf.device(utils.ps_device(i)):
-        restart.append(
-            tf.raw_ops.LookupTableRemoveV2(
-                table_handle=save_utils.ps_monitor_table(i),
-                keys=tf.constant([0, 1], tf.int64)))
+    restart = _remove_monitor_keys(2, [0, 1])
     with tf1.Session(servers[0].target, config=shared) as sess:
       monitor.uninitialized_ps_tasks(sess)
       monitor.setup_ps_initialized_state(sess)

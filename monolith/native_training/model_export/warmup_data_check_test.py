@@ -107,17 +107,21 @@ def _save_examples_model(path, signatures_of):
 def _classifier_dir(tmp_path_factory):
   """A TF1-style model with classify and regress signatures on tf.Examples."""
 
-  def signatures(examples, x):
-    classes = tf.tile(tf.constant([["no", "yes"]]), [tf.shape(examples)[0], 1])
-    return {
-        "classify": tf.compat.v1.saved_model.classification_signature_def(
-            examples, classes, tf.concat([1 - x, x], 1)),
-        "regress": tf.compat.v1.saved_model.regression_signature_def(
-            examples, x),
-    }
-
   return _save_examples_model(
-      str(tmp_path_factory.mktemp("classifier") / "1"), signatures)
+      str(tmp_path_factory.mktemp("classifier") / "1"),
+      _classify_and_regress_signatures)
+
+
+def _classify_and_regress_signatures(examples, x, regress_examples=None):
+  """Signature defs 'classify' and 'regress' on the examples' feature x;
+  'regress' reads `regress_examples` where given."""
+  classes = tf.tile(tf.constant([["no", "yes"]]), [tf.shape(examples)[0], 1])
+  return {
+      "classify": tf.compat.v1.saved_model.classification_signature_def(
+          examples, classes, tf.concat([1 - x, x], 1)),
+      "regress": tf.compat.v1.saved_model.regression_signature_def(
+          examples if regress_examples is None else regress_examples, x),
+  }
 
 
 class _Summer(tf.Module):
@@ -466,6 +470,19 @@ def test_replay_failure_names_record_and_signature(tmp_path, model_dir):
   assert "Detected at node" not in problem
 
 
+def _classify_and_regress(example, model_name):
+  """A multi_inference log of one example: tasks on the 'classify' and
+  'regress' signatures of model `model_name`."""
+  multi = prediction_log_pb2.PredictionLog()
+  multi.multi_inference_log.request.input.example_list.examples.append(example)
+  for signature, method in [("classify", "tensorflow/serving/classify"),
+                            ("regress", "tensorflow/serving/regress")]:
+    task = multi.multi_inference_log.request.tasks.add(method_name=method)
+    task.model_spec.name = model_name
+    task.model_spec.signature_name = signature
+  return multi
+
+
 def test_classify_and_regress_requests(tmp_path, classifier_dir, model_dir):
   example = tf.train.Example()
   example.features.feature["x"].float_list.value.append(0.25)
@@ -479,13 +496,7 @@ def test_classify_and_regress_requests(tmp_path, classifier_dir, model_dir):
   context = regress_request.input.example_list_with_context
   context.context.CopyFrom(example)
   context.examples.add()  # x comes from the context
-  multi = prediction_log_pb2.PredictionLog()
-  multi.multi_inference_log.request.input.example_list.examples.append(example)
-  for signature, method in [("classify", "tensorflow/serving/classify"),
-                            ("regress", "tensorflow/serving/regress")]:
-    task = multi.multi_inference_log.request.tasks.add(method_name=method)
-    task.model_spec.name = "ranker"
-    task.model_spec.signature_name = signature
+  multi = _classify_and_regress(example, "ranker")
   path = _write(tmp_path / "warmup", [classify, regress, multi])
   report = warmup_data_check.check_warmup_file(path, classifier_dir)
   assert _problems(report) == []
@@ -592,25 +603,12 @@ def test_multi_inference_tasks_must_read_one_input_tensor(tmp_path):
 
   def signatures(examples, x):
     other = tf.compat.v1.placeholder(tf.string, [None], name="other")
-    classes = tf.tile(tf.constant([["no", "yes"]]), [tf.shape(examples)[0], 1])
-    return {
-        "classify": tf.compat.v1.saved_model.classification_signature_def(
-            examples, classes, tf.concat([1 - x, x], 1)),
-        "regress": tf.compat.v1.saved_model.regression_signature_def(
-            other, x),
-    }
+    return _classify_and_regress_signatures(examples, x, other)
 
   model = _save_examples_model(str(tmp_path / "model" / "1"), signatures)
   example = tf.train.Example()
   example.features.feature["x"].float_list.value.append(0.25)
-  multi = prediction_log_pb2.PredictionLog()
-  multi.multi_inference_log.request.input.example_list.examples.append(example)
-  for signature, method in [("classify", "tensorflow/serving/classify"),
-                            ("regress", "tensorflow/serving/regress")]:
-    task = multi.multi_inference_log.request.tasks.add(method_name=method)
-    task.model_spec.name = "m"
-    task.model_spec.signature_name = signature
-  path = _write(tmp_path / "warmup", [multi])
+  path = _write(tmp_path / "warmup", [_classify_and_regress(example, "m")])
   assert _problems(warmup_data_check.check_warmup_file(path, model)) == [
       "record 0: multi_inference_log tasks' signatures read different input "
       "tensors ('classify' reads Placeholder:0, 'regress' reads other:0): "
