@@ -599,11 +599,11 @@ class PsMonitor:
   counts as not set up and is restored (resharded) too, also after several
   changes (2, 3, then 2 PS). Every setup that restores a task writes one
   new generation (one past the highest any task holds) to all the job's
-  tasks, so a task that
-  was out of the job meanwhile (2, 1, then 2 PS, PS 1 up but unused) holds
-  an older generation than the tasks that took part, and is restored too.
-  Only where every task that took part restarted since is there none left
-  to tell: restart a task that was out of the job before it rejoins.
+  tasks, so a task that was out of the job meanwhile (2, 1, then 2 PS, PS
+  1 up but unused) holds an older generation than the tasks that took
+  part, and is restored too. Only where every task that took part
+  restarted since is there none left to tell: restart a task that was out
+  of the job before it rejoins.
   Sessions must share the PS tasks' resources (the default; not
   `isolate_session_state`).
 
