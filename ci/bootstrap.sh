@@ -93,9 +93,15 @@ if ! "$base_python" -c "import ensurepip, venv" 2>/dev/null; then
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing Debian packages: ${missing[*]}"
-  # Waits for another apt (a fresh VM's unattended-upgrades) to let go of
-  # its locks instead of failing at once.
-  as_root apt-get -o DPkg::Lock::Timeout=600 update -qq
+  # Waits for another apt (a fresh VM's apt-daily or unattended-upgrades)
+  # to let go of its locks instead of failing at once: DPkg::Lock::Timeout
+  # covers dpkg's lock; update's lists lock is retried.
+  for attempt in $(seq 60); do
+    as_root apt-get -o DPkg::Lock::Timeout=600 update -qq && break
+    [ "$attempt" -lt 60 ] || exit 1
+    log "apt-get update failed (another apt running?); retrying in 10 s"
+    sleep 10
+  done
   as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
     install -y -qq "${missing[@]}" >/dev/null
 fi

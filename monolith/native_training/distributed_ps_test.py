@@ -220,6 +220,16 @@ def test_save_records_the_ps_count_once_every_ps_saved(cluster, tmp_path):
   stale.write_bytes(b"")
   save = table.assign({"a": (_id([1, 2]), _value([[1], [2]]))}).save(
       str(tmp_path)).as_op()
+  # The record is written once both PS's saves ran (its path, made in the
+  # same control scope, carries the dependencies).
+  (write,) = [op for op in save.graph.get_operations()
+              if op.type == "WriteFile"]
+  waits_for = set(write.control_inputs)
+  for tensor in write.inputs:
+    waits_for.update(tensor.op.control_inputs)
+  assert sorted((op.type, op.device) for op in waits_for) == [
+      ("MonolithMultiHashTableSave", utils.ps_device(i)) for i in range(2)
+  ]
   with _session(cluster) as sess:
     sess.run(save)
   assert save_utils.read_ps_count(str(tmp_path),

@@ -364,9 +364,9 @@ def write_ps_count(directory: str, group: str, num_ps: int) -> None:
 
 
 def read_ps_count(directory: str, group: str) -> Optional[int]:
-  """The PS count `write_ps_count` recorded, or None when there is none
-  (the original's checkpoints, saves outside the listeners, a save killed
-  before it finished).
+  """The PS count `write_ps_count` (or `DistributedMultiTypeHashTable.save`)
+  recorded, or None when there is none (the original's checkpoints, saves
+  of earlier versions, a save killed before it finished).
 
   Raises:
     tf.errors.DataLossError: the record is not a positive count.
