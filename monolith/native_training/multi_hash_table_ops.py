@@ -1070,7 +1070,10 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     Ids never written read as zeros and are not inserted. Segments with a
     fixed_r8 or one_bit compressor return their values as served (quantized,
     or through HashNet), not the floats `assign` stored (see
-    docs/hash_table.md, Compressors).
+    docs/hash_table.md, Compressors). CPU tables outside export mode look
+    up with `MonolithMultiHashTableLookupTables` (each table's ids and
+    embeddings a tensor of their own); serving graphs and GPU tables with
+    the original's `MonolithMultiHashTableLookup`.
 
     Args:
       slot_to_id: per table name, 1-D int64 ids.
@@ -1083,12 +1086,27 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       ValueError: an unknown table name.
     """
     ids = {k: as_ids(v, k) for k, v in slot_to_id.items()}
-    ragged_id = self.get_ragged_id(ids)
-    embeddings = self.get_embeddings(ragged_id, self.raw_lookup(ragged_id))
+    # Serving graphs keep the original's lookup op, so that the original's
+    # op library serves them too; GPU tables have only that one.
+    if self.on_gpu or is_exporting():
+      ragged_id = self.get_ragged_id(ids)
+      embeddings = self.get_embeddings(ragged_id, self.raw_lookup(ragged_id))
+    else:
+      # Each table's ids and embeddings a tensor of their own: no join of
+      # the ids, no split of the result.
+      self._check_names(ids)
+      empty_id = tf.constant([], dtype=tf.int64)
+      embeddings = dict(
+          zip(self._table_names,
+              hash_table_ops.monolith_multi_hash_table_lookup_tables(
+                  mtable=self._handle,
+                  id=[ids.get(name, empty_id) for name in self._table_names])))
     # The batch size where the ids know it, as PS tables' lookups give it.
     for name, dim in zip(self._table_names, self._dims):
       if name in ids and ids[name].shape.rank == 1:
         embeddings[name].set_shape([ids[name].shape[0], dim])
+      else:
+        embeddings[name].set_shape([None, dim])
     return {k: v for k, v in embeddings.items() if k in slot_to_id}
 
   def lookup_entry(

@@ -686,6 +686,29 @@ def test_a_save_deletes_files_of_ps_beyond_its_count(tmp_path):
   assert not os.path.exists(asset_dir + "MonolithMultiHashTable.num_ps")
 
 
+def test_training_lookups_take_each_tables_ids_serving_ones_the_originals_op():
+  configs = {name: test_utils.generate_test_hash_table_config(2)
+             for name in ("a", "b")}
+  lookups = {}
+  for mode in ("training", "serving"):
+    with tf.Graph().as_default() as graph:
+      if mode == "serving":
+        with export_context.enter_export_mode(
+            export_context.ExportMode.STANDALONE):
+          table = multi_hash_table_ops.MultiHashTable.from_configs(configs)
+          looked_up = table.lookup({"b": _id([1, 2, 3])})
+      else:
+        table = multi_hash_table_ops.MultiHashTable.from_configs(configs)
+        looked_up = table.lookup({"b": _id([1, 2, 3])})
+      assert looked_up["b"].shape.as_list() == [3, 2]
+      lookups[mode] = sorted(op.type for op in graph.get_operations()
+                             if op.type.startswith("MonolithMultiHashTableLookup"))
+  assert lookups == {
+      "training": ["MonolithMultiHashTableLookupTables"],
+      "serving": ["MonolithMultiHashTableLookup"],
+  }
+
+
 def test_on_gpu_is_the_device_type_not_a_substring():
   config = {"a": test_utils.generate_test_hash_table_config(1)}
   with tf.Graph().as_default():

@@ -105,6 +105,60 @@ def test_optimize_of_each_tables_gradients_equals_the_joined_ones(graph):
   assert dump.id == 5 and len(dump.num) == 2 and dump.num[0] != 0
 
 
+def test_lookup_of_each_tables_ids_equals_the_joined_lookup(graph):
+  # Repeated and absent ids, an empty table, a table past the lookup's
+  # piece size (16,384 ids) and more ids than the reused output keeps
+  # below (65,536 floats), on both paths.
+  tables = [("a", _table_config(2)), ("b", _table_config(1)),
+            ("c", _table_config(3))]
+  h = _mtable(tables, "each_lookup")
+  rng = np.random.RandomState(7)
+  # a's above 49 and c's 100 are absent.
+  per_table = [rng.randint(-50, 60, 40000), np.array([], np.int64),
+               np.array([5, 100, 5, 7])]
+  stored = np.arange(-50, 50, dtype=np.int64)
+  split = [0, 100, 100, 200]
+  h = ops.monolith_multi_hash_table_assign(
+      h, tf.constant(np.concatenate([stored, stored])),
+      tf.constant(split, tf.int64),
+      tf.constant(rng.uniform(-1, 1, 100 * 2 + 100 * 3), tf.float32), 5)
+  each = ops.monolith_multi_hash_table_lookup_tables(
+      h, [tf.constant(i, tf.int64) for i in per_table])
+  joined = ops.monolith_multi_hash_table_lookup(
+      h, tf.constant(np.concatenate(per_table), tf.int64),
+      tf.constant(np.cumsum([0] + [len(i) for i in per_table]), tf.int64))
+  with tf1.Session() as sess:
+    got_each, got_joined = sess.run([each, joined])
+    # Again: the kept output buffers are reused, not written under the
+    # results still held.
+    again = sess.run(each)
+  assert [e.shape for e in got_each] == [(40000, 2), (0, 1), (4, 3)]
+  np.testing.assert_array_equal(
+      np.concatenate([e.ravel() for e in got_each]), got_joined)
+  absent = per_table[0] >= 50
+  assert absent.any() and np.all(got_each[0][absent] == 0)
+  assert np.all(got_each[0][~absent] != 0)
+  assert np.all(got_each[2][1] == 0) and np.all(got_each[2][0] != 0)
+  np.testing.assert_array_equal(got_each[2][0], got_each[2][2])
+  for first, second in zip(got_each, again):
+    np.testing.assert_array_equal(first, second)
+
+
+def test_lookup_of_each_tables_ids_checks_them(graph):
+  h = _mtable([("a", _table_config(2)), ("b", _table_config(1))])
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r"id has 1 tensors; the table has 2 tables"):
+    _run(ops.monolith_multi_hash_table_lookup_tables(
+        h, [tf.constant([1], tf.int64)]))
+  ids = tf1.placeholder(tf.int64)
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r"id\[1\] must be a vector, got shape \[1,1\] "
+                     r"\(table b\)"):
+    with tf1.Session() as sess:
+      sess.run(ops.monolith_multi_hash_table_lookup_tables(
+          h, [tf.constant([1], tf.int64), ids]), {ids: [[1]]})
+
+
 def test_optimize_of_each_tables_gradients_names_the_table(graph):
   h = _mtable([("a", _table_config(2)), ("b", _table_config(1))])
   ids = tf.constant([5, 6], tf.int64)

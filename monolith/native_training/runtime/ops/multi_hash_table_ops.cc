@@ -216,6 +216,73 @@ class MultiHashTableLookupOp : public OpKernel {
   ReusedFloatOutput output_;
 };
 
+// MonolithMultiHashTableLookup with each table's ids as a tensor of its own
+// and each table's embeddings as an output of its own, as a model's come
+// and go: no join of every table's ids, no row splits, no split of the
+// result (about 20 ops a step: 2.4 -> 1.8 ms a 65,536-id lookup at dim 16
+// through session.run, measured before this op with the joined op fed
+// joined ids).
+class MultiHashTableLookupTablesOp : public OpKernel {
+ public:
+  explicit MultiHashTableLookupTablesOp(OpKernelConstruction* ctx)
+      : OpKernel(ctx) {
+    int n = 0;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("N", &n));
+    outputs_ = std::make_unique<ReusedFloatOutput[]>(n);
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    HeldMultiHashTable mtable;
+    OP_REQUIRES_OK(ctx, GetTable(ctx, &mtable));
+    OpInputList ids;
+    OP_REQUIRES_OK(ctx, ctx->input_list("id", &ids));
+    const int tables = mtable->size();
+    OP_REQUIRES(ctx, ids.size() == tables,
+                errors::InvalidArgument("id has ", ids.size(),
+                                        " tensors; the table has ", tables,
+                                        " tables"));
+    const std::vector<int64_t> dims = mtable->dims();
+    // Pieces of at most kLookupPieceIds ids of one table, run in parallel.
+    struct Piece {
+      int t;
+      int64_t begin, end;
+    };
+    std::vector<Piece> pieces;
+    std::vector<float*> embeddings(tables);
+    int64_t num_ids = 0;
+    for (int t = 0; t < tables; ++t) {
+      OP_REQUIRES(ctx, TensorShapeUtils::IsVector(ids[t].shape()),
+                  errors::InvalidArgument("id[", t,
+                                          "] must be a vector, got shape ",
+                                          ids[t].shape().DebugString(),
+                                          " (table ", mtable->table(t).name,
+                                          ")"));
+      const int64_t n = ids[t].NumElements();
+      Tensor* out;
+      OP_REQUIRES_OK(ctx, outputs_[t].Allocate(ctx, t, TensorShape({n, dims[t]}),
+                                               &out));
+      embeddings[t] = out->flat<float>().data();
+      for (int64_t b = 0; b < n; b += kLookupPieceIds) {
+        pieces.push_back({t, b, std::min(n, b + kLookupPieceIds)});
+      }
+      num_ids += n;
+    }
+    OP_REQUIRES_OK(ctx, RunItems(ctx, pieces.size(), num_ids,
+                                 [&](int64_t i) {
+      const Piece& p = pieces[i];
+      const EmbeddingHashTable& table = *mtable->table(p.t).table;
+      table.BatchLookup(ids[p.t].flat<int64_t>().data() + p.begin,
+                        p.end - p.begin,
+                        embeddings[p.t] + p.begin * dims[p.t]);
+      return OkStatus();
+    }));
+  }
+
+ private:
+  // One per output; N is the table count.
+  std::unique_ptr<ReusedFloatOutput[]> outputs_;
+};
+
 class MultiHashTableLookupEntryOp : public OpKernel {
  public:
   explicit MultiHashTableLookupEntryOp(OpKernelConstruction* ctx)
@@ -539,6 +606,24 @@ REGISTER_OP("MonolithMultiHashTableLookup")
     });
 REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableLookup").Device(DEVICE_CPU),
                         MultiHashTableLookupOp);
+
+REGISTER_OP("MonolithMultiHashTableLookupTables")
+    .Input("mtable: resource")
+    .Input("id: N * int64")
+    .Output("embedding: N * float")
+    .Attr("N: int >= 1")
+    .SetShapeFn([](InferenceContext* c) {
+      TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"mtable", 0}, {"id", 1}}));
+      // [len(id[t]), the table's dim, known to the caller].
+      for (int t = 0; t + 1 < c->num_inputs(); ++t) {
+        c->set_output(t, c->Matrix(c->Dim(c->input(t + 1), 0),
+                                   c->UnknownDim()));
+      }
+      return OkStatus();
+    });
+REGISTER_KERNEL_BUILDER(
+    Name("MonolithMultiHashTableLookupTables").Device(DEVICE_CPU),
+    MultiHashTableLookupTablesOp);
 
 REGISTER_OP("MonolithMultiHashTableLookupEntry")
     .Input("mtable: resource")

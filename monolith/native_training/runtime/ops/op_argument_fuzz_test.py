@@ -133,6 +133,8 @@ def _valid_calls(workdir: str) -> Dict[str, _Call]:
           _Call({"id": ids, "id_split": split}, {}),
       "MonolithMultiHashTableLookupEntry":
           _Call({"id": ids, "id_split": split}, {}),
+      "MonolithMultiHashTableLookupTables":
+          _Call({"id": [_i64([1, 2]), _i64([3])]}, {}),
       "MonolithMultiHashTableAssign":
           _Call({"id": ids, "id_split": split, "value": _f32([1, 2, 3, 4]),
                  "update_time": _i64(5)}, {}),

@@ -770,6 +770,13 @@ class ReusedFloatOutput {
 
   // Sets output |index| of |ctx| to a [n] float vector and points *out at it.
   Status Allocate(OpKernelContext* ctx, int index, int64_t n, Tensor** out) {
+    return Allocate(ctx, index, TensorShape({n}), out);
+  }
+
+  // The same for a float tensor of |shape|.
+  Status Allocate(OpKernelContext* ctx, int index, const TensorShape& shape,
+                  Tensor** out) {
+    const int64_t n = shape.num_elements();
     if (n < kMinFloats) {
       Tensor released;  // Freed after the lock is let go.
       {
@@ -778,7 +785,7 @@ class ReusedFloatOutput {
           std::swap(released, kept_);
         }
       }
-      return ctx->allocate_output(index, {n}, out);
+      return ctx->allocate_output(index, shape, out);
     }
     Tensor reused;
     {
@@ -790,7 +797,11 @@ class ReusedFloatOutput {
           kept_.NumElements() < n || kept_.NumElements() / 4 > n) {
         TF_RETURN_IF_ERROR(ctx->allocate_temp(DT_FLOAT, {n}, &kept_));
       }
-      reused = kept_.Slice(0, n);
+      // The same buffer, of |shape| (CopyFrom shares it).
+      if (!reused.CopyFrom(kept_.Slice(0, n), shape)) {
+        return errors::Internal("cannot view ", n, " floats as ",
+                                shape.DebugString());
+      }
     }
     ctx->set_output(index, reused);
     *out = ctx->mutable_output(index);
