@@ -19,15 +19,17 @@ neighbour on a shared VM moves less than the best-of rates:
   its 2 inter-op threads; one call runs its tables one after the other on
   one thread): what a kernel running its tables in parallel could reach;
 * a profile of ours: the same lookup fed as one pre-built ragged tensor
-  (raw_lookup: no concat of the ids, no split of the result), an empty
-  session.run with the same feeds, and per-op times from a FULL_TRACE.
+  (raw_lookup, the joined op, as serving graphs and PS tasks use it), an
+  empty session.run with the same feeds, and per-op times from a
+  FULL_TRACE.
 
 The peers are tf.lookup.experimental.DenseHashTable (empty_key -1,
 deleted_key -2) and tf.lookup.experimental.MutableHashTable, key int64,
 value float32 [dim], each in two layouts: "per_slot" (8 tables, like ours;
 TF may run the 8 ops on its 2 inter-op threads at once) and "single" (one
 table with all 1M ids; each batch is concatenated, looked up with one op
-and split back per slot, which is the work MultiHashTable.lookup does).
+and split back per slot, the work MultiHashTable.lookup did before it
+handed each table's ids to the kernel apart).
 
 Bytes per entry: RSS growth (/proc/self/statm) while inserting the 1M ids
 into a fresh structure, each in its own subprocess, after gc and malloc_trim;
@@ -891,7 +893,8 @@ def json_lines(results: List[Dict], saves: List[Dict], args):
     rates = r["rates"]
     ours_lookup = rates[("lookup", OURS)]
     ours_bytes = r["bytes"][OURS + ":adagrad"]
-    kernel_us = r["profile"]["lookup"].get("MonolithMultiHashTableLookup", 0)
+    kernel_us = r["profile"]["lookup"].get(
+        "MonolithMultiHashTableLookupTables", 0)
     for kind, layout in PEERS:
       name = f"{kind}/{layout}"
       line = {
