@@ -171,6 +171,51 @@ class CreateMultiHashTableOp
   core::RefCountPtr<HashFilterResource> filter_ TF_GUARDED_BY(mu_);
 };
 
+// One run of ids of one table to look up, and where their embeddings go.
+struct LookupSegment {
+  const EmbeddingHashTable* table;
+  const int64_t* ids;
+  int64_t num_ids;
+  float* embeddings;
+};
+
+// Looks up every segment, in pieces of at most kLookupPieceIds ids: lookups
+// are independent, so the pieces run in parallel.
+Status LookupSegments(OpKernelContext* ctx,
+                      const std::vector<LookupSegment>& segments) {
+  struct Piece {
+    const LookupSegment* segment;
+    int64_t begin, end;
+  };
+  std::vector<Piece> pieces;
+  int64_t num_ids = 0;
+  for (const LookupSegment& s : segments) {
+    for (int64_t b = 0; b < s.num_ids; b += kLookupPieceIds) {
+      pieces.push_back({&s, b, std::min(s.num_ids, b + kLookupPieceIds)});
+    }
+    num_ids += s.num_ids;
+  }
+  return RunItems(ctx, pieces.size(), num_ids, [&](int64_t i) {
+    const Piece& p = pieces[i];
+    const LookupSegment& s = *p.segment;
+    s.table->BatchLookup(s.ids + p.begin, p.end - p.begin,
+                         s.embeddings + p.begin * s.table->DimSize());
+    return OkStatus();
+  });
+}
+
+// The list input |name| of the ops that take one tensor per table.
+Status GetTablesInputList(OpKernelContext* ctx, const char* name, int tables,
+                          OpInputList* list) {
+  TF_RETURN_IF_ERROR(ctx->input_list(name, list));
+  if (list->size() != tables) {
+    return errors::InvalidArgument(name, " has ", list->size(),
+                                   " tensors; the table has ", tables,
+                                   " tables");
+  }
+  return OkStatus();
+}
+
 // Embeddings of several requests: id_split has num_tables * R + 1 entries,
 // request r of table t holding ids [id_split[r*T+t], id_split[r*T+t+1]).
 // The output is request-major: request 0's tables in order, then request 1's.
@@ -188,28 +233,14 @@ class MultiHashTableLookupOp : public OpKernel {
     OP_REQUIRES_OK(ctx, output_.Allocate(ctx, 0, in.offsets.back(), &out));
     float* embeddings = out->flat<float>().data();
     const std::vector<int64_t>& split = in.id_split;
-    // Pieces of at most kLookupPieceIds ids of one (request, table) segment:
-    // lookups are independent, so they run in parallel.
-    struct Piece {
-      int64_t segment, begin, end;
-    };
-    std::vector<Piece> pieces;
+    // A segment per (request, table).
+    std::vector<LookupSegment> segments;
     for (size_t k = 0; k + 1 < split.size(); ++k) {
-      for (int64_t b = split[k]; b < split[k + 1]; b += kLookupPieceIds) {
-        pieces.push_back({static_cast<int64_t>(k), b,
-                          std::min(split[k + 1], b + kLookupPieceIds)});
-      }
+      segments.push_back({mtable->table(k % num_tables).table.get(),
+                          in.ids + split[k], split[k + 1] - split[k],
+                          embeddings + in.offsets[k]});
     }
-    OP_REQUIRES_OK(ctx, RunItems(ctx, pieces.size(), in.num_ids,
-                                 [&](int64_t i) {
-      const Piece& p = pieces[i];
-      const EmbeddingHashTable& table =
-          *mtable->table(p.segment % num_tables).table;
-      table.BatchLookup(in.ids + p.begin, p.end - p.begin,
-                        embeddings + in.offsets[p.segment] +
-                            (p.begin - split[p.segment]) * table.DimSize());
-      return OkStatus();
-    }));
+    OP_REQUIRES_OK(ctx, LookupSegments(ctx, segments));
   }
 
  private:
@@ -234,22 +265,11 @@ class MultiHashTableLookupTablesOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     HeldMultiHashTable mtable;
     OP_REQUIRES_OK(ctx, GetTable(ctx, &mtable));
-    OpInputList ids;
-    OP_REQUIRES_OK(ctx, ctx->input_list("id", &ids));
     const int tables = mtable->size();
-    OP_REQUIRES(ctx, ids.size() == tables,
-                errors::InvalidArgument("id has ", ids.size(),
-                                        " tensors; the table has ", tables,
-                                        " tables"));
+    OpInputList ids;
+    OP_REQUIRES_OK(ctx, GetTablesInputList(ctx, "id", tables, &ids));
     const std::vector<int64_t> dims = mtable->dims();
-    // Pieces of at most kLookupPieceIds ids of one table, run in parallel.
-    struct Piece {
-      int t;
-      int64_t begin, end;
-    };
-    std::vector<Piece> pieces;
-    std::vector<float*> embeddings(tables);
-    int64_t num_ids = 0;
+    std::vector<LookupSegment> segments;
     for (int t = 0; t < tables; ++t) {
       OP_REQUIRES(ctx, TensorShapeUtils::IsVector(ids[t].shape()),
                   errors::InvalidArgument("id[", t,
@@ -261,21 +281,11 @@ class MultiHashTableLookupTablesOp : public OpKernel {
       Tensor* out;
       OP_REQUIRES_OK(ctx, outputs_[t].Allocate(ctx, t, TensorShape({n, dims[t]}),
                                                &out));
-      embeddings[t] = out->flat<float>().data();
-      for (int64_t b = 0; b < n; b += kLookupPieceIds) {
-        pieces.push_back({t, b, std::min(n, b + kLookupPieceIds)});
-      }
-      num_ids += n;
+      segments.push_back({mtable->table(t).table.get(),
+                          ids[t].flat<int64_t>().data(), n,
+                          out->flat<float>().data()});
     }
-    OP_REQUIRES_OK(ctx, RunItems(ctx, pieces.size(), num_ids,
-                                 [&](int64_t i) {
-      const Piece& p = pieces[i];
-      const EmbeddingHashTable& table = *mtable->table(p.t).table;
-      table.BatchLookup(ids[p.t].flat<int64_t>().data() + p.begin,
-                        p.end - p.begin,
-                        embeddings[p.t] + p.begin * dims[p.t]);
-      return OkStatus();
-    }));
+    OP_REQUIRES_OK(ctx, LookupSegments(ctx, segments));
   }
 
  private:
@@ -414,13 +424,9 @@ class MultiHashTableOptimizeTablesOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     HeldMultiHashTable mtable;
     OP_REQUIRES_OK(ctx, GetTable(ctx, &mtable));
-    OpInputList grads;
-    OP_REQUIRES_OK(ctx, ctx->input_list("value", &grads));
     const int tables = mtable->size();
-    OP_REQUIRES(ctx, grads.size() == tables,
-                errors::InvalidArgument("value has ", grads.size(),
-                                        " tensors; the table has ", tables,
-                                        " tables"));
+    OpInputList grads;
+    OP_REQUIRES_OK(ctx, GetTablesInputList(ctx, "value", tables, &grads));
     UpdateBatch batch;
     OP_REQUIRES_OK(ctx, ReadUpdateIds(ctx, tables, &batch));
     const std::vector<int64_t> dims = mtable->dims();
