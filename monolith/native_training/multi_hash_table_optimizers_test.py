@@ -12,7 +12,7 @@ wiring breaks:
   driven by the raw ops with that segment's own gradient slice, learning
   rate, global step and request time;
 * learning rates are sliced per table and per segment, and learning-rate
-  functions are evaluated at every run (SGD and dc computed by hand);
+  functions are evaluated at every run (SGD computed by hand);
 * the global step and the request time reach the optimizers and the entries
   (batch_softmax, warmup and dynamic_wd_adagrad state, computed by hand);
 * optimizer dumps round-trip through save and restore, and training goes on
@@ -87,12 +87,6 @@ def _one(dim, optimizer, base_lr, **kwargs) -> _Case:
 _SPARSE_IDS = [[1, 2], [1], [1], [2, 1]]
 
 
-def _dc_config(lambda_: float) -> embedding_hash_table_pb2.OptimizerConfig:
-  config = embedding_hash_table_pb2.OptimizerConfig()
-  config.dc.lambda_ = lambda_
-  return config
-
-
 def _cases() -> Dict[str, _Case]:
   """A table per optimizer case and two multi-segment tables, by name.
 
@@ -148,8 +142,6 @@ def _cases() -> Dict[str, _Case]:
           ],
                 ids=_SPARSE_IDS,
                 assign=False),
-      "dc":
-          _one(3, _dc_config(0.5), 0.35),
       "dynamic_wd_coupled_flip":
           _one(3,
                entry.DynamicWdAdagradOptimizer(initial_accumulator_value=0.1,
@@ -503,12 +495,13 @@ def _sgd_segment(dim: int, base_lr: float, optimizer=None) -> _Segment:
 
 @pytest.mark.parametrize("path", ["apply_gradients", "fused"])
 def test_learning_rates_are_sliced_per_table_and_segment(path):
-  # Two tables of two segments each: SGD, and dc (plain SGD through these
-  # ops, where the value looked up is the value updated). The config's
-  # learning_rate (0.9) is not the one applied.
+  # Two tables of two segments each, SGD with configs of their own. The
+  # configs' learning_rate (0.9, 0.5) is not the one applied.
   cases = {
-      "a": _Case([_sgd_segment(2, 0.1),
-                  _sgd_segment(1, 2.0, _dc_config(0.5))]),
+      "a": _Case([
+          _sgd_segment(2, 0.1),
+          _sgd_segment(1, 2.0, entry.SgdOptimizer(learning_rate=0.5))
+      ]),
       "b": _Case([_sgd_segment(1, 0.03),
                   _sgd_segment(2, 0.7)]),
   }

@@ -775,7 +775,6 @@ const char* const kOptimizers[] = {
     "group_adagrad { l2_regularization_strength: 0.1 "
     "weight_decay_factor: 0.01 }",
     "batch_softmax { learning_rate: 0.1 }",
-    "dc { lambda_: 0.5 }",
     "adagrad {} stochastic_rounding_float16: true",
 };
 

@@ -324,7 +324,7 @@ MONOLITH_HOST_DEVICE inline void ApplyColumnGradient(const GpuSegment& seg,
       const float acc = state[c] + g * g;
       state[c] = acc;
       // As the CPU's: a zero norm (zero gradients so far) moves nothing.
-      *w -= acc > 0.0f ? lr / sqrtf(acc) * g : 0.0f;
+      *w -= acc == 0.0f ? 0.0f : lr / sqrtf(acc) * g;
       return;
     }
     case GpuSegment::Optimizer::kAdam: {
@@ -342,7 +342,7 @@ MONOLITH_HOST_DEVICE inline void ApplyColumnGradient(const GpuSegment& seg,
     }
     case GpuSegment::Optimizer::kFtrl: {
       // As the CPU's: a learning rate of 0 changes nothing.
-      if (!(lr > 0.0f)) return;
+      if (lr == 0.0f) return;
       float* norm = state + c;
       float* zero = state + seg.dim + c;
       const float n_new = *norm + g_raw * g_raw;

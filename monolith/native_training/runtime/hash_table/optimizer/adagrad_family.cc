@@ -61,7 +61,8 @@ class SgdOptimizer final : public OptimizerBase {
 
 // norm += g^2; w -= lr / sqrt(norm) * g, with g = grad + wd * w. A norm of
 // 0 (initial_accumulator_value 0 and only zero gradients so far) moves
-// nothing: Monolith computed 0 / 0 there, a NaN for good.
+// nothing: Monolith computed 0 / 0 there, a NaN for good. A NaN gradient
+// makes w NaN, as there (a divergence must show, not freeze w).
 //
 // This is Monolith's scalar (BaselineAdagradOptimize) formula. Its AVX path
 // puts the weight-decayed g into norm but moves w by the raw gradient; the
@@ -75,7 +76,7 @@ inline void AdagradKernel(float* __restrict w, float* __restrict norm,
     const float g = grad[i] + wd * w[i];
     const float acc = norm[i] + g * g;
     norm[i] = acc;
-    w[i] -= acc > 0.0f ? lr / std::sqrt(acc) * g : 0.0f;
+    w[i] -= acc == 0.0f ? 0.0f : lr / std::sqrt(acc) * g;
   }
 }
 
@@ -196,7 +197,7 @@ class DynamicWdAdagradOptimizer final : public OptimizerBase {
         const float g = gr[i];
         const float acc = norm[i] + g * g;
         norm[i] = acc;
-        w[i] -= (acc > 0.0f ? lr / std::sqrt(acc) * g : 0.0f) + decay * w[i];
+        w[i] -= (acc == 0.0f ? 0.0f : lr / std::sqrt(acc) * g) + decay * w[i];
       }
     } else {
       AdagradKernel(w, norm, gr, dim_, lr, wd);
@@ -278,7 +279,7 @@ class GroupAdagradOptimizer final : public OptimizerBase {
                 const float* learning_rates, int64_t) const override {
     // A learning rate of 0 (e.g. a schedule's start) leaves the entry and
     // its state as they are; Monolith divided w by a = 0.
-    if (!(learning_rates[0] > 0.0f)) return;
+    if (learning_rates[0] == 0.0f) return;
     float* __restrict w = num;
     const float* __restrict gr = grad;
     float max_sq = 0.0f;
@@ -288,10 +289,14 @@ class GroupAdagradOptimizer final : public OptimizerBase {
     }
     float& acc = *static_cast<float*>(state);
     acc += max_sq;
-    // No gradient yet with beta 0: the step a would be infinite and the
-    // proximal update below would zero w (Monolith made it NaN); w stays.
+    // No gradient yet with beta 0: the step a is infinite and z = -w / a
+    // is 0, so the proximal update zeroes w where l2 > 0, as Monolith's; at
+    // l2 = 0 it is 0 / 0 (Monolith's NaN for good), and w stays.
     const float den = beta_ + std::sqrt(acc);
-    if (!(den > 0.0f)) return;
+    if (den == 0.0f) {
+      if (l2_ > 0.0f) std::fill_n(w, dim_, 0.0f);
+      return;
+    }
     const float a = learning_rates[0] / den;
     // z overwrites w in place: z_i depends on w_i only.
     float z_sq = 0.0f;
@@ -405,7 +410,7 @@ class FtrlOptimizer final
     const float lr = learning_rates[0];
     // sigma divides by lr: a learning rate of 0 (e.g. a schedule's start)
     // leaves the entry and its state as they are (Monolith made them NaN).
-    if (!(lr > 0.0f)) return;
+    if (lr == 0.0f) return;
     float* __restrict w = num;
     float* __restrict norm = static_cast<float*>(state);
     float* __restrict zero = norm + dim_;
@@ -456,7 +461,7 @@ class GroupFtrlOptimizer final
   void Optimize(void* state, float* num, const float* grad,
                 const float* learning_rates, int64_t) const override {
     const float lr = learning_rates[0];
-    if (!(lr > 0.0f)) return;  // as FTRL
+    if (lr == 0.0f) return;  // as FTRL
     float* __restrict w = num;
     float* __restrict norm = static_cast<float*>(state);
     float* __restrict zero = norm + dim_;
@@ -508,10 +513,6 @@ std::vector<OptimizerKind> AdagradFamilyKinds() {
       KindOf<FtrlOptimizer>(),
       KindOf<GroupFtrlOptimizer>(),
   };
-}
-
-std::unique_ptr<OptimizerInterface> NewSgd(int dim) {
-  return std::make_unique<SgdOptimizer>(dim);
 }
 
 }  // namespace optimizer_internal

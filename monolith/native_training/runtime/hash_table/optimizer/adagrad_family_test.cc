@@ -293,19 +293,26 @@ TEST(AdagradFamily, ZeroRatesAndZeroAccumulatorsNeverMakeNaN) {
   }
 }
 
-// Group adagrad with beta 0 and no gradient yet keeps its values (its step
-// lr / (beta + sqrt(acc)) is infinite); FTRL with beta 0 and a gradient
-// whose square underflows gives 0, not +-inf.
+// Group adagrad with beta 0 and no gradient yet (its step
+// lr / (beta + sqrt(acc)) is infinite) keeps its values at l2 = 0 and
+// zeroes them at l2 > 0, as Monolith's limit; FTRL with beta 0 and a
+// gradient whose square underflows gives 0, not +-inf.
 TEST(AdagradFamily, ZeroDenominatorsKeepValuesFinite) {
-  OptimizerConfig group;
-  group.mutable_group_adagrad()->set_initial_accumulator_value(0);
-  group.mutable_group_adagrad()->set_beta(0);
-  auto group_opt = MustNew(group, 3);
-  Entry g(*group_opt);
-  g.Init();
-  g.SetNum({0.5f, 0.0f, -0.25f});
-  g.Optimize({0.0f, 0.0f, 0.0f}, 0.1f, 1);
-  EXPECT_EQ(g.Num(), (std::vector<float>{0.5f, 0.0f, -0.25f}));
+  for (float l2 : {0.0f, 0.1f}) {
+    OptimizerConfig group;
+    group.mutable_group_adagrad()->set_initial_accumulator_value(0);
+    group.mutable_group_adagrad()->set_beta(0);
+    group.mutable_group_adagrad()->set_l2_regularization_strength(l2);
+    auto group_opt = MustNew(group, 3);
+    Entry g(*group_opt);
+    g.Init();
+    g.SetNum({0.5f, 0.0f, -0.25f});
+    g.Optimize({0.0f, 0.0f, 0.0f}, 0.1f, 1);
+    const std::vector<float> want =
+        l2 > 0 ? std::vector<float>(3, 0.0f)
+               : std::vector<float>{0.5f, 0.0f, -0.25f};
+    EXPECT_EQ(g.Num(), want) << "l2 " << l2;
+  }
 
   OptimizerConfig ftrl;
   ftrl.mutable_ftrl()->set_initial_accumulator_value(0);
@@ -317,6 +324,43 @@ TEST(AdagradFamily, ZeroDenominatorsKeepValuesFinite) {
   f.Optimize({1e-23f, -1e-23f}, 0.1f, 1);
   for (float v : f.Num()) EXPECT_EQ(v, 0.0f);
   f.ExpectGuards();
+}
+
+// A NaN gradient makes the values NaN, as Monolith's: a divergence shows in
+// the loss instead of freezing the coordinate (a NaN accumulator never
+// compared above 0 again). A negative learning rate is applied, as there.
+TEST(AdagradFamily, NanGradientsShowAndNegativeRatesApply) {
+  std::vector<OptimizerConfig> configs(4);
+  configs[0].mutable_adagrad();
+  configs[1].mutable_dynamic_wd_adagrad();
+  configs[2].mutable_dynamic_wd_adagrad()->set_decouple_weight_decay(true);
+  configs[3].mutable_group_adagrad();
+  for (const OptimizerConfig& c : configs) {
+    auto opt = MustNew(c, 2);
+    Entry e(*opt);
+    e.Init();
+    e.SetNum({0.5f, -0.25f});
+    e.Optimize({std::nanf(""), 1.0f}, 0.1f, 1);
+    e.Optimize({1.0f, 1.0f}, 0.1f, 2);
+    EXPECT_TRUE(std::isnan(e.Num()[0])) << c.ShortDebugString();
+    e.ExpectGuards();
+  }
+  OptimizerConfig ftrl;
+  ftrl.mutable_ftrl();
+  OptimizerConfig group_ftrl;
+  group_ftrl.mutable_group_ftrl();
+  OptimizerConfig group_adagrad;
+  group_adagrad.mutable_group_adagrad();
+  for (const OptimizerConfig& c : {ftrl, group_ftrl, group_adagrad}) {
+    auto opt = MustNew(c, 2);
+    Entry e(*opt);
+    e.Init();
+    e.SetNum({0.0f, 0.0f});
+    const std::string state = e.StateBytes();
+    e.Optimize({1.0f, -1.0f}, -0.01f, 1);
+    EXPECT_NE(e.StateBytes(), state) << c.ShortDebugString();
+    e.ExpectGuards();
+  }
 }
 
 // Dynamic weight decay: an older step (a slower worker) neither counts as a

@@ -12,13 +12,10 @@
 
 #include "monolith/native_training/runtime/hash_table/initializer/initializer_interface.h"
 #include "monolith/native_training/runtime/hash_table/inline_buffer.h"
-#include "monolith/native_training/runtime/hash_table/optimizer/optimizer_internal.h"
 
 namespace monolith {
 namespace hash_table {
 namespace {
-
-namespace oi = optimizer_internal;
 
 // Forwards everything to |base_|; decorators override what they change.
 class ForwardingOptimizer : public OptimizerInterface {
@@ -36,13 +33,6 @@ class ForwardingOptimizer : public OptimizerInterface {
                 const float* learning_rates,
                 int64_t global_step) const override {
     base_->Optimize(state, num, grad, learning_rates, global_step);
-  }
-  void OptimizeWithLatestValue(void* state, float* num, const float* grad,
-                               const float* learning_rates,
-                               const float* latest_value,
-                               int64_t global_step) const override {
-    base_->OptimizeWithLatestValue(state, num, grad, learning_rates,
-                                   latest_value, global_step);
   }
   void WriteDump(const void* state, WireWriter* out) const override {
     base_->WriteDump(state, out);
@@ -75,16 +65,6 @@ class WarmupOptimizer final : public ForwardingOptimizer {
     InlineBuffer<float, 8> lrs(slices_);
     Scale(learning_rates, global_step, lrs.data());
     base_->Optimize(state, num, grad, lrs.data(), global_step);
-  }
-
-  void OptimizeWithLatestValue(void* state, float* num, const float* grad,
-                               const float* learning_rates,
-                               const float* latest_value,
-                               int64_t global_step) const override {
-    InlineBuffer<float, 8> lrs(slices_);
-    Scale(learning_rates, global_step, lrs.data());
-    base_->OptimizeWithLatestValue(state, num, grad, lrs.data(), latest_value,
-                                   global_step);
   }
 
  private:
@@ -138,15 +118,6 @@ class StochasticRoundingOptimizer final : public ForwardingOptimizer {
     Round(num);
   }
 
-  void OptimizeWithLatestValue(void* state, float* num, const float* grad,
-                               const float* learning_rates,
-                               const float* latest_value,
-                               int64_t global_step) const override {
-    base_->OptimizeWithLatestValue(state, num, grad, learning_rates,
-                                   latest_value, global_step);
-    Round(num);
-  }
-
  private:
   void Round(float* num) const {
     ThreadRng& rng = Rng();
@@ -157,48 +128,6 @@ class StochasticRoundingOptimizer final : public ForwardingOptimizer {
     rng.engine = engine;
   }
 
-  const int dim_;
-};
-
-// --------------------------------------------------------------------- dc
-
-class DcOptimizer final : public ForwardingOptimizer {
- public:
-  using Config = DcOptimizerConfig;
-  static void Validate(const Config&, int, oi::ConfigChecker* check) {
-    check->NonNegative({"lambda_"});
-  }
-
-  DcOptimizer(std::unique_ptr<OptimizerInterface> base, const Config& c)
-      : ForwardingOptimizer(std::move(base)),
-        lambda_(c.lambda_()),
-        dim_(base_->DimSize()) {}
-  // Monolith's factory cannot build dc (it is a decorator over another
-  // optimizer there, and the oneof leaves no room for that one): here a dc
-  // config is delay-compensated SGD.
-  DcOptimizer(const Config& c, int dim) : DcOptimizer(oi::NewSgd(dim), c) {}
-
-  std::string DebugString() const override {
-    return "Dc(" + base_->DebugString() + ")";
-  }
-
-  void OptimizeWithLatestValue(void* state, float* num, const float* grad,
-                               const float* learning_rates,
-                               const float* latest_value,
-                               int64_t global_step) const override {
-    InlineBuffer<float, 256> compensated(dim_);
-    float* __restrict out = compensated.data();
-    const float* __restrict g = grad;
-    const float* __restrict w = num;
-    const float* __restrict latest = latest_value;
-    for (int i = 0; i < dim_; ++i) {
-      out[i] = g[i] + lambda_ * g[i] * g[i] * (w[i] - latest[i]);
-    }
-    base_->Optimize(state, num, out, learning_rates, global_step);
-  }
-
- private:
-  const float lambda_;
   const int dim_;
 };
 
@@ -252,27 +181,6 @@ std::unique_ptr<OptimizerInterface> NewStochasticRoundingFloat16Optimizer(
     std::unique_ptr<OptimizerInterface> base) {
   return std::make_unique<StochasticRoundingOptimizer>(std::move(base));
 }
-
-Status NewDcOptimizer(const DcOptimizerConfig& config,
-                      std::unique_ptr<OptimizerInterface> base,
-                      std::unique_ptr<OptimizerInterface>* optimizer) {
-  if (base == nullptr) {
-    return InvalidArgumentError("dc: the base optimizer is null");
-  }
-  oi::ConfigChecker check(config, "dc");
-  DcOptimizer::Validate(config, base->DimSize(), &check);
-  MONOLITH_RETURN_IF_ERROR(check.status());
-  *optimizer = std::make_unique<DcOptimizer>(std::move(base), config);
-  return Status::OK();
-}
-
-namespace optimizer_internal {
-
-std::vector<OptimizerKind> DecoratorKinds() {
-  return {KindOf<DcOptimizer>()};
-}
-
-}  // namespace optimizer_internal
 
 }  // namespace hash_table
 }  // namespace monolith

@@ -1,8 +1,7 @@
 // Optimizers that wrap another one. NewOptimizer (optimizer_interface.h)
 // adds them from the config: the learning-rate warmup when a config's
 // warmup_steps > 0, then float16 stochastic rounding when
-// OptimizerConfig.stochastic_rounding_float16 is set. A dc config builds a
-// delay-compensated SGD. All of them keep the wrapped optimizer's state
+// OptimizerConfig.stochastic_rounding_float16 is set. Both keep the wrapped optimizer's state
 // layout and dump, so adding or removing one leaves checkpoints compatible.
 #ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_OPTIMIZER_OPTIMIZER_DECORATORS_H_
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_OPTIMIZER_OPTIMIZER_DECORATORS_H_
@@ -54,19 +53,6 @@ float NextStochasticRoundingUniform();
 // after each update (state stays float32). |base| non-null.
 std::unique_ptr<OptimizerInterface> NewStochasticRoundingFloat16Optimizer(
     std::unique_ptr<OptimizerInterface> base);
-
-// --------------------------------------------------------------------- dc
-
-// Delay compensation (DC-ASGD, Zheng et al. 2017) over |base|: through
-// OptimizeWithLatestValue the gradient becomes
-//   g + lambda * g * g * (num - latest_value)
-// before |base| applies it; Optimize (latest_value == num) is |base|'s.
-// State, dims and dumps are |base|'s. InvalidArgument for a null base or a
-// negative or non-finite lambda_. (config.dim_size is ignored: the base's
-// DimSize is used.) NewOptimizer builds a dc config as DC over SGD.
-Status NewDcOptimizer(const DcOptimizerConfig& config,
-                      std::unique_ptr<OptimizerInterface> base,
-                      std::unique_ptr<OptimizerInterface>* optimizer);
 
 }  // namespace hash_table
 }  // namespace monolith

@@ -158,8 +158,7 @@ const oi::OptimizerKind* FindKind(const google::protobuf::Descriptor* type) {
   static const std::vector<oi::OptimizerKind>* const kKinds = [] {
     auto* kinds = new std::vector<oi::OptimizerKind>();
     for (const auto& registered :
-         {oi::AdagradFamilyKinds(), oi::MomentOptimizerKinds(),
-          oi::DecoratorKinds()}) {
+         {oi::AdagradFamilyKinds(), oi::MomentOptimizerKinds()}) {
       kinds->insert(kinds->end(), registered.begin(), registered.end());
     }
     return kinds;
@@ -182,6 +181,13 @@ Status NewOptimizer(const OptimizerConfig& config, int dim,
   if (dim <= 0) {
     return InvalidArgumentError("optimizer dim must be > 0, got " +
                                 std::to_string(dim));
+  }
+  if (config.type_case() == OptimizerConfig::kDc) {
+    // The original's factory could not build dc either.
+    return InvalidArgumentError(
+        "OptimizerConfig dc (delay compensation) is not supported: it "
+        "corrects each gradient by the value it was computed at, which "
+        "apply_gradients does not carry; use sgd or another optimizer");
   }
   const google::protobuf::FieldDescriptor* field =
       OptimizerConfig::descriptor()->FindFieldByNumber(config.type_case());

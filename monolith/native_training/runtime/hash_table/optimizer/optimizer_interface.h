@@ -48,19 +48,6 @@ class OptimizerInterface {
                         const float* learning_rates,
                         int64_t global_step) const = 0;
 
-  // Optimize for a gradient computed at |latest_value| (DimSize() floats, the
-  // value the trainer looked up), which may differ from |num| when updates
-  // are applied asynchronously. Only delay-compensating optimizers (dc) use
-  // it; every other optimizer ignores it, which is exactly Optimize.
-  virtual void OptimizeWithLatestValue(void* state, float* num,
-                                       const float* grad,
-                                       const float* learning_rates,
-                                       const float* latest_value,
-                                       int64_t global_step) const {
-    (void)latest_value;
-    Optimize(state, num, grad, learning_rates, global_step);
-  }
-
   // Writes DumpSize() OptimizerDump.dump fields (SingleOptimizerDump
   // messages) describing |state|: the wire bytes a save puts in an entry's
   // OptimizerDump, byte for byte what protobuf would serialize.

@@ -157,14 +157,10 @@ constexpr OptimizerKind KindOf() {
 // The kinds registered beside the optimizers, one per OptimizerConfig oneof
 // case among them all: sgd and the adagrad and ftrl families
 // (adagrad_family.cc); adadelta, adam, amsgrad, momentum, moving_average,
-// rmsprop, rmspropv2 and batch_softmax (moment_optimizers.cc); dc
-// (optimizer_decorators.cc).
+// rmsprop, rmspropv2 and batch_softmax (moment_optimizers.cc). dc has
+// none (NewOptimizer refuses it).
 std::vector<OptimizerKind> AdagradFamilyKinds();
 std::vector<OptimizerKind> MomentOptimizerKinds();
-std::vector<OptimizerKind> DecoratorKinds();
-
-// Plain SGD over |dim| floats, the base of dc (adagrad_family.cc).
-std::unique_ptr<OptimizerInterface> NewSgd(int dim);
 
 }  // namespace optimizer_internal
 }  // namespace hash_table
