@@ -22,6 +22,7 @@ step; the `learning_rate` field of an optimizer config is carried in the proto
 """
 
 import abc
+import collections.abc
 import copy
 import numbers
 from typing import Any, Callable, List, Optional, Sequence, Type, Union
@@ -836,11 +837,14 @@ class HashTableConfigInstance:
                table_config: embedding_hash_table_pb2.EmbeddingHashTableConfig,
                learning_rate_fns: List[LearningRate],
                extra_restore_names: Optional[Sequence[str]] = None):
-    if not isinstance(learning_rate_fns, (list, tuple)):
+    # Any sequence, as the original took (e.g. a numpy array of rates).
+    if (isinstance(learning_rate_fns, (str, bytes, dict, tf.Tensor)) or
+        not isinstance(learning_rate_fns, collections.abc.Iterable)):
       raise TypeError("learning_rate_fns must be a list with a learning rate "
                       "(or a callable returning one) per segment, got "
                       f"{type(learning_rate_fns).__name__} "
                       f"{learning_rate_fns!r}")
+    learning_rate_fns = list(learning_rate_fns)
     for i, fn in enumerate(learning_rate_fns):
       if fn is None or isinstance(fn, (str, bytes, bool)):
         raise TypeError(f"learning_rate_fns[{i}] must be a number, a tensor "

@@ -352,6 +352,13 @@ def test_bad_learning_rate_fns_are_named():
   with pytest.raises(TypeError, match="learning_rate_fns must be a list .* "
                      "got float 0.05"):
     entry.HashTableConfigInstance(_table_config(2), 0.05)
+  with pytest.raises(TypeError, match="learning_rate_fns must be a list"):
+    entry.HashTableConfigInstance(_table_config(2), "0.05")
+  # Other sequences are taken, as the original took them.
+  rates = entry.HashTableConfigInstance(_table_config(2), np.array([0.1]))
+  assert rates.learning_rate_fns == [0.1]
+  with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+    assert sess.run(rates.call_learning_rate_fns()) == pytest.approx([0.1])
   with pytest.raises(TypeError, match=r"learning_rate_fns\[1\] must be a "
                      "number, a tensor or a callable, got None"):
     entry.HashTableConfigInstance(_table_config(2), [0.1, None])

@@ -139,6 +139,12 @@ flags.register_validator("log_every_secs", lambda value: value > 0,
                          message="--log_every_secs must be > 0")
 flags.register_validator("learning_rate", lambda value: value > 0,
                          message="--learning_rate must be > 0")
+# Worker i seeds numpy with seed + i, which must fit 32 bits.
+flags.register_multi_flags_validator(
+    ["seed", "num_workers"],
+    lambda v: 0 <= v["seed"] and v["seed"] + max(v["num_workers"], 1) <= 2**32,
+    message="--seed must be >= 0 and --seed + --num_workers - 1 < 2^32 "
+    "(worker i draws examples with seed + i)")
 
 _WORKER_JOB = "worker"
 # How long the launcher waits for the workers to report a dead task (they
@@ -339,6 +345,9 @@ def run_ps(cluster: tf.train.ClusterSpec, index: int) -> None:
   server = _start_server(cluster, utils.PS_JOB_NAME, index)
   print(f"ps {index}: serving {server.target} (pid {os.getpid()})",
         flush=True)
+  # join() blocks in C++, where Python's SIGINT handler never runs: Ctrl-C
+  # ends the task as SIGTERM does (a PS has nothing to save).
+  signal.signal(signal.SIGINT, signal.SIG_DFL)
   server.join()
 
 
@@ -640,9 +649,17 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
     # or waiting for a lost task) SIGTERM keeps its default: the process
     # ends at once, with nothing to save.
     stop_requested = threading.Event()
+    stop_signal = []
 
-    def stop_after_step(*_):
+    def stop_after_step(signum, _):
+      stop_signal.append(signum)
       stop_requested.set()
+
+    def on_stop_signals(handler) -> None:
+      signal.signal(signal.SIGTERM,
+                    signal.SIG_DFL if handler is None else handler)
+      signal.signal(signal.SIGINT,
+                    signal.default_int_handler if handler is None else handler)
 
     while not stop_requested.is_set():
       try:
@@ -657,7 +674,10 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
             time.sleep(1)
             continue
           sess = _FailFastSession(creator, hooks)
-          signal.signal(signal.SIGTERM, stop_after_step)
+          on_stop_signals(stop_after_step)
+          # A run that reads the step lets StopAtStepHook see a model_dir
+          # already trained to --steps (it asks to stop after a run only).
+          progress.global_step = int(sess.run(model.global_step))
           if lost_since is not None:
             print(f"worker {index}: training again after "
                   f"{time.time() - lost_since:.1f} s", flush=True)
@@ -687,15 +707,16 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
         if sess is not None:
           abandoned.append(sess)
           sess = None
-          signal.signal(signal.SIGTERM, signal.SIG_DFL)
+          on_stop_signals(None)
         time.sleep(1)
       except tf.errors.OpError as e:
         _fail(index, progress, e, cluster)
     if stop_requested.is_set():
       # A chief whose session was dropped (a lost task) has none to save.
       saving = is_chief and sess is not None
-      print(f"worker {index}: got SIGTERM; stopping after {progress.steps} "
-            f"steps{' (saving a checkpoint first)' if saving else ''}",
+      print(f"worker {index}: got {signal.Signals(stop_signal[0]).name}; "
+            f"stopping after {progress.steps} steps"
+            f"{' (saving a checkpoint first)' if saving else ''}",
             flush=True)
     try:
       # Runs the hooks' end(): the chief's last save.
@@ -704,6 +725,10 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
     except tf.errors.OpError as e:
       _fail(index, progress, e, cluster)
     progress.summary()
+  if stop_requested.is_set() and progress.global_step < FLAGS.steps:
+    # Stopped short of --steps (e.g. evicted): not a finished task, so a
+    # scheduler restarts it.
+    return 128 + stop_signal[0]
   return 0
 
 
@@ -800,6 +825,12 @@ def launch(argv: Sequence[str]) -> int:
   if FLAGS.num_ps < 1 or FLAGS.num_workers < 1:
     raise app.UsageError("--num_ps and --num_workers must be >= 1")
   del argv
+  # The chief would fail on it after every task started.
+  try:
+    tf.io.gfile.makedirs(FLAGS.model_dir)
+  except tf.errors.OpError as e:
+    raise app.UsageError(
+        f"--model_dir {FLAGS.model_dir}: cannot create it: {e.message}")
   env = dict(os.environ)
   # The tasks import what this process imports (bazel's runfiles too).
   env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
@@ -891,11 +922,16 @@ def _run_cluster(env: Dict[str, str], passed: List[str]) -> int:
         print(f"local_cluster: {failed[0].name} exited with code "
               f"{failed[0].process.returncode}; stopping the cluster",
               flush=True)
-        # The workers' own errors say more: give them a moment to report.
-        deadline = time.time() + _REPORT_GRACE_SECS
-        for w in workers:
-          with contextlib.suppress(subprocess.TimeoutExpired):
-            w.process.wait(max(deadline - time.time(), 0.01))
+        if all(t.process.poll() is None for t in ps_tasks):
+          # A worker failed while every PS is up: the others stop after
+          # their step, the chief saving a checkpoint.
+          _stop_workers_first(tasks)
+        else:
+          # The workers' own errors say more: give them a moment to report.
+          deadline = time.time() + _REPORT_GRACE_SECS
+          for w in workers:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+              w.process.wait(max(deadline - time.time(), 0.01))
         break
       # returncode as the poll above set it: a worker that failed since is
       # not taken for finished.
@@ -970,11 +1006,22 @@ def _stop(tasks: List[_Task], grace_secs: float = 5.0) -> None:
 def main(argv: Sequence[str]) -> int:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  # `bazel run` runs in the runfiles: resolve against the caller's directory.
-  FLAGS.model_dir = os.path.join(
-      os.environ.get("BUILD_WORKING_DIRECTORY", os.getcwd()),
-      os.path.expanduser(FLAGS.model_dir))
+  # `bazel run` runs in the runfiles: resolve a local path against the
+  # caller's directory (a URL, e.g. gs://..., is taken as it is).
+  if "://" not in FLAGS.model_dir:
+    FLAGS.model_dir = os.path.join(
+        os.environ.get("BUILD_WORKING_DIRECTORY", os.getcwd()),
+        os.path.expanduser(FLAGS.model_dir))
   if not FLAGS.task_type:
+    given = [
+        name for name in ("ps_hosts", "worker_hosts", "task_index")
+        if FLAGS[name].present
+    ]
+    if given:
+      raise app.UsageError(
+          f"--{', --'.join(given)} run one task of a cluster and need "
+          "--task_type (without it the launcher runs a whole cluster on this "
+          "host: --num_ps, --num_workers)")
     return launch(argv)
   cluster = _cluster_spec()
   if not FLAGS.verbose:

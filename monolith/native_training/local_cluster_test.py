@@ -220,6 +220,21 @@ def test_trains_checkpoints_and_stops_every_task(tmp_path):
   assert _latest_step(model_dir) >= 1500
   assert _no_tasks_left(model_dir) == []
 
+  # Run again on the finished model_dir: no worker trains a step.
+  done = _latest_step(model_dir)
+  launcher = _launch(model_dir, f"--steps={done}", num_ps=3)
+  try:
+    out, _ = launcher.communicate(timeout=240)
+  finally:
+    launcher.kill()
+  out = out.decode(errors="replace")
+  assert launcher.returncode == 0, out
+  assert re.findall(r"summary: steps (\d+) global_step (\d+)", out) == [
+      ("0", str(done))
+  ] * 2, out
+  assert _latest_step(model_dir) == done
+  assert _no_tasks_left(model_dir) == []
+
 
 def test_killed_ps_is_restarted_and_restored(tmp_path):
   model_dir = str(tmp_path / "ctr")
@@ -422,7 +437,13 @@ def test_a_worker_fails_when_its_chief_never_sets_up(monkeypatch):
 
 
 def test_bad_flags_are_refused(tmp_path):
-  for flag, message in (("--save_steps=0", "--save_steps must be >= 1"),
+  for flag, message in (("--seed=-1", "--seed must be >= 0"),
+                        ("--seed=4294967295", "--seed + --num_workers - 1"),
+                        ("--ps_hosts=127.0.0.1:1", "--ps_hosts run one task "
+                         "of a cluster and need --task_type"),
+                        ("--model_dir=/proc/no/such", "--model_dir /proc/no/"
+                         "such: cannot create it"),
+                        ("--save_steps=0", "--save_steps must be >= 1"),
                         ("--model_dir=", "--model_dir is empty"),
                         ("--vocab_size=0", "--vocab_size must be >= 1"),
                         ("--chief_setup_secs=0",
@@ -464,6 +485,35 @@ def test_sigterm_stops_every_task(tmp_path):
     (step,) = re.findall(r'^model_checkpoint_path: ".*model\.ckpt-(\d+)"',
                          f.read(), re.M)
   assert int(step) > 0, out
+
+
+def test_a_failed_worker_stops_the_others_after_the_chiefs_last_save(
+    tmp_path):
+  # No periodic save: only the chief's last one, while the PS tasks are up.
+  model_dir = str(tmp_path / "ctr")
+  launcher = _launch(model_dir, "--steps=1000000", "--save_steps=1000000")
+  output = _Output(launcher)
+  try:
+    output.wait_for(r"\[worker1\] worker 1: step \d+", 90)
+    output.wait_for(r"\[worker0\] worker 0: step \d+", 90)
+    (pid,) = [
+        p for p in _processes_with(f"--model_dir={model_dir}")
+        if b"--task_type=worker\0--task_index=1\0" in open(
+            f"/proc/{p}/cmdline", "rb").read()
+    ]
+    os.kill(pid, signal.SIGKILL)
+    launcher.wait(90)
+  finally:
+    launcher.kill()
+  output.join(10)
+  out = output.text()
+  assert launcher.returncode == 1, out
+  assert ("local_cluster: worker1 exited with code -9; stopping the cluster"
+          in out), out
+  assert re.search(r"worker 0: got SIGTERM; stopping after \d+ steps "
+                   r"\(saving a checkpoint first\)", out), out
+  assert _latest_step(model_dir) > 0, out
+  assert _no_tasks_left(model_dir) == []
 
 
 def test_sigterm_stops_a_worker_waiting_for_the_chief(tmp_path):
