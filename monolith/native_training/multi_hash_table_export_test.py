@@ -33,6 +33,7 @@ import pytest
 import tensorflow as tf
 
 from monolith.native_training import entry
+from monolith.native_training import learning_rate_functions
 from monolith.native_training import multi_hash_table_ops
 from monolith.native_training.model_export import export_context
 from monolith.native_training.model_export import warmup_io
@@ -50,9 +51,10 @@ _SHARD_SUFFIX = r"-\d{5}-of-\d{5}$"
 
 
 def _configs():
-  """Two tables: fp32 and fp16 serving compressors, trained with adagrad."""
+  """Two tables: fp32 and fp16 serving compressors, trained with adagrad,
+  the fp32 one at a rate that decays with the global step."""
 
-  def config(dim, compressor):
+  def config(dim, compressor, learning_rate):
     table_config = embedding_hash_table_pb2.EmbeddingHashTableConfig()
     entry.CuckooHashTableConfig().mutate_table(table_config)
     table_config.entry_config.segments.append(
@@ -60,11 +62,14 @@ def _configs():
             dim, entry.RandomUniformInitializer(-0.5, 0.5),
             entry.AdagradOptimizer(initial_accumulator_value=0.1),
             compressor))
-    return entry.HashTableConfigInstance(table_config, [0.3])
+    return entry.HashTableConfigInstance(table_config, [learning_rate])
 
   return {
-      "fp32_slot": config(4, entry.Fp32Compressor()),
-      "fp16_slot": config(3, entry.Fp16Compressor()),
+      "fp32_slot":
+          config(4, entry.Fp32Compressor(),
+                 learning_rate_functions.PolynomialDecay(0.3, 10, 0.1)),
+      "fp16_slot":
+          config(3, entry.Fp16Compressor(), 0.3),
   }
 
 
@@ -73,7 +78,7 @@ def _train_and_save(basename: str):
   rng = np.random.RandomState(3)
   with tf.Graph().as_default(), tf1.Session() as sess:
     table = multi_hash_table_ops.MultiHashTable.from_configs(_configs())
-    sess.run(table.initializer)
+    sess.run([table.initializer, tf1.global_variables_initializer()])
     for step in range(3):
       grads = {
           name: (_IDS, rng.uniform(-1, 1, (len(_IDS), dim)).astype(np.float32))
@@ -130,6 +135,13 @@ def _export(basename: str, export_dir: str):
     signature = tf1.saved_model.signature_def_utils.predict_signature_def(
         inputs={f"{name}_ids": ids[name] for name in ids},
         outputs={name: embeddings[name] for name in embeddings})
+    # Serving tables look up with the original's op (its op library serves
+    # the graph too), even outside export mode, and have no learning rates
+    # (no global step the tables-only export would not restore).
+    op_types = {op.type for op in graph.get_operations()}
+    assert "MonolithMultiHashTableLookup" in op_types
+    assert "MonolithMultiHashTableLookupTables" not in op_types
+    assert tf1.global_variables() == []
     builder = tf1.saved_model.Builder(export_dir)
     with tf1.Session(graph=graph) as sess:
       builder.add_meta_graph_and_variables(

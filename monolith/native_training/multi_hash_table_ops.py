@@ -168,14 +168,24 @@ def check_gpu_tables_supported(in_this_process: bool = True) -> None:
                        "(see docs/gpu.md)")
 
 
+def all_serving(mconfig: bytes) -> bool:
+  """Whether every table of a serialized MultiEmbeddingHashTableConfig has
+  SERVING entries (tables created in export mode)."""
+  config = embedding_hash_table_pb2.MultiEmbeddingHashTableConfig.FromString(
+      mconfig)
+  return all(c.entry_config.entry_type ==
+             embedding_hash_table_pb2.EntryConfig.SERVING
+             for c in config.configs)
+
+
 def learning_rate_tensor(cc: CachedConfig) -> tf.Tensor:
   """The learning rates the tables' optimizers apply, as one float32 vector.
 
   Per table in `cc.table_names` order, per segment in segment order: the
   config's `learning_rate_tensor` when one is set (a vector with a rate per
   segment; `DistributedMultiTypeHashTable` sets it to the rates it computed
-  on the worker), else its learning-rate functions, called now. The ops are
-  built under the caller's device scope.
+  on the worker), else its learning-rate functions, called now; zeros for
+  SERVING tables. The ops are built under the caller's device scope.
 
   Args:
     cc: the tables' configs.
@@ -188,6 +198,15 @@ def learning_rate_tensor(cc: CachedConfig) -> tf.Tensor:
       segment, or its `learning_rate_tensor` is known to have another
       number of rates.
   """
+  if all_serving(cc.mconfig):
+    # SERVING tables are never optimized: zeros, not the functions' ops (a
+    # schedule on the global step would put into the serving graph a
+    # variable that a tables-only export does not restore).
+    return tf.zeros([
+        sum(
+            len(cc.configs[name].table_config.entry_config.segments)
+            for name in cc.table_names)
+    ], tf.float32)
   pieces = []
   pending = []  # Rates of consecutive tables without a learning_rate_tensor.
   for name in cc.table_names:
@@ -674,6 +693,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     else:
       self._learning_rate = tf.cast(tf.stack(learning_rate_list), tf.float32)
     self._saver_parallel = saver_parallel
+    self._serving = all_serving(cc.mconfig)
     self._ps_shard = None
     self._ps_placement = None
     self._shared_name = "_".join([MultiHashTable.NAME_PREFIX, name_suffix])
@@ -705,6 +725,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     self._learning_rate = g.as_graph_element(
         ops.prepend_name_scope(proto.learning_rate_tensor, import_scope))
     self._saver_parallel = proto.saver_parallel
+    self._serving = proto.serving
     self._shared_name = proto.shared_name
     # Taken in this graph now (the graph that exported it may be this one):
     # a new table of the same name would share the resource.
@@ -878,6 +899,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     proto.learning_rate_tensor = ops.strip_name_scope(self._learning_rate.name,
                                                       export_scope)
     proto.saver_parallel = self._saver_parallel
+    proto.serving = self._serving
     proto.shared_name = self._shared_name
     proto.initializer_op = ops.strip_name_scope(self._initializer.name,
                                                 export_scope)
@@ -1086,9 +1108,10 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       ValueError: an unknown table name.
     """
     ids = {k: as_ids(v, k) for k, v in slot_to_id.items()}
-    # Serving graphs keep the original's lookup op, so that the original's
-    # op library serves them too; GPU tables have only that one.
-    if self.on_gpu or is_exporting():
+    # Serving graphs (tables created in export mode, or lookups built in
+    # it) keep the original's lookup op, so that the original's op library
+    # serves them too; GPU tables have only that one.
+    if self.on_gpu or self._serving or is_exporting():
       ragged_id = self.get_ragged_id(ids)
       embeddings = self.get_embeddings(ragged_id, self.raw_lookup(ragged_id))
     else:
