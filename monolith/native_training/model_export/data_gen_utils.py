@@ -678,6 +678,10 @@ def _extra_metas(args: ParserArgs) -> Optional[List[FeatureMeta]]:
   for name, shape in zip(names, shapes):
     _check_line_id_field(name)
     _check_shape("extra", name, shape)
+    if shape != 1 and not FeatureMeta.line_id_fields[name].is_repeated:
+      raise ValueError(
+          f"extra feature {name!r} is a single LineId value: its shape must "
+          f"be 1, got {shape} (shapes count the values of repeated fields)")
   return [FeatureMeta(name, shape=shape) for name, shape in zip(names, shapes)]
 
 
@@ -805,11 +809,13 @@ def _exported_signatures(
         "its warmup")
   for name in signatures:
     inputs = exported[name].inputs
-    if inputs and input_name not in inputs:
+    # TF Serving's Predict needs exactly the signature's inputs.
+    if inputs and set(inputs) != {input_name}:
       raise warmup_io.WarmupDataError(
           f"the exported signature {name!r} takes the inputs "
-          f"{sorted(inputs)}, not {input_name!r}: set variant_type to the "
-          "model's input")
+          f"{sorted(inputs)}, not only {input_name!r}: the requests carry "
+          "only the variant's input (set variant_type to the model's input), "
+          "and TF Serving fails a request missing a signature's input")
   if num_logs < len(signatures):
     logging.warning(
         "%d warmup requests for %d signatures %s: the last %d get none",
@@ -878,7 +884,13 @@ def gen_random_data_file(data_file_name: str,
 
   Returns:
     The number of records written.
+
+  Raises:
+    ValueError: num_batch or args.batch_size is not positive.
   """
+  if num_batch <= 0 or args.batch_size <= 0:
+    raise ValueError(f"num_batch ({num_batch}) and batch_size "
+                     f"({args.batch_size}) must be > 0")
   if layout is None:
     layout = (dump_format.DumpLayout(kafka_dump_prefix=kafka_dump_prefix,
                                      has_sort_id=True,

@@ -264,6 +264,11 @@ def test_extra_feature_shapes_below_one_are_refused(features):
   with pytest.raises(ValueError, match="extra feature 'actions': shape must "
                      "be at least 1, got 0"):
     next(data_gen_utils.gen_prediction_log(args))
+  # A single-value field holds one value, whatever the shape.
+  args = _args(features, extra_features=["uid"], extra_feature_shapes=[5])
+  with pytest.raises(ValueError, match="extra feature 'uid' is a single "
+                     "LineId value: its shape must be 1, got 5"):
+    next(data_gen_utils.gen_prediction_log(args))
 
 
 def test_seed_makes_output_byte_identical(features):
@@ -317,6 +322,31 @@ def test_bad_arguments_are_clear_errors(features, kwargs, error):
     list(data_gen_utils.gen_prediction_log(args))
 
 
+def test_an_exported_signature_with_more_inputs_is_refused(features, graph):
+  # The requests carry only the variant's input: TF Serving's Predict would
+  # fail them for the missing one.
+  with export_context.enter_export_mode(
+      export_context.ExportMode.STANDALONE) as ctx:
+    ctx.add_signature(graph, "serving_default", {
+        "examples": None,
+        "extra": None
+    }, {"output": None})
+    with pytest.raises(warmup_io.WarmupDataError,
+                       match=r"takes the inputs \['examples', 'extra'\], "
+                       "not only 'examples'"):
+      list(data_gen_utils.gen_prediction_log(_args(features)))
+
+
+def test_random_data_file_needs_records(tmp_path, features):
+  for num_batch, batch_size in ((0, 2), (2, 0)):
+    with pytest.raises(ValueError, match=r"num_batch \(\d+\) and batch_size "
+                       r"\(\d+\) must be > 0"):
+      data_gen_utils.gen_random_data_file(
+          str(tmp_path / "dump"), _args(features, batch_size=batch_size),
+          num_batch=num_batch)
+  assert not os.listdir(tmp_path)
+
+
 def test_an_export_in_progress_adds_its_signatures_and_output_heads(
     features, graph):
   # As the original: the export's signatures join the cycle, one without
@@ -352,7 +382,7 @@ def test_an_export_in_progress_adds_its_signatures_and_output_heads(
       list(data_gen_utils.gen_prediction_log(
           _args(features, signature_name=["extra"])))
     with pytest.raises(warmup_io.WarmupDataError,
-                       match="takes the inputs \\['examples'\\], not "
+                       match="takes the inputs \\['examples'\\], not only "
                        "'instances'"):
       list(data_gen_utils.gen_prediction_log(
           _args(features, variant_type="instance")))

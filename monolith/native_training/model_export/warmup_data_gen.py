@@ -537,8 +537,11 @@ def random_parser_args() -> data_gen_utils.ParserArgs:
           f", got {slot}")
   feature_list = None
   if FLAGS.feature_list:
-    feature_list = data_gen_utils.FeatureList.parse(
-        warmup_io.resolve_user_path(FLAGS.feature_list))
+    path = warmup_io.resolve_user_path(FLAGS.feature_list)
+    try:
+      feature_list = data_gen_utils.FeatureList.parse(path)
+    except tf.errors.OpError as e:
+      raise ValueError(f"--feature_list={path}: {e.message}") from e
   return data_gen_utils.ParserArgs(
       model_name=FLAGS.model_name,
       fidv1_features=fidv1_slots,
