@@ -441,16 +441,21 @@ void EmbeddingHashTable::ForEachUpserted(const int64_t* ids, int64_t n,
                                          const AdmitFn& admit,
                                          bool may_stream) {
   if (n > 0) NoteUpdate(update_time);
-  const ScopedCount writer(&writers_);
-  if (may_stream && n >= kStreamedIds && writer.count() == 1) {
-    UpsertStreamed(ids, n, update_time, fn, admit);
-    return;
+  {
+    const ScopedCount writer(&writers_);
+    if (may_stream && n >= kStreamedIds && writer.count() == 1) {
+      UpsertStreamed(ids, n, update_time, fn, admit);
+    } else {
+      RunPipeline<true>(this, ids, n, update_time,
+                        [&](int64_t index, Slot*, char* entry, bool found) {
+                          fn(index, entry, !found);
+                        },
+                        admit);
+    }
   }
-  RunPipeline<true>(this, ids, n, update_time,
-                    [&](int64_t index, Slot*, char* entry, bool found) {
-                      fn(index, entry, !found);
-                    },
-                    admit);
+  // Again: a Clear between the note above and the writes reset the time
+  // while the entries written carry it.
+  if (n > 0) NoteUpdate(update_time);
 }
 
 template <bool kExclusive, typename Table, typename IdAt, typename HashAt,

@@ -177,9 +177,9 @@ class EmbeddingHashTable {
   // The part of it on huge pages (0 when the table is small, or created
   // with MONOLITH_HASH_TABLE_HUGE_PAGES=0 in the environment).
   int64_t HugePageBytes() const;
-  // The longest one shard's growth (the rehash of its slot array, under its
-  // lock) has taken since the table was created, in nanoseconds: the most a
-  // concurrent call touching that shard waited for growth.
+  // The longest one shard's rehash (building its grown slot array, while
+  // calls touching that shard go on: they wait only for the pointer swap)
+  // has taken since the table was created, in nanoseconds.
   int64_t LongestGrowthNanos() const;
   std::string DebugString() const;
   // Lowers the entries a shard takes (kMaxShardEntries): a full shard takes

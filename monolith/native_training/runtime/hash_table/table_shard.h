@@ -378,18 +378,19 @@ struct TableShard {
     for (uint64_t i = 0; i < old_capacity; ++i) {
       if (old[i].index != kEmpty) PlaceIn(grown, capacity - 1, old[i]);
     }
-    {
-      std::unique_lock<std::shared_mutex> swap = LockExclusive();
-      slots = grown;
-      mask = capacity - 1;
-    }
-    FreeSlots(old, old_capacity);
+    // The rehash alone: the swap below waits for the readers inside.
     const int64_t took = std::chrono::duration_cast<std::chrono::nanoseconds>(
                              std::chrono::steady_clock::now() - start)
                              .count();
     if (took > longest_rehash_ns.load(std::memory_order_relaxed)) {
       longest_rehash_ns.store(took, std::memory_order_relaxed);
     }
+    {
+      std::unique_lock<std::shared_mutex> swap = LockExclusive();
+      slots = grown;
+      mask = capacity - 1;
+    }
+    FreeSlots(old, old_capacity);
   }
 
   // Whether the shard takes no new entry (entry_limit reached, no freed
