@@ -403,7 +403,8 @@ class HashFilterCheckpointRestorerListener(
   def before_restore(self, session: tf.compat.v1.Session) -> None:
     if not self._enabled:
       return
-    ckpt_prefix = save_utils.latest_checkpoint(os.path.dirname(self._basename))
+    ckpt_prefix = save_utils.restored_checkpoint(
+        session, os.path.dirname(self._basename))
     if not ckpt_prefix:
       logging.info("No checkpoint in %s; hash filters are not restored.",
                    os.path.dirname(self._basename))

@@ -1905,7 +1905,9 @@ class MultiHashTableCheckpointRestorerListener(
     self._restore_ops_per_device = self._build_restore_graph()
 
   def before_restore(self, session: tf.compat.v1.Session) -> None:
-    """Creates the tables and restores them from the latest checkpoint.
+    """Creates the tables and restores them from the latest checkpoint
+    (or the one whose step the session restored, see
+    `save_utils.restored_checkpoint`).
 
     Without a checkpoint in the basename's directory, logs it and does
     nothing.
@@ -1916,7 +1918,8 @@ class MultiHashTableCheckpointRestorerListener(
     Raises:
       tf.errors.OpError: as `MultiHashTable.restore`.
     """
-    ckpt_prefix = save_utils.latest_checkpoint(os.path.dirname(self._basename))
+    ckpt_prefix = save_utils.restored_checkpoint(
+        session, os.path.dirname(self._basename))
     if not ckpt_prefix:
       logging.info("No checkpoint in %s; hash tables are not restored.",
                    os.path.dirname(self._basename))

@@ -17,6 +17,7 @@ from monolith.native_training import basic_restore_hook
 from monolith.native_training import entry
 from monolith.native_training import hash_filter_ops
 from monolith.native_training import multi_hash_table_ops
+from monolith.native_training import save_utils
 from monolith.native_training import test_utils
 from monolith.native_training.model_export import export_context
 from monolith.native_training.runtime.hash_table import embedding_hash_table_pb2
@@ -493,6 +494,66 @@ def _check_save_restore_hook(tmp_path, compression_type):
   hook = basic_restore_hook.CheckpointRestorerHook(listeners=[restorer])
   with tf1.train.SingularMonitoredSession(hooks=[hook]) as sess:
     np.testing.assert_array_equal(sess.run(lookup), [[1]])
+
+
+def test_a_rollback_restores_the_tables_of_the_step_restored(tmp_path):
+  # Steps 0..3 saved, the table's value being the step; a session created
+  # from step 1 (a rollback) gets step 1's tables too, and checkpoint 1 is
+  # not saved over at session creation.
+  model_dir = str(tmp_path / "model")
+  basename = os.path.join(model_dir, "model.ckpt")
+
+  def graph():
+    table = multi_hash_table_ops.MultiHashTable.from_configs(
+        {"slot0": test_utils.generate_test_hash_table_config(1)})
+    global_step = tf1.train.get_or_create_global_step()
+    train = tf.group(
+        table.assign_add({"slot0": (_id([0]), _value([[1]]))}).as_op(),
+        tf1.assign_add(global_step, 1))
+    saver = tf1.train.Saver(max_to_keep=10)
+    hooks = [
+        basic_restore_hook.CheckpointRestorerHook(listeners=[
+            multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
+                basename)
+        ]),
+        save_utils.NoFirstSaveCheckpointSaverHook(
+            model_dir,
+            save_steps=1,
+            saver=saver,
+            listeners=[
+                multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
+                    basename)
+            ])
+    ]
+    lookup = table.lookup({"slot0": _id([0])})["slot0"]
+    return saver, hooks, train, lookup, global_step
+
+  with tf.Graph().as_default():
+    saver, hooks, train, _, _ = graph()
+    with tf1.train.MonitoredSession(
+        session_creator=tf1.train.ChiefSessionCreator(
+            scaffold=tf1.train.Scaffold(saver=saver)),
+        hooks=hooks) as sess:
+      for _ in range(3):
+        sess.run(train)
+  assert save_utils.latest_checkpoint(model_dir) == basename + "-3"
+  index_mtime = os.path.getmtime(basename + "-1.index")
+  assets = basename + "-1.assets"
+  asset_mtimes = {f: os.path.getmtime(os.path.join(assets, f))
+                  for f in os.listdir(assets)}
+
+  with tf.Graph().as_default():
+    saver, hooks, _, lookup, global_step = graph()
+    with tf1.train.MonitoredSession(
+        session_creator=tf1.train.ChiefSessionCreator(
+            scaffold=tf1.train.Scaffold(saver=saver),
+            checkpoint_filename_with_path=basename + "-1"),
+        hooks=hooks) as sess:
+      assert sess.run(global_step) == 1
+      np.testing.assert_array_equal(sess.run(lookup), [[1]])
+  assert os.path.getmtime(basename + "-1.index") == index_mtime
+  assert {f: os.path.getmtime(os.path.join(assets, f))
+          for f in os.listdir(assets)} == asset_mtimes
 
 
 def test_a_saver_hook_listed_before_the_restorer_hook_is_refused(tmp_path):

@@ -425,16 +425,17 @@ def _checkpoint_files_exist(prefix: str) -> bool:
 def _resolve_checkpoint_path(checkpoint_dir: str, path: str) -> str:
   """A path of the state file as a usable prefix: relative ones (as TF
   writes for relative and remote directories) joined to the directory; an
-  absolute one whose files are gone but whose name is in the directory
-  (the model directory was copied or moved) taken from there."""
+  absolute one elsewhere whose name is in the directory taken from there
+  (the model directory was moved or copied: a copy must not read, nor its
+  Saver's rotation delete, the files of the directory it was copied
+  from)."""
   if not os.path.isabs(path) and "://" not in path:
     return os.path.join(checkpoint_dir, path)
-  moved = os.path.join(checkpoint_dir, os.path.basename(path))
-  if (moved != path and not _checkpoint_files_exist(path) and
-      _checkpoint_files_exist(moved)):
-    logging.warning("The checkpoint state names %s, which is gone; using %s "
-                    "(the model directory was moved or copied).", path, moved)
-    return moved
+  here = os.path.join(checkpoint_dir, os.path.basename(path))
+  if here != path and _checkpoint_files_exist(here):
+    logging.warning("The checkpoint state names %s; using %s, in the "
+                    "directory itself (it was moved or copied).", path, here)
+    return here
   return path
 
 
@@ -500,6 +501,36 @@ def get_latest_checkpoint_state(
   """
   del global_step_value
   return checkpoint_state(checkpoint_dir)
+
+
+def restored_checkpoint(session: tf.compat.v1.Session,
+                        checkpoint_dir: str) -> Optional[str]:
+  """The checkpoint of `checkpoint_dir` that the session's variables came
+  from, as far as its global step tells: the latest, or another one of the
+  global step restored (a session created from an older checkpoint, to
+  roll back), so that what is restored beside the variables (tables,
+  filters) comes from the same step; a global step of 0 (variables
+  initialized) takes the latest. None without a checkpoint.
+  """
+  latest = latest_checkpoint(checkpoint_dir)
+  match = re.fullmatch(r"(.*)-(\d+)", latest or "")
+  global_step = tf.compat.v1.train.get_global_step(session.graph)
+  if not match or global_step is None:
+    return latest
+  try:
+    step = int(session.run(global_step))
+  except tf.errors.FailedPreconditionError:
+    return latest  # Not restored (nor initialized) in this session.
+  restored = f"{match.group(1)}-{step}"
+  # Step 0 is that of variables initialized, not restored (a fresh job's
+  # first checkpoint holds nothing to roll back to).
+  if (0 < step != int(match.group(2)) and
+      _checkpoint_files_exist(restored)):
+    logging.warning(
+        "The global step restored, %d, is that of %s, not of the latest "
+        "checkpoint %s: restoring from %s.", step, restored, latest, restored)
+    return restored
+  return latest
 
 
 def latest_checkpoint(checkpoint_dir: str) -> Optional[str]:
@@ -889,17 +920,6 @@ class PsInitializedStateHook(tf.compat.v1.train.SessionRunHook):
     self._ps_monitor.setup_ps_initialized_state(session)
 
 
-def same_path(a: Optional[str], b: str) -> bool:
-  """Whether two paths name the same file: local ones compared absolute
-  (the checkpoint state may hold absolute paths for a relative model dir),
-  URLs as given."""
-  if a is None:
-    return False
-  if "://" in a or "://" in b:
-    return a == b
-  return os.path.abspath(a) == os.path.abspath(b)
-
-
 class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
   """A `CheckpointSaverHook` that does not save again a step it restored.
 
@@ -910,8 +930,9 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
   restore into another number of PS). A save that fails on some PS then
   leaves the latest checkpoint mixing two layouts, and the older copy is
   gone. This hook (the original Monolith's name and arguments) skips that
-  save when the directory's latest checkpoint is this step's under its
-  basename, the one the session started from. Unlike the original's, which
+  save when a checkpoint of this step exists under its basename (the
+  session started from it: the latest, or an older one to roll back to,
+  whose restorer listeners read it too, see `restored_checkpoint`). Unlike the original's, which
   skipped the first save always, a fresh job still saves its step 0: a PS
   task lost before the first periodic save is then restored from it
   instead of every task's variables being initialized again.
@@ -1000,9 +1021,12 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
   def _save(self, session: tf.compat.v1.Session, step: int) -> bool:
     # TF's hook saves through _save (after_create_session, after_run, end).
     prefix = f"{self._save_path}-{step}"
+    # Not the latest only: a session created from an older checkpoint (a
+    # rollback) must not write the newer tables over it.
     if (self._creating_session and self._no_first_save and
-        same_path(latest_checkpoint(self._checkpoint_dir), prefix)):
-      logging.info("Not saving %s again: the session starts from it.", prefix)
+        _checkpoint_files_exist(prefix)):
+      logging.info("Not saving %s again: it exists (the session starts "
+                   "from it).", prefix)
       return False
     self._call_guard_listeners("before_save", session, step)
     try:

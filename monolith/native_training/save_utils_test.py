@@ -1,6 +1,7 @@
 """Tests for save_utils.SaveHelper."""
 
 import os
+import shutil
 
 import pytest
 import tensorflow as tf
@@ -458,6 +459,19 @@ def test_latest_checkpoint_of_a_moved_model_directory(tmp_path):
   assert save_utils.latest_checkpoint(str(tmp_path / "b")) == moved
   assert list(save_utils.checkpoint_state(
       str(tmp_path / "b")).all_model_checkpoint_paths) == [moved]
+
+
+def test_latest_checkpoint_of_a_copied_model_directory(tmp_path):
+  # A copy's state names the original's absolute paths: the copy reads
+  # (and its Saver rotates) its own files, not those of the original.
+  _save_variable(str(tmp_path / "a"), 1.0)
+  shutil.copytree(tmp_path / "a", tmp_path / "b")
+  copied = str(tmp_path / "b" / "model.ckpt-7")
+  assert save_utils.latest_checkpoint(str(tmp_path / "b")) == copied
+  assert list(save_utils.checkpoint_state(
+      str(tmp_path / "b")).all_model_checkpoint_paths) == [copied]
+  assert save_utils.latest_checkpoint(str(tmp_path / "a")) == str(
+      tmp_path / "a" / "model.ckpt-7")
 
 
 def _saves_through_restarts(model_dir: str, steps_per_session):
