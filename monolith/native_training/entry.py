@@ -28,6 +28,7 @@ import numbers
 from typing import Any, Callable, List, Optional, Sequence, Type, Union
 
 from google.protobuf import message
+import numpy as np
 import tensorflow as tf
 
 from monolith.native_training.monolith_export import monolith_export
@@ -837,9 +838,11 @@ class HashTableConfigInstance:
                table_config: embedding_hash_table_pb2.EmbeddingHashTableConfig,
                learning_rate_fns: List[LearningRate],
                extra_restore_names: Optional[Sequence[str]] = None):
-    # Any sequence, as the original took (e.g. a numpy array of rates).
-    if (isinstance(learning_rate_fns, (str, bytes, dict, tf.Tensor)) or
-        not isinstance(learning_rate_fns, collections.abc.Iterable)):
+    # Any sequence, as the original took (e.g. a numpy array of rates); not
+    # a set or a generator, whose order is not the segments'.
+    if (isinstance(learning_rate_fns, (str, bytes)) or
+        not isinstance(learning_rate_fns, (collections.abc.Sequence,
+                                           np.ndarray))):
       raise TypeError("learning_rate_fns must be a list with a learning rate "
                       "(or a callable returning one) per segment, got "
                       f"{type(learning_rate_fns).__name__} "

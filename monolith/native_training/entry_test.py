@@ -352,8 +352,9 @@ def test_bad_learning_rate_fns_are_named():
   with pytest.raises(TypeError, match="learning_rate_fns must be a list .* "
                      "got float 0.05"):
     entry.HashTableConfigInstance(_table_config(2), 0.05)
-  with pytest.raises(TypeError, match="learning_rate_fns must be a list"):
-    entry.HashTableConfigInstance(_table_config(2), "0.05")
+  for not_a_list in ("0.05", {0.05}, (r for r in [0.05])):
+    with pytest.raises(TypeError, match="learning_rate_fns must be a list"):
+      entry.HashTableConfigInstance(_table_config(2), not_a_list)
   # Other sequences are taken, as the original took them.
   rates = entry.HashTableConfigInstance(_table_config(2), np.array([0.1]))
   assert rates.learning_rate_fns == [0.1]

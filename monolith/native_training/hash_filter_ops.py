@@ -404,7 +404,7 @@ class HashFilterCheckpointRestorerListener(
     if not self._enabled:
       return
     ckpt_prefix = save_utils.restored_checkpoint(
-        session, os.path.dirname(self._basename))
+        session, os.path.dirname(self._basename), self._ps_monitor)
     if not ckpt_prefix:
       logging.info("No checkpoint in %s; hash filters are not restored.",
                    os.path.dirname(self._basename))

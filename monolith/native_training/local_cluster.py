@@ -643,11 +643,11 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
     # ever, and so would its destructor; kept until the process exits.
     abandoned = []
     lost_since = None
-    # SIGTERM (the launcher's stop) ends training after the current step;
-    # closing the session then runs the chief's last save. Without a
-    # session (creating one, which blocks in TF until every task answers,
-    # or waiting for a lost task) SIGTERM keeps its default: the process
-    # ends at once, with nothing to save.
+    # SIGTERM (the launcher's stop) or SIGINT ends training after the
+    # current step; closing the session then runs the chief's last save.
+    # Without a session (creating one, which blocks in TF until every task
+    # answers, or waiting for a lost task) they end the process at once,
+    # with nothing to save.
     stop_requested = threading.Event()
     stop_signal = []
 
@@ -656,10 +656,13 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
       stop_requested.set()
 
     def on_stop_signals(handler) -> None:
-      signal.signal(signal.SIGTERM,
-                    signal.SIG_DFL if handler is None else handler)
-      signal.signal(signal.SIGINT,
-                    signal.default_int_handler if handler is None else handler)
+      # Without a session (None) both end the process at once: a Python
+      # KeyboardInterrupt would not come while TF's session creation
+      # blocks, and would wait for a lost task in abandoned sessions.
+      for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+
+    on_stop_signals(None)
 
     while not stop_requested.is_set():
       try:
@@ -925,7 +928,10 @@ def _run_cluster(env: Dict[str, str], passed: List[str]) -> int:
         if all(t.process.poll() is None for t in ps_tasks):
           # A worker failed while every PS is up: the others stop after
           # their step, the chief saving a checkpoint.
-          _stop_workers_first(tasks)
+          try:
+            _stop_workers_first(tasks)
+          except _Interrupted as e:
+            print(f"local_cluster: got {e}; stopping at once", flush=True)
         else:
           # The workers' own errors say more: give them a moment to report.
           deadline = time.time() + _REPORT_GRACE_SECS

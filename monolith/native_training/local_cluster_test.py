@@ -220,8 +220,10 @@ def test_trains_checkpoints_and_stops_every_task(tmp_path):
   assert _latest_step(model_dir) >= 1500
   assert _no_tasks_left(model_dir) == []
 
-  # Run again on the finished model_dir: no worker trains a step.
-  done = _latest_step(model_dir)
+  # Run again on the finished model_dir: no worker trains a step. (Its
+  # global step, which another worker may have moved past the save's name.)
+  done = int(tf.train.load_variable(tf.train.latest_checkpoint(model_dir),
+                                    "global_step"))
   launcher = _launch(model_dir, f"--steps={done}", num_ps=3)
   try:
     out, _ = launcher.communicate(timeout=240)
@@ -232,7 +234,8 @@ def test_trains_checkpoints_and_stops_every_task(tmp_path):
   assert re.findall(r"summary: steps (\d+) global_step (\d+)", out) == [
       ("0", str(done))
   ] * 2, out
-  assert _latest_step(model_dir) == done
+  assert int(tf.train.load_variable(tf.train.latest_checkpoint(model_dir),
+                                    "global_step")) == done
   assert _no_tasks_left(model_dir) == []
 
 

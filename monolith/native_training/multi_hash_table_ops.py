@@ -1863,7 +1863,9 @@ def _on_device_of(table: MultiHashTable):
 
 class MultiHashTableCheckpointRestorerListener(
     basic_restore_hook.CheckpointRestorerListener):
-  """Restores every MultiHashTable of the graph from the latest checkpoint.
+  """Restores every MultiHashTable of the graph from the latest checkpoint
+  (or the one the session's global step was restored from: a rollback, see
+  `save_utils.restored_checkpoint`).
 
   The restore ops are built at construction, for the tables the graph holds
   then, each on its table's device. A restore replaces the tables' entries,
@@ -1891,7 +1893,7 @@ class MultiHashTableCheckpointRestorerListener(
 
   Args:
     basename: the checkpoint path prefix; the latest checkpoint of its
-      directory is restored.
+      directory is restored (or the one rolled back to).
     ps_monitor: when given, only the devices it reports uninitialized
       (`is_ps_uninitialized(session, device)`) are restored.
   """
@@ -1919,7 +1921,7 @@ class MultiHashTableCheckpointRestorerListener(
       tf.errors.OpError: as `MultiHashTable.restore`.
     """
     ckpt_prefix = save_utils.restored_checkpoint(
-        session, os.path.dirname(self._basename))
+        session, os.path.dirname(self._basename), self._ps_monitor)
     if not ckpt_prefix:
       logging.info("No checkpoint in %s; hash tables are not restored.",
                    os.path.dirname(self._basename))

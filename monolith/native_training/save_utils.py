@@ -417,6 +417,11 @@ def saving_per_ps_files(directory: str, group: str,
           "this step now.", stale, directory, group, num_ps)
 
 
+def _same_local_dir(a: str, b: str) -> bool:
+  """Whether two local directories are one (however each is spelled)."""
+  return "://" not in b and os.path.realpath(a) == os.path.realpath(b)
+
+
 def _checkpoint_files_exist(prefix: str) -> bool:
   # V2 checkpoints have "<prefix>.index"; V1 ones a file named the prefix.
   return tf.io.gfile.exists(prefix + ".index") or tf.io.gfile.exists(prefix)
@@ -431,8 +436,10 @@ def _resolve_checkpoint_path(checkpoint_dir: str, path: str) -> str:
   from)."""
   if not os.path.isabs(path) and "://" not in path:
     return os.path.join(checkpoint_dir, path)
+  if "://" in path or _same_local_dir(os.path.dirname(path), checkpoint_dir):
+    return path
   here = os.path.join(checkpoint_dir, os.path.basename(path))
-  if here != path and _checkpoint_files_exist(here):
+  if _checkpoint_files_exist(here):
     logging.warning("The checkpoint state names %s; using %s, in the "
                     "directory itself (it was moved or copied).", path, here)
     return here
@@ -480,10 +487,18 @@ def checkpoint_state(
         f"which has no files ({prefix}.index); restore it, or delete the "
         "state file to start from scratch")
   state.model_checkpoint_path = prefix
-  resolved = [
-      _resolve_checkpoint_path(checkpoint_dir, path)
-      for path in state.all_model_checkpoint_paths
-  ]
+  resolved = []
+  for path in state.all_model_checkpoint_paths:
+    path = _resolve_checkpoint_path(checkpoint_dir, path)
+    # One still in another directory (a partial copy's older ones): the
+    # Saver's rotation would delete that directory's files.
+    if (os.path.isabs(path) and
+        not _same_local_dir(os.path.dirname(path), checkpoint_dir)):
+      logging.warning("The checkpoint state of %s lists %s, in another "
+                      "directory; left out of its checkpoints.",
+                      checkpoint_dir, path)
+      continue
+    resolved.append(path)
   del state.all_model_checkpoint_paths[:]
   state.all_model_checkpoint_paths.extend(resolved)
   return state
@@ -504,18 +519,25 @@ def get_latest_checkpoint_state(
 
 
 def restored_checkpoint(session: tf.compat.v1.Session,
-                        checkpoint_dir: str) -> Optional[str]:
+                        checkpoint_dir: str,
+                        ps_monitor: Optional["PsMonitor"] = None
+                       ) -> Optional[str]:
   """The checkpoint of `checkpoint_dir` that the session's variables came
-  from, as far as its global step tells: the latest, or another one of the
-  global step restored (a session created from an older checkpoint, to
-  roll back), so that what is restored beside the variables (tables,
-  filters) comes from the same step; a global step of 0 (variables
-  initialized) takes the latest. None without a checkpoint.
+  from, as far as its global step tells: the latest, or another checkpoint
+  the state lists, of the global step restored (a session created from an
+  older checkpoint, to roll back), so that what is restored beside the
+  variables (tables, filters) comes from the same step. The latest where
+  the global step was not restored in this session: 0 (initialized), or
+  on a PS task that `ps_monitor` finds set up (it kept its state). None
+  without a checkpoint.
   """
-  latest = latest_checkpoint(checkpoint_dir)
+  state = checkpoint_state(checkpoint_dir)
+  latest = state.model_checkpoint_path if state else None
   match = re.fullmatch(r"(.*)-(\d+)", latest or "")
   global_step = tf.compat.v1.train.get_global_step(session.graph)
-  if not match or global_step is None:
+  if not match or global_step is None or (
+      ps_monitor is not None and
+      not ps_monitor.is_ps_uninitialized(session, global_step.device)):
     return latest
   try:
     step = int(session.run(global_step))
@@ -525,7 +547,7 @@ def restored_checkpoint(session: tf.compat.v1.Session,
   # Step 0 is that of variables initialized, not restored (a fresh job's
   # first checkpoint holds nothing to roll back to).
   if (0 < step != int(match.group(2)) and
-      _checkpoint_files_exist(restored)):
+      restored in state.all_model_checkpoint_paths):
     logging.warning(
         "The global step restored, %d, is that of %s, not of the latest "
         "checkpoint %s: restoring from %s.", step, restored, latest, restored)
@@ -920,6 +942,17 @@ class PsInitializedStateHook(tf.compat.v1.train.SessionRunHook):
     self._ps_monitor.setup_ps_initialized_state(session)
 
 
+def _same_checkpoint(a: Optional[str], b: str) -> bool:
+  """Whether two checkpoint prefixes name the same checkpoint: local ones
+  compared absolute (the checkpoint state may hold absolute paths for a
+  relative model dir), URLs as given."""
+  if a is None:
+    return False
+  if "://" in a or "://" in b:
+    return a == b
+  return os.path.abspath(a) == os.path.abspath(b)
+
+
 class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
   """A `CheckpointSaverHook` that does not save again a step it restored.
 
@@ -930,9 +963,9 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
   restore into another number of PS). A save that fails on some PS then
   leaves the latest checkpoint mixing two layouts, and the older copy is
   gone. This hook (the original Monolith's name and arguments) skips that
-  save when a checkpoint of this step exists under its basename (the
-  session started from it: the latest, or an older one to roll back to,
-  whose restorer listeners read it too, see `restored_checkpoint`). Unlike the original's, which
+  save when this step's checkpoint under its basename is the one the
+  session started from (the latest, or an older one the state lists,
+  rolled back to: see `restored_checkpoint`). Unlike the original's, which
   skipped the first save always, a fresh job still saves its step 0: a PS
   task lost before the first periodic save is then restored from it
   instead of every task's variables being initialized again.
@@ -1021,12 +1054,11 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
   def _save(self, session: tf.compat.v1.Session, step: int) -> bool:
     # TF's hook saves through _save (after_create_session, after_run, end).
     prefix = f"{self._save_path}-{step}"
-    # Not the latest only: a session created from an older checkpoint (a
-    # rollback) must not write the newer tables over it.
-    if (self._creating_session and self._no_first_save and
-        _checkpoint_files_exist(prefix)):
-      logging.info("Not saving %s again: it exists (the session starts "
-                   "from it).", prefix)
+    # The latest or, rolled back, an older one: not saved over with tables
+    # the session did not restore.
+    if (self._creating_session and self._no_first_save and _same_checkpoint(
+        restored_checkpoint(session, self._checkpoint_dir), prefix)):
+      logging.info("Not saving %s again: the session starts from it.", prefix)
       return False
     self._call_guard_listeners("before_save", session, step)
     try:

@@ -275,6 +275,36 @@ def test_no_first_save_hook_skips_only_the_restored_step(tmp_path):
       os.path.join(model_dir, "model.ckpt-3.index")) == mtime
 
 
+def test_no_first_save_hook_saves_over_files_of_no_restored_step(tmp_path):
+  # A fresh start after the state file was deleted: step 0's leftover
+  # files are not the session's, so step 0 is saved (and recorded).
+  model_dir = str(tmp_path / "model")
+  assert _train(model_dir, 3) == (0, [0, 2, 3])
+  os.remove(os.path.join(model_dir, "checkpoint"))
+  assert _train(model_dir, 3, restore=True) == (0, [0, 2, 3])
+
+
+def test_restored_checkpoint_follows_the_global_step_restored(tmp_path):
+  model_dir = str(tmp_path / "model")
+  prefix = os.path.join(model_dir, "model.ckpt")
+  with tf.Graph().as_default():
+    step = tf.compat.v1.train.get_or_create_global_step()
+    saver = tf.compat.v1.train.Saver(max_to_keep=5)
+    with tf.compat.v1.Session() as sess:
+      sess.run(step.initializer)
+      for s in (0, 1, 3):
+        step.load(s, sess)
+        saver.save(sess, prefix, global_step=s)
+      # A save the state does not list (killed before the state was
+      # written, or of another timeline).
+      step.load(5, sess)
+      saver.save(sess, prefix, global_step=5, write_state=False)
+      for s, want in ((1, 1), (3, 3), (5, 3), (0, 3), (2, 3)):
+        step.load(s, sess)
+        assert save_utils.restored_checkpoint(sess, model_dir) == (
+            f"{prefix}-{want}"), s
+
+
 def test_no_first_save_false_saves_as_tf_does(tmp_path):
   model_dir = str(tmp_path / "model")
   assert _train(model_dir, 3, no_first_save=False) == (0, [0, 2, 3])
@@ -472,6 +502,35 @@ def test_latest_checkpoint_of_a_copied_model_directory(tmp_path):
       str(tmp_path / "b")).all_model_checkpoint_paths) == [copied]
   assert save_utils.latest_checkpoint(str(tmp_path / "a")) == str(
       tmp_path / "a" / "model.ckpt-7")
+
+
+def test_latest_checkpoint_through_another_spelling_of_the_directory(
+    tmp_path):
+  # The same directory through a symlink is not a copy: the state's paths
+  # are kept as they are.
+  saved = _save_variable(str(tmp_path / "a"), 1.0)
+  os.symlink(tmp_path / "a", tmp_path / "link")
+  assert save_utils.latest_checkpoint(str(tmp_path / "link")) == saved
+
+
+def test_a_partial_copy_lists_only_its_own_checkpoints(tmp_path):
+  # Only the latest checkpoint was copied: the older ones the state lists
+  # stay the original directory's, out of the copy's rotation.
+  a, b = tmp_path / "a", tmp_path / "b"
+  with tf.Graph().as_default():
+    step = tf.compat.v1.train.get_or_create_global_step()
+    saver = tf.compat.v1.train.Saver()
+    with tf.compat.v1.Session() as sess:
+      sess.run(step.initializer)
+      for s in (1, 2):
+        saver.save(sess, str(a / "model.ckpt"), global_step=s)
+  os.makedirs(b)
+  for name in os.listdir(a):
+    if name == "checkpoint" or name.startswith("model.ckpt-2."):
+      shutil.copy(a / name, b / name)
+  state = save_utils.checkpoint_state(str(b))
+  assert state.model_checkpoint_path == str(b / "model.ckpt-2")
+  assert list(state.all_model_checkpoint_paths) == [str(b / "model.ckpt-2")]
 
 
 def _saves_through_restarts(model_dir: str, steps_per_session):

@@ -178,8 +178,9 @@ class EmbeddingHashTable {
   // with MONOLITH_HASH_TABLE_HUGE_PAGES=0 in the environment).
   int64_t HugePageBytes() const;
   // The longest one shard's rehash (building its grown slot array, while
-  // calls touching that shard go on: they wait only for the pointer swap)
-  // has taken since the table was created, in nanoseconds.
+  // lookups of that shard go on: they wait only for the pointer swap; its
+  // other writers wait for the rehash) has taken since the table was
+  // created, in nanoseconds.
   int64_t LongestGrowthNanos() const;
   std::string DebugString() const;
   // Lowers the entries a shard takes (kMaxShardEntries): a full shard takes

@@ -425,7 +425,7 @@ class FtrlOptimizer final
       // den is 0 only when beta and l2 are 0 and g * g underflowed to 0
       // with a zero accumulator: w = 0 there, as group FTRL's (not +-inf).
       const float den = sqrt_new + beta_ + l2_ * lr;
-      w[i] = std::fabs(z) > l1_ && den > 0.0f
+      w[i] = std::fabs(z) > l1_ && den != 0.0f
                  ? lr * (std::copysign(l1_, z) - z) / den
                  : 0.0f;
     }
@@ -485,7 +485,7 @@ class GroupFtrlOptimizer final
       // 0 where beta, l2 and the coordinate's norm are all 0 (no gradient
       // yet, so its z is 0 too).
       const float den = beta_ + std::sqrt(norm[i]) + l2_ * lr;
-      w[i] = den > 0.0f ? lr * zero[i] * k / den : 0.0f;
+      w[i] = den != 0.0f ? lr * zero[i] * k / den : 0.0f;
     }
   }
 

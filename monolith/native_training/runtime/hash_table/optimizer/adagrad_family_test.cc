@@ -345,6 +345,24 @@ TEST(AdagradFamily, NanGradientsShowAndNegativeRatesApply) {
     EXPECT_TRUE(std::isnan(e.Num()[0])) << c.ShortDebugString();
     e.ExpectGuards();
   }
+  // FTRL at a negative rate whose l2 * lr outweighs sqrt(n'): a negative
+  // denominator, computed as the original computes it.
+  {
+    OptimizerConfig c;
+    c.mutable_ftrl()->set_l2_regularization_strength(1.0f);
+    c.mutable_ftrl()->set_beta(0.0f);
+    auto opt = MustNew(c, 1);
+    Entry e(*opt);
+    e.Init();
+    e.SetNum({0.0f});
+    const double lr = -0.5, g = 0.1;
+    const double n = c.ftrl().initial_accumulator_value() + g * g;
+    // z = g (w was 0); w = lr * (-z) / (sqrt(n) + beta + l2 * lr).
+    const double want = lr * -g / (std::sqrt(n) + lr);
+    e.Optimize({static_cast<float>(g)}, static_cast<float>(lr), 1);
+    EXPECT_LT(std::sqrt(n) + lr, 0.0);
+    EXPECT_NEAR(e.Num()[0], want, 1e-6);
+  }
   OptimizerConfig ftrl;
   ftrl.mutable_ftrl();
   OptimizerConfig group_ftrl;

@@ -1,4 +1,4 @@
-// Warmup, float16 stochastic rounding and delay compensation (dc).
+// Warmup and float16 stochastic rounding.
 #include "monolith/native_training/runtime/hash_table/optimizer/optimizer_decorators.h"
 
 #include <cmath>
