@@ -362,7 +362,9 @@ class HashFilterCheckpointSaverListener(
 
 class HashFilterCheckpointRestorerListener(
     basic_restore_hook.CheckpointRestorerListener):
-  """Restores the hash filters from the latest checkpoint.
+  """Restores the hash filters from the latest checkpoint (or the one the
+  session's global step was restored from: a rollback, see
+  `save_utils.restored_checkpoint`).
 
   Without a checkpoint it does nothing. A checkpoint without the filters'
   files fails the restore with NotFoundError naming them. Filters saved by

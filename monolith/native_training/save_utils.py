@@ -417,9 +417,12 @@ def saving_per_ps_files(directory: str, group: str,
           "this step now.", stale, directory, group, num_ps)
 
 
-def _same_local_dir(a: str, b: str) -> bool:
-  """Whether two local directories are one (however each is spelled)."""
-  return "://" not in b and os.path.realpath(a) == os.path.realpath(b)
+def _same_dir(a: str, b: str) -> bool:
+  """Whether two directories are one: local ones however each is spelled,
+  URLs (object stores) as written."""
+  if "://" in a or "://" in b:
+    return a.rstrip("/") == b.rstrip("/")
+  return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _checkpoint_files_exist(prefix: str) -> bool:
@@ -430,15 +433,17 @@ def _checkpoint_files_exist(prefix: str) -> bool:
 def _resolve_checkpoint_path(checkpoint_dir: str, path: str) -> str:
   """A path of the state file as a usable prefix: relative ones (as TF
   writes for relative and remote directories) joined to the directory; an
-  absolute one elsewhere whose name is in the directory taken from there
+  absolute one (or URL) of the directory spelled as the directory is (so
+  that one checkpoint has one name: the Saver and the saver hook compare
+  names); one elsewhere whose name is in the directory taken from there
   (the model directory was moved or copied: a copy must not read, nor its
   Saver's rotation delete, the files of the directory it was copied
   from)."""
   if not os.path.isabs(path) and "://" not in path:
     return os.path.join(checkpoint_dir, path)
-  if "://" in path or _same_local_dir(os.path.dirname(path), checkpoint_dir):
-    return path
   here = os.path.join(checkpoint_dir, os.path.basename(path))
+  if _same_dir(os.path.dirname(path), checkpoint_dir):
+    return here
   if _checkpoint_files_exist(here):
     logging.warning("The checkpoint state names %s; using %s, in the "
                     "directory itself (it was moved or copied).", path, here)
@@ -492,8 +497,8 @@ def checkpoint_state(
     path = _resolve_checkpoint_path(checkpoint_dir, path)
     # One still in another directory (a partial copy's older ones): the
     # Saver's rotation would delete that directory's files.
-    if (os.path.isabs(path) and
-        not _same_local_dir(os.path.dirname(path), checkpoint_dir)):
+    if ((os.path.isabs(path) or "://" in path) and
+        not _same_dir(os.path.dirname(path), checkpoint_dir)):
       logging.warning("The checkpoint state of %s lists %s, in another "
                       "directory; left out of its checkpoints.",
                       checkpoint_dir, path)
