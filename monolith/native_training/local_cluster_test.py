@@ -43,6 +43,19 @@ def _launch(model_dir: str, *flags: str, num_ps: int = 2) -> subprocess.Popen:
       env=env)
 
 
+def _run_to_the_end(model_dir: str, *flags: str, num_ps: int = 2) -> str:
+  """Runs a cluster until it exits (killed after 240 s); checks that it
+  exited 0 and returns its output."""
+  launcher = _launch(model_dir, *flags, num_ps=num_ps)
+  try:
+    out, _ = launcher.communicate(timeout=240)
+  finally:
+    launcher.kill()
+  out = out.decode(errors="replace")
+  assert launcher.returncode == 0, out
+  return out
+
+
 class _Output:
   """Collects a launcher's output lines; waits for lines matching a regex."""
 
@@ -122,8 +135,9 @@ def _saved_ids(ckpt_prefix: str, ps_index: int) -> Set[int]:
   return ids
 
 
-def _processes_with(marker: str) -> List[int]:
-  """Pids of the processes whose command line contains `marker`."""
+def _processes_with(*markers: str) -> List[int]:
+  """Pids of the processes whose command line contains every marker (the
+  arguments are NUL-separated)."""
   pids = []
   for pid in os.listdir("/proc"):
     if not pid.isdigit() or int(pid) == os.getpid():
@@ -133,9 +147,25 @@ def _processes_with(marker: str) -> List[int]:
         cmdline = f.read().decode(errors="replace")
     except OSError:
       continue
-    if marker in cmdline:
+    if all(marker in cmdline for marker in markers):
       pids.append(int(pid))
   return pids
+
+
+def _sigkill_once_both_workers_train(launcher: subprocess.Popen,
+                                     output: _Output,
+                                     task_pid: Callable[[], int]) -> str:
+  """SIGKILLs the task `task_pid()` names once both workers trained a step;
+  the launcher's output once it exited (killed if it does not in 90 s)."""
+  try:
+    for i in range(2):
+      output.wait_for(rf"\[worker{i}\] worker {i}: step \d+", 90)
+    os.kill(task_pid(), signal.SIGKILL)
+    launcher.wait(90)
+  finally:
+    launcher.kill()
+  output.join(10)
+  return output.text()
 
 
 def _no_tasks_left(model_dir: str) -> List[int]:
@@ -157,14 +187,8 @@ def test_trains_checkpoints_and_stops_every_task(tmp_path):
   # Enough steps that worker 1, which joins once the chief's setup is done
   # (a second or more of the chief's training, more on a loaded machine),
   # trains long enough to log rates.
-  launcher = _launch(model_dir, "--steps=1000", "--save_steps=500",
-                     "--log_every_secs=0.1")
-  try:
-    out, _ = launcher.communicate(timeout=240)
-  finally:
-    launcher.kill()
-  out = out.decode(errors="replace")
-  assert launcher.returncode == 0, out
+  out = _run_to_the_end(model_dir, "--steps=1000", "--save_steps=500",
+                        "--log_every_secs=0.1")
   assert "local_cluster: all 2 workers finished; stopping 2 PS tasks" in out
   for i in range(2):
     assert re.search(rf"\[ps{i}\] ps {i}: serving grpc://127\.0\.0\.1:\d+",
@@ -203,13 +227,8 @@ def test_trains_checkpoints_and_stops_every_task(tmp_path):
   assert _no_tasks_left(model_dir) == []
 
   # A fresh cluster of 3 PS tasks resumes from that checkpoint.
-  launcher = _launch(model_dir, "--steps=1500", "--save_steps=500", num_ps=3)
-  try:
-    out, _ = launcher.communicate(timeout=240)
-  finally:
-    launcher.kill()
-  out = out.decode(errors="replace")
-  assert launcher.returncode == 0, out
+  out = _run_to_the_end(model_dir, "--steps=1500", "--save_steps=500",
+                        num_ps=3)
   assert f"worker 0: resuming from {prefix}" in out, out
   assert f"worker 0: PS task(s) 0, 1, 2 restored from {prefix}" in out, out
   # Training went on from the checkpoint's global step (progress lines: a
@@ -224,13 +243,7 @@ def test_trains_checkpoints_and_stops_every_task(tmp_path):
   # global step, which another worker may have moved past the save's name.)
   done = int(tf.train.load_variable(tf.train.latest_checkpoint(model_dir),
                                     "global_step"))
-  launcher = _launch(model_dir, f"--steps={done}", num_ps=3)
-  try:
-    out, _ = launcher.communicate(timeout=240)
-  finally:
-    launcher.kill()
-  out = out.decode(errors="replace")
-  assert launcher.returncode == 0, out
+  out = _run_to_the_end(model_dir, f"--steps={done}", num_ps=3)
   assert re.findall(r"summary: steps (\d+) global_step (\d+)", out) == [
       ("0", str(done))
   ] * 2, out
@@ -302,17 +315,10 @@ def test_lost_ps_fails_the_workers_naming_it(tmp_path):
   launcher = _launch(model_dir, "--steps=100000000", "--ps_recovery_secs=0",
                      "--max_ps_restarts=0")
   output = _Output(launcher)
-  try:
-    pid = int(output.wait_for(r"\[ps1\] ps 1: serving \S+ \(pid (\d+)\)",
-                              60)[1])
-    for i in range(2):
-      output.wait_for(rf"\[worker{i}\] worker {i}: step \d+", 90)
-    os.kill(pid, signal.SIGKILL)
-    launcher.wait(60)
-  finally:
-    launcher.kill()
-  output.join(10)
-  out = output.text()
+  out = _sigkill_once_both_workers_train(
+      launcher, output, lambda: int(
+          output.wait_for(r"\[ps1\] ps 1: serving \S+ \(pid (\d+)\)",
+                          60)[1]))
   assert launcher.returncode == 1, out
   assert re.search(r"local_cluster: (ps1 exited with code -9|worker\d exited "
                    r"with code 1); stopping the cluster", out), out
@@ -495,21 +501,13 @@ def test_a_failed_worker_stops_the_others_after_the_chiefs_last_save(
   # No periodic save: only the chief's last one, while the PS tasks are up.
   model_dir = str(tmp_path / "ctr")
   launcher = _launch(model_dir, "--steps=1000000", "--save_steps=1000000")
-  output = _Output(launcher)
-  try:
-    output.wait_for(r"\[worker1\] worker 1: step \d+", 90)
-    output.wait_for(r"\[worker0\] worker 0: step \d+", 90)
-    (pid,) = [
-        p for p in _processes_with(f"--model_dir={model_dir}")
-        if b"--task_type=worker\0--task_index=1\0" in open(
-            f"/proc/{p}/cmdline", "rb").read()
-    ]
-    os.kill(pid, signal.SIGKILL)
-    launcher.wait(90)
-  finally:
-    launcher.kill()
-  output.join(10)
-  out = output.text()
+
+  def worker1() -> int:
+    (pid,) = _processes_with(f"--model_dir={model_dir}",
+                             "--task_type=worker\0--task_index=1\0")
+    return pid
+
+  out = _sigkill_once_both_workers_train(launcher, _Output(launcher), worker1)
   assert launcher.returncode == 1, out
   assert ("local_cluster: worker1 exited with code -9; stopping the cluster"
           in out), out

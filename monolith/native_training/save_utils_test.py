@@ -481,27 +481,20 @@ def test_strict_chief_session_creator_restores_or_fails(tmp_path):
     _session_value({"checkpoint_dir": model_dir})
 
 
-def test_latest_checkpoint_of_a_moved_model_directory(tmp_path):
-  # The Saver wrote absolute paths; the directory was then moved.
+@pytest.mark.parametrize("copy", [False, True], ids=["moved", "copied"])
+def test_latest_checkpoint_of_a_moved_or_copied_model_directory(
+    tmp_path, copy):
+  # The Saver wrote absolute paths; the directory was then moved or copied:
+  # it reads (and its Saver rotates) its own files, not the original's.
   _save_variable(str(tmp_path / "a"), 1.0)
-  os.rename(tmp_path / "a", tmp_path / "b")
-  moved = str(tmp_path / "b" / "model.ckpt-7")
-  assert save_utils.latest_checkpoint(str(tmp_path / "b")) == moved
+  (shutil.copytree if copy else os.rename)(tmp_path / "a", tmp_path / "b")
+  here = str(tmp_path / "b" / "model.ckpt-7")
+  assert save_utils.latest_checkpoint(str(tmp_path / "b")) == here
   assert list(save_utils.checkpoint_state(
-      str(tmp_path / "b")).all_model_checkpoint_paths) == [moved]
-
-
-def test_latest_checkpoint_of_a_copied_model_directory(tmp_path):
-  # A copy's state names the original's absolute paths: the copy reads
-  # (and its Saver rotates) its own files, not those of the original.
-  _save_variable(str(tmp_path / "a"), 1.0)
-  shutil.copytree(tmp_path / "a", tmp_path / "b")
-  copied = str(tmp_path / "b" / "model.ckpt-7")
-  assert save_utils.latest_checkpoint(str(tmp_path / "b")) == copied
-  assert list(save_utils.checkpoint_state(
-      str(tmp_path / "b")).all_model_checkpoint_paths) == [copied]
-  assert save_utils.latest_checkpoint(str(tmp_path / "a")) == str(
-      tmp_path / "a" / "model.ckpt-7")
+      str(tmp_path / "b")).all_model_checkpoint_paths) == [here]
+  if copy:
+    assert save_utils.latest_checkpoint(str(tmp_path / "a")) == str(
+        tmp_path / "a" / "model.ckpt-7")
 
 
 def test_latest_checkpoint_through_another_spelling_of_the_directory(
