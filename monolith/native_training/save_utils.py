@@ -430,15 +430,15 @@ def _checkpoint_files_exist(prefix: str) -> bool:
   return tf.io.gfile.exists(prefix + ".index") or tf.io.gfile.exists(prefix)
 
 
-def _resolve_checkpoint_path(checkpoint_dir: str, path: str) -> str:
-  """A path of the state file as a usable prefix: relative ones (as TF
-  writes for relative and remote directories) joined to the directory; an
+def _checkpoint_path_in(checkpoint_dir: str, path: str) -> Optional[str]:
+  """A path of the state file as a prefix in the directory: relative ones
+  (as TF writes for relative and remote directories) joined to it; an
   absolute one (or URL) of the directory spelled as the directory is (so
   that one checkpoint has one name: the Saver and the saver hook compare
   names); one elsewhere whose name is in the directory taken from there
   (the model directory was moved or copied: a copy must not read, nor its
   Saver's rotation delete, the files of the directory it was copied
-  from)."""
+  from). None for one elsewhere whose files are not in the directory."""
   if not os.path.isabs(path) and "://" not in path:
     return os.path.join(checkpoint_dir, path)
   here = os.path.join(checkpoint_dir, os.path.basename(path))
@@ -448,7 +448,7 @@ def _resolve_checkpoint_path(checkpoint_dir: str, path: str) -> str:
     logging.warning("The checkpoint state names %s; using %s, in the "
                     "directory itself (it was moved or copied).", path, here)
     return here
-  return path
+  return None
 
 
 def checkpoint_state(
@@ -459,7 +459,9 @@ def checkpoint_state(
   As `tf.train.get_checkpoint_state`, but a state file that exists and
   cannot be used is an error, not "no checkpoint" (after which a chief
   would initialize what it should restore). Paths are made usable as
-  `_resolve_checkpoint_path` says.
+  `_checkpoint_path_in` says; the latest one elsewhere is kept as named,
+  the others elsewhere are left out (the Saver's rotation would delete
+  that directory's files: a partial copy's older ones).
 
   Raises:
     tf.errors.OpError: the state file could not be read (as the file
@@ -484,8 +486,8 @@ def checkpoint_state(
     raise tf.errors.DataLossError(
         None, None, f"checkpoint state file {state_path} names no "
         "checkpoint (model_checkpoint_path is empty)")
-  prefix = _resolve_checkpoint_path(checkpoint_dir,
-                                    state.model_checkpoint_path)
+  prefix = (_checkpoint_path_in(checkpoint_dir, state.model_checkpoint_path)
+            or state.model_checkpoint_path)
   if not _checkpoint_files_exist(prefix):
     raise tf.errors.NotFoundError(
         None, None, f"checkpoint state file {state_path} names {prefix}, "
@@ -494,16 +496,13 @@ def checkpoint_state(
   state.model_checkpoint_path = prefix
   resolved = []
   for path in state.all_model_checkpoint_paths:
-    path = _resolve_checkpoint_path(checkpoint_dir, path)
-    # One still in another directory (a partial copy's older ones): the
-    # Saver's rotation would delete that directory's files.
-    if ((os.path.isabs(path) or "://" in path) and
-        not _same_dir(os.path.dirname(path), checkpoint_dir)):
+    here = _checkpoint_path_in(checkpoint_dir, path)
+    if here is None:
       logging.warning("The checkpoint state of %s lists %s, in another "
                       "directory; left out of its checkpoints.",
                       checkpoint_dir, path)
       continue
-    resolved.append(path)
+    resolved.append(here)
   del state.all_model_checkpoint_paths[:]
   state.all_model_checkpoint_paths.extend(resolved)
   return state
@@ -948,14 +947,11 @@ class PsInitializedStateHook(tf.compat.v1.train.SessionRunHook):
 
 
 def _same_checkpoint(a: Optional[str], b: str) -> bool:
-  """Whether two checkpoint prefixes name the same checkpoint: local ones
-  compared absolute (the checkpoint state may hold absolute paths for a
-  relative model dir), URLs as given."""
-  if a is None:
-    return False
-  if "://" in a or "://" in b:
-    return a == b
-  return os.path.abspath(a) == os.path.abspath(b)
+  """Whether two checkpoint prefixes name the same checkpoint: one name in
+  one directory (`_same_dir`: the checkpoint state may hold absolute paths
+  for a relative model dir)."""
+  return (a is not None and os.path.basename(a) == os.path.basename(b) and
+          _same_dir(os.path.dirname(a), os.path.dirname(b)))
 
 
 class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
