@@ -503,8 +503,13 @@ class ShardWriteLock {
     if (exclude_readers) ExcludeReaders();
   }
 
+  // Also makes room in |blocks| for every block PrepareBlocks readied, so
+  // that inserting (AllocateIndex) allocates nothing once entries start
+  // changing: a failure there left the batch's earlier new ids inserted
+  // but never written. (Under |mu|: readers index |blocks|.)
   void ExcludeReaders() {
     lock_ = shard_->LockExclusive();
+    ReserveRoomFor(&shard_->blocks, shard_->ready_blocks.size());
   }
 
  private:
