@@ -57,10 +57,20 @@ char* HugePagePool::TakeRegion() {
   if (chunk_cursor_ == chunk_end_) {
     ReserveRoomFor(&chunks_, 1);
     // Each chunk twice the last: few mappings, and at most half of the
-    // address space unused.
-    const size_t bytes =
+    // address space unused. Where that much cannot be mapped (an address
+    // space limit, strict overcommit), half as much, down to one region:
+    // the pool would otherwise run out with up to half the limit free.
+    size_t bytes =
         chunks_.empty() ? kFirstChunkBytes : 2 * chunks_.back().second;
-    char* chunk = MapAligned(bytes);
+    char* chunk = nullptr;
+    while (chunk == nullptr) {
+      try {
+        chunk = MapAligned(bytes);
+      } catch (const std::bad_alloc&) {
+        if (bytes == kRegionBytes) throw;
+        bytes /= 2;
+      }
+    }
     chunks_.emplace_back(chunk, bytes);
     chunk_cursor_ = chunk;
     chunk_end_ = chunk + bytes;

@@ -1,8 +1,13 @@
 #include "monolith/native_training/runtime/hash_table/huge_page_pool.h"
 
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <new>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -124,6 +129,44 @@ TEST(HugePagePoolTest, ManyRegionsTakeFewMappings) {
   for (int i = 0; i < 256; ++i) blocks.push_back(pool.AllocateBlock(kRegion));
   EXPECT_LE(MappingsHolding(blocks), 5);
   EXPECT_EQ(pool.UsedBytes(), 256 * kRegion);
+}
+
+// Regions taken until the pool runs out, in a child process whose address
+// space may grow by |headroom| bytes: returns the bytes taken (its exit
+// code counts them in regions).
+size_t BytesTakenWithin(size_t headroom) {
+  const pid_t child = fork();
+  if (child == 0) {
+    std::ifstream statm("/proc/self/statm");
+    size_t pages = 0;
+    statm >> pages;
+    const size_t mapped = pages * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    const rlimit limit{mapped + headroom, mapped + headroom};
+    if (setrlimit(RLIMIT_AS, &limit) != 0) _exit(255);
+    HugePagePool pool;
+    int regions = 0;
+    try {
+      while (regions < 254) {
+        pool.AllocateBlock(kRegion);
+        ++regions;
+      }
+    } catch (const std::bad_alloc&) {
+    }
+    _exit(regions);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) == 255) return 0;
+  return WEXITSTATUS(status) * kRegion;
+}
+
+TEST(HugePagePoolTest, UsesMostOfAnAddressSpaceLimit) {
+  // Chunks of 32, 64, 128 and 256 MiB fit in 480 MiB; the next doubling
+  // (512 MiB) does not, and smaller chunks must take the rest.
+  constexpr size_t kHeadroom = size_t{500} << 20;
+  const size_t taken = BytesTakenWithin(kHeadroom);
+  ASSERT_GT(taken, 0u) << "the child could not run";
+  EXPECT_GT(taken, size_t{480} << 20);
 }
 
 TEST(HugePagePoolTest, RejectsSizesItCannotServe) {
