@@ -114,15 +114,24 @@ void PeriodicEvictor::Run() {
         std::min_element(due.begin(), due.end()) - due.begin());
     if (wake_.wait_until(lock, due[next], [this] { return stop_; })) break;
     lock.unlock();
+    bool out_of_memory = false;
     std::string report;
     try {
       report = targets_[next].evict();
     } catch (const std::bad_alloc&) {
       // Shrinking a table allocates its smaller slot arrays; without the
       // memory the table stays as it was, and the next round tries again.
-      report = targets_[next].name + ": eviction stopped, out of memory";
+      out_of_memory = true;
     }
-    log_(report);
+    try {
+      if (out_of_memory) {
+        report = targets_[next].name + ": eviction stopped, out of memory";
+      }
+      log_(report);
+    } catch (const std::bad_alloc&) {
+      // Without memory for the report, no report (an exception here, on
+      // this thread, would end the process).
+    }
     // The next one a whole period after this one ended: a slow eviction
     // never queues up rounds.
     due[next] = Clock::now() + targets_[next].period;

@@ -617,7 +617,7 @@ constexpr int64_t kParallelIds = 16384;
 
 // A runner of a kernel's per-table work: on TF's CPU worker threads when
 // |ids| is large. An item out of memory throws std::bad_alloc on the
-// kernel's thread, for ComputeGuarded (on a worker thread ParallelFor
+// kernel's thread, for GuardedOpKernel (on a worker thread ParallelFor
 // catches it: an exception there would end the process).
 dps::Runner RunnerFor(OpKernelContext* ctx, int64_t ids) {
   if (ids < kParallelIds) {
@@ -634,21 +634,6 @@ dps::Runner RunnerFor(OpKernelContext* ctx, int64_t ids) {
     // memory.
     if (!s.ok()) throw std::bad_alloc();
   };
-}
-
-// Runs a kernel's body (which reports its errors through |ctx|); out of
-// memory there or in its RunnerFor items is ResourceExhausted: no
-// exception leaves an op.
-template <typename Body>
-void ComputeGuarded(OpKernelContext* ctx, const Body& body) {
-  try {
-    body();
-  } catch (const std::bad_alloc&) {
-    ctx->CtxFailure(errors::ResourceExhausted(
-        ctx->op_kernel().type_string(), " ", ctx->op_kernel().name(),
-        ": out of memory; give the task more memory or send smaller "
-        "batches"));
-  }
 }
 
 // The ids of each table, list input "ids": vectors of at most 2^31 - 1
@@ -680,20 +665,15 @@ Status GetTableIds(OpKernelContext* ctx, int64_t num_tables,
   return OkStatus();
 }
 
-class PartitionOp : public OpKernel {
+class PartitionOp : public GuardedOpKernel {
  public:
-  explicit PartitionOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+  explicit PartitionOp(OpKernelConstruction* ctx) : GuardedOpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("num_ps", &num_ps_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("unique", &unique_));
     OP_REQUIRES_OK(ctx, GetDims(ctx, &dims_));
   }
 
-  void Compute(OpKernelContext* ctx) override {
-    ComputeGuarded(ctx, [&] { ComputeUnguarded(ctx); });
-  }
-
- private:
-  void ComputeUnguarded(OpKernelContext* ctx) {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     const int64_t num_tables = dims_.size();
     std::vector<const int64_t*> table_ids;
     std::vector<int64_t> counts;
@@ -836,18 +816,13 @@ bool SliceOfValues(const Tensor& values, const int32_t* index, int64_t n,
 
 // MonolithDistributedPsGather (kHalf false) and ...GatherFloat16 (true).
 template <bool kHalf>
-class GatherOp : public OpKernel {
+class GatherOp : public GuardedOpKernel {
  public:
-  explicit GatherOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+  explicit GatherOp(OpKernelConstruction* ctx) : GuardedOpKernel(ctx) {
     OP_REQUIRES_OK(ctx, GetDims(ctx, &dims_));
   }
 
-  void Compute(OpKernelContext* ctx) override {
-    ComputeGuarded(ctx, [&] { ComputeUnguarded(ctx); });
-  }
-
- private:
-  void ComputeUnguarded(OpKernelContext* ctx) {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     const char* values_name = kHalf ? "float16_pairs" : "values";
     const Tensor* values = nullptr;
     OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 0, values_name, &values));
@@ -918,19 +893,14 @@ class GatherOp : public OpKernel {
 
 // MonolithDistributedPsScatterAdd, with float32 or float16 (T) outputs.
 template <typename T>
-class ScatterAddOp : public OpKernel {
+class ScatterAddOp : public GuardedOpKernel {
  public:
-  explicit ScatterAddOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+  explicit ScatterAddOp(OpKernelConstruction* ctx) : GuardedOpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("num_ps", &num_ps_));
     OP_REQUIRES_OK(ctx, GetDims(ctx, &dims_));
   }
 
-  void Compute(OpKernelContext* ctx) override {
-    ComputeGuarded(ctx, [&] { ComputeUnguarded(ctx); });
-  }
-
- private:
-  void ComputeUnguarded(OpKernelContext* ctx) {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     const int64_t num_tables = dims_.size();
     OpInputList values;
     OP_REQUIRES_OK(ctx, ctx->input_list("values", &values));
@@ -1034,16 +1004,11 @@ class ScatterAddOp : public OpKernel {
 // conversion; else 512.
 int64_t LookupPieceIds(int64_t dim) { return dim <= 64 ? 2048 : 512; }
 
-class LookupFloat16Op : public OpKernel {
+class LookupFloat16Op : public GuardedOpKernel {
  public:
-  explicit LookupFloat16Op(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  explicit LookupFloat16Op(OpKernelConstruction* ctx) : GuardedOpKernel(ctx) {}
 
-  void Compute(OpKernelContext* ctx) override {
-    ComputeGuarded(ctx, [&] { ComputeUnguarded(ctx); });
-  }
-
- private:
-  void ComputeUnguarded(OpKernelContext* ctx) {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     HeldMultiHashTable mtable;
     OP_REQUIRES_OK(ctx,
                    HoldMultiHashTable(ctx, 0, /*exclusive=*/false, &mtable));
@@ -1095,16 +1060,11 @@ class LookupFloat16Op : public OpKernel {
 };
 
 // MonolithDistributedPsPackIds: a PS's ids, packed (packed_ids.h).
-class PackIdsOp : public OpKernel {
+class PackIdsOp : public GuardedOpKernel {
  public:
-  explicit PackIdsOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  explicit PackIdsOp(OpKernelConstruction* ctx) : GuardedOpKernel(ctx) {}
 
-  void Compute(OpKernelContext* ctx) override {
-    ComputeGuarded(ctx, [&] { ComputeUnguarded(ctx); });
-  }
-
- private:
-  void ComputeUnguarded(OpKernelContext* ctx) {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     const Tensor* ids = nullptr;
     const Tensor* id_split = nullptr;
     OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 0, "ids", &ids));
@@ -1129,18 +1089,13 @@ class PackIdsOp : public OpKernel {
 };
 
 // MonolithDistributedPsUnpackIds: the ids and row splits PackIds packed.
-class UnpackIdsOp : public OpKernel {
+class UnpackIdsOp : public GuardedOpKernel {
  public:
-  explicit UnpackIdsOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+  explicit UnpackIdsOp(OpKernelConstruction* ctx) : GuardedOpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("num_tables", &num_tables_));
   }
 
-  void Compute(OpKernelContext* ctx) override {
-    ComputeGuarded(ctx, [&] { ComputeUnguarded(ctx); });
-  }
-
- private:
-  void ComputeUnguarded(OpKernelContext* ctx) {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     const Tensor* packed = nullptr;
     OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 0, "packed", &packed));
     const uint8_t* data = packed->flat<uint8_t>().data();

@@ -328,12 +328,12 @@ class CreateGpuMultiHashTableOp
 
 // Lookup of R requests: id_split has tables * R + 1 entries (request-major),
 // as the CPU kernel's. Every table's ids in one kernel launch (per 16).
-class GpuMultiHashTableLookupOp : public OpKernel {
+class GpuMultiHashTableLookupOp : public GuardedOpKernel {
  public:
   explicit GpuMultiHashTableLookupOp(OpKernelConstruction* ctx)
-      : OpKernel(ctx) {}
+      : GuardedOpKernel(ctx) {}
 
-  void Compute(OpKernelContext* ctx) override {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     LockedGpuTable locked;
     OP_REQUIRES_OK(ctx, LockGpuTable(ctx, &locked));
     GpuMultiHashTable* mtable = locked.table.get();
@@ -358,12 +358,12 @@ class GpuMultiHashTableLookupOp : public OpKernel {
 // Each id's entry as the CPU kernel gives it: its checkpoint record (a
 // serialized EntryDump), or an EntryDump with the id alone when the table
 // lacks it. Ids and splits in host memory; rows come back through it.
-class GpuMultiHashTableLookupEntryOp : public OpKernel {
+class GpuMultiHashTableLookupEntryOp : public GuardedOpKernel {
  public:
   explicit GpuMultiHashTableLookupEntryOp(OpKernelConstruction* ctx)
-      : OpKernel(ctx) {}
+      : GuardedOpKernel(ctx) {}
 
-  void Compute(OpKernelContext* ctx) override {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     LockedGpuTable locked;
     OP_REQUIRES_OK(ctx, LockGpuTable(ctx, &locked));
     GpuMultiHashTable* mtable = locked.table.get();
@@ -425,12 +425,12 @@ std::vector<gpu::GpuRowTable::WriteRequest> WriteRequestsOf(
 
 // Assign (kAdd = false) or AssignAdd (kAdd = true).
 template <bool kAdd>
-class GpuMultiHashTableAssignOp : public OpKernel {
+class GpuMultiHashTableAssignOp : public GuardedOpKernel {
  public:
   explicit GpuMultiHashTableAssignOp(OpKernelConstruction* ctx)
-      : OpKernel(ctx) {}
+      : GuardedOpKernel(ctx) {}
 
-  void Compute(OpKernelContext* ctx) override {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     LockedGpuTable locked;
     OP_REQUIRES_OK(ctx, LockGpuTable(ctx, &locked));
     GpuMultiHashTable* mtable = locked.table.get();
@@ -479,12 +479,12 @@ Status SetLearningRates(GpuMultiHashTable* mtable, const Tensor& rates,
   return OkStatus();
 }
 
-class GpuMultiHashTableOptimizeOp : public OpKernel {
+class GpuMultiHashTableOptimizeOp : public GuardedOpKernel {
  public:
   explicit GpuMultiHashTableOptimizeOp(OpKernelConstruction* ctx)
-      : OpKernel(ctx) {}
+      : GuardedOpKernel(ctx) {}
 
-  void Compute(OpKernelContext* ctx) override {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     LockedGpuTable locked;
     OP_REQUIRES_OK(ctx, LockGpuTable(ctx, &locked));
     GpuMultiHashTable* mtable = locked.table.get();
@@ -508,14 +508,14 @@ class GpuMultiHashTableOptimizeOp : public OpKernel {
 
 // The fused lookup (multi_hash_table_fused_ops.cc's layout): every
 // (shard, table) segment in one LookupMany, 16 segments per launch.
-class GpuMultiHashTableFusedLookupOp : public OpKernel {
+class GpuMultiHashTableFusedLookupOp : public GuardedOpKernel {
  public:
   explicit GpuMultiHashTableFusedLookupOp(OpKernelConstruction* ctx)
-      : OpKernel(ctx) {
+      : GuardedOpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("num_of_shards", &num_shards_));
   }
 
-  void Compute(OpKernelContext* ctx) override {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     LockedGpuTable locked;
     OP_REQUIRES_OK(ctx, LockGpuTable(ctx, &locked));
     GpuMultiHashTable* mtable = locked.table.get();
@@ -565,16 +565,16 @@ class GpuMultiHashTableFusedLookupOp : public OpKernel {
 // optimized once with their summed gradient, as on the CPU. A shard that
 // fails (a reserved id, no GPU memory to grow) leaves the shards before it
 // applied, as the CPU's parallel shards do.
-class GpuMultiHashTableFusedOptimizeOp : public OpKernel {
+class GpuMultiHashTableFusedOptimizeOp : public GuardedOpKernel {
  public:
   explicit GpuMultiHashTableFusedOptimizeOp(OpKernelConstruction* ctx)
-      : OpKernel(ctx) {
+      : GuardedOpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("num_of_shards", &num_shards_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("enable_grad_accumulation",
                                      &enable_grad_accumulation_));
   }
 
-  void Compute(OpKernelContext* ctx) override {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     LockedGpuTable locked;
     OP_REQUIRES_OK(ctx, LockGpuTable(ctx, &locked));
     GpuMultiHashTable* mtable = locked.table.get();
@@ -616,12 +616,12 @@ class GpuMultiHashTableFusedOptimizeOp : public OpKernel {
 
 // status: -1 the table does not exist (ids untouched), 0 inserted, 1
 // existed, as the CPU kernel's.
-class GpuMultiHashTableReinitializeOp : public OpKernel {
+class GpuMultiHashTableReinitializeOp : public GuardedOpKernel {
  public:
   explicit GpuMultiHashTableReinitializeOp(OpKernelConstruction* ctx)
-      : OpKernel(ctx) {}
+      : GuardedOpKernel(ctx) {}
 
-  void Compute(OpKernelContext* ctx) override {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     LockedGpuTable locked;
     OP_REQUIRES_OK(ctx, LockGpuTable(ctx, &locked));
     GpuMultiHashTable* mtable = locked.table.get();
@@ -672,14 +672,14 @@ Stores StoresOf(GpuMultiHashTable* mtable, void* stream) {
   return out;
 }
 
-class GpuMultiHashTableSaveOp : public OpKernel {
+class GpuMultiHashTableSaveOp : public GuardedOpKernel {
  public:
-  explicit GpuMultiHashTableSaveOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+  explicit GpuMultiHashTableSaveOp(OpKernelConstruction* ctx) : GuardedOpKernel(ctx) {
     OP_REQUIRES_OK(ctx, GetSaveAttrs(ctx, &nshards_, &snappy_));
     OP_REQUIRES_OK(ctx, GetSaveExpireTimes(ctx, &expire_times_));
   }
 
-  void Compute(OpKernelContext* ctx) override {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     std::string basename;
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 1, "basename", &basename));
     LockedGpuTable locked;
@@ -734,12 +734,12 @@ class GpuMultiHashTableSaveOp : public OpKernel {
 // Drops each table's entries expired at its newest update by its config's
 // expire times, as the CPU kernel (EvictExpired) does; evicted: per table,
 // how many.
-class GpuMultiHashTableEvictOp : public OpKernel {
+class GpuMultiHashTableEvictOp : public GuardedOpKernel {
  public:
   explicit GpuMultiHashTableEvictOp(OpKernelConstruction* ctx)
-      : OpKernel(ctx) {}
+      : GuardedOpKernel(ctx) {}
 
-  void Compute(OpKernelContext* ctx) override {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     LockedGpuTable locked;
     OP_REQUIRES_OK(ctx, LockGpuTable(ctx, &locked));
     GpuMultiHashTable* mtable = locked.table.get();
@@ -764,14 +764,14 @@ class GpuMultiHashTableEvictOp : public OpKernel {
 // warnings, or errors with |strict|, before anything changes. Where a
 // table to restore holds entries, every record is read and checked first,
 // so a checkpoint that would fail part-way fails before they are dropped.
-class GpuMultiHashTableRestoreOp : public OpKernel {
+class GpuMultiHashTableRestoreOp : public GuardedOpKernel {
  public:
   explicit GpuMultiHashTableRestoreOp(OpKernelConstruction* ctx)
-      : OpKernel(ctx) {
+      : GuardedOpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("strict", &strict_));
   }
 
-  void Compute(OpKernelContext* ctx) override {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     std::string basename;
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 1, "basename", &basename));
     core::RefCountPtr<GpuMultiHashTable> mtable;

@@ -195,11 +195,11 @@ Status CheckRows(const Tensor& rows, const char* name, const Tensor& ids) {
 // The copy doubles the filter's memory while the save runs (a restore
 // needs as much); where it cannot be allocated, the filter is written
 // under its lock, in this thread, as one.
-class HashFilterSaveOp : public OpKernel {
+class HashFilterSaveOp : public GuardedOpKernel {
  public:
-  explicit HashFilterSaveOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  explicit HashFilterSaveOp(OpKernelConstruction* ctx) : GuardedOpKernel(ctx) {}
 
-  void Compute(OpKernelContext* ctx) override {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     core::RefCountPtr<HashFilterResource> filter;
     OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 0, "handle", &filter));
     std::string basename;
@@ -239,11 +239,11 @@ class HashFilterSaveOp : public OpKernel {
 // checkpoint of another capacity or split count is not restored (a
 // warning): the filter keeps what it holds, empty after a restart, so users
 // can resize filters.
-class HashFilterRestoreOp : public OpKernel {
+class HashFilterRestoreOp : public GuardedOpKernel {
  public:
-  explicit HashFilterRestoreOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  explicit HashFilterRestoreOp(OpKernelConstruction* ctx) : GuardedOpKernel(ctx) {}
 
-  void Compute(OpKernelContext* ctx) override {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     core::RefCountPtr<HashFilterResource> filter;
     OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 0, "handle", &filter));
     std::string basename;
@@ -304,12 +304,12 @@ class HashFilterRestoreOp : public OpKernel {
 };
 
 // Forward: the embeddings unchanged.
-class HashFilterInterceptGradientOp : public OpKernel {
+class HashFilterInterceptGradientOp : public GuardedOpKernel {
  public:
   explicit HashFilterInterceptGradientOp(OpKernelConstruction* ctx)
-      : OpKernel(ctx) {}
+      : GuardedOpKernel(ctx) {}
 
-  void Compute(OpKernelContext* ctx) override {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     core::RefCountPtr<HashFilterResource> filter;
     OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 0, "filter_handle", &filter));
     const Tensor* ids = nullptr;
@@ -321,12 +321,12 @@ class HashFilterInterceptGradientOp : public OpKernel {
 
 // Backward: the gradient rows of ids the filter keeps out are zeros. Each
 // id is counted once more, as the original's.
-class HashFilterInterceptGradientGradientOp : public OpKernel {
+class HashFilterInterceptGradientGradientOp : public GuardedOpKernel {
  public:
   explicit HashFilterInterceptGradientGradientOp(OpKernelConstruction* ctx)
-      : OpKernel(ctx) {}
+      : GuardedOpKernel(ctx) {}
 
-  void Compute(OpKernelContext* ctx) override {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     core::RefCountPtr<HashFilterResource> filter;
     OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 0, "filter_handle", &filter));
     const Tensor* ids = nullptr;

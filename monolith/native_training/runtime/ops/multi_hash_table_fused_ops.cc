@@ -18,14 +18,14 @@ namespace {
 using ::monolith::hash_table::EmbeddingHashTable;
 using ::monolith::hash_table::SumDuplicateIds;
 
-class MultiHashTableFusedLookupOp : public OpKernel {
+class MultiHashTableFusedLookupOp : public GuardedOpKernel {
  public:
   explicit MultiHashTableFusedLookupOp(OpKernelConstruction* ctx)
-      : OpKernel(ctx) {
+      : GuardedOpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("num_of_shards", &num_shards_));
   }
 
-  void Compute(OpKernelContext* ctx) override {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     HeldMultiHashTable mtable;
     OP_REQUIRES_OK(ctx,
                    HoldMultiHashTable(ctx, 0, /*exclusive=*/false, &mtable));
@@ -68,16 +68,16 @@ class MultiHashTableFusedLookupOp : public OpKernel {
   ReusedFloatOutput output_;
 };
 
-class MultiHashTableFusedOptimizeOp : public OpKernel {
+class MultiHashTableFusedOptimizeOp : public GuardedOpKernel {
  public:
   explicit MultiHashTableFusedOptimizeOp(OpKernelConstruction* ctx)
-      : OpKernel(ctx) {
+      : GuardedOpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("num_of_shards", &num_shards_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("enable_grad_accumulation",
                                      &enable_grad_accumulation_));
   }
 
-  void Compute(OpKernelContext* ctx) override {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     HeldMultiHashTable mtable;
     OP_REQUIRES_OK(ctx,
                    HoldMultiHashTable(ctx, 0, /*exclusive=*/false, &mtable));

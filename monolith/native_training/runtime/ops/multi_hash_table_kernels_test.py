@@ -927,3 +927,45 @@ def test_save_bounds_nshards(graph, tmp_path, nshards):
                      match="nshards must be -1 .* or in \\[1, 99999\\]"):
     _run(ops.monolith_multi_hash_table_save(h, str(tmp_path / "m"),
                                             nshards=nshards))
+
+
+_OUT_OF_MEMORY_CHILD = """
+import resource
+import numpy as np
+import tensorflow as tf
+tf.compat.v1.disable_eager_execution()
+from monolith.native_training.runtime.ops import gen_monolith_ops as ops
+from monolith.native_training.runtime.ops import multi_hash_table_kernels_test as t
+with tf.Graph().as_default(), tf.device("/CPU:0"):
+  h = t._mtable([("a", t._table_config(1))])
+  id_split = tf.compat.v1.placeholder(tf.int64, [None])
+  lookup = ops.monolith_multi_hash_table_lookup(
+      h, tf.constant([], tf.int64), id_split)
+  with tf.compat.v1.Session() as sess:
+    sess.run(lookup, {id_split: [0, 0]})
+    # 20 M empty requests: 160 MB fed, whose per-request bookkeeping in the
+    # kernel (~1 GB) is past the address space left to the process.
+    splits = np.zeros(20_000_001, np.int64)
+    with open("/proc/self/statm") as f:
+      mapped = int(f.read().split()[0]) * resource.getpagesize()
+    limit = mapped + (400 << 20)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    try:
+      sess.run(lookup, {id_split: splits})
+      print("ran")
+    except tf.errors.ResourceExhaustedError as e:
+      print(" ".join(e.message.split()))
+"""
+
+
+def test_a_kernel_out_of_memory_is_resource_exhausted():
+  # Not only the tables' growth: a kernel's own vectors, sized by its
+  # inputs, failing to allocate end the op, not the process.
+  child = subprocess.run([sys.executable, "-c", _OUT_OF_MEMORY_CHILD],
+                         env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                             sys.path)),
+                         capture_output=True, text=True, timeout=300)
+  assert child.returncode == 0, child.stderr[-3000:]
+  assert re.search("MonolithMultiHashTableLookup .*: out of memory; give the "
+                   "task more memory or send smaller batches",
+                   child.stdout), child.stdout

@@ -219,11 +219,11 @@ Status GetTablesInputList(OpKernelContext* ctx, const char* name, int tables,
 // Embeddings of several requests: id_split has num_tables * R + 1 entries,
 // request r of table t holding ids [id_split[r*T+t], id_split[r*T+t+1]).
 // The output is request-major: request 0's tables in order, then request 1's.
-class MultiHashTableLookupOp : public OpKernel {
+class MultiHashTableLookupOp : public GuardedOpKernel {
  public:
-  explicit MultiHashTableLookupOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  explicit MultiHashTableLookupOp(OpKernelConstruction* ctx) : GuardedOpKernel(ctx) {}
 
-  void Compute(OpKernelContext* ctx) override {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     HeldMultiHashTable mtable;
     OP_REQUIRES_OK(ctx, GetTable(ctx, &mtable));
     const int num_tables = mtable->size();
@@ -253,16 +253,16 @@ class MultiHashTableLookupOp : public OpKernel {
 // result (about 20 ops a step: 2.4 -> 1.8 ms a 65,536-id lookup at dim 16
 // through session.run, measured before this op with the joined op fed
 // joined ids).
-class MultiHashTableLookupTablesOp : public OpKernel {
+class MultiHashTableLookupTablesOp : public GuardedOpKernel {
  public:
   explicit MultiHashTableLookupTablesOp(OpKernelConstruction* ctx)
-      : OpKernel(ctx) {
+      : GuardedOpKernel(ctx) {
     int n = 0;
     OP_REQUIRES_OK(ctx, ctx->GetAttr("N", &n));
     outputs_ = std::make_unique<ReusedFloatOutput[]>(n);
   }
 
-  void Compute(OpKernelContext* ctx) override {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     HeldMultiHashTable mtable;
     OP_REQUIRES_OK(ctx, GetTable(ctx, &mtable));
     const int tables = mtable->size();
@@ -293,12 +293,12 @@ class MultiHashTableLookupTablesOp : public OpKernel {
   std::unique_ptr<ReusedFloatOutput[]> outputs_;
 };
 
-class MultiHashTableLookupEntryOp : public OpKernel {
+class MultiHashTableLookupEntryOp : public GuardedOpKernel {
  public:
   explicit MultiHashTableLookupEntryOp(OpKernelConstruction* ctx)
-      : OpKernel(ctx) {}
+      : GuardedOpKernel(ctx) {}
 
-  void Compute(OpKernelContext* ctx) override {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     HeldMultiHashTable mtable;
     OP_REQUIRES_OK(ctx, GetTable(ctx, &mtable));
     const Tensor* ids_input = nullptr;
@@ -347,11 +347,11 @@ Status ReadUpdateInputs(OpKernelContext* ctx, const char* values_name,
 
 // Assign (kAdd = false) or AssignAdd (kAdd = true).
 template <bool kAdd>
-class MultiHashTableAssignOp : public OpKernel {
+class MultiHashTableAssignOp : public GuardedOpKernel {
  public:
-  explicit MultiHashTableAssignOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  explicit MultiHashTableAssignOp(OpKernelConstruction* ctx) : GuardedOpKernel(ctx) {}
 
-  void Compute(OpKernelContext* ctx) override {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     UpdateInputs in;
     OP_REQUIRES_OK(ctx, ReadUpdateInputs(ctx, "value", &in));
     int64_t update_time = 0;
@@ -394,12 +394,12 @@ Status RunOptimize(OpKernelContext* ctx, const MultiHashTable& mtable,
   });
 }
 
-class MultiHashTableOptimizeOp : public OpKernel {
+class MultiHashTableOptimizeOp : public GuardedOpKernel {
  public:
   explicit MultiHashTableOptimizeOp(OpKernelConstruction* ctx)
-      : OpKernel(ctx) {}
+      : GuardedOpKernel(ctx) {}
 
-  void Compute(OpKernelContext* ctx) override {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     UpdateInputs in;
     OP_REQUIRES_OK(ctx, ReadUpdateInputs(ctx, "value", &in));
     OptimizeScalars scalars;
@@ -416,12 +416,12 @@ class MultiHashTableOptimizeOp : public OpKernel {
 // its own, as a model's gradients come: no join of every table's into one
 // (a copy of them all each step: 2.2 ms of a 9.4 ms apply of 65,536 ids at
 // dim 64 in the benchmark).
-class MultiHashTableOptimizeTablesOp : public OpKernel {
+class MultiHashTableOptimizeTablesOp : public GuardedOpKernel {
  public:
   explicit MultiHashTableOptimizeTablesOp(OpKernelConstruction* ctx)
-      : OpKernel(ctx) {}
+      : GuardedOpKernel(ctx) {}
 
-  void Compute(OpKernelContext* ctx) override {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     HeldMultiHashTable mtable;
     OP_REQUIRES_OK(ctx, GetTable(ctx, &mtable));
     const int tables = mtable->size();
@@ -454,12 +454,12 @@ class MultiHashTableOptimizeTablesOp : public OpKernel {
 };
 
 // status: -1 the table does not exist (ids untouched), 0 inserted, 1 existed.
-class MultiHashTableReinitializeOp : public OpKernel {
+class MultiHashTableReinitializeOp : public GuardedOpKernel {
  public:
   explicit MultiHashTableReinitializeOp(OpKernelConstruction* ctx)
-      : OpKernel(ctx) {}
+      : GuardedOpKernel(ctx) {}
 
-  void Compute(OpKernelContext* ctx) override {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     HeldMultiHashTable mtable;
     OP_REQUIRES_OK(ctx, GetTable(ctx, &mtable));
     std::string name;
@@ -490,11 +490,11 @@ class MultiHashTableReinitializeOp : public OpKernel {
   }
 };
 
-class MultiHashTableEvictOp : public OpKernel {
+class MultiHashTableEvictOp : public GuardedOpKernel {
  public:
-  explicit MultiHashTableEvictOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  explicit MultiHashTableEvictOp(OpKernelConstruction* ctx) : GuardedOpKernel(ctx) {}
 
-  void Compute(OpKernelContext* ctx) override {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     HeldMultiHashTable mtable;
     OP_REQUIRES_OK(ctx, GetTable(ctx, &mtable));
     Tensor* evicted;

@@ -83,14 +83,14 @@ Status CheckIdShard(int64_t modulus, int64_t remainder) {
   return OkStatus();
 }
 
-class MultiHashTableSaveOp : public OpKernel {
+class MultiHashTableSaveOp : public GuardedOpKernel {
  public:
-  explicit MultiHashTableSaveOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+  explicit MultiHashTableSaveOp(OpKernelConstruction* ctx) : GuardedOpKernel(ctx) {
     OP_REQUIRES_OK(ctx, GetSaveAttrs(ctx, &nshards_, &snappy_));
     OP_REQUIRES_OK(ctx, GetSaveExpireTimes(ctx, &expire_times_));
   }
 
-  void Compute(OpKernelContext* ctx) override {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     std::string basename;
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 1, "basename", &basename));
     HeldMultiHashTable mtable;
@@ -313,13 +313,13 @@ Status RestoreCheckpoints(OpKernelContext* ctx, MultiHashTable* mtable,
 // checkpoint lacks keep their entries; the checkpoint's tables the graph
 // lacks are skipped. Both are warnings, or with the strict attr an error
 // raised before any table is touched.
-class MultiHashTableRestoreOp : public OpKernel {
+class MultiHashTableRestoreOp : public GuardedOpKernel {
  public:
-  explicit MultiHashTableRestoreOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+  explicit MultiHashTableRestoreOp(OpKernelConstruction* ctx) : GuardedOpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("strict", &strict_));
   }
 
-  void Compute(OpKernelContext* ctx) override {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     std::string basename;
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 1, "basename", &basename));
     HeldMultiHashTable mtable;
@@ -339,17 +339,17 @@ class MultiHashTableRestoreOp : public OpKernel {
 // PS task) into this PS's table, keeping only the entries whose id has
 // floormod(id, id_modulus) == id_remainder: the ids a table at index
 // id_remainder of id_modulus PS tasks holds (see RestoreCheckpoints).
-class MultiHashTableRestoreReshardedOp : public OpKernel {
+class MultiHashTableRestoreReshardedOp : public GuardedOpKernel {
  public:
   explicit MultiHashTableRestoreReshardedOp(OpKernelConstruction* ctx)
-      : OpKernel(ctx) {
+      : GuardedOpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("strict", &strict_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("id_modulus", &keep_.modulus));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("id_remainder", &keep_.remainder));
     OP_REQUIRES_OK(ctx, CheckIdShard(keep_.modulus, keep_.remainder));
   }
 
-  void Compute(OpKernelContext* ctx) override {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     const Tensor* basenames_tensor = nullptr;
     OP_REQUIRES_OK(ctx,
                    GetVectorInput(ctx, 1, "basenames", &basenames_tensor));
@@ -383,12 +383,12 @@ class MultiHashTableRestoreReshardedOp : public OpKernel {
   IdShard keep_;
 };
 
-class MultiHashTableFeatureStatOp : public OpKernel {
+class MultiHashTableFeatureStatOp : public GuardedOpKernel {
  public:
   explicit MultiHashTableFeatureStatOp(OpKernelConstruction* ctx)
-      : OpKernel(ctx) {}
+      : GuardedOpKernel(ctx) {}
 
-  void Compute(OpKernelContext* ctx) override {
+  void ComputeUnguarded(OpKernelContext* ctx) override {
     std::string basename;
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 0, "basename", &basename));
     TfFileSystem fs(ctx->env());

@@ -212,6 +212,30 @@ inline Status ParallelFor(OpKernelContext* ctx, int64_t n,
   return OkStatus();
 }
 
+// The base of every kernel of ours: its body (ComputeUnguarded, which
+// reports errors through |ctx|) runs under a guard that turns out of
+// memory anywhere in it (its own vectors included, sized by its inputs)
+// into ResourceExhausted: no exception leaves an op, where it would end
+// the process.
+class GuardedOpKernel : public OpKernel {
+ public:
+  using OpKernel::OpKernel;
+
+  void Compute(OpKernelContext* ctx) final {
+    try {
+      ComputeUnguarded(ctx);
+    } catch (const std::bad_alloc&) {
+      ctx->CtxFailure(errors::ResourceExhausted(
+          type_string(), " ", name(),
+          ": out of memory; give the task more memory or send smaller "
+          "batches"));
+    }
+  }
+
+ protected:
+  virtual void ComputeUnguarded(OpKernelContext* ctx) = 0;
+};
+
 // The memory this process may use: the machine's, or its cgroup's limit
 // (a container's) when lower.
 inline uint64_t UsableMemoryBytes() {
