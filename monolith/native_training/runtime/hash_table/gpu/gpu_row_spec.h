@@ -228,10 +228,16 @@ MONOLITH_HOST_DEVICE inline float UniformFor(uint64_t seed, int64_t id,
 MONOLITH_HOST_DEVICE inline void InitColumn(const GpuSegment& seg, int64_t id,
                                             int c, float* row) {
   const int column = seg.value_offset + c;
-  row[column] = seg.init_max > seg.init_min
-                    ? seg.init_min + (seg.init_max - seg.init_min) *
-                                         UniformFor(seg.init_seed, id, column)
-                    : seg.init_min;
+  if (seg.init_max > seg.init_min) {
+    // A weighted sum of the bounds: their difference can overflow a float
+    // (minval -3e38, maxval 3e38: inf, and NaN at u = 0). Rounding may
+    // land on maxval; the range is half-open, as on the CPU.
+    const float u = UniformFor(seg.init_seed, id, column);
+    const float x = seg.init_min * (1.0f - u) + seg.init_max * u;
+    row[column] = x < seg.init_max ? x : nextafterf(seg.init_max, seg.init_min);
+  } else {
+    row[column] = seg.init_min;
+  }
   float* state = row + seg.state_offset;
   switch (seg.optimizer) {
     case GpuSegment::Optimizer::kAdagrad:

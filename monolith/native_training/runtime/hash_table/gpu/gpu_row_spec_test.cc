@@ -3,10 +3,12 @@
 // the kernels run, compiled here by the host compiler.
 #include "monolith/native_training/runtime/hash_table/gpu/gpu_row_spec.h"
 
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "google/protobuf/text_format.h"
@@ -293,6 +295,35 @@ TEST(GpuRowSpecTest, RandomUniformValuesAreInRangeAndFollowTheId) {
     EXPECT_FLOAT_EQ(a[64 + c], 0.1f);  // adagrad's default accumulator
   }
   EXPECT_NEAR(sum / 64, -0.125, 0.1);
+}
+
+TEST(GpuRowSpecTest, RandomUniformValuesStayInRangeAtExtremeBounds) {
+  // Bounds whose difference overflows a float, and a range of one float.
+  for (const auto& [minval, maxval] :
+       {std::pair<float, float>{-3e38f, 3e38f},
+        std::pair<float, float>{1.0f, std::nextafter(1.0f, 2.0f)}}) {
+    GpuRowTableSpec spec;
+    EntryConfig config = Parse(R"pb(
+      segments {
+        dim_size: 64
+        init_config { random_uniform {} }
+        opt_config { sgd {} }
+      })pb");
+    auto* uniform = config.mutable_segments(0)
+                        ->mutable_init_config()
+                        ->mutable_random_uniform();
+    uniform->set_minval(minval);
+    uniform->set_maxval(maxval);
+    ASSERT_TRUE(GpuRowTableSpecFor(config, 11, &spec).ok());
+    for (int64_t id = 0; id < 2000; ++id) {
+      const std::vector<float> row = NewRow(spec, id);
+      for (int c = 0; c < 64; ++c) {
+        ASSERT_TRUE(std::isfinite(row[c])) << minval << " id " << id;
+        ASSERT_GE(row[c], minval) << "id " << id;
+        ASSERT_LT(row[c], maxval) << "id " << id;
+      }
+    }
+  }
 }
 
 TEST(GpuRowSpecTest, ConfigsTheGpuTableCannotRunAreRejectedByName) {
