@@ -736,10 +736,17 @@ void EmbeddingHashTable::Assign(const int64_t* ids, int64_t n,
 void EmbeddingHashTable::AssignAdd(const int64_t* ids, int64_t n,
                                    const float* values, int64_t update_time,
                                    const AdmitFn& admit) {
+  const bool serving = accessor_->serving();
   ForEachUpserted(
       ids, n, update_time,
-      [&](int64_t i, char* entry, bool) {
-        accessor_->AssignAdd(values + i * dim_, entry);
+      [&](int64_t i, char* entry, bool inserted) {
+        // A new serving entry holds zeros in its compressor's encoding,
+        // which for one_bit decodes as -amplitude: it takes the values.
+        if (serving && inserted) {
+          accessor_->Assign(values + i * dim_, entry);
+        } else {
+          accessor_->AssignAdd(values + i * dim_, entry);
+        }
       },
       admit);
 }

@@ -480,6 +480,30 @@ TEST(EmbeddingHashTableTest, ServingTablesNeverEvict) {
   EXPECT_TRUE(table->Contains(id));
 }
 
+// A new SERVING entry takes the values added to it, whatever its
+// compressor's encoding of zero: one_bit has none (0 decodes as
+// -amplitude), and 0.03 added to it served -0.05.
+TEST(EmbeddingHashTableTest, AssignAddToANewServingEntryStartsFromZero) {
+  auto table = MakeTable(R"pb(
+    entry_config {
+      entry_type: SERVING
+      segments { dim_size: 2 comp_config { one_bit { amplitude: 0.05 } } }
+    })pb");
+  const int64_t id = 7;
+  const float added[2] = {0.03f, -0.03f};
+  table->AssignAdd(&id, 1, added, 1);
+  float served[2] = {};
+  ASSERT_EQ(table->BatchLookup(&id, 1, served), 1);
+  EXPECT_FLOAT_EQ(served[0], 0.05f);
+  EXPECT_FLOAT_EQ(served[1], -0.05f);
+  // On an existing entry, an add to its served values.
+  const float more[2] = {-0.06f, 0.06f};
+  table->AssignAdd(&id, 1, more, 2);
+  ASSERT_EQ(table->BatchLookup(&id, 1, served), 1);
+  EXPECT_FLOAT_EQ(served[0], -0.05f);
+  EXPECT_FLOAT_EQ(served[1], 0.05f);
+}
+
 // As the original: only SERVING tables skip zero embeddings (a training
 // entry with zero values can hold optimizer state), and "zero" is the
 // original's test, a sum of squares below the smallest normal float.
