@@ -681,14 +681,31 @@ def summarize(calls: Sequence[_Call]) -> Dict[str, SignatureSummary]:
   return dict(sorted(summaries.items()))
 
 
+def _version_folders(base: str) -> List[str]:
+  """The numbered subfolders of `base` holding a SavedModel (TF Serving's
+  layout of a model's versions), in version order."""
+  try:
+    names = tf.io.gfile.listdir(base)
+  except tf.errors.OpError:
+    return []
+  versions = [n.rstrip("/") for n in names if n.rstrip("/").isdigit()]
+  return sorted((v for v in versions if tf.io.gfile.exists(
+      os.path.join(base, v, "saved_model.pb"))), key=int)
+
+
 def load_signature_defs(
     saved_model_dir: str) -> Dict[str, meta_graph_pb2.SignatureDef]:
   """The signature defs of the `serve` meta graph TF Serving loads."""
   try:
     saved_model = loader_impl.parse_saved_model(saved_model_dir)
   except OSError as e:
+    hint = ""
+    versions = _version_folders(saved_model_dir)
+    if versions:
+      hint = (f"; it holds the model's versions: pass one, e.g. "
+              f"{os.path.join(saved_model_dir, versions[-1])}")
     raise warmup_io.WarmupDataError(
-        f"{saved_model_dir}: not a SavedModel: {e}") from e
+        f"{saved_model_dir}: not a SavedModel: {e}{hint}") from e
   for meta_graph in saved_model.meta_graphs:
     if frozenset(meta_graph.meta_info_def.tags) == SERVING_TAGS:
       # TF2 exports keep their init op as a signature; nobody serves it.
@@ -1055,8 +1072,13 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not FLAGS.warmup_file:
     raise app.UsageError("--warmup_file is required")
-  if FLAGS.install and not FLAGS.saved_model_dir:
-    raise app.UsageError("--install needs --saved_model_dir")
+  if not FLAGS.saved_model_dir:
+    for name in ("install", "replay", "replay_iterations",
+                 "enable_signature_method_name_check"):
+      if FLAGS[name].present:
+        raise app.UsageError(f"--{name} needs --saved_model_dir (it acts on "
+                             "the model; without one only the file is "
+                             "checked)")
   warmup_file = warmup_io.resolve_user_path(FLAGS.warmup_file)
   saved_model_dir = warmup_io.resolve_user_path(FLAGS.saved_model_dir)
   installed = None

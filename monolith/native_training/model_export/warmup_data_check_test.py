@@ -2,6 +2,7 @@
 
 import gzip
 import os
+import re
 import subprocess
 import sys
 
@@ -668,10 +669,17 @@ def test_classify_and_regress_signatures_tf_serving_refuses(
   ]
 
 
-def test_model_dir_that_is_not_a_saved_model(tmp_path):
+def test_model_dir_that_is_not_a_saved_model(tmp_path, model_dir):
   path = _write(tmp_path / "warmup", _random_example_logs())
-  with pytest.raises(warmup_io.WarmupDataError, match="not a SavedModel"):
+  with pytest.raises(warmup_io.WarmupDataError, match="not a SavedModel") as e:
     warmup_data_check.check_warmup_file(path, str(tmp_path))
+  assert "pass one" not in str(e.value)
+  # The model's base folder: the error names a version to pass.
+  base = os.path.dirname(model_dir)
+  with pytest.raises(warmup_io.WarmupDataError,
+                     match=re.escape(f"it holds the model's versions: pass "
+                                     f"one, e.g. {model_dir}")):
+    warmup_data_check.check_warmup_file(path, base)
 
 
 # --- Request tensors, as TF Serving parses them (Tensor::FromProto). --------
@@ -970,8 +978,13 @@ def test_main_lists_at_most_20_problems(tmp_path, model_dir):
 def test_main_flag_errors(tmp_path):
   with pytest.raises(app.UsageError, match="--warmup_file is required"):
     _main_in_process([])
-  with pytest.raises(app.UsageError, match="--install needs --saved_model_dir"):
-    _main_in_process([f"--warmup_file={tmp_path}/w", "--install"])
+  for flag in ("--install", "--replay", "--noreplay", "--replay_iterations=5",
+               "--enable_signature_method_name_check"):
+    # Acting on a model: without one, a flag that would do nothing.
+    name = flag.lstrip("-").split("=")[0].replace("noreplay", "replay")
+    with pytest.raises(app.UsageError,
+                       match=f"--{name} needs --saved_model_dir"):
+      _main_in_process([f"--warmup_file={tmp_path}/w", flag])
   with pytest.raises(flags.IllegalFlagValueError, match="replay_iterations"):
     _main_in_process([f"--warmup_file={tmp_path}/w", "--replay_iterations=0"])
 

@@ -53,90 +53,105 @@ FLAGS = flags.FLAGS
 # 256 MiB: far above any warmup request TF Serving takes, far below 2 GiB.
 DEFAULT_MAX_RECORD_BYTES = 1 << 28
 
-flags.DEFINE_string("file_name", None, "Input dump; stdin when empty.")
-flags.DEFINE_integer("batch_size", 256,
-                     "Records per request (instance/example variants).")
-flags.DEFINE_bool("lagrangex_header", False,
-                  "Every record starts with an 8-byte lagrangex header.")
-flags.DEFINE_bool("kafka_dump_prefix", False,
-                  "Every record starts with a kafka dump prefix.")
-flags.DEFINE_bool("has_sort_id", True, "Every record carries a sort id.")
-flags.DEFINE_bool("kafka_dump", False,
-                  "Every record carries an 8-byte kafka dump field.")
-flags.DEFINE_integer(
-    "max_records", 1000,
-    "File mode: maximum number of warmup records (PredictionLogs) to write. "
-    "Random mode: records (samples) in all, as in the original: "
-    "max_records // batch_size requests. Either way a value that allows "
-    f"more than {warmup_io.MAX_WARMUP_RECORDS} warmup records (TF Serving's "
-    "limit) is an error.")
-flags.DEFINE_string("model_name", "default", "model_spec.name of requests.")
-flags.DEFINE_string(
-    "signature_names", "serving_default",
-    "Comma-separated signatures the requests cycle over; serving_default is "
-    "always included.")
-flags.DEFINE_string("output_path", "/tmp/tf_warmup_data",
-                    "Output TFRecord file of PredictionLog.")
-flags.DEFINE_enum("variant_type", "instance",
-                  ["instance", "example", "example_batch"],
-                  "Record type of the dump or of the random records.")
-flags.DEFINE_string(
-    "sparse_features", None,
-    "Random mode: comma-separated sparse feature names (slots from "
-    "--feature_list, else from slot_<N> names); the instance variant puts "
-    "them in Instance.feature.")
-flags.DEFINE_string(
-    "fidv1_features", None,
-    "Random mode, instance variant: comma-separated slots (1..1023) whose v1 "
-    "fids go to Instance.fid.")
-flags.DEFINE_string("dense_features", None,
-                    "Random mode: comma-separated dense feature names.")
-flags.DEFINE_string(
-    "dense_feature_shapes", None,
-    "Random mode: comma-separated values per dense feature (default 1 each).")
-flags.DEFINE_string(
-    "dense_feature_types", None,
-    "Random mode: comma-separated dtypes per dense feature, e.g. float, "
-    "double, int64, string (default float each).")
-flags.DEFINE_string(
-    "extra_features", None,
-    "Random mode: comma-separated LineId fields to fill (default uid, "
-    "item_id, req_time, sample_rate, actions).")
-flags.DEFINE_string(
-    "extra_feature_shapes", None,
-    "Random mode: comma-separated values per repeated LineId field (default "
-    "1 each).")
-flags.DEFINE_string("feature_list", None,
-                    "Random mode: feature list config giving slots and methods.")
-flags.DEFINE_enum("gen_type", "file", ["file", "random"],
-                  "file: read a dump; random: generate requests.")
-flags.DEFINE_float(
-    "drop_rate", 0,
-    "Random mode: probability that a sparse feature is left empty (the user "
-    "and item id slots 1 and 200 never are).")
-flags.DEFINE_integer(
-    "seed", None,
-    "Random mode: seed; the same seed and flags give a byte-identical file "
-    "(line ids then carry a fixed req_time). Unset: different every run.")
-flags.DEFINE_bool(
-    "validate_records", True,
-    "Check the framing of every record: it parses as the --variant_type "
-    "proto (fields the proto does not define, as newer schemas write, are "
-    "allowed), its sizes are plausible, and the input ends on a record "
-    "boundary. Catches wrong header flags early; --novalidate_records skips "
-    "the parse (about 2x faster) and keeps the size and boundary checks.")
-flags.DEFINE_integer(
-    "max_record_bytes", DEFAULT_MAX_RECORD_BYTES,
-    "File mode: the largest record (or sort id) size accepted; larger sizes "
-    "are refused before anything is read, so a wrong header flag fails at "
-    "once instead of waiting for that much of a piped stream. At most "
-    "2147483647.")
-flags.DEFINE_bool(
-    "reject_unknown_fields", False,
-    "Strict validation: also refuse records in which any message has fields "
-    "the open-source protos do not define. Production dumps written by "
-    "newer schemas carry such fields, so use it only for dumps known to "
-    "match the protos. Needs --validate_records.")
+# What a library call takes for --model_name and --signature_names where
+# the tool's flags are not defined and parsed.
+_LIBRARY_DEFAULTS = {
+    "model_name": "default",
+    "signature_names": "serving_default"
+}
+
+
+def define_flags() -> None:
+  """Defines the tool's flags: its binary calls this, not the import, so a
+  program with a --batch_size, --model_name or --seed of its own imports
+  this module as a library (absl refuses a flag defined twice)."""
+  flags.DEFINE_string("file_name", None, "Input dump; stdin when empty.")
+  flags.DEFINE_integer("batch_size", 256,
+                       "Records per request (instance/example variants).",
+                       lower_bound=1)
+  flags.DEFINE_bool("lagrangex_header", False,
+                    "Every record starts with an 8-byte lagrangex header.")
+  flags.DEFINE_bool("kafka_dump_prefix", False,
+                    "Every record starts with a kafka dump prefix.")
+  flags.DEFINE_bool("has_sort_id", True, "Every record carries a sort id.")
+  flags.DEFINE_bool("kafka_dump", False,
+                    "Every record carries an 8-byte kafka dump field.")
+  flags.DEFINE_integer(
+      "max_records", 1000,
+      "File mode: maximum number of warmup records (PredictionLogs) to write. "
+      "Random mode: records (samples) in all, as in the original: "
+      "max_records // batch_size requests. Either way a value that allows "
+      f"more than {warmup_io.MAX_WARMUP_RECORDS} warmup records (TF Serving's "
+      "limit) is an error.",
+      lower_bound=1)
+  flags.DEFINE_string("model_name", _LIBRARY_DEFAULTS["model_name"],
+                      "model_spec.name of requests.")
+  flags.DEFINE_string(
+      "signature_names", _LIBRARY_DEFAULTS["signature_names"],
+      "Comma-separated signatures the requests cycle over; serving_default is "
+      "always included.")
+  flags.DEFINE_string("output_path", "/tmp/tf_warmup_data",
+                      "Output TFRecord file of PredictionLog.")
+  flags.DEFINE_enum("variant_type", "instance",
+                    ["instance", "example", "example_batch"],
+                    "Record type of the dump or of the random records.")
+  flags.DEFINE_string(
+      "sparse_features", None,
+      "Random mode: comma-separated sparse feature names (slots from "
+      "--feature_list, else from slot_<N> names); the instance variant puts "
+      "them in Instance.feature.")
+  flags.DEFINE_string(
+      "fidv1_features", None,
+      "Random mode, instance variant: comma-separated slots (1..1023) whose v1 "
+      "fids go to Instance.fid.")
+  flags.DEFINE_string("dense_features", None,
+                      "Random mode: comma-separated dense feature names.")
+  flags.DEFINE_string(
+      "dense_feature_shapes", None,
+      "Random mode: comma-separated values per dense feature (default 1 each).")
+  flags.DEFINE_string(
+      "dense_feature_types", None,
+      "Random mode: comma-separated dtypes per dense feature, e.g. float, "
+      "double, int64, string (default float each).")
+  flags.DEFINE_string(
+      "extra_features", None,
+      "Random mode: comma-separated LineId fields to fill (default uid, "
+      "item_id, req_time, sample_rate, actions).")
+  flags.DEFINE_string(
+      "extra_feature_shapes", None,
+      "Random mode: comma-separated values per repeated LineId field (default "
+      "1 each).")
+  flags.DEFINE_string("feature_list", None,
+                      "Random mode: feature list config giving slots and methods.")
+  flags.DEFINE_enum("gen_type", "file", ["file", "random"],
+                    "file: read a dump; random: generate requests.")
+  flags.DEFINE_float(
+      "drop_rate", 0,
+      "Random mode: probability that a sparse feature is left empty (the user "
+      "and item id slots 1 and 200 never are).")
+  flags.DEFINE_integer(
+      "seed", None,
+      "Random mode: seed; the same seed and flags give a byte-identical file "
+      "(line ids then carry a fixed req_time). Unset: different every run.")
+  flags.DEFINE_bool(
+      "validate_records", True,
+      "Check the framing of every record: it parses as the --variant_type "
+      "proto (fields the proto does not define, as newer schemas write, are "
+      "allowed), its sizes are plausible, and the input ends on a record "
+      "boundary. Catches wrong header flags early; --novalidate_records skips "
+      "the parse (about 2x faster) and keeps the size and boundary checks.")
+  flags.DEFINE_integer(
+      "max_record_bytes", DEFAULT_MAX_RECORD_BYTES,
+      "File mode: the largest record (or sort id) size accepted; larger sizes "
+      "are refused before anything is read, so a wrong header flag fails at "
+      "once instead of waiting for that much of a piped stream. At most "
+      "2147483647.")
+  flags.DEFINE_bool(
+      "reject_unknown_fields", False,
+      "Strict validation: also refuse records in which any message has fields "
+      "the open-source protos do not define. Production dumps written by "
+      "newer schemas carry such fields, so use it only for dumps known to "
+      "match the protos. Needs --validate_records.")
 
 
 def _not_an_example_batch(payload: bytes) -> Optional[str]:
@@ -429,9 +444,11 @@ def gen_prediction_log_from_file(
 
 
 def _flag_value(name: str) -> str:
-  """The flag's value, or its default where flags are not parsed (a
-  library call outside absl's app.run)."""
-  return FLAGS[name].value if FLAGS.is_parsed() else FLAGS[name].default
+  """The flag's value, or its default where the flags are not defined or
+  not parsed (a library call outside the tool)."""
+  if name in FLAGS and FLAGS.is_parsed():
+    return FLAGS[name].value
+  return _LIBRARY_DEFAULTS[name]
 
 
 def tf_dtype(dtype: str) -> tf.dtypes.DType:
@@ -624,4 +641,5 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
   logging.set_verbosity(logging.INFO)
+  define_flags()
   app.run(main)

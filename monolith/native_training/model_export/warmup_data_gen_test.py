@@ -22,6 +22,9 @@ from monolith.native_training.model_export import sample_records
 from monolith.native_training.model_export import warmup_data_gen
 from monolith.native_training.model_export import warmup_io
 
+# As the binary does: these tests parse its command line in this process.
+warmup_data_gen.define_flags()
+
 VARIANTS = ("instance", "example", "example_batch")
 # Every header combination the reader knows; lagrangex excludes the others.
 LAYOUTS = [dump_format.DumpLayout(lagrangex_header=True)] + [
@@ -118,6 +121,24 @@ def test_signatures_cycle_and_always_include_serving_default(tmp_path):
   assert [l.predict_log.request.model_spec.signature_name for l in logs] == [
       "a", "b", "serving_default", "a", "b", "serving_default", "a"]
   assert {l.predict_log.request.model_spec.name for l in logs} == {"ranker"}
+
+
+def test_imports_into_a_program_with_flags_of_the_same_names():
+  # A training or export program's own --batch_size, --model_name or
+  # --seed: the import defines none of the tool's flags.
+  program = "\n".join([
+      "from absl import flags",
+      "flags.DEFINE_integer('batch_size', 32, '')",
+      "flags.DEFINE_string('model_name', 'mine', '')",
+      "flags.DEFINE_integer('seed', 1, '')",
+      "from monolith.native_training.model_export import warmup_data_gen",
+      "print('imported')",
+  ])
+  child = subprocess.run([sys.executable, "-c", program],
+                         env=dict(os.environ,
+                                  PYTHONPATH=os.pathsep.join(sys.path)),
+                         capture_output=True, text=True, timeout=120)
+  assert child.returncode == 0 and "imported" in child.stdout, child.stderr
 
 
 def test_the_library_call_follows_the_flags_as_the_originals(tmp_path):
@@ -626,6 +647,26 @@ def test_cli_resolves_relative_paths_against_bazel_working_dir(
   assert result.returncode == 0, result.stderr.decode()
   assert len(_read_tfrecord(str(tmp_path / "out" / "warmup"))) == 1
 
+
+@pytest.mark.parametrize("flag", ["--batch_size=0", "--max_records=0"])
+def test_cli_refuses_non_positive_counts_naming_the_flag(flag):
+  result = _run_cli([flag])
+  assert result.returncode != 0
+  assert f"flag {flag}: " in result.stderr.decode()
+
+
+def test_cli_expands_the_home_directory(tmp_path, monkeypatch):
+  # `--output_path=~/x`: the shell leaves the ~ to the tool.
+  _write_dump(str(tmp_path / "dump"),
+              sample_records.serialized_records("instance", 3),
+              dump_format.DumpLayout(has_sort_id=True))
+  monkeypatch.setenv("HOME", str(tmp_path))
+  monkeypatch.setenv("BUILD_WORKING_DIRECTORY", str(tmp_path / "work"))
+  result = _run_cli(["--file_name=~/dump", "--output_path=~/out/warmup"],
+                    cwd="/")
+  assert result.returncode == 0, result.stderr.decode()
+  assert len(_read_tfrecord(str(tmp_path / "out" / "warmup"))) == 1
+  assert not (tmp_path / "work").exists()
 
 
 # --- Random mode. -----------------------------------------------------------

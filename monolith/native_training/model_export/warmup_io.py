@@ -47,9 +47,13 @@ def resolve_user_path(path: Optional[str]) -> Optional[str]:
   """Makes a relative local path relative to where the user ran `bazel run`.
 
   `bazel run` starts binaries inside the runfiles tree; BUILD_WORKING_DIRECTORY
-  is the user's directory. URIs (gs://, hdfs://) and absolute paths pass as is.
+  is the user's directory. URIs (gs://, hdfs://) and absolute paths pass as is;
+  `~` and `~user` are expanded (the shell leaves `--flag=~/x` as it is).
   """
-  if not path or os.path.isabs(path) or "://" in path:
+  if not path or "://" in path:
+    return path
+  path = os.path.expanduser(path)
+  if os.path.isabs(path):
     return path
   return os.path.join(os.environ.get("BUILD_WORKING_DIRECTORY", ""), path)
 
