@@ -309,6 +309,17 @@ def _cluster_spec() -> tf.train.ClusterSpec:
   worker_hosts = [h for h in FLAGS.worker_hosts.split(",") if h]
   if not ps_hosts or not worker_hosts:
     raise app.UsageError("--task_type needs --ps_hosts and --worker_hosts")
+  for flag, hosts in (("ps_hosts", ps_hosts), ("worker_hosts", worker_hosts)):
+    for address in hosts:
+      host, _, port = address.rpartition(":")
+      if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise app.UsageError(f"--{flag}: {address!r} is not host:port")
+  tasks = ps_hosts if FLAGS.task_type == "ps" else worker_hosts
+  if not 0 <= FLAGS.task_index < len(tasks):
+    raise app.UsageError(
+        f"--task_index={FLAGS.task_index} is not a task of --"
+        f"{FLAGS.task_type}_hosts (it lists {len(tasks)}: 0 to "
+        f"{len(tasks) - 1})")
   return tf.train.ClusterSpec({
       utils.PS_JOB_NAME: ps_hosts,
       _WORKER_JOB: worker_hosts

@@ -458,8 +458,15 @@ def test_bad_flags_are_refused(tmp_path):
                         ("--chief_setup_secs=0",
                          "--chief_setup_secs must be >= 1"),
                         ("--stop_grace_secs=-1",
-                         "--stop_grace_secs must be >= 0")):
-    launcher = _launch(str(tmp_path / "bad"), flag)
+                         "--stop_grace_secs must be >= 0"),
+                        ("--task_type=worker --ps_hosts=127.0.0.1:2222 "
+                         "--worker_hosts=127.0.0.1:2223 --task_index=1",
+                         "--task_index=1 is not a task of --worker_hosts (it "
+                         "lists 1: 0 to 0)"),
+                        ("--task_type=ps --ps_hosts=127.0.0.1 "
+                         "--worker_hosts=127.0.0.1:2223",
+                         "--ps_hosts: '127.0.0.1' is not host:port")):
+    launcher = _launch(str(tmp_path / "bad"), *flag.split())
     out, _ = launcher.communicate(timeout=60)
     assert launcher.returncode != 0
     assert message in out.decode(errors="replace"), out
