@@ -700,11 +700,16 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     self._check_and_insert_name(self._shared_name)
     with tf.device(device):
       # Creation and use are separate ops: uses read the shared resource.
+      # As TF's random ops: with a graph-level seed, the initializers draw
+      # the same values each time the graph is built.
+      seed, seed2 = tf.compat.v1.get_seed(None)
       init_handle = hash_table_ops.create_monolith_multi_hash_table(
           filter_handle=hash_filter,
           sync_client_handle=sync_client,
           config=cc.mconfig_tensor,
-          shared_name=self._shared_name)
+          shared_name=self._shared_name,
+          seed=seed or 0,
+          seed2=seed2 or 0)
       self._initializer = init_handle.op
       self._handle = hash_table_ops.read_monolith_multi_hash_table(
           shared_name=self._shared_name)

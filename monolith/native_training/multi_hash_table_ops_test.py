@@ -88,6 +88,42 @@ def test_lookup_assign_add_reinitialize():
   np.testing.assert_array_equal(unknown, [-1, -1, -1])
 
 
+def _initial_values(graph_seed):
+  """Two tables' random_uniform initial values of new ids, in a new graph
+  with the graph-level seed `graph_seed` (None: none)."""
+  with tf.Graph().as_default():
+    if graph_seed is not None:
+      tf1.set_random_seed(graph_seed)
+    configs = {}
+    for name in ("a", "b"):
+      config = test_utils.generate_test_hash_table_config(4)
+      init = config.table_config.entry_config.segments[0].init_config
+      init.random_uniform.minval = -1
+      init.random_uniform.maxval = 1
+      configs[name] = config
+    table = multi_hash_table_ops.MultiHashTable.from_configs(configs=configs)
+    ids = _id(list(range(1000)))
+    table = table.assign_add({name: (ids, tf.zeros([1000, 4]))
+                              for name in configs})
+    looked_up = table.lookup({name: ids for name in configs})
+    with tf1.train.SingularMonitoredSession() as sess:
+      values = sess.run(looked_up)
+  return values["a"], values["b"]
+
+
+def test_a_graph_level_seed_makes_initial_values_reproducible():
+  a, b = _initial_values(7)
+  a_again, b_again = _initial_values(7)
+  np.testing.assert_array_equal(a, a_again)
+  np.testing.assert_array_equal(b, b_again)
+  # Tables of one graph draw apart; another seed, or none, draws anew.
+  assert not np.array_equal(a, b)
+  assert not np.array_equal(a, _initial_values(8)[0])
+  assert not np.array_equal(_initial_values(None)[0],
+                            _initial_values(None)[0])
+  assert np.all((a >= -1) & (a < 1))
+
+
 @pytest.mark.parametrize("fused", [False, True])
 def test_a_lookup_output_still_held_is_not_reused_by_the_next_run(fused):
   # Large outputs are written into the buffer of the kernel's previous run

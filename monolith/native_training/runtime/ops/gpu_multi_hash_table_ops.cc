@@ -82,7 +82,8 @@ class GpuMultiHashTable : public ResourceBase {
   ~GpuMultiHashTable() override { evictor_.reset(); }
 
   Status AddTable(const std::string& name,
-                  const ht::EmbeddingHashTableConfig& config, int device) {
+                  const ht::EmbeddingHashTableConfig& config, int device,
+                  uint64_t seed) {
     if (config.skip_zero_embedding()) {
       // The CPU table drops entries assigned all zeros; the GPU map removes
       // keys only when eviction rebuilds it.
@@ -93,7 +94,7 @@ class GpuMultiHashTable : public ResourceBase {
     auto t = std::make_unique<Table>();
     t->name = name;
     TF_RETURN_IF_ERROR(ToTfStatus(gpu::GpuRowTableSpecFor(
-        config.entry_config(), random::New64(), &t->spec)));
+        config.entry_config(), seed, &t->spec)));
     t->spec.device = device;
     TF_RETURN_IF_ERROR(ToTfStatus(ht::EmbeddingHashTable::CheckInitialCapacity(
         config.initial_capacity())));
@@ -276,7 +277,9 @@ class CreateGpuMultiHashTableOp
     : public InputDependentResourceOpKernel<GpuMultiHashTable> {
  public:
   explicit CreateGpuMultiHashTableOp(OpKernelConstruction* ctx)
-      : InputDependentResourceOpKernel<GpuMultiHashTable>(ctx) {}
+      : InputDependentResourceOpKernel<GpuMultiHashTable>(ctx) {
+    OP_REQUIRES_OK(ctx, GetTableSeeds(ctx, &seeds_));
+  }
 
  private:
   Status ReadInputs(OpKernelContext* ctx) override {
@@ -311,7 +314,8 @@ class CreateGpuMultiHashTableOp
         new GpuMultiHashTable(cinfo_.name(), config_.SerializeAsString()));
     for (int i = 0; i < config_.names_size(); ++i) {
       const Status s =
-          mtable->AddTable(config_.names(i), config_.configs(i), device_);
+          mtable->AddTable(config_.names(i), config_.configs(i), device_,
+                           TableSeed(seeds_, config_.names(i)));
       if (!s.ok()) {
         return errors::CreateWithUpdatedMessage(
             s, "table " + config_.names(i) + ": " + std::string(s.message()));
@@ -322,6 +326,7 @@ class CreateGpuMultiHashTableOp
     return OkStatus();
   }
 
+  TableSeeds seeds_;
   ht::MultiEmbeddingHashTableConfig config_ TF_GUARDED_BY(mu_);
   int device_ TF_GUARDED_BY(mu_) = 0;
 };

@@ -61,7 +61,9 @@ class CreateMultiHashTableOp
     : public InputDependentResourceOpKernel<MultiHashTable> {
  public:
   explicit CreateMultiHashTableOp(OpKernelConstruction* ctx)
-      : InputDependentResourceOpKernel<MultiHashTable>(ctx) {}
+      : InputDependentResourceOpKernel<MultiHashTable>(ctx) {
+    OP_REQUIRES_OK(ctx, GetTableSeeds(ctx, &seeds_));
+  }
 
  private:
   Status ReadInputs(OpKernelContext* ctx) override {
@@ -141,7 +143,8 @@ class CreateMultiHashTableOp
       }
       std::unique_ptr<EmbeddingHashTable> table;
       Status s = ToTfStatus(
-          EmbeddingHashTable::Create(config, random::New64(), &table));
+          EmbeddingHashTable::Create(
+              config, TableSeed(seeds_, config_.names(i)), &table));
       if (!s.ok()) {
         return errors::CreateWithUpdatedMessage(
             s, "table " + config_.names(i) + ": " + std::string(s.message()));
@@ -166,6 +169,7 @@ class CreateMultiHashTableOp
     return OkStatus();
   }
 
+  TableSeeds seeds_;
   MultiEmbeddingHashTableConfig config_ TF_GUARDED_BY(mu_);
   // The filter of this call's graph: the table made from it holds it too.
   core::RefCountPtr<HashFilterResource> filter_ TF_GUARDED_BY(mu_);
@@ -560,6 +564,10 @@ REGISTER_OP("CreateMonolithMultiHashTable")
     .Output("multi_hash_table_handle: resource")
     .Attr("container: string = ''")
     .Attr("shared_name: string = ''")
+    // The initializers' seeds (see TableSeed): as TF's random ops', from
+    // the graph-level seed.
+    .Attr("seed: int = 0")
+    .Attr("seed2: int = 0")
     .SetIsStateful()
     .SetShapeFn([](InferenceContext* c) {
       TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"config", 0},

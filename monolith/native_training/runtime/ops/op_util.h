@@ -30,7 +30,9 @@
 #include "tensorflow/core/framework/tensor_shape.h"
 #include "tensorflow/core/framework/types.h"
 #include "tensorflow/core/platform/errors.h"
+#include "tensorflow/core/platform/hash.h"
 #include "tensorflow/core/platform/mutex.h"
+#include "tensorflow/core/platform/random.h"
 #include "tensorflow/core/util/work_sharder.h"
 
 namespace tensorflow {
@@ -210,6 +212,29 @@ inline Status ParallelFor(OpKernelContext* ctx, int64_t n,
         });
   for (const Status& s : statuses) TF_RETURN_IF_ERROR(s);
   return OkStatus();
+}
+
+// The create op's seed attrs, as TF's random ops take them (seed, seed2:
+// both 0 unless a graph-level seed is set).
+struct TableSeeds {
+  int64_t seed = 0;
+  int64_t seed2 = 0;
+};
+
+inline Status GetTableSeeds(OpKernelConstruction* ctx, TableSeeds* seeds) {
+  TF_RETURN_IF_ERROR(ctx->GetAttr("seed", &seeds->seed));
+  return ctx->GetAttr("seed2", &seeds->seed2);
+}
+
+// The seed of table |name|'s initializers: drawn at random when both seeds
+// are 0 (TF's rule: no graph-level seed), else fixed by the seeds and the
+// table's name, so that tables of one graph draw apart and the same graph
+// built again draws the same initial values.
+inline uint64_t TableSeed(const TableSeeds& seeds, const std::string& name) {
+  if (seeds.seed == 0 && seeds.seed2 == 0) return random::New64();
+  uint64_t h = Hash64(name);
+  h = Hash64Combine(h, static_cast<uint64_t>(seeds.seed));
+  return Hash64Combine(h, static_cast<uint64_t>(seeds.seed2));
 }
 
 // The base of every kernel of ours: its body (ComputeUnguarded, which
