@@ -1785,7 +1785,7 @@ class MultiHashTableCheckpointSaverListener(
                 base_dir, prefix, _ps_table_files(prefix, data_files=True),
                 num_ps, step_recorded))
       for name in self._unmarked_ps_tables:
-        save_utils.remove_ps_count(base_dir, name)
+        save_utils.mark_ps_files_saving(base_dir, name)
       # One run: the feature_stat ops depend on the saves, so running them
       # apart would save every table again.
       _, counts = sess.run(

@@ -764,11 +764,13 @@ def test_a_save_deletes_files_of_ps_beyond_its_count(tmp_path):
                                              "MonolithMultiHashTable")
   with open(asset_dir + "MonolithMultiHashTable.num_ps", "w") as f:
     f.write("two")
-  with pytest.raises(tf.errors.DataLossError, match="holds 'two'"):
+  with pytest.raises(tf.errors.DataLossError, match="holds b'two'"):
     multi_hash_table_ops.find_ps_checkpoints(asset_dir,
                                              "MonolithMultiHashTable")
 
-  # A save that fails leaves no record, not the count of other files.
+  # A save that fails leaves the mark of an unfinished save, not the count
+  # of other files: a restore refuses the files (the PS tasks rename their
+  # own: some may be new, others old).
   class _FailingSession:
     graph = tf1.get_default_graph()
 
@@ -780,7 +782,11 @@ def test_a_save_deletes_files_of_ps_beyond_its_count(tmp_path):
     f.write("2\n")
   with pytest.raises(tf.errors.UnavailableError):
     listener.before_save(_FailingSession(), 5)
-  assert not os.path.exists(asset_dir + "MonolithMultiHashTable.num_ps")
+  with pytest.raises(tf.errors.DataLossError,
+                     match=r"MonolithMultiHashTable\.num_ps: the save of "
+                     r"MonolithMultiHashTable's files into .* did not finish"):
+    multi_hash_table_ops.find_ps_checkpoints(asset_dir,
+                                             "MonolithMultiHashTable")
 
 
 def test_training_lookups_take_each_tables_ids_serving_ones_the_originals_op():

@@ -349,13 +349,20 @@ def ps_count_path(directory: str, group: str) -> str:
   return os.path.join(directory, group + ".num_ps")
 
 
-def remove_ps_count(directory: str, group: str) -> None:
-  """Removes `group`'s PS count record (before its files are rewritten: a
-  save killed meanwhile leaves none, not a count of other files)."""
-  try:
-    tf.io.gfile.remove(ps_count_path(directory, group))
-  except tf.errors.NotFoundError:
-    pass
+# What a PS count record holds while its group's files are being saved.
+_SAVING_RECORD = "saving\n"
+# Far more than any record: a count, or the mark above.
+_MAX_PS_COUNT_RECORD_BYTES = 64
+
+
+def mark_ps_files_saving(directory: str, group: str) -> None:
+  """Replaces `group`'s PS count record with the mark of a save under way,
+  before its files are rewritten. A save that stops before
+  `write_ps_count` leaves the mark, and restores refuse the files: the PS
+  tasks rename their files on their own, so a step saved again (over files
+  that a restore could read) may hold some PS's new files and others' old
+  ones."""
+  utils.write_file_atomically(ps_count_path(directory, group), _SAVING_RECORD)
 
 
 def write_ps_count(directory: str, group: str, num_ps: int) -> None:
@@ -366,21 +373,29 @@ def write_ps_count(directory: str, group: str, num_ps: int) -> None:
 def read_ps_count(directory: str, group: str) -> Optional[int]:
   """The PS count `write_ps_count` (or `DistributedMultiTypeHashTable.save`)
   recorded, or None when there is none (the original's checkpoints, saves
-  of earlier versions, a save killed before it finished).
+  of earlier versions).
 
   Raises:
-    tf.errors.DataLossError: the record is not a positive count.
+    tf.errors.DataLossError: the record marks a save that did not finish
+      (`mark_ps_files_saving`), or is not a positive count and its newline
+      (a record cut short, "1" of "12\n", would drop PS tasks' files).
   """
   path = ps_count_path(directory, group)
   try:
-    with tf.io.gfile.GFile(path) as f:
-      text = f.read()
+    with tf.io.gfile.GFile(path, "rb") as f:
+      data = f.read(_MAX_PS_COUNT_RECORD_BYTES)
   except tf.errors.NotFoundError:
     return None
-  if not re.fullmatch(r"[1-9][0-9]{0,5}\n?", text):
+  text = data.decode("ascii", errors="replace")
+  if text == _SAVING_RECORD:
+    raise tf.errors.DataLossError(
+        None, None, f"{path}: the save of {group}'s files into {directory} "
+        "did not finish (the job stopped while saving them), and they may "
+        "mix the files of two saves: restore another checkpoint")
+  if not re.fullmatch(r"[1-9][0-9]{0,5}\n", text):
     raise tf.errors.DataLossError(
         None, None, f"{path} should hold the number of PS tasks that saved "
-        f"{group}, but holds {text[:40]!r}")
+        f"{group} and a newline, but holds {data[:40]!r}")
   return int(text)
 
 
@@ -391,15 +406,16 @@ def saving_per_ps_files(directory: str, group: str,
   """Around a save of `group`'s per-PS files (`pattern`, as for
   `ps_files_in`) by `num_ps` PS tasks into a checkpoint's asset directory.
 
-  Before the save: removes the group's PS count record, so that a save
-  that fails leaves none; and, when the Saver has not recorded the step,
+  Before the save: marks the group's PS count record as saving
+  (`mark_ps_files_saving`), so that a save that fails leaves files no
+  restore reads; and, when the Saver has not recorded the step,
   deletes the files of PS `num_ps` and above (left by an unfinished save
   of this step with more PS tasks). A recorded step keeps them until the
   save is complete: a save killed after deleting them would leave that
   checkpoint without those PS's files. After a save that returned: records
   `num_ps` (`write_ps_count`), then deletes those files in any case.
   """
-  remove_ps_count(directory, group)
+  mark_ps_files_saving(directory, group)
   if not step_recorded:
     stale = delete_ps_files_beyond(directory, pattern, num_ps)
     if stale:

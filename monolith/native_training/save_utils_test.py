@@ -554,6 +554,20 @@ def test_max_to_keep_goes_on_after_a_restart(tmp_path):
   assert index_files == ["model.ckpt-3.index", "model.ckpt-4.index"]
 
 
+@pytest.mark.parametrize("record", [b"1", b"12", b"", b"\xff\n", b"0\n",
+                                    b"3\n\n", b"1" * 100 + b"\n"])
+def test_a_damaged_ps_count_record_is_data_loss(tmp_path, record):
+  # "1" of a torn "12\n" would drop PS 1 to 11's files: the newline is
+  # part of the record.
+  directory = str(tmp_path)
+  with open(save_utils.ps_count_path(directory, "g"), "wb") as f:
+    f.write(record)
+  with pytest.raises(tf.errors.DataLossError,
+                     match="should hold the number of PS tasks that saved g "
+                     "and a newline"):
+    save_utils.read_ps_count(directory, "g")
+
+
 def test_ps_counts_are_written_through_temporaries_of_their_own(
     tmp_path, monkeypatch):
   directory = str(tmp_path)
