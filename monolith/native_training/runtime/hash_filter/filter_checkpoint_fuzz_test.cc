@@ -27,8 +27,9 @@
 //
 // Environment, for longer runs on demand:
 //   MONOLITH_FUZZ_SEED        seed (default 1)
-//   MONOLITH_FUZZ_ITERATIONS  iterations, 0 for no limit (default 4000)
-//   MONOLITH_FUZZ_SECONDS     time budget in seconds (default 4)
+//   MONOLITH_FUZZ_ITERATIONS  iterations, 0 for no limit (default 1000:
+//                             the same iterations on every machine)
+//   MONOLITH_FUZZ_SECONDS     time budget in seconds, 0 for none (default)
 //   MONOLITH_FUZZ_ITERATION   run only this iteration (to reproduce one)
 //   MONOLITH_FUZZ_VERBOSE=1   print every iteration's mutations and outcome
 // Iterations are independent and deterministic: a failure prints its
@@ -635,9 +636,9 @@ std::string OutcomeKey(const Status& s) {
 
 TEST(FilterCheckpointFuzzTest, MutatedCheckpointsRestoreOrFailCleanly) {
   const uint64_t seed = static_cast<uint64_t>(EnvInt("MONOLITH_FUZZ_SEED", 1));
-  const int64_t iterations = EnvInt("MONOLITH_FUZZ_ITERATIONS", 4000);
+  const int64_t iterations = EnvInt("MONOLITH_FUZZ_ITERATIONS", 1000);
   const double seconds =
-      static_cast<double>(EnvInt("MONOLITH_FUZZ_SECONDS", 4));
+      static_cast<double>(EnvInt("MONOLITH_FUZZ_SECONDS", 0));
   const int64_t only = EnvInt("MONOLITH_FUZZ_ITERATION", -1);
   const bool verbose = EnvInt("MONOLITH_FUZZ_VERBOSE", 0) != 0;
   const auto start = std::chrono::steady_clock::now();
@@ -646,9 +647,10 @@ TEST(FilterCheckpointFuzzTest, MutatedCheckpointsRestoreOrFailCleanly) {
   for (int64_t iteration = only >= 0 ? only : 0;; ++iteration) {
     if (only >= 0 ? iteration > only
                   : ((iterations > 0 && iteration >= iterations) ||
-                     std::chrono::duration<double>(
-                         std::chrono::steady_clock::now() - start)
-                             .count() > seconds)) {
+                     (seconds > 0 &&
+                      std::chrono::duration<double>(
+                          std::chrono::steady_clock::now() - start)
+                              .count() > seconds))) {
       break;
     }
     ++done;
