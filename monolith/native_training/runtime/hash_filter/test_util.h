@@ -9,13 +9,13 @@
 #include <functional>
 #include <random>
 #include <string>
-#include <thread>
 #include <unordered_set>
 #include <vector>
 
 #include "monolith/native_training/runtime/hash_filter/filter.h"
 #include "monolith/native_training/runtime/hash_filter/hash_filter.h"
 #include "monolith/native_training/runtime/hash_table/status.h"
+#include "monolith/native_training/runtime/hash_table/thread_for.h"
 
 namespace monolith {
 namespace hash_filter {
@@ -121,20 +121,7 @@ inline FID FidWithHomeAndSignature(uint64_t total_size, uint64_t home,
   }
 }
 
-// A hash_table::ParallelFor with one thread per index, so splits really
-// save and restore at once; returns the first error by index.
-inline Status ThreadFor(int64_t n, const std::function<Status(int64_t)>& fn) {
-  std::vector<Status> statuses(n);
-  std::vector<std::thread> threads;
-  for (int64_t i = 0; i < n; ++i) {
-    threads.emplace_back([&, i] { statuses[i] = fn(i); });
-  }
-  for (std::thread& thread : threads) thread.join();
-  for (const Status& status : statuses) {
-    if (!status.ok()) return status;
-  }
-  return Status::OK();
-}
+using ::monolith::hash_table::ThreadFor;
 
 // The low |bytes| bytes of |value|, little-endian (TFRecord's lengths and
 // CRCs).

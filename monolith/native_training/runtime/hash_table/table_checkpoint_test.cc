@@ -2,14 +2,17 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
 #include "monolith/native_training/runtime/hash_table/file_system.h"
+#include "monolith/native_training/runtime/hash_table/thread_for.h"
 
 namespace monolith {
 namespace hash_table {
@@ -87,6 +90,51 @@ TEST(TableCheckpointTest, SavesAndRestoresWholeTables) {
         << id;
   }
   EXPECT_EQ(Row(*restored, 1000, 2), std::vector<float>(2, 0.0f));
+}
+
+// As the ops run them: each shard of a save on a thread of its own while
+// the table trains, and each shard of the restore on one, into one table.
+// Every entry saved is a whole row of one write (Assign writes the
+// version in every column), none torn between two.
+TEST(TableCheckpointTest, SavesAndRestoresShardsConcurrently) {
+  constexpr int kDim = 4;
+  constexpr int kIds = 20000;
+  auto table = Table(kDim, 1);
+  std::vector<int64_t> ids(kIds);
+  for (int i = 0; i < kIds; ++i) ids[i] = i;
+  const auto write_version = [&](int version) {
+    const std::vector<float> values(kIds * kDim, static_cast<float>(version));
+    table->Assign(ids.data(), kIds, values.data(), 10 + version);
+  };
+  write_version(0);
+  std::atomic<bool> saved{false};
+  std::thread trainer([&] {
+    for (int version = 1; !saved.load(); ++version) write_version(version);
+  });
+  PosixFileSystem fs;
+  const std::string basename = TempBasename("concurrent");
+  SaveOptions options;
+  options.nshards = 4;
+  options.parallel_for = ThreadFor;
+  const Status save = SaveCheckpoint(&fs, basename, {"a"},
+                                     EmbeddingTablesSaver({table.get()}),
+                                     options);
+  saved.store(true);
+  trainer.join();
+  ASSERT_TRUE(save.ok()) << save.ToString();
+
+  CheckpointInfo info;
+  ASSERT_TRUE(ReadCheckpointInfo(&fs, basename, true, {}, &info).ok());
+  auto restored = Table(kDim, 2);
+  const Status restore = RestoreCheckpoint(
+      &fs, info, EmbeddingTablesRestorer({restored.get()}, info.nshards),
+      ThreadFor, {});
+  ASSERT_TRUE(restore.ok()) << restore.ToString();
+  ASSERT_EQ(restored->Size(), kIds);
+  for (int64_t id = 0; id < kIds; ++id) {
+    const std::vector<float> row = Row(*restored, id, kDim);
+    ASSERT_EQ(row, std::vector<float>(kDim, row[0])) << "id " << id;
+  }
 }
 
 // With now, expired entries stay out: by the given expire times, else by
