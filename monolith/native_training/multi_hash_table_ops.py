@@ -736,6 +736,12 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     # a new table of the same name would share the resource.
     graph_meta.get_meta("multi_hash_table_metadata",
                         MultiHashTableMetadata).name_set.add(self._shared_name)
+    if proto.HasField("num_ps") and not 0 <= proto.ps_index < proto.num_ps:
+      # As set_ps_shard refuses it: a damaged or hand-edited meta graph
+      # would otherwise reach the restore's id arithmetic.
+      raise ValueError(
+          f"MultiHashTableProto of {proto.shared_name!r}: ps_index "
+          f"{proto.ps_index} is not in [0, num_ps={proto.num_ps})")
     self._ps_placement = ((proto.num_ps, proto.ps_index)
                           if proto.HasField("num_ps") else None)
     self._ps_shard = (PsShard(proto.num_ps, proto.ps_index,

@@ -52,6 +52,20 @@ def _from_configs(configs, *args, **kwargs):
                                                           import_scope=scope)
 
 
+@pytest.mark.parametrize("num_ps, ps_index", [(0, 0), (2, 2), (2, -1)])
+def test_a_proto_placing_a_table_on_no_ps_is_refused(num_ps, ps_index):
+  with tf.name_scope("scope") as scope:
+    table = multi_hash_table_ops.MultiHashTable.from_configs(
+        {"a": test_utils.generate_test_hash_table_config(1)})
+    table.set_ps_shard(2, 0)
+    proto = table.to_proto(export_scope=scope)
+  proto.num_ps = num_ps
+  proto.ps_index = ps_index
+  with pytest.raises(ValueError, match=f"ps_index {ps_index} is not in "
+                     rf"\[0, num_ps={num_ps}\)"):
+    multi_hash_table_ops.MultiHashTable.from_proto(proto, import_scope=scope)
+
+
 def test_lookup_assign_add_reinitialize():
   table = multi_hash_table_ops.MultiHashTable.from_configs(
       configs={
