@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <exception>
 #include <fstream>
 #include <functional>
 #include <initializer_list>
@@ -240,8 +241,9 @@ inline uint64_t TableSeed(const TableSeeds& seeds, const std::string& name) {
 // The base of every kernel of ours: its body (ComputeUnguarded, which
 // reports errors through |ctx|) runs under a guard that turns out of
 // memory anywhere in it (its own vectors included, sized by its inputs)
-// into ResourceExhausted: no exception leaves an op, where it would end
-// the process.
+// into ResourceExhausted, and any other exception (a bug: the code
+// returns errors) into Internal: no exception leaves an op, where it would
+// end the process.
 class GuardedOpKernel : public OpKernel {
  public:
   using OpKernel::OpKernel;
@@ -254,6 +256,9 @@ class GuardedOpKernel : public OpKernel {
           type_string(), " ", name(),
           ": out of memory; give the task more memory or send smaller "
           "batches"));
+    } catch (const std::exception& e) {
+      ctx->CtxFailure(errors::Internal(type_string(), " ", name(), ": ",
+                                       e.what()));
     }
   }
 
