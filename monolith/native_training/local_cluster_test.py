@@ -446,30 +446,35 @@ def test_a_worker_fails_when_its_chief_never_sets_up(monkeypatch):
 
 
 def test_bad_flags_are_refused(tmp_path):
-  for flag, message in (("--seed=-1", "--seed must be >= 0"),
-                        ("--seed=4294967295", "--seed + --num_workers - 1"),
-                        ("--ps_hosts=127.0.0.1:1", "--ps_hosts run one task "
-                         "of a cluster and need --task_type"),
-                        ("--model_dir=/proc/no/such", "--model_dir /proc/no/"
-                         "such: cannot create it"),
-                        ("--save_steps=0", "--save_steps must be >= 1"),
-                        ("--model_dir=", "--model_dir is empty"),
-                        ("--vocab_size=0", "--vocab_size must be >= 1"),
-                        ("--chief_setup_secs=0",
-                         "--chief_setup_secs must be >= 1"),
-                        ("--stop_grace_secs=-1",
-                         "--stop_grace_secs must be >= 0"),
-                        ("--task_type=worker --ps_hosts=127.0.0.1:2222 "
-                         "--worker_hosts=127.0.0.1:2223 --task_index=1",
-                         "--task_index=1 is not a task of --worker_hosts (it "
-                         "lists 1: 0 to 0)"),
-                        ("--task_type=ps --ps_hosts=127.0.0.1 "
-                         "--worker_hosts=127.0.0.1:2223",
-                         "--ps_hosts: '127.0.0.1' is not host:port")):
-    launcher = _launch(str(tmp_path / "bad"), *flag.split())
-    out, _ = launcher.communicate(timeout=60)
-    assert launcher.returncode != 0
-    assert message in out.decode(errors="replace"), out
+  cases = (("--seed=-1", "--seed must be >= 0"),
+          ("--seed=4294967295", "--seed + --num_workers - 1"),
+          ("--ps_hosts=127.0.0.1:1", "--ps_hosts run one task "
+           "of a cluster and need --task_type"),
+          ("--model_dir=/proc/no/such", "--model_dir /proc/no/"
+           "such: cannot create it"),
+          ("--save_steps=0", "--save_steps must be >= 1"),
+          ("--model_dir=", "--model_dir is empty"),
+          ("--vocab_size=0", "--vocab_size must be >= 1"),
+          ("--chief_setup_secs=0",
+           "--chief_setup_secs must be >= 1"),
+          ("--stop_grace_secs=-1",
+           "--stop_grace_secs must be >= 0"),
+          ("--task_type=worker --ps_hosts=127.0.0.1:2222 "
+           "--worker_hosts=127.0.0.1:2223 --task_index=1",
+           "--task_index=1 is not a task of --worker_hosts (it "
+           "lists 1: 0 to 0)"),
+          ("--task_type=ps --ps_hosts=127.0.0.1 "
+           "--worker_hosts=127.0.0.1:2223",
+           "--ps_hosts: '127.0.0.1' is not host:port"))
+  # Four at a time: each process spends its time importing TF.
+  for first in range(0, len(cases), 4):
+    batch = cases[first:first + 4]
+    launchers = [_launch(str(tmp_path / f"bad{first + i}"), *flag.split())
+                 for i, (flag, _) in enumerate(batch)]
+    for launcher, (flag, message) in zip(launchers, batch):
+      out, _ = launcher.communicate(timeout=120)
+      assert launcher.returncode != 0, flag
+      assert message in out.decode(errors="replace"), (flag, out)
 
 
 def test_sigterm_stops_every_task(tmp_path):
