@@ -471,10 +471,16 @@ def test_bad_flags_are_refused(tmp_path):
     batch = cases[first:first + 4]
     launchers = [_launch(str(tmp_path / f"bad{first + i}"), *flag.split())
                  for i, (flag, _) in enumerate(batch)]
-    for launcher, (flag, message) in zip(launchers, batch):
-      out, _ = launcher.communicate(timeout=120)
-      assert launcher.returncode != 0, flag
-      assert message in out.decode(errors="replace"), (flag, out)
+    try:
+      for launcher, (flag, message) in zip(launchers, batch):
+        out, _ = launcher.communicate(timeout=120)
+        assert launcher.returncode != 0, flag
+        assert message in out.decode(errors="replace"), (flag, out)
+    finally:
+      for launcher in launchers:
+        if launcher.poll() is None:
+          launcher.kill()
+          launcher.wait()
 
 
 def test_sigterm_stops_every_task(tmp_path):

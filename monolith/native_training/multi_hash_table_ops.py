@@ -280,7 +280,8 @@ def find_ps_checkpoints(directory: str, group_prefix: str) -> List[str]:
   Raises:
     tf.errors.NotFoundError: the tables of some PS below N are missing (an
       incomplete checkpoint).
-    tf.errors.DataLossError: the PS count record is damaged.
+    tf.errors.DataLossError: the PS count record is damaged, or marks a
+      save of the group that did not finish (`save_utils.read_ps_count`).
   """
   indices = save_utils.ps_indices_in(
       directory, _ps_table_files(group_prefix, data_files=False))
@@ -723,6 +724,12 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
                        import_scope: Optional[str] = None) -> None:
     if not isinstance(proto, multi_hash_table_ops_pb2.MultiHashTableProto):
       raise TypeError(f"expected a MultiHashTableProto, got {type(proto)}")
+    if proto.HasField("num_ps") and not 0 <= proto.ps_index < proto.num_ps:
+      # As set_ps_shard refuses it: a damaged or hand-edited meta graph
+      # would otherwise reach the restore's id arithmetic.
+      raise ValueError(
+          f"MultiHashTableProto of {proto.shared_name!r}: ps_index "
+          f"{proto.ps_index} is not in [0, num_ps={proto.num_ps})")
     g = tf.compat.v1.get_default_graph()
     self._dims = tuple(proto.dims)
     self._slot_expire_time_config = proto.slot_expire_time_config
@@ -736,12 +743,6 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     # a new table of the same name would share the resource.
     graph_meta.get_meta("multi_hash_table_metadata",
                         MultiHashTableMetadata).name_set.add(self._shared_name)
-    if proto.HasField("num_ps") and not 0 <= proto.ps_index < proto.num_ps:
-      # As set_ps_shard refuses it: a damaged or hand-edited meta graph
-      # would otherwise reach the restore's id arithmetic.
-      raise ValueError(
-          f"MultiHashTableProto of {proto.shared_name!r}: ps_index "
-          f"{proto.ps_index} is not in [0, num_ps={proto.num_ps})")
     self._ps_placement = ((proto.num_ps, proto.ps_index)
                           if proto.HasField("num_ps") else None)
     self._ps_shard = (PsShard(proto.num_ps, proto.ps_index,

@@ -355,6 +355,14 @@ _SAVING_RECORD = "saving\n"
 _MAX_PS_COUNT_RECORD_BYTES = 64
 
 
+def remove_ps_count(directory: str, group: str) -> None:
+  """Removes `group`'s PS count record, if any."""
+  try:
+    tf.io.gfile.remove(ps_count_path(directory, group))
+  except tf.errors.NotFoundError:
+    pass
+
+
 def mark_ps_files_saving(directory: str, group: str) -> None:
   """Replaces `group`'s PS count record with the mark of a save under way,
   before its files are rewritten. A save that stops before
@@ -390,8 +398,12 @@ def read_ps_count(directory: str, group: str) -> Optional[int]:
   if text == _SAVING_RECORD:
     raise tf.errors.DataLossError(
         None, None, f"{path}: the save of {group}'s files into {directory} "
-        "did not finish (the job stopped while saving them), and they may "
-        "mix the files of two saves: restore another checkpoint")
+        "did not finish (the job stopped while saving this step again over "
+        "its files), and they may mix the files of two saves. Restore the "
+        "checkpoint before it (its path as model_checkpoint_path in the "
+        "model directory's `checkpoint` file), or, to take these files as "
+        "they are, write the number of PS tasks and a newline into this "
+        "file")
   if not re.fullmatch(r"[1-9][0-9]{0,5}\n", text):
     raise tf.errors.DataLossError(
         None, None, f"{path} should hold the number of PS tasks that saved "
@@ -415,7 +427,11 @@ def saving_per_ps_files(directory: str, group: str,
   checkpoint without those PS's files. After a save that returned: records
   `num_ps` (`write_ps_count`), then deletes those files in any case.
   """
-  mark_ps_files_saving(directory, group)
+  if num_ps:
+    mark_ps_files_saving(directory, group)
+  else:
+    # Nothing of the group is saved (no filters): no record, none stale.
+    remove_ps_count(directory, group)
   if not step_recorded:
     stale = delete_ps_files_beyond(directory, pattern, num_ps)
     if stale:

@@ -1,6 +1,7 @@
 """Tests for save_utils.SaveHelper."""
 
 import os
+import re
 import shutil
 
 import pytest
@@ -552,6 +553,25 @@ def test_max_to_keep_goes_on_after_a_restart(tmp_path):
   index_files = sorted(
       name for name in os.listdir(model_dir) if name.endswith(".index"))
   assert index_files == ["model.ckpt-3.index", "model.ckpt-4.index"]
+
+
+def test_a_save_of_per_ps_files_that_stops_leaves_the_saving_mark(tmp_path):
+  directory = str(tmp_path)
+  pattern = re.compile(r"g_(0|[1-9][0-9]*)")
+  with save_utils.saving_per_ps_files(directory, "g", pattern, 2, False):
+    pass
+  assert save_utils.read_ps_count(directory, "g") == 2
+  with pytest.raises(RuntimeError, match="PS 1 went away"):
+    with save_utils.saving_per_ps_files(directory, "g", pattern, 2, True):
+      raise RuntimeError("PS 1 went away")
+  with pytest.raises(tf.errors.DataLossError,
+                     match="did not finish .* Restore the checkpoint before "
+                     "it .* write the number of PS tasks and a newline"):
+    save_utils.read_ps_count(directory, "g")
+  # Nothing of the group to save (no filters): no record, not the mark.
+  with save_utils.saving_per_ps_files(directory, "g", pattern, 0, False):
+    pass
+  assert save_utils.read_ps_count(directory, "g") is None
 
 
 @pytest.mark.parametrize("record", [b"1", b"12", b"", b"\xff\n", b"0\n",

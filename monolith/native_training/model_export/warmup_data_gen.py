@@ -444,9 +444,12 @@ def gen_prediction_log_from_file(
 
 
 def _flag_value(name: str) -> str:
-  """The flag's value, or its default where the flags are not defined or
-  not parsed (a library call outside the tool)."""
-  if name in FLAGS and FLAGS.is_parsed():
+  """The tool's flag's value, or its default where `define_flags` did not
+  define it or flags are not parsed (a library call outside the tool; a
+  flag of the same name that the importing program defined means
+  something of its own)."""
+  if (name in FLAGS and FLAGS.is_parsed() and
+      FLAGS.find_module_defining_flag(name) == __name__):
     return FLAGS[name].value
   return _LIBRARY_DEFAULTS[name]
 

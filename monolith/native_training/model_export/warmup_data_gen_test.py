@@ -132,13 +132,16 @@ def test_imports_into_a_program_with_flags_of_the_same_names():
       "flags.DEFINE_string('model_name', 'mine', '')",
       "flags.DEFINE_integer('seed', 1, '')",
       "from monolith.native_training.model_export import warmup_data_gen",
-      "print('imported')",
+      "flags.FLAGS(['program', '--model_name=ranker_v2'])",
+      # The program's --model_name is its own, not the requests' name.
+      "print('imported', warmup_data_gen._flag_value('model_name'))",
   ])
   child = subprocess.run([sys.executable, "-c", program],
                          env=dict(os.environ,
                                   PYTHONPATH=os.pathsep.join(sys.path)),
                          capture_output=True, text=True, timeout=120)
-  assert child.returncode == 0 and "imported" in child.stdout, child.stderr
+  assert child.returncode == 0, child.stderr
+  assert "imported default" in child.stdout, child.stdout
 
 
 def test_the_library_call_follows_the_flags_as_the_originals(tmp_path):

@@ -45,6 +45,31 @@ class SlowRenameFileSystem : public PosixFileSystem {
   }
 };
 
+// With |pause_at_file| > 0: the first save stops for good when it creates
+// that file (its earlier files written, none renamed), after writing a byte
+// to |notify_fd|: a kill then lands inside the first save, whatever the
+// machine's speed.
+class PausingFileSystem : public SlowRenameFileSystem {
+ public:
+  PausingFileSystem(int pause_at_file, int notify_fd)
+      : pause_at_file_(pause_at_file), notify_fd_(notify_fd) {}
+
+  Status NewWritableFile(const std::string& path,
+                         std::unique_ptr<WritableFile>* file) override {
+    if (++files_ == pause_at_file_) {
+      const char byte = 1;
+      if (write(notify_fd_, &byte, 1) != 1) _exit(1);
+      for (;;) pause();
+    }
+    return SlowRenameFileSystem::NewWritableFile(path, file);
+  }
+
+ private:
+  int pause_at_file_;
+  int notify_fd_;
+  int files_ = 0;
+};
+
 // The last version whose save returned OK, kept in |marker| (8 bytes); -1
 // before any.
 int64_t ReadCompleted(const std::string& marker) {
@@ -66,8 +91,9 @@ void WriteCompleted(const std::string& marker, int64_t version) {
 }
 
 [[noreturn]] void SaveForever(const std::string& basename,
-                              const std::string& marker, int first_version) {
-  SlowRenameFileSystem fs;
+                              const std::string& marker, int first_version,
+                              int pause_at_file = 0, int notify_fd = -1) {
+  PausingFileSystem fs(pause_at_file, notify_fd);
   for (int version = first_version;; ++version) {
     SaveOptions options;
     // Runs of saves with one shard count (a kill mid-rename mixes two
@@ -140,15 +166,28 @@ TEST(CheckpointKillTest, EveryRestoreReadsOneWholeSaveOrFailsClearly) {
   const int rounds = rounds_env ? std::atoi(rounds_env) : 40;
   std::mt19937 rng(20261202);
   std::uniform_int_distribution<int> kill_after_us(0, 40000);
-  // The first round is killed inside the first save (a save renames at
-  // least four files, 1.5 ms each): a restore of what it left must fail.
-  std::uniform_int_distribution<int> kill_first_after_us(0, 2000);
   int whole = 0, refused = 0, newer = 0;
   for (int round = 0; round < rounds; ++round) {
+    // Round 0 is killed inside the first save, creating its second file (a
+    // restore of what it left must fail); the others at random times.
+    int notify[2] = {-1, -1};
+    if (round == 0) {
+      ASSERT_EQ(pipe(notify), 0);
+    }
     const pid_t child = fork();
     ASSERT_GE(child, 0);
-    if (child == 0) SaveForever(basename, marker, round * 1000);
-    usleep(round == 0 ? kill_first_after_us(rng) : kill_after_us(rng));
+    if (child == 0) {
+      SaveForever(basename, marker, round * 1000, round == 0 ? 2 : 0,
+                  notify[1]);
+    }
+    if (round == 0) {
+      char byte = 0;
+      ASSERT_EQ(read(notify[0], &byte, 1), 1) << "the first save never paused";
+      close(notify[0]);
+      close(notify[1]);
+    } else {
+      usleep(kill_after_us(rng));
+    }
     ASSERT_EQ(kill(child, SIGKILL), 0);
     int wait_status = 0;
     ASSERT_EQ(waitpid(child, &wait_status, 0), child);

@@ -812,9 +812,6 @@ int64_t EmbeddingHashTable::EvictShards(int64_t now, EvictStats* stats,
   if (accessor_->serving()) return 0;
   int64_t evicted = 0;
   std::vector<Slot> kept;
-  // This shard's evictions by slot, counted into |stats| once it shrank (a
-  // shard that could not shrink evicted nothing).
-  std::map<uint32_t, int64_t> shard_evicted_by_slot;
   for (int s = 0; s < kNumShards; ++s) {
     TableShard& shard = shards_[s];
     ShardWriteLock lock(&shard, 0);
@@ -824,30 +821,22 @@ int64_t EmbeddingHashTable::EvictShards(int64_t now, EvictStats* stats,
     }
     kept.clear();
     kept.reserve(shard.size);
-    shard_evicted_by_slot.clear();
     int64_t removed = 0;
     for (uint64_t i = 0; i <= shard.mask; ++i) {
       const Slot& slot = shard.slots[i];
       if (slot.index == kEmpty) continue;
       if (IsExpired(slot.id, slot.timestamp, now)) {
         ++removed;
-        if (stats != nullptr) ++shard_evicted_by_slot[SlotOfId(slot.id)];
+        if (stats != nullptr) ++stats->evicted_by_slot[SlotOfId(slot.id)];
       } else {
         kept.push_back(slot);
       }
     }
     if (removed == 0) continue;
-    shard.Shrink(&kept);
     evicted += removed;
-    if (stats != nullptr) {
-      // Counted as each shard shrinks: a later shard out of memory leaves
-      // these counted.
-      stats->evicted += removed;
-      for (const auto& [slot, count] : shard_evicted_by_slot) {
-        stats->evicted_by_slot[slot] += count;
-      }
-    }
+    shard.Shrink(&kept);
   }
+  if (stats != nullptr) stats->evicted += evicted;
   return evicted;
 }
 

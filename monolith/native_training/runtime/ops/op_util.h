@@ -199,8 +199,8 @@ inline std::string LookupEntryOutOfMemory(int64_t n) {
 
 // Runs fn(i) for i in [0, n) on TF's CPU worker threads (each item is
 // assumed to be heavy) and returns the first error. An item out of memory
-// fails as OutOfMemoryAsStatus says: an exception on a worker thread would
-// end the process.
+// fails as OutOfMemoryAsStatus says, any other exception as Internal: an
+// exception on a worker thread would end the process.
 inline Status ParallelFor(OpKernelContext* ctx, int64_t n,
                           const std::function<Status(int64_t)>& fn) {
   std::vector<Status> statuses(n);
@@ -208,7 +208,11 @@ inline Status ParallelFor(OpKernelContext* ctx, int64_t n,
   Shard(workers->num_threads, workers->workers, n, /*cost_per_unit=*/1 << 24,
         [&](int64_t begin, int64_t end) {
           for (int64_t i = begin; i < end; ++i) {
-            statuses[i] = OutOfMemoryAsStatus([&] { return fn(i); });
+            try {
+              statuses[i] = OutOfMemoryAsStatus([&] { return fn(i); });
+            } catch (const std::exception& e) {
+              statuses[i] = errors::Internal(e.what());
+            }
           }
         });
   for (const Status& s : statuses) TF_RETURN_IF_ERROR(s);

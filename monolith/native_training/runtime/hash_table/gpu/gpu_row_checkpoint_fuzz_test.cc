@@ -2,8 +2,8 @@
 // and RowStoreRestorer, host code) under AddressSanitizer, fixed seed,
 // bounded iterations: every record reads, checks and restores into a row
 // of exactly the table's floats, or returns an error; none reads or writes
-// past its bytes. Unmutated records read back the rows they were written
-// from. MONOLITH_FUZZ_SEED / MONOLITH_FUZZ_ITERATIONS (--test_env) run it
+// past its bytes. Unmutated records read back the ids and rows they were
+// written from (the training layout's exactly). MONOLITH_FUZZ_SEED / MONOLITH_FUZZ_ITERATIONS (--test_env) run it
 // longer.
 #include <cstdint>
 #include <cstdio>
@@ -55,8 +55,8 @@ constexpr const char* kConfigs[] = {
          segments { dim_size: 4 comp_config { fp16 {} } })pb",
 };
 
-// Takes every row, checking each is whole.
-class CountingRowStore : public RowStore {
+// Takes the restored rows (ASan checks their bytes are the restorer's).
+class DroppingRowStore : public RowStore {
  public:
   int64_t slots() const override { return 0; }
   Status Export(int64_t, int64_t, IdShard, std::vector<int64_t>* ids,
@@ -66,14 +66,9 @@ class CountingRowStore : public RowStore {
     *next = 0;
     return Status::OK();
   }
-  Status Put(const int64_t*, int64_t n, const float*) override {
-    rows_ += n;
+  Status Put(const int64_t*, int64_t, const float*) override {
     return Status::OK();
   }
-  int64_t rows() const { return rows_; }
-
- private:
-  int64_t rows_ = 0;
 };
 
 std::string Mutate(std::string record, std::mt19937_64* rng) {
@@ -140,8 +135,11 @@ TEST(GpuRowCheckpointFuzzTest, MutatedRecordsReadOrFailCleanly) {
                                 read.data())
                       .ok());
       EXPECT_EQ(read_id, id);
+      if (!records->spec().serving) {
+        EXPECT_EQ(read, row);
+      }
     }
-    CountingRowStore store;
+    DroppingRowStore store;
     RowStoreRestorer restorer({&store}, {records.get()}, 2, seed, 64);
     EntryDump scratch;
     RandomEngine engine(seed);

@@ -231,9 +231,10 @@ MONOLITH_HOST_DEVICE inline void InitColumn(const GpuSegment& seg, int64_t id,
   if (seg.init_max > seg.init_min) {
     // A weighted sum of the bounds: their difference can overflow a float
     // (minval -3e38, maxval 3e38: inf, and NaN at u = 0). Rounding may
-    // land on maxval; the range is half-open, as on the CPU.
+    // land an ulp outside [minval, maxval), the CPU's half-open range.
     const float u = UniformFor(seg.init_seed, id, column);
-    const float x = seg.init_min * (1.0f - u) + seg.init_max * u;
+    const float x =
+        fmaxf(seg.init_min * (1.0f - u) + seg.init_max * u, seg.init_min);
     row[column] = x < seg.init_max ? x : nextafterf(seg.init_max, seg.init_min);
   } else {
     row[column] = seg.init_min;
