@@ -18,8 +18,8 @@ the Saver writes its temporaries; the next child restores. Its tables,
 variable and global step must hold one save, no older than the last step
 a child reported saved; at the end every checkpoint kept after each kill
 restores one whole save. Nothing a kill leaves outlives the next save:
-recorded checkpoints hold no temporaries, and no Saver temporary of a
-recorded step stays.
+recorded checkpoints hold no temporaries and a whole ckpt.info, and no
+Saver temporary of a recorded step stays.
 """
 
 import json
@@ -33,9 +33,11 @@ import sys
 import tempfile
 import time
 
+from google.protobuf import text_format
 import tensorflow as tf
 
 from monolith.native_training import save_utils
+from monolith.native_training.proto import ckpt_info_pb2
 
 SEED = 20261204
 # Each round's PS tasks (0: the table on the worker) and where its child is
@@ -239,13 +241,17 @@ def _kill_point(model_dir: str, child: subprocess.Popen, num_ps: int,
 
 
 def _assert_no_leftovers(model_dir: str) -> None:
-  """Recorded checkpoints hold no temporaries; no Saver temporary of a
-  recorded step is left."""
+  """Recorded checkpoints hold no temporaries and a whole ckpt.info; no
+  Saver temporary of a recorded step is left."""
   state = save_utils.checkpoint_state(model_dir)
   latest = _step_of(state.model_checkpoint_path)
   for path in state.all_model_checkpoint_paths:
     names = os.listdir(path + ".assets")
     assert not [n for n in names if "-tmp-" in n], (path, names)
+    with open(os.path.join(model_dir,
+                           f"ckpt.info-{_step_of(path)}")) as f:
+      info = text_format.Parse(f.read(), ckpt_info_pb2.CkptInfo())
+    assert sum(info.feature_counts.values()) > 0, (path, info)
   saver_temporaries = [
       match.group(0) for match in (
           re.fullmatch(r"model\.ckpt-(\d+)_temp.*", name)
