@@ -58,6 +58,7 @@ import tensorflow as tf
 from monolith.native_training import entry
 from monolith.native_training import multi_hash_table_ops
 from monolith.native_training import multi_type_hash_table
+from monolith.native_training import save_utils
 from monolith.native_training import utils
 from monolith.native_training.model_export import export_context
 from monolith.native_training.runtime.ops import gen_monolith_ops
@@ -712,8 +713,11 @@ class DistributedMultiTypeHashTable(
     record), where the tables are named `<group prefix>_<i>` (as the
     factory names them): `find_ps_checkpoints` then reads that many PS's
     saves, so a missing one is an error and the saves of PS tasks beyond
-    them (an earlier save with more PS) are not read. A save that fails
-    leaves an earlier record as it was: save into a directory of its own.
+    them (an earlier save with more PS) are not read. Before the tables'
+    saves the record is replaced with the mark of a save under way
+    (`save_utils.mark_ps_files_saving`), so a save that fails leaves files
+    that a restore refuses rather than mixes with an earlier save's. Both
+    are written whole or not at all (a temporary, then a rename).
 
     Args:
       directory: the directory (string or string scalar tensor).
@@ -728,21 +732,30 @@ class DistributedMultiTypeHashTable(
       directory = directory.rstrip("/")
     else:
       directory = tf.strings.regex_replace(directory, "/+$", "")
+    prefixes = {t.ps_shard.group_prefix if t.ps_shard else None
+                for t in self._tables}
+    record_path = None
+    marked = []
+    if len(prefixes) == 1 and None not in prefixes:
+      (prefix,) = prefixes
+      with tf.name_scope("dmtht_ps_count"):
+        record_path = tf.strings.join([directory, f"/{prefix}.num_ps"])
+        marked = [
+            gen_monolith_ops.monolith_write_file_atomically(
+                record_path, save_utils.SAVING_RECORD)
+        ]
     new_tables = []
     for i, table in enumerate(self._tables):
-      with ps_device(i), tf.name_scope(f"dmtht_save_{i}"):
+      with ps_device(i), tf.name_scope(f"dmtht_save_{i}"), \
+          tf.control_dependencies(marked):
         basename = tf.strings.join([directory, "/" + table.shared_name])
         new_tables.append(table.save(basename, compression_type))
     saved = self._copy_with_new_tables(new_tables)
-    prefixes = {t.ps_shard.group_prefix if t.ps_shard else None
-                for t in self._tables}
-    if len(prefixes) == 1 and None not in prefixes:
-      (prefix,) = prefixes
+    if record_path is not None:
       with tf.name_scope("dmtht_ps_count"), tf.control_dependencies(
           [t.as_op() for t in new_tables]):
-        record = tf.io.write_file(
-            tf.strings.join([directory, f"/{prefix}.num_ps"]),
-            f"{self._num_ps}\n")
+        record = gen_monolith_ops.monolith_write_file_atomically(
+            record_path, f"{self._num_ps}\n")
       saved._after_tables = self._after_tables + (record,)
     return saved
 

@@ -220,16 +220,32 @@ def test_save_records_the_ps_count_once_every_ps_saved(cluster, tmp_path):
   stale.write_bytes(b"")
   save = table.assign({"a": (_id([1, 2]), _value([[1], [2]]))}).save(
       str(tmp_path)).as_op()
-  # The record is written once both PS's saves ran (its path, made in the
-  # same control scope, carries the dependencies).
-  (write,) = [op for op in save.graph.get_operations()
-              if op.type == "WriteFile"]
-  waits_for = set(write.control_inputs)
-  for tensor in write.inputs:
-    waits_for.update(tensor.op.control_inputs)
-  assert sorted((op.type, op.device) for op in waits_for) == [
-      ("MonolithMultiHashTableSave", utils.ps_device(i)) for i in range(2)
-  ]
+  # The mark of a save under way is written before either PS saves, the
+  # count once both did (each whole: a temporary, then a rename).
+  mark, write = [op for op in save.graph.get_operations()
+                 if op.type == "MonolithWriteFileAtomically"]
+  assert tf.get_static_value(mark.inputs[1]) == b"saving\n"
+  assert tf.get_static_value(write.inputs[1]) == b"2\n"
+  saves = [op for op in save.graph.get_operations()
+           if op.type == "MonolithMultiHashTableSave"]
+  assert sorted(op.device for op in saves) == [
+      utils.ps_device(i) for i in range(2)]
+
+  def waits_for(op):
+    # Every op it runs after: inputs and control inputs, transitively.
+    seen, todo = set(), [op]
+    while todo:
+      current = todo.pop()
+      for before in list(current.control_inputs) + [
+          t.op for t in current.inputs]:
+        if before not in seen:
+          seen.add(before)
+          todo.append(before)
+    return seen
+
+  for op in saves:
+    assert mark in waits_for(op)
+  assert set(saves) <= waits_for(write)
   with _session(cluster) as sess:
     sess.run(save)
   assert save_utils.read_ps_count(str(tmp_path),

@@ -349,8 +349,9 @@ def ps_count_path(directory: str, group: str) -> str:
   return os.path.join(directory, group + ".num_ps")
 
 
-# What a PS count record holds while its group's files are being saved.
-_SAVING_RECORD = "saving\n"
+# What a PS count record holds while its group's files are being saved
+# (`mark_ps_files_saving`, `DistributedMultiTypeHashTable.save`).
+SAVING_RECORD = "saving\n"
 # Far more than any record: a count, or the mark above.
 _MAX_PS_COUNT_RECORD_BYTES = 64
 
@@ -370,7 +371,7 @@ def mark_ps_files_saving(directory: str, group: str) -> None:
   tasks rename their files on their own, so a step saved again (over files
   that a restore could read) may hold some PS's new files and others' old
   ones."""
-  utils.write_file_atomically(ps_count_path(directory, group), _SAVING_RECORD)
+  utils.write_file_atomically(ps_count_path(directory, group), SAVING_RECORD)
 
 
 def write_ps_count(directory: str, group: str, num_ps: int) -> None:
@@ -395,7 +396,7 @@ def read_ps_count(directory: str, group: str) -> Optional[int]:
   except tf.errors.NotFoundError:
     return None
   text = data.decode("ascii", errors="replace")
-  if text == _SAVING_RECORD:
+  if text == SAVING_RECORD:
     raise tf.errors.DataLossError(
         None, None, f"{path}: the save of {group}'s files into {directory} "
         "did not finish (the job stopped while saving this step again over "

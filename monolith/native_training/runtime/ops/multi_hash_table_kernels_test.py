@@ -969,3 +969,26 @@ def test_a_kernel_out_of_memory_is_resource_exhausted():
   assert re.search("MonolithMultiHashTableLookup .*: out of memory; give the "
                    "task more memory or send smaller batches",
                    child.stdout), child.stdout
+
+
+def test_write_file_atomically(graph, tmp_path):
+  path = str(tmp_path / "new_folder" / "g.num_ps")
+  contents = tf1.placeholder(tf.string, [])
+  write = ops.monolith_write_file_atomically(path, contents)
+  with tf1.Session() as sess:
+    sess.run(write, {contents: "saving\n"})
+    sess.run(write, {contents: "3\n"})
+  with open(path) as f:
+    assert f.read() == "3\n"
+  # No temporary stays beside it.
+  assert os.listdir(tmp_path / "new_folder") == ["g.num_ps"]
+  with pytest.raises(ValueError, match="contents must be a scalar"):
+    ops.monolith_write_file_atomically(path, ["a", "b"])
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match="filename is empty"):
+    _run(ops.monolith_write_file_atomically("", "x"))
+  # A folder that cannot be made: the error names the file, nothing left.
+  blocker = tmp_path / "a_file"
+  blocker.write_text("")
+  with pytest.raises(tf.errors.OpError, match="writing .*a_file/g.num_ps"):
+    _run(ops.monolith_write_file_atomically(str(blocker / "g.num_ps"), "1\n"))

@@ -22,7 +22,11 @@
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tensorflow/core/framework/tensor_shape.h"
+#include "tensorflow/core/platform/env.h"
+#include "tensorflow/core/platform/path.h"
 #include "tensorflow/core/platform/errors.h"
+#include "tensorflow/core/platform/random.h"
+#include "tensorflow/core/platform/strcat.h"
 
 namespace tensorflow {
 namespace monolith_tf {
@@ -416,6 +420,58 @@ Status TableAndBasenameShape(shape_inference::InferenceContext* c) {
   TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"mtable", 0}, {"basename", 0}}));
   return shape_inference::ScalarShape(c);
 }
+
+// A small file written whole or not at all, from a graph: into a temporary
+// beside it (synced), then renamed over it; its folder is created as the
+// table saves create theirs. DistributedMultiTypeHashTable.save writes its
+// PS count record so (tf.io.write_file truncates the file first: a kill
+// part way left a record cut short).
+class WriteFileAtomicallyOp : public GuardedOpKernel {
+ public:
+  using GuardedOpKernel::GuardedOpKernel;
+
+  void ComputeUnguarded(OpKernelContext* ctx) override {
+    std::string filename, contents;
+    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 0, "filename", &filename));
+    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 1, "contents", &contents));
+    OP_REQUIRES(ctx, !filename.empty(),
+                errors::InvalidArgument("filename is empty"));
+    Env* env = ctx->env();
+    const std::string temporary =
+        strings::StrCat(filename, ".tmp-", random::New64());
+    const std::string folder(io::Dirname(filename));
+    Status s = folder.empty() || env->FileExists(folder).ok()
+                   ? OkStatus()
+                   : env->RecursivelyCreateDir(folder);
+    if (s.ok()) s = WriteWhole(env, temporary, contents);
+    if (s.ok()) s = env->RenameFile(temporary, filename);
+    if (!s.ok()) {
+      env->DeleteFile(temporary).IgnoreError();
+      ctx->CtxFailure(errors::CreateWithUpdatedMessage(
+          s, strings::StrCat("writing ", filename, ": ", s.message())));
+    }
+  }
+
+ private:
+  static Status WriteWhole(Env* env, const std::string& path,
+                           const std::string& contents) {
+    std::unique_ptr<WritableFile> file;
+    TF_RETURN_IF_ERROR(env->NewWritableFile(path, &file));
+    TF_RETURN_IF_ERROR(file->Append(contents));
+    TF_RETURN_IF_ERROR(file->Sync());
+    return file->Close();
+  }
+};
+
+REGISTER_OP("MonolithWriteFileAtomically")
+    .Input("filename: string")
+    .Input("contents: string")
+    .SetIsStateful()
+    .SetShapeFn([](shape_inference::InferenceContext* c) {
+      return CheckInputRanks(c, {{"filename", 0}, {"contents", 0}});
+    });
+REGISTER_KERNEL_BUILDER(Name("MonolithWriteFileAtomically").Device(DEVICE_CPU),
+                        WriteFileAtomicallyOp);
 
 REGISTER_OP("MonolithMultiHashTableSave")
     .Input("mtable: resource")

@@ -176,6 +176,9 @@ def _valid_calls(workdir: str) -> Dict[str, _Call]:
                 {"id_modulus": 2, "id_remainder": 1}),
       "MonolithMultiHashTableFeatureStat":
           _Call({"basename": _str(checkpoint)}, {}),
+      "MonolithWriteFileAtomically":
+          _Call({"filename": _str(os.path.join(workdir, "record", "g.num_ps")),
+                 "contents": _str("2\n")}, {}),
       # distributed_ps_ops.cc: ids 1, 2 of table a (dim 1) and 3 of table b
       # (dim 2) on 2 PS: PS 0 gets 2 (offset 0), PS 1 gets 1 and 3 (offsets
       # 1 and 2); [1, 2, 3, 4] are the 4 floats of the results (as float16,
