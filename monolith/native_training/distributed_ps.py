@@ -717,7 +717,9 @@ class DistributedMultiTypeHashTable(
     saves the record is replaced with the mark of a save under way
     (`save_utils.mark_ps_files_saving`), so a save that fails leaves files
     that a restore refuses rather than mixes with an earlier save's. Both
-    are written whole or not at all (a temporary, then a rename).
+    are written whole or not at all (a temporary, then a rename). Run the
+    returned table's `as_op()`: the count is written there, after every
+    PS's save.
 
     Args:
       directory: the directory (string or string scalar tensor).
@@ -738,7 +740,10 @@ class DistributedMultiTypeHashTable(
     marked = []
     if len(prefixes) == 1 and None not in prefixes:
       (prefix,) = prefixes
-      with tf.name_scope("dmtht_ps_count"):
+      # After an earlier save of this table's count (t.save(d).save(d)):
+      # its count must not land over this save's mark.
+      with tf.name_scope("dmtht_ps_count"), tf.control_dependencies(
+          list(self._after_tables)):
         record_path = tf.strings.join([directory, f"/{prefix}.num_ps"])
         marked = [
             gen_monolith_ops.monolith_write_file_atomically(

@@ -248,8 +248,16 @@ def test_save_records_the_ps_count_once_every_ps_saved(cluster, tmp_path):
   assert set(saves) <= waits_for(write)
   with _session(cluster) as sess:
     sess.run(save)
-  assert save_utils.read_ps_count(str(tmp_path),
-                                  "MonolithMultiHashTable") == 2
+    assert save_utils.read_ps_count(str(tmp_path),
+                                    "MonolithMultiHashTable") == 2
+    # A save that began and never wrote its count (the job stopped): its
+    # files are refused, not mixed with an earlier save's.
+    sess.run(mark)
+    with pytest.raises(tf.errors.DataLossError,
+                       match="began and never recorded its end"):
+      multi_hash_table_ops.find_ps_checkpoints(str(tmp_path),
+                                               "MonolithMultiHashTable")
+    sess.run(write)
   # Restores read this save's 2 PS, not the stale third.
   assert multi_hash_table_ops.find_ps_checkpoints(
       str(tmp_path), "MonolithMultiHashTable") == [

@@ -797,8 +797,9 @@ def test_a_save_deletes_files_of_ps_beyond_its_count(tmp_path):
   with pytest.raises(tf.errors.UnavailableError):
     listener.before_save(_FailingSession(), 5)
   with pytest.raises(tf.errors.DataLossError,
-                     match=r"MonolithMultiHashTable\.num_ps: the save of "
-                     r"MonolithMultiHashTable's files into .* did not finish"):
+                     match=r"MonolithMultiHashTable\.num_ps: a save of "
+                     r"MonolithMultiHashTable's files into .* began and "
+                     r"never recorded its end"):
     multi_hash_table_ops.find_ps_checkpoints(asset_dir,
                                              "MonolithMultiHashTable")
 

@@ -398,13 +398,13 @@ def read_ps_count(directory: str, group: str) -> Optional[int]:
   text = data.decode("ascii", errors="replace")
   if text == SAVING_RECORD:
     raise tf.errors.DataLossError(
-        None, None, f"{path}: the save of {group}'s files into {directory} "
-        "did not finish (the job stopped while saving this step again over "
-        "its files), and they may mix the files of two saves. Restore the "
-        "checkpoint before it (its path as model_checkpoint_path in the "
-        "model directory's `checkpoint` file), or, to take these files as "
-        "they are, write the number of PS tasks and a newline into this "
-        "file")
+        None, None, f"{path}: a save of {group}'s files into {directory} "
+        "began and never recorded its end (the job stopped while saving, or "
+        "the save's as_op() was not run), so they may mix the files of two "
+        "saves. Restore another checkpoint (e.g. the one before it: its "
+        "path as model_checkpoint_path in the model directory's "
+        "`checkpoint` file), or, to take these files as they are, write the "
+        "number of PS tasks and a newline into this file")
   if not re.fullmatch(r"[1-9][0-9]{0,5}\n", text):
     raise tf.errors.DataLossError(
         None, None, f"{path} should hold the number of PS tasks that saved "
@@ -430,8 +430,10 @@ def saving_per_ps_files(directory: str, group: str,
   """
   if num_ps:
     mark_ps_files_saving(directory, group)
-  else:
-    # Nothing of the group is saved (no filters): no record, none stale.
+  elif not step_recorded:
+    # Nothing of the group is saved (no filters), and the files of an
+    # unfinished save of the step go below: so does their record. (A
+    # recorded step keeps both.)
     remove_ps_count(directory, group)
   if not step_recorded:
     stale = delete_ps_files_beyond(directory, pattern, num_ps)

@@ -565,8 +565,9 @@ def test_a_save_of_per_ps_files_that_stops_leaves_the_saving_mark(tmp_path):
     with save_utils.saving_per_ps_files(directory, "g", pattern, 2, True):
       raise RuntimeError("PS 1 went away")
   with pytest.raises(tf.errors.DataLossError,
-                     match="did not finish .* Restore the checkpoint before "
-                     "it .* write the number of PS tasks and a newline"):
+                     match="began and never recorded its end .* Restore "
+                     "another checkpoint .* write the number of PS tasks "
+                     "and a newline"):
     save_utils.read_ps_count(directory, "g")
   # Nothing of the group to save (no filters): no record, not the mark.
   with save_utils.saving_per_ps_files(directory, "g", pattern, 0, False):

@@ -448,8 +448,10 @@ def _flag_value(name: str) -> str:
   define it or flags are not parsed (a library call outside the tool; a
   flag of the same name that the importing program defined means
   something of its own)."""
+  # By the module object: absl names a flag defined from the script by
+  # sys.argv[0], not __name__.
   if (name in FLAGS and FLAGS.is_parsed() and
-      FLAGS.find_module_defining_flag(name) == __name__):
+      FLAGS.find_module_id_defining_flag(name) == id(sys.modules[__name__])):
     return FLAGS[name].value
   return _LIBRARY_DEFAULTS[name]
 

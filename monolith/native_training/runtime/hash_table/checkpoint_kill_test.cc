@@ -46,9 +46,9 @@ class SlowRenameFileSystem : public PosixFileSystem {
 };
 
 // With |pause_at_file| > 0: the first save stops for good when it creates
-// that file (its earlier files written, none renamed), after writing a byte
-// to |notify_fd|: a kill then lands inside the first save, whatever the
-// machine's speed.
+// that file (its earlier files written, none under its final name), after
+// writing a byte to |notify_fd|: a kill then lands inside the first save,
+// whatever the machine's speed.
 class PausingFileSystem : public SlowRenameFileSystem {
  public:
   PausingFileSystem(int pause_at_file, int notify_fd)
@@ -181,10 +181,14 @@ TEST(CheckpointKillTest, EveryRestoreReadsOneWholeSaveOrFailsClearly) {
                   notify[1]);
     }
     if (round == 0) {
-      char byte = 0;
-      ASSERT_EQ(read(notify[0], &byte, 1), 1) << "the first save never paused";
-      close(notify[0]);
+      // The write end closed here: a child that ends before it pauses
+      // makes read() return 0, not wait for good.
       close(notify[1]);
+      char byte = 0;
+      const ssize_t got = read(notify[0], &byte, 1);
+      close(notify[0]);
+      if (got != 1) kill(child, SIGKILL);
+      ASSERT_EQ(got, 1) << "the first save ended before its second file";
     } else {
       usleep(kill_after_us(rng));
     }

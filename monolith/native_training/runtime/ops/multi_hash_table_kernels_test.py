@@ -987,8 +987,12 @@ def test_write_file_atomically(graph, tmp_path):
   with pytest.raises(tf.errors.InvalidArgumentError,
                      match="filename is empty"):
     _run(ops.monolith_write_file_atomically("", "x"))
-  # A folder that cannot be made: the error names the file, nothing left.
+  # A folder that cannot be made (a file stands in its path): the error
+  # names the file, and nothing is left.
   blocker = tmp_path / "a_file"
   blocker.write_text("")
-  with pytest.raises(tf.errors.OpError, match="writing .*a_file/g.num_ps"):
-    _run(ops.monolith_write_file_atomically(str(blocker / "g.num_ps"), "1\n"))
+  with pytest.raises(tf.errors.OpError,
+                     match="writing .*a_file/sub/g.num_ps"):
+    _run(ops.monolith_write_file_atomically(
+        str(blocker / "sub" / "g.num_ps"), "1\n"))
+  assert sorted(os.listdir(tmp_path)) == ["a_file", "new_folder"]

@@ -422,10 +422,12 @@ Status TableAndBasenameShape(shape_inference::InferenceContext* c) {
 }
 
 // A small file written whole or not at all, from a graph: into a temporary
-// beside it (synced), then renamed over it; its folder is created as the
-// table saves create theirs. DistributedMultiTypeHashTable.save writes its
-// PS count record so (tf.io.write_file truncates the file first: a kill
-// part way left a record cut short).
+// beside it, then renamed over it, durably where the file system needs it
+// (local files and their folder fsynced, as the table saves' files); its
+// folder is created as the table saves create theirs.
+// DistributedMultiTypeHashTable.save writes its PS count record so
+// (tf.io.write_file truncates the file first: a kill part way left a
+// record cut short).
 class WriteFileAtomicallyOp : public GuardedOpKernel {
  public:
   using GuardedOpKernel::GuardedOpKernel;
@@ -436,30 +438,33 @@ class WriteFileAtomicallyOp : public GuardedOpKernel {
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 1, "contents", &contents));
     OP_REQUIRES(ctx, !filename.empty(),
                 errors::InvalidArgument("filename is empty"));
-    Env* env = ctx->env();
+    TfFileSystem fs(ctx->env());
     const std::string temporary =
         strings::StrCat(filename, ".tmp-", random::New64());
-    const std::string folder(io::Dirname(filename));
-    Status s = folder.empty() || env->FileExists(folder).ok()
-                   ? OkStatus()
-                   : env->RecursivelyCreateDir(folder);
-    if (s.ok()) s = WriteWhole(env, temporary, contents);
-    if (s.ok()) s = env->RenameFile(temporary, filename);
+    const ht::Status s = WriteThenRename(&fs, filename, temporary, contents);
     if (!s.ok()) {
-      env->DeleteFile(temporary).IgnoreError();
+      (void)fs.DeleteFile(temporary);  // the first error is the one to say
       ctx->CtxFailure(errors::CreateWithUpdatedMessage(
-          s, strings::StrCat("writing ", filename, ": ", s.message())));
+          ToTfStatus(s), strings::StrCat("writing ", filename, ": ",
+                                         std::string(s.message()))));
     }
   }
 
  private:
-  static Status WriteWhole(Env* env, const std::string& path,
-                           const std::string& contents) {
-    std::unique_ptr<WritableFile> file;
-    TF_RETURN_IF_ERROR(env->NewWritableFile(path, &file));
-    TF_RETURN_IF_ERROR(file->Append(contents));
-    TF_RETURN_IF_ERROR(file->Sync());
-    return file->Close();
+  static ht::Status WriteThenRename(TfFileSystem* fs,
+                                    const std::string& filename,
+                                    const std::string& temporary,
+                                    const std::string& contents) {
+    const std::string folder(io::Dirname(filename));
+    if (!folder.empty()) {
+      MONOLITH_RETURN_IF_ERROR(fs->CreateDirectories(folder));
+    }
+    std::unique_ptr<ht::WritableFile> file;
+    MONOLITH_RETURN_IF_ERROR(fs->NewWritableFile(temporary, &file));
+    MONOLITH_RETURN_IF_ERROR(file->Append(contents));
+    MONOLITH_RETURN_IF_ERROR(file->Close());
+    MONOLITH_RETURN_IF_ERROR(fs->RenameFile(temporary, filename));
+    return folder.empty() ? ht::Status::OK() : fs->SyncDirectory(folder);
   }
 };
 
