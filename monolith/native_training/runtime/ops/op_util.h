@@ -242,12 +242,13 @@ inline uint64_t TableSeed(const TableSeeds& seeds, const std::string& name) {
   return Hash64Combine(h, static_cast<uint64_t>(seeds.seed2));
 }
 
-// The base of every kernel of ours: its body (ComputeUnguarded, which
-// reports errors through |ctx|) runs under a guard that turns out of
-// memory anywhere in it (its own vectors included, sized by its inputs)
-// into ResourceExhausted, and any other exception (a bug: the code
-// returns errors) into Internal: no exception leaves an op, where it would
-// end the process.
+// The base of our kernels that compute (the ones that create resources
+// build them in BuildResource, whose engine calls catch out of memory):
+// the body (ComputeUnguarded, which reports errors through |ctx|) runs
+// under a guard that turns out of memory anywhere in it (its own vectors
+// included, sized by its inputs) into ResourceExhausted, and any other
+// exception (a bug: the code returns errors) into Internal: no exception
+// leaves an op, where it would end the process.
 class GuardedOpKernel : public OpKernel {
  public:
   using OpKernel::OpKernel;
