@@ -124,8 +124,10 @@ def test_parameter_sync_clients_are_one_per_ps_on_its_device():
     with export_context.enter_export_mode(export_context.ExportMode.STANDALONE):
       assert {c.device for c in
               distributed_serving_ops.create_parameter_sync_clients(2)} == {""}
-    with pytest.raises(ValueError, match="ps_num must be >= 0"):
-      distributed_serving_ops.create_parameter_sync_clients(-1)
+    for bad in (-1, None, 2.0, True):
+      with pytest.raises(ValueError,
+                         match=f"ps_num must be an integer >= 0, got {bad!r}"):
+        distributed_serving_ops.create_parameter_sync_clients(bad)
 
 
 # Ops that de-duplicate, split and merge ids and values: the worker's.

@@ -17,6 +17,7 @@ such a file (local path or any tf.io.gfile URI) once per process and caches it.
 """
 
 import dataclasses
+import numbers
 import re
 import threading
 from collections import defaultdict
@@ -181,8 +182,12 @@ class FeatureList:
     self.caches = caches
     self.features = features
     self._by_slot = defaultdict(list)
+    # By Feature.name (no prefixes, per term too: fc_a-f_b is a-b); the
+    # first of a name, in file order.
+    self._by_bare_name = {}
     for feature in features.values():
       self._by_slot[feature.slot].append(feature)
+      self._by_bare_name.setdefault(feature.name, feature)
     utils.add_to_collections("feature_list", self)
 
   def __getitem__(self, item: Union[int, str]) -> Feature:
@@ -194,10 +199,13 @@ class FeatureList:
     Raises:
       KeyError: no such feature.
     """
-    if isinstance(item, int):
-      if item in self._by_slot:
-        return self._by_slot[item][0]
+    if isinstance(item, numbers.Integral) and not isinstance(item, bool):
+      if int(item) in self._by_slot:
+        return self._by_slot[int(item)][0]
       raise KeyError(f"there is no feature with slot {item}")
+    if not isinstance(item, str):
+      raise KeyError(f"there is no feature {item!r} (give a feature name or "
+                     "a slot number)")
     item = item.strip()
     candidates = [item, f"f_{item}", f"fc_{item}"]
     if "-" in item:
@@ -206,6 +214,8 @@ class FeatureList:
     for name in candidates:
       if name in self.features:
         return self.features[name]
+    if item in self._by_bare_name:
+      return self._by_bare_name[item]
     raise KeyError(f"there is no feature {item}")
 
   def get(self, item: Union[int, str], default: Any = None) -> Any:

@@ -2,6 +2,7 @@
 
 import os
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -62,6 +63,18 @@ def test_lookup_by_name_with_or_without_prefix_and_by_slot(features):
   assert features.get_with_slot(12345) == []
   with pytest.raises(KeyError, match="there is no feature nope"):
     features["nope"]  # pylint: disable=pointless-statement
+  # numpy ints are slots; other keys are no feature (get and in answer).
+  assert features[np.int64(200)].feature_name == "f_doc_id"
+  assert np.int32(218) in features
+  assert features.get(None) is None and None not in features
+  assert features.get(2.5, "x") == "x"
+
+
+def test_a_combined_name_of_mixed_prefixes_is_found_by_its_bare_name(
+    tmp_path):
+  path = tmp_path / "mixed.conf"
+  path.write_text("feature_name=fc_a-f_b; slot=7\n")
+  assert FeatureList.parse(str(path))["a-b"].slot == 7
 
 
 def test_feature_name_strips_prefixes_per_term():
@@ -120,6 +133,8 @@ def test_get_feature_name_and_slot_without_a_feature_list():
   assert feature_list.get_feature_name_and_slot("fc_slot_12") == (
       "fc_slot_12", 12)
   assert feature_list.get_feature_name_and_slot("slot_x") == ("slot_x", None)
+  assert feature_list.get_feature_name_and_slot("slot_\u00b2") == (
+      "slot_\u00b2", None)
   data_utils.register_slots({"registered_ctr": 41})
   assert feature_list.get_feature_name_and_slot("registered_ctr") == (
       "registered_ctr", 41)

@@ -40,7 +40,8 @@ def get_slot_from_feature_name(feature_name: str) -> Optional[int]:
     return NAME_TO_SLOT[feature_name]
   if feature_name.startswith(("slot_", "fc_slot_")):
     suffix = feature_name.rsplit("_", 1)[-1]
-    return int(suffix) if suffix.isdigit() else None
+    # isdecimal: "²".isdigit(), and int() refuses it.
+    return int(suffix) if suffix.isascii() and suffix.isdecimal() else None
   if feature_name not in _ASSIGNED_SLOTS:
     _ASSIGNED_SLOTS[feature_name] = len(_ASSIGNED_SLOTS) + 1
   return _ASSIGNED_SLOTS[feature_name]
