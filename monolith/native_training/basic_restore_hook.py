@@ -71,11 +71,16 @@ class CheckpointRestorerHook(tf.compat.v1.train.SessionRunHook):
                            coord: Optional[tf.train.Coordinator]) -> None:
     del coord  # Unused.
     logging.info("Calling checkpoint restorer listeners.")
-    for listener in self._listeners:
-      listener.before_restore(session)
-    for listener in self._listeners:
-      listener.after_restore(session)
-    _PENDING_RESTORERS.get(session.graph, weakref.WeakSet()).discard(self)
+    try:
+      for listener in self._listeners:
+        listener.before_restore(session)
+      for listener in self._listeners:
+        listener.after_restore(session)
+    finally:
+      # Not pending once it ran, even when a listener failed (the session
+      # creation fails with it): a later session of the graph, with hooks
+      # of its own, is not told this one has yet to run.
+      _PENDING_RESTORERS.get(session.graph, weakref.WeakSet()).discard(self)
 
   def end(self, session: tf.compat.v1.Session) -> None:
     for listener in self._listeners:

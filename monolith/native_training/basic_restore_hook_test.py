@@ -2,6 +2,7 @@
 
 import os
 
+import pytest
 import tensorflow as tf
 
 from monolith.native_training import basic_restore_hook
@@ -81,6 +82,25 @@ def test_no_listeners():
     with tf.compat.v1.train.SingularMonitoredSession(
         hooks=[basic_restore_hook.CheckpointRestorerHook()]) as sess:
       assert sess.run(global_step) == 0
+
+
+class _FailingListener(basic_restore_hook.CheckpointRestorerListener):
+
+  def before_restore(self, session):
+    raise tf.errors.UnavailableError(None, None, "PS 0 went away")
+
+
+def test_a_restorer_whose_listener_failed_is_not_pending():
+  # Its session creation fails; a later session of the graph, with hooks of
+  # its own, must not be told a restorer has yet to run.
+  with tf.Graph().as_default() as graph:
+    tf.compat.v1.train.get_or_create_global_step()
+    hook = basic_restore_hook.CheckpointRestorerHook([_FailingListener()])
+    with pytest.raises(tf.errors.UnavailableError, match="PS 0 went away"):
+      with tf.compat.v1.train.SingularMonitoredSession(hooks=[hook]):
+        pass
+    assert hook  # still referenced, as by a caller that keeps its hooks
+    assert not basic_restore_hook.pending_restorer_hooks(graph)
 
 
 def test_base_listener_methods_are_no_ops():
