@@ -73,7 +73,9 @@ class PolynomialDecay(LearningRateFunction):
       ValueError: `decay_steps` is a Python number that is not positive.
     """
     super().__init__()
-    if isinstance(decay_steps, numbers.Number) and decay_steps <= 0:
+    # `not > 0`: NaN too (every rate NaN), and a complex number.
+    if isinstance(decay_steps, numbers.Number) and not (
+        isinstance(decay_steps, numbers.Real) and decay_steps > 0):
       raise ValueError(f"decay_steps must be positive, got {decay_steps}")
     self.initial_learning_rate = initial_learning_rate
     self.decay_steps = decay_steps

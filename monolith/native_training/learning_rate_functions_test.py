@@ -91,7 +91,7 @@ def test_str_identifies_class_and_params():
       "name=None,power=1.0)")
 
 
-@pytest.mark.parametrize("decay_steps", [0, -3])
+@pytest.mark.parametrize("decay_steps", [0, -3, float("nan"), 2j])
 def test_non_positive_decay_steps_rejected(decay_steps):
   with pytest.raises(ValueError, match="decay_steps"):
     learning_rate_functions.PolynomialDecay(0.1, decay_steps)
