@@ -896,6 +896,31 @@ TEST(CheckpointTest, RestorerErrorsNameTheFileAndEntry) {
                                   ": entry 0 of table item: wrong dim");
 }
 
+std::string FileText(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Small records (a PS count) replaced whole: the folder made where
+// missing; a failed open or rename leaves the old file and no temporary.
+TEST(CheckpointTest, ReplaceFileWritesWholeOrNotAtAll) {
+  const std::string dir = TestDir("replace_file") + "/new_folder";
+  const std::string path = dir + "/g.num_ps";
+  PosixFileSystem fs;
+  ASSERT_TRUE(ReplaceFile(&fs, path, path + ".tmp-1", "saving\n").ok());
+  ASSERT_TRUE(ReplaceFile(&fs, path, path + ".tmp-2", "3\n").ok());
+  EXPECT_EQ(FileText(path), "3\n");
+  EXPECT_EQ(List(dir), std::vector<std::string>{"g.num_ps"});
+  for (const bool fail_rename : {false, true}) {
+    FailingFileSystem failing;
+    (fail_rename ? failing.fail_renames_at : failing.fail_opens_at) = 0;
+    const Status s = ReplaceFile(&failing, path, path + ".tmp-3", "4\n");
+    EXPECT_EQ(s.code(), StatusCode::kInternal) << s.ToString();
+    EXPECT_EQ(FileText(path), "3\n");
+    EXPECT_EQ(List(dir), std::vector<std::string>{"g.num_ps"});
+  }
+}
+
 }  // namespace
 }  // namespace hash_table
 }  // namespace monolith

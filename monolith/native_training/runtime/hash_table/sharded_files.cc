@@ -187,6 +187,24 @@ Status WriteWholeFile(FileSystem* fs, const std::string& temp_path,
   return fs->RenameFile(partial, temp_path);
 }
 
+Status ReplaceFile(FileSystem* fs, const std::string& path,
+                   const std::string& temp_path, std::string_view contents) {
+  const SplitBasename split(path);
+  const auto write = [&]() -> Status {
+    MONOLITH_RETURN_IF_ERROR(fs->CreateDirectories(split.dir));
+    std::unique_ptr<WritableFile> file;
+    MONOLITH_RETURN_IF_ERROR(fs->NewWritableFile(temp_path, &file));
+    MONOLITH_RETURN_IF_ERROR(file->Append(contents));
+    MONOLITH_RETURN_IF_ERROR(file->Close());
+    MONOLITH_RETURN_IF_ERROR(fs->RenameFile(temp_path, path));
+    return fs->SyncDirectory(split.dir);
+  };
+  const Status status = write();
+  // The first error is the one to report.
+  if (!status.ok()) (void)fs->DeleteFile(temp_path);
+  return status;
+}
+
 std::string DescribeSaveId(uint64_t save_id, int64_t save_time_micros) {
   return "from save " + SaveIdText(save_id) + " (begun at Unix time " +
          std::to_string(save_time_micros / 1000000) + ")";

@@ -286,6 +286,15 @@ std::string PartialName(const std::string& temp_path);
 Status WriteWholeFile(FileSystem* fs, const std::string& temp_path,
                       const std::function<Status(WritableFile*)>& write);
 
+// Replaces |path| with |contents| whole or not at all (small records, e.g.
+// a PS count): written to |temp_path| beside it (closed: the file system
+// syncs local files), renamed over it, its folder (created where missing)
+// synced. On an error |temp_path| is deleted and |path| is as it was.
+// Callers give each write a temporary of its own, so that two writers of
+// one path never write into one file.
+Status ReplaceFile(FileSystem* fs, const std::string& path,
+                   const std::string& temp_path, std::string_view contents);
+
 // "from save <id> (begun at Unix time <seconds>)".
 std::string DescribeSaveId(uint64_t save_id, int64_t save_time_micros);
 

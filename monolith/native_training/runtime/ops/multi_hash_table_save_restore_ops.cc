@@ -22,8 +22,6 @@
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tensorflow/core/framework/tensor_shape.h"
-#include "tensorflow/core/platform/env.h"
-#include "tensorflow/core/platform/path.h"
 #include "tensorflow/core/platform/errors.h"
 #include "tensorflow/core/platform/random.h"
 #include "tensorflow/core/platform/strcat.h"
@@ -421,10 +419,8 @@ Status TableAndBasenameShape(shape_inference::InferenceContext* c) {
   return shape_inference::ScalarShape(c);
 }
 
-// A small file written whole or not at all, from a graph: into a temporary
-// beside it, then renamed over it, durably where the file system needs it
-// (local files and their folder fsynced, as the table saves' files); its
-// folder is created as the table saves create theirs.
+// A small file written whole or not at all, from a graph
+// (ht::ReplaceFile: a temporary of its own, synced, renamed over it).
 // DistributedMultiTypeHashTable.save writes its PS count record so
 // (tf.io.write_file truncates the file first: a kill part way left a
 // record cut short).
@@ -439,32 +435,13 @@ class WriteFileAtomicallyOp : public GuardedOpKernel {
     OP_REQUIRES(ctx, !filename.empty(),
                 errors::InvalidArgument("filename is empty"));
     TfFileSystem fs(ctx->env());
-    const std::string temporary =
-        strings::StrCat(filename, ".tmp-", random::New64());
-    const ht::Status s = WriteThenRename(&fs, filename, temporary, contents);
-    if (!s.ok()) {
-      (void)fs.DeleteFile(temporary);  // the first error is the one to say
-      ctx->CtxFailure(errors::CreateWithUpdatedMessage(
-          ToTfStatus(s), strings::StrCat("writing ", filename, ": ",
-                                         std::string(s.message()))));
-    }
-  }
-
- private:
-  static ht::Status WriteThenRename(TfFileSystem* fs,
-                                    const std::string& filename,
-                                    const std::string& temporary,
-                                    const std::string& contents) {
-    const std::string folder(io::Dirname(filename));
-    if (!folder.empty()) {
-      MONOLITH_RETURN_IF_ERROR(fs->CreateDirectories(folder));
-    }
-    std::unique_ptr<ht::WritableFile> file;
-    MONOLITH_RETURN_IF_ERROR(fs->NewWritableFile(temporary, &file));
-    MONOLITH_RETURN_IF_ERROR(file->Append(contents));
-    MONOLITH_RETURN_IF_ERROR(file->Close());
-    MONOLITH_RETURN_IF_ERROR(fs->RenameFile(temporary, filename));
-    return folder.empty() ? ht::Status::OK() : fs->SyncDirectory(folder);
+    const ht::Status s = ht::ReplaceFile(
+        &fs, filename, strings::StrCat(filename, ".tmp-", random::New64()),
+        contents);
+    OP_REQUIRES(ctx, s.ok(),
+                errors::CreateWithUpdatedMessage(
+                    ToTfStatus(s), strings::StrCat("writing ", filename, ": ",
+                                                   std::string(s.message()))));
   }
 };
 
