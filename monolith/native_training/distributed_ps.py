@@ -760,7 +760,7 @@ class DistributedMultiTypeHashTable(
       with tf.name_scope("dmtht_ps_count"), tf.control_dependencies(
           [t.as_op() for t in new_tables]):
         record = gen_monolith_ops.monolith_write_file_atomically(
-            record_path, f"{self._num_ps}\n")
+            record_path, save_utils.ps_count_record(self._num_ps))
       saved._after_tables = self._after_tables + (record,)
     return saved
 

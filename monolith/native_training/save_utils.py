@@ -374,9 +374,16 @@ def mark_ps_files_saving(directory: str, group: str) -> None:
   utils.write_file_atomically(ps_count_path(directory, group), SAVING_RECORD)
 
 
+def ps_count_record(num_ps: int) -> str:
+  """What a PS count record holds once `num_ps` PS tasks saved (the count
+  and a newline: a record cut short is told from a count)."""
+  return f"{num_ps}\n"
+
+
 def write_ps_count(directory: str, group: str, num_ps: int) -> None:
   """Records, once every PS saved `group`'s files, that `num_ps` did."""
-  utils.write_file_atomically(ps_count_path(directory, group), f"{num_ps}\n")
+  utils.write_file_atomically(ps_count_path(directory, group),
+                              ps_count_record(num_ps))
 
 
 def read_ps_count(directory: str, group: str) -> Optional[int]:

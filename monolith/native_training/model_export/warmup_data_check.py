@@ -689,8 +689,9 @@ def _version_folders(base: str) -> List[str]:
   except tf.errors.OpError:
     return []
   versions = [n.rstrip("/") for n in names if n.rstrip("/").isdigit()]
-  return sorted((v for v in versions if tf.io.gfile.exists(
-      os.path.join(base, v, "saved_model.pb"))), key=int)
+  return sorted((v for v in versions
+                 if warmup_io.holds_saved_model(os.path.join(base, v))),
+                key=int)
 
 
 def load_signature_defs(

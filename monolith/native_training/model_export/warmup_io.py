@@ -221,6 +221,13 @@ def atomic_output(output_path: str) -> Iterator[str]:
     raise
 
 
+def holds_saved_model(folder: str) -> bool:
+  """Whether `folder` holds a SavedModel (its saved_model.pb or .pbtxt)."""
+  return any(
+      tf.io.gfile.exists(os.path.join(folder, name))
+      for name in ("saved_model.pb", "saved_model.pbtxt"))
+
+
 def _check_new_assets_extra(created: List[str]) -> None:
   """Refuses to create `<version>/assets.extra` where `<version>` (a
   number) holds no SavedModel: TF Serving, watching the model's folder,
@@ -230,9 +237,7 @@ def _check_new_assets_extra(created: List[str]) -> None:
     if (os.path.basename(folder) != "assets.extra" or
         not os.path.basename(version).isdigit()):
       continue
-    if not any(
-        tf.io.gfile.exists(os.path.join(version, name))
-        for name in ("saved_model.pb", "saved_model.pbtxt")):
+    if not holds_saved_model(version):
       raise WarmupDataError(
           f"not creating {folder}: {version} holds no SavedModel "
           "(saved_model.pb), and TF Serving would take it for a model "

@@ -58,12 +58,14 @@
 #include "monolith/native_training/runtime/hash_filter/fuzz_util.h"
 #include "monolith/native_training/runtime/hash_filter/test_util.h"
 #include "monolith/native_training/runtime/hash_table/record_file.h"
+#include "monolith/native_training/runtime/hash_table/test_env.h"
 
 namespace monolith {
 namespace hash_filter {
 namespace {
 
 using ::google::protobuf::UnknownField;
+using ::monolith::hash_table::EnvInt;
 using ::monolith::hash_table::ExtendCrc32c;
 using ::monolith::hash_table::FileSystem;
 using ::monolith::hash_table::HashFilterSplitDataDump;
@@ -88,11 +90,6 @@ using test_util::ThreadFor;
 
 constexpr char kDir[] = "/ckpt";
 constexpr char kBasename[] = "/ckpt/hash_filter_0";
-
-int64_t EnvInt(const char* name, int64_t fallback) {
-  const char* value = std::getenv(name);
-  return value && *value ? std::strtoll(value, nullptr, 10) : fallback;
-}
 
 // ------------------------------------------------------------------ files
 

@@ -100,6 +100,7 @@
 #include "monolith/native_training/runtime/hash_table/optimizer/optimizer_interface.h"
 #include "monolith/native_training/runtime/hash_table/record_file.h"
 #include "monolith/native_training/runtime/hash_table/status.h"
+#include "monolith/native_training/runtime/hash_table/test_env.h"
 #include "monolith/native_training/runtime/hash_table/table_checkpoint.h"
 #include "snappy.h"
 
@@ -141,12 +142,6 @@ constexpr int64_t kMaxPeakRssBytes = int64_t{2} << 30;
 
 // ---------------------------------------------------------------------------
 // Environment and failure context.
-
-int64_t EnvInt(const char* name, int64_t default_value) {
-  const char* value = std::getenv(name);
-  if (value == nullptr || *value == '\0') return default_value;
-  return std::strtoll(value, nullptr, 10);
-}
 
 std::string TmpDir() {
   const char* root = std::getenv("TEST_TMPDIR");

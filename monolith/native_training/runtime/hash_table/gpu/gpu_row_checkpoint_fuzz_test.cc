@@ -17,16 +17,12 @@
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 #include "monolith/native_training/runtime/hash_table/gpu/gpu_row_checkpoint.h"
+#include "monolith/native_training/runtime/hash_table/test_env.h"
 
 namespace monolith {
 namespace hash_table {
 namespace gpu {
 namespace {
-
-int64_t EnvInt(const char* name, int64_t fallback) {
-  const char* value = std::getenv(name);
-  return value != nullptr ? std::atoll(value) : fallback;
-}
 
 // A training table of every optimizer state the GPU rows hold, and a
 // serving one.
