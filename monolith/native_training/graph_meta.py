@@ -1,16 +1,23 @@
-"""Per-graph metadata objects, kept in the graph itself.
+"""Per-graph metadata objects, kept beside the graph.
 
 `get_meta(key, factory)` returns the object stored under `key` for the
-default graph, creating it with `factory()` on first use. The objects live in
-a dict in the graph collection "monolith_graph_meta", so they go away with the
-graph and every graph has its own.
+default graph, creating it with `factory()` on first use. Every graph has
+its own objects, and they go away with the graph. The original kept them in
+a graph collection, which every `export_meta_graph` (each checkpoint save)
+then failed to serialize, logging a warning; here they live in a table
+keyed weakly by the graph instead.
 """
 
-from typing import Any, Callable
+import threading
+from typing import Any, Callable, Dict
+import weakref
 
 import tensorflow as tf
 
-_MONOLITH_GRAPH_META = "monolith_graph_meta"
+# Reentrant: a factory may itself ask for another key's metadata.
+_lock = threading.RLock()
+_metas: "weakref.WeakKeyDictionary[tf.Graph, Dict[str, Any]]" = (
+    weakref.WeakKeyDictionary())
 
 
 def get_meta(
@@ -20,16 +27,16 @@ def get_meta(
 ) -> Any:
   """Returns the default graph's metadata for `key`, created on first use.
 
+  Thread-safe: threads asking for one key of one graph get one object.
+
   Args:
     key: the name of the metadata.
     MetaFactory: called with no arguments to create the metadata the first
       time `key` is asked for in this graph.
   """
-  metas = tf.compat.v1.get_default_graph().get_collection_ref(
-      _MONOLITH_GRAPH_META)
-  if not metas:
-    metas.append({})
-  meta_dict = metas[0]
-  if key not in meta_dict:
-    meta_dict[key] = MetaFactory()
-  return meta_dict[key]
+  graph = tf.compat.v1.get_default_graph()
+  with _lock:
+    meta_dict = _metas.setdefault(graph, {})
+    if key not in meta_dict:
+      meta_dict[key] = MetaFactory()
+    return meta_dict[key]

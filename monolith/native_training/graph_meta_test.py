@@ -1,6 +1,11 @@
 """Tests for graph_meta."""
 
 import dataclasses
+import gc
+import logging
+import threading
+import time
+import weakref
 
 import tensorflow as tf
 
@@ -38,7 +43,51 @@ def test_factory_called_once_per_key():
 def test_each_graph_has_its_own_meta():
   with tf.Graph().as_default():
     graph_meta.get_meta("names", _Meta).names.add("a")
-  with tf.Graph().as_default() as g:
+  with tf.Graph().as_default():
     assert graph_meta.get_meta("names", _Meta).names == set()
-    # Kept in the graph's own collection.
-    assert len(g.get_collection("monolith_graph_meta")) == 1
+
+
+def test_meta_goes_away_with_its_graph():
+  graph = tf.Graph()
+  with graph.as_default():
+    meta = weakref.ref(graph_meta.get_meta("names", _Meta))
+  assert meta() is not None
+  del graph
+  gc.collect()
+  assert meta() is None
+
+
+def test_saving_a_meta_graph_logs_no_warning(caplog, tmp_path):
+  """The original kept the metadata in a graph collection, which every
+  checkpoint save's export_meta_graph failed to serialize, with a warning."""
+  with tf.Graph().as_default():
+    graph_meta.get_meta("names", _Meta).names.add("a")
+    tf.compat.v1.get_variable("v", initializer=1.0)
+    with caplog.at_level(logging.WARNING):
+      tf.compat.v1.train.export_meta_graph(str(tmp_path / "model.meta"))
+  assert not [r for r in caplog.records if r.levelno >= logging.WARNING], [
+      r.getMessage() for r in caplog.records]
+
+
+def test_threads_share_one_object_per_key():
+  made = []
+
+  def factory():
+    made.append(1)
+    time.sleep(0.01)  # A window for another thread to make its own.
+    return _Meta()
+
+  graph = tf.Graph()
+  found = []
+
+  def ask():
+    with graph.as_default():
+      found.append(graph_meta.get_meta("names", factory))
+
+  threads = [threading.Thread(target=ask) for _ in range(8)]
+  for thread in threads:
+    thread.start()
+  for thread in threads:
+    thread.join()
+  assert len(made) == 1
+  assert all(meta is found[0] for meta in found)
