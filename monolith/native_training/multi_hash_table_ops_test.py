@@ -982,6 +982,34 @@ def test_a_table_is_built_outside_the_resource_managers_lock():
              for began, ended in reads), (end - start, len(reads))
 
 
+def test_a_deleted_tables_filter_is_deleted_with_it():
+  """The table's creation kernel held its call's filter for as long as the
+  kernel lived: deleted, the table and its filter could not be made again
+  in that session (the filter's kernel handed out the deleted filter, and
+  the table's creation failed with NotFound), and the filter's memory
+  stayed."""
+  hash_filter = hash_filter_ops.create_hash_filter(capacity=1000,
+                                                   split_num=7)
+  table = multi_hash_table_ops.MultiHashTable.from_configs(
+      {"a": test_utils.generate_test_hash_table_config(1)},
+      hash_filter=hash_filter)
+  assign = table.assign({"a": (_id([5]), _value([[3]]))}).as_op()
+  lookup = table.lookup({"a": _id([5])})["a"]
+  delete = tf.group(
+      tf.raw_ops.DestroyResourceOp(resource=table.handle),
+      tf.raw_ops.DestroyResourceOp(resource=hash_filter))
+  with tf1.Session() as sess:
+    for _ in range(2):
+      sess.run(table.initializer)
+      sess.run(assign)
+      np.testing.assert_array_equal(sess.run(lookup), [[3]])
+      sess.run(delete)
+    # A deleted table's filter is not kept alive: the same ops make both
+    # anew, and the new table starts empty.
+    sess.run(table.initializer)
+    np.testing.assert_array_equal(sess.run(lookup), [[0]])
+
+
 def test_graphs_creating_one_table_at_once_share_it():
   """Two graphs' creation ops of one table race (each builds one; one is
   kept): both sessions then use the same table."""

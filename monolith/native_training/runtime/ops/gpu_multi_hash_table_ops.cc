@@ -307,6 +307,9 @@ class CreateGpuMultiHashTableOp
                                       config_);
   }
 
+  // Only the config and the device are kept: no other resource.
+  void ReleaseInputs() override TF_EXCLUSIVE_LOCKS_REQUIRED(mu_) {}
+
   Status BuildResource(GpuMultiHashTable** resource) override
       TF_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     *resource = nullptr;
@@ -686,7 +689,7 @@ class GpuMultiHashTableSaveOp : public GuardedOpKernel {
 
   void ComputeUnguarded(OpKernelContext* ctx) override {
     std::string basename;
-    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 1, "basename", &basename));
+    OP_REQUIRES_OK(ctx, GetPathInput(ctx, 1, "basename", &basename));
     LockedGpuTable locked;
     OP_REQUIRES_OK(ctx, LockGpuTable(ctx, &locked));
     GpuMultiHashTable* mtable = locked.table.get();
@@ -778,7 +781,7 @@ class GpuMultiHashTableRestoreOp : public GuardedOpKernel {
 
   void ComputeUnguarded(OpKernelContext* ctx) override {
     std::string basename;
-    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 1, "basename", &basename));
+    OP_REQUIRES_OK(ctx, GetPathInput(ctx, 1, "basename", &basename));
     core::RefCountPtr<GpuMultiHashTable> mtable;
     // Not GetGpuTable: a restore is how a table that lost its map recovers.
     OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 0, "mtable", &mtable));

@@ -203,7 +203,7 @@ class HashFilterSaveOp : public GuardedOpKernel {
     core::RefCountPtr<HashFilterResource> filter;
     OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 0, "handle", &filter));
     std::string basename;
-    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 1, "basename", &basename));
+    OP_REQUIRES_OK(ctx, GetPathInput(ctx, 1, "basename", &basename));
     hf::Admission& admission = filter->admission();
     mutex_lock saving(filter->save_mu());
     TfFileSystem fs(ctx->env());
@@ -247,7 +247,7 @@ class HashFilterRestoreOp : public GuardedOpKernel {
     core::RefCountPtr<HashFilterResource> filter;
     OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 0, "handle", &filter));
     std::string basename;
-    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 1, "basename", &basename));
+    OP_REQUIRES_OK(ctx, GetPathInput(ctx, 1, "basename", &basename));
     hf::Admission& admission = filter->admission();
     // A save to the same basename meanwhile would rename files under the
     // restore's reads.

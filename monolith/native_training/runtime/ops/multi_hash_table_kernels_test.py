@@ -471,6 +471,34 @@ def test_file_system_errors_keep_their_code(graph):
     _run(ops.monolith_multi_hash_table_restore(h, "nosuchfs://bucket/m"))
 
 
+def test_paths_holding_a_nul_byte_are_invalid_argument(graph, tmp_path):
+  """A file system ends a path at a NUL byte: "model\\0.ckpt" was saved
+  over the file "model" (and restores read "model")."""
+  precious = tmp_path / "model"
+  precious.write_bytes(b"precious")
+  path = str(precious) + "\0.ckpt"
+  h = _mtable([("a", _table_config(2))])
+  hash_filter = ops.monolith_hash_filter(capacity=1000, split_num=5,
+                                         shared_name="nul_filter")
+  for op, name in (
+      (ops.monolith_multi_hash_table_save(h, path), "basename"),
+      (ops.monolith_multi_hash_table_restore(h, path), "basename"),
+      (ops.monolith_multi_hash_table_restore_resharded(
+          h, [str(tmp_path / "other"), path], id_modulus=1,
+          id_remainder=0), r"basenames\[1\]"),
+      (ops.monolith_multi_hash_table_feature_stat(path)[0], "basename"),
+      (ops.monolith_write_file_atomically(path, "2\n"), "filename"),
+      (ops.monolith_hash_filter_save(hash_filter, path), "basename"),
+      (ops.monolith_hash_filter_restore(hash_filter, path), "basename"),
+  ):
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=name + r" holds a NUL byte at offset \d+ "
+                       r"\(after \".*model\"\): not a path"):
+      _run(op)
+  assert sorted(os.listdir(tmp_path)) == ["model"]
+  assert precious.read_bytes() == b"precious"
+
+
 def test_missing_shard_is_not_found(graph, tmp_path):
   basename = _saved_checkpoint(tmp_path)
   os.remove(basename + "-00001-of-00002")

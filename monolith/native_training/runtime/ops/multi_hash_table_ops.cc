@@ -99,6 +99,11 @@ class CreateMultiHashTableOp
     return OkStatus();
   }
 
+  // The filter is deleted with its resource, not when this kernel goes.
+  void ReleaseInputs() override TF_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    filter_.reset();
+  }
+
   Status BuildResource(MultiHashTable** resource) override
       TF_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     // Unreferenced on error when not null (PrebuiltResourceOpKernel).
@@ -171,7 +176,8 @@ class CreateMultiHashTableOp
 
   TableSeeds seeds_;
   MultiEmbeddingHashTableConfig config_ TF_GUARDED_BY(mu_);
-  // The filter of this call's graph: the table made from it holds it too.
+  // The filter of this call's graph, during the call: the table made from
+  // it holds it too.
   core::RefCountPtr<HashFilterResource> filter_ TF_GUARDED_BY(mu_);
 };
 

@@ -94,7 +94,7 @@ class MultiHashTableSaveOp : public GuardedOpKernel {
 
   void ComputeUnguarded(OpKernelContext* ctx) override {
     std::string basename;
-    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 1, "basename", &basename));
+    OP_REQUIRES_OK(ctx, GetPathInput(ctx, 1, "basename", &basename));
     HeldMultiHashTable mtable;
     OP_REQUIRES_OK(ctx, HoldMultiHashTableToSave(ctx, 0, &mtable));
     int nshards = nshards_;
@@ -323,7 +323,7 @@ class MultiHashTableRestoreOp : public GuardedOpKernel {
 
   void ComputeUnguarded(OpKernelContext* ctx) override {
     std::string basename;
-    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 1, "basename", &basename));
+    OP_REQUIRES_OK(ctx, GetPathInput(ctx, 1, "basename", &basename));
     HeldMultiHashTable mtable;
     OP_REQUIRES_OK(ctx,
                    HoldMultiHashTable(ctx, 0, /*exclusive=*/true, &mtable));
@@ -367,6 +367,8 @@ class MultiHashTableRestoreReshardedOp : public GuardedOpKernel {
     std::unordered_set<std::string> seen;
     for (int64_t i = 0; i < flat.size(); ++i) {
       basenames.emplace_back(flat(i));
+      OP_REQUIRES_OK(ctx, CheckPath("basenames[" + std::to_string(i) + "]",
+                                    basenames.back()));
       OP_REQUIRES(ctx, seen.insert(basenames.back()).second,
                   errors::InvalidArgument("basenames holds ",
                                           basenames.back(), " twice"));
@@ -392,7 +394,7 @@ class MultiHashTableFeatureStatOp : public GuardedOpKernel {
 
   void ComputeUnguarded(OpKernelContext* ctx) override {
     std::string basename;
-    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 0, "basename", &basename));
+    OP_REQUIRES_OK(ctx, GetPathInput(ctx, 0, "basename", &basename));
     TfFileSystem fs(ctx->env());
     ht::CheckpointInfo info;
     OP_REQUIRES_OK(ctx, ToTfStatus(ht::ReadCheckpointInfo(
@@ -430,7 +432,7 @@ class WriteFileAtomicallyOp : public GuardedOpKernel {
 
   void ComputeUnguarded(OpKernelContext* ctx) override {
     std::string filename, contents;
-    OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 0, "filename", &filename));
+    OP_REQUIRES_OK(ctx, GetPathInput(ctx, 0, "filename", &filename));
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 1, "contents", &contents));
     OP_REQUIRES(ctx, !filename.empty(),
                 errors::InvalidArgument("filename is empty"));

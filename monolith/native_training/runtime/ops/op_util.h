@@ -73,6 +73,24 @@ Status GetScalarInput(OpKernelContext* ctx, int index, const char* name,
   return OkStatus();
 }
 
+// A path an op reads or writes, |name| being the op's name of it. A NUL
+// byte is refused: the file system would end the path there and use
+// another file ("model\0.ckpt" saved over "model").
+inline Status CheckPath(const std::string& name, const std::string& path) {
+  const size_t nul = path.find('\0');
+  if (nul == std::string::npos) return OkStatus();
+  return errors::InvalidArgument(name, " holds a NUL byte at offset ", nul,
+                                 " (after \"", path.substr(0, nul),
+                                 "\"): not a path");
+}
+
+// Reads input |index|, a scalar string naming a path (CheckPath).
+inline Status GetPathInput(OpKernelContext* ctx, int index, const char* name,
+                           std::string* path) {
+  TF_RETURN_IF_ERROR(GetScalarInput(ctx, index, name, path));
+  return CheckPath(name, *path);
+}
+
 // An update time (seconds since the epoch) of an op that writes entries:
 // a scalar int64 in [0, 2^32), the range entries keep. A time out of range
 // (e.g. milliseconds) would become the table's "now" for expiry, and every
@@ -591,7 +609,9 @@ class PrebuiltResourceOpKernel : public ResourceOpKernel<T> {
 // first call only, and later calls may feed other inputs, so this one runs
 // calls one at a time, reads each call's inputs (ReadInputs, which stores
 // them under mu_ for BuildResource) and verifies the resource on every
-// call (VerifyInputs).
+// call (VerifyInputs). Each call's inputs are released when it ends
+// (ReleaseInputs): a kernel lives as long as its graph (in eager mode, as
+// long as the process), and a resource it kept would outlive its deletion.
 template <typename T>
 class InputDependentResourceOpKernel : public PrebuiltResourceOpKernel<T> {
  public:
@@ -599,7 +619,26 @@ class InputDependentResourceOpKernel : public PrebuiltResourceOpKernel<T> {
 
   void Compute(OpKernelContext* ctx) override {
     mutex_lock call(call_mu_);
-    OP_REQUIRES_OK(ctx, ReadInputs(ctx));
+    const Status read = ReadInputs(ctx);
+    if (read.ok()) {
+      ComputeWithInputs(ctx);
+    } else {
+      ctx->SetStatus(read);
+    }
+    mutex_lock l(this->mu_);
+    ReleaseInputs();
+  }
+
+ protected:
+  // Reads this call's inputs into the kernel (taking mu_ to store them).
+  virtual Status ReadInputs(OpKernelContext* ctx) = 0;
+  // Whether |resource|, which exists already, serves this call's inputs.
+  virtual Status VerifyInputs(T* resource) = 0;
+  // Drops what ReadInputs stored that holds other resources.
+  virtual void ReleaseInputs() TF_EXCLUSIVE_LOCKS_REQUIRED(this->mu_) = 0;
+
+ private:
+  void ComputeWithInputs(OpKernelContext* ctx) {
     PrebuiltResourceOpKernel<T>::Compute(ctx);
     if (!ctx->status().ok()) return;
     core::RefCountPtr<T> resource = this->get_resource();
@@ -608,13 +647,6 @@ class InputDependentResourceOpKernel : public PrebuiltResourceOpKernel<T> {
     OP_REQUIRES_OK(ctx, VerifyInputs(resource.get()));
   }
 
- protected:
-  // Reads this call's inputs into the kernel (taking mu_ to store them).
-  virtual Status ReadInputs(OpKernelContext* ctx) = 0;
-  // Whether |resource|, which exists already, serves this call's inputs.
-  virtual Status VerifyInputs(T* resource) = 0;
-
- private:
   Status VerifyResource(T* resource) final { return VerifyInputs(resource); }
 
   mutex call_mu_;
