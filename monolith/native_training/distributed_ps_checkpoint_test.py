@@ -6,6 +6,7 @@ of 1 to 4 PS tasks restore them through the restorer listener.
 """
 
 import contextlib
+import logging
 import os
 import re
 from typing import Dict, NamedTuple, Tuple
@@ -431,11 +432,19 @@ def _save_unnamed_tables(model_dir: str, num_ps: int) -> str:
 
 
 @pytest.mark.parametrize("num_ps", [3, 2])
+@pytest.mark.parametrize("recorded", [True, False])
 def test_unnamed_ps_tables_restore_only_into_the_same_ps_count(
-    tmp_path, num_ps):
+    tmp_path, num_ps, recorded, caplog):
   basename = _save_unnamed_tables(str(tmp_path), 3)
-  with open(basename + "-1.assets/MonolithMultiHashTable_ps1x.num_ps") as f:
+  records = [f"{basename}-1.assets/MonolithMultiHashTable_ps{i}x.num_ps"
+             for i in range(3)]
+  with open(records[1]) as f:
     assert f.read() == "3\n"
+  if not recorded:
+    # A save from before the records: restored as one of this PS count,
+    # with a warning (the ids of old PS 2 are not where lookups look).
+    for record in records:
+      os.remove(record)
   with tf.Graph().as_default():
     dist = distributed_ps.DistributedMultiTypeHashTable(
         num_ps, {"a": _adagrad(1, 0.5)}, _unnamed_factory)
@@ -446,6 +455,16 @@ def test_unnamed_ps_tables_restore_only_into_the_same_ps_count(
     restorer = multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
         basename)
     with _session(num_ps) as sess:
+      if not recorded:
+        restorer.before_restore(sess.raw_session())
+        warnings = [r.getMessage() for r in caplog.records
+                    if r.levelno == logging.WARNING and "no PS count record"
+                    in r.getMessage()]
+        assert len(warnings) == num_ps, warnings
+        assert (f"is restored as a save by {num_ps} PS tasks" in warnings[0])
+        found = sess.run(looked_up)
+        assert (found == 1).all() == (num_ps == 3)
+        return
       if num_ps != 3:
         # Each old PS's ids would stay on the PS of the same index, where
         # lookups (routed mod 2) miss most of them.

@@ -373,12 +373,24 @@ def _check_unmarked_ps_count(directory: str, table: "MultiHashTable") -> None:
   """Refuses to restore a PS table outside PS groups (see `set_ps_shard`)
   from a save by another number of PS tasks: it would keep the ids of old
   PS i on PS i, where lookups route by the new count and miss most of them.
+  A save without a record (written before records were kept) is taken as
+  one of this PS count, with a warning.
 
   Raises:
     tf.errors.FailedPreconditionError: the save records another PS count.
   """
   num_ps, ps_index = table.ps_placement
   recorded = save_utils.read_ps_count(directory, table.shared_name)
+  if recorded is None and _has_checkpoint(directory + table.shared_name):
+    logging.warning(
+        "%s, the table of PS %d of %d, has no PS count record (%s: a save "
+        "from before such records were kept) and is not named "
+        "<prefix>_%d, so it is restored as a save by %d PS tasks. If "
+        "another number of PS tasks saved it, lookups will miss the ids "
+        "that moved to another PS: restore into that number.",
+        table.shared_name, ps_index, num_ps,
+        save_utils.ps_count_path(directory, table.shared_name), ps_index,
+        num_ps)
   if recorded is not None and recorded != num_ps:
     raise tf.errors.FailedPreconditionError(
         None, None,
