@@ -178,6 +178,16 @@ def all_serving(mconfig: bytes) -> bool:
              for c in config.configs)
 
 
+def _creates_serving_tables(create_op: tf.Operation) -> bool:
+  """Whether a table creation op makes SERVING tables only (`all_serving`
+  of its config input, a constant in our graphs and the original's); False
+  where the config is not a constant."""
+  config = create_op.inputs[0].op
+  if config.type != "Const":
+    return False
+  return all_serving(tf.make_ndarray(config.get_attr("value")).item())
+
+
 def learning_rate_tensor(cc: CachedConfig) -> tf.Tensor:
   """The learning rates the tables' optimizers apply, as one float32 vector.
 
@@ -749,7 +759,6 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     self._learning_rate = g.as_graph_element(
         ops.prepend_name_scope(proto.learning_rate_tensor, import_scope))
     self._saver_parallel = proto.saver_parallel
-    self._serving = proto.serving
     self._shared_name = proto.shared_name
     # Taken in this graph now (the graph that exported it may be this one):
     # a new table of the same name would share the resource.
@@ -764,6 +773,10 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
         ops.prepend_name_scope(proto.initializer_op, import_scope))
     self._handle = g.as_graph_element(
         ops.prepend_name_scope(proto.handle_tensor, import_scope))
+    # Protos of the original and of graphs older than the field: from the
+    # creation op's config.
+    self._serving = (proto.serving if proto.HasField("serving") else
+                     _creates_serving_tables(self._initializer))
     init_handle = self._initializer.outputs[0]
     is_initialized = hash_table_ops.is_hash_table_initialized(init_handle)
     resources.register_resource(init_handle, self._initializer,

@@ -982,6 +982,28 @@ def test_a_table_is_built_outside_the_resource_managers_lock():
              for began, ended in reads), (end - start, len(reads))
 
 
+@pytest.mark.parametrize("exported", [True, False])
+def test_a_proto_without_serving_takes_it_from_the_tables_config(exported):
+  """The original's protos and graphs older than the field: a table made
+  in export mode still looks up with the original's op outside it (a
+  SavedModel then needs no op of ours), a training table with ours."""
+  configs = {"a": test_utils.generate_test_hash_table_config(1)}
+  if exported:
+    with export_context.enter_export_mode(export_context.ExportMode.STANDALONE):
+      table = multi_hash_table_ops.MultiHashTable.from_configs(configs)
+  else:
+    table = multi_hash_table_ops.MultiHashTable.from_configs(configs)
+  proto = table.to_proto()
+  proto.ClearField("serving")
+  imported = multi_hash_table_ops.MultiHashTable.from_proto(proto)
+  graph = tf1.get_default_graph()
+  before = {op.name for op in graph.get_operations()}
+  imported.lookup({"a": _id([1])})
+  added = {op.type for op in graph.get_operations() if op.name not in before}
+  assert ("MonolithMultiHashTableLookup" in added) == exported
+  assert ("MonolithMultiHashTableLookupTables" in added) == (not exported)
+
+
 def test_a_deleted_tables_filter_is_deleted_with_it():
   """The table's creation kernel held its call's filter for as long as the
   kernel lived: deleted, the table and its filter could not be made again
