@@ -2,7 +2,8 @@
 // of random tables, mutated (bytes flipped, headers rewritten, truncated,
 // extended), must either be refused with InvalidArgument or unpack exactly
 // the ids their headers promise into a buffer of that size. Fixed seed;
-// MONOLITH_FUZZ_ITERATIONS and MONOLITH_FUZZ_SEED change the run.
+// MONOLITH_FUZZ_SEED, MONOLITH_FUZZ_ITERATIONS and MONOLITH_FUZZ_SECONDS
+// (FuzzBudget: each test spends it) change the run.
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -14,17 +15,15 @@
 
 #include "gtest/gtest.h"
 #include "monolith/native_training/runtime/distributed_ps/packed_ids.h"
+#include "monolith/native_training/runtime/hash_table/test_env.h"
 
 namespace monolith {
 namespace distributed_ps {
 namespace {
 
+using ::monolith::hash_table::EnvInt;
+using ::monolith::hash_table::FuzzBudget;
 using ::monolith::hash_table::StatusCode;
-
-int64_t EnvOr(const char* name, int64_t fallback) {
-  const char* value = std::getenv(name);
-  return value != nullptr ? std::atoll(value) : fallback;
-}
 
 std::vector<uint8_t> RandomPacking(std::mt19937_64* gen, int tables) {
   std::vector<int64_t> ids;
@@ -80,10 +79,11 @@ void ExpectBothOutcomes(const char* inputs, const char* accepted_as,
 }
 
 TEST(PackedIdsFuzzTest, MutatedPackingsUnpackOrFailCleanly) {
-  const int64_t iterations = EnvOr("MONOLITH_FUZZ_ITERATIONS", 50000);
-  std::mt19937_64 gen(EnvOr("MONOLITH_FUZZ_SEED", 1));
+  const FuzzBudget budget(50000);
+  std::mt19937_64 gen(EnvInt("MONOLITH_FUZZ_SEED", 1));
   int64_t accepted = 0, refused = 0;
-  for (int64_t i = 0; i < iterations; ++i) {
+  int64_t iterations = 0;
+  for (; budget.Allows(iterations); ++iterations) {
     const int tables = 1 + static_cast<int>(gen() % 4);
     std::vector<uint8_t> bytes = RandomPacking(&gen, tables);
     const int mutations = static_cast<int>(gen() % 3);
@@ -130,10 +130,11 @@ int64_t RandomSplit(std::mt19937_64* gen) {
 // only the ids the last split counts, or refuses; what it accepts packs
 // and unpacks back to the same ids.
 TEST(PackedIdsFuzzTest, HostileSplitsPlanOrFailCleanly) {
-  const int64_t iterations = EnvOr("MONOLITH_FUZZ_ITERATIONS", 50000);
-  std::mt19937_64 gen(EnvOr("MONOLITH_FUZZ_SEED", 1) + 1);
+  const FuzzBudget budget(50000);
+  std::mt19937_64 gen(EnvInt("MONOLITH_FUZZ_SEED", 1) + 1);
   int64_t accepted = 0, refused = 0;
-  for (int64_t i = 0; i < iterations; ++i) {
+  int64_t iterations = 0;
+  for (; budget.Allows(iterations); ++iterations) {
     const int tables = 1 + static_cast<int>(gen() % 4);
     std::vector<int64_t> splits = {gen() % 16 == 0 ? RandomSplit(&gen) : 0};
     for (int t = 0; t < tables; ++t) {

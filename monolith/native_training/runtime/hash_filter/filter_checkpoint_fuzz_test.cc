@@ -36,7 +36,6 @@
 // number and mutations; rerun it with the same seed and
 // MONOLITH_FUZZ_ITERATION.
 #include <algorithm>
-#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -68,6 +67,7 @@ using ::google::protobuf::UnknownField;
 using ::monolith::hash_table::EnvInt;
 using ::monolith::hash_table::ExtendCrc32c;
 using ::monolith::hash_table::FileSystem;
+using ::monolith::hash_table::FuzzBudget;
 using ::monolith::hash_table::HashFilterSplitDataDump;
 using ::monolith::hash_table::HashFilterSplitMetaDump;
 using ::monolith::hash_table::MaskCrc;
@@ -633,23 +633,13 @@ std::string OutcomeKey(const Status& s) {
 
 TEST(FilterCheckpointFuzzTest, MutatedCheckpointsRestoreOrFailCleanly) {
   const uint64_t seed = static_cast<uint64_t>(EnvInt("MONOLITH_FUZZ_SEED", 1));
-  const int64_t iterations = EnvInt("MONOLITH_FUZZ_ITERATIONS", 1000);
-  const double seconds =
-      static_cast<double>(EnvInt("MONOLITH_FUZZ_SECONDS", 0));
+  const FuzzBudget budget(1000);
   const int64_t only = EnvInt("MONOLITH_FUZZ_ITERATION", -1);
   const bool verbose = EnvInt("MONOLITH_FUZZ_VERBOSE", 0) != 0;
-  const auto start = std::chrono::steady_clock::now();
   std::map<std::string, int> outcomes;
   int64_t done = 0;
   for (int64_t iteration = only >= 0 ? only : 0;; ++iteration) {
-    if (only >= 0 ? iteration > only
-                  : ((iterations > 0 && iteration >= iterations) ||
-                     (seconds > 0 &&
-                      std::chrono::duration<double>(
-                          std::chrono::steady_clock::now() - start)
-                              .count() > seconds))) {
-      break;
-    }
+    if (only >= 0 ? iteration > only : !budget.Allows(iteration)) break;
     ++done;
     std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ULL +
                         static_cast<uint64_t>(iteration));
@@ -743,9 +733,7 @@ TEST(FilterCheckpointFuzzTest, MutatedCheckpointsRestoreOrFailCleanly) {
   }
   std::printf(
       "%lld iterations (seed %llu) in %.1f s\n", static_cast<long long>(done),
-      static_cast<unsigned long long>(seed),
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-          .count());
+      static_cast<unsigned long long>(seed), budget.Seconds());
   for (const auto& [outcome, count] : outcomes) {
     std::printf("%6d  %s\n", count, outcome.c_str());
   }

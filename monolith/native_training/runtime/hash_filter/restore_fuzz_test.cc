@@ -14,7 +14,8 @@
 //
 // Environment, for longer runs on demand:
 //   MONOLITH_FUZZ_SEED        seed (default 1)
-//   MONOLITH_FUZZ_ITERATIONS  iterations (default 1500)
+//   MONOLITH_FUZZ_ITERATIONS, MONOLITH_FUZZ_SECONDS  how long (FuzzBudget;
+//                             default 1500 iterations)
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -28,11 +29,14 @@
 #include "gtest/gtest.h"
 #include "monolith/native_training/runtime/hash_filter/fuzz_util.h"
 #include "monolith/native_training/runtime/hash_filter/test_util.h"
+#include "monolith/native_training/runtime/hash_table/test_env.h"
 
 namespace monolith {
 namespace hash_filter {
 namespace {
 
+using ::monolith::hash_table::EnvInt;
+using ::monolith::hash_table::FuzzBudget;
 using ::monolith::hash_table::HashFilterSplitMetaDump;
 using fuzz_util::Config;
 using fuzz_util::MakeFilter;
@@ -44,11 +48,6 @@ using fuzz_util::Workload;
 using test_util::RestoreSplit;
 using test_util::SaveAll;
 using test_util::SplitRecords;
-
-uint64_t EnvOr(const char* name, uint64_t fallback) {
-  const char* value = std::getenv(name);
-  return value && *value ? std::strtoull(value, nullptr, 10) : fallback;
-}
 
 // Plain HashFilters of capacity 1 to this.
 constexpr uint64_t kMaxHashFilterCapacity = 3000;
@@ -133,10 +132,11 @@ std::string Mutate(std::vector<SplitRecords>* all,
 }
 
 TEST(RestoreFuzzTest, CorruptedDumpsFailCleanly) {
-  const uint64_t seed = EnvOr("MONOLITH_FUZZ_SEED", 1);
-  const uint64_t iterations = EnvOr("MONOLITH_FUZZ_ITERATIONS", 1500);
+  const uint64_t seed = static_cast<uint64_t>(EnvInt("MONOLITH_FUZZ_SEED", 1));
+  const FuzzBudget budget(1500);
   std::map<std::string, int> outcomes;
-  for (uint64_t iteration = 0; iteration < iterations; ++iteration) {
+  for (uint64_t iteration = 0;
+       budget.Allows(static_cast<int64_t>(iteration)); ++iteration) {
     std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ULL + iteration);
     const Config config = RandomConfig(&rng, kMaxHashFilterCapacity);
     std::unique_ptr<Filter> source = MakeFilter(config);

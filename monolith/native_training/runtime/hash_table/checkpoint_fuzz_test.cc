@@ -40,6 +40,7 @@
 //   MONOLITH_FUZZ_ITERATIONS    iterations, 0 for no limit (default 6000:
 //                               the same iterations on every machine)
 //   MONOLITH_FUZZ_SECONDS       time budget in seconds, 0 for none (default)
+//                               (both tests spend it: see FuzzBudget)
 //   MONOLITH_FUZZ_ITERATION     run only this iteration (to reproduce one)
 //   MONOLITH_FUZZ_HANG_SECONDS  an iteration running longer aborts
 //                               (default 30)
@@ -2405,9 +2406,7 @@ TEST(CheckpointFuzzDeathTest, CodeUnderTestIsInstrumented) {
 
 TEST(CheckpointFuzzTest, RestoreOfMutatedCheckpointsFailsCleanly) {
   const uint64_t seed = static_cast<uint64_t>(EnvInt("MONOLITH_FUZZ_SEED", 1));
-  const int64_t max_iterations = EnvInt("MONOLITH_FUZZ_ITERATIONS", 6000);
-  const double max_seconds =
-      static_cast<double>(EnvInt("MONOLITH_FUZZ_SECONDS", 0));
+  const FuzzBudget budget(6000);
   const int64_t only = EnvInt("MONOLITH_FUZZ_ITERATION", -1);
   const bool verbose = EnvInt("MONOLITH_FUZZ_VERBOSE", 0) != 0;
   const bool messages = EnvInt("MONOLITH_FUZZ_MESSAGES", 0) != 0;
@@ -2417,12 +2416,7 @@ TEST(CheckpointFuzzTest, RestoreOfMutatedCheckpointsFailsCleanly) {
   setenv("MONOLITH_HASH_TABLE_HUGE_PAGES", "0", 1);
   __sanitizer_set_death_callback(DeathCallback);
 
-  const auto start = std::chrono::steady_clock::now();
-  auto seconds = [&start] {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                         start)
-        .count();
-  };
+  const auto seconds = [&budget] { return budget.Seconds(); };
   const std::vector<Base> bases = MakeBases(seed);
   ASSERT_FALSE(::testing::Test::HasFailure()) << "the base checkpoints are bad";
   const double setup_seconds = seconds();
@@ -2434,8 +2428,7 @@ TEST(CheckpointFuzzTest, RestoreOfMutatedCheckpointsFailsCleanly) {
   Watchdog watchdog(hang_seconds);
   for (int64_t i = only >= 0 ? only : 0;; ++i) {
     if (only >= 0 && i > only) break;
-    if (only < 0 && max_iterations > 0 && i >= max_iterations) break;
-    if (only < 0 && max_seconds > 0 && seconds() >= max_seconds) break;
+    if (only < 0 && !budget.Allows(i)) break;
     watchdog.Start();
     RunIteration(seed, i, bases, dir, verbose || only >= 0, &summary);
     watchdog.Stop();
@@ -2486,7 +2479,7 @@ TEST(CheckpointFuzzTest, RestoreOfMutatedCheckpointsFailsCleanly) {
 // damaged gets its id, and fails where it is restored, which parses it.)
 TEST(CheckpointFuzzTest, RecordIdOfMutatedRecordsAgreesWithParsing) {
   const uint64_t seed = static_cast<uint64_t>(EnvInt("MONOLITH_FUZZ_SEED", 1));
-  const int64_t iterations = EnvInt("MONOLITH_FUZZ_ITERATIONS", 6000) * 20;
+  const FuzzBudget budget(6000 * 20);
   std::mt19937_64 rng(seed);
   std::vector<std::string> bases;
   for (int n = 0; n < 8; ++n) {
@@ -2499,7 +2492,7 @@ TEST(CheckpointFuzzTest, RecordIdOfMutatedRecordsAgreesWithParsing) {
   }
   int64_t in_place = 0, parsed = 0, refused = 0;
   EntryDump scratch, reference;
-  for (int64_t i = 0; i < iterations; ++i) {
+  for (int64_t i = 0; budget.Allows(i); ++i) {
     std::string record = bases[rng() % bases.size()];
     for (int edits = 1 + rng() % 3; edits > 0; --edits) {
       switch (rng() % 4) {

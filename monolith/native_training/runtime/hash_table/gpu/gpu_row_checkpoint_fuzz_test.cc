@@ -3,8 +3,9 @@
 // bounded iterations: every record reads, checks and restores into a row
 // of exactly the table's floats, or returns an error; none reads or writes
 // past its bytes. Unmutated records read back the ids and rows they were
-// written from (the training layout's exactly). MONOLITH_FUZZ_SEED / MONOLITH_FUZZ_ITERATIONS (--test_env) run it
-// longer.
+// written from (the training layout's exactly). MONOLITH_FUZZ_SEED,
+// MONOLITH_FUZZ_ITERATIONS and MONOLITH_FUZZ_SECONDS (--test_env;
+// FuzzBudget, spent by each config) run it longer.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -98,8 +99,7 @@ std::string Mutate(std::string record, std::mt19937_64* rng) {
 
 TEST(GpuRowCheckpointFuzzTest, MutatedRecordsReadOrFailCleanly) {
   const uint64_t seed = static_cast<uint64_t>(EnvInt("MONOLITH_FUZZ_SEED", 1));
-  const int64_t iterations = EnvInt("MONOLITH_FUZZ_ITERATIONS", 20000);
-  int64_t read_ok = 0, read_failed = 0;
+  int64_t iterations = 0, read_ok = 0, read_failed = 0;
   for (const char* text : kConfigs) {
     EntryConfig config;
     ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &config));
@@ -142,7 +142,8 @@ TEST(GpuRowCheckpointFuzzTest, MutatedRecordsReadOrFailCleanly) {
     RowStoreRestorer restorer({&store}, {records.get()}, 2, seed, 64);
     EntryDump scratch;
     RandomEngine engine(seed);
-    for (int64_t i = 0; i < iterations; ++i) {
+    const FuzzBudget budget(20000);
+    for (int64_t i = 0; budget.Allows(i); ++i, ++iterations) {
       const std::string record = Mutate(valid[rng() % valid.size()], &rng);
       // Exactly the table's floats: ASan sees a write past them.
       std::vector<float> row(row_floats);
@@ -159,7 +160,7 @@ TEST(GpuRowCheckpointFuzzTest, MutatedRecordsReadOrFailCleanly) {
     }
     ASSERT_TRUE(restorer.Flush().ok());
   }
-  std::printf("%lld iterations a config (seed %llu): %lld records read, "
+  std::printf("%lld iterations in all (seed %llu): %lld records read, "
               "%lld refused\n",
               static_cast<long long>(iterations),
               static_cast<unsigned long long>(seed),
