@@ -697,6 +697,10 @@ class Fp32Compressor(_OneofCompressor):
 
 def _as_proto(builder: Any, proto_type: type, argument: str) -> Any:
   """`builder.as_proto()`, or `builder` itself, checked to be a `proto_type`."""
+  if isinstance(builder, type):
+    raise ValueError(f"{argument} must be a {proto_type.__name__} or a builder "
+                     f"of one, got the class {builder.__name__} (an "
+                     f"instance: {builder.__name__}())")
   proto = builder.as_proto() if hasattr(builder, "as_proto") else builder
   if not isinstance(proto, proto_type):
     raise ValueError(f"{argument} must be a {proto_type.__name__} or a builder "
@@ -847,6 +851,12 @@ class HashTableConfigInstance:
                       "(or a callable returning one) per segment, got "
                       f"{type(learning_rate_fns).__name__} "
                       f"{learning_rate_fns!r}")
+    if not isinstance(table_config,
+                      embedding_hash_table_pb2.EmbeddingHashTableConfig):
+      raise TypeError(
+          "table_config must be an EmbeddingHashTableConfig (e.g. made by "
+          "CuckooHashTableConfig().mutate_table(config)), got "
+          f"{type(table_config).__name__}")
     learning_rate_fns = list(learning_rate_fns)
     for i, fn in enumerate(learning_rate_fns):
       if fn is None or isinstance(fn, (str, bytes, bool)):

@@ -379,3 +379,17 @@ def test_bad_learning_rate_fns_are_named():
                                                [NeedsStep()])
     with pytest.raises(TypeError, match=r"learning_rate_fns\[0\]"):
       needs_step.call_learning_rate_fns_fewer_ops()
+
+
+def test_a_config_instance_needs_a_table_config():
+  with pytest.raises(TypeError, match="table_config must be an "
+                     "EmbeddingHashTableConfig .*got CuckooHashTableConfig"):
+    entry.HashTableConfigInstance(entry.CuckooHashTableConfig(), [0.1])
+
+
+def test_a_builder_class_is_not_a_builder():
+  with pytest.raises(ValueError, match=r"optimizer must be a OptimizerConfig "
+                     r"or a builder of one, got the class SgdOptimizer \(an "
+                     r"instance: SgdOptimizer\(\)\)"):
+    entry.CombineAsSegment(2, entry.ZerosInitializer(), entry.SgdOptimizer,
+                           entry.Fp32Compressor())

@@ -31,6 +31,7 @@ import re
 from typing import Any, List, Optional, Union
 
 from absl import logging
+from google.protobuf import message
 import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import ops
@@ -39,6 +40,7 @@ from monolith.native_training import basic_restore_hook
 from monolith.native_training import save_utils
 from monolith.native_training import utils
 from monolith.native_training.model_export import export_context
+from monolith.native_training.runtime.hash_table import embedding_hash_table_pb2
 from monolith.native_training.runtime.ops import gen_monolith_ops
 
 HASH_FILTER_CAPACITY = 300000000
@@ -59,6 +61,18 @@ class FilterType(object):
   NO_FILTER = "no_filter"
 
 
+def _serialized(config: Any) -> bytes:
+  """A filter's config attr: a SlotOccurrenceThresholdConfig, serialized
+  (bytes) as the original took it, or the message itself."""
+  if isinstance(config, message.Message):
+    if not isinstance(config,
+                      embedding_hash_table_pb2.SlotOccurrenceThresholdConfig):
+      raise TypeError("config must be a SlotOccurrenceThresholdConfig, got a "
+                      f"{type(config).__name__}")
+    return config.SerializeToString()
+  return config
+
+
 def create_hash_filter(capacity: int,
                        split_num: int,
                        config: bytes = b"",
@@ -69,8 +83,8 @@ def create_hash_filter(capacity: int,
     capacity: ids the filter is sized for, > 0.
     split_num: splits of the sliding filter, >= 3 (the oldest is dropped
       when the newest fills).
-    config: a serialized SlotOccurrenceThresholdConfig; thresholds must be
-      0 to 15 (checked at creation).
+    config: a SlotOccurrenceThresholdConfig, serialized or not; thresholds
+      must be 0 to 15 (checked at creation).
     name_suffix: appended to the shared name "MonolithHashFilter".
 
   Returns:
@@ -79,17 +93,18 @@ def create_hash_filter(capacity: int,
   return gen_monolith_ops.monolith_hash_filter(
       capacity=capacity,
       split_num=split_num,
-      config=config,
+      config=_serialized(config),
       shared_name="MonolithHashFilter" + name_suffix)
 
 
 def create_probabilistic_filter(equal_probability: bool,
                                 config: bytes = b"",
                                 name_suffix: str = "") -> tf.Tensor:
-  """A stateless filter that admits new ids at random (see module doc)."""
+  """A stateless filter that admits new ids at random (see module doc);
+  `config` as `create_hash_filter`'s."""
   return gen_monolith_ops.monolith_probabilistic_filter(
       equal_probability=equal_probability,
-      config=config,
+      config=_serialized(config),
       shared_name="MonolithProbabilisticFilter" + name_suffix)
 
 

@@ -480,3 +480,17 @@ def test_saves_of_one_filter_to_one_basename_do_not_mix(tmp_path):
       sess.run(restore)
       # Seen twice before the saves (threshold 2): admitted.
       np.testing.assert_array_equal(sess.run(grad), [[1], [1]])
+
+
+def test_a_filter_takes_its_config_as_a_message_too():
+  config = embedding_hash_table_pb2.SlotOccurrenceThresholdConfig()
+  config.default_occurrence_threshold = 1
+  for create in (
+      lambda c: hash_filter_ops.create_hash_filter(100, 5, c, "msg"),
+      lambda c: hash_filter_ops.create_probabilistic_filter(True, c, "msg")):
+    assert (create(config).op.get_attr("config") ==
+            create(config.SerializeToString()).op.get_attr("config"))
+    with pytest.raises(TypeError, match="config must be a "
+                       "SlotOccurrenceThresholdConfig, got a "
+                       "EmbeddingHashTableConfig"):
+      create(embedding_hash_table_pb2.EmbeddingHashTableConfig())

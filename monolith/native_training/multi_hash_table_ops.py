@@ -19,6 +19,7 @@ non-scalar global step fed later, a SERVING table asked to train) raises the
 
 import abc
 import collections
+import collections.abc
 import contextlib
 import copy
 import dataclasses
@@ -100,10 +101,25 @@ def convert_to_cached_config(
 
   Raises:
     ValueError: `configs` is empty.
+    TypeError: `configs` is not a dict of HashTableConfigInstances by str.
   """
+  if not isinstance(configs, collections.abc.Mapping):
+    raise TypeError("configs must be a dict of table name -> "
+                    "entry.HashTableConfigInstance, got "
+                    f"{type(configs).__name__}")
   if not configs:
     raise ValueError("configs is empty: a MultiHashTable needs at least one "
                      "table")
+  for name, config in configs.items():
+    if not isinstance(name, str):
+      raise TypeError(f"table names must be str, got the "
+                      f"{type(name).__name__} {name!r}")
+    if not isinstance(config, entry.HashTableConfigInstance):
+      raise TypeError(
+          f"configs[{name!r}] must be an entry.HashTableConfigInstance, got "
+          f"{type(config).__name__} (wrap a table config: "
+          "HashTableConfigInstance(table_config, [a learning rate per "
+          "segment]))")
   mconfig = embedding_hash_table_pb2.MultiEmbeddingHashTableConfig()
   table_names = tuple(sorted(configs))
   slot_expire_time_config = None
@@ -228,7 +244,15 @@ def learning_rate_tensor(cc: CachedConfig) -> tf.Tensor:
           f"functions for {num_segments} segments; they must be equal")
     rates = config.learning_rate_tensor
     if rates is None:
-      pending.extend(config.call_learning_rate_fns_fewer_ops())
+      called = config.call_learning_rate_fns_fewer_ops()
+      for i, rate in enumerate(called):
+        shape = (rate.shape if tf.is_tensor(rate) else
+                 tf.TensorShape(np.shape(rate)))
+        if shape.rank not in (None, 0):
+          raise ValueError(
+              f"table {name}: learning_rate_fns[{i}] gives a rate of shape "
+              f"{shape}, not a scalar (one rate per segment)")
+      pending.extend(called)
       continue
     if rates.shape.num_elements() not in (None, num_segments):
       raise ValueError(f"table {name}: learning_rate_tensor has "
@@ -512,9 +536,17 @@ def as_ids(ids: Any, table: str) -> tf.Tensor:
   bits, as int64 feature ids); numbers and arrays are converted.
 
   Raises:
-    ValueError: the ids are not integers, naming the table.
+    ValueError: the ids are not integers, or not 1-D, naming the table.
+    TypeError: ragged or sparse ids.
   """
-  return _as_dtype(ids, tf.int64, f"the ids of table {table}")
+  if isinstance(ids, (tf.RaggedTensor, tf.SparseTensor)):
+    raise TypeError(f"the ids of table {table} are a {type(ids).__name__}: "
+                    "pass a 1-D tensor of every id (e.g. its .values)")
+  tensor = _as_dtype(ids, tf.int64, f"the ids of table {table}")
+  if tensor.shape.rank is not None and tensor.shape.rank != 1:
+    raise ValueError(f"the ids of table {table} must be 1-D, got shape "
+                     f"{tensor.shape} (e.g. tf.reshape(ids, [-1]))")
+  return tensor
 
 
 def as_values(values: Any, table: str) -> tf.Tensor:
@@ -822,6 +854,16 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
           "MultiHashTable builds graph-mode ops for tf.compat.v1 sessions, "
           "as the original's: build it in a graph (with tf.Graph()."
           "as_default(): ..., or tf.compat.v1.disable_eager_execution())")
+    for name, handle in (("hash_filter", hash_filter),
+                         ("sync_client", sync_client)):
+      if handle is not None and not (tf.is_tensor(handle) and
+                                     handle.dtype == tf.resource and
+                                     handle.shape.rank in (None, 0)):
+        raise TypeError(
+            f"{name} must be one resource handle (e.g. one of "
+            f"create_hash_filters' list), got {type(handle).__name__}" +
+            (f" {handle!r}" if not tf.is_tensor(handle) else
+             f" of dtype {handle.dtype.name} and shape {handle.shape}"))
     tables_type = table_type(cc)
     logging.info("Hash table type: %s", tables_type)
     device = "/device:CPU:0"
@@ -1144,6 +1186,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     Raises:
       ValueError: an unknown table name.
     """
+    self._check_names(slot_to_id)
     ids = {k: as_ids(v, k) for k, v in slot_to_id.items()}
     # Serving graphs (tables created in export mode, or lookups built in
     # it) keep the original's lookup op, so that the original's op library
@@ -1190,6 +1233,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       ValueError: an unknown table name.
     """
     del enable_inter_table_parallelism
+    self._check_names(slot_to_id)
     ragged_id = self.get_ragged_id(
         {k: as_ids(v, k) for k, v in slot_to_id.items()})
     entries = hash_table_ops.monolith_multi_hash_table_lookup_entry(
@@ -1480,8 +1524,8 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
         embeddings.
       id_offsets: `fused_lookup`'s id_offsets for the same fused_slot_size.
       grad_offsets: `fused_lookup`'s embedding_offsets.
-      global_step: int64 scalar.
-      req_time: int64 scalar, the update time (seconds).
+      global_step: int64 scalar (integers of other widths are cast).
+      req_time: int64 scalar, the update time (seconds); None is 0.
       num_of_shards: S, >= 1.
       enable_grad_accumulation: whether repeated ids of one segment are
         optimized once, with their summed gradient (first-seen order).
@@ -1510,8 +1554,8 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
             id_offsets=id_offsets,
             grad_offsets=grad_offsets,
             learning_rate_tensors=self._learning_rate,
-            req_time=req_time,
-            global_step=global_step,
+            req_time=req_time_tensor(req_time),
+            global_step=as_int64_scalar(global_step, "global_step"),
             num_of_shards=num_of_shards,
             enable_grad_accumulation=enable_grad_accumulation))
 
@@ -1623,6 +1667,12 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     """Each table's ids (int64) and values (float32), the shapes known
     checked (`check_values_shape`), and the tables whose sizes are not."""
     self._check_names(slot_to_id_and_value)
+    for k, v in slot_to_id_and_value.items():
+      if not (isinstance(v, (tuple, list)) and len(v) == 2):
+        raise TypeError(f"table {k}: expected a pair (ids, values), got "
+                        f"{type(v).__name__}" +
+                        (f" of {len(v)}" if isinstance(v, (tuple, list))
+                         else ""))
     ids = {k: as_ids(v[0], k) for k, v in slot_to_id_and_value.items()}
     values = {k: as_values(v[1], k) for k, v in slot_to_id_and_value.items()}
     dims = dict(zip(self._table_names, self._dims))
@@ -1714,6 +1764,10 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
         *[slot_to_value.get(name, empty_value) for name in self._table_names])
 
   def _check_names(self, by_name: Dict[str, Any]) -> None:
+    if not isinstance(by_name, collections.abc.Mapping):
+      raise TypeError("expected a dict keyed by table name (one of "
+                      f"{list(self._table_names)}), got "
+                      f"{type(by_name).__name__}")
     unknown = sorted(set(by_name) - set(self._table_names))
     if unknown:
       raise ValueError(f"unknown table names {unknown}; the tables are "

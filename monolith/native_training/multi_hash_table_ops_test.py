@@ -1004,6 +1004,73 @@ def test_a_proto_without_serving_takes_it_from_the_tables_config(exported):
   assert ("MonolithMultiHashTableLookupTables" in added) == (not exported)
 
 
+def test_arguments_of_the_wrong_kind_name_what_is_wrong():
+  """Mistakes users make, refused naming the argument (they were errors
+  from inside TF or Python: AttributeError, ConcatV2's rank, a scalar
+  concat, a list with no items())."""
+  config = test_utils.generate_test_hash_table_config(1)
+  cases = [
+      (lambda: multi_hash_table_ops.MultiHashTable.from_configs(
+          {"a": config.table_config}), TypeError,
+       r"configs\['a'\] must be an entry.HashTableConfigInstance, got "
+       r"EmbeddingHashTableConfig \(wrap a table config"),
+      (lambda: multi_hash_table_ops.MultiHashTable.from_configs({1: config}),
+       TypeError, "table names must be str, got the int 1"),
+      (lambda: multi_hash_table_ops.MultiHashTable.from_configs([config]),
+       TypeError, "configs must be a dict of table name"),
+      (lambda: multi_hash_table_ops.MultiHashTable.from_configs(
+          {"a": entry.HashTableConfigInstance(
+              config.table_config, [tf.constant([0.1, 0.2])])}), ValueError,
+       r"table a: learning_rate_fns\[0\] gives a rate of shape \(2,\), not "
+       r"a scalar \(one rate per segment\)"),
+      (lambda: multi_hash_table_ops.MultiHashTable.from_configs(
+          {"a": config}, hash_filter=[hash_filter_ops.create_hash_filter(
+              100, 5)]), TypeError,
+       "hash_filter must be one resource handle .*got list"),
+  ]
+  table = multi_hash_table_ops.MultiHashTable.from_configs({"a": config})
+  cases += [
+      (lambda: table.lookup({"a": _id([[1], [2]])}), ValueError,
+       r"the ids of table a must be 1-D, got shape \(2, 1\) "
+       r"\(e.g. tf.reshape\(ids, \[-1\]\)\)"),
+      (lambda: table.assign({"a": (_id(1), _value([[1]]))}), ValueError,
+       r"the ids of table a must be 1-D, got shape \(\)"),
+      (lambda: table.lookup({"a": tf.ragged.constant([[1], [2, 3]],
+                                                     dtype=tf.int64)}),
+       TypeError, "the ids of table a are a RaggedTensor: pass a 1-D "
+       r"tensor of every id \(e.g. its .values\)"),
+      (lambda: table.lookup([_id([1])]), TypeError,
+       r"expected a dict keyed by table name \(one of \['a'\]\), got list"),
+      (lambda: table.lookup_entry([_id([1])]), TypeError,
+       "expected a dict keyed by table name"),
+      (lambda: table.assign({"a": (_id([1]),)}), TypeError,
+       r"table a: expected a pair \(ids, values\), got tuple of 1"),
+      (lambda: table.apply_gradients({"a": _id([1])}, global_step=0),
+       TypeError, r"table a: expected a pair \(ids, values\)"),
+  ]
+  for make, error, message in cases:
+    with pytest.raises(error, match=message):
+      make()
+
+
+def test_fused_apply_gradient_takes_no_req_time_and_an_int32_step():
+  table = multi_hash_table_ops.MultiHashTable.from_configs(
+      {"a": test_utils.generate_test_hash_table_config(1)})
+  ids = _id([3, 4])
+  sizes = tf.constant([2], tf.int32)
+  _, _, id_offsets, embedding_offsets, indices = table.fused_lookup(
+      ids, sizes, 1)
+  applied = table.fused_apply_gradient(
+      ids, indices, sizes, _value([1, 2]), id_offsets, embedding_offsets,
+      tf.constant(1, tf.int32), None, 1)
+  with tf1.Session() as sess:
+    sess.run(table.initializer)
+    sess.run(applied.as_op())
+    looked_up = sess.run(table.lookup({"a": ids})["a"])
+  # generate_test_hash_table_config: sgd at rate 1, zeros initialized.
+  np.testing.assert_allclose(looked_up, [[-1], [-2]])
+
+
 def test_a_deleted_tables_filter_is_deleted_with_it():
   """The table's creation kernel held its call's filter for as long as the
   kernel lived: deleted, the table and its filter could not be made again

@@ -65,7 +65,8 @@ it mixed, with no older copy.
 import contextlib
 import os
 import re
-from typing import Iterator, List, NamedTuple, Optional, Sequence, Set, Tuple
+from typing import (Iterator, List, NamedTuple, Optional, Sequence, Set,
+                    Tuple, Union)
 
 from absl import logging
 from google.protobuf import text_format
@@ -133,15 +134,17 @@ class SaveHelper:
       "/path/to/model_dir/model.ckpt".
 
   Raises:
-    ValueError: `basename` is empty, or an existing directory (the model
-      directory instead of a path in it: tables would be saved beside it
-      and restores would look for checkpoints in its parent).
+    ValueError: `basename` is empty, or a directory (an existing one, or a
+      path ending with "/": the model directory instead of a path in it,
+      so tables would be saved beside it and restores would look for
+      checkpoints in its parent).
   """
 
-  def __init__(self, basename: str):
+  def __init__(self, basename: Union[str, os.PathLike]):
+    basename = os.fspath(basename)
     if not basename:
       raise ValueError("basename must be a non-empty path")
-    if tf.io.gfile.isdir(basename):
+    if basename.endswith("/") or tf.io.gfile.isdir(basename):
       raise ValueError(
           f"basename {basename} is a directory: give the checkpoint path "
           f"prefix the Saver writes, e.g. {basename.rstrip('/')}/model.ckpt")
@@ -515,11 +518,15 @@ def checkpoint_state(
   state_path = os.path.join(checkpoint_dir, "checkpoint")
   if not tf.io.gfile.exists(state_path):
     return None
-  with tf.io.gfile.GFile(state_path) as f:
-    text = f.read()
+  with tf.io.gfile.GFile(state_path, "rb") as f:
+    data = f.read()
   state = checkpoint_state_pb2.CheckpointState()
   try:
-    text_format.Parse(text, state)
+    text_format.Parse(data.decode("utf-8"), state)
+  except UnicodeDecodeError as e:
+    raise tf.errors.DataLossError(
+        None, None, f"checkpoint state file {state_path} is not UTF-8 "
+        f"text: {e}") from e
   except text_format.ParseError as e:
     raise tf.errors.DataLossError(
         None, None, f"checkpoint state file {state_path} does not parse: "

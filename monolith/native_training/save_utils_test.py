@@ -51,6 +51,20 @@ def test_a_directory_as_basename_is_rejected(tmp_path):
     save_utils.SaveHelper(str(tmp_path))
 
 
+def test_a_basename_ending_with_a_separator_is_rejected(tmp_path):
+  # Not a directory yet on a first run: tables went to "<dir>/-<step>.assets".
+  with pytest.raises(ValueError, match="is a directory: give .* e.g. "
+                     f"{tmp_path}/new/model.ckpt"):
+    save_utils.SaveHelper(str(tmp_path / "new") + "/")
+
+
+def test_a_path_like_basename_is_taken(tmp_path):
+  helper = save_utils.SaveHelper(tmp_path / "model.ckpt")
+  assert helper.basename == str(tmp_path / "model.ckpt")
+  with pytest.raises(ValueError, match=f"basename {tmp_path} is a directory"):
+    save_utils.SaveHelper(tmp_path)
+
+
 def test_existing_checkpoint_steps(tmp_path):
   basename = os.path.join(str(tmp_path), "model.ckpt")
   helper = save_utils.SaveHelper(basename)
@@ -446,6 +460,14 @@ def test_latest_checkpoint_rejects_a_state_tf_ignores(tmp_path, state, error,
   with pytest.raises(error, match=message) as e:
     save_utils.latest_checkpoint(str(tmp_path))
   assert str(tmp_path / "checkpoint") in e.value.message
+
+
+def test_latest_checkpoint_rejects_a_state_of_other_bytes_than_utf8(tmp_path):
+  _save_variable(str(tmp_path), 1.0)
+  (tmp_path / "checkpoint").write_bytes(b'model_checkpoint_path: "\xff"\n')
+  with pytest.raises(tf.errors.DataLossError,
+                     match="checkpoint state file .* is not UTF-8 text"):
+    save_utils.latest_checkpoint(str(tmp_path))
 
 
 def test_latest_checkpoint_raises_when_the_state_cannot_be_read(tmp_path):

@@ -247,12 +247,17 @@ class FeatureList:
         Feature.name, without prefixes (False).
 
     Raises:
-      ValueError: no file given, or a malformed line (named file:line).
+      ValueError: no file given, a directory, or a malformed line (named
+        file:line).
     """
     fname = fname or _feature_list_flag()
     if not fname:
       raise ValueError("no feature list: pass a file name or set "
                        "--feature_list")
+    if tf.io.gfile.isdir(fname):
+      # Read as a file, it gave no lines: a feature list without features.
+      raise ValueError(f"{fname} is a directory, not a feature list config "
+                       "file")
     with cls._lock:
       key = (fname, use_old_name)
       if key not in _cache:

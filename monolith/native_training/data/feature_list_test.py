@@ -123,6 +123,13 @@ def test_malformed_lines_name_file_and_line(tmp_path, line, error):
     FeatureList.parse(str(path))
 
 
+def test_a_directory_is_not_a_feature_list(tmp_path):
+  # Read as a file it gave no lines: a feature list of no features.
+  with pytest.raises(ValueError, match=f"{tmp_path} is a directory, not a "
+                     "feature list config file"):
+    feature_list.FeatureList.parse(str(tmp_path))
+
+
 def test_parse_without_file_or_flag_is_an_error():
   with pytest.raises(ValueError, match="no feature list"):
     FeatureList.parse()

@@ -22,6 +22,7 @@ SEEDED_REQ_TIME instead of the current time).
 
 import dataclasses
 import functools
+import numbers
 import random
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
@@ -178,6 +179,63 @@ class ParserArgs:
     collected = self.get("signature_name") if not self.signature_name else None
     self.signature_name = warmup_io.signature_list(self.signature_name or
                                                    collected or [])
+    self._check_types()
+
+  def _check_types(self) -> None:
+    """Refuses values of the wrong kind, naming the field: a string where
+    a list belongs was read as its characters ("user_id" became the
+    features u, s, e, ...)."""
+    element_types = {
+        "fidv1_features": numbers.Integral,
+        "fidv2_features": str,
+        "sparse_features": str,
+        "dense_features": str,
+        "dense_feature_shapes": numbers.Integral,
+        "dense_feature_types": object,
+        "extra_features": str,
+        "extra_feature_shapes": numbers.Integral,
+    }
+    for name, element_type in element_types.items():
+      value = getattr(self, name)
+      if value is None:
+        continue
+      if isinstance(value, (str, bytes)) or not isinstance(
+          value, (list, tuple)):
+        raise TypeError(
+            f"ParserArgs.{name} must be a list, got the "
+            f"{type(value).__name__} {value!r}" +
+            (f" (a list of names: [{value!r}], or {value!r}.split(','))"
+             if isinstance(value, str) else ""))
+      for item in value:
+        if (not isinstance(item, element_type) or
+            isinstance(item, bool)):
+          raise TypeError(
+              f"ParserArgs.{name} holds {item!r}, a "
+              f"{type(item).__name__}; its items are "
+              f"{'integers' if element_type is numbers.Integral else 'str'}")
+    for name in ("batch_size", "max_records"):
+      value = getattr(self, name)
+      if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(f"ParserArgs.{name} must be an integer, got "
+                        f"{value!r}")
+    for name in ("seed", "req_time"):
+      value = getattr(self, name)
+      if value is not None and (not isinstance(value, numbers.Integral) or
+                                isinstance(value, bool)):
+        raise TypeError(f"ParserArgs.{name} must be an integer or None, "
+                        f"got {value!r}")
+    if (not isinstance(self.drop_rate, numbers.Real) or
+        isinstance(self.drop_rate, bool)):
+      raise TypeError(
+          f"ParserArgs.drop_rate must be a number, got {self.drop_rate!r}")
+    if not isinstance(self.model_name, str):
+      raise TypeError(
+          f"ParserArgs.model_name must be a str, got {self.model_name!r}")
+    if self.feature_list is not None and not isinstance(
+        self.feature_list, FeatureList):
+      raise TypeError(
+          "ParserArgs.feature_list must be a FeatureList (e.g. "
+          f"FeatureList.parse(path)), got {self.feature_list!r}")
 
   @classmethod
   def get(cls, name: str) -> Any:

@@ -7,6 +7,7 @@ import os
 import random
 import time
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
@@ -537,3 +538,39 @@ def test_gen_warmup_file_names_mismatched_dense_lists(tmp_path, graph):
     data_gen_utils.gen_warmup_file(path)
   assert not os.path.exists(path)
 
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    # A string was read as its characters: features u, s, e, r, _, i, d.
+    (dict(sparse_features="user_id"),
+     r"ParserArgs.sparse_features must be a list, got the str 'user_id' "
+     r"\(a list of names: \['user_id'\], or 'user_id'.split\(','\)\)"),
+    (dict(dense_features="age"), "ParserArgs.dense_features must be a list"),
+    (dict(fidv2_features=b"uid"), "ParserArgs.fidv2_features must be a list"),
+    (dict(extra_features=["uid", 3]),
+     "ParserArgs.extra_features holds 3, a int; its items are str"),
+    (dict(fidv1_features=["1"]),
+     "ParserArgs.fidv1_features holds '1', a str; its items are integers"),
+    (dict(dense_features=["a"], dense_feature_shapes=[2.5]),
+     "ParserArgs.dense_feature_shapes holds 2.5"),
+    (dict(batch_size=2.0), "ParserArgs.batch_size must be an integer"),
+    (dict(max_records="10"), "ParserArgs.max_records must be an integer"),
+    (dict(req_time=1.5), "ParserArgs.req_time must be an integer or None"),
+    (dict(drop_rate=None), "ParserArgs.drop_rate must be a number"),
+    (dict(model_name=None), "ParserArgs.model_name must be a str"),
+    (dict(feature_list="/path/to/feature_list.conf"),
+     r"ParserArgs.feature_list must be a FeatureList \(e.g. "
+     r"FeatureList.parse\(path\)\)"),
+])
+def test_parser_args_of_the_wrong_kind_are_refused(graph, kwargs, error):
+  del graph
+  with pytest.raises(TypeError, match=error):
+    data_gen_utils.ParserArgs(variant_type="example", **kwargs)
+
+
+def test_parser_args_take_numpy_integers(graph):
+  del graph
+  args = data_gen_utils.ParserArgs(variant_type="example",
+                                   sparse_features=["a"],
+                                   batch_size=np.int64(4), seed=np.int32(1))
+  assert args.batch_size == 4
