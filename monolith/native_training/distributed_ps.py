@@ -47,6 +47,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import numbers
 import os
 import re
 from typing import (Any, Callable, Dict, Iterator, List, NamedTuple, Optional,
@@ -328,10 +329,11 @@ class DistributedMultiTypeHashTable(
                max_rpc_deadline_millis: int = 30,
                pack_ids: bool = True):
     del max_rpc_deadline_millis  # see Args
-    if num_ps < 1:
+    if isinstance(num_ps, numbers.Integral) and num_ps == 0:
       raise ValueError(
-          f"num_ps must be >= 1, got {num_ps} (for tables on the worker, "
-          "use a MultiHashTable or create_native_multi_hash_table(0, ...))")
+          "num_ps must be >= 1, got 0 (for tables on the worker, use a "
+          "MultiHashTable or create_native_multi_hash_table(0, ...))")
+    num_ps = utils.check_count(num_ps, "num_ps", minimum=1)
     if not slot_to_config:
       raise ValueError("slot_to_config is empty")
     if export_context.is_exporting_distributed():

@@ -7,6 +7,7 @@ import tensorflow as tf
 from monolith.native_training import distributed_ps
 from monolith.native_training import entry
 from monolith.native_training import multi_hash_table_ops
+from monolith.native_training import utils
 
 
 def _per_ps(name: str, handles: Optional[List[tf.Tensor]],
@@ -82,8 +83,7 @@ def create_native_multi_hash_table(
       `MultiHashTable.from_configs`.
   """
   del max_rpc_deadline_millis  # see Args
-  if num_ps < 0:
-    raise ValueError(f"num_ps must be >= 0, got {num_ps}")
+  num_ps = utils.check_count(num_ps, "num_ps")
   count = max(num_ps, 1)
   hash_filters = _per_ps("hash_filters", hash_filters, count)
   sync_clients = _per_ps("sync_clients", sync_clients, count)

@@ -12,6 +12,7 @@ from tensorflow.core.framework import types_pb2
 from monolith.native_training import distributed_ps
 from monolith.native_training import distributed_serving_ops
 from monolith.native_training import distributed_ps_factory
+from monolith.native_training import hash_filter_ops
 from monolith.native_training import learning_rate_functions
 from monolith.native_training import multi_hash_table_ops
 from monolith.native_training import save_utils
@@ -695,10 +696,20 @@ def test_empty_batches(cluster):
 
 def test_bad_input_errors():
   configs = {"a": _config(1)}
-  with pytest.raises(ValueError, match="num_ps must be >= 0, got -1"):
-    _create(configs, num_ps=-1)
+  for bad in (-1, None, "2", 2.0, True):
+    with pytest.raises(ValueError,
+                       match=f"num_ps must be an integer >= 0, got {bad!r}"):
+      _create(configs, num_ps=bad)
+    with pytest.raises(ValueError, match="ps_num must be an integer >= 0"):
+      hash_filter_ops.create_hash_filters(bad, True)
+    with pytest.raises(ValueError, match="ps_num must be an integer >= 0"):
+      save_utils.PsMonitor(bad)
   with pytest.raises(ValueError, match="num_ps must be >= 1, got 0"):
     distributed_ps.DistributedMultiTypeHashTable(0, configs, lambda i, c: None)
+  with pytest.raises(ValueError, match="num_ps must be an integer >= 1, got "
+                     "2.0"):
+    distributed_ps.DistributedMultiTypeHashTable(2.0, configs,
+                                                 lambda i, c: None)
   with pytest.raises(TypeError, match="returned a str for PS 0; expected a "
                      "MultiHashTable"):
     distributed_ps.DistributedMultiTypeHashTable(2, configs,

@@ -7,7 +7,6 @@ synced nothing either) and returns dummy clients.
 """
 
 import contextlib
-import numbers
 from typing import List
 
 import tensorflow as tf
@@ -29,9 +28,7 @@ def create_parameter_sync_clients(ps_num: int) -> List[tf.Tensor]:
   As the original's call without a sync config: the clients sync nothing
   (here they are dummy clients; pushing to online serving is not ported).
   """
-  if (not isinstance(ps_num, numbers.Integral) or isinstance(ps_num, bool)
-      or ps_num < 0):
-    raise ValueError(f"ps_num must be an integer >= 0, got {ps_num!r}")
+  ps_num = utils.check_count(ps_num, "ps_num")
   if ps_num == 0:
     return [create_dummy_sync_client()]
   clients = []

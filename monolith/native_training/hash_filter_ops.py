@@ -176,8 +176,7 @@ def create_hash_filters(
   Returns:
     max(ps_num, 1) filter handles; PS i's is named with suffix "_<i>".
   """
-  if ps_num < 0:
-    raise ValueError(f"ps_num must be >= 0, got {ps_num}")
+  ps_num = utils.check_count(ps_num, "ps_num")
   logging.info("Creating hash filters, enable_hash_filter: %s.",
                enable_hash_filter)
   kwargs = dict(filter_capacity=filter_capacity,

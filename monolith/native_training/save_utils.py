@@ -718,9 +718,7 @@ class PsMonitor:
   """
 
   def __init__(self, ps_num: int):
-    if not isinstance(ps_num, int) or ps_num < 0:
-      raise ValueError(f"ps_num must be an int >= 0, got {ps_num!r}")
-    self._num_ps = ps_num
+    self._num_ps = utils.check_count(ps_num, "ps_num")
     counts, generations = [], []
     marks, generation_marks = [], []
     graph = tf.compat.v1.get_default_graph()

@@ -9,7 +9,8 @@ local file's data, or a local folder's renames, durable, and
 name so that a power loss leaves the old file or the whole new one, and
 `write_file_atomically(path, text)` writes a small file that way through a
 temporary of its own; `makedirs_durably(path)` creates folders whose names
-a power loss keeps (`missing_folders(path)` lists those it would create).
+a power loss keeps (`missing_folders(path)` lists those it would create);
+`check_count` checks a count argument such as a number of PS tasks.
 
 Training registers values (sparse feature names, the feature list, ...) in
 the default graph's collections; tools such as
@@ -18,6 +19,7 @@ the default graph's collections; tools such as
 
 import contextlib
 import errno
+import numbers
 import os
 import socket
 import uuid
@@ -28,6 +30,15 @@ import tensorflow as tf
 
 # The job of the parameter-server tasks in a ClusterSpec.
 PS_JOB_NAME = "ps"
+
+
+def check_count(value: Any, name: str, minimum: int = 0) -> int:
+  """`value` as an int, when it is an integer (numpy's too, not a bool) of
+  at least `minimum`; ValueError naming `name` otherwise."""
+  if (not isinstance(value, numbers.Integral) or isinstance(value, bool) or
+      value < minimum):
+    raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+  return int(value)
 
 
 def ps_device(index: int) -> str:
