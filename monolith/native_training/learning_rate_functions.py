@@ -15,6 +15,7 @@ import abc
 import numbers
 from typing import Optional, Union
 
+import numpy as np
 import tensorflow as tf
 
 _Number = Union[int, float, tf.Tensor]
@@ -71,8 +72,19 @@ class PolynomialDecay(LearningRateFunction):
 
     Raises:
       ValueError: `decay_steps` is a Python number that is not positive.
+      TypeError: a number is given as a string, or `cycle` is not a bool.
     """
     super().__init__()
+    for arg, value in (("initial_learning_rate", initial_learning_rate),
+                       ("decay_steps", decay_steps),
+                       ("end_learning_rate", end_learning_rate),
+                       ("power", power)):
+      if isinstance(value, (str, bytes)):
+        # Taken, it failed at the first session.run (Cast string to float).
+        raise TypeError(f"{arg} must be a number or a tensor, got {value!r}")
+    if not isinstance(cycle, (bool, np.bool_)):
+      # "False" is true.
+      raise TypeError(f"cycle must be a bool, got {cycle!r}")
     # `not > 0`: NaN too (every rate NaN), and a complex number.
     if isinstance(decay_steps, numbers.Number) and not (
         isinstance(decay_steps, numbers.Real) and decay_steps > 0):

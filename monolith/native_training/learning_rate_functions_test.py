@@ -97,6 +97,20 @@ def test_non_positive_decay_steps_rejected(decay_steps):
     learning_rate_functions.PolynomialDecay(0.1, decay_steps)
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(decay_steps="100"), "decay_steps must be a number or a tensor, got "
+     "'100'"),
+    (dict(initial_learning_rate="0.1"), "initial_learning_rate must be"),
+    (dict(cycle="False"), "cycle must be a bool, got 'False'"),
+])
+def test_arguments_of_the_wrong_kind_are_rejected(kwargs, message):
+  # A string failed at the first session.run; the string "False" cycled.
+  args = dict(initial_learning_rate=0.1, decay_steps=10)
+  args.update(kwargs)
+  with pytest.raises(TypeError, match=message):
+    learning_rate_functions.PolynomialDecay(**args)
+
+
 def test_base_class_is_abstract():
   with pytest.raises(TypeError):
     learning_rate_functions.LearningRateFunction()
