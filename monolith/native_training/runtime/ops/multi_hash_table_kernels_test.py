@@ -528,7 +528,8 @@ def test_a_restore_failing_part_way_leaves_its_tables_empty(graph, tmp_path):
   dst = _mtable([("a", _table_config(2)), ("b", _table_config(4))], "dst")
   with pytest.raises(tf.errors.InvalidArgumentError,
                      match=r"Restore into dst failed part-way; tables a, b are "
-                     r"left empty \(restore again\): .*table b"):
+                     r"left empty \(restore again once the cause is "
+                     r"fixed\): .*table b"):
     _run(ops.monolith_multi_hash_table_restore(dst, basename))
   ids = tf.constant(list(range(100)) + list(range(1000, 1050)), tf.int64)
   emb = ops.monolith_multi_hash_table_lookup(

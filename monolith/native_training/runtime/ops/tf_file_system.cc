@@ -214,13 +214,14 @@ Status FillOrLeaveEmpty(const std::string& restore,
                                names, " could not be emptied again (",
                                emptied_again.message(),
                                "): they may hold part of the checkpoint; "
-                               "restore again: ",
+                               "restore again once the cause is fixed: ",
                                filled.message()));
   }
   return Status(filled.code(),
                 absl::StrCat(restore, " failed part-way; ", subject, names,
                              emptied.size() == 1 ? " is" : " are",
-                             " left empty (restore again): ",
+                             " left empty (restore again once the cause is "
+                             "fixed): ",
                              filled.message()));
 }
 
