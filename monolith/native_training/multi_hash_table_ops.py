@@ -756,8 +756,11 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     with tf.device(device):
       # Creation and use are separate ops: uses read the shared resource.
       # As TF's random ops: with a graph-level seed, the initializers draw
-      # the same values each time the graph is built.
-      seed, seed2 = tf.compat.v1.get_seed(None)
+      # the same values each time the graph is built. SERVING tables draw
+      # none: no seeds, so that a SavedModel saved with strip_default_attrs
+      # carries no seed attrs (op libraries older than them load it).
+      seed, seed2 = ((None, None) if self._serving else
+                     tf.compat.v1.get_seed(None))
       init_handle = hash_table_ops.create_monolith_multi_hash_table(
           filter_handle=hash_filter,
           sync_client_handle=sync_client,

@@ -138,6 +138,18 @@ def test_a_graph_level_seed_makes_initial_values_reproducible():
   assert np.all((a >= -1) & (a < 1))
 
 
+def test_serving_tables_carry_no_seeds():
+  tf.random.set_seed(7)
+  configs = {"a": test_utils.generate_test_hash_table_config(1)}
+  with export_context.enter_export_mode(export_context.ExportMode.STANDALONE):
+    serving = multi_hash_table_ops.MultiHashTable.from_configs(
+        configs, name_suffix="serving")
+  training = multi_hash_table_ops.MultiHashTable.from_configs(configs)
+  assert serving.initializer.get_attr("seed") == 0
+  assert serving.initializer.get_attr("seed2") == 0
+  assert training.initializer.get_attr("seed") != 0
+
+
 @pytest.mark.parametrize("fused", [False, True])
 def test_a_lookup_output_still_held_is_not_reused_by_the_next_run(fused):
   # Large outputs are written into the buffer of the kernel's previous run
