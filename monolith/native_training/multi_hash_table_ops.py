@@ -1166,6 +1166,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     """
     new_handle, evicted = hash_table_ops.monolith_multi_hash_table_evict(
         mtable=self._handle)
+    evicted.set_shape([len(self._table_names)])
     return self._copy_with_new_table(new_handle), evicted
 
   def lookup(self, slot_to_id: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
@@ -1237,13 +1238,16 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     """
     del enable_inter_table_parallelism
     self._check_names(slot_to_id)
-    ragged_id = self.get_ragged_id(
-        {k: as_ids(v, k) for k, v in slot_to_id.items()})
+    ids = {k: as_ids(v, k) for k, v in slot_to_id.items()}
+    ragged_id = self.get_ragged_id(ids)
     entries = hash_table_ops.monolith_multi_hash_table_lookup_entry(
         mtable=self._handle,
         id=ragged_id.values,
         id_split=ragged_id.row_splits)
     per_table = tf.split(entries, ragged_id.row_lengths())
+    for name, value in zip(self._table_names, per_table):
+      if name in ids:
+        value.set_shape(ids[name].shape)
     return {
         name: value for name, value in zip(self._table_names, per_table)
         if name in slot_to_id
@@ -1496,7 +1500,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     """
     return hash_table_ops.monolith_multi_hash_table_fused_lookup(
         mtable=self._handle,
-        ids=ids,
+        ids=_as_dtype(ids, tf.int64, "ids"),
         fused_slot_size=fused_slot_size,
         num_of_shards=num_of_shards,
         req_time=req_time_tensor(req_time))
@@ -1550,8 +1554,8 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     return self._copy_with_new_table(
         hash_table_ops.monolith_multi_hash_table_fused_optimize(
             mtable=self._handle,
-            ids=ids,
-            indices=indices,
+            ids=_as_dtype(ids, tf.int64, "ids"),
+            indices=_as_dtype(indices, tf.int64, "indices"),
             fused_slot_size=fused_slot_size,
             id_grads=id_grads,
             id_offsets=id_offsets,

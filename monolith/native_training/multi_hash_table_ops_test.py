@@ -1065,10 +1065,36 @@ def test_arguments_of_the_wrong_kind_name_what_is_wrong():
       make()
 
 
+def test_static_shapes_of_lookup_entry_and_evict():
+  table = multi_hash_table_ops.MultiHashTable.from_configs({
+      "a": test_utils.generate_test_hash_table_config(1),
+      "b": test_utils.generate_test_hash_table_config(1)
+  })
+  entries = table.lookup_entry({
+      "a": tf1.placeholder(tf.int64, [5]),
+      "b": tf1.placeholder(tf.int64, [None])
+  })
+  assert entries["a"].shape.as_list() == [5]
+  assert entries["b"].shape.as_list() == [None]
+  assert table.evict()[1].shape.as_list() == [2]
+
+
+def test_fused_ops_check_num_of_shards_when_built():
+  table = multi_hash_table_ops.MultiHashTable.from_configs(
+      {"a": test_utils.generate_test_hash_table_config(1)})
+  ids = tf1.placeholder(tf.int64, [None])
+  with pytest.raises(ValueError, match=r"num_of_shards must be in \[1, "
+                     r"65536\], got 70000"):
+    table.fused_lookup(ids, tf1.placeholder(tf.int32, [None]), 70000)
+  with pytest.raises(ValueError, match="fused_slot_size has 3 elements, not "
+                     r"a multiple of num_of_shards \(2\)"):
+    table.fused_lookup(ids, tf1.placeholder(tf.int32, [3]), 2)
+
+
 def test_fused_apply_gradient_takes_no_req_time_and_an_int32_step():
   table = multi_hash_table_ops.MultiHashTable.from_configs(
       {"a": test_utils.generate_test_hash_table_config(1)})
-  ids = _id([3, 4])
+  ids = tf.constant([3, 4], tf.int32)  # cast, as lookup does
   sizes = tf.constant([2], tf.int32)
   _, _, id_offsets, embedding_offsets, indices = table.fused_lookup(
       ids, sizes, 1)

@@ -149,6 +149,7 @@ REGISTER_OP("MonolithMultiHashTableFusedLookup")
                                              {"req_time", 0}}));
       int num_shards;
       TF_RETURN_IF_ERROR(c->GetAttr("num_of_shards", &num_shards));
+      TF_RETURN_IF_ERROR(CheckFusedSlotSizeShape(c, 2, num_shards));
       c->set_output(0, c->Vector(c->UnknownDim()));
       c->set_output(1, c->Vector(num_shards));
       shape_inference::DimensionHandle offsets;
@@ -187,6 +188,9 @@ REGISTER_OP("MonolithMultiHashTableFusedOptimize")
                                              {"learning_rate_tensors", 1},
                                              {"req_time", 0},
                                              {"global_step", 0}}));
+      int num_shards;
+      TF_RETURN_IF_ERROR(c->GetAttr("num_of_shards", &num_shards));
+      TF_RETURN_IF_ERROR(CheckFusedSlotSizeShape(c, 3, num_shards));
       shape_inference::DimensionHandle ids;
       if (!c->Merge(c->Dim(c->input(1), 0), c->Dim(c->input(2), 0), &ids)
                .ok()) {

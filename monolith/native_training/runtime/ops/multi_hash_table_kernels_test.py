@@ -649,10 +649,19 @@ def test_fused_optimize_with_and_without_grad_accumulation(graph):
 
 def test_fused_ops_validate_their_inputs(graph):
   h = _fused_table("fused_bad")
+  # Refused when the graph is built where the length is known, by the
+  # kernel otherwise.
+  with pytest.raises(ValueError, match="fused_slot_size has 3 elements, not "
+                     r"a multiple of num_of_shards \(2\)"):
+    ops.monolith_multi_hash_table_fused_lookup(
+        h, tf.constant([1], tf.int64), tf.constant([1, 0, 0], tf.int32),
+        tf.constant(0, tf.int64), num_of_shards=2)
   with pytest.raises(tf.errors.InvalidArgumentError,
                      match="fused_slot_size has 3 elements; expected tables"):
     _run(ops.monolith_multi_hash_table_fused_lookup(
-        h, tf.constant([1], tf.int64), tf.constant([1, 0, 0], tf.int32),
+        h, tf.constant([1], tf.int64),
+        tf1.placeholder_with_default(tf.constant([1, 0, 0], tf.int32),
+                                     [None]),
         tf.constant(0, tf.int64), num_of_shards=2))
   # Table 1 has dim 2: 2^30 of its ids make 2^31 floats.
   with pytest.raises(tf.errors.InvalidArgumentError,
@@ -667,12 +676,12 @@ def test_fused_ops_validate_their_inputs(graph):
     _run(ops.monolith_multi_hash_table_fused_lookup(
         h, tf.constant([1], tf.int64), tf.constant([1, 1], tf.int32),
         tf.constant(0, tf.int64), num_of_shards=1))
-  with pytest.raises(tf.errors.InvalidArgumentError,
+  with pytest.raises(ValueError,
                      match=r"num_of_shards must be in \[1, 65536\], got "
                      "131072"):
-    _run(ops.monolith_multi_hash_table_fused_lookup(
+    ops.monolith_multi_hash_table_fused_lookup(
         h, tf.constant([], tf.int64), tf.zeros([2 << 17], tf.int32),
-        tf.constant(0, tf.int64), num_of_shards=1 << 17))
+        tf.constant(0, tf.int64), num_of_shards=1 << 17)
   with pytest.raises(tf.errors.InvalidArgumentError,
                      match="grad_offsets does not match fused_slot_size"):
     _run(ops.monolith_multi_hash_table_fused_optimize(

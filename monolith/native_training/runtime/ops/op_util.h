@@ -719,6 +719,32 @@ struct FusedLayout {
   std::vector<int32_t> emb_splits;   // S
 };
 
+// The fused ops' num_of_shards attr, in [1, 2^16]: far above any PS count,
+// it bounds what the layout allocates per shard.
+inline Status CheckFusedShards(int64_t num_shards) {
+  constexpr int kMaxFusedShards = 1 << 16;
+  if (num_shards <= 0 || num_shards > kMaxFusedShards) {
+    return errors::InvalidArgument("num_of_shards must be in [1, ",
+                                   kMaxFusedShards, "], got ", num_shards);
+  }
+  return OkStatus();
+}
+
+// The fused ops' shape check of fused_slot_size (input |index|), one size
+// per (shard, table): where its length is known, a multiple of the shards.
+inline Status CheckFusedSlotSizeShape(shape_inference::InferenceContext* c,
+                                      int index, int num_shards) {
+  TF_RETURN_IF_ERROR(CheckFusedShards(num_shards));
+  const shape_inference::DimensionHandle sizes = c->Dim(c->input(index), 0);
+  if (c->ValueKnown(sizes) && c->Value(sizes) % num_shards != 0) {
+    return errors::InvalidArgument(
+        "fused_slot_size has ", c->Value(sizes), " elements, not a multiple "
+        "of num_of_shards (", num_shards, "): it holds one size per (shard, "
+        "table)");
+  }
+  return OkStatus();
+}
+
 // The layout of the fused ops' ids (shard-major: shard 0's tables 0 ..
 // T-1, then shard 1's, ...; segment s * T + t holds slot_sizes[s * T + t]
 // ids) for tables of embedding floats |dims|; InvalidArgument naming what
@@ -727,12 +753,7 @@ inline Status ComputeFusedLayout(const std::vector<int64_t>& dims,
                                  const Tensor& slot_sizes, int64_t num_ids,
                                  int num_shards, FusedLayout* layout) {
   const int num_tables = static_cast<int>(dims.size());
-  // Far above any PS count; bounds what the layout allocates per shard.
-  constexpr int kMaxFusedShards = 1 << 16;
-  if (num_shards <= 0 || num_shards > kMaxFusedShards) {
-    return errors::InvalidArgument("num_of_shards must be in [1, ",
-                                   kMaxFusedShards, "], got ", num_shards);
-  }
+  TF_RETURN_IF_ERROR(CheckFusedShards(num_shards));
   if (slot_sizes.NumElements() != int64_t{num_tables} * num_shards) {
     return errors::InvalidArgument(
         "fused_slot_size has ", slot_sizes.NumElements(),
