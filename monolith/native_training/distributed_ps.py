@@ -111,7 +111,7 @@ def check_ps_cluster(cluster: Union[tf.train.ClusterSpec, tf.train.ClusterDef,
     ValueError: num_ps > 0 and the cluster has no `utils.PS_JOB_NAME` job,
       or lacks some of its tasks 0 .. num_ps - 1.
   """
-  if num_ps <= 0:
+  if utils.check_count(num_ps, "num_ps") == 0:
     return
   if isinstance(cluster, tf.compat.v1.ConfigProto):
     cluster = cluster.cluster_def
@@ -329,7 +329,8 @@ class DistributedMultiTypeHashTable(
                max_rpc_deadline_millis: int = 30,
                pack_ids: bool = True):
     del max_rpc_deadline_millis  # see Args
-    if isinstance(num_ps, numbers.Integral) and num_ps == 0:
+    if (isinstance(num_ps, numbers.Integral) and
+        not isinstance(num_ps, bool) and num_ps == 0):
       raise ValueError(
           "num_ps must be >= 1, got 0 (for tables on the worker, use a "
           "MultiHashTable or create_native_multi_hash_table(0, ...))")
@@ -417,10 +418,7 @@ class DistributedMultiTypeHashTable(
     return self._dims
 
   def _check_slots(self, slots: Any) -> None:
-    unknown = sorted(set(slots) - set(self._table_names))
-    if unknown:
-      raise ValueError(f"unknown table names {unknown}; the tables are "
-                       f"{list(self._table_names)}")
+    multi_hash_table_ops.check_table_names(slots, self._table_names)
 
   def lookup(self, slot_to_id: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     """Returns the embeddings of the given ids.
@@ -537,14 +535,16 @@ class DistributedMultiTypeHashTable(
               req_time: Optional[tf.Tensor]) -> DistributedMultiTypeHashTable:
     """Runs `raw_<method>` on each PS with its ids and values, in order."""
     self._check_slots(slot_to_id_and_value)
+    multi_hash_table_ops.check_pairs(slot_to_id_and_value)
     req_time = multi_hash_table_ops.req_time_tensor(req_time)
     dims = dict(zip(self._table_names, self._dims))
     splits = {}
     for slot, (ids, values) in slot_to_id_and_value.items():
-      ids = multi_hash_table_ops.as_ids(ids, slot)
+      # Any shape, flattened (the values are checked against their count).
+      ids = multi_hash_table_ops.as_ids(ids, slot, flatten=True)
       values = multi_hash_table_ops.values_of_ids(
           multi_hash_table_ops.as_values(values, slot), ids, dims[slot], slot)
-      splits[slot] = _split_by_ps(tf.reshape(ids, [-1]), self._num_ps, values)
+      splits[slot] = _split_by_ps(ids, self._num_ps, values)
     new_tables = []
     for i, table in enumerate(self._tables):
       ragged_id, flat_value = self._ids_and_values_of_ps(i, splits)
@@ -659,6 +659,7 @@ class DistributedMultiTypeHashTable(
         entries.
     """
     self._check_slots(slot_to_id_and_grad)
+    multi_hash_table_ops.check_pairs(slot_to_id_and_grad)
     with tf.name_scope("dmtht_ag"):
       return self._apply_gradients(slot_to_id_and_grad, global_step, req_time,
                                    unique=True)

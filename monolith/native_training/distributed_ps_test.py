@@ -173,6 +173,16 @@ def test_assign_add_then_lookup(cluster):
   np.testing.assert_array_equal(values["b"], [[2, 2], [1, 1]])
 
 
+def test_assign_takes_ids_of_any_shape(cluster):
+  # Flattened, as it always did (MultiHashTable takes vectors only).
+  table = _create({"a": _config(1)})
+  table = table.assign({"a": (_id([[1], [2], [3]]), _value([1, 2, 3]))})
+  table = table.assign({"a": (_id(5), _value([7]))})
+  looked_up = table.lookup({"a": _id([1, 2, 3, 5])})["a"]
+  with _session(cluster) as sess:
+    np.testing.assert_array_equal(sess.run(looked_up), [[1], [2], [3], [7]])
+
+
 def test_a_standalone_export_serves_every_ps_table_in_one_process(
     cluster, tmp_path, monkeypatch):
   configs = {"a": _config(2), "b": _config(1)}
@@ -706,10 +716,11 @@ def test_bad_input_errors():
       save_utils.PsMonitor(bad)
   with pytest.raises(ValueError, match="num_ps must be >= 1, got 0"):
     distributed_ps.DistributedMultiTypeHashTable(0, configs, lambda i, c: None)
-  with pytest.raises(ValueError, match="num_ps must be an integer >= 1, got "
-                     "2.0"):
-    distributed_ps.DistributedMultiTypeHashTable(2.0, configs,
-                                                 lambda i, c: None)
+  for bad in (2.0, False):
+    with pytest.raises(ValueError, match="num_ps must be an integer >= 1, "
+                       f"got {bad}"):
+      distributed_ps.DistributedMultiTypeHashTable(bad, configs,
+                                                   lambda i, c: None)
   with pytest.raises(TypeError, match="returned a str for PS 0; expected a "
                      "MultiHashTable"):
     distributed_ps.DistributedMultiTypeHashTable(2, configs,
@@ -735,6 +746,14 @@ def test_bad_input_errors():
     table.lookup({"b": _id([1])})
   with pytest.raises(ValueError, match=r"unknown table names \['b'\]"):
     table.apply_gradients({"b": (_id([1]), _value([[1]]))}, global_step=0)
+  # As MultiHashTable's: a list, an item that is no pair.
+  with pytest.raises(TypeError, match="expected a dict keyed by table name"):
+    table.lookup([_id([1])])
+  with pytest.raises(TypeError, match=r"table a: expected a pair \(ids, "
+                     r"values\), got tuple of 1"):
+    table.assign({"a": (_id([1]),)})
+  with pytest.raises(TypeError, match=r"table a: expected a pair"):
+    table.apply_gradients({"a": _id([1])}, global_step=0)
 
 
 @pytest.mark.parametrize("num_ps", [0, 2])

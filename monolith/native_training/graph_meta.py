@@ -2,7 +2,8 @@
 
 `get_meta(key, factory)` returns the object stored under `key` for the
 default graph, creating it with `factory()` on first use. Every graph has
-its own objects, and they go away with the graph. The original kept them in
+its own objects (a function's graph its outer graph's), and they go away
+with the graph. The original kept them in
 a graph collection, which every `export_meta_graph` (each checkpoint save)
 then failed to serialize, logging a warning; here they live in a table
 keyed weakly by the graph instead.
@@ -13,6 +14,7 @@ from typing import Any, Callable, Dict
 import weakref
 
 import tensorflow as tf
+from tensorflow.python.framework import func_graph
 
 # Reentrant: a factory may itself ask for another key's metadata.
 _lock = threading.RLock()
@@ -35,6 +37,10 @@ def get_meta(
       time `key` is asked for in this graph.
   """
   graph = tf.compat.v1.get_default_graph()
+  # A function's graph (tf.function, cond/while branches) shares its outer
+  # graph's metadata, as it shared the collection the original kept it in.
+  while isinstance(graph, func_graph.FuncGraph):
+    graph = graph.outer_graph
   with _lock:
     meta_dict = _metas.setdefault(graph, {})
     if key not in meta_dict:

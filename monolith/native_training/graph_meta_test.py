@@ -91,3 +91,17 @@ def test_threads_share_one_object_per_key():
     thread.join()
   assert len(made) == 1
   assert all(meta is found[0] for meta in found)
+
+
+def test_a_function_graph_shares_its_outer_graphs_meta():
+  with tf.Graph().as_default():
+    outer = graph_meta.get_meta("names", _Meta)
+    inner = []
+
+    @tf.function
+    def body():
+      inner.append(graph_meta.get_meta("names", _Meta))
+      return tf.constant(1)
+
+    body.get_concrete_function()
+  assert len(inner) == 1 and inner[0] is outer

@@ -65,10 +65,10 @@ def _serialized(config: Any) -> bytes:
   """A filter's config attr: a SlotOccurrenceThresholdConfig, serialized
   (bytes) as the original took it, or the message itself."""
   if isinstance(config, message.Message):
-    if not isinstance(config,
-                      embedding_hash_table_pb2.SlotOccurrenceThresholdConfig):
-      raise TypeError("config must be a SlotOccurrenceThresholdConfig, got a "
-                      f"{type(config).__name__}")
+    expected = embedding_hash_table_pb2.SlotOccurrenceThresholdConfig
+    if config.DESCRIPTOR.full_name != expected.DESCRIPTOR.full_name:
+      raise TypeError(f"config must be a {expected.DESCRIPTOR.full_name}, "
+                      f"got {config.DESCRIPTOR.full_name}")
     return config.SerializeToString()
   return config
 

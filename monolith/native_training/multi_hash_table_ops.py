@@ -28,7 +28,7 @@ import math
 import numbers
 import os
 import re
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from absl import logging
 import numpy as np
@@ -403,19 +403,20 @@ def _ps_checkpoints_of_local_name(directory: str,
   return []
 
 
-def _check_unmarked_ps_count(directory: str, table: "MultiHashTable") -> None:
+def _check_unmarked_ps_count(directory: str, table: "MultiHashTable",
+                             saved: bool) -> None:
   """Refuses to restore a PS table outside PS groups (see `set_ps_shard`)
   from a save by another number of PS tasks: it would keep the ids of old
   PS i on PS i, where lookups route by the new count and miss most of them.
   A save without a record (written before records were kept) is taken as
-  one of this PS count, with a warning.
+  one of this PS count, with a warning, where the table was `saved`.
 
   Raises:
     tf.errors.FailedPreconditionError: the save records another PS count.
   """
   num_ps, ps_index = table.ps_placement
   recorded = save_utils.read_ps_count(directory, table.shared_name)
-  if recorded is None and _has_checkpoint(directory + table.shared_name):
+  if recorded is None and saved:
     logging.warning(
         "%s, the table of PS %d of %d, has no PS count record (%s: a save "
         "from before such records were kept) and is not named "
@@ -529,11 +530,16 @@ class RawMultiTypeHashTable(abc.ABC):
     """Sets the embeddings of the ragged ids to flat values."""
 
 
-def as_ids(ids: Any, table: str) -> tf.Tensor:
-  """The ids of table `table` as an int64 tensor.
+def as_ids(ids: Any, table: str, flatten: bool = False) -> tf.Tensor:
+  """The ids of table `table` as an int64 vector.
 
   Integer tensors of other widths are cast (uint64 ids past 2^63 keep their
   bits, as int64 feature ids); numbers and arrays are converted.
+
+  Args:
+    ids: the ids.
+    table: the table's name, for errors.
+    flatten: take ids of any shape, flattened, instead of a vector only.
 
   Raises:
     ValueError: the ids are not integers, or not 1-D, naming the table.
@@ -543,10 +549,42 @@ def as_ids(ids: Any, table: str) -> tf.Tensor:
     raise TypeError(f"the ids of table {table} are a {type(ids).__name__}: "
                     "pass a 1-D tensor of every id (e.g. its .values)")
   tensor = _as_dtype(ids, tf.int64, f"the ids of table {table}")
+  if flatten:
+    return tf.reshape(tensor, [-1])
   if tensor.shape.rank is not None and tensor.shape.rank != 1:
     raise ValueError(f"the ids of table {table} must be 1-D, got shape "
                      f"{tensor.shape} (e.g. tf.reshape(ids, [-1]))")
   return tensor
+
+
+def check_table_names(by_name: Any, table_names: Sequence[str]) -> None:
+  """Checks that `by_name` is a dict keyed by some of `table_names`.
+
+  Raises:
+    TypeError: not a dict (e.g. a list of the ids).
+    ValueError: an unknown table name.
+  """
+  if not isinstance(by_name, collections.abc.Mapping):
+    raise TypeError("expected a dict keyed by table name (one of "
+                    f"{list(table_names)}), got {type(by_name).__name__}")
+  unknown = sorted(set(by_name) - set(table_names))
+  if unknown:
+    raise ValueError(f"unknown table names {unknown}; the tables are "
+                     f"{list(table_names)}")
+
+
+def check_pairs(slot_to_id_and_value: Dict[str, Any]) -> None:
+  """Checks that every table's item is a pair (ids, values or gradients).
+
+  Raises:
+    TypeError: an item is not a tuple or list of two, naming the table.
+  """
+  for name, pair in slot_to_id_and_value.items():
+    if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+      raise TypeError(f"table {name}: expected a pair (ids, values), got "
+                      f"{type(pair).__name__}" +
+                      (f" of {len(pair)}" if isinstance(pair, (tuple, list))
+                       else ""))
 
 
 def as_values(values: Any, table: str) -> tf.Tensor:
@@ -857,14 +895,15 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
           "MultiHashTable builds graph-mode ops for tf.compat.v1 sessions, "
           "as the original's: build it in a graph (with tf.Graph()."
           "as_default(): ..., or tf.compat.v1.disable_eager_execution())")
-    for name, handle in (("hash_filter", hash_filter),
-                         ("sync_client", sync_client)):
+    for name, handle, maker in (
+        ("hash_filter", hash_filter, "create_hash_filters"),
+        ("sync_client", sync_client, "create_parameter_sync_clients")):
       if handle is not None and not (tf.is_tensor(handle) and
                                      handle.dtype == tf.resource and
                                      handle.shape.rank in (None, 0)):
         raise TypeError(
-            f"{name} must be one resource handle (e.g. one of "
-            f"create_hash_filters' list), got {type(handle).__name__}" +
+            f"{name} must be one resource handle (e.g. one of {maker}' "
+            f"list), got {type(handle).__name__}" +
             (f" {handle!r}" if not tf.is_tensor(handle) else
              f" of dtype {handle.dtype.name} and shape {handle.shape}"))
     tables_type = table_type(cc)
@@ -1053,9 +1092,12 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       Whether the table was marked (its shared name ends in "_<ps_index>").
 
     Raises:
-      ValueError: ps_index is not in [0, num_ps).
+      ValueError: num_ps is not an integer >= 1, or ps_index is not an
+        integer in [0, num_ps).
     """
-    if not 0 <= ps_index < num_ps:
+    num_ps = utils.check_count(num_ps, "num_ps", minimum=1)
+    ps_index = utils.check_count(ps_index, "ps_index")
+    if ps_index >= num_ps:
       raise ValueError(f"ps_index must be in [0, {num_ps}), got {ps_index}")
     self._ps_placement = (num_ps, ps_index)
     suffix = f"_{ps_index}"
@@ -1674,12 +1716,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     """Each table's ids (int64) and values (float32), the shapes known
     checked (`check_values_shape`), and the tables whose sizes are not."""
     self._check_names(slot_to_id_and_value)
-    for k, v in slot_to_id_and_value.items():
-      if not (isinstance(v, (tuple, list)) and len(v) == 2):
-        raise TypeError(f"table {k}: expected a pair (ids, values), got "
-                        f"{type(v).__name__}" +
-                        (f" of {len(v)}" if isinstance(v, (tuple, list))
-                         else ""))
+    check_pairs(slot_to_id_and_value)
     ids = {k: as_ids(v[0], k) for k, v in slot_to_id_and_value.items()}
     values = {k: as_values(v[1], k) for k, v in slot_to_id_and_value.items()}
     dims = dict(zip(self._table_names, self._dims))
@@ -1771,14 +1808,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
         *[slot_to_value.get(name, empty_value) for name in self._table_names])
 
   def _check_names(self, by_name: Dict[str, Any]) -> None:
-    if not isinstance(by_name, collections.abc.Mapping):
-      raise TypeError("expected a dict keyed by table name (one of "
-                      f"{list(self._table_names)}), got "
-                      f"{type(by_name).__name__}")
-    unknown = sorted(set(by_name) - set(self._table_names))
-    if unknown:
-      raise ValueError(f"unknown table names {unknown}; the tables are "
-                       f"{list(self._table_names)}")
+    check_table_names(by_name, self._table_names)
 
 
 def _tensor_of_table(tensors: Dict[int, tf.Tensor], table: Any,
@@ -2057,9 +2087,10 @@ class MultiHashTableCheckpointRestorerListener(
       shard = t.ps_shard
       if shard is None:
         own = asset_dir + t.shared_name
+        saved = _has_checkpoint(own)
         if t.ps_placement is not None:
-          _check_unmarked_ps_count(asset_dir, t)
-        if t.on_gpu or _has_checkpoint(own):
+          _check_unmarked_ps_count(asset_dir, t, saved)
+        if t.on_gpu or saved:
           feed_dict[placeholder] = own if t.on_gpu else [own]
           continue
         # The job had PS tables: all their ids, from every PS's checkpoint.

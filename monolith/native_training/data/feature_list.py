@@ -254,13 +254,13 @@ class FeatureList:
     if not fname:
       raise ValueError("no feature list: pass a file name or set "
                        "--feature_list")
-    if tf.io.gfile.isdir(fname):
-      # Read as a file, it gave no lines: a feature list without features.
-      raise ValueError(f"{fname} is a directory, not a feature list config "
-                       "file")
     with cls._lock:
       key = (fname, use_old_name)
       if key not in _cache:
+        if tf.io.gfile.isdir(fname):
+          # Read as a file, it gave no lines: a list without features.
+          raise ValueError(f"{fname} is a directory, not a feature list "
+                           "config file")
         with tf.io.gfile.GFile(fname, "r") as stream:
           try:
             _cache[key] = cls._parse_lines(fname, stream, use_old_name)

@@ -20,12 +20,14 @@ makes every output byte-identical across runs (req_time is then the fixed
 SEEDED_REQ_TIME instead of the current time).
 """
 
+import collections.abc
 import dataclasses
 import functools
 import numbers
 import random
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import (Any, Callable, Dict, Iterator, List, Optional, Sequence,
+                    Set)
 
 from absl import logging
 from google.protobuf import descriptor
@@ -163,14 +165,18 @@ class ParserArgs:
   req_time: Optional[int] = None
 
   def __post_init__(self):
+    collected_fields = set()
     for name in ("model_name", "fidv1_features", "fidv2_features",
                  "sparse_features", "dense_features", "dense_feature_shapes",
                  "dense_feature_types", "extra_features",
                  "extra_feature_shapes", "feature_list", "variant_type"):
-      if getattr(self, name) in (None, "", []):
+      value = getattr(self, name)
+      if value is None or (isinstance(value, (str, list, tuple)) and
+                           not value):
         collected = self.get(name)
         if collected is not None:
           setattr(self, name, collected)
+          collected_fields.add(name)
     if self.feature_list is None:
       try:
         self.feature_list = FeatureList.parse()
@@ -179,12 +185,19 @@ class ParserArgs:
     collected = self.get("signature_name") if not self.signature_name else None
     self.signature_name = warmup_io.signature_list(self.signature_name or
                                                    collected or [])
-    self._check_types()
+    self._check_types(collected_fields)
 
-  def _check_types(self) -> None:
-    """Refuses values of the wrong kind, naming the field: a string where
-    a list belongs was read as its characters ("user_id" became the
-    features u, s, e, ...)."""
+  def _check_types(self, collected_fields: Set[str]) -> None:
+    """Takes the list fields as lists, and refuses values of the wrong
+    kind, naming the field (and the graph collection it came from, for
+    those in `collected_fields`): a string where a list belongs was read as
+    its characters ("user_id" became the features u, s, e, ...)."""
+
+    def field(name: str) -> str:
+      return f"ParserArgs.{name}" + (
+          f" (from the graph collection {name!r})"
+          if name in collected_fields else "")
+
     element_types = {
         "fidv1_features": numbers.Integral,
         "fidv2_features": str,
@@ -200,41 +213,42 @@ class ParserArgs:
       if value is None:
         continue
       if isinstance(value, (str, bytes)) or not isinstance(
-          value, (list, tuple)):
+          value, collections.abc.Iterable):
         raise TypeError(
-            f"ParserArgs.{name} must be a list, got the "
+            f"{field(name)} must be a list, got the "
             f"{type(value).__name__} {value!r}" +
             (f" (a list of names: [{value!r}], or {value!r}.split(','))"
              if isinstance(value, str) else ""))
+      value = list(value)
+      setattr(self, name, value)
       for item in value:
         if (not isinstance(item, element_type) or
             isinstance(item, bool)):
           raise TypeError(
-              f"ParserArgs.{name} holds {item!r}, a "
-              f"{type(item).__name__}; its items are "
+              f"{field(name)} holds {item!r} ({type(item).__name__}); its "
+              "items are "
               f"{'integers' if element_type is numbers.Integral else 'str'}")
     for name in ("batch_size", "max_records"):
       value = getattr(self, name)
       if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise TypeError(f"ParserArgs.{name} must be an integer, got "
-                        f"{value!r}")
+        raise TypeError(f"{field(name)} must be an integer, got {value!r}")
     for name in ("seed", "req_time"):
       value = getattr(self, name)
       if value is not None and (not isinstance(value, numbers.Integral) or
                                 isinstance(value, bool)):
-        raise TypeError(f"ParserArgs.{name} must be an integer or None, "
-                        f"got {value!r}")
+        raise TypeError(
+            f"{field(name)} must be an integer or None, got {value!r}")
     if (not isinstance(self.drop_rate, numbers.Real) or
         isinstance(self.drop_rate, bool)):
       raise TypeError(
-          f"ParserArgs.drop_rate must be a number, got {self.drop_rate!r}")
+          f"{field('drop_rate')} must be a number, got {self.drop_rate!r}")
     if not isinstance(self.model_name, str):
       raise TypeError(
-          f"ParserArgs.model_name must be a str, got {self.model_name!r}")
+          f"{field('model_name')} must be a str, got {self.model_name!r}")
     if self.feature_list is not None and not isinstance(
         self.feature_list, FeatureList):
       raise TypeError(
-          "ParserArgs.feature_list must be a FeatureList (e.g. "
+          f"{field('feature_list')} must be a FeatureList (e.g. "
           f"FeatureList.parse(path)), got {self.feature_list!r}")
 
   @classmethod

@@ -539,7 +539,6 @@ def test_gen_warmup_file_names_mismatched_dense_lists(tmp_path, graph):
   assert not os.path.exists(path)
 
 
-
 @pytest.mark.parametrize("kwargs, error", [
     # A string was read as its characters: features u, s, e, r, _, i, d.
     (dict(sparse_features="user_id"),
@@ -548,9 +547,9 @@ def test_gen_warmup_file_names_mismatched_dense_lists(tmp_path, graph):
     (dict(dense_features="age"), "ParserArgs.dense_features must be a list"),
     (dict(fidv2_features=b"uid"), "ParserArgs.fidv2_features must be a list"),
     (dict(extra_features=["uid", 3]),
-     "ParserArgs.extra_features holds 3, a int; its items are str"),
+     r"ParserArgs.extra_features holds 3 \(int\); its items are str"),
     (dict(fidv1_features=["1"]),
-     "ParserArgs.fidv1_features holds '1', a str; its items are integers"),
+     r"ParserArgs.fidv1_features holds '1' \(str\); its items are integers"),
     (dict(dense_features=["a"], dense_feature_shapes=[2.5]),
      "ParserArgs.dense_feature_shapes holds 2.5"),
     (dict(batch_size=2.0), "ParserArgs.batch_size must be an integer"),
@@ -568,9 +567,20 @@ def test_parser_args_of_the_wrong_kind_are_refused(graph, kwargs, error):
     data_gen_utils.ParserArgs(variant_type="example", **kwargs)
 
 
-def test_parser_args_take_numpy_integers(graph):
+def test_parser_args_take_numpy_integers_and_other_collections(graph):
   del graph
-  args = data_gen_utils.ParserArgs(variant_type="example",
-                                   sparse_features=["a"],
+  args = data_gen_utils.ParserArgs(variant_type="instance",
+                                   fidv1_features=range(1, 3),
+                                   fidv2_features={"a": 1}.keys(),
                                    batch_size=np.int64(4), seed=np.int32(1))
   assert args.batch_size == 4
+  assert args.fidv1_features == [1, 2]
+  assert args.fidv2_features == ["a"]
+
+
+def test_parser_args_name_the_collection_a_bad_value_came_from(graph):
+  del graph
+  tf.compat.v1.add_to_collection("sparse_features", "user_id")
+  with pytest.raises(TypeError, match="ParserArgs.sparse_features \\(from the "
+                     "graph collection 'sparse_features'\\) must be a list"):
+    data_gen_utils.ParserArgs(variant_type="example")

@@ -18,19 +18,24 @@ inline int64_t EnvInt(const char* name, int64_t fallback) {
                                             : fallback;
 }
 
-// How long a fuzz loop runs, the same for every fuzz test: at most
-// MONOLITH_FUZZ_ITERATIONS iterations (unset: |default_iterations|; 0: no
-// limit) and at most MONOLITH_FUZZ_SECONDS seconds from construction
-// (unset or 0: no limit). With no limit of either kind it runs
-// |default_iterations|: a long run names its seconds, e.g.
-// MONOLITH_FUZZ_ITERATIONS=0 MONOLITH_FUZZ_SECONDS=600.
+// How long a fuzz loop runs, read the same way by every fuzz test: at most
+// MONOLITH_FUZZ_ITERATIONS times |scale| iterations (unset:
+// |default_iterations| times |scale|; 0: no limit) and at most
+// MONOLITH_FUZZ_SECONDS seconds from construction (unset or 0: no limit).
+// With no limit of either kind it runs the default. A long run names its
+// seconds, e.g. MONOLITH_FUZZ_ITERATIONS=0 MONOLITH_FUZZ_SECONDS=600; every
+// loop with a budget of its own spends them (each test of a binary, each
+// config of the GPU records' test), so give --test_timeout room for all.
 class FuzzBudget {
  public:
-  explicit FuzzBudget(int64_t default_iterations)
-      : iterations_(EnvInt("MONOLITH_FUZZ_ITERATIONS", default_iterations)),
+  explicit FuzzBudget(int64_t default_iterations, int64_t scale = 1)
+      : iterations_(
+            EnvInt("MONOLITH_FUZZ_ITERATIONS", default_iterations) * scale),
         seconds_(static_cast<double>(EnvInt("MONOLITH_FUZZ_SECONDS", 0))),
         start_(std::chrono::steady_clock::now()) {
-    if (iterations_ <= 0 && seconds_ <= 0) iterations_ = default_iterations;
+    if (iterations_ <= 0 && seconds_ <= 0) {
+      iterations_ = default_iterations * scale;
+    }
   }
 
   // Whether iteration |i| (counted from 0) runs.

@@ -623,7 +623,7 @@ class InputDependentResourceOpKernel : public PrebuiltResourceOpKernel<T> {
     if (read.ok()) {
       ComputeWithInputs(ctx);
     } else {
-      ctx->SetStatus(read);
+      ctx->CtxFailureWithWarning(__FILE__, __LINE__, read);
     }
     mutex_lock l(this->mu_);
     ReleaseInputs();
