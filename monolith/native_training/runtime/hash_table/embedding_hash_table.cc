@@ -6,6 +6,7 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <shared_mutex>
@@ -316,8 +317,11 @@ void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
     }
     return;
   }
-  Scratch scratch_arrays;
-  Scratch* scratch = &scratch_arrays;
+  // On the heap (~80 KiB, default-initialized: not zeroed): on the stack,
+  // every call of a thread with a small stack (fibers, musl's 128 KiB)
+  // overflowed it, one id or many.
+  const std::unique_ptr<Scratch> scratch_arrays(new Scratch);
+  Scratch* scratch = scratch_arrays.get();
   // Threads start their walk over the shards at different shards, so
   // concurrent batches rarely contend for the same shard's lock.
   const int first_shard = static_cast<int>(

@@ -1,5 +1,7 @@
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -65,6 +67,40 @@ std::vector<float> LookupOne(const EmbeddingHashTable& table, int64_t id) {
   std::vector<float> out(table.DimSize());
   table.Lookup(id, out.data());
   return out;
+}
+
+// Runs |fn| on a thread with a stack of |bytes|.
+void RunOnSmallStack(size_t bytes, std::function<void()> fn) {
+  pthread_attr_t attr;
+  ASSERT_EQ(pthread_attr_init(&attr), 0);
+  ASSERT_EQ(pthread_attr_setstacksize(&attr, bytes), 0);
+  pthread_t thread;
+  ASSERT_EQ(pthread_create(
+                &thread, &attr,
+                [](void* arg) -> void* {
+                  (*static_cast<std::function<void()>*>(arg))();
+                  return nullptr;
+                },
+                &fn),
+            0);
+  ASSERT_EQ(pthread_join(thread, nullptr), 0);
+  pthread_attr_destroy(&attr);
+}
+
+TEST(EmbeddingHashTableTest, BatchCallsRunOnSmallStacks) {
+  // Each batch call put ~80 KiB of scratch on the stack: a thread of 64 KiB
+  // (a fiber, a small pool's thread) crashed, one id or many.
+  auto table = MakeTable(SgdTable(3));
+  RunOnSmallStack(64 << 10, [&] {
+    std::vector<int64_t> ids(100);
+    std::iota(ids.begin(), ids.end(), 0);
+    const std::vector<float> values(ids.size() * 3, 1.0f);
+    table->Assign(ids.data(), ids.size(), values.data(), 1);
+    table->AssignAdd(ids.data(), ids.size(), values.data(), 1);
+    std::vector<float> out(values.size());
+    EXPECT_EQ(table->BatchLookup(ids.data(), ids.size(), out.data()), 100);
+    EXPECT_EQ(out, std::vector<float>(values.size(), 2.0f));
+  });
 }
 
 TEST(EmbeddingHashTableTest, MissingIdsLookUpAsZerosAndAreNotInserted) {

@@ -10,7 +10,13 @@
 #ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_WIRE_WRITER_H_
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_WIRE_WRITER_H_
 
+// SSSE3 where the CPU has it, on x86 only: other CPUs (aarch64) take the
+// scalar path, as does a build with MONOLITH_WIRE_WRITER_NO_SIMD (its test).
+#if (defined(__x86_64__) || defined(__i386__)) && \
+    !defined(MONOLITH_WIRE_WRITER_NO_SIMD)
 #include <immintrin.h>
+#define MONOLITH_WIRE_WRITER_SSSE3 1
+#endif
 
 #include <algorithm>
 #include <cstddef>
@@ -55,9 +61,13 @@ class WireWriter {
       return;
     }
     char* p = Reserve(5 * size_t(n) + kFloatsSlack);
+#ifdef MONOLITH_WIRE_WRITER_SSSE3
     static const bool has_ssse3 = __builtin_cpu_supports("ssse3");
     const int vectorized = has_ssse3 ? PutTaggedFloatsSsse3(p, tag, values, n)
                                      : 0;
+#else
+    const int vectorized = 0;
+#endif
     PutTaggedFloats(p + 5 * size_t(vectorized), tag, values + vectorized,
                     n - vectorized);
     size_ += 5 * size_t(n);
@@ -145,6 +155,7 @@ class WireWriter {
       std::memcpy(p + 5 * size_t(i), &word, sizeof(word));
     }
   }
+#ifdef MONOLITH_WIRE_WRITER_SSSE3
   // The same, 4 values per shuffle: 16 bytes of floats become 20 bytes of
   // [tag][f0][tag][f1][tag][f2][tag][f3]. Returns how many values it wrote
   // (a multiple of 4).
@@ -166,6 +177,7 @@ class WireWriter {
     }
     return i;
   }
+#endif  // MONOLITH_WIRE_WRITER_SSSE3
 
   // Room for |n| more bytes past size(); returns where they start.
   char* Reserve(size_t n) {
