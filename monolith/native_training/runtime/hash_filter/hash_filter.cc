@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <new>
 #include <string>
 #include <utility>
 
@@ -14,6 +15,7 @@ using ::monolith::hash_table::FailedPreconditionError;
 using ::monolith::hash_table::HashFilterSplitDataDump;
 using ::monolith::hash_table::HashFilterSplitMetaDump;
 using ::monolith::hash_table::InvalidArgumentError;
+using ::monolith::hash_table::ResourceExhaustedError;
 
 namespace {
 
@@ -58,7 +60,13 @@ Status HashFilter::Create(uint64_t capacity, double fill_rate,
                           std::unique_ptr<HashFilter>* filter) {
   uint64_t total_size = 0;
   MONOLITH_RETURN_IF_ERROR(ComputeTotalSize(capacity, fill_rate, &total_size));
-  filter->reset(new HashFilter(capacity, fill_rate, total_size));
+  try {
+    filter->reset(new HashFilter(capacity, fill_rate, total_size));
+  } catch (const std::bad_alloc&) {
+    return ResourceExhaustedError(
+        "hash filter of capacity " + std::to_string(capacity) + ": no memory "
+        "for its " + std::to_string(total_size + kMaxProbeSteps) + " cells");
+  }
   return Status::OK();
 }
 

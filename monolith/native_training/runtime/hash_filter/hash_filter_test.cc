@@ -1,7 +1,12 @@
 #include "monolith/native_training/runtime/hash_filter/hash_filter.h"
 
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <limits>
 #include <random>
 #include <string>
@@ -79,6 +84,43 @@ class ReferenceCounter {
   uint64_t elements_ = 0;
   std::unordered_map<FID, uint32_t> counts_;
 };
+
+// The code of creating a filter of |capacity| (fill rate 1: 2 bytes a
+// cell), or of a sliding one in 5 splits, in a child whose address space
+// may grow by 256 MiB; -1 where the child did not exit.
+int CreateCodeUnderMemoryLimit(bool sliding, uint64_t capacity) {
+  const pid_t child = fork();
+  if (child == 0) {
+    std::ifstream statm("/proc/self/statm");
+    size_t pages = 0;
+    statm >> pages;
+    const size_t limit_bytes =
+        pages * static_cast<size_t>(sysconf(_SC_PAGESIZE)) + (size_t{256} << 20);
+    const rlimit limit{limit_bytes, limit_bytes};
+    if (setrlimit(RLIMIT_AS, &limit) != 0) _exit(255);
+    Status s;
+    if (sliding) {
+      std::unique_ptr<SlidingHashFilter> filter;
+      s = SlidingHashFilter::Create(capacity, 5, &filter);
+    } else {
+      std::unique_ptr<HashFilter> filter;
+      s = HashFilter::Create(capacity, 1.0, &filter);
+    }
+    _exit(static_cast<int>(s.code()));
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST(HashFilterTest, CreateWithoutMemoryIsResourceExhausted) {
+  // 2^30 cells of 2 bytes: it threw std::bad_alloc, through a Status API.
+  for (bool sliding : {false, true}) {
+    EXPECT_EQ(CreateCodeUnderMemoryLimit(sliding, uint64_t{1} << 30),
+              static_cast<int>(StatusCode::kResourceExhausted))
+        << sliding;
+  }
+}
 
 TEST(HashFilterTest, CountsSaturateAtFifteen) {
   for (uint64_t capacity : {1, 3, 100}) {

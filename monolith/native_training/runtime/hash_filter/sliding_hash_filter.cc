@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <new>
 #include <string>
 #include <utility>
 
@@ -12,6 +13,7 @@ using ::monolith::hash_table::DataLossError;
 using ::monolith::hash_table::FailedPreconditionError;
 using ::monolith::hash_table::HashFilterSplitMetaDump;
 using ::monolith::hash_table::InvalidArgumentError;
+using ::monolith::hash_table::ResourceExhaustedError;
 using ::monolith::hash_table::SlidingHashFilterMetaDump;
 
 Status SlidingHashFilter::ComputeSplitSize(uint64_t capacity, int split_num,
@@ -47,9 +49,15 @@ Status SlidingHashFilter::Create(uint64_t capacity, int split_num,
   uint64_t split_capacity = 0, split_total_size = 0;
   MONOLITH_RETURN_IF_ERROR(ComputeSplitSize(
       capacity, split_num, &split_capacity, &split_total_size));
-  filter->reset(new SlidingHashFilter(std::max(capacity, kMinCapacity),
-                                      split_num, split_capacity,
-                                      split_total_size));
+  try {
+    filter->reset(new SlidingHashFilter(std::max(capacity, kMinCapacity),
+                                        split_num, split_capacity,
+                                        split_total_size));
+  } catch (const std::bad_alloc&) {
+    return ResourceExhaustedError(
+        "sliding hash filter of capacity " + std::to_string(capacity) +
+        " in " + std::to_string(split_num) + " splits: no memory for them");
+  }
   return Status::OK();
 }
 

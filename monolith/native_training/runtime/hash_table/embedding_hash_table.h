@@ -101,7 +101,9 @@ class EmbeddingHashTable {
   // writers but not yet readers (lookups go on while it waits), once per
   // occurrence of an absent id (an occurrence it refused leaves the id
   // absent, so the next one asks again). False skips that occurrence:
-  // nothing of it is written. Empty: every id may be inserted.
+  // nothing of it is written. Empty: every id may be inserted. It must not
+  // call this table's writers, Clear or Evict (the shard's lock is held:
+  // they would wait for it forever); const readers are fine.
   using AdmitFn = std::function<bool(int64_t index)>;
 
   // The writers below insert missing ids (initializer first) and stamp

@@ -29,13 +29,17 @@ class WritableFile {
 class RandomAccessFile {
  public:
   virtual ~RandomAccessFile() = default;
-  // Reads up to |n| bytes at |offset| into |scratch|; |*read| is how many
-  // (fewer than |n| only at the end of the file). Reading at or past the
-  // end reads 0 bytes and is not an error.
+  // Reads up to |n| bytes at |offset| into |scratch|; |*read| is how many:
+  // fewer than |n| at the end of the file, and may be before it (network
+  // file systems: readers read on from there). Reading at or past the end
+  // reads 0 bytes and is not an error.
   virtual Status Read(uint64_t offset, size_t n, char* scratch,
                       size_t* read) const = 0;
 };
 
+// Checkpoint saves and restores call one FileSystem from several threads at
+// once (their ParallelFor): an implementation must be safe for concurrent
+// calls, as PosixFileSystem is.
 class FileSystem {
  public:
   virtual ~FileSystem() = default;

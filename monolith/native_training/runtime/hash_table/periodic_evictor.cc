@@ -75,6 +75,20 @@ Status StartPeriodicEvictor(const std::string& owner,
                             std::unique_ptr<PeriodicEvictor>* evictor) {
   evictor->reset();
   if (targets.empty()) return Status::OK();
+  constexpr std::chrono::hours kMaxPeriod(kMaxEvictPeriodHours);
+  for (const PeriodicEvictor::Target& target : targets) {
+    if (target.period.count() <= 0 || target.period > kMaxPeriod) {
+      // Zero spun, evicting without a pause; more overflowed the clock.
+      return InvalidArgumentError(
+          owner + ": the eviction period of " + target.name + " is " +
+          std::to_string(target.period.count()) + " ms; it must be > 0 and "
+          "at most " + std::to_string(kMaxEvictPeriodHours) + " hours");
+    }
+    if (!target.evict) {
+      return InvalidArgumentError(owner + ": " + target.name +
+                                  " has no eviction callback");
+    }
+  }
   try {
     *evictor = std::make_unique<PeriodicEvictor>(std::move(targets),
                                                  std::move(log));
@@ -116,21 +130,30 @@ void PeriodicEvictor::Run() {
     lock.unlock();
     bool out_of_memory = false;
     std::string report;
+    std::string failure;
     try {
       report = targets_[next].evict();
     } catch (const std::bad_alloc&) {
       // Shrinking a table allocates its smaller slot arrays; without the
       // memory the table stays as it was, and the next round tries again.
       out_of_memory = true;
+    } catch (const std::exception& e) {
+      // A callback's own failure: reported, and tried again next round (an
+      // exception leaving this thread would end the process).
+      failure = e.what();
+    } catch (...) {
+      failure = "unknown exception";
     }
     try {
       if (out_of_memory) {
         report = targets_[next].name + ": eviction stopped, out of memory";
+      } else if (!failure.empty()) {
+        report = targets_[next].name + ": eviction failed: " + failure;
       }
-      log_(report);
-    } catch (const std::bad_alloc&) {
-      // Without memory for the report, no report (an exception here, on
-      // this thread, would end the process).
+      if (log_) log_(report);
+    } catch (...) {
+      // Without memory for the report, or a logger that throws: no report
+      // (an exception here, on this thread, would end the process).
     }
     // The next one a whole period after this one ended: a slow eviction
     // never queues up rounds.

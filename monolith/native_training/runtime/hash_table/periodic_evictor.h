@@ -49,8 +49,11 @@ class PeriodicEvictor {
   };
 
   // Starts the thread; the first eviction of each target is one period
-  // after construction. |log| gets one DescribeEviction line per eviction,
-  // on the evictor's thread.
+  // after construction. |log| (may be empty) gets each eviction's line, on
+  // the evictor's thread; an exception an |evict| callback throws is
+  // logged, not thrown. Use StartPeriodicEvictor, which checks the
+  // targets: each needs a period in (0, kMaxEvictPeriodHours hours] and a
+  // callback.
   PeriodicEvictor(std::vector<Target> targets,
                   std::function<void(const std::string&)> log);
   // Stops the thread: waits for an eviction in progress (it runs shard by
@@ -75,8 +78,10 @@ class PeriodicEvictor {
 };
 
 // A PeriodicEvictor of |targets| in *evictor (none for no targets);
-// ResourceExhausted naming |owner| where its thread cannot be started (a
-// process at its thread or memory limit), rather than an exception.
+// InvalidArgument naming |owner| and the target for a period outside
+// (0, kMaxEvictPeriodHours hours] or an empty callback; ResourceExhausted
+// where its thread cannot be started (a process at its thread or memory
+// limit), rather than an exception.
 Status StartPeriodicEvictor(const std::string& owner,
                             std::vector<PeriodicEvictor::Target> targets,
                             std::function<void(const std::string&)> log,

@@ -2,11 +2,14 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <new>
+#include <stdexcept>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -139,6 +142,65 @@ TEST(PeriodicEvictorTest, AnEvictionOutOfMemoryIsLoggedAndRetried) {
   ASSERT_GE(lines.size(), 2u);
   EXPECT_EQ(lines[0], "t: eviction stopped, out of memory");
   EXPECT_EQ(lines[1], "evicted");
+}
+
+// A callback's other exceptions are logged and tried again too: thrown on
+// the evictor's thread, they ended the process.
+TEST(PeriodicEvictorTest, AnEvictionThatThrowsIsLoggedAndRetried) {
+  std::atomic<int> calls{0};
+  const std::vector<std::string> lines = LinesOfRounds(
+      {{"t", std::chrono::milliseconds(5),
+        [&]() -> std::string {
+          if (++calls == 1) throw std::runtime_error("disk gone");
+          if (calls == 2) throw 7;
+          return "evicted";
+        }}},
+      3);
+  ASSERT_GE(lines.size(), 3u);
+  EXPECT_EQ(lines[0], "t: eviction failed: disk gone");
+  EXPECT_EQ(lines[1], "t: eviction failed: unknown exception");
+  EXPECT_EQ(lines[2], "evicted");
+}
+
+TEST(PeriodicEvictorTest, RunsWithoutALogger) {
+  std::atomic<int> calls{0};
+  std::unique_ptr<PeriodicEvictor> evictor;
+  ASSERT_TRUE(StartPeriodicEvictor(
+                  "t",
+                  {{"t", std::chrono::milliseconds(5),
+                    [&] { return std::to_string(++calls); }}},
+                  nullptr, &evictor)
+                  .ok());
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (evictor->Rounds() < 2 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_GE(calls.load(), 2);
+}
+
+TEST(PeriodicEvictorTest, StartRefusesBadTargets) {
+  const auto evict = [] { return std::string(); };
+  for (const auto& [period, callback, expected] :
+       std::vector<std::tuple<std::chrono::milliseconds,
+                              std::function<std::string()>, std::string>>{
+           {std::chrono::milliseconds(0), evict,
+            "the eviction period of t is 0 ms; it must be > 0"},
+           {std::chrono::milliseconds(-5), evict,
+            "the eviction period of t is -5 ms"},
+           {std::chrono::hours(kMaxEvictPeriodHours + 1), evict,
+            "at most 1000000 hours"},
+           {std::chrono::milliseconds(5), nullptr,
+            "t has no eviction callback"}}) {
+    std::unique_ptr<PeriodicEvictor> evictor;
+    const Status s = StartPeriodicEvictor(
+        "owner", {{"t", period, callback}}, nullptr, &evictor);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+    EXPECT_EQ(s.message().rfind("owner: ", 0), 0u) << s.message();
+    EXPECT_NE(s.message().find(expected), std::string::npos) << s.message();
+    EXPECT_EQ(evictor, nullptr);
+  }
 }
 
 TEST(PeriodicEvictorTest, EvictPeriodsAreCheckedInHours) {

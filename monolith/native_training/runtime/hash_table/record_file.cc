@@ -66,6 +66,22 @@ uint32_t DecodeFixed32(const char* src) {
   return value;
 }
 
+// Reads up to |n| bytes at |offset| into |out|, going on after a short
+// read (network file systems return them before the end): |*read| < |n|
+// only at the end of the file.
+Status ReadFully(const RandomAccessFile& file, uint64_t offset, size_t n,
+                 char* out, size_t* read) {
+  *read = 0;
+  while (*read < n) {
+    size_t got = 0;
+    MONOLITH_RETURN_IF_ERROR(
+        file.Read(offset + *read, n - *read, out + *read, &got));
+    if (got == 0) break;
+    *read += got;
+  }
+  return Status::OK();
+}
+
 }  // namespace
 
 uint32_t ExtendCrc32c(uint32_t crc, const char* data, size_t size) {
@@ -84,7 +100,8 @@ Status IsUncompressedRecordFile(FileSystem* fs, const std::string& path,
   MONOLITH_RETURN_IF_ERROR(fs->NewRandomAccessFile(path, &file));
   char header[kRecordHeaderBytes];
   size_t read = 0;
-  MONOLITH_RETURN_IF_ERROR(file->Read(0, sizeof(header), header, &read));
+  MONOLITH_RETURN_IF_ERROR(
+      ReadFully(*file, 0, sizeof(header), header, &read));
   if (read < sizeof(header)) {
     // Shorter than a header: empty (no records), or truncated, which the
     // reader reports.
@@ -219,7 +236,8 @@ Status RecordFileReader::ReadMore() {
                          std::to_string(file_offset_);
   char length_bytes[4];
   size_t read = 0;
-  MONOLITH_RETURN_IF_ERROR(file_->Read(file_offset_, 4, length_bytes, &read));
+  MONOLITH_RETURN_IF_ERROR(
+      ReadFully(*file_, file_offset_, 4, length_bytes, &read));
   // file_left < 4 with 4 bytes read: the file grew after its size was
   // taken; its size still bounds what is read.
   if (read < 4 || file_left < 4) {
@@ -237,7 +255,7 @@ Status RecordFileReader::ReadMore() {
   }
   chunk_.resize(length);
   MONOLITH_RETURN_IF_ERROR(
-      file_->Read(file_offset_ + 4, length, &chunk_[0], &read));
+      ReadFully(*file_, file_offset_ + 4, length, &chunk_[0], &read));
   if (read < length) {
     return DataLossError(at + " is truncated (" + std::to_string(read) +
                          " of " + std::to_string(length) + " bytes)");

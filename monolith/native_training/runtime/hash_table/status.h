@@ -80,8 +80,14 @@ inline std::string Status::ToString() const {
       "FAILED_PRECONDITION", "ABORTED",     "OUT_OF_RANGE",
       "UNIMPLEMENTED", "INTERNAL",          "UNAVAILABLE",
       "DATA_LOSS",    "UNAUTHENTICATED"};
-  return ok() ? "OK"
-              : std::string(kNames[static_cast<int>(code_)]) + ": " + message_;
+  if (ok()) return "OK";
+  // A code cast from another library's may be none of these.
+  const int code = static_cast<int>(code_);
+  const bool named =
+      code >= 0 && code < static_cast<int>(sizeof(kNames) / sizeof(kNames[0]));
+  return (named ? std::string(kNames[code])
+                : "UNKNOWN_CODE(" + std::to_string(code) + ")") +
+         ": " + message_;
 }
 
 // Returns early from the enclosing function when |expr| is not OK.

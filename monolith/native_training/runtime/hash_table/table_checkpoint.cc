@@ -1,5 +1,6 @@
 #include "monolith/native_training/runtime/hash_table/table_checkpoint.h"
 
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <string>
@@ -32,8 +33,10 @@ TableSaver EmbeddingTablesSaver(std::vector<const EmbeddingHashTable*> tables,
 
 RecordRestorer EmbeddingTablesRestorer(std::vector<EmbeddingHashTable*> tables,
                                        int nshards) {
-  // Shared: std::function copies the restorer.
-  auto scratch = std::make_shared<std::vector<EntryDump>>(nshards);
+  // Shared: std::function copies the restorer. A negative count holds no
+  // shard: every record is then refused below (InvalidArgument).
+  auto scratch =
+      std::make_shared<std::vector<EntryDump>>(std::max(nshards, 0));
   return [tables = std::move(tables), scratch](int shard, int t,
                                                std::string_view record) {
     if (t < 0 || t >= static_cast<int>(tables.size()) ||

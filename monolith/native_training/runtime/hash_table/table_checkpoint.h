@@ -25,7 +25,10 @@ TableSaver EmbeddingTablesSaver(std::vector<const EmbeddingHashTable*> tables,
 // Restores the records of checkpoint table t into tables[t] (skipped where
 // tables[t] is null, or t is past the end) with RestoreRecord, parsing
 // with one scratch EntryDump per data shard of |nshards|. The tables must
-// outlive the restorer.
+// outlive the restorer. Records are written into the tables as they come:
+// nothing is emptied first, and a record that fails leaves those before it
+// written. For all or nothing, check every record first, Clear the tables,
+// then restore (as the TF restore kernel does).
 RecordRestorer EmbeddingTablesRestorer(std::vector<EmbeddingHashTable*> tables,
                                        int nshards);
 
