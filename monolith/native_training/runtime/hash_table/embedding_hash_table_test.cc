@@ -414,6 +414,50 @@ TEST(EmbeddingHashTableTest, EvictGivesMemoryBack) {
   EXPECT_LT(ResidentBytes(), full + (16 << 20));
 }
 
+TEST(EmbeddingHashTableTest, EvictionsAndRefillsKeepEveryValue) {
+  // Pooled arenas: evicted blocks go back with their regions only, and are
+  // revived (written again) as new ids refill them. Every survivor and
+  // every new id keeps its values through rounds of both; the pool gives
+  // regions back and takes them again.
+  auto table = OneDayExpiryTable(16);
+  const int64_t day = kSecondsPerDay;
+  constexpr int64_t kIds = 400000;
+  std::vector<int64_t> ids(kIds);
+  std::vector<float> values(kIds * 16);
+  // Round r's ids r * kIds + i, with values from the id.
+  const auto fill = [&](int round, int64_t time) {
+    for (int64_t i = 0; i < kIds; ++i) {
+      ids[i] = round * kIds + i;
+      for (int d = 0; d < 16; ++d) values[i * 16 + d] = ids[i] * 0.5f + d;
+    }
+    table->Assign(ids.data(), kIds, values.data(), time);
+  };
+  const auto expect_values = [&](int round) {
+    for (int64_t i = 0; i < kIds; ++i) ids[i] = round * kIds + i;
+    std::vector<float> out(kIds * 16);
+    ASSERT_EQ(table->BatchLookup(ids.data(), kIds, out.data()), kIds)
+        << "round " << round;
+    for (int64_t i = 0; i < kIds; ++i) {
+      for (int d = 0; d < 16; ++d) {
+        ASSERT_EQ(out[i * 16 + d], ids[i] * 0.5f + d)
+            << "round " << round << " id " << ids[i];
+      }
+    }
+  };
+  fill(0, day);
+  for (int round = 1; round <= 3; ++round) {
+    fill(round, (round + 1) * 10 * day);
+    const int64_t pooled = table->HugePageBytes();
+    // The round before is expired.
+    EXPECT_EQ(table->Evict(table->LatestUpdateTime()), kIds) << round;
+    expect_values(round);
+    if (pooled > 0) {
+      EXPECT_LT(table->HugePageBytes(), pooled) << round;
+    }
+  }
+  EXPECT_EQ(table->Size(), kIds);
+}
+
 TEST(EmbeddingHashTableTest, EvictRunsBesideTraining) {
   auto table = OneDayExpiryTable(4);
   const int64_t day = kSecondsPerDay;

@@ -35,6 +35,12 @@ char* MapAligned(size_t bytes) {
 
 int Log2(size_t power_of_two) { return __builtin_ctzll(power_of_two); }
 
+// The bytes AllocateBlock takes for a block of |bytes|.
+size_t BlockBytes(size_t bytes) {
+  return (bytes + HugePagePool::kBlockAlignment - 1) &
+         ~(HugePagePool::kBlockAlignment - 1);
+}
+
 }  // namespace
 
 HugePagePool::~HugePagePool() {
@@ -92,24 +98,74 @@ void HugePagePool::ReturnRegion(char* region) {
 }
 
 char* HugePagePool::AllocateBlock(size_t bytes) {
-  bytes = (bytes + kBlockAlignment - 1) & ~(kBlockAlignment - 1);
+  bytes = BlockBytes(bytes);
   if (bytes == 0 || bytes > kRegionBytes) throw std::bad_alloc();
   std::lock_guard<std::mutex> lock(mu_);
   if (block_cursor_ + bytes > kRegionBytes) {
     ReserveRoomFor(&block_regions_, 1);
-    block_regions_.push_back(TakeRegion());
+    char* region = TakeRegion();
+    try {
+      block_region_use_.emplace(reinterpret_cast<uintptr_t>(region),
+                                BlockRegionUse());
+    } catch (const std::bad_alloc&) {
+      ReturnRegion(region);
+      throw;
+    }
+    block_regions_.push_back(region);
     block_cursor_ = 0;
   }
   char* block = block_regions_.back() + block_cursor_;
   block_cursor_ += bytes;
+  BlockRegionUse& use = UseOf(block);
+  if (use.given_back) {
+    // The tail of a region whose blocks were all discarded.
+    use.given_back = false;
+    used_bytes_ += kRegionBytes;
+  }
+  use.live_bytes += bytes;
   return block;
 }
 
 void HugePagePool::ReleaseBlocks() {
   std::lock_guard<std::mutex> lock(mu_);
-  for (char* region : block_regions_) ReturnRegion(region);
+  for (char* region : block_regions_) {
+    // Counted once as given back.
+    if (UseOf(region).given_back) used_bytes_ += kRegionBytes;
+    ReturnRegion(region);
+  }
   block_regions_.clear();
+  block_region_use_.clear();
   block_cursor_ = kRegionBytes;
+}
+
+HugePagePool::BlockRegionUse& HugePagePool::UseOf(const char* block) {
+  // Regions start on region boundaries (MapAligned).
+  return block_region_use_.find(reinterpret_cast<uintptr_t>(block) &
+                                ~(uintptr_t{kRegionBytes} - 1))
+      ->second;
+}
+
+void HugePagePool::DiscardBlock(char* block, size_t bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  BlockRegionUse& use = UseOf(block);
+  use.live_bytes -= BlockBytes(bytes);
+  if (use.live_bytes == 0 && !use.given_back) {
+    char* region = reinterpret_cast<char*>(reinterpret_cast<uintptr_t>(block) &
+                                           ~(uintptr_t{kRegionBytes} - 1));
+    madvise(region, kRegionBytes, MADV_DONTNEED);
+    use.given_back = true;
+    used_bytes_ -= kRegionBytes;
+  }
+}
+
+void HugePagePool::ReviveBlock(char* block, size_t bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  BlockRegionUse& use = UseOf(block);
+  if (use.given_back) {
+    use.given_back = false;
+    used_bytes_ += kRegionBytes;
+  }
+  use.live_bytes += BlockBytes(bytes);
 }
 
 char* HugePagePool::AllocateArray(size_t bytes) {

@@ -12,7 +12,9 @@
 //
 // Two kinds of memory, both thread-safe:
 // * Blocks (AllocateBlock): bump-allocated, 128-byte aligned, any size up
-//   to a region; freed all at once by ReleaseBlocks. Arena blocks are never
+//   to a region; freed all at once by ReleaseBlocks. A block may be
+//   discarded (its contents dropped) and revived; a region whose blocks are
+//   all discarded goes back to the system whole. Arena blocks are never
 //   freed one by one, so this wastes only a region's tail that a block did
 //   not fit in.
 // * Arrays (AllocateArray/FreeArray): power-of-two sizes, freed one by one
@@ -55,6 +57,15 @@ class HugePagePool {
   char* AllocateBlock(size_t bytes);
   // Frees every block. Throws nothing.
   void ReleaseBlocks();
+  // |block| (AllocateBlock(|bytes|)) holds nothing now: once every block
+  // of its region does, the region's memory goes back to the system, the
+  // whole region at once (giving back part of it would split its huge
+  // page, and every block left in it would then take 4 KiB pages for good).
+  // The block stays the caller's. Throws nothing.
+  void DiscardBlock(char* block, size_t bytes);
+  // |block|, discarded, is about to hold data again (call before writing
+  // it: it reads as zeros where its region went back). Throws nothing.
+  void ReviveBlock(char* block, size_t bytes);
 
   // |bytes|: a power of two, at least kMinArrayBytes. Throws as
   // AllocateBlock does.
@@ -91,6 +102,15 @@ class HugePagePool {
   // Blocks: full regions, and the one being filled from `block_cursor_`.
   std::vector<char*> block_regions_;
   size_t block_cursor_ = kRegionBytes;
+  // Per region of blocks: the bytes of its blocks not discarded, and
+  // whether its memory went back (all of them discarded).
+  struct BlockRegionUse {
+    size_t live_bytes = 0;
+    bool given_back = false;
+  };
+  std::map<uintptr_t, BlockRegionUse> block_region_use_;
+  // The BlockRegionUse of |block|'s region; callers hold mu_.
+  BlockRegionUse& UseOf(const char* block);
   // Arrays: slabs by region address, the slabs of each size that have a
   // free array, and arrays of a region or more (address -> bytes).
   std::map<uintptr_t, Slab> slabs_;

@@ -1,5 +1,6 @@
 #include "monolith/native_training/runtime/hash_table/huge_page_pool.h"
 
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -86,6 +87,61 @@ TEST(HugePagePoolTest, BlocksAreAlignedPackedAndReleasedTogether) {
   pool.ReleaseBlocks();
   EXPECT_EQ(pool.UsedBytes(), 0u);
   EXPECT_EQ(Address(pool.AllocateBlock(64)) % kRegion, 0u);
+}
+
+// How many of the pages of [p, p + bytes) (page-aligned) are resident.
+size_t ResidentPages(const char* p, size_t bytes) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> resident(bytes / page);
+  EXPECT_EQ(mincore(const_cast<char*>(p), bytes, resident.data()), 0);
+  size_t count = 0;
+  for (unsigned char r : resident) count += r & 1;
+  return count;
+}
+
+TEST(HugePagePoolTest, ARegionGoesBackWholeOnceAllItsBlocksAreDiscarded) {
+  HugePagePool pool;
+  constexpr size_t kQuarter = kRegion / 4;
+  char* blocks[4];
+  for (char*& block : blocks) {
+    block = pool.AllocateBlock(kQuarter);
+    std::memset(block, 7, kQuarter);
+  }
+  char* other = pool.AllocateBlock(4096);  // the next region
+  std::memset(other, 5, 4096);
+  ASSERT_EQ(pool.UsedBytes(), 2 * kRegion);
+  const size_t pages = kRegion / static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  ASSERT_EQ(ResidentPages(blocks[0], kRegion), pages);
+  for (int i = 0; i < 3; ++i) pool.DiscardBlock(blocks[i], kQuarter);
+  // Part of a region stays: giving it back would split its huge page.
+  EXPECT_EQ(pool.UsedBytes(), 2 * kRegion);
+  EXPECT_EQ(ResidentPages(blocks[0], kRegion), pages);
+  EXPECT_EQ(blocks[3][kQuarter - 1], 7);
+  pool.DiscardBlock(blocks[3], kQuarter);
+  EXPECT_EQ(pool.UsedBytes(), kRegion);
+  EXPECT_EQ(ResidentPages(blocks[0], kRegion), 0u);
+  EXPECT_EQ(other[4095], 5);
+  // Revived, a block counts again and reads as zeros.
+  pool.ReviveBlock(blocks[1], kQuarter);
+  EXPECT_EQ(pool.UsedBytes(), 2 * kRegion);
+  EXPECT_EQ(blocks[1][0], 0);
+  std::memset(blocks[1], 3, kQuarter);
+  pool.DiscardBlock(blocks[1], kQuarter);
+  EXPECT_EQ(pool.UsedBytes(), kRegion);
+  pool.ReleaseBlocks();
+  EXPECT_EQ(pool.UsedBytes(), 0u);
+}
+
+TEST(HugePagePoolTest, ABlockInTheTailOfARegionGivenBackCountsItAgain) {
+  HugePagePool pool;
+  char* block = pool.AllocateBlock(4096);
+  pool.DiscardBlock(block, 4096);
+  EXPECT_EQ(pool.UsedBytes(), 0u);
+  char* next = pool.AllocateBlock(4096);
+  EXPECT_EQ(next, block + 4096);
+  EXPECT_EQ(pool.UsedBytes(), kRegion);
+  pool.ReleaseBlocks();
+  EXPECT_EQ(pool.UsedBytes(), 0u);
 }
 
 TEST(HugePagePoolTest, GivenBackRegionsAreReusedAndReadAsZeros) {

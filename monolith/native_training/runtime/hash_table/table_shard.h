@@ -157,6 +157,12 @@ struct TableShard {
   uint32_t doubling_end = 0;  // first index of the first full-size block
   std::vector<char*> blocks;
   size_t heap_blocks = 0;
+  // Blocks [live_blocks, blocks.size()) were discarded by a shrink; the
+  // first of them is revived when index |revive_at| (its first) is handed
+  // out again (kNoRevive: none discarded).
+  static constexpr uint32_t kNoRevive = std::numeric_limits<uint32_t>::max();
+  size_t live_blocks = 0;
+  uint32_t revive_at = kNoRevive;
   bool poolable_blocks = false;  // full-size blocks are small enough
   // The smallest slot capacity that is pooled (see kPooledMinSlots).
   uint64_t pooled_min_slots = kPooledMinSlots;
@@ -226,6 +232,8 @@ struct TableShard {
     FreeHeapBlocks();
     blocks.clear();
     heap_blocks = 0;
+    live_blocks = 0;
+    revive_at = kNoRevive;
     next_index = capacity_entries = 0;
     free_indices.clear();
     heap_arena_bytes = 0;
@@ -328,13 +336,28 @@ struct TableShard {
       ready_blocks.erase(ready_blocks.begin());
       const int64_t entries = BlockEntries(static_cast<int>(blocks.size()));
       blocks.push_back(block);
+      // Every block before it is in use again (next_index reached them).
+      live_blocks = blocks.size();
       if (!pooled) {
         heap_blocks = blocks.size();
         heap_arena_bytes += entries * stride;
       }
       capacity_entries += static_cast<uint32_t>(entries);
     }
+    if (next_index == revive_at) ReviveNextBlock();
     return next_index++;
+  }
+
+  // The first discarded block is about to take entries again.
+  void ReviveNextBlock() {
+    const int64_t entries = BlockEntries(static_cast<int>(live_blocks));
+    if (live_blocks >= heap_blocks) {
+      pool->ReviveBlock(blocks[live_blocks], entries * stride);
+    }
+    ++live_blocks;
+    revive_at = live_blocks < blocks.size()
+                    ? revive_at + static_cast<uint32_t>(entries)
+                    : kNoRevive;
   }
 
   // |mu| held exclusively, counted in exclusive_waiters while it waits
@@ -421,9 +444,9 @@ struct TableShard {
 
   // Keeps only the slots |kept| (the shard's surviving ones, in any
   // order; their indices are rewritten): moves their entries to arena
-  // indices [0, kept->size()), gives the pages of the arena blocks wholly
-  // past them back to the system (the blocks stay, and later inserts fill
-  // them again), and rebuilds the slot array at the capacity they need.
+  // indices [0, kept->size()), discards the arena blocks wholly past them
+  // (DiscardBlocksFrom: the blocks stay, and later inserts fill them
+  // again), and rebuilds the slot array at the capacity they need.
   // A pooled slot array stays pooled, so that blocks added later come from
   // the pool as the earlier ones did.
   // Allocates before it changes anything: a std::bad_alloc leaves the
@@ -457,14 +480,29 @@ struct TableShard {
     ++layout_version;
   }
 
-  // Gives back the pages of the blocks holding only indices >= |first|.
-  void DiscardBlocksFrom(uint32_t first) const {
+  // Discards the blocks holding only indices >= |first| (those not
+  // discarded yet): a heap block's pages go back to the system, a pooled
+  // block goes back with its region once the region's other blocks are
+  // discarded too (HugePagePool::DiscardBlock: giving back part of a huge
+  // page would leave the whole region on 4 KiB pages, and lookups in it
+  // ~15% slower, for good).
+  void DiscardBlocksFrom(uint32_t first) {
     uint32_t begin = 0;  // the block's first index
-    for (size_t b = 0; b < blocks.size(); ++b) {
-      const int64_t entries = BlockEntries(static_cast<int>(b));
-      if (begin >= first) DiscardPages(blocks[b], entries * stride);
-      begin += entries;
+    size_t b = 0;
+    for (; b < blocks.size() && begin < first; ++b) {
+      begin += static_cast<uint32_t>(BlockEntries(static_cast<int>(b)));
     }
+    if (b >= live_blocks) return;
+    revive_at = begin;
+    for (size_t d = b; d < live_blocks; ++d) {
+      const int64_t bytes = BlockEntries(static_cast<int>(d)) * stride;
+      if (d < heap_blocks) {
+        DiscardPages(blocks[d], bytes);
+      } else {
+        pool->DiscardBlock(blocks[d], bytes);
+      }
+    }
+    live_blocks = b;
   }
 
   // Removes the slot at |pos| (freeing its entry) and shifts later members
