@@ -116,10 +116,10 @@ Status ParseRecord(const char* record, size_t size, EntryDump* dump) {
 // slots and entries the pipeline found for them.
 class EmbeddingHashTable::Scratch {
  public:
-  void Group(const int64_t* ids, int n) {
+  void Group(const int64_t* ids, int n, uint64_t hash_seed) {
     int counts[kNumShards] = {};
     for (int i = 0; i < n; ++i) {
-      unsorted_[i] = MixId(ids[i]);
+      unsorted_[i] = MixId(ids[i], hash_seed);
       ++counts[ShardOf(unsorted_[i])];
     }
     int cursor[kNumShards];
@@ -245,6 +245,12 @@ Status EmbeddingHashTable::Create(const EmbeddingHashTableConfig& config,
       result->shards_[s].Init(result->pool_.get(), result->stride_, capacity);
       result->shards_[s].rng = RandomEngine(seeder());
     }
+    // After the shards' engines: a seed draws the same initial values as
+    // before the hash had one.
+    result->hash_seed_ = seeder();
+    for (int s = 0; s < kNumShards; ++s) {
+      result->shards_[s].hash_seed = result->hash_seed_;
+    }
   } catch (const std::bad_alloc&) {
     return ResourceExhaustedError(
         "initial_capacity " + std::to_string(config.initial_capacity()) +
@@ -287,7 +293,7 @@ void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
   const Timestamp stamp = ToTimestamp(update_time);
   if (n == 1) {
     // One id (Restore, single-id calls): nothing to group or overlap.
-    const uint64_t hash = MixId(ids[0]);
+    const uint64_t hash = MixId(ids[0], table->hash_seed_);
     TableShard& shard = table->shards_[ShardOf(hash)];
     Lock lock(&shard, 1, /*exclude_readers=*/!admit);
     if constexpr (kExclusive) {
@@ -331,7 +337,7 @@ void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
   for (int64_t base = 0; base < n; base += kGroupIds) {
     const int m = static_cast<int>(std::min<int64_t>(kGroupIds, n - base));
     const int64_t* chunk_ids = ids + base;
-    scratch->Group(chunk_ids, m);
+    scratch->Group(chunk_ids, m, table->hash_seed_);
     // The ids of shard |s|, under |lock| (held on it).
     const auto run_shard = [&](int s, [[maybe_unused]] auto& lock) {
       const int begin = scratch->begin(s), end = scratch->end(s);
@@ -574,7 +580,7 @@ void EmbeddingHashTable::UpsertStreamed(const int64_t* ids, int64_t n,
       if (held) {
         StreamIds<true>(
             this, run, [&](int64_t p) { return ids[base + p]; },
-            [&](int64_t p) { return MixId(ids[base + p]); }, stride_,
+            [&](int64_t p) { return MixId(ids[base + p], hash_seed_); }, stride_,
             [&](int64_t p, Slot* slot, char* entry) {
               if (slot == nullptr) {
                 absent.push_back(base + p);
@@ -638,7 +644,7 @@ int64_t EmbeddingHashTable::LookupRunStreamed(const int64_t* ids, int64_t n,
   int64_t hits = 0;
   StreamIds<false>(
       this, n, [&](int64_t i) { return ids[i]; },
-      [&](int64_t i) { return MixId(ids[i]); }, lookup_bytes_,
+      [&](int64_t i) { return MixId(ids[i], hash_seed_); }, lookup_bytes_,
       [&](int64_t i, const Slot*, const char* entry) {
         float* out = embeddings + i * kDim;
         if (entry == nullptr) {
@@ -763,7 +769,7 @@ void EmbeddingHashTable::Reinitialize(const int64_t* ids, int64_t n,
       ids, n, update_time,
       [&](int64_t i, char* entry, bool inserted) {
         if (!inserted) {
-          accessor_->Init(entry, &shards_[ShardOf(MixId(ids[i]))].rng);
+          accessor_->Init(entry, &shards_[ShardOf(MixId(ids[i], hash_seed_))].rng);
         }
         status[i] = inserted ? 0 : 1;
       },
@@ -791,7 +797,7 @@ Status EmbeddingHashTable::BatchOptimize(const int64_t* ids, int64_t n,
 }
 
 bool EmbeddingHashTable::Erase(int64_t id) {
-  const uint64_t hash = MixId(id);
+  const uint64_t hash = MixId(id, hash_seed_);
   TableShard& shard = shards_[ShardOf(hash)];
   ShardWriteLock lock(&shard, 0);
   const uint64_t pos = shard.FindSlot(id, hash);
@@ -845,7 +851,7 @@ int64_t EmbeddingHashTable::EvictShards(int64_t now, EvictStats* stats,
 }
 
 bool EmbeddingHashTable::Contains(int64_t id) const {
-  const uint64_t hash = MixId(id);
+  const uint64_t hash = MixId(id, hash_seed_);
   const TableShard& shard = shards_[ShardOf(hash)];
   std::shared_lock<std::shared_mutex> lock(shard.mu);
   return shard.Find(id, hash) != nullptr;
@@ -879,8 +885,8 @@ void EmbeddingHashTable::LimitShardEntriesForTesting(uint32_t limit) {
   for (int s = 0; s < kNumShards; ++s) shards_[s].entry_limit = limit;
 }
 
-int EmbeddingHashTable::ShardOfIdForTesting(int64_t id) {
-  return ShardOf(MixId(id));
+int EmbeddingHashTable::ShardOfIdForTesting(int64_t id) const {
+  return ShardOf(MixId(id, hash_seed_));
 }
 
 int64_t EmbeddingHashTable::LongestGrowthNanos() const {
@@ -938,7 +944,8 @@ void RelocatePending(const TableShard& shard, size_t next,
   size_t kept = next;
   for (size_t i = next; i < pending->size(); ++i) {
     const int64_t id = (*pending)[i].id;
-    const Slot& now = shard.slots[shard.FindSlot(id, MixId(id))];
+    const Slot& now =
+        shard.slots[shard.FindSlot(id, MixId(id, shard.hash_seed))];
     if (now.index != kEmpty) (*pending)[kept++] = now;
   }
   pending->resize(kept);
@@ -985,7 +992,7 @@ Status EmbeddingHashTable::Save(
         const Slot& slot = internal.slots[i];
         if (slot.index == kEmpty) continue;
         if (!by_internal_shard &&
-            static_cast<int>(MixId(slot.id) % num_shards) != shard) {
+            static_cast<int>(MixId(slot.id, hash_seed_) % num_shards) != shard) {
           continue;
         }
         pending[slot.index] = slot;
@@ -1016,14 +1023,16 @@ Status EmbeddingHashTable::Save(
           if (next + kPrefetchAhead < pending.size()) {
             const Slot& ahead = pending[next + kPrefetchAhead];
             PrefetchRange<false>(internal.EntryAt(ahead.index), stride_);
-            Prefetch(&internal.slots[MixId(ahead.id) & internal.mask]);
+            Prefetch(
+                &internal.slots[MixId(ahead.id, hash_seed_) & internal.mask]);
           }
           const Slot& slot = pending[next];
           // The live slot's time, not the listing's copy: updates since
           // the listing stamp slots in place (without a new layout), and
           // the record holds the live values.
           const Timestamp timestamp =
-              internal.slots[internal.FindSlot(slot.id, MixId(slot.id))]
+              internal.slots[internal.FindSlot(slot.id,
+                                                MixId(slot.id, hash_seed_))]
                   .timestamp;
           if (now > 0 && expire_times->IsExpired(slot.id, timestamp, now)) {
             continue;
@@ -1083,7 +1092,7 @@ Status EmbeddingHashTable::Restore(const EntryDump& dump) {
   // Decode into a scratch entry first so a bad dump changes nothing.
   EntryBuffer scratch(stride_);
   const int64_t id = dump.id();
-  const uint64_t hash = MixId(id);
+  const uint64_t hash = MixId(id, hash_seed_);
   TableShard& shard = shards_[ShardOf(hash)];
   ShardWriteLock lock(&shard, 1);
   MONOLITH_RETURN_IF_ERROR(
@@ -1115,7 +1124,7 @@ Status EmbeddingHashTable::RestoreRecord(const char* record, size_t size,
   }
   *update_time = static_cast<int64_t>(in_place.time);
   if (skip_zero_embedding_ && in_place.all_zero) return Status::OK();
-  const uint64_t hash = MixId(in_place.id);
+  const uint64_t hash = MixId(in_place.id, hash_seed_);
   TableShard& shard = shards_[ShardOf(hash)];
   ShardWriteLock lock(&shard, 1);
   return PutLocked(&shard, in_place.id, hash, scratch.data(), *update_time);

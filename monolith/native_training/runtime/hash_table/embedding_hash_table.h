@@ -190,7 +190,7 @@ class EmbeddingHashTable {
   // lookups read zeros), never reusing a live entry. Call before any write.
   void LimitShardEntriesForTesting(uint32_t limit);
   // The internal shard (of 64) that holds |id|.
-  static int ShardOfIdForTesting(int64_t id);
+  int ShardOfIdForTesting(int64_t id) const;
   // Lowers Save's chunk size (kSaveChunkBytes; at least 1: a chunk holds
   // one record or more). Call before any save.
   void SetSaveChunkBytesForTesting(size_t bytes) {
@@ -344,6 +344,9 @@ class EmbeddingHashTable {
   int64_t stride_ = 0;  // bytes per entry: the accessor's payload
   int64_t lookup_bytes_ = 0;  // leading bytes of an entry a lookup reads
   bool skip_zero_embedding_ = false;
+  // MixId(id, hash_seed_) picks an id's shard and slot; drawn from Create's
+  // seed, so crafted ids cannot pile up in one shard's probe sequence.
+  uint64_t hash_seed_ = 0;
   size_t save_chunk_bytes_ = kSaveChunkBytes;
   SlotExpireTimes expire_times_;
   // Declared before the shards, which return their memory to it.

@@ -22,6 +22,13 @@ MONOLITH_HOST_DEVICE inline uint64_t MixId(int64_t id) {
   return h;
 }
 
+// MixId of |id| under a table's |seed|: ids chosen to collide (one shard,
+// one home slot: every probe then walks their whole cluster) collide only
+// for the seed they were chosen for, which the table draws at random.
+MONOLITH_HOST_DEVICE inline uint64_t MixId(int64_t id, uint64_t seed) {
+  return MixId(static_cast<int64_t>(static_cast<uint64_t>(id) ^ seed));
+}
+
 }  // namespace hash_table
 }  // namespace monolith
 

@@ -155,6 +155,8 @@ struct TableShard {
   int64_t stride = 0;
   int max_block_log2 = 0;   // log2(max_block_entries / kFirstBlockEntries)
   uint32_t doubling_end = 0;  // first index of the first full-size block
+  // The table's hash seed (MixId(id, hash_seed) picks shard and slot).
+  uint64_t hash_seed = 0;
   std::vector<char*> blocks;
   size_t heap_blocks = 0;
   // Blocks [live_blocks, blocks.size()) were discarded by a shrink; the
@@ -436,8 +438,8 @@ struct TableShard {
     return EntryAt(index);
   }
 
-  static void PlaceIn(Slot* array, uint64_t array_mask, const Slot& slot) {
-    uint64_t pos = MixId(slot.id) & array_mask;
+  void PlaceIn(Slot* array, uint64_t array_mask, const Slot& slot) const {
+    uint64_t pos = MixId(slot.id, hash_seed) & array_mask;
     while (array[pos].index != kEmpty) pos = (pos + 1) & array_mask;
     array[pos] = slot;
   }
@@ -513,7 +515,7 @@ struct TableShard {
     uint64_t hole = pos;
     for (uint64_t i = (pos + 1) & mask; slots[i].index != kEmpty;
          i = (i + 1) & mask) {
-      const uint64_t home = MixId(slots[i].id) & mask;
+      const uint64_t home = MixId(slots[i].id, hash_seed) & mask;
       const bool can_fill_hole = ((i - home) & mask) >= ((i - hole) & mask);
       if (can_fill_hole) {
         slots[hole] = slots[i];
