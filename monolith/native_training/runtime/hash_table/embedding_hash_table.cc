@@ -245,8 +245,8 @@ Status EmbeddingHashTable::Create(const EmbeddingHashTableConfig& config,
       result->shards_[s].Init(result->pool_.get(), result->stride_, capacity);
       result->shards_[s].rng = RandomEngine(seeder());
     }
-    // After the shards' engines: a seed draws the same initial values as
-    // before the hash had one.
+    // From the same seed, after the shards' engines: a graph-level seed
+    // fixes where ids go, and so the initial values they draw.
     result->hash_seed_ = seeder();
     for (int s = 0; s < kNumShards; ++s) {
       result->shards_[s].hash_seed = result->hash_seed_;

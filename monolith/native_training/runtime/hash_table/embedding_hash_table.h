@@ -87,6 +87,8 @@ class EmbeddingHashTable {
 
   // Writes the embeddings of |ids| to |embeddings| (n * DimSize() floats);
   // a missing id gets zeros and is not inserted. Returns the hit count.
+  // Batches of more than one id allocate their scratch: out of memory,
+  // lookups throw std::bad_alloc too (and write nothing).
   int64_t BatchLookup(const int64_t* ids, int64_t n, float* embeddings) const;
   int64_t Lookup(int64_t id, float* embedding) const {
     return BatchLookup(&id, 1, embedding);

@@ -130,7 +130,11 @@ void PeriodicEvictor::Run() {
     lock.unlock();
     bool out_of_memory = false;
     std::string report;
-    std::string failure;
+    // A callback's own failure, reported and tried again next round (an
+    // exception leaving this thread would end the process); copied without
+    // allocating, in the handler.
+    bool failed = false;
+    char failure[256] = "unknown exception";
     try {
       report = targets_[next].evict();
     } catch (const std::bad_alloc&) {
@@ -138,16 +142,16 @@ void PeriodicEvictor::Run() {
       // memory the table stays as it was, and the next round tries again.
       out_of_memory = true;
     } catch (const std::exception& e) {
-      // A callback's own failure: reported, and tried again next round (an
-      // exception leaving this thread would end the process).
-      failure = e.what();
+      failed = true;
+      std::snprintf(failure, sizeof(failure), "%s",
+                    *e.what() != '\0' ? e.what() : "exception with no message");
     } catch (...) {
-      failure = "unknown exception";
+      failed = true;
     }
     try {
       if (out_of_memory) {
         report = targets_[next].name + ": eviction stopped, out of memory";
-      } else if (!failure.empty()) {
+      } else if (failed) {
         report = targets_[next].name + ": eviction failed: " + failure;
       }
       if (log_) log_(report);
