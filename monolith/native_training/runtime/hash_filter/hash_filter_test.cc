@@ -94,8 +94,8 @@ int CreateCodeUnderMemoryLimit(bool sliding, uint64_t capacity) {
     std::ifstream statm("/proc/self/statm");
     size_t pages = 0;
     statm >> pages;
-    const size_t limit_bytes =
-        pages * static_cast<size_t>(sysconf(_SC_PAGESIZE)) + (size_t{256} << 20);
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    const size_t limit_bytes = pages * page + (size_t{256} << 20);
     const rlimit limit{limit_bytes, limit_bytes};
     if (setrlimit(RLIMIT_AS, &limit) != 0) _exit(255);
     Status s;

@@ -580,7 +580,8 @@ void EmbeddingHashTable::UpsertStreamed(const int64_t* ids, int64_t n,
       if (held) {
         StreamIds<true>(
             this, run, [&](int64_t p) { return ids[base + p]; },
-            [&](int64_t p) { return MixId(ids[base + p], hash_seed_); }, stride_,
+            [&](int64_t p) { return MixId(ids[base + p], hash_seed_); },
+            stride_,
             [&](int64_t p, Slot* slot, char* entry) {
               if (slot == nullptr) {
                 absent.push_back(base + p);
@@ -769,7 +770,8 @@ void EmbeddingHashTable::Reinitialize(const int64_t* ids, int64_t n,
       ids, n, update_time,
       [&](int64_t i, char* entry, bool inserted) {
         if (!inserted) {
-          accessor_->Init(entry, &shards_[ShardOf(MixId(ids[i], hash_seed_))].rng);
+          accessor_->Init(entry,
+                          &shards_[ShardOf(MixId(ids[i], hash_seed_))].rng);
         }
         status[i] = inserted ? 0 : 1;
       },
@@ -992,7 +994,8 @@ Status EmbeddingHashTable::Save(
         const Slot& slot = internal.slots[i];
         if (slot.index == kEmpty) continue;
         if (!by_internal_shard &&
-            static_cast<int>(MixId(slot.id, hash_seed_) % num_shards) != shard) {
+            static_cast<int>(MixId(slot.id, hash_seed_) % num_shards) !=
+                shard) {
           continue;
         }
         pending[slot.index] = slot;
