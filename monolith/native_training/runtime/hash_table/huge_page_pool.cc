@@ -105,8 +105,7 @@ char* HugePagePool::AllocateBlock(size_t bytes) {
     ReserveRoomFor(&block_regions_, 1);
     char* region = TakeRegion();
     try {
-      block_region_use_.emplace(reinterpret_cast<uintptr_t>(region),
-                                BlockRegionUse());
+      block_region_live_bytes_.emplace(reinterpret_cast<uintptr_t>(region), 0);
     } catch (const std::bad_alloc&) {
       ReturnRegion(region);
       throw;
@@ -115,14 +114,12 @@ char* HugePagePool::AllocateBlock(size_t bytes) {
     block_cursor_ = 0;
   }
   char* block = block_regions_.back() + block_cursor_;
+  size_t& live = LiveBytesOf(block);
+  // The tail of a region whose blocks were all discarded, given back (a
+  // new region, at cursor 0, TakeRegion counted).
+  if (live == 0 && block_cursor_ > 0) used_bytes_ += kRegionBytes;
   block_cursor_ += bytes;
-  BlockRegionUse& use = UseOf(block);
-  if (use.given_back) {
-    // The tail of a region whose blocks were all discarded.
-    use.given_back = false;
-    used_bytes_ += kRegionBytes;
-  }
-  use.live_bytes += bytes;
+  live += bytes;
   return block;
 }
 
@@ -130,42 +127,38 @@ void HugePagePool::ReleaseBlocks() {
   std::lock_guard<std::mutex> lock(mu_);
   for (char* region : block_regions_) {
     // Counted once as given back.
-    if (UseOf(region).given_back) used_bytes_ += kRegionBytes;
+    if (LiveBytesOf(region) == 0) used_bytes_ += kRegionBytes;
     ReturnRegion(region);
   }
   block_regions_.clear();
-  block_region_use_.clear();
+  block_region_live_bytes_.clear();
   block_cursor_ = kRegionBytes;
 }
 
-HugePagePool::BlockRegionUse& HugePagePool::UseOf(const char* block) {
+size_t& HugePagePool::LiveBytesOf(const char* block) {
   // Regions start on region boundaries (MapAligned).
-  return block_region_use_.find(reinterpret_cast<uintptr_t>(block) &
-                                ~(uintptr_t{kRegionBytes} - 1))
+  return block_region_live_bytes_
+      .find(reinterpret_cast<uintptr_t>(block) & ~(uintptr_t{kRegionBytes} - 1))
       ->second;
 }
 
 void HugePagePool::DiscardBlock(char* block, size_t bytes) {
   std::lock_guard<std::mutex> lock(mu_);
-  BlockRegionUse& use = UseOf(block);
-  use.live_bytes -= BlockBytes(bytes);
-  if (use.live_bytes == 0 && !use.given_back) {
+  size_t& live = LiveBytesOf(block);
+  live -= BlockBytes(bytes);
+  if (live == 0) {
     char* region = reinterpret_cast<char*>(reinterpret_cast<uintptr_t>(block) &
                                            ~(uintptr_t{kRegionBytes} - 1));
     madvise(region, kRegionBytes, MADV_DONTNEED);
-    use.given_back = true;
     used_bytes_ -= kRegionBytes;
   }
 }
 
 void HugePagePool::ReviveBlock(char* block, size_t bytes) {
   std::lock_guard<std::mutex> lock(mu_);
-  BlockRegionUse& use = UseOf(block);
-  if (use.given_back) {
-    use.given_back = false;
-    used_bytes_ += kRegionBytes;
-  }
-  use.live_bytes += BlockBytes(bytes);
+  size_t& live = LiveBytesOf(block);
+  if (live == 0) used_bytes_ += kRegionBytes;
+  live += BlockBytes(bytes);
 }
 
 char* HugePagePool::AllocateArray(size_t bytes) {

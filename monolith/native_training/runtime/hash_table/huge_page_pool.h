@@ -102,15 +102,11 @@ class HugePagePool {
   // Blocks: full regions, and the one being filled from `block_cursor_`.
   std::vector<char*> block_regions_;
   size_t block_cursor_ = kRegionBytes;
-  // Per region of blocks: the bytes of its blocks not discarded, and
-  // whether its memory went back (all of them discarded).
-  struct BlockRegionUse {
-    size_t live_bytes = 0;
-    bool given_back = false;
-  };
-  std::map<uintptr_t, BlockRegionUse> block_region_use_;
-  // The BlockRegionUse of |block|'s region; callers hold mu_.
-  BlockRegionUse& UseOf(const char* block);
+  // Per region of blocks, the bytes of its blocks not discarded: none, once
+  // it holds a block, means its memory went back.
+  std::map<uintptr_t, size_t> block_region_live_bytes_;
+  // The live bytes of |block|'s region; callers hold mu_.
+  size_t& LiveBytesOf(const char* block);
   // Arrays: slabs by region address, the slabs of each size that have a
   // free array, and arrays of a region or more (address -> bytes).
   std::map<uintptr_t, Slab> slabs_;
