@@ -47,7 +47,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import numbers
 import os
 import re
 from typing import (Any, Callable, Dict, Iterator, List, NamedTuple, Optional,
@@ -329,8 +328,7 @@ class DistributedMultiTypeHashTable(
                max_rpc_deadline_millis: int = 30,
                pack_ids: bool = True):
     del max_rpc_deadline_millis  # see Args
-    if (isinstance(num_ps, numbers.Integral) and
-        not isinstance(num_ps, bool) and num_ps == 0):
+    if utils.is_integer(num_ps) and num_ps == 0:
       raise ValueError(
           "num_ps must be >= 1, got 0 (for tables on the worker, use a "
           "MultiHashTable or create_native_multi_hash_table(0, ...))")

@@ -10,7 +10,8 @@ name so that a power loss leaves the old file or the whole new one, and
 `write_file_atomically(path, text)` writes a small file that way through a
 temporary of its own; `makedirs_durably(path)` creates folders whose names
 a power loss keeps (`missing_folders(path)` lists those it would create);
-`check_count` checks a count argument such as a number of PS tasks.
+`is_integer` and `check_count` check integer arguments such as a number of
+PS tasks.
 
 Training registers values (sparse feature names, the feature list, ...) in
 the default graph's collections; tools such as
@@ -32,11 +33,15 @@ import tensorflow as tf
 PS_JOB_NAME = "ps"
 
 
+def is_integer(value: Any) -> bool:
+  """Whether `value` is an integer: Python's or numpy's, not a bool."""
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def check_count(value: Any, name: str, minimum: int = 0) -> int:
-  """`value` as an int, when it is an integer (numpy's too, not a bool) of
-  at least `minimum`; ValueError naming `name` otherwise."""
-  if (not isinstance(value, numbers.Integral) or isinstance(value, bool) or
-      value < minimum):
+  """`value` as an int, when it is an integer (`is_integer`) of at least
+  `minimum`; ValueError naming `name` otherwise."""
+  if not is_integer(value) or value < minimum:
     raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
   return int(value)
 

@@ -17,7 +17,6 @@ such a file (local path or any tf.io.gfile URI) once per process and caches it.
 """
 
 import dataclasses
-import numbers
 import re
 import threading
 from collections import defaultdict
@@ -199,7 +198,7 @@ class FeatureList:
     Raises:
       KeyError: no such feature.
     """
-    if isinstance(item, numbers.Integral) and not isinstance(item, bool):
+    if utils.is_integer(item):
       if int(item) in self._by_slot:
         return self._by_slot[int(item)][0]
       raise KeyError(f"there is no feature with slot {item}")

@@ -230,12 +230,11 @@ class ParserArgs:
               f"{'integers' if element_type is numbers.Integral else 'str'}")
     for name in ("batch_size", "max_records"):
       value = getattr(self, name)
-      if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+      if not utils.is_integer(value):
         raise TypeError(f"{field(name)} must be an integer, got {value!r}")
     for name in ("seed", "req_time"):
       value = getattr(self, name)
-      if value is not None and (not isinstance(value, numbers.Integral) or
-                                isinstance(value, bool)):
+      if value is not None and not utils.is_integer(value):
         raise TypeError(
             f"{field(name)} must be an integer or None, got {value!r}")
     if (not isinstance(self.drop_rate, numbers.Real) or
