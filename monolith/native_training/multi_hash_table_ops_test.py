@@ -207,6 +207,32 @@ def test_reinitialize_stamps_the_tables_time_not_the_clock():
                                                             (3, 1000)]
 
 
+def test_a_req_time_far_ahead_of_the_clock_does_not_expire_the_rest():
+  # One corrupt req_time (years ahead) must not become the tables' "now":
+  # the next eviction (or save) would drop every other entry.
+  config = test_utils.generate_test_hash_table_config(1)
+  config.table_config.slot_expire_time_config.default_expire_time = 1  # day
+  table = multi_hash_table_ops.MultiHashTable.from_configs({"slot0": config})
+  now = int(time.time())
+  far_ahead = now + 10 * 365 * 24 * 3600
+  table = table.assign_add({"slot0": (_id([1, 2]), _value([[1], [2]]))},
+                           req_time=tf.constant(now, tf.int64))
+  table = table.assign_add({"slot0": (_id([3]), _value([[3]]))},
+                           req_time=tf.constant(far_ahead, tf.int64))
+  table = table.apply_gradients({"slot0": (_id([3]), _value([[0]]))},
+                                global_step=tf.constant(1, tf.int64),
+                                req_time=tf.constant(far_ahead, tf.int64))
+  table, evicted = table.evict()
+  entries = table.lookup_entry({"slot0": _id([1, 2, 3])})["slot0"]
+  with tf1.train.SingularMonitoredSession() as sess:
+    evicted, entries = sess.run([evicted, entries])
+  assert evicted.tolist() == [0]
+  dumps = [embedding_hash_table_pb2.EntryDump.FromString(e) for e in entries]
+  assert [(d.id, d.last_update_ts_sec) for d in dumps] == [(1, now),
+                                                            (2, now),
+                                                            (3, far_ahead)]
+
+
 def test_lookup_entry_of_many_ids_in_two_tables():
   # More ids than the op handles in one piece (16384), in both tables.
   configs = {"a": test_utils.generate_test_hash_table_config(2),

@@ -437,8 +437,9 @@ void EmbeddingHashTable::ForEachFound(const int64_t* ids, int64_t n,
 void EmbeddingHashTable::NoteUpdate(int64_t update_time) {
   // Kept as entries keep times (a restored record may say anything).
   update_time = ToTimestamp(update_time);
-  if (!AdvancesTableTime(update_time)) return;
   int64_t seen = latest_update_time_.load(std::memory_order_relaxed);
+  // The clock is read only by a time that would move the table's.
+  if (update_time <= seen || !AdvancesTableTime(update_time)) return;
   while (update_time > seen &&
          !latest_update_time_.compare_exchange_weak(
              seen, update_time, std::memory_order_relaxed)) {

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstdint>
+#include <ctime>
 #include <future>
 #include <limits>
 #include <map>
@@ -21,6 +22,7 @@
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 #include "monolith/native_training/runtime/hash_table/optimizer/optimizer_decorators.h"
+#include "monolith/native_training/runtime/hash_table/update_time.h"
 
 namespace monolith {
 namespace hash_table {
@@ -232,6 +234,52 @@ TEST(EmbeddingHashTableTest, EveryUpdatePathRaisesTheLatestUpdateTime) {
   EXPECT_EQ(entry.last_update_ts_sec(), int64_t{0xFFFFFFFF});
   table->Clear();
   EXPECT_EQ(table->LatestUpdateTime(), 0);
+}
+
+TEST(EmbeddingHashTableTest, TimesAheadOfTheClockDoNotMoveTheTableTime) {
+  // One write stamped years ahead (a corrupt req_time) must not become the
+  // "now" of expiry: the next eviction would drop every entry.
+  auto table = MakeTable(R"pb(
+    entry_config {
+      segments {
+        dim_size: 1
+        init_config { zeros {} }
+        opt_config { sgd {} }
+      }
+    }
+    slot_expire_time_config { default_expire_time: 7 })pb");
+  const int64_t now = static_cast<int64_t>(std::time(nullptr));
+  const int64_t day = kSecondsPerDay;
+  std::vector<int64_t> ids(1000);
+  std::iota(ids.begin(), ids.end(), 1);
+  const std::vector<float> values(ids.size(), 1.0f);
+  table->Assign(ids.data(), ids.size(), values.data(), now);
+  EXPECT_EQ(table->LatestUpdateTime(), now);
+  const int64_t corrupt = 5000;
+  const float value = 2.0f;
+  const int64_t far_ahead = now + 10 * 365 * day;
+  table->Assign(&corrupt, 1, &value, far_ahead);
+  ASSERT_TRUE(
+      table->BatchOptimize(&corrupt, 1, &value, &value, far_ahead, 1).ok());
+  int status = 0;
+  table->Reinitialize(&corrupt, 1, &status, far_ahead);
+  EntryDump dump;
+  dump.set_id(corrupt);
+  dump.add_num(1.0f);
+  dump.set_last_update_ts_sec(far_ahead);
+  ASSERT_TRUE(table->Restore(dump).ok());
+  EXPECT_EQ(table->LatestUpdateTime(), now);
+  int64_t eviction_now = 0;
+  EXPECT_EQ(table->EvictAtLatestUpdateTime(&eviction_now), 0);
+  EXPECT_EQ(eviction_now, now);
+  EXPECT_EQ(table->Size(), static_cast<int64_t>(ids.size()) + 1);
+  // The entry keeps its time.
+  table->BatchLookupEntry(&corrupt, 1, &dump);
+  EXPECT_EQ(dump.last_update_ts_sec(), far_ahead);
+  // Within a day of the clock (skew, time zones), a time still counts.
+  const int64_t skewed = now + kMaxUpdateTimeAheadSeconds - 3600;
+  table->Assign(&corrupt, 1, &value, skewed);
+  EXPECT_EQ(table->LatestUpdateTime(), skewed);
 }
 
 TEST(EmbeddingHashTableTest, SumDuplicateIdsKeepsFirstSeenOrder) {

@@ -5,6 +5,7 @@
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_UPDATE_TIME_H_
 
 #include <cstdint>
+#include <ctime>
 
 #include "monolith/native_training/runtime/hash_table/host_device.h"
 
@@ -20,13 +21,28 @@ MONOLITH_HOST_DEVICE inline int64_t ClampUpdateTime(int64_t seconds) {
   return seconds < 0 ? 0 : seconds > max ? max : seconds;
 }
 
+// How far past the host's clock an update time may lie and still move its
+// table's time: clock skew and time zones between the machines that log
+// requests and the trainer stay within it, a corrupt time (one bad record's
+// req_time) does not.
+constexpr int64_t kMaxUpdateTimeAheadSeconds = 24 * 3600;
+
+// Whether |seconds| lies more than kMaxUpdateTimeAheadSeconds past the
+// host's clock (host code only).
+inline bool AheadOfClock(int64_t seconds) {
+  return seconds >
+         static_cast<int64_t>(std::time(nullptr)) + kMaxUpdateTimeAheadSeconds;
+}
+
 // Whether an entry stamped |clamped| (a ClampUpdateTime result) moves its
-// table's latest update time, the "now" of expiry. The largest time is where
-// restored times past the range (the original accepted, e.g., milliseconds)
-// are clamped: such entries never expire, and must not make every other
-// entry look expired.
-MONOLITH_HOST_DEVICE inline bool AdvancesTableTime(int64_t clamped) {
-  return clamped < int64_t{kMaxUpdateTimeSeconds};
+// table's latest update time, the "now" of expiry (host code only). Not
+// the largest time, where restored times past the range (the original
+// accepted, e.g., milliseconds) are clamped, nor one ahead of the host's
+// clock: such entries never expire, or not before the clock reaches them,
+// and must not make every other entry look expired to the next save or
+// eviction (the original's tables dropped everything then).
+inline bool AdvancesTableTime(int64_t clamped) {
+  return clamped < int64_t{kMaxUpdateTimeSeconds} && !AheadOfClock(clamped);
 }
 
 }  // namespace hash_table

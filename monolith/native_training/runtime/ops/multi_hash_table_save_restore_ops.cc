@@ -37,10 +37,13 @@ using ::monolith::hash_table::SlotExpireTimeConfig;
 using ::monolith::hash_table::SlotExpireTimes;
 
 // Restored entries whose update times entries cannot keep: past
-// kMaxUpdateTimeSeconds (kept as it) and negative (kept as 0).
+// kMaxUpdateTimeSeconds (kept as it) and negative (kept as 0); and those
+// whose times lie ahead of the host's clock (ht::AheadOfClock: kept, but
+// their tables' time does not move to them).
 struct TimesOutOfRange {
   std::atomic<int64_t> too_large{0};
   std::atomic<int64_t> negative{0};
+  std::atomic<int64_t> ahead_of_clock{0};
 };
 
 // A table's error on a checkpoint record, as a restore reports it.
@@ -70,6 +73,8 @@ ht::Status RestoreInto(MultiHashTable::Table& table, std::string_view record,
     times_out_of_range->too_large.fetch_add(1, std::memory_order_relaxed);
   } else if (update_time < 0) {
     times_out_of_range->negative.fetch_add(1, std::memory_order_relaxed);
+  } else if (ht::AheadOfClock(update_time)) {
+    times_out_of_range->ahead_of_clock.fetch_add(1, std::memory_order_relaxed);
   }
   return ht::Status::OK();
 }
@@ -294,6 +299,14 @@ Status RestoreCheckpointsOrThrow(OpKernelContext* ctx, MultiHashTable* mtable,
                  << " entries carry negative update times; they keep the "
                     "time 0 (expired at the first save or eviction of a "
                     "table with expire times)";
+  }
+  if (times_out_of_range.ahead_of_clock.load() > 0) {
+    LOG(WARNING) << "Restore into " << mtable->shared_name() << ": "
+                 << times_out_of_range.ahead_of_clock.load()
+                 << " entries carry update times more than "
+                 << ht::kMaxUpdateTimeAheadSeconds
+                 << " s past this host's clock; they keep them, but their "
+                    "tables' time does not move to them";
   }
   return OkStatus();
 }

@@ -94,7 +94,9 @@ inline Status GetPathInput(OpKernelContext* ctx, int index, const char* name,
 // An update time (seconds since the epoch) of an op that writes entries:
 // a scalar int64 in [0, 2^32), the range entries keep. A time out of range
 // (e.g. milliseconds) would become the table's "now" for expiry, and every
-// entry would then look expired to saves and eviction.
+// entry would then look expired to saves and eviction. A time more than a
+// day ahead of the host's clock is taken, but does not move the tables'
+// time (AdvancesTableTime), and is logged.
 inline Status GetUpdateTimeInput(OpKernelContext* ctx, int index,
                                  const char* name, int64_t* seconds) {
   TF_RETURN_IF_ERROR(GetScalarInput(ctx, index, name, seconds));
@@ -102,6 +104,15 @@ inline Status GetUpdateTimeInput(OpKernelContext* ctx, int index,
     return errors::InvalidArgument(
         name, " = ", *seconds,
         " is not a time in seconds in [0, 2^32) (milliseconds?)");
+  }
+  if (::monolith::hash_table::AheadOfClock(*seconds)) {
+    LOG_EVERY_N_SEC(WARNING, 60)
+        << ctx->op_kernel().name() << ": " << name << " = " << *seconds
+        << " lies more than "
+        << ::monolith::hash_table::kMaxUpdateTimeAheadSeconds
+        << " s past this host's clock; its entries keep it, but it does not "
+           "move their tables' time, which saves and eviction measure "
+           "expiry against";
   }
   return OkStatus();
 }
