@@ -816,7 +816,7 @@ int64_t EmbeddingHashTable::Evict(int64_t now, EvictStats* stats) {
 int64_t EmbeddingHashTable::EvictAtLatestUpdateTime(int64_t* now,
                                                     EvictStats* stats) {
   const uint64_t clears = clears_.load(std::memory_order_acquire);
-  *now = LatestUpdateTime();
+  *now = ExpiryNow(LatestUpdateTime());
   return EvictShards(*now, stats, &clears);
 }
 

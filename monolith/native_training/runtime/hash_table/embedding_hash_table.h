@@ -147,7 +147,8 @@ class EmbeddingHashTable {
   // reuse those blocks. SERVING tables are never evicted. Returns how many
   // entries were dropped; |stats| (optional) says of which slots.
   int64_t Evict(int64_t now, EvictStats* stats = nullptr);
-  // Evict at the table's own "now" (LatestUpdateTime(), set in *now). A
+  // Evict at the table's own "now" (ExpiryNow(LatestUpdateTime()): its
+  // latest update time, not past the host's clock; set in *now). A
   // Clear meanwhile (a restore, which replaces the entries and their time)
   // stops it before the next shard: the restored entries are not measured
   // against the time of the entries they replaced.

@@ -282,6 +282,36 @@ TEST(EmbeddingHashTableTest, TimesAheadOfTheClockDoNotMoveTheTableTime) {
   EXPECT_EQ(table->LatestUpdateTime(), skewed);
 }
 
+TEST(EmbeddingHashTableTest, ExpiryIsMeasuredNoLaterThanTheClock) {
+  // A time less than a day ahead (skew, a time zone) moves the table's
+  // time; measured against it, entries updated 20 hours ago would be more
+  // than the expire time of a day old.
+  auto table = MakeTable(R"pb(
+    entry_config {
+      segments {
+        dim_size: 1
+        init_config { zeros {} }
+        opt_config { sgd {} }
+      }
+    }
+    slot_expire_time_config { default_expire_time: 1 })pb");
+  const int64_t now = static_cast<int64_t>(std::time(nullptr));
+  const int64_t hour = 3600;
+  std::vector<int64_t> ids(100);
+  std::iota(ids.begin(), ids.end(), 1);
+  const std::vector<float> values(ids.size(), 1.0f);
+  table->Assign(ids.data(), ids.size(), values.data(), now - 20 * hour);
+  const int64_t ahead = 1000;
+  table->Assign(&ahead, 1, values.data(), now + 12 * hour);
+  EXPECT_EQ(table->LatestUpdateTime(), now + 12 * hour);
+  int64_t eviction_now = 0;
+  EXPECT_EQ(table->EvictAtLatestUpdateTime(&eviction_now), 0);
+  EXPECT_GE(eviction_now, now);
+  EXPECT_LE(eviction_now, static_cast<int64_t>(std::time(nullptr)));
+  EXPECT_EQ(table->Size(), 101);
+  EXPECT_EQ(ExpiryNow(now - hour), now - hour);
+}
+
 TEST(EmbeddingHashTableTest, SumDuplicateIdsKeepsFirstSeenOrder) {
   const int64_t ids[5] = {7, 3, 7, 9, 3};
   const float grads[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};

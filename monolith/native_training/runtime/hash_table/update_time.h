@@ -45,6 +45,16 @@ inline bool AdvancesTableTime(int64_t clamped) {
   return clamped < int64_t{kMaxUpdateTimeSeconds} && !AheadOfClock(clamped);
 }
 
+// The "now" a table's saves and evictions measure expiry against: its
+// latest update time, but not past the host's clock (host code only). A
+// time ahead of the clock by less than kMaxUpdateTimeAheadSeconds (skew, a
+// time zone, or a bad req_time within that) moves the table's time, and
+// would otherwise age every entry by up to a day, the shortest expire time.
+inline int64_t ExpiryNow(int64_t latest_update_time) {
+  const int64_t clock = static_cast<int64_t>(std::time(nullptr));
+  return latest_update_time < clock ? latest_update_time : clock;
+}
+
 }  // namespace hash_table
 }  // namespace monolith
 

@@ -172,8 +172,9 @@ class GpuMultiHashTable : public ResourceBase {
     expire.default_seconds = table.expire->default_seconds();
     expire.by_slot.assign(table.expire->slot_seconds().begin(),
                           table.expire->slot_seconds().end());
-    return ToTfStatus(table.table->Evict(table.table->latest_update_time(),
-                                         expire, count, stream));
+    return ToTfStatus(
+        table.table->Evict(ht::ExpiryNow(table.table->latest_update_time()),
+                           expire, count, stream));
   }
 
   // Evicts, in the background, every table with enable_feature_eviction on
@@ -221,7 +222,7 @@ class GpuMultiHashTable : public ResourceBase {
     }
     const auto start = std::chrono::steady_clock::now();
     const int64_t before = table.table->size();
-    const int64_t now = table.table->latest_update_time();
+    const int64_t now = ht::ExpiryNow(table.table->latest_update_time());
     ht::EmbeddingHashTable::EvictStats stats;
     const Status s = EvictTable(t, stream_, &stats.evicted);
     if (!s.ok()) {
@@ -714,7 +715,8 @@ class GpuMultiHashTableSaveOp : public GuardedOpKernel {
     // attr's expire times when given, else by the table's own.
     gpu::SaveExpiry expiry;
     for (int t = 0; t < mtable->size(); ++t) {
-      expiry.now.push_back(mtable->table(t).table->latest_update_time());
+      expiry.now.push_back(
+          ht::ExpiryNow(mtable->table(t).table->latest_update_time()));
       expiry.expire.push_back(expire_times_ != nullptr
                                   ? expire_times_.get()
                                   : mtable->table(t).expire.get());

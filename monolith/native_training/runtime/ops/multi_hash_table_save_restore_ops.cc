@@ -123,7 +123,7 @@ class MultiHashTableSaveOp : public GuardedOpKernel {
     for (int t = 0; t < mtable->size(); ++t) {
       names.push_back(mtable->table(t).name);
       tables.push_back(mtable->table(t).table.get());
-      now.push_back(mtable->table(t).table->LatestUpdateTime());
+      now.push_back(ht::ExpiryNow(mtable->table(t).table->LatestUpdateTime()));
     }
     ht::SaveOptions options;
     options.nshards = nshards;
