@@ -453,7 +453,7 @@ class _Progress:
                                   minlength=self._num_ps)
     self.losses.append(loss)
     self.global_step = global_step
-    now = time.time()
+    now = time.monotonic()
     self._end = now
     if self._start is None:
       self._start = now
@@ -487,7 +487,7 @@ class _Progress:
   def restart_clock(self) -> None:
     """Leaves a wait (a lost PS task's recovery) out of the rates."""
     if self._start is not None:
-      now = time.time()
+      now = time.monotonic()
       waited = now - self._end
       self._waited += waited
       self._end = now
@@ -680,7 +680,7 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
         if sess is None:
           gone = _unreachable_ps_tasks(cluster) if lost_since else []
           if gone:
-            if time.time() - lost_since >= FLAGS.ps_recovery_secs:
+            if time.monotonic() - lost_since >= FLAGS.ps_recovery_secs:
               print(f"worker {index}: failed after {progress.steps} steps: "
                     f"{', '.join(gone)} did not come back within "
                     f"{FLAGS.ps_recovery_secs} s", flush=True)
@@ -694,7 +694,7 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
           progress.global_step = int(sess.run(model.global_step))
           if lost_since is not None:
             print(f"worker {index}: training again after "
-                  f"{time.time() - lost_since:.1f} s", flush=True)
+                  f"{time.monotonic() - lost_since:.1f} s", flush=True)
             lost_since = None
             progress.restart_clock()
         if sess.should_stop():
@@ -707,7 +707,7 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
             })
         progress.add(ids, float(loss), int(step), FLAGS.log_every_secs)
       except _LOST_TASK_ERRORS as e:
-        now = time.time()
+        now = time.monotonic()
         if not FLAGS.ps_recovery_secs:
           _fail(index, progress, e, cluster)
         if lost_since is None:
@@ -945,10 +945,10 @@ def _run_cluster(env: Dict[str, str], passed: List[str]) -> int:
             print(f"local_cluster: got {e}; stopping at once", flush=True)
         else:
           # The workers' own errors say more: give them a moment to report.
-          deadline = time.time() + _REPORT_GRACE_SECS
+          deadline = time.monotonic() + _REPORT_GRACE_SECS
           for w in workers:
             with contextlib.suppress(subprocess.TimeoutExpired):
-              w.process.wait(max(deadline - time.time(), 0.01))
+              w.process.wait(max(deadline - time.monotonic(), 0.01))
         break
       # returncode as the poll above set it: a worker that failed since is
       # not taken for finished.
@@ -995,20 +995,20 @@ def _stop_workers_first(tasks: List[_Task]) -> None:
         "at once)", flush=True)
   for t in running:
     t.kill(signal.SIGTERM)
-  deadline = time.time() + FLAGS.stop_grace_secs
+  deadline = time.monotonic() + FLAGS.stop_grace_secs
   for t in running:
     with contextlib.suppress(subprocess.TimeoutExpired):
-      t.process.wait(max(deadline - time.time(), 0.01))
+      t.process.wait(max(deadline - time.monotonic(), 0.01))
 
 
 def _stop(tasks: List[_Task], grace_secs: float = 5.0) -> None:
   """SIGTERM to every task's process group, SIGKILL after grace_secs."""
   for t in tasks:
     t.kill(signal.SIGTERM)
-  deadline = time.time() + grace_secs
+  deadline = time.monotonic() + grace_secs
   for t in tasks:
     try:
-      t.process.wait(max(deadline - time.time(), 0.01))
+      t.process.wait(max(deadline - time.monotonic(), 0.01))
     except subprocess.TimeoutExpired:
       pass
   for t in tasks:

@@ -412,7 +412,7 @@ def test_lost_tasks_are_named_with_or_without_replica():
 
 def test_progress_rates_leave_out_a_recovery_wait(monkeypatch, capsys):
   clock = [0.0]
-  monkeypatch.setattr(local_cluster.time, "time", lambda: clock[0])
+  monkeypatch.setattr(local_cluster.time, "monotonic", lambda: clock[0])
   progress = local_cluster._Progress(0, 1)
   ids = np.zeros([1, 10, 1], np.int64)  # 10 examples a step
 
