@@ -517,6 +517,30 @@ def test_folders_created_before_a_failure_to_create_more_are_removed(
   assert not os.listdir(tmp_path)
 
 
+def test_a_failed_write_removes_its_temporary_while_it_holds_it(
+    tmp_path, monkeypatch):
+  # Removed before its lock goes (another writer could delete it first);
+  # and a removal that fails (gone meanwhile) does not hide the error that
+  # ended the write, nor keep the folders it created.
+  out = tmp_path / "new" / "tf_serving_warmup_requests"
+  removed_while_locked = []
+  real_remove = tf.io.gfile.remove
+
+  def remove(path):
+    removed_while_locked.append(warmup_io._writer_holds(path))
+    real_remove(path)
+    raise tf.errors.NotFoundError(None, None, f"{path} is gone")
+
+  monkeypatch.setattr(tf.io.gfile, "remove", remove)
+  with pytest.raises(KeyError, match="the write's own error"):
+    with warmup_io.atomic_output(str(out)) as tmp:
+      with open(tmp, "wb") as f:
+        f.write(b"partial")
+      raise KeyError("the write's own error")
+  assert removed_while_locked == [True]
+  assert not os.listdir(tmp_path)
+
+
 def test_a_write_deletes_temporaries_a_killed_write_left(tmp_path,
                                                          monkeypatch):
   # "new" must stay younger than the unlocked-temporary age until the write

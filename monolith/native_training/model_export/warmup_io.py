@@ -165,6 +165,16 @@ def _delete_stale_temporaries(output_path: str) -> None:
       logging.warning("Could not delete %s: %s", stale, e)
 
 
+def _remove_temporary(tmp_path: str) -> None:
+  """Removes `tmp_path` if it exists, logging a failure: the error that
+  ended the write is the one to raise."""
+  try:
+    if tf.io.gfile.exists(tmp_path):
+      tf.io.gfile.remove(tmp_path)
+  except tf.errors.OpError as e:
+    logging.warning("Could not remove the temporary %s: %s", tmp_path, e)
+
+
 def _remove_empty_folder(folder: str) -> None:
   """Removes `folder` if it is empty (a file another writer just put there
   keeps it)."""
@@ -211,11 +221,16 @@ def atomic_output(output_path: str) -> Iterator[str]:
     _delete_stale_temporaries(output_path)
     with (_locked_temporary(tmp_path)
           if _is_local(tmp_path) else contextlib.nullcontext()):
-      yield tmp_path
-      utils.replace_file(tmp_path, output_path)
+      try:
+        yield tmp_path
+        utils.replace_file(tmp_path, output_path)
+      except BaseException:
+        # While it is locked: unlocked, another writer of this output may
+        # delete it first (see _delete_stale_temporaries).
+        _remove_temporary(tmp_path)
+        raise
   except BaseException:
-    if tf.io.gfile.exists(tmp_path):
-      tf.io.gfile.remove(tmp_path)
+    _remove_temporary(tmp_path)
     for folder in created:  # innermost first; only those left empty
       _remove_empty_folder(folder)
     raise
