@@ -14,6 +14,9 @@ namespace {
 // Maps |bytes| (a multiple of the region size) at a region-aligned address,
 // the only place a transparent huge page can start, and asks for huge pages.
 // MAP_NORESERVE: address space only; memory is taken as pages are touched.
+// Not copied on fork: a child sharing the tables copy-on-write (Python's
+// multiprocessing forks by default) would make each huge page the parent
+// writes next a copy in 4 KiB pages, and a forked child cannot use TF.
 char* MapAligned(size_t bytes) {
   const size_t padded = bytes + HugePagePool::kRegionBytes;
   void* raw = mmap(nullptr, padded, PROT_READ | PROT_WRITE,
@@ -30,6 +33,7 @@ char* MapAligned(size_t bytes) {
   char* mapped = reinterpret_cast<char*>(aligned);
   // Advice only: without THP the range simply keeps 4 KiB pages.
   madvise(mapped, bytes, MADV_HUGEPAGE);
+  madvise(mapped, bytes, MADV_DONTFORK);
   return mapped;
 }
 

@@ -233,8 +233,9 @@ TEST(HugePagePoolTest, RejectsSizesItCannotServe) {
   EXPECT_EQ(pool.UsedBytes(), 0u);
 }
 
-// The kernel marks madvised ranges "hg" in /proc/self/smaps.
-bool HasHugePageAdvice(const char* p) {
+// Whether the mapping holding |p| carries |flag| in /proc/self/smaps'
+// VmFlags ("hg": advised huge pages, "dc": not copied on fork).
+bool HasVmFlag(const char* p, const std::string& flag) {
   std::ifstream smaps("/proc/self/smaps");
   std::string line;
   bool inside = false;
@@ -243,7 +244,7 @@ bool HasHugePageAdvice(const char* p) {
     char dash;
     std::istringstream range(line);
     if (line.find("VmFlags:") == 0) {
-      if (inside) return line.find(" hg") != std::string::npos;
+      if (inside) return (line + " ").find(" " + flag + " ") != std::string::npos;
     } else if (range >> std::hex >> begin >> dash >> end && dash == '-') {
       inside = begin <= Address(p) && Address(p) < end;
     }
@@ -256,9 +257,20 @@ TEST(HugePagePoolTest, RegionsAreAdvisedHugePages) {
     GTEST_SKIP() << "this kernel has no transparent huge pages";
   }
   HugePagePool pool;
-  EXPECT_TRUE(HasHugePageAdvice(pool.AllocateArray(64 << 10)));
-  EXPECT_TRUE(HasHugePageAdvice(pool.AllocateBlock(4096)));
-  EXPECT_FALSE(HasHugePageAdvice(reinterpret_cast<const char*>(&pool)));
+  EXPECT_TRUE(HasVmFlag(pool.AllocateArray(64 << 10), "hg"));
+  EXPECT_TRUE(HasVmFlag(pool.AllocateBlock(4096), "hg"));
+  EXPECT_FALSE(HasVmFlag(reinterpret_cast<const char*>(&pool), "hg"));
+}
+
+TEST(HugePagePoolTest, MappingsAreNotCopiedOnFork) {
+  // A fork (Python's multiprocessing forks by default) would share every
+  // table page copy-on-write, and each huge page the parent then wrote
+  // would be copied in 4 KiB pages.
+  HugePagePool pool;
+  EXPECT_TRUE(HasVmFlag(pool.AllocateArray(64 << 10), "dc"));
+  EXPECT_TRUE(HasVmFlag(pool.AllocateArray(8 * kRegion), "dc"));
+  EXPECT_TRUE(HasVmFlag(pool.AllocateBlock(4096), "dc"));
+  EXPECT_FALSE(HasVmFlag(reinterpret_cast<const char*>(&pool), "dc"));
 }
 
 TEST(HugePagePoolTest, ThreadsAllocateAndFreeConcurrently) {
