@@ -51,7 +51,9 @@ filter_ops = gen_monolith_ops
 filter_save_op = gen_monolith_ops
 filter_restore_op = gen_monolith_ops
 
-_TIMEOUT_IN_MS = 30 * 60 * 1000
+# The deadline of a save or restore run, as the original's; the listeners'
+# timeout_secs.
+_TIMEOUT_SECS = 30 * 60
 
 
 class FilterType(object):
@@ -308,9 +310,10 @@ def _saved_filter_count(prefix: str) -> int:
 def _run_per_filter(session: tf.compat.v1.Session,
                     filter_ops: List[tf.Operation],
                     placeholders: List[tf.Tensor], prefix: str,
+                    options: tf.compat.v1.RunOptions,
                     chosen: Optional[List[int]] = None) -> None:
   """Runs `_per_filter_ops`' ops (those `chosen`, default all) with filter
-  i's files in `prefix`."""
+  i's files in `prefix`, under `options`."""
   if chosen is None:
     chosen = list(range(len(filter_ops)))
   session.run([filter_ops[i] for i in chosen],
@@ -318,7 +321,7 @@ def _run_per_filter(session: tf.compat.v1.Session,
                   placeholders[i]: _filter_basename(prefix, i)
                   for i in chosen
               },
-              options=tf.compat.v1.RunOptions(timeout_in_ms=_TIMEOUT_IN_MS))
+              options=options)
 
 
 class HashFilterCheckpointSaverListener(
@@ -338,14 +341,18 @@ class HashFilterCheckpointSaverListener(
     hash_filters: the filters, one per PS (as `create_hash_filters`).
     enable_hash_filter: False saves nothing.
     enable_save_restore: False saves nothing.
+    timeout_secs: the deadline of a save's run (default 30 minutes, as the
+      original); None for none.
   """
 
   def __init__(self,
                basename: str,
                hash_filters: List[tf.Tensor],
                enable_hash_filter: bool = False,
-               enable_save_restore: bool = True):
+               enable_save_restore: bool = True,
+               timeout_secs: Optional[float] = _TIMEOUT_SECS):
     super().__init__()
+    self._run_options = save_utils.checkpoint_run_options(timeout_secs)
     self._helper = save_utils.SaveHelper(basename)
     self._hash_filters = list(hash_filters)
     self._enabled = _saves_and_restores(enable_hash_filter,
@@ -370,7 +377,8 @@ class HashFilterCheckpointSaverListener(
     with save_utils.saving_per_ps_files(
         asset_dir, _PS_COUNT_GROUP, _SAVED_FILTER_RE, num_ps,
         global_step_value in self._helper.get_existing_checkpoint_steps()):
-      _run_per_filter(sess, self._save_ops, self._placeholders, asset_dir)
+      _run_per_filter(sess, self._save_ops, self._placeholders, asset_dir,
+                      self._run_options)
     logging.info("Saved %d hash filters to %s.", num_ps, asset_dir)
 
 
@@ -396,6 +404,8 @@ class HashFilterCheckpointRestorerListener(
     ps_monitor: when given (a `save_utils.PsMonitor`), only the filters of
       the PS tasks it reports uninitialized are restored, as the tables'
       restorer listener does.
+    timeout_secs: the deadline of the restore's run (default 30 minutes,
+      as the original); None for none.
   """
 
   def __init__(self,
@@ -403,8 +413,10 @@ class HashFilterCheckpointRestorerListener(
                hash_filters: List[tf.Tensor],
                enable_hash_filter: bool = False,
                enable_save_restore: bool = True,
-               ps_monitor: Optional[Any] = None):
+               ps_monitor: Optional[Any] = None,
+               timeout_secs: Optional[float] = _TIMEOUT_SECS):
     super().__init__()
+    self._run_options = save_utils.checkpoint_run_options(timeout_secs)
     self._basename = basename
     self._helper = save_utils.SaveHelper(basename)
     self._hash_filters = list(hash_filters)
@@ -446,5 +458,5 @@ class HashFilterCheckpointRestorerListener(
               self._hash_filters[i].device, uninitialized)
       ]
     _run_per_filter(session, self._restore_ops, self._placeholders, prefix,
-                    chosen)
+                    self._run_options, chosen)
     logging.info("Restored %d hash filters from %s.", len(chosen), prefix)

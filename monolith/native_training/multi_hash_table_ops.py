@@ -54,7 +54,9 @@ from monolith.native_training.runtime.ops import gen_monolith_ops
 
 hash_table_ops = gen_monolith_ops
 
-_TIMEOUT_IN_MS = 60 * 60 * 1000
+# The deadline of a save or restore run, as the original's (its listeners
+# took no other); the listeners' timeout_secs.
+_TIMEOUT_SECS = 60 * 60
 _MULTI_HASH_TABLE_GRAPH_KEY = "monolith_multi_hash_tables"
 
 # Per table name: (ids, values) or (ids, gradients).
@@ -1853,15 +1855,21 @@ class MultiHashTableCheckpointSaverListener(
     basename: the checkpoint path prefix passed to the Saver.
     write_ckpt_info: whether to write `ckpt.info-<step>`.
     compression_type: of the table shards, see `MultiHashTable.save`.
+    timeout_secs: the deadline of a save's run (default an hour, as the
+      original); None for none. A save past it fails the step with
+      DeadlineExceededError: raise it where tables take longer to write
+      (hundreds of GB, a remote file system).
   """
 
   def __init__(self,
                basename: str,
                write_ckpt_info: bool = True,
-               compression_type: str = "SNAPPY"):
+               compression_type: str = "SNAPPY",
+               timeout_secs: Optional[float] = _TIMEOUT_SECS):
     super().__init__()
     self._write_ckpt_info = write_ckpt_info
     self._compression_type = _checked_compression_type(compression_type)
+    self._run_options = save_utils.checkpoint_run_options(timeout_secs)
     self._helper = save_utils.SaveHelper(basename)
     self._table_id_to_placeholder = {}
     self._features_counts_tuples = []
@@ -1914,7 +1922,7 @@ class MultiHashTableCheckpointSaverListener(
       _, counts = sess.run(
           (self._save_op, self._features_counts_tuples),
           feed_dict=feed_dict,
-          options=tf.compat.v1.RunOptions(timeout_in_ms=_TIMEOUT_IN_MS))
+          options=self._run_options)
       for name, num_ps in self._unmarked_ps_tables.items():
         save_utils.write_ps_count(base_dir, name, num_ps)
     logging.info("Saved MultiHashTables.")
@@ -2024,12 +2032,16 @@ class MultiHashTableCheckpointRestorerListener(
       directory is restored (or the one rolled back to).
     ps_monitor: when given, only the devices it reports uninitialized
       (`is_ps_uninitialized(session, device)`) are restored.
+    timeout_secs: the deadline of the restore's run (default an hour, as
+      the original); None for none.
   """
 
-  def __init__(self, basename: str, ps_monitor: Optional[Any] = None):
+  def __init__(self, basename: str, ps_monitor: Optional[Any] = None,
+               timeout_secs: Optional[float] = _TIMEOUT_SECS):
     super().__init__()
     self._basename = basename
     self._ps_monitor = ps_monitor
+    self._run_options = save_utils.checkpoint_run_options(timeout_secs)
     self._helper = save_utils.SaveHelper(basename)
     self._table_id_to_placeholder = {}
     self._restore_ops_per_device = self._build_restore_graph()
@@ -2130,9 +2142,7 @@ class MultiHashTableCheckpointRestorerListener(
       feed_dict[placeholder] = (ps_checkpoints_to_read(old, shard)
                                 if old else [asset_dir + t.shared_name])
     session.run([t.initializer for t in tables])
-    session.run(restore_ops,
-                feed_dict=feed_dict,
-                options=tf.compat.v1.RunOptions(timeout_in_ms=_TIMEOUT_IN_MS))
+    session.run(restore_ops, feed_dict=feed_dict, options=self._run_options)
     logging.info("Restored hash tables.")
 
   def _build_restore_graph(self) -> Dict[str, List[tf.Operation]]:

@@ -736,6 +736,44 @@ def test_saver_listener_writes_each_table_once(tmp_path):
     assert re.search(r'key: "slot0"\s+value: 2', f.read())
 
 
+class _DeadlineRecorder:
+  """A session that notes each run's deadline (0: none)."""
+
+  def __init__(self, sess):
+    self._sess = sess
+    self.graph = sess.graph
+    self.deadlines_ms = []
+
+  def run(self, *args, **kwargs):
+    options = kwargs.get("options") or tf1.RunOptions()
+    self.deadlines_ms.append(options.timeout_in_ms)
+    return self._sess.run(*args, **kwargs)
+
+
+def test_checkpoint_listeners_take_the_deadline_of_their_runs(tmp_path):
+  # An hour by default, as the original; tables that take longer to write
+  # (hundreds of GB, a remote file system) need more, or none.
+  basename = str(tmp_path / "model.ckpt")
+  table = multi_hash_table_ops.MultiHashTable.from_configs(
+      {"slot0": test_utils.generate_test_hash_table_config(1)})
+  for kwargs, expected in (({}, 3600 * 1000), ({"timeout_secs": None}, 0),
+                           ({"timeout_secs": 7200.5}, 7200500)):
+    listener = multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
+        basename, **kwargs)
+    with tf1.Session() as sess:
+      sess.run(table.initializer)
+      recorder = _DeadlineRecorder(sess)
+      listener.before_save(recorder, 1)
+    assert recorder.deadlines_ms == [expected], kwargs
+  for bad in (0, -1, float("nan"), float("inf"), "3600", True):
+    for listener_class in (
+        multi_hash_table_ops.MultiHashTableCheckpointSaverListener,
+        multi_hash_table_ops.MultiHashTableCheckpointRestorerListener):
+      with pytest.raises(ValueError, match="timeout_secs must be a number of "
+                         r"seconds > 0, or None for no deadline; got "):
+        listener_class(basename, timeout_secs=bad)
+
+
 def _ps_tables(num_ps):
   """Tables named and marked as those of PS 0 .. num_ps - 1 (all local)."""
   tables = []

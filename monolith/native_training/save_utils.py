@@ -63,6 +63,8 @@ it mixed, with no older copy.
 """
 
 import contextlib
+import math
+import numbers
 import os
 import re
 from typing import (Iterator, List, NamedTuple, Optional, Sequence, Set,
@@ -95,6 +97,27 @@ _SAVER_TEMPORARY_RE = re.compile(r"_temp(_[0-9a-f]{32})?")
 # and ".partial" while written) and of utils.write_file_atomically.
 _ASSET_TEMPORARY_RE = re.compile(
     r".+(-tmp-[0-9a-f]{16}(\.partial)?|\.tmp-[0-9a-f]{32})")
+
+
+def checkpoint_run_options(timeout_secs: Optional[float],
+                           name: str = "timeout_secs"
+                           ) -> tf.compat.v1.RunOptions:
+  """The RunOptions of a save or restore `session.run`: a deadline of
+  `timeout_secs` seconds (a positive number), or none for None.
+
+  Raises:
+    ValueError: `timeout_secs` is not None nor a finite number > 0; the
+      message names `name`.
+  """
+  if timeout_secs is None:
+    return tf.compat.v1.RunOptions()
+  if (isinstance(timeout_secs, bool) or
+      not isinstance(timeout_secs, numbers.Real) or
+      not 0 < timeout_secs < float("inf")):
+    raise ValueError(f"{name} must be a number of seconds > 0, or None for "
+                     f"no deadline; got {timeout_secs!r}")
+  return tf.compat.v1.RunOptions(
+      timeout_in_ms=max(1, math.ceil(float(timeout_secs) * 1000)))
 
 
 def _parse_step_entry(name: str) -> Optional[Tuple[str, int, str]]:
