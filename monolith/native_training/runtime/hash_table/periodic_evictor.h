@@ -3,7 +3,8 @@
 // feature_evict_every_n_hours, as the original), with one thread for all
 // of them. "Now" is the newest update time a table has seen
 // (EmbeddingHashTable::LatestUpdateTime), so eviction follows the
-// timestamps of the training data, not the wall clock. A target is any
+// timestamps of the training data, not the wall clock (though never past
+// it: ExpiryNow in update_time.h). A target is any
 // eviction callback: CPU tables use EvictTarget, GPU tables their own.
 #ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_PERIODIC_EVICTOR_H_
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_PERIODIC_EVICTOR_H_
@@ -32,7 +33,8 @@ std::string DescribeEviction(const std::string& table_name,
                              const EmbeddingHashTable::EvictStats& stats,
                              int64_t now, double seconds);
 
-// Evicts |table|'s entries expired at its newest update time and returns
+// Evicts |table|'s entries expired at its newest update time (not past the
+// host's clock: EvictAtLatestUpdateTime) and returns
 // the DescribeEviction line of it (name: |table_name|); |evicted| gets the
 // count.
 std::string EvictExpired(const std::string& table_name,

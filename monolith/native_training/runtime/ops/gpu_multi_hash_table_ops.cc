@@ -160,7 +160,8 @@ class GpuMultiHashTable : public ResourceBase {
     stream_ = stream;
   }
 
-  // Evicts table t's entries expired at its newest update time (caller
+  // Evicts table t's entries expired at its newest update time, not past
+  // the host's clock (ExpiryNow; caller
   // holds mu()); *count gets how many.
   Status EvictTable(int t, void* stream, int64_t* count)
       TF_EXCLUSIVE_LOCKS_REQUIRED(mu_) {

@@ -155,9 +155,10 @@ class GpuRowTable {
   Status Evict(int64_t now, const ExpireSeconds& expire, int64_t* evicted,
                void* stream);
   // The newest update time of any entry written, or restored through
-  // PutRowsFromHost, so far: the "now" of saves and evictions, as the CPU
-  // table's LatestUpdateTime. (Times are stamped clamped to 0 .. 2^32 - 1,
-  // as the CPU table stores them.)
+  // PutRowsFromHost, so far (times ahead of the host's clock excepted,
+  // AdvancesTableTime): with ExpiryNow, the "now" of saves and evictions,
+  // as the CPU table's LatestUpdateTime. (Times are stamped clamped to
+  // 0 .. 2^32 - 1, as the CPU table stores them.)
   int64_t latest_update_time() const { return latest_update_time_; }
 
   int64_t size() const { return size_; }
