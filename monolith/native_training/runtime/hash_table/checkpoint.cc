@@ -1,7 +1,10 @@
 #include "monolith/native_training/runtime/hash_table/checkpoint.h"
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -30,17 +33,75 @@ bool ParseShardFile(std::string_view name, const std::string& prefix,
   return file->meta || ParseShardFileName(name, prefix, file);
 }
 
-// Logs every finished shard of a save or restore and then the whole, so a
-// long one shows its progress: entries, checkpoint bytes, seconds.
+// Logs how far a save or restore got every |every| (entries so far, of how
+// many where known), every finished shard, and then the whole: entries,
+// checkpoint bytes, seconds. Shards run in parallel and finish together,
+// so the periodic lines are what shows a long one's progress.
 class ShardProgress {
  public:
+  // Records are counted in batches of this many (Counter): a clock read
+  // per record would cost a tenth of a restore's time.
+  static constexpr int64_t kCountBatch = 4096;
+
   ShardProgress(const LogFn& log, const char* verb, std::string basename,
-                int nshards)
+                int nshards, std::chrono::milliseconds every,
+                int64_t total_entries = -1)
       : log_(log),
         verb_(verb),
         basename_(std::move(basename)),
         nshards_(nshards),
-        start_(std::chrono::steady_clock::now()) {}
+        every_(every),
+        total_entries_(total_entries),
+        start_(std::chrono::steady_clock::now()),
+        next_line_(start_ + every) {}
+
+  // Counts |entries| more records written or read, and logs where the
+  // whole stands once |every| has passed since the last such line.
+  void Count(int64_t entries) {
+    const int64_t so_far =
+        counted_.fetch_add(entries, std::memory_order_relaxed) + entries;
+    const auto now = std::chrono::steady_clock::now();
+    std::lock_guard<std::mutex> lock(mu_);
+    if (now < next_line_) return;
+    next_line_ = now + every_;
+    const double seconds = Seconds();
+    std::string line = std::string(verb_) + " " + std::to_string(so_far);
+    if (total_entries_ >= 0) {
+      line += " of " + std::to_string(total_entries_) + " entries (" +
+              std::to_string(total_entries_ > 0 ? 100 * so_far / total_entries_
+                                                : 100) +
+              "%)";
+    } else {
+      line += " entries";
+    }
+    Log(log_, line + " of " + basename_ + " so far (" + std::to_string(done_) +
+                  " of " + std::to_string(nshards_) + " shards done, " +
+                  std::to_string(seconds) + " s, " +
+                  std::to_string(static_cast<int64_t>(
+                      seconds > 0 ? so_far / seconds : 0)) +
+                  " entries/s)");
+  }
+
+  // Counts one shard's records for Count, kCountBatch at a time.
+  class Counter {
+   public:
+    explicit Counter(ShardProgress* progress) : progress_(progress) {}
+    ~Counter() {
+      if (pending_ > 0) progress_->Count(pending_);
+    }
+    Counter(const Counter&) = delete;
+    Counter& operator=(const Counter&) = delete;
+    void Add() {
+      if (++pending_ == kCountBatch) {
+        progress_->Count(pending_);
+        pending_ = 0;
+      }
+    }
+
+   private:
+    ShardProgress* progress_;
+    int64_t pending_ = 0;
+  };
 
   void ShardDone(int shard, int64_t entries, uint64_t bytes) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -75,8 +136,12 @@ class ShardProgress {
   const char* const verb_;
   const std::string basename_;
   const int nshards_;
+  const std::chrono::milliseconds every_;
+  const int64_t total_entries_;  // -1: not known (a save)
   const std::chrono::steady_clock::time_point start_;
+  std::atomic<int64_t> counted_{0};
   std::mutex mu_;
+  std::chrono::steady_clock::time_point next_line_;
   int done_ = 0;
   int64_t entries_ = 0;
   uint64_t bytes_ = 0;
@@ -98,8 +163,9 @@ struct ShardWrite {
 Status WriteShard(FileSystem* fs, const std::vector<std::string>& table_names,
                   const TableSaver& save_table, const SaveOptions& options,
                   uint64_t save_id, int64_t save_time_micros, int shard,
-                  ShardWrite* out) {
+                  ShardProgress* progress, ShardWrite* out) {
   const int nshards = options.nshards;
+  ShardProgress::Counter counter(progress);
   std::vector<MultiHashTableMetadata> metas(table_names.size());
   uint64_t data_bytes = 0;
   MONOLITH_RETURN_IF_ERROR(WriteWholeFile(
@@ -114,6 +180,7 @@ Status WriteShard(FileSystem* fs, const std::vector<std::string>& table_names,
                 MONOLITH_RETURN_IF_ERROR(data_writer.Write(record));
                 digest = ExtendDigest(digest, data_writer.last_record_crc());
                 ++entries;
+                counter.Add();
                 return Status::OK();
               }));
           MultiHashTableMetadata& meta = metas[t];
@@ -323,6 +390,7 @@ Status RestoreShard(FileSystem* fs, const CheckpointInfo& info, int s,
       RecordFileReader::Open(fs, data_path, !uncompressed, &reader));
   std::string_view record;
   int64_t entries = 0;
+  ShardProgress::Counter counter(progress);
   for (const CheckpointInfo::ShardTable& table : info.shards[s].tables) {
     const std::string& name = info.tables[table.table].name;
     uint32_t digest = 0;
@@ -351,6 +419,7 @@ Status RestoreShard(FileSystem* fs, const CheckpointInfo& info, int s,
                             " of table " + name + ": ",
                         status);
       }
+      counter.Add();
     }
     if (table.has_crc && digest != table.entries_crc32c) {
       return DataLossError(data_path + ": the entries of table " + name +
@@ -582,11 +651,13 @@ Status SaveCheckpoint(FileSystem* fs, const std::string& basename,
     shards[s].tmp_data = CheckpointDataName(basename, s, nshards) + temp_suffix;
     shards[s].tmp_meta = CheckpointMetaName(basename, s, nshards) + temp_suffix;
   }
-  ShardProgress progress(options.log, "Saved", basename, nshards);
+  ShardProgress progress(options.log, "Saved", basename, nshards,
+                         options.progress_every);
   Status status = options.parallel_for(nshards, [&](int64_t s) {
     MONOLITH_RETURN_IF_ERROR(WriteShard(fs, table_names, save_table, options,
                                         save_id, save_time_micros,
-                                        static_cast<int>(s), &shards[s]));
+                                        static_cast<int>(s), &progress,
+                                        &shards[s]));
     progress.ShardDone(static_cast<int>(s), shards[s].entries, shards[s].bytes);
     return Status::OK();
   });
@@ -623,7 +694,11 @@ Status SaveCheckpoint(FileSystem* fs, const std::string& basename,
         fs->DeleteFile(PartialName(path)).ok();
       }
     }
-    return status;
+    return Prefixed("save " + SaveIdText(save_id) + " of " + basename +
+                        " failed writing its shards (its temporaries are "
+                        "deleted; the checkpoint at that basename is as it "
+                        "was): ",
+                    status);
   }
   MONOLITH_RETURN_IF_ERROR(DeleteOtherShardCounts<ShardFile>(
       fs, split, ParseShardFile, nshards,
@@ -695,8 +770,18 @@ Status ReadCheckpointInfo(FileSystem* fs, const std::string& basename,
 Status RestoreCheckpoint(FileSystem* fs, const CheckpointInfo& info,
                          const RecordRestorer& restore,
                          const ParallelFor& parallel_for, const LogFn& log,
-                         const char* progress_verb) {
-  ShardProgress progress(log, progress_verb, info.basename, info.nshards);
+                         const char* progress_verb,
+                         std::chrono::milliseconds progress_every) {
+  // Meta counts are checked against the records only as they are read.
+  constexpr uint64_t kMaxTotal = std::numeric_limits<int64_t>::max();
+  uint64_t total = 0;
+  for (const CheckpointInfo::Table& table : info.tables) {
+    total = std::min(kMaxTotal + 1, total + std::min(table.entries, kMaxTotal));
+  }
+  const int64_t total_entries =
+      total > kMaxTotal ? -1 : static_cast<int64_t>(total);
+  ShardProgress progress(log, progress_verb, info.basename, info.nshards,
+                         progress_every, total_entries);
   MONOLITH_RETURN_IF_ERROR(parallel_for(info.nshards, [&](int64_t s) {
     return RestoreShard(fs, info, static_cast<int>(s), restore, &progress);
   }));

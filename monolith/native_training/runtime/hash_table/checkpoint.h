@@ -29,6 +29,7 @@
 #ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_CHECKPOINT_H_
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_CHECKPOINT_H_
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -66,11 +67,16 @@ using TableSaver = std::function<Status(
     int table, int shard, int nshards,
     const std::function<Status(std::string_view record)>& write)>;
 
+// How often a save or restore logs how far it got, beside a line per
+// finished shard (shards written or read in parallel finish together).
+constexpr std::chrono::milliseconds kProgressEvery{30000};
+
 struct SaveOptions {
   int nshards = 1;  // 1 to kMaxCheckpointShards
   bool snappy = true;
   ParallelFor parallel_for = SerialFor;
   LogFn log;
+  std::chrono::milliseconds progress_every = kProgressEvery;
 };
 
 struct SaveResult {
@@ -152,11 +158,12 @@ using RecordRestorer =
 // its meta record (count and digest) and that nothing follows them. Errors
 // name the file; |restore|'s errors are returned with the file prefixed.
 // Progress lines say |progress_verb| ("Checked" for a pass that only
-// checks the records).
-Status RestoreCheckpoint(FileSystem* fs, const CheckpointInfo& info,
-                         const RecordRestorer& restore,
-                         const ParallelFor& parallel_for, const LogFn& log,
-                         const char* progress_verb = "Restored");
+// checks the records), every |progress_every| and per shard.
+Status RestoreCheckpoint(
+    FileSystem* fs, const CheckpointInfo& info, const RecordRestorer& restore,
+    const ParallelFor& parallel_for, const LogFn& log,
+    const char* progress_verb = "Restored",
+    std::chrono::milliseconds progress_every = kProgressEvery);
 
 }  // namespace hash_table
 }  // namespace monolith

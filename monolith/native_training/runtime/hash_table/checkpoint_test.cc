@@ -695,6 +695,78 @@ TEST(CheckpointTest, ShardCountIsBounded) {
   }
 }
 
+TEST(CheckpointTest, LongSavesAndRestoresLogHowFarTheyGot) {
+  // Shards written or read in parallel finish together: the lines per
+  // shard alone would come at the end. Every |progress_every| (here: at
+  // every counted batch of records), a line of where the whole stands.
+  const std::string dir = TestDir("progress");
+  const std::string basename = dir + "/t";
+  const Contents contents = MakeContents(1, 10000);
+  std::vector<std::string> log;
+  SaveOptions options;
+  options.nshards = 2;
+  options.log = [&log](const std::string& line) { log.push_back(line); };
+  options.progress_every = std::chrono::milliseconds(0);
+  PosixFileSystem fs;
+  ASSERT_TRUE(SaveCheckpoint(
+                  &fs, basename, kTables,
+                  [&](int table, int shard, int n,
+                      const std::function<Status(std::string_view)>& write) {
+                    const auto it = contents.find(table);
+                    for (size_t i = shard; i < it->second.size(); i += n) {
+                      MONOLITH_RETURN_IF_ERROR(write(it->second[i]));
+                    }
+                    return Status::OK();
+                  },
+                  options)
+                  .ok());
+  // 20,000 records in batches of 4,096: 4 whole batches and 2 shards' rests.
+  std::vector<std::string> saving;
+  for (const std::string& line : log) {
+    if (Contains(line, " so far (")) saving.push_back(line);
+  }
+  ASSERT_EQ(saving.size(), 6u) << ::testing::PrintToString(log);
+  EXPECT_EQ(saving[0].rfind("Saved 4096 entries of " + basename +
+                                " so far (0 of 2 shards done, ",
+                            0),
+            0u)
+      << saving[0];
+  EXPECT_TRUE(Contains(saving.back(), "Saved 20000 entries of ")) << saving.back();
+
+  log.clear();
+  CheckpointInfo info;
+  ASSERT_TRUE(ReadCheckpointInfo(&fs, basename, /*need_data=*/true, {}, &info)
+                  .ok());
+  ASSERT_TRUE(RestoreCheckpoint(
+                  &fs, info,
+                  [](int, int, std::string_view) { return Status::OK(); },
+                  SerialFor,
+                  [&log](const std::string& line) { log.push_back(line); },
+                  "Restored", std::chrono::milliseconds(0))
+                  .ok());
+  std::vector<std::string> restoring;
+  for (const std::string& line : log) {
+    if (Contains(line, " so far (")) restoring.push_back(line);
+  }
+  ASSERT_FALSE(restoring.empty()) << ::testing::PrintToString(log);
+  // The total is known from the meta files.
+  EXPECT_EQ(restoring[0].rfind("Restored 4096 of 20000 entries (20%) of " +
+                                   basename + " so far (0 of 2 shards done, ",
+                               0),
+            0u)
+      << restoring[0];
+  EXPECT_TRUE(Contains(restoring.back(), "Restored 20000 of 20000 entries "
+                                         "(100%)"))
+      << restoring.back();
+
+  // At the default period, a quick save logs no such line.
+  log.clear();
+  ASSERT_TRUE(Save(basename, contents, 2, true, &log).ok());
+  for (const std::string& line : log) {
+    EXPECT_FALSE(Contains(line, " so far (")) << line;
+  }
+}
+
 TEST(CheckpointTest, FailedSaveLeavesThePreviousOneIntact) {
   const std::string dir = TestDir("failed_save");
   const std::string basename = dir + "/t";
@@ -710,6 +782,13 @@ TEST(CheckpointTest, FailedSaveLeavesThePreviousOneIntact) {
       },
       options);
   EXPECT_EQ(status.code(), StatusCode::kInternal);
+  // Which checkpoint, and in what state it is left.
+  EXPECT_EQ(status.message().rfind("save ", 0), 0u) << status.message();
+  EXPECT_TRUE(Contains(status.message(),
+                       " of " + basename + " failed writing its shards (its "
+                       "temporaries are deleted; the checkpoint at that "
+                       "basename is as it was): disk on fire"))
+      << status.message();
   Contents restored;
   ASSERT_TRUE(Restore(basename, &restored).ok());
   EXPECT_EQ(restored, MakeContents(1, 20));
