@@ -377,8 +377,13 @@ class HashFilterCheckpointSaverListener(
     with save_utils.saving_per_ps_files(
         asset_dir, _PS_COUNT_GROUP, _SAVED_FILTER_RE, num_ps,
         global_step_value in self._helper.get_existing_checkpoint_steps()):
-      _run_per_filter(sess, self._save_ops, self._placeholders, asset_dir,
-                      self._run_options)
+      with save_utils.explaining_deadline(
+          self._run_options, f"saving the hash filters of step "
+          f"{global_step_value} to {asset_dir}",
+          "HashFilterCheckpointSaverListener", "the save ops on the PS tasks "
+          "are not cancelled and may still be writing"):
+        _run_per_filter(sess, self._save_ops, self._placeholders, asset_dir,
+                        self._run_options)
     logging.info("Saved %d hash filters to %s.", num_ps, asset_dir)
 
 
@@ -457,6 +462,10 @@ class HashFilterCheckpointRestorerListener(
           i for i in chosen if self._ps_monitor.needs_restore(
               self._hash_filters[i].device, uninitialized)
       ]
-    _run_per_filter(session, self._restore_ops, self._placeholders, prefix,
-                    self._run_options, chosen)
+    with save_utils.explaining_deadline(
+        self._run_options, f"restoring the hash filters from {prefix}",
+        "HashFilterCheckpointRestorerListener", "the restore ops on the PS "
+        "tasks are not cancelled and may still be reading"):
+      _run_per_filter(session, self._restore_ops, self._placeholders, prefix,
+                      self._run_options, chosen)
     logging.info("Restored %d hash filters from %s.", len(chosen), prefix)

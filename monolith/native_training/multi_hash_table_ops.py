@@ -28,6 +28,7 @@ import math
 import numbers
 import os
 import re
+import time
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from absl import logging
@@ -1893,9 +1894,11 @@ class MultiHashTableCheckpointSaverListener(
     save_utils.check_restorer_hooks_ran(
         sess, "MultiHashTableCheckpointSaverListener")
     # Before the Saver, so the checkpoint file only names complete tables.
-    logging.info("Saving MultiHashTables.")
     base_dir = self._helper.get_ckpt_asset_dir(
         self._helper.get_ckpt_prefix(global_step_value))
+    logging.info("Saving MultiHashTables of step %d to %s.", global_step_value,
+                 base_dir)
+    start = time.monotonic()
     utils.makedirs_durably(base_dir)
     feed_dict = {
         _tensor_of_table(self._table_id_to_placeholder, table, "saver"):
@@ -1919,13 +1922,21 @@ class MultiHashTableCheckpointSaverListener(
         save_utils.mark_ps_files_saving(base_dir, name)
       # One run: the feature_stat ops depend on the saves, so running them
       # apart would save every table again.
-      _, counts = sess.run(
-          (self._save_op, self._features_counts_tuples),
-          feed_dict=feed_dict,
-          options=self._run_options)
+      with save_utils.explaining_deadline(
+          self._run_options, f"saving the MultiHashTables of step "
+          f"{global_step_value} to {base_dir}",
+          "MultiHashTableCheckpointSaverListener", "the save ops on the PS "
+          "tasks are not cancelled and may still be writing; the step's "
+          "checkpoint is not written"):
+        _, counts = sess.run(
+            (self._save_op, self._features_counts_tuples),
+            feed_dict=feed_dict,
+            options=self._run_options)
       for name, num_ps in self._unmarked_ps_tables.items():
         save_utils.write_ps_count(base_dir, name, num_ps)
-    logging.info("Saved MultiHashTables.")
+    entries = sum(int(np.sum(c)) for _, c in counts)
+    logging.info("Saved MultiHashTables of step %d (%d entries) in %.1f s.",
+                 global_step_value, entries, time.monotonic() - start)
     if self._write_ckpt_info:
       self._write_info(counts, global_step_value)
 
@@ -2142,8 +2153,15 @@ class MultiHashTableCheckpointRestorerListener(
       feed_dict[placeholder] = (ps_checkpoints_to_read(old, shard)
                                 if old else [asset_dir + t.shared_name])
     session.run([t.initializer for t in tables])
-    session.run(restore_ops, feed_dict=feed_dict, options=self._run_options)
-    logging.info("Restored hash tables.")
+    start = time.monotonic()
+    with save_utils.explaining_deadline(
+        self._run_options, f"restoring the hash tables from {ckpt_prefix}",
+        "MultiHashTableCheckpointRestorerListener", "the restore ops on the "
+        "PS tasks are not cancelled and may still be reading"):
+      session.run(restore_ops, feed_dict=feed_dict, options=self._run_options)
+    logging.info("Restored the hash tables from %s in %.1f s (%d restore "
+                 "ops).", ckpt_prefix, time.monotonic() - start,
+                 len(restore_ops))
 
   def _build_restore_graph(self) -> Dict[str, List[tf.Operation]]:
     tables = ops.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY)

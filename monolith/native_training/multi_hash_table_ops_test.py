@@ -765,6 +765,29 @@ def test_checkpoint_listeners_take_the_deadline_of_their_runs(tmp_path):
       recorder = _DeadlineRecorder(sess)
       listener.before_save(recorder, 1)
     assert recorder.deadlines_ms == [expected], kwargs
+  # Past the deadline: what timed out, which argument to raise, what is
+  # left running.
+
+  class _TimedOut(_DeadlineRecorder):
+
+    def run(self, *args, **kwargs):
+      super().run(*args, **kwargs)
+      raise tf.errors.DeadlineExceededError(None, None,
+                                            "Timed out waiting for notification")
+
+  listener = multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
+      basename, timeout_secs=2.5)
+  with tf1.Session() as sess:
+    sess.run(table.initializer)
+    with pytest.raises(
+        tf.errors.DeadlineExceededError,
+        match=r"saving the MultiHashTables of step 3 to .*model.ckpt-3.assets/ "
+        r"took longer than 2.5 s \(timeout_secs of "
+        r"MultiHashTableCheckpointSaverListener; raise it, or None for no "
+        r"deadline\); the save ops on the PS tasks are not cancelled and may "
+        r"still be writing; the step's checkpoint is not written: Timed out "
+        r"waiting for notification"):
+      listener.before_save(_TimedOut(sess), 3)
   for bad in (0, -1, float("nan"), float("inf"), "3600", True):
     for listener_class in (
         multi_hash_table_ops.MultiHashTableCheckpointSaverListener,

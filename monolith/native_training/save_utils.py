@@ -120,6 +120,22 @@ def checkpoint_run_options(timeout_secs: Optional[float],
       timeout_in_ms=max(1, math.ceil(float(timeout_secs) * 1000)))
 
 
+@contextlib.contextmanager
+def explaining_deadline(options: tf.compat.v1.RunOptions, doing: str,
+                        listener: str, left: str) -> Iterator[None]:
+  """Re-raises a DeadlineExceededError of a run under `options` saying what
+  timed out (`doing`), which listener's timeout_secs to raise, and what is
+  `left` running or undone."""
+  try:
+    yield
+  except tf.errors.DeadlineExceededError as e:
+    raise tf.errors.DeadlineExceededError(
+        e.node_def, e.op,
+        f"{doing} took longer than {options.timeout_in_ms / 1000:g} s "
+        f"(timeout_secs of {listener}; raise it, or None for no deadline); "
+        f"{left}: {e.message}") from e
+
+
 def _parse_step_entry(name: str) -> Optional[Tuple[str, int, str]]:
   """(base, step, suffix) of a "<base>-<step><suffix>" name, or None."""
   match = _STEP_ENTRY_RE.fullmatch(name)
