@@ -112,7 +112,7 @@ def _save_old_layout(tmp_path, num_old):
 
 @pytest.mark.parametrize("num_old,num_new", [(2, 3), (3, 2), (2, 1), (1, 4)])
 def test_each_new_table_gets_exactly_its_ids_with_their_state(
-    graph, tmp_path, num_old, num_new):
+    graph, tmp_path, capfd, num_old, num_new):
   basenames, expected = _save_old_layout(tmp_path, num_old)
   restored = []
   for i in range(num_new):
@@ -132,6 +132,14 @@ def test_each_new_table_gets_exactly_its_ids_with_their_state(
           assert got[key] == dump, key
         else:
           assert got[key] is None, (i, key)
+  # The log tells records kept from records read (each new table reads
+  # every record of every old one).
+  log = capfd.readouterr().err
+  for i in range(num_new):
+    kept = sum(1 for key in expected if key[1] % num_new == i)
+    assert (f"Resharded restore into new_{i}: kept "
+            f"{kept} of {len(expected)} records (ids with id mod {num_new} == "
+            f"{i}) from {num_old} checkpoints in ") in log, log
 
 
 def test_shape_function_and_attrs_are_checked(graph, tmp_path):

@@ -4,6 +4,7 @@
 // tables' entries, TF's file systems and TF's CPU worker threads.
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -228,6 +229,8 @@ Status RestoreCheckpointsOrThrow(OpKernelContext* ctx, MultiHashTable* mtable,
                  << ": " << mismatch;
   }
   TimesOutOfRange times_out_of_range;
+  // Of a resharded restore: the records read, and those kept.
+  std::atomic<int64_t> records_read{0}, records_kept{0};
   // Reads every record of every checkpoint: restores it, or with
   // |check_only| checks that it would restore.
   auto read_records = [&](bool check_only) -> Status {
@@ -244,7 +247,13 @@ Status RestoreCheckpointsOrThrow(OpKernelContext* ctx, MultiHashTable* mtable,
                   record.data(), record.size(), &scratch[shard], &id));
               int64_t r = id % keep.modulus;
               if (r < 0) r += keep.modulus;
+              if (!check_only) {
+                records_read.fetch_add(1, std::memory_order_relaxed);
+              }
               if (r != keep.remainder) return ht::Status::OK();
+              if (!check_only) {
+                records_kept.fetch_add(1, std::memory_order_relaxed);
+              }
             }
             if (graph_of[t] < 0) return ht::Status::OK();
             MultiHashTable::Table& table = mtable->table(graph_of[t]);
@@ -259,10 +268,13 @@ Status RestoreCheckpointsOrThrow(OpKernelContext* ctx, MultiHashTable* mtable,
             return RestoreInto(table, record, &scratch[shard],
                                &times_out_of_range);
           },
-          WorkerThreads(ctx), LogInfo, RestorePassVerb(check_only))));
+          WorkerThreads(ctx), LogInfo,
+          // A resharded restore reads every record and keeps some.
+          resharded && !check_only ? "Read" : RestorePassVerb(check_only))));
     }
     return OkStatus();
   };
+  const auto start = std::chrono::steady_clock::now();
   std::vector<std::string> holding;  // the tables to restore that hold entries
   for (int t = 0; t < mtable->size(); ++t) {
     if (restored[t] && mtable->table(t).table->Size() > 0) {
@@ -307,6 +319,17 @@ Status RestoreCheckpointsOrThrow(OpKernelContext* ctx, MultiHashTable* mtable,
                  << ht::kMaxUpdateTimeAheadSeconds
                  << " s past this host's clock; they keep them, but their "
                     "tables' time does not move to them";
+  }
+  if (resharded) {
+    LOG(INFO) << "Resharded restore into " << mtable->shared_name()
+              << ": kept " << records_kept.load() << " of "
+              << records_read.load() << " records (ids with id mod "
+              << keep.modulus << " == " << keep.remainder << ") from "
+              << basenames.size() << " checkpoints in "
+              << std::chrono::duration<double>(
+                     std::chrono::steady_clock::now() - start)
+                     .count()
+              << " s";
   }
   return OkStatus();
 }
