@@ -93,6 +93,15 @@ class MultiHashTable : public ResourceBase {
 
   int size() const { return static_cast<int>(tables_.size()); }
   Table& table(int i) const { return *tables_[i]; }
+  // OutOfMemoryAsStatus's |what| where table |i| could not grow: which
+  // table, and how large it is.
+  std::string GrowthOutOfMemory(int i) const {
+    const Table& t = *tables_[i];
+    return monolith_tf::GrowthOutOfMemory(
+        "table " + t.name + " of " + shared_name_ + " (" +
+        std::to_string(t.table->Size()) + " entries, " +
+        std::to_string(t.table->MemoryBytes()) + " bytes)");
+  }
   // Each table's embedding floats, in table order.
   std::vector<int64_t> dims() const {
     std::vector<int64_t> out;

@@ -114,10 +114,14 @@ class MultiHashTableFusedOptimizeOp : public GuardedOpKernel {
           counts = occurrences.data();
           n = unique_ids.size();
         }
-        TF_RETURN_IF_ERROR(ToTfStatus(table.BatchOptimize(
-            segment_ids, n, segment_grads, lr_data + lr_offsets[t],
-            in.update_time, in.global_step,
-            mtable->AdmitFnFor(segment_ids, counts))));
+        TF_RETURN_IF_ERROR(OutOfMemoryAsStatus(
+            [&] {
+              return ToTfStatus(table.BatchOptimize(
+                  segment_ids, n, segment_grads, lr_data + lr_offsets[t],
+                  in.update_time, in.global_step,
+                  mtable->AdmitFnFor(segment_ids, counts)));
+            },
+            [&] { return mtable->GrowthOutOfMemory(t); }));
       }
       return OkStatus();
     }));

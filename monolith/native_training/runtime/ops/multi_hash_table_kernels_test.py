@@ -1009,6 +1009,50 @@ def test_a_kernel_out_of_memory_is_resource_exhausted():
                    child.stdout), child.stdout
 
 
+_GROWTH_OUT_OF_MEMORY_CHILD = """
+import resource
+import numpy as np
+import tensorflow as tf
+tf.compat.v1.disable_eager_execution()
+from monolith.native_training.runtime.ops import gen_monolith_ops as ops
+from monolith.native_training.runtime.ops import multi_hash_table_kernels_test as t
+with tf.Graph().as_default(), tf.device("/CPU:0"):
+  h = t._mtable([("a", t._table_config(4)), ("b", t._table_config(1))],
+                "grown")
+  ids = tf.compat.v1.placeholder(tf.int64, [None])
+  values = tf.compat.v1.placeholder(tf.float32, [None])
+  assign = ops.monolith_multi_hash_table_assign(
+      h, ids, tf.stack([0, tf.size(ids, tf.int64), tf.size(ids, tf.int64)]),
+      values, 0)
+  with tf.compat.v1.Session() as sess:
+    first = np.arange(100_000, dtype=np.int64)
+    sess.run(assign, {ids: first, values: np.ones(400_000, np.float32)})
+    more = np.arange(100_000, 4_100_000, dtype=np.int64)
+    more_values = np.ones(16_000_000, np.float32)
+    with open("/proc/self/statm") as f:
+      mapped = int(f.read().split()[0]) * resource.getpagesize()
+    limit = mapped + (200 << 20)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    try:
+      sess.run(assign, {ids: more, values: more_values})
+      print("ran")
+    except tf.errors.ResourceExhaustedError as e:
+      print(" ".join(e.message.split()))
+"""
+
+
+def test_a_table_that_cannot_grow_is_named_with_its_size():
+  # After weeks of training, "a hash table could not grow" told a user
+  # neither which table nor how large it had become.
+  child = subprocess.run([sys.executable, "-c", _GROWTH_OUT_OF_MEMORY_CHILD],
+                         env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                             sys.path)),
+                         capture_output=True, text=True, timeout=300)
+  assert child.returncode == 0, child.stderr[-3000:]
+  assert re.search(r"table a of grown \(\d+ entries, \d+ bytes\) could not "
+                   r"grow: out of memory", child.stdout), child.stdout
+
+
 def test_write_file_atomically(graph, tmp_path):
   path = str(tmp_path / "new_folder" / "g.num_ps")
   contents = tf1.placeholder(tf.string, [])

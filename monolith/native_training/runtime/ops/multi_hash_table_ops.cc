@@ -35,13 +35,20 @@ constexpr int64_t kParallelIds = 16384;
 constexpr int64_t kLookupPieceIds = 16384;
 
 // Runs fn(i) for i in [0, n), in parallel when |ids| is large; out of
-// memory in an item is ResourceExhausted either way.
-Status RunItems(OpKernelContext* ctx, int64_t n, int64_t ids,
-                const std::function<Status(int64_t)>& fn) {
-  if (ids >= kParallelIds && n > 1) return ParallelFor(ctx, n, fn);
-  for (int64_t i = 0; i < n; ++i) {
-    TF_RETURN_IF_ERROR(OutOfMemoryAsStatus([&] { return fn(i); }));
-  }
+// memory in an item is ResourceExhausted either way, saying |what_of(i)|
+// (default: a hash table could not grow).
+Status RunItems(
+    OpKernelContext* ctx, int64_t n, int64_t ids,
+    const std::function<Status(int64_t)>& fn,
+    const std::function<std::string(int64_t)>& what_of = [](int64_t) {
+      return TableGrowthOutOfMemory();
+    }) {
+  const auto item = [&](int64_t i) {
+    return OutOfMemoryAsStatus([&] { return fn(i); },
+                               [&] { return what_of(i); });
+  };
+  if (ids >= kParallelIds && n > 1) return ParallelFor(ctx, n, item);
+  for (int64_t i = 0; i < n; ++i) TF_RETURN_IF_ERROR(item(i));
   return OkStatus();
 }
 
@@ -380,7 +387,7 @@ class MultiHashTableAssignOp : public GuardedOpKernel {
         table.Assign(ids, in.ids_of(t), values, update_time, admit);
       }
       return OkStatus();
-    }));
+    }, [&](int64_t t) { return in.mtable->GrowthOutOfMemory(t); }));
     ctx->set_output(0, ctx->input(0));
   }
 };
@@ -395,13 +402,16 @@ Status RunOptimize(OpKernelContext* ctx, const MultiHashTable& mtable,
   TF_RETURN_IF_ERROR(CheckLearningRates(mtable, *scalars.learning_rates,
                                         "learning_rate"));
   const float* lr_data = scalars.learning_rates->flat<float>().data();
-  return RunItems(ctx, mtable.size(), batch.num_ids, [&](int64_t t) {
-    const int64_t* ids = batch.ids + batch.id_split[t];
-    return ToTfStatus(mtable.table(t).table->BatchOptimize(
-        ids, batch.ids_of(t), grads_of(t),
-        lr_data + mtable.learning_rate_offsets()[t], scalars.update_time,
-        scalars.global_step, mtable.AdmitFnFor(ids)));
-  });
+  return RunItems(
+      ctx, mtable.size(), batch.num_ids,
+      [&](int64_t t) {
+        const int64_t* ids = batch.ids + batch.id_split[t];
+        return ToTfStatus(mtable.table(t).table->BatchOptimize(
+            ids, batch.ids_of(t), grads_of(t),
+            lr_data + mtable.learning_rate_offsets()[t], scalars.update_time,
+            scalars.global_step, mtable.AdmitFnFor(ids)));
+      },
+      [&](int64_t t) { return mtable.GrowthOutOfMemory(t); });
 }
 
 class MultiHashTableOptimizeOp : public GuardedOpKernel {
