@@ -37,6 +37,7 @@ the launcher starts every task again on new ports (up to twice: 3
 clusters in all; the chief resumes from the latest checkpoint).
 """
 
+import collections
 import contextlib
 import ctypes
 import os
@@ -47,7 +48,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Deque, Dict, List, Optional, Sequence, Tuple
 
 from absl import app
 from absl import flags
@@ -431,7 +432,11 @@ class _Progress:
     self._num_ps = num_ps
     self.steps = 0
     self.examples = 0
-    self.losses: List[float] = []
+    # The first and the latest _LOSS_WINDOW losses (the summary's), and the
+    # sum since the last line: a long run keeps no loss per step.
+    self._first_losses: List[float] = []
+    self._recent_losses: Deque[float] = collections.deque(maxlen=_LOSS_WINDOW)
+    self._loss_sum = 0.0
     self.global_step = 0
     self._ids = 0
     self._ps_ids = np.zeros(num_ps, np.int64)
@@ -451,7 +456,10 @@ class _Progress:
       distinct = np.unique(slot_ids)
       self._ps_ids += np.bincount(distinct % self._num_ps,
                                   minlength=self._num_ps)
-    self.losses.append(loss)
+    if len(self._first_losses) < _LOSS_WINDOW:
+      self._first_losses.append(loss)
+    self._recent_losses.append(loss)
+    self._loss_sum += loss
     self.global_step = global_step
     now = time.monotonic()
     self._end = now
@@ -460,6 +468,7 @@ class _Progress:
       self._start_counts = (self.examples, self._ids, self._ps_ids.copy())
       self._last = (now, self.steps, self.examples, self._ids,
                     self._ps_ids.copy())
+      self._loss_sum = 0.0  # the next line's steps start after this one
       print(f"worker {self._index}: step 1 global_step {global_step} loss "
             f"{loss:.4f} (rates from here on)", flush=True)
     elif now - self._last[0] >= log_every_secs:
@@ -475,7 +484,8 @@ class _Progress:
   def _print(self, now: float) -> None:
     last_time, last_steps, last_examples, last_ids, last_ps_ids = self._last
     steps = self.steps - last_steps
-    loss = float(np.mean(self.losses[-max(steps, 1):]))
+    loss = self._loss_sum / max(steps, 1)
+    self._loss_sum = 0.0
     print(f"worker {self._index}: step {self.steps} global_step "
           f"{self.global_step} loss {loss:.4f} " +
           self._rates(now - last_time, self.examples - last_examples,
@@ -495,8 +505,8 @@ class _Progress:
 
   def summary(self) -> None:
     """Prints the totals and the rates from the first step to the last."""
-    first = float(np.mean(self.losses[:_LOSS_WINDOW])) if self.losses else 0
-    last = float(np.mean(self.losses[-_LOSS_WINDOW:])) if self.losses else 0
+    first = float(np.mean(self._first_losses)) if self._first_losses else 0
+    last = float(np.mean(self._recent_losses)) if self._recent_losses else 0
     if self._start is None:
       rates = "no step"
       secs = 0.0

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from typing import Callable, Dict, List, Set
 
 import numpy as np
@@ -430,6 +431,40 @@ def test_progress_rates_leave_out_a_recovery_wait(monkeypatch, capsys):
   assert "examples/s 10 ids/s 10 " in lines[-1]
   progress.summary()
   assert "examples/s 10 " in capsys.readouterr().out
+
+
+def test_progress_losses_are_the_means_of_their_steps(monkeypatch, capsys):
+  # A line's loss is the mean of the steps since the line before; the
+  # summary's are those of the first and the last _LOSS_WINDOW steps.
+  clock = [0.0]
+  monkeypatch.setattr(local_cluster.time, "monotonic", lambda: clock[0])
+  progress = local_cluster._Progress(0, 1)
+  ids = np.zeros([1, 2, 1], np.int64)
+  for step in range(1, 1001):
+    clock[0] = float(step)
+    progress.add(ids, float(step), step, log_every_secs=100)
+  lines = capsys.readouterr().out.splitlines()
+  assert lines[0].startswith("worker 0: step 1 global_step 1 loss 1.0000")
+  # Steps 2..101, then 102..201, ...
+  assert lines[1].startswith("worker 0: step 101 global_step 101 loss "
+                             "51.5000 "), lines[1]
+  assert lines[2].startswith("worker 0: step 201 global_step 201 loss "
+                             "151.5000 "), lines[2]
+  progress.summary()
+  summary = capsys.readouterr().out
+  window = local_cluster._LOSS_WINDOW
+  assert f"loss_first {(1 + window) / 2:.4f} " in summary, summary
+  assert f"loss_last {1000 - (window - 1) / 2:.4f}" in summary, summary
+  # A long run keeps no loss per step.
+  tracemalloc.start()
+  try:
+    before = tracemalloc.get_traced_memory()[0]
+    for step in range(1001, 21001):
+      progress.add(ids, float(step), step, log_every_secs=1e9)
+    grown = tracemalloc.get_traced_memory()[0] - before
+  finally:
+    tracemalloc.stop()
+  assert grown < 100_000, grown
 
 
 def test_a_worker_fails_when_its_chief_never_sets_up(monkeypatch):
