@@ -817,6 +817,35 @@ TEST(EmbeddingHashTableTest, SlotExpireTimesNameSlotsInRange) {
                   .ok());
 }
 
+// An expire time of 0 days expires every entry it covers at the next save
+// or eviction (as the original), and an expire_time left out reads 0: the
+// tables' creators warn of it.
+TEST(EmbeddingHashTableTest, ZeroExpireTimesAreDescribed) {
+  const auto describe = [](const std::string& text) {
+    SlotExpireTimeConfig config;
+    EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &config));
+    return DescribeZeroExpireTimes(config);
+  };
+  EXPECT_EQ(describe(""), "");
+  EXPECT_EQ(describe("slot_expire_times { slot: 3 expire_time: 2 }"), "");
+  EXPECT_EQ(describe("slot_expire_times { slot: 3 } "
+                     "slot_expire_times { slot: 5 expire_time: 1 } "
+                     "slot_expire_times { slot: 9 expire_time: 0 }"),
+            "slot_expire_time_config: the expire_time of slots 3, 9 is 0 days "
+            "(or left out, which reads 0): every entry they cover expires at "
+            "the next save or eviction (give the days to keep an entry "
+            "without updates; leave a slot out for default_expire_time, "
+            "36500 days unless set)");
+  const std::string all = describe(
+      "default_expire_time: 0 slot_expire_times { slot: 4 expire_time: 0 }");
+  EXPECT_EQ(all.rfind("slot_expire_time_config: default_expire_time is 0 "
+                      "days, and so is the expire_time of slots 4: every "
+                      "entry they cover expires",
+                      0),
+            0u)
+      << all;
+}
+
 TEST(EmbeddingHashTableTest, GrowsFromCapacityOneToMillions) {
   auto table = MakeTable(SgdTable(2, "initial_capacity: 1"));
   constexpr int64_t kIds = 2'000'000;

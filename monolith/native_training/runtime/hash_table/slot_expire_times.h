@@ -33,6 +33,31 @@ inline Status CheckSlotExpireTimeConfig(const SlotExpireTimeConfig& config) {
   return Status::OK();
 }
 
+// What a table made from |config| should warn of, or "": slots whose expire
+// time is 0 days (an expire_time left out reads 0), whose entries all
+// expire at the next save or eviction (as the original: not "never").
+inline std::string DescribeZeroExpireTimes(const SlotExpireTimeConfig& config) {
+  std::string slots;
+  for (const auto& slot : config.slot_expire_times()) {
+    if (slot.expire_time() != 0) continue;
+    slots += (slots.empty() ? "" : ", ") + std::to_string(slot.slot());
+  }
+  std::string zero;
+  if (config.default_expire_time() == 0) {
+    zero = "default_expire_time is 0 days";
+    if (!slots.empty()) zero += ", and so is the expire_time of slots " + slots;
+  } else if (!slots.empty()) {
+    zero = "the expire_time of slots " + slots +
+           " is 0 days (or left out, which reads 0)";
+  } else {
+    return "";
+  }
+  return "slot_expire_time_config: " + zero +
+         ": every entry they cover expires at the next save or eviction "
+         "(give the days to keep an entry without updates; leave a slot out "
+         "for default_expire_time, 36500 days unless set)";
+}
+
 // Build from a config CheckSlotExpireTimeConfig accepts.
 class SlotExpireTimes {
  public:

@@ -111,6 +111,12 @@ class GpuMultiHashTable : public ResourceBase {
         ht::CheckSlotExpireTimeConfig(config.slot_expire_time_config())));
     t->expire =
         std::make_unique<ht::SlotExpireTimes>(config.slot_expire_time_config());
+    const std::string zero_expire_times =
+        ht::DescribeZeroExpireTimes(config.slot_expire_time_config());
+    if (!zero_expire_times.empty() && !t->spec.serving) {
+      LOG(WARNING) << "gpucuco MultiHashTable " << shared_name_ << ", table "
+                   << name << ": " << zero_expire_times;
+    }
     // As the CPU table: SERVING tables never evict.
     if (config.enable_feature_eviction() && !t->spec.serving) {
       TF_RETURN_IF_ERROR(ToTfStatus(

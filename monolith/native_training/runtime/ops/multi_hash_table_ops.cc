@@ -161,6 +161,13 @@ class CreateMultiHashTableOp
         return errors::CreateWithUpdatedMessage(
             s, "table " + config_.names(i) + ": " + std::string(s.message()));
       }
+      const std::string zero_expire_times =
+          ::monolith::hash_table::DescribeZeroExpireTimes(
+              config.slot_expire_time_config());
+      if (!zero_expire_times.empty() && !table->accessor().serving()) {
+        LOG(WARNING) << "MultiHashTable " << cinfo_.name() << ", table "
+                     << config_.names(i) << ": " << zero_expire_times;
+      }
       // As the original: SERVING tables never evict.
       if (config.enable_feature_eviction() &&
           !table->accessor().serving()) {
