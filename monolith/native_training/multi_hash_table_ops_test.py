@@ -187,32 +187,39 @@ def test_a_lookup_output_still_held_is_not_reused_by_the_next_run(fused):
   np.testing.assert_array_equal(again, expected)
 
 
+def _one_day_expiry_table():
+  """A table "slot0" of dim 1 whose entries expire after a day."""
+  config = test_utils.generate_test_hash_table_config(1)
+  config.table_config.slot_expire_time_config.default_expire_time = 1  # day
+  return multi_hash_table_ops.MultiHashTable.from_configs({"slot0": config})
+
+
+def _evict_then_times(table, ids):
+  """Evicts `table` in a session: (evicted count, [(id, update time)] of
+  `ids` after it)."""
+  table, evicted = table.evict()
+  entries = table.lookup_entry({"slot0": _id(ids)})["slot0"]
+  with tf1.train.SingularMonitoredSession() as sess:
+    evicted, entries = sess.run([evicted, entries])
+  dumps = [embedding_hash_table_pb2.EntryDump.FromString(e) for e in entries]
+  return evicted.tolist()[0], [(d.id, d.last_update_ts_sec) for d in dumps]
+
+
 def test_reinitialize_stamps_the_tables_time_not_the_clock():
   # A table trained on sample times (long ago): reinitializing an id must not
   # make the others look expired to the next eviction or save.
-  config = test_utils.generate_test_hash_table_config(1)
-  config.table_config.slot_expire_time_config.default_expire_time = 1  # day
-  table = multi_hash_table_ops.MultiHashTable.from_configs({"slot0": config})
+  table = _one_day_expiry_table()
   table = table.assign_add({"slot0": (_id([1, 2]), _value([[1], [2]]))},
                            req_time=tf.constant(1000, tf.int64))
   table, _ = table.reinitialize("slot0", _id([3]))
-  table, evicted = table.evict()
-  entries = table.lookup_entry({"slot0": _id([1, 2, 3])})["slot0"]
-  with tf1.train.SingularMonitoredSession() as sess:
-    evicted, entries = sess.run([evicted, entries])
-  assert evicted.tolist() == [0]
-  dumps = [embedding_hash_table_pb2.EntryDump.FromString(e) for e in entries]
-  assert [(d.id, d.last_update_ts_sec) for d in dumps] == [(1, 1000),
-                                                            (2, 1000),
-                                                            (3, 1000)]
+  assert _evict_then_times(table, [1, 2, 3]) == (0, [(1, 1000), (2, 1000),
+                                                     (3, 1000)])
 
 
 def test_a_req_time_far_ahead_of_the_clock_does_not_expire_the_rest():
   # One corrupt req_time (years ahead) must not become the tables' "now":
   # the next eviction (or save) would drop every other entry.
-  config = test_utils.generate_test_hash_table_config(1)
-  config.table_config.slot_expire_time_config.default_expire_time = 1  # day
-  table = multi_hash_table_ops.MultiHashTable.from_configs({"slot0": config})
+  table = _one_day_expiry_table()
   now = int(time.time())
   far_ahead = now + 10 * 365 * 24 * 3600
   table = table.assign_add({"slot0": (_id([1, 2]), _value([[1], [2]]))},
@@ -222,15 +229,8 @@ def test_a_req_time_far_ahead_of_the_clock_does_not_expire_the_rest():
   table = table.apply_gradients({"slot0": (_id([3]), _value([[0]]))},
                                 global_step=tf.constant(1, tf.int64),
                                 req_time=tf.constant(far_ahead, tf.int64))
-  table, evicted = table.evict()
-  entries = table.lookup_entry({"slot0": _id([1, 2, 3])})["slot0"]
-  with tf1.train.SingularMonitoredSession() as sess:
-    evicted, entries = sess.run([evicted, entries])
-  assert evicted.tolist() == [0]
-  dumps = [embedding_hash_table_pb2.EntryDump.FromString(e) for e in entries]
-  assert [(d.id, d.last_update_ts_sec) for d in dumps] == [(1, now),
-                                                            (2, now),
-                                                            (3, far_ahead)]
+  assert _evict_then_times(table, [1, 2, 3]) == (0, [(1, now), (2, now),
+                                                     (3, far_ahead)])
 
 
 def test_lookup_entry_of_many_ids_in_two_tables():

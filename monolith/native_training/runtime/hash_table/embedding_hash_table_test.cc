@@ -239,15 +239,8 @@ TEST(EmbeddingHashTableTest, EveryUpdatePathRaisesTheLatestUpdateTime) {
 TEST(EmbeddingHashTableTest, TimesAheadOfTheClockDoNotMoveTheTableTime) {
   // One write stamped years ahead (a corrupt req_time) must not become the
   // "now" of expiry: the next eviction would drop every entry.
-  auto table = MakeTable(R"pb(
-    entry_config {
-      segments {
-        dim_size: 1
-        init_config { zeros {} }
-        opt_config { sgd {} }
-      }
-    }
-    slot_expire_time_config { default_expire_time: 7 })pb");
+  auto table =
+      MakeTable(SgdTable(1, "slot_expire_time_config { default_expire_time: 7 }"));
   const int64_t now = static_cast<int64_t>(std::time(nullptr));
   const int64_t day = kSecondsPerDay;
   std::vector<int64_t> ids(1000);
@@ -286,15 +279,7 @@ TEST(EmbeddingHashTableTest, ExpiryIsMeasuredNoLaterThanTheClock) {
   // A time less than a day ahead (skew, a time zone) moves the table's
   // time; measured against it, entries updated 20 hours ago would be more
   // than the expire time of a day old.
-  auto table = MakeTable(R"pb(
-    entry_config {
-      segments {
-        dim_size: 1
-        init_config { zeros {} }
-        opt_config { sgd {} }
-      }
-    }
-    slot_expire_time_config { default_expire_time: 1 })pb");
+  auto table = OneDayExpiryTable(1);
   const int64_t now = static_cast<int64_t>(std::time(nullptr));
   const int64_t hour = 3600;
   std::vector<int64_t> ids(100);

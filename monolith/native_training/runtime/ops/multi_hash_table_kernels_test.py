@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 
 from google.protobuf import text_format
 import numpy as np
@@ -967,7 +968,7 @@ def test_save_bounds_nshards(graph, tmp_path, nshards):
                                             nshards=nshards))
 
 
-_OUT_OF_MEMORY_CHILD = """
+_UNDER_MEMORY_LIMIT_CHILD = """
 import resource
 import numpy as np
 import tensorflow as tf
@@ -975,96 +976,80 @@ tf.compat.v1.disable_eager_execution()
 from monolith.native_training.runtime.ops import gen_monolith_ops as ops
 from monolith.native_training.runtime.ops import multi_hash_table_kernels_test as t
 with tf.Graph().as_default(), tf.device("/CPU:0"):
-  h = t._mtable([("a", t._table_config(1))])
-  id_split = tf.compat.v1.placeholder(tf.int64, [None])
-  lookup = ops.monolith_multi_hash_table_lookup(
-      h, tf.constant([], tf.int64), id_split)
+{graph}
   with tf.compat.v1.Session() as sess:
-    sess.run(lookup, {id_split: [0, 0]})
-    # 20 M empty requests: 160 MB fed, whose per-request bookkeeping in the
-    # kernel (~1 GB) is past the address space left to the process.
-    splits = np.zeros(20_000_001, np.int64)
+{setup}
     with open("/proc/self/statm") as f:
       mapped = int(f.read().split()[0]) * resource.getpagesize()
-    limit = mapped + (400 << 20)
+    limit = mapped + ({headroom_mb} << 20)
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     try:
-      sess.run(lookup, {id_split: splits})
+{run}
       print("ran")
     except tf.errors.ResourceExhaustedError as e:
       print(" ".join(e.message.split()))
 """
+
+
+def _run_under_memory_limit(graph: str, setup: str, run: str,
+                            headroom_mb: int) -> str:
+  """Builds `graph` and runs `setup` (in session `sess`) in a child process,
+  then `run` with an address space of what the child has mapped plus
+  `headroom_mb`; returns the child's output: "ran", or the
+  ResourceExhaustedError's message on one line."""
+  script = _UNDER_MEMORY_LIMIT_CHILD.format(
+      graph=textwrap.indent(textwrap.dedent(graph), "  "),
+      setup=textwrap.indent(textwrap.dedent(setup), "    "),
+      run=textwrap.indent(textwrap.dedent(run), "      "),
+      headroom_mb=headroom_mb)
+  child = subprocess.run([sys.executable, "-c", script],
+                         env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                             sys.path)),
+                         capture_output=True, text=True, timeout=300)
+  assert child.returncode == 0, child.stderr[-3000:]
+  return child.stdout
 
 
 def test_a_kernel_out_of_memory_is_resource_exhausted():
   # Not only the tables' growth: a kernel's own vectors, sized by its
   # inputs, failing to allocate end the op, not the process.
-  child = subprocess.run([sys.executable, "-c", _OUT_OF_MEMORY_CHILD],
-                         env=dict(os.environ, PYTHONPATH=os.pathsep.join(
-                             sys.path)),
-                         capture_output=True, text=True, timeout=300)
-  assert child.returncode == 0, child.stderr[-3000:]
+  out = _run_under_memory_limit(
+      """
+      h = t._mtable([("a", t._table_config(1))])
+      id_split = tf.compat.v1.placeholder(tf.int64, [None])
+      lookup = ops.monolith_multi_hash_table_lookup(
+          h, tf.constant([], tf.int64), id_split)
+      """, """
+      sess.run(lookup, {id_split: [0, 0]})
+      # 20 M empty requests: 160 MB fed, whose per-request bookkeeping in
+      # the kernel (~1 GB) is past the address space left to the process.
+      splits = np.zeros(20_000_001, np.int64)
+      """, "sess.run(lookup, {id_split: splits})", headroom_mb=400)
   assert re.search("MonolithMultiHashTableLookup .*: out of memory; give the "
-                   "task more memory or send smaller batches",
-                   child.stdout), child.stdout
-
-
-_GROWTH_OUT_OF_MEMORY_CHILD = """
-import resource
-import numpy as np
-import tensorflow as tf
-tf.compat.v1.disable_eager_execution()
-from monolith.native_training.runtime.ops import gen_monolith_ops as ops
-from monolith.native_training.runtime.ops import multi_hash_table_kernels_test as t
-with tf.Graph().as_default(), tf.device("/CPU:0"):
-  h = t._mtable([("a", t._table_config(4)), ("b", t._table_config(1))],
-                "grown")
-  ids = tf.compat.v1.placeholder(tf.int64, [None])
-  values = tf.compat.v1.placeholder(tf.float32, [None])
-  assign = ops.monolith_multi_hash_table_assign(
-      h, ids, tf.stack([0, tf.size(ids, tf.int64), tf.size(ids, tf.int64)]),
-      values, 0)
-  with tf.compat.v1.Session() as sess:
-    first = np.arange(100_000, dtype=np.int64)
-    sess.run(assign, {ids: first, values: np.ones(400_000, np.float32)})
-    more = np.arange(100_000, 4_100_000, dtype=np.int64)
-    more_values = np.ones(16_000_000, np.float32)
-    with open("/proc/self/statm") as f:
-      mapped = int(f.read().split()[0]) * resource.getpagesize()
-    limit = mapped + (200 << 20)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    try:
-      sess.run(assign, {ids: more, values: more_values})
-      print("ran")
-    except tf.errors.ResourceExhaustedError as e:
-      print(" ".join(e.message.split()))
-"""
+                   "task more memory or send smaller batches", out), out
 
 
 def test_a_table_that_cannot_grow_is_named_with_its_size():
   # After weeks of training, "a hash table could not grow" told a user
   # neither which table nor how large it had become.
-  child = subprocess.run([sys.executable, "-c", _GROWTH_OUT_OF_MEMORY_CHILD],
-                         env=dict(os.environ, PYTHONPATH=os.pathsep.join(
-                             sys.path)),
-                         capture_output=True, text=True, timeout=300)
-  assert child.returncode == 0, child.stderr[-3000:]
+  out = _run_under_memory_limit(
+      """
+      h = t._mtable([("a", t._table_config(4)), ("b", t._table_config(1))],
+                    "grown")
+      ids = tf.compat.v1.placeholder(tf.int64, [None])
+      values = tf.compat.v1.placeholder(tf.float32, [None])
+      n = tf.size(ids, tf.int64)
+      assign = ops.monolith_multi_hash_table_assign(
+          h, ids, tf.stack([0, n, n]), values, 0)
+      """, """
+      first = np.arange(100_000, dtype=np.int64)
+      sess.run(assign, {ids: first, values: np.ones(400_000, np.float32)})
+      more = np.arange(100_000, 4_100_000, dtype=np.int64)
+      more_values = np.ones(16_000_000, np.float32)
+      """, "sess.run(assign, {ids: more, values: more_values})",
+      headroom_mb=200)
   assert re.search(r"table a of grown \(\d+ entries, \d+ bytes\) could not "
-                   r"grow: out of memory", child.stdout), child.stdout
-
-
-def test_a_table_whose_slots_expire_at_once_is_warned_of(graph, capfd):
-  # expire_time left out reads 0 days: every entry of that slot would go at
-  # the next save or eviction (as the original).
-  config = _table_config(1)
-  config.slot_expire_time_config.slot_expire_times.add(slot=3)
-  config.slot_expire_time_config.slot_expire_times.add(slot=4, expire_time=2)
-  _run(_mtable([("a", config), ("b", _table_config(1))], "expiring"))
-  err = capfd.readouterr().err
-  assert ("MultiHashTable expiring, table a: slot_expire_time_config: the "
-          "expire_time of slots 3 is 0 days (or left out, which reads 0): "
-          "every entry they cover expires at the next save or eviction") in err
-  assert "table b:" not in err
+                   r"grow: out of memory", out), out
 
 
 def test_write_file_atomically(graph, tmp_path):
