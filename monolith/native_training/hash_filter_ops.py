@@ -342,7 +342,7 @@ class HashFilterCheckpointSaverListener(
     enable_hash_filter: False saves nothing.
     enable_save_restore: False saves nothing.
     timeout_secs: the deadline of a save's run (default 30 minutes, as the
-      original); None for none.
+      original; at most a year); None for none (a year).
   """
 
   def __init__(self,
@@ -410,7 +410,7 @@ class HashFilterCheckpointRestorerListener(
       the PS tasks it reports uninitialized are restored, as the tables'
       restorer listener does.
     timeout_secs: the deadline of the restore's run (default 30 minutes,
-      as the original); None for none.
+      as the original; at most a year); None for none (a year).
   """
 
   def __init__(self,

@@ -1196,7 +1196,8 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
 
     An entry expires when its last update is at least its slot's expire
     time (the config's `slot_expire_time_config`) before the newest update
-    time its table has seen. This is what tables with
+    time its table has seen (not past the host's clock, and not counting
+    times more than a day ahead of it). This is what tables with
     `enable_feature_eviction` do in the background every
     `feature_evict_every_n_hours`; a hook can call it every N steps instead.
     Each table is evicted shard by shard, beside lookups and updates, and
@@ -1355,9 +1356,9 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     """Saves the tables to `basename-SSSSS-of-NNNNN` and `.meta-` files.
 
     Each entry is read consistently while training goes on. Entries expired
-    at the table's latest update time by its own `slot_expire_time_config`
-    are skipped. The files are renamed into place only when all are
-    complete.
+    at the table's latest update time (not past the host's clock) by its
+    own `slot_expire_time_config` are skipped. The files are renamed into
+    place only when all are complete.
 
     Args:
       basename: string scalar, the path prefix of the files.
@@ -1857,7 +1858,8 @@ class MultiHashTableCheckpointSaverListener(
     write_ckpt_info: whether to write `ckpt.info-<step>`.
     compression_type: of the table shards, see `MultiHashTable.save`.
     timeout_secs: the deadline of a save's run (default an hour, as the
-      original); None for none. A save past it fails the step with
+      original; at most a year); None for none (a year, whatever the
+      session's operation_timeout_in_ms). A save past it fails the step with
       DeadlineExceededError: raise it where tables take longer to write
       (hundreds of GB, a remote file system).
   """
@@ -1887,7 +1889,7 @@ class MultiHashTableCheckpointSaverListener(
     Raises:
       RuntimeError: a CheckpointRestorerHook of the session being created
         has not restored yet (this saver's hook is listed before it).
-      tf.errors.OpError: a table save failed (or timed out after an hour).
+      tf.errors.OpError: a table save failed (or ran past timeout_secs).
     """
     # A save before the restore (a saver hook listed before the restorer
     # hook) would overwrite this step's tables with the fresh, empty ones.
@@ -1934,8 +1936,10 @@ class MultiHashTableCheckpointSaverListener(
             options=self._run_options)
       for name, num_ps in self._unmarked_ps_tables.items():
         save_utils.write_ps_count(base_dir, name, num_ps)
-    entries = sum(int(np.sum(c)) for _, c in counts)
-    logging.info("Saved MultiHashTables of step %d (%d entries) in %.1f s.",
+    # The entries are counted where ckpt.info is written.
+    entries = (f" ({sum(int(np.sum(c)) for _, c in counts)} entries)"
+               if self._write_ckpt_info else "")
+    logging.info("Saved MultiHashTables of step %d%s in %.1f s.",
                  global_step_value, entries, time.monotonic() - start)
     if self._write_ckpt_info:
       self._write_info(counts, global_step_value)
@@ -2044,7 +2048,7 @@ class MultiHashTableCheckpointRestorerListener(
     ps_monitor: when given, only the devices it reports uninitialized
       (`is_ps_uninitialized(session, device)`) are restored.
     timeout_secs: the deadline of the restore's run (default an hour, as
-      the original); None for none.
+      the original; at most a year); None for none (a year).
   """
 
   def __init__(self, basename: str, ps_monitor: Optional[Any] = None,

@@ -756,7 +756,10 @@ def test_checkpoint_listeners_take_the_deadline_of_their_runs(tmp_path):
   basename = str(tmp_path / "model.ckpt")
   table = multi_hash_table_ops.MultiHashTable.from_configs(
       {"slot0": test_utils.generate_test_hash_table_config(1)})
-  for kwargs, expected in (({}, 3600 * 1000), ({"timeout_secs": None}, 0),
+  # None is no deadline in practice (a year), not the session's own
+  # operation_timeout_in_ms, which a run without a deadline would take.
+  for kwargs, expected in (({}, 3600 * 1000),
+                           ({"timeout_secs": None}, 365 * 24 * 3600 * 1000),
                            ({"timeout_secs": 7200.5}, 7200500)):
     listener = multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
         basename, **kwargs)
@@ -772,8 +775,7 @@ def test_checkpoint_listeners_take_the_deadline_of_their_runs(tmp_path):
 
     def run(self, *args, **kwargs):
       super().run(*args, **kwargs)
-      raise tf.errors.DeadlineExceededError(None, None,
-                                            "Timed out waiting for notification")
+      raise tf.errors.DeadlineExceededError(None, None, "Timed out")
 
   listener = multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
       basename, timeout_secs=2.5)
@@ -782,18 +784,19 @@ def test_checkpoint_listeners_take_the_deadline_of_their_runs(tmp_path):
     with pytest.raises(
         tf.errors.DeadlineExceededError,
         match=r"saving the MultiHashTables of step 3 to .*model.ckpt-3.assets/ "
-        r"took longer than 2.5 s \(timeout_secs of "
-        r"MultiHashTableCheckpointSaverListener; raise it, or None for no "
-        r"deadline\); the save ops on the PS tasks are not cancelled and may "
-        r"still be writing; the step's checkpoint is not written: Timed out "
-        r"waiting for notification"):
+        r"failed with DeadlineExceeded; it ran under a deadline of 2.5 s "
+        r"\(timeout_secs of MultiHashTableCheckpointSaverListener: raise it, "
+        r"or None for none\); the save ops on the PS tasks are not cancelled "
+        r"and may still be writing; the step's checkpoint is not written: "
+        r"Timed out"):
       listener.before_save(_TimedOut(sess), 3)
-  for bad in (0, -1, float("nan"), float("inf"), "3600", True):
+  for bad in (0, -1, float("nan"), float("inf"), 1e17, "3600", True):
     for listener_class in (
         multi_hash_table_ops.MultiHashTableCheckpointSaverListener,
         multi_hash_table_ops.MultiHashTableCheckpointRestorerListener):
-      with pytest.raises(ValueError, match="timeout_secs must be a number of "
-                         r"seconds > 0, or None for no deadline; got "):
+      with pytest.raises(ValueError, match=r"timeout_secs must be a number of "
+                         r"seconds in \(0, 31536000\], or None for no "
+                         r"deadline; got "):
         listener_class(basename, timeout_secs=bad)
 
 

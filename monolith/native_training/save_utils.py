@@ -99,23 +99,32 @@ _ASSET_TEMPORARY_RE = re.compile(
     r".+(-tmp-[0-9a-f]{16}(\.partial)?|\.tmp-[0-9a-f]{32})")
 
 
+# The longest deadline of a save or restore run, and None's: a run without
+# one of its own would take the session's operation_timeout_in_ms (e.g. a
+# minute), and TF counts a deadline in microseconds of an int64.
+MAX_CHECKPOINT_TIMEOUT_SECS = 365 * 24 * 3600
+
+
 def checkpoint_run_options(timeout_secs: Optional[float],
                            name: str = "timeout_secs"
                            ) -> tf.compat.v1.RunOptions:
   """The RunOptions of a save or restore `session.run`: a deadline of
-  `timeout_secs` seconds (a positive number), or none for None.
+  `timeout_secs` seconds (a positive number), or for None none in practice
+  (MAX_CHECKPOINT_TIMEOUT_SECS, a year), whatever the session's own
+  operation_timeout_in_ms.
 
   Raises:
-    ValueError: `timeout_secs` is not None nor a finite number > 0; the
-      message names `name`.
+    ValueError: `timeout_secs` is not None nor a number in (0,
+      MAX_CHECKPOINT_TIMEOUT_SECS]; the message names `name`.
   """
   if timeout_secs is None:
-    return tf.compat.v1.RunOptions()
+    timeout_secs = MAX_CHECKPOINT_TIMEOUT_SECS
   if (isinstance(timeout_secs, bool) or
       not isinstance(timeout_secs, numbers.Real) or
-      not 0 < timeout_secs < float("inf")):
-    raise ValueError(f"{name} must be a number of seconds > 0, or None for "
-                     f"no deadline; got {timeout_secs!r}")
+      not 0 < timeout_secs <= MAX_CHECKPOINT_TIMEOUT_SECS):
+    raise ValueError(f"{name} must be a number of seconds in (0, "
+                     f"{MAX_CHECKPOINT_TIMEOUT_SECS}], or None for no "
+                     f"deadline; got {timeout_secs!r}")
   return tf.compat.v1.RunOptions(
       timeout_in_ms=max(1, math.ceil(float(timeout_secs) * 1000)))
 
@@ -124,16 +133,17 @@ def checkpoint_run_options(timeout_secs: Optional[float],
 def explaining_deadline(options: tf.compat.v1.RunOptions, doing: str,
                         listener: str, left: str) -> Iterator[None]:
   """Re-raises a DeadlineExceededError of a run under `options` saying what
-  timed out (`doing`), which listener's timeout_secs to raise, and what is
-  `left` running or undone."""
+  failed (`doing`), the deadline it ran under (the timeout_secs of
+  `listener`), and what is `left` running or undone. (The error may also
+  be a deadline of its own, e.g. of an RPC to a PS task.)"""
   try:
     yield
   except tf.errors.DeadlineExceededError as e:
     raise tf.errors.DeadlineExceededError(
         e.node_def, e.op,
-        f"{doing} took longer than {options.timeout_in_ms / 1000:g} s "
-        f"(timeout_secs of {listener}; raise it, or None for no deadline); "
-        f"{left}: {e.message}") from e
+        f"{doing} failed with DeadlineExceeded; it ran under a deadline of "
+        f"{options.timeout_in_ms / 1000:g} s (timeout_secs of {listener}: "
+        f"raise it, or None for none); {left}: {e.message}") from e
 
 
 def _parse_step_entry(name: str) -> Optional[Tuple[str, int, str]]:

@@ -86,16 +86,15 @@ class ShardProgress {
   class Counter {
    public:
     explicit Counter(ShardProgress* progress) : progress_(progress) {}
-    ~Counter() {
-      if (pending_ > 0) progress_->Count(pending_);
-    }
     Counter(const Counter&) = delete;
     Counter& operator=(const Counter&) = delete;
     void Add() {
-      if (++pending_ == kCountBatch) {
-        progress_->Count(pending_);
-        pending_ = 0;
-      }
+      if (++pending_ == kCountBatch) Flush();
+    }
+    // Counts what Add left (a shard's last records, before its ShardDone).
+    void Flush() {
+      if (pending_ > 0) progress_->Count(pending_);
+      pending_ = 0;
     }
 
    private:
@@ -163,9 +162,8 @@ struct ShardWrite {
 Status WriteShard(FileSystem* fs, const std::vector<std::string>& table_names,
                   const TableSaver& save_table, const SaveOptions& options,
                   uint64_t save_id, int64_t save_time_micros, int shard,
-                  ShardProgress* progress, ShardWrite* out) {
+                  ShardProgress::Counter* counter, ShardWrite* out) {
   const int nshards = options.nshards;
-  ShardProgress::Counter counter(progress);
   std::vector<MultiHashTableMetadata> metas(table_names.size());
   uint64_t data_bytes = 0;
   MONOLITH_RETURN_IF_ERROR(WriteWholeFile(
@@ -180,7 +178,7 @@ Status WriteShard(FileSystem* fs, const std::vector<std::string>& table_names,
                 MONOLITH_RETURN_IF_ERROR(data_writer.Write(record));
                 digest = ExtendDigest(digest, data_writer.last_record_crc());
                 ++entries;
-                counter.Add();
+                counter->Add();
                 return Status::OK();
               }));
           MultiHashTableMetadata& meta = metas[t];
@@ -438,6 +436,7 @@ Status RestoreShard(FileSystem* fs, const CheckpointInfo& info, int s,
   uint64_t data_bytes = 0, meta_bytes = 0;
   MONOLITH_RETURN_IF_ERROR(fs->GetFileSize(data_path, &data_bytes));
   MONOLITH_RETURN_IF_ERROR(fs->GetFileSize(meta_path, &meta_bytes));
+  counter.Flush();
   progress->ShardDone(s, entries, data_bytes + meta_bytes);
   return Status::OK();
 }
@@ -654,10 +653,12 @@ Status SaveCheckpoint(FileSystem* fs, const std::string& basename,
   ShardProgress progress(options.log, "Saved", basename, nshards,
                          options.progress_every);
   Status status = options.parallel_for(nshards, [&](int64_t s) {
+    ShardProgress::Counter counter(&progress);
     MONOLITH_RETURN_IF_ERROR(WriteShard(fs, table_names, save_table, options,
                                         save_id, save_time_micros,
-                                        static_cast<int>(s), &progress,
+                                        static_cast<int>(s), &counter,
                                         &shards[s]));
+    counter.Flush();
     progress.ShardDone(static_cast<int>(s), shards[s].entries, shards[s].bytes);
     return Status::OK();
   });
@@ -695,9 +696,9 @@ Status SaveCheckpoint(FileSystem* fs, const std::string& basename,
       }
     }
     return Prefixed("save " + SaveIdText(save_id) + " of " + basename +
-                        " failed writing its shards (its temporaries are "
-                        "deleted; the checkpoint at that basename is as it "
-                        "was): ",
+                        " failed writing its shards (the checkpoint at that "
+                        "basename is as it was; its temporaries are deleted, "
+                        "or by the next save): ",
                     status);
   }
   MONOLITH_RETURN_IF_ERROR(DeleteOtherShardCounts<ShardFile>(

@@ -731,7 +731,8 @@ TEST(CheckpointTest, LongSavesAndRestoresLogHowFarTheyGot) {
                             0),
             0u)
       << saving[0];
-  EXPECT_TRUE(Contains(saving.back(), "Saved 20000 entries of ")) << saving.back();
+  EXPECT_TRUE(Contains(saving.back(), "Saved 20000 entries of "))
+      << saving.back();
 
   log.clear();
   CheckpointInfo info;
@@ -785,9 +786,10 @@ TEST(CheckpointTest, FailedSaveLeavesThePreviousOneIntact) {
   // Which checkpoint, and in what state it is left.
   EXPECT_EQ(status.message().rfind("save ", 0), 0u) << status.message();
   EXPECT_TRUE(Contains(status.message(),
-                       " of " + basename + " failed writing its shards (its "
-                       "temporaries are deleted; the checkpoint at that "
-                       "basename is as it was): disk on fire"))
+                       " of " + basename + " failed writing its shards (the "
+                       "checkpoint at that basename is as it was; its "
+                       "temporaries are deleted, or by the next save): disk "
+                       "on fire"))
       << status.message();
   Contents restored;
   ASSERT_TRUE(Restore(basename, &restored).ok());

@@ -20,6 +20,7 @@
 #include "monolith/native_training/runtime/hash_table/huge_page_pool.h"
 #include "monolith/native_training/runtime/hash_table/inline_buffer.h"
 #include "monolith/native_training/runtime/hash_table/table_shard.h"
+#include "monolith/native_training/runtime/hash_table/update_time.h"
 #include "monolith/native_training/runtime/hash_table/wire_reader.h"
 #include "monolith/native_training/runtime/hash_table/wire_writer.h"
 

@@ -159,10 +159,12 @@ class EmbeddingHashTable {
   }
 
   // The latest update time (seconds) of any write of one id or more, or
-  // restored entry, since the table was created or last cleared: the "now"
-  // that save-time expiry is measured against. The time of the data
-  // stream: a write counts even where admission or a full shard took none
-  // of its ids (the write notes it before taking its locks).
+  // restored entry, since the table was created or last cleared, times
+  // that do not advance a table's excepted (AdvancesTableTime: past the
+  // range, or more than a day ahead of the host's clock): with ExpiryNow,
+  // the "now" that saves and evictions measure expiry against. The time of
+  // the data stream: a write counts even where admission or a full shard
+  // took none of its ids (the write notes it before taking its locks).
   int64_t LatestUpdateTime() const {
     return latest_update_time_.load(std::memory_order_relaxed);
   }
@@ -333,7 +335,8 @@ class EmbeddingHashTable {
   Status PutLocked(internal::TableShard* shard, int64_t id, uint64_t hash,
                    const char* entry, int64_t update_time);
 
-  // Raises LatestUpdateTime() to |update_time|.
+  // Raises LatestUpdateTime() to |update_time| where it advances a table's
+  // time (AdvancesTableTime).
   void NoteUpdate(int64_t update_time);
 
   std::unique_ptr<EntryAccessor> accessor_;

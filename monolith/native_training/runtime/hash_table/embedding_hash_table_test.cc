@@ -239,8 +239,8 @@ TEST(EmbeddingHashTableTest, EveryUpdatePathRaisesTheLatestUpdateTime) {
 TEST(EmbeddingHashTableTest, TimesAheadOfTheClockDoNotMoveTheTableTime) {
   // One write stamped years ahead (a corrupt req_time) must not become the
   // "now" of expiry: the next eviction would drop every entry.
-  auto table =
-      MakeTable(SgdTable(1, "slot_expire_time_config { default_expire_time: 7 }"));
+  auto table = MakeTable(
+      SgdTable(1, "slot_expire_time_config { default_expire_time: 7 }"));
   const int64_t now = static_cast<int64_t>(std::time(nullptr));
   const int64_t day = kSecondsPerDay;
   std::vector<int64_t> ids(1000);

@@ -244,7 +244,9 @@ bool HasVmFlag(const char* p, const std::string& flag) {
     char dash;
     std::istringstream range(line);
     if (line.find("VmFlags:") == 0) {
-      if (inside) return (line + " ").find(" " + flag + " ") != std::string::npos;
+      if (inside) {
+        return (line + " ").find(" " + flag + " ") != std::string::npos;
+      }
     } else if (range >> std::hex >> begin >> dash >> end && dash == '-') {
       inside = begin <= Address(p) && Address(p) < end;
     }

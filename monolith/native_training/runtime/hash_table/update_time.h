@@ -28,10 +28,15 @@ MONOLITH_HOST_DEVICE inline int64_t ClampUpdateTime(int64_t seconds) {
 constexpr int64_t kMaxUpdateTimeAheadSeconds = 24 * 3600;
 
 // Whether |seconds| lies more than kMaxUpdateTimeAheadSeconds past the
-// host's clock (host code only).
+// clock reading |clock_seconds|.
+MONOLITH_HOST_DEVICE inline bool AheadOfClock(int64_t seconds,
+                                              int64_t clock_seconds) {
+  return seconds > clock_seconds + kMaxUpdateTimeAheadSeconds;
+}
+
+// The same against the host's clock now (host code only).
 inline bool AheadOfClock(int64_t seconds) {
-  return seconds >
-         static_cast<int64_t>(std::time(nullptr)) + kMaxUpdateTimeAheadSeconds;
+  return AheadOfClock(seconds, static_cast<int64_t>(std::time(nullptr)));
 }
 
 // Whether an entry stamped |clamped| (a ClampUpdateTime result) moves its
@@ -43,6 +48,13 @@ inline bool AheadOfClock(int64_t seconds) {
 // eviction (the original's tables dropped everything then).
 inline bool AdvancesTableTime(int64_t clamped) {
   return clamped < int64_t{kMaxUpdateTimeSeconds} && !AheadOfClock(clamped);
+}
+
+// The same against a clock reading |clock_seconds| (one read for many).
+MONOLITH_HOST_DEVICE inline bool AdvancesTableTime(int64_t clamped,
+                                                   int64_t clock_seconds) {
+  return clamped < int64_t{kMaxUpdateTimeSeconds} &&
+         !AheadOfClock(clamped, clock_seconds);
 }
 
 // The "now" a table's saves and evictions measure expiry against: its

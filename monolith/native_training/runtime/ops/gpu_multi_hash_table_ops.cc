@@ -28,6 +28,7 @@
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
 #include "monolith/native_training/runtime/hash_table/gpu/gpu_row_store.h"
 #include "monolith/native_training/runtime/hash_table/periodic_evictor.h"
+#include "monolith/native_training/runtime/hash_table/update_time.h"
 #include "monolith/native_training/runtime/hash_table/wire_writer.h"
 #include "monolith/native_training/runtime/ops/op_util.h"
 #include "monolith/native_training/runtime/ops/tf_file_system.h"
@@ -166,10 +167,10 @@ class GpuMultiHashTable : public ResourceBase {
     stream_ = stream;
   }
 
-  // Evicts table t's entries expired at its newest update time, not past
-  // the host's clock (ExpiryNow; caller
-  // holds mu()); *count gets how many.
-  Status EvictTable(int t, void* stream, int64_t* count)
+  // Evicts table t's entries expired at |now| (ExpiryNow of its newest
+  // update time: ExpiryNowOf(t); the caller holds mu()); *count gets how
+  // many.
+  Status EvictTable(int t, int64_t now, void* stream, int64_t* count)
       TF_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Table& table = *tables_[t];
     *count = 0;
@@ -179,9 +180,13 @@ class GpuMultiHashTable : public ResourceBase {
     expire.default_seconds = table.expire->default_seconds();
     expire.by_slot.assign(table.expire->slot_seconds().begin(),
                           table.expire->slot_seconds().end());
-    return ToTfStatus(
-        table.table->Evict(ht::ExpiryNow(table.table->latest_update_time()),
-                           expire, count, stream));
+    return ToTfStatus(table.table->Evict(now, expire, count, stream));
+  }
+
+  // The "now" table t's saves and evictions measure expiry against (the
+  // caller holds mu()).
+  int64_t ExpiryNowOf(int t) const {
+    return ht::ExpiryNow(tables_[t]->table->latest_update_time());
   }
 
   // Evicts, in the background, every table with enable_feature_eviction on
@@ -229,9 +234,9 @@ class GpuMultiHashTable : public ResourceBase {
     }
     const auto start = std::chrono::steady_clock::now();
     const int64_t before = table.table->size();
-    const int64_t now = ht::ExpiryNow(table.table->latest_update_time());
+    const int64_t now = ExpiryNowOf(t);
     ht::EmbeddingHashTable::EvictStats stats;
-    const Status s = EvictTable(t, stream_, &stats.evicted);
+    const Status s = EvictTable(t, now, stream_, &stats.evicted);
     if (!s.ok()) {
       // Not only the evictor's INFO line: e.g. no GPU memory for the
       // second map.
@@ -718,12 +723,11 @@ class GpuMultiHashTableSaveOp : public GuardedOpKernel {
     options.parallel_for = CallingThread();
     options.log = LogInfo;
     Stores stores = StoresOf(mtable, CudaStream(ctx));
-    // Entries expired at each table's newest update are skipped, by the
+    // Entries expired at each table's ExpiryNowOf are skipped, by the
     // attr's expire times when given, else by the table's own.
     gpu::SaveExpiry expiry;
     for (int t = 0; t < mtable->size(); ++t) {
-      expiry.now.push_back(
-          ht::ExpiryNow(mtable->table(t).table->latest_update_time()));
+      expiry.now.push_back(mtable->ExpiryNowOf(t));
       expiry.expire.push_back(expire_times_ != nullptr
                                   ? expire_times_.get()
                                   : mtable->table(t).expire.get());
@@ -765,7 +769,8 @@ class GpuMultiHashTableEvictOp : public GuardedOpKernel {
     for (int t = 0; t < mtable->size(); ++t) {
       const GpuMultiHashTable::Table& table = mtable->table(t);
       int64_t count = 0;
-      OP_REQUIRES_OK(ctx, mtable->EvictTable(t, CudaStream(ctx), &count));
+      OP_REQUIRES_OK(ctx, mtable->EvictTable(t, mtable->ExpiryNowOf(t),
+                                             CudaStream(ctx), &count));
       evicted->flat<int64_t>()(t) = count;
       if (count > 0) {
         LOG(INFO) << "gpucuco table " << table.name << ": evicted " << count

@@ -1031,23 +1031,29 @@ def test_a_kernel_out_of_memory_is_resource_exhausted():
 
 def test_a_table_that_cannot_grow_is_named_with_its_size():
   # After weeks of training, "a hash table could not grow" told a user
-  # neither which table nor how large it had become.
+  # neither which table nor how large it had become. The batch lives in
+  # variables set before the limit, so that the table's growth (~400 MB for
+  # 4 M new ids of dim 16), not a copy of fed arrays, is what runs out.
   out = _run_under_memory_limit(
       """
-      h = t._mtable([("a", t._table_config(4)), ("b", t._table_config(1))],
+      h = t._mtable([("a", t._table_config(16)), ("b", t._table_config(1))],
                     "grown")
-      ids = tf.compat.v1.placeholder(tf.int64, [None])
-      values = tf.compat.v1.placeholder(tf.float32, [None])
-      n = tf.size(ids, tf.int64)
+      ids = tf.compat.v1.get_variable(
+          "ids", initializer=tf.range(100_000, 4_100_000, dtype=tf.int64),
+          use_resource=True)
+      values = tf.compat.v1.get_variable(
+          "values", initializer=tf.ones([64_000_000]), use_resource=True)
+      n = tf.size(ids, out_type=tf.int64)
       assign = ops.monolith_multi_hash_table_assign(
-          h, ids, tf.stack([0, n, n]), values, 0)
+          h, ids.read_value(), tf.stack([0, n, n]), values.read_value(), 0)
+      first = ops.monolith_multi_hash_table_assign(
+          h, tf.range(100_000, dtype=tf.int64),
+          tf.constant([0, 100_000, 100_000], tf.int64),
+          tf.ones([1_600_000]), 0)
       """, """
-      first = np.arange(100_000, dtype=np.int64)
-      sess.run(assign, {ids: first, values: np.ones(400_000, np.float32)})
-      more = np.arange(100_000, 4_100_000, dtype=np.int64)
-      more_values = np.ones(16_000_000, np.float32)
-      """, "sess.run(assign, {ids: more, values: more_values})",
-      headroom_mb=200)
+      sess.run([ids.initializer, values.initializer])
+      sess.run(first)
+      """, "sess.run(assign)", headroom_mb=100)
   assert re.search(r"table a of grown \(\d+ entries, \d+ bytes\) could not "
                    r"grow: out of memory", out), out
 

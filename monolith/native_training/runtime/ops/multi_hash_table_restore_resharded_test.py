@@ -137,9 +137,9 @@ def test_each_new_table_gets_exactly_its_ids_with_their_state(
   log = capfd.readouterr().err
   for i in range(num_new):
     kept = sum(1 for key in expected if key[1] % num_new == i)
-    assert (f"Resharded restore into new_{i}: kept "
-            f"{kept} of {len(expected)} records (ids with id mod {num_new} == "
-            f"{i}) from {num_old} checkpoints in ") in log, log
+    assert (f"Resharded restore into new_{i}: read {len(expected)} records, "
+            f"kept {kept} entries (ids with id mod {num_new} == {i}) from "
+            f"{num_old} checkpoints in ") in log, log
 
 
 def test_shape_function_and_attrs_are_checked(graph, tmp_path):

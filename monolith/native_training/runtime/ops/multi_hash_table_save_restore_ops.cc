@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <ctime>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -45,6 +46,8 @@ struct TimesOutOfRange {
   std::atomic<int64_t> too_large{0};
   std::atomic<int64_t> negative{0};
   std::atomic<int64_t> ahead_of_clock{0};
+  // The host's clock, read once for the restore's records.
+  const int64_t clock = static_cast<int64_t>(std::time(nullptr));
 };
 
 // A table's error on a checkpoint record, as a restore reports it.
@@ -74,7 +77,7 @@ ht::Status RestoreInto(MultiHashTable::Table& table, std::string_view record,
     times_out_of_range->too_large.fetch_add(1, std::memory_order_relaxed);
   } else if (update_time < 0) {
     times_out_of_range->negative.fetch_add(1, std::memory_order_relaxed);
-  } else if (ht::AheadOfClock(update_time)) {
+  } else if (ht::AheadOfClock(update_time, times_out_of_range->clock)) {
     times_out_of_range->ahead_of_clock.fetch_add(1, std::memory_order_relaxed);
   }
   return ht::Status::OK();
@@ -229,8 +232,6 @@ Status RestoreCheckpointsOrThrow(OpKernelContext* ctx, MultiHashTable* mtable,
                  << ": " << mismatch;
   }
   TimesOutOfRange times_out_of_range;
-  // Of a resharded restore: the records read, and those kept.
-  std::atomic<int64_t> records_read{0}, records_kept{0};
   // Reads every record of every checkpoint: restores it, or with
   // |check_only| checks that it would restore.
   auto read_records = [&](bool check_only) -> Status {
@@ -247,13 +248,7 @@ Status RestoreCheckpointsOrThrow(OpKernelContext* ctx, MultiHashTable* mtable,
                   record.data(), record.size(), &scratch[shard], &id));
               int64_t r = id % keep.modulus;
               if (r < 0) r += keep.modulus;
-              if (!check_only) {
-                records_read.fetch_add(1, std::memory_order_relaxed);
-              }
               if (r != keep.remainder) return ht::Status::OK();
-              if (!check_only) {
-                records_kept.fetch_add(1, std::memory_order_relaxed);
-              }
             }
             if (graph_of[t] < 0) return ht::Status::OK();
             MultiHashTable::Table& table = mtable->table(graph_of[t]);
@@ -321,10 +316,22 @@ Status RestoreCheckpointsOrThrow(OpKernelContext* ctx, MultiHashTable* mtable,
                     "tables' time does not move to them";
   }
   if (resharded) {
+    // From the meta files (the restore checked every count) and the
+    // tables, emptied before: no counting per record.
+    uint64_t records = 0;
+    for (const ht::CheckpointInfo& info : infos) {
+      for (const ht::CheckpointInfo::Table& table : info.tables) {
+        records += table.entries;
+      }
+    }
+    int64_t kept = 0;
+    for (int t = 0; t < mtable->size(); ++t) {
+      if (restored[t]) kept += mtable->table(t).table->Size();
+    }
     LOG(INFO) << "Resharded restore into " << mtable->shared_name()
-              << ": kept " << records_kept.load() << " of "
-              << records_read.load() << " records (ids with id mod "
-              << keep.modulus << " == " << keep.remainder << ") from "
+              << ": read " << records << " records, kept " << kept
+              << " entries (ids with id mod " << keep.modulus
+              << " == " << keep.remainder << ") from "
               << basenames.size() << " checkpoints in "
               << std::chrono::duration<double>(
                      std::chrono::steady_clock::now() - start)

@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <ctime>
 #include <limits>
 #include <memory>
 #include <cub/device/device_radix_sort.cuh>
@@ -1584,11 +1585,12 @@ Status GpuRowTable::PutRowsFromHost(const int64_t* ids, int64_t n,
       "copying rows to restore");
   MONOLITH_RETURN_IF_ERROR(PutRows(impl_->staged_ids.as<int64_t>(), n,
                                    impl_->staged_rows.as<float>(), stream));
-  // The rows carry their update times.
+  // The rows carry their update times (the clock read once for them).
+  const int64_t clock = static_cast<int64_t>(std::time(nullptr));
   for (int64_t i = 0; i < n; ++i) {
     const int64_t time =
         RowTime(rows + i * spec_.row_floats(), spec_.entry_floats);
-    if (AdvancesTableTime(time)) {
+    if (AdvancesTableTime(time, clock)) {
       latest_update_time_ = std::max(latest_update_time_, time);
     }
   }
