@@ -93,7 +93,6 @@ configuration (op, dim, num_ps, dedup, float16), each with its peers' figures.
 import argparse
 import collections
 import contextlib
-import ctypes
 import json
 import os
 import re
@@ -150,12 +149,6 @@ def run_ps_task(cluster_json: str, index: int) -> None:
   server.join()
 
 
-def _die_with_parent() -> None:
-  """In the child: SIGKILL when the benchmark dies (Linux)."""
-  with contextlib.suppress(OSError, AttributeError):
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
-
-
 class Cluster:
   """A worker server in this process and `num_ps` PS processes."""
 
@@ -166,7 +159,7 @@ class Cluster:
         WORKER_JOB: [f"127.0.0.1:{ports[0]}"],
         utils.PS_JOB_NAME: [f"127.0.0.1:{p}" for p in ports[1:]],
     }
-    env = dict(os.environ)
+    env = utils.launcher_env(os.environ)  # the PS die with the benchmark
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -182,8 +175,7 @@ class Cluster:
                            stdin=subprocess.DEVNULL,
                            stdout=subprocess.PIPE,
                            env=env,
-                           start_new_session=True,
-                           preexec_fn=_die_with_parent))
+                           start_new_session=True))
     for i, p in enumerate(self.processes):
       line = p.stdout.readline().decode()
       if "serving" not in line:
@@ -1149,6 +1141,7 @@ def main():
   parser.add_argument("--cluster", help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.ps_task is not None:
+    utils.die_with_launcher()
     run_ps_task(args.cluster, args.ps_task)
     return
   args.dims = [int(d) for d in args.dims.split(",")]

@@ -39,7 +39,6 @@ clusters in all; the chief resumes from the latest checkpoint).
 
 import collections
 import contextlib
-import ctypes
 import os
 import re
 import signal
@@ -772,16 +771,6 @@ def _fail(index: int, progress: _Progress, e: tf.errors.OpError,
 # The launcher.
 
 
-def _die_with_parent() -> None:
-  """In the child: get SIGKILL when the launcher dies (Linux)."""
-  try:
-    pr_set_pdeathsig = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig,
-                                                   signal.SIGKILL)
-  except (OSError, AttributeError):
-    pass
-
-
 class _Interrupted(Exception):
 
   def __init__(self, signum: int):
@@ -814,8 +803,7 @@ class _Task:
                                     stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT,
                                     env=env,
-                                    start_new_session=True,
-                                    preexec_fn=_die_with_parent)
+                                    start_new_session=True)
     self._lock = lock
     self._thread = threading.Thread(target=self._pump, daemon=True)
     self._thread.start()
@@ -855,7 +843,7 @@ def launch(argv: Sequence[str]) -> int:
   except tf.errors.OpError as e:
     raise app.UsageError(
         f"--model_dir {FLAGS.model_dir}: cannot create it: {e.message}")
-  env = dict(os.environ)
+  env = utils.launcher_env(os.environ)  # the tasks die with the launcher
   # The tasks import what this process imports (bazel's runfiles too).
   env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
   env["PYTHONUNBUFFERED"] = "1"
@@ -1050,6 +1038,7 @@ def main(argv: Sequence[str]) -> int:
           "--task_type (without it the launcher runs a whole cluster on this "
           "host: --num_ps, --num_workers)")
     return launch(argv)
+  utils.die_with_launcher()
   cluster = _cluster_spec()
   if not FLAGS.verbose:
     logging.set_verbosity(logging.ERROR)

@@ -1,7 +1,12 @@
-"""Tests for test_utils."""
+"""Tests for test_utils and utils."""
 
+import contextlib
 import errno
 import os
+import signal
+import subprocess
+import sys
+import time
 from unittest import mock
 
 import pytest
@@ -154,3 +159,62 @@ def test_replace_file_syncs_the_temporary_then_the_folder(tmp_path,
   assert path.read_bytes() == b"new"
   assert not tmp.exists()
   assert synced == [str(tmp), str(tmp_path)]
+
+
+_TASK = """
+import time
+from monolith.native_training import utils
+utils.die_with_launcher()
+print("armed", flush=True)
+time.sleep(600)
+"""
+
+_LAUNCHER = """
+import os, subprocess, sys, time
+from monolith.native_training import utils
+task = subprocess.Popen([sys.executable, "-c", sys.argv[1]],
+                        env=utils.launcher_env(os.environ))
+print(task.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def _gone(pid: int) -> bool:
+  """Whether process `pid` has ended (a zombie nobody reaped counts)."""
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+  except FileNotFoundError:
+    return True
+
+
+def test_a_task_dies_with_its_launcher():
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+  launcher = subprocess.Popen([sys.executable, "-c", _LAUNCHER, _TASK],
+                              env=env, stdout=subprocess.PIPE, text=True)
+  task = None
+  try:
+    task = int(launcher.stdout.readline())
+    assert launcher.stdout.readline() == "armed\n"
+    launcher.kill()
+    launcher.wait(30)
+    deadline = time.monotonic() + 30
+    while not _gone(task) and time.monotonic() < deadline:
+      time.sleep(0.05)
+    assert _gone(task)
+  finally:
+    launcher.kill()
+    if task is not None:
+      with contextlib.suppress(ProcessLookupError):
+        os.kill(task, signal.SIGKILL)
+
+
+def test_a_task_whose_launcher_is_gone_ends_at_once():
+  # Its parent is not the launcher named: the launcher died before the task
+  # asked for the signal.
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
+             **{utils.LAUNCHER_PID_ENV: "1"})
+  task = subprocess.run([sys.executable, "-c", _TASK], env=env,
+                        capture_output=True, text=True, timeout=120)
+  assert task.returncode == 1, task.stderr[-2000:]
+  assert "armed" not in task.stdout

@@ -11,7 +11,8 @@ name so that a power loss leaves the old file or the whole new one, and
 temporary of its own; `makedirs_durably(path)` creates folders whose names
 a power loss keeps (`missing_folders(path)` lists those it would create);
 `is_integer` and `check_count` check integer arguments such as a number of
-PS tasks.
+PS tasks; `launcher_env` and `die_with_launcher` end the tasks a launcher
+starts when it dies.
 
 Training registers values (sparse feature names, the feature list, ...) in
 the default graph's collections; tools such as
@@ -19,9 +20,11 @@ the default graph's collections; tools such as
 """
 
 import contextlib
+import ctypes
 import errno
 import numbers
 import os
+import signal
 import socket
 import uuid
 from typing import Any, List, Optional, Union
@@ -44,6 +47,34 @@ def check_count(value: Any, name: str, minimum: int = 0) -> int:
   if not is_integer(value) or value < minimum:
     raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
   return int(value)
+
+
+# Set by a launcher to its pid in the environment of the tasks it starts.
+LAUNCHER_PID_ENV = "MONOLITH_LAUNCHER_PID"
+
+
+def launcher_env(env: dict) -> dict:
+  """`env` with LAUNCHER_PID_ENV set to this process: the environment of a
+  task that calls `die_with_launcher`."""
+  return dict(env, **{LAUNCHER_PID_ENV: str(os.getpid())})
+
+
+def die_with_launcher() -> None:
+  """In a task started with `launcher_env`: asks Linux for SIGKILL when the
+  launcher dies, and exits at once where it already has.
+
+  Called by the task itself, first thing, not in the launcher's
+  `preexec_fn`: that runs Python between fork and exec in a launcher whose
+  other threads (its output pumps) may hold locks then.
+  """
+  launcher = os.environ.get(LAUNCHER_PID_ENV)
+  if not launcher:
+    return
+  pr_set_pdeathsig = 1
+  with contextlib.suppress(OSError, AttributeError):
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+  if str(os.getppid()) != launcher:
+    os._exit(1)  # the launcher died before the signal was asked for
 
 
 def ps_device(index: int) -> str:
