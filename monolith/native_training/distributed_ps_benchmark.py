@@ -626,7 +626,10 @@ def ceilings(nbytes: int, rounds: int) -> Dict[str, float]:
     for _ in range(messages):
       got = 0
       while got < nbytes:
-        got += receiver.recv_into(view[got:])
+        n = receiver.recv_into(view[got:])
+        if n == 0:
+          return  # the sender closed (it stopped early)
+        got += n
       receiver.sendall(b"k")
 
   thread = threading.Thread(target=receive, daemon=True)
@@ -641,8 +644,10 @@ def ceilings(nbytes: int, rounds: int) -> Dict[str, float]:
         sender.recv(1)
       best_tcp = min(best_tcp, (time.perf_counter() - start) / 10)
   finally:
-    thread.join()
+    # Closed first: a receiver waiting for messages that will not come (an
+    # error or Ctrl-C in the loop) then ends, and the join returns.
     sender.close()
+    thread.join()
     receiver.close()
   return {
       "mb": nbytes / 2**20,

@@ -23,6 +23,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import tempfile
 import time
 
@@ -140,30 +141,34 @@ def main(argv: list) -> None:
                          f"{', '.join(VALIDATION)}")
   work = FLAGS.dir or tempfile.mkdtemp(prefix="warmup_bench_")
   rows = []
-  for name, layout in LAYOUTS.items():
-    dump = os.path.join(work, "dump.bin")
-    size = write_benchmark_dump(dump, layout, FLAGS.records, FLAGS.distinct)
-    mb = size / 1e6
-    for validation in FLAGS.validation:
-      plain_s = time_plain_read(dump)
-      tool_s = time_warmup_data_gen(dump, layout, FLAGS.records,
-                                    os.path.join(work, "warmup"), validation)
-      rows.append({
-          "bench": "warmup_data_gen",
-          "layout": name,
-          "validation": validation,
-          "records": FLAGS.records,
-          "file_mb": round(mb, 1),
-          "records_per_s": round(FLAGS.records / tool_s),
-          "mb_per_s": round(mb / tool_s, 1),
-          "peer": "plain_sequential_read",
-          "peer_mb_per_s": round(mb / plain_s, 1),
-          "ratio": round(plain_s / tool_s, 4),
-      })
-      os.remove(os.path.join(work, "warmup"))
-    os.remove(dump)
-  if not FLAGS.dir:
-    os.rmdir(work)
+  try:
+    for name, layout in LAYOUTS.items():
+      dump = os.path.join(work, "dump.bin")
+      size = write_benchmark_dump(dump, layout, FLAGS.records, FLAGS.distinct)
+      mb = size / 1e6
+      for validation in FLAGS.validation:
+        plain_s = time_plain_read(dump)
+        tool_s = time_warmup_data_gen(dump, layout, FLAGS.records,
+                                      os.path.join(work, "warmup"),
+                                      validation)
+        rows.append({
+            "bench": "warmup_data_gen",
+            "layout": name,
+            "validation": validation,
+            "records": FLAGS.records,
+            "file_mb": round(mb, 1),
+            "records_per_s": round(FLAGS.records / tool_s),
+            "mb_per_s": round(mb / tool_s, 1),
+            "peer": "plain_sequential_read",
+            "peer_mb_per_s": round(mb / plain_s, 1),
+            "ratio": round(plain_s / tool_s, 4),
+        })
+        os.remove(os.path.join(work, "warmup"))
+      os.remove(dump)
+  finally:
+    # A failed or interrupted run leaves no dump of its own behind.
+    if not FLAGS.dir:
+      shutil.rmtree(work, ignore_errors=True)
 
   header = (f"{'layout':34} {'validation':>10} {'records':>9} {'MB':>7} "
             f"{'records/s':>11} "
