@@ -623,14 +623,17 @@ def ceilings(nbytes: int, rounds: int) -> Dict[str, float]:
 
   def receive():
     view = memoryview(bytearray(nbytes))
-    for _ in range(messages):
-      got = 0
-      while got < nbytes:
-        n = receiver.recv_into(view[got:])
-        if n == 0:
-          return  # the sender closed (it stopped early)
-        got += n
-      receiver.sendall(b"k")
+    # Ends when the sender closes (it stopped early, maybe with a reply
+    # unread: a reset).
+    with contextlib.suppress(OSError):
+      for _ in range(messages):
+        got = 0
+        while got < nbytes:
+          n = receiver.recv_into(view[got:])
+          if n == 0:
+            return
+          got += n
+        receiver.sendall(b"k")
 
   thread = threading.Thread(target=receive, daemon=True)
   thread.start()

@@ -796,7 +796,7 @@ def test_checkpoint_listeners_take_the_deadline_of_their_runs(tmp_path):
         multi_hash_table_ops.MultiHashTableCheckpointRestorerListener):
       with pytest.raises(ValueError, match=r"timeout_secs must be a number of "
                          r"seconds in \(0, 31536000\], or None for no "
-                         r"deadline; got "):
+                         r"deadline \(a year\); got "):
         listener_class(basename, timeout_secs=bad)
 
 

@@ -124,7 +124,7 @@ def checkpoint_run_options(timeout_secs: Optional[float],
       not 0 < timeout_secs <= MAX_CHECKPOINT_TIMEOUT_SECS):
     raise ValueError(f"{name} must be a number of seconds in (0, "
                      f"{MAX_CHECKPOINT_TIMEOUT_SECS}], or None for no "
-                     f"deadline; got {timeout_secs!r}")
+                     f"deadline (a year); got {timeout_secs!r}")
   return tf.compat.v1.RunOptions(
       timeout_in_ms=max(1, math.ceil(float(timeout_secs) * 1000)))
 

@@ -175,7 +175,7 @@ from monolith.native_training import utils
 task = subprocess.Popen([sys.executable, "-c", sys.argv[1]],
                         env=utils.launcher_env(os.environ))
 print(task.pid, flush=True)
-time.sleep(600)
+task.wait()  # a task that ends early ends this too, and the test's reads
 """
 
 
@@ -210,11 +210,13 @@ def test_a_task_dies_with_its_launcher():
 
 
 def test_a_task_whose_launcher_is_gone_ends_at_once():
-  # Its parent is not the launcher named: the launcher died before the task
-  # asked for the signal.
+  # Its parent is not the launcher named (no process has pid 0): the
+  # launcher died before the task asked for the signal.
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
-             **{utils.LAUNCHER_PID_ENV: "1"})
+             **{utils.LAUNCHER_PID_ENV: "0"})
   task = subprocess.run([sys.executable, "-c", _TASK], env=env,
-                        capture_output=True, text=True, timeout=120)
+                        capture_output=True, text=True, timeout=200)
   assert task.returncode == 1, task.stderr[-2000:]
+  assert (f"launcher 0 is gone (this task's parent is now {os.getpid()}): "
+          "exiting") in task.stderr, task.stderr[-2000:]
   assert "armed" not in task.stdout

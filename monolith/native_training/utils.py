@@ -26,6 +26,7 @@ import numbers
 import os
 import signal
 import socket
+import sys
 import uuid
 from typing import Any, List, Optional, Union
 
@@ -55,7 +56,9 @@ LAUNCHER_PID_ENV = "MONOLITH_LAUNCHER_PID"
 
 def launcher_env(env: dict) -> dict:
   """`env` with LAUNCHER_PID_ENV set to this process: the environment of a
-  task that calls `die_with_launcher`."""
+  task that calls `die_with_launcher`. Start such tasks from a thread that
+  lives as long as the launcher (the main one): Linux sends the signal when
+  the thread that started the task ends."""
   return dict(env, **{LAUNCHER_PID_ENV: str(os.getpid())})
 
 
@@ -67,14 +70,18 @@ def die_with_launcher() -> None:
   `preexec_fn`: that runs Python between fork and exec in a launcher whose
   other threads (its output pumps) may hold locks then.
   """
-  launcher = os.environ.get(LAUNCHER_PID_ENV)
+  # Not passed on: a process this task starts is not the launcher's.
+  launcher = os.environ.pop(LAUNCHER_PID_ENV, None)
   if not launcher:
     return
   pr_set_pdeathsig = 1
   with contextlib.suppress(OSError, AttributeError):
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
   if str(os.getppid()) != launcher:
-    os._exit(1)  # the launcher died before the signal was asked for
+    # The launcher died before the signal was asked for.
+    print(f"launcher {launcher} is gone (this task's parent is now "
+          f"{os.getppid()}): exiting", file=sys.stderr, flush=True)
+    os._exit(1)
 
 
 def ps_device(index: int) -> str:

@@ -166,7 +166,8 @@ def main(argv: list) -> None:
         os.remove(os.path.join(work, "warmup"))
       os.remove(dump)
   finally:
-    # A failed or interrupted run leaves no dump of its own behind.
+    # Its own temp folder goes, whatever ended the run (a --dir is the
+    # caller's).
     if not FLAGS.dir:
       shutil.rmtree(work, ignore_errors=True)
 

@@ -159,9 +159,9 @@ class EmbeddingHashTable {
   }
 
   // The latest update time (seconds) of any write of one id or more, or
-  // restored entry, since the table was created or last cleared, times
-  // that do not advance a table's excepted (AdvancesTableTime: past the
-  // range, or more than a day ahead of the host's clock): with ExpiryNow,
+  // restored entry, since the table was created or last cleared, leaving
+  // out times that do not advance a table's time (AdvancesTableTime: past
+  // the range, or more than a day ahead of the host's clock): with ExpiryNow,
   // the "now" that saves and evictions measure expiry against. The time of
   // the data stream: a write counts even where admission or a full shard
   // took none of its ids (the write notes it before taking its locks).

@@ -824,7 +824,7 @@ TEST(EmbeddingHashTableTest, ZeroExpireTimesAreDescribed) {
   const std::string all = describe(
       "default_expire_time: 0 slot_expire_times { slot: 4 expire_time: 0 }");
   EXPECT_EQ(all.rfind("slot_expire_time_config: default_expire_time is 0 "
-                      "days, and so is the expire_time of slots 4: every "
+                      "days, and so is the expire_time of slot 4: every "
                       "entry they cover expires",
                       0),
             0u)

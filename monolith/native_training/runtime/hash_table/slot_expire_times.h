@@ -38,16 +38,19 @@ inline Status CheckSlotExpireTimeConfig(const SlotExpireTimeConfig& config) {
 // expire at the next save or eviction (as the original: not "never").
 inline std::string DescribeZeroExpireTimes(const SlotExpireTimeConfig& config) {
   std::string slots;
+  int num_slots = 0;
   for (const auto& slot : config.slot_expire_times()) {
     if (slot.expire_time() != 0) continue;
     slots += (slots.empty() ? "" : ", ") + std::to_string(slot.slot());
+    ++num_slots;
   }
+  slots = (num_slots == 1 ? "slot " : "slots ") + slots;
   std::string zero;
   if (config.default_expire_time() == 0) {
     zero = "default_expire_time is 0 days";
-    if (!slots.empty()) zero += ", and so is the expire_time of slots " + slots;
-  } else if (!slots.empty()) {
-    zero = "the expire_time of slots " + slots +
+    if (num_slots > 0) zero += ", and so is the expire_time of " + slots;
+  } else if (num_slots > 0) {
+    zero = "the expire_time of " + slots +
            " is 0 days (or left out, which reads 0)";
   } else {
     return "";

@@ -185,7 +185,7 @@ class GpuMultiHashTable : public ResourceBase {
 
   // The "now" table t's saves and evictions measure expiry against (the
   // caller holds mu()).
-  int64_t ExpiryNowOf(int t) const {
+  int64_t ExpiryNowOf(int t) const TF_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return ht::ExpiryNow(tables_[t]->table->latest_update_time());
   }
 
@@ -752,9 +752,9 @@ class GpuMultiHashTableSaveOp : public GuardedOpKernel {
   std::unique_ptr<ht::SlotExpireTimes> expire_times_;
 };
 
-// Drops each table's entries expired at its newest update by its config's
-// expire times, as the CPU kernel (EvictExpired) does; evicted: per table,
-// how many.
+// Drops each table's entries expired at its ExpiryNowOf (its newest update,
+// not past the host's clock) by its config's expire times, as the CPU
+// kernel (EvictExpired) does; evicted: per table, how many.
 class GpuMultiHashTableEvictOp : public GuardedOpKernel {
  public:
   explicit GpuMultiHashTableEvictOp(OpKernelConstruction* ctx)

@@ -1058,6 +1058,20 @@ def test_a_table_that_cannot_grow_is_named_with_its_size():
                    r"grow: out of memory", out), out
 
 
+def test_a_table_whose_slots_expire_at_once_is_warned_of(graph, capfd):
+  # expire_time left out reads 0 days: every entry of that slot would go at
+  # the next save or eviction (as the original).
+  config = _table_config(1)
+  config.slot_expire_time_config.slot_expire_times.add(slot=3)
+  config.slot_expire_time_config.slot_expire_times.add(slot=4, expire_time=2)
+  _run(_mtable([("a", config), ("b", _table_config(1))], "expiring"))
+  err = capfd.readouterr().err
+  assert ("MultiHashTable expiring, table a: slot_expire_time_config: the "
+          "expire_time of slot 3 is 0 days (or left out, which reads 0): "
+          "every entry they cover expires at the next save or eviction") in err
+  assert "table b:" not in err
+
+
 def test_write_file_atomically(graph, tmp_path):
   path = str(tmp_path / "new_folder" / "g.num_ps")
   contents = tf1.placeholder(tf.string, [])
