@@ -656,7 +656,8 @@ class GpuMultiHashTableReinitializeOp : public GuardedOpKernel {
     void* stream = CudaStream(ctx);
     const int t = mtable->Find(name);
     if (t < 0) {
-      LOG(ERROR) << "Reinitialize: table " << name << " does not exist";
+      LOG_EVERY_N_SEC(ERROR, 60)
+          << "Reinitialize: table " << name << " does not exist (statuses -1)";
       if (status->NumElements() > 0) {
         // Every byte 0xff: int32 -1.
         OP_REQUIRES_OK(ctx, ToTfStatus(gpu::FillDeviceBytes(

@@ -178,6 +178,22 @@ def test_optimize_of_each_tables_gradients_names_the_table(graph):
     _run(one)
 
 
+def test_reinitializing_an_unknown_table_is_logged_once_a_minute(graph,
+                                                                 capfd):
+  # As the original, statuses of -1 and no error: a step that does it
+  # must not write a line each time.
+  h = _mtable([("a", _table_config(1))], "reinit")
+  _, missing = ops.monolith_multi_hash_table_reinitialize(
+      h, "nope", tf.constant([5], tf.int64))
+  with tf1.Session() as sess:
+    for _ in range(3):
+      assert sess.run(missing).tolist() == [-1]
+  # (None where another test logged it within the minute.)
+  err = capfd.readouterr().err
+  assert err.count("Reinitialize: table nope does not exist in reinit") <= 1, (
+      err)
+
+
 def test_optimize_reinitialize_and_lookup_entry(graph):
   h = _mtable([("a", _table_config(2, init="ones {}"))])
   ids = tf.constant([5, 5, 6], tf.int64)

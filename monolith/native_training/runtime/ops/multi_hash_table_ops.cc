@@ -500,8 +500,11 @@ class MultiHashTableReinitializeOp : public GuardedOpKernel {
     status_vec.setConstant(-1);
     const int t = mtable->Find(name);
     if (t < 0) {
-      LOG(ERROR) << "Reinitialize: table " << name << " does not exist in "
-                 << mtable->shared_name();
+      // As the original: statuses of -1, no error; logged at most once a
+      // minute (a step that reinitializes it would flood the log).
+      LOG_EVERY_N_SEC(ERROR, 60)
+          << "Reinitialize: table " << name << " does not exist in "
+          << mtable->shared_name() << " (statuses -1)";
     } else {
       // Stamped with the table's own "now" (its latest update time), not
       // the clock: a table trained on sample times would otherwise see
