@@ -106,6 +106,13 @@ inline void DiscardPages(char* begin, int64_t bytes) {
   }
 }
 
+// Writes a byte of each page of [begin, begin + bytes), so that the pages
+// are faulted in (zeroed; on a VM, backed by the host) here and not later.
+inline void TouchPages(char* begin, int64_t bytes) {
+  static const int64_t page = sysconf(_SC_PAGESIZE);
+  for (int64_t offset = 0; offset < bytes; offset += page) begin[offset] = 0;
+}
+
 // Counts a thread in |*counter| while it lives (a writer in a table, a
 // thread waiting for a lock; RAII, so a wait that throws is uncounted too).
 class ScopedCount {
@@ -296,16 +303,13 @@ struct TableShard {
       r += BlockEntries(block_number + new_blocks);
     }
     ReserveRoomFor(&ready_blocks, new_blocks);
-    static const int64_t page = sysconf(_SC_PAGESIZE);
     while (room < extra) {
       const int64_t bytes = BlockEntries(block_number) * stride;
       const bool pooled = poolable_blocks && Pooled(mask + 1);
       char* block = pooled ? pool->AllocateBlock(bytes)
                            : static_cast<char*>(
                                  ::operator new[](bytes, kBlockAlignment));
-      for (int64_t offset = 0; offset < bytes; offset += page) {
-        block[offset] = 0;
-      }
+      TouchPages(block, bytes);
       ready_blocks.emplace_back(block, pooled);
       room += BlockEntries(block_number++);
     }
@@ -356,7 +360,6 @@ struct TableShard {
   // block whose region went back faults a whole huge page (~160 us), here
   // and not under |mu|, where lookups would wait for it.
   void ReviveBlocksFor(int64_t extra) {
-    static const int64_t page = sysconf(_SC_PAGESIZE);
     const int64_t reach =
         int64_t{next_index} +
         std::max<int64_t>(0, extra - static_cast<int64_t>(free_indices.size()));
@@ -364,9 +367,7 @@ struct TableShard {
       char* const block = blocks[live_blocks];
       const int64_t bytes = BlockEntries(static_cast<int>(live_blocks)) * stride;
       ReviveNextBlock();
-      for (int64_t offset = 0; offset < bytes; offset += page) {
-        block[offset] = 0;
-      }
+      TouchPages(block, bytes);
     }
   }
 

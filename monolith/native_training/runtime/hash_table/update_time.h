@@ -27,6 +27,13 @@ MONOLITH_HOST_DEVICE inline int64_t ClampUpdateTime(int64_t seconds) {
 // req_time) does not.
 constexpr int64_t kMaxUpdateTimeAheadSeconds = 24 * 3600;
 
+// The host's clock, seconds since the epoch (host code only). The
+// overloads below that take |clock_seconds| let one reading serve many
+// times.
+inline int64_t HostClockSeconds() {
+  return static_cast<int64_t>(std::time(nullptr));
+}
+
 // Whether |seconds| lies more than kMaxUpdateTimeAheadSeconds past the
 // clock reading |clock_seconds|.
 MONOLITH_HOST_DEVICE inline bool AheadOfClock(int64_t seconds,
@@ -36,25 +43,26 @@ MONOLITH_HOST_DEVICE inline bool AheadOfClock(int64_t seconds,
 
 // The same against the host's clock now (host code only).
 inline bool AheadOfClock(int64_t seconds) {
-  return AheadOfClock(seconds, static_cast<int64_t>(std::time(nullptr)));
+  return AheadOfClock(seconds, HostClockSeconds());
 }
 
 // Whether an entry stamped |clamped| (a ClampUpdateTime result) moves its
-// table's latest update time, the "now" of expiry (host code only). Not
-// the largest time, where restored times past the range (the original
-// accepted, e.g., milliseconds) are clamped, nor one ahead of the host's
-// clock: such entries never expire, or not before the clock reaches them,
-// and must not make every other entry look expired to the next save or
-// eviction (the original's tables dropped everything then).
-inline bool AdvancesTableTime(int64_t clamped) {
-  return clamped < int64_t{kMaxUpdateTimeSeconds} && !AheadOfClock(clamped);
-}
-
-// The same against a clock reading |clock_seconds| (one read for many).
+// table's latest update time, the "now" of expiry, the host's clock
+// reading |clock_seconds|. Not the largest time, where restored times past
+// the range (the original accepted, e.g., milliseconds) are clamped, nor
+// one ahead of the host's clock: such entries never expire, or not before
+// the clock reaches them, and must not make every other entry look expired
+// to the next save or eviction (the original's tables dropped everything
+// then).
 MONOLITH_HOST_DEVICE inline bool AdvancesTableTime(int64_t clamped,
                                                    int64_t clock_seconds) {
   return clamped < int64_t{kMaxUpdateTimeSeconds} &&
          !AheadOfClock(clamped, clock_seconds);
+}
+
+// The same against the host's clock now (host code only).
+inline bool AdvancesTableTime(int64_t clamped) {
+  return AdvancesTableTime(clamped, HostClockSeconds());
 }
 
 // The "now" a table's saves and evictions measure expiry against: its
@@ -63,7 +71,7 @@ MONOLITH_HOST_DEVICE inline bool AdvancesTableTime(int64_t clamped,
 // time zone, or a bad req_time within that) moves the table's time, and
 // would otherwise age every entry by up to a day, the shortest expire time.
 inline int64_t ExpiryNow(int64_t latest_update_time) {
-  const int64_t clock = static_cast<int64_t>(std::time(nullptr));
+  const int64_t clock = HostClockSeconds();
   return latest_update_time < clock ? latest_update_time : clock;
 }
 

@@ -6,7 +6,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <ctime>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -47,7 +46,7 @@ struct TimesOutOfRange {
   std::atomic<int64_t> negative{0};
   std::atomic<int64_t> ahead_of_clock{0};
   // The host's clock, read once for the restore's records.
-  const int64_t clock = static_cast<int64_t>(std::time(nullptr));
+  const int64_t clock = ht::HostClockSeconds();
 };
 
 // A table's error on a checkpoint record, as a restore reports it.
@@ -264,8 +263,7 @@ Status RestoreCheckpointsOrThrow(OpKernelContext* ctx, MultiHashTable* mtable,
                                &times_out_of_range);
           },
           WorkerThreads(ctx), LogInfo,
-          // A resharded restore reads every record and keeps some.
-          resharded && !check_only ? "Read" : RestorePassVerb(check_only))));
+          RestorePassVerb(check_only, resharded))));
     }
     return OkStatus();
   };

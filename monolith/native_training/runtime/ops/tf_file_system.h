@@ -64,9 +64,9 @@ Status FillOrLeaveEmpty(const std::string& restore,
                         const std::function<Status()>& fill,
                         const std::function<Status()>& empty);
 // RestoreCheckpoint's progress verb for a pass that checks (|check_only|)
-// or restores.
-inline const char* RestorePassVerb(bool check_only) {
-  return check_only ? "Checked" : "Restored";
+// or restores; a |resharded| restore reads every record and keeps some.
+inline const char* RestorePassVerb(bool check_only, bool resharded = false) {
+  return check_only ? "Checked" : resharded ? "Read" : "Restored";
 }
 
 class TfFileSystem : public ::monolith::hash_table::FileSystem {

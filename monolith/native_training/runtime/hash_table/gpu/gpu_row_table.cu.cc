@@ -17,7 +17,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <ctime>
 #include <limits>
 #include <memory>
 #include <cub/device/device_radix_sort.cuh>
@@ -1586,7 +1585,7 @@ Status GpuRowTable::PutRowsFromHost(const int64_t* ids, int64_t n,
   MONOLITH_RETURN_IF_ERROR(PutRows(impl_->staged_ids.as<int64_t>(), n,
                                    impl_->staged_rows.as<float>(), stream));
   // The rows carry their update times (the clock read once for them).
-  const int64_t clock = static_cast<int64_t>(std::time(nullptr));
+  const int64_t clock = HostClockSeconds();
   for (int64_t i = 0; i < n; ++i) {
     const int64_t time =
         RowTime(rows + i * spec_.row_floats(), spec_.entry_floats);
