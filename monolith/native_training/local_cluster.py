@@ -943,10 +943,7 @@ def _run_cluster(env: Dict[str, str], passed: List[str]) -> int:
             print(f"local_cluster: got {e}; stopping at once", flush=True)
         else:
           # The workers' own errors say more: give them a moment to report.
-          deadline = time.monotonic() + _REPORT_GRACE_SECS
-          for w in workers:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-              w.process.wait(max(deadline - time.monotonic(), 0.01))
+          _wait_for_exits(workers, _REPORT_GRACE_SECS)
         break
       # returncode as the poll above set it: a worker that failed since is
       # not taken for finished.
@@ -993,8 +990,13 @@ def _stop_workers_first(tasks: List[_Task]) -> None:
         "at once)", flush=True)
   for t in running:
     t.kill(signal.SIGTERM)
-  deadline = time.monotonic() + FLAGS.stop_grace_secs
-  for t in running:
+  _wait_for_exits(running, FLAGS.stop_grace_secs)
+
+
+def _wait_for_exits(tasks: List[_Task], secs: float) -> None:
+  """Waits up to `secs` in all for the tasks' processes to exit."""
+  deadline = time.monotonic() + secs
+  for t in tasks:
     with contextlib.suppress(subprocess.TimeoutExpired):
       t.process.wait(max(deadline - time.monotonic(), 0.01))
 
@@ -1003,12 +1005,7 @@ def _stop(tasks: List[_Task], grace_secs: float = 5.0) -> None:
   """SIGTERM to every task's process group, SIGKILL after grace_secs."""
   for t in tasks:
     t.kill(signal.SIGTERM)
-  deadline = time.monotonic() + grace_secs
-  for t in tasks:
-    try:
-      t.process.wait(max(deadline - time.monotonic(), 0.01))
-    except subprocess.TimeoutExpired:
-      pass
+  _wait_for_exits(tasks, grace_secs)
   for t in tasks:
     t.kill(signal.SIGKILL)
     t.process.wait()
