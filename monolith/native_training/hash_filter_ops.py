@@ -380,8 +380,8 @@ class HashFilterCheckpointSaverListener(
       with save_utils.explaining_deadline(
           self._run_options, f"saving the hash filters of step "
           f"{global_step_value} to {asset_dir}",
-          "HashFilterCheckpointSaverListener", "the save ops on the PS tasks "
-          "are not cancelled and may still be writing"):
+          "HashFilterCheckpointSaverListener", "the save ops were cancelled "
+          "(each stops before its next split and deletes its temporaries)"):
         _run_per_filter(sess, self._save_ops, self._placeholders, asset_dir,
                         self._run_options)
     logging.info("Saved %d hash filters to %s.", num_ps, asset_dir)
@@ -464,8 +464,9 @@ class HashFilterCheckpointRestorerListener(
       ]
     with save_utils.explaining_deadline(
         self._run_options, f"restoring the hash filters from {prefix}",
-        "HashFilterCheckpointRestorerListener", "the restore ops on the PS "
-        "tasks are not cancelled and may still be reading"):
+        "HashFilterCheckpointRestorerListener", "the restore ops were "
+        "cancelled (each stops before its next split; its filter keeps its "
+        "counts)"):
       _run_per_filter(session, self._restore_ops, self._placeholders, prefix,
                       self._run_options, chosen)
     logging.info("Restored %d hash filters from %s.", len(chosen), prefix)

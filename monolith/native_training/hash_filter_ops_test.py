@@ -428,6 +428,30 @@ def test_restore_into_another_configuration_starts_the_counts_over(tmp_path):
             err_msg=f"{capacity} {split_num} {counted_before}")
 
 
+def test_a_save_or_restore_whose_caller_gave_up_stops(tmp_path):
+  # A run's deadline cancels its step: the splits not begun are not
+  # written (the save leaves no file) or not read (the filter keeps its
+  # counts).
+  basename = os.path.join(str(tmp_path), "hash_filter_0")
+  hash_filter = hash_filter_ops.create_hash_filter(
+      20_000_000, 40, _thresholds(default=2), name_suffix="cancelled")
+  save = hash_filter_ops.save_hash_filter(hash_filter, basename, True)
+  restore = hash_filter_ops.restore_hash_filter(hash_filter, basename, True)
+  grad = _admission_of_1_and_2(hash_filter)
+  deadline = tf1.RunOptions(timeout_in_ms=20)
+  with tf1.Session() as sess:
+    with pytest.raises(tf.errors.DeadlineExceededError):
+      sess.run(save, options=deadline)
+    assert os.listdir(str(tmp_path)) == []
+    sess.run(save)  # of no counts
+    sess.run(grad)
+    sess.run(grad)
+    with pytest.raises(tf.errors.DeadlineExceededError):
+      sess.run(restore, options=deadline)
+    # Seen twice (threshold 2) since the save: admitted.
+    np.testing.assert_array_equal(sess.run(grad), [[1], [1]])
+
+
 def test_dummy_and_disabled_filters_save_nothing(tmp_path):
   basename = os.path.join(str(tmp_path), "d", "hash_filter_0")
   dummy = hash_filter_ops.create_dummy_hash_filter("d")

@@ -1927,9 +1927,10 @@ class MultiHashTableCheckpointSaverListener(
       with save_utils.explaining_deadline(
           self._run_options, f"saving the MultiHashTables of step "
           f"{global_step_value} to {base_dir}",
-          "MultiHashTableCheckpointSaverListener", "the save ops on the PS "
-          "tasks are not cancelled and may still be writing; the step's "
-          "checkpoint is not written"):
+          "MultiHashTableCheckpointSaverListener", "the save ops were "
+          "cancelled (each stops within a few thousand entries and deletes "
+          "its temporaries; tables saved before the deadline keep their "
+          "files); the step's checkpoint is not written"):
         _, counts = sess.run(
             (self._save_op, self._features_counts_tuples),
             feed_dict=feed_dict,
@@ -2160,8 +2161,9 @@ class MultiHashTableCheckpointRestorerListener(
     start = time.monotonic()
     with save_utils.explaining_deadline(
         self._run_options, f"restoring the hash tables from {ckpt_prefix}",
-        "MultiHashTableCheckpointRestorerListener", "the restore ops on the "
-        "PS tasks are not cancelled and may still be reading"):
+        "MultiHashTableCheckpointRestorerListener", "the restore ops were "
+        "cancelled (each stops within a few thousand entries: a table it "
+        "had begun refilling is left empty, the others as they were)"):
       session.run(restore_ops, feed_dict=feed_dict, options=self._run_options)
     logging.info("Restored the hash tables from %s in %.1f s (%d restore "
                  "ops).", ckpt_prefix, time.monotonic() - start,

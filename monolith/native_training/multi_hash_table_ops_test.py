@@ -19,6 +19,7 @@ from monolith.native_training import hash_filter_ops
 from monolith.native_training import multi_hash_table_ops
 from monolith.native_training import save_utils
 from monolith.native_training import test_utils
+from monolith.native_training import utils
 from monolith.native_training.model_export import export_context
 from monolith.native_training.runtime.hash_table import embedding_hash_table_pb2
 
@@ -539,6 +540,47 @@ def test_save_restore(tmp_path):
   np.testing.assert_array_equal(values["slot3"], [[0, 0, 0]])
 
 
+@pytest.mark.parametrize("on_ps", [False, True])
+def test_a_save_or_restore_whose_caller_gave_up_stops(tmp_path, on_ps):
+  """A run's deadline cancels its step, on a PS task too: the save stops and
+  leaves no file, the restore (checking before it replaces) leaves the table
+  as it was. Without it they ran on, holding the table."""
+  basename = os.path.join(tmp_path, "cancelled", "table")
+  num_ids = 1 << 20
+  master, config = "", None
+  if on_ps:
+    servers, config = test_utils.create_test_ps_cluster(1)
+    master = servers[0].target
+  with tf.device(utils.ps_device(0) if on_ps else None):
+    table = multi_hash_table_ops.MultiHashTable.from_configs(
+        {"slot": test_utils.generate_test_hash_table_config(16)})
+  ids = tf1.placeholder(tf.int64, [None])
+  assign = table.assign({"slot": (ids, tf.ones([tf.size(ids), 16]))}).as_op()
+  save = table.save(basename).as_op()
+  restore = table.restore(basename).as_op()
+  looked_up = table.lookup({"slot": _id([num_ids])})["slot"]
+  deadline = tf1.RunOptions(timeout_in_ms=20)
+  with tf1.Session(master, config=config) as sess:
+    sess.run(table.initializer)
+    sess.run(assign, {ids: np.arange(num_ids)})
+    with pytest.raises(tf.errors.DeadlineExceededError):
+      sess.run(save, options=deadline)
+    # A PS's op ends at its next batch of entries, after the worker's run.
+    for _ in range(100):
+      if not os.listdir(os.path.dirname(basename)):
+        break
+      time.sleep(0.1)
+    assert os.listdir(os.path.dirname(basename)) == []
+
+    sess.run(save)
+    sess.run(assign, {ids: [num_ids]})
+    with pytest.raises(tf.errors.DeadlineExceededError):
+      sess.run(restore, options=deadline)
+    # The id assigned after the save is still there (the run below waits
+    # for the restore, which holds the table).
+    np.testing.assert_array_equal(sess.run(looked_up), [[1] * 16])
+
+
 def test_save_restore_hook(tmp_path):
   _check_save_restore_hook(tmp_path, "SNAPPY")
 
@@ -786,9 +828,10 @@ def test_checkpoint_listeners_take_the_deadline_of_their_runs(tmp_path):
         match=r"saving the MultiHashTables of step 3 to .*model.ckpt-3.assets/ "
         r"failed with DeadlineExceeded; it ran under a deadline of 2.5 s "
         r"\(timeout_secs of MultiHashTableCheckpointSaverListener: raise it, "
-        r"or None for none\); the save ops on the PS tasks are not cancelled "
-        r"and may still be writing; the step's checkpoint is not written: "
-        r"Timed out"):
+        r"or None for none\); the save ops were cancelled \(each stops within "
+        r"a few thousand entries and deletes its temporaries; tables saved "
+        r"before the deadline keep their files\); the step's checkpoint is "
+        r"not written: Timed out"):
       listener.before_save(_TimedOut(sess), 3)
   for bad in (0, -1, float("nan"), float("inf"), 1e17, "3600", True):
     for listener_class in (

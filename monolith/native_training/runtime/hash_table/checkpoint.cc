@@ -36,7 +36,8 @@ bool ParseShardFile(std::string_view name, const std::string& prefix,
 // Logs how far a save or restore got every |every| (entries so far, of how
 // many where known), every finished shard, and then the whole: entries,
 // checkpoint bytes, seconds. Shards run in parallel and finish together,
-// so the periodic lines are what shows a long one's progress.
+// so the periodic lines are what shows a long one's progress. Its Counters
+// also ask |cancelled| whether to stop.
 class ShardProgress {
  public:
   // Records are counted in batches of this many (Counter): a clock read
@@ -45,8 +46,9 @@ class ShardProgress {
 
   ShardProgress(const LogFn& log, const char* verb, std::string basename,
                 int nshards, std::chrono::milliseconds every,
-                int64_t total_entries = -1)
+                const CancelledFn& cancelled, int64_t total_entries = -1)
       : log_(log),
+        cancelled_(cancelled),
         verb_(verb),
         basename_(std::move(basename)),
         nshards_(nshards),
@@ -88,8 +90,12 @@ class ShardProgress {
     explicit Counter(ShardProgress* progress) : progress_(progress) {}
     Counter(const Counter&) = delete;
     Counter& operator=(const Counter&) = delete;
-    void Add() {
-      if (++pending_ == kCountBatch) Flush();
+    // Counts a record; Cancelled once the caller gave up (asked once a
+    // batch).
+    Status Add() {
+      if (++pending_ < kCountBatch) return Status::OK();
+      Flush();
+      return progress_->CheckCancelled();
     }
     // Counts what Add left (a shard's last records, before its ShardDone).
     void Flush() {
@@ -129,9 +135,20 @@ class ShardProgress {
   uint64_t bytes() const { return bytes_; }
 
  private:
+  Status CheckCancelled() const {
+    if (!cancelled_ || !cancelled_()) return Status::OK();
+    return CancelledError(
+        std::string(verb_) + " " +
+        std::to_string(counted_.load(std::memory_order_relaxed)) +
+        " entries of " + basename_ +
+        " when it was cancelled (its caller gave up: a deadline passed or "
+        "the session closed)");
+  }
+
   double Seconds() const { return SecondsSince(start_); }
 
   const LogFn& log_;
+  const CancelledFn& cancelled_;
   const char* const verb_;
   const std::string basename_;
   const int nshards_;
@@ -178,8 +195,7 @@ Status WriteShard(FileSystem* fs, const std::vector<std::string>& table_names,
                 MONOLITH_RETURN_IF_ERROR(data_writer.Write(record));
                 digest = ExtendDigest(digest, data_writer.last_record_crc());
                 ++entries;
-                counter->Add();
-                return Status::OK();
+                return counter->Add();
               }));
           MultiHashTableMetadata& meta = metas[t];
           meta.set_table_name(table_names[t]);
@@ -417,7 +433,7 @@ Status RestoreShard(FileSystem* fs, const CheckpointInfo& info, int s,
                             " of table " + name + ": ",
                         status);
       }
-      counter.Add();
+      MONOLITH_RETURN_IF_ERROR(counter.Add());
     }
     if (table.has_crc && digest != table.entries_crc32c) {
       return DataLossError(data_path + ": the entries of table " + name +
@@ -651,7 +667,7 @@ Status SaveCheckpoint(FileSystem* fs, const std::string& basename,
     shards[s].tmp_meta = CheckpointMetaName(basename, s, nshards) + temp_suffix;
   }
   ShardProgress progress(options.log, "Saved", basename, nshards,
-                         options.progress_every);
+                         options.progress_every, options.cancelled);
   Status status = options.parallel_for(nshards, [&](int64_t s) {
     ShardProgress::Counter counter(&progress);
     MONOLITH_RETURN_IF_ERROR(WriteShard(fs, table_names, save_table, options,
@@ -772,7 +788,8 @@ Status RestoreCheckpoint(FileSystem* fs, const CheckpointInfo& info,
                          const RecordRestorer& restore,
                          const ParallelFor& parallel_for, const LogFn& log,
                          const char* progress_verb,
-                         std::chrono::milliseconds progress_every) {
+                         std::chrono::milliseconds progress_every,
+                         const CancelledFn& cancelled) {
   // Meta counts are checked against the records only as they are read.
   constexpr uint64_t kMaxTotal = std::numeric_limits<int64_t>::max();
   uint64_t total = 0;
@@ -782,7 +799,7 @@ Status RestoreCheckpoint(FileSystem* fs, const CheckpointInfo& info,
   const int64_t total_entries =
       total > kMaxTotal ? -1 : static_cast<int64_t>(total);
   ShardProgress progress(log, progress_verb, info.basename, info.nshards,
-                         progress_every, total_entries);
+                         progress_every, cancelled, total_entries);
   MONOLITH_RETURN_IF_ERROR(parallel_for(info.nshards, [&](int64_t s) {
     return RestoreShard(fs, info, static_cast<int>(s), restore, &progress);
   }));

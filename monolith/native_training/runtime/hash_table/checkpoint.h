@@ -60,6 +60,11 @@ Status SerialFor(int64_t n, const std::function<Status(int64_t)>& fn);
 
 // LogFn (progress lines and warnings): see sharded_files.h.
 
+// Whether the caller gave up on a save or restore (its step was cancelled:
+// a deadline passed, its session closed). Asked every few thousand records
+// per shard; an empty CancelledFn never cancels.
+using CancelledFn = std::function<bool()>;
+
 // Hands every record (serialized EntryDump) of table |table| that belongs
 // to dump shard |shard| of |nshards| to |write|, stopping at its first
 // error.
@@ -77,6 +82,9 @@ struct SaveOptions {
   ParallelFor parallel_for = SerialFor;
   LogFn log;
   std::chrono::milliseconds progress_every = kProgressEvery;
+  // Cancelled: the save stops, fails Cancelled, and deletes its temporaries
+  // (the checkpoint at the basename stays as it was).
+  CancelledFn cancelled;
 };
 
 struct SaveResult {
@@ -158,12 +166,15 @@ using RecordRestorer =
 // its meta record (count and digest) and that nothing follows them. Errors
 // name the file; |restore|'s errors are returned with the file prefixed.
 // Progress lines say |progress_verb| ("Checked" for a pass that only
-// checks the records), every |progress_every| and per shard.
+// checks the records), every |progress_every| and per shard. Once
+// |cancelled|, the shards stop handing out records and the restore fails
+// Cancelled (what |restore| consumed so far stays consumed).
 Status RestoreCheckpoint(
     FileSystem* fs, const CheckpointInfo& info, const RecordRestorer& restore,
     const ParallelFor& parallel_for, const LogFn& log,
     const char* progress_verb = "Restored",
-    std::chrono::milliseconds progress_every = kProgressEvery);
+    std::chrono::milliseconds progress_every = kProgressEvery,
+    const CancelledFn& cancelled = nullptr);
 
 }  // namespace hash_table
 }  // namespace monolith

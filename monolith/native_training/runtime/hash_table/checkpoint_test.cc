@@ -799,6 +799,69 @@ TEST(CheckpointTest, FailedSaveLeavesThePreviousOneIntact) {
   }
 }
 
+TEST(CheckpointTest, CancelledSaveAndRestoreStopAndSaySo) {
+  // A caller that gave up (a deadline, a closed session) stops a save or
+  // restore at the next batch of records, not at its end.
+  const std::string dir = TestDir("cancelled");
+  const std::string basename = dir + "/t";
+  ASSERT_TRUE(Save(basename, MakeContents(1, 20), 2).ok());
+  const Contents contents = MakeContents(2, 20000);
+  int asked = 0;
+  int64_t written = 0;
+  SaveOptions options;
+  options.nshards = 2;
+  options.cancelled = [&asked] { return ++asked == 2; };
+  PosixFileSystem fs;
+  Status status = SaveCheckpoint(
+      &fs, basename, kTables,
+      [&](int table, int shard, int n,
+          const std::function<Status(std::string_view)>& write) {
+        const auto it = contents.find(table);
+        for (size_t i = shard; i < it->second.size(); i += n) {
+          MONOLITH_RETURN_IF_ERROR(write(it->second[i]));
+          ++written;
+        }
+        return Status::OK();
+      },
+      options);
+  EXPECT_EQ(status.code(), StatusCode::kCancelled) << status.ToString();
+  EXPECT_TRUE(Contains(status.message(),
+                       "failed writing its shards (the checkpoint at that "
+                       "basename is as it was; its temporaries are deleted, "
+                       "or by the next save): Saved 8192 entries of " +
+                           basename + " when it was cancelled (its caller "
+                           "gave up: a deadline passed or the session "
+                           "closed)"))
+      << status.message();
+  // Stopped at the second batch, not after the 40,000 records.
+  EXPECT_EQ(written, 8191);
+  Contents restored;
+  ASSERT_TRUE(Restore(basename, &restored).ok());
+  EXPECT_EQ(restored, MakeContents(1, 20));
+  for (const std::string& name : List(dir)) {
+    EXPECT_FALSE(Contains(name, "-tmp-")) << name;
+  }
+
+  ASSERT_TRUE(Save(basename, contents, 1).ok());
+  CheckpointInfo info;
+  ASSERT_TRUE(ReadCheckpointInfo(&fs, basename, /*need_data=*/true, {}, &info)
+                  .ok());
+  int64_t consumed = 0;
+  status = RestoreCheckpoint(
+      &fs, info,
+      [&consumed](int, int, std::string_view) {
+        ++consumed;
+        return Status::OK();
+      },
+      SerialFor, {}, "Restored", kProgressEvery, [] { return true; });
+  EXPECT_EQ(status.code(), StatusCode::kCancelled) << status.ToString();
+  EXPECT_EQ(status.message(), "Restored 4096 entries of " + basename +
+                                  " when it was cancelled (its caller gave "
+                                  "up: a deadline passed or the session "
+                                  "closed)");
+  EXPECT_EQ(consumed, 4096);
+}
+
 // Writes an original-format checkpoint (no identity) of table "user" with
 // one entry "entry<s>" per shard s of 2.
 void WriteWithoutIdentity(const std::string& basename) {

@@ -50,6 +50,9 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
+inline Status CancelledError(std::string message) {
+  return Status(StatusCode::kCancelled, std::move(message));
+}
 inline Status InvalidArgumentError(std::string message) {
   return Status(StatusCode::kInvalidArgument, std::move(message));
 }

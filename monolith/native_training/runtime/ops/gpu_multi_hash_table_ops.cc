@@ -723,6 +723,7 @@ class GpuMultiHashTableSaveOp : public GuardedOpKernel {
     // a time.
     options.parallel_for = CallingThread();
     options.log = LogInfo;
+    options.cancelled = StepCancelled(ctx);
     Stores stores = StoresOf(mtable, CudaStream(ctx));
     // Entries expired at each table's ExpiryNowOf are skipped, by the
     // attr's expire times when given, else by the table's own.
@@ -852,7 +853,8 @@ class GpuMultiHashTableRestoreOp : public GuardedOpKernel {
             return check_only ? restorer->Check(shard, table, record)
                               : restorer->Restore(shard, table, record);
           },
-          CallingThread(), LogInfo, RestorePassVerb(check_only)));
+          CallingThread(), LogInfo, RestorePassVerb(check_only),
+          ht::kProgressEvery, StepCancelled(ctx)));
     };
     OP_REQUIRES_OK(
         ctx, CheckBeforeReplacing("Restore of " + basename, holding, [&] {

@@ -225,8 +225,9 @@ class HashFilterSaveOp : public GuardedOpKernel {
                               return hf::SaveFilterCheckpoint(
                                   &fs, basename,
                                   snapshot ? *snapshot : admission.filter(),
-                                  snapshot ? WorkerThreads(ctx)
-                                           : CallingThread(),
+                                  UntilCancelled(
+                                      ctx, snapshot ? WorkerThreads(ctx)
+                                                    : CallingThread()),
                                   LogInfo);
                             },
                             OutOfMemory)));
@@ -283,7 +284,8 @@ class HashFilterRestoreOp : public GuardedOpKernel {
                               [&] {
                                 return hf::RestoreFilterCheckpointInto(
                                     &fs, basename, std::move(into),
-                                    WorkerThreads(ctx), &restored, LogInfo,
+                                    UntilCancelled(ctx, WorkerThreads(ctx)),
+                                    &restored, LogInfo,
                                     &other_config);
                               },
                               OutOfMemory)));

@@ -133,6 +133,7 @@ class MultiHashTableSaveOp : public GuardedOpKernel {
     options.snappy = snappy_;
     options.parallel_for = WorkerThreads(ctx);
     options.log = LogInfo;
+    options.cancelled = StepCancelled(ctx);
     TfFileSystem fs(ctx->env());
     // Out of memory outside the shards' items (which WorkerThreads
     // converts) is ResourceExhausted too, not an exception out of the op.
@@ -262,8 +263,8 @@ Status RestoreCheckpointsOrThrow(OpKernelContext* ctx, MultiHashTable* mtable,
             return RestoreInto(table, record, &scratch[shard],
                                &times_out_of_range);
           },
-          WorkerThreads(ctx), LogInfo,
-          RestorePassVerb(check_only, resharded))));
+          WorkerThreads(ctx), LogInfo, RestorePassVerb(check_only, resharded),
+          ht::kProgressEvery, StepCancelled(ctx))));
     }
     return OkStatus();
   };

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "monolith/native_training/runtime/ops/op_util.h"
+#include "tensorflow/core/framework/cancellation.h"
 #include "tensorflow/core/platform/errors.h"
 #include "tensorflow/core/platform/file_system.h"
 #include "tensorflow/core/platform/path.h"
@@ -144,6 +145,32 @@ ht::Status TfFileSystem::SyncDirectory(const std::string& dir) {
             const std::function<::monolith::hash_table::Status(int64_t)>& fn) {
     return ::monolith::hash_table::SerialFor(n, [&fn](int64_t i) {
       return OutOfMemoryAsStatus([&] { return fn(i); }, OutOfMemory);
+    });
+  };
+}
+
+::monolith::hash_table::CancelledFn StepCancelled(OpKernelContext* ctx) {
+  CancellationManager* manager = ctx->cancellation_manager();
+  if (manager == nullptr) return nullptr;  // a step nothing can cancel
+  return [manager] { return manager->IsCancelled(); };
+}
+
+::monolith::hash_table::ParallelFor UntilCancelled(
+    OpKernelContext* ctx, ::monolith::hash_table::ParallelFor parallel_for) {
+  ::monolith::hash_table::CancelledFn cancelled = StepCancelled(ctx);
+  if (!cancelled) return parallel_for;
+  return [cancelled = std::move(cancelled),
+          parallel_for = std::move(parallel_for)](
+             int64_t n,
+             const std::function<::monolith::hash_table::Status(int64_t)>&
+                 fn) {
+    return parallel_for(n, [&](int64_t i) {
+      if (cancelled()) {
+        return ::monolith::hash_table::CancelledError(
+            "cancelled before it began (its caller gave up: a deadline "
+            "passed or the session closed)");
+      }
+      return fn(i);
     });
   };
 }

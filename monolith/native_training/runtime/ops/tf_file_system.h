@@ -31,6 +31,17 @@ namespace monolith_tf {
 // std::bad_alloc ResourceExhausted, as WorkerThreads' items' are.
 ::monolith::hash_table::ParallelFor CallingThread();
 
+// The libraries' CancelledFn for the step of |ctx|: a save or restore stops
+// once its caller gave up (a RunOptions deadline, a closed session, a
+// worker's call cancelled on the PS), instead of running on for as long as
+// it takes while holding the tables and their next save or restore.
+::monolith::hash_table::CancelledFn StepCancelled(OpKernelContext* ctx);
+// |parallel_for| whose items, once the step of |ctx| is cancelled, fail
+// Cancelled instead of running: for libraries whose items are whole files
+// (a hash filter's splits).
+::monolith::hash_table::ParallelFor UntilCancelled(
+    OpKernelContext* ctx, ::monolith::hash_table::ParallelFor parallel_for);
+
 // The save ops' nshards (-1, or 1 to kMaxCheckpointShards) and
 // compression_type ("SNAPPY", the original's format, or "": uncompressed)
 // attrs; InvalidArgument naming the attr.
