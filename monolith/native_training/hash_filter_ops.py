@@ -334,7 +334,9 @@ class HashFilterCheckpointSaverListener(
   "hash_filter.num_ps", which restores read. Files there of filters of PS
   tasks beyond this job's (a save of the same step with more PS) are
   deleted: first when the Saver has not recorded the step, else once this
-  save is complete.
+  save is complete. As the tables' listener, it deletes the asset folders
+  of checkpoints the Saver deleted after each save, and those of failed
+  saves (no checkpoint of their step) before the next.
 
   Args:
     basename: the checkpoint basename given to the Saver.
@@ -368,6 +370,9 @@ class HashFilterCheckpointSaverListener(
     # As the tables' saver listener: never before the restore.
     save_utils.check_restorer_hooks_ran(sess,
                                         "HashFilterCheckpointSaverListener")
+    # As the tables' listener: the files of failed saves go first.
+    self._helper.delete_stale_checkpoint_files(global_step_value,
+                                               temporaries=False)
     asset_dir = self._helper.get_ckpt_asset_dir(
         self._helper.get_ckpt_prefix(global_step_value))
     utils.makedirs_durably(asset_dir)
@@ -385,6 +390,18 @@ class HashFilterCheckpointSaverListener(
         _run_per_filter(sess, self._save_ops, self._placeholders, asset_dir,
                         self._run_options)
     logging.info("Saved %d hash filters to %s.", num_ps, asset_dir)
+
+  def after_save(self, session: tf.compat.v1.Session,
+                 global_step_value: int) -> None:
+    """Deletes the asset folders of the checkpoints the Saver deleted.
+
+    Args:
+      session: unused.
+      global_step_value: the step just saved (never deleted).
+    """
+    del session
+    if self._enabled:
+      self._helper.delete_stale_checkpoint_files(global_step_value)
 
 
 class HashFilterCheckpointRestorerListener(

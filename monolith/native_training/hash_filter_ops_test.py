@@ -388,6 +388,32 @@ def test_filters_save_and_restore_with_the_checkpoint(tmp_path):
       restorer.before_restore(sess)
 
 
+def test_the_filter_listener_alone_deletes_what_the_saver_deleted(tmp_path):
+  # Without the tables' listener (which deletes whole asset folders), the
+  # filters' files of checkpoints past max_to_keep, and of a failed save,
+  # stayed.
+  basename = os.path.join(str(tmp_path), "model.ckpt")
+  hash_filters = hash_filter_ops.create_hash_filters(
+      0, True, _thresholds(), filter_capacity=1000, filter_split_num=5)
+  listener = hash_filter_ops.HashFilterCheckpointSaverListener(
+      basename, hash_filters, enable_hash_filter=True)
+  tf1.train.get_or_create_global_step()
+  saver = tf1.train.Saver(max_to_keep=1)
+  with tf1.Session() as sess:
+    sess.run(tf1.global_variables_initializer())
+    for step in (1, 2):
+      listener.before_save(sess, step)
+      saver.save(sess, basename, global_step=step)
+      listener.after_save(sess, step)
+    assert not os.path.exists(basename + "-1.assets")
+    assert os.listdir(basename + "-2.assets")
+    listener.before_save(sess, 3)  # whose Saver fails
+    listener.before_save(sess, 4)
+  assert sorted(n for n in os.listdir(str(tmp_path))
+                if n.endswith(".assets")) == ["model.ckpt-2.assets",
+                                              "model.ckpt-4.assets"]
+
+
 def test_restore_without_the_files_is_a_clear_error(tmp_path):
   hash_filter = hash_filter_ops.create_hash_filter(1000, 5, _thresholds(1))
   missing = os.path.join(str(tmp_path), "nothing", "hash_filter_0")

@@ -109,6 +109,29 @@ def test_saver_max_to_keep_deletes_assets_and_info(tmp_path):
                                 ["ckpt.info-4", "ckpt.info-5"])
 
 
+def test_files_of_failed_saves_go_before_the_next_save(tmp_path):
+  # A save that fails after the tables' (the Saver's, a filter's, past a
+  # deadline) has no checkpoint and runs no after_save: with
+  # ignore_save_errors, a dump per failing interval stayed until a save
+  # succeeded.
+  model_dir = os.path.join(tmp_path, "failed")
+  basename = os.path.join(model_dir, "model.ckpt")
+  with tf.Graph().as_default():
+    table, train_op = _build_graph()
+    saver = tf1.train.Saver(max_to_keep=2)
+    listener = multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
+        basename)
+    with tf1.Session() as sess:
+      sess.run([tf1.global_variables_initializer(), table.initializer])
+      sess.run(train_op)
+      _save_steps(sess, saver, listener, basename, [1])
+      for failed in (2, 3, 4):
+        listener.before_save(sess, failed)
+  _assert_checkpoint_kept(basename, 1)
+  assert _listed(model_dir) == (["model.ckpt-1.assets", "model.ckpt-4.assets"],
+                                ["ckpt.info-1", "ckpt.info-4"])
+
+
 def test_checkpoint_saver_hook_keeps_assets_of_listed_checkpoints(tmp_path):
   model_dir = os.path.join(tmp_path, "hook")
   basename = os.path.join(model_dir, "model.ckpt")

@@ -1845,7 +1845,9 @@ class MultiHashTableCheckpointSaverListener(
   write_ckpt_info, `ckpt.info-<step>` (text CkptInfo, entries per table)
   is written beside the checkpoint. After each save, the asset directories
   and ckpt.info files of the checkpoints that the Saver deleted (max_to_keep)
-  are deleted too; see save_utils for the rule.
+  are deleted too, and before each save those of failed saves (no
+  checkpoint of their step: the Saver never ran); see save_utils for the
+  rule.
 
   The save ops are built at construction, for the tables the graph holds
   then: create the listener after the tables. Each table's save (and its
@@ -1895,6 +1897,10 @@ class MultiHashTableCheckpointSaverListener(
     # hook) would overwrite this step's tables with the fresh, empty ones.
     save_utils.check_restorer_hooks_ran(
         sess, "MultiHashTableCheckpointSaverListener")
+    # Files of failed saves (their Saver never ran, nor after_save): with
+    # ignore_save_errors, each failing interval would leave a dump.
+    self._helper.delete_stale_checkpoint_files(global_step_value,
+                                               temporaries=False)
     # Before the Saver, so the checkpoint file only names complete tables.
     base_dir = self._helper.get_ckpt_asset_dir(
         self._helper.get_ckpt_prefix(global_step_value))

@@ -9,7 +9,9 @@ deleted together with the checkpoint it belongs to.
 
 The Saver deletes only its own files (`.index`, `.data-*`, `.meta`) when
 `max_to_keep` drops a checkpoint; `SaveHelper.delete_stale_checkpoint_files`,
-called after every save, deletes what is left of the dropped ones:
+called after every save, deletes what is left of the dropped ones (and,
+called before every save without the temporaries below, the asset folders
+and ckpt.info files of failed saves, whose steps have no checkpoint):
 
 * `<basename>-N.assets/` is stale when this basename has no TF checkpoint at
   step N any more: neither `<basename>-N.index` (V2) nor the V1 data file
@@ -320,15 +322,27 @@ class SaveHelper:
     return [asset_dir + name for name in sorted(names)
             if _ASSET_TEMPORARY_RE.fullmatch(name)]
 
-  def delete_stale_checkpoint_files(self, global_step_value: int) -> List[str]:
+  def delete_stale_checkpoint_files(self,
+                                    global_step_value: int,
+                                    temporaries: bool = True) -> List[str]:
     """Deletes what get_stale_checkpoint_files lists; returns what it deleted.
 
     A path that another process deleted first is skipped; any other failure
     is logged and skipped, so that cleaning up never stops training.
+
+    Args:
+      global_step_value: the step just saved, or about to be saved.
+      temporaries: False keeps the temporaries, for a call before the save
+        of `global_step_value`: those in its asset folder may be what
+        completes a killed earlier save of that step (the save about to run
+        finishes its renames first), and a sharded Saver's are harmless
+        until then.
     """
     stale = self.get_stale_checkpoint_files(global_step_value)
     deleted = []
     gone = "its checkpoint is gone"
+    if not temporaries:
+      stale = stale._replace(saver_temporaries=[], asset_temporaries=[])
     for path, delete, why in (
         [(p, tf.io.gfile.rmtree, gone) for p in stale.asset_dirs] +
         [(p, tf.io.gfile.remove, gone) for p in stale.info_files] +
