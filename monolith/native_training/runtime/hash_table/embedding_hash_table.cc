@@ -240,16 +240,13 @@ Status EmbeddingHashTable::Create(const EmbeddingHashTableConfig& config,
   }
   result->skip_zero_embedding_ = config.skip_zero_embedding();
   const uint64_t capacity = ShardCapacityFor(config.initial_capacity());
-  RandomEngine seeder(seed);
+  result->init_seed_ = seed;
+  // From the same seed (a graph-level seed fixes where ids go), apart
+  // from the initializers' segment seeds seed + i.
+  result->hash_seed_ = RandomEngine(seed)();
   try {
     for (int s = 0; s < kNumShards; ++s) {
       result->shards_[s].Init(result->pool_.get(), result->stride_, capacity);
-      result->shards_[s].rng = RandomEngine(seeder());
-    }
-    // From the same seed, after the shards' engines: a graph-level seed
-    // fixes where ids go, and so the initial values they draw.
-    result->hash_seed_ = seeder();
-    for (int s = 0; s < kNumShards; ++s) {
       result->shards_[s].hash_seed = result->hash_seed_;
     }
   } catch (const std::bad_alloc&) {
@@ -423,7 +420,7 @@ void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
 char* EmbeddingHashTable::InsertNew(TableShard* shard, int64_t id,
                                     uint64_t pos) {
   char* entry = shard->Insert(id, pos);
-  accessor_->Init(entry, &shard->rng);
+  accessor_->Init(entry, init_seed_, id);
   return entry;
 }
 
@@ -450,12 +447,11 @@ void EmbeddingHashTable::NoteUpdate(int64_t update_time) {
 template <typename Fn>
 void EmbeddingHashTable::ForEachUpserted(const int64_t* ids, int64_t n,
                                          int64_t update_time, Fn fn,
-                                         const AdmitFn& admit,
-                                         bool may_stream) {
+                                         const AdmitFn& admit) {
   if (n > 0) NoteUpdate(update_time);
   {
     const ScopedCount writer(&writers_);
-    if (may_stream && n >= kStreamedIds && writer.count() == 1) {
+    if (n >= kStreamedIds && writer.count() == 1) {
       UpsertStreamed(ids, n, update_time, fn, admit);
     } else {
       RunPipeline<true>(this, ids, n, update_time,
@@ -766,18 +762,13 @@ void EmbeddingHashTable::AssignAdd(const int64_t* ids, int64_t n,
 
 void EmbeddingHashTable::Reinitialize(const int64_t* ids, int64_t n,
                                       int* status, int64_t update_time) {
-  // Never streamed: the initializers' draws from each shard's generator
-  // then follow the ids' order, as inserts do.
-  ForEachUpserted(
-      ids, n, update_time,
-      [&](int64_t i, char* entry, bool inserted) {
-        if (!inserted) {
-          accessor_->Init(entry,
-                          &shards_[ShardOf(MixId(ids[i], hash_seed_))].rng);
-        }
-        status[i] = inserted ? 0 : 1;
-      },
-      /*admit=*/{}, /*may_stream=*/false);
+  // An existing id gets the values it was first inserted with (they follow
+  // the seed and the id alone).
+  ForEachUpserted(ids, n, update_time,
+                  [&](int64_t i, char* entry, bool inserted) {
+                    if (!inserted) accessor_->Init(entry, init_seed_, ids[i]);
+                    status[i] = inserted ? 0 : 1;
+                  });
 }
 
 Status EmbeddingHashTable::BatchOptimize(const int64_t* ids, int64_t n,
@@ -1100,8 +1091,7 @@ Status EmbeddingHashTable::Restore(const EntryDump& dump) {
   const uint64_t hash = MixId(id, hash_seed_);
   TableShard& shard = shards_[ShardOf(hash)];
   ShardWriteLock lock(&shard, 1);
-  MONOLITH_RETURN_IF_ERROR(
-      accessor_->Restore(dump, scratch.data(), &shard.rng));
+  MONOLITH_RETURN_IF_ERROR(accessor_->Restore(dump, scratch.data()));
   return PutLocked(&shard, id, hash, scratch.data(),
                    dump.last_update_ts_sec());
 }
@@ -1142,9 +1132,7 @@ Status EmbeddingHashTable::CheckRecord(const char* record, size_t size,
   MONOLITH_RETURN_IF_ERROR(ReadOrParseRecord(record, size, scratch.data(),
                                              scratch_dump, &in_place));
   if (in_place.read || SkipsDump(*scratch_dump)) return Status::OK();
-  // What a restore draws for state the dump lacks does not matter here.
-  RandomEngine rng;
-  return accessor_->Restore(*scratch_dump, scratch.data(), &rng);
+  return accessor_->Restore(*scratch_dump, scratch.data());
 }
 
 Status RecordId(const char* record, size_t size, EntryDump* scratch,

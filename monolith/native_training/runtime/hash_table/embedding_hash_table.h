@@ -64,7 +64,9 @@ class EmbeddingHashTable {
   // bytes, each under the shard's read lock.
   static constexpr size_t kSaveChunkBytes = size_t{4} << 20;
 
-  // |seed| seeds the initializers' random engines (one per shard).
+  // A new entry's initial values follow |seed| and its id alone
+  // (EntryAccessor::Init, as on GPU tables); |seed| also picks the hash
+  // seed.
   // InvalidArgument for a bad entry config (see EntryAccessor::Create) or an
   // initial_capacity above kMaxInitialCapacity; ResourceExhausted when the
   // slots it reserves cannot be allocated.
@@ -312,12 +314,10 @@ class EmbeddingHashTable {
   int64_t EvictShards(int64_t now, EvictStats* stats, const uint64_t* clears);
   // fn(index, entry, inserted) for every id, inserting absent ones that
   // |admit| admits (all when it is empty), each stamped with |update_time|.
-  // Large batches stream (UpsertStreamed) while no other writer runs,
-  // unless |may_stream| is false.
+  // Large batches stream (UpsertStreamed) while no other writer runs.
   template <typename Fn>
   void ForEachUpserted(const int64_t* ids, int64_t n, int64_t update_time,
-                       Fn fn, const AdmitFn& admit = {},
-                       bool may_stream = true);
+                       Fn fn, const AdmitFn& admit = {});
   // Whether a writer waits for some shard's write_mu.
   bool AnyShardWriterWaits() const;
   // ForEachUpserted of a large batch by its only writer: ids streamed
@@ -353,6 +353,9 @@ class EmbeddingHashTable {
   // MixId(id, hash_seed_) picks an id's shard and slot; drawn from Create's
   // seed, so crafted ids cannot pile up in one shard's probe sequence.
   uint64_t hash_seed_ = 0;
+  // Create's seed: a new entry's initial values are drawn from it and its
+  // id alone (EntryAccessor::Init).
+  uint64_t init_seed_ = 0;
   size_t save_chunk_bytes_ = kSaveChunkBytes;
   SlotExpireTimes expire_times_;
   // Declared before the shards, which return their memory to it.

@@ -330,6 +330,86 @@ TEST(EmbeddingHashTableTest, ReinitializeReportsExistedOrInserted) {
   EXPECT_EQ(LookupOne(*table, 11), std::vector<float>{3});
 }
 
+TEST(EmbeddingHashTableTest, AnIdStartsFromValuesOfTheSeedAndTheIdAlone) {
+  // Not of the order ids arrive in, the thread inserting them, or what the
+  // table held before: a fresh process that restores a checkpoint and then
+  // meets new ids gave them the very values the first ids of the run got
+  // (each shard's stream started over).
+  const std::string config =
+      "entry_config { segments { dim_size: 3 init_config { random_uniform { "
+      "minval: -1 maxval: 1 } } opt_config { sgd {} } } segments { "
+      "dim_size: 2 init_config { random_uniform {} } opt_config { adagrad {} "
+      "} } }";
+  constexpr int kIds = 4000;
+  constexpr int kDim = 5;
+  std::vector<int64_t> ids(kIds);
+  for (int i = 0; i < kIds; ++i) ids[i] = int64_t{i} * 7919 - 2000;
+  // Inserts through a zero gradient, which leaves the initial values.
+  const auto insert = [](EmbeddingHashTable* table, const int64_t* at,
+                         int64_t n) {
+    const std::vector<float> grads(n * kDim, 0.0f);
+    const std::vector<float> lrs(table->SliceSize(), 0.1f);
+    ASSERT_TRUE(
+        table->BatchOptimize(at, n, grads.data(), lrs.data(), 1, 1).ok());
+  };
+  const auto values = [&](const EmbeddingHashTable& table) {
+    std::vector<float> out(kIds * kDim);
+    EXPECT_EQ(table.BatchLookup(ids.data(), kIds, out.data()), kIds);
+    return out;
+  };
+  auto forward = MakeTable(config, 7);
+  insert(forward.get(), ids.data(), kIds);
+  const std::vector<float> initial = values(*forward);
+
+  // Other ids first, then these backwards, in small batches from two
+  // threads.
+  auto backward = MakeTable(config, 7);
+  std::vector<int64_t> others(1000);
+  std::iota(others.begin(), others.end(), int64_t{1} << 40);
+  insert(backward.get(), others.data(), others.size());
+  std::vector<int64_t> reversed(ids.rbegin(), ids.rend());
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = t * 7; i < kIds; i += 14) {
+        insert(backward.get(), reversed.data() + i, std::min(7, kIds - i));
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(values(*backward), initial);
+
+  // A table restored with the first half, then meeting the second half.
+  auto resumed = MakeTable(config, 7);
+  std::vector<EntryDump> dumps(kIds / 2);
+  forward->BatchLookupEntry(ids.data(), kIds / 2, dumps.data());
+  for (const EntryDump& dump : dumps) ASSERT_TRUE(resumed->Restore(dump).ok());
+  insert(resumed.get(), ids.data() + kIds / 2, kIds / 2);
+  EXPECT_EQ(values(*resumed), initial);
+
+  // Reinitialized after training: back to where the ids started.
+  const std::vector<float> grads(kIds * kDim, 0.5f);
+  const std::vector<float> lrs(forward->SliceSize(), 0.1f);
+  ASSERT_TRUE(forward->BatchOptimize(ids.data(), kIds, grads.data(),
+                                     lrs.data(), 2, 2)
+                  .ok());
+  ASSERT_NE(values(*forward), initial);
+  std::vector<int> status(kIds);
+  forward->Reinitialize(ids.data(), kIds, status.data(), 3);
+  EXPECT_EQ(values(*forward), initial);
+
+  // Another seed, other values; and ids of one table apart.
+  auto other_seed = MakeTable(config, 8);
+  insert(other_seed.get(), ids.data(), kIds);
+  const std::vector<float> drawn = values(*other_seed);
+  int same = 0;
+  for (int i = 0; i < kIds * kDim; ++i) same += drawn[i] == initial[i];
+  EXPECT_LT(same, 10);
+  std::set<float> firsts;
+  for (int i = 0; i < kIds; ++i) firsts.insert(initial[i * kDim]);
+  EXPECT_GT(firsts.size(), kIds - 10u);
+}
+
 TEST(EmbeddingHashTableTest, EveryInt64IsAValidId) {
   auto table = MakeTable(SgdTable(1));
   const std::vector<int64_t> ids = {0,

@@ -132,8 +132,7 @@ Status EntryAccessor::Create(const EntryConfig& config,
     // The optimizers' dumps of a new entry: the usual length of an entry's
     // opt message, so WriteDump reserves room for its length up front.
     std::vector<char> entry(result->size_bytes_);
-    RandomEngine rng(0);
-    result->Init(entry.data(), &rng);
+    result->Init(entry.data(), /*seed=*/0, /*id=*/0);
     WireWriter opt;
     for (const Segment& seg : result->segments_) {
       seg.optimizer->WriteDump(At(entry.data(), seg.data_offset), &opt);
@@ -168,14 +167,16 @@ std::string EntryAccessor::DebugString() const {
   return out.str();
 }
 
-void EntryAccessor::Init(void* entry, RandomEngine* rng) const {
+void EntryAccessor::Init(void* entry, uint64_t seed, int64_t id) const {
   if (serving_) {
     std::memcpy(entry, zero_entry_.data(), zero_entry_.size());
     return;
   }
   float* num = static_cast<float*>(entry);
-  for (const Segment& seg : segments_) {
-    seg.initializer->Initialize(num + seg.num_offset, rng);
+  for (size_t i = 0; i < segments_.size(); ++i) {
+    const Segment& seg = segments_[i];
+    seg.initializer->Initialize(num + seg.num_offset, seed + i, id,
+                                seg.num_offset);
     seg.optimizer->Init(At(entry, seg.data_offset));
   }
 }
@@ -415,12 +416,11 @@ void EntryAccessor::BuildDumpTemplate() {
   const std::string other_layout = dump_of(other);
   std::vector<uint32_t> read(words), restored(words);
   EntryDump dump;
-  RandomEngine rng(0);
   const bool usable =
       std::all_of(seen.begin(), seen.end(), [](int n) { return n == 1; }) &&
       ReadDump(other_layout.data(), other_layout.size(), read.data()) &&
       read == other && dump.ParseFromString(layout) &&
-      Restore(dump, restored.data(), &rng).ok() && restored == entry;
+      Restore(dump, restored.data()).ok() && restored == entry;
   if (!usable) {
     dump_template_.clear();
     dump_words_.clear();
@@ -455,8 +455,7 @@ bool EntryAccessor::ReadDump(const char* fields, size_t size,
   return true;
 }
 
-Status EntryAccessor::Restore(const EntryDump& dump, void* entry,
-                              RandomEngine* rng) const {
+Status EntryAccessor::Restore(const EntryDump& dump, void* entry) const {
   if (dump.num_size() != dim_) {
     return InvalidArgumentError(
         "entry " + std::to_string(dump.id()) + " has " +
@@ -464,7 +463,8 @@ Status EntryAccessor::Restore(const EntryDump& dump, void* entry,
         std::to_string(dim_));
   }
   if (serving_ || !dump.has_opt() || dump.opt().dump_size() == 0) {
-    Init(entry, rng);
+    // The optimizers' initial state; Assign replaces the values drawn.
+    Init(entry, /*seed=*/0, dump.id());
     Assign(dump.num().data(), entry);
     return Status::OK();
   }

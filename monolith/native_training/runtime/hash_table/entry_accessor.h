@@ -64,9 +64,10 @@ class EntryAccessor {
   int64_t SizeBytes() const { return size_bytes_; }
   std::string DebugString() const;
 
-  // Sets a new entry: initial values and optimizer state (TRAINING), zeros
-  // (SERVING).
-  void Init(void* entry, RandomEngine* rng) const;
+  // Sets a new entry of |id|: initial values (segment i's random ones drawn
+  // from InitBits(|seed| + i, id, column), as GPU tables draw theirs) and
+  // optimizer state (TRAINING), zeros (SERVING).
+  void Init(void* entry, uint64_t seed, int64_t id) const;
   // Whether Fill of a TRAINING entry transforms its floats (a fixed_r8 or
   // one_bit segment) rather than copying them.
   bool transforms_lookups() const { return transforms_lookups_; }
@@ -92,7 +93,7 @@ class EntryAccessor {
   // Sets |entry| from |dump|: num must have DimSize() floats; optimizer
   // state is restored when the dump has it (TRAINING) and initialized
   // otherwise, so a serving checkpoint can seed training.
-  Status Restore(const EntryDump& dump, void* entry, RandomEngine* rng) const;
+  Status Restore(const EntryDump& dump, void* entry) const;
   // Sets |entry| from the num and opt fields of an EntryDump record (its
   // bytes between id and last_update_ts_sec) by copying words, without
   // parsing, when they have exactly the shape WriteDump gives every entry

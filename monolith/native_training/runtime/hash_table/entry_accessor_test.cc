@@ -48,8 +48,7 @@ TEST(EntryAccessorTest, SegmentsConcatenateDimsAndLearningRates) {
   EXPECT_EQ(accessor->SizeBytes(), 8 * 4);
 
   std::vector<char> entry(accessor->SizeBytes());
-  RandomEngine rng(1);
-  accessor->Init(entry.data(), &rng);
+  accessor->Init(entry.data(), /*seed=*/1, /*id=*/7);
   std::vector<float> num(5);
   accessor->Fill(entry.data(), num.data());
   EXPECT_EQ(num, (std::vector<float>{1, 1, 0, 0, 0}));
@@ -68,8 +67,7 @@ TEST(EntryAccessorTest, SegmentsConcatenateDimsAndLearningRates) {
 TEST(EntryAccessorTest, AssignAndAssignAdd) {
   auto accessor = MakeAccessor(kTwoSegments);
   std::vector<char> entry(accessor->SizeBytes());
-  RandomEngine rng(1);
-  accessor->Init(entry.data(), &rng);
+  accessor->Init(entry.data(), /*seed=*/1, /*id=*/7);
   const float values[5] = {1, 2, 3, 4, 5};
   accessor->Assign(values, entry.data());
   accessor->AssignAdd(values, entry.data());
@@ -106,8 +104,7 @@ TEST(EntryAccessorTest, TrainingLookupsOfFixedR8AndOneBitSegments) {
   EXPECT_TRUE(accessor->transforms_lookups());
   EXPECT_FALSE(MakeAccessor(kTwoSegments)->transforms_lookups());
   std::vector<char> entry(accessor->SizeBytes());
-  RandomEngine rng(1);
-  accessor->Init(entry.data(), &rng);
+  accessor->Init(entry.data(), /*seed=*/1, /*id=*/7);
   const float values[6] = {0.1234f, -0.3f, 0.1234f, -0.3f, 0.1234f, -0.3f};
   accessor->Assign(values, entry.data());
 
@@ -169,8 +166,7 @@ TEST(EntryAccessorTest, TrainingLookupsOfFixedR8AndOneBitSegments) {
 // A kTwoSegments entry after one update (gradients 1..5).
 std::vector<char> TrainedEntry(const EntryAccessor& accessor) {
   std::vector<char> entry(accessor.SizeBytes());
-  RandomEngine rng(1);
-  accessor.Init(entry.data(), &rng);
+  accessor.Init(entry.data(), /*seed=*/1, /*id=*/7);
   const float grad[5] = {1, 2, 3, 4, 5};
   const float lrs[2] = {0.1f, 0.2f};
   accessor.Optimize(entry.data(), grad, lrs, 0);
@@ -180,7 +176,6 @@ std::vector<char> TrainedEntry(const EntryAccessor& accessor) {
 TEST(EntryAccessorTest, SaveRestoreKeepsOptimizerState) {
   auto accessor = MakeAccessor(kTwoSegments);
   const std::vector<char> entry = TrainedEntry(*accessor);
-  RandomEngine rng(1);
 
   EntryDump dump;
   accessor->Save(entry.data(), &dump);
@@ -191,7 +186,7 @@ TEST(EntryAccessorTest, SaveRestoreKeepsOptimizerState) {
   EXPECT_FLOAT_EQ(dump.opt().dump(1).adagrad().norm(0), 1 + 3 * 3);
 
   std::vector<char> restored(accessor->SizeBytes());
-  ASSERT_TRUE(accessor->Restore(dump, restored.data(), &rng).ok());
+  ASSERT_TRUE(accessor->Restore(dump, restored.data()).ok());
   EXPECT_EQ(restored, entry);
 }
 
@@ -236,11 +231,10 @@ TEST(EntryAccessorTest, ReadDumpCopiesWordsOfWriteDumpsLayoutOnly) {
 TEST(EntryAccessorTest, RestoreRejectsMismatchedDumps) {
   auto accessor = MakeAccessor(kTwoSegments);
   std::vector<char> entry(accessor->SizeBytes());
-  RandomEngine rng(1);
   EntryDump dump;
   dump.set_id(42);
   dump.add_num(1);
-  Status s = accessor->Restore(dump, entry.data(), &rng);
+  Status s = accessor->Restore(dump, entry.data());
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("entry 42 has 1 floats, the table's dim is 5"),
             std::string::npos)
@@ -248,7 +242,7 @@ TEST(EntryAccessorTest, RestoreRejectsMismatchedDumps) {
 
   for (int i = 1; i < 5; ++i) dump.add_num(i);
   dump.mutable_opt()->add_dump()->mutable_sgd();
-  s = accessor->Restore(dump, entry.data(), &rng);
+  s = accessor->Restore(dump, entry.data());
   EXPECT_NE(s.message().find("1 optimizer dumps"), std::string::npos)
       << s.message();
 }
@@ -256,10 +250,9 @@ TEST(EntryAccessorTest, RestoreRejectsMismatchedDumps) {
 TEST(EntryAccessorTest, RestoreWithoutOptimizerStateInitializesIt) {
   auto accessor = MakeAccessor(kTwoSegments);
   std::vector<char> entry(accessor->SizeBytes());
-  RandomEngine rng(1);
   EntryDump dump;
   for (int i = 0; i < 5; ++i) dump.add_num(i + 1.0f);
-  ASSERT_TRUE(accessor->Restore(dump, entry.data(), &rng).ok());
+  ASSERT_TRUE(accessor->Restore(dump, entry.data()).ok());
   EntryDump saved;
   accessor->Save(entry.data(), &saved);
   EXPECT_EQ(saved.num(4), 5.0f);
@@ -275,8 +268,7 @@ TEST(EntryAccessorTest, ServingEntryStoresCompressedValues) {
   EXPECT_TRUE(accessor->serving());
   EXPECT_EQ(accessor->SizeBytes(), 4 * 2 + 2 * 4);
   std::vector<char> entry(accessor->SizeBytes());
-  RandomEngine rng(1);
-  accessor->Init(entry.data(), &rng);
+  accessor->Init(entry.data(), /*seed=*/1, /*id=*/7);
   const float values[6] = {0.5f, -2.0f, 1.0f / 3, 1000.0f, 1.0f / 3, 7.0f};
   accessor->Assign(values, entry.data());
   std::vector<float> num(6);

@@ -194,7 +194,6 @@ struct TableShard {
   // The longest any growth (Reserve's rehash) of this shard took, in ns;
   // written under |write_mu|, read without a lock (it is atomic).
   std::atomic<int64_t> longest_rehash_ns{0};
-  RandomEngine rng;
 
   ~TableShard() {
     FreeSlots(slots, mask + 1);

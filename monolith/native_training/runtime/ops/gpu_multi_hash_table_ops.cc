@@ -860,7 +860,7 @@ class GpuMultiHashTableRestoreOp : public GuardedOpKernel {
         ctx, CheckBeforeReplacing("Restore of " + basename, holding, [&] {
           gpu::RowStoreRestorer checker(
               std::vector<gpu::RowStore*>(records.size(), nullptr), records,
-              info.nshards, random::New64());
+              info.nshards);
           return read_records(&checker, /*check_only=*/true);
         }));
     std::vector<std::string> emptied;
@@ -894,8 +894,7 @@ class GpuMultiHashTableRestoreOp : public GuardedOpKernel {
       by_checkpoint.push_back(t >= 0 ? stores.stores[t] : nullptr);
     }
     const auto fill = [&] {
-      gpu::RowStoreRestorer restorer(by_checkpoint, records, info.nshards,
-                                     random::New64());
+      gpu::RowStoreRestorer restorer(by_checkpoint, records, info.nshards);
       TF_RETURN_IF_ERROR(read_records(&restorer, /*check_only=*/false));
       return ToTfStatus(restorer.Flush());
     };

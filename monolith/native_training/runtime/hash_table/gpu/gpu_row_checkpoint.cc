@@ -27,7 +27,7 @@ void GpuRowRecords::Write(int64_t id, const float* row,
 }
 
 Status GpuRowRecords::Read(std::string_view record, EntryDump* scratch,
-                           RandomEngine* rng, int64_t* id, float* row) const {
+                           int64_t* id, float* row) const {
   uint64_t time = 0;
   bool all_zero = false;
   if (accessor_->ReadRecord(record.data(), record.size(), row, id, &time,
@@ -41,7 +41,7 @@ Status GpuRowRecords::Read(std::string_view record, EntryDump* scratch,
     return DataLossError("a record of " + std::to_string(record.size()) +
                          " bytes is not an EntryDump");
   }
-  MONOLITH_RETURN_IF_ERROR(accessor_->Restore(*scratch, row, rng));
+  MONOLITH_RETURN_IF_ERROR(accessor_->Restore(*scratch, row));
   *id = scratch->id();
   SetRowTime(row, spec_.entry_floats,
              ClampUpdateTime(scratch->last_update_ts_sec()));
@@ -96,15 +96,13 @@ TableSaver RowStoreSaver(std::vector<RowStore*> tables,
 
 RowStoreRestorer::RowStoreRestorer(std::vector<RowStore*> tables,
                                    std::vector<const GpuRowRecords*> records,
-                                   int nshards, uint64_t seed,
-                                   int64_t batch_rows)
+                                   int nshards, int64_t batch_rows)
     : tables_(std::move(tables)),
       records_(std::move(records)),
       batch_rows_(batch_rows),
       scratch_(nshards),
       pending_(nshards, std::vector<Pending>(tables_.size())),
       checked_rows_(nshards) {
-  for (int s = 0; s < nshards; ++s) rngs_.emplace_back(seed + s);
   for (size_t t = 0; t < tables_.size(); ++t) {
     table_mu_.push_back(std::make_unique<std::mutex>());
   }
@@ -131,8 +129,8 @@ Status RowStoreRestorer::Restore(int shard, int table,
   pending.ids.push_back(0);
   pending.rows.resize((at + 1) * row_floats);
   Status s =
-      records_[table]->Read(record, &scratch_[shard], &rngs_[shard],
-                            &pending.ids[at], pending.rows.data() + at * row_floats);
+      records_[table]->Read(record, &scratch_[shard], &pending.ids[at],
+                            pending.rows.data() + at * row_floats);
   if (s.ok()) s = CheckStorable(pending.ids[at]);
   if (!s.ok()) {
     pending.ids.pop_back();
@@ -151,7 +149,7 @@ Status RowStoreRestorer::Check(int shard, int table,
   row.resize(records_[table]->spec().row_floats());
   int64_t id = 0;
   MONOLITH_RETURN_IF_ERROR(records_[table]->Read(
-      record, &scratch_[shard], &rngs_[shard], &id, row.data()));
+      record, &scratch_[shard], &id, row.data()));
   return CheckStorable(id);
 }
 

@@ -42,11 +42,11 @@ class GpuRowRecords {
   void Write(int64_t id, const float* row, WireWriter* out) const;
   // Sets |id| and |row| (row_floats floats) from a record: read in place
   // when it has the layout Write gives, else parsed into |scratch| (a
-  // record without optimizer state gets the initial state, drawn with
-  // |rng|). DataLoss if it is not an EntryDump, InvalidArgument if its
-  // entry does not fit the table's.
-  Status Read(std::string_view record, EntryDump* scratch, RandomEngine* rng,
-              int64_t* id, float* row) const;
+  // record without optimizer state gets the initial state). DataLoss if it
+  // is not an EntryDump, InvalidArgument if its entry does not fit the
+  // table's.
+  Status Read(std::string_view record, EntryDump* scratch, int64_t* id,
+              float* row) const;
 
  private:
   GpuRowRecords(std::unique_ptr<EntryAccessor> accessor,
@@ -99,7 +99,7 @@ class RowStoreRestorer {
  public:
   RowStoreRestorer(std::vector<RowStore*> tables,
                    std::vector<const GpuRowRecords*> records, int nshards,
-                   uint64_t seed, int64_t batch_rows = 1 << 14);
+                   int64_t batch_rows = 1 << 14);
 
   // A record of table |table| from data shard |shard|.
   Status Restore(int shard, int table, std::string_view record);
@@ -119,10 +119,9 @@ class RowStoreRestorer {
   std::vector<RowStore*> tables_;
   std::vector<const GpuRowRecords*> records_;
   int64_t batch_rows_;
-  // Per shard: its scratch, random engine, pending rows per table, and
-  // the row Check decodes into.
+  // Per shard: its scratch, pending rows per table, and the row Check
+  // decodes into.
   std::vector<EntryDump> scratch_;
-  std::vector<RandomEngine> rngs_;
   std::vector<std::vector<Pending>> pending_;
   std::vector<std::vector<float>> checked_rows_;
   std::vector<std::unique_ptr<std::mutex>> table_mu_;

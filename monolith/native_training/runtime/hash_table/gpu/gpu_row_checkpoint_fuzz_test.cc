@@ -124,12 +124,10 @@ TEST(GpuRowCheckpointFuzzTest, MutatedRecordsReadOrFailCleanly) {
       records->Write(id, row.data(), &out);
       valid.emplace_back(out.data(), out.size());
       EntryDump scratch;
-      RandomEngine engine(1);
       std::vector<float> read(row_floats);
       int64_t read_id = 0;
-      ASSERT_TRUE(records->Read(valid.back(), &scratch, &engine, &read_id,
-                                read.data())
-                      .ok());
+      ASSERT_TRUE(
+          records->Read(valid.back(), &scratch, &read_id, read.data()).ok());
       EXPECT_EQ(read_id, id);
       // Bit for bit: the update time's floats may be NaN patterns.
       if (!records->spec().serving) {
@@ -139,9 +137,8 @@ TEST(GpuRowCheckpointFuzzTest, MutatedRecordsReadOrFailCleanly) {
       }
     }
     DroppingRowStore store;
-    RowStoreRestorer restorer({&store}, {records.get()}, 2, seed, 64);
+    RowStoreRestorer restorer({&store}, {records.get()}, 2, 64);
     EntryDump scratch;
-    RandomEngine engine(seed);
     const FuzzBudget budget(20000);
     for (int64_t i = 0; budget.Allows(i); ++i, ++iterations) {
       const std::string record = Mutate(valid[rng() % valid.size()], &rng);
@@ -149,7 +146,7 @@ TEST(GpuRowCheckpointFuzzTest, MutatedRecordsReadOrFailCleanly) {
       std::vector<float> row(row_floats);
       int64_t id = 0;
       const Status read =
-          records->Read(record, &scratch, &engine, &id, row.data());
+          records->Read(record, &scratch, &id, row.data());
       read.ok() ? ++read_ok : ++read_failed;
       const Status checked = restorer.Check(i % 2, 0, record);
       const Status restored = restorer.Restore(i % 2, 0, record);

@@ -144,11 +144,10 @@ class GpuRowCheckpointTest : public ::testing::Test {
   std::map<int64_t, std::vector<float>> CpuRows() {
     std::map<int64_t, std::vector<float>> rows;
     EntryDump scratch;
-    RandomEngine rng(1);
     for (const std::string& record : CpuRecords()) {
       std::vector<float> row(records_->spec().row_floats());
       int64_t id = 0;
-      EXPECT_TRUE(records_->Read(record, &scratch, &rng, &id, row.data()).ok());
+      EXPECT_TRUE(records_->Read(record, &scratch, &id, row.data()).ok());
       rows[id] = row;
     }
     return rows;
@@ -168,12 +167,11 @@ TEST_F(GpuRowCheckpointTest, RowsWriteTheCpuTablesRecordsByteForByte) {
   const std::vector<std::string> records = CpuRecords();
   ASSERT_EQ(static_cast<int64_t>(records.size()), cpu_->Size());
   EntryDump scratch;
-  RandomEngine rng(1);
   WireWriter wire;
   for (const std::string& record : records) {
     std::vector<float> row(records_->spec().row_floats());
     int64_t id = 0;
-    ASSERT_TRUE(records_->Read(record, &scratch, &rng, &id, row.data()).ok());
+    ASSERT_TRUE(records_->Read(record, &scratch, &id, row.data()).ok());
     // The row holds the entry: its embedding and time as the CPU table's.
     std::vector<float> embedding(8);
     cpu_->Lookup(id, embedding.data());
@@ -194,9 +192,8 @@ TEST_F(GpuRowCheckpointTest, RecordsInOtherLayoutsAreParsed) {
   // value, as in a CPU table.
   std::vector<float> row(records_->spec().row_floats(), -1.0f);
   EntryDump scratch;
-  RandomEngine rng(1);
   int64_t id = 0;
-  ASSERT_TRUE(records_->Read(dump.SerializeAsString(), &scratch, &rng, &id,
+  ASSERT_TRUE(records_->Read(dump.SerializeAsString(), &scratch, &id,
                              row.data())
                   .ok());
   EXPECT_EQ(id, 77);
@@ -206,12 +203,12 @@ TEST_F(GpuRowCheckpointTest, RecordsInOtherLayoutsAreParsed) {
 
   dump.add_num(1.0f);  // 9 floats for a dim of 8
   const Status wrong_dim = records_->Read(dump.SerializeAsString(), &scratch,
-                                          &rng, &id, row.data());
+                                          &id, row.data());
   EXPECT_EQ(wrong_dim.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(wrong_dim.message().find("9 floats"), std::string::npos)
       << wrong_dim.message();
   const Status garbage =
-      records_->Read(std::string("\xff\xff\xff", 3), &scratch, &rng, &id,
+      records_->Read(std::string("\xff\xff\xff", 3), &scratch, &id,
                      row.data());
   EXPECT_EQ(garbage.code(), StatusCode::kDataLoss);
 }
@@ -271,7 +268,7 @@ TEST_F(GpuRowCheckpointTest, CpuSavesRestoreIntoGpuRows) {
   CheckpointInfo info;
   ASSERT_NO_FATAL_FAILURE(SaveCpuCheckpoint("cpu_to_gpu", 4, &info));
   HostRowStore store(records_->spec().row_floats());
-  RowStoreRestorer restorer({&store}, {records_.get()}, info.nshards, 1,
+  RowStoreRestorer restorer({&store}, {records_.get()}, info.nshards,
                             /*batch_rows=*/500);
   ASSERT_TRUE(RestoreCheckpoint(
                   &fs_, info,
@@ -292,7 +289,7 @@ TEST_F(GpuRowCheckpointTest, CheckReadsEveryRecordAndPutsNothing) {
   CheckpointInfo info;
   ASSERT_NO_FATAL_FAILURE(SaveCpuCheckpoint("check", 2, &info));
   HostRowStore store(records_->spec().row_floats());
-  RowStoreRestorer checker({&store}, {records_.get()}, info.nshards, 1,
+  RowStoreRestorer checker({&store}, {records_.get()}, info.nshards,
                            /*batch_rows=*/1);
   int64_t checked = 0;
   ASSERT_TRUE(RestoreCheckpoint(
@@ -313,8 +310,7 @@ TEST_F(GpuRowCheckpointTest, CheckReadsEveryRecordAndPutsNothing) {
   segment->set_dim_size(segment->dim_size() + 1);
   std::unique_ptr<GpuRowRecords> wider_records;
   ASSERT_TRUE(GpuRowRecords::Create(wider.entry_config(), &wider_records).ok());
-  RowStoreRestorer wrong_dim({nullptr}, {wider_records.get()}, info.nshards,
-                             1);
+  RowStoreRestorer wrong_dim({nullptr}, {wider_records.get()}, info.nshards);
   const Status s = RestoreCheckpoint(
       &fs_, info,
       [&](int shard, int table, std::string_view record) {
@@ -339,7 +335,7 @@ TEST_F(GpuRowCheckpointTest, ReservedIdsFailTheCheckAndTheRestore) {
     ASSERT_NO_FATAL_FAILURE(SaveCpuCheckpoint(
         "reserved" + std::to_string(reserved < 0), 2, &info));
     HostRowStore store(records_->spec().row_floats());
-    RowStoreRestorer restorer({&store}, {records_.get()}, info.nshards, 1);
+    RowStoreRestorer restorer({&store}, {records_.get()}, info.nshards);
     for (const bool check : {true, false}) {
       const Status s = RestoreCheckpoint(
           &fs_, info,
@@ -380,7 +376,7 @@ TEST_F(GpuRowCheckpointTest, TrainingSavesRestoreIntoServingRows) {
   ASSERT_NO_FATAL_FAILURE(SaveCpuCheckpoint("training_to_serving", 2, &info));
   HostRowStore store(serving_records->spec().row_floats());
   RowStoreRestorer restorer({&store}, {serving_records.get()}, info.nshards,
-                            1, /*batch_rows=*/500);
+                            /*batch_rows=*/500);
   ASSERT_TRUE(RestoreCheckpoint(
                   &fs_, info,
                   [&](int shard, int table, std::string_view record) {
@@ -432,7 +428,6 @@ TEST_F(GpuRowCheckpointTest, RestoredTimesAreClampedAsTheCpuTables) {
   const int time_offset = records_->spec().entry_floats;
   std::vector<float> row(records_->spec().row_floats());
   EntryDump scratch;
-  RandomEngine rng(1);
   for (const auto& [time, want] :
        {std::make_pair(int64_t{-5}, int64_t{0}),
         std::make_pair(int64_t{1} << 40, int64_t{0xffffffff}),
@@ -440,7 +435,7 @@ TEST_F(GpuRowCheckpointTest, RestoredTimesAreClampedAsTheCpuTables) {
     dump.set_last_update_ts_sec(time);
     int64_t id = 0;
     ASSERT_TRUE(
-        records_->Read(dump.SerializeAsString(), &scratch, &rng, &id,
+        records_->Read(dump.SerializeAsString(), &scratch, &id,
                        row.data())
             .ok());
     EXPECT_EQ(RowTime(row.data(), time_offset), want) << time;

@@ -20,6 +20,7 @@
 
 #include "monolith/native_training/runtime/hash_table/compressor/fp16.h"
 #include "monolith/native_training/runtime/hash_table/host_device.h"
+#include "monolith/native_training/runtime/hash_table/initializer/init_bits.h"
 #include "monolith/native_training/runtime/hash_table/status.h"
 #include "monolith/native_training/runtime/hash_table/update_time.h"
 
@@ -210,16 +211,12 @@ MONOLITH_HOST_DEVICE inline void SetRowTime(float* row, int offset,
   memcpy(row + offset, &seconds, sizeof(seconds));
 }
 
-// A uniform float in [0, 1) from (seed, id, column): SplitMix64's
-// finalizer, its top 24 bits.
+// A uniform float in [0, 1) from (seed, id, column): the top 24 of
+// InitBits, the bits CPU tables draw from too.
 MONOLITH_HOST_DEVICE inline float UniformFor(uint64_t seed, int64_t id,
                                              int column) {
-  uint64_t z = seed ^ (static_cast<uint64_t>(id) * 0x9E3779B97F4A7C15ULL) ^
-               (static_cast<uint64_t>(column) << 32);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  z ^= z >> 31;
-  return static_cast<float>(z >> 40) * (1.0f / 16777216.0f);
+  return static_cast<float>(InitBits(seed, id, column) >> 40) *
+         (1.0f / 16777216.0f);
 }
 
 // Column c (< seg.dim) of a new row of |id|: its value and its optimizer

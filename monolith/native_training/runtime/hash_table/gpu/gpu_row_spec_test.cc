@@ -72,8 +72,7 @@ void StartBothSides(const EntryConfig& config, BothSides* both) {
   ASSERT_TRUE(GpuRowTableSpecFor(config, 7, &both->spec).ok());
   both->accessor = Accessor(config);
   both->entry.resize(both->accessor->SizeBytes());
-  RandomEngine rng(1);
-  both->accessor->Init(both->entry.data(), &rng);
+  both->accessor->Init(both->entry.data(), 7, 42);
   both->row = NewRow(both->spec, 42);
 }
 
@@ -110,8 +109,7 @@ void ExpectSameTraining(const std::string& config_text, int steps,
   ASSERT_TRUE(s.ok()) << s.ToString();
   auto accessor = Accessor(config);
   std::vector<char> entry(accessor->SizeBytes());
-  RandomEngine rng(1);
-  accessor->Init(entry.data(), &rng);
+  accessor->Init(entry.data(), 7, 42);
   std::vector<float> row = NewRow(spec, 42);
   std::vector<float> start = row;
   start.resize(spec.entry_floats);
@@ -230,8 +228,7 @@ TEST(GpuRowSpecTest, RowsAreTheCpuEntriesAndStartTheSame) {
             StatusCode::kInvalidArgument);
 
   std::vector<char> entry(accessor->SizeBytes());
-  RandomEngine rng(1);
-  accessor->Init(entry.data(), &rng);
+  accessor->Init(entry.data(), 7, 42);
   std::vector<float> row = NewRow(spec, 42);
   EXPECT_EQ(RowTime(row.data(), spec.entry_floats), 0);
   row.resize(spec.entry_floats);
@@ -295,6 +292,36 @@ TEST(GpuRowSpecTest, RandomUniformValuesAreInRangeAndFollowTheId) {
     EXPECT_FLOAT_EQ(a[64 + c], 0.1f);  // adagrad's default accumulator
   }
   EXPECT_NEAR(sum / 64, -0.125, 0.1);
+}
+
+TEST(GpuRowSpecTest, RandomUniformValuesAreTheCpuTablesToAFloatsPrecision) {
+  // Both draw from InitBits(seed + segment, id, column): the GPU maps its
+  // top 24 bits in float arithmetic, the CPU 53 in double, so the values
+  // differ by at most (maxval - minval) * 2^-24 plus rounding.
+  const EntryConfig config = Parse(R"pb(
+    segments {
+      dim_size: 5
+      init_config { random_uniform { minval: -1 maxval: 3 } }
+      opt_config { sgd {} }
+    }
+    segments {
+      dim_size: 7
+      init_config { random_uniform {} }
+      opt_config { adagrad {} }
+    })pb");
+  GpuRowTableSpec spec;
+  ASSERT_TRUE(GpuRowTableSpecFor(config, 11, &spec).ok());
+  auto accessor = Accessor(config);
+  std::vector<char> entry(accessor->SizeBytes());
+  for (const int64_t id : {int64_t{0}, int64_t{-3}, int64_t{1} << 50}) {
+    accessor->Init(entry.data(), 11, id);
+    const std::vector<float> cpu = Floats(entry);
+    const std::vector<float> gpu = NewRow(spec, id);
+    for (int c = 0; c < 12; ++c) {
+      const float tolerance = c < 5 ? 4.0f * 0x1.0p-23f : 0.1f * 0x1.0p-23f;
+      EXPECT_NEAR(cpu[c], gpu[c], tolerance) << "id " << id << " column " << c;
+    }
+  }
 }
 
 TEST(GpuRowSpecTest, RandomUniformValuesStayInRangeAtExtremeBounds) {

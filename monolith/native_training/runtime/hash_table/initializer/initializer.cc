@@ -6,6 +6,8 @@
 #include <string>
 #include <utility>
 
+#include "monolith/native_training/runtime/hash_table/initializer/init_bits.h"
+
 namespace monolith {
 namespace hash_table {
 namespace {
@@ -25,7 +27,8 @@ class ConstantsInitializer final : public InitializerInterface {
            ", C=" + FloatToString(value_) + ")";
   }
   int DimSize() const override { return dim_; }
-  void Initialize(float* num, RandomEngine* /*rng*/) const override {
+  void Initialize(float* num, uint64_t /*seed*/, int64_t /*id*/,
+                  int /*column*/) const override {
     for (int i = 0; i < dim_; ++i) num[i] = value_;
   }
 
@@ -45,9 +48,11 @@ class RandomUniformInitializer final : public InitializerInterface {
            ", max=" + FloatToString(maxval_) + ")";
   }
   int DimSize() const override { return dim_; }
-  void Initialize(float* num, RandomEngine* rng) const override {
+  void Initialize(float* num, uint64_t seed, int64_t id,
+                  int column) const override {
     for (int i = 0; i < dim_; ++i) {
-      num[i] = UniformFromBits((*rng)(), minval_, maxval_);
+      num[i] = UniformFromBits(InitBits(seed, id, column + i), minval_,
+                               maxval_);
     }
   }
 
@@ -70,9 +75,10 @@ class CombinedInitializer final : public InitializerInterface {
     return first_->DebugString() + "|" + second_->DebugString();
   }
   int DimSize() const override { return dim_; }
-  void Initialize(float* num, RandomEngine* rng) const override {
-    first_->Initialize(num, rng);
-    second_->Initialize(num + first_dim_, rng);
+  void Initialize(float* num, uint64_t seed, int64_t id,
+                  int column) const override {
+    first_->Initialize(num, seed, id, column);
+    second_->Initialize(num + first_dim_, seed, id, column + first_dim_);
   }
 
  private:

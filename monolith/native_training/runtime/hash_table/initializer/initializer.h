@@ -18,8 +18,9 @@ namespace hash_table {
 Status NewConstantsInitializer(int dim, float value,
                                std::unique_ptr<InitializerInterface>* out);
 
-// Draws |dim| floats uniformly from [minval, maxval), one engine draw per
-// float. minval == maxval gives that constant. InvalidArgument for dim <= 0,
+// Draws |dim| floats uniformly from [minval, maxval), each from its own
+// InitBits (the table's seed, the id, the float's column). minval ==
+// maxval gives that constant. InvalidArgument for dim <= 0,
 // a NaN/inf bound or minval > maxval.
 Status NewRandomUniformInitializer(int dim, float minval, float maxval,
                                    std::unique_ptr<InitializerInterface>* out);
@@ -30,7 +31,7 @@ std::unique_ptr<InitializerInterface> CombineInitializers(
     std::unique_ptr<InitializerInterface> first,
     std::unique_ptr<InitializerInterface> second);
 
-// The float that random_uniform maps one 64-bit engine output |bits| to:
+// The float that random_uniform maps 64 random bits |bits| to:
 // minval + (maxval - minval) * u with u = (bits >> 11) * 2^-53 in [0, 1),
 // computed in double and rounded to float, then kept below maxval. Exposed so
 // tests can check draws exactly.

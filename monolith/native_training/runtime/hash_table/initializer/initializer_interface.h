@@ -12,10 +12,10 @@
 namespace monolith {
 namespace hash_table {
 
-// Random source of initializers: SplitMix64, 8 bytes of state, so a table
-// can keep one per shard (guarded by the shard's lock) and stay deterministic
-// for a given seed. Satisfies UniformRandomBitGenerator, so it works with
-// <random>'s distributions.
+// SplitMix64, 8 bytes of state (the fp16 optimizers' stochastic rounding, a
+// table's hash seed; initial values come from InitBits instead, init_bits.h).
+// Satisfies UniformRandomBitGenerator, so it works with <random>'s
+// distributions.
 class RandomEngine {
  public:
   using result_type = uint64_t;
@@ -41,8 +41,11 @@ class InitializerInterface {
   virtual ~InitializerInterface() = default;
   virtual std::string DebugString() const = 0;
   virtual int DimSize() const = 0;
-  // Writes DimSize() initial values to |num|.
-  virtual void Initialize(float* num, RandomEngine* rng) const = 0;
+  // Writes DimSize() initial values of a new entry of |id| to |num|, the
+  // entry's floats from |column| on, random ones from InitBits(|seed|, id,
+  // column of each).
+  virtual void Initialize(float* num, uint64_t seed, int64_t id,
+                          int column) const = 0;
 };
 
 // Builds the initializer for |config| over |dim| floats (|dim| overrides the

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "monolith/native_training/runtime/hash_table/initializer/init_bits.h"
 #include "monolith/native_training/runtime/hash_table/initializer/initializer_config.pb.h"
 #include "monolith/native_training/runtime/hash_table/initializer/initializer_interface.h"
 
@@ -22,9 +23,12 @@ std::unique_ptr<InitializerInterface> MustNew(const InitializerConfig& config,
   return init;
 }
 
-std::vector<float> Draw(const InitializerInterface& init, RandomEngine* rng) {
+// The values |init| gives a new entry of |id| at |column| of a table
+// segment seeded |seed|.
+std::vector<float> Draw(const InitializerInterface& init, uint64_t seed = 1,
+                        int64_t id = 7, int column = 0) {
   std::vector<float> v(init.DimSize() + 1, -7.0f);  // one guard float
-  init.Initialize(v.data(), rng);
+  init.Initialize(v.data(), seed, id, column);
   EXPECT_EQ(v.back(), -7.0f) << "wrote past DimSize()";
   v.pop_back();
   return v;
@@ -41,29 +45,23 @@ void ExpectInvalid(const InitializerConfig& config, int dim,
 }
 
 TEST(ConstantInitializers, ZerosOnesConstants) {
-  RandomEngine rng(1);
-  RandomEngine untouched = rng;
-
   InitializerConfig zeros;
   zeros.mutable_zeros();
   auto z = MustNew(zeros, 4);
   EXPECT_EQ(z->DimSize(), 4);
-  EXPECT_EQ(Draw(*z, &rng), std::vector<float>(4, 0.0f));
-  EXPECT_FALSE(std::signbit(Draw(*z, &rng)[0]));
+  EXPECT_EQ(Draw(*z), std::vector<float>(4, 0.0f));
+  EXPECT_FALSE(std::signbit(Draw(*z)[0]));
 
   InitializerConfig ones;
   ones.mutable_ones();
   auto o = MustNew(ones, 3);
-  EXPECT_EQ(Draw(*o, &rng), std::vector<float>(3, 1.0f));
+  EXPECT_EQ(Draw(*o, 2, 9, 4), std::vector<float>(3, 1.0f));
 
   InitializerConfig constants;
   constants.mutable_constants()->set_constant(-2.5f);
   auto c = MustNew(constants, 5);
-  EXPECT_EQ(Draw(*c, &rng), std::vector<float>(5, -2.5f));
+  EXPECT_EQ(Draw(*c), std::vector<float>(5, -2.5f));
   EXPECT_EQ(c->DebugString(), "Constants(D=5, C=-2.5)");
-
-  // Constant initializers draw nothing from the engine.
-  EXPECT_EQ(rng(), untouched());
 }
 
 TEST(ConstantInitializers, DimOverridesConfigDimSize) {
@@ -72,8 +70,7 @@ TEST(ConstantInitializers, DimOverridesConfigDimSize) {
   config.mutable_constants()->set_constant(4.0f);
   auto c = MustNew(config, 6);
   EXPECT_EQ(c->DimSize(), 6);
-  RandomEngine rng(0);
-  EXPECT_EQ(Draw(*c, &rng), std::vector<float>(6, 4.0f));
+  EXPECT_EQ(Draw(*c), std::vector<float>(6, 4.0f));
 }
 
 TEST(RandomUniformInitializer, ProtoDefaults) {
@@ -81,39 +78,42 @@ TEST(RandomUniformInitializer, ProtoDefaults) {
   config.mutable_random_uniform();  // minval/maxval default to -0.05/0.05
   auto init = MustNew(config, 8);
   EXPECT_EQ(init->DebugString(), "RandomUniform(D=8, min=-0.05, max=0.05)");
-  RandomEngine rng(7);
-  for (int round = 0; round < 100; ++round) {
-    for (float x : Draw(*init, &rng)) {
+  for (int64_t id = 0; id < 100; ++id) {
+    for (float x : Draw(*init, 7, id)) {
       EXPECT_GE(x, -0.05f);
       EXPECT_LT(x, 0.05f);
     }
   }
 }
 
-TEST(RandomUniformInitializer, DeterministicForEngineState) {
+TEST(RandomUniformInitializer, ValuesFollowTheSeedTheIdAndTheColumn) {
   InitializerConfig config;
   config.mutable_random_uniform()->set_minval(-1.0f);
   config.mutable_random_uniform()->set_maxval(3.0f);
   auto init = MustNew(config, 16);
 
-  RandomEngine a(123), b(123);
-  const std::vector<float> va = Draw(*init, &a);
-  EXPECT_EQ(va, Draw(*init, &b));
-  // Exactly one draw per float.
-  RandomEngine c(123);
-  for (int i = 0; i < 16; ++i) c();
-  RandomEngine a_copy = a, c_copy = c;
-  EXPECT_EQ(a_copy(), c());
-  EXPECT_EQ(b(), c_copy());
-
-  // The next call continues the stream: different values.
-  EXPECT_NE(va, Draw(*init, &a));
-
-  // Each value is UniformFromBits of the next engine output.
-  RandomEngine d(123);
+  // Nothing else: the same draw whenever and wherever the id is inserted.
+  const std::vector<float> values = Draw(*init, 123, 42);
+  EXPECT_EQ(values, Draw(*init, 123, 42));
+  EXPECT_NE(values, Draw(*init, 123, 43));
+  EXPECT_NE(values, Draw(*init, 124, 42));
+  // Each value is UniformFromBits of its column's InitBits.
   for (int i = 0; i < 16; ++i) {
-    EXPECT_EQ(va[i], UniformFromBits(d(), -1.0f, 3.0f)) << i;
+    EXPECT_EQ(values[i], UniformFromBits(InitBits(123, 42, i), -1.0f, 3.0f))
+        << i;
   }
+  // From column 3 on: what a segment after 3 floats of others draws.
+  const std::vector<float> later = Draw(*init, 123, 42, 3);
+  EXPECT_EQ(std::vector<float>(values.begin() + 3, values.end()),
+            std::vector<float>(later.begin(), later.begin() + 13));
+}
+
+TEST(InitBits, Pinned) {
+  // Pins the bits (GPU tables draw from them too): SplitMix64's finalizer
+  // of seed ^ id * 0x9E3779B97F4A7C15 ^ column << 32.
+  EXPECT_EQ(InitBits(0, 0, 0), 0u);
+  EXPECT_EQ(InitBits(1, 2, 3), 0x13ddcff59518a7e4ull);
+  EXPECT_EQ(InitBits(123, -5, 0), 0xf251b9fa0dfb8d97ull);
 }
 
 TEST(RandomUniformInitializer, PinnedValues) {
@@ -141,13 +141,12 @@ TEST(RandomUniformInitializer, MeanAndSpread) {
   config.mutable_random_uniform()->set_maxval(kMax);
   auto init = MustNew(config, kDim);
 
-  RandomEngine rng(20240601);
   std::vector<float> v(kDim);
   double sum = 0, sum_sq = 0;
   float lo = kMax, hi = kMin;
   int buckets[8] = {0};
   for (int r = 0; r < kRounds; ++r) {
-    init->Initialize(v.data(), &rng);
+    init->Initialize(v.data(), 20240601, r, 0);
     for (float x : v) {
       ASSERT_GE(x, kMin);
       ASSERT_LT(x, kMax);
@@ -178,8 +177,7 @@ TEST(RandomUniformInitializer, EqualBoundsGiveConstant) {
   config.mutable_random_uniform()->set_minval(0.5f);
   config.mutable_random_uniform()->set_maxval(0.5f);
   auto init = MustNew(config, 4);
-  RandomEngine rng(3);
-  EXPECT_EQ(Draw(*init, &rng), std::vector<float>(4, 0.5f));
+  EXPECT_EQ(Draw(*init), std::vector<float>(4, 0.5f));
 }
 
 TEST(CombineInitializers, SegmentsInOrder) {
@@ -190,11 +188,11 @@ TEST(CombineInitializers, SegmentsInOrder) {
   EXPECT_EQ(combined->DimSize(), 3);
   EXPECT_EQ(combined->DebugString(),
             "Constants(D=1, C=3)|RandomUniform(D=2, min=10, max=11)");
-  RandomEngine rng(5), ref(5);
-  const std::vector<float> v = Draw(*combined, &rng);
+  const std::vector<float> v = Draw(*combined, 5, 8, 2);
   EXPECT_EQ(v[0], 3.0f);
-  EXPECT_EQ(v[1], UniformFromBits(ref(), 10.0f, 11.0f));
-  EXPECT_EQ(v[2], UniformFromBits(ref(), 10.0f, 11.0f));
+  // The second's columns follow the first's.
+  EXPECT_EQ(v[1], UniformFromBits(InitBits(5, 8, 3), 10.0f, 11.0f));
+  EXPECT_EQ(v[2], UniformFromBits(InitBits(5, 8, 4), 10.0f, 11.0f));
 }
 
 TEST(NewInitializer, Errors) {
