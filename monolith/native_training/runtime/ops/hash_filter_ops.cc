@@ -78,8 +78,9 @@ class FilterOpBase : public PrebuiltResourceOpKernel<HashFilterResource> {
         "hash filter ", cinfo_.name(),
         " exists already (made by another graph or session, e.g. on a PS "
         "task that kept running) with other attrs; this graph asks for ",
-        description_, ". Restart the tasks that hold it, or give this "
-        "graph's filters another name_suffix");
+        description_, ". Restart the tasks that hold it (another "
+        "name_suffix for this graph's filters would keep the old filter, and "
+        "its memory, on those tasks until they restart)");
   }
 
   Status BuildResource(HashFilterResource** resource) override

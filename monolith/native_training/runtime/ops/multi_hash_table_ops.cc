@@ -100,8 +100,9 @@ class CreateMultiHashTableOp
           " exists already (made by another graph or session, e.g. on a PS "
           "task that kept running) with another hash filter than this "
           "graph's filter_handle (", filter_->DebugString(),
-          "). Restart the tasks that hold it, or give this graph's tables "
-          "another name_suffix");
+          "). Restart the tasks that hold it (another name_suffix for this "
+          "graph's tables would keep the old tables, and their memory, on "
+          "those tasks until they restart)");
     }
     return OkStatus();
   }

@@ -547,8 +547,9 @@ Status CheckCreatedFromSameConfig(const std::string& shared_name,
       "MultiHashTable ", shared_name,
       " exists already (made by another graph or session, e.g. on a PS task "
       "that kept running) from another config: ", detail,
-      ". Restart the tasks that hold it, or give this graph's tables another "
-      "name_suffix");
+      ". Restart the tasks that hold it (another name_suffix for this "
+      "graph's tables would keep the old tables, and their memory, on those "
+      "tasks until they restart)");
 }
 
 // A ResourceOpKernel that builds its resource (BuildResource) before it asks
