@@ -370,9 +370,8 @@ def test_lookup_entry_matches_the_cpu_table():
 
 @pytest.mark.parametrize("accumulate", [False, True])
 def test_fused_ops_match_the_cpu_table(accumulate):
-  # 2 shards x 2 tables, shard-major; repeats within and across segments.
-  # Shards sharing ids are applied in some order on the CPU (in parallel):
-  # here every id of shard 1 is new to shard 0, so the order cannot matter.
+  # 2 shards x 2 tables, shard-major; repeats within and across segments
+  # (every id of shard 1 is new to shard 0).
   # Tables of different dims and learning rates, so swapped tables show.
   def configs(gpu):
     small = embedding_hash_table_pb2.EmbeddingHashTableConfig()

@@ -1565,8 +1565,8 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       enable_grad_accumulation: bool = False) -> "MultiHashTable":
     """Applies the tables' optimizers to gradients in `fused_lookup`'s layout.
 
-    Shards run in parallel, each over its tables in order; within a segment,
-    repeated ids are applied in order. Each segment of an entry gets its own
+    Tables run in parallel, each over its shards' segments in order:
+    repeated ids, within a segment or across shards, are applied in order. Each segment of an entry gets its own
     learning rate, as in `apply_gradients`. Missing ids are inserted first.
 
     Args:

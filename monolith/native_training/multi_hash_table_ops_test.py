@@ -188,6 +188,40 @@ def test_a_lookup_output_still_held_is_not_reused_by_the_next_run(fused):
   np.testing.assert_array_equal(again, expected)
 
 
+def test_fused_apply_gradient_applies_an_id_of_several_shards_in_their_order():
+  # The same ids in every shard's segment (the shards of several workers):
+  # optimized shard by shard, as apply_gradients run once per shard does,
+  # whatever the worker threads do (adagrad's result depends on the order).
+  shards, n, dim = 16, 64, 2
+  config = {"a": test_utils.generate_test_hash_table_config(dim)}
+  fused = multi_hash_table_ops.MultiHashTable.from_configs(
+      config, name_suffix="fused")
+  one_by_one = multi_hash_table_ops.MultiHashTable.from_configs(
+      config, name_suffix="one_by_one")
+  ids = np.tile(np.arange(n, dtype=np.int64) * 7919, shards)
+  rng = np.random.default_rng(3)
+  grads = rng.normal(size=[shards, n, dim]).astype(np.float32)
+  slot_size = tf.constant([n] * shards, tf.int32)
+  _, _, id_offsets, emb_offsets, indices = fused.fused_lookup(
+      _id(ids), slot_size, shards)
+  applied = fused.fused_apply_gradient(
+      _id(ids), indices, slot_size, _value(grads.reshape([-1])), id_offsets,
+      emb_offsets, tf.constant(1, tf.int64), tf.constant(100, tf.int64),
+      shards).as_op()
+  shard_grads = tf1.placeholder(tf.float32, [n, dim])
+  apply_one = one_by_one.apply_gradients(
+      {"a": (_id(ids[:n]), shard_grads)}, tf.constant(1, tf.int64),
+      tf.constant(100, tf.int64)).as_op()
+  looked_up = [t.lookup({"a": _id(ids[:n])})["a"] for t in (fused, one_by_one)]
+  with tf1.Session() as sess:
+    sess.run([fused.initializer, one_by_one.initializer])
+    sess.run(applied)
+    for s in range(shards):
+      sess.run(apply_one, {shard_grads: grads[s]})
+    got, expected = sess.run(looked_up)
+  np.testing.assert_array_equal(got, expected)
+
+
 def _one_day_expiry_table():
   """A table "slot0" of dim 1 whose entries expire after a day."""
   config = test_utils.generate_test_hash_table_config(1)

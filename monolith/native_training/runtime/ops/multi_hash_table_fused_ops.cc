@@ -93,11 +93,15 @@ class MultiHashTableFusedOptimizeOp : public GuardedOpKernel {
     const int64_t* id_data = in.ids->flat<int64_t>().data();
     const float* grad_data = in.grads->flat<float>().data();
     const float* lr_data = in.learning_rates->flat<float>().data();
-    OP_REQUIRES_OK(ctx, ParallelFor(ctx, num_shards_, [&](int64_t s) {
+    // A thread per table, its shards' segments in order: an id in several
+    // segments (the shards of several workers) is optimized segment by
+    // segment, whatever the threads do (the original ran the shards in
+    // parallel, in no fixed order).
+    OP_REQUIRES_OK(ctx, ParallelFor(ctx, num_tables, [&](int64_t t) {
       std::vector<int64_t> unique_ids;
       std::vector<float> summed;
       std::vector<uint32_t> occurrences;
-      for (int t = 0; t < num_tables; ++t) {
+      for (int64_t s = 0; s < num_shards_; ++s) {
         const int64_t k = s * num_tables + t;
         EmbeddingHashTable& table = *mtable->table(t).table;
         int64_t n = layout.id_offsets[k + 1] - layout.id_offsets[k];
