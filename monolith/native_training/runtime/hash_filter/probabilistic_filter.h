@@ -12,10 +12,12 @@
 //
 // Difference: the original draws from a thread-local, time-seeded xorshift.
 // Here the random engine is a member, seeded by the caller
-// (XorShift128Plus, xorshift.h), so a run is reproducible; the op layer
-// should pass a different seed per filter and process (e.g. from its random
-// device). Drawing advances the engine, so ShouldBeFiltered needs the same
-// exclusive lock as the counting filters (filter.h).
+// (XorShift128Plus, xorshift.h), so a single-threaded sequence of draws
+// replays (tests); the op seeds each filter from its random device, and the
+// tables updated in parallel that share a filter draw in no fixed order, so
+// which ids a run admits is not reproducible (as the original's). Drawing
+// advances the engine, so ShouldBeFiltered needs the same exclusive lock as
+// the counting filters (filter.h).
 #ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_FILTER_PROBABILISTIC_FILTER_H_
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_FILTER_PROBABILISTIC_FILTER_H_
 

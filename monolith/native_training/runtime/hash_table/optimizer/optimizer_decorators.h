@@ -42,7 +42,8 @@ float StochasticRoundFloat16(float v, float u);
 
 // Seeds the calling thread's stochastic-rounding generator (SplitMix64).
 // Each thread has its own generator (thread_local), seeded on first use
-// from its thread id unless seeded here; nothing is shared across threads.
+// from its thread id and the generator's address unless seeded here (so
+// not reproducible run to run); nothing is shared across threads.
 void SeedStochasticRounding(uint64_t seed);
 
 // The calling thread's next uniform in [0, 1) (24 random bits), the |u| that
