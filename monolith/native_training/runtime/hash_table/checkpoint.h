@@ -52,7 +52,7 @@ std::string CheckpointMetaName(const std::string& basename, int shard,
                                int nshards);
 
 // Runs fn(i) for every i in [0, n), in any order and possibly in parallel,
-// and returns the first error.
+// and returns the first error (after which it may skip items not begun).
 using ParallelFor =
     std::function<Status(int64_t n, const std::function<Status(int64_t)>& fn)>;
 // A ParallelFor that runs in the calling thread.

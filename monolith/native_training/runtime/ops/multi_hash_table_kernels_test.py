@@ -611,6 +611,39 @@ def test_corrupt_snappy_block_lengths_are_data_loss(graph, tmp_path, block,
   assert int(grown_kib) < 1 << 20
 
 
+# Restores |basename| into a fresh table on one worker thread (a process's
+# first session sizes its pool, hence a child).
+_ONE_THREAD_RESTORE_CHILD = """
+import sys
+import tensorflow as tf
+tf.compat.v1.disable_eager_execution()
+from monolith.native_training.runtime.ops import multi_hash_table_kernels_test as t
+dst = t._mtable([("a", t._table_config(2)), ("b", t._table_config(3))], "dst")
+config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=1,
+                                  inter_op_parallelism_threads=1)
+with tf.compat.v1.Session(config=config) as sess:
+  try:
+    sess.run(t.ops.monolith_multi_hash_table_restore(dst, sys.argv[1]))
+  except tf.errors.DataLossError as e:
+    print("DataLoss")
+"""
+
+
+def test_a_restore_stops_reading_shards_after_one_failed(graph, tmp_path):
+  # It fails anyway: the shards not begun are not read (a large checkpoint's
+  # error came only once every other shard was read).
+  basename = _saved_checkpoint(tmp_path, nshards=16)
+  with open(basename + "-00000-of-00016", "r+b") as f:
+    f.seek(20)
+    f.write(b"\xff" * 16)
+  child = subprocess.run(
+      [sys.executable, "-c", _ONE_THREAD_RESTORE_CHILD, basename],
+      env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
+      capture_output=True, text=True, check=True)
+  assert child.stdout.strip().splitlines()[-1] == "DataLoss"
+  assert "Restored shard" not in child.stderr, child.stderr
+
+
 def test_feature_stat_ignores_temporary_files(graph, tmp_path):
   basename = _saved_checkpoint(tmp_path, nshards=1)
   # A leftover temporary file of an interrupted save.

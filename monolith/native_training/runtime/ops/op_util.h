@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <exception>
 #include <fstream>
@@ -227,21 +228,26 @@ inline std::string LookupEntryOutOfMemory(int64_t n) {
 }
 
 // Runs fn(i) for i in [0, n) on TF's CPU worker threads (each item is
-// assumed to be heavy) and returns the first error. An item out of memory
-// fails as OutOfMemoryAsStatus says, any other exception as Internal: an
-// exception on a worker thread would end the process.
+// assumed to be heavy) and returns the first error; once an item failed,
+// items not begun yet are skipped (the call fails anyway: a save's other
+// shards need not be written). An item out of memory fails as
+// OutOfMemoryAsStatus says, any other exception as Internal: an exception
+// on a worker thread would end the process.
 inline Status ParallelFor(OpKernelContext* ctx, int64_t n,
                           const std::function<Status(int64_t)>& fn) {
   std::vector<Status> statuses(n);
+  std::atomic<bool> failed{false};
   const auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
   Shard(workers->num_threads, workers->workers, n, /*cost_per_unit=*/1 << 24,
         [&](int64_t begin, int64_t end) {
-          for (int64_t i = begin; i < end; ++i) {
+          for (int64_t i = begin;
+               i < end && !failed.load(std::memory_order_relaxed); ++i) {
             try {
               statuses[i] = OutOfMemoryAsStatus([&] { return fn(i); });
             } catch (const std::exception& e) {
               statuses[i] = errors::Internal(e.what());
             }
+            if (!statuses[i].ok()) failed.store(true, std::memory_order_relaxed);
           }
         });
   for (const Status& s : statuses) TF_RETURN_IF_ERROR(s);
