@@ -13,12 +13,12 @@
 #include <sstream>
 #include <thread>
 #include <type_traits>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "monolith/native_training/runtime/hash_table/huge_page_pool.h"
 #include "monolith/native_training/runtime/hash_table/inline_buffer.h"
+#include "monolith/native_training/runtime/hash_table/position_slots.h"
 #include "monolith/native_training/runtime/hash_table/table_shard.h"
 #include "monolith/native_training/runtime/hash_table/update_time.h"
 #include "monolith/native_training/runtime/hash_table/wire_reader.h"
@@ -1147,25 +1147,37 @@ void SumDuplicateIds(const int64_t* ids, int64_t n, const float* grads,
                      int dim, std::vector<int64_t>* unique_ids,
                      std::vector<float>* summed,
                      std::vector<uint32_t>* counts) {
-  std::unordered_map<int64_t, int64_t> position;
-  position.reserve(n);
+  // The thread's slots hold each distinct id's index in unique_ids (a
+  // node-based map allocated per id and call).
+  PositionSlots& seen = PositionSlots::ForThisThread();
+  seen.Reset(n);
+  int32_t* const slots = seen.slots();
+  const uint64_t mask = seen.mask();
+  const int shift = seen.shift();
+  const uint64_t multiplier = seen.multiplier();
   unique_ids->clear();
   summed->clear();
+  summed->reserve(static_cast<size_t>(n) * dim);
   if (counts != nullptr) counts->clear();
   for (int64_t i = 0; i < n; ++i) {
-    const auto [it, inserted] = position.emplace(ids[i], unique_ids->size());
-    const float* g = grads + i * dim;
-    if (counts != nullptr) {
-      if (inserted) counts->push_back(0);
-      ++(*counts)[it->second];
+    const int64_t id = ids[i];
+    uint64_t slot = PositionSlots::Home(id, multiplier, shift);
+    int32_t k;
+    while ((k = slots[slot]) >= 0 && (*unique_ids)[k] != id) {
+      slot = (slot + 1) & mask;
     }
-    if (inserted) {
-      unique_ids->push_back(ids[i]);
+    const float* g = grads + i * dim;
+    if (k < 0) {
+      k = static_cast<int32_t>(unique_ids->size());
+      slots[slot] = k;
+      unique_ids->push_back(id);
       summed->insert(summed->end(), g, g + dim);
+      if (counts != nullptr) counts->push_back(0);
     } else {
-      float* dst = summed->data() + it->second * dim;
+      float* dst = summed->data() + static_cast<int64_t>(k) * dim;
       for (int d = 0; d < dim; ++d) dst[d] += g[d];
     }
+    if (counts != nullptr) ++(*counts)[k];
   }
 }
 

@@ -373,7 +373,8 @@ Status RecordId(const char* record, size_t size, EntryDump* scratch,
 // Sums the gradients (|dim| floats each) of repeated ids, so each id can be
 // optimized once with its total gradient: |unique_ids| gets every id once,
 // in first-seen order, and |summed| its summed gradient.
-// |counts| (optional): how many times each unique id occurred.
+// |counts| (optional): how many times each unique id occurred. |n| must be
+// below 2^31 (a fused segment's size is an int32).
 void SumDuplicateIds(const int64_t* ids, int64_t n, const float* grads,
                      int dim, std::vector<int64_t>* unique_ids,
                      std::vector<float>* summed,

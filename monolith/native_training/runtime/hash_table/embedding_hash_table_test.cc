@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <numeric>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -308,6 +309,43 @@ TEST(EmbeddingHashTableTest, SumDuplicateIdsKeepsFirstSeenOrder) {
   SumDuplicateIds(ids, 0, grads, 2, &unique_ids, &summed);
   EXPECT_TRUE(unique_ids.empty());
   EXPECT_TRUE(summed.empty());
+}
+
+TEST(EmbeddingHashTableTest, SumDuplicateIdsOfALargeBatch) {
+  // Calls of several sizes on one thread (its slots are reused), every id
+  // against a plain reference.
+  std::mt19937_64 rng(11);
+  for (const int64_t n : {int64_t{20000}, int64_t{3}, int64_t{70000}}) {
+    std::vector<int64_t> ids(n);
+    for (int64_t& id : ids) {
+      id = static_cast<int64_t>(rng() % (n / 2 + 1)) * -7919;
+    }
+    std::vector<float> grads(n * 2);
+    for (float& g : grads) g = static_cast<float>(rng() % 100) / 8;
+    std::vector<int64_t> unique_ids;
+    std::vector<float> summed;
+    std::vector<uint32_t> counts;
+    SumDuplicateIds(ids.data(), n, grads.data(), 2, &unique_ids, &summed,
+                    &counts);
+    std::vector<int64_t> expected_ids;
+    std::map<int64_t, size_t> at;
+    std::vector<float> expected_sums;
+    std::vector<uint32_t> expected_counts;
+    for (int64_t i = 0; i < n; ++i) {
+      const auto [it, inserted] = at.emplace(ids[i], expected_ids.size());
+      if (inserted) {
+        expected_ids.push_back(ids[i]);
+        expected_sums.insert(expected_sums.end(), {0.0f, 0.0f});
+        expected_counts.push_back(0);
+      }
+      expected_sums[2 * it->second] += grads[2 * i];
+      expected_sums[2 * it->second + 1] += grads[2 * i + 1];
+      ++expected_counts[it->second];
+    }
+    ASSERT_EQ(unique_ids, expected_ids) << n;
+    ASSERT_EQ(summed, expected_sums) << n;
+    ASSERT_EQ(counts, expected_counts) << n;
+  }
 }
 
 TEST(EmbeddingHashTableTest, ReinitializeReportsExistedOrInserted) {
