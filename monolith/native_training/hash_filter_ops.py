@@ -37,6 +37,7 @@ import tensorflow as tf
 from tensorflow.python.framework import ops
 
 from monolith.native_training import basic_restore_hook
+from monolith.native_training import graph_meta
 from monolith.native_training import save_utils
 from monolith.native_training import utils
 from monolith.native_training.model_export import export_context
@@ -324,6 +325,31 @@ def _run_per_filter(session: tf.compat.v1.Session,
               options=options)
 
 
+def _filter_name(hash_filter: tf.Tensor) -> str:
+  """The filter's shared name, or (a handle not made by a filter op) its
+  tensor's name."""
+  try:
+    return hash_filter.op.get_attr("shared_name").decode() or hash_filter.name
+  except ValueError:
+    return hash_filter.name
+
+
+def _claim_checkpoint_files(basename: str,
+                            hash_filters: List[tf.Tensor]) -> None:
+  """Refuses a second saver listener of other filters at `basename` in the
+  default graph: files are named by position ("hash_filter_<i>", as the
+  original's), so each would overwrite the other's, and a restore would
+  hand one group's counts to the other."""
+  claimed = graph_meta.get_meta("hash_filter_checkpoint_files", dict)
+  names = tuple(_filter_name(f) for f in hash_filters)
+  if claimed.setdefault(basename, names) != names:
+    raise ValueError(
+        f"another HashFilterCheckpointSaverListener saves other hash filters "
+        f"({', '.join(claimed[basename])}) at {basename}: filter files are "
+        f"named by position (hash_filter_<i>), so the two would overwrite "
+        f"each other; pass every filter to one listener")
+
+
 class HashFilterCheckpointSaverListener(
     tf.compat.v1.train.CheckpointSaverListener):
   """Saves the hash filters beside every checkpoint.
@@ -336,7 +362,10 @@ class HashFilterCheckpointSaverListener(
   deleted: first when the Saver has not recorded the step, else once this
   save is complete. As the tables' listener, it deletes the asset folders
   of checkpoints the Saver deleted after each save, and those of failed
-  saves (no checkpoint of their step) before the next.
+  saves (no checkpoint of their step) before the next. Files are named by
+  position, as the original's: a second listener of other filters at the
+  same basename in one graph is refused (ValueError; pass every filter to
+  one listener).
 
   Args:
     basename: the checkpoint basename given to the Saver.
@@ -359,6 +388,8 @@ class HashFilterCheckpointSaverListener(
     self._hash_filters = list(hash_filters)
     self._enabled = _saves_and_restores(enable_hash_filter,
                                         enable_save_restore)
+    if self._enabled:
+      _claim_checkpoint_files(basename, self._hash_filters)
     self._placeholders = []
     self._save_ops = _per_filter_ops(self._hash_filters, self._placeholders,
                                      save_hash_filter, self._enabled)
@@ -414,7 +445,9 @@ class HashFilterCheckpointRestorerListener(
   files fails the restore with NotFoundError naming them. Filters saved by
   another number of PS are not restored (a filter counts the ids of its PS,
   id mod the PS count; tables re-route their entries, filters cannot): a
-  warning names both counts, and admission counts start over. Likewise a
+  warning names both counts, and admission counts start over on restarted
+  PS tasks (tasks that kept running keep the counts they hold, made under
+  the old split: some ids are admitted early). Likewise a
   filter whose capacity or split count changed since the save is not
   restored (a warning from the restore op): it keeps what it holds, empty
   after a restart, so a filter can be resized.
@@ -469,7 +502,8 @@ class HashFilterCheckpointRestorerListener(
       logging.warning(
           "The hash filters in %s were saved by %d PS tasks; this job has "
           "%d. They are not restored (each counts the ids of its PS, id mod "
-          "the PS count): admission counts start over.", prefix, saved,
+          "the PS count): admission counts start over on restarted PS "
+          "tasks; tasks that kept running keep theirs.", prefix, saved,
           len(self._hash_filters))
       return
     chosen = list(range(len(self._hash_filters)))

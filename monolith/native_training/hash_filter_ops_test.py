@@ -414,6 +414,26 @@ def test_the_filter_listener_alone_deletes_what_the_saver_deleted(tmp_path):
                                               "model.ckpt-4.assets"]
 
 
+def test_two_listeners_of_other_filters_at_one_basename_are_refused(tmp_path):
+  # Filter files are named by position: a second group's listener would
+  # overwrite the first's files, and restores would mix the two.
+  basename = os.path.join(str(tmp_path), "model.ckpt")
+  user = [hash_filter_ops.create_hash_filter(1000, 5, name_suffix="_user_0")]
+  item = [hash_filter_ops.create_hash_filter(1000, 5, name_suffix="_item_0")]
+  hash_filter_ops.HashFilterCheckpointSaverListener(
+      basename, user, enable_hash_filter=True)
+  # The same filters again, or another basename: fine.
+  hash_filter_ops.HashFilterCheckpointSaverListener(
+      basename, user, enable_hash_filter=True)
+  hash_filter_ops.HashFilterCheckpointSaverListener(
+      basename + "_item", item, enable_hash_filter=True)
+  with pytest.raises(ValueError, match=r"another HashFilterCheckpointSaver"
+                     r"Listener saves other hash filters \(.*_user_0.*\) at "
+                     r".*model.ckpt: .*pass every filter to one listener"):
+    hash_filter_ops.HashFilterCheckpointSaverListener(
+        basename, item, enable_hash_filter=True)
+
+
 def test_restore_without_the_files_is_a_clear_error(tmp_path):
   hash_filter = hash_filter_ops.create_hash_filter(1000, 5, _thresholds(1))
   missing = os.path.join(str(tmp_path), "nothing", "hash_filter_0")
