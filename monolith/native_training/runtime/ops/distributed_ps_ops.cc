@@ -561,10 +561,6 @@ Status CheckIdCountsLength(InferenceContext* c, int input,
   return OkStatus();
 }
 
-// Batches below this many ids run on the calling thread: handing work to
-// other threads costs more than it saves.
-constexpr int64_t kParallelIds = 16384;
-
 // A runner of a kernel's per-table work: on TF's CPU worker threads when
 // |ids| is large. An item out of memory throws std::bad_alloc on the
 // kernel's thread, for GuardedOpKernel (on a worker thread ParallelFor

@@ -4,6 +4,7 @@
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_OPS_MULTI_HASH_TABLE_H_
 
 #include <algorithm>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -258,6 +259,63 @@ class DummySyncClient : public ResourceBase {
  public:
   std::string DebugString() const override { return "DummySyncClient"; }
 };
+
+// Batches below this many ids run on the calling thread: handing work to
+// other threads costs more than it saves.
+constexpr int64_t kParallelIds = 16384;
+// Lookups split tables into pieces of at most this many ids.
+constexpr int64_t kLookupPieceIds = 16384;
+
+// Runs fn(i) for i in [0, n), in parallel when |ids| is large; out of
+// memory in an item is ResourceExhausted either way, saying |what_of(i)|
+// (default: a hash table could not grow).
+inline Status RunItems(
+    OpKernelContext* ctx, int64_t n, int64_t ids,
+    const std::function<Status(int64_t)>& fn,
+    const std::function<std::string(int64_t)>& what_of = [](int64_t) {
+      return TableGrowthOutOfMemory();
+    }) {
+  const auto item = [&](int64_t i) {
+    return OutOfMemoryAsStatus([&] { return fn(i); },
+                               [&] { return what_of(i); });
+  };
+  if (ids >= kParallelIds && n > 1) return ParallelFor(ctx, n, item);
+  for (int64_t i = 0; i < n; ++i) TF_RETURN_IF_ERROR(item(i));
+  return OkStatus();
+}
+
+// One run of ids of one table to look up, and where their embeddings go.
+struct LookupSegment {
+  const ::monolith::hash_table::EmbeddingHashTable* table;
+  const int64_t* ids;
+  int64_t num_ids;
+  float* embeddings;
+};
+
+// Looks up every segment, in pieces of at most kLookupPieceIds ids: lookups
+// are independent, so the pieces run in parallel.
+inline Status LookupSegments(OpKernelContext* ctx,
+                             const std::vector<LookupSegment>& segments) {
+  struct Piece {
+    const LookupSegment* segment;
+    int64_t begin, end;
+  };
+  std::vector<Piece> pieces;
+  int64_t num_ids = 0;
+  for (const LookupSegment& s : segments) {
+    for (int64_t b = 0; b < s.num_ids; b += kLookupPieceIds) {
+      pieces.push_back({&s, b, std::min(s.num_ids, b + kLookupPieceIds)});
+    }
+    num_ids += s.num_ids;
+  }
+  return RunItems(ctx, pieces.size(), num_ids, [&](int64_t i) {
+    const Piece& p = pieces[i];
+    const LookupSegment& s = *p.segment;
+    s.table->BatchLookup(s.ids + p.begin, p.end - p.begin,
+                         s.embeddings + p.begin * s.table->DimSize());
+    return OkStatus();
+  });
+}
 
 }  // namespace monolith_tf
 }  // namespace tensorflow

@@ -51,16 +51,19 @@ class MultiHashTableFusedLookupOp : public GuardedOpKernel {
     const int64_t* id_data = ids.flat<int64_t>().data();
     float* out = embeddings->flat<float>().data();
     const int num_tables = mtable->size();
-    OP_REQUIRES_OK(ctx, ParallelFor(ctx, num_shards_, [&](int64_t s) {
+    // Every (shard, table) segment, in pieces run in parallel: a shard's
+    // tables are not one item (one shard looked up on one thread).
+    std::vector<LookupSegment> segments;
+    for (int64_t s = 0; s < num_shards_; ++s) {
       for (int t = 0; t < num_tables; ++t) {
         const int64_t k = s * num_tables + t;
-        mtable->table(t).table->BatchLookup(
-            id_data + layout.id_offsets[k],
-            layout.id_offsets[k + 1] - layout.id_offsets[k],
-            out + layout.emb_offsets[k]);
+        segments.push_back({mtable->table(t).table.get(),
+                            id_data + layout.id_offsets[k],
+                            layout.id_offsets[k + 1] - layout.id_offsets[k],
+                            out + layout.emb_offsets[k]});
       }
-      return OkStatus();
-    }));
+    }
+    OP_REQUIRES_OK(ctx, LookupSegments(ctx, segments));
   }
 
  private:
