@@ -32,6 +32,7 @@ signature) and --seed makes its output reproducible.
 
 import collections
 import sys
+import time
 from typing import BinaryIO, Iterator, Optional, Sequence, Union
 
 from absl import app
@@ -516,6 +517,31 @@ class WarmupSummary:
             f"{self.payload_bytes} payload bytes; per signature: {signatures}")
 
 
+# How often a long run logs how far it got.
+PROGRESS_EVERY_SECS = 30.0
+
+
+def logged_progress(
+    logs: Iterator[prediction_log_pb2.PredictionLog], summary: WarmupSummary,
+    output_path: str
+) -> Iterator[prediction_log_pb2.PredictionLog]:
+  """`logs`, each added to `summary`, logging where the run stands every
+  PROGRESS_EVERY_SECS (a dump of millions of records is otherwise silent
+  until its closing line)."""
+  start = time.monotonic()
+  next_line = start + PROGRESS_EVERY_SECS
+  for log in logs:
+    summary.add(log)
+    yield log
+    now = time.monotonic()
+    if now >= next_line:
+      next_line = now + PROGRESS_EVERY_SECS
+      logging.info("warmup_data_gen: %d records, %d samples to %s so far "
+                   "(%.0f s, %.0f records/s)", summary.records,
+                   summary.samples, output_path, now - start,
+                   summary.records / max(now - start, 1e-9))
+
+
 def _comma_list(flag_name: str, convert=str,
                 distinct: bool = False) -> Optional[list]:
   """The comma list of --flag_name converted item by item; None when unset.
@@ -620,12 +646,6 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError("--reject_unknown_fields needs --validate_records")
   output_path = warmup_io.resolve_user_path(FLAGS.output_path)
   summary = WarmupSummary(FLAGS.variant_type)
-
-  def logs(generated):
-    for log in generated:
-      summary.add(log)
-      yield log
-
   try:
     if FLAGS.gen_type == "random":
       generated = data_gen_utils.gen_prediction_log(random_parser_args())
@@ -636,8 +656,9 @@ def main(argv: Sequence[str]) -> None:
           FLAGS.kafka_dump, FLAGS.max_records, FLAGS.variant_type,
           FLAGS.model_name, FLAGS.signature_names, FLAGS.validate_records,
           FLAGS.reject_unknown_fields, FLAGS.max_record_bytes)
-    warmup_io.write_prediction_logs(output_path, logs(generated),
-                                    too_large_remedy="lower --batch_size")
+    warmup_io.write_prediction_logs(
+        output_path, logged_progress(generated, summary, output_path),
+        too_large_remedy="lower --batch_size")
   except (warmup_io.WarmupDataError, ValueError, OSError,
           tf.errors.OpError) as e:
     sys.exit(f"warmup_data_gen: error: {e}")

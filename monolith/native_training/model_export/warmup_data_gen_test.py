@@ -763,6 +763,25 @@ def test_random_mode_instance_with_v1_and_v2_fids(tmp_path):
     assert [fid >> 48 for fid in instance.feature[0].fid] == [9]
 
 
+def test_a_long_run_logs_how_far_it_got(tmp_path, monkeypatch):
+  # Every PROGRESS_EVERY_SECS (here: after every record).
+  monkeypatch.setattr(warmup_data_gen, "PROGRESS_EVERY_SECS", 0.0)
+  lines = []
+  monkeypatch.setattr(warmup_data_gen.logging, "info",
+                      lambda fmt, *args: lines.append(fmt % args))
+  out = tmp_path / "warmup"
+  _main_in_process([
+      "--gen_type=random", "--variant_type=example",
+      "--sparse_features=user_id", f"--feature_list={CONF}",
+      "--batch_size=4", "--max_records=12", "--seed=3",
+      f"--output_path={out}"])
+  progress = [l for l in lines if " so far " in l]
+  assert len(progress) == 3, lines
+  assert progress[0].startswith(
+      f"warmup_data_gen: 1 records, 4 samples to {out} so far (")
+  assert progress[-1].startswith("warmup_data_gen: 3 records, 12 samples")
+
+
 def test_random_mode_example_batch_drop_rate(tmp_path, capsys):
   out = tmp_path / "warmup"
   _main_in_process([
