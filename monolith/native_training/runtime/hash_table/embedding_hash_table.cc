@@ -1147,29 +1147,22 @@ void SumDuplicateIds(const int64_t* ids, int64_t n, const float* grads,
                      int dim, std::vector<int64_t>* unique_ids,
                      std::vector<float>* summed,
                      std::vector<uint32_t>* counts) {
-  // The thread's slots hold each distinct id's index in unique_ids (a
-  // node-based map allocated per id and call).
-  PositionSlots& seen = PositionSlots::ForThisThread();
-  seen.Reset(n);
-  int32_t* const slots = seen.slots();
-  const uint64_t mask = seen.mask();
-  const int shift = seen.shift();
-  const uint64_t multiplier = seen.multiplier();
+  // The thread's slots hold each distinct id's index in unique_ids (not a
+  // node-based map, which allocated per id and call).
+  const PositionSlots::Probe seen = PositionSlots::ForThisThread().Emptied(n);
   unique_ids->clear();
   summed->clear();
   summed->reserve(static_cast<size_t>(n) * dim);
   if (counts != nullptr) counts->clear();
   for (int64_t i = 0; i < n; ++i) {
     const int64_t id = ids[i];
-    uint64_t slot = PositionSlots::Home(id, multiplier, shift);
-    int32_t k;
-    while ((k = slots[slot]) >= 0 && (*unique_ids)[k] != id) {
-      slot = (slot + 1) & mask;
-    }
+    const uint64_t slot =
+        seen.Find(id, [&](int32_t k) { return (*unique_ids)[k] == id; });
+    int32_t k = seen.slots[slot];
     const float* g = grads + i * dim;
     if (k < 0) {
       k = static_cast<int32_t>(unique_ids->size());
-      slots[slot] = k;
+      seen.slots[slot] = k;
       unique_ids->push_back(id);
       summed->insert(summed->end(), g, g + dim);
       if (counts != nullptr) counts->push_back(0);

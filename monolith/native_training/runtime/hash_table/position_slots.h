@@ -24,28 +24,35 @@ class PositionSlots {
     multiplier_ = (uint64_t{device()} << 32 | device()) | 1;
   }
 
+  // A view of the slots, as locals for a hot loop (stores through
+  // |slots| could otherwise alias the set's members).
+  struct Probe {
+    int32_t* slots;
+    uint64_t mask;
+    int shift;
+    uint64_t multiplier;
+    // The slot of |id|: the one holding a position p with is_id(p), or the
+    // empty slot (-1) ending its probe.
+    template <typename IsId>
+    uint64_t Find(int64_t id, const IsId& is_id) const {
+      const uint64_t x = static_cast<uint64_t>(id);
+      uint64_t slot = ((x ^ (x >> 32)) * multiplier) >> shift;
+      int32_t p;
+      while ((p = slots[slot]) >= 0 && !is_id(p)) slot = (slot + 1) & mask;
+      return slot;
+    }
+  };
+
   // Empty slots for n ids.
-  void Reset(int64_t n) {
+  Probe Emptied(int64_t n) {
     int bits = 4;
     while ((int64_t{1} << bits) < 4 * n) ++bits;
-    shift_ = 64 - bits;
-    mask_ = (uint64_t{1} << bits) - 1;
     const size_t size = size_t{1} << bits;
     if (slots_.capacity() > 4 * size && slots_.capacity() > kKeptSlots) {
       std::vector<int32_t>().swap(slots_);  // a huge table's, not kept
     }
     slots_.assign(size, -1);
-  }
-
-  int32_t* slots() { return slots_.data(); }
-  uint64_t mask() const { return mask_; }
-  int shift() const { return shift_; }
-  uint64_t multiplier() const { return multiplier_; }
-  // The first slot to probe for id, in slots of the given shift() and
-  // multiplier().
-  static uint64_t Home(int64_t id, uint64_t multiplier, int shift) {
-    const uint64_t x = static_cast<uint64_t>(id);
-    return ((x ^ (x >> 32)) * multiplier) >> shift;
+    return {slots_.data(), size - 1, 64 - bits, multiplier_};
   }
 
   // Each thread's (kept between calls: no allocation per table).
@@ -59,8 +66,6 @@ class PositionSlots {
   static constexpr size_t kKeptSlots = size_t{1} << 20;
 
   std::vector<int32_t> slots_;
-  int shift_ = 60;
-  uint64_t mask_ = 15;
   uint64_t multiplier_;
 };
 

@@ -223,13 +223,7 @@ class IdPartition {
       std::copy_n(rows, num_ps_, &rows_[t * num_ps_]);
       return;
     }
-    PositionSlots& seen = PositionSlots::ForThisThread();
-    seen.Reset(n);
-    // Locals, not members: the stores below could alias members.
-    int32_t* const slots = seen.slots();
-    const uint64_t mask = seen.mask();
-    const int shift = seen.shift();
-    const uint64_t multiplier = seen.multiplier();
+    const PositionSlots::Probe seen = PositionSlots::ForThisThread().Emptied(n);
     std::vector<int64_t>& sent = sent_[t];
     sent.resize(n);
     int64_t* const sent_ids = sent.data();
@@ -237,13 +231,11 @@ class IdPartition {
     for (int32_t i = 0; i < n; ++i) {
       const int64_t id = table_ids[i];
       // The first of ids[0 .. i] equal to id: i if id is new.
-      uint64_t slot = PositionSlots::Home(id, multiplier, shift);
-      int32_t j;
-      while ((j = slots[slot]) >= 0 && table_ids[j] != id) {
-        slot = (slot + 1) & mask;
-      }
+      const uint64_t slot =
+          seen.Find(id, [&](int32_t j) { return table_ids[j] == id; });
+      const int32_t j = seen.slots[slot];
       const int32_t first = j < 0 ? i : j;
-      slots[slot] = first;
+      seen.slots[slot] = first;
       const int64_t fresh = first == i;
       const int64_t p = ps_of(id);
       const int64_t row = rows[p];
