@@ -1095,7 +1095,9 @@ def main(argv: Sequence[str]) -> None:
                                  FLAGS.enable_signature_method_name_check)
   except (warmup_io.WarmupDataError, ValueError, OSError,
           tf.errors.OpError) as e:
-    sys.exit(f"warmup_data_check: error: {e}")
+    # 2, not the 1 of a file with problems: the check did not run.
+    sys.stderr.write(f"warmup_data_check: error: {e}\n")
+    sys.exit(2)
   print(format_report(report))
   if not report.ok:
     sys.exit("\n".join(_problem_lines(report)))
@@ -1105,4 +1107,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
   logging.set_verbosity(logging.WARNING)
-  app.run(main)
+  warmup_io.run_tool("warmup_data_check", main)

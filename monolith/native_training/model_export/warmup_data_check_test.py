@@ -1026,6 +1026,18 @@ def test_cli_checks_replays_and_installs(tmp_path):
           "(signatures: serving_default)") in result.stderr.decode()
   assert not os.path.exists(installed)
 
+  # A check that could not run is 2 (CI tells it from a file with
+  # problems), as a usage error is.
+  for args, message in (([f"--warmup_file={tmp_path}/missing"],
+                         "warmup_data_check: error: "),
+                        ([], "warmup_data_check: usage error: --warmup_file "
+                         "is required (see --help)")):
+    result = subprocess.run(command[:3] + args, capture_output=True,
+                            env=env, cwd="/", check=False)
+    assert result.returncode == 2, result.stderr.decode()
+    assert result.stderr.decode().strip().splitlines()[-1].startswith(
+        message), result.stderr.decode()
+
 
 # Runs warmup_data_check's command line in a child process and prints, last on
 # stdout, how much its peak RSS (KiB) grew past the imports: a process's own

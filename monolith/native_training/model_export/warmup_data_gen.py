@@ -668,4 +668,4 @@ def main(argv: Sequence[str]) -> None:
 if __name__ == "__main__":
   logging.set_verbosity(logging.INFO)
   define_flags()
-  app.run(main)
+  warmup_io.run_tool("warmup_data_gen", main)

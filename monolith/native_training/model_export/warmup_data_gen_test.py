@@ -423,6 +423,19 @@ def _run_cli(args, stdin=None, cwd=None):
       input=stdin, capture_output=True, env=env, cwd=cwd, check=False)
 
 
+def test_a_usage_error_is_one_line_and_status_2(tmp_path):
+  # Not the module's help text and status 1 (absl's default).
+  result = _run_cli(["--gen_type=random", "--variant_type=example",
+                     f"--output_path={tmp_path / 'out'}"])
+  assert result.returncode == 2, result.stderr.decode()
+  stderr = result.stderr.decode()
+  # TF's own lines on import, then one line: no help text.
+  assert "--gen_type" not in stderr.split("usage error")[0], stderr
+  last = stderr.strip().splitlines()[-1]
+  assert last.startswith("warmup_data_gen: usage error: "), stderr
+  assert last.endswith(" (see --help)"), stderr
+
+
 def _read_tfrecord(path):
   return [
       prediction_log_pb2.PredictionLog.FromString(r.numpy())

@@ -155,4 +155,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  warmup_io.run_tool("warmup_example_batch", main)

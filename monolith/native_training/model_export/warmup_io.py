@@ -10,10 +10,14 @@ import contextlib
 import fcntl
 import glob
 import os
+import signal
+import sys
 import time
 import uuid
-from typing import Iterable, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import (Callable, Iterable, Iterator, List, Mapping, Optional,
+                    Sequence, Union)
 
+from absl import app
 from absl import logging
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2
@@ -303,3 +307,28 @@ def write_prediction_logs(
     if count == 0:
       raise WarmupDataError(f"no warmup records to write to {output_path}")
   return count
+
+
+# The exit status of a usage error (bad flags), as shells' own tools use.
+USAGE_ERROR_STATUS = 2
+
+
+def run_tool(name: str, main: Callable[[Sequence[str]], None]) -> None:
+  """app.run(main) as a shell user expects of a tool: a usage error is one
+  line on stderr and exit status 2 (not the module's whole help text and
+  1), Ctrl-C exits 130 with one line (no traceback; outputs are removed as
+  on any error), and a closed pipe on stdout (`| head`) ends the tool
+  quietly."""
+  signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+
+  def checked_main(argv: Sequence[str]) -> None:
+    try:
+      main(argv)
+    except app.UsageError as e:
+      sys.stderr.write(f"{name}: usage error: {e} (see --help)\n")
+      sys.exit(USAGE_ERROR_STATUS)
+    except KeyboardInterrupt:
+      sys.stderr.write(f"{name}: interrupted\n")
+      sys.exit(130)
+
+  app.run(checked_main)
