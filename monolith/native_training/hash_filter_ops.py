@@ -340,7 +340,10 @@ def _claim_checkpoint_files(basename: str,
   default graph: files are named by position ("hash_filter_<i>", as the
   original's), so each would overwrite the other's, and a restore would
   hand one group's counts to the other."""
-  claimed = graph_meta.get_meta("hash_filter_checkpoint_files", dict)
+  # In the filters' graph (the default one when there are none).
+  with (hash_filters[0].graph.as_default()
+        if hash_filters else contextlib.nullcontext()):
+    claimed = graph_meta.get_meta("hash_filter_checkpoint_files", dict)
   names = tuple(_filter_name(f) for f in hash_filters)
   if claimed.setdefault(basename, names) != names:
     raise ValueError(
@@ -416,8 +419,9 @@ class HashFilterCheckpointSaverListener(
       with save_utils.explaining_deadline(
           self._run_options, f"saving the hash filters of step "
           f"{global_step_value} to {asset_dir}",
-          "HashFilterCheckpointSaverListener", "the save ops were cancelled "
-          "(each stops before its next split and deletes its temporaries)"):
+          "HashFilterCheckpointSaverListener", "the save ops still running "
+          "were cancelled (each stops before its next split and deletes its "
+          "temporaries)"):
         _run_per_filter(sess, self._save_ops, self._placeholders, asset_dir,
                         self._run_options)
     logging.info("Saved %d hash filters to %s.", num_ps, asset_dir)
@@ -515,9 +519,9 @@ class HashFilterCheckpointRestorerListener(
       ]
     with save_utils.explaining_deadline(
         self._run_options, f"restoring the hash filters from {prefix}",
-        "HashFilterCheckpointRestorerListener", "the restore ops were "
-        "cancelled (each stops before its next split; its filter keeps its "
-        "counts)"):
+        "HashFilterCheckpointRestorerListener", "the restore ops still "
+        "running were cancelled (each stops before its next split; its "
+        "filter keeps its counts)"):
       _run_per_filter(session, self._restore_ops, self._placeholders, prefix,
                       self._run_options, chosen)
     logging.info("Restored %d hash filters from %s.", len(chosen), prefix)

@@ -1514,9 +1514,9 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
 
     With T tables (in `table_names` order) and S = num_of_shards, `ids` is
     laid out shard-major: shard 0's ids of table 0 .. T-1, then shard 1's,
-    and so on, segment (s, t) holding fused_slot_size[s * T + t] ids. Shards
-    are looked up in parallel. Ids never written read as zeros and are not
-    inserted.
+    and so on, segment (s, t) holding fused_slot_size[s * T + t] ids. The
+    segments are looked up in pieces of up to 16k ids, in parallel from 16k
+    ids in all. Ids never written read as zeros and are not inserted.
 
     Args:
       ids: 1-D int64 ids.
@@ -1566,8 +1566,9 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     """Applies the tables' optimizers to gradients in `fused_lookup`'s layout.
 
     Tables run in parallel, each over its shards' segments in order:
-    repeated ids, within a segment or across shards, are applied in order. Each segment of an entry gets its own
-    learning rate, as in `apply_gradients`. Missing ids are inserted first.
+    repeated ids, within a segment or across shards, are applied in order.
+    Each segment of an entry gets its own learning rate, as in
+    `apply_gradients`. Missing ids are inserted first.
 
     Args:
       ids: 1-D int64 ids, laid out as for `fused_lookup`.
@@ -1933,10 +1934,10 @@ class MultiHashTableCheckpointSaverListener(
       with save_utils.explaining_deadline(
           self._run_options, f"saving the MultiHashTables of step "
           f"{global_step_value} to {base_dir}",
-          "MultiHashTableCheckpointSaverListener", "the save ops were "
-          "cancelled (each stops within a few thousand entries and deletes "
-          "its temporaries; tables saved before the deadline keep their "
-          "files); the step's checkpoint is not written"):
+          "MultiHashTableCheckpointSaverListener", "the save ops still "
+          "running were cancelled (each stops within a few thousand entries "
+          "and deletes its temporaries; tables saved before the deadline "
+          "keep their files); the step's checkpoint is not written"):
         _, counts = sess.run(
             (self._save_op, self._features_counts_tuples),
             feed_dict=feed_dict,
@@ -2167,9 +2168,10 @@ class MultiHashTableCheckpointRestorerListener(
     start = time.monotonic()
     with save_utils.explaining_deadline(
         self._run_options, f"restoring the hash tables from {ckpt_prefix}",
-        "MultiHashTableCheckpointRestorerListener", "the restore ops were "
-        "cancelled (each stops within a few thousand entries: a table it "
-        "had begun refilling is left empty, the others as they were)"):
+        "MultiHashTableCheckpointRestorerListener", "the restore ops still "
+        "running were cancelled (each stops within a few thousand entries: "
+        "a table it had begun refilling is left empty, one it had not is as "
+        "it was; ops done before the deadline restored theirs)"):
       session.run(restore_ops, feed_dict=feed_dict, options=self._run_options)
     logging.info("Restored the hash tables from %s in %.1f s (%d restore "
                  "ops).", ckpt_prefix, time.monotonic() - start,

@@ -192,8 +192,14 @@ def test_fused_apply_gradient_applies_an_id_of_several_shards_in_their_order():
   # The same ids in every shard's segment (the shards of several workers):
   # optimized shard by shard, as apply_gradients run once per shard does,
   # whatever the worker threads do (adagrad's result depends on the order).
-  shards, n, dim = 16, 64, 2
-  config = {"a": test_utils.generate_test_hash_table_config(dim)}
+  shards, n, dim = 16, 1024, 2
+  table_config = embedding_hash_table_pb2.EmbeddingHashTableConfig()
+  table_config.entry_config.segments.append(
+      entry.CombineAsSegment(dim, entry.ZerosInitializer(),
+                             entry.AdagradOptimizer(),
+                             entry.Fp32Compressor()))
+  entry.CuckooHashTableConfig().mutate_table(table_config)
+  config = {"a": entry.HashTableConfigInstance(table_config, [0.5])}
   fused = multi_hash_table_ops.MultiHashTable.from_configs(
       config, name_suffix="fused")
   one_by_one = multi_hash_table_ops.MultiHashTable.from_configs(
@@ -574,12 +580,20 @@ def test_save_restore(tmp_path):
   np.testing.assert_array_equal(values["slot3"], [[0, 0, 0]])
 
 
+def _seconds_to_run(sess, fetch):
+  """How long a run of `fetch` takes (its graph already registered)."""
+  start = time.monotonic()
+  sess.run(fetch)
+  return time.monotonic() - start
+
+
 @pytest.mark.parametrize("on_ps", [False, True])
 def test_a_save_or_restore_whose_caller_gave_up_stops(tmp_path, on_ps):
   """A run's deadline cancels its step, on a PS task too: the save stops and
   leaves no file, the restore (checking before it replaces) leaves the table
   as it was. Without it they ran on, holding the table."""
-  basename = os.path.join(tmp_path, "cancelled", "table")
+  folder = os.path.join(tmp_path, "cancelled")
+  basename = os.path.join(folder, "table")
   num_ids = 1 << 20
   master, config = "", None
   if on_ps:
@@ -593,20 +607,27 @@ def test_a_save_or_restore_whose_caller_gave_up_stops(tmp_path, on_ps):
   save = table.save(basename).as_op()
   restore = table.restore(basename).as_op()
   looked_up = table.lookup({"slot": _id([num_ids])})["slot"]
-  deadline = tf1.RunOptions(timeout_in_ms=20)
   with tf1.Session(master, config=config) as sess:
     sess.run(table.initializer)
     sess.run(assign, {ids: np.arange(num_ids)})
+    # Each op run once first (its graph registered on the PS), timed: the
+    # deadline falls a tenth of the way into the work, whatever the host.
+    deadline = tf1.RunOptions(
+        timeout_in_ms=max(1, int(100 * _seconds_to_run(sess, save))))
+    for name in os.listdir(folder):
+      os.remove(os.path.join(folder, name))
     with pytest.raises(tf.errors.DeadlineExceededError):
       sess.run(save, options=deadline)
     # A PS's op ends at its next batch of entries, after the worker's run.
     for _ in range(100):
-      if not os.listdir(os.path.dirname(basename)):
+      if not os.listdir(folder):
         break
       time.sleep(0.1)
-    assert os.listdir(os.path.dirname(basename)) == []
+    assert os.listdir(folder) == []
 
     sess.run(save)
+    deadline = tf1.RunOptions(
+        timeout_in_ms=max(1, int(100 * _seconds_to_run(sess, restore))))
     sess.run(assign, {ids: [num_ids]})
     with pytest.raises(tf.errors.DeadlineExceededError):
       sess.run(restore, options=deadline)
@@ -862,10 +883,10 @@ def test_checkpoint_listeners_take_the_deadline_of_their_runs(tmp_path):
         match=r"saving the MultiHashTables of step 3 to .*model.ckpt-3.assets/ "
         r"failed with DeadlineExceeded; it ran under a deadline of 2.5 s "
         r"\(timeout_secs of MultiHashTableCheckpointSaverListener: raise it, "
-        r"or None for none\); the save ops were cancelled \(each stops within "
-        r"a few thousand entries and deletes its temporaries; tables saved "
-        r"before the deadline keep their files\); the step's checkpoint is "
-        r"not written: Timed out"):
+        r"or None for none\); the save ops still running were cancelled "
+        r"\(each stops within a few thousand entries and deletes its "
+        r"temporaries; tables saved before the deadline keep their files\); "
+        r"the step's checkpoint is not written: Timed out"):
       listener.before_save(_TimedOut(sess), 3)
   for bad in (0, -1, float("nan"), float("inf"), 1e17, "3600", True):
     for listener_class in (

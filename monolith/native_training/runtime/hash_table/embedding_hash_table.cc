@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "monolith/native_training/runtime/hash_table/huge_page_pool.h"
+#include "monolith/native_training/runtime/hash_table/initializer/initializer_interface.h"
 #include "monolith/native_training/runtime/hash_table/inline_buffer.h"
 #include "monolith/native_training/runtime/hash_table/position_slots.h"
 #include "monolith/native_training/runtime/hash_table/table_shard.h"
@@ -241,8 +242,8 @@ Status EmbeddingHashTable::Create(const EmbeddingHashTableConfig& config,
   result->skip_zero_embedding_ = config.skip_zero_embedding();
   const uint64_t capacity = ShardCapacityFor(config.initial_capacity());
   result->init_seed_ = seed;
-  // From the same seed (a graph-level seed fixes where ids go), apart
-  // from the initializers' segment seeds seed + i.
+  // The hash seed follows the seed too (a graph-level seed fixes where ids
+  // go), mixed so that it is none of the segments' seeds (seed + i).
   result->hash_seed_ = RandomEngine(seed)();
   try {
     for (int s = 0; s < kNumShards; ++s) {

@@ -21,7 +21,6 @@
 
 #include "monolith/native_training/runtime/hash_table/huge_page_pool.h"
 #include "monolith/native_training/runtime/hash_table/id_hash.h"
-#include "monolith/native_training/runtime/hash_table/initializer/initializer_interface.h"
 #include "monolith/native_training/runtime/hash_table/update_time.h"
 #include "monolith/native_training/runtime/hash_table/vector_room.h"
 

@@ -721,7 +721,7 @@ class GpuMultiHashTableSaveOp : public GuardedOpKernel {
     options.snappy = snappy_;
     // Shards are written one after another: a GPU table takes one call at
     // a time.
-    options.parallel_for = CallingThread();
+    options.parallel_for = UntilCancelled(ctx, CallingThread());
     options.log = LogInfo;
     options.cancelled = StepCancelled(ctx);
     Stores stores = StoresOf(mtable, CudaStream(ctx));
@@ -853,8 +853,9 @@ class GpuMultiHashTableRestoreOp : public GuardedOpKernel {
             return check_only ? restorer->Check(shard, table, record)
                               : restorer->Restore(shard, table, record);
           },
-          CallingThread(), LogInfo, RestorePassVerb(check_only),
-          ht::kProgressEvery, StepCancelled(ctx)));
+          UntilCancelled(ctx, CallingThread()), LogInfo,
+          RestorePassVerb(check_only), ht::kProgressEvery,
+          StepCancelled(ctx)));
     };
     OP_REQUIRES_OK(
         ctx, CheckBeforeReplacing("Restore of " + basename, holding, [&] {

@@ -131,7 +131,9 @@ class MultiHashTableSaveOp : public GuardedOpKernel {
     ht::SaveOptions options;
     options.nshards = nshards;
     options.snappy = snappy_;
-    options.parallel_for = WorkerThreads(ctx);
+    // Shards not begun are not begun once cancelled (a shard of fewer
+    // records than a progress batch never asks).
+    options.parallel_for = UntilCancelled(ctx, WorkerThreads(ctx));
     options.log = LogInfo;
     options.cancelled = StepCancelled(ctx);
     TfFileSystem fs(ctx->env());
@@ -263,8 +265,9 @@ Status RestoreCheckpointsOrThrow(OpKernelContext* ctx, MultiHashTable* mtable,
             return RestoreInto(table, record, &scratch[shard],
                                &times_out_of_range);
           },
-          WorkerThreads(ctx), LogInfo, RestorePassVerb(check_only, resharded),
-          ht::kProgressEvery, StepCancelled(ctx))));
+          UntilCancelled(ctx, WorkerThreads(ctx)), LogInfo,
+          RestorePassVerb(check_only, resharded), ht::kProgressEvery,
+          StepCancelled(ctx))));
     }
     return OkStatus();
   };

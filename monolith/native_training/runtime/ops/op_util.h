@@ -247,7 +247,9 @@ inline Status ParallelFor(OpKernelContext* ctx, int64_t n,
             } catch (const std::exception& e) {
               statuses[i] = errors::Internal(e.what());
             }
-            if (!statuses[i].ok()) failed.store(true, std::memory_order_relaxed);
+            if (!statuses[i].ok()) {
+              failed.store(true, std::memory_order_relaxed);
+            }
           }
         });
   for (const Status& s : statuses) TF_RETURN_IF_ERROR(s);

@@ -37,8 +37,8 @@ namespace monolith_tf {
 // it takes while holding the tables and their next save or restore.
 ::monolith::hash_table::CancelledFn StepCancelled(OpKernelContext* ctx);
 // |parallel_for| whose items, once the step of |ctx| is cancelled, fail
-// Cancelled instead of running: for libraries whose items are whole files
-// (a hash filter's splits).
+// Cancelled instead of running: a hash filter's splits (whole files), a
+// table's shards not begun (one of few records never asks CancelledFn).
 ::monolith::hash_table::ParallelFor UntilCancelled(
     OpKernelContext* ctx, ::monolith::hash_table::ParallelFor parallel_for);
 

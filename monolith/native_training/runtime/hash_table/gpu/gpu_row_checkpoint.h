@@ -20,7 +20,6 @@
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
 #include "monolith/native_training/runtime/hash_table/entry_accessor.h"
 #include "monolith/native_training/runtime/hash_table/gpu/gpu_row_spec.h"
-#include "monolith/native_training/runtime/hash_table/initializer/initializer_interface.h"
 #include "monolith/native_training/runtime/hash_table/slot_expire_times.h"
 #include "monolith/native_training/runtime/hash_table/status.h"
 #include "monolith/native_training/runtime/hash_table/wire_writer.h"

@@ -320,7 +320,7 @@ TEST_F(GpuRowTableTest, CheckpointsMoveBetweenGpuAndCpuTables) {
   ASSERT_TRUE(ReadCheckpointInfo(&fs, dir + "/from_cpu/t", true, {}, &info)
                   .ok());
   RowStoreRestorer restorer({&restored_store}, {records.get()}, info.nshards,
-                            700);
+                            /*batch_rows=*/700);
   ASSERT_TRUE(RestoreCheckpoint(
                   &fs, info,
                   [&](int shard, int table, std::string_view record) {
