@@ -832,6 +832,20 @@ class _Task:
     self._thread.join(timeout)
 
 
+def _say(line: str) -> None:
+  """Prints a launcher line. A closed stdout (`| head` exited, or `| tee`
+  killed by the same Ctrl-C) must not stop the launcher in the middle of a
+  shutdown (before the chief's last save): from then on its lines go to
+  /dev/null."""
+  try:
+    print(line, flush=True)
+  except (BrokenPipeError, OSError, ValueError):
+    with contextlib.suppress(OSError, ValueError):
+      devnull = os.open(os.devnull, os.O_WRONLY)
+      os.dup2(devnull, sys.stdout.fileno())
+      os.close(devnull)
+
+
 def launch(argv: Sequence[str]) -> int:
   """Runs a cluster of --num_ps and --num_workers tasks on this host."""
   if FLAGS.num_ps < 1 or FLAGS.num_workers < 1:
@@ -861,10 +875,10 @@ def launch(argv: Sequence[str]) -> int:
     if exit_code != _PORT_TAKEN_EXIT:
       return exit_code
     if attempt < _CLUSTER_ATTEMPTS:
-      print(f"local_cluster: starting every task again on new ports "
-            f"(attempt {attempt + 1} of {_CLUSTER_ATTEMPTS})", flush=True)
-  print(f"local_cluster: a port was taken in each of {_CLUSTER_ATTEMPTS} "
-        "attempts; giving up", flush=True)
+      _say(f"local_cluster: starting every task again on new ports "
+            f"(attempt {attempt + 1} of {_CLUSTER_ATTEMPTS})")
+  _say(f"local_cluster: a port was taken in each of {_CLUSTER_ATTEMPTS} "
+        "attempts; giving up")
   return 1
 
 
@@ -882,8 +896,8 @@ def _run_cluster(env: Dict[str, str], passed: List[str]) -> int:
   ]
   lock = threading.Lock()
   tasks: List[_Task] = []
-  print(f"local_cluster: ps {ps_hosts}; workers {worker_hosts}; "
-        f"model_dir {FLAGS.model_dir}", flush=True)
+  _say(f"local_cluster: ps {ps_hosts}; workers {worker_hosts}; "
+        f"model_dir {FLAGS.model_dir}")
   old_handlers = {
       s: signal.signal(s, _raise_interrupted)
       for s in (signal.SIGINT, signal.SIGTERM)
@@ -911,9 +925,9 @@ def _run_cluster(env: Dict[str, str], passed: List[str]) -> int:
             workers[0].process.poll() is not None):
           continue
         restarts[i] += 1
-        print(f"local_cluster: {t.name} exited with code "
+        _say(f"local_cluster: {t.name} exited with code "
               f"{t.process.returncode}; restarting it (restart {restarts[i]} "
-              f"of {FLAGS.max_ps_restarts})", flush=True)
+              f"of {FLAGS.max_ps_restarts})")
         t.join_output(1.0)
         ps_tasks[i] = _Task(t.name, t.argv, env, lock)
         tasks[tasks.index(t)] = ps_tasks[i]
@@ -925,13 +939,13 @@ def _run_cluster(env: Dict[str, str], passed: List[str]) -> int:
       # the next pass.
       taken = [t for t in failed if t.process.returncode == _PORT_TAKEN_EXIT]
       if taken:
-        print(f"local_cluster: {taken[0].name} could not listen on its port "
+        _say(f"local_cluster: {taken[0].name} could not listen on its port "
               "(another process took it after the launcher picked it); "
-              "stopping the cluster", flush=True)
+              "stopping the cluster")
         exit_code = _PORT_TAKEN_EXIT
         break
       if failed:
-        print(f"local_cluster: {failed[0].name} exited with code "
+        _say(f"local_cluster: {failed[0].name} exited with code "
               f"{failed[0].process.returncode}; stopping the cluster",
               flush=True)
         if all(t.process.poll() is None for t in ps_tasks):
@@ -940,7 +954,7 @@ def _run_cluster(env: Dict[str, str], passed: List[str]) -> int:
           try:
             _stop_workers_first(tasks)
           except _Interrupted as e:
-            print(f"local_cluster: got {e}; stopping at once", flush=True)
+            _say(f"local_cluster: got {e}; stopping at once")
         else:
           # The workers' own errors say more: give them a moment to report.
           _wait_for_exits(workers, _REPORT_GRACE_SECS)
@@ -948,18 +962,18 @@ def _run_cluster(env: Dict[str, str], passed: List[str]) -> int:
       # returncode as the poll above set it: a worker that failed since is
       # not taken for finished.
       if all(t.process.returncode is not None for t in workers):
-        print(f"local_cluster: all {len(workers)} workers finished; "
-              f"stopping {len(ps_tasks)} PS tasks", flush=True)
+        _say(f"local_cluster: all {len(workers)} workers finished; "
+              f"stopping {len(ps_tasks)} PS tasks")
         exit_code = 0
         break
       time.sleep(0.2)
   except _Interrupted as e:
-    print(f"local_cluster: got {e}; stopping {len(tasks)} tasks", flush=True)
+    _say(f"local_cluster: got {e}; stopping {len(tasks)} tasks")
     exit_code = 128 + e.signum
     try:
       _stop_workers_first(tasks)
     except _Interrupted as again:
-      print(f"local_cluster: got {again} again; stopping at once", flush=True)
+      _say(f"local_cluster: got {again} again; stopping at once")
   finally:
     # A signal while the tasks stop does not interrupt that, and ends the
     # launcher instead of a start on new ports.
@@ -972,8 +986,8 @@ def _run_cluster(env: Dict[str, str], passed: List[str]) -> int:
       signal.signal(sig, handler)
   if signals_while_stopping and exit_code == _PORT_TAKEN_EXIT:
     exit_code = 128 + signals_while_stopping[0]
-  print("local_cluster: stopped" + ("" if exit_code == _PORT_TAKEN_EXIT else
-                                    f"; exit code {exit_code}"), flush=True)
+  _say("local_cluster: stopped" + ("" if exit_code == _PORT_TAKEN_EXIT else
+                                    f"; exit code {exit_code}"))
   return exit_code
 
 
@@ -985,9 +999,9 @@ def _stop_workers_first(tasks: List[_Task]) -> None:
   running = [t for t in workers if t.process.poll() is None]
   if not running:
     return
-  print(f"local_cluster: stopping the workers first: the chief saves a "
+  _say(f"local_cluster: stopping the workers first: the chief saves a "
         f"checkpoint (up to {FLAGS.stop_grace_secs} s; signal again to stop "
-        "at once)", flush=True)
+        "at once)")
   for t in running:
     t.kill(signal.SIGTERM)
   _wait_for_exits(running, FLAGS.stop_grace_secs)

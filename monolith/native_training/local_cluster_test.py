@@ -362,6 +362,30 @@ app.run(local_cluster.main)
 """
 
 
+_SAY_CHILD = """
+import sys, time
+from monolith.native_training import local_cluster
+time.sleep(0.5)  # the reader is gone by now
+local_cluster._say("x" * 100000)
+local_cluster._say("after")
+sys.stderr.write("survived")
+"""
+
+
+def test_a_closed_stdout_does_not_stop_the_launcher():
+  # `| tee log` killed by the same Ctrl-C: the launcher's next line raised
+  # BrokenPipeError in the middle of its shutdown, before the chief's last
+  # save.
+  child = subprocess.Popen(
+      [sys.executable, "-c", _SAY_CHILD],
+      env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  child.stdout.close()
+  _, stderr = child.communicate(timeout=120)
+  assert child.returncode == 0, stderr.decode()
+  assert stderr.decode().endswith("survived"), stderr.decode()
+
+
 def test_a_taken_port_starts_the_cluster_again_on_new_ports(tmp_path):
   env = dict(os.environ)
   env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
