@@ -404,7 +404,7 @@ def run_scale(dims: List[int], args) -> List[Dict]:
   points = []
   for dim in dims:
     # Smallest first: bytes_per_entry_vs_smallest divides by the first.
-    for ids in sorted(int(x) for x in args.scale_ids.split(",")):
+    for ids in sorted(args.scale_ids):
       point = {"dim": dim, "ids": ids // TABLES * TABLES, "results": {}}
       for structure in SCALE_STRUCTURES:
         start = time.perf_counter()
@@ -963,9 +963,24 @@ def report(results: List[Dict], saves: List[Dict], args,
     print(json.dumps(line, allow_nan=False))
 
 
+# What --parts may name.
+_PARTS = {"memory", "throughput", "save", "scale"}
+
+
+def _int_list(text: str) -> List[int]:
+  """A comma list of integers, for argparse (which reports a bad one)."""
+  try:
+    return [int(x) for x in text.split(",")]
+  except ValueError:
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not a comma list of integers") from None
+
+
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--dims", default="16,64")
+  parser = argparse.ArgumentParser(
+      description=__doc__.split("\n")[0],
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  parser.add_argument("--dims", type=_int_list, default="16,64")
   parser.add_argument("--ids_per_table", type=int, default=125_000)
   parser.add_argument("--batch", type=int, default=65_536)
   parser.add_argument("--lookup_batches", type=int, default=8,
@@ -977,15 +992,19 @@ def main():
   parser.add_argument("--parts", default="memory,throughput,save",
                       help="what to measure (memory needs throughput); "
                       "scale: the curve over --scale_ids")
-  parser.add_argument("--scale_ids",
+  parser.add_argument("--scale_ids", type=_int_list,
                       default="1000000,4000000,16000000,64000000",
                       help="total ids (over the 8 tables) of each point of "
                       "the scale curve")
   parser.add_argument("--memory_child", help=argparse.SUPPRESS)
   parser.add_argument("--scale_child", help=argparse.SUPPRESS)
   args = parser.parse_args()
-  dims = [int(d) for d in args.dims.split(",")]
+  dims = args.dims
   parts = args.parts.split(",")
+  unknown = sorted(set(parts) - _PARTS)
+  if unknown:
+    parser.error(f"--parts: unknown {', '.join(unknown)} (parts: "
+                 f"{', '.join(sorted(_PARTS))})")
   if args.memory_child:
     memory_child(args.memory_child, dims[0], args.ids_per_table, args.batch)
     return
@@ -1004,7 +1023,7 @@ def main():
                                "bytes_per_entry": None  # not measured
                            })
       print(f"dim {dim} {structure}: {json.dumps(memory[structure])}",
-            flush=True)
+            file=sys.stderr, flush=True)
     r = run_dim(dim, args)
     r["bytes"] = {k: v["bytes_per_entry"] for k, v in memory.items()}
     r["bucket_bytes"] = {
@@ -1013,7 +1032,8 @@ def main():
         if "bucket_bytes_per_entry" in v
     }
     results.append(r)
-    print(f"dim {dim}: lookup {m(r['rates'][('lookup', OURS)])}/s", flush=True)
+    print(f"dim {dim}: lookup {m(r['rates'][('lookup', OURS)])}/s",
+          file=sys.stderr, flush=True)
   saves = []
   workdir = tempfile.mkdtemp(prefix="multi_hash_table_benchmark_")
   try:
