@@ -876,9 +876,9 @@ def launch(argv: Sequence[str]) -> int:
       return exit_code
     if attempt < _CLUSTER_ATTEMPTS:
       _say(f"local_cluster: starting every task again on new ports "
-            f"(attempt {attempt + 1} of {_CLUSTER_ATTEMPTS})")
+           f"(attempt {attempt + 1} of {_CLUSTER_ATTEMPTS})")
   _say(f"local_cluster: a port was taken in each of {_CLUSTER_ATTEMPTS} "
-        "attempts; giving up")
+       "attempts; giving up")
   return 1
 
 
@@ -897,7 +897,7 @@ def _run_cluster(env: Dict[str, str], passed: List[str]) -> int:
   lock = threading.Lock()
   tasks: List[_Task] = []
   _say(f"local_cluster: ps {ps_hosts}; workers {worker_hosts}; "
-        f"model_dir {FLAGS.model_dir}")
+       f"model_dir {FLAGS.model_dir}")
   old_handlers = {
       s: signal.signal(s, _raise_interrupted)
       for s in (signal.SIGINT, signal.SIGTERM)
@@ -926,8 +926,8 @@ def _run_cluster(env: Dict[str, str], passed: List[str]) -> int:
           continue
         restarts[i] += 1
         _say(f"local_cluster: {t.name} exited with code "
-              f"{t.process.returncode}; restarting it (restart {restarts[i]} "
-              f"of {FLAGS.max_ps_restarts})")
+             f"{t.process.returncode}; restarting it (restart {restarts[i]} "
+             f"of {FLAGS.max_ps_restarts})")
         t.join_output(1.0)
         ps_tasks[i] = _Task(t.name, t.argv, env, lock)
         tasks[tasks.index(t)] = ps_tasks[i]
@@ -940,14 +940,13 @@ def _run_cluster(env: Dict[str, str], passed: List[str]) -> int:
       taken = [t for t in failed if t.process.returncode == _PORT_TAKEN_EXIT]
       if taken:
         _say(f"local_cluster: {taken[0].name} could not listen on its port "
-              "(another process took it after the launcher picked it); "
-              "stopping the cluster")
+             "(another process took it after the launcher picked it); "
+             "stopping the cluster")
         exit_code = _PORT_TAKEN_EXIT
         break
       if failed:
         _say(f"local_cluster: {failed[0].name} exited with code "
-              f"{failed[0].process.returncode}; stopping the cluster",
-              flush=True)
+             f"{failed[0].process.returncode}; stopping the cluster")
         if all(t.process.poll() is None for t in ps_tasks):
           # A worker failed while every PS is up: the others stop after
           # their step, the chief saving a checkpoint.
@@ -963,7 +962,7 @@ def _run_cluster(env: Dict[str, str], passed: List[str]) -> int:
       # not taken for finished.
       if all(t.process.returncode is not None for t in workers):
         _say(f"local_cluster: all {len(workers)} workers finished; "
-              f"stopping {len(ps_tasks)} PS tasks")
+             f"stopping {len(ps_tasks)} PS tasks")
         exit_code = 0
         break
       time.sleep(0.2)
@@ -987,7 +986,7 @@ def _run_cluster(env: Dict[str, str], passed: List[str]) -> int:
   if signals_while_stopping and exit_code == _PORT_TAKEN_EXIT:
     exit_code = 128 + signals_while_stopping[0]
   _say("local_cluster: stopped" + ("" if exit_code == _PORT_TAKEN_EXIT else
-                                    f"; exit code {exit_code}"))
+                                   f"; exit code {exit_code}"))
   return exit_code
 
 
@@ -1000,8 +999,8 @@ def _stop_workers_first(tasks: List[_Task]) -> None:
   if not running:
     return
   _say(f"local_cluster: stopping the workers first: the chief saves a "
-        f"checkpoint (up to {FLAGS.stop_grace_secs} s; signal again to stop "
-        "at once)")
+       f"checkpoint (up to {FLAGS.stop_grace_secs} s; signal again to stop "
+       "at once)")
   for t in running:
     t.kill(signal.SIGTERM)
   _wait_for_exits(running, FLAGS.stop_grace_secs)
