@@ -1215,6 +1215,32 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     evicted.set_shape([len(self._table_names)])
     return self._copy_with_new_table(new_handle), evicted
 
+  def stats(self) -> Dict[str, tf.Tensor]:
+    """The tables' sizes now, for watching a long run (ckpt.info counts
+    entries only at each save).
+
+    Read beside training, on the tables' task (a PS task's, for the tables
+    there). CPU tables only.
+
+    Returns:
+      int64 vectors in `table_names` order: "entries", "memory_bytes" (the
+      slots, entries and huge-page regions the table holds) and
+      "latest_update_time" (seconds: the newest update time written, the
+      "now" of saves and evictions while not past the host's clock).
+
+    Raises:
+      ValueError: a GPU table.
+    """
+    if self.on_gpu:
+      raise ValueError(f"{self._shared_name}: stats() reads CPU tables only")
+    entries, memory_bytes, latest_update_time = (
+        hash_table_ops.monolith_multi_hash_table_stats(mtable=self._handle))
+    result = {"entries": entries, "memory_bytes": memory_bytes,
+              "latest_update_time": latest_update_time}
+    for tensor in result.values():
+      tensor.set_shape([len(self._table_names)])
+    return result
+
   def lookup(self, slot_to_id: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     """Returns the embeddings of the given ids.
 

@@ -228,6 +228,31 @@ def test_fused_apply_gradient_applies_an_id_of_several_shards_in_their_order():
   np.testing.assert_array_equal(got, expected)
 
 
+def test_stats_report_each_tables_entries_memory_and_time():
+  table = multi_hash_table_ops.MultiHashTable.from_configs({
+      "b": test_utils.generate_test_hash_table_config(4),
+      "a": test_utils.generate_test_hash_table_config(1),
+  })
+  ids = tf1.placeholder(tf.int64, [None])
+  fill = table.assign(
+      {"b": (ids, tf.ones([tf.size(ids), 4]))},
+      req_time=tf.constant(1_700_000_000, tf.int64)).as_op()
+  stats = table.stats()
+  assert table.table_names == ("a", "b")
+  assert all(t.shape.as_list() == [2] for t in stats.values())
+  with tf1.Session() as sess:
+    sess.run(table.initializer)
+    before = sess.run(stats)
+    sess.run(fill, {ids: np.arange(100_000)})
+    after = sess.run(stats)
+  assert before["entries"].tolist() == [0, 0]
+  assert after["entries"].tolist() == [0, 100_000]
+  assert after["latest_update_time"].tolist() == [0, 1_700_000_000]
+  # Table b's 100k entries of 4 floats (and their state) at least.
+  assert after["memory_bytes"][1] - before["memory_bytes"][1] > 100_000 * 16
+  assert after["memory_bytes"][0] == before["memory_bytes"][0]
+
+
 def _one_day_expiry_table():
   """A table "slot0" of dim 1 whose entries expire after a day."""
   config = test_utils.generate_test_hash_table_config(1)

@@ -502,6 +502,33 @@ class MultiHashTableEvictOp : public GuardedOpKernel {
   }
 };
 
+// Per table, in the tables' order: entries, bytes held (slots, entries and
+// the huge-page regions in use) and latest update time, read while the
+// tables serve other calls (each figure is of its moment).
+class MultiHashTableStatsOp : public GuardedOpKernel {
+ public:
+  explicit MultiHashTableStatsOp(OpKernelConstruction* ctx)
+      : GuardedOpKernel(ctx) {}
+
+  void ComputeUnguarded(OpKernelContext* ctx) override {
+    HeldMultiHashTable mtable;
+    OP_REQUIRES_OK(ctx, GetTable(ctx, &mtable));
+    const int64_t n = mtable->size();
+    Tensor* entries;
+    Tensor* memory_bytes;
+    Tensor* latest_update_time;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {n}, &entries));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, {n}, &memory_bytes));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, {n}, &latest_update_time));
+    for (int t = 0; t < n; ++t) {
+      const EmbeddingHashTable& table = *mtable->table(t).table;
+      entries->vec<int64_t>()(t) = table.Size();
+      memory_bytes->vec<int64_t>()(t) = table.MemoryBytes();
+      latest_update_time->vec<int64_t>()(t) = table.LatestUpdateTime();
+    }
+  }
+};
+
 using shape_inference::InferenceContext;
 
 // Ops with no input and a scalar (resource) output.
@@ -723,6 +750,19 @@ REGISTER_OP("MonolithMultiHashTableEvict")
     });
 REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableEvict").Device(DEVICE_CPU),
                         MultiHashTableEvictOp);
+
+REGISTER_OP("MonolithMultiHashTableStats")
+    .Input("mtable: resource")
+    .Output("entries: int64")
+    .Output("memory_bytes: int64")
+    .Output("latest_update_time: int64")
+    .SetShapeFn([](InferenceContext* c) {
+      TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"mtable", 0}}));
+      for (int i = 0; i < 3; ++i) c->set_output(i, c->Vector(c->UnknownDim()));
+      return OkStatus();
+    });
+REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableStats").Device(DEVICE_CPU),
+                        MultiHashTableStatsOp);
 
 }  // namespace monolith_tf
 }  // namespace tensorflow

@@ -154,6 +154,8 @@ def _valid_calls(workdir: str) -> Dict[str, _Call]:
           _Call({"table_name": _str(b"a"), "id": _i64([1, 2])}, {}),
       "MonolithMultiHashTableEvict":
           _Call({}, {}),
+      "MonolithMultiHashTableStats":
+          _Call({}, {}),
       "MonolithMultiHashTableFusedLookup":
           _Call({"ids": ids, "fused_slot_size": _i32([2, 1]),
                  "req_time": _i64(5)}, {"num_of_shards": 1}),
