@@ -28,7 +28,7 @@ probabilistic filters save nothing.
 import contextlib
 import os
 import re
-from typing import Any, List, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 from absl import logging
 from google.protobuf import message
@@ -196,6 +196,25 @@ def create_hash_filters(
       filters.append(
           _create_hash_filter(enable_hash_filter, config, f"_{i}", **kwargs))
   return filters
+
+
+def filter_stats(hash_filter: tf.Tensor) -> Dict[str, tf.Tensor]:
+  """The filter's figures now, for watching admission in a long run.
+
+  Args:
+    hash_filter: a filter's handle (read on its task).
+
+  Returns:
+    int64 scalars: "capacity" (the ids it is sized for; 0 for stateless
+    filters), "estimated_elements" (the ids it holds, an estimate),
+    "failures" (ids it could not place, each admitted as if past its
+    threshold: a count that keeps growing says the filter is too small for
+    its traffic and filters less) and "memory_bytes" (its counting cells).
+  """
+  capacity, elements, failures, memory_bytes = (
+      gen_monolith_ops.monolith_hash_filter_stats(hash_filter))
+  return {"capacity": capacity, "estimated_elements": elements,
+          "failures": failures, "memory_bytes": memory_bytes}
 
 
 def save_hash_filter(

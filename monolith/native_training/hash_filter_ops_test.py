@@ -510,6 +510,25 @@ def test_a_save_or_restore_whose_caller_gave_up_stops(tmp_path):
     np.testing.assert_array_equal(sess.run(grad), [[1], [1]])
 
 
+def test_filter_stats_report_what_the_filter_holds():
+  sliding = hash_filter_ops.create_hash_filter(1000, 5, _thresholds(default=2),
+                                               name_suffix="stats")
+  dummy = hash_filter_ops.create_dummy_hash_filter(name_suffix="stats")
+  grad = _admission_of_1_and_2(sliding)
+  stats = hash_filter_ops.filter_stats(sliding)
+  with tf1.Session() as sess:
+    before = sess.run(stats)
+    sess.run(grad)
+    after = sess.run(stats)
+    dummy_stats = sess.run(hash_filter_ops.filter_stats(dummy))
+  assert before["capacity"] == after["capacity"] == 1000
+  assert (before["estimated_elements"], after["estimated_elements"]) == (0, 2)
+  assert before["failures"] == after["failures"] == 0
+  assert after["memory_bytes"] > 1000
+  assert dummy_stats == {"capacity": 0, "estimated_elements": 0,
+                         "failures": 0, "memory_bytes": 0}
+
+
 def test_dummy_and_disabled_filters_save_nothing(tmp_path):
   basename = os.path.join(str(tmp_path), "d", "hash_filter_0")
   dummy = hash_filter_ops.create_dummy_hash_filter("d")

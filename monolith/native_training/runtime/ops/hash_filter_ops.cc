@@ -4,6 +4,7 @@
 // restore, and intercept_gradient. Thin: the filters, their thresholds and
 // their files are the hash_filter library's.
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -370,6 +371,35 @@ Status InterceptShape(InferenceContext* c) {
   return OkStatus();
 }
 
+// The filter's figures now: the ids it is sized for, those it holds (an
+// estimate), the ids it could not place (each admitted as if counted past
+// every threshold: a filter too small for its traffic filters less), and
+// the bytes of its counting cells.
+class HashFilterStatsOp : public OpKernel {
+ public:
+  using OpKernel::OpKernel;
+
+  void Compute(OpKernelContext* ctx) override {
+    core::RefCountPtr<HashFilterResource> filter;
+    OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 0, "handle", &filter));
+    uint64_t figures[4];
+    {
+      std::lock_guard<std::mutex> lock(filter->admission().mu());
+      const hf::Filter& f = filter->admission().filter();
+      figures[0] = f.capacity();
+      figures[1] = f.estimated_total_element();
+      figures[2] = f.failure_count();
+      figures[3] = f.MemoryBytes();
+    }
+    for (int i = 0; i < 4; ++i) {
+      Tensor* out;
+      OP_REQUIRES_OK(ctx, ctx->allocate_output(i, {}, &out));
+      out->scalar<int64_t>()() = static_cast<int64_t>(std::min<uint64_t>(
+          figures[i], std::numeric_limits<int64_t>::max()));
+    }
+  }
+};
+
 }  // namespace
 
 REGISTER_OP("MonolithHashFilter")
@@ -404,6 +434,20 @@ REGISTER_OP("MonolithDummyHashFilter")
     .SetShapeFn(shape_inference::ScalarShape);
 REGISTER_KERNEL_BUILDER(Name("MonolithDummyHashFilter").Device(DEVICE_CPU),
                         DummyHashFilterOp);
+
+REGISTER_OP("MonolithHashFilterStats")
+    .Input("handle: resource")
+    .Output("capacity: int64")
+    .Output("estimated_elements: int64")
+    .Output("failures: int64")
+    .Output("memory_bytes: int64")
+    .SetShapeFn([](InferenceContext* c) {
+      TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"handle", 0}}));
+      for (int i = 0; i < 4; ++i) c->set_output(i, c->Scalar());
+      return OkStatus();
+    });
+REGISTER_KERNEL_BUILDER(Name("MonolithHashFilterStats").Device(DEVICE_CPU),
+                        HashFilterStatsOp);
 
 REGISTER_OP("MonolithHashFilterSave")
     .Input("handle: resource")

@@ -119,6 +119,8 @@ def _valid_calls(workdir: str) -> Dict[str, _Call]:
           _Call({}, {"shared_name": "fuzz_probabilistic_filter"}),
       "MonolithHashFilterSave":
           _Call({"basename": _str(os.path.join(workdir, "filter", "f"))}, {}),
+      "MonolithHashFilterStats":
+          _Call({}, {}),
       "MonolithHashFilterRestore":
           _Call({"basename": _str(os.path.join(workdir, "filter", "f"))}, {}),
       "MonolithHashFilterInterceptGradient":
