@@ -206,7 +206,9 @@ def filter_stats(hash_filter: tf.Tensor) -> Dict[str, tf.Tensor]:
 
   Returns:
     int64 scalars: "capacity" (the ids it is sized for; 0 for stateless
-    filters), "estimated_elements" (the ids it holds, an estimate),
+    filters), "estimated_elements" (its occupied cells over the splits: an
+    id seen again after the newest split moved on holds one in each, so it
+    can pass the distinct ids, and capacity),
     "failures" (ids it could not place, each admitted as if past its
     threshold: a count that keeps growing says the filter is too small for
     its traffic and filters less) and "memory_bytes" (its counting cells).

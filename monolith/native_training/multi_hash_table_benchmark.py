@@ -980,13 +980,18 @@ def main():
   parser = argparse.ArgumentParser(
       description=__doc__.split("\n")[0],
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-  parser.add_argument("--dims", type=_int_list, default="16,64")
-  parser.add_argument("--ids_per_table", type=int, default=125_000)
-  parser.add_argument("--batch", type=int, default=65_536)
+  parser.add_argument("--dims", type=_int_list, default="16,64",
+                      help="embedding dims measured")
+  parser.add_argument("--ids_per_table", type=int, default=125_000,
+                      help="ids in each of the 8 tables")
+  parser.add_argument("--batch", type=int, default=65_536,
+                      help="ids per session.run, over the 8 tables")
   parser.add_argument("--lookup_batches", type=int, default=8,
                       help="session.runs per measurement")
-  parser.add_argument("--repeats", type=int, default=11)
-  parser.add_argument("--save_repeats", type=int, default=3)
+  parser.add_argument("--repeats", type=int, default=11,
+                      help="rounds of each measurement")
+  parser.add_argument("--save_repeats", type=int, default=3,
+                      help="saves measured per compression")
   parser.add_argument("--restore_repeats", type=int, default=2,
                       help="fresh tables restored into (one each)")
   parser.add_argument("--parts", default="memory,throughput,save",
@@ -1005,6 +1010,8 @@ def main():
   if unknown:
     parser.error(f"--parts: unknown {', '.join(unknown)} (parts: "
                  f"{', '.join(sorted(_PARTS))})")
+  if "memory" in parts and "throughput" not in parts:
+    parser.error("--parts: memory is measured with throughput")
   if args.memory_child:
     memory_child(args.memory_child, dims[0], args.ids_per_table, args.batch)
     return

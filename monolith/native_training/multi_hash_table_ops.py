@@ -1216,11 +1216,12 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     return self._copy_with_new_table(new_handle), evicted
 
   def stats(self) -> Dict[str, tf.Tensor]:
-    """The tables' sizes now, for watching a long run (ckpt.info counts
-    entries only at each save).
+    """The tables' sizes now, for watching a long run.
 
-    Read beside training, on the tables' task (a PS task's, for the tables
-    there). CPU tables only.
+    ckpt.info counts entries only at each save. Read beside training, on
+    the tables' task (a PS task's, for the tables there), through a handle
+    of its own: fetching it does not run the updates this object follows.
+    CPU tables only.
 
     Returns:
       int64 vectors in `table_names` order: "entries", "memory_bytes" (the
@@ -1233,8 +1234,11 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     """
     if self.on_gpu:
       raise ValueError(f"{self._shared_name}: stats() reads CPU tables only")
-    entries, memory_bytes, latest_update_time = (
-        hash_table_ops.monolith_multi_hash_table_stats(mtable=self._handle))
+    with tf.device(self._handle.device):
+      handle = hash_table_ops.read_monolith_multi_hash_table(
+          shared_name=self._shared_name)
+      entries, memory_bytes, latest_update_time = (
+          hash_table_ops.monolith_multi_hash_table_stats(mtable=handle))
     result = {"entries": entries, "memory_bytes": memory_bytes,
               "latest_update_time": latest_update_time}
     for tensor in result.values():

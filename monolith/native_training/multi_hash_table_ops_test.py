@@ -238,6 +238,10 @@ def test_stats_report_each_tables_entries_memory_and_time():
       {"b": (ids, tf.ones([tf.size(ids), 4]))},
       req_time=tf.constant(1_700_000_000, tf.int64)).as_op()
   stats = table.stats()
+  # Of a table an update returned: fetching it does not run the update.
+  added = table.assign_add({"a": (_id([5]), _value([[1]]))})
+  stats_of_added = added.stats()
+  value_of_5 = table.lookup({"a": _id([5])})["a"]
   assert table.table_names == ("a", "b")
   assert all(t.shape.as_list() == [2] for t in stats.values())
   with tf1.Session() as sess:
@@ -245,6 +249,8 @@ def test_stats_report_each_tables_entries_memory_and_time():
     before = sess.run(stats)
     sess.run(fill, {ids: np.arange(100_000)})
     after = sess.run(stats)
+    sess.run(stats_of_added)
+    np.testing.assert_array_equal(sess.run(value_of_5), [[0]])
   assert before["entries"].tolist() == [0, 0]
   assert after["entries"].tolist() == [0, 100_000]
   assert after["latest_update_time"].tolist() == [0, 1_700_000_000]

@@ -6,6 +6,7 @@ import fcntl
 import itertools
 import os
 import pty
+import signal
 import subprocess
 import sys
 import time
@@ -423,10 +424,14 @@ def _run_cli(args, stdin=None, cwd=None):
       input=stdin, capture_output=True, env=env, cwd=cwd, check=False)
 
 
-def test_a_usage_error_is_one_line_and_status_2(tmp_path):
-  # Not the module's help text and status 1 (absl's default).
-  result = _run_cli(["--gen_type=random", "--variant_type=example",
-                     f"--output_path={tmp_path / 'out'}"])
+@pytest.mark.parametrize("args", [
+    ["--gen_type=random", "--variant_type=example"],  # no features
+    ["--gen_type=random", "--variant_type=bogus"],  # a bad flag value
+    ["--no_such_flag=1"],
+])
+def test_a_usage_error_is_one_line_and_status_2(tmp_path, args):
+  # Not the module's help text (or absl's two flag-error lines) and status 1.
+  result = _run_cli(args + [f"--output_path={tmp_path / 'out'}"])
   assert result.returncode == 2, result.stderr.decode()
   stderr = result.stderr.decode()
   # TF's own lines on import, then one line: no help text.
@@ -434,6 +439,27 @@ def test_a_usage_error_is_one_line_and_status_2(tmp_path):
   last = stderr.strip().splitlines()[-1]
   assert last.startswith("warmup_data_gen: usage error: "), stderr
   assert last.endswith(" (see --help)"), stderr
+
+
+def test_a_closed_stdout_ends_the_tool_by_sigpipe_after_its_output(tmp_path):
+  # `| head` gone before the closing line: no traceback, the output in
+  # place, nothing temporary left.
+  out = tmp_path / "warmup"
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
+             TF_CPP_MIN_LOG_LEVEL="3")
+  child = subprocess.Popen(
+      [sys.executable, "-m",
+       "monolith.native_training.model_export.warmup_data_gen",
+       "--gen_type=random", "--variant_type=example",
+       "--sparse_features=user_id", f"--feature_list={CONF}",
+       "--batch_size=4", "--max_records=4", f"--output_path={out}"],
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+  child.stdout.close()
+  _, stderr = child.communicate(timeout=240)
+  assert child.returncode == -signal.SIGPIPE, stderr.decode()
+  assert b"Traceback" not in stderr, stderr.decode()
+  assert len(_read_tfrecord(str(out))) == 1
+  assert os.listdir(tmp_path) == ["warmup"]
 
 
 def _read_tfrecord(path):

@@ -18,6 +18,7 @@ from typing import (Callable, Iterable, Iterator, List, Mapping, Optional,
                     Sequence, Union)
 
 from absl import app
+from absl import flags
 from absl import logging
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2
@@ -313,22 +314,53 @@ def write_prediction_logs(
 USAGE_ERROR_STATUS = 2
 
 
+def _die_by(sig: int) -> None:
+  """Ends the process by |sig|'s default action, as a shell expects of a
+  command interrupted or writing into a closed pipe (a script's loop stops
+  on it), stdout pointed at /dev/null first so that nothing more fails."""
+  with contextlib.suppress(OSError, ValueError):
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+  signal.signal(sig, signal.SIG_DFL)
+  os.kill(os.getpid(), sig)
+
+
 def run_tool(name: str, main: Callable[[Sequence[str]], None]) -> None:
-  """app.run(main) as a shell user expects of a tool: a usage error is one
-  line on stderr and exit status 2 (not the module's whole help text and
-  1), Ctrl-C exits 130 with one line (no traceback; outputs are removed as
-  on any error), and a closed pipe on stdout (`| head`) ends the tool
-  quietly."""
-  signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+  """app.run(main) as a shell user expects of a tool.
+
+  A usage error (a bad flag, or one main refuses) is one line on stderr
+  and exit status 2, not the module's whole help text and 1. Ctrl-C prints
+  one line and ends the tool by SIGINT, and a closed stdout (`| head`) ends
+  it by SIGPIPE, without a traceback; either way outputs are removed as on
+  any error (a closed stderr is only logging's loss: the tool goes on).
+
+  Args:
+    name: the tool's name, which its lines start with.
+    main: the tool's main(argv).
+  """
+
+  def usage_error(e: Exception) -> None:
+    sys.stderr.write(f"{name}: usage error: {e} (see --help)\n")
+    sys.exit(USAGE_ERROR_STATUS)
+
+  def parse_flags(argv: Sequence[str]) -> List[str]:
+    try:
+      return flags.FLAGS(argv)
+    except flags.Error as e:
+      usage_error(e)
 
   def checked_main(argv: Sequence[str]) -> None:
     try:
       main(argv)
     except app.UsageError as e:
-      sys.stderr.write(f"{name}: usage error: {e} (see --help)\n")
-      sys.exit(USAGE_ERROR_STATUS)
-    except KeyboardInterrupt:
-      sys.stderr.write(f"{name}: interrupted\n")
-      sys.exit(130)
+      usage_error(e)
+    # Here, not at exit: a closed stdout fails the flush (BrokenPipeError).
+    sys.stdout.flush()
 
-  app.run(checked_main)
+  try:
+    app.run(checked_main, flags_parser=parse_flags)
+  except KeyboardInterrupt:
+    sys.stderr.write(f"{name}: interrupted\n")
+    _die_by(signal.SIGINT)
+  except BrokenPipeError:
+    _die_by(signal.SIGPIPE)
