@@ -331,8 +331,9 @@ def run_tool(name: str, main: Callable[[Sequence[str]], None]) -> None:
   A usage error (a bad flag, or one main refuses) is one line on stderr
   and exit status 2, not the module's whole help text and 1. Ctrl-C prints
   one line and ends the tool by SIGINT, and a closed stdout (`| head`) ends
-  it by SIGPIPE, without a traceback; either way outputs are removed as on
-  any error (a closed stderr is only logging's loss: the tool goes on).
+  it by SIGPIPE, without a traceback; either way an output not complete yet
+  is removed, as on any error (a closed stderr is only logging's loss: the
+  tool goes on).
 
   Args:
     name: the tool's name, which its lines start with.
