@@ -1133,11 +1133,14 @@ def test_a_table_of_another_config_is_not_reused():
   made = {"a": test_utils.generate_test_hash_table_config(1),
           "b": test_utils.generate_test_hash_table_config(2)}
 
-  def session_of(configs, assign=None, filtered=False):
+  def session_of(configs, assign=None, filtered=False, other_dummy=False):
     graph = tf.Graph()
     with graph.as_default():
       hash_filter = hash_filter_ops.create_hash_filter(
           capacity=1000, split_num=7) if filtered else None
+      if other_dummy:
+        hash_filter = hash_filter_ops.create_dummy_hash_filter(
+            name_suffix="_named_otherwise")
       table = multi_hash_table_ops.MultiHashTable.from_configs(
           configs, hash_filter=hash_filter, name_suffix="ps")
       if assign is not None:
@@ -1153,6 +1156,10 @@ def test_a_table_of_another_config_is_not_reused():
   sess.run(table.as_op())
   # Another graph of the same config shares the tables (as a PS's are).
   sess, table, lookup = session_of(made)
+  sess.run(table.initializer)
+  np.testing.assert_array_equal(sess.run(lookup), [[3]])
+  # Also with a dummy filter of another name (dummies admit alike).
+  sess, table, lookup = session_of(made, other_dummy=True)
   sess.run(table.initializer)
   np.testing.assert_array_equal(sess.run(lookup), [[3]])
   renamed = {"a": made["a"], "c": made["b"]}

@@ -68,7 +68,14 @@ class CreateMultiHashTableOp
       TF_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     TF_RETURN_IF_ERROR(CheckCreatedFromSameConfig(
         cinfo_.name(), resource->created_from(), config_));
-    if (resource->filter() != filter_.get()) {
+    // Two dummy filters admit alike (every id; no state): a graph naming
+    // its dummies otherwise (hash_filters=None, create_hash_filters(n,
+    // False)) may use the table.
+    const std::string& made_by = filter_->created_by();  // op, then attrs
+    const bool both_dummies =
+        resource->filter()->created_by() == made_by &&
+        made_by.substr(0, made_by.find('\n')) == "MonolithDummyHashFilter";
+    if (resource->filter() != filter_.get() && !both_dummies) {
       // Its updates would consult the filter it was made with, not this
       // graph's (e.g. a dummy filter after admission was turned on).
       return errors::FailedPrecondition(
