@@ -30,6 +30,14 @@ requirements=(tensorflow==2.16.2 tensorflow-recommenders-addons==0.8.1
 
 log() { echo "[tfra] $*" >&2; }
 
+for arg in "$@"; do
+  case "$arg" in
+    -h | --help)
+      # The flags only: not after the venv (2.2 GB) and the build.
+      exec python3 "$here/tfra_peer_benchmark.py" --help ;;
+  esac
+done
+
 stamp="$venv/.tfra-requirements"
 if [ "$(cat "$stamp" 2>/dev/null)" != "${requirements[*]}" ]; then
   log "setting up the TFRA venv in $venv: ${requirements[*]}"
