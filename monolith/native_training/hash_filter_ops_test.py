@@ -3,7 +3,6 @@
 import contextlib
 import os
 import shutil
-import time
 from unittest import mock
 
 import numpy as np
@@ -486,22 +485,14 @@ def test_a_save_or_restore_whose_caller_gave_up_stops(tmp_path):
   restore = hash_filter_ops.restore_hash_filter(hash_filter, basename, True)
   grad = _admission_of_1_and_2(hash_filter)
 
-  def deadline_into(fetch):
-    # A tenth of the way into a run of |fetch| (timed once), whatever the
-    # host.
-    start = time.monotonic()
-    sess.run(fetch)
-    return tf1.RunOptions(
-        timeout_in_ms=max(1, int(100 * (time.monotonic() - start))))
-
   with tf1.Session() as sess:
-    deadline = deadline_into(save)
+    deadline = test_utils.deadline_into(sess, save)
     shutil.rmtree(str(tmp_path))
     with pytest.raises(tf.errors.DeadlineExceededError):
       sess.run(save, options=deadline)
     assert not os.path.exists(str(tmp_path)) or os.listdir(str(tmp_path)) == []
     sess.run(save)  # of no counts
-    deadline = deadline_into(restore)
+    deadline = test_utils.deadline_into(sess, restore)
     sess.run(grad)
     sess.run(grad)
     with pytest.raises(tf.errors.DeadlineExceededError):

@@ -611,13 +611,6 @@ def test_save_restore(tmp_path):
   np.testing.assert_array_equal(values["slot3"], [[0, 0, 0]])
 
 
-def _seconds_to_run(sess, fetch):
-  """How long a run of `fetch` takes (its graph already registered)."""
-  start = time.monotonic()
-  sess.run(fetch)
-  return time.monotonic() - start
-
-
 @pytest.mark.parametrize("on_ps", [False, True])
 def test_a_save_or_restore_whose_caller_gave_up_stops(tmp_path, on_ps):
   """A run's deadline cancels its step, on a PS task too: the save stops and
@@ -643,8 +636,7 @@ def test_a_save_or_restore_whose_caller_gave_up_stops(tmp_path, on_ps):
     sess.run(assign, {ids: np.arange(num_ids)})
     # Each op run once first (its graph registered on the PS), timed: the
     # deadline falls a tenth of the way into the work, whatever the host.
-    deadline = tf1.RunOptions(
-        timeout_in_ms=max(1, int(100 * _seconds_to_run(sess, save))))
+    deadline = test_utils.deadline_into(sess, save)
     for name in os.listdir(folder):
       os.remove(os.path.join(folder, name))
     with pytest.raises(tf.errors.DeadlineExceededError):
@@ -657,8 +649,7 @@ def test_a_save_or_restore_whose_caller_gave_up_stops(tmp_path, on_ps):
     assert os.listdir(folder) == []
 
     sess.run(save)
-    deadline = tf1.RunOptions(
-        timeout_in_ms=max(1, int(100 * _seconds_to_run(sess, restore))))
+    deadline = test_utils.deadline_into(sess, restore)
     sess.run(assign, {ids: [num_ids]})
     with pytest.raises(tf.errors.DeadlineExceededError):
       sess.run(restore, options=deadline)

@@ -1,6 +1,7 @@
 """Helpers shared by hash table tests."""
 
 import threading
+import time
 from typing import Any, List, Tuple
 
 from absl import logging
@@ -103,6 +104,17 @@ def _start_cluster(num_ps: int) -> List[tf.distribute.Server]:
   ]
   logging.info("Started the test cluster %s.", cluster_dict)
   return servers
+
+
+def deadline_into(sess: tf.compat.v1.Session,
+                  fetch: Any) -> tf.compat.v1.RunOptions:
+  """RunOptions whose deadline falls a tenth of the way into a run of
+  `fetch` in `sess`, timed once here (which also registers its graph on its
+  tasks): a run under it is cancelled mid-way whatever the host."""
+  start = time.monotonic()
+  sess.run(fetch)
+  return tf.compat.v1.RunOptions(
+      timeout_in_ms=max(1, int(100 * (time.monotonic() - start))))
 
 
 def run_in_threads(sess: tf.compat.v1.Session,
