@@ -223,6 +223,13 @@ EmbeddingHashTable::~EmbeddingHashTable() = default;
 Status EmbeddingHashTable::Create(const EmbeddingHashTableConfig& config,
                                   uint64_t seed,
                                   std::unique_ptr<EmbeddingHashTable>* table) {
+  if (config.has_gpucuco()) {
+    // A host table in its stead would train and save as if it were one.
+    return InvalidArgumentError(
+        "a gpucuco config is for GpuRowTable (hash_table/gpu/gpu_row_table.h, "
+        "tables in GPU memory), not EmbeddingHashTable; use cuckoo {} for a "
+        "table in host memory");
+  }
   MONOLITH_RETURN_IF_ERROR(CheckInitialCapacity(config.initial_capacity()));
   MONOLITH_RETURN_IF_ERROR(
       CheckSlotExpireTimeConfig(config.slot_expire_time_config()));

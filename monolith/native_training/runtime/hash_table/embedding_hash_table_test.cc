@@ -817,6 +817,17 @@ TEST(EmbeddingHashTableTest, SkipZeroEmbeddingIsServingOnlyWithTheOriginalsZero)
   EXPECT_TRUE(serving->Contains(3));
 }
 
+TEST(EmbeddingHashTableTest, RefusesGpucucoConfig) {
+  std::unique_ptr<EmbeddingHashTable> table;
+  const Status refused = EmbeddingHashTable::Create(
+      ParseConfig(SgdTable(2, "gpucuco {}")), 1, &table);
+  EXPECT_EQ(refused.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.message().find("gpucuco config is for GpuRowTable"),
+            std::string::npos)
+      << refused.message();
+  EXPECT_EQ(table, nullptr);
+}
+
 TEST(EmbeddingHashTableTest, SkipZeroEmbeddingErasesOnAssignAndSkipsRestore) {
   auto table = MakeTable(R"pb(
     entry_config {
