@@ -346,7 +346,7 @@ def _run_per_filter(session: tf.compat.v1.Session,
               options=options)
 
 
-def _filter_name(hash_filter: tf.Tensor) -> str:
+def filter_name(hash_filter: tf.Tensor) -> str:
   """The filter's shared name, or (a handle not made by a filter op) its
   tensor's name."""
   try:
@@ -365,7 +365,7 @@ def _claim_checkpoint_files(basename: str,
   with (hash_filters[0].graph.as_default()
         if hash_filters else contextlib.nullcontext()):
     claimed = graph_meta.get_meta("hash_filter_checkpoint_files", dict)
-  names = tuple(_filter_name(f) for f in hash_filters)
+  names = tuple(filter_name(f) for f in hash_filters)
   if claimed.setdefault(basename, names) != names:
     raise ValueError(
         f"another HashFilterCheckpointSaverListener saves other hash filters "

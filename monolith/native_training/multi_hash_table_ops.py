@@ -2278,6 +2278,145 @@ class MultiHashTableRestorerSaverListener(
                  sum(int(n) for counts in evicted for n in counts))
 
 
+class MultiHashTableStatsHook(tf.compat.v1.train.SessionRunHook):
+  """Logs the tables' sizes, and the filters' admission figures, while
+  training runs: a PS's memory grows with every new id, and a filter too
+  small for its traffic admits what it cannot place, which nothing else
+  shows.
+
+  Every `every_n_secs` (after the first step, then after the first step
+  that ends past each interval) and at the end, one line per table: its
+  entries, memory, bytes per entry and the entries added since the
+  previous line; one line per filter: its occupied cells of its capacity
+  and its failures, at WARNING when they grew since the previous report. The figures are
+  read in a run of their own (`MultiHashTable.stats()`,
+  `hash_filter_ops.filter_stats`), on the tables' and filters' tasks, not
+  with the training step. With `summary_dir`, also TensorBoard scalars
+  ("hash_table/<shared name>/<table>/entries" and ".../memory_bytes",
+  "hash_filter/<name>/estimated_elements" and ".../failures") at the
+  global step.
+
+  Args:
+    tables: the `MultiHashTable`s (e.g. `dist.tables` of a
+      `DistributedMultiTypeHashTable`); None: every MultiHashTable of the
+      graph when the session begins. GPU tables are left out (logged).
+    hash_filters: filter handles (e.g. of `create_hash_filters`).
+    every_n_secs: the interval between reports, > 0.
+    summary_dir: where to write the summaries, or None for none.
+  """
+
+  def __init__(self,
+               tables: Optional[Sequence["MultiHashTable"]] = None,
+               hash_filters: Sequence[tf.Tensor] = (),
+               every_n_secs: float = 600.0,
+               summary_dir: Optional[str] = None):
+    if (not isinstance(every_n_secs, numbers.Real) or
+        isinstance(every_n_secs, bool) or not every_n_secs > 0 or
+        math.isinf(every_n_secs)):
+      raise ValueError(
+          f"every_n_secs must be a finite number > 0, got {every_n_secs!r}")
+    self._tables = None if tables is None else list(tables)
+    self._hash_filters = list(hash_filters)
+    self._every_n_secs = float(every_n_secs)
+    self._summary_dir = summary_dir
+    # Set by begin(): what a report fetches, and whose figures they are.
+    self._fetches = {}
+    self._table_names = []  # (shared name, table names) of each table
+    self._filter_names = []
+    self._last_report = None  # time.monotonic() of the latest report
+    self._last_entries = {}  # (shared name, table) -> entries then
+    self._last_failures = {}  # filter name -> failures then
+
+  def begin(self) -> None:
+    tables = (tf.compat.v1.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY)
+              if self._tables is None else self._tables)
+    gpu = [t.shared_name for t in tables if t.on_gpu]
+    if gpu:
+      logging.info("MultiHashTableStatsHook: GPU tables %s are not "
+                   "reported (stats() reads CPU tables).", ", ".join(gpu))
+    tables = [t for t in tables if not t.on_gpu]
+    self._table_names = [(t.shared_name, t.table_names) for t in tables]
+    self._filter_names = [
+        hash_filter_ops.filter_name(f) for f in self._hash_filters
+    ]
+    with tf.name_scope("table_stats"):
+      self._fetches = {
+          "tables": [t.stats() for t in tables],
+          "filters": [
+              hash_filter_ops.filter_stats(f) for f in self._hash_filters
+          ],
+      }
+    global_step = tf.compat.v1.train.get_global_step()
+    if global_step is not None:
+      self._fetches["global_step"] = global_step
+    self._last_report = None
+
+  def after_run(self, run_context: tf.compat.v1.train.SessionRunContext,
+                run_values: tf.compat.v1.train.SessionRunValues) -> None:
+    now = time.monotonic()
+    if (self._last_report is None or
+        now - self._last_report >= self._every_n_secs):
+      self._last_report = now
+      self._report(run_context.session)
+
+  def end(self, session: tf.compat.v1.Session) -> None:
+    self._report(session)
+
+  def _report(self, session: tf.compat.v1.Session) -> None:
+    """Reads the figures and logs (and writes) them."""
+    try:
+      figures = session.run(self._fetches)
+    except tf.errors.OpError as e:
+      # Watching must not end training; the step reports a lost task.
+      logging.warning("MultiHashTableStatsHook: could not read the figures: "
+                      "%s", e)
+      return
+    scalars = []
+    for (shared_name, names), read in zip(self._table_names,
+                                          figures["tables"]):
+      for i, name in enumerate(names):
+        entries = int(read["entries"][i])
+        memory = int(read["memory_bytes"][i])
+        key = (shared_name, name)
+        previous = self._last_entries.get(key)
+        self._last_entries[key] = entries
+        logging.info(
+            "MultiHashTable %s table %s: %d entries, %.1f MiB (%s bytes per "
+            "entry)%s.", shared_name, name, entries, memory / 2**20,
+            f"{memory / entries:.0f}" if entries else "-",
+            "" if previous is None else
+            f", {entries - previous:+d} entries since the last report")
+        scalars += [(f"hash_table/{shared_name}/{name}/entries", entries),
+                    (f"hash_table/{shared_name}/{name}/memory_bytes", memory)]
+    for name, read in zip(self._filter_names, figures["filters"]):
+      failures = int(read["failures"])
+      previous = self._last_failures.get(name)
+      self._last_failures[name] = failures
+      line = (f"Hash filter {name}: {int(read['estimated_elements'])} of "
+              f"{int(read['capacity'])} cells occupied, {failures} failures")
+      if previous is not None:
+        line += f" ({failures - previous:+d} since the last report)"
+      if previous is not None and failures > previous:
+        logging.warning(
+            "%s: ids it could not place were admitted as if past their "
+            "threshold; a filter this small for its traffic filters less "
+            "(give it a larger capacity).", line)
+      else:
+        logging.info("%s.", line)
+      scalars += [
+          (f"hash_filter/{name}/estimated_elements",
+           int(read["estimated_elements"])),
+          (f"hash_filter/{name}/failures", failures)]
+    if self._summary_dir and scalars:
+      summary = tf.compat.v1.Summary(value=[
+          tf.compat.v1.Summary.Value(tag=tag, simple_value=value)
+          for tag, value in scalars
+      ])
+      writer = tf.compat.v1.summary.FileWriterCache.get(self._summary_dir)
+      writer.add_summary(summary, figures.get("global_step"))
+      writer.flush()
+
+
 ops.register_proto_function(
     _MULTI_HASH_TABLE_GRAPH_KEY,
     proto_type=multi_hash_table_ops_pb2.MultiHashTableProto,

@@ -259,6 +259,87 @@ def test_stats_report_each_tables_entries_memory_and_time():
   assert after["memory_bytes"][0] == before["memory_bytes"][0]
 
 
+def _summaries(directory):
+  """{tag: [(step, value)]} of the event files in `directory`."""
+  found = {}
+  for name in sorted(os.listdir(directory)):
+    for event in tf1.train.summary_iterator(os.path.join(directory, name)):
+      for value in event.summary.value:
+        found.setdefault(value.tag, []).append((event.step, value.simple_value))
+  return found
+
+
+def test_stats_hook_logs_each_table_and_filter_and_writes_summaries(
+    tmp_path, caplog):
+  table = multi_hash_table_ops.MultiHashTable.from_configs(
+      {"a": test_utils.generate_test_hash_table_config(2)},
+      name_suffix="hook")
+  hash_filter = hash_filter_ops.create_hash_filter(1000, 5,
+                                                   name_suffix="hook")
+  ids = tf1.placeholder(tf.int64, [None])
+  global_step = tf1.train.get_or_create_global_step()
+  train = tf.group(
+      table.assign({"a": (ids, tf.ones([tf.size(ids), 2]))}).as_op(),
+      global_step.assign_add(1))
+  hook = multi_hash_table_ops.MultiHashTableStatsHook(
+      hash_filters=[hash_filter], every_n_secs=3600,
+      summary_dir=str(tmp_path))
+  with caplog.at_level(logging.INFO):
+    with tf1.train.MonitoredSession(hooks=[hook]) as sess:
+      sess.run(train, {ids: np.arange(100)})  # reported: the first step
+      sess.run(train, {ids: np.arange(100, 300)})  # within the interval
+    # Closing reports again.
+  lines = [r.getMessage() for r in caplog.records
+           if "MultiHashTable_hook table a:" in r.getMessage()]
+  assert len(lines) == 2, lines
+  assert re.search(r": 100 entries, [0-9.]+ MiB \([0-9]+ bytes per entry\)\.$",
+                   lines[0]), lines[0]
+  assert re.search(r": 300 entries, .*\+200 entries since", lines[1]), lines[1]
+  filter_lines = [r for r in caplog.records
+                  if "Hash filter MonolithHashFilterhook:" in r.getMessage()]
+  assert [r.levelno for r in filter_lines] == [logging.INFO] * 2
+  assert "0 of 1000 cells occupied, 0 failures" in filter_lines[0].getMessage()
+  summaries = _summaries(str(tmp_path))
+  assert summaries["hash_table/MonolithMultiHashTable_hook/a/entries"] == [
+      (1, 100), (2, 300)]
+  assert len(summaries["hash_filter/MonolithHashFilterhook/failures"]) == 2
+
+
+def test_stats_hook_warns_while_a_filters_failures_grow(caplog):
+  failures = tf1.get_variable("failures", [], tf.int64,
+                              initializer=tf1.zeros_initializer())
+
+  def stats(_):
+    return {"capacity": tf.constant(300, tf.int64),
+            "estimated_elements": tf.constant(299, tf.int64),
+            "failures": failures.read_value(),
+            "memory_bytes": tf.constant(2000, tf.int64)}
+
+  hash_filter = hash_filter_ops.create_hash_filter(300, 5, name_suffix="full")
+  fail = failures.assign_add(7)
+  nothing = tf.no_op()
+  with mock.patch.object(hash_filter_ops, "filter_stats", stats):
+    hook = multi_hash_table_ops.MultiHashTableStatsHook(
+        tables=[], hash_filters=[hash_filter], every_n_secs=1e-9)
+    with caplog.at_level(logging.INFO):
+      with tf1.train.MonitoredSession(hooks=[hook]) as sess:
+        sess.run(fail)  # 7 at the first report: no earlier one to grow from
+        sess.run(nothing)  # unchanged
+        sess.run(fail)  # grew
+  records = [r for r in caplog.records if "MonolithHashFilterfull" in
+             r.getMessage()]
+  assert [r.levelno for r in records] == [
+      logging.INFO, logging.INFO, logging.WARNING, logging.INFO]
+  assert "14 failures (+7 since the last report)" in records[2].getMessage()
+  assert "give it a larger capacity" in records[2].getMessage()
+
+
+def test_stats_hook_refuses_a_bad_interval():
+  for bad in (0, -1.0, float("inf"), float("nan"), True, "60"):
+    with pytest.raises(ValueError, match="every_n_secs"):
+      multi_hash_table_ops.MultiHashTableStatsHook(every_n_secs=bad)
+
+
 def _one_day_expiry_table():
   """A table "slot0" of dim 1 whose entries expire after a day."""
   config = test_utils.generate_test_hash_table_config(1)
