@@ -2288,8 +2288,8 @@ class MultiHashTableStatsHook(tf.compat.v1.train.SessionRunHook):
   that ends past each interval) and at the end, one line per table: its
   entries, memory, bytes per entry and the entries added since the
   previous line; one line per filter: its occupied cells of its capacity
-  and its failures, at WARNING when they grew since the previous report. The figures are
-  read in a run of their own (`MultiHashTable.stats()`,
+  and its failures, at WARNING when they grew since the previous report.
+  The figures are read in a run of their own (`MultiHashTable.stats()`,
   `hash_filter_ops.filter_stats`), on the tables' and filters' tasks, not
   with the training step. With `summary_dir`, also TensorBoard scalars
   ("hash_table/<shared name>/<table>/entries" and ".../memory_bytes",
