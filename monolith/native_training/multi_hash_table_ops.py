@@ -60,6 +60,38 @@ hash_table_ops = gen_monolith_ops
 _TIMEOUT_SECS = 60 * 60
 _MULTI_HASH_TABLE_GRAPH_KEY = "monolith_multi_hash_tables"
 
+# A table's checkpoint files add up to ~50 bytes to its shared name
+# (".meta-00000-of-00001-tmp-<16 hex>.partial"), of a file name's 255.
+_MAX_SHARED_NAME_BYTES = 200
+# What follows a table's name in its shard files (sharded_files.h).
+_SHARD_SUFFIX_RE = re.compile(r"-[0-9]{5}-of-[0-9]{5}")
+
+
+def _check_shared_name(shared_name: str, source: str) -> None:
+  """Refuses a shared name that cannot name a table's checkpoint files
+  ("<asset dir><shared name>[.meta]-SSSSS-of-NNNNN"): a path separator
+  would write them outside the asset directory, and a name ending in
+  ".meta" or holding a shard suffix would name another table's files (a
+  save then deletes or overwrites them). `source` says where the name came
+  from, for the error."""
+  problem = None
+  if any(c in "/\\" or ord(c) < 32 or c == "\x7f" for c in shared_name):
+    problem = "holds a path separator or a control character"
+  elif shared_name.endswith(".meta"):
+    problem = (f"ends with .meta: its files would be named as the meta "
+               f"files of table {shared_name[:-len('.meta')]!r}")
+  elif _SHARD_SUFFIX_RE.search(shared_name):
+    problem = ("holds a shard suffix (-SSSSS-of-NNNNN): its files would be "
+               "named as another table's")
+  elif len(shared_name.encode()) > _MAX_SHARED_NAME_BYTES:
+    problem = (f"is longer than {_MAX_SHARED_NAME_BYTES} bytes: its files' "
+               "names would pass the file system's 255")
+  if problem:
+    raise ValueError(f"{source}: the shared name {shared_name!r} names the "
+                     f"table's checkpoint files, so it must not be as it is: "
+                     f"it {problem}")
+
+
 # Per table name: (ids, values) or (ids, gradients).
 IdsAndValues = Dict[str, Tuple[tf.Tensor, tf.Tensor]]
 
@@ -793,6 +825,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     self._ps_shard = None
     self._ps_placement = None
     self._shared_name = "_".join([MultiHashTable.NAME_PREFIX, name_suffix])
+    _check_shared_name(self._shared_name, f"name_suffix {name_suffix!r}")
     self._check_and_insert_name(self._shared_name)
     with tf.device(device):
       # Creation and use are separate ops: uses read the shared resource.
@@ -836,6 +869,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
         ops.prepend_name_scope(proto.learning_rate_tensor, import_scope))
     self._saver_parallel = proto.saver_parallel
     self._shared_name = proto.shared_name
+    _check_shared_name(self._shared_name, "MultiHashTableProto")
     # Taken in this graph now (the graph that exported it may be this one):
     # a new table of the same name would share the resource.
     graph_meta.get_meta("multi_hash_table_metadata",

@@ -67,6 +67,36 @@ def test_a_proto_placing_a_table_on_no_ps_is_refused(num_ps, ps_index):
     multi_hash_table_ops.MultiHashTable.from_proto(proto, import_scope=scope)
 
 
+@pytest.mark.parametrize("suffix, problem", [
+    ("a/b", "path separator"),
+    ("/../../x", "path separator"),
+    ("tab\n", "control character"),
+    ("x.meta", "meta files of table 'MonolithMultiHashTable_x'"),
+    ("x-00000-of-00001-tmp", "shard suffix"),
+    ("a" * 200, "longer than 200 bytes"),
+])
+def test_a_name_suffix_that_cannot_name_files_is_refused(suffix, problem):
+  config = {"a": test_utils.generate_test_hash_table_config(1)}
+  with pytest.raises(ValueError, match=re.escape(problem)):
+    multi_hash_table_ops.MultiHashTable.from_configs(config,
+                                                     name_suffix=suffix)
+  with tf.name_scope("scope") as scope:
+    proto = multi_hash_table_ops.MultiHashTable.from_configs(
+        config, name_suffix="ok").to_proto(export_scope=scope)
+  proto.shared_name = "MonolithMultiHashTable_" + suffix
+  with pytest.raises(ValueError, match="MultiHashTableProto: .*" +
+                     re.escape(problem)):
+    multi_hash_table_ops.MultiHashTable.from_proto(proto, import_scope=scope)
+
+
+def test_name_suffixes_of_dots_dashes_and_spaces_are_taken():
+  for suffix in ("v2.1", "a-b", "user ids", "meta", "x.meta.y"):
+    table = multi_hash_table_ops.MultiHashTable.from_configs(
+        {"a": test_utils.generate_test_hash_table_config(1)},
+        name_suffix=suffix)
+    assert table.shared_name == "MonolithMultiHashTable_" + suffix
+
+
 def test_lookup_assign_add_reinitialize():
   table = multi_hash_table_ops.MultiHashTable.from_configs(
       configs={
