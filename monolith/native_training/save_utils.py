@@ -256,7 +256,11 @@ class SaveHelper:
     own_base = os.path.basename(self._basename)
     try:
       # Object stores list directories with a trailing "/".
-      names = [name.rstrip("/") for name in tf.io.gfile.listdir(ckpt_dir)]
+      # "" (a basename "model.ckpt") is the working directory, which
+      # listdir("") does not read.
+      names = [
+          name.rstrip("/") for name in tf.io.gfile.listdir(ckpt_dir or ".")
+      ]
     except tf.errors.NotFoundError:
       return StaleCheckpointFiles([], [], [], [])
     except tf.errors.OpError as e:

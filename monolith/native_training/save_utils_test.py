@@ -198,6 +198,19 @@ def test_current_step_is_never_stale(tmp_path):
       [helper.get_ckpt_info_path(3)], [], [])
 
 
+def test_stale_files_of_a_basename_in_the_working_directory(
+    tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  helper = save_utils.SaveHelper("model.ckpt")
+  _make_asset_dir(helper.get_ckpt_asset_dir(helper.get_ckpt_prefix(3)))
+  _touch(helper.get_ckpt_info_path(3))
+  assert helper.get_stale_checkpoint_files(4) == (
+      ["model.ckpt-3.assets"], ["ckpt.info-3"], [], [])
+  assert helper.delete_stale_checkpoint_files(4) == [
+      "model.ckpt-3.assets", "ckpt.info-3"]
+  assert not os.listdir(tmp_path)
+
+
 def test_missing_directory_has_nothing_stale(tmp_path):
   helper = save_utils.SaveHelper(os.path.join(str(tmp_path), "no", "m.ckpt"))
   assert helper.get_stale_checkpoint_files(1) == ([], [], [], [])
