@@ -728,13 +728,24 @@ class DistributedMultiTypeHashTable(
 
     Returns:
       The table, depending on every PS's save.
+
+    Raises:
+      ValueError: `directory` is "" (a tensor's "" fails the save's run
+        with InvalidArgumentError): the saves would go to "/<name>".
     """
     # "dir/" must not become "dir//name": object stores (gs://, s3://)
     # take that for another object than "dir/name". ("/" becomes "".)
     if isinstance(directory, str):
+      if not directory:
+        raise ValueError("save: directory is empty; the PS tables would be "
+                         "saved to the root directory")
       directory = directory.rstrip("/")
     else:
-      directory = tf.strings.regex_replace(directory, "/+$", "")
+      check = tf.debugging.assert_none_equal(
+          directory, "", message="save: directory is empty; the PS tables "
+          "would be saved to the root directory")
+      with tf.control_dependencies([check]):
+        directory = tf.strings.regex_replace(directory, "/+$", "")
     prefixes = {t.ps_shard.group_prefix if t.ps_shard else None
                 for t in self._tables}
     record_path = None

@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import os
 import types
 
 import numpy as np
@@ -279,11 +280,16 @@ def test_save_records_the_ps_count_once_every_ps_saved(cluster, tmp_path):
 
 
 def test_save_directories_with_a_trailing_slash_name_the_same_files(
-    cluster, _fresh_graph):
+    cluster, _fresh_graph, tmp_path):
   graph = _fresh_graph
   table = _create({"a": _config(1)})
   directory = tf1.placeholder(tf.string, [])
-  for given in ("/ckpt/assets", "/ckpt/assets/", "/ckpt/assets//"):
+  # Fetching the basenames runs the saves' marks (files in the directory).
+  assets = str(tmp_path / "assets")
+  other = str(tmp_path / "other")
+  os.makedirs(assets)
+  os.makedirs(other)
+  for given in (assets, assets + "/", assets + "//"):
     table.save(given)
   table.save(directory)
   basenames = [
@@ -293,15 +299,27 @@ def test_save_directories_with_a_trailing_slash_name_the_same_files(
   ]
   assert len(basenames) == 8
   with tf1.Session(cluster[0][0].target, config=cluster[1]) as sess:
-    for tensor_given in ("/ckpt/assets", "/ckpt/assets//", "/"):
+    for tensor_given in (other, other + "//"):
       joined = [
           b.decode()
           for b in sess.run(basenames, {directory: tensor_given})
       ]
-      expected = tensor_given.rstrip("/") + "/MonolithMultiHashTable_"
-      assert joined[:6] == ["/ckpt/assets/MonolithMultiHashTable_0",
-                            "/ckpt/assets/MonolithMultiHashTable_1"] * 3
+      expected = other + "/MonolithMultiHashTable_"
+      assert joined[:6] == [assets + "/MonolithMultiHashTable_0",
+                            assets + "/MonolithMultiHashTable_1"] * 3
       assert joined[-2:] == [expected + "0", expected + "1"]
+
+
+def test_an_empty_save_directory_is_refused(cluster, _fresh_graph):
+  table = _create({"a": _config(1)})
+  with pytest.raises(ValueError, match="directory is empty"):
+    table.save("")
+  directory = tf1.placeholder(tf.string, [])
+  save = table.save(directory).as_op()
+  with tf1.Session(cluster[0][0].target, config=cluster[1]) as sess:
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="directory is empty"):
+      sess.run(save, {directory: ""})
 
 
 def test_restores_read_only_the_saves_that_can_hold_their_ids(
