@@ -591,13 +591,16 @@ def test_a_write_deletes_temporaries_a_killed_write_left(tmp_path,
       # Deleted: unlocked ones, old or a few seconds old (a killed writer's
       # lock went with it).
       "old": "tf_serving_warmup_requests.tmp-0123456789ab",
-      "killed": "tf_serving_warmup_requests.tmp-killed000000",
+      "killed": "tf_serving_warmup_requests.tmp-00000000dead",
       # Kept: one a running writer holds locked, however old (a long
       # replay); one just created (its writer may not have locked it yet);
-      # another output's.
-      "running": "tf_serving_warmup_requests.tmp-running00000",
-      "new": "tf_serving_warmup_requests.tmp-new000000000",
+      # another output's; files named like temporaries but not as a write
+      # names them (a user's backup).
+      "running": "tf_serving_warmup_requests.tmp-0000000000aa",
+      "new": "tf_serving_warmup_requests.tmp-0000000000bb",
       "other": "other.tmp-0123456789ab",
+      "backup": "tf_serving_warmup_requests.tmp-backup",
+      "longer": "tf_serving_warmup_requests.tmp-0123456789abc",
   }
   for key, name in names.items():
     (tmp_path / name).write_bytes(b"partial")
@@ -611,7 +614,8 @@ def test_a_write_deletes_temporaries_a_killed_write_left(tmp_path,
     log = warmup_io.predict_log("m", "serving_default", {})
     assert warmup_io.write_prediction_logs(str(out), [log]) == 1
   assert sorted(os.listdir(tmp_path)) == sorted(
-      [out.name] + [names[k] for k in ("running", "new", "other")])
+      [out.name] +
+      [names[k] for k in ("running", "new", "other", "backup", "longer")])
 
 
 def test_assets_extra_is_created_only_beside_a_saved_model(tmp_path):

@@ -58,7 +58,7 @@ def _request_files(input_folder: str, output_path: Optional[str]) -> list:
   for name in sorted(tf.io.gfile.listdir(input_folder)):
     path = os.path.join(input_folder, name.rstrip("/"))
     if output and (_comparable(path) == output or
-                   _comparable(path).startswith(output + ".tmp-")):
+                   warmup_io.is_temporary_of(_comparable(path), output)):
       logging.info("skipping %s: the output file", path)
       continue
     if tf.io.gfile.isdir(path):

@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import glob
 import os
+import re
 import signal
 import sys
 import time
@@ -115,6 +116,15 @@ STALE_TEMP_SECONDS = 600
 # A local temporary no writer holds locked is deleted once untouched this
 # long: the time between a writer creating it and locking it.
 UNLOCKED_TEMP_SECONDS = 2
+# What a write of an output appends to its name for its temporary.
+_TEMPORARY_SUFFIX_RE = re.compile(r"\.tmp-[0-9a-f]{12}")
+
+
+def is_temporary_of(path: str, output_path: str) -> bool:
+  """Whether `path` is a temporary that a write of `output_path` makes
+  ("<output>.tmp-<12 hex digits>"); a user's "<output>.tmp-backup" is not."""
+  return (path.startswith(output_path) and
+          _TEMPORARY_SUFFIX_RE.fullmatch(path[len(output_path):]) is not None)
 
 
 def _is_local(path: str) -> bool:
@@ -157,6 +167,8 @@ def _delete_stale_temporaries(output_path: str) -> None:
   """
   local = _is_local(output_path)
   for stale in tf.io.gfile.glob(glob.escape(output_path) + ".tmp-*"):
+    if not is_temporary_of(stale, output_path):
+      continue
     try:
       age = time.time() - tf.io.gfile.stat(stale).mtime_nsec / 1e9
       if local:
