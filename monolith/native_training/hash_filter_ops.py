@@ -366,10 +366,13 @@ def _claim_checkpoint_files(basename: str,
         if hash_filters else contextlib.nullcontext()):
     claimed = graph_meta.get_meta("hash_filter_checkpoint_files", dict)
   names = tuple(filter_name(f) for f in hash_filters)
-  if claimed.setdefault(basename, names) != names:
+  # One key for every spelling of the path ("m//model.ckpt", relative).
+  key = (os.path.normpath(basename) if "://" in basename else
+         os.path.abspath(basename))
+  if claimed.setdefault(key, names) != names:
     raise ValueError(
         f"another HashFilterCheckpointSaverListener saves other hash filters "
-        f"({', '.join(claimed[basename])}) at {basename}: filter files are "
+        f"({', '.join(claimed[key])}) at {basename}: filter files are "
         f"named by position (hash_filter_<i>), so the two would overwrite "
         f"each other; pass every filter to one listener")
 

@@ -414,7 +414,8 @@ def test_the_filter_listener_alone_deletes_what_the_saver_deleted(tmp_path):
                                               "model.ckpt-4.assets"]
 
 
-def test_two_listeners_of_other_filters_at_one_basename_are_refused(tmp_path):
+def test_two_listeners_of_other_filters_at_one_basename_are_refused(
+    tmp_path, monkeypatch):
   # Filter files are named by position: a second group's listener would
   # overwrite the first's files, and restores would mix the two.
   basename = os.path.join(str(tmp_path), "model.ckpt")
@@ -432,6 +433,12 @@ def test_two_listeners_of_other_filters_at_one_basename_are_refused(tmp_path):
                      r".*model.ckpt: .*pass every filter to one listener"):
     hash_filter_ops.HashFilterCheckpointSaverListener(
         basename, item, enable_hash_filter=True)
+  # The same path spelled otherwise.
+  monkeypatch.chdir(tmp_path)
+  for spelling in ("model.ckpt", str(tmp_path) + "//model.ckpt"):
+    with pytest.raises(ValueError, match="another HashFilterCheckpointSaver"):
+      hash_filter_ops.HashFilterCheckpointSaverListener(
+          spelling, item, enable_hash_filter=True)
 
 
 def test_restore_without_the_files_is_a_clear_error(tmp_path):
