@@ -1334,7 +1334,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
 
     An entry's dump holds its id, values (`num`), optimizer state (`opt`, one
     `SingleOptimizerDump` per segment that has state) and last update time;
-    an id never written gets a dump with only its id.
+    an id never written gets b"" (an empty dump, as the original's op).
 
     Args:
       slot_to_id: per table name, 1-D int64 ids.

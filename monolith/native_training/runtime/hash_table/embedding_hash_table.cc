@@ -716,8 +716,8 @@ void EmbeddingHashTable::BatchLookupEntry(const int64_t* ids, int64_t n,
   ForEachFound(ids, n, [&](int64_t i, const Slot* slot, const char* entry) {
     EntryDump& dump = entries[i];
     dump.Clear();
-    dump.set_id(ids[i]);
     if (entry != nullptr) {
+      dump.set_id(ids[i]);
       accessor_->Save(entry, &dump);
       dump.set_last_update_ts_sec(slot->timestamp);
     }

@@ -95,8 +95,9 @@ class EmbeddingHashTable {
   int64_t Lookup(int64_t id, float* embedding) const {
     return BatchLookup(&id, 1, embedding);
   }
-  // Full entries (num, optimizer state, update time) of |ids|; a missing id
-  // gets an EntryDump with only its id.
+  // Full entries (id, num, optimizer state, update time) of |ids|; a
+  // missing id gets an empty EntryDump (as the original's, which serializes
+  // to "").
   void BatchLookupEntry(const int64_t* ids, int64_t n,
                         EntryDump* entries) const;
 

@@ -377,8 +377,7 @@ class GpuMultiHashTableLookupOp : public GuardedOpKernel {
 };
 
 // Each id's entry as the CPU kernel gives it: its checkpoint record (a
-// serialized EntryDump), or an EntryDump with the id alone when the table
-// lacks it. Ids and splits in host memory; rows come back through it.
+// serialized EntryDump), or "" (an empty dump) when the table lacks it. Ids and splits in host memory; rows come back through it.
 class GpuMultiHashTableLookupEntryOp : public GuardedOpKernel {
  public:
   explicit GpuMultiHashTableLookupEntryOp(OpKernelConstruction* ctx)
@@ -404,7 +403,6 @@ class GpuMultiHashTableLookupEntryOp : public GuardedOpKernel {
       std::vector<float> rows;
       std::vector<char> found;
       ht::WireWriter wire;
-      ht::EntryDump absent;
       for (int t = 0; t < mtable->size(); ++t) {
         const GpuMultiHashTable::Table& table = mtable->table(t);
         const int width = table.spec.row_floats();
@@ -420,8 +418,7 @@ class GpuMultiHashTableLookupEntryOp : public GuardedOpKernel {
                                    &wire);
               entries(b + j).assign(wire.data(), wire.size());
             } else {
-              absent.set_id(piece_ids[j]);
-              entries(b + j) = absent.SerializeAsString();
+              entries(b + j).clear();  // "", as the CPU kernel's
             }
           }
         }
