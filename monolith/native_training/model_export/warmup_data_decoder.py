@@ -1,0 +1,87 @@
+"""Prints the requests of a TF Serving warmup file, record by record.
+
+The original's `warmup_data_decoder`: `--file_name=F` (a TFRecord of
+PredictionLogs, e.g. `<saved_model>/assets.extra/tf_serving_warmup_requests`)
+prints each record's request in protobuf text format on stdout, headed by
+its index and log type, with the values of string tensors (serialized
+Examples, often kilobytes each) shown as "string_val: ..." unless
+`--show_string_vals`. What cannot be shown (a damaged TFRecord, a record that
+is not a PredictionLog, a log type TF Serving does not run) is one line on
+stderr naming the file, the record and, for framing, the byte offset; the
+tool then exits 1 (2 when it could not read the file at all).
+`warmup_data_check` checks such a file in depth.
+
+    bazel run //monolith/native_training/model_export:warmup_data_decoder -- \\
+        --file_name=/models/ranker/1/assets.extra/tf_serving_warmup_requests
+"""
+
+import re
+import sys
+from typing import List, Sequence, Tuple
+
+from absl import app
+from absl import flags
+from absl import logging
+from google.protobuf import text_format
+import tensorflow as tf
+
+from monolith.native_training.model_export import warmup_data_check
+from monolith.native_training.model_export import warmup_io
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("file_name", None, "The warmup file (TFRecord of "
+                    "PredictionLogs) to print.")
+flags.DEFINE_bool("show_string_vals", False,
+                  "Print string tensors' values too (else \"...\").")
+
+# A string value's line of the text format, as the original elides it.
+_STRING_VAL_LINE_RE = re.compile(r"string_val:.*")
+
+
+def decode_warmup_file(
+    path: str, show_string_vals: bool = False
+) -> Tuple[List[str], List[warmup_data_check.Problem]]:
+  """Each readable record of `path` as text, and the file's problems.
+
+  Returns:
+    "record <i> (<log type>):" and its request's text format, per record
+    that parses as a PredictionLog of a type TF Serving runs; and the
+    problems `warmup_data_check.read_warmup_file` finds.
+
+  Raises:
+    WarmupDataError: `path` does not exist.
+  """
+  logs, problems = warmup_data_check.read_warmup_file(path)
+  blocks = []
+  for index, log in enumerate(logs):
+    if log is None:
+      continue
+    log_type = log.WhichOneof("log_type")
+    text = text_format.MessageToString(getattr(log, log_type).request)
+    if not show_string_vals:
+      text = _STRING_VAL_LINE_RE.sub("string_val: ...", text)
+    blocks.append(f"record {index} ({log_type}):\n{text}")
+  return blocks, problems
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if not FLAGS.file_name:
+    raise app.UsageError("--file_name is required")
+  path = warmup_io.resolve_user_path(FLAGS.file_name)
+  try:
+    blocks, problems = decode_warmup_file(path, FLAGS.show_string_vals)
+  except (warmup_io.WarmupDataError, OSError, tf.errors.OpError) as e:
+    sys.stderr.write(f"warmup_data_decoder: error: {e}\n")
+    sys.exit(2)
+  for block in blocks:
+    print(block, flush=True)
+  if problems:
+    sys.exit("\n".join(f"{path}: {problem}" for problem in problems))
+
+
+if __name__ == "__main__":
+  logging.set_verbosity(logging.WARNING)
+  warmup_io.run_tool("warmup_data_decoder", main)

@@ -1,0 +1,90 @@
+"""Tests of warmup_data_decoder: what it prints of a warmup file."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from monolith.native_training.model_export import warmup_data_decoder
+from monolith.native_training.model_export import warmup_io
+
+
+def _write_two_requests(path):
+  logs = [
+      warmup_io.predict_log("ranker", "serving_default", {
+          "examples": warmup_io.string_tensor([b"serialized-example-0",
+                                               b"serialized-example-1"]),
+      }),
+      warmup_io.predict_log("ranker", "cvr", {
+          "dense": tf.make_tensor_proto(np.array([[0.5, 2.0]], np.float32)),
+      }),
+  ]
+  warmup_io.write_prediction_logs(str(path), logs)
+  return str(path)
+
+
+def test_each_record_is_printed_with_string_values_elided(tmp_path):
+  path = _write_two_requests(tmp_path / "warmup")
+  blocks, problems = warmup_data_decoder.decode_warmup_file(path)
+  assert not problems
+  assert len(blocks) == 2
+  assert blocks[0].startswith("record 0 (predict_log):\nmodel_spec {\n"
+                              "  name: \"ranker\"\n")
+  assert blocks[0].count("string_val: ...") == 2
+  assert "serialized-example" not in blocks[0]
+  assert blocks[1].startswith("record 1 (predict_log):")
+  assert "signature_name: \"cvr\"" in blocks[1]
+  # Numeric tensors as they are (here packed bytes, not elided).
+  assert "key: \"dense\"" in blocks[1]
+  assert "tensor_content: \"\\000\\000\\000?\\000\\000\\000@\"" in blocks[1]
+  shown, _ = warmup_data_decoder.decode_warmup_file(path,
+                                                    show_string_vals=True)
+  assert "string_val: \"serialized-example-1\"" in shown[0]
+
+
+def test_a_damaged_file_prints_what_it_can_and_names_the_problem(tmp_path):
+  path = _write_two_requests(tmp_path / "warmup")
+  with open(path, "ab") as f:
+    f.write(b"\x01\x02\x03")  # a partial record after the last
+  with open(path, "rb") as f:
+    data = f.read()
+  blocks, problems = warmup_data_decoder.decode_warmup_file(path)
+  assert len(blocks) == 2
+  assert [str(p) for p in problems] == [
+      f"record 2: the file ends in a partial record (3 bytes at byte offset "
+      f"{len(data) - 3}): it was cut short; TF Serving's warmup reads a "
+      "partial header as the end of the file and stops there without an "
+      "error"]
+
+
+def _run_cli(args, cwd):
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
+             TF_CPP_MIN_LOG_LEVEL="3", BUILD_WORKING_DIRECTORY=str(cwd))
+  return subprocess.run(
+      [sys.executable, "-m",
+       "monolith.native_training.model_export.warmup_data_decoder"] + args,
+      capture_output=True, env=env, cwd="/", check=False)
+
+
+def test_cli_prints_records_and_exits_by_what_it_found(tmp_path):
+  path = _write_two_requests(tmp_path / "warmup")
+  # A path relative to where `bazel run` was called.
+  ok = _run_cli(["--file_name=warmup"], tmp_path)
+  assert ok.returncode == 0, ok.stderr.decode()
+  out = ok.stdout.decode()
+  assert out.startswith("record 0 (predict_log):\n")
+  assert "record 1 (predict_log):\n" in out
+  with open(path, "ab") as f:
+    f.write(b"\x01")
+  damaged = _run_cli(["--file_name=warmup"], tmp_path)
+  assert damaged.returncode == 1
+  assert "record 1 (predict_log):\n" in damaged.stdout.decode()
+  assert f"{path}: record 2: the file ends in a partial record" in (
+      damaged.stderr.decode())
+  for args, message in ((["--file_name=missing"], b"no such file"),
+                        ([], b"--file_name is required")):
+    result = _run_cli(args, tmp_path)
+    assert result.returncode == 2, result.stderr.decode()
+    assert message in result.stderr.splitlines()[-1], result.stderr.decode()
