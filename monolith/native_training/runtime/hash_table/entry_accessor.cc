@@ -370,8 +370,8 @@ void EntryAccessor::BuildDumpTemplate() {
   constexpr uint32_t kMarkers[2] = {0x5EED0000u, 0x3C1A0000u};
   constexpr uint32_t kMarkerMask = 0xFFFF0000u;
   const size_t words = size_bytes_ / sizeof(uint32_t);
-  // Without optimizer dumps Restore initializes the state, drawing from
-  // the shard's random engine: leave such entries to it.
+  // Entries without optimizer dumps restore through Restore's own path
+  // (initial optimizer state).
   if (dump_size_ == 0 || words == 0 || words > ~kMarkerMask) return;
   // Entries whose words are distinct markers, and their dumps.
   auto marked = [words](uint32_t marker) {
@@ -463,8 +463,15 @@ Status EntryAccessor::Restore(const EntryDump& dump, void* entry) const {
         std::to_string(dim_));
   }
   if (serving_ || !dump.has_opt() || dump.opt().dump_size() == 0) {
-    // The optimizers' initial state; Assign replaces the values drawn.
-    Init(entry, /*seed=*/0, dump.id());
+    // The dump's values and the optimizers' initial state (no initial
+    // values drawn: Assign would replace them).
+    if (serving_) {
+      std::memcpy(entry, zero_entry_.data(), zero_entry_.size());
+    } else {
+      for (const Segment& seg : segments_) {
+        seg.optimizer->Init(At(entry, seg.data_offset));
+      }
+    }
     Assign(dump.num().data(), entry);
     return Status::OK();
   }

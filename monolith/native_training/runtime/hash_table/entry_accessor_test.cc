@@ -257,6 +257,13 @@ TEST(EntryAccessorTest, RestoreWithoutOptimizerStateInitializesIt) {
   accessor->Save(entry.data(), &saved);
   EXPECT_EQ(saved.num(4), 5.0f);
   EXPECT_FLOAT_EQ(saved.opt().dump(1).adagrad().norm(0), 1.0f);
+  // Over any earlier bytes, what a new entry given those values holds.
+  std::vector<char> reused(accessor->SizeBytes(), '\xab');
+  std::vector<char> fresh(accessor->SizeBytes(), '\xab');
+  ASSERT_TRUE(accessor->Restore(dump, reused.data()).ok());
+  accessor->Init(fresh.data(), /*seed=*/3, /*id=*/0);
+  accessor->Assign(dump.num().data(), fresh.data());
+  EXPECT_EQ(reused, fresh);
 }
 
 TEST(EntryAccessorTest, ServingEntryStoresCompressedValues) {
