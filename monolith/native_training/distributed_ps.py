@@ -328,6 +328,7 @@ class DistributedMultiTypeHashTable(
                max_rpc_deadline_millis: int = 30,
                pack_ids: bool = True):
     del max_rpc_deadline_millis  # see Args
+    utils.check_graph_mode("DistributedMultiTypeHashTable")
     if utils.is_integer(num_ps) and num_ps == 0:
       raise ValueError(
           "num_ps must be >= 1, got 0 (for tables on the worker, use a "

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
+from tensorflow.python.eager import context
 
 from monolith.native_training import distributed_ps
 from monolith.native_training import distributed_serving_ops
@@ -61,6 +62,14 @@ def _value(x):
 def _create(configs, num_ps=2, **kwargs):
   return distributed_ps_factory.create_native_multi_hash_table(
       num_ps, configs, **kwargs)
+
+
+def test_building_eagerly_is_a_clear_error():
+  with context.eager_mode():
+    with pytest.raises(RuntimeError,
+                       match="DistributedMultiTypeHashTable builds graph-mode "
+                       "ops .* called eagerly"):
+      _create({"a": _config(1)})
 
 
 def test_float16_transfers_are_refused_for_gpucuco_tables(monkeypatch):

@@ -410,6 +410,7 @@ class HashFilterCheckpointSaverListener(
                enable_save_restore: bool = True,
                timeout_secs: Optional[float] = _TIMEOUT_SECS):
     super().__init__()
+    utils.check_graph_mode("HashFilterCheckpointSaverListener")
     self._run_options = save_utils.checkpoint_run_options(timeout_secs)
     self._helper = save_utils.SaveHelper(basename)
     self._hash_filters = list(hash_filters)
@@ -499,6 +500,7 @@ class HashFilterCheckpointRestorerListener(
                ps_monitor: Optional[Any] = None,
                timeout_secs: Optional[float] = _TIMEOUT_SECS):
     super().__init__()
+    utils.check_graph_mode("HashFilterCheckpointRestorerListener")
     self._run_options = save_utils.checkpoint_run_options(timeout_secs)
     self._basename = basename
     self._helper = save_utils.SaveHelper(basename)

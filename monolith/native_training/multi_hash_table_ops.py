@@ -924,14 +924,11 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
         the tables have different types, gpucuco tables are given a hash
         filter or skip_zero_embedding, or the shared name is already used
         in this graph.
-      RuntimeError: called eagerly (the tables are graph-mode resources),
-        or gpucuco tables cannot run here (no CUDA kernels or no GPU).
+      RuntimeError: called eagerly or inside a tf.function (the tables are
+        graph-mode resources, `utils.check_graph_mode`), or gpucuco tables
+        cannot run here (no CUDA kernels or no GPU).
     """
-    if tf.executing_eagerly():
-      raise RuntimeError(
-          "MultiHashTable builds graph-mode ops for tf.compat.v1 sessions, "
-          "as the original's: build it in a graph (with tf.Graph()."
-          "as_default(): ..., or tf.compat.v1.disable_eager_execution())")
+    utils.check_graph_mode("MultiHashTable")
     for name, handle, maker in (
         ("hash_filter", hash_filter, "create_hash_filters"),
         ("sync_client", sync_client, "create_parameter_sync_clients")):
@@ -1937,6 +1934,7 @@ class MultiHashTableCheckpointSaverListener(
                compression_type: str = "SNAPPY",
                timeout_secs: Optional[float] = _TIMEOUT_SECS):
     super().__init__()
+    utils.check_graph_mode("MultiHashTableCheckpointSaverListener")
     self._write_ckpt_info = write_ckpt_info
     self._compression_type = _checked_compression_type(compression_type)
     self._run_options = save_utils.checkpoint_run_options(timeout_secs)
@@ -2126,6 +2124,7 @@ class MultiHashTableCheckpointRestorerListener(
   def __init__(self, basename: str, ps_monitor: Optional[Any] = None,
                timeout_secs: Optional[float] = _TIMEOUT_SECS):
     super().__init__()
+    utils.check_graph_mode("MultiHashTableCheckpointRestorerListener")
     self._basename = basename
     self._ps_monitor = ps_monitor
     self._run_options = save_utils.checkpoint_run_options(timeout_secs)
@@ -2285,6 +2284,7 @@ class MultiHashTableRestorerSaverListener(
   """
 
   def __init__(self, ckpt_prefix: str):
+    utils.check_graph_mode("MultiHashTableRestorerSaverListener")
     self._ckpt_prefix = ckpt_prefix
     self._evicted = {}  # id(table) -> the evicted counts of its evict op
     for table in tf.compat.v1.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY):

@@ -242,6 +242,31 @@ def write_file_atomically(path: str, text: str) -> None:
     raise
 
 
+def check_graph_mode(what: str) -> None:
+  """Refuses to build `what` eagerly or inside a tf.function's trace.
+
+  The tables, their filters and checkpoint listeners are graph-mode
+  resources for tf.compat.v1 sessions, as the original's. Inside a
+  tf.function they would be left out of the enclosing graph's collections
+  (so out of its checkpoints and initializers), created again at every
+  retrace, and exported empty by tf.saved_model.save.
+
+  Raises:
+    RuntimeError: eager execution, or the default graph is a function's.
+  """
+  if tf.executing_eagerly():
+    where = "eagerly"
+  elif tf.compat.v1.get_default_graph().building_function:
+    where = "inside a tf.function"
+  else:
+    return
+  raise RuntimeError(
+      f"{what} builds graph-mode ops for tf.compat.v1 sessions, as the "
+      f"original's, and was called {where}: build it in a graph (with "
+      "tf.Graph().as_default(): ..., or after "
+      "tf.compat.v1.disable_eager_execution()), outside any tf.function")
+
+
 def add_to_collections(names: Union[str, List[str]], value: Any) -> None:
   """Adds `value` to the collections `names`; empty values are skipped."""
   if isinstance(value, (bool, int, float, str)) or value:
