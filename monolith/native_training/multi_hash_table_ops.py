@@ -2116,7 +2116,8 @@ class MultiHashTableCheckpointRestorerListener(
     basename: the checkpoint path prefix; the latest checkpoint of its
       directory is restored (or the one rolled back to).
     ps_monitor: when given, only the devices it reports uninitialized
-      (`is_ps_uninitialized(session, device)`) are restored.
+      (`needs_restore(device, uninitialized_ps_tasks(session))`) are
+      restored.
     timeout_secs: the deadline of the restore's run (default an hour, as
       the original; at most a year); None for none (a year).
   """
@@ -2153,9 +2154,12 @@ class MultiHashTableCheckpointRestorerListener(
                    os.path.dirname(self._basename))
       return
     restore_ops = []
+    # One look at the PS tasks (a run reaching every one), not one a device.
+    uninitialized = (self._ps_monitor.uninitialized_ps_tasks(session)
+                     if self._ps_monitor else None)
     for device, device_ops in self._restore_ops_per_device.items():
-      if not self._ps_monitor or self._ps_monitor.is_ps_uninitialized(
-          session, device):
+      if uninitialized is None or self._ps_monitor.needs_restore(
+          device, uninitialized):
         restore_ops.extend(device_ops)
     if not restore_ops:
       session.run([

@@ -9,6 +9,7 @@ also the master, as in the original's test.
 """
 
 import os
+import traceback
 from typing import List, NamedTuple
 
 import numpy as np
@@ -116,7 +117,8 @@ def _values(sess, job: _Job):
 
 
 @pytest.mark.parametrize("original_hooks", [False, True])
-def test_only_the_restarted_ps_is_restored(tmp_path, original_hooks):
+def test_only_the_restarted_ps_is_restored(tmp_path, original_hooks,
+                                          monkeypatch):
   model_dir = str(tmp_path)
   ps0, ps1 = (tf.distribute.Server.create_local_server() for _ in range(2))
   master = ps0
@@ -145,7 +147,19 @@ def test_only_the_restarted_ps_is_restored(tmp_path, original_hooks):
       assert job.monitor.is_ps_uninitialized(sess, utils.ps_device(1))
       assert not job.monitor.is_ps_uninitialized(sess, "/job:ps/task:0")
       assert job.monitor.is_ps_uninitialized(sess, "/job:worker/task:0")
+    # Who looked at the PS tasks (each look is a run reaching every task).
+    lookers = []
+    look = job.monitor.uninitialized_ps_tasks
+    monkeypatch.setattr(
+        job.monitor, "uninitialized_ps_tasks", lambda sess: lookers.append(
+            traceback.extract_stack()[-2].name) or look(sess))
     with _monitored_session(job, master.target, config, model_dir) as sess:
+      # The tables' restorer looks once a restore for the devices it
+      # restores (not once a device), besides the look for the global
+      # step's device that finds the step it restores from.
+      restores = lookers.count("is_ps_uninitialized")
+      assert restores >= 1 and lookers.count("before_restore") == restores
+      monkeypatch.undo()
       assert _values(sess, job) == (2, 1, [2.0, 1.0])
       assert job.monitor.uninitialized_ps_tasks(sess) == set()
       sess.run(job.train_op)
