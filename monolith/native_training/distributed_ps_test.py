@@ -413,6 +413,48 @@ def test_learning_rate_follows_the_global_step_and_is_computed_on_worker(
                                  rtol=1e-6)
 
 
+def test_each_ps_tables_take_its_rate_vector_whole(cluster):
+  # Not a Reshape of each table's slice joined back on every PS (graphs of
+  # hundreds of tables on tens of PS took minutes to build): the same
+  # rates, so the same updates, in a graph whose size does not follow
+  # tables x PS.
+  configs = {
+      "a": _config(1, learning_rate=0.5),
+      "b": _config(2, learning_rate=0.25),
+      "c": _config(1, learning_rate=1.0),
+  }
+  table = _create(configs)
+  graph = tf1.get_default_graph()
+  rates = [
+      graph.get_operation_by_name(f"dmtht_ps_{i}/learning_rate").outputs[0]
+      for i in range(2)
+  ]
+  creates = [op for op in graph.get_operations()
+             if op.type == "CreateMonolithMultiHashTable"]
+  assert len(creates) == 2
+  per_ps_ops = [op.type for op in graph.get_operations()
+                if op.name.startswith("dmtht_ps_")]
+  assert "Reshape" not in per_ps_ops and "ConcatV2" not in per_ps_ops
+  ids = _id([0, 1, 2, 3])
+  grads = {name: (ids, tf.ones([4, 1 if name != "b" else 2]))
+           for name in configs}
+  train = table.apply_gradients(
+      grads, tf1.train.get_or_create_global_step()).as_op()
+  looked_up = table.lookup({name: ids for name in configs})
+  optimize_rates = {
+      op.inputs[-3] for op in graph.get_operations()
+      if op.type.startswith("MonolithMultiHashTableOptimize")
+  }
+  with _session(cluster) as sess:
+    sess.run(train)
+    values = sess.run(looked_up)
+    np.testing.assert_allclose(sess.run(rates), [[0.5, 0.25, 1.0]] * 2)
+  np.testing.assert_allclose(values["a"], [[-0.5]] * 4)
+  np.testing.assert_allclose(values["b"], [[-0.25, -0.25]] * 4)
+  np.testing.assert_allclose(values["c"], [[-1.0]] * 4)
+  assert optimize_rates <= set(rates), optimize_rates
+
+
 def test_repeated_ids_are_sent_once_with_their_summed_gradient(cluster):
   table = _create({"a": _config(2)})
   ids = [0, 3, 0, 1, 3, 0, -1]

@@ -296,9 +296,30 @@ def learning_rate_tensor(cc: CachedConfig) -> tf.Tensor:
     if pending:
       pieces.append(tf.cast(tf.stack(pending), tf.float32))
       pending = []
-    pieces.append(tf.cast(tf.reshape(rates, [-1]), tf.float32))
+    if rates.shape.rank != 1:
+      rates = tf.reshape(rates, [-1])
+    pieces.append(tf.cast(rates, tf.float32))
   if pending:
     pieces.append(tf.cast(tf.stack(pending), tf.float32))
+  return _joined_rates(pieces)
+
+
+def _joined_rates(pieces: List[tf.Tensor]) -> tf.Tensor:
+  """The concatenation of `pieces`, float32 vectors.
+
+  Where they are every output of one split, in order (the slices of each
+  PS's rate vector that `DistributedMultiTypeHashTable` hands its tables'
+  configs), that split's input: joining them back was a Reshape per table
+  on every PS when the graph was built (most of its build time with
+  hundreds of tables on tens of PS tasks) and a split and concat per PS
+  at every step.
+  """
+  split = pieces[0].op
+  if (split.type == "SplitV" and len(pieces) == len(split.outputs) and
+      all(p.op is split and p.value_index == i for i, p in enumerate(pieces))
+      and split.inputs[0].dtype == tf.float32 and
+      split.inputs[0].shape.rank == 1):
+    return split.inputs[0]
   return pieces[0] if len(pieces) == 1 else tf.concat(pieces, axis=0)
 
 
