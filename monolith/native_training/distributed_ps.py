@@ -170,20 +170,16 @@ def _saves_of_one_ps_group(basenames: List[Any]) -> bool:
 
 
 class _Split(NamedTuple):
-  """The ids of one slot (and their values), split by PS."""
+  """The ids of one slot, split by PS."""
   # Per PS, its ids, in their order in the input.
   ids: List[tf.Tensor]
   # Per PS, the positions of its ids in the input; None with one PS (its ids
   # are the input).
   positions: Optional[List[tf.Tensor]]
-  # Per PS, the values of its ids (rows), or None.
-  values: Optional[List[tf.Tensor]]
 
 
-def _split_by_ps(ids: tf.Tensor,
-                 num_ps: int,
-                 values: Optional[tf.Tensor] = None) -> _Split:
-  """Splits 1-D ids (and their value rows) over the PS tasks by id mod num_ps.
+def _split_by_ps(ids: tf.Tensor, num_ps: int) -> _Split:
+  """Splits 1-D ids over the PS tasks by id mod num_ps.
 
   With one PS nothing is split (positions are then None); for a power of
   two, the floor modulo is a bitwise and (two's complement: the same for
@@ -192,14 +188,12 @@ def _split_by_ps(ids: tf.Tensor,
   Args:
     ids: 1-D int64 ids.
     num_ps: the number of PS tasks.
-    values: rows of the ids, or None.
 
   Returns:
     The split; the order of the ids of each PS is their input order.
   """
   if num_ps == 1:
-    return _Split(ids=[ids], positions=None,
-                  values=None if values is None else [values])
+    return _Split(ids=[ids], positions=None)
   if num_ps & (num_ps - 1) == 0:
     ps_index = tf.cast(tf.bitwise.bitwise_and(ids, num_ps - 1), tf.int32)
   else:
@@ -207,9 +201,7 @@ def _split_by_ps(ids: tf.Tensor,
   positions = tf.range(tf.size(ids, out_type=tf.int32))
   return _Split(
       ids=tf.dynamic_partition(ids, ps_index, num_ps),
-      positions=tf.dynamic_partition(positions, ps_index, num_ps),
-      values=(None if values is None else tf.dynamic_partition(
-          values, ps_index, num_ps)))
+      positions=tf.dynamic_partition(positions, ps_index, num_ps))
 
 
 class _Partition(NamedTuple):
@@ -520,36 +512,43 @@ class DistributedMultiTypeHashTable(
           id_split=ragged_id.row_splits,
           name="send_LookupFloat16")
 
-  def _ids_and_values_of_ps(
-      self, index: int,
-      splits: Dict[str, _Split]) -> Tuple[tf.RaggedTensor, tf.Tensor]:
-    """PS `index`'s ids (ragged, a row per table) and flat values."""
-    table = self._tables[index]
-    return (table.get_ragged_id(
-        {slot: split.ids[index] for slot, split in splits.items()}),
-            table.get_flat_value(
-                {slot: split.values[index] for slot, split in splits.items()}))
-
   def _update(self, method: str, slot_to_id_and_value: IdsAndValues,
               req_time: Optional[tf.Tensor]) -> DistributedMultiTypeHashTable:
-    """Runs `raw_<method>` on each PS with its ids and values, in order."""
+    """Runs `raw_<method>` on each PS with its ids and values, in order.
+
+    Through the fused partition and scatter of apply_gradients (ids not
+    de-duplicated, so each keeps its row, in input order): a few ops for
+    all tables and PS tasks, where a split per table and PS grew the graph
+    as tables x PS.
+    """
     self._check_slots(slot_to_id_and_value)
     multi_hash_table_ops.check_pairs(slot_to_id_and_value)
     req_time = multi_hash_table_ops.req_time_tensor(req_time)
     dims = dict(zip(self._table_names, self._dims))
-    splits = {}
-    for slot, (ids, values) in slot_to_id_and_value.items():
+    ids, values = {}, {}
+    for slot, (slot_ids, slot_values) in slot_to_id_and_value.items():
       # Any shape, flattened (the values are checked against their count).
-      ids = multi_hash_table_ops.as_ids(ids, slot, flatten=True)
-      values = multi_hash_table_ops.values_of_ids(
-          multi_hash_table_ops.as_values(values, slot), ids, dims[slot], slot)
-      splits[slot] = _split_by_ps(ids, self._num_ps, values)
+      ids[slot] = multi_hash_table_ops.as_ids(slot_ids, slot, flatten=True)
+      values[slot] = multi_hash_table_ops.values_of_ids(
+          multi_hash_table_ops.as_values(slot_values, slot), ids[slot],
+          dims[slot], slot)
+    partition = self._partition(ids, unique=False)
+    ps_values = gen_monolith_ops.monolith_distributed_ps_scatter_add(
+        values=[
+            values[slot] if slot in values else tf.zeros([0, dim])
+            for slot, dim in zip(self._table_names, self._dims)
+        ],
+        index=partition.index,
+        id_counts=partition.id_counts,
+        float_splits=partition.float_splits,
+        num_ps=self._num_ps,
+        dims=self._dims)
     new_tables = []
     for i, table in enumerate(self._tables):
-      ragged_id, flat_value = self._ids_and_values_of_ps(i, splits)
       with ps_device(i), tf.name_scope(f"ps_{i}"):
         new_tables.append(
-            getattr(table, "raw_" + method)(ragged_id, flat_value, req_time))
+            getattr(table, "raw_" + method)(self._ids_on_ps(i, partition),
+                                            ps_values[i], req_time))
     return self._copy_with_new_tables(new_tables)
 
   def assign(self,

@@ -175,6 +175,10 @@ def test_assign_add_then_lookup(cluster):
   })
   looked_up = table.lookup({"a": _id([3, 2, 1, 2, 7]), "b": _id([6, 5])})
   _check_placement(tf1.get_default_graph())
+  # One fused partition for all tables, not a split per table and PS.
+  types = [op.type for op in tf1.get_default_graph().get_operations()]
+  assert "DynamicPartition" not in types
+  assert types.count("MonolithDistributedPsPartition") == 2  # and lookup's
   assert looked_up["a"].shape.as_list() == [5, 1]
   assert looked_up["b"].shape.as_list() == [2, 2]
   with _session(cluster) as sess:
@@ -520,7 +524,8 @@ def test_ids_cross_packed(cluster, pack_ids):
   graph = tf1.get_default_graph()
   _check_placement(graph)
   types = [op.type for op in graph.get_operations()]
-  assert types.count("MonolithDistributedPsUnpackIds") == (2 if pack_ids
+  # A PS's ids of the assign and of the lookup.
+  assert types.count("MonolithDistributedPsUnpackIds") == (4 if pack_ids
                                                            else 0)
   options = tf1.RunOptions(output_partition_graphs=True)
   metadata = tf1.RunMetadata()
