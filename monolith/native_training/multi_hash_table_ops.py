@@ -289,16 +289,20 @@ def learning_rate_tensor(cc: CachedConfig) -> tf.Tensor:
               f"{shape}, not a scalar (one rate per segment)")
       pending.extend(called)
       continue
-    if rates.shape.num_elements() not in (None, num_segments):
+    shape = rates.shape
+    if shape.num_elements() not in (None, num_segments):
       raise ValueError(f"table {name}: learning_rate_tensor has "
-                       f"{rates.shape.num_elements()} rates for "
+                       f"{shape.num_elements()} rates for "
                        f"{num_segments} segments; they must be equal")
     if pending:
       pieces.append(tf.cast(tf.stack(pending), tf.float32))
       pending = []
-    if rates.shape.rank != 1:
+    if shape.rank != 1:
       rates = tf.reshape(rates, [-1])
-    pieces.append(tf.cast(rates, tf.float32))
+    # tf.cast returns a float32 tensor as it is, through TF's dispatch:
+    # a tenth of a millisecond per table and PS.
+    pieces.append(rates if rates.dtype == tf.float32 else
+                  tf.cast(rates, tf.float32))
   if pending:
     pieces.append(tf.cast(tf.stack(pending), tf.float32))
   return _joined_rates(pieces)
