@@ -517,7 +517,8 @@ class DistributedMultiTypeHashTable(
     """Runs `raw_<method>` on each PS with its ids and values, in order.
 
     Through the fused partition and scatter of apply_gradients (ids not
-    de-duplicated, so each keeps its row, in input order): a few ops for
+    de-duplicated, so each keeps its row, in input order; rows copied, bits
+    as given): a few ops for
     all tables and PS tasks, where a split per table and PS grew the graph
     as tables x PS.
     """
@@ -542,7 +543,8 @@ class DistributedMultiTypeHashTable(
         id_counts=partition.id_counts,
         float_splits=partition.float_splits,
         num_ps=self._num_ps,
-        dims=self._dims)
+        dims=self._dims,
+        copy_rows=True)
     new_tables = []
     for i, table in enumerate(self._tables):
       with ps_device(i), tf.name_scope(f"ps_{i}"):

@@ -1256,6 +1256,33 @@ def test_scatter_add_sums_as_unsorted_segment_sum(num_ps, float16):
     assert got[p].tobytes() == expected[p].tobytes()
 
 
+def test_scatter_copy_rows_keeps_bits_and_the_last_row():
+  dims = [2]
+  tables = [np.array([1, 3, 1, 2], np.int64)]
+  rows = np.array([[-0.0, 1e-40], [1, 2], [5, -0.0], [3, 4]], np.float32)
+  # Id 2 on PS 0 (floats [0, 2)), ids 1 and 3 on PS 1 (floats [2, 6)) at
+  # offsets 2 and 4; id 1 twice: its last row wins.
+  float_splits = np.array([0, 2, 6], np.int64)
+  index = np.array([2, 4, 2, 0], np.int32)
+  got = _run(ops.monolith_distributed_ps_scatter_add(
+      values=[rows], index=index, id_counts=[4], float_splits=float_splits,
+      num_ps=2, dims=dims, copy_rows=True))
+  assert got[0].tobytes() == rows[3].tobytes()
+  assert got[1].tobytes() == np.concatenate([rows[2], rows[1]]).tobytes()
+
+
+def test_assign_stores_the_values_as_given(cluster):
+  # Rows are copied to the PS tasks, not added to zeros: -0.0 and
+  # denormals keep their bits, as a local table's assign does.
+  table = _create({"a": _config(2)})
+  values = np.array([[-0.0, 1e-40], [1e-45, -3.5]], np.float32)
+  table = table.assign({"a": (_id([4, 7]), _value(values))})
+  looked_up = table.lookup({"a": _id([4, 7])})["a"]
+  with _session(cluster) as sess:
+    got = sess.run(looked_up)
+  assert got.tobytes() == values.tobytes()
+
+
 def test_fused_ops_gradients():
   dims = [2, 3]
   tables = [np.array([5, 1, 5, 5], np.int64), np.array([2, 7, 2], np.int64)]

@@ -380,38 +380,40 @@ int64_t GatherRowsFromHalf(const uint16_t* values, int64_t num_values,
   return Gather<HalfsToFloatsSoftware>(values, num_values, index, n, dim, out);
 }
 
-// dst[index[i] ..] += src[i * dim ..], rows of |dim| floats, in order of i.
+// Row(src + i * dim, dst + index[i]) for i in [0, n) in order: with
+// AddFloats dst[index[i] ..] += the row, with CopyFloats the row replaces
+// it (bits kept: -0.0 and denormals, which adding to 0 would lose).
 // Returns the first i whose index is out of dst[0 .. num_dst) (rows from
-// it on are not added), or -1.
-int64_t ScatterAddRows(const float* src, const int32_t* index, int64_t n,
-                       int64_t dim, float* dst, int64_t num_dst) {
+// it on are not written), or -1.
+template <template <int64_t> class Row>
+int64_t ScatterRows(const float* src, const int32_t* index, int64_t n,
+                    int64_t dim, float* dst, int64_t num_dst) {
   const int64_t last = num_dst - dim;
-  auto loop = [&](auto add) -> int64_t {
+  auto loop = [&](auto write) -> int64_t {
     for (int64_t i = 0; i < n; ++i) {
       const int64_t offset = index[i];
       if (offset < 0 || offset > last) return i;
-      add(src + i * dim, dst + offset);
+      write(src + i * dim, dst + offset);
     }
     return -1;
   };
   switch (dim) {
-#define MONOLITH_ADD_DIM(D)                                     \
-  case D:                                                       \
-    return loop([dim](const float* s, float* d) {               \
-      AddFloats<D>::Run(s, dim, d);                             \
-    });
-    MONOLITH_ADD_DIM(1)
-    MONOLITH_ADD_DIM(2)
-    MONOLITH_ADD_DIM(4)
-    MONOLITH_ADD_DIM(8)
-    MONOLITH_ADD_DIM(16)
-    MONOLITH_ADD_DIM(32)
-    MONOLITH_ADD_DIM(64)
-    MONOLITH_ADD_DIM(128)
-#undef MONOLITH_ADD_DIM
+#define MONOLITH_SCATTER_DIM(D)                                    \
+  case D:                                                          \
+    return loop(                                                   \
+        [dim](const float* s, float* d) { Row<D>::Run(s, dim, d); });
+    MONOLITH_SCATTER_DIM(1)
+    MONOLITH_SCATTER_DIM(2)
+    MONOLITH_SCATTER_DIM(4)
+    MONOLITH_SCATTER_DIM(8)
+    MONOLITH_SCATTER_DIM(16)
+    MONOLITH_SCATTER_DIM(32)
+    MONOLITH_SCATTER_DIM(64)
+    MONOLITH_SCATTER_DIM(128)
+#undef MONOLITH_SCATTER_DIM
     default:
       return loop(
-          [dim](const float* s, float* d) { AddFloats<0>::Run(s, dim, d); });
+          [dim](const float* s, float* d) { Row<0>::Run(s, dim, d); });
   }
 }
 
@@ -836,6 +838,7 @@ class ScatterAddOp : public GuardedOpKernel {
   explicit ScatterAddOp(OpKernelConstruction* ctx) : GuardedOpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("num_ps", &num_ps_));
     OP_REQUIRES_OK(ctx, GetDims(ctx, &dims_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("copy_rows", &copy_rows_));
   }
 
   void ComputeUnguarded(OpKernelContext* ctx) override {
@@ -907,10 +910,11 @@ class ScatterAddOp : public GuardedOpKernel {
     float* dst = sums.flat<float>().data();
     std::fill_n(dst, total, 0.0f);
     const int32_t* index = index_input->flat<int32_t>().data();
+    const auto scatter = copy_rows_ ? dps::ScatterRows<dps::CopyFloats>
+                                    : dps::ScatterRows<dps::AddFloats>;
     for (int64_t t = 0; t < num_tables; ++t) {
-      const int64_t bad =
-          dps::ScatterAddRows(values[t].flat<float>().data(), index,
-                              counts[t], dims_[t], dst, total);
+      const int64_t bad = scatter(values[t].flat<float>().data(), index,
+                                  counts[t], dims_[t], dst, total);
       OP_REQUIRES(ctx, bad < 0,
                   OutOfRange(t, bad, bad < 0 ? 0 : index[bad], dims_[t],
                              total, "float_splits' floats"));
@@ -933,6 +937,7 @@ class ScatterAddOp : public GuardedOpKernel {
 
   int64_t num_ps_;
   std::vector<int64_t> dims_;
+  bool copy_rows_ = false;
 };
 
 // Ids of a lookup are looked up in pieces of at most this many, each into
@@ -1236,6 +1241,7 @@ REGISTER_OP("MonolithDistributedPsScatterAdd")
     .Attr("num_ps: int >= 1")
     .Attr("dims: list(int)")
     .Attr("T: {float, half} = DT_FLOAT")
+    .Attr("copy_rows: bool = false")
     .SetShapeFn([](InferenceContext* c) {
       TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"values", 2},
                                              {"index", 1},
@@ -1273,6 +1279,9 @@ values: per table t, the rows of its ids, [id_counts[t], dims[t]].
 index, id_counts, float_splits: MonolithDistributedPsPartition's.
 ps_values: per PS, its rows: the sum of the rows of the ids sent as it,
   from zero in input order (UnsortedSegmentSum's order), as T.
+copy_rows: instead of summed, each row is copied in (bits as they are; the
+  last row of ids sent as one wins): the partition's rows of an assign, not
+  de-duplicated.
 )doc");
 REGISTER_KERNEL_BUILDER(Name("MonolithDistributedPsScatterAdd")
                             .Device(DEVICE_CPU)

@@ -377,7 +377,8 @@ class GpuMultiHashTableLookupOp : public GuardedOpKernel {
 };
 
 // Each id's entry as the CPU kernel gives it: its checkpoint record (a
-// serialized EntryDump), or "" (an empty dump) when the table lacks it. Ids and splits in host memory; rows come back through it.
+// serialized EntryDump), or "" (an empty dump) when the table lacks it.
+// Ids and splits in host memory; rows come back through it.
 class GpuMultiHashTableLookupEntryOp : public GuardedOpKernel {
  public:
   explicit GpuMultiHashTableLookupEntryOp(OpKernelConstruction* ctx)
