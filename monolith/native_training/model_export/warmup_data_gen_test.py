@@ -580,6 +580,18 @@ def test_a_failed_write_removes_its_temporary_while_it_holds_it(
   assert not os.listdir(tmp_path)
 
 
+def test_a_write_to_a_relative_path_deletes_a_killed_writes_temporary(
+    tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  killed = tmp_path / "warmup.tmp-0123456789ab"
+  killed.write_bytes(b"partial")
+  old = time.time() - warmup_io.STALE_TEMP_SECONDS - 60
+  os.utime(killed, (old, old))
+  log = warmup_io.predict_log("m", "serving_default", {})
+  assert warmup_io.write_prediction_logs("warmup", [log]) == 1
+  assert os.listdir(tmp_path) == ["warmup"]
+
+
 def test_a_write_deletes_temporaries_a_killed_write_left(tmp_path,
                                                          monkeypatch):
   # "new" must stay younger than the unlocked-temporary age until the write

@@ -122,7 +122,11 @@ _TEMPORARY_SUFFIX_RE = re.compile(r"\.tmp-[0-9a-f]{12}")
 
 def is_temporary_of(path: str, output_path: str) -> bool:
   """Whether `path` is a temporary that a write of `output_path` makes
-  ("<output>.tmp-<12 hex digits>"); a user's "<output>.tmp-backup" is not."""
+  ("<output>.tmp-<12 hex digits>"); a user's "<output>.tmp-backup" is not.
+  Local paths are compared normalized (a glob of "out.tmp-*" gives
+  "./out.tmp-...")."""
+  if _is_local(path) and _is_local(output_path):
+    path, output_path = os.path.normpath(path), os.path.normpath(output_path)
   return (path.startswith(output_path) and
           _TEMPORARY_SUFFIX_RE.fullmatch(path[len(output_path):]) is not None)
 
