@@ -2386,6 +2386,7 @@ class MultiHashTableStatsHook(tf.compat.v1.train.SessionRunHook):
     self._fetches = {}
     self._table_names = []  # (shared name, table names) of each table
     self._filter_names = []
+    self._writer = None
     self._last_report = None  # time.monotonic() of the latest report
     self._last_entries = {}  # (shared name, table) -> entries then
     self._last_failures = {}  # filter name -> failures then
@@ -2412,6 +2413,10 @@ class MultiHashTableStatsHook(tf.compat.v1.train.SessionRunHook):
     global_step = tf.compat.v1.train.get_global_step()
     if global_step is not None:
       self._fetches["global_step"] = global_step
+    # Here, in the graph (as SummarySaverHook): v1's FileWriter refuses to
+    # be made where eager execution is on, as it may be around a run.
+    self._writer = (tf.compat.v1.summary.FileWriterCache.get(self._summary_dir)
+                    if self._summary_dir else None)
     self._last_report = None
 
   def after_run(self, run_context: tf.compat.v1.train.SessionRunContext,
@@ -2470,14 +2475,17 @@ class MultiHashTableStatsHook(tf.compat.v1.train.SessionRunHook):
           (f"hash_filter/{name}/estimated_elements",
            int(read["estimated_elements"])),
           (f"hash_filter/{name}/failures", failures)]
-    if self._summary_dir and scalars:
+    if self._writer is not None and scalars:
       summary = tf.compat.v1.Summary(value=[
           tf.compat.v1.Summary.Value(tag=tag, simple_value=value)
           for tag, value in scalars
       ])
-      writer = tf.compat.v1.summary.FileWriterCache.get(self._summary_dir)
-      writer.add_summary(summary, figures.get("global_step"))
-      writer.flush()
+      try:
+        self._writer.add_summary(summary, figures.get("global_step"))
+        self._writer.flush()
+      except (OSError, tf.errors.OpError) as e:
+        logging.warning("MultiHashTableStatsHook: could not write the "
+                        "summaries to %s: %s", self._summary_dir, e)
 
 
 ops.register_proto_function(

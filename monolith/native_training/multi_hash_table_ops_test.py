@@ -316,7 +316,10 @@ def test_stats_hook_logs_each_table_and_filter_and_writes_summaries(
       summary_dir=str(tmp_path))
   with caplog.at_level(logging.INFO):
     with tf1.train.MonitoredSession(hooks=[hook]) as sess:
-      sess.run(train, {ids: np.arange(100)})  # reported: the first step
+      # Reported: the first step; where eager execution is on around a run
+      # (TF2 programs), as its summaries are written.
+      with context.eager_mode():
+        sess.run(train, {ids: np.arange(100)})
       sess.run(train, {ids: np.arange(100, 300)})  # within the interval
     # Closing reports again.
   lines = [r.getMessage() for r in caplog.records
