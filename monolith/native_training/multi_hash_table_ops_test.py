@@ -1935,7 +1935,7 @@ def test_building_inside_a_tf_function_is_a_clear_error():
     return table.lookup({"s": ids})["s"]
 
   with pytest.raises(RuntimeError, match="builds graph-mode ops .* called "
-                     "inside a tf.function"):
+                     r"inside a function graph \(a tf.function"):
     lookup(_id([1]))
 
 

@@ -257,14 +257,15 @@ def check_graph_mode(what: str) -> None:
   if tf.executing_eagerly():
     where = "eagerly"
   elif tf.compat.v1.get_default_graph().building_function:
-    where = "inside a tf.function"
+    where = ("inside a function graph (a tf.function, or a tf.cond or "
+             "tf.while_loop branch)")
   else:
     return
   raise RuntimeError(
       f"{what} builds graph-mode ops for tf.compat.v1 sessions, as the "
       f"original's, and was called {where}: build it in a graph (with "
       "tf.Graph().as_default(): ..., or after "
-      "tf.compat.v1.disable_eager_execution()), outside any tf.function")
+      "tf.compat.v1.disable_eager_execution()), outside any function graph")
 
 
 def add_to_collections(names: Union[str, List[str]], value: Any) -> None:
