@@ -44,8 +44,7 @@ constexpr int kNumShards = 1 << kShardBits;
 static_assert(kNumShards == EmbeddingHashTable::kMaxCheapDumpShards);
 // Ids grouped by shard at a time: enough that each shard's lock is taken
 // for a run of ids (32 on average), few enough that the grouping arrays
-// (~70 KiB) live on the stack: a heap allocation per call costs more than
-// the lookups of a small batch.
+// (~80 KiB, one allocation a call) stay in a core's L2.
 constexpr int kGroupIds = 2048;
 // Batches of at least this many ids stream (see StreamIds), holding every
 // shard's lock for a run of ids: 64 lock acquisitions cost less than
@@ -638,9 +637,7 @@ int64_t EmbeddingHashTable::LookupRunStreamed(const int64_t* ids, int64_t n,
                                               float* embeddings) const {
   // No run starts while a writer waits for a shard's lock (see
   // TableShard::exclusive_waiters): it waits for the runs under way only.
-  for (int s = 0; s < kNumShards; ++s) {
-    while (shards_[s].exclusive_waiters.load() > 0) std::this_thread::yield();
-  }
+  for (int s = 0; s < kNumShards; ++s) shards_[s].WaitWhileWriterWaits();
   // Shards are locked in ascending order, as Clear and streamed updates
   // lock them; other writers hold one shard at a time, so no wait goes
   // round in a circle.
@@ -827,7 +824,11 @@ int64_t EmbeddingHashTable::EvictShards(int64_t now, EvictStats* stats,
   std::vector<Slot> kept;
   for (int s = 0; s < kNumShards; ++s) {
     TableShard& shard = shards_[s];
-    ShardWriteLock lock(&shard, 0);
+    // The scan holds the shard's writer lock only: no one else changes its
+    // slots meanwhile, and lookups go on (excluded only to shrink). A
+    // reader-excluding scan stalled the shard's lookups for the whole scan
+    // every eviction, and with them streamed lookups of every shard.
+    ShardWriteLock lock(&shard, 0, /*exclude_readers=*/false);
     if (clears != nullptr &&
         clears_.load(std::memory_order_acquire) != *clears) {
       break;
@@ -847,6 +848,7 @@ int64_t EmbeddingHashTable::EvictShards(int64_t now, EvictStats* stats,
     }
     if (removed == 0) continue;
     evicted += removed;
+    lock.ExcludeReaders();
     shard.Shrink(&kept);
   }
   if (stats != nullptr) stats->evicted += evicted;

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <new>
 #include <shared_mutex>
+#include <thread>
 #include <vector>
 
 #include "monolith/native_training/runtime/hash_table/huge_page_pool.h"
@@ -386,6 +387,22 @@ struct TableShard {
   std::unique_lock<std::shared_mutex> LockExclusive() {
     const ScopedCount waiting(&exclusive_waiters);
     return std::unique_lock<std::shared_mutex>(mu);
+  }
+
+  // Returns once no writer waits to hold |mu| exclusively. It yields a few
+  // times (a writer usually gets its turn within microseconds, once the
+  // readers inside leave), then sleeps 50 us at a time: a writer can wait
+  // long (behind a save's scan of the shard), and readers spinning
+  // meanwhile each burnt a core of TF's thread pool.
+  void WaitWhileWriterWaits() const {
+    constexpr int kYields = 64;
+    for (int tries = 0; exclusive_waiters.load() > 0; ++tries) {
+      if (tries < kYields) {
+        std::this_thread::yield();
+      } else {
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+      }
+    }
   }
 
   // |write_mu|, counted in write_waiters while it waits.
