@@ -96,11 +96,13 @@ class MultiHashTableFusedOptimizeOp : public GuardedOpKernel {
     const int64_t* id_data = in.ids->flat<int64_t>().data();
     const float* grad_data = in.grads->flat<float>().data();
     const float* lr_data = in.learning_rates->flat<float>().data();
-    // A thread per table, its shards' segments in order: an id in several
-    // segments (the shards of several workers) is optimized segment by
-    // segment, whatever the threads do (the original ran the shards in
-    // parallel, in no fixed order).
-    OP_REQUIRES_OK(ctx, ParallelFor(ctx, num_tables, [&](int64_t t) {
+    // A thread per table (for batches large enough to share out), its
+    // shards' segments in order: an id in several segments (the shards of
+    // several workers) is optimized segment by segment, whatever the
+    // threads do (the original ran the shards in parallel, in no fixed
+    // order).
+    OP_REQUIRES_OK(ctx, RunItems(ctx, num_tables, in.ids->NumElements(),
+                                 [&](int64_t t) {
       std::vector<int64_t> unique_ids;
       std::vector<float> summed;
       std::vector<uint32_t> occurrences;
@@ -121,17 +123,13 @@ class MultiHashTableFusedOptimizeOp : public GuardedOpKernel {
           counts = occurrences.data();
           n = unique_ids.size();
         }
-        TF_RETURN_IF_ERROR(OutOfMemoryAsStatus(
-            [&] {
-              return ToTfStatus(table.BatchOptimize(
-                  segment_ids, n, segment_grads, lr_data + lr_offsets[t],
-                  in.update_time, in.global_step,
-                  mtable->AdmitFnFor(segment_ids, counts)));
-            },
-            [&] { return mtable->GrowthOutOfMemory(t); }));
+        TF_RETURN_IF_ERROR(ToTfStatus(table.BatchOptimize(
+            segment_ids, n, segment_grads, lr_data + lr_offsets[t],
+            in.update_time, in.global_step,
+            mtable->AdmitFnFor(segment_ids, counts))));
       }
       return OkStatus();
-    }));
+    }, [&](int64_t t) { return mtable->GrowthOutOfMemory(t); }));
     ctx->set_output(0, ctx->input(0));
   }
 
