@@ -512,9 +512,15 @@ def _record_running_past_the_end(
 
 
 def read_warmup_file(
-    path: str
+    path: str,
+    stop_past_limit: bool = True
 ) -> Tuple[List[Optional[prediction_log_pb2.PredictionLog]], List[Problem]]:
   """Reads every record of `path` as a PredictionLog.
+
+  Args:
+    path: the warmup file.
+    stop_past_limit: whether to stop reading at record MAX_WARMUP_RECORDS
+      (a problem either way); False reads the rest too.
 
   Returns:
     One entry per record read, None for a record with a problem, and the
@@ -551,7 +557,8 @@ def read_warmup_file(
             Problem(len(logs), "the file has more than "
                     f"{warmup_io.MAX_WARMUP_RECORDS} records; TF Serving "
                     "fails to load a model whose warmup file has more"))
-        return logs, problems
+        if stop_past_limit:
+          return logs, problems
       offset += len(raw) + 16  # length, length CRC, data, data CRC
       log, problem = _parse_log(len(logs), raw)
       logs.append(log)

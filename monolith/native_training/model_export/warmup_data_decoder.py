@@ -46,13 +46,15 @@ def decode_warmup_file(
 
   Returns:
     "record <i> (<log type>):" and its request's text format, per record
-    that parses as a PredictionLog of a type TF Serving runs; and the
-    problems `warmup_data_check.read_warmup_file` finds.
+    that parses as a PredictionLog of a type TF Serving runs (all of them,
+    also past the 1000 TF Serving runs); and the problems
+    `warmup_data_check.read_warmup_file` finds.
 
   Raises:
     WarmupDataError: `path` does not exist.
   """
-  logs, problems = warmup_data_check.read_warmup_file(path)
+  logs, problems = warmup_data_check.read_warmup_file(path,
+                                                      stop_past_limit=False)
   blocks = []
   for index, log in enumerate(logs):
     if log is None:

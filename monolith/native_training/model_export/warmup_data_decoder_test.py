@@ -59,6 +59,20 @@ def test_a_damaged_file_prints_what_it_can_and_names_the_problem(tmp_path):
       "error"]
 
 
+def test_records_past_tf_servings_limit_are_printed_too(tmp_path):
+  log = warmup_io.predict_log("m", "serving_default", {})
+  path = str(tmp_path / "warmup")
+  with tf.io.TFRecordWriter(path) as writer:
+    for _ in range(warmup_io.MAX_WARMUP_RECORDS + 2):
+      writer.write(log.SerializeToString())
+  blocks, problems = warmup_data_decoder.decode_warmup_file(path)
+  assert len(blocks) == warmup_io.MAX_WARMUP_RECORDS + 2
+  assert [str(p) for p in problems] == [
+      f"record {warmup_io.MAX_WARMUP_RECORDS}: the file has more than "
+      f"{warmup_io.MAX_WARMUP_RECORDS} records; TF Serving fails to load a "
+      "model whose warmup file has more"]
+
+
 def _run_cli(args, cwd):
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
              TF_CPP_MIN_LOG_LEVEL="3", BUILD_WORKING_DIRECTORY=str(cwd))
