@@ -243,6 +243,10 @@ def _gather_grad(op: tf.Operation, *grads: tf.Tensor) -> List[Any]:
 @tf.RegisterGradient("MonolithDistributedPsScatterAdd")
 def _scatter_add_grad(op: tf.Operation, *grads: tf.Tensor) -> List[Any]:
   """The gradient of the per-id rows: the gradient of the row they went to."""
+  if op.get_attr("copy_rows"):
+    # Rows sharing a place: only the last one's value went on.
+    raise LookupError("MonolithDistributedPsScatterAdd with copy_rows (an "
+                      "assign's) has no gradient")
   dims = op.get_attr("dims")
   index, id_counts = op.inputs[len(dims):len(dims) + 2]
   grads = [

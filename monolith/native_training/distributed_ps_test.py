@@ -1269,6 +1269,13 @@ def test_scatter_copy_rows_keeps_bits_and_the_last_row():
       num_ps=2, dims=dims, copy_rows=True))
   assert got[0].tobytes() == rows[3].tobytes()
   assert got[1].tobytes() == np.concatenate([rows[2], rows[1]]).tobytes()
+  # Only the last of rows sharing a place goes on: no gradient.
+  values = tf.constant(rows)
+  copied = ops.monolith_distributed_ps_scatter_add(
+      values=[values], index=index, id_counts=[4], float_splits=float_splits,
+      num_ps=2, dims=dims, copy_rows=True)
+  with pytest.raises(LookupError, match="copy_rows .* has no gradient"):
+    tf.gradients(copied[1], values)
 
 
 def test_assign_stores_the_values_as_given(cluster):

@@ -2415,8 +2415,15 @@ class MultiHashTableStatsHook(tf.compat.v1.train.SessionRunHook):
       self._fetches["global_step"] = global_step
     # Here, in the graph (as SummarySaverHook): v1's FileWriter refuses to
     # be made where eager execution is on, as it may be around a run.
-    self._writer = (tf.compat.v1.summary.FileWriterCache.get(self._summary_dir)
-                    if self._summary_dir else None)
+    self._writer = None
+    if self._summary_dir:
+      try:
+        self._writer = tf.compat.v1.summary.FileWriterCache.get(
+            self._summary_dir)
+      except (OSError, tf.errors.OpError) as e:
+        logging.warning("MultiHashTableStatsHook: cannot write summaries to "
+                        "%s (only logging the figures): %s",
+                        self._summary_dir, e)
     self._last_report = None
 
   def after_run(self, run_context: tf.compat.v1.train.SessionRunContext,
@@ -2481,6 +2488,8 @@ class MultiHashTableStatsHook(tf.compat.v1.train.SessionRunHook):
           for tag, value in scalars
       ])
       try:
+        # Open again if closed meanwhile (FileWriterCache.clear()).
+        self._writer.reopen()
         self._writer.add_summary(summary, figures.get("global_step"))
         self._writer.flush()
       except (OSError, tf.errors.OpError) as e:

@@ -367,6 +367,25 @@ def test_stats_hook_warns_while_a_filters_failures_grow(caplog):
   assert "give it a larger capacity" in records[2].getMessage()
 
 
+def test_stats_hook_with_an_unwritable_summary_dir_only_logs(tmp_path,
+                                                            caplog):
+  table = multi_hash_table_ops.MultiHashTable.from_configs(
+      {"a": test_utils.generate_test_hash_table_config(1)},
+      name_suffix="unwritable")
+  blocked = tmp_path / "file"
+  blocked.write_bytes(b"")  # a file where the summaries' folder would be
+  hook = multi_hash_table_ops.MultiHashTableStatsHook(
+      tables=[table], summary_dir=str(blocked / "summaries"))
+  nothing = tf.no_op()
+  with caplog.at_level(logging.INFO):
+    with tf1.train.MonitoredSession(hooks=[hook]) as sess:
+      sess.run(nothing)
+  messages = [r.getMessage() for r in caplog.records]
+  assert any("cannot write summaries to" in m for m in messages), messages
+  assert sum("MultiHashTable_unwritable table a: 0 entries" in m
+             for m in messages) == 2
+
+
 def test_stats_hook_refuses_a_bad_interval():
   for bad in (0, -1.0, float("inf"), float("nan"), True, "60"):
     with pytest.raises(ValueError, match="every_n_secs"):

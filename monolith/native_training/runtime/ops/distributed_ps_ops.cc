@@ -1279,9 +1279,9 @@ values: per table t, the rows of its ids, [id_counts[t], dims[t]].
 index, id_counts, float_splits: MonolithDistributedPsPartition's.
 ps_values: per PS, its rows: the sum of the rows of the ids sent as it,
   from zero in input order (UnsortedSegmentSum's order), as T.
-copy_rows: instead of summed, each row is copied in (bits as they are; the
-  last row of ids sent as one wins): the partition's rows of an assign, not
-  de-duplicated.
+copy_rows: instead of summed, each row is copied in (the last row of ids
+  sent as one wins; bits as they are with T float, rounded to half with T
+  half): the partition's rows of an assign, not de-duplicated. No gradient.
 )doc");
 REGISTER_KERNEL_BUILDER(Name("MonolithDistributedPsScatterAdd")
                             .Device(DEVICE_CPU)
