@@ -494,6 +494,23 @@ class DistributedMultiTypeHashTable(
         index=index,
         float_splits=float_splits)
 
+  def _rows_per_ps(self, partition: _Partition, rows: Dict[str, tf.Tensor],
+                   **attrs: Any) -> List[tf.Tensor]:
+    """Each PS's rows, in `partition`'s layout: `rows` per table name,
+    [len(ids), dim] (a table not given has none), summed or, with
+    copy_rows, copied (MonolithDistributedPsScatterAdd and its `attrs`)."""
+    return gen_monolith_ops.monolith_distributed_ps_scatter_add(
+        values=[
+            rows[slot] if slot in rows else tf.zeros([0, dim])
+            for slot, dim in zip(self._table_names, self._dims)
+        ],
+        index=partition.index,
+        id_counts=partition.id_counts,
+        float_splits=partition.float_splits,
+        num_ps=self._num_ps,
+        dims=self._dims,
+        **attrs)
+
   def _ids_on_ps(self, index: int, partition: _Partition) -> tf.RaggedTensor:
     """PS `index`'s ragged ids; call it under that PS's device scope."""
     if partition.ps_packed is None:
@@ -538,17 +555,7 @@ class DistributedMultiTypeHashTable(
           multi_hash_table_ops.as_values(slot_values, slot), ids[slot],
           dims[slot], slot)
     partition = self._partition(ids, unique=False)
-    ps_values = gen_monolith_ops.monolith_distributed_ps_scatter_add(
-        values=[
-            values[slot] if slot in values else tf.zeros([0, dim])
-            for slot, dim in zip(self._table_names, self._dims)
-        ],
-        index=partition.index,
-        id_counts=partition.id_counts,
-        float_splits=partition.float_splits,
-        num_ps=self._num_ps,
-        dims=self._dims,
-        copy_rows=True)
+    ps_values = self._rows_per_ps(partition, values, copy_rows=True)
     new_tables = []
     for i, table in enumerate(self._tables):
       with ps_device(i), tf.name_scope(f"ps_{i}"):
@@ -686,16 +693,8 @@ class DistributedMultiTypeHashTable(
                                               dims[slot], slot)
       grads[slot] = multi_hash_table_ops.as_rows(grads[slot], dims[slot])
     partition = self._partition(ids, unique)
-    ps_grads = gen_monolith_ops.monolith_distributed_ps_scatter_add(
-        values=[
-            grads[slot] if slot in grads else tf.zeros([0, dim])
-            for slot, dim in zip(self._table_names, self._dims)
-        ],
-        index=partition.index,
-        id_counts=partition.id_counts,
-        float_splits=partition.float_splits,
-        num_ps=self._num_ps,
-        dims=self._dims,
+    ps_grads = self._rows_per_ps(
+        partition, grads,
         T=tf.float16 if self.transfer_float16 else tf.float32)
     new_tables = []
     for i, table in enumerate(self._tables):
