@@ -35,8 +35,14 @@ and ckpt.info files of failed saves, whose steps have no checkpoint):
   (`*-tmp-<16 hex>`, `*-tmp-<16 hex>.partial`, `*.tmp-<32 hex>`) are stale:
   every save of that step has finished, and they are what its killed saves
   left (at table or filter basenames this save did not write again).
-* Never stale: the step being saved, and every step the state file still
-  lists (except for the temporaries above).
+* Never stale: the step being saved, steps past it (a chief not yet dead
+  beside the one that replaced it, ahead of it, may be saving them; after a
+  rollback, a failed save's leftovers past the step restored go once the
+  job passes them), and every step the state file still lists (except for
+  the temporaries above). One writer per model directory is what this
+  assumes: a second one behind the other deletes nothing of its newer
+  saves, but one ahead deletes the other's in-progress saves of older
+  steps.
 
 Other names are never touched: checkpoints without a step, other basenames'
 files and asset directories, other temporary files.
@@ -295,17 +301,22 @@ class SaveHelper:
       elif _is_restorable_suffix(suffix):
         own_ckpt_steps.add(step)
     kept_steps = own_ckpt_steps | self.get_existing_checkpoint_steps()
-    kept_steps.add(global_step_value)
+
+    def stale(step: int) -> bool:
+      # Steps past the one being saved are another writer's, if any: a
+      # chief not yet dead beside the one that replaced it, saving ahead.
+      return step < global_step_value and step not in kept_steps
+
     return StaleCheckpointFiles(
         asset_dirs=[
             os.path.join(ckpt_dir, name)
             for step, name in sorted(own_asset_dirs)
-            if step not in kept_steps
+            if stale(step)
         ],
         info_files=[
             os.path.join(ckpt_dir, name)
             for step, name in sorted(info_files)
-            if step not in kept_steps and step not in other_ckpt_steps
+            if stale(step) and step not in other_ckpt_steps
         ],
         saver_temporaries=[
             os.path.join(ckpt_dir, name)

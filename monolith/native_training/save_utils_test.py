@@ -155,18 +155,16 @@ def test_stale_files_follow_the_checkpoint_files(tmp_path):
   _touch(path("model.ckpt-6.assets/t-00000-of-00001-tmp-0123456789abcdef"))
 
   stale = helper.get_stale_checkpoint_files(5)
+  # Steps past 5 (9, 10) are kept: another writer of the directory, ahead,
+  # may be saving them.
   assert stale.asset_dirs == [
       path("model.ckpt-1.assets"),
       path("model.ckpt-3.assets"),
-      path("model.ckpt-9.assets"),
   ]
   # 7, 8 and 12 belong to other basenames' checkpoints.
   assert stale.info_files == [
       path("ckpt.info-1"),
       path("ckpt.info-3"),
-      path("ckpt.info-9"),
-      path("ckpt.info-9.tmp"),
-      path("ckpt.info-10.tmp-0123abcd"),
   ]
   assert stale.saver_temporaries == [
       path("model.ckpt-4_temp"), path("model.ckpt-5_temp_" + "89ab" * 8)]
@@ -185,6 +183,11 @@ def test_stale_files_follow_the_checkpoint_files(tmp_path):
       "t-00000-of-00002-tmp-0123", "t.partial", "table-00000-of-00001",
       "u-tmp-x"]
   assert helper.get_stale_checkpoint_files(5) == ([], [], [], [])
+  # Once the directory's writer passes them, they go.
+  assert helper.get_stale_checkpoint_files(11)[:2] == (
+      [path("model.ckpt-9.assets")],
+      [path("ckpt.info-9"), path("ckpt.info-9.tmp"),
+       path("ckpt.info-10.tmp-0123abcd")])
 
 
 def test_current_step_is_never_stale(tmp_path):
