@@ -94,11 +94,22 @@ def create_native_multi_hash_table(
         sync_client=sync_clients[0],
         name_suffix=name_suffix)
 
+  # Every PS's tables share one serialized config: made once, on no PS
+  # (the worker; read by each PS's creation op when it runs), where a copy
+  # per PS grew the graph by the configs times the PS count.
+  shared = []
+
   def table_factory(
       ps_index: int, configs: Dict[str, entry.HashTableConfigInstance]
   ) -> multi_hash_table_ops.MultiHashTable:
-    return multi_hash_table_ops.MultiHashTable.from_configs(
-        configs,
+    if not shared:
+      with tf.device(None):
+        shared.append(multi_hash_table_ops.convert_to_cached_config(configs))
+    # The configs differ from PS to PS by their learning-rate tensors only,
+    # which the serialized config does not hold.
+    cc = shared[0]._replace(configs=configs)
+    return multi_hash_table_ops.MultiHashTable.from_cached_config(
+        cc,
         hash_filter=hash_filters[ps_index],
         sync_client=sync_clients[ps_index],
         name_suffix=ps_name_suffix(name_suffix, ps_index))

@@ -436,6 +436,9 @@ def test_each_ps_tables_take_its_rate_vector_whole(cluster):
   creates = [op for op in graph.get_operations()
              if op.type == "CreateMonolithMultiHashTable"]
   assert len(creates) == 2
+  # One serialized config for every PS, on none of them (the worker's).
+  (config,) = {op.inputs[0] for op in creates}
+  assert config.op.device == ""
   per_ps_ops = [op.type for op in graph.get_operations()
                 if op.name.startswith("dmtht_ps_")]
   assert "Reshape" not in per_ps_ops and "ConcatV2" not in per_ps_ops
