@@ -54,7 +54,8 @@ def create_native_multi_hash_table(
 
   With num_ps == 0, one MultiHashTable on the worker (the caller's device
   scope); otherwise a DistributedMultiTypeHashTable whose PS i holds a
-  `MultiHashTable.from_configs` table with the name suffix
+  MultiHashTable (`from_cached_config`, every PS's sharing one serialized
+  config made on the worker) with the name suffix
   `ps_name_suffix(name_suffix, i)`.
 
   Args:

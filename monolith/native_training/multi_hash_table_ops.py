@@ -1989,6 +1989,10 @@ class MultiHashTableCheckpointSaverListener(
     # ignore_save_errors, each failing interval would leave a dump.
     self._helper.delete_stale_checkpoint_files(global_step_value,
                                                temporaries=False)
+    if not self._write_ckpt_info:
+      # One a failed save of this step left would go with this checkpoint.
+      with contextlib.suppress(tf.errors.NotFoundError):
+        tf.io.gfile.remove(self._helper.get_ckpt_info_path(global_step_value))
     # Before the Saver, so the checkpoint file only names complete tables.
     base_dir = self._helper.get_ckpt_asset_dir(
         self._helper.get_ckpt_prefix(global_step_value))
@@ -2386,7 +2390,7 @@ class MultiHashTableStatsHook(tf.compat.v1.train.SessionRunHook):
     self._fetches = {}
     self._table_names = []  # (shared name, table names) of each table
     self._filter_names = []
-    self._writer = None
+    self._writes_summaries = False
     self._last_report = None  # time.monotonic() of the latest report
     self._last_entries = {}  # (shared name, table) -> entries then
     self._last_failures = {}  # filter name -> failures then
@@ -2413,13 +2417,14 @@ class MultiHashTableStatsHook(tf.compat.v1.train.SessionRunHook):
     global_step = tf.compat.v1.train.get_global_step()
     if global_step is not None:
       self._fetches["global_step"] = global_step
-    # Here, in the graph (as SummarySaverHook): v1's FileWriter refuses to
-    # be made where eager execution is on, as it may be around a run.
-    self._writer = None
+    # Made here, in the graph (as SummarySaverHook): v1's FileWriter
+    # refuses to be made where eager execution is on, as it may be around
+    # a run; reports then take it from the cache.
+    self._writes_summaries = False
     if self._summary_dir:
       try:
-        self._writer = tf.compat.v1.summary.FileWriterCache.get(
-            self._summary_dir)
+        tf.compat.v1.summary.FileWriterCache.get(self._summary_dir)
+        self._writes_summaries = True
       except (OSError, tf.errors.OpError) as e:
         logging.warning("MultiHashTableStatsHook: cannot write summaries to "
                         "%s (only logging the figures): %s",
@@ -2482,17 +2487,20 @@ class MultiHashTableStatsHook(tf.compat.v1.train.SessionRunHook):
           (f"hash_filter/{name}/estimated_elements",
            int(read["estimated_elements"])),
           (f"hash_filter/{name}/failures", failures)]
-    if self._writer is not None and scalars:
+    if self._writes_summaries and scalars:
       summary = tf.compat.v1.Summary(value=[
           tf.compat.v1.Summary.Value(tag=tag, simple_value=value)
           for tag, value in scalars
       ])
       try:
-        # Open again if closed meanwhile (FileWriterCache.clear()).
-        self._writer.reopen()
-        self._writer.add_summary(summary, figures.get("global_step"))
-        self._writer.flush()
-      except (OSError, tf.errors.OpError) as e:
+        # The cache's writer (one events file per folder), open again if
+        # closed meanwhile.
+        writer = tf.compat.v1.summary.FileWriterCache.get(self._summary_dir)
+        writer.reopen()
+        writer.add_summary(summary, figures.get("global_step"))
+        writer.flush()
+      except (OSError, RuntimeError, tf.errors.OpError) as e:
+        # RuntimeError: the cache was cleared and eager execution is on.
         logging.warning("MultiHashTableStatsHook: could not write the "
                         "summaries to %s: %s", self._summary_dir, e)
 
