@@ -970,9 +970,22 @@ Status EmbeddingHashTable::Save(
                                 " of " + std::to_string(num_shards) +
                                 " is out of range");
   }
-  // Dump shard of an id: its internal shard modulo num_shards when that
-  // splits the work evenly enough, else its hash modulo num_shards.
-  const bool by_internal_shard = num_shards <= kNumShards;
+  // Dump shard of an id: its internal shard modulo num_shards; with more
+  // dump shards than internal ones, dump shard j takes internal shard
+  // j % kNumShards's ids whose hash modulo the number of dump shards
+  // sharing it is j / kNumShards. (Each dump shard past the internal ones
+  // scanned every internal shard, so a save of 128 shards read the table's
+  // slots 128 times; now twice.)
+  const bool whole_internal_shards = num_shards <= kNumShards;
+  const int only_internal_shard =
+      whole_internal_shards ? -1 : shard % kNumShards;
+  const uint64_t sharers =
+      whole_internal_shards
+          ? 1
+          : static_cast<uint64_t>((num_shards - 1 - only_internal_shard) /
+                                      kNumShards +
+                                  1);
+  const uint64_t rank = static_cast<uint64_t>(shard / kNumShards);
   // The entries of one internal shard still to write, in arena order.
   std::vector<Slot> pending;
   // One chunk's records, encoded back to back, and where each ends.
@@ -984,7 +997,10 @@ Status EmbeddingHashTable::Save(
   };
   std::vector<Record> records;
   for (int s = 0; s < kNumShards; ++s) {
-    if (by_internal_shard && s % num_shards != shard) continue;
+    if (whole_internal_shards ? s % num_shards != shard
+                              : s != only_internal_shard) {
+      continue;
+    }
     const TableShard& internal = shards_[s];
     uint64_t layout_version;
     {
@@ -996,9 +1012,7 @@ Status EmbeddingHashTable::Save(
       for (uint64_t i = 0; i <= internal.mask; ++i) {
         const Slot& slot = internal.slots[i];
         if (slot.index == kEmpty) continue;
-        if (!by_internal_shard &&
-            static_cast<int>(MixId(slot.id, hash_seed_) % num_shards) !=
-                shard) {
+        if (sharers > 1 && MixId(slot.id, hash_seed_) % sharers != rank) {
           continue;
         }
         pending[slot.index] = slot;

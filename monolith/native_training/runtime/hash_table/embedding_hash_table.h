@@ -57,8 +57,9 @@ constexpr uint64_t kMaxInitialCapacity = uint64_t{1} << 34;
 class EmbeddingHashTable {
  public:
   // Save splits the table into up to this many dump shards by internal
-  // shard; more dump shards each scan every internal shard (and filter by
-  // id hash), so the work of a whole save grows with their number.
+  // shard; more dump shards split internal shards by id hash, each
+  // scanning its internal shard's slots, so a whole save reads the slots
+  // about num_shards / 64 times.
   static constexpr int kMaxCheapDumpShards = 64;
   // Save encodes an internal shard's records in chunks of about this many
   // bytes, each under the shard's read lock.

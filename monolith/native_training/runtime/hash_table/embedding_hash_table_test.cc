@@ -1257,13 +1257,20 @@ TEST(EmbeddingHashTableTest, SaveWritesEveryEntryOnceForAnyShardCount) {
     values[i] = static_cast<float>(i);
   }
   table->Assign(ids.data(), kIds, values.data(), 1);
-  for (int num_shards : {1, 3, 64, 100}) {
+  for (int num_shards : {1, 3, 64, 100, 129, 200}) {
     std::map<int64_t, int> seen;
     for (int shard = 0; shard < num_shards; ++shard) {
       ASSERT_TRUE(table
                       ->Save(shard, num_shards, 0,
                              [&](const SavedEntry& entry) {
-                               ++seen[ParseSaved(entry).id()];
+                               const int64_t id = ParseSaved(entry).id();
+                               ++seen[id];
+                               // One internal shard's ids only: a dump shard
+                               // reads no other's slots.
+                               EXPECT_EQ(table->ShardOfIdForTesting(id) %
+                                             std::min(num_shards, 64),
+                                         shard % std::min(num_shards, 64))
+                                   << num_shards;
                                return Status::OK();
                              })
                       .ok());

@@ -109,7 +109,8 @@ class MultiHashTableSaveOp : public GuardedOpKernel {
     if (nshards < 0) {
       // One shard per 100k entries, up to the worker threads (at least 4,
       // the original's maximum): shards are written in parallel. At most
-      // kMaxCheapDumpShards: each shard beyond scans the whole table.
+      // kMaxCheapDumpShards: more split internal shards, whose slots each
+      // of them then reads.
       int64_t entries = 0;
       for (int t = 0; t < mtable->size(); ++t) {
         entries += mtable->table(t).table->Size();
