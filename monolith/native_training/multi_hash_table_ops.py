@@ -1989,10 +1989,6 @@ class MultiHashTableCheckpointSaverListener(
     # ignore_save_errors, each failing interval would leave a dump.
     self._helper.delete_stale_checkpoint_files(global_step_value,
                                                temporaries=False)
-    if not self._write_ckpt_info:
-      # One a failed save of this step left would go with this checkpoint.
-      with contextlib.suppress(tf.errors.NotFoundError):
-        tf.io.gfile.remove(self._helper.get_ckpt_info_path(global_step_value))
     # Before the Saver, so the checkpoint file only names complete tables.
     base_dir = self._helper.get_ckpt_asset_dir(
         self._helper.get_ckpt_prefix(global_step_value))

@@ -836,22 +836,6 @@ def _check_save_restore_hook(tmp_path, compression_type):
     np.testing.assert_array_equal(sess.run(lookup), [[1]])
 
 
-def test_a_save_without_ckpt_info_drops_one_a_failed_save_left(tmp_path):
-  basename = os.path.join(tmp_path, "model.ckpt")
-  table = multi_hash_table_ops.MultiHashTable.from_configs(
-      {"slot0": test_utils.generate_test_hash_table_config(1)})
-  listener = multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
-      basename, write_ckpt_info=False)
-  stale = os.path.join(tmp_path, "ckpt.info-7")
-  with open(stale, "w") as f:
-    f.write("feature_counts { key: \"slot0\" value: 99 }\n")
-  with tf1.Session() as sess:
-    sess.run(table.initializer)
-    listener.before_save(sess, 7)
-  assert not os.path.exists(stale)
-  assert os.path.isdir(basename + "-7.assets")
-
-
 def test_a_rollback_restores_the_tables_of_the_step_restored(tmp_path):
   # Steps 0..3 saved, the table's value being the step; a session created
   # from step 1 (a rollback) gets step 1's tables too, and checkpoint 1 is

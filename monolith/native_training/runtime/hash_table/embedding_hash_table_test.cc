@@ -1257,7 +1257,7 @@ TEST(EmbeddingHashTableTest, SaveWritesEveryEntryOnceForAnyShardCount) {
     values[i] = static_cast<float>(i);
   }
   table->Assign(ids.data(), kIds, values.data(), 1);
-  for (int num_shards : {1, 3, 64, 100, 129, 200}) {
+  for (int num_shards : {1, 3, 64, 65, 100, 129, 200}) {
     std::map<int64_t, int> seen;
     for (int shard = 0; shard < num_shards; ++shard) {
       ASSERT_TRUE(table
