@@ -539,9 +539,8 @@ class DistributedMultiTypeHashTable(
 
     Through the fused partition and scatter of apply_gradients (ids not
     de-duplicated, so each keeps its row, in input order; rows copied, bits
-    as given): a few ops for
-    all tables and PS tasks, where a split per table and PS grew the graph
-    as tables x PS.
+    as given): a few ops for all tables and PS tasks, where a split per
+    table and PS grew the graph as tables x PS.
     """
     self._check_slots(slot_to_id_and_value)
     multi_hash_table_ops.check_pairs(slot_to_id_and_value)

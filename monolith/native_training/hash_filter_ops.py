@@ -367,8 +367,7 @@ def _claim_checkpoint_files(basename: str,
     claimed = graph_meta.get_meta("hash_filter_checkpoint_files", dict)
   names = tuple(filter_name(f) for f in hash_filters)
   # One key for every spelling of the path ("m//model.ckpt", relative).
-  key = (os.path.normpath(basename) if "://" in basename else
-         os.path.abspath(basename))
+  key = utils.comparable_path(basename)
   if claimed.setdefault(key, names) != names:
     raise ValueError(
         f"another HashFilterCheckpointSaverListener saves other hash filters "

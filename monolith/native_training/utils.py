@@ -242,6 +242,15 @@ def write_file_atomically(path: str, text: str) -> None:
     raise
 
 
+def comparable_path(path: str) -> str:
+  """`path` normalized, so that two spellings of one file compare equal:
+  a URI's (gs://, hdfs://) collapsed ("a//b", "a/./b"), a local path
+  absolute with its links resolved (one may be relative)."""
+  if "://" in path:
+    return os.path.normpath(path)
+  return os.path.realpath(path)
+
+
 def check_graph_mode(what: str) -> None:
   """Refuses to build `what` eagerly or inside a tf.function's trace.
 

@@ -23,6 +23,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
+from monolith.native_training import utils
 from monolith.native_training.model_export import warmup_io
 
 FLAGS = flags.FLAGS
@@ -41,24 +42,18 @@ def define_flags() -> None:
                       "model_spec.signature_name of requests.")
 
 
-def _comparable(path: str) -> str:
-  """`path` normalized; local paths absolute (one may be relative)."""
-  if "://" in path:
-    return os.path.normpath(path)
-  return os.path.realpath(path)
-
-
 def _request_files(input_folder: str, output_path: Optional[str]) -> list:
   if not tf.io.gfile.isdir(input_folder):
     raise warmup_io.WarmupDataError(f"{input_folder} is not a folder")
   # The output (an earlier run's) and its temporaries, should the output be
   # written into the input folder.
-  output = _comparable(output_path) if output_path else None
+  output = utils.comparable_path(output_path) if output_path else None
   paths = []
   for name in sorted(tf.io.gfile.listdir(input_folder)):
     path = os.path.join(input_folder, name.rstrip("/"))
-    if output and (_comparable(path) == output or
-                   warmup_io.is_temporary_of(_comparable(path), output)):
+    comparable = utils.comparable_path(path)
+    if output and (comparable == output or
+                   warmup_io.is_temporary_of(comparable, output)):
       logging.info("skipping %s: the output file", path)
       continue
     if tf.io.gfile.isdir(path):
