@@ -126,6 +126,13 @@ class Filter {
   // Bytes of counting cells held.
   virtual uint64_t MemoryBytes() const = 0;
   virtual std::unique_ptr<Filter> Clone() const = 0;
+  // A filter of this one's configuration that holds no cells yet, to
+  // restore into (RestoreFilterCheckpointInto): usable only once each of
+  // its splits is restored. Unlike Clone() it copies no cells, which a
+  // restore would overwrite anyway, so a restore beside a live filter
+  // holds the filter's memory twice, not three times. The default (for
+  // filters without splits) is Clone().
+  virtual std::unique_ptr<Filter> CopyForRestore() const { return Clone(); }
 
   // Writes split |split_idx| (0 <= split_idx < split_num()). The default
   // (stateless filters) returns InvalidArgument: they have no splits.

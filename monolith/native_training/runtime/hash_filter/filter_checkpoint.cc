@@ -868,7 +868,8 @@ Status RestoreFilterCheckpoint(FileSystem* fs, const std::string& basename,
                                std::unique_ptr<Filter>* restored,
                                const LogFn& log, std::string* other_config) {
   MONOLITH_RETURN_IF_ERROR(RestoreFilterCheckpointInto(
-      fs, basename, like.Clone(), parallel_for, restored, log, other_config));
+      fs, basename, like.CopyForRestore(), parallel_for, restored, log,
+      other_config));
   if (*restored == nullptr) *restored = like.Clone();  // another config
   return Status::OK();
 }

@@ -76,6 +76,11 @@ HashFilter::HashFilter(uint64_t capacity, double fill_rate, uint64_t total_size)
       total_size_(total_size),
       cells_(total_size + kMaxProbeSteps, 0) {}
 
+HashFilter::HashFilter(const HashFilter& other, NoCells)
+    : capacity_(other.capacity_),
+      fill_rate_(other.fill_rate_),
+      total_size_(other.total_size_) {}
+
 int64_t HashFilter::Find(FID fid, uint16_t sign, int max_steps) const {
   const int64_t size = static_cast<int64_t>(cells_.size());
   int64_t index = static_cast<int64_t>(HashFilterPosition(fid) % total_size_);
@@ -141,6 +146,10 @@ void HashFilter::Clear() {
 
 std::unique_ptr<Filter> HashFilter::Clone() const {
   return std::unique_ptr<Filter>(new HashFilter(*this));
+}
+
+std::unique_ptr<Filter> HashFilter::CopyForRestore() const {
+  return std::unique_ptr<Filter>(new HashFilter(*this, NoCells()));
 }
 
 bool HashFilter::operator==(const HashFilter& other) const {
@@ -210,7 +219,8 @@ Status HashFilter::ReadSplit(const HashFilterSplitMetaDump& meta,
         what + ": the dump counts " + std::to_string(meta.num_elements()) +
         " elements, more than the capacity " + std::to_string(capacity_));
   }
-  const uint64_t size = cells_.size();
+  // Not cells_.size(): a CopyForRestore has none yet.
+  const uint64_t size = total_size_ + kMaxProbeSteps;
   cells->assign(size, 0);
   uint64_t next = 0;
   HashFilterSplitDataDump data;

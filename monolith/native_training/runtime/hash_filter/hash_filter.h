@@ -95,6 +95,7 @@ class HashFilter : public Filter {
     return cells_.size() * sizeof(uint16_t);
   }
   std::unique_ptr<Filter> Clone() const override;
+  std::unique_ptr<Filter> CopyForRestore() const override;
   // Split 0 only: a HashFilterSplitMetaDump without sliding_hash_filter_meta,
   // then the cells in records of kCellsPerDataRecord.
   Status Save(int split_idx, const WriteMetaFn& write_meta,
@@ -122,6 +123,9 @@ class HashFilter : public Filter {
   static constexpr int64_t kNotFound = -1;
 
   HashFilter(uint64_t capacity, double fill_rate, uint64_t total_size);
+  // |other|'s configuration, no cells (CopyForRestore).
+  struct NoCells {};
+  HashFilter(const HashFilter& other, NoCells);
 
   // The first cell of |fid|'s probe window (|max_steps| cells from its home
   // cell) that is empty or carries |sign|; kNotFound if none.
@@ -139,8 +143,9 @@ class HashFilter : public Filter {
       const ::monolith::hash_table::HashFilterSplitMetaDump& meta,
       const WriteMetaFn& write_meta, const WriteDataFn& write_data) const;
   // Checks |meta|'s split fields against this filter, then reads every data
-  // record into *cells (sized here, never from the file). |what| names the
-  // split in errors. Changes nothing of the filter.
+  // record into *cells (sized here from the configuration, never from the
+  // file). |what| names the split in errors. Changes nothing of the
+  // filter.
   Status ReadSplit(const ::monolith::hash_table::HashFilterSplitMetaDump& meta,
                    const ReadDataFn& read_data, const std::string& what,
                    std::vector<uint16_t>* cells) const;

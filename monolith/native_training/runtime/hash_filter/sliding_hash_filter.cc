@@ -104,8 +104,23 @@ SlidingHashFilter::SlidingHashFilter(const SlidingHashFilter& other)
   }
 }
 
+SlidingHashFilter::SlidingHashFilter(const SlidingHashFilter& other,
+                                     HashFilter::NoCells no_cells)
+    : capacity_(other.capacity_),
+      max_backward_step_(other.max_backward_step_) {
+  splits_.reserve(other.splits_.size());
+  for (const auto& split : other.splits_) {
+    splits_.emplace_back(new HashFilter(*split, no_cells));
+  }
+}
+
 std::unique_ptr<Filter> SlidingHashFilter::Clone() const {
   return std::unique_ptr<Filter>(new SlidingHashFilter(*this));
+}
+
+std::unique_ptr<Filter> SlidingHashFilter::CopyForRestore() const {
+  return std::unique_ptr<Filter>(
+      new SlidingHashFilter(*this, HashFilter::NoCells()));
 }
 
 SlidingHashFilter::Position SlidingHashFilter::FindForward(

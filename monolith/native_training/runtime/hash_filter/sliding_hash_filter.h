@@ -99,6 +99,7 @@ class SlidingHashFilter : public Filter {
   uint64_t failure_count() const override { return failure_count_; }
   uint64_t MemoryBytes() const override;
   std::unique_ptr<Filter> Clone() const override;
+  std::unique_ptr<Filter> CopyForRestore() const override;
 
   // Writes split |split_idx|: one HashFilterSplitMetaDump (the split's
   // failure_count, total_size, num_elements, fill_rate, and the ring's
@@ -144,6 +145,8 @@ class SlidingHashFilter : public Filter {
   SlidingHashFilter(uint64_t capacity, int split_num, uint64_t split_capacity,
                     uint64_t split_total_size);
   SlidingHashFilter(const SlidingHashFilter& other);  // for Clone
+  // |other|'s configuration, splits without cells (CopyForRestore).
+  SlidingHashFilter(const SlidingHashFilter& other, HashFilter::NoCells);
   SlidingHashFilter& operator=(const SlidingHashFilter&) = delete;
 
   int Prev(int index) const { return index == 0 ? split_num() - 1 : index - 1; }

@@ -221,8 +221,15 @@ Status RecordFileReader::ReadMore() {
   begin_ = 0;
   const uint64_t file_left = file_size_ - std::min(file_size_, file_offset_);
   if (!snappy_) {
-    const size_t want =
-        static_cast<size_t>(std::min<uint64_t>(uint64_t{4} << 20, file_left));
+    // Up to 4 MiB buffered: the unread bytes kept above plus the read fill
+    // it (a record longer than that grows it 4 MiB at a time), so the
+    // buffer is not reallocated to twice its size, the old one beside it,
+    // at every read.
+    constexpr uint64_t kBufferBytes = uint64_t{4} << 20;
+    const uint64_t room = stream_.size() < kBufferBytes
+                              ? kBufferBytes - stream_.size()
+                              : kBufferBytes;
+    const size_t want = static_cast<size_t>(std::min(room, file_left));
     const size_t old_size = stream_.size();
     stream_.resize(old_size + want);
     size_t read = 0;

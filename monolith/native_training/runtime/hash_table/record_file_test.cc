@@ -106,6 +106,25 @@ TEST(RecordFileTest, RoundTripsBothFormats) {
   }
 }
 
+// Uncompressed files are read 4 MiB at a time into a buffer that keeps the
+// unread rest: records across those reads, and longer than one, come
+// whole.
+TEST(RecordFileTest, RoundTripsRecordsLongerThanAReadAndAcrossReads) {
+  std::vector<std::string> records;
+  for (int i = 0; i < 3; ++i) {
+    records.push_back(std::string((3 << 20) + i, static_cast<char>('a' + i)));
+  }
+  records.push_back(std::string(9 << 20, 'z'));
+  records.push_back("after");
+  records.push_back(std::string(4 << 20, 'w'));
+  for (int i = 0; i < 1000; ++i) records.push_back(std::to_string(i));
+  const std::string path = WriteRecords(TempPath("long_plain"), records,
+                                        /*snappy=*/false);
+  Status error;
+  EXPECT_EQ(ReadAll(path, /*snappy=*/false, &error), records);
+  EXPECT_TRUE(error.ok()) << error.ToString();
+}
+
 // Files whose reads return at most 1,000 bytes at a time, as network file
 // systems may before the end.
 class ShortReadFileSystem : public PosixFileSystem {

@@ -258,8 +258,9 @@ class HashFilterRestoreOp : public GuardedOpKernel {
     TfFileSystem fs(ctx->env());
     std::unique_ptr<hf::Filter> restored;
     {
-      // Reads into a copy (of the filter's configuration) beside training;
-      // the filter's memory twice over, plus a split's buffer per thread.
+      // Reads into a filter of the same configuration beside training,
+      // which takes each split's cells as it restores them: the filter's
+      // memory twice over at the end.
       std::unique_ptr<hf::Filter> into;
       {
         std::lock_guard<std::mutex> lock(admission.mu());
@@ -271,12 +272,12 @@ class HashFilterRestoreOp : public GuardedOpKernel {
           return;
         }
         try {
-          into = admission.filter().Clone();
+          into = admission.filter().CopyForRestore();
         } catch (const std::bad_alloc&) {
           OP_REQUIRES_OK(ctx, errors::ResourceExhausted(
                                   "hash filter ", basename,
-                                  ": no memory for the copy a restore "
-                                  "reads into (the filter's size again)"));
+                                  ": no memory for the filter a restore "
+                                  "reads into"));
         }
       }
       std::string other_config;
