@@ -549,4 +549,8 @@ class HashFilterCheckpointRestorerListener(
         "filter keeps its counts)"):
       _run_per_filter(session, self._restore_ops, self._placeholders, prefix,
                       self._run_options, chosen)
-    logging.info("Restored %d hash filters from %s.", len(chosen), prefix)
+    # The restore op warns of (and skips) each filter configured otherwise
+    # than the one saved.
+    logging.info(
+        "Restored %d hash filters from %s (any configured otherwise than "
+        "saved keep their counts: see the warnings).", len(chosen), prefix)
