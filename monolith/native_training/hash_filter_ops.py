@@ -28,7 +28,7 @@ probabilistic filters save nothing.
 import contextlib
 import os
 import re
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Set, Union
 
 from absl import logging
 from google.protobuf import message
@@ -309,23 +309,32 @@ _SAVED_FILTER_RE = re.compile(
     r"hash_filter_(0|[1-9][0-9]*)-[0-9]{5}-of-[0-9]{5}(-tmp-.+)?")
 
 
+# The ops of filters that count nothing, whose saves write no file.
+_STATELESS_FILTER_OPS = ("MonolithProbabilisticFilter",
+                         "MonolithDummyHashFilter")
+
 # The name of the filters' PS count record (`save_utils.write_ps_count`).
 _PS_COUNT_GROUP = "hash_filter"
 
 
-def _saved_filter_count(prefix: str) -> int:
+def _saved_filter_indices(prefix: str) -> Set[int]:
+  """The PS indices i of the "<prefix>hash_filter_<i>" files present."""
+  directory, name_prefix = os.path.split(prefix)
+  pattern = re.compile(re.escape(name_prefix) + _SAVED_FILTER_RE.pattern)
+  return save_utils.ps_indices_in(directory, pattern)
+
+
+def _saved_filter_count(prefix: str, indices: Set[int]) -> int:
   """How many PS saved filters as "<prefix>hash_filter_<i>" (0: none
   found). `prefix` is a checkpoint's asset directory (ending in "/"),
   whose saver listener's record decides, or (the original's legacy
-  layout) the checkpoint prefix; without a record, the highest PS index
-  of the files plus one."""
+  layout) the checkpoint prefix; without a record, the highest of the
+  files' PS `indices` (`_saved_filter_indices`) plus one."""
   directory, name_prefix = os.path.split(prefix)
   if not name_prefix:
     recorded = save_utils.read_ps_count(directory, _PS_COUNT_GROUP)
     if recorded is not None:
       return recorded
-  pattern = re.compile(re.escape(name_prefix) + _SAVED_FILTER_RE.pattern)
-  indices = save_utils.ps_indices_in(directory, pattern)
   return max(indices) + 1 if indices else 0
 
 
@@ -469,10 +478,13 @@ class HashFilterCheckpointRestorerListener(
   session's global step was restored from: a rollback, see
   `save_utils.restored_checkpoint`).
 
-  Without a checkpoint it does nothing. A checkpoint without the filters'
-  files fails the restore with NotFoundError naming them. Filters saved by
-  another number of PS are not restored (a filter counts the ids of its PS,
-  id mod the PS count; tables re-route their entries, filters cannot): a
+  Without a checkpoint it does nothing. A checkpoint with no filter file
+  (saved with admission off, or with stateless filters) restores none,
+  with a warning (admission counts start over); one lacking some PS
+  tasks' files fails the restore with NotFoundError naming them. Filters
+  saved by another number of PS are not restored (a filter counts the ids
+  of its PS, id mod the PS count; tables re-route their entries, filters
+  cannot): a
   warning names both counts, and admission counts start over on restarted
   PS tasks (tasks that kept running keep the counts they hold, made under
   the old split: some ids are admitted early). Likewise a
@@ -526,7 +538,19 @@ class HashFilterCheckpointRestorerListener(
       # The original's legacy layout: "<checkpoint prefix>hash_filter_<i>"
       # beside the checkpoint, where it had no asset directory.
       prefix = ckpt_prefix
-    saved = _saved_filter_count(prefix)
+    indices = _saved_filter_indices(prefix)
+    if not indices:
+      # Saved with admission off or with stateless filters, whose saves
+      # write nothing: turning admission on at a restart is no damage.
+      counting = [
+          f for f in self._hash_filters if f.op.type not in _STATELESS_FILTER_OPS
+      ]
+      (logging.warning if counting else logging.info)(
+          "No hash filter files in %s (saved with admission off or with "
+          "stateless filters): the hash filters are not restored, and their "
+          "admission counts start over.", prefix)
+      return
+    saved = _saved_filter_count(prefix, indices)
     if saved and saved != len(self._hash_filters):
       logging.warning(
           "The hash filters in %s were saved by %d PS tasks; this job has "

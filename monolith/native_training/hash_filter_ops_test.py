@@ -388,6 +388,37 @@ def test_filters_save_and_restore_with_the_checkpoint(tmp_path):
       restorer.before_restore(sess)
 
 
+@pytest.mark.parametrize("saved_with", ["admission_off", "dummy_filters"])
+def test_admission_turned_on_at_a_restart_starts_the_counts_over(
+    tmp_path, saved_with):
+  # A checkpoint saved with admission off (no filter listener's files) or
+  # with stateless filters (their saves write no file, the PS count record
+  # only): restoring counting filters from it failed with NotFound, every
+  # retry alike, so admission could not be turned on for a model.
+  basename = os.path.join(str(tmp_path), "model.ckpt")
+  servers, config = test_utils.create_test_ps_cluster(2)
+  with tf.Graph().as_default():
+    filters = hash_filter_ops.create_hash_filters(2, False)  # dummies
+    listener = hash_filter_ops.HashFilterCheckpointSaverListener(
+        basename, filters, enable_hash_filter=saved_with == "dummy_filters")
+    tf1.train.get_or_create_global_step()
+    saver = tf1.train.Saver()
+    with tf1.Session(servers[0].target, config=config) as sess:
+      sess.run(tf1.global_variables_initializer())
+      listener.before_save(sess, 3)
+      saver.save(sess, basename, global_step=3)
+  with _restoring(basename, 2, _thresholds(default=2)) as (sess, filters,
+                                                          restorer):
+    grads = _intercepted_grads(filters)
+    with mock.patch.object(hash_filter_ops.logging, "warning") as warning:
+      restorer.before_restore(sess)
+    assert "the hash filters are not restored" in (
+        warning.call_args[0][0] % warning.call_args[0][1:])
+    # Fresh counts: ids are admitted once seen twice before (threshold 2).
+    for admitted in ([[0], [0]], [[0], [0]], [[1], [1]]):
+      np.testing.assert_array_equal(sess.run(grads[0]), admitted)
+
+
 def test_the_filter_listener_alone_deletes_what_the_saver_deleted(tmp_path):
   # Without the tables' listener (which deletes whole asset folders), the
   # filters' files of checkpoints past max_to_keep, and of a failed save,
