@@ -455,6 +455,9 @@ template <typename Fn>
 void EmbeddingHashTable::ForEachUpserted(const int64_t* ids, int64_t n,
                                          int64_t update_time, Fn fn,
                                          const AdmitFn& admit) {
+  const int64_t clock = HostClockSeconds();
+  update_time = StampedUpdateTime(update_time, clock,
+                                  std::min(LatestUpdateTime(), clock));
   if (n > 0) NoteUpdate(update_time);
   {
     const ScopedCount writer(&writers_);
@@ -819,7 +822,9 @@ int64_t EmbeddingHashTable::EvictAtLatestUpdateTime(int64_t* now,
 
 int64_t EmbeddingHashTable::EvictShards(int64_t now, EvictStats* stats,
                                         const uint64_t* clears) {
-  if (accessor_->serving()) return 0;
+  // At time 0 (a table no write gave a time) nothing has aged: Save skips
+  // nothing then either.
+  if (accessor_->serving() || now <= 0) return 0;
   int64_t evicted = 0;
   std::vector<Slot> kept;
   for (int s = 0; s < kNumShards; ++s) {

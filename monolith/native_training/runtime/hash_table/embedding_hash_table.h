@@ -113,7 +113,9 @@ class EmbeddingHashTable {
   using AdmitFn = std::function<bool(int64_t index)>;
 
   // The writers below insert missing ids (initializer first) and stamp
-  // |update_time| (seconds) on every entry they touch; with |admit|, only
+  // |update_time| (seconds; StampedUpdateTime: one more than a day past the
+  // host's clock is stamped as the table's time, if it has one) on every
+  // entry they touch; with |admit|, only
   // the missing ids it admits. Out of memory, every call that allocates
   // throws std::bad_alloc: a batch's ids reached before are written, the
   // rest are not, and the table stays whole (Clear and Save then change
@@ -148,8 +150,10 @@ class EmbeddingHashTable {
   // huge-page threshold once it is on huge pages), its surviving entries
   // move to the front of its arena, and the memory of the arena blocks
   // past them is given back to the system (MADV_DONTNEED); later inserts
-  // reuse those blocks. SERVING tables are never evicted. Returns how many
-  // entries were dropped; |stats| (optional) says of which slots.
+  // reuse those blocks. SERVING tables are never evicted, nor anything at
+  // |now| <= 0 (a table no write gave a time; Save skips nothing then).
+  // Returns how many entries were dropped; |stats| (optional) says of
+  // which slots.
   int64_t Evict(int64_t now, EvictStats* stats = nullptr);
   // Evict at the table's own "now" (ExpiryNow(LatestUpdateTime()): its
   // latest update time, not past the host's clock; set in *now). A

@@ -750,6 +750,86 @@ TEST(EmbeddingHashTableTest, EvictionBesideARestoreKeepsTheRestoredEntries) {
   evictor.join();
 }
 
+// A table without a time (no write carried one: "now" 0) expires nothing,
+// in evictions as in saves: with an expire time of 0 days, saves kept every
+// entry while an eviction dropped them all from the live table.
+TEST(EmbeddingHashTableTest, NothingExpiresAtTimeZero) {
+  auto table = MakeTable(SgdTable(1, R"pb(
+    slot_expire_time_config { default_expire_time: 0 })pb"));
+  const int64_t ids[2] = {3, 4};
+  const float values[2] = {1, 2};
+  table->Assign(ids, 2, values, 0);
+  int64_t saved = 0;
+  for (int shard = 0; shard < 4; ++shard) {
+    ASSERT_TRUE(table
+                    ->Save(shard, 4, 0,
+                           [&](const SavedEntry&) {
+                             ++saved;
+                             return Status::OK();
+                           })
+                    .ok());
+  }
+  EXPECT_EQ(saved, 2);
+  int64_t now = -1;
+  EXPECT_EQ(table->EvictAtLatestUpdateTime(&now), 0);
+  EXPECT_EQ(now, 0);
+  EXPECT_EQ(table->Evict(0), 0);
+  EXPECT_EQ(table->Size(), 2);
+  // Once the table has a time, the 0-day expire time drops them.
+  const int64_t other = 5;
+  table->Assign(&other, 1, values, 100);
+  EXPECT_EQ(table->EvictAtLatestUpdateTime(&now), 3);
+}
+
+// A write time more than a day past the clock (a corrupt req_time) stamps
+// its entries with the table's time: they age with it (the time itself,
+// 400 days ahead, kept them from ever expiring), and neither they nor,
+// restored, the time they carry move a table's time, even a day later. A
+// table without a time keeps the time written.
+TEST(EmbeddingHashTableTest, WritesFarAheadOfTheClockTakeTheTablesTime) {
+  const std::string one_day = SgdTable(1, R"pb(
+    slot_expire_time_config { default_expire_time: 1 })pb");
+  auto table = MakeTable(one_day);
+  const int64_t day = kSecondsPerDay;
+  const int64_t clock = HostClockSeconds();
+  const int64_t data_time = clock - 30 * day;  // a backfill
+  const int64_t old = 3, far = 4;
+  const float v = 1;
+  table->Assign(&old, 1, &v, data_time);
+  table->Assign(&far, 1, &v, clock + 400 * day);
+  EXPECT_EQ(table->LatestUpdateTime(), data_time);
+  std::vector<std::string> records;
+  std::map<int64_t, int64_t> stamps;
+  ASSERT_TRUE(table
+                  ->Save(0, 1, 0,
+                         [&](const SavedEntry& entry) {
+                           stamps[entry.id] = entry.update_time;
+                           records.emplace_back(entry.dump, entry.dump_size);
+                           return Status::OK();
+                         })
+                  .ok());
+  EXPECT_EQ(stamps, (std::map<int64_t, int64_t>{{old, data_time},
+                                                {far, data_time}}));
+  auto restored = MakeTable(one_day);
+  EntryDump scratch;
+  int64_t time = 0;
+  for (const std::string& record : records) {
+    ASSERT_TRUE(
+        restored->RestoreRecord(record.data(), record.size(), &scratch, &time)
+            .ok());
+  }
+  EXPECT_EQ(restored->LatestUpdateTime(), data_time);
+  // A day and more on, both have expired.
+  EXPECT_EQ(table->Evict(data_time + 2 * day), 2);
+  // Without a time, the table keeps the time written.
+  auto fresh = MakeTable(one_day);
+  fresh->Assign(&far, 1, &v, clock + 400 * day);
+  EXPECT_EQ(fresh->LatestUpdateTime(), 0);
+  EntryDump dump;
+  fresh->BatchLookupEntry(&far, 1, &dump);
+  EXPECT_EQ(dump.last_update_ts_sec(), clock + 400 * day);
+}
+
 TEST(EmbeddingHashTableTest, ServingTablesNeverEvict) {
   auto table = MakeTable(R"pb(
     entry_config {

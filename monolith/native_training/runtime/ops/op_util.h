@@ -96,8 +96,9 @@ inline Status GetPathInput(OpKernelContext* ctx, int index, const char* name,
 // a scalar int64 in [0, 2^32), the range entries keep. A time out of range
 // (e.g. milliseconds) would become the table's "now" for expiry, and every
 // entry would then look expired to saves and eviction. A time more than a
-// day ahead of the host's clock is taken, but does not move the tables'
-// time (AdvancesTableTime), and is logged.
+// day ahead of the host's clock is taken (its entries are stamped with
+// their table's time, if it has one: StampedUpdateTime), but does not move
+// the tables' time (AdvancesTableTime), and is logged.
 inline Status GetUpdateTimeInput(OpKernelContext* ctx, int index,
                                  const char* name, int64_t* seconds) {
   TF_RETURN_IF_ERROR(GetScalarInput(ctx, index, name, seconds));
@@ -111,9 +112,9 @@ inline Status GetUpdateTimeInput(OpKernelContext* ctx, int index,
         << ctx->op_kernel().name() << ": " << name << " = " << *seconds
         << " lies more than "
         << ::monolith::hash_table::kMaxUpdateTimeAheadSeconds
-        << " s past this host's clock; its entries keep it, but it does not "
-           "move their tables' time, which saves and eviction measure "
-           "expiry against";
+        << " s past this host's clock; its entries take their table's "
+           "time instead (if it has one), and it does not move the tables' "
+           "time, which saves and eviction measure expiry against";
   }
   return OkStatus();
 }

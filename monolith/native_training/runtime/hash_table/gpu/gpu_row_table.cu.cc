@@ -1114,7 +1114,8 @@ Status GpuRowTable::Evict(int64_t now, const ExpireSeconds& expire,
                           int64_t* evicted, void* stream) {
   MONOLITH_RETURN_IF_ERROR(UseDevice(spec_.device));
   *evicted = 0;
-  if (size_ == 0) return Status::OK();
+  // At time 0 nothing has aged, as on the CPU (saves skip nothing then).
+  if (size_ == 0 || now <= 0) return Status::OK();
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   std::vector<std::pair<uint32_t, int64_t>> by_slot = expire.by_slot;
   std::sort(by_slot.begin(), by_slot.end());
@@ -1389,6 +1390,17 @@ Status GpuRowTable::WriteMany(Write write,
                               const std::vector<WriteRequest>& requests,
                               int64_t update_time, void* stream) {
   MONOLITH_RETURN_IF_ERROR(CheckRequests(requests, "write"));
+  // Restored rows keep their checkpoint's time, as on the CPU. One time
+  // stamps the whole write: the earliest of its tables' (0, the time
+  // written, where one has none), which moves none of them.
+  if (write != Write::kPutRows) {
+    const int64_t clock = HostClockSeconds();
+    int64_t table_now = clock;
+    for (const WriteRequest& r : requests) {
+      table_now = std::min(table_now, r.table->latest_update_time_);
+    }
+    update_time = StampedUpdateTime(update_time, clock, table_now);
+  }
   // The batches with ids, in groups of at most kWritesPerLaunch batches and
   // 2^31 - 1 ids, each sorted and written as one.
   std::vector<std::vector<const WriteRequest*>> groups;

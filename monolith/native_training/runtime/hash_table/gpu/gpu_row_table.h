@@ -146,7 +146,8 @@ class GpuRowTable {
     std::vector<std::pair<uint32_t, int64_t>> by_slot;
   };
   // Drops the entries expired at |now| (seconds: now - update time >= the
-  // id's slot's expire time), as EmbeddingHashTable::Evict does; *evicted
+  // id's slot's expire time; none at |now| <= 0), as
+  // EmbeddingHashTable::Evict does; *evicted
   // gets how many. A first pass counts the kept entries; unless none
   // expired, they then move to a new map, halved from the current capacity
   // while they fill it to at most max_load / 2 (never below

@@ -756,6 +756,39 @@ void CheckEvict(const GpuRowTableSpec& spec) {
           "evict: nothing expired");
   Check(none == 0 && table->size() == 6000,
         "evict: nothing expired, nothing evicted");
+  // Rows written at time 0, with expire times of 0 days: at time 0 (a
+  // table no write gave a time) nothing has aged, as saves skip nothing
+  // then; a second later all have expired.
+  {
+    std::unique_ptr<GpuRowTable> timeless;
+    CheckOk(GpuRowTable::Create(spec, &timeless), "evict: create timeless");
+    const std::vector<int64_t> ids = {1, 2, 3};
+    DeviceVector<int64_t> d_ids(ids);
+    DeviceVector<float> d_v(std::vector<float>(ids.size() * d, 1.0f));
+    CheckOk(timeless->Assign(d_ids.get(), ids.size(), d_v.get(), 0, nullptr),
+            "evict: assign at time 0");
+    GpuRowTable::ExpireSeconds zero_days;
+    CheckOk(timeless->Evict(0, zero_days, &none, nullptr), "evict: at 0");
+    Check(none == 0 && timeless->size() == 3, "evict: nothing at time 0");
+    CheckOk(timeless->Evict(1, zero_days, &none, nullptr), "evict: at 1");
+    Check(none == 3 && timeless->size() == 0, "evict: all at time 1");
+    // A write far past the host's clock (a corrupt req_time) takes the
+    // table's time, and expires with the rows written then.
+    CheckOk(timeless->Assign(d_ids.get(), 1, d_v.get(), 1000 * kDay,
+                             nullptr),
+            "evict: assign at day 1000");
+    CheckOk(timeless->Assign(d_ids.get() + 1, 1, d_v.get(),
+                             HostClockSeconds() + 400 * kDay, nullptr),
+            "evict: assign 400 days past the clock");
+    Check(timeless->latest_update_time() == 1000 * kDay,
+          "evict: a time past the clock does not move the table's");
+    GpuRowTable::ExpireSeconds one_day;
+    one_day.default_seconds = kDay;
+    CheckOk(timeless->Evict(1002 * kDay, one_day, &none, nullptr),
+            "evict: at day 1002");
+    Check(none == 2, "evict: the row written past the clock expired too (" +
+                         std::to_string(none) + " evicted, want 2)");
+  }
   GpuRowTable::ExpireSeconds expire;
   expire.default_seconds = kDay;
   expire.by_slot = {{3, 5 * kDay}};
