@@ -492,3 +492,45 @@ def test_unnamed_ps_placement_survives_the_meta_graph():
                "MonolithMultiHashTable_ps0x": (None, (2, 0)),
                "MonolithMultiHashTable_ps1x": (None, (2, 1)),
            }
+
+
+@pytest.mark.parametrize("unfinished_ps, finished_ps", [(2, 0), (0, 2)])
+def test_a_save_drops_another_layouts_unfinished_save_of_its_step(
+    tmp_path, unfinished_ps, finished_ps):
+  # A job of one layout (PS tables, or one local table) saved the tables of
+  # step 5 and died before its Saver ran; a job of the other layout then
+  # saved step 5 whole. A job of the first layout restoring step 5 read the
+  # dead job's tables, not the checkpoint's: restores prefer a local
+  # table's own files, and a PS group's PS files.
+  basename = os.path.join(str(tmp_path), "model.ckpt")
+  ids = np.array([1, 2, 3, -4], np.int64)
+
+  def run(num_ps, value=None, save=None):
+    with tf.Graph().as_default():
+      table = distributed_ps_factory.create_native_multi_hash_table(
+          num_ps, {"a": _adagrad(2, 0.5)})
+      global_step = tf1.train.get_or_create_global_step()
+      assign = table.assign({
+          "a": (tf.constant(ids), tf.fill([len(ids), 2], float(value or 0)))
+      }).as_op()
+      lookup = table.lookup({"a": tf.constant(ids)})["a"]
+      at_step_5 = global_step.assign(5)
+      listener = multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
+          basename)
+      restorer = multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
+          basename)
+      saver = tf1.train.Saver()
+      with _session(max(num_ps, 1)) as sess:
+        raw = sess.raw_session()
+        if value is None:
+          restorer.before_restore(raw)
+          return sess.run(lookup)
+        sess.run([assign, at_step_5])
+        listener.before_save(raw, 5)
+        if save == "whole":
+          saver.save(raw, basename, global_step=5)
+          listener.after_save(raw, 5)
+
+  run(unfinished_ps, value=1, save="tables only")
+  run(finished_ps, value=2, save="whole")
+  np.testing.assert_array_equal(run(unfinished_ps), np.full([len(ids), 2], 2))

@@ -423,6 +423,13 @@ def _ps_table_files(group_prefix: str, data_files: bool) -> "re.Pattern[str]":
       rf"_(0|[1-9][0-9]*){meta}-[0-9]{{5}}-of-[0-9]{{5}}(-tmp-.+)?")
 
 
+def _local_table_files(shared_name: str) -> "re.Pattern[str]":
+  """The data and meta files of a table saved as `shared_name`,
+  temporaries included."""
+  return re.compile(
+      re.escape(shared_name) + r"(\.meta)?-[0-9]{5}-of-[0-9]{5}(-tmp-.+)?")
+
+
 def _check_names_apart_from_ps_groups(tables: List["MultiHashTable"]) -> None:
   """Raises ValueError for a table that is not a PS table but is named as
   one of a group's (restores would read its files as that PS's)."""
@@ -2006,6 +2013,7 @@ class MultiHashTableCheckpointSaverListener(
     # none left by another PS count is read. A recorded checkpoint saved
     # again (TF's CheckpointSaverHook does at session creation) keeps its
     # other PS's files until this save is complete.
+    self._delete_other_layouts(base_dir, global_step_value)
     step_recorded = bool(self._ps_groups) and (
         global_step_value in self._helper.get_existing_checkpoint_steps())
     with contextlib.ExitStack() as groups:
@@ -2051,6 +2059,54 @@ class MultiHashTableCheckpointSaverListener(
     # max_to_keep: delete their tables and ckpt.info files as well.
     del session
     self._helper.delete_stale_checkpoint_files(global_step_value)
+
+  def _delete_other_layouts(self, base_dir: str,
+                            global_step_value: int) -> None:
+    """Deletes the files in `base_dir`, of a step the Saver has not
+    recorded, of this graph's tables saved under the other layout: a PS
+    group's files beside its local table's, and the other way round. A save
+    of the step by a job of the other layout that died before its Saver ran
+    left them, and restores prefer them (a local table its own files, a PS
+    group its PS files) over the save that completes now. (A recorded step
+    keeps them: saved again at session creation, its tables are what was
+    restored from them.)"""
+    tables = tf.compat.v1.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY)
+    live_names = {t.shared_name for t in tables}
+    patterns = []
+    for prefix in self._ps_groups:
+      patterns += [
+          _local_table_files(name)
+          for name in _local_names_of_group(prefix)
+          if name not in live_names
+      ]
+    for t in tables:
+      name = t.shared_name
+      # Local tables (PS tables outside groups keep their own PS count
+      # record, under their name).
+      if t.ps_shard is None and t.ps_placement is None:
+        for prefix in ([name[:-1]] if name.endswith("_") else []) + [name]:
+          if prefix not in self._ps_groups:
+            patterns += [
+                _ps_table_files(prefix, data_files=True),
+                re.compile(re.escape(os.path.basename(
+                    save_utils.ps_count_path("", prefix))))
+            ]
+    live = [_local_table_files(name) for name in live_names]
+    if not patterns:
+      return
+    stale = sorted(
+        n for n in (name.rstrip("/") for name in tf.io.gfile.listdir(base_dir))
+        if any(p.fullmatch(n) for p in patterns) and
+        not any(p.fullmatch(n) for p in live))
+    if not stale or global_step_value in (
+        self._helper.get_existing_checkpoint_steps()):
+      return
+    for name in stale:
+      tf.io.gfile.remove(os.path.join(base_dir, name))
+    logging.warning(
+        "Deleted %s from %s: tables of this step saved by a job of another "
+        "layout (PS tables or a local table) whose save did not finish.",
+        stale, base_dir)
 
   def _write_info(self, features_counts: List[Tuple[Any, Any]],
                   global_step_value: int) -> None:
