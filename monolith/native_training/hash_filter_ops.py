@@ -313,6 +313,11 @@ _SAVED_FILTER_RE = re.compile(
 _STATELESS_FILTER_OPS = ("MonolithProbabilisticFilter",
                          "MonolithDummyHashFilter")
 
+def _counting(hash_filters: List[tf.Tensor]) -> bool:
+  """Whether any of the filters counts ids (saves files)."""
+  return any(f.op.type not in _STATELESS_FILTER_OPS for f in hash_filters)
+
+
 # The name of the filters' PS count record (`save_utils.write_ps_count`).
 _PS_COUNT_GROUP = "hash_filter"
 
@@ -392,7 +397,8 @@ class HashFilterCheckpointSaverListener(
   Filter i goes to "<checkpoint>.assets/hash_filter_<i>-SSSSS-of-NNNNN",
   before the Saver writes the checkpoint (so the checkpoint state names a
   step only once its filters are saved), then records the PS count in
-  "hash_filter.num_ps", which restores read. Files there of filters of PS
+  "hash_filter.num_ps", which restores read (not for stateless filters,
+  which save nothing). Files there of filters of PS
   tasks beyond this job's (a save of the same step with more PS) are
   deleted: first when the Saver has not recorded the step, else once this
   save is complete. As the tables' listener, it deletes the asset folders
@@ -446,8 +452,11 @@ class HashFilterCheckpointSaverListener(
     num_ps = len(self._hash_filters)
     # The PS count is recorded once every filter saved: a restore then tries
     # every PS's filter, so a missing one is an error naming its files.
+    # Stateless filters save nothing and record no count, so that a restore
+    # into counting filters tells their saves from lost files.
     with save_utils.saving_per_ps_files(
-        asset_dir, _PS_COUNT_GROUP, _SAVED_FILTER_RE, num_ps,
+        asset_dir, _PS_COUNT_GROUP, _SAVED_FILTER_RE,
+        num_ps if _counting(self._hash_filters) else 0,
         global_step_value in self._helper.get_existing_checkpoint_steps()):
       with save_utils.explaining_deadline(
           self._run_options, f"saving the hash filters of step "
@@ -479,13 +488,13 @@ class HashFilterCheckpointRestorerListener(
   `save_utils.restored_checkpoint`).
 
   Without a checkpoint it does nothing. A checkpoint with no filter file
-  (saved with admission off, or with stateless filters) restores none,
-  with a warning (admission counts start over); one lacking some PS
-  tasks' files fails the restore with NotFoundError naming them. Filters
-  saved by another number of PS are not restored (a filter counts the ids
-  of its PS, id mod the PS count; tables re-route their entries, filters
-  cannot): a
-  warning names both counts, and admission counts start over on restarted
+  and no PS count record (saved with admission off, or with stateless
+  filters, which record none) restores none, with a warning (admission
+  counts start over); one whose record counts PS tasks whose files are
+  missing fails the restore with NotFoundError naming them. Filters saved
+  by another number of PS are not restored (a filter counts the ids of its
+  PS, id mod the PS count; tables re-route their entries, filters cannot):
+  a warning names both counts, and admission counts start over on restarted
   PS tasks (tasks that kept running keep the counts they hold, made under
   the old split: some ids are admitted early). Likewise a
   filter whose capacity or split count changed since the save is not
@@ -538,20 +547,17 @@ class HashFilterCheckpointRestorerListener(
       # The original's legacy layout: "<checkpoint prefix>hash_filter_<i>"
       # beside the checkpoint, where it had no asset directory.
       prefix = ckpt_prefix
-    indices = _saved_filter_indices(prefix)
-    if not indices:
-      # Saved with admission off or with stateless filters, whose saves
-      # write nothing: turning admission on at a restart is no damage.
-      counting = [
-          f for f in self._hash_filters if f.op.type not in _STATELESS_FILTER_OPS
-      ]
-      (logging.warning if counting else logging.info)(
+    saved = _saved_filter_count(prefix, _saved_filter_indices(prefix))
+    if not saved:
+      # No file and no PS count record: saved with admission off or with
+      # stateless filters (whose saves record no count): turning admission
+      # on at a restart is no damage.
+      (logging.warning if _counting(self._hash_filters) else logging.info)(
           "No hash filter files in %s (saved with admission off or with "
           "stateless filters): the hash filters are not restored, and their "
           "admission counts start over.", prefix)
       return
-    saved = _saved_filter_count(prefix, indices)
-    if saved and saved != len(self._hash_filters):
+    if saved != len(self._hash_filters):
       logging.warning(
           "The hash filters in %s were saved by %d PS tasks; this job has "
           "%d. They are not restored (each counts the ids of its PS, id mod "

@@ -386,14 +386,22 @@ def test_filters_save_and_restore_with_the_checkpoint(tmp_path):
   with _restoring(basename, 2, thresholds) as (sess, filters, restorer):
     with pytest.raises(tf.errors.NotFoundError, match="hash_filter_1"):
       restorer.before_restore(sess)
+  # Every filter file lost: the record still says 2 PS saved counting
+  # filters (not a save without them, which records nothing).
+  for name in os.listdir(asset_dir):
+    if name.startswith("hash_filter_"):
+      os.remove(os.path.join(asset_dir, name))
+  with _restoring(basename, 2, thresholds) as (sess, filters, restorer):
+    with pytest.raises(tf.errors.NotFoundError, match="hash_filter_0"):
+      restorer.before_restore(sess)
 
 
 @pytest.mark.parametrize("saved_with", ["admission_off", "dummy_filters"])
 def test_admission_turned_on_at_a_restart_starts_the_counts_over(
     tmp_path, saved_with):
   # A checkpoint saved with admission off (no filter listener's files) or
-  # with stateless filters (their saves write no file, the PS count record
-  # only): restoring counting filters from it failed with NotFound, every
+  # with stateless filters (their saves write no file, nor a PS count
+  # record): restoring counting filters from it failed with NotFound, every
   # retry alike, so admission could not be turned on for a model.
   basename = os.path.join(str(tmp_path), "model.ckpt")
   servers, config = test_utils.create_test_ps_cluster(2)
@@ -407,6 +415,11 @@ def test_admission_turned_on_at_a_restart_starts_the_counts_over(
       sess.run(tf1.global_variables_initializer())
       listener.before_save(sess, 3)
       saver.save(sess, basename, global_step=3)
+  assets = basename + "-3.assets"
+  assert not [
+      n for n in (os.listdir(assets) if os.path.isdir(assets) else [])
+      if n.startswith("hash_filter")
+  ]
   with _restoring(basename, 2, _thresholds(default=2)) as (sess, filters,
                                                           restorer):
     grads = _intercepted_grads(filters)
