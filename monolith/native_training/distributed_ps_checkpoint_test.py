@@ -534,3 +534,26 @@ def test_a_save_drops_another_layouts_unfinished_save_of_its_step(
   run(unfinished_ps, value=1, save="tables only")
   run(finished_ps, value=2, save="whole")
   np.testing.assert_array_equal(run(unfinished_ps), np.full([len(ids), 2], 2))
+
+
+def test_a_save_keeps_its_live_tables_named_like_another_layout(tmp_path):
+  # "MonolithMultiHashTable_1" (a local table of suffix "1") is also named
+  # as PS 1 of the group of "MonolithMultiHashTable_" (suffix ""): the
+  # save of the step, which deletes that group's files, keeps it.
+  basename = os.path.join(str(tmp_path), "model.ckpt")
+  with tf.Graph().as_default():
+    tables = [
+        distributed_ps_factory.create_native_multi_hash_table(
+            0, {"a": _adagrad(2, 0.5)}, name_suffix=suffix)
+        for suffix in ("", "1")
+    ]
+    assert [t.shared_name for t in tables] == [
+        "MonolithMultiHashTable_", "MonolithMultiHashTable_1"
+    ]
+    listener = multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
+        basename)
+    with _session(1) as sess:
+      listener.before_save(sess.raw_session(), 5)
+  names = os.listdir(basename + "-5.assets")
+  for table in tables:
+    assert any(n.startswith(table.shared_name + "-") for n in names), names

@@ -2013,7 +2013,6 @@ class MultiHashTableCheckpointSaverListener(
     # none left by another PS count is read. A recorded checkpoint saved
     # again (TF's CheckpointSaverHook does at session creation) keeps its
     # other PS's files until this save is complete.
-    self._delete_other_layouts(base_dir, global_step_value)
     step_recorded = bool(self._ps_groups) and (
         global_step_value in self._helper.get_existing_checkpoint_steps())
     with contextlib.ExitStack() as groups:
@@ -2039,6 +2038,7 @@ class MultiHashTableCheckpointSaverListener(
             options=self._run_options)
       for name, num_ps in self._unmarked_ps_tables.items():
         save_utils.write_ps_count(base_dir, name, num_ps)
+    self._delete_other_layouts(base_dir, global_step_value)
     # The entries are counted where ckpt.info is written.
     entries = (f" ({sum(int(np.sum(c)) for _, c in counts)} entries)"
                if self._write_ckpt_info else "")
@@ -2062,14 +2062,16 @@ class MultiHashTableCheckpointSaverListener(
 
   def _delete_other_layouts(self, base_dir: str,
                             global_step_value: int) -> None:
-    """Deletes the files in `base_dir`, of a step the Saver has not
-    recorded, of this graph's tables saved under the other layout: a PS
-    group's files beside its local table's, and the other way round. A save
-    of the step by a job of the other layout that died before its Saver ran
-    left them, and restores prefer them (a local table its own files, a PS
-    group its PS files) over the save that completes now. (A recorded step
-    keeps them: saved again at session creation, its tables are what was
-    restored from them.)"""
+    """After a save of the tables into `base_dir`, deletes the files
+    there of this graph's tables saved under the other layout (a PS group's
+    files beside its local table's, and the other way round) if the step
+    has no checkpoint (none recorded nor on disk). A save of the step by a
+    job of the other layout that died before its Saver ran left them, and
+    restores prefer them (a local table its own files, a PS group its PS
+    files) over the save just made. (A checkpoint's step keeps them: saved
+    again at session creation, its tables are what was restored from them,
+    and a checkpoint kept by keep_checkpoint_every_n_hours, out of the
+    state file, may still be restored by a job of the other layout.)"""
     tables = tf.compat.v1.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY)
     live_names = {t.shared_name for t in tables}
     patterns = []
@@ -2099,10 +2101,14 @@ class MultiHashTableCheckpointSaverListener(
         if any(p.fullmatch(n) for p in patterns) and
         not any(p.fullmatch(n) for p in live))
     if not stale or global_step_value in (
-        self._helper.get_existing_checkpoint_steps()):
+        self._helper.get_existing_checkpoint_steps()) or tf.io.gfile.exists(
+            self._helper.get_ckpt_prefix(global_step_value) + ".index"):
       return
     for name in stale:
-      tf.io.gfile.remove(os.path.join(base_dir, name))
+      try:
+        tf.io.gfile.remove(os.path.join(base_dir, name))
+      except tf.errors.NotFoundError:
+        pass
     logging.warning(
         "Deleted %s from %s: tables of this step saved by a job of another "
         "layout (PS tables or a local table) whose save did not finish.",
