@@ -79,8 +79,9 @@ hash_table::Status SaveFilterCheckpoint(
 // SaveFilterCheckpoint (or the original's save op) wrote at |basename|:
 // restores into like.CopyForRestore() and, only once every split restored,
 // hands the result to *restored (untouched on error; |like| is never
-// changed). Splits restore in parallel through |parallel_for|. Filters with split_num() == 0
-// have nothing to restore: *restored = like.Clone(), no file is read.
+// changed). Splits restore in parallel through |parallel_for|. Filters
+// with split_num() == 0 have nothing to restore: *restored =
+// like.Clone(), no file is read.
 // A save killed after writing all its splits, before or while renaming
 // them, is newer than the files it was replacing and is read, through the
 // temporaries it had not renamed yet (logged); partial temporaries of a
@@ -120,9 +121,10 @@ hash_table::Status RestoreFilterCheckpoint(
 
 // RestoreFilterCheckpoint into |into| (a filter of the configuration to
 // restore, e.g. the live one's CopyForRestore(): its splits are
-// overwritten), which spares a copy of the filter's memory. With |other_config| and a
-// checkpoint of another configuration, *restored is null (|into| may be
-// partly overwritten, and is dropped): the caller keeps its filter.
+// overwritten), which spares a copy of the filter's memory. With
+// |other_config| and a checkpoint of another configuration, *restored is
+// null (|into| may be partly overwritten, and is dropped): the caller
+// keeps its filter.
 hash_table::Status RestoreFilterCheckpointInto(
     hash_table::FileSystem* fs, const std::string& basename,
     std::unique_ptr<Filter> into, const hash_table::ParallelFor& parallel_for,

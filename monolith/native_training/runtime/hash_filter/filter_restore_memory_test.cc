@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
@@ -52,7 +53,6 @@ namespace monolith {
 namespace hash_filter {
 namespace {
 
-using ::monolith::hash_table::ParallelFor;
 using ::monolith::hash_table::PosixFileSystem;
 using ::monolith::hash_table::SerialFor;
 using ::monolith::hash_table::Status;
@@ -66,34 +66,31 @@ std::string NewDir(const std::string& name) {
   return dir;
 }
 
-// A file reader's buffer (record_file.h: reads of up to 4 MiB), with room
-// for the small allocations beside it.
+// A file reader's buffer (record_file.cc: reads of up to 4 MiB), with
+// room for the small allocations beside it.
 constexpr int64_t kReaderBytes = 5 << 20;
 
 // Saves |filter| (filled with ids first), then restores it beside it, as
-// a restore beside training does; returns the most bytes the restore
-// held beyond what was live before it, less the buffers of the
-// |readers_at_once| files it reads at once, over the filter's own bytes.
-double RestorePeakOverFilterBytes(Filter* filter, const std::string& name,
-                                  const ParallelFor& parallel_for,
-                                  int readers_at_once) {
+// a restore beside training does, one split at a time; returns the most
+// bytes the restore held beyond what was live before it, less a file
+// reader's buffer, over the filter's own bytes.
+double RestorePeakOverFilterBytes(Filter* filter, const std::string& name) {
   for (int64_t id = 0; id < 200000; ++id) {
     filter->ShouldBeFiltered(id * 7919, 1, 3, nullptr);
   }
   PosixFileSystem fs;
   const std::string basename = NewDir(name) + "/hash_filter_0";
-  Status s = SaveFilterCheckpoint(&fs, basename, *filter, parallel_for);
+  Status s = SaveFilterCheckpoint(&fs, basename, *filter, SerialFor);
   EXPECT_TRUE(s.ok()) << s.ToString();
   std::unique_ptr<Filter> restored;
   const int64_t before = live_bytes.load();
   peak_bytes.store(before);
-  s = RestoreFilterCheckpoint(&fs, basename, *filter, parallel_for, &restored);
+  s = RestoreFilterCheckpoint(&fs, basename, *filter, SerialFor, &restored);
   EXPECT_TRUE(s.ok()) << s.ToString();
   EXPECT_EQ(restored->estimated_total_element(),
             filter->estimated_total_element());
   EXPECT_EQ(restored->MemoryBytes(), filter->MemoryBytes());
-  return static_cast<double>(peak_bytes.load() - before -
-                             readers_at_once * kReaderBytes) /
+  return static_cast<double>(peak_bytes.load() - before - kReaderBytes) /
          static_cast<double>(filter->MemoryBytes());
 }
 
@@ -104,8 +101,7 @@ double RestorePeakOverFilterBytes(Filter* filter, const std::string& name,
 TEST(FilterRestoreMemoryTest, HashFilterRestoreHoldsTheFilterOnce) {
   std::unique_ptr<HashFilter> filter;
   ASSERT_TRUE(HashFilter::Create(8000000, 2.0, &filter).ok());
-  const double peak = RestorePeakOverFilterBytes(filter.get(), "hash",
-                                                 SerialFor, 1);
+  const double peak = RestorePeakOverFilterBytes(filter.get(), "hash");
   std::printf("peak / filter bytes: %.3f\n", peak);
   EXPECT_LT(peak, 1.15);
 }
@@ -113,8 +109,7 @@ TEST(FilterRestoreMemoryTest, HashFilterRestoreHoldsTheFilterOnce) {
 TEST(FilterRestoreMemoryTest, SlidingFilterRestoreHoldsTheFilterOnce) {
   std::unique_ptr<SlidingHashFilter> filter;
   ASSERT_TRUE(SlidingHashFilter::Create(8000000, 3, &filter).ok());
-  const double peak = RestorePeakOverFilterBytes(filter.get(), "sliding",
-                                                 SerialFor, 1);
+  const double peak = RestorePeakOverFilterBytes(filter.get(), "sliding");
   std::printf("peak / filter bytes: %.3f\n", peak);
   EXPECT_LT(peak, 1.15);
 }

@@ -222,9 +222,9 @@ Status RecordFileReader::ReadMore() {
   const uint64_t file_left = file_size_ - std::min(file_size_, file_offset_);
   if (!snappy_) {
     // Up to 4 MiB buffered: the unread bytes kept above plus the read fill
-    // it (a record longer than that grows it 4 MiB at a time), so the
-    // buffer is not reallocated to twice its size, the old one beside it,
-    // at every read.
+    // it (only a record longer than that makes it grow), so the buffer is
+    // not reallocated to twice its size, the old one beside it, at every
+    // read.
     constexpr uint64_t kBufferBytes = uint64_t{4} << 20;
     const uint64_t room = stream_.size() < kBufferBytes
                               ? kBufferBytes - stream_.size()
