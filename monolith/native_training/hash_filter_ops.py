@@ -145,7 +145,11 @@ def _create_hash_filter(
     filter_split_num: int = HASH_FILTER_SPLIT_NUM,
     filter_equal_probability: bool = False,
     filter_type: str = FilterType.SLIDING_HASH_FILTER) -> tf.Tensor:
-  if not _flag("enable_hash_filter", enable_hash_filter):
+  # A serving graph admits every id it is given: a counting filter there
+  # would only allocate its cells (about 840 MB at the default capacity)
+  # at every load of the model, as the original's exports did not.
+  if (not _flag("enable_hash_filter", enable_hash_filter) or
+      export_context.is_exporting()):
     return create_dummy_hash_filter(name_suffix)
   if filter_type == FilterType.SLIDING_HASH_FILTER:
     return create_hash_filter(filter_capacity, filter_split_num, config,
@@ -172,7 +176,8 @@ def create_hash_filters(
 
   Args:
     ps_num: PS tasks; 0 builds one filter where the caller places it.
-    enable_hash_filter: False builds dummy filters.
+    enable_hash_filter: False builds dummy filters, and so does export
+      mode (`export_context.enter_export_mode`: serving admits every id).
     config, filter_capacity, filter_split_num, filter_equal_probability,
       filter_type: as `create_hash_filter` / `create_probabilistic_filter`.
 

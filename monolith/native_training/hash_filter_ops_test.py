@@ -13,6 +13,7 @@ from monolith.native_training import hash_filter_ops
 from monolith.native_training import multi_hash_table_ops
 from monolith.native_training import test_utils
 from monolith.native_training import utils
+from monolith.native_training.model_export import export_context
 from monolith.native_training.runtime.ops import gen_monolith_ops
 from monolith.native_training.runtime.hash_table import \
     embedding_hash_table_pb2
@@ -483,6 +484,21 @@ def test_two_listeners_of_other_filters_at_one_basename_are_refused(
     with pytest.raises(ValueError, match="another HashFilterCheckpointSaver"):
       hash_filter_ops.HashFilterCheckpointSaverListener(
           spelling, item, enable_hash_filter=True)
+
+
+@pytest.mark.parametrize("mode", [
+    export_context.ExportMode.STANDALONE, export_context.ExportMode.DISTRIBUTED
+])
+def test_exported_graphs_get_dummy_filters(mode):
+  # A serving graph admits every id: sliding filters there allocated their
+  # cells (840 MB each at the default capacity) at every model load.
+  with tf.Graph().as_default() as graph:
+    with export_context.enter_export_mode(mode):
+      for ps_num in (0, 2):
+        hash_filter_ops.create_hash_filters(ps_num, True)
+    assert {op.type for op in graph.get_operations()} == {
+        "MonolithDummyHashFilter"
+    }
 
 
 def test_restore_without_the_files_is_a_clear_error(tmp_path):
