@@ -63,6 +63,7 @@ import collections
 import dataclasses
 import itertools
 import os
+import re
 import statistics
 import sys
 import time
@@ -73,6 +74,7 @@ from absl import flags
 from absl import logging
 from google.protobuf import message
 from google.protobuf import unknown_fields
+import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2
 from tensorflow.core.framework import types_pb2
@@ -859,16 +861,22 @@ def _multi_inference_problems(
 
 
 def _feeds(call: _Call,
-           signature_def: meta_graph_pb2.SignatureDef) -> Dict[str, tf.Tensor]:
+           signature_def: meta_graph_pb2.SignatureDef) -> Dict[str, object]:
+  """The call's inputs, by the graph tensors the signature names."""
   if call.kind == "predict":
     # TF's own parse (Tensor::FromProto, as TF Serving), for tensors that
-    # tensor_problem passed: their parsed size is bounded.
+    # tensor_problem passed: their parsed size is bounded. (Eager, outside
+    # the model's graph.)
     return {
-        name: tf.io.parse_tensor(tensor.SerializeToString(), tensor.dtype)
+        signature_def.inputs[name].name: tf.io.parse_tensor(
+            tensor.SerializeToString(), tensor.dtype).numpy()
         for name, tensor in call.tensors.items()
     }
   (name,) = signature_def.inputs
-  return {name: tf.constant(_serialized_examples(call.examples), tf.string)}
+  return {
+      signature_def.inputs[name].name:
+          np.array(_serialized_examples(call.examples), dtype=object)
+  }
 
 
 def replay(calls: Sequence[_Call], saved_model_dir: str,
@@ -877,37 +885,50 @@ def replay(calls: Sequence[_Call], saved_model_dir: str,
            iterations: int = 1) -> List[Problem]:
   """Runs every call through the loaded model, as TF Serving's warmup does.
 
-  Records each signature's first and later latencies in `summaries`.
+  The model is loaded as TF Serving loads it, into a graph and session of
+  its own (its main op run), and the session is closed after: its tables
+  and other resources go with it (an eager `tf.saved_model.load` kept them
+  for the life of the process, a whole model's tables per check). Records
+  each signature's first and later latencies in `summaries`.
   """
   if iterations < 1:
     raise ValueError(f"replay iterations must be at least 1, got {iterations}")
+  graph = tf.Graph()
+  # Not a `with` block: a session's makes its graph the default, where the
+  # requests' tensors (parsed eagerly) would become graph ops.
+  sess = tf.compat.v1.Session(graph=graph)
   try:
-    model = tf.saved_model.load(saved_model_dir, tags=sorted(SERVING_TAGS))
-  except (tf.errors.OpError, ValueError, KeyError, OSError) as e:
-    raise warmup_io.WarmupDataError(
-        f"{saved_model_dir}: cannot load the SavedModel to replay the warmup "
-        f"requests ({type(e).__name__}: {e}); --noreplay checks without "
-        "it") from e
-  problems = []
-  for call in calls:
-    function = model.signatures[call.signature]
-    summary = summaries[call.signature]
     try:
-      feeds = _feeds(call, signature_defs[call.signature])
-      for _ in range(iterations):
-        start = time.perf_counter()
-        outputs = function(**feeds)
-        for output in tf.nest.flatten(outputs):
-          output.numpy()  # waits for the result
-        elapsed_ms = (time.perf_counter() - start) * 1e3
-        if summary.first_ms is None:
-          summary.first_ms = elapsed_ms
-        else:
-          summary.later_ms.append(elapsed_ms)
-    except tf.errors.OpError as e:
-      problems.append(_replay_problem(call, _op_error_summary(e.message)))
-    except (ValueError, TypeError) as e:
-      problems.append(_replay_problem(call, str(e)))
+      with graph.as_default():
+        tf.compat.v1.saved_model.loader.load(sess, sorted(SERVING_TAGS),
+                                             saved_model_dir)
+    except (tf.errors.OpError, ValueError, KeyError, OSError,
+            RuntimeError) as e:
+      raise warmup_io.WarmupDataError(
+          f"{saved_model_dir}: cannot load the SavedModel to replay the "
+          f"warmup requests ({type(e).__name__}: {e}); --noreplay checks "
+          "without it") from e
+    problems = []
+    for call in calls:
+      signature_def = signature_defs[call.signature]
+      summary = summaries[call.signature]
+      fetches = {k: v.name for k, v in signature_def.outputs.items()}
+      try:
+        feeds = _feeds(call, signature_def)
+        for _ in range(iterations):
+          start = time.perf_counter()
+          sess.run(fetches, feeds)
+          elapsed_ms = (time.perf_counter() - start) * 1e3
+          if summary.first_ms is None:
+            summary.first_ms = elapsed_ms
+          else:
+            summary.later_ms.append(elapsed_ms)
+      except tf.errors.OpError as e:
+        problems.append(_replay_problem(call, _op_error_summary(e.message)))
+      except (ValueError, TypeError) as e:
+        problems.append(_replay_problem(call, str(e)))
+  finally:
+    sess.close()
   return problems
 
 
@@ -921,6 +942,10 @@ def _op_error_summary(text: str) -> str:
   node = None
   causes = []
   for line in (l.strip() for l in text.splitlines()):
+    # A session names the node "[[{{node NAME}}]]" after the cause.
+    named = re.search(r"\{\{node ([^}]+)\}\}", line)
+    if named and node is None:
+      node = named.group(1)
     if line.startswith("Detected at node"):
       node = line.split()[3]
     elif line and not line.startswith(_OP_ERROR_NOISE):
