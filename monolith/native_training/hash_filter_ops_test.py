@@ -379,22 +379,18 @@ def test_filters_save_and_restore_with_the_checkpoint(tmp_path):
 
   # PS 1's files lost (a partial copy): the recorded count says 2 PS saved,
   # so the restore fails naming them, not skipping every filter as if 1 PS
-  # had saved.
+  # had saved. Then every filter file lost: the record still says 2 PS
+  # saved counting filters (not a save without them, which records
+  # nothing).
   asset_dir = basename + "-7.assets"
-  for name in os.listdir(asset_dir):
-    if name.startswith("hash_filter_1-"):
-      os.remove(os.path.join(asset_dir, name))
-  with _restoring(basename, 2, thresholds) as (sess, filters, restorer):
-    with pytest.raises(tf.errors.NotFoundError, match="hash_filter_1"):
-      restorer.before_restore(sess)
-  # Every filter file lost: the record still says 2 PS saved counting
-  # filters (not a save without them, which records nothing).
-  for name in os.listdir(asset_dir):
-    if name.startswith("hash_filter_"):
-      os.remove(os.path.join(asset_dir, name))
-  with _restoring(basename, 2, thresholds) as (sess, filters, restorer):
-    with pytest.raises(tf.errors.NotFoundError, match="hash_filter_0"):
-      restorer.before_restore(sess)
+  for lost, named in (("hash_filter_1-", "hash_filter_1"),
+                      ("hash_filter_", "hash_filter_0")):
+    for name in os.listdir(asset_dir):
+      if name.startswith(lost):
+        os.remove(os.path.join(asset_dir, name))
+    with _restoring(basename, 2, thresholds) as (sess, filters, restorer):
+      with pytest.raises(tf.errors.NotFoundError, match=named):
+        restorer.before_restore(sess)
 
 
 @pytest.mark.parametrize("saved_with", ["admission_off", "dummy_filters"])
