@@ -1922,6 +1922,13 @@ def _tensor_of_table(tensors: Dict[int, tf.Tensor], table: Any,
         "exists") from None
 
 
+def _tables_run_by(session: Any) -> List["MultiHashTable"]:
+  """The MultiHashTables of the graph `session` runs. Not the default
+  graph's: a step run outside the graph's `as_default()` block, or in
+  another thread (the default graph is per thread), has another."""
+  return session.graph.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY)
+
+
 def _checked_compression_type(compression_type: str) -> str:
   """`compression_type`, checked when the graph is built (the kernel would
   refuse it only when the first save runs)."""
@@ -2006,7 +2013,7 @@ class MultiHashTableCheckpointSaverListener(
     feed_dict = {
         _tensor_of_table(self._table_id_to_placeholder, table, "saver"):
             base_dir + table.shared_name
-        for table in tf.compat.v1.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY)
+        for table in _tables_run_by(sess)
     }
     # Each group's PS count is recorded once all its PS saved; restores
     # read the tables of that many PS, so none missing goes unnoticed and
@@ -2038,7 +2045,8 @@ class MultiHashTableCheckpointSaverListener(
             options=self._run_options)
       for name, num_ps in self._unmarked_ps_tables.items():
         save_utils.write_ps_count(base_dir, name, num_ps)
-    self._delete_other_layouts(base_dir, global_step_value)
+    self._delete_other_layouts(_tables_run_by(sess), base_dir,
+                               global_step_value)
     # The entries are counted where ckpt.info is written.
     entries = (f" ({sum(int(np.sum(c)) for _, c in counts)} entries)"
                if self._write_ckpt_info else "")
@@ -2060,8 +2068,8 @@ class MultiHashTableCheckpointSaverListener(
     del session
     self._helper.delete_stale_checkpoint_files(global_step_value)
 
-  def _delete_other_layouts(self, base_dir: str,
-                            global_step_value: int) -> None:
+  def _delete_other_layouts(self, tables: List["MultiHashTable"],
+                            base_dir: str, global_step_value: int) -> None:
     """After a save of the tables into `base_dir`, deletes the files
     there of this graph's tables saved under the other layout (a PS group's
     files beside its local table's, and the other way round) if the step
@@ -2072,7 +2080,6 @@ class MultiHashTableCheckpointSaverListener(
     again at session creation, its tables are what was restored from them,
     and a checkpoint kept by keep_checkpoint_every_n_hours, out of the
     state file, may still be restored by a job of the other layout.)"""
-    tables = tf.compat.v1.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY)
     live_names = {t.shared_name for t in tables}
     patterns = []
     for prefix in self._ps_groups:
@@ -2249,15 +2256,12 @@ class MultiHashTableCheckpointRestorerListener(
           device, uninitialized):
         restore_ops.extend(device_ops)
     if not restore_ops:
-      session.run([
-          t.initializer
-          for t in tf.compat.v1.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY)
-      ])
+      session.run([t.initializer for t in _tables_run_by(session)])
       logging.info("Every PS task kept its hash tables; none restored.")
       return
     logging.info("Restoring hash tables from %s.", ckpt_prefix)
     asset_dir = self._helper.get_ckpt_asset_dir(ckpt_prefix)
-    tables = tf.compat.v1.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY)
+    tables = _tables_run_by(session)
     # Saves of another layout are read only where no table of this graph
     # owns them: a new table must not take a live table's entries.
     live_names = {t.shared_name for t in tables}
@@ -2396,7 +2400,7 @@ class MultiHashTableRestorerSaverListener(
     """
     evicted = session.run([
         _tensor_of_table(self._evicted, table, "restorer-saver")
-        for table in tf.compat.v1.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY)
+        for table in _tables_run_by(session)
     ])
     logging.info("After the save of step %s to %s: evicted %d expired entries.",
                  global_step_value, self._ckpt_prefix,
@@ -2444,8 +2448,11 @@ class MultiHashTableStatsHook(tf.compat.v1.train.SessionRunHook):
     self._hash_filters = list(hash_filters)
     self._every_n_secs = float(every_n_secs)
     self._summary_dir = summary_dir
-    # Set by begin(): what a report fetches, and whose figures they are.
+    # Set by begin(): what a report fetches, and whose figures they are,
+    # built once per graph (a session made again on a finalized graph, as
+    # after a lost task, calls begin() again).
     self._fetches = {}
+    self._fetches_graph = None
     self._table_names = []  # (shared name, table names) of each table
     self._filter_names = []
     self._writes_summaries = False
@@ -2454,6 +2461,26 @@ class MultiHashTableStatsHook(tf.compat.v1.train.SessionRunHook):
     self._last_failures = {}  # filter name -> failures then
 
   def begin(self) -> None:
+    graph = tf.compat.v1.get_default_graph()
+    if self._fetches_graph is not graph:
+      self._build_fetches()
+      self._fetches_graph = graph
+    # Made here, in the graph (as SummarySaverHook): v1's FileWriter
+    # refuses to be made where eager execution is on, as it may be around
+    # a run; reports then take it from the cache.
+    self._writes_summaries = False
+    if self._summary_dir:
+      try:
+        tf.compat.v1.summary.FileWriterCache.get(self._summary_dir)
+        self._writes_summaries = True
+      except (OSError, tf.errors.OpError) as e:
+        logging.warning("MultiHashTableStatsHook: cannot write summaries to "
+                        "%s (only logging the figures): %s",
+                        self._summary_dir, e)
+    self._last_report = None
+
+  def _build_fetches(self) -> None:
+    """The ops a report runs, in the default graph."""
     tables = (tf.compat.v1.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY)
               if self._tables is None else self._tables)
     gpu = [t.shared_name for t in tables if t.on_gpu]
@@ -2475,19 +2502,6 @@ class MultiHashTableStatsHook(tf.compat.v1.train.SessionRunHook):
     global_step = tf.compat.v1.train.get_global_step()
     if global_step is not None:
       self._fetches["global_step"] = global_step
-    # Made here, in the graph (as SummarySaverHook): v1's FileWriter
-    # refuses to be made where eager execution is on, as it may be around
-    # a run; reports then take it from the cache.
-    self._writes_summaries = False
-    if self._summary_dir:
-      try:
-        tf.compat.v1.summary.FileWriterCache.get(self._summary_dir)
-        self._writes_summaries = True
-      except (OSError, tf.errors.OpError) as e:
-        logging.warning("MultiHashTableStatsHook: cannot write summaries to "
-                        "%s (only logging the figures): %s",
-                        self._summary_dir, e)
-    self._last_report = None
 
   def after_run(self, run_context: tf.compat.v1.train.SessionRunContext,
                 run_values: tf.compat.v1.train.SessionRunValues) -> None:

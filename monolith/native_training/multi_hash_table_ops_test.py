@@ -386,6 +386,24 @@ def test_stats_hook_with_an_unwritable_summary_dir_only_logs(tmp_path,
              for m in messages) == 2
 
 
+def test_stats_hook_serves_sessions_made_again_on_a_finalized_graph():
+  # A session made again with the same hooks (local_cluster after a lost
+  # PS) calls begin() again on a finalized graph: building the report's
+  # ops there failed ("Graph is finalized").
+  table = multi_hash_table_ops.MultiHashTable.from_configs(
+      {"a": test_utils.generate_test_hash_table_config(1)},
+      name_suffix="again")
+  hook = multi_hash_table_ops.MultiHashTableStatsHook(tables=[table])
+  nothing = tf.no_op()
+  first = tf1.train.MonitoredSession(hooks=[hook])
+  first.run(nothing)
+  ops_after_first = len(tf1.get_default_graph().get_operations())
+  with tf1.train.MonitoredSession(hooks=[hook]) as second:
+    second.run(nothing)
+  first.close()
+  assert len(tf1.get_default_graph().get_operations()) == ops_after_first
+
+
 def test_stats_hook_refuses_a_bad_interval():
   for bad in (0, -1.0, float("inf"), float("nan"), True, "60"):
     with pytest.raises(ValueError, match="every_n_secs"):
@@ -988,6 +1006,42 @@ def test_saver_listener_writes_each_table_once(tmp_path):
   assert recorder.snapshots[-1] == first
   with tf.io.gfile.GFile(os.path.join(model_dir, "ckpt.info-7")) as f:
     assert re.search(r'key: "slot0"\s+value: 2', f.read())
+
+
+def test_checkpoint_listeners_take_the_tables_of_the_sessions_graph(
+    tmp_path):
+  # Steps run outside the graph's as_default() block (or in another
+  # thread, whose default graph is its own): the listeners read the
+  # default graph's tables at run time, found none (or another graph's),
+  # and the save ran without its basenames fed.
+  basename = os.path.join(tmp_path, "model.ckpt")
+  with tf.Graph().as_default() as graph:
+    table = multi_hash_table_ops.MultiHashTable.from_configs(
+        {"slot0": test_utils.generate_test_hash_table_config(1)})
+    add = table.assign_add({"slot0": (_id([4]), _value([[2]]))}).as_op()
+    lookup = table.lookup({"slot0": _id([4])})["slot0"]
+    saver = multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
+        basename)
+    restorer = multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
+        basename)
+    evictor = multi_hash_table_ops.MultiHashTableRestorerSaverListener(
+        basename)
+    tf1.train.get_or_create_global_step()
+    tf_saver = tf1.train.Saver()
+    init = [table.initializer, tf1.global_variables_initializer()]
+  # Not `with sess`, which would make the graph the default again.
+  sess = tf1.Session(graph=graph)
+  try:
+    sess.run(init)
+    sess.run(add)
+    saver.before_save(sess, 3)
+    tf_saver.save(sess, basename, global_step=3)
+    evictor.after_save(sess, 3)
+    sess.run(add)
+    restorer.before_restore(sess)
+    np.testing.assert_array_equal(sess.run(lookup), [[2]])
+  finally:
+    sess.close()
 
 
 class _DeadlineRecorder:
