@@ -24,10 +24,12 @@ and everything between a pair is replaced; text outside the markers is
 kept. A table whose benchmark has no saved run says so, with the command
 to run.
 
-    # Save a run (reads the benchmark's stdout; keeps only its JSON lines),
-    # then rewrite the tables:
+    # Save a run once it exited 0 (reads the benchmark's stdout; keeps only
+    # its JSON lines; --command gives the flags it ran with), then rewrite
+    # the tables:
     ./bazelw run -c opt //monolith/native_training/runtime/hash_table:hash_table_benchmark \
-        | python3 docs/gen_benchmark_tables.py record hash_table_benchmark
+        > /tmp/run.txt && python3 docs/gen_benchmark_tables.py record \
+        hash_table_benchmark [--command="..."] < /tmp/run.txt
     # Rewrite the tables from the saved runs:
     python3 docs/gen_benchmark_tables.py      # or ./bazelw run //docs:gen_benchmark_tables
     # Exit 1 if docs/benchmarks.md is not what the saved runs give:

@@ -489,10 +489,12 @@ def read_ps_count(directory: str, group: str) -> Optional[int]:
         None, None, f"{path}: a save of {group}'s files into {directory} "
         "began and never recorded its end (the job stopped while saving, or "
         "the save's as_op() was not run), so they may mix the files of two "
-        "saves. Restore another checkpoint (e.g. the one before it: its "
-        "path as model_checkpoint_path in the model directory's "
-        "`checkpoint` file), or, to take these files as they are, write the "
-        "number of PS tasks and a newline into this file")
+        "saves. Restore another checkpoint (e.g. the one before it: move "
+        "this step's files away, <prefix>-<step>.*, its .assets folder and "
+        "ckpt.info-<step>, and put the earlier one's path as "
+        "model_checkpoint_path in the model directory's `checkpoint` file; "
+        "see docs/checkpoints.md), or, to take these files as they are, "
+        "write the number of PS tasks and a newline into this file")
   if not re.fullmatch(r"[1-9][0-9]{0,5}\n", text):
     raise tf.errors.DataLossError(
         None, None, f"{path} should hold the number of PS tasks that saved "
