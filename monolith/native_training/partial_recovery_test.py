@@ -316,6 +316,29 @@ def test_a_task_restarted_during_setup_is_not_marked_set_up():
       assert monitor.uninitialized_ps_tasks(sess) == set()
 
 
+def test_looks_of_a_session_that_failed_to_set_up_are_not_carried_over():
+  # A session creation that failed after a restorer looked (PS 1 to
+  # restore) left that look behind: the next creation, restoring PS 0 and
+  # 1 after PS 0 restarted too, then counted PS 0 as restarted during its
+  # setup (a spurious AbortedError, and PS 0 restored once more).
+  servers, _ = test_utils.create_test_ps_cluster(2)
+  shared = tf1.ConfigProto()
+  with tf.Graph().as_default():
+    monitor = save_utils.PsMonitor(2)
+    restart = _remove_monitor_keys(2, [0, 1])
+    with tf1.Session(servers[0].target, config=shared) as sess:
+      monitor.uninitialized_ps_tasks(sess)
+      monitor.setup_ps_initialized_state(sess)
+      sess.run(restart[1])
+    with tf1.Session(servers[0].target, config=shared) as failed:
+      assert monitor.uninitialized_ps_tasks(failed) == {1}
+    with tf1.Session(servers[0].target, config=shared) as sess:
+      sess.run(restart[0])
+      assert monitor.uninitialized_ps_tasks(sess) == {0, 1}
+      monitor.setup_ps_initialized_state(sess)
+      assert monitor.uninitialized_ps_tasks(sess) == set()
+
+
 def test_bad_arguments():
   with tf.Graph().as_default():
     with pytest.raises(ValueError, match="ps_num"):

@@ -75,6 +75,7 @@ import math
 import numbers
 import os
 import re
+import weakref
 from typing import (Iterator, List, NamedTuple, Optional, Sequence, Set,
                     Tuple, Union)
 
@@ -845,10 +846,13 @@ class PsMonitor:
       ]
       tasks = tf.constant(self._task_names, dtype=tf.string)
       self._report = tf.boolean_mask(tasks, tf.logical_not(self._set_up))
-    # The tasks every look since the last setup found not set up (None:
-    # no look yet). Each restorer looks once and restores what it found,
-    # so only these were restored by all of them.
+    # The tasks every look in the session being set up found not set up
+    # (None: no look yet), and that session (weakly: a creation that failed
+    # after a look leaves its session behind, and the next one's looks
+    # start over). Each restorer looks once and restores what it found, so
+    # only these were restored by all of them.
     self._seen_by_every_look: Optional[Set[int]] = None
+    self._looking_session: Optional[weakref.ref] = None
 
   @property
   def num_ps(self) -> int:
@@ -857,6 +861,9 @@ class PsMonitor:
   def uninitialized_ps_tasks(self, sess: tf.compat.v1.Session) -> Set[int]:
     """The indices of the PS tasks not (or no longer) set up."""
     tasks = self._not_set_up(sess)
+    if self._looking_session is None or self._looking_session() is not sess:
+      self._seen_by_every_look = None
+      self._looking_session = weakref.ref(sess)
     self._seen_by_every_look = (tasks if self._seen_by_every_look is None
                                 else self._seen_by_every_look & tasks)
     return tasks
@@ -904,8 +911,10 @@ class PsMonitor:
     Raises:
       tf.errors.AbortedError: a PS task restarted during the setup.
     """
-    seen = self._seen_by_every_look
+    seen = (self._seen_by_every_look if self._looking_session is not None and
+            self._looking_session() is sess else None)
     self._seen_by_every_look = None
+    self._looking_session = None
     uninitialized, generation = self._not_set_up_and_generation(sess)
     if not uninitialized:
       # Every task holds this job's count and the highest generation: a new
