@@ -1342,6 +1342,18 @@ def test_a_table_of_another_config_is_not_reused():
   sess, table, lookup = session_of(made, other_dummy=True)
   sess.run(table.initializer)
   np.testing.assert_array_equal(sess.run(lookup), [[3]])
+  # And from a config that differs only where a live table does not read
+  # it again (a rolling update of the workers' binary): the optimizer's
+  # learning_rate field (rates come with every update) and the
+  # initial_capacity (read when a table is made).
+  rerated = {"a": test_utils.generate_test_hash_table_config(1),
+             "b": made["b"]}
+  rerated["a"].table_config.initial_capacity = 5000
+  rerated["a"].table_config.entry_config.segments[0].opt_config.sgd.\
+      learning_rate = 0.5
+  sess, table, lookup = session_of(rerated)
+  sess.run(table.initializer)
+  np.testing.assert_array_equal(sess.run(lookup), [[3]])
   renamed = {"a": made["a"], "c": made["b"]}
   other_dim = {"a": test_utils.generate_test_hash_table_config(4),
                "b": made["b"]}

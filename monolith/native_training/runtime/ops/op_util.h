@@ -22,6 +22,8 @@
 #include <utility>
 #include <vector>
 
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/message.h"
 #include "monolith/native_training/runtime/hash_table/status.h"
 #include "monolith/native_training/runtime/hash_table/update_time.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -509,12 +511,47 @@ Status ParseMultiTableConfig(const std::string& serialized, Config* config) {
   return OkStatus();
 }
 
+// |config| (a MultiEmbeddingHashTableConfig) without what a live table
+// does not read again: each table's initial_capacity (read when it is
+// made) and every optimizer's learning_rate field (the rates come with
+// each update, from the graph's learning_rate_fns).
+template <typename Config>
+Config WithoutFieldsReadOnlyAtCreation(Config config) {
+  for (auto& table : *config.mutable_configs()) {
+    table.clear_initial_capacity();
+    for (auto& segment : *table.mutable_entry_config()->mutable_segments()) {
+      google::protobuf::Message* opt = segment.mutable_opt_config();
+      std::vector<const google::protobuf::FieldDescriptor*> set;
+      opt->GetReflection()->ListFields(*opt, &set);
+      for (const google::protobuf::FieldDescriptor* field : set) {
+        if (field->cpp_type() !=
+                google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE ||
+            field->is_repeated()) {
+          continue;
+        }
+        google::protobuf::Message* optimizer =
+            opt->GetReflection()->MutableMessage(opt, field);
+        const google::protobuf::FieldDescriptor* rate =
+            optimizer->GetDescriptor()->FindFieldByName("learning_rate");
+        if (rate != nullptr) {
+          optimizer->GetReflection()->ClearField(optimizer, rate);
+        }
+      }
+    }
+  }
+  return config;
+}
+
 // Checks that an existing multi table, created from |existing| (its config,
 // serialized), serves a create op whose config is |wanted|. A PS keeps its
 // tables while chiefs and workers come and go, so a graph built from
 // another config finds them by shared name; tables are addressed by
 // position, and the other config's tables would silently take other
-// slots' ids and gradients.
+// slots' ids and gradients. Fields a live table does not read again
+// (WithoutFieldsReadOnlyAtCreation) may differ: a rolling update of the
+// workers' binary with another learning_rate field or initial_capacity
+// would otherwise stop every worker whose graph is new until the PS tasks
+// restart.
 template <typename Config>
 Status CheckCreatedFromSameConfig(const std::string& shared_name,
                                   const std::string& existing,
@@ -523,6 +560,10 @@ Status CheckCreatedFromSameConfig(const std::string& shared_name,
   Config made;
   std::string detail = "its config cannot be read";
   if (made.ParseFromString(existing)) {
+    if (WithoutFieldsReadOnlyAtCreation(made).SerializeAsString() ==
+        WithoutFieldsReadOnlyAtCreation(wanted).SerializeAsString()) {
+      return OkStatus();
+    }
     const auto names = [](const Config& c) {
       std::string out;
       for (const auto& name : c.names()) {
