@@ -860,16 +860,34 @@ def _multi_inference_problems(
   return problems
 
 
-def _feeds(call: _Call,
-           signature_def: meta_graph_pb2.SignatureDef) -> Dict[str, object]:
+class _TensorParser:
+  """TF's own parse of request tensors (Tensor::FromProto, as TF
+  Serving), by ops added to the replay's graph and run in its session:
+  eager execution may be off in the calling process (a TF1 chief)."""
+
+  def __init__(self, sess: tf.compat.v1.Session):
+    self._sess = sess
+    with sess.graph.as_default():
+      self._serialized = tf.compat.v1.placeholder(
+          tf.string, [], name="warmup_check_request_tensor")
+    self._parse_ops = {}  # dtype enum -> its parse op's output
+
+  def parse(self, tensor: tensor_pb2.TensorProto) -> object:
+    if tensor.dtype not in self._parse_ops:
+      with self._sess.graph.as_default():
+        self._parse_ops[tensor.dtype] = tf.io.parse_tensor(
+            self._serialized, tf.as_dtype(tensor.dtype))
+    return self._sess.run(self._parse_ops[tensor.dtype],
+                          {self._serialized: tensor.SerializeToString()})
+
+
+def _feeds(call: _Call, signature_def: meta_graph_pb2.SignatureDef,
+           parser: _TensorParser) -> Dict[str, object]:
   """The call's inputs, by the graph tensors the signature names."""
   if call.kind == "predict":
-    # TF's own parse (Tensor::FromProto, as TF Serving), for tensors that
-    # tensor_problem passed: their parsed size is bounded. (Eager, outside
-    # the model's graph.)
+    # For tensors that tensor_problem passed: their parsed size is bounded.
     return {
-        signature_def.inputs[name].name: tf.io.parse_tensor(
-            tensor.SerializeToString(), tensor.dtype).numpy()
+        signature_def.inputs[name].name: parser.parse(tensor)
         for name, tensor in call.tensors.items()
     }
   (name,) = signature_def.inputs
@@ -894,8 +912,6 @@ def replay(calls: Sequence[_Call], saved_model_dir: str,
   if iterations < 1:
     raise ValueError(f"replay iterations must be at least 1, got {iterations}")
   graph = tf.Graph()
-  # Not a `with` block: a session's makes its graph the default, where the
-  # requests' tensors (parsed eagerly) would become graph ops.
   sess = tf.compat.v1.Session(graph=graph)
   try:
     try:
@@ -908,13 +924,14 @@ def replay(calls: Sequence[_Call], saved_model_dir: str,
           f"{saved_model_dir}: cannot load the SavedModel to replay the "
           f"warmup requests ({type(e).__name__}: {e}); --noreplay checks "
           "without it") from e
+    parser = _TensorParser(sess)
     problems = []
     for call in calls:
       signature_def = signature_defs[call.signature]
       summary = summaries[call.signature]
       fetches = {k: v.name for k, v in signature_def.outputs.items()}
       try:
-        feeds = _feeds(call, signature_def)
+        feeds = _feeds(call, signature_def, parser)
         for _ in range(iterations):
           start = time.perf_counter()
           sess.run(fetches, feeds)

@@ -182,6 +182,17 @@ def _problems(report):
   return [str(p) for p in report.problems]
 
 
+def test_replay_in_a_caller_with_a_default_graph_of_its_own(tmp_path,
+                                                           model_dir):
+  # A TF1 program (a chief checking its exports) calls it under a graph of
+  # its own: request tensors parsed eagerly (.numpy()) failed there.
+  path = _write(tmp_path / "warmup", _random_example_logs())
+  with tf.Graph().as_default() as graph:
+    report = warmup_data_check.check_warmup_file(path, model_dir)
+  assert _problems(report) == [] and report.replayed
+  assert not graph.get_operations()  # nothing added to the caller's graph
+
+
 def test_random_warmup_checks_replays_and_installs(tmp_path, model_dir):
   path = _write(tmp_path / "warmup", _random_example_logs())
   report = warmup_data_check.check_warmup_file(path, model_dir,
