@@ -2107,9 +2107,10 @@ class MultiHashTableCheckpointSaverListener(
         n for n in (name.rstrip("/") for name in tf.io.gfile.listdir(base_dir))
         if any(p.fullmatch(n) for p in patterns) and
         not any(p.fullmatch(n) for p in live))
-    if not stale or global_step_value in (
-        self._helper.get_existing_checkpoint_steps()) or tf.io.gfile.exists(
-            self._helper.get_ckpt_prefix(global_step_value) + ".index"):
+    if not stale or (
+        global_step_value in self._helper.get_existing_checkpoint_steps() or
+        save_utils.checkpoint_files_exist(
+            self._helper.get_ckpt_prefix(global_step_value))):
       return
     for name in stale:
       try:

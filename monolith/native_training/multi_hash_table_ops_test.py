@@ -1354,6 +1354,12 @@ def test_a_table_of_another_config_is_not_reused():
   sess, table, lookup = session_of(rerated)
   sess.run(table.initializer)
   np.testing.assert_array_equal(sess.run(lookup), [[3]])
+  # A difference elsewhere is named, not one that may differ.
+  sess, table, _ = session_of({
+      "a": rerated["a"], "b": test_utils.generate_test_hash_table_config(3)})
+  with pytest.raises(tf.errors.FailedPreconditionError,
+                     match=r"table b was made from \{.*dim_size: 2"):
+    sess.run(table.initializer)
   renamed = {"a": made["a"], "c": made["b"]}
   other_dim = {"a": test_utils.generate_test_hash_table_config(4),
                "b": made["b"]}

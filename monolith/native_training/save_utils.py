@@ -551,8 +551,9 @@ def _same_dir(a: str, b: str) -> bool:
   return os.path.realpath(a) == os.path.realpath(b)
 
 
-def _checkpoint_files_exist(prefix: str) -> bool:
-  # V2 checkpoints have "<prefix>.index"; V1 ones a file named the prefix.
+def checkpoint_files_exist(prefix: str) -> bool:
+  """Whether a checkpoint was written at `prefix` (V2: "<prefix>.index";
+  V1: a file named the prefix)."""
   return tf.io.gfile.exists(prefix + ".index") or tf.io.gfile.exists(prefix)
 
 
@@ -570,7 +571,7 @@ def _checkpoint_path_in(checkpoint_dir: str, path: str) -> Optional[str]:
   here = os.path.join(checkpoint_dir, os.path.basename(path))
   if _same_dir(os.path.dirname(path), checkpoint_dir):
     return here
-  if _checkpoint_files_exist(here):
+  if checkpoint_files_exist(here):
     logging.warning("The checkpoint state names %s; using %s, in the "
                     "directory itself (it was moved or copied).", path, here)
     return here
@@ -618,7 +619,7 @@ def checkpoint_state(
         "checkpoint (model_checkpoint_path is empty)")
   prefix = (_checkpoint_path_in(checkpoint_dir, state.model_checkpoint_path)
             or state.model_checkpoint_path)
-  if not _checkpoint_files_exist(prefix):
+  if not checkpoint_files_exist(prefix):
     raise tf.errors.NotFoundError(
         None, None, f"checkpoint state file {state_path} names {prefix}, "
         f"which has no files ({prefix}.index); restore it, or delete the "

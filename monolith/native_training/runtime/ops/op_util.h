@@ -560,8 +560,10 @@ Status CheckCreatedFromSameConfig(const std::string& shared_name,
   Config made;
   std::string detail = "its config cannot be read";
   if (made.ParseFromString(existing)) {
-    if (WithoutFieldsReadOnlyAtCreation(made).SerializeAsString() ==
-        WithoutFieldsReadOnlyAtCreation(wanted).SerializeAsString()) {
+    // Compared, and a difference named, without what may differ.
+    made = WithoutFieldsReadOnlyAtCreation(made);
+    const Config compared = WithoutFieldsReadOnlyAtCreation(wanted);
+    if (made.SerializeAsString() == compared.SerializeAsString()) {
       return OkStatus();
     }
     const auto names = [](const Config& c) {
@@ -572,22 +574,22 @@ Status CheckCreatedFromSameConfig(const std::string& shared_name,
       return "[" + out + "]";
     };
     detail = "it has tables " + names(made) + ", this graph's config " +
-             names(wanted);
+             names(compared);
     // Element by element: names may hold the separator ("a, b" + "c").
     if (std::equal(made.names().begin(), made.names().end(),
-                   wanted.names().begin(), wanted.names().end())) {
+                   compared.names().begin(), compared.names().end())) {
       const int configs =
-          std::min(made.configs_size(), wanted.configs_size());
+          std::min(made.configs_size(), compared.configs_size());
       for (int i = 0; i < configs; ++i) {
         if (made.configs(i).SerializeAsString() !=
-            wanted.configs(i).SerializeAsString()) {
+            compared.configs(i).SerializeAsString()) {
           const auto brief = [](const auto& m) {
             const std::string s = m.ShortDebugString();
             return s.size() <= 300 ? s : s.substr(0, 300) + "...";
           };
-          detail = "table " + wanted.names(i) + " was made from {" +
+          detail = "table " + compared.names(i) + " was made from {" +
                    brief(made.configs(i)) + "}, this graph's config is {" +
-                   brief(wanted.configs(i)) + "}";
+                   brief(compared.configs(i)) + "}";
           break;
         }
       }

@@ -1391,13 +1391,16 @@ Status GpuRowTable::WriteMany(Write write,
                               int64_t update_time, void* stream) {
   MONOLITH_RETURN_IF_ERROR(CheckRequests(requests, "write"));
   // Restored rows keep their checkpoint's time, as on the CPU. One time
-  // stamps the whole write: the earliest of its tables' (0, the time
-  // written, where one has none), which moves none of them.
+  // stamps the whole write: the earliest time of the tables it writes ids
+  // to that have one (which moves none of them), else the time written.
   if (write != Write::kPutRows) {
     const int64_t clock = HostClockSeconds();
-    int64_t table_now = clock;
+    int64_t table_now = 0;
     for (const WriteRequest& r : requests) {
-      table_now = std::min(table_now, r.table->latest_update_time_);
+      const int64_t time = std::min(r.table->latest_update_time_, clock);
+      if (r.n > 0 && time > 0 && (table_now == 0 || time < table_now)) {
+        table_now = time;
+      }
     }
     update_time = StampedUpdateTime(update_time, clock, table_now);
   }
