@@ -115,11 +115,10 @@ class EmbeddingHashTable {
   // The writers below insert missing ids (initializer first) and stamp
   // |update_time| (seconds; StampedUpdateTime: one more than a day past the
   // host's clock is stamped as the table's time, if it has one) on every
-  // entry they touch; with |admit|, only
-  // the missing ids it admits. Out of memory, every call that allocates
-  // throws std::bad_alloc: a batch's ids reached before are written, the
-  // rest are not, and the table stays whole (Clear and Save then change
-  // nothing).
+  // entry they touch; with |admit|, only the missing ids it admits. Out of
+  // memory, every call that allocates throws std::bad_alloc: a batch's ids
+  // reached before are written, the rest are not, and the table stays
+  // whole (Clear and Save then change nothing).
   // Sets embeddings to |values| (n * DimSize()). With skip_zero_embedding an
   // all-zero vector erases the id instead.
   void Assign(const int64_t* ids, int64_t n, const float* values,

@@ -147,12 +147,11 @@ class GpuRowTable {
   };
   // Drops the entries expired at |now| (seconds: now - update time >= the
   // id's slot's expire time; none at |now| <= 0), as
-  // EmbeddingHashTable::Evict does; *evicted
-  // gets how many. A first pass counts the kept entries; unless none
-  // expired, they then move to a new map, halved from the current capacity
-  // while they fill it to at most max_load / 2 (never below
-  // initial_capacity), which the table then uses: both maps are allocated
-  // while it runs.
+  // EmbeddingHashTable::Evict does; *evicted gets how many. A first pass
+  // counts the kept entries; unless none expired, they then move to a new
+  // map, halved from the current capacity while they fill it to at most
+  // max_load / 2 (never below initial_capacity), which the table then
+  // uses: both maps are allocated while it runs.
   Status Evict(int64_t now, const ExpireSeconds& expire, int64_t* evicted,
                void* stream);
   // The newest update time of any entry written, or restored through
