@@ -897,6 +897,21 @@ def _feeds(call: _Call, signature_def: meta_graph_pb2.SignatureDef,
   }
 
 
+def _fetches(call: _Call,
+             signature_def: meta_graph_pb2.SignatureDef) -> Dict[str, str]:
+  """The tensors TF Serving computes for the call, by output name: a
+  predict request's output_filter (every output without one), a classify
+  request's classes and scores, a regress request's outputs."""
+  outputs = signature_def.outputs
+  if call.kind == "predict":
+    names = list(call.output_filter) or list(outputs)
+  elif call.kind == "classify":
+    names = [name for name in ("classes", "scores") if name in outputs]
+  else:
+    names = [name for name in ("outputs",) if name in outputs]
+  return {name: outputs[name].name for name in names}
+
+
 def replay(calls: Sequence[_Call], saved_model_dir: str,
            signature_defs: Mapping[str, meta_graph_pb2.SignatureDef],
            summaries: Mapping[str, SignatureSummary],
@@ -929,7 +944,7 @@ def replay(calls: Sequence[_Call], saved_model_dir: str,
     for call in calls:
       signature_def = signature_defs[call.signature]
       summary = summaries[call.signature]
-      fetches = {k: v.name for k, v in signature_def.outputs.items()}
+      fetches = _fetches(call, signature_def)
       try:
         feeds = _feeds(call, signature_def, parser)
         for _ in range(iterations):

@@ -1178,3 +1178,30 @@ def test_replays_give_the_models_tables_back(tmp_path):
     check()
   # One copy of the tables is about 60 MB (400k entries of 32 floats).
   assert _resident_mb() - before < 40
+
+
+def test_replay_computes_only_what_tf_serving_fetches(tmp_path):
+  # TF Serving computes a predict request's output_filter only: replaying
+  # every output reported a failure the served request never meets. (A
+  # TF1 graph: a tf.function's outputs are one call, computed together.)
+  tf1 = tf.compat.v1
+  path = str(tmp_path / "half_broken" / "1")
+  with tf.Graph().as_default():
+    x = tf1.placeholder(tf.float32, [None])
+    bad = tf.debugging.check_numerics(tf.math.log(x - 10), "bad")
+    with tf1.Session() as session:
+      builder = tf1.saved_model.Builder(path)
+      builder.add_meta_graph_and_variables(
+          session, [tf1.saved_model.tag_constants.SERVING],
+          signature_def_map={
+              "serving_default":
+                  tf1.saved_model.signature_def_utils.predict_signature_def(
+                      inputs={"x": x}, outputs={"good": x + 1, "bad": bad})
+          })
+      builder.save()
+  filtered = _predict("serving_default", x=np.array([1.0], np.float32))
+  filtered.predict_log.request.output_filter.append("good")
+  unfiltered = _predict("serving_default", x=np.array([1.0], np.float32))
+  warmup = _write(tmp_path / "warmup", [filtered, unfiltered])
+  problems = _problems(warmup_data_check.check_warmup_file(warmup, path))
+  assert len(problems) == 1 and problems[0].startswith("record 1: "), problems
