@@ -28,7 +28,7 @@ probabilistic filters save nothing.
 import contextlib
 import os
 import re
-from typing import Any, Dict, List, Optional, Set, Union
+from typing import Any, Dict, List, Optional, Union
 
 from absl import logging
 from google.protobuf import message
@@ -318,6 +318,7 @@ _SAVED_FILTER_RE = re.compile(
 _STATELESS_FILTER_OPS = ("MonolithProbabilisticFilter",
                          "MonolithDummyHashFilter")
 
+
 def _counting(hash_filters: List[tf.Tensor]) -> bool:
   """Whether any of the filters counts ids (saves files)."""
   return any(f.op.type not in _STATELESS_FILTER_OPS for f in hash_filters)
@@ -327,24 +328,19 @@ def _counting(hash_filters: List[tf.Tensor]) -> bool:
 _PS_COUNT_GROUP = "hash_filter"
 
 
-def _saved_filter_indices(prefix: str) -> Set[int]:
-  """The PS indices i of the "<prefix>hash_filter_<i>" files present."""
-  directory, name_prefix = os.path.split(prefix)
-  pattern = re.compile(re.escape(name_prefix) + _SAVED_FILTER_RE.pattern)
-  return save_utils.ps_indices_in(directory, pattern)
-
-
-def _saved_filter_count(prefix: str, indices: Set[int]) -> int:
+def _saved_filter_count(prefix: str) -> int:
   """How many PS saved filters as "<prefix>hash_filter_<i>" (0: none
   found). `prefix` is a checkpoint's asset directory (ending in "/"),
   whose saver listener's record decides, or (the original's legacy
-  layout) the checkpoint prefix; without a record, the highest of the
-  files' PS `indices` (`_saved_filter_indices`) plus one."""
+  layout) the checkpoint prefix; without a record, the highest PS index
+  of the files plus one."""
   directory, name_prefix = os.path.split(prefix)
   if not name_prefix:
     recorded = save_utils.read_ps_count(directory, _PS_COUNT_GROUP)
     if recorded is not None:
       return recorded
+  pattern = re.compile(re.escape(name_prefix) + _SAVED_FILTER_RE.pattern)
+  indices = save_utils.ps_indices_in(directory, pattern)
   return max(indices) + 1 if indices else 0
 
 
@@ -552,7 +548,7 @@ class HashFilterCheckpointRestorerListener(
       # The original's legacy layout: "<checkpoint prefix>hash_filter_<i>"
       # beside the checkpoint, where it had no asset directory.
       prefix = ckpt_prefix
-    saved = _saved_filter_count(prefix, _saved_filter_indices(prefix))
+    saved = _saved_filter_count(prefix)
     if not saved:
       # No file and no PS count record: saved with admission off or with
       # stateless filters (whose saves record no count): turning admission
