@@ -2097,12 +2097,12 @@ class MultiHashTableCheckpointSaverListener(
           if prefix not in self._ps_groups:
             patterns += [
                 _ps_table_files(prefix, data_files=True),
-                re.compile(re.escape(os.path.basename(
-                    save_utils.ps_count_path("", prefix))))
+                # Its PS count record.
+                re.compile(re.escape(save_utils.ps_count_path("", prefix)))
             ]
-    live = [_local_table_files(name) for name in live_names]
     if not patterns:
       return
+    live = [_local_table_files(name) for name in live_names]
     stale = sorted(
         n for n in (name.rstrip("/") for name in tf.io.gfile.listdir(base_dir))
         if any(p.fullmatch(n) for p in patterns) and
