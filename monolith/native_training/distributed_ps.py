@@ -792,6 +792,10 @@ class DistributedMultiTypeHashTable(
     update times) and loses its others. See
     `MultiHashTable.restore_resharded`.
 
+    gpucuco tables do not reshard: they restore the saves of as many PS
+    tables as they have, listed in PS order (as `find_ps_checkpoints`
+    returns them, or as tensors), PS i its own.
+
     Args:
       basenames: list (or 1-D string tensor) of checkpoint path prefixes.
       strict: whether table names that differ between a checkpoint and the
@@ -799,7 +803,13 @@ class DistributedMultiTypeHashTable(
 
     Returns:
       The table, depending on every PS's restore.
+
+    Raises:
+      NotImplementedError: gpucuco tables given saves of another PS count
+        (or not a list of them in PS order).
     """
+    if any(table.on_gpu for table in self._tables):
+      return self._restore_own_saves(basenames, strict)
     new_tables = []
     # The saves of a whole PS group, in PS order ("..._0", "..._1", ...):
     # each PS reads only those that can hold its ids (with the same PS
@@ -821,6 +831,26 @@ class DistributedMultiTypeHashTable(
                                     id_modulus=self._num_ps,
                                     id_remainder=i,
                                     strict=strict))
+    return self._copy_with_new_tables(new_tables)
+
+  def _restore_own_saves(self, basenames: Any,
+                         strict: bool) -> DistributedMultiTypeHashTable:
+    """`restore` of gpucuco tables: PS i restores basenames[i]."""
+    in_ps_order = (isinstance(basenames, (list, tuple)) and
+                   len(basenames) == self._num_ps and
+                   (not all(isinstance(b, str) for b in basenames) or
+                    _saves_of_one_ps_group(list(basenames))))
+    if not in_ps_order:
+      raise NotImplementedError(
+          f"the gpucuco tables of {self._num_ps} PS tasks restore only the "
+          f"saves of {self._num_ps} PS tables, listed in PS order (as "
+          f"find_ps_checkpoints returns them); got {basenames!r}. GPU "
+          "tables do not reshard: restore into CPU tables to change the PS "
+          "count")
+    new_tables = []
+    for i, table in enumerate(self._tables):
+      with ps_device(i), tf.name_scope(f"dmtht_restore_{i}"):
+        new_tables.append(table.restore(basenames[i], strict=strict))
     return self._copy_with_new_tables(new_tables)
 
   def as_op(self, name: Optional[str] = None) -> tf.Operation:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from monolith.native_training import distributed_ps_factory
 from monolith.native_training import entry
 from monolith.native_training import multi_hash_table_ops
 from monolith.native_training.model_export import export_context
@@ -417,3 +418,43 @@ def test_fused_ops_match_the_cpu_table(accumulate):
     after = sess.run([f[0] for f in fetch])
   np.testing.assert_allclose(after[0], after[1], rtol=1e-5, atol=1e-6)
   assert not np.array_equal(after[0], before[0])
+
+
+def test_ps_tables_of_a_standalone_export_restore_their_own_saves(tmp_path):
+  # gpucuco tables of 2 PS built for a standalone export restore the saves
+  # of 2 PS tables, PS i its own (they raised NotImplementedError: the
+  # restore resharded); saves of another PS count are refused, saying so.
+  configs = {n: _serving_config(True) for n in NAMES}
+  directory = str(tmp_path / "saves")
+  ids = {n: tf1.placeholder(tf.int64, [None]) for n in NAMES}
+  values = {n: tf1.placeholder(tf.float32, [None, 8]) for n in NAMES}
+  standalone = lambda: export_context.enter_export_mode(
+      export_context.ExportMode.STANDALONE)
+  with standalone():
+    saved = distributed_ps_factory.create_native_multi_hash_table(
+        2, configs, name_suffix="saved")
+    served = distributed_ps_factory.create_native_multi_hash_table(
+        2, configs, name_suffix="served")
+    assign = saved.assign({n: (ids[n], values[n]) for n in NAMES}).as_op()
+    save = saved.save(directory).as_op()
+    lookups = [t.lookup(ids) for t in (saved, served)]
+  prefix = saved.tables[0].ps_shard.group_prefix
+  with _session() as sess:
+    sess.run([t.initializer for t in saved.tables + served.tables])
+    rng = np.random.default_rng(5)
+    batch = next(_batches(rng, 1))
+    fd = {ids[n]: batch[n] for n in NAMES}
+    sess.run(assign, feed_dict={**fd, **{
+        values[n]: rng.normal(size=(3000, 8)) for n in NAMES}})
+    sess.run(save)
+    # Built once the saves exist (their names are checked against them).
+    basenames = multi_hash_table_ops.find_ps_checkpoints(directory, prefix)
+    assert len(basenames) == 2
+    with standalone():
+      restore = served.restore(basenames).as_op()
+      with pytest.raises(NotImplementedError, match="do not reshard"):
+        served.restore(basenames[:1])
+    sess.run(restore)
+    want, got = sess.run(lookups, feed_dict=fd)
+    for n in NAMES:
+      np.testing.assert_array_equal(got[n], want[n])
