@@ -10,6 +10,7 @@ import logging
 import os
 import re
 from typing import Dict, NamedTuple, Tuple
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -289,6 +290,56 @@ def test_a_new_table_does_not_take_the_saves_of_a_live_one(saved, new_one):
     with _session(2) as sess:
       with pytest.raises(tf.errors.NotFoundError, match=new_name):
         restorer.before_restore(sess.raw_session())
+
+
+@pytest.mark.parametrize("new_one", ["local", "ps"])
+def test_new_tables_named_to_the_restorer_start_empty(saved, new_one):
+  # A table group added to the model since the checkpoint, named in
+  # new_tables, starts empty (a warning) while the others restore; unnamed,
+  # the restore fails with NotFound (above), so a lost table is never taken
+  # for a new one.
+  with tf.Graph().as_default():
+    dist = distributed_ps_factory.create_native_multi_hash_table(
+        2, _configs())
+    local = distributed_ps_factory.create_native_multi_hash_table(
+        0, _local_configs(), name_suffix="local")
+    if new_one == "local":
+      new = distributed_ps_factory.create_native_multi_hash_table(
+          0, {"c": _adagrad(1, 0.5)}, name_suffix="added")
+      new_name, new_tables = new.shared_name, [new]
+    else:
+      new = distributed_ps_factory.create_native_multi_hash_table(
+          2, _local_configs(), name_suffix="added")
+      new_name, new_tables = (new.tables[0].ps_shard.group_prefix,
+                              new.tables)
+    with pytest.raises(ValueError, match="neither a MultiHashTable"):
+      multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
+          saved.basename, new_tables=["MonolithMultiHashTable_typo"])
+    restorer = multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
+        saved.basename, new_tables=[new_name])
+    fetch = []
+    for i, table in enumerate(dist.tables):
+      with distributed_ps.ps_device(i):
+        fetch.append(_entries(table, ("a", "b"), _POOL))
+    fetch.append(_entries(local, ("c",), _POOL))
+    for i, table in enumerate(new_tables):
+      with (distributed_ps.ps_device(i) if new_one == "ps" else
+            contextlib.nullcontext()):
+        fetch.append(_entries(table, ("c",), _POOL))
+    with _session(2) as sess:
+      with mock.patch.object(multi_hash_table_ops.logging,
+                             "warning") as warning:
+        restorer.before_restore(sess.raw_session())
+      fetched = sess.run(fetch)
+  assert any(new_name in (c[0][0] % c[0][1:]) and "start empty" in c[0][0]
+             for c in warning.call_args_list)
+  restored = {}
+  for per_table in fetched[:2]:
+    restored.update(_parse(per_table, _POOL))
+  assert restored == saved.dist
+  assert _parse(fetched[2], _POOL) == saved.local
+  for per_table in fetched[3:]:
+    assert _parse(per_table, _POOL) == {}
 
 
 def test_distributed_restore_method(saved):

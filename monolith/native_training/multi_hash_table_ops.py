@@ -2215,10 +2215,20 @@ class MultiHashTableCheckpointRestorerListener(
       restored.
     timeout_secs: the deadline of the restore's run (default an hour, as
       the original; at most a year); None for none (a year).
+    new_tables: tables (shared names, or a PS group's prefix) a checkpoint
+      may lack, added to the model since: where it has none of theirs
+      (neither layout), they start empty, with a warning. Any other table a
+      checkpoint lacks fails the restore with NotFound naming it (as TF's
+      Saver does for variables), so that a lost table is never taken for a
+      new one.
+
+  Raises:
+    ValueError: `new_tables` names no table of the graph.
   """
 
   def __init__(self, basename: str, ps_monitor: Optional[Any] = None,
-               timeout_secs: Optional[float] = _TIMEOUT_SECS):
+               timeout_secs: Optional[float] = _TIMEOUT_SECS,
+               new_tables: Sequence[str] = ()):
     super().__init__()
     utils.check_graph_mode("MultiHashTableCheckpointRestorerListener")
     self._basename = basename
@@ -2227,6 +2237,16 @@ class MultiHashTableCheckpointRestorerListener(
     self._helper = save_utils.SaveHelper(basename)
     self._table_id_to_placeholder = {}
     self._restore_ops_per_device = self._build_restore_graph()
+    self._new_tables = set(new_tables)
+    tables = ops.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY)
+    known = ({t.shared_name for t in tables} |
+             {t.ps_shard.group_prefix for t in tables if t.ps_shard})
+    unknown = sorted(self._new_tables - known)
+    if unknown:
+      raise ValueError(
+          f"new_tables names {unknown}, which are neither a MultiHashTable's "
+          f"shared name nor a PS group's prefix in this graph (they are: "
+          f"{sorted(known)})")
 
   def before_restore(self, session: tf.compat.v1.Session) -> None:
     """Creates the tables and restores them from the latest checkpoint
@@ -2255,7 +2275,7 @@ class MultiHashTableCheckpointRestorerListener(
     for device, device_ops in self._restore_ops_per_device.items():
       if uninitialized is None or self._ps_monitor.needs_restore(
           device, uninitialized):
-        restore_ops.extend(device_ops)
+        restore_ops.extend(device_ops)  # (table, op)
     if not restore_ops:
       session.run([t.initializer for t in _tables_run_by(session)])
       logging.info("Every PS task kept its hash tables; none restored.")
@@ -2275,21 +2295,27 @@ class MultiHashTableCheckpointRestorerListener(
 
     feed_dict = {}
     groups = {}  # group prefix -> the old PS tables' checkpoints
+    started_empty = set()  # id() of new tables the checkpoint lacks
     for t in tables:
       placeholder = _tensor_of_table(self._table_id_to_placeholder, t,
                                      "restorer")
       shard = t.ps_shard
+      new = (t.shared_name in self._new_tables or
+             (shard is not None and shard.group_prefix in self._new_tables))
       if shard is None:
         own = asset_dir + t.shared_name
         saved = _has_checkpoint(own)
         if t.ps_placement is not None:
           _check_unmarked_ps_count(asset_dir, t, saved)
-        if t.on_gpu or saved:
+        if saved or (t.on_gpu and not new):
           feed_dict[placeholder] = own if t.on_gpu else [own]
           continue
         # The job had PS tables: all their ids, from every PS's checkpoint.
-        old = unowned(
+        old = [] if t.on_gpu else unowned(
             _ps_checkpoints_of_local_name(asset_dir, t.shared_name))
+        if not old and new:
+          started_empty.add(id(t))
+          continue
         if old:
           logging.info("Restoring %s from the checkpoints of %d PS tables "
                        "(%s, ...).", t.shared_name, len(old), old[0])
@@ -2311,6 +2337,9 @@ class MultiHashTableCheckpointRestorerListener(
                      "checkpoints of %s.", shard.group_prefix, shard.num_ps,
                      source)
       old = groups[shard.group_prefix]
+      if not old and new:
+        started_empty.add(id(t))
+        continue
       if t.on_gpu:
         if old and len(old) != shard.num_ps:
           raise NotImplementedError(
@@ -2323,6 +2352,13 @@ class MultiHashTableCheckpointRestorerListener(
       # None found: the table's own name, so that the op fails naming it.
       feed_dict[placeholder] = (ps_checkpoints_to_read(old, shard)
                                 if old else [asset_dir + t.shared_name])
+    if started_empty:
+      logging.warning(
+          "MultiHashTables %s have no checkpoint in %s: they start empty "
+          "(new_tables names them).",
+          ", ".join(t.shared_name for t in tables if id(t) in started_empty),
+          asset_dir)
+    restore_ops = [op for t, op in restore_ops if id(t) not in started_empty]
     session.run([t.initializer for t in tables])
     start = time.monotonic()
     with save_utils.explaining_deadline(
@@ -2336,7 +2372,8 @@ class MultiHashTableCheckpointRestorerListener(
                  "ops).", ckpt_prefix, time.monotonic() - start,
                  len(restore_ops))
 
-  def _build_restore_graph(self) -> Dict[str, List[tf.Operation]]:
+  def _build_restore_graph(
+      self) -> Dict[str, List[Tuple["MultiHashTable", tf.Operation]]]:
     tables = ops.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY)
     _check_names_apart_from_ps_groups(tables)
     restore_ops_per_device = collections.defaultdict(list)
@@ -2360,7 +2397,7 @@ class MultiHashTableCheckpointRestorerListener(
               basenames=basename,
               id_modulus=shard.num_ps if shard else 1,
               id_remainder=shard.ps_index if shard else 0).as_op()
-      restore_ops_per_device[table.handle.device].append(restore_op)
+      restore_ops_per_device[table.handle.device].append((table, restore_op))
     return restore_ops_per_device
 
 
