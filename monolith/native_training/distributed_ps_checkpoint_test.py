@@ -284,12 +284,27 @@ def test_a_new_table_does_not_take_the_saves_of_a_live_one(saved, new_one):
       new = distributed_ps_factory.create_native_multi_hash_table(
           2, _local_configs(), name_suffix="local")
       new_name = "MonolithMultiHashTable_local_[01]"
-    del dist, local, new  # In the graph's table collection.
+    new_tables = (new.tables if new_one == "ps" else [new])
     restorer = multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
         saved.basename)
     with _session(2) as sess:
       with pytest.raises(tf.errors.NotFoundError, match=new_name):
         restorer.before_restore(sess.raw_session())
+    # Named in new_tables, it starts empty instead (still not taking the
+    # live tables' saves).
+    restorer = multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
+        saved.basename,
+        new_tables=[t.ps_shard.group_prefix if t.ps_shard else t.shared_name
+                    for t in new_tables[:1]])
+    fetch = []
+    for i, table in enumerate(new_tables):
+      with (distributed_ps.ps_device(i) if new_one == "ps" else
+            contextlib.nullcontext()):
+        fetch.append(_entries(table, ("c",), _POOL))
+    with _session(2) as sess:
+      restorer.before_restore(sess.raw_session())
+      for per_table in sess.run(fetch):
+        assert _parse(per_table, _POOL) == {}
 
 
 @pytest.mark.parametrize("new_one", ["local", "ps"])
@@ -315,8 +330,13 @@ def test_new_tables_named_to_the_restorer_start_empty(saved, new_one):
     with pytest.raises(ValueError, match="neither a MultiHashTable"):
       multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
           saved.basename, new_tables=["MonolithMultiHashTable_typo"])
+    with pytest.raises(ValueError, match="a list of names"):
+      multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
+          saved.basename, new_tables=new_name)
+    # Named too, the live tables the checkpoint holds restore all the same.
     restorer = multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
-        saved.basename, new_tables=[new_name])
+        saved.basename,
+        new_tables=[new_name, "MonolithMultiHashTable", local.shared_name])
     fetch = []
     for i, table in enumerate(dist.tables):
       with distributed_ps.ps_device(i):

@@ -2235,8 +2235,9 @@ class MultiHashTableCheckpointRestorerListener(
     self._ps_monitor = ps_monitor
     self._run_options = save_utils.checkpoint_run_options(timeout_secs)
     self._helper = save_utils.SaveHelper(basename)
-    self._table_id_to_placeholder = {}
-    self._restore_ops_per_device = self._build_restore_graph()
+    if isinstance(new_tables, str):
+      raise ValueError(f"new_tables must be a list of names, got the string "
+                       f"{new_tables!r}")
     self._new_tables = set(new_tables)
     tables = ops.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY)
     known = ({t.shared_name for t in tables} |
@@ -2247,6 +2248,8 @@ class MultiHashTableCheckpointRestorerListener(
           f"new_tables names {unknown}, which are neither a MultiHashTable's "
           f"shared name nor a PS group's prefix in this graph (they are: "
           f"{sorted(known)})")
+    self._table_id_to_placeholder = {}
+    self._restore_ops_per_device = self._build_restore_graph()
 
   def before_restore(self, session: tf.compat.v1.Session) -> None:
     """Creates the tables and restores them from the latest checkpoint
@@ -2295,6 +2298,7 @@ class MultiHashTableCheckpointRestorerListener(
 
     feed_dict = {}
     groups = {}  # group prefix -> the old PS tables' checkpoints
+    restoring = {id(t) for t, _ in restore_ops}
     started_empty = set()  # id() of new tables the checkpoint lacks
     for t in tables:
       placeholder = _tensor_of_table(self._table_id_to_placeholder, t,
@@ -2302,6 +2306,8 @@ class MultiHashTableCheckpointRestorerListener(
       shard = t.ps_shard
       new = (t.shared_name in self._new_tables or
              (shard is not None and shard.group_prefix in self._new_tables))
+      # (Tables of PS tasks that kept theirs are not restored.)
+      new = new and id(t) in restoring
       if shard is None:
         own = asset_dir + t.shared_name
         saved = _has_checkpoint(own)
@@ -2333,9 +2339,10 @@ class MultiHashTableCheckpointRestorerListener(
           ][:1]
           source = f"the local table {old[0]}" if old else "0 PS tasks"
         groups[shard.group_prefix] = old
-        logging.info("Restoring the tables %s_<i> of %d PS tasks from the "
-                     "checkpoints of %s.", shard.group_prefix, shard.num_ps,
-                     source)
+        if old or not new:
+          logging.info("Restoring the tables %s_<i> of %d PS tasks from the "
+                       "checkpoints of %s.", shard.group_prefix, shard.num_ps,
+                       source)
       old = groups[shard.group_prefix]
       if not old and new:
         started_empty.add(id(t))
