@@ -455,9 +455,8 @@ template <typename Fn>
 void EmbeddingHashTable::ForEachUpserted(const int64_t* ids, int64_t n,
                                          int64_t update_time, Fn fn,
                                          const AdmitFn& admit) {
-  const int64_t clock = HostClockSeconds();
-  update_time = StampedUpdateTime(update_time, clock,
-                                  std::min(LatestUpdateTime(), clock));
+  update_time = StampedUpdateTime(update_time, HostClockSeconds(),
+                                  LatestUpdateTime());
   if (n > 0) NoteUpdate(update_time);
   {
     const ScopedCount writer(&writers_);

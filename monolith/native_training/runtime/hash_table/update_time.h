@@ -65,31 +65,39 @@ inline bool AdvancesTableTime(int64_t clamped) {
   return AdvancesTableTime(clamped, HostClockSeconds());
 }
 
-// The time an entry written at |seconds| keeps, the host's clock reading
-// |clock_seconds| and its table's "now" (ExpiryNow) being |table_now|:
-// |seconds| clamped into range, or, for a time ahead of the clock
-// (AheadOfClock: a corrupt req_time) in a table that has a time, that
-// time. The entry then ages with the table's time, where the time written
-// (a year 2100, say) kept it from ever expiring, and moves neither the
-// table's time nor, restored, that of the table it is restored into (any
-// time of the clock's would, a day later). A table without a time (0)
-// keeps the time written: it has nothing better, and a 0 would expire the
-// entry at once when its clock, say, was set right.
-inline int64_t StampedUpdateTime(int64_t seconds, int64_t clock_seconds,
-                                 int64_t table_now) {
-  return AheadOfClock(seconds, clock_seconds) && table_now > 0
-             ? table_now
-             : ClampUpdateTime(seconds);
+// The "now" a table's saves and evictions measure expiry against: its
+// latest update time, but not past the host's clock reading
+// |clock_seconds|. A time ahead of the clock by less than
+// kMaxUpdateTimeAheadSeconds (skew, a time zone, or a bad req_time within
+// that) moves the table's time, and would otherwise age every entry by up
+// to a day, the shortest expire time.
+MONOLITH_HOST_DEVICE inline int64_t ExpiryNow(int64_t latest_update_time,
+                                              int64_t clock_seconds) {
+  return latest_update_time < clock_seconds ? latest_update_time
+                                            : clock_seconds;
 }
 
-// The "now" a table's saves and evictions measure expiry against: its
-// latest update time, but not past the host's clock (host code only). A
-// time ahead of the clock by less than kMaxUpdateTimeAheadSeconds (skew, a
-// time zone, or a bad req_time within that) moves the table's time, and
-// would otherwise age every entry by up to a day, the shortest expire time.
+// The same against the host's clock now (host code only).
 inline int64_t ExpiryNow(int64_t latest_update_time) {
-  const int64_t clock = HostClockSeconds();
-  return latest_update_time < clock ? latest_update_time : clock;
+  return ExpiryNow(latest_update_time, HostClockSeconds());
+}
+
+// The time an entry written at |seconds| keeps, the host's clock reading
+// |clock_seconds| and its table's latest update time being
+// |latest_update_time|: |seconds| clamped into range, or, for a time ahead
+// of the clock (AheadOfClock: a corrupt req_time) in a table that has a
+// time, that table's "now" (ExpiryNow). The entry then ages with the
+// table's time, where the time written (a year 2100, say) kept it from
+// ever expiring, and moves neither the table's time nor, restored, that
+// of the table it is restored into (any time of the clock's would, a day
+// later). A table without a time (0) keeps the time written: it has
+// nothing better, and a 0 would expire the entry at once when its clock,
+// say, was set right.
+inline int64_t StampedUpdateTime(int64_t seconds, int64_t clock_seconds,
+                                 int64_t latest_update_time) {
+  return AheadOfClock(seconds, clock_seconds) && latest_update_time > 0
+             ? ExpiryNow(latest_update_time, clock_seconds)
+             : ClampUpdateTime(seconds);
 }
 
 }  // namespace hash_table

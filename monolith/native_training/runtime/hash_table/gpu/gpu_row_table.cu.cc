@@ -1394,15 +1394,14 @@ Status GpuRowTable::WriteMany(Write write,
   // stamps the whole write: the earliest time of the tables it writes ids
   // to that have one (which moves none of them), else the time written.
   if (write != Write::kPutRows) {
-    const int64_t clock = HostClockSeconds();
-    int64_t table_now = 0;
+    int64_t earliest = 0;
     for (const WriteRequest& r : requests) {
-      const int64_t time = std::min(r.table->latest_update_time_, clock);
-      if (r.n > 0 && time > 0 && (table_now == 0 || time < table_now)) {
-        table_now = time;
+      const int64_t time = r.table->latest_update_time_;
+      if (r.n > 0 && time > 0 && (earliest == 0 || time < earliest)) {
+        earliest = time;
       }
     }
-    update_time = StampedUpdateTime(update_time, clock, table_now);
+    update_time = StampedUpdateTime(update_time, HostClockSeconds(), earliest);
   }
   // The batches with ids, in groups of at most kWritesPerLaunch batches and
   // 2^31 - 1 ids, each sorted and written as one.
