@@ -458,12 +458,20 @@ def _local_names_of_group(group_prefix: str) -> List[str]:
   return [group_prefix + "_", group_prefix]
 
 
+def _group_prefixes_of_local_name(shared_name: str) -> List[str]:
+  """The prefixes of the PS groups a local table named `shared_name`
+  corresponds to, in the order restores look for them (the inverse of
+  `_local_names_of_group`)."""
+  return ([shared_name[:-1]] if shared_name.endswith("_") else []) + [
+      shared_name
+  ]
+
+
 def _ps_checkpoints_of_local_name(directory: str,
                                   shared_name: str) -> List[str]:
   """The checkpoints in `directory` of the PS group a local table named
   `shared_name` corresponds to (see `_local_names_of_group`)."""
-  prefixes = [shared_name[:-1]] if shared_name.endswith("_") else []
-  for prefix in prefixes + [shared_name]:
+  for prefix in _group_prefixes_of_local_name(shared_name):
     old = find_ps_checkpoints(directory, prefix)
     if old:
       return old
@@ -2089,11 +2097,10 @@ class MultiHashTableCheckpointSaverListener(
           if name not in live_names
       ]
     for t in tables:
-      name = t.shared_name
       # Local tables (PS tables outside groups keep their own PS count
       # record, under their name).
       if t.ps_shard is None and t.ps_placement is None:
-        for prefix in ([name[:-1]] if name.endswith("_") else []) + [name]:
+        for prefix in _group_prefixes_of_local_name(t.shared_name):
           if prefix not in self._ps_groups:
             patterns += [
                 _ps_table_files(prefix, data_files=True),

@@ -862,12 +862,17 @@ class PsMonitor:
   def uninitialized_ps_tasks(self, sess: tf.compat.v1.Session) -> Set[int]:
     """The indices of the PS tasks not (or no longer) set up."""
     tasks = self._not_set_up(sess)
-    if self._looking_session is None or self._looking_session() is not sess:
+    if not self._looked_in(sess):
       self._seen_by_every_look = None
       self._looking_session = weakref.ref(sess)
     self._seen_by_every_look = (tasks if self._seen_by_every_look is None
                                 else self._seen_by_every_look & tasks)
     return tasks
+
+  def _looked_in(self, sess: tf.compat.v1.Session) -> bool:
+    """Whether the looks noted are those of `sess`."""
+    return (self._looking_session is not None and
+            self._looking_session() is sess)
 
   def _not_set_up(self, sess: tf.compat.v1.Session) -> Set[int]:
     """The PS tasks not set up for this PS count now (not counted as a
@@ -912,8 +917,7 @@ class PsMonitor:
     Raises:
       tf.errors.AbortedError: a PS task restarted during the setup.
     """
-    seen = (self._seen_by_every_look if self._looking_session is not None and
-            self._looking_session() is sess else None)
+    seen = self._seen_by_every_look if self._looked_in(sess) else None
     self._seen_by_every_look = None
     self._looking_session = None
     uninitialized, generation = self._not_set_up_and_generation(sess)
