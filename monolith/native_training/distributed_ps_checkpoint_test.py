@@ -263,6 +263,33 @@ def test_a_job_moves_between_a_local_table_and_ps_tables(saved, to_ps):
   assert restored == expected
 
 
+def _saved_tables_and_a_new_one(new_one, suffix=""):
+  """Builds, in the default graph, the tables the checkpoint holds and a
+  new one of name suffix `suffix`: a local table (`new_one` "local") or a
+  2-PS group ("ps"). Returns the 2-PS tables, the local table and the new
+  MultiHashTables (one per PS)."""
+  dist = distributed_ps_factory.create_native_multi_hash_table(2, _configs())
+  local = distributed_ps_factory.create_native_multi_hash_table(
+      0, _local_configs(), name_suffix="local")
+  if new_one == "local":
+    new = distributed_ps_factory.create_native_multi_hash_table(
+        0, {"c": _adagrad(1, 0.5)}, name_suffix=suffix)
+    return dist, local, [new]
+  new = distributed_ps_factory.create_native_multi_hash_table(
+      2, _local_configs(), name_suffix=suffix)
+  return dist, local, new.tables
+
+
+def _entries_of_new_tables(new_tables):
+  """`_entries` of table "c" of each new table, on its PS if it has one."""
+  fetch = []
+  for i, table in enumerate(new_tables):
+    with (distributed_ps.ps_device(i) if table.ps_shard else
+          contextlib.nullcontext()):
+      fetch.append(_entries(table, ("c",), _POOL))
+  return fetch
+
+
 @pytest.mark.parametrize("new_one", ["local", "ps"])
 def test_a_new_table_does_not_take_the_saves_of_a_live_one(saved, new_one):
   # A table without a save of its own reads those of the other layout (PS
@@ -272,19 +299,10 @@ def test_a_new_table_does_not_take_the_saves_of_a_live_one(saved, new_one):
   # "MonolithMultiHashTable_local_<i>" beside the live local table
   # "MonolithMultiHashTable_local", took the live tables' entries.
   with tf.Graph().as_default():
-    dist = distributed_ps_factory.create_native_multi_hash_table(
-        2, _configs())
-    local = distributed_ps_factory.create_native_multi_hash_table(
-        0, _local_configs(), name_suffix="local")
-    if new_one == "local":
-      new = distributed_ps_factory.create_native_multi_hash_table(
-          0, {"c": _adagrad(1, 0.5)})
-      new_name = "MonolithMultiHashTable_ "
-    else:
-      new = distributed_ps_factory.create_native_multi_hash_table(
-          2, _local_configs(), name_suffix="local")
-      new_name = "MonolithMultiHashTable_local_[01]"
-    new_tables = (new.tables if new_one == "ps" else [new])
+    _, _, new_tables = _saved_tables_and_a_new_one(
+        new_one, suffix="" if new_one == "local" else "local")
+    new_name = ("MonolithMultiHashTable_ " if new_one == "local" else
+                "MonolithMultiHashTable_local_[01]")
     restorer = multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
         saved.basename)
     with _session(2) as sess:
@@ -296,11 +314,7 @@ def test_a_new_table_does_not_take_the_saves_of_a_live_one(saved, new_one):
         saved.basename,
         new_tables=[t.ps_shard.group_prefix if t.ps_shard else t.shared_name
                     for t in new_tables[:1]])
-    fetch = []
-    for i, table in enumerate(new_tables):
-      with (distributed_ps.ps_device(i) if new_one == "ps" else
-            contextlib.nullcontext()):
-        fetch.append(_entries(table, ("c",), _POOL))
+    fetch = _entries_of_new_tables(new_tables)
     with _session(2) as sess:
       restorer.before_restore(sess.raw_session())
       for per_table in sess.run(fetch):
@@ -314,19 +328,9 @@ def test_new_tables_named_to_the_restorer_start_empty(saved, new_one):
   # the restore fails with NotFound (above), so a lost table is never taken
   # for a new one.
   with tf.Graph().as_default():
-    dist = distributed_ps_factory.create_native_multi_hash_table(
-        2, _configs())
-    local = distributed_ps_factory.create_native_multi_hash_table(
-        0, _local_configs(), name_suffix="local")
-    if new_one == "local":
-      new = distributed_ps_factory.create_native_multi_hash_table(
-          0, {"c": _adagrad(1, 0.5)}, name_suffix="added")
-      new_name, new_tables = new.shared_name, [new]
-    else:
-      new = distributed_ps_factory.create_native_multi_hash_table(
-          2, _local_configs(), name_suffix="added")
-      new_name, new_tables = (new.tables[0].ps_shard.group_prefix,
-                              new.tables)
+    dist, local, new_tables = _saved_tables_and_a_new_one(new_one, "added")
+    new_name = (new_tables[0].ps_shard.group_prefix if new_one == "ps" else
+                new_tables[0].shared_name)
     with pytest.raises(ValueError, match="neither a MultiHashTable"):
       multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
           saved.basename, new_tables=["MonolithMultiHashTable_typo"])
@@ -342,10 +346,7 @@ def test_new_tables_named_to_the_restorer_start_empty(saved, new_one):
       with distributed_ps.ps_device(i):
         fetch.append(_entries(table, ("a", "b"), _POOL))
     fetch.append(_entries(local, ("c",), _POOL))
-    for i, table in enumerate(new_tables):
-      with (distributed_ps.ps_device(i) if new_one == "ps" else
-            contextlib.nullcontext()):
-        fetch.append(_entries(table, ("c",), _POOL))
+    fetch += _entries_of_new_tables(new_tables)
     with _session(2) as sess:
       with mock.patch.object(multi_hash_table_ops.logging,
                              "warning") as warning:
