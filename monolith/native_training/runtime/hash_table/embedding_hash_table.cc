@@ -91,6 +91,16 @@ inline void PrefetchRange(const char* begin, int64_t bytes) {
   }
 }
 
+// An |ahead| (RunPipeline) that prefetches row |index| of |rows|, |dim|
+// floats a row: rows a visit reads, or (kForWrite) writes.
+template <bool kForWrite = false>
+inline auto RowPrefetch(const float* rows, int dim) {
+  return [rows, dim](int64_t index) {
+    PrefetchRange<kForWrite>(reinterpret_cast<const char*>(rows + index * dim),
+                             int64_t{dim} * sizeof(float));
+  };
+}
+
 // A reader's hold on a shard (the pipeline's counterpart of ShardWriteLock).
 class ShardReadLock {
  public:
@@ -285,13 +295,15 @@ uint64_t EmbeddingHashTable::InitialSlotBytes(uint64_t initial_capacity) {
 // misses overlap: (1) prefetch every id's bucket; (2) probe each to its
 // slot (or the empty slot ending its probe) and prefetch the entry (in
 // exclusive mode an absent id is inserted here, into room reserved before
-// the passes, so slot pointers stay valid); (3) stamp |update_time| (in
-// exclusive mode) and call |visit(index, slot, entry, found)| in the ids'
-// order; in lookup mode slot and entry are null for an absent id.
-template <bool kExclusive, typename Table, typename Visit>
+// the passes, so slot pointers stay valid, and its new entry prefetched);
+// (3) stamp |update_time| and initialize new entries (in exclusive mode)
+// and call |visit(index, slot, entry, found)| in the ids' order; in lookup
+// mode slot and entry are null for an absent id.
+template <bool kExclusive, typename Table, typename Visit, typename Ahead>
 void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
                                      int64_t n, int64_t update_time,
-                                     Visit visit, const AdmitFn& admit) {
+                                     Visit visit, const AdmitFn& admit,
+                                     Ahead ahead) {
   static_assert(!kExclusive || !std::is_const_v<Table>,
                 "the exclusive path changes the table");
   using Lock = std::conditional_t<kExclusive, ShardWriteLock, ShardReadLock>;
@@ -373,18 +385,26 @@ void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
           if ((admit && !scratch->admitted(p)) || shard.Full()) {
             scratch->set_found(p, nullptr, nullptr, false);
           } else {
-            scratch->set_found(p, slot, table->InsertNew(&shard, id, pos),
-                               false);
+            // Initialized in the last pass, once the prefetch is in: a
+            // reused entry sits anywhere in the arena.
+            char* entry = shard.Insert(id, pos);
+            PrefetchRange<true>(entry, table->stride_);
+            scratch->set_found(p, slot, entry, false);
           }
         } else {
           scratch->set_found(p, nullptr, nullptr, false);
         }
+        ahead(base + scratch->index(p));
       }
       for (int p = begin; p < end; ++p) {
         Slot* slot = scratch->slot(p);
         if constexpr (kExclusive) {
           if (slot == nullptr) continue;  // not admitted
           slot->timestamp = stamp;
+          if (!scratch->found(p)) {
+            table->accessor_->Init(scratch->entry(p), table->init_seed_,
+                                   chunk_ids[scratch->index(p)]);
+          }
         }
         visit(base + scratch->index(p), slot, scratch->entry(p),
               scratch->found(p));
@@ -431,12 +451,15 @@ char* EmbeddingHashTable::InsertNew(TableShard* shard, int64_t id,
   return entry;
 }
 
-template <typename Fn>
-void EmbeddingHashTable::ForEachFound(const int64_t* ids, int64_t n,
-                                      Fn fn) const {
-  RunPipeline<false>(this, ids, n, 0,
-                     [&](int64_t index, const Slot* slot, const char* entry,
-                         bool) { fn(index, slot, entry); });
+template <typename Fn, typename Ahead>
+void EmbeddingHashTable::ForEachFound(const int64_t* ids, int64_t n, Fn fn,
+                                      Ahead ahead) const {
+  RunPipeline<false>(
+      this, ids, n, 0,
+      [&](int64_t index, const Slot* slot, const char* entry, bool) {
+        fn(index, slot, entry);
+      },
+      {}, ahead);
 }
 
 void EmbeddingHashTable::NoteUpdate(int64_t update_time) {
@@ -451,23 +474,23 @@ void EmbeddingHashTable::NoteUpdate(int64_t update_time) {
   }
 }
 
-template <typename Fn>
+template <typename Fn, typename Ahead>
 void EmbeddingHashTable::ForEachUpserted(const int64_t* ids, int64_t n,
                                          int64_t update_time, Fn fn,
-                                         const AdmitFn& admit) {
+                                         const AdmitFn& admit, Ahead ahead) {
   update_time = StampedUpdateTime(update_time, HostClockSeconds(),
                                   LatestUpdateTime());
   if (n > 0) NoteUpdate(update_time);
   {
     const ScopedCount writer(&writers_);
     if (n >= kStreamedIds && writer.count() == 1) {
-      UpsertStreamed(ids, n, update_time, fn, admit);
+      UpsertStreamed(ids, n, update_time, fn, admit, ahead);
     } else {
       RunPipeline<true>(this, ids, n, update_time,
                         [&](int64_t index, Slot*, char* entry, bool found) {
                           fn(index, entry, !found);
                         },
-                        admit);
+                        admit, ahead);
     }
   }
   // Again: a Clear between the note above and the writes reset the time
@@ -530,10 +553,10 @@ bool EmbeddingHashTable::AnyShardWriterWaits() const {
   return false;
 }
 
-template <typename Fn>
+template <typename Fn, typename Ahead>
 void EmbeddingHashTable::UpsertStreamed(const int64_t* ids, int64_t n,
                                         int64_t update_time, Fn fn,
-                                        const AdmitFn& admit) {
+                                        const AdmitFn& admit, Ahead ahead) {
   const Timestamp stamp = ToTimestamp(update_time);
   // The |count| ids |group_ids| on the grouped path, group_ids[j] being
   // the batch's id index_of(j).
@@ -545,7 +568,8 @@ void EmbeddingHashTable::UpsertStreamed(const int64_t* ids, int64_t n,
           fn(index_of(j), entry, !found);
         },
         admit ? AdmitFn([&](int64_t j) { return admit(index_of(j)); })
-              : AdmitFn());
+              : AdmitFn(),
+        [&](int64_t j) { ahead(index_of(j)); });
   };
   // The ids of [begin, n) on the grouped path.
   const auto grouped = [&](int64_t begin) {
@@ -677,19 +701,22 @@ int64_t EmbeddingHashTable::LookupValues(const int64_t* ids, int64_t n,
   // kDim == 0: any entry, decoded by the accessor.
   const int dim = kDim > 0 ? kDim : dim_;
   int64_t hits = 0;
-  ForEachFound(ids, n, [&](int64_t i, const Slot*, const char* entry) {
-    float* out = embeddings + i * dim;
-    if (entry == nullptr) {
-      std::memset(out, 0, sizeof(float) * dim);
-      return;
-    }
-    ++hits;
-    if (kDim > 0) {
-      std::memcpy(out, entry, sizeof(float) * kDim);
-    } else {
-      accessor_->Fill(entry, out);
-    }
-  });
+  ForEachFound(
+      ids, n,
+      [&](int64_t i, const Slot*, const char* entry) {
+        float* out = embeddings + i * dim;
+        if (entry == nullptr) {
+          std::memset(out, 0, sizeof(float) * dim);
+          return;
+        }
+        ++hits;
+        if (kDim > 0) {
+          std::memcpy(out, entry, sizeof(float) * kDim);
+        } else {
+          accessor_->Fill(entry, out);
+        }
+      },
+      RowPrefetch<true>(embeddings, dim));
   return hits;
 }
 
@@ -732,7 +759,7 @@ void EmbeddingHashTable::Assign(const int64_t* ids, int64_t n,
         [&](int64_t i, char* entry, bool) {
           accessor_->Assign(values + i * dim_, entry);
         },
-        admit);
+        admit, RowPrefetch(values, dim_));
     return;
   }
   // Serving tables drop all-zero embeddings: handled id by id, in order.
@@ -764,7 +791,7 @@ void EmbeddingHashTable::AssignAdd(const int64_t* ids, int64_t n,
           accessor_->AssignAdd(values + i * dim_, entry);
         }
       },
-      admit);
+      admit, RowPrefetch(values, dim_));
 }
 
 void EmbeddingHashTable::Reinitialize(const int64_t* ids, int64_t n,
@@ -794,7 +821,7 @@ Status EmbeddingHashTable::BatchOptimize(const int64_t* ids, int64_t n,
         accessor_->Optimize(entry, grads + i * dim_, learning_rates,
                             global_step);
       },
-      admit);
+      admit, RowPrefetch(grads, dim_));
   return Status::OK();
 }
 

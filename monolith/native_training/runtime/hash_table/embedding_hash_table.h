@@ -258,6 +258,10 @@ class EmbeddingHashTable {
 
  private:
   class Scratch;
+  // An |ahead| of RunPipeline that prefetches nothing.
+  struct NoPrefetch {
+    void operator()(int64_t) const {}
+  };
 
   EmbeddingHashTable(std::unique_ptr<EntryAccessor> accessor,
                      const SlotExpireTimeConfig& expire_config);
@@ -267,11 +271,14 @@ class EmbeddingHashTable {
   // ids are visited with null entries. Exclusive mode (kExclusive, a
   // mutable Table): absent ids are inserted (initialized) first, if
   // |admit| (may be empty) admits them, else not visited, and every visited
-  // id is stamped with |update_time|.
-  template <bool kExclusive, typename Table, typename Visit>
+  // id is stamped with |update_time|. |ahead(index)| runs for each id a
+  // pass before its visit, to prefetch the memory the visit touches
+  // besides the entry (the id's row of values or of the output).
+  template <bool kExclusive, typename Table, typename Visit,
+            typename Ahead = NoPrefetch>
   static void RunPipeline(Table* table, const int64_t* ids, int64_t n,
                           int64_t update_time, Visit visit,
-                          const AdmitFn& admit = {});
+                          const AdmitFn& admit = {}, Ahead ahead = {});
   // Whether Restore skips |dump| (an all-zero entry, skip_zero_embedding).
   bool SkipsDump(const EntryDump& dump) const;
   // A checkpoint record read in place (EntryAccessor::ReadRecord).
@@ -291,9 +298,10 @@ class EmbeddingHashTable {
   // exclusively.
   char* InsertNew(internal::TableShard* shard, int64_t id, uint64_t pos);
   // fn(index, slot, entry) for every id; slot and entry are null when
-  // the id is absent.
-  template <typename Fn>
-  void ForEachFound(const int64_t* ids, int64_t n, Fn fn) const;
+  // the id is absent. |ahead| as RunPipeline's.
+  template <typename Fn, typename Ahead = NoPrefetch>
+  void ForEachFound(const int64_t* ids, int64_t n, Fn fn,
+                    Ahead ahead = {}) const;
   template <int kDim>
   int64_t LookupValues(const int64_t* ids, int64_t n, float* embeddings) const;
   // Takes ids 0..n-1 (id_at(p), whose MixId is hash_at(p)) through a
@@ -320,9 +328,11 @@ class EmbeddingHashTable {
   // fn(index, entry, inserted) for every id, inserting absent ones that
   // |admit| admits (all when it is empty), each stamped with |update_time|.
   // Large batches stream (UpsertStreamed) while no other writer runs.
-  template <typename Fn>
+  // Ids visited out of order (grouped by shard) have ahead(index) run a
+  // pass before fn: it prefetches what fn reads (the id's row of values).
+  template <typename Fn, typename Ahead = NoPrefetch>
   void ForEachUpserted(const int64_t* ids, int64_t n, int64_t update_time,
-                       Fn fn, const AdmitFn& admit = {});
+                       Fn fn, const AdmitFn& admit = {}, Ahead ahead = {});
   // Whether a writer waits for some shard's write_mu.
   bool AnyShardWriterWaits() const;
   // ForEachUpserted of a large batch by its only writer: ids streamed
@@ -330,9 +340,9 @@ class EmbeddingHashTable {
   // absent ids then inserted on the grouped path (RunPipeline); the rest
   // of the batch goes that way too once another writer comes, holds a
   // shard or waits for one, or where a run was mostly new ids.
-  template <typename Fn>
+  template <typename Fn, typename Ahead>
   void UpsertStreamed(const int64_t* ids, int64_t n, int64_t update_time,
-                      Fn fn, const AdmitFn& admit);
+                      Fn fn, const AdmitFn& admit, Ahead ahead);
   // Inserts or overwrites |id| with |entry| (stride_ bytes) stamped
   // |update_time|. Caller holds a ShardWriteLock on |shard| with room for
   // one more entry. ResourceExhausted, changing nothing, for a new id in a
