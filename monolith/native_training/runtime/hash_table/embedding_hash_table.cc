@@ -296,9 +296,9 @@ uint64_t EmbeddingHashTable::InitialSlotBytes(uint64_t initial_capacity) {
 // slot (or the empty slot ending its probe) and prefetch the entry (in
 // exclusive mode an absent id is inserted here, into room reserved before
 // the passes, so slot pointers stay valid, and its new entry prefetched);
-// (3) stamp |update_time| and initialize new entries (in exclusive mode)
-// and call |visit(index, slot, entry, found)| in the ids' order; in lookup
-// mode slot and entry are null for an absent id.
+// (3) initialize the new entries, then stamp |update_time| (both in
+// exclusive mode) and call |visit(index, slot, entry, found)| in the ids'
+// order; in lookup mode slot and entry are null for an absent id.
 template <bool kExclusive, typename Table, typename Visit, typename Ahead>
 void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
                                      int64_t n, int64_t update_time,
@@ -396,15 +396,20 @@ void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
         }
         ahead(base + scratch->index(p));
       }
+      if constexpr (kExclusive) {
+        // Every new entry before any visit: a visit that throws (bad_alloc)
+        // leaves none of them holding what the arena held.
+        for (int p = begin; p < end; ++p) {
+          if (scratch->slot(p) == nullptr || scratch->found(p)) continue;
+          table->accessor_->Init(scratch->entry(p), table->init_seed_,
+                                 chunk_ids[scratch->index(p)]);
+        }
+      }
       for (int p = begin; p < end; ++p) {
         Slot* slot = scratch->slot(p);
         if constexpr (kExclusive) {
           if (slot == nullptr) continue;  // not admitted
           slot->timestamp = stamp;
-          if (!scratch->found(p)) {
-            table->accessor_->Init(scratch->entry(p), table->init_seed_,
-                                   chunk_ids[scratch->index(p)]);
-          }
         }
         visit(base + scratch->index(p), slot, scratch->entry(p),
               scratch->found(p));

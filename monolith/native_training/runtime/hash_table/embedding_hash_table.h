@@ -269,10 +269,11 @@ class EmbeddingHashTable {
   // Visits every ids[index] of |table| grouped by shard under the shard's
   // lock (see the .cc). Lookup mode (a const Table): shared lock, absent
   // ids are visited with null entries. Exclusive mode (kExclusive, a
-  // mutable Table): absent ids are inserted (initialized) first, if
-  // |admit| (may be empty) admits them, else not visited, and every visited
-  // id is stamped with |update_time|. |ahead(index)| runs for each id a
-  // pass before its visit, to prefetch the memory the visit touches
+  // mutable Table): absent ids are inserted and initialized before any id
+  // of their shard is visited, if |admit| (may be empty) admits them, else
+  // not visited, and every visited id is stamped with |update_time|. For a
+  // batch of more than one id, |ahead(index)| runs for each id a pass
+  // before its visit would, to prefetch the memory the visit touches
   // besides the entry (the id's row of values or of the output).
   template <bool kExclusive, typename Table, typename Visit,
             typename Ahead = NoPrefetch>

@@ -283,6 +283,63 @@ TEST(EmbeddingHashTableOomTest, ServingAssignAfterErase) {
   }, /*repeatable=*/true, /*atomic=*/false, /*serving=*/true);
 }
 
+// A visit that allocates (an add to a SERVING segment wider than the 64
+// floats its scratch holds on the stack) can fail between two ids of a
+// shard: the shard's new entries are initialized before any visit, so
+// none is left holding the arena's bytes (here an erased entry's 5s).
+TEST(EmbeddingHashTableOomTest, FailedVisitLeavesNewEntriesInitialized) {
+  constexpr int kWide = 80;
+  EmbeddingHashTableConfig config;
+  ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(
+      "entry_config { entry_type: SERVING segments { dim_size: 80 "
+      "comp_config { fp32 {} } } }",
+      &config));
+  std::vector<int64_t> old_ids, erased, batch;
+  for (int64_t i = 0; i < 600; ++i) {
+    old_ids.push_back(OldId(i));
+    (i % 2 == 0 ? batch : erased).push_back(OldId(i));
+  }
+  for (int64_t i = 0; i < 300; ++i) batch.push_back(NewId(i));
+  std::shuffle(batch.begin(), batch.end(), std::mt19937(5));
+  const std::vector<float> fives(old_ids.size() * kWide, 5.0f);
+  const std::vector<float> ones(batch.size() * kWide, 1.0f);
+  const auto all_equal = [](const std::vector<float>& row, float v) {
+    return std::all_of(row.begin(), row.end(),
+                       [v](float x) { return x == v; });
+  };
+  int failures = 0;
+  for (int limit = 0; limit < kMaxSweep; ++limit) {
+    std::unique_ptr<EmbeddingHashTable> table;
+    ASSERT_TRUE(EmbeddingHashTable::Create(config, 7, &table).ok());
+    table->Assign(old_ids.data(), static_cast<int64_t>(old_ids.size()),
+                  fives.data(), kTime);
+    for (const int64_t id : erased) table->Erase(id);
+    bool failed = false;
+    allocations_left = limit;
+    try {
+      table->AssignAdd(batch.data(), static_cast<int64_t>(batch.size()),
+                       ones.data(), kTime + 1);
+    } catch (const std::bad_alloc&) {
+      failed = true;
+    }
+    allocations_left = -1;
+    if (!failed) break;
+    ++failures;
+    SCOPED_TRACE("allocation " + std::to_string(limit) + " failed");
+    std::vector<float> row(kWide);
+    for (const int64_t id : batch) {
+      if (table->BatchLookup(&id, 1, row.data()) == 0) continue;
+      // New ids: initialized (0) or added to (1); old ones: 5 or 6.
+      const bool is_new = id < 0;
+      ASSERT_TRUE(is_new ? all_equal(row, 0) || all_equal(row, 1)
+                         : all_equal(row, 5) || all_equal(row, 6))
+          << "id " << id << " holds " << row[0] << ", ...";
+    }
+  }
+  EXPECT_GT(failures, 0) << "the call allocated nothing";
+  EXPECT_LT(failures, kMaxSweep) << "the call never completed";
+}
+
 TEST(EmbeddingHashTableOomTest, GroupedAndStreamedOptimize) {
   for (const auto& [old_ids, new_ids] :
        {std::pair<int64_t, int64_t>{300, 300}, {2500, 1200}}) {

@@ -868,6 +868,24 @@ TEST(EmbeddingHashTableTest, AssignAddToANewServingEntryStartsFromZero) {
   EXPECT_FLOAT_EQ(served[1], 0.05f);
 }
 
+// Each segment adds its own floats, in its own encoding.
+TEST(EmbeddingHashTableTest, AssignAddToAServingEntryOfSeveralSegments) {
+  auto table = MakeTable(R"pb(
+    entry_config {
+      entry_type: SERVING
+      segments { dim_size: 2 comp_config { fp32 {} } }
+      segments { dim_size: 3 comp_config { fp16 {} } }
+    })pb");
+  const int64_t id = 7;
+  const float values[5] = {1, 2, 3, 4, 5};
+  table->Assign(&id, 1, values, 1);
+  const float added[5] = {0.5f, -1, 0.25f, 2, -0.5f};
+  table->AssignAdd(&id, 1, added, 2);
+  std::vector<float> served(5);
+  ASSERT_EQ(table->BatchLookup(&id, 1, served.data()), 1);
+  EXPECT_EQ(served, (std::vector<float>{1.5f, 1, 3.25f, 6, 4.5f}));
+}
+
 // As the original: only SERVING tables skip zero embeddings (a training
 // entry with zero values can hold optimizer state), and "zero" is the
 // original's test, a sum of squares below the smallest normal float.

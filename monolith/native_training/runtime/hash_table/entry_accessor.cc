@@ -225,10 +225,16 @@ void EntryAccessor::AssignAdd(const float* num, void* entry) const {
     for (int i = 0; i < dim_; ++i) values[i] += num[i];
     return;
   }
-  std::vector<float> values(dim_);
-  Fill(entry, values.data());
-  for (int i = 0; i < dim_; ++i) values[i] += num[i];
-  Assign(values.data(), entry);
+  // Segment by segment, in a buffer on the stack up to 64 floats: this
+  // runs for each id of a batch, and a table's visits should not allocate.
+  for (const Segment& seg : segments_) {
+    InlineBuffer<float, 64> values(seg.dim);
+    void* data = At(entry, seg.data_offset);
+    seg.compressor->Decode(data, values.data());
+    const float* added = num + seg.num_offset;
+    for (int i = 0; i < seg.dim; ++i) values.data()[i] += added[i];
+    seg.compressor->Encode(values.data(), data);
+  }
 }
 
 void EntryAccessor::Optimize(void* entry, const float* grad,
