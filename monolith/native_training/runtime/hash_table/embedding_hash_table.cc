@@ -508,34 +508,51 @@ template <bool kExclusive, typename Table, typename IdAt, typename HashAt,
 void EmbeddingHashTable::StreamIds(Table* table, int64_t n, IdAt id_at,
                                    HashAt hash_at, int64_t entry_bytes,
                                    Visit visit) {
-  // Id p's bucket is prefetched at step p - 2 * kAhead, probed (and its
-  // entry prefetched) at step p - kAhead, and visited at step p: a steady
-  // stream of independent misses, without grouping by shard.
+  // Id p's bucket is prefetched at step p - 3 * kAhead; it is probed, and
+  // the pointer to its entry's arena block prefetched, at step p - 2 *
+  // kAhead; its entry is prefetched at step p - kAhead and visited at step
+  // p: a steady stream of independent misses, without grouping by shard.
+  // (A large table's block pointers outgrow the caches: read at the probe,
+  // they held up the entry's prefetch.)
   constexpr int64_t kAhead = 16;
-  constexpr int64_t kRing = 2 * kAhead;
+  constexpr int64_t kRing = 3 * kAhead;
   using SlotPtr = std::conditional_t<kExclusive, Slot*, const Slot*>;
   using EntryPtr = std::conditional_t<kExclusive, char*, const char*>;
   uint64_t hashes[kRing];
   SlotPtr slots[kRing];
+  char* const* block_refs[kRing];
+  int64_t offsets[kRing];
   EntryPtr entries[kRing];
-  for (int64_t p = -2 * kAhead; p < n; ++p) {
+  for (int64_t p = -3 * kAhead; p < n; ++p) {
     if (p >= 0) visit(p, slots[p % kRing], entries[p % kRing]);
-    const int64_t probe = p + kAhead;
+    const int64_t place = p + kAhead;
+    if (place >= 0 && place < n) {
+      const int64_t at = place % kRing;
+      EntryPtr entry = nullptr;
+      if (slots[at] != nullptr) {
+        entry = *block_refs[at] + offsets[at];
+        PrefetchRange<kExclusive>(entry, entry_bytes);
+      }
+      entries[at] = entry;
+    }
+    const int64_t probe = p + 2 * kAhead;
     if (probe >= 0 && probe < n) {
-      const uint64_t hash = hashes[probe % kRing];
+      const int64_t at = probe % kRing;
+      const uint64_t hash = hashes[at];
       auto& shard = table->shards_[ShardOf(hash)];
       SlotPtr slot = &shard.slots[shard.FindSlot(id_at(probe), hash)];
-      EntryPtr entry = nullptr;
       if (slot->index == kEmpty) {
         slot = nullptr;
       } else {
-        entry = shard.EntryAt(slot->index);
-        PrefetchRange<kExclusive>(entry, entry_bytes);
+        const internal::TableShard::EntryPlace entry_place =
+            shard.PlaceOf(slot->index);
+        block_refs[at] = &shard.blocks[entry_place.block];
+        offsets[at] = entry_place.offset;
+        Prefetch(block_refs[at]);
       }
-      slots[probe % kRing] = slot;
-      entries[probe % kRing] = entry;
+      slots[at] = slot;
     }
-    const int64_t fetch = p + 2 * kAhead;
+    const int64_t fetch = p + 3 * kAhead;
     if (fetch < n) {
       const uint64_t hash = hash_at(fetch);
       hashes[fetch % kRing] = hash;

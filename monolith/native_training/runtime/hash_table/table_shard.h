@@ -314,17 +314,28 @@ struct TableShard {
     }
   }
 
-  char* EntryAt(uint32_t index) const {
+  // Where entry |index| lives: the element of |blocks| that holds its
+  // block, and its byte offset in that block.
+  struct EntryPlace {
+    size_t block;
+    int64_t offset;
+  };
+  EntryPlace PlaceOf(uint32_t index) const {
     if (index < doubling_end) {
       const uint32_t q = index / kFirstBlockEntries + 1;
       const int block = 31 - __builtin_clz(q);
       const uint32_t first = kFirstBlockEntries * ((1u << block) - 1);
-      return blocks[block] + int64_t{index - first} * stride;
+      return {static_cast<size_t>(block), int64_t{index - first} * stride};
     }
     const uint32_t rest = index - doubling_end;
     const int shift = Log2(kFirstBlockEntries) + max_block_log2;
-    return blocks[max_block_log2 + (rest >> shift)] +
-           int64_t{rest & ((1u << shift) - 1)} * stride;
+    return {static_cast<size_t>(max_block_log2) + (rest >> shift),
+            int64_t{rest & ((1u << shift) - 1)} * stride};
+  }
+
+  char* EntryAt(uint32_t index) const {
+    const EntryPlace place = PlaceOf(index);
+    return blocks[place.block] + place.offset;
   }
 
   uint32_t AllocateIndex() {
