@@ -181,6 +181,20 @@ std::map<int64_t, std::string> Entries(const EmbeddingHashTable& table,
   return entries;
 }
 
+// Runs |call| with |limit| allocations allowed; whether one failed (it
+// threw std::bad_alloc).
+bool FailsWithin(int limit, const std::function<void()>& call) {
+  bool failed = false;
+  allocations_left = limit;
+  try {
+    call();
+  } catch (const std::bad_alloc&) {
+    failed = true;
+  }
+  allocations_left = -1;
+  return failed;
+}
+
 // Runs |call| on a base table once without a limit (what a whole call
 // leaves), then once per allocation it makes, failing that allocation,
 // and checks what each failure leaves (see the top of the file).
@@ -202,15 +216,7 @@ void Sweep(const std::vector<int64_t>& ids,
   int failures = 0;
   for (int limit = 0; limit < kMaxSweep; ++limit) {
     table = BaseTable(serving);
-    bool failed = false;
-    allocations_left = limit;
-    try {
-      call(table.get());
-    } catch (const std::bad_alloc&) {
-      failed = true;
-    }
-    allocations_left = -1;
-    if (!failed) break;
+    if (!FailsWithin(limit, [&] { call(table.get()); })) break;
     ++failures;
     SCOPED_TRACE("allocation " + std::to_string(limit) + " failed");
     const std::map<int64_t, std::string> left = Entries(*table, all);
@@ -314,16 +320,12 @@ TEST(EmbeddingHashTableOomTest, FailedVisitLeavesNewEntriesInitialized) {
     table->Assign(old_ids.data(), static_cast<int64_t>(old_ids.size()),
                   fives.data(), kTime);
     for (const int64_t id : erased) table->Erase(id);
-    bool failed = false;
-    allocations_left = limit;
-    try {
-      table->AssignAdd(batch.data(), static_cast<int64_t>(batch.size()),
-                       ones.data(), kTime + 1);
-    } catch (const std::bad_alloc&) {
-      failed = true;
+    if (!FailsWithin(limit, [&] {
+          table->AssignAdd(batch.data(), static_cast<int64_t>(batch.size()),
+                           ones.data(), kTime + 1);
+        })) {
+      break;
     }
-    allocations_left = -1;
-    if (!failed) break;
     ++failures;
     SCOPED_TRACE("allocation " + std::to_string(limit) + " failed");
     std::vector<float> row(kWide);
