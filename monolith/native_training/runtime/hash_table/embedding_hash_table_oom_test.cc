@@ -409,21 +409,15 @@ TEST(EmbeddingHashTableOomTest, FailedSaveLeavesTableAsItWas) {
   int failures = 0;
   for (int limit = 0; limit < kMaxSweep; ++limit) {
     int64_t written = 0;
-    allocations_left = limit;
-    bool failed = false;
-    try {
-      const Status s = table->Save(
-          0, 1, 0, [&](const EmbeddingHashTable::SavedEntry&) {
-            ++written;
-            return Status::OK();
-          });
-      allocations_left = -1;
-      ASSERT_TRUE(s.ok()) << s.ToString();
-    } catch (const std::bad_alloc&) {
-      failed = true;
-    }
-    allocations_left = -1;
-    if (!failed) {
+    Status status;
+    if (!FailsWithin(limit, [&] {
+          status = table->Save(
+              0, 1, 0, [&](const EmbeddingHashTable::SavedEntry&) {
+                ++written;
+                return Status::OK();
+              });
+        })) {
+      ASSERT_TRUE(status.ok()) << status.ToString();
       EXPECT_EQ(written, kOldIds);
       break;
     }
@@ -462,15 +456,9 @@ TEST(HugePagePoolOomTest, FailedAllocationsTakeNothingAndFreesNeverFail) {
     std::vector<Array> arrays;
     arrays.reserve(sizes.size());
     int blocks = 0;
-    allocations_left = limit;
-    bool failed = false;
-    try {
-      allocate_all(&pool, &arrays, &blocks);
-    } catch (const std::bad_alloc&) {
-      failed = true;
+    if (!FailsWithin(limit, [&] { allocate_all(&pool, &arrays, &blocks); })) {
+      break;
     }
-    allocations_left = -1;
-    if (!failed) break;
     ++failures;
     // What was handed out is accounted for, nothing more: a region for
     // each 2 MiB of blocks begun, the slabs' regions, the large arrays.
