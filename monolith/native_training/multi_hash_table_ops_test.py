@@ -764,6 +764,42 @@ def test_save_restore(tmp_path):
   np.testing.assert_array_equal(values["slot3"], [[0, 0, 0]])
 
 
+def _sgd_segments(*dims: int) -> entry.HashTableConfigInstance:
+  config = embedding_hash_table_pb2.EmbeddingHashTableConfig()
+  for dim in dims:
+    segment = config.entry_config.segments.add(dim_size=dim)
+    segment.opt_config.sgd.SetInParent()
+    segment.init_config.zeros.SetInParent()
+  return entry.HashTableConfigInstance(config, [1.0] * len(dims))
+
+
+@pytest.mark.parametrize("holding", [False, True])
+def test_a_restore_into_other_segments_of_the_same_dim_fails(tmp_path,
+                                                             holding):
+  """Segments [1, 3] and [3, 1] hold 4 floats each: the records fit, but a
+  restore would move the values across segments (a bias into a vector).
+  It fails naming both layouts, the table as it was."""
+  basename = os.path.join(tmp_path, "table")
+  with tf.Graph().as_default(), tf1.Session() as sess:
+    table = _from_configs({"s": _sgd_segments(1, 3)})
+    table = table.assign({"s": (_id([5]), _value([[1, 2, 3, 4]]))})
+    sess.run(table.initializer)
+    sess.run(table.save(basename).as_op())
+  with tf.Graph().as_default(), tf1.Session() as sess:
+    table = _from_configs({"s": _sgd_segments(3, 1)})
+    sess.run(table.initializer)
+    if holding:
+      sess.run(table.assign({"s": (_id([6]), _value([[9, 9, 9, 9]]))}).as_op())
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"holds table s with segment dims \[1, 3\], the "
+                       r"table to restore has \[3, 1\]"):
+      sess.run(table.restore(basename).as_op())
+    values = sess.run(table.lookup({"s": _id([5, 6])}))["s"]
+  np.testing.assert_array_equal(values,
+                                [[0, 0, 0, 0], [9, 9, 9, 9] if holding else
+                                 [0, 0, 0, 0]])
+
+
 @pytest.mark.parametrize("on_ps", [False, True])
 def test_a_save_or_restore_whose_caller_gave_up_stops(tmp_path, on_ps):
   """A run's deadline cancels its step, on a PS task too: the save stops and

@@ -21,6 +21,24 @@ namespace monolith {
 namespace hash_table {
 namespace {
 
+// "[8, 8]": segment dims for messages; a long list (a hostile meta file's)
+// is cut after 16.
+template <typename Dims>
+std::string DimList(const Dims& dims) {
+  constexpr int kShown = 16;
+  std::string out = "[";
+  int n = 0;
+  for (uint32_t dim : dims) {
+    if (n > 0) out += ", ";
+    if (n++ == kShown) {
+      out += "... " + std::to_string(dims.size()) + " in all";
+      break;
+    }
+    out += std::to_string(dim);
+  }
+  return out + "]";
+}
+
 // A file of a checkpoint, from its name.
 struct ShardFile : ShardName {
   bool meta = false;
@@ -206,6 +224,11 @@ Status WriteShard(FileSystem* fs, const std::vector<std::string>& table_names,
           meta.set_num_shards(nshards);
           meta.set_num_tables(static_cast<uint32_t>(table_names.size()));
           meta.set_entries_crc32c(digest);
+          if (!options.segment_dims.empty()) {
+            for (uint32_t dim : options.segment_dims[t]) {
+              meta.add_segment_dims(dim);
+            }
+          }
           out->entries += static_cast<int64_t>(entries);
         }
         MONOLITH_RETURN_IF_ERROR(data_writer.Close());
@@ -340,7 +363,9 @@ Status ReadMetaFiles(FileSystem* fs, const std::string& basename, int nshards,
         }
         table = static_cast<int>(info->tables.size());
         table_index.emplace(meta.table_name(), table);
-        info->tables.push_back({meta.table_name(), 0});
+        info->tables.push_back(
+            {meta.table_name(), 0,
+             {meta.segment_dims().begin(), meta.segment_dims().end()}});
       } else if (i >= static_cast<int>(info->tables.size()) || table != i) {
         return DataLossError(
             path + " lists table \"" + meta.table_name() + "\" as its table " +
@@ -348,6 +373,15 @@ Status ReadMetaFiles(FileSystem* fs, const std::string& basename, int nshards,
             (i < static_cast<int>(info->tables.size())
                  ? "\"" + info->tables[i].name + "\""
                  : "only " + std::to_string(info->tables.size()) + " tables"));
+      } else if (!std::equal(meta.segment_dims().begin(),
+                             meta.segment_dims().end(),
+                             info->tables[table].segment_dims.begin(),
+                             info->tables[table].segment_dims.end())) {
+        return DataLossError(path + ": table " + meta.table_name() +
+                             " has segment dims " +
+                             DimList(meta.segment_dims()) + ", where " +
+                             first_path + " says " +
+                             DimList(info->tables[table].segment_dims));
       }
       uint64_t& total = info->tables[table].entries;
       if (meta.num_entries() > UINT64_MAX - total) {
@@ -614,6 +648,20 @@ int CheckpointInfo::FindTable(const std::string& name) const {
   return -1;
 }
 
+Status CheckSegmentDims(const CheckpointInfo& info, int table,
+                        const std::vector<uint32_t>& segment_dims) {
+  const CheckpointInfo::Table& saved = info.tables[table];
+  if (saved.segment_dims.empty() || saved.segment_dims == segment_dims) {
+    return Status::OK();
+  }
+  return InvalidArgumentError(
+      "checkpoint " + info.basename + " holds table " + saved.name +
+      " with segment dims " + DimList(saved.segment_dims) +
+      ", the table to restore has " + DimList(segment_dims) +
+      ": its values would land in other segments. Restore it with the "
+      "config it was saved with");
+}
+
 std::vector<std::string> CheckpointInfo::PathsInRenameOrder() const {
   std::vector<std::string> paths;
   for (const Shard& shard : shards) {
@@ -627,6 +675,13 @@ Status SaveCheckpoint(FileSystem* fs, const std::string& basename,
                       const std::vector<std::string>& table_names,
                       const TableSaver& save_table, const SaveOptions& options,
                       SaveResult* result) {
+  if (!options.segment_dims.empty() &&
+      options.segment_dims.size() != table_names.size()) {
+    return InvalidArgumentError(
+        "segment dims are given for " +
+        std::to_string(options.segment_dims.size()) + " tables, " +
+        std::to_string(table_names.size()) + " are saved");
+  }
   const int nshards = options.nshards;
   if (nshards < 1 || nshards > kMaxCheckpointShards) {
     return InvalidArgumentError(

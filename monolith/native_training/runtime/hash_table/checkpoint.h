@@ -85,6 +85,10 @@ struct SaveOptions {
   // Cancelled: the save stops, fails Cancelled, and deletes its temporaries
   // (the checkpoint at the basename stays as it was).
   CancelledFn cancelled;
+  // Per table (in table_names order), the dims of its entry segments,
+  // which its meta records carry for restores to check (CheckSegmentDims).
+  // Empty: none recorded, as the original.
+  std::vector<std::vector<uint32_t>> segment_dims;
 };
 
 struct SaveResult {
@@ -105,6 +109,8 @@ struct CheckpointInfo {
   struct Table {
     std::string name;
     uint64_t entries = 0;  // over all shards
+    // As saved; empty where the save recorded none (the original's).
+    std::vector<uint32_t> segment_dims;
   };
   // One meta record: a table's entries in one data shard.
   struct ShardTable {
@@ -155,6 +161,14 @@ struct CheckpointInfo {
 Status ReadCheckpointInfo(FileSystem* fs, const std::string& basename,
                           bool need_data, const LogFn& log,
                           CheckpointInfo* info);
+
+// OK unless table |table| of |info| was saved with segment dims other
+// than |segment_dims| (those of the table it would be restored into);
+// InvalidArgument naming both otherwise. A table saved without them (by
+// the original) passes: its records' total dim is still checked one by
+// one.
+Status CheckSegmentDims(const CheckpointInfo& info, int table,
+                        const std::vector<uint32_t>& segment_dims);
 
 // Consumes one record of table |table| (an index into info.tables) from
 // data shard |shard|. Calls for different shards may run concurrently.

@@ -1236,7 +1236,7 @@ Status ThreadedFor(int64_t n, const std::function<Status(int64_t)>& fn) {
 }
 
 struct RestoreResult {
-  std::string stage;  // "info" or "restore", empty when OK
+  std::string stage;  // "info", "segments" or "restore"; empty when OK
   Status status;
   std::map<std::string, Contents> contents;  // when OK
 };
@@ -1293,6 +1293,15 @@ RestoreResult Restore(const std::string& basename,
       if (specs[t].name == table.name) graph = static_cast<int>(t);
     }
     to_graph.push_back(graph);
+    // As the restore op: segments other than the save's fail up front.
+    if (graph < 0) continue;
+    result.status = CheckSegmentDims(
+        info, static_cast<int>(to_graph.size()) - 1,
+        tables[graph]->accessor().SegmentDims());
+    if (!result.status.ok()) {
+      result.stage = "segments";
+      return result;
+    }
   }
   std::vector<EntryDump> scratch(info.nshards);
   result.status = RestoreCheckpoint(
@@ -1397,11 +1406,14 @@ Base MakeBase(const std::string& label, std::vector<TableSpec> specs,
     saved.push_back(tables.back().get());
     names.push_back(base.tables[t].name);
   }
+  SaveOptions options;
+  for (const EmbeddingHashTable* table : saved) {
+    options.segment_dims.push_back(table->accessor().SegmentDims());
+  }
   const std::string dir = TmpDir() + "/fuzz_base_" + std::to_string(index);
   PosixFileSystem fs;
   EXPECT_TRUE(fs.CreateDirectories(dir).ok());
   EmptyDir(dir);
-  SaveOptions options;
   options.nshards = nshards;
   options.snappy = snappy;
   const Status s = SaveCheckpoint(
@@ -1634,6 +1646,7 @@ class Mutator {
         m.clear_num_shards();
         m.clear_entries_crc32c();
         m.clear_data_file_bytes();
+        m.clear_segment_dims();
         record = SerializeMeta(m);
       }
       bytes = JoinRecords(meta);
@@ -1815,7 +1828,7 @@ class Mutator {
     const std::vector<std::string> names = Names(1);
     if (names.empty()) return;
     const bool everywhere = rng_.Chance(0.2);
-    const int field = static_cast<int>(rng_.Below(9));
+    const int field = static_cast<int>(rng_.Below(10));
     const uint64_t interesting = rng_.Pick(kInterestingU64);
     const int delta = static_cast<int>(rng_.Range(-2, 2));
     const bool clear = rng_.Chance(0.15);
@@ -1881,6 +1894,19 @@ class Mutator {
           case 7:
             clear ? m.clear_save_time_micros()
                   : m.set_save_time_micros(static_cast<int64_t>(interesting));
+            break;
+          case 8:  // a segment's dim changed, or one segment more
+            if (clear) {
+              m.clear_segment_dims();
+            } else if (m.segment_dims_size() > 0 && rng_.Chance(0.5)) {
+              const int i = static_cast<int>(rng_.Below(m.segment_dims_size()));
+              m.set_segment_dims(
+                  i, static_cast<uint32_t>(rng_.Chance(0.5)
+                                               ? interesting
+                                               : m.segment_dims(i) + delta));
+            } else {
+              m.add_segment_dims(static_cast<uint32_t>(interesting));
+            }
             break;
           default:  // a record duplicated or dropped
             if (rng_.Chance(0.5)) {

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <map>
 #include <sstream>
@@ -52,13 +53,8 @@ Contents MakeContents(int version, int per_table) {
   return contents;
 }
 
-Status SaveTo(FileSystem* fs, const std::string& basename,
-              const Contents& contents, int nshards, bool snappy = true,
-              std::vector<std::string>* log = nullptr) {
-  SaveOptions options;
-  options.nshards = nshards;
-  options.snappy = snappy;
-  if (log) options.log = [log](const std::string& line) { log->push_back(line); };
+Status SaveWith(FileSystem* fs, const std::string& basename,
+                const Contents& contents, const SaveOptions& options) {
   return SaveCheckpoint(
       fs, basename, kTables,
       [&](int table, int shard, int n,
@@ -72,6 +68,16 @@ Status SaveTo(FileSystem* fs, const std::string& basename,
         return Status::OK();
       },
       options);
+}
+
+Status SaveTo(FileSystem* fs, const std::string& basename,
+              const Contents& contents, int nshards, bool snappy = true,
+              std::vector<std::string>* log = nullptr) {
+  SaveOptions options;
+  options.nshards = nshards;
+  options.snappy = snappy;
+  if (log) options.log = [log](const std::string& line) { log->push_back(line); };
+  return SaveWith(fs, basename, contents, options);
 }
 
 Status Save(const std::string& basename, const Contents& contents, int nshards,
@@ -972,13 +978,12 @@ TEST(CheckpointTest, AStorageErrorOnTheFinalNamesIsNotHiddenByTemporaries) {
   EXPECT_EQ(restored, MakeContents(2, 30));
 }
 
-TEST(CheckpointTest, InconsistentTableListsAreDataLoss) {
-  const std::string dir = TestDir("tables");
-  const std::string basename = dir + "/t";
-  ASSERT_TRUE(Save(basename, MakeContents(1, 10), 2).ok());
-  // Shard 1's meta rewritten with a renamed table (same save id).
+// Rewrites the meta file at |meta_path| with |change| applied to its
+// records.
+void RewriteMeta(
+    const std::string& meta_path,
+    const std::function<void(std::vector<MultiHashTableMetadata>*)>& change) {
   PosixFileSystem fs;
-  const std::string meta_path = CheckpointMetaName(basename, 1, 2);
   std::vector<MultiHashTableMetadata> metas;
   {
     std::unique_ptr<RecordFileReader> reader;
@@ -989,17 +994,92 @@ TEST(CheckpointTest, InconsistentTableListsAreDataLoss) {
       ASSERT_TRUE(metas.back().ParseFromArray(record.data(), record.size()));
     }
   }
-  metas[1].set_table_name("renamed");
+  change(&metas);
   std::unique_ptr<WritableFile> file;
   ASSERT_TRUE(fs.NewWritableFile(meta_path, &file).ok());
   RecordFileWriter writer(file.get(), false);
   for (const auto& meta : metas) ASSERT_TRUE(writer.Write(meta.SerializeAsString()).ok());
   ASSERT_TRUE(writer.Close().ok() && file->Close().ok());
+}
+
+TEST(CheckpointTest, InconsistentTableListsAreDataLoss) {
+  const std::string dir = TestDir("tables");
+  const std::string basename = dir + "/t";
+  ASSERT_TRUE(Save(basename, MakeContents(1, 10), 2).ok());
+  // Shard 1's meta rewritten with a renamed table (same save id).
+  RewriteMeta(CheckpointMetaName(basename, 1, 2),
+              [](std::vector<MultiHashTableMetadata>* metas) {
+                (*metas)[1].set_table_name("renamed");
+              });
   Contents restored;
   const Status status = Restore(basename, &restored);
   EXPECT_EQ(status.code(), StatusCode::kDataLoss);
   EXPECT_TRUE(Contains(status.message(), "lists table \"renamed\" as its table 1"))
       << status.message();
+}
+
+TEST(CheckpointTest, SegmentDimsAreRecordedAndChecked) {
+  const std::string basename = TestDir("segment_dims") + "/t";
+  PosixFileSystem fs;
+  SaveOptions options;
+  options.nshards = 2;
+  options.segment_dims = {{8, 8}, {16}, {4}};
+  ASSERT_TRUE(SaveWith(&fs, basename, MakeContents(1, 10), options).ok());
+  CheckpointInfo info;
+  ASSERT_TRUE(
+      ReadCheckpointInfo(&fs, basename, /*need_data=*/true, nullptr, &info)
+          .ok());
+  ASSERT_EQ(info.tables.size(), 3u);
+  EXPECT_EQ(info.tables[0].segment_dims, (std::vector<uint32_t>{8, 8}));
+  EXPECT_EQ(info.tables[1].segment_dims, (std::vector<uint32_t>{16}));
+  EXPECT_TRUE(CheckSegmentDims(info, 0, {8, 8}).ok());
+  // The same total dim in other segments would mix them.
+  Status status = CheckSegmentDims(info, 0, {4, 12});
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(status.message(), "table user with segment dims "
+                                         "[8, 8], the table to restore has "
+                                         "[4, 12]"))
+      << status.message();
+  EXPECT_EQ(CheckSegmentDims(info, 1, {8, 8}).code(),
+            StatusCode::kInvalidArgument);
+
+  // A save that records none (as the original's) is not checked.
+  options.segment_dims.clear();
+  ASSERT_TRUE(SaveWith(&fs, basename, MakeContents(2, 10), options).ok());
+  ASSERT_TRUE(
+      ReadCheckpointInfo(&fs, basename, /*need_data=*/true, nullptr, &info)
+          .ok());
+  EXPECT_TRUE(info.tables[0].segment_dims.empty());
+  EXPECT_TRUE(CheckSegmentDims(info, 0, {4, 12}).ok());
+
+  options.segment_dims = {{8, 8}, {16}};
+  status = SaveWith(&fs, basename, MakeContents(3, 10), options);
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(status.message(), "given for 2 tables, 3 are saved"))
+      << status.message();
+}
+
+TEST(CheckpointTest, MetaFilesDisagreeingOnSegmentDimsAreDataLoss) {
+  const std::string basename = TestDir("segment_dims_differ") + "/t";
+  PosixFileSystem fs;
+  SaveOptions options;
+  options.nshards = 2;
+  options.segment_dims = {{8, 8}, {16}, {4}};
+  ASSERT_TRUE(SaveWith(&fs, basename, MakeContents(1, 10), options).ok());
+  RewriteMeta(CheckpointMetaName(basename, 1, 2),
+              [](std::vector<MultiHashTableMetadata>* metas) {
+                (*metas)[0].clear_segment_dims();
+                for (int i = 0; i < 100; ++i) (*metas)[0].add_segment_dims(1);
+              });
+  Contents restored;
+  const Status status = Restore(basename, &restored);
+  EXPECT_EQ(status.code(), StatusCode::kDataLoss);
+  EXPECT_TRUE(Contains(status.message(), "table user has segment dims [1, 1"))
+      << status.message();
+  // A hostile list is cut short in the message.
+  EXPECT_TRUE(Contains(status.message(), "1, ... 100 in all], where "))
+      << status.message();
+  EXPECT_TRUE(Contains(status.message(), "says [8, 8]")) << status.message();
 }
 
 TEST(CheckpointTest, MissingFilesAreNotFound) {

@@ -461,6 +461,14 @@ bool EntryAccessor::ReadDump(const char* fields, size_t size,
   return true;
 }
 
+std::vector<uint32_t> EntryAccessor::SegmentDims() const {
+  std::vector<uint32_t> dims;
+  for (const Segment& seg : segments_) {
+    dims.push_back(static_cast<uint32_t>(seg.dim));
+  }
+  return dims;
+}
+
 Status EntryAccessor::Restore(const EntryDump& dump, void* entry) const {
   if (dump.num_size() != dim_) {
     return InvalidArgumentError(

@@ -58,6 +58,8 @@ class EntryAccessor {
   bool serving() const { return serving_; }
   // Embedding floats over all segments.
   int DimSize() const { return dim_; }
+  // The dims of the segments, in order (their sum is DimSize()).
+  std::vector<uint32_t> SegmentDims() const;
   // Learning rates per update over all segments (one per optimizer).
   int SliceSize() const { return slice_size_; }
   // Bytes of one entry; a multiple of 4.

@@ -707,11 +707,13 @@ class GpuMultiHashTableSaveOp : public GuardedOpKernel {
     GpuMultiHashTable* mtable = locked.table.get();
     std::vector<std::string> names;
     int64_t entries = 0;
+    ht::SaveOptions options;
     for (int t = 0; t < mtable->size(); ++t) {
       names.push_back(mtable->table(t).name);
       entries += mtable->table(t).table->size();
+      options.segment_dims.push_back(
+          gpu::SegmentDims(mtable->table(t).spec));
     }
-    ht::SaveOptions options;
     options.nshards = nshards_ > 0 ? nshards_
                                    : static_cast<int>(std::min<int64_t>(
                                          4, std::max<int64_t>(
@@ -811,10 +813,14 @@ class GpuMultiHashTableRestoreOp : public GuardedOpKernel {
     std::vector<int> to_graph;
     std::vector<bool> restored(mtable->size(), false);
     std::vector<std::string> mismatches;
-    for (const ht::CheckpointInfo::Table& table : info.tables) {
+    for (size_t i = 0; i < info.tables.size(); ++i) {
+      const ht::CheckpointInfo::Table& table = info.tables[i];
       const int t = mtable->Find(table.name);
       to_graph.push_back(t);
       if (t >= 0) {
+        OP_REQUIRES_OK(ctx, ToTfStatus(ht::CheckSegmentDims(
+                                info, static_cast<int>(i),
+                                gpu::SegmentDims(mtable->table(t).spec))));
         restored[t] = true;
       } else {
         mismatches.push_back("the checkpoint's table " + table.name +

@@ -538,10 +538,11 @@ def test_truncated_shard_is_data_loss(graph, tmp_path):
 
 def test_a_restore_failing_part_way_leaves_its_tables_empty(graph, tmp_path):
   # Empty tables are restored without a checking pass. Each shard holds
-  # table a's records, then b's: a's restore, b's (dim 3) do not fit its
-  # new dim (4). No table keeps part of the checkpoint.
+  # table a's records, then b's: a's restore, b's (sgd) do not fit its new
+  # optimizer (adagrad). No table keeps part of the checkpoint.
   basename = _saved_checkpoint(tmp_path)
-  dst = _mtable([("a", _table_config(2)), ("b", _table_config(4))], "dst")
+  dst = _mtable([("a", _table_config(2)),
+                 ("b", _table_config(3, optimizer="adagrad {}"))], "dst")
   with pytest.raises(tf.errors.InvalidArgumentError,
                      match=r"Restore into dst failed part-way; tables a, b are "
                      r"left empty \(restore again once the cause is "
@@ -550,7 +551,7 @@ def test_a_restore_failing_part_way_leaves_its_tables_empty(graph, tmp_path):
   ids = tf.constant(list(range(100)) + list(range(1000, 1050)), tf.int64)
   emb = ops.monolith_multi_hash_table_lookup(
       dst, ids, tf.constant([0, 100, 150], tf.int64))
-  np.testing.assert_array_equal(_run(emb), np.zeros(100 * 2 + 50 * 4))
+  np.testing.assert_array_equal(_run(emb), np.zeros(100 * 2 + 50 * 3))
 
 
 def test_corrupt_shard_is_data_loss(graph, tmp_path):
@@ -938,35 +939,43 @@ def _damage_second_shard(basename):
     f.write(data)
 
 
-@pytest.mark.parametrize("damage", ["dim_changed", "damaged_file"])
+@pytest.mark.parametrize("damage", [
+    "dim_changed", "optimizer_changed", "damaged_file"])
 def test_a_failing_restore_keeps_the_entries_of_tables_that_hold_some(
     graph, tmp_path, damage):
   basename = _saved_checkpoint(tmp_path)
   b_dim = 3
+  b_optimizer = "sgd { learning_rate: 1.0 }"
+  error, message = tf.errors.InvalidArgumentError, "mtable-0000"
   if damage == "dim_changed":
-    b_dim = 4  # the checkpoint's b entries hold 3 floats
+    # The meta files say so: it fails before reading a record.
+    b_dim = 4
+    message = (r"mtable holds table b with segment dims \[3\], the table to "
+               r"restore has \[4\]")
+  elif damage == "optimizer_changed":
+    # Only the records say so (they hold sgd state).
+    b_optimizer = "adagrad {}"
   else:
     _damage_second_shard(basename)
-  dst = _mtable([("a", _table_config(2)), ("b", _table_config(b_dim))], "dst")
+    error = tf.errors.DataLossError
+  b_config = _table_config(b_dim, optimizer=b_optimizer)
+  dst = _mtable([("a", _table_config(2)), ("b", b_config)], "dst")
   split = tf.constant([0, 1, 2], tf.int64)
   ids = tf.constant([123456, 654321], tf.int64)
   live = ops.monolith_multi_hash_table_assign(
       dst, ids, split, tf.range(2 + b_dim, dtype=tf.float32) + 10, 5)
   restore = ops.monolith_multi_hash_table_restore(dst, basename)
   lookup = ops.monolith_multi_hash_table_lookup(dst, ids, split)
-  error = (tf.errors.InvalidArgumentError
-           if damage == "dim_changed" else tf.errors.DataLossError)
   with tf1.Session() as sess:
     sess.run(live)
-    with pytest.raises(error, match="mtable-0000"):
+    with pytest.raises(error, match=message):
       sess.run(restore)
     # Checked before anything was dropped: the live entries are all there.
     np.testing.assert_array_equal(sess.run(lookup), np.arange(2 + b_dim) + 10)
     # Into the empty tables of a new table the restore fails part-way
     # (nothing to lose, so no checking pass).
-    empty = _mtable([("a", _table_config(2)), ("b", _table_config(b_dim))],
-                    "empty")
-    with pytest.raises(error, match="mtable-0000"):
+    empty = _mtable([("a", _table_config(2)), ("b", b_config)], "empty")
+    with pytest.raises(error, match=message):
       sess.run(ops.monolith_multi_hash_table_restore(empty, basename))
 
 

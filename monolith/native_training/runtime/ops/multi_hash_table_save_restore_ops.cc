@@ -124,12 +124,14 @@ class MultiHashTableSaveOp : public GuardedOpKernel {
     std::vector<std::string> names;
     std::vector<const EmbeddingHashTable*> tables;
     std::vector<int64_t> now;
+    ht::SaveOptions options;
     for (int t = 0; t < mtable->size(); ++t) {
       names.push_back(mtable->table(t).name);
       tables.push_back(mtable->table(t).table.get());
       now.push_back(ht::ExpiryNow(mtable->table(t).table->LatestUpdateTime()));
+      options.segment_dims.push_back(
+          mtable->table(t).table->accessor().SegmentDims());
     }
-    ht::SaveOptions options;
     options.nshards = nshards;
     options.snappy = snappy_;
     // Shards not begun are not begun once cancelled (a shard of fewer
@@ -195,10 +197,14 @@ Status RestoreCheckpointsOrThrow(OpKernelContext* ctx, MultiHashTable* mtable,
   for (size_t b = 0; b < basenames.size(); ++b) {
     TF_RETURN_IF_ERROR(ToTfStatus(ht::ReadCheckpointInfo(
         &fs, basenames[b], /*need_data=*/true, LogWarning, &infos[b])));
-    for (const ht::CheckpointInfo::Table& table : infos[b].tables) {
+    for (size_t i = 0; i < infos[b].tables.size(); ++i) {
+      const ht::CheckpointInfo::Table& table = infos[b].tables[i];
       const int t = mtable->Find(table.name);
       to_graph[b].push_back(t);
       if (t >= 0) {
+        TF_RETURN_IF_ERROR(ToTfStatus(ht::CheckSegmentDims(
+            infos[b], static_cast<int>(i),
+            mtable->table(t).table->accessor().SegmentDims())));
         restored[t] = true;
         continue;
       }
