@@ -50,7 +50,7 @@ import json
 import os
 import re
 from typing import (Any, Callable, Dict, Iterator, List, NamedTuple, Optional,
-                    Tuple, Union)
+                    Sequence, Tuple, Union)
 
 from absl import logging
 import tensorflow as tf
@@ -780,9 +780,11 @@ class DistributedMultiTypeHashTable(
       saved._after_tables = self._after_tables + (record,)
     return saved
 
-  def restore(self,
-              basenames: Any,
-              strict: bool = False) -> DistributedMultiTypeHashTable:
+  def restore(
+      self,
+      basenames: Any,
+      strict: bool = False,
+      values_only: Sequence[str] = ()) -> DistributedMultiTypeHashTable:
     """Restores the checkpoints of the tables of any number of PS tasks.
 
     `basenames` are the saves of every PS table of the old layout (for
@@ -800,6 +802,9 @@ class DistributedMultiTypeHashTable(
       basenames: list (or 1-D string tensor) of checkpoint path prefixes.
       strict: whether table names that differ between a checkpoint and the
         tables are an error.
+      values_only: slots whose optimizer changed since the save: they
+        restore their values and start the optimizer state afresh (see
+        `MultiHashTable.restore`).
 
     Returns:
       The table, depending on every PS's restore.
@@ -807,9 +812,10 @@ class DistributedMultiTypeHashTable(
     Raises:
       NotImplementedError: gpucuco tables given saves of another PS count
         (or not a list of them in PS order).
+      ValueError: `values_only` names a slot the tables do not hold.
     """
     if any(table.on_gpu for table in self._tables):
-      return self._restore_own_saves(basenames, strict)
+      return self._restore_own_saves(basenames, strict, values_only)
     new_tables = []
     # The saves of a whole PS group, in PS order ("..._0", "..._1", ...):
     # each PS reads only those that can hold its ids (with the same PS
@@ -830,11 +836,13 @@ class DistributedMultiTypeHashTable(
             table.restore_resharded(to_read,
                                     id_modulus=self._num_ps,
                                     id_remainder=i,
-                                    strict=strict))
+                                    strict=strict,
+                                    values_only=values_only))
     return self._copy_with_new_tables(new_tables)
 
-  def _restore_own_saves(self, basenames: Any,
-                         strict: bool) -> DistributedMultiTypeHashTable:
+  def _restore_own_saves(
+      self, basenames: Any, strict: bool,
+      values_only: Sequence[str]) -> DistributedMultiTypeHashTable:
     """`restore` of gpucuco tables: PS i restores basenames[i]."""
     in_ps_order = (isinstance(basenames, (list, tuple)) and
                    len(basenames) == self._num_ps and
@@ -850,7 +858,9 @@ class DistributedMultiTypeHashTable(
     new_tables = []
     for i, table in enumerate(self._tables):
       with ps_device(i), tf.name_scope(f"dmtht_restore_{i}"):
-        new_tables.append(table.restore(basenames[i], strict=strict))
+        new_tables.append(
+            table.restore(basenames[i], strict=strict,
+                          values_only=values_only))
     return self._copy_with_new_tables(new_tables)
 
   def as_op(self, name: Optional[str] = None) -> tf.Operation:

@@ -197,6 +197,30 @@ def test_assign_takes_ids_of_any_shape(cluster):
     np.testing.assert_array_equal(sess.run(looked_up), [[1], [2], [3], [7]])
 
 
+def test_a_restore_takes_values_only_on_every_ps(cluster, tmp_path):
+  # Slot a moves from SGD to adagrad: every PS restores its values only.
+  ids = list(range(-3, 9))
+  trained = np.array([[i] for i in ids], np.float32)
+  save = _create({"a": _config(1)}).assign({
+      "a": (_id(ids), _value(trained))
+  }).save(str(tmp_path)).as_op()
+  with _session(cluster) as sess:
+    sess.run(save)
+  adagrad = _config(1)
+  adagrad.table_config.entry_config.segments[0].opt_config.adagrad.\
+      initial_accumulator_value = 0.1
+  with tf.Graph().as_default():
+    changed = _create({"a": adagrad}, name_suffix="adagrad")
+    basenames = multi_hash_table_ops.find_ps_checkpoints(
+        str(tmp_path), "MonolithMultiHashTable")
+    with pytest.raises(ValueError, match=r"values_only names \['b'\]"):
+      changed.restore(basenames, values_only=["b"])
+    looked_up = changed.restore(basenames, values_only=["a"]).lookup(
+        {"a": _id(ids)})["a"]
+    with _session(cluster) as sess:
+      np.testing.assert_array_equal(sess.run(looked_up), trained)
+
+
 def test_a_standalone_export_serves_every_ps_table_in_one_process(
     cluster, tmp_path, monkeypatch):
   configs = {"a": _config(2), "b": _config(1)}

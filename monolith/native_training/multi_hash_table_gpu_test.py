@@ -218,6 +218,40 @@ def test_a_failing_restore_keeps_the_entries_the_gpu_table_holds(tmp_path):
       np.testing.assert_array_equal(after[n], before[n])
 
 
+def test_values_only_restores_gpu_tables_whose_optimizer_changed(tmp_path):
+  # The checkpoint's first segment trained with sgd; the GPU tables' with
+  # adagrad now: restored values only, they take the values.
+  _, cpu = _tables()
+  changed = _config(True)
+  changed.table_config.entry_config.segments[0].opt_config.CopyFrom(
+      entry.AdagradOptimizer(initial_accumulator_value=0.2).as_proto())
+  gpu = multi_hash_table_ops.MultiHashTable.from_configs(
+      {n: changed for n in NAMES}, name_suffix="gpu_changed")
+  ids = {n: tf1.placeholder(tf.int64, [None]) for n in NAMES}
+  values = {n: tf1.placeholder(tf.float32, [None, 8]) for n in NAMES}
+  assign = cpu.assign({n: (ids[n], values[n]) for n in NAMES}).as_op()
+  basename = str(tmp_path / "t")
+  save = cpu.save(basename).as_op()
+  whole = gpu.restore(basename).as_op()
+  values_only = gpu.restore(basename, values_only=NAMES).as_op()
+  lookups = [t.lookup(ids) for t in (gpu, cpu)]
+  rng = np.random.default_rng(4)
+  fd = {ids[n]: b for n, b in next(_batches(rng, 1)).items()}
+  with _session() as sess:
+    sess.run([gpu.initializer, cpu.initializer])
+    sess.run(assign, feed_dict={**fd, **{
+        values[n]: rng.normal(size=(3000, 8)) for n in NAMES
+    }})
+    sess.run(save)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="expected 'adagrad'"):
+      sess.run(whole)
+    sess.run(values_only)
+    got, want = sess.run(lookups, feed_dict=fd)
+  for n in NAMES:
+    np.testing.assert_array_equal(got[n], want[n])
+
+
 def _serving_config(gpu: bool) -> entry.HashTableConfigInstance:
   """_config's segments, served with fp16 (sgd's 3 floats) and fp32."""
   config = _config(gpu)

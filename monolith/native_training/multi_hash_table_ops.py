@@ -1485,8 +1485,10 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
             slot_expire_time_config=b"",
             compression_type=compression_type))
 
-  def restore(self, basename: tf.Tensor,
-              strict: bool = False) -> "MultiHashTable":
+  def restore(self,
+              basename: tf.Tensor,
+              strict: bool = False,
+              values_only: Sequence[str] = ()) -> "MultiHashTable":
     """Restores the checkpoint at `basename`, replacing the tables' entries.
 
     Every table the checkpoint holds is emptied first and then holds exactly
@@ -1499,27 +1501,49 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     Args:
       basename: string scalar, the path prefix `save` wrote.
       strict: whether a mismatch of table names is an error.
+      values_only: tables (of `table_names`) whose optimizer changed since
+        the save: their entries take the checkpoint's values and update
+        times, and start the optimizer state as new entries do (another
+        optimizer's state does not fit; the other tables keep theirs).
 
     Returns:
       The table, depending on the restore.
 
     Raises:
+      ValueError: `values_only` names a table this one does not hold.
       tf.errors.FailedPreconditionError: (at run time) with strict=True, the
         table names of the checkpoint and the graph differ.
       tf.errors.DataLossError: (at run time) the files come from different
         saves or are corrupt (the error names the file).
+      tf.errors.InvalidArgumentError: (at run time) a table's dim, segment
+        dims or (outside `values_only`) optimizer differ from the
+        checkpoint's.
       tf.errors.NotFoundError: (at run time) no checkpoint at `basename`.
     """
     return self._copy_with_new_table(
-        hash_table_ops.monolith_multi_hash_table_restore(mtable=self._handle,
-                                                         basename=basename,
-                                                         strict=strict))
+        hash_table_ops.monolith_multi_hash_table_restore(
+            mtable=self._handle,
+            basename=basename,
+            strict=strict,
+            values_only=self._checked_values_only(values_only)))
+
+  def _checked_values_only(self, values_only: Sequence[str]) -> List[str]:
+    if isinstance(values_only, str):
+      raise ValueError(f"values_only must be a list of table names, got the "
+                       f"string {values_only!r}")
+    unknown = sorted(set(values_only) - set(self._table_names))
+    if unknown:
+      raise ValueError(f"values_only names {unknown}, which MultiHashTable "
+                       f"{self._shared_name} does not hold (its tables: "
+                       f"{list(self._table_names)})")
+    return sorted(set(values_only))
 
   def restore_resharded(self,
                         basenames: Any,
                         id_modulus: int,
                         id_remainder: int,
-                        strict: bool = False) -> "MultiHashTable":
+                        strict: bool = False,
+                        values_only: Sequence[str] = ()) -> "MultiHashTable":
     """Restores the entries of this id shard from several checkpoints.
 
     For tables of PS tasks: `basenames` are the checkpoints of every table
@@ -1536,13 +1560,15 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       id_modulus: the number of id shards (the new PS count), >= 1.
       id_remainder: this table's shard, in [0, id_modulus).
       strict: whether a mismatch of table names is an error.
+      values_only: as `restore`'s.
 
     Returns:
       The table, depending on the restore.
 
     Raises:
-      ValueError: id_modulus < 1, id_remainder not in [0, id_modulus), or
-        basenames known not to be a vector.
+      ValueError: id_modulus < 1, id_remainder not in [0, id_modulus),
+        basenames known not to be a vector, or `values_only` naming a table
+        this one does not hold.
       tf.errors.InvalidArgumentError: (at run time) basenames is empty or
         holds a basename twice.
       tf.errors.FailedPreconditionError, tf.errors.DataLossError,
@@ -1556,7 +1582,8 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
             basenames=basenames,
             id_modulus=id_modulus,
             id_remainder=id_remainder,
-            strict=strict))
+            strict=strict,
+            values_only=self._checked_values_only(values_only)))
 
   def feature_stat(self, basename: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
     """Reads the table names and entry counts of a checkpoint's meta files.
@@ -2228,14 +2255,20 @@ class MultiHashTableCheckpointRestorerListener(
       checkpoint lacks fails the restore with NotFound naming it (as TF's
       Saver does for variables), so that a lost table is never taken for a
       new one.
+    values_only: table names (slots, of any MultiHashTable's `table_names`)
+      whose optimizer changed since the checkpoint: they restore the
+      values and update times and start the optimizer state afresh (see
+      `MultiHashTable.restore`). Give it for the first restore after the
+      change only: later checkpoints hold the new optimizer's state.
 
   Raises:
-    ValueError: `new_tables` names no table of the graph.
+    ValueError: `new_tables` or `values_only` names no table of the graph.
   """
 
   def __init__(self, basename: str, ps_monitor: Optional[Any] = None,
                timeout_secs: Optional[float] = _TIMEOUT_SECS,
-               new_tables: Sequence[str] = ()):
+               new_tables: Sequence[str] = (),
+               values_only: Sequence[str] = ()):
     super().__init__()
     utils.check_graph_mode("MultiHashTableCheckpointRestorerListener")
     self._basename = basename
@@ -2255,6 +2288,16 @@ class MultiHashTableCheckpointRestorerListener(
           f"new_tables names {unknown}, which are neither a MultiHashTable's "
           f"shared name nor a PS group's prefix in this graph (they are: "
           f"{sorted(known)})")
+    if isinstance(values_only, str):
+      raise ValueError(f"values_only must be a list of table names, got the "
+                       f"string {values_only!r}")
+    self._values_only = set(values_only)
+    slots = {name for t in tables for name in t.table_names}
+    unknown = sorted(self._values_only - slots)
+    if unknown:
+      raise ValueError(
+          f"values_only names {unknown}, which no MultiHashTable of this "
+          f"graph holds (their tables: {sorted(slots)})")
     self._table_id_to_placeholder = {}
     self._restore_ops_per_device = self._build_restore_graph()
 
@@ -2403,14 +2446,17 @@ class MultiHashTableCheckpointRestorerListener(
       else:
         basename = tf.compat.v1.placeholder(tf.string, shape=[])
       self._table_id_to_placeholder[id(table)] = basename
+      values_only = self._values_only.intersection(table.table_names)
       with _on_device_of(table):
         if not resharded:
-          restore_op = table.restore(basename=basename).as_op()
+          restore_op = table.restore(basename=basename,
+                                     values_only=values_only).as_op()
         else:
           restore_op = table.restore_resharded(
               basenames=basename,
               id_modulus=shard.num_ps if shard else 1,
-              id_remainder=shard.ps_index if shard else 0).as_op()
+              id_remainder=shard.ps_index if shard else 0,
+              values_only=values_only).as_op()
       restore_ops_per_device[table.handle.device].append((table, restore_op))
     return restore_ops_per_device
 

@@ -800,6 +800,58 @@ def test_a_restore_into_other_segments_of_the_same_dim_fails(tmp_path,
                                  [0, 0, 0, 0]])
 
 
+def _adagrad(dim: int, rate: float) -> entry.HashTableConfigInstance:
+  config = embedding_hash_table_pb2.EmbeddingHashTableConfig()
+  segment = config.entry_config.segments.add(dim_size=dim)
+  segment.init_config.zeros.SetInParent()
+  segment.opt_config.adagrad.initial_accumulator_value = 0.1
+  return entry.HashTableConfigInstance(config, [rate])
+
+
+def test_values_only_restores_the_tables_whose_optimizer_changed(tmp_path):
+  """Slot a moves from SGD to adagrad: its checkpointed state does not fit,
+  so it restores its values only and starts adagrad's accumulators afresh;
+  slot b (adagrad throughout) keeps its accumulators."""
+  basename = os.path.join(tmp_path, "table")
+  grad = np.array([[0.3, -1.0]], np.float32)
+
+  def step(table, slots, global_step):
+    return table.apply_gradients(
+        {s: (_id([7]), _value(grad)) for s in slots},
+        global_step=tf.constant(global_step, tf.int64))
+
+  with tf.Graph().as_default(), tf1.Session() as sess:
+    table = _from_configs({"a": _sgd_segments(2), "b": _adagrad(2, 0.5)})
+    sess.run(table.initializer)
+    for global_step in range(2):
+      sess.run(step(table, ["a", "b"], global_step).as_op())
+    saved = sess.run(table.lookup({"a": _id([7]), "b": _id([7])}))
+    sess.run(table.save(basename).as_op())
+  with tf.Graph().as_default(), tf1.Session() as sess:
+    table = _from_configs({"a": _adagrad(2, 0.5), "b": _adagrad(2, 0.5)})
+    sess.run(table.initializer)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="table a: .*'sgd', expected 'adagrad'"):
+      sess.run(table.restore(basename).as_op())
+    with pytest.raises(ValueError, match=r"values_only names \['c'\]"):
+      table.restore(basename, values_only=["a", "c"])
+    restored = table.restore(basename, values_only=["a"])
+    sess.run(restored.as_op())
+    values = sess.run(table.lookup({"a": _id([7]), "b": _id([7])}))
+    np.testing.assert_array_equal(values["a"], saved["a"])
+    np.testing.assert_array_equal(values["b"], saved["b"])
+    sess.run(step(table, ["a", "b"], 2).as_op())
+    after = sess.run(table.lookup({"a": _id([7]), "b": _id([7])}))
+  # a: one adagrad step from the initial accumulator; b: its third step.
+  g = grad[0].astype(np.float64)
+  np.testing.assert_allclose(
+      after["a"][0], saved["a"][0] - 0.5 * g / np.sqrt(0.1 + g**2),
+      rtol=1e-5)
+  np.testing.assert_allclose(
+      after["b"][0], saved["b"][0] - 0.5 * g / np.sqrt(0.1 + 3 * g**2),
+      rtol=1e-5)
+
+
 @pytest.mark.parametrize("on_ps", [False, True])
 def test_a_save_or_restore_whose_caller_gave_up_stops(tmp_path, on_ps):
   """A run's deadline cancels its step, on a PS task too: the save stops and
@@ -890,6 +942,55 @@ def _check_save_restore_hook(tmp_path, compression_type):
   hook = basic_restore_hook.CheckpointRestorerHook(listeners=[restorer])
   with tf1.train.SingularMonitoredSession(hooks=[hook]) as sess:
     np.testing.assert_array_equal(sess.run(lookup), [[1]])
+
+
+def test_the_restorer_listener_restores_values_only_where_told(tmp_path):
+  model_dir = str(tmp_path / "model")
+  basename = os.path.join(model_dir, "model.ckpt")
+  with tf.Graph().as_default():
+    table = multi_hash_table_ops.MultiHashTable.from_configs(
+        {"slot0": _sgd_segments(1), "slot1": _sgd_segments(1)})
+    add_op = table.assign_add({
+        "slot0": (_id([0]), _value([[3]])),
+        "slot1": (_id([0]), _value([[4]]))
+    }).as_op()
+    step_op = tf1.assign_add(tf1.train.get_or_create_global_step(), 1)
+    saver_hook = tf1.train.CheckpointSaverHook(
+        model_dir,
+        save_steps=1000,
+        listeners=[
+            multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
+                basename)
+        ])
+    with tf1.train.SingularMonitoredSession(hooks=[saver_hook]) as sess:
+      sess.run([add_op, step_op])
+  # slot0 trains with adagrad from now on; slot1 keeps SGD.
+  with tf.Graph().as_default():
+    table = multi_hash_table_ops.MultiHashTable.from_configs({
+        "slot0": _adagrad(1, 0.5),
+        "slot1": _sgd_segments(1)
+    })
+    lookup = table.lookup({"slot0": _id([0]), "slot1": _id([0])})
+    tf1.train.get_or_create_global_step()
+    with pytest.raises(ValueError, match=r"values_only names \['slot2'\]"):
+      multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
+          basename, values_only=["slot2"])
+    # (Both built before a session finalizes the graph.)
+    whole = basic_restore_hook.CheckpointRestorerHook(listeners=[
+        multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(basename)
+    ])
+    values_only = basic_restore_hook.CheckpointRestorerHook(listeners=[
+        multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
+            basename, values_only=["slot0"])
+    ])
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="expected 'adagrad'"):
+      with tf1.train.SingularMonitoredSession(hooks=[whole]):
+        pass
+    with tf1.train.SingularMonitoredSession(hooks=[values_only]) as sess:
+      values = sess.run(lookup)
+  np.testing.assert_array_equal(values["slot0"], [[3]])
+  np.testing.assert_array_equal(values["slot1"], [[4]])
 
 
 def test_a_rollback_restores_the_tables_of_the_step_restored(tmp_path):

@@ -1175,21 +1175,29 @@ Status EmbeddingHashTable::Restore(const EntryDump& dump) {
 
 Status EmbeddingHashTable::ReadOrParseRecord(const char* record, size_t size,
                                              char* entry, EntryDump* dump,
+                                             RestoredState state,
                                              InPlaceRecord* in_place) const {
-  in_place->read = accessor_->ReadRecord(record, size, entry, &in_place->id,
+  // SERVING entries read in place take the values alone anyway.
+  const bool values_only =
+      state == RestoredState::kValuesOnly && !accessor_->serving();
+  in_place->read = !values_only &&
+                   accessor_->ReadRecord(record, size, entry, &in_place->id,
                                          &in_place->time,
                                          &in_place->all_zero);
   if (in_place->read) return Status::OK();
-  return ParseRecord(record, size, dump);
+  MONOLITH_RETURN_IF_ERROR(ParseRecord(record, size, dump));
+  if (values_only) dump->clear_opt();
+  return Status::OK();
 }
 
 Status EmbeddingHashTable::RestoreRecord(const char* record, size_t size,
                                          EntryDump* scratch_dump,
-                                         int64_t* update_time) {
+                                         int64_t* update_time,
+                                         RestoredState state) {
   EntryBuffer scratch(stride_);
   InPlaceRecord in_place;
-  MONOLITH_RETURN_IF_ERROR(ReadOrParseRecord(record, size, scratch.data(),
-                                             scratch_dump, &in_place));
+  MONOLITH_RETURN_IF_ERROR(ReadOrParseRecord(
+      record, size, scratch.data(), scratch_dump, state, &in_place));
   if (!in_place.read) {
     *update_time = scratch_dump->last_update_ts_sec();
     return Restore(*scratch_dump);
@@ -1203,11 +1211,12 @@ Status EmbeddingHashTable::RestoreRecord(const char* record, size_t size,
 }
 
 Status EmbeddingHashTable::CheckRecord(const char* record, size_t size,
-                                       EntryDump* scratch_dump) const {
+                                       EntryDump* scratch_dump,
+                                       RestoredState state) const {
   EntryBuffer scratch(stride_);
   InPlaceRecord in_place;
-  MONOLITH_RETURN_IF_ERROR(ReadOrParseRecord(record, size, scratch.data(),
-                                             scratch_dump, &in_place));
+  MONOLITH_RETURN_IF_ERROR(ReadOrParseRecord(
+      record, size, scratch.data(), scratch_dump, state, &in_place));
   if (in_place.read || SkipsDump(*scratch_dump)) return Status::OK();
   return accessor_->Restore(*scratch_dump, scratch.data());
 }

@@ -247,14 +247,16 @@ class EmbeddingHashTable {
   // (EntryAccessor::ReadDump), by SERVING tables always (they take the
   // values and skip the optimizer state). Others are parsed into |scratch|.
   // Sets |update_time| to the record's. DataLoss if the record is not an
-  // EntryDump.
+  // EntryDump. kValuesOnly: the record's optimizer state is not read
+  // (the entry's starts as a new entry's).
   Status RestoreRecord(const char* record, size_t size, EntryDump* scratch,
-                       int64_t* update_time);
+                       int64_t* update_time,
+                       RestoredState state = RestoredState::kAll);
   // Whether RestoreRecord would take |record|, changing nothing: OK, or
   // the error RestoreRecord would return (DataLoss: not an EntryDump;
   // InvalidArgument: it does not fit the table's entries).
-  Status CheckRecord(const char* record, size_t size,
-                     EntryDump* scratch) const;
+  Status CheckRecord(const char* record, size_t size, EntryDump* scratch,
+                     RestoredState state = RestoredState::kAll) const;
 
  private:
   class Scratch;
@@ -291,9 +293,11 @@ class EmbeddingHashTable {
   };
   // Reads |record| in place into |entry| (stride_ bytes) where its layout
   // allows, else parses it into |dump| (DataLoss if it is not an
-  // EntryDump); |in_place| says which.
+  // EntryDump; kValuesOnly: without its optimizer state); |in_place| says
+  // which.
   Status ReadOrParseRecord(const char* record, size_t size, char* entry,
-                           EntryDump* dump, InPlaceRecord* in_place) const;
+                           EntryDump* dump, RestoredState state,
+                           InPlaceRecord* in_place) const;
   // Inserts |id| (absent, its probe ending at empty slot |pos|, room
   // reserved) and initializes its entry. Caller holds the shard
   // exclusively.

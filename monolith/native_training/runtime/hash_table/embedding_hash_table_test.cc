@@ -1404,6 +1404,79 @@ TEST(EmbeddingHashTableTest, SaveSkipsExpiredEntriesAndStopsOnWriteError) {
 // Records of other shapes than Save's are parsed, with the same result as
 // Restore of the parsed dump; records that are not EntryDumps are DataLoss.
 // SERVING tables read the values of training records and skip their state.
+TEST(EmbeddingHashTableTest, ValuesOnlyRestoresStartTheOptimizerStateAfresh) {
+  const std::string adagrad =
+      "entry_config { segments { dim_size: 2 init_config { zeros {} } "
+      "opt_config { adagrad { initial_accumulator_value: 0.5 } } } }";
+  auto saved = MakeTable(adagrad);
+  const int64_t id = 42;
+  const float values[] = {1.5f, -2.5f};
+  saved->Assign(&id, 1, values, 1000);
+  const float grads[] = {3, 4};
+  const float rate = 0.1f;
+  ASSERT_TRUE(saved->BatchOptimize(&id, 1, grads, &rate, 1000, 1).ok());
+  std::string record;
+  ASSERT_TRUE(saved
+                  ->Save(0, 1, 0,
+                         [&](const SavedEntry& entry) {
+                           record.assign(entry.dump, entry.dump_size);
+                           return Status::OK();
+                         })
+                  .ok());
+  EntryDump saved_entry;
+  saved->BatchLookupEntry(&id, 1, &saved_entry);
+  EntryDump scratch;
+  int64_t time = 0;
+
+  // Into SGD: the adagrad state does not fit, unless left out.
+  auto sgd = MakeTable(SgdTable(2));
+  Status status = sgd->CheckRecord(record.data(), record.size(), &scratch);
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("'adagrad', expected 'sgd'"),
+            std::string::npos)
+      << status.message();
+  EXPECT_EQ(sgd->RestoreRecord(record.data(), record.size(), &scratch, &time)
+                .code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(sgd->Size(), 0);
+  ASSERT_TRUE(sgd->CheckRecord(record.data(), record.size(), &scratch,
+                               RestoredState::kValuesOnly)
+                  .ok());
+  ASSERT_TRUE(sgd->RestoreRecord(record.data(), record.size(), &scratch, &time,
+                                 RestoredState::kValuesOnly)
+                  .ok());
+  EXPECT_EQ(time, 1000);
+  EntryDump restored;
+  sgd->BatchLookupEntry(&id, 1, &restored);
+  EXPECT_EQ(std::vector<float>(restored.num().begin(), restored.num().end()),
+            std::vector<float>(saved_entry.num().begin(),
+                               saved_entry.num().end()));
+  EXPECT_EQ(restored.last_update_ts_sec(), 1000);
+
+  // Into the same config: the values, and a new entry's accumulators where
+  // a whole restore (the in-place path) keeps the trained ones.
+  auto fresh = MakeTable(adagrad);
+  const int64_t other = 7;
+  EntryDump new_entry;
+  fresh->Assign(&other, 1, values, 1);
+  fresh->BatchLookupEntry(&other, 1, &new_entry);
+  ASSERT_TRUE(fresh->RestoreRecord(record.data(), record.size(), &scratch,
+                                   &time, RestoredState::kValuesOnly)
+                  .ok());
+  fresh->BatchLookupEntry(&id, 1, &restored);
+  EXPECT_EQ(restored.num(0), saved_entry.num(0));
+  EXPECT_EQ(restored.num(1), saved_entry.num(1));
+  EXPECT_EQ(restored.opt().SerializeAsString(),
+            new_entry.opt().SerializeAsString());
+  EXPECT_NE(restored.opt().SerializeAsString(),
+            saved_entry.opt().SerializeAsString());
+  ASSERT_TRUE(
+      fresh->RestoreRecord(record.data(), record.size(), &scratch, &time).ok());
+  fresh->BatchLookupEntry(&id, 1, &restored);
+  EXPECT_EQ(restored.opt().SerializeAsString(),
+            saved_entry.opt().SerializeAsString());
+}
+
 TEST(EmbeddingHashTableTest, RestoreRecordReadsEveryShapeOfEntryDump) {
   const std::string configs[] = {
       "entry_config { segments { dim_size: 2 init_config { ones {} } "

@@ -48,6 +48,15 @@ inline bool AllZero(const float* values, int dim) {
 // embedding): keeps every size derived from it far from int overflow.
 constexpr int kMaxEntryDim = 1 << 20;
 
+// What a restore takes from a checkpoint record of a TRAINING entry.
+enum class RestoredState {
+  kAll,  // values and optimizer state
+  // The values; the optimizer state starts as a new entry's (for a table
+  // whose optimizers changed since the save: another kind's state does
+  // not fit, and resetting every table's would discard what still fits).
+  kValuesOnly,
+};
+
 class EntryAccessor {
  public:
   // Validates |config| (at least one segment, positive dims, initializer and

@@ -131,6 +131,7 @@ class GpuMultiHashTable : public ResourceBase {
   }
 
   int size() const { return static_cast<int>(tables_.size()); }
+  const std::string& shared_name() const { return shared_name_; }
   Table& table(int t) { return *tables_[t]; }
   const std::string& created_from() const { return created_from_; }
   // Each table's embedding floats, in table order.
@@ -793,6 +794,7 @@ class GpuMultiHashTableRestoreOp : public GuardedOpKernel {
   explicit GpuMultiHashTableRestoreOp(OpKernelConstruction* ctx)
       : GuardedOpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("strict", &strict_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("values_only", &values_only_));
   }
 
   void ComputeUnguarded(OpKernelContext* ctx) override {
@@ -810,6 +812,13 @@ class GpuMultiHashTableRestoreOp : public GuardedOpKernel {
                             &fs, basename, /*need_data=*/true, LogWarning,
                             &info)));
     mtable->NoteStream(CudaStream(ctx));
+    std::vector<std::string> table_names;
+    for (int t = 0; t < mtable->size(); ++t) {
+      table_names.push_back(mtable->table(t).name);
+    }
+    std::vector<ht::RestoredState> graph_states;
+    OP_REQUIRES_OK(ctx, RestoredStates(values_only_, table_names,
+                                       mtable->shared_name(), &graph_states));
     std::vector<int> to_graph;
     std::vector<bool> restored(mtable->size(), false);
     std::vector<std::string> mismatches;
@@ -841,9 +850,11 @@ class GpuMultiHashTableRestoreOp : public GuardedOpKernel {
     }
     // Records of the checkpoint's table i go to graph table to_graph[i].
     std::vector<const gpu::GpuRowRecords*> records;
+    std::vector<ht::RestoredState> states;
     std::vector<std::string> holding;  // tables to restore holding entries
     for (int t : to_graph) {
       records.push_back(t >= 0 ? mtable->table(t).records.get() : nullptr);
+      states.push_back(t >= 0 ? graph_states[t] : ht::RestoredState::kAll);
       if (t >= 0 && mtable->table(t).table != nullptr &&
           mtable->table(t).table->size() > 0) {
         holding.push_back(mtable->table(t).name);
@@ -865,7 +876,7 @@ class GpuMultiHashTableRestoreOp : public GuardedOpKernel {
         ctx, CheckBeforeReplacing("Restore of " + basename, holding, [&] {
           gpu::RowStoreRestorer checker(
               std::vector<gpu::RowStore*>(records.size(), nullptr), records,
-              info.nshards);
+              info.nshards, gpu::kRestoreBatchRows, states);
           return read_records(&checker, /*check_only=*/true);
         }));
     std::vector<std::string> emptied;
@@ -899,7 +910,8 @@ class GpuMultiHashTableRestoreOp : public GuardedOpKernel {
       by_checkpoint.push_back(t >= 0 ? stores.stores[t] : nullptr);
     }
     const auto fill = [&] {
-      gpu::RowStoreRestorer restorer(by_checkpoint, records, info.nshards);
+      gpu::RowStoreRestorer restorer(by_checkpoint, records, info.nshards,
+                                     gpu::kRestoreBatchRows, states);
       TF_RETURN_IF_ERROR(read_records(&restorer, /*check_only=*/false));
       return ToTfStatus(restorer.Flush());
     };
@@ -910,6 +922,7 @@ class GpuMultiHashTableRestoreOp : public GuardedOpKernel {
 
  private:
   bool strict_ = false;
+  std::vector<std::string> values_only_;
 };
 
 REGISTER_KERNEL_BUILDER(

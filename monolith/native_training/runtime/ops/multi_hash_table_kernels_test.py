@@ -554,6 +554,24 @@ def test_a_restore_failing_part_way_leaves_its_tables_empty(graph, tmp_path):
   np.testing.assert_array_equal(_run(emb), np.zeros(100 * 2 + 50 * 3))
 
 
+@pytest.mark.parametrize("values_only, message", [
+    (["c"], r"values_only names table c, which dst does not hold \(its "
+     r"tables: a, b\)"),
+    (["a", "a"], "values_only names table a twice"),
+])
+def test_values_only_must_name_each_table_once(graph, tmp_path, values_only,
+                                                message):
+  basename = _saved_checkpoint(tmp_path)
+  dst = _mtable([("a", _table_config(2)), ("b", _table_config(3))], "dst")
+  with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+    _run(ops.monolith_multi_hash_table_restore(dst, basename,
+                                                values_only=values_only))
+  with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+    _run(ops.monolith_multi_hash_table_restore_resharded(
+        dst, [basename], id_modulus=1, id_remainder=0,
+        values_only=values_only))
+
+
 def test_corrupt_shard_is_data_loss(graph, tmp_path):
   basename = _saved_checkpoint(tmp_path)
   path = basename + "-00001-of-00002"

@@ -60,16 +60,18 @@ ht::Status RecordError(const ht::Status& s) {
 }
 
 // Restores checkpoint record |record| into |table| (|scratch| parses what
-// cannot be read in place), counting its update time if out of range.
-// DataLoss if it is not an EntryDump, InvalidArgument if it does not fit
-// the table's entries, ResourceExhausted if the table cannot take it.
+// cannot be read in place), taking |state| of it, counting its update
+// time if out of range. DataLoss if it is not an EntryDump,
+// InvalidArgument if it does not fit the table's entries,
+// ResourceExhausted if the table cannot take it.
 ht::Status RestoreInto(MultiHashTable::Table& table, std::string_view record,
-                       EntryDump* scratch, TimesOutOfRange* times_out_of_range) {
+                       EntryDump* scratch, ht::RestoredState state,
+                       TimesOutOfRange* times_out_of_range) {
   int64_t update_time = 0;
   MONOLITH_RETURN_IF_ERROR(RecordError(OutOfMemoryAsStatus(
       [&] {
         return table.table->RestoreRecord(record.data(), record.size(),
-                                          scratch, &update_time);
+                                          scratch, &update_time, state);
       },
       [&] { return GrowthOutOfMemory("table " + table.name); })));
   if (update_time > ht::kMaxUpdateTimeSeconds) {
@@ -182,12 +184,27 @@ struct IdShard {
 // and the checkpoints are restored one after the other (each one's shards
 // in parallel). With |resharded| (MonolithMultiHashTableRestoreResharded)
 // every record's id is read and only those |keep| selects are restored,
-// and the reports are worded for several checkpoints. Out of memory where
-// the shards' items do not catch it throws std::bad_alloc (see
-// RestoreCheckpoints).
+// and the reports are worded for several checkpoints. The tables named in
+// |values_only| restore their records' values only (RestoredState). Out
+// of memory where the shards' items do not catch it throws std::bad_alloc
+// (see RestoreCheckpoints).
 Status RestoreCheckpointsOrThrow(OpKernelContext* ctx, MultiHashTable* mtable,
                                  const std::vector<std::string>& basenames,
-                                 bool strict, IdShard keep, bool resharded) {
+                                 bool strict, IdShard keep, bool resharded,
+                                 const std::vector<std::string>& values_only) {
+  std::vector<std::string> table_names;
+  for (int t = 0; t < mtable->size(); ++t) {
+    table_names.push_back(mtable->table(t).name);
+  }
+  std::vector<ht::RestoredState> states;
+  TF_RETURN_IF_ERROR(RestoredStates(values_only, table_names,
+                                    mtable->shared_name(), &states));
+  if (!values_only.empty()) {
+    LOG(WARNING) << "Restore into " << mtable->shared_name() << ": tables "
+                 << absl::StrJoin(values_only, ", ")
+                 << " restore their values only; their optimizer state "
+                    "starts as a new entry's (values_only)";
+  }
   TfFileSystem fs(ctx->env());
   std::vector<ht::CheckpointInfo> infos(basenames.size());
   // Per checkpoint: its table -> the graph's table (-1: not in the graph).
@@ -265,12 +282,13 @@ Status RestoreCheckpointsOrThrow(OpKernelContext* ctx, MultiHashTable* mtable,
               return RecordError(OutOfMemoryAsStatus(
                   [&] {
                     return table.table->CheckRecord(
-                        record.data(), record.size(), &scratch[shard]);
+                        record.data(), record.size(), &scratch[shard],
+                        states[graph_of[t]]);
                   },
                   [&] { return GrowthOutOfMemory("table " + table.name); }));
             }
             return RestoreInto(table, record, &scratch[shard],
-                               &times_out_of_range);
+                               states[graph_of[t]], &times_out_of_range);
           },
           UntilCancelled(ctx, WorkerThreads(ctx)), LogInfo,
           RestorePassVerb(check_only, resharded), ht::kProgressEvery,
@@ -353,11 +371,12 @@ Status RestoreCheckpointsOrThrow(OpKernelContext* ctx, MultiHashTable* mtable,
 // RestoreCheckpointsOrThrow, out of memory anywhere in it ResourceExhausted.
 Status RestoreCheckpoints(OpKernelContext* ctx, MultiHashTable* mtable,
                           const std::vector<std::string>& basenames,
-                          bool strict, IdShard keep, bool resharded) {
+                          bool strict, IdShard keep, bool resharded,
+                          const std::vector<std::string>& values_only) {
   return OutOfMemoryAsStatus(
       [&] {
         return RestoreCheckpointsOrThrow(ctx, mtable, basenames, strict, keep,
-                                         resharded);
+                                         resharded, values_only);
       },
       OutOfMemory);
 }
@@ -371,6 +390,7 @@ class MultiHashTableRestoreOp : public GuardedOpKernel {
  public:
   explicit MultiHashTableRestoreOp(OpKernelConstruction* ctx) : GuardedOpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("strict", &strict_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("values_only", &values_only_));
   }
 
   void ComputeUnguarded(OpKernelContext* ctx) override {
@@ -381,12 +401,13 @@ class MultiHashTableRestoreOp : public GuardedOpKernel {
                    HoldMultiHashTable(ctx, 0, /*exclusive=*/true, &mtable));
     OP_REQUIRES_OK(ctx, RestoreCheckpoints(ctx, mtable.get(), {basename},
                                            strict_, IdShard(),
-                                           /*resharded=*/false));
+                                           /*resharded=*/false, values_only_));
     ctx->set_output(0, ctx->input(0));
   }
 
  private:
   bool strict_ = false;
+  std::vector<std::string> values_only_;
 };
 
 // Restores the checkpoints of the tables of an old PS layout (one per old
@@ -401,6 +422,7 @@ class MultiHashTableRestoreReshardedOp : public GuardedOpKernel {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("id_modulus", &keep_.modulus));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("id_remainder", &keep_.remainder));
     OP_REQUIRES_OK(ctx, CheckIdShard(keep_.modulus, keep_.remainder));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("values_only", &values_only_));
   }
 
   void ComputeUnguarded(OpKernelContext* ctx) override {
@@ -430,13 +452,14 @@ class MultiHashTableRestoreReshardedOp : public GuardedOpKernel {
                    HoldMultiHashTable(ctx, 0, /*exclusive=*/true, &mtable));
     OP_REQUIRES_OK(ctx, RestoreCheckpoints(ctx, mtable.get(), basenames,
                                            strict_, keep_,
-                                           /*resharded=*/true));
+                                           /*resharded=*/true, values_only_));
     ctx->set_output(0, ctx->input(0));
   }
 
  private:
   bool strict_ = false;
   IdShard keep_;
+  std::vector<std::string> values_only_;
 };
 
 class MultiHashTableFeatureStatOp : public GuardedOpKernel {
@@ -525,6 +548,7 @@ REGISTER_OP("MonolithMultiHashTableRestore")
     .Input("basename: string")
     .Output("output_mtable: resource")
     .Attr("strict: bool = false")
+    .Attr("values_only: list(string) = []")
     .SetShapeFn(TableAndBasenameShape);
 REGISTER_KERNEL_BUILDER(
     Name("MonolithMultiHashTableRestore").Device(DEVICE_CPU),
@@ -537,6 +561,7 @@ REGISTER_OP("MonolithMultiHashTableRestoreResharded")
     .Attr("id_modulus: int >= 1")
     .Attr("id_remainder: int >= 0")
     .Attr("strict: bool = false")
+    .Attr("values_only: list(string) = []")
     .SetShapeFn([](shape_inference::InferenceContext* c) {
       TF_RETURN_IF_ERROR(
           CheckInputRanks(c, {{"mtable", 0}, {"basenames", 1}}));

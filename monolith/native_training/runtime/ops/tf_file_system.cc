@@ -1,5 +1,6 @@
 #include "monolith/native_training/runtime/ops/tf_file_system.h"
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -224,6 +225,31 @@ Status CheckBeforeReplacing(const std::string& restore,
             << (holding.size() == 1 ? " holds" : " hold")
             << " entries; every record is checked before they are replaced";
   return check();
+}
+
+Status RestoredStates(
+    const std::vector<std::string>& values_only,
+    const std::vector<std::string>& table_names, const std::string& mtable,
+    std::vector<::monolith::hash_table::RestoredState>* states) {
+  using ::monolith::hash_table::RestoredState;
+  states->assign(table_names.size(), RestoredState::kAll);
+  for (const std::string& name : values_only) {
+    const auto found =
+        std::find(table_names.begin(), table_names.end(), name);
+    if (found == table_names.end()) {
+      return errors::InvalidArgument(
+          "values_only names table ", name, ", which ", mtable,
+          " does not hold (its tables: ", absl::StrJoin(table_names, ", "),
+          ")");
+    }
+    RestoredState& state = (*states)[found - table_names.begin()];
+    if (state == RestoredState::kValuesOnly) {
+      return errors::InvalidArgument("values_only names table ", name,
+                                     " twice");
+    }
+    state = RestoredState::kValuesOnly;
+  }
+  return OkStatus();
 }
 
 Status FillOrLeaveEmpty(const std::string& restore,

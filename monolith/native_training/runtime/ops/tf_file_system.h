@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "monolith/native_training/runtime/hash_table/checkpoint.h"
+#include "monolith/native_training/runtime/hash_table/entry_accessor.h"
 #include "monolith/native_training/runtime/hash_table/file_system.h"
 #include "monolith/native_training/runtime/hash_table/slot_expire_times.h"
 #include "monolith/native_training/runtime/hash_table/status.h"
@@ -74,6 +75,14 @@ Status FillOrLeaveEmpty(const std::string& restore,
                         const std::vector<std::string>& emptied,
                         const std::function<Status()>& fill,
                         const std::function<Status()>& empty);
+// What each of the tables |table_names| of multi table |mtable| restores,
+// from a restore op's values_only attr |values_only| (names of tables
+// whose optimizer state starts afresh, RestoredState::kValuesOnly):
+// InvalidArgument for a name that is not one of them or comes twice.
+Status RestoredStates(
+    const std::vector<std::string>& values_only,
+    const std::vector<std::string>& table_names, const std::string& mtable,
+    std::vector<::monolith::hash_table::RestoredState>* states);
 // RestoreCheckpoint's progress verb for a pass that checks (|check_only|)
 // or restores; a |resharded| restore reads every record and keeps some.
 inline const char* RestorePassVerb(bool check_only, bool resharded = false) {

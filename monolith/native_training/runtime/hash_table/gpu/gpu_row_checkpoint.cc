@@ -27,11 +27,15 @@ void GpuRowRecords::Write(int64_t id, const float* row,
 }
 
 Status GpuRowRecords::Read(std::string_view record, EntryDump* scratch,
-                           int64_t* id, float* row) const {
+                           int64_t* id, float* row,
+                           RestoredState state) const {
   uint64_t time = 0;
   bool all_zero = false;
-  if (accessor_->ReadRecord(record.data(), record.size(), row, id, &time,
-                            &all_zero)) {
+  // SERVING rows read in place take the values alone anyway.
+  const bool values_only =
+      state == RestoredState::kValuesOnly && !accessor_->serving();
+  if (!values_only && accessor_->ReadRecord(record.data(), record.size(), row,
+                                            id, &time, &all_zero)) {
     // The record's int64 field, clamped as the CPU table stores it.
     SetRowTime(row, spec_.entry_floats,
                ClampUpdateTime(static_cast<int64_t>(time)));
@@ -41,6 +45,7 @@ Status GpuRowRecords::Read(std::string_view record, EntryDump* scratch,
     return DataLossError("a record of " + std::to_string(record.size()) +
                          " bytes is not an EntryDump");
   }
+  if (values_only) scratch->clear_opt();
   MONOLITH_RETURN_IF_ERROR(accessor_->Restore(*scratch, row));
   *id = scratch->id();
   SetRowTime(row, spec_.entry_floats,
@@ -96,10 +101,12 @@ TableSaver RowStoreSaver(std::vector<RowStore*> tables,
 
 RowStoreRestorer::RowStoreRestorer(std::vector<RowStore*> tables,
                                    std::vector<const GpuRowRecords*> records,
-                                   int nshards, int64_t batch_rows)
+                                   int nshards, int64_t batch_rows,
+                                   std::vector<RestoredState> states)
     : tables_(std::move(tables)),
       records_(std::move(records)),
       batch_rows_(batch_rows),
+      states_(std::move(states)),
       scratch_(nshards),
       pending_(nshards, std::vector<Pending>(tables_.size())),
       checked_rows_(nshards) {
@@ -128,9 +135,9 @@ Status RowStoreRestorer::Restore(int shard, int table,
   const size_t at = pending.ids.size();
   pending.ids.push_back(0);
   pending.rows.resize((at + 1) * row_floats);
-  Status s =
-      records_[table]->Read(record, &scratch_[shard], &pending.ids[at],
-                            pending.rows.data() + at * row_floats);
+  Status s = records_[table]->Read(record, &scratch_[shard], &pending.ids[at],
+                                  pending.rows.data() + at * row_floats,
+                                  StateOf(table));
   if (s.ok()) s = CheckStorable(pending.ids[at]);
   if (!s.ok()) {
     pending.ids.pop_back();
@@ -149,8 +156,13 @@ Status RowStoreRestorer::Check(int shard, int table,
   row.resize(records_[table]->spec().row_floats());
   int64_t id = 0;
   MONOLITH_RETURN_IF_ERROR(records_[table]->Read(
-      record, &scratch_[shard], &id, row.data()));
+      record, &scratch_[shard], &id, row.data(), StateOf(table)));
   return CheckStorable(id);
+}
+
+RestoredState RowStoreRestorer::StateOf(int table) const {
+  return table < static_cast<int>(states_.size()) ? states_[table]
+                                                  : RestoredState::kAll;
 }
 
 Status RowStoreRestorer::Put(int table, Pending* pending) {

@@ -41,11 +41,11 @@ class GpuRowRecords {
   void Write(int64_t id, const float* row, WireWriter* out) const;
   // Sets |id| and |row| (row_floats floats) from a record: read in place
   // when it has the layout Write gives, else parsed into |scratch| (a
-  // record without optimizer state gets the initial state). DataLoss if it
-  // is not an EntryDump, InvalidArgument if its entry does not fit the
-  // table's.
+  // record without optimizer state, or read kValuesOnly, gets the initial
+  // state). DataLoss if it is not an EntryDump, InvalidArgument if its
+  // entry does not fit the table's.
   Status Read(std::string_view record, EntryDump* scratch, int64_t* id,
-              float* row) const;
+              float* row, RestoredState state = RestoredState::kAll) const;
 
  private:
   GpuRowRecords(std::unique_ptr<EntryAccessor> accessor,
@@ -90,15 +90,20 @@ TableSaver RowStoreSaver(std::vector<RowStore*> tables,
                          int64_t chunk_slots = 1 << 16,
                          SaveExpiry expiry = {});
 
-// Restores checkpoint records into tables[t] (records[t] reads them),
-// batch_rows rows at a time per shard: Restore is the RecordRestorer for
+// Rows a RowStoreRestorer puts at a time by default.
+constexpr int64_t kRestoreBatchRows = int64_t{1} << 14;
+
+// Restores checkpoint records into tables[t] (records[t] reads them,
+// taking states[t]: kAll where states has no element t), batch_rows rows
+// at a time per shard: Restore is the RecordRestorer for
 // RestoreCheckpoint (shards may call it concurrently), Flush puts what is
 // left once it returns. Puts into one store are serialized.
 class RowStoreRestorer {
  public:
   RowStoreRestorer(std::vector<RowStore*> tables,
                    std::vector<const GpuRowRecords*> records, int nshards,
-                   int64_t batch_rows = 1 << 14);
+                   int64_t batch_rows = kRestoreBatchRows,
+                   std::vector<RestoredState> states = {});
 
   // A record of table |table| from data shard |shard|.
   Status Restore(int shard, int table, std::string_view record);
@@ -114,10 +119,12 @@ class RowStoreRestorer {
     std::vector<float> rows;
   };
   Status Put(int table, Pending* pending);
+  RestoredState StateOf(int table) const;
 
   std::vector<RowStore*> tables_;
   std::vector<const GpuRowRecords*> records_;
   int64_t batch_rows_;
+  std::vector<RestoredState> states_;
   // Per shard: its scratch, pending rows per table, and the row Check
   // decodes into.
   std::vector<EntryDump> scratch_;

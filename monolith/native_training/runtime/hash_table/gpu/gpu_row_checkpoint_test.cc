@@ -283,6 +283,66 @@ TEST_F(GpuRowCheckpointTest, CpuSavesRestoreIntoGpuRows) {
   EXPECT_GE(store.puts(), static_cast<int>(cpu_->Size() / 500));
 }
 
+// A table restored values only takes the records' values and times and
+// starts the optimizer state as new rows do; one whose optimizer changed
+// restores only so.
+TEST_F(GpuRowCheckpointTest, ValuesOnlyRestoresStartTheOptimizerStateAfresh) {
+  CheckpointInfo info;
+  ASSERT_NO_FATAL_FAILURE(SaveCpuCheckpoint("values_only", 2, &info));
+  const std::map<int64_t, std::vector<float>> trained = CpuRows();
+  EmbeddingHashTableConfig changed = TableConfig();
+  changed.mutable_entry_config()
+      ->mutable_segments(1)
+      ->mutable_opt_config()
+      ->mutable_ftrl();
+  std::unique_ptr<GpuRowRecords> ftrl_records;
+  ASSERT_TRUE(GpuRowRecords::Create(changed.entry_config(), &ftrl_records).ok());
+  const auto restore = [&](RowStoreRestorer* restorer, bool check_only) {
+    return RestoreCheckpoint(
+        &fs_, info,
+        [&](int shard, int table, std::string_view record) {
+          return check_only ? restorer->Check(shard, table, record)
+                            : restorer->Restore(shard, table, record);
+        },
+        SerialFor, {});
+  };
+  RowStoreRestorer whole({nullptr}, {ftrl_records.get()}, info.nshards);
+  EXPECT_EQ(restore(&whole, /*check_only=*/true).code(),
+            StatusCode::kInvalidArgument);
+
+  for (const GpuRowRecords* records : {records_.get(), ftrl_records.get()}) {
+    const GpuRowTableSpec& spec = records->spec();
+    HostRowStore store(spec.row_floats());
+    RowStoreRestorer restorer({&store}, {records}, info.nshards,
+                              kRestoreBatchRows, {RestoredState::kValuesOnly});
+    ASSERT_TRUE(restore(&restorer, /*check_only=*/true).ok());
+    ASSERT_TRUE(restore(&restorer, /*check_only=*/false).ok());
+    ASSERT_TRUE(restorer.Flush().ok());
+    ASSERT_EQ(store.rows().size(), trained.size());
+    // A new row's state: what a record without optimizer state reads into.
+    EntryDump values;
+    for (int i = 0; i < 8; ++i) values.add_num(1.0f);
+    std::vector<float> new_row(spec.row_floats());
+    EntryDump scratch;
+    int64_t new_id = 0;
+    ASSERT_TRUE(records->Read(values.SerializeAsString(), &scratch, &new_id,
+                              new_row.data())
+                    .ok());
+    for (const auto& [id, row] : store.rows()) {
+      const std::vector<float>& want = trained.at(id);
+      EXPECT_EQ(std::vector<float>(row.begin(), row.begin() + 8),
+                std::vector<float>(want.begin(), want.begin() + 8));
+      EXPECT_EQ(RowTime(row.data(), spec.entry_floats),
+                RowTime(want.data(), records_->spec().entry_floats));
+      EXPECT_EQ(std::vector<float>(row.begin() + 8,
+                                   row.begin() + spec.entry_floats),
+                std::vector<float>(new_row.begin() + 8,
+                                   new_row.begin() + spec.entry_floats))
+          << id;
+    }
+  }
+}
+
 // Check reads every record as Restore would and puts nothing: OK for a
 // checkpoint that fits, Restore's error for one of another dim.
 TEST_F(GpuRowCheckpointTest, CheckReadsEveryRecordAndPutsNothing) {
