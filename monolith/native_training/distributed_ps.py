@@ -814,6 +814,9 @@ class DistributedMultiTypeHashTable(
         (or not a list of them in PS order).
       ValueError: `values_only` names a slot the tables do not hold.
     """
+    # A list: every PS table reads it.
+    values_only = multi_hash_table_ops.checked_table_names(
+        values_only, "values_only")
     if any(table.on_gpu for table in self._tables):
       return self._restore_own_saves(basenames, strict, values_only)
     new_tables = []

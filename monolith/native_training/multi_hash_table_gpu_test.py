@@ -227,6 +227,12 @@ def test_values_only_restores_gpu_tables_whose_optimizer_changed(tmp_path):
       entry.AdagradOptimizer(initial_accumulator_value=0.2).as_proto())
   gpu = multi_hash_table_ops.MultiHashTable.from_configs(
       {n: changed for n in NAMES}, name_suffix="gpu_changed")
+  # The same 8 floats as segments of 5 and 3: refused before any change.
+  swapped = _config(True)
+  segments = swapped.table_config.entry_config.segments
+  segments[0].dim_size, segments[1].dim_size = 5, 3
+  gpu_swapped = multi_hash_table_ops.MultiHashTable.from_configs(
+      {n: swapped for n in NAMES}, name_suffix="gpu_swapped")
   ids = {n: tf1.placeholder(tf.int64, [None]) for n in NAMES}
   values = {n: tf1.placeholder(tf.float32, [None, 8]) for n in NAMES}
   assign = cpu.assign({n: (ids[n], values[n]) for n in NAMES}).as_op()
@@ -234,11 +240,12 @@ def test_values_only_restores_gpu_tables_whose_optimizer_changed(tmp_path):
   save = cpu.save(basename).as_op()
   whole = gpu.restore(basename).as_op()
   values_only = gpu.restore(basename, values_only=NAMES).as_op()
+  into_swapped = gpu_swapped.restore(basename, values_only=NAMES).as_op()
   lookups = [t.lookup(ids) for t in (gpu, cpu)]
   rng = np.random.default_rng(4)
   fd = {ids[n]: b for n, b in next(_batches(rng, 1)).items()}
   with _session() as sess:
-    sess.run([gpu.initializer, cpu.initializer])
+    sess.run([gpu.initializer, cpu.initializer, gpu_swapped.initializer])
     sess.run(assign, feed_dict={**fd, **{
         values[n]: rng.normal(size=(3000, 8)) for n in NAMES
     }})
@@ -246,6 +253,10 @@ def test_values_only_restores_gpu_tables_whose_optimizer_changed(tmp_path):
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match="expected 'adagrad'"):
       sess.run(whole)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"segment dims \[3, 5\], the table to restore "
+                       r"has \[5, 3\]: its values would land in other"):
+      sess.run(into_swapped)
     sess.run(values_only)
     got, want = sess.run(lookups, feed_dict=fd)
   for n in NAMES:

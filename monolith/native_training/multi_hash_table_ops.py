@@ -343,6 +343,26 @@ class PsShard(NamedTuple):
   group_prefix: str
 
 
+def checked_table_names(names: Sequence[str], arg: str) -> List[str]:
+  """`names` (argument `arg`) as a list: each a string, none twice.
+
+  Raises:
+    ValueError: `names` is a string itself, or holds a name twice or
+      something other than a string.
+  """
+  if isinstance(names, (str, bytes)):
+    raise ValueError(f"{arg} must be a list of table names, got the string "
+                     f"{names!r}")
+  names = list(names)
+  for name in names:
+    if not isinstance(name, str):
+      raise ValueError(f"{arg} holds {name!r}, not a table name")
+  twice = sorted({n for n in names if names.count(n) > 1})
+  if twice:
+    raise ValueError(f"{arg} names {twice} more than once")
+  return names
+
+
 def find_ps_checkpoints(directory: str, group_prefix: str) -> List[str]:
   """The checkpoints of a group of PS tables in a directory, by PS index.
 
@@ -1528,15 +1548,13 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
             values_only=self._checked_values_only(values_only)))
 
   def _checked_values_only(self, values_only: Sequence[str]) -> List[str]:
-    if isinstance(values_only, str):
-      raise ValueError(f"values_only must be a list of table names, got the "
-                       f"string {values_only!r}")
-    unknown = sorted(set(values_only) - set(self._table_names))
+    names = checked_table_names(values_only, "values_only")
+    unknown = sorted(set(names) - set(self._table_names))
     if unknown:
       raise ValueError(f"values_only names {unknown}, which MultiHashTable "
                        f"{self._shared_name} does not hold (its tables: "
                        f"{list(self._table_names)})")
-    return sorted(set(values_only))
+    return names
 
   def restore_resharded(self,
                         basenames: Any,
@@ -2288,10 +2306,7 @@ class MultiHashTableCheckpointRestorerListener(
           f"new_tables names {unknown}, which are neither a MultiHashTable's "
           f"shared name nor a PS group's prefix in this graph (they are: "
           f"{sorted(known)})")
-    if isinstance(values_only, str):
-      raise ValueError(f"values_only must be a list of table names, got the "
-                       f"string {values_only!r}")
-    self._values_only = set(values_only)
+    self._values_only = set(checked_table_names(values_only, "values_only"))
     slots = {name for t in tables for name in t.table_names}
     unknown = sorted(self._values_only - slots)
     if unknown:

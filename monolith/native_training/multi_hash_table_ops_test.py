@@ -792,7 +792,8 @@ def test_a_restore_into_other_segments_of_the_same_dim_fails(tmp_path,
       sess.run(table.assign({"s": (_id([6]), _value([[9, 9, 9, 9]]))}).as_op())
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match=r"holds table s with segment dims \[1, 3\], the "
-                       r"table to restore has \[3, 1\]"):
+                       r"table to restore has \[3, 1\]: its values would "
+                       r"land in other segments"):
       sess.run(table.restore(basename).as_op())
     values = sess.run(table.lookup({"s": _id([5, 6])}))["s"]
   np.testing.assert_array_equal(values,
@@ -835,6 +836,11 @@ def test_values_only_restores_the_tables_whose_optimizer_changed(tmp_path):
       sess.run(table.restore(basename).as_op())
     with pytest.raises(ValueError, match=r"values_only names \['c'\]"):
       table.restore(basename, values_only=["a", "c"])
+    with pytest.raises(ValueError, match=r"names \['a'\] more than once"):
+      table.restore(basename, values_only=["a", "a"])
+    with pytest.raises(ValueError, match="a list of table names, got the "
+                       "string 'a'"):
+      table.restore(basename, values_only="a")
     restored = table.restore(basename, values_only=["a"])
     sess.run(restored.as_op())
     values = sess.run(table.lookup({"a": _id([7]), "b": _id([7])}))

@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <numeric>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -654,12 +655,18 @@ Status CheckSegmentDims(const CheckpointInfo& info, int table,
   if (saved.segment_dims.empty() || saved.segment_dims == segment_dims) {
     return Status::OK();
   }
+  const auto sum = [](const std::vector<uint32_t>& dims) {
+    return std::accumulate(dims.begin(), dims.end(), uint64_t{0});
+  };
+  const std::string why =
+      sum(saved.segment_dims) == sum(segment_dims)
+          ? "its values would land in other segments"
+          : "its entries do not fit the table's";
   return InvalidArgumentError(
       "checkpoint " + info.basename + " holds table " + saved.name +
       " with segment dims " + DimList(saved.segment_dims) +
-      ", the table to restore has " + DimList(segment_dims) +
-      ": its values would land in other segments. Restore it with the "
-      "config it was saved with");
+      ", the table to restore has " + DimList(segment_dims) + ": " + why +
+      ". Restore it with the config it was saved with");
 }
 
 std::vector<std::string> CheckpointInfo::PathsInRenameOrder() const {

@@ -165,8 +165,8 @@ Status ReadCheckpointInfo(FileSystem* fs, const std::string& basename,
 // OK unless table |table| of |info| was saved with segment dims other
 // than |segment_dims| (those of the table it would be restored into);
 // InvalidArgument naming both otherwise. A table saved without them (by
-// the original) passes: its records' total dim is still checked one by
-// one.
+// the original, or by our saves before field 107) passes: its records'
+// total dim is still checked one by one.
 Status CheckSegmentDims(const CheckpointInfo& info, int table,
                         const std::vector<uint32_t>& segment_dims);
 

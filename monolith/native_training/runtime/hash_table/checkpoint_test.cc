@@ -1038,10 +1038,13 @@ TEST(CheckpointTest, SegmentDimsAreRecordedAndChecked) {
   EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
   EXPECT_TRUE(Contains(status.message(), "table user with segment dims "
                                          "[8, 8], the table to restore has "
-                                         "[4, 12]"))
+                                         "[4, 12]: its values would land in "
+                                         "other segments"))
       << status.message();
-  EXPECT_EQ(CheckSegmentDims(info, 1, {8, 8}).code(),
-            StatusCode::kInvalidArgument);
+  status = CheckSegmentDims(info, 1, {8, 9});
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(status.message(), "[8, 9]: its entries do not fit"))
+      << status.message();
 
   // A save that records none (as the original's) is not checked.
   options.segment_dims.clear();

@@ -1401,9 +1401,6 @@ TEST(EmbeddingHashTableTest, SaveSkipsExpiredEntriesAndStopsOnWriteError) {
   EXPECT_EQ(s.code(), StatusCode::kDataLoss);
 }
 
-// Records of other shapes than Save's are parsed, with the same result as
-// Restore of the parsed dump; records that are not EntryDumps are DataLoss.
-// SERVING tables read the values of training records and skip their state.
 TEST(EmbeddingHashTableTest, ValuesOnlyRestoresStartTheOptimizerStateAfresh) {
   const std::string adagrad =
       "entry_config { segments { dim_size: 2 init_config { zeros {} } "
@@ -1477,6 +1474,9 @@ TEST(EmbeddingHashTableTest, ValuesOnlyRestoresStartTheOptimizerStateAfresh) {
             saved_entry.opt().SerializeAsString());
 }
 
+// Records of other shapes than Save's are parsed, with the same result as
+// Restore of the parsed dump; records that are not EntryDumps are DataLoss.
+// SERVING tables read the values of training records and skip their state.
 TEST(EmbeddingHashTableTest, RestoreRecordReadsEveryShapeOfEntryDump) {
   const std::string configs[] = {
       "entry_config { segments { dim_size: 2 init_config { ones {} } "

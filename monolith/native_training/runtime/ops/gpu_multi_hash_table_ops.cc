@@ -848,6 +848,7 @@ class GpuMultiHashTableRestoreOp : public GuardedOpKernel {
                                              ": ", mismatch));
       LOG(WARNING) << "Restore of " << basename << ": " << mismatch;
     }
+    LogValuesOnly("Restore of " + basename, values_only_);
     // Records of the checkpoint's table i go to graph table to_graph[i].
     std::vector<const gpu::GpuRowRecords*> records;
     std::vector<ht::RestoredState> states;

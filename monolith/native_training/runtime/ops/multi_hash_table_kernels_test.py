@@ -969,7 +969,7 @@ def test_a_failing_restore_keeps_the_entries_of_tables_that_hold_some(
     # The meta files say so: it fails before reading a record.
     b_dim = 4
     message = (r"mtable holds table b with segment dims \[3\], the table to "
-               r"restore has \[4\]")
+               r"restore has \[4\]: its entries do not fit the table's")
   elif damage == "optimizer_changed":
     # Only the records say so (they hold sgd state).
     b_optimizer = "adagrad {}"
@@ -991,7 +991,7 @@ def test_a_failing_restore_keeps_the_entries_of_tables_that_hold_some(
     # Checked before anything was dropped: the live entries are all there.
     np.testing.assert_array_equal(sess.run(lookup), np.arange(2 + b_dim) + 10)
     # Into the empty tables of a new table the restore fails part-way
-    # (nothing to lose, so no checking pass).
+    # (nothing to lose, so no checking pass), or up front (dim_changed).
     empty = _mtable([("a", _table_config(2)), ("b", b_config)], "empty")
     with pytest.raises(error, match=message):
       sess.run(ops.monolith_multi_hash_table_restore(empty, basename))

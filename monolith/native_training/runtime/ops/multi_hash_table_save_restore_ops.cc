@@ -199,12 +199,6 @@ Status RestoreCheckpointsOrThrow(OpKernelContext* ctx, MultiHashTable* mtable,
   std::vector<ht::RestoredState> states;
   TF_RETURN_IF_ERROR(RestoredStates(values_only, table_names,
                                     mtable->shared_name(), &states));
-  if (!values_only.empty()) {
-    LOG(WARNING) << "Restore into " << mtable->shared_name() << ": tables "
-                 << absl::StrJoin(values_only, ", ")
-                 << " restore their values only; their optimizer state "
-                    "starts as a new entry's (values_only)";
-  }
   TfFileSystem fs(ctx->env());
   std::vector<ht::CheckpointInfo> infos(basenames.size());
   // Per checkpoint: its table -> the graph's table (-1: not in the graph).
@@ -257,6 +251,7 @@ Status RestoreCheckpointsOrThrow(OpKernelContext* ctx, MultiHashTable* mtable,
                                : "Restore of " + basenames[0])
                  << ": " << mismatch;
   }
+  LogValuesOnly("Restore into " + mtable->shared_name(), values_only);
   TimesOutOfRange times_out_of_range;
   // Reads every record of every checkpoint: restores it, or with
   // |check_only| checks that it would restore.

@@ -252,6 +252,14 @@ Status RestoredStates(
   return OkStatus();
 }
 
+void LogValuesOnly(const std::string& restore,
+                   const std::vector<std::string>& values_only) {
+  if (values_only.empty()) return;
+  LOG(WARNING) << restore << ": tables " << absl::StrJoin(values_only, ", ")
+               << " restore their values only; their optimizer state starts "
+                  "as a new entry's (values_only)";
+}
+
 Status FillOrLeaveEmpty(const std::string& restore,
                         const std::vector<std::string>& emptied,
                         const std::function<Status()>& fill,

@@ -83,6 +83,10 @@ Status RestoredStates(
     const std::vector<std::string>& values_only,
     const std::vector<std::string>& table_names, const std::string& mtable,
     std::vector<::monolith::hash_table::RestoredState>* states);
+// Logs (a warning) which tables |restore| ("Restore into <table>") takes
+// values only of, if any.
+void LogValuesOnly(const std::string& restore,
+                   const std::vector<std::string>& values_only);
 // RestoreCheckpoint's progress verb for a pass that checks (|check_only|)
 // or restores; a |resharded| restore reads every record and keeps some.
 inline const char* RestorePassVerb(bool check_only, bool resharded = false) {

@@ -296,7 +296,8 @@ TEST_F(GpuRowCheckpointTest, ValuesOnlyRestoresStartTheOptimizerStateAfresh) {
       ->mutable_opt_config()
       ->mutable_ftrl();
   std::unique_ptr<GpuRowRecords> ftrl_records;
-  ASSERT_TRUE(GpuRowRecords::Create(changed.entry_config(), &ftrl_records).ok());
+  ASSERT_TRUE(
+      GpuRowRecords::Create(changed.entry_config(), &ftrl_records).ok());
   const auto restore = [&](RowStoreRestorer* restorer, bool check_only) {
     return RestoreCheckpoint(
         &fs_, info,
