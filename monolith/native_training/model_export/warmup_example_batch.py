@@ -3,7 +3,10 @@
 Every regular file of --input_folder, in sorted name order, must hold one
 serialized `tensorflow.serving.PredictRequest` (for example an example_batch
 request captured from traffic); each becomes one PredictionLog with
-model_spec set to --model_name / --signature_name. The output is a TFRecord
+model_spec.name set to --model_name and model_spec.signature_name kept as
+captured (requests of several signatures warm each one, as traffic uses
+them), or `serving_default` where a request names none, or
+--signature_name for every request when given. The output is a TFRecord
 file, written atomically, of at most 1000 records (TF Serving's limit).
 
     bazel run //monolith/native_training/model_export:warmup_example_batch -- \
@@ -38,8 +41,10 @@ def define_flags() -> None:
   flags.DEFINE_string("output_path", "",
                       "Output TFRecord file of PredictionLog.")
   flags.DEFINE_string("model_name", "default", "model_spec.name of requests.")
-  flags.DEFINE_string("signature_name", "serving_default",
-                      "model_spec.signature_name of requests.")
+  flags.DEFINE_string(
+      "signature_name", None,
+      "model_spec.signature_name of every request; by default each keeps "
+      "its own (serving_default where it names none).")
 
 
 def _request_files(input_folder: str, output_path: Optional[str]) -> list:
@@ -93,7 +98,7 @@ def parse_request(path: str) -> predict_pb2.PredictRequest:
 def gen_prediction_log(
     input_folder: str,
     model_name: str = "default",
-    signature_name: str = "serving_default",
+    signature_name: Optional[str] = None,
     output_path: Optional[str] = None,
 ) -> Iterator[prediction_log_pb2.PredictionLog]:
   """A PredictionLog per request file of `input_folder`, sorted by name.
@@ -103,7 +108,11 @@ def gen_prediction_log(
   Args:
     input_folder: the folder of serialized PredictRequest files.
     model_name: model_spec.name of the requests.
-    signature_name: model_spec.signature_name of the requests.
+    signature_name: model_spec.signature_name of every request; None keeps
+      each request's own (serving_default where it names none). The
+      original set serving_default on every request, which warmed that
+      signature instead of the one the request was captured for, or failed
+      the model load where its inputs differ.
     output_path: the warmup file being written; when it is in the folder,
       it and its temporaries are skipped.
 
@@ -120,12 +129,15 @@ def gen_prediction_log(
 
 
 def _prediction_logs(
-    paths: Sequence[str], model_name: str,
-    signature_name: str) -> Iterator[prediction_log_pb2.PredictionLog]:
+    paths: Sequence[str], model_name: str, signature_name: Optional[str]
+) -> Iterator[prediction_log_pb2.PredictionLog]:
   for path in paths:
     request = parse_request(path)
     request.model_spec.name = model_name
-    request.model_spec.signature_name = signature_name
+    if signature_name is not None:
+      request.model_spec.signature_name = signature_name
+    elif not request.model_spec.signature_name:
+      request.model_spec.signature_name = "serving_default"
     yield prediction_log_pb2.PredictionLog(
         predict_log=prediction_log_pb2.PredictLog(request=request))
 

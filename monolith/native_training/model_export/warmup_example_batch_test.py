@@ -22,12 +22,14 @@ def _request(payload: bytes, signature: str = "captured"):
   return request
 
 
-def _write_requests(folder, names):
+def _write_requests(folder, names, signatures=None):
   folder.mkdir(exist_ok=True)
   payloads = list(
       sample_records.serialized_records("example_batch", len(names)))
-  for name, payload in zip(names, payloads):
-    (folder / name).write_bytes(_request(payload).SerializeToString())
+  signatures = signatures or ["captured"] * len(names)
+  for name, payload, signature in zip(names, payloads, signatures):
+    (folder / name).write_bytes(
+        _request(payload, signature).SerializeToString())
   return dict(zip(names, payloads))
 
 
@@ -38,7 +40,17 @@ def test_files_become_logs_in_sorted_order(tmp_path):
   assert [r.inputs["example_batch"].string_val[0] for r in got] == [
       by_name[n] for n in ["a", "b", "c10", "c2"]]
   assert {(r.model_spec.name, r.model_spec.signature_name) for r in got} == {
-      ("default", "serving_default")}
+      ("default", "captured")}
+
+
+def test_each_request_keeps_the_signature_it_was_captured_for(tmp_path):
+  # Requests of two signatures warm both; one naming none gets
+  # serving_default, as TF Serving would serve it. (The original set
+  # serving_default on all of them.)
+  _write_requests(tmp_path / "in", ["a", "b", "c"], ["ctr", "cvr", ""])
+  logs = warmup_example_batch.gen_prediction_log(str(tmp_path / "in"))
+  assert [log.predict_log.request.model_spec.signature_name
+          for log in logs] == ["ctr", "cvr", "serving_default"]
 
 
 def test_model_and_signature_can_be_set(tmp_path):
