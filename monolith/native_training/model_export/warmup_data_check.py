@@ -94,32 +94,38 @@ FLAGS = flags.FLAGS
 # The most bytes a request tensor may take once parsed (--max_tensor_bytes).
 DEFAULT_MAX_TENSOR_BYTES = 1 << 30
 
-flags.DEFINE_string("warmup_file", None,
-                    "The warmup file (TFRecord of PredictionLog) to check.")
-flags.DEFINE_string(
-    "saved_model_dir", None,
-    "A SavedModel (a version folder) to check and replay the requests "
-    "against.")
-flags.DEFINE_bool(
-    "install", False,
-    "After every check passed, copy the warmup file to "
-    "<saved_model_dir>/assets.extra/tf_serving_warmup_requests.")
-flags.DEFINE_bool("replay", True,
-                  "With --saved_model_dir, run every request through the model.")
-flags.DEFINE_integer(
-    "replay_iterations", 1,
-    "Runs per request when replaying (TF Serving's num_request_iterations).",
-    lower_bound=1)
-flags.DEFINE_bool(
-    "enable_signature_method_name_check", False,
-    "Check signatures' method names as TF Serving does under its flag of "
-    "the same name (off by default there too): a classify or regress "
-    "request then needs a signature of that method, and a predict request "
-    "one of the predict, classify or regress methods.")
-flags.DEFINE_integer(
-    "max_tensor_bytes", DEFAULT_MAX_TENSOR_BYTES,
-    "A request tensor that takes more bytes than this once parsed is a "
-    "problem; the checker never materializes it.", lower_bound=0)
+
+def define_flags() -> None:
+  """Defines the command line's flags (by the binary only, so that the
+  checker imports into programs with flags of the same names)."""
+  flags.DEFINE_string("warmup_file", None,
+                      "The warmup file (TFRecord of PredictionLog) to check.")
+  flags.DEFINE_string(
+      "saved_model_dir", None,
+      "A SavedModel (a version folder) to check and replay the requests "
+      "against.")
+  flags.DEFINE_bool(
+      "install", False,
+      "After every check passed, copy the warmup file to "
+      "<saved_model_dir>/assets.extra/tf_serving_warmup_requests.")
+  flags.DEFINE_bool(
+      "replay", True,
+      "With --saved_model_dir, run every request through the model.")
+  flags.DEFINE_integer(
+      "replay_iterations", 1,
+      "Runs per request when replaying (TF Serving's num_request_iterations).",
+      lower_bound=1)
+  flags.DEFINE_bool(
+      "enable_signature_method_name_check", False,
+      "Check signatures' method names as TF Serving does under its flag of "
+      "the same name (off by default there too): a classify or regress "
+      "request then needs a signature of that method, and a predict request "
+      "one of the predict, classify or regress methods.")
+  flags.DEFINE_integer(
+      "max_tensor_bytes", DEFAULT_MAX_TENSOR_BYTES,
+      "A request tensor that takes more bytes than this once parsed is a "
+      "problem; the checker never materializes it.", lower_bound=0)
+
 
 # The log types TF Serving's warmup runs; others fail the model load.
 SUPPORTED_LOG_TYPES = ("predict_log", "classify_log", "regress_log",
@@ -1170,5 +1176,6 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+  define_flags()
   logging.set_verbosity(logging.WARNING)
   warmup_io.run_tool("warmup_data_check", main)

@@ -29,6 +29,9 @@ from monolith.native_training.model_export import export_context
 from monolith.native_training.model_export import warmup_data_check
 from monolith.native_training.model_export import warmup_io
 
+# The command line's flags, for main() run in this process.
+warmup_data_check.define_flags()
+
 SIGNATURES = "ctr, score_instances, serving_default"
 
 
@@ -1062,6 +1065,7 @@ _CLI_CHILD = """
 import resource, sys
 from absl import app
 from monolith.native_training.model_export import warmup_data_check
+warmup_data_check.define_flags()
 start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:
   app.run(warmup_data_check.main, argv=["warmup_data_check"] + sys.argv[1:])

@@ -30,10 +30,15 @@ from monolith.native_training.model_export import warmup_io
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("file_name", None, "The warmup file (TFRecord of "
-                    "PredictionLogs) to print.")
-flags.DEFINE_bool("show_string_vals", False,
-                  "Print string tensors' values too (else \"...\").")
+
+def define_flags() -> None:
+  """Defines the command line's flags (by the binary only: warmup_data_gen
+  defines --file_name too, and both modules may be imported into one
+  process)."""
+  flags.DEFINE_string("file_name", None, "The warmup file (TFRecord of "
+                      "PredictionLogs) to print.")
+  flags.DEFINE_bool("show_string_vals", False,
+                    "Print string tensors' values too (else \"...\").")
 
 # A string value's line of the text format, as the original elides it.
 _STRING_VAL_LINE_RE = re.compile(r"string_val:.*")
@@ -85,5 +90,6 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+  define_flags()
   logging.set_verbosity(logging.WARNING)
   warmup_io.run_tool("warmup_data_decoder", main)

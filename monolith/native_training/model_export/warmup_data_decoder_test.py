@@ -102,3 +102,27 @@ def test_cli_prints_records_and_exits_by_what_it_found(tmp_path):
     result = _run_cli(args, tmp_path)
     assert result.returncode == 2, result.stderr.decode()
     assert message in result.stderr.splitlines()[-1], result.stderr.decode()
+
+
+def test_the_tools_import_into_programs_with_flags_of_their_names():
+  # Each tool defines its flags when run as the tool only: a program with
+  # an --install or --replay of its own imports them all, beside
+  # warmup_data_gen's command line (which has a --file_name too).
+  code = """
+from absl import flags
+flags.DEFINE_bool("install", False, "")
+flags.DEFINE_integer("replay", 0, "")
+flags.DEFINE_bool("show_string_vals", False, "")
+from monolith.native_training.model_export import warmup_data_check
+from monolith.native_training.model_export import warmup_data_decoder
+from monolith.native_training.model_export import warmup_data_gen
+from monolith.native_training.model_export import warmup_example_batch
+warmup_data_gen.define_flags()
+print("imported")
+"""
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
+             TF_CPP_MIN_LOG_LEVEL="3")
+  done = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                        env=env, check=False)
+  assert done.returncode == 0, done.stderr.decode()[-2000:]
+  assert done.stdout.decode().strip() == "imported"
