@@ -39,6 +39,8 @@ MAX_RECORD_BYTES = warmup_io.MAX_RECORD_BYTES
 LAYOUT_HINT = ("check that --lagrangex_header, --kafka_dump_prefix, "
                "--has_sort_id and --kafka_dump match how the dump was written")
 _CHUNK_BYTES = 1 << 20
+# The first bytes of gzip data.
+_GZIP_MAGIC = b"\x1f\x8b"
 # A first sort id this long that parses as a record is taken for one.
 RECORD_LIKE_SORT_ID_BYTES = 64
 
@@ -337,6 +339,7 @@ class DumpReader:
     self._buf = b""  # unread input starts at self._buf[self._pos]
     self._pos = 0
     self._buf_offset = 0  # input offset of self._buf[0]
+    self._first_bytes = None  # the input's first 2 bytes, once read
 
   @property
   def offset(self) -> int:
@@ -404,7 +407,7 @@ class DumpReader:
         reason = self._first_record_check(payload)
     if reason:
       hint = (self._payload_hint if self._check is not None or
-              self._first_record_check is not None else LAYOUT_HINT)
+              self._first_record_check is not None else self._layout_hint())
       raise DumpFormatError(
           f"{self.name}: record {self.records_read} (starting at byte "
           f"offset {record_offset}) {reason}; {hint}")
@@ -432,7 +435,7 @@ class DumpReader:
           f"{self.name}: the sort id of record {self.records_read} (starting "
           f"at byte offset {record_offset}) is {len(sort_id)} bytes that "
           "parse as a record: the dump has no sort ids (pass "
-          f"--nohas_sort_id), or {LAYOUT_HINT}; --novalidate_records skips "
+          f"--nohas_sort_id), or {self._layout_hint()}; --novalidate_records skips "
           "this check")
 
   def _sized(self, what: str, size_what: str,
@@ -449,13 +452,13 @@ class DumpReader:
       raise DumpFormatError(
           f"{self.name}: {size_what} {size} read at byte offset {size_offset} "
           f"exceeds {self._max_record_bytes} bytes (--max_record_bytes); "
-          f"{LAYOUT_HINT}")
+          f"{self._layout_hint()}")
     if self._input_size is not None and size > self._input_size - self.offset:
       raise DumpFormatError(
           f"{self.name}: truncated {what} at byte offset {self.offset}: its "
           f"size, read at byte offset {size_offset}, is {size} bytes, but the "
           f"input ends after {self._input_size - self.offset}; the dump is "
-          f"cut short, or {LAYOUT_HINT}")
+          f"cut short, or {self._layout_hint()}")
     return self._take(size, what)
 
   def _ensure(self, n: int) -> bool:
@@ -473,6 +476,8 @@ class DumpReader:
     self._buf_offset += self._pos
     self._buf = b"".join(chunks)
     self._pos = 0
+    if self._first_bytes is None and self._buf_offset == 0:
+      self._first_bytes = bytes(self._buf[:2])
     return available >= n
 
   def _u64(self, what: str) -> int:
@@ -489,11 +494,20 @@ class DumpReader:
     self._pos += n
     return self._buf[start:self._pos]
 
+  def _layout_hint(self) -> str:
+    """LAYOUT_HINT, or that the input looks gzip-compressed where it does
+    (a compressed dump fails as a wrong layout would)."""
+    if self._first_bytes == _GZIP_MAGIC:
+      return ("the input starts as gzip-compressed data does: decompress it "
+              "first (zcat it into the tool: an empty --file_name reads "
+              "stdin), or " + LAYOUT_HINT)
+    return LAYOUT_HINT
+
   def _truncated(self, what: str, wanted: int) -> DumpFormatError:
     return DumpFormatError(
         f"{self.name}: truncated {what} at byte offset {self.offset}: input "
         f"ends after {len(self._buf) - self._pos} of {wanted} bytes; the dump "
-        f"is cut short, or {LAYOUT_HINT}")
+        f"is cut short, or {self._layout_hint()}")
 
 
 def _bytes_left(stream: BinaryIO) -> Optional[int]:

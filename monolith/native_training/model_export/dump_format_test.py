@@ -1,6 +1,7 @@
 """Tests for dump_format's reader: every layout, framing errors at every byte,
 short reads, sizes checked before reading, and payload checks."""
 
+import gzip
 import io
 import itertools
 import os
@@ -164,6 +165,21 @@ def test_a_short_last_header_and_trailing_bytes_are_errors():
                        match=f"d: truncated {what} at byte offset {offset}"):
       list(dump_format.DumpReader(io.BytesIO(data + tail),
                                   dump_format.DumpLayout(), name="d"))
+
+
+@pytest.mark.parametrize("stream", (_File, _Pipe))
+def test_a_gzip_compressed_dump_is_named_so(stream):
+  data = _dump([b"abc" * 100] * 20, dump_format.DumpLayout())
+  with pytest.raises(dump_format.DumpFormatError,
+                     match="d: .*the input starts as gzip-compressed data "
+                     "does: decompress it first"):
+    list(dump_format.DumpReader(stream(gzip.compress(data)),
+                                dump_format.DumpLayout(), name="d"))
+  # An uncompressed dump's errors do not say so.
+  with pytest.raises(dump_format.DumpFormatError) as e:
+    list(dump_format.DumpReader(stream(data + b"\x01"),
+                                dump_format.DumpLayout(), name="d"))
+  assert "gzip" not in str(e.value)
 
 
 def test_size_beyond_the_input_is_refused_before_reading():

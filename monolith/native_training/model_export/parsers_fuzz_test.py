@@ -139,13 +139,14 @@ def test_dump_reader_raises_only_its_error_on_mutated_dumps():
     stream = (io.BufferedReader(_Pipe(data))
               if round_ % 3 == 0 else io.BytesIO(data))
     assert stream.seekable() == (round_ % 3 != 0)
-    reader = dump_format.DumpReader(stream, layout, name="dump",
+    reader = dump_format.DumpReader(stream, layout, name="fuzzed-input-7",
                                     check=check if round_ % 2 else None)
     try:
       for payload in reader:
         assert isinstance(payload, bytes)
     except dump_format.DumpFormatError as e:
-      assert "dump" in str(e)
+      # Every error names the input.
+      assert "fuzzed-input-7" in str(e), str(e)
       refused += 1
   assert refused > ROUNDS // 4
 
