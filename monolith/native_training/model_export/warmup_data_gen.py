@@ -129,7 +129,8 @@ def define_flags() -> None:
   flags.DEFINE_float(
       "drop_rate", 0,
       "Random mode: probability that a sparse feature is left empty (the user "
-      "and item id slots 1 and 200 never are).")
+      "and item id slots 1 and 200 never are).",
+      lower_bound=0, upper_bound=1)
   flags.DEFINE_integer(
       "seed", None,
       "Random mode: seed; the same seed and flags give a byte-identical file "
@@ -146,7 +147,8 @@ def define_flags() -> None:
       "File mode: the largest record (or sort id) size accepted; larger sizes "
       "are refused before anything is read, so a wrong header flag fails at "
       "once instead of waiting for that much of a piped stream. At most "
-      "2147483647.")
+      "2147483647.",
+      lower_bound=1, upper_bound=dump_format.MAX_RECORD_BYTES)
   flags.DEFINE_bool(
       "reject_unknown_fields", False,
       "Strict validation: also refuse records in which any message has fields "
@@ -644,6 +646,17 @@ def main(argv: Sequence[str]) -> None:
   _check_flags_of_gen_type()
   if FLAGS.reject_unknown_fields and not FLAGS.validate_records:
     raise app.UsageError("--reject_unknown_fields needs --validate_records")
+  try:
+    if FLAGS.gen_type == "file":
+      warmup_io.check_record_limit(FLAGS.max_records,
+                                   f"--max_records={FLAGS.max_records}")
+    else:
+      warmup_io.check_record_limit(
+          FLAGS.max_records // FLAGS.batch_size,
+          f"--max_records={FLAGS.max_records} // "
+          f"--batch_size={FLAGS.batch_size}")
+  except warmup_io.WarmupDataError as e:
+    raise app.UsageError(str(e)) from None
   output_path = warmup_io.resolve_user_path(FLAGS.output_path)
   summary = WarmupSummary(FLAGS.variant_type)
   try:

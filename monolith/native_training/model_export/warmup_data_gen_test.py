@@ -27,6 +27,9 @@ from monolith.native_training.model_export import warmup_io
 warmup_data_gen.define_flags()
 
 VARIANTS = ("instance", "example", "example_batch")
+# Random mode's feature list.
+CONF = os.path.join(os.path.dirname(__file__), "..", "data", "testdata",
+                    "feature_list.conf")
 # Every header combination the reader knows; lagrangex excludes the others.
 LAYOUTS = [dump_format.DumpLayout(lagrangex_header=True)] + [
     dump_format.DumpLayout(kafka_dump_prefix=p, has_sort_id=s, kafka_dump=k)
@@ -428,12 +431,20 @@ def _run_cli(args, stdin=None, cwd=None):
     ["--gen_type=random", "--variant_type=example"],  # no features
     ["--gen_type=random", "--variant_type=bogus"],  # a bad flag value
     ["--no_such_flag=1"],
+    ["--max_record_bytes=0"],
+    ["--max_record_bytes=2147483648"],
+    ["--gen_type=random", "--drop_rate=2"],
+    ["--max_records=1001"],  # file mode: more than TF Serving reads
+    ["--gen_type=random", "--variant_type=example", "--sparse_features=user_id",
+     f"--feature_list={CONF}", "--batch_size=1", "--max_records=1001"],
 ])
 def test_a_usage_error_is_one_line_and_status_2(tmp_path, args):
   # Not the module's help text (or absl's two flag-error lines) and status 1.
   result = _run_cli(args + [f"--output_path={tmp_path / 'out'}"])
   assert result.returncode == 2, result.stderr.decode()
   stderr = result.stderr.decode()
+  if "--max_records=1001" in args:
+    assert "would make 1001 warmup records" in stderr, stderr
   # TF's own lines on import, then one line: no help text.
   assert "--gen_type" not in stderr.split("usage error")[0], stderr
   last = stderr.strip().splitlines()[-1]
@@ -752,9 +763,6 @@ def test_cli_expands_the_home_directory(tmp_path, monkeypatch):
 
 
 # --- Random mode. -----------------------------------------------------------
-
-CONF = os.path.join(os.path.dirname(__file__), "..", "data", "testdata",
-                    "feature_list.conf")
 
 
 def _main_in_process(args):
