@@ -105,7 +105,8 @@ if [ -x "$bin/gpu_row_table_check" ]; then
   # misaligned device accesses, leaks of device memory), then synccheck
   # (warp shuffles and barriers some lanes of a warp or block miss). A run
   # cut by the timeout is reported, not failed (the sanitizer slows kernels
-  # down).
+  # down), unless it had reported an error before the cut (the error
+  # summary comes only at the end).
   if command -v compute-sanitizer > /dev/null; then
     for tool in ${SANITIZERS:-memcheck synccheck}; do
       extra=()
@@ -115,7 +116,12 @@ if [ -x "$bin/gpu_row_table_check" ]; then
       code=$?
       case $code in
         0) verdict="clean" ;;
-        124) verdict="cut by its 120 s timeout (see $tool.txt)" ;;
+        124)
+          verdict="cut by its 120 s timeout (see $tool.txt)"
+          if grep -qE '^========= +(Invalid|Misaligned|Barrier|Race|Leaked|Program hit|Malloc|Cuda API error|Uninitialized)' "$out/$tool.txt"; then
+            verdict="FAILED (errors before its 120 s timeout; see $tool.txt)"
+            status=1
+          fi ;;
         *) verdict="FAILED ($code; see $tool.txt)"; status=1 ;;
       esac
       echo "$tool: $verdict" | tee -a "$out/gpu_device_check.txt"

@@ -579,12 +579,14 @@ class GpuMultiHashTableFusedLookupOp : public GuardedOpKernel {
   int num_shards_;
 };
 
-// The fused optimize: shard by shard (as one of the orders the CPU's
-// parallel shards may take), every table's segment of a shard in one
-// WriteMany; with enable_grad_accumulation each segment's repeated ids are
-// optimized once with their summed gradient, as on the CPU. A shard that
-// fails (a reserved id, no GPU memory to grow) leaves the shards before it
-// applied, as the CPU's parallel shards do.
+// The fused optimize: shard by shard, every table's segment of a shard in
+// one WriteMany, so an id in several shards' segments is optimized in shard
+// order, as the CPU (a thread per table, its segments in shard order) does;
+// with enable_grad_accumulation each segment's repeated ids are optimized
+// once with their summed gradient, as on the CPU. A shard that fails (a
+// reserved id, no GPU memory to grow) leaves the shards before it applied
+// in every table (the CPU leaves the tables whose threads finished applied
+// whole, and the failing table's shards before the failure).
 class GpuMultiHashTableFusedOptimizeOp : public GuardedOpKernel {
  public:
   explicit GpuMultiHashTableFusedOptimizeOp(OpKernelConstruction* ctx)
