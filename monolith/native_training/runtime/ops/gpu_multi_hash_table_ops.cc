@@ -883,13 +883,21 @@ class GpuMultiHashTableRestoreOp : public GuardedOpKernel {
           return read_records(&checker, /*check_only=*/true);
         }));
     std::vector<std::string> emptied;
-    // Every table to restore created again, empty; the first error (a
-    // table that fails stays unusable: CheckUsable says so to every call).
+    // Every table to restore created again, empty, and one an earlier
+    // failed restore left without a map (which this checkpoint may lack:
+    // it had lost its entries already); the first error (a table that
+    // fails stays unusable: CheckUsable says so to every call).
     const auto empty = [&]() -> Status {
       Status first;
       for (int t = 0; t < mtable->size(); ++t) {
-        if (!restored[t]) continue;
         GpuMultiHashTable::Table& table = mtable->table(t);
+        if (!restored[t] && table.table != nullptr) continue;
+        if (!restored[t]) {
+          LOG(WARNING) << "Restore of " << basename << ": gpucuco table "
+                       << table.name << ", left without its entries by an "
+                       << "earlier failed restore and not in this "
+                       << "checkpoint, starts empty";
+        }
         // Its memory first; until Create succeeds the table is unusable
         // (CheckUsable), not dangling.
         table.table.reset();
