@@ -659,6 +659,29 @@ def test_assets_extra_is_created_only_beside_a_saved_model(tmp_path):
   assert warmup_io.write_prediction_logs(str(staged), [log]) == 1
 
 
+def test_an_output_in_a_model_version_that_tf_serving_never_reads_is_warned(
+    tmp_path, monkeypatch):
+  warned = []
+  monkeypatch.setattr(warmup_io.logging, "warning",
+                      lambda fmt, *args: warned.append(fmt % args))
+  log = warmup_io.predict_log("m", "serving_default", {})
+  version = tmp_path / "models" / "7"
+  (version / "assets.extra").mkdir(parents=True)
+  (version / "saved_model.pb").write_bytes(b"")
+  expected = version / "assets.extra" / "tf_serving_warmup_requests"
+  for out in (version / "tf_serving_warmup_requests",
+              version / "assets.extra" / "tf_serving_warmup_request"):
+    warned.clear()
+    assert warmup_io.write_prediction_logs(str(out), [log]) == 1
+    assert warned == [f"{out} is not where TF Serving reads a model's warmup "
+                      f"file: it reads {expected} only"]
+  warned.clear()
+  assert warmup_io.write_prediction_logs(str(expected), [log]) == 1
+  staged = tmp_path / "staging" / "warmup"
+  assert warmup_io.write_prediction_logs(str(staged), [log]) == 1
+  assert warned == []
+
+
 def test_a_record_too_large_to_parse_is_refused(tmp_path, monkeypatch):
   out = tmp_path / "tf_serving_warmup_requests"
   out.write_bytes(b"previous warmup file")

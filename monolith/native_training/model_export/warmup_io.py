@@ -235,6 +235,7 @@ def atomic_output(output_path: str) -> Iterator[str]:
                           "tf_serving_warmup_requests)")
   created = utils.missing_folders(os.path.dirname(output_path))
   _check_new_assets_extra(created)
+  _warn_if_not_read_by_tf_serving(output_path)
   tmp_path = f"{output_path}.tmp-{uuid.uuid4().hex[:12]}"
   try:
     if created:
@@ -262,6 +263,25 @@ def holds_saved_model(folder: str) -> bool:
   return any(
       tf.io.gfile.exists(os.path.join(folder, name))
       for name in ("saved_model.pb", "saved_model.pbtxt"))
+
+
+def _warn_if_not_read_by_tf_serving(output_path: str) -> None:
+  """Warns where `output_path` lies in a model version (or its
+  assets.extra) but is not the file TF Serving reads there: it would load
+  the model without warming it up, saying only "No warmup data file
+  found"."""
+  folder = os.path.dirname(output_path)
+  if os.path.basename(folder) == "assets.extra":
+    version = os.path.dirname(folder)
+  elif holds_saved_model(folder):
+    version = folder
+  else:
+    return
+  expected = os.path.join(version, WARMUP_FILE_PATH)
+  if output_path != expected:
+    logging.warning(
+        "%s is not where TF Serving reads a model's warmup file: it reads "
+        "%s only", output_path, expected)
 
 
 def _check_new_assets_extra(created: List[str]) -> None:
