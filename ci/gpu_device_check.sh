@@ -118,7 +118,7 @@ if [ -x "$bin/gpu_row_table_check" ]; then
         0) verdict="clean" ;;
         124)
           verdict="cut by its 120 s timeout (see $tool.txt)"
-          if grep -qE '^========= +(Invalid|Misaligned|Barrier|Race|Leaked|Program hit|Malloc|Cuda API error|Uninitialized)' "$out/$tool.txt"; then
+          if grep -qE '^========= +(Invalid|Misaligned|Barrier|Race|Error: Race|Leaked|Program hit|Malloc|Cuda API error|Uninitialized|Warp|Out-of-range|Hardware)' "$out/$tool.txt"; then
             verdict="FAILED (errors before its 120 s timeout; see $tool.txt)"
             status=1
           fi ;;

@@ -433,7 +433,8 @@ def _run_cli(args, stdin=None, cwd=None):
     ["--no_such_flag=1"],
     ["--max_record_bytes=0"],
     ["--max_record_bytes=2147483648"],
-    ["--gen_type=random", "--drop_rate=2"],
+    ["--gen_type=random", "--variant_type=example", "--sparse_features=user_id",
+     f"--feature_list={CONF}", "--drop_rate=2"],
     ["--max_records=1001"],  # file mode: more than TF Serving reads
     ["--gen_type=random", "--variant_type=example", "--sparse_features=user_id",
      f"--feature_list={CONF}", "--batch_size=1", "--max_records=1001"],
@@ -677,6 +678,8 @@ def test_an_output_in_a_model_version_that_tf_serving_never_reads_is_warned(
                       f"file: it reads {expected} only"]
   warned.clear()
   assert warmup_io.write_prediction_logs(str(expected), [log]) == 1
+  doubled = f"{version}/assets.extra//tf_serving_warmup_requests"
+  assert warmup_io.write_prediction_logs(doubled, [log]) == 1
   staged = tmp_path / "staging" / "warmup"
   assert warmup_io.write_prediction_logs(str(staged), [log]) == 1
   assert warned == []

@@ -270,18 +270,19 @@ def _warn_if_not_read_by_tf_serving(output_path: str) -> None:
   assets.extra) but is not the file TF Serving reads there: it would load
   the model without warming it up, saying only "No warmup data file
   found"."""
-  folder = os.path.dirname(output_path)
+  # By name parts: a path spelled with "//" is the same file.
+  folder = os.path.dirname(output_path).rstrip("/")
   if os.path.basename(folder) == "assets.extra":
+    if os.path.basename(output_path) == os.path.basename(WARMUP_FILE_PATH):
+      return
     version = os.path.dirname(folder)
-  elif holds_saved_model(folder):
+  elif folder and holds_saved_model(folder):
     version = folder
   else:
     return
-  expected = os.path.join(version, WARMUP_FILE_PATH)
-  if output_path != expected:
-    logging.warning(
-        "%s is not where TF Serving reads a model's warmup file: it reads "
-        "%s only", output_path, expected)
+  logging.warning(
+      "%s is not where TF Serving reads a model's warmup file: it reads "
+      "%s only", output_path, os.path.join(version, WARMUP_FILE_PATH))
 
 
 def _check_new_assets_extra(created: List[str]) -> None:

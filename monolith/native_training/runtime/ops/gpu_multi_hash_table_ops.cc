@@ -911,7 +911,9 @@ class GpuMultiHashTableRestoreOp : public GuardedOpKernel {
       return first;
     };
     for (int t = 0; t < mtable->size(); ++t) {
-      if (restored[t]) emptied.push_back(mtable->table(t).name);
+      if (restored[t] || mtable->table(t).table == nullptr) {
+        emptied.push_back(mtable->table(t).name);
+      }
     }
     OP_REQUIRES_OK(ctx, empty());
     OP_REQUIRES_OK(ctx, mtable->CheckUsable());
