@@ -39,8 +39,6 @@ MAX_RECORD_BYTES = warmup_io.MAX_RECORD_BYTES
 LAYOUT_HINT = ("check that --lagrangex_header, --kafka_dump_prefix, "
                "--has_sort_id and --kafka_dump match how the dump was written")
 _CHUNK_BYTES = 1 << 20
-# The first bytes of gzip data.
-_GZIP_MAGIC = b"\x1f\x8b"
 # A first sort id this long that parses as a record is taken for one.
 RECORD_LIKE_SORT_ID_BYTES = 64
 
@@ -435,8 +433,8 @@ class DumpReader:
           f"{self.name}: the sort id of record {self.records_read} (starting "
           f"at byte offset {record_offset}) is {len(sort_id)} bytes that "
           "parse as a record: the dump has no sort ids (pass "
-          f"--nohas_sort_id), or {self._layout_hint()}; --novalidate_records skips "
-          "this check")
+          f"--nohas_sort_id), or {self._layout_hint()}; --novalidate_records "
+          "skips this check")
 
   def _sized(self, what: str, size_what: str,
              size: Optional[int] = None) -> bytes:
@@ -497,7 +495,7 @@ class DumpReader:
   def _layout_hint(self) -> str:
     """LAYOUT_HINT, or that the input looks gzip-compressed where it does
     (a compressed dump fails as a wrong layout would)."""
-    if self._first_bytes == _GZIP_MAGIC:
+    if self._first_bytes == warmup_io.GZIP_MAGIC:
       return ("the input starts as gzip-compressed data does: decompress it "
               "first (zcat it into the tool: an empty --file_name reads "
               "stdin), or " + LAYOUT_HINT)

@@ -145,7 +145,6 @@ _PREDICTABLE_METHODS = (tf.saved_model.PREDICT_METHOD_NAME,
 _EXAMPLES_INPUT = "<tf.Example>"
 # The input of classify and regress signatures, as TF Serving requires.
 _SIGNATURE_EXAMPLES_INPUT = "inputs"
-_GZIP_MAGIC = b"\x1f\x8b"
 _INTERNAL_SIGNATURE_PREFIX = "__saved_model_"
 # Lines of TF op errors that say where, not what.
 _OP_ERROR_NOISE = ("Graph execution error", "Detected at node",
@@ -590,7 +589,7 @@ def read_warmup_file(
 
 def _framing_reason(path: str, error: str, offset: int) -> str:
   with tf.io.gfile.GFile(path, "rb") as f:
-    compressed = f.read(2) == _GZIP_MAGIC
+    compressed = f.read(2) == warmup_io.GZIP_MAGIC
   hint = ("it looks gzip-compressed, but TF Serving reads uncompressed "
           "TFRecords" if compressed else
           "the file is damaged or is not a TFRecord file")

@@ -137,7 +137,7 @@ def _prediction_logs(
     if signature_name is not None:
       request.model_spec.signature_name = signature_name
     elif not request.model_spec.signature_name:
-      request.model_spec.signature_name = "serving_default"
+      request.model_spec.signature_name = warmup_io.DEFAULT_SIGNATURE
     yield prediction_log_pb2.PredictionLog(
         predict_log=prediction_log_pb2.PredictLog(request=request))
 

@@ -37,6 +37,9 @@ MAX_RECORD_BYTES = 2**31 - 1
 # Where TF Serving looks for the warmup file, relative to the SavedModel.
 WARMUP_FILE_PATH = os.path.join("assets.extra", "tf_serving_warmup_requests")
 DEFAULT_SIGNATURE = "serving_default"
+# The first bytes of gzip data (a compressed file handed to a reader of
+# uncompressed ones).
+GZIP_MAGIC = b"\x1f\x8b"
 # The request input that carries a batch of serialized records, per variant.
 INPUT_NAMES = {
     "instance": "instances",

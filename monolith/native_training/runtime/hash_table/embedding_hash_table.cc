@@ -1177,16 +1177,12 @@ Status EmbeddingHashTable::ReadOrParseRecord(const char* record, size_t size,
                                              char* entry, EntryDump* dump,
                                              RestoredState state,
                                              InPlaceRecord* in_place) const {
-  // SERVING entries read in place take the values alone anyway.
-  const bool values_only =
-      state == RestoredState::kValuesOnly && !accessor_->serving();
-  in_place->read = !values_only &&
-                   accessor_->ReadRecord(record, size, entry, &in_place->id,
-                                         &in_place->time,
-                                         &in_place->all_zero);
+  in_place->read =
+      accessor_->ReadRecord(record, size, entry, &in_place->id,
+                            &in_place->time, &in_place->all_zero, state);
   if (in_place->read) return Status::OK();
   MONOLITH_RETURN_IF_ERROR(ParseRecord(record, size, dump));
-  if (values_only) dump->clear_opt();
+  if (state == RestoredState::kValuesOnly) dump->clear_opt();
   return Status::OK();
 }
 

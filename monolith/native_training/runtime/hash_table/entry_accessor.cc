@@ -311,7 +311,10 @@ void EntryAccessor::WriteRecord(int64_t id, const void* entry,
 
 bool EntryAccessor::ReadRecord(const char* record, size_t size, void* entry,
                                int64_t* id, uint64_t* update_time,
-                               bool* values_all_zero) const {
+                               bool* values_all_zero,
+                               RestoredState state) const {
+  // SERVING entries read in place take the values alone anyway.
+  if (state == RestoredState::kValuesOnly && !serving_) return false;
   if (size < kIdBytes || record[0] != kIdTag) return false;
   std::memcpy(id, record + 1, sizeof(*id));
   const char* p = record + kIdBytes;

@@ -123,10 +123,12 @@ class EntryAccessor {
   // Sets |entry|, |id| and |update_time| from a record in WriteRecord's
   // layout without parsing it (TRAINING: when ReadDump can; SERVING: the
   // values, the optimizer state skipped), and |values_all_zero| when the
-  // embedding is all zeros. False for any other record: parse it and call
-  // Restore.
+  // embedding is all zeros. False for any other record, and for every
+  // record of a TRAINING entry restored kValuesOnly: parse it (dropping its
+  // opt field for kValuesOnly) and call Restore.
   bool ReadRecord(const char* record, size_t size, void* entry, int64_t* id,
-                  uint64_t* update_time, bool* values_all_zero) const;
+                  uint64_t* update_time, bool* values_all_zero,
+                  RestoredState state = RestoredState::kAll) const;
 
  private:
   struct Segment {

@@ -715,7 +715,7 @@ class GpuMultiHashTableSaveOp : public GuardedOpKernel {
       names.push_back(mtable->table(t).name);
       entries += mtable->table(t).table->size();
       options.segment_dims.push_back(
-          gpu::SegmentDims(mtable->table(t).spec));
+          mtable->table(t).records->accessor().SegmentDims());
     }
     options.nshards = nshards_ > 0 ? nshards_
                                    : static_cast<int>(std::min<int64_t>(
@@ -829,9 +829,10 @@ class GpuMultiHashTableRestoreOp : public GuardedOpKernel {
       const int t = mtable->Find(table.name);
       to_graph.push_back(t);
       if (t >= 0) {
-        OP_REQUIRES_OK(ctx, ToTfStatus(ht::CheckSegmentDims(
-                                info, static_cast<int>(i),
-                                gpu::SegmentDims(mtable->table(t).spec))));
+        OP_REQUIRES_OK(
+            ctx, ToTfStatus(ht::CheckSegmentDims(
+                     info, static_cast<int>(i),
+                     mtable->table(t).records->accessor().SegmentDims())));
         restored[t] = true;
       } else {
         mismatches.push_back("the checkpoint's table " + table.name +

@@ -31,11 +31,8 @@ Status GpuRowRecords::Read(std::string_view record, EntryDump* scratch,
                            RestoredState state) const {
   uint64_t time = 0;
   bool all_zero = false;
-  // SERVING rows read in place take the values alone anyway.
-  const bool values_only =
-      state == RestoredState::kValuesOnly && !accessor_->serving();
-  if (!values_only && accessor_->ReadRecord(record.data(), record.size(), row,
-                                            id, &time, &all_zero)) {
+  if (accessor_->ReadRecord(record.data(), record.size(), row, id, &time,
+                            &all_zero, state)) {
     // The record's int64 field, clamped as the CPU table stores it.
     SetRowTime(row, spec_.entry_floats,
                ClampUpdateTime(static_cast<int64_t>(time)));
@@ -45,7 +42,7 @@ Status GpuRowRecords::Read(std::string_view record, EntryDump* scratch,
     return DataLossError("a record of " + std::to_string(record.size()) +
                          " bytes is not an EntryDump");
   }
-  if (values_only) scratch->clear_opt();
+  if (state == RestoredState::kValuesOnly) scratch->clear_opt();
   MONOLITH_RETURN_IF_ERROR(accessor_->Restore(*scratch, row));
   *id = scratch->id();
   SetRowTime(row, spec_.entry_floats,

@@ -36,6 +36,8 @@ class GpuRowRecords {
                        std::unique_ptr<GpuRowRecords>* records);
 
   const GpuRowTableSpec& spec() const { return spec_; }
+  // The CPU entry the rows' records describe (its segment dims, ...).
+  const EntryAccessor& accessor() const { return *accessor_; }
 
   // Appends the record of entry |id| (row_floats floats) to |out|.
   void Write(int64_t id, const float* row, WireWriter* out) const;

@@ -133,15 +133,6 @@ struct GpuRowTableSpec {
   int device = 0;
 };
 
-// The dims of |spec|'s segments, in order (as EntryAccessor::SegmentDims).
-inline std::vector<uint32_t> SegmentDims(const GpuRowTableSpec& spec) {
-  std::vector<uint32_t> dims;
-  for (const GpuSegment& segment : spec.segments) {
-    dims.push_back(static_cast<uint32_t>(segment.dim));
-  }
-  return dims;
-}
-
 // InvalidArgument unless |spec| describes a row GpuRowTable can hold: the
 // segments tile the embedding, each one's state (TRAINING) or stored
 // values (SERVING) lie inside the entry, a load limit in (0, 1), a
