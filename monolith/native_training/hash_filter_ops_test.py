@@ -245,14 +245,6 @@ def test_create_hash_filters_places_one_per_ps():
   assert local[0].op.type == "MonolithDummyHashFilter"
 
 
-def _counting_graph(hash_filter, suffix):
-  """A table with |hash_filter| and an op that assigns ids 1 and 2."""
-  table = _table(hash_filter, suffix)
-  assign = table.assign({"a": (_ids([1, 2]), tf.ones([2, 1]))}).as_op()
-  lookup = table.lookup({"a": _ids([1, 2])})["a"][:, 0]
-  return table, assign, lookup
-
-
 def _intercepted_grads(filters):
   """Gradients through intercept_gradient of ids 1, 2 (PS 0) and 4 (PS 1)."""
   grads = []

@@ -263,8 +263,10 @@ class Model:
         self.global_step_after = tf.identity(self.global_step.read_value())
     with tf.device(worker_device):
       # Set up by the chief once it created (and restored) a PS task's
-      # variables and tables; empty again when the task restarts.
-      self.ps_monitor = save_utils.PsMonitor(num_ps)
+      # variables and tables; empty again when the task restarts. PS tasks
+      # still running another --model_dir's tables are restored (or
+      # emptied) too.
+      self.ps_monitor = save_utils.PsMonitor(num_ps, FLAGS.model_dir)
       self.saver = save_utils.PartialRecoverySaver(
           sharded=True,
           max_to_keep=FLAGS.keep_checkpoints,

@@ -1962,8 +1962,8 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     check_table_names(by_name, self._table_names)
 
 
-def _tensor_of_table(tensors: Dict[int, tf.Tensor], table: Any,
-                     listener: str) -> tf.Tensor:
+def _tensor_of_table(tensors: Dict[int, Any], table: Any,
+                     listener: str) -> Any:
   """What a listener built for `table` (keyed by id(table)), e.g. its
   basename placeholder."""
   try:
@@ -2315,14 +2315,19 @@ class MultiHashTableCheckpointRestorerListener(
           f"graph holds (their tables: {sorted(slots)})")
     self._table_id_to_placeholder = {}
     self._restore_ops_per_device = self._build_restore_graph()
+    self._reset_ops_per_device = _build_reset_graph()
 
   def before_restore(self, session: tf.compat.v1.Session) -> None:
     """Creates the tables and restores them from the latest checkpoint
     (or the one whose step the session restored, see
     `save_utils.restored_checkpoint`).
 
-    Without a checkpoint in the basename's directory, logs it and does
-    nothing.
+    Without a checkpoint in the basename's directory, the tables it would
+    restore start empty instead: those of PS tasks that `ps_monitor` finds
+    set up for another job (its `model_dir`) or PS count are emptied, with
+    their hash filters (a new job on PS tasks still running another's
+    tables), and those of devices off the PS job (a worker's own tables,
+    which would roll back to a checkpoint).
 
     Args:
       session: the session to run the restore in.
@@ -2332,18 +2337,20 @@ class MultiHashTableCheckpointRestorerListener(
     """
     ckpt_prefix = save_utils.restored_checkpoint(
         session, os.path.dirname(self._basename), self._ps_monitor)
-    if not ckpt_prefix:
-      logging.info("No checkpoint in %s; hash tables are not restored.",
-                   os.path.dirname(self._basename))
-      return
-    restore_ops = []
     # One look at the PS tasks (a run reaching every one), not one a device.
     uninitialized = (self._ps_monitor.uninitialized_ps_tasks(session)
                      if self._ps_monitor else None)
-    for device, device_ops in self._restore_ops_per_device.items():
-      if uninitialized is None or self._ps_monitor.needs_restore(
-          device, uninitialized):
-        restore_ops.extend(device_ops)  # (table, op)
+    devices = [
+        device for device in self._restore_ops_per_device
+        if uninitialized is None or
+        self._ps_monitor.needs_restore(device, uninitialized)
+    ]
+    if not ckpt_prefix:
+      self._reset(session, devices)
+      return
+    restore_ops = []
+    for device in devices:
+      restore_ops.extend(self._restore_ops_per_device[device])  # (table, op)
     if not restore_ops:
       session.run([t.initializer for t in _tables_run_by(session)])
       logging.info("Every PS task kept its hash tables; none restored.")
@@ -2431,7 +2438,10 @@ class MultiHashTableCheckpointRestorerListener(
           ", ".join(t.shared_name for t in tables if id(t) in started_empty),
           asset_dir)
     restore_ops = [op for t, op in restore_ops if id(t) not in started_empty]
-    session.run([t.initializer for t in tables])
+    # A new table of a PS task that kept running (set up for another PS
+    # count or job) may hold entries already.
+    _reset_tables(session, [t for t in tables if id(t) in started_empty],
+                  self._reset_ops_per_device)
     start = time.monotonic()
     with save_utils.explaining_deadline(
         self._run_options, f"restoring the hash tables from {ckpt_prefix}",
@@ -2443,6 +2453,23 @@ class MultiHashTableCheckpointRestorerListener(
     logging.info("Restored the hash tables from %s in %.1f s (%d restore "
                  "ops).", ckpt_prefix, time.monotonic() - start,
                  len(restore_ops))
+
+  def _reset(self, session: tf.compat.v1.Session, devices: List[str]) -> None:
+    """Empties the tables of `devices`, and their hash filters (there is no
+    checkpoint to restore them from)."""
+    directory = os.path.dirname(self._basename)
+    tables = [t for t in _tables_run_by(session) if t.handle.device in devices]
+    if not tables:
+      session.run([t.initializer for t in _tables_run_by(session)])
+      logging.info("No checkpoint in %s; hash tables are not restored.",
+                   directory)
+      return
+    logging.info(
+        "No checkpoint in %s; hash tables are not restored: those of %s "
+        "start empty, and so do their hash filters.", directory,
+        ", ".join(sorted(devices)))
+    _reset_tables(session, tables, self._reset_ops_per_device,
+                  with_filters=True)
 
   def _build_restore_graph(
       self) -> Dict[str, List[Tuple["MultiHashTable", tf.Operation]]]:
@@ -2474,6 +2501,70 @@ class MultiHashTableCheckpointRestorerListener(
               values_only=values_only).as_op()
       restore_ops_per_device[table.handle.device].append((table, restore_op))
     return restore_ops_per_device
+
+
+class _ResetOps(NamedTuple):
+  """Ops deleting a table's resource, and its hash filter's (shared by the
+  tables of one filter: None after the first), and whether the table's
+  resource exists."""
+  table: tf.Operation
+  hash_filter: Optional[tf.Operation]
+  exists: tf.Tensor
+
+
+def _build_reset_graph() -> Dict[int, _ResetOps]:
+  """Per table of the graph (by `id`), its `_ResetOps`."""
+  resets = {}
+  filters_seen = set()
+  for table in ops.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY):
+    with _on_device_of(table):
+      delete_table = tf.raw_ops.DestroyResourceOp(resource=table.handle,
+                                                  ignore_lookup_error=True)
+      exists = hash_table_ops.is_hash_table_initialized(table.handle)
+    delete_filter = None
+    hash_filter = table.initializer.inputs[1]
+    if hash_filter.name not in filters_seen:
+      filters_seen.add(hash_filter.name)
+      graph = tf.compat.v1.get_default_graph()
+      with graph.colocate_with(None, ignore_existing=True), tf.device(
+          hash_filter.device):
+        delete_filter = tf.raw_ops.DestroyResourceOp(resource=hash_filter,
+                                                     ignore_lookup_error=True)
+    resets[id(table)] = _ResetOps(delete_table, delete_filter, exists)
+  return resets
+
+
+def _reset_tables(session: tf.compat.v1.Session, tables: List[MultiHashTable],
+                  resets: Dict[int, _ResetOps],
+                  with_filters: bool = False) -> None:
+  """Empties `tables` (with their hash filters if `with_filters`): deletes
+  their resources, then runs every table's initializer, which creates them
+  again, empty.
+
+  Raises:
+    tf.errors.FailedPreconditionError: a table is still in use elsewhere
+      (an op of another session holds it), so it was not created again.
+  """
+  reset_ops = [_tensor_of_table(resets, t, "restorer") for t in tables]
+  deletes = [r.table for r in reset_ops]
+  if with_filters:
+    deletes += [r.hash_filter for r in reset_ops if r.hash_filter is not None]
+  if deletes:
+    session.run(deletes)
+  session.run([t.initializer for t in _tables_run_by(session)])
+  if not tables:
+    return
+  created = session.run([r.exists for r in reset_ops])
+  stale = [t.shared_name for t, ok in zip(tables, created) if not ok]
+  if stale:
+    # A creation op whose resource another holder kept alive does not create
+    # it again.
+    raise tf.errors.FailedPreconditionError(
+        None, None,
+        f"MultiHashTables {stale} could not be emptied: another session's "
+        "ops still held them when they were deleted (a task of another job "
+        "using the same PS tasks?). Stop that job, or restart the PS tasks "
+        "holding them")
 
 
 class MultiHashTableRestorerSaverListener(

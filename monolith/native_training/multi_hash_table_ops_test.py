@@ -1911,13 +1911,17 @@ def test_a_table_with_feature_eviction_is_created_and_destroyed():
       np.testing.assert_array_equal(sess.run(lookup), [[0]])
 
 
-def test_restorer_without_checkpoint_skips(tmp_path, caplog):
+def test_restorer_without_checkpoint_empties_the_tables(tmp_path, caplog):
+  # As a restore rolls the tables back to the checkpoint.
   table = multi_hash_table_ops.MultiHashTable.from_configs(
       {"slot0": test_utils.generate_test_hash_table_config(1)})
   restorer = multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
       os.path.join(tmp_path, "empty", "model.ckpt"))
   lookup = table.lookup({"slot0": _id([3])})["slot0"]
+  assign = table.assign({"slot0": (_id([3]), [[5.0]])}).as_op()
   with tf1.train.SingularMonitoredSession() as sess:
+    sess.run(assign)
+    np.testing.assert_array_equal(sess.run(lookup), [[5]])
     caplog.clear()
     with caplog.at_level(logging.INFO):
       restorer.before_restore(sess.raw_session())

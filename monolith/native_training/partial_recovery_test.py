@@ -10,7 +10,7 @@ also the master, as in the original's test.
 
 import os
 import traceback
-from typing import List, NamedTuple
+from typing import List, NamedTuple, Sequence
 
 import numpy as np
 import pytest
@@ -18,10 +18,13 @@ import tensorflow as tf
 
 from monolith.native_training import basic_restore_hook
 from monolith.native_training import distributed_ps_factory
+from monolith.native_training import hash_filter_ops
 from monolith.native_training import multi_hash_table_ops
 from monolith.native_training import save_utils
 from monolith.native_training import test_utils
 from monolith.native_training import utils
+from monolith.native_training.runtime.hash_table import \
+    embedding_hash_table_pb2
 
 tf1 = tf.compat.v1
 tf1.disable_eager_execution()
@@ -54,17 +57,27 @@ class _Job(NamedTuple):
 
 def _build_job(model_dir: str,
                original_hooks: bool,
-               marking_hook_first: bool = False) -> _Job:
+               marking_hook_first: bool = False,
+               occurrence_threshold: int = 0,
+               new_tables: Sequence[str] = ()) -> _Job:
   """The job; with `original_hooks` as the original's users list them: the
   saver hook (NoFirstSaveCheckpointSaverHook with a PartialRecoverySaver)
-  marks the PS tasks set up, no PsInitializedStateHook."""
+  marks the PS tasks set up, no PsInitializedStateHook. With an
+  `occurrence_threshold`, the PS tasks' hash filters admit an id seen more
+  often. `new_tables`: as the restorer listener's."""
   with tf.device(utils.ps_device(0)):
     global_step = tf1.train.get_or_create_global_step()
     v0 = tf1.Variable(0, name="v0")
   with tf.device(utils.ps_device(1)):
     v1 = tf1.Variable(0, name="v1")
+  thresholds = embedding_hash_table_pb2.SlotOccurrenceThresholdConfig(
+      default_occurrence_threshold=occurrence_threshold)
+  filters = hash_filter_ops.create_hash_filters(
+      2, occurrence_threshold > 0, thresholds.SerializeToString(), filter_capacity=1000,
+      filter_split_num=5)
   table = distributed_ps_factory.create_native_multi_hash_table(
-      2, {"slot": test_utils.generate_test_hash_table_config(1)})
+      2, {"slot": test_utils.generate_test_hash_table_config(1)},
+      hash_filters=filters)
   ids = tf.constant(_IDS)
   train_op = tf.group(
       tf1.assign_add(global_step, 1), tf1.assign_add(v0, 1),
@@ -73,12 +86,12 @@ def _build_job(model_dir: str,
           "slot": (ids, tf.ones([2, 1]))
       }).as_op())
   embeddings = table.lookup({"slot": ids})["slot"]
-  monitor = save_utils.PsMonitor(2)
+  monitor = save_utils.PsMonitor(2, model_dir)
   saver = save_utils.PartialRecoverySaver(ps_monitor=monitor)
   basename = os.path.join(model_dir, "model.ckpt")
   restorer = basic_restore_hook.CheckpointRestorerHook(listeners=[
       multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
-          basename, ps_monitor=monitor)
+          basename, ps_monitor=monitor, new_tables=new_tables)
   ])
   saver_hook = (save_utils.NoFirstSaveCheckpointSaverHook
                 if original_hooks else tf1.train.CheckpointSaverHook)(
@@ -183,6 +196,99 @@ def test_only_the_restarted_ps_is_restored(tmp_path, original_hooks,
     with _monitored_session(job, ps0_restarted.target, config,
                             model_dir) as sess:
       assert _values(sess, job) == (4, 3, [4.0, 3.0])
+
+
+def test_a_new_job_on_running_ps_tasks_does_not_take_their_state(tmp_path):
+  # PS tasks kept running from job A hold A's tables, filters and setup.
+  # Job B (another model dir, no checkpoint) starts empty, filters too, and
+  # job A back on them restores its checkpoint, not B's state.
+  dir_a, dir_b = str(tmp_path / "a"), str(tmp_path / "b")
+  ps0, ps1 = (tf.distribute.Server.create_local_server() for _ in range(2))
+  config = _config([ps0, ps1])
+
+  def run_job(model_dir, steps):
+    """The values after creating the session, and after each step."""
+    with tf.Graph().as_default():
+      # Ids are admitted at their second occurrence.
+      job = _build_job(model_dir, original_hooks=False, occurrence_threshold=1)
+      with _monitored_session(job, ps0.target, config, model_dir) as sess:
+        values = [_values(sess, job)]
+        for _ in range(steps):
+          sess.run(job.train_op)
+          values.append(_values(sess, job))
+    return values
+
+  # Step 1 counts the ids, step 2 admits them (the saver hook saves every
+  # step, the last one also as the session ends).
+  assert run_job(dir_a, 2) == [(0, 0, [0.0, 0.0]), (1, 1, [0.0, 0.0]),
+                               (2, 2, [1.0, 1.0])]
+  # Not A's embeddings (tables emptied) nor its counts (filters emptied).
+  assert run_job(dir_b, 1) == [(0, 0, [0.0, 0.0]), (1, 1, [0.0, 0.0])]
+  # The PS tasks were set up for B: A's checkpoint is restored.
+  assert run_job(dir_a, 0) == [(2, 2, [1.0, 1.0])]
+
+
+def test_a_new_table_starts_empty_on_a_ps_task_set_up_for_another_job(
+    tmp_path):
+  dir_a, dir_b = str(tmp_path / "a"), str(tmp_path / "b")
+  ps0, ps1 = (tf.distribute.Server.create_local_server() for _ in range(2))
+  config = _config([ps0, ps1])
+  with tf.Graph().as_default():
+    job = _build_job(dir_a, original_hooks=False)
+    with _monitored_session(job, ps0.target, config, dir_a) as sess:
+      sess.run(job.train_op)
+      assert _values(sess, job) == (1, 1, [1.0, 1.0])
+  # Job B's checkpoint has the variables and no hash table: its tables are
+  # new since.
+  with tf.Graph().as_default():
+    with tf.device(utils.ps_device(0)):
+      tf1.train.get_or_create_global_step()
+      tf1.Variable(7, name="v0")
+    with tf.device(utils.ps_device(1)):
+      tf1.Variable(7, name="v1")
+    servers, scratch = test_utils.create_test_ps_cluster(2)
+    with tf1.Session(servers[0].target, config=scratch) as sess:
+      sess.run(tf1.global_variables_initializer())
+      tf1.train.Saver().save(sess, os.path.join(dir_b, "model.ckpt"),
+                             global_step=0)
+  with tf.Graph().as_default():
+    job = _build_job(dir_b,
+                     original_hooks=False,
+                     new_tables=["MonolithMultiHashTable"])
+    with _monitored_session(job, ps0.target, config, dir_b) as sess:
+      assert _values(sess, job) == (7, 7, [0.0, 0.0])
+
+
+def test_a_task_set_up_for_another_model_dir_is_not_set_up(tmp_path):
+  servers, _ = test_utils.create_test_ps_cluster(2)
+  shared = tf1.ConfigProto()
+  dir_a, dir_b = str(tmp_path / "a"), str(tmp_path / "b")
+  with tf.Graph().as_default():
+    job_a = save_utils.PsMonitor(2, dir_a)
+    # The same directory, spelled otherwise.
+    job_a_again = save_utils.PsMonitor(
+        2, os.path.relpath(dir_a) + "/")
+    job_b = save_utils.PsMonitor(2, dir_b)
+    unnamed = save_utils.PsMonitor(2)
+    restart_1 = _remove_monitor_keys(2, [0, 1, 2])[1]
+    with tf1.Session(servers[0].target, config=shared) as sess:
+      job_a.setup_ps_initialized_state(sess)
+      assert job_a_again.uninitialized_ps_tasks(sess) == set()
+      # A monitor without a directory takes any job's tasks, as the
+      # original's.
+      assert unnamed.uninitialized_ps_tasks(sess) == set()
+      assert job_b.uninitialized_ps_tasks(sess) == {0, 1}
+      report = sess.run(job_b.report_uninitialized_ps()).tolist()
+      assert report == [b"/job:ps/task:0", b"/job:ps/task:1"]
+      job_b.setup_ps_initialized_state(sess)
+      assert job_b.uninitialized_ps_tasks(sess) == set()
+      assert job_a.uninitialized_ps_tasks(sess) == {0, 1}
+      sess.run(restart_1)
+    # A task set up by a job without a directory belongs to none.
+    with tf1.Session(servers[0].target, config=shared) as sess:
+      assert unnamed.uninitialized_ps_tasks(sess) == {1}
+      unnamed.setup_ps_initialized_state(sess)
+      assert job_b.uninitialized_ps_tasks(sess) == {1}
 
 
 @pytest.mark.parametrize("original_hooks", [False, True])
@@ -345,6 +451,8 @@ def test_bad_arguments():
       save_utils.PsMonitor(-1)
     with pytest.raises(ValueError, match="ps_num"):
       save_utils.PsMonitor(ps_num=1.5)
+    with pytest.raises(ValueError, match="model_dir"):
+      save_utils.PsMonitor(1, "")
     tf1.Variable(0, name="v")
     with pytest.raises(ValueError, match="sharded=True"):
       save_utils.PartialRecoverySaver(sharded=False)

@@ -71,6 +71,7 @@ it mixed, with no older copy.
 """
 
 import contextlib
+import hashlib
 import math
 import numbers
 import os
@@ -756,17 +757,34 @@ class StrictChiefSessionCreator(tf.compat.v1.train.SessionCreator):
         init_fn=self._scaffold.init_fn)
 
 
-# PsMonitor's keys: the PS count a task was set up for, and the generation
-# of its last setup.
+# PsMonitor's keys: the PS count a task was set up for, the generation of
+# its last setup, and the fingerprint of the model directory it was set up
+# for (0: none given).
 _COUNT_KEY = 0
 _GENERATION_KEY = 1
+_MODEL_DIR_KEY = 2
+
+
+def model_dir_fingerprint(model_dir: Optional[str]) -> int:
+  """A nonzero int64 naming `model_dir` (0 for None), the same for every
+  spelling of one directory that `_same_dir` takes as one."""
+  if model_dir is None:
+    return 0
+  if not isinstance(model_dir, str) or not model_dir:
+    raise ValueError(f"model_dir must be a non-empty string or None, got "
+                     f"{model_dir!r}")
+  path = (model_dir.rstrip("/") if "://" in model_dir else
+          os.path.realpath(model_dir))
+  digest = hashlib.sha256(path.encode("utf-8")).digest()
+  return int.from_bytes(digest[:8], "little", signed=True) or 1
 
 
 def ps_monitor_table(ps_index: int) -> tf.Tensor:
   """The handle of `PsMonitor`'s table on PS `ps_index` (build it under
   that task's device): key 0 maps to the PS count the task was set up for,
   key 1 to the generation of its last setup (none: set up by an earlier
-  version, read as 0)."""
+  version, read as 0), key 2 to the fingerprint of the model directory it
+  was set up for (none, or 0: set up without one)."""
   return tf.raw_ops.MutableHashTableV2(key_dtype=tf.int64,
                                        value_dtype=tf.int64,
                                        shared_name=f"ps_monitor_{ps_index}",
@@ -792,16 +810,25 @@ class PsMonitor:
   part, and is restored too. Only where every task that took part
   restarted since is there none left to tell: restart a task that was out
   of the job before it rejoins.
+  With a `model_dir`, setups also write its fingerprint, and a task set up
+  for another directory (a new job started on PS tasks still running the
+  tables of another, or of a job without one) counts as not set up: it is
+  restored from this job's checkpoint, and where there is none, the
+  restorer listener empties its tables (`reset_ops`).
   Sessions must share the PS tasks' resources (the default; not
   `isolate_session_state`).
 
   Args:
     ps_num: the number of PS tasks, >= 0 (the original's argument name).
+    model_dir: the job's model (checkpoint) directory, or None (the
+      original's: the tasks' tables are taken for this job's whatever job
+      set them up).
   """
 
-  def __init__(self, ps_num: int):
+  def __init__(self, ps_num: int, model_dir: Optional[str] = None):
     self._num_ps = utils.check_count(ps_num, "ps_num")
-    counts, generations = [], []
+    fingerprint = model_dir_fingerprint(model_dir)
+    counts, generations, fingerprints = [], [], []
     marks, generation_marks = [], []
     graph = tf.compat.v1.get_default_graph()
     with tf.name_scope("ps_monitor"):
@@ -812,19 +839,22 @@ class PsMonitor:
         with graph.colocate_with(None, ignore_existing=True), tf.device(
             utils.ps_device(i)):
           table = ps_monitor_table(i)
-          keys = tf.constant([_COUNT_KEY, _GENERATION_KEY], tf.int64)
+          keys = tf.constant([_COUNT_KEY, _GENERATION_KEY, _MODEL_DIR_KEY],
+                             tf.int64)
           marks.append(
               tf.raw_ops.LookupTableInsertV2(
                   table_handle=table,
                   keys=keys,
-                  values=tf.stack(
-                      [tf.constant(ps_num, tf.int64), self._new_generation])))
+                  values=tf.stack([
+                      tf.constant(ps_num, tf.int64), self._new_generation,
+                      tf.constant(fingerprint, tf.int64)
+                  ])))
           # A task kept as it is takes the generation only: restarted
           # meanwhile, it still lacks the count.
           generation_marks.append(
               tf.raw_ops.LookupTableInsertV2(
                   table_handle=table,
-                  keys=keys[1:],
+                  keys=keys[1:2],
                   values=tf.reshape(self._new_generation, [1])))
           found = tf.raw_ops.LookupTableFindV2(
               table_handle=table,
@@ -832,6 +862,7 @@ class PsMonitor:
               default_value=tf.constant(0, tf.int64))
           counts.append(found[0])
           generations.append(found[1])
+          fingerprints.append(found[2])
       self._mark_ops = marks
       self._generation_mark_ops = generation_marks
       if counts:
@@ -839,6 +870,9 @@ class PsMonitor:
         self._set_up = tf.logical_and(
             tf.equal(tf.stack(counts), ps_num),
             tf.equal(self._generations, tf.reduce_max(self._generations)))
+        if fingerprint:
+          self._set_up = tf.logical_and(
+              self._set_up, tf.equal(tf.stack(fingerprints), fingerprint))
       else:
         self._generations = tf.zeros([0], tf.int64)
         self._set_up = tf.zeros([0], tf.bool)
