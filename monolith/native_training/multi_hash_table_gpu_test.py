@@ -390,6 +390,30 @@ def test_evict_and_expiring_saves_match_the_cpu_table(tmp_path):
   np.testing.assert_array_equal(got_evicted, want_evicted)
 
 
+def test_stats_count_entries_and_times_as_the_cpu_table():
+  gpu, cpu = _tables("_stats")
+  ids = tf1.placeholder(tf.int64, [None])
+  when = tf1.placeholder(tf.int64, [])
+  assigns = [t.assign({"user": (ids, tf.ones([tf.size(ids), 8]))},
+                      req_time=when).as_op() for t in (gpu, cpu)]
+  stats = [t.stats() for t in (gpu, cpu)]
+  with _session() as sess:
+    sess.run([gpu.initializer, cpu.initializer])
+    empty = sess.run(stats[0])
+    # Repeats count once; the newest time is kept.
+    sess.run(assigns, feed_dict={ids: [5, 6, 5, 9], when: 700})
+    sess.run(assigns, feed_dict={ids: [6], when: 650})
+    got, want = sess.run(stats)
+  np.testing.assert_array_equal(empty["entries"], [0, 0])
+  np.testing.assert_array_equal(got["entries"], [3, 0])
+  np.testing.assert_array_equal(got["entries"], want["entries"])
+  np.testing.assert_array_equal(got["latest_update_time"], [700, 0])
+  np.testing.assert_array_equal(got["latest_update_time"],
+                                want["latest_update_time"])
+  # Each table's map (ids and rows of its initial capacity) at least.
+  assert (empty["memory_bytes"] >= 64 * (8 + 8 * 4)).all()
+
+
 def test_lookup_entry_matches_the_cpu_table():
   gpu, cpu = _tables()
   ids = tf1.placeholder(tf.int64, [None])

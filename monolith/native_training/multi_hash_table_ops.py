@@ -1312,19 +1312,14 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     ckpt.info counts entries only at each save. Read beside training, on
     the tables' task (a PS task's, for the tables there), through a handle
     of its own: fetching it does not run the updates this object follows.
-    CPU tables only.
 
     Returns:
       int64 vectors in `table_names` order: "entries", "memory_bytes" (the
-      slots, entries and huge-page regions the table holds) and
+      slots, entries and huge-page regions a CPU table holds; the device
+      memory of a gpucuco table's map and scratch buffers) and
       "latest_update_time" (seconds: the newest update time written, the
       "now" of saves and evictions while not past the host's clock).
-
-    Raises:
-      ValueError: a GPU table.
     """
-    if self.on_gpu:
-      raise ValueError(f"{self._shared_name}: stats() reads CPU tables only")
     with tf.device(self._handle.device):
       handle = hash_table_ops.read_monolith_multi_hash_table(
           shared_name=self._shared_name)
@@ -2632,7 +2627,7 @@ class MultiHashTableStatsHook(tf.compat.v1.train.SessionRunHook):
   Args:
     tables: the `MultiHashTable`s (e.g. `dist.tables` of a
       `DistributedMultiTypeHashTable`); None: every MultiHashTable of the
-      graph when the session begins. GPU tables are left out (logged).
+      graph when the session begins.
     hash_filters: filter handles (e.g. of `create_hash_filters`).
     every_n_secs: the interval between reports, > 0.
     summary_dir: where to write the summaries, or None for none.
@@ -2687,11 +2682,6 @@ class MultiHashTableStatsHook(tf.compat.v1.train.SessionRunHook):
     """The ops a report runs, in the default graph."""
     tables = (tf.compat.v1.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY)
               if self._tables is None else self._tables)
-    gpu = [t.shared_name for t in tables if t.on_gpu]
-    if gpu:
-      logging.info("MultiHashTableStatsHook: GPU tables %s are not "
-                   "reported (stats() reads CPU tables).", ", ".join(gpu))
-    tables = [t for t in tables if not t.on_gpu]
     self._table_names = [(t.shared_name, t.table_names) for t in tables]
     self._filter_names = [
         hash_filter_ops.filter_name(f) for f in self._hash_filters

@@ -786,6 +786,35 @@ class GpuMultiHashTableEvictOp : public GuardedOpKernel {
   }
 };
 
+// The CPU kernel's figures: per table, its entries, the device memory it
+// holds (GpuRowTable::device_bytes) and its newest update time. A table a
+// failed restore left without a map counts 0 entries and bytes.
+class GpuMultiHashTableStatsOp : public GuardedOpKernel {
+ public:
+  explicit GpuMultiHashTableStatsOp(OpKernelConstruction* ctx)
+      : GuardedOpKernel(ctx) {}
+
+  void ComputeUnguarded(OpKernelContext* ctx) override {
+    core::RefCountPtr<GpuMultiHashTable> mtable;
+    OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 0, "mtable", &mtable));
+    mutex_lock lock(mtable->mu());
+    const int64_t n = mtable->size();
+    Tensor* entries = nullptr;
+    Tensor* device_bytes = nullptr;
+    Tensor* latest_update_time = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {n}, &entries));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, {n}, &device_bytes));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, {n}, &latest_update_time));
+    for (int t = 0; t < n; ++t) {
+      const gpu::GpuRowTable* table = mtable->table(t).table.get();
+      entries->vec<int64_t>()(t) = table ? table->size() : 0;
+      device_bytes->vec<int64_t>()(t) = table ? table->device_bytes() : 0;
+      latest_update_time->vec<int64_t>()(t) =
+          table ? table->latest_update_time() : 0;
+    }
+  }
+};
+
 // Restore replaces, as on the CPU: every table the checkpoint holds is
 // emptied (rebuilt) and then holds exactly its entries; mismatches are
 // warnings, or errors with |strict|, before anything changes. Where a
@@ -1008,6 +1037,13 @@ REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableEvict")
                             .HostMemory("updated_table")
                             .HostMemory("evicted"),
                         GpuMultiHashTableEvictOp);
+REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableStats")
+                            .Device(DEVICE_GPU)
+                            .HostMemory("mtable")
+                            .HostMemory("entries")
+                            .HostMemory("memory_bytes")
+                            .HostMemory("latest_update_time"),
+                        GpuMultiHashTableStatsOp);
 REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableFusedLookup")
                             .Device(DEVICE_GPU)
                             .HostMemory("mtable")

@@ -947,6 +947,23 @@ int64_t GpuRowTable::capacity() const {
   return static_cast<int64_t>(impl_->map->capacity);
 }
 
+int64_t GpuRowTable::device_bytes() const {
+  const Impl& m = *impl_;
+  size_t bytes = 0;
+  if (m.map != nullptr) {
+    bytes += static_cast<size_t>(m.map->capacity) *
+             (sizeof(int64_t) + sizeof(float) * RowStride(m.map->row_floats));
+  }
+  for (const DeviceBuffer* buffer :
+       {&m.segments, &m.batch_ids, &m.positions_in, &m.sorted_ids,
+        &m.positions, &m.sort_temp, &m.learning_rates, &m.write_counts,
+        &m.counter, &m.staged_ids, &m.staged_rows, &m.staged_found,
+        &m.expire_slots, &m.expire_seconds}) {
+    bytes += buffer->bytes();
+  }
+  return static_cast<int64_t>(bytes);
+}
+
 Status GpuRowTable::Create(const GpuRowTableSpec& spec,
                            std::unique_ptr<GpuRowTable>* table) {
   MONOLITH_RETURN_IF_ERROR(CheckGpuRowTableSpec(spec));

@@ -163,6 +163,8 @@ class GpuRowTable {
 
   int64_t size() const { return size_; }
   int64_t capacity() const;
+  // The device memory the table holds: its map and its scratch buffers.
+  int64_t device_bytes() const;
   const GpuRowTableSpec& spec() const { return spec_; }
 
  private:
