@@ -28,8 +28,9 @@ straight into float16 (MonolithDistributedPsLookupFloat16). Results are
 bit-identical to the stock ops' (tf.unique, floormod, dynamic_partition,
 dynamic_stitch, gather, unsorted_segment_sum, cast), except that finite
 floats past float16's range saturate at +-65504 instead of becoming inf.
-assign, assign_add and reinitialize (not de-duplicated) use stock ops,
-without the split for one PS.
+assign and assign_add (not de-duplicated) split their rows with the same
+partition op (MonolithDistributedPsScatterAdd copying rows);
+reinitialize uses stock ops, without the split for one PS.
 
     table = DistributedMultiTypeHashTable(
         2, {"user_id": config},

@@ -797,6 +797,11 @@ def test_empty_batches(cluster):
   empty = _id(np.zeros([0], np.int64))
   table = table.apply_gradients({"a": (empty, tf.zeros([0, 2]))},
                                 global_step=0)
+  # No ids, no values, whatever their shape, as MultiHashTable takes them.
+  table = table.apply_gradients({"a": (empty, tf.zeros([0, 1]))},
+                                global_step=0)
+  table = table.assign({"a": (empty, tf.zeros([0, 1]))})
+  table = table.assign_add({"a": (empty, tf.zeros([0, 3]))})
   table, status = table.reinitialize("a", empty)
   looked_up = table.lookup({"a": empty})["a"]
   with _session(cluster) as sess:
@@ -1412,10 +1417,12 @@ def test_fused_ops_reject_bad_inputs():
       ([0, 0, 0], [0, 1, 4], [0, 1, 2], "float16_pairs holds 6 float16s; "
        "float_splits needs 6|^$"),
       ([0, 0], [0, 4], [0, 1, 3], "index of row 0 of table 1 is 3: a row of "
-       "2 outside float16_pairs' float16s \\(4\\)"),
-      # The end of the floats (2) is the last PS's padding, not a row.
+       "2 outside float16_pairs' floats \\(float_splits' last\\) \\(4\\)"),
+      # The end of the floats (2) is the last PS's padding, not a row: the
+      # error counts as the index does (not the padded 3).
       ([0, 0], [0, 1, 2], [0, 2, 0], "index of row 1 of table 0 is 2: a row "
-       "of 1 outside float16_pairs' float16s \\(3\\)"),
+       "of 1 outside float16_pairs' floats \\(float_splits' last\\) "
+       "\\(2\\)"),
       ([0, 0], [1, 4], [0, 1, 2], "float_splits must hold 0"),
       ([0, 0], [0, 3, 2], [0, 1, 2], "float_splits must be non-decreasing")]:
     feed = {pairs: np.array(bad_pairs, np.int32),

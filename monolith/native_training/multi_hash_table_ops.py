@@ -734,7 +734,10 @@ def check_values_shape(values: tf.Tensor, ids: tf.Tensor, dim: int,
 
 def as_rows(values: tf.Tensor, dim: int) -> tf.Tensor:
   """`values` (checked by `check_values_shape`) as [len(ids), dim]."""
-  return values if values.shape.rank == 2 else tf.reshape(values, [-1, dim])
+  if values.shape.rank == 2 and values.shape[-1] == dim:
+    return values
+  # Also [0, k] values of no ids, which check_values_shape takes whatever k.
+  return tf.reshape(values, [-1, dim])
 
 
 def after_check(check: tf.Operation, value: tf.Tensor) -> tf.Tensor:

@@ -51,6 +51,7 @@
 #include <limits>
 #include <new>
 #include <numeric>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -570,9 +571,11 @@ dps::Runner RunnerFor(OpKernelContext* ctx, int64_t ids) {
       fn(i);
       return OkStatus();
     });
-    // The items return OK: ParallelFor fails only when one ran out of
-    // memory.
-    if (!s.ok()) throw std::bad_alloc();
+    // The items return OK: ParallelFor fails when one ran out of memory
+    // (ResourceExhausted) or threw another exception (Internal: a bug),
+    // which GuardedOpKernel reports as such.
+    if (errors::IsResourceExhausted(s)) throw std::bad_alloc();
+    if (!s.ok()) throw std::runtime_error(std::string(s.message()));
   };
 }
 
@@ -784,6 +787,12 @@ class GatherOp : public GuardedOpKernel {
     }
     const int32_t* read_index =
         padded_index.empty() ? index : padded_index.data();
+    // Where the rows end in index's own (unpadded) positions, for errors.
+    int64_t float_end = num_values;
+    if constexpr (kHalf) {
+      const auto splits = ctx->input(3).flat<int64_t>();
+      float_end = splits(splits.size() - 1);
+    }
     OpOutputList outputs;
     OP_REQUIRES_OK(ctx, ctx->output_list("embeddings", &outputs));
     const int64_t num_tables = dims_.size();
@@ -822,8 +831,9 @@ class GatherOp : public GuardedOpKernel {
     for (int64_t t = 0; t < num_tables; ++t) {
       OP_REQUIRES(ctx, bad[t] < 0,
                   OutOfRange(t, bad[t], index[begins[t] + bad[t]], dims_[t],
-                             readable_end,
-                             kHalf ? "float16_pairs' float16s"
+                             float_end,
+                             kHalf ? "float16_pairs' floats (float_splits' "
+                                     "last)"
                                    : "values' floats"));
     }
   }
@@ -998,6 +1008,13 @@ class LookupFloat16Op : public GuardedOpKernel {
                          halfs + offsets[piece.table] +
                              (piece.begin - split(piece.table)) *
                                  table.DimSize());
+      // Kept for the thread's next piece, up to 256 KiB: wide tables'
+      // pieces (2 MiB at dim 1024) would stay on every worker thread.
+      constexpr size_t kKeptFloats = size_t{1} << 16;
+      if (buffer.capacity() > kKeptFloats) {
+        buffer.clear();
+        buffer.shrink_to_fit();
+      }
     });
   }
 };
