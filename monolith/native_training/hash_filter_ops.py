@@ -239,6 +239,15 @@ def save_hash_filter(
                                                      hash_filter_basename)
 
 
+def clear_hash_filter(hash_filter: tf.Tensor) -> tf.Tensor:
+  """Forgets every count of the filter, as a restart would (ours).
+
+  Returns the filter's handle once cleared. Stateless filters (dummy,
+  probabilistic) have nothing to forget.
+  """
+  return gen_monolith_ops.monolith_hash_filter_clear(hash_filter)
+
+
 def restore_hash_filter(
     hash_filter: tf.Tensor,
     hash_filter_base_name: tf.Tensor,
@@ -488,19 +497,21 @@ class HashFilterCheckpointRestorerListener(
   session's global step was restored from: a rollback, see
   `save_utils.restored_checkpoint`).
 
-  Without a checkpoint it does nothing. A checkpoint with no filter file
-  and no PS count record (saved with admission off, or with stateless
-  filters, which record none) restores none, with a warning (admission
-  counts start over); one whose record counts PS tasks whose files are
-  missing fails the restore with NotFoundError naming them. Filters saved
-  by another number of PS are not restored (a filter counts the ids of its
-  PS, id mod the PS count; tables re-route their entries, filters cannot):
-  a warning names both counts, and admission counts start over on restarted
-  PS tasks (tasks that kept running keep the counts they hold, made under
-  the old split: some ids are admitted early). Likewise a
-  filter whose capacity or split count changed since the save is not
-  restored (a warning from the restore op): it keeps what it holds, empty
-  after a restart, so a filter can be resized.
+  The filters it would restore (with a `ps_monitor`, those of the PS
+  tasks it reports not set up; otherwise all) start empty where there is
+  nothing to restore them from: no checkpoint, or a checkpoint with no
+  filter file and no PS count record (saved with admission off, or with
+  stateless filters, which record none; a warning says admission counts
+  start over), or filters saved by another number of PS (a filter counts
+  the ids of its PS, id mod the PS count; tables re-route their entries,
+  filters cannot: a warning names both counts). So a task that kept running
+  another job's filters, or those of another PS count, does not admit by
+  their counts. Filters of tasks that kept running for this job keep their
+  counts. A checkpoint whose record counts PS tasks whose files are
+  missing fails the restore with NotFoundError naming them. A filter whose
+  capacity or split count changed since the save is not restored (a
+  warning from the restore op): it keeps what it holds, empty after a
+  restart, so a filter can be resized.
 
   Args:
     basename: the checkpoint basename.
@@ -533,15 +544,36 @@ class HashFilterCheckpointRestorerListener(
     self._restore_ops = _per_filter_ops(self._hash_filters,
                                         self._placeholders,
                                         restore_hash_filter, self._enabled)
+    self._clear_ops = []
+    if self._enabled:
+      for hash_filter in self._hash_filters:
+        with tf.device(hash_filter.device):
+          self._clear_ops.append(clear_hash_filter(hash_filter).op)
+
+  def _clear(self, session: tf.compat.v1.Session, chosen: List[int]) -> None:
+    """Empties the filters `chosen` (indices)."""
+    if chosen:
+      session.run([self._clear_ops[i] for i in chosen])
+      logging.info("Hash filters %s start empty.",
+                   ", ".join(filter_name(self._hash_filters[i])
+                             for i in chosen))
 
   def before_restore(self, session: tf.compat.v1.Session) -> None:
     if not self._enabled:
       return
     ckpt_prefix = save_utils.restored_checkpoint(
         session, os.path.dirname(self._basename), self._ps_monitor)
+    chosen = list(range(len(self._hash_filters)))
+    if self._ps_monitor is not None:
+      uninitialized = self._ps_monitor.uninitialized_ps_tasks(session)
+      chosen = [
+          i for i in chosen if self._ps_monitor.needs_restore(
+              self._hash_filters[i].device, uninitialized)
+      ]
     if not ckpt_prefix:
       logging.info("No checkpoint in %s; hash filters are not restored.",
                    os.path.dirname(self._basename))
+      self._clear(session, chosen)
       return
     prefix = self._helper.get_ckpt_asset_dir(ckpt_prefix)
     if not tf.io.gfile.isdir(prefix):
@@ -557,22 +589,17 @@ class HashFilterCheckpointRestorerListener(
           "No hash filter files in %s (saved with admission off or with "
           "stateless filters): the hash filters are not restored, and their "
           "admission counts start over.", prefix)
+      self._clear(session, chosen)
       return
     if saved != len(self._hash_filters):
       logging.warning(
           "The hash filters in %s were saved by %d PS tasks; this job has "
           "%d. They are not restored (each counts the ids of its PS, id mod "
-          "the PS count): admission counts start over on restarted PS "
-          "tasks; tasks that kept running keep theirs.", prefix, saved,
-          len(self._hash_filters))
+          "the PS count): admission counts start over on the PS tasks "
+          "restored; tasks that kept running for this job keep theirs.",
+          prefix, saved, len(self._hash_filters))
+      self._clear(session, chosen)
       return
-    chosen = list(range(len(self._hash_filters)))
-    if self._ps_monitor is not None:
-      uninitialized = self._ps_monitor.uninitialized_ps_tasks(session)
-      chosen = [
-          i for i in chosen if self._ps_monitor.needs_restore(
-              self._hash_filters[i].device, uninitialized)
-      ]
     with save_utils.explaining_deadline(
         self._run_options, f"restoring the hash filters from {prefix}",
         "HashFilterCheckpointRestorerListener", "the restore ops still "

@@ -338,9 +338,12 @@ def test_filters_save_and_restore_with_the_checkpoint(tmp_path):
     np.testing.assert_array_equal(sess.run(grads[1]), [[1]])
 
   # Into 1 PS: not restored (counts are per id mod the PS count), with a
-  # warning; ids 1 and 2 start over.
+  # warning; ids 1 and 2 start over, also on a task that kept running and
+  # counted them (twice: the next would admit them).
   with _restoring(basename, 1, thresholds) as (sess, filters, restorer):
     grad = _admission_of_1_and_2(filters[0])
+    sess.run(grad)
+    sess.run(grad)
     with mock.patch.object(hash_filter_ops.logging, "warning") as warning:
       restorer.before_restore(sess)
     np.testing.assert_array_equal(sess.run(grad), [[0], [0]])

@@ -6,8 +6,8 @@
 Without --task_type this is the launcher: it picks free loopback ports,
 starts one process per task (itself again, with --task_type, --task_index,
 --ps_hosts and --worker_hosts), prints their output prefixed by task, waits
-for the workers to finish, then stops the PS tasks. Ctrl-C or SIGTERM stops
-the workers first (the chief saves a last checkpoint), then every task
+for the workers to finish, then stops the PS tasks. Ctrl-C, SIGTERM or
+SIGHUP (a lost terminal) stops the workers first (the chief saves a last checkpoint), then every task
 (each runs in its own process group, killed in a finally block; on Linux a
 task also dies with the launcher). With --task_type (and the
 hosts) it runs that one task, as on a real multi-machine cluster.
@@ -158,6 +158,10 @@ _CLUSTER_ATTEMPTS = 3
 _CKPT_NAME = "model.ckpt"
 # Mean losses of this many steps start and end the summary.
 _LOSS_WINDOW = 10
+# What stops the launcher and the workers gracefully: Ctrl-C, a
+# scheduler's stop, a lost terminal or ssh session (whose default would end
+# the launcher without the chief's last save).
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 # ----------------------------------------------------------------------------
@@ -398,7 +402,9 @@ class _WorkerSessionCreator(tf1.train.SessionCreator):
       raise tf.errors.FailedPreconditionError(
           None, None,
           f"the chief did not set the session up within --chief_setup_secs="
-          f"{self._max_wait_secs:g} s: {e.message}") from e
+          f"{self._max_wait_secs:g} s (a worker waits for PS tasks set up "
+          f"for its own --model_dir, {FLAGS['model_dir'].value}: give every "
+          f"task the chief's): {e.message}") from e
 
 
 # pylint: disable=protected-access
@@ -681,7 +687,7 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
       # Without a session (None) both end the process at once: a Python
       # KeyboardInterrupt would not come while TF's session creation
       # blocks, and would wait for a lost task in abandoned sessions.
-      for signum in (signal.SIGTERM, signal.SIGINT):
+      for signum in _STOP_SIGNALS:
         signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
     on_stop_signals(None)
@@ -901,8 +907,7 @@ def _run_cluster(env: Dict[str, str], passed: List[str]) -> int:
   _say(f"local_cluster: ps {ps_hosts}; workers {worker_hosts}; "
        f"model_dir {FLAGS.model_dir}")
   old_handlers = {
-      s: signal.signal(s, _raise_interrupted)
-      for s in (signal.SIGINT, signal.SIGTERM)
+      s: signal.signal(s, _raise_interrupted) for s in _STOP_SIGNALS
   }
   exit_code = 1
   try:
@@ -979,7 +984,7 @@ def _run_cluster(env: Dict[str, str], passed: List[str]) -> int:
     # A signal while the tasks stop does not interrupt that, and ends the
     # launcher instead of a start on new ports.
     signals_while_stopping = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in _STOP_SIGNALS:
       signal.signal(sig,
                     lambda signum, _: signals_while_stopping.append(signum))
     _stop(tasks)

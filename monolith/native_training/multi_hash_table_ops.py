@@ -29,7 +29,8 @@ import numbers
 import os
 import re
 import time
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import (Any, Dict, List, NamedTuple, Optional, Sequence, Set,
+                    Tuple)
 
 from absl import logging
 import numpy as np
@@ -2321,11 +2322,13 @@ class MultiHashTableCheckpointRestorerListener(
     `save_utils.restored_checkpoint`).
 
     Without a checkpoint in the basename's directory, the tables it would
-    restore start empty instead: those of PS tasks that `ps_monitor` finds
-    set up for another job (its `model_dir`) or PS count are emptied, with
-    their hash filters (a new job on PS tasks still running another's
-    tables), and those of devices off the PS job (a worker's own tables,
-    which would roll back to a checkpoint).
+    restore start empty instead (emptied): with a `ps_monitor`, those of the
+    PS tasks it finds not set up, e.g. set up for another job (its
+    `model_dir`) or PS count (a new job on PS tasks still running another's
+    tables), and of devices off the PS job (a worker's own tables, which
+    would roll back to a checkpoint); without one, all.
+    `HashFilterCheckpointRestorerListener` does the same for the hash
+    filters.
 
     Args:
       session: the session to run the restore in.
@@ -2338,17 +2341,14 @@ class MultiHashTableCheckpointRestorerListener(
     # One look at the PS tasks (a run reaching every one), not one a device.
     uninitialized = (self._ps_monitor.uninitialized_ps_tasks(session)
                      if self._ps_monitor else None)
-    devices = [
-        device for device in self._restore_ops_per_device
-        if uninitialized is None or
-        self._ps_monitor.needs_restore(device, uninitialized)
-    ]
     if not ckpt_prefix:
-      self._reset(session, devices)
+      self._reset(session, uninitialized)
       return
     restore_ops = []
-    for device in devices:
-      restore_ops.extend(self._restore_ops_per_device[device])  # (table, op)
+    for device, device_ops in self._restore_ops_per_device.items():
+      if uninitialized is None or self._ps_monitor.needs_restore(
+          device, uninitialized):
+        restore_ops.extend(device_ops)  # (table, op)
     if not restore_ops:
       session.run([t.initializer for t in _tables_run_by(session)])
       logging.info("Every PS task kept its hash tables; none restored.")
@@ -2452,22 +2452,22 @@ class MultiHashTableCheckpointRestorerListener(
                  "ops).", ckpt_prefix, time.monotonic() - start,
                  len(restore_ops))
 
-  def _reset(self, session: tf.compat.v1.Session, devices: List[str]) -> None:
-    """Empties the tables of `devices`, and their hash filters (there is no
-    checkpoint to restore them from)."""
-    directory = os.path.dirname(self._basename)
-    tables = [t for t in _tables_run_by(session) if t.handle.device in devices]
-    if not tables:
-      session.run([t.initializer for t in _tables_run_by(session)])
-      logging.info("No checkpoint in %s; hash tables are not restored.",
-                   directory)
-      return
+  def _reset(self, session: tf.compat.v1.Session,
+             uninitialized: Optional[Set[int]]) -> None:
+    """Empties the tables it would restore (there is no checkpoint to
+    restore them from): with a monitor, those of the devices it says need
+    a restore (`uninitialized`); otherwise all."""
+    tables = [
+        t for t in _tables_run_by(session)
+        if uninitialized is None or
+        self._ps_monitor.needs_restore(t.handle.device, uninitialized)
+    ]
     logging.info(
-        "No checkpoint in %s; hash tables are not restored: those of %s "
-        "start empty, and so do their hash filters.", directory,
-        ", ".join(sorted(devices)))
-    _reset_tables(session, tables, self._reset_ops_per_device,
-                  with_filters=True)
+        "No checkpoint in %s; hash tables are not restored%s.",
+        os.path.dirname(self._basename),
+        ": " + ", ".join(t.shared_name for t in tables) + " start empty"
+        if tables else "")
+    _reset_tables(session, tables, self._reset_ops_per_device)
 
   def _build_restore_graph(
       self) -> Dict[str, List[Tuple["MultiHashTable", tf.Operation]]]:
@@ -2502,53 +2502,36 @@ class MultiHashTableCheckpointRestorerListener(
 
 
 class _ResetOps(NamedTuple):
-  """Ops deleting a table's resource, and its hash filter's (shared by the
-  tables of one filter: None after the first), and whether the table's
-  resource exists."""
-  table: tf.Operation
-  hash_filter: Optional[tf.Operation]
+  """An op deleting a table's resource, and whether it exists."""
+  delete: tf.Operation
   exists: tf.Tensor
 
 
 def _build_reset_graph() -> Dict[int, _ResetOps]:
   """Per table of the graph (by `id`), its `_ResetOps`."""
   resets = {}
-  filters_seen = set()
   for table in ops.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY):
     with _on_device_of(table):
-      delete_table = tf.raw_ops.DestroyResourceOp(resource=table.handle,
-                                                  ignore_lookup_error=True)
-      exists = hash_table_ops.is_hash_table_initialized(table.handle)
-    delete_filter = None
-    hash_filter = table.initializer.inputs[1]
-    if hash_filter.name not in filters_seen:
-      filters_seen.add(hash_filter.name)
-      graph = tf.compat.v1.get_default_graph()
-      with graph.colocate_with(None, ignore_existing=True), tf.device(
-          hash_filter.device):
-        delete_filter = tf.raw_ops.DestroyResourceOp(resource=hash_filter,
-                                                     ignore_lookup_error=True)
-    resets[id(table)] = _ResetOps(delete_table, delete_filter, exists)
+      resets[id(table)] = _ResetOps(
+          tf.raw_ops.DestroyResourceOp(resource=table.handle,
+                                       ignore_lookup_error=True),
+          hash_table_ops.is_hash_table_initialized(table.handle))
   return resets
 
 
 def _reset_tables(session: tf.compat.v1.Session, tables: List[MultiHashTable],
-                  resets: Dict[int, _ResetOps],
-                  with_filters: bool = False) -> None:
-  """Empties `tables` (with their hash filters if `with_filters`): deletes
-  their resources, then runs every table's initializer, which creates them
-  again, empty.
+                  resets: Dict[int, _ResetOps]) -> None:
+  """Empties `tables`: deletes their resources, then runs every table's
+  initializer, which creates them again, empty (with the hash filters they
+  had: `HashFilterCheckpointRestorerListener` empties those).
 
   Raises:
     tf.errors.FailedPreconditionError: a table is still in use elsewhere
       (an op of another session holds it), so it was not created again.
   """
   reset_ops = [_tensor_of_table(resets, t, "restorer") for t in tables]
-  deletes = [r.table for r in reset_ops]
-  if with_filters:
-    deletes += [r.hash_filter for r in reset_ops if r.hash_filter is not None]
-  if deletes:
-    session.run(deletes)
+  if reset_ops:
+    session.run([r.delete for r in reset_ops])
   session.run([t.initializer for t in _tables_run_by(session)])
   if not tables:
     return

@@ -9,6 +9,7 @@ also the master, as in the original's test.
 """
 
 import os
+import pathlib
 import traceback
 from typing import List, NamedTuple, Sequence
 
@@ -91,7 +92,10 @@ def _build_job(model_dir: str,
   basename = os.path.join(model_dir, "model.ckpt")
   restorer = basic_restore_hook.CheckpointRestorerHook(listeners=[
       multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
-          basename, ps_monitor=monitor, new_tables=new_tables)
+          basename, ps_monitor=monitor, new_tables=new_tables),
+      hash_filter_ops.HashFilterCheckpointRestorerListener(
+          basename, filters, enable_hash_filter=occurrence_threshold > 0,
+          ps_monitor=monitor),
   ])
   saver_hook = (save_utils.NoFirstSaveCheckpointSaverHook
                 if original_hooks else tf1.train.CheckpointSaverHook)(
@@ -288,7 +292,27 @@ def test_a_task_set_up_for_another_model_dir_is_not_set_up(tmp_path):
     with tf1.Session(servers[0].target, config=shared) as sess:
       assert unnamed.uninitialized_ps_tasks(sess) == {1}
       unnamed.setup_ps_initialized_state(sess)
-      assert job_b.uninitialized_ps_tasks(sess) == {1}
+      # Both: that job trained on PS 0 too.
+      assert job_b.uninitialized_ps_tasks(sess) == {0, 1}
+
+
+def test_tasks_set_up_before_fingerprints_take_the_next_jobs(tmp_path):
+  servers, _ = test_utils.create_test_ps_cluster(2)
+  shared = tf1.ConfigProto()
+  with tf.Graph().as_default():
+    job_a = save_utils.PsMonitor(2, str(tmp_path / "a"))
+    job_b = save_utils.PsMonitor(2, str(tmp_path / "b"))
+    forget_directory = _remove_monitor_keys(2, [2])
+    with tf1.Session(servers[0].target, config=shared) as sess:
+      job_a.setup_ps_initialized_state(sess)
+      sess.run(forget_directory)  # as an earlier version left them
+      # Not restored (rolled back) for lack of a fingerprint...
+      assert job_a.uninitialized_ps_tasks(sess) == set()
+      assert job_b.uninitialized_ps_tasks(sess) == set()
+      # ...and A's once A's setup ran.
+      job_a.setup_ps_initialized_state(sess)
+      assert job_a.uninitialized_ps_tasks(sess) == set()
+      assert job_b.uninitialized_ps_tasks(sess) == {0, 1}
 
 
 @pytest.mark.parametrize("original_hooks", [False, True])
@@ -459,6 +483,14 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="builder"):
       save_utils.PartialRecoverySaver(builder=None)
     assert save_utils.PsMonitor(0).num_ps == 0
+
+
+def test_model_dir_fingerprints():
+  fingerprint = save_utils.model_dir_fingerprint
+  assert fingerprint(None) == 0
+  assert fingerprint(pathlib.Path("/tmp/x")) == fingerprint("/tmp/x/")
+  assert fingerprint("hdfs://nn/x/") == fingerprint("hdfs://nn/x")
+  assert fingerprint("hdfs://nn/x") != fingerprint("hdfs://nn/y")
 
 
 @pytest.mark.parametrize("device, task", [

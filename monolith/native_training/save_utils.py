@@ -759,24 +759,30 @@ class StrictChiefSessionCreator(tf.compat.v1.train.SessionCreator):
 
 # PsMonitor's keys: the PS count a task was set up for, the generation of
 # its last setup, and the fingerprint of the model directory it was set up
-# for (0: none given).
+# for (0: none given; absent, read as _NO_FINGERPRINT: set up by a version
+# before fingerprints).
 _COUNT_KEY = 0
 _GENERATION_KEY = 1
 _MODEL_DIR_KEY = 2
+_NO_FINGERPRINT = -1
 
 
-def model_dir_fingerprint(model_dir: Optional[str]) -> int:
-  """A nonzero int64 naming `model_dir` (0 for None), the same for every
-  spelling of one directory that `_same_dir` takes as one."""
+def model_dir_fingerprint(model_dir: Optional[Union[str, os.PathLike]]) -> int:
+  """An int64 naming `model_dir`, neither 0 (None) nor -1 (none recorded),
+  the same for every spelling of one directory that `_same_dir` takes as
+  one."""
   if model_dir is None:
     return 0
+  if isinstance(model_dir, os.PathLike):
+    model_dir = os.fspath(model_dir)
   if not isinstance(model_dir, str) or not model_dir:
     raise ValueError(f"model_dir must be a non-empty string or None, got "
                      f"{model_dir!r}")
   path = (model_dir.rstrip("/") if "://" in model_dir else
           os.path.realpath(model_dir))
   digest = hashlib.sha256(path.encode("utf-8")).digest()
-  return int.from_bytes(digest[:8], "little", signed=True) or 1
+  fingerprint = int.from_bytes(digest[:8], "little", signed=True)
+  return 1 if fingerprint in (0, _NO_FINGERPRINT) else fingerprint
 
 
 def ps_monitor_table(ps_index: int) -> tf.Tensor:
@@ -784,7 +790,7 @@ def ps_monitor_table(ps_index: int) -> tf.Tensor:
   that task's device): key 0 maps to the PS count the task was set up for,
   key 1 to the generation of its last setup (none: set up by an earlier
   version, read as 0), key 2 to the fingerprint of the model directory it
-  was set up for (none, or 0: set up without one)."""
+  was set up for (0: set up without one; none: by an earlier version)."""
   return tf.raw_ops.MutableHashTableV2(key_dtype=tf.int64,
                                        value_dtype=tf.int64,
                                        shared_name=f"ps_monitor_{ps_index}",
@@ -814,7 +820,12 @@ class PsMonitor:
   for another directory (a new job started on PS tasks still running the
   tables of another, or of a job without one) counts as not set up: it is
   restored from this job's checkpoint, and where there is none, the
-  restorer listener empties its tables (`reset_ops`).
+  restorer listeners empty its tables and hash filters. A task set up
+  before fingerprints were written counts as set up for any directory, and
+  takes this job's at its setup. Every task of a job (the chief, and the
+  workers whose ready op waits on `report_uninitialized_ps`) needs the
+  same `model_dir`. A monitor without one writes 0 (no directory) at its
+  setups, so a job with a `model_dir` restores the tasks such a job used.
   Sessions must share the PS tasks' resources (the default; not
   `isolate_session_state`).
 
@@ -828,8 +839,8 @@ class PsMonitor:
   def __init__(self, ps_num: int, model_dir: Optional[str] = None):
     self._num_ps = utils.check_count(ps_num, "ps_num")
     fingerprint = model_dir_fingerprint(model_dir)
-    counts, generations, fingerprints = [], [], []
-    marks, generation_marks = [], []
+    counts, generations, self._fingerprints = [], [], []
+    marks, generation_marks, identity_marks = [], [], []
     graph = tf.compat.v1.get_default_graph()
     with tf.name_scope("ps_monitor"):
       # The generation a setup writes (fed).
@@ -849,30 +860,47 @@ class PsMonitor:
                       tf.constant(ps_num, tf.int64), self._new_generation,
                       tf.constant(fingerprint, tf.int64)
                   ])))
-          # A task kept as it is takes the generation only: restarted
-          # meanwhile, it still lacks the count.
+          # A task kept as it is takes the generation (and this job's
+          # directory) only: restarted meanwhile, it still lacks the count.
           generation_marks.append(
               tf.raw_ops.LookupTableInsertV2(
                   table_handle=table,
-                  keys=keys[1:2],
-                  values=tf.reshape(self._new_generation, [1])))
+                  keys=keys[1:],
+                  values=tf.stack([
+                      self._new_generation,
+                      tf.constant(fingerprint, tf.int64)
+                  ])))
+          identity_marks.append(
+              tf.raw_ops.LookupTableInsertV2(
+                  table_handle=table,
+                  keys=keys[2:],
+                  values=tf.constant([fingerprint], tf.int64)))
           found = tf.raw_ops.LookupTableFindV2(
               table_handle=table,
-              keys=keys,
+              keys=keys[:2],
               default_value=tf.constant(0, tf.int64))
           counts.append(found[0])
           generations.append(found[1])
-          fingerprints.append(found[2])
+          self._fingerprints.append(
+              tf.raw_ops.LookupTableFindV2(
+                  table_handle=table,
+                  keys=keys[2:],
+                  default_value=tf.constant(_NO_FINGERPRINT, tf.int64))[0])
+      self._fingerprint = fingerprint
       self._mark_ops = marks
       self._generation_mark_ops = generation_marks
+      self._identity_mark_ops = identity_marks
       if counts:
         self._generations = tf.stack(generations)
         self._set_up = tf.logical_and(
             tf.equal(tf.stack(counts), ps_num),
             tf.equal(self._generations, tf.reduce_max(self._generations)))
         if fingerprint:
+          found = tf.stack(self._fingerprints)
           self._set_up = tf.logical_and(
-              self._set_up, tf.equal(tf.stack(fingerprints), fingerprint))
+              self._set_up,
+              tf.logical_or(tf.equal(found, fingerprint),
+                            tf.equal(found, _NO_FINGERPRINT)))
       else:
         self._generations = tf.zeros([0], tf.int64)
         self._set_up = tf.zeros([0], tf.bool)
@@ -911,16 +939,19 @@ class PsMonitor:
   def _not_set_up(self, sess: tf.compat.v1.Session) -> Set[int]:
     """The PS tasks not set up for this PS count now (not counted as a
     look)."""
-    return self._not_set_up_and_generation(sess)[0]
+    return self._look(sess)[0]
 
-  def _not_set_up_and_generation(
-      self, sess: tf.compat.v1.Session) -> Tuple[Set[int], int]:
-    """`_not_set_up`, and the highest generation a task holds."""
+  def _look(self, sess: tf.compat.v1.Session
+           ) -> Tuple[Set[int], int, Set[int]]:
+    """`_not_set_up`, the highest generation a task holds, and the tasks
+    holding another directory's fingerprint than this monitor's."""
     if not self._num_ps:
-      return set(), 0
-    set_up, generations = sess.run((self._set_up, self._generations))
+      return set(), 0, set()
+    set_up, generations, fingerprints = sess.run(
+        (self._set_up, self._generations, self._fingerprints))
     return ({i for i, up in enumerate(set_up) if not up},
-            int(max(generations)))
+            int(max(generations)),
+            {i for i, f in enumerate(fingerprints) if f != self._fingerprint})
 
   def is_ps_uninitialized(self, sess: tf.compat.v1.Session,
                           device: str) -> bool:
@@ -954,11 +985,15 @@ class PsMonitor:
     seen = self._seen_by_every_look if self._looked_in(sess) else None
     self._seen_by_every_look = None
     self._looking_session = None
-    uninitialized, generation = self._not_set_up_and_generation(sess)
+    uninitialized, generation, other_directory = self._look(sess)
     if not uninitialized:
       # Every task holds this job's count and the highest generation: a new
       # one would only risk a write that reaches some tasks and not others
-      # (which would then look out of date).
+      # (which would then look out of date). Tasks set up before
+      # fingerprints (or, for a monitor without a directory, for one) take
+      # this job's.
+      if other_directory:
+        sess.run([self._identity_mark_ops[i] for i in sorted(other_directory)])
       return
     restored = uninitialized if seen is None else uninitialized & seen
     # Every task of the job gets the new generation; only those restored

@@ -60,6 +60,11 @@ class Admission {
   // beside an update).
   Filter& filter() { return *filter_; }
   std::mutex& mu() { return mu_; }
+  // Forgets every count (Filter::Clear), under mu().
+  void Clear() {
+    std::lock_guard<std::mutex> lock(mu_);
+    filter_->Clear();
+  }
   // Replaces the filter with |filter| (restored, of the same kind and
   // configuration), under mu().
   void ReplaceFilter(std::unique_ptr<Filter> filter) {

@@ -133,6 +133,9 @@ class Filter {
   // holds the filter's memory twice, not three times. The default (for
   // filters without splits) is Clone().
   virtual std::unique_ptr<Filter> CopyForRestore() const { return Clone(); }
+  // Forgets every count: the filter is then as a new one of its
+  // configuration. Stateless filters have nothing to forget.
+  virtual void Clear() {}
 
   // Writes split |split_idx| (0 <= split_idx < split_num()). The default
   // (stateless filters) returns InvalidArgument: they have no splits.

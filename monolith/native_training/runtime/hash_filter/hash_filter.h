@@ -107,7 +107,7 @@ class HashFilter : public Filter {
   // moves on to the next split).
   bool full() const { return num_elements_ + 1 >= capacity_; }
   // Empties every cell; zeroes the element and failure counts.
-  void Clear();
+  void Clear() override;
 
   double fill_rate() const { return fill_rate_; }
   uint64_t total_size() const { return total_size_; }

@@ -123,6 +123,13 @@ std::unique_ptr<Filter> SlidingHashFilter::CopyForRestore() const {
       new SlidingHashFilter(*this, HashFilter::NoCells()));
 }
 
+void SlidingHashFilter::Clear() {
+  for (const auto& split : splits_) split->Clear();
+  head_ = 0;
+  head_increment_ = 0;
+  failure_count_ = 0;
+}
+
 SlidingHashFilter::Position SlidingHashFilter::FindForward(
     FID fid, uint16_t sign) const {
   int split = head_;

@@ -100,6 +100,8 @@ class SlidingHashFilter : public Filter {
   uint64_t MemoryBytes() const override;
   std::unique_ptr<Filter> Clone() const override;
   std::unique_ptr<Filter> CopyForRestore() const override;
+  // Empties every split; the ring starts again at split 0.
+  void Clear() override;
 
   // Writes split |split_idx|: one HashFilterSplitMetaDump (the split's
   // failure_count, total_size, num_elements, fill_rate, and the ring's

@@ -272,6 +272,21 @@ TEST(SlidingHashFilterTest, CarriesCountsForwardAndForgetsOldSplits) {
   EXPECT_EQ(1u, filter->Get(a));
 }
 
+TEST(SlidingHashFilterTest, ClearIsANewFilter) {
+  auto filter = MakeFilter(2000, 5);  // 500 ids per split
+  const std::vector<FID> fids =
+      CollisionFreeFids(filter->split(0).total_size(), 500, 78);
+  const std::vector<FID> others(fids.begin() + 1, fids.begin() + 499);
+  filter->Add(fids[0], 3);
+  FillHead(filter.get(), others);  // the ring moved on
+  ASSERT_EQ(1, filter->head());
+  ASSERT_EQ(3u, filter->Get(fids[0]));
+  filter->Clear();
+  EXPECT_TRUE(*filter == *MakeFilter(2000, 5));
+  EXPECT_EQ(0u, filter->Get(fids[0]));
+  EXPECT_EQ(0u, filter->Add(fids[0], 1));
+}
+
 TEST(SlidingHashFilterTest, LooksForwardIntoTheNextSplitThenFails) {
   auto filter = MakeFilter(2000, 5);
   const uint64_t total = filter->split(0).total_size();

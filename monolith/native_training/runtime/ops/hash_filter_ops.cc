@@ -308,6 +308,24 @@ class HashFilterRestoreOp : public GuardedOpKernel {
   }
 };
 
+// Ours: forgets every count, as a restart would (restores call it where
+// there is nothing of this job's to restore).
+class HashFilterClearOp : public GuardedOpKernel {
+ public:
+  explicit HashFilterClearOp(OpKernelConstruction* ctx)
+      : GuardedOpKernel(ctx) {}
+
+  void ComputeUnguarded(OpKernelContext* ctx) override {
+    core::RefCountPtr<HashFilterResource> filter;
+    OP_REQUIRES_OK(ctx, LookupResourceInput(ctx, 0, "handle", &filter));
+    // Not beside a save, which would write some splits before and some
+    // after.
+    mutex_lock saving(filter->save_mu());
+    filter->admission().Clear();
+    ctx->set_output(0, ctx->input(0));
+  }
+};
+
 // Forward: the embeddings unchanged.
 class HashFilterInterceptGradientOp : public GuardedOpKernel {
  public:
@@ -465,6 +483,16 @@ REGISTER_OP("MonolithHashFilterRestore")
     .SetShapeFn(HandleAndBasenameShape);
 REGISTER_KERNEL_BUILDER(Name("MonolithHashFilterRestore").Device(DEVICE_CPU),
                         HashFilterRestoreOp);
+
+REGISTER_OP("MonolithHashFilterClear")
+    .Input("handle: resource")
+    .Output("output_handle: resource")
+    .SetShapeFn([](InferenceContext* c) {
+      TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"handle", 0}}));
+      return shape_inference::ScalarShape(c);
+    });
+REGISTER_KERNEL_BUILDER(Name("MonolithHashFilterClear").Device(DEVICE_CPU),
+                        HashFilterClearOp);
 
 REGISTER_OP("MonolithHashFilterInterceptGradient")
     .Input("filter_handle: resource")

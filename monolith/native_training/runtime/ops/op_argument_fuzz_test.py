@@ -121,6 +121,8 @@ def _valid_calls(workdir: str) -> Dict[str, _Call]:
           _Call({"basename": _str(os.path.join(workdir, "filter", "f"))}, {}),
       "MonolithHashFilterStats":
           _Call({}, {}),
+      "MonolithHashFilterClear":
+          _Call({}, {}),
       "MonolithHashFilterRestore":
           _Call({"basename": _str(os.path.join(workdir, "filter", "f"))}, {}),
       "MonolithHashFilterInterceptGradient":
