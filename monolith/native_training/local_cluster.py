@@ -320,6 +320,15 @@ def _cluster_spec() -> tf.train.ClusterSpec:
       host, _, port = address.rpartition(":")
       if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise app.UsageError(f"--{flag}: {address!r} is not host:port")
+  # The second task on an address could not listen (and would exit as for
+  # a port taken meanwhile, which a scheduler retries).
+  seen = set()
+  for address in ps_hosts + worker_hosts:
+    if address in seen:
+      raise app.UsageError(
+          f"{address} is listed twice in --ps_hosts and --worker_hosts: "
+          f"each task needs an address of its own")
+    seen.add(address)
   tasks = ps_hosts if FLAGS.task_type == "ps" else worker_hosts
   if not 0 <= FLAGS.task_index < len(tasks):
     raise app.UsageError(
@@ -865,6 +874,14 @@ def launch(argv: Sequence[str]) -> int:
   except tf.errors.OpError as e:
     raise app.UsageError(
         f"--model_dir {FLAGS.model_dir}: cannot create it: {e.message}")
+  probe = os.path.join(FLAGS.model_dir, f".local_cluster_probe-{os.getpid()}")
+  try:
+    with tf.io.gfile.GFile(probe, "w") as f:
+      f.write("")
+    tf.io.gfile.remove(probe)
+  except tf.errors.OpError as e:
+    raise app.UsageError(
+        f"--model_dir {FLAGS.model_dir}: cannot write in it: {e.message}")
   env = utils.launcher_env(os.environ)  # the tasks die with the launcher
   # The tasks import what this process imports (bazel's runfiles too).
   env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
@@ -998,9 +1015,10 @@ def _run_cluster(env: Dict[str, str], passed: List[str]) -> int:
 
 
 def _stop_workers_first(tasks: List[_Task]) -> None:
-  """SIGTERM to the workers, then waits up to --stop_grace_secs for them to
-  end their step and exit, the chief after its last save (the PS tasks
-  are still up for it)."""
+  """SIGTERM to the workers, the chief last, waiting up to
+  --stop_grace_secs in all for them to end their step and exit, the chief
+  after its last save (the PS tasks are still up for it), which then holds
+  every other worker's last step."""
   workers = [t for t in tasks if t.name.startswith("worker")]
   running = [t for t in workers if t.process.poll() is None]
   if not running:
@@ -1008,9 +1026,21 @@ def _stop_workers_first(tasks: List[_Task]) -> None:
   _say(f"local_cluster: stopping the workers first: the chief saves a "
        f"checkpoint (up to {FLAGS.stop_grace_secs} s; signal again to stop "
        "at once)")
-  for t in running:
+  deadline = time.monotonic() + FLAGS.stop_grace_secs
+  chief = [t for t in running if t.name == "worker0"]
+  others = [t for t in running if t.name != "worker0"]
+  for t in others:
     t.kill(signal.SIGTERM)
-  _wait_for_exits(running, FLAGS.stop_grace_secs)
+  _wait_for_exits(others, FLAGS.stop_grace_secs)
+  for t in chief:
+    t.kill(signal.SIGTERM)
+  _wait_for_exits(chief, max(deadline - time.monotonic(), 0.0))
+  late = [t.name for t in running if t.process.poll() is None]
+  if late:
+    _say(f"local_cluster: {', '.join(late)} still running after "
+         f"--stop_grace_secs={FLAGS.stop_grace_secs}: stopped at once (the "
+         "chief's last save may not have finished: the latest complete "
+         "checkpoint in --model_dir is what a rerun restores)")
 
 
 def _wait_for_exits(tasks: List[_Task], secs: float) -> None:

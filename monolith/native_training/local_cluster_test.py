@@ -527,7 +527,12 @@ def test_bad_flags_are_refused(tmp_path):
            "lists 1: 0 to 0)"),
           ("--task_type=ps --ps_hosts=127.0.0.1 "
            "--worker_hosts=127.0.0.1:2223",
-           "--ps_hosts: '127.0.0.1' is not host:port"))
+           "--ps_hosts: '127.0.0.1' is not host:port"),
+          ("--task_type=ps --ps_hosts=127.0.0.1:2222 "
+           "--worker_hosts=127.0.0.1:2223,127.0.0.1:2222",
+           "127.0.0.1:2222 is listed twice in --ps_hosts and "
+           "--worker_hosts"),
+          ("--model_dir=/proc", "--model_dir /proc: cannot write in it"))
   # Four at a time: each process spends its time importing TF.
   for first in range(0, len(cases), 4):
     batch = cases[first:first + 4]
