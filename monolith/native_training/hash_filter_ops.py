@@ -499,15 +499,16 @@ class HashFilterCheckpointRestorerListener(
 
   The filters it would restore (with a `ps_monitor`, those of the PS
   tasks it reports not set up; otherwise all) start empty where there is
-  nothing to restore them from: no checkpoint, or a checkpoint with no
-  filter file and no PS count record (saved with admission off, or with
-  stateless filters, which record none; a warning says admission counts
-  start over), or filters saved by another number of PS (a filter counts
-  the ids of its PS, id mod the PS count; tables re-route their entries,
-  filters cannot: a warning names both counts). So a task that kept running
-  another job's filters, or those of another PS count, does not admit by
-  their counts. Filters of tasks that kept running for this job keep their
-  counts. A checkpoint whose record counts PS tasks whose files are
+  nothing to restore them from: a checkpoint with no filter file and no PS
+  count record (saved with admission off, or with stateless filters, which
+  record none; a warning says admission counts start over), or filters
+  saved by another number of PS (a filter counts the ids of its PS, id mod
+  the PS count; tables re-route their entries, filters cannot: a warning
+  names both counts); with a `ps_monitor`, also where there is no
+  checkpoint, and before a restore (which skips a filter configured
+  otherwise than saved). So a task that kept running another job's
+  filters, or those of another PS count, does not admit by their counts.
+  Filters of tasks that kept running for this job keep their counts. A checkpoint whose record counts PS tasks whose files are
   missing fails the restore with NotFoundError naming them. A filter whose
   capacity or split count changed since the save is not restored (a
   warning from the restore op): it keeps what it holds, empty after a
@@ -573,7 +574,9 @@ class HashFilterCheckpointRestorerListener(
     if not ckpt_prefix:
       logging.info("No checkpoint in %s; hash filters are not restored.",
                    os.path.dirname(self._basename))
-      self._clear(session, chosen)
+      if self._ps_monitor is not None:
+        # As the tables' listener: without a monitor, none is emptied.
+        self._clear(session, chosen)
       return
     prefix = self._helper.get_ckpt_asset_dir(ckpt_prefix)
     if not tf.io.gfile.isdir(prefix):
@@ -600,6 +603,10 @@ class HashFilterCheckpointRestorerListener(
           prefix, saved, len(self._hash_filters))
       self._clear(session, chosen)
       return
+    if self._ps_monitor is not None and chosen:
+      # A task set up for another job keeps nothing of its counts, also
+      # where the restore op skips a filter configured otherwise.
+      session.run([self._clear_ops[i] for i in chosen])
     with save_utils.explaining_deadline(
         self._run_options, f"restoring the hash filters from {prefix}",
         "HashFilterCheckpointRestorerListener", "the restore ops still "

@@ -7,10 +7,11 @@ Without --task_type this is the launcher: it picks free loopback ports,
 starts one process per task (itself again, with --task_type, --task_index,
 --ps_hosts and --worker_hosts), prints their output prefixed by task, waits
 for the workers to finish, then stops the PS tasks. Ctrl-C, SIGTERM or
-SIGHUP (a lost terminal) stops the workers first (the chief saves a last checkpoint), then every task
-(each runs in its own process group, killed in a finally block; on Linux a
-task also dies with the launcher). With --task_type (and the
-hosts) it runs that one task, as on a real multi-machine cluster.
+SIGHUP (a lost terminal; not under nohup) stops the workers first, the
+chief last (it saves a last checkpoint), then every task (each runs in its
+own process group, killed in a finally block; on Linux a task also dies
+with the launcher). With --task_type (and the hosts) it runs that one task,
+as on a real multi-machine cluster.
 
 The model: `--num_slots` sparse slots of `--ids_per_slot` ids each,
 embedded (dim `--dim`, adagrad) on the PS tasks by
@@ -160,8 +161,11 @@ _CKPT_NAME = "model.ckpt"
 _LOSS_WINDOW = 10
 # What stops the launcher and the workers gracefully: Ctrl-C, a
 # scheduler's stop, a lost terminal or ssh session (whose default would end
-# the launcher without the chief's last save).
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# the launcher without the chief's last save), unless the process was
+# started ignoring SIGHUP (nohup) to outlive its terminal.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM) + (
+    () if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN else
+    (signal.SIGHUP,))
 
 
 # ----------------------------------------------------------------------------
@@ -822,6 +826,8 @@ class _Task:
                                     env=env,
                                     start_new_session=True)
     self._lock = lock
+    # A worker's summary line's rates: (examples/s, ids/s, ids/s per PS).
+    self.summary_rates: Optional[Tuple[float, float, List[float]]] = None
     self._thread = threading.Thread(target=self._pump, daemon=True)
     self._thread.start()
 
@@ -830,6 +836,10 @@ class _Task:
     # fills (nobody reading it) would block in its next print, forever.
     writable = True
     for line in iter(self.process.stdout.readline, b""):
+      rates = _SUMMARY_RATES.search(line)
+      if rates:
+        self.summary_rates = (float(rates[1]), float(rates[2]),
+                              [float(n) for n in rates[3].split()])
       if not writable or any(noise in line for noise in _STARTUP_NOISE):
         continue
       with self._lock:
@@ -847,6 +857,24 @@ class _Task:
 
   def join_output(self, timeout: float) -> None:
     self._thread.join(timeout)
+
+
+# The rates of a worker's summary line (WorkerProgress.summary).
+_SUMMARY_RATES = re.compile(rb": summary: .* examples/s (\d+) ids/s (\d+) "
+                            rb"ids/s per PS \[([\d ]*)\]")
+
+
+def _say_cluster_rates(workers: List[_Task]) -> None:
+  """Prints the sum of the workers' summary rates (they train at once)."""
+  rates = [t.summary_rates for t in workers if t.summary_rates]
+  if not rates:
+    return
+  per_ps = np.sum([r[2] for r in rates if len(r[2]) == len(rates[0][2])],
+                  axis=0)
+  _say(f"local_cluster: {len(rates)} of {len(workers)} workers' summaries: "
+       f"examples/s {sum(r[0] for r in rates):.0f} ids/s "
+       f"{sum(r[1] for r in rates):.0f} ids/s per PS "
+       f"[{' '.join(f'{n:.0f}' for n in per_ps)}]")
 
 
 def _say(line: str) -> None:
@@ -878,10 +906,12 @@ def launch(argv: Sequence[str]) -> int:
   try:
     with tf.io.gfile.GFile(probe, "w") as f:
       f.write("")
-    tf.io.gfile.remove(probe)
   except tf.errors.OpError as e:
     raise app.UsageError(
         f"--model_dir {FLAGS.model_dir}: cannot write in it: {e.message}")
+  finally:
+    with contextlib.suppress(tf.errors.OpError):
+      tf.io.gfile.remove(probe)
   env = utils.launcher_env(os.environ)  # the tasks die with the launcher
   # The tasks import what this process imports (bazel's runfiles too).
   env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
@@ -985,6 +1015,9 @@ def _run_cluster(env: Dict[str, str], passed: List[str]) -> int:
       # returncode as the poll above set it: a worker that failed since is
       # not taken for finished.
       if all(t.process.returncode is not None for t in workers):
+        for t in workers:
+          t.join_output(2.0)  # their summary lines
+        _say_cluster_rates(workers)
         _say(f"local_cluster: all {len(workers)} workers finished; "
              f"stopping {len(ps_tasks)} PS tasks")
         exit_code = 0
@@ -1031,16 +1064,18 @@ def _stop_workers_first(tasks: List[_Task]) -> None:
   others = [t for t in running if t.name != "worker0"]
   for t in others:
     t.kill(signal.SIGTERM)
-  _wait_for_exits(others, FLAGS.stop_grace_secs)
+  # At most half the grace: the chief's save needs its share.
+  _wait_for_exits(others, FLAGS.stop_grace_secs / 2)
   for t in chief:
     t.kill(signal.SIGTERM)
-  _wait_for_exits(chief, max(deadline - time.monotonic(), 0.0))
+  _wait_for_exits(running, max(deadline - time.monotonic(), 0.0))
   late = [t.name for t in running if t.process.poll() is None]
   if late:
     _say(f"local_cluster: {', '.join(late)} still running after "
-         f"--stop_grace_secs={FLAGS.stop_grace_secs}: stopped at once (the "
-         "chief's last save may not have finished: the latest complete "
-         "checkpoint in --model_dir is what a rerun restores)")
+         f"--stop_grace_secs={FLAGS.stop_grace_secs}: stopped at once" +
+         (" (the chief's last save may not have finished: a rerun restores "
+          "the latest complete checkpoint in --model_dir)"
+          if "worker0" in late else ""))
 
 
 def _wait_for_exits(tasks: List[_Task], secs: float) -> None:

@@ -191,6 +191,7 @@ def test_trains_checkpoints_and_stops_every_task(tmp_path):
   out = _run_to_the_end(model_dir, "--steps=1000", "--save_steps=500",
                         "--log_every_secs=0.1")
   assert "local_cluster: all 2 workers finished; stopping 2 PS tasks" in out
+  summed = [0.0, 0.0, 0.0]
   for i in range(2):
     assert re.search(rf"\[ps{i}\] ps {i}: serving grpc://127\.0\.0\.1:\d+",
                      out), out
@@ -206,6 +207,14 @@ def test_trains_checkpoints_and_stops_every_task(tmp_path):
     # Each PS serves the distinct ids that live on it: fewer than all ids
     # (vocab 100: most repeat within a step).
     assert 0 < ps0 and 0 < ps1 and ps0 + ps1 < ids_per_s, summary
+    summed = [s + x for s, x in zip(summed, (ids_per_s, ps0, ps1))]
+  # The cluster's rates: the workers' summed (each rounded: +-1).
+  cluster = re.search(
+      r"local_cluster: 2 of 2 workers' summaries: examples/s \d+ ids/s "
+      r"(\d+) ids/s per PS \[(\d+) (\d+)\]", out)
+  assert cluster, out
+  for got, want in zip((float(x) for x in cluster.groups()), summed):
+    assert abs(got - want) <= 1, (cluster[0], summed)
   firsts = _floats(r"loss_first ([\d.]+)", out)
   lasts = _floats(r"loss_last ([\d.]+)", out)
   assert len(firsts) == len(lasts) == 2

@@ -2321,14 +2321,14 @@ class MultiHashTableCheckpointRestorerListener(
     (or the one whose step the session restored, see
     `save_utils.restored_checkpoint`).
 
-    Without a checkpoint in the basename's directory, the tables it would
-    restore start empty instead (emptied): with a `ps_monitor`, those of the
+    Without a checkpoint in the basename's directory, with a `ps_monitor`,
+    the tables it would restore start empty instead (emptied): those of the
     PS tasks it finds not set up, e.g. set up for another job (its
     `model_dir`) or PS count (a new job on PS tasks still running another's
     tables), and of devices off the PS job (a worker's own tables, which
-    would roll back to a checkpoint); without one, all.
-    `HashFilterCheckpointRestorerListener` does the same for the hash
-    filters.
+    would roll back to a checkpoint). `HashFilterCheckpointRestorerListener`
+    does the same for the hash filters. Without a monitor it logs that
+    there is no checkpoint and changes nothing.
 
     Args:
       session: the session to run the restore in.
@@ -2437,9 +2437,15 @@ class MultiHashTableCheckpointRestorerListener(
           asset_dir)
     restore_ops = [op for t, op in restore_ops if id(t) not in started_empty]
     # A new table of a PS task that kept running (set up for another PS
-    # count or job) may hold entries already.
-    _reset_tables(session, [t for t in tables if id(t) in started_empty],
-                  self._reset_ops_per_device)
+    # count or job) may hold entries already. (Without a monitor, tables
+    # are not deleted: see _reset.)
+    _reset_tables(
+        session,
+        [
+            t for t in tables
+            if id(t) in started_empty and uninitialized is not None
+        ],
+        self._reset_ops_per_device)
     start = time.monotonic()
     with save_utils.explaining_deadline(
         self._run_options, f"restoring the hash tables from {ckpt_prefix}",
@@ -2454,12 +2460,13 @@ class MultiHashTableCheckpointRestorerListener(
 
   def _reset(self, session: tf.compat.v1.Session,
              uninitialized: Optional[Set[int]]) -> None:
-    """Empties the tables it would restore (there is no checkpoint to
-    restore them from): with a monitor, those of the devices it says need
-    a restore (`uninitialized`); otherwise all."""
+    """Empties the tables the monitor says need a restore (`uninitialized`;
+    there is no checkpoint to restore them from). Without a monitor, none:
+    every table may be in use by workers that kept training, whose ops
+    would not find a table deleted under them."""
     tables = [
         t for t in _tables_run_by(session)
-        if uninitialized is None or
+        if uninitialized is not None and
         self._ps_monitor.needs_restore(t.handle.device, uninitialized)
     ]
     logging.info(

@@ -73,9 +73,11 @@ def _build_job(model_dir: str,
     v1 = tf1.Variable(0, name="v1")
   thresholds = embedding_hash_table_pb2.SlotOccurrenceThresholdConfig(
       default_occurrence_threshold=occurrence_threshold)
-  filters = hash_filter_ops.create_hash_filters(
-      2, occurrence_threshold > 0, thresholds.SerializeToString(), filter_capacity=1000,
-      filter_split_num=5)
+  filters = hash_filter_ops.create_hash_filters(2,
+                                                occurrence_threshold > 0,
+                                                thresholds.SerializeToString(),
+                                                filter_capacity=1000,
+                                                filter_split_num=5)
   table = distributed_ps_factory.create_native_multi_hash_table(
       2, {"slot": test_utils.generate_test_hash_table_config(1)},
       hash_filters=filters)

@@ -53,7 +53,8 @@ tells which PS tasks lost their state (a restarted process starts empty),
 checkpoint, `MultiHashTableCheckpointRestorerListener(basename, ps_monitor)`
 only their tables, and `PsInitializedStateHook` (or
 `NoFirstSaveCheckpointSaverHook` with a `PartialRecoverySaver`, as in the
-original) then marks every task initialized. The other tasks keep what they learnt since that checkpoint.
+original) then marks every task initialized. The other tasks keep what they
+learnt since that checkpoint.
 
 `latest_checkpoint` and `StrictChiefSessionCreator` read the "checkpoint"
 state file strictly: TF's `tf.train.latest_checkpoint` (and the
@@ -836,7 +837,9 @@ class PsMonitor:
       set them up).
   """
 
-  def __init__(self, ps_num: int, model_dir: Optional[str] = None):
+  def __init__(self,
+               ps_num: int,
+               model_dir: Optional[Union[str, os.PathLike]] = None):
     self._num_ps = utils.check_count(ps_num, "ps_num")
     fingerprint = model_dir_fingerprint(model_dir)
     counts, generations, self._fingerprints = [], [], []

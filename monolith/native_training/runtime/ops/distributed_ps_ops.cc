@@ -1008,13 +1008,6 @@ class LookupFloat16Op : public GuardedOpKernel {
                          halfs + offsets[piece.table] +
                              (piece.begin - split(piece.table)) *
                                  table.DimSize());
-      // Kept for the thread's next piece, up to 256 KiB: wide tables'
-      // pieces (2 MiB at dim 1024) would stay on every worker thread.
-      constexpr size_t kKeptFloats = size_t{1} << 16;
-      if (buffer.capacity() > kKeptFloats) {
-        buffer.clear();
-        buffer.shrink_to_fit();
-      }
     });
   }
 };
