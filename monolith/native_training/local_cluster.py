@@ -650,6 +650,18 @@ def _hooks(model: Model, index: int) -> List[tf1.train.SessionRunHook]:
   ]
 
 
+def _shape_mismatch(checkpoint: str) -> str:
+  """The first variable of the default graph whose shape in `checkpoint`
+  differs, described; "" if none does."""
+  saved = dict(tf.train.list_variables(checkpoint))
+  for variable in tf1.global_variables():
+    name = variable.op.name
+    shape = variable.shape.as_list()
+    if name in saved and list(saved[name]) != shape:
+      return f"{name} is {list(saved[name])} there, {shape} here"
+  return ""
+
+
 def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
   """Trains as worker `index` until the global step reaches --steps."""
   num_ps = cluster.num_tasks(utils.PS_JOB_NAME)
@@ -663,11 +675,19 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
   with tf.Graph().as_default():
     model = Model(num_ps, worker_device, cluster)
     if is_chief:
-      tf.io.gfile.makedirs(FLAGS.model_dir)
       try:
+        tf.io.gfile.makedirs(FLAGS.model_dir)
         latest = save_utils.latest_checkpoint(FLAGS.model_dir)
+        mismatch = latest and _shape_mismatch(latest)
       except tf.errors.OpError as e:
         print(f"worker {index}: cannot resume: {e.message}", flush=True)
+        return 1
+      if mismatch:
+        # Else the restore fails naming the PS tasks holding the variables.
+        print(f"worker {index}: cannot resume from {latest}: it was written "
+              f"by a model of other flags (--num_slots, --dim, --hidden): "
+              f"{mismatch}. Train it with the flags it was written with, or "
+              f"use another --model_dir", flush=True)
         return 1
       if latest:
         print(f"worker {index}: resuming from {latest}", flush=True)

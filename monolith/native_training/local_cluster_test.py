@@ -261,6 +261,19 @@ def test_trains_checkpoints_and_stops_every_task(tmp_path):
                                     "global_step")) == done
   assert _no_tasks_left(model_dir) == []
 
+  # With another --dim the chief says why it cannot resume (the restore's
+  # own error named the PS tasks holding the variables).
+  launcher = _launch(model_dir, f"--steps={done + 100}", "--dim=4")
+  try:
+    out = launcher.communicate(timeout=240)[0].decode(errors="replace")
+  finally:
+    launcher.kill()
+  assert launcher.returncode == 1, out
+  assert re.search(r"worker 0: cannot resume from \S+: it was written by a "
+                   r"model of other flags \(--num_slots, --dim, --hidden\): "
+                   r"\S+ is \[\d+, \d+\] there, \[\d+, \d+\] here", out), out
+  assert _no_tasks_left(model_dir) == []
+
 
 def test_killed_ps_is_restarted_and_restored(tmp_path):
   model_dir = str(tmp_path / "ctr")
