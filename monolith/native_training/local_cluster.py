@@ -651,13 +651,15 @@ def _hooks(model: Model, index: int) -> List[tf1.train.SessionRunHook]:
 
 
 def _shape_mismatch(checkpoint: str) -> str:
-  """The first variable of the default graph whose shape in `checkpoint`
-  differs, described; "" if none does."""
+  """The first variable of the default graph that `checkpoint` lacks or
+  holds in another shape, described; "" if none."""
   saved = dict(tf.train.list_variables(checkpoint))
   for variable in tf1.global_variables():
     name = variable.op.name
     shape = variable.shape.as_list()
-    if name in saved and list(saved[name]) != shape:
+    if name not in saved:
+      return f"{name} is not in it"
+    if list(saved[name]) != shape:
       return f"{name} is {list(saved[name])} there, {shape} here"
   return ""
 
@@ -685,9 +687,9 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
       if mismatch:
         # Else the restore fails naming the PS tasks holding the variables.
         print(f"worker {index}: cannot resume from {latest}: it was written "
-              f"by a model of other flags (--num_slots, --dim, --hidden): "
-              f"{mismatch}. Train it with the flags it was written with, or "
-              f"use another --model_dir", flush=True)
+              f"by another model, or of other flags (--num_slots, --dim, "
+              f"--hidden): {mismatch}. Train it with the flags it was "
+              f"written with, or use another --model_dir", flush=True)
         return 1
       if latest:
         print(f"worker {index}: resuming from {latest}", flush=True)
@@ -879,18 +881,18 @@ class _Task:
     self._thread.join(timeout)
 
 
-# The rates of a worker's summary line (WorkerProgress.summary).
+# The rates of a worker's summary line (_Progress.summary).
 _SUMMARY_RATES = re.compile(rb": summary: .* examples/s (\d+) ids/s (\d+) "
                             rb"ids/s per PS \[([\d ]*)\]")
 
 
 def _say_cluster_rates(workers: List[_Task]) -> None:
-  """Prints the sum of the workers' summary rates (they train at once)."""
+  """Prints the sum of the workers' summary rates (each over its own time
+  from its first step: an estimate of the cluster's)."""
   rates = [t.summary_rates for t in workers if t.summary_rates]
   if not rates:
     return
-  per_ps = np.sum([r[2] for r in rates if len(r[2]) == len(rates[0][2])],
-                  axis=0)
+  per_ps = np.sum([r[2] for r in rates], axis=0)
   _say(f"local_cluster: {len(rates)} of {len(workers)} workers' summaries: "
        f"examples/s {sum(r[0] for r in rates):.0f} ids/s "
        f"{sum(r[1] for r in rates):.0f} ids/s per PS "
@@ -1076,9 +1078,10 @@ def _stop_workers_first(tasks: List[_Task]) -> None:
   running = [t for t in workers if t.process.poll() is None]
   if not running:
     return
-  _say(f"local_cluster: stopping the workers first: the chief saves a "
-       f"checkpoint (up to {FLAGS.stop_grace_secs} s; signal again to stop "
-       "at once)")
+  saving = any(t.name == "worker0" for t in running)
+  _say(f"local_cluster: stopping the workers first"
+       f"{': the chief saves a checkpoint' if saving else ''} (up to "
+       f"{FLAGS.stop_grace_secs} s; signal again to stop at once)")
   deadline = time.monotonic() + FLAGS.stop_grace_secs
   chief = [t for t in running if t.name == "worker0"]
   others = [t for t in running if t.name != "worker0"]

@@ -208,13 +208,12 @@ def test_trains_checkpoints_and_stops_every_task(tmp_path):
     # (vocab 100: most repeat within a step).
     assert 0 < ps0 and 0 < ps1 and ps0 + ps1 < ids_per_s, summary
     summed = [s + x for s, x in zip(summed, (ids_per_s, ps0, ps1))]
-  # The cluster's rates: the workers' summed (each rounded: +-1).
+  # The cluster's rates: the workers' summed.
   cluster = re.search(
       r"local_cluster: 2 of 2 workers' summaries: examples/s \d+ ids/s "
       r"(\d+) ids/s per PS \[(\d+) (\d+)\]", out)
   assert cluster, out
-  for got, want in zip((float(x) for x in cluster.groups()), summed):
-    assert abs(got - want) <= 1, (cluster[0], summed)
+  assert [float(x) for x in cluster.groups()] == summed, (cluster[0], summed)
   firsts = _floats(r"loss_first ([\d.]+)", out)
   lasts = _floats(r"loss_last ([\d.]+)", out)
   assert len(firsts) == len(lasts) == 2
@@ -269,9 +268,12 @@ def test_trains_checkpoints_and_stops_every_task(tmp_path):
   finally:
     launcher.kill()
   assert launcher.returncode == 1, out
-  assert re.search(r"worker 0: cannot resume from \S+: it was written by a "
-                   r"model of other flags \(--num_slots, --dim, --hidden\): "
-                   r"\S+ is \[\d+, \d+\] there, \[\d+, \d+\] here", out), out
+  assert re.search(r"worker 0: cannot resume from \S+: it was written by "
+                   r"another model, or of other flags \(--num_slots, --dim, "
+                   r"--hidden\): \S+ is \[\d+, \d+\] there, "
+                   r"\[\d+, \d+\] here", out), out
+  # (The chief had exited: no save of its is announced.)
+  assert "stopping the workers first (up to" in out, out
   assert _no_tasks_left(model_dir) == []
 
 
