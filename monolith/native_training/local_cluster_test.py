@@ -596,6 +596,10 @@ def test_sigterm_stops_every_task(tmp_path):
   stopped = re.search(r"worker 0: got SIGTERM; stopping after (\d+) steps "
                       r"\(saving a checkpoint first\)", out)
   assert stopped and int(stopped.group(1)) > 0, out
+  # The chief is stopped last (worker 1, if it had a session to stop,
+  # first), so its save holds worker 1's last step.
+  worker1_stop = out.find("worker 1: got SIGTERM")
+  assert worker1_stop < stopped.start(), out
   assert f"local_cluster: stopped; exit code {128 + signal.SIGTERM}" in out
   assert _no_tasks_left(model_dir) == []
   # The last save holds the steps trained (global step past 0).
