@@ -111,16 +111,6 @@ class ShardReadLock {
   std::shared_lock<std::shared_mutex> lock_;
 };
 
-// Parses a checkpoint record into |dump|: DataLoss if it is not an
-// EntryDump.
-Status ParseRecord(const char* record, size_t size, EntryDump* dump) {
-  if (!dump->ParseFromArray(record, static_cast<int>(size))) {
-    return DataLossError("a record of " + std::to_string(size) +
-                         " bytes is not an EntryDump");
-  }
-  return Status::OK();
-}
-
 }  // namespace
 
 // Ids of one chunk, ordered by shard (stably), with their hashes and the
@@ -1181,9 +1171,7 @@ Status EmbeddingHashTable::ReadOrParseRecord(const char* record, size_t size,
       accessor_->ReadRecord(record, size, entry, &in_place->id,
                             &in_place->time, &in_place->all_zero, state);
   if (in_place->read) return Status::OK();
-  MONOLITH_RETURN_IF_ERROR(ParseRecord(record, size, dump));
-  if (state == RestoredState::kValuesOnly) dump->clear_opt();
-  return Status::OK();
+  return ParseRecord(record, size, dump, state);
 }
 
 Status EmbeddingHashTable::RestoreRecord(const char* record, size_t size,

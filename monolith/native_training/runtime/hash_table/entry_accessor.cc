@@ -464,6 +464,16 @@ bool EntryAccessor::ReadDump(const char* fields, size_t size,
   return true;
 }
 
+Status ParseRecord(const char* record, size_t size, EntryDump* dump,
+                   RestoredState state) {
+  if (!dump->ParseFromArray(record, static_cast<int>(size))) {
+    return DataLossError("a record of " + std::to_string(size) +
+                         " bytes is not an EntryDump");
+  }
+  if (state == RestoredState::kValuesOnly) dump->clear_opt();
+  return Status::OK();
+}
+
 std::vector<uint32_t> EntryAccessor::SegmentDims() const {
   std::vector<uint32_t> dims;
   for (const Segment& seg : segments_) {

@@ -57,6 +57,12 @@ enum class RestoredState {
   kValuesOnly,
 };
 
+// Parses a checkpoint record (one EntryAccessor::ReadRecord did not read)
+// into |dump|: DataLoss if it is not an EntryDump. kValuesOnly drops its
+// optimizer state (opt), which Restore then starts as a new entry's.
+Status ParseRecord(const char* record, size_t size, EntryDump* dump,
+                   RestoredState state = RestoredState::kAll);
+
 class EntryAccessor {
  public:
   // Validates |config| (at least one segment, positive dims, initializer and
@@ -124,8 +130,8 @@ class EntryAccessor {
   // layout without parsing it (TRAINING: when ReadDump can; SERVING: the
   // values, the optimizer state skipped), and |values_all_zero| when the
   // embedding is all zeros. False for any other record, and for every
-  // record of a TRAINING entry restored kValuesOnly: parse it (dropping its
-  // opt field for kValuesOnly) and call Restore.
+  // record of a TRAINING entry restored kValuesOnly: ParseRecord it (with
+  // the same state) and call Restore.
   bool ReadRecord(const char* record, size_t size, void* entry, int64_t* id,
                   uint64_t* update_time, bool* values_all_zero,
                   RestoredState state = RestoredState::kAll) const;

@@ -38,11 +38,8 @@ Status GpuRowRecords::Read(std::string_view record, EntryDump* scratch,
                ClampUpdateTime(static_cast<int64_t>(time)));
     return Status::OK();
   }
-  if (!scratch->ParseFromArray(record.data(), static_cast<int>(record.size()))) {
-    return DataLossError("a record of " + std::to_string(record.size()) +
-                         " bytes is not an EntryDump");
-  }
-  if (state == RestoredState::kValuesOnly) scratch->clear_opt();
+  MONOLITH_RETURN_IF_ERROR(
+      ParseRecord(record.data(), record.size(), scratch, state));
   MONOLITH_RETURN_IF_ERROR(accessor_->Restore(*scratch, row));
   *id = scratch->id();
   SetRowTime(row, spec_.entry_floats,
