@@ -508,11 +508,12 @@ class HashFilterCheckpointRestorerListener(
   checkpoint, and before a restore (which skips a filter configured
   otherwise than saved). So a task that kept running another job's
   filters, or those of another PS count, does not admit by their counts.
-  Filters of tasks that kept running for this job keep their counts. A checkpoint whose record counts PS tasks whose files are
-  missing fails the restore with NotFoundError naming them. A filter whose
-  capacity or split count changed since the save is not restored (a
-  warning from the restore op): it keeps what it holds, empty after a
-  restart, so a filter can be resized.
+  Filters of tasks that kept running for this job keep their counts. A
+  checkpoint whose record counts PS tasks whose files are missing fails the
+  restore with NotFoundError naming them. A filter whose capacity or split
+  count changed since the save is not restored (a warning from the restore
+  op): it keeps what it holds, empty after a restart, so a filter can be
+  resized.
 
   Args:
     basename: the checkpoint basename.
@@ -551,10 +552,15 @@ class HashFilterCheckpointRestorerListener(
         with tf.device(hash_filter.device):
           self._clear_ops.append(clear_hash_filter(hash_filter).op)
 
-  def _clear(self, session: tf.compat.v1.Session, chosen: List[int]) -> None:
-    """Empties the filters `chosen` (indices)."""
-    if chosen:
-      session.run([self._clear_ops[i] for i in chosen])
+  def _clear(self,
+             session: tf.compat.v1.Session,
+             chosen: List[int],
+             log: bool = True) -> None:
+    """Empties the filters `chosen` (indices), saying so if `log`."""
+    if not chosen:
+      return
+    session.run([self._clear_ops[i] for i in chosen])
+    if log:
       logging.info("Hash filters %s start empty.",
                    ", ".join(filter_name(self._hash_filters[i])
                              for i in chosen))
@@ -603,10 +609,10 @@ class HashFilterCheckpointRestorerListener(
           prefix, saved, len(self._hash_filters))
       self._clear(session, chosen)
       return
-    if self._ps_monitor is not None and chosen:
+    if self._ps_monitor is not None:
       # A task set up for another job keeps nothing of its counts, also
       # where the restore op skips a filter configured otherwise.
-      session.run([self._clear_ops[i] for i in chosen])
+      self._clear(session, chosen, log=False)
     with save_utils.explaining_deadline(
         self._run_options, f"restoring the hash filters from {prefix}",
         "HashFilterCheckpointRestorerListener", "the restore ops still "

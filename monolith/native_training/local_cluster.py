@@ -1078,13 +1078,12 @@ def _stop_workers_first(tasks: List[_Task]) -> None:
   running = [t for t in workers if t.process.poll() is None]
   if not running:
     return
-  saving = any(t.name == "worker0" for t in running)
+  chief = [t for t in running if t is workers[0]]
+  others = [t for t in running if t is not workers[0]]
   _say(f"local_cluster: stopping the workers first"
-       f"{': the chief saves a checkpoint' if saving else ''} (up to "
+       f"{': the chief saves a checkpoint' if chief else ''} (up to "
        f"{FLAGS.stop_grace_secs} s; signal again to stop at once)")
   deadline = time.monotonic() + FLAGS.stop_grace_secs
-  chief = [t for t in running if t.name == "worker0"]
-  others = [t for t in running if t.name != "worker0"]
   for t in others:
     t.kill(signal.SIGTERM)
   # At most half the grace: the chief's save needs its share.
@@ -1092,13 +1091,13 @@ def _stop_workers_first(tasks: List[_Task]) -> None:
   for t in chief:
     t.kill(signal.SIGTERM)
   _wait_for_exits(running, max(deadline - time.monotonic(), 0.0))
-  late = [t.name for t in running if t.process.poll() is None]
+  late = [t for t in running if t.process.poll() is None]
   if late:
-    _say(f"local_cluster: {', '.join(late)} still running after "
-         f"--stop_grace_secs={FLAGS.stop_grace_secs}: stopped at once" +
+    _say(f"local_cluster: {', '.join(t.name for t in late)} still running "
+         f"after --stop_grace_secs={FLAGS.stop_grace_secs}: stopped at once" +
          (" (the chief's last save may not have finished: a rerun restores "
           "the latest complete checkpoint in --model_dir)"
-          if "worker0" in late else ""))
+          if chief and chief[0] in late else ""))
 
 
 def _wait_for_exits(tasks: List[_Task], secs: float) -> None:

@@ -2314,7 +2314,7 @@ class MultiHashTableCheckpointRestorerListener(
           f"graph holds (their tables: {sorted(slots)})")
     self._table_id_to_placeholder = {}
     self._restore_ops_per_device = self._build_restore_graph()
-    self._reset_ops_per_device = _build_reset_graph()
+    self._reset_ops = _build_reset_graph()
 
   def before_restore(self, session: tf.compat.v1.Session) -> None:
     """Creates the tables and restores them from the latest checkpoint
@@ -2440,12 +2440,8 @@ class MultiHashTableCheckpointRestorerListener(
     # count or job) may hold entries already. (Without a monitor, tables
     # are not deleted: see _reset.)
     _reset_tables(
-        session,
-        [
-            t for t in tables
-            if id(t) in started_empty and uninitialized is not None
-        ],
-        self._reset_ops_per_device)
+        session, [t for t in tables if id(t) in started_empty]
+        if uninitialized is not None else [], self._reset_ops)
     start = time.monotonic()
     with save_utils.explaining_deadline(
         self._run_options, f"restoring the hash tables from {ckpt_prefix}",
@@ -2474,7 +2470,7 @@ class MultiHashTableCheckpointRestorerListener(
         os.path.dirname(self._basename),
         ": " + ", ".join(t.shared_name for t in tables) + " start empty"
         if tables else "")
-    _reset_tables(session, tables, self._reset_ops_per_device)
+    _reset_tables(session, tables, self._reset_ops)
 
   def _build_restore_graph(
       self) -> Dict[str, List[Tuple["MultiHashTable", tf.Operation]]]:
