@@ -624,4 +624,4 @@ class HashFilterCheckpointRestorerListener(
     # than the one saved.
     logging.info(
         "Restored %d hash filters from %s (any configured otherwise than "
-        "saved keep their counts: see the warnings).", len(chosen), prefix)
+        "saved are not restored: see the warnings).", len(chosen), prefix)
