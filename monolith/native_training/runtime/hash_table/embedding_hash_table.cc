@@ -249,8 +249,8 @@ Status EmbeddingHashTable::Create(const EmbeddingHashTableConfig& config,
   const uint64_t capacity = ShardCapacityFor(config.initial_capacity());
   result->init_seed_ = seed;
   // The hash seed follows the seed too (a graph-level seed fixes where ids
-  // go), mixed so that it is none of the segments' seeds (seed + i).
-  result->hash_seed_ = RandomEngine(seed)();
+  // go).
+  result->hash_seed_ = TableHashSeed(seed);
   try {
     for (int s = 0; s < kNumShards; ++s) {
       result->shards_[s].Init(result->pool_.get(), result->stride_, capacity);

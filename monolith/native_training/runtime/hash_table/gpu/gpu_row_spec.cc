@@ -5,6 +5,7 @@
 
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
 #include "monolith/native_training/runtime/hash_table/entry_accessor.h"
+#include "monolith/native_training/runtime/hash_table/initializer/initializer_interface.h"
 
 namespace monolith {
 namespace hash_table {
@@ -136,8 +137,13 @@ Status GpuRowTableSpecFor(const EntryConfig& config, uint64_t seed,
                           GpuRowTableSpec* spec) {
   std::unique_ptr<EntryAccessor> accessor;
   MONOLITH_RETURN_IF_ERROR(EntryAccessor::Create(config, &accessor));
-  if (accessor->serving()) return ServingSpecFor(config, *accessor, spec);
+  if (accessor->serving()) {
+    MONOLITH_RETURN_IF_ERROR(ServingSpecFor(config, *accessor, spec));
+    spec->hash_seed = TableHashSeed(seed);
+    return Status::OK();
+  }
   GpuRowTableSpec result;
+  result.hash_seed = TableHashSeed(seed);
   result.value_floats = accessor->DimSize();
   int state = result.value_floats;
   for (int i = 0; i < config.segments_size(); ++i) {

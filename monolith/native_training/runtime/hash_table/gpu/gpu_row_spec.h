@@ -129,6 +129,9 @@ struct GpuRowTableSpec {
   // max_load.
   int64_t initial_capacity = 1 << 16;
   float max_load = 0.6f;
+  // MixId(id, hash_seed) picks an id's home bucket: TableHashSeed of the
+  // table's seed, as the CPU table's shards and slots.
+  uint64_t hash_seed = 0;
   // The CUDA device the table lives on; every call makes it current.
   int device = 0;
 };
@@ -193,7 +196,7 @@ inline Status CheckGpuRowTableSpec(const GpuRowTableSpec& spec) {
 // The spec of a table of |config| entries (TRAINING: sgd, adagrad, adam and
 // ftrl segments with zeros, ones, constants or random_uniform initializers,
 // no warmup_steps; SERVING: fp16 and fp32 compressors), with |seed| for
-// random initializers. InvalidArgument naming the segment for anything
+// random initializers and the hash seed. InvalidArgument naming the segment for anything
 // else. The row layout is checked against
 // the CPU engine's EntryAccessor for the same config.
 Status GpuRowTableSpecFor(const EntryConfig& config, uint64_t seed,

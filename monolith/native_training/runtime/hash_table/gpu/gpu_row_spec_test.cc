@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
 #include "monolith/native_training/runtime/hash_table/entry_accessor.h"
+#include "monolith/native_training/runtime/hash_table/initializer/initializer_interface.h"
 
 namespace monolith {
 namespace hash_table {
@@ -292,6 +293,32 @@ TEST(GpuRowSpecTest, RandomUniformValuesAreInRangeAndFollowTheId) {
     EXPECT_FLOAT_EQ(a[64 + c], 0.1f);  // adagrad's default accumulator
   }
   EXPECT_NEAR(sum / 64, -0.125, 0.1);
+}
+
+// The map's buckets come from MixId(id, hash_seed): a seed of the table's
+// own, so ids chosen to share a home bucket under one seed (the unseeded
+// hash can be inverted) do not under another.
+TEST(GpuRowSpecTest, TheHashSeedFollowsTheTableSeed) {
+  for (const char* config : {R"pb(segments {
+                                    dim_size: 4
+                                    init_config { zeros {} }
+                                    opt_config { adagrad {} }
+                                  })pb",
+                             R"pb(segments {
+                                    dim_size: 4
+                                    comp_config { fp16 {} }
+                                  }
+                                  entry_type: SERVING)pb"}) {
+    GpuRowTableSpec a, again, other;
+    for (auto [seed, spec] : {std::pair(7, &a), {7, &again}, {8, &other}}) {
+      const Status s = GpuRowTableSpecFor(Parse(config), seed, spec);
+      ASSERT_TRUE(s.ok()) << s.ToString();
+    }
+    EXPECT_EQ(a.hash_seed, TableHashSeed(7)) << config;
+    EXPECT_EQ(again.hash_seed, a.hash_seed) << config;
+    EXPECT_NE(other.hash_seed, a.hash_seed) << config;
+    EXPECT_NE(a.hash_seed, 0u) << config;
+  }
 }
 
 TEST(GpuRowSpecTest, RandomUniformValuesAreTheCpuTablesToAFloatsPrecision) {

@@ -70,6 +70,7 @@ struct MapView {
   int64_t* ids = nullptr;  // capacity, kEmptySlotId where free
   float* rows = nullptr;   // capacity * row_stride
   int64_t num_buckets = 0;
+  uint64_t hash_seed = 0;  // GpuRowTableSpec::hash_seed
   int row_floats = 0;
   int row_stride = 0;  // RowStride(row_floats)
 
@@ -93,7 +94,7 @@ struct MapView {
   __device__ int64_t Probe(const Tile& tile, int64_t id, bool* fresh) const {
     const int lane = tile.thread_rank();
     int64_t bucket = static_cast<int64_t>(
-        __umul64hi(MixId(id), static_cast<uint64_t>(num_buckets)));
+        __umul64hi(MixId(id, hash_seed), static_cast<uint64_t>(num_buckets)));
     for (int64_t probes = 0; probes < num_buckets;) {
       // Inserts read past L1 (other tiles claim slots meanwhile); lookups
       // run while nothing writes.
@@ -827,6 +828,7 @@ class StreamMark {
 struct OwnedMap {
   int64_t capacity = 0;  // slots, a multiple of kBucketSlots
   int row_floats = 0;
+  uint64_t hash_seed = 0;
   int64_t* ids = nullptr;
   float* rows = nullptr;
 
@@ -839,6 +841,7 @@ struct OwnedMap {
     v.ids = ids;
     v.rows = rows;
     v.num_buckets = capacity / kBucketSlots;
+    v.hash_seed = hash_seed;
     v.row_floats = row_floats;
     v.row_stride = RowStride(row_floats);
     return v;
@@ -858,10 +861,11 @@ Status DeviceAlloc(T** ptr, size_t bytes, const std::string& what) {
                      what, "cudaMalloc");
 }
 
-// A map of at least |capacity| slots (whole buckets, at least one), every
-// slot free and every row zero.
-Status NewMap(int64_t capacity, int row_floats, cudaStream_t stream,
-              std::unique_ptr<OwnedMap>* out) {
+// A map of at least |capacity| slots (whole buckets, at least one) of
+// |spec|'s rows, under its hash seed, every slot free and every row zero.
+Status NewMap(int64_t capacity, const GpuRowTableSpec& spec,
+              cudaStream_t stream, std::unique_ptr<OwnedMap>* out) {
+  const int row_floats = spec.row_floats();
   // Rows' bytes, and every slot's offset into them, stay within int64.
   const int row_stride = RowStride(row_floats);
   const int64_t max_slots =
@@ -877,6 +881,7 @@ Status NewMap(int64_t capacity, int row_floats, cudaStream_t stream,
   auto owned = std::make_unique<OwnedMap>();
   owned->capacity = capacity;
   owned->row_floats = row_floats;
+  owned->hash_seed = spec.hash_seed;
   const std::string what = "a map of " + std::to_string(capacity) +
                            " slots of " + std::to_string(row_floats) +
                            " floats";
@@ -996,7 +1001,7 @@ Status GpuRowTable::Create(const GpuRowTableSpec& spec,
                  segment_bytes, cudaMemcpyHostToDevice),
       "copying the segments");
   MONOLITH_RETURN_IF_ERROR(
-      NewMap(spec.initial_capacity, spec.row_floats(), nullptr, &impl->map));
+      NewMap(spec.initial_capacity, spec, nullptr, &impl->map));
   MONOLITH_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize(), "creating the map");
   table->reset(new GpuRowTable(spec, std::move(impl)));
   return Status::OK();
@@ -1116,7 +1121,7 @@ Status GpuRowTable::Reserve(int64_t extra, void* stream) {
   if (new_capacity == old_capacity) return Status::OK();
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   std::unique_ptr<OwnedMap> grown;
-  MONOLITH_RETURN_IF_ERROR(NewMap(new_capacity, spec_.row_floats(), s, &grown));
+  MONOLITH_RETURN_IF_ERROR(NewMap(new_capacity, spec_, s, &grown));
   RehashKernel<<<GridFor(old_capacity), kBlock, 0, s>>>(
       impl_->map->view(), old_capacity, grown->view(), ExpireFilter(),
       nullptr, /*count_only=*/false);
@@ -1203,7 +1208,7 @@ Status GpuRowTable::Evict(int64_t now, const ExpireSeconds& expire,
   }
   std::unique_ptr<OwnedMap> rebuilt;
   MONOLITH_RETURN_IF_ERROR(
-      NewMap(new_capacity, spec_.row_floats(), s, &rebuilt));
+      NewMap(new_capacity, spec_, s, &rebuilt));
   MONOLITH_RETURN_IF_ERROR(
       run(rebuilt->view(), /*count_only=*/false));
   if (static_cast<int64_t>(*counted) != kept) {

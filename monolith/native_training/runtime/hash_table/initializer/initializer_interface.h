@@ -36,6 +36,11 @@ class RandomEngine {
   uint64_t state_;
 };
 
+// The hash seed of a table (CPU or GPU) of |seed| (MixId(id, hash seed)
+// picks an id's places): drawn from it, so that it is none of the
+// segments' initializer seeds (seed + i).
+inline uint64_t TableHashSeed(uint64_t seed) { return RandomEngine(seed)(); }
+
 class InitializerInterface {
  public:
   virtual ~InitializerInterface() = default;
