@@ -592,12 +592,13 @@ void EmbeddingHashTable::UpsertStreamed(const int64_t* ids, int64_t n,
   std::vector<int64_t> absent, absent_ids;
   absent.reserve(std::min(n, kStreamedRunIds));
   for (int64_t base = 0; base < n; base += kStreamedRunIds) {
-    // Another writer came (or waits for a shard: an eviction, an erase,
-    // which a free mutex would not let in before this update's next run):
-    // writers on the grouped path work on different shards at once, where
-    // streamed runs would take turns or hold them off.
-    if (base > 0 && (writers_.load(std::memory_order_relaxed) > 1 ||
-                     AnyShardWriterWaits())) {
+    // Another writer came (or waits for a shard: an eviction, an erase, a
+    // save, which a free mutex would not let in before this update's next
+    // run, nor before its first): writers on the grouped path work on
+    // different shards at once, where streamed runs would take turns or
+    // hold them off.
+    if (writers_.load(std::memory_order_relaxed) > 1 ||
+        AnyShardWriterWaits()) {
       grouped(base);
       return;
     }
@@ -890,9 +891,14 @@ int64_t EmbeddingHashTable::EvictShards(int64_t now, EvictStats* stats,
       }
     }
     if (removed == 0) continue;
+    internal::TableShard::ShrinkPlan plan;
+    shard.PlanShrink(&kept, &plan);
     evicted += removed;
+    // Allocates nothing (the writer readied no blocks).
     lock.ExcludeReaders();
-    shard.Shrink(&kept);
+    shard.ApplyShrink(&plan);
+    lock.AdmitReaders();
+    shard.FinishShrink(&plan);
   }
   if (stats != nullptr) stats->evicted += evicted;
   return evicted;
@@ -948,9 +954,16 @@ int64_t EmbeddingHashTable::LongestGrowthNanos() const {
 
 void EmbeddingHashTable::Clear() {
   // All shards at once: their pooled arena blocks are released together.
+  // Every shard's writer lock first, then every |mu| (ascending, as
+  // streamed updates take them): a writer still inside a shard (an admit
+  // callback reading the table, a growth) is waited for while no shard is
+  // held against readers.
   std::vector<ShardWriteLock> locks;
   locks.reserve(kNumShards);
-  for (int s = 0; s < kNumShards; ++s) locks.emplace_back(&shards_[s], 0);
+  for (int s = 0; s < kNumShards; ++s) {
+    locks.emplace_back(&shards_[s], 0, /*exclude_readers=*/false);
+  }
+  for (ShardWriteLock& lock : locks) lock.ExcludeReaders();
   // Every shard's new slot array before any shard is emptied: out of
   // memory (std::bad_alloc) leaves the table whole, not half cleared.
   Slot* fresh[kNumShards] = {};
@@ -1047,7 +1060,13 @@ Status EmbeddingHashTable::Save(
     const TableShard& internal = shards_[s];
     uint64_t layout_version;
     {
-      std::shared_lock<std::shared_mutex> lock(internal.mu);
+      // The shard's writer lock, not |mu|: only writers change slots, so
+      // the listing (a scan of every slot, long in a large shard) holds off
+      // this shard's writers and no reader. Under |mu| a streamed update,
+      // which holds every shard before this one, waited here with them
+      // held against lookups; now it finds this one taken and goes on
+      // shard by shard.
+      const std::unique_lock<std::mutex> lock = internal.LockWriter();
       layout_version = internal.layout_version;
       // Entries are encoded in arena order, a sequential read, rather than
       // in slot order, which would read them at random: index them first.

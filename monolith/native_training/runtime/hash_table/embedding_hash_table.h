@@ -116,9 +116,11 @@ class EmbeddingHashTable {
   // |update_time| (seconds; StampedUpdateTime: one more than a day past the
   // host's clock is stamped as the table's time, if it has one) on every
   // entry they touch; with |admit|, only the missing ids it admits. Out of
-  // memory, every call that allocates throws std::bad_alloc: a batch's ids
-  // reached before are written, the rest are not, and the table stays
-  // whole (Clear and Save then change nothing).
+  // memory, every call that allocates throws std::bad_alloc: some of a
+  // batch's ids are written, the others are not (large batches take ids
+  // present before absent ones, a run of 2,048 at a time, so which is not
+  // the batch's order), and the table stays whole (Clear and Save then
+  // change nothing).
   // Sets embeddings to |values| (n * DimSize()). With skip_zero_embedding an
   // all-zero vector erases the id instead.
   void Assign(const int64_t* ids, int64_t n, const float* values,

@@ -2011,6 +2011,42 @@ TEST(EmbeddingHashTableTest, LookupsGoOnWhileAnUpdateWaitsToAdmitAnId) {
   }
 }
 
+// An admit callback may read the table (the contract allows const
+// readers) while Clear waits for the shard its update holds: Clear holds
+// no shard against readers meanwhile. It took each shard whole in turn, so
+// a read of a shard before the update's deadlocked with it.
+TEST(EmbeddingHashTableTest, ClearWaitsForAnUpdateWhoseAdmissionReadsTheTable) {
+  auto table = MakeTable(SgdTable(1));
+  int64_t present = 0;
+  while (table->ShardOfIdForTesting(present) != 2) ++present;
+  int64_t absent = 0;
+  while (table->ShardOfIdForTesting(absent) != 40) ++absent;
+  const float one = 1.0f;
+  table->Assign(&present, 1, &one, 1);
+  std::promise<void> admitting;
+  std::atomic<bool> read_present{false};
+  std::thread writer([&] {
+    table->Assign(&absent, 1, &one, 2, [&](int64_t) {
+      admitting.set_value();
+      // Clear runs meanwhile, up to the update's shard.
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      float out = 0.0f;
+      read_present = table->BatchLookup(&present, 1, &out) == 1;
+      return true;
+    });
+  });
+  admitting.get_future().wait();
+  auto clear = std::async(std::launch::async, [&] { table->Clear(); });
+  if (clear.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
+    std::fprintf(stderr, "Clear and an admission reading the table "
+                         "deadlocked\n");
+    std::abort();
+  }
+  writer.join();
+  EXPECT_TRUE(read_present.load());
+  EXPECT_EQ(table->Size(), 0);
+}
+
 // Admission asks once per occurrence of an absent id, in order, and no
 // more once an occurrence was admitted (later ones write the entry), across
 // the chunks a long batch is worked in.

@@ -18,6 +18,7 @@
 #include <new>
 #include <shared_mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "monolith/native_training/runtime/hash_table/huge_page_pool.h"
@@ -144,12 +145,13 @@ struct TableShard {
   // writer waits, so overlapping runs of two readers could otherwise hold
   // a writer off for good.
   std::atomic<int> exclusive_waiters{0};
-  std::mutex write_mu;
+  // Mutable: a save (const) lists a shard's slots under it.
+  mutable std::mutex write_mu;
   // Writers waiting for |write_mu| (LockWriter). A streamed update holds
   // every shard's |write_mu| for a run of ids and takes them back at once
   // (a mutex does not queue its waiters), so it gives way to these between
   // runs.
-  std::atomic<int> write_waiters{0};
+  mutable std::atomic<int> write_waiters{0};
   HugePagePool* pool = nullptr;
   Slot* slots = nullptr;
   uint64_t mask = 0;
@@ -417,7 +419,7 @@ struct TableShard {
   }
 
   // |write_mu|, counted in write_waiters while it waits.
-  std::unique_lock<std::mutex> LockWriter() {
+  std::unique_lock<std::mutex> LockWriter() const {
     const ScopedCount waiting(&write_waiters);
     return std::unique_lock<std::mutex>(write_mu);
   }
@@ -491,42 +493,73 @@ struct TableShard {
     array[pos] = slot;
   }
 
-  // Keeps only the slots |kept| (the shard's surviving ones, in any
-  // order; their indices are rewritten): moves their entries to arena
-  // indices [0, kept->size()), discards the arena blocks wholly past them
+  // Eviction's shrink to the slots |kept| (the shard's surviving ones, in
+  // any order; their indices are rewritten), in three steps so that
+  // readers wait only for the entries' moves and the swap, not for the
+  // new array's allocation, its fill or the old memory's release:
+  // PlanShrink (writer lock only) builds the new slot array at the
+  // capacity they need, with their entries at arena indices [0,
+  // kept->size()), and notes which entries move there from past it; it
+  // allocates, and a std::bad_alloc leaves the shard as it was.
+  // ApplyShrink (|mu| held exclusively too; allocates nothing) moves the
+  // entries and swaps the array in. FinishShrink (writer lock only)
+  // discards the arena blocks wholly past the kept entries
   // (DiscardBlocksFrom: the blocks stay, and later inserts fill them
-  // again), and rebuilds the slot array at the capacity they need.
+  // again) and frees the old array, which no reader holds any more.
   // A pooled slot array stays pooled, so that blocks added later come from
   // the pool as the earlier ones did.
-  // Allocates before it changes anything: a std::bad_alloc leaves the
-  // shard as it was.
-  void Shrink(std::vector<Slot>* kept) {
+  struct ShrinkPlan {
+    Slot* slots = nullptr;  // the new array; after ApplyShrink, the old one
+    uint64_t capacity = 0;  // its slots
+    uint32_t live = 0;
+    std::vector<std::pair<uint32_t, uint32_t>> moves;  // entry (from, to)
+  };
+
+  void PlanShrink(std::vector<Slot>* kept, ShrinkPlan* plan) const {
     const uint32_t live = static_cast<uint32_t>(kept->size());
     std::vector<bool> taken(live, false);
+    for (const Slot& slot : *kept) {
+      if (slot.index < live) taken[slot.index] = true;
+    }
+    plan->moves.clear();
+    plan->moves.reserve(live - std::count(taken.begin(), taken.end(), true));
     uint64_t capacity = CapacityFor(live);
     if (Pooled(mask + 1)) capacity = std::max(capacity, pooled_min_slots);
     // The last allocation: nothing after it can throw.
     Slot* const fresh = NewSlots(capacity);
-    for (const Slot& slot : *kept) {
-      if (slot.index < live) taken[slot.index] = true;
-    }
     uint32_t hole = 0;
     for (Slot& slot : *kept) {
-      if (slot.index < live) continue;
-      while (taken[hole]) ++hole;
-      std::memcpy(EntryAt(hole), EntryAt(slot.index), stride);
-      taken[hole] = true;
-      slot.index = hole;
+      if (slot.index >= live) {
+        while (taken[hole]) ++hole;
+        taken[hole] = true;
+        plan->moves.emplace_back(slot.index, hole);
+        slot.index = hole;
+      }
+      PlaceIn(fresh, capacity - 1, slot);
     }
-    DiscardBlocksFrom(live);
-    next_index = live;
+    plan->slots = fresh;
+    plan->capacity = capacity;
+    plan->live = live;
+  }
+
+  void ApplyShrink(ShrinkPlan* plan) {
+    for (const auto& [from, to] : plan->moves) {
+      std::memcpy(EntryAt(to), EntryAt(from), stride);
+    }
+    next_index = plan->live;
     free_indices.clear();
-    FreeSlots(slots, mask + 1);
-    slots = fresh;
-    mask = capacity - 1;
-    size = live;
-    for (const Slot& slot : *kept) PlaceIn(slots, mask, slot);
+    std::swap(slots, plan->slots);
+    const uint64_t old_capacity = mask + 1;
+    mask = plan->capacity - 1;
+    plan->capacity = old_capacity;
+    size = plan->live;
     ++layout_version;
+  }
+
+  void FinishShrink(ShrinkPlan* plan) {
+    DiscardBlocksFrom(plan->live);
+    FreeSlots(plan->slots, plan->capacity);
+    plan->slots = nullptr;
   }
 
   // Discards the blocks holding only indices >= |first| (those not
@@ -598,6 +631,8 @@ class ShardWriteLock {
     lock_ = shard_->LockExclusive();
     ReserveRoomFor(&shard_->blocks, shard_->ready_blocks.size());
   }
+  // Lets readers in again; the writer lock stays.
+  void AdmitReaders() { lock_.unlock(); }
 
  private:
   TableShard* shard_;

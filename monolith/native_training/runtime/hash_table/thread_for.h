@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -17,8 +19,16 @@ namespace hash_table {
 inline Status ThreadFor(int64_t n, const std::function<Status(int64_t)>& fn) {
   std::vector<Status> statuses(n);
   std::vector<std::thread> threads;
-  for (int64_t i = 0; i < n; ++i) {
-    threads.emplace_back([&, i] { statuses[i] = fn(i); });
+  threads.reserve(n);
+  try {
+    for (int64_t i = 0; i < n; ++i) {
+      threads.emplace_back([&, i] { statuses[i] = fn(i); });
+    }
+  } catch (const std::system_error& e) {
+    // The threads started run to their end first (destroying a joinable
+    // one would end the process).
+    for (std::thread& thread : threads) thread.join();
+    return ResourceExhaustedError(std::string("ThreadFor: ") + e.what());
   }
   for (std::thread& thread : threads) thread.join();
   for (const Status& status : statuses) {
