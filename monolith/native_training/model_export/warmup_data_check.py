@@ -1137,9 +1137,8 @@ def _problem_lines(report: CheckReport) -> Iterator[str]:
     yield f"{report.warmup_file}: ... and {hidden} more problem(s)"
 
 
-def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+def main(argv: Optional[Sequence[str]]) -> None:
+  warmup_io.check_no_arguments(argv)
   if not FLAGS.warmup_file:
     raise app.UsageError("--warmup_file is required")
   if not FLAGS.saved_model_dir:

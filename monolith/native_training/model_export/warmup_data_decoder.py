@@ -17,7 +17,7 @@ tool then exits 1 (2 when it could not read the file at all).
 
 import re
 import sys
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from absl import app
 from absl import flags
@@ -72,9 +72,8 @@ def decode_warmup_file(
   return blocks, problems
 
 
-def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+def main(argv: Optional[Sequence[str]]) -> None:
+  warmup_io.check_no_arguments(argv)
   if not FLAGS.file_name:
     raise app.UsageError("--file_name is required")
   path = warmup_io.resolve_user_path(FLAGS.file_name)

@@ -284,6 +284,11 @@ class PBReader:
     self.file_name = file_name
     self.batch_size = batch_size
     self.variant_type = variant_type
+    # The layout, as the original's reader kept it.
+    self.lagrangex_header = lagrangex_header
+    self.has_sort_id = has_sort_id
+    self.kafka_dump_prefix = kafka_dump_prefix
+    self.kafka_dump = kafka_dump
     check, sort_id_check, hint = None, None, dump_format.LAYOUT_HINT
     first_record_check = None
     if validate:
@@ -631,7 +636,7 @@ def _check_flags_of_gen_type() -> None:
         f"to --gen_type={FLAGS.gen_type}")
 
 
-def main(argv: Sequence[str]) -> None:
+def main(argv: Optional[Sequence[str]]) -> None:
   """Writes the warmup file the flags describe.
 
   Args:
@@ -641,8 +646,7 @@ def main(argv: Sequence[str]) -> None:
     app.UsageError: extra arguments or contradictory flags.
     SystemExit: bad input or output, with the reason.
   """
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  warmup_io.check_no_arguments(argv)
   _check_flags_of_gen_type()
   if FLAGS.reject_unknown_fields and not FLAGS.validate_records:
     raise app.UsageError("--reject_unknown_fields needs --validate_records")

@@ -334,6 +334,18 @@ def test_a_reader_refusing_its_arguments_closes_the_input(tmp_path):
 def test_reader_validates_arguments():
   with pytest.raises(ValueError, match="batch_size must be positive"):
     warmup_data_gen.PBReader("unused", 0)
+
+
+def test_pb_reader_keeps_its_layout_as_the_originals(tmp_path):
+  path = tmp_path / "dump"
+  _write_dump(path, sample_records.serialized_records("instance", 1),
+              dump_format.DumpLayout(kafka_dump_prefix=True,
+                                     has_sort_id=True))
+  with warmup_data_gen.PBReader(str(path), 1, has_sort_id=True,
+                                kafka_dump_prefix=True) as reader:
+    assert (reader.lagrangex_header, reader.has_sort_id,
+            reader.kafka_dump_prefix, reader.kafka_dump) == (False, True,
+                                                             True, False)
   with pytest.raises(ValueError, match="variant_type must be one of"):
     warmup_data_gen.PBReader("unused", 1, variant_type="row")
 
@@ -791,14 +803,27 @@ def test_cli_expands_the_home_directory(tmp_path, monkeypatch):
 # --- Random mode. -----------------------------------------------------------
 
 
-def _main_in_process(args):
-  """Runs main() with `args` as the command line, in this process."""
+def _main_in_process(args, argv=("warmup_data_gen",)):
+  """Runs main(argv) with `args` as the command line's flags, in this
+  process."""
   flags.FLAGS.unparse_flags()
   flags.FLAGS(["warmup_data_gen"] + args)
   try:
-    warmup_data_gen.main(["warmup_data_gen"])
+    warmup_data_gen.main(None if argv is None else list(argv))
   finally:
     flags.FLAGS.unparse_flags()
+
+
+def test_main_takes_none_and_refuses_arguments(tmp_path):
+  # The original's main(_) took anything: wrappers called main(None).
+  _main_in_process(["--gen_type=random", "--sparse_features=slot_1",
+                    f"--output_path={tmp_path / 'out'}"], argv=None)
+  assert _read_tfrecord(str(tmp_path / "out"))
+  with pytest.raises(app.UsageError, match="unexpected arguments: extra"):
+    _main_in_process(["--gen_type=random", "--sparse_features=slot_1",
+                      f"--output_path={tmp_path / 'again'}"],
+                     argv=("warmup_data_gen", "extra"))
+  assert not (tmp_path / "again").exists()
 
 
 def _records(logs, variant):

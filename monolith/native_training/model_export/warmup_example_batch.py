@@ -142,9 +142,8 @@ def _prediction_logs(
         predict_log=prediction_log_pb2.PredictLog(request=request))
 
 
-def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+def main(argv: Optional[Sequence[str]]) -> None:
+  warmup_io.check_no_arguments(argv)
   if not FLAGS.input_folder or not FLAGS.output_path:
     raise app.UsageError("--input_folder and --output_path are required")
   output_path = warmup_io.resolve_user_path(FLAGS.output_path)

@@ -365,6 +365,18 @@ def _die_by(sig: int) -> None:
   os.kill(os.getpid(), sig)
 
 
+def check_no_arguments(argv: Optional[Sequence[str]]) -> None:
+  """Refuses arguments past the program name in a tool's `main(argv)`;
+  None (the original's tools took `main(_)`, and wrappers passed None) is
+  none.
+
+  Raises:
+    app.UsageError: unexpected arguments.
+  """
+  if argv is not None and len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+
+
 def run_tool(name: str, main: Callable[[Sequence[str]], None]) -> None:
   """app.run(main) as a shell user expects of a tool.
 
