@@ -1,7 +1,10 @@
 #include "monolith/native_training/runtime/hash_filter/admission.h"
 
 #include <algorithm>
+#include <chrono>
+#include <future>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -151,6 +154,27 @@ TEST(AdmissionTest, ThresholdsPerSlot) {
             std::vector<int64_t>{slot4});
   // The slot is bits 48..62: the sign bit does not change it.
   EXPECT_EQ(admission->ThresholdOf(slot4 | (int64_t{1} << 63)), 3);
+}
+
+// A slot of threshold 0 admits without the filter's lock (which every
+// table's updates share, and a filter save holds): an update of such ids
+// goes on while the lock is held.
+TEST(AdmissionTest, ZeroThresholdSlotsAdmitWithoutTheFiltersLock) {
+  auto admission = SlidingAdmission(R"pb(
+    default_occurrence_threshold: 2
+    slot_occurrence_thresholds { slot: 3 occurrence_threshold: 0 })pb");
+  const int64_t slot3 = int64_t{3} << 48 | 1;
+  std::unique_lock<std::mutex> held(admission->mu());
+  auto admitted = std::async(std::launch::async, [&] {
+    return admission->Admit(slot3, 1) && !admission->ShouldBeFiltered(slot3);
+  });
+  const bool returned = admitted.wait_for(std::chrono::seconds(30)) ==
+                        std::future_status::ready;
+  held.unlock();
+  EXPECT_TRUE(returned) << "admission of a threshold-0 slot waited for the "
+                           "filter's lock";
+  EXPECT_TRUE(admitted.get());
+  EXPECT_EQ(admission->filter().Get(slot3), 0u);
 }
 
 TEST(AdmissionTest, ThresholdsAboveWhatACountCanReachAreRejected) {

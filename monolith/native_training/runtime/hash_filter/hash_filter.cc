@@ -200,6 +200,13 @@ Status HashFilter::ReadSplit(const HashFilterSplitMetaDump& meta,
                              const ReadDataFn& read_data,
                              const std::string& what,
                              std::vector<uint16_t>* cells) const {
+  if (!std::isfinite(meta.fill_rate()) || meta.fill_rate() < 1.0) {
+    // No save writes it (Create refuses it): the record is corrupt, not
+    // of a filter configured otherwise.
+    return DataLossError(what + ": the dump has fill_rate " +
+                         DoubleToString(meta.fill_rate()) +
+                         ", which no filter has");
+  }
   if (meta.total_size() != total_size_) {
     return FailedPreconditionError(what + ": the dump has total_size " +
                                    std::to_string(meta.total_size()) +

@@ -487,6 +487,16 @@ TEST(HashFilterTest, RestoreErrors) {
   meta.set_fill_rate(1.25);
   records[0] = meta.SerializeAsString();
   expect_error(records, StatusCode::kFailedPrecondition, "fill_rate");
+  // A fill_rate no filter has (Create refuses it) is a corrupt record, not
+  // a filter configured otherwise, whatever its total_size.
+  for (const double fill_rate :
+       {std::nan(""), std::numeric_limits<double>::infinity(), 0.5}) {
+    ASSERT_TRUE(meta.ParseFromString(good[0]));
+    meta.set_fill_rate(fill_rate);
+    meta.set_total_size(29999);
+    records[0] = meta.SerializeAsString();
+    expect_error(records, StatusCode::kDataLoss, "no filter has");
+  }
   ASSERT_TRUE(meta.ParseFromString(good[0]));
   meta.set_num_elements(20001);
   records[0] = meta.SerializeAsString();

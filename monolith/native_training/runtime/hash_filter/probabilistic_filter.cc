@@ -57,7 +57,11 @@ double ProbabilisticFilter::EqualAdmissionProbability(int64_t count,
 bool ProbabilisticFilter::ShouldBeFiltered(int64_t fid, int64_t count,
                                            int64_t threshold,
                                            const TableContains* table) {
-  if (table == nullptr || table->Contains(fid)) return false;
+  // Threshold 0 admits: its equal-probability bound is 2^32 - 1, which a
+  // draw of 2^32 - 1 missed.
+  if (threshold <= 0 || table == nullptr || table->Contains(fid)) {
+    return false;
+  }
   return equal_probability_ ? !AdmitEqualProbability(count, threshold)
                             : !AdmitUnequalProbability(count, threshold);
 }
