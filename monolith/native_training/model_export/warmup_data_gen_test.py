@@ -334,6 +334,8 @@ def test_a_reader_refusing_its_arguments_closes_the_input(tmp_path):
 def test_reader_validates_arguments():
   with pytest.raises(ValueError, match="batch_size must be positive"):
     warmup_data_gen.PBReader("unused", 0)
+  with pytest.raises(ValueError, match="variant_type must be one of"):
+    warmup_data_gen.PBReader("unused", 1, variant_type="row")
 
 
 def test_pb_reader_keeps_its_layout_as_the_originals(tmp_path):
@@ -346,8 +348,6 @@ def test_pb_reader_keeps_its_layout_as_the_originals(tmp_path):
     assert (reader.lagrangex_header, reader.has_sort_id,
             reader.kafka_dump_prefix, reader.kafka_dump) == (False, True,
                                                              True, False)
-  with pytest.raises(ValueError, match="variant_type must be one of"):
-    warmup_data_gen.PBReader("unused", 1, variant_type="row")
 
 
 def test_reject_unknown_fields_needs_validation():

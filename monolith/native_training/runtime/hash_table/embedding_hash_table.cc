@@ -893,9 +893,15 @@ int64_t EmbeddingHashTable::EvictShards(int64_t now, EvictStats* stats,
     if (removed == 0) continue;
     internal::TableShard::ShrinkPlan plan;
     shard.PlanShrink(&kept, &plan);
+    try {
+      // Room for blocks an update readied and did not take (it threw):
+      // may allocate.
+      lock.ExcludeReaders();
+    } catch (...) {
+      shard.FreeSlots(plan.slots, plan.capacity);
+      throw;
+    }
     evicted += removed;
-    // Allocates nothing (the writer readied no blocks).
-    lock.ExcludeReaders();
     shard.ApplyShrink(&plan);
     lock.AdmitReaders();
     shard.FinishShrink(&plan);

@@ -108,8 +108,8 @@ class EmbeddingHashTable {
   // occurrence of an absent id (an occurrence it refused leaves the id
   // absent, so the next one asks again). False skips that occurrence:
   // nothing of it is written. Empty: every id may be inserted. It must not
-  // call this table's writers, Clear or Evict (the shard's lock is held:
-  // they would wait for it forever); const readers are fine.
+  // call this table's writers, Clear, Evict or Save (the shard's writer
+  // lock is held: they would wait for it forever); lookups are fine.
   using AdmitFn = std::function<bool(int64_t index)>;
 
   // The writers below insert missing ids (initializer first) and stamp
@@ -224,15 +224,15 @@ class EmbeddingHashTable {
   // Calls |write| with every entry of dump shard |shard| of |num_shards|
   // (entries are split by id hash; saving all shards, in any order or in
   // parallel, writes every entry exactly once). Each of the table's
-  // internal shards is listed under its read lock (16 bytes an entry), then
-  // its entries are encoded in chunks of about kSaveChunkBytes, each under
-  // the read lock and handed to |write| after the lock is released: each
-  // entry is consistent, writers wait at most for one shard's listing (a
-  // scan of its slots) or one chunk's encoding, never for |write|, and a
-  // call holds one chunk of records, whatever the table's size. An entry is saved if it was in the table when its shard
-  // was listed and still is when its chunk is encoded, with its values of
-  // that moment and its update time of the listing (or of a later chunk's,
-  // when erases or eviction moved entries meanwhile). With |now| > 0
+  // internal shards is listed under its writer lock (16 bytes an entry;
+  // readers go on), then its entries are encoded in chunks of about
+  // kSaveChunkBytes, each under the read lock and handed to |write| after
+  // the lock is released: each entry is consistent, writers wait at most
+  // for one shard's listing (a scan of its slots) or one chunk's encoding,
+  // readers for one chunk's, never for |write|, and a call holds one chunk
+  // of records, whatever the table's size. An entry is saved if it was in
+  // the table when its shard was listed and still is when its chunk is
+  // encoded, with its values and update time of that moment. With |now| > 0
   // entries expired at |now| are skipped, by |expire_times| when given,
   // else by the table's own. Stops at the first error of |write|.
   Status Save(int shard, int num_shards, int64_t now,

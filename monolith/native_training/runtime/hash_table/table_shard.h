@@ -405,8 +405,8 @@ struct TableShard {
   // Returns once no writer waits to hold |mu| exclusively. It yields a few
   // times (a writer usually gets its turn within microseconds, once the
   // readers inside leave), then sleeps 50 us at a time: a writer can wait
-  // long (behind a save's scan of the shard), and readers spinning
-  // meanwhile each burnt a core of TF's thread pool.
+  // long (behind a save's encoding of a chunk, a grouped reader), and
+  // readers spinning meanwhile each burnt a core of TF's thread pool.
   void WaitWhileWriterWaits() const {
     constexpr int kYields = 64;
     for (int tries = 0; exclusive_waiters.load() > 0; ++tries) {

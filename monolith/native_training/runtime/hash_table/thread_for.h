@@ -6,8 +6,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <exception>
 #include <string>
-#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -24,9 +24,9 @@ inline Status ThreadFor(int64_t n, const std::function<Status(int64_t)>& fn) {
     for (int64_t i = 0; i < n; ++i) {
       threads.emplace_back([&, i] { statuses[i] = fn(i); });
     }
-  } catch (const std::system_error& e) {
-    // The threads started run to their end first (destroying a joinable
-    // one would end the process).
+  } catch (const std::exception& e) {
+    // std::system_error or std::bad_alloc. The threads started run to
+    // their end first (destroying a joinable one would end the process).
     for (std::thread& thread : threads) thread.join();
     return ResourceExhaustedError(std::string("ThreadFor: ") + e.what());
   }

@@ -249,6 +249,10 @@ GpuRowTableSpec Spec(std::vector<GpuSegment> segments) {
   spec.entry_floats = offset;
   spec.segments = segments;
   spec.initial_capacity = 64;  // grows many times
+  // Each table its own hash seed, as tables get (none is 0, the unseeded
+  // hash): batches over several tables probe each under its own.
+  static uint64_t tables = 0;
+  spec.hash_seed = 0x9E3779B97F4A7C15ULL * ++tables;
   return spec;
 }
 
