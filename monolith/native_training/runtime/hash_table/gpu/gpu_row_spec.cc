@@ -84,9 +84,31 @@ Status SetOptimizer(int index, const OptimizerConfig& opt, GpuSegment* seg) {
       seg->l2 = ftrl.l2_regularization_strength();
       return Status::OK();
     }
+    case OptimizerConfig::kMomentum: {
+      const MomentumOptimizerConfig& momentum = opt.momentum();
+      if (momentum.warmup_steps() > 0) {
+        return Unsupported(index, "does not do warmup_steps");
+      }
+      seg->optimizer = GpuSegment::Optimizer::kMomentum;
+      seg->momentum = momentum.momentum();
+      seg->nesterov = momentum.use_nesterov();
+      seg->weight_decay = momentum.weight_decay_factor();
+      return Status::OK();
+    }
+    case OptimizerConfig::kRmsprop:
+      seg->optimizer = GpuSegment::Optimizer::kRmsprop;
+      seg->momentum = opt.rmsprop().momentum();
+      seg->weight_decay = opt.rmsprop().weight_decay_factor();
+      return Status::OK();
+    case OptimizerConfig::kRmspropv2:
+      seg->optimizer = GpuSegment::Optimizer::kRmspropV2;
+      seg->momentum = opt.rmspropv2().momentum();
+      seg->weight_decay = opt.rmspropv2().weight_decay_factor();
+      return Status::OK();
     default:
       return Unsupported(index,
-                         "supports the sgd, adagrad, adam and ftrl optimizers");
+                         "supports the sgd, adagrad, adam, ftrl, momentum, "
+                         "rmsprop and rmspropv2 optimizers");
   }
 }
 

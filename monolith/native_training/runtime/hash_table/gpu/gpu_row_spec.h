@@ -63,21 +63,26 @@ struct IdShard {
 //   adagrad  norm[dim]
 //   adam     m[dim], v[dim], beta1^t, beta2^t
 //   ftrl     norm[dim], z[dim]
+//   momentum, rmsprop, rmspropv2   n[dim]
 struct GpuSegment {
-  enum class Optimizer { kSgd, kAdagrad, kAdam, kFtrl };
+  enum class Optimizer {
+    kSgd, kAdagrad, kAdam, kFtrl, kMomentum, kRmsprop, kRmspropV2
+  };
   Optimizer optimizer = Optimizer::kSgd;
   int value_offset = 0;
   int dim = 0;
   int state_offset = 0;
   // adagrad and ftrl: the accumulators' initial value.
   float initial_accumulator = 0.0f;
-  // adagrad and adam: the weight decay.
+  // adagrad, adam, momentum, rmsprop and rmspropv2: the weight decay.
   float weight_decay = 0.0f;
+  // momentum, rmsprop and rmspropv2.
+  float momentum = 0.0f;
   // adam.
   float beta1 = 0.0f;
   float beta2 = 0.0f;
   float epsilon = 0.0f;
-  bool nesterov = false;
+  bool nesterov = false;  // adam and momentum
   // ftrl.
   float beta = 0.0f;
   float l1 = 0.0f;
@@ -103,6 +108,10 @@ struct GpuSegment {
         return 2 * dim + 2;
       case Optimizer::kFtrl:
         return 2 * dim;
+      case Optimizer::kMomentum:
+      case Optimizer::kRmsprop:
+      case Optimizer::kRmspropV2:
+        return dim;
       default:
         return 0;
     }
@@ -193,12 +202,13 @@ inline Status CheckGpuRowTableSpec(const GpuRowTableSpec& spec) {
   return Status::OK();
 }
 
-// The spec of a table of |config| entries (TRAINING: sgd, adagrad, adam and
-// ftrl segments with zeros, ones, constants or random_uniform initializers,
-// no warmup_steps; SERVING: fp16 and fp32 compressors), with |seed| for
-// random initializers and the hash seed. InvalidArgument naming the segment for anything
-// else. The row layout is checked against
-// the CPU engine's EntryAccessor for the same config.
+// The spec of a table of |config| entries (TRAINING: sgd, adagrad, adam,
+// ftrl, momentum, rmsprop and rmspropv2 segments with zeros, ones,
+// constants or random_uniform initializers, no warmup_steps; SERVING: fp16
+// and fp32 compressors), with |seed| for random initializers and the hash
+// seed. InvalidArgument naming the segment for anything else. The row
+// layout is checked against the CPU engine's EntryAccessor for the same
+// config.
 Status GpuRowTableSpecFor(const EntryConfig& config, uint64_t seed,
                           GpuRowTableSpec* spec);
 
@@ -298,6 +308,10 @@ MONOLITH_HOST_DEVICE inline void WriteStored(const GpuSegment& seg, float* row,
 //   ftrl:    n' = n + g^2; sigma = (sqrt(n') - sqrt(n)) / lr;
 //            z += g - sigma * w;
 //            w = |z| <= l1 ? 0 : lr (sign(z) l1 - z) / (sqrt(n') + beta + l2 lr)
+//   momentum: dx = lr (g + wd w); n' = mu n - dx;
+//            w += nesterov ? -mu n + (1 + mu) n' : n'
+//   rmsprop: dx = g + wd w; n' = mu n + (1 - mu) dx^2 (rmspropv2: + dx^2);
+//            w -= lr / (sqrt(n') + 1) dx, in double as the CPU's
 struct StepScalars {
   float lr = 0.0f;  // the learning rate of this step's columns
 };
@@ -364,6 +378,31 @@ MONOLITH_HOST_DEVICE inline void ApplyColumnGradient(const GpuSegment& seg,
       *w = fabsf(z) > seg.l1 && den != 0.0f
                ? lr * (copysignf(seg.l1, z) - z) / den
                : 0.0f;
+      return;
+    }
+    case GpuSegment::Optimizer::kMomentum: {
+      float* n = state + c;
+      const float dx = lr * (g_raw + seg.weight_decay * *w);
+      const float n_old = *n;
+      const float n_new = seg.momentum * n_old - dx;
+      *w += seg.nesterov ? -seg.momentum * n_old + (1 + seg.momentum) * n_new
+                         : n_new;
+      *n = n_new;
+      return;
+    }
+    case GpuSegment::Optimizer::kRmsprop:
+    case GpuSegment::Optimizer::kRmspropV2: {
+      float* n = state + c;
+      const double mu = seg.momentum;
+      const double new_sq_weight =
+          seg.optimizer == GpuSegment::Optimizer::kRmspropV2 ? 1.0 : 1.0 - mu;
+      const double dx =
+          g_raw + static_cast<double>(seg.weight_decay) * static_cast<double>(*w);
+      const float n_new = static_cast<float>(mu * *n + new_sq_weight * dx * dx);
+      // The CPU's sqrt of a float is a float's.
+      const double eta = static_cast<double>(lr) / (sqrtf(n_new) + 1.0f);
+      *w = static_cast<float>(*w - eta * dx);
+      *n = n_new;
       return;
     }
   }

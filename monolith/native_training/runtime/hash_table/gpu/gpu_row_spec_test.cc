@@ -173,6 +173,33 @@ TEST(GpuRowSpecTest, AdamAndFtrlMatchTheCpuOptimizers) {
                      30);
 }
 
+TEST(GpuRowSpecTest, MomentumAndRmspropMatchTheCpuOptimizers) {
+  ExpectSameTraining(R"pb(
+    segments {
+      dim_size: 4
+      init_config { constants { constant: 0.1 } }
+      opt_config { momentum { momentum: 0.8 weight_decay_factor: 0.01 } }
+    }
+    segments {
+      dim_size: 3
+      init_config { zeros {} }
+      opt_config { momentum { use_nesterov: true } }
+    })pb",
+                     30);
+  ExpectSameTraining(R"pb(
+    segments {
+      dim_size: 5
+      init_config { constants { constant: -0.2 } }
+      opt_config { rmsprop { momentum: 0.7 weight_decay_factor: 0.02 } }
+    }
+    segments {
+      dim_size: 2
+      init_config { constants { constant: 0.3 } }
+      opt_config { rmspropv2 {} }
+    })pb",
+                     30);
+}
+
 // Learning rate 0 and zero accumulators with zero gradients: no NaN on
 // either side, and the same entries.
 TEST(GpuRowSpecTest, ZeroRatesAndZeroAccumulatorsMatchTheCpu) {
@@ -390,8 +417,14 @@ TEST(GpuRowSpecTest, ConfigsTheGpuTableCannotRunAreRejectedByName) {
               init_config { zeros {} }
               opt_config { amsgrad {} }
             })pb",
-       "segment 0: the GPU table supports the sgd, adagrad, adam and ftrl "
-       "optimizers"},
+       "segment 0: the GPU table supports the sgd, adagrad, adam, ftrl, "
+       "momentum, rmsprop and rmspropv2 optimizers"},
+      {R"pb(segments {
+              dim_size: 4
+              init_config { zeros {} }
+              opt_config { momentum { warmup_steps: 5 } }
+            })pb",
+       "segment 0: the GPU table does not do warmup_steps"},
       {R"pb(segments {
               dim_size: 4
               init_config { zeros {} }

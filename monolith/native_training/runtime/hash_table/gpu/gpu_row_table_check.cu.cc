@@ -880,6 +880,23 @@ int Main() {
   ftrl.l1 = 0.01f;
   ftrl.l2 = 0.1f;
   CheckTraining("adam+ftrl", Spec({adam, ftrl}), {0.05f, 0.1f});
+  GpuSegment momentum;
+  momentum.optimizer = GpuSegment::Optimizer::kMomentum;
+  momentum.dim = 4;
+  momentum.momentum = 0.9f;
+  momentum.nesterov = true;
+  momentum.weight_decay = 0.01f;
+  momentum.init_min = momentum.init_max = 0.1f;
+  GpuSegment rmsprop;
+  rmsprop.optimizer = GpuSegment::Optimizer::kRmsprop;
+  rmsprop.dim = 5;
+  rmsprop.momentum = 0.8f;
+  GpuSegment rmspropv2 = rmsprop;
+  rmspropv2.optimizer = GpuSegment::Optimizer::kRmspropV2;
+  rmspropv2.dim = 2;
+  rmspropv2.weight_decay = 0.02f;
+  CheckTraining("momentum+rmsprop+rmspropv2",
+                Spec({momentum, rmsprop, rmspropv2}), {0.05f, 0.01f, 0.02f});
   CheckLookupMany({Spec({sgd}), Spec({adagrad}), Spec({adam, ftrl})});
   // Widths of whole float4s (8 and 44): rows copied as vectors, a warp's
   // 8 rows short of 32 chunks at width 8.
