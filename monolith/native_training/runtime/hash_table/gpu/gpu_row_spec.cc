@@ -72,6 +72,30 @@ Status SetOptimizer(int index, const OptimizerConfig& opt, GpuSegment* seg) {
       seg->weight_decay = adam.weight_decay_factor();
       return Status::OK();
     }
+    case OptimizerConfig::kAmsgrad: {
+      const AmsgradOptimizerConfig& amsgrad = opt.amsgrad();
+      if (amsgrad.warmup_steps() > 0) {
+        return Unsupported(index, "does not do warmup_steps");
+      }
+      seg->optimizer = GpuSegment::Optimizer::kAmsgrad;
+      seg->beta1 = amsgrad.beta1();
+      seg->beta2 = amsgrad.beta2();
+      seg->epsilon = amsgrad.epsilon();
+      seg->nesterov = amsgrad.use_nesterov();
+      seg->weight_decay = amsgrad.weight_decay_factor();
+      return Status::OK();
+    }
+    case OptimizerConfig::kAdadelta: {
+      const AdadeltaOptimizerConfig& adadelta = opt.adadelta();
+      if (adadelta.warmup_steps() > 0) {
+        return Unsupported(index, "does not do warmup_steps");
+      }
+      seg->optimizer = GpuSegment::Optimizer::kAdadelta;
+      seg->momentum = adadelta.averaging_ratio();
+      seg->epsilon = adadelta.epsilon();
+      seg->weight_decay = adadelta.weight_decay_factor();
+      return Status::OK();
+    }
     case OptimizerConfig::kFtrl: {
       const FtrlOptimizerConfig& ftrl = opt.ftrl();
       if (ftrl.warmup_steps() > 0) {
@@ -107,8 +131,9 @@ Status SetOptimizer(int index, const OptimizerConfig& opt, GpuSegment* seg) {
       return Status::OK();
     default:
       return Unsupported(index,
-                         "supports the sgd, adagrad, adam, ftrl, momentum, "
-                         "rmsprop and rmspropv2 optimizers");
+                         "supports the sgd, adagrad, adam, amsgrad, ftrl, "
+                         "adadelta, momentum, rmsprop and rmspropv2 "
+                         "optimizers");
   }
 }
 

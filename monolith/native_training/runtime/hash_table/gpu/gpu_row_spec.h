@@ -62,11 +62,14 @@ struct IdShard {
 //   sgd      none
 //   adagrad  norm[dim]
 //   adam     m[dim], v[dim], beta1^t, beta2^t
+//   amsgrad  m[dim], v[dim], vhat[dim], beta1^t, beta2^t
 //   ftrl     norm[dim], z[dim]
+//   adadelta accum[dim], accum_update[dim]
 //   momentum, rmsprop, rmspropv2   n[dim]
 struct GpuSegment {
   enum class Optimizer {
-    kSgd, kAdagrad, kAdam, kFtrl, kMomentum, kRmsprop, kRmspropV2
+    kSgd, kAdagrad, kAdam, kAmsgrad, kFtrl, kAdadelta, kMomentum, kRmsprop,
+    kRmspropV2
   };
   Optimizer optimizer = Optimizer::kSgd;
   int value_offset = 0;
@@ -74,15 +77,15 @@ struct GpuSegment {
   int state_offset = 0;
   // adagrad and ftrl: the accumulators' initial value.
   float initial_accumulator = 0.0f;
-  // adagrad, adam, momentum, rmsprop and rmspropv2: the weight decay.
+  // Every optimizer but sgd and ftrl: the weight decay.
   float weight_decay = 0.0f;
-  // momentum, rmsprop and rmspropv2.
+  // momentum, rmsprop and rmspropv2; adadelta's averaging_ratio.
   float momentum = 0.0f;
-  // adam.
+  // adam and amsgrad (epsilon: adadelta's too).
   float beta1 = 0.0f;
   float beta2 = 0.0f;
   float epsilon = 0.0f;
-  bool nesterov = false;  // adam and momentum
+  bool nesterov = false;  // adam, amsgrad and momentum
   // ftrl.
   float beta = 0.0f;
   float l1 = 0.0f;
@@ -106,7 +109,10 @@ struct GpuSegment {
         return dim;
       case Optimizer::kAdam:
         return 2 * dim + 2;
+      case Optimizer::kAmsgrad:
+        return 3 * dim + 2;
       case Optimizer::kFtrl:
+      case Optimizer::kAdadelta:
         return 2 * dim;
       case Optimizer::kMomentum:
       case Optimizer::kRmsprop:
@@ -115,6 +121,15 @@ struct GpuSegment {
       default:
         return 0;
     }
+  }
+
+  // adam and amsgrad: where beta1^t and beta2^t are, in floats from
+  // state_offset.
+  MONOLITH_HOST_DEVICE int BetaPowersAt() const {
+    return (optimizer == Optimizer::kAmsgrad ? 3 : 2) * dim;
+  }
+  MONOLITH_HOST_DEVICE bool HasBetaPowers() const {
+    return optimizer == Optimizer::kAdam || optimizer == Optimizer::kAmsgrad;
   }
 };
 
@@ -203,12 +218,12 @@ inline Status CheckGpuRowTableSpec(const GpuRowTableSpec& spec) {
 }
 
 // The spec of a table of |config| entries (TRAINING: sgd, adagrad, adam,
-// ftrl, momentum, rmsprop and rmspropv2 segments with zeros, ones,
-// constants or random_uniform initializers, no warmup_steps; SERVING: fp16
-// and fp32 compressors), with |seed| for random initializers and the hash
-// seed. InvalidArgument naming the segment for anything else. The row
-// layout is checked against the CPU engine's EntryAccessor for the same
-// config.
+// amsgrad, ftrl, adadelta, momentum, rmsprop and rmspropv2 segments with
+// zeros, ones, constants or random_uniform initializers, no warmup_steps;
+// SERVING: fp16 and fp32 compressors), with |seed| for random initializers
+// and the hash seed. InvalidArgument naming the segment for anything else.
+// The row layout is checked against the CPU engine's EntryAccessor for the
+// same config.
 Status GpuRowTableSpecFor(const EntryConfig& config, uint64_t seed,
                           GpuRowTableSpec* spec);
 
@@ -256,9 +271,10 @@ MONOLITH_HOST_DEVICE inline void InitColumn(const GpuSegment& seg, int64_t id,
       state[c] = seg.initial_accumulator;
       break;
     case GpuSegment::Optimizer::kAdam:
+    case GpuSegment::Optimizer::kAmsgrad:
       if (c == 0) {
-        state[2 * seg.dim] = seg.beta1;
-        state[2 * seg.dim + 1] = seg.beta2;
+        state[seg.BetaPowersAt()] = seg.beta1;
+        state[seg.BetaPowersAt() + 1] = seg.beta2;
       }
       break;
     default:
@@ -305,9 +321,14 @@ MONOLITH_HOST_DEVICE inline void WriteStored(const GpuSegment& seg, float* row,
 //            m += (g' - m)(1 - b1); v += (g'^2 - v)(1 - b2);
 //            w -= lr_t * m / (sqrt(v) + eps)   (nesterov: g'(1 - b1) + b1 m
 //            in place of m); then b1^t *= b1, b2^t *= b2
+//   amsgrad: adam with vhat = max(vhat, v) in place of v in the step
+//   adadelta: g' = g + wd w; a' = rho a + (1 - rho) g'^2;
+//            u = sqrt(au + eps) / sqrt(a' + eps) g'; w -= lr u;
+//            au = rho au + (1 - rho) u^2
 //   ftrl:    n' = n + g^2; sigma = (sqrt(n') - sqrt(n)) / lr;
 //            z += g - sigma * w;
-//            w = |z| <= l1 ? 0 : lr (sign(z) l1 - z) / (sqrt(n') + beta + l2 lr)
+//            w = |z| <= l1 ? 0
+//                          : lr (sign(z) l1 - z) / (sqrt(n') + beta + l2 lr)
 //   momentum: dx = lr (g + wd w); n' = mu n - dx;
 //            w += nesterov ? -mu n + (1 + mu) n' : n'
 //   rmsprop: dx = g + wd w; n' = mu n + (1 - mu) dx^2 (rmspropv2: + dx^2);
@@ -320,8 +341,8 @@ MONOLITH_HOST_DEVICE inline StepScalars BeginStep(const GpuSegment& seg,
                                                   float lr, const float* row) {
   StepScalars step;
   step.lr = lr;
-  if (seg.optimizer == GpuSegment::Optimizer::kAdam) {
-    const float* powers = row + seg.state_offset + 2 * seg.dim;
+  if (seg.HasBetaPowers()) {
+    const float* powers = row + seg.state_offset + seg.BetaPowersAt();
     step.lr = lr * sqrtf(1 - powers[1]) / (1 - powers[0]);
   }
   return step;
@@ -348,17 +369,37 @@ MONOLITH_HOST_DEVICE inline void ApplyColumnGradient(const GpuSegment& seg,
       *w -= acc == 0.0f ? 0.0f : lr / sqrtf(acc) * g;
       return;
     }
-    case GpuSegment::Optimizer::kAdam: {
+    case GpuSegment::Optimizer::kAdam:
+    case GpuSegment::Optimizer::kAmsgrad: {
       float* m = state + c;
       float* v = state + seg.dim + c;
       const float g = g_raw + seg.weight_decay * *w;
       const float m_new = *m + (g - *m) * (1 - seg.beta1);
       const float v_new = *v + (g * g - *v) * (1 - seg.beta2);
+      float v_step = v_new;
+      if (seg.optimizer == GpuSegment::Optimizer::kAmsgrad) {
+        float* vhat = state + 2 * seg.dim + c;
+        v_step = *vhat < v_new ? v_new : *vhat;  // the CPU's std::max
+        *vhat = v_step;
+      }
       const float numer =
           seg.nesterov ? g * (1 - seg.beta1) + seg.beta1 * m_new : m_new;
-      *w -= (numer * lr) / (sqrtf(v_new) + seg.epsilon);
+      *w -= (numer * lr) / (sqrtf(v_step) + seg.epsilon);
       *m = m_new;
       *v = v_new;
+      return;
+    }
+    case GpuSegment::Optimizer::kAdadelta: {
+      float* accum = state + c;
+      float* accum_update = state + seg.dim + c;
+      const float rho = seg.momentum;
+      const float g = g_raw + seg.weight_decay * *w;
+      const float acc = *accum * rho + g * g * (1 - rho);
+      const float u =
+          sqrtf(*accum_update + seg.epsilon) / sqrtf(acc + seg.epsilon) * g;
+      *w -= u * lr;
+      *accum = acc;
+      *accum_update = *accum_update * rho + u * u * (1 - rho);
       return;
     }
     case GpuSegment::Optimizer::kFtrl: {
@@ -396,8 +437,8 @@ MONOLITH_HOST_DEVICE inline void ApplyColumnGradient(const GpuSegment& seg,
       const double mu = seg.momentum;
       const double new_sq_weight =
           seg.optimizer == GpuSegment::Optimizer::kRmspropV2 ? 1.0 : 1.0 - mu;
-      const double dx =
-          g_raw + static_cast<double>(seg.weight_decay) * static_cast<double>(*w);
+      const double wd = seg.weight_decay;
+      const double dx = g_raw + wd * static_cast<double>(*w);
       const float n_new = static_cast<float>(mu * *n + new_sq_weight * dx * dx);
       // The CPU's sqrt of a float is a float's.
       const double eta = static_cast<double>(lr) / (sqrtf(n_new) + 1.0f);
@@ -418,8 +459,8 @@ MONOLITH_HOST_DEVICE inline void ApplyColumn(const GpuSegment& seg,
 }
 
 MONOLITH_HOST_DEVICE inline void EndStep(const GpuSegment& seg, float* row) {
-  if (seg.optimizer == GpuSegment::Optimizer::kAdam) {
-    float* powers = row + seg.state_offset + 2 * seg.dim;
+  if (seg.HasBetaPowers()) {
+    float* powers = row + seg.state_offset + seg.BetaPowersAt();
     powers[0] *= seg.beta1;
     powers[1] *= seg.beta2;
   }

@@ -173,6 +173,39 @@ TEST(GpuRowSpecTest, AdamAndFtrlMatchTheCpuOptimizers) {
                      30);
 }
 
+TEST(GpuRowSpecTest, AmsgradAndAdadeltaMatchTheCpuOptimizers) {
+  ExpectSameTraining(R"pb(
+    segments {
+      dim_size: 4
+      init_config { constants { constant: 0.1 } }
+      opt_config {
+        amsgrad {
+          beta1: 0.8
+          beta2: 0.95
+          epsilon: 0.001
+          weight_decay_factor: 0.01
+        }
+      }
+    }
+    segments {
+      dim_size: 3
+      init_config { zeros {} }
+      opt_config { amsgrad { use_nesterov: true } }
+    }
+    segments {
+      dim_size: 5
+      init_config { constants { constant: -0.2 } }
+      opt_config {
+        adadelta {
+          averaging_ratio: 0.8
+          epsilon: 0.001
+          weight_decay_factor: 0.02
+        }
+      }
+    })pb",
+                     30);
+}
+
 TEST(GpuRowSpecTest, MomentumAndRmspropMatchTheCpuOptimizers) {
   ExpectSameTraining(R"pb(
     segments {
@@ -415,10 +448,10 @@ TEST(GpuRowSpecTest, ConfigsTheGpuTableCannotRunAreRejectedByName) {
       {R"pb(segments {
               dim_size: 4
               init_config { zeros {} }
-              opt_config { amsgrad {} }
+              opt_config { group_adagrad {} }
             })pb",
-       "segment 0: the GPU table supports the sgd, adagrad, adam, ftrl, "
-       "momentum, rmsprop and rmspropv2 optimizers"},
+       "segment 0: the GPU table supports the sgd, adagrad, adam, amsgrad, "
+       "ftrl, adadelta, momentum, rmsprop and rmspropv2 optimizers"},
       {R"pb(segments {
               dim_size: 4
               init_config { zeros {} }

@@ -897,6 +897,16 @@ int Main() {
   rmspropv2.weight_decay = 0.02f;
   CheckTraining("momentum+rmsprop+rmspropv2",
                 Spec({momentum, rmsprop, rmspropv2}), {0.05f, 0.01f, 0.02f});
+  GpuSegment amsgrad = adam;
+  amsgrad.optimizer = GpuSegment::Optimizer::kAmsgrad;
+  amsgrad.nesterov = true;
+  GpuSegment adadelta;
+  adadelta.optimizer = GpuSegment::Optimizer::kAdadelta;
+  adadelta.dim = 7;
+  adadelta.momentum = 0.9f;  // averaging_ratio
+  adadelta.epsilon = 0.01f;
+  adadelta.weight_decay = 0.01f;
+  CheckTraining("amsgrad+adadelta", Spec({amsgrad, adadelta}), {0.05f, 0.1f});
   CheckLookupMany({Spec({sgd}), Spec({adagrad}), Spec({adam, ftrl})});
   // Widths of whole float4s (8 and 44): rows copied as vectors, a warp's
   // 8 rows short of 32 chunks at width 8.
