@@ -5,6 +5,8 @@ GPU; elsewhere every test skips, saying why (ci/gpu_check.sh runs them on a
 GPU machine, where nothing may skip).
 """
 
+from typing import Optional
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -47,17 +49,20 @@ def _session():
 NAMES = ["user", "item"]
 
 
-def _config(gpu: bool) -> entry.HashTableConfigInstance:
-  """Two segments: sgd over 3 floats (constant 0.25), adagrad over 5."""
+def _config(gpu: bool,
+            second_optimizer: Optional[entry.Optimizer] = None
+           ) -> entry.HashTableConfigInstance:
+  """Two segments: sgd over 3 floats (constant 0.25), then 5 floats of
+  `second_optimizer` (default adagrad)."""
   table_config = embedding_hash_table_pb2.EmbeddingHashTableConfig()
   table_config.entry_config.segments.append(
       entry.CombineAsSegment(3, entry.ConstantsInitializer(0.25),
                              entry.SgdOptimizer(), entry.Fp32Compressor()))
   table_config.entry_config.segments.append(
-      entry.CombineAsSegment(5, entry.ZerosInitializer(),
-                             entry.AdagradOptimizer(
-                                 initial_accumulator_value=0.3),
-                             entry.Fp32Compressor()))
+      entry.CombineAsSegment(
+          5, entry.ZerosInitializer(), second_optimizer or
+          entry.AdagradOptimizer(initial_accumulator_value=0.3),
+          entry.Fp32Compressor()))
   if gpu:
     entry.GpucucoHashTableConfig(initial_capacity=64).mutate_table(
         table_config)
@@ -66,11 +71,13 @@ def _config(gpu: bool) -> entry.HashTableConfigInstance:
   return entry.HashTableConfigInstance(table_config, [0.1, 0.05])
 
 
-def _tables(suffix=""):
+def _tables(suffix="", second_optimizer=None):
   gpu = multi_hash_table_ops.MultiHashTable.from_configs(
-      {n: _config(True) for n in NAMES}, name_suffix="gpu" + suffix)
+      {n: _config(True, second_optimizer) for n in NAMES},
+      name_suffix="gpu" + suffix)
   cpu = multi_hash_table_ops.MultiHashTable.from_configs(
-      {n: _config(False) for n in NAMES}, name_suffix="cpu" + suffix)
+      {n: _config(False, second_optimizer) for n in NAMES},
+      name_suffix="cpu" + suffix)
   return gpu, cpu
 
 
@@ -80,8 +87,20 @@ def _batches(rng, count):
     yield {n: rng.integers(-1000, 1000, 3000) * 7919 for n in NAMES}
 
 
-def test_training_on_gpu_matches_the_cpu_table():
-  gpu, cpu = _tables()
+@pytest.mark.parametrize("second_optimizer", [
+    None,
+    entry.MomentumOptimizer(weight_decay_factor=0.01, use_nesterov=True),
+    entry.RmspropOptimizer(weight_decay_factor=0.01, momentum=0.8),
+    entry.RmspropV2Optimizer(momentum=0.8),
+    entry.AmsgradOptimizer(beta1=0.8, beta2=0.95),
+    entry.AdadeltaOptimizer(averaging_ratio=0.8),
+],
+                         ids=[
+                             "adagrad", "momentum", "rmsprop", "rmspropv2",
+                             "amsgrad", "adadelta"
+                         ])
+def test_training_on_gpu_matches_the_cpu_table(second_optimizer):
+  gpu, cpu = _tables(second_optimizer=second_optimizer)
   ids = {n: tf1.placeholder(tf.int64, [None]) for n in NAMES}
   grads = {n: tf1.placeholder(tf.float32, [None, 8]) for n in NAMES}
   step = tf1.placeholder(tf.int64, [])
