@@ -248,8 +248,8 @@ MONOLITH_HOST_DEVICE inline float UniformFor(uint64_t seed, int64_t id,
 }
 
 // Column c (< seg.dim) of a new row of |id|: its value and its optimizer
-// state (column 0 also sets the entry's own state, adam's beta powers). The
-// rest of a new row is zero.
+// state (column 0 also sets the entry's own state, adam's and amsgrad's
+// beta powers). The rest of a new row is zero.
 MONOLITH_HOST_DEVICE inline void InitColumn(const GpuSegment& seg, int64_t id,
                                             int c, float* row) {
   const int column = seg.value_offset + c;

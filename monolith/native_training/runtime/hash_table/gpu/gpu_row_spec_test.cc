@@ -98,10 +98,10 @@ void ApplyStep(const GpuRowTableSpec& spec,
 }
 
 // Steps |config|'s entry with random gradients on the CPU engine and with
-// the GPU math; both entries (embedding and state) must agree. With
-// |zero_start|, the first steps run at learning rate 0 and gradients are 0
-// in every other column until half way (a schedule starting at 0, ids seen
-// by some columns only).
+// the GPU math; both entries (embedding and state) must agree bit for bit.
+// With |zero_start|, the first steps run at learning rate 0 and gradients
+// are 0 in every other column until half way (a schedule starting at 0, ids
+// seen by some columns only).
 void ExpectSameTraining(const std::string& config_text, int steps,
                         bool zero_start = false) {
   const EntryConfig config = Parse(config_text);
@@ -137,8 +137,9 @@ void ExpectSameTraining(const std::string& config_text, int steps,
   row.resize(spec.entry_floats);
   for (size_t i = 0; i < cpu.size(); ++i) {
     EXPECT_TRUE(std::isfinite(cpu[i])) << "float " << i << " of " << config_text;
-    EXPECT_NEAR(row[i], cpu[i], 1e-5f * (1.0f + std::abs(cpu[i])))
-        << "float " << i << " of " << config_text;
+    // Both compiled for the host without fused multiply-adds: the same
+    // operations in the same order and precision give the same bits.
+    EXPECT_EQ(row[i], cpu[i]) << "float " << i << " of " << config_text;
   }
 }
 
@@ -246,6 +247,24 @@ TEST(GpuRowSpecTest, ZeroRatesAndZeroAccumulatorsMatchTheCpu) {
       dim_size: 3
       init_config { constants { constant: -0.2 } }
       opt_config { ftrl { initial_accumulator_value: 0 } }
+    })pb",
+                     8, /*zero_start=*/true);
+  // Zero states: adadelta's averages, amsgrad's moments, rmsprop's n.
+  ExpectSameTraining(R"pb(
+    segments {
+      dim_size: 3
+      init_config { constants { constant: 0.1 } }
+      opt_config { adadelta {} }
+    }
+    segments {
+      dim_size: 2
+      init_config { constants { constant: -0.2 } }
+      opt_config { amsgrad {} }
+    }
+    segments {
+      dim_size: 3
+      init_config { zeros {} }
+      opt_config { rmsprop { momentum: 0 } }
     })pb",
                      8, /*zero_start=*/true);
 }
@@ -456,6 +475,18 @@ TEST(GpuRowSpecTest, ConfigsTheGpuTableCannotRunAreRejectedByName) {
               dim_size: 4
               init_config { zeros {} }
               opt_config { momentum { warmup_steps: 5 } }
+            })pb",
+       "segment 0: the GPU table does not do warmup_steps"},
+      {R"pb(segments {
+              dim_size: 4
+              init_config { zeros {} }
+              opt_config { amsgrad { warmup_steps: 5 } }
+            })pb",
+       "segment 0: the GPU table does not do warmup_steps"},
+      {R"pb(segments {
+              dim_size: 4
+              init_config { zeros {} }
+              opt_config { adadelta { warmup_steps: 5 } }
             })pb",
        "segment 0: the GPU table does not do warmup_steps"},
       {R"pb(segments {

@@ -571,7 +571,8 @@ __global__ void WriteKernel(const __grid_constant__ WriteLaunch launch) {
   if (!part.serving && (fresh || write == GpuRowTable::Write::kReinitialize)) {
     InitRow(tile, id, part.segments, part.num_segments, row);
   }
-  // Lane 0 set adam's beta powers, which every lane reads below.
+  // Lane 0 set adam's and amsgrad's beta powers, which every lane reads
+  // below.
   tile.sync();
   // Restored rows carry their own update times.
   if (write != GpuRowTable::Write::kPutRows && tile.thread_rank() == 0) {
@@ -633,8 +634,9 @@ __global__ void WriteKernel(const __grid_constant__ WriteLaunch launch) {
           for (int c = tile.thread_rank(); c < seg.dim; c += kTile) {
             ApplyColumn(seg, step, grad, c, row);
           }
-          // The entry's own state (adam's beta powers) changes once every
-          // lane has read it, and before the next step reads it.
+          // The entry's own state (adam's and amsgrad's beta powers)
+          // changes once every lane has read it, and before the next step
+          // reads it.
           tile.sync();
           if (tile.thread_rank() == 0) EndStep(seg, row);
           tile.sync();
