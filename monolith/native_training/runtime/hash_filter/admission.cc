@@ -55,11 +55,11 @@ Admission::Admission(std::unique_ptr<Filter> filter,
 bool Admission::Admit(int64_t fid, uint32_t count) {
   // A slot of threshold 0 admits everything, counting nothing, in every
   // filter: without the filter's lock, which every table's updates share.
-  if (ThresholdOf(fid) <= 0) return true;
+  const int64_t threshold = ThresholdOf(fid);
+  if (threshold <= 0) return true;
   const NotInTable not_in_table;
   std::lock_guard<std::mutex> lock(mu_);
-  return !filter_->ShouldBeFiltered(fid, count, ThresholdOf(fid),
-                                    &not_in_table);
+  return !filter_->ShouldBeFiltered(fid, count, threshold, &not_in_table);
 }
 
 ::monolith::hash_table::EmbeddingHashTable::AdmitFn Admission::AdmitFnFor(
@@ -71,11 +71,12 @@ bool Admission::Admit(int64_t fid, uint32_t count) {
 }
 
 bool Admission::ShouldBeFiltered(int64_t fid) {
-  if (admits_everything_ || ThresholdOf(fid) <= 0) return false;
+  const int64_t threshold = ThresholdOf(fid);
+  if (admits_everything_ || threshold <= 0) return false;
   std::lock_guard<std::mutex> lock(mu_);
   // No table: as the original's gradient check, the probabilistic filter
   // admits, the counting ones count.
-  return filter_->ShouldBeFiltered(fid, 1, ThresholdOf(fid), nullptr);
+  return filter_->ShouldBeFiltered(fid, 1, threshold, nullptr);
 }
 
 }  // namespace hash_filter
