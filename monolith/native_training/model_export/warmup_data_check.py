@@ -470,11 +470,13 @@ def _masked_crc32c(data: bytes) -> int:
 
 
 def _record_running_past_the_end(
-    path: str, size: int) -> Optional[Tuple[List[bytes], Problem]]:
+    path: str, size: int,
+    records_read: Optional[int]) -> Optional[Tuple[List[bytes], Problem]]:
   """Finds the first record whose length (with a valid length CRC) runs past
   the end of `path` (`size` bytes). TF's reader is not safe against such a
   length (one near 2^40 crashes the process), so it never sees these files.
-  The walk stops where TF's reader reports a problem itself.
+  The walk stops where TF's reader reports a problem itself, and past the
+  `records_read` records TF's reader will be asked for (None: all).
 
   Returns:
     None, or the records before the problem and the problem: that length,
@@ -483,7 +485,7 @@ def _record_running_past_the_end(
   offsets = []  # of the records before
   offset = 0
   with tf.io.gfile.GFile(path, "rb") as f:
-    while len(offsets) <= warmup_io.MAX_WARMUP_RECORDS:
+    while records_read is None or len(offsets) <= records_read:
       header = f.read(12)
       if len(header) < 12 or _masked_crc32c(header[:8]) != int.from_bytes(
           header[8:], "little"):
@@ -542,10 +544,13 @@ def read_warmup_file(
     raise warmup_io.WarmupDataError(f"{path}: no such file")
   size = tf.io.gfile.stat(path).length
   logs, problems = [], []
-  past_the_end = _record_running_past_the_end(path, size)
+  past_the_end = _record_running_past_the_end(
+      path, size, warmup_io.MAX_WARMUP_RECORDS if stop_past_limit else None)
   if past_the_end:
     raws, framing = past_the_end
     for raw in raws:
+      if len(logs) == warmup_io.MAX_WARMUP_RECORDS:
+        problems.append(_too_many_records())
       log, problem = _parse_log(len(logs), raw)
       logs.append(log)
       if problem:
@@ -560,10 +565,7 @@ def read_warmup_file(
   try:
     for raw in records:
       if len(logs) == warmup_io.MAX_WARMUP_RECORDS:
-        problems.append(
-            Problem(len(logs), "the file has more than "
-                    f"{warmup_io.MAX_WARMUP_RECORDS} records; TF Serving "
-                    "fails to load a model whose warmup file has more"))
+        problems.append(_too_many_records())
         if stop_past_limit:
           return logs, problems
       offset += len(raw) + 16  # length, length CRC, data, data CRC
@@ -585,6 +587,13 @@ def read_warmup_file(
     problems.append(Problem(None, "no records: TF Serving would load the "
                             "model without warming it up"))
   return logs, problems
+
+
+def _too_many_records() -> Problem:
+  return Problem(
+      warmup_io.MAX_WARMUP_RECORDS, "the file has more than "
+      f"{warmup_io.MAX_WARMUP_RECORDS} records; TF Serving fails to load a "
+      "model whose warmup file has more")
 
 
 def _framing_reason(path: str, error: str, offset: int) -> str:

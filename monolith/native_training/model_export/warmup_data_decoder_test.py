@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+from monolith.native_training.model_export import warmup_data_check
 from monolith.native_training.model_export import warmup_data_decoder
 from monolith.native_training.model_export import warmup_io
 
@@ -71,6 +72,33 @@ def test_records_past_tf_servings_limit_are_printed_too(tmp_path):
       f"record {warmup_io.MAX_WARMUP_RECORDS}: the file has more than "
       f"{warmup_io.MAX_WARMUP_RECORDS} records; TF Serving fails to load a "
       "model whose warmup file has more"]
+
+
+def test_a_length_past_the_end_after_tf_servings_limit_is_reported(tmp_path):
+  # TF's reader crashes the process on a length near 2^40 (with a valid
+  # length CRC); the decoder reads past record 1000, so the headers there
+  # are checked before TF reads them too.
+  log = warmup_io.predict_log("m", "serving_default", {})
+  path = tmp_path / "warmup"
+  count = warmup_io.MAX_WARMUP_RECORDS + 3
+  with tf.io.TFRecordWriter(str(path)) as writer:
+    for _ in range(count):
+      writer.write(log.SerializeToString())
+  size = path.stat().st_size
+  length = (1 << 40).to_bytes(8, "little")
+  with open(path, "ab") as f:
+    f.write(length + warmup_data_check._masked_crc32c(length).to_bytes(
+        4, "little") + b"0123456789")
+  blocks, problems = warmup_data_decoder.decode_warmup_file(str(path))
+  assert len(blocks) == count
+  assert [str(p) for p in problems] == [
+      f"record {warmup_io.MAX_WARMUP_RECORDS}: the file has more than "
+      f"{warmup_io.MAX_WARMUP_RECORDS} records; TF Serving fails to load a "
+      "model whose warmup file has more",
+      f"record {count}: its length at byte offset {size} is {1 << 40} "
+      "bytes, but the file has 10 bytes after its header: it was cut short "
+      "or is not a TFRecord file; TF Serving's record reader fails on it "
+      "(DataLoss: a truncated record), and with it the model load"]
 
 
 def _run_cli(args, cwd):
