@@ -396,7 +396,9 @@ def find_ps_checkpoints(directory: str, group_prefix: str) -> List[str]:
     tf.errors.NotFoundError: the tables of some PS below N are missing (an
       incomplete checkpoint).
     tf.errors.DataLossError: the PS count record is damaged, or marks a
-      save of the group that did not finish (`save_utils.read_ps_count`).
+      save of the group that did not finish (`save_utils.read_ps_count`),
+      or a file names a PS index no save writes
+      (`save_utils.ps_indices_in`).
   """
   indices = save_utils.ps_indices_in(
       directory, _ps_table_files(group_prefix, data_files=False))

@@ -1335,6 +1335,18 @@ def test_a_save_deletes_files_of_ps_beyond_its_count(tmp_path):
   with pytest.raises(tf.errors.DataLossError, match="holds b'two'"):
     multi_hash_table_ops.find_ps_checkpoints(asset_dir,
                                              "MonolithMultiHashTable")
+  # Without a record (the original's checkpoints), a stray file of a PS
+  # index no save writes is named, not taken for 10^12 PS tasks.
+  os.remove(asset_dir + "MonolithMultiHashTable.num_ps")
+  stray = "MonolithMultiHashTable_999999999999.meta-00000-of-00001"
+  with open(asset_dir + stray, "w") as f:
+    f.write("old")
+  with pytest.raises(tf.errors.DataLossError,
+                     match=re.escape(asset_dir + stray) +
+                     " names PS task 999999999999"):
+    multi_hash_table_ops.find_ps_checkpoints(asset_dir,
+                                             "MonolithMultiHashTable")
+  os.remove(asset_dir + stray)
 
   # A save that fails leaves the mark of an unfinished save, not the count
   # of other files: a restore refuses the files (the PS tasks rename their

@@ -405,8 +405,20 @@ def ps_files_in(directory: str,
 
 
 def ps_indices_in(directory: str, pattern: "re.Pattern[str]") -> Set[int]:
-  """The PS indices of `ps_files_in(directory, pattern)`."""
-  return {index for index, _ in ps_files_in(directory, pattern)}
+  """The PS indices of `ps_files_in(directory, pattern)`.
+
+  Raises:
+    tf.errors.DataLossError: a name with a PS index no save writes (of
+      MAX_PS_TASKS or more): restores would take it for that many PS tasks.
+  """
+  files = ps_files_in(directory, pattern)
+  if files and files[-1][0] >= MAX_PS_TASKS:
+    index, name = files[-1]
+    raise tf.errors.DataLossError(
+        None, None, f"{os.path.join(directory, name)} names PS task {index}, "
+        f"but saves write at most {MAX_PS_TASKS} PS tasks' files: it is not "
+        "a file of a save; move it out of the checkpoint")
+  return {index for index, _ in files}
 
 
 def delete_ps_files_beyond(directory: str, pattern: "re.Pattern[str]",
@@ -438,6 +450,8 @@ def ps_count_path(directory: str, group: str) -> str:
 SAVING_RECORD = "saving\n"
 # Far more than any record: a count, or the mark above.
 _MAX_PS_COUNT_RECORD_BYTES = 64
+# The most PS tasks a PS count record holds (six digits).
+MAX_PS_TASKS = 999_999
 
 
 def remove_ps_count(directory: str, group: str) -> None:
@@ -460,7 +474,13 @@ def mark_ps_files_saving(directory: str, group: str) -> None:
 
 def ps_count_record(num_ps: int) -> str:
   """What a PS count record holds once `num_ps` PS tasks saved (the count
-  and a newline: a record cut short is told from a count)."""
+  and a newline: a record cut short is told from a count).
+
+  Raises:
+    ValueError: `num_ps` is not in [1, MAX_PS_TASKS].
+  """
+  if not 1 <= num_ps <= MAX_PS_TASKS:
+    raise ValueError(f"num_ps must be in [1, {MAX_PS_TASKS}], got {num_ps}")
   return f"{num_ps}\n"
 
 

@@ -627,6 +627,29 @@ def test_a_damaged_ps_count_record_is_data_loss(tmp_path, record):
     save_utils.read_ps_count(directory, "g")
 
 
+def test_a_ps_index_no_save_writes_is_data_loss_naming_the_file(tmp_path):
+  # Without a count record, restores take the highest index found plus one
+  # for the PS count: a stray name of index 10^12 must not become a
+  # trillion PS tasks (or a set of that many indices).
+  directory = str(tmp_path)
+  pattern = re.compile(r"g_(0|[1-9][0-9]*)")
+  for name in ("g_0", f"g_{save_utils.MAX_PS_TASKS - 1}"):
+    (tmp_path / name).write_text("")
+  assert save_utils.ps_indices_in(directory, pattern) == {
+      0, save_utils.MAX_PS_TASKS - 1}
+  (tmp_path / "g_1000000000000").write_text("")
+  with pytest.raises(tf.errors.DataLossError,
+                     match=re.escape(os.path.join(directory,
+                                                  "g_1000000000000")) +
+                     " names PS task 1000000000000, but saves write at most "
+                     "999999 PS tasks' files"):
+    save_utils.ps_indices_in(directory, pattern)
+  for num_ps in (0, save_utils.MAX_PS_TASKS + 1):
+    with pytest.raises(ValueError, match="num_ps must be in"):
+      save_utils.ps_count_record(num_ps)
+  assert save_utils.ps_count_record(save_utils.MAX_PS_TASKS) == "999999\n"
+
+
 def test_ps_counts_are_written_through_temporaries_of_their_own(
     tmp_path, monkeypatch):
   directory = str(tmp_path)
