@@ -150,6 +150,8 @@ def test_stale_files_follow_the_checkpoint_files(tmp_path):
                "t.meta-00001-of-00002-tmp-0123456789abcdef.partial",
                "hash_filter_0-00003-of-00007-tmp-fedcba9876543210",
                "MonolithMultiHashTable.num_ps.tmp-" + "a" * 32,
+               # MonolithWriteFileAtomically's (ReplaceFileTemporary).
+               "g.num_ps.tmp-0000000000000001ffffffffffffffff",
                "t-00000-of-00002-tmp-0123", "t.partial", "u-tmp-x"):
     _touch(path("model.ckpt-5.assets/" + name))
   _touch(path("model.ckpt-6.assets/t-00000-of-00001-tmp-0123456789abcdef"))
@@ -171,6 +173,7 @@ def test_stale_files_follow_the_checkpoint_files(tmp_path):
   assert stale.asset_temporaries == [
       path("model.ckpt-5.assets/" + name) for name in (
           "MonolithMultiHashTable.num_ps.tmp-" + "a" * 32,
+          "g.num_ps.tmp-0000000000000001ffffffffffffffff",
           "hash_filter_0-00003-of-00007-tmp-fedcba9876543210",
           "t-00000-of-00002-tmp-0123456789abcdef",
           "t.meta-00001-of-00002-tmp-0123456789abcdef.partial")]

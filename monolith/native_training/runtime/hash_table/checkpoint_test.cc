@@ -1130,6 +1130,15 @@ std::string FileText(const std::string& path) {
 
 // Small records (a PS count) replaced whole: the folder made where
 // missing; a failed open or rename leaves the old file and no temporary.
+TEST(CheckpointTest, ReplaceFileTemporariesAreNamedAsPythonNamesItsOwn) {
+  // utils.write_file_atomically's "<path>.tmp-<uuid4 hex>", the name the
+  // checkpoint clean-up deletes.
+  EXPECT_EQ(ReplaceFileTemporary("d/g.num_ps", 1, ~uint64_t{0}),
+            "d/g.num_ps.tmp-0000000000000001ffffffffffffffff");
+  EXPECT_EQ(ReplaceFileTemporary("p", 0xabcdef0123456789, 0),
+            "p.tmp-abcdef01234567890000000000000000");
+}
+
 TEST(CheckpointTest, ReplaceFileWritesWholeOrNotAtAll) {
   const std::string dir = TestDir("replace_file") + "/new_folder";
   const std::string path = dir + "/g.num_ps";

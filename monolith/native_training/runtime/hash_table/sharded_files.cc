@@ -205,6 +205,11 @@ Status ReplaceFile(FileSystem* fs, const std::string& path,
   return status;
 }
 
+std::string ReplaceFileTemporary(const std::string& path, uint64_t high,
+                                 uint64_t low) {
+  return path + ".tmp-" + SaveIdText(high) + SaveIdText(low);
+}
+
 std::string DescribeSaveId(uint64_t save_id, int64_t save_time_micros) {
   return "from save " + SaveIdText(save_id) + " (begun at Unix time " +
          std::to_string(save_time_micros / 1000000) + ")";

@@ -291,9 +291,16 @@ Status WriteWholeFile(FileSystem* fs, const std::string& temp_path,
 // syncs local files), renamed over it, its folder (created where missing)
 // synced. On an error |temp_path| is deleted and |path| is as it was.
 // Callers give each write a temporary of its own, so that two writers of
-// one path never write into one file.
+// one path never write into one file (ReplaceFileTemporary).
 Status ReplaceFile(FileSystem* fs, const std::string& path,
                    const std::string& temp_path, std::string_view contents);
+
+// "<path>.tmp-<32 hex digits>" of the random |high| and |low| words: a
+// ReplaceFile temporary of |path| named as Python's
+// utils.write_file_atomically names its own, which the checkpoint
+// clean-up deletes when a kill left it (save_utils._ASSET_TEMPORARY_RE).
+std::string ReplaceFileTemporary(const std::string& path, uint64_t high,
+                                 uint64_t low);
 
 // "from save <id> (begun at Unix time <seconds>)".
 std::string DescribeSaveId(uint64_t save_id, int64_t save_time_micros);

@@ -508,7 +508,8 @@ class WriteFileAtomicallyOp : public GuardedOpKernel {
                 errors::InvalidArgument("filename is empty"));
     TfFileSystem fs(ctx->env());
     const ht::Status s = ht::ReplaceFile(
-        &fs, filename, strings::StrCat(filename, ".tmp-", random::New64()),
+        &fs, filename,
+        ht::ReplaceFileTemporary(filename, random::New64(), random::New64()),
         contents);
     OP_REQUIRES(ctx, s.ok(),
                 errors::CreateWithUpdatedMessage(
