@@ -2075,7 +2075,7 @@ class MultiHashTableCheckpointSaverListener(
     # again (TF's CheckpointSaverHook does at session creation) keeps its
     # other PS's files until this save is complete.
     step_recorded = bool(self._ps_groups) and (
-        global_step_value in self._helper.get_existing_checkpoint_steps())
+        self._helper.step_is_recorded(global_step_value))
     with contextlib.ExitStack() as groups:
       for prefix, num_ps in self._ps_groups.items():
         groups.enter_context(
@@ -2161,7 +2161,7 @@ class MultiHashTableCheckpointSaverListener(
         if any(p.fullmatch(n) for p in patterns) and
         not any(p.fullmatch(n) for p in live))
     if not stale or (
-        global_step_value in self._helper.get_existing_checkpoint_steps() or
+        self._helper.step_is_recorded(global_step_value) or
         save_utils.checkpoint_files_exist(
             self._helper.get_ckpt_prefix(global_step_value))):
       return

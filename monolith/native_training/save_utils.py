@@ -244,14 +244,30 @@ class SaveHelper:
 
     The list is the directory's "checkpoint" state file; it is empty when
     there is no such file.
+
+    Raises:
+      tf.errors.OpError: the state file could not be read (as the file
+        system raised it).
+      tf.errors.DataLossError: the state file does not parse.
     """
-    ckpt_state = tf.train.get_checkpoint_state(os.path.dirname(self._basename))
+    ckpt_state = _parsed_checkpoint_state(os.path.dirname(self._basename))
     if ckpt_state is None:
       return set()
     return {
         self.get_global_step_value(path)
         for path in ckpt_state.all_model_checkpoint_paths
     }
+
+  def step_is_recorded(self, global_step_value: int) -> bool:
+    """Whether the state file lists the checkpoint of `global_step_value`;
+    True too when a state file cannot be read (logged): what a save would
+    delete of an unrecorded step is then kept."""
+    try:
+      return global_step_value in self.get_existing_checkpoint_steps()
+    except tf.errors.OpError as e:
+      logging.warning("Taking step %d for a recorded checkpoint: %s",
+                      global_step_value, e)
+      return True
 
   def get_stale_checkpoint_files(
       self, global_step_value: int) -> StaleCheckpointFiles:
@@ -303,7 +319,13 @@ class SaveHelper:
           saver_temporaries.append((step, name))
       elif _is_restorable_suffix(suffix):
         own_ckpt_steps.add(step)
-    kept_steps = own_ckpt_steps | self.get_existing_checkpoint_steps()
+    try:
+      kept_steps = own_ckpt_steps | self.get_existing_checkpoint_steps()
+    except tf.errors.OpError as e:
+      # The state's steps are never stale: without them, nothing is.
+      logging.warning("Deleting no stale checkpoint files of %s: %s",
+                      ckpt_dir, e)
+      return StaleCheckpointFiles([], [], [], [])
 
     def stale(step: int) -> bool:
       # Steps past the one being saved are another writer's, if any: a
@@ -600,6 +622,44 @@ def _checkpoint_path_in(checkpoint_dir: str, path: str) -> Optional[str]:
   return None
 
 
+# Far more than any "checkpoint" state file (a few paths per checkpoint
+# kept): a larger file is not one, and is not read into memory.
+_MAX_CHECKPOINT_STATE_BYTES = 16 << 20
+
+
+def _parsed_checkpoint_state(
+    checkpoint_dir: str) -> Optional[checkpoint_state_pb2.CheckpointState]:
+  """The "checkpoint" state file of `checkpoint_dir` as it is written, or
+  None when there is none.
+
+  Raises:
+    tf.errors.OpError: the state file could not be read (as the file
+      system raised it).
+    tf.errors.DataLossError: the state file does not parse.
+  """
+  state_path = os.path.join(checkpoint_dir, "checkpoint")
+  if not tf.io.gfile.exists(state_path):
+    return None
+  with tf.io.gfile.GFile(state_path, "rb") as f:
+    data = f.read(_MAX_CHECKPOINT_STATE_BYTES + 1)
+  if len(data) > _MAX_CHECKPOINT_STATE_BYTES:
+    raise tf.errors.DataLossError(
+        None, None, f"checkpoint state file {state_path} holds more than "
+        f"{_MAX_CHECKPOINT_STATE_BYTES} bytes: it is not a checkpoint state")
+  state = checkpoint_state_pb2.CheckpointState()
+  try:
+    text_format.Parse(data.decode("utf-8"), state)
+  except UnicodeDecodeError as e:
+    raise tf.errors.DataLossError(
+        None, None, f"checkpoint state file {state_path} is not UTF-8 "
+        f"text: {e}") from e
+  except text_format.ParseError as e:
+    raise tf.errors.DataLossError(
+        None, None, f"checkpoint state file {state_path} does not parse: "
+        f"{e}") from e
+  return state
+
+
 def checkpoint_state(
     checkpoint_dir: str) -> Optional[checkpoint_state_pb2.CheckpointState]:
   """The "checkpoint" state file of `checkpoint_dir`, its paths resolved,
@@ -619,22 +679,10 @@ def checkpoint_state(
       checkpoint.
     tf.errors.NotFoundError: the latest checkpoint it names has no files.
   """
-  state_path = os.path.join(checkpoint_dir, "checkpoint")
-  if not tf.io.gfile.exists(state_path):
+  state = _parsed_checkpoint_state(checkpoint_dir)
+  if state is None:
     return None
-  with tf.io.gfile.GFile(state_path, "rb") as f:
-    data = f.read()
-  state = checkpoint_state_pb2.CheckpointState()
-  try:
-    text_format.Parse(data.decode("utf-8"), state)
-  except UnicodeDecodeError as e:
-    raise tf.errors.DataLossError(
-        None, None, f"checkpoint state file {state_path} is not UTF-8 "
-        f"text: {e}") from e
-  except text_format.ParseError as e:
-    raise tf.errors.DataLossError(
-        None, None, f"checkpoint state file {state_path} does not parse: "
-        f"{e}") from e
+  state_path = os.path.join(checkpoint_dir, "checkpoint")
   if not state.model_checkpoint_path:
     raise tf.errors.DataLossError(
         None, None, f"checkpoint state file {state_path} names no "

@@ -78,6 +78,29 @@ def test_existing_checkpoint_steps(tmp_path):
       saver.save(sess, basename, global_step=step)
   # max_to_keep drops the oldest from the state file.
   assert helper.get_existing_checkpoint_steps() == {5, 9}
+  assert helper.step_is_recorded(5) and not helper.step_is_recorded(1)
+  assert helper.get_stale_checkpoint_files(9).asset_dirs == []
+  os.makedirs(basename + "-1.assets")
+  assert helper.get_stale_checkpoint_files(9).asset_dirs == [
+      basename + "-1.assets"]
+  # A state file that does not parse lists no step for sure: every step
+  # counts as recorded, and nothing is stale.
+  state_path = os.path.join(str(tmp_path), "checkpoint")
+  with open(state_path, "w") as f:
+    f.write("model_checkpoint_path: ")
+  with pytest.raises(tf.errors.DataLossError,
+                     match=f"checkpoint state file {state_path} does not "
+                     "parse"):
+    helper.get_existing_checkpoint_steps()
+  assert helper.step_is_recorded(1)
+  assert helper.get_stale_checkpoint_files(9) == (
+      save_utils.StaleCheckpointFiles([], [], [], []))
+  # Nor is a file larger than any state read into memory.
+  with open(state_path, "w") as f:
+    f.write("#" * (16 << 20) + "\n")
+  with pytest.raises(tf.errors.DataLossError,
+                     match="holds more than 16777216 bytes"):
+    save_utils.checkpoint_state(str(tmp_path))
 
 
 def test_ckpt_info_path():
