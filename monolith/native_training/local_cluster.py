@@ -566,6 +566,47 @@ class _ReportSetupHook(tf1.train.SessionRunHook):
           flush=True)
 
 
+class _RecoveryWait:
+  """A worker's waits for lost tasks (times: time.monotonic()'s).
+
+  A wait begins at a loss and ends when every PS task answers; losses
+  during it are part of it, and it may last `limit_secs`. The chief's
+  restore of a task that came back is not part of it (--chief_setup_secs
+  bounds it): a loss while the chief restores begins a wait of its own.
+  """
+
+  def __init__(self, limit_secs: float):
+    self._limit_secs = limit_secs
+    self._stopped_at = None  # training stopped (the first loss)
+    self._waiting_since = None
+
+  def lose(self, now: float) -> bool:
+    """Notes a loss; True when it begins a wait."""
+    if self._stopped_at is None:
+      self._stopped_at = now
+    if self._waiting_since is not None:
+      return False
+    self._waiting_since = now
+    return True
+
+  def waiting(self) -> bool:
+    return self._waiting_since is not None
+
+  def expired(self, now: float) -> bool:
+    """Whether the present wait lasted its limit."""
+    return (self._waiting_since is not None and
+            now - self._waiting_since >= self._limit_secs)
+
+  def tasks_back(self) -> None:
+    """Every PS task answers: the wait is over."""
+    self._waiting_since = None
+
+  def training_again(self, now: float) -> Optional[float]:
+    """Seconds since training stopped (None: it did not), now it runs."""
+    stopped_at, self._stopped_at = self._stopped_at, None
+    return None if stopped_at is None else now - stopped_at
+
+
 # Errors of a session call when a task it involves died or restarted.
 _LOST_TASK_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError,
                      tf.errors.DeadlineExceededError)
@@ -705,7 +746,7 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
     # Sessions left by lost tasks: closing one waits for the lost task for
     # ever, and so would its destructor; kept until the process exits.
     abandoned = []
-    lost_since = None
+    recovery = _RecoveryWait(FLAGS.ps_recovery_secs)
     # SIGTERM (the launcher's stop) or SIGINT ends training after the
     # current step; closing the session then runs the chief's last save.
     # Without a session (creating one, which blocks in TF until every task
@@ -730,24 +771,25 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
     while not stop_requested.is_set():
       try:
         if sess is None:
-          gone = _unreachable_ps_tasks(cluster) if lost_since else []
+          gone = _unreachable_ps_tasks(cluster) if recovery.waiting() else []
           if gone:
-            if time.monotonic() - lost_since >= FLAGS.ps_recovery_secs:
+            if recovery.expired(time.monotonic()):
               print(f"worker {index}: failed after {progress.steps} steps: "
                     f"{', '.join(gone)} did not come back within "
                     f"{FLAGS.ps_recovery_secs} s", flush=True)
               os._exit(1)
             time.sleep(1)
             continue
+          recovery.tasks_back()
           sess = _FailFastSession(creator, hooks)
           on_stop_signals(stop_after_step)
           # A run that reads the step lets StopAtStepHook see a model_dir
           # already trained to --steps (it asks to stop after a run only).
           progress.global_step = int(sess.run(model.global_step))
-          if lost_since is not None:
+          stopped_secs = recovery.training_again(time.monotonic())
+          if stopped_secs is not None:
             print(f"worker {index}: training again after "
-                  f"{time.monotonic() - lost_since:.1f} s", flush=True)
-            lost_since = None
+                  f"{stopped_secs:.1f} s", flush=True)
             progress.restart_clock()
         if sess.should_stop():
           break
@@ -762,13 +804,12 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
         now = time.monotonic()
         if not FLAGS.ps_recovery_secs:
           _fail(index, progress, e, cluster)
-        if lost_since is None:
-          lost_since = now
+        if recovery.lose(now):
           print(f"worker {index}: lost {_tasks_named(e, index, cluster)} "
                 f"({type(e).__name__}); waiting up to "
                 f"{FLAGS.ps_recovery_secs} s for it to come back",
                 flush=True)
-        if now - lost_since >= FLAGS.ps_recovery_secs:
+        if recovery.expired(now):
           _fail(index, progress, e, cluster)
         if sess is not None:
           abandoned.append(sess)

@@ -517,6 +517,29 @@ def test_progress_losses_are_the_means_of_their_steps(monkeypatch, capsys):
   assert grown < 100_000, grown
 
 
+def test_a_loss_while_the_chief_restores_gets_a_wait_of_its_own():
+  recovery = local_cluster._RecoveryWait(limit_secs=120)
+  assert not recovery.waiting() and not recovery.expired(1000)
+  assert recovery.training_again(5) is None
+  # PS 1 dies at 0; losses during the wait are part of it.
+  assert recovery.lose(0)
+  assert not recovery.lose(60) and not recovery.expired(119)
+  assert recovery.expired(120)
+  # It came back at 30 and the chief restores it for an hour (bounded by
+  # --chief_setup_secs): a task lost again at 1000 is waited for 120 s
+  # from then, not failed at once for the first loss's 120 s.
+  recovery = local_cluster._RecoveryWait(limit_secs=120)
+  recovery.lose(0)
+  recovery.tasks_back()
+  assert not recovery.waiting() and not recovery.expired(1000)
+  assert recovery.lose(1000)
+  assert not recovery.expired(1119) and recovery.expired(1120)
+  recovery.tasks_back()
+  # Training stopped at the first loss.
+  assert recovery.training_again(1500) == 1500
+  assert recovery.training_again(1600) is None
+
+
 def test_a_worker_fails_when_its_chief_never_sets_up(monkeypatch):
   servers, config = test_utils.create_test_ps_cluster(0)
   with tf.Graph().as_default():
