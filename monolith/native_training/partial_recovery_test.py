@@ -347,6 +347,44 @@ def test_without_a_monitor_everything_is_restored(tmp_path):
       assert sess.run(v0) == 1
 
 
+@pytest.mark.parametrize("monitored", [False, True])
+def test_saves_and_restores_take_their_own_deadline(tmp_path, monitored):
+  # A session's operation_timeout_in_ms (e.g. a minute) may be too short
+  # for a large model's save on a remote file system; the Saver's own runs
+  # take no options, so they would take it.
+  model_dir = str(tmp_path)
+
+  class RecordingSession:
+    """Notes each run's deadline."""
+
+    def __init__(self, sess):
+      self.sess = sess
+      self.graph = sess.graph
+      self.deadlines = []
+
+    def run(self, fetches, feed_dict=None, options=None, run_metadata=None):
+      self.deadlines.append(options.timeout_in_ms if options else None)
+      return self.sess.run(fetches, feed_dict, options, run_metadata)
+
+  with tf.Graph().as_default():
+    with tf.device(utils.ps_device(0)):
+      v0 = tf1.Variable(1, name="v0")
+    monitor = save_utils.PsMonitor(1) if monitored else None
+    saver = save_utils.PartialRecoverySaver(ps_monitor=monitor,
+                                            timeout_secs=7)
+    servers, config = test_utils.create_test_ps_cluster(1)
+    with tf1.Session(servers[0].target, config=config) as sess:
+      sess.run(v0.initializer)
+      recording = RecordingSession(sess)
+      path = saver.save(recording, os.path.join(model_dir, "model.ckpt"))
+      sess.run(tf1.assign(v0, 5))
+      saver.restore(recording, path)
+      assert sess.run(v0) == 1
+      assert recording.deadlines and set(recording.deadlines) == {7000}
+    with pytest.raises(ValueError, match="timeout_secs must be a number"):
+      save_utils.PartialRecoverySaver(timeout_secs=0)
+
+
 def test_a_fresh_job_is_all_uninitialized_until_set_up():
   servers, _ = test_utils.create_test_ps_cluster(3)
   # Sessions share the PS tasks' state, as a real job's do.

@@ -84,6 +84,7 @@ from typing import (Iterator, List, NamedTuple, Optional, Sequence, Set,
 from absl import logging
 from google.protobuf import text_format
 import tensorflow as tf
+from tensorflow.python.client import session as session_lib
 from tensorflow.python.training import checkpoint_state_pb2
 from tensorflow.python.training import saver as saver_lib
 
@@ -1094,6 +1095,39 @@ class PsMonitor:
     return self._report
 
 
+# PartialRecoverySaver's timeout_secs.
+_SAVER_TIMEOUT_SECS = 60 * 60
+
+
+class _SessionWithRunOptions(session_lib.SessionInterface):
+  """A session whose runs without options of their own take `options`
+  (a Saver's take none)."""
+
+  def __init__(self, sess: session_lib.SessionInterface,
+               options: tf.compat.v1.RunOptions):
+    self._sess = sess
+    self._options = options
+
+  @property
+  def graph(self) -> tf.Graph:
+    return self._sess.graph
+
+  @property
+  def sess_str(self) -> str:
+    return self._sess.sess_str
+
+  def run(self, fetches, feed_dict=None, options=None, run_metadata=None):
+    return self._sess.run(fetches, feed_dict,
+                          options if options is not None else self._options,
+                          run_metadata)
+
+  def partial_run_setup(self, fetches, feeds=None):
+    return self._sess.partial_run_setup(fetches, feeds)
+
+  def partial_run(self, handle, fetches, feed_dict=None):
+    return self._sess.partial_run(handle, fetches, feed_dict)
+
+
 class _PerDeviceRestoreBuilder(saver_lib.BulkSaverBuilder):
   """A saver builder that keeps each device's restore op apart."""
 
@@ -1125,17 +1159,35 @@ class PartialRecoverySaver(tf.compat.v1.train.Saver):
     *args, **kwargs: as `tf.compat.v1.train.Saver`; `sharded` must stay
       True (one restore op per device) and `builder` is not accepted.
     ps_monitor: the job's `PsMonitor`, or None.
+    timeout_secs: the deadline of each `session.run` of a save or restore
+      (default an hour, as the tables' listeners; None: none in practice,
+      `checkpoint_run_options`), in place of the session's
+      operation_timeout_in_ms, which a large model's save on a remote file
+      system may well exceed.
+
+  Raises:
+    ValueError: `sharded` False, a `builder`, or a bad `timeout_secs`.
   """
 
-  def __init__(self, *args, ps_monitor: Optional[PsMonitor] = None, **kwargs):
+  def __init__(self,
+               *args,
+               ps_monitor: Optional[PsMonitor] = None,
+               timeout_secs: Optional[float] = _SAVER_TIMEOUT_SECS,
+               **kwargs):
     if "builder" in kwargs:
       raise ValueError("PartialRecoverySaver builds its own saver builder")
     if not kwargs.setdefault("sharded", True):
       raise ValueError("PartialRecoverySaver needs sharded=True: it restores "
                        "each device's variables on their own")
     self._ps_monitor = ps_monitor
+    self._run_options = checkpoint_run_options(timeout_secs)
     self._restore_builder = _PerDeviceRestoreBuilder()
     super().__init__(*args, builder=self._restore_builder, **kwargs)
+
+  def save(self, sess: tf.compat.v1.Session, *args, **kwargs) -> str:
+    """`tf.compat.v1.train.Saver.save`, its runs under `timeout_secs`."""
+    return super().save(_SessionWithRunOptions(sess, self._run_options),
+                        *args, **kwargs)
 
   def restore(self, sess: tf.compat.v1.Session, save_path: str) -> None:
     """Restores the variables of the devices that lost them.
@@ -1148,6 +1200,7 @@ class PartialRecoverySaver(tf.compat.v1.train.Saver):
       ValueError: save_path is None or not a checkpoint.
       tf.errors.OpError: as `tf.compat.v1.train.Saver.restore`.
     """
+    sess = _SessionWithRunOptions(sess, self._run_options)
     per_device = self._restore_builder.restore_ops_per_device
     if self._ps_monitor is None or not per_device:
       super().restore(sess, save_path)
