@@ -1157,10 +1157,31 @@ def _stop(tasks: List[_Task], grace_secs: float = 5.0) -> None:
   for t in tasks:
     t.kill(signal.SIGKILL)
     t.process.wait()
-    # Processes the task started stay in its group: kill them too.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-      os.killpg(t.process.pid, signal.SIGKILL)
+    # Processes the task started stay in its group: kill them too. Only a
+    # group with members: an empty one's number may be another process's
+    # group now (the task may have exited long before).
+    if _group_has_members(t.process.pid):
+      with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(t.process.pid, signal.SIGKILL)
     t.join_output(2.0)
+
+
+def _group_has_members(pgid: int) -> bool:
+  """Whether a process of process group `pgid` lives (Linux's /proc; while
+  one does, no new process or group takes that number)."""
+  for name in os.listdir("/proc"):
+    if not name.isdigit():
+      continue
+    try:
+      with open(f"/proc/{name}/stat", "rb") as f:
+        stat = f.read()
+    except OSError:  # gone meanwhile
+      continue
+    # "pid (comm) state ppid pgrp ...": comm may hold spaces and ")".
+    fields = stat[stat.rfind(b")") + 2:].split()
+    if len(fields) > 2 and int(fields[2]) == pgid:
+      return True
+  return False
 
 
 def main(argv: Sequence[str]) -> int:

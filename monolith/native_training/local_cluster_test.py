@@ -517,6 +517,15 @@ def test_progress_losses_are_the_means_of_their_steps(monkeypatch, capsys):
   assert grown < 100_000, grown
 
 
+def test_only_groups_with_members_are_taken_for_a_tasks():
+  assert local_cluster._group_has_members(os.getpgrp())
+  child = subprocess.Popen([sys.executable, "-c", "pass"],
+                           start_new_session=True)
+  child.wait()
+  # Its group is empty: the number may be another group's by now.
+  assert not local_cluster._group_has_members(child.pid)
+
+
 def test_a_loss_while_the_chief_restores_gets_a_wait_of_its_own():
   recovery = local_cluster._RecoveryWait(limit_secs=120)
   assert not recovery.waiting() and not recovery.expired(1000)
