@@ -644,6 +644,28 @@ def _unreachable_ps_tasks(cluster: tf.train.ClusterSpec) -> List[str]:
   return gone
 
 
+def _wait_for_ps_tasks(index: int,
+                       cluster: tf.train.ClusterSpec,
+                       quiet_secs: float = 10.0,
+                       every_secs: float = 60.0) -> None:
+  """Waits until every PS task's port answers, naming those that do not
+  after `quiet_secs` and every `every_secs` after: a first session would
+  wait for them inside TF, saying only that it waits (tasks of a
+  multi-machine job start in any order, so there is no deadline)."""
+  start = time.monotonic()
+  next_note = start + quiet_secs
+  while True:
+    gone = _unreachable_ps_tasks(cluster)
+    if not gone:
+      return
+    now = time.monotonic()
+    if now >= next_note:
+      print(f"worker {index}: waiting {now - start:.0f} s for "
+            f"{', '.join(gone)} to start", flush=True)
+      next_note = now + every_secs
+    time.sleep(1)
+
+
 def _session_creator(model: Model, index: int, server: tf.distribute.Server,
                      config: tf1.ConfigProto) -> tf1.train.SessionCreator:
   """Creates the worker's sessions; the chief's restore what PS tasks lost.
@@ -767,6 +789,7 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
         signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
     on_stop_signals(None)
+    _wait_for_ps_tasks(index, cluster)
 
     while not stop_requested.is_set():
       try:

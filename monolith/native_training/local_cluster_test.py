@@ -451,6 +451,31 @@ def test_unreachable_ps_tasks_are_named():
         f"/job:ps/task:1 ({down}), unreachable")
 
 
+def test_a_worker_names_the_ps_tasks_it_waits_for_at_start(
+    monkeypatch, capsys):
+  clock = [0.0]
+  monkeypatch.setattr(local_cluster.time, "monotonic", lambda: clock[0])
+  with socket.socket() as late, socket.socket() as up:
+    late.bind(("127.0.0.1", 0))  # bound, not listening: refuses
+    up.bind(("127.0.0.1", 0))
+    up.listen()
+    address = "127.0.0.1:%d" % late.getsockname()[1]
+    cluster = tf.train.ClusterSpec({
+        "ps": ["127.0.0.1:%d" % up.getsockname()[1], address]})
+
+    def sleep(secs):
+      clock[0] += secs
+      if clock[0] >= 75:
+        late.listen()  # PS 1 starts
+
+    monkeypatch.setattr(local_cluster.time, "sleep", sleep)
+    local_cluster._wait_for_ps_tasks(3, cluster)
+  assert clock[0] == 75
+  assert capsys.readouterr().out == (
+      f"worker 3: waiting 10 s for /job:ps/task:1 ({address}) to start\n"
+      f"worker 3: waiting 70 s for /job:ps/task:1 ({address}) to start\n")
+
+
 def test_lost_tasks_are_named_with_or_without_replica():
   error = tf.errors.UnavailableError(
       None, None, "from /job:worker/replica:0/task:1 and /job:ps/task:2, "
