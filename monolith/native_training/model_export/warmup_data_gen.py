@@ -45,6 +45,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from idl.matrix.proto import example_pb2
 from idl.matrix.proto import proto_parser_pb2
+from monolith.native_training import utils
 from monolith.native_training.model_export import data_gen_utils
 from monolith.native_training.model_export import dump_format
 from monolith.native_training.model_export import warmup_io
@@ -425,7 +426,8 @@ def gen_prediction_log_from_file(
   Raises:
     DumpFormatError: truncated or malformed input, a record that fails
       validation, or an empty input.
-    WarmupDataError: max_records above TF Serving's limit.
+    WarmupDataError: max_records above TF Serving's limit, or fewer
+      requests than signatures (raised after the last one is yielded).
     ValueError: a bad batch_size or variant_type, or reject_unknown_fields
       without validate.
   """
@@ -449,6 +451,19 @@ def gen_prediction_log_from_file(
     if count == 0:
       raise DumpFormatError(f"{file_name or '<stdin>'}: no records (empty "
                             "input)")
+    if count < len(signatures):
+      # TF Serving would serve them cold: refused, as random mode does.
+      if count == max_records:
+        remedy = "raise --max_records"
+      elif variant_type == "example_batch":
+        remedy = "give a dump of more records"
+      else:
+        remedy = "lower --batch_size"
+      raise warmup_io.WarmupDataError(
+          f"{file_name or '<stdin>'}: made {count} request(s) for the "
+          f"{len(signatures)} signatures {signatures}, so "
+          f"{', '.join(signatures[count:])} would get none; {remedy}, or "
+          "give fewer --signature_names")
 
 
 def _flag_value(name: str) -> str:
@@ -662,6 +677,12 @@ def main(argv: Optional[Sequence[str]]) -> None:
   except warmup_io.WarmupDataError as e:
     raise app.UsageError(str(e)) from None
   output_path = warmup_io.resolve_user_path(FLAGS.output_path)
+  if FLAGS.gen_type == "file" and FLAGS.file_name and (
+      utils.comparable_path(output_path) == utils.comparable_path(
+          warmup_io.resolve_user_path(FLAGS.file_name))):
+    raise app.UsageError(f"--output_path and --file_name are one file, "
+                         f"{output_path}: the warmup file would replace the "
+                         "dump")
   summary = WarmupSummary(FLAGS.variant_type)
   try:
     if FLAGS.gen_type == "random":

@@ -6,6 +6,7 @@ import fcntl
 import itertools
 import os
 import pty
+import re
 import signal
 import subprocess
 import sys
@@ -125,6 +126,54 @@ def test_signatures_cycle_and_always_include_serving_default(tmp_path):
   assert [l.predict_log.request.model_spec.signature_name for l in logs] == [
       "a", "b", "serving_default", "a", "b", "serving_default", "a"]
   assert {l.predict_log.request.model_spec.name for l in logs} == {"ranker"}
+
+
+@pytest.mark.parametrize("variant,batch_size,max_records,remedy", [
+    ("instance", 4, 1000, "lower --batch_size"),
+    ("example_batch", 1, 1000, "give a dump of more records"),
+    ("instance", 1, 2, "raise --max_records"),
+])
+def test_a_signature_the_requests_would_not_reach_is_refused(
+    tmp_path, variant, batch_size, max_records, remedy):
+  # 7 records make 2 requests of 4 (or 7 of example batches, or 2 at
+  # --max_records=2): b or serving_default would be served cold.
+  layout = dump_format.DumpLayout(has_sort_id=True)
+  payloads = list(sample_records.serialized_records(variant, 7))
+  path = _write_dump(str(tmp_path / "dump"), payloads, layout)
+  names = "a,b" if variant == "instance" else "a,b,c,d,e,f,g"
+  made = 7 if variant == "example_batch" else 2
+  with pytest.raises(warmup_io.WarmupDataError,
+                     match=re.escape(f"{path}: made {made} request(s) for the ") +
+                     f".* would get none; {remedy}, or give fewer "
+                     "--signature_names"):
+    _gen(path, layout, variant, batch_size=batch_size,
+         max_records=max_records, signature_names=names)
+  assert len(_gen(path, layout, variant, batch_size=batch_size,
+                  max_records=max_records, signature_names="a")) == made
+
+
+def test_an_output_that_would_replace_the_dump_or_the_model_is_refused(
+    tmp_path):
+  layout = dump_format.DumpLayout()
+  payloads = list(sample_records.serialized_records("instance", 3))
+  dump = _write_dump(str(tmp_path / "dump"), payloads, layout)
+  before = (tmp_path / "dump").read_bytes()
+  with pytest.raises(app.UsageError,
+                     match="--output_path and --file_name are one file"):
+    _main_in_process([f"--file_name={dump}",
+                      f"--output_path={tmp_path}/./dump"])
+  version = tmp_path / "models" / "7"
+  (version / "variables").mkdir(parents=True)
+  (version / "saved_model.pb").write_bytes(b"graph")
+  for out in (version / "saved_model.pb", version / "fingerprint.pb",
+              version / "variables" / "variables.index"):
+    with pytest.raises(SystemExit, match="is a SavedModel's own file: the "
+                       "warmup file would replace it"):
+      _main_in_process([f"--file_name={dump}", f"--output_path={out}"])
+  assert (tmp_path / "dump").read_bytes() == before
+  assert (version / "saved_model.pb").read_bytes() == b"graph"
+  assert sorted(os.listdir(version)) == ["saved_model.pb", "variables"]
+  assert not os.listdir(version / "variables")
 
 
 def test_imports_into_a_program_with_flags_of_the_same_names():

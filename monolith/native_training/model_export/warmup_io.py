@@ -227,8 +227,9 @@ def atomic_output(output_path: str) -> Iterator[str]:
 
   Raises:
     WarmupDataError: `output_path` is empty or a folder (also one that does
-      not exist yet, named with a trailing "/"), or lies in an
-      `assets.extra` folder that does not exist beside no SavedModel.
+      not exist yet, named with a trailing "/"), a SavedModel's own file,
+      or lies in an `assets.extra` folder that does not exist beside no
+      SavedModel.
   """
   if (not output_path or output_path.endswith("/") or
       tf.io.gfile.isdir(output_path)):
@@ -236,6 +237,7 @@ def atomic_output(output_path: str) -> Iterator[str]:
                           f"{'a folder' if output_path else 'empty'}; give a "
                           "file path (e.g. .../assets.extra/"
                           "tf_serving_warmup_requests)")
+  _check_not_a_model_file(output_path)
   created = utils.missing_folders(os.path.dirname(output_path))
   _check_new_assets_extra(created)
   _warn_if_not_read_by_tf_serving(output_path)
@@ -266,6 +268,22 @@ def holds_saved_model(folder: str) -> bool:
   return any(
       tf.io.gfile.exists(os.path.join(folder, name))
       for name in ("saved_model.pb", "saved_model.pbtxt"))
+
+
+# The files of a SavedModel that a warmup file must never replace.
+_SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt", "fingerprint.pb")
+
+
+def _check_not_a_model_file(output_path: str) -> None:
+  """Refuses an output that would replace a model's own file: its graph
+  (by name, wherever it lies) or a file of a SavedModel's variables."""
+  folder = os.path.dirname(output_path.rstrip("/"))
+  if os.path.basename(output_path) in _SAVED_MODEL_FILES or (
+      os.path.basename(folder) == "variables" and
+      holds_saved_model(os.path.dirname(folder))):
+    raise WarmupDataError(
+        f"output path {output_path} is a SavedModel's own file: the warmup "
+        f"file would replace it; give .../{WARMUP_FILE_PATH}")
 
 
 def _warn_if_not_read_by_tf_serving(output_path: str) -> None:
