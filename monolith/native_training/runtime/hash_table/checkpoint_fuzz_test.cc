@@ -1,7 +1,7 @@
 // Fuzz test of checkpoint restore, built and run under AddressSanitizer.
 //
-// Starts from valid checkpoints of real EmbeddingHashTables (sgd, adagrad,
-// ftrl and adam segments of dims 1 to 8; 1 to 3 shards; snappy and
+// Starts from valid checkpoints of real EmbeddingHashTables (segments of
+// every optimizer, dims 1 to 8; 1 to 3 shards; snappy and
 // uncompressed data files) and, every iteration, applies a few random
 // mutations to a copy and runs what MultiHashTableRestoreOp runs:
 // ReadCheckpointInfo, then RestoreCheckpoint handing every record to
@@ -1492,6 +1492,34 @@ std::vector<Base> MakeBases(uint64_t seed) {
       2, false);
   add("ada7 snappy x3",
       {{"ada7", TrainingConfig(Segment(7, uniform, adagrad)), 60}}, 3, true);
+  // Every other optimizer's state (and the warmup and float16 rounding
+  // decorators), each restored from mutated records too.
+  add("momentum|rmsprop|rmspropv2+amsgrad|adadelta snappy x2",
+      {{"moments",
+        TrainingConfig(Segment(2, uniform, "momentum { use_nesterov: true }") +
+                       Segment(3, uniform, "rmsprop {}") +
+                       Segment(2, zeros, "rmspropv2 {}")),
+        25},
+       {"amsgrad_adadelta",
+        TrainingConfig(Segment(3, uniform, "amsgrad {}") +
+                       Segment(2, ones, "adadelta {}")),
+        25}},
+      2, true);
+  add("dynamic_wd_adagrad|group_adagrad|group_ftrl+moving_average|"
+      "batch_softmax uncompressed x2",
+      {{"adagrads",
+        TrainingConfig(
+            Segment(3, uniform,
+                    "dynamic_wd_adagrad { weight_decay_factor: 0.1 }") +
+            Segment(4, uniform, "group_adagrad { warmup_steps: 5 }") +
+            Segment(2, zeros,
+                    "group_ftrl {} stochastic_rounding_float16: true")),
+        25},
+       {"averages",
+        TrainingConfig(Segment(2, uniform, "moving_average {}") +
+                       Segment(1, ones, "batch_softmax {}")),
+        25}},
+      2, false);
   // Last: a data file of several snappy blocks (records across blocks).
   add("ada8 large snappy x1",
       {{"ada8", TrainingConfig(Segment(8, uniform, adagrad)), 5000}}, 1, true);
