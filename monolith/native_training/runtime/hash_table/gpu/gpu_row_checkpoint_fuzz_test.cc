@@ -48,6 +48,31 @@ constexpr const char* kConfigs[] = {
            init_config { zeros {} }
            opt_config { ftrl {} }
          })pb",
+    R"pb(segments {
+           dim_size: 2
+           init_config { zeros {} }
+           opt_config { momentum { use_nesterov: true } }
+         }
+         segments {
+           dim_size: 3
+           init_config { zeros {} }
+           opt_config { rmsprop {} }
+         }
+         segments {
+           dim_size: 1
+           init_config { zeros {} }
+           opt_config { rmspropv2 {} }
+         }
+         segments {
+           dim_size: 2
+           init_config { zeros {} }
+           opt_config { amsgrad {} }
+         }
+         segments {
+           dim_size: 2
+           init_config { zeros {} }
+           opt_config { adadelta {} }
+         })pb",
     R"pb(entry_type: SERVING
          segments { dim_size: 4 comp_config { fp16 {} } })pb",
 };
