@@ -636,7 +636,8 @@ def _parsed_checkpoint_state(
   Raises:
     tf.errors.OpError: the state file could not be read (as the file
       system raised it).
-    tf.errors.DataLossError: the state file does not parse.
+    tf.errors.DataLossError: the state file does not parse, or names a
+      path no file system takes.
   """
   state_path = os.path.join(checkpoint_dir, "checkpoint")
   if not tf.io.gfile.exists(state_path):
@@ -658,6 +659,12 @@ def _parsed_checkpoint_state(
     raise tf.errors.DataLossError(
         None, None, f"checkpoint state file {state_path} does not parse: "
         f"{e}") from e
+  for path in [state.model_checkpoint_path
+              ] + list(state.all_model_checkpoint_paths):
+    if "\0" in path:  # no file system takes one
+      raise tf.errors.DataLossError(
+          None, None, f"checkpoint state file {state_path} names a path "
+          f"with a NUL character: {path!r}")
   return state
 
 

@@ -1,6 +1,8 @@
 """Tests for save_utils.SaveHelper."""
 
+import collections
 import os
+import random
 import re
 import shutil
 
@@ -674,6 +676,54 @@ def test_a_ps_index_no_save_writes_is_data_loss_naming_the_file(tmp_path):
     with pytest.raises(ValueError, match="num_ps must be in"):
       save_utils.ps_count_record(num_ps)
   assert save_utils.ps_count_record(save_utils.MAX_PS_TASKS) == "999999\n"
+
+
+def test_mutated_state_files_and_ps_counts_read_or_fail_clearly(tmp_path):
+  # Fuzz (fixed seed, bounded): a checkpoint state file or PS count record
+  # cut, flipped or spliced gives a state, a count or a tf.errors.OpError
+  # naming the file, never another exception.
+  rng = random.Random(20261206)
+  directory = str(tmp_path)
+  for step in (3, 7):
+    _touch(os.path.join(directory, f"model.ckpt-{step}.index"))
+  state = (f'model_checkpoint_path: "{directory}/model.ckpt-7"\n'
+           'all_model_checkpoint_paths: "model.ckpt-3"\n'
+           'all_model_checkpoint_paths: "model.ckpt-7"\n').encode()
+  pieces = (b'"', b"\\", b"\n", b":", b"{", b"all_model_checkpoint_paths",
+            b"model.ckpt-", b"\xff", b"\x00", b"9" * 30, b"-1")
+  helper = save_utils.SaveHelper(os.path.join(directory, "model.ckpt"))
+  outcomes = collections.Counter()
+  for _ in range(600):
+    for original, path in ((state, os.path.join(directory, "checkpoint")),
+                           (b"12\n", save_utils.ps_count_path(directory,
+                                                              "g"))):
+      data = bytearray(original)
+      for _ in range(rng.randint(1, 3)):
+        at = rng.randrange(len(data) + 1)
+        kind = rng.randrange(3)
+        if kind == 0:
+          del data[at:]
+        elif kind == 1 and at < len(data):
+          data[at] ^= 1 << rng.randrange(8)
+        else:
+          data[at:at] = rng.choice(pieces)
+      with open(path, "wb") as f:
+        f.write(data)
+      try:
+        if path.endswith("checkpoint"):
+          read = save_utils.checkpoint_state(directory)
+          steps = helper.get_existing_checkpoint_steps()
+          assert read is None or read.model_checkpoint_path
+          assert all(isinstance(s, int) for s in steps)
+        else:
+          count = save_utils.read_ps_count(directory, "g")
+          assert count is None or 1 <= count <= save_utils.MAX_PS_TASKS
+        outcomes["read"] += 1
+      except tf.errors.OpError as e:
+        assert path in e.message, e.message
+        outcomes[type(e).__name__] += 1
+  # Both ways happened, often.
+  assert outcomes["read"] > 100 and outcomes["DataLossError"] > 100, outcomes
 
 
 def test_ps_counts_are_written_through_temporaries_of_their_own(
