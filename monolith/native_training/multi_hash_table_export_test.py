@@ -24,6 +24,7 @@ after rounding to float16 (nearest, ties to even) for fp16.
 
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -112,7 +113,12 @@ def _export(basename: str, export_dir: str):
               == compressor)
 
     # The checkpoint files become assets; restore reads them at load time.
-    files = sorted(glob.glob(basename + "*"))
+    # The save's own files only: not another table's of a name it begins
+    # ("<basename>_x"), nor a killed save's temporaries.
+    files = sorted(
+        glob.glob(glob.escape(basename) + "-[0-9]*-of-[0-9]*") +
+        glob.glob(glob.escape(basename) + ".meta-[0-9]*-of-[0-9]*"))
+    files = [f for f in files if re.search(_SHARD_SUFFIX, f)]
     assert any(".meta-" in f for f in files), files
     asset_paths = []
     for i, path in enumerate(files):
@@ -123,8 +129,10 @@ def _export(basename: str, export_dir: str):
                       if ".meta-" not in path)
     restore_basename = tf.strings.regex_replace(data_shard, _SHARD_SUFFIX,
                                                 "")
+    # strict: a table the checkpoint lacks (renamed since training) fails
+    # the load instead of serving zeros.
     with tf.control_dependencies([table.initializer]):
-      restore = table.restore(restore_basename).as_op()
+      restore = table.restore(restore_basename, strict=True).as_op()
     main_op = tf.group(restore, name="restore_hash_tables")
 
     ids = {
@@ -160,7 +168,15 @@ def test_served_embeddings_equal_trained_ones(tmp_path):
   basename = os.path.join(ckpt_dir, "tables")
   export_dir = os.path.join(tmp_path, "saved_model")
   trained = _train_and_save(basename)
+  # Another table's save of a name it begins, and a killed save's
+  # temporary: not this save's files.
+  for name in ("tables_x-00000-of-00001", "tables_x.meta-00000-of-00001",
+               "tables-00000-of-00001-tmp-0123456789abcdef"):
+    with open(os.path.join(ckpt_dir, name), "w") as f:
+      f.write("other")
   asset_names = _export(basename, export_dir)
+  assert sorted(asset_names) == [
+      "tables-00000-of-00001", "tables.meta-00000-of-00001"]
   assert sorted(os.listdir(os.path.join(export_dir,
                                         "assets"))) == sorted(asset_names)
   # The SavedModel does not need the training checkpoint.
@@ -206,6 +222,40 @@ def test_served_embeddings_equal_trained_ones(tmp_path):
   np.testing.assert_array_equal(served["fp16_slot"][-1], np.zeros(3))
   # Trained values are not all float16-representable: fp16 did round.
   assert not np.array_equal(served["fp16_slot"][:-1], trained["fp16_slot"])
+
+
+def test_an_export_of_a_segment_without_a_compressor_is_refused():
+  # SERVING entries need one: the export would succeed and TF Serving
+  # fail the model load.
+  table_config = embedding_hash_table_pb2.EmbeddingHashTableConfig()
+  entry.CuckooHashTableConfig().mutate_table(table_config)
+  segment = table_config.entry_config.segments.add(dim_size=2)
+  segment.init_config.zeros.SetInParent()
+  segment.opt_config.sgd.SetInParent()
+  configs = {"slot": entry.HashTableConfigInstance(table_config, [0.1])}
+  with tf.Graph().as_default():
+    multi_hash_table_ops.MultiHashTable.from_configs(configs)  # training
+    with export_context.enter_export_mode(
+        export_context.ExportMode.STANDALONE):
+      with pytest.raises(ValueError,
+                         match="table slot: segment 0 has no comp_config"):
+        multi_hash_table_ops.MultiHashTable.from_configs(configs)
+
+
+def test_a_config_converted_for_training_is_refused_while_exporting():
+  with tf.Graph().as_default():
+    cc = multi_hash_table_ops.convert_to_cached_config(_configs())
+    with export_context.enter_export_mode(
+        export_context.ExportMode.STANDALONE):
+      with pytest.raises(ValueError, match="cc was converted outside export "
+                         "mode"):
+        multi_hash_table_ops.MultiHashTable.from_cached_config(cc)
+      serving_cc = multi_hash_table_ops.convert_to_cached_config(_configs())
+      table = multi_hash_table_ops.MultiHashTable.from_cached_config(
+          serving_cc)
+    assert multi_hash_table_ops.all_serving(serving_cc.mconfig)
+    assert tf1.global_variables() == []
+    del table
 
 
 _CHECK_IN_A_FRESH_PROCESS = """

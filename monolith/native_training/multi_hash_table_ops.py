@@ -166,6 +166,13 @@ def convert_to_cached_config(
     if is_exporting():
       table_config.entry_config.entry_type = (
           embedding_hash_table_pb2.EntryConfig.SERVING)
+      for i, segment in enumerate(table_config.entry_config.segments):
+        # Else the export succeeds and TF Serving fails the model load.
+        if not segment.HasField("comp_config"):
+          raise ValueError(
+              f"table {name}: segment {i} has no comp_config, which its "
+              "SERVING entries (an exported model's) need: give it one, "
+              "e.g. entry.Fp16Compressor() in entry.CombineAsSegment")
     mconfig.names.append(name)
     mconfig.configs.append(table_config)
     dims.append(infer_dim_size(table_config))
@@ -988,8 +995,9 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     Raises:
       ValueError: a table has not one learning-rate function per segment,
         the tables have different types, gpucuco tables are given a hash
-        filter or skip_zero_embedding, or the shared name is already used
-        in this graph.
+        filter or skip_zero_embedding, the shared name is already used
+        in this graph, or (exporting) `cc` was converted outside export
+        mode.
       RuntimeError: called eagerly or inside a tf.function (the tables are
         graph-mode resources, `utils.check_graph_mode`), or gpucuco tables
         cannot run here (no CUDA kernels or no GPU).
@@ -1006,6 +1014,13 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
             f"list), got {type(handle).__name__}" +
             (f" {handle!r}" if not tf.is_tensor(handle) else
              f" of dtype {handle.dtype.name} and shape {handle.shape}"))
+    if is_exporting() and not all_serving(cc.mconfig):
+      # Its TRAINING tables would hold optimizer state, skip the
+      # compressors and take learning rates in the serving graph.
+      raise ValueError(
+          "cc was converted outside export mode (its tables have TRAINING "
+          "entries): call convert_to_cached_config inside "
+          "export_context.enter_export_mode")
     tables_type = table_type(cc)
     logging.info("Hash table type: %s", tables_type)
     device = "/device:CPU:0"
