@@ -918,6 +918,10 @@ class GpuMultiHashTableRestoreOp : public GuardedOpKernel {
     // it had lost its entries already); the first error (a table that
     // fails stays unusable: CheckUsable says so to every call).
     const auto empty = [&]() -> Status {
+      // Kernels that earlier ops queued on this stream may still read the
+      // maps freed below (cudaFree's wait for the device is not promised).
+      TF_RETURN_IF_ERROR(
+          ctx->op_device_context()->stream()->BlockHostUntilDone());
       Status first;
       for (int t = 0; t < mtable->size(); ++t) {
         GpuMultiHashTable::Table& table = mtable->table(t);

@@ -742,15 +742,20 @@ __global__ void ExportKernel(MapView view, int64_t begin, int64_t end,
   for (int c = tile.thread_rank(); c < row_floats; c += kTile) dst[c] = row[c];
 }
 
-// A device buffer that only grows. Growing frees the old buffer while
-// kernels queued on a stream may still read it: safe because cudaFree
-// synchronizes with the device before it releases memory (documented CUDA
-// behaviour; an async free, cudaFreeAsync, would need the stream).
+// A device buffer that only grows.
 class DeviceBuffer {
  public:
   ~DeviceBuffer() { cudaFree(data_); }
-  Status Reserve(size_t bytes) {
+  // Room for |bytes|; the contents are lost when it grows. |stream| is the
+  // stream whose queued kernels may use the buffer: growing waits for them
+  // before the old buffer is freed (cudaFree's own wait for the device is
+  // not a documented promise).
+  Status Reserve(size_t bytes, cudaStream_t stream) {
     if (bytes <= bytes_) return Status::OK();
+    if (data_ != nullptr) {
+      MONOLITH_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream),
+                                    "waiting to grow a scratch buffer");
+    }
     cudaFree(data_);
     data_ = nullptr;
     bytes_ = 0;
@@ -992,10 +997,13 @@ Status GpuRowTable::Create(const GpuRowTableSpec& spec,
   auto impl = std::make_unique<Impl>();
   impl->num_segments = static_cast<int>(spec.segments.size());
   const size_t segment_bytes = sizeof(GpuSegment) * spec.segments.size();
-  MONOLITH_RETURN_IF_ERROR(impl->segments.Reserve(std::max<size_t>(
-      segment_bytes, 1)));
-  MONOLITH_RETURN_IF_ERROR(impl->counter.Reserve(sizeof(unsigned long long)));
-  MONOLITH_RETURN_IF_ERROR(impl->write_counts.Reserve(sizeof(WriteReadback)));
+  // New buffers: no stream's work uses them yet.
+  MONOLITH_RETURN_IF_ERROR(impl->segments.Reserve(
+      std::max<size_t>(segment_bytes, 1), nullptr));
+  MONOLITH_RETURN_IF_ERROR(
+      impl->counter.Reserve(sizeof(unsigned long long), nullptr));
+  MONOLITH_RETURN_IF_ERROR(
+      impl->write_counts.Reserve(sizeof(WriteReadback), nullptr));
   MONOLITH_RETURN_IF_ERROR(impl->readback.Reserve(1));
   MONOLITH_RETURN_IF_ERROR(impl->count.Reserve(1));
   MONOLITH_CUDA_RETURN_IF_ERROR(
@@ -1083,10 +1091,11 @@ Status GpuRowTable::LookupRowsFromHost(const int64_t* ids, int64_t n,
   found->assign(n, 0);
   if (n == 0) return Status::OK();
   Impl& m = *impl_;
-  MONOLITH_RETURN_IF_ERROR(m.staged_ids.Reserve(sizeof(int64_t) * n));
-  MONOLITH_RETURN_IF_ERROR(m.staged_rows.Reserve(sizeof(float) * width * n));
-  MONOLITH_RETURN_IF_ERROR(m.staged_found.Reserve(sizeof(bool) * n));
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  MONOLITH_RETURN_IF_ERROR(m.staged_ids.Reserve(sizeof(int64_t) * n, s));
+  MONOLITH_RETURN_IF_ERROR(
+      m.staged_rows.Reserve(sizeof(float) * width * n, s));
+  MONOLITH_RETURN_IF_ERROR(m.staged_found.Reserve(sizeof(bool) * n, s));
   MONOLITH_CUDA_RETURN_IF_ERROR(
       cudaMemcpyAsync(m.staged_ids.as<void>(), ids, sizeof(int64_t) * n,
                       cudaMemcpyHostToDevice, s),
@@ -1150,10 +1159,10 @@ Status GpuRowTable::Evict(int64_t now, const ExpireSeconds& expire,
     seconds.push_back(secs);
   }
   Impl& m = *impl_;
-  MONOLITH_RETURN_IF_ERROR(
-      m.expire_slots.Reserve(std::max<size_t>(sizeof(uint32_t) * slots.size(), 1)));
+  MONOLITH_RETURN_IF_ERROR(m.expire_slots.Reserve(
+      std::max<size_t>(sizeof(uint32_t) * slots.size(), 1), s));
   MONOLITH_RETURN_IF_ERROR(m.expire_seconds.Reserve(
-      std::max<size_t>(sizeof(int64_t) * seconds.size(), 1)));
+      std::max<size_t>(sizeof(int64_t) * seconds.size(), 1), s));
   if (!slots.empty()) {
     MONOLITH_CUDA_RETURN_IF_ERROR(
         cudaMemcpyAsync(m.expire_slots.as<void>(), slots.data(),
@@ -1252,10 +1261,10 @@ Status GpuRowTable::Prepare(const std::vector<const WriteRequest*>& group,
   GatherLaunch gather;
   gather.parts = PartsOf(group);
   const int64_t n = gather.parts.first[gather.parts.count];
-  MONOLITH_RETURN_IF_ERROR(m.batch_ids.Reserve(sizeof(int64_t) * n));
-  MONOLITH_RETURN_IF_ERROR(m.sorted_ids.Reserve(sizeof(int64_t) * n));
-  MONOLITH_RETURN_IF_ERROR(m.positions_in.Reserve(sizeof(int32_t) * n));
-  MONOLITH_RETURN_IF_ERROR(m.positions.Reserve(sizeof(int32_t) * n));
+  MONOLITH_RETURN_IF_ERROR(m.batch_ids.Reserve(sizeof(int64_t) * n, s));
+  MONOLITH_RETURN_IF_ERROR(m.sorted_ids.Reserve(sizeof(int64_t) * n, s));
+  MONOLITH_RETURN_IF_ERROR(m.positions_in.Reserve(sizeof(int32_t) * n, s));
+  MONOLITH_RETURN_IF_ERROR(m.positions.Reserve(sizeof(int32_t) * n, s));
   CountLaunch count;
   for (size_t p = 0; p < group.size(); ++p) {
     gather.ids[p] = group[p]->ids;
@@ -1273,7 +1282,8 @@ Status GpuRowTable::Prepare(const std::vector<const WriteRequest*>& group,
           m.sorted_ids.as<int64_t>(), m.positions_in.as<int32_t>(),
           m.positions.as<int32_t>(), static_cast<int>(n), 0, 64, s),
       "sizing the sort");
-  MONOLITH_RETURN_IF_ERROR(m.sort_temp.Reserve(std::max<size_t>(temp_bytes, 1)));
+  MONOLITH_RETURN_IF_ERROR(
+      m.sort_temp.Reserve(std::max<size_t>(temp_bytes, 1), s));
   temp_bytes = m.sort_temp.bytes();
   MONOLITH_CUDA_RETURN_IF_ERROR(
       cub::DeviceRadixSort::SortPairs(
@@ -1396,13 +1406,13 @@ Status GpuRowTable::StageLearningRates(
     rates.insert(rates.end(), r->learning_rates.begin(),
                  r->learning_rates.end());
   }
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
   // The last copy out of the host buffer may still be queued.
   MONOLITH_RETURN_IF_ERROR(m.rates_copied.Wait());
   MONOLITH_RETURN_IF_ERROR(m.host_learning_rates.Reserve(rates.size()));
   MONOLITH_RETURN_IF_ERROR(m.learning_rates.Reserve(
-      sizeof(float) * std::max<size_t>(rates.size(), 1)));
+      sizeof(float) * std::max<size_t>(rates.size(), 1), s));
   std::copy(rates.begin(), rates.end(), m.host_learning_rates.get());
-  const cudaStream_t s = static_cast<cudaStream_t>(stream);
   MONOLITH_CUDA_RETURN_IF_ERROR(
       cudaMemcpyAsync(m.learning_rates.as<void>(), m.host_learning_rates.get(),
                       sizeof(float) * rates.size(), cudaMemcpyHostToDevice, s),
@@ -1579,9 +1589,11 @@ Status GpuRowTable::ExportRowsToHost(int64_t begin, int64_t max_slots,
   MONOLITH_RETURN_IF_ERROR(UseDevice(spec_.device));
   MONOLITH_RETURN_IF_ERROR(CheckBatch(max_slots));
   const int64_t slots = std::max<int64_t>(max_slots, 1);
-  MONOLITH_RETURN_IF_ERROR(impl_->staged_ids.Reserve(sizeof(int64_t) * slots));
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  MONOLITH_RETURN_IF_ERROR(
+      impl_->staged_ids.Reserve(sizeof(int64_t) * slots, s));
   MONOLITH_RETURN_IF_ERROR(impl_->staged_rows.Reserve(
-      sizeof(float) * spec_.row_floats() * slots));
+      sizeof(float) * spec_.row_floats() * slots, s));
   int64_t count = 0;
   MONOLITH_RETURN_IF_ERROR(ExportRows(begin, max_slots,
                                       impl_->staged_ids.as<int64_t>(),
@@ -1591,15 +1603,18 @@ Status GpuRowTable::ExportRowsToHost(int64_t begin, int64_t max_slots,
   rows->resize(count * spec_.row_floats());
   // An empty vector's data() may be null, which cudaMemcpy need not take.
   if (count == 0) return Status::OK();
+  // On the op's stream: TF's are non-blocking, unordered with the default
+  // stream's work.
   MONOLITH_CUDA_RETURN_IF_ERROR(
-      cudaMemcpy(ids->data(), impl_->staged_ids.as<void>(),
-                 sizeof(int64_t) * count, cudaMemcpyDeviceToHost),
+      cudaMemcpyAsync(ids->data(), impl_->staged_ids.as<void>(),
+                      sizeof(int64_t) * count, cudaMemcpyDeviceToHost, s),
       "copying exported ids");
-  return CudaStatus(
-      cudaMemcpy(rows->data(), impl_->staged_rows.as<void>(),
-                 sizeof(float) * spec_.row_floats() * count,
-                 cudaMemcpyDeviceToHost),
+  MONOLITH_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(rows->data(), impl_->staged_rows.as<void>(),
+                      sizeof(float) * spec_.row_floats() * count,
+                      cudaMemcpyDeviceToHost, s),
       "copying exported rows");
+  return CudaStatus(cudaStreamSynchronize(s), "exporting rows");
 }
 
 Status GpuRowTable::PutRowsFromHost(const int64_t* ids, int64_t n,
@@ -1607,10 +1622,10 @@ Status GpuRowTable::PutRowsFromHost(const int64_t* ids, int64_t n,
   MONOLITH_RETURN_IF_ERROR(UseDevice(spec_.device));
   MONOLITH_RETURN_IF_ERROR(CheckBatch(n));
   if (n == 0) return Status::OK();
-  MONOLITH_RETURN_IF_ERROR(impl_->staged_ids.Reserve(sizeof(int64_t) * n));
-  MONOLITH_RETURN_IF_ERROR(
-      impl_->staged_rows.Reserve(sizeof(float) * spec_.row_floats() * n));
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  MONOLITH_RETURN_IF_ERROR(impl_->staged_ids.Reserve(sizeof(int64_t) * n, s));
+  MONOLITH_RETURN_IF_ERROR(
+      impl_->staged_rows.Reserve(sizeof(float) * spec_.row_floats() * n, s));
   MONOLITH_CUDA_RETURN_IF_ERROR(
       cudaMemcpyAsync(impl_->staged_ids.as<void>(), ids, sizeof(int64_t) * n,
                       cudaMemcpyHostToDevice, s),
