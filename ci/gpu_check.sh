@@ -11,8 +11,11 @@
 #   ci/gpu_check.sh [summary_file]
 #
 # The kernels link CUDA 13's runtime statically: the driver must support
-# CUDA 13 (R580 or newer). The first ./bazelw sets the machine up as on any
-# other (apt packages, the venv, the merlin-sok headers).
+# CUDA 13 (R580 or newer), and the CUDA 13 toolkit must be installed
+# (nvcc, headers, libcudart_static.a; /usr/local/cuda or
+# $MONOLITH_CUDA_HOME), which no bootstrap installs. The first ./bazelw sets
+# the rest up as on any other machine (apt packages, the venv, the
+# merlin-sok headers).
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 summary=$(realpath -m "${1:-gpu_check_summary.txt}")
@@ -40,11 +43,20 @@ if [ -z "$cuda_version" ] || [ "$cuda_version" -lt 13 ]; then
   failed=1
 fi
 
+cuda_home=${MONOLITH_CUDA_HOME:-/usr/local/cuda}
+if [ ! -x "$cuda_home/bin/nvcc" ]; then
+  say "toolkit: FAILED (no $cuda_home/bin/nvcc: install the CUDA 13 toolkit, or set MONOLITH_CUDA_HOME)"
+  fail_now
+fi
+say "toolkit: $("$cuda_home/bin/nvcc" --version | tail -1)"
+
 cd "$root"
 if ! ci/bootstrap.sh; then  # sets the machine up (venv, headers)
   say "setup: FAILED (ci/bootstrap.sh)"
   fail_now
 fi
+# The toolkit's detection is cached: look again (it may be new).
+./bazelw sync --configure >/dev/null 2>&1 || true
 tf_gpus() {
   "$venv/bin/python" -c "import tensorflow as tf; print(len(tf.config.list_physical_devices('GPU')))" 2>/dev/null | tail -1
 }
@@ -71,10 +83,18 @@ fi
 log=$(mktemp)
 ./bazelw test --config=cuda --nocache_test_results --test_output=all $targets 2>&1 | tee "$log"
 test_status=${PIPESTATUS[0]}
-# googletest's case lines, and pytest's summary ("3 passed, 1 skipped in").
-ran=$(( $(grep -c '^\[       OK \]' "$log") + $(grep -oE '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}') ))
-skipped=$(( $(grep -c '^\[  SKIPPED \]' "$log") + $(grep -oE '[0-9]+ skipped' "$log" | awk '{s+=$1} END {print s+0}') ))
-broken=$(( $(grep -c '^\[  FAILED  \]' "$log") + $(grep -oE '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}') ))
+# googletest's case lines (named once each: its closing summary lists the
+# failed and skipped ones again), and pytest's summary ("3 passed, 1
+# skipped in").
+gtest_cases() {
+  grep -oE "^\[ *$1 *\] [A-Za-z_0-9/]+\.[A-Za-z_0-9/]+" "$log" | awk '{print $NF}' | sort -u | wc -l
+}
+pytest_sum() {
+  grep -oE "[0-9]+ $1" "$log" | awk '{s+=$1} END {print s+0}'
+}
+ran=$(( $(gtest_cases OK) + $(pytest_sum passed) ))
+skipped=$(( $(gtest_cases SKIPPED) + $(pytest_sum skipped) ))
+broken=$(( $(gtest_cases FAILED) + $(pytest_sum failed) ))
 if [ "$test_status" -ne 0 ] || [ "$skipped" -gt 0 ] || [ "$ran" -eq 0 ]; then
   say "tests: FAILED ($ran passed, $broken failed, $skipped skipped; on a GPU machine nothing may skip)"
   failed=1
