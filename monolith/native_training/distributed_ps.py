@@ -147,6 +147,25 @@ def _check_tf_config_cluster(num_ps: int) -> None:
 _PS_INDEX_SUFFIX = re.compile(r"_(0|[1-9][0-9]*)$")
 
 
+def _checked_ps_save(basename: Any, ps_index: int) -> Any:
+  """`basename`, the save of PS `ps_index`: a string as it is once its name
+  is checked, a tensor checked when it is read."""
+  if isinstance(basename, str):
+    match = _PS_INDEX_SUFFIX.search(basename)
+    if not match or int(match.group(1)) != ps_index:
+      raise ValueError(f"ps_group: basenames[{ps_index}] = {basename!r} is "
+                       f"not a save of PS {ps_index} (\"..._{ps_index}\")")
+    return basename
+  basename = tf.convert_to_tensor(basename, dtype=tf.string)
+  check = tf.debugging.Assert(
+      tf.strings.regex_full_match(basename, f".*_{ps_index}"), [
+          f"ps_group: basenames[{ps_index}] is not a save of PS {ps_index} "
+          f"(\"..._{ps_index}\"):", basename
+      ])
+  with tf.control_dependencies([check]):
+    return tf.identity(basename)
+
+
 def _saves_of_one_ps_group(basenames: List[Any]) -> bool:
   """Whether `basenames` are the saves of one whole PS group, PS j's holding
   only ids with id mod len(basenames) == j: "<group prefix>_0", "_1", ...
@@ -785,7 +804,8 @@ class DistributedMultiTypeHashTable(
       self,
       basenames: Any,
       strict: bool = False,
-      values_only: Sequence[str] = ()) -> DistributedMultiTypeHashTable:
+      values_only: Sequence[str] = (),
+      ps_group: bool = False) -> DistributedMultiTypeHashTable:
     """Restores the checkpoints of the tables of any number of PS tasks.
 
     `basenames` are the saves of every PS table of the old layout (for
@@ -806,6 +826,13 @@ class DistributedMultiTypeHashTable(
       values_only: slots whose optimizer changed since the save: they
         restore their values and start the optimizer state afresh (see
         `MultiHashTable.restore`).
+      ps_group: the caller's word that `basenames`, a list of strings or
+        string tensors (e.g. an export's asset paths), are every save of one
+        PS group, PS j's at index j, as `find_ps_checkpoints` returns them:
+        each PS then reads only the saves that can hold its ids, where it
+        would read every save given as tensors (a list of strings is
+        recognized without it). Each save read must end in "_<j>" (checked
+        at run time); a group missing saves loses their ids.
 
     Returns:
       The table, depending on every PS's restore.
@@ -813,7 +840,10 @@ class DistributedMultiTypeHashTable(
     Raises:
       NotImplementedError: gpucuco tables given saves of another PS count
         (or not a list of them in PS order).
-      ValueError: `values_only` names a slot the tables do not hold.
+      ValueError: `values_only` names a slot the tables do not hold, or
+        `ps_group` with `basenames` not a list.
+      tf.errors.InvalidArgumentError: (at run time) with `ps_group`, a save
+        read that does not end in "_<j>".
     """
     # A list: every PS table reads it.
     values_only = multi_hash_table_ops.checked_table_names(
@@ -825,8 +855,13 @@ class DistributedMultiTypeHashTable(
     # each PS reads only those that can hold its ids (with the same PS
     # count, its own: N reads in all, not N * N). Otherwise every PS reads
     # all.
-    by_ps_index = (isinstance(basenames, (list, tuple)) and
-                   _saves_of_one_ps_group(basenames))
+    if ps_group:
+      if not isinstance(basenames, (list, tuple)) or not basenames:
+        raise ValueError("ps_group needs basenames as a list, one save per "
+                         f"PS in PS order; got {basenames!r}")
+      basenames = [_checked_ps_save(b, j) for j, b in enumerate(basenames)]
+    by_ps_index = ps_group or (isinstance(basenames, (list, tuple)) and
+                               _saves_of_one_ps_group(basenames))
     if not by_ps_index:
       basenames = tf.convert_to_tensor(basenames, dtype=tf.string)
     for i, table in enumerate(self._tables):

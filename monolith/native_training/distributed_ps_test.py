@@ -264,6 +264,42 @@ def test_a_standalone_export_serves_every_ps_table_in_one_process(
     np.testing.assert_array_equal(values[name], trained[name])
 
 
+def test_saves_given_as_tensors_of_a_ps_group_are_read_once_each(
+    cluster, tmp_path):
+  # An export's asset paths are tensors (fed when the SavedModel loads):
+  # with ps_group each PS reads its own save, not both.
+  ids = list(range(-3, 9))
+  trained = np.array([[i] for i in ids], np.float32)
+  save = _create({"a": _config(1)}).assign({
+      "a": (_id(ids), _value(trained))
+  }).save(str(tmp_path)).as_op()
+  with _session(cluster) as sess:
+    sess.run(save)
+  saves = multi_hash_table_ops.find_ps_checkpoints(str(tmp_path),
+                                                   "MonolithMultiHashTable")
+  with tf.Graph().as_default() as graph:
+    table = _create({"a": _config(1)}, name_suffix="fed")
+    fed = [tf1.placeholder(tf.string, []) for _ in saves]
+    with pytest.raises(ValueError, match="ps_group needs basenames as a list"):
+      table.restore(fed[0], ps_group=True)
+    with pytest.raises(ValueError, match=r"basenames\[0\] = .*_1' is not a "
+                       "save of PS 0"):
+      table.restore(saves[::-1], ps_group=True)
+    looked_up = table.restore(fed, ps_group=True).lookup({"a": _id(ids)})["a"]
+    restores = [op for op in graph.get_operations()
+                if op.type == "MonolithMultiHashTableRestoreResharded"]
+    # One save each (a pack of one tensor), not both.
+    assert [op.inputs[1].op.type for op in restores] == ["Pack", "Pack"]
+    assert [len(op.inputs[1].op.inputs) for op in restores] == [1, 1]
+    with _session(cluster) as sess:
+      np.testing.assert_array_equal(
+          sess.run(looked_up, dict(zip(fed, saves))), trained)
+      # A tensor that is not its PS's save fails, naming it.
+      with pytest.raises(tf.errors.InvalidArgumentError,
+                         match=r"basenames\[(0|1)\] is not a save of PS \1"):
+        sess.run(looked_up, dict(zip(fed, saves[::-1])))
+
+
 def test_save_records_the_ps_count_once_every_ps_saved(cluster, tmp_path):
   table = _create({"a": _config(1)})
   # An earlier save into the directory by 3 PS left PS 2's files.
@@ -1381,7 +1417,7 @@ def test_fused_ops_reject_bad_inputs():
   part = ops.monolith_distributed_ps_partition([ids[:2], ids_ph], num_ps=2,
                                                dims=[1, 2])
   with pytest.raises(tf.errors.InvalidArgumentError, match=r"ids\[1\] must "
-                     "be a vector, got shape \[1,1\]"):
+                     r"be a vector, got shape \[1,1\]"):
     _run(part, {ids_ph: ids[2:].reshape([1, 1])})
   with pytest.raises(ValueError, match="dims has 2 elements; num_tables is 3"):
     ops.monolith_distributed_ps_partition([ids, ids, ids], num_ps=2,
