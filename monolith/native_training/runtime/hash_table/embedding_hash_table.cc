@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "monolith/native_training/runtime/hash_table/compressor/fp16_batch.h"
 #include "monolith/native_training/runtime/hash_table/huge_page_pool.h"
 #include "monolith/native_training/runtime/hash_table/initializer/initializer_interface.h"
 #include "monolith/native_training/runtime/hash_table/inline_buffer.h"
@@ -658,22 +659,21 @@ void EmbeddingHashTable::UpsertStreamed(const int64_t* ids, int64_t n,
   }
 }
 
-template <int kDim>
+template <int kDim, typename Out>
 int64_t EmbeddingHashTable::LookupValuesStreamed(const int64_t* ids, int64_t n,
-                                                 float* embeddings) const {
+                                                 Out* out) const {
   static_assert(kDim > 0, "streamed lookups copy fp32 values");
   int64_t hits = 0;
   for (int64_t base = 0; base < n; base += kStreamedRunIds) {
-    hits += LookupRunStreamed<kDim>(ids + base,
-                                    std::min(kStreamedRunIds, n - base),
-                                    embeddings + base * kDim);
+    hits += LookupRunStreamed<kDim>(
+        ids + base, std::min(kStreamedRunIds, n - base), out + base * kDim);
   }
   return hits;
 }
 
-template <int kDim>
+template <int kDim, typename Out>
 int64_t EmbeddingHashTable::LookupRunStreamed(const int64_t* ids, int64_t n,
-                                              float* embeddings) const {
+                                              Out* out) const {
   // No run starts while a writer waits for a shard's lock (see
   // TableShard::exclusive_waiters): it waits for the runs under way only.
   for (int s = 0; s < kNumShards; ++s) shards_[s].WaitWhileWriterWaits();
@@ -685,69 +685,113 @@ int64_t EmbeddingHashTable::LookupRunStreamed(const int64_t* ids, int64_t n,
     locks[s] = std::shared_lock<std::shared_mutex>(shards_[s].mu);
   }
   int64_t hits = 0;
-  StreamIds<false>(
-      this, n, [&](int64_t i) { return ids[i]; },
-      [&](int64_t i) { return MixId(ids[i], hash_seed_); }, lookup_bytes_,
-      [&](int64_t i, const Slot*, const char* entry) {
-        float* out = embeddings + i * kDim;
-        if (entry == nullptr) {
-          std::memset(out, 0, sizeof(float) * kDim);
-        } else {
-          ++hits;
-          std::memcpy(out, entry, sizeof(float) * kDim);
-        }
-      });
+  const auto copy = [&hits](const char* entry, float* row) {
+    if (entry == nullptr) {
+      std::memset(row, 0, sizeof(float) * kDim);
+    } else {
+      ++hits;
+      std::memcpy(row, entry, sizeof(float) * kDim);
+    }
+  };
+  const auto id_at = [&](int64_t i) { return ids[i]; };
+  const auto hash_at = [&](int64_t i) { return MixId(ids[i], hash_seed_); };
+  if constexpr (std::is_same_v<Out, float>) {
+    StreamIds<false>(this, n, id_at, hash_at, lookup_bytes_,
+                     [&](int64_t i, const Slot*, const char* entry) {
+                       copy(entry, out + i * kDim);
+                     });
+  } else {
+    static_assert(std::is_same_v<Out, uint16_t>, "float or float16 rows");
+    // Rows gathered as floats in a chunk the L1 cache holds and converted
+    // a chunk at a time: one call per chunk, and the floats never leave
+    // the core's cache.
+    constexpr int64_t kChunkRows = std::max(1, 2048 / kDim);
+    float chunk[kChunkRows * kDim];
+    StreamIds<false>(
+        this, n, id_at, hash_at, lookup_bytes_,
+        [&](int64_t i, const Slot*, const char* entry) {
+          const int64_t at = i % kChunkRows;
+          copy(entry, chunk + at * kDim);
+          if (at == kChunkRows - 1 || i == n - 1) {
+            FloatsToHalfsSaturating(chunk, (at + 1) * kDim,
+                                    out + (i - at) * kDim);
+          }
+        });
+  }
   return hits;
 }
 
-template <int kDim>
+template <int kDim, typename Out>
 int64_t EmbeddingHashTable::LookupValues(const int64_t* ids, int64_t n,
-                                         float* embeddings) const {
+                                         Out* out) const {
   if constexpr (kDim > 0) {
-    if (n >= kStreamedIds) {
-      return LookupValuesStreamed<kDim>(ids, n, embeddings);
-    }
+    if (n >= kStreamedIds) return LookupValuesStreamed<kDim>(ids, n, out);
   }
   // kDim > 0: TRAINING entries of that dim, which start with the fp32
   // values lookups return; a compile-time size makes the copy a few vector
   // moves.
   // kDim == 0: any entry, decoded by the accessor.
   const int dim = kDim > 0 ? kDim : dim_;
+  constexpr bool kHalfs = std::is_same_v<Out, uint16_t>;
+  // Float16 rows: each row's floats, converted once written.
+  std::vector<float> scratch(kHalfs ? dim : 0);
   int64_t hits = 0;
   ForEachFound(
       ids, n,
       [&](int64_t i, const Slot*, const char* entry) {
-        float* out = embeddings + i * dim;
-        if (entry == nullptr) {
-          std::memset(out, 0, sizeof(float) * dim);
-          return;
-        }
-        ++hits;
-        if (kDim > 0) {
-          std::memcpy(out, entry, sizeof(float) * kDim);
+        float* row = nullptr;
+        if constexpr (kHalfs) {
+          row = scratch.data();
         } else {
-          accessor_->Fill(entry, out);
+          row = out + i * dim;
+        }
+        if (entry == nullptr) {
+          std::memset(row, 0, sizeof(float) * dim);
+        } else {
+          ++hits;
+          if (kDim > 0) {
+            std::memcpy(row, entry, sizeof(float) * kDim);
+          } else {
+            accessor_->Fill(entry, row);
+          }
+        }
+        if constexpr (kHalfs) {
+          FloatsToHalfsSaturating(row, dim, out + i * dim);
         }
       },
-      RowPrefetch<true>(embeddings, dim));
+      [out, dim](int64_t index) {
+        PrefetchRange<true>(reinterpret_cast<const char*>(out + index * dim),
+                            int64_t{dim} * sizeof(Out));
+      });
   return hits;
+}
+
+template <typename Out>
+int64_t EmbeddingHashTable::LookupRows(const int64_t* ids, int64_t n,
+                                       Out* out) const {
+  if (!accessor_->serving() && !accessor_->transforms_lookups()) {
+    switch (dim_) {
+      case 8:
+        return LookupValues<8>(ids, n, out);
+      case 16:
+        return LookupValues<16>(ids, n, out);
+      case 32:
+        return LookupValues<32>(ids, n, out);
+      case 64:
+        return LookupValues<64>(ids, n, out);
+    }
+  }
+  return LookupValues<0>(ids, n, out);
 }
 
 int64_t EmbeddingHashTable::BatchLookup(const int64_t* ids, int64_t n,
                                         float* embeddings) const {
-  if (!accessor_->serving() && !accessor_->transforms_lookups()) {
-    switch (dim_) {
-      case 8:
-        return LookupValues<8>(ids, n, embeddings);
-      case 16:
-        return LookupValues<16>(ids, n, embeddings);
-      case 32:
-        return LookupValues<32>(ids, n, embeddings);
-      case 64:
-        return LookupValues<64>(ids, n, embeddings);
-    }
-  }
-  return LookupValues<0>(ids, n, embeddings);
+  return LookupRows(ids, n, embeddings);
+}
+
+int64_t EmbeddingHashTable::BatchLookupHalfs(const int64_t* ids, int64_t n,
+                                             uint16_t* halfs) const {
+  return LookupRows(ids, n, halfs);
 }
 
 void EmbeddingHashTable::BatchLookupEntry(const int64_t* ids, int64_t n,

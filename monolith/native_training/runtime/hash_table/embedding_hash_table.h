@@ -96,6 +96,11 @@ class EmbeddingHashTable {
   int64_t Lookup(int64_t id, float* embedding) const {
     return BatchLookup(&id, 1, embedding);
   }
+  // BatchLookup with every value as float16 bits in |halfs| (n * DimSize()),
+  // as FloatsToHalfsSaturating (compressor/fp16_batch.h) converts them:
+  // what a PS sends a worker that asked for float16.
+  int64_t BatchLookupHalfs(const int64_t* ids, int64_t n,
+                           uint16_t* halfs) const;
   // Full entries (id, num, optimizer state, update time) of |ids|; a
   // missing id gets an empty EntryDump (as the original's, which serializes
   // to "").
@@ -309,8 +314,11 @@ class EmbeddingHashTable {
   template <typename Fn, typename Ahead = NoPrefetch>
   void ForEachFound(const int64_t* ids, int64_t n, Fn fn,
                     Ahead ahead = {}) const;
-  template <int kDim>
-  int64_t LookupValues(const int64_t* ids, int64_t n, float* embeddings) const;
+  // BatchLookup (Out float) or BatchLookupHalfs (Out uint16_t).
+  template <typename Out>
+  int64_t LookupRows(const int64_t* ids, int64_t n, Out* out) const;
+  template <int kDim, typename Out>
+  int64_t LookupValues(const int64_t* ids, int64_t n, Out* out) const;
   // Takes ids 0..n-1 (id_at(p), whose MixId is hash_at(p)) through a
   // rolling pipeline (see the .cc): visit(p, slot, entry) in order of p,
   // slot and entry null for an absent id. The caller holds the lock of
@@ -322,13 +330,11 @@ class EmbeddingHashTable {
                         int64_t entry_bytes, Visit visit);
   // LookupValues<kDim> (kDim > 0) of a large batch: every shard read-locked
   // for a run of ids, ids taken in order through StreamIds.
-  template <int kDim>
-  int64_t LookupValuesStreamed(const int64_t* ids, int64_t n,
-                               float* embeddings) const;
+  template <int kDim, typename Out>
+  int64_t LookupValuesStreamed(const int64_t* ids, int64_t n, Out* out) const;
   // One run of LookupValuesStreamed, under one hold of every shard's lock.
-  template <int kDim>
-  int64_t LookupRunStreamed(const int64_t* ids, int64_t n,
-                            float* embeddings) const;
+  template <int kDim, typename Out>
+  int64_t LookupRunStreamed(const int64_t* ids, int64_t n, Out* out) const;
   // Evict's walk; with |clears|, it stops at the first shard it locks after
   // clears_ moved past *clears.
   int64_t EvictShards(int64_t now, EvictStats* stats, const uint64_t* clears);

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "google/protobuf/text_format.h"
+#include "monolith/native_training/runtime/hash_table/compressor/fp16_batch.h"
 #include "gtest/gtest.h"
 #include "monolith/native_training/runtime/hash_table/optimizer/optimizer_decorators.h"
 #include "monolith/native_training/runtime/hash_table/update_time.h"
@@ -137,6 +138,62 @@ TEST(EmbeddingHashTableTest, MissingIdsLookUpAsZerosAndAreNotInserted) {
   EXPECT_EQ(out, std::vector<float>(6, 0.0f));
   EXPECT_EQ(table->Size(), 0);
   EXPECT_FALSE(table->Contains(5));
+}
+
+// Float16 lookups are the float32 lookups converted (FloatsToHalfsSaturating)
+// bit for bit: every dim's path (fixed dims streamed past 1,024 ids, in
+// chunks whose ends fall anywhere; other dims and transformed lookups
+// through the accessor), missing ids as zeros, values past float16's range
+// saturated, infinities and NaN kept; on a small stack too.
+TEST(EmbeddingHashTableTest, Float16LookupsAreFloat32LookupsConverted) {
+  const std::string fixed_r8 =
+      "entry_config { segments { dim_size: 16 init_config { zeros {} } "
+      "opt_config { sgd {} } comp_config { fixed_r8 { r: 1 } } } }";
+  for (const std::string& config :
+       {SgdTable(8), SgdTable(16), SgdTable(32), SgdTable(64), SgdTable(5),
+        fixed_r8}) {
+    auto table = MakeTable(config);
+    const int dim = table->DimSize();
+    std::mt19937_64 rng(dim);
+    std::vector<int64_t> stored(3000);
+    for (int64_t& id : stored) id = static_cast<int64_t>(rng());
+    std::vector<float> values(stored.size() * dim);
+    std::normal_distribution<float> normal(0.0f, 3e4f);
+    for (float& v : values) v = normal(rng);
+    values[0] = std::numeric_limits<float>::infinity();
+    values[1] = -std::numeric_limits<float>::infinity();
+    values[2] = std::numeric_limits<float>::quiet_NaN();
+    values[3] = 1e9f;
+    table->Assign(stored.data(), stored.size(), values.data(), 1);
+    for (const int64_t n : {int64_t{1}, int64_t{700}, int64_t{1024},
+                            int64_t{2049}, int64_t{4000}}) {
+      // Stored ids and missing ones, mixed.
+      std::vector<int64_t> ids(n);
+      for (int64_t& id : ids) {
+        id = rng() % 4 ? stored[rng() % stored.size()]
+                       : static_cast<int64_t>(rng());
+      }
+      std::vector<float> floats(n * dim);
+      const int64_t hits = table->BatchLookup(ids.data(), n, floats.data());
+      std::vector<uint16_t> expected(n * dim);
+      FloatsToHalfsSaturating(floats.data(), floats.size(), expected.data());
+      std::vector<uint16_t> halfs(n * dim, 0xFFFF);
+      RunOnSmallStack(64 << 10, [&] {
+        EXPECT_EQ(table->BatchLookupHalfs(ids.data(), n, halfs.data()), hits);
+      });
+      EXPECT_EQ(halfs, expected) << config << ", " << n << " ids";
+    }
+  }
+  // Saturated, not infinite; infinities and NaN kept.
+  std::vector<uint16_t> bits(4);
+  const float specials[4] = {1e9f, -1e9f,
+                             std::numeric_limits<float>::infinity(),
+                             std::numeric_limits<float>::quiet_NaN()};
+  FloatsToHalfsSaturating(specials, 4, bits.data());
+  EXPECT_EQ(bits[0], 0x7BFF);
+  EXPECT_EQ(bits[1], 0xFBFF);
+  EXPECT_EQ(bits[2], 0x7C00);
+  EXPECT_EQ(bits[3] & 0x7E00, 0x7E00);
 }
 
 // A dim-16 fixed_r8 table does not take the raw-copy lookup path of dim-16

@@ -25,13 +25,14 @@
 //   UnsortedSegmentSum does), so the results are bit-identical to the stock
 //   ops'.
 // * MonolithDistributedPsLookupFloat16 (PS): a table lookup whose result is
-//   float16 (converted piece by piece, no float32 result), padded with a
-//   zero to an even length (read by the worker as int32 pairs).
+//   float16 (EmbeddingHashTable::BatchLookupHalfs: no float32 result),
+//   padded with a zero to an even length (read by the worker as int32
+//   pairs).
 //
 // Float16 conversions round to nearest even and use the CPU's F16C
 // instructions when it has them, as TF's Cast does (bit-identical to it,
 // except that finite floats past +-65504 saturate there instead of becoming
-// infinities); Eigen::half's otherwise.
+// infinities); compressor/fp16.h's otherwise (the same bits).
 //
 // Why float16 reaches the gather op as int32 pairs (a free tf.bitcast of the
 // received [k / 2, 2] float16 tensor): the op library's inputs are int32,
@@ -59,6 +60,8 @@
 
 #include "Eigen/Core"
 #include "monolith/native_training/runtime/distributed_ps/packed_ids.h"
+#include "monolith/native_training/runtime/hash_table/compressor/fp16.h"
+#include "monolith/native_training/runtime/hash_table/compressor/fp16_batch.h"
 #include "monolith/native_training/runtime/hash_table/position_slots.h"
 #include "monolith/native_training/runtime/ops/multi_hash_table.h"
 #include "tensorflow/core/framework/op.h"
@@ -270,21 +273,9 @@ class IdPartition {
   std::vector<int64_t> float_splits_;
 };
 
-// Whether the CPU converts float16 in hardware (F16C, with AVX's 256-bit
-// registers).
-bool HasF16c() {
-  static const bool has = __builtin_cpu_supports("avx") &&
-                          __builtin_cpu_supports("f16c");
-  return has;
-}
-
-float HalfToFloatSoftware(uint16_t h) {
-  return static_cast<float>(Eigen::numext::bit_cast<Eigen::half>(h));
-}
-
-uint16_t FloatToHalfSoftware(float f) {
-  return Eigen::numext::bit_cast<uint16_t>(Eigen::half(f));
-}
+using ::monolith::hash_table::FloatsToHalfsSaturating;
+using ::monolith::hash_table::HalfBitsToFloat;
+using ::monolith::hash_table::HasF16c;
 
 // Row copiers: kDim > 0 fixes the row length at compile time (the common
 // dims), 0 reads it from |dim|.
@@ -307,7 +298,7 @@ template <int64_t kDim>
 struct HalfsToFloatsSoftware {
   static void Run(const uint16_t* src, int64_t dim, float* dst) {
     const int64_t d = kDim ? kDim : dim;
-    for (int64_t j = 0; j < d; ++j) dst[j] = HalfToFloatSoftware(src[j]);
+    for (int64_t j = 0; j < d; ++j) dst[j] = HalfBitsToFloat(src[j]);
   }
 };
 
@@ -415,51 +406,6 @@ int64_t ScatterRows(const float* src, const int32_t* index, int64_t n,
     default:
       return loop(
           [dim](const float* s, float* d) { Row<0>::Run(s, dim, d); });
-  }
-}
-
-// The largest finite float16.
-constexpr float kMaxHalf = 65504.0f;
-
-// Finite |f| clamped to [-kMaxHalf, kMaxHalf]; infinities and NaN stay.
-inline float SaturateToHalfRange(float f) {
-  if (std::isinf(f)) return f;
-  return f > kMaxHalf ? kMaxHalf : f < -kMaxHalf ? -kMaxHalf : f;
-}
-
-__attribute__((target("avx,f16c"))) void FloatsToHalfsF16c(const float* src,
-                                                            int64_t n,
-                                                            uint16_t* dst) {
-  const __m256 high = _mm256_set1_ps(kMaxHalf);
-  const __m256 low = _mm256_set1_ps(-kMaxHalf);
-  const __m256 infinity = _mm256_set1_ps(HUGE_VALF);
-  const __m256 sign = _mm256_set1_ps(-0.0f);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 x = _mm256_loadu_ps(src + i);
-    // min/max return their second operand when either is NaN: NaN stays.
-    const __m256 clamped = _mm256_max_ps(low, _mm256_min_ps(high, x));
-    const __m256 is_inf =
-        _mm256_cmp_ps(_mm256_andnot_ps(sign, x), infinity, _CMP_EQ_OQ);
-    _mm_storeu_si128(
-        reinterpret_cast<__m128i*>(dst + i),
-        _mm256_cvtps_ph(_mm256_blendv_ps(clamped, x, is_inf),
-                        _MM_FROUND_TO_NEAREST_INT));
-  }
-  for (; i < n; ++i) {
-    dst[i] = _cvtss_sh(SaturateToHalfRange(src[i]), _MM_FROUND_TO_NEAREST_INT);
-  }
-}
-
-// dst[i] = float16(src[i]) (bits), rounded to nearest even; finite values
-// past float16's range saturate at +-65504: a large summed gradient arrives
-// as the largest float16, not as inf, which the optimizer would turn into
-// NaN for good. An infinity (or NaN) was there before the cast and stays,
-// so a diverged gradient or embedding is not hidden.
-void FloatsToHalfs(const float* src, int64_t n, uint16_t* dst) {
-  if (HasF16c()) return FloatsToHalfsF16c(src, n, dst);
-  for (int64_t i = 0; i < n; ++i) {
-    dst[i] = FloatToHalfSoftware(SaturateToHalfRange(src[i]));
   }
 }
 
@@ -938,9 +884,10 @@ class ScatterAddOp : public GuardedOpKernel {
       if constexpr (std::is_same_v<T, float>) {
         std::copy_n(dst + splits(p), size, out->flat<float>().data());
       } else {
-        dps::FloatsToHalfs(dst + splits(p), size,
-                           reinterpret_cast<uint16_t*>(
-                               const_cast<char*>(out->tensor_data().data())));
+        dps::FloatsToHalfsSaturating(
+            dst + splits(p), size,
+            reinterpret_cast<uint16_t*>(
+                const_cast<char*>(out->tensor_data().data())));
       }
     }
   }
@@ -949,13 +896,6 @@ class ScatterAddOp : public GuardedOpKernel {
   std::vector<int64_t> dims_;
   bool copy_rows_ = false;
 };
-
-// Ids of a lookup are looked up in pieces of at most this many, each into
-// a per-thread float32 buffer that is then converted: 2,048 (enough for
-// the table's streamed lookups, 1,024 ids or more) where that buffer stays
-// within 512 KiB (dims up to 64), which a core's cache holds for the
-// conversion; else 512.
-int64_t LookupPieceIds(int64_t dim) { return dim <= 64 ? 2048 : 512; }
 
 class LookupFloat16Op : public GuardedOpKernel {
  public:
@@ -975,7 +915,8 @@ class LookupFloat16Op : public GuardedOpKernel {
     OP_REQUIRES_OK(ctx, CheckIdSplit(*ids_input, *id_split_input,
                                      num_tables + 1));
     auto split = id_split_input->flat<int64_t>();
-    // Where each table's rows start in the result, and its pieces.
+    // Where each table's rows start in the result, and its pieces (as
+    // float32 lookups split them: independent, so run in parallel).
     std::vector<int64_t> offsets(num_tables + 1, 0);
     struct Piece {
       int64_t table, begin, end;
@@ -984,10 +925,8 @@ class LookupFloat16Op : public GuardedOpKernel {
     for (int64_t t = 0; t < num_tables; ++t) {
       offsets[t + 1] = offsets[t] + (split(t + 1) - split(t)) *
                                         mtable->table(t).table->DimSize();
-      const int64_t piece_ids =
-          LookupPieceIds(mtable->table(t).table->DimSize());
-      for (int64_t b = split(t); b < split(t + 1); b += piece_ids) {
-        pieces.push_back({t, b, std::min(split(t + 1), b + piece_ids)});
+      for (int64_t b = split(t); b < split(t + 1); b += kLookupPieceIds) {
+        pieces.push_back({t, b, std::min(split(t + 1), b + kLookupPieceIds)});
       }
     }
     const int64_t floats = offsets[num_tables];
@@ -1000,14 +939,10 @@ class LookupFloat16Op : public GuardedOpKernel {
     RunnerFor(ctx, ids_input->NumElements())(pieces.size(), [&](int64_t i) {
       const Piece& piece = pieces[i];
       const auto& table = *mtable->table(piece.table).table;
-      const int64_t n = piece.end - piece.begin;
-      thread_local std::vector<float> buffer;
-      buffer.resize(n * table.DimSize());
-      table.BatchLookup(ids + piece.begin, n, buffer.data());
-      dps::FloatsToHalfs(buffer.data(), buffer.size(),
-                         halfs + offsets[piece.table] +
-                             (piece.begin - split(piece.table)) *
-                                 table.DimSize());
+      table.BatchLookupHalfs(ids + piece.begin, piece.end - piece.begin,
+                             halfs + offsets[piece.table] +
+                                 (piece.begin - split(piece.table)) *
+                                     table.DimSize());
     });
   }
 };
