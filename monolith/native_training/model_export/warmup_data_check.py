@@ -540,23 +540,41 @@ def read_warmup_file(
   Raises:
     WarmupDataError: `path` does not exist.
   """
+  problems = []
+  logs = list(iter_warmup_file(path, problems, stop_past_limit))
+  return logs, problems
+
+
+def iter_warmup_file(
+    path: str,
+    problems: List[Problem],
+    stop_past_limit: bool = True
+) -> Iterator[Optional[prediction_log_pb2.PredictionLog]]:
+  """`read_warmup_file`'s records one at a time (a damaged file's records
+  before a length past its end are read first, whole), appending the
+  problems to `problems` as they are found.
+
+  Raises:
+    WarmupDataError: `path` does not exist (when iteration begins).
+  """
   if not tf.io.gfile.exists(path):
     raise warmup_io.WarmupDataError(f"{path}: no such file")
   size = tf.io.gfile.stat(path).length
-  logs, problems = [], []
+  count = 0
   past_the_end = _record_running_past_the_end(
       path, size, warmup_io.MAX_WARMUP_RECORDS if stop_past_limit else None)
   if past_the_end:
     raws, framing = past_the_end
     for raw in raws:
-      if len(logs) == warmup_io.MAX_WARMUP_RECORDS:
+      if count == warmup_io.MAX_WARMUP_RECORDS:
         problems.append(_too_many_records())
-      log, problem = _parse_log(len(logs), raw)
-      logs.append(log)
+      log, problem = _parse_log(count, raw)
+      count += 1
       if problem:
         problems.append(problem)
+      yield log
     problems.append(framing)
-    return logs, problems
+    return
   offset = 0  # bytes of the complete records read so far
   # The v1 iterator reports framing errors plainly ("corrupted record at 12")
   # where tf.data wraps them in op names.
@@ -564,29 +582,28 @@ def read_warmup_file(
     records = tf.compat.v1.io.tf_record_iterator(path)
   try:
     for raw in records:
-      if len(logs) == warmup_io.MAX_WARMUP_RECORDS:
+      if count == warmup_io.MAX_WARMUP_RECORDS:
         problems.append(_too_many_records())
         if stop_past_limit:
-          return logs, problems
+          return
       offset += len(raw) + 16  # length, length CRC, data, data CRC
-      log, problem = _parse_log(len(logs), raw)
-      logs.append(log)
+      log, problem = _parse_log(count, raw)
+      count += 1
       if problem:
         problems.append(problem)
+      yield log
   except tf.errors.DataLossError as e:
-    problems.append(Problem(len(logs), _framing_reason(path, e.message,
-                                                       offset)))
-    return logs, problems
+    problems.append(Problem(count, _framing_reason(path, e.message, offset)))
+    return
   if offset != size:
     problems.append(
-        Problem(len(logs), f"the file ends in a partial record ({size - offset}"
+        Problem(count, f"the file ends in a partial record ({size - offset}"
                 f" bytes at byte offset {offset}): it was cut short; TF "
                 "Serving's warmup reads a partial header as the end of the "
                 "file and stops there without an error"))
-  elif not logs:
+  elif not count:
     problems.append(Problem(None, "no records: TF Serving would load the "
                             "model without warming it up"))
-  return logs, problems
 
 
 def _too_many_records() -> Problem:

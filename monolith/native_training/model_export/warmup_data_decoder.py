@@ -17,7 +17,7 @@ tool then exits 1 (2 when it could not read the file at all).
 
 import re
 import sys
-from typing import List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 from absl import app
 from absl import flags
@@ -58,9 +58,22 @@ def decode_warmup_file(
   Raises:
     WarmupDataError: `path` does not exist.
   """
-  logs, problems = warmup_data_check.read_warmup_file(path,
-                                                      stop_past_limit=False)
-  blocks = []
+  problems = []
+  blocks = list(decoded_records(path, problems, show_string_vals))
+  return blocks, problems
+
+
+def decoded_records(path: str,
+                    problems: List[warmup_data_check.Problem],
+                    show_string_vals: bool = False) -> Iterator[str]:
+  """`decode_warmup_file`'s blocks one at a time, as the records are read
+  (one record in memory), the problems appended to `problems`.
+
+  Raises:
+    WarmupDataError: `path` does not exist (when iteration begins).
+  """
+  logs = warmup_data_check.iter_warmup_file(path, problems,
+                                            stop_past_limit=False)
   for index, log in enumerate(logs):
     if log is None:
       continue
@@ -68,8 +81,7 @@ def decode_warmup_file(
     text = text_format.MessageToString(getattr(log, log_type).request)
     if not show_string_vals:
       text = _STRING_VAL_LINE_RE.sub("string_val: ...", text)
-    blocks.append(f"record {index} ({log_type}):\n{text}")
-  return blocks, problems
+    yield f"record {index} ({log_type}):\n{text}"
 
 
 def main(argv: Optional[Sequence[str]]) -> None:
@@ -77,13 +89,14 @@ def main(argv: Optional[Sequence[str]]) -> None:
   if not FLAGS.file_name:
     raise app.UsageError("--file_name is required")
   path = warmup_io.resolve_user_path(FLAGS.file_name)
+  problems = []
   try:
-    blocks, problems = decode_warmup_file(path, FLAGS.show_string_vals)
+    # Printed as read: a large file is never held whole.
+    for block in decoded_records(path, problems, FLAGS.show_string_vals):
+      print(block, flush=True)
   except (warmup_io.WarmupDataError, OSError, tf.errors.OpError) as e:
     sys.stderr.write(f"warmup_data_decoder: error: {e}\n")
     sys.exit(2)
-  for block in blocks:
-    print(block, flush=True)
   if problems:
     sys.exit("\n".join(f"{path}: {problem}" for problem in problems))
 

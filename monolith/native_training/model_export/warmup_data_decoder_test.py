@@ -60,6 +60,21 @@ def test_a_damaged_file_prints_what_it_can_and_names_the_problem(tmp_path):
       "error"]
 
 
+def test_records_are_decoded_as_they_are_read(tmp_path):
+  # One record in memory at a time: the first is decoded before the reader
+  # reaches the damage after the second.
+  path = _write_two_requests(tmp_path / "warmup")
+  with open(path, "ab") as f:
+    f.write(b"\x01\x02\x03")
+  problems = []
+  blocks = warmup_data_decoder.decoded_records(path, problems)
+  assert next(blocks).startswith("record 0 (predict_log):")
+  assert not problems
+  assert next(blocks).startswith("record 1 (predict_log):")
+  assert list(blocks) == []
+  assert [p.record for p in problems] == [2]
+
+
 def test_records_past_tf_servings_limit_are_printed_too(tmp_path):
   log = warmup_io.predict_log("m", "serving_default", {})
   path = str(tmp_path / "warmup")
