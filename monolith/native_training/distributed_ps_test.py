@@ -197,15 +197,22 @@ def test_assign_takes_ids_of_any_shape(cluster):
     np.testing.assert_array_equal(sess.run(looked_up), [[1], [2], [3], [7]])
 
 
-def test_a_restore_takes_values_only_on_every_ps(cluster, tmp_path):
-  # Slot a moves from SGD to adagrad: every PS restores its values only.
+def _save_slot_a(cluster, directory):
+  """Saves slot a (dim 1, SGD) of ids -3 .. 8 on every PS into `directory`;
+  returns the ids and their values."""
   ids = list(range(-3, 9))
   trained = np.array([[i] for i in ids], np.float32)
   save = _create({"a": _config(1)}).assign({
       "a": (_id(ids), _value(trained))
-  }).save(str(tmp_path)).as_op()
+  }).save(str(directory)).as_op()
   with _session(cluster) as sess:
     sess.run(save)
+  return ids, trained
+
+
+def test_a_restore_takes_values_only_on_every_ps(cluster, tmp_path):
+  # Slot a moves from SGD to adagrad: every PS restores its values only.
+  ids, trained = _save_slot_a(cluster, tmp_path)
   adagrad = _config(1)
   adagrad.table_config.entry_config.segments[0].opt_config.adagrad.\
       initial_accumulator_value = 0.1
@@ -268,13 +275,7 @@ def test_saves_given_as_tensors_of_a_ps_group_are_read_once_each(
     cluster, tmp_path):
   # An export's asset paths are tensors (fed when the SavedModel loads):
   # with ps_group each PS reads its own save, not both.
-  ids = list(range(-3, 9))
-  trained = np.array([[i] for i in ids], np.float32)
-  save = _create({"a": _config(1)}).assign({
-      "a": (_id(ids), _value(trained))
-  }).save(str(tmp_path)).as_op()
-  with _session(cluster) as sess:
-    sess.run(save)
+  ids, trained = _save_slot_a(cluster, tmp_path)
   saves = multi_hash_table_ops.find_ps_checkpoints(str(tmp_path),
                                                    "MonolithMultiHashTable")
   with tf.Graph().as_default() as graph:
