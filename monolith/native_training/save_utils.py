@@ -1207,16 +1207,18 @@ class PartialRecoverySaver(tf.compat.v1.train.Saver):
       ValueError: save_path is None or not a checkpoint.
       tf.errors.OpError: as `tf.compat.v1.train.Saver.restore`.
     """
-    sess = _SessionWithRunOptions(sess, self._run_options)
+    timed = _SessionWithRunOptions(sess, self._run_options)
     per_device = self._restore_builder.restore_ops_per_device
     if self._ps_monitor is None or not per_device:
-      super().restore(sess, save_path)
+      super().restore(timed, save_path)
       return
     if save_path is None:
       raise ValueError("Can't load save_path when it is None.")
     if not tf.compat.v1.train.checkpoint_exists(save_path):
       raise ValueError(
           f"The passed save_path is not a valid checkpoint: {save_path}")
+    # The caller's session, not the timed one: the monitor tells a setup's
+    # looks by the session they ran in.
     uninitialized = self._ps_monitor.uninitialized_ps_tasks(sess)
     restore_ops = []
     kept = []
@@ -1228,7 +1230,7 @@ class PartialRecoverySaver(tf.compat.v1.train.Saver):
     logging.info("Restoring the variables of %d device(s) from %s; %s kept "
                  "their state.", len(restore_ops), save_path,
                  ", ".join(kept) or "no PS task")
-    sess.run(restore_ops, {self.saver_def.filename_tensor_name: save_path})
+    timed.run(restore_ops, {self.saver_def.filename_tensor_name: save_path})
 
   def setup_ps_initialized_state(self, sess: tf.compat.v1.Session) -> None:
     """Marks every PS task set up (see `PsMonitor`), where there is a monitor.
