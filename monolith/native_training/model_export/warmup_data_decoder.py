@@ -94,6 +94,8 @@ def main(argv: Optional[Sequence[str]]) -> None:
     # Printed as read: a large file is never held whole.
     for block in decoded_records(path, problems, FLAGS.show_string_vals):
       print(block, flush=True)
+  except BrokenPipeError:
+    raise  # a closed stdout (| head): run_tool ends by SIGPIPE
   except (warmup_io.WarmupDataError, OSError, tf.errors.OpError) as e:
     sys.stderr.write(f"warmup_data_decoder: error: {e}\n")
     sys.exit(2)

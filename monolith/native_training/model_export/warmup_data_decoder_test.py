@@ -1,6 +1,7 @@
 """Tests of warmup_data_decoder: what it prints of a warmup file."""
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -145,6 +146,24 @@ def test_cli_prints_records_and_exits_by_what_it_found(tmp_path):
     result = _run_cli(args, tmp_path)
     assert result.returncode == 2, result.stderr.decode()
     assert message in result.stderr.splitlines()[-1], result.stderr.decode()
+
+
+def test_a_closed_stdout_ends_the_decoder_by_sigpipe(tmp_path):
+  # `| head` gone before the records are printed: SIGPIPE, as any tool of
+  # a pipe, not an error message and status 2.
+  path = _write_two_requests(tmp_path / "warmup")
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
+             TF_CPP_MIN_LOG_LEVEL="3")
+  child = subprocess.Popen(
+      [sys.executable, "-m",
+       "monolith.native_training.model_export.warmup_data_decoder",
+       f"--file_name={path}"],
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+  child.stdout.close()
+  _, stderr = child.communicate(timeout=240)
+  assert child.returncode == -signal.SIGPIPE, stderr.decode()
+  assert b"warmup_data_decoder: error" not in stderr, stderr.decode()
+  assert b"Traceback" not in stderr, stderr.decode()
 
 
 def test_the_tools_import_into_programs_with_flags_of_their_names():
