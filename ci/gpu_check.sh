@@ -45,7 +45,16 @@ fi
 
 cuda_home=${MONOLITH_CUDA_HOME:-/usr/local/cuda}
 if [ ! -x "$cuda_home/bin/nvcc" ]; then
-  say "toolkit: FAILED (no $cuda_home/bin/nvcc: install the CUDA 13 toolkit, or set MONOLITH_CUDA_HOME)"
+  say "toolkit: FAILED (no $cuda_home/bin/nvcc: install the CUDA 13" \
+      "toolkit, or set MONOLITH_CUDA_HOME)"
+  fail_now
+fi
+# "Cuda compilation tools, release 13.0, V13.0.48"
+nvcc_release=$("$cuda_home/bin/nvcc" --version |
+  sed -n 's/.*release \([0-9]*\)\..*/\1/p' | head -1)
+if [ -z "$nvcc_release" ] || [ "$nvcc_release" -lt 13 ]; then
+  say "toolkit: FAILED ($cuda_home/bin/nvcc is CUDA ${nvcc_release:-?};" \
+      "the build needs CUDA 13)"
   fail_now
 fi
 say "toolkit: $("$cuda_home/bin/nvcc" --version | tail -1)"

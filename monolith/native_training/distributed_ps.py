@@ -841,13 +841,19 @@ class DistributedMultiTypeHashTable(
       NotImplementedError: gpucuco tables given saves of another PS count
         (or not a list of them in PS order).
       ValueError: `values_only` names a slot the tables do not hold, or
-        `ps_group` with `basenames` not a list.
+        `ps_group` with `basenames` not a list, or with a string save not
+        named "..._<j>" at index j.
       tf.errors.InvalidArgumentError: (at run time) with `ps_group`, a save
         read that does not end in "_<j>".
     """
     # A list: every PS table reads it.
     values_only = multi_hash_table_ops.checked_table_names(
         values_only, "values_only")
+    if ps_group:
+      if not isinstance(basenames, (list, tuple)) or not basenames:
+        raise ValueError("ps_group needs basenames as a list, one save per "
+                         f"PS in PS order; got {basenames!r}")
+      basenames = [_checked_ps_save(b, j) for j, b in enumerate(basenames)]
     if any(table.on_gpu for table in self._tables):
       return self._restore_own_saves(basenames, strict, values_only)
     new_tables = []
@@ -855,11 +861,6 @@ class DistributedMultiTypeHashTable(
     # each PS reads only those that can hold its ids (with the same PS
     # count, its own: N reads in all, not N * N). Otherwise every PS reads
     # all.
-    if ps_group:
-      if not isinstance(basenames, (list, tuple)) or not basenames:
-        raise ValueError("ps_group needs basenames as a list, one save per "
-                         f"PS in PS order; got {basenames!r}")
-      basenames = [_checked_ps_save(b, j) for j, b in enumerate(basenames)]
     by_ps_index = ps_group or (isinstance(basenames, (list, tuple)) and
                                _saves_of_one_ps_group(basenames))
     if not by_ps_index:

@@ -542,7 +542,7 @@ def test_progress_losses_are_the_means_of_their_steps(monkeypatch, capsys):
   assert grown < 100_000, grown
 
 
-def test_only_groups_with_members_are_taken_for_a_tasks():
+def test_only_process_groups_with_members_count_as_a_tasks_own():
   assert local_cluster._group_has_members(os.getpgrp())
   child = subprocess.Popen([sys.executable, "-c", "pass"],
                            start_new_session=True)

@@ -143,7 +143,8 @@ def test_a_signature_the_requests_would_not_reach_is_refused(
   names = "a,b" if variant == "instance" else "a,b,c,d,e,f,g"
   made = 7 if variant == "example_batch" else 2
   with pytest.raises(warmup_io.WarmupDataError,
-                     match=re.escape(f"{path}: made {made} request(s) for the ") +
+                     match=re.escape(
+                         f"{path}: made {made} request(s) for the ") +
                      f".* would get none; {remedy}, or give fewer "
                      "--signature_names"):
     _gen(path, layout, variant, batch_size=batch_size,

@@ -1128,8 +1128,6 @@ std::string FileText(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-// Small records (a PS count) replaced whole: the folder made where
-// missing; a failed open or rename leaves the old file and no temporary.
 TEST(CheckpointTest, ReplaceFileTemporariesAreNamedAsPythonNamesItsOwn) {
   // utils.write_file_atomically's "<path>.tmp-<uuid4 hex>", the name the
   // checkpoint clean-up deletes.
@@ -1139,6 +1137,8 @@ TEST(CheckpointTest, ReplaceFileTemporariesAreNamedAsPythonNamesItsOwn) {
             "p.tmp-abcdef01234567890000000000000000");
 }
 
+// Small records (a PS count) replaced whole: the folder made where
+// missing; a failed open or rename leaves the old file and no temporary.
 TEST(CheckpointTest, ReplaceFileWritesWholeOrNotAtAll) {
   const std::string dir = TestDir("replace_file") + "/new_folder";
   const std::string path = dir + "/g.num_ps";

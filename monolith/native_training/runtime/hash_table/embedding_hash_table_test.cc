@@ -21,8 +21,8 @@
 #include <vector>
 
 #include "google/protobuf/text_format.h"
-#include "monolith/native_training/runtime/hash_table/compressor/fp16_batch.h"
 #include "gtest/gtest.h"
+#include "monolith/native_training/runtime/hash_table/compressor/fp16_batch.h"
 #include "monolith/native_training/runtime/hash_table/optimizer/optimizer_decorators.h"
 #include "monolith/native_training/runtime/hash_table/update_time.h"
 

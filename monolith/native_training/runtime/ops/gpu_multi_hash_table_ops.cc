@@ -920,9 +920,10 @@ class GpuMultiHashTableRestoreOp : public GuardedOpKernel {
     const auto empty = [&]() -> Status {
       // Kernels that earlier ops queued on this stream may still read the
       // maps freed below (cudaFree's wait for the device is not promised).
-      TF_RETURN_IF_ERROR(
-          ctx->op_device_context()->stream()->BlockHostUntilDone());
-      Status first;
+      // If the wait fails (the stream is broken), the tables are still
+      // freed and left unusable, not holding a partial restore.
+      Status first = ctx->op_device_context()->stream()->BlockHostUntilDone();
+      const bool recreate = first.ok();
       for (int t = 0; t < mtable->size(); ++t) {
         GpuMultiHashTable::Table& table = mtable->table(t);
         if (!restored[t] && table.table != nullptr) continue;
@@ -935,6 +936,7 @@ class GpuMultiHashTableRestoreOp : public GuardedOpKernel {
         // Its memory first; until Create succeeds the table is unusable
         // (CheckUsable), not dangling.
         table.table.reset();
+        if (!recreate) continue;
         first.Update(OutOfMemoryAsStatus(
             [&] {
               return ToTfStatus(
