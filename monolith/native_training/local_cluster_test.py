@@ -277,7 +277,11 @@ def test_trains_checkpoints_and_stops_every_task(tmp_path):
   assert _no_tasks_left(model_dir) == []
 
 
-def test_killed_ps_is_restarted_and_restored(tmp_path):
+# PS 0 holds the global step (replica_device_setter places it first):
+# killing it takes the step back to the checkpoint's too.
+@pytest.mark.parametrize("killed", [1, 0])
+def test_killed_ps_is_restarted_and_restored(tmp_path, killed):
+  kept = 1 - killed
   model_dir = str(tmp_path / "ctr")
   # Many distinct ids, so that the tables keep growing: a PS restarted
   # empty and not restored would hold fewer entries at the next save.
@@ -285,8 +289,8 @@ def test_killed_ps_is_restarted_and_restored(tmp_path):
                      "--vocab_size=1000000", "--keep_checkpoints=100")
   output = _Output(launcher)
   try:
-    pid = int(output.wait_for(r"\[ps1\] ps 1: serving \S+ \(pid (\d+)\)",
-                              60)[1])
+    pid = int(output.wait_for(
+        rf"\[ps{killed}\] ps {killed}: serving \S+ \(pid (\d+)\)", 60)[1])
     output.wait_for(r"global_step (\d+)", 90,
                     accept=lambda m: int(m[1]) >= 250)
     # Worker 1 trains (it has a session to lose) and a checkpoint is there
@@ -295,10 +299,11 @@ def test_killed_ps_is_restarted_and_restored(tmp_path):
     output.wait_for(r"\[worker1\] worker 1: step \d+", 90)
     _wait_for_checkpoint(model_dir, 100, output)
     os.kill(pid, signal.SIGKILL)
-    output.wait_for(r"local_cluster: ps1 exited with code -9; restarting it "
-                    r"\(restart 1 of 3\)", 60)
+    output.wait_for(rf"local_cluster: ps{killed} exited with code -9; "
+                    r"restarting it \(restart 1 of 3\)", 60)
     restored = output.wait_for(
-        r"\[worker0\] worker 0: PS task\(s\) 1 restored from (\S+)", 90)[1]
+        rf"\[worker0\] worker 0: PS task\(s\) {killed} restored from (\S+)",
+        90)[1]
     restored_step = int(restored.rsplit("-", 1)[1])
     assert restored_step >= 100
     for i in range(2):
@@ -317,21 +322,24 @@ def test_killed_ps_is_restarted_and_restored(tmp_path):
   out = output.text()
   assert launcher.returncode == 128 + signal.SIGHUP, out
   assert "local_cluster: got SIGHUP; stopping" in out, out
-  assert re.search(r"\[ps1\] ps 1: serving \S+ \(pid (?!%d\))" % pid, out), out
-  # Worker 0 holds the global step on PS 0, which kept running: no step
-  # was lost, and PS 0 was not restored.
-  assert not re.search(r"PS task\(s\) 0", out.split("restart 1 of 3")[1])
-  # PS 1 came back with every entry of the restored checkpoint.
-  before = _entry_counts(restored, 1)
-  after = _entry_counts(tf.train.latest_checkpoint(model_dir), 1)
+  assert re.search(
+      r"\[ps%d\] ps %d: serving \S+ \(pid (?!%d\))" % (killed, killed, pid),
+      out), out
+  # The other PS task kept running, and was not restored.
+  assert not re.search(rf"PS task\(s\) {kept}",
+                       out.split("restart 1 of 3")[1])
+  # The killed task came back with every entry of the restored checkpoint.
+  before = _entry_counts(restored, killed)
+  after = _entry_counts(tf.train.latest_checkpoint(model_dir), killed)
   assert sorted(before) == sorted(after) and len(before) == 4, (before, after)
   for table, count in before.items():
     assert count > 0 and after[table] >= count, (before, after)
   # Every id, not only as many: new ids trained since would hide lost ones
   # in the counts.
-  restored_ids = _saved_ids(restored, 1)
+  restored_ids = _saved_ids(restored, killed)
   assert len(restored_ids) > 0
-  lost = restored_ids - _saved_ids(tf.train.latest_checkpoint(model_dir), 1)
+  lost = restored_ids - _saved_ids(tf.train.latest_checkpoint(model_dir),
+                                   killed)
   assert not lost, f"{len(lost)} ids of {len(restored_ids)} lost, e.g. " + (
       str(sorted(lost)[:5]))
   assert _no_tasks_left(model_dir) == []
