@@ -224,6 +224,48 @@ def test_served_embeddings_equal_trained_ones(tmp_path):
   assert not np.array_equal(served["fp16_slot"][:-1], trained["fp16_slot"])
 
 
+def test_a_serving_save_makes_assets_of_values_only(tmp_path):
+  # The training checkpoint holds adagrad's accumulators beside the values:
+  # restored into SERVING tables and saved again, the SavedModel's assets
+  # hold the served values only, and serve the same embeddings.
+  ckpt_dir = os.path.join(tmp_path, "ckpt")
+  trained = _train_and_save(os.path.join(ckpt_dir, "tables"))
+  serving_basename = os.path.join(tmp_path, "serving", "tables")
+  with tf.Graph().as_default(), tf1.Session() as sess:
+    with export_context.enter_export_mode(
+        export_context.ExportMode.STANDALONE):
+      table = multi_hash_table_ops.MultiHashTable.from_configs(_configs())
+    sess.run(table.initializer)
+    sess.run(table.restore(os.path.join(ckpt_dir, "tables"),
+                           strict=True).as_op())
+    sess.run(table.save(serving_basename).as_op())
+  export_dir = os.path.join(tmp_path, "saved_model")
+  _export(serving_basename, export_dir)
+
+  def data_bytes(directory):
+    return sum(os.path.getsize(os.path.join(directory, name))
+               for name in os.listdir(directory) if ".meta-" not in name)
+
+  # Values only: about half the training shards' bytes (values and as
+  # many accumulators).
+  assert data_bytes(os.path.join(export_dir, "assets")) < 0.7 * data_bytes(
+      ckpt_dir)
+  shutil.rmtree(ckpt_dir)
+  with tf.Graph().as_default(), tf1.Session() as sess:
+    signature = tf1.saved_model.loader.load(
+        sess, [tf1.saved_model.tag_constants.SERVING],
+        export_dir).signature_def[_SIGNATURE]
+    served = sess.run(
+        {name: signature.outputs[name].name
+         for name in ("fp16_slot", "fp32_slot")},
+        {signature.inputs[f"{name}_ids"].name: _IDS
+         for name in ("fp16_slot", "fp32_slot")})
+  np.testing.assert_array_equal(served["fp32_slot"], trained["fp32_slot"])
+  np.testing.assert_array_equal(
+      served["fp16_slot"],
+      trained["fp16_slot"].astype(np.float16).astype(np.float32))
+
+
 def test_an_export_of_a_segment_without_a_compressor_is_refused():
   # SERVING entries need one: the export would succeed and TF Serving
   # fail the model load.
