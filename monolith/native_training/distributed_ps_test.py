@@ -1212,6 +1212,89 @@ def test_gather_of_distinct_or_every_id(num_ps, unique):
     np.testing.assert_array_equal(got[t], expected)
 
 
+# Offsets past either end of a buffer (and the int32 extremes).
+_BAD_OFFSETS = (-1, -(1 << 31), (1 << 31) - 1)
+
+
+@pytest.mark.parametrize("dims", [[1], [3, 16], [16, 5, 1]])
+def test_gather_and_scatter_of_random_indices(dims):
+  """Fuzz (fixed seed, bounded) of the index values the worker's gather and
+  scatter-add take: each run gives numpy's rows or sums, or, for any row
+  outside the buffer, InvalidArgument naming the row, never a read or
+  write past it."""
+  rng = np.random.default_rng(sum(dims))
+  num_tables = len(dims)
+  values_ph = tf1.placeholder(tf.float32, [None])
+  index_ph = tf1.placeholder(tf.int32, [None])
+  counts_ph = tf1.placeholder(tf.int64, [num_tables])
+  rows_ph = [tf1.placeholder(tf.float32, [None, d]) for d in dims]
+  splits_ph = tf1.placeholder(tf.int64, [2])
+  gather = ops.monolith_distributed_ps_gather(
+      values=values_ph, index=index_ph, id_counts=counts_ph,
+      num_tables=num_tables, dims=dims)
+  scatter = ops.monolith_distributed_ps_scatter_add(
+      values=rows_ph, index=index_ph, id_counts=counts_ph,
+      float_splits=splits_ph, num_ps=1, dims=dims)[0]
+  pairs_ph = tf1.placeholder(tf.int32, [None])
+  gather16 = ops.monolith_distributed_ps_gather_float16(
+      float16_pairs=pairs_ph, index=index_ph, id_counts=counts_ph,
+      float_splits=splits_ph, num_tables=num_tables, dims=dims)
+  refused = 0
+  with tf1.Session() as sess:
+    for _ in range(60):
+      counts = rng.integers(0, 5, num_tables)
+      row_dims = np.repeat(dims, counts)
+      size = int(rng.integers(0, 80))
+      index = np.array([
+          rng.choice(_BAD_OFFSETS + (size - d + 1,)) if rng.random() < 0.1
+          else rng.integers(0, max(size - d + 1, 1)) for d in row_dims
+      ], np.int64)
+      in_range = all(0 <= x <= size - d for x, d in zip(index, row_dims))
+      values = rng.normal(size=size).astype(np.float32)
+      feed = {values_ph: values, index_ph: index.astype(np.int32),
+              counts_ph: counts}
+      # As float16, padded to an even length (the pad is no row's).
+      halfs = np.append(values.astype(np.float16),
+                        np.zeros(size % 2, np.float16))
+      feed16 = {pairs_ph: halfs.view(np.int32), index_ph: feed[index_ph],
+                counts_ph: counts, splits_ph: np.array([0, size], np.int64)}
+      if in_range:
+        begin = np.concatenate([[0], np.cumsum(counts)])
+        for gathered, source, fed in ((gather, values, feed),
+                                      (gather16, halfs, feed16)):
+          got = sess.run(gathered, fed)
+          for t, d in enumerate(dims):
+            expected = [source[x:x + d]
+                        for x in index[begin[t]:begin[t + 1]]]
+            np.testing.assert_array_equal(
+                got[t], np.array(expected, np.float32).reshape(-1, d))
+      else:
+        refused += 1
+        for gathered, fed in ((gather, feed), (gather16, feed16)):
+          with pytest.raises(tf.errors.InvalidArgumentError,
+                             match="index of row"):
+            sess.run(gathered, fed)
+      # The same rows added into a buffer of `size` floats (at most what
+      # the rows hold).
+      size = min(size, int(np.sum(row_dims)))
+      in_range = all(0 <= x <= size - d for x, d in zip(index, row_dims))
+      rows = [rng.normal(size=(c, d)).astype(np.float32)
+              for c, d in zip(counts, dims)]
+      feed = {index_ph: index.astype(np.int32), counts_ph: counts,
+              splits_ph: np.array([0, size], np.int64)}
+      feed.update(zip(rows_ph, rows))
+      if in_range:
+        expected = np.zeros(size, np.float32)
+        for x, row in zip(index, [r for rs in rows for r in rs]):
+          expected[x:x + len(row)] += row
+        np.testing.assert_allclose(sess.run(scatter, feed), expected,
+                                   rtol=1e-6, atol=1e-6)
+      else:
+        with pytest.raises(tf.errors.InvalidArgumentError):
+          sess.run(scatter, feed)
+  assert refused > 3
+
+
 @pytest.mark.parametrize("dim", [0, -3, 1 << 25])
 def test_dims_out_of_range_are_refused_at_graph_build(dim):
   with tf.Graph().as_default():
