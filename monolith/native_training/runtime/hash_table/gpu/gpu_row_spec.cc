@@ -6,6 +6,7 @@
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
 #include "monolith/native_training/runtime/hash_table/entry_accessor.h"
 #include "monolith/native_training/runtime/hash_table/initializer/initializer_interface.h"
+#include "monolith/native_training/runtime/hash_table/optimizer/optimizer_interface.h"
 
 namespace monolith {
 namespace hash_table {
@@ -40,101 +41,84 @@ Status SetInitializer(int index, const InitializerConfig& init,
   }
 }
 
+// adam's and amsgrad's fields (their configs have the same ones).
+template <typename Config>
+void SetAdamFamily(const Config& config, GpuSegment::Optimizer optimizer,
+                   GpuSegment* seg) {
+  seg->optimizer = optimizer;
+  seg->beta1 = config.beta1();
+  seg->beta2 = config.beta2();
+  seg->epsilon = config.epsilon();
+  seg->nesterov = config.use_nesterov();
+  seg->weight_decay = config.weight_decay_factor();
+}
+
 Status SetOptimizer(int index, const OptimizerConfig& opt, GpuSegment* seg) {
   if (opt.stochastic_rounding_float16()) {
     return Unsupported(index, "does not do stochastic_rounding_float16");
   }
   switch (opt.type_case()) {
     case OptimizerConfig::kSgd:
-      if (opt.sgd().warmup_steps() > 0) {
-        return Unsupported(index, "does not do warmup_steps");
-      }
       seg->optimizer = GpuSegment::Optimizer::kSgd;
-      return Status::OK();
+      break;
     case OptimizerConfig::kAdagrad:
-      if (opt.adagrad().warmup_steps() > 0) {
-        return Unsupported(index, "does not do warmup_steps");
-      }
       seg->optimizer = GpuSegment::Optimizer::kAdagrad;
       seg->initial_accumulator = opt.adagrad().initial_accumulator_value();
       seg->weight_decay = opt.adagrad().weight_decay_factor();
-      return Status::OK();
-    case OptimizerConfig::kAdam: {
-      const AdamOptimizerConfig& adam = opt.adam();
-      if (adam.warmup_steps() > 0) {
-        return Unsupported(index, "does not do warmup_steps");
-      }
-      seg->optimizer = GpuSegment::Optimizer::kAdam;
-      seg->beta1 = adam.beta1();
-      seg->beta2 = adam.beta2();
-      seg->epsilon = adam.epsilon();
-      seg->nesterov = adam.use_nesterov();
-      seg->weight_decay = adam.weight_decay_factor();
-      return Status::OK();
-    }
-    case OptimizerConfig::kAmsgrad: {
-      const AmsgradOptimizerConfig& amsgrad = opt.amsgrad();
-      if (amsgrad.warmup_steps() > 0) {
-        return Unsupported(index, "does not do warmup_steps");
-      }
-      seg->optimizer = GpuSegment::Optimizer::kAmsgrad;
-      seg->beta1 = amsgrad.beta1();
-      seg->beta2 = amsgrad.beta2();
-      seg->epsilon = amsgrad.epsilon();
-      seg->nesterov = amsgrad.use_nesterov();
-      seg->weight_decay = amsgrad.weight_decay_factor();
-      return Status::OK();
-    }
+      break;
+    case OptimizerConfig::kAdam:
+      SetAdamFamily(opt.adam(), GpuSegment::Optimizer::kAdam, seg);
+      break;
+    case OptimizerConfig::kAmsgrad:
+      SetAdamFamily(opt.amsgrad(), GpuSegment::Optimizer::kAmsgrad, seg);
+      break;
     case OptimizerConfig::kAdadelta: {
       const AdadeltaOptimizerConfig& adadelta = opt.adadelta();
-      if (adadelta.warmup_steps() > 0) {
-        return Unsupported(index, "does not do warmup_steps");
-      }
       seg->optimizer = GpuSegment::Optimizer::kAdadelta;
       seg->momentum = adadelta.averaging_ratio();
       seg->epsilon = adadelta.epsilon();
       seg->weight_decay = adadelta.weight_decay_factor();
-      return Status::OK();
+      break;
     }
     case OptimizerConfig::kFtrl: {
       const FtrlOptimizerConfig& ftrl = opt.ftrl();
-      if (ftrl.warmup_steps() > 0) {
-        return Unsupported(index, "does not do warmup_steps");
-      }
       seg->optimizer = GpuSegment::Optimizer::kFtrl;
       seg->initial_accumulator = ftrl.initial_accumulator_value();
       seg->beta = ftrl.beta();
       seg->l1 = ftrl.l1_regularization_strength();
       seg->l2 = ftrl.l2_regularization_strength();
-      return Status::OK();
+      break;
     }
     case OptimizerConfig::kMomentum: {
       const MomentumOptimizerConfig& momentum = opt.momentum();
-      if (momentum.warmup_steps() > 0) {
-        return Unsupported(index, "does not do warmup_steps");
-      }
       seg->optimizer = GpuSegment::Optimizer::kMomentum;
       seg->momentum = momentum.momentum();
       seg->nesterov = momentum.use_nesterov();
       seg->weight_decay = momentum.weight_decay_factor();
-      return Status::OK();
+      break;
     }
     case OptimizerConfig::kRmsprop:
       seg->optimizer = GpuSegment::Optimizer::kRmsprop;
       seg->momentum = opt.rmsprop().momentum();
       seg->weight_decay = opt.rmsprop().weight_decay_factor();
-      return Status::OK();
+      break;
     case OptimizerConfig::kRmspropv2:
       seg->optimizer = GpuSegment::Optimizer::kRmspropV2;
       seg->momentum = opt.rmspropv2().momentum();
       seg->weight_decay = opt.rmspropv2().weight_decay_factor();
-      return Status::OK();
+      break;
     default:
       return Unsupported(index,
                          "supports the sgd, adagrad, adam, amsgrad, ftrl, "
                          "adadelta, momentum, rmsprop and rmspropv2 "
                          "optimizers");
   }
+  // Of an optimizer it supports (else the message above), as NewOptimizer
+  // finds the field.
+  if (OptimizerWarmupSteps(opt) > 0) {
+    return Unsupported(index, "does not do warmup_steps");
+  }
+  return Status::OK();
 }
 
 // A SERVING spec: each segment's values as its compressor stores them.

@@ -171,6 +171,17 @@ const oi::OptimizerKind* FindKind(const google::protobuf::Descriptor* type) {
 
 }  // namespace
 
+int64_t OptimizerWarmupSteps(const OptimizerConfig& config) {
+  const google::protobuf::FieldDescriptor* field =
+      OptimizerConfig::descriptor()->FindFieldByNumber(config.type_case());
+  if (field == nullptr) return 0;
+  const google::protobuf::Message& sub =
+      config.GetReflection()->GetMessage(config, field);
+  const google::protobuf::FieldDescriptor* steps =
+      sub.GetDescriptor()->FindFieldByName("warmup_steps");
+  return steps ? sub.GetReflection()->GetInt64(sub, steps) : 0;
+}
+
 Status NewOptimizer(const OptimizerConfig& config, int dim,
                     std::unique_ptr<OptimizerInterface>* optimizer) {
   optimizer->reset();
@@ -207,8 +218,7 @@ Status NewOptimizer(const OptimizerConfig& config, int dim,
       sub.GetDescriptor()->FindFieldByName("warmup_steps");
   if (steps_field != nullptr) check.NonNegative({"warmup_steps"});
   MONOLITH_RETURN_IF_ERROR(check.status());
-  const int64_t warmup_steps =
-      steps_field ? sub.GetReflection()->GetInt64(sub, steps_field) : 0;
+  const int64_t warmup_steps = OptimizerWarmupSteps(config);
 
   std::unique_ptr<OptimizerInterface> opt = kind->construct(sub, dim);
   if (warmup_steps > 0) opt = NewWarmupOptimizer(std::move(opt), warmup_steps);

@@ -65,6 +65,10 @@ class OptimizerInterface {
 Status NewOptimizer(const OptimizerConfig& config, int dim,
                     std::unique_ptr<OptimizerInterface>* optimizer);
 
+// The warmup_steps of |config|'s optimizer, over which NewOptimizer ramps
+// the learning rate up; 0 for an optimizer without the field, or none.
+int64_t OptimizerWarmupSteps(const OptimizerConfig& config);
+
 }  // namespace hash_table
 }  // namespace monolith
 
