@@ -915,35 +915,25 @@ class LookupFloat16Op : public GuardedOpKernel {
     OP_REQUIRES_OK(ctx, CheckIdSplit(*ids_input, *id_split_input,
                                      num_tables + 1));
     auto split = id_split_input->flat<int64_t>();
-    // Where each table's rows start in the result, and its pieces (as
-    // float32 lookups split them: independent, so run in parallel).
-    std::vector<int64_t> offsets(num_tables + 1, 0);
-    struct Piece {
-      int64_t table, begin, end;
-    };
-    std::vector<Piece> pieces;
+    int64_t floats = 0;
     for (int64_t t = 0; t < num_tables; ++t) {
-      offsets[t + 1] = offsets[t] + (split(t + 1) - split(t)) *
-                                        mtable->table(t).table->DimSize();
-      for (int64_t b = split(t); b < split(t + 1); b += kLookupPieceIds) {
-        pieces.push_back({t, b, std::min(split(t + 1), b + kLookupPieceIds)});
-      }
+      floats += (split(t + 1) - split(t)) * mtable->table(t).table->DimSize();
     }
-    const int64_t floats = offsets[num_tables];
     Tensor* out = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {floats + floats % 2}, &out));
     uint16_t* halfs = reinterpret_cast<uint16_t*>(
         const_cast<char*>(out->tensor_data().data()));
     if (floats % 2) halfs[floats] = 0;
     const int64_t* ids = ids_input->flat<int64_t>().data();
-    RunnerFor(ctx, ids_input->NumElements())(pieces.size(), [&](int64_t i) {
-      const Piece& piece = pieces[i];
-      const auto& table = *mtable->table(piece.table).table;
-      table.BatchLookupHalfs(ids + piece.begin, piece.end - piece.begin,
-                             halfs + offsets[piece.table] +
-                                 (piece.begin - split(piece.table)) *
-                                     table.DimSize());
-    });
+    // A segment per table, its rows after the tables' before.
+    std::vector<LookupSegmentOf<uint16_t>> segments;
+    for (int64_t t = 0; t < num_tables; ++t) {
+      const auto* table = mtable->table(t).table.get();
+      segments.push_back(
+          {table, ids + split(t), split(t + 1) - split(t), halfs});
+      halfs += (split(t + 1) - split(t)) * table->DimSize();
+    }
+    OP_REQUIRES_OK(ctx, LookupSegments(ctx, segments));
   }
 };
 

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -284,25 +285,29 @@ inline Status RunItems(
   return OkStatus();
 }
 
-// One run of ids of one table to look up, and where their embeddings go.
-struct LookupSegment {
+// One run of ids of one table to look up, and where their embeddings go:
+// float32 (Out float) or float16 bits (Out uint16_t, BatchLookupHalfs).
+template <typename Out>
+struct LookupSegmentOf {
   const ::monolith::hash_table::EmbeddingHashTable* table;
   const int64_t* ids;
   int64_t num_ids;
-  float* embeddings;
+  Out* embeddings;
 };
+using LookupSegment = LookupSegmentOf<float>;
 
 // Looks up every segment, in pieces of at most kLookupPieceIds ids: lookups
 // are independent, so the pieces run in parallel.
-inline Status LookupSegments(OpKernelContext* ctx,
-                             const std::vector<LookupSegment>& segments) {
+template <typename Out>
+Status LookupSegments(OpKernelContext* ctx,
+                      const std::vector<LookupSegmentOf<Out>>& segments) {
   struct Piece {
-    const LookupSegment* segment;
+    const LookupSegmentOf<Out>* segment;
     int64_t begin, end;
   };
   std::vector<Piece> pieces;
   int64_t num_ids = 0;
-  for (const LookupSegment& s : segments) {
+  for (const LookupSegmentOf<Out>& s : segments) {
     for (int64_t b = 0; b < s.num_ids; b += kLookupPieceIds) {
       pieces.push_back({&s, b, std::min(s.num_ids, b + kLookupPieceIds)});
     }
@@ -310,9 +315,13 @@ inline Status LookupSegments(OpKernelContext* ctx,
   }
   return RunItems(ctx, pieces.size(), num_ids, [&](int64_t i) {
     const Piece& p = pieces[i];
-    const LookupSegment& s = *p.segment;
-    s.table->BatchLookup(s.ids + p.begin, p.end - p.begin,
-                         s.embeddings + p.begin * s.table->DimSize());
+    const LookupSegmentOf<Out>& s = *p.segment;
+    Out* rows = s.embeddings + p.begin * s.table->DimSize();
+    if constexpr (std::is_same_v<Out, float>) {
+      s.table->BatchLookup(s.ids + p.begin, p.end - p.begin, rows);
+    } else {
+      s.table->BatchLookupHalfs(s.ids + p.begin, p.end - p.begin, rows);
+    }
     return OkStatus();
   });
 }
