@@ -893,24 +893,29 @@ bool EmbeddingHashTable::Erase(int64_t id) {
 }
 
 int64_t EmbeddingHashTable::Evict(int64_t now, EvictStats* stats) {
-  return EvictShards(now, stats, nullptr);
+  return EvictShards(now, stats, nullptr, nullptr);
 }
 
-int64_t EmbeddingHashTable::EvictAtLatestUpdateTime(int64_t* now,
-                                                    EvictStats* stats) {
+int64_t EmbeddingHashTable::EvictAtLatestUpdateTime(
+    int64_t* now, EvictStats* stats, const std::atomic<bool>* stop) {
   const uint64_t clears = clears_.load(std::memory_order_acquire);
   *now = ExpiryNow(LatestUpdateTime());
-  return EvictShards(*now, stats, &clears);
+  return EvictShards(*now, stats, &clears, stop);
 }
 
 int64_t EmbeddingHashTable::EvictShards(int64_t now, EvictStats* stats,
-                                        const uint64_t* clears) {
+                                        const uint64_t* clears,
+                                        const std::atomic<bool>* stop) {
   // At time 0 (a table no write gave a time) nothing has aged: Save skips
   // nothing then either.
   if (accessor_->serving() || now <= 0) return 0;
   int64_t evicted = 0;
   std::vector<Slot> kept;
   for (int s = 0; s < kNumShards; ++s) {
+    if (stop != nullptr && stop->load(std::memory_order_acquire)) {
+      if (stats != nullptr) stats->stopped = true;
+      break;
+    }
     TableShard& shard = shards_[s];
     // The scan holds the shard's writer lock only: no one else changes its
     // slots meanwhile, and lookups go on (excluded only to shrink). A
@@ -919,6 +924,7 @@ int64_t EmbeddingHashTable::EvictShards(int64_t now, EvictStats* stats,
     ShardWriteLock lock(&shard, 0, /*exclude_readers=*/false);
     if (clears != nullptr &&
         clears_.load(std::memory_order_acquire) != *clears) {
+      if (stats != nullptr) stats->stopped = true;
       break;
     }
     kept.clear();

@@ -148,6 +148,8 @@ class EmbeddingHashTable {
     int64_t evicted = 0;
     // Entries removed per slot (SlotOfId: bits 48-62), ascending by slot.
     std::map<uint32_t, int64_t> evicted_by_slot;
+    // The walk ended before the last shard (a Clear, or |stop|).
+    bool stopped = false;
   };
   // Drops entries whose last update is at least their slot's expire time
   // before |now|, one internal shard at a time: each shard is locked only
@@ -165,8 +167,11 @@ class EmbeddingHashTable {
   // latest update time, not past the host's clock; set in *now). A
   // Clear meanwhile (a restore, which replaces the entries and their time)
   // stops it before the next shard: the restored entries are not measured
-  // against the time of the entries they replaced.
-  int64_t EvictAtLatestUpdateTime(int64_t* now, EvictStats* stats = nullptr);
+  // against the time of the entries they replaced. So does |stop| (may be
+  // null) once true: an owner shutting down waits for one shard, not for a
+  // pass over the whole table.
+  int64_t EvictAtLatestUpdateTime(int64_t* now, EvictStats* stats = nullptr,
+                                  const std::atomic<bool>* stop = nullptr);
   // True if an entry last updated at |update_time| has expired at |now|.
   bool IsExpired(int64_t id, int64_t update_time, int64_t now) const {
     return expire_times_.IsExpired(id, update_time, now);
@@ -336,8 +341,10 @@ class EmbeddingHashTable {
   template <int kDim, typename Out>
   int64_t LookupRunStreamed(const int64_t* ids, int64_t n, Out* out) const;
   // Evict's walk; with |clears|, it stops at the first shard it locks after
-  // clears_ moved past *clears.
-  int64_t EvictShards(int64_t now, EvictStats* stats, const uint64_t* clears);
+  // clears_ moved past *clears, and with |stop| before the first shard
+  // after *stop turned true.
+  int64_t EvictShards(int64_t now, EvictStats* stats, const uint64_t* clears,
+                      const std::atomic<bool>* stop);
   // fn(index, entry, inserted) for every id, inserting absent ones that
   // |admit| admits (all when it is empty), each stamped with |update_time|.
   // Large batches stream (UpsertStreamed) while no other writer runs.

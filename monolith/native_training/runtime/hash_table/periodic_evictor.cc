@@ -29,16 +29,20 @@ std::string DescribeEviction(const std::string& table_name,
   char secs[32];
   std::snprintf(secs, sizeof(secs), "%.3f", seconds);
   out << " at update time " << now << " in " << secs << " s";
+  if (stats.stopped) {
+    out << ", stopped part-way (the table was restored or is shutting down)";
+  }
   return out.str();
 }
 
 std::string EvictExpired(const std::string& table_name,
-                         EmbeddingHashTable* table, int64_t* evicted) {
+                         EmbeddingHashTable* table, int64_t* evicted,
+                         const std::atomic<bool>* stop) {
   const auto start = std::chrono::steady_clock::now();
   const int64_t before = table->Size();
   int64_t now = 0;
   EmbeddingHashTable::EvictStats stats;
-  *evicted = table->EvictAtLatestUpdateTime(&now, &stats);
+  *evicted = table->EvictAtLatestUpdateTime(&now, &stats, stop);
   const double seconds = std::chrono::duration<double>(
                              std::chrono::steady_clock::now() - start)
                              .count();
@@ -57,9 +61,10 @@ PeriodicEvictor::Target EvictTarget(std::string name,
                                     EmbeddingHashTable* table,
                                     std::chrono::milliseconds period) {
   std::string label = name;
-  return {std::move(name), period, [label = std::move(label), table] {
+  return {std::move(name), period,
+          [label = std::move(label), table](const std::atomic<bool>& stopping) {
             int64_t evicted = 0;
-            return EvictExpired(label, table, &evicted);
+            return EvictExpired(label, table, &evicted, &stopping);
           }};
 }
 
@@ -107,6 +112,7 @@ PeriodicEvictor::~PeriodicEvictor() {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
   }
+  stopping_.store(true, std::memory_order_release);
   wake_.notify_all();
   thread_.join();
 }
@@ -136,7 +142,7 @@ void PeriodicEvictor::Run() {
     bool failed = false;
     char failure[256] = "unknown exception";
     try {
-      report = targets_[next].evict();
+      report = targets_[next].evict(stopping_);
     } catch (const std::bad_alloc&) {
       // Shrinking a table allocates its smaller slot arrays; without the
       // memory the table stays as it was, and the next round tries again.

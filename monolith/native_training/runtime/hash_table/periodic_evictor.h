@@ -9,6 +9,7 @@
 #ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_PERIODIC_EVICTOR_H_
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_PERIODIC_EVICTOR_H_
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -37,8 +38,10 @@ std::string DescribeEviction(const std::string& table_name,
 // host's clock: EvictAtLatestUpdateTime) and returns
 // the DescribeEviction line of it (name: |table_name|); |evicted| gets the
 // count.
+// |stop| (may be null): as EvictAtLatestUpdateTime's.
 std::string EvictExpired(const std::string& table_name,
-                         EmbeddingHashTable* table, int64_t* evicted);
+                         EmbeddingHashTable* table, int64_t* evicted,
+                         const std::atomic<bool>* stop = nullptr);
 
 class PeriodicEvictor {
  public:
@@ -46,8 +49,10 @@ class PeriodicEvictor {
     std::string name;
     std::chrono::milliseconds period;
     // Evicts the table's expired entries (on the evictor's thread) and
-    // returns the line to log, e.g. DescribeEviction's.
-    std::function<std::string()> evict;
+    // returns the line to log, e.g. DescribeEviction's. |stopping| turns
+    // true when the evictor is being destroyed: a long eviction should
+    // end soon after (the destructor waits for it).
+    std::function<std::string(const std::atomic<bool>& stopping)> evict;
   };
 
   // Starts the thread; the first eviction of each target is one period
@@ -58,8 +63,8 @@ class PeriodicEvictor {
   // callback.
   PeriodicEvictor(std::vector<Target> targets,
                   std::function<void(const std::string&)> log);
-  // Stops the thread: waits for an eviction in progress (it runs shard by
-  // shard) to finish, never for a period.
+  // Stops the thread: waits for an eviction in progress to see |stopping|
+  // (a CPU table's, EvictTarget, at its next shard), never for a period.
   ~PeriodicEvictor();
   PeriodicEvictor(const PeriodicEvictor&) = delete;
   PeriodicEvictor& operator=(const PeriodicEvictor&) = delete;
@@ -75,6 +80,8 @@ class PeriodicEvictor {
   mutable std::mutex mu_;
   std::condition_variable wake_;
   bool stop_ = false;
+  // stop_ for the callbacks, read without mu_.
+  std::atomic<bool> stopping_{false};
   int64_t rounds_ = 0;
   std::thread thread_;
 };

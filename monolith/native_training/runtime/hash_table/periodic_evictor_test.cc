@@ -111,15 +111,73 @@ TEST(PeriodicEvictorTest, StopsAtOnceWhenDestroyed) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
 }
 
+// Destruction tells an eviction in progress to stop, and waits for it:
+// tables of a billion entries take minutes a pass, and the owner of one
+// being destroyed (a session closing, a process exiting) waited all of it.
+TEST(PeriodicEvictorTest, DestructionStopsAnEvictionInProgress) {
+  std::atomic<bool> started{false}, saw_stop{false};
+  auto evictor = std::make_unique<PeriodicEvictor>(
+      std::vector<PeriodicEvictor::Target>{
+          {"t", std::chrono::milliseconds(1),
+          [&](const std::atomic<bool>& stopping) {
+            started = true;
+            const auto deadline =
+                std::chrono::steady_clock::now() + std::chrono::seconds(30);
+            while (!stopping.load() &&
+                   std::chrono::steady_clock::now() < deadline) {
+              std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            }
+            saw_stop = stopping.load();
+            return std::string("stopped");
+          }}},
+      nullptr);
+  while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const auto start = std::chrono::steady_clock::now();
+  evictor.reset();
+  EXPECT_TRUE(saw_stop);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+}
+
+// A CPU table's eviction sees the flag before each of its shards, and its
+// line says it stopped part-way.
+TEST(PeriodicEvictorTest, EvictExpiredStopsBeforeTheNextShard) {
+  auto table = MakeTable();
+  const int64_t day = kSecondsPerDay;
+  const float v = 1;
+  std::vector<int64_t> old_ids;
+  for (int64_t i = 0; i < 1000; ++i) old_ids.push_back(int64_t{5} << 48 | i);
+  const std::vector<float> values(old_ids.size(), v);
+  table->Assign(old_ids.data(), old_ids.size(), values.data(), day);
+  const int64_t newest = int64_t{7} << 48;
+  table->Assign(&newest, 1, &v, 3 * day);
+  std::atomic<bool> stop{true};
+  int64_t evicted = -1;
+  std::string line = EvictExpired("t", table.get(), &evicted, &stop);
+  EXPECT_EQ(evicted, 0);
+  EXPECT_EQ(table->Size(), 1001);
+  EXPECT_NE(line.find("evicted 0 of 1001 entries of table t at update time"),
+            std::string::npos)
+      << line;
+  EXPECT_NE(line.find(", stopped part-way (the table was restored or is "
+                      "shutting down)"),
+            std::string::npos)
+      << line;
+  stop = false;
+  line = EvictExpired("t", table.get(), &evicted, &stop);
+  EXPECT_EQ(evicted, 1000);
+  EXPECT_EQ(table->Size(), 1);
+  EXPECT_EQ(line.find("stopped"), std::string::npos) << line;
+}
+
 // Any callback is a target (GPU tables bring their own), each on its own
 // period.
 TEST(PeriodicEvictorTest, RunsEachCallbackOnItsPeriod) {
   std::atomic<int> fast{0}, slow{0};
   const std::vector<std::string> lines = LinesOfRounds(
       {{"slow", std::chrono::hours(240),
-        [&] { return "slow " + std::to_string(++slow); }},
+        [&](const std::atomic<bool>&) { return "slow " + std::to_string(++slow); }},
        {"fast", std::chrono::milliseconds(10),
-        [&] { return "fast " + std::to_string(++fast); }}},
+        [&](const std::atomic<bool>&) { return "fast " + std::to_string(++fast); }}},
       3);
   EXPECT_GE(fast.load(), 3);
   EXPECT_EQ(slow.load(), 0);
@@ -134,7 +192,7 @@ TEST(PeriodicEvictorTest, AnEvictionOutOfMemoryIsLoggedAndRetried) {
   std::atomic<int> calls{0};
   const std::vector<std::string> lines = LinesOfRounds(
       {{"t", std::chrono::milliseconds(5),
-        [&]() -> std::string {
+        [&](const std::atomic<bool>&) -> std::string {
           if (++calls == 1) throw std::bad_alloc();
           return "evicted";
         }}},
@@ -150,7 +208,7 @@ TEST(PeriodicEvictorTest, AnEvictionThatThrowsIsLoggedAndRetried) {
   std::atomic<int> calls{0};
   const std::vector<std::string> lines = LinesOfRounds(
       {{"t", std::chrono::milliseconds(5),
-        [&]() -> std::string {
+        [&](const std::atomic<bool>&) -> std::string {
           if (++calls == 1) throw std::runtime_error("disk gone");
           if (calls == 2) throw 7;
           return "evicted";
@@ -168,7 +226,7 @@ TEST(PeriodicEvictorTest, RunsWithoutALogger) {
   ASSERT_TRUE(StartPeriodicEvictor(
                   "t",
                   {{"t", std::chrono::milliseconds(5),
-                    [&] { return std::to_string(++calls); }}},
+                    [&](const std::atomic<bool>&) { return std::to_string(++calls); }}},
                   nullptr, &evictor)
                   .ok());
   const auto deadline =
@@ -181,10 +239,11 @@ TEST(PeriodicEvictorTest, RunsWithoutALogger) {
 }
 
 TEST(PeriodicEvictorTest, StartRefusesBadTargets) {
-  const auto evict = [] { return std::string(); };
+  const auto evict = [](const std::atomic<bool>&) { return std::string(); };
   for (const auto& [period, callback, expected] :
        std::vector<std::tuple<std::chrono::milliseconds,
-                              std::function<std::string()>, std::string>>{
+                              std::function<std::string(const std::atomic<bool>&)>,
+                              std::string>>{
            {std::chrono::milliseconds(0), evict,
             "the eviction period of t is 0 ms; it must be > 0"},
            {std::chrono::milliseconds(-5), evict,

@@ -198,7 +198,10 @@ class GpuMultiHashTable : public ResourceBase {
     for (int t = 0; t < size(); ++t) {
       if (tables_[t]->evict_period.count() == 0) continue;
       targets.push_back({tables_[t]->name, tables_[t]->evict_period,
-                         [this, t] { return EvictInBackground(t); }});
+                         [this, t](const std::atomic<bool>&) {
+                           // One call into the GPU map: nothing to stop.
+                           return EvictInBackground(t);
+                         }});
     }
     const std::string owner = "gpucuco MultiHashTable " + shared_name_;
     return ToTfStatus(ht::StartPeriodicEvictor(
