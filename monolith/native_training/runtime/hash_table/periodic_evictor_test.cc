@@ -20,6 +20,8 @@ namespace monolith {
 namespace hash_table {
 namespace {
 
+using Evict = std::function<std::string(const std::atomic<bool>& stopping)>;
+
 std::unique_ptr<EmbeddingHashTable> MakeTable() {
   EmbeddingHashTableConfig config;
   EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(
@@ -119,17 +121,17 @@ TEST(PeriodicEvictorTest, DestructionStopsAnEvictionInProgress) {
   auto evictor = std::make_unique<PeriodicEvictor>(
       std::vector<PeriodicEvictor::Target>{
           {"t", std::chrono::milliseconds(1),
-          [&](const std::atomic<bool>& stopping) {
-            started = true;
-            const auto deadline =
-                std::chrono::steady_clock::now() + std::chrono::seconds(30);
-            while (!stopping.load() &&
-                   std::chrono::steady_clock::now() < deadline) {
-              std::this_thread::sleep_for(std::chrono::milliseconds(1));
-            }
-            saw_stop = stopping.load();
-            return std::string("stopped");
-          }}},
+           [&](const std::atomic<bool>& stopping) {
+             started = true;
+             const auto deadline =
+                 std::chrono::steady_clock::now() + std::chrono::seconds(30);
+             while (!stopping.load() &&
+                    std::chrono::steady_clock::now() < deadline) {
+               std::this_thread::sleep_for(std::chrono::milliseconds(1));
+             }
+             saw_stop = stopping.load();
+             return std::string("stopped");
+           }}},
       nullptr);
   while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   const auto start = std::chrono::steady_clock::now();
@@ -175,9 +177,13 @@ TEST(PeriodicEvictorTest, RunsEachCallbackOnItsPeriod) {
   std::atomic<int> fast{0}, slow{0};
   const std::vector<std::string> lines = LinesOfRounds(
       {{"slow", std::chrono::hours(240),
-        [&](const std::atomic<bool>&) { return "slow " + std::to_string(++slow); }},
+        [&](const std::atomic<bool>&) {
+          return "slow " + std::to_string(++slow);
+        }},
        {"fast", std::chrono::milliseconds(10),
-        [&](const std::atomic<bool>&) { return "fast " + std::to_string(++fast); }}},
+        [&](const std::atomic<bool>&) {
+          return "fast " + std::to_string(++fast);
+        }}},
       3);
   EXPECT_GE(fast.load(), 3);
   EXPECT_EQ(slow.load(), 0);
@@ -226,7 +232,9 @@ TEST(PeriodicEvictorTest, RunsWithoutALogger) {
   ASSERT_TRUE(StartPeriodicEvictor(
                   "t",
                   {{"t", std::chrono::milliseconds(5),
-                    [&](const std::atomic<bool>&) { return std::to_string(++calls); }}},
+                    [&](const std::atomic<bool>&) {
+                      return std::to_string(++calls);
+                    }}},
                   nullptr, &evictor)
                   .ok());
   const auto deadline =
@@ -241,8 +249,7 @@ TEST(PeriodicEvictorTest, RunsWithoutALogger) {
 TEST(PeriodicEvictorTest, StartRefusesBadTargets) {
   const auto evict = [](const std::atomic<bool>&) { return std::string(); };
   for (const auto& [period, callback, expected] :
-       std::vector<std::tuple<std::chrono::milliseconds,
-                              std::function<std::string(const std::atomic<bool>&)>,
+       std::vector<std::tuple<std::chrono::milliseconds, Evict,
                               std::string>>{
            {std::chrono::milliseconds(0), evict,
             "the eviction period of t is 0 ms; it must be > 0"},
