@@ -342,8 +342,6 @@ def _multi_hash_table_scale(lines: List[Dict]) -> str:
         f"{r['peer']}/{r['peer_layout']}",
         _millions(r["insert_ids_per_s"]),
         _fixed(2)(r["insert_ratio_vs_lookup"]),
-        _millions(r.get("first_touch_ids_per_s")),
-        _fixed(2)(r.get("insert_ratio_vs_first_touch")),
         _millions(r["lookup_ids_per_s"]),
         _millions(r["update_ids_per_s"]),
         _millions(r["apply_gradients_ids_per_s"]),
@@ -357,8 +355,7 @@ def _multi_hash_table_scale(lines: List[Dict]) -> str:
         _fixed(0)(r.get("peer_bytes_per_entry")),
     ])
   table = _markdown([
-      "dim", "ids", "peer", "insert/s", "insert / lookup",
-      "first touch, entries/s", "insert / first touch", "lookup/s",
+      "dim", "ids", "peer", "insert/s", "insert / lookup", "lookup/s",
       "assign/s", "adagrad/s", "peer insert/s", "peer lookup/s",
       "lookup vs peer", "bytes/entry adagrad (payload)",
       "bytes/entry sgd (payload)", "peer bytes/entry"

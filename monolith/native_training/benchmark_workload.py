@@ -17,9 +17,7 @@ compare runs whose fingerprints differ.
 import ctypes
 import gc
 import hashlib
-import mmap
 import os
-import threading
 import time
 
 import numpy as np
@@ -76,41 +74,6 @@ _LIBC = ctypes.CDLL("libc.so.6")
 def release_memory():
   gc.collect()
   _LIBC.malloc_trim(0)
-
-
-def first_touch_bytes_per_s(nbytes: int = 512 << 20) -> float:
-  """Bytes per second at which this process's CPUs, all at once, write
-  |nbytes| of memory new to it, on transparent huge pages as the tables'
-  large allocations are: the most a first fill can take in, whatever the
-  structure. On a VM that backs guest memory on first touch (the host
-  faulting each page in) this is far below the memory's bandwidth, and it
-  is the same memory a fill that grows a table writes into.
-  """
-  nbytes -= nbytes % (2 << 20)
-  threads = len(os.sched_getaffinity(0))
-  region = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-  try:
-    if hasattr(mmap, "MADV_HUGEPAGE"):
-      region.madvise(mmap.MADV_HUGEPAGE)
-    base = ctypes.addressof(ctypes.c_char.from_buffer(region))
-    part = nbytes // threads
-    # ctypes.memset releases the GIL: the threads write at once.
-    workers = [
-        threading.Thread(target=ctypes.memset,
-                         args=(base + t * part, 1,
-                               nbytes - t * part if t == threads - 1 else part))
-        for t in range(threads)
-    ]
-    start = time.perf_counter()
-    for t in workers:
-      t.start()
-    for t in workers:
-      t.join()
-    seconds = time.perf_counter() - start
-  finally:
-    del base
-    region.close()
-  return nbytes / seconds
 
 
 def feed(placeholders, batch):

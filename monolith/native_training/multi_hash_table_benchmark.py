@@ -313,8 +313,6 @@ SCALE_STRUCTURES = [
     "MutableHashTable/per_slot"
 ]
 GIB = 1 << 30
-FIRST_TOUCH_BYTES = 512 << 20
-TARGET_SCALE_INSERT_VS_LOOKUP = 0.3
 TARGET_SCALE_LOOKUP_VS_DENSE = 2.0
 TARGET_SCALE_BYTES_DRIFT = 0.10
 
@@ -326,8 +324,8 @@ def projected_bytes(structure: str, dim: int, ids: int) -> float:
   Per entry: ours, the entry plus ~32 bytes of slots; DenseHashTable, key and
   values in a power-of-two bucket array at most 80 % full (x2.8 measured),
   plus one table's rehash at a time; MutableHashTable, a map node and the
-  values on the heap. Plus 16 bytes per id of workload arrays, 1 GiB for
-  TensorFlow and the first-touch measurement's buffer.
+  values on the heap. Plus 16 bytes per id of workload arrays and 1 GiB for
+  TensorFlow.
   """
   values = 4 * dim
   per_entry = {
@@ -336,7 +334,7 @@ def projected_bytes(structure: str, dim: int, ids: int) -> float:
       "DenseHashTable/per_slot": 3 * (8 + values),
       "MutableHashTable/per_slot": values + 96,
   }[structure]
-  return ids * (per_entry + 16) + GIB + FIRST_TOUCH_BYTES
+  return ids * (per_entry + 16) + GIB
 
 
 def mem_available() -> int:
@@ -373,10 +371,6 @@ def scale_child(structure: str, dim: int, args):
         best[name] = min(best[name], workload.timed_runs(sess, op, feeds))
     for name, seconds in best.items():
       result[f"{name}_ids_per_s"] = data.batch * len(feeds) / seconds
-  # Last, beside the filled structure: memory new to the process, as the
-  # fill's was.
-  result["first_touch_bytes_per_s"] = workload.first_touch_bytes_per_s(
-      FIRST_TOUCH_BYTES)
   print(json.dumps(result))
 
 
@@ -451,15 +445,6 @@ def scale_lines(points: List[Dict], args) -> List[Dict]:
               ours["apply_gradients_ids_per_s"]),
           "insert_ratio_vs_lookup": round(
               ours["insert_ids_per_s"] / ours["lookup_ids_per_s"], 3),
-          # The machine's first touch of memory new to the process, in
-          # entries of this size: what bounds a first fill once it no
-          # longer reuses memory freed before (a fill can exceed it then).
-          "first_touch_bytes_per_s": round(ours["first_touch_bytes_per_s"]),
-          "first_touch_ids_per_s": round(
-              ours["first_touch_bytes_per_s"] / ours["bytes_per_entry"]),
-          "insert_ratio_vs_first_touch": round(
-              ours["insert_ids_per_s"] * ours["bytes_per_entry"] /
-              ours["first_touch_bytes_per_s"], 3),
           "bytes_per_entry": round(ours["bytes_per_entry"], 1),
           "bytes_per_entry_vs_smallest": round(
               ours["bytes_per_entry"] / first_bytes[p["dim"]], 3),
@@ -515,15 +500,6 @@ def report_scale(points: List[Dict], lines: List[Dict]):
       print(f"  dim {l['dim']} {l['ids']:,}: lookup vs DenseHashTable "
             f"{l['lookup_ratio']:.2f}x (>= {TARGET_SCALE_LOOKUP_VS_DENSE}x: "
             f"{verdict(l['lookup_ratio'] >= TARGET_SCALE_LOOKUP_VS_DENSE)})")
-    insert = l["insert_ratio_vs_lookup"]
-    print(f"  dim {l['dim']} {l['ids']:,}: first-fill insert vs our lookup "
-          f"{insert:.2f}x (>= {TARGET_SCALE_INSERT_VS_LOOKUP}x: "
-          f"{verdict(insert >= TARGET_SCALE_INSERT_VS_LOOKUP)}); this "
-          f"machine first touches memory new to a process at "
-          f"{l['first_touch_bytes_per_s'] / 1e9:.2f} GB/s, "
-          f"{m(l['first_touch_ids_per_s'])} entries of "
-          f"{l['bytes_per_entry']:.0f} B a second; the fill ran at "
-          f"{l['insert_ratio_vs_first_touch']:.2f}x that")
     growth = l["bytes_per_entry_vs_smallest"] - 1
     print(f"  dim {l['dim']} {l['ids']:,}: bytes/entry "
           f"{l['bytes_per_entry_vs_smallest']:.3f}x the smallest size's "
