@@ -907,11 +907,12 @@ class DistributedMultiTypeHashTable(
     """One op (on the worker) that runs the updates of every PS's table.
 
     Args:
-      name: the op's name; "dmtht_ao" when None.
+      name: "dmtht_ao" when None; the op is named "<name>/done", as the
+        original's.
     """
     with tf.control_dependencies([table.as_op() for table in self._tables] +
                                  list(self._after_tables)):
-      return tf.no_op(name=name or "dmtht_ao")
+      return tf.no_op(name=f"{name or 'dmtht_ao'}/done")
 
   def _copy_with_new_tables(
       self, new_tables: List[multi_hash_table_ops.MultiHashTable]

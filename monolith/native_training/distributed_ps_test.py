@@ -454,6 +454,8 @@ def test_learning_rate_follows_the_global_step_and_is_computed_on_worker(
   ids = _id([0, 1])
   train = table.apply_gradients({"a": (ids, tf.ones([2, 1]))},
                                 global_step).as_op()
+  # As the original names it.
+  assert train.name == "dmtht_ao/done"
   next_step = global_step.assign_add(1)
   looked_up = table.lookup({"a": ids})["a"]
 

@@ -65,7 +65,6 @@ import itertools
 import os
 import re
 import statistics
-import sys
 import time
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
@@ -1190,11 +1189,11 @@ def main(argv: Optional[Sequence[str]]) -> None:
   except (warmup_io.WarmupDataError, ValueError, OSError,
           tf.errors.OpError) as e:
     # 2, not the 1 of a file with problems: the check did not run.
-    sys.stderr.write(f"warmup_data_check: error: {e}\n")
-    sys.exit(2)
+    raise warmup_io.ToolError(f"warmup_data_check: error: {e}",
+                              status=2) from e
   print(format_report(report))
   if not report.ok:
-    sys.exit("\n".join(_problem_lines(report)))
+    raise warmup_io.ToolError("\n".join(_problem_lines(report)))
   if installed:
     print(f"installed {installed}")
 

@@ -983,10 +983,11 @@ def test_main_lists_at_most_20_problems(tmp_path, model_dir):
       return f.read()
 
   before = installed_bytes()
-  with pytest.raises(SystemExit) as e:
+  with pytest.raises(warmup_io.ToolError) as e:
     _main_in_process([f"--warmup_file={path}", f"--saved_model_dir={model_dir}",
                       "--install"])
-  lines = str(e.value.code).splitlines()
+  assert e.value.status == 1
+  lines = str(e.value).splitlines()
   assert len(lines) == 21
   assert lines[0] == (f"{path}: record 0: signature 'cvr' is not in "
                       f"{model_dir} (signatures: {SIGNATURES})")
@@ -1062,13 +1063,12 @@ def test_cli_checks_replays_and_installs(tmp_path):
 # stdout, how much its peak RSS (KiB) grew past the imports: a process's own
 # peak cannot go down, so each check gets its own.
 _CLI_CHILD = """
-import resource, sys
-from absl import app
-from monolith.native_training.model_export import warmup_data_check
+import resource
+from monolith.native_training.model_export import warmup_data_check, warmup_io
 warmup_data_check.define_flags()
 start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:
-  app.run(warmup_data_check.main, argv=["warmup_data_check"] + sys.argv[1:])
+  warmup_io.run_tool("warmup_data_check", warmup_data_check.main)
 finally:
   print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - start, flush=True)
 """

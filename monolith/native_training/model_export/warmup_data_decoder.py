@@ -16,7 +16,6 @@ tool then exits 1 (2 when it could not read the file at all).
 """
 
 import re
-import sys
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 from absl import app
@@ -97,10 +96,11 @@ def main(argv: Optional[Sequence[str]]) -> None:
   except BrokenPipeError:
     raise  # a closed stdout (| head): run_tool ends by SIGPIPE
   except (warmup_io.WarmupDataError, OSError, tf.errors.OpError) as e:
-    sys.stderr.write(f"warmup_data_decoder: error: {e}\n")
-    sys.exit(2)
+    raise warmup_io.ToolError(f"warmup_data_decoder: error: {e}",
+                              status=2) from e
   if problems:
-    sys.exit("\n".join(f"{path}: {problem}" for problem in problems))
+    raise warmup_io.ToolError("\n".join(
+        f"{path}: {problem}" for problem in problems))
 
 
 if __name__ == "__main__":

@@ -659,7 +659,7 @@ def main(argv: Optional[Sequence[str]]) -> None:
 
   Raises:
     app.UsageError: extra arguments or contradictory flags.
-    SystemExit: bad input or output, with the reason.
+    warmup_io.ToolError: bad input or output, with the reason.
   """
   warmup_io.check_no_arguments(argv)
   _check_flags_of_gen_type()
@@ -699,7 +699,7 @@ def main(argv: Optional[Sequence[str]]) -> None:
         too_large_remedy="lower --batch_size")
   except (warmup_io.WarmupDataError, ValueError, OSError,
           tf.errors.OpError) as e:
-    sys.exit(f"warmup_data_gen: error: {e}")
+    raise warmup_io.ToolError(f"warmup_data_gen: error: {e}") from e
   print(f"wrote {output_path}: {summary}")
 
 

@@ -168,8 +168,8 @@ def test_an_output_that_would_replace_the_dump_or_the_model_is_refused(
   (version / "saved_model.pb").write_bytes(b"graph")
   for out in (version / "saved_model.pb", version / "fingerprint.pb",
               version / "variables" / "variables.index"):
-    with pytest.raises(SystemExit, match="is a SavedModel's own file: the "
-                       "warmup file would replace it"):
+    with pytest.raises(warmup_io.ToolError, match="is a SavedModel's own "
+                       "file: the warmup file would replace it"):
       _main_in_process([f"--file_name={dump}", f"--output_path={out}"])
   assert (tmp_path / "dump").read_bytes() == before
   assert (version / "saved_model.pb").read_bytes() == b"graph"
@@ -1030,13 +1030,17 @@ def test_flags_of_the_other_gen_type_are_refused(tmp_path, args, error):
     (["--dense_feature_types=float"],
      "dense_feature_types is given but dense_features is not"),
 ])
-def test_random_mode_bad_values_exit_with_the_reason(tmp_path, args, error):
-  with pytest.raises(SystemExit) as e:
+def test_random_mode_bad_values_raise_with_the_reason(tmp_path, args, error):
+  # An exception a calling program can catch (the original's main raised),
+  # not a SystemExit; run_tool turns it into the message and status 1.
+  with pytest.raises(Exception) as e:
     _main_in_process(["--gen_type=random", "--variant_type=example",
                       "--sparse_features=slot_1",
                       f"--output_path={tmp_path / 'out'}", *args])
-  assert "warmup_data_gen: error:" in str(e.value.code)
-  assert error in str(e.value.code)
+  assert isinstance(e.value, warmup_io.ToolError)
+  assert e.value.status == 1
+  assert "warmup_data_gen: error:" in str(e.value)
+  assert error in str(e.value)
   assert not os.listdir(tmp_path)
 
 

@@ -14,7 +14,6 @@ file, written atomically, of at most 1000 records (TF Serving's limit).
 """
 
 import os
-import sys
 from typing import Iterator, Optional, Sequence
 
 from absl import app
@@ -155,7 +154,7 @@ def main(argv: Optional[Sequence[str]]) -> None:
             FLAGS.signature_name, output_path),
         too_large_remedy="split that input file into smaller ones")
   except (warmup_io.WarmupDataError, OSError, tf.errors.OpError) as e:
-    sys.exit(f"warmup_example_batch: error: {e}")
+    raise warmup_io.ToolError(f"warmup_example_batch: error: {e}") from e
   print(f"wrote {output_path}: {count} warmup records")
 
 

@@ -372,6 +372,19 @@ def write_prediction_logs(
 USAGE_ERROR_STATUS = 2
 
 
+class ToolError(Exception):
+  """A tool's main could not do its work (bad input or output).
+
+  run_tool writes the message to stderr and exits with `status`; a program
+  that calls a tool's main() gets an exception, as the original's mains
+  raised one, not a SystemExit that `except Exception` lets through.
+  """
+
+  def __init__(self, message: str, status: int = 1):
+    super().__init__(message)
+    self.status = status
+
+
 def _die_by(sig: int) -> None:
   """Ends the process by |sig|'s default action, as a shell expects of a
   command interrupted or writing into a closed pipe (a script's loop stops
@@ -399,7 +412,8 @@ def run_tool(name: str, main: Callable[[Sequence[str]], None]) -> None:
   """app.run(main) as a shell user expects of a tool.
 
   A usage error (a bad flag, or one main refuses) is one line on stderr
-  and exit status 2, not the module's whole help text and 1. Ctrl-C prints
+  and exit status 2, not the module's whole help text and 1; a ToolError
+  from main is its message on stderr and its status. Ctrl-C prints
   one line and ends the tool by SIGINT, and a closed stdout (`| head`) ends
   it by SIGPIPE, without a traceback; either way an output not complete yet
   is removed, as on any error (a closed stderr is only logging's loss: the
@@ -425,6 +439,10 @@ def run_tool(name: str, main: Callable[[Sequence[str]], None]) -> None:
       main(argv)
     except app.UsageError as e:
       usage_error(e)
+    except ToolError as e:
+      sys.stdout.flush()  # what main printed before the error, first
+      sys.stderr.write(f"{e}\n")
+      sys.exit(e.status)
     # Here, not at exit: a closed stdout fails the flush (BrokenPipeError).
     sys.stdout.flush()
 
