@@ -117,13 +117,20 @@ def test_a_length_past_the_end_after_tf_servings_limit_is_reported(tmp_path):
       "(DataLoss: a truncated record), and with it the model load"]
 
 
+def _child_env(**extra):
+  """This process's environment for a Python child that imports as it does."""
+  return dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
+              TF_CPP_MIN_LOG_LEVEL="3", **extra)
+
+
+_DECODER = [sys.executable, "-m",
+            "monolith.native_training.model_export.warmup_data_decoder"]
+
+
 def _run_cli(args, cwd):
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
-             TF_CPP_MIN_LOG_LEVEL="3", BUILD_WORKING_DIRECTORY=str(cwd))
   return subprocess.run(
-      [sys.executable, "-m",
-       "monolith.native_training.model_export.warmup_data_decoder"] + args,
-      capture_output=True, env=env, cwd="/", check=False)
+      _DECODER + args, capture_output=True,
+      env=_child_env(BUILD_WORKING_DIRECTORY=str(cwd)), cwd="/", check=False)
 
 
 def test_cli_prints_records_and_exits_by_what_it_found(tmp_path):
@@ -152,13 +159,9 @@ def test_a_closed_stdout_ends_the_decoder_by_sigpipe(tmp_path):
   # `| head` gone before the records are printed: SIGPIPE, as any tool of
   # a pipe, not an error message and status 2.
   path = _write_two_requests(tmp_path / "warmup")
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
-             TF_CPP_MIN_LOG_LEVEL="3")
   child = subprocess.Popen(
-      [sys.executable, "-m",
-       "monolith.native_training.model_export.warmup_data_decoder",
-       f"--file_name={path}"],
-      stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+      _DECODER + [f"--file_name={path}"],
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_child_env())
   child.stdout.close()
   _, stderr = child.communicate(timeout=240)
   assert child.returncode == -signal.SIGPIPE, stderr.decode()
@@ -182,9 +185,7 @@ from monolith.native_training.model_export import warmup_example_batch
 warmup_data_gen.define_flags()
 print("imported")
 """
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
-             TF_CPP_MIN_LOG_LEVEL="3")
   done = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                        env=env, check=False)
+                        env=_child_env(), check=False)
   assert done.returncode == 0, done.stderr.decode()[-2000:]
   assert done.stdout.decode().strip() == "imported"
