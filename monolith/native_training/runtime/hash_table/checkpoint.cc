@@ -429,7 +429,9 @@ Status ReadMetaFiles(FileSystem* fs, const std::string& basename, int nshards,
 }
 
 Status RestoreShard(FileSystem* fs, const CheckpointInfo& info, int s,
-                    const RecordRestorer& restore, ShardProgress* progress) {
+                    const RecordRestorer& restore,
+                    const TableRestored& table_restored,
+                    ShardProgress* progress) {
   const std::string& data_path = info.shards[s].data_path;
   const std::string& meta_path = info.shards[s].meta_path;
   bool uncompressed = false;
@@ -475,6 +477,12 @@ Status RestoreShard(FileSystem* fs, const CheckpointInfo& info, int s,
                            " are not the ones its meta file " + meta_path +
                            " was saved with (the data file comes from "
                            "another save)");
+    }
+    if (table_restored) {
+      const Status status = table_restored(s, table.table);
+      if (!status.ok()) {
+        return Prefixed(data_path + ": table " + name + ": ", status);
+      }
     }
     entries += static_cast<int64_t>(table.entries);
   }
@@ -851,7 +859,8 @@ Status RestoreCheckpoint(FileSystem* fs, const CheckpointInfo& info,
                          const ParallelFor& parallel_for, const LogFn& log,
                          const char* progress_verb,
                          std::chrono::milliseconds progress_every,
-                         const CancelledFn& cancelled) {
+                         const CancelledFn& cancelled,
+                         const TableRestored& table_restored) {
   // Meta counts are checked against the records only as they are read.
   constexpr uint64_t kMaxTotal = std::numeric_limits<int64_t>::max();
   uint64_t total = 0;
@@ -863,7 +872,8 @@ Status RestoreCheckpoint(FileSystem* fs, const CheckpointInfo& info,
   ShardProgress progress(log, progress_verb, info.basename, info.nshards,
                          progress_every, cancelled, total_entries);
   MONOLITH_RETURN_IF_ERROR(parallel_for(info.nshards, [&](int64_t s) {
-    return RestoreShard(fs, info, static_cast<int>(s), restore, &progress);
+    return RestoreShard(fs, info, static_cast<int>(s), restore,
+                        table_restored, &progress);
   }));
   progress.Finish();
   return Status::OK();

@@ -174,6 +174,10 @@ Status CheckSegmentDims(const CheckpointInfo& info, int table,
 // data shard |shard|. Calls for different shards may run concurrently.
 using RecordRestorer =
     std::function<Status(int shard, int table, std::string_view record)>;
+// Called once data shard |shard| has handed every record of table |table|
+// to the RecordRestorer and they matched its meta record (count and
+// digest): a restorer that queues records writes them here.
+using TableRestored = std::function<Status(int shard, int table)>;
 
 // Reads every data shard of |info| (in parallel through |parallel_for|),
 // handing each record to |restore|, and checks each table's records against
@@ -182,13 +186,16 @@ using RecordRestorer =
 // Progress lines say |progress_verb| ("Checked" for a pass that only
 // checks the records), every |progress_every| and per shard. Once
 // |cancelled|, the shards stop handing out records and the restore fails
-// Cancelled (what |restore| consumed so far stays consumed).
+// Cancelled (what |restore| consumed so far stays consumed). With
+// |table_restored|, its errors are returned with the file and table
+// prefixed.
 Status RestoreCheckpoint(
     FileSystem* fs, const CheckpointInfo& info, const RecordRestorer& restore,
     const ParallelFor& parallel_for, const LogFn& log,
     const char* progress_verb = "Restored",
     std::chrono::milliseconds progress_every = kProgressEvery,
-    const CancelledFn& cancelled = nullptr);
+    const CancelledFn& cancelled = nullptr,
+    const TableRestored& table_restored = nullptr);
 
 }  // namespace hash_table
 }  // namespace monolith

@@ -1123,6 +1123,39 @@ TEST(CheckpointTest, RestorerErrorsNameTheFileAndEntry) {
                                   ": entry 0 of table item: wrong dim");
 }
 
+// TableRestored runs once per data shard and table, after the table's
+// records of that shard; its errors name the file and the table.
+TEST(CheckpointTest, TableRestoredFollowsEachTablesRecordsOfAShard) {
+  const std::string basename = TestDir("table_restored") + "/t";
+  ASSERT_TRUE(Save(basename, MakeContents(1, 10), 2).ok());
+  PosixFileSystem fs;
+  CheckpointInfo info;
+  ASSERT_TRUE(ReadCheckpointInfo(&fs, basename, true, nullptr, &info).ok());
+  std::vector<std::string> calls;
+  const auto record = [&](int shard, int table, std::string_view) {
+    const std::string call = "records " + std::to_string(shard) + " " +
+                             std::to_string(table);
+    if (calls.empty() || calls.back() != call) calls.push_back(call);
+    return Status::OK();
+  };
+  const auto restored = [&](int shard, int table) {
+    calls.push_back("done " + std::to_string(shard) + " " +
+                    std::to_string(table));
+    return table == 2 && shard == 1 ? ResourceExhaustedError("full")
+                                    : Status::OK();
+  };
+  const Status status =
+      RestoreCheckpoint(&fs, info, record, SerialFor, nullptr, "Restored",
+                        kProgressEvery, nullptr, restored);
+  EXPECT_EQ(calls, (std::vector<std::string>{
+                       "records 0 0", "done 0 0", "records 0 1", "done 0 1",
+                       "done 0 2", "records 1 0", "done 1 0", "records 1 1",
+                       "done 1 1", "done 1 2"}));
+  EXPECT_EQ(status.code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(status.message(),
+            CheckpointDataName(basename, 1, 2) + ": table empty: full");
+}
+
 std::string FileText(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), {});

@@ -290,7 +290,8 @@ uint64_t EmbeddingHashTable::InitialSlotBytes(uint64_t initial_capacity) {
 // (3) initialize the new entries, then stamp |update_time| (both in
 // exclusive mode) and call |visit(index, slot, entry, found)| in the ids'
 // order; in lookup mode slot and entry are null for an absent id.
-template <bool kExclusive, typename Table, typename Visit, typename Ahead>
+template <bool kExclusive, typename Table, typename Visit, typename Ahead,
+          bool kInitNew>
 void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
                                      int64_t n, int64_t update_time,
                                      Visit visit, const AdmitFn& admit,
@@ -317,8 +318,9 @@ void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
       Slot* slot = &shard.slots[pos];
       const bool found = slot->index != kEmpty;
       if (!found && (!admitted || shard.Full())) return;
-      char* entry = found ? shard.EntryAt(slot->index)
-                          : table->InsertNew(&shard, ids[0], pos);
+      char* entry = found      ? shard.EntryAt(slot->index)
+                    : kInitNew ? table->InsertNew(&shard, ids[0], pos)
+                               : shard.Insert(ids[0], pos);
       slot->timestamp = stamp;
       visit(0, slot, entry, found);
     } else {
@@ -387,7 +389,7 @@ void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
         }
         ahead(base + scratch->index(p));
       }
-      if constexpr (kExclusive) {
+      if constexpr (kExclusive && kInitNew) {
         // Every new entry before any visit: a visit that throws (bad_alloc)
         // leaves none of them holding what the arena held.
         for (int p = begin; p < end; ++p) {
@@ -1249,35 +1251,118 @@ Status EmbeddingHashTable::ReadOrParseRecord(const char* record, size_t size,
   return ParseRecord(record, size, dump, state);
 }
 
+Status EmbeddingHashTable::DecodeRecord(const char* record, size_t size,
+                                        char* entry, EntryDump* dump,
+                                        RestoredState state,
+                                        DecodedRecord* decoded) const {
+  InPlaceRecord in_place;
+  MONOLITH_RETURN_IF_ERROR(
+      ReadOrParseRecord(record, size, entry, dump, state, &in_place));
+  if (in_place.read) {
+    decoded->id = in_place.id;
+    decoded->update_time = static_cast<int64_t>(in_place.time);
+    decoded->skipped = skip_zero_embedding_ && in_place.all_zero;
+    return Status::OK();
+  }
+  decoded->id = dump->id();
+  decoded->update_time = dump->last_update_ts_sec();
+  decoded->skipped = SkipsDump(*dump);
+  if (decoded->skipped) return Status::OK();
+  return accessor_->Restore(*dump, entry);
+}
+
 Status EmbeddingHashTable::RestoreRecord(const char* record, size_t size,
                                          EntryDump* scratch_dump,
                                          int64_t* update_time,
                                          RestoredState state) {
   EntryBuffer scratch(stride_);
-  InPlaceRecord in_place;
-  MONOLITH_RETURN_IF_ERROR(ReadOrParseRecord(
-      record, size, scratch.data(), scratch_dump, state, &in_place));
-  if (!in_place.read) {
-    *update_time = scratch_dump->last_update_ts_sec();
-    return Restore(*scratch_dump);
-  }
-  *update_time = static_cast<int64_t>(in_place.time);
-  if (skip_zero_embedding_ && in_place.all_zero) return Status::OK();
-  const uint64_t hash = MixId(in_place.id, hash_seed_);
+  DecodedRecord decoded;
+  const Status status = DecodeRecord(record, size, scratch.data(),
+                                     scratch_dump, state, &decoded);
+  *update_time = decoded.update_time;
+  if (!status.ok() || decoded.skipped) return status;
+  const uint64_t hash = MixId(decoded.id, hash_seed_);
   TableShard& shard = shards_[ShardOf(hash)];
   ShardWriteLock lock(&shard, 1);
-  return PutLocked(&shard, in_place.id, hash, scratch.data(), *update_time);
+  return PutLocked(&shard, decoded.id, hash, scratch.data(), *update_time);
 }
 
 Status EmbeddingHashTable::CheckRecord(const char* record, size_t size,
                                        EntryDump* scratch_dump,
                                        RestoredState state) const {
   EntryBuffer scratch(stride_);
-  InPlaceRecord in_place;
-  MONOLITH_RETURN_IF_ERROR(ReadOrParseRecord(
-      record, size, scratch.data(), scratch_dump, state, &in_place));
-  if (in_place.read || SkipsDump(*scratch_dump)) return Status::OK();
-  return accessor_->Restore(*scratch_dump, scratch.data());
+  DecodedRecord decoded;
+  return DecodeRecord(record, size, scratch.data(), scratch_dump, state,
+                      &decoded);
+}
+
+EmbeddingHashTable::RestoreBatch::RestoreBatch(EmbeddingHashTable* table,
+                                               RestoredState state)
+    : table_(table), state_(state) {
+  ids_.reserve(kGroupIds);
+  times_.reserve(kGroupIds);
+  entries_.reserve(static_cast<size_t>(kGroupIds * table->stride_));
+}
+
+Status EmbeddingHashTable::RestoreBatch::Add(const char* record, size_t size,
+                                             EntryDump* scratch,
+                                             int64_t* update_time) {
+  if (ids_.size() == static_cast<size_t>(kGroupIds)) {
+    MONOLITH_RETURN_IF_ERROR(Flush());
+  }
+  const size_t offset = entries_.size();
+  entries_.resize(offset + table_->stride_);
+  DecodedRecord decoded;
+  const Status status = table_->DecodeRecord(
+      record, size, entries_.data() + offset, scratch, state_, &decoded);
+  *update_time = decoded.update_time;
+  if (!status.ok() || decoded.skipped) {
+    entries_.resize(offset);
+    return status;
+  }
+  ids_.push_back(decoded.id);
+  times_.push_back(decoded.update_time);
+  return Status::OK();
+}
+
+Status EmbeddingHashTable::RestoreBatch::Flush() {
+  const int64_t n = static_cast<int64_t>(ids_.size());
+  if (n == 0) return Status::OK();
+  // Emptied however the write ends (out of memory throws std::bad_alloc).
+  struct Emptied {
+    RestoreBatch* batch;
+    ~Emptied() {
+      batch->ids_.clear();
+      batch->times_.clear();
+      batch->entries_.clear();
+    }
+  } emptied{this};
+  const int64_t stride = table_->stride_;
+  const char* entries = entries_.data();
+  std::vector<bool> written(n, false);
+  // Each queued entry overwrites its slot's whole entry: new ones are not
+  // initialized first.
+  const auto write = [&](int64_t i, Slot* slot, char* entry, bool) {
+    std::memcpy(entry, entries + i * stride, stride);
+    slot->timestamp = ToTimestamp(times_[i]);
+    table_->NoteUpdate(times_[i]);
+    written[i] = true;
+  };
+  const auto ahead = [&](int64_t i) {
+    PrefetchRange<false>(entries + i * stride, stride);
+  };
+  RunPipeline<true, EmbeddingHashTable, decltype(write), decltype(ahead),
+              /*kInitNew=*/false>(table_, ids_.data(), n, 0, write, {}, ahead);
+  const auto unwritten = std::find(written.begin(), written.end(), false);
+  if (unwritten == written.end()) return Status::OK();
+  const int64_t id = ids_[unwritten - written.begin()];
+  const TableShard& shard =
+      table_->shards_[ShardOf(MixId(id, table_->hash_seed_))];
+  return ResourceExhaustedError(
+      "a shard of the table holds its most entries (" +
+      std::to_string(shard.entry_limit) + "): " +
+      std::to_string(std::count(written.begin(), written.end(), false)) +
+      " ids, among them " + std::to_string(id) + ", are not restored");
 }
 
 Status RecordId(const char* record, size_t size, EntryDump* scratch,

@@ -270,6 +270,33 @@ class EmbeddingHashTable {
   Status CheckRecord(const char* record, size_t size, EntryDump* scratch,
                      RestoredState state = RestoredState::kAll) const;
 
+  // RestoreRecord for many records: Add decodes a record into the batch
+  // (its errors are RestoreRecord's, and a record that fails is not
+  // queued); Flush writes the queued ones as a batch call writes ids,
+  // grouped by shard through the prefetching pipeline, one hold of a
+  // shard's locks per 2,048 records where RestoreRecord takes them per
+  // record. A record is in the table once flushed (Add flushes a full
+  // batch); records of one id are written in the order added. One batch
+  // per thread; the table must outlive it.
+  class RestoreBatch {
+   public:
+    RestoreBatch(EmbeddingHashTable* table, RestoredState state);
+    // Sets |update_time| to the record's, as RestoreRecord.
+    Status Add(const char* record, size_t size, EntryDump* scratch,
+               int64_t* update_time);
+    // ResourceExhausted, after writing the others, if a shard holds its
+    // most entries (LimitShardEntriesForTesting) and some of the queued
+    // ids are new to it.
+    Status Flush();
+
+   private:
+    EmbeddingHashTable* table_;
+    RestoredState state_;
+    std::vector<int64_t> ids_;
+    std::vector<int64_t> times_;
+    std::vector<char> entries_;  // stride_ bytes each
+  };
+
  private:
   class Scratch;
   // An |ahead| of RunPipeline that prefetches nothing.
@@ -288,9 +315,11 @@ class EmbeddingHashTable {
   // not visited, and every visited id is stamped with |update_time|. For a
   // batch of more than one id, |ahead(index)| runs for each id a pass
   // before its visit would, to prefetch the memory the visit touches
-  // besides the entry (the id's row of values or of the output).
+  // besides the entry (the id's row of values or of the output). Without
+  // kInitNew new entries are not initialized: |visit| writes them whole
+  // (and must not throw).
   template <bool kExclusive, typename Table, typename Visit,
-            typename Ahead = NoPrefetch>
+            typename Ahead = NoPrefetch, bool kInitNew = true>
   static void RunPipeline(Table* table, const int64_t* ids, int64_t n,
                           int64_t update_time, Visit visit,
                           const AdmitFn& admit = {}, Ahead ahead = {});
@@ -310,6 +339,18 @@ class EmbeddingHashTable {
   Status ReadOrParseRecord(const char* record, size_t size, char* entry,
                            EntryDump* dump, RestoredState state,
                            InPlaceRecord* in_place) const;
+  // A checkpoint record decoded (DecodeRecord).
+  struct DecodedRecord {
+    int64_t id = 0;
+    int64_t update_time = 0;
+    bool skipped = false;  // an all-zero entry, skip_zero_embedding
+  };
+  // Decodes |record| into |entry| (stride_ bytes; unset when skipped),
+  // parsing into |dump| what cannot be read in place: RestoreRecord's
+  // errors.
+  Status DecodeRecord(const char* record, size_t size, char* entry,
+                      EntryDump* dump, RestoredState state,
+                      DecodedRecord* decoded) const;
   // Inserts |id| (absent, its probe ending at empty slot |pos|, room
   // reserved) and initializes its entry. Caller holds the shard
   // exclusively.

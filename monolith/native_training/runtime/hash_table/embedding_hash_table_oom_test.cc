@@ -384,6 +384,35 @@ TEST(EmbeddingHashTableOomTest, Restore) {
   }, /*repeatable=*/true);
 }
 
+TEST(EmbeddingHashTableOomTest, RestoreBatch) {
+  // The records of another table, restored in batches (2,048 a batch: the
+  // first flushed by Add, the rest by Flush).
+  auto source = NewTable();
+  const std::vector<int64_t> ids = Batch(1500, 1500);
+  const std::vector<float> values = ValuesFor(ids, 3.0f);
+  source->Assign(ids.data(), static_cast<int64_t>(ids.size()), values.data(),
+                 kTime + 2);
+  std::vector<std::string> records;
+  ASSERT_TRUE(source
+                  ->Save(0, 1, 0,
+                         [&](const EmbeddingHashTable::SavedEntry& e) {
+                           records.emplace_back(e.dump, e.dump_size);
+                           return Status::OK();
+                         })
+                  .ok());
+  Sweep(ids, [&](EmbeddingHashTable* table) {
+    EmbeddingHashTable::RestoreBatch batch(table, RestoredState::kAll);
+    EntryDump scratch;
+    int64_t time = 0;
+    for (const std::string& record : records) {
+      const Status s = batch.Add(record.data(), record.size(), &scratch, &time);
+      ASSERT_TRUE(s.ok()) << s.ToString();
+    }
+    const Status s = batch.Flush();
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }, /*repeatable=*/true);
+}
+
 TEST(EmbeddingHashTableOomTest, Evict) {
   Sweep({}, [](EmbeddingHashTable* table) {
     EmbeddingHashTable::EvictStats stats;

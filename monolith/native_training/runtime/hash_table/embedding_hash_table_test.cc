@@ -1051,6 +1051,121 @@ TEST(EmbeddingHashTableTest, AFullShardTakesNoNewIdsAndMixesNone) {
   EXPECT_EQ(restored, 7.0f);
 }
 
+// A RestoreBatch restores what RestoreRecord restores, record by record:
+// entries, update times, the table's time, a later record of an id over an
+// earlier one (in one batch and across batches), values only, skipped
+// zeros; a bad record is refused alone; a full shard's new ids are
+// ResourceExhausted once flushed, the rest written.
+TEST(EmbeddingHashTableTest, RestoreBatchRestoresWhatRestoreRecordDoes) {
+  const std::string config =
+      "entry_config { segments { dim_size: 3 init_config { random_uniform "
+      "{ minval: -1 maxval: 1 } } opt_config { adagrad {} } } }";
+  auto saved = MakeTable(config);
+  // More than one batch (2,048 records).
+  constexpr int kIds = 5000;
+  std::vector<int64_t> ids(kIds);
+  for (int i = 0; i < kIds; ++i) ids[i] = i * 104729 - 7;
+  const int64_t clock = HostClockSeconds();
+  for (int i = 0; i < kIds; i += 500) {
+    ASSERT_TRUE(saved->BatchOptimize(ids.data() + i, 500,
+                                     std::vector<float>(1500, 0.1f).data(),
+                                     std::vector<float>(3, 0.5f).data(),
+                                     clock - 1000 + i, 1)
+                    .ok());
+  }
+  std::vector<std::string> records;
+  ASSERT_TRUE(saved
+                  ->Save(0, 1, 0,
+                         [&](const SavedEntry& entry) {
+                           records.emplace_back(entry.dump, entry.dump_size);
+                           return Status::OK();
+                         })
+                  .ok());
+  // Later records of ids already given: another value, in the same batch
+  // as the first and past it.
+  for (const int64_t id : {ids[0], ids[kIds - 1], ids[0]}) {
+    EntryDump dump;
+    dump.set_id(id);
+    for (float v : {7.0f, 8.0f, 9.0f}) dump.add_num(v + records.size());
+    dump.set_last_update_ts_sec(clock - 5);
+    records.push_back(dump.SerializeAsString());
+  }
+
+  for (const RestoredState state :
+       {RestoredState::kAll, RestoredState::kValuesOnly}) {
+    auto by_record = MakeTable(config);
+    auto by_batch = MakeTable(config);
+    EntryDump scratch;
+    EmbeddingHashTable::RestoreBatch batch(by_batch.get(), state);
+    for (const std::string& record : records) {
+      int64_t record_time = -1, batch_time = -2;
+      ASSERT_TRUE(by_record
+                      ->RestoreRecord(record.data(), record.size(), &scratch,
+                                      &record_time, state)
+                      .ok());
+      ASSERT_TRUE(
+          batch.Add(record.data(), record.size(), &scratch, &batch_time).ok());
+      EXPECT_EQ(batch_time, record_time);
+    }
+    // Not an EntryDump: refused, the queued records unharmed.
+    int64_t time = 0;
+    EXPECT_EQ(batch.Add("\xff", 1, &scratch, &time).code(),
+              StatusCode::kDataLoss);
+    EXPECT_LT(by_batch->Size(), kIds);  // the last batch waits for Flush
+    ASSERT_TRUE(batch.Flush().ok());
+    ASSERT_TRUE(batch.Flush().ok());  // nothing queued
+    ASSERT_EQ(by_batch->Size(), kIds);
+    EXPECT_EQ(by_batch->LatestUpdateTime(), by_record->LatestUpdateTime());
+    std::vector<EntryDump> a(kIds), b(kIds);
+    by_record->BatchLookupEntry(ids.data(), kIds, a.data());
+    by_batch->BatchLookupEntry(ids.data(), kIds, b.data());
+    for (int i = 0; i < kIds; ++i) {
+      ASSERT_EQ(a[i].SerializeAsString(), b[i].SerializeAsString())
+          << a[i].ShortDebugString() << "\n" << b[i].ShortDebugString();
+    }
+    EXPECT_EQ(b[0].num(0), 7.0f + records.size() - 1);  // the last record
+  }
+
+  // Four entries a shard: new ids past them are not restored. (The first
+  // batch fills every shard its records fall in, and fails.)
+  auto full = MakeTable(config);
+  full->LimitShardEntriesForTesting(4);
+  EntryDump scratch;
+  EmbeddingHashTable::RestoreBatch batch(full.get(), RestoredState::kAll);
+  Status status;
+  for (const std::string& record : records) {
+    int64_t time = 0;
+    status = batch.Add(record.data(), record.size(), &scratch, &time);
+    if (!status.ok()) break;  // a full batch flushed
+  }
+  if (status.ok()) status = batch.Flush();
+  EXPECT_EQ(status.code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(full->Size() % 4, 0);
+  EXPECT_NE(status.message().find("holds its most entries (4): " +
+                                  std::to_string(2048 - full->Size()) +
+                                  " ids, among them "),
+            std::string::npos)
+      << status.message();
+
+  // A SERVING table skipping zero entries skips them from a batch too.
+  auto serving = MakeTable(
+      "entry_config { entry_type: SERVING segments { dim_size: 3 "
+      "comp_config { fp32 {} } } } skip_zero_embedding: true");
+  EntryDump zeros;
+  zeros.set_id(-1);
+  for (int d = 0; d < 3; ++d) zeros.add_num(0);
+  EmbeddingHashTable::RestoreBatch values(serving.get(), RestoredState::kAll);
+  for (const std::string& record :
+       {records[0], zeros.SerializeAsString(), records[1]}) {
+    int64_t time = 0;
+    ASSERT_TRUE(
+        values.Add(record.data(), record.size(), &scratch, &time).ok());
+  }
+  ASSERT_TRUE(values.Flush().ok());
+  EXPECT_EQ(serving->Size(), 2);
+  EXPECT_FALSE(serving->Contains(-1));
+}
+
 TEST(EmbeddingHashTableTest, InitialCapacityIsBounded) {
   std::unique_ptr<EmbeddingHashTable> table;
   for (const char* capacity : {"initial_capacity: 17179869185",

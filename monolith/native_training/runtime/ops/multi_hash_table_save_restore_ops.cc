@@ -59,19 +59,20 @@ ht::Status RecordError(const ht::Status& s) {
   return s;
 }
 
-// Restores checkpoint record |record| into |table| (|scratch| parses what
-// cannot be read in place), taking |state| of it, counting its update
+// Queues checkpoint record |record| in |batch| (restoring into |table|;
+// |scratch| parses what cannot be read in place), counting its update
 // time if out of range. DataLoss if it is not an EntryDump,
 // InvalidArgument if it does not fit the table's entries,
-// ResourceExhausted if the table cannot take it.
-ht::Status RestoreInto(MultiHashTable::Table& table, std::string_view record,
-                       EntryDump* scratch, ht::RestoredState state,
+// ResourceExhausted if the table cannot take the batch it filled.
+ht::Status RestoreInto(const MultiHashTable::Table& table,
+                       ht::EmbeddingHashTable::RestoreBatch* batch,
+                       std::string_view record, EntryDump* scratch,
                        TimesOutOfRange* times_out_of_range) {
   int64_t update_time = 0;
   MONOLITH_RETURN_IF_ERROR(RecordError(OutOfMemoryAsStatus(
       [&] {
-        return table.table->RestoreRecord(record.data(), record.size(),
-                                          scratch, &update_time, state);
+        return batch->Add(record.data(), record.size(), scratch,
+                          &update_time);
       },
       [&] { return GrowthOutOfMemory("table " + table.name); })));
   if (update_time > ht::kMaxUpdateTimeSeconds) {
@@ -259,6 +260,10 @@ Status RestoreCheckpointsOrThrow(OpKernelContext* ctx, MultiHashTable* mtable,
     for (size_t b = 0; b < basenames.size(); ++b) {
       const std::vector<int>& graph_of = to_graph[b];
       std::vector<EntryDump> scratch(infos[b].nshards);
+      // Per data shard: the records of the table it reads, written in
+      // batches once the table's records are read (or the batch fills).
+      std::vector<std::unique_ptr<ht::EmbeddingHashTable::RestoreBatch>>
+          batches(infos[b].nshards);
       TF_RETURN_IF_ERROR(ToTfStatus(ht::RestoreCheckpoint(
           &fs, infos[b],
           [&](int shard, int t, std::string_view record) {
@@ -282,12 +287,25 @@ Status RestoreCheckpointsOrThrow(OpKernelContext* ctx, MultiHashTable* mtable,
                   },
                   [&] { return GrowthOutOfMemory("table " + table.name); }));
             }
-            return RestoreInto(table, record, &scratch[shard],
-                               states[graph_of[t]], &times_out_of_range);
+            if (batches[shard] == nullptr) {
+              batches[shard] =
+                  std::make_unique<ht::EmbeddingHashTable::RestoreBatch>(
+                      table.table.get(), states[graph_of[t]]);
+            }
+            return RestoreInto(table, batches[shard].get(), record,
+                               &scratch[shard], &times_out_of_range);
           },
           UntilCancelled(ctx, WorkerThreads(ctx)), LogInfo,
           RestorePassVerb(check_only, resharded), ht::kProgressEvery,
-          StepCancelled(ctx))));
+          StepCancelled(ctx), [&](int shard, int t) {
+            if (batches[shard] == nullptr) return ht::Status::OK();
+            const std::string& name = mtable->table(graph_of[t]).name;
+            const ht::Status status = RecordError(OutOfMemoryAsStatus(
+                [&] { return batches[shard]->Flush(); },
+                [&] { return GrowthOutOfMemory("table " + name); }));
+            batches[shard].reset();
+            return status;
+          })));
     }
     return OkStatus();
   };
