@@ -1303,7 +1303,7 @@ RestoreResult Restore(const std::string& basename,
       return result;
     }
   }
-  std::vector<EntryDump> scratch(info.nshards);
+  std::vector<RecordScratch> scratch(info.nshards);
   result.status = RestoreCheckpoint(
       &fs, info,
       [&](int shard, int t, std::string_view record) {
@@ -2379,7 +2379,7 @@ void RestoreRecordPastTheEnd(EmbeddingHashTable* table,
   const size_t cut = 9 + table->accessor().DumpFieldsBytes() + 1;
   std::unique_ptr<char[]> block(new char[cut]);
   std::memcpy(block.get(), record.data(), cut);
-  EntryDump scratch;
+  RecordScratch scratch;
   int64_t time = 0;
   table->RestoreRecord(block.get(), record.size(), &scratch, &time).ok();
 }
@@ -2551,7 +2551,8 @@ TEST(CheckpointFuzzTest, RecordIdOfMutatedRecordsAgreesWithParsing) {
     bases.push_back(dump.SerializeAsString());
   }
   int64_t in_place = 0, parsed = 0, refused = 0;
-  EntryDump scratch, reference;
+  RecordScratch scratch;
+  EntryDump reference;
   for (int64_t i = 0; budget.Allows(i); ++i) {
     std::string record = bases[rng() % bases.size()];
     for (int edits = 1 + rng() % 3; edits > 0; --edits) {

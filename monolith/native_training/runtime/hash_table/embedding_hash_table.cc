@@ -1241,44 +1241,46 @@ Status EmbeddingHashTable::Restore(const EntryDump& dump) {
 }
 
 Status EmbeddingHashTable::ReadOrParseRecord(const char* record, size_t size,
-                                             char* entry, EntryDump* dump,
+                                             char* entry,
+                                             RecordScratch* scratch,
                                              RestoredState state,
                                              InPlaceRecord* in_place) const {
   in_place->read =
       accessor_->ReadRecord(record, size, entry, &in_place->id,
                             &in_place->time, &in_place->all_zero, state);
   if (in_place->read) return Status::OK();
-  return ParseRecord(record, size, dump, state);
+  return ParseRecord(record, size, scratch, state);
 }
 
 Status EmbeddingHashTable::DecodeRecord(const char* record, size_t size,
-                                        char* entry, EntryDump* dump,
+                                        char* entry, RecordScratch* scratch,
                                         RestoredState state,
                                         DecodedRecord* decoded) const {
   InPlaceRecord in_place;
   MONOLITH_RETURN_IF_ERROR(
-      ReadOrParseRecord(record, size, entry, dump, state, &in_place));
+      ReadOrParseRecord(record, size, entry, scratch, state, &in_place));
   if (in_place.read) {
     decoded->id = in_place.id;
     decoded->update_time = static_cast<int64_t>(in_place.time);
     decoded->skipped = skip_zero_embedding_ && in_place.all_zero;
     return Status::OK();
   }
-  decoded->id = dump->id();
-  decoded->update_time = dump->last_update_ts_sec();
-  decoded->skipped = SkipsDump(*dump);
+  const EntryDump& dump = scratch->dump();
+  decoded->id = dump.id();
+  decoded->update_time = dump.last_update_ts_sec();
+  decoded->skipped = SkipsDump(dump);
   if (decoded->skipped) return Status::OK();
-  return accessor_->Restore(*dump, entry);
+  return accessor_->Restore(dump, entry);
 }
 
 Status EmbeddingHashTable::RestoreRecord(const char* record, size_t size,
-                                         EntryDump* scratch_dump,
+                                         RecordScratch* record_scratch,
                                          int64_t* update_time,
                                          RestoredState state) {
   EntryBuffer scratch(stride_);
   DecodedRecord decoded;
   const Status status = DecodeRecord(record, size, scratch.data(),
-                                     scratch_dump, state, &decoded);
+                                     record_scratch, state, &decoded);
   *update_time = decoded.update_time;
   if (!status.ok() || decoded.skipped) return status;
   const uint64_t hash = MixId(decoded.id, hash_seed_);
@@ -1288,33 +1290,40 @@ Status EmbeddingHashTable::RestoreRecord(const char* record, size_t size,
 }
 
 Status EmbeddingHashTable::CheckRecord(const char* record, size_t size,
-                                       EntryDump* scratch_dump,
+                                       RecordScratch* record_scratch,
                                        RestoredState state) const {
   EntryBuffer scratch(stride_);
   DecodedRecord decoded;
-  return DecodeRecord(record, size, scratch.data(), scratch_dump, state,
+  return DecodeRecord(record, size, scratch.data(), record_scratch, state,
                       &decoded);
 }
 
 EmbeddingHashTable::RestoreBatch::RestoreBatch(EmbeddingHashTable* table,
                                                RestoredState state)
-    : table_(table), state_(state) {
-  ids_.reserve(kGroupIds);
-  times_.reserve(kGroupIds);
-  entries_.reserve(static_cast<size_t>(kGroupIds * table->stride_));
+    : table_(table),
+      state_(state),
+      capacity_(static_cast<size_t>(std::clamp<int64_t>(
+          kRestoreBatchBytes / table->stride_, 1, kGroupIds))) {
+  // Every later append fits: none allocates.
+  ids_.reserve(capacity_);
+  times_.reserve(capacity_);
+  entries_.reserve(capacity_ * table->stride_);
 }
 
 Status EmbeddingHashTable::RestoreBatch::Add(const char* record, size_t size,
-                                             EntryDump* scratch,
+                                             RecordScratch* scratch,
                                              int64_t* update_time) {
-  if (ids_.size() == static_cast<size_t>(kGroupIds)) {
-    MONOLITH_RETURN_IF_ERROR(Flush());
-  }
   const size_t offset = entries_.size();
   entries_.resize(offset + table_->stride_);
   DecodedRecord decoded;
-  const Status status = table_->DecodeRecord(
-      record, size, entries_.data() + offset, scratch, state_, &decoded);
+  Status status;
+  try {
+    status = table_->DecodeRecord(record, size, entries_.data() + offset,
+                                  scratch, state_, &decoded);
+  } catch (...) {  // std::bad_alloc parsing: the record is not queued
+    entries_.resize(offset);
+    throw;
+  }
   *update_time = decoded.update_time;
   if (!status.ok() || decoded.skipped) {
     entries_.resize(offset);
@@ -1322,7 +1331,8 @@ Status EmbeddingHashTable::RestoreBatch::Add(const char* record, size_t size,
   }
   ids_.push_back(decoded.id);
   times_.push_back(decoded.update_time);
-  return Status::OK();
+  // Written once full, so that a failure is reported at its last record.
+  return ids_.size() == capacity_ ? Flush() : Status::OK();
 }
 
 Status EmbeddingHashTable::RestoreBatch::Flush() {
@@ -1362,14 +1372,15 @@ Status EmbeddingHashTable::RestoreBatch::Flush() {
       "a shard of the table holds its most entries (" +
       std::to_string(shard.entry_limit) + "): " +
       std::to_string(std::count(written.begin(), written.end(), false)) +
-      " ids, among them " + std::to_string(id) + ", are not restored");
+      " of the last " + std::to_string(n) + " records (ids such as " +
+      std::to_string(id) + ") are not restored");
 }
 
-Status RecordId(const char* record, size_t size, EntryDump* scratch,
+Status RecordId(const char* record, size_t size, RecordScratch* scratch,
                 int64_t* id) {
   if (ReadEntryDumpId(record, size, id)) return Status::OK();
   MONOLITH_RETURN_IF_ERROR(ParseRecord(record, size, scratch));
-  *id = scratch->id();
+  *id = scratch->dump().id();
   return Status::OK();
 }
 

@@ -261,28 +261,30 @@ class EmbeddingHashTable {
   // Sets |update_time| to the record's. DataLoss if the record is not an
   // EntryDump. kValuesOnly: the record's optimizer state is not read
   // (the entry's starts as a new entry's).
-  Status RestoreRecord(const char* record, size_t size, EntryDump* scratch,
+  Status RestoreRecord(const char* record, size_t size, RecordScratch* scratch,
                        int64_t* update_time,
                        RestoredState state = RestoredState::kAll);
   // Whether RestoreRecord would take |record|, changing nothing: OK, or
   // the error RestoreRecord would return (DataLoss: not an EntryDump;
   // InvalidArgument: it does not fit the table's entries).
-  Status CheckRecord(const char* record, size_t size, EntryDump* scratch,
+  Status CheckRecord(const char* record, size_t size, RecordScratch* scratch,
                      RestoredState state = RestoredState::kAll) const;
 
   // RestoreRecord for many records: Add decodes a record into the batch
   // (its errors are RestoreRecord's, and a record that fails is not
   // queued); Flush writes the queued ones as a batch call writes ids,
   // grouped by shard through the prefetching pipeline, one hold of a
-  // shard's locks per 2,048 records where RestoreRecord takes them per
-  // record. A record is in the table once flushed (Add flushes a full
-  // batch); records of one id are written in the order added. One batch
-  // per thread; the table must outlive it.
+  // shard's locks per batch where RestoreRecord takes them per record. A
+  // batch holds 2,048 records, or fewer of large entries (1 MiB). A record
+  // is in the table once flushed (Add flushes a full batch); records of
+  // one id are written in the order added. One batch per thread; the
+  // table must outlive it.
   class RestoreBatch {
    public:
     RestoreBatch(EmbeddingHashTable* table, RestoredState state);
-    // Sets |update_time| to the record's, as RestoreRecord.
-    Status Add(const char* record, size_t size, EntryDump* scratch,
+    // Sets |update_time| to the record's, as RestoreRecord. Once the batch
+    // is full, Flush's status.
+    Status Add(const char* record, size_t size, RecordScratch* scratch,
                int64_t* update_time);
     // ResourceExhausted, after writing the others, if a shard holds its
     // most entries (LimitShardEntriesForTesting) and some of the queued
@@ -290,8 +292,11 @@ class EmbeddingHashTable {
     Status Flush();
 
    private:
+    static constexpr int64_t kRestoreBatchBytes = 1 << 20;
+
     EmbeddingHashTable* table_;
     RestoredState state_;
+    size_t capacity_;  // records
     std::vector<int64_t> ids_;
     std::vector<int64_t> times_;
     std::vector<char> entries_;  // stride_ bytes each
@@ -337,7 +342,7 @@ class EmbeddingHashTable {
   // EntryDump; kValuesOnly: without its optimizer state); |in_place| says
   // which.
   Status ReadOrParseRecord(const char* record, size_t size, char* entry,
-                           EntryDump* dump, RestoredState state,
+                           RecordScratch* scratch, RestoredState state,
                            InPlaceRecord* in_place) const;
   // A checkpoint record decoded (DecodeRecord).
   struct DecodedRecord {
@@ -349,7 +354,7 @@ class EmbeddingHashTable {
   // parsing into |dump| what cannot be read in place: RestoreRecord's
   // errors.
   Status DecodeRecord(const char* record, size_t size, char* entry,
-                      EntryDump* dump, RestoredState state,
+                      RecordScratch* scratch, RestoredState state,
                       DecodedRecord* decoded) const;
   // Inserts |id| (absent, its probe ending at empty slot |pos|, room
   // reserved) and initializes its entry. Caller holds the shard
@@ -443,7 +448,7 @@ class EmbeddingHashTable {
 // restoring it: read in place (ReadEntryDumpId, wire_reader.h) when the
 // wire walk vouches for the record, else parsed into |scratch|. DataLoss if
 // the record is not an EntryDump.
-Status RecordId(const char* record, size_t size, EntryDump* scratch,
+Status RecordId(const char* record, size_t size, RecordScratch* scratch,
                 int64_t* id);
 
 // Sums the gradients (|dim| floats each) of repeated ids, so each id can be

@@ -402,7 +402,7 @@ TEST(EmbeddingHashTableOomTest, RestoreBatch) {
                   .ok());
   Sweep(ids, [&](EmbeddingHashTable* table) {
     EmbeddingHashTable::RestoreBatch batch(table, RestoredState::kAll);
-    EntryDump scratch;
+    RecordScratch scratch;
     int64_t time = 0;
     for (const std::string& record : records) {
       const Status s = batch.Add(record.data(), record.size(), &scratch, &time);
@@ -411,6 +411,57 @@ TEST(EmbeddingHashTableOomTest, RestoreBatch) {
     const Status s = batch.Flush();
     ASSERT_TRUE(s.ok()) << s.ToString();
   }, /*repeatable=*/true);
+}
+
+// Out of memory parsing a record (values only: every record is parsed)
+// leaves the batch as it was (the records added before and after it are
+// written with their own values) and its scratch safe to parse into and
+// to destroy: protobuf left a message half-parsed that crashed when cleared
+// or destroyed (RecordScratch).
+TEST(EmbeddingHashTableOomTest, RestoreBatchAfterAFailedParse) {
+  auto source = NewTable();
+  const std::vector<int64_t> ids = {OldId(1), OldId(2), OldId(3)};
+  const std::vector<float> values = ValuesFor(ids, 3.0f);
+  source->Assign(ids.data(), 3, values.data(), kTime + 2);
+  std::map<int64_t, std::string> records;
+  ASSERT_TRUE(source
+                  ->Save(0, 1, 0,
+                         [&](const EmbeddingHashTable::SavedEntry& e) {
+                           records[e.id] = std::string(e.dump, e.dump_size);
+                           return Status::OK();
+                         })
+                  .ok());
+  int failures = 0;
+  for (int limit = 0; limit < kMaxSweep; ++limit) {
+    auto table = NewTable();
+    EmbeddingHashTable::RestoreBatch batch(table.get(),
+                                           RestoredState::kValuesOnly);
+    // The failing parse is its scratch's first: parses into a scratch's
+    // arena allocate only until its blocks hold a record.
+    RecordScratch first, scratch;
+    int64_t time = 0;
+    const auto add = [&](int64_t id, RecordScratch* into) {
+      const Status s = batch.Add(records[id].data(), records[id].size(),
+                                 into, &time);
+      ASSERT_TRUE(s.ok()) << s.ToString();
+    };
+    add(ids[0], &first);
+    if (!FailsWithin(limit, [&] { add(ids[1], &scratch); })) break;
+    ++failures;
+    EXPECT_FALSE(scratch.has_dump());  // dropped, not to be touched
+    add(ids[2], &scratch);
+    ASSERT_TRUE(batch.Flush().ok());
+    EXPECT_FALSE(table->Contains(ids[1]));
+    for (const int64_t id : {ids[0], ids[2]}) {
+      std::vector<float> row(kDim);
+      ASSERT_EQ(table->BatchLookup(&id, 1, row.data()), 1);
+      const size_t i = std::find(ids.begin(), ids.end(), id) - ids.begin();
+      EXPECT_EQ(row, std::vector<float>(values.begin() + i * kDim,
+                                        values.begin() + (i + 1) * kDim))
+          << "id " << id << ", allocation " << limit << " failed";
+    }
+  }
+  EXPECT_GT(failures, 0) << "parsing allocated nothing";
 }
 
 TEST(EmbeddingHashTableOomTest, Evict) {

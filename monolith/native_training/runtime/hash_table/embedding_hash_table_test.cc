@@ -272,7 +272,7 @@ TEST(EmbeddingHashTableTest, EveryUpdatePathRaisesTheLatestUpdateTime) {
   EXPECT_EQ(table->LatestUpdateTime(), 50);
   dump.set_last_update_ts_sec(60);
   const std::string record = dump.SerializeAsString();
-  EntryDump scratch;
+  RecordScratch scratch;
   int64_t record_time = 0;
   ASSERT_TRUE(table->RestoreRecord(record.data(), record.size(), &scratch,
                                    &record_time)
@@ -868,7 +868,7 @@ TEST(EmbeddingHashTableTest, WritesFarAheadOfTheClockTakeTheTablesTime) {
   EXPECT_EQ(stamps, (std::map<int64_t, int64_t>{{old, data_time},
                                                 {far, data_time}}));
   auto restored = MakeTable(one_day);
-  EntryDump scratch;
+  RecordScratch scratch;
   int64_t time = 0;
   for (const std::string& record : records) {
     ASSERT_TRUE(
@@ -1095,7 +1095,7 @@ TEST(EmbeddingHashTableTest, RestoreBatchRestoresWhatRestoreRecordDoes) {
        {RestoredState::kAll, RestoredState::kValuesOnly}) {
     auto by_record = MakeTable(config);
     auto by_batch = MakeTable(config);
-    EntryDump scratch;
+    RecordScratch scratch;
     EmbeddingHashTable::RestoreBatch batch(by_batch.get(), state);
     for (const std::string& record : records) {
       int64_t record_time = -1, batch_time = -2;
@@ -1130,22 +1130,40 @@ TEST(EmbeddingHashTableTest, RestoreBatchRestoresWhatRestoreRecordDoes) {
   // batch fills every shard its records fall in, and fails.)
   auto full = MakeTable(config);
   full->LimitShardEntriesForTesting(4);
-  EntryDump scratch;
+  RecordScratch scratch;
   EmbeddingHashTable::RestoreBatch batch(full.get(), RestoredState::kAll);
   Status status;
+  int added = 0;
   for (const std::string& record : records) {
     int64_t time = 0;
     status = batch.Add(record.data(), record.size(), &scratch, &time);
-    if (!status.ok()) break;  // a full batch flushed
+    ++added;
+    if (!status.ok()) break;  // the full batch, flushed by its last record
   }
-  if (status.ok()) status = batch.Flush();
+  EXPECT_EQ(added, 2048);
   EXPECT_EQ(status.code(), StatusCode::kResourceExhausted);
   EXPECT_EQ(full->Size() % 4, 0);
   EXPECT_NE(status.message().find("holds its most entries (4): " +
                                   std::to_string(2048 - full->Size()) +
-                                  " ids, among them "),
+                                  " of the last 2048 records (ids such as "),
             std::string::npos)
       << status.message();
+
+  // A batch of large entries holds 1 MiB of them (4 KiB entries: 256).
+  auto wide = MakeTable(SgdTable(1024));
+  EmbeddingHashTable::RestoreBatch wide_batch(wide.get(),
+                                              RestoredState::kAll);
+  for (int i = 0; i < 256; ++i) {
+    EntryDump dump;
+    dump.set_id(i);
+    dump.mutable_num()->Resize(1024, 0.5f);
+    const std::string record = dump.SerializeAsString();
+    int64_t time = 0;
+    EXPECT_EQ(wide->Size(), 0);  // queued
+    ASSERT_TRUE(
+        wide_batch.Add(record.data(), record.size(), &scratch, &time).ok());
+  }
+  EXPECT_EQ(wide->Size(), 256);  // written by the 256th
 
   // A SERVING table skipping zero entries skips them from a batch too.
   auto serving = MakeTable(
@@ -1441,7 +1459,7 @@ TEST_P(OptimizerRoundTripTest, RestoredTableContinuesTrainingExactly) {
                              EXPECT_EQ(std::string(entry.dump,
                                                    entry.dump_size),
                                        dump.SerializeAsString());
-                             EntryDump scratch;
+                             RecordScratch scratch;
                              int64_t update_time = -1;
                              MONOLITH_RETURN_IF_ERROR(
                                  from_records->RestoreRecord(
@@ -1594,7 +1612,7 @@ TEST(EmbeddingHashTableTest, ValuesOnlyRestoresStartTheOptimizerStateAfresh) {
                   .ok());
   EntryDump saved_entry;
   saved->BatchLookupEntry(&id, 1, &saved_entry);
-  EntryDump scratch;
+  RecordScratch scratch;
   int64_t time = 0;
 
   // Into SGD: the adagrad state does not fit, unless left out.
@@ -1688,7 +1706,7 @@ TEST(EmbeddingHashTableTest, RestoreRecordReadsEveryShapeOfEntryDump) {
     tiny.set_id(11);
     tiny.set_num(0, 1e-12f);
     tiny.set_num(1, 0);
-    EntryDump scratch;
+    RecordScratch scratch;
     int64_t update_time = 0;
     // Every record is checked first: CheckRecord agrees with RestoreRecord
     // and changes nothing.
@@ -2544,19 +2562,20 @@ TEST(EmbeddingHashTableTest, RecordIdReadsInPlaceOrParses) {
   dump.set_id(-123);
   dump.add_num(2.0f);
   dump.set_last_update_ts_sec(77);
-  EntryDump scratch;
+  RecordScratch scratch;
   int64_t id = 0;
   const std::string plain = dump.SerializeAsString();
   ASSERT_TRUE(RecordId(plain.data(), plain.size(), &scratch, &id).ok());
   EXPECT_EQ(id, -123);
-  EXPECT_FALSE(scratch.has_id());  // not parsed
+  EXPECT_FALSE(scratch.has_dump());  // not parsed
 
   // An unknown group (field 100): parsing skips it, the walk does not.
   const std::string with_group = plain + "\xa3\x06\xa4\x06";
   ASSERT_TRUE(
       RecordId(with_group.data(), with_group.size(), &scratch, &id).ok());
   EXPECT_EQ(id, -123);
-  EXPECT_TRUE(scratch.has_id());  // parsed
+  ASSERT_TRUE(scratch.has_dump());  // parsed
+  EXPECT_EQ(scratch.dump().id(), -123);
 
   const std::string garbage = plain.substr(0, plain.size() - 1);
   const Status s = RecordId(garbage.data(), garbage.size(), &scratch, &id);

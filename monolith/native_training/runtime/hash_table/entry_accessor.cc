@@ -464,9 +464,22 @@ bool EntryAccessor::ReadDump(const char* fields, size_t size,
   return true;
 }
 
-Status ParseRecord(const char* record, size_t size, EntryDump* dump,
+Status ParseRecord(const char* record, size_t size, RecordScratch* scratch,
                    RestoredState state) {
-  if (!dump->ParseFromArray(record, static_cast<int>(size))) {
+  if (scratch->dump_ == nullptr) {
+    scratch->arena_ = std::make_unique<google::protobuf::Arena>();
+    scratch->dump_ =
+        google::protobuf::Arena::Create<EntryDump>(scratch->arena_.get());
+  }
+  EntryDump* dump = scratch->dump_;
+  bool parsed = false;
+  try {
+    parsed = dump->ParseFromArray(record, static_cast<int>(size));
+  } catch (...) {
+    scratch->dump_ = nullptr;  // not to be touched again: see RecordScratch
+    throw;
+  }
+  if (!parsed) {
     return DataLossError("a record of " + std::to_string(size) +
                          " bytes is not an EntryDump");
   }

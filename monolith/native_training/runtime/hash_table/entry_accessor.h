@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "google/protobuf/arena.h"
 #include "monolith/native_training/runtime/hash_table/compressor/fixed_r8_quantizer.h"
 #include "monolith/native_training/runtime/hash_table/compressor/float_compressor.h"
 #include "monolith/native_training/runtime/hash_table/compressor/float_compressor_interface.h"
@@ -57,10 +58,32 @@ enum class RestoredState {
   kValuesOnly,
 };
 
+// The EntryDump that ParseRecord parses records into, reused from record
+// to record, on a protobuf arena. Protobuf is not exception-safe: a parse
+// that runs out of memory (std::bad_alloc) leaves a message whose repeated
+// fields crash when it is cleared or destroyed, while messages on an arena
+// are never destroyed one by one. So a scratch whose parse threw is
+// dropped with its arena (when the scratch is destroyed, or by the next
+// parse, which starts a fresh one).
+class RecordScratch {
+ public:
+  // Whether a record has been parsed into it (and no parse threw since).
+  bool has_dump() const { return dump_ != nullptr; }
+  // The record ParseRecord parsed last (valid after it returned OK).
+  const EntryDump& dump() const { return *dump_; }
+
+ private:
+  friend Status ParseRecord(const char*, size_t, RecordScratch*,
+                            RestoredState);
+
+  std::unique_ptr<google::protobuf::Arena> arena_;
+  EntryDump* dump_ = nullptr;  // on arena_; null once a parse threw
+};
+
 // Parses a checkpoint record (one EntryAccessor::ReadRecord did not read)
-// into |dump|: DataLoss if it is not an EntryDump. kValuesOnly drops its
-// optimizer state (opt), which Restore then starts as a new entry's.
-Status ParseRecord(const char* record, size_t size, EntryDump* dump,
+// into |scratch|: DataLoss if it is not an EntryDump. kValuesOnly drops
+// its optimizer state (opt), which Restore then starts as a new entry's.
+Status ParseRecord(const char* record, size_t size, RecordScratch* scratch,
                    RestoredState state = RestoredState::kAll);
 
 class EntryAccessor {

@@ -36,7 +36,7 @@ RecordRestorer EmbeddingTablesRestorer(std::vector<EmbeddingHashTable*> tables,
   // Shared: std::function copies the restorer. A negative count holds no
   // shard: every record is then refused below (InvalidArgument).
   auto scratch =
-      std::make_shared<std::vector<EntryDump>>(std::max(nshards, 0));
+      std::make_shared<std::vector<RecordScratch>>(std::max(nshards, 0));
   return [tables = std::move(tables), scratch](int shard, int t,
                                                std::string_view record) {
     if (t < 0 || t >= static_cast<int>(tables.size()) ||

@@ -33,7 +33,7 @@ namespace {
 
 namespace ht = ::monolith::hash_table;
 using ::monolith::hash_table::EmbeddingHashTable;
-using ::monolith::hash_table::EntryDump;
+using ::monolith::hash_table::RecordScratch;
 using ::monolith::hash_table::SlotExpireTimeConfig;
 using ::monolith::hash_table::SlotExpireTimes;
 
@@ -59,20 +59,25 @@ ht::Status RecordError(const ht::Status& s) {
   return s;
 }
 
-// Queues checkpoint record |record| in |batch| (restoring into |table|;
-// |scratch| parses what cannot be read in place), counting its update
-// time if out of range. DataLoss if it is not an EntryDump,
-// InvalidArgument if it does not fit the table's entries,
+// Queues checkpoint record |record| in |*batch| (restoring into |table|
+// its |state|; made when null; |scratch| parses what cannot be read in
+// place), counting its update time if out of range. DataLoss if it is not
+// an EntryDump, InvalidArgument if it does not fit the table's entries,
 // ResourceExhausted if the table cannot take the batch it filled.
-ht::Status RestoreInto(const MultiHashTable::Table& table,
-                       ht::EmbeddingHashTable::RestoreBatch* batch,
-                       std::string_view record, EntryDump* scratch,
-                       TimesOutOfRange* times_out_of_range) {
+ht::Status RestoreInto(
+    const MultiHashTable::Table& table, ht::RestoredState state,
+    std::unique_ptr<ht::EmbeddingHashTable::RestoreBatch>* batch,
+    std::string_view record, RecordScratch* scratch,
+    TimesOutOfRange* times_out_of_range) {
   int64_t update_time = 0;
   MONOLITH_RETURN_IF_ERROR(RecordError(OutOfMemoryAsStatus(
       [&] {
-        return batch->Add(record.data(), record.size(), scratch,
-                          &update_time);
+        if (*batch == nullptr) {
+          *batch = std::make_unique<ht::EmbeddingHashTable::RestoreBatch>(
+              table.table.get(), state);
+        }
+        return (*batch)->Add(record.data(), record.size(), scratch,
+                             &update_time);
       },
       [&] { return GrowthOutOfMemory("table " + table.name); })));
   if (update_time > ht::kMaxUpdateTimeSeconds) {
@@ -259,7 +264,7 @@ Status RestoreCheckpointsOrThrow(OpKernelContext* ctx, MultiHashTable* mtable,
   auto read_records = [&](bool check_only) -> Status {
     for (size_t b = 0; b < basenames.size(); ++b) {
       const std::vector<int>& graph_of = to_graph[b];
-      std::vector<EntryDump> scratch(infos[b].nshards);
+      std::vector<RecordScratch> scratch(infos[b].nshards);
       // Per data shard: the records of the table it reads, written in
       // batches once the table's records are read (or the batch fills).
       std::vector<std::unique_ptr<ht::EmbeddingHashTable::RestoreBatch>>
@@ -287,13 +292,8 @@ Status RestoreCheckpointsOrThrow(OpKernelContext* ctx, MultiHashTable* mtable,
                   },
                   [&] { return GrowthOutOfMemory("table " + table.name); }));
             }
-            if (batches[shard] == nullptr) {
-              batches[shard] =
-                  std::make_unique<ht::EmbeddingHashTable::RestoreBatch>(
-                      table.table.get(), states[graph_of[t]]);
-            }
-            return RestoreInto(table, batches[shard].get(), record,
-                               &scratch[shard], &times_out_of_range);
+            return RestoreInto(table, states[graph_of[t]], &batches[shard],
+                               record, &scratch[shard], &times_out_of_range);
           },
           UntilCancelled(ctx, WorkerThreads(ctx)), LogInfo,
           RestorePassVerb(check_only, resharded), ht::kProgressEvery,

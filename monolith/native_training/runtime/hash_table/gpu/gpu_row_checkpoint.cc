@@ -26,7 +26,7 @@ void GpuRowRecords::Write(int64_t id, const float* row,
   accessor_->WriteRecord(id, row, RowTime(row, spec_.entry_floats), out);
 }
 
-Status GpuRowRecords::Read(std::string_view record, EntryDump* scratch,
+Status GpuRowRecords::Read(std::string_view record, RecordScratch* scratch,
                            int64_t* id, float* row,
                            RestoredState state) const {
   uint64_t time = 0;
@@ -40,10 +40,11 @@ Status GpuRowRecords::Read(std::string_view record, EntryDump* scratch,
   }
   MONOLITH_RETURN_IF_ERROR(
       ParseRecord(record.data(), record.size(), scratch, state));
-  MONOLITH_RETURN_IF_ERROR(accessor_->Restore(*scratch, row));
-  *id = scratch->id();
+  const EntryDump& dump = scratch->dump();
+  MONOLITH_RETURN_IF_ERROR(accessor_->Restore(dump, row));
+  *id = dump.id();
   SetRowTime(row, spec_.entry_floats,
-             ClampUpdateTime(scratch->last_update_ts_sec()));
+             ClampUpdateTime(dump.last_update_ts_sec()));
   return Status::OK();
 }
 

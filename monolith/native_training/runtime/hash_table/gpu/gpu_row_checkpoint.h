@@ -46,7 +46,7 @@ class GpuRowRecords {
   // record without optimizer state, or read kValuesOnly, gets the initial
   // state). DataLoss if it is not an EntryDump, InvalidArgument if its
   // entry does not fit the table's.
-  Status Read(std::string_view record, EntryDump* scratch, int64_t* id,
+  Status Read(std::string_view record, RecordScratch* scratch, int64_t* id,
               float* row, RestoredState state = RestoredState::kAll) const;
 
  private:
@@ -129,7 +129,7 @@ class RowStoreRestorer {
   std::vector<RestoredState> states_;
   // Per shard: its scratch, pending rows per table, and the row Check
   // decodes into.
-  std::vector<EntryDump> scratch_;
+  std::vector<RecordScratch> scratch_;
   std::vector<std::vector<Pending>> pending_;
   std::vector<std::vector<float>> checked_rows_;
   std::vector<std::unique_ptr<std::mutex>> table_mu_;

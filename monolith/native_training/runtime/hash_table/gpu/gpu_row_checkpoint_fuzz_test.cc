@@ -148,7 +148,7 @@ TEST(GpuRowCheckpointFuzzTest, MutatedRecordsReadOrFailCleanly) {
       WireWriter out;
       records->Write(id, row.data(), &out);
       valid.emplace_back(out.data(), out.size());
-      EntryDump scratch;
+      RecordScratch scratch;
       std::vector<float> read(row_floats);
       int64_t read_id = 0;
       ASSERT_TRUE(
@@ -163,7 +163,7 @@ TEST(GpuRowCheckpointFuzzTest, MutatedRecordsReadOrFailCleanly) {
     }
     DroppingRowStore store;
     RowStoreRestorer restorer({&store}, {records.get()}, 2, 64);
-    EntryDump scratch;
+    RecordScratch scratch;
     const FuzzBudget budget(20000);
     for (int64_t i = 0; budget.Allows(i); ++i, ++iterations) {
       const std::string record = Mutate(valid[rng() % valid.size()], &rng);

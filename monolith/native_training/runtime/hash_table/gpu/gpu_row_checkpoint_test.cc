@@ -143,7 +143,7 @@ class GpuRowCheckpointTest : public ::testing::Test {
   // The CPU table's entries as rows, read from its records.
   std::map<int64_t, std::vector<float>> CpuRows() {
     std::map<int64_t, std::vector<float>> rows;
-    EntryDump scratch;
+    RecordScratch scratch;
     for (const std::string& record : CpuRecords()) {
       std::vector<float> row(records_->spec().row_floats());
       int64_t id = 0;
@@ -166,7 +166,7 @@ class GpuRowCheckpointTest : public ::testing::Test {
 TEST_F(GpuRowCheckpointTest, RowsWriteTheCpuTablesRecordsByteForByte) {
   const std::vector<std::string> records = CpuRecords();
   ASSERT_EQ(static_cast<int64_t>(records.size()), cpu_->Size());
-  EntryDump scratch;
+  RecordScratch scratch;
   WireWriter wire;
   for (const std::string& record : records) {
     std::vector<float> row(records_->spec().row_floats());
@@ -191,7 +191,7 @@ TEST_F(GpuRowCheckpointTest, RecordsInOtherLayoutsAreParsed) {
   // No optimizer state: the adagrad accumulators start at their initial
   // value, as in a CPU table.
   std::vector<float> row(records_->spec().row_floats(), -1.0f);
-  EntryDump scratch;
+  RecordScratch scratch;
   int64_t id = 0;
   ASSERT_TRUE(records_->Read(dump.SerializeAsString(), &scratch, &id,
                              row.data())
@@ -324,7 +324,7 @@ TEST_F(GpuRowCheckpointTest, ValuesOnlyRestoresStartTheOptimizerStateAfresh) {
     EntryDump values;
     for (int i = 0; i < 8; ++i) values.add_num(1.0f);
     std::vector<float> new_row(spec.row_floats());
-    EntryDump scratch;
+    RecordScratch scratch;
     int64_t new_id = 0;
     ASSERT_TRUE(records->Read(values.SerializeAsString(), &scratch, &new_id,
                               new_row.data())
@@ -488,7 +488,7 @@ TEST_F(GpuRowCheckpointTest, RestoredTimesAreClampedAsTheCpuTables) {
   ASSERT_TRUE(dump.ParseFromString(CpuRecords()[0]));
   const int time_offset = records_->spec().entry_floats;
   std::vector<float> row(records_->spec().row_floats());
-  EntryDump scratch;
+  RecordScratch scratch;
   for (const auto& [time, want] :
        {std::make_pair(int64_t{-5}, int64_t{0}),
         std::make_pair(int64_t{1} << 40, int64_t{0xffffffff}),
