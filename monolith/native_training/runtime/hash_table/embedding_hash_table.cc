@@ -809,6 +809,21 @@ void EmbeddingHashTable::BatchLookupEntry(const int64_t* ids, int64_t n,
   });
 }
 
+void EmbeddingHashTable::BatchLookupRecords(
+    const int64_t* ids, int64_t n, WireWriter* out,
+    std::vector<std::pair<size_t, size_t>>* spans) const {
+  spans->assign(n, {0, 0});
+  // Ids are visited grouped by shard: each record is written where its
+  // turn comes.
+  ForEachFound(ids, n, [&](int64_t i, const Slot* slot, const char* entry) {
+    const size_t begin = out->size();
+    if (entry != nullptr) {
+      accessor_->WriteRecord(ids[i], entry, slot->timestamp, out);
+    }
+    (*spans)[i] = {begin, out->size()};
+  });
+}
+
 void EmbeddingHashTable::Assign(const int64_t* ids, int64_t n,
                                 const float* values, int64_t update_time,
                                 const AdmitFn& admit) {

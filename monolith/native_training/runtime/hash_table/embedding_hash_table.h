@@ -35,12 +35,14 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
 #include "monolith/native_training/runtime/hash_table/entry_accessor.h"
 #include "monolith/native_training/runtime/hash_table/slot_expire_times.h"
 #include "monolith/native_training/runtime/hash_table/status.h"
+#include "monolith/native_training/runtime/hash_table/wire_writer.h"
 
 namespace monolith {
 namespace hash_table {
@@ -103,9 +105,19 @@ class EmbeddingHashTable {
                            uint16_t* halfs) const;
   // Full entries (id, num, optimizer state, update time) of |ids|; a
   // missing id gets an empty EntryDump (as the original's, which serializes
-  // to "").
+  // to ""). Out of memory (std::bad_alloc) leaves |entries| unsafe to clear
+  // or destroy (protobuf is not exception-safe): the kernels use
+  // BatchLookupRecords.
   void BatchLookupEntry(const int64_t* ids, int64_t n,
                         EntryDump* entries) const;
+  // The same serialized (the records Save writes, the bytes protobuf
+  // writes for those EntryDumps), without building messages, which
+  // protobuf leaves unsafe to destroy when it runs out of memory halfway
+  // (see RecordScratch): appended to |out|, record i at [spans[i].first,
+  // spans[i].second) of it (|spans| is replaced); a missing id's is empty.
+  void BatchLookupRecords(
+      const int64_t* ids, int64_t n, WireWriter* out,
+      std::vector<std::pair<size_t, size_t>>* spans) const;
 
   // Whether the writers below may insert ids[index], which is not in the
   // table: called while the update holds the id's shard against other

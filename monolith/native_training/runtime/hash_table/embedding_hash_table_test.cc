@@ -1532,6 +1532,28 @@ TEST(EmbeddingHashTableTest, SavedRecordsAreProtobufsOwnEncoding) {
                            })
                     .ok());
     EXPECT_EQ(saved, 3) << config;
+
+    // lookup_entry's records: BatchLookupEntry's dumps serialized, a
+    // missing id's empty, in the order of the ids (grouped by shard to
+    // write them); an entry of time 0 keeps its time field.
+    const int64_t zero_time = 77;
+    table->Assign(&zero_time, 1, values.data(), 0);
+    const int64_t asked[6] = {int64_t{1} << 62, 12345, -5, zero_time, 0, -5};
+    std::vector<EntryDump> dumps(6);
+    table->BatchLookupEntry(asked, 6, dumps.data());
+    WireWriter records;
+    records.Fixed64(1, 9);  // appended after what it holds
+    std::vector<std::pair<size_t, size_t>> spans(2);
+    table->BatchLookupRecords(asked, 6, &records, &spans);
+    ASSERT_EQ(spans.size(), 6u);
+    for (int i = 0; i < 6; ++i) {
+      EXPECT_EQ(std::string(records.data() + spans[i].first,
+                            spans[i].second - spans[i].first),
+                dumps[i].SerializeAsString())
+          << config << ", id " << asked[i];
+    }
+    EXPECT_EQ(spans[1].first, spans[1].second);  // missing
+    EXPECT_TRUE(dumps[3].has_last_update_ts_sec());
   }
 }
 

@@ -287,17 +287,19 @@ class MultiHashTableLookupEntryOp : public GuardedOpKernel {
                    ctx->allocate_output(0, {ids.NumElements()}, &out));
     auto entries = out->flat<tstring>();
     const int64_t* id_data = ids.flat<int64_t>().data();
-    // Pieces, so the parsed dumps beside the output stay small.
+    // Pieces, so the records beside the output stay small.
     OP_REQUIRES_OK(ctx, OutOfMemoryAsStatus([&] {
-      std::vector<::monolith::hash_table::EntryDump> dumps(
-          std::min(ids.NumElements(), kLookupPieceIds));
+      ::monolith::hash_table::WireWriter records;
+      std::vector<std::pair<size_t, size_t>> spans;
       for (int t = 0; t < mtable->size(); ++t) {
         for (int64_t b = split(t); b < split(t + 1); b += kLookupPieceIds) {
           const int64_t n = std::min(split(t + 1) - b, kLookupPieceIds);
-          mtable->table(t).table->BatchLookupEntry(id_data + b, n,
-                                                   dumps.data());
+          records.Clear();
+          mtable->table(t).table->BatchLookupRecords(id_data + b, n, &records,
+                                                     &spans);
           for (int64_t j = 0; j < n; ++j) {
-            entries(b + j) = dumps[j].SerializeAsString();
+            entries(b + j).assign(records.data() + spans[j].first,
+                                  spans[j].second - spans[j].first);
           }
         }
       }
