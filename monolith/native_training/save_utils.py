@@ -731,24 +731,35 @@ def get_latest_checkpoint_state(
   return checkpoint_state(checkpoint_dir)
 
 
+def _saved_global_step(path: str, name: str) -> Optional[int]:
+  """The value checkpoint `path` holds for variable `name` (the global
+  step), or None where it holds none. Errors reading it are raised."""
+  reader = tf.train.load_checkpoint(path)
+  if not reader.has_tensor(name):
+    return None
+  return int(reader.get_tensor(name))
+
+
 def restored_checkpoint(session: tf.compat.v1.Session,
                         checkpoint_dir: str,
                         ps_monitor: Optional["PsMonitor"] = None
                        ) -> Optional[str]:
   """The checkpoint of `checkpoint_dir` that the session's variables came
   from, as far as its global step tells: the latest, or another checkpoint
-  the state lists, of the global step restored (a session created from an
-  older checkpoint, to roll back), so that what is restored beside the
-  variables (tables, filters) comes from the same step. The latest where
-  the global step was not restored in this session: 0 (initialized), or
-  on a PS task that `ps_monitor` finds set up (it kept its state). None
-  without a checkpoint.
+  the state lists that holds the global step restored (a session created
+  from an older checkpoint, to roll back), so that what is restored beside
+  the variables (tables, filters) comes from the same checkpoint. Told by
+  the value each checkpoint holds, not by its name: a checkpoint is named
+  by the step its saver hook read, and with several workers it holds a
+  later one (the others trained on while it saved). The latest where the
+  global step was not restored in this session: 0 (initialized), or on a
+  PS task that `ps_monitor` finds set up (it kept its state), or where no
+  listed checkpoint holds it (with a warning). None without a checkpoint.
   """
   state = checkpoint_state(checkpoint_dir)
   latest = state.model_checkpoint_path if state else None
-  match = re.fullmatch(r"(.*)-(\d+)", latest or "")
   global_step = tf.compat.v1.train.get_global_step(session.graph)
-  if not match or global_step is None or (
+  if latest is None or global_step is None or (
       ps_monitor is not None and
       not ps_monitor.is_ps_uninitialized(session, global_step.device)):
     return latest
@@ -756,15 +767,28 @@ def restored_checkpoint(session: tf.compat.v1.Session,
     step = int(session.run(global_step))
   except tf.errors.FailedPreconditionError:
     return latest  # Not restored (nor initialized) in this session.
-  restored = f"{match.group(1)}-{step}"
   # Step 0 is that of variables initialized, not restored (a fresh job's
   # first checkpoint holds nothing to roll back to).
-  if (0 < step != int(match.group(2)) and
-      restored in state.all_model_checkpoint_paths):
-    logging.warning(
-        "The global step restored, %d, is that of %s, not of the latest "
-        "checkpoint %s: restoring from %s.", step, restored, latest, restored)
-    return restored
+  name = global_step.op.name
+  if step == 0 or _saved_global_step(latest, name) in (step, None):
+    return latest
+  for path in reversed(state.all_model_checkpoint_paths):
+    if path == latest:
+      continue
+    try:
+      saved = _saved_global_step(path, name)
+    except tf.errors.NotFoundError:
+      continue  # listed, but its files are gone: not what was restored
+    if saved == step:
+      logging.warning(
+          "The global step restored, %d, is the one %s holds, not the "
+          "latest checkpoint %s: restoring from %s.", step, path, latest,
+          path)
+      return path
+  logging.warning(
+      "The global step restored, %d, is held by none of the checkpoints "
+      "%s lists (the session restored another directory's?): restoring "
+      "from the latest, %s.", step, checkpoint_dir, latest)
   return latest
 
 

@@ -364,6 +364,33 @@ def test_restored_checkpoint_follows_the_global_step_restored(tmp_path):
             f"{prefix}-{want}"), s
 
 
+def test_restored_checkpoint_reads_the_step_each_checkpoint_holds(tmp_path):
+  # With several workers a checkpoint named by step K holds a later global
+  # step (the others trained on while the hook saved): here K + 2. A
+  # rollback to model.ckpt-1 restores step 3, which names another
+  # checkpoint; one to model.ckpt-5 restores step 7, which names none.
+  model_dir = str(tmp_path / "model")
+  prefix = os.path.join(model_dir, "model.ckpt")
+  with tf.Graph().as_default():
+    step = tf.compat.v1.train.get_or_create_global_step()
+    saver = tf.compat.v1.train.Saver(max_to_keep=5)
+    with tf.compat.v1.Session() as sess:
+      sess.run(step.initializer)
+      for s in (1, 3, 5, 7):
+        step.load(s + 2, sess)
+        saver.save(sess, prefix, global_step=s)
+      for held, want in ((3, 1), (5, 3), (7, 5), (9, 7), (8, 7)):
+        step.load(held, sess)
+        assert save_utils.restored_checkpoint(sess, model_dir) == (
+            f"{prefix}-{want}"), held
+      # A listed checkpoint whose files are gone is not the one restored.
+      for name in os.listdir(model_dir):
+        if name.startswith("model.ckpt-3."):
+          os.remove(os.path.join(model_dir, name))
+      step.load(5, sess)
+      assert save_utils.restored_checkpoint(sess, model_dir) == f"{prefix}-7"
+
+
 def test_no_first_save_false_saves_as_tf_does(tmp_path):
   model_dir = str(tmp_path / "model")
   assert _train(model_dir, 3, no_first_save=False) == (0, [0, 2, 3])
