@@ -585,7 +585,9 @@ class HashFilterCheckpointRestorerListener(
         self._clear(session, chosen)
       return
     prefix = self._helper.get_ckpt_asset_dir(ckpt_prefix)
-    if not tf.io.gfile.isdir(prefix):
+    # Strict: a storage error read as no folder took the legacy layout,
+    # found no filter files there and emptied the filters.
+    if not utils.is_folder(prefix):
       # The original's legacy layout: "<checkpoint prefix>hash_filter_<i>"
       # beside the checkpoint, where it had no asset directory.
       prefix = ckpt_prefix

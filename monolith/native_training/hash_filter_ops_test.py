@@ -271,7 +271,7 @@ def _restoring(basename, num_ps, thresholds, **restorer_kwargs):
       yield sess, filters, restorer
 
 
-def test_filters_save_and_restore_with_the_checkpoint(tmp_path):
+def test_filters_save_and_restore_with_the_checkpoint(tmp_path, monkeypatch):
   model_dir = str(tmp_path)
   basename = os.path.join(model_dir, "model.ckpt")
   servers, config = test_utils.create_test_ps_cluster(2)
@@ -315,6 +315,25 @@ def test_filters_save_and_restore_with_the_checkpoint(tmp_path):
     admitted = sess.run(grads)
     np.testing.assert_array_equal(admitted[0], [[1], [1]])
     np.testing.assert_array_equal(admitted[1], [[0]])
+
+  # A storage error reading the asset folder (TF's isdir reads any error
+  # as False) fails the restore: the legacy layout beside the checkpoint
+  # would hold no filter files, and every filter would be emptied.
+  asset_dir = basename + "-7.assets/"
+  real_stat = tf.io.gfile.stat
+
+  def unavailable_stat(path):
+    if path == asset_dir:
+      raise tf.errors.UnavailableError(None, None, "storage unavailable")
+    return real_stat(path)
+
+  with monkeypatch.context() as patched:
+    patched.setattr(tf.io.gfile, "stat", unavailable_stat)
+    patched.setattr(tf.io.gfile, "isdir",
+                    lambda path: path != asset_dir and os.path.isdir(path))
+    with _restoring(basename, 2, thresholds) as (sess, filters, restorer):
+      with pytest.raises(tf.errors.UnavailableError):
+        restorer.before_restore(sess)
 
   # With a monitor that reports only PS 1 restarted, PS 0's filter keeps
   # what it counted since (nothing: ids 1 and 2 are not admitted).

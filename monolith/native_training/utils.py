@@ -209,6 +209,16 @@ def makedirs_durably(path: str) -> None:
     fsync_local(os.path.dirname(folder))
 
 
+def is_folder(path: str) -> bool:
+  """Whether `path` is a folder: False where nothing is there, errors
+  reading it raised (`tf.io.gfile.isdir` reads any error, a storage one
+  too, as False)."""
+  try:
+    return tf.io.gfile.stat(path).is_directory
+  except tf.errors.NotFoundError:
+    return False
+
+
 def missing_folders(folder: str) -> List[str]:
   """`folder` and its ancestors that are no folders yet, innermost first."""
   missing = []
