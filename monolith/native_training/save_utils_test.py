@@ -1,6 +1,7 @@
 """Tests for save_utils.SaveHelper."""
 
 import collections
+import contextlib
 import os
 import random
 import re
@@ -343,25 +344,33 @@ def test_no_first_save_hook_saves_over_files_of_no_restored_step(tmp_path):
   assert _train(model_dir, 3, restore=True) == (0, [0, 2, 3])
 
 
-def test_restored_checkpoint_follows_the_global_step_restored(tmp_path):
-  model_dir = str(tmp_path / "model")
-  prefix = os.path.join(model_dir, "model.ckpt")
+@contextlib.contextmanager
+def _session_with_saves(prefix, saves):
+  """A session and its global step, saved as `prefix`-<name> holding
+  <held> for each (name, held, listed) of `saves` (listed: written to the
+  checkpoint state)."""
   with tf.Graph().as_default():
     step = tf.compat.v1.train.get_or_create_global_step()
     saver = tf.compat.v1.train.Saver(max_to_keep=5)
     with tf.compat.v1.Session() as sess:
       sess.run(step.initializer)
-      for s in (0, 1, 3):
-        step.load(s, sess)
-        saver.save(sess, prefix, global_step=s)
-      # A save the state does not list (killed before the state was
-      # written, or of another timeline).
-      step.load(5, sess)
-      saver.save(sess, prefix, global_step=5, write_state=False)
-      for s, want in ((1, 1), (3, 3), (5, 3), (0, 3), (2, 3)):
-        step.load(s, sess)
-        assert save_utils.restored_checkpoint(sess, model_dir) == (
-            f"{prefix}-{want}"), s
+      for name, held, listed in saves:
+        step.load(held, sess)
+        saver.save(sess, prefix, global_step=name, write_state=listed)
+      yield sess, step
+
+
+def test_restored_checkpoint_follows_the_global_step_restored(tmp_path):
+  model_dir = str(tmp_path / "model")
+  prefix = os.path.join(model_dir, "model.ckpt")
+  # The last save is not listed (killed before the state was written, or
+  # of another timeline).
+  saves = [(0, 0, True), (1, 1, True), (3, 3, True), (5, 5, False)]
+  with _session_with_saves(prefix, saves) as (sess, step):
+    for s, want in ((1, 1), (3, 3), (5, 3), (0, 3), (2, 3)):
+      step.load(s, sess)
+      assert save_utils.restored_checkpoint(sess, model_dir) == (
+          f"{prefix}-{want}"), s
 
 
 def test_restored_checkpoint_reads_the_step_each_checkpoint_holds(tmp_path):
@@ -371,24 +380,18 @@ def test_restored_checkpoint_reads_the_step_each_checkpoint_holds(tmp_path):
   # checkpoint; one to model.ckpt-5 restores step 7, which names none.
   model_dir = str(tmp_path / "model")
   prefix = os.path.join(model_dir, "model.ckpt")
-  with tf.Graph().as_default():
-    step = tf.compat.v1.train.get_or_create_global_step()
-    saver = tf.compat.v1.train.Saver(max_to_keep=5)
-    with tf.compat.v1.Session() as sess:
-      sess.run(step.initializer)
-      for s in (1, 3, 5, 7):
-        step.load(s + 2, sess)
-        saver.save(sess, prefix, global_step=s)
-      for held, want in ((3, 1), (5, 3), (7, 5), (9, 7), (8, 7)):
-        step.load(held, sess)
-        assert save_utils.restored_checkpoint(sess, model_dir) == (
-            f"{prefix}-{want}"), held
-      # A listed checkpoint whose files are gone is not the one restored.
-      for name in os.listdir(model_dir):
-        if name.startswith("model.ckpt-3."):
-          os.remove(os.path.join(model_dir, name))
-      step.load(5, sess)
-      assert save_utils.restored_checkpoint(sess, model_dir) == f"{prefix}-7"
+  saves = [(s, s + 2, True) for s in (1, 3, 5, 7)]
+  with _session_with_saves(prefix, saves) as (sess, step):
+    for held, want in ((3, 1), (5, 3), (7, 5), (9, 7), (8, 7)):
+      step.load(held, sess)
+      assert save_utils.restored_checkpoint(sess, model_dir) == (
+          f"{prefix}-{want}"), held
+    # A listed checkpoint whose files are gone is not the one restored.
+    for name in os.listdir(model_dir):
+      if name.startswith("model.ckpt-3."):
+        os.remove(os.path.join(model_dir, name))
+    step.load(5, sess)
+    assert save_utils.restored_checkpoint(sess, model_dir) == f"{prefix}-7"
 
 
 def test_no_first_save_false_saves_as_tf_does(tmp_path):
