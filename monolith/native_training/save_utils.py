@@ -733,11 +733,17 @@ def get_latest_checkpoint_state(
 
 def _saved_global_step(path: str, name: str) -> Optional[int]:
   """The value checkpoint `path` holds for variable `name` (the global
-  step), or None where it holds none. Errors reading it are raised."""
-  reader = tf.train.load_checkpoint(path)
-  if not reader.has_tensor(name):
+  step), or None where it holds none or cannot be read (a warning): it is
+  then not the checkpoint a session restored."""
+  try:
+    reader = tf.train.load_checkpoint(path)
+    if not reader.has_tensor(name):
+      return None
+    return int(reader.get_tensor(name))
+  except tf.errors.OpError as e:
+    logging.warning("Could not read the global step of checkpoint %s: %s",
+                    path, e)
     return None
-  return int(reader.get_tensor(name))
 
 
 def restored_checkpoint(session: tf.compat.v1.Session,
@@ -754,7 +760,8 @@ def restored_checkpoint(session: tf.compat.v1.Session,
   later one (the others trained on while it saved). The latest where the
   global step was not restored in this session: 0 (initialized), or on a
   PS task that `ps_monitor` finds set up (it kept its state), or where no
-  listed checkpoint holds it (with a warning). None without a checkpoint.
+  listed checkpoint holds it (with a warning; a checkpoint that cannot be
+  read holds none). None without a checkpoint.
   """
   state = checkpoint_state(checkpoint_dir)
   latest = state.model_checkpoint_path if state else None
@@ -769,26 +776,25 @@ def restored_checkpoint(session: tf.compat.v1.Session,
     return latest  # Not restored (nor initialized) in this session.
   # Step 0 is that of variables initialized, not restored (a fresh job's
   # first checkpoint holds nothing to roll back to).
-  name = global_step.op.name
-  if step == 0 or _saved_global_step(latest, name) in (step, None):
+  if step == 0:
     return latest
-  for path in reversed(state.all_model_checkpoint_paths):
-    if path == latest:
+  name = global_step.op.name
+  older = [p for p in reversed(state.all_model_checkpoint_paths)
+           if p != latest]
+  for path in [latest] + older:
+    if _saved_global_step(path, name) != step:
       continue
-    try:
-      saved = _saved_global_step(path, name)
-    except tf.errors.NotFoundError:
-      continue  # listed, but its files are gone: not what was restored
-    if saved == step:
+    if path != latest:
       logging.warning(
           "The global step restored, %d, is the one %s holds, not the "
           "latest checkpoint %s: restoring from %s.", step, path, latest,
           path)
-      return path
+    return path
   logging.warning(
-      "The global step restored, %d, is held by none of the checkpoints "
-      "%s lists (the session restored another directory's?): restoring "
-      "from the latest, %s.", step, checkpoint_dir, latest)
+      "The global step, %d, is held by none of the checkpoints %s lists "
+      "(other workers trained on since the restore, or the session "
+      "restored another directory's): restoring from the latest, %s.",
+      step, checkpoint_dir, latest)
   return latest
 
 
@@ -1333,10 +1339,12 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
   gone. This hook (the original Monolith's name and arguments) skips that
   save when this step's checkpoint under its basename is the one the
   session started from (the latest, or an older one the state lists,
-  rolled back to: see `restored_checkpoint`). Unlike the original's, which
-  skipped the first save always, a fresh job still saves its step 0: a PS
-  task lost before the first periodic save is then restored from it
-  instead of every task's variables being initialized again.
+  rolled back to: see `restored_checkpoint`), or when that one holds this
+  step (with several workers a checkpoint holds a later step than the
+  one it is named by). Unlike the original's, which skipped the first
+  save always, a fresh job still saves its step 0: a PS task lost before
+  the first periodic save is then restored from it instead of every
+  task's variables being initialized again.
 
   Args:
     checkpoint_dir ... save_graph_def: as `CheckpointSaverHook`'s.
@@ -1422,12 +1430,18 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
   def _save(self, session: tf.compat.v1.Session, step: int) -> bool:
     # TF's hook saves through _save (after_create_session, after_run, end).
     prefix = f"{self._save_path}-{step}"
-    # The latest or, rolled back, an older one: not saved over with tables
-    # the session did not restore.
-    if (self._creating_session and self._no_first_save and _same_checkpoint(
-        restored_checkpoint(session, self._checkpoint_dir), prefix)):
-      logging.info("Not saving %s again: the session starts from it.", prefix)
-      return False
+    # The latest or, rolled back, an older one: not saved again, nor over
+    # another (with several workers the restored checkpoint holds a later
+    # step than its name, the step of this save).
+    if self._creating_session and self._no_first_save:
+      restored = restored_checkpoint(session, self._checkpoint_dir)
+      global_step = tf.compat.v1.train.get_global_step(session.graph)
+      if restored is not None and (
+          _same_checkpoint(restored, prefix) or
+          _saved_global_step(restored, global_step.op.name) == step):
+        logging.info("Not saving %s: the session starts from %s.", prefix,
+                     restored)
+        return False
     self._call_guard_listeners("before_save", session, step)
     try:
       return super()._save(session, step)

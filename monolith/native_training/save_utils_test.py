@@ -392,6 +392,24 @@ def test_restored_checkpoint_reads_the_step_each_checkpoint_holds(tmp_path):
         os.remove(os.path.join(model_dir, name))
     step.load(5, sess)
     assert save_utils.restored_checkpoint(sess, model_dir) == f"{prefix}-7"
+    # Nor is one that cannot be read, the latest included: a rollback away
+    # from a damaged latest checkpoint.
+    with open(f"{prefix}-7.index", "wb") as f:
+      f.write(b"damaged")
+    step.load(7, sess)
+    assert save_utils.restored_checkpoint(sess, model_dir) == f"{prefix}-5"
+
+
+def test_no_first_save_hook_skips_a_restored_checkpoint_of_a_later_step(
+    tmp_path):
+  # Saved by one of several workers: named 3, holding step 5. The restart
+  # starts at 5 and saves neither again nor as model.ckpt-5.
+  model_dir = str(tmp_path / "model")
+  prefix = os.path.join(model_dir, "model.ckpt")
+  with _session_with_saves(prefix, [(3, 5, True)]):
+    pass
+  assert _train(model_dir, 7, restore=True) == (5, [7])
+  assert not os.path.exists(f"{prefix}-5.index")
 
 
 def test_no_first_save_false_saves_as_tf_does(tmp_path):

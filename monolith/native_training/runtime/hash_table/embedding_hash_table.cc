@@ -287,9 +287,10 @@ uint64_t EmbeddingHashTable::InitialSlotBytes(uint64_t initial_capacity) {
 // slot (or the empty slot ending its probe) and prefetch the entry (in
 // exclusive mode an absent id is inserted here, into room reserved before
 // the passes, so slot pointers stay valid, and its new entry prefetched);
-// (3) initialize the new entries, then stamp |update_time| (both in
-// exclusive mode) and call |visit(index, slot, entry, found)| in the ids'
-// order; in lookup mode slot and entry are null for an absent id.
+// (3) initialize the new entries (unless !kInitNew), then stamp
+// |update_time| (both in exclusive mode) and call |visit(index, slot,
+// entry, found)| in the ids' order; in lookup mode slot and entry are null
+// for an absent id.
 template <bool kExclusive, typename Table, typename Visit, typename Ahead,
           bool kInitNew>
 void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,

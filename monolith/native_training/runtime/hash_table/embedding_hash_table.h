@@ -350,7 +350,7 @@ class EmbeddingHashTable {
     bool all_zero = false;
   };
   // Reads |record| in place into |entry| (stride_ bytes) where its layout
-  // allows, else parses it into |dump| (DataLoss if it is not an
+  // allows, else parses it into |scratch| (DataLoss if it is not an
   // EntryDump; kValuesOnly: without its optimizer state); |in_place| says
   // which.
   Status ReadOrParseRecord(const char* record, size_t size, char* entry,
@@ -363,7 +363,7 @@ class EmbeddingHashTable {
     bool skipped = false;  // an all-zero entry, skip_zero_embedding
   };
   // Decodes |record| into |entry| (stride_ bytes; unset when skipped),
-  // parsing into |dump| what cannot be read in place: RestoreRecord's
+  // parsing into |scratch| what cannot be read in place: RestoreRecord's
   // errors.
   Status DecodeRecord(const char* record, size_t size, char* entry,
                       RecordScratch* scratch, RestoredState state,

@@ -436,8 +436,8 @@ TEST(EmbeddingHashTableOomTest, RestoreBatchAfterAFailedParse) {
     auto table = NewTable();
     EmbeddingHashTable::RestoreBatch batch(table.get(),
                                            RestoredState::kValuesOnly);
-    // The failing parse is its scratch's first: parses into a scratch's
-    // arena allocate only until its blocks hold a record.
+    // The failing parse is its scratch's first: later parses into its
+    // arena allocate only when its blocks fill.
     RecordScratch first, scratch;
     int64_t time = 0;
     const auto add = [&](int64_t id, RecordScratch* into) {

@@ -466,7 +466,9 @@ bool EntryAccessor::ReadDump(const char* fields, size_t size,
 
 Status ParseRecord(const char* record, size_t size, RecordScratch* scratch,
                    RestoredState state) {
-  if (scratch->dump_ == nullptr) {
+  if (scratch->dump_ == nullptr ||
+      scratch->arena_->SpaceAllocated() >= RecordScratch::kMaxArenaBytes) {
+    scratch->dump_ = nullptr;
     scratch->arena_ = std::make_unique<google::protobuf::Arena>();
     scratch->dump_ =
         google::protobuf::Arena::Create<EntryDump>(scratch->arena_.get());

@@ -64,13 +64,29 @@ enum class RestoredState {
 // fields crash when it is cleared or destroyed, while messages on an arena
 // are never destroyed one by one. So a scratch whose parse threw is
 // dropped with its arena (when the scratch is destroyed, or by the next
-// parse, which starts a fresh one).
+// parse, which starts a fresh one). An arena frees nothing until it goes
+// (each parse makes a new optimizer dump: a oneof's message is not reused
+// on an arena), so a parse also starts a fresh one once the arena holds
+// kMaxArenaBytes.
 class RecordScratch {
  public:
+  static constexpr uint64_t kMaxArenaBytes = 1 << 20;
+
+  RecordScratch() = default;
+  RecordScratch(RecordScratch&& other) noexcept
+      : arena_(std::move(other.arena_)), dump_(other.dump_) {
+    other.dump_ = nullptr;
+  }
+  RecordScratch& operator=(RecordScratch&&) = delete;
+
   // Whether a record has been parsed into it (and no parse threw since).
   bool has_dump() const { return dump_ != nullptr; }
   // The record ParseRecord parsed last (valid after it returned OK).
   const EntryDump& dump() const { return *dump_; }
+  // The bytes its arena holds.
+  uint64_t ArenaBytes() const {
+    return arena_ == nullptr ? 0 : arena_->SpaceAllocated();
+  }
 
  private:
   friend Status ParseRecord(const char*, size_t, RecordScratch*,

@@ -1,5 +1,6 @@
 #include "monolith/native_training/runtime/hash_table/entry_accessor.h"
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <string>
@@ -171,6 +172,31 @@ std::vector<char> TrainedEntry(const EntryAccessor& accessor) {
   const float lrs[2] = {0.1f, 0.2f};
   accessor.Optimize(entry.data(), grad, lrs, 0);
   return entry;
+}
+
+// Each parse into a scratch's arena makes a new optimizer dump (a oneof's
+// message is not reused on an arena): the arena is started afresh once it
+// holds kMaxArenaBytes, so a restore parsing every record stays bounded.
+TEST(RecordScratchTest, ArenaStaysBoundedAcrossParses) {
+  RecordScratch scratch;
+  uint64_t most = 0;
+  bool renewed = false;
+  for (int i = 0; i < 20000; ++i) {
+    EntryDump dump;
+    dump.set_id(i);
+    for (int d = 0; d < 16; ++d) dump.add_num(0.5f * d);
+    SingleOptimizerDump* opt = dump.mutable_opt()->add_dump();
+    for (int d = 0; d < 16; ++d) opt->mutable_adagrad()->add_norm(d);
+    const std::string record = dump.SerializeAsString();
+    const uint64_t before = scratch.ArenaBytes();
+    ASSERT_TRUE(ParseRecord(record.data(), record.size(), &scratch).ok());
+    ASSERT_EQ(scratch.dump().id(), i);
+    ASSERT_EQ(scratch.dump().opt().dump(0).adagrad().norm(15), 15.0f);
+    renewed |= scratch.ArenaBytes() < before;
+    most = std::max(most, scratch.ArenaBytes());
+  }
+  EXPECT_TRUE(renewed);
+  EXPECT_LT(most, RecordScratch::kMaxArenaBytes + (64 << 10));
 }
 
 TEST(EntryAccessorTest, SaveRestoreKeepsOptimizerState) {
