@@ -110,9 +110,8 @@ Status StartPeriodicEvictor(const std::string& owner,
 PeriodicEvictor::~PeriodicEvictor() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
+    stop_.store(true, std::memory_order_release);
   }
-  stopping_.store(true, std::memory_order_release);
   wake_.notify_all();
   thread_.join();
 }
@@ -129,10 +128,12 @@ void PeriodicEvictor::Run() {
     due.push_back(Clock::now() + target.period);
   }
   std::unique_lock<std::mutex> lock(mu_);
-  while (!stop_ && !targets_.empty()) {
+  while (!stop_.load() && !targets_.empty()) {
     const size_t next = static_cast<size_t>(
         std::min_element(due.begin(), due.end()) - due.begin());
-    if (wake_.wait_until(lock, due[next], [this] { return stop_; })) break;
+    if (wake_.wait_until(lock, due[next], [this] { return stop_.load(); })) {
+      break;
+    }
     lock.unlock();
     bool out_of_memory = false;
     std::string report;
@@ -142,7 +143,7 @@ void PeriodicEvictor::Run() {
     bool failed = false;
     char failure[256] = "unknown exception";
     try {
-      report = targets_[next].evict(stopping_);
+      report = targets_[next].evict(stop_);
     } catch (const std::bad_alloc&) {
       // Shrinking a table allocates its smaller slot arrays; without the
       // memory the table stays as it was, and the next round tries again.

@@ -79,9 +79,9 @@ class PeriodicEvictor {
   const std::function<void(const std::string&)> log_;
   mutable std::mutex mu_;
   std::condition_variable wake_;
-  bool stop_ = false;
-  // stop_ for the callbacks, read without mu_.
-  std::atomic<bool> stopping_{false};
+  // Set under mu_ (so a waiting Run wakes to it); the callbacks read it
+  // without.
+  std::atomic<bool> stop_{false};
   int64_t rounds_ = 0;
   std::thread thread_;
 };
