@@ -763,21 +763,29 @@ def restored_checkpoint(session: tf.compat.v1.Session,
   listed checkpoint holds it (with a warning; a checkpoint that cannot be
   read holds none). None without a checkpoint.
   """
+  return _restored_checkpoint(session, checkpoint_dir, ps_monitor)[0]
+
+
+def _restored_checkpoint(
+    session: tf.compat.v1.Session, checkpoint_dir: str,
+    ps_monitor: Optional["PsMonitor"]) -> Tuple[Optional[str], bool]:
+  """restored_checkpoint's answer, and whether that checkpoint was read to
+  hold the session's global step."""
   state = checkpoint_state(checkpoint_dir)
   latest = state.model_checkpoint_path if state else None
   global_step = tf.compat.v1.train.get_global_step(session.graph)
   if latest is None or global_step is None or (
       ps_monitor is not None and
       not ps_monitor.is_ps_uninitialized(session, global_step.device)):
-    return latest
+    return latest, False
   try:
     step = int(session.run(global_step))
   except tf.errors.FailedPreconditionError:
-    return latest  # Not restored (nor initialized) in this session.
+    return latest, False  # Not restored (nor initialized) in this session.
   # Step 0 is that of variables initialized, not restored (a fresh job's
   # first checkpoint holds nothing to roll back to).
   if step == 0:
-    return latest
+    return latest, False
   name = global_step.op.name
   older = [p for p in reversed(state.all_model_checkpoint_paths)
            if p != latest]
@@ -789,13 +797,13 @@ def restored_checkpoint(session: tf.compat.v1.Session,
           "The global step restored, %d, is the one %s holds, not the "
           "latest checkpoint %s: restoring from %s.", step, path, latest,
           path)
-    return path
+    return path, True
   logging.warning(
       "The global step, %d, is held by none of the checkpoints %s lists "
       "(other workers trained on since the restore, or the session "
       "restored another directory's): restoring from the latest, %s.",
       step, checkpoint_dir, latest)
-  return latest
+  return latest, False
 
 
 def latest_checkpoint(checkpoint_dir: str) -> Optional[str]:
@@ -1434,11 +1442,11 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
     # another (with several workers the restored checkpoint holds a later
     # step than its name, the step of this save).
     if self._creating_session and self._no_first_save:
-      restored = restored_checkpoint(session, self._checkpoint_dir)
-      global_step = tf.compat.v1.train.get_global_step(session.graph)
-      if restored is not None and (
-          _same_checkpoint(restored, prefix) or
-          _saved_global_step(restored, global_step.op.name) == step):
+      restored, holds_step = _restored_checkpoint(session,
+                                                  self._checkpoint_dir, None)
+      # The checkpoint restored holds the session's global step, this
+      # save's.
+      if holds_step or _same_checkpoint(restored, prefix):
         logging.info("Not saving %s: the session starts from %s.", prefix,
                      restored)
         return False
