@@ -304,13 +304,13 @@ class CreateGpuMultiHashTableOp
     TF_RETURN_IF_ERROR(GetScalarInput(ctx, 0, "config", &serialized));
     mutex_lock l(mu_);
     device_ = CudaDevice(ctx);
-    TF_RETURN_IF_ERROR(ParseMultiTableConfig(serialized, &config_));
-    for (int i = 0; i < config_.configs_size(); ++i) {
+    TF_RETURN_IF_ERROR(config_.Parse(serialized));
+    for (int i = 0; i < config_->configs_size(); ++i) {
       // Placed on a GPU (eager placement prefers one): never a GPU table in
       // a CPU table's stead.
-      if (!config_.configs(i).has_gpucuco()) {
+      if (!config_->configs(i).has_gpucuco()) {
         return errors::InvalidArgument(
-            "table ", config_.names(i), " is not a gpucuco table, but its "
+            "table ", config_->names(i), " is not a gpucuco table, but its "
             "creation runs on a GPU: place it on a CPU "
             "(tf.device(\"/CPU:0\"))");
       }
@@ -321,7 +321,7 @@ class CreateGpuMultiHashTableOp
   Status VerifyInputs(GpuMultiHashTable* resource) override
       TF_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return CheckCreatedFromSameConfig(cinfo_.name(), resource->created_from(),
-                                      config_);
+                                      *config_);
   }
 
   // Only the config and the device are kept: no other resource.
@@ -331,14 +331,14 @@ class CreateGpuMultiHashTableOp
       TF_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     *resource = nullptr;
     core::RefCountPtr<GpuMultiHashTable> mtable(
-        new GpuMultiHashTable(cinfo_.name(), config_.SerializeAsString()));
-    for (int i = 0; i < config_.names_size(); ++i) {
+        new GpuMultiHashTable(cinfo_.name(), config_->SerializeAsString()));
+    for (int i = 0; i < config_->names_size(); ++i) {
       const Status s =
-          mtable->AddTable(config_.names(i), config_.configs(i), device_,
-                           TableSeed(seeds_, config_.names(i)));
+          mtable->AddTable(config_->names(i), config_->configs(i), device_,
+                           TableSeed(seeds_, config_->names(i)));
       if (!s.ok()) {
         return errors::CreateWithUpdatedMessage(
-            s, "table " + config_.names(i) + ": " + std::string(s.message()));
+            s, "table " + config_->names(i) + ": " + std::string(s.message()));
       }
     }
     TF_RETURN_IF_ERROR(mtable->StartPeriodicEviction());
@@ -347,7 +347,8 @@ class CreateGpuMultiHashTableOp
   }
 
   TableSeeds seeds_;
-  ht::MultiEmbeddingHashTableConfig config_ TF_GUARDED_BY(mu_);
+  ParsedTableConfig<ht::MultiEmbeddingHashTableConfig> config_
+      TF_GUARDED_BY(mu_);
   int device_ TF_GUARDED_BY(mu_) = 0;
 };
 

@@ -343,6 +343,34 @@ def test_read_and_is_initialized(graph):
     assert not sess.run(ops.is_hash_table_initialized(other))
 
 
+def test_read_needs_a_shared_name(graph):
+  # Without one, TF drew a name of the kernel's own: a handle to nothing,
+  # which the ops given it failed on with a name the user never chose.
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match="shared_name must name the table to read"):
+    _run(ops.is_hash_table_initialized(
+        ops.read_monolith_multi_hash_table()))
+
+
+def test_a_handle_of_another_resource_is_named_by_its_input(graph):
+  h = _mtable([("a", _table_config(1))], "handles")
+  filter_handle = ops.monolith_dummy_hash_filter(shared_name="handles_filter")
+  with tf1.Session() as sess:
+    sess.run(h)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="(?m)^mtable: .*wrong type"):
+      sess.run(ops.monolith_multi_hash_table_lookup(
+          filter_handle, tf.constant([1], tf.int64),
+          tf.constant([0, 1], tf.int64)))
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="(?m)^filter_handle: .*wrong type"):
+      sess.run(ops.create_monolith_multi_hash_table(
+          config=b"", filter_handle=h,
+          sync_client_handle=ops.monolith_dummy_sync_client(
+              shared_name="handles_sync"),
+          shared_name="handles2"))
+
+
 def _filled(graph_tables, shared_name):
   h = _mtable(graph_tables, shared_name)
   ids = tf.constant(list(range(100)) + list(range(1000, 1050)), tf.int64)
@@ -1104,6 +1132,23 @@ def test_a_kernel_out_of_memory_is_resource_exhausted():
       """, "sess.run(lookup, {id_split: splits})", headroom_mb=400)
   assert re.search("MonolithMultiHashTableLookup .*: out of memory; give the "
                    "task more memory or send smaller batches", out), out
+
+
+def test_creating_tables_out_of_memory_is_resource_exhausted():
+  # Each table takes ~30 kB before its slots (its shards, its accessor):
+  # 20,000 tables ran out of address space outside the slots' guard, and
+  # std::bad_alloc ended the process.
+  out = _run_under_memory_limit(
+      """
+      h = t._mtable([(f"t{i}", t._table_config(1)) for i in range(20_000)],
+                    "many")
+      few = t._mtable([("a", t._table_config(1))], "few")
+      """, "sess.run(few)  # the session's threads start before the limit",
+      "sess.run(h)", headroom_mb=100)
+  # Or, now and then, a table's slots (guarded before) are what fails.
+  assert re.search(r"creating many: out of memory|table t\d+: "
+                   r"initial_capacity 1: its \d+ bytes of slots cannot be "
+                   r"allocated", out), out
 
 
 def test_a_table_that_cannot_grow_is_named_with_its_size():

@@ -59,7 +59,7 @@ class CreateMultiHashTableOp
     TF_RETURN_IF_ERROR(
         LookupResourceInput(ctx, 2, "sync_client_handle", &sync_client));
     mutex_lock l(mu_);
-    TF_RETURN_IF_ERROR(ParseMultiTableConfig(serialized, &config_));
+    TF_RETURN_IF_ERROR(config_.Parse(serialized));
     filter_ = std::move(filter);
     return OkStatus();
   }
@@ -67,7 +67,7 @@ class CreateMultiHashTableOp
   Status VerifyInputs(MultiHashTable* resource) override
       TF_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     TF_RETURN_IF_ERROR(CheckCreatedFromSameConfig(
-        cinfo_.name(), resource->created_from(), config_));
+        cinfo_.name(), resource->created_from(), *config_));
     // Two dummy filters admit alike (every id; no state): a graph naming
     // its dummies otherwise (hash_filters=None, create_hash_filters(n,
     // False)) may use the table.
@@ -102,18 +102,18 @@ class CreateMultiHashTableOp
     // Resources are reference counted: release with Unref, never delete.
     // The table holds a reference of its own (VerifyInputs compares).
     core::RefCountPtr<MultiHashTable> mtable(
-        new MultiHashTable(cinfo_.name(), config_.SerializeAsString(),
+        new MultiHashTable(cinfo_.name(), config_->SerializeAsString(),
                            filter_.GetNewRef()));
     // Each table's slots are allocated (and written) at once: initial
     // capacities past this machine's memory are refused, rather than the
     // process killed.
     uint64_t slot_bytes = 0;
-    for (int i = 0; i < config_.configs_size(); ++i) {
-      const uint64_t capacity = config_.configs(i).initial_capacity();
+    for (int i = 0; i < config_->configs_size(); ++i) {
+      const uint64_t capacity = config_->configs(i).initial_capacity();
       const Status s =
           ToTfStatus(EmbeddingHashTable::CheckInitialCapacity(capacity));
       if (!s.ok()) {
-        return errors::InvalidArgument("table ", config_.names(i), ": ",
+        return errors::InvalidArgument("table ", config_->names(i), ": ",
                                        s.message());
       }
       slot_bytes += EmbeddingHashTable::InitialSlotBytes(capacity);
@@ -127,30 +127,30 @@ class CreateMultiHashTableOp
           "so a smaller initial_capacity only costs some growth");
     }
     std::vector<::monolith::hash_table::PeriodicEvictor::Target> evicted;
-    for (int i = 0; i < config_.names_size(); ++i) {
-      const auto& config = config_.configs(i);
+    for (int i = 0; i < config_->names_size(); ++i) {
+      const auto& config = config_->configs(i);
       if (config.has_gpucuco()) {
         // Placed on a CPU after all (no CUDA kernels, or soft placement):
         // never a CPU table in its stead.
         return errors::InvalidArgument(
-            "table ", config_.names(i), " is a gpucuco table, but its "
+            "table ", config_->names(i), " is a gpucuco table, but its "
             "creation runs on a CPU: it needs the op library built with "
             "--config=cuda and a GPU (see docs/gpu.md)");
       }
       std::unique_ptr<EmbeddingHashTable> table;
       Status s = ToTfStatus(
           EmbeddingHashTable::Create(
-              config, TableSeed(seeds_, config_.names(i)), &table));
+              config, TableSeed(seeds_, config_->names(i)), &table));
       if (!s.ok()) {
         return errors::CreateWithUpdatedMessage(
-            s, "table " + config_.names(i) + ": " + std::string(s.message()));
+            s, "table " + config_->names(i) + ": " + std::string(s.message()));
       }
       const std::string zero_expire_times =
           ::monolith::hash_table::DescribeZeroExpireTimes(
               config.slot_expire_time_config());
       if (!zero_expire_times.empty() && !table->accessor().serving()) {
         LOG(WARNING) << "MultiHashTable " << cinfo_.name() << ", table "
-                     << config_.names(i) << ": " << zero_expire_times;
+                     << config_->names(i) << ": " << zero_expire_times;
       }
       // As the original: SERVING tables never evict.
       if (config.enable_feature_eviction() &&
@@ -158,14 +158,14 @@ class CreateMultiHashTableOp
         const Status period = ToTfStatus(::monolith::hash_table::
             CheckEvictPeriodHours(config.feature_evict_every_n_hours()));
         if (!period.ok()) {
-          return errors::InvalidArgument("table ", config_.names(i), ": ",
+          return errors::InvalidArgument("table ", config_->names(i), ": ",
                                          period.message());
         }
         evicted.push_back(::monolith::hash_table::EvictTarget(
-            config_.names(i), table.get(),
+            config_->names(i), table.get(),
             std::chrono::hours(config.feature_evict_every_n_hours())));
       }
-      mtable->AddTable(config_.names(i), std::move(table));
+      mtable->AddTable(config_->names(i), std::move(table));
     }
     TF_RETURN_IF_ERROR(mtable->StartPeriodicEviction(std::move(evicted)));
     *resource = mtable.release();
@@ -173,7 +173,7 @@ class CreateMultiHashTableOp
   }
 
   TableSeeds seeds_;
-  MultiEmbeddingHashTableConfig config_ TF_GUARDED_BY(mu_);
+  ParsedTableConfig<MultiEmbeddingHashTableConfig> config_ TF_GUARDED_BY(mu_);
   // The filter of this call's graph, during the call: the table made from
   // it holds it too.
   core::RefCountPtr<HashFilterResource> filter_ TF_GUARDED_BY(mu_);

@@ -14,6 +14,7 @@
 #include <functional>
 #include <initializer_list>
 #include <limits>
+#include <memory>
 #include <new>
 #include <string>
 #include <tuple>
@@ -22,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "google/protobuf/arena.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
 #include "monolith/native_training/runtime/hash_table/status.h"
@@ -135,7 +137,9 @@ inline Status GetVectorInput(OpKernelContext* ctx, int index,
 }
 
 // Looks up the resource of the resource input |index| of |ctx|, which must be
-// a scalar handle (HandleFromInput reads element 0 of any shape).
+// a scalar handle (HandleFromInput reads element 0 of any shape); errors
+// name the input (|name|): TF's say which resource, not which argument
+// (e.g. a filter's handle given as a table's).
 template <typename T>
 Status LookupResourceInput(OpKernelContext* ctx, int index, const char* name,
                            core::RefCountPtr<T>* resource) {
@@ -144,7 +148,10 @@ Status LookupResourceInput(OpKernelContext* ctx, int index, const char* name,
     return errors::InvalidArgument(name, " must be a scalar resource handle, "
                                    "got shape ", input.shape().DebugString());
   }
-  return LookupResource(ctx, HandleFromInput(ctx, index), resource);
+  const Status s = LookupResource(ctx, HandleFromInput(ctx, index), resource);
+  if (s.ok()) return s;
+  return errors::CreateWithUpdatedMessage(
+      s, std::string(name) + ": " + std::string(s.message()));
 }
 
 // For shape functions: every input of the op, by name, with its rank (0: a
@@ -511,6 +518,31 @@ Status ParseMultiTableConfig(const std::string& serialized, Config* config) {
   return OkStatus();
 }
 
+// A create op's config (ParseMultiTableConfig) on an arena of its own: a
+// parse cut short by std::bad_alloc leaves protobuf messages that crash
+// when cleared or destroyed, and an arena is dropped whole.
+template <typename Config>
+class ParsedTableConfig {
+ public:
+  // Parses |serialized|; after an error (or a throw), holds no config.
+  Status Parse(const std::string& serialized) {
+    config_ = nullptr;
+    arena_ = std::make_unique<google::protobuf::Arena>();
+    Config* config = google::protobuf::Arena::Create<Config>(arena_.get());
+    TF_RETURN_IF_ERROR(ParseMultiTableConfig(serialized, config));
+    config_ = config;
+    return OkStatus();
+  }
+
+  // The config Parse read; only after it returned OK.
+  const Config& operator*() const { return *config_; }
+  const Config* operator->() const { return config_; }
+
+ private:
+  std::unique_ptr<google::protobuf::Arena> arena_;
+  const Config* config_ = nullptr;
+};
+
 // |config| (a MultiEmbeddingHashTableConfig) without what a live table
 // does not read again: each table's initial_capacity (read when it is
 // made) and every optimizer's learning_rate field (the rates come with
@@ -649,7 +681,7 @@ class PrebuiltResourceOpKernel : public ResourceOpKernel<T> {
       return OkStatus();
     }
     T* built = nullptr;
-    const Status s = BuildResource(&built);
+    const Status s = BuildGuarded(&built);
     if (!s.ok()) {
       if (built != nullptr) built->Unref();
       return s;
@@ -660,9 +692,22 @@ class PrebuiltResourceOpKernel : public ResourceOpKernel<T> {
 
   Status CreateResource(T** resource) final
       TF_EXCLUSIVE_LOCKS_REQUIRED(this->mu_) {
-    if (built_ == nullptr) return BuildResource(resource);
+    if (built_ == nullptr) return BuildGuarded(resource);
     *resource = built_.release();
     return OkStatus();
+  }
+
+  // BuildResource, with std::bad_alloc as ResourceExhausted: a resource of
+  // many tables allocates a little per table before any table's slots, and
+  // an exception must not cross TF's frames (the ResourceMgr's creator
+  // runs under its lock).
+  Status BuildGuarded(T** resource) TF_EXCLUSIVE_LOCKS_REQUIRED(this->mu_) {
+    *resource = nullptr;
+    return OutOfMemoryAsStatus([&] { return BuildResource(resource); },
+                               [&] {
+                                 return "creating " + this->cinfo_.name() +
+                                        ": " + OutOfMemory();
+                               });
   }
 
   core::RefCountPtr<T> built_ TF_GUARDED_BY(this->mu_);
@@ -683,7 +728,11 @@ class InputDependentResourceOpKernel : public PrebuiltResourceOpKernel<T> {
 
   void Compute(OpKernelContext* ctx) override {
     mutex_lock call(call_mu_);
-    const Status read = ReadInputs(ctx);
+    const Status read = OutOfMemoryAsStatus(
+        [&] { return ReadInputs(ctx); }, [&] {
+          return "reading the inputs of " + this->cinfo_.name() + ": " +
+                 OutOfMemory();
+        });
     if (read.ok()) {
       ComputeWithInputs(ctx);
     } else {
@@ -708,7 +757,12 @@ class InputDependentResourceOpKernel : public PrebuiltResourceOpKernel<T> {
     core::RefCountPtr<T> resource = this->get_resource();
     if (resource == nullptr) return;
     mutex_lock l(this->mu_);
-    OP_REQUIRES_OK(ctx, VerifyInputs(resource.get()));
+    OP_REQUIRES_OK(ctx, OutOfMemoryAsStatus(
+                            [&] { return VerifyInputs(resource.get()); }, [&] {
+                              return "comparing " + this->cinfo_.name() +
+                                     " with this call's inputs: " +
+                                     OutOfMemory();
+                            }));
   }
 
   Status VerifyResource(T* resource) final { return VerifyInputs(resource); }
@@ -721,7 +775,16 @@ class InputDependentResourceOpKernel : public PrebuiltResourceOpKernel<T> {
 template <typename T>
 class ReadResourceHandleOp : public OpKernel {
  public:
-  explicit ReadResourceHandleOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  explicit ReadResourceHandleOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    // Without one, TF draws a name of the kernel's own: a handle to
+    // nothing, which every op given it would fail on, far from here.
+    std::string shared_name;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("shared_name", &shared_name));
+    OP_REQUIRES(ctx, !shared_name.empty(),
+                errors::InvalidArgument(
+                    "shared_name must name the table to read (the "
+                    "shared_name its create op was given)"));
+  }
 
   void Compute(OpKernelContext* ctx) override {
     mutex_lock l(mu_);
