@@ -255,7 +255,10 @@ def write_file_atomically(path: str, text: str) -> None:
 def comparable_path(path: str) -> str:
   """`path` normalized, so that two spellings of one file compare equal:
   a URI's (gs://, hdfs://) collapsed ("a//b", "a/./b"), a local path
-  absolute with its links resolved (one may be relative)."""
+  absolute with its links resolved (one may be relative; a file:// URI is
+  the local path it names)."""
+  if path.startswith("file://"):
+    path = path[len("file://"):]
   if "://" in path:
     return os.path.normpath(path)
   return os.path.realpath(path)

@@ -1073,7 +1073,16 @@ def check_warmup_file(
 
 
 def install_warmup_file(warmup_file: str, saved_model_dir: str) -> str:
-  """Copies the warmup file into the SavedModel atomically; returns its path."""
+  """Copies the warmup file into the SavedModel atomically; returns its path.
+
+  Raises:
+    WarmupDataError: `saved_model_dir` holds no SavedModel (a model's base
+      folder: TF Serving never reads its assets.extra).
+  """
+  if not warmup_io.holds_saved_model(saved_model_dir):
+    raise warmup_io.WarmupDataError(
+        f"{saved_model_dir} holds no SavedModel (saved_model.pb): give the "
+        "version folder to install the warmup file into")
   destination = os.path.join(saved_model_dir, warmup_io.WARMUP_FILE_PATH)
   with warmup_io.atomic_output(destination) as tmp_path:
     tf.io.gfile.copy(warmup_file, tmp_path, overwrite=True)

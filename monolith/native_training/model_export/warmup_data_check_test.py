@@ -222,6 +222,12 @@ def test_random_warmup_checks_replays_and_installs(tmp_path, model_dir):
   warmup_data_check.install_warmup_file(path, model_dir)
   assert os.listdir(os.path.dirname(installed)) == [
       "tf_serving_warmup_requests"]
+  # The model's base folder: TF Serving never reads its assets.extra.
+  base = os.path.dirname(model_dir)
+  with pytest.raises(warmup_io.WarmupDataError,
+                     match="holds no SavedModel .*give the version folder"):
+    warmup_data_check.install_warmup_file(path, base)
+  assert not os.path.exists(os.path.join(base, "assets.extra"))
 
 
 def test_check_and_install_installs_only_the_checked_copy(tmp_path,

@@ -45,7 +45,6 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from idl.matrix.proto import example_pb2
 from idl.matrix.proto import proto_parser_pb2
-from monolith.native_training import utils
 from monolith.native_training.model_export import data_gen_utils
 from monolith.native_training.model_export import dump_format
 from monolith.native_training.model_export import warmup_io
@@ -677,12 +676,12 @@ def main(argv: Optional[Sequence[str]]) -> None:
   except warmup_io.WarmupDataError as e:
     raise app.UsageError(str(e)) from None
   output_path = warmup_io.resolve_user_path(FLAGS.output_path)
-  if FLAGS.gen_type == "file" and FLAGS.file_name and (
-      utils.comparable_path(output_path) == utils.comparable_path(
-          warmup_io.resolve_user_path(FLAGS.file_name))):
-    raise app.UsageError(f"--output_path and --file_name are one file, "
-                         f"{output_path}: the warmup file would replace the "
-                         "dump")
+  if FLAGS.gen_type == "file" and warmup_io.is_input_file(
+      output_path, warmup_io.resolve_user_path(FLAGS.file_name)):
+    raise app.UsageError(
+        f"--output_path {output_path} is the dump read "
+        f"({'--file_name' if FLAGS.file_name else 'stdin'}): the warmup "
+        "file would replace it")
   summary = WarmupSummary(FLAGS.variant_type)
   try:
     if FLAGS.gen_type == "random":

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from unittest import mock
 
 from absl import app
 from absl import flags
@@ -159,10 +160,20 @@ def test_an_output_that_would_replace_the_dump_or_the_model_is_refused(
   payloads = list(sample_records.serialized_records("instance", 3))
   dump = _write_dump(str(tmp_path / "dump"), payloads, layout)
   before = (tmp_path / "dump").read_bytes()
-  with pytest.raises(app.UsageError,
-                     match="--output_path and --file_name are one file"):
-    _main_in_process([f"--file_name={dump}",
-                      f"--output_path={tmp_path}/./dump"])
+  # Another spelling, a file:// URI, a link (the guard compared spellings
+  # only, and a URI's path kept "file:"), the file piped to stdin.
+  os.link(dump, tmp_path / "linked")
+  for file_name, output_path in ((dump, f"{tmp_path}/./dump"),
+                                 (f"file://{dump}", dump),
+                                 (dump, tmp_path / "linked")):
+    with pytest.raises(app.UsageError, match=re.escape(
+        "is the dump read (--file_name): the warmup file would replace it")):
+      _main_in_process(
+          [f"--file_name={file_name}", f"--output_path={output_path}"])
+  with open(dump, "rb") as piped, mock.patch.object(sys, "stdin", piped):
+    with pytest.raises(app.UsageError, match=re.escape(
+        f"--output_path {dump} is the dump read (stdin)")):
+      _main_in_process([f"--output_path={dump}"])
   version = tmp_path / "models" / "7"
   (version / "variables").mkdir(parents=True)
   (version / "saved_model.pb").write_bytes(b"graph")
@@ -717,9 +728,19 @@ def test_assets_extra_is_created_only_beside_a_saved_model(tmp_path):
   (tmp_path / "models" / "7").mkdir(parents=True)
   (tmp_path / "models" / "7" / "saved_model.pb").write_bytes(b"")
   assert warmup_io.write_prediction_logs(str(out), [log]) == 1
+  # A path that left out <version>/assets.extra made models/8 beside
+  # version 7: a version TF Serving cannot load.
+  with pytest.raises(warmup_io.WarmupDataError,
+                     match=r"not creating .*models/8: .*models holds model "
+                     r"versions, and TF Serving would take it for one"):
+    warmup_io.write_prediction_logs(
+        str(tmp_path / "models" / "8" / "tf_serving_warmup_requests"), [log])
+  assert sorted(os.listdir(tmp_path / "models")) == ["7"]
   # Elsewhere (not a numeric version folder) any folders are created.
   staged = tmp_path / "staging" / "assets.extra" / "tf_serving_warmup_requests"
   assert warmup_io.write_prediction_logs(str(staged), [log]) == 1
+  runs = tmp_path / "runs" / "8" / "tf_serving_warmup_requests"
+  assert warmup_io.write_prediction_logs(str(runs), [log]) == 1
 
 
 def test_an_output_in_a_model_version_that_tf_serving_never_reads_is_warned(

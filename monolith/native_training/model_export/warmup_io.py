@@ -138,6 +138,31 @@ def _is_local(path: str) -> bool:
   return "://" not in path
 
 
+def is_input_file(output_path: str, input_path: Optional[str]) -> bool:
+  """Whether writing `output_path` would replace the input: `input_path`
+  in any spelling (a relative path, a file:// URI) or by another name of
+  the same local file (a link), or, with no `input_path`, the file that
+  stdin reads (`... < dump`)."""
+  output = utils.comparable_path(output_path)
+  if input_path and utils.comparable_path(input_path) == output:
+    return True
+  if not _is_local(output):
+    return False
+  try:
+    written = os.stat(output)
+    if input_path:
+      read = utils.comparable_path(input_path)
+      if not _is_local(read):
+        return False
+      read_stat = os.stat(read)
+    else:
+      read_stat = os.fstat(sys.stdin.fileno())
+  except (OSError, ValueError):  # no such file yet; stdin closed
+    return False
+  return (written.st_dev, written.st_ino) == (read_stat.st_dev,
+                                              read_stat.st_ino)
+
+
 @contextlib.contextmanager
 def _locked_temporary(tmp_path: str) -> Iterator[None]:
   """Creates the local file `tmp_path` and holds an flock on it throughout:
@@ -229,7 +254,8 @@ def atomic_output(output_path: str) -> Iterator[str]:
     WarmupDataError: `output_path` is empty or a folder (also one that does
       not exist yet, named with a trailing "/"), a SavedModel's own file,
       or lies in an `assets.extra` folder that does not exist beside no
-      SavedModel.
+      SavedModel, or in a number folder that does not exist beside
+      versions of a model.
   """
   if (not output_path or output_path.endswith("/") or
       tf.io.gfile.isdir(output_path)):
@@ -239,7 +265,7 @@ def atomic_output(output_path: str) -> Iterator[str]:
                           "tf_serving_warmup_requests)")
   _check_not_a_model_file(output_path)
   created = utils.missing_folders(os.path.dirname(output_path))
-  _check_new_assets_extra(created)
+  _check_new_version_folders(created)
   _warn_if_not_read_by_tf_serving(output_path)
   tmp_path = f"{output_path}.tmp-{uuid.uuid4().hex[:12]}"
   try:
@@ -306,21 +332,41 @@ def _warn_if_not_read_by_tf_serving(output_path: str) -> None:
       "%s only", output_path, os.path.join(version, WARMUP_FILE_PATH))
 
 
-def _check_new_assets_extra(created: List[str]) -> None:
-  """Refuses to create `<version>/assets.extra` where `<version>` (a
-  number) holds no SavedModel: TF Serving, watching the model's folder,
-  would take it for a version it cannot load."""
+def _check_new_version_folders(created: List[str]) -> None:
+  """Refuses to create a folder that TF Serving, watching the model's
+  folder, would take for a version it cannot load: `<version>/assets.extra`
+  where `<version>` (a number) holds no SavedModel, and a number folder in
+  a model's base folder (one holding versions), as an output path that
+  left out `<version>/assets.extra` would make."""
   for folder in created:
-    version = os.path.dirname(folder)
-    if (os.path.basename(folder) != "assets.extra" or
-        not os.path.basename(version).isdigit()):
-      continue
-    if not holds_saved_model(version):
+    parent = os.path.dirname(folder)
+    if (os.path.basename(folder) == "assets.extra" and
+        os.path.basename(parent).isdigit() and
+        not holds_saved_model(parent)):
       raise WarmupDataError(
-          f"not creating {folder}: {version} holds no SavedModel "
+          f"not creating {folder}: {parent} holds no SavedModel "
           "(saved_model.pb), and TF Serving would take it for a model "
           "version it cannot load; write the warmup file into the export "
           "before it gets its version folder, or elsewhere and copy it in")
+    if (os.path.basename(folder).isdigit() and parent not in created and
+        _holds_versions(parent)):
+      raise WarmupDataError(
+          f"not creating {folder}: {parent} holds model versions, and TF "
+          "Serving would take it for one it cannot load; the warmup file "
+          f"of a version goes to <version>/{WARMUP_FILE_PATH}")
+
+
+def _holds_versions(folder: str) -> bool:
+  """Whether `folder` is a model's base folder: a number folder in it holds
+  a SavedModel."""
+  try:
+    names = tf.io.gfile.listdir(folder)
+  except tf.errors.OpError:
+    return False
+  return any(
+      name.rstrip("/").isdigit() and
+      holds_saved_model(os.path.join(folder, name.rstrip("/")))
+      for name in names)
 
 
 def _too_large(output_path: str, count: int, detail: str,
