@@ -30,6 +30,9 @@ Status Admission::Create(
   std::vector<int32_t> thresholds(
       kNumOccurrenceSlots,
       static_cast<int32_t>(config.default_occurrence_threshold()));
+  // A slot given two different thresholds is refused (the last would win,
+  // silently).
+  std::vector<bool> given(kNumOccurrenceSlots, false);
   for (const auto& slot : config.slot_occurrence_thresholds()) {
     if (slot.slot() >= static_cast<uint32_t>(kNumOccurrenceSlots)) {
       return hash_table::InvalidArgumentError(
@@ -37,7 +40,16 @@ Status Admission::Create(
           " is out of range [0, " + std::to_string(kNumOccurrenceSlots) +
           ")");
     }
-    thresholds[slot.slot()] = static_cast<int32_t>(slot.occurrence_threshold());
+    const auto threshold = static_cast<int32_t>(slot.occurrence_threshold());
+    if (given[slot.slot()] && thresholds[slot.slot()] != threshold) {
+      return hash_table::InvalidArgumentError(
+          "slot_occurrence_thresholds: slot " + std::to_string(slot.slot()) +
+          " is given twice, with occurrence_threshold " +
+          std::to_string(thresholds[slot.slot()]) + " and " +
+          std::to_string(threshold));
+    }
+    given[slot.slot()] = true;
+    thresholds[slot.slot()] = threshold;
   }
   admission->reset(new Admission(std::move(filter), std::move(thresholds)));
   return Status::OK();

@@ -21,6 +21,7 @@ namespace {
 
 using ::monolith::hash_table::EmbeddingHashTable;
 using ::monolith::hash_table::SlotOccurrenceThresholdConfig;
+using ::monolith::hash_table::StatusCode;
 
 SlotOccurrenceThresholdConfig Thresholds(const std::string& text) {
   SlotOccurrenceThresholdConfig config;
@@ -196,6 +197,34 @@ TEST(AdmissionTest, ThresholdsAboveWhatACountCanReachAreRejected) {
                                             "occurrence_threshold: 1 }"),
                                  &admission)
                    .ok());
+}
+
+// The last of two thresholds won, silently; the same one twice is harmless.
+TEST(AdmissionTest, ASlotGivenTwoThresholdsIsRefused) {
+  std::unique_ptr<SlidingHashFilter> filter;
+  ASSERT_TRUE(SlidingHashFilter::Create(1000, 5, &filter).ok());
+  std::unique_ptr<Admission> admission;
+  const Status s = Admission::Create(
+      std::move(filter),
+      Thresholds("slot_occurrence_thresholds { slot: 7 "
+                 "occurrence_threshold: 0 }"
+                 "slot_occurrence_thresholds { slot: 7 "
+                 "occurrence_threshold: 5 }"),
+      &admission);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("slot 7 is given twice, with "
+                             "occurrence_threshold 0 and 5"),
+            std::string::npos)
+      << s.message();
+  ASSERT_TRUE(SlidingHashFilter::Create(1000, 5, &filter).ok());
+  EXPECT_TRUE(Admission::Create(
+                  std::move(filter),
+                  Thresholds("slot_occurrence_thresholds { slot: 7 "
+                             "occurrence_threshold: 5 }"
+                             "slot_occurrence_thresholds { slot: 7 "
+                             "occurrence_threshold: 5 }"),
+                  &admission)
+                  .ok());
 }
 
 TEST(AdmissionTest, DummyAndZeroThresholdsAdmitEverything) {

@@ -1217,6 +1217,25 @@ TEST(EmbeddingHashTableTest, SlotExpireTimesNameSlotsInRange) {
                   })pb")),
                   7, &table)
                   .ok());
+  // The last of two times won, silently; the same one twice is harmless.
+  const Status twice = EmbeddingHashTable::Create(
+      ParseConfig(SgdTable(2, R"pb(slot_expire_time_config {
+        slot_expire_times { slot: 7 expire_time: 1 }
+        slot_expire_times { slot: 7 expire_time: 30 }
+      })pb")),
+      7, &table);
+  EXPECT_EQ(twice.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(twice.message().find(
+                "slot 7 is given twice, with expire_time 1 and 30"),
+            std::string::npos)
+      << twice.message();
+  EXPECT_TRUE(EmbeddingHashTable::Create(
+                  ParseConfig(SgdTable(2, R"pb(slot_expire_time_config {
+                    slot_expire_times { slot: 7 expire_time: 30 }
+                    slot_expire_times { slot: 7 expire_time: 30 }
+                  })pb")),
+                  7, &table)
+                  .ok());
 }
 
 // An expire time of 0 days expires every entry it covers at the next save

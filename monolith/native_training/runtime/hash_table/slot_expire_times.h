@@ -19,15 +19,25 @@ constexpr int64_t kSecondsPerDay = 24 * 3600;
 
 // Slots are 15 bits of the id (SlotOfId): a config naming a slot past them
 // would never match an id, and its ids would keep the default time
-// silently.
+// silently. A slot given two different times is refused too (the last
+// would win, silently).
 inline Status CheckSlotExpireTimeConfig(const SlotExpireTimeConfig& config) {
   constexpr uint32_t kNumSlots = 1u << 15;
+  std::unordered_map<uint32_t, uint32_t> days_of_slot;
   for (const auto& slot : config.slot_expire_times()) {
     if (slot.slot() >= kNumSlots) {
       return InvalidArgumentError(
           "slot_expire_time_config: slot " + std::to_string(slot.slot()) +
           " is out of range [0, " + std::to_string(kNumSlots) +
           "): a feature slot is bits 48-62 of the id");
+    }
+    const auto [it, first] =
+        days_of_slot.emplace(slot.slot(), slot.expire_time());
+    if (!first && it->second != slot.expire_time()) {
+      return InvalidArgumentError(
+          "slot_expire_time_config: slot " + std::to_string(slot.slot()) +
+          " is given twice, with expire_time " + std::to_string(it->second) +
+          " and " + std::to_string(slot.expire_time()));
     }
   }
   return Status::OK();
