@@ -157,6 +157,8 @@ _PORT_TAKEN_EXIT = 75
 # Clusters the launcher starts, on new ports each, while a port is taken.
 _CLUSTER_ATTEMPTS = 3
 _CKPT_NAME = "model.ckpt"
+# Host names of this machine's loopback interface.
+_LOOPBACK_NAMES = ("localhost", "ip6-localhost", "::1", "[::1]", "0.0.0.0")
 # Mean losses of this many steps start and end the summary.
 _LOSS_WINDOW = 10
 # What stops the launcher and the workers gracefully: Ctrl-C, a
@@ -325,14 +327,25 @@ def _cluster_spec() -> tf.train.ClusterSpec:
       if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise app.UsageError(f"--{flag}: {address!r} is not host:port")
   # The second task on an address could not listen (and would exit as for
-  # a port taken meanwhile, which a scheduler retries).
-  seen = set()
+  # a port taken meanwhile, which a scheduler retries). A server listens on
+  # every interface: loopback names are one host.
+  seen = {}
   for address in ps_hosts + worker_hosts:
-    if address in seen:
+    host, _, port = address.rpartition(":")
+    host = host.lower()
+    if host in _LOOPBACK_NAMES or host.startswith("127."):
+      host = "localhost"
+    if (host, port) in seen:
+      same = ("" if seen[(host, port)] == address else
+              f" (as {seen[(host, port)]}: one host)")
       raise app.UsageError(
-          f"{address} is listed twice in --ps_hosts and --worker_hosts: "
-          f"each task needs an address of its own")
-    seen.add(address)
+          f"{address} is listed twice in --ps_hosts and --worker_hosts"
+          f"{same}: each task needs an address of its own")
+    seen[(host, port)] = address
+  if FLAGS.seed + len(worker_hosts) > 2**32:
+    raise app.UsageError(
+        f"--seed + {len(worker_hosts)} (the tasks of --worker_hosts) - 1 "
+        "must be < 2^32 (worker i draws examples with seed + i)")
   tasks = ps_hosts if FLAGS.task_type == "ps" else worker_hosts
   if not 0 <= FLAGS.task_index < len(tasks):
     raise app.UsageError(
@@ -387,12 +400,17 @@ class _WorkerSessionCreator(tf1.train.SessionCreator):
   (`tf.compat.v1.train.WorkerSessionCreator` polls every 30 s.)
   """
 
-  def __init__(self, scaffold: tf1.train.Scaffold, master: str,
-               config: tf1.ConfigProto, max_wait_secs: float):
+  def __init__(self,
+               scaffold: tf1.train.Scaffold,
+               master: str,
+               config: tf1.ConfigProto,
+               max_wait_secs: float,
+               ps_monitor: Optional[save_utils.PsMonitor] = None):
     self._scaffold = scaffold
     self._master = master
     self._config = config
     self._max_wait_secs = max_wait_secs
+    self._ps_monitor = ps_monitor
 
   def create_session(self) -> tf1.Session:
     self._scaffold.finalize()
@@ -415,9 +433,28 @@ class _WorkerSessionCreator(tf1.train.SessionCreator):
       raise tf.errors.FailedPreconditionError(
           None, None,
           f"the chief did not set the session up within --chief_setup_secs="
-          f"{self._max_wait_secs:g} s (a worker waits for PS tasks set up "
-          f"for its own --model_dir, {FLAGS['model_dir'].value}: give every "
-          f"task the chief's): {e.message}") from e
+          f"{self._max_wait_secs:g} s ({self._why_not_set_up()}): "
+          f"{e.message}") from e
+
+  def _why_not_set_up(self) -> str:
+    """What a worker can tell of why its PS tasks never looked set up."""
+    mismatch = ""
+    if self._ps_monitor is not None:
+      try:
+        with tf1.Session(self._master, config=self._config) as sess:
+          counts = self._ps_monitor.set_up_counts(sess)
+      except tf.errors.OpError as e:
+        logging.warning("Could not read the PS tasks' setup: %s", e)
+        counts = []
+      others = sorted({c for c in counts if c not in (0, len(counts))})
+      if others:
+        mismatch = (
+            f"PS tasks were set up for {' or '.join(map(str, others))} PS "
+            f"tasks, and this worker's --ps_hosts lists {len(counts)}: "
+            "give every task the chief's --ps_hosts; or ")
+    return (f"{mismatch}a worker waits for PS tasks set up for its own "
+            f"--model_dir, {FLAGS['model_dir'].value}: give every task the "
+            "chief's")
 
 
 # pylint: disable=protected-access
@@ -688,7 +725,7 @@ def _session_creator(model: Model, index: int, server: tf.distribute.Server,
                                                 checkpoint_dir=FLAGS.model_dir)
   return _WorkerSessionCreator(
       tf1.train.Scaffold(saver=model.saver, ready_op=model.ready_op),
-      server.target, config, FLAGS.chief_setup_secs)
+      server.target, config, FLAGS.chief_setup_secs, model.ps_monitor)
 
 
 def _hooks(model: Model, index: int) -> List[tf1.train.SessionRunHook]:

@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from monolith.native_training import local_cluster
 from monolith.native_training import multi_hash_table_ops
+from monolith.native_training import save_utils
 from monolith.native_training import test_utils
 from monolith.native_training import utils
 
@@ -596,6 +597,29 @@ def test_a_worker_fails_when_its_chief_never_sets_up(monkeypatch):
       creator.create_session()
 
 
+def test_a_worker_whose_ps_hosts_differ_from_the_chiefs_says_so():
+  # The chief set the PS tasks up for 2 PS; this worker lists 1: it waited
+  # --chief_setup_secs (an hour by default), then blamed --model_dir only.
+  servers, config = test_utils.create_test_ps_cluster(2)
+  config.isolate_session_state = False  # the worker's session sees the PS's
+  with tf.Graph().as_default():
+    chief_monitor = save_utils.PsMonitor(2)
+    worker_monitor = save_utils.PsMonitor(1)
+    with tf.compat.v1.Session(servers[0].target, config=config) as sess:
+      chief_monitor.setup_ps_initialized_state(sess)
+      assert worker_monitor.set_up_counts(sess) == [2]
+    scaffold = tf.compat.v1.train.Scaffold(
+        ready_op=worker_monitor.report_uninitialized_ps())
+    creator = local_cluster._WorkerSessionCreator(scaffold, servers[0].target,
+                                                  config, max_wait_secs=2,
+                                                  ps_monitor=worker_monitor)
+    with pytest.raises(tf.errors.FailedPreconditionError,
+                       match="PS tasks were set up for 2 PS tasks, and this "
+                       "worker's --ps_hosts lists 1: give every task the "
+                       "chief's --ps_hosts; or a worker waits"):
+      creator.create_session()
+
+
 def test_bad_flags_are_refused(tmp_path):
   cases = (("--seed=-1", "--seed must be >= 0"),
           ("--seed=4294967295", "--seed + --num_workers - 1"),
@@ -621,6 +645,15 @@ def test_bad_flags_are_refused(tmp_path):
            "--worker_hosts=127.0.0.1:2223,127.0.0.1:2222",
            "127.0.0.1:2222 is listed twice in --ps_hosts and "
            "--worker_hosts"),
+          # TF's servers listen on every interface.
+          ("--task_type=ps --ps_hosts=localhost:2222 "
+           "--worker_hosts=127.0.0.1:2222",
+           "127.0.0.1:2222 is listed twice in --ps_hosts and "
+           "--worker_hosts (as localhost:2222: one host)"),
+          # --num_workers is the launcher's: a task counts --worker_hosts.
+          ("--task_type=worker --task_index=2 --ps_hosts=a:1 "
+           "--worker_hosts=a:2,b:2,c:2 --seed=4294967294",
+           "--seed + 3 (the tasks of --worker_hosts) - 1 must be < 2^32"),
           ("--model_dir=/proc", "--model_dir /proc: cannot write in it"))
   # Four at a time: each process spends its time importing TF.
   for first in range(0, len(cases), 4):

@@ -1007,6 +1007,8 @@ class PsMonitor:
       self._mark_ops = marks
       self._generation_mark_ops = generation_marks
       self._identity_mark_ops = identity_marks
+      self._counts = (tf.stack(counts) if counts else tf.zeros([0],
+                                                                  tf.int64))
       if counts:
         self._generations = tf.stack(generations)
         self._set_up = tf.logical_and(
@@ -1130,6 +1132,12 @@ class PsMonitor:
           f"{names} restarted while the session was being set up, after a "
           "restorer had looked for PS tasks to restore: not marked set up; "
           "the session must be set up again to restore it")
+
+  def set_up_counts(self, sess: tf.compat.v1.Session) -> List[int]:
+    """The PS count each task was last set up for (0: none since it
+    started), by task: a count other than `num_ps` on tasks the chief set
+    up says the chief's cluster lists another number of PS tasks."""
+    return [int(c) for c in sess.run(self._counts)]
 
   def report_uninitialized_ps(self) -> tf.Tensor:
     """A string vector of the PS tasks not set up, for a `ready_op`.
