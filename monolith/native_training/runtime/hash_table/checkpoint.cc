@@ -466,8 +466,9 @@ Status RestoreShard(FileSystem* fs, const CheckpointInfo& info, int s,
       digest = ExtendDigest(digest, reader->last_record_crc());
       status = restore(s, table.table, record);
       if (!status.ok()) {
-        return Prefixed(data_path + ": entry " + std::to_string(i) +
-                            " of table " + name + ": ",
+        return Prefixed(data_path + ": " + reader->LastRecordPlace() +
+                            ", entry " + std::to_string(i) + " of table " +
+                            name + ": ",
                         status);
       }
       MONOLITH_RETURN_IF_ERROR(counter.Add());
@@ -500,22 +501,27 @@ Status RestoreShard(FileSystem* fs, const CheckpointInfo& info, int s,
   return Status::OK();
 }
 
-// Whether meta file |path| (of an incomplete shard count) records a save of
-// ours newer than |chosen|'s; a file that cannot be read tells nothing.
-bool IsNewerSave(FileSystem* fs, const std::string& path,
-                 const CheckpointInfo& chosen) {
+// Sets *newer to whether meta file |path| (of an incomplete shard count)
+// records a save of ours newer than |chosen|'s; a file whose content does
+// not read tells nothing (false), and a storage error is returned (read as
+// "not newer", the older save would be restored silently).
+Status IsNewerSave(FileSystem* fs, const std::string& path,
+                   const CheckpointInfo& chosen, bool* newer) {
+  *newer = false;
   std::unique_ptr<RecordFileReader> reader;
   std::string_view record;
+  Status read = RecordFileReader::Open(fs, path, /*snappy=*/false, &reader);
+  if (read.ok()) read = reader->Next(&record);
+  if (!read.ok()) return IsFileContentError(read) ? Status::OK() : read;
   MultiHashTableMetadata meta;
-  if (!RecordFileReader::Open(fs, path, /*snappy=*/false, &reader).ok() ||
-      !reader->Next(&record).ok() ||
-      !meta.ParseFromArray(record.data(), static_cast<int>(record.size())) ||
+  if (!meta.ParseFromArray(record.data(), static_cast<int>(record.size())) ||
       !meta.has_save_id()) {
-    return false;
+    return Status::OK();
   }
   // The original's saves carry no identity and are older than any of ours.
-  return !chosen.has_identity ||
-         meta.save_time_micros() > chosen.save_time_micros;
+  *newer = !chosen.has_identity ||
+           meta.save_time_micros() > chosen.save_time_micros;
+  return Status::OK();
 }
 
 // ReadCheckpointInfo's reading of the final names among |files| (a
@@ -571,7 +577,9 @@ Status ReadFinalNames(FileSystem* fs, const std::string& basename,
     for (const auto& [nshards, lost] : missing) {
       for (const int s : counts.at(nshards).second) {
         const std::string path = CheckpointMetaName(basename, s, nshards);
-        if (!IsNewerSave(fs, path, *info)) continue;
+        bool newer = false;
+        MONOLITH_RETURN_IF_ERROR(IsNewerSave(fs, path, *info, &newer));
+        if (!newer) continue;
         return DataLossError(
             "checkpoint " + basename + ": its newest save, " +
             std::to_string(nshards) + " shards (" + path + "), lost " + lost +
@@ -598,6 +606,14 @@ Status ReadFinalNames(FileSystem* fs, const std::string& basename,
     CheckpointInfo candidate;
     const Status status = ReadMetaFiles(fs, basename, nshards, nullptr,
                                         listed, need_data, &candidate);
+    // A storage error keeps its code (a restore may be retried), and is not
+    // taken for damaged files, which a save or restore then reads past
+    // (IsFileContentError).
+    if (!status.ok() && !IsFileContentError(status)) {
+      return Prefixed("checkpoint " + basename + ": cannot read the " +
+                          std::to_string(nshards) + "-shard files: ",
+                      status);
+    }
     if (!status.ok()) {
       return DataLossError("checkpoint " + basename + " mixes shard counts " +
                            std::to_string(complete[0]) + " and " +

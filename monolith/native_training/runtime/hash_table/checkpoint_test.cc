@@ -416,6 +416,100 @@ TEST(CheckpointTest, ANewerSaveThatLostAFileIsNotReplacedByAnOlderOne) {
   EXPECT_EQ(restored, MakeContents(3, 50));
 }
 
+// A file system on which the files whose path contains |part| cannot be
+// reached (Unavailable).
+class UnreachableFiles : public PosixFileSystem {
+ public:
+  explicit UnreachableFiles(std::string part) : part_(std::move(part)) {}
+
+  Status NewRandomAccessFile(const std::string& path,
+                             std::unique_ptr<RandomAccessFile>* file) override {
+    if (Contains(path, part_)) return Unreachable(path);
+    return PosixFileSystem::NewRandomAccessFile(path, file);
+  }
+  Status GetFileSize(const std::string& path, uint64_t* size) override {
+    if (Contains(path, part_)) return Unreachable(path);
+    return PosixFileSystem::GetFileSize(path, size);
+  }
+
+ private:
+  static Status Unreachable(const std::string& path) {
+    return Status(StatusCode::kUnavailable, "injected: cannot reach " + path);
+  }
+
+  const std::string part_;
+};
+
+// Beside files of another shard count, a storage error reading them keeps
+// its code: it read as DataLoss (which a session does not retry, and which
+// reads past the final names as damaged), or, on the files of a newer
+// incomplete save, as "not newer", restoring the older save silently.
+TEST(CheckpointTest, AStorageErrorBesideAnotherShardCountKeepsItsCode) {
+  const std::string dir = TestDir("two_counts_unreachable");
+  ASSERT_NO_FATAL_FAILURE(SaveBesideAnOlderSave(dir, 4, 2));
+  UnreachableFiles old_count("-of-00004");
+  CheckpointInfo info;
+  Status status = ReadCheckpointInfo(&old_count, dir + "/t",
+                                     /*need_data=*/true, {}, &info);
+  EXPECT_EQ(status.code(), StatusCode::kUnavailable) << status.ToString();
+  EXPECT_TRUE(Contains(status.message(), "cannot read the 4-shard files"))
+      << status.ToString();
+
+  const std::string lost_dir = TestDir("newer_lost_unreachable");
+  ASSERT_NO_FATAL_FAILURE(SaveBesideAnOlderSave(lost_dir, 2, 4));
+  const std::string lost = CheckpointDataName(lost_dir + "/t", 3, 4);
+  ASSERT_EQ(unlink(lost.c_str()), 0);
+  UnreachableFiles newer_count("-of-00004");
+  status = ReadCheckpointInfo(&newer_count, lost_dir + "/t",
+                              /*need_data=*/true, {}, &info);
+  EXPECT_EQ(status.code(), StatusCode::kUnavailable) << status.ToString();
+}
+
+// An interrupted save's temporaries are deleted meta file first: a kill
+// between the two left a meta temporary whose data temporary was gone,
+// which a reader pairs with the final data file (data files were deleted
+// first, in name order).
+TEST(CheckpointTest, TemporariesAreDeletedMetaFilesFirst) {
+  const std::string dir = TestDir("delete_order");
+  const std::string basename = dir + "/t";
+  // Killed while writing (5 of its 6 files complete): the next save
+  // deletes its temporaries once it is done.
+  DyingFileSystem dying(/*renames=*/5, /*new_files=*/-1);
+  ASSERT_FALSE(SaveTo(&dying, basename, MakeContents(1, 30), 3).ok());
+  ASSERT_TRUE(dying.dead());
+  std::vector<std::string> left;
+  for (const std::string& name : List(dir)) {
+    if (Contains(name, "-tmp-")) left.push_back(dir + "/" + name);
+  }
+  ASSERT_GE(left.size(), 5u);
+  class RecordingFileSystem : public PosixFileSystem {
+   public:
+    Status DeleteFile(const std::string& path) override {
+      deleted.push_back(path);
+      return PosixFileSystem::DeleteFile(path);
+    }
+    std::vector<std::string> deleted;
+  } recording;
+  ASSERT_TRUE(SaveTo(&recording, basename, MakeContents(2, 30), 3).ok());
+  const auto deleted_at = [&](const std::string& path) {
+    const auto& d = recording.deleted;
+    return std::find(d.begin(), d.end(), path) - d.begin();
+  };
+  int pairs = 0;
+  for (const std::string& data : left) {
+    if (Contains(data, ".meta-")) continue;
+    const std::string meta =
+        dir + "/t.meta-" + data.substr(dir.size() + std::string("/t-").size());
+    EXPECT_LT(deleted_at(data), static_cast<int64_t>(recording.deleted.size()))
+        << data << " was not deleted";
+    if (std::find(left.begin(), left.end(), meta) == left.end()) continue;
+    ++pairs;
+    EXPECT_LT(deleted_at(meta), deleted_at(data)) << data
+                                                  << " before its meta file";
+  }
+  EXPECT_GE(pairs, 2);
+}
+
 bool AnyContains(const std::vector<std::string>& lines,
                  const std::string& part) {
   for (const std::string& line : lines) {
@@ -1119,8 +1213,17 @@ TEST(CheckpointTest, RestorerErrorsNameTheFileAndEntry) {
       },
       SerialFor, nullptr);
   EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(status.message(), CheckpointDataName(basename, 0, 1) +
-                                  ": entry 0 of table item: wrong dim");
+  // The file's record (after table 0's), where it lies, and which entry
+  // of its table it is.
+  const std::string place =
+      CheckpointDataName(basename, 0, 1) + ": record " +
+      std::to_string(info.shards[0].tables[0].entries) + " (at byte ";
+  EXPECT_EQ(status.message().substr(0, place.size()), place)
+      << status.message();
+  EXPECT_TRUE(Contains(status.message(),
+                       " of the decompressed stream), entry 0 of table item: "
+                       "wrong dim"))
+      << status.message();
 }
 
 // TableRestored runs once per data shard and table, after the table's

@@ -205,6 +205,12 @@ Status RecordFileReader::RecordError(const std::string& what) const {
                        (snappy_ ? " of the decompressed stream)" : ")"));
 }
 
+std::string RecordFileReader::LastRecordPlace() const {
+  return "record " + std::to_string(records_ - 1) + " (at byte " +
+         std::to_string(last_record_offset_) +
+         (snappy_ ? " of the decompressed stream)" : ")");
+}
+
 uint64_t RecordFileReader::MaxStreamBytesLeft() const {
   const uint64_t file_left = file_size_ - std::min(file_size_, file_offset_);
   const uint64_t buffered = stream_.size() - begin_;
@@ -331,6 +337,7 @@ Status RecordFileReader::Next(std::string_view* record) {
   }
   *record = std::string_view(data, length);
   last_record_crc_ = stored;
+  last_record_offset_ = stream_base_ + begin_;
   begin_ += kRecordHeaderBytes + length + kRecordFooterBytes;
   ++records_;
   return Status::OK();

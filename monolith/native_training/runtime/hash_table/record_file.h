@@ -110,6 +110,9 @@ class RecordFileReader {
   uint32_t last_record_crc() const { return last_record_crc_; }
   // Records read so far.
   int64_t records() const { return records_; }
+  // Where the last record read lies, for errors about its content: "record
+  // N (at byte B)", B of the decompressed stream in a SNAPPY file.
+  std::string LastRecordPlace() const;
   const std::string& path() const { return path_; }
 
  private:
@@ -136,6 +139,7 @@ class RecordFileReader {
   std::string chunk_;  // scratch for file reads
   int64_t records_ = 0;
   uint32_t last_record_crc_ = 0;
+  uint64_t last_record_offset_ = 0;  // stream offset
 };
 
 }  // namespace hash_table

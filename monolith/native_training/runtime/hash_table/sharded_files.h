@@ -87,14 +87,18 @@ Status ListShardFiles(FileSystem* fs, const SplitBasename& split,
 
 // Deletes the files of ListShardFiles (File given explicitly) that
 // |doomed| (bool doomed(const File&)) picks, logging each. Failures are
-// logged, not returned: leftovers are harmless to readers.
+// logged, not returned: leftovers are harmless to readers. In reverse name
+// order, so a checkpoint's meta files ("t.meta-...") go before its data
+// files ("t-..."): a kill meanwhile must not leave a meta temporary whose
+// data temporary is gone (a reader pairs it with the final data file).
 template <typename File, typename Parse, typename Doomed>
 void DeleteShardFiles(FileSystem* fs, const SplitBasename& split,
                       const Parse& parse, const Doomed& doomed,
                       const char* why, const LogFn& log) {
   std::vector<std::pair<std::string, File>> files;
   if (!ListShardFiles(fs, split, parse, &files).ok()) return;
-  for (const auto& [path, file] : files) {
+  for (auto it = files.rbegin(); it != files.rend(); ++it) {
+    const auto& [path, file] = *it;
     if (!doomed(file)) continue;
     const Status s = fs->DeleteFile(path);
     Log(log,
@@ -289,7 +293,9 @@ Status WriteWholeFile(FileSystem* fs, const std::string& temp_path,
 // Replaces |path| with |contents| whole or not at all (small records, e.g.
 // a PS count): written to |temp_path| beside it (closed: the file system
 // syncs local files), renamed over it, its folder (created where missing)
-// synced. On an error |temp_path| is deleted and |path| is as it was.
+// synced. On an error |temp_path| is deleted and |path| is as it was,
+// except after a failed sync of the folder: the rename was made, and
+// |path| holds |contents|, maybe not durably.
 // Callers give each write a temporary of its own, so that two writers of
 // one path never write into one file (ReplaceFileTemporary).
 Status ReplaceFile(FileSystem* fs, const std::string& path,
