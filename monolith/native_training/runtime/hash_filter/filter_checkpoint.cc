@@ -425,6 +425,15 @@ Status ChooseSplitCount(FileSystem* fs, const std::string& basename,
     SplitMeta meta;
     const std::string path = FilterCheckpointFileName(basename, 0, nsplits);
     const Status status = ReadSplitMeta(fs, path, 0, nsplits, &meta);
+    // A storage error keeps its code (a restore may be retried), and is not
+    // taken for damaged files, which a restore then reads past
+    // (IsFileContentError).
+    if (!status.ok() && !IsFileContentError(status)) {
+      return Prefixed("hash filter checkpoint " + basename +
+                          ": cannot read the " + std::to_string(nsplits) +
+                          "-split files: ",
+                      status);
+    }
     if (!status.ok()) {
       return FailedPreconditionError(
           "hash filter checkpoint " + basename + " holds complete saves with " +

@@ -892,6 +892,26 @@ TEST_F(CheckpointTest, TwoSplitCountsPresent) {
   s = Restore(&restored, MakeSliding(3000, 5).get());
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_TRUE(AsSliding(*restored) == *five);
+
+  // One count's files unreachable (a storage error): that error, with its
+  // code (it read as FailedPrecondition, "unreadable" files).
+  class UnreachableSevenSplits : public PosixFileSystem {
+   public:
+    Status NewRandomAccessFile(
+        const std::string& path,
+        std::unique_ptr<hash_table::RandomAccessFile>* file) override {
+      if (path.find("-of-00007") != std::string::npos) {
+        return Status(StatusCode::kUnavailable, "injected: cannot reach " +
+                                                    path);
+      }
+      return PosixFileSystem::NewRandomAccessFile(path, file);
+    }
+  } unreachable;
+  s = RestoreFilterCheckpoint(&unreachable, basename_, *MakeSliding(3000, 5),
+                              SerialFor, &restored);
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), "cannot read the 7-split files"))
+      << s.ToString();
 }
 
 // Our save over the original's files, killed after writing every split and
