@@ -181,7 +181,9 @@ class GpuMultiHashTable : public ResourceBase {
     expire.default_seconds = table.expire->default_seconds();
     expire.by_slot.assign(table.expire->slot_seconds().begin(),
                           table.expire->slot_seconds().end());
-    return ToTfStatus(table.table->Evict(now, expire, count, stream));
+    return WithPrefix("gpucuco table " + table.name + ": ",
+                      ToTfStatus(table.table->Evict(now, expire, count,
+                                                    stream)));
   }
 
   // The "now" table t's saves and evictions measure expiry against (the
@@ -336,10 +338,7 @@ class CreateGpuMultiHashTableOp
       const Status s =
           mtable->AddTable(config_->names(i), config_->configs(i), device_,
                            TableSeed(seeds_, config_->names(i)));
-      if (!s.ok()) {
-        return errors::CreateWithUpdatedMessage(
-            s, "table " + config_->names(i) + ": " + std::string(s.message()));
-      }
+      TF_RETURN_IF_ERROR(WithPrefix("table " + config_->names(i) + ": ", s));
     }
     TF_RETURN_IF_ERROR(mtable->StartPeriodicEviction());
     *resource = mtable.release();
@@ -447,6 +446,13 @@ std::vector<gpu::GpuRowTable::WriteRequest> WriteRequestsOf(
   return requests;
 }
 
+// The prefix of a WriteMany error: it writes every table of |mtable| at once
+// and does not tell which one failed (a table that could not grow, a
+// reserved id).
+std::string WriteError(const GpuMultiHashTable& mtable) {
+  return "writing the gpucuco tables of " + mtable.shared_name() + ": ";
+}
+
 // Assign (kAdd = false) or AssignAdd (kAdd = true).
 template <bool kAdd>
 class GpuMultiHashTableAssignOp : public GuardedOpKernel {
@@ -462,11 +468,13 @@ class GpuMultiHashTableAssignOp : public GuardedOpKernel {
     OP_REQUIRES_OK(ctx, ReadUpdateBatch(ctx, mtable->dims(), "value", &in));
     int64_t update_time = 0;
     OP_REQUIRES_OK(ctx, GetUpdateTimeInput(ctx, 4, "update_time", &update_time));
-    OP_REQUIRES_OK(ctx, ToTfStatus(gpu::GpuRowTable::WriteMany(
-                            kAdd ? gpu::GpuRowTable::Write::kAssignAdd
-                                 : gpu::GpuRowTable::Write::kAssign,
-                            WriteRequestsOf(mtable, in), update_time,
-                            CudaStream(ctx))));
+    const gpu::GpuRowTable::Write write =
+        kAdd ? gpu::GpuRowTable::Write::kAssignAdd
+             : gpu::GpuRowTable::Write::kAssign;
+    OP_REQUIRES_OK(ctx, WithPrefix(WriteError(*mtable),
+                                   ToTfStatus(gpu::GpuRowTable::WriteMany(
+                                       write, WriteRequestsOf(mtable, in),
+                                       update_time, CudaStream(ctx)))));
     ctx->set_output(0, ctx->input(0));
   }
 };
@@ -523,9 +531,11 @@ class GpuMultiHashTableOptimizeOp : public GuardedOpKernel {
         WriteRequestsOf(mtable, in);
     OP_REQUIRES_OK(ctx, SetLearningRates(mtable, *scalars.learning_rates,
                                          "learning_rate", &requests));
-    OP_REQUIRES_OK(ctx, ToTfStatus(gpu::GpuRowTable::WriteMany(
-                            gpu::GpuRowTable::Write::kApplyGradients,
-                            requests, scalars.update_time, CudaStream(ctx))));
+    OP_REQUIRES_OK(ctx, WithPrefix(WriteError(*mtable),
+                                   ToTfStatus(gpu::GpuRowTable::WriteMany(
+                                       gpu::GpuRowTable::Write::kApplyGradients,
+                                       requests, scalars.update_time,
+                                       CudaStream(ctx)))));
     ctx->set_output(0, ctx->input(0));
   }
 };
@@ -626,11 +636,15 @@ class GpuMultiHashTableFusedOptimizeOp : public GuardedOpKernel {
         requests[t].values = grad_data + layout.emb_offsets[k];
       }
       OP_REQUIRES_OK(ctx,
-                     ToTfStatus(gpu::GpuRowTable::WriteMany(
-                         enable_grad_accumulation_
-                             ? gpu::GpuRowTable::Write::kApplySummedGradients
-                             : gpu::GpuRowTable::Write::kApplyGradients,
-                         requests, in.update_time, CudaStream(ctx))));
+                     WithPrefix(WriteError(*mtable),
+                                ToTfStatus(gpu::GpuRowTable::WriteMany(
+                                    enable_grad_accumulation_
+                                        ? gpu::GpuRowTable::Write::
+                                              kApplySummedGradients
+                                        : gpu::GpuRowTable::Write::
+                                              kApplyGradients,
+                                    requests, in.update_time,
+                                    CudaStream(ctx)))));
     }
     ctx->set_output(0, ctx->input(0));
   }
@@ -672,10 +686,13 @@ class GpuMultiHashTableReinitializeOp : public GuardedOpKernel {
     } else {
       // The table's own "now", as the CPU kernel.
       gpu::GpuRowTable& table = *mtable->table(t).table;
-      OP_REQUIRES_OK(ctx, ToTfStatus(table.Reinitialize(
-                              ids->flat<int64_t>().data(), ids->NumElements(),
-                              status->flat<int32_t>().data(),
-                              table.latest_update_time(), stream)));
+      OP_REQUIRES_OK(ctx, WithPrefix("gpucuco table " + name + ": ",
+                                     ToTfStatus(table.Reinitialize(
+                                         ids->flat<int64_t>().data(),
+                                         ids->NumElements(),
+                                         status->flat<int32_t>().data(),
+                                         table.latest_update_time(),
+                                         stream))));
     }
     ctx->set_output(0, ctx->input(0));
   }

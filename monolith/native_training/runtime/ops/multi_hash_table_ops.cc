@@ -141,10 +141,7 @@ class CreateMultiHashTableOp
       Status s = ToTfStatus(
           EmbeddingHashTable::Create(
               config, TableSeed(seeds_, config_->names(i)), &table));
-      if (!s.ok()) {
-        return errors::CreateWithUpdatedMessage(
-            s, "table " + config_->names(i) + ": " + std::string(s.message()));
-      }
+      TF_RETURN_IF_ERROR(WithPrefix("table " + config_->names(i) + ": ", s));
       const std::string zero_expire_times =
           ::monolith::hash_table::DescribeZeroExpireTimes(
               config.slot_expire_time_config());

@@ -529,10 +529,8 @@ class WriteFileAtomicallyOp : public GuardedOpKernel {
         &fs, filename,
         ht::ReplaceFileTemporary(filename, random::New64(), random::New64()),
         contents);
-    OP_REQUIRES(ctx, s.ok(),
-                errors::CreateWithUpdatedMessage(
-                    ToTfStatus(s), strings::StrCat("writing ", filename, ": ",
-                                                   std::string(s.message()))));
+    OP_REQUIRES_OK(ctx,
+                   WithPrefix("writing " + filename + ": ", ToTfStatus(s)));
   }
 };
 

@@ -136,6 +136,13 @@ inline Status GetVectorInput(OpKernelContext* ctx, int index,
   return OkStatus();
 }
 
+// |status| with |prefix| before its message, its code kept (OK stays OK).
+inline Status WithPrefix(const std::string& prefix, const Status& status) {
+  if (status.ok()) return status;
+  return errors::CreateWithUpdatedMessage(
+      status, prefix + std::string(status.message()));
+}
+
 // Looks up the resource of the resource input |index| of |ctx|, which must be
 // a scalar handle (HandleFromInput reads element 0 of any shape); errors
 // name the input (|name|): TF's say which resource, not which argument
@@ -148,10 +155,8 @@ Status LookupResourceInput(OpKernelContext* ctx, int index, const char* name,
     return errors::InvalidArgument(name, " must be a scalar resource handle, "
                                    "got shape ", input.shape().DebugString());
   }
-  const Status s = LookupResource(ctx, HandleFromInput(ctx, index), resource);
-  if (s.ok()) return s;
-  return errors::CreateWithUpdatedMessage(
-      s, std::string(name) + ": " + std::string(s.message()));
+  return WithPrefix(std::string(name) + ": ",
+                    LookupResource(ctx, HandleFromInput(ctx, index), resource));
 }
 
 // For shape functions: every input of the op, by name, with its rank (0: a

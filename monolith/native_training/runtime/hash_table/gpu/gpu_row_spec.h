@@ -42,8 +42,9 @@ MONOLITH_HOST_DEVICE inline bool StorableId(int64_t id) {
   return id != kEmptySlotId && id != kReclaimedSlotId;
 }
 
-// The ids of one checkpoint dump shard: floormod(id, count) == index (as
-// the CPU tables split their saves). The default holds every id.
+// The ids of one checkpoint dump shard: floormod(id, count) == index (the
+// CPU tables split their saves by their own shards instead; restores read
+// every shard and take the ids they hold). The default holds every id.
 struct IdShard {
   int index = 0;
   int count = 1;
