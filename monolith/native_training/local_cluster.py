@@ -140,10 +140,12 @@ flags.register_validator("log_every_secs", lambda value: value > 0,
                          message="--log_every_secs must be > 0")
 flags.register_validator("learning_rate", lambda value: value > 0,
                          message="--learning_rate must be > 0")
-# Worker i seeds numpy with seed + i, which must fit 32 bits.
+# Worker i seeds numpy with seed + i, which must fit 32 bits (a task of
+# --task_type counts --worker_hosts instead: _cluster_spec).
 flags.register_multi_flags_validator(
-    ["seed", "num_workers"],
-    lambda v: 0 <= v["seed"] and v["seed"] + max(v["num_workers"], 1) <= 2**32,
+    ["seed", "num_workers", "task_type"],
+    lambda v: 0 <= v["seed"] and (bool(v["task_type"]) or v["seed"] + max(
+        v["num_workers"], 1) <= 2**32),
     message="--seed must be >= 0 and --seed + --num_workers - 1 < 2^32 "
     "(worker i draws examples with seed + i)")
 

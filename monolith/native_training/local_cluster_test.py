@@ -20,6 +20,7 @@ import time
 import tracemalloc
 from typing import Callable, Dict, List, Set
 
+from absl import flags
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -670,6 +671,20 @@ def test_bad_flags_are_refused(tmp_path):
         if launcher.poll() is None:
           launcher.kill()
           launcher.wait()
+
+
+def test_a_tasks_seed_is_checked_against_its_worker_hosts():
+  # The launcher's --num_workers (2 by default) refused the last seed of a
+  # one-worker cluster's task.
+  flags.FLAGS.unparse_flags()
+  try:
+    flags.FLAGS([
+        "local_cluster", "--task_type=worker", "--ps_hosts=127.0.0.1:1",
+        "--worker_hosts=127.0.0.1:2", f"--seed={2**32 - 1}"
+    ])
+    assert local_cluster._cluster_spec().num_tasks("worker") == 1
+  finally:
+    flags.FLAGS.unparse_flags()
 
 
 def test_sigterm_stops_every_task(tmp_path):

@@ -181,9 +181,7 @@ class GpuMultiHashTable : public ResourceBase {
     expire.default_seconds = table.expire->default_seconds();
     expire.by_slot.assign(table.expire->slot_seconds().begin(),
                           table.expire->slot_seconds().end());
-    return WithPrefix("gpucuco table " + table.name + ": ",
-                      ToTfStatus(table.table->Evict(now, expire, count,
-                                                    stream)));
+    return ToTfStatus(table.table->Evict(now, expire, count, stream));
   }
 
   // The "now" table t's saves and evictions measure expiry against (the
@@ -795,8 +793,12 @@ class GpuMultiHashTableEvictOp : public GuardedOpKernel {
     for (int t = 0; t < mtable->size(); ++t) {
       const GpuMultiHashTable::Table& table = mtable->table(t);
       int64_t count = 0;
-      OP_REQUIRES_OK(ctx, mtable->EvictTable(t, mtable->ExpiryNowOf(t),
-                                             CudaStream(ctx), &count));
+      OP_REQUIRES_OK(ctx, WithPrefix("evicting gpucuco table " + table.name +
+                                         ": ",
+                                     mtable->EvictTable(t,
+                                                        mtable->ExpiryNowOf(t),
+                                                        CudaStream(ctx),
+                                                        &count)));
       evicted->flat<int64_t>()(t) = count;
       if (count > 0) {
         LOG(INFO) << "gpucuco table " << table.name << ": evicted " << count

@@ -28,6 +28,7 @@
 #include "google/protobuf/message.h"
 #include "monolith/native_training/runtime/hash_table/status.h"
 #include "monolith/native_training/runtime/hash_table/update_time.h"
+#include "tensorflow/core/framework/node_def_util.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/resource_mgr.h"
 #include "tensorflow/core/framework/resource_op_kernel.h"
@@ -548,13 +549,13 @@ class ParsedTableConfig {
   const Config* config_ = nullptr;
 };
 
-// |config| (a MultiEmbeddingHashTableConfig) without what a live table
+// Clears from |config| (a MultiEmbeddingHashTableConfig) what a live table
 // does not read again: each table's initial_capacity (read when it is
 // made) and every optimizer's learning_rate field (the rates come with
 // each update, from the graph's learning_rate_fns).
 template <typename Config>
-Config WithoutFieldsReadOnlyAtCreation(Config config) {
-  for (auto& table : *config.mutable_configs()) {
+void ClearFieldsReadOnlyAtCreation(Config* config) {
+  for (auto& table : *config->mutable_configs()) {
     table.clear_initial_capacity();
     for (auto& segment : *table.mutable_entry_config()->mutable_segments()) {
       google::protobuf::Message* opt = segment.mutable_opt_config();
@@ -576,7 +577,6 @@ Config WithoutFieldsReadOnlyAtCreation(Config config) {
       }
     }
   }
-  return config;
 }
 
 // Checks that an existing multi table, created from |existing| (its config,
@@ -585,7 +585,7 @@ Config WithoutFieldsReadOnlyAtCreation(Config config) {
 // another config finds them by shared name; tables are addressed by
 // position, and the other config's tables would silently take other
 // slots' ids and gradients. Fields a live table does not read again
-// (WithoutFieldsReadOnlyAtCreation) may differ: a rolling update of the
+// (ClearFieldsReadOnlyAtCreation) may differ: a rolling update of the
 // workers' binary with another learning_rate field or initial_capacity
 // would otherwise stop every worker whose graph is new until the PS tasks
 // restart.
@@ -594,12 +594,18 @@ Status CheckCreatedFromSameConfig(const std::string& shared_name,
                                   const std::string& existing,
                                   const Config& wanted) {
   if (existing == wanted.SerializeAsString()) return OkStatus();
-  Config made;
+  // Messages on an arena: one cut short by std::bad_alloc (which the
+  // kernel turns into ResourceExhausted) is dropped whole (see
+  // ParsedTableConfig).
+  google::protobuf::Arena arena;
+  Config& made = *google::protobuf::Arena::Create<Config>(&arena);
   std::string detail = "its config cannot be read";
   if (made.ParseFromString(existing)) {
     // Compared, and a difference named, without what may differ.
-    made = WithoutFieldsReadOnlyAtCreation(made);
-    const Config compared = WithoutFieldsReadOnlyAtCreation(wanted);
+    ClearFieldsReadOnlyAtCreation(&made);
+    Config& compared = *google::protobuf::Arena::Create<Config>(&arena);
+    compared.CopyFrom(wanted);
+    ClearFieldsReadOnlyAtCreation(&compared);
     if (made.SerializeAsString() == compared.SerializeAsString()) {
       return OkStatus();
     }
@@ -708,13 +714,24 @@ class PrebuiltResourceOpKernel : public ResourceOpKernel<T> {
   // runs under its lock).
   Status BuildGuarded(T** resource) TF_EXCLUSIVE_LOCKS_REQUIRED(this->mu_) {
     *resource = nullptr;
-    return OutOfMemoryAsStatus([&] { return BuildResource(resource); },
-                               [&] {
-                                 return "creating " + this->cinfo_.name() +
-                                        ": " + OutOfMemory();
-                               });
+    return OutOfMemoryAsStatus(
+        [&] { return BuildResource(resource); },
+        [&] { return "creating " + NameForErrors() + ": " + OutOfMemory(); });
   }
 
+ protected:
+  // The resource's name, also before cinfo_ is set up (the shared_name
+  // attr, or the node's name for a resource private to the kernel).
+  std::string NameForErrors() const {
+    std::string shared_name;
+    if (GetNodeAttr(this->def(), "shared_name", &shared_name).ok() &&
+        !shared_name.empty()) {
+      return shared_name;
+    }
+    return this->name();
+  }
+
+ private:
   core::RefCountPtr<T> built_ TF_GUARDED_BY(this->mu_);
 };
 
@@ -735,7 +752,7 @@ class InputDependentResourceOpKernel : public PrebuiltResourceOpKernel<T> {
     mutex_lock call(call_mu_);
     const Status read = OutOfMemoryAsStatus(
         [&] { return ReadInputs(ctx); }, [&] {
-          return "reading the inputs of " + this->cinfo_.name() + ": " +
+          return "reading the inputs of " + this->NameForErrors() + ": " +
                  OutOfMemory();
         });
     if (read.ok()) {
@@ -762,15 +779,19 @@ class InputDependentResourceOpKernel : public PrebuiltResourceOpKernel<T> {
     core::RefCountPtr<T> resource = this->get_resource();
     if (resource == nullptr) return;
     mutex_lock l(this->mu_);
-    OP_REQUIRES_OK(ctx, OutOfMemoryAsStatus(
-                            [&] { return VerifyInputs(resource.get()); }, [&] {
-                              return "comparing " + this->cinfo_.name() +
-                                     " with this call's inputs: " +
-                                     OutOfMemory();
-                            }));
+    OP_REQUIRES_OK(ctx, VerifyGuarded(resource.get()));
   }
 
-  Status VerifyResource(T* resource) final { return VerifyInputs(resource); }
+  // TF's ResourceOpKernel calls it (under mu_) on the kernel's first call.
+  Status VerifyResource(T* resource) final { return VerifyGuarded(resource); }
+
+  // VerifyInputs, with std::bad_alloc as ResourceExhausted.
+  Status VerifyGuarded(T* resource) TF_EXCLUSIVE_LOCKS_REQUIRED(this->mu_) {
+    return OutOfMemoryAsStatus([&] { return VerifyInputs(resource); }, [&] {
+      return "comparing " + this->NameForErrors() +
+             " with this call's inputs: " + OutOfMemory();
+    });
+  }
 
   mutex call_mu_;
 };
