@@ -416,19 +416,21 @@ TEST(CheckpointTest, ANewerSaveThatLostAFileIsNotReplacedByAnOlderOne) {
   EXPECT_EQ(restored, MakeContents(3, 50));
 }
 
-// A file system on which the files whose path contains |part| cannot be
-// reached (Unavailable).
+// A file system on which the files that |unreachable| picks cannot be
+// read (Unavailable).
 class UnreachableFiles : public PosixFileSystem {
  public:
-  explicit UnreachableFiles(std::string part) : part_(std::move(part)) {}
+  explicit UnreachableFiles(
+      std::function<bool(const std::string& path)> unreachable)
+      : unreachable_(std::move(unreachable)) {}
 
   Status NewRandomAccessFile(const std::string& path,
                              std::unique_ptr<RandomAccessFile>* file) override {
-    if (Contains(path, part_)) return Unreachable(path);
+    if (unreachable_(path)) return Unreachable(path);
     return PosixFileSystem::NewRandomAccessFile(path, file);
   }
   Status GetFileSize(const std::string& path, uint64_t* size) override {
-    if (Contains(path, part_)) return Unreachable(path);
+    if (unreachable_(path)) return Unreachable(path);
     return PosixFileSystem::GetFileSize(path, size);
   }
 
@@ -437,8 +439,15 @@ class UnreachableFiles : public PosixFileSystem {
     return Status(StatusCode::kUnavailable, "injected: cannot reach " + path);
   }
 
-  const std::string part_;
+  const std::function<bool(const std::string& path)> unreachable_;
 };
+
+// The files of |nshards|-shard saves.
+std::function<bool(const std::string&)> ShardCount(int nshards) {
+  return [nshards](const std::string& path) {
+    return Contains(path, "-of-0000" + std::to_string(nshards));
+  };
+}
 
 // Beside files of another shard count, a storage error reading them keeps
 // its code: it read as DataLoss (which a session does not retry, and which
@@ -447,7 +456,7 @@ class UnreachableFiles : public PosixFileSystem {
 TEST(CheckpointTest, AStorageErrorBesideAnotherShardCountKeepsItsCode) {
   const std::string dir = TestDir("two_counts_unreachable");
   ASSERT_NO_FATAL_FAILURE(SaveBesideAnOlderSave(dir, 4, 2));
-  UnreachableFiles old_count("-of-00004");
+  UnreachableFiles old_count(ShardCount(4));
   CheckpointInfo info;
   Status status = ReadCheckpointInfo(&old_count, dir + "/t",
                                      /*need_data=*/true, {}, &info);
@@ -459,7 +468,7 @@ TEST(CheckpointTest, AStorageErrorBesideAnotherShardCountKeepsItsCode) {
   ASSERT_NO_FATAL_FAILURE(SaveBesideAnOlderSave(lost_dir, 2, 4));
   const std::string lost = CheckpointDataName(lost_dir + "/t", 3, 4);
   ASSERT_EQ(unlink(lost.c_str()), 0);
-  UnreachableFiles newer_count("-of-00004");
+  UnreachableFiles newer_count(ShardCount(4));
   status = ReadCheckpointInfo(&newer_count, lost_dir + "/t",
                               /*need_data=*/true, {}, &info);
   EXPECT_EQ(status.code(), StatusCode::kUnavailable) << status.ToString();
@@ -1045,24 +1054,8 @@ TEST(CheckpointTest, AStorageErrorOnTheFinalNamesIsNotHiddenByTemporaries) {
     Copy(CheckpointDataName(newer, s, 3), CheckpointDataName(basename, s, 3));
     Copy(CheckpointMetaName(newer, s, 3), CheckpointMetaName(basename, s, 3));
   }
-  class UnreachableFinalNames : public PosixFileSystem {
-   public:
-    Status NewRandomAccessFile(
-        const std::string& path,
-        std::unique_ptr<RandomAccessFile>* file) override {
-      if (!Contains(path, "-tmp-")) return Unreachable(path);
-      return PosixFileSystem::NewRandomAccessFile(path, file);
-    }
-    Status GetFileSize(const std::string& path, uint64_t* size) override {
-      if (!Contains(path, "-tmp-")) return Unreachable(path);
-      return PosixFileSystem::GetFileSize(path, size);
-    }
-
-   private:
-    static Status Unreachable(const std::string& path) {
-      return Status(StatusCode::kUnavailable, "injected: cannot reach " + path);
-    }
-  } unreachable;
+  UnreachableFiles unreachable(
+      [](const std::string& path) { return !Contains(path, "-tmp-"); });
   CheckpointInfo info;
   const Status status =
       ReadCheckpointInfo(&unreachable, basename, /*need_data=*/true, {}, &info);
