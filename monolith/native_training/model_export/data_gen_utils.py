@@ -6,7 +6,7 @@ TF Serving warmup files (`gen_prediction_log`, `gen_warmup_file`, and
 (`gen_random_data_file`).
 
 Sparse features carry v2 fids (`slot << 48 | hash`, 48-bit hash, slots up to
-65535); `Instance.fid` carries v1 fids (`slot << 54 | hash`, slots up to
+32767: the top bit is reserved, and readers take bits 48-62 for the slot); `Instance.fid` carries v1 fids (`slot << 54 | hash`, slots up to
 1023). Features named like lists (`_recent`, `_cp`, combined `a-b` names, or
 methods Combine / VectorTopString) get 0 to 2 fids, others one; with
 probability `drop_rate` a feature is left empty, except the user and item id
@@ -50,7 +50,9 @@ from monolith.native_training.model_export import warmup_io
 MASK_V1 = (1 << 54) - 1
 MAX_SLOT_V1 = (1 << (64 - 54)) - 1
 MASK_V2 = (1 << 48) - 1
-MAX_SLOT_V2 = (1 << (64 - 48)) - 1
+# 15 bits: a v2 fid's top bit is reserved (the original's FIDV2 refuses
+# it, and slots are read as bits 48-62).
+MAX_SLOT_V2 = (1 << (63 - 48)) - 1
 # req_time of seeded runs: the current time would make them differ.
 SEEDED_REQ_TIME = 1_700_000_000
 # The user id and item id slots: always present, with one fid.
@@ -297,7 +299,7 @@ def gen_fids_v2(slot: int,
                 size: int = 1,
                 *,
                 rng: Optional[random.Random] = None) -> List[int]:
-  """`size` random v2 fids of `slot` (1..65535)."""
+  """`size` random v2 fids of `slot` (1..32767)."""
   _check_slot_v2(slot)
   return _random_fids(slot, 48, size, _rng_or_new(rng))
 

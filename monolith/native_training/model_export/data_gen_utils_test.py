@@ -20,6 +20,7 @@ from monolith.native_training.data.feature_list import FeatureList
 from monolith.native_training.model_export import data_gen_utils
 from monolith.native_training.model_export import dump_format
 from monolith.native_training.model_export import export_context
+from monolith.native_training.model_export import sample_records
 from monolith.native_training.model_export import warmup_data_gen
 from monolith.native_training.model_export import warmup_io
 from monolith.native_training.model_export.data_gen_utils import FeatureMeta
@@ -76,12 +77,25 @@ def test_fid_layout_and_slot_limits():
       1023}
   assert data_gen_utils.gen_fids_v1(1024, 3, rng=rng) == []
   assert data_gen_utils.gen_fids_v1(0, 3, rng=rng) == []
-  v2 = data_gen_utils.gen_fids_v2(65535, 50, rng=rng)
-  assert {f >> 48 for f in v2} == {65535} and all(f < 1 << 64 for f in v2)
+  v2 = data_gen_utils.gen_fids_v2(32767, 50, rng=rng)
+  assert {f >> 48 for f in v2} == {32767} and all(f < 1 << 63 for f in v2)
   assert len(set(v2)) == 50  # 48 random bits
-  for slot in (0, 65536):
-    with pytest.raises(ValueError, match="fid v2 slots are 1..65535"):
+  # Slot 40000 set the reserved top bit, and read back as slot 7232.
+  for slot in (0, 32768, 40000, 65535):
+    with pytest.raises(ValueError, match="fid v2 slots are 1..32767"):
       data_gen_utils.gen_fids_v2(slot)
+
+
+def test_sample_records_fids_name_their_slots():
+  # Instance.fid carries v1 fids: the samples' v2-layout fids there read as
+  # slot 0.
+  rng = random.Random(3)
+  instance = sample_records.make_instance(rng)
+  assert instance.fid and {f >> 54 for f in instance.fid} <= {1, 2, 3, 7}
+  example = sample_records.make_example(rng)
+  for feature in example.named_feature:
+    fids = feature.feature.fid_v2_list.value
+    assert all(f >> 48 == feature.id for f in fids)
 
 
 def test_feature_meta_defaults():
@@ -309,7 +323,7 @@ def test_seed_makes_output_byte_identical(features):
     (dict(sparse_features=[]), "sparse_features must name at least one"),
     (dict(sparse_features=["slot_x"], feature_list=None), "has no slot"),
     (dict(sparse_features=["slot_70000"], feature_list=None),
-     "sparse feature 'slot_70000' has slot 70000; fid v2 slots are 1..65535"),
+     "sparse feature 'slot_70000' has slot 70000; fid v2 slots are 1..32767"),
     (dict(variant_type="instance", fidv2_features=[]),
      "the instance variant needs fidv1_features or fidv2_features"),
     (dict(extra_features=["page"]), "'page' is not a LineId field"),

@@ -1,6 +1,7 @@
 """Small deterministic Instance / Example / ExampleBatch records.
 
-Real protos with v2 fids (slot << 48), dense values, labels and a line id, for
+Real protos with fids (v2, slot << 48; v1, slot << 54, in Instance.fid),
+dense values, labels and a line id, for
 the committed sample dump, the tests and the benchmarks; and, with
 with_unknown_field, records as a newer schema writes them. For configurable
 random traffic use data_gen_utils.
@@ -15,8 +16,8 @@ from idl.matrix.proto import proto_parser_pb2
 _SLOTS = (1, 2, 3, 7)
 
 
-def _fids(rng: random.Random, slot: int, n: int) -> list:
-  return [(slot << 48) | rng.getrandbits(48) for _ in range(n)]
+def _fids(rng: random.Random, slot: int, n: int, hash_bits: int = 48) -> list:
+  return [(slot << hash_bits) | rng.getrandbits(hash_bits) for _ in range(n)]
 
 
 def make_example(rng: random.Random) -> example_pb2.Example:
@@ -36,7 +37,8 @@ def make_example(rng: random.Random) -> example_pb2.Example:
 def make_instance(rng: random.Random) -> proto_parser_pb2.Instance:
   instance = proto_parser_pb2.Instance()
   for slot in _SLOTS:
-    instance.fid.extend(_fids(rng, slot, rng.randint(1, 4)))
+    # Instance.fid carries v1 fids.
+    instance.fid.extend(_fids(rng, slot, rng.randint(1, 4), hash_bits=54))
   instance.line_id.uid = rng.getrandbits(64)
   instance.line_id.req_time = 1_700_000_000 + rng.randint(0, 86_400)
   instance.label.append(float(rng.random() < 0.3))
