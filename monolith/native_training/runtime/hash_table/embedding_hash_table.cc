@@ -1068,28 +1068,6 @@ std::string EmbeddingHashTable::DebugString() const {
   return out.str();
 }
 
-namespace {
-
-// Entries moved or were removed (erase, eviction, a clear) since |pending|
-// was noted: finds where pending[next..] are now, drops those that are
-// gone, and puts the rest back in arena order. Entries already written
-// (before |next|) stay written; ids inserted since are not added.
-void RelocatePending(const TableShard& shard, size_t next,
-                     std::vector<Slot>* pending) {
-  size_t kept = next;
-  for (size_t i = next; i < pending->size(); ++i) {
-    const int64_t id = (*pending)[i].id;
-    const Slot& now =
-        shard.slots[shard.FindSlot(id, MixId(id, shard.hash_seed))];
-    if (now.index != kEmpty) (*pending)[kept++] = now;
-  }
-  pending->resize(kept);
-  std::sort(pending->begin() + next, pending->end(),
-            [](const Slot& a, const Slot& b) { return a.index < b.index; });
-}
-
-}  // namespace
-
 Status EmbeddingHashTable::Save(
     int shard, int num_shards, int64_t now,
     const std::function<Status(const SavedEntry&)>& write,
@@ -1167,10 +1145,13 @@ Status EmbeddingHashTable::Save(
       records.clear();
       {
         std::shared_lock<std::shared_mutex> lock(internal.mu);
-        if (internal.layout_version != layout_version) {
-          RelocatePending(internal, next, &pending);
-          layout_version = internal.layout_version;
-        }
+        // Entries moved or were removed since the listing (erase, eviction,
+        // a clear): the listed indices may hold other entries, or none.
+        // Each id's live slot says where its entry is now (gone: skipped),
+        // one probe per entry written; re-finding every listed entry at
+        // once held this shard against writers (and, through them, the
+        // table's streamed lookups) for a scan as long as the shard.
+        const bool moved = internal.layout_version != layout_version;
         // Blocks are at most 16 KiB apart in memory, so the hardware's
         // sequential prefetch stops at each: prefetch a few entries ahead.
         constexpr size_t kPrefetchAhead = 4;
@@ -1178,24 +1159,25 @@ Status EmbeddingHashTable::Save(
              ++next) {
           if (next + kPrefetchAhead < pending.size()) {
             const Slot& ahead = pending[next + kPrefetchAhead];
-            PrefetchRange<false>(internal.EntryAt(ahead.index), stride_);
+            if (!moved) {
+              PrefetchRange<false>(internal.EntryAt(ahead.index), stride_);
+            }
             Prefetch(
                 &internal.slots[MixId(ahead.id, hash_seed_) & internal.mask]);
           }
-          const Slot& slot = pending[next];
-          // The live slot's time, not the listing's copy: updates since
-          // the listing stamp slots in place (without a new layout), and
-          // the record holds the live values.
-          const Timestamp timestamp =
-              internal.slots[internal.FindSlot(slot.id,
-                                                MixId(slot.id, hash_seed_))]
-                  .timestamp;
-          if (now > 0 && expire_times->IsExpired(slot.id, timestamp, now)) {
+          const int64_t id = pending[next].id;
+          // The live slot, not the listing's copy: updates since the
+          // listing stamp slots in place (without a new layout), and the
+          // record holds the live values.
+          const Slot& live =
+              internal.slots[internal.FindSlot(id, MixId(id, hash_seed_))];
+          if (live.index == kEmpty) continue;  // gone since the listing
+          if (now > 0 && expire_times->IsExpired(id, live.timestamp, now)) {
             continue;
           }
-          accessor_->WriteRecord(slot.id, internal.EntryAt(slot.index),
-                                 timestamp, &wire);
-          records.push_back(Record{slot.id, timestamp, wire.size()});
+          accessor_->WriteRecord(id, internal.EntryAt(live.index),
+                                 live.timestamp, &wire);
+          records.push_back(Record{id, live.timestamp, wire.size()});
         }
       }
       size_t begin = 0;
