@@ -6,8 +6,8 @@ TF Serving warmup files (`gen_prediction_log`, `gen_warmup_file`, and
 (`gen_random_data_file`).
 
 Sparse features carry v2 fids (`slot << 48 | hash`, 48-bit hash, slots up to
-32767: the top bit is reserved, and readers take bits 48-62 for the slot); `Instance.fid` carries v1 fids (`slot << 54 | hash`, slots up to
-1023). Features named like lists (`_recent`, `_cp`, combined `a-b` names, or
+32767: the top bit is reserved, and readers take bits 48-62 for the slot);
+`Instance.fid` carries v1 fids (`slot << 54 | hash`, slots up to 1023). Features named like lists (`_recent`, `_cp`, combined `a-b` names, or
 methods Combine / VectorTopString) get 0 to 2 fids, others one; with
 probability `drop_rate` a feature is left empty, except the user and item id
 slots (1 and 200). Dense features get `shape` values of their dtype. Line ids
@@ -312,7 +312,10 @@ _Sampler = Callable[[random.Random], list]
 def _fid_sampler(meta: FeatureMeta, drop_rate: float) -> _Sampler:
   """The v2 fids of a sparse feature: list-like features get 0 to 2, others
   one; dropped with probability drop_rate, except slots 1 and 200."""
-  _check_slot_v2(meta.slot)
+  try:
+    _check_slot_v2(meta.slot)
+  except ValueError as e:
+    raise ValueError(f"sparse feature {meta.name!r}: {e}") from None
   slot = meta.slot
   method = getattr(meta.extra, "method", None)
   is_list = ("_recent" in meta.name or "_cp" in meta.name or

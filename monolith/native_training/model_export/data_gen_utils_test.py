@@ -176,6 +176,10 @@ def test_fill_features_of_an_instance_feature():
   assert dense.name == "d" and len(dense.float_value) == 5
   with pytest.raises(TypeError, match="unsupported feature type LineId"):
     data_gen_utils.fill_features(line_id_pb2.LineId(), FeatureMeta("d"))
+  with pytest.raises(ValueError, match="sparse feature 'f': fid v2 slots are "
+                     "1..32767, got 40000"):
+    data_gen_utils.fill_features(feature_pb2.Feature(),
+                                 FeatureMeta("f", slot=40000))
 
 
 def test_instance_content(features):
