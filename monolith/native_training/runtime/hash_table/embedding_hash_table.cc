@@ -1238,31 +1238,19 @@ Status EmbeddingHashTable::Restore(const EntryDump& dump) {
                    dump.last_update_ts_sec());
 }
 
-Status EmbeddingHashTable::ReadOrParseRecord(const char* record, size_t size,
-                                             char* entry,
-                                             RecordScratch* scratch,
-                                             RestoredState state,
-                                             InPlaceRecord* in_place) const {
-  in_place->read =
-      accessor_->ReadRecord(record, size, entry, &in_place->id,
-                            &in_place->time, &in_place->all_zero, state);
-  if (in_place->read) return Status::OK();
-  return ParseRecord(record, size, scratch, state);
-}
-
 Status EmbeddingHashTable::DecodeRecord(const char* record, size_t size,
                                         char* entry, RecordScratch* scratch,
                                         RestoredState state,
                                         DecodedRecord* decoded) const {
-  InPlaceRecord in_place;
-  MONOLITH_RETURN_IF_ERROR(
-      ReadOrParseRecord(record, size, entry, scratch, state, &in_place));
-  if (in_place.read) {
-    decoded->id = in_place.id;
-    decoded->update_time = static_cast<int64_t>(in_place.time);
-    decoded->skipped = skip_zero_embedding_ && in_place.all_zero;
+  uint64_t time = 0;
+  bool all_zero = false;
+  if (accessor_->ReadRecord(record, size, entry, &decoded->id, &time,
+                            &all_zero, state)) {
+    decoded->update_time = static_cast<int64_t>(time);
+    decoded->skipped = skip_zero_embedding_ && all_zero;
     return Status::OK();
   }
+  MONOLITH_RETURN_IF_ERROR(ParseRecord(record, size, scratch, state));
   const EntryDump& dump = scratch->dump();
   decoded->id = dump.id();
   decoded->update_time = dump.last_update_ts_sec();

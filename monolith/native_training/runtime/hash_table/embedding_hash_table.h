@@ -342,29 +342,16 @@ class EmbeddingHashTable {
                           const AdmitFn& admit = {}, Ahead ahead = {});
   // Whether Restore skips |dump| (an all-zero entry, skip_zero_embedding).
   bool SkipsDump(const EntryDump& dump) const;
-  // A checkpoint record read in place (EntryAccessor::ReadRecord).
-  struct InPlaceRecord {
-    bool read = false;  // false: parsed instead
-    int64_t id = 0;
-    uint64_t time = 0;
-    bool all_zero = false;
-  };
-  // Reads |record| in place into |entry| (stride_ bytes) where its layout
-  // allows, else parses it into |scratch| (DataLoss if it is not an
-  // EntryDump; kValuesOnly: without its optimizer state); |in_place| says
-  // which.
-  Status ReadOrParseRecord(const char* record, size_t size, char* entry,
-                           RecordScratch* scratch, RestoredState state,
-                           InPlaceRecord* in_place) const;
   // A checkpoint record decoded (DecodeRecord).
   struct DecodedRecord {
     int64_t id = 0;
     int64_t update_time = 0;
     bool skipped = false;  // an all-zero entry, skip_zero_embedding
   };
-  // Decodes |record| into |entry| (stride_ bytes; unset when skipped),
-  // parsing into |scratch| what cannot be read in place: RestoreRecord's
-  // errors.
+  // Decodes |record| into |entry| (stride_ bytes; unset when skipped): read
+  // in place where its layout allows (EntryAccessor::ReadRecord), else
+  // parsed into |scratch| (DataLoss if it is not an EntryDump; kValuesOnly:
+  // without its optimizer state). RestoreRecord's errors.
   Status DecodeRecord(const char* record, size_t size, char* entry,
                       RecordScratch* scratch, RestoredState state,
                       DecodedRecord* decoded) const;
