@@ -37,6 +37,7 @@ from google.protobuf import text_format
 import tensorflow as tf
 
 from monolith.native_training import save_utils
+from monolith.native_training import utils
 from monolith.native_training.proto import ckpt_info_pb2
 
 SEED = 20261204
@@ -143,8 +144,7 @@ for model_dir in model_dirs:
 
 def _child(num_ps: int, tag: int, mode: str,
            *model_dirs: str) -> subprocess.Popen:
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
-             TF_CPP_MIN_LOG_LEVEL="3")
+  env = utils.python_child_env(TF_CPP_MIN_LOG_LEVEL="3")
   # stderr to a file: read while the child runs, a pipe could block both.
   with tempfile.NamedTemporaryFile("w", prefix="child-stderr-", suffix=".log",
                                    delete=False) as stderr:

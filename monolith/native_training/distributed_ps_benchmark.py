@@ -159,9 +159,8 @@ class Cluster:
         WORKER_JOB: [f"127.0.0.1:{ports[0]}"],
         utils.PS_JOB_NAME: [f"127.0.0.1:{p}" for p in ports[1:]],
     }
-    env = utils.launcher_env(os.environ)  # the PS die with the benchmark
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-    env["PYTHONUNBUFFERED"] = "1"
+    # The PS die with the benchmark.
+    env = utils.launcher_env(utils.python_child_env(PYTHONUNBUFFERED="1"))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["CUDA_VISIBLE_DEVICES"] = ""
     self.processes = []

@@ -1037,10 +1037,8 @@ def launch(argv: Sequence[str]) -> int:
   finally:
     with contextlib.suppress(tf.errors.OpError):
       tf.io.gfile.remove(probe)
-  env = utils.launcher_env(os.environ)  # the tasks die with the launcher
-  # The tasks import what this process imports (bazel's runfiles too).
-  env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-  env["PYTHONUNBUFFERED"] = "1"
+  # The tasks die with the launcher.
+  env = utils.launcher_env(utils.python_child_env(PYTHONUNBUFFERED="1"))
   if not FLAGS.verbose:
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   # The model runs on CPUs: tasks must not each take every GPU's memory.

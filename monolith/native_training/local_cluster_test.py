@@ -35,8 +35,7 @@ _MODULE = "monolith.native_training.local_cluster"
 
 
 def _launch(model_dir: str, *flags: str, num_ps: int = 2) -> subprocess.Popen:
-  env = dict(os.environ)
-  env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+  env = utils.python_child_env()
   return subprocess.Popen(
       [sys.executable, "-m", _MODULE, f"--num_ps={num_ps}", "--num_workers=2",
        f"--model_dir={model_dir}", "--batch_size=64", "--vocab_size=100",
@@ -414,7 +413,7 @@ def test_a_closed_stdout_does_not_stop_the_launcher():
   # save.
   child = subprocess.Popen(
       [sys.executable, "-c", _SAY_CHILD],
-      env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
+      env=utils.python_child_env(),
       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
   child.stdout.close()
   _, stderr = child.communicate(timeout=120)
@@ -423,8 +422,7 @@ def test_a_closed_stdout_does_not_stop_the_launcher():
 
 
 def test_a_taken_port_starts_the_cluster_again_on_new_ports(tmp_path):
-  env = dict(os.environ)
-  env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+  env = utils.python_child_env()
   launcher = subprocess.run(
       [sys.executable, "-c", _LAUNCH_WITH_A_TAKEN_PORT, "--num_ps=1",
        "--num_workers=1", f"--model_dir={tmp_path / 'ctr'}", "--steps=20",
@@ -749,8 +747,7 @@ def test_sigterm_stops_a_worker_waiting_for_the_chief(tmp_path):
   # a cluster manager's) ends the process at once: no step to end, nothing
   # to save.
   ps_port, chief_port, worker_port = utils.free_ports(3)
-  env = dict(os.environ)
-  env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+  env = utils.python_child_env()
   worker = subprocess.Popen(
       [sys.executable, "-m", _MODULE, "--task_type=worker", "--task_index=1",
        f"--ps_hosts=127.0.0.1:{ps_port}",

@@ -36,6 +36,7 @@ import tensorflow as tf
 from monolith.native_training import entry
 from monolith.native_training import learning_rate_functions
 from monolith.native_training import multi_hash_table_ops
+from monolith.native_training import utils
 from monolith.native_training.model_export import export_context
 from monolith.native_training.model_export import warmup_io
 from monolith.native_training.runtime.hash_table import \
@@ -325,7 +326,7 @@ def test_warmup_check_replays_requests_against_the_served_tables(tmp_path):
   warmup_io.write_prediction_logs(warmup, [log])
   result = subprocess.run(
       [sys.executable, "-c", _CHECK_IN_A_FRESH_PROCESS, warmup, export_dir],
-      env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
+      env=utils.python_child_env(),
       capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stdout + result.stderr
   assert "[] True" in result.stdout

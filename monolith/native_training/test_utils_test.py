@@ -189,7 +189,7 @@ def _gone(pid: int) -> bool:
 
 
 def test_a_task_dies_with_its_launcher():
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+  env = utils.python_child_env()
   launcher = subprocess.Popen([sys.executable, "-c", _LAUNCHER, _TASK],
                               env=env, stdout=subprocess.PIPE, text=True)
   task = None
@@ -212,8 +212,7 @@ def test_a_task_dies_with_its_launcher():
 def test_a_task_whose_launcher_is_gone_ends_at_once():
   # Its parent is not the launcher named (no process has pid 0): the
   # launcher died before the task asked for the signal.
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
-             **{utils.LAUNCHER_PID_ENV: "0"})
+  env = utils.python_child_env(**{utils.LAUNCHER_PID_ENV: "0"})
   task = subprocess.run([sys.executable, "-c", _TASK], env=env,
                         capture_output=True, text=True, timeout=200)
   assert task.returncode == 1, task.stderr[-2000:]

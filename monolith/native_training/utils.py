@@ -28,7 +28,7 @@ import signal
 import socket
 import sys
 import uuid
-from typing import Any, List, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 from absl import logging
 import tensorflow as tf
@@ -52,6 +52,16 @@ def check_count(value: Any, name: str, minimum: int = 0) -> int:
 
 # Set by a launcher to its pid in the environment of the tasks it starts.
 LAUNCHER_PID_ENV = "MONOLITH_LAUNCHER_PID"
+
+
+def python_child_env(**variables: str) -> Dict[str, str]:
+  """This process's environment with `variables` set, for a Python child
+  process that imports what this one does: PYTHONPATH is this process's
+  `sys.path` (under Bazel, the runfiles' roots; empty entries, the current
+  folder, left out since the child may run elsewhere)."""
+  return dict(os.environ,
+              PYTHONPATH=os.pathsep.join(p for p in sys.path if p),
+              **variables)
 
 
 def launcher_env(env: dict) -> dict:

@@ -24,6 +24,7 @@ from idl.matrix.proto import example_pb2
 from idl.matrix.proto import proto_parser_pb2
 from monolith.native_training import multi_hash_table_ops
 from monolith.native_training import test_utils
+from monolith.native_training import utils
 from monolith.native_training.model_export import data_gen_utils
 from monolith.native_training.model_export import export_context
 from monolith.native_training.model_export import warmup_data_check
@@ -1022,8 +1023,8 @@ def test_cli_checks_replays_and_installs(tmp_path):
       "serving_default": ranker.score_examples.get_concrete_function()})
   path = _write(tmp_path / "warmup",
                 _random_example_logs(max_records=24, signature_name=[]))
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
-             TF_CPP_MIN_LOG_LEVEL="3", BUILD_WORKING_DIRECTORY=str(tmp_path))
+  env = utils.python_child_env(TF_CPP_MIN_LOG_LEVEL="3",
+                               BUILD_WORKING_DIRECTORY=str(tmp_path))
   command = [sys.executable, "-m",
              "monolith.native_training.model_export.warmup_data_check",
              "--warmup_file=warmup", "--saved_model_dir=model/1", "--install"]
@@ -1111,8 +1112,7 @@ def test_cli_rejects_unparsable_tensors_in_bounded_memory(
   installed = os.path.join(saved_model_dir, warmup_io.WARMUP_FILE_PATH)
   if os.path.exists(installed):
     os.remove(installed)
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
-             TF_CPP_MIN_LOG_LEVEL="3")
+  env = utils.python_child_env(TF_CPP_MIN_LOG_LEVEL="3")
   result = subprocess.run(
       [sys.executable, "-c", _CLI_CHILD, f"--warmup_file={path}",
        f"--saved_model_dir={saved_model_dir}", "--install"],

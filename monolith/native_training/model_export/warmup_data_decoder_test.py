@@ -1,6 +1,5 @@
 """Tests of warmup_data_decoder: what it prints of a warmup file."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -8,6 +7,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+from monolith.native_training import utils
 from monolith.native_training.model_export import warmup_data_check
 from monolith.native_training.model_export import warmup_data_decoder
 from monolith.native_training.model_export import warmup_io
@@ -119,8 +119,7 @@ def test_a_length_past_the_end_after_tf_servings_limit_is_reported(tmp_path):
 
 def _child_env(**extra):
   """This process's environment for a Python child that imports as it does."""
-  return dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
-              TF_CPP_MIN_LOG_LEVEL="3", **extra)
+  return utils.python_child_env(TF_CPP_MIN_LOG_LEVEL="3", **extra)
 
 
 _DECODER = [sys.executable, "-m",

@@ -20,6 +20,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 from idl.matrix.proto import example_pb2
+from monolith.native_training import utils
 from monolith.native_training.model_export import dump_format
 from monolith.native_training.model_export import sample_records
 from monolith.native_training.model_export import warmup_data_gen
@@ -202,8 +203,7 @@ def test_imports_into_a_program_with_flags_of_the_same_names():
       "print('imported', warmup_data_gen._flag_value('model_name'))",
   ])
   child = subprocess.run([sys.executable, "-c", program],
-                         env=dict(os.environ,
-                                  PYTHONPATH=os.pathsep.join(sys.path)),
+                         env=utils.python_child_env(),
                          capture_output=True, text=True, timeout=120)
   assert child.returncode == 0, child.stderr
   assert "imported default" in child.stdout, child.stdout
@@ -492,8 +492,7 @@ def test_tf_dtype_rejects_unknown():
 
 
 def _run_cli(args, stdin=None, cwd=None):
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
-             TF_CPP_MIN_LOG_LEVEL="3")
+  env = utils.python_child_env(TF_CPP_MIN_LOG_LEVEL="3")
   return subprocess.run(
       [sys.executable, "-m",
        "monolith.native_training.model_export.warmup_data_gen"] + args,
@@ -530,8 +529,7 @@ def test_a_closed_stdout_ends_the_tool_by_sigpipe_after_its_output(tmp_path):
   # `| head` gone before the closing line: no traceback, the output in
   # place, nothing temporary left.
   out = tmp_path / "warmup"
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
-             TF_CPP_MIN_LOG_LEVEL="3")
+  env = utils.python_child_env(TF_CPP_MIN_LOG_LEVEL="3")
   child = subprocess.Popen(
       [sys.executable, "-m",
        "monolith.native_training.model_export.warmup_data_gen",
@@ -589,8 +587,7 @@ def test_cli_reads_stdin_in_binary(tmp_path):
 def test_cli_without_file_name_on_a_terminal_fails_at_once(tmp_path):
   leader, follower = pty.openpty()
   try:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
-               TF_CPP_MIN_LOG_LEVEL="3")
+    env = utils.python_child_env(TF_CPP_MIN_LOG_LEVEL="3")
     result = subprocess.run(
         [sys.executable, "-m",
          "monolith.native_training.model_export.warmup_data_gen",

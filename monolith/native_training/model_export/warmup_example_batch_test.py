@@ -9,6 +9,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
+from monolith.native_training import utils
 from monolith.native_training.model_export import sample_records
 from monolith.native_training.model_export import warmup_example_batch
 from monolith.native_training.model_export import warmup_io
@@ -120,8 +121,7 @@ def test_imports_beside_warmup_data_gen_and_skips_its_output(tmp_path,
 
 
 def _run_cli(args):
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
-             TF_CPP_MIN_LOG_LEVEL="3")
+  env = utils.python_child_env(TF_CPP_MIN_LOG_LEVEL="3")
   return subprocess.run(
       [sys.executable, "-m",
        "monolith.native_training.model_export.warmup_example_batch"] + args,

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+from monolith.native_training import utils
 from monolith.native_training.model_export import warmup_data_check
 from monolith.native_training.model_export import warmup_io
 
@@ -45,8 +46,7 @@ while True:
 def test_a_killed_writer_leaves_the_previous_or_a_whole_file(tmp_path):
   rng = random.Random(SEED)
   out = str(tmp_path / "assets.extra" / "tf_serving_warmup_requests")
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
-             TF_CPP_MIN_LOG_LEVEL="3")
+  env = utils.python_child_env(TF_CPP_MIN_LOG_LEVEL="3")
   kills_inside_a_write = 0
   left_before = set()
   for _ in range(ROUNDS):

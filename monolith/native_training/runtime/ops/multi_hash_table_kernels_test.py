@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from monolith.native_training import utils
 from monolith.native_training.runtime.hash_table import embedding_hash_table_pb2
 from monolith.native_training.runtime.ops import gen_monolith_ops as ops
 
@@ -648,8 +649,7 @@ def test_corrupt_snappy_block_lengths_are_data_loss(graph, tmp_path, block,
   with open(basename + "-00000-of-00001", "wb") as f:
     f.write(block)
   child = subprocess.run([sys.executable, "-c", _RESTORE_CHILD, basename],
-                         env=dict(os.environ, PYTHONPATH=os.pathsep.join(
-                             sys.path)),
+                         env=utils.python_child_env(),
                          capture_output=True, text=True, check=True)
   error, grown_kib = child.stdout.strip().splitlines()[-2:]
   assert re.search("mtable-00000-of-00001: " + message, error), error
@@ -685,8 +685,7 @@ def test_a_restore_stops_reading_shards_after_one_failed(graph, tmp_path):
   child = subprocess.run(
       [sys.executable, "-c", _ONE_THREAD_RESTORE_CHILD, basename],
       # The shards' INFO lines logged, whatever the caller's level.
-      env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
-               TF_CPP_MIN_LOG_LEVEL="0"),
+      env=utils.python_child_env(TF_CPP_MIN_LOG_LEVEL="0"),
       capture_output=True, text=True, check=True)
   assert child.stdout.strip().splitlines()[-1] == "DataLoss"
   assert "Restored shard" not in child.stderr, child.stderr
@@ -1108,8 +1107,7 @@ def _run_under_memory_limit(graph: str, setup: str, run: str,
       run=textwrap.indent(textwrap.dedent(run), "      "),
       headroom_mb=headroom_mb)
   child = subprocess.run([sys.executable, "-c", script],
-                         env=dict(os.environ, PYTHONPATH=os.pathsep.join(
-                             sys.path)),
+                         env=utils.python_child_env(),
                          capture_output=True, text=True, timeout=300)
   assert child.returncode == 0, child.stderr[-3000:]
   return child.stdout

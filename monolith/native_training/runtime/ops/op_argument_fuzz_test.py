@@ -31,6 +31,7 @@ from tensorflow.core.framework import op_def_pb2
 from tensorflow.core.framework import types_pb2
 from tensorflow.python.client import pywrap_tf_session
 
+from monolith.native_training import utils
 from monolith.native_training.runtime.hash_table import embedding_hash_table_pb2
 from monolith.native_training.runtime.ops import gen_monolith_ops as ops
 
@@ -492,8 +493,7 @@ def _sweep_in_children(workdir: str) -> _ChildResult:
   failures = {op: [] for op in _OP_DEFS}
   returncodes = []
   todo = list(_OP_DEFS)
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
-             TF_CPP_MIN_LOG_LEVEL="1")
+  env = utils.python_child_env(TF_CPP_MIN_LOG_LEVEL="1")
   while todo:
     child = subprocess.run([sys.executable, "-c", _CHILD, workdir] + todo,
                            env=env, capture_output=True, text=True,
