@@ -102,8 +102,17 @@ if [ ${#missing[@]} -gt 0 ]; then
     log "apt-get update failed (another apt running?); retrying in 10 s"
     sleep 10
   done
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
-    install -y -qq "${missing[@]}" >/dev/null
+  apt_install() {
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get \
+      -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}" >/dev/null
+  }
+  if ! apt_install; then
+    # A set-up killed inside dpkg leaves it interrupted, and apt refuses
+    # every install until dpkg finishes configuring what it unpacked.
+    log "apt-get install failed: finishing an interrupted dpkg run (dpkg --configure -a), then retrying"
+    as_root env DEBIAN_FRONTEND=noninteractive dpkg --configure -a
+    apt_install
+  fi
 fi
 
 if [ "$(cat "$venv/.monolith-requirements" 2>/dev/null)" != "$req_hash" ]; then
@@ -164,12 +173,13 @@ for command in build fetch query sync; do
 done
 # ... and re-runs the tests, which import them from the venv.
 echo "test --test_env=MONOLITH_REQUIREMENTS=$req_hash" >> "$tmp"
-# Sandboxes deleted when their action ends, meant to keep a full build
-# from exhausting /dev/shm's inodes ("No space left on device"): Bazel
-# 4.2's idle-time deleter left every one behind (~10k inodes each). It
-# still leaves them, so ./bazelw deletes them after each command
-# (ci/prune_sandboxes.py). Here, not in .bazelrc, so that workspaces
-# depending on monolith get it with the sandbox base.
+# Sandboxes deleted when their action ends, so that a full build does not
+# exhaust /dev/shm's memory and inodes (~25-35 MB and ~10k inodes each; "No
+# space left on device"): Debian's /etc/bazel/bazelrc turns on
+# --sandbox_debug, which keeps every one; and at once, not by the idle-time
+# deleter. Here, not in .bazelrc, so that workspaces depending on monolith
+# get them with the sandbox base.
+echo "build --nosandbox_debug" >> "$tmp"
 echo "build --experimental_sandbox_async_tree_delete_idle_threads=0" >> "$tmp"
 if [ -n "$sandbox_base" ]; then
   echo "build --sandbox_base=$sandbox_base" >> "$tmp"
