@@ -1284,6 +1284,19 @@ TEST(CheckpointTest, ReplaceFileWritesWholeOrNotAtAll) {
     EXPECT_EQ(FileText(path), "3\n");
     EXPECT_EQ(List(dir), std::vector<std::string>{"g.num_ps"});
   }
+  // A rename that deleted its target before failing: the temporary, the
+  // only copy left, stays, and the error names it.
+  FailingFileSystem deleting;
+  deleting.fail_renames_at = 0;
+  deleting.delete_target_on_failed_rename = true;
+  const Status s = ReplaceFile(&deleting, path, path + ".tmp-4", "5\n");
+  EXPECT_EQ(s.code(), StatusCode::kInternal) << s.ToString();
+  EXPECT_NE(s.message().find("its new contents are kept in " + path +
+                             ".tmp-4: injected: cannot rename"),
+            std::string::npos)
+      << s.ToString();
+  EXPECT_EQ(List(dir), std::vector<std::string>{"g.num_ps.tmp-4"});
+  EXPECT_EQ(FileText(path + ".tmp-4"), "5\n");
 }
 
 }  // namespace

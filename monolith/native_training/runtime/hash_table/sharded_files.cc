@@ -190,18 +190,32 @@ Status WriteWholeFile(FileSystem* fs, const std::string& temp_path,
 Status ReplaceFile(FileSystem* fs, const std::string& path,
                    const std::string& temp_path, std::string_view contents) {
   const SplitBasename split(path);
+  bool renaming = false;
   const auto write = [&]() -> Status {
     MONOLITH_RETURN_IF_ERROR(fs->CreateDirectories(split.dir));
     std::unique_ptr<WritableFile> file;
     MONOLITH_RETURN_IF_ERROR(fs->NewWritableFile(temp_path, &file));
     MONOLITH_RETURN_IF_ERROR(file->Append(contents));
     MONOLITH_RETURN_IF_ERROR(file->Close());
+    renaming = true;
     MONOLITH_RETURN_IF_ERROR(fs->RenameFile(temp_path, path));
     return fs->SyncDirectory(split.dir);
   };
   const Status status = write();
+  if (status.ok()) return status;
+  uint64_t size = 0;
+  if (renaming &&
+      fs->GetFileSize(path, &size).code() == StatusCode::kNotFound &&
+      fs->GetFileSize(temp_path, &size).ok()) {
+    // TF's HDFS rename deletes the target before it renames: the temporary
+    // is then the only copy of either version.
+    return Prefixed("renaming " + temp_path + " to " + path +
+                        " failed after the file system deleted " + path +
+                        "; its new contents are kept in " + temp_path + ": ",
+                    status);
+  }
   // The first error is the one to report.
-  if (!status.ok()) (void)fs->DeleteFile(temp_path);
+  (void)fs->DeleteFile(temp_path);
   return status;
 }
 

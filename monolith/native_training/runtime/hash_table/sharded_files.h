@@ -295,7 +295,9 @@ Status WriteWholeFile(FileSystem* fs, const std::string& temp_path,
 // syncs local files), renamed over it, its folder (created where missing)
 // synced. On an error |temp_path| is deleted and |path| is as it was,
 // except after a failed sync of the folder: the rename was made, and
-// |path| holds |contents|, maybe not durably.
+// |path| holds |contents|, maybe not durably; and after a failed rename
+// that deleted |path| (TF's HDFS rename deletes the target first):
+// |temp_path| is kept, holding |contents|, and the error names it.
 // Callers give each write a temporary of its own, so that two writers of
 // one path never write into one file (ReplaceFileTemporary).
 Status ReplaceFile(FileSystem* fs, const std::string& path,
