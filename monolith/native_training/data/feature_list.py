@@ -32,8 +32,9 @@ from monolith.native_training.data import utils as data_utils
 FLAGS = flags.FLAGS
 
 _TRUE_STRINGS = frozenset({"true", "yes", "t", "y", "1"})
-# A key is an identifier at the start of the line or after whitespace or ';'.
-_KEY_RE = re.compile(r"(?:^|(?<=[\s;]))([A-Za-z_]\w*)\s*=")
+# A key is a word at the start of the line or after whitespace or ';' (as the
+# original, which took the text after the last space before each '=').
+_KEY_RE = re.compile(r"(?:^|(?<=[\s;]))([^\s;=]+)\s*=")
 _cache: Dict[Tuple[str, bool], "FeatureList"] = {}
 
 
@@ -318,7 +319,13 @@ def _key_values(line: str, where: str) -> Dict[str, str]:
   params = {}
   for match, following in zip(matches, matches[1:] + [None]):
     end = following.start() if following else len(line)
-    params[match.group(1)] = line[match.end():end].strip().rstrip(",;").strip()
+    value = line[match.end():end].strip().rstrip(",;").strip()
+    if "=" in value:
+      raise ValueError(
+          f"{where}: the value of {match.group(1)} holds '=' ({value!r}): "
+          f"separate a key from the value before it by whitespace or ';': "
+          f"{line}")
+    params[match.group(1)] = value
   return params
 
 

@@ -115,12 +115,28 @@ def test_feature_list_registers_in_the_graph_collection():
     ("feature_name=f_x; slot=abc", r"bad.conf:2: invalid literal for int"),
     ("just words", r"bad.conf:2: expected key=value pairs"),
     ("slot=3; method=Direct", r"bad.conf:2: a feature needs a feature_name"),
+    # A key glued to the value before it was read as part of that value.
+    ("feature_name=f_a; depend=a,b,slot=3; method=Direct",
+     r"bad.conf:2: the value of depend holds '=' \('a,b,slot=3'\)"),
+    ("feature_name=f_a; depend=a,b==3", r"bad.conf:2: the value of depend"),
 ])
 def test_malformed_lines_name_file_and_line(tmp_path, line, error):
   path = tmp_path / "bad.conf"
   path.write_text(f"# header\n{line}\n")
   with pytest.raises(ValueError, match=error):
     FeatureList.parse(str(path))
+
+
+def test_keys_a_feature_does_not_know_are_ignored_whatever_their_spelling(
+    tmp_path):
+  # Keys are words, not only identifiers (the original's were): an unknown
+  # one was read as part of the value before it.
+  path = tmp_path / "keys.conf"
+  path.write_text("feature_name=f_a; depend=a; slot=1; method=DirectString; "
+                  "my-key=3; 2nd_slot=7\n")
+  feature = FeatureList.parse(str(path))["f_a"]
+  assert (feature.method, feature.slot, feature.depend) == (
+      "DirectString", 1, ["a"])
 
 
 def test_a_directory_is_not_a_feature_list(tmp_path):
