@@ -65,14 +65,16 @@ class PolynomialDecay(LearningRateFunction):
       decay_steps: steps to decay over; a Python number must be positive.
       end_learning_rate: learning rate reached at `decay_steps`.
       power: power of the polynomial; 1.0 is a linear decay.
-      cycle: whether to restart the decay after `decay_steps` steps.
+      cycle: whether to restart the decay after `decay_steps` steps (a bool,
+        or an integer: nonzero is true).
       name: kept for the original's signature; the ops are under the
         "PolynomialDecay" scope whatever it is, as the original's (which
         never passed it on): any string, or None, is fine.
 
     Raises:
       ValueError: `decay_steps` is a Python number that is not positive.
-      TypeError: a number is given as a string, or `cycle` is not a bool.
+      TypeError: a number is given as a string, or `cycle` is neither a
+        bool nor an integer.
     """
     super().__init__()
     for arg, value in (("initial_learning_rate", initial_learning_rate),
@@ -82,9 +84,9 @@ class PolynomialDecay(LearningRateFunction):
       if isinstance(value, (str, bytes)):
         # Taken, it failed at the first session.run (Cast string to float).
         raise TypeError(f"{arg} must be a number or a tensor, got {value!r}")
-    if not isinstance(cycle, (bool, np.bool_)):
-      # "False" is true.
-      raise TypeError(f"cycle must be a bool, got {cycle!r}")
+    if not isinstance(cycle, (bool, np.bool_, numbers.Integral)):
+      # "False" is true. Integers (0, 1 from a config) the original took.
+      raise TypeError(f"cycle must be a bool or an integer, got {cycle!r}")
     # `not > 0`: NaN too (every rate NaN), and a complex number.
     if isinstance(decay_steps, numbers.Number) and not (
         isinstance(decay_steps, numbers.Real) and decay_steps > 0):

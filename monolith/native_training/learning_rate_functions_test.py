@@ -41,11 +41,13 @@ def test_power_two_decay():
   np.testing.assert_allclose(_rates_at_steps(fn, steps), expected, atol=1e-7)
 
 
-def test_cycle_restarts_with_longer_period():
+@pytest.mark.parametrize("cycle", [True, 1, np.int64(2)])
+def test_cycle_restarts_with_longer_period(cycle):
+  # Integers as the original took them (its config files hold 0 and 1).
   fn = learning_rate_functions.PolynomialDecay(initial_learning_rate=1.0,
                                                decay_steps=10,
                                                end_learning_rate=0.0,
-                                               cycle=True)
+                                               cycle=cycle)
   steps = [0, 5, 10, 15, 20, 25]
   # The period is the first multiple of 10 that is >= step (10 at step 0).
   periods = [10, 10, 10, 20, 20, 30]
@@ -101,7 +103,8 @@ def test_non_positive_decay_steps_rejected(decay_steps):
     (dict(decay_steps="100"), "decay_steps must be a number or a tensor, got "
      "'100'"),
     (dict(initial_learning_rate="0.1"), "initial_learning_rate must be"),
-    (dict(cycle="False"), "cycle must be a bool, got 'False'"),
+    (dict(cycle="False"), "cycle must be a bool or an integer, got 'False'"),
+    (dict(cycle=1.0), "cycle must be a bool or an integer, got 1.0"),
 ])
 def test_arguments_of_the_wrong_kind_are_rejected(kwargs, message):
   # A string failed at the first session.run; the string "False" cycled.
