@@ -383,15 +383,17 @@ def _multi_hash_table(lines: List[Dict]) -> str:
           _millions(r["insert_ids_per_s"]),
           _millions(r["lookup_ids_per_s"]),
           _millions(r["apply_gradients_ids_per_s"]),
+          # None: a run without memory figures (--parts=throughput).
+          "" if r["bytes_per_entry"] is None else
           f"{r['bytes_per_entry']:.0f} (SGD entries: "
-          f"{r['sgd_bytes_per_entry']:.0f})", "", "", ""
+          f"{_fixed(0)(r['sgd_bytes_per_entry'])})", "", "", ""
       ])
     buckets = r.get("peer_bucket_bytes_per_entry")
     rows.append([
         str(r["dim"]), f"{r['peer']} {r['peer_layout']}",
         _millions(r["peer_insert_ids_per_s"]),
         _millions(r["peer_lookup_ids_per_s"]), "",
-        f"{r['peer_bytes_per_entry']:.0f}" +
+        _fixed(0)(r["peer_bytes_per_entry"]) +
         ("" if buckets is None else f" (buckets {buckets:.0f})"),
         _fixed(2)(r["lookup_ratio"]),
         _fixed(2)(r.get("median_round_lookup_ratio")),

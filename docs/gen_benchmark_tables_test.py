@@ -269,6 +269,22 @@ def test_multi_hash_table_rows():
           "| 0.72 | 0.28 |") in saves
 
 
+def test_multi_hash_table_rows_of_a_run_without_memory_figures():
+  # --parts=throughput measures no memory: its byte figures are null.
+  line = json.loads(_multi_line("DenseHashTable", "single", 11200000, None))
+  for key in ("bytes_per_entry", "sgd_bytes_per_entry", "peer_bytes_per_entry",
+              "bytes_per_entry_ratio"):
+    line[key] = None
+  out = gen.render_document(
+      ALL_TABLES, _runs(multi_hash_table_benchmark=[json.dumps(line)]))
+  rows = [l for l in _block(out, "multi_hash_table").splitlines()
+          if l.startswith("| 16")]
+  assert rows == [
+      "| 16 | MultiHashTable | 5.5 M | 23.2 M | 19.0 M |  |  |  |  |",
+      "| 16 | DenseHashTable single | 3.1 M | 11.2 M |  |  | 2.07 | 1.96 |  |",
+  ]
+
+
 def test_warmup_and_random_rows():
   out = gen.render_document(
       ALL_TABLES,
