@@ -197,7 +197,8 @@ def main():
       description=__doc__.split("\n")[0],
       formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--ids", default="1000000",
-                      help="comma-separated total ids (8 tables of ids/8)")
+                      help="comma-separated total ids (8 tables of ids/8; "
+                      "rounded down to a multiple of 8)")
   parser.add_argument("--dims", default="16,64")
   parser.add_argument("--batch", type=int, default=65_536)
   parser.add_argument("--lookup_batches", type=int, default=8,
@@ -216,7 +217,10 @@ def main():
   parser.add_argument("--ours", required=True,
                       help="the ours_side binary (or a python command)")
   args = parser.parse_args()
-  sizes = sorted(int(i) for i in args.ids.split(","))
+  # Each side runs 8 tables of ids // 8: the lines name the ids that ran.
+  sizes = sorted({int(i) // 8 * 8 for i in args.ids.split(",")})
+  if not sizes or sizes[0] < 8:
+    parser.error(f"--ids {args.ids}: each size needs at least 8 ids")
   dims = [int(d) for d in args.dims.split(",")]
   common = ["--batch", str(args.batch), "--lookup_batches",
             str(args.lookup_batches), "--repeats", str(args.repeats)]

@@ -945,6 +945,8 @@ def lines_of(results: List[Dict], data: Data, args) -> List[Dict]:
               "peer_ids_per_s": round(peer),
               "peer_wire_bytes_per_id": round(meter.wire_per_id(peer_key),
                                               2),
+              "peer_tcp_bytes_per_id": _rounded(meter.tcp_per_id(peer_key),
+                                                2),
               "peer_payload_bytes_per_id": peer_payload_per_id(dim),
               "ratio": round(rate / peer, 3),
               "median_round_ratio": round(
@@ -967,6 +969,7 @@ def lines_of(results: List[Dict], data: Data, args) -> List[Dict]:
             line["memcpy_mb_per_s"] = round(r["ceilings"]["memcpy_mb_per_s"])
             line["loopback_tcp_mb_per_s"] = round(
                 r["ceilings"]["loopback_tcp_mb_per_s"])
+            line["fill_s"] = round(r["fill_s"], 1)
           out.append(line)
   return out
 
@@ -1019,8 +1022,8 @@ def report(lines: List[Dict], results: List[Dict], data: Data, args):
           f" float32 {m(meter.rate(('transport_only', False)))}/s, float16 "
           f"{m(meter.rate(('transport_only', True)))}/s; empty run: "
           f"{empty_us['empty_ps_run']:.0f} us with a PS no-op, "
-          f"{empty_us['empty_worker_run']:.0f} us without; fill of the 1M "
-          f"ids into every structure {r['fill_s']:.1f} s")
+          f"{empty_us['empty_worker_run']:.0f} us without; fill of the "
+          f"{data.ids:,} ids into every structure {r['fill_s']:.1f} s")
     c = r["ceilings"]
     print(f"dim {r['dim']}: the {c['mb']:.0f} MiB of a float32 reply copied "
           f"by numpy at {c['memcpy_mb_per_s']:,.0f} MB/s; sent over a "
