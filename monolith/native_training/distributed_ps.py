@@ -318,10 +318,11 @@ class DistributedMultiTypeHashTable(
     max_rpc_deadline_millis: the original's argument in this position, for
       its remote-predict serving, which is not built here: accepted and not
       used (RPC deadlines come from the session's operation timeout).
-    pack_ids: whether lookup and apply_gradients send each PS its ids
-      packed (runtime/distributed_ps/packed_ids.h): per table, each id's
-      difference from the table's smallest id in as few bytes as the
-      table's range needs, with the row splits in the same tensor. v2
+    pack_ids: whether lookup, apply_gradients, assign and assign_add send
+      each PS its ids packed (runtime/distributed_ps/packed_ids.h): per
+      table, each id's difference from the table's smallest id in as few
+      bytes as the table's range needs, with the row splits in the same
+      tensor. v2
       feature ids (slot in the top 16 bits) take 6 bytes instead of 8, v1
       ones (slot << 54) 7; ids spread over all 64 bits take 8; plus 16
       bytes of header per table.
@@ -448,7 +449,8 @@ class DistributedMultiTypeHashTable(
       Per table name of `slot_to_id`, float32 embeddings [len(ids), dim].
 
     Raises:
-      ValueError: an unknown table name, or ids that are not 1-D int64.
+      ValueError: an unknown table name, or ids that are not 1-D integers
+        (other integer dtypes are cast to int64).
     """
     self._check_slots(slot_to_id)
     with tf.name_scope("dmtht_lu"):
