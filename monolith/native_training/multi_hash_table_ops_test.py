@@ -764,6 +764,26 @@ def test_save_restore(tmp_path):
   np.testing.assert_array_equal(values["slot3"], [[0, 0, 0]])
 
 
+def test_a_file_system_error_is_not_taken_for_a_damaged_checkpoint(tmp_path):
+  # TF gives some failures codes the checkpoint readers take for damaged
+  # files (reading a directory: FailedPrecondition, as ENOTCONN or EPIPE
+  # are): they are file system errors, Internal, naming the code, so that a
+  # restore does not read past them for an older save.
+  basename = os.path.join(tmp_path, "table")
+  with tf.Graph().as_default(), tf1.Session() as sess:
+    table = _from_configs({"s": test_utils.generate_test_hash_table_config(1)})
+    sess.run(table.initializer)
+    sess.run(table.assign({"s": (_id([1]), _value([[1]]))}).save(
+        basename).as_op())
+    meta = basename + ".meta-00000-of-00001"
+    assert os.path.isfile(meta), os.listdir(tmp_path)
+    os.remove(meta)
+    os.mkdir(meta)
+    with pytest.raises(tf.errors.InternalError,
+                       match=r"file system error \(FAILED_PRECONDITION\): "):
+      sess.run(table.restore(basename).as_op())
+
+
 def _sgd_segments(*dims: int) -> entry.HashTableConfigInstance:
   config = embedding_hash_table_pb2.EmbeddingHashTableConfig()
   for dim in dims:
@@ -2135,6 +2155,9 @@ def test_a_restore_is_whole_to_lookups_and_saves_beside_it(tmp_path):
     # Both threads have run once before the restores end (a starved thread
     # would check nothing).
     looked_up, saved_once = threading.Event(), threading.Event()
+    # A lookup or save that fails beside a restore ends its thread: the
+    # error is the test's.
+    errors = []
 
     def look_up():
       while not stop.is_set():
@@ -2153,8 +2176,14 @@ def test_a_restore_is_whole_to_lookups_and_saves_beside_it(tmp_path):
         sizes.update(sess.run(saved_sizes).tolist())
         saved_once.set()
 
-    threads = [threading.Thread(target=look_up),
-               threading.Thread(target=save_and_count)]
+    def keeping_errors(run):
+      try:
+        run()
+      except tf.errors.OpError as e:
+        errors.append(e)
+
+    threads = [threading.Thread(target=keeping_errors, args=(look_up,)),
+               threading.Thread(target=keeping_errors, args=(save_and_count,))]
     for thread in threads:
       thread.start()
     try:
@@ -2167,6 +2196,7 @@ def test_a_restore_is_whole_to_lookups_and_saves_beside_it(tmp_path):
       stop.set()
       for thread in threads:
         thread.join()
+  assert not errors, errors
   assert seen["partial"] == 0, seen
   assert seen["a"] + seen["b"] > 0
   assert sizes <= {n, 2 * n}, sizes

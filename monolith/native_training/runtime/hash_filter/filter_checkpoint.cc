@@ -46,6 +46,7 @@ using ::monolith::hash_table::InterruptedSavePath;
 using ::monolith::hash_table::InvalidArgumentError;
 using ::monolith::hash_table::kRecordFooterBytes;
 using ::monolith::hash_table::kRecordHeaderBytes;
+using ::monolith::hash_table::ListedFileStatus;
 using ::monolith::hash_table::ListShardFiles;
 using ::monolith::hash_table::Log;
 using ::monolith::hash_table::LogFn;
@@ -218,9 +219,11 @@ struct SplitMeta {
   Identity identity;
 };
 
+// |path| comes from a listing (ListedFileStatus).
 Status OpenReader(FileSystem* fs, const std::string& path,
                   std::unique_ptr<RecordFileReader>* reader) {
-  return RecordFileReader::Open(fs, path, /*snappy=*/false, reader);
+  return ListedFileStatus(
+      path, RecordFileReader::Open(fs, path, /*snappy=*/false, reader));
 }
 
 // Reads and parses the first record of |path| (split |split| of |nsplits|)

@@ -958,16 +958,25 @@ TEST_F(CheckpointTest, AStorageErrorOnTheFinalFilesIsNotHiddenByTemporaries) {
         const std::string& path,
         std::unique_ptr<hash_table::RandomAccessFile>* file) override {
       if (path.find("-tmp-") == std::string::npos) {
-        return Status(StatusCode::kUnavailable, "injected: cannot reach " + path);
+        return Status(code, "injected: cannot reach " + path);
       }
       return PosixFileSystem::NewRandomAccessFile(path, file);
     }
+    StatusCode code = StatusCode::kUnavailable;
   } unreadable;
   std::unique_ptr<Filter> restored;
-  const Status s = RestoreFilterCheckpoint(
-      &unreadable, basename_, *MakeSliding(3000, 7), SerialFor, &restored);
+  Status s = RestoreFilterCheckpoint(&unreadable, basename_,
+                                     *MakeSliding(3000, 7), SerialFor,
+                                     &restored);
   EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
   EXPECT_TRUE(Contains(s.message(), "injected: cannot reach")) << s.ToString();
+  // Listed, and gone when opened (a save renamed them meanwhile): Aborted,
+  // not a missing file read past for the temporaries.
+  unreadable.code = StatusCode::kNotFound;
+  s = RestoreFilterCheckpoint(&unreadable, basename_, *MakeSliding(3000, 7),
+                              SerialFor, &restored);
+  EXPECT_EQ(s.code(), StatusCode::kAborted) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), "was listed and is gone")) << s.ToString();
   ASSERT_TRUE(Restore(&restored).ok());
   EXPECT_TRUE(AsSliding(*restored) == *source_);
 }

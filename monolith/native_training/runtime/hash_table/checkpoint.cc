@@ -305,8 +305,8 @@ Status ReadMetaFiles(FileSystem* fs, const std::string& basename, int nshards,
     CheckpointInfo::Shard& shard = info->shards[s];
     const std::string& path = shard.meta_path;
     std::unique_ptr<RecordFileReader> reader;
-    MONOLITH_RETURN_IF_ERROR(
-        RecordFileReader::Open(fs, path, /*snappy=*/false, &reader));
+    MONOLITH_RETURN_IF_ERROR(ListedFileStatus(
+        path, RecordFileReader::Open(fs, path, /*snappy=*/false, &reader)));
     std::string_view record;
     for (int i = 0;; ++i) {
       const Status status = reader->Next(&record);
@@ -415,7 +415,8 @@ Status ReadMetaFiles(FileSystem* fs, const std::string& basename, int nshards,
     if (need_data) {
       const std::string& data = shard.data_path;
       uint64_t size = 0;
-      MONOLITH_RETURN_IF_ERROR(fs->GetFileSize(data, &size));
+      MONOLITH_RETURN_IF_ERROR(
+          ListedFileStatus(data, fs->GetFileSize(data, &size)));
       if (shard.has_data_file_bytes && size != shard.data_file_bytes) {
         return DataLossError(
             data + " has " + std::to_string(size) + " bytes where its meta "
@@ -435,10 +436,12 @@ Status RestoreShard(FileSystem* fs, const CheckpointInfo& info, int s,
   const std::string& data_path = info.shards[s].data_path;
   const std::string& meta_path = info.shards[s].meta_path;
   bool uncompressed = false;
-  MONOLITH_RETURN_IF_ERROR(IsUncompressedRecordFile(fs, data_path, &uncompressed));
+  MONOLITH_RETURN_IF_ERROR(ListedFileStatus(
+      data_path, IsUncompressedRecordFile(fs, data_path, &uncompressed)));
   std::unique_ptr<RecordFileReader> reader;
-  MONOLITH_RETURN_IF_ERROR(
-      RecordFileReader::Open(fs, data_path, !uncompressed, &reader));
+  MONOLITH_RETURN_IF_ERROR(ListedFileStatus(
+      data_path,
+      RecordFileReader::Open(fs, data_path, !uncompressed, &reader)));
   std::string_view record;
   int64_t entries = 0;
   ShardProgress::Counter counter(progress);
@@ -510,7 +513,8 @@ Status IsNewerSave(FileSystem* fs, const std::string& path,
   *newer = false;
   std::unique_ptr<RecordFileReader> reader;
   std::string_view record;
-  Status read = RecordFileReader::Open(fs, path, /*snappy=*/false, &reader);
+  Status read = ListedFileStatus(
+      path, RecordFileReader::Open(fs, path, /*snappy=*/false, &reader));
   if (read.ok()) read = reader->Next(&record);
   if (!read.ok()) return IsFileContentError(read) ? Status::OK() : read;
   MultiHashTableMetadata meta;

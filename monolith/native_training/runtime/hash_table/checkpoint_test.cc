@@ -417,12 +417,13 @@ TEST(CheckpointTest, ANewerSaveThatLostAFileIsNotReplacedByAnOlderOne) {
 }
 
 // A file system on which the files that |unreachable| picks cannot be
-// read (Unavailable).
+// read (Unavailable, or |code|).
 class UnreachableFiles : public PosixFileSystem {
  public:
   explicit UnreachableFiles(
-      std::function<bool(const std::string& path)> unreachable)
-      : unreachable_(std::move(unreachable)) {}
+      std::function<bool(const std::string& path)> unreachable,
+      StatusCode code = StatusCode::kUnavailable)
+      : unreachable_(std::move(unreachable)), code_(code) {}
 
   Status NewRandomAccessFile(const std::string& path,
                              std::unique_ptr<RandomAccessFile>* file) override {
@@ -435,11 +436,12 @@ class UnreachableFiles : public PosixFileSystem {
   }
 
  private:
-  static Status Unreachable(const std::string& path) {
-    return Status(StatusCode::kUnavailable, "injected: cannot reach " + path);
+  Status Unreachable(const std::string& path) const {
+    return Status(code_, "injected: cannot reach " + path);
   }
 
   const std::function<bool(const std::string& path)> unreachable_;
+  const StatusCode code_;
 };
 
 // The files of |nshards|-shard saves.
@@ -472,6 +474,38 @@ TEST(CheckpointTest, AStorageErrorBesideAnotherShardCountKeepsItsCode) {
   status = ReadCheckpointInfo(&newer_count, lost_dir + "/t",
                               /*need_data=*/true, {}, &info);
   EXPECT_EQ(status.code(), StatusCode::kUnavailable) << status.ToString();
+}
+
+// A file the listing named and that is gone when it is opened (a save
+// renamed or deleted it meanwhile, a stale listing) is Aborted, naming it:
+// not a missing file, read past as damage (an interrupted save's
+// temporaries skipped, the newer incomplete count read as "not newer") for
+// an older save.
+TEST(CheckpointTest, AListedFileThatWentIsAbortedNotDamage) {
+  const std::string dir = TestDir("listed_and_gone");
+  ASSERT_NO_FATAL_FAILURE(SaveBesideAnOlderSave(dir, 2, 4));
+  const std::string lost = CheckpointDataName(dir + "/t", 3, 4);
+  ASSERT_EQ(unlink(lost.c_str()), 0);
+  UnreachableFiles gone(ShardCount(4), StatusCode::kNotFound);
+  CheckpointInfo info;
+  Status status = ReadCheckpointInfo(&gone, dir + "/t", /*need_data=*/true,
+                                     {}, &info);
+  EXPECT_EQ(status.code(), StatusCode::kAborted) << status.ToString();
+  EXPECT_TRUE(Contains(status.message(), "was listed and is gone"))
+      << status.ToString();
+
+  // The final names' meta file, gone as the restore opens it.
+  const std::string basename = TestDir("listed_and_gone_final") + "/t";
+  ASSERT_TRUE(Save(basename, MakeContents(1, 20), 2).ok());
+  const std::string meta = CheckpointMetaName(basename, 1, 2);
+  UnreachableFiles meta_gone(
+      [&meta](const std::string& path) { return path == meta; },
+      StatusCode::kNotFound);
+  status = ReadCheckpointInfo(&meta_gone, basename, /*need_data=*/true, {},
+                              &info);
+  EXPECT_EQ(status.code(), StatusCode::kAborted) << status.ToString();
+  EXPECT_TRUE(Contains(status.message(), meta + " was listed and is gone"))
+      << status.ToString();
 }
 
 // An interrupted save's temporaries are deleted meta file first: a kill
@@ -972,13 +1006,17 @@ TEST(CheckpointTest, CancelledSaveAndRestoreStopAndSaySo) {
 }
 
 // Writes an original-format checkpoint (no identity) of table "user" with
-// one entry "entry<s>" per shard s of 2.
-void WriteWithoutIdentity(const std::string& basename) {
+// one entry "entry<s>" per shard s of |nshards|.
+void WriteWithoutIdentity(const std::string& basename, int nshards = 2) {
   PosixFileSystem fs;
-  for (int s = 0; s < 2; ++s) {
+  for (int s = 0; s < nshards; ++s) {
     std::unique_ptr<WritableFile> data, meta;
-    ASSERT_TRUE(fs.NewWritableFile(CheckpointDataName(basename, s, 2), &data).ok());
-    ASSERT_TRUE(fs.NewWritableFile(CheckpointMetaName(basename, s, 2), &meta).ok());
+    ASSERT_TRUE(
+        fs.NewWritableFile(CheckpointDataName(basename, s, nshards), &data)
+            .ok());
+    ASSERT_TRUE(
+        fs.NewWritableFile(CheckpointMetaName(basename, s, nshards), &meta)
+            .ok());
     RecordFileWriter data_writer(data.get(), true), meta_writer(meta.get(), false);
     ASSERT_TRUE(data_writer.Write("entry" + std::to_string(s)).ok());
     MultiHashTableMetadata record;
@@ -999,6 +1037,21 @@ TEST(CheckpointTest, ReadsCheckpointsWithoutIdentity) {
   ASSERT_TRUE(Restore(basename, &restored, &info).ok());
   EXPECT_FALSE(info.has_identity);
   EXPECT_EQ(restored[0], (std::vector<std::string>{"entry0", "entry1"}));
+}
+
+// Two complete saves of the original with two shard counts (its save with
+// another count leaves the old files): nothing tells which is newer.
+TEST(CheckpointTest, TwoOfTheOriginalsSavesOfTwoShardCountsAreRefused) {
+  const std::string basename = TestDir("legacy_two_counts") + "/t";
+  WriteWithoutIdentity(basename, 2);
+  WriteWithoutIdentity(basename, 3);
+  Contents restored;
+  CheckpointInfo info;
+  const Status s = Restore(basename, &restored, &info);
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), "mixes shard counts 2 and 3 and its "
+                                    "saves carry no save time to choose by"))
+      << s.ToString();
 }
 
 // The first save over the original's checkpoint with another shard count,

@@ -39,7 +39,10 @@ class RandomAccessFile {
 
 // Checkpoint saves and restores call one FileSystem from several threads at
 // once (their ParallelFor): an implementation must be safe for concurrent
-// calls, as PosixFileSystem is.
+// calls, as PosixFileSystem is. Its errors must not carry the codes of a
+// damaged file but NotFound (InvalidArgument, FailedPrecondition,
+// OutOfRange, DataLoss: IsFileContentError): a reader would read past a
+// failing read as damage.
 class FileSystem {
  public:
   virtual ~FileSystem() = default;

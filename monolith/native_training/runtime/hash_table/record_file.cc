@@ -211,6 +211,17 @@ std::string RecordFileReader::LastRecordPlace() const {
          (snappy_ ? " of the decompressed stream)" : ")");
 }
 
+Status RecordFileReader::ShortRead(uint64_t wanted) const {
+  // The file holds what its size says (a checkpoint's files are written
+  // whole before their rename): a file system that hands back less is
+  // failing, and the file is not damaged.
+  return InternalError(path_ + ": the file system read fewer bytes than " +
+                       std::to_string(wanted) + " at byte " +
+                       std::to_string(file_offset_) + " of a file it gave " +
+                       std::to_string(file_size_) +
+                       " bytes (it shrank, or the read was cut short)");
+}
+
 uint64_t RecordFileReader::MaxStreamBytesLeft() const {
   const uint64_t file_left = file_size_ - std::min(file_size_, file_offset_);
   const uint64_t buffered = stream_.size() - begin_;
@@ -242,6 +253,7 @@ Status RecordFileReader::ReadMore() {
     Status s = file_->Read(file_offset_, want, &stream_[old_size], &read);
     stream_.resize(old_size + read);
     file_offset_ += read;
+    if (s.ok() && read == 0 && want > 0) return ShortRead(want);
     return s;
   }
   if (file_left == 0) return Status::OK();
@@ -253,9 +265,8 @@ Status RecordFileReader::ReadMore() {
       ReadFully(*file_, file_offset_, 4, length_bytes, &read));
   // file_left < 4 with 4 bytes read: the file grew after its size was
   // taken; its size still bounds what is read.
-  if (read < 4 || file_left < 4) {
-    return DataLossError(at + " is truncated in its length");
-  }
+  if (file_left < 4) return DataLossError(at + " is truncated in its length");
+  if (read < 4) return ShortRead(4);
   const uint8_t* b = reinterpret_cast<const uint8_t*>(length_bytes);
   const uint32_t length = (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) |
                           (uint32_t{b[2]} << 8) | uint32_t{b[3]};
@@ -269,10 +280,7 @@ Status RecordFileReader::ReadMore() {
   chunk_.resize(length);
   MONOLITH_RETURN_IF_ERROR(
       ReadFully(*file_, file_offset_ + 4, length, &chunk_[0], &read));
-  if (read < length) {
-    return DataLossError(at + " is truncated (" + std::to_string(read) +
-                         " of " + std::to_string(length) + " bytes)");
-  }
+  if (read < length) return ShortRead(length);
   size_t uncompressed = 0;
   if (!snappy::GetUncompressedLength(chunk_.data(), length, &uncompressed) ||
       uncompressed > uint64_t{length} * kMaxSnappyExpansion) {

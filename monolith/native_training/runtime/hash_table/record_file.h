@@ -127,6 +127,9 @@ class RecordFileReader {
   // The most stream bytes the rest of the file can still decode to.
   uint64_t MaxStreamBytesLeft() const;
   Status RecordError(const std::string& what) const;
+  // Internal: the file system gave fewer than |wanted| bytes before the end
+  // of the file's size.
+  Status ShortRead(uint64_t wanted) const;
 
   std::string path_;
   std::unique_ptr<RandomAccessFile> file_;

@@ -244,6 +244,37 @@ class StaleSizeFileSystem : public PosixFileSystem {
   }
 };
 
+// Reports a size larger than the file's, as a file that shrank after it was
+// measured, or a file system that cuts reads short for good, would.
+class OverstatedSizeFileSystem : public PosixFileSystem {
+ public:
+  Status GetFileSize(const std::string& path, uint64_t* size) override {
+    MONOLITH_RETURN_IF_ERROR(PosixFileSystem::GetFileSize(path, size));
+    *size += 100;
+    return Status::OK();
+  }
+};
+
+// A file that ends before its measured size is a failing file system
+// (Internal, naming the byte), not a clean end after the last record (the
+// rest of the records lost silently) nor a damaged file (DataLoss, read
+// past by a restore for an older save).
+TEST(RecordFileTest, AFileShorterThanItsMeasuredSizeIsAStorageError) {
+  const std::vector<std::string> records = {"a", std::string(5000, 'x')};
+  for (bool snappy : {false, true}) {
+    const std::string path = WriteRecords(
+        TempPath(snappy ? "shrunk_snappy" : "shrunk_plain"), records, snappy);
+    OverstatedSizeFileSystem fs;
+    Status error;
+    EXPECT_EQ(ReadAll(path, snappy, &error, &fs), records);
+    EXPECT_EQ(error.code(), StatusCode::kInternal) << error.ToString();
+    EXPECT_NE(error.message().find(path + ": the file system read fewer "
+                                          "bytes than"),
+              std::string::npos)
+        << error.ToString();
+  }
+}
+
 // A block length read past the size the reader was given does not wrap its
 // bounds check: DataLoss, not a 4 GiB buffer.
 TEST(RecordFileTest, SnappyLengthPastTheMeasuredSizeIsDataLoss) {

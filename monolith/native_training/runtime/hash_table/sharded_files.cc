@@ -105,6 +105,14 @@ bool IsFileContentError(const Status& status) {
   }
 }
 
+Status ListedFileStatus(const std::string& path, Status status) {
+  if (status.code() != StatusCode::kNotFound) return status;
+  return Status(StatusCode::kAborted,
+                path + " was listed and is gone: the checkpoint changed "
+                       "while it was read (" +
+                    status.message() + ")");
+}
+
 bool RenamesBegan(const std::vector<std::string>& paths,
                   const InterruptedSave& save) {
   for (const std::string& path : paths) {

@@ -181,8 +181,17 @@ std::string InterruptedSavePath(const std::set<std::string>& listed,
 // Whether |status| is what a checkpoint's files say of themselves (missing,
 // corrupt, of another save or configuration) rather than a failure to read
 // them (I/O, permissions): a reader that cannot read a file cannot tell
-// whether it holds the last whole save.
+// whether it holds the last whole save. A file system's own errors must not
+// carry these codes but NotFound (TfFileSystem makes them Internal), nor
+// NotFound for a file a listing named (ListedFileStatus).
 bool IsFileContentError(const Status& status);
+
+// |status| of opening or measuring |path|, which a listing of its folder
+// named: a NotFound (the file went since: a save renamed or deleted it, or
+// the listing was stale) is Aborted, retried as a checkpoint that changed
+// while it was read, not a missing file (IsFileContentError) read past for
+// an older save.
+Status ListedFileStatus(const std::string& path, Status status);
 
 // Whether the interrupted save |save| had begun renaming: some of |paths|
 // (its files, as InterruptedSavePath placed them) have final names. Such a

@@ -27,17 +27,42 @@ std::string LocalPath(const std::string& path) {
   return scheme == "file" ? std::string(local) : std::string();
 }
 
+// A file system's error: its code, but for those the checkpoint readers
+// take for what a file says of itself (IsFileContentError), which TF's
+// errno mapping also gives to failures (ENOTCONN, EPIPE and EBUSY are
+// FailedPrecondition, EINVAL InvalidArgument, EOVERFLOW OutOfRange): those
+// are Internal, naming the code, or a failing read would be read past as a
+// damaged file, and an older save restored. NotFound stays: the readers
+// tell a listed file that went (sharded_files.h, ListedFileStatus).
+ht::Status FromTfFileStatus(const Status& s) {
+  ht::Status status = FromTfStatus(s);
+  switch (status.code()) {
+    case ht::StatusCode::kInvalidArgument:
+    case ht::StatusCode::kFailedPrecondition:
+    case ht::StatusCode::kOutOfRange:
+    case ht::StatusCode::kDataLoss:
+      return ht::InternalError(
+          "file system error (" +
+          std::string(absl::StatusCodeToString(
+              static_cast<absl::StatusCode>(status.code()))) +
+          "): " + status.message());
+    default:
+      return status;
+  }
+}
+
 class TfWritableFile : public ht::WritableFile {
  public:
   TfWritableFile(std::unique_ptr<::tensorflow::WritableFile> file,
                  std::string local_path)
       : file_(std::move(file)), local_path_(std::move(local_path)) {}
   ht::Status Append(std::string_view data) override {
-    return FromTfStatus(file_->Append(StringPiece(data.data(), data.size())));
+    return FromTfFileStatus(
+        file_->Append(StringPiece(data.data(), data.size())));
   }
   ht::Status Close() override {
-    MONOLITH_RETURN_IF_ERROR(FromTfStatus(file_->Sync()));
-    MONOLITH_RETURN_IF_ERROR(FromTfStatus(file_->Close()));
+    MONOLITH_RETURN_IF_ERROR(FromTfFileStatus(file_->Sync()));
+    MONOLITH_RETURN_IF_ERROR(FromTfFileStatus(file_->Close()));
     if (local_path_.empty()) return ht::Status::OK();
     return ht::SyncLocalFile(local_path_);
   }
@@ -63,7 +88,7 @@ class TfRandomAccessFile : public ht::RandomAccessFile {
     *read = result.size();
     // OutOfRange means a short read at the end of the file, not an error.
     if (errors::IsOutOfRange(s)) return ht::Status::OK();
-    return FromTfStatus(s);
+    return FromTfFileStatus(s);
   }
 
  private:
@@ -86,7 +111,8 @@ ht::Status FromTfStatus(const Status& s) {
 ht::Status TfFileSystem::NewWritableFile(
     const std::string& path, std::unique_ptr<ht::WritableFile>* file) {
   std::unique_ptr<::tensorflow::WritableFile> tf_file;
-  MONOLITH_RETURN_IF_ERROR(FromTfStatus(env_->NewWritableFile(path, &tf_file)));
+  MONOLITH_RETURN_IF_ERROR(
+      FromTfFileStatus(env_->NewWritableFile(path, &tf_file)));
   *file =
       std::make_unique<TfWritableFile>(std::move(tf_file), LocalPath(path));
   return ht::Status::OK();
@@ -96,34 +122,34 @@ ht::Status TfFileSystem::NewRandomAccessFile(
     const std::string& path, std::unique_ptr<ht::RandomAccessFile>* file) {
   std::unique_ptr<::tensorflow::RandomAccessFile> tf_file;
   MONOLITH_RETURN_IF_ERROR(
-      FromTfStatus(env_->NewRandomAccessFile(path, &tf_file)));
+      FromTfFileStatus(env_->NewRandomAccessFile(path, &tf_file)));
   *file = std::make_unique<TfRandomAccessFile>(std::move(tf_file));
   return ht::Status::OK();
 }
 
 ht::Status TfFileSystem::GetFileSize(const std::string& path, uint64_t* size) {
-  return FromTfStatus(env_->GetFileSize(path, size));
+  return FromTfFileStatus(env_->GetFileSize(path, size));
 }
 
 ht::Status TfFileSystem::ListDirectory(const std::string& dir,
                                        std::vector<std::string>* names) {
   names->clear();
-  return FromTfStatus(env_->GetChildren(dir, names));
+  return FromTfFileStatus(env_->GetChildren(dir, names));
 }
 
 ht::Status TfFileSystem::RenameFile(const std::string& from,
                                     const std::string& to) {
-  return FromTfStatus(env_->RenameFile(from, to));
+  return FromTfFileStatus(env_->RenameFile(from, to));
 }
 
 ht::Status TfFileSystem::DeleteFile(const std::string& path) {
-  return FromTfStatus(env_->DeleteFile(path));
+  return FromTfFileStatus(env_->DeleteFile(path));
 }
 
 ht::Status TfFileSystem::CreateDirectories(const std::string& dir) {
   const std::string local = LocalPath(dir);
   if (!local.empty()) return ht::CreateLocalDirectories(local);
-  return FromTfStatus(env_->RecursivelyCreateDir(dir));
+  return FromTfFileStatus(env_->RecursivelyCreateDir(dir));
 }
 
 ht::Status TfFileSystem::SyncDirectory(const std::string& dir) {
