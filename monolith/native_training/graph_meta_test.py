@@ -90,6 +90,8 @@ def test_threads_share_one_object_per_key():
   for thread in threads:
     thread.join()
   assert len(made) == 1
+  # Every thread got it (one that raised would be missing here).
+  assert len(found) == 8
   assert all(meta is found[0] for meta in found)
 
 

@@ -661,8 +661,10 @@ def test_a_filter_takes_its_config_as_a_message_too():
   for create in (
       lambda c: hash_filter_ops.create_hash_filter(100, 5, c, "msg"),
       lambda c: hash_filter_ops.create_probabilistic_filter(True, c, "msg")):
-    assert (create(config).op.get_attr("config") ==
-            create(config.SerializeToString()).op.get_attr("config"))
+    # Both forms give the op the message's bytes.
+    assert create(config).op.get_attr("config") == config.SerializeToString()
+    assert (create(config.SerializeToString()).op.get_attr("config") ==
+            config.SerializeToString())
     with pytest.raises(TypeError, match=r"config must be a .*\."
                        r"SlotOccurrenceThresholdConfig, got .*\."
                        "EmbeddingHashTableConfig"):

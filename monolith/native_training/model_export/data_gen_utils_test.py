@@ -93,6 +93,9 @@ def test_sample_records_fids_name_their_slots():
   instance = sample_records.make_instance(rng)
   assert instance.fid and {f >> 54 for f in instance.fid} <= {1, 2, 3, 7}
   example = sample_records.make_example(rng)
+  assert example.named_feature
+  # A feature may be empty; some are not.
+  assert any(f.feature.fid_v2_list.value for f in example.named_feature)
   for feature in example.named_feature:
     fids = feature.feature.fid_v2_list.value
     assert all(f >> 48 == feature.id for f in fids)

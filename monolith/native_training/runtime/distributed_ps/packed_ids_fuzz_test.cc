@@ -25,9 +25,14 @@ using ::monolith::hash_table::EnvInt;
 using ::monolith::hash_table::FuzzBudget;
 using ::monolith::hash_table::StatusCode;
 
-std::vector<uint8_t> RandomPacking(std::mt19937_64* gen, int tables) {
-  std::vector<int64_t> ids;
-  std::vector<int64_t> splits = {0};
+// Packs random ids of |tables| tables, which it gives in |ids| and |splits|.
+std::vector<uint8_t> RandomPacking(std::mt19937_64* gen, int tables,
+                                   std::vector<int64_t>* ids_out,
+                                   std::vector<int64_t>* splits_out) {
+  std::vector<int64_t>& ids = *ids_out;
+  std::vector<int64_t>& splits = *splits_out;
+  ids.clear();
+  splits = {0};
   for (int t = 0; t < tables; ++t) {
     const int n = static_cast<int>((*gen)() % 40);
     const int shift = static_cast<int>((*gen)() % 64);
@@ -81,11 +86,13 @@ void ExpectBothOutcomes(const char* inputs, const char* accepted_as,
 TEST(PackedIdsFuzzTest, MutatedPackingsUnpackOrFailCleanly) {
   const FuzzBudget budget(50000);
   std::mt19937_64 gen(EnvInt("MONOLITH_FUZZ_SEED", 1));
-  int64_t accepted = 0, refused = 0;
+  int64_t accepted = 0, refused = 0, mutated_accepted = 0;
   int64_t iterations = 0;
+  std::vector<int64_t> packed_ids, packed_splits;
   for (; budget.Allows(iterations); ++iterations) {
     const int tables = 1 + static_cast<int>(gen() % 4);
-    std::vector<uint8_t> bytes = RandomPacking(&gen, tables);
+    std::vector<uint8_t> bytes =
+        RandomPacking(&gen, tables, &packed_ids, &packed_splits);
     const int mutations = static_cast<int>(gen() % 3);
     for (int m = 0; m < mutations; ++m) Mutate(&gen, &bytes);
     // An exact-size heap copy: ASan sees any read past it.
@@ -107,8 +114,20 @@ TEST(PackedIdsFuzzTest, MutatedPackingsUnpackOrFailCleanly) {
     std::unique_ptr<int64_t[]> ids(new int64_t[header.splits.back()]);
     Unpack(data.get(), header, ids.get());
     ++accepted;
+    if (mutations > 0) {
+      ++mutated_accepted;
+    } else if (read_tables == tables) {
+      // Untouched: the ids packed, in their tables.
+      ASSERT_EQ(header.splits, packed_splits);
+      ASSERT_TRUE(std::equal(packed_ids.begin(), packed_ids.end(), ids.get()));
+    }
   }
   ExpectBothOutcomes("packings", "unpacked", iterations, accepted, refused);
+  // Mutated packings reach Unpack too (a flipped bit in an id's bytes),
+  // not only the untouched third.
+  std::printf("%lld mutated packings unpacked\n",
+              static_cast<long long>(mutated_accepted));
+  EXPECT_GT(mutated_accepted, iterations / 100);
 }
 
 // A split value: near the ends of int64, at 2^31 or just past, or small

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstdint>
@@ -2343,31 +2344,41 @@ TEST(EmbeddingHashTableTest, SaveWhileTraining) {
   ASSERT_TRUE(
       table->BatchOptimize(ids.data(), kIds, grads.data(), &lr, 1, 0).ok());
   std::atomic<bool> done{false};
+  std::atomic<int64_t> batches{0};
   std::thread trainer([&] {
     while (!done.load()) {
       ASSERT_TRUE(
           table->BatchOptimize(ids.data(), kIds, grads.data(), &lr, 1, 0)
               .ok());
+      ++batches;
     }
   });
-  std::map<int64_t, float> saved;
-  for (int shard = 0; shard < 4; ++shard) {
-    ASSERT_TRUE(table
-                    ->Save(shard, 4, 0,
-                           [&](const SavedEntry& entry) {
-                             const EntryDump dump = ParseSaved(entry);
-                             for (int d = 1; d < kDim; ++d) {
-                               EXPECT_EQ(dump.num(d), dump.num(0));
-                             }
-                             saved[dump.id()] = dump.num(0);
-                             return Status::OK();
-                           })
-                    .ok());
+  // Saves until one ran beside a whole batch of the trainer (a save that
+  // never overlapped a batch would check nothing).
+  bool overlapped = false;
+  for (int attempt = 0; attempt < 100 && !overlapped; ++attempt) {
+    const int64_t batches_before = batches.load();
+    std::map<int64_t, float> saved;
+    for (int shard = 0; shard < 4; ++shard) {
+      const Status s = table->Save(shard, 4, 0, [&](const SavedEntry& entry) {
+        const EntryDump dump = ParseSaved(entry);
+        for (int d = 1; d < kDim; ++d) EXPECT_EQ(dump.num(d), dump.num(0));
+        saved[dump.id()] = dump.num(0);
+        return Status::OK();
+      });
+      ASSERT_TRUE(s.ok()) << s.ToString();
+    }
+    overlapped = batches.load() >= batches_before + 2;
+    ASSERT_EQ(saved.size(), static_cast<size_t>(kIds));
+    // Each value a whole number of steps (not garbage).
+    for (const auto& [id, value] : saved) {
+      ASSERT_GE(value, 1.0f) << id;
+      ASSERT_EQ(value, std::floor(value)) << id;
+    }
   }
   done = true;
   trainer.join();
-  ASSERT_EQ(saved.size(), static_cast<size_t>(kIds));
-  for (const auto& [id, value] : saved) EXPECT_GE(value, 1.0f) << id;
+  EXPECT_TRUE(overlapped) << "no save ran beside a whole training batch";
 }
 
 // Save encodes a shard chunk by chunk, letting go of its lock between

@@ -379,13 +379,12 @@ Status HandleAndBasenameShape(InferenceContext* c) {
   return shape_inference::ScalarShape(c);
 }
 
-// A scalar filter handle and a vector of ids; the output is shaped as the
-// last input.
-Status InterceptShape(InferenceContext* c) {
-  shape_inference::ShapeHandle unused;
-  TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 0, &unused));
-  TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 1, &unused));
-  TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(2), 1, &unused));
+// A scalar filter handle, a vector of ids and rows (input |rows|), each
+// named when its shape is wrong; the output is shaped as the rows.
+Status InterceptShape(InferenceContext* c, const char* rows) {
+  TF_RETURN_IF_ERROR(CheckInputRank(c, "filter_handle", 0));
+  TF_RETURN_IF_ERROR(CheckInputRank(c, "ids", 1));
+  TF_RETURN_IF_ERROR(CheckInputRank(c, rows, 1, /*at_least=*/true));
   c->set_output(0, c->input(2));
   return OkStatus();
 }
@@ -499,7 +498,9 @@ REGISTER_OP("MonolithHashFilterInterceptGradient")
     .Input("ids: int64")
     .Input("embeddings: float")
     .Output("same_embeddings: float")
-    .SetShapeFn(InterceptShape);
+    .SetShapeFn([](InferenceContext* c) {
+      return InterceptShape(c, "embeddings");
+    });
 REGISTER_KERNEL_BUILDER(
     Name("MonolithHashFilterInterceptGradient").Device(DEVICE_CPU),
     HashFilterInterceptGradientOp);
@@ -510,7 +511,7 @@ REGISTER_OP("MonolithHashFilterInterceptGradientGradient")
     .Input("grad: float")
     // The original's name (sic): graphs and functions name outputs.
     .Output("filted_grad: float")
-    .SetShapeFn(InterceptShape);
+    .SetShapeFn([](InferenceContext* c) { return InterceptShape(c, "grad"); });
 REGISTER_KERNEL_BUILDER(
     Name("MonolithHashFilterInterceptGradientGradient").Device(DEVICE_CPU),
     HashFilterInterceptGradientGradientOp);

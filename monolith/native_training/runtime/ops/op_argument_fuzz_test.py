@@ -437,10 +437,13 @@ class _Sweep:
               self._build(op_def, {
                   **valid, name: _with_first(valid[name], tf.constant(value))
               })
-            except ValueError:
-              return None
+            except ValueError as e:
+              # The shape function's own error, not one of the wrapper's.
+              if _names_input(str(e), name):
+                return None
+              return f"refused without naming {name}: {e}"
           return ("built: its shape function must check the input's rank "
-                  "(CheckInputRanks in multi_hash_table.h)")
+                  "(CheckInputRanks in op_util.h)")
 
         self._case(op, name, "graph construction, " + variant, known_shape)
 

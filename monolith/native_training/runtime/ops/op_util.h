@@ -160,6 +160,32 @@ Status LookupResourceInput(OpKernelContext* ctx, int index, const char* name,
                     LookupResource(ctx, HandleFromInput(ctx, index), resource));
 }
 
+// For shape functions: input |name| (a list input: each of its tensors)
+// has rank |rank| (0: a scalar, 1: a vector), or at least |rank| with
+// |at_least|; InvalidArgument naming it. Adds its tensors to *|count|.
+inline Status CheckInputRank(shape_inference::InferenceContext* c,
+                             const char* name, int rank, bool at_least = false,
+                             int* count = nullptr) {
+  std::vector<shape_inference::ShapeHandle> inputs;
+  TF_RETURN_IF_ERROR(c->input(name, &inputs));
+  if (count != nullptr) *count += static_cast<int>(inputs.size());
+  for (shape_inference::ShapeHandle input : inputs) {
+    shape_inference::ShapeHandle unused;
+    const Status ranked = at_least ? c->WithRankAtLeast(input, rank, &unused)
+                                   : c->WithRank(input, rank, &unused);
+    if (!ranked.ok()) {
+      return errors::InvalidArgument(
+          name,
+          at_least    ? " must have rank " + std::to_string(rank) + " or more"
+          : rank == 0 ? " must be a scalar"
+          : rank == 1 ? " must be a vector"
+                      : " must have rank " + std::to_string(rank),
+          ", got shape ", c->DebugString(input));
+    }
+  }
+  return OkStatus();
+}
+
 // For shape functions: every input of the op, by name, with its rank (0: a
 // scalar, 1: a vector), so shapes known when the graph is built fail then
 // (InvalidArgument, raised as ValueError by Python), as TF's own ops do.
@@ -170,20 +196,8 @@ inline Status CheckInputRanks(
     std::initializer_list<std::pair<const char*, int>> ranks) {
   int checked = 0;
   for (const auto& [name, rank] : ranks) {
-    std::vector<shape_inference::ShapeHandle> inputs;
-    TF_RETURN_IF_ERROR(c->input(name, &inputs));
-    checked += static_cast<int>(inputs.size());
-    for (shape_inference::ShapeHandle input : inputs) {
-      shape_inference::ShapeHandle unused;
-      if (!c->WithRank(input, rank, &unused).ok()) {
-        return errors::InvalidArgument(
-            name,
-            rank == 0   ? " must be a scalar"
-            : rank == 1 ? " must be a vector"
-                        : " must have rank " + std::to_string(rank),
-            ", got shape ", c->DebugString(input));
-      }
-    }
+    TF_RETURN_IF_ERROR(
+        CheckInputRank(c, name, rank, /*at_least=*/false, &checked));
   }
   if (checked != c->num_inputs()) {
     return errors::Internal("the shape function checks ", checked,

@@ -951,8 +951,10 @@ GpuRowTable::GpuRowTable(const GpuRowTableSpec& spec,
 
 GpuRowTable::~GpuRowTable() {
   // The map and buffers are freed on the table's device, whichever this
-  // thread's current one is.
-  (void)UseDevice(spec_.device);
+  // thread's current one is, once the kernels a last step queued (a write
+  // whose results nothing fetched) are done with them: cudaFree's own wait
+  // for the device is not a documented promise.
+  if (UseDevice(spec_.device).ok()) (void)cudaDeviceSynchronize();
 }
 
 int64_t GpuRowTable::capacity() const {
