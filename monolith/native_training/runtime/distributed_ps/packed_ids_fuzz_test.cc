@@ -105,6 +105,8 @@ TEST(PackedIdsFuzzTest, MutatedPackingsUnpackOrFailCleanly) {
         ReadPackedHeader(data.get(), bytes.size(), read_tables, &header);
     if (!s.ok()) {
       ASSERT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+      ASSERT_FALSE(mutations == 0 && read_tables == tables)
+          << "an untouched packing refused: " << s.ToString();
       ++refused;
       continue;
     }

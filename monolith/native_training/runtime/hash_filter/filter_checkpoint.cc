@@ -223,7 +223,7 @@ struct SplitMeta {
 Status OpenReader(FileSystem* fs, const std::string& path,
                   std::unique_ptr<RecordFileReader>* reader) {
   return ListedFileStatus(
-      path, RecordFileReader::Open(fs, path, /*snappy=*/false, reader));
+      fs, path, RecordFileReader::Open(fs, path, /*snappy=*/false, reader));
 }
 
 // Reads and parses the first record of |path| (split |split| of |nsplits|)

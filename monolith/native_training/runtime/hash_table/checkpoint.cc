@@ -306,7 +306,8 @@ Status ReadMetaFiles(FileSystem* fs, const std::string& basename, int nshards,
     const std::string& path = shard.meta_path;
     std::unique_ptr<RecordFileReader> reader;
     MONOLITH_RETURN_IF_ERROR(ListedFileStatus(
-        path, RecordFileReader::Open(fs, path, /*snappy=*/false, &reader)));
+        fs, path,
+        RecordFileReader::Open(fs, path, /*snappy=*/false, &reader)));
     std::string_view record;
     for (int i = 0;; ++i) {
       const Status status = reader->Next(&record);
@@ -416,7 +417,7 @@ Status ReadMetaFiles(FileSystem* fs, const std::string& basename, int nshards,
       const std::string& data = shard.data_path;
       uint64_t size = 0;
       MONOLITH_RETURN_IF_ERROR(
-          ListedFileStatus(data, fs->GetFileSize(data, &size)));
+          ListedFileStatus(fs, data, fs->GetFileSize(data, &size)));
       if (shard.has_data_file_bytes && size != shard.data_file_bytes) {
         return DataLossError(
             data + " has " + std::to_string(size) + " bytes where its meta "
@@ -437,10 +438,10 @@ Status RestoreShard(FileSystem* fs, const CheckpointInfo& info, int s,
   const std::string& meta_path = info.shards[s].meta_path;
   bool uncompressed = false;
   MONOLITH_RETURN_IF_ERROR(ListedFileStatus(
-      data_path, IsUncompressedRecordFile(fs, data_path, &uncompressed)));
+      fs, data_path, IsUncompressedRecordFile(fs, data_path, &uncompressed)));
   std::unique_ptr<RecordFileReader> reader;
   MONOLITH_RETURN_IF_ERROR(ListedFileStatus(
-      data_path,
+      fs, data_path,
       RecordFileReader::Open(fs, data_path, !uncompressed, &reader)));
   std::string_view record;
   int64_t entries = 0;
@@ -514,7 +515,7 @@ Status IsNewerSave(FileSystem* fs, const std::string& path,
   std::unique_ptr<RecordFileReader> reader;
   std::string_view record;
   Status read = ListedFileStatus(
-      path, RecordFileReader::Open(fs, path, /*snappy=*/false, &reader));
+      fs, path, RecordFileReader::Open(fs, path, /*snappy=*/false, &reader));
   if (read.ok()) read = reader->Next(&record);
   if (!read.ok()) return IsFileContentError(read) ? Status::OK() : read;
   MultiHashTableMetadata meta;

@@ -417,13 +417,14 @@ TEST(CheckpointTest, ANewerSaveThatLostAFileIsNotReplacedByAnOlderOne) {
 }
 
 // A file system on which the files that |unreachable| picks cannot be
-// read (Unavailable, or |code|).
+// read (Unavailable, or |code|); with |vanish| they are deleted as they
+// are asked for (a save renaming them meanwhile).
 class UnreachableFiles : public PosixFileSystem {
  public:
   explicit UnreachableFiles(
       std::function<bool(const std::string& path)> unreachable,
-      StatusCode code = StatusCode::kUnavailable)
-      : unreachable_(std::move(unreachable)), code_(code) {}
+      StatusCode code = StatusCode::kUnavailable, bool vanish = false)
+      : unreachable_(std::move(unreachable)), code_(code), vanish_(vanish) {}
 
   Status NewRandomAccessFile(const std::string& path,
                              std::unique_ptr<RandomAccessFile>* file) override {
@@ -436,12 +437,14 @@ class UnreachableFiles : public PosixFileSystem {
   }
 
  private:
-  Status Unreachable(const std::string& path) const {
+  Status Unreachable(const std::string& path) {
+    if (vanish_) (void)PosixFileSystem::DeleteFile(path);
     return Status(code_, "injected: cannot reach " + path);
   }
 
   const std::function<bool(const std::string& path)> unreachable_;
   const StatusCode code_;
+  const bool vanish_;
 };
 
 // The files of |nshards|-shard saves.
@@ -477,7 +480,8 @@ TEST(CheckpointTest, AStorageErrorBesideAnotherShardCountKeepsItsCode) {
 }
 
 // A file the listing named and that is gone when it is opened (a save
-// renamed or deleted it meanwhile, a stale listing) is Aborted, naming it:
+// renamed or deleted it meanwhile, a stale listing) is Aborted, naming it;
+// one still listed that cannot be opened (a dangling link) is Internal:
 // not a missing file, read past as damage (an interrupted save's
 // temporaries skipped, the newer incomplete count read as "not newer") for
 // an older save.
@@ -486,7 +490,7 @@ TEST(CheckpointTest, AListedFileThatWentIsAbortedNotDamage) {
   ASSERT_NO_FATAL_FAILURE(SaveBesideAnOlderSave(dir, 2, 4));
   const std::string lost = CheckpointDataName(dir + "/t", 3, 4);
   ASSERT_EQ(unlink(lost.c_str()), 0);
-  UnreachableFiles gone(ShardCount(4), StatusCode::kNotFound);
+  UnreachableFiles gone(ShardCount(4), StatusCode::kNotFound, /*vanish=*/true);
   CheckpointInfo info;
   Status status = ReadCheckpointInfo(&gone, dir + "/t", /*need_data=*/true,
                                      {}, &info);
@@ -498,9 +502,17 @@ TEST(CheckpointTest, AListedFileThatWentIsAbortedNotDamage) {
   const std::string basename = TestDir("listed_and_gone_final") + "/t";
   ASSERT_TRUE(Save(basename, MakeContents(1, 20), 2).ok());
   const std::string meta = CheckpointMetaName(basename, 1, 2);
-  UnreachableFiles meta_gone(
-      [&meta](const std::string& path) { return path == meta; },
-      StatusCode::kNotFound);
+  const auto is_meta = [&meta](const std::string& path) {
+    return path == meta;
+  };
+  UnreachableFiles dangling(is_meta, StatusCode::kNotFound);
+  status = ReadCheckpointInfo(&dangling, basename, /*need_data=*/true, {},
+                              &info);
+  EXPECT_EQ(status.code(), StatusCode::kInternal) << status.ToString();
+  EXPECT_TRUE(Contains(status.message(),
+                       meta + " is listed and cannot be read (injected"))
+      << status.ToString();
+  UnreachableFiles meta_gone(is_meta, StatusCode::kNotFound, /*vanish=*/true);
   status = ReadCheckpointInfo(&meta_gone, basename, /*need_data=*/true, {},
                               &info);
   EXPECT_EQ(status.code(), StatusCode::kAborted) << status.ToString();
@@ -1350,6 +1362,17 @@ TEST(CheckpointTest, ReplaceFileWritesWholeOrNotAtAll) {
       << s.ToString();
   EXPECT_EQ(List(dir), std::vector<std::string>{"g.num_ps.tmp-4"});
   EXPECT_EQ(FileText(path + ".tmp-4"), "5\n");
+  // A file written for the first time: nothing was lost, the temporary goes.
+  ASSERT_EQ(unlink((path + ".tmp-4").c_str()), 0);
+  FailingFileSystem failing_first;
+  failing_first.fail_renames_at = 0;
+  failing_first.delete_target_on_failed_rename = true;
+  const Status first =
+      ReplaceFile(&failing_first, path, path + ".tmp-5", "6\n");
+  EXPECT_EQ(first.code(), StatusCode::kInternal) << first.ToString();
+  EXPECT_EQ(first.message().find("kept in"), std::string::npos)
+      << first.ToString();
+  EXPECT_TRUE(List(dir).empty());
 }
 
 }  // namespace

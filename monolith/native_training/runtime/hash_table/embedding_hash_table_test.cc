@@ -2354,9 +2354,10 @@ TEST(EmbeddingHashTableTest, SaveWhileTraining) {
     }
   });
   // Saves until one ran beside a whole batch of the trainer (a save that
-  // never overlapped a batch would check nothing).
+  // never overlapped a batch would check nothing). A failed check ends the
+  // saves (the trainer is joined before the test returns).
   bool overlapped = false;
-  for (int attempt = 0; attempt < 100 && !overlapped; ++attempt) {
+  const auto save_all = [&] {
     const int64_t batches_before = batches.load();
     std::map<int64_t, float> saved;
     for (int shard = 0; shard < 4; ++shard) {
@@ -2375,6 +2376,10 @@ TEST(EmbeddingHashTableTest, SaveWhileTraining) {
       ASSERT_GE(value, 1.0f) << id;
       ASSERT_EQ(value, std::floor(value)) << id;
     }
+  };
+  for (int attempt = 0; attempt < 100 && !overlapped; ++attempt) {
+    save_all();
+    if (::testing::Test::HasFailure()) break;
   }
   done = true;
   trainer.join();

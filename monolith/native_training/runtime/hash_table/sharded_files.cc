@@ -105,12 +105,23 @@ bool IsFileContentError(const Status& status) {
   }
 }
 
-Status ListedFileStatus(const std::string& path, Status status) {
+Status ListedFileStatus(FileSystem* fs, const std::string& path,
+                        Status status) {
   if (status.code() != StatusCode::kNotFound) return status;
-  return Status(StatusCode::kAborted,
-                path + " was listed and is gone: the checkpoint changed "
-                       "while it was read (" +
-                    status.message() + ")");
+  const SplitBasename split(path);
+  std::vector<std::string> names;
+  const Status listed = fs->ListDirectory(split.dir, &names);
+  if (listed.ok() &&
+      std::find(names.begin(), names.end(), split.prefix) == names.end()) {
+    return Status(StatusCode::kAborted,
+                  path + " was listed and is gone: the checkpoint changed "
+                         "while it was read (" +
+                      status.message() + ")");
+  }
+  return InternalError(path + " is listed and cannot be read (" +
+                       status.message() + ")" +
+                       (listed.ok() ? "" : "; listing its folder again: " +
+                                               listed.message()));
 }
 
 bool RenamesBegan(const std::vector<std::string>& paths,
@@ -198,21 +209,22 @@ Status WriteWholeFile(FileSystem* fs, const std::string& temp_path,
 Status ReplaceFile(FileSystem* fs, const std::string& path,
                    const std::string& temp_path, std::string_view contents) {
   const SplitBasename split(path);
-  bool renaming = false;
+  // Whether |path| was there when the rename began.
+  bool replacing = false;
+  uint64_t size = 0;
   const auto write = [&]() -> Status {
     MONOLITH_RETURN_IF_ERROR(fs->CreateDirectories(split.dir));
     std::unique_ptr<WritableFile> file;
     MONOLITH_RETURN_IF_ERROR(fs->NewWritableFile(temp_path, &file));
     MONOLITH_RETURN_IF_ERROR(file->Append(contents));
     MONOLITH_RETURN_IF_ERROR(file->Close());
-    renaming = true;
+    replacing = fs->GetFileSize(path, &size).ok();
     MONOLITH_RETURN_IF_ERROR(fs->RenameFile(temp_path, path));
     return fs->SyncDirectory(split.dir);
   };
   const Status status = write();
   if (status.ok()) return status;
-  uint64_t size = 0;
-  if (renaming &&
+  if (replacing &&
       fs->GetFileSize(path, &size).code() == StatusCode::kNotFound &&
       fs->GetFileSize(temp_path, &size).ok()) {
     // TF's HDFS rename deletes the target before it renames: the temporary

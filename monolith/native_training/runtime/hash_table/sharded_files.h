@@ -187,11 +187,13 @@ std::string InterruptedSavePath(const std::set<std::string>& listed,
 bool IsFileContentError(const Status& status);
 
 // |status| of opening or measuring |path|, which a listing of its folder
-// named: a NotFound (the file went since: a save renamed or deleted it, or
-// the listing was stale) is Aborted, retried as a checkpoint that changed
-// while it was read, not a missing file (IsFileContentError) read past for
-// an older save.
-Status ListedFileStatus(const std::string& path, Status status);
+// named. A NotFound is not a missing file (IsFileContentError), read past
+// for an older save: where a new listing lacks |path| (a save renamed or
+// deleted it meanwhile, or the first listing was stale) it is Aborted,
+// retried as a checkpoint that changed while it was read; where it still
+// names it (a dangling link, a device gone), Internal.
+Status ListedFileStatus(FileSystem* fs, const std::string& path,
+                        Status status);
 
 // Whether the interrupted save |save| had begun renaming: some of |paths|
 // (its files, as InterruptedSavePath placed them) have final names. Such a

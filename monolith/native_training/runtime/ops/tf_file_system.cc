@@ -4,6 +4,7 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "monolith/native_training/runtime/ops/op_util.h"
@@ -43,8 +44,8 @@ ht::Status FromTfFileStatus(const Status& s) {
     case ht::StatusCode::kDataLoss:
       return ht::InternalError(
           "file system error (" +
-          std::string(absl::StatusCodeToString(
-              static_cast<absl::StatusCode>(status.code()))) +
+          absl::StatusCodeToString(
+              static_cast<absl::StatusCode>(status.code())) +
           "): " + status.message());
     default:
       return status;
