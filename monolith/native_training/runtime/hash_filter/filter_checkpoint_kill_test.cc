@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -73,10 +74,19 @@ class SlowWritableFile : public WritableFile {
   std::unique_ptr<WritableFile> file_;
 };
 
+// With |pause_at_file| > 0, the file system tells |notify_fd| and stops
+// for good when creating that file (counted from 1): a kill then lands
+// inside the first save.
 class SlowFileSystem : public PosixFileSystem {
  public:
+  SlowFileSystem(int pause_at_file, int notify_fd)
+      : pause_at_file_(pause_at_file), notify_fd_(notify_fd) {}
   Status NewWritableFile(const std::string& path,
                          std::unique_ptr<WritableFile>* file) override {
+    if (++files_ == pause_at_file_) {
+      if (write(notify_fd_, "p", 1) != 1) _exit(4);
+      for (;;) pause();
+    }
     usleep(300);
     std::unique_ptr<WritableFile> posix;
     MONOLITH_RETURN_IF_ERROR(PosixFileSystem::NewWritableFile(path, &posix));
@@ -87,12 +97,19 @@ class SlowFileSystem : public PosixFileSystem {
     usleep(1000);
     return PosixFileSystem::RenameFile(from, to);
   }
+
+ private:
+  const int pause_at_file_;
+  const int notify_fd_;
+  std::atomic<int> files_{0};
 };
 
-// Appends "<version>\n" to |log| before every save, then saves it.
+// Appends "<version>\n" to |log| before every save, then saves it (see
+// SlowFileSystem for |pause_at_file| and |notify_fd|).
 [[noreturn]] void SaveForever(const std::string& basename,
-                              const std::string& log, int first_version) {
-  SlowFileSystem fs;
+                              const std::string& log, int first_version,
+                              int pause_at_file = 0, int notify_fd = -1) {
+  SlowFileSystem fs(pause_at_file, notify_fd);
   const int fd = open(log.c_str(), O_WRONLY | O_APPEND | O_CREAT, 0644);
   if (fd < 0) _exit(2);
   for (int version = first_version;; ++version) {
@@ -157,10 +174,29 @@ TEST(FilterCheckpointKillTest, EveryRestoreReadsOneWholeSaveOrFailsClearly) {
   bool any_finished = false;
   std::map<int, int> restored_position;  // 0: last begun, 1: an earlier one
   for (int round = 0; round < rounds; ++round) {
+    // Round 0 is killed inside the first save, creating its second file (a
+    // restore of what it left must fail); the others at random times.
+    int notify[2] = {-1, -1};
+    if (round == 0) {
+      ASSERT_EQ(pipe(notify), 0);
+    }
     const pid_t child = fork();
     ASSERT_GE(child, 0);
-    if (child == 0) SaveForever(basename, log, round * 1000);
-    usleep(kill_after_us(rng));
+    if (child == 0) {
+      SaveForever(basename, log, round * 1000, round == 0 ? 2 : 0, notify[1]);
+    }
+    if (round == 0) {
+      // The write end closed here: a child that ends before it pauses
+      // makes read() return 0, not wait for good.
+      close(notify[1]);
+      char byte = 0;
+      const ssize_t got = read(notify[0], &byte, 1);
+      close(notify[0]);
+      if (got != 1) kill(child, SIGKILL);
+      ASSERT_EQ(got, 1) << "the first save ended before its second file";
+    } else {
+      usleep(kill_after_us(rng));
+    }
     ASSERT_EQ(kill(child, SIGKILL), 0);
     int wait_status = 0;
     ASSERT_EQ(waitpid(child, &wait_status, 0), child);
@@ -223,6 +259,7 @@ TEST(FilterCheckpointKillTest, EveryRestoreReadsOneWholeSaveOrFailsClearly) {
       rounds, whole, restored_position[0], restored_position[1], recounted,
       refused);
   EXPECT_GT(whole, 0);
+  EXPECT_GT(refused, 0);
 
   // A save after any of those states makes the basename whole again, and
   // leaves no temporaries.
