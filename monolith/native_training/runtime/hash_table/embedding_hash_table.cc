@@ -1053,6 +1053,7 @@ void EmbeddingHashTable::Clear() {
   }
   for (int s = 0; s < kNumShards; ++s) {
     shards_[s].Reset(kMinShardCapacity, fresh[s]);
+    shards_[s].longest_rehash_ns.store(0, std::memory_order_relaxed);
   }
   if (pool_) pool_->ReleaseBlocks();
   latest_update_time_.store(0, std::memory_order_relaxed);

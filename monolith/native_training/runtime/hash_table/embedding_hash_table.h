@@ -218,7 +218,7 @@ class EmbeddingHashTable {
   // The longest one shard's rehash (building its grown slot array, while
   // lookups of that shard go on: they wait only for the pointer swap; its
   // other writers wait for the rehash) has taken since the table was
-  // created, in nanoseconds.
+  // created or last cleared, in nanoseconds.
   int64_t LongestGrowthNanos() const;
   std::string DebugString() const;
   // Lowers the entries a shard takes (kMaxShardEntries): a full shard takes
