@@ -388,7 +388,8 @@ def find_ps_checkpoints(directory: str, group_prefix: str) -> List[str]:
   save of the step with more PS). Without that record (the original's
   checkpoints, saves of earlier versions) N is the highest PS
   index found plus one, so a checkpoint missing its last PS's tables reads
-  as one of fewer PS.
+  as one of fewer PS: its ids are gone, and a restore into another PS count
+  (`ps_checkpoints_to_read`) drops some of the others too.
 
   Args:
     directory: the directory, e.g. a checkpoint's asset directory.
@@ -419,8 +420,9 @@ def find_ps_checkpoints(directory: str, group_prefix: str) -> List[str]:
     # dropped with no other sign.
     logging.warning(
         "%s records no PS count for %s_<j>: taking %d PS tasks from the "
-        "files found (PS %s).", directory, group_prefix, num_ps,
-        sorted(indices))
+        "files found (PS %s). If the job that saved it had more, their ids "
+        "are lost, and a restore into another PS count drops others too.",
+        directory, group_prefix, num_ps, sorted(indices))
   else:
     num_ps = recorded
   missing = sorted(set(range(num_ps)) - indices)
