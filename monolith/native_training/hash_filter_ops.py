@@ -467,7 +467,7 @@ class HashFilterCheckpointSaverListener(
     with save_utils.saving_per_ps_files(
         asset_dir, _PS_COUNT_GROUP, _SAVED_FILTER_RE,
         num_ps if _counting(self._hash_filters) else 0,
-        self._helper.step_is_recorded(global_step_value)):
+        self._helper.has_checkpoint(global_step_value)):
       with save_utils.explaining_deadline(
           self._run_options, f"saving the hash filters of step "
           f"{global_step_value} to {asset_dir}",

@@ -2091,14 +2091,14 @@ class MultiHashTableCheckpointSaverListener(
     # none left by another PS count is read. A recorded checkpoint saved
     # again (TF's CheckpointSaverHook does at session creation) keeps its
     # other PS's files until this save is complete.
-    step_recorded = bool(self._ps_groups) and (
-        self._helper.step_is_recorded(global_step_value))
+    step_has_checkpoint = bool(self._ps_groups) and (
+        self._helper.has_checkpoint(global_step_value))
     with contextlib.ExitStack() as groups:
       for prefix, num_ps in self._ps_groups.items():
         groups.enter_context(
             save_utils.saving_per_ps_files(
                 base_dir, prefix, _ps_table_files(prefix, data_files=True),
-                num_ps, step_recorded))
+                num_ps, step_has_checkpoint))
       for name in self._unmarked_ps_tables:
         save_utils.mark_ps_files_saving(base_dir, name)
       # One run: the feature_stat ops depend on the saves, so running them
@@ -2177,10 +2177,7 @@ class MultiHashTableCheckpointSaverListener(
         n for n in (name.rstrip("/") for name in tf.io.gfile.listdir(base_dir))
         if any(p.fullmatch(n) for p in patterns) and
         not any(p.fullmatch(n) for p in live))
-    if not stale or (
-        self._helper.step_is_recorded(global_step_value) or
-        save_utils.checkpoint_files_exist(
-            self._helper.get_ckpt_prefix(global_step_value))):
+    if not stale or self._helper.has_checkpoint(global_step_value):
       return
     for name in stale:
       try:

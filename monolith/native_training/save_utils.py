@@ -259,6 +259,14 @@ class SaveHelper:
         for path in ckpt_state.all_model_checkpoint_paths
     }
 
+  def has_checkpoint(self, global_step_value: int) -> bool:
+    """Whether the step has a checkpoint to keep whole: the state file
+    lists it (`step_is_recorded`), or its files are there (one that
+    `keep_checkpoint_every_n_hours` kept, which the state no longer
+    lists)."""
+    return (self.step_is_recorded(global_step_value) or
+            checkpoint_files_exist(self.get_ckpt_prefix(global_step_value)))
+
   def step_is_recorded(self, global_step_value: int) -> bool:
     """Whether the state file lists the checkpoint of `global_step_value`;
     True too when a state file cannot be read (logged): what a save would
@@ -551,27 +559,28 @@ def read_ps_count(directory: str, group: str) -> Optional[int]:
 @contextlib.contextmanager
 def saving_per_ps_files(directory: str, group: str,
                         pattern: "re.Pattern[str]", num_ps: int,
-                        step_recorded: bool) -> Iterator[None]:
+                        step_has_checkpoint: bool) -> Iterator[None]:
   """Around a save of `group`'s per-PS files (`pattern`, as for
   `ps_files_in`) by `num_ps` PS tasks into a checkpoint's asset directory.
 
   Before the save: marks the group's PS count record as saving
   (`mark_ps_files_saving`), so that a save that fails leaves files no
-  restore reads; and, when the Saver has not recorded the step,
-  deletes the files of PS `num_ps` and above (left by an unfinished save
-  of this step with more PS tasks). A recorded step keeps them until the
-  save is complete: a save killed after deleting them would leave that
-  checkpoint without those PS's files. After a save that returned: records
+  restore reads; and, when the step has no checkpoint
+  (`SaveHelper.has_checkpoint`), deletes the files of PS `num_ps` and
+  above (left by an unfinished save of this step with more PS tasks). A
+  step with a checkpoint keeps them until the save is complete: a save
+  killed after deleting them would leave that checkpoint without those
+  PS's files. After a save that returned: records
   `num_ps` (`write_ps_count`), then deletes those files in any case.
   """
   if num_ps:
     mark_ps_files_saving(directory, group)
-  elif not step_recorded:
+  elif not step_has_checkpoint:
     # Nothing of the group is saved (no filters), and the files of an
     # unfinished save of the step go below: so does their record. (A
-    # recorded step keeps both.)
+    # step with a checkpoint keeps both.)
     remove_ps_count(directory, group)
-  if not step_recorded:
+  if not step_has_checkpoint:
     stale = delete_ps_files_beyond(directory, pattern, num_ps)
     if stale:
       logging.warning(

@@ -82,6 +82,13 @@ def test_existing_checkpoint_steps(tmp_path):
   # max_to_keep drops the oldest from the state file.
   assert helper.get_existing_checkpoint_steps() == {5, 9}
   assert helper.step_is_recorded(5) and not helper.step_is_recorded(1)
+  assert helper.has_checkpoint(5) and not helper.has_checkpoint(1)
+  # Files the state does not list (keep_checkpoint_every_n_hours kept
+  # them): a checkpoint too.
+  with open(basename + "-1.index", "w"):
+    pass
+  assert not helper.step_is_recorded(1) and helper.has_checkpoint(1)
+  os.remove(basename + "-1.index")
   assert helper.get_stale_checkpoint_files(9).asset_dirs == []
   os.makedirs(basename + "-1.assets")
   assert helper.get_stale_checkpoint_files(9).asset_dirs == [

@@ -84,6 +84,38 @@ def _record_fsyncs(monkeypatch) -> list:
   return synced
 
 
+def test_write_file_atomically_keeps_the_only_copy(tmp_path, monkeypatch):
+  path = str(tmp_path / "g.num_ps")
+  utils.write_file_atomically(path, "2\n")
+
+  def failing_rename(deletes_target):
+    def replace(tmp_path_, path_):
+      # As TF's HDFS rename can: delete the target, then fail.
+      if deletes_target and os.path.exists(path_):
+        os.remove(path_)
+      raise tf.errors.UnavailableError(None, None, "injected")
+    return replace
+
+  # A failed rename that left the old file: the temporary goes.
+  monkeypatch.setattr(utils, "replace_file", failing_rename(False))
+  with pytest.raises(tf.errors.UnavailableError):
+    utils.write_file_atomically(path, "3\n")
+  assert os.listdir(tmp_path) == ["g.num_ps"]
+  # One that deleted it: the temporary, the only copy, stays.
+  monkeypatch.setattr(utils, "replace_file", failing_rename(True))
+  with pytest.raises(tf.errors.UnavailableError):
+    utils.write_file_atomically(path, "3\n")
+  [kept] = os.listdir(tmp_path)
+  assert kept.startswith("g.num_ps.tmp-")
+  with open(tmp_path / kept) as f:
+    assert f.read() == "3\n"
+  # A first write (nothing there before) loses nothing: the temporary goes.
+  os.remove(tmp_path / kept)
+  with pytest.raises(tf.errors.UnavailableError):
+    utils.write_file_atomically(path, "4\n")
+  assert os.listdir(tmp_path) == []
+
+
 def test_fsync_local_syncs_local_paths_and_leaves_others(tmp_path, monkeypatch):
   file_path = tmp_path / "f"
   file_path.write_bytes(b"x")

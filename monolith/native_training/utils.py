@@ -246,19 +246,33 @@ def write_file_atomically(path: str, text: str) -> None:
 
   The temporary, "<path>.tmp-<random hex>", is unique to the call, so two
   writers of one path never write into each other's temporary; one that
-  fails is removed (a killed writer's stays behind, under that name).
+  fails is removed (a killed writer's stays behind, under that name),
+  except where a failed rename deleted `path` (TF's HDFS rename deletes
+  the target first): it is then the only copy of either version, kept,
+  and an error log names it.
 
   Raises:
     OSError, tf.errors.OpError: as `replace_file`, or the write failed.
   """
   tmp_path = f"{path}.tmp-{uuid.uuid4().hex}"
+  replacing = False
   try:
     with tf.io.gfile.GFile(tmp_path, "w") as f:
       f.write(text)
+    replacing = tf.io.gfile.exists(path)
     replace_file(tmp_path, path)
   except BaseException:
-    with contextlib.suppress(tf.errors.OpError):
-      tf.io.gfile.remove(tmp_path)
+    try:
+      lost = (replacing and not tf.io.gfile.exists(path) and
+              tf.io.gfile.exists(tmp_path))
+    except tf.errors.OpError:
+      lost = replacing  # unknown: the temporary may be the only copy
+    if lost:
+      logging.error("Replacing %s failed after the file system deleted it; "
+                    "its new contents are kept in %s.", path, tmp_path)
+    else:
+      with contextlib.suppress(tf.errors.OpError):
+        tf.io.gfile.remove(tmp_path)
     raise
 
 

@@ -24,6 +24,7 @@ namespace {
 
 using ::google::protobuf::UnknownField;
 using ::google::protobuf::UnknownFieldSet;
+using ::monolith::hash_table::CheckSaveBasename;
 using ::monolith::hash_table::DataLossError;
 using ::monolith::hash_table::WriteWholeFile;
 using ::monolith::hash_table::PartialName;
@@ -676,7 +677,8 @@ std::string FilterCheckpointFileName(const std::string& basename, int split,
 Status SaveFilterCheckpoint(FileSystem* fs, const std::string& basename,
                             const Filter& filter,
                             const ParallelFor& parallel_for, const LogFn& log) {
-  MONOLITH_RETURN_IF_ERROR(CheckBasename(basename));
+  MONOLITH_RETURN_IF_ERROR(
+      CheckSaveBasename("hash filter checkpoint", basename));
   const int nsplits = filter.split_num();
   if (nsplits < 0 || nsplits > kMaxFilterCheckpointSplits) {
     return InvalidArgumentError("cannot save hash filter " + basename +

@@ -724,10 +724,7 @@ Status SaveCheckpoint(FileSystem* fs, const std::string& basename,
         "nshards must be in [1, " + std::to_string(kMaxCheckpointShards) +
         "] (shard numbers have five digits), got " + std::to_string(nshards));
   }
-  if (basename.empty() || basename.back() == '/') {
-    return InvalidArgumentError("checkpoint basename \"" + basename +
-                                "\" names no file");
-  }
+  MONOLITH_RETURN_IF_ERROR(CheckSaveBasename("checkpoint", basename));
   const SplitBasename split(basename);
   MONOLITH_RETURN_IF_ERROR(fs->CreateDirectories(split.dir));
   // One writer per basename: temporary files there are an interrupted

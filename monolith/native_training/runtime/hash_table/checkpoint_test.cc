@@ -1051,6 +1051,30 @@ TEST(CheckpointTest, ReadsCheckpointsWithoutIdentity) {
   EXPECT_EQ(restored[0], (std::vector<std::string>{"entry0", "entry1"}));
 }
 
+// A save's basename must not name another basename's files: "x.meta" would
+// write (and its clean-up delete) the meta files of a checkpoint at "x".
+TEST(CheckpointTest, ASaveAtABasenameNamingOthersFilesIsRefused) {
+  const std::string dir = TestDir("basename_collisions");
+  ASSERT_TRUE(Save(dir + "/x", MakeContents(1, 20), 2).ok());
+  const std::vector<std::string> before = List(dir);
+  for (const auto& [basename, problem] :
+       std::vector<std::pair<std::string, std::string>>{
+           {dir + "/x.meta", "ends with .meta: its files would be named as "
+                             "the meta files of " + dir + "/x"},
+           {dir + "/x-00000-of-00002", "holds a shard suffix"},
+           {dir + "/", "names no file"}}) {
+    const Status s = Save(basename, MakeContents(2, 20), 2);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+    EXPECT_TRUE(Contains(s.message(), "checkpoint basename \"" + basename +
+                                          "\" " + problem))
+        << s.ToString();
+  }
+  EXPECT_EQ(List(dir), before);
+  Contents restored;
+  ASSERT_TRUE(Restore(dir + "/x", &restored).ok());
+  EXPECT_EQ(restored, MakeContents(1, 20));
+}
+
 // Two complete saves of the original with two shard counts (its save with
 // another count leaves the old files): nothing tells which is newer.
 TEST(CheckpointTest, TwoOfTheOriginalsSavesOfTwoShardCountsAreRefused) {

@@ -73,6 +73,35 @@ bool ParseShardFileName(std::string_view name, std::string_view prefix,
   return file->nshards > 0 && file->shard < file->nshards;
 }
 
+Status CheckSaveBasename(const std::string& what,
+                         const std::string& basename) {
+  const auto refused = [&](const std::string& problem) {
+    return InvalidArgumentError(what + " basename \"" + basename + "\" " +
+                                problem);
+  };
+  if (basename.empty() || basename.back() == '/') {
+    return refused("names no file");
+  }
+  const SplitBasename split(basename);
+  const std::string_view name = split.prefix;
+  constexpr std::string_view kMeta = ".meta";
+  if (name.size() >= kMeta.size() &&
+      name.substr(name.size() - kMeta.size()) == kMeta) {
+    return refused("ends with .meta: its files would be named as the meta "
+                   "files of " + basename.substr(0, basename.size() - 5));
+  }
+  int digits = 0;
+  for (size_t i = 0; i + 15 <= name.size(); ++i) {
+    if (name[i] == '-' && ParseFiveDigits(name.substr(i + 1), &digits) &&
+        name.compare(i + 6, 4, "-of-") == 0 &&
+        ParseFiveDigits(name.substr(i + 10), &digits)) {
+      return refused("holds a shard suffix (-SSSSS-of-NNNNN): its files "
+                     "would be named as another basename's");
+    }
+  }
+  return Status::OK();
+}
+
 std::string InterruptedSavePath(const std::set<std::string>& listed,
                                 const std::string& base, int shard,
                                 const InterruptedSave& save) {

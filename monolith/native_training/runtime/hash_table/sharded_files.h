@@ -178,6 +178,13 @@ std::string InterruptedSavePath(const std::set<std::string>& listed,
                                 const std::string& base, int shard,
                                 const InterruptedSave& save);
 
+// InvalidArgument ("<what> basename ...") unless |basename| can name a
+// save's own files: not empty nor a folder, and, since its files are
+// "<basename>[.meta]-SSSSS-of-NNNNN", neither ending in ".meta" nor
+// holding "-SSSSS-of-NNNNN" (its files would be named as another
+// basename's, which its save would overwrite or delete).
+Status CheckSaveBasename(const std::string& what, const std::string& basename);
+
 // Whether |status| is what a checkpoint's files say of themselves (missing,
 // corrupt, of another save or configuration) rather than a failure to read
 // them (I/O, permissions): a reader that cannot read a file cannot tell
