@@ -388,8 +388,9 @@ def find_ps_checkpoints(directory: str, group_prefix: str) -> List[str]:
   save of the step with more PS). Without that record (the original's
   checkpoints, saves of earlier versions) N is the highest PS
   index found plus one, so a checkpoint missing its last PS's tables reads
-  as one of fewer PS: its ids are gone, and a restore into another PS count
-  (`ps_checkpoints_to_read`) drops some of the others too.
+  as one of fewer PS: its ids are gone, and a restore may drop some of the
+  others too (`ps_checkpoints_to_read` trusts N: where gcd(N, the new
+  count) does not divide the real count, see docs/checkpoints.md).
 
   Args:
     directory: the directory, e.g. a checkpoint's asset directory.
@@ -421,7 +422,7 @@ def find_ps_checkpoints(directory: str, group_prefix: str) -> List[str]:
     logging.warning(
         "%s records no PS count for %s_<j>: taking %d PS tasks from the "
         "files found (PS %s). If the job that saved it had more, their ids "
-        "are lost, and a restore into another PS count drops others too.",
+        "are lost, and a restore may drop others too (docs/checkpoints.md).",
         directory, group_prefix, num_ps, sorted(indices))
   else:
     num_ps = recorded
@@ -2088,7 +2089,7 @@ class MultiHashTableCheckpointSaverListener(
     }
     # Each group's PS count is recorded once all its PS saved; restores
     # read the tables of that many PS, so none missing goes unnoticed and
-    # none left by another PS count is read. A recorded checkpoint saved
+    # none left by another PS count is read. A step with a checkpoint saved
     # again (TF's CheckpointSaverHook does at session creation) keeps its
     # other PS's files until this save is complete.
     step_has_checkpoint = bool(self._ps_groups) and (

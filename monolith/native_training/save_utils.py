@@ -260,10 +260,12 @@ class SaveHelper:
     }
 
   def has_checkpoint(self, global_step_value: int) -> bool:
-    """Whether the step has a checkpoint to keep whole: the state file
-    lists it (`step_is_recorded`), or its files are there (one that
-    `keep_checkpoint_every_n_hours` kept, which the state no longer
-    lists)."""
+    """Whether the step has a checkpoint to keep whole.
+
+    The state file lists it (`step_is_recorded`), or its files are there
+    (one that `keep_checkpoint_every_n_hours` kept, which the state no
+    longer lists).
+    """
     return (self.step_is_recorded(global_step_value) or
             checkpoint_files_exist(self.get_ckpt_prefix(global_step_value)))
 

@@ -982,6 +982,22 @@ TEST_F(CheckpointTest, AStorageErrorOnTheFinalFilesIsNotHiddenByTemporaries) {
   EXPECT_TRUE(AsSliding(*restored) == *source_);
 }
 
+// A basename naming another checkpoint's files (a table's meta files at
+// "x.meta", shard files at "x-00000-of-00007") is refused, nothing written.
+TEST_F(CheckpointTest, ASaveAtABasenameNamingOthersFilesIsRefused) {
+  ASSERT_TRUE(Save(*source_).ok());
+  const std::vector<std::string> before = ListDir(dir_);
+  for (const std::string& basename :
+       {basename_ + ".meta", basename_ + "-00000-of-00007"}) {
+    const Status s = SaveFilterCheckpoint(&fs_, basename, *source_, SerialFor);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+    EXPECT_TRUE(Contains(s.message(), "hash filter checkpoint basename \"" +
+                                          basename + "\""))
+        << s.ToString();
+  }
+  EXPECT_EQ(ListDir(dir_), before);
+}
+
 TEST_F(CheckpointTest, FailedSaveKeepsThePreviousOneAndLeavesNoTemporaries) {
   ASSERT_TRUE(Save(*source_).ok());
   std::unique_ptr<Filter> changed = source_->Clone();

@@ -1060,7 +1060,8 @@ TEST(CheckpointTest, ASaveAtABasenameNamingOthersFilesIsRefused) {
   for (const auto& [basename, problem] :
        std::vector<std::pair<std::string, std::string>>{
            {dir + "/x.meta", "ends with .meta: its files would be named as "
-                             "the meta files of " + dir + "/x"},
+                             "the meta files of a table checkpoint at " +
+                                 dir + "/x"},
            {dir + "/x-00000-of-00002", "holds a shard suffix"},
            {dir + "/", "names no file"}}) {
     const Status s = Save(basename, MakeContents(2, 20), 2);

@@ -88,7 +88,8 @@ Status CheckSaveBasename(const std::string& what,
   if (name.size() >= kMeta.size() &&
       name.substr(name.size() - kMeta.size()) == kMeta) {
     return refused("ends with .meta: its files would be named as the meta "
-                   "files of " + basename.substr(0, basename.size() - 5));
+                   "files of a table checkpoint at " +
+                   basename.substr(0, basename.size() - kMeta.size()));
   }
   int digits = 0;
   for (size_t i = 0; i + 15 <= name.size(); ++i) {
