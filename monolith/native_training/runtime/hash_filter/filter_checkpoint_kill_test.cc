@@ -29,14 +29,17 @@
 #include "gtest/gtest.h"
 #include "monolith/native_training/runtime/hash_filter/filter_checkpoint.h"
 #include "monolith/native_training/runtime/hash_filter/sliding_hash_filter.h"
+#include "monolith/native_training/runtime/hash_table/kill_test_util.h"
 
 namespace monolith {
 namespace hash_filter {
 namespace {
 
+using ::monolith::hash_table::PauseForKill;
 using ::monolith::hash_table::PosixFileSystem;
 using ::monolith::hash_table::SerialFor;
 using ::monolith::hash_table::StatusCode;
+using ::monolith::hash_table::WaitForPause;
 using ::monolith::hash_table::WritableFile;
 
 constexpr uint64_t kCapacity = 3000;
@@ -83,10 +86,7 @@ class SlowFileSystem : public PosixFileSystem {
       : pause_at_file_(pause_at_file), notify_fd_(notify_fd) {}
   Status NewWritableFile(const std::string& path,
                          std::unique_ptr<WritableFile>* file) override {
-    if (++files_ == pause_at_file_) {
-      if (write(notify_fd_, "p", 1) != 1) _exit(4);
-      for (;;) pause();
-    }
+    if (++files_ == pause_at_file_) PauseForKill(notify_fd_);
     usleep(300);
     std::unique_ptr<WritableFile> posix;
     MONOLITH_RETURN_IF_ERROR(PosixFileSystem::NewWritableFile(path, &posix));
@@ -186,14 +186,8 @@ TEST(FilterCheckpointKillTest, EveryRestoreReadsOneWholeSaveOrFailsClearly) {
       SaveForever(basename, log, round * 1000, round == 0 ? 2 : 0, notify[1]);
     }
     if (round == 0) {
-      // The write end closed here: a child that ends before it pauses
-      // makes read() return 0, not wait for good.
-      close(notify[1]);
-      char byte = 0;
-      const ssize_t got = read(notify[0], &byte, 1);
-      close(notify[0]);
-      if (got != 1) kill(child, SIGKILL);
-      ASSERT_EQ(got, 1) << "the first save ended before its second file";
+      ASSERT_TRUE(WaitForPause(child, notify))
+          << "the first save ended before its second file";
     } else {
       usleep(kill_after_us(rng));
     }

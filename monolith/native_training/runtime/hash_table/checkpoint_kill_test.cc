@@ -20,6 +20,7 @@
 
 #include "gtest/gtest.h"
 #include "monolith/native_training/runtime/hash_table/checkpoint.h"
+#include "monolith/native_training/runtime/hash_table/kill_test_util.h"
 
 namespace monolith {
 namespace hash_table {
@@ -56,11 +57,7 @@ class PausingFileSystem : public SlowRenameFileSystem {
 
   Status NewWritableFile(const std::string& path,
                          std::unique_ptr<WritableFile>* file) override {
-    if (++files_ == pause_at_file_) {
-      const char byte = 1;
-      if (write(notify_fd_, &byte, 1) != 1) _exit(1);
-      for (;;) pause();
-    }
+    if (++files_ == pause_at_file_) PauseForKill(notify_fd_);
     return SlowRenameFileSystem::NewWritableFile(path, file);
   }
 
@@ -181,14 +178,8 @@ TEST(CheckpointKillTest, EveryRestoreReadsOneWholeSaveOrFailsClearly) {
                   notify[1]);
     }
     if (round == 0) {
-      // The write end closed here: a child that ends before it pauses
-      // makes read() return 0, not wait for good.
-      close(notify[1]);
-      char byte = 0;
-      const ssize_t got = read(notify[0], &byte, 1);
-      close(notify[0]);
-      if (got != 1) kill(child, SIGKILL);
-      ASSERT_EQ(got, 1) << "the first save ended before its second file";
+      ASSERT_TRUE(WaitForPause(child, notify))
+          << "the first save ended before its second file";
     } else {
       usleep(kill_after_us(rng));
     }
