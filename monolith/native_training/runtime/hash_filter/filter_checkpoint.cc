@@ -284,9 +284,10 @@ Status RestoreSplit(FileSystem* fs, const SplitMeta& meta, int split,
     return Status(status.code(), status.message() + " (at byte offset 0)");
   }
   if (record != meta.record) {
-    return DataLossError(path +
-                         " changed while it was being restored (a "
-                         "save to the same basename running meanwhile?)");
+    // As a listed file that went (ListedFileStatus): retried, not damage.
+    return Status(StatusCode::kAborted,
+                  path + " changed while it was being restored (a save to "
+                         "the same basename running meanwhile?)");
   }
   // The dump's cells: total_size plus the probe padding (hash_filter.h).
   // Records past them are trailing records.

@@ -982,6 +982,42 @@ TEST_F(CheckpointTest, AStorageErrorOnTheFinalFilesIsNotHiddenByTemporaries) {
   EXPECT_TRUE(AsSliding(*restored) == *source_);
 }
 
+// A split rewritten between the restore's two reads of it (a save to the
+// same basename meanwhile): Aborted, retried as a checkpoint that changed
+// while it was read, not damage.
+TEST_F(CheckpointTest, ASplitRewrittenWhileRestoredIsAborted) {
+  ASSERT_TRUE(Save(*source_).ok());
+  std::unique_ptr<Filter> newer = source_->Clone();
+  Workload(newer.get(), 5, 500);
+  const std::string other = dir_ + "/other/hash_filter_0";
+  ASSERT_TRUE(SaveFilterCheckpoint(&fs_, other, *newer, SerialFor).ok());
+  // Serves split 0 as it was at its first opening, then as the other
+  // save's split 0.
+  class RewritingFileSystem : public PosixFileSystem {
+   public:
+    RewritingFileSystem(std::string path, std::string replacement)
+        : path_(std::move(path)), replacement_(std::move(replacement)) {}
+    Status NewRandomAccessFile(
+        const std::string& path,
+        std::unique_ptr<hash_table::RandomAccessFile>* file) override {
+      if (path == path_ && ++opens_ == 2) WriteBytes(path_, replacement_);
+      return PosixFileSystem::NewRandomAccessFile(path, file);
+    }
+
+   private:
+    const std::string path_;
+    const std::string replacement_;
+    int opens_ = 0;
+  } rewriting(File(0), ReadBytes(FilterCheckpointFileName(other, 0, 7)));
+  std::unique_ptr<Filter> restored;
+  const Status s = RestoreFilterCheckpoint(
+      &rewriting, basename_, *MakeSliding(3000, 7), SerialFor, &restored);
+  EXPECT_EQ(s.code(), StatusCode::kAborted) << s.ToString();
+  EXPECT_TRUE(Contains(s.message(), File(0) + " changed while it was being "
+                                              "restored"))
+      << s.ToString();
+}
+
 // A basename naming another checkpoint's files (a table's meta files at
 // "x.meta", shard files at "x-00000-of-00007") is refused, nothing written.
 TEST_F(CheckpointTest, ASaveAtABasenameNamingOthersFilesIsRefused) {

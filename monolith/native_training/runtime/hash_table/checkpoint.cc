@@ -498,8 +498,10 @@ Status RestoreShard(FileSystem* fs, const CheckpointInfo& info, int s,
                          " has more entries than its meta file lists");
   }
   uint64_t data_bytes = 0, meta_bytes = 0;
-  MONOLITH_RETURN_IF_ERROR(fs->GetFileSize(data_path, &data_bytes));
-  MONOLITH_RETURN_IF_ERROR(fs->GetFileSize(meta_path, &meta_bytes));
+  MONOLITH_RETURN_IF_ERROR(
+      ListedFileStatus(fs, data_path, fs->GetFileSize(data_path, &data_bytes)));
+  MONOLITH_RETURN_IF_ERROR(
+      ListedFileStatus(fs, meta_path, fs->GetFileSize(meta_path, &meta_bytes)));
   counter.Flush();
   progress->ShardDone(s, entries, data_bytes + meta_bytes);
   return Status::OK();
