@@ -1319,41 +1319,37 @@ def test_a_save_deletes_files_of_ps_beyond_its_count(tmp_path):
   # A recorded checkpoint saved again keeps them until its own save is
   # complete (a kill before would leave it without those PS's ids), then
   # records its count and deletes them.
-  tf1.train.update_checkpoint_state(model_dir, basename + "-5")
-  for name in stale:
-    with open(asset_dir + name, "w") as f:
-      f.write("old")
-  recorded = []
   real_write = multi_hash_table_ops.save_utils.write_ps_count
 
-  def write_after_checking(directory, group, num_ps):
-    recorded.append(set(stale) <= set(os.listdir(asset_dir)))
-    real_write(directory, group, num_ps)
+  def save_keeping_stale_files_until_the_count():
+    # Whether the stale files were still there when the count was written;
+    # they are gone after the save.
+    for name in stale:
+      with open(asset_dir + name, "w") as f:
+        f.write("old")
+    recorded = []
 
-  with tf1.Session() as sess, mock.patch.object(
-      multi_hash_table_ops.save_utils, "write_ps_count",
-      write_after_checking):
-    sess.run([t.initializer for t in tables])
-    listener.before_save(sess, 5)
-  assert recorded == [True]
-  assert not set(stale) & set(os.listdir(asset_dir))
+    def write_after_checking(directory, group, num_ps):
+      recorded.append(set(stale) <= set(os.listdir(asset_dir)))
+      real_write(directory, group, num_ps)
+
+    with tf1.Session() as sess, mock.patch.object(
+        multi_hash_table_ops.save_utils, "write_ps_count",
+        write_after_checking):
+      sess.run([t.initializer for t in tables])
+      listener.before_save(sess, 5)
+    assert recorded == [True]
+    assert not set(stale) & set(os.listdir(asset_dir))
+
+  tf1.train.update_checkpoint_state(model_dir, basename + "-5")
+  save_keeping_stale_files_until_the_count()
   # So does a checkpoint the state no longer lists whose files are there
   # (one keep_checkpoint_every_n_hours kept).
   tf1.train.update_checkpoint_state(
       model_dir, basename + "-9", all_model_checkpoint_paths=[basename + "-9"])
   with open(basename + "-5.index", "w"):
     pass
-  for name in stale:
-    with open(asset_dir + name, "w") as f:
-      f.write("old")
-  recorded.clear()
-  with tf1.Session() as sess, mock.patch.object(
-      multi_hash_table_ops.save_utils, "write_ps_count",
-      write_after_checking):
-    sess.run([t.initializer for t in tables])
-    listener.before_save(sess, 5)
-  assert recorded == [True]
-  assert not set(stale) & set(os.listdir(asset_dir))
+  save_keeping_stale_files_until_the_count()
   os.remove(basename + "-5.index")
   tf1.train.update_checkpoint_state(model_dir, basename + "-5")
   # Whatever else lies there, restores read the recorded 2 PS ...
