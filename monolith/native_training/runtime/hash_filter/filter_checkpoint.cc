@@ -24,6 +24,7 @@ namespace {
 
 using ::google::protobuf::UnknownField;
 using ::google::protobuf::UnknownFieldSet;
+using ::monolith::hash_table::AbortedError;
 using ::monolith::hash_table::CheckSaveBasename;
 using ::monolith::hash_table::DataLossError;
 using ::monolith::hash_table::WriteWholeFile;
@@ -47,13 +48,13 @@ using ::monolith::hash_table::InterruptedSavePath;
 using ::monolith::hash_table::InvalidArgumentError;
 using ::monolith::hash_table::kRecordFooterBytes;
 using ::monolith::hash_table::kRecordHeaderBytes;
-using ::monolith::hash_table::ListedFileStatus;
 using ::monolith::hash_table::ListShardFiles;
 using ::monolith::hash_table::Log;
 using ::monolith::hash_table::LogFn;
 using ::monolith::hash_table::NewSaveId;
 using ::monolith::hash_table::NotFoundError;
 using ::monolith::hash_table::NowMicros;
+using ::monolith::hash_table::OpenListedRecordFile;
 using ::monolith::hash_table::ParallelFor;
 using ::monolith::hash_table::ParseShardFileName;
 using ::monolith::hash_table::Prefixed;
@@ -223,8 +224,7 @@ struct SplitMeta {
 // |path| comes from a listing (ListedFileStatus).
 Status OpenReader(FileSystem* fs, const std::string& path,
                   std::unique_ptr<RecordFileReader>* reader) {
-  return ListedFileStatus(
-      fs, path, RecordFileReader::Open(fs, path, /*snappy=*/false, reader));
+  return OpenListedRecordFile(fs, path, /*snappy=*/false, reader);
 }
 
 // Reads and parses the first record of |path| (split |split| of |nsplits|)
@@ -285,9 +285,9 @@ Status RestoreSplit(FileSystem* fs, const SplitMeta& meta, int split,
   }
   if (record != meta.record) {
     // As a listed file that went (ListedFileStatus): retried, not damage.
-    return Status(StatusCode::kAborted,
-                  path + " changed while it was being restored (a save to "
-                         "the same basename running meanwhile?)");
+    return AbortedError(path +
+                        " changed while it was being restored (a save to "
+                        "the same basename running meanwhile?)");
   }
   // The dump's cells: total_size plus the probe padding (hash_filter.h).
   // Records past them are trailing records.

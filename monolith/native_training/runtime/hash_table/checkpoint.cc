@@ -305,9 +305,9 @@ Status ReadMetaFiles(FileSystem* fs, const std::string& basename, int nshards,
     CheckpointInfo::Shard& shard = info->shards[s];
     const std::string& path = shard.meta_path;
     std::unique_ptr<RecordFileReader> reader;
-    MONOLITH_RETURN_IF_ERROR(ListedFileStatus(
-        fs, path,
-        RecordFileReader::Open(fs, path, /*snappy=*/false, &reader)));
+    MONOLITH_RETURN_IF_ERROR(
+        OpenListedRecordFile(fs, path, /*snappy=*/false, &reader));
+    shard.meta_file_bytes = reader->file_size();
     std::string_view record;
     for (int i = 0;; ++i) {
       const Status status = reader->Next(&record);
@@ -440,9 +440,8 @@ Status RestoreShard(FileSystem* fs, const CheckpointInfo& info, int s,
   MONOLITH_RETURN_IF_ERROR(ListedFileStatus(
       fs, data_path, IsUncompressedRecordFile(fs, data_path, &uncompressed)));
   std::unique_ptr<RecordFileReader> reader;
-  MONOLITH_RETURN_IF_ERROR(ListedFileStatus(
-      fs, data_path,
-      RecordFileReader::Open(fs, data_path, !uncompressed, &reader)));
+  MONOLITH_RETURN_IF_ERROR(
+      OpenListedRecordFile(fs, data_path, !uncompressed, &reader));
   std::string_view record;
   int64_t entries = 0;
   ShardProgress::Counter counter(progress);
@@ -497,13 +496,10 @@ Status RestoreShard(FileSystem* fs, const CheckpointInfo& info, int s,
     return DataLossError(data_path +
                          " has more entries than its meta file lists");
   }
-  uint64_t data_bytes = 0, meta_bytes = 0;
-  MONOLITH_RETURN_IF_ERROR(
-      ListedFileStatus(fs, data_path, fs->GetFileSize(data_path, &data_bytes)));
-  MONOLITH_RETURN_IF_ERROR(
-      ListedFileStatus(fs, meta_path, fs->GetFileSize(meta_path, &meta_bytes)));
   counter.Flush();
-  progress->ShardDone(s, entries, data_bytes + meta_bytes);
+  // The sizes the readers measured when they opened the files.
+  progress->ShardDone(s, entries,
+                      reader->file_size() + info.shards[s].meta_file_bytes);
   return Status::OK();
 }
 
@@ -516,8 +512,7 @@ Status IsNewerSave(FileSystem* fs, const std::string& path,
   *newer = false;
   std::unique_ptr<RecordFileReader> reader;
   std::string_view record;
-  Status read = ListedFileStatus(
-      fs, path, RecordFileReader::Open(fs, path, /*snappy=*/false, &reader));
+  Status read = OpenListedRecordFile(fs, path, /*snappy=*/false, &reader);
   if (read.ok()) read = reader->Next(&record);
   if (!read.ok()) return IsFileContentError(read) ? Status::OK() : read;
   MultiHashTableMetadata meta;

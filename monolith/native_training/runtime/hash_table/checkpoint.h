@@ -127,6 +127,7 @@ struct CheckpointInfo {
     std::vector<ShardTable> tables;  // in data-file order
     bool has_data_file_bytes = false;
     uint64_t data_file_bytes = 0;
+    uint64_t meta_file_bytes = 0;  // its size when its meta was read
   };
 
   std::string basename;

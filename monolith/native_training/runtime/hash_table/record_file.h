@@ -114,6 +114,8 @@ class RecordFileReader {
   // N (at byte B)", B of the decompressed stream in a SNAPPY file.
   std::string LastRecordPlace() const;
   const std::string& path() const { return path_; }
+  // The file's size when it was opened.
+  uint64_t file_size() const { return file_size_; }
 
  private:
   RecordFileReader(std::string path, std::unique_ptr<RandomAccessFile> file,

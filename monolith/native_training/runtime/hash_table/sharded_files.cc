@@ -22,6 +22,15 @@ bool ParseFiveDigits(std::string_view text, int* value) {
   return true;
 }
 
+// Whether |text| begins with a shard suffix "-SSSSS-of-NNNNN" (15
+// characters), whose numbers it gives.
+bool ParseShardSuffix(std::string_view text, int* shard, int* nshards) {
+  return text.size() >= 15 && text[0] == '-' &&
+         ParseFiveDigits(text.substr(1), shard) &&
+         text.substr(6, 4) == "-of-" &&
+         ParseFiveDigits(text.substr(10), nshards);
+}
+
 }  // namespace
 
 void Log(const LogFn& log, const std::string& line) {
@@ -57,13 +66,7 @@ bool ParseShardFileName(std::string_view name, std::string_view prefix,
     return false;
   }
   name.remove_prefix(prefix.size());
-  // "-SSSSS-of-NNNNN": 15 characters.
-  if (name.size() < 15 || name[0] != '-' ||
-      !ParseFiveDigits(name.substr(1), &file->shard) ||
-      name.substr(6, 4) != "-of-" ||
-      !ParseFiveDigits(name.substr(10), &file->nshards)) {
-    return false;
-  }
+  if (!ParseShardSuffix(name, &file->shard, &file->nshards)) return false;
   name.remove_prefix(15);
   file->temp = !name.empty();
   if (file->temp && name.substr(0, std::strlen(kTempMarker)) != kTempMarker) {
@@ -91,11 +94,9 @@ Status CheckSaveBasename(const std::string& what,
                    "files of a table checkpoint at " +
                    basename.substr(0, basename.size() - kMeta.size()));
   }
-  int digits = 0;
-  for (size_t i = 0; i + 15 <= name.size(); ++i) {
-    if (name[i] == '-' && ParseFiveDigits(name.substr(i + 1), &digits) &&
-        name.compare(i + 6, 4, "-of-") == 0 &&
-        ParseFiveDigits(name.substr(i + 10), &digits)) {
+  int shard = 0, nshards = 0;
+  for (size_t i = 0; i < name.size(); ++i) {
+    if (ParseShardSuffix(name.substr(i), &shard, &nshards)) {
       return refused("holds a shard suffix (-SSSSS-of-NNNNN): its files "
                      "would be named as another basename's");
     }
@@ -143,15 +144,22 @@ Status ListedFileStatus(FileSystem* fs, const std::string& path,
   const Status listed = fs->ListDirectory(split.dir, &names);
   if (listed.ok() &&
       std::find(names.begin(), names.end(), split.prefix) == names.end()) {
-    return Status(StatusCode::kAborted,
-                  path + " was listed and is gone: the checkpoint changed "
-                         "while it was read (" +
-                      status.message() + ")");
+    return AbortedError(path +
+                        " was listed and is gone: the checkpoint changed "
+                        "while it was read (" +
+                        status.message() + ")");
   }
   return InternalError(path + " is listed and cannot be read (" +
                        status.message() + ")" +
                        (listed.ok() ? "" : "; listing its folder again: " +
                                                listed.message()));
+}
+
+Status OpenListedRecordFile(FileSystem* fs, const std::string& path,
+                            bool snappy,
+                            std::unique_ptr<RecordFileReader>* reader) {
+  return ListedFileStatus(fs, path,
+                          RecordFileReader::Open(fs, path, snappy, reader));
 }
 
 bool RenamesBegan(const std::vector<std::string>& paths,

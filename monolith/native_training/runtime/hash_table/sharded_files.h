@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "monolith/native_training/runtime/hash_table/file_system.h"
+#include "monolith/native_training/runtime/hash_table/record_file.h"
 #include "monolith/native_training/runtime/hash_table/status.h"
 
 namespace monolith {
@@ -201,6 +202,11 @@ bool IsFileContentError(const Status& status);
 // names it (a dangling link, a device gone), Internal.
 Status ListedFileStatus(FileSystem* fs, const std::string& path,
                         Status status);
+
+// RecordFileReader::Open of |path|, which a listing named (ListedFileStatus).
+Status OpenListedRecordFile(FileSystem* fs, const std::string& path,
+                            bool snappy,
+                            std::unique_ptr<RecordFileReader>* reader);
 
 // Whether the interrupted save |save| had begun renaming: some of |paths|
 // (its files, as InterruptedSavePath placed them) have final names. Such a

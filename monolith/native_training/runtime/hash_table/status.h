@@ -71,6 +71,9 @@ inline Status OutOfRangeError(std::string message) {
 inline Status InternalError(std::string message) {
   return Status(StatusCode::kInternal, std::move(message));
 }
+inline Status AbortedError(std::string message) {
+  return Status(StatusCode::kAborted, std::move(message));
+}
 inline Status DataLossError(std::string message) {
   return Status(StatusCode::kDataLoss, std::move(message));
 }
