@@ -436,12 +436,11 @@ Status RestoreShard(FileSystem* fs, const CheckpointInfo& info, int s,
                     ShardProgress* progress) {
   const std::string& data_path = info.shards[s].data_path;
   const std::string& meta_path = info.shards[s].meta_path;
-  bool uncompressed = false;
-  MONOLITH_RETURN_IF_ERROR(ListedFileStatus(
-      fs, data_path, IsUncompressedRecordFile(fs, data_path, &uncompressed)));
   std::unique_ptr<RecordFileReader> reader;
-  MONOLITH_RETURN_IF_ERROR(
-      OpenListedRecordFile(fs, data_path, !uncompressed, &reader));
+  MONOLITH_RETURN_IF_ERROR(ListedFileStatus(
+      fs, data_path,
+      RecordFileReader::OpenDetectingFormat(fs, data_path, &reader)));
+  const bool uncompressed = !reader->snappy();
   std::string_view record;
   int64_t entries = 0;
   ShardProgress::Counter counter(progress);

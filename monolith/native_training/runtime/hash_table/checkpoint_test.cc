@@ -86,20 +86,19 @@ Status Save(const std::string& basename, const Contents& contents, int nshards,
   return SaveTo(&fs, basename, contents, nshards, snappy, log);
 }
 
-// Restores |basename| into table -> sorted records.
-Status Restore(const std::string& basename, Contents* contents,
-               CheckpointInfo* info_out = nullptr,
-               std::vector<std::string>* log = nullptr) {
-  PosixFileSystem fs;
+// Restores |basename| through |fs| into table -> sorted records.
+Status RestoreFrom(FileSystem* fs, const std::string& basename,
+                   Contents* contents, CheckpointInfo* info_out = nullptr,
+                   std::vector<std::string>* log = nullptr) {
   CheckpointInfo info;
   LogFn log_fn;
   if (log) log_fn = [log](const std::string& line) { log->push_back(line); };
   MONOLITH_RETURN_IF_ERROR(
-      ReadCheckpointInfo(&fs, basename, /*need_data=*/true, log_fn, &info));
+      ReadCheckpointInfo(fs, basename, /*need_data=*/true, log_fn, &info));
   contents->clear();
   std::map<std::string, std::vector<std::string>> by_name;
   MONOLITH_RETURN_IF_ERROR(RestoreCheckpoint(
-      &fs, info,
+      fs, info,
       [&](int, int table, std::string_view record) {
         by_name[info.tables[table].name].emplace_back(record);
         return Status::OK();
@@ -112,6 +111,13 @@ Status Restore(const std::string& basename, Contents* contents,
   }
   if (info_out) *info_out = info;
   return Status::OK();
+}
+
+Status Restore(const std::string& basename, Contents* contents,
+               CheckpointInfo* info_out = nullptr,
+               std::vector<std::string>* log = nullptr) {
+  PosixFileSystem fs;
+  return RestoreFrom(&fs, basename, contents, info_out, log);
 }
 
 void Copy(const std::string& from, const std::string& to) {
@@ -756,6 +762,36 @@ TEST(CheckpointTest, FirstSaveAtABasenameDeletesAKilledSavesTemporaries) {
                                                  "t.meta-00000-of-00001"}));
   ASSERT_TRUE(Restore(basename, &restored).ok());
   EXPECT_EQ(restored, MakeContents(2, 5));
+}
+
+// Opening a file costs a round trip on remote file systems: a restore
+// opens each of the save's files once, telling a data file's format from
+// the bytes its reader reads.
+TEST(CheckpointTest, RestoreOpensEachFileOnce) {
+  class CountingFileSystem : public PosixFileSystem {
+   public:
+    Status NewRandomAccessFile(
+        const std::string& path,
+        std::unique_ptr<RandomAccessFile>* file) override {
+      ++opens[path];
+      return PosixFileSystem::NewRandomAccessFile(path, file);
+    }
+    std::map<std::string, int> opens;
+  };
+  for (const bool snappy : {false, true}) {
+    SCOPED_TRACE(snappy ? "snappy" : "uncompressed");
+    const std::string dir = TestDir(snappy ? "opens_snappy" : "opens_plain");
+    const std::string basename = dir + "/t";
+    ASSERT_TRUE(Save(basename, MakeContents(1, 30), 3, snappy).ok());
+    CountingFileSystem counting;
+    Contents restored;
+    const Status status = RestoreFrom(&counting, basename, &restored);
+    ASSERT_TRUE(status.ok()) << status.ToString();
+    EXPECT_EQ(restored, MakeContents(1, 30));
+    std::map<std::string, int> expected;
+    for (const std::string& name : List(dir)) expected[dir + "/" + name] = 1;
+    EXPECT_EQ(counting.opens, expected);
+  }
 }
 
 // Records the renames, folder syncs and deletions of a save, in order.

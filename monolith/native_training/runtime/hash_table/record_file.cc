@@ -94,24 +94,6 @@ bool IsValidRecordHeader(const char* header) {
          DecodeFixed32(header + sizeof(uint64_t));
 }
 
-Status IsUncompressedRecordFile(FileSystem* fs, const std::string& path,
-                                bool* uncompressed) {
-  std::unique_ptr<RandomAccessFile> file;
-  MONOLITH_RETURN_IF_ERROR(fs->NewRandomAccessFile(path, &file));
-  char header[kRecordHeaderBytes];
-  size_t read = 0;
-  MONOLITH_RETURN_IF_ERROR(
-      ReadFully(*file, 0, sizeof(header), header, &read));
-  if (read < sizeof(header)) {
-    // Shorter than a header: empty (no records), or truncated, which the
-    // reader reports.
-    *uncompressed = read == 0;
-    return Status::OK();
-  }
-  *uncompressed = IsValidRecordHeader(header);
-  return Status::OK();
-}
-
 RecordFileWriter::RecordFileWriter(WritableFile* file, bool snappy)
     : file_(file), snappy_(snappy), block_(kBlockBytes, '\0') {}
 
@@ -195,6 +177,19 @@ Status RecordFileReader::Open(FileSystem* fs, const std::string& path,
   uint64_t file_size = 0;
   MONOLITH_RETURN_IF_ERROR(fs->GetFileSize(path, &file_size));
   reader->reset(new RecordFileReader(path, std::move(file), file_size, snappy));
+  return Status::OK();
+}
+
+Status RecordFileReader::OpenDetectingFormat(
+    FileSystem* fs, const std::string& path,
+    std::unique_ptr<RecordFileReader>* reader) {
+  MONOLITH_RETURN_IF_ERROR(Open(fs, path, /*snappy=*/false, reader));
+  char header[kRecordHeaderBytes];
+  size_t read = 0;
+  MONOLITH_RETURN_IF_ERROR(
+      ReadFully(*(*reader)->file_, 0, sizeof(header), header, &read));
+  (*reader)->snappy_ = read == sizeof(header) ? !IsValidRecordHeader(header)
+                                              : read > 0;
   return Status::OK();
 }
 

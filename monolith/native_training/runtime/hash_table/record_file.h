@@ -46,13 +46,6 @@ inline uint32_t MaskCrc(uint32_t crc) {
 // masked CRC32C.
 bool IsValidRecordHeader(const char* header);
 
-// Whether |path| is an uncompressed TFRecord file: its first bytes are a
-// valid record header (a snappy stream starts with a block length and
-// snappy data, which pass by chance once in 2^32). An empty file has no
-// records either way and counts as uncompressed.
-Status IsUncompressedRecordFile(FileSystem* fs, const std::string& path,
-                                bool* uncompressed);
-
 class RecordFileWriter {
  public:
   // Uncompressed blocks and snappy blocks hold at most this many bytes of
@@ -101,6 +94,17 @@ class RecordFileReader {
   // |snappy|: the file is a SNAPPY stream (see the top of this file).
   static Status Open(FileSystem* fs, const std::string& path, bool snappy,
                      std::unique_ptr<RecordFileReader>* reader);
+  // Opens |path| as Open does, telling its format from its first bytes: an
+  // uncompressed file starts with a valid record header (a snappy stream
+  // starts with a block length and snappy data, which pass by chance once
+  // in 2^32). An empty file has no records either way and reads as
+  // uncompressed; one shorter than a header reads as SNAPPY (and fails as
+  // truncated).
+  static Status OpenDetectingFormat(FileSystem* fs, const std::string& path,
+                                    std::unique_ptr<RecordFileReader>* reader);
+
+  // Whether the file is read as a SNAPPY stream.
+  bool snappy() const { return snappy_; }
 
   // The next record, valid until the next call; OutOfRange at the end of
   // the file.

@@ -100,9 +100,16 @@ TEST(RecordFileTest, RoundTripsBothFormats) {
     EXPECT_EQ(ReadAll(path, snappy, &error), records);
     EXPECT_TRUE(error.ok()) << error.ToString();
     PosixFileSystem fs;
-    bool uncompressed = false;
-    ASSERT_TRUE(IsUncompressedRecordFile(&fs, path, &uncompressed).ok());
-    EXPECT_EQ(uncompressed, !snappy);
+    std::unique_ptr<RecordFileReader> reader;
+    ASSERT_TRUE(
+        RecordFileReader::OpenDetectingFormat(&fs, path, &reader).ok());
+    EXPECT_EQ(reader->snappy(), snappy);
+    std::string_view record;
+    for (const std::string& expected : records) {
+      ASSERT_TRUE(reader->Next(&record).ok());
+      ASSERT_EQ(record, expected);
+    }
+    EXPECT_EQ(reader->Next(&record).code(), StatusCode::kOutOfRange);
   }
 }
 
