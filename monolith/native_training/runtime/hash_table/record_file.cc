@@ -277,8 +277,14 @@ Status RecordFileReader::ReadMore() {
       ReadFully(*file_, file_offset_ + 4, length, &chunk_[0], &read));
   if (read < length) return ShortRead(length);
   size_t uncompressed = 0;
+  // Blocks of TF's writers and ours decode to at most kBlockBytes; a
+  // larger one's claimed length is believed only once its data decodes, so
+  // a corrupt length in a large file is an error, not a buffer of 22 times
+  // the file.
   if (!snappy::GetUncompressedLength(chunk_.data(), length, &uncompressed) ||
-      uncompressed > uint64_t{length} * kMaxSnappyExpansion) {
+      uncompressed > uint64_t{length} * kMaxSnappyExpansion ||
+      (uncompressed > RecordFileWriter::kBlockBytes &&
+       !snappy::IsValidCompressedBuffer(chunk_.data(), length))) {
     return DataLossError(at + " is corrupt");
   }
   const size_t old_size = stream_.size();

@@ -1,9 +1,15 @@
 #include "monolith/native_training/runtime/hash_table/record_file.h"
 
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <memory>
+#include <new>
 #include <string>
 #include <utility>
 #include <vector>
@@ -368,6 +374,53 @@ TEST(RecordFileTest, CorruptSnappyBlocksAreDataLoss) {
   ReadAll(path, true, &error);
   EXPECT_EQ(error.code(), StatusCode::kDataLoss);
   EXPECT_NE(error.message().find("truncated in its length"), std::string::npos);
+}
+
+// A snappy block whose header claims more than blocks decode to (1 GiB,
+// which 48 MiB of snappy data could hold) and whose data does not decode:
+// DataLoss before anything is allocated for the claim. The read runs in a
+// child whose address space may grow by 512 MiB, so allocating the claim
+// fails it.
+TEST(RecordFileTest, ALargeSnappyBlocksClaimIsCheckedBeforeItIsAllocated) {
+  constexpr uint32_t kBlock = 48 << 20;
+  std::string block(kBlock, '\xff');  // copies from before the output
+  const char claim[] = {'\x80', '\x80', '\x80', '\x80', '\x04'};  // 1 GiB
+  std::memcpy(&block[0], claim, sizeof(claim));
+  const char big_endian[4] = {
+      static_cast<char>(kBlock >> 24), static_cast<char>(kBlock >> 16),
+      static_cast<char>(kBlock >> 8), static_cast<char>(kBlock)};
+  const std::string path = TempPath("large_claim");
+  WriteBytes(path, std::string(big_endian, 4) + block);
+  block.clear();
+  block.shrink_to_fit();
+  const pid_t child = fork();
+  if (child == 0) {
+    std::ifstream statm("/proc/self/statm");
+    size_t pages = 0;
+    statm >> pages;
+    const size_t limit_bytes =
+        pages * static_cast<size_t>(sysconf(_SC_PAGESIZE)) + (size_t{512} << 20);
+    const rlimit limit{limit_bytes, limit_bytes};
+    if (setrlimit(RLIMIT_AS, &limit) != 0) _exit(2);
+    Status error;
+    try {
+      ReadAll(path, true, &error);
+    } catch (const std::bad_alloc&) {
+      _exit(3);
+    }
+    _exit(error.code() == StatusCode::kDataLoss &&
+                  error.message().find("is corrupt") != std::string::npos
+              ? 0
+              : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status)) << "the read died (signal "
+                                 << WTERMSIG(status) << ")";
+  EXPECT_EQ(WEXITSTATUS(status), 0)
+      << "1: not the DataLoss expected; 2: no limit set; 3: the claim was "
+         "allocated";
+  std::remove(path.c_str());
 }
 
 // A snappy block of |raw| (under 60 bytes) as one literal, with its
