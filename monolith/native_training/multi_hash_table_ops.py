@@ -237,14 +237,48 @@ def all_serving(mconfig: bytes) -> bool:
              for c in config.configs)
 
 
-def _creates_serving_tables(create_op: tf.Operation) -> bool:
-  """Whether a table creation op makes SERVING tables only (`all_serving`
-  of its config input, a constant in our graphs and the original's); False
-  where the config is not a constant."""
+def _creation_config(create_op: tf.Operation) -> Optional[bytes]:
+  """The serialized MultiEmbeddingHashTableConfig a table creation op
+  takes: its config input, a constant in our graphs and the original's;
+  None where it is not a constant."""
   config = create_op.inputs[0].op
   if config.type != "Const":
-    return False
-  return all_serving(tf.make_ndarray(config.get_attr("value")).item())
+    return None
+  return tf.make_ndarray(config.get_attr("value")).item()
+
+
+def _creates_serving_tables(create_op: tf.Operation) -> bool:
+  """Whether a table creation op makes SERVING tables only; False where
+  its config is not a constant."""
+  mconfig = _creation_config(create_op)
+  return mconfig is not None and all_serving(mconfig)
+
+
+def _check_proto_tables(proto: multi_hash_table_ops_pb2.MultiHashTableProto,
+                        create_op: tf.Operation) -> None:
+  """Raises ValueError where a proto's table names and dims disagree with
+  each other or with its creation op's config: lookups would split the
+  tables' rows wrongly, silently (a damaged or hand-edited meta graph)."""
+  what = f"MultiHashTableProto of {proto.shared_name!r}"
+  if len(proto.dims) != len(proto.table_names):
+    raise ValueError(f"{what}: {len(proto.table_names)} table names but "
+                     f"{len(proto.dims)} dims")
+  if any(dim <= 0 for dim in proto.dims):
+    raise ValueError(f"{what}: dims {list(proto.dims)} are not all positive")
+  mconfig = _creation_config(create_op)
+  if mconfig is None:
+    return
+  config = embedding_hash_table_pb2.MultiEmbeddingHashTableConfig.FromString(
+      mconfig)
+  tables = dict(zip(proto.table_names, proto.dims))
+  created = {
+      name: infer_dim_size(table_config)
+      for name, table_config in zip(config.names, config.configs)
+  }
+  if tables != created:
+    raise ValueError(
+        f"{what}: tables (name: dim) {tables} are not the {created} its "
+        f"creation op {create_op.name} makes")
 
 
 def learning_rate_tensor(cc: CachedConfig) -> tf.Tensor:
@@ -957,6 +991,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
                       if proto.HasField("ps_group_prefix") else None)
     self._initializer = g.as_graph_element(
         ops.prepend_name_scope(proto.initializer_op, import_scope))
+    _check_proto_tables(proto, self._initializer)
     self._handle = g.as_graph_element(
         ops.prepend_name_scope(proto.handle_tensor, import_scope))
     # Protos of the original and of graphs older than the field: from the

@@ -67,6 +67,30 @@ def test_a_proto_placing_a_table_on_no_ps_is_refused(num_ps, ps_index):
     multi_hash_table_ops.MultiHashTable.from_proto(proto, import_scope=scope)
 
 
+@pytest.mark.parametrize("names, dims, problem", [
+    (["a", "b"], [4], "2 table names but 1 dims"),
+    (["a", "b"], [4, 0], r"dims \[4, 0\] are not all positive"),
+    (["a", "b"], [8, 4], r"tables \(name: dim\) {'a': 8, 'b': 4} are not the "
+     r"{'a': 4, 'b': 8} its creation op scope/\S+ makes"),
+    (["a", "c"], [4, 8], "are not the"),
+])
+def test_a_proto_whose_tables_are_not_the_created_ones_is_refused(
+    names, dims, problem):
+  """Lookups split the rows by the proto's dims: dims of another table
+  order would hand each table the other's values, silently."""
+  with tf.name_scope("scope") as scope:
+    proto = multi_hash_table_ops.MultiHashTable.from_configs({
+        "a": test_utils.generate_test_hash_table_config(4),
+        "b": test_utils.generate_test_hash_table_config(8),
+    }).to_proto(export_scope=scope)
+  del proto.table_names[:]
+  proto.table_names.extend(names)
+  del proto.dims[:]
+  proto.dims.extend(dims)
+  with pytest.raises(ValueError, match=problem):
+    multi_hash_table_ops.MultiHashTable.from_proto(proto, import_scope=scope)
+
+
 @pytest.mark.parametrize("suffix, problem", [
     ("a/b", "path separator"),
     ("/../../x", "path separator"),
