@@ -1,8 +1,9 @@
 """Helpers shared by hash table tests."""
 
+import os
 import threading
 import time
-from typing import Any, List, Tuple
+from typing import Any, Callable, List, Tuple
 
 from absl import logging
 import tensorflow as tf
@@ -104,6 +105,19 @@ def _start_cluster(num_ps: int) -> List[tf.distribute.Server]:
   ]
   logging.info("Started the test cluster %s.", cluster_dict)
   return servers
+
+
+def failing_replace_file(deletes_target: bool) -> Callable[[str, str], None]:
+  """A `utils.replace_file` that fails (Unavailable) as TF's HDFS rename
+  can: with `deletes_target`, after deleting an existing target."""
+
+  def replace(tmp_path: str, path: str) -> None:
+    del tmp_path
+    if deletes_target and os.path.exists(path):
+      os.remove(path)
+    raise tf.errors.UnavailableError(None, None, "injected")
+
+  return replace
 
 
 def deadline_into(sess: tf.compat.v1.Session,

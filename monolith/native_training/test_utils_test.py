@@ -87,22 +87,15 @@ def _record_fsyncs(monkeypatch) -> list:
 def test_write_file_atomically_keeps_the_only_copy(tmp_path, monkeypatch):
   path = str(tmp_path / "g.num_ps")
   utils.write_file_atomically(path, "2\n")
-
-  def failing_rename(deletes_target):
-    def replace(tmp_path_, path_):
-      # As TF's HDFS rename can: delete the target, then fail.
-      if deletes_target and os.path.exists(path_):
-        os.remove(path_)
-      raise tf.errors.UnavailableError(None, None, "injected")
-    return replace
-
   # A failed rename that left the old file: the temporary goes.
-  monkeypatch.setattr(utils, "replace_file", failing_rename(False))
+  monkeypatch.setattr(utils, "replace_file",
+                      test_utils.failing_replace_file(False))
   with pytest.raises(tf.errors.UnavailableError):
     utils.write_file_atomically(path, "3\n")
   assert os.listdir(tmp_path) == ["g.num_ps"]
   # One that deleted it: the temporary, the only copy, stays.
-  monkeypatch.setattr(utils, "replace_file", failing_rename(True))
+  monkeypatch.setattr(utils, "replace_file",
+                      test_utils.failing_replace_file(True))
   with pytest.raises(tf.errors.UnavailableError):
     utils.write_file_atomically(path, "3\n")
   [kept] = os.listdir(tmp_path)

@@ -262,18 +262,31 @@ def write_file_atomically(path: str, text: str) -> None:
     replacing = tf.io.gfile.exists(path)
     replace_file(tmp_path, path)
   except BaseException:
-    try:
-      lost = (replacing and not tf.io.gfile.exists(path) and
-              tf.io.gfile.exists(tmp_path))
-    except tf.errors.OpError:
-      lost = replacing  # unknown: the temporary may be the only copy
-    if lost:
-      logging.error("Replacing %s failed after the file system deleted it; "
-                    "its new contents are kept in %s.", path, tmp_path)
-    else:
+    if not temporary_is_the_only_copy(tmp_path, path, replacing):
       with contextlib.suppress(tf.errors.OpError):
         tf.io.gfile.remove(tmp_path)
     raise
+
+
+def temporary_is_the_only_copy(tmp_path: str, path: str,
+                               replacing: bool) -> bool:
+  """After `replace_file(tmp_path, path)` failed: whether the temporary is
+  the only copy of either version of `path`, to be kept.
+
+  So where the rename deleted `path` first (TF's HDFS rename does) and
+  `path` existed before (`replacing`); an error log then names the
+  temporary. Where the file system cannot tell, it may be: True.
+  """
+  if not replacing:
+    return False
+  try:
+    lost = not tf.io.gfile.exists(path) and tf.io.gfile.exists(tmp_path)
+  except tf.errors.OpError:
+    lost = True
+  if lost:
+    logging.error("Replacing %s failed after the file system deleted it; "
+                  "its new contents are kept in %s.", path, tmp_path)
+  return lost
 
 
 def comparable_path(path: str) -> str:

@@ -20,6 +20,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 from idl.matrix.proto import example_pb2
+from monolith.native_training import test_utils
 from monolith.native_training import utils
 from monolith.native_training.model_export import dump_format
 from monolith.native_training.model_export import sample_records
@@ -659,6 +660,30 @@ def test_a_failed_write_removes_its_temporary_while_it_holds_it(
         f.write(b"partial")
       raise KeyError("the write's own error")
   assert removed_while_locked == [True]
+  assert not os.listdir(tmp_path)
+
+
+def test_a_failed_replace_keeps_the_only_copy(tmp_path, monkeypatch):
+  """TF's HDFS rename deletes the target first: where it then fails, the
+  temporary is the only copy of either version and stays; a rename that
+  left the old output, or a first write's, loses nothing: it goes."""
+  out = tmp_path / "tf_serving_warmup_requests"
+  out.write_bytes(b"old")
+  for deletes_target in (False, True):
+    monkeypatch.setattr(utils, "replace_file",
+                        test_utils.failing_replace_file(deletes_target))
+    with pytest.raises(tf.errors.UnavailableError):
+      with warmup_io.atomic_output(str(out)) as tmp:
+        with open(tmp, "wb") as f:
+          f.write(b"new")
+  [kept] = os.listdir(tmp_path)
+  assert kept.startswith("tf_serving_warmup_requests.tmp-")
+  assert (tmp_path / kept).read_bytes() == b"new"
+  os.remove(tmp_path / kept)
+  with pytest.raises(tf.errors.UnavailableError):
+    with warmup_io.atomic_output(str(out)) as tmp:
+      with open(tmp, "wb") as f:
+        f.write(b"first")
   assert not os.listdir(tmp_path)
 
 

@@ -244,7 +244,9 @@ def atomic_output(output_path: str) -> Iterator[str]:
 
   The temporary file lies beside the output (same file system, so the rename
   is atomic) and is removed if the block raises, leaving an existing output
-  untouched. Missing folders are created, and removed again if the block
+  untouched; or if the rename fails, unless it deleted the existing output
+  first (TF's HDFS rename does): the temporary, then the only copy, is kept
+  (see `utils.temporary_is_the_only_copy`). Missing folders are created, and removed again if the block
   raises (an empty model version folder would be a version TF Serving
   cannot load). Temporaries of this output that killed writers left are
   deleted first (see _delete_stale_temporaries), so they do not pile up in
@@ -268,22 +270,29 @@ def atomic_output(output_path: str) -> Iterator[str]:
   _check_new_version_folders(created)
   _warn_if_not_read_by_tf_serving(output_path)
   tmp_path = f"{output_path}.tmp-{uuid.uuid4().hex[:12]}"
+  kept = False
   try:
     if created:
       utils.makedirs_durably(created[0])  # and the missing ones above it
     _delete_stale_temporaries(output_path)
     with (_locked_temporary(tmp_path)
           if _is_local(tmp_path) else contextlib.nullcontext()):
+      replacing = False
       try:
         yield tmp_path
+        replacing = tf.io.gfile.exists(output_path)
         utils.replace_file(tmp_path, output_path)
       except BaseException:
         # While it is locked: unlocked, another writer of this output may
         # delete it first (see _delete_stale_temporaries).
-        _remove_temporary(tmp_path)
+        kept = utils.temporary_is_the_only_copy(tmp_path, output_path,
+                                                replacing)
+        if not kept:
+          _remove_temporary(tmp_path)
         raise
   except BaseException:
-    _remove_temporary(tmp_path)
+    if not kept:
+      _remove_temporary(tmp_path)
     for folder in created:  # innermost first; only those left empty
       _remove_empty_folder(folder)
     raise
