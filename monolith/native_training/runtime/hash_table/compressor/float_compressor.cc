@@ -187,6 +187,16 @@ Status CheckOneBit(const FloatCompressorConfig::OneBit& c) {
         "one_bit compressor step_size must be > 0, got " +
         std::to_string(c.step_size()));
   }
+  // The stored bit is Forward at init_scale > 0 (as the original): where
+  // that underflows for +amplitude, a save's decoded +amplitude restores as
+  // -amplitude.
+  if (!(HashNet(c).Forward(c.amplitude(), c.init_scale()) > 0)) {
+    return InvalidArgumentError(
+        "one_bit compressor amplitude " + FloatToString(c.amplitude()) +
+        " and init_scale " + FloatToString(c.init_scale()) +
+        " are too small: amplitude * tanh(init_scale * amplitude) rounds to "
+        "0, so a restored +amplitude would be stored as -amplitude");
+  }
   return Status::OK();
 }
 

@@ -364,6 +364,13 @@ TEST(NewFloatCompressor, Errors) {
   FloatCompressorConfig scale;
   scale.mutable_one_bit()->set_init_scale(0.0f);
   ExpectInvalid(scale, 4, "one_bit compressor init_scale");
+  // Found by config_fuzz_test: a decoded +amplitude must encode as +.
+  for (const auto& [amplitude, init_scale] :
+       {std::pair<float, float>{1e-23f, 1.0f}, {0.1f, 1e-45f}}) {
+    FloatCompressorConfig tiny = OneBit(amplitude);
+    tiny.mutable_one_bit()->set_init_scale(init_scale);
+    ExpectInvalid(tiny, 4, "are too small");
+  }
   FloatCompressorConfig max_scale;
   max_scale.mutable_one_bit()->set_max_scale(kInf);
   ExpectInvalid(max_scale, 4, "one_bit compressor max_scale");
