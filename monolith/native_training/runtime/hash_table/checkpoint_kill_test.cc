@@ -4,7 +4,8 @@
 // complete save, no older than the last save that returned OK (a save
 // killed while renaming reads whole, and the next save finishes it). Only
 // before the first save completes may a restore fail, with NotFound naming
-// the checkpoint. MONOLITH_KILL_TEST_ROUNDS runs more rounds (default 40).
+// the checkpoint. ReplaceFile (whole small files) is killed the same way.
+// MONOLITH_KILL_TEST_ROUNDS runs more rounds of each (default 40).
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -12,6 +13,8 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <random>
 #include <set>
@@ -21,6 +24,7 @@
 #include "gtest/gtest.h"
 #include "monolith/native_training/runtime/hash_table/checkpoint.h"
 #include "monolith/native_training/runtime/hash_table/kill_test_util.h"
+#include "monolith/native_training/runtime/hash_table/sharded_files.h"
 
 namespace monolith {
 namespace hash_table {
@@ -236,6 +240,84 @@ TEST(CheckpointKillTest, EveryRestoreReadsOneWholeSaveOrFailsClearly) {
   int version = -1;
   ASSERT_TRUE(RestoreVersion(basename, &version).ok());
   EXPECT_EQ(version, 999999);
+}
+
+// The contents ReplaceFile writes in version |version|: its number
+// repeated, of a size that changes from version to version (up to 60 KB).
+std::string ReplacedContents(int version) {
+  char unit[16];
+  std::snprintf(unit, sizeof(unit), "v%08d;", version);
+  std::string contents;
+  for (int i = 0; i < 1 + (version % 13) * 600; ++i) contents += unit;
+  return contents;
+}
+
+[[noreturn]] void ReplaceForever(const std::string& path,
+                                 const std::string& marker,
+                                 int first_version) {
+  SlowRenameFileSystem fs;
+  for (int version = first_version;; ++version) {
+    const Status status =
+        ReplaceFile(&fs, path, ReplaceFileTemporary(path, 0, version),
+                    ReplacedContents(version));
+    if (!status.ok()) {
+      std::fprintf(stderr, "replace failed: %s\n", status.ToString().c_str());
+      _exit(1);
+    }
+    WriteCompleted(marker, version);
+  }
+}
+
+// ReplaceFile (the PS count that DistributedMultiTypeHashTable.save
+// writes through MonolithWriteFileAtomically) killed at random points:
+// the file holds one whole version, no older than the last one reported
+// written, or, before any, is absent.
+TEST(ReplaceFileKillTest, TheFileHoldsOneWholeVersion) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string dir =
+      std::string(tmp ? tmp : "/tmp") + "/replace_kill_test";
+  PosixFileSystem fs;
+  ASSERT_TRUE(fs.CreateDirectories(dir).ok());
+  const std::string path = dir + "/mtable.num_ps";
+  const std::string marker = dir + "/completed";
+  unlink(path.c_str());
+  unlink(marker.c_str());
+  const char* rounds_env = std::getenv("MONOLITH_KILL_TEST_ROUNDS");
+  const int rounds = rounds_env ? std::atoi(rounds_env) : 40;
+  std::mt19937 rng(20261207);
+  std::uniform_int_distribution<int> kill_after_us(0, 20000);
+  int whole = 0, absent = 0;
+  for (int round = 0; round < rounds; ++round) {
+    const pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) ReplaceForever(path, marker, round * 1000);
+    // Round 0 is killed at once: before its first rename, most often.
+    if (round > 0) usleep(kill_after_us(rng));
+    ASSERT_EQ(kill(child, SIGKILL), 0);
+    int wait_status = 0;
+    ASSERT_EQ(waitpid(child, &wait_status, 0), child);
+    ASSERT_TRUE(WIFSIGNALED(wait_status)) << "the writer exited on its own";
+    const int64_t completed = ReadCompleted(marker);
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+      ++absent;
+      EXPECT_EQ(completed, -1) << "round " << round << ": version "
+                               << completed << " was written, yet " << path
+                               << " is gone";
+      continue;
+    }
+    const std::string contents((std::istreambuf_iterator<char>(in)),
+                               std::istreambuf_iterator<char>());
+    const int version = std::atoi(contents.c_str() + 1);
+    ++whole;
+    EXPECT_EQ(contents, ReplacedContents(version)) << "round " << round;
+    // The write in flight may be read (killed after its rename), never one
+    // older than the last completed.
+    EXPECT_GE(version, completed) << "round " << round;
+  }
+  std::printf("%d rounds: %d read one whole version, %d before any\n",
+              rounds, whole, absent);
+  EXPECT_GT(whole, 0);
 }
 
 }  // namespace
