@@ -444,6 +444,54 @@ def test_admission_turned_on_at_a_restart_starts_the_counts_over(
       np.testing.assert_array_equal(sess.run(grads[0]), admitted)
 
 
+@pytest.mark.parametrize("checkpointed", ["recorded", "files_only", "no"])
+def test_a_filter_save_keeps_files_of_ps_beyond_its_count_of_a_checkpoint(
+    tmp_path, checkpointed):
+  """Filters of PS 2 and 3 from a save of step 7 with 4 PS: where step 7
+  has a checkpoint (the state lists it, or only its files are there, as
+  keep_checkpoint_every_n_hours leaves them), a save of it again keeps
+  them until its count is written (a kill before would leave that
+  checkpoint without those PS's filters); a failed save's go first."""
+  model_dir = str(tmp_path)
+  basename = os.path.join(model_dir, "model.ckpt")
+  asset_dir = basename + "-7.assets/"
+  os.makedirs(asset_dir)
+  stale = ["hash_filter_2-00000-of-00005", "hash_filter_3-00004-of-00005"]
+  for name in stale:
+    with open(asset_dir + name, "w") as f:
+      f.write("old")
+  if checkpointed == "recorded":
+    tf1.train.update_checkpoint_state(model_dir, basename + "-7")
+  elif checkpointed == "files_only":
+    tf1.train.update_checkpoint_state(
+        model_dir, basename + "-9",
+        all_model_checkpoint_paths=[basename + "-9"])
+    with open(basename + "-7.index", "w"):
+      pass
+  real_write = hash_filter_ops.save_utils.write_ps_count
+  present_at_count = []
+
+  def write_after_checking(directory, group, num_ps):
+    present_at_count.append(set(stale) <= set(os.listdir(asset_dir)))
+    real_write(directory, group, num_ps)
+
+  servers, config = test_utils.create_test_ps_cluster(2)
+  with tf.Graph().as_default():
+    filters = hash_filter_ops.create_hash_filters(2, True, _thresholds(1),
+                                                  filter_capacity=1000,
+                                                  filter_split_num=5)
+    listener = hash_filter_ops.HashFilterCheckpointSaverListener(
+        basename, filters, enable_hash_filter=True)
+    with tf1.Session(servers[0].target, config=config) as sess, \
+        mock.patch.object(hash_filter_ops.save_utils, "write_ps_count",
+                          write_after_checking):
+      listener.before_save(sess, 7)
+  assert present_at_count == [checkpointed != "no"]
+  assert not set(stale) & set(os.listdir(asset_dir))
+  with open(asset_dir + "hash_filter.num_ps") as f:
+    assert f.read() == "2\n"
+
+
 def test_the_filter_listener_alone_deletes_what_the_saver_deleted(tmp_path):
   # Without the tables' listener (which deletes whole asset folders), the
   # filters' files of checkpoints past max_to_keep, and of a failed save,
