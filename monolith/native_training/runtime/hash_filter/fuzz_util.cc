@@ -7,26 +7,6 @@
 #include "monolith/native_training/runtime/hash_filter/hash_filter.h"
 #include "monolith/native_training/runtime/hash_filter/sliding_hash_filter.h"
 
-// ASan's options unless ASAN_OPTIONS overrides them. A single allocation
-// over 1 GiB or a resident set over 2 GiB is a failure, not a slow test.
-// Container-overflow checks are off: protobuf's RepeatedField<uint32>
-// templates are instantiated (with ASan's container annotations) in this
-// instrumented binary and also used by the uninstrumented protobuf runtime
-// in libtensorflow_framework.so.2, which grows the same fields without the
-// annotations, a known false positive of partially instrumented builds
-// (it fires during the runtime's own static initialization). (:fuzz_util is
-// alwayslink, so every test binary that links it gets these.)
-extern "C" __attribute__((visibility("default"), used, no_sanitize_address))
-const char*
-__asan_default_options() {
-  return "detect_leaks=1:"
-         "detect_container_overflow=0:"
-         "allocator_may_return_null=0:"
-         "max_allocation_size_mb=1024:"
-         "hard_rss_limit_mb=2048:"
-         "print_summary=1";
-}
-
 namespace monolith {
 namespace hash_filter {
 namespace fuzz_util {

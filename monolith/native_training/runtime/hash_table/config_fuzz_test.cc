@@ -49,21 +49,6 @@
 #include "monolith/native_training/runtime/hash_table/entry_accessor.h"
 #include "monolith/native_training/runtime/hash_table/test_env.h"
 
-// Allocations over 1 GiB or a resident set over 2 GiB fail the test (with a
-// report) instead of slowing it; see checkpoint_fuzz_test.cc for the
-// container-overflow false positive.
-extern "C" __attribute__((visibility("default"), used, no_sanitize_address))
-const char*
-__asan_default_options() {
-  return "detect_leaks=1:"
-         "detect_container_overflow=0:"
-         "handle_abort=1:"
-         "allocator_may_return_null=0:"
-         "max_allocation_size_mb=1024:"
-         "hard_rss_limit_mb=2048:"
-         "print_summary=1";
-}
-
 namespace monolith {
 namespace hash_table {
 namespace {
