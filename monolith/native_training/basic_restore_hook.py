@@ -28,6 +28,20 @@ def pending_restorer_hooks(graph: tf.Graph) -> List["CheckpointRestorerHook"]:
   return list(_PENDING_RESTORERS.get(graph, ()))
 
 
+def check_listeners(listeners: Sequence[object], what: str,
+                    methods: Sequence[str], instead: str) -> None:
+  """Raises TypeError naming the first of `listeners` without every one of
+  `methods` (a listener of the other kind: it would fail, or be passed
+  over, only once the session runs); `instead` says where such a one
+  goes."""
+  for i, listener in enumerate(listeners):
+    missing = [m for m in methods if not callable(getattr(listener, m, None))]
+    if missing:
+      raise TypeError(
+          f"{what}[{i}] is a {type(listener).__name__}, which has no "
+          f"{', '.join(missing)}: is it meant for {instead}?")
+
+
 class CheckpointRestorerListener:
   """Interface of listeners that act before or after a restore.
 
@@ -60,6 +74,9 @@ class CheckpointRestorerHook(tf.compat.v1.train.SessionRunHook):
       listeners: Optional[Sequence[CheckpointRestorerListener]] = None):
     logging.info("Create CheckpointRestorerHook.")
     self._listeners = list(listeners or [])
+    check_listeners(self._listeners, "CheckpointRestorerHook listeners",
+                    ("begin", "before_restore", "after_restore", "end"),
+                    "a CheckpointSaverHook's listeners")
 
   def begin(self) -> None:
     _PENDING_RESTORERS.setdefault(tf.compat.v1.get_default_graph(),

@@ -1388,7 +1388,8 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
       over the checkpoint the session started from.
     guard_saver_listeners: `CheckpointSaverListener`s called around every
       save (`before_save` first, `after_save` last, in reverse order) even
-      when it fails; their own errors are logged, not raised.
+      when it fails; their own errors are logged, not raised. Their
+      `begin` and `end` are called as TF's hook calls its listeners'.
 
   With a `PartialRecoverySaver`, it also marks every PS task set up once the
   session is created (`setup_ps_initialized_state`), as the original's
@@ -1440,7 +1441,32 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
     self._ignore_save_errors = ignore_save_errors
     self._no_first_save = no_first_save
     self._guard_saver_listeners = list(guard_saver_listeners or [])
+    saver_methods = ("begin", "before_save", "after_save", "end")
+    basic_restore_hook.check_listeners(
+        list(listeners or []), "NoFirstSaveCheckpointSaverHook listeners",
+        saver_methods, "a CheckpointRestorerHook's listeners")
+    basic_restore_hook.check_listeners(
+        self._guard_saver_listeners,
+        "NoFirstSaveCheckpointSaverHook guard_saver_listeners",
+        saver_methods, "a CheckpointRestorerHook's listeners")
     self._creating_session = False
+
+  def begin(self) -> None:
+    super().begin()
+    # As TF's hook does for its listeners (one may build ops there).
+    for listener in self._guard_saver_listeners:
+      listener.begin()
+
+  def end(self, session: tf.compat.v1.Session) -> None:
+    super().end(session)  # the last save, then the listeners' end
+    last_step = session.run(self._global_step_tensor)
+    for listener in self._guard_saver_listeners:
+      try:
+        listener.end(session, last_step)
+      except Exception:  # pylint: disable=broad-except
+        # As around saves: these listeners must not stop the hook.
+        logging.exception("%s.end at step %d failed",
+                          type(listener).__name__, last_step)
 
   def after_create_session(self, session: tf.compat.v1.Session,
                            coord: tf.train.Coordinator) -> None:

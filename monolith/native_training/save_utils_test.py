@@ -441,6 +441,12 @@ class _FailingListener(tf.compat.v1.train.CheckpointSaverListener):
   def after_save(self, session, global_step_value):
     self.calls.append((self.name, "after", global_step_value))
 
+  def begin(self):
+    self.calls.append((self.name, "begin"))
+
+  def end(self, session, global_step_value):
+    self.calls.append((self.name, "end", global_step_value))
+
 
 def test_save_errors_and_guard_listeners(tmp_path):
   # (MonitoredSession would recover from an UnavailableError on its own.)
@@ -457,9 +463,14 @@ def test_save_errors_and_guard_listeners(tmp_path):
              _FailingListener(calls, "saver", fail_steps=(2,), error=denied)
          ],
          ignore_save_errors=True, guard_saver_listeners=guards)
-  assert [c for c in calls if c[2] == 2] == [
+  assert [c for c in calls if c[1:] == ("before", 2) or
+          c[1:] == ("after", 2)] == [
       ("g1", "before", 2), ("g2", "before", 2), ("saver", "before", 2),
       ("g2", "after", 2), ("g1", "after", 2)]
+  # The guards' begin and end run as the listeners' do.
+  for name in ("g1", "g2", "saver"):
+    assert calls.count((name, "begin")) == 1
+    assert calls.count((name, "end", 3)) == 1
   assert tf.train.get_checkpoint_state(model_dir).model_checkpoint_path.\
       endswith("model.ckpt-3")
   # Without ignore_save_errors the error stops training; the guards still
@@ -473,6 +484,26 @@ def test_save_errors_and_guard_listeners(tmp_path):
            guard_saver_listeners=guards[1:])
   assert calls[-3:] == [("g2", "before", 2), ("saver", "before", 2),
                         ("g2", "after", 2)]
+
+
+def test_listeners_of_the_other_kind_are_refused(tmp_path):
+  """A saver listener given to the restorer hook, or a restorer listener
+  to the saver hook, failed (or a guard was passed over, its error
+  logged) only once the session ran."""
+  with pytest.raises(TypeError, match=r"CheckpointRestorerHook "
+                     r"listeners\[1\] is a CheckpointSaverListener, which "
+                     r"has no before_restore, after_restore: is it meant "
+                     r"for a CheckpointSaverHook's listeners\?"):
+    basic_restore_hook.CheckpointRestorerHook([
+        basic_restore_hook.CheckpointRestorerListener(),
+        tf.compat.v1.train.CheckpointSaverListener()])
+  for kwargs in (dict(listeners=[object()]),
+                 dict(guard_saver_listeners=[
+                     basic_restore_hook.CheckpointRestorerListener()])):
+    with pytest.raises(TypeError, match=r"NoFirstSaveCheckpointSaverHook "
+                       r"\w+\[0\] is a \w+, which has no .*before_save"):
+      save_utils.NoFirstSaveCheckpointSaverHook(str(tmp_path), save_steps=1,
+                                                **kwargs)
 
 
 @pytest.mark.parametrize("kwargs", [
