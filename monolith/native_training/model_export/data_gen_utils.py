@@ -212,24 +212,8 @@ class ParserArgs:
     }
     for name, element_type in element_types.items():
       value = getattr(self, name)
-      if value is None:
-        continue
-      if isinstance(value, (str, bytes)) or not isinstance(
-          value, collections.abc.Iterable):
-        raise TypeError(
-            f"{field(name)} must be a list, got the "
-            f"{type(value).__name__} {value!r}" +
-            (f" (a list of names: [{value!r}], or {value!r}.split(','))"
-             if isinstance(value, str) else ""))
-      value = list(value)
-      setattr(self, name, value)
-      for item in value:
-        if (not isinstance(item, element_type) or
-            isinstance(item, bool)):
-          raise TypeError(
-              f"{field(name)} holds {item!r} ({type(item).__name__}); its "
-              "items are "
-              f"{'integers' if element_type is numbers.Integral else 'str'}")
+      if value is not None:
+        setattr(self, name, _checked_list(value, field(name), element_type))
     for name in ("batch_size", "max_records"):
       value = getattr(self, name)
       if not utils.is_integer(value):
@@ -559,6 +543,11 @@ class _RandomRecords:
                fidv1_slots: Optional[Sequence[int]] = None):
     if not 0 <= drop_rate <= 1:
       raise ValueError(f"drop_rate must be within [0, 1], got {drop_rate}")
+    dense_metas = _checked_metas(dense_metas, "dense_features")
+    extra_metas = _checked_metas(extra_metas, "extra_features")
+    if fidv1_slots is not None:
+      fidv1_slots = _checked_list(fidv1_slots, "fidv1_features",
+                                  numbers.Integral)
     by_name = {}
     for meta in list(sparse_metas) + list(dense_metas or ()):
       if meta.name in by_name:
@@ -638,10 +627,35 @@ class _RandomRecords:
     return [make().SerializeToString() for _ in range(batch_size)]
 
 
-def _check_sparse_features(names: Optional[Sequence[str]]) -> Sequence[str]:
+def _checked_list(value: Any, what: str, element_type: type) -> list:
+  """`value` as a list, refusing a value that is not one and items not of
+  `element_type`, naming `what`: a string where a list belongs was read as
+  its characters ("user_id" became the features u, s, e, ...)."""
+  if isinstance(value, (str, bytes)) or not isinstance(
+      value, collections.abc.Iterable):
+    raise TypeError(
+        f"{what} must be a list, got the {type(value).__name__} {value!r}" +
+        (f" (a list of names: [{value!r}], or {value!r}.split(','))"
+         if isinstance(value, str) else ""))
+  value = list(value)
+  kinds = {numbers.Integral: "integers", str: "str"}
+  for item in value:
+    if not isinstance(item, element_type) or isinstance(item, bool):
+      raise TypeError(
+          f"{what} holds {item!r} ({type(item).__name__}); its items are "
+          f"{kinds.get(element_type, element_type.__name__)}")
+  return value
+
+
+def _check_sparse_features(names: Optional[Sequence[str]]) -> List[str]:
   if not names:
     raise ValueError("sparse_features must name at least one feature")
-  return names
+  return _checked_list(names, "sparse_features", str)
+
+
+def _checked_metas(metas: Optional[Sequence[FeatureMeta]],
+                   what: str) -> Optional[List[FeatureMeta]]:
+  return None if metas is None else _checked_list(metas, what, FeatureMeta)
 
 
 def gen_example(sparse_features: List[str],
@@ -672,7 +686,9 @@ def gen_instance(fidv1_features: Optional[List[int]] = None,
   """A random Instance: v1 fids of `fidv1_features` slots in Instance.fid
   (0 to 3 per slot; one for slots 1 and 200), `fidv2_features` and dense
   features as Instance.feature, line id, label."""
-  metas = _sparse_metas(fidv2_features or [], feature_list)
+  metas = _sparse_metas(
+      _checked_list(fidv2_features or [], "fidv2_features", str),
+      feature_list)
   return _RandomRecords(metas, dense_features, extra_features, drop_rate,
                         actions, rng, req_time, fidv1_features).instance()
 

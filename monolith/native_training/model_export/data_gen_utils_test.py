@@ -588,6 +588,27 @@ def test_parser_args_of_the_wrong_kind_are_refused(graph, kwargs, error):
     data_gen_utils.ParserArgs(variant_type="example", **kwargs)
 
 
+@pytest.mark.parametrize("generate, error", [
+    (lambda: data_gen_utils.gen_example("user_id"),
+     r"sparse_features must be a list, got the str 'user_id'"),
+    (lambda: data_gen_utils.gen_example_batch("user_id"),
+     r"sparse_features must be a list, got the str 'user_id'"),
+    (lambda: data_gen_utils.gen_instance(fidv2_features="uid"),
+     r"fidv2_features must be a list, got the str 'uid'"),
+    (lambda: data_gen_utils.gen_instance(fidv1_features=["1"]),
+     r"fidv1_features holds '1' \(str\); its items are integers"),
+    (lambda: data_gen_utils.gen_example(
+        ["a"], dense_features=data_gen_utils.FeatureMeta("age", shape=1)),
+     r"dense_features must be a list, got the FeatureMeta"),
+    (lambda: data_gen_utils.gen_example(["a"], extra_features=["uid"]),
+     r"extra_features holds 'uid' \(str\); its items are FeatureMeta"),
+])
+def test_generators_refuse_lists_of_the_wrong_kind(generate, error):
+  """As ParserArgs does: "user_id" was read as the features u, s, e, ..."""
+  with pytest.raises(TypeError, match=error):
+    generate()
+
+
 def test_parser_args_take_numpy_integers_and_other_collections(graph):
   del graph
   args = data_gen_utils.ParserArgs(variant_type="instance",
