@@ -395,6 +395,13 @@ class DistributedMultiTypeHashTable(
           configs_on_ps[name] = config
         table = table_factory(i, configs_on_ps)
       self._check_table(i, table)
+      for j, other in enumerate(self._tables):
+        if other.shared_name == table.shared_name:
+          raise ValueError(
+              f"table_factory returned the table of PS {j} "
+              f"({table.shared_name}) for PS {i} too: each PS task needs "
+              "a MultiHashTable of its own (e.g. from_configs(configs, "
+              "name_suffix=str(ps_index)))")
       # For checkpoints: the restorer listener reshards by it.
       table.set_ps_shard(num_ps, i)
       self._tables.append(table)
@@ -759,6 +766,7 @@ class DistributedMultiTypeHashTable(
       ValueError: `directory` is "" (a tensor's "" fails the save's run
         with InvalidArgumentError): the saves would go to "/<name>".
     """
+    directory = utils.fspaths(directory)
     # "dir/" must not become "dir//name": object stores (gs://, s3://)
     # take that for another object than "dir/name". ("/" becomes "".)
     if isinstance(directory, str):
@@ -848,6 +856,7 @@ class DistributedMultiTypeHashTable(
       tf.errors.InvalidArgumentError: (at run time) with `ps_group`, a save
         read that does not end in "_<j>".
     """
+    basenames = utils.fspaths(basenames)
     # A list: every PS table reads it.
     values_only = multi_hash_table_ops.checked_table_names(
         values_only, "values_only")

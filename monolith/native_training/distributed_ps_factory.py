@@ -14,6 +14,9 @@ def _per_ps(name: str, handles: Optional[List[tf.Tensor]],
             count: int) -> List[Optional[tf.Tensor]]:
   """`handles`, or `count` Nones (for None or [], as the original);
   checks there is one per PS."""
+  if handles is None:
+    return [None] * count
+  handles = utils.checked_handles(handles, name, allow_none=True)
   if not handles:
     return [None] * count
   if len(handles) != count:

@@ -384,6 +384,20 @@ def test_save_directories_with_a_trailing_slash_name_the_same_files(
       assert joined[-2:] == [expected + "0", expected + "1"]
 
 
+def test_saves_and_restores_take_paths(cluster, tmp_path, _fresh_graph):
+  """pathlib.Path directories and basenames, as the listeners take them
+  (TF's ops do not)."""
+  table = _create({"a": _config(1)})
+  table = table.assign({"a": (_id([1, 2]), _value([[1], [2]]))})
+  saved = table.save(tmp_path).as_op()
+  restored = table.restore([tmp_path / f"MonolithMultiHashTable_{i}"
+                            for i in range(2)]).lookup({"a": _id([1, 2])})
+  with _session(cluster) as sess:
+    sess.run(saved)
+    np.testing.assert_array_equal(sess.run(restored)["a"], [[1], [2]])
+  assert os.path.exists(tmp_path / "MonolithMultiHashTable.num_ps")
+
+
 def test_an_empty_save_directory_is_refused(cluster, _fresh_graph):
   table = _create({"a": _config(1)})
   with pytest.raises(ValueError, match="directory is empty"):
@@ -877,6 +891,20 @@ def test_bad_input_errors():
 
   with pytest.raises(ValueError, match="for PS 0 has the tables"):
     distributed_ps.DistributedMultiTypeHashTable(2, configs, other_tables)
+  shared = multi_hash_table_ops.MultiHashTable.from_configs(
+      configs, name_suffix="shared")
+  with pytest.raises(ValueError, match=r"returned the table of PS 0 "
+                     r"\(MonolithMultiHashTable_shared\) for PS 1 too"):
+    distributed_ps.DistributedMultiTypeHashTable(2, configs,
+                                                 lambda i, c: shared)
+  one_filter = hash_filter_ops.create_hash_filters(0, True)[0]
+  with pytest.raises(TypeError, match=r"hash_filters must be a list of "
+                     r"handles, one per PS task, got one handle, "
+                     r"MonolithHashFilter\S*:0: pass \[handle\]"):
+    _create(configs, hash_filters=one_filter)
+  with pytest.raises(TypeError, match=r"sync_clients\[0\] is 3, not a "
+                     "resource handle"):
+    _create(configs, sync_clients=[3, None])
   with pytest.raises(ValueError, match="slot_to_config is empty"):
     _create({})
   with pytest.raises(ValueError, match="hash_filters has 1 handles; expected "

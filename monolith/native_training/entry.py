@@ -31,6 +31,7 @@ from google.protobuf import message
 import numpy as np
 import tensorflow as tf
 
+from monolith.native_training import utils
 from monolith.native_training.monolith_export import monolith_export
 from monolith.native_training.runtime.hash_table import \
     embedding_hash_table_pb2
@@ -775,7 +776,8 @@ class CuckooHashTableConfig(HashTableConfig):
   def __init__(self,
                initial_capacity: int = 1,
                feature_evict_every_n_hours: int = 0):
-    self._initial_capacity = initial_capacity
+    self._initial_capacity = utils.check_count(
+        initial_capacity, "CuckooHashTableConfig initial_capacity")
     self._feature_evict_every_n_hours = feature_evict_every_n_hours
 
   def mutate_table(
@@ -806,7 +808,8 @@ class GpucucoHashTableConfig(HashTableConfig):
   """
 
   def __init__(self, initial_capacity: int = 1 << 16):
-    self._initial_capacity = initial_capacity
+    self._initial_capacity = utils.check_count(
+        initial_capacity, "GpucucoHashTableConfig initial_capacity")
 
   def mutate_table(
       self, table_config: embedding_hash_table_pb2.EmbeddingHashTableConfig

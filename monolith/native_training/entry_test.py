@@ -232,6 +232,16 @@ def test_combine_as_segment_rejects_bad_dim(dim_size):
                            entry.SgdOptimizer(), entry.Fp32Compressor())
 
 
+@pytest.mark.parametrize("table_type", [entry.CuckooHashTableConfig,
+                                        entry.GpucucoHashTableConfig])
+@pytest.mark.parametrize("capacity", [-1, None, 1.5, "8"])
+def test_a_capacity_that_is_no_count_is_refused(table_type, capacity):
+  # It failed in mutate_table with protobuf's "Value out of range: -1".
+  with pytest.raises(ValueError, match=f"{table_type.__name__} "
+                     f"initial_capacity must be an integer >= 0, got "):
+    table_type(capacity)
+
+
 def test_combine_as_segment_rejects_wrong_config_type():
   with pytest.raises(ValueError, match="optimizer"):
     entry.CombineAsSegment(2, entry.ZerosInitializer(),

@@ -437,11 +437,11 @@ class HashFilterCheckpointSaverListener(
     utils.check_graph_mode("HashFilterCheckpointSaverListener")
     self._run_options = save_utils.checkpoint_run_options(timeout_secs)
     self._helper = save_utils.SaveHelper(basename)
-    self._hash_filters = list(hash_filters)
+    self._hash_filters = utils.checked_handles(hash_filters, "hash_filters")
     self._enabled = _saves_and_restores(enable_hash_filter,
                                         enable_save_restore)
     if self._enabled:
-      _claim_checkpoint_files(basename, self._hash_filters)
+      _claim_checkpoint_files(self._helper.basename, self._hash_filters)
     self._placeholders = []
     self._save_ops = _per_filter_ops(self._hash_filters, self._placeholders,
                                      save_hash_filter, self._enabled)
@@ -536,9 +536,9 @@ class HashFilterCheckpointRestorerListener(
     super().__init__()
     utils.check_graph_mode("HashFilterCheckpointRestorerListener")
     self._run_options = save_utils.checkpoint_run_options(timeout_secs)
-    self._basename = basename
+    self._basename = os.fspath(basename)
     self._helper = save_utils.SaveHelper(basename)
-    self._hash_filters = list(hash_filters)
+    self._hash_filters = utils.checked_handles(hash_filters, "hash_filters")
     self._enabled = _saves_and_restores(enable_hash_filter,
                                         enable_save_restore)
     self._ps_monitor = ps_monitor

@@ -518,6 +518,18 @@ def test_the_filter_listener_alone_deletes_what_the_saver_deleted(tmp_path):
                                               "model.ckpt-4.assets"]
 
 
+def test_listeners_take_a_path_and_refuse_one_filter_outside_a_list(
+    tmp_path):
+  basename = tmp_path / "model.ckpt"
+  hash_filter = hash_filter_ops.create_hash_filter(1000, 5)
+  for listener in (hash_filter_ops.HashFilterCheckpointSaverListener,
+                   hash_filter_ops.HashFilterCheckpointRestorerListener):
+    listener(basename, [hash_filter], enable_hash_filter=True)
+    with pytest.raises(TypeError, match=r"hash_filters must be a list of "
+                       r"handles, one per PS task, got one handle"):
+      listener(str(basename), hash_filter, enable_hash_filter=True)
+
+
 def test_two_listeners_of_other_filters_at_one_basename_are_refused(
     tmp_path, monkeypatch):
   # Filter files are named by position: a second group's listener would

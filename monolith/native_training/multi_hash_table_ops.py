@@ -1031,6 +1031,8 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       it.
 
     Raises:
+      TypeError: `cc` is not a CachedConfig, or a handle is not a resource
+        handle.
       ValueError: a table has not one learning-rate function per segment,
         the tables have different types, gpucuco tables are given a hash
         filter or skip_zero_embedding, the shared name is already used
@@ -1041,6 +1043,13 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
         cannot run here (no CUDA kernels or no GPU).
     """
     utils.check_graph_mode("MultiHashTable")
+    if not isinstance(cc, CachedConfig):
+      raise TypeError(
+          f"from_cached_config takes a CachedConfig "
+          f"(convert_to_cached_config(configs)), got the "
+          f"{type(cc).__name__}" +
+          ("; for a dict of configs use from_configs"
+           if isinstance(cc, dict) else ""))
     for name, handle, maker in (
         ("hash_filter", hash_filter, "create_hash_filters"),
         ("sync_client", sync_client, "create_parameter_sync_clients")):
@@ -1552,7 +1561,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     return self._copy_with_new_table(
         hash_table_ops.monolith_multi_hash_table_save(
             mtable=self._handle,
-            basename=basename,
+            basename=utils.fspaths(basename),
             nshards=self._saver_parallel,
             # Empty: each table's own. The original passed the first table's
             # config that set a field, which then applied to every table.
@@ -1597,7 +1606,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     return self._copy_with_new_table(
         hash_table_ops.monolith_multi_hash_table_restore(
             mtable=self._handle,
-            basename=basename,
+            basename=utils.fspaths(basename),
             strict=strict,
             values_only=self._checked_values_only(values_only)))
 
@@ -1651,7 +1660,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     return self._copy_with_new_table(
         hash_table_ops.monolith_multi_hash_table_restore_resharded(
             mtable=self._handle,
-            basenames=basenames,
+            basenames=utils.fspaths(basenames),
             id_modulus=id_modulus,
             id_remainder=id_remainder,
             strict=strict,
@@ -1671,7 +1680,8 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       tf.errors.NotFoundError, tf.errors.DataLossError: (at run time) as
         `restore`.
     """
-    return hash_table_ops.monolith_multi_hash_table_feature_stat(basename)
+    return hash_table_ops.monolith_multi_hash_table_feature_stat(
+        utils.fspaths(basename))
 
   def as_op(self, *args, **kwargs) -> tf.Operation:
     """The op that runs the updates this table object depends on."""
@@ -2340,7 +2350,7 @@ class MultiHashTableCheckpointRestorerListener(
                values_only: Sequence[str] = ()):
     super().__init__()
     utils.check_graph_mode("MultiHashTableCheckpointRestorerListener")
-    self._basename = basename
+    self._basename = os.fspath(basename)
     self._ps_monitor = ps_monitor
     self._run_options = save_utils.checkpoint_run_options(timeout_secs)
     self._helper = save_utils.SaveHelper(basename)
@@ -2685,7 +2695,7 @@ class MultiHashTableStatsHook(tf.compat.v1.train.SessionRunHook):
       raise ValueError(
           f"every_n_secs must be a finite number > 0, got {every_n_secs!r}")
     self._tables = None if tables is None else list(tables)
-    self._hash_filters = list(hash_filters)
+    self._hash_filters = utils.checked_handles(hash_filters, "hash_filters")
     self._every_n_secs = float(every_n_secs)
     self._summary_dir = summary_dir
     # Set by begin(): what a report fetches, and whose figures they are,

@@ -745,6 +745,18 @@ def test_adagrad_through_apply_gradients():
   np.testing.assert_allclose(got[0], num, rtol=1e-5, atol=1e-6)
 
 
+def test_save_restore_and_feature_stat_take_paths(tmp_path):
+  basename = tmp_path / "table"
+  with tf.Graph().as_default(), tf1.Session() as sess:
+    table = _from_configs({"a": test_utils.generate_test_hash_table_config(1)})
+    saved = table.assign({"a": (_id([3]), _value([[5]]))}).save(basename)
+    sess.run(table.initializer)
+    sess.run(saved.as_op())
+    assert sess.run(table.feature_stat(basename))[1].tolist() == [1]
+    looked_up = table.restore(basename).lookup({"a": _id([3])})["a"]
+    assert sess.run(looked_up).tolist() == [[5]]
+
+
 def test_save_restore(tmp_path):
   basename = os.path.join(tmp_path, "save_restore", "table")
   with tf.Graph().as_default(), tf1.Session() as sess:
@@ -1689,6 +1701,14 @@ def test_arguments_of_the_wrong_kind_name_what_is_wrong():
           {"a": config}, hash_filter=[hash_filter_ops.create_hash_filter(
               100, 5)]), TypeError,
        "hash_filter must be one resource handle .*got list"),
+      (lambda: multi_hash_table_ops.MultiHashTable.from_cached_config(
+          {"a": config}), TypeError,
+       r"from_cached_config takes a CachedConfig \(convert_to_cached_config"
+       r"\(configs\)\), got the dict; for a dict of configs use "
+       r"from_configs"),
+      (lambda: multi_hash_table_ops.MultiHashTableStatsHook(
+          hash_filters=hash_filter_ops.create_hash_filter(100, 5)),
+       TypeError, "hash_filters must be a list of handles"),
   ]
   table = multi_hash_table_ops.MultiHashTable.from_configs({"a": config})
   cases += [

@@ -289,6 +289,37 @@ def temporary_is_the_only_copy(tmp_path: str, path: str,
   return lost
 
 
+def checked_handles(handles: Any, what: str,
+                    allow_none: bool = False) -> List[Optional[tf.Tensor]]:
+  """`handles` as a list of resource handles (hash filters, sync clients;
+  with `allow_none`, None items too), refusing one handle alone or
+  anything else, naming `what`: a handle given where a list belongs failed
+  deep in TF ("Iterating over a symbolic tf.Tensor ...")."""
+  if tf.is_tensor(handles):
+    raise TypeError(f"{what} must be a list of handles, one per PS task, "
+                    f"got one handle, {handles.name}: pass [handle]")
+  if not isinstance(handles, (list, tuple)):
+    raise TypeError(f"{what} must be a list of handles, one per PS task, "
+                    f"got the {type(handles).__name__} {handles!r}")
+  for i, handle in enumerate(handles):
+    if handle is None and allow_none:
+      continue
+    if not isinstance(handle, tf.Tensor) or handle.dtype != tf.resource:
+      raise TypeError(f"{what}[{i}] is {handle!r}, not a resource handle")
+  return list(handles)
+
+
+def fspaths(paths: Any) -> Any:
+  """`paths` with `os.PathLike` values (a `pathlib.Path`) as their strings,
+  alone or in a list or tuple; anything else (a str, a tensor) as it is:
+  TF's ops do not take Paths."""
+  if isinstance(paths, os.PathLike):
+    return os.fspath(paths)
+  if isinstance(paths, (list, tuple)):
+    return type(paths)(fspaths(p) for p in paths)
+  return paths
+
+
 def comparable_path(path: str) -> str:
   """`path` normalized, so that two spellings of one file compare equal:
   a URI's (gs://, hdfs://) collapsed ("a//b", "a/./b"), a local path
