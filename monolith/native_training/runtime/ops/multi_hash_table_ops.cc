@@ -3,6 +3,7 @@
 // naming the input, with the numbers) and calls the engine; nothing here
 // knows entry layouts or optimizers.
 #include <algorithm>
+#include <limits>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -116,7 +117,10 @@ class CreateMultiHashTableOp
         return errors::InvalidArgument("table ", config_->names(i), ": ",
                                        s.message());
       }
-      slot_bytes += EmbeddingHashTable::InitialSlotBytes(capacity);
+      // Saturating: 2^25 tables of 2^39 bytes each would wrap to 0.
+      slot_bytes += std::min(EmbeddingHashTable::InitialSlotBytes(capacity),
+                             std::numeric_limits<uint64_t>::max() -
+                                 slot_bytes);
     }
     const uint64_t memory = UsableMemoryBytes();
     if (slot_bytes > memory) {
