@@ -3,10 +3,10 @@
 // naming the input, with the numbers) and calls the engine; nothing here
 // knows entry layouts or optimizers.
 #include <algorithm>
-#include <limits>
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
