@@ -1997,12 +1997,16 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       int64 ragged ids; row t holds the ids of `table_names[t]`.
 
     Raises:
-      ValueError: an unknown table name.
+      ValueError: an unknown table name, or ids (of a table, named) that
+        are not integers or not 1-D.
+      TypeError: ragged or sparse ids.
     """
     self._check_names(slot_to_id)
     empty_id = tf.constant([], dtype=tf.int64)
-    return concat_1d_tensors(
-        *[slot_to_id.get(name, empty_id) for name in self._table_names])
+    return concat_1d_tensors(*[
+        as_ids(slot_to_id[name], name) if name in slot_to_id else empty_id
+        for name in self._table_names
+    ])
 
   def get_flat_value(self, slot_to_value: Dict[str, tf.Tensor]) -> tf.Tensor:
     """Flattens per-table values into one 1-D tensor, tables in order.
@@ -2015,12 +2019,27 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       1-D float32, laid out as `raw_lookup`'s result.
 
     Raises:
-      ValueError: an unknown table name.
+      ValueError: an unknown table name, or values (of a table, named) that
+        are not floating point or whose last dimension is known and not
+        the table's dim (the kernels see only the total: the floats would
+        go to the next table).
     """
     self._check_names(slot_to_value)
     empty_value = tf.zeros([0, 1])
-    return flatten_n_tensors(
-        *[slot_to_value.get(name, empty_value) for name in self._table_names])
+    flat = []
+    for name, dim in zip(self._table_names, self._dims):
+      if name not in slot_to_value:
+        flat.append(empty_value)
+        continue
+      values = as_values(slot_to_value[name], name)
+      shape = values.shape
+      if (shape.rank is not None and shape.rank >= 2 and
+          shape[-1] is not None and shape[-1] != dim and
+          shape.num_elements() != 0):
+        raise ValueError(f"the values of table {name} must be [len(ids), "
+                         f"{dim}], got shape {shape}")
+      flat.append(values)
+    return flatten_n_tensors(*flat)
 
   def _check_names(self, by_name: Dict[str, Any]) -> None:
     check_table_names(by_name, self._table_names)

@@ -606,6 +606,29 @@ def test_raw_assign_add():
   np.testing.assert_array_equal(values["slot0"], [[6, 8], [3, 4]])
 
 
+def test_raw_ids_and_values_are_checked_per_table():
+  """The raw kernels see only the total of floats: a's [1, 3] rows for its
+  dim 2 wrote a with va[:2] and b with va[2] and vb."""
+  table = multi_hash_table_ops.MultiHashTable.from_configs({
+      "a": test_utils.generate_test_hash_table_config(2),
+      "b": test_utils.generate_test_hash_table_config(3),
+  })
+  with pytest.raises(ValueError, match=r"the values of table a must be "
+                     r"\[len\(ids\), 2\], got shape \(1, 3\)"):
+    table.get_flat_value({"a": _value([[1, 2, 3]]), "b": _value([[4, 5]])})
+  with pytest.raises(ValueError, match="the values of table b must be"):
+    table.get_flat_value({"b": _value([[4, 5]])})
+  with pytest.raises(ValueError, match=r"the ids of table a must be 1-D"):
+    table.get_ragged_id({"a": _id([[1]])})
+  # Other integer widths are cast, as the other methods cast them.
+  ragged = table.get_ragged_id({"a": tf.constant([1], tf.int32),
+                                "b": _id([2])})
+  flat = table.get_flat_value({"a": tf.constant([[1, 2]], tf.float64)})
+  with tf1.Session() as sess:
+    assert sess.run(ragged).to_list() == [[1], [2]]
+    assert sess.run(flat).tolist() == [1, 2]
+
+
 @pytest.mark.parametrize("method", ["assign", "assign_add", "apply_gradients"])
 def test_values_of_the_wrong_size_do_not_spill_into_the_next_table(method):
   # The tables' values cross flattened and concatenated, and the kernel
