@@ -2054,8 +2054,9 @@ def _tensor_of_table(tensors: Dict[int, Any], table: Any,
   except KeyError:
     raise ValueError(
         f"MultiHashTable {table.shared_name} was created after the {listener} "
-        "listener; create the listeners once every table of the graph "
-        "exists") from None
+        "listener, or in another graph than the one the listener was built "
+        "in; create the listeners once every table of the graph exists, "
+        "under that graph's as_default()") from None
 
 
 def _tables_run_by(session: Any) -> List["MultiHashTable"]:

@@ -1953,6 +1953,15 @@ def test_a_table_created_after_the_listeners_is_named(tmp_path):
     with pytest.raises(ValueError, match=f"MultiHashTable {late.shared_name} "
                        "was created after the saver listener"):
       saver_listener.before_save(sess, 1)
+  # A listener built in another graph than the tables' says so too.
+  elsewhere = tf.Graph()
+  with elsewhere.as_default():
+    other = multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
+        basename + "_other")
+  with tf1.Session() as sess:
+    with pytest.raises(ValueError, match="or in another graph than the one "
+                       "the listener was built in"):
+      other.before_save(sess, 1)
 
 
 def _expiring_config(expire_days_by_slot, evict_every_n_hours=None):
