@@ -711,6 +711,12 @@ def test_apply_gradients_rejects_a_vector_global_step():
       with pytest.raises(tf.errors.InvalidArgumentError,
                          match="global_step must be a scalar"):
         sess.run(updated.as_op(), feed_dict={step: bad_step})
+    # A negative step would reach the optimizers (warmup scaling the rate
+    # to 0 while accumulators grow).
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"global_step must be >= 0 \(the training "
+                       r"step\), got -1"):
+      sess.run(updated.as_op(), feed_dict={step: -1})
     # The process lives on, and the table was not touched.
     np.testing.assert_array_equal(
         sess.run(table.lookup({"slot0": _id([0])}))["slot0"], [[0]])

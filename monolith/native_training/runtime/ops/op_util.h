@@ -487,6 +487,19 @@ inline Status ReadLookupBatch(OpKernelContext* ctx,
   return OkStatus();
 }
 
+// The global step, input |index|: an int64 scalar >= 0. A negative one
+// would reach the optimizers as a step (warmup would scale the learning
+// rate to 0 while the accumulators grow; batch_softmax would skip the id).
+inline Status GetGlobalStepInput(OpKernelContext* ctx, int index,
+                                 int64_t* global_step) {
+  TF_RETURN_IF_ERROR(GetScalarInput(ctx, index, "global_step", global_step));
+  if (*global_step < 0) {
+    return errors::InvalidArgument("global_step must be >= 0 (the training "
+                                   "step), got ", *global_step);
+  }
+  return OkStatus();
+}
+
 // The rest of MonolithMultiHashTableOptimize's inputs: learning_rate (4,
 // a vector), update_time (5) and global_step (6) scalars.
 struct OptimizeScalars {
@@ -503,7 +516,7 @@ inline Status ReadOptimizeScalars(OpKernelContext* ctx, OptimizeScalars* in,
       GetVectorInput(ctx, first, "learning_rate", &in->learning_rates));
   TF_RETURN_IF_ERROR(
       GetUpdateTimeInput(ctx, first + 1, "update_time", &in->update_time));
-  return GetScalarInput(ctx, first + 2, "global_step", &in->global_step);
+  return GetGlobalStepInput(ctx, first + 2, &in->global_step);
 }
 
 // Parses the create ops' config, a MultiEmbeddingHashTableConfig (Config):
@@ -1017,7 +1030,7 @@ inline Status ReadFusedOptimizeInputs(OpKernelContext* ctx,
   TF_RETURN_IF_ERROR(GetVectorInput(ctx, 7, "learning_rate_tensors",
                                     &in->learning_rates));
   TF_RETURN_IF_ERROR(GetUpdateTimeInput(ctx, 8, "req_time", &in->update_time));
-  TF_RETURN_IF_ERROR(GetScalarInput(ctx, 9, "global_step", &in->global_step));
+  TF_RETURN_IF_ERROR(GetGlobalStepInput(ctx, 9, &in->global_step));
   TF_RETURN_IF_ERROR(ComputeFusedLayout(dims, *slot_sizes,
                                         in->ids->NumElements(), num_shards,
                                         &in->layout));
