@@ -679,12 +679,21 @@ def test_a_failed_replace_keeps_the_only_copy(tmp_path, monkeypatch):
   [kept] = os.listdir(tmp_path)
   assert kept.startswith("tf_serving_warmup_requests.tmp-")
   assert (tmp_path / kept).read_bytes() == b"new"
-  os.remove(tmp_path / kept)
+  # It outlives later writes that fail, however old it is ...
+  old = time.time() - warmup_io.STALE_TEMP_SECONDS - 60
+  os.utime(tmp_path / kept, (old, old))
   with pytest.raises(tf.errors.UnavailableError):
     with warmup_io.atomic_output(str(out)) as tmp:
       with open(tmp, "wb") as f:
         f.write(b"first")
-  assert not os.listdir(tmp_path)
+  assert os.listdir(tmp_path) == [kept]
+  # ... and goes once a write puts a whole output in place.
+  monkeypatch.undo()
+  with warmup_io.atomic_output(str(out)) as tmp:
+    with open(tmp, "wb") as f:
+      f.write(b"newer")
+  assert os.listdir(tmp_path) == [out.name]
+  assert out.read_bytes() == b"newer"
 
 
 def test_a_write_to_a_relative_path_deletes_a_killed_writes_temporary(

@@ -198,7 +198,13 @@ def _delete_stale_temporaries(output_path: str) -> None:
   a remote one once untouched for STALE_TEMP_SECONDS.
   """
   local = _is_local(output_path)
-  for stale in tf.io.gfile.glob(glob.escape(output_path) + ".tmp-*"):
+  try:
+    candidates = tf.io.gfile.glob(glob.escape(output_path) + ".tmp-*")
+  except tf.errors.OpError as e:  # the output is written: only log it
+    logging.warning("Could not list the temporaries of %s: %s", output_path,
+                    e)
+    return
+  for stale in candidates:
     if not is_temporary_of(stale, output_path):
       continue
     try:
@@ -246,11 +252,12 @@ def atomic_output(output_path: str) -> Iterator[str]:
   is atomic) and is removed if the block raises, leaving an existing output
   untouched; or if the rename fails, unless it deleted the existing output
   first (TF's HDFS rename does): the temporary, then the only copy, is kept
-  (see `utils.temporary_is_the_only_copy`). Missing folders are created, and removed again if the block
+  (see `utils.temporary_is_the_only_copy`) until a later write of the
+  output succeeds. Missing folders are created, and removed again if the block
   raises (an empty model version folder would be a version TF Serving
   cannot load). Temporaries of this output that killed writers left are
-  deleted first (see _delete_stale_temporaries), so they do not pile up in
-  a model's assets.extra.
+  deleted once the new output is in place (see _delete_stale_temporaries),
+  so they do not pile up in a model's assets.extra.
 
   Raises:
     WarmupDataError: `output_path` is empty or a folder (also one that does
@@ -274,7 +281,6 @@ def atomic_output(output_path: str) -> Iterator[str]:
   try:
     if created:
       utils.makedirs_durably(created[0])  # and the missing ones above it
-    _delete_stale_temporaries(output_path)
     with (_locked_temporary(tmp_path)
           if _is_local(tmp_path) else contextlib.nullcontext()):
       replacing = False
@@ -282,6 +288,9 @@ def atomic_output(output_path: str) -> Iterator[str]:
         yield tmp_path
         replacing = tf.io.gfile.exists(output_path)
         utils.replace_file(tmp_path, output_path)
+        # Once the new output is in place: a temporary kept as the only
+        # copy (below) goes only when a newer whole output exists.
+        _delete_stale_temporaries(output_path)
       except BaseException:
         # While it is locked: unlocked, another writer of this output may
         # delete it first (see _delete_stale_temporaries).
