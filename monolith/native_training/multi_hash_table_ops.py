@@ -270,15 +270,14 @@ def _check_proto_tables(proto: multi_hash_table_ops_pb2.MultiHashTableProto,
     return
   config = embedding_hash_table_pb2.MultiEmbeddingHashTableConfig.FromString(
       mconfig)
-  tables = dict(zip(proto.table_names, proto.dims))
-  created = {
-      name: infer_dim_size(table_config)
-      for name, table_config in zip(config.names, config.configs)
-  }
+  # In order: the kernel takes row t of the ids as its table t.
+  tables = list(zip(proto.table_names, proto.dims))
+  created = [(name, infer_dim_size(table_config))
+             for name, table_config in zip(config.names, config.configs)]
   if tables != created:
     raise ValueError(
-        f"{what}: tables (name: dim) {tables} are not the {created} its "
-        f"creation op {create_op.name} makes")
+        f"{what}: tables (name, dim) {tables} are not the {created} its "
+        f"creation op {create_op.name} makes, in that order")
 
 
 def learning_rate_tensor(cc: CachedConfig) -> tf.Tensor:
@@ -980,6 +979,10 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     self._saver_parallel = proto.saver_parallel
     self._shared_name = proto.shared_name
     _check_shared_name(self._shared_name, "MultiHashTableProto")
+    _check_proto_tables(
+        proto,
+        g.as_graph_element(
+            ops.prepend_name_scope(proto.initializer_op, import_scope)))
     # Taken in this graph now (the graph that exported it may be this one):
     # a new table of the same name would share the resource.
     graph_meta.get_meta("multi_hash_table_metadata",
@@ -991,7 +994,6 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
                       if proto.HasField("ps_group_prefix") else None)
     self._initializer = g.as_graph_element(
         ops.prepend_name_scope(proto.initializer_op, import_scope))
-    _check_proto_tables(proto, self._initializer)
     self._handle = g.as_graph_element(
         ops.prepend_name_scope(proto.handle_tensor, import_scope))
     # Protos of the original and of graphs older than the field: from the

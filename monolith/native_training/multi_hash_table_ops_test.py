@@ -70,8 +70,11 @@ def test_a_proto_placing_a_table_on_no_ps_is_refused(num_ps, ps_index):
 @pytest.mark.parametrize("names, dims, problem", [
     (["a", "b"], [4], "2 table names but 1 dims"),
     (["a", "b"], [4, 0], r"dims \[4, 0\] are not all positive"),
-    (["a", "b"], [8, 4], r"tables \(name: dim\) {'a': 8, 'b': 4} are not the "
-     r"{'a': 4, 'b': 8} its creation op scope/\S+ makes"),
+    (["a", "b"], [8, 4], r"tables \(name, dim\) \[\('a', 8\), \('b', 4\)\] "
+     r"are not the \[\('a', 4\), \('b', 8\)\] its creation op scope/\S+ "
+     r"makes, in that order"),
+    (["b", "a"], [8, 4], "are not the"),  # each table's dim, other order
+    (["a", "b", "b"], [4, 8, 8], "are not the"),
     (["a", "c"], [4, 8], "are not the"),
 ])
 def test_a_proto_whose_tables_are_not_the_created_ones_is_refused(
