@@ -1388,8 +1388,10 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
       over the checkpoint the session started from.
     guard_saver_listeners: `CheckpointSaverListener`s called around every
       save (`before_save` first, `after_save` last, in reverse order) even
-      when it fails; their own errors are logged, not raised. Their
-      `begin` and `end` are called as TF's hook calls its listeners'.
+      when it fails; their own errors are logged, not raised. Those with
+      `begin` and `end` have them called as TF's hook calls its
+      listeners' (`end` even when the last save fails; an error in
+      `begin` is raised).
 
   With a `PartialRecoverySaver`, it also marks every PS task set up once the
   session is created (`setup_ps_initialized_state`), as the original's
@@ -1441,26 +1443,42 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
     self._ignore_save_errors = ignore_save_errors
     self._no_first_save = no_first_save
     self._guard_saver_listeners = list(guard_saver_listeners or [])
-    saver_methods = ("begin", "before_save", "after_save", "end")
     basic_restore_hook.check_listeners(
         list(listeners or []), "NoFirstSaveCheckpointSaverHook listeners",
-        saver_methods, "a CheckpointRestorerHook's listeners")
+        ("begin", "before_save", "after_save", "end"),
+        "a CheckpointRestorerHook's listeners")
+    # Guards need only what the original called.
     basic_restore_hook.check_listeners(
         self._guard_saver_listeners,
         "NoFirstSaveCheckpointSaverHook guard_saver_listeners",
-        saver_methods, "a CheckpointRestorerHook's listeners")
+        ("before_save", "after_save"), "a CheckpointRestorerHook's listeners")
     self._creating_session = False
 
   def begin(self) -> None:
     super().begin()
-    # As TF's hook does for its listeners (one may build ops there).
+    # As TF's hook does for its listeners (one may build ops there); an
+    # error here is raised: the graph is being built.
     for listener in self._guard_saver_listeners:
-      listener.begin()
+      if hasattr(listener, "begin"):
+        listener.begin()
 
   def end(self, session: tf.compat.v1.Session) -> None:
-    super().end(session)  # the last save, then the listeners' end
-    last_step = session.run(self._global_step_tensor)
-    for listener in self._guard_saver_listeners:
+    try:
+      super().end(session)  # the last save, then the listeners' end
+    finally:
+      self._end_guard_listeners(session)
+
+  def _end_guard_listeners(self, session: tf.compat.v1.Session) -> None:
+    guards = [l for l in self._guard_saver_listeners if hasattr(l, "end")]
+    if not guards:
+      return
+    try:
+      last_step = session.run(self._global_step_tensor)
+    except tf.errors.OpError as e:
+      logging.error("Not ending the guard listeners: the global step cannot "
+                    "be read: %s", e)
+      return
+    for listener in guards:
       try:
         listener.end(session, last_step)
       except Exception:  # pylint: disable=broad-except

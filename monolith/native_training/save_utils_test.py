@@ -484,6 +484,15 @@ def test_save_errors_and_guard_listeners(tmp_path):
            guard_saver_listeners=guards[1:])
   assert calls[-3:] == [("g2", "before", 2), ("saver", "before", 2),
                         ("g2", "after", 2)]
+  # A last save (at the session's end) that fails still ends the guards.
+  calls.clear()
+  with pytest.raises(tf.errors.PermissionDeniedError, match="cannot write"):
+    _train(str(tmp_path / "last"), 3,
+           listeners=[
+               _FailingListener(calls, "saver", fail_steps=(3,), error=denied)
+           ],
+           guard_saver_listeners=guards[1:])
+  assert calls[-2:] == [("g2", "after", 3), ("g2", "end", 3)]
 
 
 def test_listeners_of_the_other_kind_are_refused(tmp_path):
@@ -504,6 +513,18 @@ def test_listeners_of_the_other_kind_are_refused(tmp_path):
                        r"\w+\[0\] is a \w+, which has no .*before_save"):
       save_utils.NoFirstSaveCheckpointSaverHook(str(tmp_path), save_steps=1,
                                                 **kwargs)
+
+  class OnlySaves:
+    """A guard as the original's callers wrote them: no begin nor end."""
+
+    def before_save(self, session, global_step_value):
+      del session, global_step_value
+
+    def after_save(self, session, global_step_value):
+      del session, global_step_value
+
+  assert _train(str(tmp_path / "duck"), 2,
+                guard_saver_listeners=[OnlySaves()]) == (0, [0, 2])
 
 
 @pytest.mark.parametrize("kwargs", [

@@ -277,10 +277,11 @@ Status RecordFileReader::ReadMore() {
       ReadFully(*file_, file_offset_ + 4, length, &chunk_[0], &read));
   if (read < length) return ShortRead(length);
   size_t uncompressed = 0;
-  // Blocks of TF's writers and ours decode to at most kBlockBytes; a
-  // larger one's claimed length is believed only once its data decodes, so
-  // a corrupt length in a large file is an error, not a buffer of 22 times
-  // the file.
+  // Our writer's blocks decode to at most kBlockBytes, and TF's too but
+  // for a record larger than its buffer, which it compresses alone. A
+  // larger claim is believed only once the block's data validates (a
+  // second pass over such blocks), so a corrupt length in a large file is
+  // an error, not a buffer of up to 22 times the block.
   if (!snappy::GetUncompressedLength(chunk_.data(), length, &uncompressed) ||
       uncompressed > uint64_t{length} * kMaxSnappyExpansion ||
       (uncompressed > RecordFileWriter::kBlockBytes &&
