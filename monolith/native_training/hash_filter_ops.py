@@ -536,8 +536,8 @@ class HashFilterCheckpointRestorerListener(
     super().__init__()
     utils.check_graph_mode("HashFilterCheckpointRestorerListener")
     self._run_options = save_utils.checkpoint_run_options(timeout_secs)
-    self._basename = os.fspath(basename)
     self._helper = save_utils.SaveHelper(basename)
+    self._basename = self._helper.basename
     self._hash_filters = utils.checked_handles(hash_filters, "hash_filters")
     self._enabled = _saves_and_restores(enable_hash_filter,
                                         enable_save_restore)

@@ -524,10 +524,22 @@ def test_listeners_take_a_path_and_refuse_one_filter_outside_a_list(
   hash_filter = hash_filter_ops.create_hash_filter(1000, 5)
   for listener in (hash_filter_ops.HashFilterCheckpointSaverListener,
                    hash_filter_ops.HashFilterCheckpointRestorerListener):
-    listener(basename, [hash_filter], enable_hash_filter=True)
     with pytest.raises(TypeError, match=r"hash_filters must be a list of "
                        r"handles, one per PS task, got one handle"):
       listener(str(basename), hash_filter, enable_hash_filter=True)
+  saver = hash_filter_ops.HashFilterCheckpointSaverListener(
+      basename, [hash_filter], enable_hash_filter=True)
+  restorer = hash_filter_ops.HashFilterCheckpointRestorerListener(
+      basename, [hash_filter], enable_hash_filter=True)
+  with tf1.Session() as sess:
+    saver.before_save(sess, 1)
+    with open(f"{basename}-1.index", "w"):  # the Saver's files
+      pass
+    tf1.train.update_checkpoint_state(str(tmp_path), f"{basename}-1")
+    restorer.before_restore(sess)
+  assert sorted(os.listdir(f"{basename}-1.assets")) == [
+      "hash_filter.num_ps"] + [
+          f"hash_filter_0-{k:05d}-of-00005" for k in range(5)]
 
 
 def test_two_listeners_of_other_filters_at_one_basename_are_refused(

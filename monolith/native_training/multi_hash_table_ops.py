@@ -766,16 +766,32 @@ def check_values_shape(values: tf.Tensor, ids: tf.Tensor, dim: int,
   num_values = shape.num_elements()
   if num_ids == 0 and num_values == 0:
     return True  # No ids, no values, whatever their shape (e.g. [0, 1]).
-  if (shape.rank is not None and shape.rank >= 2 and shape[-1] is not None and
-      shape[-1] != dim):
-    raise ValueError(f"the values of table {table} must be [len(ids), {dim}], "
-                     f"got shape {shape}")
+  check_values_dim(values, dim, table)
   if num_ids is None or num_values is None:
     return False
   if num_values != num_ids * dim:
     raise ValueError(f"the values of table {table} must be [len(ids), {dim}] "
                      f"= [{num_ids}, {dim}], got shape {shape}")
   return True
+
+
+def check_values_dim(values: tf.Tensor, dim: int, table: str) -> None:
+  """Checks, where its shape is known, that `values` can be rows of `dim`
+  floats: a last dimension of `dim` (rank 2 and up), a multiple of `dim`
+  floats; no values at all, whatever their shape, pass.
+
+  Raises:
+    ValueError: they cannot, naming table `table`.
+  """
+  shape = values.shape
+  num_values = shape.num_elements()
+  if num_values == 0:
+    return
+  if ((shape.rank is not None and shape.rank >= 2 and
+       shape[-1] is not None and shape[-1] != dim) or
+      (num_values is not None and num_values % dim)):
+    raise ValueError(f"the values of table {table} must be [len(ids), {dim}], "
+                     f"got shape {shape}")
 
 
 def as_rows(values: tf.Tensor, dim: int) -> tf.Tensor:
@@ -2022,9 +2038,9 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
 
     Raises:
       ValueError: an unknown table name, or values (of a table, named) that
-        are not floating point or whose last dimension is known and not
-        the table's dim (the kernels see only the total: the floats would
-        go to the next table).
+        are not floating point or, where their shape is known, cannot be
+        rows of the table's dim (`check_values_dim`; the kernels see only
+        the total: the floats would go to the next table).
     """
     self._check_names(slot_to_value)
     empty_value = tf.zeros([0, 1])
@@ -2034,12 +2050,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
         flat.append(empty_value)
         continue
       values = as_values(slot_to_value[name], name)
-      shape = values.shape
-      if (shape.rank is not None and shape.rank >= 2 and
-          shape[-1] is not None and shape[-1] != dim and
-          shape.num_elements() != 0):
-        raise ValueError(f"the values of table {name} must be [len(ids), "
-                         f"{dim}], got shape {shape}")
+      check_values_dim(values, dim, name)
       flat.append(values)
     return flatten_n_tensors(*flat)
 
@@ -2372,10 +2383,10 @@ class MultiHashTableCheckpointRestorerListener(
                values_only: Sequence[str] = ()):
     super().__init__()
     utils.check_graph_mode("MultiHashTableCheckpointRestorerListener")
-    self._basename = os.fspath(basename)
     self._ps_monitor = ps_monitor
     self._run_options = save_utils.checkpoint_run_options(timeout_secs)
     self._helper = save_utils.SaveHelper(basename)
+    self._basename = self._helper.basename
     if isinstance(new_tables, str):
       raise ValueError(f"new_tables must be a list of names, got the string "
                        f"{new_tables!r}")

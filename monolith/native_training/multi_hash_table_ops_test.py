@@ -621,6 +621,9 @@ def test_raw_ids_and_values_are_checked_per_table():
     table.get_flat_value({"a": _value([[1, 2, 3]]), "b": _value([[4, 5]])})
   with pytest.raises(ValueError, match="the values of table b must be"):
     table.get_flat_value({"b": _value([[4, 5]])})
+  with pytest.raises(ValueError, match=r"the values of table b must be "
+                     r"\[len\(ids\), 3\], got shape \(2,\)"):
+    table.get_flat_value({"b": _value([4, 5])})
   with pytest.raises(ValueError, match=r"the ids of table a must be 1-D"):
     table.get_ragged_id({"a": _id([[1]])})
   # Other integer widths are cast, as the other methods cast them.

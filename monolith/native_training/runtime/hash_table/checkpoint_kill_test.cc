@@ -308,7 +308,10 @@ TEST(ReplaceFileKillTest, TheFileHoldsOneWholeVersion) {
     }
     const std::string contents((std::istreambuf_iterator<char>(in)),
                                std::istreambuf_iterator<char>());
-    const int version = std::atoi(contents.c_str() + 1);
+    int version = -1;
+    ASSERT_EQ(std::sscanf(contents.c_str(), "v%d;", &version), 1)
+        << "round " << round << ": " << path << " holds '"
+        << contents.substr(0, 40) << "'";
     ++whole;
     EXPECT_EQ(contents, ReplacedContents(version)) << "round " << round;
     // The write in flight may be read (killed after its rename), never one

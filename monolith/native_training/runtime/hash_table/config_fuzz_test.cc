@@ -453,10 +453,12 @@ TEST(ConfigFuzzTest, MutatedConfigsCreateWorkingTablesOrFailCleanly) {
                static_cast<long long>(created),
                static_cast<long long>(refused),
                static_cast<long long>(unparsed));
-  // Both outcomes are reached: a run whose mutations are all refused, or
-  // none, tests less than it claims.
-  EXPECT_GT(created, 100);
-  EXPECT_GT(refused, 100);
+  // Both outcomes are reached (over runs of the default's size): a run
+  // whose mutations are all refused, or none, tests less than it claims.
+  if (created + refused + unparsed >= 2000) {
+    EXPECT_GT(created, (created + refused) / 10);
+    EXPECT_GT(refused, (created + refused) / 10);
+  }
 }
 
 }  // namespace

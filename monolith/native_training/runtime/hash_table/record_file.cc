@@ -186,8 +186,12 @@ Status RecordFileReader::OpenDetectingFormat(
   MONOLITH_RETURN_IF_ERROR(Open(fs, path, /*snappy=*/false, reader));
   char header[kRecordHeaderBytes];
   size_t read = 0;
-  MONOLITH_RETURN_IF_ERROR(
-      ReadFully(*(*reader)->file_, 0, sizeof(header), header, &read));
+  const Status status =
+      ReadFully(*(*reader)->file_, 0, sizeof(header), header, &read);
+  if (!status.ok()) {
+    reader->reset();
+    return status;
+  }
   (*reader)->snappy_ = read == sizeof(header) ? !IsValidRecordHeader(header)
                                               : read > 0;
   return Status::OK();

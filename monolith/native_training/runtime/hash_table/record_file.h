@@ -98,8 +98,8 @@ class RecordFileReader {
   // uncompressed file starts with a valid record header (a snappy stream
   // starts with a block length and snappy data, which pass by chance once
   // in 2^32). An empty file has no records either way and reads as
-  // uncompressed; one shorter than a header reads as SNAPPY (and fails as
-  // truncated).
+  // uncompressed; one shorter than a header reads as SNAPPY (a truncated
+  // block, or whole empty blocks). On error |reader| is reset.
   static Status OpenDetectingFormat(FileSystem* fs, const std::string& path,
                                     std::unique_ptr<RecordFileReader>* reader);
 

@@ -124,9 +124,13 @@ class CreateMultiHashTableOp
     }
     const uint64_t memory = UsableMemoryBytes();
     if (slot_bytes > memory) {
+      const std::string reserved =
+          slot_bytes == std::numeric_limits<uint64_t>::max()
+              ? std::string("over 2^64")
+              : std::to_string(slot_bytes);
       return errors::ResourceExhausted(
           "MultiHashTable ", cinfo_.name(), ": the tables' initial_capacity "
-          "reserves ", slot_bytes, " bytes of slots, more than the ", memory,
+          "reserves ", reserved, " bytes of slots, more than the ", memory,
           " bytes of memory this process may use; tables grow as ids come, "
           "so a smaller initial_capacity only costs some growth");
     }
