@@ -675,6 +675,20 @@ def _parse_log(index: int,
           index, f"multi_inference_log runs signature {twice[0]} in two "
           "tasks: TF Serving refuses the request (InvalidArgument: "
           "duplicate evaluation of a signature), and with it the model load")
+    methods = [task.method_name for task in tasks]
+    unsupported = [m for m in methods if m not in _METHOD_KINDS]
+    if unsupported:
+      return None, Problem(
+          index, f"multi_inference_log task {methods.index(unsupported[0])} "
+          f"has method {unsupported[0]!r}: TF Serving runs "
+          f"{' and '.join(sorted(_METHOD_KINDS))} tasks only "
+          "(Unimplemented: unsupported signature method_name), and fails "
+          "the model load")
+  if log_type != "predict_log" and not _serialized_examples(
+      getattr(log, log_type).request.input):
+    return None, Problem(
+        index, f"{log_type} has no examples: TF Serving refuses the request "
+        "(InvalidArgument: Input is empty), and with it the model load")
   return log, None
 
 
@@ -697,8 +711,8 @@ def _calls(index: int, log: prediction_log_pb2.PredictionLog) -> List[_Call]:
     ]
   return [
       _Call(index, log_type, signature(task.model_spec),
-            _METHOD_KINDS.get(task.method_name, task.method_name),
-            examples=request.input) for task in request.tasks
+            _METHOD_KINDS[task.method_name], examples=request.input)
+      for task in request.tasks
   ]
 
 
@@ -815,18 +829,13 @@ def _check_call(call: _Call,
   where = f"signature {call.signature!r}"
   reasons = []
   if call.kind != "predict":
-    wanted = _KIND_METHODS.get(call.kind)
-    if wanted is None:
-      return [f"multi_inference task method {call.kind!r} is not "
-              f"{' or '.join(sorted(_METHOD_KINDS))}"]
+    wanted = _KIND_METHODS[call.kind]
     if method_name_check and signature_def.method_name != wanted:
       return [f"a {call.kind} request needs a signature of method "
               f"{wanted}, but {where} has {signature_def.method_name} "
               "(--enable_signature_method_name_check)"]
     reasons.extend(_examples_signature_problems(call.kind, signature_def,
                                                 where))
-    if not _serialized_examples(call.examples):
-      reasons.append(f"the {call.kind} request has no examples")
     return reasons
   if method_name_check and (signature_def.method_name
                             not in _PREDICTABLE_METHODS):
@@ -942,6 +951,35 @@ def _fetches(call: _Call,
   return {name: outputs[name].name for name in names}
 
 
+def _output_problem(call: _Call, outputs: Mapping[str, np.ndarray]) -> str:
+  """Why TF Serving would refuse what a classify or regress call's
+  signature computed (its PostProcessClassificationResult /
+  PostProcessRegressionResult: one row per example; classes and scores of
+  one shape [batch, classes]; regression outputs [batch] or [batch, 1]),
+  or ""."""
+  if call.kind == "predict":
+    return ""
+  batch = len(_serialized_examples(call.examples))
+  shapes = {name: tuple(np.shape(value)) for name, value in outputs.items()}
+  if call.kind == "regress":
+    shape = shapes.get("outputs")
+    if shape is not None and not (shape in ((batch,), (batch, 1))):
+      return (f"its regression outputs have shape {list(shape)}, but TF "
+              f"Serving takes [{batch}] or [{batch}, 1] for {batch} "
+              "examples and fails the model load otherwise")
+    return ""
+  for name, shape in sorted(shapes.items()):
+    if len(shape) != 2 or shape[0] != batch:
+      return (f"its {name} have shape {list(shape)}, but TF Serving takes "
+              f"[{batch}, classes] for {batch} examples and fails the model "
+              "load otherwise")
+  if len(set(shapes.values())) > 1:
+    return (f"its classes and scores have shapes {sorted(shapes.items())}: "
+            "TF Serving takes one shape for both and fails the model load "
+            "otherwise")
+  return ""
+
+
 def replay(calls: Sequence[_Call], saved_model_dir: str,
            signature_defs: Mapping[str, meta_graph_pb2.SignatureDef],
            summaries: Mapping[str, SignatureSummary],
@@ -977,14 +1015,18 @@ def replay(calls: Sequence[_Call], saved_model_dir: str,
       fetches = _fetches(call, signature_def)
       try:
         feeds = _feeds(call, signature_def, parser)
-        for _ in range(iterations):
+        for iteration in range(iterations):
           start = time.perf_counter()
-          sess.run(fetches, feeds)
+          outputs = sess.run(fetches, feeds)
           elapsed_ms = (time.perf_counter() - start) * 1e3
           if summary.first_ms is None:
             summary.first_ms = elapsed_ms
           else:
             summary.later_ms.append(elapsed_ms)
+          reason = _output_problem(call, outputs) if iteration == 0 else ""
+          if reason:
+            problems.append(_replay_problem(call, reason))
+            break
       except tf.errors.OpError as e:
         problems.append(_replay_problem(call, _op_error_summary(e.message)))
       except (ValueError, TypeError) as e:

@@ -695,6 +695,63 @@ def test_classify_and_regress_signatures_tf_serving_refuses(
   ]
 
 
+def test_classify_and_regress_outputs_tf_serving_refuses(tmp_path):
+  """Signatures of the right names and dtypes whose outputs TF Serving's
+  post-processing refuses once they ran: scores that are not [batch,
+  classes], regression outputs that are not [batch] or [batch, 1]."""
+
+  def signatures(examples, x):
+    return {
+        "classify": tf.compat.v1.saved_model.classification_signature_def(
+            examples, None, tf.reshape(x, [-1])),
+        "regress": tf.compat.v1.saved_model.regression_signature_def(
+            examples, tf.concat([x, x], 1)),
+    }
+
+  model_dir = _save_examples_model(str(tmp_path / "model" / "1"), signatures)
+  example = tf.train.Example()
+  example.features.feature["x"].float_list.value.append(0.5)
+  logs = []
+  for kind in ("classify", "regress"):
+    log = prediction_log_pb2.PredictionLog()
+    request = getattr(log, f"{kind}_log").request
+    request.model_spec.signature_name = kind
+    request.input.example_list.examples.extend([example] * 3)
+    logs.append(log)
+  path = _write(tmp_path / "warmup", logs)
+  report, installed = warmup_data_check.check_and_install(path, model_dir)
+  assert installed is None
+  assert _problems(report) == [
+      "record 0: replaying it through signature 'classify' failed: its "
+      "scores have shape [3], but TF Serving takes [3, classes] for 3 "
+      "examples and fails the model load otherwise",
+      "record 1: replaying it through signature 'regress' failed: its "
+      "regression outputs have shape [3, 2], but TF Serving takes [3] or "
+      "[3, 1] for 3 examples and fails the model load otherwise",
+  ]
+
+
+def test_requests_tf_serving_refuses_whatever_the_model(tmp_path):
+  """Found without a model: a multi_inference task of a method TF Serving
+  does not run in one, and classify / regress requests of no examples."""
+  example = tf.train.Example()
+  multi = _classify_and_regress(example, "ranker")
+  multi.multi_inference_log.request.tasks[1].method_name = (
+      "tensorflow/serving/predict")
+  empty = prediction_log_pb2.PredictionLog()
+  empty.classify_log.request.model_spec.signature_name = "classify"
+  path = _write(tmp_path / "warmup", [multi, empty])
+  assert _problems(warmup_data_check.check_warmup_file(path)) == [
+      "record 0: multi_inference_log task 1 has method "
+      "'tensorflow/serving/predict': TF Serving runs "
+      "tensorflow/serving/classify and tensorflow/serving/regress tasks only "
+      "(Unimplemented: unsupported signature method_name), and fails the "
+      "model load",
+      "record 1: classify_log has no examples: TF Serving refuses the "
+      "request (InvalidArgument: Input is empty), and with it the model load",
+  ]
+
+
 def test_model_dir_that_is_not_a_saved_model(tmp_path, model_dir):
   path = _write(tmp_path / "warmup", _random_example_logs())
   with pytest.raises(warmup_io.WarmupDataError, match="not a SavedModel") as e:
