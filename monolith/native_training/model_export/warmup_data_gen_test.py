@@ -179,8 +179,10 @@ def test_an_output_that_would_replace_the_dump_or_the_model_is_refused(
   version = tmp_path / "models" / "7"
   (version / "variables").mkdir(parents=True)
   (version / "saved_model.pb").write_bytes(b"graph")
+  # assets/ (the model's vocabularies) is easily taken for assets.extra/.
   for out in (version / "saved_model.pb", version / "fingerprint.pb",
-              version / "variables" / "variables.index"):
+              version / "variables" / "variables.index",
+              version / "assets" / "tf_serving_warmup_requests"):
     with pytest.raises(warmup_io.ToolError, match="is a SavedModel's own "
                        "file: the warmup file would replace it"):
       _main_in_process([f"--file_name={dump}", f"--output_path={out}"])

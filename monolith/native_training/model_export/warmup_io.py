@@ -320,10 +320,11 @@ _SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt", "fingerprint.pb")
 
 def _check_not_a_model_file(output_path: str) -> None:
   """Refuses an output that would replace a model's own file: its graph
-  (by name, wherever it lies) or a file of a SavedModel's variables."""
+  (by name, wherever it lies) or a file of a SavedModel's variables or
+  assets (`assets/` is easily taken for `assets.extra/`)."""
   folder = os.path.dirname(output_path.rstrip("/"))
   if os.path.basename(output_path) in _SAVED_MODEL_FILES or (
-      os.path.basename(folder) == "variables" and
+      os.path.basename(folder) in ("variables", "assets") and
       holds_saved_model(os.path.dirname(folder))):
     raise WarmupDataError(
         f"output path {output_path} is a SavedModel's own file: the warmup "
