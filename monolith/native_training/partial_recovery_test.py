@@ -392,6 +392,30 @@ def test_saves_and_restores_take_their_own_deadline(tmp_path, monitored):
       save_utils.PartialRecoverySaver(timeout_secs=0)
 
 
+def test_a_task_lost_after_a_setup_is_not_marked_by_the_next_one():
+  """The chief's PsInitializedStateHook and saver hook both set up, a save
+  between them: a task restarted after the first (its state gone, nothing
+  restored it) must not be marked set up by the second."""
+  servers, _ = test_utils.create_test_ps_cluster(2)
+  with tf.Graph().as_default():
+    monitor = save_utils.PsMonitor(2)
+    other_job = save_utils.PsMonitor(1)
+    with tf1.Session(servers[0].target) as sess:
+      assert monitor.uninitialized_ps_tasks(sess) == {0, 1}
+      monitor.setup_ps_initialized_state(sess)
+      # Both tasks set up for another job since (its count on PS 0, a newer
+      # generation than PS 1's), as restarts would leave them unset.
+      other_job.setup_ps_initialized_state(sess)
+      with pytest.raises(tf.errors.AbortedError,
+                         match="/job:ps/task:0, /job:ps/task:1 restarted "
+                         "while the session was being set up"):
+        monitor.setup_ps_initialized_state(sess)
+      # The next round (a look, its restore, a setup) marks them.
+      assert monitor.uninitialized_ps_tasks(sess) == {0, 1}
+      monitor.setup_ps_initialized_state(sess)
+      assert monitor.uninitialized_ps_tasks(sess) == set()
+
+
 def test_a_fresh_job_is_all_uninitialized_until_set_up():
   servers, _ = test_utils.create_test_ps_cluster(3)
   # Sessions share the PS tasks' state, as a real job's do.

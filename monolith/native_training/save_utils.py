@@ -1046,6 +1046,8 @@ class PsMonitor:
     # only these were restored by all of them.
     self._seen_by_every_look: Optional[Set[int]] = None
     self._looking_session: Optional[weakref.ref] = None
+    # Whether the last call in that session was a setup.
+    self._set_up_since_look = False
 
   @property
   def num_ps(self) -> int:
@@ -1054,9 +1056,10 @@ class PsMonitor:
   def uninitialized_ps_tasks(self, sess: tf.compat.v1.Session) -> Set[int]:
     """The indices of the PS tasks not (or no longer) set up."""
     tasks = self._not_set_up(sess)
-    if not self._looked_in(sess):
+    if not self._looked_in(sess) or self._set_up_since_look:
       self._seen_by_every_look = None
       self._looking_session = weakref.ref(sess)
+      self._set_up_since_look = False
     self._seen_by_every_look = (tasks if self._seen_by_every_look is None
                                 else self._seen_by_every_look & tasks)
     return tasks
@@ -1103,7 +1106,8 @@ class PsMonitor:
     """Marks the PS tasks set up. Call it once all of them are restored.
 
     Only tasks that every look since the last setup found not set up are
-    marked (each restorer restored those). A task that restarted after some
+    marked (each restorer restored those); a setup again with no look
+    since (the saver hook's, after another hook's and a save) marks none. A task that restarted after some
     restorer looked (its state is gone, and not all of it was restored) is
     left unmarked and the session setup fails with `AbortedError`, which
     `MonitoredSession` (and `local_cluster`) answer by setting the session
@@ -1113,8 +1117,12 @@ class PsMonitor:
       tf.errors.AbortedError: a PS task restarted during the setup.
     """
     seen = self._seen_by_every_look if self._looked_in(sess) else None
-    self._seen_by_every_look = None
-    self._looking_session = None
+    # A setup again in this session with no look since (another hook's,
+    # after a save) follows no restore: a task lost meanwhile was not
+    # restored. A look starts a new round.
+    self._seen_by_every_look = set()
+    self._looking_session = weakref.ref(sess)
+    self._set_up_since_look = True
     uninitialized, generation, other_directory = self._look(sess)
     if not uninitialized:
       # Every task holds this job's count and the highest generation: a new
