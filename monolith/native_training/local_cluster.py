@@ -179,9 +179,11 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM) + (
 class RandomCtrData:
   """Random examples whose label depends on their ids.
 
-  Every id of every slot has a hidden weight (the same in every process);
-  an example's label is 1 with probability sigmoid(sum of its ids'
-  weights). Ids are skewed: id = floor(vocab_size * u^2), u uniform.
+  Every id of every slot has a hidden weight, about N(0, 1), from a hash of
+  the slot and the id (the same in every process, and no table of
+  vocab_size weights: any vocab_size runs); an example's label is 1 with
+  probability sigmoid(sum of its ids' weights). Ids are skewed:
+  id = floor(vocab_size * u^2), u uniform.
 
   Args:
     num_slots, ids_per_slot, vocab_size: the ids of an example.
@@ -192,9 +194,24 @@ class RandomCtrData:
                seed: int):
     self._shape = (num_slots, ids_per_slot)
     self._vocab_size = vocab_size
-    self._weights = np.random.RandomState(20240601).normal(
-        0, 1, [num_slots, vocab_size])
     self._rng = np.random.RandomState(seed)
+
+  @staticmethod
+  def hidden_weights(slot: int, ids: np.ndarray) -> np.ndarray:
+    """The hidden weights of `ids` of `slot`: four 16-bit parts of a
+    SplitMix64 hash of (slot, id), summed as uniforms and scaled to mean 0,
+    variance 1."""
+    with np.errstate(over="ignore"):
+      x = (ids.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) +
+           np.uint64(slot + 1) * np.uint64(0xD1B54A32D192ED03))
+      x ^= x >> np.uint64(30)
+      x *= np.uint64(0xBF58476D1CE4E5B9)
+      x ^= x >> np.uint64(27)
+      x *= np.uint64(0x94D049BB133111EB)
+      x ^= x >> np.uint64(31)
+    uniforms = sum(((x >> np.uint64(16 * k)) & np.uint64(0xFFFF)).astype(
+        np.float64) for k in range(4)) / 65536.0
+    return (uniforms - 2.0) * np.sqrt(3.0)
 
   def batch(self, batch_size: int) -> Tuple[np.ndarray, np.ndarray]:
     """Ids [num_slots, batch_size, ids_per_slot] int64, labels float32."""
@@ -204,7 +221,7 @@ class RandomCtrData:
         (self._vocab_size * u * u).astype(np.int64), self._vocab_size - 1)
     logits = np.zeros([batch_size])
     for s in range(num_slots):
-      logits += self._weights[s][ids[s]].sum(axis=1)
+      logits += self.hidden_weights(s, ids[s]).sum(axis=1)
     labels = self._rng.uniform(size=batch_size) < 1 / (1 + np.exp(-logits))
     return ids, labels.astype(np.float32)
 

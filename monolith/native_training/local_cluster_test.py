@@ -516,6 +516,23 @@ def test_progress_rates_leave_out_a_recovery_wait(monkeypatch, capsys):
   assert "examples/s 10 " in capsys.readouterr().out
 
 
+def test_random_ctr_data_takes_any_vocab_size():
+  """Hidden weights come from a hash of (slot, id), not a table of
+  vocab_size weights (--vocab_size=10**9 needed 32 GB per worker): the
+  same in every process, about N(0, 1), different per slot."""
+  data = local_cluster.RandomCtrData(2, 3, 10**12, seed=1)
+  ids, labels = data.batch(64)
+  assert ids.shape == (2, 64, 3) and labels.shape == (64,)
+  assert ids.max() < 10**12 and ids.max() > 10**9
+  ids = np.arange(200000)
+  weights = local_cluster.RandomCtrData.hidden_weights(0, ids)
+  np.testing.assert_array_equal(
+      weights, local_cluster.RandomCtrData.hidden_weights(0, ids))
+  assert abs(weights.mean()) < 0.02 and abs(weights.std() - 1) < 0.02
+  other_slot = local_cluster.RandomCtrData.hidden_weights(1, ids)
+  assert abs(np.corrcoef(weights, other_slot)[0, 1]) < 0.02
+
+
 def test_progress_losses_are_the_means_of_their_steps(monkeypatch, capsys):
   # A line's loss is the mean of the steps since the line before; the
   # summary's are those of the first and the last _LOSS_WINDOW steps.
