@@ -470,7 +470,7 @@ def _masked_crc32c(data: bytes) -> int:
 
 def _record_running_past_the_end(
     path: str, size: int,
-    records_read: Optional[int]) -> Optional[Tuple[List[bytes], Problem]]:
+    records_read: Optional[int]) -> Optional[Tuple[List[int], Problem]]:
   """Finds the first record whose length (with a valid length CRC) runs past
   the end of `path` (`size` bytes). TF's reader is not safe against such a
   length (one near 2^40 crashes the process), so it never sees these files.
@@ -478,8 +478,8 @@ def _record_running_past_the_end(
   `records_read` records TF's reader will be asked for (None: all).
 
   Returns:
-    None, or the records before the problem and the problem: that length,
-    or an earlier record whose data CRC fails (where TF Serving stops).
+    None, or the byte offsets of the records before that length, and the
+    problem it is.
   """
   offsets = []  # of the records before
   offset = 0
@@ -503,20 +503,7 @@ def _record_running_past_the_end(
         "header: it was cut short or is not a TFRecord file; TF Serving's "
         "record reader fails on it (DataLoss: a truncated record), and "
         "with it the model load")
-  # Only now, and only these: TF's reader checks their data CRCs (in C++:
-  # they may be hundreds of MB) and is stopped before the bad length.
-  records = []
-  with deprecation.silence():
-    reader = tf.compat.v1.io.tf_record_iterator(path)
-  try:
-    for data in itertools.islice(reader, len(offsets)):
-      records.append(data)
-  except tf.errors.DataLossError:
-    return records, Problem(
-        len(records), f"not a valid TFRecord at byte offset "
-        f"{offsets[len(records)]} (its data CRC does not match); the file is "
-        "damaged; TF Serving fails the model load with DataLoss")
-  return records, problem
+  return offsets, problem
 
 
 def read_warmup_file(
@@ -549,9 +536,9 @@ def iter_warmup_file(
     problems: List[Problem],
     stop_past_limit: bool = True
 ) -> Iterator[Optional[prediction_log_pb2.PredictionLog]]:
-  """`read_warmup_file`'s records one at a time (a damaged file's records
-  before a length past its end are read first, whole), appending the
-  problems to `problems` as they are found.
+  """`read_warmup_file`'s records one at a time (of a file with a length
+  past its end, after a walk over the record headers before it), appending
+  the problems to `problems` as they are found.
 
   Raises:
     WarmupDataError: `path` does not exist (when iteration begins).
@@ -563,15 +550,28 @@ def iter_warmup_file(
   past_the_end = _record_running_past_the_end(
       path, size, warmup_io.MAX_WARMUP_RECORDS if stop_past_limit else None)
   if past_the_end:
-    raws, framing = past_the_end
-    for raw in raws:
-      if count == warmup_io.MAX_WARMUP_RECORDS:
-        problems.append(_too_many_records())
-      log, problem = _parse_log(count, raw)
-      count += 1
-      if problem:
-        problems.append(problem)
-      yield log
+    offsets, framing = past_the_end
+    # Only the records before that length, one at a time: TF's reader
+    # checks their data CRCs (in C++: they may be hundreds of MB) and is
+    # stopped before the bad length.
+    with deprecation.silence():
+      reader = tf.compat.v1.io.tf_record_iterator(path)
+    try:
+      for raw in itertools.islice(reader, len(offsets)):
+        if count == warmup_io.MAX_WARMUP_RECORDS:
+          problems.append(_too_many_records())
+        log, problem = _parse_log(count, raw)
+        count += 1
+        if problem:
+          problems.append(problem)
+        yield log
+    except tf.errors.DataLossError:
+      # Where TF Serving stops.
+      problems.append(Problem(
+          count, f"not a valid TFRecord at byte offset {offsets[count]} (its "
+          "data CRC does not match); the file is damaged; TF Serving fails "
+          "the model load with DataLoss"))
+      return
     problems.append(framing)
     return
   offset = 0  # bytes of the complete records read so far

@@ -393,6 +393,33 @@ def test_a_length_far_past_the_end_is_reported_not_read(tmp_path):
   ]
 
 
+def test_records_before_a_length_past_the_end_stream(tmp_path, monkeypatch):
+  # They were all read into memory before the first was handed out (a
+  # decoder of a 10 GB file cut short in its last record held 10 GB).
+  logs = _random_example_logs()
+  path = _write(tmp_path / "warmup", logs[:3])
+  length = (1 << 40).to_bytes(8, "little")
+  with open(path, "ab") as f:
+    f.write(length + warmup_data_check._masked_crc32c(length).to_bytes(
+        4, "little"))
+  pulled = []
+  real_iterator = tf.compat.v1.io.tf_record_iterator
+
+  def counting_iterator(*args, **kwargs):
+    for record in real_iterator(*args, **kwargs):
+      pulled.append(len(record))
+      yield record
+
+  monkeypatch.setattr(tf.compat.v1.io, "tf_record_iterator",
+                      counting_iterator)
+  problems = []
+  records = warmup_data_check.iter_warmup_file(path, problems)
+  assert next(records) == logs[0]
+  assert len(pulled) == 1
+  assert list(records) == logs[1:3]
+  assert [p.record for p in problems] == [3]
+
+
 def test_more_than_1000_records(tmp_path):
   record = _predict("serving_default", examples=[b""]).SerializeToString()
   path = _write_raw(tmp_path / "warmup", [record] * 1001)
