@@ -858,7 +858,10 @@ def _check_call(call: _Call,
     if not signature_shape.is_compatible_with(request_shape):
       reasons.append(f"input {name!r} has shape {request_shape}, but {where} "
                      f"takes {signature_shape}")
-  for name in sorted(set(expected) - set(call.tensors)):
+  # An input with a default value (SignatureDef.defaults, a TF2 function's
+  # default argument) may be left out: TF Serving feeds the default.
+  for name in sorted(set(expected) - set(call.tensors) -
+                     set(signature_def.defaults)):
     reasons.append(f"{where} needs input {name!r}, which the request lacks")
   for i, name in enumerate(call.output_filter):
     if name not in signature_def.outputs:
@@ -925,9 +928,11 @@ def _feeds(call: _Call, signature_def: meta_graph_pb2.SignatureDef,
   """The call's inputs, by the graph tensors the signature names."""
   if call.kind == "predict":
     # For tensors that tensor_problem passed: their parsed size is bounded.
+    # Inputs left out take the signature's default, as TF Serving feeds it.
+    given = {**signature_def.defaults, **call.tensors}
     return {
         signature_def.inputs[name].name: parser.parse(tensor)
-        for name, tensor in call.tensors.items()
+        for name, tensor in given.items()
     }
   (name,) = signature_def.inputs
   return {

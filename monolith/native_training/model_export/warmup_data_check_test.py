@@ -481,6 +481,37 @@ def test_records_tf_serving_does_not_run(tmp_path):
   assert problems[4].startswith("record 5: ")
 
 
+def test_inputs_with_defaults_may_be_left_out(tmp_path):
+  """TF Serving feeds a signature's default (SignatureDef.defaults, a TF2
+  function's default argument) for an input the request leaves out: such
+  a request was a problem here, and the file was not installed."""
+  path = str(tmp_path / "model" / "1")
+  with tf.Graph().as_default():
+    x = tf.compat.v1.placeholder(tf.float32, [None], name="x")
+    scale = tf.compat.v1.placeholder(tf.float32, [], name="scale")
+    info = tf.compat.v1.saved_model.build_tensor_info
+    signature = tf.compat.v1.saved_model.build_signature_def(
+        {"x": info(x), "scale": info(scale)}, {"y": info(x * scale)},
+        tf.saved_model.PREDICT_METHOD_NAME)
+    signature.defaults["scale"].CopyFrom(tf.make_tensor_proto(2.0))
+    with tf.compat.v1.Session() as session:
+      builder = tf.compat.v1.saved_model.Builder(path)
+      builder.add_meta_graph_and_variables(
+          session, ["serve"], signature_def_map={"serving_default": signature})
+      builder.save()
+  logs = [_predict("serving_default", x=tf.constant([1.0, 2.0])),
+          _predict("serving_default", scale=tf.constant(3.0))]
+  report = warmup_data_check.check_warmup_file(
+      _write(tmp_path / "warmup", logs), path)
+  assert _problems(report) == [
+      "record 1: signature 'serving_default' needs input 'x', which the "
+      "request lacks"
+  ]
+  report, installed = warmup_data_check.check_and_install(
+      _write(tmp_path / "warmup_ok", logs[:1]), path)
+  assert _problems(report) == [] and report.replayed and installed
+
+
 def test_requests_that_do_not_fit_the_signatures(tmp_path, model_dir):
   logs = [
       _predict("serving_default", instances=[b""]),
