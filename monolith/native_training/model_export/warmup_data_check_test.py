@@ -723,10 +723,9 @@ def _odd_examples_dir(tmp_path_factory):
       str(tmp_path_factory.mktemp("odd_examples") / "1"), signatures)
 
 
-def test_classify_and_regress_signatures_tf_serving_refuses(
-    tmp_path, odd_examples_dir):
-  # Replay would run them; TF Serving's classify / regress refuse them, the
-  # warmup fails and the model does not load: not installed.
+def _classify_and_regress_logs(examples: int):
+  """A classify and a regress log on signatures 'classify' and 'regress',
+  each of `examples` tf.Examples of feature x = 0.5."""
   example = tf.train.Example()
   example.features.feature["x"].float_list.value.append(0.5)
   logs = []
@@ -734,9 +733,16 @@ def test_classify_and_regress_signatures_tf_serving_refuses(
     log = prediction_log_pb2.PredictionLog()
     request = getattr(log, f"{kind}_log").request
     request.model_spec.signature_name = kind
-    request.input.example_list.examples.append(example)
+    request.input.example_list.examples.extend([example] * examples)
     logs.append(log)
-  path = _write(tmp_path / "warmup", logs)
+  return logs
+
+
+def test_classify_and_regress_signatures_tf_serving_refuses(
+    tmp_path, odd_examples_dir):
+  # Replay would run them; TF Serving's classify / regress refuse them, the
+  # warmup fails and the model does not load: not installed.
+  path = _write(tmp_path / "warmup", _classify_and_regress_logs(1))
   report, installed = warmup_data_check.check_and_install(
       path, odd_examples_dir)
   assert installed is None
@@ -767,16 +773,7 @@ def test_classify_and_regress_outputs_tf_serving_refuses(tmp_path):
     }
 
   model_dir = _save_examples_model(str(tmp_path / "model" / "1"), signatures)
-  example = tf.train.Example()
-  example.features.feature["x"].float_list.value.append(0.5)
-  logs = []
-  for kind in ("classify", "regress"):
-    log = prediction_log_pb2.PredictionLog()
-    request = getattr(log, f"{kind}_log").request
-    request.model_spec.signature_name = kind
-    request.input.example_list.examples.extend([example] * 3)
-    logs.append(log)
-  path = _write(tmp_path / "warmup", logs)
+  path = _write(tmp_path / "warmup", _classify_and_regress_logs(3))
   report, installed = warmup_data_check.check_and_install(path, model_dir)
   assert installed is None
   assert _problems(report) == [
