@@ -414,6 +414,14 @@ def test_a_task_lost_after_a_setup_is_not_marked_by_the_next_one():
       assert monitor.uninitialized_ps_tasks(sess) == {0, 1}
       monitor.setup_ps_initialized_state(sess)
       assert monitor.uninitialized_ps_tasks(sess) == set()
+      # So with the hooks the other way round: the saver hook's setup,
+      # then PsInitializedStateHook's (its log of the tasks is no look).
+      monitor.setup_ps_initialized_state(sess)
+      assert other_job.uninitialized_ps_tasks(sess) == {0}
+      other_job.setup_ps_initialized_state(sess)
+      with pytest.raises(tf.errors.AbortedError, match="restarted while"):
+        save_utils.PsInitializedStateHook(monitor).after_create_session(
+            sess, None)
 
 
 def test_a_fresh_job_is_all_uninitialized_until_set_up():

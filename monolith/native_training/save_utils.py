@@ -1348,7 +1348,9 @@ class PsInitializedStateHook(tf.compat.v1.train.SessionRunHook):
                            coord: Optional[tf.train.Coordinator]) -> None:
     del coord  # Unused.
     check_restorer_hooks_ran(session, "PsInitializedStateHook")
-    uninitialized = self._ps_monitor.uninitialized_ps_tasks(session)
+    # Not a look: after the saver hook's setup (listed before this hook), a
+    # look would start a new round and mark a task lost meanwhile.
+    uninitialized = self._ps_monitor._not_set_up(session)  # pylint: disable=protected-access
     if uninitialized:
       logging.info("PS tasks %s are set up.", sorted(uninitialized))
     self._ps_monitor.setup_ps_initialized_state(session)
