@@ -844,25 +844,33 @@ def _check_call(call: _Call,
             f"{signature_def.method_name!r} "
             "(--enable_signature_method_name_check)"]
   expected = signature_def.inputs
-  for name, tensor in call.tensors.items():
-    info = expected.get(name)
-    if info is None:
+  for name in call.tensors:
+    if name not in expected:
       reasons.append(f"input {name!r} is not an input of {where} (inputs: "
                      f"{', '.join(sorted(expected))})")
+  for name, info in sorted(expected.items()):
+    if name in call.tensors:
+      tensor, what = call.tensors[name], f"input {name!r}"
+    elif name in signature_def.defaults:
+      # Left out, it takes the signature's default (a TF2 function's
+      # default argument), which TF Serving feeds as it is.
+      tensor = signature_def.defaults[name]
+      what = f"the default of input {name!r}"
+      reason = tensor_problem(tensor)
+      if reason:
+        reasons.append(f"{what}: {reason}")
+        continue
+    else:
+      reasons.append(f"{where} needs input {name!r}, which the request lacks")
       continue
     if tensor.dtype != info.dtype:
-      reasons.append(f"input {name!r} is {_dtype_name(tensor.dtype)}, but "
-                     f"{where} takes {_dtype_name(info.dtype)}")
+      reasons.append(f"{what} is {_dtype_name(tensor.dtype)}, but {where} "
+                     f"takes {_dtype_name(info.dtype)}")
     request_shape = tf.TensorShape(_dims(tensor))
     signature_shape = tf.TensorShape(info.tensor_shape)
     if not signature_shape.is_compatible_with(request_shape):
-      reasons.append(f"input {name!r} has shape {request_shape}, but {where} "
-                     f"takes {signature_shape}")
-  # An input with a default value (SignatureDef.defaults, a TF2 function's
-  # default argument) may be left out: TF Serving feeds the default.
-  for name in sorted(set(expected) - set(call.tensors) -
-                     set(signature_def.defaults)):
-    reasons.append(f"{where} needs input {name!r}, which the request lacks")
+      reasons.append(f"{what} has shape {request_shape}, but {where} takes "
+                     f"{signature_shape}")
   for i, name in enumerate(call.output_filter):
     if name not in signature_def.outputs:
       reasons.append(f"output_filter {name!r} is not an output of {where} "
@@ -927,12 +935,12 @@ def _feeds(call: _Call, signature_def: meta_graph_pb2.SignatureDef,
            parser: _TensorParser) -> Dict[str, object]:
   """The call's inputs, by the graph tensors the signature names."""
   if call.kind == "predict":
-    # For tensors that tensor_problem passed: their parsed size is bounded.
-    # Inputs left out take the signature's default, as TF Serving feeds it.
-    given = {**signature_def.defaults, **call.tensors}
+    # Every input given or defaulted, each of a size tensor_problem bounded
+    # (_check_call): an input left out takes the signature's default.
     return {
-        signature_def.inputs[name].name: parser.parse(tensor)
-        for name, tensor in given.items()
+        info.name: parser.parse(call.tensors[name] if name in call.tensors
+                                else signature_def.defaults[name])
+        for name, info in signature_def.inputs.items()
     }
   (name,) = signature_def.inputs
   return {

@@ -1,5 +1,6 @@
 """Tests for warmup_data_check against SavedModels that really parse requests."""
 
+import copy
 import gc
 import gzip
 import os
@@ -494,21 +495,33 @@ def test_inputs_with_defaults_may_be_left_out(tmp_path):
         {"x": info(x), "scale": info(scale)}, {"y": info(x * scale)},
         tf.saved_model.PREDICT_METHOD_NAME)
     signature.defaults["scale"].CopyFrom(tf.make_tensor_proto(2.0))
+    # Keys that name no input are passed over, as TF Serving does.
+    signature.defaults["unused"].CopyFrom(tf.make_tensor_proto(1.0))
+    odd = copy.deepcopy(signature)
+    odd.defaults["scale"].CopyFrom(tf.make_tensor_proto(2.0, tf.float64))
     with tf.compat.v1.Session() as session:
       builder = tf.compat.v1.saved_model.Builder(path)
       builder.add_meta_graph_and_variables(
-          session, ["serve"], signature_def_map={"serving_default": signature})
+          session, ["serve"],
+          signature_def_map={"serving_default": signature, "odd": odd})
       builder.save()
   logs = [_predict("serving_default", x=tf.constant([1.0, 2.0])),
-          _predict("serving_default", scale=tf.constant(3.0))]
+          _predict("serving_default", scale=tf.constant(3.0)),
+          _predict("odd", x=tf.constant([1.0]))]
   report = warmup_data_check.check_warmup_file(
       _write(tmp_path / "warmup", logs), path)
   assert _problems(report) == [
       "record 1: signature 'serving_default' needs input 'x', which the "
-      "request lacks"
+      "request lacks",
+      # TF Serving feeds a default as it is: Session::Run refuses the dtype.
+      "record 2: the default of input 'scale' is float64, but signature "
+      "'odd' takes float32",
   ]
+  # A request's tensor wins over the default.
+  given = _predict("serving_default", x=tf.constant([1.0]),
+                   scale=tf.constant(3.0))
   report, installed = warmup_data_check.check_and_install(
-      _write(tmp_path / "warmup_ok", logs[:1]), path)
+      _write(tmp_path / "warmup_ok", [logs[0], given]), path)
   assert _problems(report) == [] and report.replayed and installed
 
 
