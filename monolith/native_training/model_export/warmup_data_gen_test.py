@@ -698,6 +698,24 @@ def test_a_failed_replace_keeps_the_only_copy(tmp_path, monkeypatch):
   assert out.read_bytes() == b"newer"
 
 
+def test_a_write_over_an_output_frees_killed_writes_room_first(tmp_path):
+  """With a whole output there, no temporary is the only copy: killed
+  writes' go before this write (whose room they may take), even if it
+  then fails."""
+  out = tmp_path / "tf_serving_warmup_requests"
+  out.write_bytes(b"old")
+  killed = tmp_path / "tf_serving_warmup_requests.tmp-0123456789ab"
+  killed.write_bytes(b"partial")
+  old = time.time() - warmup_io.STALE_TEMP_SECONDS - 60
+  os.utime(killed, (old, old))
+  with pytest.raises(KeyError):
+    with warmup_io.atomic_output(str(out)):
+      assert not killed.exists()
+      raise KeyError("the write failed")
+  assert os.listdir(tmp_path) == [out.name]
+  assert out.read_bytes() == b"old"
+
+
 def test_a_write_to_a_relative_path_deletes_a_killed_writes_temporary(
     tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)

@@ -256,8 +256,9 @@ def atomic_output(output_path: str) -> Iterator[str]:
   output succeeds. Missing folders are created, and removed again if the block
   raises (an empty model version folder would be a version TF Serving
   cannot load). Temporaries of this output that killed writers left are
-  deleted once the new output is in place (see _delete_stale_temporaries),
-  so they do not pile up in a model's assets.extra.
+  deleted (see _delete_stale_temporaries) once a whole output is there,
+  before the write where there is one, so they do not pile up in a
+  model's assets.extra.
 
   Raises:
     WarmupDataError: `output_path` is empty or a folder (also one that does
@@ -281,6 +282,12 @@ def atomic_output(output_path: str) -> Iterator[str]:
   try:
     if created:
       utils.makedirs_durably(created[0])  # and the missing ones above it
+    # A temporary kept as the only copy (below) goes only once a whole
+    # output is there: first if there is one (freeing the room killed
+    # writes took), else once this write put its own in place.
+    cleaned = tf.io.gfile.exists(output_path)
+    if cleaned:
+      _delete_stale_temporaries(output_path)
     with (_locked_temporary(tmp_path)
           if _is_local(tmp_path) else contextlib.nullcontext()):
       replacing = False
@@ -288,9 +295,6 @@ def atomic_output(output_path: str) -> Iterator[str]:
         yield tmp_path
         replacing = tf.io.gfile.exists(output_path)
         utils.replace_file(tmp_path, output_path)
-        # Once the new output is in place: a temporary kept as the only
-        # copy (below) goes only when a newer whole output exists.
-        _delete_stale_temporaries(output_path)
       except BaseException:
         # While it is locked: unlocked, another writer of this output may
         # delete it first (see _delete_stale_temporaries).
@@ -305,6 +309,8 @@ def atomic_output(output_path: str) -> Iterator[str]:
     for folder in created:  # innermost first; only those left empty
       _remove_empty_folder(folder)
     raise
+  if not cleaned:
+    _delete_stale_temporaries(output_path)
 
 
 def holds_saved_model(folder: str) -> bool:
