@@ -560,10 +560,8 @@ def iter_warmup_file(
       for raw in itertools.islice(reader, len(offsets)):
         if count == warmup_io.MAX_WARMUP_RECORDS:
           problems.append(_too_many_records())
-        log, problem = _parse_log(count, raw)
+        log = _parsed_log(count, raw, problems)
         count += 1
-        if problem:
-          problems.append(problem)
         yield log
     except tf.errors.DataLossError:
       # Where TF Serving stops.
@@ -586,10 +584,8 @@ def iter_warmup_file(
         if stop_past_limit:
           return
       offset += len(raw) + 16  # length, length CRC, data, data CRC
-      log, problem = _parse_log(count, raw)
+      log = _parsed_log(count, raw, problems)
       count += 1
-      if problem:
-        problems.append(problem)
       yield log
   except tf.errors.DataLossError as e:
     problems.append(Problem(count, _framing_reason(path, e.message, offset)))
@@ -690,6 +686,16 @@ def _parse_log(index: int,
         index, f"{log_type} has no examples: TF Serving refuses the request "
         "(InvalidArgument: Input is empty), and with it the model load")
   return log, None
+
+
+def _parsed_log(index: int, raw: bytes, problems: List[Problem]
+               ) -> Optional[prediction_log_pb2.PredictionLog]:
+  """`_parse_log`'s log (None where it is refused), its problem appended
+  to `problems`."""
+  log, problem = _parse_log(index, raw)
+  if problem:
+    problems.append(problem)
+  return log
 
 
 def _calls(index: int, log: prediction_log_pb2.PredictionLog) -> List[_Call]:
