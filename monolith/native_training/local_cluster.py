@@ -136,6 +136,9 @@ for _name in ("ps_recovery_secs", "max_ps_restarts", "task_index",
   flags.register_validator(_name, lambda value: value >= 0,
                            message=f"--{_name} must be >= 0")
 flags.register_validator("model_dir", bool, message="--model_dir is empty")
+# Ids are drawn as floats below it: far from int64's end.
+flags.register_validator("vocab_size", lambda value: value <= 1 << 62,
+                         message="--vocab_size must be <= 2^62")
 flags.register_validator("log_every_secs", lambda value: value > 0,
                          message="--log_every_secs must be > 0")
 flags.register_validator("learning_rate", lambda value: value > 0,

@@ -652,6 +652,7 @@ def test_bad_flags_are_refused(tmp_path):
           ("--save_steps=0", "--save_steps must be >= 1"),
           ("--model_dir=", "--model_dir is empty"),
           ("--vocab_size=0", "--vocab_size must be >= 1"),
+          (f"--vocab_size={(1 << 62) + 1}", "--vocab_size must be <= 2^62"),
           ("--chief_setup_secs=0",
            "--chief_setup_secs must be >= 1"),
           ("--stop_grace_secs=-1",
