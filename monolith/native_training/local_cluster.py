@@ -156,6 +156,9 @@ _WORKER_JOB = "worker"
 # How long the launcher waits for the workers to report a dead task (they
 # exit once they have; a loaded machine can take seconds).
 _REPORT_GRACE_SECS = 30
+# What the launcher sends the workers when a lost PS task will not be
+# restarted: they stop waiting for it (--ps_recovery_secs) and report.
+_GIVE_UP_SIGNAL = signal.SIGUSR1
 # A task's exit code when its server cannot listen on its address (another
 # process took the port since the launcher picked it): EX_TEMPFAIL.
 _PORT_TAKEN_EXIT = 75
@@ -638,6 +641,12 @@ class _RecoveryWait:
     self._limit_secs = limit_secs
     self._stopped_at = None  # training stopped (the first loss)
     self._waiting_since = None
+    self.given_up = False
+
+  def give_up(self) -> None:
+    """No lost task will come back (the launcher stopped restarting them,
+    which it says with _GIVE_UP_SIGNAL): every wait ends at once."""
+    self.given_up = True
 
   def lose(self, now: float) -> bool:
     """Notes a loss; True when it begins a wait."""
@@ -653,8 +662,8 @@ class _RecoveryWait:
 
   def expired(self, now: float) -> bool:
     """Whether the present wait lasted its limit."""
-    return (self._waiting_since is not None and
-            now - self._waiting_since >= self._limit_secs)
+    return self._waiting_since is not None and (
+        self.given_up or now - self._waiting_since >= self._limit_secs)
 
   def tasks_back(self) -> None:
     """Every PS task answers: the wait is over."""
@@ -828,6 +837,7 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
     # ever, and so would its destructor; kept until the process exits.
     abandoned = []
     recovery = _RecoveryWait(FLAGS.ps_recovery_secs)
+    signal.signal(_GIVE_UP_SIGNAL, lambda signum, frame: recovery.give_up())
     # SIGTERM (the launcher's stop) or SIGINT ends training after the
     # current step; closing the session then runs the chief's last save.
     # Without a session (creating one, which blocks in TF until every task
@@ -857,8 +867,11 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
           if gone:
             if recovery.expired(time.monotonic()):
               print(f"worker {index}: failed after {progress.steps} steps: "
-                    f"{', '.join(gone)} did not come back within "
-                    f"{FLAGS.ps_recovery_secs} s", flush=True)
+                    f"{', '.join(gone)} " +
+                    ("will not come back (the launcher stopped restarting "
+                     "it)" if recovery.given_up else
+                     f"did not come back within {FLAGS.ps_recovery_secs} s"),
+                    flush=True)
               os._exit(1)
             time.sleep(1)
             continue
@@ -1152,7 +1165,11 @@ def _run_cluster(env: Dict[str, str], passed: List[str]) -> int:
           except _Interrupted as e:
             _say(f"local_cluster: got {e}; stopping at once")
         else:
-          # The workers' own errors say more: give them a moment to report.
+          # The workers' own errors say more: they stop waiting for the
+          # lost task, and get a moment to report.
+          for t in workers:
+            if t.process.poll() is None:
+              t.process.send_signal(_GIVE_UP_SIGNAL)
           _wait_for_exits(workers, _REPORT_GRACE_SECS)
         break
       # returncode as the poll above set it: a worker that failed since is
