@@ -995,10 +995,9 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     self._saver_parallel = proto.saver_parallel
     self._shared_name = proto.shared_name
     _check_shared_name(self._shared_name, "MultiHashTableProto")
-    _check_proto_tables(
-        proto,
-        g.as_graph_element(
-            ops.prepend_name_scope(proto.initializer_op, import_scope)))
+    self._initializer = g.as_graph_element(
+        ops.prepend_name_scope(proto.initializer_op, import_scope))
+    _check_proto_tables(proto, self._initializer)
     # Taken in this graph now (the graph that exported it may be this one):
     # a new table of the same name would share the resource.
     graph_meta.get_meta("multi_hash_table_metadata",
@@ -1008,8 +1007,6 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     self._ps_shard = (PsShard(proto.num_ps, proto.ps_index,
                               proto.ps_group_prefix)
                       if proto.HasField("ps_group_prefix") else None)
-    self._initializer = g.as_graph_element(
-        ops.prepend_name_scope(proto.initializer_op, import_scope))
     self._handle = g.as_graph_element(
         ops.prepend_name_scope(proto.handle_tensor, import_scope))
     # Protos of the original and of graphs older than the field: from the

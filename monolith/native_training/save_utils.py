@@ -1107,11 +1107,12 @@ class PsMonitor:
 
     Only tasks that every look since the last setup found not set up are
     marked (each restorer restored those); a setup again with no look
-    since (the saver hook's, after another hook's and a save) marks none. A task that restarted after some
-    restorer looked (its state is gone, and not all of it was restored) is
-    left unmarked and the session setup fails with `AbortedError`, which
-    `MonitoredSession` (and `local_cluster`) answer by setting the session
-    up again, restoring that task.
+    since (the saver hook's, after another hook's and a save) marks none.
+    A task that restarted after some restorer looked (its state is gone,
+    and not all of it was restored) is left unmarked and the session setup
+    fails with `AbortedError`, which `MonitoredSession` (and
+    `local_cluster`) answer by setting the session up again, restoring that
+    task.
 
     Raises:
       tf.errors.AbortedError: a PS task restarted during the setup.

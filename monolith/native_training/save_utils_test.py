@@ -473,25 +473,24 @@ def test_save_errors_and_guard_listeners(tmp_path):
     assert calls.count((name, "end", 3)) == 1
   assert tf.train.get_checkpoint_state(model_dir).model_checkpoint_path.\
       endswith("model.ckpt-3")
-  # Without ignore_save_errors the error stops training; the guards still
-  # ran around the save.
-  calls.clear()
-  with pytest.raises(tf.errors.PermissionDeniedError, match="cannot write"):
-    _train(str(tmp_path / "raised"), 3,
-           listeners=[
-               _FailingListener(calls, "saver", fail_steps=(2,), error=denied)
-           ],
-           guard_saver_listeners=guards[1:])
+  def train_failing_at(step, folder):
+    """Trains to step 3 without ignore_save_errors, the save of `step`
+    failing: the error stops training."""
+    calls.clear()
+    with pytest.raises(tf.errors.PermissionDeniedError, match="cannot write"):
+      _train(str(tmp_path / folder), 3,
+             listeners=[
+                 _FailingListener(calls, "saver", fail_steps=(step,),
+                                  error=denied)
+             ],
+             guard_saver_listeners=guards[1:])
+
+  # The guards still ran around the save.
+  train_failing_at(2, "raised")
   assert calls[-3:] == [("g2", "before", 2), ("saver", "before", 2),
                         ("g2", "after", 2)]
   # A last save (at the session's end) that fails still ends the guards.
-  calls.clear()
-  with pytest.raises(tf.errors.PermissionDeniedError, match="cannot write"):
-    _train(str(tmp_path / "last"), 3,
-           listeners=[
-               _FailingListener(calls, "saver", fail_steps=(3,), error=denied)
-           ],
-           guard_saver_listeners=guards[1:])
+  train_failing_at(3, "last")
   assert calls[-2:] == [("g2", "after", 3), ("g2", "end", 3)]
 
 

@@ -982,7 +982,7 @@ def _output_problem(call: _Call, outputs: Mapping[str, np.ndarray]) -> str:
   shapes = {name: tuple(np.shape(value)) for name, value in outputs.items()}
   if call.kind == "regress":
     shape = shapes.get("outputs")
-    if shape is not None and not (shape in ((batch,), (batch, 1))):
+    if shape is not None and shape not in ((batch,), (batch, 1)):
       return (f"its regression outputs have shape {list(shape)}, but TF "
               f"Serving takes [{batch}] or [{batch}, 1] for {batch} "
               "examples and fails the model load otherwise")

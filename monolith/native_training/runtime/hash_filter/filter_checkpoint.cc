@@ -221,19 +221,14 @@ struct SplitMeta {
   Identity identity;
 };
 
-// |path| comes from a listing (ListedFileStatus).
-Status OpenReader(FileSystem* fs, const std::string& path,
-                  std::unique_ptr<RecordFileReader>* reader) {
-  return OpenListedRecordFile(fs, path, /*snappy=*/false, reader);
-}
-
 // Reads and parses the first record of |path| (split |split| of |nsplits|)
 // and checks its identity names that split.
 Status ReadSplitMeta(FileSystem* fs, const std::string& path, int split,
                      int nsplits, SplitMeta* out) {
   out->path = path;
   std::unique_ptr<RecordFileReader> reader;
-  MONOLITH_RETURN_IF_ERROR(OpenReader(fs, path, &reader));
+  MONOLITH_RETURN_IF_ERROR(
+      OpenListedRecordFile(fs, path, /*snappy=*/false, &reader));
   std::string_view record;
   const Status status = reader->Next(&record);
   if (status.code() == StatusCode::kOutOfRange) {
@@ -274,7 +269,8 @@ Status RestoreSplit(FileSystem* fs, const SplitMeta& meta, int split,
                     Filter* filter, uint64_t* bytes, bool* other_config) {
   const std::string& path = meta.path;
   std::unique_ptr<RecordFileReader> reader;
-  MONOLITH_RETURN_IF_ERROR(OpenReader(fs, path, &reader));
+  MONOLITH_RETURN_IF_ERROR(
+      OpenListedRecordFile(fs, path, /*snappy=*/false, &reader));
   std::string_view record;
   Status status = reader->Next(&record);
   if (status.code() == StatusCode::kOutOfRange) {
