@@ -15,6 +15,7 @@
 
 #include "gtest/gtest.h"
 #include "monolith/native_training/runtime/distributed_ps/packed_ids.h"
+#include "monolith/native_training/runtime/hash_table/status_matchers.h"
 #include "monolith/native_training/runtime/hash_table/test_env.h"
 
 namespace monolith {
@@ -44,7 +45,7 @@ std::vector<uint8_t> RandomPacking(std::mt19937_64* gen, int tables,
     splits.push_back(ids.size());
   }
   PackPlan plan;
-  EXPECT_TRUE(PlanPack(ids.data(), splits, &plan).ok());
+  EXPECT_OK(PlanPack(ids.data(), splits, &plan));
   std::vector<uint8_t> packed(plan.bytes);
   Pack(ids.data(), splits, plan, packed.data());
   return packed;
@@ -184,8 +185,7 @@ TEST(PackedIdsFuzzTest, HostileSplitsPlanOrFailCleanly) {
     std::unique_ptr<uint8_t[]> packed(new uint8_t[plan.bytes]);
     Pack(ids.get(), splits, plan, packed.get());
     PackedHeader header;
-    ASSERT_TRUE(ReadPackedHeader(packed.get(), plan.bytes, tables, &header)
-                    .ok());
+    ASSERT_OK(ReadPackedHeader(packed.get(), plan.bytes, tables, &header));
     ASSERT_EQ(header.splits, splits);
     std::unique_ptr<int64_t[]> unpacked(new int64_t[count]);
     Unpack(packed.get(), header, unpacked.get());

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "monolith/native_training/runtime/hash_table/status_matchers.h"
 
 namespace monolith {
 namespace distributed_ps {
@@ -17,7 +18,7 @@ using ::monolith::hash_table::StatusCode;
 std::vector<uint8_t> PackAll(const std::vector<int64_t>& ids,
                              const std::vector<int64_t>& splits,
                              PackPlan* plan) {
-  EXPECT_TRUE(PlanPack(ids.data(), splits, plan).ok());
+  EXPECT_OK(PlanPack(ids.data(), splits, plan));
   std::vector<uint8_t> packed(plan->bytes);
   Pack(ids.data(), splits, *plan, packed.data());
   return packed;
@@ -28,7 +29,7 @@ std::vector<int64_t> UnpackAll(const std::vector<uint8_t>& packed,
   PackedHeader header;
   const Status s =
       ReadPackedHeader(packed.data(), packed.size(), num_tables, &header);
-  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_OK(s);
   std::vector<int64_t> ids(header.splits.back());
   Unpack(packed.data(), header, ids.data());
   *splits = header.splits;

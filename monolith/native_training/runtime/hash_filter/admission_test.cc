@@ -14,6 +14,7 @@
 #include "monolith/native_training/runtime/hash_filter/dummy_hash_filter.h"
 #include "monolith/native_training/runtime/hash_filter/probabilistic_filter.h"
 #include "monolith/native_training/runtime/hash_filter/sliding_hash_filter.h"
+#include "monolith/native_training/runtime/hash_table/status_matchers.h"
 
 namespace monolith {
 namespace hash_filter {
@@ -31,11 +32,11 @@ SlotOccurrenceThresholdConfig Thresholds(const std::string& text) {
 
 std::unique_ptr<Admission> SlidingAdmission(const std::string& thresholds) {
   std::unique_ptr<SlidingHashFilter> filter;
-  EXPECT_TRUE(SlidingHashFilter::Create(100000, 5, &filter).ok());
+  EXPECT_OK(SlidingHashFilter::Create(100000, 5, &filter));
   std::unique_ptr<Admission> admission;
   const Status s =
       Admission::Create(std::move(filter), Thresholds(thresholds), &admission);
-  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_OK(s);
   return admission;
 }
 
@@ -51,7 +52,7 @@ std::unique_ptr<EmbeddingHashTable> Table() {
            })pb",
       &config));
   std::unique_ptr<EmbeddingHashTable> table;
-  EXPECT_TRUE(EmbeddingHashTable::Create(config, 1, &table).ok());
+  EXPECT_OK(EmbeddingHashTable::Create(config, 1, &table));
   return table;
 }
 
@@ -180,7 +181,7 @@ TEST(AdmissionTest, ZeroThresholdSlotsAdmitWithoutTheFiltersLock) {
 
 TEST(AdmissionTest, ThresholdsAboveWhatACountCanReachAreRejected) {
   std::unique_ptr<SlidingHashFilter> filter;
-  ASSERT_TRUE(SlidingHashFilter::Create(1000, 5, &filter).ok());
+  ASSERT_OK(SlidingHashFilter::Create(1000, 5, &filter));
   std::unique_ptr<Admission> admission;
   const Status s = Admission::Create(
       std::move(filter),
@@ -190,7 +191,7 @@ TEST(AdmissionTest, ThresholdsAboveWhatACountCanReachAreRejected) {
   EXPECT_FALSE(s.ok());
   EXPECT_NE(s.message().find("16"), std::string::npos) << s.message();
   EXPECT_NE(s.message().find("9"), std::string::npos) << s.message();
-  ASSERT_TRUE(SlidingHashFilter::Create(1000, 5, &filter).ok());
+  ASSERT_OK(SlidingHashFilter::Create(1000, 5, &filter));
   EXPECT_FALSE(Admission::Create(std::move(filter),
                                  Thresholds("slot_occurrence_thresholds { "
                                             "slot: 40000 "
@@ -202,7 +203,7 @@ TEST(AdmissionTest, ThresholdsAboveWhatACountCanReachAreRejected) {
 // The last of two thresholds won, silently; the same one twice is harmless.
 TEST(AdmissionTest, ASlotGivenTwoThresholdsIsRefused) {
   std::unique_ptr<SlidingHashFilter> filter;
-  ASSERT_TRUE(SlidingHashFilter::Create(1000, 5, &filter).ok());
+  ASSERT_OK(SlidingHashFilter::Create(1000, 5, &filter));
   std::unique_ptr<Admission> admission;
   const Status s = Admission::Create(
       std::move(filter),
@@ -216,23 +217,20 @@ TEST(AdmissionTest, ASlotGivenTwoThresholdsIsRefused) {
                              "occurrence_threshold 0 and 5"),
             std::string::npos)
       << s.message();
-  ASSERT_TRUE(SlidingHashFilter::Create(1000, 5, &filter).ok());
-  EXPECT_TRUE(Admission::Create(
-                  std::move(filter),
-                  Thresholds("slot_occurrence_thresholds { slot: 7 "
-                             "occurrence_threshold: 5 }"
-                             "slot_occurrence_thresholds { slot: 7 "
-                             "occurrence_threshold: 5 }"),
-                  &admission)
-                  .ok());
+  ASSERT_OK(SlidingHashFilter::Create(1000, 5, &filter));
+  EXPECT_OK(Admission::Create(std::move(filter),
+                              Thresholds("slot_occurrence_thresholds { slot: 7 "
+                                         "occurrence_threshold: 5 }"
+                                         "slot_occurrence_thresholds { slot: 7 "
+                                         "occurrence_threshold: 5 }"),
+                              &admission));
 }
 
 TEST(AdmissionTest, DummyAndZeroThresholdsAdmitEverything) {
   std::unique_ptr<Admission> admission;
-  ASSERT_TRUE(Admission::Create(std::make_unique<DummyHashFilter>(),
-                                Thresholds("default_occurrence_threshold: 5"),
-                                &admission)
-                  .ok());
+  ASSERT_OK(Admission::Create(std::make_unique<DummyHashFilter>(),
+                              Thresholds("default_occurrence_threshold: 5"),
+                              &admission));
   EXPECT_TRUE(admission->AdmitsEverything());
   EXPECT_FALSE(admission->ShouldBeFiltered(1));
   auto zero = SlidingAdmission("");
@@ -244,11 +242,10 @@ TEST(AdmissionTest, DummyAndZeroThresholdsAdmitEverything) {
 
 TEST(AdmissionTest, ProbabilisticFilterAdmitsAboutCountOverThreshold) {
   std::unique_ptr<Admission> admission;
-  ASSERT_TRUE(Admission::Create(std::make_unique<ProbabilisticFilter>(
-                                    /*equal_probability=*/false, 42),
-                                Thresholds("default_occurrence_threshold: 4"),
-                                &admission)
-                  .ok());
+  ASSERT_OK(Admission::Create(std::make_unique<ProbabilisticFilter>(
+                                  /*equal_probability=*/false, 42),
+                              Thresholds("default_occurrence_threshold: 4"),
+                              &admission));
   auto table = Table();
   std::vector<int64_t> ids;
   for (int64_t i = 0; i < 20000; ++i) ids.push_back(i);

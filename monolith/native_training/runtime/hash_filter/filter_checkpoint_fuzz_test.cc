@@ -57,6 +57,7 @@
 #include "monolith/native_training/runtime/hash_filter/fuzz_util.h"
 #include "monolith/native_training/runtime/hash_filter/test_util.h"
 #include "monolith/native_training/runtime/hash_table/record_file.h"
+#include "monolith/native_training/runtime/hash_table/status_matchers.h"
 #include "monolith/native_training/runtime/hash_table/test_env.h"
 
 namespace monolith {
@@ -651,10 +652,9 @@ TEST(FilterCheckpointFuzzTest, MutatedCheckpointsRestoreOrFailCleanly) {
     if (rng() % 4 == 0) {
       std::unique_ptr<Filter> earlier =
           MakeFilter(RandomConfig(&rng, kMaxHashFilterCapacity));
-      ASSERT_TRUE(
-          SaveFilterCheckpoint(&fs, kBasename, *earlier, SerialFor).ok());
+      ASSERT_OK(SaveFilterCheckpoint(&fs, kBasename, *earlier, SerialFor));
     }
-    ASSERT_TRUE(SaveFilterCheckpoint(&fs, kBasename, *source, SerialFor).ok());
+    ASSERT_OK(SaveFilterCheckpoint(&fs, kBasename, *source, SerialFor));
 
     // Another filter's checkpoint at the same basename, for foreign
     // records and files.
@@ -662,8 +662,8 @@ TEST(FilterCheckpointFuzzTest, MutatedCheckpointsRestoreOrFailCleanly) {
     std::unique_ptr<Filter> foreign = MakeFilter(foreign_config);
     Workload(foreign.get(), &rng, 300);
     MemFileSystem foreign_fs;
-    ASSERT_TRUE(
-        SaveFilterCheckpoint(&foreign_fs, kBasename, *foreign, SerialFor).ok());
+    ASSERT_OK(
+        SaveFilterCheckpoint(&foreign_fs, kBasename, *foreign, SerialFor));
 
     Mutator mutator(&fs, &rng, foreign_fs.files());
     const int kind = static_cast<int>(rng() % 8);  // 0 unmutated, 1 benign

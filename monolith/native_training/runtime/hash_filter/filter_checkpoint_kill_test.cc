@@ -30,6 +30,7 @@
 #include "monolith/native_training/runtime/hash_filter/filter_checkpoint.h"
 #include "monolith/native_training/runtime/hash_filter/sliding_hash_filter.h"
 #include "monolith/native_training/runtime/hash_table/kill_test_util.h"
+#include "monolith/native_training/runtime/hash_table/status_matchers.h"
 
 namespace monolith {
 namespace hash_filter {
@@ -52,7 +53,7 @@ std::unique_ptr<SlidingHashFilter> StateOf(int version) {
   std::unique_ptr<SlidingHashFilter> filter;
   const Status s =
       SlidingHashFilter::Create(kCapacity, SplitsOf(version), &filter);
-  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_OK(s);
   std::mt19937_64 rng(static_cast<uint64_t>(version) * 7919 + 1);
   const int ops = 1500 + (version % 5) * 400;
   for (int i = 0; i < ops; ++i) {
@@ -142,8 +143,7 @@ Status RestoreAs(const std::string& basename, int version,
                  const std::vector<int>& candidates, int* restored_version) {
   PosixFileSystem fs;
   std::unique_ptr<SlidingHashFilter> like;
-  EXPECT_TRUE(
-      SlidingHashFilter::Create(kCapacity, SplitsOf(version), &like).ok());
+  EXPECT_OK(SlidingHashFilter::Create(kCapacity, SplitsOf(version), &like));
   std::unique_ptr<Filter> restored;
   MONOLITH_RETURN_IF_ERROR(
       RestoreFilterCheckpoint(&fs, basename, *like, SerialFor, &restored));
@@ -163,7 +163,7 @@ TEST(FilterCheckpointKillTest, EveryRestoreReadsOneWholeSaveOrFailsClearly) {
   const std::string dir = std::string(tmp ? tmp : "/tmp") + "/filter_kill_" +
                           std::to_string(getpid());
   PosixFileSystem fs;
-  ASSERT_TRUE(fs.CreateDirectories(dir).ok());
+  ASSERT_OK(fs.CreateDirectories(dir));
   const std::string basename = dir + "/hash_filter_0";
   const std::string log = dir + "/versions.log";
   const char* rounds_env = std::getenv("MONOLITH_KILL_TEST_ROUNDS");
@@ -272,10 +272,10 @@ TEST(FilterCheckpointKillTest, EveryRestoreReadsOneWholeSaveOrFailsClearly) {
   int version = -1;
   const Status status =
       RestoreAs(basename, final_version, {final_version}, &version);
-  ASSERT_TRUE(status.ok()) << status.ToString();
+  ASSERT_OK(status);
   EXPECT_EQ(version, final_version);
   std::vector<std::string> names;
-  ASSERT_TRUE(fs.ListDirectory(dir, &names).ok());
+  ASSERT_OK(fs.ListDirectory(dir, &names));
   EXPECT_EQ(names.size(), static_cast<size_t>(SplitsOf(final_version)) + 1);
   for (const std::string& name : names) {
     EXPECT_EQ(name.find("-tmp-"), std::string::npos) << name;

@@ -20,6 +20,7 @@
 #include "monolith/native_training/runtime/hash_filter/sliding_hash_filter.h"
 #include "monolith/native_training/runtime/hash_filter/test_util.h"
 #include "monolith/native_training/runtime/hash_table/faulty_file_systems.h"
+#include "monolith/native_training/runtime/hash_table/status_matchers.h"
 
 namespace monolith {
 namespace hash_filter {
@@ -52,14 +53,14 @@ std::string NewDir(const std::string& name) {
                           "_" + std::to_string(getpid()) + "_" +
                           std::to_string(counter++);
   PosixFileSystem fs;
-  EXPECT_TRUE(fs.CreateDirectories(dir).ok());
+  EXPECT_OK(fs.CreateDirectories(dir));
   return dir;
 }
 
 std::vector<std::string> ListDir(const std::string& dir) {
   PosixFileSystem fs;
   std::vector<std::string> names;
-  EXPECT_TRUE(fs.ListDirectory(dir, &names).ok());
+  EXPECT_OK(fs.ListDirectory(dir, &names));
   std::sort(names.begin(), names.end());
   return names;
 }
@@ -135,7 +136,7 @@ std::unique_ptr<SlidingHashFilter> MakeSliding(uint64_t capacity,
                                                int split_num) {
   std::unique_ptr<SlidingHashFilter> filter;
   const Status s = SlidingHashFilter::Create(capacity, split_num, &filter);
-  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_OK(s);
   return filter;
 }
 
@@ -201,7 +202,7 @@ class CheckpointTest : public ::testing::Test {
 // ------------------------------------------------------------ round trips
 
 TEST_F(CheckpointTest, RoundTripGivesAnEqualFilterAndTheSameDecisions) {
-  ASSERT_TRUE(Save(*source_).ok());
+  ASSERT_OK(Save(*source_));
   std::vector<std::string> expected;
   for (int k = 0; k < 7; ++k) {
     char name[64];
@@ -217,7 +218,7 @@ TEST_F(CheckpointTest, RoundTripGivesAnEqualFilterAndTheSameDecisions) {
     std::unique_ptr<Filter> restored;
     const Status s = RestoreFilterCheckpoint(&fs_, basename_, *like,
                                              parallel_for, &restored);
-    ASSERT_TRUE(s.ok()) << s.ToString();
+    ASSERT_OK(s);
     EXPECT_TRUE(AsSliding(*restored) == *source_);
     EXPECT_TRUE(*like == *MakeSliding(3000, 7)) << "like was changed";
     // The same future decisions.
@@ -236,9 +237,9 @@ TEST_F(CheckpointTest, RoundTripGivesAnEqualFilterAndTheSameDecisions) {
 }
 
 TEST_F(CheckpointTest, FilesHoldExactlyWhatSaveEmitsAfterAMetaRecord) {
-  ASSERT_TRUE(Save(*source_).ok());
+  ASSERT_OK(Save(*source_));
   std::vector<test_util::SplitRecords> saved;
-  ASSERT_TRUE(test_util::SaveAll(*source_, &saved).ok());
+  ASSERT_OK(test_util::SaveAll(*source_, &saved));
   uint64_t save_id = 0;
   for (int k = 0; k < 7; ++k) {
     std::vector<std::string> records;
@@ -278,47 +279,43 @@ TEST_F(CheckpointTest, FilesHoldExactlyWhatSaveEmitsAfterAMetaRecord) {
 
 TEST_F(CheckpointTest, PlainHashFilterIsOneSplit) {
   std::unique_ptr<HashFilter> plain;
-  ASSERT_TRUE(HashFilter::Create(20000, 1.5, &plain).ok());
+  ASSERT_OK(HashFilter::Create(20000, 1.5, &plain));
   Workload(plain.get(), 5, 5000);
-  ASSERT_TRUE(Save(*plain).ok());
+  ASSERT_OK(Save(*plain));
   EXPECT_EQ(ListDir(dir_),
             std::vector<std::string>{"hash_filter_0-00000-of-00001"});
   std::unique_ptr<HashFilter> like;
-  ASSERT_TRUE(HashFilter::Create(20000, 1.5, &like).ok());
+  ASSERT_OK(HashFilter::Create(20000, 1.5, &like));
   std::unique_ptr<Filter> restored;
-  ASSERT_TRUE(
-      RestoreFilterCheckpoint(&fs_, basename_, *like, SerialFor, &restored)
-          .ok());
+  ASSERT_OK(
+      RestoreFilterCheckpoint(&fs_, basename_, *like, SerialFor, &restored));
   EXPECT_TRUE(static_cast<const HashFilter&>(*restored) == *plain);
 }
 
 TEST_F(CheckpointTest, StatelessFiltersSaveNothing) {
   const std::string basename = dir_ + "/sub/dir/dummy";
   DummyHashFilter dummy;
-  ASSERT_TRUE(SaveFilterCheckpoint(&fs_, basename, dummy, SerialFor).ok());
+  ASSERT_OK(SaveFilterCheckpoint(&fs_, basename, dummy, SerialFor));
   EXPECT_TRUE(ListDir(dir_ + "/sub/dir").empty());  // created, empty
   ProbabilisticFilter probabilistic(/*equal_probability=*/true, 7);
-  ASSERT_TRUE(
-      SaveFilterCheckpoint(&fs_, basename, probabilistic, SerialFor).ok());
+  ASSERT_OK(SaveFilterCheckpoint(&fs_, basename, probabilistic, SerialFor));
   EXPECT_TRUE(ListDir(dir_ + "/sub/dir").empty());
   std::unique_ptr<Filter> restored;
-  ASSERT_TRUE(
-      RestoreFilterCheckpoint(&fs_, basename, dummy, SerialFor, &restored)
-          .ok());
+  ASSERT_OK(
+      RestoreFilterCheckpoint(&fs_, basename, dummy, SerialFor, &restored));
   ASSERT_NE(restored, nullptr);
   EXPECT_EQ(restored->split_num(), 0);
-  ASSERT_TRUE(RestoreFilterCheckpoint(&fs_, basename, probabilistic, SerialFor,
-                                      &restored)
-                  .ok());
+  ASSERT_OK(RestoreFilterCheckpoint(&fs_, basename, probabilistic, SerialFor,
+                                    &restored));
   ASSERT_NE(dynamic_cast<ProbabilisticFilter*>(restored.get()), nullptr);
 }
 
 TEST_F(CheckpointTest, SaveCreatesTheDirectoryAndReplacesAnEarlierSave) {
   basename_ = dir_ + "/a/b/hash_filter_0";
-  ASSERT_TRUE(Save(*MakeSliding(3000, 7)).ok());
-  ASSERT_TRUE(Save(*source_).ok());
+  ASSERT_OK(Save(*MakeSliding(3000, 7)));
+  ASSERT_OK(Save(*source_));
   std::unique_ptr<Filter> restored;
-  ASSERT_TRUE(Restore(&restored).ok());
+  ASSERT_OK(Restore(&restored));
   EXPECT_TRUE(AsSliding(*restored) == *source_);
   EXPECT_EQ(ListDir(dir_ + "/a/b").size(), 7u);
 }
@@ -330,7 +327,7 @@ TEST_F(CheckpointTest, SaveCreatesTheDirectoryAndReplacesAnEarlierSave) {
 TEST_F(CheckpointTest, RestoresAHandBuiltOriginalFile) {
   constexpr uint64_t kCapacity = 10000;
   std::unique_ptr<HashFilter> like;
-  ASSERT_TRUE(HashFilter::Create(kCapacity, 1.5, &like).ok());
+  ASSERT_OK(HashFilter::Create(kCapacity, 1.5, &like));
   const uint64_t total_size = like->total_size();  // 15000
   const uint64_t cells = total_size + HashFilter::kMaxProbeSteps;
   const std::vector<FID> fids = test_util::CollisionFreeFids(total_size, 50, 3);
@@ -361,14 +358,14 @@ TEST_F(CheckpointTest, RestoresAHandBuiltOriginalFile) {
   std::unique_ptr<Filter> restored;
   const Status s =
       RestoreFilterCheckpoint(&fs_, basename_, *like, SerialFor, &restored);
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_OK(s);
   for (size_t i = 0; i < fids.size(); ++i) {
     EXPECT_EQ(restored->Get(fids[i]), 1 + i % 15) << i;
   }
   EXPECT_EQ(restored->estimated_total_element(), fids.size());
   EXPECT_EQ(restored->failure_count(), 3u);
   // And our writer produces the same bytes, apart from the identity.
-  ASSERT_TRUE(Save(*restored).ok());
+  ASSERT_OK(Save(*restored));
   std::vector<std::string> ours;
   ASSERT_TRUE(
       Unframe(ReadBytes(FilterCheckpointFileName(basename_, 0, 1)), &ours));
@@ -384,11 +381,11 @@ TEST_F(CheckpointTest, RestoresAHandBuiltOriginalFile) {
 // original's op hands its RecordWriter), framed here.
 TEST_F(CheckpointTest, RestoresHandFramedSlidingSplits) {
   std::vector<test_util::SplitRecords> saved;
-  ASSERT_TRUE(test_util::SaveAll(*source_, &saved).ok());
+  ASSERT_OK(test_util::SaveAll(*source_, &saved));
   for (int k = 0; k < 7; ++k) WriteBytes(File(k), FrameAll(saved[k]));
   std::unique_ptr<Filter> restored;
   const Status s = Restore(&restored);
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_OK(s);
   EXPECT_TRUE(AsSliding(*restored) == *source_);
 }
 
@@ -398,7 +395,7 @@ TEST_F(CheckpointTest, RestoresHandFramedSlidingSplits) {
 // our saves such a disagreement is damage.
 TEST_F(CheckpointTest, SplitsDisagreeingOnTheRing) {
   std::vector<test_util::SplitRecords> saved;
-  ASSERT_TRUE(test_util::SaveAll(*source_, &saved).ok());
+  ASSERT_OK(test_util::SaveAll(*source_, &saved));
   const uint32_t increments =
       static_cast<uint32_t>(source_->head_increment());
   auto with_ring = [](const std::string& record, uint32_t head,
@@ -423,7 +420,7 @@ TEST_F(CheckpointTest, SplitsDisagreeingOnTheRing) {
   for (int attempt = 0; attempt < 5; ++attempt) {
     std::unique_ptr<Filter> restored;
     const Status s = Restore(&restored);
-    ASSERT_TRUE(s.ok()) << s.ToString();
+    ASSERT_OK(s);
     const SlidingHashFilter& sliding = AsSliding(*restored);
     EXPECT_EQ(sliding.head(), static_cast<int>(later_head));
     EXPECT_EQ(sliding.head_increment(), increments + 1u);
@@ -432,7 +429,7 @@ TEST_F(CheckpointTest, SplitsDisagreeingOnTheRing) {
 
   // Ours: the same change to one split's meta (identity kept) is DataLoss
   // naming both files.
-  ASSERT_TRUE(Save(*source_).ok());
+  ASSERT_OK(Save(*source_));
   std::vector<std::string> records;
   ASSERT_TRUE(Unframe(ReadBytes(File(4)), &records));
   records[0] = with_ring(records[0], later_head, increments + 1, 0);
@@ -466,7 +463,7 @@ TEST_F(CheckpointTest, MissingFilesAreNotFound) {
 }
 
 TEST_F(CheckpointTest, SplitCountMismatchNamesBothCounts) {
-  ASSERT_TRUE(Save(*source_).ok());
+  ASSERT_OK(Save(*source_));
   std::unique_ptr<SlidingHashFilter> five = MakeSliding(3000, 5);
   std::unique_ptr<Filter> restored;
   const Status s = Restore(&restored, five.get());
@@ -477,7 +474,7 @@ TEST_F(CheckpointTest, SplitCountMismatchNamesBothCounts) {
 }
 
 TEST_F(CheckpointTest, OtherConfigurationIsRejectedNamingTheFile) {
-  ASSERT_TRUE(Save(*source_).ok());
+  ASSERT_OK(Save(*source_));
   std::unique_ptr<SlidingHashFilter> bigger = MakeSliding(6000, 7);
   std::unique_ptr<Filter> restored;
   const Status s = Restore(&restored, bigger.get());
@@ -495,7 +492,7 @@ TEST_F(CheckpointTest, OneSplitOfAnotherConfigurationIsDataLoss) {
     for (const bool serial : {false, true}) {
       SCOPED_TRACE("split " + std::to_string(split) +
                    (serial ? ", serial" : ", parallel"));
-      ASSERT_TRUE(Save(*source_).ok());
+      ASSERT_OK(Save(*source_));
       std::vector<std::string> records;
       ASSERT_TRUE(Unframe(ReadBytes(File(split)), &records));
       HashFilterSplitMetaDump meta;
@@ -520,13 +517,13 @@ TEST_F(CheckpointTest, OneSplitOfAnotherConfigurationIsDataLoss) {
 // restores an empty filter of the new configuration and says why; a
 // damaged checkpoint is still an error.
 TEST_F(CheckpointTest, OtherConfigurationCanStartTheCountsOver) {
-  ASSERT_TRUE(Save(*source_).ok());
+  ASSERT_OK(Save(*source_));
   for (const auto& like : {MakeSliding(6000, 7), MakeSliding(3000, 5)}) {
     std::unique_ptr<Filter> restored;
     std::string other_config = "stale";
     const Status s = RestoreFilterCheckpoint(&fs_, basename_, *like, ThreadFor,
                                              &restored, nullptr, &other_config);
-    ASSERT_TRUE(s.ok()) << s.ToString();
+    ASSERT_OK(s);
     EXPECT_TRUE(AsSliding(*restored) == *like);
     EXPECT_EQ(restored->capacity(), like->capacity());
     EXPECT_TRUE(Contains(other_config, like->split_num() == 7 ? "total_size"
@@ -534,10 +531,9 @@ TEST_F(CheckpointTest, OtherConfigurationCanStartTheCountsOver) {
         << other_config;
     // Restoring into a filter: none is handed back; the caller keeps its.
     other_config.clear();
-    ASSERT_TRUE(RestoreFilterCheckpointInto(&fs_, basename_, like->Clone(),
-                                            ThreadFor, &restored, nullptr,
-                                            &other_config)
-                    .ok());
+    ASSERT_OK(RestoreFilterCheckpointInto(&fs_, basename_, like->Clone(),
+                                          ThreadFor, &restored, nullptr,
+                                          &other_config));
     EXPECT_EQ(restored, nullptr);
     EXPECT_FALSE(other_config.empty());
   }
@@ -547,14 +543,14 @@ TEST_F(CheckpointTest, OtherConfigurationCanStartTheCountsOver) {
   Status s = RestoreFilterCheckpoint(&fs_, basename_, *MakeSliding(3000, 7),
                                      ThreadFor, &restored, nullptr,
                                      &other_config);
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_OK(s);
   EXPECT_TRUE(AsSliding(*restored) == *source_);
   EXPECT_EQ(other_config, "");
   // A split that is no sliding filter's beside splits of another
   // configuration: damage, not another configuration.
   {
     std::vector<test_util::SplitRecords> saved;
-    ASSERT_TRUE(test_util::SaveAll(*source_, &saved).ok());
+    ASSERT_OK(test_util::SaveAll(*source_, &saved));
     HashFilterSplitMetaDump meta;
     ASSERT_TRUE(meta.ParseFromString(saved[3][0]));
     meta.clear_sliding_hash_filter_meta();
@@ -566,10 +562,10 @@ TEST_F(CheckpointTest, OtherConfigurationCanStartTheCountsOver) {
     EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
     EXPECT_TRUE(Contains(s.message(), "no sliding_hash_filter_meta"))
         << s.ToString();
-    ASSERT_TRUE(Save(*source_).ok());
+    ASSERT_OK(Save(*source_));
   }
   // Damage is not another configuration.
-  ASSERT_TRUE(fs_.DeleteFile(File(3)).ok());
+  ASSERT_OK(fs_.DeleteFile(File(3)));
   s = RestoreFilterCheckpoint(&fs_, basename_, *MakeSliding(6000, 7), ThreadFor,
                               &restored, nullptr, &other_config);
   EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
@@ -577,8 +573,8 @@ TEST_F(CheckpointTest, OtherConfigurationCanStartTheCountsOver) {
 }
 
 TEST_F(CheckpointTest, OneSplitFileMissing) {
-  ASSERT_TRUE(Save(*source_).ok());
-  ASSERT_TRUE(fs_.DeleteFile(File(3)).ok());
+  ASSERT_OK(Save(*source_));
+  ASSERT_OK(fs_.DeleteFile(File(3)));
   std::unique_ptr<Filter> restored;
   const Status s = Restore(&restored);
   EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
@@ -586,7 +582,7 @@ TEST_F(CheckpointTest, OneSplitFileMissing) {
 }
 
 TEST_F(CheckpointTest, TruncatedFiles) {
-  ASSERT_TRUE(Save(*source_).ok());
+  ASSERT_OK(Save(*source_));
   const std::string bytes = ReadBytes(File(2));
   std::vector<std::string> records;
   ASSERT_TRUE(Unframe(bytes, &records));
@@ -615,7 +611,7 @@ TEST_F(CheckpointTest, TruncatedFiles) {
 }
 
 TEST_F(CheckpointTest, FlippedByteFailsTheCrc) {
-  ASSERT_TRUE(Save(*source_).ok());
+  ASSERT_OK(Save(*source_));
   const std::string bytes = ReadBytes(File(4));
   std::unique_ptr<Filter> restored;
   for (size_t at :
@@ -631,7 +627,7 @@ TEST_F(CheckpointTest, FlippedByteFailsTheCrc) {
 }
 
 TEST_F(CheckpointTest, TrailingRecordIsRejected) {
-  ASSERT_TRUE(Save(*source_).ok());
+  ASSERT_OK(Save(*source_));
   const std::string bytes = ReadBytes(File(5));
   std::vector<std::string> records;
   ASSERT_TRUE(Unframe(bytes, &records));
@@ -656,7 +652,7 @@ TEST_F(CheckpointTest, TrailingRecordIsRejected) {
 
 TEST_F(CheckpointTest, CorruptRecordContentsNameTheFileAndRecord) {
   std::vector<test_util::SplitRecords> saved;
-  ASSERT_TRUE(test_util::SaveAll(*source_, &saved).ok());
+  ASSERT_OK(test_util::SaveAll(*source_, &saved));
   for (int k = 0; k < 7; ++k) WriteBytes(File(k), FrameAll(saved[k]));
   std::unique_ptr<Filter> restored;
   // An unparsable data record, validly framed.
@@ -692,13 +688,13 @@ TEST_F(CheckpointTest, CorruptRecordContentsNameTheFileAndRecord) {
 }
 
 TEST_F(CheckpointTest, MixedSavesAndMovedFilesAreRejected) {
-  ASSERT_TRUE(Save(*source_).ok());
+  ASSERT_OK(Save(*source_));
   const std::string old_split2 = ReadBytes(File(2));
   const std::string old_split1 = ReadBytes(File(1));
   Workload(source_.get(), 2, 500);
-  ASSERT_TRUE(Save(*source_).ok());
+  ASSERT_OK(Save(*source_));
   std::unique_ptr<Filter> restored;
-  ASSERT_TRUE(Restore(&restored).ok());
+  ASSERT_OK(Restore(&restored));
   // A split of the earlier save among the later one's.
   WriteBytes(File(2), old_split2);
   Status s = Restore(&restored);
@@ -713,14 +709,14 @@ TEST_F(CheckpointTest, MixedSavesAndMovedFilesAreRejected) {
       << s.ToString();
   // A file of the original (no identity) among ours.
   std::vector<test_util::SplitRecords> saved;
-  ASSERT_TRUE(test_util::SaveAll(*source_, &saved).ok());
+  ASSERT_OK(test_util::SaveAll(*source_, &saved));
   WriteBytes(File(2), FrameAll(saved[2]));
   s = Restore(&restored);
   EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
   EXPECT_TRUE(Contains(s.message(), "mixes saves")) << s.ToString();
   // A fresh save repairs it.
-  ASSERT_TRUE(Save(*source_).ok());
-  ASSERT_TRUE(Restore(&restored).ok());
+  ASSERT_OK(Save(*source_));
+  ASSERT_OK(Restore(&restored));
   EXPECT_TRUE(AsSliding(*restored) == *source_);
 }
 
@@ -732,7 +728,7 @@ TEST_F(CheckpointTest, MixedSavesAndMovedFilesAreRejected) {
 TEST_F(CheckpointTest, SaveKilledWhileRenamingIsReadWholeAndFinished) {
   for (int renames = 0; renames < 7; renames += 2) {
     SCOPED_TRACE("killed after " + std::to_string(renames) + " renames");
-    ASSERT_TRUE(Save(*source_).ok());
+    ASSERT_OK(Save(*source_));
     Workload(source_.get(), 10 + renames, 500);  // the save killed below
     // Each split's file is renamed from ".partial" once written (7 renames)
     // before the renames to final names.
@@ -741,7 +737,7 @@ TEST_F(CheckpointTest, SaveKilledWhileRenamingIsReadWholeAndFinished) {
         SaveFilterCheckpoint(&dying, basename_, *source_, SerialFor).ok());
     ASSERT_TRUE(dying.dead());
     std::unique_ptr<Filter> restored;
-    ASSERT_TRUE(Restore(&restored).ok());
+    ASSERT_OK(Restore(&restored));
     EXPECT_TRUE(AsSliding(*restored) == *source_);
 
     // The next save dies at its first new file, after finishing the
@@ -764,7 +760,7 @@ TEST_F(CheckpointTest, SaveKilledWhileRenamingIsReadWholeAndFinished) {
       finished = finished || Contains(line, "finishing a save interrupted");
     }
     EXPECT_TRUE(finished);
-    ASSERT_TRUE(Restore(&restored).ok());
+    ASSERT_OK(Restore(&restored));
     EXPECT_TRUE(AsSliding(*restored) == *source_);
   }
 }
@@ -772,9 +768,9 @@ TEST_F(CheckpointTest, SaveKilledWhileRenamingIsReadWholeAndFinished) {
 // A save killed while writing its splits is ignored: the previous one is
 // read.
 TEST_F(CheckpointTest, SaveKilledWhileWritingLeavesThePreviousSave) {
-  ASSERT_TRUE(Save(*source_).ok());
+  ASSERT_OK(Save(*source_));
   std::unique_ptr<Filter> previous;
-  ASSERT_TRUE(Restore(&previous).ok());
+  ASSERT_OK(Restore(&previous));
   Workload(source_.get(), 3, 500);
   for (int point = 0; point < 7; point += 3) {
     // Killed at a new file, or in the middle of writing one (half of the
@@ -786,7 +782,7 @@ TEST_F(CheckpointTest, SaveKilledWhileWritingLeavesThePreviousSave) {
       ASSERT_FALSE(
           SaveFilterCheckpoint(&dying, basename_, *source_, SerialFor).ok());
       std::unique_ptr<Filter> restored;
-      ASSERT_TRUE(Restore(&restored).ok());
+      ASSERT_OK(Restore(&restored));
       EXPECT_TRUE(AsSliding(*restored) == AsSliding(*previous))
           << "killed at " << (mid_file ? "append " : "new file ") << point;
     }
@@ -794,15 +790,15 @@ TEST_F(CheckpointTest, SaveKilledWhileWritingLeavesThePreviousSave) {
 }
 
 TEST_F(CheckpointTest, StaleTemporariesAreIgnoredAndDeleted) {
-  ASSERT_TRUE(Save(*source_).ok());
+  ASSERT_OK(Save(*source_));
   WriteBytes(File(0) + "-tmp-12345", "partial");
   WriteBytes(File(6, 9) + "-tmp-abc", "partial");
   WriteBytes(dir_ + "/hash_filter_01-00000-of-00001", "another basename");
   WriteBytes(dir_ + "/hash_filter_0-00000-of-00007.bak", "not ours");
   std::unique_ptr<Filter> restored;
-  ASSERT_TRUE(Restore(&restored).ok());
+  ASSERT_OK(Restore(&restored));
   EXPECT_TRUE(AsSliding(*restored) == *source_);
-  ASSERT_TRUE(Save(*source_).ok());
+  ASSERT_OK(Save(*source_));
   const std::vector<std::string> names = ListDir(dir_);
   EXPECT_EQ(names.size(), 9u);
   for (const std::string& name : names) {
@@ -817,40 +813,40 @@ TEST_F(CheckpointTest, FirstSaveDeletesAKilledSavesTemporaries) {
   WriteBytes(File(3, 9) + "-tmp-abc.partial", "cut");
   std::unique_ptr<Filter> restored;
   EXPECT_EQ(Restore(&restored).code(), StatusCode::kNotFound);
-  ASSERT_TRUE(Save(*source_).ok());
+  ASSERT_OK(Save(*source_));
   const std::vector<std::string> names = ListDir(dir_);
   EXPECT_EQ(names.size(), 7u);
   for (const std::string& name : names) {
     EXPECT_FALSE(Contains(name, "-tmp-")) << name;
   }
-  ASSERT_TRUE(Restore(&restored).ok());
+  ASSERT_OK(Restore(&restored));
   EXPECT_TRUE(AsSliding(*restored) == *source_);
 }
 
 TEST_F(CheckpointTest, AnotherSplitCountReplacesTheEarlierFiles) {
-  ASSERT_TRUE(Save(*source_).ok());
+  ASSERT_OK(Save(*source_));
   std::unique_ptr<SlidingHashFilter> five = MakeSliding(3000, 5);
   Workload(five.get(), 7, 3000);
-  ASSERT_TRUE(Save(*five).ok());
+  ASSERT_OK(Save(*five));
   EXPECT_EQ(ListDir(dir_).size(), 5u);
   std::unique_ptr<Filter> restored;
-  ASSERT_TRUE(Restore(&restored, MakeSliding(3000, 5).get()).ok());
+  ASSERT_OK(Restore(&restored, MakeSliding(3000, 5).get()));
   EXPECT_TRUE(AsSliding(*restored) == *five);
 }
 
 TEST_F(CheckpointTest, TwoSplitCountsPresent) {
   // A 7-split save, then a 5-split one killed before it deleted the 7
   // files: both complete; the newer is read.
-  ASSERT_TRUE(Save(*source_).ok());
+  ASSERT_OK(Save(*source_));
   std::vector<std::string> seven(7);
   for (int k = 0; k < 7; ++k) seven[k] = ReadBytes(File(k));
   std::unique_ptr<SlidingHashFilter> five = MakeSliding(3000, 5);
   Workload(five.get(), 7, 3000);
-  ASSERT_TRUE(Save(*five).ok());
+  ASSERT_OK(Save(*five));
   for (int k = 0; k < 7; ++k) WriteBytes(File(k), seven[k]);
   std::unique_ptr<Filter> restored;
   Status s = Restore(&restored, MakeSliding(3000, 5).get());
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_OK(s);
   EXPECT_TRUE(AsSliding(*restored) == *five);
   s = Restore(&restored);
   EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
@@ -859,13 +855,13 @@ TEST_F(CheckpointTest, TwoSplitCountsPresent) {
 
   // An incomplete set of another count (a save killed while renaming) is
   // ignored.
-  ASSERT_TRUE(fs_.DeleteFile(FilterCheckpointFileName(basename_, 3, 5)).ok());
+  ASSERT_OK(fs_.DeleteFile(FilterCheckpointFileName(basename_, 3, 5)));
   s = Restore(&restored);
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_OK(s);
   EXPECT_TRUE(AsSliding(*restored) == *source_);
 
   // Neither complete.
-  ASSERT_TRUE(fs_.DeleteFile(File(6)).ok());
+  ASSERT_OK(fs_.DeleteFile(File(6)));
   s = Restore(&restored);
   EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
   EXPECT_TRUE(Contains(s.message(), "is incomplete")) << s.ToString();
@@ -873,9 +869,9 @@ TEST_F(CheckpointTest, TwoSplitCountsPresent) {
   // Two complete sets without save times (the original's) cannot be
   // ordered.
   std::vector<test_util::SplitRecords> saved;
-  ASSERT_TRUE(test_util::SaveAll(*source_, &saved).ok());
+  ASSERT_OK(test_util::SaveAll(*source_, &saved));
   for (int k = 0; k < 7; ++k) WriteBytes(File(k), FrameAll(saved[k]));
-  ASSERT_TRUE(test_util::SaveAll(*five, &saved).ok());
+  ASSERT_OK(test_util::SaveAll(*five, &saved));
   for (int k = 0; k < 5; ++k) {
     WriteBytes(FilterCheckpointFileName(basename_, k, 5), FrameAll(saved[k]));
   }
@@ -886,11 +882,11 @@ TEST_F(CheckpointTest, TwoSplitCountsPresent) {
   // Ours beside a complete set of the original's (the first save after a
   // migration, killed before it deleted the original's files): ours is the
   // newer.
-  ASSERT_TRUE(Save(*five).ok());
-  ASSERT_TRUE(test_util::SaveAll(*source_, &saved).ok());
+  ASSERT_OK(Save(*five));
+  ASSERT_OK(test_util::SaveAll(*source_, &saved));
   for (int k = 0; k < 7; ++k) WriteBytes(File(k), FrameAll(saved[k]));
   s = Restore(&restored, MakeSliding(3000, 5).get());
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_OK(s);
   EXPECT_TRUE(AsSliding(*restored) == *five);
 
   // One count's files unreachable (a storage error): that error, with its
@@ -919,7 +915,7 @@ TEST_F(CheckpointTest, TwoSplitCountsPresent) {
 // its temporaries.
 TEST_F(CheckpointTest, AKilledSaveOfOursBeatsTheOriginalsFiles) {
   std::vector<test_util::SplitRecords> saved;
-  ASSERT_TRUE(test_util::SaveAll(*source_, &saved).ok());
+  ASSERT_OK(test_util::SaveAll(*source_, &saved));
   for (int k = 0; k < 7; ++k) WriteBytes(File(k), FrameAll(saved[k]));
   std::unique_ptr<Filter> newer = source_->Clone();
   Workload(newer.get(), 11, 500);
@@ -928,7 +924,7 @@ TEST_F(CheckpointTest, AKilledSaveOfOursBeatsTheOriginalsFiles) {
   ASSERT_TRUE(dying.dead());
   std::unique_ptr<Filter> restored;
   const Status s = Restore(&restored);
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_OK(s);
   EXPECT_TRUE(AsSliding(*restored) == AsSliding(*newer));
   EXPECT_FALSE(AsSliding(*restored) == *source_);
 }
@@ -945,9 +941,8 @@ TEST_F(CheckpointTest, AStorageErrorOnTheFinalFilesIsNotHiddenByTemporaries) {
   // finish the interrupted one's renames first).
   Workload(source_.get(), 12, 500);
   const std::string other = dir_ + "/newer";
-  ASSERT_TRUE(SaveFilterCheckpoint(&fs_, other + "/hash_filter_0", *source_,
-                                   SerialFor)
-                  .ok());
+  ASSERT_OK(SaveFilterCheckpoint(&fs_, other + "/hash_filter_0", *source_,
+                                 SerialFor));
   for (int k = 0; k < 7; ++k) {
     WriteBytes(File(k), ReadBytes(FilterCheckpointFileName(
                             other + "/hash_filter_0", k, 7)));
@@ -978,7 +973,7 @@ TEST_F(CheckpointTest, AStorageErrorOnTheFinalFilesIsNotHiddenByTemporaries) {
   EXPECT_EQ(s.code(), StatusCode::kInternal) << s.ToString();
   EXPECT_TRUE(Contains(s.message(), "is listed and cannot be read"))
       << s.ToString();
-  ASSERT_TRUE(Restore(&restored).ok());
+  ASSERT_OK(Restore(&restored));
   EXPECT_TRUE(AsSliding(*restored) == *source_);
 }
 
@@ -986,11 +981,11 @@ TEST_F(CheckpointTest, AStorageErrorOnTheFinalFilesIsNotHiddenByTemporaries) {
 // same basename meanwhile): Aborted, retried as a checkpoint that changed
 // while it was read, not damage.
 TEST_F(CheckpointTest, ASplitRewrittenWhileRestoredIsAborted) {
-  ASSERT_TRUE(Save(*source_).ok());
+  ASSERT_OK(Save(*source_));
   std::unique_ptr<Filter> newer = source_->Clone();
   Workload(newer.get(), 5, 500);
   const std::string other = dir_ + "/other/hash_filter_0";
-  ASSERT_TRUE(SaveFilterCheckpoint(&fs_, other, *newer, SerialFor).ok());
+  ASSERT_OK(SaveFilterCheckpoint(&fs_, other, *newer, SerialFor));
   // Serves split 0 as it was at its first opening, then as the other
   // save's split 0.
   class RewritingFileSystem : public PosixFileSystem {
@@ -1021,7 +1016,7 @@ TEST_F(CheckpointTest, ASplitRewrittenWhileRestoredIsAborted) {
 // A basename naming another checkpoint's files (a table's meta files at
 // "x.meta", shard files at "x-00000-of-00007") is refused, nothing written.
 TEST_F(CheckpointTest, ASaveAtABasenameNamingOthersFilesIsRefused) {
-  ASSERT_TRUE(Save(*source_).ok());
+  ASSERT_OK(Save(*source_));
   const std::vector<std::string> before = ListDir(dir_);
   for (const std::string& basename :
        {basename_ + ".meta", basename_ + "-00000-of-00007"}) {
@@ -1035,7 +1030,7 @@ TEST_F(CheckpointTest, ASaveAtABasenameNamingOthersFilesIsRefused) {
 }
 
 TEST_F(CheckpointTest, FailedSaveKeepsThePreviousOneAndLeavesNoTemporaries) {
-  ASSERT_TRUE(Save(*source_).ok());
+  ASSERT_OK(Save(*source_));
   std::unique_ptr<Filter> changed = source_->Clone();
   Workload(changed.get(), 3, 1000);
   FailingFileSystem failing;
@@ -1045,7 +1040,7 @@ TEST_F(CheckpointTest, FailedSaveKeepsThePreviousOneAndLeavesNoTemporaries) {
   EXPECT_TRUE(Contains(s.message(), "split 4 of 7")) << s.ToString();
   EXPECT_EQ(ListDir(dir_).size(), 7u);
   std::unique_ptr<Filter> restored;
-  ASSERT_TRUE(Restore(&restored).ok());
+  ASSERT_OK(Restore(&restored));
   EXPECT_TRUE(AsSliding(*restored) == *source_);
 
   // A rename to a final name failing midway (after the 7 renames from
@@ -1058,7 +1053,7 @@ TEST_F(CheckpointTest, FailedSaveKeepsThePreviousOneAndLeavesNoTemporaries) {
   EXPECT_TRUE(Contains(s.message(), "failed while giving its splits"))
       << s.ToString();
   EXPECT_EQ(ListDir(dir_).size(), 7u + 4u);
-  ASSERT_TRUE(Restore(&restored).ok());
+  ASSERT_OK(Restore(&restored));
   EXPECT_TRUE(AsSliding(*restored) == AsSliding(*changed));
 
   // The first rename to a final name fails after deleting its target (as
@@ -1074,7 +1069,7 @@ TEST_F(CheckpointTest, FailedSaveKeepsThePreviousOneAndLeavesNoTemporaries) {
                            SerialFor);
   EXPECT_EQ(s.code(), StatusCode::kInternal) << s.ToString();
   EXPECT_EQ(ListDir(dir_).size(), 6u + 7u);
-  ASSERT_TRUE(Restore(&restored).ok());
+  ASSERT_OK(Restore(&restored));
   EXPECT_TRUE(AsSliding(*restored) == AsSliding(*changed_again));
 }
 

@@ -16,6 +16,7 @@
 #include "monolith/native_training/runtime/hash_filter/filter_checkpoint.h"
 #include "monolith/native_training/runtime/hash_filter/hash_filter.h"
 #include "monolith/native_training/runtime/hash_filter/sliding_hash_filter.h"
+#include "monolith/native_training/runtime/hash_table/status_matchers.h"
 
 namespace {
 
@@ -62,7 +63,7 @@ std::string NewDir(const std::string& name) {
   const std::string dir = std::string(tmp ? tmp : "/tmp") + "/frm_" + name +
                           "_" + std::to_string(getpid());
   PosixFileSystem fs;
-  EXPECT_TRUE(fs.CreateDirectories(dir).ok());
+  EXPECT_OK(fs.CreateDirectories(dir));
   return dir;
 }
 
@@ -81,7 +82,7 @@ double RestorePeakOverFilterBytes(Filter* filter, const std::string& name) {
   PosixFileSystem fs;
   const std::string basename = NewDir(name) + "/hash_filter_0";
   Status s = SaveFilterCheckpoint(&fs, basename, *filter, SerialFor);
-  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_OK(s);
   std::unique_ptr<Filter> restored;
   const int64_t before = live_bytes.load();
   peak_bytes.store(before);
@@ -103,7 +104,7 @@ double RestorePeakOverFilterBytes(Filter* filter, const std::string& name) {
 // they are all read at once).
 TEST(FilterRestoreMemoryTest, HashFilterRestoreHoldsTheFilterOnce) {
   std::unique_ptr<HashFilter> filter;
-  ASSERT_TRUE(HashFilter::Create(8000000, 2.0, &filter).ok());
+  ASSERT_OK(HashFilter::Create(8000000, 2.0, &filter));
   const double peak = RestorePeakOverFilterBytes(filter.get(), "hash");
   std::printf("peak / filter bytes: %.3f\n", peak);
   EXPECT_LT(peak, 1.15);
@@ -111,7 +112,7 @@ TEST(FilterRestoreMemoryTest, HashFilterRestoreHoldsTheFilterOnce) {
 
 TEST(FilterRestoreMemoryTest, SlidingFilterRestoreHoldsTheFilterOnce) {
   std::unique_ptr<SlidingHashFilter> filter;
-  ASSERT_TRUE(SlidingHashFilter::Create(8000000, 3, &filter).ok());
+  ASSERT_OK(SlidingHashFilter::Create(8000000, 3, &filter));
   const double peak = RestorePeakOverFilterBytes(filter.get(), "sliding");
   std::printf("peak / filter bytes: %.3f\n", peak);
   EXPECT_LT(peak, 1.15);

@@ -6,6 +6,7 @@
 #include "gtest/gtest.h"
 #include "monolith/native_training/runtime/hash_filter/hash_filter.h"
 #include "monolith/native_training/runtime/hash_filter/sliding_hash_filter.h"
+#include "monolith/native_training/runtime/hash_table/status_matchers.h"
 
 namespace monolith {
 namespace hash_filter {
@@ -19,13 +20,13 @@ std::unique_ptr<Filter> MakeFilter(const Config& config) {
     std::unique_ptr<SlidingHashFilter> filter;
     const Status s =
         SlidingHashFilter::Create(config.capacity, config.split_num, &filter);
-    EXPECT_TRUE(s.ok()) << s.ToString();
+    EXPECT_OK(s);
     return filter;
   }
   std::unique_ptr<HashFilter> filter;
   const Status s =
       HashFilter::Create(config.capacity, config.fill_rate, &filter);
-  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_OK(s);
   return filter;
 }
 

@@ -18,6 +18,7 @@
 #include "monolith/native_training/runtime/hash_filter/probabilistic_filter.h"
 #include "monolith/native_training/runtime/hash_filter/sliding_hash_filter.h"
 #include "monolith/native_training/runtime/hash_filter/test_util.h"
+#include "monolith/native_training/runtime/hash_table/status_matchers.h"
 
 namespace monolith {
 namespace hash_filter {
@@ -39,7 +40,7 @@ std::unique_ptr<HashFilter> MakeFilter(uint64_t capacity,
                                        double fill_rate = 1.5) {
   std::unique_ptr<HashFilter> filter;
   Status s = HashFilter::Create(capacity, fill_rate, &filter);
-  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_OK(s);
   return filter;
 }
 
@@ -156,11 +157,11 @@ TEST(HashFilterTest, SignatureAndPositionHashArePinned) {
 
 TEST(HashFilterTest, TotalSizeIsTheOriginals) {
   uint64_t total = 0;
-  ASSERT_TRUE(HashFilter::ComputeTotalSize(1000, 1.5, &total).ok());
+  ASSERT_OK(HashFilter::ComputeTotalSize(1000, 1.5, &total));
   EXPECT_EQ(1500u, total);
-  ASSERT_TRUE(HashFilter::ComputeTotalSize(7, 1.2, &total).ok());
+  ASSERT_OK(HashFilter::ComputeTotalSize(7, 1.2, &total));
   EXPECT_EQ(8u, total);  // truncated
-  ASSERT_TRUE(HashFilter::ComputeTotalSize(50000000, 1.2, &total).ok());
+  ASSERT_OK(HashFilter::ComputeTotalSize(50000000, 1.2, &total));
   EXPECT_EQ(static_cast<uint64_t>(50000000 * 1.2), total);
   auto filter = MakeFilter(1000);
   EXPECT_EQ(1500u + HashFilter::kMaxProbeSteps, filter->cells().size());
@@ -314,7 +315,7 @@ TEST(HashFilterTest, FullAndClear) {
 
 TEST(ThresholdTest, CountingThresholdsStopAtFifteen) {
   for (int64_t t = 0; t <= 15; ++t) {
-    EXPECT_TRUE(ValidateCountingThreshold(t).ok()) << t;
+    EXPECT_OK(ValidateCountingThreshold(t)) << t;
   }
   Status s = ValidateCountingThreshold(16);
   EXPECT_EQ(StatusCode::kInvalidArgument, s.code());
@@ -327,17 +328,17 @@ TEST(ThresholdTest, CountingThresholdsStopAtFifteen) {
 
   auto hash_filter = MakeFilter(100);
   std::unique_ptr<SlidingHashFilter> sliding;
-  ASSERT_TRUE(SlidingHashFilter::Create(1000, 5, &sliding).ok());
+  ASSERT_OK(SlidingHashFilter::Create(1000, 5, &sliding));
   EXPECT_FALSE(hash_filter->ValidateThreshold(16).ok());
   EXPECT_FALSE(sliding->ValidateThreshold(16).ok());
-  EXPECT_TRUE(sliding->ValidateThreshold(15).ok());
+  EXPECT_OK(sliding->ValidateThreshold(15));
   // The stateless filters accept any threshold in [0, 2^31 - 1] (thresholds
   // are kept as int32: larger ones would wrap to negative, admitting all).
   DummyHashFilter dummy;
   ProbabilisticFilter probabilistic(false, 1);
-  EXPECT_TRUE(dummy.ValidateThreshold(100).ok());
-  EXPECT_TRUE(probabilistic.ValidateThreshold(100).ok());
-  EXPECT_TRUE(probabilistic.ValidateThreshold(INT32_MAX).ok());
+  EXPECT_OK(dummy.ValidateThreshold(100));
+  EXPECT_OK(probabilistic.ValidateThreshold(100));
+  EXPECT_OK(probabilistic.ValidateThreshold(INT32_MAX));
   EXPECT_FALSE(probabilistic.ValidateThreshold(-2).ok());
   s = probabilistic.ValidateThreshold(int64_t{3000000000});
   EXPECT_EQ(StatusCode::kInvalidArgument, s.code());
@@ -346,13 +347,13 @@ TEST(ThresholdTest, CountingThresholdsStopAtFifteen) {
 
 TEST(ThresholdTest, SlotConfigNamesTheSlot) {
   std::unique_ptr<SlidingHashFilter> sliding;
-  ASSERT_TRUE(SlidingHashFilter::Create(1000, 5, &sliding).ok());
+  ASSERT_OK(SlidingHashFilter::Create(1000, 5, &sliding));
   SlotOccurrenceThresholdConfig config;
   config.set_default_occurrence_threshold(3);
   auto* slot = config.add_slot_occurrence_thresholds();
   slot->set_slot(12);
   slot->set_occurrence_threshold(15);
-  EXPECT_TRUE(ValidateSlotOccurrenceThresholdConfig(*sliding, config).ok());
+  EXPECT_OK(ValidateSlotOccurrenceThresholdConfig(*sliding, config));
   slot = config.add_slot_occurrence_thresholds();
   slot->set_slot(301);
   slot->set_occurrence_threshold(20);
@@ -363,8 +364,7 @@ TEST(ThresholdTest, SlotConfigNamesTheSlot) {
   EXPECT_TRUE(Contains(s.message(), "15")) << s.message();
   // The probabilistic filter takes the same config.
   ProbabilisticFilter probabilistic(true, 1);
-  EXPECT_TRUE(
-      ValidateSlotOccurrenceThresholdConfig(probabilistic, config).ok());
+  EXPECT_OK(ValidateSlotOccurrenceThresholdConfig(probabilistic, config));
 
   config.Clear();
   config.set_default_occurrence_threshold(16);
@@ -391,7 +391,7 @@ TEST(HashFilterTest, SaveRestoreRoundTrip) {
   ASSERT_GT(filter->estimated_total_element(), 10000u);
 
   SplitRecords records;
-  ASSERT_TRUE(SaveSplit(*filter, 0, &records).ok());
+  ASSERT_OK(SaveSplit(*filter, 0, &records));
   ASSERT_EQ(5u, records.size());
   HashFilterSplitMetaDump meta;
   ASSERT_TRUE(meta.ParseFromString(records[0]));
@@ -409,7 +409,7 @@ TEST(HashFilterTest, SaveRestoreRoundTrip) {
 
   auto restored = MakeFilter(capacity);
   Status s = RestoreSplit(restored.get(), 0, records);
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_OK(s);
   EXPECT_TRUE(*filter == *restored);
   // The same future.
   for (int i = 0; i < 20000; ++i) {
@@ -426,7 +426,7 @@ TEST(HashFilterTest, RestoreErrors) {
   std::mt19937_64 rng(12);
   for (int i = 0; i < 5000; ++i) filter->Add(rng(), 1);
   SplitRecords good;
-  ASSERT_TRUE(SaveSplit(*filter, 0, &good).ok());
+  ASSERT_OK(SaveSplit(*filter, 0, &good));
 
   auto target = MakeFilter(20000);
   target->Add(123, 4);

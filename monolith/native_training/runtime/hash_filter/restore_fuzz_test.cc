@@ -29,6 +29,7 @@
 #include "gtest/gtest.h"
 #include "monolith/native_training/runtime/hash_filter/fuzz_util.h"
 #include "monolith/native_training/runtime/hash_filter/test_util.h"
+#include "monolith/native_training/runtime/hash_table/status_matchers.h"
 #include "monolith/native_training/runtime/hash_table/test_env.h"
 
 namespace monolith {
@@ -142,13 +143,13 @@ TEST(RestoreFuzzTest, CorruptedDumpsFailCleanly) {
     std::unique_ptr<Filter> source = MakeFilter(config);
     Workload(source.get(), &rng, static_cast<int>(rng() % 6000));
     std::vector<SplitRecords> all;
-    ASSERT_TRUE(SaveAll(*source, &all).ok());
+    ASSERT_OK(SaveAll(*source, &all));
 
     const Config foreign_config = RandomConfig(&rng, kMaxHashFilterCapacity);
     std::unique_ptr<Filter> foreign = MakeFilter(foreign_config);
     Workload(foreign.get(), &rng, 200);
     std::vector<SplitRecords> foreign_all;
-    ASSERT_TRUE(SaveAll(*foreign, &foreign_all).ok());
+    ASSERT_OK(SaveAll(*foreign, &foreign_all));
 
     const bool mutate = rng() % 8 != 0;
     std::string description = "unmutated";
@@ -192,7 +193,7 @@ TEST(RestoreFuzzTest, CorruptedDumpsFailCleanly) {
     Workload(target.get(), &rng, 300);
     for (int i = 0; i < 100; ++i) target->Get(rng());
     std::vector<SplitRecords> again;
-    ASSERT_TRUE(SaveAll(*target, &again).ok());
+    ASSERT_OK(SaveAll(*target, &again));
   }
   for (const auto& outcome : outcomes) {
     printf("%6d  %s\n", outcome.second, outcome.first.c_str());

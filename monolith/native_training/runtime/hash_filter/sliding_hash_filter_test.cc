@@ -11,6 +11,7 @@
 
 #include "gtest/gtest.h"
 #include "monolith/native_training/runtime/hash_filter/test_util.h"
+#include "monolith/native_training/runtime/hash_table/status_matchers.h"
 
 namespace monolith {
 namespace hash_filter {
@@ -33,7 +34,7 @@ std::unique_ptr<SlidingHashFilter> MakeFilter(uint64_t capacity,
                                               int split_num) {
   std::unique_ptr<SlidingHashFilter> filter;
   Status s = SlidingHashFilter::Create(capacity, split_num, &filter);
-  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_OK(s);
   return filter;
 }
 
@@ -157,8 +158,8 @@ TEST(SlidingHashFilterTest, CreateRejectsBadConfigs) {
     EXPECT_TRUE(Contains(s.message(), std::to_string(capacity))) << s.message();
   }
   EXPECT_FALSE(filter);
-  EXPECT_TRUE(SlidingHashFilter::Create(1000, 3, &filter).ok());
-  EXPECT_TRUE(SlidingHashFilter::Create(300, 301, &filter).ok());
+  EXPECT_OK(SlidingHashFilter::Create(1000, 3, &filter));
+  EXPECT_OK(SlidingHashFilter::Create(300, 301, &filter));
 }
 
 TEST(SlidingHashFilterTest, SkipsZeroThresholdIds) {
@@ -358,7 +359,7 @@ TEST(SlidingHashFilterTest, GoldenState) {
 std::vector<SplitRecords> SaveOrDie(const Filter& filter) {
   std::vector<SplitRecords> all;
   Status s = SaveAll(filter, &all);
-  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_OK(s);
   return all;
 }
 
@@ -398,7 +399,7 @@ TEST(SlidingHashFilterTest, SaveRestoreRoundTrip) {
 
   auto restored = MakeFilter(60000, n);
   Status s = RestoreAll(restored.get(), all);
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_OK(s);
   EXPECT_TRUE(*filter == *restored);
 
   // The splits restored concurrently (as the restore op does) give the same.
@@ -410,7 +411,7 @@ TEST(SlidingHashFilterTest, SaveRestoreRoundTrip) {
         [&, i] { statuses[i] = RestoreSplit(parallel.get(), i, all[i]); });
   }
   for (auto& t : threads) t.join();
-  for (const Status& st : statuses) EXPECT_TRUE(st.ok()) << st.ToString();
+  for (const Status& st : statuses) EXPECT_OK(st);
   EXPECT_TRUE(*filter == *parallel);
 
   // The same future decisions.
@@ -545,12 +546,11 @@ TEST(SlidingHashFilterTest, RestoreErrors) {
 TEST(SlidingHashFilterTest, MemoryPerCapacityId) {
   // The op's defaults: 300M ids in 7 splits.
   uint64_t bytes = 0;
-  ASSERT_TRUE(SlidingHashFilter::MemoryBytesFor(300000000, 7, &bytes).ok());
+  ASSERT_OK(SlidingHashFilter::MemoryBytesFor(300000000, 7, &bytes));
   EXPECT_EQ(7u * (60000000u + 64u) * 2u, bytes);
   for (int n : {3, 5, 7, 10, 20}) {
     double per_id = 0;
-    ASSERT_TRUE(
-        SlidingHashFilter::BytesPerCapacityId(300000000, n, &per_id).ok());
+    ASSERT_OK(SlidingHashFilter::BytesPerCapacityId(300000000, n, &per_id));
     const double expected = 2.0 * 1.2 * n / (n - 1);
     printf(
         "sliding hash filter, split_num %d: %.4f bytes per capacity id "
@@ -559,7 +559,7 @@ TEST(SlidingHashFilterTest, MemoryPerCapacityId) {
     EXPECT_NEAR(expected, per_id, expected * 1e-3);
   }
   auto filter = MakeFilter(60000, 7);
-  ASSERT_TRUE(SlidingHashFilter::MemoryBytesFor(60000, 7, &bytes).ok());
+  ASSERT_OK(SlidingHashFilter::MemoryBytesFor(60000, 7, &bytes));
   EXPECT_EQ(bytes, filter->MemoryBytes());
   double per_id = 0;
   EXPECT_FALSE(SlidingHashFilter::BytesPerCapacityId(1000, 1, &per_id).ok());

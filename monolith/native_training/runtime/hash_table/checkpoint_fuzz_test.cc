@@ -95,14 +95,15 @@
 #include "gtest/gtest.h"
 #include "monolith/native_training/runtime/hash_table/checkpoint.h"
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.h"
-#include "monolith/native_training/runtime/hash_table/wire_reader.h"
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
 #include "monolith/native_training/runtime/hash_table/file_system.h"
 #include "monolith/native_training/runtime/hash_table/optimizer/optimizer_interface.h"
 #include "monolith/native_training/runtime/hash_table/record_file.h"
 #include "monolith/native_training/runtime/hash_table/status.h"
-#include "monolith/native_training/runtime/hash_table/test_env.h"
+#include "monolith/native_training/runtime/hash_table/status_matchers.h"
 #include "monolith/native_training/runtime/hash_table/table_checkpoint.h"
+#include "monolith/native_training/runtime/hash_table/test_env.h"
+#include "monolith/native_training/runtime/hash_table/wire_reader.h"
 #include "snappy.h"
 
 namespace {
@@ -1115,7 +1116,7 @@ Contents TableContents(const EmbeddingHashTable& table) {
         contents[e.id] = std::string(e.dump, e.dump_size);
         return Status::OK();
       });
-  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_OK(s);
   return contents;
 }
 
@@ -1206,7 +1207,7 @@ void EmptyDir(const std::string& dir) {
 void ReadFiles(const std::string& dir, CheckpointFiles* files) {
   PosixFileSystem fs;
   std::vector<std::string> names;
-  ASSERT_TRUE(fs.ListDirectory(dir, &names).ok());
+  ASSERT_OK(fs.ListDirectory(dir, &names));
   for (const std::string& name : names) {
     std::ifstream in(dir + "/" + name, std::ios::binary);
     files->files[name] = std::string(std::istreambuf_iterator<char>(in), {});
@@ -1283,7 +1284,7 @@ RestoreResult Restore(const std::string& basename,
     std::unique_ptr<EmbeddingHashTable> table;
     const Status s = EmbeddingHashTable::Create(
         ParseConfig(ConfigFor(spec, mode)), 11, &table);
-    EXPECT_TRUE(s.ok()) << s.ToString();
+    EXPECT_OK(s);
     tables.push_back(std::move(table));
   }
   std::vector<int> to_graph;
@@ -1340,7 +1341,7 @@ std::unique_ptr<EmbeddingHashTable> MakeTable(const TableSpec& spec,
   std::unique_ptr<EmbeddingHashTable> table;
   const Status s =
       EmbeddingHashTable::Create(ParseConfig(spec.config), seed, &table);
-  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_OK(s);
   if (!s.ok()) return nullptr;
   Rng rng(seed);
   std::vector<int64_t> ids = {0, -1, std::numeric_limits<int64_t>::min(),
@@ -1356,11 +1357,8 @@ std::unique_ptr<EmbeddingHashTable> MakeTable(const TableSpec& spec,
   std::vector<float> rates(table->SliceSize(), 0.05f);
   for (int round = 0; round < 2; ++round) {
     for (float& g : grads) g = rng.Float();
-    EXPECT_TRUE(table
-                    ->BatchOptimize(ids.data(),
-                                    static_cast<int64_t>(ids.size()),
-                                    grads.data(), rates.data(), 100, round + 1)
-                    .ok());
+    EXPECT_OK(table->BatchOptimize(ids.data(), static_cast<int64_t>(ids.size()),
+                                   grads.data(), rates.data(), 100, round + 1));
   }
   // Distinct update times, some at the edges.
   for (size_t i = 0; i < ids.size(); ++i) {
@@ -1417,14 +1415,14 @@ Base MakeBase(const std::string& label, std::vector<TableSpec> specs,
   }
   const std::string dir = TmpDir() + "/fuzz_base_" + std::to_string(index);
   PosixFileSystem fs;
-  EXPECT_TRUE(fs.CreateDirectories(dir).ok());
+  EXPECT_OK(fs.CreateDirectories(dir));
   EmptyDir(dir);
   options.nshards = nshards;
   options.snappy = snappy;
   const Status s = SaveCheckpoint(
       &fs, dir + "/" + kBasename, names,
       EmbeddingTablesSaver(saved), options);
-  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_OK(s);
   ReadFiles(dir, &base.files);
   PinIdentity(&base.files, SplitMix64(seed ^ 0x5a5a), 1700000000000000 + index);
   for (const auto& [name, bytes] : base.files.files) {
@@ -2420,21 +2418,17 @@ TEST(CheckpointFuzzDeathTest, CodeUnderTestIsInstrumented) {
   EXPECT_DEATH(CrcPastTheEnd(), "heap-buffer-overflow");
 
   std::unique_ptr<EmbeddingHashTable> table;
-  ASSERT_TRUE(EmbeddingHashTable::Create(ParseConfig(TrainingConfig(Segment(
-                                             4, "ones {}", "adagrad {}"))),
-                                         1, &table)
-                  .ok());
+  ASSERT_OK(EmbeddingHashTable::Create(
+      ParseConfig(TrainingConfig(Segment(4, "ones {}", "adagrad {}"))), 1,
+      &table));
   const int64_t id = 5;
   const float values[4] = {1, 2, 3, 4};
   table->Assign(&id, 1, values, 1234);
   std::string record;
-  ASSERT_TRUE(table
-                  ->Save(0, 1, 0,
-                         [&](const EmbeddingHashTable::SavedEntry& e) {
-                           record.assign(e.dump, e.dump_size);
-                           return Status::OK();
-                         })
-                  .ok());
+  ASSERT_OK(table->Save(0, 1, 0, [&](const EmbeddingHashTable::SavedEntry& e) {
+    record.assign(e.dump, e.dump_size);
+    return Status::OK();
+  }));
   ASSERT_GT(table->accessor().DumpFieldsBytes(), 0u);
   EXPECT_DEATH(RestoreRecordPastTheEnd(table.get(), record),
                "heap-buffer-overflow");
@@ -2444,21 +2438,18 @@ TEST(CheckpointFuzzDeathTest, CodeUnderTestIsInstrumented) {
 
   const std::string dir = TmpDir() + "/fuzz_instrumented";
   PosixFileSystem fs;
-  ASSERT_TRUE(fs.CreateDirectories(dir).ok());
+  ASSERT_OK(fs.CreateDirectories(dir));
   EmptyDir(dir);
   SaveOptions options;
   options.nshards = 2;
-  ASSERT_TRUE(
-      SaveCheckpoint(
-          &fs, dir + "/ckpt", {"t"},
-          [](int, int, int, const std::function<Status(std::string_view)>&) {
-            return Status::OK();
-          },
-          options)
-          .ok());
+  ASSERT_OK(SaveCheckpoint(
+      &fs, dir + "/ckpt", {"t"},
+      [](int, int, int, const std::function<Status(std::string_view)>&) {
+        return Status::OK();
+      },
+      options));
   CheckpointInfo info;
-  ASSERT_TRUE(
-      ReadCheckpointInfo(&fs, dir + "/ckpt", true, nullptr, &info).ok());
+  ASSERT_OK(ReadCheckpointInfo(&fs, dir + "/ckpt", true, nullptr, &info));
   EXPECT_DEATH(RestoreShardPastTheEnd(&fs, info), "heap-buffer-overflow");
   EmptyDir(dir);
 }
@@ -2481,7 +2472,7 @@ TEST(CheckpointFuzzTest, RestoreOfMutatedCheckpointsFailsCleanly) {
   const double setup_seconds = seconds();
   const std::string dir = TmpDir() + "/fuzz_run";
   PosixFileSystem fs;
-  ASSERT_TRUE(fs.CreateDirectories(dir).ok());
+  ASSERT_OK(fs.CreateDirectories(dir));
 
   Summary summary;
   Watchdog watchdog(hang_seconds);

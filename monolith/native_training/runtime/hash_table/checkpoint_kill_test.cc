@@ -25,6 +25,7 @@
 #include "monolith/native_training/runtime/hash_table/checkpoint.h"
 #include "monolith/native_training/runtime/hash_table/kill_test_util.h"
 #include "monolith/native_training/runtime/hash_table/sharded_files.h"
+#include "monolith/native_training/runtime/hash_table/status_matchers.h"
 
 namespace monolith {
 namespace hash_table {
@@ -159,7 +160,7 @@ TEST(CheckpointKillTest, EveryRestoreReadsOneWholeSaveOrFailsClearly) {
   const char* tmp = std::getenv("TEST_TMPDIR");
   const std::string dir = std::string(tmp ? tmp : "/tmp") + "/kill_test";
   PosixFileSystem fs;
-  ASSERT_TRUE(fs.CreateDirectories(dir).ok());
+  ASSERT_OK(fs.CreateDirectories(dir));
   const std::string basename = dir + "/mtable";
   const std::string marker = dir + "/completed";
   unlink(marker.c_str());
@@ -238,7 +239,7 @@ TEST(CheckpointKillTest, EveryRestoreReadsOneWholeSaveOrFailsClearly) {
   ASSERT_EQ(waitpid(child, &wait_status, 0), child);
   ASSERT_TRUE(WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0);
   int version = -1;
-  ASSERT_TRUE(RestoreVersion(basename, &version).ok());
+  ASSERT_OK(RestoreVersion(basename, &version));
   EXPECT_EQ(version, 999999);
 }
 
@@ -277,7 +278,7 @@ TEST(ReplaceFileKillTest, TheFileHoldsOneWholeVersion) {
   const std::string dir =
       std::string(tmp ? tmp : "/tmp") + "/replace_kill_test";
   PosixFileSystem fs;
-  ASSERT_TRUE(fs.CreateDirectories(dir).ok());
+  ASSERT_OK(fs.CreateDirectories(dir));
   const std::string path = dir + "/mtable.num_ps";
   const std::string marker = dir + "/completed";
   unlink(path.c_str());

@@ -15,9 +15,10 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "monolith/native_training/runtime/hash_table/faulty_file_systems.h"
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
+#include "monolith/native_training/runtime/hash_table/faulty_file_systems.h"
 #include "monolith/native_training/runtime/hash_table/record_file.h"
+#include "monolith/native_training/runtime/hash_table/status_matchers.h"
 
 namespace monolith {
 namespace hash_table {
@@ -32,7 +33,7 @@ std::string TestDir(const std::string& name) {
   std::string ignored = "rm -rf '" + dir + "'";
   EXPECT_EQ(std::system(ignored.c_str()), 0);
   PosixFileSystem fs;
-  EXPECT_TRUE(fs.CreateDirectories(dir).ok());
+  EXPECT_OK(fs.CreateDirectories(dir));
   return dir;
 }
 
@@ -130,7 +131,7 @@ void Copy(const std::string& from, const std::string& to) {
 std::vector<std::string> List(const std::string& dir) {
   PosixFileSystem fs;
   std::vector<std::string> names;
-  EXPECT_TRUE(fs.ListDirectory(dir, &names).ok());
+  EXPECT_OK(fs.ListDirectory(dir, &names));
   std::sort(names.begin(), names.end());
   return names;
 }
@@ -146,10 +147,10 @@ TEST(CheckpointTest, RoundTripsEveryShardCountAndFormat) {
     for (int nshards : {1, 3, 8}) {
       const std::string basename = dir + "/t" + std::to_string(nshards) +
                                    (snappy ? "s" : "u");
-      ASSERT_TRUE(Save(basename, contents, nshards, snappy).ok());
+      ASSERT_OK(Save(basename, contents, nshards, snappy));
       Contents restored;
       CheckpointInfo info;
-      ASSERT_TRUE(Restore(basename, &restored, &info).ok());
+      ASSERT_OK(Restore(basename, &restored, &info));
       EXPECT_EQ(restored, contents);
       EXPECT_EQ(info.nshards, nshards);
       EXPECT_TRUE(info.has_identity);
@@ -167,14 +168,13 @@ TEST(CheckpointTest, RoundTripsEveryShardCountAndFormat) {
 
 TEST(CheckpointTest, MetaRecordsCarryTheSaveIdentity) {
   const std::string basename = TestDir("identity") + "/t";
-  ASSERT_TRUE(Save(basename, MakeContents(1, 10), 2).ok());
+  ASSERT_OK(Save(basename, MakeContents(1, 10), 2));
   PosixFileSystem fs;
   uint64_t save_id = 0;
   for (int s = 0; s < 2; ++s) {
     std::unique_ptr<RecordFileReader> reader;
-    ASSERT_TRUE(RecordFileReader::Open(&fs, CheckpointMetaName(basename, s, 2),
-                                       false, &reader)
-                    .ok());
+    ASSERT_OK(RecordFileReader::Open(&fs, CheckpointMetaName(basename, s, 2),
+                                     false, &reader));
     std::string_view record;
     int records = 0;
     while (reader->Next(&record).ok()) {
@@ -185,7 +185,7 @@ TEST(CheckpointTest, MetaRecordsCarryTheSaveIdentity) {
       EXPECT_EQ(meta.num_shards(), 2u);
       EXPECT_TRUE(meta.has_entries_crc32c());
       uint64_t size = 0;
-      ASSERT_TRUE(fs.GetFileSize(CheckpointDataName(basename, s, 2), &size).ok());
+      ASSERT_OK(fs.GetFileSize(CheckpointDataName(basename, s, 2), &size));
       EXPECT_EQ(meta.data_file_bytes(), size);
       if (save_id == 0) save_id = meta.save_id();
       EXPECT_EQ(meta.save_id(), save_id);
@@ -200,8 +200,8 @@ TEST(CheckpointTest, MetaRecordsCarryTheSaveIdentity) {
 TEST(CheckpointTest, ShardsOfTwoSavesAreRefused) {
   const std::string dir = TestDir("two_saves");
   const std::string a = dir + "/a", b = dir + "/b";
-  ASSERT_TRUE(Save(a, MakeContents(1, 100), 4).ok());
-  ASSERT_TRUE(Save(b, MakeContents(2, 100), 4).ok());
+  ASSERT_OK(Save(a, MakeContents(1, 100), 4));
+  ASSERT_OK(Save(b, MakeContents(2, 100), 4));
   // The renames of save b reached shard 1 of 4.
   for (int s = 0; s < 2; ++s) {
     Copy(CheckpointDataName(b, s, 4), CheckpointDataName(a, s, 4));
@@ -214,7 +214,7 @@ TEST(CheckpointTest, ShardsOfTwoSavesAreRefused) {
   EXPECT_TRUE(Contains(status.message(), CheckpointMetaName(a, 2, 4)))
       << status.message();
   // Only the data file of shard 1 renamed, not yet its meta.
-  ASSERT_TRUE(Save(a, MakeContents(1, 100), 4).ok());
+  ASSERT_OK(Save(a, MakeContents(1, 100), 4));
   Copy(CheckpointDataName(b, 1, 4), CheckpointDataName(a, 1, 4));
   const Status data_only = Restore(a, &restored);
   EXPECT_EQ(data_only.code(), StatusCode::kDataLoss);
@@ -226,8 +226,8 @@ TEST(CheckpointTest, DataShardOfTheSameSizeFromAnotherSaveIsRefused) {
   const std::string dir = TestDir("same_size");
   const std::string a = dir + "/a", b = dir + "/b";
   // Fixed-size records, uncompressed: both saves' shards have equal sizes.
-  ASSERT_TRUE(Save(a, MakeContents(1, 100), 2, /*snappy=*/false).ok());
-  ASSERT_TRUE(Save(b, MakeContents(2, 100), 2, /*snappy=*/false).ok());
+  ASSERT_OK(Save(a, MakeContents(1, 100), 2, /*snappy=*/false));
+  ASSERT_OK(Save(b, MakeContents(2, 100), 2, /*snappy=*/false));
   Copy(CheckpointDataName(b, 1, 2), CheckpointDataName(a, 1, 2));
   Contents restored;
   const Status status = Restore(a, &restored);
@@ -240,8 +240,8 @@ TEST(CheckpointTest, DataShardOfTheSameSizeFromAnotherSaveIsRefused) {
 TEST(CheckpointTest, DataShardOfAnotherSizeIsRefusedBeforeRestoring) {
   const std::string dir = TestDir("other_size");
   const std::string a = dir + "/a", b = dir + "/b";
-  ASSERT_TRUE(Save(a, MakeContents(1, 100), 2).ok());
-  ASSERT_TRUE(Save(b, MakeContents(2, 300), 2).ok());
+  ASSERT_OK(Save(a, MakeContents(1, 100), 2));
+  ASSERT_OK(Save(b, MakeContents(2, 300), 2));
   Copy(CheckpointDataName(b, 0, 2), CheckpointDataName(a, 0, 2));
   PosixFileSystem fs;
   CheckpointInfo info;
@@ -277,7 +277,7 @@ void CutMetaFile(const std::string& basename, int nshards, int records) {
 TEST(CheckpointTest, ADamagedFirstHeaderOfAnUncompressedFileSaysHowItWasRead) {
   const std::string dir = TestDir("first_header");
   const std::string basename = dir + "/t";
-  ASSERT_TRUE(Save(basename, MakeContents(1, 100), 1, /*snappy=*/false).ok());
+  ASSERT_OK(Save(basename, MakeContents(1, 100), 1, /*snappy=*/false));
   const std::string data = CheckpointDataName(basename, 0, 1);
   std::fstream file(data, std::ios::binary | std::ios::in | std::ios::out);
   file.seekp(3);
@@ -298,7 +298,7 @@ TEST(CheckpointTest, MetaFileCutAtARecordBoundaryIsDataLoss) {
   const std::string dir = TestDir("meta_cut");
   for (int nshards : {1, 2}) {
     const std::string basename = dir + "/t" + std::to_string(nshards);
-    ASSERT_TRUE(Save(basename, MakeContents(1, 10), nshards).ok());
+    ASSERT_OK(Save(basename, MakeContents(1, 10), nshards));
     CutMetaFile(basename, nshards, 2);  // drops table "empty", 0 entries
     Contents restored;
     const Status status = Restore(basename, &restored);
@@ -308,7 +308,7 @@ TEST(CheckpointTest, MetaFileCutAtARecordBoundaryIsDataLoss) {
         << status.ToString();
   }
   const std::string emptied = dir + "/emptied";
-  ASSERT_TRUE(Save(emptied, MakeContents(1, 0), 1).ok());
+  ASSERT_OK(Save(emptied, MakeContents(1, 0), 1));
   std::ofstream(CheckpointMetaName(emptied, 0, 1), std::ios::trunc);
   Contents restored;
   const Status status = Restore(emptied, &restored);
@@ -320,15 +320,15 @@ TEST(CheckpointTest, MetaFileCutAtARecordBoundaryIsDataLoss) {
 TEST(CheckpointTest, MetaShardCopiedFromAnotherCheckpointIsRefused) {
   const std::string dir = TestDir("meta_copy");
   const std::string a = dir + "/a", b = dir + "/b";
-  ASSERT_TRUE(Save(a, MakeContents(1, 10), 3).ok());
-  ASSERT_TRUE(Save(b, MakeContents(1, 10), 3).ok());
+  ASSERT_OK(Save(a, MakeContents(1, 10), 3));
+  ASSERT_OK(Save(b, MakeContents(1, 10), 3));
   Copy(CheckpointMetaName(b, 2, 3), CheckpointMetaName(a, 2, 3));
   Contents restored;
   const Status status = Restore(a, &restored);
   EXPECT_EQ(status.code(), StatusCode::kDataLoss);
   EXPECT_TRUE(Contains(status.message(), "mixes saves")) << status.message();
   // A meta file renamed to another shard's name.
-  ASSERT_TRUE(Save(a, MakeContents(1, 10), 3).ok());
+  ASSERT_OK(Save(a, MakeContents(1, 10), 3));
   Copy(CheckpointMetaName(a, 0, 3), CheckpointMetaName(a, 1, 3));
   const Status renamed = Restore(a, &restored);
   EXPECT_EQ(renamed.code(), StatusCode::kDataLoss);
@@ -339,15 +339,15 @@ TEST(CheckpointTest, MetaShardCopiedFromAnotherCheckpointIsRefused) {
 TEST(CheckpointTest, SaveWithAnotherShardCountSupersedesTheOldFiles) {
   const std::string dir = TestDir("recount");
   const std::string basename = dir + "/t";
-  ASSERT_TRUE(Save(basename, MakeContents(1, 50), 4).ok());
+  ASSERT_OK(Save(basename, MakeContents(1, 50), 4));
   std::vector<std::string> log;
-  ASSERT_TRUE(Save(basename, MakeContents(2, 50), 2, true, &log).ok());
+  ASSERT_OK(Save(basename, MakeContents(2, 50), 2, true, &log));
   EXPECT_EQ(List(dir),
             (std::vector<std::string>{"t-00000-of-00002", "t-00001-of-00002",
                                       "t.meta-00000-of-00002",
                                       "t.meta-00001-of-00002"}));
   Contents restored;
-  ASSERT_TRUE(Restore(basename, &restored).ok());
+  ASSERT_OK(Restore(basename, &restored));
   EXPECT_EQ(restored, MakeContents(2, 50));
 }
 
@@ -367,9 +367,9 @@ void CopySave(const std::string& from, const std::string& to, int nshards) {
 // files it superseded leaves them.
 void SaveBesideAnOlderSave(const std::string& dir, int old_nshards,
                            int new_nshards) {
-  ASSERT_TRUE(Save(dir + "/old", MakeContents(1, 50), old_nshards).ok());
+  ASSERT_OK(Save(dir + "/old", MakeContents(1, 50), old_nshards));
   usleep(2000);
-  ASSERT_TRUE(Save(dir + "/t", MakeContents(2, 50), new_nshards).ok());
+  ASSERT_OK(Save(dir + "/t", MakeContents(2, 50), new_nshards));
   CopySave(dir + "/old", dir + "/t", old_nshards);
 }
 
@@ -381,15 +381,15 @@ TEST(CheckpointTest, TwoCompleteShardCountsReadTheNewerSave) {
   ASSERT_NO_FATAL_FAILURE(SaveBesideAnOlderSave(dir, 4, 2));
   Contents restored;
   std::vector<std::string> log;
-  ASSERT_TRUE(Restore(basename, &restored, nullptr, &log).ok());
+  ASSERT_OK(Restore(basename, &restored, nullptr, &log));
   EXPECT_EQ(restored, MakeContents(2, 50));
   ASSERT_FALSE(log.empty());
   EXPECT_TRUE(Contains(log.front(), "reading the newest, with 2 shards"))
       << log.front();
   // An incomplete set of another count (killed mid-rename) is ignored.
-  ASSERT_TRUE(Save(basename, MakeContents(3, 50), 2).ok());
+  ASSERT_OK(Save(basename, MakeContents(3, 50), 2));
   Copy(CheckpointDataName(old_copy, 0, 4), CheckpointDataName(basename, 0, 4));
-  ASSERT_TRUE(Restore(basename, &restored).ok());
+  ASSERT_OK(Restore(basename, &restored));
   EXPECT_EQ(restored, MakeContents(3, 50));
 }
 
@@ -402,7 +402,7 @@ TEST(CheckpointTest, ANewerSaveThatLostAFileIsNotReplacedByAnOlderOne) {
   const std::string basename = dir + "/t", old_copy = dir + "/old";
   ASSERT_NO_FATAL_FAILURE(SaveBesideAnOlderSave(dir, 2, 4));
   Contents restored;
-  ASSERT_TRUE(Restore(basename, &restored).ok());
+  ASSERT_OK(Restore(basename, &restored));
   EXPECT_EQ(restored, MakeContents(2, 50));
   for (const bool meta : {false, true}) {
     const std::string lost = meta ? CheckpointMetaName(basename, 3, 4)
@@ -415,10 +415,10 @@ TEST(CheckpointTest, ANewerSaveThatLostAFileIsNotReplacedByAnOlderOne) {
   }
   // The older save's files of the other count, partly deleted (a save
   // killed while deleting what it superseded), are ignored as before.
-  ASSERT_TRUE(Save(basename, MakeContents(3, 50), 2).ok());
+  ASSERT_OK(Save(basename, MakeContents(3, 50), 2));
   Copy(CheckpointMetaName(old_copy, 0, 2), CheckpointMetaName(basename, 0, 4));
   Copy(CheckpointDataName(old_copy, 0, 2), CheckpointDataName(basename, 0, 4));
-  ASSERT_TRUE(Restore(basename, &restored).ok());
+  ASSERT_OK(Restore(basename, &restored));
   EXPECT_EQ(restored, MakeContents(3, 50));
 }
 
@@ -506,7 +506,7 @@ TEST(CheckpointTest, AListedFileThatWentIsAbortedNotDamage) {
 
   // The final names' meta file, gone as the restore opens it.
   const std::string basename = TestDir("listed_and_gone_final") + "/t";
-  ASSERT_TRUE(Save(basename, MakeContents(1, 20), 2).ok());
+  ASSERT_OK(Save(basename, MakeContents(1, 20), 2));
   const std::string meta = CheckpointMetaName(basename, 1, 2);
   const auto is_meta = [&meta](const std::string& path) {
     return path == meta;
@@ -551,7 +551,7 @@ TEST(CheckpointTest, TemporariesAreDeletedMetaFilesFirst) {
     }
     std::vector<std::string> deleted;
   } recording;
-  ASSERT_TRUE(SaveTo(&recording, basename, MakeContents(2, 30), 3).ok());
+  ASSERT_OK(SaveTo(&recording, basename, MakeContents(2, 30), 3));
   const auto deleted_at = [&](const std::string& path) {
     const auto& d = recording.deleted;
     return std::find(d.begin(), d.end(), path) - d.begin();
@@ -591,7 +591,7 @@ TEST(CheckpointTest, SaveKilledWhileRenamingIsReadWholeAndFinished) {
     for (int renames = 0; renames < 6; ++renames) {
       SCOPED_TRACE("old shards " + std::to_string(old_nshards) + ", killed after " +
                    std::to_string(renames) + " renames");
-      ASSERT_TRUE(Save(basename, MakeContents(1, 30), old_nshards).ok());
+      ASSERT_OK(Save(basename, MakeContents(1, 30), old_nshards));
       // Each file is renamed from ".partial" once written (6 renames) before
       // the renames to final names.
       DyingFileSystem dying(6 + renames, /*new_files=*/-1);
@@ -600,7 +600,7 @@ TEST(CheckpointTest, SaveKilledWhileRenamingIsReadWholeAndFinished) {
       Contents restored;
       std::vector<std::string> log;
       const Status status = Restore(basename, &restored, nullptr, &log);
-      ASSERT_TRUE(status.ok()) << status.ToString();
+      ASSERT_OK(status);
       EXPECT_EQ(restored, MakeContents(2, 30));
       EXPECT_TRUE(AnyContains(
           log, renames == 0 ? "interrupted after writing its 3 shards"
@@ -625,9 +625,9 @@ TEST(CheckpointTest, SaveKilledWhileRenamingIsReadWholeAndFinished) {
       // The files of the 5-shard save it superseded are deleted too.
       EXPECT_EQ(List(dir), expected_files);
       log.clear();
-      ASSERT_TRUE(Restore(basename, &restored, nullptr, &log).ok());
+      ASSERT_OK(Restore(basename, &restored, nullptr, &log));
       EXPECT_EQ(restored, MakeContents(2, 30));
-      ASSERT_TRUE(Save(basename, MakeContents(4, 30), 3).ok());
+      ASSERT_OK(Save(basename, MakeContents(4, 30), 3));
     }
   }
 }
@@ -637,7 +637,7 @@ TEST(CheckpointTest, SaveKilledWhileRenamingIsReadWholeAndFinished) {
 TEST(CheckpointTest, SaveKilledWhileWritingLeavesThePreviousSave) {
   const std::string dir = TestDir("killed_writing");
   const std::string basename = dir + "/t";
-  ASSERT_TRUE(Save(basename, MakeContents(1, 30), 3).ok());
+  ASSERT_OK(Save(basename, MakeContents(1, 30), 3));
   for (int point = 0; point < 6; ++point) {
     // Killed at a new file, or in the middle of writing one (half of the
     // append written: a file that ends at a record boundary).
@@ -646,12 +646,12 @@ TEST(CheckpointTest, SaveKilledWhileWritingLeavesThePreviousSave) {
                             mid_file ? point : -1);
       ASSERT_FALSE(SaveTo(&dying, basename, MakeContents(2, 30), 3).ok());
       Contents restored;
-      ASSERT_TRUE(Restore(basename, &restored).ok());
+      ASSERT_OK(Restore(basename, &restored));
       EXPECT_EQ(restored, MakeContents(1, 30))
           << "killed at " << (mid_file ? "append " : "new file ") << point;
     }
   }
-  ASSERT_TRUE(Save(basename, MakeContents(3, 30), 3).ok());
+  ASSERT_OK(Save(basename, MakeContents(3, 30), 3));
   for (const std::string& name : List(dir)) {
     EXPECT_FALSE(Contains(name, "-tmp-")) << name;
   }
@@ -664,14 +664,14 @@ TEST(CheckpointTest, SaveKilledWhileWritingLeavesThePreviousSave) {
 TEST(CheckpointTest, FailedRenameKeepsWhatCompletesTheSave) {
   const std::string dir = TestDir("failed_rename");
   const std::string basename = dir + "/t";
-  ASSERT_TRUE(Save(basename, MakeContents(1, 30), 3).ok());
+  ASSERT_OK(Save(basename, MakeContents(1, 30), 3));
   FailingFileSystem fails_third;
   fails_third.fail_renames_at = 6 + 3;  // after 6 ".partial" renames
   const Status status = SaveTo(&fails_third, basename, MakeContents(2, 30), 3);
   EXPECT_TRUE(Contains(status.message(), "failed while giving its shards"))
       << status.ToString();
   Contents restored;
-  ASSERT_TRUE(Restore(basename, &restored).ok());
+  ASSERT_OK(Restore(basename, &restored));
   EXPECT_EQ(restored, MakeContents(2, 30));
 
   // Finishing save 2's 3 renames left, 6 ".partial" renames, then the
@@ -681,11 +681,11 @@ TEST(CheckpointTest, FailedRenameKeepsWhatCompletesTheSave) {
   fails_first.delete_target_on_failed_rename = true;
   EXPECT_EQ(SaveTo(&fails_first, basename, MakeContents(3, 30), 3).code(),
             StatusCode::kInternal);
-  ASSERT_TRUE(Restore(basename, &restored).ok());
+  ASSERT_OK(Restore(basename, &restored));
   EXPECT_EQ(restored, MakeContents(3, 30));
   // The next save finishes save 3's renames and leaves no temporary.
-  ASSERT_TRUE(Save(basename, MakeContents(4, 30), 3).ok());
-  ASSERT_TRUE(Restore(basename, &restored).ok());
+  ASSERT_OK(Save(basename, MakeContents(4, 30), 3));
+  ASSERT_OK(Restore(basename, &restored));
   EXPECT_EQ(restored, MakeContents(4, 30));
   for (const std::string& name : List(dir)) {
     EXPECT_FALSE(Contains(name, "-tmp-")) << name;
@@ -706,7 +706,7 @@ class UnreadableFileSystem : public PosixFileSystem {
 TEST(CheckpointTest, SaveThatCannotReadAnInterruptedSaveFails) {
   const std::string dir = TestDir("unreadable");
   const std::string basename = dir + "/t";
-  ASSERT_TRUE(Save(basename, MakeContents(1, 30), 3).ok());
+  ASSERT_OK(Save(basename, MakeContents(1, 30), 3));
   DyingFileSystem dying(6 + 2, /*new_files=*/-1);  // after 2 final renames
   ASSERT_FALSE(SaveTo(&dying, basename, MakeContents(2, 30), 3).ok());
   UnreadableFileSystem unreadable;
@@ -715,14 +715,14 @@ TEST(CheckpointTest, SaveThatCannotReadAnInterruptedSaveFails) {
   EXPECT_TRUE(Contains(status.message(), "cannot read " + basename))
       << status.ToString();
   Contents restored;
-  ASSERT_TRUE(Restore(basename, &restored).ok());
+  ASSERT_OK(Restore(basename, &restored));
   EXPECT_EQ(restored, MakeContents(2, 30));
 }
 
 TEST(CheckpointTest, NextSaveDeletesTemporaryFilesOfInterruptedSaves) {
   const std::string dir = TestDir("stale_tmp");
   const std::string basename = dir + "/t";
-  ASSERT_TRUE(Save(basename, MakeContents(1, 5), 1).ok());
+  ASSERT_OK(Save(basename, MakeContents(1, 5), 1));
   for (const char* stale :
        {"t-00000-of-00001-tmp-0123", "t.meta-00003-of-00007-tmp-abcd"}) {
     std::ofstream(dir + "/" + stale) << "partial";
@@ -730,9 +730,9 @@ TEST(CheckpointTest, NextSaveDeletesTemporaryFilesOfInterruptedSaves) {
   std::ofstream(dir + "/t2-00000-of-00001-tmp-1") << "another basename's";
   std::ofstream(dir + "/unrelated") << "x";
   Contents restored;
-  ASSERT_TRUE(Restore(basename, &restored).ok());  // readers ignore them
+  ASSERT_OK(Restore(basename, &restored));  // readers ignore them
   std::vector<std::string> log;
-  ASSERT_TRUE(Save(basename, MakeContents(2, 5), 1, true, &log).ok());
+  ASSERT_OK(Save(basename, MakeContents(2, 5), 1, true, &log));
   EXPECT_EQ(List(dir), (std::vector<std::string>{
                            "t-00000-of-00001", "t.meta-00000-of-00001",
                            "t2-00000-of-00001-tmp-1", "unrelated"}));
@@ -744,7 +744,7 @@ TEST(CheckpointTest, NextSaveDeletesTemporaryFilesOfInterruptedSaves) {
 TEST(CheckpointTest, FirstSaveAtABasenameDeletesAKilledSavesTemporaries) {
   const std::string dir = TestDir("first_save_tmp");
   const std::string basename = dir + "/t";
-  ASSERT_TRUE(Save(basename, MakeContents(1, 5), 2).ok());
+  ASSERT_OK(Save(basename, MakeContents(1, 5), 2));
   const std::string whole = "t-00000-of-00002-tmp-0123456789abcdef";
   const std::string partial =
       "t.meta-00001-of-00002-tmp-00000000000000ff.partial";
@@ -757,10 +757,10 @@ TEST(CheckpointTest, FirstSaveAtABasenameDeletesAKilledSavesTemporaries) {
   }
   Contents restored;
   EXPECT_EQ(Restore(basename, &restored).code(), StatusCode::kNotFound);
-  ASSERT_TRUE(Save(basename, MakeContents(2, 5), 1).ok());
+  ASSERT_OK(Save(basename, MakeContents(2, 5), 1));
   EXPECT_EQ(List(dir), (std::vector<std::string>{"t-00000-of-00001",
                                                  "t.meta-00000-of-00001"}));
-  ASSERT_TRUE(Restore(basename, &restored).ok());
+  ASSERT_OK(Restore(basename, &restored));
   EXPECT_EQ(restored, MakeContents(2, 5));
 }
 
@@ -782,11 +782,11 @@ TEST(CheckpointTest, RestoreOpensEachFileOnce) {
     SCOPED_TRACE(snappy ? "snappy" : "uncompressed");
     const std::string dir = TestDir(snappy ? "opens_snappy" : "opens_plain");
     const std::string basename = dir + "/t";
-    ASSERT_TRUE(Save(basename, MakeContents(1, 30), 3, snappy).ok());
+    ASSERT_OK(Save(basename, MakeContents(1, 30), 3, snappy));
     CountingFileSystem counting;
     Contents restored;
     const Status status = RestoreFrom(&counting, basename, &restored);
-    ASSERT_TRUE(status.ok()) << status.ToString();
+    ASSERT_OK(status);
     EXPECT_EQ(restored, MakeContents(1, 30));
     std::map<std::string, int> expected;
     for (const std::string& name : List(dir)) expected[dir + "/" + name] = 1;
@@ -817,9 +817,9 @@ class RecordingFileSystem : public PosixFileSystem {
 TEST(CheckpointTest, SaveSyncsItsFolderAfterRenamingBeforeDeleting) {
   const std::string dir = TestDir("sync_order");
   const std::string basename = dir + "/t";
-  ASSERT_TRUE(Save(basename, MakeContents(1, 30), 2).ok());
+  ASSERT_OK(Save(basename, MakeContents(1, 30), 2));
   RecordingFileSystem recording;
-  ASSERT_TRUE(SaveTo(&recording, basename, MakeContents(2, 30), 3).ok());
+  ASSERT_OK(SaveTo(&recording, basename, MakeContents(2, 30), 3));
   const std::vector<std::string>& events = recording.events;
   const auto sync = std::find(events.begin(), events.end(), "sync " + dir);
   ASSERT_NE(sync, events.end());
@@ -843,7 +843,7 @@ TEST(CheckpointTest, SaveSyncsItsFolderAfterRenamingBeforeDeleting) {
                           }),
             4);  // 2 data and 2 meta files of the 2-shard save
   Contents restored;
-  ASSERT_TRUE(Restore(basename, &restored).ok());
+  ASSERT_OK(Restore(basename, &restored));
   EXPECT_EQ(restored, MakeContents(2, 30));
 }
 
@@ -859,7 +859,7 @@ class UnsyncableFileSystem : public PosixFileSystem {
 TEST(CheckpointTest, SaveThatCannotSyncItsFolderFailsAndDeletesNothing) {
   const std::string dir = TestDir("unsyncable");
   const std::string basename = dir + "/t";
-  ASSERT_TRUE(Save(basename, MakeContents(1, 30), 2).ok());
+  ASSERT_OK(Save(basename, MakeContents(1, 30), 2));
   UnsyncableFileSystem unsyncable;
   const Status status = SaveTo(&unsyncable, basename, MakeContents(2, 30), 3);
   EXPECT_EQ(status.code(), StatusCode::kInternal) << status.ToString();
@@ -899,18 +899,17 @@ TEST(CheckpointTest, LongSavesAndRestoresLogHowFarTheyGot) {
   options.log = [&log](const std::string& line) { log.push_back(line); };
   options.progress_every = std::chrono::milliseconds(0);
   PosixFileSystem fs;
-  ASSERT_TRUE(SaveCheckpoint(
-                  &fs, basename, kTables,
-                  [&](int table, int shard, int n,
-                      const std::function<Status(std::string_view)>& write) {
-                    const auto it = contents.find(table);
-                    for (size_t i = shard; i < it->second.size(); i += n) {
-                      MONOLITH_RETURN_IF_ERROR(write(it->second[i]));
-                    }
-                    return Status::OK();
-                  },
-                  options)
-                  .ok());
+  ASSERT_OK(SaveCheckpoint(
+      &fs, basename, kTables,
+      [&](int table, int shard, int n,
+          const std::function<Status(std::string_view)>& write) {
+        const auto it = contents.find(table);
+        for (size_t i = shard; i < it->second.size(); i += n) {
+          MONOLITH_RETURN_IF_ERROR(write(it->second[i]));
+        }
+        return Status::OK();
+      },
+      options));
   // 20,000 records in batches of 4,096: 4 whole batches and 2 shards' rests.
   std::vector<std::string> saving;
   for (const std::string& line : log) {
@@ -927,15 +926,11 @@ TEST(CheckpointTest, LongSavesAndRestoresLogHowFarTheyGot) {
 
   log.clear();
   CheckpointInfo info;
-  ASSERT_TRUE(ReadCheckpointInfo(&fs, basename, /*need_data=*/true, {}, &info)
-                  .ok());
-  ASSERT_TRUE(RestoreCheckpoint(
-                  &fs, info,
-                  [](int, int, std::string_view) { return Status::OK(); },
-                  SerialFor,
-                  [&log](const std::string& line) { log.push_back(line); },
-                  "Restored", std::chrono::milliseconds(0))
-                  .ok());
+  ASSERT_OK(ReadCheckpointInfo(&fs, basename, /*need_data=*/true, {}, &info));
+  ASSERT_OK(RestoreCheckpoint(
+      &fs, info, [](int, int, std::string_view) { return Status::OK(); },
+      SerialFor, [&log](const std::string& line) { log.push_back(line); },
+      "Restored", std::chrono::milliseconds(0)));
   std::vector<std::string> restoring;
   for (const std::string& line : log) {
     if (Contains(line, " so far (")) restoring.push_back(line);
@@ -953,7 +948,7 @@ TEST(CheckpointTest, LongSavesAndRestoresLogHowFarTheyGot) {
 
   // At the default period, a quick save logs no such line.
   log.clear();
-  ASSERT_TRUE(Save(basename, contents, 2, true, &log).ok());
+  ASSERT_OK(Save(basename, contents, 2, true, &log));
   for (const std::string& line : log) {
     EXPECT_FALSE(Contains(line, " so far (")) << line;
   }
@@ -962,7 +957,7 @@ TEST(CheckpointTest, LongSavesAndRestoresLogHowFarTheyGot) {
 TEST(CheckpointTest, FailedSaveLeavesThePreviousOneIntact) {
   const std::string dir = TestDir("failed_save");
   const std::string basename = dir + "/t";
-  ASSERT_TRUE(Save(basename, MakeContents(1, 20), 3).ok());
+  ASSERT_OK(Save(basename, MakeContents(1, 20), 3));
   SaveOptions options;
   options.nshards = 3;
   PosixFileSystem fs;
@@ -983,7 +978,7 @@ TEST(CheckpointTest, FailedSaveLeavesThePreviousOneIntact) {
                        "on fire"))
       << status.message();
   Contents restored;
-  ASSERT_TRUE(Restore(basename, &restored).ok());
+  ASSERT_OK(Restore(basename, &restored));
   EXPECT_EQ(restored, MakeContents(1, 20));
   for (const std::string& name : List(dir)) {
     EXPECT_FALSE(Contains(name, "-tmp-")) << name;
@@ -995,7 +990,7 @@ TEST(CheckpointTest, CancelledSaveAndRestoreStopAndSaySo) {
   // restore at the next batch of records, not at its end.
   const std::string dir = TestDir("cancelled");
   const std::string basename = dir + "/t";
-  ASSERT_TRUE(Save(basename, MakeContents(1, 20), 2).ok());
+  ASSERT_OK(Save(basename, MakeContents(1, 20), 2));
   const Contents contents = MakeContents(2, 20000);
   int asked = 0;
   int64_t written = 0;
@@ -1027,16 +1022,15 @@ TEST(CheckpointTest, CancelledSaveAndRestoreStopAndSaySo) {
   // Stopped at the second batch, not after the 40,000 records.
   EXPECT_EQ(written, 8191);
   Contents restored;
-  ASSERT_TRUE(Restore(basename, &restored).ok());
+  ASSERT_OK(Restore(basename, &restored));
   EXPECT_EQ(restored, MakeContents(1, 20));
   for (const std::string& name : List(dir)) {
     EXPECT_FALSE(Contains(name, "-tmp-")) << name;
   }
 
-  ASSERT_TRUE(Save(basename, contents, 1).ok());
+  ASSERT_OK(Save(basename, contents, 1));
   CheckpointInfo info;
-  ASSERT_TRUE(ReadCheckpointInfo(&fs, basename, /*need_data=*/true, {}, &info)
-                  .ok());
+  ASSERT_OK(ReadCheckpointInfo(&fs, basename, /*need_data=*/true, {}, &info));
   int64_t consumed = 0;
   status = RestoreCheckpoint(
       &fs, info,
@@ -1059,18 +1053,16 @@ void WriteWithoutIdentity(const std::string& basename, int nshards = 2) {
   PosixFileSystem fs;
   for (int s = 0; s < nshards; ++s) {
     std::unique_ptr<WritableFile> data, meta;
-    ASSERT_TRUE(
-        fs.NewWritableFile(CheckpointDataName(basename, s, nshards), &data)
-            .ok());
-    ASSERT_TRUE(
-        fs.NewWritableFile(CheckpointMetaName(basename, s, nshards), &meta)
-            .ok());
+    ASSERT_OK(
+        fs.NewWritableFile(CheckpointDataName(basename, s, nshards), &data));
+    ASSERT_OK(
+        fs.NewWritableFile(CheckpointMetaName(basename, s, nshards), &meta));
     RecordFileWriter data_writer(data.get(), true), meta_writer(meta.get(), false);
-    ASSERT_TRUE(data_writer.Write("entry" + std::to_string(s)).ok());
+    ASSERT_OK(data_writer.Write("entry" + std::to_string(s)));
     MultiHashTableMetadata record;
     record.set_table_name("user");
     record.set_num_entries(1);
-    ASSERT_TRUE(meta_writer.Write(record.SerializeAsString()).ok());
+    ASSERT_OK(meta_writer.Write(record.SerializeAsString()));
     ASSERT_TRUE(data_writer.Close().ok() && data->Close().ok());
     ASSERT_TRUE(meta_writer.Close().ok() && meta->Close().ok());
   }
@@ -1082,7 +1074,7 @@ TEST(CheckpointTest, ReadsCheckpointsWithoutIdentity) {
   WriteWithoutIdentity(basename);
   Contents restored;
   CheckpointInfo info;
-  ASSERT_TRUE(Restore(basename, &restored, &info).ok());
+  ASSERT_OK(Restore(basename, &restored, &info));
   EXPECT_FALSE(info.has_identity);
   EXPECT_EQ(restored[0], (std::vector<std::string>{"entry0", "entry1"}));
 }
@@ -1091,7 +1083,7 @@ TEST(CheckpointTest, ReadsCheckpointsWithoutIdentity) {
 // write (and its clean-up delete) the meta files of a checkpoint at "x".
 TEST(CheckpointTest, ASaveAtABasenameNamingOthersFilesIsRefused) {
   const std::string dir = TestDir("basename_collisions");
-  ASSERT_TRUE(Save(dir + "/x", MakeContents(1, 20), 2).ok());
+  ASSERT_OK(Save(dir + "/x", MakeContents(1, 20), 2));
   const std::vector<std::string> before = List(dir);
   for (const auto& [basename, problem] :
        std::vector<std::pair<std::string, std::string>>{
@@ -1108,7 +1100,7 @@ TEST(CheckpointTest, ASaveAtABasenameNamingOthersFilesIsRefused) {
   }
   EXPECT_EQ(List(dir), before);
   Contents restored;
-  ASSERT_TRUE(Restore(dir + "/x", &restored).ok());
+  ASSERT_OK(Restore(dir + "/x", &restored));
   EXPECT_EQ(restored, MakeContents(1, 20));
 }
 
@@ -1139,7 +1131,7 @@ TEST(CheckpointTest, OursIsReadBesideACompleteSaveOfTheOriginal) {
   Contents restored;
   CheckpointInfo info;
   std::vector<std::string> log;
-  ASSERT_TRUE(Restore(basename, &restored, &info, &log).ok());
+  ASSERT_OK(Restore(basename, &restored, &info, &log));
   EXPECT_TRUE(info.has_identity);
   EXPECT_EQ(info.nshards, 3);
   EXPECT_EQ(restored, MakeContents(2, 30));
@@ -1159,7 +1151,7 @@ TEST(CheckpointTest, OursKilledBeforeRenamingBeatsTheOriginalsFiles) {
   ASSERT_TRUE(dying.dead());
   Contents restored;
   const Status status = Restore(basename, &restored);
-  ASSERT_TRUE(status.ok()) << status.ToString();
+  ASSERT_OK(status);
   EXPECT_EQ(restored, MakeContents(2, 30));
 }
 
@@ -1175,7 +1167,7 @@ TEST(CheckpointTest, AStorageErrorOnTheFinalNamesIsNotHiddenByTemporaries) {
   // The newer save's files beside the temporaries, by hand (a save would
   // finish the interrupted one's renames first).
   const std::string newer = TestDir("unreachable_final_newer") + "/t";
-  ASSERT_TRUE(Save(newer, MakeContents(2, 30), 3).ok());
+  ASSERT_OK(Save(newer, MakeContents(2, 30), 3));
   for (int s = 0; s < 3; ++s) {
     Copy(CheckpointDataName(newer, s, 3), CheckpointDataName(basename, s, 3));
     Copy(CheckpointMetaName(newer, s, 3), CheckpointMetaName(basename, s, 3));
@@ -1187,7 +1179,7 @@ TEST(CheckpointTest, AStorageErrorOnTheFinalNamesIsNotHiddenByTemporaries) {
       ReadCheckpointInfo(&unreachable, basename, /*need_data=*/true, {}, &info);
   EXPECT_EQ(status.code(), StatusCode::kUnavailable) << status.ToString();
   Contents restored;
-  ASSERT_TRUE(Restore(basename, &restored).ok());
+  ASSERT_OK(Restore(basename, &restored));
   EXPECT_EQ(restored, MakeContents(2, 30));
 }
 
@@ -1200,7 +1192,7 @@ void RewriteMeta(
   std::vector<MultiHashTableMetadata> metas;
   {
     std::unique_ptr<RecordFileReader> reader;
-    ASSERT_TRUE(RecordFileReader::Open(&fs, meta_path, false, &reader).ok());
+    ASSERT_OK(RecordFileReader::Open(&fs, meta_path, false, &reader));
     std::string_view record;
     while (reader->Next(&record).ok()) {
       metas.emplace_back();
@@ -1209,16 +1201,17 @@ void RewriteMeta(
   }
   change(&metas);
   std::unique_ptr<WritableFile> file;
-  ASSERT_TRUE(fs.NewWritableFile(meta_path, &file).ok());
+  ASSERT_OK(fs.NewWritableFile(meta_path, &file));
   RecordFileWriter writer(file.get(), false);
-  for (const auto& meta : metas) ASSERT_TRUE(writer.Write(meta.SerializeAsString()).ok());
+  for (const auto& meta : metas)
+    ASSERT_OK(writer.Write(meta.SerializeAsString()));
   ASSERT_TRUE(writer.Close().ok() && file->Close().ok());
 }
 
 TEST(CheckpointTest, InconsistentTableListsAreDataLoss) {
   const std::string dir = TestDir("tables");
   const std::string basename = dir + "/t";
-  ASSERT_TRUE(Save(basename, MakeContents(1, 10), 2).ok());
+  ASSERT_OK(Save(basename, MakeContents(1, 10), 2));
   // Shard 1's meta rewritten with a renamed table (same save id).
   RewriteMeta(CheckpointMetaName(basename, 1, 2),
               [](std::vector<MultiHashTableMetadata>* metas) {
@@ -1237,15 +1230,14 @@ TEST(CheckpointTest, SegmentDimsAreRecordedAndChecked) {
   SaveOptions options;
   options.nshards = 2;
   options.segment_dims = {{8, 8}, {16}, {4}};
-  ASSERT_TRUE(SaveWith(&fs, basename, MakeContents(1, 10), options).ok());
+  ASSERT_OK(SaveWith(&fs, basename, MakeContents(1, 10), options));
   CheckpointInfo info;
-  ASSERT_TRUE(
-      ReadCheckpointInfo(&fs, basename, /*need_data=*/true, nullptr, &info)
-          .ok());
+  ASSERT_OK(
+      ReadCheckpointInfo(&fs, basename, /*need_data=*/true, nullptr, &info));
   ASSERT_EQ(info.tables.size(), 3u);
   EXPECT_EQ(info.tables[0].segment_dims, (std::vector<uint32_t>{8, 8}));
   EXPECT_EQ(info.tables[1].segment_dims, (std::vector<uint32_t>{16}));
-  EXPECT_TRUE(CheckSegmentDims(info, 0, {8, 8}).ok());
+  EXPECT_OK(CheckSegmentDims(info, 0, {8, 8}));
   // The same total dim in other segments would mix them.
   Status status = CheckSegmentDims(info, 0, {4, 12});
   EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
@@ -1261,12 +1253,11 @@ TEST(CheckpointTest, SegmentDimsAreRecordedAndChecked) {
 
   // A save that records none (as the original's) is not checked.
   options.segment_dims.clear();
-  ASSERT_TRUE(SaveWith(&fs, basename, MakeContents(2, 10), options).ok());
-  ASSERT_TRUE(
-      ReadCheckpointInfo(&fs, basename, /*need_data=*/true, nullptr, &info)
-          .ok());
+  ASSERT_OK(SaveWith(&fs, basename, MakeContents(2, 10), options));
+  ASSERT_OK(
+      ReadCheckpointInfo(&fs, basename, /*need_data=*/true, nullptr, &info));
   EXPECT_TRUE(info.tables[0].segment_dims.empty());
-  EXPECT_TRUE(CheckSegmentDims(info, 0, {4, 12}).ok());
+  EXPECT_OK(CheckSegmentDims(info, 0, {4, 12}));
 
   options.segment_dims = {{8, 8}, {16}};
   status = SaveWith(&fs, basename, MakeContents(3, 10), options);
@@ -1281,7 +1272,7 @@ TEST(CheckpointTest, MetaFilesDisagreeingOnSegmentDimsAreDataLoss) {
   SaveOptions options;
   options.nshards = 2;
   options.segment_dims = {{8, 8}, {16}, {4}};
-  ASSERT_TRUE(SaveWith(&fs, basename, MakeContents(1, 10), options).ok());
+  ASSERT_OK(SaveWith(&fs, basename, MakeContents(1, 10), options));
   RewriteMeta(CheckpointMetaName(basename, 1, 2),
               [](std::vector<MultiHashTableMetadata>* metas) {
                 (*metas)[0].clear_segment_dims();
@@ -1305,7 +1296,7 @@ TEST(CheckpointTest, MissingFilesAreNotFound) {
   Status status = Restore(basename, &restored);
   EXPECT_EQ(status.code(), StatusCode::kNotFound);
   EXPECT_TRUE(Contains(status.message(), "no multi hash table checkpoint"));
-  ASSERT_TRUE(Save(basename, MakeContents(1, 10), 3).ok());
+  ASSERT_OK(Save(basename, MakeContents(1, 10), 3));
   ASSERT_EQ(std::remove(CheckpointDataName(basename, 1, 3).c_str()), 0);
   status = Restore(basename, &restored);
   EXPECT_EQ(status.code(), StatusCode::kNotFound);
@@ -1315,16 +1306,16 @@ TEST(CheckpointTest, MissingFilesAreNotFound) {
   // Meta files alone are enough for statistics.
   PosixFileSystem fs;
   CheckpointInfo info;
-  ASSERT_TRUE(ReadCheckpointInfo(&fs, basename, false, nullptr, &info).ok());
+  ASSERT_OK(ReadCheckpointInfo(&fs, basename, false, nullptr, &info));
   EXPECT_EQ(info.tables[1].entries, 10u);
 }
 
 TEST(CheckpointTest, RestorerErrorsNameTheFileAndEntry) {
   const std::string basename = TestDir("restorer_error") + "/t";
-  ASSERT_TRUE(Save(basename, MakeContents(1, 10), 1).ok());
+  ASSERT_OK(Save(basename, MakeContents(1, 10), 1));
   PosixFileSystem fs;
   CheckpointInfo info;
-  ASSERT_TRUE(ReadCheckpointInfo(&fs, basename, true, nullptr, &info).ok());
+  ASSERT_OK(ReadCheckpointInfo(&fs, basename, true, nullptr, &info));
   const Status status = RestoreCheckpoint(
       &fs, info,
       [](int, int table, std::string_view) {
@@ -1349,10 +1340,10 @@ TEST(CheckpointTest, RestorerErrorsNameTheFileAndEntry) {
 // records of that shard; its errors name the file and the table.
 TEST(CheckpointTest, TableRestoredFollowsEachTablesRecordsOfAShard) {
   const std::string basename = TestDir("table_restored") + "/t";
-  ASSERT_TRUE(Save(basename, MakeContents(1, 10), 2).ok());
+  ASSERT_OK(Save(basename, MakeContents(1, 10), 2));
   PosixFileSystem fs;
   CheckpointInfo info;
-  ASSERT_TRUE(ReadCheckpointInfo(&fs, basename, true, nullptr, &info).ok());
+  ASSERT_OK(ReadCheckpointInfo(&fs, basename, true, nullptr, &info));
   std::vector<std::string> calls;
   const auto record = [&](int shard, int table, std::string_view) {
     const std::string call = "records " + std::to_string(shard) + " " +
@@ -1398,8 +1389,8 @@ TEST(CheckpointTest, ReplaceFileWritesWholeOrNotAtAll) {
   const std::string dir = TestDir("replace_file") + "/new_folder";
   const std::string path = dir + "/g.num_ps";
   PosixFileSystem fs;
-  ASSERT_TRUE(ReplaceFile(&fs, path, path + ".tmp-1", "saving\n").ok());
-  ASSERT_TRUE(ReplaceFile(&fs, path, path + ".tmp-2", "3\n").ok());
+  ASSERT_OK(ReplaceFile(&fs, path, path + ".tmp-1", "saving\n"));
+  ASSERT_OK(ReplaceFile(&fs, path, path + ".tmp-2", "3\n"));
   EXPECT_EQ(FileText(path), "3\n");
   EXPECT_EQ(List(dir), std::vector<std::string>{"g.num_ps"});
   for (const bool fail_rename : {false, true}) {

@@ -47,6 +47,7 @@
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.h"
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
 #include "monolith/native_training/runtime/hash_table/entry_accessor.h"
+#include "monolith/native_training/runtime/hash_table/status_matchers.h"
 #include "monolith/native_training/runtime/hash_table/test_env.h"
 
 namespace monolith {
@@ -308,7 +309,7 @@ std::map<int64_t, std::string> SaveAll(const EmbeddingHashTable& table) {
         records[entry.id] = std::string(entry.dump, entry.dump_size);
         return Status::OK();
       });
-  EXPECT_TRUE(status.ok()) << status.ToString();
+  EXPECT_OK(status);
   return records;
 }
 
@@ -317,7 +318,7 @@ std::map<int64_t, std::string> SaveAll(const EmbeddingHashTable& table) {
 void Exercise(const EmbeddingHashTableConfig& config, uint64_t seed,
               std::mt19937_64* rng, const std::string& what) {
   std::unique_ptr<EmbeddingHashTable> table;
-  ASSERT_TRUE(EmbeddingHashTable::Create(config, seed, &table).ok());
+  ASSERT_OK(EmbeddingHashTable::Create(config, seed, &table));
   const int dim = table->DimSize();
   const int slices = table->SliceSize();
   ASSERT_GE(dim, 1) << what;
@@ -358,7 +359,7 @@ void Exercise(const EmbeddingHashTableConfig& config, uint64_t seed,
   // What a save writes restores into a fresh table of the config.
   const std::map<int64_t, std::string> saved = SaveAll(*table);
   std::unique_ptr<EmbeddingHashTable> restored;
-  ASSERT_TRUE(EmbeddingHashTable::Create(config, seed, &restored).ok());
+  ASSERT_OK(EmbeddingHashTable::Create(config, seed, &restored));
   RecordScratch scratch;
   for (const auto& [id, record] : saved) {
     int64_t update_time = 0;

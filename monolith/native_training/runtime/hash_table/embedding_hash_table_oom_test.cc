@@ -26,6 +26,7 @@
 #include "gtest/gtest.h"
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.h"
 #include "monolith/native_training/runtime/hash_table/huge_page_pool.h"
+#include "monolith/native_training/runtime/hash_table/status_matchers.h"
 
 namespace {
 
@@ -122,7 +123,7 @@ std::unique_ptr<EmbeddingHashTable> NewTable(bool serving = false) {
   EXPECT_TRUE(parsed);
   std::unique_ptr<EmbeddingHashTable> table;
   const Status s = EmbeddingHashTable::Create(config, 7, &table);
-  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_OK(s);
   return table;
 }
 
@@ -248,7 +249,7 @@ void Sweep(const std::vector<int64_t>& ids,
       EXPECT_EQ(std::string(e.dump, e.dump_size), left.at(e.id));
       return Status::OK();
     });
-    ASSERT_TRUE(s.ok()) << s.ToString();
+    ASSERT_OK(s);
     ASSERT_EQ(static_cast<int64_t>(saved.size()), present);
     // No lock left held, and the table takes the whole call.
     call(table.get());
@@ -316,7 +317,7 @@ TEST(EmbeddingHashTableOomTest, FailedVisitLeavesNewEntriesInitialized) {
   int failures = 0;
   for (int limit = 0; limit < kMaxSweep; ++limit) {
     std::unique_ptr<EmbeddingHashTable> table;
-    ASSERT_TRUE(EmbeddingHashTable::Create(config, 7, &table).ok());
+    ASSERT_OK(EmbeddingHashTable::Create(config, 7, &table));
     table->Assign(old_ids.data(), static_cast<int64_t>(old_ids.size()),
                   fives.data(), kTime);
     for (const int64_t id : erased) table->Erase(id);
@@ -352,7 +353,7 @@ TEST(EmbeddingHashTableOomTest, GroupedAndStreamedOptimize) {
       const Status s = table->BatchOptimize(
           ids.data(), static_cast<int64_t>(ids.size()), grads.data(),
           &learning_rate, kTime + 1, 5);
-      ASSERT_TRUE(s.ok()) << s.ToString();
+      ASSERT_OK(s);
     }, /*repeatable=*/false);
   }
 }
@@ -379,7 +380,7 @@ TEST(EmbeddingHashTableOomTest, Restore) {
   Sweep(ids, [&](EmbeddingHashTable* table) {
     for (const EntryDump& dump : dumps) {
       const Status s = table->Restore(dump);
-      ASSERT_TRUE(s.ok()) << s.ToString();
+      ASSERT_OK(s);
     }
   }, /*repeatable=*/true);
 }
@@ -393,23 +394,20 @@ TEST(EmbeddingHashTableOomTest, RestoreBatch) {
   source->Assign(ids.data(), static_cast<int64_t>(ids.size()), values.data(),
                  kTime + 2);
   std::vector<std::string> records;
-  ASSERT_TRUE(source
-                  ->Save(0, 1, 0,
-                         [&](const EmbeddingHashTable::SavedEntry& e) {
-                           records.emplace_back(e.dump, e.dump_size);
-                           return Status::OK();
-                         })
-                  .ok());
+  ASSERT_OK(source->Save(0, 1, 0, [&](const EmbeddingHashTable::SavedEntry& e) {
+    records.emplace_back(e.dump, e.dump_size);
+    return Status::OK();
+  }));
   Sweep(ids, [&](EmbeddingHashTable* table) {
     EmbeddingHashTable::RestoreBatch batch(table, RestoredState::kAll);
     RecordScratch scratch;
     int64_t time = 0;
     for (const std::string& record : records) {
       const Status s = batch.Add(record.data(), record.size(), &scratch, &time);
-      ASSERT_TRUE(s.ok()) << s.ToString();
+      ASSERT_OK(s);
     }
     const Status s = batch.Flush();
-    ASSERT_TRUE(s.ok()) << s.ToString();
+    ASSERT_OK(s);
   }, /*repeatable=*/true);
 }
 
@@ -424,13 +422,10 @@ TEST(EmbeddingHashTableOomTest, RestoreBatchAfterAFailedParse) {
   const std::vector<float> values = ValuesFor(ids, 3.0f);
   source->Assign(ids.data(), 3, values.data(), kTime + 2);
   std::map<int64_t, std::string> records;
-  ASSERT_TRUE(source
-                  ->Save(0, 1, 0,
-                         [&](const EmbeddingHashTable::SavedEntry& e) {
-                           records[e.id] = std::string(e.dump, e.dump_size);
-                           return Status::OK();
-                         })
-                  .ok());
+  ASSERT_OK(source->Save(0, 1, 0, [&](const EmbeddingHashTable::SavedEntry& e) {
+    records[e.id] = std::string(e.dump, e.dump_size);
+    return Status::OK();
+  }));
   int failures = 0;
   for (int limit = 0; limit < kMaxSweep; ++limit) {
     auto table = NewTable();
@@ -443,14 +438,14 @@ TEST(EmbeddingHashTableOomTest, RestoreBatchAfterAFailedParse) {
     const auto add = [&](int64_t id, RecordScratch* into) {
       const Status s = batch.Add(records[id].data(), records[id].size(),
                                  into, &time);
-      ASSERT_TRUE(s.ok()) << s.ToString();
+      ASSERT_OK(s);
     };
     add(ids[0], &first);
     if (!FailsWithin(limit, [&] { add(ids[1], &scratch); })) break;
     ++failures;
     EXPECT_FALSE(scratch.has_dump());  // dropped, not to be touched
     add(ids[2], &scratch);
-    ASSERT_TRUE(batch.Flush().ok());
+    ASSERT_OK(batch.Flush());
     EXPECT_FALSE(table->Contains(ids[1]));
     for (const int64_t id : {ids[0], ids[2]}) {
       std::vector<float> row(kDim);
@@ -497,7 +492,7 @@ TEST(EmbeddingHashTableOomTest, FailedSaveLeavesTableAsItWas) {
                 return Status::OK();
               });
         })) {
-      ASSERT_TRUE(status.ok()) << status.ToString();
+      ASSERT_OK(status);
       EXPECT_EQ(written, kOldIds);
       break;
     }

@@ -8,6 +8,7 @@
 
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
+#include "monolith/native_training/runtime/hash_table/status_matchers.h"
 
 namespace monolith {
 namespace hash_table {
@@ -23,7 +24,7 @@ EntryConfig ParseConfig(const std::string& text) {
 std::unique_ptr<EntryAccessor> MakeAccessor(const std::string& text) {
   std::unique_ptr<EntryAccessor> accessor;
   Status s = EntryAccessor::Create(ParseConfig(text), &accessor);
-  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_OK(s);
   return accessor;
 }
 
@@ -189,7 +190,7 @@ TEST(RecordScratchTest, ArenaStaysBoundedAcrossParses) {
     for (int d = 0; d < 16; ++d) opt->mutable_adagrad()->add_norm(d);
     const std::string record = dump.SerializeAsString();
     const uint64_t before = scratch.ArenaBytes();
-    ASSERT_TRUE(ParseRecord(record.data(), record.size(), &scratch).ok());
+    ASSERT_OK(ParseRecord(record.data(), record.size(), &scratch));
     ASSERT_EQ(scratch.dump().id(), i);
     ASSERT_EQ(scratch.dump().opt().dump(0).adagrad().norm(15), 15.0f);
     renewed |= scratch.ArenaBytes() < before;
@@ -212,7 +213,7 @@ TEST(EntryAccessorTest, SaveRestoreKeepsOptimizerState) {
   EXPECT_FLOAT_EQ(dump.opt().dump(1).adagrad().norm(0), 1 + 3 * 3);
 
   std::vector<char> restored(accessor->SizeBytes());
-  ASSERT_TRUE(accessor->Restore(dump, restored.data()).ok());
+  ASSERT_OK(accessor->Restore(dump, restored.data()));
   EXPECT_EQ(restored, entry);
 }
 
@@ -278,7 +279,7 @@ TEST(EntryAccessorTest, RestoreWithoutOptimizerStateInitializesIt) {
   std::vector<char> entry(accessor->SizeBytes());
   EntryDump dump;
   for (int i = 0; i < 5; ++i) dump.add_num(i + 1.0f);
-  ASSERT_TRUE(accessor->Restore(dump, entry.data()).ok());
+  ASSERT_OK(accessor->Restore(dump, entry.data()));
   EntryDump saved;
   accessor->Save(entry.data(), &saved);
   EXPECT_EQ(saved.num(4), 5.0f);
@@ -286,7 +287,7 @@ TEST(EntryAccessorTest, RestoreWithoutOptimizerStateInitializesIt) {
   // Over any earlier bytes, what a new entry given those values holds.
   std::vector<char> reused(accessor->SizeBytes(), '\xab');
   std::vector<char> fresh(accessor->SizeBytes(), '\xab');
-  ASSERT_TRUE(accessor->Restore(dump, reused.data()).ok());
+  ASSERT_OK(accessor->Restore(dump, reused.data()));
   accessor->Init(fresh.data(), /*seed=*/3, /*id=*/0);
   accessor->Assign(dump.num().data(), fresh.data());
   EXPECT_EQ(reused, fresh);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "monolith/native_training/runtime/hash_table/status_matchers.h"
 
 namespace {
 
@@ -69,18 +70,18 @@ bool IsDirectory(const std::string& path) {
 TEST(FileSystemTest, NewFoldersAreSyncedInTheirParents) {
   const std::string root = NewTempDir();
   PosixFileSystem fs;
-  ASSERT_TRUE(fs.CreateDirectories(root + "/a").ok());
+  ASSERT_OK(fs.CreateDirectories(root + "/a"));
   TakeSynced();
   const std::string dir = root + "/a/b/c";
   const Status s = fs.CreateDirectories(dir);
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_OK(s);
   EXPECT_TRUE(IsDirectory(dir));
   // b and c are new: their parents are synced; root (a existed) is not.
   EXPECT_EQ(TakeSynced(),
             (std::vector<std::string>{root + "/a", root + "/a/b"}));
   // Existing folders: nothing to create or sync.
-  ASSERT_TRUE(fs.CreateDirectories(dir).ok());
-  ASSERT_TRUE(CreateLocalDirectories(dir + "/").ok());
+  ASSERT_OK(fs.CreateDirectories(dir));
+  ASSERT_OK(CreateLocalDirectories(dir + "/"));
   EXPECT_EQ(TakeSynced(), std::vector<std::string>{});
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "monolith/native_training/runtime/hash_table/status_matchers.h"
 
 namespace monolith {
 namespace hash_table {
@@ -37,7 +38,7 @@ std::unique_ptr<EmbeddingHashTable> MakeTable() {
   slot->set_slot(5);
   slot->set_expire_time(1);
   std::unique_ptr<EmbeddingHashTable> table;
-  EXPECT_TRUE(EmbeddingHashTable::Create(config, 1, &table).ok());
+  EXPECT_OK(EmbeddingHashTable::Create(config, 1, &table));
   return table;
 }
 
@@ -56,7 +57,7 @@ std::vector<std::string> LinesOfRounds(
           lines.push_back(line);
         },
         &evictor);
-    EXPECT_TRUE(s.ok()) << s.ToString();
+    EXPECT_OK(s);
     if (evictor == nullptr) return {};
     const auto deadline =
         std::chrono::steady_clock::now() + std::chrono::seconds(30);
@@ -227,14 +228,11 @@ TEST(PeriodicEvictorTest, AnEvictionThatThrowsIsLoggedAndRetried) {
 TEST(PeriodicEvictorTest, RunsWithoutALogger) {
   std::atomic<int> calls{0};
   std::unique_ptr<PeriodicEvictor> evictor;
-  ASSERT_TRUE(StartPeriodicEvictor(
-                  "t",
-                  {{"t", std::chrono::milliseconds(5),
-                    [&](const std::atomic<bool>&) {
-                      return std::to_string(++calls);
-                    }}},
-                  nullptr, &evictor)
-                  .ok());
+  ASSERT_OK(StartPeriodicEvictor(
+      "t",
+      {{"t", std::chrono::milliseconds(5),
+        [&](const std::atomic<bool>&) { return std::to_string(++calls); }}},
+      nullptr, &evictor));
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (evictor->Rounds() < 2 &&
@@ -268,8 +266,8 @@ TEST(PeriodicEvictorTest, StartRefusesBadTargets) {
 }
 
 TEST(PeriodicEvictorTest, EvictPeriodsAreCheckedInHours) {
-  EXPECT_TRUE(CheckEvictPeriodHours(1).ok());
-  EXPECT_TRUE(CheckEvictPeriodHours(kMaxEvictPeriodHours).ok());
+  EXPECT_OK(CheckEvictPeriodHours(1));
+  EXPECT_OK(CheckEvictPeriodHours(kMaxEvictPeriodHours));
   for (int64_t hours : {int64_t{0}, int64_t{-1}, kMaxEvictPeriodHours + 1,
                         int64_t{2147483647}}) {
     const Status s = CheckEvictPeriodHours(hours);
@@ -285,7 +283,7 @@ TEST(PeriodicEvictorTest, NoTargetsIsFine) {
   EXPECT_EQ(evictor.Rounds(), 0);
   // No thread for no targets.
   std::unique_ptr<PeriodicEvictor> started;
-  ASSERT_TRUE(StartPeriodicEvictor("t", {}, nullptr, &started).ok());
+  ASSERT_OK(StartPeriodicEvictor("t", {}, nullptr, &started));
   EXPECT_EQ(started, nullptr);
 }
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "monolith/native_training/runtime/hash_table/status_matchers.h"
 
 namespace monolith {
 namespace hash_table {
@@ -28,9 +29,9 @@ std::string TempPath(const std::string& name) {
 void WriteBytes(const std::string& path, const std::string& bytes) {
   PosixFileSystem fs;
   std::unique_ptr<WritableFile> file;
-  ASSERT_TRUE(fs.NewWritableFile(path, &file).ok());
-  ASSERT_TRUE(file->Append(bytes).ok());
-  ASSERT_TRUE(file->Close().ok());
+  ASSERT_OK(fs.NewWritableFile(path, &file));
+  ASSERT_OK(file->Append(bytes));
+  ASSERT_OK(file->Close());
 }
 
 std::string WriteRecords(const std::string& path,
@@ -38,15 +39,15 @@ std::string WriteRecords(const std::string& path,
                          bool snappy) {
   PosixFileSystem fs;
   std::unique_ptr<WritableFile> file;
-  EXPECT_TRUE(fs.NewWritableFile(path, &file).ok());
+  EXPECT_OK(fs.NewWritableFile(path, &file));
   RecordFileWriter writer(file.get(), snappy);
   for (const std::string& record : records) {
-    EXPECT_TRUE(writer.Write(record).ok());
+    EXPECT_OK(writer.Write(record));
   }
-  EXPECT_TRUE(writer.Close().ok());
-  EXPECT_TRUE(file->Close().ok());
+  EXPECT_OK(writer.Close());
+  EXPECT_OK(file->Close());
   uint64_t size = 0;
-  EXPECT_TRUE(fs.GetFileSize(path, &size).ok());
+  EXPECT_OK(fs.GetFileSize(path, &size));
   EXPECT_EQ(size, writer.file_bytes());
   return path;
 }
@@ -104,15 +105,14 @@ TEST(RecordFileTest, RoundTripsBothFormats) {
         WriteRecords(TempPath(snappy ? "rt_snappy" : "rt_plain"), records, snappy);
     Status error;
     EXPECT_EQ(ReadAll(path, snappy, &error), records);
-    EXPECT_TRUE(error.ok()) << error.ToString();
+    EXPECT_OK(error);
     PosixFileSystem fs;
     std::unique_ptr<RecordFileReader> reader;
-    ASSERT_TRUE(
-        RecordFileReader::OpenDetectingFormat(&fs, path, &reader).ok());
+    ASSERT_OK(RecordFileReader::OpenDetectingFormat(&fs, path, &reader));
     EXPECT_EQ(reader->snappy(), snappy);
     std::string_view record;
     for (const std::string& expected : records) {
-      ASSERT_TRUE(reader->Next(&record).ok());
+      ASSERT_OK(reader->Next(&record));
       ASSERT_EQ(record, expected);
     }
     EXPECT_EQ(reader->Next(&record).code(), StatusCode::kOutOfRange);
@@ -135,7 +135,7 @@ TEST(RecordFileTest, RoundTripsRecordsLongerThanAReadAndAcrossReads) {
                                         /*snappy=*/false);
   Status error;
   EXPECT_EQ(ReadAll(path, /*snappy=*/false, &error), records);
-  EXPECT_TRUE(error.ok()) << error.ToString();
+  EXPECT_OK(error);
 }
 
 // Files whose reads return at most 1,000 bytes at a time, as network file
@@ -175,7 +175,7 @@ TEST(RecordFileTest, ShortReadsBeforeTheEndReadOn) {
     ShortReadFileSystem fs;
     Status error;
     EXPECT_EQ(ReadAll(path, snappy, &error, &fs), records);
-    EXPECT_TRUE(error.ok()) << error.ToString();
+    EXPECT_OK(error);
   }
 }
 
@@ -183,11 +183,11 @@ TEST(RecordFileTest, LastRecordCrcIsTheStoredOne) {
   PosixFileSystem fs;
   const std::string path = WriteRecords(TempPath("crc"), {"abc", "de"}, false);
   std::unique_ptr<RecordFileReader> reader;
-  ASSERT_TRUE(RecordFileReader::Open(&fs, path, false, &reader).ok());
+  ASSERT_OK(RecordFileReader::Open(&fs, path, false, &reader));
   std::string_view record;
-  ASSERT_TRUE(reader->Next(&record).ok());
+  ASSERT_OK(reader->Next(&record));
   EXPECT_EQ(reader->last_record_crc(), MaskCrc(ExtendCrc32c(0, "abc", 3)));
-  ASSERT_TRUE(reader->Next(&record).ok());
+  ASSERT_OK(reader->Next(&record));
   EXPECT_EQ(reader->last_record_crc(), MaskCrc(ExtendCrc32c(0, "de", 2)));
   EXPECT_EQ(reader->records(), 2);
 }
@@ -198,7 +198,7 @@ TEST(RecordFileTest, EmptyFileHasNoRecords) {
   for (bool snappy : {false, true}) {
     Status error;
     EXPECT_TRUE(ReadAll(path, snappy, &error).empty());
-    EXPECT_TRUE(error.ok()) << error.ToString();
+    EXPECT_OK(error);
   }
 }
 
@@ -295,7 +295,7 @@ TEST(RecordFileTest, SnappyLengthPastTheMeasuredSizeIsDataLoss) {
   WriteBytes(path, std::string("\xff\xff\xff\xff", 4) + "more bytes");
   StaleSizeFileSystem fs;
   std::unique_ptr<RecordFileReader> reader;
-  ASSERT_TRUE(RecordFileReader::Open(&fs, path, true, &reader).ok());
+  ASSERT_OK(RecordFileReader::Open(&fs, path, true, &reader));
   std::string_view record;
   const Status error = reader->Next(&record);
   EXPECT_EQ(error.code(), StatusCode::kDataLoss) << error.message();
@@ -310,10 +310,10 @@ TEST(RecordFileTest, CorruptionIsDataLossNamingTheRecord) {
   {
     PosixFileSystem fs;
     std::unique_ptr<RandomAccessFile> file;
-    ASSERT_TRUE(fs.NewRandomAccessFile(path, &file).ok());
+    ASSERT_OK(fs.NewRandomAccessFile(path, &file));
     bytes.resize(200);
     size_t read = 0;
-    ASSERT_TRUE(file->Read(0, bytes.size(), &bytes[0], &read).ok());
+    ASSERT_OK(file->Read(0, bytes.size(), &bytes[0], &read));
     bytes.resize(read);
   }
   const size_t second = kRecordHeaderBytes + 5 + kRecordFooterBytes;
@@ -455,11 +455,11 @@ TEST(RecordFileTest, EmptySnappyBlocksAreSkipped) {
   Status error;
   EXPECT_EQ(ReadAll(path, true, &error),
             (std::vector<std::string>{"first", "second"}));
-  EXPECT_TRUE(error.ok()) << error.ToString();
+  EXPECT_OK(error);
   // Only empty blocks: no records, a clean end.
   WriteBytes(path, empty + empty);
   EXPECT_TRUE(ReadAll(path, true, &error).empty());
-  EXPECT_TRUE(error.ok()) << error.ToString();
+  EXPECT_OK(error);
   // A record cut short before an empty last block is still truncated.
   WriteBytes(path, LiteralSnappyBlock(first) +
                        LiteralSnappyBlock(second.substr(0, 7)) + empty);

@@ -1,6 +1,7 @@
 #include "monolith/native_training/runtime/hash_table/status.h"
 
 #include "gtest/gtest.h"
+#include "monolith/native_training/runtime/hash_table/status_matchers.h"
 
 namespace monolith {
 namespace hash_table {
@@ -20,6 +21,13 @@ TEST(StatusTest, ToStringOfAnUnknownCodeSaysItsNumber) {
     EXPECT_EQ(Status(static_cast<StatusCode>(code), "m").ToString(),
               "UNKNOWN_CODE(" + std::to_string(code) + "): m");
   }
+}
+
+TEST(StatusTest, IsOkSaysTheStatusOfAFailure) {
+  EXPECT_TRUE(IsOk(Status::OK()));
+  const ::testing::AssertionResult failed = IsOk(DataLossError("cut"));
+  EXPECT_FALSE(failed);
+  EXPECT_STREQ(failed.message(), "DATA_LOSS: cut");
 }
 
 }  // namespace

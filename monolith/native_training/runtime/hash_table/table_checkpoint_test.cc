@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
 #include "monolith/native_training/runtime/hash_table/file_system.h"
+#include "monolith/native_training/runtime/hash_table/status_matchers.h"
 #include "monolith/native_training/runtime/hash_table/thread_for.h"
 
 namespace monolith {
@@ -27,7 +28,7 @@ std::unique_ptr<EmbeddingHashTable> Table(int dim, uint64_t seed) {
   segment->mutable_init_config()->mutable_zeros();
   segment->mutable_opt_config()->mutable_sgd();
   std::unique_ptr<EmbeddingHashTable> table;
-  EXPECT_TRUE(EmbeddingHashTable::Create(config, seed, &table).ok());
+  EXPECT_OK(EmbeddingHashTable::Create(config, seed, &table));
   return table;
 }
 
@@ -67,22 +68,19 @@ TEST(TableCheckpointTest, SavesAndRestoresWholeTables) {
   SaveOptions options;
   options.nshards = 3;
   SaveResult result;
-  ASSERT_TRUE(SaveCheckpoint(&fs, basename, {"a", "b"},
-                             EmbeddingTablesSaver({a.get(), b.get()}),
-                             options, &result)
-                  .ok());
+  ASSERT_OK(SaveCheckpoint(&fs, basename, {"a", "b"},
+                           EmbeddingTablesSaver({a.get(), b.get()}), options,
+                           &result));
   EXPECT_EQ(result.entries, 800);
 
   CheckpointInfo info;
-  ASSERT_TRUE(ReadCheckpointInfo(&fs, basename, true, {}, &info).ok());
+  ASSERT_OK(ReadCheckpointInfo(&fs, basename, true, {}, &info));
   ASSERT_EQ(info.FindTable("a"), 0);
   auto restored = Table(2, 3);
-  ASSERT_TRUE(RestoreCheckpoint(
-                  &fs, info,
-                  EmbeddingTablesRestorer({restored.get(), nullptr},
-                                          info.nshards),
-                  SerialFor, {})
-                  .ok());
+  ASSERT_OK(RestoreCheckpoint(
+      &fs, info,
+      EmbeddingTablesRestorer({restored.get(), nullptr}, info.nshards),
+      SerialFor, {}));
   EXPECT_EQ(restored->Size(), 500);
   for (int64_t id = 1; id <= 500; ++id) {
     ASSERT_EQ(Row(*restored, id, 2),
@@ -121,15 +119,15 @@ TEST(TableCheckpointTest, SavesAndRestoresShardsConcurrently) {
                                      options);
   saved.store(true);
   trainer.join();
-  ASSERT_TRUE(save.ok()) << save.ToString();
+  ASSERT_OK(save);
 
   CheckpointInfo info;
-  ASSERT_TRUE(ReadCheckpointInfo(&fs, basename, true, {}, &info).ok());
+  ASSERT_OK(ReadCheckpointInfo(&fs, basename, true, {}, &info));
   auto restored = Table(kDim, 2);
   const Status restore = RestoreCheckpoint(
       &fs, info, EmbeddingTablesRestorer({restored.get()}, info.nshards),
       ThreadFor, {});
-  ASSERT_TRUE(restore.ok()) << restore.ToString();
+  ASSERT_OK(restore);
   ASSERT_EQ(restored->Size(), kIds);
   for (int64_t id = 0; id < kIds; ++id) {
     const std::vector<float> row = Row(*restored, id, kDim);
@@ -151,24 +149,20 @@ TEST(TableCheckpointTest, SkipsEntriesExpiredAtNow) {
   SaveOptions options;
   SaveResult result;
   const int64_t now = 10 + 6 * kDay;
-  ASSERT_TRUE(SaveCheckpoint(&fs, TempBasename("expire"), {"a", "b"},
-                             EmbeddingTablesSaver({a.get(), b.get()},
-                                                  {now, now}, &three_days),
-                             options, &result)
-                  .ok());
+  ASSERT_OK(SaveCheckpoint(
+      &fs, TempBasename("expire"), {"a", "b"},
+      EmbeddingTablesSaver({a.get(), b.get()}, {now, now}, &three_days),
+      options, &result));
   EXPECT_EQ(result.entries, 50);  // a's recent ids only
   // Each table by its own now: b's 0 (no expiry) keeps all of b's.
-  ASSERT_TRUE(SaveCheckpoint(&fs, TempBasename("per_table"), {"a", "b"},
-                             EmbeddingTablesSaver({a.get(), b.get()},
-                                                  {now, 0}, &three_days),
-                             options, &result)
-                  .ok());
+  ASSERT_OK(SaveCheckpoint(
+      &fs, TempBasename("per_table"), {"a", "b"},
+      EmbeddingTablesSaver({a.get(), b.get()}, {now, 0}, &three_days), options,
+      &result));
   EXPECT_EQ(result.entries, 50 + 100);
-  ASSERT_TRUE(SaveCheckpoint(&fs, TempBasename("own"), {"a", "b"},
-                             EmbeddingTablesSaver({a.get(), b.get()},
-                                                  {now, 0}),
-                             options, &result)
-                  .ok());
+  ASSERT_OK(SaveCheckpoint(&fs, TempBasename("own"), {"a", "b"},
+                           EmbeddingTablesSaver({a.get(), b.get()}, {now, 0}),
+                           options, &result));
   EXPECT_EQ(result.entries, 250);
 }
 
@@ -179,7 +173,7 @@ TEST(TableCheckpointTest, RefusesATableIndexItDoesNotHave) {
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
   const RecordRestorer restore = EmbeddingTablesRestorer({a.get()}, 2);
   EXPECT_EQ(restore(2, 0, "x").code(), StatusCode::kInvalidArgument);
-  EXPECT_TRUE(restore(0, 5, "x").ok());  // a table it skips
+  EXPECT_OK(restore(0, 5, "x"));  // a table it skips
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "monolith/native_training/runtime/hash_table/status_matchers.h"
 
 namespace monolith {
 namespace hash_table {
@@ -23,7 +24,7 @@ std::unique_ptr<FloatCompressorInterface> MustNew(
     const FloatCompressorConfig& config, int dim) {
   std::unique_ptr<FloatCompressorInterface> c;
   Status s = NewFloatCompressor(config, dim, &c);
-  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_OK(s);
   return c;
 }
 

@@ -18,6 +18,7 @@
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 #include "monolith/native_training/runtime/hash_table/gpu/gpu_row_checkpoint.h"
+#include "monolith/native_training/runtime/hash_table/status_matchers.h"
 #include "monolith/native_training/runtime/hash_table/test_env.h"
 
 namespace monolith {
@@ -130,7 +131,7 @@ TEST(GpuRowCheckpointFuzzTest, MutatedRecordsReadOrFailCleanly) {
     ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &config));
     std::unique_ptr<GpuRowRecords> records;
     const Status created = GpuRowRecords::Create(config, &records);
-    ASSERT_TRUE(created.ok()) << created.ToString();
+    ASSERT_OK(created);
     const int row_floats = records->spec().row_floats();
     std::mt19937_64 rng(seed);
     std::normal_distribution<float> normal(0.0f, 1.0f);
@@ -151,8 +152,7 @@ TEST(GpuRowCheckpointFuzzTest, MutatedRecordsReadOrFailCleanly) {
       RecordScratch scratch;
       std::vector<float> read(row_floats);
       int64_t read_id = 0;
-      ASSERT_TRUE(
-          records->Read(valid.back(), &scratch, &read_id, read.data()).ok());
+      ASSERT_OK(records->Read(valid.back(), &scratch, &read_id, read.data()));
       EXPECT_EQ(read_id, id);
       // Bit for bit: the update time's floats may be NaN patterns.
       if (!records->spec().serving) {
@@ -180,7 +180,7 @@ TEST(GpuRowCheckpointFuzzTest, MutatedRecordsReadOrFailCleanly) {
           << "iteration " << i << ": " << checked.ToString() << " / "
           << restored.ToString();
     }
-    ASSERT_TRUE(restorer.Flush().ok());
+    ASSERT_OK(restorer.Flush());
   }
   std::printf("%lld iterations in all (seed %llu): %lld records read, "
               "%lld refused\n",

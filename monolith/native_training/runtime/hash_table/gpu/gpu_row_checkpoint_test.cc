@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.h"
 #include "monolith/native_training/runtime/hash_table/file_system.h"
+#include "monolith/native_training/runtime/hash_table/status_matchers.h"
 #include "monolith/native_training/runtime/hash_table/table_checkpoint.h"
 
 namespace monolith {
@@ -96,9 +97,8 @@ class HostRowStore : public RowStore {
 class GpuRowCheckpointTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(EmbeddingHashTable::Create(TableConfig(), 7, &cpu_).ok());
-    ASSERT_TRUE(
-        GpuRowRecords::Create(TableConfig().entry_config(), &records_).ok());
+    ASSERT_OK(EmbeddingHashTable::Create(TableConfig(), 7, &cpu_));
+    ASSERT_OK(GpuRowRecords::Create(TableConfig().entry_config(), &records_));
     // 3,000 ids trained over 4 steps at times 101..104 (repeats included).
     std::mt19937_64 gen(5);
     std::uniform_int_distribution<int64_t> pick(-1500, 1499);
@@ -109,9 +109,8 @@ class GpuRowCheckpointTest : public ::testing::Test {
       for (int64_t& id : ids) id = pick(gen) * 7919;
       std::vector<float> grads(ids.size() * 8);
       for (float& g : grads) g = normal(gen);
-      ASSERT_TRUE(cpu_->BatchOptimize(ids.data(), ids.size(), grads.data(),
-                                      learning_rates.data(), 100 + step, step)
-                      .ok());
+      ASSERT_OK(cpu_->BatchOptimize(ids.data(), ids.size(), grads.data(),
+                                    learning_rates.data(), 100 + step, step));
     }
   }
 
@@ -122,21 +121,18 @@ class GpuRowCheckpointTest : public ::testing::Test {
     const std::string basename = TempBasename(name);
     SaveOptions options;
     options.nshards = nshards;
-    ASSERT_TRUE(SaveCheckpoint(&fs_, basename, {"t"},
-                               EmbeddingTablesSaver({cpu_.get()}), options)
-                    .ok());
-    ASSERT_TRUE(ReadCheckpointInfo(&fs_, basename, true, {}, info).ok());
+    ASSERT_OK(SaveCheckpoint(&fs_, basename, {"t"},
+                             EmbeddingTablesSaver({cpu_.get()}), options));
+    ASSERT_OK(ReadCheckpointInfo(&fs_, basename, true, {}, info));
   }
 
   // Every record the CPU table saves (one dump shard).
   std::vector<std::string> CpuRecords() {
     std::vector<std::string> out;
-    EXPECT_TRUE(cpu_->Save(0, 1, 0,
-                           [&](const EmbeddingHashTable::SavedEntry& e) {
-                             out.emplace_back(e.dump, e.dump_size);
-                             return Status::OK();
-                           })
-                    .ok());
+    EXPECT_OK(cpu_->Save(0, 1, 0, [&](const EmbeddingHashTable::SavedEntry& e) {
+      out.emplace_back(e.dump, e.dump_size);
+      return Status::OK();
+    }));
     return out;
   }
 
@@ -147,7 +143,7 @@ class GpuRowCheckpointTest : public ::testing::Test {
     for (const std::string& record : CpuRecords()) {
       std::vector<float> row(records_->spec().row_floats());
       int64_t id = 0;
-      EXPECT_TRUE(records_->Read(record, &scratch, &id, row.data()).ok());
+      EXPECT_OK(records_->Read(record, &scratch, &id, row.data()));
       rows[id] = row;
     }
     return rows;
@@ -171,7 +167,7 @@ TEST_F(GpuRowCheckpointTest, RowsWriteTheCpuTablesRecordsByteForByte) {
   for (const std::string& record : records) {
     std::vector<float> row(records_->spec().row_floats());
     int64_t id = 0;
-    ASSERT_TRUE(records_->Read(record, &scratch, &id, row.data()).ok());
+    ASSERT_OK(records_->Read(record, &scratch, &id, row.data()));
     // The row holds the entry: its embedding and time as the CPU table's.
     std::vector<float> embedding(8);
     cpu_->Lookup(id, embedding.data());
@@ -193,9 +189,8 @@ TEST_F(GpuRowCheckpointTest, RecordsInOtherLayoutsAreParsed) {
   std::vector<float> row(records_->spec().row_floats(), -1.0f);
   RecordScratch scratch;
   int64_t id = 0;
-  ASSERT_TRUE(records_->Read(dump.SerializeAsString(), &scratch, &id,
-                             row.data())
-                  .ok());
+  ASSERT_OK(
+      records_->Read(dump.SerializeAsString(), &scratch, &id, row.data()));
   EXPECT_EQ(id, 77);
   for (int i = 0; i < 8; ++i) EXPECT_EQ(row[i], 0.5f * i);
   for (int i = 8; i < 13; ++i) EXPECT_FLOAT_EQ(row[i], 0.3f);
@@ -218,7 +213,7 @@ TEST_F(GpuRowCheckpointTest, GpuSavesRestoreIntoCpuTables) {
   const int row_floats = records_->spec().row_floats();
   HostRowStore store(row_floats);
   for (const auto& [id, row] : want) {
-    ASSERT_TRUE(store.Put(&id, 1, row.data()).ok());
+    ASSERT_OK(store.Put(&id, 1, row.data()));
   }
   PosixFileSystem fs;
   const std::string basename = TempBasename("gpu_to_cpu");
@@ -226,23 +221,20 @@ TEST_F(GpuRowCheckpointTest, GpuSavesRestoreIntoCpuTables) {
   options.nshards = 3;
   SaveResult result;
   // Small chunks: the walk over the slots takes many exports.
-  ASSERT_TRUE(SaveCheckpoint(&fs, basename, {"t"},
-                             RowStoreSaver({&store}, {records_.get()}, 100),
-                             options, &result)
-                  .ok());
+  ASSERT_OK(SaveCheckpoint(&fs, basename, {"t"},
+                           RowStoreSaver({&store}, {records_.get()}, 100),
+                           options, &result));
   EXPECT_EQ(result.entries, static_cast<int64_t>(want.size()));
   // Each dump shard took its own entries off the store, not every entry.
   EXPECT_EQ(store.exported(), static_cast<int64_t>(want.size()));
 
   std::unique_ptr<EmbeddingHashTable> restored;
-  ASSERT_TRUE(EmbeddingHashTable::Create(TableConfig(), 9, &restored).ok());
+  ASSERT_OK(EmbeddingHashTable::Create(TableConfig(), 9, &restored));
   CheckpointInfo info;
-  ASSERT_TRUE(ReadCheckpointInfo(&fs, basename, true, {}, &info).ok());
-  ASSERT_TRUE(RestoreCheckpoint(
-                  &fs, info,
-                  EmbeddingTablesRestorer({restored.get()}, info.nshards),
-                  SerialFor, {})
-                  .ok());
+  ASSERT_OK(ReadCheckpointInfo(&fs, basename, true, {}, &info));
+  ASSERT_OK(RestoreCheckpoint(
+      &fs, info, EmbeddingTablesRestorer({restored.get()}, info.nshards),
+      SerialFor, {}));
   std::swap(cpu_, restored);
   EXPECT_EQ(CpuRows(), want);
 }
@@ -250,7 +242,7 @@ TEST_F(GpuRowCheckpointTest, GpuSavesRestoreIntoCpuTables) {
 TEST_F(GpuRowCheckpointTest, AStoreIgnoringDumpShardsFailsTheSave) {
   HostRowStore store(records_->spec().row_floats());
   for (const auto& [id, row] : CpuRows()) {
-    ASSERT_TRUE(store.Put(&id, 1, row.data()).ok());
+    ASSERT_OK(store.Put(&id, 1, row.data()));
   }
   store.IgnoreShards();
   PosixFileSystem fs;
@@ -270,14 +262,13 @@ TEST_F(GpuRowCheckpointTest, CpuSavesRestoreIntoGpuRows) {
   HostRowStore store(records_->spec().row_floats());
   RowStoreRestorer restorer({&store}, {records_.get()}, info.nshards,
                             /*batch_rows=*/500);
-  ASSERT_TRUE(RestoreCheckpoint(
-                  &fs_, info,
-                  [&](int shard, int table, std::string_view record) {
-                    return restorer.Restore(shard, table, record);
-                  },
-                  SerialFor, {})
-                  .ok());
-  ASSERT_TRUE(restorer.Flush().ok());
+  ASSERT_OK(
+      RestoreCheckpoint(&fs_, info,
+                        [&](int shard, int table, std::string_view record) {
+                          return restorer.Restore(shard, table, record);
+                        },
+                        SerialFor, {}));
+  ASSERT_OK(restorer.Flush());
   EXPECT_EQ(store.rows(), CpuRows());
   // Batches of at most 500 rows per shard.
   EXPECT_GE(store.puts(), static_cast<int>(cpu_->Size() / 500));
@@ -296,8 +287,7 @@ TEST_F(GpuRowCheckpointTest, ValuesOnlyRestoresStartTheOptimizerStateAfresh) {
       ->mutable_opt_config()
       ->mutable_ftrl();
   std::unique_ptr<GpuRowRecords> ftrl_records;
-  ASSERT_TRUE(
-      GpuRowRecords::Create(changed.entry_config(), &ftrl_records).ok());
+  ASSERT_OK(GpuRowRecords::Create(changed.entry_config(), &ftrl_records));
   const auto restore = [&](RowStoreRestorer* restorer, bool check_only) {
     return RestoreCheckpoint(
         &fs_, info,
@@ -316,9 +306,9 @@ TEST_F(GpuRowCheckpointTest, ValuesOnlyRestoresStartTheOptimizerStateAfresh) {
     HostRowStore store(spec.row_floats());
     RowStoreRestorer restorer({&store}, {records}, info.nshards,
                               kRestoreBatchRows, {RestoredState::kValuesOnly});
-    ASSERT_TRUE(restore(&restorer, /*check_only=*/true).ok());
-    ASSERT_TRUE(restore(&restorer, /*check_only=*/false).ok());
-    ASSERT_TRUE(restorer.Flush().ok());
+    ASSERT_OK(restore(&restorer, /*check_only=*/true));
+    ASSERT_OK(restore(&restorer, /*check_only=*/false));
+    ASSERT_OK(restorer.Flush());
     ASSERT_EQ(store.rows().size(), trained.size());
     // A new row's state: what a record without optimizer state reads into.
     EntryDump values;
@@ -326,9 +316,8 @@ TEST_F(GpuRowCheckpointTest, ValuesOnlyRestoresStartTheOptimizerStateAfresh) {
     std::vector<float> new_row(spec.row_floats());
     RecordScratch scratch;
     int64_t new_id = 0;
-    ASSERT_TRUE(records->Read(values.SerializeAsString(), &scratch, &new_id,
-                              new_row.data())
-                    .ok());
+    ASSERT_OK(records->Read(values.SerializeAsString(), &scratch, &new_id,
+                            new_row.data()));
     for (const auto& [id, row] : store.rows()) {
       const std::vector<float>& want = trained.at(id);
       EXPECT_EQ(std::vector<float>(row.begin(), row.begin() + 8),
@@ -353,15 +342,14 @@ TEST_F(GpuRowCheckpointTest, CheckReadsEveryRecordAndPutsNothing) {
   RowStoreRestorer checker({&store}, {records_.get()}, info.nshards,
                            /*batch_rows=*/1);
   int64_t checked = 0;
-  ASSERT_TRUE(RestoreCheckpoint(
-                  &fs_, info,
-                  [&](int shard, int table, std::string_view record) {
-                    ++checked;
-                    return checker.Check(shard, table, record);
-                  },
-                  SerialFor, {})
-                  .ok());
-  ASSERT_TRUE(checker.Flush().ok());
+  ASSERT_OK(
+      RestoreCheckpoint(&fs_, info,
+                        [&](int shard, int table, std::string_view record) {
+                          ++checked;
+                          return checker.Check(shard, table, record);
+                        },
+                        SerialFor, {}));
+  ASSERT_OK(checker.Flush());
   EXPECT_EQ(checked, cpu_->Size());
   EXPECT_EQ(store.puts(), 0);
   EXPECT_TRUE(store.rows().empty());
@@ -370,7 +358,7 @@ TEST_F(GpuRowCheckpointTest, CheckReadsEveryRecordAndPutsNothing) {
   auto* segment = wider.mutable_entry_config()->mutable_segments(0);
   segment->set_dim_size(segment->dim_size() + 1);
   std::unique_ptr<GpuRowRecords> wider_records;
-  ASSERT_TRUE(GpuRowRecords::Create(wider.entry_config(), &wider_records).ok());
+  ASSERT_OK(GpuRowRecords::Create(wider.entry_config(), &wider_records));
   RowStoreRestorer wrong_dim({nullptr}, {wider_records.get()}, info.nshards);
   const Status s = RestoreCheckpoint(
       &fs_, info,
@@ -389,9 +377,8 @@ TEST_F(GpuRowCheckpointTest, ReservedIdsFailTheCheckAndTheRestore) {
     SCOPED_TRACE(reserved);
     const std::vector<float> grads(8, 0.5f);
     const std::vector<float> learning_rates = {0.1f, 0.05f};
-    ASSERT_TRUE(cpu_->BatchOptimize(&reserved, 1, grads.data(),
-                                    learning_rates.data(), 105, 5)
-                    .ok());
+    ASSERT_OK(cpu_->BatchOptimize(&reserved, 1, grads.data(),
+                                  learning_rates.data(), 105, 5));
     CheckpointInfo info;
     ASSERT_NO_FATAL_FAILURE(SaveCpuCheckpoint(
         "reserved" + std::to_string(reserved < 0), 2, &info));
@@ -429,8 +416,7 @@ TEST_F(GpuRowCheckpointTest, TrainingSavesRestoreIntoServingRows) {
       ->mutable_comp_config()
       ->mutable_fp32();
   std::unique_ptr<GpuRowRecords> serving_records;
-  ASSERT_TRUE(
-      GpuRowRecords::Create(serving.entry_config(), &serving_records).ok());
+  ASSERT_OK(GpuRowRecords::Create(serving.entry_config(), &serving_records));
   ASSERT_TRUE(serving_records->spec().serving);
 
   CheckpointInfo info;
@@ -438,21 +424,18 @@ TEST_F(GpuRowCheckpointTest, TrainingSavesRestoreIntoServingRows) {
   HostRowStore store(serving_records->spec().row_floats());
   RowStoreRestorer restorer({&store}, {serving_records.get()}, info.nshards,
                             /*batch_rows=*/500);
-  ASSERT_TRUE(RestoreCheckpoint(
-                  &fs_, info,
-                  [&](int shard, int table, std::string_view record) {
-                    return restorer.Restore(shard, table, record);
-                  },
-                  SerialFor, {})
-                  .ok());
-  ASSERT_TRUE(restorer.Flush().ok());
+  ASSERT_OK(
+      RestoreCheckpoint(&fs_, info,
+                        [&](int shard, int table, std::string_view record) {
+                          return restorer.Restore(shard, table, record);
+                        },
+                        SerialFor, {}));
+  ASSERT_OK(restorer.Flush());
   std::unique_ptr<EmbeddingHashTable> cpu_serving;
-  ASSERT_TRUE(EmbeddingHashTable::Create(serving, 3, &cpu_serving).ok());
-  ASSERT_TRUE(RestoreCheckpoint(
-                  &fs_, info,
-                  EmbeddingTablesRestorer({cpu_serving.get()}, info.nshards),
-                  SerialFor, {})
-                  .ok());
+  ASSERT_OK(EmbeddingHashTable::Create(serving, 3, &cpu_serving));
+  ASSERT_OK(RestoreCheckpoint(
+      &fs_, info, EmbeddingTablesRestorer({cpu_serving.get()}, info.nshards),
+      SerialFor, {}));
   ASSERT_EQ(static_cast<int64_t>(store.rows().size()), cpu_serving->Size());
 
   const GpuRowTableSpec& spec = serving_records->spec();
@@ -495,24 +478,21 @@ TEST_F(GpuRowCheckpointTest, RestoredTimesAreClampedAsTheCpuTables) {
         std::make_pair(int64_t{77}, int64_t{77})}) {
     dump.set_last_update_ts_sec(time);
     int64_t id = 0;
-    ASSERT_TRUE(
-        records_->Read(dump.SerializeAsString(), &scratch, &id,
-                       row.data())
-            .ok());
+    ASSERT_OK(
+        records_->Read(dump.SerializeAsString(), &scratch, &id, row.data()));
     EXPECT_EQ(RowTime(row.data(), time_offset), want) << time;
     // The same through a CPU table.
     std::unique_ptr<EmbeddingHashTable> cpu;
-    ASSERT_TRUE(EmbeddingHashTable::Create(TableConfig(), 3, &cpu).ok());
+    ASSERT_OK(EmbeddingHashTable::Create(TableConfig(), 3, &cpu));
     int64_t restored_time = 0;
     const std::string record = dump.SerializeAsString();
-    ASSERT_TRUE(cpu->RestoreRecord(record.data(), record.size(), &scratch,
-                                   &restored_time)
-                    .ok());
+    ASSERT_OK(cpu->RestoreRecord(record.data(), record.size(), &scratch,
+                                 &restored_time));
     std::vector<std::string> saved;
-    ASSERT_TRUE(cpu->Save(0, 1, 0, [&](const EmbeddingHashTable::SavedEntry& e) {
-                     saved.emplace_back(e.dump, e.dump_size);
-                     return Status::OK();
-                   }).ok());
+    ASSERT_OK(cpu->Save(0, 1, 0, [&](const EmbeddingHashTable::SavedEntry& e) {
+      saved.emplace_back(e.dump, e.dump_size);
+      return Status::OK();
+    }));
     ASSERT_EQ(saved.size(), 1u);
     EntryDump cpu_dump;
     ASSERT_TRUE(cpu_dump.ParseFromString(saved[0]));
@@ -534,7 +514,7 @@ TEST_F(GpuRowCheckpointTest, SavesSkipExpiredEntries) {
     // Alternately updated at kT0 and a day later.
     const int64_t time = kT0 + (parity++ % 2) * kSecondsPerDay;
     SetRowTime(row.data(), time_offset, time);
-    ASSERT_TRUE(store.Put(&id, 1, row.data()).ok());
+    ASSERT_OK(store.Put(&id, 1, row.data()));
     // Expire after 2 days, after 5 for slot 0x7fff (the negative ids: bits
     // 48-62 all set).
     const int64_t days = id < 0 ? 5 : 2;
@@ -551,12 +531,11 @@ TEST_F(GpuRowCheckpointTest, SavesSkipExpiredEntries) {
   const TableSaver save = RowStoreSaver({&store}, {records_.get()}, 64,
                                         SaveExpiry{{now}, {&expire}});
   for (int shard = 0; shard < 2; ++shard) {
-    ASSERT_TRUE(save(0, shard, 2, [&](std::string_view record) {
-                  EXPECT_TRUE(dump.ParseFromArray(record.data(),
-                                                  record.size()));
-                  saved.insert(dump.id());
-                  return Status::OK();
-                }).ok());
+    ASSERT_OK(save(0, shard, 2, [&](std::string_view record) {
+      EXPECT_TRUE(dump.ParseFromArray(record.data(), record.size()));
+      saved.insert(dump.id());
+      return Status::OK();
+    }));
   }
   EXPECT_EQ(saved, want);
   EXPECT_GT(want.size(), 0u);
@@ -568,10 +547,10 @@ TEST_F(GpuRowCheckpointTest, SavesSkipExpiredEntries) {
   size_t records = 0;
   const TableSaver keep_all = RowStoreSaver({&store}, {records_.get()}, 64,
                                             SaveExpiry{{0}, {&expire}});
-  ASSERT_TRUE(keep_all(0, 0, 1, [&](std::string_view) {
-                ++records;
-                return Status::OK();
-              }).ok());
+  ASSERT_OK(keep_all(0, 0, 1, [&](std::string_view) {
+    ++records;
+    return Status::OK();
+  }));
   EXPECT_EQ(records, store.rows().size());
 }
 

@@ -16,6 +16,7 @@
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
 #include "monolith/native_training/runtime/hash_table/entry_accessor.h"
 #include "monolith/native_training/runtime/hash_table/initializer/initializer_interface.h"
+#include "monolith/native_training/runtime/hash_table/status_matchers.h"
 
 namespace monolith {
 namespace hash_table {
@@ -47,7 +48,7 @@ constexpr char kTwoSegments[] = R"pb(
 std::unique_ptr<EntryAccessor> Accessor(const EntryConfig& config) {
   std::unique_ptr<EntryAccessor> accessor;
   Status s = EntryAccessor::Create(config, &accessor);
-  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_OK(s);
   return accessor;
 }
 
@@ -70,7 +71,7 @@ struct BothSides {
 };
 
 void StartBothSides(const EntryConfig& config, BothSides* both) {
-  ASSERT_TRUE(GpuRowTableSpecFor(config, 7, &both->spec).ok());
+  ASSERT_OK(GpuRowTableSpecFor(config, 7, &both->spec));
   both->accessor = Accessor(config);
   both->entry.resize(both->accessor->SizeBytes());
   both->accessor->Init(both->entry.data(), 7, 42);
@@ -107,7 +108,7 @@ void ExpectSameTraining(const std::string& config_text, int steps,
   const EntryConfig config = Parse(config_text);
   GpuRowTableSpec spec;
   const Status s = GpuRowTableSpecFor(config, 7, &spec);
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_OK(s);
   auto accessor = Accessor(config);
   std::vector<char> entry(accessor->SizeBytes());
   accessor->Init(entry.data(), 7, 42);
@@ -293,7 +294,7 @@ TEST(GpuRowSpecTest, FtrlWithAZeroDenominatorMatchesTheCpu) {
 TEST(GpuRowSpecTest, RowsAreTheCpuEntriesAndStartTheSame) {
   const EntryConfig config = Parse(kTwoSegments);
   GpuRowTableSpec spec;
-  ASSERT_TRUE(GpuRowTableSpecFor(config, 7, &spec).ok());
+  ASSERT_OK(GpuRowTableSpecFor(config, 7, &spec));
   auto accessor = Accessor(config);
   EXPECT_EQ(spec.value_floats, 5);
   EXPECT_EQ(spec.entry_floats * 4, accessor->SizeBytes());
@@ -301,7 +302,7 @@ TEST(GpuRowSpecTest, RowsAreTheCpuEntriesAndStartTheSame) {
   ASSERT_EQ(spec.segments.size(), 2u);
   EXPECT_EQ(spec.segments[1].value_offset, 3);
   EXPECT_EQ(spec.segments[1].state_offset, 5);
-  EXPECT_TRUE(CheckGpuRowTableSpec(spec).ok());
+  EXPECT_OK(CheckGpuRowTableSpec(spec));
   GpuRowTableSpec broken = spec;
   broken.entry_floats = 6;  // adagrad's state would run past the entry
   EXPECT_EQ(CheckGpuRowTableSpec(broken).code(),
@@ -353,14 +354,14 @@ TEST(GpuRowSpecTest, GradientStepsMatchTheCpuOptimizers) {
 
 TEST(GpuRowSpecTest, RandomUniformValuesAreInRangeAndFollowTheId) {
   GpuRowTableSpec spec;
-  ASSERT_TRUE(GpuRowTableSpecFor(Parse(R"pb(
-                segments {
-                  dim_size: 64
-                  init_config { random_uniform { minval: -0.5 maxval: 0.25 } }
-                  opt_config { adagrad {} }
-                })pb"),
-                                 11, &spec)
-                  .ok());
+  ASSERT_OK(GpuRowTableSpecFor(
+      Parse(R"pb(
+        segments {
+          dim_size: 64
+          init_config { random_uniform { minval: -0.5 maxval: 0.25 } }
+          opt_config { adagrad {} }
+        })pb"),
+      11, &spec));
   const std::vector<float> a = NewRow(spec, 1001);
   EXPECT_EQ(a, NewRow(spec, 1001));
   EXPECT_NE(a, NewRow(spec, 1002));
@@ -391,7 +392,7 @@ TEST(GpuRowSpecTest, TheHashSeedFollowsTheTableSeed) {
     GpuRowTableSpec a, again, other;
     for (auto [seed, spec] : {std::pair(7, &a), {7, &again}, {8, &other}}) {
       const Status s = GpuRowTableSpecFor(Parse(config), seed, spec);
-      ASSERT_TRUE(s.ok()) << s.ToString();
+      ASSERT_OK(s);
     }
     EXPECT_EQ(a.hash_seed, TableHashSeed(7)) << config;
     EXPECT_EQ(again.hash_seed, a.hash_seed) << config;
@@ -416,7 +417,7 @@ TEST(GpuRowSpecTest, RandomUniformValuesAreTheCpuTablesToAFloatsPrecision) {
       opt_config { adagrad {} }
     })pb");
   GpuRowTableSpec spec;
-  ASSERT_TRUE(GpuRowTableSpecFor(config, 11, &spec).ok());
+  ASSERT_OK(GpuRowTableSpecFor(config, 11, &spec));
   auto accessor = Accessor(config);
   std::vector<char> entry(accessor->SizeBytes());
   for (const int64_t id : {int64_t{0}, int64_t{-3}, int64_t{1} << 50}) {
@@ -447,7 +448,7 @@ TEST(GpuRowSpecTest, RandomUniformValuesStayInRangeAtExtremeBounds) {
                         ->mutable_random_uniform();
     uniform->set_minval(minval);
     uniform->set_maxval(maxval);
-    ASSERT_TRUE(GpuRowTableSpecFor(config, 11, &spec).ok());
+    ASSERT_OK(GpuRowTableSpecFor(config, 11, &spec));
     for (int64_t id = 0; id < 2000; ++id) {
       const std::vector<float> row = NewRow(spec, id);
       for (int c = 0; c < 64; ++c) {
@@ -558,7 +559,7 @@ TEST(GpuRowSpecTest, ServingRowsAreTheCpuServingEntry) {
     entry_type: SERVING)pb");
   GpuRowTableSpec spec;
   const Status s = GpuRowTableSpecFor(config, 1, &spec);
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_OK(s);
   EXPECT_TRUE(spec.serving);
   EXPECT_EQ(spec.value_floats, 10);
   EXPECT_EQ(spec.entry_floats, 6);  // 6 + 8 + 10 bytes
@@ -570,7 +571,7 @@ TEST(GpuRowSpecTest, ServingRowsAreTheCpuServingEntry) {
   // What GpuRowTable::Create checks first: fewer entry floats than
   // embedding floats is right for fp16 values.
   const Status valid = CheckGpuRowTableSpec(spec);
-  EXPECT_TRUE(valid.ok()) << valid.ToString();
+  EXPECT_OK(valid);
   GpuRowTableSpec broken = spec;
   broken.segments[2].data_byte = 16;  // its 10 bytes pass the entry's 24
   EXPECT_EQ(CheckGpuRowTableSpec(broken).code(),

@@ -6,8 +6,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <random>
 #include <string>
@@ -20,6 +20,7 @@
 #include "monolith/native_training/runtime/hash_table/file_system.h"
 #include "monolith/native_training/runtime/hash_table/gpu/device_vector.h"
 #include "monolith/native_training/runtime/hash_table/gpu/gpu_row_store.h"
+#include "monolith/native_training/runtime/hash_table/status_matchers.h"
 #include "monolith/native_training/runtime/hash_table/table_checkpoint.h"
 
 namespace monolith {
@@ -52,18 +53,18 @@ class GpuRowTableTest : public ::testing::Test {
     EmbeddingHashTableConfig config;
     ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(
         kEntryConfig, config.mutable_entry_config()));
-    ASSERT_TRUE(EmbeddingHashTable::Create(config, 7, &cpu_).ok());
-    ASSERT_TRUE(GpuRowTableSpecFor(config.entry_config(), 7, &spec_).ok());
+    ASSERT_OK(EmbeddingHashTable::Create(config, 7, &cpu_));
+    ASSERT_OK(GpuRowTableSpecFor(config.entry_config(), 7, &spec_));
     spec_.initial_capacity = 64;  // so the tests grow the map
     const Status s = GpuRowTable::Create(spec_, &gpu_);
-    ASSERT_TRUE(s.ok()) << s.ToString();
+    ASSERT_OK(s);
   }
 
   std::vector<float> GpuLookup(const std::vector<int64_t>& ids) {
     DeviceVector<int64_t> d_ids(ids);
     DeviceVector<float> out(ids.size() * spec_.value_floats);
     const Status s = gpu_->Lookup(d_ids.get(), ids.size(), out.get(), nullptr);
-    EXPECT_TRUE(s.ok()) << s.ToString();
+    EXPECT_OK(s);
     EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
     return out.ToHost();
   }
@@ -142,8 +143,8 @@ TEST_F(GpuRowTableTest, AssignKeepsTheLastOfRepeatsAndGrows) {
     cpu_->Assign(ids.data(), ids.size(), values.data(), 1);
     DeviceVector<int64_t> d_ids(ids);
     DeviceVector<float> d_values(values);
-    ASSERT_TRUE(
-        gpu_->Assign(d_ids.get(), ids.size(), d_values.get(), 1, nullptr).ok());
+    ASSERT_OK(
+        gpu_->Assign(d_ids.get(), ids.size(), d_values.get(), 1, nullptr));
     ExpectNear(GpuLookup(ids), CpuLookup(ids));
   }
   EXPECT_EQ(gpu_->size(), cpu_->Size());
@@ -158,9 +159,8 @@ TEST_F(GpuRowTableTest, AssignAddSumsRepeatsOntoInitialValues) {
     cpu_->AssignAdd(ids.data(), ids.size(), values.data(), 1);
     DeviceVector<int64_t> d_ids(ids);
     DeviceVector<float> d_values(values);
-    ASSERT_TRUE(
-        gpu_->AssignAdd(d_ids.get(), ids.size(), d_values.get(), 1, nullptr)
-            .ok());
+    ASSERT_OK(
+        gpu_->AssignAdd(d_ids.get(), ids.size(), d_values.get(), 1, nullptr));
     ExpectNear(GpuLookup(ids), CpuLookup(ids));
   }
 }
@@ -169,14 +169,12 @@ TEST_F(GpuRowTableTest, ReinitializeMatchesTheCpuEngine) {
   std::mt19937_64 gen(8);
   std::vector<int64_t> ids = Batch(&gen);
   const std::vector<float> grads = Normal(ids.size() * spec_.value_floats, &gen);
-  ASSERT_TRUE(cpu_->BatchOptimize(ids.data(), ids.size(), grads.data(),
-                                  std::vector<float>{0.1f, 0.05f}.data(), 1, 1)
-                  .ok());
+  ASSERT_OK(cpu_->BatchOptimize(ids.data(), ids.size(), grads.data(),
+                                std::vector<float>{0.1f, 0.05f}.data(), 1, 1));
   DeviceVector<int64_t> d_ids(ids);
   DeviceVector<float> d_grads(grads);
-  ASSERT_TRUE(gpu_->ApplyGradients(d_ids.get(), ids.size(), d_grads.get(),
-                                   {0.1f, 0.05f}, 1, nullptr)
-                  .ok());
+  ASSERT_OK(gpu_->ApplyGradients(d_ids.get(), ids.size(), d_grads.get(),
+                                 {0.1f, 0.05f}, 1, nullptr));
   // Half of them again, and new ids, repeated.
   ids.resize(ids.size() / 2);
   for (int64_t id : {5, 6, 5}) ids.push_back(id);
@@ -184,9 +182,8 @@ TEST_F(GpuRowTableTest, ReinitializeMatchesTheCpuEngine) {
   cpu_->Reinitialize(ids.data(), ids.size(), want_status.data(), 2);
   DeviceVector<int64_t> d_again(ids);
   DeviceVector<int32_t> status(ids.size());
-  ASSERT_TRUE(
-      gpu_->Reinitialize(d_again.get(), ids.size(), status.get(), 2, nullptr)
-          .ok());
+  ASSERT_OK(
+      gpu_->Reinitialize(d_again.get(), ids.size(), status.get(), 2, nullptr));
   const std::vector<int32_t> got_status = status.ToHost();
   EXPECT_EQ(std::vector<int>(got_status.begin(), got_status.end()),
             want_status);
@@ -199,15 +196,14 @@ TEST_F(GpuRowTableTest, GradientsMatchTheCpuEngineEntryByEntry) {
   for (int step = 1; step <= 5; ++step) {
     const std::vector<int64_t> ids = Batch(&gen);
     const std::vector<float> grads = Normal(ids.size() * spec_.value_floats, &gen);
-    ASSERT_TRUE(cpu_->BatchOptimize(ids.data(), ids.size(), grads.data(),
-                                    learning_rates.data(), 1000 + step, step)
-                    .ok());
+    ASSERT_OK(cpu_->BatchOptimize(ids.data(), ids.size(), grads.data(),
+                                  learning_rates.data(), 1000 + step, step));
     DeviceVector<int64_t> d_ids(ids);
     DeviceVector<float> d_grads(grads);
     const Status s = gpu_->ApplyGradients(d_ids.get(), ids.size(),
                                           d_grads.get(), learning_rates,
                                           /*update_time=*/1000 + step, nullptr);
-    ASSERT_TRUE(s.ok()) << s.ToString();
+    ASSERT_OK(s);
   }
   ASSERT_EQ(gpu_->size(), cpu_->Size());
   // Whole rows: the embedding, the adagrad accumulators, the update time.
@@ -232,11 +228,10 @@ TEST_F(GpuRowTableTest, ExportedRowsRestoreIntoAnotherTable) {
   const std::vector<float> grads = Normal(ids.size() * spec_.value_floats, &gen);
   DeviceVector<int64_t> d_ids(ids);
   DeviceVector<float> d_grads(grads);
-  ASSERT_TRUE(gpu_->ApplyGradients(d_ids.get(), ids.size(), d_grads.get(),
-                                   {0.1f, 0.05f}, 7, nullptr)
-                  .ok());
+  ASSERT_OK(gpu_->ApplyGradients(d_ids.get(), ids.size(), d_grads.get(),
+                                 {0.1f, 0.05f}, 7, nullptr));
   std::unique_ptr<GpuRowTable> restored;
-  ASSERT_TRUE(GpuRowTable::Create(spec_, &restored).ok());
+  ASSERT_OK(GpuRowTable::Create(spec_, &restored));
   std::vector<int64_t> saved_ids;
   std::vector<float> saved_rows;
   for (const auto& [id, row] : Export()) {
@@ -245,10 +240,8 @@ TEST_F(GpuRowTableTest, ExportedRowsRestoreIntoAnotherTable) {
   }
   DeviceVector<int64_t> d_saved_ids(saved_ids);
   DeviceVector<float> d_saved_rows(saved_rows);
-  ASSERT_TRUE(restored
-                  ->PutRows(d_saved_ids.get(), saved_ids.size(),
-                            d_saved_rows.get(), nullptr)
-                  .ok());
+  ASSERT_OK(restored->PutRows(d_saved_ids.get(), saved_ids.size(),
+                              d_saved_rows.get(), nullptr));
   EXPECT_EQ(restored->size(), gpu_->size());
   const auto before = Export();
   std::swap(gpu_, restored);
@@ -271,64 +264,54 @@ TEST_F(GpuRowTableTest, CheckpointsMoveBetweenGpuAndCpuTables) {
   std::mt19937_64 gen(4);
   const std::vector<int64_t> ids = Batch(&gen);
   const std::vector<float> grads = Normal(ids.size() * spec_.value_floats, &gen);
-  ASSERT_TRUE(cpu_->BatchOptimize(ids.data(), ids.size(), grads.data(),
-                                  std::vector<float>{0.1f, 0.05f}.data(), 9,
-                                  1)
-                  .ok());
+  ASSERT_OK(cpu_->BatchOptimize(ids.data(), ids.size(), grads.data(),
+                                std::vector<float>{0.1f, 0.05f}.data(), 9, 1));
   DeviceVector<int64_t> d_ids(ids);
   DeviceVector<float> d_grads(grads);
-  ASSERT_TRUE(gpu_->ApplyGradients(d_ids.get(), ids.size(), d_grads.get(),
-                                   {0.1f, 0.05f}, 9, nullptr)
-                  .ok());
+  ASSERT_OK(gpu_->ApplyGradients(d_ids.get(), ids.size(), d_grads.get(),
+                                 {0.1f, 0.05f}, 9, nullptr));
   EmbeddingHashTableConfig config;
   ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(
       kEntryConfig, config.mutable_entry_config()));
   std::unique_ptr<GpuRowRecords> records;
-  ASSERT_TRUE(GpuRowRecords::Create(config.entry_config(), &records).ok());
+  ASSERT_OK(GpuRowRecords::Create(config.entry_config(), &records));
   PosixFileSystem fs;
   const char* tmp = std::getenv("TEST_TMPDIR");
   const std::string dir = std::string(tmp != nullptr ? tmp : "/tmp");
   SaveOptions options;
   options.nshards = 2;
   GpuRowTableStore gpu_store(gpu_.get(), nullptr);
-  ASSERT_TRUE(SaveCheckpoint(&fs, dir + "/from_gpu/t", {"t"},
-                             RowStoreSaver({&gpu_store}, {records.get()}, 500),
-                             options)
-                  .ok());
+  ASSERT_OK(SaveCheckpoint(&fs, dir + "/from_gpu/t", {"t"},
+                           RowStoreSaver({&gpu_store}, {records.get()}, 500),
+                           options));
   std::unique_ptr<EmbeddingHashTable> cpu_restored;
-  ASSERT_TRUE(EmbeddingHashTable::Create(config, 1, &cpu_restored).ok());
+  ASSERT_OK(EmbeddingHashTable::Create(config, 1, &cpu_restored));
   CheckpointInfo info;
-  ASSERT_TRUE(ReadCheckpointInfo(&fs, dir + "/from_gpu/t", true, {}, &info)
-                  .ok());
-  ASSERT_TRUE(RestoreCheckpoint(
-                  &fs, info,
-                  EmbeddingTablesRestorer({cpu_restored.get()}, info.nshards),
-                  SerialFor, {})
-                  .ok());
+  ASSERT_OK(ReadCheckpointInfo(&fs, dir + "/from_gpu/t", true, {}, &info));
+  ASSERT_OK(RestoreCheckpoint(
+      &fs, info, EmbeddingTablesRestorer({cpu_restored.get()}, info.nshards),
+      SerialFor, {}));
   EXPECT_EQ(cpu_restored->Size(), cpu_->Size());
   std::vector<float> restored_values(ids.size() * spec_.value_floats);
   cpu_restored->BatchLookup(ids.data(), ids.size(), restored_values.data());
   ExpectNear(restored_values, CpuLookup(ids));
 
   // CPU checkpoint -> a fresh GPU table.
-  ASSERT_TRUE(SaveCheckpoint(&fs, dir + "/from_cpu/t", {"t"},
-                             EmbeddingTablesSaver({cpu_.get()}), options)
-                  .ok());
+  ASSERT_OK(SaveCheckpoint(&fs, dir + "/from_cpu/t", {"t"},
+                           EmbeddingTablesSaver({cpu_.get()}), options));
   std::unique_ptr<GpuRowTable> gpu_restored;
-  ASSERT_TRUE(GpuRowTable::Create(spec_, &gpu_restored).ok());
+  ASSERT_OK(GpuRowTable::Create(spec_, &gpu_restored));
   GpuRowTableStore restored_store(gpu_restored.get(), nullptr);
-  ASSERT_TRUE(ReadCheckpointInfo(&fs, dir + "/from_cpu/t", true, {}, &info)
-                  .ok());
+  ASSERT_OK(ReadCheckpointInfo(&fs, dir + "/from_cpu/t", true, {}, &info));
   RowStoreRestorer restorer({&restored_store}, {records.get()}, info.nshards,
                             /*batch_rows=*/700);
-  ASSERT_TRUE(RestoreCheckpoint(
-                  &fs, info,
-                  [&](int shard, int table, std::string_view record) {
-                    return restorer.Restore(shard, table, record);
-                  },
-                  SerialFor, {})
-                  .ok());
-  ASSERT_TRUE(restorer.Flush().ok());
+  ASSERT_OK(
+      RestoreCheckpoint(&fs, info,
+                        [&](int shard, int table, std::string_view record) {
+                          return restorer.Restore(shard, table, record);
+                        },
+                        SerialFor, {}));
+  ASSERT_OK(restorer.Flush());
   EXPECT_EQ(gpu_restored->size(), cpu_->Size());
   std::swap(gpu_, gpu_restored);
   ExpectNear(GpuLookup(ids), CpuLookup(ids));
@@ -355,31 +338,29 @@ TEST_F(GpuRowTableTest, AdamAndFtrlMatchTheCpuEngine) {
            })pb",
       &config));
   std::unique_ptr<EmbeddingHashTable> cpu;
-  ASSERT_TRUE(EmbeddingHashTable::Create(config, 7, &cpu).ok());
+  ASSERT_OK(EmbeddingHashTable::Create(config, 7, &cpu));
   GpuRowTableSpec spec;
-  ASSERT_TRUE(GpuRowTableSpecFor(config.entry_config(), 7, &spec).ok());
+  ASSERT_OK(GpuRowTableSpecFor(config.entry_config(), 7, &spec));
   std::unique_ptr<GpuRowTable> gpu;
-  ASSERT_TRUE(GpuRowTable::Create(spec, &gpu).ok());
+  ASSERT_OK(GpuRowTable::Create(spec, &gpu));
   std::mt19937_64 gen(6);
   const std::vector<float> learning_rates = {0.05f, 0.1f};
   std::vector<int64_t> ids;
   for (int step = 1; step <= 5; ++step) {
     ids = Batch(&gen);
     const std::vector<float> grads = Normal(ids.size() * 9, &gen);
-    ASSERT_TRUE(cpu->BatchOptimize(ids.data(), ids.size(), grads.data(),
-                                   learning_rates.data(), step, step)
-                    .ok());
+    ASSERT_OK(cpu->BatchOptimize(ids.data(), ids.size(), grads.data(),
+                                 learning_rates.data(), step, step));
     DeviceVector<int64_t> d_ids(ids);
     DeviceVector<float> d_grads(grads);
-    ASSERT_TRUE(gpu->ApplyGradients(d_ids.get(), ids.size(), d_grads.get(),
-                                    learning_rates, step, nullptr)
-                    .ok());
+    ASSERT_OK(gpu->ApplyGradients(d_ids.get(), ids.size(), d_grads.get(),
+                                  learning_rates, step, nullptr));
   }
   std::vector<float> want(ids.size() * 9);
   cpu->BatchLookup(ids.data(), ids.size(), want.data());
   DeviceVector<int64_t> d_ids(ids);
   DeviceVector<float> out(ids.size() * 9);
-  ASSERT_TRUE(gpu->Lookup(d_ids.get(), ids.size(), out.get(), nullptr).ok());
+  ASSERT_OK(gpu->Lookup(d_ids.get(), ids.size(), out.get(), nullptr));
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   ExpectNear(out.ToHost(), want);
 }

@@ -10,6 +10,7 @@
 #include "monolith/native_training/runtime/hash_table/initializer/init_bits.h"
 #include "monolith/native_training/runtime/hash_table/initializer/initializer_config.pb.h"
 #include "monolith/native_training/runtime/hash_table/initializer/initializer_interface.h"
+#include "monolith/native_training/runtime/hash_table/status_matchers.h"
 
 namespace monolith {
 namespace hash_table {
@@ -19,7 +20,7 @@ std::unique_ptr<InitializerInterface> MustNew(const InitializerConfig& config,
                                               int dim) {
   std::unique_ptr<InitializerInterface> init;
   Status s = NewInitializer(config, dim, &init);
-  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_OK(s);
   return init;
 }
 
@@ -182,8 +183,8 @@ TEST(RandomUniformInitializer, EqualBoundsGiveConstant) {
 
 TEST(CombineInitializers, SegmentsInOrder) {
   std::unique_ptr<InitializerInterface> a, b;
-  ASSERT_TRUE(NewConstantsInitializer(1, 3.0f, &a).ok());
-  ASSERT_TRUE(NewRandomUniformInitializer(2, 10.0f, 11.0f, &b).ok());
+  ASSERT_OK(NewConstantsInitializer(1, 3.0f, &a));
+  ASSERT_OK(NewRandomUniformInitializer(2, 10.0f, 11.0f, &b));
   auto combined = CombineInitializers(std::move(a), std::move(b));
   EXPECT_EQ(combined->DimSize(), 3);
   EXPECT_EQ(combined->DebugString(),

@@ -13,6 +13,7 @@
 #include "monolith/native_training/runtime/hash_table/optimizer/optimizer_decorators.h"
 #include "monolith/native_training/runtime/hash_table/optimizer/optimizer_interface.h"
 #include "monolith/native_training/runtime/hash_table/optimizer/optimizer_test_util.h"
+#include "monolith/native_training/runtime/hash_table/status_matchers.h"
 
 namespace monolith {
 namespace hash_table {
@@ -220,7 +221,7 @@ TEST(AllOptimizers, SaveRestoreContinuesBitForBit) {
     Entry b(*opt, /*fill=*/-1.0f);
     std::memset(b.state(), 0xAB, opt->StateBytes());  // garbage
     Status s = opt->Restore(dump, 0, b.state());
-    ASSERT_TRUE(s.ok()) << s.ToString();
+    ASSERT_OK(s);
     b.SetNum(a.Num());
     EXPECT_EQ(b.StateBytes(), a.StateBytes());
     EXPECT_EQ(b.Save().SerializeAsString(), dump.SerializeAsString());
@@ -231,7 +232,7 @@ TEST(AllOptimizers, SaveRestoreContinuesBitForBit) {
     for (const auto& entry : dump.dump()) *longer.add_dump() = entry;
     longer.add_dump()->mutable_rmsprop();
     Entry b2(*opt);
-    ASSERT_TRUE(opt->Restore(longer, 1, b2.state()).ok());
+    ASSERT_OK(opt->Restore(longer, 1, b2.state()));
     EXPECT_EQ(b2.StateBytes(), a.StateBytes());
 
     for (int s = 0; s < 3; ++s, step += 2) {
@@ -295,7 +296,7 @@ TEST(AllOptimizers, RestoreRejectsMismatchedDumps) {
         ExpectInvalid(s, {name, std::to_string(c.dim + 2) + " floats",
                           "expected " + std::to_string(c.dim)});
       } else {
-        EXPECT_TRUE(s.ok()) << s.ToString();  // nothing dim-dependent
+        EXPECT_OK(s);  // nothing dim-dependent
       }
     }
     e.ExpectGuards();
@@ -373,7 +374,7 @@ TEST(AllOptimizers, RestoresMonolithStyleDumps) {
   d->set_beta1_power(0.81f);
   d->set_beta2_power(0.9801f);
   Entry e(*opt);
-  ASSERT_TRUE(opt->Restore(dump, 0, e.state()).ok());
+  ASSERT_OK(opt->Restore(dump, 0, e.state()));
   EXPECT_EQ(e.Save().SerializeAsString(), dump.SerializeAsString());
 
   // Dynamic wd: a dump without last_update_step means "never updated".
@@ -383,7 +384,7 @@ TEST(AllOptimizers, RestoresMonolithStyleDumps) {
   dump.add_dump()->mutable_dynamic_wd_adagrad()->add_norm(1);
   dump.mutable_dump(0)->mutable_dynamic_wd_adagrad()->add_norm(2);
   Entry e2(*opt);
-  ASSERT_TRUE(opt->Restore(dump, 0, e2.state()).ok());
+  ASSERT_OK(opt->Restore(dump, 0, e2.state()));
   EXPECT_EQ(e2.Save().dump(0).dynamic_wd_adagrad().last_update_step(), -1);
 }
 
@@ -455,7 +456,7 @@ TEST(NewOptimizer, RejectsBadConfigs) {
     fresh.GetReflection()->MutableMessage(
         &fresh, OptimizerConfig::descriptor()->FindFieldByNumber(
                     k.config.type_case()));
-    EXPECT_TRUE(NewOptimizer(fresh, k.dim, &opt).ok()) << k.name;
+    EXPECT_OK(NewOptimizer(fresh, k.dim, &opt)) << k.name;
   }
 }
 
