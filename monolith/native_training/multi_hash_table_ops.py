@@ -66,6 +66,8 @@ _MULTI_HASH_TABLE_GRAPH_KEY = "monolith_multi_hash_tables"
 _MAX_SHARED_NAME_BYTES = 200
 # What follows a table's name in its shard files (sharded_files.h).
 _SHARD_SUFFIX_RE = re.compile(r"-[0-9]{5}-of-[0-9]{5}")
+# Shard numbers have five digits (checkpoint.h's kMaxCheckpointShards).
+_MAX_CHECKPOINT_SHARDS = 99999
 
 
 def _check_shared_name(shared_name: str, source: str) -> None:
@@ -905,8 +907,9 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       segment order, a learning rate (number or scalar tensor); or all of
       them as one float32 vector (`learning_rate_tensor`).
     name_suffix: appended to the resource's shared name.
-    saver_parallel: the number of checkpoint shards of `save`; -1 lets the
-      op choose (one per 100k entries, up to max(4, CPU worker threads)).
+    saver_parallel: the number of checkpoint shards of `save` (1 to
+      99,999); -1 lets the op choose (one per 100k entries, up to max(4,
+      CPU worker threads)).
     table_proto: when given, the table is rebuilt from this proto (of
       `to_proto`) in the current graph and the other arguments are ignored.
     import_scope: the name scope `table_proto`'s names are under.
@@ -934,10 +937,11 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       self._init_from_proto(table_proto, import_scope)
       return
     if not isinstance(saver_parallel, numbers.Integral) or not (
-        saver_parallel == -1 or saver_parallel >= 1):
+        saver_parallel == -1 or 1 <= saver_parallel <= _MAX_CHECKPOINT_SHARDS):
       # Else refused only when the first save runs, maybe hours later.
       raise ValueError(f"saver_parallel must be -1 (save chooses) or a "
-                       f"positive shard count, got {saver_parallel!r}")
+                       f"shard count in [1, {_MAX_CHECKPOINT_SHARDS}], got "
+                       f"{saver_parallel!r}")
     self._dims = cc.dims
     self._slot_expire_time_config = cc.slot_expire_time_config
     self._table_names = cc.table_names

@@ -1196,8 +1196,11 @@ def test_a_saver_hook_listed_before_the_restorer_hook_is_refused(tmp_path):
 
 def test_bad_save_arguments_are_refused_when_the_graph_is_built(tmp_path):
   config = {"slot0": test_utils.generate_test_hash_table_config(1)}
-  with pytest.raises(ValueError, match="saver_parallel must be -1 .* got 0"):
-    multi_hash_table_ops.MultiHashTable.from_configs(config, saver_parallel=0)
+  for bad in (0, -2, 100000):
+    with pytest.raises(ValueError,
+                       match=f"saver_parallel must be -1 .* got {bad}$"):
+      multi_hash_table_ops.MultiHashTable.from_configs(
+          config, saver_parallel=bad)
   table = multi_hash_table_ops.MultiHashTable.from_configs(config)
   with pytest.raises(ValueError, match='compression_type must be "SNAPPY" or '
                      "\"\" \\(uncompressed\\), got 'GZIP'"):
