@@ -581,8 +581,9 @@ class HashFilterCheckpointRestorerListener(
       logging.info("No checkpoint in %s; hash filters are not restored.",
                    os.path.dirname(self._basename))
       if self._ps_monitor is not None:
-        # As the tables' listener: without a monitor, none is emptied.
-        self._clear(session, chosen)
+        # As the tables' listener: every filter (the session initialized
+        # every variable); without a monitor, none.
+        self._clear(session, list(range(len(self._hash_filters))))
       return
     prefix = self._helper.get_ckpt_asset_dir(ckpt_prefix)
     # Strict: a storage error read as no folder took the legacy layout,

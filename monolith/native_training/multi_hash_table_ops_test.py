@@ -2055,8 +2055,8 @@ def test_a_table_with_feature_eviction_is_created_and_destroyed():
 
 def test_restorer_without_checkpoint_or_monitor_keeps_the_tables(
     tmp_path, caplog):
-  # Workers that kept training may use them (with a monitor, the tables of
-  # tasks not set up start empty: partial_recovery_test).
+  # Workers that kept training may use them (with a monitor, every table
+  # starts empty: partial_recovery_test).
   table = multi_hash_table_ops.MultiHashTable.from_configs(
       {"slot0": test_utils.generate_test_hash_table_config(1)})
   restorer = multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(

@@ -8,8 +8,10 @@ do. The master must be in the cluster_def, so PS 0 (never restarted) is
 also the master, as in the original's test.
 """
 
+import hashlib
 import os
 import pathlib
+import shutil
 import traceback
 from typing import List, NamedTuple, Sequence
 
@@ -232,6 +234,36 @@ def test_a_new_job_on_running_ps_tasks_does_not_take_their_state(tmp_path):
   assert run_job(dir_b, 1) == [(0, 0, [0.0, 0.0]), (1, 1, [0.0, 0.0])]
   # The PS tasks were set up for B: A's checkpoint is restored.
   assert run_job(dir_a, 0) == [(2, 2, [1.0, 1.0])]
+
+
+def test_a_start_without_checkpoint_empties_tasks_set_up_for_the_job(
+    tmp_path):
+  # Where there is no checkpoint the session initializes every variable,
+  # those of PS tasks still set up for the job too: their tables and
+  # filters start over with them (they kept trained embeddings and counts
+  # beside fresh dense weights).
+  model_dir = str(tmp_path / "model")
+  ps0, ps1 = (tf.distribute.Server.create_local_server() for _ in range(2))
+  config = _config([ps0, ps1])
+
+  def run_job(steps):
+    """The values after creating the session, and after each step."""
+    with tf.Graph().as_default():
+      # Ids are admitted at their second occurrence.
+      job = _build_job(model_dir, original_hooks=False, occurrence_threshold=1)
+      with _monitored_session(job, ps0.target, config, model_dir) as sess:
+        assert job.monitor.uninitialized_ps_tasks(sess) == set()
+        values = [_values(sess, job)]
+        for _ in range(steps):
+          sess.run(job.train_op)
+          values.append(_values(sess, job))
+    return values
+
+  assert run_job(2) == [(0, 0, [0.0, 0.0]), (1, 1, [0.0, 0.0]),
+                        (2, 2, [1.0, 1.0])]
+  # The user starts over in the same directory, the PS tasks still up.
+  shutil.move(model_dir, str(tmp_path / "moved_away"))
+  assert run_job(1) == [(0, 0, [0.0, 0.0]), (1, 1, [0.0, 0.0])]
 
 
 def test_a_new_table_starts_empty_on_a_ps_task_set_up_for_another_job(
@@ -570,6 +602,13 @@ def test_model_dir_fingerprints():
   assert fingerprint(pathlib.Path("/tmp/x")) == fingerprint("/tmp/x/")
   assert fingerprint("hdfs://nn/x/") == fingerprint("hdfs://nn/x")
   assert fingerprint("hdfs://nn/x") != fingerprint("hdfs://nn/y")
+  # Other spellings of one directory: a restart spelling it so would take
+  # every PS task for another job's and roll it back to the checkpoint.
+  assert fingerprint("file:///tmp/x") == fingerprint("/tmp/x")
+  assert fingerprint("gs://b//m/./") == fingerprint("gs://b/m")
+  # As PS tasks set up by an earlier version recorded them.
+  assert fingerprint("hdfs://nn/x") == int.from_bytes(
+      hashlib.sha256(b"hdfs://nn/x").digest()[:8], "little", signed=True)
 
 
 @pytest.mark.parametrize("device, task", [

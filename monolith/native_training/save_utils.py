@@ -72,6 +72,7 @@ it mixed, with no older copy.
 """
 
 import contextlib
+import glob
 import hashlib
 import math
 import numbers
@@ -600,11 +601,9 @@ def saving_per_ps_files(directory: str, group: str,
 
 
 def _same_dir(a: str, b: str) -> bool:
-  """Whether two directories are one: local ones however each is spelled,
-  URLs (object stores) as written."""
-  if "://" in a or "://" in b:
-    return a.rstrip("/") == b.rstrip("/")
-  return os.path.realpath(a) == os.path.realpath(b)
+  """Whether two directories are one however each is spelled (see
+  `utils.comparable_path`)."""
+  return utils.comparable_path(a) == utils.comparable_path(b)
 
 
 def checkpoint_files_exist(prefix: str) -> bool:
@@ -679,14 +678,45 @@ def _parsed_checkpoint_state(
   return state
 
 
+_CHECKPOINT_INDEX_RE = re.compile(r"-([0-9]+)\.index$")
+
+
+def _refuse_checkpoints_without_state(checkpoint_dir: str) -> None:
+  """Raises where `checkpoint_dir`, which has no "checkpoint" state file,
+  holds checkpoints (V2 "<prefix>.index" files) or a state file's
+  temporary: the state file was lost, and a fresh start would train from
+  scratch and save over those checkpoints step by step."""
+  pattern = os.path.join(glob.escape(checkpoint_dir), "%s")
+  indexes = tf.io.gfile.glob(pattern % "*.index")
+  temporaries = tf.io.gfile.glob(pattern % "checkpoint.tmp*")
+  if not indexes and not temporaries:
+    return
+  def step(name: str) -> int:
+    match = _CHECKPOINT_INDEX_RE.search(name)
+    return int(match.group(1)) if match else -1
+  latest = max(indexes, key=step)[:-len(".index")] if indexes else None
+  found = sorted(os.path.basename(name) for name in indexes + temporaries)
+  raise tf.errors.FailedPreconditionError(
+      None, None, f"{checkpoint_dir} has no \"checkpoint\" state file but "
+      f"holds checkpoint files ({len(found)}: "
+      f"{', '.join(found[:4])}{', ...' if len(found) > 4 else ''}): the "
+      "state file was lost (a rename of it that failed midway, as on HDFS, "
+      "leaves a checkpoint.tmp* file), and starting from scratch here would "
+      "save over those checkpoints. To resume, write the state file back"
+      + (", e.g. tf.compat.v1.train.update_checkpoint_state("
+         f"{checkpoint_dir!r}, {latest!r})" if latest else "") +
+      "; to start from scratch, move them away or use another directory")
+
+
 def checkpoint_state(
     checkpoint_dir: str) -> Optional[checkpoint_state_pb2.CheckpointState]:
   """The "checkpoint" state file of `checkpoint_dir`, its paths resolved,
-  or None when there is none.
+  or None when there is none (nor any checkpoint file).
 
   As `tf.train.get_checkpoint_state`, but a state file that exists and
   cannot be used is an error, not "no checkpoint" (after which a chief
-  would initialize what it should restore). Paths are made usable as
+  would initialize what it should restore), and so is a missing state
+  file beside checkpoint files. Paths are made usable as
   `_checkpoint_path_in` says; the latest one elsewhere is kept as named,
   the others elsewhere are left out (the Saver's rotation would delete
   that directory's files: a partial copy's older ones).
@@ -697,9 +727,12 @@ def checkpoint_state(
     tf.errors.DataLossError: the state file does not parse or names no
       checkpoint.
     tf.errors.NotFoundError: the latest checkpoint it names has no files.
+    tf.errors.FailedPreconditionError: there is no state file, but there
+      are checkpoint files ("<prefix>.index") or a state file's temporary.
   """
   state = _parsed_checkpoint_state(checkpoint_dir)
   if state is None:
+    _refuse_checkpoints_without_state(checkpoint_dir)
     return None
   state_path = os.path.join(checkpoint_dir, "checkpoint")
   if not state.model_checkpoint_path:
@@ -711,8 +744,8 @@ def checkpoint_state(
   if not checkpoint_files_exist(prefix):
     raise tf.errors.NotFoundError(
         None, None, f"checkpoint state file {state_path} names {prefix}, "
-        f"which has no files ({prefix}.index); restore it, or delete the "
-        "state file to start from scratch")
+        f"which has no files ({prefix}.index); restore them, or move the "
+        "directory's checkpoints and state file away to start from scratch")
   state.model_checkpoint_path = prefix
   resolved = []
   for path in state.all_model_checkpoint_paths:
@@ -819,7 +852,7 @@ def _restored_checkpoint(
 
 def latest_checkpoint(checkpoint_dir: str) -> Optional[str]:
   """The prefix of the latest checkpoint of `checkpoint_dir`, or None when
-  the directory has no "checkpoint" state file.
+  the directory has no "checkpoint" state file (nor checkpoint files).
 
   As `tf.train.latest_checkpoint`, but strict: see `checkpoint_state`,
   whose errors it raises.
@@ -904,8 +937,7 @@ def model_dir_fingerprint(model_dir: Optional[Union[str, os.PathLike]]) -> int:
   if not isinstance(model_dir, str) or not model_dir:
     raise ValueError(f"model_dir must be a non-empty string or None, got "
                      f"{model_dir!r}")
-  path = (model_dir.rstrip("/") if "://" in model_dir else
-          os.path.realpath(model_dir))
+  path = utils.comparable_path(model_dir)
   digest = hashlib.sha256(path.encode("utf-8")).digest()
   fingerprint = int.from_bytes(digest[:8], "little", signed=True)
   return 1 if fingerprint in (0, _NO_FINGERPRINT) else fingerprint

@@ -1,5 +1,6 @@
 """Tests for save_utils.SaveHelper."""
 
+import ast
 import collections
 import contextlib
 import os
@@ -343,12 +344,50 @@ def test_no_first_save_hook_skips_only_the_restored_step(tmp_path):
 
 
 def test_no_first_save_hook_saves_over_files_of_no_restored_step(tmp_path):
-  # A fresh start after the state file was deleted: step 0's leftover
-  # files are not the session's, so step 0 is saved (and recorded).
+  # A start that restores nothing (no checkpoint_dir): step 0's files
+  # are not the session's, so step 0 is saved (and recorded).
+  model_dir = str(tmp_path / "model")
+  assert _train(model_dir, 3) == (0, [0, 2, 3])
+  assert _train(model_dir, 1) == (0, [0, 1])
+
+
+def test_a_lost_state_file_beside_checkpoints_is_no_fresh_start(tmp_path):
+  # The state file was lost (e.g. an HDFS rename that failed after it
+  # deleted the old one): a fresh start would save over the checkpoints.
+  model_dir = str(tmp_path / "model")
+  assert _train(model_dir, 3) == (0, [0, 2, 3])
+  index = os.path.join(model_dir, "model.ckpt-3.index")
+  mtime = os.path.getmtime(index)
+  state_path = os.path.join(model_dir, "checkpoint")
+  os.rename(state_path, state_path + ".tmp0123")
+  for lost in (lambda: save_utils.latest_checkpoint(model_dir),
+               lambda: _train(model_dir, 6, restore=True)):
+    with pytest.raises(tf.errors.FailedPreconditionError) as e:
+      lost()
+    assert "has no \"checkpoint\" state file" in e.value.message
+    assert "checkpoint.tmp0123" in e.value.message
+    assert repr(os.path.join(model_dir, "model.ckpt-3")) in e.value.message
+  assert os.path.getmtime(index) == mtime
+  # The leftover temporary alone is refused too.
+  for name in os.listdir(model_dir):
+    if name.startswith("model.ckpt"):
+      os.remove(os.path.join(model_dir, name))
+  with pytest.raises(tf.errors.FailedPreconditionError, match="tmp0123"):
+    save_utils.latest_checkpoint(model_dir)
+
+
+def test_the_state_file_written_back_as_the_error_says_resumes(tmp_path):
   model_dir = str(tmp_path / "model")
   assert _train(model_dir, 3) == (0, [0, 2, 3])
   os.remove(os.path.join(model_dir, "checkpoint"))
-  assert _train(model_dir, 3, restore=True) == (0, [0, 2, 3])
+  with pytest.raises(tf.errors.FailedPreconditionError) as e:
+    save_utils.latest_checkpoint(model_dir)
+  advice = re.search(
+      r"tf\.compat\.v1\.train\.update_checkpoint_state\((.*?)\)",
+      e.value.message)
+  tf.compat.v1.train.update_checkpoint_state(
+      *ast.literal_eval(f"({advice.group(1)})"))
+  assert _train(model_dir, 6, restore=True) == (3, [5, 6])
 
 
 @contextlib.contextmanager

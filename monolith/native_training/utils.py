@@ -24,6 +24,7 @@ import ctypes
 import errno
 import numbers
 import os
+import posixpath
 import signal
 import socket
 import sys
@@ -322,13 +323,14 @@ def fspaths(paths: Any) -> Any:
 
 def comparable_path(path: str) -> str:
   """`path` normalized, so that two spellings of one file compare equal:
-  a URI's (gs://, hdfs://) collapsed ("a//b", "a/./b"), a local path
-  absolute with its links resolved (one may be relative; a file:// URI is
-  the local path it names)."""
+  a URI's (gs://, hdfs://) path collapsed ("a//b", "a/./b", a trailing
+  "/"; its scheme kept), a local path absolute with its links resolved
+  (one may be relative; a file:// URI is the local path it names)."""
   if path.startswith("file://"):
     path = path[len("file://"):]
   if "://" in path:
-    return os.path.normpath(path)
+    scheme, rest = path.split("://", 1)
+    return f"{scheme}://{posixpath.normpath(rest)}"
   return os.path.realpath(path)
 
 
