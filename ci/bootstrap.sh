@@ -66,9 +66,19 @@ fi
 # Hash of what the set-up depends on; the stamp in .bazelrc.user records it.
 stamp=$( (cat "$requirements" "${BASH_SOURCE[0]}"; echo "$venv $sok_dir $sandbox_base") | sha256sum | cut -c1-16)
 req_hash=$(sha256sum "$requirements" | cut -c1-16)
+# Whether the venv's python runs as the Python it was made with (major.minor):
+# bin/python links to the base interpreter, which may since have been removed
+# (pyenv uninstall) or upgraded in place (3.11 to 3.13, whose python finds
+# none of the venv's packages). ~10 ms.
+venv_runs() {
+  local made running
+  made=$(sed -n 's/^version *= *\([0-9]*\.[0-9]*\).*/\1/p' "$venv/pyvenv.cfg" 2>/dev/null)
+  running=$("$venv/bin/python" -S -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+  [ -n "$made" ] && [ "$made" = "$running" ]
+}
 # The venv may be shared by clones: its own marker says what it holds.
 ready() {
-  [ -f "$rc_user" ] && grep -q "^# stamp $stamp\$" "$rc_user" && [ -x "$venv/bin/python" ] \
+  [ -f "$rc_user" ] && grep -q "^# stamp $stamp\$" "$rc_user" && venv_runs \
     && [ "$(cat "$venv/.monolith-requirements" 2>/dev/null)" = "$req_hash" ] \
     && [ -f "$sok_dir/.complete" ] && command -v bazel >/dev/null
 }
@@ -97,9 +107,21 @@ if [ ${#missing[@]} -gt 0 ]; then
   # to let go of its locks instead of failing at once: DPkg::Lock::Timeout
   # covers dpkg's lock; update's lists lock is retried.
   for attempt in $(seq 60); do
-    as_root apt-get -o DPkg::Lock::Timeout=600 update -qq && break
-    [ "$attempt" -lt 60 ] || exit 1
-    log "apt-get update failed (another apt running?); retrying in 10 s"
+    if update_errors=$(as_root apt-get -o DPkg::Lock::Timeout=600 update -qq 2>&1); then
+      break
+    fi
+    echo "$update_errors" >&2
+    if ! grep -qiE "could not get lock|unable to lock" <<< "$update_errors"; then
+      # E.g. one third-party source's expired key: the install below may
+      # still find every package in the lists it has.
+      log "apt-get update failed (above; fix or remove that source); installing from the package lists as they are"
+      break
+    fi
+    if [ "$attempt" -eq 60 ]; then
+      log "apt-get update: another apt held its lock for 10 minutes; run ./bazelw again once it is done"
+      exit 1
+    fi
+    log "apt-get update waits for another apt's lock; retrying in 10 s"
     sleep 10
   done
   apt_install() {
@@ -115,6 +137,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+if [ -f "$venv/.monolith-requirements" ] && ! venv_runs; then
+  log "$venv/bin/python does not run as the Python the venv was made with (removed or upgraded since?): making the venv again"
+  rm -rf "$venv"
+fi
 if [ "$(cat "$venv/.monolith-requirements" 2>/dev/null)" != "$req_hash" ]; then
   log "setting up the Python venv in $venv (TensorFlow: about 2 GB, under a minute)"
   # Gone until the install succeeds: a run killed inside pip leaves a venv
@@ -132,19 +158,10 @@ if [ ! -f "$sok_dir/.complete" ]; then
   log "fetching merlin-sok $sok_version (HierarchicalKV headers, 8.7 MB)"
   download=$(mktemp -d)
   trap 'rm -rf "$download"' EXIT
-  # pip resolves the file through the configured index and checks its hash
-  # before it prepares the sdist's metadata (a few seconds: the sdist's
-  # build code runs in an isolated environment of its build requirements'
-  # wheels); it installs nothing.
-  echo "merlin-sok==$sok_version --hash=sha256:$sok_sha256" > "$download/requirements.txt"
-  "$venv/bin/python" -m pip download -q --disable-pip-version-check --no-deps \
-    --no-binary merlin-sok --require-hashes -r "$download/requirements.txt" -d "$download"
-  archive="$download/merlin-sok-$sok_version.tar.gz"
-  got=$(sha256sum "$archive" | cut -d' ' -f1)
-  if [ "$got" != "$sok_sha256" ]; then
-    log "merlin-sok-$sok_version.tar.gz has sha256 $got, expected $sok_sha256; not using it"
-    exit 1
-  fi
+  # From the index pip uses, sha256-checked, and never run (pip download
+  # would run the sdist's build code and fetch its build requirements).
+  archive=$("$venv/bin/python" "$root/ci/fetch_sdist.py" merlin-sok "$sok_version" \
+    "$sok_sha256" "$download")
   prefix="merlin-sok-$sok_version"
   hkv="$prefix/third_party/HierarchicalKV"
   tar -xzf "$archive" -C "$download" "$hkv/include" "$hkv/LICENSE"

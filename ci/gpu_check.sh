@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Checks the CUDA half of the op library on a machine with an NVIDIA GPU, in
 # one go: the driver, TensorFlow's view of the GPU (installing
-# tensorflow[and-cuda]==2.21.0, the CUDA 12 libraries TF needs, into the venv
-# if it sees none), the --config=cuda build, and the GPU tests (C++ and
+# tensorflow[and-cuda]==2.21.0, the CUDA 12 libraries TF needs, into its own
+# venv if it sees none), the --config=cuda build, and the GPU tests (C++ and
 # through TF), which must run (a skipped GPU test fails here), then the GPU
 # benchmark against HierarchicalKV. Writes a summary to
 # ${1:-gpu_check_summary.txt} (the benchmark's output beside it, in
@@ -20,7 +20,11 @@ set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 summary=$(realpath -m "${1:-gpu_check_summary.txt}")
 targets="//monolith/native_training/runtime/hash_table/gpu/... //monolith/native_training:multi_hash_table_gpu_test"
-venv=${MONOLITH_VENV:-$HOME/.cache/monolith/venv}
+# Its own venv (made from the lock, as any): the CUDA libraries installed
+# below come unpinned from the network, and stay out of the venv that other
+# clones and the CPU tests use. Later plain ./bazelw runs go back to that one.
+venv=$(realpath -m "${MONOLITH_GPU_VENV:-$HOME/.cache/monolith/venv-gpu}")
+export MONOLITH_VENV=$venv
 failed=0
 
 say() { echo "$*" | tee -a "$summary"; }

@@ -13,8 +13,9 @@ venv's protoc matches the protobuf version TF bundles, and exposes:
 
 It is configured again when MONOLITH_REQUIREMENTS (the hash of
 ci/requirements.lock, also from .bazelrc.user) changes, i.e. after ./bazelw
-reinstalled the venv's packages at the same path; after reinstalling TF by
-hand run `bazel sync --configure`.
+reinstalled the venv's packages at the same path, and when the lock changes,
+which it then refuses until the bootstrap has installed it; after
+reinstalling TF by hand run `bazel sync --configure`.
 """
 
 _PYTHON_ENV = "MONOLITH_PYTHON"
@@ -43,6 +44,16 @@ def _tf_configure_impl(ctx):
                "its .bazelrc.user (another workspace: try-import that file).") % _PYTHON_ENV)
     if not ctx.path(python).exists:
         _fail("%s=%s does not exist. Run monolith's ./bazelw to (re)create the venv." % (_PYTHON_ENV, python))
+
+    # A workspace on plain Bazel that pulled a monolith of another lock would
+    # build against the venv's old packages. Reading the lock through its
+    # label also configures this again when the lock changes.
+    lock = ctx.path(Label("//ci:requirements.lock"))
+    lock_hash = ctx.execute(["sha256sum", str(lock)]).stdout[:16]
+    installed = ctx.os.environ.get(_REQUIREMENTS_ENV, "")
+    if lock_hash != installed:
+        _fail(("%s (hash %s) is not what the venv holds (%s=%s): run (cd %s && ./bazelw info release) " +
+               "to install it, then build again.") % (lock, lock_hash, _REQUIREMENTS_ENV, installed, lock.dirname.dirname))
 
     probe = ctx.execute([python, "-c", _PROBE], environment = {"TF_CPP_MIN_LOG_LEVEL": "3"}, quiet = True)
     if probe.return_code != 0:
