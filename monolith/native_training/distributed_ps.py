@@ -813,7 +813,7 @@ class DistributedMultiTypeHashTable(
   def restore(
       self,
       basenames: Any,
-      strict: bool = False,
+      strict: Optional[bool] = None,
       values_only: Sequence[str] = (),
       ps_group: bool = False) -> DistributedMultiTypeHashTable:
     """Restores the checkpoints of the tables of any number of PS tasks.
@@ -830,9 +830,11 @@ class DistributedMultiTypeHashTable(
     returns them, or as tensors), PS i its own.
 
     Args:
-      basenames: list (or 1-D string tensor) of checkpoint path prefixes.
+      basenames: list (or 1-D string tensor) of checkpoint path prefixes;
+        while exporting a standalone model, paths become the SavedModel's
+        assets (see `MultiHashTable.restore`).
       strict: whether table names that differ between a checkpoint and the
-        tables are an error.
+        tables are an error; None: while exporting only.
       values_only: slots whose optimizer changed since the save: they
         restore their values and start the optimizer state afresh (see
         `MultiHashTable.restore`).
@@ -874,7 +876,8 @@ class DistributedMultiTypeHashTable(
     # all.
     by_ps_index = ps_group or (isinstance(basenames, (list, tuple)) and
                                _saves_of_one_ps_group(basenames))
-    if not by_ps_index:
+    if not by_ps_index and not export_context.is_exporting_standalone():
+      # (While exporting, each table's restore makes paths its assets.)
       basenames = tf.convert_to_tensor(basenames, dtype=tf.string)
     for i, table in enumerate(self._tables):
       to_read = basenames

@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import re
 import types
 
 import numpy as np
@@ -256,12 +257,28 @@ def test_a_standalone_export_serves_every_ps_table_in_one_process(
       assert len(basenames) == 2
       looked_up = served.restore(basenames).lookup(
           {name: _id(ids) for name in configs})
-    # With the same PS count each table reads only its own PS's save.
-    read = [[
-        b.decode() for b in tf.get_static_value(op.inputs[1]).ravel()
-    ] for op in graph.get_operations()
+    # With the same PS count each table reads only its own PS's save,
+    # from the SavedModel's copies of its files (assets) once exported.
+    def saves_read(op):
+      paths, ops = set(), [op.inputs[1].op]
+      while ops:
+        producer = ops.pop()
+        if producer.type == "Const":
+          paths.add(re.sub(r"(\.meta)?-[0-9]{5}-of-[0-9]{5}$", "",
+                           tf.get_static_value(producer.outputs[0]).item()
+                           .decode()))
+        ops.extend(i.op for i in producer.inputs)
+      return sorted(paths)
+
+    read = [saves_read(op) for op in graph.get_operations()
             if op.type == "MonolithMultiHashTableRestoreResharded"]
     assert read == [[basenames[0]], [basenames[1]]]
+    assets = sorted(
+        os.path.basename(tf.get_static_value(asset).item().decode())
+        for asset in graph.get_collection(tf1.GraphKeys.ASSET_FILEPATHS))
+    assert assets == sorted(
+        f"{os.path.basename(b)}{kind}-00000-of-00001"
+        for b in basenames for kind in ("", ".meta"))
     on_ps = [op.name for op in graph.get_operations() if "/job:" in op.device]
     assert not on_ps
     # No cluster: the SavedModel's process holds both PS's tables.

@@ -95,12 +95,43 @@ def _train_and_save(basename: str):
   return trained
 
 
-def _export(basename: str, export_dir: str):
-  """Builds the serving graph and writes the SavedModel."""
+def _restore_from_assets(table: multi_hash_table_ops.MultiHashTable,
+                         basename: str) -> tf.Operation:
+  """The restore of `table` from asset paths the caller made (tensors, which
+  the restore takes as given): the checkpoint files become assets; restore
+  reads them at load time."""
+  # The save's own files only: not another table's of a name it begins
+  # ("<basename>_x"), nor a killed save's temporaries.
+  files = sorted(
+      glob.glob(glob.escape(basename) + "-[0-9]*-of-[0-9]*") +
+      glob.glob(glob.escape(basename) + ".meta-[0-9]*-of-[0-9]*"))
+  files = [f for f in files if re.search(_SHARD_SUFFIX, f)]
+  assert any(".meta-" in f for f in files), files
+  asset_paths = []
+  for i, path in enumerate(files):
+    asset = tf.constant(path, name=f"table_asset_{i}")
+    tf1.add_to_collection(tf1.GraphKeys.ASSET_FILEPATHS, asset)
+    asset_paths.append(asset)
+  data_shard = next(asset for asset, path in zip(asset_paths, files)
+                    if ".meta-" not in path)
+  restore_basename = tf.strings.regex_replace(data_shard, _SHARD_SUFFIX, "")
+  # strict: a table the checkpoint lacks (renamed since training) fails
+  # the load instead of serving zeros.
+  with tf.control_dependencies([table.initializer]):
+    return table.restore(restore_basename, strict=True).as_op()
+
+
+def _export(basename: str, export_dir: str, by_path: bool = False):
+  """Builds the serving graph and writes the SavedModel; the names of its
+  assets. `by_path`: the restore is given `basename` as a path while
+  exporting, and makes the assets itself."""
   with tf.Graph().as_default() as graph:
     with export_context.enter_export_mode(
         export_context.ExportMode.STANDALONE):
       table = multi_hash_table_ops.MultiHashTable.from_configs(_configs())
+      if by_path:
+        with tf.control_dependencies([table.initializer]):
+          restore_by_path = table.restore(basename)
 
     # The table was created with SERVING entries and the compressors.
     mconfig = embedding_hash_table_pb2.MultiEmbeddingHashTableConfig()
@@ -113,27 +144,16 @@ def _export(basename: str, export_dir: str):
       assert (config.entry_config.segments[0].comp_config.WhichOneof("type")
               == compressor)
 
-    # The checkpoint files become assets; restore reads them at load time.
-    # The save's own files only: not another table's of a name it begins
-    # ("<basename>_x"), nor a killed save's temporaries.
-    files = sorted(
-        glob.glob(glob.escape(basename) + "-[0-9]*-of-[0-9]*") +
-        glob.glob(glob.escape(basename) + ".meta-[0-9]*-of-[0-9]*"))
-    files = [f for f in files if re.search(_SHARD_SUFFIX, f)]
-    assert any(".meta-" in f for f in files), files
-    asset_paths = []
-    for i, path in enumerate(files):
-      asset = tf.constant(path, name=f"table_asset_{i}")
-      tf1.add_to_collection(tf1.GraphKeys.ASSET_FILEPATHS, asset)
-      asset_paths.append(asset)
-    data_shard = next(asset for asset, path in zip(asset_paths, files)
-                      if ".meta-" not in path)
-    restore_basename = tf.strings.regex_replace(data_shard, _SHARD_SUFFIX,
-                                                "")
-    # strict: a table the checkpoint lacks (renamed since training) fails
-    # the load instead of serving zeros.
-    with tf.control_dependencies([table.initializer]):
-      restore = table.restore(restore_basename, strict=True).as_op()
+    if by_path:
+      # strict, as while exporting by default.
+      (restore_op,) = [op for op in graph.get_operations()
+                       if op.type == "MonolithMultiHashTableRestore"]
+      assert restore_op.get_attr("strict")
+      restore = restore_by_path.as_op()
+    else:
+      restore = _restore_from_assets(table, basename)
+    files = [tf.get_static_value(asset).item().decode() for asset in
+             tf1.get_collection(tf1.GraphKeys.ASSET_FILEPATHS)]
     main_op = tf.group(restore, name="restore_hash_tables")
 
     ids = {
@@ -164,20 +184,23 @@ def _export(basename: str, export_dir: str):
   return [os.path.basename(f) for f in files]
 
 
-def test_served_embeddings_equal_trained_ones(tmp_path):
+@pytest.mark.parametrize("by_path", [False, True])
+def test_served_embeddings_equal_trained_ones(tmp_path, by_path):
   ckpt_dir = os.path.join(tmp_path, "ckpt")
   basename = os.path.join(ckpt_dir, "tables")
   export_dir = os.path.join(tmp_path, "saved_model")
   trained = _train_and_save(basename)
   # Another table's save of a name it begins, and a killed save's
-  # temporary: not this save's files.
+  # temporary: not this save's files (a restore given a path takes
+  # temporaries too, which restores may read: this one it ignores).
   for name in ("tables_x-00000-of-00001", "tables_x.meta-00000-of-00001",
                "tables-00000-of-00001-tmp-0123456789abcdef"):
     with open(os.path.join(ckpt_dir, name), "w") as f:
       f.write("other")
-  asset_names = _export(basename, export_dir)
-  assert sorted(asset_names) == [
-      "tables-00000-of-00001", "tables.meta-00000-of-00001"]
+  asset_names = _export(basename, export_dir, by_path)
+  assert sorted(asset_names) == sorted(
+      ["tables-00000-of-00001", "tables.meta-00000-of-00001"] +
+      (["tables-00000-of-00001-tmp-0123456789abcdef"] if by_path else []))
   assert sorted(os.listdir(os.path.join(export_dir,
                                         "assets"))) == sorted(asset_names)
   # The SavedModel does not need the training checkpoint.
@@ -223,6 +246,22 @@ def test_served_embeddings_equal_trained_ones(tmp_path):
   np.testing.assert_array_equal(served["fp16_slot"][-1], np.zeros(3))
   # Trained values are not all float16-representable: fp16 did round.
   assert not np.array_equal(served["fp16_slot"][:-1], trained["fp16_slot"])
+
+
+def test_an_export_refuses_paths_it_cannot_make_assets_of(tmp_path):
+  for directory in ("a", "b"):
+    _train_and_save(os.path.join(tmp_path, directory, "tables"))
+  with tf.Graph().as_default(), export_context.enter_export_mode(
+      export_context.ExportMode.STANDALONE):
+    table = multi_hash_table_ops.MultiHashTable.from_configs(_configs())
+    with pytest.raises(ValueError, match="exporting: no table checkpoint at "
+                       ".*missing"):
+      table.restore(os.path.join(tmp_path, "missing"))
+    table.restore(os.path.join(tmp_path, "a", "tables"))
+    # Another save whose files have the same names: the SavedModel's
+    # assets/ folder would rename them.
+    with pytest.raises(ValueError, match="have one file name"):
+      table.restore(os.path.join(tmp_path, "b", "tables"))
 
 
 def test_a_serving_save_makes_assets_of_values_only(tmp_path):

@@ -49,6 +49,8 @@ from monolith.native_training import save_utils
 from monolith.native_training import utils
 from monolith.native_training.hash_table_utils import infer_dim_size
 from monolith.native_training.model_export.export_context import is_exporting
+from monolith.native_training.model_export.export_context import \
+    is_exporting_standalone
 from monolith.native_training.multi_type_hash_table import BaseMultiTypeHashTable
 from monolith.native_training.proto import ckpt_info_pb2
 from monolith.native_training.runtime.hash_table import embedding_hash_table_pb2
@@ -496,6 +498,76 @@ def _local_table_files(shared_name: str) -> "re.Pattern[str]":
   temporaries included."""
   return re.compile(
       re.escape(shared_name) + r"(\.meta)?-[0-9]{5}-of-[0-9]{5}(-tmp-.+)?")
+
+
+def _as_export_assets(basenames: Any) -> Any:
+  """`basenames` (a path, or a list; tensors pass through), while exporting
+  a standalone model (`export_context.enter_export_mode(STANDALONE)`), as
+  tensors of the SavedModel's own copies of the saves' files. (A
+  distributed export's tables restore on PS tasks, which read the paths
+  as given.)
+
+  Each path's save files (data and meta, temporaries included: what the
+  restore op lists) are added to the graph's
+  `tf.compat.v1.GraphKeys.ASSET_FILEPATHS`: a SavedModel built with that
+  collection (`Builder.add_meta_graph_and_variables(assets_collection=...)`)
+  copies them into its assets/ folder, and its loader feeds their new
+  paths. A SavedModel that read them where training wrote them would lose
+  its tables once checkpoint rotation deleted them, and on any other host.
+
+  Raises:
+    ValueError: a path with no save files, or two saves whose files share a
+      name (the SavedModel would rename one).
+  """
+  if not is_exporting_standalone():
+    return basenames
+  if isinstance(basenames, (list, tuple)):
+    return [_as_export_assets(b) for b in basenames]
+  if not isinstance(basenames, str):
+    return basenames  # a tensor: the caller's own (e.g. asset paths)
+  graph = tf.compat.v1.get_default_graph()
+  exported = graph_meta.get_meta("hash_table_export_assets", dict)
+  if basenames in exported:
+    return exported[basenames]
+  directory, base = os.path.split(basenames)
+  pattern = _local_table_files(base)
+  files = sorted(
+      os.path.join(directory, name.rstrip("/"))
+      for name in tf.io.gfile.listdir(directory or ".")
+      if pattern.fullmatch(name.rstrip("/")))
+  if not files:
+    raise ValueError(f"exporting: no table checkpoint at {basenames} (no "
+                     f"file {base}(.meta)-SSSSS-of-NNNNN in "
+                     f"{directory or '.'})")
+  names = graph_meta.get_meta("hash_table_export_asset_names", dict)
+  for path in files:
+    other = names.setdefault(os.path.basename(path), path)
+    if other != path:
+      raise ValueError(
+          f"exporting: {path} and {other} have one file name, which a "
+          "SavedModel's assets/ folder holds once (it would rename one, and "
+          "its restore would not find it)")
+  # Outside the caller's control dependencies: the loader feeds the asset
+  # tensors, which cuts them off from their ops' control inputs, so those
+  # must fall on the restore op itself (e.g. on the table's initializer).
+  with tf.control_dependencies(None):
+    assets = [tf.constant(path, name="hash_table_asset") for path in files]
+    for asset in assets:
+      tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.ASSET_FILEPATHS,
+                                     asset)
+    # Any file names the basename: what follows it is the pattern's.
+    exported[basenames] = tf.strings.regex_replace(
+        assets[0], r"(\.meta)?-[0-9]{5}-of-[0-9]{5}(-tmp-.+)?$", "")
+  logging.info("Exporting: the %d files of the table checkpoint %s are the "
+               "SavedModel's assets.", len(files), basenames)
+  return exported[basenames]
+
+
+def _strict_by_default(strict: Optional[bool]) -> bool:
+  """`strict`, or where None, whether exporting: a SavedModel whose table
+  the checkpoint lacks (renamed since training) fails to load instead of
+  serving zeros."""
+  return is_exporting() if strict is None else strict
 
 
 def _check_names_apart_from_ps_groups(tables: List["MultiHashTable"]) -> None:
@@ -1589,7 +1661,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
 
   def restore(self,
               basename: tf.Tensor,
-              strict: bool = False,
+              strict: Optional[bool] = None,
               values_only: Sequence[str] = ()) -> "MultiHashTable":
     """Restores the checkpoint at `basename`, replacing the tables' entries.
 
@@ -1600,9 +1672,17 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     fail before any table is touched. TRAINING checkpoints restore into
     SERVING tables (only the values are kept).
 
+    While exporting a standalone model, a `basename` given as a path (not a
+    tensor) has its files made the SavedModel's assets (build it with
+    `assets_collection=tf.compat.v1.get_collection(
+    tf.compat.v1.GraphKeys.ASSET_FILEPATHS)`), and the restore reads the
+    SavedModel's copies: the SavedModel stands alone, however the
+    checkpoint rotates.
+
     Args:
       basename: string scalar, the path prefix `save` wrote.
-      strict: whether a mismatch of table names is an error.
+      strict: whether a mismatch of table names is an error; None: while
+        exporting only.
       values_only: tables (of `table_names`) whose optimizer changed since
         the save: their entries take the checkpoint's values and update
         times, and start the optimizer state as new entries do (another
@@ -1625,8 +1705,8 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     return self._copy_with_new_table(
         hash_table_ops.monolith_multi_hash_table_restore(
             mtable=self._handle,
-            basename=utils.fspaths(basename),
-            strict=strict,
+            basename=_as_export_assets(utils.fspaths(basename)),
+            strict=_strict_by_default(strict),
             values_only=self._checked_values_only(values_only)))
 
   def _checked_values_only(self, values_only: Sequence[str]) -> List[str]:
@@ -1642,7 +1722,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
                         basenames: Any,
                         id_modulus: int,
                         id_remainder: int,
-                        strict: bool = False,
+                        strict: Optional[bool] = None,
                         values_only: Sequence[str] = ()) -> "MultiHashTable":
     """Restores the entries of this id shard from several checkpoints.
 
@@ -1656,10 +1736,10 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
 
     Args:
       basenames: 1-D string tensor (or list), the checkpoints' path
-        prefixes, each given once.
+        prefixes, each given once (paths while exporting: as `restore`'s).
       id_modulus: the number of id shards (the new PS count), >= 1.
       id_remainder: this table's shard, in [0, id_modulus).
-      strict: whether a mismatch of table names is an error.
+      strict: as `restore`'s.
       values_only: as `restore`'s.
 
     Returns:
@@ -1679,10 +1759,10 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     return self._copy_with_new_table(
         hash_table_ops.monolith_multi_hash_table_restore_resharded(
             mtable=self._handle,
-            basenames=utils.fspaths(basenames),
+            basenames=_as_export_assets(utils.fspaths(basenames)),
             id_modulus=id_modulus,
             id_remainder=id_remainder,
-            strict=strict,
+            strict=_strict_by_default(strict),
             values_only=self._checked_values_only(values_only)))
 
   def feature_stat(self, basename: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
