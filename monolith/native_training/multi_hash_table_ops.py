@@ -374,8 +374,9 @@ def _joined_rates(pieces: List[tf.Tensor]) -> tf.Tensor:
 
 @dataclasses.dataclass
 class MultiHashTableMetadata:
-  """Per-graph record of the shared names in use."""
-  name_set: set = dataclasses.field(default_factory=set)
+  """Per-graph record of the shared names in use: each one's creation op
+  (its name; "" while it is being built)."""
+  creators: Dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 class PsShard(NamedTuple):
@@ -1044,6 +1045,9 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
           seed=seed or 0,
           seed2=seed2 or 0)
       self._initializer = init_handle.op
+      graph_meta.get_meta("multi_hash_table_metadata",
+                          MultiHashTableMetadata).creators[
+                              self._shared_name] = self._initializer.name
       self._handle = hash_table_ops.read_monolith_multi_hash_table(
           shared_name=self._shared_name)
       is_initialized = hash_table_ops.is_hash_table_initialized(init_handle)
@@ -1075,9 +1079,19 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
         ops.prepend_name_scope(proto.initializer_op, import_scope))
     _check_proto_tables(proto, self._initializer)
     # Taken in this graph now (the graph that exported it may be this one):
-    # a new table of the same name would share the resource.
-    graph_meta.get_meta("multi_hash_table_metadata",
-                        MultiHashTableMetadata).name_set.add(self._shared_name)
+    # a new table of the same name would share the resource. So does one
+    # imported again under another scope (two models loaded into one
+    # graph): ops find resources by shared name, not by scope.
+    creators = graph_meta.get_meta("multi_hash_table_metadata",
+                                   MultiHashTableMetadata).creators
+    creator = creators.setdefault(self._shared_name, self._initializer.name)
+    if creator != self._initializer.name:
+      raise ValueError(
+          f"MultiHashTableProto of {self._shared_name!r}: its creation op "
+          f"{self._initializer.name} would share the tables of "
+          f"{creator}, which holds that shared name in this graph (ops find "
+          "a table by shared name, whatever the import scope): load each "
+          "model into a graph of its own, as TF Serving does")
     self._ps_placement = ((proto.num_ps, proto.ps_index)
                           if proto.HasField("num_ps") else None)
     self._ps_shard = (PsShard(proto.num_ps, proto.ps_index,
@@ -1288,10 +1302,10 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
   def _check_and_insert_name(cls, name: str) -> None:
     meta = graph_meta.get_meta("multi_hash_table_metadata",
                                MultiHashTableMetadata)
-    if name in meta.name_set:
+    if name in meta.creators:
       raise ValueError(f"shared_name {name} has already been used in this "
                        "graph; pass a different name_suffix")
-    meta.name_set.add(name)
+    meta.creators[name] = ""
 
   @property
   def table_names(self) -> Tuple[str]:

@@ -2112,6 +2112,20 @@ def test_an_imported_tables_name_is_taken():
                                                        name_suffix="i")
 
 
+def test_a_model_imported_twice_into_one_graph_is_refused():
+  # TF resources are found by shared name: the second import's tables
+  # would be the first's (its restore would replace their entries).
+  configs = {"slot0": test_utils.generate_test_hash_table_config(1)}
+  with tf.Graph().as_default():
+    multi_hash_table_ops.MultiHashTable.from_configs(configs)
+    meta_graph = tf1.train.export_meta_graph()
+  with tf.Graph().as_default():
+    tf1.train.import_meta_graph(meta_graph, import_scope="v1")
+    with pytest.raises(ValueError, match="v2/CreateMonolithMultiHashTable "
+                       "would share the tables of v1/"):
+      tf1.train.import_meta_graph(meta_graph, import_scope="v2")
+
+
 def test_a_table_needs_a_config():
   with pytest.raises(ValueError, match="configs is empty"):
     multi_hash_table_ops.MultiHashTable.from_configs({})
