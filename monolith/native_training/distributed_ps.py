@@ -313,8 +313,10 @@ class DistributedMultiTypeHashTable(
       names (`name_suffix`).
     transfer_float16: whether embeddings (PS to worker) and gradients
       (worker to PS) cross as float16, halving the bytes; they are cast on
-      the sending side and back to float32 on the receiving side. Ids,
-      assigned values and learning rates cross as they are.
+      the sending side and back to float32 on the receiving side (11
+      significant bits; magnitudes below 2^-14 lose bits, those up to
+      2^-25 arrive as 0, those past 65504 as +-65504). Ids, assigned values
+      and learning rates cross as they are.
     max_rpc_deadline_millis: the original's argument in this position, for
       its remote-predict serving, which is not built here: accepted and not
       used (RPC deadlines come from the session's operation timeout).

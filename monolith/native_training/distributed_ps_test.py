@@ -65,6 +65,22 @@ def _create(configs, num_ps=2, **kwargs):
       num_ps, configs, **kwargs)
 
 
+def test_the_global_step_is_read_once_on_the_worker(_fresh_graph):
+  # Read on each PS, the step could differ between PS tasks within one
+  # step (a dense optimizer increments it beside the tables' updates).
+  table = _create({"a": _config(1)})
+  step = tf1.train.get_or_create_global_step()
+  table.apply_gradients({"a": (_id([1, 2]), _value([[1.0], [2.0]]))}, step)
+  reads = [op for op in _fresh_graph.get_operations()
+           if op.type == "ReadVariableOp" and op.name.startswith("dmtht_ag/")]
+  assert len(reads) == 1 and "/job:ps" not in reads[0].device, reads
+  optimizes = [op for op in _fresh_graph.get_operations()
+               if op.type.startswith("MonolithMultiHashTableOptimize")]
+  assert len(optimizes) == 2
+  for op in optimizes:
+    assert reads[0].outputs[0] in list(op.inputs)
+
+
 def test_building_eagerly_is_a_clear_error():
   with context.eager_mode():
     with pytest.raises(RuntimeError,

@@ -945,6 +945,9 @@ def _as_dtype(value: Any, dtype: tf.DType, what: str) -> tf.Tensor:
       return tf.convert_to_tensor(value, dtype)
     except (TypeError, ValueError) as e:
       raise ValueError(f"{what} must be {dtype.name}: {e}") from e
+  # A variable is read here, once: handed on, it would be read where each
+  # use runs (every PS task, each at its own moment of the step).
+  value = tf.convert_to_tensor(value)
   if value.dtype == dtype:
     return value
   same_kind = (value.dtype.is_integer if dtype.is_integer else
