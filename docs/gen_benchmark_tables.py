@@ -279,6 +279,10 @@ def _markdown(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 def _hash_table(lines: List[Dict]) -> str:
   rows = []
   for r in lines:
+    if "skipped" in r:  # a size that would not fit in memory
+      rows.append([str(r["dim"]), _count(r["ids"]),
+                   f"(skipped: {r['skipped']})"] + [""] * 14)
+      continue
     one = r["threads"] == 1
     rows.append([
         str(r["dim"]),
@@ -294,19 +298,26 @@ def _hash_table(lines: List[Dict]) -> str:
         _millions(r["optimize_ids_per_s"]),
         _millions(r["peer_lookup_ids_per_s"]),
         _fixed(2)(r["lookup_ratio_vs_peer"]),
-        _fixed(2)(r["median_round_ratio"]),
+        # Runs before median_round_ratio_vs_1thread put ours 2 / 1 threads
+        # in a 2-thread row's median_round_ratio: no ratio to the map.
+        _fixed(2)(r["median_round_ratio"])
+        if one or "median_round_ratio_vs_1thread" in r else "",
         _fixed(2)(r["lookup_ratio_vs_1thread"]),
+        "" if one else _fixed(2)(
+            r.get("median_round_ratio_vs_1thread",
+                  r["median_round_ratio"])),
         "" if one else _fixed(2)(r["peer_median_ratio_vs_1thread"]),
     ])
   table = _markdown([
       "dim", "ids", "threads", "insert/s", "insert/s (fresh memory)",
       "insert/s (steady)", "insert / lookup", "steady / lookup", "assign/s", "lookup/s", "adagrad/s", "map lookup/s",
-      "lookup vs map", "median of rounds", "vs 1 thread",
-      "map's 2/1 threads"
+      "lookup vs map", "median of rounds vs map", "vs 1 thread",
+      "median of rounds vs 1 thread", "map's 2/1 threads"
   ], rows)
   sizes = _markdown([
       "dim", "ids", "bytes/entry (payload)", "table's own count",
-      "map bytes/entry", "map insert/s", "random 64 B reads/s",
+      "map bytes/entry", "map insert/s (fresh memory)",
+      "fresh-memory insert vs map", "random 64 B reads/s",
       "lookup / random reads", "random line pairs/s (one 4 KiB page)",
       "random line pairs/s (two pages)", "lookup / two-page pairs",
       "longest lookup stall (ms)", "longest host pause (ms)", "longest stall outside host pauses (ms)",
@@ -318,6 +329,7 @@ def _hash_table(lines: List[Dict]) -> str:
       f"{r['table_bytes_per_entry']:.0f}",
       f"{r['peer_bytes_per_entry']:.0f}",
       _millions(r["peer_insert_ids_per_s"]),
+      _fixed(2)(r["fresh_insert_ratio_vs_peer"]),
       _millions(r["random_64b_reads_per_s"]),
       _fixed(2)(r["lookup_ratio_vs_random_reads"]),
       _millions(r["random_same_page_pairs_per_s"]),
@@ -328,7 +340,7 @@ def _hash_table(lines: List[Dict]) -> str:
       _fixed(1)(r["longest_lookup_stall_outside_host_pauses_ms"]),
       _fixed(1)(r["longest_lookup_without_writer_ms"]),
       _fixed(1)(r["longest_shard_growth_ms"]),
-  ] for r in lines if r["threads"] == 1))
+  ] for r in lines if r.get("threads") == 1))
   return (table + "\n\nPer size (one thread; the random reads come from a "
           "buffer as large as the table):\n\n" + sizes)
 
@@ -336,6 +348,10 @@ def _hash_table(lines: List[Dict]) -> str:
 def _multi_hash_table_scale(lines: List[Dict]) -> str:
   rows = []
   for r in lines:
+    if "skipped" in r:  # ours not measured at this size
+      rows.append([str(r["dim"]), _count(r["ids"]),
+                   f"(ours skipped: {r['skipped']})"] + [""] * 11)
+      continue
     rows.append([
         str(r["dim"]),
         _count(r["ids"]),
@@ -360,7 +376,8 @@ def _multi_hash_table_scale(lines: List[Dict]) -> str:
       "lookup vs peer", "bytes/entry adagrad (payload)",
       "bytes/entry sgd (payload)", "peer bytes/entry"
   ], rows)
-  largest = max(lines, key=lambda r: (r["dim"] == 16, r["ids"]))
+  largest = max((r for r in lines if "skipped" not in r),
+                key=lambda r: (r["dim"] == 16, r["ids"]))
   gib = 100e6 * largest["bytes_per_entry"] / (1 << 30)
   sgd = largest["sgd_bytes_per_entry"]
   sizing = (f"\n\nSizing a PS from the largest point measured "
@@ -644,7 +661,8 @@ TABLES = [
            "assign_ids_per_s", "lookup_ids_per_s", "optimize_ids_per_s",
            "peer_lookup_ids_per_s", "lookup_ratio_vs_peer",
            "lookup_ratio_vs_1thread", "median_round_ratio",
-           "peer_median_ratio_vs_1thread", "bytes_per_entry",
+           "peer_median_ratio_vs_1thread", "fresh_insert_ratio_vs_peer",
+           "skipped", "bytes_per_entry",
            "table_bytes_per_entry", "peer_bytes_per_entry",
            "peer_insert_ids_per_s", "payload_bytes_per_entry",
            "random_64b_reads_per_s", "lookup_ratio_vs_random_reads",
@@ -658,7 +676,7 @@ TABLES = [
           ("dim", "ids", "peer", "peer_layout", "insert_ids_per_s",
            "insert_ratio_vs_lookup", "lookup_ids_per_s", "update_ids_per_s",
            "apply_gradients_ids_per_s", "peer_insert_ids_per_s",
-           "peer_lookup_ids_per_s", "lookup_ratio", "peer_skipped",
+           "peer_lookup_ids_per_s", "lookup_ratio", "peer_skipped", "skipped",
            "bytes_per_entry", "payload_bytes_per_entry",
            "sgd_bytes_per_entry", "sgd_payload_bytes_per_entry",
            "peer_bytes_per_entry")),

@@ -21,7 +21,12 @@ HEADER = {
 
 # As hash_table_benchmark.cc prints them (printf, one line per size, dim and
 # thread count).
-def _hash_table_line(threads, lookup, insert_ratio, stall):
+def _hash_table_line(threads, lookup, insert_ratio, stall, scaling=None):
+  """`scaling`: median_round_ratio_vs_1thread, which runs before
+  2026-12-07 lacked (their 2-thread median_round_ratio was ours 2 / 1
+  threads)."""
+  new_key = ("" if scaling is None else
+             '"median_round_ratio_vs_1thread": %.3f, ' % scaling)
   return (
       '{"bench": "hash_table", "dim": 16, "threads": %d, "ids": 16000000, '
       '"batch": 65536, "optimizer": "adagrad", "insert_ids_per_s": 4600000, '
@@ -33,7 +38,9 @@ def _hash_table_line(threads, lookup, insert_ratio, stall):
       '"peer_insert_ids_per_s": 839000, "peer_lookup_ids_per_s": 5240000, '
       '"lookup_ratio_vs_peer": 1.553, "lookup_ratio_vs_peer_1thread": 1.553, '
       '"insert_ratio_vs_peer": 5.483, "lookup_ratio_vs_1thread": 1.000, '
-      '"median_round_ratio": 1.570, "peer_median_ratio_vs_1thread": 2.290, '
+      '"median_round_ratio": 1.570, %s'
+      '"peer_median_ratio_vs_1thread": 2.290, '
+      '"fresh_insert_ratio_vs_peer": 2.265, '
       '"optimize_ratio_vs_lookup": 0.640, "random_64b_reads_per_s": 78000000, '
       '"lookup_ratio_vs_random_reads": 0.104, '
       '"random_same_page_pairs_per_s": 31000000, '
@@ -47,7 +54,7 @@ def _hash_table_line(threads, lookup, insert_ratio, stall):
       '"longest_lookup_stall_outside_host_pauses_ms": 4.100, '
       '"longest_shard_growth_ms": 36.110, '
       '"peer_measured_alongside": true}' % (threads, lookup, insert_ratio,
-                                             stall))
+                                             new_key, stall))
 
 
 HASH_TABLE = [
@@ -223,15 +230,33 @@ def test_hash_table_rows():
   assert ("| dim | ids | threads | insert/s | insert/s (fresh memory) | "
           "insert/s (steady) | insert / lookup | steady / lookup | assign/s | "
           "lookup/s | adagrad/s | map lookup/s | lookup vs map | "
-          "median of rounds | vs 1 thread | map's 2/1 threads |") in block
+          "median of rounds vs map | vs 1 thread | "
+          "median of rounds vs 1 thread | map's 2/1 threads |") in block
   assert ("| 16 | 16,000,000 | 1 | 4.6 M | 1.9 M | 5.0 M | 0.56 | 0.61 | "
-          "15.5 M | 8.1 M | 11.7 M | 5.2 M | 1.55 | 1.57 | 1.00 |  |") in block
+          "15.5 M | 8.1 M | 11.7 M | 5.2 M | 1.55 | 1.57 | 1.00 |  |  |"
+         ) in block
+  # An older run's 2-thread median was ours 2 / 1 threads: not shown as
+  # a ratio to the map.
   assert ("| 16 | 16,000,000 | 2 |  |  |  |  |  | 15.5 M | 22.8 M | 11.7 M | "
-          "5.2 M | 1.55 | 1.57 | 1.00 | 2.29 |") in block
-  assert ("| 16 | 16,000,000 | 162 (136) | 158 | 108 | 0.8 M | 78.0 M | "
-          "0.10 | 31.0 M | 16.0 M | 0.51 | 27.9 | 30.2 | 4.1 | 12.5 | "
-          "36.1 |") in block
+          "5.2 M | 1.55 |  | 1.00 | 1.57 | 2.29 |") in block
+  assert ("| dim | ids | bytes/entry (payload) | table's own count | "
+          "map bytes/entry | map insert/s (fresh memory) | "
+          "fresh-memory insert vs map |") in block
+  assert ("| 16 | 16,000,000 | 162 (136) | 158 | 108 | 0.8 M | 2.27 | "
+          "78.0 M | 0.10 | 31.0 M | 16.0 M | 0.51 | 27.9 | 30.2 | 4.1 | "
+          "12.5 | 36.1 |") in block
   assert "old text" not in block
+  out = gen.render_document(ALL_TABLES, _runs(hash_table_benchmark=[
+      HASH_TABLE[0], _hash_table_line(2, 22800000, 0.202, 27.9, 1.9)]))
+  assert ("| 16 | 16,000,000 | 2 |  |  |  |  |  | 15.5 M | 22.8 M | 11.7 M | "
+          "5.2 M | 1.55 | 1.57 | 1.00 | 1.90 | 2.29 |") in _block(
+              out, "hash_table")
+  # A size that would not fit in memory is said, not left out.
+  out = gen.render_document(ALL_TABLES, _runs(hash_table_benchmark=HASH_TABLE + [
+      '{"bench": "hash_table", "dim": 64, "ids": 64000000, "skipped": '
+      '"it needs ~34.1 GiB, 21.6 GiB are available"}']))
+  assert ("| 64 | 64,000,000 | (skipped: it needs ~34.1 GiB, 21.6 GiB are "
+          "available) |" + "  |" * 14) in _block(out, "hash_table")
 
 
 def test_multi_hash_table_scale_rows_and_sizing():
@@ -247,6 +272,17 @@ def test_multi_hash_table_scale_rows_and_sizing():
   ]
   assert ("100 M ids at dim 16 need about 15 GiB with adagrad entries and "
           "9 GiB with sgd entries.") in block
+  # A larger size where ours was not measured (a child killed): said, and
+  # the sizing stays with the largest point measured.
+  out = gen.render_document(ALL_TABLES, _runs(multi_hash_table_scale=SCALE + [
+      json.dumps({"bench": "multi_hash_table_scale", "dim": 16, "tables": 8,
+                  "ids": 64000000, "batch": 65536, "optimizer": "adagrad",
+                  "repeats": 11, "skipped": "the child exited with -9"})]))
+  block = _block(out, "multi_hash_table_scale")
+  assert ("| 16 | 64,000,000 | (ours skipped: the child exited with -9) |"
+          + "  |" * 11) in block
+  assert ("Sizing a PS from the largest point measured (16,000,000 ids at "
+          "dim 16)") in block
 
 
 def test_multi_hash_table_rows():

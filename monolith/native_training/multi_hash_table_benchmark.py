@@ -375,7 +375,8 @@ def scale_child(structure: str, dim: int, args):
 
 
 def run_scale_point(structure: str, dim: int, ids: int, args) -> Dict:
-  """One scale child's result, or {"skipped": why}."""
+  """One scale child's result, or {"skipped": why} (with "failed": True
+  where the child failed, which fails the benchmark)."""
   need = projected_bytes(structure, dim, ids)
   have = mem_available()
   if need > 0.9 * have:
@@ -395,7 +396,8 @@ def run_scale_point(structure: str, dim: int, ids: int, args) -> Dict:
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
   out = subprocess.run(cmd, stdout=subprocess.PIPE, env=env)
   if out.returncode != 0:
-    return {"skipped": f"the child exited with {out.returncode}"}
+    return {"skipped": f"the child exited with {out.returncode}",
+            "failed": True}
   return json.loads(out.stdout.decode().strip().splitlines()[-1])
 
 
@@ -425,6 +427,18 @@ def scale_lines(points: List[Dict], args) -> List[Dict]:
     ours = p["results"][OURS + ":adagrad"]
     sgd = p["results"][OURS + ":sgd"]
     if "skipped" in ours:
+      # Said in the table, not left out (the sizing line would quietly
+      # move to a smaller point).
+      lines.append({
+          "bench": "multi_hash_table_scale",
+          "dim": p["dim"],
+          "tables": TABLES,
+          "ids": p["ids"],
+          "batch": args.batch,
+          "optimizer": "adagrad",
+          "repeats": args.repeats,
+          "skipped": ours["skipped"],
+      })
       continue
     first_bytes.setdefault(p["dim"], ours["bytes_per_entry"])
     for structure in SCALE_STRUCTURES[2:]:
@@ -1052,6 +1066,11 @@ def main():
   points = run_scale(dims, args) if "scale" in parts else []
   report(results, saves, args, points)
   print(f"# total {time.perf_counter() - start:.0f} s", file=sys.stderr)
+  failed = [(p["dim"], p["ids"], structure)
+            for p in points for structure, r in p["results"].items()
+            if r.get("failed")]
+  if failed:
+    sys.exit(f"scale children failed (dim, ids, structure): {failed}")
 
 
 if __name__ == "__main__":

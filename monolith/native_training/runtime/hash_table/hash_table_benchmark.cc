@@ -16,9 +16,10 @@
 // fit in memory at once, the map is built after our table is freed; sizes
 // where even one would not fit are skipped with what they need. Prints a table, then one JSON line per
 // configuration. med_rnd / median_round_ratio: the median over rounds of
-// that round's ratio (1 thread: ours / the map; 2 threads: 2 threads /
-// 1 thread); umap_sc / peer_median_ratio_vs_1thread: the same 2 threads /
-// 1 thread median for the map, what the host allowed.
+// that round's ours / the map on the row's threads; med_sc /
+// median_round_ratio_vs_1thread: the same median of ours on 2 threads /
+// ours on 1; umap_sc / peer_median_ratio_vs_1thread: that 2 / 1 thread
+// median for the map, what the host allowed.
 #include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
@@ -215,10 +216,12 @@ struct Result {
       bytes_per_entry, table_bytes_per_entry, map_bytes_per_entry,
       payload_bytes;
   RandomReads reads;  // at the table's size
-  // Median over rounds of this round's lookup rate / the round's reference
-  // (the map's for 1 thread, ours on 1 thread for 2): measured seconds
-  // apart, so less exposed to the host's slow spells than best-of-rounds.
+  // Median over rounds of this round's lookup rate / the map's on as many
+  // threads: measured seconds apart, so less exposed to the host's slow
+  // spells than best-of-rounds.
   double median_round_ratio;
+  // Our own 2-thread / 1-thread median (1 for 1 thread).
+  double median_scaling;
   // The map's own 2-thread / 1-thread median: how far this host lets a
   // memory-bound lookup loop scale at the time of the run.
   double map_median_scaling;
@@ -578,13 +581,18 @@ std::vector<Result> RunSize(int64_t num_ids, int rounds, bool together) {
   malloc_trim(0);
   const RandomReads random_reads = RandomReadsPerSecond(table_bytes);
 
-  // Per-round ratios where the rounds interleaved; else the medians' ratio.
-  auto median_ratio = [&](const std::vector<double>& a,
-                          const std::vector<double>& b) {
-    if (!together) return Median(a) / Median(b);
+  // The median of the rounds' own ratios (a and b measured in each round).
+  auto median_of_round_ratios = [](const std::vector<double>& a,
+                                   const std::vector<double>& b) {
     std::vector<double> ratios;
     for (size_t i = 0; i < a.size(); ++i) ratios.push_back(a[i] / b[i]);
     return Median(ratios);
+  };
+  // Ours against the map: per-round ratios where the rounds interleaved;
+  // else the medians' ratio.
+  auto median_ratio = [&](const std::vector<double>& a,
+                          const std::vector<double>& b) {
+    return together ? median_of_round_ratios(a, b) : Median(a) / Median(b);
   };
   for (Result& r : results) {
     r.payload_bytes = 8 + 2.0 * kDim * sizeof(float);
@@ -600,20 +608,17 @@ std::vector<Result> RunSize(int64_t num_ids, int rounds, bool together) {
     r.reads = random_reads;
     r.together = together;
   }
-  // 1 thread: ours / the map; 2 threads: ours on 2 / ours on 1 (both
-  // measured in the same rounds).
-  results[0].median_round_ratio = median_ratio(ours_rounds[0], map_rounds[0]);
-  std::vector<double> scaling;
-  for (size_t i = 0; i < ours_rounds[1].size(); ++i) {
-    scaling.push_back(ours_rounds[1][i] / ours_rounds[0][i]);
+  // Ours / the map on each row's threads, and each one's 2 / 1 threads
+  // (all measured in the same rounds).
+  for (int t = 0; t < 2; ++t) {
+    results[t].median_round_ratio = median_ratio(ours_rounds[t], map_rounds[t]);
   }
-  results[1].median_round_ratio = Median(scaling);
-  scaling.clear();
-  for (size_t i = 0; i < map_rounds[1].size(); ++i) {
-    scaling.push_back(map_rounds[1][i] / map_rounds[0][i]);
-  }
+  results[0].median_scaling = 1.0;
+  results[1].median_scaling =
+      median_of_round_ratios(ours_rounds[1], ours_rounds[0]);
   results[0].map_median_scaling = 1.0;
-  results[1].map_median_scaling = Median(scaling);
+  results[1].map_median_scaling =
+      median_of_round_ratios(map_rounds[1], map_rounds[0]);
   return results;
 }
 
@@ -657,22 +662,23 @@ std::string OneThreadRatio(const Result& r, double ratio) {
 void PrintResults(const std::vector<Result>& results) {
   std::printf(
       "%-4s %-9s %-3s %9s %9s %9s %9s %9s %9s %9s %9s %9s %7s %7s %7s %7s "
-      "%7s %7s %7s %9s %9s %9s\n",
+      "%7s %7s %7s %7s %9s %9s %9s\n",
       "dim", "ids", "thr", "insert/s", "fresh_in/s", "steady/s", "assign/s", "lookup/s", "optim/s",
       "umap_in/s", "umap/s", "rand_rd/s", "vs_umap", "vs_1thr", "med_rnd",
-      "umap_sc", "ins/lkp", "B/entry", "umap_B", "stall_ms", "unpaused",
+      "med_sc", "umap_sc", "ins/lkp", "B/entry", "umap_B", "stall_ms", "unpaused",
       "growth_ms");
   for (const Result& r : results) {
     const Result& base = r.threads == 1 ? r : *(&r - 1);
     std::printf(
         "%-4d %-9lld %-3d %9.2e %9.2e %9.2e %9.2e %9.2e %9.2e %9.2e %9.2e "
-        "%9.2e %7.2f %7.2f %7.2f %7.2f %7.2f %7.1f %7.1f %9.2f %9.2f "
+        "%9.2e %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f %7.1f %7.1f %9.2f %9.2f "
         "%9.2f\n",
         r.dim, static_cast<long long>(r.ids), r.threads, r.insert,
         r.fresh_insert, r.steady_insert, r.assign,
         r.lookup, r.optimize, r.map_insert, r.map_lookup, r.reads.lines,
         r.lookup / r.map_lookup, r.lookup / base.lookup, r.median_round_ratio,
-        r.map_median_scaling, r.insert / base.lookup, r.bytes_per_entry,
+        r.median_scaling, r.map_median_scaling, r.insert / base.lookup,
+        r.bytes_per_entry,
         r.map_bytes_per_entry, r.stalls.longest_ms,
         r.stalls.longest_outside_pauses_ms, r.longest_growth_ms);
   }
@@ -695,6 +701,7 @@ void PrintResults(const std::vector<Result>& results) {
         "\"fresh_insert_ratio_vs_peer\": %.3f, "
         "\"lookup_ratio_vs_1thread\": %.3f, "
         "\"median_round_ratio\": %.3f, "
+        "\"median_round_ratio_vs_1thread\": %.3f, "
         "\"peer_median_ratio_vs_1thread\": %.3f, "
         "\"optimize_ratio_vs_lookup\": %.3f, "
         "\"random_64b_reads_per_s\": %.0f, "
@@ -721,7 +728,7 @@ void PrintResults(const std::vector<Result>& results) {
         r.map_insert, r.map_lookup,
         r.lookup / r.map_lookup, base.lookup / base.map_lookup,
         r.fresh_insert / r.map_insert, r.lookup / base.lookup,
-        r.median_round_ratio,
+        r.median_round_ratio, r.median_scaling,
         r.map_median_scaling, r.optimize / r.lookup, r.reads.lines,
         OneThreadRatio(r, r.lookup / r.reads.lines).c_str(),
         r.reads.same_page_pairs, r.reads.two_page_pairs,
@@ -779,6 +786,8 @@ int main(int argc, char** argv) {
     }
   }
   std::vector<Result> results;
+  // Sizes not run, with why: JSON lines too, so that the tables say so.
+  std::vector<std::string> skipped;
   for (int64_t dim : dims) {
     for (int64_t num_ids : sizes) {
       using monolith::hash_table::MapBytes;
@@ -790,12 +799,20 @@ int main(int argc, char** argv) {
       const int64_t alone =
           std::max(OursBytes(dim, num_ids), MapBytes(dim, num_ids)) + ids_bytes;
       if (alone > available) {
-        std::fprintf(stderr,
-                     "skipping %lld ids at dim %lld: it needs ~%.1f GiB, "
-                     "%.1f GiB are available\n",
+        char why[96];
+        std::snprintf(why, sizeof(why),
+                      "it needs ~%.1f GiB, %.1f GiB are available",
+                      alone / double(1 << 30), available / double(1 << 30));
+        std::fprintf(stderr, "skipping %lld ids at dim %lld: %s\n",
                      static_cast<long long>(num_ids),
-                     static_cast<long long>(dim), alone / double(1 << 30),
-                     available / double(1 << 30));
+                     static_cast<long long>(dim), why);
+        char line[256];
+        std::snprintf(line, sizeof(line),
+                      "{\"bench\": \"hash_table\", \"dim\": %lld, "
+                      "\"ids\": %lld, \"skipped\": \"%s\"}\n",
+                      static_cast<long long>(dim),
+                      static_cast<long long>(num_ids), why);
+        skipped.push_back(line);
         continue;
       }
       const bool together = OursBytes(dim, num_ids) + MapBytes(dim, num_ids) +
@@ -814,5 +831,6 @@ int main(int argc, char** argv) {
     }
   }
   monolith::hash_table::PrintResults(results);
+  for (const std::string& line : skipped) std::fputs(line.c_str(), stdout);
   return 0;
 }
