@@ -368,6 +368,17 @@ def test_gpu_table_rows_and_find_bar():
   assert [r.rsplit("|", 2)[1].strip() for r in rows] == [
       "met", "**missed**", "met", "**missed**"
   ]
+  # Judged from the rates, not from the ratio rounded to 1.20.
+  rows = _block(gen.render_document(ALL_TABLES, _runs(
+      gpu_table_benchmark=[_gpu_line(128, 2.0e9, 1.1996)])), "gpu_table")
+  assert "| 1.20 |" in rows and "**missed**" in rows
+  # A run whose table lost keys failed (its finds of them missed).
+  line = json.loads(_gpu_line(32, 7.1e9, 1.42))
+  line.update(keys_kept=line["keys"] - 1, peer_keys_kept=line["keys"])
+  with pytest.raises(gen.FormatError, match="gpu_table_benchmark.jsonl: a "
+                     "run whose table kept 16777215 of 16777216 keys"):
+    gen.render_document(ALL_TABLES,
+                        _runs(gpu_table_benchmark=[json.dumps(line)]))
 
 
 def test_missing_run_names_the_command():
