@@ -581,9 +581,12 @@ class HashFilterCheckpointRestorerListener(
       logging.info("No checkpoint in %s; hash filters are not restored.",
                    os.path.dirname(self._basename))
       if self._ps_monitor is not None:
-        # As the tables' listener: every filter (the session initialized
-        # every variable); without a monitor, none.
-        self._clear(session, list(range(len(self._hash_filters))))
+        # As the tables' listener: every filter where the global step reads
+        # 0 (the session initialized every variable); without a monitor,
+        # none.
+        self._clear(session,
+                    list(range(len(self._hash_filters)))
+                    if save_utils.global_step_is_zero(session) else chosen)
       return
     prefix = self._helper.get_ckpt_asset_dir(ckpt_prefix)
     # Strict: a storage error read as no folder took the legacy layout,

@@ -2515,11 +2515,14 @@ class MultiHashTableCheckpointRestorerListener(
     `save_utils.restored_checkpoint`).
 
     Without a checkpoint in the basename's directory, with a `ps_monitor`,
-    every table starts empty (emptied): the session initialized every
-    variable, those of PS tasks still set up for this job too, and tables
-    kept there would pair trained embeddings with fresh dense weights; so
-    do tables of PS tasks set up for another job (its `model_dir`) or PS
-    count (a new job on PS tasks still running another's tables).
+    the tables it would restore start empty instead (emptied): those of the
+    PS tasks it finds not set up, e.g. set up for another job (its
+    `model_dir`) or PS count (a new job on PS tasks still running another's
+    tables), and of devices off the PS job (a worker's own tables, which
+    would roll back to a checkpoint); and where the global step reads 0
+    (the session initialized every variable, those of PS tasks still set
+    up for this job too), every table: kept, they would pair trained
+    embeddings with fresh dense weights.
     `HashFilterCheckpointRestorerListener` does the same for the hash
     filters. Without a monitor it logs that there is no checkpoint and
     changes nothing.
@@ -2536,7 +2539,7 @@ class MultiHashTableCheckpointRestorerListener(
     uninitialized = (self._ps_monitor.uninitialized_ps_tasks(session)
                      if self._ps_monitor else None)
     if not ckpt_prefix:
-      self._reset(session)
+      self._reset(session, uninitialized)
       return
     restore_ops = []
     for device, device_ops in self._restore_ops_per_device.items():
@@ -2648,12 +2651,22 @@ class MultiHashTableCheckpointRestorerListener(
                  "ops).", ckpt_prefix, time.monotonic() - start,
                  len(restore_ops))
 
-  def _reset(self, session: tf.compat.v1.Session) -> None:
-    """Where there is no checkpoint, empties every table with a monitor (the
-    session initialized every variable: see `before_restore`). Without a
-    monitor, none: every table may be in use by workers that kept training,
-    whose ops would not find a table deleted under them."""
-    tables = (_tables_run_by(session) if self._ps_monitor is not None else [])
+  def _reset(self, session: tf.compat.v1.Session,
+             uninitialized: Optional[Set[int]]) -> None:
+    """Where there is no checkpoint, empties the tables the monitor says
+    need a restore (`uninitialized`), or every table where the global step
+    reads 0 (see `before_restore`). Without a monitor, none: every table
+    may be in use by workers that kept training, whose ops would not find
+    a table deleted under them."""
+    if uninitialized is None:
+      tables = []
+    elif save_utils.global_step_is_zero(session):
+      tables = _tables_run_by(session)
+    else:
+      tables = [
+          t for t in _tables_run_by(session)
+          if self._ps_monitor.needs_restore(t.handle.device, uninitialized)
+      ]
     logging.info(
         "No checkpoint in %s; hash tables are not restored%s.",
         os.path.dirname(self._basename),

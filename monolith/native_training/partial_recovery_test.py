@@ -246,11 +246,16 @@ def test_a_start_without_checkpoint_empties_tasks_set_up_for_the_job(
   ps0, ps1 = (tf.distribute.Server.create_local_server() for _ in range(2))
   config = _config([ps0, ps1])
 
-  def run_job(steps):
-    """The values after creating the session, and after each step."""
+  def run_job(steps, keep_variables=False):
+    """The values after creating the session, and after each step;
+    `keep_variables`: an init_op that initializes nothing."""
     with tf.Graph().as_default():
       # Ids are admitted at their second occurrence.
       job = _build_job(model_dir, original_hooks=False, occurrence_threshold=1)
+      if keep_variables:
+        job = job._replace(scaffold=tf1.train.Scaffold(
+            init_op=tf.no_op(), saver=job.scaffold.saver,
+            local_init_op=job.scaffold.local_init_op))
       with _monitored_session(job, ps0.target, config, model_dir) as sess:
         assert job.monitor.uninitialized_ps_tasks(sess) == set()
         values = [_values(sess, job)]
@@ -261,8 +266,13 @@ def test_a_start_without_checkpoint_empties_tasks_set_up_for_the_job(
 
   assert run_job(2) == [(0, 0, [0.0, 0.0]), (1, 1, [0.0, 0.0]),
                         (2, 2, [1.0, 1.0])]
-  # The user starts over in the same directory, the PS tasks still up.
+  # Without a checkpoint, a session that kept the variables (its global
+  # step above 0) keeps the tables and counts beside them.
   shutil.move(model_dir, str(tmp_path / "moved_away"))
+  assert run_job(1, keep_variables=True) == [(2, 2, [1.0, 1.0]),
+                                             (3, 3, [2.0, 2.0])]
+  # The user starts over in the same directory, the PS tasks still up.
+  shutil.rmtree(model_dir)
   assert run_job(1) == [(0, 0, [0.0, 0.0]), (1, 1, [0.0, 0.0])]
 
 

@@ -71,8 +71,8 @@ restored in place, and one that fails part-way (on some PS) would leave
 it mixed, with no older copy.
 """
 
+import collections
 import contextlib
-import glob
 import hashlib
 import math
 import numbers
@@ -678,45 +678,75 @@ def _parsed_checkpoint_state(
   return state
 
 
-_CHECKPOINT_INDEX_RE = re.compile(r"-([0-9]+)\.index$")
+# A V2 checkpoint "<prefix>-<step>" of the Saver: its index and data files.
+_CHECKPOINT_INDEX_RE = re.compile(r"(.*-([0-9]+))\.index")
+_CHECKPOINT_DATA_RE = re.compile(r"(.*)\.data-([0-9]{5})-of-([0-9]{5})")
 
 
-def _refuse_checkpoints_without_state(checkpoint_dir: str) -> None:
-  """Raises where `checkpoint_dir`, which has no "checkpoint" state file,
-  holds checkpoints (V2 "<prefix>.index" files) or a state file's
-  temporary: the state file was lost, and a fresh start would train from
-  scratch and save over those checkpoints step by step."""
-  pattern = os.path.join(glob.escape(checkpoint_dir), "%s")
-  indexes = tf.io.gfile.glob(pattern % "*.index")
-  temporaries = tf.io.gfile.glob(pattern % "checkpoint.tmp*")
-  if not indexes and not temporaries:
-    return
-  def step(name: str) -> int:
-    match = _CHECKPOINT_INDEX_RE.search(name)
-    return int(match.group(1)) if match else -1
-  latest = max(indexes, key=step)[:-len(".index")] if indexes else None
-  found = sorted(os.path.basename(name) for name in indexes + temporaries)
-  raise tf.errors.FailedPreconditionError(
-      None, None, f"{checkpoint_dir} has no \"checkpoint\" state file but "
-      f"holds checkpoint files ({len(found)}: "
-      f"{', '.join(found[:4])}{', ...' if len(found) > 4 else ''}): the "
-      "state file was lost (a rename of it that failed midway, as on HDFS, "
-      "leaves a checkpoint.tmp* file), and starting from scratch here would "
-      "save over those checkpoints. To resume, write the state file back"
-      + (", e.g. tf.compat.v1.train.update_checkpoint_state("
-         f"{checkpoint_dir!r}, {latest!r})" if latest else "") +
-      "; to start from scratch, move them away or use another directory")
+def _whole_checkpoints(checkpoint_dir: str) -> List[Tuple[int, str]]:
+  """(step, prefix) of each V2 checkpoint "<prefix>-<step>" in
+  `checkpoint_dir` whose index and every data shard are there, by step.
+  The Saver writes the index last, so a reader racing a save sees a
+  checkpoint whole or not at all."""
+  try:
+    names = {name.rstrip("/") for name in
+             tf.io.gfile.listdir(checkpoint_dir or ".")}
+  except tf.errors.NotFoundError:
+    return []  # no directory yet
+  shards = collections.defaultdict(set)
+  for name in names:
+    data = _CHECKPOINT_DATA_RE.fullmatch(name)
+    if data:
+      shards[data.group(1)].add((int(data.group(2)), int(data.group(3))))
+  whole = []
+  for name in names:
+    index = _CHECKPOINT_INDEX_RE.fullmatch(name)
+    if not index:
+      continue
+    prefix = index.group(1)
+    counts = {count for _, count in shards[prefix]}
+    if len(counts) == 1 and {shard for shard, _ in shards[prefix]} == set(
+        range(counts.pop())):
+      whole.append((int(index.group(2)),
+                    os.path.join(checkpoint_dir, prefix)))
+  return sorted(whole)
+
+
+def _state_of_whole_checkpoints(
+    checkpoint_dir: str) -> Optional[checkpoint_state_pb2.CheckpointState]:
+  """Where `checkpoint_dir` has no "checkpoint" state file: a state naming
+  its latest whole checkpoint, or None where it has none.
+
+  The state file can be lost while its checkpoints are there: a save
+  killed between the Saver's checkpoint and its state file, an HDFS rename
+  (it deletes the old file first) that failed midway. Taken for no
+  checkpoint (as TF does), a chief would start from scratch and save over
+  them step by step. Only the latest is listed, so the Saver's
+  `max_to_keep` deletes none of the others (files
+  `keep_checkpoint_every_n_hours` kept among them)."""
+  whole = _whole_checkpoints(checkpoint_dir)
+  if not whole:
+    return None
+  latest = whole[-1][1]
+  logging.warning(
+      "%s has no \"checkpoint\" state file but holds %d whole checkpoints "
+      "(lost state file: a save killed before writing it, an HDFS rename "
+      "that failed midway); resuming from the latest, %s. The next save "
+      "writes the state file again.", checkpoint_dir, len(whole), latest)
+  return checkpoint_state_pb2.CheckpointState(
+      model_checkpoint_path=latest, all_model_checkpoint_paths=[latest])
 
 
 def checkpoint_state(
     checkpoint_dir: str) -> Optional[checkpoint_state_pb2.CheckpointState]:
   """The "checkpoint" state file of `checkpoint_dir`, its paths resolved,
-  or None when there is none (nor any checkpoint file).
+  or None when there is none (nor a whole checkpoint).
 
   As `tf.train.get_checkpoint_state`, but a state file that exists and
   cannot be used is an error, not "no checkpoint" (after which a chief
-  would initialize what it should restore), and so is a missing state
-  file beside checkpoint files. Paths are made usable as
+  would initialize what it should restore), and a missing state file
+  beside whole checkpoints gives a state naming the latest (see
+  `_state_of_whole_checkpoints`). Paths are made usable as
   `_checkpoint_path_in` says; the latest one elsewhere is kept as named,
   the others elsewhere are left out (the Saver's rotation would delete
   that directory's files: a partial copy's older ones).
@@ -727,13 +757,19 @@ def checkpoint_state(
     tf.errors.DataLossError: the state file does not parse or names no
       checkpoint.
     tf.errors.NotFoundError: the latest checkpoint it names has no files.
-    tf.errors.FailedPreconditionError: there is no state file, but there
-      are checkpoint files ("<prefix>.index") or a state file's temporary.
   """
+  return _checkpoint_state(checkpoint_dir)[0]
+
+
+def _checkpoint_state(
+    checkpoint_dir: str
+) -> Tuple[Optional[checkpoint_state_pb2.CheckpointState], bool]:
+  """`checkpoint_state`'s answer, and whether it stands for a lost state
+  file (`_state_of_whole_checkpoints`)."""
   state = _parsed_checkpoint_state(checkpoint_dir)
   if state is None:
-    _refuse_checkpoints_without_state(checkpoint_dir)
-    return None
+    state = _state_of_whole_checkpoints(checkpoint_dir)
+    return state, state is not None
   state_path = os.path.join(checkpoint_dir, "checkpoint")
   if not state.model_checkpoint_path:
     raise tf.errors.DataLossError(
@@ -758,7 +794,7 @@ def checkpoint_state(
     resolved.append(here)
   del state.all_model_checkpoint_paths[:]
   state.all_model_checkpoint_paths.extend(resolved)
-  return state
+  return state, False
 
 
 def get_latest_checkpoint_state(
@@ -814,23 +850,43 @@ def _restored_checkpoint(
     session: tf.compat.v1.Session, checkpoint_dir: str,
     ps_monitor: Optional["PsMonitor"]) -> Tuple[Optional[str], bool]:
   """restored_checkpoint's answer, and whether that checkpoint was read to
-  hold the session's global step."""
-  state = checkpoint_state(checkpoint_dir)
+  hold the session's global step.
+
+  Raises:
+    tf.errors.FailedPreconditionError: the state file is lost, and the
+      session did not restore the latest whole checkpoint (TF's creator
+      takes the directory for one without checkpoints).
+  """
+  state, recovered = _checkpoint_state(checkpoint_dir)
   latest = state.model_checkpoint_path if state else None
   global_step = tf.compat.v1.train.get_global_step(session.graph)
   if latest is None or global_step is None or (
       ps_monitor is not None and
       not ps_monitor.is_ps_uninitialized(session, global_step.device)):
     return latest, False
+  name = global_step.op.name
   try:
     step = int(session.run(global_step))
   except tf.errors.FailedPreconditionError:
-    return latest, False  # Not restored (nor initialized) in this session.
+    step = None  # Not restored (nor initialized) in this session.
+  if recovered:
+    saved = _saved_global_step(latest, name)
+    if saved != step and saved:
+      raise tf.errors.FailedPreconditionError(
+          None, None, f"{checkpoint_dir} has no \"checkpoint\" state file "
+          f"but holds whole checkpoints, the latest {latest} (step {saved}), "
+          f"which the session did not restore (its global step is {step}): "
+          "TF's session creator takes such a directory for one without "
+          "checkpoints, and going on would pair fresh variables with "
+          "restored tables and save over the checkpoints. Create the "
+          "session with save_utils.StrictChiefSessionCreator, which resumes "
+          "from it, or write the state file back: "
+          "tf.compat.v1.train.update_checkpoint_state("
+          f"{checkpoint_dir!r}, {latest!r})")
   # Step 0 is that of variables initialized, not restored (a fresh job's
   # first checkpoint holds nothing to roll back to).
-  if step == 0:
+  if not step:
     return latest, False
-  name = global_step.op.name
   older = [p for p in reversed(state.all_model_checkpoint_paths)
            if p != latest]
   for path in [latest] + older:
@@ -850,9 +906,25 @@ def _restored_checkpoint(
   return latest, False
 
 
+def global_step_is_zero(session: tf.compat.v1.Session) -> bool:
+  """Whether the session's global step reads 0. Where there was no
+  checkpoint to restore, the session then initialized its variables (with
+  TF's default init_op, those of every PS task): hash tables that PS tasks
+  kept would pair trained embeddings with fresh dense weights. (An init_op
+  that initializes only what is uninitialized keeps a step above 0, and
+  the tables beside it.)"""
+  global_step = tf.compat.v1.train.get_global_step(session.graph)
+  if global_step is None:
+    return False
+  try:
+    return int(session.run(global_step)) == 0
+  except tf.errors.FailedPreconditionError:
+    return False  # not initialized in this session
+
+
 def latest_checkpoint(checkpoint_dir: str) -> Optional[str]:
   """The prefix of the latest checkpoint of `checkpoint_dir`, or None when
-  the directory has no "checkpoint" state file (nor checkpoint files).
+  the directory has no "checkpoint" state file (nor a whole checkpoint).
 
   As `tf.train.latest_checkpoint`, but strict: see `checkpoint_state`,
   whose errors it raises.

@@ -299,10 +299,11 @@ class _StepsListener(tf.compat.v1.train.CheckpointSaverListener):
 
 
 def _train(model_dir: str, last_step: int, restore: bool = False,
-           listeners=(), **hook_kwargs):
+           listeners=(), strict_creator: bool = False, **hook_kwargs):
   """Trains to last_step with the hook saving every 2 steps (from the latest
-  checkpoint with `restore`; `listeners` after one recording the steps);
-  the first step and the steps saved."""
+  checkpoint with `restore`, through TF's session creator or with
+  `strict_creator` StrictChiefSessionCreator; `listeners` after one
+  recording the steps); the first step and the steps saved."""
   with tf.Graph().as_default():
     step = tf.compat.v1.train.get_or_create_global_step()
     train_op = tf.compat.v1.assign_add(step, 1)
@@ -311,10 +312,15 @@ def _train(model_dir: str, last_step: int, restore: bool = False,
         model_dir, save_steps=2, listeners=[listener, *listeners],
         **hook_kwargs)
     stop = tf.compat.v1.train.StopAtStepHook(last_step=last_step)
-    with tf.compat.v1.train.MonitoredTrainingSession(
-        checkpoint_dir=model_dir if restore else None,
-        save_checkpoint_steps=None, save_checkpoint_secs=None,
-        save_summaries_steps=None, hooks=[hook, stop]) as sess:
+    session = (tf.compat.v1.train.MonitoredSession(
+        session_creator=save_utils.StrictChiefSessionCreator(
+            checkpoint_dir=model_dir),
+        hooks=[hook, stop]) if strict_creator else
+               tf.compat.v1.train.MonitoredTrainingSession(
+                   checkpoint_dir=model_dir if restore else None,
+                   save_checkpoint_steps=None, save_checkpoint_secs=None,
+                   save_summaries_steps=None, hooks=[hook, stop]))
+    with session as sess:
       first_step = sess.run(step)
       while not sess.should_stop():
         sess.run(train_op)
@@ -351,29 +357,31 @@ def test_no_first_save_hook_saves_over_files_of_no_restored_step(tmp_path):
   assert _train(model_dir, 1) == (0, [0, 1])
 
 
-def test_a_lost_state_file_beside_checkpoints_is_no_fresh_start(tmp_path):
+def test_a_lost_state_file_resumes_from_the_latest_whole_checkpoint(
+    tmp_path):
   # The state file was lost (e.g. an HDFS rename that failed after it
   # deleted the old one): a fresh start would save over the checkpoints.
   model_dir = str(tmp_path / "model")
   assert _train(model_dir, 3) == (0, [0, 2, 3])
   index = os.path.join(model_dir, "model.ckpt-3.index")
   mtime = os.path.getmtime(index)
-  state_path = os.path.join(model_dir, "checkpoint")
-  os.rename(state_path, state_path + ".tmp0123")
-  for lost in (lambda: save_utils.latest_checkpoint(model_dir),
-               lambda: _train(model_dir, 6, restore=True)):
-    with pytest.raises(tf.errors.FailedPreconditionError) as e:
-      lost()
-    assert "has no \"checkpoint\" state file" in e.value.message
-    assert "checkpoint.tmp0123" in e.value.message
-    assert repr(os.path.join(model_dir, "model.ckpt-3")) in e.value.message
+  os.remove(os.path.join(model_dir, "checkpoint"))
+  latest = os.path.join(model_dir, "model.ckpt-3")
+  assert save_utils.latest_checkpoint(model_dir) == latest
+  # TF's creator takes the directory for one without checkpoints: the hook
+  # refuses to save over them, naming the way out.
+  with pytest.raises(tf.errors.FailedPreconditionError,
+                     match="no \"checkpoint\" state file.*StrictChief"
+                     ".*update_checkpoint_state") as e:
+    _train(model_dir, 6, restore=True)
+  assert repr(latest) in e.value.message
   assert os.path.getmtime(index) == mtime
-  # The leftover temporary alone is refused too.
-  for name in os.listdir(model_dir):
-    if name.startswith("model.ckpt"):
-      os.remove(os.path.join(model_dir, name))
-  with pytest.raises(tf.errors.FailedPreconditionError, match="tmp0123"):
-    save_utils.latest_checkpoint(model_dir)
+  assert _train(model_dir, 6, strict_creator=True) == (3, [5, 6])
+  assert os.path.getmtime(index) == mtime
+  # The next save wrote the state file again; the older checkpoints the
+  # recovered state did not list are kept.
+  assert tf.train.latest_checkpoint(model_dir).endswith("model.ckpt-6")
+  assert os.path.exists(os.path.join(model_dir, "model.ckpt-0.index"))
 
 
 def test_the_state_file_written_back_as_the_error_says_resumes(tmp_path):
@@ -381,13 +389,33 @@ def test_the_state_file_written_back_as_the_error_says_resumes(tmp_path):
   assert _train(model_dir, 3) == (0, [0, 2, 3])
   os.remove(os.path.join(model_dir, "checkpoint"))
   with pytest.raises(tf.errors.FailedPreconditionError) as e:
-    save_utils.latest_checkpoint(model_dir)
+    _train(model_dir, 6, restore=True)
   advice = re.search(
-      r"tf\.compat\.v1\.train\.update_checkpoint_state\((.*?)\)",
+      r"tf\.compat\.v1\.train\.update_checkpoint_state\((.*?)\)$",
       e.value.message)
   tf.compat.v1.train.update_checkpoint_state(
       *ast.literal_eval(f"({advice.group(1)})"))
   assert _train(model_dir, 6, restore=True) == (3, [5, 6])
+
+
+def test_only_whole_checkpoints_stand_for_a_lost_state_file(tmp_path):
+  model_dir = str(tmp_path / "model")
+  assert _train(model_dir, 3) == (0, [0, 2, 3])
+  os.remove(os.path.join(model_dir, "checkpoint"))
+  # Step 3 lost a data shard; others' files and a leftover temporary of
+  # the state file name no checkpoint.
+  for name in os.listdir(model_dir):
+    if name.startswith("model.ckpt-3.data-"):
+      os.remove(os.path.join(model_dir, name))
+  for name in ("checkpoint.tmp0123", "other.index"):
+    (tmp_path / "model" / name).write_text("x")
+  assert save_utils.latest_checkpoint(model_dir) == os.path.join(
+      model_dir, "model.ckpt-2")
+  for name in os.listdir(model_dir):
+    if name.startswith("model.ckpt-"):
+      os.remove(os.path.join(model_dir, name))
+  assert save_utils.latest_checkpoint(model_dir) is None
+  assert save_utils.latest_checkpoint(str(tmp_path / "not_yet")) is None
 
 
 @contextlib.contextmanager
