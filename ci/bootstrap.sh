@@ -106,22 +106,30 @@ if [ ${#missing[@]} -gt 0 ]; then
   # Waits for another apt (a fresh VM's apt-daily or unattended-upgrades)
   # to let go of its locks instead of failing at once: DPkg::Lock::Timeout
   # covers dpkg's lock; update's lists lock is retried.
+  # Other failures (the network, a source's expired key) are retried 3
+  # times; then the install goes on with the lists there are, if any.
+  other_failures=0
   for attempt in $(seq 60); do
-    if update_errors=$(as_root apt-get -o DPkg::Lock::Timeout=600 update -qq 2>&1); then
+    # LC_ALL=C: the lock messages matched below are translated otherwise.
+    if update_errors=$(as_root env LC_ALL=C apt-get -o DPkg::Lock::Timeout=600 update -qq 2>&1); then
       break
     fi
     echo "$update_errors" >&2
     if ! grep -qiE "could not get lock|unable to lock" <<< "$update_errors"; then
-      # E.g. one third-party source's expired key: the install below may
-      # still find every package in the lists it has.
-      log "apt-get update failed (above; fix or remove that source); installing from the package lists as they are"
-      break
-    fi
-    if [ "$attempt" -eq 60 ]; then
+      other_failures=$((other_failures + 1))
+      if [ "$other_failures" -ge 3 ]; then
+        if ! compgen -G "/var/lib/apt/lists/*_Packages*" > /dev/null; then
+          log "apt-get update failed 3 times (above) and there are no package lists to install from: fix the network or that source, then run ./bazelw again"
+          exit 1
+        fi
+        log "apt-get update failed 3 times (above; fix or remove that source); installing from the package lists there are"
+        break
+      fi
+    elif [ "$attempt" -eq 60 ]; then
       log "apt-get update: another apt held its lock for 10 minutes; run ./bazelw again once it is done"
       exit 1
     fi
-    log "apt-get update waits for another apt's lock; retrying in 10 s"
+    log "apt-get update failed; retrying in 10 s"
     sleep 10
   done
   apt_install() {

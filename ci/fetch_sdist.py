@@ -10,19 +10,25 @@ checks its sha256 while it streams, and renames it into place only then.
     python3 ci/fetch_sdist.py NAME VERSION SHA256 DEST_DIR [--index-url URL]
 
 The index is --index-url, else $PIP_INDEX_URL, else pip's configured
-global.index-url, else https://pypi.org/simple. Prints the archive's path.
+global.index-url, else https://pypi.org/simple (pip's extra indexes,
+find-links and trusted hosts are not read); credentials in its URL
+("https://user:token@host/simple") are sent as HTTP basic auth. Proxies
+come from $https_proxy/$http_proxy, CA certificates from $PIP_CERT,
+$REQUESTS_CA_BUNDLE or pip's global.cert. Prints the archive's path.
 """
 
 import argparse
 import hashlib
 import html.parser
+import http.client
 import os
 import re
+import ssl
 import subprocess
 import sys
 import urllib.parse
 import urllib.request
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 _DEFAULT_INDEX = "https://pypi.org/simple"
 _TIMEOUT_SECS = 120
@@ -71,14 +77,46 @@ def archive_url(page_url: str, page: str, name: str, version: str) -> str:
                    f"{len(links.hrefs)} files): is the version right?")
 
 
-def fetch(url: str, sha256: str, dest: str) -> None:
+def _pip_config(key: str) -> str:
+  """pip's configured `key` (e.g. "global.index-url"), or ""."""
+  try:
+    return subprocess.run(
+        [sys.executable, "-m", "pip", "config", "get", key],
+        capture_output=True, text=True, check=False).stdout.strip()
+  except OSError:
+    return ""
+
+
+def opener_for(index_url: str) -> Tuple[urllib.request.OpenerDirector, str]:
+  """An opener for the index and its files, and the index URL without
+  the credentials it may carry (sent as basic auth to its host)."""
+  handlers = []
+  cafile = (os.environ.get("PIP_CERT") or os.environ.get("REQUESTS_CA_BUNDLE")
+            or _pip_config("global.cert"))
+  if cafile:
+    handlers.append(urllib.request.HTTPSHandler(
+        context=ssl.create_default_context(cafile=cafile)))
+  parts = urllib.parse.urlsplit(index_url)
+  if parts.username is not None:
+    host = parts.netloc.rsplit("@", 1)[1]
+    index_url = urllib.parse.urlunsplit(parts._replace(netloc=host))
+    passwords = urllib.request.HTTPPasswordMgrWithDefaultRealm()
+    passwords.add_password(None, f"{parts.scheme}://{host}/",
+                           urllib.parse.unquote(parts.username),
+                           urllib.parse.unquote(parts.password or ""))
+    handlers.append(urllib.request.HTTPBasicAuthHandler(passwords))
+  return urllib.request.build_opener(*handlers), index_url
+
+
+def fetch(opener: urllib.request.OpenerDirector, url: str, sha256: str,
+          dest: str) -> None:
   """Downloads `url` to `dest` if its content has `sha256`: into a
   temporary beside it, renamed once checked (removed otherwise)."""
   tmp = f"{dest}.tmp-{os.getpid()}"
   digest = hashlib.sha256()
   try:
     try:
-      with urllib.request.urlopen(url, timeout=_TIMEOUT_SECS) as response, \
+      with opener.open(url, timeout=_TIMEOUT_SECS) as response, \
           open(tmp, "wb") as out:
         while True:
           chunk = response.read(_CHUNK_BYTES)
@@ -86,7 +124,7 @@ def fetch(url: str, sha256: str, dest: str) -> None:
             break
           digest.update(chunk)
           out.write(chunk)
-    except OSError as e:  # urllib's URLError and HTTPError too
+    except (OSError, ValueError, http.client.HTTPException) as e:
       raise FetchError(f"downloading {url}: {e}") from e
     if digest.hexdigest() != sha256:
       raise FetchError(f"{url} has sha256 {digest.hexdigest()}, expected "
@@ -99,15 +137,8 @@ def fetch(url: str, sha256: str, dest: str) -> None:
 
 def configured_index_url() -> str:
   """$PIP_INDEX_URL, else pip's global.index-url, else PyPI's."""
-  if os.environ.get("PIP_INDEX_URL"):
-    return os.environ["PIP_INDEX_URL"]
-  try:
-    configured = subprocess.run(
-        [sys.executable, "-m", "pip", "config", "get", "global.index-url"],
-        capture_output=True, text=True, check=False).stdout.strip()
-  except OSError:
-    configured = ""
-  return configured or _DEFAULT_INDEX
+  return (os.environ.get("PIP_INDEX_URL") or _pip_config("global.index-url")
+          or _DEFAULT_INDEX)
 
 
 def fetch_sdist(name: str, version: str, sha256: str, dest_dir: str,
@@ -117,15 +148,20 @@ def fetch_sdist(name: str, version: str, sha256: str, dest_dir: str,
   if not re.fullmatch(r"[0-9a-f]{64}", sha256):
     raise FetchError(f"sha256 must be 64 lowercase hex digits, got "
                      f"{sha256!r}")
+  try:
+    opener, index_url = opener_for(index_url)
+  except (OSError, ValueError) as e:  # a malformed URL, a missing CA file
+    raise FetchError(
+        f"index {re.sub(r'//[^/@]*@', '//***@', index_url)!r}: {e}") from e
   page_url = f"{index_url.rstrip('/')}/{normalized_name(name)}/"
   try:
-    with urllib.request.urlopen(page_url, timeout=_TIMEOUT_SECS) as response:
+    with opener.open(page_url, timeout=_TIMEOUT_SECS) as response:
       page = response.read().decode("utf-8", "replace")
-  except OSError as e:
+  except (OSError, ValueError, http.client.HTTPException) as e:
     raise FetchError(f"reading the index page {page_url}: {e}") from e
   url = archive_url(page_url, page, name, version)
   dest = os.path.join(dest_dir, f"{name}-{version}.tar.gz")
-  fetch(url, sha256, dest)
+  fetch(opener, url, sha256, dest)
   return dest
 
 

@@ -1,5 +1,6 @@
 """Tests of fetch_sdist against an index served on a loopback port."""
 
+import base64
 import contextlib
 import functools
 import hashlib
@@ -21,10 +22,23 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     del args
 
 
+class _BasicAuthHandler(_QuietHandler):
+  """Serves only requests with user "u", password "p:w" (basic auth)."""
+
+  def do_GET(self):
+    wanted = "Basic " + base64.b64encode(b"u:p:w").decode()
+    if self.headers.get("Authorization") != wanted:
+      self.send_response(401)
+      self.send_header("WWW-Authenticate", 'Basic realm="index"')
+      self.end_headers()
+      return
+    super().do_GET()
+
+
 @contextlib.contextmanager
-def _index(root):
+def _index(root, handler_class=_QuietHandler):
   """An HTTP index serving folder `root`; its simple URL."""
-  handler = functools.partial(_QuietHandler, directory=str(root))
+  handler = functools.partial(handler_class, directory=str(root))
   server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
   thread = threading.Thread(target=server.serve_forever, daemon=True)
   thread.start()
@@ -63,6 +77,27 @@ def test_fetches_the_archive_the_page_names(tmp_path):
   with open(path, "rb") as f:
     assert f.read() == _ARCHIVE
   assert os.listdir(dest) == ["merlin-sok-2.1.0.tar.gz"]
+
+
+def test_credentials_in_the_index_url_are_sent_as_basic_auth(tmp_path):
+  root, dest = tmp_path / "index", tmp_path / "dest"
+  dest.mkdir()
+  _publish(root, [("../../f/merlin-sok-2.1.0.tar.gz", "x")],
+           {"f/merlin-sok-2.1.0.tar.gz": _ARCHIVE})
+  with _index(root, _BasicAuthHandler) as url:
+    with_credentials = url.replace("http://", "http://u:p%3Aw@")
+    fetch_sdist.fetch_sdist("merlin-sok", "2.1.0", _SHA256, str(dest),
+                            with_credentials)
+    assert (dest / "merlin-sok-2.1.0.tar.gz").read_bytes() == _ARCHIVE
+    with pytest.raises(fetch_sdist.FetchError, match="401") as e:
+      fetch_sdist.fetch_sdist("merlin-sok", "2.1.0", _SHA256, str(dest),
+                              url.replace("http://", "http://u:wrong@"))
+    assert "wrong" not in str(e.value)
+  # A URL that does not parse is a FetchError naming it, its secret not.
+  with pytest.raises(fetch_sdist.FetchError, match="nonnumeric port") as e:
+    fetch_sdist.fetch_sdist("merlin-sok", "2.1.0", _SHA256, str(dest),
+                            "https://u:secret@host:port/simple")
+  assert "secret" not in str(e.value)
 
 
 def test_an_archive_of_another_hash_is_not_kept(tmp_path):

@@ -191,16 +191,14 @@ def test_served_embeddings_equal_trained_ones(tmp_path, by_path):
   export_dir = os.path.join(tmp_path, "saved_model")
   trained = _train_and_save(basename)
   # Another table's save of a name it begins, and a killed save's
-  # temporary: not this save's files (a restore given a path takes
-  # temporaries too, which restores may read: this one it ignores).
+  # temporary: not this save's files.
   for name in ("tables_x-00000-of-00001", "tables_x.meta-00000-of-00001",
                "tables-00000-of-00001-tmp-0123456789abcdef"):
     with open(os.path.join(ckpt_dir, name), "w") as f:
       f.write("other")
   asset_names = _export(basename, export_dir, by_path)
-  assert sorted(asset_names) == sorted(
-      ["tables-00000-of-00001", "tables.meta-00000-of-00001"] +
-      (["tables-00000-of-00001-tmp-0123456789abcdef"] if by_path else []))
+  assert sorted(asset_names) == [
+      "tables-00000-of-00001", "tables.meta-00000-of-00001"]
   assert sorted(os.listdir(os.path.join(export_dir,
                                         "assets"))) == sorted(asset_names)
   # The SavedModel does not need the training checkpoint.
@@ -262,6 +260,17 @@ def test_an_export_refuses_paths_it_cannot_make_assets_of(tmp_path):
     # assets/ folder would rename them.
     with pytest.raises(ValueError, match="have one file name"):
       table.restore(os.path.join(tmp_path, "b", "tables"))
+    # A save whose files are not one whole set (one killed while renaming
+    # them, restorable only through its temporaries).
+    os.rename(os.path.join(tmp_path, "b", "tables-00000-of-00001"),
+              os.path.join(tmp_path, "b", "tables2-00000-of-00001"))
+    for name in ("tables2.meta-00000-of-00001",
+                 "tables2-00001-of-00002"):
+      with open(os.path.join(tmp_path, "b", name), "w") as f:
+        f.write("x")
+    with pytest.raises(ValueError, match=r"tables2 is not one whole save "
+                       r"\(its data shards: \[\(0, 1\), \(1, 2\)\]\)"):
+      table.restore(os.path.join(tmp_path, "b", "tables2"))
 
 
 def test_a_serving_save_makes_assets_of_values_only(tmp_path):

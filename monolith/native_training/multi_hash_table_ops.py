@@ -508,8 +508,8 @@ def _as_export_assets(basenames: Any) -> Any:
   distributed export's tables restore on PS tasks, which read the paths
   as given.)
 
-  Each path's save files (data and meta, temporaries included: what the
-  restore op lists) are added to the graph's
+  Each path's save files (data and meta shards; one whole save, else
+  ValueError) are added to the graph's
   `tf.compat.v1.GraphKeys.ASSET_FILEPATHS`: a SavedModel built with that
   collection (`Builder.add_meta_graph_and_variables(assets_collection=...)`)
   copies them into its assets/ folder, and its loader feeds their new
@@ -517,8 +517,10 @@ def _as_export_assets(basenames: Any) -> Any:
   its tables once checkpoint rotation deleted them, and on any other host.
 
   Raises:
-    ValueError: a path with no save files, or two saves whose files share a
-      name (the SavedModel would rename one).
+    ValueError: a path with no save files, or not one whole save (a save
+      killed while renaming its files, which the restore op reads through
+      its temporaries: restore it and save it again to export it), or two
+      saves whose files share a name (the SavedModel would rename one).
   """
   if not is_exporting_standalone():
     return basenames
@@ -526,20 +528,35 @@ def _as_export_assets(basenames: Any) -> Any:
     return [_as_export_assets(b) for b in basenames]
   if not isinstance(basenames, str):
     return basenames  # a tensor: the caller's own (e.g. asset paths)
-  graph = tf.compat.v1.get_default_graph()
   exported = graph_meta.get_meta("hash_table_export_assets", dict)
   if basenames in exported:
     return exported[basenames]
   directory, base = os.path.split(basenames)
-  pattern = _local_table_files(base)
-  files = sorted(
-      os.path.join(directory, name.rstrip("/"))
-      for name in tf.io.gfile.listdir(directory or ".")
-      if pattern.fullmatch(name.rstrip("/")))
+  try:
+    names = [n.rstrip("/") for n in tf.io.gfile.listdir(directory or ".")]
+  except tf.errors.NotFoundError:
+    names = []
+  pattern = re.compile(re.escape(base) + r"(\.meta)?-([0-9]{5})-of-([0-9]{5})")
+  files, shards = [], {"data": set(), "meta": set()}
+  for name in sorted(names):
+    match = pattern.fullmatch(name)
+    if match:
+      files.append(os.path.join(directory, name))
+      shards["meta" if match.group(1) else "data"].add(
+          (int(match.group(2)), int(match.group(3))))
   if not files:
     raise ValueError(f"exporting: no table checkpoint at {basenames} (no "
                      f"file {base}(.meta)-SSSSS-of-NNNNN in "
                      f"{directory or '.'})")
+  for kind, found in shards.items():
+    counts = {count for _, count in found}
+    if len(counts) != 1 or {shard for shard, _ in found} != set(
+        range(counts.pop())):
+      raise ValueError(
+          f"exporting: the table checkpoint at {basenames} is not one whole "
+          f"save (its {kind} shards: {sorted(found)}): a save killed while "
+          "renaming its files? Restore it into the tables and save them "
+          "again, then export that save")
   names = graph_meta.get_meta("hash_table_export_asset_names", dict)
   for path in files:
     other = names.setdefault(os.path.basename(path), path)

@@ -616,6 +616,8 @@ def test_model_dir_fingerprints():
   # every PS task for another job's and roll it back to the checkpoint.
   assert fingerprint("file:///tmp/x") == fingerprint("/tmp/x")
   assert fingerprint("gs://b//m/./") == fingerprint("gs://b/m")
+  assert fingerprint("gs://b/../m") != fingerprint("gs://m")
+  assert fingerprint("hdfs:///x") != fingerprint("hdfs://x/")
   # As PS tasks set up by an earlier version recorded them.
   assert fingerprint("hdfs://nn/x") == int.from_bytes(
       hashlib.sha256(b"hdfs://nn/x").digest()[:8], "little", signed=True)

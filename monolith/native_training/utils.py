@@ -24,7 +24,6 @@ import ctypes
 import errno
 import numbers
 import os
-import posixpath
 import signal
 import socket
 import sys
@@ -324,13 +323,16 @@ def fspaths(paths: Any) -> Any:
 def comparable_path(path: str) -> str:
   """`path` normalized, so that two spellings of one file compare equal:
   a URI's (gs://, hdfs://) path collapsed ("a//b", "a/./b", a trailing
-  "/"; its scheme kept), a local path absolute with its links resolved
-  (one may be relative; a file:// URI is the local path it names)."""
+  "/"; its scheme kept, and ".." too: an object store's key may hold one),
+  a local path absolute with its links resolved (one may be relative; a
+  file:// URI is the local path it names)."""
   if path.startswith("file://"):
     path = path[len("file://"):]
   if "://" in path:
     scheme, rest = path.split("://", 1)
-    return f"{scheme}://{posixpath.normpath(rest)}"
+    authority, _, key = rest.partition("/")  # "hdfs:///x": no authority
+    parts = [part for part in key.split("/") if part not in ("", ".")]
+    return f"{scheme}://{authority}" + "".join("/" + p for p in parts)
   return os.path.realpath(path)
 
 

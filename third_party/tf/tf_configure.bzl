@@ -45,15 +45,22 @@ def _tf_configure_impl(ctx):
     if not ctx.path(python).exists:
         _fail("%s=%s does not exist. Run monolith's ./bazelw to (re)create the venv." % (_PYTHON_ENV, python))
 
-    # A workspace on plain Bazel that pulled a monolith of another lock would
-    # build against the venv's old packages. Reading the lock through its
-    # label also configures this again when the lock changes.
+    # A workspace on plain Bazel that pulled a monolith of another lock, or
+    # whose venv another clone reinstalled from its own lock, would build
+    # against other packages. The bootstrap's marker in the venv says which
+    # lock it holds (a venv made by hand has none: then the lock's hash
+    # .bazelrc.user carries). Reading the lock through its label also
+    # configures this again when the lock changes.
     lock = ctx.path(Label("//ci:requirements.lock"))
     lock_hash = ctx.execute(["sha256sum", str(lock)]).stdout[:16]
-    installed = ctx.os.environ.get(_REQUIREMENTS_ENV, "")
+    marker = ctx.path(python).dirname.dirname.get_child(".monolith-requirements")
+    if marker.exists:
+        installed, source = ctx.read(marker).strip(), str(marker)
+    else:
+        installed, source = ctx.os.environ.get(_REQUIREMENTS_ENV, ""), _REQUIREMENTS_ENV
     if lock_hash != installed:
-        _fail(("%s (hash %s) is not what the venv holds (%s=%s): run (cd %s && ./bazelw info release) " +
-               "to install it, then build again.") % (lock, lock_hash, _REQUIREMENTS_ENV, installed, lock.dirname.dirname))
+        _fail(("%s (hash %s) is not what the venv holds (%s says %s): run (cd %s && ./bazelw info release) " +
+               "to install it, then build again.") % (lock, lock_hash, source, installed, lock.dirname.dirname))
 
     probe = ctx.execute([python, "-c", _PROBE], environment = {"TF_CPP_MIN_LOG_LEVEL": "3"}, quiet = True)
     if probe.return_code != 0:
