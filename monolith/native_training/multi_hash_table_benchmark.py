@@ -426,32 +426,26 @@ def scale_lines(points: List[Dict], args) -> List[Dict]:
   for p in points:
     ours = p["results"][OURS + ":adagrad"]
     sgd = p["results"][OURS + ":sgd"]
+    point = {
+        "bench": "multi_hash_table_scale",
+        "dim": p["dim"],
+        "tables": TABLES,
+        "ids": p["ids"],
+        "batch": args.batch,
+        "optimizer": "adagrad",
+        "repeats": args.repeats,
+    }
     if "skipped" in ours:
       # Said in the table, not left out (the sizing line would quietly
       # move to a smaller point).
-      lines.append({
-          "bench": "multi_hash_table_scale",
-          "dim": p["dim"],
-          "tables": TABLES,
-          "ids": p["ids"],
-          "batch": args.batch,
-          "optimizer": "adagrad",
-          "repeats": args.repeats,
-          "skipped": ours["skipped"],
-      })
+      lines.append(dict(point, skipped=ours["skipped"]))
       continue
     first_bytes.setdefault(p["dim"], ours["bytes_per_entry"])
     for structure in SCALE_STRUCTURES[2:]:
       peer = p["results"][structure]
       kind, layout = structure.split("/")
       line = {
-          "bench": "multi_hash_table_scale",
-          "dim": p["dim"],
-          "tables": TABLES,
-          "ids": p["ids"],
-          "batch": args.batch,
-          "optimizer": "adagrad",
-          "repeats": args.repeats,
+          **point,
           "insert_ids_per_s": round(ours["insert_ids_per_s"]),
           "lookup_ids_per_s": round(ours["lookup_ids_per_s"]),
           "update_ids_per_s": round(ours["update_ids_per_s"]),
