@@ -48,6 +48,29 @@ def _with_context(error: Exception, context: str) -> Exception:
   return kind(f"{context}: {error}")
 
 
+def _convert_to_proto(obj: object, proto: message.Message) -> None:
+  """Sets `proto` (present even where empty) and, of its fields, each of
+  `obj`'s public attributes that is not None: what every builder's
+  `as_proto` does, under the original's name, which builders of users'
+  own (e.g. for an optimizer `entry` lacks) call.
+
+  Raises:
+    TypeError, ValueError: an attribute's value does not fit its field
+      (protobuf's exception, with the builder and field named).
+  """
+  proto.SetInParent()
+  for field, value in vars(obj).items():
+    if value is None or field.startswith("_"):
+      continue
+    try:
+      setattr(proto, field, value)
+    except (TypeError, ValueError) as e:
+      # The same type as protobuf's (the original let those through).
+      raise _with_context(
+          e, f"{type(obj).__name__}: invalid {field}={value!r} for "
+          f"{proto.DESCRIPTOR.full_name}") from e
+
+
 class _OneofBuilder:
   """Builds a config message with one case of its `type` oneof set.
 
@@ -67,18 +90,7 @@ class _OneofBuilder:
         field (protobuf's exception, with the builder and field named).
     """
     config = self._CONFIG()
-    case = getattr(config, self._CASE)
-    case.SetInParent()
-    for field, value in vars(self).items():
-      if value is None or field.startswith("_"):
-        continue
-      try:
-        setattr(case, field, value)
-      except (TypeError, ValueError) as e:
-        # The same type as protobuf's (the original let those through).
-        raise _with_context(
-            e, f"{type(self).__name__}: invalid {field}={value!r} for "
-            f"{case.DESCRIPTOR.full_name}") from e
+    _convert_to_proto(self, getattr(config, self._CASE))
     return config
 
 
@@ -860,7 +872,11 @@ class HashTableConfigInstance:
           "table_config must be an EmbeddingHashTableConfig (e.g. made by "
           "CuckooHashTableConfig().mutate_table(config)), got "
           f"{type(table_config).__name__}")
-    learning_rate_fns = list(learning_rate_fns)
+    # A list is kept, as the original kept it (and the table config): code
+    # that appends segments and their rates after construction counts on
+    # it. Other sequences are copied into one.
+    if not isinstance(learning_rate_fns, list):
+      learning_rate_fns = list(learning_rate_fns)
     for i, fn in enumerate(learning_rate_fns):
       if fn is None or isinstance(fn, (str, bytes, bool)):
         raise TypeError(f"learning_rate_fns[{i}] must be a number, a tensor "
@@ -883,7 +899,8 @@ class HashTableConfigInstance:
 
   @property
   def learning_rate_fns(self) -> List[LearningRate]:
-    """The per-segment learning rates or functions given at construction."""
+    """The per-segment learning rates or functions given at construction
+    (the caller's list itself, where it gave a list)."""
     return self._learning_rate_fns
 
   @property

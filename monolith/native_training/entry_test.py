@@ -329,6 +329,42 @@ def test_hash_table_config_instance_properties():
   assert config.learning_rate_tensor is tensor
 
 
+def test_segments_and_rates_appended_after_construction_count():
+  # As the original: the table config and a list of rates are the
+  # caller's, so code may build both after the instance.
+  table_config = embedding_hash_table_pb2.EmbeddingHashTableConfig()
+  entry.CuckooHashTableConfig().mutate_table(table_config)
+  rates = []
+  config = entry.HashTableConfigInstance(table_config, rates)
+  for dim, rate in ((2, 0.1), (3, 0.2)):
+    table_config.entry_config.segments.append(
+        entry.CombineAsSegment(dim, entry.ZerosInitializer(),
+                               entry.SgdOptimizer(), entry.Fp32Compressor()))
+    rates.append(rate)
+  assert config.learning_rate_fns == [0.1, 0.2]
+  assert len(config.table_config.entry_config.segments) == 2
+  np.testing.assert_allclose(
+      tf.get_static_value(config.call_learning_rate_fns()), [0.1, 0.2])
+
+
+def test_a_builder_of_the_users_own_fills_its_case_as_the_original():
+  # Ported code: builders of its own call the original's private helper.
+
+  class MomentumLikeOptimizer(entry.Optimizer):
+
+    def __init__(self, learning_rate=None):
+      self.learning_rate = learning_rate
+
+    def as_proto(self):
+      config = embedding_hash_table_pb2.OptimizerConfig()
+      entry._convert_to_proto(self, config.momentum)
+      return config
+
+  config = MomentumLikeOptimizer().as_proto()
+  assert config.WhichOneof("type") == "momentum"
+  assert MomentumLikeOptimizer(0.5).as_proto().momentum.learning_rate == 0.5
+
+
 def test_call_learning_rate_fns():
   with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
     global_step = tf.compat.v1.train.get_or_create_global_step()
