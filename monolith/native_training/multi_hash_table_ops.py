@@ -517,10 +517,12 @@ def _as_export_assets(basenames: Any) -> Any:
   its tables once checkpoint rotation deleted them, and on any other host.
 
   Raises:
-    ValueError: a path with no save files, or not one whole save (a save
-      killed while renaming its files, which the restore op reads through
-      its temporaries: restore it and save it again to export it), or two
-      saves whose files share a name (the SavedModel would rename one).
+    ValueError: a path with no save files, or not one whole save, or
+      beside temporaries (a save of it was cut short: killed while renaming
+      its files, the final names mix two saves, which the restore op tells
+      apart through the temporaries; restore it and save it again to
+      export it), or two saves whose files share a name (the SavedModel
+      would rename one).
   """
   if not is_exporting_standalone():
     return basenames
@@ -537,6 +539,13 @@ def _as_export_assets(basenames: Any) -> Any:
   except tf.errors.NotFoundError:
     names = []
   pattern = re.compile(re.escape(base) + r"(\.meta)?-([0-9]{5})-of-([0-9]{5})")
+  temporaries = [n for n in names if pattern.match(n) and "-tmp-" in n]
+  if temporaries:
+    raise ValueError(
+        f"exporting: the table checkpoint at {basenames} has temporaries "
+        f"({', '.join(sorted(temporaries)[:3])}...): a save of it was cut "
+        "short, and its files may mix two saves. Restore it into the tables "
+        "and save them again, then export that save")
   files, shards = [], {"data": set(), "meta": set()}
   for name in sorted(names):
     match = pattern.fullmatch(name)

@@ -73,6 +73,7 @@ it mixed, with no older copy.
 
 import collections
 import contextlib
+import glob
 import hashlib
 import math
 import numbers
@@ -532,13 +533,25 @@ def read_ps_count(directory: str, group: str) -> Optional[int]:
   Raises:
     tf.errors.DataLossError: the record marks a save that did not finish
       (`mark_ps_files_saving`), or is not a positive count and its newline
-      (a record cut short, "1" of "12\n", would drop PS tasks' files).
+      (a record cut short, "1" of "12\n", would drop PS tasks' files), or
+      is missing beside a temporary of its own (a replacement that failed
+      midway: an HDFS rename deletes the old record first; read as no
+      record, files of PS tasks beyond the new count would be read as a
+      save's own).
   """
   path = ps_count_path(directory, group)
   try:
     with tf.io.gfile.GFile(path, "rb") as f:
       data = f.read(_MAX_PS_COUNT_RECORD_BYTES)
   except tf.errors.NotFoundError:
+    temporaries = tf.io.gfile.glob(glob.escape(path) + ".tmp-*")
+    if temporaries:
+      raise tf.errors.DataLossError(
+          None, None, f"{path} is missing, but {temporaries[0]}, a write of "
+          "it, is there: the record's replacement failed midway, and "
+          f"{group}'s files may mix two saves. If that save finished, "
+          f"rename {temporaries[0]} to {path}; else restore another "
+          "checkpoint") from None
     return None
   text = data.decode("ascii", errors="replace")
   if text == SAVING_RECORD:
@@ -685,9 +698,9 @@ _CHECKPOINT_DATA_RE = re.compile(r"(.*)\.data-([0-9]{5})-of-([0-9]{5})")
 
 def _whole_checkpoints(checkpoint_dir: str) -> List[Tuple[int, str]]:
   """(step, prefix) of each V2 checkpoint "<prefix>-<step>" in
-  `checkpoint_dir` whose index and every data shard are there, by step.
-  The Saver writes the index last, so a reader racing a save sees a
-  checkpoint whole or not at all."""
+  `checkpoint_dir` whose index and every data shard are there, by step
+  (named there: a sharded Saver writes the index in place, after the data
+  files, so a save killed while writing it leaves one cut short)."""
   try:
     names = {name.rstrip("/") for name in
              tf.io.gfile.listdir(checkpoint_dir or ".")}
@@ -725,16 +738,23 @@ def _state_of_whole_checkpoints(
   `max_to_keep` deletes none of the others (files
   `keep_checkpoint_every_n_hours` kept among them)."""
   whole = _whole_checkpoints(checkpoint_dir)
-  if not whole:
-    return None
-  latest = whole[-1][1]
-  logging.warning(
-      "%s has no \"checkpoint\" state file but holds %d whole checkpoints "
-      "(lost state file: a save killed before writing it, an HDFS rename "
-      "that failed midway); resuming from the latest, %s. The next save "
-      "writes the state file again.", checkpoint_dir, len(whole), latest)
-  return checkpoint_state_pb2.CheckpointState(
-      model_checkpoint_path=latest, all_model_checkpoint_paths=[latest])
+  # The latest that reads: an index cut short by a killed save does not.
+  for _, latest in reversed(whole):
+    try:
+      tf.train.load_checkpoint(latest)
+    except (tf.errors.OpError, ValueError) as e:
+      logging.warning("Checkpoint %s does not read (a save killed while "
+                      "writing it?), passed over: %s", latest, e)
+      continue
+    logging.warning(
+        "%s has no \"checkpoint\" state file but holds %d checkpoints "
+        "(lost state file: a save killed before writing it, an HDFS rename "
+        "that failed midway); resuming from the latest that reads, %s. The "
+        "next save writes the state file again.", checkpoint_dir,
+        len(whole), latest)
+    return checkpoint_state_pb2.CheckpointState(
+        model_checkpoint_path=latest, all_model_checkpoint_paths=[latest])
+  return None
 
 
 def checkpoint_state(

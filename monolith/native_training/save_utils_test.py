@@ -411,6 +411,11 @@ def test_only_whole_checkpoints_stand_for_a_lost_state_file(tmp_path):
     (tmp_path / "model" / name).write_text("x")
   assert save_utils.latest_checkpoint(model_dir) == os.path.join(
       model_dir, "model.ckpt-2")
+  # An index cut short (a sharded Saver writes it in place) does not read.
+  with open(os.path.join(model_dir, "model.ckpt-2.index"), "r+b") as f:
+    f.truncate(0)
+  assert save_utils.latest_checkpoint(model_dir) == os.path.join(
+      model_dir, "model.ckpt-0")
   for name in os.listdir(model_dir):
     if name.startswith("model.ckpt-"):
       os.remove(os.path.join(model_dir, name))
@@ -812,6 +817,21 @@ def test_a_save_of_per_ps_files_that_stops_leaves_the_saving_mark(tmp_path):
   with save_utils.saving_per_ps_files(directory, "g", pattern, 0, False):
     pass
   assert save_utils.read_ps_count(directory, "g") is None
+
+
+def test_a_ps_count_record_lost_beside_its_temporary_is_data_loss(tmp_path):
+  # An HDFS rename deletes the old record first: one that then failed left
+  # only the temporary, and no record would read the group's files of
+  # every PS ever saved there as the last save's.
+  directory = str(tmp_path)
+  save_utils.write_ps_count(directory, "g", 4)
+  path = save_utils.ps_count_path(directory, "g")
+  os.rename(path, path + ".tmp-" + "0" * 32)
+  with pytest.raises(tf.errors.DataLossError,
+                     match="g.num_ps is missing, but .*tmp-0+, a write of it"):
+    save_utils.read_ps_count(directory, "g")
+  os.rename(path + ".tmp-" + "0" * 32, path)
+  assert save_utils.read_ps_count(directory, "g") == 4
 
 
 @pytest.mark.parametrize("record", [b"1", b"12", b"", b"\xff\n", b"0\n",
