@@ -100,10 +100,13 @@ def opener_for(index_url: str) -> Tuple[urllib.request.OpenerDirector, str]:
   if parts.username is not None:
     host = parts.netloc.rsplit("@", 1)[1]
     index_url = urllib.parse.urlunsplit(parts._replace(netloc=host))
-    passwords = urllib.request.HTTPPasswordMgrWithDefaultRealm()
+    # Sent with the first request, as pip sends them: a private index may
+    # answer an anonymous one 403 or 404, not 401.
+    passwords = urllib.request.HTTPPasswordMgrWithPriorAuth()
     passwords.add_password(None, f"{parts.scheme}://{host}/",
                            urllib.parse.unquote(parts.username),
-                           urllib.parse.unquote(parts.password or ""))
+                           urllib.parse.unquote(parts.password or ""),
+                           is_authenticated=True)
     handlers.append(urllib.request.HTTPBasicAuthHandler(passwords))
   return urllib.request.build_opener(*handlers), index_url
 

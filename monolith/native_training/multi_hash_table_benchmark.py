@@ -502,6 +502,9 @@ def report_scale(points: List[Dict], lines: List[Dict]):
   print()
   print("Targets at 16 M ids and more:")
   for l in lines:
+    if "skipped" in l:
+      print(f"  dim {l['dim']} {l['ids']:,}: not measured ({l['skipped']})")
+      continue
     if l["ids"] < 16_000_000 or l["peer"] != "DenseHashTable":
       continue
     if "lookup_ratio" in l:

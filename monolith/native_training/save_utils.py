@@ -738,23 +738,51 @@ def _state_of_whole_checkpoints(
   `max_to_keep` deletes none of the others (files
   `keep_checkpoint_every_n_hours` kept among them)."""
   whole = _whole_checkpoints(checkpoint_dir)
-  # The latest that reads: an index cut short by a killed save does not.
+  basenames = sorted({prefix.rsplit("-", 1)[0] for _, prefix in whole})
+  if len(basenames) > 1:
+    # Another job's, a warm start's: which is this job's is not known.
+    raise tf.errors.FailedPreconditionError(
+        None, None, f"{checkpoint_dir} has no \"checkpoint\" state file and "
+        f"holds checkpoints of several basenames ({', '.join(basenames)}): "
+        "write the state file back naming this job's latest, e.g. "
+        "tf.compat.v1.train.update_checkpoint_state("
+        f"{checkpoint_dir!r}, {whole[-1][1]!r})")
+  # The latest whose index is whole: a sharded Saver writes it in place,
+  # and one a killed save cut short lacks its table footer. (Read errors
+  # are raised: taken for a cut index, a passing storage error would send
+  # the chief back to an older checkpoint.)
   for _, latest in reversed(whole):
-    try:
-      tf.train.load_checkpoint(latest)
-    except (tf.errors.OpError, ValueError) as e:
-      logging.warning("Checkpoint %s does not read (a save killed while "
-                      "writing it?), passed over: %s", latest, e)
+    if not _index_is_whole(latest + ".index"):
+      logging.warning("Checkpoint %s has an index cut short (a save killed "
+                      "while writing it): passed over.", latest)
       continue
     logging.warning(
         "%s has no \"checkpoint\" state file but holds %d checkpoints "
         "(lost state file: a save killed before writing it, an HDFS rename "
-        "that failed midway); resuming from the latest that reads, %s. The "
-        "next save writes the state file again.", checkpoint_dir,
-        len(whole), latest)
+        "that failed midway); resuming from the latest, %s. The next save "
+        "writes the state file again.", checkpoint_dir, len(whole), latest)
     return checkpoint_state_pb2.CheckpointState(
         model_checkpoint_path=latest, all_model_checkpoint_paths=[latest])
   return None
+
+
+# The last 8 bytes of a whole TF table file (a checkpoint's .index):
+# kTableMagicNumber, little-endian.
+_TABLE_MAGIC = bytes.fromhex("57fb808b247547db")
+
+
+def _index_is_whole(path: str) -> bool:
+  """Whether the checkpoint index at `path` ends with its table's footer.
+
+  Raises:
+    tf.errors.OpError: it could not be read.
+  """
+  with tf.io.gfile.GFile(path, "rb") as f:
+    size = f.size()
+    if size < len(_TABLE_MAGIC):
+      return False
+    f.seek(size - len(_TABLE_MAGIC))
+    return f.read() == _TABLE_MAGIC
 
 
 def checkpoint_state(
@@ -880,18 +908,18 @@ def _restored_checkpoint(
   state, recovered = _checkpoint_state(checkpoint_dir)
   latest = state.model_checkpoint_path if state else None
   global_step = tf.compat.v1.train.get_global_step(session.graph)
-  if latest is None or global_step is None or (
-      ps_monitor is not None and
-      not ps_monitor.is_ps_uninitialized(session, global_step.device)):
+  if latest is None or global_step is None:
     return latest, False
   name = global_step.op.name
   try:
     step = int(session.run(global_step))
   except tf.errors.FailedPreconditionError:
     step = None  # Not restored (nor initialized) in this session.
-  if recovered:
+  if recovered and not step:
+    # A session built from scratch (a step above 0 was restored, or kept
+    # by PS tasks still up) beside the checkpoints of a lost state file.
     saved = _saved_global_step(latest, name)
-    if saved != step and saved:
+    if saved != 0:  # None: it could not be read, so may be anything
       raise tf.errors.FailedPreconditionError(
           None, None, f"{checkpoint_dir} has no \"checkpoint\" state file "
           f"but holds whole checkpoints, the latest {latest} (step {saved}), "
@@ -903,6 +931,9 @@ def _restored_checkpoint(
           "from it, or write the state file back: "
           "tf.compat.v1.train.update_checkpoint_state("
           f"{checkpoint_dir!r}, {latest!r})")
+  if ps_monitor is not None and not ps_monitor.is_ps_uninitialized(
+      session, global_step.device):
+    return latest, False
   # Step 0 is that of variables initialized, not restored (a fresh job's
   # first checkpoint holds nothing to roll back to).
   if not step:

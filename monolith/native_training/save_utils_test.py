@@ -398,6 +398,33 @@ def test_the_state_file_written_back_as_the_error_says_resumes(tmp_path):
   assert _train(model_dir, 6, restore=True) == (3, [5, 6])
 
 
+def test_a_lost_state_file_refuses_only_sessions_built_from_scratch(tmp_path):
+  model_dir = str(tmp_path / "model")
+  assert _train(model_dir, 3) == (0, [0, 2, 3])
+  os.remove(os.path.join(model_dir, "checkpoint"))
+  latest = os.path.join(model_dir, "model.ckpt-3")
+  with tf.Graph().as_default():
+    step = tf.compat.v1.train.get_or_create_global_step()
+    with tf.compat.v1.Session() as sess:
+      sess.run(step.initializer)
+      with pytest.raises(tf.errors.FailedPreconditionError,
+                         match="did not restore"):
+        save_utils.restored_checkpoint(sess, model_dir, None)
+      # A step above 0 was kept (PS tasks still up while the chief
+      # restarted): its save writes the state file back, not refused.
+      sess.run(step.assign(5))
+      assert save_utils.restored_checkpoint(sess, model_dir, None) == latest
+  # Checkpoints of another basename beside: which is this job's is not
+  # known.
+  shutil.copyfile(latest + ".index",
+                  os.path.join(model_dir, "pretrained-9.index"))
+  shutil.copyfile(latest + ".data-00000-of-00001",
+                  os.path.join(model_dir, "pretrained-9.data-00000-of-00001"))
+  with pytest.raises(tf.errors.FailedPreconditionError,
+                     match="several basenames .*model.ckpt, .*pretrained"):
+    save_utils.latest_checkpoint(model_dir)
+
+
 def test_only_whole_checkpoints_stand_for_a_lost_state_file(tmp_path):
   model_dir = str(tmp_path / "model")
   assert _train(model_dir, 3) == (0, [0, 2, 3])
