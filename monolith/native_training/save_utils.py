@@ -694,6 +694,9 @@ def _parsed_checkpoint_state(
 # A V2 checkpoint "<prefix>-<step>" of the Saver: its index and data files.
 _CHECKPOINT_INDEX_RE = re.compile(r"(.*-([0-9]+))\.index")
 _CHECKPOINT_DATA_RE = re.compile(r"(.*)\.data-([0-9]{5})-of-([0-9]{5})")
+# A sharded Saver's part before its merge, where it writes parts beside
+# the checkpoint ("<prefix>.part-00000-of-00002.index" on S3).
+_SAVER_PART_RE = re.compile(r".*\.part-[0-9]{5}-of-[0-9]{5}")
 
 
 def _whole_checkpoints(checkpoint_dir: str) -> List[Tuple[int, str]]:
@@ -717,6 +720,8 @@ def _whole_checkpoints(checkpoint_dir: str) -> List[Tuple[int, str]]:
     if not index:
       continue
     prefix = index.group(1)
+    if _SAVER_PART_RE.fullmatch(prefix):
+      continue
     counts = {count for _, count in shards[prefix]}
     if len(counts) == 1 and {shard for shard, _ in shards[prefix]} == set(
         range(counts.pop())):

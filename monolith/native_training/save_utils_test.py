@@ -438,6 +438,14 @@ def test_only_whole_checkpoints_stand_for_a_lost_state_file(tmp_path):
     (tmp_path / "model" / name).write_text("x")
   assert save_utils.latest_checkpoint(model_dir) == os.path.join(
       model_dir, "model.ckpt-2")
+  # A sharded save's part before its merge (S3 writes parts beside the
+  # checkpoint) is no checkpoint.
+  for suffix in ("index", "data-00000-of-00001"):
+    shutil.copyfile(
+        os.path.join(model_dir, "model.ckpt-2." + suffix),
+        os.path.join(model_dir, "model.ckpt-4.part-00000-of-00001." + suffix))
+  assert save_utils.latest_checkpoint(model_dir) == os.path.join(
+      model_dir, "model.ckpt-2")
   # An index cut short (a sharded Saver writes it in place) does not read.
   with open(os.path.join(model_dir, "model.ckpt-2.index"), "r+b") as f:
     f.truncate(0)
