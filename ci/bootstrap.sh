@@ -84,6 +84,13 @@ ready() {
 }
 ready && exit 0
 
+# The lock's wheels and Debian's googletest paths (third_party/gtest.BUILD)
+# are x86_64's: elsewhere the build would fail late, on a missing library.
+if [ "$(uname -m)" != x86_64 ]; then
+  log "monolith builds on Linux x86_64 only (this machine is $(uname -m)): ci/requirements.lock and third_party/gtest.BUILD are x86_64's"
+  exit 1
+fi
+
 # One set-up at a time (clones share the venv and third-party folders, and
 # apt-get its lock); a run that waited may find the work done.
 mkdir -p "$third_party"
