@@ -274,15 +274,19 @@ class FeatureList:
     feeds, caches, features = {}, {}, {}
     ignored_keys = set()
     for lineno, line in enumerate(lines, start=1):
+      if lineno == 1:
+        line = line.lstrip("\ufeff")  # a byte-order mark (Windows editors)
       line = line.strip()
       if not line or line.startswith("#"):
         continue
       where = f"{fname}:{lineno}"
-      if line.startswith("column_name"):
-        column_name = {c.strip() for c in line.split(":", 1)[-1].split(",")}
+      # "column_name : a, b" or "column_name=a, b" (the original took both).
+      header = re.match(r"(column_name|cache_column)\s*[:=]?\s*(.*)", line)
+      if header and header.group(1) == "column_name":
+        column_name = {c.strip() for c in header.group(2).split(",")}
         continue
-      if line.startswith("cache_column"):
-        cache = Cache(cache_column=line.split(":", 1)[-1].strip())
+      if header:
+        cache = Cache(cache_column=header.group(2).strip())
         caches[cache.name] = cache
         continue
       if line.startswith("feed"):
@@ -292,6 +296,12 @@ class FeatureList:
       else:
         entry_class = Feature
       params = _key_values(line, where)
+      if not params:
+        # The original read such a line (a section header, a note) as a
+        # feature named None.
+        logging.warning("%s: no key=value pairs, line skipped: %s", where,
+                        line)
+        continue
       known = {f.name for f in dataclasses.fields(entry_class)}
       ignored_keys.update(set(params) - known)
       try:
@@ -304,7 +314,10 @@ class FeatureList:
         raise ValueError(f"{where}: {e}: {line}") from e
       if entry_class is Feature:
         if not entry.feature_name:
-          raise ValueError(f"{where}: a feature needs a feature_name: {line}")
+          # The original filed it under None, where no lookup finds it.
+          logging.warning("%s: a feature without a feature_name, skipped: "
+                          "%s", where, line)
+          continue
         features[entry.feature_name if use_old_name else entry.name] = entry
     if ignored_keys:
       logging.info("%s: ignored keys %s", fname, ", ".join(sorted(ignored_keys)))
@@ -312,10 +325,10 @@ class FeatureList:
 
 
 def _key_values(line: str, where: str) -> Dict[str, str]:
-  """`a=1; b=x, y;` -> {'a': '1', 'b': 'x, y'}."""
+  """`a=1; b=x, y;` -> {'a': '1', 'b': 'x, y'}; {} for a line without."""
   matches = list(_KEY_RE.finditer(line))
   if not matches:
-    raise ValueError(f"{where}: expected key=value pairs: {line}")
+    return {}
   params = {}
   for match, following in zip(matches, matches[1:] + [None]):
     end = following.start() if following else len(line)

@@ -1,5 +1,6 @@
 """Tests for feature_list: the config format, lookups and slot conventions."""
 
+import logging
 import os
 
 import numpy as np
@@ -113,8 +114,6 @@ def test_feature_list_registers_in_the_graph_collection():
 
 @pytest.mark.parametrize("line,error", [
     ("feature_name=f_x; slot=abc", r"bad.conf:2: invalid literal for int"),
-    ("just words", r"bad.conf:2: expected key=value pairs"),
-    ("slot=3; method=Direct", r"bad.conf:2: a feature needs a feature_name"),
     # A key glued to the value before it was read as part of that value.
     ("feature_name=f_a; depend=a,b,slot=3; method=Direct",
      r"bad.conf:2: the value of depend holds '=' \('a,b,slot=3'\)"),
@@ -125,6 +124,28 @@ def test_malformed_lines_name_file_and_line(tmp_path, line, error):
   path.write_text(f"# header\n{line}\n")
   with pytest.raises(ValueError, match=error):
     FeatureList.parse(str(path))
+
+
+def test_lines_the_original_read_as_no_feature_are_skipped_with_a_warning(
+    tmp_path, caplog):
+  # The original filed them under a feature named None; a config that
+  # loads there loads here (a byte-order mark too; "=" or ":" after the
+  # column names, as the original took both).
+  path = tmp_path / "compat.conf"
+  path.write_text("\ufeff[features]\n"
+                  "column_name=a, b\n"
+                  "cache_column=uid\n"
+                  "slot=3; method=Direct\n"
+                  "feature_name=f_a; slot=5\n", encoding="utf-8")
+  with caplog.at_level(logging.WARNING):
+    parsed = FeatureList.parse(str(path))
+  assert list(parsed.features) == ["f_a"]
+  assert parsed.column_name == {"a", "b"}
+  assert parsed.caches["cache_column"].cache_column == "uid"
+  assert "compat.conf:1: no key=value pairs, line skipped: [features]" in (
+      caplog.text)
+  assert ("compat.conf:4: a feature without a feature_name, skipped: "
+          "slot=3; method=Direct") in caplog.text
 
 
 def test_keys_a_feature_does_not_know_are_ignored_whatever_their_spelling(
