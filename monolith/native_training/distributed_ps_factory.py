@@ -8,6 +8,7 @@ from monolith.native_training import distributed_ps
 from monolith.native_training import entry
 from monolith.native_training import multi_hash_table_ops
 from monolith.native_training import utils
+from monolith.native_training.model_export import export_context
 
 
 def _per_ps(name: str, handles: Optional[List[tf.Tensor]],
@@ -23,6 +24,23 @@ def _per_ps(name: str, handles: Optional[List[tf.Tensor]],
     raise ValueError(f"{name} has {len(handles)} handles; expected one per "
                      f"PS task ({count})")
   return list(handles)
+
+
+def _check_on_their_ps(name: str,
+                       handles: List[Optional[tf.Tensor]]) -> None:
+  """Raises ValueError unless handle i is on PS task i. TF would move PS
+  i's table creation to the handle's device (the table then found by its
+  read ops on PS i is none, or another session's), saying nothing."""
+  for ps_index, handle in enumerate(handles):
+    if handle is None:
+      continue
+    if utils.ps_task_of_device(handle.device) != ps_index:
+      raise ValueError(
+          f"{name}[{ps_index}] ({handle.name}) is on "
+          f"{handle.device or 'no device'}, not PS task {ps_index} "
+          f"({utils.ps_device(ps_index)}): each PS's tables take the "
+          "handle made on their task (create_hash_filters(num_ps) makes "
+          "them so), in PS order")
 
 
 def ps_name_suffix(name_suffix: str, ps_index: int) -> str:
@@ -83,14 +101,18 @@ def create_native_multi_hash_table(
 
   Raises:
     ValueError: num_ps < 0, hash_filters or sync_clients do not have one
-      handle per PS, or as `DistributedMultiTypeHashTable` and
-      `MultiHashTable.from_configs`.
+      handle per PS (handle i on PS task i), or as
+      `DistributedMultiTypeHashTable` and `MultiHashTable.from_configs`.
   """
   del max_rpc_deadline_millis  # see Args
   num_ps = utils.check_count(num_ps, "num_ps")
   count = max(num_ps, 1)
   hash_filters = _per_ps("hash_filters", hash_filters, count)
   sync_clients = _per_ps("sync_clients", sync_clients, count)
+  if num_ps > 0 and not export_context.is_exporting_standalone():
+    # (A standalone export places nothing on the PS job.)
+    _check_on_their_ps("hash_filters", hash_filters)
+    _check_on_their_ps("sync_clients", sync_clients)
   if num_ps == 0:
     return multi_hash_table_ops.MultiHashTable.from_configs(
         slot_to_config,

@@ -943,6 +943,15 @@ def test_bad_input_errors():
   with pytest.raises(ValueError, match="hash_filters has 1 handles; expected "
                      "one per PS task"):
     _create(configs, hash_filters=[None])
+  # Handle i must be on PS task i: TF would move the table's creation op
+  # to the handle's device without a word.
+  filters = hash_filter_ops.create_hash_filters(2, True)
+  for wrong in (filters[::-1], [filters[0]] * 2, [one_filter, filters[1]]):
+    with pytest.raises(ValueError, match=r"hash_filters\[\d\] \(.*\) is on "
+                       r".*, not PS task \d \(/job:ps/task:\d"):
+      _create(configs, hash_filters=wrong)
+  assert _create(configs, hash_filters=filters,
+                 name_suffix="own_filters") is not None
   # Empty lists are none, as the original's sync_clients=[].
   assert _create(configs, hash_filters=[], sync_clients=[],
                  name_suffix="empty_lists") is not None

@@ -521,7 +521,10 @@ class HashFilterCheckpointRestorerListener(
     enable_hash_filter, enable_save_restore: False restores nothing.
     ps_monitor: when given (a `save_utils.PsMonitor`), only the filters of
       the PS tasks it reports uninitialized are restored, as the tables'
-      restorer listener does.
+      restorer listener does. Give both restorers the same monitor (the
+      original passed none here): without it every filter goes back to
+      the checkpoint at each chief restart, while PS tasks that kept
+      running keep their tables.
     timeout_secs: the deadline of the restore's run (default 30 minutes,
       as the original; at most a year); None for none (a year).
   """
