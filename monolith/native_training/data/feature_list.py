@@ -296,9 +296,13 @@ class FeatureList:
       else:
         entry_class = Feature
       params = _key_values(line, where)
+      # Skipped where the original loaded them (a feature or feed it filed
+      # under None with use_old_name); refused where it failed too.
+      lenient = entry_class is Feed or (entry_class is Feature and
+                                        use_old_name)
       if not params:
-        # The original read such a line (a section header, a note) as a
-        # feature named None.
+        if not lenient:
+          raise ValueError(f"{where}: expected key=value pairs: {line}")
         logging.warning("%s: no key=value pairs, line skipped: %s", where,
                         line)
         continue
@@ -314,6 +318,9 @@ class FeatureList:
         raise ValueError(f"{where}: {e}: {line}") from e
       if entry_class is Feature:
         if not entry.feature_name:
+          if not lenient:
+            raise ValueError(
+                f"{where}: a feature needs a feature_name: {line}")
           # The original filed it under None, where no lookup finds it.
           logging.warning("%s: a feature without a feature_name, skipped: "
                           "%s", where, line)

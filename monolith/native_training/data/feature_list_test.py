@@ -114,6 +114,9 @@ def test_feature_list_registers_in_the_graph_collection():
 
 @pytest.mark.parametrize("line,error", [
     ("feature_name=f_x; slot=abc", r"bad.conf:2: invalid literal for int"),
+    # Lines the original failed on too (without use_old_name, below, it
+    # also failed on lines without a feature_name).
+    ("cache_name: user_cache", r"bad.conf:2: expected key=value pairs"),
     # A key glued to the value before it was read as part of that value.
     ("feature_name=f_a; depend=a,b,slot=3; method=Direct",
      r"bad.conf:2: the value of depend holds '=' \('a,b,slot=3'\)"),
@@ -146,6 +149,13 @@ def test_lines_the_original_read_as_no_feature_are_skipped_with_a_warning(
       caplog.text)
   assert ("compat.conf:4: a feature without a feature_name, skipped: "
           "slot=3; method=Direct") in caplog.text
+  # Keyed by the new names, the original failed on those lines.
+  with pytest.raises(ValueError, match="compat.conf:1: expected key=value"):
+    FeatureList.parse(str(path), use_old_name=False)
+  path.write_text("slot=3; method=Direct\n")
+  with pytest.raises(ValueError, match="compat.conf:1: a feature needs a "
+                     "feature_name"):
+    FeatureList.parse(str(path), use_old_name=False)
 
 
 def test_keys_a_feature_does_not_know_are_ignored_whatever_their_spelling(
