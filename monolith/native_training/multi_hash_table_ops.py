@@ -496,9 +496,11 @@ def _ps_table_files(group_prefix: str, data_files: bool) -> "re.Pattern[str]":
 
 def _local_table_files(shared_name: str) -> "re.Pattern[str]":
   """The data and meta files of a table saved as `shared_name`,
-  temporaries included."""
+  temporaries included; groups: ".meta", the shard, the shard count, the
+  temporary's suffix."""
   return re.compile(
-      re.escape(shared_name) + r"(\.meta)?-[0-9]{5}-of-[0-9]{5}(-tmp-.+)?")
+      re.escape(shared_name) +
+      r"(\.meta)?-([0-9]{5})-of-([0-9]{5})(-tmp-.+)?")
 
 
 def _as_export_assets(basenames: Any) -> Any:
@@ -538,8 +540,9 @@ def _as_export_assets(basenames: Any) -> Any:
     names = [n.rstrip("/") for n in tf.io.gfile.listdir(directory or ".")]
   except tf.errors.NotFoundError:
     names = []
-  pattern = re.compile(re.escape(base) + r"(\.meta)?-([0-9]{5})-of-([0-9]{5})")
-  temporaries = [n for n in names if pattern.match(n) and "-tmp-" in n]
+  pattern = _local_table_files(base)
+  matches = [(n, pattern.fullmatch(n)) for n in sorted(names)]
+  temporaries = [n for n, match in matches if match and match.group(4)]
   if temporaries:
     raise ValueError(
         f"exporting: the table checkpoint at {basenames} has temporaries "
@@ -547,8 +550,7 @@ def _as_export_assets(basenames: Any) -> Any:
         "short, and its files may mix two saves. Restore it into the tables "
         "and save them again, then export that save")
   files, shards = [], {"data": set(), "meta": set()}
-  for name in sorted(names):
-    match = pattern.fullmatch(name)
+  for name, match in matches:
     if match:
       files.append(os.path.join(directory, name))
       shards["meta" if match.group(1) else "data"].add(
@@ -558,17 +560,15 @@ def _as_export_assets(basenames: Any) -> Any:
                      f"file {base}(.meta)-SSSSS-of-NNNNN in "
                      f"{directory or '.'})")
   for kind, found in shards.items():
-    counts = {count for _, count in found}
-    if len(counts) != 1 or {shard for shard, _ in found} != set(
-        range(counts.pop())):
+    if not utils.is_whole_shard_set(found):
       raise ValueError(
           f"exporting: the table checkpoint at {basenames} is not one whole "
           f"save (its {kind} shards: {sorted(found)}): a save killed while "
           "renaming its files? Restore it into the tables and save them "
           "again, then export that save")
-  names = graph_meta.get_meta("hash_table_export_asset_names", dict)
+  asset_names = graph_meta.get_meta("hash_table_export_asset_names", dict)
   for path in files:
-    other = names.setdefault(os.path.basename(path), path)
+    other = asset_names.setdefault(os.path.basename(path), path)
     if other != path:
       raise ValueError(
           f"exporting: {path} and {other} have one file name, which a "
@@ -584,7 +584,7 @@ def _as_export_assets(basenames: Any) -> Any:
                                      asset)
     # Any file names the basename: what follows it is the pattern's.
     exported[basenames] = tf.strings.regex_replace(
-        assets[0], r"(\.meta)?-[0-9]{5}-of-[0-9]{5}(-tmp-.+)?$", "")
+        assets[0], r"(\.meta)?-[0-9]{5}-of-[0-9]{5}$", "")
   logging.info("Exporting: the %d files of the table checkpoint %s are the "
                "SavedModel's assets.", len(files), basenames)
   return exported[basenames]

@@ -720,11 +720,8 @@ def _whole_checkpoints(checkpoint_dir: str) -> List[Tuple[int, str]]:
     if not index:
       continue
     prefix = index.group(1)
-    if _SAVER_PART_RE.fullmatch(prefix):
-      continue
-    counts = {count for _, count in shards[prefix]}
-    if len(counts) == 1 and {shard for shard, _ in shards[prefix]} == set(
-        range(counts.pop())):
+    if (not _SAVER_PART_RE.fullmatch(prefix) and
+        utils.is_whole_shard_set(shards[prefix])):
       whole.append((int(index.group(2)),
                     os.path.join(checkpoint_dir, prefix)))
   return sorted(whole)
@@ -916,10 +913,7 @@ def _restored_checkpoint(
   if latest is None or global_step is None:
     return latest, False
   name = global_step.op.name
-  try:
-    step = int(session.run(global_step))
-  except tf.errors.FailedPreconditionError:
-    step = None  # Not restored (nor initialized) in this session.
+  step = _global_step_value(session, global_step)
   if recovered and not step:
     # A session built from scratch (a step above 0 was restored, or kept
     # by PS tasks still up) beside the checkpoints of a lost state file.
@@ -962,6 +956,16 @@ def _restored_checkpoint(
   return latest, False
 
 
+def _global_step_value(session: tf.compat.v1.Session,
+                       global_step: tf.Variable) -> Optional[int]:
+  """The session's global step, or None where it is not initialized (not
+  restored, nor initialized, in this session)."""
+  try:
+    return int(session.run(global_step))
+  except tf.errors.FailedPreconditionError:
+    return None
+
+
 def global_step_is_zero(session: tf.compat.v1.Session) -> bool:
   """Whether the session's global step reads 0. Where there was no
   checkpoint to restore, the session then initialized its variables (with
@@ -970,12 +974,8 @@ def global_step_is_zero(session: tf.compat.v1.Session) -> bool:
   that initializes only what is uninitialized keeps a step above 0, and
   the tables beside it.)"""
   global_step = tf.compat.v1.train.get_global_step(session.graph)
-  if global_step is None:
-    return False
-  try:
-    return int(session.run(global_step)) == 0
-  except tf.errors.FailedPreconditionError:
-    return False  # not initialized in this session
+  return (global_step is not None and
+          _global_step_value(session, global_step) == 0)
 
 
 def latest_checkpoint(checkpoint_dir: str) -> Optional[str]:

@@ -28,7 +28,7 @@ import signal
 import socket
 import sys
 import uuid
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from absl import logging
 import tensorflow as tf
@@ -318,6 +318,15 @@ def fspaths(paths: Any) -> Any:
   if isinstance(paths, (list, tuple)):
     return type(paths)(fspaths(p) for p in paths)
   return paths
+
+
+def is_whole_shard_set(shards: Iterable[Tuple[int, int]]) -> bool:
+  """Whether (shard, count) pairs, as "-SSSSS-of-NNNNN" names give them,
+  are one whole set of files: one count, and each shard below it."""
+  shards = set(shards)
+  counts = {count for _, count in shards}
+  return len(counts) == 1 and {shard for shard, _ in shards} == set(
+      range(counts.pop()))
 
 
 def comparable_path(path: str) -> str:
