@@ -69,8 +69,11 @@ def archive_url(page_url: str, page: str, name: str, version: str) -> str:
   links = _Links()
   links.feed(page)
   for href in links.hrefs:
-    url = urllib.parse.urljoin(page_url, href)
-    path = urllib.parse.urlsplit(url).path
+    try:
+      url = urllib.parse.urljoin(page_url, href)
+      path = urllib.parse.urlsplit(url).path
+    except ValueError:  # e.g. "http://[::1": not the archive's link
+      continue
     if urllib.parse.unquote(path.rsplit("/", 1)[-1]).lower() in wanted:
       return urllib.parse.urldefrag(url)[0]
   raise FetchError(f"{page_url} lists no {sorted(wanted)[0]} (among "

@@ -6,6 +6,7 @@ import functools
 import hashlib
 import http.server
 import os
+import random
 import threading
 
 import pytest
@@ -140,3 +141,26 @@ def test_main_says_why_it_failed(tmp_path, capsys):
 def test_the_index_comes_from_the_environment_first(monkeypatch):
   monkeypatch.setenv("PIP_INDEX_URL", "https://mirror.example/simple")
   assert fetch_sdist.configured_index_url() == "https://mirror.example/simple"
+
+
+def test_any_index_page_gives_a_url_or_a_fetch_error():
+  # Fuzz (fixed seed): a page is the index's to write; archive_url finds
+  # the archive's link or says the page lacks it, whatever the page holds.
+  rng = random.Random(20261207)
+  pieces = ['<a href="', '">', "</a>", "merlin-sok-2.1.0.tar.gz", "#sha256=",
+            "../", "%2e", "\x00", "<", ">", '"', "'", "&amp;", "\ufeff",
+            "http://[::1", "//", "a"]
+  found = 0
+  for _ in range(3000):
+    page = "".join(rng.choice(pieces) if rng.random() < 0.8 else
+                   chr(rng.randrange(0x110000 if rng.random() < 0.1 else 128))
+                   for _ in range(rng.randrange(40)))
+    try:
+      url = fetch_sdist.archive_url("https://index.example/simple/m/", page,
+                                    "merlin-sok", "2.1.0")
+    except fetch_sdist.FetchError as e:
+      assert "lists no merlin-sok-2.1.0.tar.gz" in str(e)
+      continue
+    found += 1
+    assert url.endswith("merlin-sok-2.1.0.tar.gz") and "#" not in url
+  assert found > 0  # the fuzz reaches the finding path too
