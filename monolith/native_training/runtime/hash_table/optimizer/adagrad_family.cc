@@ -476,7 +476,9 @@ class GroupFtrlOptimizer final
       z_sq += z * z;
     }
     const float z_norm = std::sqrt(z_sq);
-    if (!(z_norm > l1_)) {
+    // Not !(z_norm > l1_): a NaN norm (a NaN gradient) goes on to make the
+    // row NaN, as the original's formula does, rather than zeroing it.
+    if (z_norm <= l1_) {
       std::fill_n(w, dim_, 0.0f);
       return;
     }

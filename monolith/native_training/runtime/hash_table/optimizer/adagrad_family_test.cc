@@ -330,11 +330,12 @@ TEST(AdagradFamily, ZeroDenominatorsKeepValuesFinite) {
 // the loss instead of freezing the coordinate (a NaN accumulator never
 // compared above 0 again). A negative learning rate is applied, as there.
 TEST(AdagradFamily, NanGradientsShowAndNegativeRatesApply) {
-  std::vector<OptimizerConfig> configs(4);
+  std::vector<OptimizerConfig> configs(5);
   configs[0].mutable_adagrad();
   configs[1].mutable_dynamic_wd_adagrad();
   configs[2].mutable_dynamic_wd_adagrad()->set_decouple_weight_decay(true);
   configs[3].mutable_group_adagrad();
+  configs[4].mutable_group_ftrl();
   for (const OptimizerConfig& c : configs) {
     auto opt = MustNew(c, 2);
     Entry e(*opt);
