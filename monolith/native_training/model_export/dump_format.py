@@ -198,8 +198,11 @@ def unknown_field_path(record: message.Message) -> Optional[str]:
   return None
 
 
-def message_check(message_class: Type[message.Message],
-                  reject_unknown_fields: bool = False) -> PayloadCheck:
+def message_check(
+    message_class: Type[message.Message],
+    reject_unknown_fields: bool = False,
+    record_check: Optional[Callable[[message.Message], Optional[str]]] = None
+) -> PayloadCheck:
   """A PayloadCheck: does the payload parse as `message_class`?
 
   Args:
@@ -209,6 +212,8 @@ def message_check(message_class: Type[message.Message],
       schema carry such fields, so this is only for dumps known to match the
       protos exactly; bytes of another message type often parse with unknown
       fields, so it catches more wrong layouts and variants.
+    record_check: also checks the parsed record (parsed once for both):
+      None when it is valid, else the reason.
 
   Returns:
     A function of a payload that returns None when it is valid, else the
@@ -224,7 +229,7 @@ def message_check(message_class: Type[message.Message],
     if reject_unknown_fields and has_unknown_fields(record):
       where = unknown_field_path(message_class.FromString(payload))
       return f"{prefix}it has {where}, which the message does not define"
-    return None
+    return record_check(record) if record_check is not None else None
 
   return check
 

@@ -14,8 +14,9 @@ This tool finds those failures before a deployment does:
   records, log types, input names with dtypes, and batch sizes.
 * `--saved_model_dir=D`: also checks every request against the signature
   defs of D's `serve` meta graph, as TF Serving loads it (the signature
-  exists, its method fits the log type, input names, dtypes and shapes match,
-  output filters exist), then replays each request through its signature
+  exists, input names, dtypes and shapes match, output filters exist, and
+  with --enable_signature_method_name_check its method fits the log
+  type), then replays each request through its signature
   `--replay_iterations` times (TF Serving's num_request_iterations) and
   reports per signature the latency of the first request and of the later
   ones.

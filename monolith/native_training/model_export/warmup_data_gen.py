@@ -187,10 +187,9 @@ INPUT_NAMES = warmup_io.INPUT_NAMES
 DumpFormatError = dump_format.DumpFormatError
 
 
-def _example_batch_of_rows(payload: bytes) -> Optional[str]:
-  """Refuses an ExampleBatch record of no rows: no request, and what an
-  Example read as an ExampleBatch parses to (it has no batch_size)."""
-  batch = example_pb2.ExampleBatch.FromString(payload)
+def _example_batch_of_rows(batch: example_pb2.ExampleBatch) -> Optional[str]:
+  """Refuses an ExampleBatch record of no rows: a request of none, and what
+  an Example read as an ExampleBatch parses to (it has no batch_size)."""
   if batch.batch_size >= 1:
     return None
   return (f"is an {batch.DESCRIPTOR.full_name} of batch_size "
@@ -202,6 +201,9 @@ def _example_batch_of_rows(payload: bytes) -> Optional[str]:
 # a wrong --variant_type shows there.
 _FIRST_RECORD_CHECKS = {
     "example": _not_an_example_batch,
+}
+# What every record is checked for beyond parsing, per variant.
+_RECORD_CHECKS = {
     "example_batch": _example_batch_of_rows,
 }
 
@@ -293,7 +295,8 @@ class PBReader:
     first_record_check = None
     if validate:
       check = dump_format.message_check(RECORD_CLASSES[variant_type],
-                                        reject_unknown_fields)
+                                        reject_unknown_fields,
+                                        _RECORD_CHECKS.get(variant_type))
       sort_id_check = dump_format.record_like_check(
           RECORD_CLASSES[variant_type])
       first_record_check = _FIRST_RECORD_CHECKS.get(variant_type)
@@ -425,8 +428,9 @@ def gen_prediction_log_from_file(
   Raises:
     DumpFormatError: truncated or malformed input, a record that fails
       validation, or an empty input.
-    WarmupDataError: max_records above TF Serving's limit, or fewer
-      requests than signatures (raised after the last one is yielded).
+    WarmupDataError: max_records above TF Serving's limit or below the
+      number of signatures, or fewer requests than signatures (raised
+      after the last one is yielded).
     ValueError: a bad batch_size or variant_type, or reject_unknown_fields
       without validate.
   """
@@ -438,6 +442,12 @@ def gen_prediction_log_from_file(
   signatures = warmup_io.signature_list(
       _flag_value("signature_names") if signature_names is None else
       signature_names)
+  if max_records < len(signatures):
+    # Before reading: the requests could not reach every signature.
+    raise warmup_io.WarmupDataError(
+        f"--max_records={max_records} is fewer than the {len(signatures)} "
+        f"signatures {signatures}: each needs a request; raise "
+        "--max_records, or give fewer --signature_names")
   with PBReader(file_name, batch_size, lagrangex_header, has_sort_id,
                 kafka_dump_prefix, kafka_dump, variant_type, validate,
                 reject_unknown_fields, max_record_bytes) as reader:
@@ -452,9 +462,7 @@ def gen_prediction_log_from_file(
                             "input)")
     if count < len(signatures):
       # TF Serving would serve them cold: refused, as random mode does.
-      if count == max_records:
-        remedy = "raise --max_records"
-      elif variant_type == "example_batch":
+      if variant_type == "example_batch":
         remedy = "give a dump of more records"
       else:
         remedy = "lower --batch_size"

@@ -134,7 +134,6 @@ def test_signatures_cycle_and_always_include_serving_default(tmp_path):
 @pytest.mark.parametrize("variant,batch_size,max_records,remedy", [
     ("instance", 4, 1000, "lower --batch_size"),
     ("example_batch", 1, 1000, "give a dump of more records"),
-    ("instance", 1, 2, "raise --max_records"),
 ])
 def test_a_signature_the_requests_would_not_reach_is_refused(
     tmp_path, variant, batch_size, max_records, remedy):
@@ -154,6 +153,16 @@ def test_a_signature_the_requests_would_not_reach_is_refused(
          max_records=max_records, signature_names=names)
   assert len(_gen(path, layout, variant, batch_size=batch_size,
                   max_records=max_records, signature_names="a")) == made
+
+
+def test_max_records_below_the_signatures_is_refused_before_reading(
+    tmp_path):
+  with pytest.raises(warmup_io.WarmupDataError, match=re.escape(
+      "--max_records=2 is fewer than the 3 signatures ['a', 'b', "
+      "'serving_default']: each needs a request; raise --max_records, or "
+      "give fewer --signature_names")):
+    _gen(str(tmp_path / "not_read"), dump_format.DumpLayout(), "instance",
+         batch_size=1, max_records=2, signature_names="a,b")
 
 
 def test_an_output_that_would_replace_the_dump_or_the_model_is_refused(
@@ -344,6 +353,17 @@ def test_example_batches_read_as_examples_are_refused(tmp_path):
                      match=r"record 0 .* is an monolith.io.proto.ExampleBatch "
                      r"of batch_size 0: no rows to request .* pass "
                      "--variant_type=example"):
+    _gen(path, bare, "example_batch", 2)
+  # So is a batch of no rows past the first record: it would be a request
+  # of none.
+  batches = list(sample_records.serialized_records("example_batch", 3))
+  empty = example_pb2.ExampleBatch.FromString(batches[2])
+  empty.batch_size = 0
+  path = _write_dump(str(tmp_path / "empty_batch"),
+                     batches[:2] + [empty.SerializeToString()], bare)
+  with pytest.raises(warmup_data_gen.DumpFormatError,
+                     match=r"record 2 \(starting at byte offset \d+\) is an "
+                     r"monolith.io.proto.ExampleBatch of batch_size 0"):
     _gen(path, bare, "example_batch", 2)
   # Examples of a newer schema (unknown fields) are still Examples.
   path = _write_dump(str(tmp_path / "newer"),

@@ -467,6 +467,20 @@ def _die_by(sig: int) -> None:
   os.kill(os.getpid(), sig)
 
 
+class _Terminated(BaseException):
+  """Raised in the main thread by SIGTERM or SIGHUP, so that an output not
+  complete yet is removed on the way out, as on Ctrl-C."""
+
+  def __init__(self, sig: int):
+    super().__init__(signal.Signals(sig).name)
+    self.signal = sig
+
+
+def _raise_terminated(sig: int, frame) -> None:
+  del frame
+  raise _Terminated(sig)
+
+
 def check_no_arguments(argv: Optional[Sequence[str]]) -> None:
   """Refuses arguments past the program name in a tool's `main(argv)`;
   None (the original's tools took `main(_)`, and wrappers passed None) is
@@ -485,10 +499,11 @@ def run_tool(name: str, main: Callable[[Sequence[str]], None]) -> None:
   A usage error (a bad flag, or one main refuses) is one line on stderr
   and exit status 2, not the module's whole help text and 1; a ToolError
   from main is its message on stderr and its status. Ctrl-C prints
-  one line and ends the tool by SIGINT, and a closed stdout (`| head`) ends
-  it by SIGPIPE, without a traceback; either way an output not complete yet
-  is removed, as on any error (a closed stderr is only logging's loss: the
-  tool goes on).
+  one line and ends the tool by SIGINT, SIGTERM and SIGHUP (`timeout`,
+  `kill`, a job stopped, unless ignored, as under nohup) likewise by
+  theirs, and a closed stdout (`| head`) ends it by SIGPIPE, without a
+  traceback; in every case an output not complete yet is removed, as on
+  any error (a closed stderr is only logging's loss: the tool goes on).
 
   Args:
     name: the tool's name, which its lines start with.
@@ -517,10 +532,16 @@ def run_tool(name: str, main: Callable[[Sequence[str]], None]) -> None:
     # Here, not at exit: a closed stdout fails the flush (BrokenPipeError).
     sys.stdout.flush()
 
+  for sig in (signal.SIGTERM, signal.SIGHUP):
+    if signal.getsignal(sig) == signal.SIG_DFL:
+      signal.signal(sig, _raise_terminated)
   try:
     app.run(checked_main, flags_parser=parse_flags)
   except KeyboardInterrupt:
     sys.stderr.write(f"{name}: interrupted\n")
     _die_by(signal.SIGINT)
+  except _Terminated as e:
+    sys.stderr.write(f"{name}: terminated by {e}\n")
+    _die_by(e.signal)
   except BrokenPipeError:
     _die_by(signal.SIGPIPE)

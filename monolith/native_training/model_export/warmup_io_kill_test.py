@@ -1,9 +1,10 @@
-"""Kill test of the warmup writers' atomic output.
+"""Kill tests of the warmup writers' atomic output.
 
 A child process writes warmup files of several records to one path, each
 version marked, over and over; the test SIGKILLs it at seeded random points
 and then requires the path to hold no file yet or one whole version (every
-record there, all of one version), as TF Serving would load it.
+record there, all of one version), as TF Serving would load it. A tool
+stopped by SIGTERM or SIGHUP leaves nothing of its unfinished output.
 """
 
 import os
@@ -77,6 +78,48 @@ def test_a_killed_writer_leaves_the_previous_or_a_whole_file(tmp_path):
   time.sleep(warmup_io.UNLOCKED_TEMP_SECONDS + 0.5)
   warmup_io.write_prediction_logs(out, [warmup_io.predict_log("m", "", {})])
   assert not _temporaries(out)
+
+
+_STOPPED_TOOL = """
+import sys
+import time
+from monolith.native_training.model_export import warmup_io
+
+out = sys.argv[1]
+
+
+def logs():
+  yield warmup_io.predict_log("m", "", {})
+  print("writing", flush=True)
+  time.sleep(60)
+  yield warmup_io.predict_log("m", "", {})
+
+
+def main(argv):
+  warmup_io.write_prediction_logs(out, logs())
+
+
+warmup_io.run_tool("stopped_tool", main)
+"""
+
+
+def test_a_terminated_tool_removes_its_unfinished_output(tmp_path):
+  # SIGTERM (timeout, kill, a job stopped) and SIGHUP end a tool as Ctrl-C
+  # does: the temporary and the folders the write made are removed, and
+  # the tool dies by the signal.
+  env = utils.python_child_env(TF_CPP_MIN_LOG_LEVEL="3")
+  for sig in (signal.SIGTERM, signal.SIGHUP):
+    out = str(tmp_path / sig.name / "warmup" / "requests")
+    child = subprocess.Popen([sys.executable, "-c", _STOPPED_TOOL, out],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=env)
+    assert child.stdout.readline() == b"writing\n"
+    assert _temporaries(out)
+    child.send_signal(sig)
+    _, stderr = child.communicate(timeout=60)
+    assert child.returncode == -sig, (child.returncode, stderr)
+    assert f"stopped_tool: terminated by {sig.name}".encode() in stderr
+    assert not os.path.exists(tmp_path / sig.name), os.listdir(tmp_path)
 
 
 def _temporaries(out):
