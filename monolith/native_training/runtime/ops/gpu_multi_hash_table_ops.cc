@@ -555,7 +555,8 @@ class GpuMultiHashTableFusedLookupOp : public GuardedOpKernel {
     OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 1, "ids", &ids));
     const Tensor* slot_sizes = nullptr;
     OP_REQUIRES_OK(ctx, GetVectorInput(ctx, 2, "fused_slot_size", &slot_sizes));
-    // Unused (entries keep their update time), but checked like the others.
+    // Unused (a lookup stamps no entry), so any value is taken, as the
+    // original took it; a scalar, as elsewhere.
     int64_t req_time = 0;
     OP_REQUIRES_OK(ctx, GetScalarInput(ctx, 3, "req_time", &req_time));
     FusedLayout layout;

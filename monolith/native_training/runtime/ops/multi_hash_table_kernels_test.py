@@ -342,6 +342,11 @@ def test_read_and_is_initialized(graph):
     sess.run(h)
     assert sess.run(ops.is_hash_table_initialized(read))
     assert not sess.run(ops.is_hash_table_initialized(other))
+    # A handle of another resource is an error, not "not initialized".
+    filter_handle = ops.monolith_dummy_hash_filter(shared_name="shared_x_f")
+    sess.run(filter_handle)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="wrong type"):
+      sess.run(ops.is_hash_table_initialized(filter_handle))
 
 
 def test_read_needs_a_shared_name(graph):

@@ -855,6 +855,8 @@ class ReadResourceHandleOp : public OpKernel {
 };
 
 // Whether input 0's resource (of type T) exists (IsHashTableInitialized).
+// Only a resource not found is "not initialized": a handle of another type
+// or device is the caller's error, not a table still to create.
 template <typename T>
 class IsResourceInitializedOp : public OpKernel {
  public:
@@ -868,11 +870,11 @@ class IsResourceInitializedOp : public OpKernel {
                     "handle must be a scalar resource handle, got shape ",
                     handle.shape().DebugString()));
     core::RefCountPtr<T> resource;
-    const bool found =
-        LookupResource(ctx, HandleFromInput(ctx, 0), &resource).ok();
+    const Status lookup = LookupResource(ctx, HandleFromInput(ctx, 0), &resource);
+    OP_REQUIRES(ctx, lookup.ok() || errors::IsNotFound(lookup), lookup);
     Tensor* out;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {}, &out));
-    out->scalar<bool>()() = found;
+    out->scalar<bool>()() = lookup.ok();
   }
 };
 
