@@ -66,7 +66,12 @@ class CheckpointRestorerHook(tf.compat.v1.train.SessionRunHook):
 
   Args:
     listeners: called in order for each stage: every `before_restore`, then
-      every `after_restore`.
+      every `after_restore`; at the session's normal end, every `end` (a
+      listener without one, as the original's hook never called it, is
+      passed over there).
+
+  Subclasses may override `_restore(session)`, which runs the listeners, as
+  the original's did.
   """
 
   def __init__(
@@ -74,8 +79,9 @@ class CheckpointRestorerHook(tf.compat.v1.train.SessionRunHook):
       listeners: Optional[Sequence[CheckpointRestorerListener]] = None):
     logging.info("Create CheckpointRestorerHook.")
     self._listeners = list(listeners or [])
+    # What the original's hook called; `end` is optional (see end()).
     check_listeners(self._listeners, "CheckpointRestorerHook listeners",
-                    ("begin", "before_restore", "after_restore", "end"),
+                    ("begin", "before_restore", "after_restore"),
                     "a CheckpointSaverHook's listeners")
 
   def begin(self) -> None:
@@ -87,18 +93,24 @@ class CheckpointRestorerHook(tf.compat.v1.train.SessionRunHook):
   def after_create_session(self, session: tf.compat.v1.Session,
                            coord: Optional[tf.train.Coordinator]) -> None:
     del coord  # Unused.
-    logging.info("Calling checkpoint restorer listeners.")
     try:
-      for listener in self._listeners:
-        listener.before_restore(session)
-      for listener in self._listeners:
-        listener.after_restore(session)
+      self._restore(session)
     finally:
       # Not pending once it ran, even when a listener failed (the session
       # creation fails with it): a later session of the graph, with hooks
       # of its own, is not told this one has yet to run.
       _PENDING_RESTORERS.get(session.graph, weakref.WeakSet()).discard(self)
 
+  def _restore(self, session: tf.compat.v1.Session) -> None:
+    """Runs every listener's `before_restore`, then every `after_restore`."""
+    logging.info("Calling checkpoint restorer listeners.")
+    for listener in self._listeners:
+      listener.before_restore(session)
+    for listener in self._listeners:
+      listener.after_restore(session)
+
   def end(self, session: tf.compat.v1.Session) -> None:
     for listener in self._listeners:
-      listener.end(session)
+      end = getattr(listener, "end", None)
+      if callable(end):
+        end(session)

@@ -103,6 +103,36 @@ def test_a_restorer_whose_listener_failed_is_not_pending():
     assert not basic_restore_hook.pending_restorer_hooks(graph)
 
 
+def test_ported_subclasses_and_listeners_work_as_in_the_original():
+  # A subclass overriding _restore (the original's hook called it), and a
+  # listener of only what the original's hook called: no end.
+  log = []
+
+  class OnlyRestores:
+
+    def begin(self):
+      log.append("begin")
+
+    def before_restore(self, session):
+      log.append("before_restore")
+
+    def after_restore(self, session):
+      log.append("after_restore")
+
+  class CustomRestore(basic_restore_hook.CheckpointRestorerHook):
+
+    def _restore(self, session):
+      log.append("custom")
+      super()._restore(session)
+
+  with tf.Graph().as_default() as graph:
+    tf.compat.v1.train.get_or_create_global_step()
+    hook = CustomRestore([OnlyRestores()])
+    with tf.compat.v1.train.SingularMonitoredSession(hooks=[hook]):
+      assert basic_restore_hook.pending_restorer_hooks(graph) == []
+  assert log == ["begin", "custom", "before_restore", "after_restore"]
+
+
 def test_base_listener_methods_are_no_ops():
   listener = basic_restore_hook.CheckpointRestorerListener()
   listener.begin()
