@@ -40,6 +40,7 @@ clusters in all; the chief resumes from the latest checkpoint).
 
 import collections
 import contextlib
+import fcntl
 import os
 import re
 import signal
@@ -631,16 +632,23 @@ class _ReportSetupHook(tf1.train.SessionRunHook):
 class _RecoveryWait:
   """A worker's waits for lost tasks (times: time.monotonic()'s).
 
-  A wait begins at a loss and ends when every PS task answers; losses
-  during it are part of it, and it may last `limit_secs`. The chief's
-  restore of a task that came back is not part of it (--chief_setup_secs
-  bounds it): a loss while the chief restores begins a wait of its own.
+  A wait begins at a loss and ends when every PS task answers again after
+  one was seen gone, or at a training step; losses during it are part of
+  it, and it may last `limit_secs`. The chief's restore of a task that came
+  back is not part of it (--chief_setup_secs bounds it): a loss while the
+  chief restores begins a wait of its own. A loss while every task answers
+  (a task that hangs, a deadline too short for a call, a task restarted
+  before it was seen gone) is not known to be back: its wait goes on until
+  a step trains, so that losses repeated without a step fail after
+  `limit_secs`, not retry for ever; the time new sessions took (the
+  chief's restore) does not count.
   """
 
   def __init__(self, limit_secs: float):
     self._limit_secs = limit_secs
     self._stopped_at = None  # training stopped (the first loss)
     self._waiting_since = None
+    self._gone_seen = False  # a PS task refused connections in this wait
     self.given_up = False
 
   def give_up(self) -> None:
@@ -665,9 +673,25 @@ class _RecoveryWait:
     return self._waiting_since is not None and (
         self.given_up or now - self._waiting_since >= self._limit_secs)
 
+  def gone_seen(self) -> None:
+    """A PS task refuses connections during the wait."""
+    self._gone_seen = True
+
   def tasks_back(self) -> None:
-    """Every PS task answers: the wait is over."""
+    """Every PS task answers: the wait is over if one was gone."""
+    if self._gone_seen:
+      self._waiting_since = None
+      self._gone_seen = False
+
+  def pause(self, secs: float) -> None:
+    """`secs` (a new session's creation) do not count in the wait."""
+    if self._waiting_since is not None:
+      self._waiting_since += secs
+
+  def trained(self) -> None:
+    """A training step ran: whatever was lost is back."""
     self._waiting_since = None
+    self._gone_seen = False
 
   def training_again(self, now: float) -> Optional[float]:
     """Seconds since training stopped (None: it did not), now it runs."""
@@ -865,6 +889,7 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
         if sess is None:
           gone = _unreachable_ps_tasks(cluster) if recovery.waiting() else []
           if gone:
+            recovery.gone_seen()
             if recovery.expired(time.monotonic()):
               print(f"worker {index}: failed after {progress.steps} steps: "
                     f"{', '.join(gone)} " +
@@ -876,7 +901,11 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
             time.sleep(1)
             continue
           recovery.tasks_back()
-          sess = _FailFastSession(creator, hooks)
+          creating_since = time.monotonic()
+          try:
+            sess = _FailFastSession(creator, hooks)
+          finally:
+            recovery.pause(time.monotonic() - creating_since)
           on_stop_signals(stop_after_step)
           # A run that reads the step lets StopAtStepHook see a model_dir
           # already trained to --steps (it asks to stop after a run only).
@@ -895,6 +924,7 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
                 model.labels: labels
             })
         progress.add(ids, float(loss), int(step), FLAGS.log_every_secs)
+        recovery.trained()
       except _LOST_TASK_ERRORS as e:
         now = time.monotonic()
         if not FLAGS.ps_recovery_secs:
@@ -1070,6 +1100,8 @@ def launch(argv: Sequence[str]) -> int:
   finally:
     with contextlib.suppress(tf.errors.OpError):
       tf.io.gfile.remove(probe)
+  # The lock file stays open, locked, until the launcher exits.
+  _lock_model_dir(FLAGS.model_dir)
   # The tasks die with the launcher.
   env = utils.launcher_env(utils.python_child_env(PYTHONUNBUFFERED="1"))
   if not FLAGS.verbose:
@@ -1091,6 +1123,39 @@ def launch(argv: Sequence[str]) -> int:
   _say(f"local_cluster: a port was taken in each of {_CLUSTER_ATTEMPTS} "
        "attempts; giving up")
   return 1
+
+
+_MODEL_DIR_LOCK = ".local_cluster.lock"
+
+
+def _lock_model_dir(model_dir: str) -> Optional[int]:
+  """Locks a local `model_dir` for this launcher; returns the open lock
+  file (locked while it is open), or None for another file system's.
+
+  Two launchers saving into one folder (the default --model_dir, twice)
+  would delete each other's checkpoints when rotating and overwrite the
+  checkpoint state file; a later resume took whichever saved last.
+
+  Raises:
+    app.UsageError: another launcher holds the lock.
+  """
+  path = utils.comparable_path(model_dir)
+  if "://" in path:
+    return None
+  lock_path = os.path.join(path, _MODEL_DIR_LOCK)
+  fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    os.close(fd)
+    raise app.UsageError(
+        f"--model_dir {model_dir} is in use by another local_cluster "
+        f"(process {holder or 'unknown'} holds {lock_path}): give another "
+        "--model_dir, or stop that one") from None
+  os.ftruncate(fd, 0)
+  os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+  return fd
 
 
 def _run_cluster(env: Dict[str, str], passed: List[str]) -> int:
@@ -1141,10 +1206,13 @@ def _run_cluster(env: Dict[str, str], passed: List[str]) -> int:
         t.join_output(1.0)
         ps_tasks[i] = _Task(t.name, t.argv, env, lock)
         tasks[tasks.index(t)] = ps_tasks[i]
+      # The PS tasks' return codes as the restarts above polled them: a PS
+      # that exits meanwhile is restarted in the next pass, not taken for
+      # one past its restarts.
       failed = [
           t for t in workers
           if t.process.poll() is not None and t.process.returncode != 0
-      ] + [t for t in ps_tasks if t.process.poll() is not None]
+      ] + [t for t in ps_tasks if t.process.returncode is not None]
       # Return codes as polled above: one that exits meanwhile is seen in
       # the next pass.
       taken = [t for t in failed if t.process.returncode == _PORT_TAKEN_EXIT]

@@ -20,6 +20,7 @@ import time
 import tracemalloc
 from typing import Callable, Dict, List, Set
 
+from absl import app
 from absl import flags
 import numpy as np
 import pytest
@@ -597,14 +598,54 @@ def test_a_loss_while_the_chief_restores_gets_a_wait_of_its_own():
   # from then, not failed at once for the first loss's 120 s.
   recovery = local_cluster._RecoveryWait(limit_secs=120)
   recovery.lose(0)
+  recovery.gone_seen()
   recovery.tasks_back()
   assert not recovery.waiting() and not recovery.expired(1000)
   assert recovery.lose(1000)
   assert not recovery.expired(1119) and recovery.expired(1120)
+  recovery.gone_seen()
   recovery.tasks_back()
   # Training stopped at the first loss.
   assert recovery.training_again(1500) == 1500
   assert recovery.training_again(1600) is None
+
+
+def test_a_model_dir_in_use_by_another_launcher_is_refused(tmp_path):
+  held = local_cluster._lock_model_dir(str(tmp_path))
+  try:
+    with pytest.raises(app.UsageError,
+                       match=re.escape(
+                           f"--model_dir {tmp_path}/ is in use by another "
+                           f"local_cluster (process {os.getpid()} holds ")):
+      local_cluster._lock_model_dir(f"{tmp_path}/")
+  finally:
+    os.close(held)
+  # Free once the holder is gone.
+  os.close(local_cluster._lock_model_dir(f"file://{tmp_path}"))
+  assert local_cluster._lock_model_dir("gs://bucket/model") is None
+
+
+def test_losses_while_every_task_answers_fail_after_the_limit():
+  # A hung PS, or --operation_timeout_ms shorter than a call: each new
+  # session fails again while every port answers. Such losses are one
+  # wait, from the first, until a step trains (they retried for ever).
+  recovery = local_cluster._RecoveryWait(limit_secs=120)
+  assert recovery.lose(0)
+  for now in range(1, 120):
+    recovery.tasks_back()  # nothing was gone: the wait goes on
+    assert not recovery.lose(now) and not recovery.expired(now)
+  assert recovery.expired(120)
+  # The time new sessions took (the chief restoring a task that restarted
+  # before it was seen gone) does not count.
+  recovery = local_cluster._RecoveryWait(limit_secs=120)
+  recovery.lose(0)
+  recovery.tasks_back()
+  recovery.pause(3600)
+  assert not recovery.expired(3719) and recovery.expired(3720)
+  # A step that trains ends it.
+  recovery.trained()
+  assert not recovery.waiting() and recovery.lose(500)
+  assert not recovery.expired(619) and recovery.expired(620)
 
 
 def test_a_worker_fails_when_its_chief_never_sets_up(monkeypatch):
