@@ -320,8 +320,8 @@ void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
       const bool found = slot->index != kEmpty;
       if (!found && (!admitted || shard.Full())) return;
       char* entry = found      ? shard.EntryAt(slot->index)
-                    : kInitNew ? table->InsertNew(&shard, ids[0], pos)
-                               : shard.Insert(ids[0], pos);
+                    : kInitNew ? table->InsertNew(&shard, ids[0], pos, stamp)
+                               : shard.Insert(ids[0], pos, stamp);
       slot->timestamp = stamp;
       visit(0, slot, entry, found);
     } else {
@@ -381,7 +381,7 @@ void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
           } else {
             // Initialized in the last pass, once the prefetch is in: a
             // reused entry sits anywhere in the arena.
-            char* entry = shard.Insert(id, pos);
+            char* entry = shard.Insert(id, pos, stamp);
             PrefetchRange<true>(entry, table->stride_);
             scratch->set_found(p, slot, entry, false);
           }
@@ -443,9 +443,9 @@ void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
   }
 }
 
-char* EmbeddingHashTable::InsertNew(TableShard* shard, int64_t id,
-                                    uint64_t pos) {
-  char* entry = shard->Insert(id, pos);
+char* EmbeddingHashTable::InsertNew(TableShard* shard, int64_t id, uint64_t pos,
+                                    Timestamp timestamp) {
+  char* entry = shard->Insert(id, pos, timestamp);
   accessor_->Init(entry, init_seed_, id);
   return entry;
 }
@@ -1213,10 +1213,11 @@ Status EmbeddingHashTable::PutLocked(TableShard* shard, int64_t id,
         std::to_string(shard->entry_limit) + "): id " + std::to_string(id) +
         " is not restored");
   }
+  const Timestamp stamp = ToTimestamp(update_time);
   char* stored = found ? shard->EntryAt(shard->slots[pos].index)
-                       : shard->Insert(id, pos);
+                       : shard->Insert(id, pos, stamp);
   std::memcpy(stored, entry, stride_);
-  shard->slots[pos].timestamp = ToTimestamp(update_time);
+  shard->slots[pos].timestamp = stamp;
   NoteUpdate(update_time);
   return Status::OK();
 }

@@ -356,9 +356,10 @@ class EmbeddingHashTable {
                       RecordScratch* scratch, RestoredState state,
                       DecodedRecord* decoded) const;
   // Inserts |id| (absent, its probe ending at empty slot |pos|, room
-  // reserved) and initializes its entry. Caller holds the shard
-  // exclusively.
-  char* InsertNew(internal::TableShard* shard, int64_t id, uint64_t pos);
+  // reserved), stamped |timestamp| (an internal::Timestamp), and
+  // initializes its entry. Caller holds the shard exclusively.
+  char* InsertNew(internal::TableShard* shard, int64_t id, uint64_t pos,
+                  uint32_t timestamp);
   // fn(index, slot, entry) for every id; slot and entry are null when
   // the id is absent. |ahead| as RunPipeline's.
   template <typename Fn, typename Ahead = NoPrefetch>

@@ -292,13 +292,16 @@ TEST(EmbeddingHashTableOomTest, ServingAssignAfterErase) {
 
 // A visit that allocates (an add to a SERVING segment wider than the 64
 // floats its scratch holds on the stack) can fail between two ids of a
-// shard: the shard's new entries are initialized before any visit, so
-// none is left holding the arena's bytes (here an erased entry's 5s).
+// shard: the shard's new entries are initialized and stamped before any
+// visit, so none is left holding the arena's bytes (here an erased
+// entry's 5s) or a time of 0 (which saves and eviction take for expired),
+// and an entry's narrow segment is not added to before its wide one fails.
 TEST(EmbeddingHashTableOomTest, FailedVisitLeavesNewEntriesInitialized) {
-  constexpr int kWide = 80;
+  constexpr int kWide = 96;
   EmbeddingHashTableConfig config;
   ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(
-      "entry_config { entry_type: SERVING segments { dim_size: 80 "
+      "entry_config { entry_type: SERVING segments { dim_size: 16 "
+      "comp_config { fp32 {} } } segments { dim_size: 80 "
       "comp_config { fp32 {} } } }",
       &config));
   std::vector<int64_t> old_ids, erased, batch;
@@ -336,8 +339,16 @@ TEST(EmbeddingHashTableOomTest, FailedVisitLeavesNewEntriesInitialized) {
       const bool is_new = id < 0;
       ASSERT_TRUE(is_new ? all_equal(row, 0) || all_equal(row, 1)
                          : all_equal(row, 5) || all_equal(row, 6))
-          << "id " << id << " holds " << row[0] << ", ...";
+          << "id " << id << " holds " << row[0] << ", ..., " << row.back();
     }
+    ASSERT_OK(
+        table->Save(0, 1, 0, [&](const EmbeddingHashTable::SavedEntry& e) {
+          EXPECT_EQ(e.update_time, e.id < 0 ? kTime + 1 : e.update_time)
+              << "new id " << e.id;
+          EXPECT_TRUE(e.update_time == kTime || e.update_time == kTime + 1)
+              << "id " << e.id << " stamped " << e.update_time;
+          return Status::OK();
+        }));
   }
   EXPECT_GT(failures, 0) << "the call allocated nothing";
   EXPECT_LT(failures, kMaxSweep) << "the call never completed";

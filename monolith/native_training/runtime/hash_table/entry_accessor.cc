@@ -100,6 +100,8 @@ Status EntryAccessor::Create(const EntryConfig& config,
               seg.hash_net->ScaleAt(0));
           result->transforms_lookups_ = true;
           result->has_hash_net_ = true;
+          result->max_hash_net_dim_ =
+              std::max(result->max_hash_net_dim_, seg.dim);
         }
       }
       Status s = NewInitializer(conf.init_config(), seg.dim, &seg.initializer);
@@ -113,6 +115,7 @@ Status EntryAccessor::Create(const EntryConfig& config,
       data_bytes += seg.optimizer->StateBytes();
     }
     result->dim_ += seg.dim;
+    result->max_segment_dim_ = std::max(result->max_segment_dim_, seg.dim);
     result->segments_.push_back(std::move(seg));
   }
   // Serving data starts at byte 0; training state follows the fp32 num.
@@ -227,8 +230,10 @@ void EntryAccessor::AssignAdd(const float* num, void* entry) const {
   }
   // Segment by segment, in a buffer on the stack up to 64 floats: this
   // runs for each id of a batch, and a table's visits should not allocate.
+  // One buffer for every segment, taken before any is changed: a
+  // bad_alloc then leaves the entry as it was, not half added to.
+  InlineBuffer<float, 64> values(max_segment_dim_);
   for (const Segment& seg : segments_) {
-    InlineBuffer<float, 64> values(seg.dim);
     void* data = At(entry, seg.data_offset);
     seg.compressor->Decode(data, values.data());
     const float* added = num + seg.num_offset;
@@ -282,9 +287,10 @@ void EntryAccessor::OptimizeThroughHashNet(void* entry, const float* grad,
                                            int64_t global_step) const {
   NoteHashNetStep(global_step);
   float* num = static_cast<float*>(entry);
+  // Taken before any segment is changed, as in AssignAdd.
+  InlineBuffer<float, 64> scaled(max_hash_net_dim_);
   for (const Segment& seg : segments_) {
     const float* seg_grad = grad + seg.num_offset;
-    InlineBuffer<float, 64> scaled(seg.hash_net ? seg.dim : 0);
     if (seg.hash_net) {
       // The gradient reaches the stored floats through Forward.
       const float scale =

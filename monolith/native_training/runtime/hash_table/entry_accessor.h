@@ -217,6 +217,10 @@ class EntryAccessor {
   mutable std::atomic<int64_t> hash_net_step_{0};
   mutable std::mutex hash_net_mu_;
   int dim_ = 0;
+  // The widest segment's dim, and the widest one_bit segment's: what the
+  // scratch of a serving AssignAdd and of OptimizeThroughHashNet holds.
+  int max_segment_dim_ = 0;
+  int max_hash_net_dim_ = 0;
   int slice_size_ = 0;
   int dump_size_ = 0;
   int64_t size_bytes_ = 0;

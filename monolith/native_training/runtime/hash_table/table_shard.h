@@ -478,11 +478,13 @@ struct TableShard {
            std::max<int64_t>(0, int64_t{entry_limit} - next_index);
   }
 
-  // Fills empty slot |pos| (where |id|'s probe ended) with a new entry;
-  // the caller has reserved room and checked Full(). Returns the entry.
-  char* Insert(int64_t id, uint64_t pos) {
+  // Fills empty slot |pos| (where |id|'s probe ended) with a new entry
+  // stamped |timestamp| (the update's own: a visit that throws before the
+  // entry's leaves it as saves and eviction then see it); the caller has
+  // reserved room and checked Full(). Returns the entry.
+  char* Insert(int64_t id, uint64_t pos, Timestamp timestamp) {
     const uint32_t index = AllocateIndex();
-    slots[pos] = Slot{id, index, 0};
+    slots[pos] = Slot{id, index, timestamp};
     ++size;
     return EntryAt(index);
   }
