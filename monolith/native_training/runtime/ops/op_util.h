@@ -870,7 +870,8 @@ class IsResourceInitializedOp : public OpKernel {
                     "handle must be a scalar resource handle, got shape ",
                     handle.shape().DebugString()));
     core::RefCountPtr<T> resource;
-    const Status lookup = LookupResource(ctx, HandleFromInput(ctx, 0), &resource);
+    const Status lookup =
+        LookupResource(ctx, HandleFromInput(ctx, 0), &resource);
     OP_REQUIRES(ctx, lookup.ok() || errors::IsNotFound(lookup), lookup);
     Tensor* out;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {}, &out));
