@@ -88,6 +88,13 @@ def _check_shared_name(shared_name: str, source: str) -> None:
   elif _SHARD_SUFFIX_RE.search(shared_name):
     problem = ("holds a shard suffix (-SSSSS-of-NNNNN): its files would be "
                "named as another table's")
+  elif re.fullmatch(r"hash_filter(_[0-9]+)?", shared_name):
+    # hash_filter_ops saves filter i as "<asset dir>hash_filter_<i>" and
+    # the PS count as "hash_filter.num_ps", as a PS group "hash_filter"
+    # records its own.
+    problem = ("is named as the hash filters' checkpoint files "
+               "(hash_filter_<ps>, hash_filter.num_ps): their saves would "
+               "delete or overwrite each other's")
   elif len(shared_name.encode()) > _MAX_SHARED_NAME_BYTES:
     problem = (f"is longer than {_MAX_SHARED_NAME_BYTES} bytes: its files' "
                "names would pass the file system's 255")
@@ -334,6 +341,16 @@ def learning_rate_tensor(cc: CachedConfig) -> tf.Tensor:
               f"{shape}, not a scalar (one rate per segment)")
       pending.extend(called)
       continue
+    if not tf.is_tensor(rates):
+      # set_learning_rate_tensor takes anything: a list or an array too.
+      try:
+        rates = tf.convert_to_tensor(rates)
+      except (TypeError, ValueError) as e:
+        raise ValueError(f"table {name}: learning_rate_tensor is not a "
+                         f"tensor of rates: {e}") from None
+    if not (rates.dtype.is_floating or rates.dtype.is_integer):
+      raise ValueError(f"table {name}: learning_rate_tensor is of dtype "
+                       f"{rates.dtype.name}, not a number")
     shape = rates.shape
     if shape.num_elements() not in (None, num_segments):
       raise ValueError(f"table {name}: learning_rate_tensor has "
@@ -1522,7 +1539,9 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       "latest_update_time" (seconds: the newest update time written, the
       "now" of saves and evictions while not past the host's clock).
     """
-    with tf.device(self._handle.device):
+    # The creation op's device: an updated copy's handle lies where its
+    # update was built (e.g. a worker's scope), not where the table is.
+    with tf.device(self._initializer.device):
       handle = hash_table_ops.read_monolith_multi_hash_table(
           shared_name=self._shared_name)
       entries, memory_bytes, latest_update_time = (
@@ -1899,7 +1918,8 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     return hash_table_ops.monolith_multi_hash_table_fused_lookup(
         mtable=self._handle,
         ids=_as_dtype(ids, tf.int64, "ids"),
-        fused_slot_size=fused_slot_size,
+        fused_slot_size=_as_dtype(fused_slot_size, tf.int32,
+                                  "fused_slot_size"),
         num_of_shards=num_of_shards,
         req_time=req_time_tensor(req_time))
 
@@ -1955,10 +1975,11 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
             mtable=self._handle,
             ids=_as_dtype(ids, tf.int64, "ids"),
             indices=_as_dtype(indices, tf.int64, "indices"),
-            fused_slot_size=fused_slot_size,
-            id_grads=id_grads,
-            id_offsets=id_offsets,
-            grad_offsets=grad_offsets,
+            fused_slot_size=_as_dtype(fused_slot_size, tf.int32,
+                                      "fused_slot_size"),
+            id_grads=_as_dtype(id_grads, tf.float32, "id_grads"),
+            id_offsets=_as_dtype(id_offsets, tf.int32, "id_offsets"),
+            grad_offsets=_as_dtype(grad_offsets, tf.int32, "grad_offsets"),
             learning_rate_tensors=self._learning_rate,
             req_time=req_time_tensor(req_time),
             global_step=as_int64_scalar(global_step, "global_step"),

@@ -116,6 +116,21 @@ def test_a_name_suffix_that_cannot_name_files_is_refused(suffix, problem):
     multi_hash_table_ops.MultiHashTable.from_proto(proto, import_scope=scope)
 
 
+@pytest.mark.parametrize("shared_name", ["hash_filter_0", "hash_filter_12",
+                                         "hash_filter"])
+def test_a_proto_named_as_the_hash_filters_files_is_refused(shared_name):
+  # Saved beside the filters, its files would be theirs: each save deleted
+  # or overwrote the other's.
+  config = {"a": test_utils.generate_test_hash_table_config(1)}
+  with tf.name_scope("scope") as scope:
+    proto = multi_hash_table_ops.MultiHashTable.from_configs(
+        config, name_suffix="ok").to_proto(export_scope=scope)
+  proto.shared_name = shared_name
+  with pytest.raises(ValueError, match="MultiHashTableProto: .*named as the "
+                     r"hash filters' checkpoint files"):
+    multi_hash_table_ops.MultiHashTable.from_proto(proto, import_scope=scope)
+
+
 def test_name_suffixes_of_dots_dashes_and_spaces_are_taken():
   for suffix in ("v2.1", "a-b", "user ids", "meta", "x.meta.y"):
     table = multi_hash_table_ops.MultiHashTable.from_configs(
@@ -264,13 +279,16 @@ def test_fused_apply_gradient_applies_an_id_of_several_shards_in_their_order():
   ids = np.tile(np.arange(n, dtype=np.int64) * 7919, shards)
   rng = np.random.default_rng(3)
   grads = rng.normal(size=[shards, n, dim]).astype(np.float32)
-  slot_size = tf.constant([n] * shards, tf.int32)
+  # Of other widths (int64 counts, float64 gradients): cast, as the other
+  # methods' inputs are (they failed on the op's dtype).
+  slot_size = tf.constant([n] * shards, tf.int64)
   _, _, id_offsets, emb_offsets, indices = fused.fused_lookup(
       _id(ids), slot_size, shards)
   applied = fused.fused_apply_gradient(
-      _id(ids), indices, slot_size, _value(grads.reshape([-1])), id_offsets,
-      emb_offsets, tf.constant(1, tf.int64), tf.constant(100, tf.int64),
-      shards).as_op()
+      _id(ids), indices, slot_size,
+      tf.constant(grads.reshape([-1]), tf.float64), id_offsets,
+      tf.cast(emb_offsets, tf.int64), tf.constant(1, tf.int64),
+      tf.constant(100, tf.int64), shards).as_op()
   shard_grads = tf1.placeholder(tf.float32, [n, dim])
   apply_one = one_by_one.apply_gradients(
       {"a": (_id(ids[:n]), shard_grads)}, tf.constant(1, tf.int64),
@@ -314,6 +332,22 @@ def test_stats_report_each_tables_entries_memory_and_time():
   # Table b's 100k entries of 4 floats (and their state) at least.
   assert after["memory_bytes"][1] - before["memory_bytes"][1] > 100_000 * 16
   assert after["memory_bytes"][0] == before["memory_bytes"][0]
+
+
+def test_stats_of_a_copy_built_on_another_device_read_the_tables_task():
+  # A table on one device (a PS task's), updated under another (the
+  # worker's scope): the copy's stats read the table where it lives.
+  with tf.device("/cpu:0"):
+    table = multi_hash_table_ops.MultiHashTable.from_configs(
+        {"a": test_utils.generate_test_hash_table_config(1)})
+  with tf.device("/cpu:1"):
+    added = table.assign_add({"a": (_id([5, 6]), _value([[1], [2]]))})
+    stats_of_added = added.stats()
+  config = tf1.ConfigProto(device_count={"CPU": 2})
+  with tf1.Session(config=config) as sess:
+    sess.run(table.initializer)
+    sess.run(added.as_op())
+    assert sess.run(stats_of_added)["entries"].tolist() == [2]
 
 
 def _summaries(directory):
@@ -595,6 +629,18 @@ def test_learning_rate_tensor_uses_a_configs_tensor_when_set():
   with pytest.raises(ValueError, match="table b: learning_rate_tensor has 1 "
                      "rates for 2 segments"):
     multi_hash_table_ops.learning_rate_tensor(cc)
+  # A list or an array is taken as a tensor; what is no number is refused,
+  # naming the table (it was an AttributeError on .shape).
+  configs["b"].set_learning_rate_tensor(np.array([9, 10], np.float64))
+  with tf1.Session() as sess:
+    np.testing.assert_array_equal(
+        sess.run(multi_hash_table_ops.learning_rate_tensor(cc)),
+        [0.5, 9, 10, 3, 0.25])
+  for bad, reason in (("fast", "dtype string"), ([[1], [2, 3]], "not a")):
+    configs["b"].set_learning_rate_tensor(bad)
+    with pytest.raises(ValueError,
+                       match=f"table b: learning_rate_tensor .*{reason}"):
+      multi_hash_table_ops.learning_rate_tensor(cc)
 
 
 def test_raw_assign_add():
