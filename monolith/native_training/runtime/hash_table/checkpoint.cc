@@ -743,7 +743,18 @@ Status SaveCheckpoint(FileSystem* fs, const std::string& basename,
   }
 
   const uint64_t save_id = NewSaveId(NowMicros());
-  const int64_t save_time_micros = NowMicros();
+  // Later than the save a reader takes at the basename now: readers choose
+  // between whole saves of two shard counts (the older one's files left
+  // where deleting them failed) by this time, and a clock behind the last
+  // saver's (another host, an NTP step) must not make them read the older.
+  int64_t save_time_micros = options.now_micros();
+  CheckpointInfo previous;
+  if (ReadCheckpointInfo(fs, basename, /*need_data=*/false, options.log,
+                         &previous)
+          .ok() &&
+      previous.save_time_micros >= save_time_micros) {
+    save_time_micros = previous.save_time_micros + 1;
+  }
   const std::string temp_suffix = TempSuffix(save_id);
   std::vector<ShardWrite> shards(nshards);
   for (int s = 0; s < nshards; ++s) {

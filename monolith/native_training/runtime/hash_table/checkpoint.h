@@ -89,6 +89,9 @@ struct SaveOptions {
   // which its meta records carry for restores to check (CheckSegmentDims).
   // Empty: none recorded, as the original.
   std::vector<std::vector<uint32_t>> segment_dims;
+  // The wall clock (microseconds since the epoch) the save's time is read
+  // from; tests set another.
+  std::function<int64_t()> now_micros = NowMicros;
 };
 
 struct SaveResult {

@@ -393,6 +393,35 @@ TEST(CheckpointTest, TwoCompleteShardCountsReadTheNewerSave) {
   EXPECT_EQ(restored, MakeContents(3, 50));
 }
 
+// A save on a clock behind the last saver's (another host, an NTP step)
+// whose deletion of the files it superseded failed: both saves stay whole,
+// and readers choose by save time, which is past the older save's.
+TEST(CheckpointTest, ASaveOnAClockBehindIsReadBeforeTheOlderSaveItLeft) {
+  class UndeletableFileSystem : public PosixFileSystem {
+   public:
+    Status DeleteFile(const std::string& path) override {
+      return InternalError("cannot delete " + path);
+    }
+  };
+  const std::string basename = TestDir("clock_behind") + "/t";
+  UndeletableFileSystem fs;
+  const int64_t now = NowMicros();
+  SaveOptions options;
+  options.nshards = 4;
+  options.now_micros = [now] { return now + 3600 * 1000000LL; };
+  ASSERT_OK(SaveWith(&fs, basename, MakeContents(1, 50), options));
+  options.nshards = 2;
+  options.now_micros = [now] { return now; };
+  ASSERT_OK(SaveWith(&fs, basename, MakeContents(2, 50), options));
+  CheckpointInfo info;
+  ASSERT_OK(ReadCheckpointInfo(&fs, basename, /*need_data=*/true, {}, &info));
+  EXPECT_EQ(info.nshards, 2);
+  EXPECT_EQ(info.save_time_micros, now + 3600 * 1000000LL + 1);
+  Contents restored;
+  ASSERT_OK(Restore(basename, &restored));
+  EXPECT_EQ(restored, MakeContents(2, 50));
+}
+
 // A newer save that lost a file since is not replaced by an older complete
 // save of another shard count beside it (one killed before deleting the
 // files it superseded, then damaged): that would restore older entries

@@ -146,13 +146,23 @@ Status PosixFileSystem::ListDirectory(const std::string& dir,
   DIR* d = ::opendir(dir.c_str());
   if (d == nullptr) return ErrnoError("cannot list", dir, errno);
   names->clear();
-  while (const struct dirent* e = ::readdir(d)) {
+  // readdir returns null at the end and on an error, which only errno
+  // tells apart: a listing cut short must not read as the whole folder.
+  int error = 0;
+  while (true) {
+    errno = 0;
+    const struct dirent* e = ::readdir(d);
+    if (e == nullptr) {
+      error = errno;
+      break;
+    }
     if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) {
       continue;
     }
     names->emplace_back(e->d_name);
   }
   ::closedir(d);
+  if (error != 0) return ErrnoError("cannot list", dir, error);
   return Status::OK();
 }
 

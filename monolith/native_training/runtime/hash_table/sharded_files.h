@@ -97,7 +97,12 @@ void DeleteShardFiles(FileSystem* fs, const SplitBasename& split,
                       const Parse& parse, const Doomed& doomed,
                       const char* why, const LogFn& log) {
   std::vector<std::pair<std::string, File>> files;
-  if (!ListShardFiles(fs, split, parse, &files).ok()) return;
+  const Status listed = ListShardFiles(fs, split, parse, &files);
+  if (!listed.ok()) {
+    Log(log, "Could not list the files of " + split.Path(split.prefix) +
+                 " to delete those " + why + ": " + listed.message());
+    return;
+  }
   for (auto it = files.rbegin(); it != files.rend(); ++it) {
     const auto& [path, file] = *it;
     if (!doomed(file)) continue;
