@@ -211,13 +211,24 @@ class HashFilterSaveOp : public GuardedOpKernel {
     TfFileSystem fs(ctx->env());
     std::unique_lock<std::mutex> lock(admission.mu());
     std::unique_ptr<hf::Filter> snapshot;
-    try {
-      snapshot = admission.filter().Clone();
-      lock.unlock();
-    } catch (const std::bad_alloc&) {
-      LOG(WARNING) << "Hash filter " << basename << ": no memory for a "
-                   << "copy to save; saving under its lock (updates that "
-                   << "admit ids wait for the files)";
+    // A copy the memory left would not hold is not tried: its allocation
+    // succeeds, and the OOM killer ends the process while it is filled.
+    const uint64_t bytes = admission.filter().MemoryBytes();
+    const uint64_t available = AvailableMemoryBytes();
+    if (bytes > available) {
+      LOG(WARNING) << "Hash filter " << basename << ": a copy to save needs "
+                   << bytes << " bytes, " << available << " are available; "
+                   << "saving under its lock (updates that admit ids wait "
+                   << "for the files)";
+    } else {
+      try {
+        snapshot = admission.filter().Clone();
+        lock.unlock();
+      } catch (const std::bad_alloc&) {
+        LOG(WARNING) << "Hash filter " << basename << ": no memory for a "
+                     << "copy to save; saving under its lock (updates that "
+                     << "admit ids wait for the files)";
+      }
     }
     // The copy, its splits in parallel; without one, the live filter under
     // its lock, in this thread (and memory is short: an allocation that
@@ -271,6 +282,17 @@ class HashFilterRestoreOp : public GuardedOpKernel {
           ctx->set_output(0, ctx->input(0));
           return;
         }
+        const uint64_t bytes = admission.filter().MemoryBytes();
+        const uint64_t available = AvailableMemoryBytes();
+        OP_REQUIRES(
+            ctx, bytes <= available,
+            errors::ResourceExhausted(
+                "hash filter ", basename,
+                ": a restore reads into a filter of the same size, ", bytes,
+                " bytes, and ", available,
+                " bytes of memory are available (MemAvailable, or the "
+                "cgroup's limit less its usage): the process would be "
+                "killed filling it; free memory or give the task more"));
         try {
           into = admission.filter().CopyForRestore();
         } catch (const std::bad_alloc&) {

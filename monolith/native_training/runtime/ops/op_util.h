@@ -357,6 +357,38 @@ inline uint64_t UsableMemoryBytes() {
   return memory;
 }
 
+// The memory this process may still take before the kernel reclaims it by
+// killing (an allocation succeeds and its pages are only backed when
+// touched, so a copy past it is an OOM kill, not a bad_alloc): the
+// machine's available memory (/proc/meminfo's MemAvailable), and in a
+// cgroup (a container) its limit less its usage, when lower.
+inline uint64_t AvailableMemoryBytes() {
+  uint64_t available = std::numeric_limits<uint64_t>::max();
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  uint64_t kib = 0;
+  while (meminfo >> key >> kib) {
+    if (key == "MemAvailable:") {
+      available = kib * 1024;
+      break;
+    }
+    meminfo.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+  }
+  for (const auto& [limit_file, usage_file] :
+       {std::pair<const char*, const char*>{"/sys/fs/cgroup/memory.max",
+                                            "/sys/fs/cgroup/memory.current"},
+        {"/sys/fs/cgroup/memory/memory.limit_in_bytes",
+         "/sys/fs/cgroup/memory/memory.usage_in_bytes"}}) {
+    std::ifstream limit_in(limit_file), usage_in(usage_file);
+    uint64_t limit = 0, usage = 0;
+    // "max" (no limit) does not parse.
+    if (limit_in >> limit && usage_in >> usage && limit > 0) {
+      available = std::min(available, limit > usage ? limit - usage : 0);
+    }
+  }
+  return available;
+}
+
 // The error of optimizing a table created SERVING (CPU and GPU kernels).
 inline Status ServingTableError(const std::string& table_name) {
   return errors::FailedPrecondition(
