@@ -315,7 +315,7 @@ Status ReadMetaFiles(FileSystem* fs, const std::string& basename, int nshards,
       MONOLITH_RETURN_IF_ERROR(status);
       MultiHashTableMetadata meta;
       if (!meta.ParseFromArray(record.data(), static_cast<int>(record.size()))) {
-        return DataLossError(path + ": record " + std::to_string(i) +
+        return DataLossError(path + ": " + reader->LastRecordPlace() +
                              " is not a MultiHashTableMetadata");
       }
       if (save != nullptr && (!meta.has_save_id() ||
@@ -492,8 +492,10 @@ Status RestoreShard(FileSystem* fs, const CheckpointInfo& info, int s,
   Status status = reader->Next(&record);
   if (status.code() != StatusCode::kOutOfRange) {
     MONOLITH_RETURN_IF_ERROR(status);
-    return DataLossError(data_path +
-                         " has more entries than its meta file lists");
+    const std::string listed = std::to_string(entries);
+    return DataLossError(
+        data_path + " has more entries than its meta file lists (" + listed +
+        "): " + reader->LastRecordPlace() + " is past them");
   }
   counter.Flush();
   // The sizes the readers measured when they opened the files.

@@ -1108,6 +1108,48 @@ TEST(CheckpointTest, ReadsCheckpointsWithoutIdentity) {
   EXPECT_EQ(restored[0], (std::vector<std::string>{"entry0", "entry1"}));
 }
 
+// A data file with a record past those its meta file lists, and a meta
+// record that does not parse: DataLoss naming the file, the record and its
+// byte.
+TEST(CheckpointTest, ExtraEntriesAndBadMetaRecordsNameTheRecord) {
+  const std::string basename = TestDir("extra_entry") + "/t";
+  PosixFileSystem fs;
+  const auto write = [&](const std::vector<std::string>& entries,
+                         const std::string& meta_record) {
+    std::unique_ptr<WritableFile> data, meta;
+    ASSERT_OK(fs.NewWritableFile(CheckpointDataName(basename, 0, 1), &data));
+    ASSERT_OK(fs.NewWritableFile(CheckpointMetaName(basename, 0, 1), &meta));
+    RecordFileWriter data_writer(data.get(), false),
+        meta_writer(meta.get(), false);
+    for (const std::string& entry : entries) {
+      ASSERT_OK(data_writer.Write(entry));
+    }
+    ASSERT_OK(meta_writer.Write(meta_record));
+    ASSERT_TRUE(data_writer.Close().ok() && data->Close().ok());
+    ASSERT_TRUE(meta_writer.Close().ok() && meta->Close().ok());
+  };
+  MultiHashTableMetadata one;
+  one.set_table_name("user");
+  one.set_num_entries(1);
+  ASSERT_NO_FATAL_FAILURE(write({"entry0", "entry1"}, one.SerializeAsString()));
+  Contents restored;
+  Status status = Restore(basename, &restored);
+  EXPECT_EQ(status.code(), StatusCode::kDataLoss) << status.ToString();
+  // Record 0 takes 12 header bytes, 6 of data and a 4-byte CRC.
+  EXPECT_TRUE(Contains(status.message(),
+                       CheckpointDataName(basename, 0, 1) +
+                           " has more entries than its meta file lists (1): "
+                           "record 1 (at byte 22) is past them"))
+      << status.ToString();
+  ASSERT_NO_FATAL_FAILURE(write({"entry0"}, "\xff"));
+  status = Restore(basename, &restored);
+  EXPECT_EQ(status.code(), StatusCode::kDataLoss) << status.ToString();
+  EXPECT_TRUE(Contains(status.message(), CheckpointMetaName(basename, 0, 1) +
+                                             ": record 0 (at byte 0) is not a "
+                                             "MultiHashTableMetadata"))
+      << status.ToString();
+}
+
 // A save's basename must not name another basename's files: "x.meta" would
 // write (and its clean-up delete) the meta files of a checkpoint at "x".
 TEST(CheckpointTest, ASaveAtABasenameNamingOthersFilesIsRefused) {
