@@ -583,17 +583,19 @@ __global__ void WriteKernel(const __grid_constant__ WriteLaunch launch) {
       (write == GpuRowTable::Write::kAssign ||
        write == GpuRowTable::Write::kAssignAdd)) {
     // Encoded column by column: assign the last value of repeats, or add
-    // every occurrence's in turn (each sum stored as the CPU stores it).
+    // every occurrence's in turn (each sum stored as the CPU stores it; a
+    // new id's first value is stored as it is, as the CPU assigns it: 0 +
+    // -0.0 would store +0.0, and -ftz a denormal as 0).
     const int64_t from = write == GpuRowTable::Write::kAssign ? end - 1 : i;
     for (int64_t k = from; k < end; ++k) {
       const float* src = part.values + (g.positions[k] - first) * d;
+      const bool adds =
+          write == GpuRowTable::Write::kAssignAdd && !(fresh && k == i);
       for (int s = 0; s < part.num_segments; ++s) {
         const GpuSegment seg = part.segments[s];
         for (int c = tile.thread_rank(); c < seg.dim; c += kTile) {
           float value = src[seg.value_offset + c];
-          if (write == GpuRowTable::Write::kAssignAdd) {
-            value += ReadStored(seg, row, c);
-          }
+          if (adds) value += ReadStored(seg, row, c);
           WriteStored(seg, row, c, value);
         }
       }

@@ -610,13 +610,21 @@ void CheckServing(const GpuRowTableSpec& training) {
     std::vector<float> v = Normal(ids.size() * d, &gen);
     for (float& x : v) x *= 100.0f;  // values fp16 rounds visibly
     const bool add = step > 1;
+    // -0.0 in a column of the fp32 segment: a new id's first added value is
+    // stored as it is, as the CPU assigns it (0 + -0.0 is +0.0).
+    if (add) {
+      for (size_t i = 0; i < ids.size(); ++i) {
+        v[i * d + spec.segments[1].value_offset] = -0.0f;
+      }
+    }
     for (size_t i = 0; i < ids.size(); ++i) {
+      const bool existed = ref.count(ids[i]) > 0;
       std::vector<float>& row = ref[ids[i]];
       row.resize(spec.entry_floats, 0.0f);
       for (const GpuSegment& seg : spec.segments) {
         for (int c = 0; c < seg.dim; ++c) {
           float value = v[i * d + seg.value_offset + c];
-          if (add) value += ReadStored(seg, row.data(), c);
+          if (add && existed) value += ReadStored(seg, row.data(), c);
           WriteStored(seg, row.data(), c, value);
         }
       }
