@@ -704,6 +704,19 @@ _LOST_TASK_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError,
                      tf.errors.DeadlineExceededError)
 
 
+def _not_ready_as_lost_task(
+    e: RuntimeError) -> Optional[tf.errors.AbortedError]:
+  """TF's "Init operations did not make model ready" (its session manager
+  found variables uninitialized right after the chief's restore or
+  initialization: a PS task restarted meanwhile) as a lost task's error,
+  which a worker waits out; None for any other RuntimeError."""
+  if not str(e).startswith("Init operations did not make model ready"):
+    return None
+  return tf.errors.AbortedError(
+      None, None, "the session was not ready once set up (a PS task "
+      f"restarted meanwhile?): {e}")
+
+
 def _tasks_named(e: tf.errors.OpError,
                  index: int,
                  cluster: Optional[tf.train.ClusterSpec] = None) -> str:
@@ -904,6 +917,11 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
           creating_since = time.monotonic()
           try:
             sess = _FailFastSession(creator, hooks)
+          except RuntimeError as e:
+            lost = _not_ready_as_lost_task(e)
+            if lost is None:
+              raise
+            raise lost from e
           finally:
             recovery.pause(time.monotonic() - creating_since)
           on_stop_signals(stop_after_step)

@@ -625,6 +625,20 @@ def test_a_model_dir_in_use_by_another_launcher_is_refused(tmp_path):
   assert local_cluster._lock_model_dir("gs://bucket/model") is None
 
 
+def test_a_session_not_ready_once_set_up_is_a_lost_task():
+  # A PS restarting between the chief's restore and TF's readiness check
+  # (a RuntimeError from TF's session manager): waited out as a loss.
+  not_ready = RuntimeError(
+      "Init operations did not make model ready.  Init op: init, init fn: "
+      "None, local_init_op: group, error: Variables not initialized: w")
+  lost = local_cluster._not_ready_as_lost_task(not_ready)
+  assert isinstance(lost, local_cluster._LOST_TASK_ERRORS)
+  assert "a PS task restarted meanwhile?" in lost.message
+  assert "Variables not initialized: w" in lost.message
+  assert local_cluster._not_ready_as_lost_task(
+      RuntimeError("Graph is finalized and cannot be modified.")) is None
+
+
 def test_losses_while_every_task_answers_fail_after_the_limit():
   # A hung PS, or --operation_timeout_ms shorter than a call: each new
   # session fails again while every port answers. Such losses are one
