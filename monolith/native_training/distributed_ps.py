@@ -170,7 +170,17 @@ def _saves_of_one_ps_group(basenames: List[Any]) -> bool:
   """Whether `basenames` are the saves of one whole PS group, PS j's holding
   only ids with id mod len(basenames) == j: "<group prefix>_0", "_1", ...
   in order, and all that `find_ps_checkpoints` finds of that group (the
-  first PS of a longer group hold ids of other remainders)."""
+  first PS of a longer group hold ids of other remainders).
+
+  Raises:
+    ValueError: they are named as a group's saves, and are not those its
+      checkpoint holds (more: an earlier save's PS left beside a save of
+      fewer; fewer: a PS's ids would be lost).
+    tf.errors.DataLossError, tf.errors.NotFoundError: the group's
+      checkpoint is a save that did not finish, or lacks a PS's tables
+      (`find_ps_checkpoints`): every PS reading every save given would mix
+      saves of two steps.
+  """
   groups = set()
   for j, basename in enumerate(basenames):
     match = (_PS_INDEX_SUFFIX.search(basename)
@@ -181,12 +191,17 @@ def _saves_of_one_ps_group(basenames: List[Any]) -> bool:
   if len(groups) != 1:
     return False
   prefix = groups.pop()
-  try:
-    found = multi_hash_table_ops.find_ps_checkpoints(
-        os.path.dirname(prefix), os.path.basename(prefix))
-  except tf.errors.OpError:
-    return False  # then every PS reads every save given
-  return found == list(basenames)
+  found = multi_hash_table_ops.find_ps_checkpoints(os.path.dirname(prefix),
+                                                   os.path.basename(prefix))
+  if found == list(basenames):
+    return True
+  if found:
+    raise ValueError(
+        f"basenames {list(basenames)} are named as saves of the PS group "
+        f"{prefix}_<j>, whose checkpoint holds {found} (see "
+        "find_ps_checkpoints): pass those; files of PS tasks past its count "
+        "are an earlier save's, and a PS left out loses its ids")
+  return False  # no save of the group there: the restores say so
 
 
 class _Split(NamedTuple):
@@ -856,7 +871,11 @@ class DistributedMultiTypeHashTable(
         (or not a list of them in PS order).
       ValueError: `values_only` names a slot the tables do not hold, or
         `ps_group` with `basenames` not a list, or with a string save not
-        named "..._<j>" at index j.
+        named "..._<j>" at index j; or string saves named as a PS group's
+        ("<prefix>_0", "_1", ...) that are not those its checkpoint holds
+        (`find_ps_checkpoints`).
+      tf.errors.DataLossError, tf.errors.NotFoundError: such saves of a
+        save that did not finish, or that lacks a PS's tables.
       tf.errors.InvalidArgumentError: (at run time) with `ps_group`, a save
         read that does not end in "_<j>".
     """
@@ -869,6 +888,8 @@ class DistributedMultiTypeHashTable(
         raise ValueError("ps_group needs basenames as a list, one save per "
                          f"PS in PS order; got {basenames!r}")
       basenames = [_checked_ps_save(b, j) for j, b in enumerate(basenames)]
+      if all(isinstance(b, str) for b in basenames):
+        _saves_of_one_ps_group(basenames)  # their checkpoint's own count
     if any(table.on_gpu for table in self._tables):
       return self._restore_own_saves(basenames, strict, values_only)
     new_tables = []

@@ -334,6 +334,29 @@ def test_saves_given_as_tensors_of_a_ps_group_are_read_once_each(
         sess.run(looked_up, dict(zip(fed, saves[::-1])))
 
 
+def test_saves_of_a_group_are_checked_against_its_count(cluster, tmp_path):
+  # Saves named as a PS group's are those its checkpoint holds: a stale
+  # PS 2 left by an earlier save of 3 PS, or a PS left out, is refused (every
+  # PS read every save given: the stale one's entries overwrote fresh ones),
+  # and so is a save that never recorded its end.
+  _save_slot_a(cluster, tmp_path)
+  saves = multi_hash_table_ops.find_ps_checkpoints(str(tmp_path),
+                                                   "MonolithMultiHashTable")
+  stale = saves[0][:-1] + "2"
+  with tf.Graph().as_default():
+    table = _create({"a": _config(1)}, name_suffix="checked")
+    for given in (saves + [stale], saves[:1]):
+      for ps_group in (False, True):
+        with pytest.raises(ValueError, match=re.escape(
+            f"are named as saves of the PS group {saves[0][:-2]}_<j>, whose "
+            f"checkpoint holds {saves}")):
+          table.restore(given, ps_group=ps_group)
+    save_utils.mark_ps_files_saving(str(tmp_path), "MonolithMultiHashTable")
+    with pytest.raises(tf.errors.DataLossError,
+                       match="began and never recorded its end"):
+      table.restore(saves)
+
+
 def test_save_records_the_ps_count_once_every_ps_saved(cluster, tmp_path):
   table = _create({"a": _config(1)})
   # An earlier save into the directory by 3 PS left PS 2's files.
@@ -458,10 +481,12 @@ def test_restores_read_only_the_saves_that_can_hold_their_ids(
 
   # The whole group into 2 PS: PS i reads the saves j with j % 2 == i.
   assert read_by_each_ps(2, basenames) == [basenames[0::2], basenames[1::2]]
-  # Part of it (its first PS's saves hold ids of every remainder mod 4):
-  # every PS reads every save given.
-  assert read_by_each_ps(3, basenames[:3]) == [basenames[:3]] * 3
-  assert read_by_each_ps(2, basenames[:2]) == [basenames[:2]] * 2
+  # Part of it is refused (the ids of the PS left out would be lost).
+  with pytest.raises(ValueError, match="whose checkpoint holds"):
+    read_by_each_ps(3, basenames[:3])
+  # Saves not named as one group's: every PS reads every save given.
+  others = [str(tmp_path / "H_0"), str(tmp_path / "K_1")]
+  assert read_by_each_ps(2, others) == [others] * 2
 
 
 def test_a_distributed_export_is_refused():
