@@ -110,7 +110,8 @@ def _save_old_layout(tmp_path, num_old):
   return basenames, expected
 
 
-@pytest.mark.parametrize("num_old,num_new", [(2, 3), (3, 2), (2, 1), (1, 4)])
+@pytest.mark.parametrize("num_old,num_new", [(2, 3), (3, 2), (2, 1), (1, 4),
+                                             (3, 3), (3, 1), (1, 2), (1, 3)])
 def test_each_new_table_gets_exactly_its_ids_with_their_state(
     graph, tmp_path, capfd, num_old, num_new):
   basenames, expected = _save_old_layout(tmp_path, num_old)
