@@ -193,7 +193,8 @@ def _saves_of_one_ps_group(basenames: List[Any]) -> bool:
   prefix = groups.pop()
   found = multi_hash_table_ops.find_ps_checkpoints(os.path.dirname(prefix),
                                                    os.path.basename(prefix))
-  if found == list(basenames):
+  if ([utils.comparable_path(f) for f in found] ==
+      [utils.comparable_path(b) for b in basenames]):
     return True
   if found:
     raise ValueError(

@@ -640,8 +640,9 @@ class _RecoveryWait:
   (a task that hangs, a deadline too short for a call, a task restarted
   before it was seen gone) is not known to be back: its wait goes on until
   a step trains, so that losses repeated without a step fail after
-  `limit_secs`, not retry for ever; the time new sessions took (the
-  chief's restore) does not count.
+  `limit_secs`, not retry for ever; the time new sessions took to be
+  made (the chief's restore) does not count, that of creations that
+  failed does.
   """
 
   def __init__(self, limit_secs: float):
@@ -922,8 +923,10 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
             if lost is None:
               raise
             raise lost from e
-          finally:
-            recovery.pause(time.monotonic() - creating_since)
+          # A creation that failed counts: retries of one that fails each
+          # time (a hung task) must end at the limit, not after that many
+          # creations (each a restore, for the chief).
+          recovery.pause(time.monotonic() - creating_since)
           on_stop_signals(stop_after_step)
           # A run that reads the step lets StopAtStepHook see a model_dir
           # already trained to --steps (it asks to stop after a run only).

@@ -33,7 +33,7 @@ signature) and --seed makes its output reproducible.
 import collections
 import sys
 import time
-from typing import BinaryIO, Iterator, Optional, Sequence, Union
+from typing import BinaryIO, Iterator, List, Optional, Sequence, Union
 
 from absl import app
 from absl import flags
@@ -442,12 +442,7 @@ def gen_prediction_log_from_file(
   signatures = warmup_io.signature_list(
       _flag_value("signature_names") if signature_names is None else
       signature_names)
-  if max_records < len(signatures):
-    # Before reading: the requests could not reach every signature.
-    raise warmup_io.WarmupDataError(
-        f"--max_records={max_records} is fewer than the {len(signatures)} "
-        f"signatures {signatures}: each needs a request; raise "
-        "--max_records, or give fewer --signature_names")
+  _check_records_reach_signatures(max_records, signatures)
   with PBReader(file_name, batch_size, lagrangex_header, has_sort_id,
                 kafka_dump_prefix, kafka_dump, variant_type, validate,
                 reject_unknown_fields, max_record_bytes) as reader:
@@ -471,6 +466,17 @@ def gen_prediction_log_from_file(
           f"{len(signatures)} signatures {signatures}, so "
           f"{', '.join(signatures[count:])} would get none; {remedy}, or "
           "give fewer --signature_names")
+
+
+def _check_records_reach_signatures(max_records: int,
+                                    signatures: List[str]) -> None:
+  """Refuses, before reading, a `max_records` of fewer requests than
+  `signatures` (WarmupDataError): some would get none."""
+  if max_records < len(signatures):
+    raise warmup_io.WarmupDataError(
+        f"--max_records={max_records} is fewer than the {len(signatures)} "
+        f"signatures {signatures}: each needs a request; raise "
+        "--max_records, or give fewer --signature_names")
 
 
 def _flag_value(name: str) -> str:
@@ -676,6 +682,8 @@ def main(argv: Optional[Sequence[str]]) -> None:
     if FLAGS.gen_type == "file":
       warmup_io.check_record_limit(FLAGS.max_records,
                                    f"--max_records={FLAGS.max_records}")
+      _check_records_reach_signatures(
+          FLAGS.max_records, warmup_io.signature_list(FLAGS.signature_names))
     else:
       warmup_io.check_record_limit(
           FLAGS.max_records // FLAGS.batch_size,

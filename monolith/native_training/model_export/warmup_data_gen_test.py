@@ -163,6 +163,12 @@ def test_max_records_below_the_signatures_is_refused_before_reading(
       "give fewer --signature_names")):
     _gen(str(tmp_path / "not_read"), dump_format.DumpLayout(), "instance",
          batch_size=1, max_records=2, signature_names="a,b")
+  # On the command line, a usage error.
+  with pytest.raises(app.UsageError, match=re.escape(
+      "--max_records=2 is fewer than the 3 signatures")):
+    _main_in_process([f"--file_name={tmp_path / 'not_read'}",
+                      f"--output_path={tmp_path / 'out'}", "--max_records=2",
+                      "--signature_names=a,b"])
 
 
 def test_an_output_that_would_replace_the_dump_or_the_model_is_refused(

@@ -478,6 +478,10 @@ class _Terminated(BaseException):
 
 def _raise_terminated(sig: int, frame) -> None:
   del frame
+  # A second one (the tool blocked in a TF call, or in its clean-up) ends
+  # it at once.
+  for other in (signal.SIGTERM, signal.SIGHUP):
+    signal.signal(other, signal.SIG_DFL)
   raise _Terminated(sig)
 
 

@@ -357,33 +357,87 @@ inline uint64_t UsableMemoryBytes() {
   return memory;
 }
 
+// The number after |key| in a file of "key value" lines (/proc/meminfo, a
+// cgroup's memory.stat); false where there is none.
+inline bool ReadKeyedValue(const std::string& path, const std::string& key,
+                           uint64_t* value) {
+  std::ifstream in(path);
+  std::string name;
+  while (in >> name) {
+    if (name == key) return static_cast<bool>(in >> *value);
+    in.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+  }
+  return false;
+}
+
+// A cgroup's limit less its working set: its usage less its inactive file
+// pages, which the kernel reclaims before it kills (as kubelet counts);
+// the most a uint64_t holds where it has no limit ("max" does not parse).
+inline uint64_t CgroupRoomBytes(const std::string& limit_file,
+                                const std::string& usage_file,
+                                const std::string& stat_file,
+                                const std::string& inactive_key) {
+  std::ifstream limit_in(limit_file), usage_in(usage_file);
+  uint64_t limit = 0, usage = 0;
+  if (!(limit_in >> limit && usage_in >> usage) || limit == 0) {
+    return std::numeric_limits<uint64_t>::max();
+  }
+  uint64_t inactive = 0;
+  if (ReadKeyedValue(stat_file, inactive_key, &inactive)) {
+    usage -= std::min(usage, inactive);
+  }
+  return limit > usage ? limit - usage : 0;
+}
+
+// The least room (CgroupRoomBytes) of cgroup |dir| (a path of
+// /proc/self/cgroup) under |root| and of those above it: a limit may be set
+// on a parent (a pod's, a slice's).
+inline uint64_t CgroupTreeRoomBytes(const std::string& root, std::string dir,
+                                    const std::string& limit_file,
+                                    const std::string& usage_file,
+                                    const std::string& inactive_key) {
+  uint64_t room = std::numeric_limits<uint64_t>::max();
+  if (dir == "/") dir.clear();
+  while (true) {
+    const std::string base = root + dir + "/";
+    room = std::min(room, CgroupRoomBytes(base + limit_file, base + usage_file,
+                                          base + "memory.stat", inactive_key));
+    if (dir.empty()) return room;
+    const size_t slash = dir.rfind('/');
+    dir.resize(slash == std::string::npos ? 0 : slash);
+  }
+}
+
 // The memory this process may still take before the kernel reclaims it by
 // killing (an allocation succeeds and its pages are only backed when
 // touched, so a copy past it is an OOM kill, not a bad_alloc): the
-// machine's available memory (/proc/meminfo's MemAvailable), and in a
-// cgroup (a container) its limit less its usage, when lower.
+// machine's available memory (/proc/meminfo's MemAvailable), and in
+// cgroups (a container, a pod, a systemd service) the least room of the
+// process's memory cgroup and those above it, v2's or v1's.
 inline uint64_t AvailableMemoryBytes() {
   uint64_t available = std::numeric_limits<uint64_t>::max();
-  std::ifstream meminfo("/proc/meminfo");
-  std::string key;
   uint64_t kib = 0;
-  while (meminfo >> key >> kib) {
-    if (key == "MemAvailable:") {
-      available = kib * 1024;
-      break;
-    }
-    meminfo.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+  if (ReadKeyedValue("/proc/meminfo", "MemAvailable:", &kib)) {
+    available = kib * 1024;
   }
-  for (const auto& [limit_file, usage_file] :
-       {std::pair<const char*, const char*>{"/sys/fs/cgroup/memory.max",
-                                            "/sys/fs/cgroup/memory.current"},
-        {"/sys/fs/cgroup/memory/memory.limit_in_bytes",
-         "/sys/fs/cgroup/memory/memory.usage_in_bytes"}}) {
-    std::ifstream limit_in(limit_file), usage_in(usage_file);
-    uint64_t limit = 0, usage = 0;
-    // "max" (no limit) does not parse.
-    if (limit_in >> limit && usage_in >> usage && limit > 0) {
-      available = std::min(available, limit > usage ? limit - usage : 0);
+  std::ifstream self("/proc/self/cgroup");
+  std::string line;
+  while (std::getline(self, line)) {
+    // "0::<path>" (v2), "<n>:memory:<path>" (v1; or "memory,..." joined).
+    const size_t first = line.find(':'), second = line.find(':', first + 1);
+    if (first == std::string::npos || second == std::string::npos) continue;
+    const std::string controllers = line.substr(first + 1, second - first - 1);
+    const std::string dir = line.substr(second + 1);
+    if (line.rfind("0::", 0) == 0) {
+      available = std::min(
+          available, CgroupTreeRoomBytes("/sys/fs/cgroup", dir, "memory.max",
+                                         "memory.current", "inactive_file"));
+    } else if (("," + controllers + ",").find(",memory,") !=
+               std::string::npos) {
+      available = std::min(
+          available, CgroupTreeRoomBytes(
+                         "/sys/fs/cgroup/memory", dir, "memory.limit_in_bytes",
+                         "memory.usage_in_bytes", "total_inactive_file"));
     }
   }
   return available;
