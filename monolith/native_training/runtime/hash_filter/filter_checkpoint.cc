@@ -673,7 +673,8 @@ std::string FilterCheckpointFileName(const std::string& basename, int split,
 
 Status SaveFilterCheckpoint(FileSystem* fs, const std::string& basename,
                             const Filter& filter,
-                            const ParallelFor& parallel_for, const LogFn& log) {
+                            const ParallelFor& parallel_for, const LogFn& log,
+                            const std::function<int64_t()>& now_micros) {
   MONOLITH_RETURN_IF_ERROR(
       CheckSaveBasename("hash filter checkpoint", basename));
   const int nsplits = filter.split_num();
@@ -710,8 +711,27 @@ Status SaveFilterCheckpoint(FileSystem* fs, const std::string& basename,
 
   Identity save;
   save.present = true;
-  save.save_time_micros = NowMicros();
-  save.save_id = NewSaveId(save.save_time_micros);
+  save.save_time_micros = now_micros();
+  save.save_id = NewSaveId(NowMicros());
+  // As table checkpoints (SaveCheckpoint): past the save a reader takes
+  // beside files of another split count.
+  std::vector<std::pair<std::string, SplitFile>> listed;
+  bool other_counts = false;
+  if (ListShardFiles(fs, split, ParseShardFileName, &listed).ok()) {
+    for (const auto& [path, file] : listed) {
+      other_counts = other_counts || (!file.temp && file.nshards != nsplits);
+    }
+  }
+  FilterSave previous;
+  if (other_counts &&
+      ReadFilterSave(fs, basename, nsplits, parallel_for, log, &previous)
+          .ok() &&
+      previous.metas[0].identity.present &&
+      previous.metas[0].identity.save_time_micros >= save.save_time_micros) {
+    const int64_t newest = previous.metas[0].identity.save_time_micros;
+    save.save_time_micros =
+        newest == std::numeric_limits<int64_t>::max() ? newest : newest + 1;
+  }
   const std::string temp_suffix = TempSuffix(save.save_id);
   std::vector<SplitWrite> writes(nsplits);
   for (int s = 0; s < nsplits; ++s) {

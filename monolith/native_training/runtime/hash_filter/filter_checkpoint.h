@@ -32,6 +32,8 @@
 #ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_FILTER_FILTER_CHECKPOINT_H_
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_FILTER_FILTER_CHECKPOINT_H_
 
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -69,11 +71,15 @@ std::string FilterCheckpointFileName(const std::string& basename, int split,
 // split_num() == 0 save nothing (OK). On an error before the first rename
 // the temporaries of this save are deleted; after it, they are kept (they
 // complete the save). |log| (may be empty) gets deletions and a summary
-// line.
+// line. The save's time is read from |now_micros| (tests set another
+// clock), and is past that of the save a reader takes at the basename
+// where files of another split count are there (readers choose between
+// such saves by it, whatever the clocks of the hosts that saved).
 hash_table::Status SaveFilterCheckpoint(
     hash_table::FileSystem* fs, const std::string& basename,
     const Filter& filter, const hash_table::ParallelFor& parallel_for,
-    const hash_table::LogFn& log = nullptr);
+    const hash_table::LogFn& log = nullptr,
+    const std::function<int64_t()>& now_micros = hash_table::NowMicros);
 
 // Restores a filter of |like|'s configuration from the files
 // SaveFilterCheckpoint (or the original's save op) wrote at |basename|:

@@ -834,6 +834,30 @@ TEST_F(CheckpointTest, AnotherSplitCountReplacesTheEarlierFiles) {
   EXPECT_TRUE(AsSliding(*restored) == *five);
 }
 
+// A save on a clock behind the last saver's, whose deletion of the files
+// of another split count failed: its time is still past theirs, so
+// restores read it.
+TEST_F(CheckpointTest, ASaveOnAClockBehindIsReadBeforeTheOlderSaveItLeft) {
+  class UndeletableFileSystem : public PosixFileSystem {
+   public:
+    Status DeleteFile(const std::string& path) override {
+      return InternalError("cannot delete " + path);
+    }
+  };
+  UndeletableFileSystem fs;
+  const int64_t now = hash_table::NowMicros();
+  ASSERT_OK(SaveFilterCheckpoint(&fs, basename_, *source_, ThreadFor, nullptr,
+                                 [now] { return now + 3600 * 1000000LL; }));
+  std::unique_ptr<SlidingHashFilter> five = MakeSliding(3000, 5);
+  Workload(five.get(), 7, 3000);
+  ASSERT_OK(SaveFilterCheckpoint(&fs, basename_, *five, ThreadFor, nullptr,
+                                 [now] { return now; }));
+  EXPECT_EQ(ListDir(dir_).size(), 12u);
+  std::unique_ptr<Filter> restored;
+  ASSERT_OK(Restore(&restored, MakeSliding(3000, 5).get()));
+  EXPECT_TRUE(AsSliding(*restored) == *five);
+}
+
 TEST_F(CheckpointTest, TwoSplitCountsPresent) {
   // A 7-split save, then a 5-split one killed before it deleted the 7
   // files: both complete; the newer is read.
