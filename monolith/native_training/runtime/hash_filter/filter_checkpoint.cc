@@ -27,13 +27,9 @@ using ::google::protobuf::UnknownFieldSet;
 using ::monolith::hash_table::AbortedError;
 using ::monolith::hash_table::CheckSaveBasename;
 using ::monolith::hash_table::DataLossError;
-using ::monolith::hash_table::WriteWholeFile;
-using ::monolith::hash_table::PartialName;
-using ::monolith::hash_table::DescribeInterruption;
-using ::monolith::hash_table::InterruptedSaveIsNewer;
-using ::monolith::hash_table::RenamesBegan;
 using ::monolith::hash_table::DeleteOtherShardCounts;
 using ::monolith::hash_table::DeleteTemporaries;
+using ::monolith::hash_table::DescribeInterruption;
 using ::monolith::hash_table::DescribeSaveId;
 using ::monolith::hash_table::FailedPreconditionError;
 using ::monolith::hash_table::FileSystem;
@@ -42,10 +38,11 @@ using ::monolith::hash_table::FinishInterruptedSave;
 using ::monolith::hash_table::HashFilterSplitDataDump;
 using ::monolith::hash_table::HashFilterSplitMetaDump;
 using ::monolith::hash_table::InternalError;
-using ::monolith::hash_table::IsFileContentError;
 using ::monolith::hash_table::InterruptedSave;
+using ::monolith::hash_table::InterruptedSaveIsNewer;
 using ::monolith::hash_table::InterruptedSavePath;
 using ::monolith::hash_table::InvalidArgumentError;
+using ::monolith::hash_table::IsFileContentError;
 using ::monolith::hash_table::kRecordFooterBytes;
 using ::monolith::hash_table::kRecordHeaderBytes;
 using ::monolith::hash_table::ListShardFiles;
@@ -57,10 +54,13 @@ using ::monolith::hash_table::NowMicros;
 using ::monolith::hash_table::OpenListedRecordFile;
 using ::monolith::hash_table::ParallelFor;
 using ::monolith::hash_table::ParseShardFileName;
+using ::monolith::hash_table::PartialName;
 using ::monolith::hash_table::Prefixed;
 using ::monolith::hash_table::RecordFileReader;
 using ::monolith::hash_table::RecordFileWriter;
+using ::monolith::hash_table::RenamesBegan;
 using ::monolith::hash_table::SaveIdText;
+using ::monolith::hash_table::SaveTimeAfterOthers;
 using ::monolith::hash_table::SecondsSince;
 using ::monolith::hash_table::ShardFileName;
 using ::monolith::hash_table::ShardName;
@@ -68,6 +68,7 @@ using ::monolith::hash_table::SplitBasename;
 using ::monolith::hash_table::StatusCode;
 using ::monolith::hash_table::TempSuffix;
 using ::monolith::hash_table::WritableFile;
+using ::monolith::hash_table::WriteWholeFile;
 
 constexpr uint64_t kFramingBytes = kRecordHeaderBytes + kRecordFooterBytes;
 
@@ -711,27 +712,21 @@ Status SaveFilterCheckpoint(FileSystem* fs, const std::string& basename,
 
   Identity save;
   save.present = true;
-  save.save_time_micros = now_micros();
   save.save_id = NewSaveId(NowMicros());
-  // As table checkpoints (SaveCheckpoint): past the save a reader takes
-  // beside files of another split count.
-  std::vector<std::pair<std::string, SplitFile>> listed;
-  bool other_counts = false;
-  if (ListShardFiles(fs, split, ParseShardFileName, &listed).ok()) {
-    for (const auto& [path, file] : listed) {
-      other_counts = other_counts || (!file.temp && file.nshards != nsplits);
-    }
-  }
-  FilterSave previous;
-  if (other_counts &&
-      ReadFilterSave(fs, basename, nsplits, parallel_for, log, &previous)
-          .ok() &&
-      previous.metas[0].identity.present &&
-      previous.metas[0].identity.save_time_micros >= save.save_time_micros) {
-    const int64_t newest = previous.metas[0].identity.save_time_micros;
-    save.save_time_micros =
-        newest == std::numeric_limits<int64_t>::max() ? newest : newest + 1;
-  }
+  // A clock behind the last saver's must not make readers take an older
+  // save left beside this one.
+  save.save_time_micros = SaveTimeAfterOthers<SplitFile>(
+      fs, split, ParseShardFileName, nsplits, now_micros(),
+      [&](int64_t* newest) {
+        FilterSave previous;
+        if (!ReadFilterSave(fs, basename, nsplits, parallel_for, log, &previous)
+                 .ok() ||
+            !previous.metas[0].identity.present) {
+          return false;
+        }
+        *newest = previous.metas[0].identity.save_time_micros;
+        return true;
+      });
   const std::string temp_suffix = TempSuffix(save.save_id);
   std::vector<SplitWrite> writes(nsplits);
   for (int s = 0; s < nsplits; ++s) {

@@ -745,31 +745,20 @@ Status SaveCheckpoint(FileSystem* fs, const std::string& basename,
   }
 
   const uint64_t save_id = NewSaveId(NowMicros());
-  // Later than the save a reader takes at the basename now, where files of
-  // another shard count are there (this save's renames replace those of
-  // its own): readers choose between whole saves of two counts (the older
-  // one's files left where deleting them failed) by this time, and a clock
-  // behind the last saver's (another host, an NTP step) must not make them
-  // read the older.
-  int64_t save_time_micros = options.now_micros();
-  std::vector<std::pair<std::string, ShardFile>> listed;
-  bool other_counts = false;
-  if (ListShardFiles(fs, split, ParseShardFile, &listed).ok()) {
-    for (const auto& [path, file] : listed) {
-      other_counts = other_counts || (!file.temp && file.nshards != nshards);
-    }
-  }
-  CheckpointInfo previous;
-  if (other_counts &&
-      ReadCheckpointInfo(fs, basename, /*need_data=*/false, options.log,
-                         &previous)
-          .ok() &&
-      previous.save_time_micros >= save_time_micros) {
-    save_time_micros =
-        previous.save_time_micros == std::numeric_limits<int64_t>::max()
-            ? previous.save_time_micros
-            : previous.save_time_micros + 1;
-  }
+  // A clock behind the last saver's (another host, an NTP step) must not
+  // make readers take an older save left beside this one.
+  const int64_t save_time_micros = SaveTimeAfterOthers<ShardFile>(
+      fs, split, ParseShardFile, nshards, options.now_micros(),
+      [&](int64_t* newest) {
+        CheckpointInfo previous;
+        if (!ReadCheckpointInfo(fs, basename, /*need_data=*/false, options.log,
+                                &previous)
+                 .ok()) {
+          return false;
+        }
+        *newest = previous.save_time_micros;
+        return true;
+      });
   const std::string temp_suffix = TempSuffix(save_id);
   std::vector<ShardWrite> shards(nshards);
   for (int s = 0; s < nshards; ++s) {

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <set>
 #include <string>
 #include <string_view>
@@ -145,6 +146,28 @@ Status DeleteOtherShardCounts(FileSystem* fs, const SplitBasename& split,
       },
       why, log);
   return Status::OK();
+}
+
+// The time of a save at |split| of |nshards| shards that begins at |now|
+// (microseconds): where final files of another shard count are there (a
+// save's renames replace those of its own count), past the time of the save
+// a reader takes there, which |newest_saved| (bool(int64_t*)) gives (false:
+// none read). Readers choose between whole saves of two counts (the older
+// one's files left where deleting them failed) by this time: the one saved
+// last is read, whatever the clocks of the hosts that saved.
+template <typename File, typename Parse, typename NewestSaved>
+int64_t SaveTimeAfterOthers(FileSystem* fs, const SplitBasename& split,
+                            const Parse& parse, int nshards, int64_t now,
+                            const NewestSaved& newest_saved) {
+  std::vector<std::pair<std::string, File>> files;
+  if (!ListShardFiles(fs, split, parse, &files).ok()) return now;
+  bool other_counts = false;
+  for (const auto& [path, file] : files) {
+    other_counts = other_counts || (!file.temp && file.nshards != nshards);
+  }
+  int64_t newest = 0;
+  if (!other_counts || !newest_saved(&newest) || newest < now) return now;
+  return newest == std::numeric_limits<int64_t>::max() ? newest : newest + 1;
 }
 
 // A save that wrote temporaries at a basename and did not finish: killed
