@@ -134,11 +134,15 @@ def test_ported_subclasses_and_listeners_work_as_in_the_original():
 
 
 def test_base_listener_methods_are_no_ops():
+  # They touch nothing of the session: a closed one would fail any call.
   listener = basic_restore_hook.CheckpointRestorerListener()
-  listener.begin()
-  listener.before_restore(None)
-  listener.after_restore(None)
-  listener.end(None)
+  with tf.Graph().as_default():
+    session = tf.compat.v1.Session()
+    session.close()
+    assert listener.begin() is None
+    assert listener.before_restore(session) is None
+    assert listener.after_restore(session) is None
+    assert listener.end(session) is None
 
 
 class _VariableFileListener(basic_restore_hook.CheckpointRestorerListener):

@@ -732,7 +732,9 @@ def test_latest_checkpoint_raises_when_the_state_cannot_be_read(tmp_path):
   # file-system error.
   (tmp_path / "checkpoint").mkdir()
   assert tf.train.latest_checkpoint(str(tmp_path)) is None
-  with pytest.raises(tf.errors.OpError):
+  with pytest.raises(tf.errors.FailedPreconditionError,
+                     match=re.escape(f"{tmp_path / 'checkpoint'}; Is a "
+                                     "directory")):
     save_utils.latest_checkpoint(str(tmp_path))
 
 

@@ -159,14 +159,24 @@ def test_feature_list_parser_raises_only_value_errors(tmp_path):
            b"method=fid need_raw=false\n"
            b"feature_column: feature_name=f_item_id slot=2 cache=c1 "
            b"method=fid_v2\n")
+  parsed = refused = 0
   for round_ in range(ROUNDS):
     path = str(tmp_path / f"features_{round_}.conf")
     with open(path, "wb") as f:
       f.write(_mutate(rng, valid))
     try:
-      feature_list.FeatureList.parse(path)
+      features = feature_list.FeatureList.parse(path)
     except ValueError as e:
       assert path in str(e)
+      refused += 1
+    else:
+      # What parses is a feature list of features.
+      assert isinstance(features, feature_list.FeatureList)
+      assert all(isinstance(f, feature_list.Feature) for f in features)
+      parsed += 1
+  # Both outcomes: a parser taking anything, or refusing every change,
+  # fails here.
+  assert parsed > 0 and refused > 0, (parsed, refused)
 
 
 def test_request_parser_raises_only_warmup_data_errors(tmp_path):
@@ -175,12 +185,16 @@ def test_request_parser_raises_only_warmup_data_errors(tmp_path):
       "examples": tf.make_tensor_proto([b"a", b"bc"])
   }).predict_log.request.SerializeToString()
   path = str(tmp_path / "request")
+  accepted = refused = 0
   for _ in range(ROUNDS):
     with open(path, "wb") as f:
       f.write(_mutate(rng, request))
     try:
       parsed = warmup_example_batch.parse_request(path)
       assert parsed.inputs
+      accepted += 1
     except warmup_io.WarmupDataError as e:
       assert path in str(e)
+      refused += 1
+  assert accepted > 0 and refused > 0, (accepted, refused)
 

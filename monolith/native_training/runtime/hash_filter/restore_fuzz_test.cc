@@ -136,6 +136,10 @@ TEST(RestoreFuzzTest, CorruptedDumpsFailCleanly) {
   const uint64_t seed = static_cast<uint64_t>(EnvInt("MONOLITH_FUZZ_SEED", 1));
   const FuzzBudget budget(1500);
   std::map<std::string, int> outcomes;
+  // Both outcomes of mutated dumps are met (a mutation that keeps the dump
+  // valid, e.g. a count changed within range; one that breaks it): a
+  // RestoreSplit taking any bytes, or refusing every change, fails here.
+  int mutated_accepted = 0, mutated_refused = 0;
   for (uint64_t iteration = 0;
        budget.Allows(static_cast<int64_t>(iteration)); ++iteration) {
     std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ULL + iteration);
@@ -184,6 +188,7 @@ TEST(RestoreFuzzTest, CorruptedDumpsFailCleanly) {
       }
     }
     if (all_ok) ++outcomes["OK"];
+    if (mutate) ++(all_ok ? mutated_accepted : mutated_refused);
     if (!mutate) {
       ASSERT_TRUE(all_ok) << "iteration " << iteration;
       ASSERT_TRUE(StateEquals(*source, *target))
@@ -198,6 +203,8 @@ TEST(RestoreFuzzTest, CorruptedDumpsFailCleanly) {
   for (const auto& outcome : outcomes) {
     printf("%6d  %s\n", outcome.second, outcome.first.c_str());
   }
+  EXPECT_GT(mutated_refused, 0);
+  EXPECT_GT(mutated_accepted, 0);
 }
 
 }  // namespace

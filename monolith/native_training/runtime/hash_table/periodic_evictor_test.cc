@@ -100,16 +100,18 @@ TEST(PeriodicEvictorTest, EvictsEachTableOnItsPeriodAndLogs) {
       << lines[1];
 }
 
+// Destruction does not wait out the period (240 hours: the test's timeout
+// would end it), and runs no round.
 TEST(PeriodicEvictorTest, StopsAtOnceWhenDestroyed) {
   auto table = MakeTable();
-  const auto start = std::chrono::steady_clock::now();
+  int lines = 0;
   {
     PeriodicEvictor evictor(
         {EvictTarget("t", table.get(), std::chrono::hours(240))},
-        [](const std::string&) {});
+        [&lines](const std::string&) { ++lines; });
     EXPECT_EQ(evictor.Rounds(), 0);
   }
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  EXPECT_EQ(lines, 0);
 }
 
 // Destruction tells an eviction in progress to stop, and waits for it:
@@ -133,10 +135,8 @@ TEST(PeriodicEvictorTest, DestructionStopsAnEvictionInProgress) {
            }}},
       nullptr);
   while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  const auto start = std::chrono::steady_clock::now();
   evictor.reset();
   EXPECT_TRUE(saw_stop);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
 }
 
 // A CPU table's eviction sees the flag before each of its shards, and its
