@@ -560,6 +560,10 @@ void EmbeddingHashTable::StreamIds(Table* table, int64_t n, IdAt id_at,
   }
 }
 
+int EmbeddingHashTable::ShardWriterWaitersForTesting(int shard) const {
+  return shards_[shard].write_waiters.load(std::memory_order_relaxed);
+}
+
 bool EmbeddingHashTable::AnyShardWriterWaits() const {
   for (int s = 0; s < kNumShards; ++s) {
     if (shards_[s].write_waiters.load(std::memory_order_relaxed) > 0) {

@@ -227,6 +227,8 @@ class EmbeddingHashTable {
   void LimitShardEntriesForTesting(uint32_t limit);
   // The internal shard (of 64) that holds |id|.
   int ShardOfIdForTesting(int64_t id) const;
+  // How many writers wait for internal shard |shard|'s writer lock.
+  int ShardWriterWaitersForTesting(int shard) const;
   // Lowers Save's chunk size (kSaveChunkBytes; at least 1: a chunk holds
   // one record or more). Call before any save.
   void SetSaveChunkBytesForTesting(size_t bytes) {

@@ -2211,12 +2211,18 @@ TEST(EmbeddingHashTableTest, ClearWaitsForAnUpdateWhoseAdmissionReadsTheTable) {
   const float one = 1.0f;
   table->Assign(&present, 1, &one, 1);
   std::promise<void> admitting;
-  std::atomic<bool> read_present{false};
+  std::atomic<bool> read_present{false}, clear_waited{false};
   std::thread writer([&] {
     table->Assign(&absent, 1, &one, 2, [&](int64_t) {
       admitting.set_value();
-      // Clear runs meanwhile, up to the update's shard.
-      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      // Clear runs meanwhile, up to the update's shard, where it waits.
+      const auto deadline =
+          std::chrono::steady_clock::now() + std::chrono::seconds(60);
+      while (table->ShardWriterWaitersForTesting(40) == 0 &&
+             std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      clear_waited = table->ShardWriterWaitersForTesting(40) > 0;
       float out = 0.0f;
       read_present = table->BatchLookup(&present, 1, &out) == 1;
       return true;
@@ -2230,6 +2236,7 @@ TEST(EmbeddingHashTableTest, ClearWaitsForAnUpdateWhoseAdmissionReadsTheTable) {
     std::abort();
   }
   writer.join();
+  EXPECT_TRUE(clear_waited.load());
   EXPECT_TRUE(read_present.load());
   EXPECT_EQ(table->Size(), 0);
 }
