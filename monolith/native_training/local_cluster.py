@@ -1158,13 +1158,18 @@ def _lock_model_dir(model_dir: str) -> Optional[int]:
   checkpoint state file; a later resume took whichever saved last.
 
   Raises:
-    app.UsageError: another launcher holds the lock.
+    app.UsageError: another launcher holds the lock, or it cannot be
+      opened.
   """
   path = utils.comparable_path(model_dir)
   if "://" in path:
     return None
   lock_path = os.path.join(path, _MODEL_DIR_LOCK)
-  fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+  except OSError as e:  # e.g. another user's
+    raise app.UsageError(f"--model_dir {model_dir}: cannot open its lock "
+                         f"file {lock_path}: {e.strerror}") from None
   try:
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
   except BlockingIOError:

@@ -623,6 +623,11 @@ def test_a_model_dir_in_use_by_another_launcher_is_refused(tmp_path):
   # Free once the holder is gone.
   os.close(local_cluster._lock_model_dir(f"file://{tmp_path}"))
   assert local_cluster._lock_model_dir("gs://bucket/model") is None
+  # A lock file that cannot be opened is a usage error, not a traceback.
+  (tmp_path / "other" / local_cluster._MODEL_DIR_LOCK).mkdir(parents=True)
+  with pytest.raises(app.UsageError, match="cannot open its lock file .*"
+                     "Is a directory"):
+    local_cluster._lock_model_dir(str(tmp_path / "other"))
 
 
 def test_a_session_not_ready_once_set_up_is_a_lost_task():
