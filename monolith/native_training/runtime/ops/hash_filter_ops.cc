@@ -215,20 +215,18 @@ class HashFilterSaveOp : public GuardedOpKernel {
     // succeeds, and the OOM killer ends the process while it is filled.
     const uint64_t bytes = admission.filter().MemoryBytes();
     const uint64_t available = AvailableMemoryBytes();
-    if (bytes > available) {
-      LOG(WARNING) << "Hash filter " << basename << ": a copy to save needs "
-                   << bytes << " bytes, " << available << " are available; "
-                   << "saving under its lock (updates that admit ids wait "
-                   << "for the files)";
-    } else {
+    if (bytes <= available) {
       try {
         snapshot = admission.filter().Clone();
         lock.unlock();
       } catch (const std::bad_alloc&) {
-        LOG(WARNING) << "Hash filter " << basename << ": no memory for a "
-                     << "copy to save; saving under its lock (updates that "
-                     << "admit ids wait for the files)";
       }
+    }
+    if (snapshot == nullptr) {
+      LOG(WARNING) << "Hash filter " << basename << ": no memory for a copy "
+                   << "to save (" << bytes << " bytes; " << available
+                   << " available); saving under its lock (updates that "
+                   << "admit ids wait for the files)";
     }
     // The copy, its splits in parallel; without one, the live filter under
     // its lock, in this thread (and memory is short: an allocation that
@@ -290,8 +288,8 @@ class HashFilterRestoreOp : public GuardedOpKernel {
                 "hash filter ", basename,
                 ": a restore reads into a filter of the same size, ", bytes,
                 " bytes, and ", available,
-                " bytes of memory are available (MemAvailable, or the "
-                "cgroup's limit less its usage): the process would be "
+                " bytes of memory are available (MemAvailable, or a memory "
+                "cgroup's limit less its working set): the process would be "
                 "killed filling it; free memory or give the task more"));
         try {
           into = admission.filter().CopyForRestore();

@@ -338,8 +338,52 @@ class GuardedOpKernel : public OpKernel {
   virtual void ComputeUnguarded(OpKernelContext* ctx) = 0;
 };
 
-// The memory this process may use: the machine's, or its cgroup's limit
-// (a container's) when lower.
+// A memory cgroup's files, as cgroup v2 or v1 names them.
+struct MemoryCgroupFiles {
+  std::string limit;  // "max" (v2: none) does not parse as a number
+  std::string usage;
+  std::string stat;
+  std::string inactive_key;  // memory.stat's inactive file pages
+};
+
+// Calls |fn|(const MemoryCgroupFiles&) for the process's memory cgroups
+// (v2's and v1's, as /proc/self/cgroup names them) and each one above them:
+// a limit may be set on a parent (a pod's, a slice's).
+template <typename Fn>
+void ForEachMemoryCgroup(const Fn& fn) {
+  std::ifstream self("/proc/self/cgroup");
+  std::string line;
+  while (std::getline(self, line)) {
+    // "0::<path>" (v2), "<n>:memory:<path>" (v1; or "memory,..." joined).
+    const size_t first = line.find(':');
+    const size_t second =
+        first == std::string::npos ? first : line.find(':', first + 1);
+    if (second == std::string::npos) continue;
+    const bool v2 = line.rfind("0::", 0) == 0;
+    const std::string controllers = line.substr(first + 1, second - first - 1);
+    if (!v2 &&
+        ("," + controllers + ",").find(",memory,") == std::string::npos) {
+      continue;
+    }
+    std::string dir = line.substr(second + 1);
+    if (dir == "/") dir.clear();
+    while (true) {
+      const std::string base =
+          (v2 ? "/sys/fs/cgroup" : "/sys/fs/cgroup/memory") + dir + "/";
+      fn(v2 ? MemoryCgroupFiles{base + "memory.max", base + "memory.current",
+                                base + "memory.stat", "inactive_file"}
+            : MemoryCgroupFiles{base + "memory.limit_in_bytes",
+                                base + "memory.usage_in_bytes",
+                                base + "memory.stat", "total_inactive_file"});
+      if (dir.empty()) break;
+      const size_t slash = dir.rfind('/');
+      dir.resize(slash == std::string::npos ? 0 : slash);
+    }
+  }
+}
+
+// The memory this process may use: the machine's, or the least limit of
+// its memory cgroups (a container's, a pod's) when lower.
 inline uint64_t UsableMemoryBytes() {
   const long pages = sysconf(_SC_PHYS_PAGES);  // NOLINT(runtime/int)
   const long page_bytes = sysconf(_SC_PAGESIZE);  // NOLINT(runtime/int)
@@ -347,13 +391,11 @@ inline uint64_t UsableMemoryBytes() {
                         ? static_cast<uint64_t>(pages) *
                               static_cast<uint64_t>(page_bytes)
                         : std::numeric_limits<uint64_t>::max();
-  for (const char* limit_file :
-       {"/sys/fs/cgroup/memory.max",
-        "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
-    std::ifstream in(limit_file);
+  ForEachMemoryCgroup([&memory](const MemoryCgroupFiles& files) {
+    std::ifstream in(files.limit);
     uint64_t limit = 0;
     if (in >> limit && limit > 0) memory = std::min(memory, limit);
-  }
+  });
   return memory;
 }
 
@@ -372,40 +414,18 @@ inline bool ReadKeyedValue(const std::string& path, const std::string& key,
 
 // A cgroup's limit less its working set: its usage less its inactive file
 // pages, which the kernel reclaims before it kills (as kubelet counts);
-// the most a uint64_t holds where it has no limit ("max" does not parse).
-inline uint64_t CgroupRoomBytes(const std::string& limit_file,
-                                const std::string& usage_file,
-                                const std::string& stat_file,
-                                const std::string& inactive_key) {
-  std::ifstream limit_in(limit_file), usage_in(usage_file);
+// the most a uint64_t holds where it has no limit.
+inline uint64_t CgroupRoomBytes(const MemoryCgroupFiles& files) {
+  std::ifstream limit_in(files.limit), usage_in(files.usage);
   uint64_t limit = 0, usage = 0;
   if (!(limit_in >> limit && usage_in >> usage) || limit == 0) {
     return std::numeric_limits<uint64_t>::max();
   }
   uint64_t inactive = 0;
-  if (ReadKeyedValue(stat_file, inactive_key, &inactive)) {
+  if (ReadKeyedValue(files.stat, files.inactive_key, &inactive)) {
     usage -= std::min(usage, inactive);
   }
   return limit > usage ? limit - usage : 0;
-}
-
-// The least room (CgroupRoomBytes) of cgroup |dir| (a path of
-// /proc/self/cgroup) under |root| and of those above it: a limit may be set
-// on a parent (a pod's, a slice's).
-inline uint64_t CgroupTreeRoomBytes(const std::string& root, std::string dir,
-                                    const std::string& limit_file,
-                                    const std::string& usage_file,
-                                    const std::string& inactive_key) {
-  uint64_t room = std::numeric_limits<uint64_t>::max();
-  if (dir == "/") dir.clear();
-  while (true) {
-    const std::string base = root + dir + "/";
-    room = std::min(room, CgroupRoomBytes(base + limit_file, base + usage_file,
-                                          base + "memory.stat", inactive_key));
-    if (dir.empty()) return room;
-    const size_t slash = dir.rfind('/');
-    dir.resize(slash == std::string::npos ? 0 : slash);
-  }
 }
 
 // The memory this process may still take before the kernel reclaims it by
@@ -413,33 +433,16 @@ inline uint64_t CgroupTreeRoomBytes(const std::string& root, std::string dir,
 // touched, so a copy past it is an OOM kill, not a bad_alloc): the
 // machine's available memory (/proc/meminfo's MemAvailable), and in
 // cgroups (a container, a pod, a systemd service) the least room of the
-// process's memory cgroup and those above it, v2's or v1's.
+// process's memory cgroups and those above them.
 inline uint64_t AvailableMemoryBytes() {
   uint64_t available = std::numeric_limits<uint64_t>::max();
   uint64_t kib = 0;
   if (ReadKeyedValue("/proc/meminfo", "MemAvailable:", &kib)) {
     available = kib * 1024;
   }
-  std::ifstream self("/proc/self/cgroup");
-  std::string line;
-  while (std::getline(self, line)) {
-    // "0::<path>" (v2), "<n>:memory:<path>" (v1; or "memory,..." joined).
-    const size_t first = line.find(':'), second = line.find(':', first + 1);
-    if (first == std::string::npos || second == std::string::npos) continue;
-    const std::string controllers = line.substr(first + 1, second - first - 1);
-    const std::string dir = line.substr(second + 1);
-    if (line.rfind("0::", 0) == 0) {
-      available = std::min(
-          available, CgroupTreeRoomBytes("/sys/fs/cgroup", dir, "memory.max",
-                                         "memory.current", "inactive_file"));
-    } else if (("," + controllers + ",").find(",memory,") !=
-               std::string::npos) {
-      available = std::min(
-          available, CgroupTreeRoomBytes(
-                         "/sys/fs/cgroup/memory", dir, "memory.limit_in_bytes",
-                         "memory.usage_in_bytes", "total_inactive_file"));
-    }
-  }
+  ForEachMemoryCgroup([&available](const MemoryCgroupFiles& files) {
+    available = std::min(available, CgroupRoomBytes(files));
+  });
   return available;
 }
 
