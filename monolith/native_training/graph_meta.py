@@ -5,21 +5,22 @@ default graph, creating it with `factory()` on first use. Every graph has
 its own objects (a function's graph its outer graph's), and they go away
 with the graph. The original kept them in
 a graph collection, which every `export_meta_graph` (each checkpoint save)
-then failed to serialize, logging a warning; here they live in a table
-keyed weakly by the graph instead.
+then failed to serialize, logging a warning; here they live in an
+attribute of the graph object instead, which no export reads. (A table
+keyed weakly by the graph kept alive every graph whose metadata held one of
+its tensors: the value's reference to the graph was a strong one from a
+module global, where the attribute's is a cycle the collector frees.)
 """
 
 import threading
-from typing import Any, Callable, Dict
-import weakref
+from typing import Any, Callable
 
 import tensorflow as tf
 from tensorflow.python.framework import func_graph
 
 # Reentrant: a factory may itself ask for another key's metadata.
 _lock = threading.RLock()
-_metas: "weakref.WeakKeyDictionary[tf.Graph, Dict[str, Any]]" = (
-    weakref.WeakKeyDictionary())
+_ATTRIBUTE = "_monolith_graph_meta"
 
 
 def get_meta(
@@ -42,7 +43,10 @@ def get_meta(
   while isinstance(graph, func_graph.FuncGraph):
     graph = graph.outer_graph
   with _lock:
-    meta_dict = _metas.setdefault(graph, {})
+    meta_dict = getattr(graph, _ATTRIBUTE, None)
+    if meta_dict is None:
+      meta_dict = {}
+      setattr(graph, _ATTRIBUTE, meta_dict)
     if key not in meta_dict:
       meta_dict[key] = MetaFactory()
     return meta_dict[key]

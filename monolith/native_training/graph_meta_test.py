@@ -57,6 +57,18 @@ def test_meta_goes_away_with_its_graph():
   assert meta() is None
 
 
+def test_graph_goes_away_with_metadata_holding_its_tensors():
+  """Metadata may hold the graph's own tensors (the export's asset paths
+  do): the graph must still be freed once its last user lets go."""
+  graph = tf.Graph()
+  with graph.as_default():
+    graph_meta.get_meta("tensors", dict)["one"] = tf.constant(1)
+  graph_ref = weakref.ref(graph)
+  del graph
+  gc.collect()
+  assert graph_ref() is None
+
+
 def test_saving_a_meta_graph_logs_no_warning(caplog, tmp_path):
   """The original kept the metadata in a graph collection, which every
   checkpoint save's export_meta_graph failed to serialize, with a warning."""
