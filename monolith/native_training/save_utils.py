@@ -79,6 +79,7 @@ import math
 import numbers
 import os
 import re
+import threading
 import weakref
 from typing import (Iterator, List, NamedTuple, Optional, Sequence, Set,
                     Tuple, Union)
@@ -1570,6 +1571,10 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
   `after_create_session` must run first (its save at session creation must
   not save tables not restored yet): it raises a RuntimeError if a
   `CheckpointRestorerHook` of the graph has not run yet.
+
+  Threads sharing one `MonitoredSession` may call `after_run` at once (as
+  the original allowed): one at a time checks the schedule and saves, so a
+  step is saved once.
   """
 
   def __init__(self,
@@ -1624,6 +1629,9 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
         "NoFirstSaveCheckpointSaverHook guard_saver_listeners",
         ("before_save", "after_save"), "a CheckpointRestorerHook's listeners")
     self._creating_session = False
+    # TF's after_run checks the schedule, then notes the step as saved:
+    # two threads between the two both saved the step, into one temporary.
+    self._after_run_lock = threading.Lock()
 
   def begin(self) -> None:
     super().begin()
@@ -1632,6 +1640,11 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
     for listener in self._guard_saver_listeners:
       if hasattr(listener, "begin"):
         listener.begin()
+
+  def after_run(self, run_context: tf.compat.v1.train.SessionRunContext,
+                run_values: tf.compat.v1.train.SessionRunValues) -> None:
+    with self._after_run_lock:
+      super().after_run(run_context, run_values)
 
   def end(self, session: tf.compat.v1.Session) -> None:
     try:

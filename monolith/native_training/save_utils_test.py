@@ -7,6 +7,7 @@ import os
 import random
 import re
 import shutil
+import threading
 
 import pytest
 import tensorflow as tf
@@ -531,6 +532,46 @@ def test_no_first_save_false_saves_as_tf_does(tmp_path):
   assert _train(model_dir, 3, no_first_save=False) == (0, [0, 2, 3])
   assert _train(model_dir, 6, restore=True, no_first_save=False) == (
       3, [3, 5, 6])
+
+
+def test_threads_running_after_run_at_once_save_a_step_once(tmp_path):
+  with tf.Graph().as_default():
+    step = tf.compat.v1.train.get_or_create_global_step()
+    listener = _StepsListener()
+    hook = save_utils.NoFirstSaveCheckpointSaverHook(
+        str(tmp_path / "model"), save_steps=10, listeners=[listener],
+        saver=tf.compat.v1.train.Saver())
+    hook.begin()
+    # Both threads meet after checking the schedule, if they can: without
+    # a lock around after_run they then both found step 10 due.
+    meet = threading.Barrier(2, timeout=1)
+    should_trigger = hook._timer.should_trigger_for_step
+
+    def meeting_check(global_step):
+      due = should_trigger(global_step)
+      try:
+        meet.wait()
+      except threading.BrokenBarrierError:
+        pass  # The other thread is held off: as it should be.
+      return due
+
+    hook._timer.should_trigger_for_step = meeting_check
+    with tf.compat.v1.Session() as sess:
+      sess.run(tf.compat.v1.global_variables_initializer())
+      hook.after_create_session(sess, None)  # saves step 0
+      meet.reset()
+      sess.run(step.assign(10))
+      context = tf.compat.v1.train.SessionRunContext((), sess)
+      values = tf.compat.v1.train.SessionRunValues(9, None, None)
+      threads = [
+          threading.Thread(target=hook.after_run, args=(context, values))
+          for _ in range(2)
+      ]
+      for thread in threads:
+        thread.start()
+      for thread in threads:
+        thread.join()
+  assert listener.steps == [0, 10]
 
 
 class _FailingListener(tf.compat.v1.train.CheckpointSaverListener):
