@@ -711,13 +711,13 @@ class Fp32Compressor(_OneofCompressor):
 def _as_proto(builder: Any, proto_type: type, argument: str) -> Any:
   """`builder.as_proto()`, or `builder` itself, checked to be a `proto_type`."""
   if isinstance(builder, type):
-    raise ValueError(f"{argument} must be a {proto_type.__name__} or a builder "
-                     f"of one, got the class {builder.__name__} (an "
-                     f"instance: {builder.__name__}())")
+    raise TypeError(f"{argument} must be a {proto_type.__name__} or a builder "
+                    f"of one, got the class {builder.__name__} (an "
+                    f"instance: {builder.__name__}())")
   proto = builder.as_proto() if hasattr(builder, "as_proto") else builder
   if not isinstance(proto, proto_type):
-    raise ValueError(f"{argument} must be a {proto_type.__name__} or a builder "
-                     f"of one, got {type(builder).__name__}")
+    raise TypeError(f"{argument} must be a {proto_type.__name__} or a builder "
+                    f"of one, got {type(builder).__name__}")
   return proto
 
 
@@ -740,13 +740,16 @@ def CombineAsSegment(
     A new `EntryConfig.Segment` holding copies of the three configs.
 
   Raises:
-    ValueError: `dim_size` is not a positive integer, a config is neither
-      a builder nor the expected proto, or a builder's value does not fit
-      its proto field.
+    TypeError: `dim_size` is not an integer (a bool neither), or a config
+      is neither a builder nor the expected proto (as the original's proto
+      field assignments raised).
+    ValueError: `dim_size` is below 1, or a builder's value does not fit its
+      proto field.
   """
   # numbers.Integral: numpy integers too (dims read from arrays or configs).
-  if (isinstance(dim_size, bool) or
-      not isinstance(dim_size, numbers.Integral) or dim_size < 1):
+  if isinstance(dim_size, bool) or not isinstance(dim_size, numbers.Integral):
+    raise TypeError(f"dim_size must be a positive integer, got {dim_size!r}")
+  if dim_size < 1:
     raise ValueError(f"dim_size must be a positive integer, got {dim_size!r}")
   segment = embedding_hash_table_pb2.EntryConfig.Segment()
   segment.dim_size = int(dim_size)

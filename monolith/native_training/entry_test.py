@@ -225,9 +225,14 @@ def test_combine_as_segment_takes_numpy_integers():
   assert segment.dim_size == 4
 
 
-@pytest.mark.parametrize("dim_size", [0, -1, 2.0, True, np.int32(0)])
-def test_combine_as_segment_rejects_bad_dim(dim_size):
-  with pytest.raises(ValueError, match="dim_size"):
+@pytest.mark.parametrize("dim_size, error", [(0, ValueError),
+                                             (-1, ValueError),
+                                             (np.int32(0), ValueError),
+                                             (2.0, TypeError),
+                                             (True, TypeError),
+                                             ("4", TypeError)])
+def test_combine_as_segment_rejects_bad_dim(dim_size, error):
+  with pytest.raises(error, match="dim_size"):
     entry.CombineAsSegment(dim_size, entry.ZerosInitializer(),
                            entry.SgdOptimizer(), entry.Fp32Compressor())
 
@@ -243,14 +248,14 @@ def test_a_capacity_that_is_no_count_is_refused(table_type, capacity):
 
 
 def test_combine_as_segment_rejects_wrong_config_type():
-  with pytest.raises(ValueError, match="optimizer"):
+  with pytest.raises(TypeError, match="optimizer"):
     entry.CombineAsSegment(2, entry.ZerosInitializer(),
                            entry.ZerosInitializer().as_proto(),
                            entry.Fp32Compressor())
-  with pytest.raises(ValueError, match="initializer"):
+  with pytest.raises(TypeError, match="initializer"):
     entry.CombineAsSegment(2, entry.SgdOptimizer(), entry.SgdOptimizer(),
                            entry.Fp32Compressor())
-  with pytest.raises(ValueError, match="compressor"):
+  with pytest.raises(TypeError, match="compressor"):
     entry.CombineAsSegment(2, entry.ZerosInitializer(), entry.SgdOptimizer(),
                            None)
 
@@ -434,7 +439,7 @@ def test_a_config_instance_needs_a_table_config():
 
 
 def test_a_builder_class_is_not_a_builder():
-  with pytest.raises(ValueError, match=r"optimizer must be a OptimizerConfig "
+  with pytest.raises(TypeError, match=r"optimizer must be a OptimizerConfig "
                      r"or a builder of one, got the class SgdOptimizer \(an "
                      r"instance: SgdOptimizer\(\)\)"):
     entry.CombineAsSegment(2, entry.ZerosInitializer(), entry.SgdOptimizer,

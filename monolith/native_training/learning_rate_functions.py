@@ -73,16 +73,17 @@ class PolynomialDecay(LearningRateFunction):
 
     Raises:
       ValueError: `decay_steps` is a Python number that is not positive.
-      TypeError: a number is given as a string, or `cycle` is neither a
-        bool nor an integer.
+      TypeError: a number is given as a string or None, or `cycle` is
+        neither a bool nor an integer.
     """
     super().__init__()
     for arg, value in (("initial_learning_rate", initial_learning_rate),
                        ("decay_steps", decay_steps),
                        ("end_learning_rate", end_learning_rate),
                        ("power", power)):
-      if isinstance(value, (str, bytes)):
-        # Taken, it failed at the first session.run (Cast string to float).
+      if value is None or isinstance(value, (str, bytes)):
+        # Taken, a string failed at the first session.run (Cast string to
+        # float), None where the rate was built, with TF's own error.
         raise TypeError(f"{arg} must be a number or a tensor, got {value!r}")
     if not isinstance(cycle, (bool, np.bool_, numbers.Integral)):
       # "False" is true. Integers (0, 1 from a config) the original took.

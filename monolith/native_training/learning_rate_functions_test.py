@@ -103,6 +103,10 @@ def test_non_positive_decay_steps_rejected(decay_steps):
     (dict(decay_steps="100"), "decay_steps must be a number or a tensor, got "
      "'100'"),
     (dict(initial_learning_rate="0.1"), "initial_learning_rate must be"),
+    (dict(initial_learning_rate=None), "initial_learning_rate must be a "
+     "number or a tensor, got None"),
+    (dict(decay_steps=None), "decay_steps must be"),
+    (dict(power=None), "power must be"),
     (dict(cycle="False"), "cycle must be a bool or an integer, got 'False'"),
     (dict(cycle=1.0), "cycle must be a bool or an integer, got 1.0"),
 ])

@@ -9,8 +9,9 @@
 //
 // Beyond the original, a save is atomic as a set and self-identifying:
 // - every meta record carries the save's id, its shard index and count, the
-//   data file's size and a digest of the table's records
-//   (MultiHashTableMetadata fields 100-105, which the original ignores);
+//   data file's size, a digest of the table's records, the meta file's
+//   table count and the table's segment dims (MultiHashTableMetadata fields
+//   100-107, which the original ignores);
 //   readers check them all, so a restore reads one whole save or fails
 //   naming the file that does not belong (a shard copied in from another
 //   checkpoint);
