@@ -149,6 +149,32 @@ class EmbeddingHashTable::Scratch {
   char* entry(int pos) const { return entry_[pos]; }
   bool found(int pos) const { return found_[pos]; }
 
+  // At most how many new entries positions [begin, end) of the chunk at
+  // |chunk_ids| can make: their number, or for a group larger than a
+  // shard's share of a chunk of distinct ids, how many distinct ids it
+  // holds. (Repeats of one new id, a padding or default id, reserved room
+  // for each repeat: 2,048 of them grew a new table's shard to 4,096 slots
+  // and readied arena blocks for 2,048 entries, on huge pages for good.)
+  int NewEntriesAtMost(const int64_t* chunk_ids, int begin, int end) {
+    if (end - begin <= kCountDistinctOver) return end - begin;
+    // The positions of the distinct ids so far: a linear-probing set.
+    const int capacity = SetCapacityFor(end - begin);
+    std::fill(admitted_ids_, admitted_ids_ + capacity, kNoPosition);
+    int distinct = 0;
+    for (int p = begin; p < end; ++p) {
+      const int64_t id = id_at(chunk_ids, p);
+      int h = static_cast<int>((hash_[p] >> 32) & (capacity - 1));
+      while (admitted_ids_[h] != kNoPosition &&
+             id_at(chunk_ids, admitted_ids_[h]) != id) {
+        h = (h + 1) & (capacity - 1);
+      }
+      if (admitted_ids_[h] != kNoPosition) continue;
+      admitted_ids_[h] = static_cast<uint16_t>(p);
+      ++distinct;
+    }
+    return distinct;
+  }
+
   // Asks |admit| about the ids of positions [begin, end) (in |shard|, of
   // the chunk at |base| of the update's ids) that the shard lacks, before
   // its writer locks readers out: lookups of the shard go on while a
@@ -161,8 +187,7 @@ class EmbeddingHashTable::Scratch {
                    int64_t base, int begin, int end,
                    const EmbeddingHashTable::AdmitFn& admit) {
     // The positions admitted so far, by id: a linear-probing set.
-    int capacity = 2;
-    while (capacity < 2 * (end - begin)) capacity *= 2;
+    const int capacity = SetCapacityFor(end - begin);
     std::fill(admitted_ids_, admitted_ids_ + capacity, kNoPosition);
     int64_t entries_left = shard.EntriesLeft();
     for (int p = begin; p < end; ++p) {
@@ -190,6 +215,16 @@ class EmbeddingHashTable::Scratch {
  private:
   static_assert(kGroupIds <= 65535, "positions are uint16, 65535 is none");
   static constexpr uint16_t kNoPosition = 65535;
+  // Twice a shard's share of a chunk (kGroupIds / kNumShards = 32 ids):
+  // larger groups, rare unless ids repeat, have their distinct ids counted.
+  static constexpr int kCountDistinctOver = 2 * kGroupIds / kNumShards;
+
+  // A power of two at least twice |positions| (2 * kGroupIds at most).
+  static int SetCapacityFor(int positions) {
+    int capacity = 2;
+    while (capacity < 2 * positions) capacity *= 2;
+    return capacity;
+  }
 
   int64_t id_at(const int64_t* chunk_ids, int pos) const {
     return chunk_ids[index_[pos]];
@@ -414,7 +449,8 @@ void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
         const int s = (first_shard + step) % kNumShards;
         if (scratch->begin(s) == scratch->end(s)) continue;
         ShardWriteLock lock(&table->shards_[s],
-                            scratch->end(s) - scratch->begin(s),
+                            scratch->NewEntriesAtMost(
+                                chunk_ids, scratch->begin(s), scratch->end(s)),
                             /*exclude_readers=*/!admit);
         run_shard(s, lock);
       }

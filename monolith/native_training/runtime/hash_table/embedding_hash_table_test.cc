@@ -1315,6 +1315,29 @@ TEST(EmbeddingHashTableTest, LargeTablesUseHugePagesUnlessTurnedOff) {
   }
 }
 
+TEST(EmbeddingHashTableTest, RepeatsOfANewIdMakeRoomForOneEntry) {
+  // A padding id repeated through a batch, into a new table: room for one
+  // entry, as one occurrence makes (room for each repeat grew its shard to
+  // 4,096 slots, on huge pages, and readied arena blocks for 2,048).
+  constexpr int64_t kRepeats = 4096;
+  const std::vector<int64_t> repeated(kRepeats, 42);
+  std::vector<float> values(kRepeats * 4);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = 0.5f * i;
+  ASSERT_EQ(setenv("MONOLITH_HASH_TABLE_HUGE_PAGES", "1", 1), 0);
+  auto table = MakeTable(SgdTable(4));
+  auto once = MakeTable(SgdTable(4));
+  unsetenv("MONOLITH_HASH_TABLE_HUGE_PAGES");
+  table->Assign(repeated.data(), kRepeats, values.data(), 1);
+  once->Assign(repeated.data(), 1, values.data(), 1);
+  EXPECT_EQ(table->Size(), 1);
+  EXPECT_EQ(table->HugePageBytes(), 0);
+  EXPECT_EQ(table->MemoryBytes(), once->MemoryBytes());
+  std::vector<float> out(4);
+  EXPECT_EQ(table->BatchLookup(repeated.data(), 1, out.data()), 1);
+  EXPECT_EQ(out, std::vector<float>(values.end() - 4, values.end()))
+      << "the last occurrence's values";
+}
+
 TEST(EmbeddingHashTableTest, TablesOfLargeEntriesUseHugePagesSooner) {
   // 50k ids: entries of dim 128 (~520 bytes, 26 MB in all) are pooled,
   // entries of dim 4 (0.5 MB in all) stay on the heap.
