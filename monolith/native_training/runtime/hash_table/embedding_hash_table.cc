@@ -1040,7 +1040,7 @@ int64_t EmbeddingHashTable::MemoryBytes() const {
     const TableShard& shard = shards_[s];
     std::shared_lock<std::shared_mutex> lock(shard.mu);
     if (!shard.Pooled(shard.mask + 1)) bytes += (shard.mask + 1) * sizeof(Slot);
-    bytes += shard.heap_arena_bytes;
+    bytes += shard.heap_arena_bytes.load(std::memory_order_relaxed);
   }
   return bytes + HugePageBytes();
 }

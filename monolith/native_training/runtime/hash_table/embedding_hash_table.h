@@ -209,8 +209,9 @@ class EmbeddingHashTable {
   // shard's lock at once (all other calls wait), so its huge-page blocks
   // can be released together.
   void Clear();
-  // Bytes the table holds for slots and entries: its heap allocations and
-  // the huge-page regions in use.
+  // Bytes the table holds for slots and entries: its heap allocations
+  // (arena blocks readied for coming entries included, those an eviction
+  // gave back not) and the huge-page regions in use.
   int64_t MemoryBytes() const;
   // The part of it on huge pages (0 when the table is small, or created
   // with MONOLITH_HASH_TABLE_HUGE_PAGES=0 in the environment).

@@ -672,6 +672,37 @@ TEST(EmbeddingHashTableTest, EvictGivesMemoryBack) {
   EXPECT_LT(ResidentBytes(), full + (16 << 20));
 }
 
+TEST(EmbeddingHashTableTest, MemoryBytesFollowsEvictionsOfHeapArenas) {
+  // On the heap (as a small table, or with huge pages turned off), an
+  // eviction's discarded arena blocks leave the count, and come back into
+  // it as new ids take them again; the huge-page count did so already.
+  ASSERT_EQ(setenv("MONOLITH_HASH_TABLE_HUGE_PAGES", "0", 1), 0);
+  auto table = OneDayExpiryTable(16);
+  unsetenv("MONOLITH_HASH_TABLE_HUGE_PAGES");
+  const int64_t day = kSecondsPerDay;
+  constexpr int64_t kIds = 400000;
+  std::vector<int64_t> ids(kIds);
+  const std::vector<float> values(kIds * 16, 0.5f);
+  const auto assign = [&](int64_t first, int64_t count, int64_t time) {
+    for (int64_t i = 0; i < count; ++i) ids[i] = first + i;
+    table->Assign(ids.data(), count, values.data(), time);
+  };
+  assign(0, kIds / 2, day);
+  assign(kIds / 2, kIds / 2, 10 * day);
+  ASSERT_EQ(table->HugePageBytes(), 0);
+  const int64_t full = table->MemoryBytes();
+  // Entries of 64 bytes: at least those of the table's ids.
+  EXPECT_GE(full, kIds * 64);
+  EXPECT_EQ(table->Evict(table->LatestUpdateTime()), kIds / 2);
+  const int64_t evicted = table->MemoryBytes();
+  // Half the entries (12.8 MB); shards keep their last partial blocks.
+  EXPECT_LT(evicted, full - kIds / 2 * 64 * 3 / 4) << full << " -> " << evicted;
+  assign(kIds, kIds / 2, 10 * day);
+  EXPECT_GT(table->MemoryBytes(), evicted + kIds / 2 * 64 * 3 / 4);
+  // The discarded blocks taken again, not new ones beside them.
+  EXPECT_LT(table->MemoryBytes(), full + full / 20);
+}
+
 TEST(EmbeddingHashTableTest, EvictionsAndRefillsKeepEveryValue) {
   // Pooled arenas: evicted blocks go back with their regions only, and are
   // revived (written again) as new ids refill them. Every survivor and

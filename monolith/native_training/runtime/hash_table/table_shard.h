@@ -177,7 +177,11 @@ struct TableShard {
   bool poolable_blocks = false;  // full-size blocks are small enough
   // The smallest slot capacity that is pooled (see kPooledMinSlots).
   uint64_t pooled_min_slots = kPooledMinSlots;
-  int64_t heap_arena_bytes = 0;
+  // Bytes of the heap's arena blocks that hold pages: those in use, those
+  // readied for coming entries (touched), not those discarded. Atomic:
+  // PrepareBlocks changes it under |write_mu| alone, while MemoryBytes
+  // reads it under |mu|.
+  std::atomic<int64_t> heap_arena_bytes{0};
   uint32_t next_index = 0;
   uint32_t capacity_entries = 0;
   // Entry indices are 32-bit: a shard takes at most this many entries
@@ -246,7 +250,7 @@ struct TableShard {
     revive_at = kNoRevive;
     next_index = capacity_entries = 0;
     free_indices.clear();
-    heap_arena_bytes = 0;
+    heap_arena_bytes.store(0, std::memory_order_relaxed);
     ++layout_version;
   }
 
@@ -312,6 +316,9 @@ struct TableShard {
                                  ::operator new[](bytes, kBlockAlignment));
       TouchPages(block, bytes);
       ready_blocks.emplace_back(block, pooled);
+      if (!pooled) {
+        heap_arena_bytes.fetch_add(bytes, std::memory_order_relaxed);
+      }
       room += BlockEntries(block_number++);
     }
   }
@@ -357,10 +364,7 @@ struct TableShard {
       blocks.push_back(block);
       // Every block before it is in use again (next_index reached them).
       live_blocks = blocks.size();
-      if (!pooled) {
-        heap_blocks = blocks.size();
-        heap_arena_bytes += entries * stride;
-      }
+      if (!pooled) heap_blocks = blocks.size();
       capacity_entries += static_cast<uint32_t>(entries);
     }
     if (next_index == revive_at) ReviveNextBlock();
@@ -388,6 +392,8 @@ struct TableShard {
     const int64_t entries = BlockEntries(static_cast<int>(live_blocks));
     if (live_blocks >= heap_blocks) {
       pool->ReviveBlock(blocks[live_blocks], entries * stride);
+    } else {
+      heap_arena_bytes.fetch_add(entries * stride, std::memory_order_relaxed);
     }
     ++live_blocks;
     revive_at = live_blocks < blocks.size()
@@ -582,6 +588,7 @@ struct TableShard {
       const int64_t bytes = BlockEntries(static_cast<int>(d)) * stride;
       if (d < heap_blocks) {
         DiscardPages(blocks[d], bytes);
+        heap_arena_bytes.fetch_sub(bytes, std::memory_order_relaxed);
       } else {
         pool->DiscardBlock(blocks[d], bytes);
       }
