@@ -969,6 +969,10 @@ int64_t EmbeddingHashTable::EvictShards(int64_t now, EvictStats* stats,
   if (accessor_->serving() || now <= 0) return 0;
   int64_t evicted = 0;
   std::vector<Slot> kept;
+  // The per-slot counts with this shard's, swapped into |stats| once the
+  // shard has shrunk: a bad_alloc before leaves |stats| counting only the
+  // shards evicted.
+  std::map<uint32_t, int64_t> by_slot;
   for (int s = 0; s < kNumShards; ++s) {
     if (stop != nullptr && stop->load(std::memory_order_acquire)) {
       if (stats != nullptr) stats->stopped = true;
@@ -987,13 +991,14 @@ int64_t EmbeddingHashTable::EvictShards(int64_t now, EvictStats* stats,
     }
     kept.clear();
     kept.reserve(shard.size);
+    if (stats != nullptr) by_slot = stats->evicted_by_slot;
     int64_t removed = 0;
     for (uint64_t i = 0; i <= shard.mask; ++i) {
       const Slot& slot = shard.slots[i];
       if (slot.index == kEmpty) continue;
       if (IsExpired(slot.id, slot.timestamp, now)) {
         ++removed;
-        if (stats != nullptr) ++stats->evicted_by_slot[SlotOfId(slot.id)];
+        if (stats != nullptr) ++by_slot[SlotOfId(slot.id)];
       } else {
         kept.push_back(slot);
       }
@@ -1013,8 +1018,11 @@ int64_t EmbeddingHashTable::EvictShards(int64_t now, EvictStats* stats,
     shard.ApplyShrink(&plan);
     lock.AdmitReaders();
     shard.FinishShrink(&plan);
+    if (stats != nullptr) {
+      stats->evicted_by_slot.swap(by_slot);
+      stats->evicted += removed;
+    }
   }
-  if (stats != nullptr) stats->evicted += evicted;
   return evicted;
 }
 

@@ -477,6 +477,31 @@ TEST(EmbeddingHashTableOomTest, Evict) {
   }, /*repeatable=*/true);
 }
 
+TEST(EmbeddingHashTableOomTest, EvictStatsCountWhatAFailedEvictionRemoved) {
+  // A caller that catches the bad_alloc reads counts of the shards evicted
+  // before it, per slot as in all (the per-slot counts once counted a
+  // shard the failure then left whole).
+  int failures = 0;
+  for (int limit = 0; limit < kMaxSweep; ++limit) {
+    SCOPED_TRACE("allocation " + std::to_string(limit) + " failed");
+    auto table = BaseTable();
+    const int64_t size = table->Size();
+    EmbeddingHashTable::EvictStats stats;
+    const bool failed =
+        FailsWithin(limit, [&] { table->Evict(kTime, &stats); });
+    int64_t by_slot = 0;
+    for (const auto& [slot, count] : stats.evicted_by_slot) by_slot += count;
+    EXPECT_EQ(stats.evicted, size - table->Size());
+    EXPECT_EQ(by_slot, stats.evicted);
+    if (!failed) {
+      EXPECT_EQ(stats.evicted, kOldIds / 2);
+      break;
+    }
+    ++failures;
+  }
+  EXPECT_GT(failures, 0) << "eviction allocated nothing";
+}
+
 TEST(EmbeddingHashTableOomTest, EraseAndClear) {
   const std::vector<int64_t> ids = Batch(128, 0);
   Sweep(ids, [&](EmbeddingHashTable* table) {
