@@ -603,6 +603,17 @@ def test_bad_arguments():
       save_utils.PartialRecoverySaver(sharded=False)
     with pytest.raises(ValueError, match="builder"):
       save_utils.PartialRecoverySaver(builder=None)
+    # By position too (sharded is the Saver's third parameter, builder its
+    # ninth): a positional call as the Saver's once failed with "multiple
+    # values for argument 'sharded'".
+    with pytest.raises(ValueError, match="sharded=True"):
+      save_utils.PartialRecoverySaver(None, None, False)
+    with pytest.raises(ValueError, match="builder"):
+      save_utils.PartialRecoverySaver(None, None, True, 5, 10000.0, False,
+                                      False, None, None)
+    saver = save_utils.PartialRecoverySaver(None, None, True, 3)
+    assert saver._max_to_keep == 3
+    assert saver.saver_def.sharded
     assert save_utils.PsMonitor(0).num_ps == 0
 
 

@@ -75,6 +75,7 @@ import collections
 import contextlib
 import glob
 import hashlib
+import inspect
 import math
 import numbers
 import os
@@ -1408,15 +1409,21 @@ class PartialRecoverySaver(tf.compat.v1.train.Saver):
                ps_monitor: Optional[PsMonitor] = None,
                timeout_secs: Optional[float] = _SAVER_TIMEOUT_SECS,
                **kwargs):
-    if "builder" in kwargs:
+    # By name, whether given by position or keyword (sharded is the
+    # Saver's third parameter, builder its ninth).
+    arguments = inspect.signature(tf.compat.v1.train.Saver.__init__).bind(
+        self, *args, **kwargs).arguments
+    del arguments["self"]
+    if "builder" in arguments:
       raise ValueError("PartialRecoverySaver builds its own saver builder")
-    if not kwargs.setdefault("sharded", True):
+    if not arguments.setdefault("sharded", True):
       raise ValueError("PartialRecoverySaver needs sharded=True: it restores "
                        "each device's variables on their own")
     self._ps_monitor = ps_monitor
     self._run_options = checkpoint_run_options(timeout_secs)
     self._restore_builder = _PerDeviceRestoreBuilder()
-    super().__init__(*args, builder=self._restore_builder, **kwargs)
+    arguments["builder"] = self._restore_builder
+    super().__init__(**arguments)
 
   def save(self, sess: tf.compat.v1.Session, *args, **kwargs) -> str:
     """`tf.compat.v1.train.Saver.save`, its runs under `timeout_secs`."""
