@@ -389,6 +389,33 @@ def test_without_a_monitor_everything_is_restored(tmp_path):
       assert sess.run(v0) == 1
 
 
+@pytest.mark.parametrize("name, dtype, error, cause", [
+    ("v1", tf.int32, tf.errors.NotFoundError, "missing from it"),
+    ("v0", tf.float32, tf.errors.InvalidArgumentError, "does not match"),
+])
+def test_a_partial_restore_names_the_causes_of_its_errors(
+    tmp_path, name, dtype, error, cause):
+  path = str(tmp_path / "model.ckpt")
+  servers, config = test_utils.create_test_ps_cluster(1)
+  with tf.Graph().as_default():
+    with tf.device(utils.ps_device(0)):
+      v0 = tf1.Variable(1, name="v0")
+    saver = save_utils.PartialRecoverySaver()
+    with tf1.Session(servers[0].target, config=config) as sess:
+      sess.run(v0.initializer)
+      saver.save(sess, path)
+  with tf.Graph().as_default():
+    with tf.device(utils.ps_device(0)):
+      # Missing from the checkpoint, or of another dtype than saved.
+      tf1.Variable(tf.ones([], dtype), name=name)
+    saver = save_utils.PartialRecoverySaver(
+        ps_monitor=save_utils.PsMonitor(1))
+    with tf1.Session(servers[0].target, config=config) as sess:
+      with pytest.raises(error, match=f"Restoring from checkpoint {path} "
+                         f"failed: .*{cause}.* Original error: "):
+        saver.restore(sess, path)
+
+
 @pytest.mark.parametrize("monitored", [False, True])
 def test_saves_and_restores_take_their_own_deadline(tmp_path, monitored):
   # A session's operation_timeout_in_ms (e.g. a minute) may be too short

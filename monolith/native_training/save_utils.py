@@ -1439,7 +1439,10 @@ class PartialRecoverySaver(tf.compat.v1.train.Saver):
 
     Raises:
       ValueError: save_path is None or not a checkpoint.
-      tf.errors.OpError: as `tf.compat.v1.train.Saver.restore`.
+      tf.errors.OpError: as `tf.compat.v1.train.Saver.restore`; with a
+        monitor, a NotFoundError or InvalidArgumentError names the likely
+        causes as the Saver's does (but an object-based checkpoint is not
+        read by name here: the Saver's fallback restores every device).
     """
     timed = _SessionWithRunOptions(sess, self._run_options)
     per_device = self._restore_builder.restore_ops_per_device
@@ -1464,7 +1467,22 @@ class PartialRecoverySaver(tf.compat.v1.train.Saver):
     logging.info("Restoring the variables of %d device(s) from %s; %s kept "
                  "their state.", len(restore_ops), save_path,
                  ", ".join(kept) or "no PS task")
-    timed.run(restore_ops, {self.saver_def.filename_tensor_name: save_path})
+    # With the causes named, as the Saver's own restore names them.
+    try:
+      timed.run(restore_ops, {self.saver_def.filename_tensor_name: save_path})
+    except tf.errors.NotFoundError as e:
+      raise tf.errors.NotFoundError(
+          e.node_def, e.op,
+          f"Restoring from checkpoint {save_path} failed: a variable or "
+          "other graph key is most likely missing from it, or it was "
+          "written object-based (tf.train.Checkpoint), which a partial "
+          f"restore does not read. Original error: {e.message}") from e
+    except tf.errors.InvalidArgumentError as e:
+      raise tf.errors.InvalidArgumentError(
+          e.node_def, e.op,
+          f"Restoring from checkpoint {save_path} failed: the graph does not "
+          "match the one it was saved from (a variable's shape or dtype). "
+          f"Original error: {e.message}") from e
 
   def setup_ps_initialized_state(self, sess: tf.compat.v1.Session) -> None:
     """Marks every PS task set up (see `PsMonitor`), where there is a monitor.
