@@ -62,12 +62,15 @@ def _build_job(model_dir: str,
                original_hooks: bool,
                marking_hook_first: bool = False,
                occurrence_threshold: int = 0,
-               new_tables: Sequence[str] = ()) -> _Job:
+               new_tables: Sequence[str] = (),
+               save_listeners: Sequence[
+                   tf1.train.CheckpointSaverListener] = ()) -> _Job:
   """The job; with `original_hooks` as the original's users list them: the
   saver hook (NoFirstSaveCheckpointSaverHook with a PartialRecoverySaver)
   marks the PS tasks set up, no PsInitializedStateHook. With an
   `occurrence_threshold`, the PS tasks' hash filters admit an id seen more
-  often. `new_tables`: as the restorer listener's."""
+  often. `new_tables`: as the restorer listener's; `save_listeners` the
+  saver hook's after the tables'."""
   with tf.device(utils.ps_device(0)):
     global_step = tf1.train.get_or_create_global_step()
     v0 = tf1.Variable(0, name="v0")
@@ -108,7 +111,8 @@ def _build_job(model_dir: str,
                     saver=saver,
                     listeners=[
                         multi_hash_table_ops.
-                        MultiHashTableCheckpointSaverListener(basename)
+                        MultiHashTableCheckpointSaverListener(basename),
+                        *save_listeners
                     ])
   hooks = ([restorer, saver_hook] if original_hooks else
            [restorer, save_utils.PsInitializedStateHook(monitor), saver_hook])
@@ -204,6 +208,42 @@ def test_only_the_restarted_ps_is_restored(tmp_path, original_hooks,
     with _monitored_session(job, ps0_restarted.target, config,
                             model_dir) as sess:
       assert _values(sess, job) == (4, 3, [4.0, 3.0])
+
+
+class _UninitializedAtSaves(tf1.train.CheckpointSaverListener):
+  """Notes, at each save, the PS tasks not set up."""
+
+  def __init__(self):
+    self.monitor = None
+    self.seen = []
+
+  def before_save(self, session, global_step_value):
+    self.seen.append(
+        (global_step_value, self.monitor.uninitialized_ps_tasks(session)))
+
+
+def test_a_restarted_ps_is_set_up_before_the_save_at_session_creation(
+    tmp_path):
+  """The saver hook's save when a session is created (a step no checkpoint
+  holds, after a PS restarted) comes after the restored tasks are marked:
+  workers wait for the mark, and before it they waited a whole save."""
+  model_dir = str(tmp_path)
+  ps0, ps1 = (tf.distribute.Server.create_local_server() for _ in range(2))
+  listener = _UninitializedAtSaves()
+  with tf.Graph().as_default():
+    job = _build_job(model_dir, original_hooks=True,
+                     save_listeners=[listener])
+    listener.monitor = job.monitor
+    with _monitored_session(job, ps0.target, _config([ps0, ps1]),
+                            model_dir) as sess:
+      sess.run(job.train_op)  # step 1, saved
+    with tf1.Session(ps0.target, config=_config([ps0, ps1])) as sess:
+      sess.run(job.train_op)  # step 2, not saved
+    listener.seen.clear()
+    config = _config([ps0, tf.distribute.Server.create_local_server()])
+    with _monitored_session(job, ps0.target, config, model_dir) as sess:
+      assert _values(sess, job) == (2, 1, [2.0, 1.0])
+  assert listener.seen == [(2, set())]
 
 
 def test_a_new_job_on_running_ps_tasks_does_not_take_their_state(tmp_path):

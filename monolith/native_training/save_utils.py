@@ -952,8 +952,9 @@ def _restored_checkpoint(
     return path, True
   logging.warning(
       "The global step, %d, is held by none of the checkpoints %s lists "
-      "(other workers trained on since the restore, or the session "
-      "restored another directory's): restoring from the latest, %s.",
+      "(other workers trained on since the restore, a PS task holding it "
+      "kept running, or the session restored another directory's): taking "
+      "the latest, %s, as the checkpoint the session starts from.",
       step, checkpoint_dir, latest)
   return latest, False
 
@@ -1698,14 +1699,18 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
   def after_create_session(self, session: tf.compat.v1.Session,
                            coord: tf.train.Coordinator) -> None:
     check_restorer_hooks_ran(session, "NoFirstSaveCheckpointSaverHook")
+    # Marked before TF's hook saves (where no checkpoint holds the step: a
+    # PS task restored mid-training): the restorer hooks ran, and workers
+    # wait for the mark, which after a large model's save came minutes
+    # later.
+    saver = self._get_saver()
+    if isinstance(saver, PartialRecoverySaver):
+      saver.setup_ps_initialized_state(session)
     self._creating_session = True
     try:
       super().after_create_session(session, coord)
     finally:
       self._creating_session = False
-    saver = self._get_saver()
-    if isinstance(saver, PartialRecoverySaver):
-      saver.setup_ps_initialized_state(session)
 
   def _save(self, session: tf.compat.v1.Session, step: int) -> bool:
     # TF's hook saves through _save (after_create_session, after_run, end).
