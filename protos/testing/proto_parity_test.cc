@@ -17,8 +17,21 @@ namespace monolith {
 namespace protos {
 namespace {
 
+// This file's folder in the test's runfiles (the working directory): as
+// compiled, in this repository or, where another workspace runs the test,
+// in external/<repository>/, whose runfiles are ../<repository>/.
+std::string TestDataDir() {
+  std::string dir = __FILE__;
+  dir.erase(dir.rfind('/') + 1);
+  const std::string external = "external/";
+  if (dir.compare(0, external.size(), external) == 0) {
+    dir.replace(0, external.size(), "../");
+  }
+  return dir;
+}
+
 std::string ReadTestFile(const std::string& name) {
-  const std::string path = "protos/testing/" + name;
+  const std::string path = TestDataDir() + name;
   std::ifstream in(path, std::ios::binary);
   EXPECT_TRUE(in.good()) << "cannot open " << path;
   std::ostringstream buf;

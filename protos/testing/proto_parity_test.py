@@ -16,11 +16,13 @@ from protos.testing import sample_messages
 
 _SAMPLES = [("Example", "example"), ("ExampleBatch", "example_batch"),
             ("Instance", "instance")]
-_CODEC = os.path.join("protos", "testing", "proto_codec")
+# Beside this file in the runfiles, whichever workspace runs the test.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_CODEC = os.path.join(_HERE, "proto_codec")
 
 
 def _load_text(type_name: str, stem: str):
-  with open(os.path.join("protos", "testing", stem + ".pbtxt")) as f:
+  with open(os.path.join(_HERE, stem + ".pbtxt")) as f:
     return text_format.Parse(f.read(), sample_messages.new_message(type_name))
 
 
@@ -36,7 +38,7 @@ def _codec(mode: str, type_name: str, data: bytes) -> bytes:
 
 @pytest.mark.parametrize("type_name,stem", _SAMPLES)
 def test_cpp_bytes_parse_in_python(type_name, stem):
-  with open(os.path.join("protos", "testing", stem + ".pbtxt"), "rb") as f:
+  with open(os.path.join(_HERE, stem + ".pbtxt"), "rb") as f:
     cpp_bytes = _codec("encode", type_name, f.read())
   expected = _load_text(type_name, stem)
   parsed = sample_messages.new_message(type_name)

@@ -8,7 +8,9 @@ from idl.matrix.proto import example_pb2
 from monolith.native_training.model_export import warmup_data_gen
 from monolith.native_training.model_export.testdata import make_sample_dump
 
-_DUMP = "monolith/native_training/model_export/testdata/examples.dump"
+# Beside this file in the runfiles, whichever workspace runs the test.
+_DUMP = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                     "examples.dump")
 
 
 def test_committed_dump_is_reproducible(tmp_path):
