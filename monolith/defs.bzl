@@ -53,11 +53,13 @@ def monolith_py_binary(name, **kwargs):
 
 # Warnings are errors in the TF-free C++ (the engine, its optimizers,
 # initializers, compressors and the checkpoint format): TF's headers are not
-# compiled there.
-MONOLITH_WARNING_COPTS = [
-    "-Wall",
-    "-Werror",
-]
+# compiled there. Only in this workspace's own builds (its .bazelrc sets
+# --define=monolith_werror=1): a workspace depending on this one may build
+# with another compiler, whose new warnings must not fail its build.
+MONOLITH_WARNING_COPTS = ["-Wall"] + select({
+    str(Label("//monolith:werror")): ["-Werror"],
+    "//conditions:default": [],
+})
 
 # AddressSanitizer: compile flags of the instrumented copies of libraries a
 # fuzz test links (monolith_asan_cc_library), and the test's own flags
