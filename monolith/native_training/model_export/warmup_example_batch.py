@@ -14,6 +14,7 @@ file, written atomically, of at most 1000 records (TF Serving's limit).
 """
 
 import os
+import stat
 from typing import Iterator, Optional, Sequence
 
 from absl import app
@@ -63,11 +64,24 @@ def _request_files(input_folder: str, output_path: Optional[str]) -> list:
     if tf.io.gfile.isdir(path):
       logging.warning("skipping sub-folder %s", path)
       continue
+    # A FIFO or a device (a link to /dev/zero) would block the read or
+    # never end it; a remote store holds files only.
+    if "://" not in path and not _is_regular_file(path):
+      logging.warning("skipping %s: not a regular file", path)
+      continue
     paths.append(path)
   if not paths:
     raise warmup_io.WarmupDataError(f"{input_folder} holds no files")
   warmup_io.check_record_limit(len(paths), f"{input_folder} ({len(paths)} files)")
   return paths
+
+
+def _is_regular_file(path: str) -> bool:
+  """Whether local `path` is (or links to) a regular file."""
+  try:
+    return stat.S_ISREG(os.stat(path).st_mode)
+  except FileNotFoundError:  # a dangling link, or removed since listed
+    return False
 
 
 def parse_request(path: str) -> predict_pb2.PredictRequest:
@@ -77,8 +91,13 @@ def parse_request(path: str) -> predict_pb2.PredictRequest:
     raise warmup_io.WarmupDataError(
         f"{path} holds {size} bytes, more than a PredictRequest can "
         f"({warmup_io.MAX_RECORD_BYTES}): not a request")
+  # At most one byte past the limit: the file may have grown since.
   with tf.io.gfile.GFile(path, "rb") as f:
-    data = f.read()
+    data = f.read(warmup_io.MAX_RECORD_BYTES + 1)
+  if len(data) > warmup_io.MAX_RECORD_BYTES:
+    raise warmup_io.WarmupDataError(
+        f"{path} grew past {warmup_io.MAX_RECORD_BYTES} bytes while read, "
+        "more than a PredictRequest can hold: not a request")
   request = predict_pb2.PredictRequest()
   try:
     request.ParseFromString(data)

@@ -88,6 +88,35 @@ def test_a_file_larger_than_a_request_can_be_is_refused_unread(
     list(warmup_example_batch.gen_prediction_log(str(tmp_path / "in")))
 
 
+def test_a_file_that_grew_past_the_limit_is_refused_unread(
+    tmp_path, monkeypatch):
+  # Its size read before it grew (or a file system that reports none).
+  _write_requests(tmp_path / "in", ["a"])
+  monkeypatch.setattr(warmup_io, "MAX_RECORD_BYTES", 8)
+  stat = tf.io.gfile.stat
+  monkeypatch.setattr(
+      tf.io.gfile, "stat",
+      lambda path: type("Stat", (), {"length": 0})() if path.endswith("/a")
+      else stat(path))
+  with pytest.raises(warmup_io.WarmupDataError,
+                     match="in/a grew past 8 bytes while read"):
+    list(warmup_example_batch.gen_prediction_log(str(tmp_path / "in")))
+
+
+def test_fifos_devices_and_dangling_links_are_skipped(tmp_path, caplog):
+  # A FIFO blocked the tool in its read (a device such as /dev/zero never
+  # ended it); they and a dangling link are passed over with a warning.
+  payloads = _write_requests(tmp_path / "in", ["a"])
+  os.mkfifo(tmp_path / "in" / "fifo")
+  os.symlink("/dev/zero", tmp_path / "in" / "zero")
+  os.symlink(tmp_path / "gone", tmp_path / "in" / "dangling")
+  logs = list(warmup_example_batch.gen_prediction_log(str(tmp_path / "in")))
+  assert [log.predict_log.request.inputs["example_batch"].string_val[0]
+          for log in logs] == [payloads["a"]]
+  for name in ("fifo", "zero", "dangling"):
+    assert f"in/{name}: not a regular file" in caplog.text
+
+
 def test_more_than_1000_files_are_refused(tmp_path):
   folder = tmp_path / "in"
   folder.mkdir()
