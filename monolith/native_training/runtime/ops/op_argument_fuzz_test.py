@@ -18,6 +18,7 @@ the following ops), not as a dead test runner. The ops the child survived
 are then swept again in this process.
 """
 
+import collections
 import os
 import re
 import subprocess
@@ -561,3 +562,56 @@ def test_op_rejects_wrong_shapes_and_dtypes(op, child_result, tmp_path):
   sweep.sweep(op)
   assert not sweep.failures, _describe(
       op, [failure[1:] for failure in sweep.failures])
+
+
+def _mutated(data: bytes, rng: np.random.Generator) -> bytes:
+  """`data` with a few random byte flips, cuts or insertions."""
+  out = bytearray(data)
+  for _ in range(rng.integers(1, 3)):
+    at = int(rng.integers(0, len(out) + 1))
+    kind = rng.integers(0, 3)
+    if kind == 0 and out:
+      out[min(at, len(out) - 1)] = int(rng.integers(0, 256))
+    elif kind == 1:
+      del out[at:at + int(rng.integers(1, 8))]
+    else:
+      out[at:at] = bytes(rng.integers(0, 256, rng.integers(1, 4)).tolist())
+  return bytes(out)
+
+
+def test_mutated_config_strings_create_or_are_refused():
+  """The serialized configs the creation ops parse (the tables' config
+  input, a hash filter's `config` attr), mutated: each op creates its
+  resource or refuses the bytes (InvalidArgument), never crashes."""
+  rng = np.random.default_rng(11)
+  thresholds = embedding_hash_table_pb2.SlotOccurrenceThresholdConfig(
+      default_occurrence_threshold=2)
+  for slot in range(1, 9):
+    thresholds.slot_occurrence_thresholds.add(slot=slot,
+                                              occurrence_threshold=slot + 1)
+  outcomes = collections.Counter()
+  with tf.Graph().as_default(), tf1.Session() as sess:
+    config = tf1.placeholder(tf.string, [])
+    for i in range(150):
+      table = ops.create_monolith_multi_hash_table(
+          config=config,
+          filter_handle=ops.monolith_dummy_hash_filter(
+              shared_name=f"fuzz_config_filter_{i}"),
+          sync_client_handle=ops.monolith_dummy_sync_client(
+              shared_name=f"fuzz_config_sync_{i}"),
+          shared_name=f"fuzz_config_{i}")
+      hash_filter = ops.monolith_hash_filter(
+          capacity=100, split_num=3,
+          config=_mutated(thresholds.SerializeToString(), rng),
+          shared_name=f"fuzz_config_sliding_{i}")
+      for name, op, feed in (
+          ("tables", table, {config: _mutated(_config(), rng)}),
+          ("filter", hash_filter, {})):
+        try:
+          sess.run(op.op, feed)
+          outcomes[name, "created"] += 1
+        except tf.errors.InvalidArgumentError:
+          outcomes[name, "refused"] += 1
+  # Both outcomes of each op, or the sweep proved little.
+  assert all(outcomes[name, outcome] > 0 for name in ("tables", "filter")
+             for outcome in ("created", "refused")), outcomes
