@@ -19,6 +19,7 @@ from monolith.native_training.model_export import data_gen_utils
 from monolith.native_training.model_export import dump_format
 from monolith.native_training.model_export import sample_records
 from monolith.native_training.model_export import warmup_data_check
+from monolith.native_training.model_export import warmup_data_decoder
 from monolith.native_training.model_export import warmup_example_batch
 from monolith.native_training.model_export import warmup_io
 
@@ -100,6 +101,13 @@ def test_warmup_check_reports_problems_of_mutated_files(tmp_path):
       assert problem.reason
     reported += bool(report.problems)
     warmup_data_check.format_report(report)
+    # The decoder reads on past TF Serving's limit (its own reading path);
+    # what it finds wrong in reading, the check reports too (beside the
+    # requests' own problems).
+    blocks, problems = warmup_data_decoder.decode_warmup_file(path)
+    assert all(isinstance(block, str) for block in blocks)
+    assert ({(p.record, p.reason) for p in problems} <=
+            {(p.record, p.reason) for p in report.problems})
   # Most mutations break something, and that is reported.
   assert reported > ROUNDS // 2
 
