@@ -157,19 +157,13 @@ class EmbeddingHashTable::Scratch {
   // and readied arena blocks for 2,048 entries, on huge pages for good.)
   int NewEntriesAtMost(const int64_t* chunk_ids, int begin, int end) {
     if (end - begin <= kCountDistinctOver) return end - begin;
-    // The positions of the distinct ids so far: a linear-probing set.
-    const int capacity = SetCapacityFor(end - begin);
-    std::fill(admitted_ids_, admitted_ids_ + capacity, kNoPosition);
+    // The positions of the distinct ids so far.
+    const int capacity = ClearPositionSet(end - begin);
     int distinct = 0;
     for (int p = begin; p < end; ++p) {
-      const int64_t id = id_at(chunk_ids, p);
-      int h = static_cast<int>((hash_[p] >> 32) & (capacity - 1));
-      while (admitted_ids_[h] != kNoPosition &&
-             id_at(chunk_ids, admitted_ids_[h]) != id) {
-        h = (h + 1) & (capacity - 1);
-      }
-      if (admitted_ids_[h] != kNoPosition) continue;
-      admitted_ids_[h] = static_cast<uint16_t>(p);
+      uint16_t* cell = PositionCell(chunk_ids, p, capacity);
+      if (*cell != kNoPosition) continue;
+      *cell = static_cast<uint16_t>(p);
       ++distinct;
     }
     return distinct;
@@ -186,26 +180,21 @@ class EmbeddingHashTable::Scratch {
   void AdmitAbsent(const TableShard& shard, const int64_t* chunk_ids,
                    int64_t base, int begin, int end,
                    const EmbeddingHashTable::AdmitFn& admit) {
-    // The positions admitted so far, by id: a linear-probing set.
-    const int capacity = SetCapacityFor(end - begin);
-    std::fill(admitted_ids_, admitted_ids_ + capacity, kNoPosition);
+    // The positions admitted so far, by id.
+    const int capacity = ClearPositionSet(end - begin);
     int64_t entries_left = shard.EntriesLeft();
     for (int p = begin; p < end; ++p) {
       admitted_[p] = false;
       const int64_t id = id_at(chunk_ids, p);
       if (shard.slots[shard.FindSlot(id, hash_[p])].index != kEmpty) continue;
-      int h = static_cast<int>((hash_[p] >> 32) & (capacity - 1));
-      while (admitted_ids_[h] != kNoPosition &&
-             id_at(chunk_ids, admitted_ids_[h]) != id) {
-        h = (h + 1) & (capacity - 1);
-      }
-      if (admitted_ids_[h] != kNoPosition) continue;  // admitted before
+      uint16_t* cell = PositionCell(chunk_ids, p, capacity);
+      if (*cell != kNoPosition) continue;  // admitted before
       if (admit(base + index_[p])) {
         admitted_[p] = true;
         // Not inserted when the shard is full: the next occurrence asks.
         if (entries_left > 0) {
           --entries_left;
-          admitted_ids_[h] = static_cast<uint16_t>(p);
+          *cell = static_cast<uint16_t>(p);
         }
       }
     }
@@ -219,11 +208,26 @@ class EmbeddingHashTable::Scratch {
   // larger groups, rare unless ids repeat, have their distinct ids counted.
   static constexpr int kCountDistinctOver = 2 * kGroupIds / kNumShards;
 
-  // A power of two at least twice |positions| (2 * kGroupIds at most).
-  static int SetCapacityFor(int positions) {
+  // Empties |position_set_|, a linear-probing set of chunk positions keyed
+  // by their ids, for |positions| of them; its capacity (a power of two at
+  // least twice that, 2 * kGroupIds at most).
+  int ClearPositionSet(int positions) {
     int capacity = 2;
     while (capacity < 2 * positions) capacity *= 2;
+    std::fill(position_set_, position_set_ + capacity, kNoPosition);
     return capacity;
+  }
+
+  // The cell of the set that holds a position of |p|'s id, or the empty
+  // cell where one would go.
+  uint16_t* PositionCell(const int64_t* chunk_ids, int p, int capacity) {
+    const int64_t id = id_at(chunk_ids, p);
+    int h = static_cast<int>((hash_[p] >> 32) & (capacity - 1));
+    while (position_set_[h] != kNoPosition &&
+           id_at(chunk_ids, position_set_[h]) != id) {
+      h = (h + 1) & (capacity - 1);
+    }
+    return &position_set_[h];
   }
 
   int64_t id_at(const int64_t* chunk_ids, int pos) const {
@@ -238,7 +242,7 @@ class EmbeddingHashTable::Scratch {
   char* entry_[kGroupIds];
   bool found_[kGroupIds];
   bool admitted_[kGroupIds];
-  uint16_t admitted_ids_[2 * kGroupIds];
+  uint16_t position_set_[2 * kGroupIds];
 };
 
 EmbeddingHashTable::EmbeddingHashTable(
