@@ -1655,6 +1655,7 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
         "NoFirstSaveCheckpointSaverHook guard_saver_listeners",
         ("before_save", "after_save"), "a CheckpointRestorerHook's listeners")
     self._creating_session = False
+    self._marked_at_creation = False
     # TF's after_run checks the schedule, then notes the step as saved:
     # two threads between the two both saved the step, into one temporary.
     self._after_run_lock = threading.Lock()
@@ -1699,34 +1700,44 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
   def after_create_session(self, session: tf.compat.v1.Session,
                            coord: tf.train.Coordinator) -> None:
     check_restorer_hooks_ran(session, "NoFirstSaveCheckpointSaverHook")
-    # Marked before TF's hook saves (where no checkpoint holds the step: a
-    # PS task restored mid-training): the restorer hooks ran, and workers
-    # wait for the mark, which after a large model's save came minutes
-    # later.
-    saver = self._get_saver()
-    if isinstance(saver, PartialRecoverySaver):
-      saver.setup_ps_initialized_state(session)
     self._creating_session = True
+    self._marked_at_creation = False
     try:
       super().after_create_session(session, coord)
     finally:
       self._creating_session = False
+    if not self._marked_at_creation:  # TF's hook saved nothing through _save
+      self._mark_ps_set_up(session)
+
+  def _mark_ps_set_up(self, session: tf.compat.v1.Session) -> None:
+    saver = self._get_saver()
+    if isinstance(saver, PartialRecoverySaver):
+      saver.setup_ps_initialized_state(session)
+    self._marked_at_creation = True
 
   def _save(self, session: tf.compat.v1.Session, step: int) -> bool:
     # TF's hook saves through _save (after_create_session, after_run, end).
     prefix = f"{self._save_path}-{step}"
-    # The latest or, rolled back, an older one: not saved again, nor over
-    # another (with several workers the restored checkpoint holds a later
-    # step than its name, the step of this save).
-    if self._creating_session and self._no_first_save:
-      restored, holds_step = _restored_checkpoint(session,
-                                                  self._checkpoint_dir, None)
-      # The checkpoint restored holds the session's global step, this
-      # save's.
-      if holds_step or _same_checkpoint(restored, prefix):
-        logging.info("Not saving %s: the session starts from %s.", prefix,
-                     restored)
-        return False
+    if self._creating_session:
+      # The latest or, rolled back, an older one: not saved again, nor
+      # over another (with several workers the restored checkpoint holds
+      # a later step than its name, the step of this save).
+      if self._no_first_save:
+        restored, holds_step = _restored_checkpoint(session,
+                                                    self._checkpoint_dir, None)
+        # The checkpoint restored holds the session's global step, this
+        # save's.
+        if holds_step or _same_checkpoint(restored, prefix):
+          logging.info("Not saving %s: the session starts from %s.", prefix,
+                       restored)
+          self._mark_ps_set_up(session)
+          return False
+      # The PS tasks are marked set up once the step is read and the save
+      # decided (workers wait for the mark: a step trained before would
+      # change both), and before the save (after a PS task restored
+      # mid-training, a step no checkpoint holds), which workers need not
+      # wait for: after a large model's save the mark came minutes later.
+      self._mark_ps_set_up(session)
     self._call_guard_listeners("before_save", session, step)
     try:
       return super()._save(session, step)
