@@ -80,7 +80,7 @@ def _is_regular_file(path: str) -> bool:
   """Whether local `path` is (or links to) a regular file."""
   try:
     return stat.S_ISREG(os.stat(path).st_mode)
-  except FileNotFoundError:  # a dangling link, or removed since listed
+  except OSError:  # a dangling link or a loop, removed since listed, ...
     return False
 
 

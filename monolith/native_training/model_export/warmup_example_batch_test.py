@@ -110,10 +110,11 @@ def test_fifos_devices_and_dangling_links_are_skipped(tmp_path, caplog):
   os.mkfifo(tmp_path / "in" / "fifo")
   os.symlink("/dev/zero", tmp_path / "in" / "zero")
   os.symlink(tmp_path / "gone", tmp_path / "in" / "dangling")
+  os.symlink("loop", tmp_path / "in" / "loop")
   logs = list(warmup_example_batch.gen_prediction_log(str(tmp_path / "in")))
   assert [log.predict_log.request.inputs["example_batch"].string_val[0]
           for log in logs] == [payloads["a"]]
-  for name in ("fifo", "zero", "dangling"):
+  for name in ("fifo", "zero", "dangling", "loop"):
     assert f"in/{name}: not a regular file" in caplog.text
 
 
