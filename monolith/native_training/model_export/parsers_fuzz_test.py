@@ -7,6 +7,7 @@ requires every parser to return its problems or raise its documented error,
 never anything else. A crash in a native reader fails the test process.
 """
 
+import dataclasses
 import io
 import random
 import struct
@@ -20,6 +21,7 @@ from monolith.native_training.model_export import dump_format
 from monolith.native_training.model_export import sample_records
 from monolith.native_training.model_export import warmup_data_check
 from monolith.native_training.model_export import warmup_data_decoder
+from monolith.native_training.model_export import warmup_data_gen
 from monolith.native_training.model_export import warmup_example_batch
 from monolith.native_training.model_export import warmup_io
 
@@ -157,6 +159,40 @@ def test_dump_reader_raises_only_its_error_on_mutated_dumps():
       assert "fuzzed-input-7" in str(e), str(e)
       refused += 1
   assert refused > ROUNDS // 4
+
+
+def test_warmup_data_gen_raises_only_its_errors_on_mutated_dumps(tmp_path):
+  """warmup_data_gen's file mode over mutated dumps of each variant and
+  layout, validating records or not: its logs, or DumpFormatError /
+  WarmupDataError naming the input."""
+  rng = random.Random(SEED)
+  variants = ("instance", "example", "example_batch")
+  payloads = {v: list(sample_records.serialized_records(v, 4))
+              for v in variants}
+  path = str(tmp_path / "dump")
+  refused = 0
+  rounds = ROUNDS // 4
+  for round_ in range(rounds):
+    variant = variants[round_ % len(variants)]
+    layout = LAYOUTS[round_ % len(LAYOUTS)]
+    valid = b"".join(
+        dump_format.encode_record(p, layout, sort_id=b"sid-%d" % i,
+                                  source_name="topic")
+        for i, p in enumerate(payloads[variant]))
+    with open(path, "wb") as f:
+      f.write(_mutate(rng, valid))
+    validate = round_ % 2 == 0
+    try:
+      for log in warmup_data_gen.gen_prediction_log_from_file(
+          path, batch_size=2, variant_type=variant, model_name="m",
+          signature_names="serving_default", validate=validate,
+          reject_unknown_fields=validate and round_ % 4 == 0,
+          **dataclasses.asdict(layout)):
+        assert log.predict_log.request.inputs
+    except (dump_format.DumpFormatError, warmup_io.WarmupDataError) as e:
+      assert path in str(e), str(e)
+      refused += 1
+  assert 0 < refused < rounds
 
 
 def test_feature_list_parser_raises_only_value_errors(tmp_path):
