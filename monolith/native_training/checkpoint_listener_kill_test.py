@@ -307,3 +307,41 @@ def test_a_killed_job_restores_one_whole_checkpoint(tmp_path):
     restored = _restored(child)
     assert restored["step"] == checks[restored["dir"]], restored
   assert child.wait() == 0, _stderr(child)
+
+
+_ATOMIC_WRITER = """
+import sys
+
+from monolith.native_training import utils
+
+path = sys.argv[1]
+print("ready", flush=True)
+version = 0
+while True:
+  version += 1
+  # Large enough that a kill often falls inside a write.
+  utils.write_file_atomically(
+      path, f"{version}\\n" + "x" * (1 << 20) + f"\\n{version}\\n")
+"""
+
+
+def test_a_killed_atomic_write_leaves_one_whole_version(tmp_path):
+  """`utils.write_file_atomically` (ckpt.info, the filters' PS counts) on
+  its own, SIGKILLed at seeded random times: the file holds one whole
+  version, and only temporaries stay behind."""
+  rng = random.Random(SEED)
+  path = str(tmp_path / "ckpt.info")
+  env = utils.python_child_env(TF_CPP_MIN_LOG_LEVEL="3")
+  for _ in range(4):
+    child = subprocess.Popen([sys.executable, "-c", _ATOMIC_WRITER, path],
+                             stdout=subprocess.PIPE, text=True, env=env)
+    assert child.stdout.readline() == "ready\n"
+    time.sleep(rng.uniform(0.05, 0.3))
+    child.kill()
+    child.wait()
+    child.stdout.close()
+    with open(path) as f:
+      first, middle, end = f.read().split("\n")[:3]
+    assert first == end and middle == "x" * (1 << 20), (first, end)
+  assert all(name == "ckpt.info" or name.startswith("ckpt.info.tmp-")
+             for name in os.listdir(tmp_path))
