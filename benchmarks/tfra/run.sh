@@ -57,8 +57,16 @@ fi
 if [ -n "${BUILD_WORKSPACE_DIRECTORY:-}" ]; then
   # Under `bazel run` the working directory is this target's runfiles tree,
   # which holds the scripts and the ours_side binary of the same
-  # configuration (-c opt in the documented command).
+  # configuration (-c opt in the documented command): this repository's
+  # folder of it, or, run from another workspace (@monolith//...), its
+  # sibling named for this repository.
   root=$PWD
+  for dir in "$PWD" "$PWD"/../*; do
+    if [ -e "$dir/benchmarks/tfra/tfra_side.py" ]; then
+      root=$(cd "$dir" && pwd)
+      break
+    fi
+  done
   src="$root/benchmarks/tfra"
   ours="$src/ours_side"
 else
