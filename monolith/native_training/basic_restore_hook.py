@@ -8,7 +8,7 @@ checkpoint restore and initialization), it calls each
 data is kept outside the TF checkpoint.
 """
 
-from typing import List, Optional, Sequence
+from typing import FrozenSet, Iterable, List, Optional, Sequence
 import weakref
 
 from absl import logging
@@ -16,16 +16,36 @@ import tensorflow as tf
 
 
 # Per graph, the CheckpointRestorerHooks whose begin() has run and whose
-# after_create_session has not yet: hooks that must run after them (the
-# saver hooks in save_utils) check there is none. Weak: nothing kept alive.
-_PENDING_RESTORERS: "weakref.WeakKeyDictionary[tf.Graph, weakref.WeakSet]" = (
-    weakref.WeakKeyDictionary())
+# after_create_session has not yet, each with its registration (a new
+# object at each begin()): hooks that must run after them (the saver hooks
+# in save_utils) check there is none. Weak: no hook or graph kept alive.
+_PENDING_RESTORERS = weakref.WeakKeyDictionary()
 
 
-def pending_restorer_hooks(graph: tf.Graph) -> List["CheckpointRestorerHook"]:
+def restorer_registrations() -> FrozenSet[object]:
+  """The registrations of the default graph's pending restorer hooks now.
+
+  A hook that must run after the restorer hooks notes them in its begin()
+  and passes them to `pending_restorer_hooks`: a restorer hook whose
+  session creation failed stays pending while referenced, and a later
+  MonitoredSession of the graph, with hooks of its own, must not wait for
+  it. (Its own restorer hooks listed before it register again before its
+  begin(), and have run before its check.)
+  """
+  graph = tf.compat.v1.get_default_graph()
+  return frozenset(_PENDING_RESTORERS.get(graph, {}).values())
+
+
+def pending_restorer_hooks(
+    graph: tf.Graph,
+    registered_before: Iterable[object] = ()) -> List["CheckpointRestorerHook"]:
   """The restorer hooks of `graph`'s MonitoredSession being created that
-  have not restored yet."""
-  return list(_PENDING_RESTORERS.get(graph, ()))
+  have not restored yet, but those whose registration is among
+  `registered_before` (see `restorer_registrations`)."""
+  before = frozenset(registered_before)
+  return [hook for hook, registration in
+          list(_PENDING_RESTORERS.get(graph, {}).items())
+          if registration not in before]
 
 
 def check_listeners(listeners: Sequence[object], what: str,
@@ -86,7 +106,7 @@ class CheckpointRestorerHook(tf.compat.v1.train.SessionRunHook):
 
   def begin(self) -> None:
     _PENDING_RESTORERS.setdefault(tf.compat.v1.get_default_graph(),
-                                  weakref.WeakSet()).add(self)
+                                  weakref.WeakKeyDictionary())[self] = object()
     for listener in self._listeners:
       listener.begin()
 
@@ -99,7 +119,7 @@ class CheckpointRestorerHook(tf.compat.v1.train.SessionRunHook):
       # Not pending once it ran, even when a listener failed (the session
       # creation fails with it): a later session of the graph, with hooks
       # of its own, is not told this one has yet to run.
-      _PENDING_RESTORERS.get(session.graph, weakref.WeakSet()).discard(self)
+      _PENDING_RESTORERS.get(session.graph, {}).pop(self, None)
 
   def _restore(self, session: tf.compat.v1.Session) -> None:
     """Runs every listener's `before_restore`, then every `after_restore`."""

@@ -445,6 +445,12 @@ class HashFilterCheckpointSaverListener(
     self._placeholders = []
     self._save_ops = _per_filter_ops(self._hash_filters, self._placeholders,
                                      save_hash_filter, self._enabled)
+    self._restorers_before = frozenset()
+
+  def begin(self) -> None:
+    # As the tables' listener: restorer hooks pending before its hook's
+    # begin() are not this session's to wait for.
+    self._restorers_before = basic_restore_hook.restorer_registrations()
 
   def before_save(self, sess: tf.compat.v1.Session,
                   global_step_value: int) -> None:
@@ -452,7 +458,8 @@ class HashFilterCheckpointSaverListener(
       return
     # As the tables' saver listener: never before the restore.
     save_utils.check_restorer_hooks_ran(sess,
-                                        "HashFilterCheckpointSaverListener")
+                                        "HashFilterCheckpointSaverListener",
+                                        self._restorers_before)
     # As the tables' listener: the files of failed saves go first.
     self._helper.delete_stale_checkpoint_files(global_step_value,
                                                temporaries=False)

@@ -2276,6 +2276,12 @@ class MultiHashTableCheckpointSaverListener(
     self._table_id_to_placeholder = {}
     self._features_counts_tuples = []
     self._save_op = self._build_save_graph()
+    self._restorers_before = frozenset()
+
+  def begin(self) -> None:
+    # Its hook's begin() calls it: restorer hooks pending before are not
+    # this session's to wait for (save_utils.check_restorer_hooks_ran).
+    self._restorers_before = basic_restore_hook.restorer_registrations()
 
   def before_save(self, sess: tf.compat.v1.Session,
                   global_step_value: int) -> None:
@@ -2293,7 +2299,7 @@ class MultiHashTableCheckpointSaverListener(
     # A save before the restore (a saver hook listed before the restorer
     # hook) would overwrite this step's tables with the fresh, empty ones.
     save_utils.check_restorer_hooks_ran(
-        sess, "MultiHashTableCheckpointSaverListener")
+        sess, "MultiHashTableCheckpointSaverListener", self._restorers_before)
     # Files of failed saves (their Saver never ran, nor after_save): with
     # ignore_save_errors, each failing interval would leave a dump.
     self._helper.delete_stale_checkpoint_files(global_step_value,

@@ -82,8 +82,8 @@ import os
 import re
 import threading
 import weakref
-from typing import (Iterator, List, NamedTuple, Optional, Sequence, Set,
-                    Tuple, Union)
+from typing import (Iterable, Iterator, List, NamedTuple, Optional, Sequence,
+                    Set, Tuple, Union)
 
 from absl import logging
 from google.protobuf import text_format
@@ -1496,19 +1496,24 @@ class PartialRecoverySaver(tf.compat.v1.train.Saver):
 
 
 def check_restorer_hooks_ran(session: tf.compat.v1.Session,
-                             hook_name: str) -> None:
+                             hook_name: str,
+                             registered_before: Iterable[object] = ()) -> None:
   """Raises unless the restorer hooks of the session being created ran.
 
   Args:
     session: the session being created.
     hook_name: the hook that must run after them, for the error.
+    registered_before: `basic_restore_hook.restorer_registrations()` as
+      the calling hook's begin() found them: restorer hooks of an earlier
+      session creation of the graph that failed are not waited for.
 
   Raises:
     RuntimeError: a CheckpointRestorerHook of the MonitoredSession being
       created has not run its listeners yet: it is listed after
       `hook_name`.
   """
-  if basic_restore_hook.pending_restorer_hooks(session.graph):
+  if basic_restore_hook.pending_restorer_hooks(session.graph,
+                                              registered_before):
     raise RuntimeError(
         f"{hook_name} runs before a CheckpointRestorerHook: list it after "
         "the hooks that restore tables (MonitoredTrainingSession runs "
@@ -1531,11 +1536,16 @@ class PsInitializedStateHook(tf.compat.v1.train.SessionRunHook):
 
   def __init__(self, ps_monitor: PsMonitor):
     self._ps_monitor = ps_monitor
+    self._restorers_before = frozenset()
+
+  def begin(self) -> None:
+    self._restorers_before = basic_restore_hook.restorer_registrations()
 
   def after_create_session(self, session: tf.compat.v1.Session,
                            coord: Optional[tf.train.Coordinator]) -> None:
     del coord  # Unused.
-    check_restorer_hooks_ran(session, "PsInitializedStateHook")
+    check_restorer_hooks_ran(session, "PsInitializedStateHook",
+                             self._restorers_before)
     # Not a look: after the saver hook's setup (listed before this hook), a
     # look would start a new round and mark a task lost meanwhile.
     uninitialized = self._ps_monitor._not_set_up(session)  # pylint: disable=protected-access
@@ -1656,11 +1666,13 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
         ("before_save", "after_save"), "a CheckpointRestorerHook's listeners")
     self._creating_session = False
     self._marked_at_creation = False
+    self._restorers_before = frozenset()
     # TF's after_run checks the schedule, then notes the step as saved:
     # two threads between the two both saved the step, into one temporary.
     self._after_run_lock = threading.Lock()
 
   def begin(self) -> None:
+    self._restorers_before = basic_restore_hook.restorer_registrations()
     super().begin()
     # As TF's hook does for its listeners (one may build ops there); an
     # error here is raised: the graph is being built.
@@ -1699,7 +1711,8 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
 
   def after_create_session(self, session: tf.compat.v1.Session,
                            coord: tf.train.Coordinator) -> None:
-    check_restorer_hooks_ran(session, "NoFirstSaveCheckpointSaverHook")
+    check_restorer_hooks_ran(session, "NoFirstSaveCheckpointSaverHook",
+                             self._restorers_before)
     self._creating_session = True
     self._marked_at_creation = False
     try:

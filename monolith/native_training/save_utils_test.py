@@ -712,6 +712,49 @@ def test_saver_hook_order_is_checked_per_monitored_session(tmp_path):
               basic_restore_hook.CheckpointRestorerHook())
 
 
+class _FailingSessionCreator(tf.compat.v1.train.SessionCreator):
+
+  def create_session(self):
+    raise tf.errors.PermissionDeniedError(None, None, "no session today")
+
+
+def test_restorers_of_a_failed_session_creation_are_not_waited_for(
+    tmp_path):
+  # A restorer hook whose MonitoredSession failed to create its session
+  # stays pending while its caller keeps it: later sessions of the graph,
+  # with hooks of their own, must not be told it has yet to run, nor
+  # pass a restorer of their own listed after the saver hook.
+  with tf.Graph().as_default():
+    tf.compat.v1.train.get_or_create_global_step()
+    monitor = save_utils.PsMonitor(0)  # its ops before the graph is final
+
+    def hooks(*kinds):
+      made = {
+          "restorer": basic_restore_hook.CheckpointRestorerHook,
+          "saver": lambda: save_utils.NoFirstSaveCheckpointSaverHook(
+              str(tmp_path / "model"), save_steps=1),
+          "marker": lambda: save_utils.PsInitializedStateHook(monitor),
+      }
+      return [made[kind]() for kind in kinds]
+
+    failed = hooks("restorer", "saver", "marker")
+    with pytest.raises(tf.errors.PermissionDeniedError):
+      tf.compat.v1.train.MonitoredSession(
+          session_creator=_FailingSessionCreator(), hooks=failed)
+    with tf.compat.v1.train.MonitoredSession(
+        hooks=hooks("restorer", "saver", "marker")):
+      pass
+    for wrong in (("saver", "restorer"), ("marker", "restorer")):
+      with pytest.raises(RuntimeError, match="runs before a "
+                         "CheckpointRestorerHook"):
+        tf.compat.v1.train.MonitoredSession(hooks=hooks(*wrong))
+    # The same hooks again, the restorer after the saver: caught too.
+    with pytest.raises(RuntimeError, match="runs before a "
+                       "CheckpointRestorerHook"):
+      tf.compat.v1.train.MonitoredSession(hooks=failed[1:] + failed[:1])
+    assert failed  # kept throughout, as by a caller that keeps its hooks
+
+
 def _save_variable(model_dir: str, value: float) -> str:
   """Saves a graph with the variable "v" = value at step 7; the prefix."""
   with tf.Graph().as_default():
