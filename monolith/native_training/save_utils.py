@@ -1528,7 +1528,8 @@ class PsInitializedStateHook(tf.compat.v1.train.SessionRunHook):
   List it after the hooks that restore (e.g. a `CheckpointRestorerHook`
   with `MultiHashTableCheckpointRestorerListener(basename, ps_monitor)`):
   hooks' `after_create_session` run in order, and it raises a RuntimeError
-  if a restorer hook of the graph has not run yet.
+  if a restorer hook of its MonitoredSession (one whose begin() ran after
+  its own) has not run yet.
 
   Args:
     ps_monitor: the job's `PsMonitor`.
@@ -1606,7 +1607,8 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
   hook did. List it after the hooks that restore, whose
   `after_create_session` must run first (its save at session creation must
   not save tables not restored yet): it raises a RuntimeError if a
-  `CheckpointRestorerHook` of the graph has not run yet.
+  `CheckpointRestorerHook` of its MonitoredSession (one whose begin() ran
+  after its own) has not run yet.
 
   Threads sharing one `MonitoredSession` may call `after_run` at once (as
   the original allowed): one at a time checks the schedule and saves, so a
