@@ -1,6 +1,8 @@
 """Helpers shared by hash table tests."""
 
 import os
+import random
+import struct
 import threading
 import time
 from typing import Any, Callable, List, Tuple
@@ -15,6 +17,35 @@ from monolith.native_training.runtime.hash_table import \
 
 # The job of the worker task of `create_test_ps_cluster`.
 WORKER_JOB_NAME = "worker"
+# Sizes at the edges of what parsers check, which `mutate_bytes` forges.
+FUZZ_EDGE_SIZES = (0, 1, 7, 8, 2**31 - 1, 2**31, 2**32, 2**40, 2**63,
+                   2**64 - 1)
+
+
+def mutate_bytes(rng: random.Random, data: bytes) -> bytes:
+  """One random mutation of `data` (or a few stacked), for fuzz tests:
+  truncation, bit flips, a forged little-endian u64 (FUZZ_EDGE_SIZES),
+  inserted garbage or a duplicated slice."""
+  out = bytearray(data)
+  for _ in range(rng.choice((1, 1, 2, 3))):
+    kind = rng.randrange(5)
+    if kind == 0 and out:  # truncate
+      del out[rng.randrange(len(out)):]
+    elif kind == 1 and out:  # flip bytes
+      for _ in range(rng.randint(1, 8)):
+        out[rng.randrange(len(out))] ^= 1 << rng.randrange(8)
+    elif kind == 2 and len(out) >= 8:  # forge a little-endian u64
+      at = rng.randrange(len(out) - 7)
+      out[at:at + 8] = struct.pack("<Q", rng.choice(FUZZ_EDGE_SIZES))
+    elif kind == 3:  # insert garbage
+      at = rng.randrange(len(out) + 1)
+      out[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
+    elif out:  # duplicate a slice
+      a = rng.randrange(len(out))
+      b = rng.randrange(a, min(len(out), a + 64) + 1)
+      at = rng.randrange(len(out) + 1)
+      out[at:at] = out[a:b]
+  return bytes(out)
 
 
 def generate_test_hash_table_config(

@@ -15,6 +15,7 @@ import struct
 import tensorflow as tf
 
 from idl.matrix.proto import example_pb2
+from monolith.native_training import test_utils
 from monolith.native_training.data import feature_list
 from monolith.native_training.model_export import data_gen_utils
 from monolith.native_training.model_export import dump_format
@@ -31,32 +32,6 @@ LAYOUTS = [dump_format.DumpLayout(lagrangex_header=True)] + [
     dump_format.DumpLayout(kafka_dump_prefix=p, has_sort_id=s, kafka_dump=k)
     for p in (False, True) for s in (False, True) for k in (False, True)
 ]
-# Sizes at the edges of what the parsers check.
-EDGE_SIZES = (0, 1, 7, 8, 2**31 - 1, 2**31, 2**32, 2**40, 2**63, 2**64 - 1)
-
-
-def _mutate(rng: random.Random, data: bytes) -> bytes:
-  """One random mutation of `data` (or a few stacked)."""
-  out = bytearray(data)
-  for _ in range(rng.choice((1, 1, 2, 3))):
-    kind = rng.randrange(5)
-    if kind == 0 and out:  # truncate
-      del out[rng.randrange(len(out)):]
-    elif kind == 1 and out:  # flip bytes
-      for _ in range(rng.randint(1, 8)):
-        out[rng.randrange(len(out))] ^= 1 << rng.randrange(8)
-    elif kind == 2 and len(out) >= 8:  # forge a little-endian u64
-      at = rng.randrange(len(out) - 7)
-      out[at:at + 8] = struct.pack("<Q", rng.choice(EDGE_SIZES))
-    elif kind == 3:  # insert garbage
-      at = rng.randrange(len(out) + 1)
-      out[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
-    elif out:  # duplicate a slice
-      a = rng.randrange(len(out))
-      b = rng.randrange(a, min(len(out), a + 64) + 1)
-      at = rng.randrange(len(out) + 1)
-      out[at:at] = out[a:b]
-  return bytes(out)
 
 
 def _tfrecord(data: bytes, length: int = None) -> bytes:
@@ -89,12 +64,13 @@ def test_warmup_check_reports_problems_of_mutated_files(tmp_path):
       pieces = [_tfrecord(r) for r in records]
       at = rng.randrange(len(pieces))
       if rng.random() < 0.5:
-        pieces[at] = _tfrecord(records[at], rng.choice(EDGE_SIZES))
+        pieces[at] = _tfrecord(records[at],
+                               rng.choice(test_utils.FUZZ_EDGE_SIZES))
       else:
-        pieces[at] = _tfrecord(_mutate(rng, records[at]))
+        pieces[at] = _tfrecord(test_utils.mutate_bytes(rng, records[at]))
       data = b"".join(pieces)
     else:
-      data = _mutate(rng, valid)
+      data = test_utils.mutate_bytes(rng, valid)
     with open(path, "wb") as f:
       f.write(data)
     report = warmup_data_check.check_warmup_file(path)
@@ -144,7 +120,7 @@ def test_dump_reader_raises_only_its_error_on_mutated_dumps():
                                   sort_id_in_prefix=bool(i % 2),
                                   source_name="topic")
         for i, p in enumerate(payloads))
-    data = _mutate(rng, valid)
+    data = test_utils.mutate_bytes(rng, valid)
     # Every third round through a pipe (no size to check against).
     stream = (io.BufferedReader(_Pipe(data))
               if round_ % 3 == 0 else io.BytesIO(data))
@@ -180,7 +156,7 @@ def test_warmup_data_gen_raises_only_its_errors_on_mutated_dumps(tmp_path):
                                   source_name="topic")
         for i, p in enumerate(payloads[variant]))
     with open(path, "wb") as f:
-      f.write(_mutate(rng, valid))
+      f.write(test_utils.mutate_bytes(rng, valid))
     validate = round_ % 2 == 0
     try:
       for log in warmup_data_gen.gen_prediction_log_from_file(
@@ -207,7 +183,7 @@ def test_feature_list_parser_raises_only_value_errors(tmp_path):
   for round_ in range(ROUNDS):
     path = str(tmp_path / f"features_{round_}.conf")
     with open(path, "wb") as f:
-      f.write(_mutate(rng, valid))
+      f.write(test_utils.mutate_bytes(rng, valid))
     try:
       features = feature_list.FeatureList.parse(path)
     except ValueError as e:
@@ -232,7 +208,7 @@ def test_request_parser_raises_only_warmup_data_errors(tmp_path):
   accepted = refused = 0
   for _ in range(ROUNDS):
     with open(path, "wb") as f:
-      f.write(_mutate(rng, request))
+      f.write(test_utils.mutate_bytes(rng, request))
     try:
       parsed = warmup_example_batch.parse_request(path)
       assert parsed.inputs

@@ -20,6 +20,7 @@ are then swept again in this process.
 
 import collections
 import os
+import random
 import re
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from tensorflow.core.framework import op_def_pb2
 from tensorflow.core.framework import types_pb2
 from tensorflow.python.client import pywrap_tf_session
 
+from monolith.native_training import test_utils
 from monolith.native_training import utils
 from monolith.native_training.runtime.hash_table import embedding_hash_table_pb2
 from monolith.native_training.runtime.ops import gen_monolith_ops as ops
@@ -564,26 +566,11 @@ def test_op_rejects_wrong_shapes_and_dtypes(op, child_result, tmp_path):
       op, [failure[1:] for failure in sweep.failures])
 
 
-def _mutated(data: bytes, rng: np.random.Generator) -> bytes:
-  """`data` with a few random byte flips, cuts or insertions."""
-  out = bytearray(data)
-  for _ in range(rng.integers(1, 3)):
-    at = int(rng.integers(0, len(out) + 1))
-    kind = rng.integers(0, 3)
-    if kind == 0 and out:
-      out[min(at, len(out) - 1)] = int(rng.integers(0, 256))
-    elif kind == 1:
-      del out[at:at + int(rng.integers(1, 8))]
-    else:
-      out[at:at] = bytes(rng.integers(0, 256, rng.integers(1, 4)).tolist())
-  return bytes(out)
-
-
 def test_mutated_config_strings_create_or_are_refused():
   """The serialized configs the creation ops parse (the tables' config
   input, a hash filter's `config` attr), mutated: each op creates its
   resource or refuses the bytes (InvalidArgument), never crashes."""
-  rng = np.random.default_rng(11)
+  rng = random.Random(11)
   thresholds = embedding_hash_table_pb2.SlotOccurrenceThresholdConfig(
       default_occurrence_threshold=2)
   for slot in range(1, 9):
@@ -602,10 +589,10 @@ def test_mutated_config_strings_create_or_are_refused():
           shared_name=f"fuzz_config_{i}")
       hash_filter = ops.monolith_hash_filter(
           capacity=100, split_num=3,
-          config=_mutated(thresholds.SerializeToString(), rng),
+          config=test_utils.mutate_bytes(rng, thresholds.SerializeToString()),
           shared_name=f"fuzz_config_sliding_{i}")
       for name, op, feed in (
-          ("tables", table, {config: _mutated(_config(), rng)}),
+          ("tables", table, {config: test_utils.mutate_bytes(rng, _config())}),
           ("filter", hash_filter, {})):
         try:
           sess.run(op.op, feed)
