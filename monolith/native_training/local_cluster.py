@@ -752,18 +752,21 @@ def _unreachable_ps_tasks(cluster: tf.train.ClusterSpec) -> List[str]:
 
 def _wait_for_ps_tasks(index: int,
                        cluster: tf.train.ClusterSpec,
+                       recovery: _RecoveryWait,
                        quiet_secs: float = 10.0,
-                       every_secs: float = 60.0) -> None:
+                       every_secs: float = 60.0) -> List[str]:
   """Waits until every PS task's port answers, naming those that do not
   after `quiet_secs` and every `every_secs` after: a first session would
   wait for them inside TF, saying only that it waits (tasks of a
-  multi-machine job start in any order, so there is no deadline)."""
+  multi-machine job start in any order, so there is no deadline). Returns
+  the tasks still gone when the launcher gave up on them
+  (`recovery.given_up`), else []."""
   start = time.monotonic()
   next_note = start + quiet_secs
   while True:
     gone = _unreachable_ps_tasks(cluster)
-    if not gone:
-      return
+    if not gone or recovery.given_up:
+      return gone
     now = time.monotonic()
     if now >= next_note:
       print(f"worker {index}: waiting {now - start:.0f} s for "
@@ -835,6 +838,10 @@ def _shape_mismatch(checkpoint: str) -> str:
 
 def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
   """Trains as worker `index` until the global step reaches --steps."""
+  # First: the launcher's give-up signal, ignored until now (see _Task),
+  # may come at any time from here on.
+  recovery = _RecoveryWait(FLAGS.ps_recovery_secs)
+  signal.signal(_GIVE_UP_SIGNAL, lambda signum, frame: recovery.give_up())
   num_ps = cluster.num_tasks(utils.PS_JOB_NAME)
   is_chief = index == 0
   worker_device = f"/job:{_WORKER_JOB}/task:{index}"
@@ -874,19 +881,14 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
     # Sessions left by lost tasks: closing one waits for the lost task for
     # ever, and so would its destructor; kept until the process exits.
     abandoned = []
-    recovery = _RecoveryWait(FLAGS.ps_recovery_secs)
-    signal.signal(_GIVE_UP_SIGNAL, lambda signum, frame: recovery.give_up())
     # SIGTERM (the launcher's stop) or SIGINT ends training after the
     # current step; closing the session then runs the chief's last save.
     # Without a session (creating one, which blocks in TF until every task
     # answers, or waiting for a lost task) they end the process at once,
     # with nothing to save.
-    stop_requested = threading.Event()
-    stop_signal = []
-
-    def stop_after_step(signum, _):
-      stop_signal.append(signum)
-      stop_requested.set()
+    stop_after_step = _StopAfterStep()
+    stop_requested = stop_after_step.requested
+    stop_signal = stop_after_step.signals
 
     def on_stop_signals(handler) -> None:
       # Without a session (None) both end the process at once: a Python
@@ -896,7 +898,12 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
         signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
     on_stop_signals(None)
-    _wait_for_ps_tasks(index, cluster)
+    gone = _wait_for_ps_tasks(index, cluster, recovery)
+    if gone:
+      print(f"worker {index}: failed before training: {', '.join(gone)} "
+            "will not come back (the launcher stopped restarting it)",
+            flush=True)
+      return 1
 
     while not stop_requested.is_set():
       try:
@@ -969,8 +976,8 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
       saving = is_chief and sess is not None
       print(f"worker {index}: got {signal.Signals(stop_signal[0]).name}; "
             f"stopping after {progress.steps} steps"
-            f"{' (saving a checkpoint first)' if saving else ''}",
-            flush=True)
+            f"{' (saving a checkpoint first)' if saving else ''}; signal "
+            "again to stop at once", flush=True)
     try:
       # Runs the hooks' end(): the chief's last save.
       if sess is not None:
@@ -983,6 +990,26 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
     # scheduler restarts it.
     return 128 + stop_signal[0]
   return 0
+
+
+class _StopAfterStep:
+  """A worker's handler of the stop signals while it has a session: notes
+  the signal, for training to end after the current step and the session
+  to close (the chief's last save). A second signal then ends the process
+  at once: the handler puts the default action back, since a save that
+  hangs (a PS stopped before it) would otherwise hold the task until
+  SIGKILL."""
+
+  def __init__(self):
+    self.requested = threading.Event()
+    self.signals: List[int] = []
+
+  def __call__(self, signum: int, frame) -> None:
+    del frame
+    for stop_signal in _STOP_SIGNALS:
+      signal.signal(stop_signal, signal.SIG_DFL)
+    self.signals.append(signum)
+    self.requested.set()
 
 
 def _fail(index: int, progress: _Progress, e: tf.errors.OpError,
@@ -1028,12 +1055,20 @@ class _Task:
                lock: threading.Lock):
     self.name = name
     self.argv = argv
-    self.process = subprocess.Popen(argv,
-                                    stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT,
-                                    env=env,
-                                    start_new_session=True)
+    # The task starts with the give-up signal ignored (kept across exec,
+    # until a worker installs its handler): its default action would kill
+    # a worker told before it had a handler. The launcher sends it again
+    # until the workers exit (_give_up_on_lost_tasks).
+    previous = signal.signal(_GIVE_UP_SIGNAL, signal.SIG_IGN)
+    try:
+      self.process = subprocess.Popen(argv,
+                                      stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT,
+                                      env=env,
+                                      start_new_session=True)
+    finally:
+      signal.signal(_GIVE_UP_SIGNAL, previous)
     self._lock = lock
     # A worker's summary line's rates: (examples/s, ids/s, ids/s per PS).
     self.summary_rates: Optional[Tuple[float, float, List[float]]] = None
@@ -1261,10 +1296,7 @@ def _run_cluster(env: Dict[str, str], passed: List[str]) -> int:
         else:
           # The workers' own errors say more: they stop waiting for the
           # lost task, and get a moment to report.
-          for t in workers:
-            if t.process.poll() is None:
-              t.process.send_signal(_GIVE_UP_SIGNAL)
-          _wait_for_exits(workers, _REPORT_GRACE_SECS)
+          _give_up_on_lost_tasks(workers, _REPORT_GRACE_SECS)
         break
       # returncode as the poll above set it: a worker that failed since is
       # not taken for finished.
@@ -1286,11 +1318,18 @@ def _run_cluster(env: Dict[str, str], passed: List[str]) -> int:
       _say(f"local_cluster: got {again} again; stopping at once")
   finally:
     # A signal while the tasks stop does not interrupt that, and ends the
-    # launcher instead of a start on new ports.
+    # launcher instead of a start on new ports. One that comes before the
+    # recording handlers are in raises here: noted, and they are put in
+    # again, so the tasks are stopped all the same.
     signals_while_stopping = []
-    for sig in _STOP_SIGNALS:
-      signal.signal(sig,
-                    lambda signum, _: signals_while_stopping.append(signum))
+    while True:
+      try:
+        for sig in _STOP_SIGNALS:
+          signal.signal(
+              sig, lambda signum, _: signals_while_stopping.append(signum))
+        break
+      except _Interrupted as e:
+        signals_while_stopping.append(e.signum)
     _stop(tasks)
     for sig, handler in old_handlers.items():
       signal.signal(sig, handler)
@@ -1330,6 +1369,21 @@ def _stop_workers_first(tasks: List[_Task]) -> None:
          (" (the chief's last save may not have finished: a rerun restores "
           "the latest complete checkpoint in --model_dir)"
           if chief and chief[0] in late else ""))
+
+
+def _give_up_on_lost_tasks(workers: List[_Task], secs: float) -> None:
+  """Tells the running workers that no lost task will come back (they
+  report it and exit), waiting up to `secs` in all for them to exit. Told
+  again every half second: a worker ignores the signal until it has its
+  handler (see _Task)."""
+  deadline = time.monotonic() + secs
+  while True:
+    running = [t for t in workers if t.process.poll() is None]
+    if not running or time.monotonic() >= deadline:
+      return
+    for t in running:
+      t.process.send_signal(_GIVE_UP_SIGNAL)
+    _wait_for_exits(running, min(0.5, max(deadline - time.monotonic(), 0.0)))
 
 
 def _wait_for_exits(tasks: List[_Task], secs: float) -> None:

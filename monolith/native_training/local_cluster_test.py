@@ -480,11 +480,71 @@ def test_a_worker_names_the_ps_tasks_it_waits_for_at_start(
         late.listen()  # PS 1 starts
 
     monkeypatch.setattr(local_cluster.time, "sleep", sleep)
-    local_cluster._wait_for_ps_tasks(3, cluster)
+    assert not local_cluster._wait_for_ps_tasks(
+        3, cluster, local_cluster._RecoveryWait(60))
   assert clock[0] == 75
   assert capsys.readouterr().out == (
       f"worker 3: waiting 10 s for /job:ps/task:1 ({address}) to start\n"
       f"worker 3: waiting 70 s for /job:ps/task:1 ({address}) to start\n")
+
+
+def test_a_worker_waiting_for_ps_tasks_at_start_stops_when_given_up(
+    monkeypatch):
+  # It waited for a PS task the launcher no longer restarts until the
+  # launcher's SIGTERM ended it, silently.
+  clock = [0.0]
+  monkeypatch.setattr(local_cluster.time, "monotonic", lambda: clock[0])
+  recovery = local_cluster._RecoveryWait(60)
+
+  def sleep(secs):
+    clock[0] += secs
+    if clock[0] == 5:
+      recovery.give_up()  # the launcher's SIGUSR1
+    if clock[0] > 100:
+      raise AssertionError("still waiting after it was given up")
+
+  monkeypatch.setattr(local_cluster.time, "sleep", sleep)
+  with socket.socket() as late:
+    late.bind(("127.0.0.1", 0))  # bound, not listening: refuses
+    address = "127.0.0.1:%d" % late.getsockname()[1]
+    cluster = tf.train.ClusterSpec({"ps": [address]})
+    gone = local_cluster._wait_for_ps_tasks(3, cluster, recovery)
+  assert gone == [f"/job:ps/task:0 ({address})"]
+  assert clock[0] == 5
+
+
+def test_a_task_told_to_give_up_before_its_handler_is_not_killed():
+  # The signal's default action ended a worker that had no handler yet
+  # (still importing TF, or starting): the report the signal asks for was
+  # lost. Tasks start with it ignored.
+  child = local_cluster._Task(
+      "w", [
+          sys.executable, "-c", "import os, signal; "
+          f"os.kill(os.getpid(), {int(local_cluster._GIVE_UP_SIGNAL)})"
+      ], utils.python_child_env(), threading.Lock())
+  assert child.process.wait(60) == 0
+  child.join_output(5)
+  # The launcher's own handling is as it was.
+  assert signal.getsignal(local_cluster._GIVE_UP_SIGNAL) == signal.SIG_DFL
+
+
+def test_a_second_stop_signal_ends_a_worker_at_once():
+  # The first ends training after the step and lets the chief save; a
+  # second was swallowed too, so a save that hung held the task until
+  # SIGKILL.
+  stop = local_cluster._StopAfterStep()
+  previous = {s: signal.getsignal(s) for s in local_cluster._STOP_SIGNALS}
+  try:
+    for s in local_cluster._STOP_SIGNALS:
+      signal.signal(s, stop)
+    signal.raise_signal(signal.SIGTERM)
+    assert stop.requested.is_set() and stop.signals == [signal.SIGTERM]
+    assert all(
+        signal.getsignal(s) == signal.SIG_DFL
+        for s in local_cluster._STOP_SIGNALS)
+  finally:
+    for s, handler in previous.items():
+      signal.signal(s, handler)
 
 
 def test_lost_tasks_are_named_with_or_without_replica():
@@ -755,6 +815,61 @@ def test_bad_flags_are_refused(tmp_path):
         if launcher.poll() is None:
           launcher.kill()
           launcher.wait()
+
+
+class _FakeTask:
+
+  def __init__(self, name, argv, env, lock):
+    del argv, env, lock
+    self.name = name
+    self.process = subprocess.Popen([sys.executable, "-c", "pass"])
+    self.process.wait()
+    self.process.returncode = None  # as if running
+    self.process.poll = lambda: None
+
+
+def test_a_signal_as_the_launcher_stops_its_tasks_does_not_skip_that(
+    monkeypatch, tmp_path):
+  # A third signal just as the launcher's cleanup began raised out of it:
+  # the tasks were left running.
+  stopped = []
+  monkeypatch.setattr(local_cluster, "_Task", _FakeTask)
+  monkeypatch.setattr(local_cluster, "_say", lambda message: None)
+  monkeypatch.setattr(local_cluster, "_stop_workers_first", lambda tasks: None)
+  monkeypatch.setattr(local_cluster, "_stop", stopped.append)
+
+  def interrupted_sleep(secs):
+    raise local_cluster._Interrupted(signal.SIGINT)  # Ctrl-C while running
+
+  monkeypatch.setattr(local_cluster.time, "sleep", interrupted_sleep)
+  real_signal = signal.signal
+  raised = []
+
+  def signal_with_one_pending(signum, handler):
+    # Where CPython runs a pending handler: at the first call of the
+    # cleanup, which installs the handlers that only record signals.
+    if handler is not local_cluster._raise_interrupted and not raised:
+      raised.append(signum)
+      raise local_cluster._Interrupted(signal.SIGTERM)
+    return real_signal(signum, handler)
+
+  monkeypatch.setattr(local_cluster.signal, "signal", signal_with_one_pending)
+  previous = {s: signal.getsignal(s) for s in local_cluster._STOP_SIGNALS}
+  flags.FLAGS.unparse_flags()
+  try:
+    flags.FLAGS([
+        "local_cluster", "--num_ps=1", "--num_workers=2",
+        f"--model_dir={tmp_path}"
+    ])
+    exit_code = local_cluster._run_cluster({}, [])
+  finally:
+    flags.FLAGS.unparse_flags()
+    for s, handler in previous.items():
+      real_signal(s, handler)
+  assert raised
+  assert [[t.name for t in tasks] for tasks in stopped] == [
+      ["ps0", "worker0", "worker1"]]
+  assert exit_code == 128 + signal.SIGINT
 
 
 def test_a_tasks_seed_is_checked_against_its_worker_hosts():
