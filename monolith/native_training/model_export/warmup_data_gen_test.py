@@ -667,6 +667,27 @@ def test_folders_created_before_a_failure_to_create_more_are_removed(
   assert not os.listdir(tmp_path)
 
 
+def test_a_failed_remote_write_leaves_the_folders_it_created(monkeypatch):
+  # It listed a remote folder, found it empty, and removed it recursively:
+  # a file another writer put there in between went with it.
+  store = {"gs://bucket/new/other": b"another writer's"}
+
+  def listdir(folder):
+    del folder
+    return []  # listed before the other writer's upload closed
+
+  def rmtree(folder):
+    for path in [p for p in store if p.startswith(f"{folder}/")]:
+      del store[path]
+
+  monkeypatch.setattr(tf.io.gfile, "listdir", listdir)
+  monkeypatch.setattr(tf.io.gfile, "rmtree", rmtree)
+  with mock.patch.object(warmup_io.logging, "warning") as warning:
+    warmup_io._remove_empty_folder("gs://bucket/new")
+  assert store == {"gs://bucket/new/other": b"another writer's"}
+  assert "gs://bucket/new" in warning.call_args[0]
+
+
 def test_a_failed_write_removes_its_temporary_while_it_holds_it(
     tmp_path, monkeypatch):
   # Removed before its lock goes (another writer could delete it first);

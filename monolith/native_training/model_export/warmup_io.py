@@ -232,12 +232,17 @@ def _remove_temporary(tmp_path: str) -> None:
 
 def _remove_empty_folder(folder: str) -> None:
   """Removes `folder` if it is empty (a file another writer just put there
-  keeps it)."""
+  keeps it). A remote one stays, with a warning: tf.io.gfile removes
+  folders only recursively, and a file another writer puts there between
+  a listing and that removal would go with it."""
+  if not _is_local(folder):
+    logging.warning(
+        "Left the folder %s that this write created: remove it if it is "
+        "empty (an empty model version folder is a version TF Serving "
+        "cannot load)", folder)
+    return
   try:
-    if _is_local(folder):
-      os.rmdir(folder)  # refuses a folder that is not empty, atomically
-    elif not tf.io.gfile.listdir(folder):
-      tf.io.gfile.rmtree(folder)  # object stores' folders are prefixes
+    os.rmdir(folder)  # refuses a folder that is not empty, atomically
   except (FileNotFoundError, tf.errors.NotFoundError):
     pass  # never created (creating the folders failed before it)
   except (OSError, tf.errors.OpError) as e:
@@ -255,7 +260,7 @@ def atomic_output(output_path: str) -> Iterator[str]:
   (see `utils.temporary_is_the_only_copy`) until a later write of the
   output succeeds. Missing folders are created, and removed again if the block
   raises (an empty model version folder would be a version TF Serving
-  cannot load). Temporaries of this output that killed writers left are
+  cannot load; remote ones stay, see _remove_empty_folder). Temporaries of this output that killed writers left are
   deleted (see _delete_stale_temporaries) once a whole output is there,
   before the write where there is one, so they do not pile up in a
   model's assets.extra.
