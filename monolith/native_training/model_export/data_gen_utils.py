@@ -494,8 +494,10 @@ def sort_header(sort_id: bool, kafka_dump: bool,
 def _sparse_metas(names: Sequence[str],
                   feature_list: Optional[FeatureList]) -> List[FeatureMeta]:
   """Slots from the feature list (default: --feature_list), else from the
-  names (slot_<N> etc.); other names get the smallest slots no other
-  feature of `names` has."""
+  names (slot_<N> etc.); other names get the smallest slots that no
+  feature of `names` or of the feature list has, none registered
+  (data.utils.register_slots) and neither always-present slot (user id 1,
+  item id 200)."""
   if len(set(names)) != len(names):
     raise ValueError(f"sparse features repeat a name: {list(names)}")
   if feature_list is None:
@@ -518,8 +520,11 @@ def _sparse_metas(names: Sequence[str],
                        f"fid v2 slots are 1..{MAX_SLOT_V2}")
     features[name] = feature
   # Features may share a slot (a feature list allows it); numbered names
-  # take slots no other listed feature has.
+  # take slots no other feature has: one of the list's would give them its
+  # fids, or always one of the user id's.
   taken = {feature.slot for feature in features.values()}
+  taken |= {feature.slot for feature in feature_list or ()}
+  taken |= set(data_utils.NAME_TO_SLOT.values()) | _ALWAYS_PRESENT_SLOTS
   free = (slot for slot in range(1, MAX_SLOT_V2 + 1) if slot not in taken)
   for name in numbered:
     features[name] = Feature(feature_name=name, slot=next(free))

@@ -426,6 +426,15 @@ def test_names_without_a_slot_take_free_slots():
       ("user_recent_click", 2), ("slot_1", 1), ("doc_tags", 4), ("slot_3", 3)]
 
 
+def test_names_without_a_slot_take_slots_no_listed_feature_has(features):
+  # "foo" took slot 1, f_user_id's in the list, for fids of the user id's
+  # slot, present in every record.
+  metas = data_gen_utils._sparse_metas(["foo", "doc_id"], features)
+  taken = {f.slot for f in features} | {1, 200}
+  assert metas[1].slot == 200 and metas[0].slot not in taken
+  assert metas[0].slot == min(set(range(1, 1000)) - taken)
+
+
 def test_headers_build_on_dump_format():
   assert data_gen_utils.lg_header("hello") == dump_format.lagrangex_header(
       "hello")
