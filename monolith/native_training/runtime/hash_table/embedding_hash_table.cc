@@ -340,6 +340,8 @@ void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
                 "the exclusive path changes the table");
   using Lock = std::conditional_t<kExclusive, ShardWriteLock, ShardReadLock>;
   const Timestamp stamp = ToTimestamp(update_time);
+  // For LaterUpdateTime: one reading serves the call.
+  const int64_t clock = kExclusive ? HostClockSeconds() : 0;
   if (n == 1) {
     // One id (Restore, single-id calls): nothing to group or overlap.
     const uint64_t hash = MixId(ids[0], table->hash_seed_);
@@ -361,7 +363,7 @@ void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
       char* entry = found      ? shard.EntryAt(slot->index)
                     : kInitNew ? table->InsertNew(&shard, ids[0], pos, stamp)
                                : shard.Insert(ids[0], pos, stamp);
-      slot->timestamp = stamp;
+      slot->timestamp = LaterUpdateTime(slot->timestamp, stamp, clock);
       visit(0, slot, entry, found);
     } else {
       Slot* slot = &shard.slots[shard.FindSlot(ids[0], hash)];
@@ -442,7 +444,7 @@ void EmbeddingHashTable::RunPipeline(Table* table, const int64_t* ids,
         Slot* slot = scratch->slot(p);
         if constexpr (kExclusive) {
           if (slot == nullptr) continue;  // not admitted
-          slot->timestamp = stamp;
+          slot->timestamp = LaterUpdateTime(slot->timestamp, stamp, clock);
         }
         visit(base + scratch->index(p), slot, scratch->entry(p),
               scratch->found(p));
@@ -618,6 +620,7 @@ void EmbeddingHashTable::UpsertStreamed(const int64_t* ids, int64_t n,
                                         int64_t update_time, Fn fn,
                                         const AdmitFn& admit, Ahead ahead) {
   const Timestamp stamp = ToTimestamp(update_time);
+  const int64_t clock = HostClockSeconds();  // for LaterUpdateTime
   // The |count| ids |group_ids| on the grouped path, group_ids[j] being
   // the batch's id index_of(j).
   const auto upsert_grouped = [&](const int64_t* group_ids, int64_t count,
@@ -679,7 +682,8 @@ void EmbeddingHashTable::UpsertStreamed(const int64_t* ids, int64_t n,
                 absent.push_back(base + p);
                 return;
               }
-              slot->timestamp = stamp;
+              slot->timestamp =
+                  LaterUpdateTime(slot->timestamp, stamp, clock);
               fn(base + p, entry, false);
             });
       }

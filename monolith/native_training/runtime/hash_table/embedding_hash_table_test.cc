@@ -332,6 +332,40 @@ TEST(EmbeddingHashTableTest, TimesAheadOfTheClockDoNotMoveTheTableTime) {
   EXPECT_EQ(table->LatestUpdateTime(), skewed);
 }
 
+TEST(EmbeddingHashTableTest, AWriteWithAnOlderTimeDoesNotAgeAnEntry) {
+  // A lagging worker's write, or an assign without a time (0), stamped its
+  // time on entries a later write had touched: the next eviction dropped
+  // them. One id, a group and a streamed batch (each writes on its own
+  // path).
+  const int64_t now = static_cast<int64_t>(std::time(nullptr));
+  const int64_t day = kSecondsPerDay;
+  for (const int64_t n : {1, 100, 5000}) {
+    SCOPED_TRACE(n);
+    auto table = OneDayExpiryTable(1);
+    std::vector<int64_t> ids(n);
+    std::iota(ids.begin(), ids.end(), 1);
+    const std::vector<float> values(n, 1.0f);
+    table->Assign(ids.data(), n, values.data(), now);
+    table->Assign(ids.data(), n, values.data(), now - 2 * day);
+    table->AssignAdd(ids.data(), n, values.data(), 0);
+    ASSERT_OK(table->BatchOptimize(ids.data(), n, values.data(),
+                                   values.data(), now - 3 * day, 1));
+    const int64_t fresh = n + 1;  // a new id takes the write's time
+    table->Assign(&fresh, 1, values.data(), now - 2 * day);
+    int64_t eviction_now = 0;
+    EXPECT_EQ(table->EvictAtLatestUpdateTime(&eviction_now), 1);
+    EXPECT_EQ(eviction_now, now);
+    EXPECT_EQ(table->Size(), n);
+    EntryDump dump;
+    table->BatchLookupEntry(&ids[n - 1], 1, &dump);
+    EXPECT_EQ(dump.last_update_ts_sec(), now);
+    // A later time still moves it.
+    table->Assign(ids.data(), n, values.data(), now + 60);
+    table->BatchLookupEntry(&ids[0], 1, &dump);
+    EXPECT_EQ(dump.last_update_ts_sec(), now + 60);
+  }
+}
+
 TEST(EmbeddingHashTableTest, ExpiryIsMeasuredNoLaterThanTheClock) {
   // A time less than a day ahead (skew, a time zone) moves the table's
   // time; measured against it, entries updated 20 hours ago would be more

@@ -100,6 +100,18 @@ inline int64_t StampedUpdateTime(int64_t seconds, int64_t clock_seconds,
              : ClampUpdateTime(seconds);
 }
 
+// The update time an entry stamped |old| keeps after a write at |stamp|
+// (both ClampUpdateTime results), the host's clock reading |clock_seconds|:
+// the later of the two, so that a write with an older time (a lagging
+// worker's request; an assign without a time, 0) does not age an entry a
+// later write touched, for the next eviction or save to drop before its
+// time. An |old| that would not move its table's time (AdvancesTableTime:
+// a bad restored time, clamped or ahead of the clock) gives way.
+MONOLITH_HOST_DEVICE inline int64_t LaterUpdateTime(int64_t old, int64_t stamp,
+                                                    int64_t clock_seconds) {
+  return old > stamp && AdvancesTableTime(old, clock_seconds) ? old : stamp;
+}
+
 }  // namespace hash_table
 }  // namespace monolith
 

@@ -485,6 +485,7 @@ struct WriteLaunch {
   Part parts[kWritesPerLaunch];
   GpuRowTable::Write write = GpuRowTable::Write::kAssign;
   int64_t update_time = 0;  // clamped
+  int64_t clock_seconds = 0;  // the host's, for LaterUpdateTime
   // Where no count came first (GpuRowTable::WriteUncounted): the launch
   // counts each batch's new ids here, notes the sorted ends, and writes
   // nothing if a reserved id is in the group. Device, zeroed.
@@ -576,7 +577,11 @@ __global__ void WriteKernel(const __grid_constant__ WriteLaunch launch) {
   tile.sync();
   // Restored rows carry their own update times.
   if (write != GpuRowTable::Write::kPutRows && tile.thread_rank() == 0) {
-    SetRowTime(row, part.entry_floats, launch.update_time);
+    SetRowTime(row, part.entry_floats,
+               fresh ? launch.update_time
+                     : LaterUpdateTime(RowTime(row, part.entry_floats),
+                                       launch.update_time,
+                                       launch.clock_seconds));
   }
   const int d = part.value_floats;
   if (part.serving &&
@@ -1335,6 +1340,7 @@ Status GpuRowTable::Commit(Write write,
   launch.group.n = launch.group.parts.first[launch.group.parts.count];
   launch.write = write;
   launch.update_time = ClampUpdateTime(update_time);
+  launch.clock_seconds = HostClockSeconds();
   if (count_new) launch.counted = m.write_counts.as<WriteReadback>();
   int rate_offset = 0;
   for (size_t p = 0; p < group.size(); ++p) {

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -22,6 +23,7 @@
 #include "monolith/native_training/runtime/hash_table/gpu/gpu_row_store.h"
 #include "monolith/native_training/runtime/hash_table/status_matchers.h"
 #include "monolith/native_training/runtime/hash_table/table_checkpoint.h"
+#include "monolith/native_training/runtime/hash_table/update_time.h"
 
 namespace monolith {
 namespace hash_table {
@@ -220,6 +222,32 @@ TEST_F(GpuRowTableTest, GradientsMatchTheCpuEngineEntryByEntry) {
                                   row.begin() + spec_.entry_floats),
                want);
   }
+}
+
+TEST_F(GpuRowTableTest, AWriteWithAnOlderTimeDoesNotAgeARow) {
+  // As on the CPU engine: a lagging worker's write stamped its time back
+  // on rows a later write had touched, for the next eviction to drop.
+  const int64_t now = HostClockSeconds();
+  const int64_t day = 24 * 3600;
+  const std::vector<int64_t> ids = {1, 2, 3};
+  const std::vector<float> values(ids.size() * spec_.value_floats, 1.0f);
+  DeviceVector<int64_t> d_ids(ids);
+  DeviceVector<float> d_values(values);
+  ASSERT_OK(gpu_->Assign(d_ids.get(), ids.size(), d_values.get(), now,
+                         nullptr));
+  ASSERT_OK(gpu_->Assign(d_ids.get(), 2, d_values.get(), now - 2 * day,
+                         nullptr));
+  ASSERT_OK(gpu_->ApplyGradients(d_ids.get(), 2, d_values.get(),
+                                 {0.1f, 0.05f}, now - 3 * day, nullptr));
+  DeviceVector<int64_t> d_fresh(std::vector<int64_t>{4});
+  ASSERT_OK(gpu_->Assign(d_fresh.get(), 1, d_values.get(), now - 2 * day,
+                         nullptr));
+  std::map<int64_t, int64_t> times;
+  for (const auto& [id, row] : Export()) {
+    times[id] = RowTime(row.data(), spec_.entry_floats);
+  }
+  EXPECT_EQ(times, (std::map<int64_t, int64_t>{
+                       {1, now}, {2, now}, {3, now}, {4, now - 2 * day}}));
 }
 
 TEST_F(GpuRowTableTest, ExportedRowsRestoreIntoAnotherTable) {
