@@ -683,6 +683,34 @@ Status PaddedIndex(OpKernelContext* ctx, const int32_t* index, int64_t n,
   return OkStatus();
 }
 
+// InvalidArgument for the first row (|counts[t]| rows of table t, |dims[t]|
+// floats each, at |index|, tables in order) that starts in one PS's floats
+// of |splits| (num_ps + 1 ascending offsets from 0) and ends in the next
+// PS's: a row spanning two PS would mix their embeddings or gradients.
+// Called once the gather's or scatter's own check found every row inside
+// [0, splits[num_ps]).
+Status CheckRowsWithinOnePs(const int64_t* splits, int64_t num_ps,
+                            const int32_t* index,
+                            const std::vector<int64_t>& counts,
+                            const std::vector<int64_t>& dims) {
+  if (num_ps < 2) return OkStatus();
+  int64_t k = 0;  // the row's position in index
+  for (size_t t = 0; t < counts.size(); ++t) {
+    for (int64_t i = 0; i < counts[t]; ++i, ++k) {
+      const int64_t begin = index[k];
+      const int64_t p =
+          std::upper_bound(splits + 1, splits + num_ps, begin) - (splits + 1);
+      if (p + 1 < num_ps && begin + dims[t] > splits[p + 1]) {
+        return errors::InvalidArgument(
+            "index[", k, "] = ", begin, ": table ", t, "'s row of ", dims[t],
+            " floats crosses float_splits[", p + 1, "] = ", splits[p + 1],
+            " (each row lies in one PS's floats)");
+      }
+    }
+  }
+  return OkStatus();
+}
+
 // Whether the n rows of |dim| floats that |index| points at are
 // consecutive in |values| (a [n * dim] vector), starting at an offset that
 // keeps TF's alignment; if so, *slice is them, [n, dim], sharing values'
@@ -782,6 +810,11 @@ class GatherOp : public GuardedOpKernel {
                                      "last)"
                                    : "values' floats"));
     }
+    if constexpr (kHalf) {
+      const auto splits = ctx->input(3).flat<int64_t>();
+      OP_REQUIRES_OK(ctx, CheckRowsWithinOnePs(splits.data(), splits.size() - 1,
+                                               index, counts, dims_));
+    }
   }
 
   std::vector<int64_t> dims_;
@@ -876,6 +909,10 @@ class ScatterAddOp : public GuardedOpKernel {
                              total, "float_splits' floats"));
       index += counts[t];
     }
+    OP_REQUIRES_OK(
+        ctx, CheckRowsWithinOnePs(splits.data(), num_ps_,
+                                  index_input->flat<int32_t>().data(), counts,
+                                  dims_));
     if (direct) return;
     for (int64_t p = 0; p < num_ps_; ++p) {
       const int64_t size = splits(p + 1) - splits(p);
