@@ -682,8 +682,7 @@ void EmbeddingHashTable::UpsertStreamed(const int64_t* ids, int64_t n,
                 absent.push_back(base + p);
                 return;
               }
-              slot->timestamp =
-                  LaterUpdateTime(slot->timestamp, stamp, clock);
+              slot->timestamp = LaterUpdateTime(slot->timestamp, stamp, clock);
               fn(base + p, entry, false);
             });
       }

@@ -348,8 +348,8 @@ TEST(EmbeddingHashTableTest, AWriteWithAnOlderTimeDoesNotAgeAnEntry) {
     table->Assign(ids.data(), n, values.data(), now);
     table->Assign(ids.data(), n, values.data(), now - 2 * day);
     table->AssignAdd(ids.data(), n, values.data(), 0);
-    ASSERT_OK(table->BatchOptimize(ids.data(), n, values.data(),
-                                   values.data(), now - 3 * day, 1));
+    ASSERT_OK(table->BatchOptimize(ids.data(), n, values.data(), values.data(),
+                                   now - 3 * day, 1));
     const int64_t fresh = n + 1;  // a new id takes the write's time
     table->Assign(&fresh, 1, values.data(), now - 2 * day);
     int64_t eviction_now = 0;

@@ -578,10 +578,10 @@ __global__ void WriteKernel(const __grid_constant__ WriteLaunch launch) {
   // Restored rows carry their own update times.
   if (write != GpuRowTable::Write::kPutRows && tile.thread_rank() == 0) {
     SetRowTime(row, part.entry_floats,
-               fresh ? launch.update_time
-                     : LaterUpdateTime(RowTime(row, part.entry_floats),
-                                       launch.update_time,
-                                       launch.clock_seconds));
+               fresh
+                   ? launch.update_time
+                   : LaterUpdateTime(RowTime(row, part.entry_floats),
+                                     launch.update_time, launch.clock_seconds));
   }
   const int d = part.value_floats;
   if (part.serving &&

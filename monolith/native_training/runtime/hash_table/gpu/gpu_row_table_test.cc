@@ -233,15 +233,15 @@ TEST_F(GpuRowTableTest, AWriteWithAnOlderTimeDoesNotAgeARow) {
   const std::vector<float> values(ids.size() * spec_.value_floats, 1.0f);
   DeviceVector<int64_t> d_ids(ids);
   DeviceVector<float> d_values(values);
-  ASSERT_OK(gpu_->Assign(d_ids.get(), ids.size(), d_values.get(), now,
-                         nullptr));
-  ASSERT_OK(gpu_->Assign(d_ids.get(), 2, d_values.get(), now - 2 * day,
-                         nullptr));
-  ASSERT_OK(gpu_->ApplyGradients(d_ids.get(), 2, d_values.get(),
-                                 {0.1f, 0.05f}, now - 3 * day, nullptr));
+  ASSERT_OK(
+      gpu_->Assign(d_ids.get(), ids.size(), d_values.get(), now, nullptr));
+  ASSERT_OK(
+      gpu_->Assign(d_ids.get(), 2, d_values.get(), now - 2 * day, nullptr));
+  ASSERT_OK(gpu_->ApplyGradients(d_ids.get(), 2, d_values.get(), {0.1f, 0.05f},
+                                 now - 3 * day, nullptr));
   DeviceVector<int64_t> d_fresh(std::vector<int64_t>{4});
-  ASSERT_OK(gpu_->Assign(d_fresh.get(), 1, d_values.get(), now - 2 * day,
-                         nullptr));
+  ASSERT_OK(
+      gpu_->Assign(d_fresh.get(), 1, d_values.get(), now - 2 * day, nullptr));
   std::map<int64_t, int64_t> times;
   for (const auto& [id, row] : Export()) {
     times[id] = RowTime(row.data(), spec_.entry_floats);
