@@ -455,6 +455,7 @@ class HashFilterCheckpointSaverListener(
   def before_save(self, sess: tf.compat.v1.Session,
                   global_step_value: int) -> None:
     if not self._enabled:
+      self._delete_unfinished_save(global_step_value)
       return
     # As the tables' saver listener: never before the restore.
     save_utils.check_restorer_hooks_ran(sess,
@@ -484,6 +485,24 @@ class HashFilterCheckpointSaverListener(
         _run_per_filter(sess, self._save_ops, self._placeholders, asset_dir,
                         self._run_options)
     logging.info("Saved %d hash filters to %s.", num_ps, asset_dir)
+
+  def _delete_unfinished_save(self, global_step_value: int) -> None:
+    """Saving no filter, deletes the filter files and PS count record of
+    this step that a run with filters on left when killed before the
+    step's checkpoint was complete, as a save of stateless filters does:
+    the checkpoint this save completes would otherwise hold them, and every
+    restore of it with filters on would fail (a save that never recorded
+    its end) or restore counts that are not this run's. A step with a
+    checkpoint keeps its files."""
+    if self._helper.has_checkpoint(global_step_value):
+      return
+    asset_dir = self._helper.get_ckpt_asset_dir(
+        self._helper.get_ckpt_prefix(global_step_value))
+    if not tf.io.gfile.isdir(asset_dir):
+      return
+    with save_utils.saving_per_ps_files(asset_dir, _PS_COUNT_GROUP,
+                                        _SAVED_FILTER_RE, 0, False):
+      pass
 
   def after_save(self, session: tf.compat.v1.Session,
                  global_step_value: int) -> None:

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from monolith.native_training import hash_filter_ops
 from monolith.native_training import multi_hash_table_ops
+from monolith.native_training import save_utils
 from monolith.native_training import test_utils
 from monolith.native_training import utils
 from monolith.native_training.model_export import export_context
@@ -516,6 +517,41 @@ def test_the_filter_listener_alone_deletes_what_the_saver_deleted(tmp_path):
   assert sorted(n for n in os.listdir(str(tmp_path))
                 if n.endswith(".assets")) == ["model.ckpt-2.assets",
                                               "model.ckpt-4.assets"]
+
+
+def test_a_save_with_filters_off_deletes_a_killed_filter_save_of_its_step(
+    tmp_path):
+  # A run with filters on, killed in a save, left the step's filter files
+  # (here with the record of a save under way); a run with filters off
+  # saved the step again over them, and every later restore of that
+  # checkpoint with filters on failed.
+  basename = os.path.join(str(tmp_path), "model.ckpt")
+  asset_dir = basename + "-5.assets"
+  hash_filters = hash_filter_ops.create_hash_filters(
+      0, True, _thresholds(), filter_capacity=1000, filter_split_num=5)
+  filters_on = hash_filter_ops.HashFilterCheckpointSaverListener(
+      basename, hash_filters, enable_hash_filter=True)
+  filters_off = hash_filter_ops.HashFilterCheckpointSaverListener(
+      basename, hash_filters, enable_hash_filter=False)
+  restorer = hash_filter_ops.HashFilterCheckpointRestorerListener(
+      basename, hash_filters, enable_hash_filter=True)
+  tf1.train.get_or_create_global_step()
+  saver = tf1.train.Saver()
+  with tf1.Session() as sess:
+    sess.run(tf1.global_variables_initializer())
+    filters_on.before_save(sess, 5)
+    save_utils.mark_ps_files_saving(asset_dir,
+                                    hash_filter_ops._PS_COUNT_GROUP)
+    assert len(os.listdir(asset_dir)) == 6  # killed: no checkpoint
+    filters_off.before_save(sess, 5)
+    saver.save(sess, basename, global_step=5)
+    filters_off.after_save(sess, 5)
+    assert not os.listdir(asset_dir)
+    restorer.before_restore(sess)  # starts empty, with a warning
+    # The files of a step with a checkpoint stay.
+    filters_on.before_save(sess, 5)
+    filters_off.before_save(sess, 5)
+  assert len(os.listdir(asset_dir)) == 6
 
 
 def test_listeners_take_a_path_and_refuse_one_filter_outside_a_list(
