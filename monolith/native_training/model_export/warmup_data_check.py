@@ -666,7 +666,8 @@ def _parse_log(index: int,
         task.model_spec.signature_name or warmup_io.DEFAULT_SIGNATURE
         for task in tasks
     ]
-    twice = sorted({s for s in signatures if signatures.count(s) > 1})
+    twice = sorted(
+        s for s, n in collections.Counter(signatures).items() if n > 1)
     if twice:
       return None, Problem(
           index, f"multi_inference_log runs signature {twice[0]} in two "
@@ -759,7 +760,10 @@ def load_signature_defs(
   """The signature defs of the `serve` meta graph TF Serving loads."""
   try:
     saved_model = loader_impl.parse_saved_model(saved_model_dir)
-  except OSError as e:
+  # OSError: unparsable saved_model.pb; ValueError (UnicodeDecodeError) and
+  # RecursionError: a saved_model.pbtxt not UTF-8 or nested too deep;
+  # OpError: one that cannot be read (e.g. a folder).
+  except (OSError, ValueError, RecursionError, tf.errors.OpError) as e:
     hint = ""
     versions = _version_folders(saved_model_dir)
     if versions:
@@ -874,18 +878,28 @@ def _check_call(call: _Call,
       reasons.append(f"{what} is {_dtype_name(tensor.dtype)}, but {where} "
                      f"takes {_dtype_name(info.dtype)}")
     request_shape = tf.TensorShape(_dims(tensor))
-    signature_shape = tf.TensorShape(info.tensor_shape)
+    signature_shape = _signature_shape(info.tensor_shape)
     if not signature_shape.is_compatible_with(request_shape):
       reasons.append(f"{what} has shape {request_shape}, but {where} takes "
                      f"{signature_shape}")
-  for i, name in enumerate(call.output_filter):
+  named = set()
+  for name in call.output_filter:
     if name not in signature_def.outputs:
       reasons.append(f"output_filter {name!r} is not an output of {where} "
                      f"(outputs: {', '.join(sorted(signature_def.outputs))})")
-    elif name in call.output_filter[:i]:
+    elif name in named:
       reasons.append(f"output_filter names {name!r} twice: TF Serving "
                      "refuses the request (duplicate output tensor alias)")
+    named.add(name)
   return reasons
+
+
+def _signature_shape(shape) -> tf.TensorShape:
+  """A signature's TensorShapeProto as a TensorShape, dims below -1 (which
+  no graph holds; a TF1 process's TensorShape refuses them) unknown."""
+  if shape.unknown_rank:
+    return tf.TensorShape(None)
+  return tf.TensorShape([d.size if d.size >= 0 else None for d in shape.dim])
 
 
 def _multi_inference_problems(
@@ -1021,8 +1035,10 @@ def replay(calls: Sequence[_Call], saved_model_dir: str,
       with graph.as_default():
         tf.compat.v1.saved_model.loader.load(sess, sorted(SERVING_TAGS),
                                              saved_model_dir)
-    except (tf.errors.OpError, ValueError, KeyError, OSError,
-            RuntimeError) as e:
+    # TypeError: a saver_def naming tensors the graph lacks;
+    # message.DecodeError: a collection's def that does not parse.
+    except (tf.errors.OpError, ValueError, KeyError, OSError, RuntimeError,
+            TypeError, message.DecodeError) as e:
       raise warmup_io.WarmupDataError(
           f"{saved_model_dir}: cannot load the SavedModel to replay the "
           f"warmup requests ({type(e).__name__}: {e}); --noreplay checks "
@@ -1051,6 +1067,10 @@ def replay(calls: Sequence[_Call], saved_model_dir: str,
         problems.append(_replay_problem(call, _op_error_summary(e.message)))
       except (ValueError, TypeError) as e:
         problems.append(_replay_problem(call, str(e)))
+      except KeyError as e:  # TF's own, of a dtype numpy has no type for
+        problems.append(_replay_problem(
+            call, f"an output's dtype (enum {e}) has no numpy type: it "
+            "cannot be fetched (a resource handle?)"))
   finally:
     sess.close()
   return problems
