@@ -321,6 +321,34 @@ def test_a_serving_save_makes_assets_of_values_only(tmp_path):
       trained["fp16_slot"].astype(np.float16).astype(np.float32))
 
 
+def test_a_serving_save_restores_into_training_tables_only_as_values(
+    tmp_path):
+  # Restored whole, its missing optimizer state reset every accumulator
+  # (and the values were the compressors' roundings), silently.
+  ckpt = os.path.join(tmp_path, "ckpt", "tables")
+  trained = _train_and_save(ckpt)
+  serving_basename = os.path.join(tmp_path, "serving", "tables")
+  with tf.Graph().as_default(), tf1.Session() as sess:
+    with export_context.enter_export_mode(
+        export_context.ExportMode.STANDALONE):
+      table = multi_hash_table_ops.MultiHashTable.from_configs(_configs())
+    sess.run(table.initializer)
+    sess.run(table.restore(ckpt, strict=True).as_op())
+    sess.run(table.save(serving_basename).as_op())
+  with tf.Graph().as_default(), tf1.Session() as sess:
+    table = multi_hash_table_ops.MultiHashTable.from_configs(_configs())
+    sess.run(table.initializer)
+    with pytest.raises(tf.errors.FailedPreconditionError,
+                       match="as a SERVING table saved it: values only"):
+      sess.run(table.restore(serving_basename).as_op())
+    sess.run(table.restore(serving_basename,
+                           values_only=table.table_names).as_op())
+    served = sess.run(table.lookup({name: _IDS for name in table.table_names}))
+    # A training checkpoint restores whole as before.
+    sess.run(table.restore(ckpt).as_op())
+  np.testing.assert_array_equal(served["fp32_slot"], trained["fp32_slot"])
+
+
 def test_an_export_of_a_segment_without_a_compressor_is_refused():
   # SERVING entries need one: the export would succeed and TF Serving
   # fail the model load.

@@ -1746,9 +1746,10 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       strict: whether a mismatch of table names is an error; None: while
         exporting only.
       values_only: tables (of `table_names`) whose optimizer changed since
-        the save: their entries take the checkpoint's values and update
-        times, and start the optimizer state as new entries do (another
-        optimizer's state does not fit; the other tables keep theirs).
+        the save, or saved by SERVING tables (no optimizer state): their
+        entries take the checkpoint's values and update times, and start
+        the optimizer state as new entries do (another optimizer's state
+        does not fit; the other tables keep theirs).
 
     Returns:
       The table, depending on the restore.
@@ -1756,7 +1757,8 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     Raises:
       ValueError: `values_only` names a table this one does not hold.
       tf.errors.FailedPreconditionError: (at run time) with strict=True, the
-        table names of the checkpoint and the graph differ.
+        table names of the checkpoint and the graph differ; or a training
+        table outside `values_only` would restore a SERVING table's save.
       tf.errors.DataLossError: (at run time) the files come from different
         saves or are corrupt (the error names the file).
       tf.errors.InvalidArgumentError: (at run time) a table's dim, segment

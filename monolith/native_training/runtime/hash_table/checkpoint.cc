@@ -230,6 +230,9 @@ Status WriteShard(FileSystem* fs, const std::vector<std::string>& table_names,
               meta.add_segment_dims(dim);
             }
           }
+          if (!options.values_only.empty() && options.values_only[t]) {
+            meta.set_values_only(true);
+          }
           out->entries += static_cast<int64_t>(entries);
         }
         MONOLITH_RETURN_IF_ERROR(data_writer.Close());
@@ -366,8 +369,10 @@ Status ReadMetaFiles(FileSystem* fs, const std::string& basename, int nshards,
         table = static_cast<int>(info->tables.size());
         table_index.emplace(meta.table_name(), table);
         info->tables.push_back(
-            {meta.table_name(), 0,
-             {meta.segment_dims().begin(), meta.segment_dims().end()}});
+            {meta.table_name(),
+             0,
+             {meta.segment_dims().begin(), meta.segment_dims().end()},
+             meta.values_only()});
       } else if (i >= static_cast<int>(info->tables.size()) || table != i) {
         return DataLossError(
             path + " lists table \"" + meta.table_name() + "\" as its table " +
@@ -384,6 +389,12 @@ Status ReadMetaFiles(FileSystem* fs, const std::string& basename, int nshards,
                              DimList(meta.segment_dims()) + ", where " +
                              first_path + " says " +
                              DimList(info->tables[table].segment_dims));
+      } else if (meta.values_only() != info->tables[table].values_only) {
+        return DataLossError(
+            path + ": table " + meta.table_name() +
+            (meta.values_only() ? " holds" : " does not hold") +
+            " values only, where " + first_path + " says " +
+            (meta.values_only() ? "it does not" : "it does"));
       }
       uint64_t& total = info->tables[table].entries;
       if (meta.num_entries() > UINT64_MAX - total) {
@@ -696,6 +707,19 @@ Status CheckSegmentDims(const CheckpointInfo& info, int table,
       ". Restore it with the config it was saved with");
 }
 
+Status CheckOptimizerStateSaved(const CheckpointInfo& info, int table,
+                                bool restores_optimizer_state) {
+  const CheckpointInfo::Table& saved = info.tables[table];
+  if (!saved.values_only || !restores_optimizer_state) return Status::OK();
+  return FailedPreconditionError(
+      "checkpoint " + info.basename + " holds table " + saved.name +
+      " as a SERVING table saved it: values only (as its compressors store "
+      "them), no optimizer state. Restored into this training table, every "
+      "entry's optimizer state would start over: name the table in the "
+      "restore's values_only to take its values (e.g. to seed training from "
+      "a served model), or restore a training checkpoint");
+}
+
 std::vector<std::string> CheckpointInfo::PathsInRenameOrder() const {
   std::vector<std::string> paths;
   for (const Shard& shard : shards) {
@@ -714,6 +738,13 @@ Status SaveCheckpoint(FileSystem* fs, const std::string& basename,
     return InvalidArgumentError(
         "segment dims are given for " +
         std::to_string(options.segment_dims.size()) + " tables, " +
+        std::to_string(table_names.size()) + " are saved");
+  }
+  if (!options.values_only.empty() &&
+      options.values_only.size() != table_names.size()) {
+    return InvalidArgumentError(
+        "values_only is given for " +
+        std::to_string(options.values_only.size()) + " tables, " +
         std::to_string(table_names.size()) + " are saved");
   }
   const int nshards = options.nshards;

@@ -10,8 +10,9 @@
 // Beyond the original, a save is atomic as a set and self-identifying:
 // - every meta record carries the save's id, its shard index and count, the
 //   data file's size, a digest of the table's records, the meta file's
-//   table count and the table's segment dims (MultiHashTableMetadata fields
-//   100-107, which the original ignores);
+//   table count, the table's segment dims and whether its records hold
+//   values only (MultiHashTableMetadata fields 100-108, which the original
+//   ignores);
 //   readers check them all, so a restore reads one whole save or fails
 //   naming the file that does not belong (a shard copied in from another
 //   checkpoint);
@@ -90,6 +91,9 @@ struct SaveOptions {
   // which its meta records carry for restores to check (CheckSegmentDims).
   // Empty: none recorded, as the original.
   std::vector<std::vector<uint32_t>> segment_dims;
+  // Per table (in table_names order; empty: none), whether it is a SERVING
+  // table, whose records hold values only (CheckOptimizerStateSaved).
+  std::vector<bool> values_only;
   // The wall clock (microseconds since the epoch) the save's time is read
   // from; tests set another.
   std::function<int64_t()> now_micros = NowMicros;
@@ -115,6 +119,8 @@ struct CheckpointInfo {
     uint64_t entries = 0;  // over all shards
     // As saved; empty where the save recorded none (the original's).
     std::vector<uint32_t> segment_dims;
+    // Saved by a SERVING table: records without optimizer state.
+    bool values_only = false;
   };
   // One meta record: a table's entries in one data shard.
   struct ShardTable {
@@ -174,6 +180,16 @@ Status ReadCheckpointInfo(FileSystem* fs, const std::string& basename,
 // total dim is still checked one by one.
 Status CheckSegmentDims(const CheckpointInfo& info, int table,
                         const std::vector<uint32_t>& segment_dims);
+
+// OK unless table |table| of |info| was saved by a SERVING table (values
+// only) and the table it would be restored into |restores_optimizer_state|
+// (a TRAINING table restoring its records whole): FailedPrecondition
+// naming the table then, since every entry's optimizer state would start
+// over while its values carried on. Restoring values only (the table named
+// in a restore's values_only) takes such a save, e.g. to seed training
+// from a served model.
+Status CheckOptimizerStateSaved(const CheckpointInfo& info, int table,
+                                bool restores_optimizer_state);
 
 // Consumes one record of table |table| (an index into info.tables) from
 // data shard |shard|. Calls for different shards may run concurrently.

@@ -1337,6 +1337,55 @@ TEST(CheckpointTest, SegmentDimsAreRecordedAndChecked) {
       << status.message();
 }
 
+TEST(CheckpointTest, ValuesOnlyTablesAreRecordedAndChecked) {
+  // A SERVING table's save (no optimizer state) restored whole into a
+  // TRAINING table reset every entry's optimizer state, silently.
+  const std::string basename = TestDir("values_only") + "/t";
+  PosixFileSystem fs;
+  SaveOptions options;
+  options.nshards = 2;
+  options.values_only = {true, false, false};
+  ASSERT_OK(SaveWith(&fs, basename, MakeContents(1, 10), options));
+  CheckpointInfo info;
+  ASSERT_OK(
+      ReadCheckpointInfo(&fs, basename, /*need_data=*/true, nullptr, &info));
+  ASSERT_EQ(info.tables.size(), 3u);
+  EXPECT_TRUE(info.tables[0].values_only);
+  EXPECT_FALSE(info.tables[1].values_only);
+  Status status = CheckOptimizerStateSaved(info, 0, true);
+  EXPECT_EQ(status.code(), StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(Contains(status.message(),
+                       "holds table user as a SERVING table saved it"))
+      << status.message();
+  EXPECT_TRUE(Contains(status.message(), "values_only")) << status.message();
+  // Values only restored, or into a SERVING table: nothing is reset.
+  EXPECT_OK(CheckOptimizerStateSaved(info, 0, false));
+  EXPECT_OK(CheckOptimizerStateSaved(info, 1, true));
+  // Shards that disagree are not one save.
+  RewriteMeta(CheckpointMetaName(basename, 1, 2),
+              [](std::vector<MultiHashTableMetadata>* metas) {
+                (*metas)[0].clear_values_only();
+              });
+  Contents restored;
+  status = Restore(basename, &restored);
+  EXPECT_EQ(status.code(), StatusCode::kDataLoss);
+  EXPECT_TRUE(Contains(status.message(),
+                       "table user does not hold values "
+                       "only, where "))
+      << status.message();
+  // The original's saves record nothing: restored whole as before.
+  options.values_only.clear();
+  ASSERT_OK(SaveWith(&fs, basename, MakeContents(2, 10), options));
+  ASSERT_OK(
+      ReadCheckpointInfo(&fs, basename, /*need_data=*/true, nullptr, &info));
+  EXPECT_FALSE(info.tables[0].values_only);
+  options.values_only = {true};
+  status = SaveWith(&fs, basename, MakeContents(3, 10), options);
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(status.message(), "given for 1 tables, 3 are saved"))
+      << status.message();
+}
+
 TEST(CheckpointTest, MetaFilesDisagreeingOnSegmentDimsAreDataLoss) {
   const std::string basename = TestDir("segment_dims_differ") + "/t";
   PosixFileSystem fs;

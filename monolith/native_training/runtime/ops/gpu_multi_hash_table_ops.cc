@@ -736,6 +736,8 @@ class GpuMultiHashTableSaveOp : public GuardedOpKernel {
       entries += mtable->table(t).table->size();
       options.segment_dims.push_back(
           mtable->table(t).records->accessor().SegmentDims());
+      options.values_only.push_back(
+          mtable->table(t).records->accessor().serving());
     }
     options.nshards = nshards_ > 0 ? nshards_
                                    : static_cast<int>(std::min<int64_t>(
@@ -882,10 +884,16 @@ class GpuMultiHashTableRestoreOp : public GuardedOpKernel {
       const int t = mtable->Find(table.name);
       to_graph.push_back(t);
       if (t >= 0) {
+        const ht::EntryAccessor& accessor =
+            mtable->table(t).records->accessor();
         OP_REQUIRES_OK(
-            ctx, ToTfStatus(ht::CheckSegmentDims(
-                     info, static_cast<int>(i),
-                     mtable->table(t).records->accessor().SegmentDims())));
+            ctx, ToTfStatus(ht::CheckSegmentDims(info, static_cast<int>(i),
+                                                 accessor.SegmentDims())));
+        OP_REQUIRES_OK(ctx,
+                       ToTfStatus(ht::CheckOptimizerStateSaved(
+                           info, static_cast<int>(i),
+                           !accessor.serving() &&
+                               graph_states[t] == ht::RestoredState::kAll)));
         restored[t] = true;
       } else {
         mismatches.push_back("the checkpoint's table " + table.name +

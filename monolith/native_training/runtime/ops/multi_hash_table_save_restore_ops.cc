@@ -139,6 +139,8 @@ class MultiHashTableSaveOp : public GuardedOpKernel {
       now.push_back(ht::ExpiryNow(mtable->table(t).table->LatestUpdateTime()));
       options.segment_dims.push_back(
           mtable->table(t).table->accessor().SegmentDims());
+      options.values_only.push_back(
+          mtable->table(t).table->accessor().serving());
     }
     options.nshards = nshards;
     options.snappy = snappy_;
@@ -219,9 +221,12 @@ Status RestoreCheckpointsOrThrow(OpKernelContext* ctx, MultiHashTable* mtable,
       const int t = mtable->Find(table.name);
       to_graph[b].push_back(t);
       if (t >= 0) {
+        const ht::EntryAccessor& accessor = mtable->table(t).table->accessor();
         TF_RETURN_IF_ERROR(ToTfStatus(ht::CheckSegmentDims(
+            infos[b], static_cast<int>(i), accessor.SegmentDims())));
+        TF_RETURN_IF_ERROR(ToTfStatus(ht::CheckOptimizerStateSaved(
             infos[b], static_cast<int>(i),
-            mtable->table(t).table->accessor().SegmentDims())));
+            !accessor.serving() && states[t] == ht::RestoredState::kAll)));
         restored[t] = true;
         continue;
       }
