@@ -285,12 +285,15 @@ class SaveHelper:
       return True
 
   def get_stale_checkpoint_files(
-      self, global_step_value: int) -> StaleCheckpointFiles:
+      self,
+      global_step_value: int,
+      temporaries: bool = True) -> StaleCheckpointFiles:
     """Asset directories and ckpt.info files of deleted checkpoints.
 
     See the module docstring for the rule. Call it after the Saver saved
     (and pruned) the checkpoint of `global_step_value`, whose files are
-    never stale.
+    never stale. With `temporaries` False no temporaries are listed (nor
+    the step's asset folder read for them).
     """
     ckpt_dir = os.path.dirname(self._basename)
     own_base = os.path.basename(self._basename)
@@ -361,8 +364,9 @@ class SaveHelper:
         saver_temporaries=[
             os.path.join(ckpt_dir, name)
             for step, name in sorted(saver_temporaries)
-        ],
-        asset_temporaries=self._asset_temporaries(global_step_value))
+        ] if temporaries else [],
+        asset_temporaries=(self._asset_temporaries(global_step_value)
+                           if temporaries else []))
 
   def _asset_temporaries(self, global_step_value: int) -> List[str]:
     asset_dir = self.get_ckpt_asset_dir(self.get_ckpt_prefix(global_step_value))
@@ -393,11 +397,9 @@ class SaveHelper:
         finishes its renames first), and a sharded Saver's are harmless
         until then.
     """
-    stale = self.get_stale_checkpoint_files(global_step_value)
+    stale = self.get_stale_checkpoint_files(global_step_value, temporaries)
     deleted = []
     gone = "its checkpoint is gone"
-    if not temporaries:
-      stale = stale._replace(saver_temporaries=[], asset_temporaries=[])
     for path, delete, why in (
         [(p, tf.io.gfile.rmtree, gone) for p in stale.asset_dirs] +
         [(p, tf.io.gfile.remove, gone) for p in stale.info_files] +

@@ -267,10 +267,32 @@ def test_delete_skips_what_is_already_deleted(tmp_path, monkeypatch):
   # As if another process deleted step 1's files after they were listed.
   monkeypatch.setattr(
       helper, "get_stale_checkpoint_files",
-      lambda step: save_utils.StaleCheckpointFiles([gone_dir, kept_dir],
-                                                   [gone_info], [], []))
+      lambda step, temporaries=True: save_utils.StaleCheckpointFiles(
+          [gone_dir, kept_dir], [gone_info], [], []))
   assert helper.delete_stale_checkpoint_files(3) == [kept_dir]
   assert not tf.io.gfile.exists(kept_dir)
+
+
+def test_a_delete_before_a_save_does_not_list_the_steps_asset_folder(
+    tmp_path, monkeypatch):
+  # It listed the folder for temporaries it then kept (twice a save, by
+  # the tables' and the filters' listeners): a listing of a remote folder
+  # that every PS writes into.
+  helper = save_utils.SaveHelper(os.path.join(str(tmp_path), "model.ckpt"))
+  asset_dir = helper.get_ckpt_asset_dir(helper.get_ckpt_prefix(5))
+  _make_asset_dir(asset_dir)
+  listed = []
+  real_listdir = tf.io.gfile.listdir
+
+  def listdir(path):
+    listed.append(path)
+    return real_listdir(path)
+
+  monkeypatch.setattr(tf.io.gfile, "listdir", listdir)
+  helper.delete_stale_checkpoint_files(5, temporaries=False)
+  assert asset_dir not in listed and listed
+  helper.delete_stale_checkpoint_files(5)
+  assert asset_dir in listed
 
 
 def test_stale_files_of_a_saver_with_max_to_keep(tmp_path):
