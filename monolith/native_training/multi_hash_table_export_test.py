@@ -95,6 +95,18 @@ def _train_and_save(basename: str):
   return trained
 
 
+def _serving_save(ckpt: str, serving_basename: str) -> None:
+  """Restores the training checkpoint `ckpt` into SERVING tables (as an
+  export builds them) and saves them at `serving_basename`."""
+  with tf.Graph().as_default(), tf1.Session() as sess:
+    with export_context.enter_export_mode(
+        export_context.ExportMode.STANDALONE):
+      table = multi_hash_table_ops.MultiHashTable.from_configs(_configs())
+    sess.run(table.initializer)
+    sess.run(table.restore(ckpt, strict=True).as_op())
+    sess.run(table.save(serving_basename).as_op())
+
+
 def _restore_from_assets(table: multi_hash_table_ops.MultiHashTable,
                          basename: str) -> tf.Operation:
   """The restore of `table` from asset paths the caller made (tensors, which
@@ -286,14 +298,7 @@ def test_a_serving_save_makes_assets_of_values_only(tmp_path):
   ckpt_dir = os.path.join(tmp_path, "ckpt")
   trained = _train_and_save(os.path.join(ckpt_dir, "tables"))
   serving_basename = os.path.join(tmp_path, "serving", "tables")
-  with tf.Graph().as_default(), tf1.Session() as sess:
-    with export_context.enter_export_mode(
-        export_context.ExportMode.STANDALONE):
-      table = multi_hash_table_ops.MultiHashTable.from_configs(_configs())
-    sess.run(table.initializer)
-    sess.run(table.restore(os.path.join(ckpt_dir, "tables"),
-                           strict=True).as_op())
-    sess.run(table.save(serving_basename).as_op())
+  _serving_save(os.path.join(ckpt_dir, "tables"), serving_basename)
   export_dir = os.path.join(tmp_path, "saved_model")
   _export(serving_basename, export_dir)
 
@@ -328,13 +333,7 @@ def test_a_serving_save_restores_into_training_tables_only_as_values(
   ckpt = os.path.join(tmp_path, "ckpt", "tables")
   trained = _train_and_save(ckpt)
   serving_basename = os.path.join(tmp_path, "serving", "tables")
-  with tf.Graph().as_default(), tf1.Session() as sess:
-    with export_context.enter_export_mode(
-        export_context.ExportMode.STANDALONE):
-      table = multi_hash_table_ops.MultiHashTable.from_configs(_configs())
-    sess.run(table.initializer)
-    sess.run(table.restore(ckpt, strict=True).as_op())
-    sess.run(table.save(serving_basename).as_op())
+  _serving_save(ckpt, serving_basename)
   with tf.Graph().as_default(), tf1.Session() as sess:
     table = multi_hash_table_ops.MultiHashTable.from_configs(_configs())
     sess.run(table.initializer)

@@ -64,14 +64,7 @@ def test_a_killed_writer_leaves_the_previous_or_a_whole_file(tmp_path):
     # Past TF's import (about 2 s), then somewhere inside some write.
     first = child.stdout.readline()
     assert first, "the writer died before its first write"
-    time.sleep(rng.uniform(0, 0.5))
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-    # A kill inside a write leaves its temporary, unlocked.
-    temporaries = set(_temporaries(out)) - left_before
-    assert len(temporaries) <= 1, temporaries
-    kills_inside_a_write += len(temporaries)
-    left_before |= temporaries
+    kills_inside_a_write += _kill_within(child, rng, 0.5, out, left_before)
     logs, problems = warmup_data_check.read_warmup_file(out)
     assert not problems, [p.reason for p in problems]
     assert len(logs) == RECORDS
@@ -165,13 +158,8 @@ def test_a_killed_install_leaves_the_model_and_one_whole_checked_file(
     # check, a replay, a rename.
     while (line := child.stdout.readline()) != b"installed True\n":
       assert line, "the installer died before its first install"
-    time.sleep(rng.uniform(0, 1.0))
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-    temporaries = set(_temporaries(installed)) - left_before
-    assert len(temporaries) <= 1, temporaries
-    kills_inside_an_install += len(temporaries)
-    left_before |= temporaries
+    kills_inside_an_install += _kill_within(child, rng, 1.0, installed,
+                                            left_before)
     assert _sha256(installed) in good
     assert warmup_data_check.check_warmup_file(installed, model_dir,
                                                replay_requests=False).ok
@@ -233,6 +221,19 @@ def test_a_terminated_tool_removes_its_unfinished_output(tmp_path):
     assert child.returncode == -sig, (child.returncode, stderr)
     assert f"stopped_tool: terminated by {sig.name}".encode() in stderr
     assert not os.path.exists(tmp_path / sig.name), os.listdir(tmp_path)
+
+
+def _kill_within(child, rng, max_secs, out, left_before):
+  """SIGKILLs `child` within `max_secs` (seeded); returns how many
+  temporaries of `out` the kill left, adding them to `left_before`: a
+  kill inside a write leaves its temporary, unlocked, one at most."""
+  time.sleep(rng.uniform(0, max_secs))
+  child.send_signal(signal.SIGKILL)
+  child.wait()
+  temporaries = set(_temporaries(out)) - left_before
+  assert len(temporaries) <= 1, temporaries
+  left_before |= temporaries
+  return len(temporaries)
 
 
 def _temporaries(out):

@@ -733,19 +733,16 @@ Status SaveCheckpoint(FileSystem* fs, const std::string& basename,
                       const std::vector<std::string>& table_names,
                       const TableSaver& save_table, const SaveOptions& options,
                       SaveResult* result) {
-  if (!options.segment_dims.empty() &&
-      options.segment_dims.size() != table_names.size()) {
-    return InvalidArgumentError(
-        "segment dims are given for " +
-        std::to_string(options.segment_dims.size()) + " tables, " +
-        std::to_string(table_names.size()) + " are saved");
-  }
-  if (!options.values_only.empty() &&
-      options.values_only.size() != table_names.size()) {
-    return InvalidArgumentError(
-        "values_only is given for " +
-        std::to_string(options.values_only.size()) + " tables, " +
-        std::to_string(table_names.size()) + " are saved");
+  // Per-table options: none, or one per table.
+  for (const auto& [what, given] :
+       {std::pair<const char*, size_t>{"segment dims are",
+                                       options.segment_dims.size()},
+        {"values_only is", options.values_only.size()}}) {
+    if (given != 0 && given != table_names.size()) {
+      return InvalidArgumentError(
+          std::string(what) + " given for " + std::to_string(given) +
+          " tables, " + std::to_string(table_names.size()) + " are saved");
+    }
   }
   const int nshards = options.nshards;
   if (nshards < 1 || nshards > kMaxCheckpointShards) {
