@@ -43,6 +43,7 @@
 
 #include "google/protobuf/text_format.h"
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.h"
+#include "monolith/native_training/runtime/hash_table/host_memory.h"
 
 namespace monolith {
 namespace hash_table {
@@ -69,18 +70,6 @@ int64_t RssBytes() {
     std::fclose(f);
   }
   return static_cast<int64_t>(resident) * sysconf(_SC_PAGESIZE);
-}
-
-int64_t AvailableMemoryBytes() {
-  FILE* f = std::fopen("/proc/meminfo", "r");
-  if (f == nullptr) return 0;
-  char line[256];
-  long long kib = 0;
-  while (std::fgets(line, sizeof(line), f) != nullptr) {
-    if (std::sscanf(line, "MemAvailable: %lld kB", &kib) == 1) break;
-  }
-  std::fclose(f);
-  return kib * 1024;
 }
 
 // Runs |per_thread(thread_index)| on |threads| threads; returns seconds.
@@ -795,7 +784,10 @@ int main(int argc, char** argv) {
       // Plus the ids and the random-read buffer's slack.
       const int64_t ids_bytes = num_ids * 8 + (int64_t{1} << 30);
       const int64_t available =
-          monolith::hash_table::AvailableMemoryBytes() * 9 / 10;
+          static_cast<int64_t>(
+              std::min<uint64_t>(monolith::hash_table::AvailableMemoryBytes(),
+                                 uint64_t{1} << 62)) *
+          9 / 10;
       const int64_t alone =
           std::max(OursBytes(dim, num_ids), MapBytes(dim, num_ids)) + ids_bytes;
       if (alone > available) {

@@ -4,13 +4,10 @@
 #ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_OPS_OP_UTIL_H_
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_OPS_OP_UTIL_H_
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <exception>
-#include <fstream>
 #include <functional>
 #include <initializer_list>
 #include <limits>
@@ -26,6 +23,7 @@
 #include "google/protobuf/arena.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
+#include "monolith/native_training/runtime/hash_table/host_memory.h"
 #include "monolith/native_training/runtime/hash_table/status.h"
 #include "monolith/native_training/runtime/hash_table/update_time.h"
 #include "tensorflow/core/framework/node_def_util.h"
@@ -338,113 +336,9 @@ class GuardedOpKernel : public OpKernel {
   virtual void ComputeUnguarded(OpKernelContext* ctx) = 0;
 };
 
-// A memory cgroup's files, as cgroup v2 or v1 names them.
-struct MemoryCgroupFiles {
-  std::string limit;  // "max" (v2: none) does not parse as a number
-  std::string usage;
-  std::string stat;
-  std::string inactive_key;  // memory.stat's inactive file pages
-};
-
-// Calls |fn|(const MemoryCgroupFiles&) for the process's memory cgroups
-// (v2's and v1's, as /proc/self/cgroup names them) and each one above them:
-// a limit may be set on a parent (a pod's, a slice's).
-template <typename Fn>
-void ForEachMemoryCgroup(const Fn& fn) {
-  std::ifstream self("/proc/self/cgroup");
-  std::string line;
-  while (std::getline(self, line)) {
-    // "0::<path>" (v2), "<n>:memory:<path>" (v1; or "memory,..." joined).
-    const size_t first = line.find(':');
-    const size_t second =
-        first == std::string::npos ? first : line.find(':', first + 1);
-    if (second == std::string::npos) continue;
-    const bool v2 = line.rfind("0::", 0) == 0;
-    const std::string controllers = line.substr(first + 1, second - first - 1);
-    if (!v2 &&
-        ("," + controllers + ",").find(",memory,") == std::string::npos) {
-      continue;
-    }
-    std::string dir = line.substr(second + 1);
-    if (dir == "/") dir.clear();
-    while (true) {
-      const std::string base =
-          (v2 ? "/sys/fs/cgroup" : "/sys/fs/cgroup/memory") + dir + "/";
-      fn(v2 ? MemoryCgroupFiles{base + "memory.max", base + "memory.current",
-                                base + "memory.stat", "inactive_file"}
-            : MemoryCgroupFiles{base + "memory.limit_in_bytes",
-                                base + "memory.usage_in_bytes",
-                                base + "memory.stat", "total_inactive_file"});
-      if (dir.empty()) break;
-      const size_t slash = dir.rfind('/');
-      dir.resize(slash == std::string::npos ? 0 : slash);
-    }
-  }
-}
-
-// The memory this process may use: the machine's, or the least limit of
-// its memory cgroups (a container's, a pod's) when lower.
-inline uint64_t UsableMemoryBytes() {
-  const long pages = sysconf(_SC_PHYS_PAGES);  // NOLINT(runtime/int)
-  const long page_bytes = sysconf(_SC_PAGESIZE);  // NOLINT(runtime/int)
-  uint64_t memory = pages > 0 && page_bytes > 0
-                        ? static_cast<uint64_t>(pages) *
-                              static_cast<uint64_t>(page_bytes)
-                        : std::numeric_limits<uint64_t>::max();
-  ForEachMemoryCgroup([&memory](const MemoryCgroupFiles& files) {
-    std::ifstream in(files.limit);
-    uint64_t limit = 0;
-    if (in >> limit && limit > 0) memory = std::min(memory, limit);
-  });
-  return memory;
-}
-
-// The number after |key| in a file of "key value" lines (/proc/meminfo, a
-// cgroup's memory.stat); false where there is none.
-inline bool ReadKeyedValue(const std::string& path, const std::string& key,
-                           uint64_t* value) {
-  std::ifstream in(path);
-  std::string name;
-  while (in >> name) {
-    if (name == key) return static_cast<bool>(in >> *value);
-    in.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
-  }
-  return false;
-}
-
-// A cgroup's limit less its working set: its usage less its inactive file
-// pages, which the kernel reclaims before it kills (as kubelet counts);
-// the most a uint64_t holds where it has no limit.
-inline uint64_t CgroupRoomBytes(const MemoryCgroupFiles& files) {
-  std::ifstream limit_in(files.limit), usage_in(files.usage);
-  uint64_t limit = 0, usage = 0;
-  if (!(limit_in >> limit && usage_in >> usage) || limit == 0) {
-    return std::numeric_limits<uint64_t>::max();
-  }
-  uint64_t inactive = 0;
-  if (ReadKeyedValue(files.stat, files.inactive_key, &inactive)) {
-    usage -= std::min(usage, inactive);
-  }
-  return limit > usage ? limit - usage : 0;
-}
-
-// The memory this process may still take before the kernel reclaims it by
-// killing (an allocation succeeds and its pages are only backed when
-// touched, so a copy past it is an OOM kill, not a bad_alloc): the
-// machine's available memory (/proc/meminfo's MemAvailable), and in
-// cgroups (a container, a pod, a systemd service) the least room of the
-// process's memory cgroups and those above them.
-inline uint64_t AvailableMemoryBytes() {
-  uint64_t available = std::numeric_limits<uint64_t>::max();
-  uint64_t kib = 0;
-  if (ReadKeyedValue("/proc/meminfo", "MemAvailable:", &kib)) {
-    available = kib * 1024;
-  }
-  ForEachMemoryCgroup([&available](const MemoryCgroupFiles& files) {
-    available = std::min(available, CgroupRoomBytes(files));
-  });
-  return available;
-}
+// The host's memory, for kernels that refuse work it would not hold.
+using ::monolith::hash_table::AvailableMemoryBytes;
+using ::monolith::hash_table::UsableMemoryBytes;
 
 // The error of optimizing a table created SERVING (CPU and GPU kernels).
 inline Status ServingTableError(const std::string& table_name) {
