@@ -853,9 +853,9 @@ class DistributedMultiTypeHashTable(
         assets (see `MultiHashTable.restore`).
       strict: whether table names that differ between a checkpoint and the
         tables are an error; None: while exporting only.
-      values_only: slots whose optimizer changed since the save: they
-        restore their values and start the optimizer state afresh (see
-        `MultiHashTable.restore`).
+      values_only: slots whose optimizer changed since the save, or that
+        SERVING tables saved: they restore their values and start the
+        optimizer state afresh (see `MultiHashTable.restore`).
       ps_group: the caller's word that `basenames`, a list of strings or
         string tensors (e.g. an export's asset paths), are every save of one
         PS group, PS j's at index j, as `find_ps_checkpoints` returns them:

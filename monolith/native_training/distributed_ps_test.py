@@ -1642,8 +1642,8 @@ def test_fused_ops_reject_bad_inputs():
        "\\(2\\)"),
       ([0, 0], [1, 4], [0, 1, 2], "float_splits must hold 0"),
       # A row that spans two PS (it read PS 0's padding as its last float).
-      ([0, 0, 0], [0, 3, 4], [0, 1, 2], "index\\[2\\] = 2: table 1's row "
-       "of 2 floats crosses float_splits\\[1\\] = 3"),
+      ([0, 0, 0], [0, 3, 4], [0, 1, 2], "index of row 0 of table 1 is 2: a "
+       "row of 2 floats that crosses float_splits\\[1\\] = 3"),
       ([0, 0], [0, 3, 2], [0, 1, 2], "float_splits must be non-decreasing")]:
     feed = {pairs: np.array(bad_pairs, np.int32),
             splits: np.array(bad_splits, np.int64),
@@ -1683,8 +1683,8 @@ def test_fused_ops_reject_bad_inputs():
        "of the ids' rows"),
       (splits, [0, 1, 2**31 - 1], "float_splits ends at 2147483647 floats"),
       # A row that spans two PS (accepted: it mixed their gradients).
-      (splits, [0, 3, 4], "index\\[2\\] = 2: table 1's row of 2 floats "
-       "crosses float_splits\\[1\\] = 3")]:
+      (splits, [0, 3, 4], "index of row 0 of table 1 is 2: a row of 2 "
+       "floats that crosses float_splits\\[1\\] = 3")]:
     with pytest.raises(tf.errors.InvalidArgumentError, match=match):
       _run(scatter, {**good, name: np.array(bad, name.dtype.as_numpy_dtype)})
 

@@ -421,8 +421,10 @@ class HashFilterCheckpointSaverListener(
   Args:
     basename: the checkpoint basename given to the Saver.
     hash_filters: the filters, one per PS (as `create_hash_filters`).
-    enable_hash_filter: False saves nothing.
-    enable_save_restore: False saves nothing.
+    enable_hash_filter: False saves nothing, and deletes the filter files
+      of the step being saved that a killed run with filters on left (see
+      `_delete_unfinished_save`).
+    enable_save_restore: False saves and deletes nothing.
     timeout_secs: the deadline of a save's run (default 30 minutes, as the
       original; at most a year); None for none (a year).
   """
@@ -440,6 +442,9 @@ class HashFilterCheckpointSaverListener(
     self._hash_filters = utils.checked_handles(hash_filters, "hash_filters")
     self._enabled = _saves_and_restores(enable_hash_filter,
                                         enable_save_restore)
+    # Filters off, files of this job's checkpoints still kept here.
+    self._deletes_unfinished = not self._enabled and _flag(
+        "enable_save_restore", enable_save_restore)
     if self._enabled:
       _claim_checkpoint_files(self._helper.basename, self._hash_filters)
     self._placeholders = []
@@ -455,7 +460,8 @@ class HashFilterCheckpointSaverListener(
   def before_save(self, sess: tf.compat.v1.Session,
                   global_step_value: int) -> None:
     if not self._enabled:
-      self._delete_unfinished_save(global_step_value)
+      if self._deletes_unfinished:
+        self._delete_unfinished_save(global_step_value)
       return
     # As the tables' saver listener: never before the restore.
     save_utils.check_restorer_hooks_ran(sess,

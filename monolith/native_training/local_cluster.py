@@ -1374,16 +1374,20 @@ def _stop_workers_first(tasks: List[_Task]) -> None:
 def _give_up_on_lost_tasks(workers: List[_Task], secs: float) -> None:
   """Tells the running workers that no lost task will come back (they
   report it and exit), waiting up to `secs` in all for them to exit. Told
-  again every half second: a worker ignores the signal until it has its
-  handler (see _Task)."""
+  again after 0.5, 1.5, 3.5 ... s: a worker ignores the signal until it
+  has its handler (see _Task); not more often, as each signal interrupts
+  a blocking call of whichever thread takes it."""
   deadline = time.monotonic() + secs
+  interval = 0.5
   while True:
     running = [t for t in workers if t.process.poll() is None]
     if not running or time.monotonic() >= deadline:
       return
     for t in running:
       t.process.send_signal(_GIVE_UP_SIGNAL)
-    _wait_for_exits(running, min(0.5, max(deadline - time.monotonic(), 0.0)))
+    _wait_for_exits(running,
+                    min(interval, max(deadline - time.monotonic(), 0.0)))
+    interval *= 2
 
 
 def _wait_for_exits(tasks: List[_Task], secs: float) -> None:

@@ -2521,9 +2521,9 @@ class MultiHashTableCheckpointRestorerListener(
       Saver does for variables), so that a lost table is never taken for a
       new one.
     values_only: table names (slots, of any MultiHashTable's `table_names`)
-      whose optimizer changed since the checkpoint: they restore the
-      values and update times and start the optimizer state afresh (see
-      `MultiHashTable.restore`). Give it for the first restore after the
+      whose optimizer changed since the checkpoint, or that SERVING tables
+      saved: they restore the values and update times and start the
+      optimizer state afresh (see `MultiHashTable.restore`). Give it for the first restore after the
       change only: later checkpoints hold the new optimizer's state.
 
   Raises:

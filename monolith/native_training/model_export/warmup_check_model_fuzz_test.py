@@ -194,7 +194,9 @@ def test_the_check_gives_its_report_or_error_on_mutated_models(tmp_path):
       with open(os.path.join(model_dir, "saved_model.pb"), "wb") as f:
         f.write(data)
     outcomes[_check(warmup, model_dir, round_, replay=False)] += 1
-  assert all(outcomes.values()), outcomes
+  # Whether a mutation parses depends on the protobuf runtime: only that
+  # both outcomes came.
+  assert outcomes["refused"] and outcomes["reported"], outcomes
 
 
 def test_replay_gives_its_report_or_error_on_mutated_models(tmp_path):

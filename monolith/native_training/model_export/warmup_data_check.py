@@ -1069,8 +1069,8 @@ def replay(calls: Sequence[_Call], saved_model_dir: str,
         problems.append(_replay_problem(call, str(e)))
       except KeyError as e:  # TF's own, of a dtype numpy has no type for
         problems.append(_replay_problem(
-            call, f"an output's dtype (enum {e}) has no numpy type: it "
-            "cannot be fetched (a resource handle?)"))
+            call, f"a tensor's dtype (enum {e}) has no numpy type: it "
+            "cannot be fed or fetched (a resource handle?)"))
   finally:
     sess.close()
   return problems

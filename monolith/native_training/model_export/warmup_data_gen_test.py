@@ -682,10 +682,15 @@ def test_a_failed_remote_write_leaves_the_folders_it_created(monkeypatch):
 
   monkeypatch.setattr(tf.io.gfile, "listdir", listdir)
   monkeypatch.setattr(tf.io.gfile, "rmtree", rmtree)
+  # Only the outer folder was made before the write failed.
+  monkeypatch.setattr(tf.io.gfile, "exists",
+                      lambda path: path == "gs://bucket/new")
   with mock.patch.object(warmup_io.logging, "warning") as warning:
-    warmup_io._remove_empty_folder("gs://bucket/new")
+    warmup_io._remove_created_folders(
+        ["gs://bucket/new/1", "gs://bucket/new"])
   assert store == {"gs://bucket/new/other": b"another writer's"}
-  assert "gs://bucket/new" in warning.call_args[0]
+  assert warning.call_count == 1
+  assert warning.call_args[0][1] == "gs://bucket/new"
 
 
 def test_a_failed_write_removes_its_temporary_while_it_holds_it(

@@ -230,23 +230,31 @@ def _remove_temporary(tmp_path: str) -> None:
     logging.warning("Could not remove the temporary %s: %s", tmp_path, e)
 
 
-def _remove_empty_folder(folder: str) -> None:
-  """Removes `folder` if it is empty (a file another writer just put there
-  keeps it). A remote one stays, with a warning: tf.io.gfile removes
-  folders only recursively, and a file another writer puts there between
-  a listing and that removal would go with it."""
-  if not _is_local(folder):
-    logging.warning(
-        "Left the folder %s that this write created: remove it if it is "
-        "empty (an empty model version folder is a version TF Serving "
-        "cannot load)", folder)
-    return
+def _remove_created_folders(folders: Sequence[str]) -> None:
+  """Removes `folders` (innermost first) where they are empty: a file
+  another writer just put there keeps its folder. Remote ones stay, with
+  one warning naming those that exist: tf.io.gfile removes folders only
+  recursively, and a file another writer put there between a listing and
+  that removal would go with it."""
+  remote = [f for f in folders if not _is_local(f)]
+  for folder in folders:
+    if folder in remote:
+      continue
+    try:
+      os.rmdir(folder)  # refuses a folder that is not empty, atomically
+    except FileNotFoundError:
+      pass  # never created (creating the folders failed before it)
+    except OSError as e:
+      logging.warning("Could not remove the folder %s: %s", folder, e)
   try:
-    os.rmdir(folder)  # refuses a folder that is not empty, atomically
-  except (FileNotFoundError, tf.errors.NotFoundError):
-    pass  # never created (creating the folders failed before it)
-  except (OSError, tf.errors.OpError) as e:
-    logging.warning("Could not remove the folder %s: %s", folder, e)
+    left = [f for f in remote if tf.io.gfile.exists(f)]
+  except tf.errors.OpError:
+    left = remote  # cannot tell: all of them
+  if left:
+    logging.warning(
+        "Left the folders this write created: %s; remove those that are "
+        "empty (an empty model version folder is a version TF Serving "
+        "cannot load)", ", ".join(left))
 
 
 @contextlib.contextmanager
@@ -260,7 +268,7 @@ def atomic_output(output_path: str) -> Iterator[str]:
   (see `utils.temporary_is_the_only_copy`) until a later write of the
   output succeeds. Missing folders are created, and removed again if the block
   raises (an empty model version folder would be a version TF Serving
-  cannot load; remote ones stay, see _remove_empty_folder). Temporaries of this output that killed writers left are
+  cannot load; remote ones stay, see _remove_created_folders). Temporaries of this output that killed writers left are
   deleted (see _delete_stale_temporaries) once a whole output is there,
   before the write where there is one, so they do not pile up in a
   model's assets.extra.
@@ -311,8 +319,7 @@ def atomic_output(output_path: str) -> Iterator[str]:
   except BaseException:
     if not kept:
       _remove_temporary(tmp_path)
-    for folder in created:  # innermost first; only those left empty
-      _remove_empty_folder(folder)
+    _remove_created_folders(created)  # innermost first
     raise
   if not cleaned:
     _delete_stale_temporaries(output_path)

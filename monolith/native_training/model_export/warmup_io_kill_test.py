@@ -150,15 +150,21 @@ def test_a_killed_install_leaves_the_model_and_one_whole_checked_file(
   env = utils.python_child_env(TF_CPP_MIN_LOG_LEVEL="3")
   kills_inside_an_install = 0
   left_before = set()
-  for _ in range(INSTALL_ROUNDS):
+  for round_ in range(INSTALL_ROUNDS):
     child = subprocess.Popen(
         [sys.executable, "-c", _INSTALLER, model_dir] + sources,
         stdout=subprocess.PIPE, env=env)
-    # Past TF's import and the first install, then anywhere: a copy, a
-    # check, a replay, a rename.
+    # Past TF's import and the first install, then anywhere (a copy, a
+    # check, a replay, a rename), or every other round just after a copy
+    # began.
     while (line := child.stdout.readline()) != b"installed True\n":
       assert line, "the installer died before its first install"
-    kills_inside_an_install += _kill_within(child, rng, 1.0, installed,
+    within = 1.0
+    if round_ % 2:
+      while (line := child.stdout.readline()) != b"copy\n":
+        assert line, "the installer died"
+      within = 0.05
+    kills_inside_an_install += _kill_within(child, rng, within, installed,
                                             left_before)
     assert _sha256(installed) in good
     assert warmup_data_check.check_warmup_file(installed, model_dir,

@@ -714,10 +714,11 @@ Status CheckOptimizerStateSaved(const CheckpointInfo& info, int table,
   return FailedPreconditionError(
       "checkpoint " + info.basename + " holds table " + saved.name +
       " as a SERVING table saved it: values only (as its compressors store "
-      "them), no optimizer state. Restored into this training table, every "
-      "entry's optimizer state would start over: name the table in the "
-      "restore's values_only to take its values (e.g. to seed training from "
-      "a served model), or restore a training checkpoint");
+      "them), no optimizer state. Restored whole into this training table, "
+      "its entries would train on from the compressed values with their "
+      "optimizer state started over: name the table in the restore's "
+      "values_only to take its values (e.g. to seed training from a served "
+      "model), or restore a training checkpoint");
 }
 
 std::vector<std::string> CheckpointInfo::PathsInRenameOrder() const {

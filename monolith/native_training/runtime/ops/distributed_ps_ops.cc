@@ -694,19 +694,19 @@ Status CheckRowsWithinOnePs(const int64_t* splits, int64_t num_ps,
                             const std::vector<int64_t>& counts,
                             const std::vector<int64_t>& dims) {
   if (num_ps < 2) return OkStatus();
-  int64_t k = 0;  // the row's position in index
   for (size_t t = 0; t < counts.size(); ++t) {
-    for (int64_t i = 0; i < counts[t]; ++i, ++k) {
-      const int64_t begin = index[k];
+    for (int64_t i = 0; i < counts[t]; ++i) {
+      const int64_t begin = index[i];
       const int64_t p =
           std::upper_bound(splits + 1, splits + num_ps, begin) - (splits + 1);
       if (p + 1 < num_ps && begin + dims[t] > splits[p + 1]) {
         return errors::InvalidArgument(
-            "index[", k, "] = ", begin, ": table ", t, "'s row of ", dims[t],
-            " floats crosses float_splits[", p + 1, "] = ", splits[p + 1],
-            " (each row lies in one PS's floats)");
+            "index of row ", i, " of table ", t, " is ", begin, ": a row of ",
+            dims[t], " floats that crosses float_splits[", p + 1,
+            "] = ", splits[p + 1], " (each row lies in one PS's floats)");
       }
     }
+    index += counts[t];
   }
   return OkStatus();
 }

@@ -69,13 +69,19 @@ class Reference {
 
   std::vector<float>& Row(int64_t id, int64_t time) {
     auto it = rows_.find(id);
-    if (it == rows_.end()) {
+    const bool fresh = it == rows_.end();
+    if (fresh) {
       it = rows_.emplace(id, std::vector<float>(spec_.row_floats(), 0.0f)).first;
       for (const GpuSegment& seg : spec_.segments) {
         for (int c = 0; c < seg.dim; ++c) InitColumn(seg, id, c, it->second.data());
       }
     }
-    SetRowTime(it->second.data(), spec_.entry_floats, time);
+    // As the write kernel: an older write leaves a row's time.
+    float* row = it->second.data();
+    SetRowTime(row, spec_.entry_floats,
+               fresh ? time
+                     : LaterUpdateTime(RowTime(row, spec_.entry_floats), time,
+                                       HostClockSeconds()));
     return it->second;
   }
   void Assign(const std::vector<int64_t>& ids, const std::vector<float>& v,
