@@ -417,7 +417,7 @@ MONOLITH_HOST_DEVICE inline void ApplyColumnGradient(const GpuSegment& seg,
       // As the CPU's: a zero denominator (beta and l2 0, g * g underflowed
       // to 0 with a zero accumulator) gives w = 0, not +-inf.
       const float den = sqrt_new + seg.beta + seg.l2 * lr;
-      *w = fabsf(z) > seg.l1 && den != 0.0f
+      *w = !(fabsf(z) <= seg.l1) && den != 0.0f
                ? lr * (copysignf(seg.l1, z) - z) / den
                : 0.0f;
       return;

@@ -200,6 +200,9 @@ class DynamicWdAdagradOptimizer final : public OptimizerBase {
         w[i] -= (acc == 0.0f ? 0.0f : lr / std::sqrt(acc) * g) + decay * w[i];
       }
     } else {
+      // As decoupled decay's: at most 1 / lr, or wd * w overflows, and the
+      // gradient it joins makes the entry NaN for good.
+      if (dynamic_ && lr > 0.0f) wd = std::min(wd, 1.0f / lr);
       AdagradKernel(w, norm, gr, dim_, lr, wd);
     }
     // The latest step: a slower worker's older step does not move it back
@@ -425,7 +428,9 @@ class FtrlOptimizer final
       // den is 0 only when beta and l2 are 0 and g * g underflowed to 0
       // with a zero accumulator: w = 0 there, as group FTRL's (not +-inf).
       const float den = sqrt_new + beta_ + l2_ * lr;
-      w[i] = std::fabs(z) > l1_ && den != 0.0f
+      // Not "> l1": a NaN z (a NaN gradient or rate) shows in w, where it
+      // pinned w at 0 with NaN state for good.
+      w[i] = !(std::fabs(z) <= l1_) && den != 0.0f
                  ? lr * (std::copysign(l1_, z) - z) / den
                  : 0.0f;
     }

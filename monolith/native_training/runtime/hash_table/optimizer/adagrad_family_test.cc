@@ -330,12 +330,14 @@ TEST(AdagradFamily, ZeroDenominatorsKeepValuesFinite) {
 // the loss instead of freezing the coordinate (a NaN accumulator never
 // compared above 0 again). A negative learning rate is applied, as there.
 TEST(AdagradFamily, NanGradientsShowAndNegativeRatesApply) {
-  std::vector<OptimizerConfig> configs(5);
+  std::vector<OptimizerConfig> configs(6);
   configs[0].mutable_adagrad();
   configs[1].mutable_dynamic_wd_adagrad();
   configs[2].mutable_dynamic_wd_adagrad()->set_decouple_weight_decay(true);
   configs[3].mutable_group_adagrad();
   configs[4].mutable_group_ftrl();
+  // It pinned w at 0 with NaN state, silently.
+  configs[5].mutable_ftrl();
   for (const OptimizerConfig& c : configs) {
     auto opt = MustNew(c, 2);
     Entry e(*opt);
@@ -399,11 +401,21 @@ TEST(DynamicWdAdagrad, OlderStepsAndHugeScaledDecay) {
   e.Optimize({0.1f}, 0.1f, 95);
   EXPECT_EQ(e.Save().dump(0).dynamic_wd_adagrad().last_update_step(), 100);
   e.Optimize({0.1f}, 0.1f, 10000);  // 1e-4 * 9900^20 overflows a float
+  // Capped at 1 / lr: the entry and its accumulator stay finite, and it
+  // moves on (a value above 1 made wd * w infinite, the entry NaN).
   EXPECT_TRUE(std::isfinite(e.Num()[0]));
-  // The accumulator saturates (inf, not NaN): documented, the entry then
-  // stops moving.
-  EXPECT_FALSE(std::isnan(e.Save().dump(0).dynamic_wd_adagrad().norm(0)));
+  EXPECT_TRUE(std::isfinite(e.Save().dump(0).dynamic_wd_adagrad().norm(0)));
   EXPECT_EQ(e.Save().dump(0).dynamic_wd_adagrad().last_update_step(), 10000);
+  Entry big(*opt);
+  big.Init();
+  big.SetNum({2.0f});
+  big.Optimize({0.1f}, 0.1f, 100);
+  big.Optimize({0.1f}, 0.1f, 10000);
+  EXPECT_TRUE(std::isfinite(big.Num()[0]));
+  EXPECT_LT(big.Num()[0], 2.0f);  // decayed
+  const float before = big.Num()[0];
+  big.Optimize({0.1f}, 0.1f, 10001);
+  EXPECT_NE(big.Num()[0], before);
 }
 
 }  // namespace

@@ -38,7 +38,7 @@ class AdadeltaOptimizer final : public OptimizerBase {
   static void Validate(const Config&, int, ConfigChecker* check) {
     check->NonNegative({"weight_decay_factor"})
         .Within("averaging_ratio", 0, 1)
-        .Positive("epsilon");
+        .NormalPositive("epsilon");
   }
 
   AdadeltaOptimizer(const Config& c, int dim)
@@ -119,7 +119,7 @@ class AdamOptimizer final : public OptimizerBase {
     check->Within("beta1", 0, 1, /*hi_inclusive=*/false)
         .Within("beta2", 0, 1, /*hi_inclusive=*/false)
         .NonNegative({"weight_decay_factor"})
-        .Positive("epsilon");
+        .NormalPositive("epsilon");
   }
 
   AdamOptimizer(const Config& c, int dim)

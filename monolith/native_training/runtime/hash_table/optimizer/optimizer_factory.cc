@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -94,6 +95,17 @@ ConfigChecker& ConfigChecker::Positive(const char* field) {
   if (!Read(field, &v)) return *this;
   return Rule(std::isfinite(v.number) && v.number > 0, field, "finite and > 0",
               v.text);
+}
+
+ConfigChecker& ConfigChecker::NormalPositive(const char* field) {
+  Value v;
+  if (!Read(field, &v)) return *this;
+  return Rule(
+      std::isfinite(v.number) && v.number >= std::numeric_limits<float>::min(),
+      field,
+      "finite and at least " + Str(std::numeric_limits<float>::min()) +
+          " (smaller floats are flushed to 0 in TF's kernels)",
+      v.text);
 }
 
 ConfigChecker& ConfigChecker::Within(const char* field, double lo, double hi,

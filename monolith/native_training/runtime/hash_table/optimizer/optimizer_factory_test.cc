@@ -429,7 +429,15 @@ TEST(NewOptimizer, RejectsBadConfigs) {
       std::numeric_limits<float>::infinity());
   expect_bad(c, 4, {"group_adagrad.l2_regularization_strength"});
   c.mutable_adadelta()->set_epsilon(0);
-  expect_bad(c, 4, {"adadelta.epsilon must be finite and > 0, got 0"});
+  expect_bad(c, 4, {"adadelta.epsilon must be finite and at least", "got 0"});
+  // A denormal epsilon is 0 under TF's flush-to-zero: 0 / 0 at a zero
+  // second moment, a NaN entry for good.
+  c.mutable_adadelta()->set_epsilon(1e-40f);
+  expect_bad(c, 4, {"adadelta.epsilon", "flushed to 0"});
+  c.mutable_adam()->set_epsilon(1e-40f);
+  expect_bad(c, 4, {"adam.epsilon", "flushed to 0"});
+  c.mutable_amsgrad()->set_epsilon(1e-40f);
+  expect_bad(c, 4, {"amsgrad.epsilon", "flushed to 0"});
   c.mutable_adadelta()->set_epsilon(0.1f);
   c.mutable_adadelta()->set_averaging_ratio(1.5f);
   expect_bad(c, 4, {"adadelta.averaging_ratio must be in [0, 1], got 1.5"});

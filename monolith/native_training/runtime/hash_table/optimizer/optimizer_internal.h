@@ -95,6 +95,10 @@ class ConfigChecker {
   ConfigChecker& NonNegative(std::initializer_list<const char*> fields);
   // Finite and > 0.
   ConfigChecker& Positive(const char* field);
+  // Finite and a normal float (at least FLT_MIN): TF runs kernels with
+  // denormals flushed to 0 (and the GPU code is built -ftz), so a smaller
+  // divisor's guard would be 0.
+  ConfigChecker& NormalPositive(const char* field);
   // lo <= value <= hi, or lo <= value < hi when !hi_inclusive.
   ConfigChecker& Within(const char* field, double lo, double hi,
                         bool hi_inclusive = true);
