@@ -503,6 +503,28 @@ def _save_unnamed_tables(model_dir: str, num_ps: int) -> str:
   return basename
 
 
+def test_a_local_table_named_as_a_ps_groups_keeps_live_ps_count_records(
+    tmp_path):
+  # A local table "<name>_" reads as the local one of a PS group "<name>":
+  # a save deleted that group's files as another layout's, and with them
+  # the PS count record of a PS table of the graph named "<name>".
+  basename = os.path.join(str(tmp_path), "model.ckpt")
+  with tf.Graph().as_default():
+    dist = distributed_ps.DistributedMultiTypeHashTable(
+        3, {"a": _adagrad(1, 0.5)}, _unnamed_factory)
+    multi_hash_table_ops.MultiHashTable.from_configs(
+        {"b": _adagrad(1, 0.5)}, name_suffix="ps0x_")
+    ids = tf.constant(_POOL)
+    assign = dist.assign({"a": (ids, tf.ones([len(_POOL), 1]))}).as_op()
+    listener = multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
+        basename)
+    with _session(3) as sess:
+      sess.run(assign)
+      listener.before_save(sess.raw_session(), 1)
+  with open(f"{basename}-1.assets/MonolithMultiHashTable_ps0x.num_ps") as f:
+    assert f.read() == "3\n"
+
+
 @pytest.mark.parametrize("num_ps", [3, 2])
 @pytest.mark.parametrize("recorded", [True, False])
 def test_unnamed_ps_tables_restore_only_into_the_same_ps_count(

@@ -2404,7 +2404,12 @@ class MultiHashTableCheckpointSaverListener(
             ]
     if not patterns:
       return
-    live = [_local_table_files(name) for name in live_names]
+    # The tables of the graph, and the PS count records of those that keep
+    # one under their name (PS tables outside groups).
+    live = [_local_table_files(name) for name in live_names] + [
+        re.compile(re.escape(save_utils.ps_count_path("", name)))
+        for name in live_names
+    ]
     stale = sorted(
         n for n in (name.rstrip("/") for name in tf.io.gfile.listdir(base_dir))
         if any(p.fullmatch(n) for p in patterns) and
