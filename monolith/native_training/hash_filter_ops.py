@@ -429,6 +429,9 @@ class HashFilterCheckpointSaverListener(
       original; at most a year); None for none (a year).
   """
 
+  # Never a guard listener (NoFirstSaveCheckpointSaverHook refuses it).
+  saves_checkpoint_files = True
+
   def __init__(self,
                basename: str,
                hash_filters: List[tf.Tensor],

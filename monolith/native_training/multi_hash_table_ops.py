@@ -2264,6 +2264,9 @@ class MultiHashTableCheckpointSaverListener(
       (hundreds of GB, a remote file system).
   """
 
+  # Never a guard listener (NoFirstSaveCheckpointSaverHook refuses it).
+  saves_checkpoint_files = True
+
   def __init__(self,
                basename: str,
                write_ckpt_info: bool = True,

@@ -1668,6 +1668,14 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
         self._guard_saver_listeners,
         "NoFirstSaveCheckpointSaverHook guard_saver_listeners",
         ("before_save", "after_save"), "a CheckpointRestorerHook's listeners")
+    for i, guard in enumerate(self._guard_saver_listeners):
+      if getattr(guard, "saves_checkpoint_files", False):
+        raise TypeError(
+            f"NoFirstSaveCheckpointSaverHook guard_saver_listeners[{i}] is a "
+            f"{type(guard).__name__}, which saves files of the checkpoint: "
+            "pass it in listeners (a guard's after_save runs after a failed "
+            "save too, and its clean-up would delete what completes a save "
+            "interrupted while renaming)")
     self._creating_session = False
     self._marked_at_creation = False
     self._restorers_before = frozenset()

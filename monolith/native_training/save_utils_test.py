@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from monolith.native_training import basic_restore_hook
+from monolith.native_training import multi_hash_table_ops
 from monolith.native_training import save_utils
 
 
@@ -682,6 +683,16 @@ def test_listeners_of_the_other_kind_are_refused(tmp_path):
                        r"\w+\[0\] is a \w+, which has no .*before_save"):
       save_utils.NoFirstSaveCheckpointSaverHook(str(tmp_path), save_steps=1,
                                                 **kwargs)
+
+  # A listener that saves the checkpoint's own files is no guard.
+  with tf.Graph().as_default():
+    tables = multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
+        str(tmp_path / "model.ckpt"))
+    with pytest.raises(TypeError, match=r"guard_saver_listeners\[0\] is a "
+                       r"MultiHashTableCheckpointSaverListener, which saves "
+                       r"files of the checkpoint: pass it in listeners"):
+      save_utils.NoFirstSaveCheckpointSaverHook(
+          str(tmp_path), save_steps=1, guard_saver_listeners=[tables])
 
   class OnlySaves:
     """A guard as the original's callers wrote them: no begin nor end."""
