@@ -315,13 +315,14 @@ import sys
 from monolith.native_training import utils
 
 path = sys.argv[1]
-print("ready", flush=True)
 version = 0
 while True:
   version += 1
   # Large enough that a kill often falls inside a write.
   utils.write_file_atomically(
       path, f"{version}\\n" + "x" * (1 << 20) + f"\\n{version}\\n")
+  if version == 1:
+    print("ready", flush=True)  # a whole file is there to read
 """
 
 

@@ -189,6 +189,19 @@ TEST(FilterCheckpointKillTest, EveryRestoreReadsOneWholeSaveOrFailsClearly) {
       ASSERT_TRUE(WaitForPause(child, notify))
           << "the first save ended before its second file";
     } else {
+      // Round 1 once its first save finished (it began the next): one
+      // round, at least, has a whole save to read, however slow the disk.
+      if (round == 1) {
+        const auto began_second = [&log] {
+          const std::vector<int> started = StartedVersions(log);
+          return std::find(started.begin(), started.end(), 1001) !=
+                 started.end();
+        };
+        for (int waited_ms = 0; !began_second(); ++waited_ms) {
+          ASSERT_LT(waited_ms, 60000) << "no save finished";
+          usleep(1000);
+        }
+      }
       usleep(kill_after_us(rng));
     }
     ASSERT_EQ(kill(child, SIGKILL), 0);
