@@ -196,7 +196,8 @@ class AdadeltaOptimizer(_OneofOptimizer):
     learning_rate: the config's learning_rate (not read by the engine).
     weight_decay_factor: weight decay added to the gradient.
     averaging_ratio: rho, the decay of both averages, in [0, 1].
-    epsilon: the offset under both square roots, > 0.
+    epsilon: the offset under both square roots, at least 1.18e-38 (the
+      least normal float; TF's kernels flush smaller ones to 0).
     warmup_steps: when positive, \eta is scaled by
       min(1, global_step / warmup_steps).
   """
@@ -234,7 +235,8 @@ class AdamOptimizer(_OneofOptimizer):
     weight_decay_factor: weight decay added to the gradient.
     use_nesterov: whether the step uses the Nesterov form
       (1 - beta1) * g + beta1 * m_{i+1} in place of m_{i+1}.
-    epsilon: offset that keeps the denominator away from zero, > 0.
+    epsilon: offset that keeps the denominator away from zero, at least
+      1.18e-38 (the least normal float; TF's kernels flush smaller ones to 0).
     warmup_steps: when positive, \eta is scaled by
       min(1, global_step / warmup_steps).
   """
@@ -272,7 +274,8 @@ class AmsgradOptimizer(_OneofOptimizer):
     beta2: decay rate of the second moment, in [0, 1).
     weight_decay_factor: weight decay added to the gradient.
     use_nesterov: whether the step uses the Nesterov form of the moment.
-    epsilon: offset that keeps the denominator away from zero, > 0.
+    epsilon: offset that keeps the denominator away from zero, at least
+      1.18e-38 (the least normal float; TF's kernels flush smaller ones to 0).
     warmup_steps: when positive, the learning rate is scaled by
       min(1, global_step / warmup_steps).
   """
@@ -482,7 +485,8 @@ class DynamicWdAdagradOptimizer(_OneofOptimizer):
   Decoupled: n += grad^2; x -= lr / sqrt(n) * grad + lr * wd * x.
   With enable_dynamic_wd, wd is scaled by gap ** (+-1 / temperature), gap the
   global steps since the entry's last update (1 for its first), and the
-  decoupled decay lr * wd is capped at 1.
+  decay lr * wd is capped at 1 (coupled or decoupled; at a rate of 0 or
+  below, coupled decay keeps its unscaled factor).
 
   Args:
     learning_rate: the config's learning_rate (not read by the engine).

@@ -551,7 +551,20 @@ def test_a_save_with_filters_off_deletes_a_killed_filter_save_of_its_step(
     # The files of a step with a checkpoint stay.
     filters_on.before_save(sess, 5)
     filters_off.before_save(sess, 5)
-  assert len(os.listdir(asset_dir)) == 6
+    assert len(os.listdir(asset_dir)) == 6
+    # With save and restore off, nothing is deleted either.
+    untouched = hash_filter_ops.HashFilterCheckpointSaverListener(
+        basename, hash_filters, enable_hash_filter=True,
+        enable_save_restore=False)
+    filters_on.before_save(sess, 6)
+    untouched.before_save(sess, 6)
+  assert len(os.listdir(basename + "-6.assets")) == 6
+  # Never a guard listener of the saver hook (its clean-up runs after
+  # failed saves too).
+  with pytest.raises(TypeError, match=r"is a HashFilterCheckpointSaverListener"
+                     r", which saves files of the checkpoint"):
+    save_utils.NoFirstSaveCheckpointSaverHook(
+        str(tmp_path), save_steps=1, guard_saver_listeners=[filters_on])
 
 
 def test_listeners_take_a_path_and_refuse_one_filter_outside_a_list(

@@ -2408,10 +2408,11 @@ class MultiHashTableCheckpointSaverListener(
     if not patterns:
       return
     # The tables of the graph, and the PS count records of those that keep
-    # one under their name (PS tables outside groups).
+    # one under their name (PS tables outside groups; a local table's name
+    # may be a dead PS group's prefix, whose record goes).
     live = [_local_table_files(name) for name in live_names] + [
         re.compile(re.escape(save_utils.ps_count_path("", name)))
-        for name in live_names
+        for name in self._unmarked_ps_tables
     ]
     stale = sorted(
         n for n in (name.rstrip("/") for name in tf.io.gfile.listdir(base_dir))
@@ -2531,8 +2532,9 @@ class MultiHashTableCheckpointRestorerListener(
     values_only: table names (slots, of any MultiHashTable's `table_names`)
       whose optimizer changed since the checkpoint, or that SERVING tables
       saved: they restore the values and update times and start the
-      optimizer state afresh (see `MultiHashTable.restore`). Give it for the first restore after the
-      change only: later checkpoints hold the new optimizer's state.
+      optimizer state afresh (see `MultiHashTable.restore`). Give it for
+      the first restore after the change only: later checkpoints hold the
+      new optimizer's state.
 
   Raises:
     ValueError: `new_tables` or `values_only` names no table of the graph.

@@ -1602,7 +1602,8 @@ class NoFirstSaveCheckpointSaverHook(tf.compat.v1.train.CheckpointSaverHook):
       when it fails; their own errors are logged, not raised. Those with
       `begin` and `end` have them called as TF's hook calls its
       listeners' (`end` even when the last save fails; an error in
-      `begin` is raised).
+      `begin` is raised). The tables' and filters' saver listeners are
+      refused here (TypeError): they go in `listeners`.
 
   With a `PartialRecoverySaver`, it also marks every PS task set up once the
   session is created (`setup_ps_initialized_state`), as the original's

@@ -266,10 +266,10 @@ def atomic_output(output_path: str) -> Iterator[str]:
   untouched; or if the rename fails, unless it deleted the existing output
   first (TF's HDFS rename does): the temporary, then the only copy, is kept
   (see `utils.temporary_is_the_only_copy`) until a later write of the
-  output succeeds. Missing folders are created, and removed again if the block
-  raises (an empty model version folder would be a version TF Serving
-  cannot load; remote ones stay, see _remove_created_folders). Temporaries of this output that killed writers left are
-  deleted (see _delete_stale_temporaries) once a whole output is there,
+  output succeeds. Missing folders are created, and removed again if the
+  block raises (an empty model version folder would be a version TF
+  Serving cannot load; remote ones stay, see _remove_created_folders).
+  Temporaries of this output that killed writers left are deleted (see _delete_stale_temporaries) once a whole output is there,
   before the write where there is one, so they do not pile up in a
   model's assets.extra.
 

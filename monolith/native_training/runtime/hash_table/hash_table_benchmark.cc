@@ -783,11 +783,9 @@ int main(int argc, char** argv) {
       using monolith::hash_table::OursBytes;
       // Plus the ids and the random-read buffer's slack.
       const int64_t ids_bytes = num_ids * 8 + (int64_t{1} << 30);
-      const int64_t available =
-          static_cast<int64_t>(
-              std::min<uint64_t>(monolith::hash_table::AvailableMemoryBytes(),
-                                 uint64_t{1} << 62)) *
-          9 / 10;
+      const int64_t available = static_cast<int64_t>(std::min<uint64_t>(
+          monolith::hash_table::AvailableMemoryBytes() / 10 * 9,
+          uint64_t{1} << 62));
       const int64_t alone =
           std::max(OursBytes(dim, num_ids), MapBytes(dim, num_ids)) + ids_bytes;
       if (alone > available) {

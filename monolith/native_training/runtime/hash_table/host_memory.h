@@ -14,8 +14,8 @@
 namespace monolith {
 namespace hash_table {
 
-// Where the files HostMemory reads are: the system's by default; tests
-// point them at files of their own.
+// Where the files the functions below read are: the system's by default;
+// tests point them at files of their own.
 struct HostMemoryFiles {
   std::string meminfo = "/proc/meminfo";
   std::string self_cgroup = "/proc/self/cgroup";

@@ -17,6 +17,7 @@
 #include "monolith/native_training/runtime/hash_filter/filter_checkpoint.h"
 #include "monolith/native_training/runtime/hash_filter/probabilistic_filter.h"
 #include "monolith/native_training/runtime/hash_filter/sliding_hash_filter.h"
+#include "monolith/native_training/runtime/hash_table/host_memory.h"
 #include "monolith/native_training/runtime/ops/multi_hash_table.h"
 #include "monolith/native_training/runtime/ops/tf_file_system.h"
 #include "tensorflow/core/framework/attr_value_util.h"
@@ -121,7 +122,7 @@ class HashFilterOp : public FilterOpBase {
     uint64_t bytes = 0;
     TF_RETURN_IF_ERROR(ToTfStatus(hf::SlidingHashFilter::MemoryBytesFor(
         static_cast<uint64_t>(capacity_), split_num_, &bytes)));
-    const uint64_t memory = UsableMemoryBytes();
+    const uint64_t memory = ::monolith::hash_table::UsableMemoryBytes();
     if (bytes > memory) {
       return errors::ResourceExhausted(
           "hash filter of capacity ", capacity_, " in ", split_num_,
@@ -214,7 +215,7 @@ class HashFilterSaveOp : public GuardedOpKernel {
     // A copy the memory left would not hold is not tried: its allocation
     // succeeds, and the OOM killer ends the process while it is filled.
     const uint64_t bytes = admission.filter().MemoryBytes();
-    const uint64_t available = AvailableMemoryBytes();
+    const uint64_t available = ::monolith::hash_table::AvailableMemoryBytes();
     if (bytes <= available) {
       try {
         snapshot = admission.filter().Clone();
@@ -281,7 +282,8 @@ class HashFilterRestoreOp : public GuardedOpKernel {
           return;
         }
         const uint64_t bytes = admission.filter().MemoryBytes();
-        const uint64_t available = AvailableMemoryBytes();
+        const uint64_t available =
+            ::monolith::hash_table::AvailableMemoryBytes();
         OP_REQUIRES(
             ctx, bytes <= available,
             errors::ResourceExhausted(

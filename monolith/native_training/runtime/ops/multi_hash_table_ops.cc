@@ -12,14 +12,15 @@
 #include <vector>
 
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
+#include "monolith/native_training/runtime/hash_table/host_memory.h"
 #include "monolith/native_training/runtime/ops/multi_hash_table.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/resource_mgr.h"
 #include "tensorflow/core/framework/resource_op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
-#include "tensorflow/core/platform/mutex.h"
 #include "tensorflow/core/platform/env_time.h"
+#include "tensorflow/core/platform/mutex.h"
 #include "tensorflow/core/platform/random.h"
 
 namespace tensorflow {
@@ -122,7 +123,7 @@ class CreateMultiHashTableOp
                              std::numeric_limits<uint64_t>::max() -
                                  slot_bytes);
     }
-    const uint64_t memory = UsableMemoryBytes();
+    const uint64_t memory = ::monolith::hash_table::UsableMemoryBytes();
     if (slot_bytes > memory) {
       const std::string reserved =
           slot_bytes == std::numeric_limits<uint64_t>::max()

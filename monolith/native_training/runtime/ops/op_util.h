@@ -23,7 +23,6 @@
 #include "google/protobuf/arena.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
-#include "monolith/native_training/runtime/hash_table/host_memory.h"
 #include "monolith/native_training/runtime/hash_table/status.h"
 #include "monolith/native_training/runtime/hash_table/update_time.h"
 #include "tensorflow/core/framework/node_def_util.h"
@@ -335,10 +334,6 @@ class GuardedOpKernel : public OpKernel {
  protected:
   virtual void ComputeUnguarded(OpKernelContext* ctx) = 0;
 };
-
-// The host's memory, for kernels that refuse work it would not hold.
-using ::monolith::hash_table::AvailableMemoryBytes;
-using ::monolith::hash_table::UsableMemoryBytes;
 
 // The error of optimizing a table created SERVING (CPU and GPU kernels).
 inline Status ServingTableError(const std::string& table_name) {

@@ -201,8 +201,12 @@ class DynamicWdAdagradOptimizer final : public OptimizerBase {
       }
     } else {
       // As decoupled decay's: at most 1 / lr, or wd * w overflows, and the
-      // gradient it joins makes the entry NaN for good.
-      if (dynamic_ && lr > 0.0f) wd = std::min(wd, 1.0f / lr);
+      // gradient it joins makes the entry NaN for good. Without a rate that
+      // bounds it (0, negative, subnormal) the factor is not scaled.
+      if (dynamic_) {
+        const float cap = 1.0f / lr;
+        wd = lr > 0.0f && std::isfinite(cap) ? std::min(wd, cap) : wd_;
+      }
       AdagradKernel(w, norm, gr, dim_, lr, wd);
     }
     // The latest step: a slower worker's older step does not move it back

@@ -416,6 +416,15 @@ TEST(DynamicWdAdagrad, OlderStepsAndHugeScaledDecay) {
   const float before = big.Num()[0];
   big.Optimize({0.1f}, 0.1f, 10001);
   EXPECT_NE(big.Num()[0], before);
+  // A rate of 0 (a schedule's end) bounds nothing: the factor unscaled.
+  Entry stopped(*opt);
+  stopped.Init();
+  stopped.SetNum({2.0f});
+  stopped.Optimize({0.1f}, 0.1f, 100);
+  stopped.Optimize({0.1f}, 0.0f, 10000);
+  EXPECT_TRUE(
+      std::isfinite(stopped.Save().dump(0).dynamic_wd_adagrad().norm(0)));
+  EXPECT_TRUE(std::isfinite(stopped.Num()[0]));
 }
 
 }  // namespace
