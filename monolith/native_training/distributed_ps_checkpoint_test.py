@@ -588,9 +588,12 @@ def test_unnamed_ps_placement_survives_the_meta_graph():
            }
 
 
+# With a suffix, the local table is named as its PS group's prefix, and
+# the group's PS count record is a file of that name too.
+@pytest.mark.parametrize("suffix", ["", "foo"])
 @pytest.mark.parametrize("unfinished_ps, finished_ps", [(2, 0), (0, 2)])
 def test_a_save_drops_another_layouts_unfinished_save_of_its_step(
-    tmp_path, unfinished_ps, finished_ps):
+    tmp_path, unfinished_ps, finished_ps, suffix):
   # A job of one layout (PS tables, or one local table) saved the tables of
   # step 5 and died before its Saver ran; a job of the other layout then
   # saved step 5 whole. A job of the first layout restoring step 5 read the
@@ -602,7 +605,7 @@ def test_a_save_drops_another_layouts_unfinished_save_of_its_step(
   def run(num_ps, value=None, save=None):
     with tf.Graph().as_default():
       table = distributed_ps_factory.create_native_multi_hash_table(
-          num_ps, {"a": _adagrad(2, 0.5)})
+          num_ps, {"a": _adagrad(2, 0.5)}, name_suffix=suffix)
       global_step = tf1.train.get_or_create_global_step()
       assign = table.assign({
           "a": (tf.constant(ids), tf.fill([len(ids), 2], float(value or 0)))
