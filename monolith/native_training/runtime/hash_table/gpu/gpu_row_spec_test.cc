@@ -291,6 +291,29 @@ TEST(GpuRowSpecTest, FtrlWithAZeroDenominatorMatchesTheCpu) {
   }
 }
 
+// A NaN gradient shows in FTRL's weight on both sides (it pinned w at 0
+// over NaN state), and a finite one beside it trains alike.
+TEST(GpuRowSpecTest, FtrlWithANanGradientMatchesTheCpu) {
+  BothSides both;
+  ASSERT_NO_FATAL_FAILURE(
+      StartBothSides(Parse(R"pb(
+                       segments {
+                         dim_size: 2
+                         init_config { constants { constant: 0.5 } }
+                         opt_config { ftrl {} }
+                       })pb"),
+                     &both));
+  const std::vector<float> grad = {std::nanf(""), 0.25f};
+  const std::vector<float> rates = {0.1f};
+  both.accessor->Optimize(both.entry.data(), grad.data(), rates.data(), 1);
+  ApplyStep(both.spec, rates, grad, &both.row);
+  const std::vector<float> cpu = Floats(both.entry);
+  EXPECT_TRUE(std::isnan(cpu[0]));
+  EXPECT_TRUE(std::isnan(both.row[0]));
+  EXPECT_EQ(both.row[1], cpu[1]);
+  EXPECT_TRUE(std::isfinite(cpu[1]));
+}
+
 TEST(GpuRowSpecTest, RowsAreTheCpuEntriesAndStartTheSame) {
   const EntryConfig config = Parse(kTwoSegments);
   GpuRowTableSpec spec;
