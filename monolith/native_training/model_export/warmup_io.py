@@ -237,9 +237,7 @@ def _remove_created_folders(folders: Sequence[str]) -> None:
   recursively, and a file another writer put there between a listing and
   that removal would go with it."""
   remote = [f for f in folders if not _is_local(f)]
-  for folder in folders:
-    if folder in remote:
-      continue
+  for folder in (f for f in folders if _is_local(f)):
     try:
       os.rmdir(folder)  # refuses a folder that is not empty, atomically
     except FileNotFoundError:
@@ -269,9 +267,10 @@ def atomic_output(output_path: str) -> Iterator[str]:
   output succeeds. Missing folders are created, and removed again if the
   block raises (an empty model version folder would be a version TF
   Serving cannot load; remote ones stay, see _remove_created_folders).
-  Temporaries of this output that killed writers left are deleted (see _delete_stale_temporaries) once a whole output is there,
-  before the write where there is one, so they do not pile up in a
-  model's assets.extra.
+  Temporaries of this output that killed writers left are deleted (see
+  _delete_stale_temporaries) once a whole output is there, before the
+  write where there is one, so they do not pile up in a model's
+  assets.extra.
 
   Raises:
     WarmupDataError: `output_path` is empty or a folder (also one that does

@@ -149,7 +149,7 @@ class EntryAccessor {
   // Sets |entry| from |dump|: num must have DimSize() floats; optimizer
   // state is restored when the dump has it (TRAINING) and initialized
   // otherwise, so a serving checkpoint can seed training (the ops ask for
-  // values_only then: CheckOptimizerStateSaved).
+  // values_only then: CheckRestorableInto).
   Status Restore(const EntryDump& dump, void* entry) const;
   // Sets |entry| from the num and opt fields of an EntryDump record (its
   // bytes between id and last_update_ts_sec) by copying words, without

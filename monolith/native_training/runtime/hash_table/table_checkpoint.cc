@@ -54,5 +54,13 @@ RecordRestorer EmbeddingTablesRestorer(std::vector<EmbeddingHashTable*> tables,
   };
 }
 
+Status CheckRestorableInto(const CheckpointInfo& info, int table,
+                           const EntryAccessor& accessor, RestoredState state) {
+  MONOLITH_RETURN_IF_ERROR(
+      CheckSegmentDims(info, table, accessor.SegmentDims()));
+  return CheckOptimizerStateSaved(
+      info, table, !accessor.serving() && state == RestoredState::kAll);
+}
+
 }  // namespace hash_table
 }  // namespace monolith

@@ -32,6 +32,14 @@ TableSaver EmbeddingTablesSaver(std::vector<const EmbeddingHashTable*> tables,
 RecordRestorer EmbeddingTablesRestorer(std::vector<EmbeddingHashTable*> tables,
                                        int nshards);
 
+// OK unless table |table| of |info| cannot be restored into a table of
+// |accessor|'s entries restoring |state|: other segment dims
+// (CheckSegmentDims), or a SERVING table's save restored whole into a
+// training table (CheckOptimizerStateSaved). The restore kernels (CPU and
+// GPU tables) check each table with it before any table changes.
+Status CheckRestorableInto(const CheckpointInfo& info, int table,
+                           const EntryAccessor& accessor, RestoredState state);
+
 }  // namespace hash_table
 }  // namespace monolith
 

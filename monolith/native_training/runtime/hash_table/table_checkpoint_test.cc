@@ -90,6 +90,31 @@ TEST(TableCheckpointTest, SavesAndRestoresWholeTables) {
   EXPECT_EQ(Row(*restored, 1000, 2), std::vector<float>(2, 0.0f));
 }
 
+// What the restore kernels check per table: its segment dims, and that a
+// training table restores a SERVING table's save as values only.
+TEST(TableCheckpointTest, ChecksATableIsRestorableInto) {
+  auto a = Table(2, 1);
+  Fill(a.get(), 1, 10, 2, 10);
+  PosixFileSystem fs;
+  const std::string basename = TempBasename("restorable");
+  SaveOptions options;
+  options.segment_dims = {{2}};
+  options.values_only = {true};  // as a SERVING table saves
+  ASSERT_OK(SaveCheckpoint(&fs, basename, {"a"},
+                           EmbeddingTablesSaver({a.get()}), options));
+  CheckpointInfo info;
+  ASSERT_OK(ReadCheckpointInfo(&fs, basename, true, {}, &info));
+  EXPECT_EQ(
+      CheckRestorableInto(info, 0, a->accessor(), RestoredState::kAll).code(),
+      StatusCode::kFailedPrecondition);
+  EXPECT_OK(
+      CheckRestorableInto(info, 0, a->accessor(), RestoredState::kValuesOnly));
+  EXPECT_EQ(CheckRestorableInto(info, 0, Table(3, 1)->accessor(),
+                                RestoredState::kValuesOnly)
+                .code(),
+            StatusCode::kInvalidArgument);
+}
+
 // As the ops run them: each shard of a save on a thread of its own while
 // the table trains, and each shard of the restore on one, into one table.
 // Every entry saved is a whole row of one write (Assign writes the

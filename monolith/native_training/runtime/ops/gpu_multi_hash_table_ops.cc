@@ -28,6 +28,7 @@
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.pb.h"
 #include "monolith/native_training/runtime/hash_table/gpu/gpu_row_store.h"
 #include "monolith/native_training/runtime/hash_table/periodic_evictor.h"
+#include "monolith/native_training/runtime/hash_table/table_checkpoint.h"
 #include "monolith/native_training/runtime/hash_table/update_time.h"
 #include "monolith/native_training/runtime/hash_table/wire_writer.h"
 #include "monolith/native_training/runtime/ops/op_util.h"
@@ -884,16 +885,10 @@ class GpuMultiHashTableRestoreOp : public GuardedOpKernel {
       const int t = mtable->Find(table.name);
       to_graph.push_back(t);
       if (t >= 0) {
-        const ht::EntryAccessor& accessor =
-            mtable->table(t).records->accessor();
         OP_REQUIRES_OK(
-            ctx, ToTfStatus(ht::CheckSegmentDims(info, static_cast<int>(i),
-                                                 accessor.SegmentDims())));
-        OP_REQUIRES_OK(ctx,
-                       ToTfStatus(ht::CheckOptimizerStateSaved(
-                           info, static_cast<int>(i),
-                           !accessor.serving() &&
-                               graph_states[t] == ht::RestoredState::kAll)));
+            ctx, ToTfStatus(ht::CheckRestorableInto(
+                     info, static_cast<int>(i),
+                     mtable->table(t).records->accessor(), graph_states[t])));
         restored[t] = true;
       } else {
         mismatches.push_back("the checkpoint's table " + table.name +

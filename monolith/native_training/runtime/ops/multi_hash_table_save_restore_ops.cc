@@ -221,12 +221,9 @@ Status RestoreCheckpointsOrThrow(OpKernelContext* ctx, MultiHashTable* mtable,
       const int t = mtable->Find(table.name);
       to_graph[b].push_back(t);
       if (t >= 0) {
-        const ht::EntryAccessor& accessor = mtable->table(t).table->accessor();
-        TF_RETURN_IF_ERROR(ToTfStatus(ht::CheckSegmentDims(
-            infos[b], static_cast<int>(i), accessor.SegmentDims())));
-        TF_RETURN_IF_ERROR(ToTfStatus(ht::CheckOptimizerStateSaved(
-            infos[b], static_cast<int>(i),
-            !accessor.serving() && states[t] == ht::RestoredState::kAll)));
+        TF_RETURN_IF_ERROR(ToTfStatus(ht::CheckRestorableInto(
+            infos[b], static_cast<int>(i), mtable->table(t).table->accessor(),
+            states[t])));
         restored[t] = true;
         continue;
       }
