@@ -16,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -107,6 +108,23 @@ Status CheckEvictPeriodHours(int64_t hours);
 PeriodicEvictor::Target EvictTarget(std::string name,
                                     EmbeddingHashTable* table,
                                     std::chrono::milliseconds period);
+
+// |target|, each of whose evictions holds |*mu| shared: a table's restore
+// lock, which restores hold exclusively while they empty the tables and
+// fill them again, so that no eviction runs at a partly restored table's
+// "now" or between its shards (as the evict op, which holds it too).
+// SharedMutex: anything with lock_shared() and unlock_shared() (TF's
+// mutex, std::shared_mutex); |mu| must outlive the evictor.
+template <typename SharedMutex>
+PeriodicEvictor::Target SharingWhileEvicting(PeriodicEvictor::Target target,
+                                             SharedMutex* mu) {
+  target.evict = [mu, evict = std::move(target.evict)](
+                     const std::atomic<bool>& stopping) {
+    std::shared_lock<SharedMutex> hold(*mu);
+    return evict(stopping);
+  };
+  return target;
+}
 
 }  // namespace hash_table
 }  // namespace monolith

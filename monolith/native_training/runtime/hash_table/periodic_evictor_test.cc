@@ -6,6 +6,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <shared_mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -189,6 +190,50 @@ TEST(PeriodicEvictorTest, RunsEachCallbackOnItsPeriod) {
   ASSERT_GE(lines.size(), 3u);
   EXPECT_EQ(lines[0], "fast 1");
   EXPECT_EQ(lines[2], "fast 3");
+}
+
+// A target SharingWhileEvicting a mutex evicts only while no one holds the
+// mutex exclusively (a restore), and holds it shared meanwhile.
+TEST(PeriodicEvictorTest, SharingWhileEvictingWaitsForAnExclusiveHolder) {
+  std::shared_mutex restore_mu;
+  std::atomic<int> calls{0};
+  std::atomic<bool> shared_held{true};
+  std::unique_lock<std::shared_mutex> restoring(restore_mu);
+  std::unique_ptr<PeriodicEvictor> evictor;
+  ASSERT_OK(StartPeriodicEvictor(
+      "test",
+      {SharingWhileEvicting(
+          PeriodicEvictor::Target{
+              "t", std::chrono::milliseconds(1),
+              [&](const std::atomic<bool>&) {
+                // An exclusive try fails while this eviction shares it.
+                if (restore_mu.try_lock()) {
+                  shared_held = false;
+                  restore_mu.unlock();
+                }
+                ++calls;
+                return std::string("evicted");
+              }},
+          &restore_mu)},
+      {}, &evictor));
+  // Many periods pass while the "restore" holds the mutex.
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(calls.load(), 0);
+  restoring.unlock();
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (calls.load() < 3 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  EXPECT_GE(calls.load(), 3);
+  EXPECT_TRUE(shared_held.load());
+  // And once it is taken again, evictions stop until it is let go.
+  restoring.lock();
+  const int before = calls.load();
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(calls.load(), before);
+  restoring.unlock();
+  evictor.reset();
 }
 
 // An eviction that runs out of memory (a table shrinking its slot arrays)

@@ -143,10 +143,14 @@ class MultiHashTable : public ResourceBase {
   }
 
   // Evicts, in the background, every table that |targets| names, each on
-  // its period, logging what each eviction removed. Call once, after the
-  // tables are added.
+  // its period (holding restore_mu() shared, as the evict op), logging
+  // what each eviction removed. Call once, after the tables are added.
   Status StartPeriodicEviction(
       std::vector<::monolith::hash_table::PeriodicEvictor::Target> targets) {
+    for (auto& target : targets) {
+      target = ::monolith::hash_table::SharingWhileEvicting(std::move(target),
+                                                            &restore_mu_);
+    }
     const std::string owner = "MultiHashTable " + shared_name_;
     return ToTfStatus(::monolith::hash_table::StartPeriodicEvictor(
         owner, std::move(targets),
