@@ -577,7 +577,7 @@ class GpuMultiHashTableFusedLookupOp : public GuardedOpKernel {
     std::vector<gpu::GpuRowTable::LookupRequest> requests;
     for (int s = 0; s < num_shards_; ++s) {
       for (int t = 0; t < num_tables; ++t) {
-        const int k = s * num_tables + t;
+        const int64_t k = int64_t{s} * num_tables + t;
         const int64_t n = layout.id_offsets[k + 1] - layout.id_offsets[k];
         if (n == 0) continue;
         requests.push_back({mtable->table(t).table.get(),
@@ -629,7 +629,7 @@ class GpuMultiHashTableFusedOptimizeOp : public GuardedOpKernel {
     const float* grad_data = in.grads->flat<float>().data();
     for (int s = 0; s < num_shards_; ++s) {
       for (int t = 0; t < num_tables; ++t) {
-        const int k = s * num_tables + t;
+        const int64_t k = int64_t{s} * num_tables + t;
         requests[t].table = mtable->table(t).table.get();
         requests[t].ids = id_data + layout.id_offsets[k];
         requests[t].n = layout.id_offsets[k + 1] - layout.id_offsets[k];

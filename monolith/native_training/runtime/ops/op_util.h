@@ -929,7 +929,7 @@ inline Status ComputeFusedLayout(const std::vector<int64_t>& dims,
   for (int s = 0; s < num_shards; ++s) {
     const int64_t shard_start = floats;
     for (int t = 0; t < num_tables; ++t) {
-      const int k = s * num_tables + t;
+      const int64_t k = int64_t{s} * num_tables + t;
       if (sizes(k) < 0) {
         return errors::InvalidArgument("fused_slot_size[", k, "] is negative: ",
                                        sizes(k));
