@@ -1,5 +1,6 @@
 #include "monolith/native_training/runtime/hash_table/gpu/gpu_row_checkpoint.h"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -48,6 +49,12 @@ Status GpuRowRecords::Read(std::string_view record, RecordScratch* scratch,
   return Status::OK();
 }
 
+int64_t RowsPerChunk(int64_t rows, int row_floats) {
+  const int64_t row_bytes =
+      sizeof(int64_t) + sizeof(float) * int64_t{row_floats};
+  return std::max<int64_t>(1, std::min(rows, kMaxRowChunkBytes / row_bytes));
+}
+
 TableSaver RowStoreSaver(std::vector<RowStore*> tables,
                          std::vector<const GpuRowRecords*> records,
                          int64_t chunk_slots, SaveExpiry expiry) {
@@ -61,6 +68,7 @@ TableSaver RowStoreSaver(std::vector<RowStore*> tables,
     const GpuRowRecords& table_records = *records[t];
     const int row_floats = table_records.spec().row_floats();
     const int time_offset = table_records.spec().entry_floats;
+    const int64_t table_chunk_slots = RowsPerChunk(chunk_slots, row_floats);
     const int64_t now = expiry.now[t];
     const SlotExpireTimes* expire = now > 0 ? expiry.expire[t] : nullptr;
     std::vector<int64_t> ids;
@@ -70,7 +78,7 @@ TableSaver RowStoreSaver(std::vector<RowStore*> tables,
     while (next < store->slots()) {
       const IdShard id_shard{shard, nshards};
       MONOLITH_RETURN_IF_ERROR(
-          store->Export(next, chunk_slots, id_shard, &ids, &rows, &next));
+          store->Export(next, table_chunk_slots, id_shard, &ids, &rows, &next));
       for (size_t i = 0; i < ids.size(); ++i) {
         // A store that ignored the shard would save entries many times.
         if (!id_shard.Holds(ids[i])) {
@@ -139,7 +147,8 @@ Status RowStoreRestorer::Restore(int shard, int table,
     pending.rows.resize(at * row_floats);
     return s;
   }
-  if (static_cast<int64_t>(pending.ids.size()) >= batch_rows_) {
+  if (static_cast<int64_t>(pending.ids.size()) >=
+      RowsPerChunk(batch_rows_, row_floats)) {
     return Put(table, &pending);
   }
   return Status::OK();

@@ -82,8 +82,19 @@ struct SaveExpiry {
   std::vector<const SlotExpireTimes*> expire;
 };
 
+// The most bytes of ids and rows one Export of RowStoreSaver asks for and
+// one Put of RowStoreRestorer hands over: a GPU table stages them on the
+// device (and a restorer holds them per dump shard and table on the host),
+// where 65,536 rows of a wide table (dim 65,536 with adagrad) took 32 GiB.
+constexpr int64_t kMaxRowChunkBytes = int64_t{64} << 20;
+
+// min(|rows|, the rows of |row_floats| floats and an id that fit
+// kMaxRowChunkBytes), at least 1.
+int64_t RowsPerChunk(int64_t rows, int row_floats);
+
 // The TableSaver (SaveCheckpoint) of tables[t] with records[t]: each dump
-// shard walks the table's slots, chunk_slots at a time, exporting the
+// shard walks the table's slots, chunk_slots at a time (RowsPerChunk: fewer
+// for wide rows), exporting the
 // entries of that shard only (IdShard{shard, nshards}; a restore reads
 // every shard, so any split restores the same), and writes those |expiry|
 // keeps.
@@ -97,9 +108,9 @@ constexpr int64_t kRestoreBatchRows = int64_t{1} << 14;
 
 // Restores checkpoint records into tables[t] (records[t] reads them,
 // taking states[t]: kAll where states has no element t), batch_rows rows
-// at a time per shard: Restore is the RecordRestorer for
-// RestoreCheckpoint (shards may call it concurrently), Flush puts what is
-// left once it returns. Puts into one store are serialized.
+// (RowsPerChunk: fewer for wide rows) at a time per shard: Restore is the
+// RecordRestorer for RestoreCheckpoint (shards may call it concurrently), Flush
+// puts what is left once it returns. Puts into one store are serialized.
 class RowStoreRestorer {
  public:
   RowStoreRestorer(std::vector<RowStore*> tables,

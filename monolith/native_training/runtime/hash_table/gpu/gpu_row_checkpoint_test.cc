@@ -58,6 +58,7 @@ class HostRowStore : public RowStore {
                 int64_t* next) override {
     ids->clear();
     rows->clear();
+    largest_export_ = std::max(largest_export_, max_slots);
     *next = std::min<int64_t>(slots(), begin + max_slots);
     for (int64_t s = begin; s < *next; ++s) {
       if (!ignore_shards_ && !shard.Holds(order_[s])) continue;
@@ -70,6 +71,7 @@ class HostRowStore : public RowStore {
   }
   Status Put(const int64_t* ids, int64_t n, const float* rows) override {
     ++puts_;
+    largest_put_ = std::max(largest_put_, n);
     for (int64_t i = 0; i < n; ++i) {
       if (rows_.count(ids[i]) == 0) order_.push_back(ids[i]);
       rows_[ids[i]].assign(rows + i * row_floats_,
@@ -84,6 +86,9 @@ class HostRowStore : public RowStore {
   int64_t exported() const { return exported_; }
   // From now on Export hands out every row, whatever shard it is asked for.
   void IgnoreShards() { ignore_shards_ = true; }
+  // The most slots one Export was asked for, rows one Put handed over.
+  int64_t largest_export() const { return largest_export_; }
+  int64_t largest_put() const { return largest_put_; }
 
  private:
   int row_floats_;
@@ -91,6 +96,8 @@ class HostRowStore : public RowStore {
   std::map<int64_t, std::vector<float>> rows_;
   int puts_ = 0;
   int64_t exported_ = 0;
+  int64_t largest_export_ = 0;
+  int64_t largest_put_ = 0;
   bool ignore_shards_ = false;
 };
 
@@ -237,6 +244,65 @@ TEST_F(GpuRowCheckpointTest, GpuSavesRestoreIntoCpuTables) {
       SerialFor, {}));
   std::swap(cpu_, restored);
   EXPECT_EQ(CpuRows(), want);
+}
+
+// Saves and restores of a wide table's rows take fewer rows at a time than
+// chunk_slots and batch_rows, so that a GPU table's staging (and a
+// restorer's pending rows) stay within kMaxRowChunkBytes.
+TEST_F(GpuRowCheckpointTest, WideRowsMoveInChunksOfBoundedBytes) {
+  EmbeddingHashTableConfig wide;
+  auto* segment = wide.mutable_entry_config()->add_segments();
+  segment->set_dim_size(65536);
+  segment->mutable_init_config()->mutable_zeros();
+  segment->mutable_opt_config()->mutable_adagrad();
+  std::unique_ptr<GpuRowRecords> records;
+  ASSERT_OK(GpuRowRecords::Create(wide.entry_config(), &records));
+  const int row_floats = records->spec().row_floats();
+  HostRowStore store(row_floats);
+  // 512 KiB rows: more than fit one chunk.
+  const int64_t row_bytes = sizeof(int64_t) + sizeof(float) * row_floats;
+  const int64_t num_rows = kMaxRowChunkBytes / row_bytes + 3;
+  std::vector<float> row(row_floats, 0.5f);
+  SetRowTime(row.data(), records->spec().entry_floats, 100);
+  for (int64_t id = 0; id < num_rows; ++id) {
+    row[0] = static_cast<float>(id);
+    ASSERT_OK(store.Put(&id, 1, row.data()));
+  }
+  PosixFileSystem fs;
+  SaveOptions options;
+  options.nshards = 1;
+  SaveResult result;
+  const std::string basename = TempBasename("wide_rows");
+  ASSERT_OK(SaveCheckpoint(&fs, basename, {"t"},
+                           RowStoreSaver({&store}, {records.get()}), options,
+                           &result));
+  EXPECT_EQ(result.entries, num_rows);
+  EXPECT_GE(store.largest_export(), 1);
+  EXPECT_LE(store.largest_export() * row_bytes, kMaxRowChunkBytes);
+
+  CheckpointInfo info;
+  ASSERT_OK(ReadCheckpointInfo(&fs, basename, true, {}, &info));
+  HostRowStore restored(row_floats);
+  RowStoreRestorer restorer({&restored}, {records.get()}, info.nshards);
+  ASSERT_OK(
+      RestoreCheckpoint(&fs, info,
+                        [&](int shard, int table, std::string_view record) {
+                          return restorer.Restore(shard, table, record);
+                        },
+                        SerialFor, {}));
+  ASSERT_OK(restorer.Flush());
+  EXPECT_EQ(restored.rows(), store.rows());
+  EXPECT_GE(restored.puts(), 2);
+  EXPECT_LE(restored.largest_put() * row_bytes, kMaxRowChunkBytes);
+  // Narrow rows keep chunk_slots.
+  HostRowStore narrow(records_->spec().row_floats());
+  for (int64_t id = 0; id < 100; ++id) {
+    ASSERT_OK(narrow.Put(&id, 1, CpuRows().begin()->second.data()));
+  }
+  ASSERT_OK(SaveCheckpoint(&fs, TempBasename("narrow_rows"), {"t"},
+                           RowStoreSaver({&narrow}, {records_.get()}, 100),
+                           options));
+  EXPECT_EQ(narrow.largest_export(), 100);
 }
 
 TEST_F(GpuRowCheckpointTest, AStoreIgnoringDumpShardsFailsTheSave) {

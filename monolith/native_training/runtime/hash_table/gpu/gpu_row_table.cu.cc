@@ -749,19 +749,26 @@ __global__ void ExportKernel(MapView view, int64_t begin, int64_t end,
   for (int c = tile.thread_rank(); c < row_floats; c += kTile) dst[c] = row[c];
 }
 
-// A device buffer that only grows.
+// A device buffer kept between calls, reallocated when it is too small or
+// far too large.
 class DeviceBuffer {
  public:
+  // Kept up to this size whatever is needed; past it, only while it is at
+  // most 4x what a call needs: one huge batch must not hold its scratch
+  // (~36 bytes an id) for the table's life, which growth then lacks.
+  static constexpr size_t kKeptBytes = size_t{64} << 20;
+
   ~DeviceBuffer() { cudaFree(data_); }
-  // Room for |bytes|; the contents are lost when it grows. |stream| is the
-  // stream whose queued kernels may use the buffer: growing waits for them
-  // before the old buffer is freed (cudaFree's own wait for the device is
-  // not a documented promise).
+  // Room for |bytes|; the contents are lost when it is reallocated.
+  // |stream| is the stream whose queued kernels may use the buffer:
+  // reallocating waits for them before the old buffer is freed (cudaFree's
+  // own wait for the device is not a documented promise).
   Status Reserve(size_t bytes, cudaStream_t stream) {
-    if (bytes <= bytes_) return Status::OK();
+    const bool oversized = bytes_ > kKeptBytes && bytes_ / 4 > bytes;
+    if (bytes <= bytes_ && !oversized) return Status::OK();
     if (data_ != nullptr) {
       MONOLITH_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream),
-                                    "waiting to grow a scratch buffer");
+                                    "waiting to reallocate a scratch buffer");
     }
     cudaFree(data_);
     data_ = nullptr;
