@@ -878,9 +878,6 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
           f"{num_ps} PS task(s){' (chief)' if is_chief else ''}",
           flush=True)
     sess = None
-    # Sessions left by lost tasks: closing one waits for the lost task for
-    # ever, and so would its destructor; kept until the process exits.
-    abandoned = []
     # SIGTERM (the launcher's stop) or SIGINT ends training after the
     # current step; closing the session then runs the chief's last save.
     # Without a session (creating one, which blocks in TF until every task
@@ -965,7 +962,7 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
         if recovery.expired(now):
           _fail(index, progress, e, cluster)
         if sess is not None:
-          abandoned.append(sess)
+          _abandon(sess)
           sess = None
           on_stop_signals(None)
         time.sleep(1)
@@ -1010,6 +1007,28 @@ class _StopAfterStep:
       signal.signal(stop_signal, signal.SIG_DFL)
     self.signals.append(signum)
     self.requested.set()
+
+
+def _abandon(sess: _FailFastSession) -> None:
+  """Closes the TF session of a worker session a lost task ended, on a
+  daemon thread: the close waits for the lost task for ever where it does
+  not come back (and so would the session's destructor, were it dropped
+  here), while it frees the graphs (and their kernels' buffers) the session
+  put on the tasks that answer. Kept instead, the sessions of a long run's
+  losses (a step past --operation_timeout_ms, a PS restarted) piled up on
+  every PS task. The session's hooks do not run: the chief's end-of-session
+  save belongs to the session that replaces it.
+  """
+  tf_sess = sess._tf_sess()  # pylint: disable=protected-access
+
+  def close() -> None:
+    try:
+      tf_sess.close()
+    except Exception as e:  # pylint: disable=broad-except
+      logging.info("Closing a session a lost task ended: %s", e)
+
+  threading.Thread(target=close, name="abandoned-session-close",
+                   daemon=True).start()
 
 
 def _fail(index: int, progress: _Progress, e: tf.errors.OpError,

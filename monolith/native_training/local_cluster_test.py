@@ -704,6 +704,39 @@ def test_a_session_not_ready_once_set_up_is_a_lost_task():
       RuntimeError("Graph is finalized and cannot be modified.")) is None
 
 
+def test_a_session_a_lost_task_ended_is_closed_on_a_thread_of_its_own():
+  # Its close may wait for the lost task for ever: never on the worker's
+  # thread, and never keeping the worker alive; its hooks' end() (the
+  # chief's last save) does not run.
+  release = threading.Event()
+  closing = threading.Event()
+  closed_on = []
+
+  class _BlockingTfSession:
+
+    def close(self):
+      closed_on.append(threading.current_thread())
+      closing.set()
+      release.wait(30)
+
+  class _Session:
+
+    def _tf_sess(self):
+      return tf_sess
+
+    def close(self):
+      raise AssertionError("the session's hooks ran")
+
+  tf_sess = _BlockingTfSession()
+  try:
+    local_cluster._abandon(_Session())
+    assert closing.wait(30)
+    assert closed_on[0] is not threading.current_thread()
+    assert closed_on[0].daemon
+  finally:
+    release.set()
+
+
 def test_losses_while_every_task_answers_fail_after_the_limit():
   # A hung PS, or --operation_timeout_ms shorter than a call: each new
   # session fails again while every port answers. Such losses are one
