@@ -112,6 +112,16 @@ def test_feature_list_registers_in_the_graph_collection():
     assert tf.compat.v1.get_collection("feature_list") == [created]
 
 
+def test_a_parsed_list_registers_in_every_graph_that_parses_it():
+  # The parse is cached per process; each graph still finds the list in its
+  # own collection (an export's graph after a training graph), once.
+  for _ in range(2):
+    with tf.Graph().as_default():
+      parsed = FeatureList.parse(CONF)
+      assert FeatureList.parse(CONF) is parsed
+      assert tf.compat.v1.get_collection("feature_list") == [parsed]
+
+
 @pytest.mark.parametrize("line,error", [
     ("feature_name=f_x; slot=abc", r"bad.conf:2: invalid literal for int"),
     # Lines the original failed on too (without use_old_name, below, it
