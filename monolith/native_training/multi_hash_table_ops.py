@@ -322,6 +322,7 @@ def learning_rate_tensor(cc: CachedConfig) -> tf.Tensor:
     ], tf.float32)
   pieces = []
   pending = []  # Rates of consecutive tables without a learning_rate_tensor.
+  called = {}  # A schedule shared by many tables is called once.
   for name in cc.table_names:
     config = cc.configs[name]
     num_segments = len(config.table_config.entry_config.segments)
@@ -331,15 +332,15 @@ def learning_rate_tensor(cc: CachedConfig) -> tf.Tensor:
           f"functions for {num_segments} segments; they must be equal")
     rates = config.learning_rate_tensor
     if rates is None:
-      called = config.call_learning_rate_fns_fewer_ops()
-      for i, rate in enumerate(called):
+      rates_of_table = config.call_learning_rate_fns_fewer_ops(called)
+      for i, rate in enumerate(rates_of_table):
         shape = (rate.shape if tf.is_tensor(rate) else
                  tf.TensorShape(np.shape(rate)))
         if shape.rank not in (None, 0):
           raise ValueError(
               f"table {name}: learning_rate_fns[{i}] gives a rate of shape "
               f"{shape}, not a scalar (one rate per segment)")
-      pending.extend(called)
+      pending.extend(rates_of_table)
       continue
     if not tf.is_tensor(rates):
       # set_learning_rate_tensor takes anything: a list or an array too.
@@ -420,7 +421,8 @@ def checked_table_names(names: Sequence[str], arg: str) -> List[str]:
   for name in names:
     if not isinstance(name, str):
       raise ValueError(f"{arg} holds {name!r}, not a table name")
-  twice = sorted({n for n in names if names.count(n) > 1})
+  twice = sorted(n for n, count in collections.Counter(names).items()
+                 if count > 1)
   if twice:
     raise ValueError(f"{arg} names {twice} more than once")
   return names
