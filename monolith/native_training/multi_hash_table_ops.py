@@ -2873,13 +2873,17 @@ class MultiHashTableStatsHook(tf.compat.v1.train.SessionRunHook):
   Every `every_n_secs` (after the first step, then after the first step
   that ends past each interval) and at the end, one line per table: its
   entries, memory, bytes per entry and the entries added since the
-  previous line; one line per filter: its occupied cells of its capacity
-  and its failures, at WARNING when they grew since the previous report.
+  previous line (for a multi table of more than `MAX_TABLE_LINES` tables,
+  one line of their totals, naming its three largest); one line per
+  filter: its occupied cells of its capacity and its failures, at WARNING
+  when they grew since the previous report.
   The figures are read in a run of their own (`MultiHashTable.stats()`,
   `hash_filter_ops.filter_stats`), on the tables' and filters' tasks, not
   with the training step. With `summary_dir`, also TensorBoard scalars
-  ("hash_table/<shared name>/<table>/entries" and ".../memory_bytes",
-  "hash_filter/<name>/estimated_elements" and ".../failures") at the
+  ("hash_table/<shared name>/<table>/entries" and ".../memory_bytes", or
+  "hash_table/<shared name>/entries" and ".../memory_bytes" for a multi
+  table reported in one line; "hash_filter/<name>/estimated_elements" and
+  ".../failures") at the
   global step.
 
   Args:
@@ -2890,6 +2894,11 @@ class MultiHashTableStatsHook(tf.compat.v1.train.SessionRunHook):
     every_n_secs: the interval between reports, > 0.
     summary_dir: where to write the summaries, or None for none.
   """
+
+  # A multi table of more tables than this is reported in one line (and
+  # its totals as summaries): 100 PS tasks of 2,000 tables each logged
+  # 200,000 lines a report.
+  MAX_TABLE_LINES = 16
 
   def __init__(self,
                tables: Optional[Sequence["MultiHashTable"]] = None,
@@ -2966,6 +2975,17 @@ class MultiHashTableStatsHook(tf.compat.v1.train.SessionRunHook):
   def end(self, session: tf.compat.v1.Session) -> None:
     self._report(session)
 
+  def _log_tables(self, label: str, key: Tuple[str, Optional[str]],
+                  entries: int, memory: int, more: str = "") -> None:
+    """Logs the line of a table (or of a multi table's tables together)."""
+    previous = self._last_entries.get(key)
+    self._last_entries[key] = entries
+    logging.info(
+        "%s: %d entries, %.1f MiB (%s bytes per entry)%s%s.", label, entries,
+        memory / 2**20, f"{memory / entries:.0f}" if entries else "-",
+        "" if previous is None else
+        f", {entries - previous:+d} entries since the last report", more)
+
   def _report(self, session: tf.compat.v1.Session) -> None:
     """Reads the figures and logs (and writes) them."""
     try:
@@ -2978,20 +2998,25 @@ class MultiHashTableStatsHook(tf.compat.v1.train.SessionRunHook):
     scalars = []
     for (shared_name, names), read in zip(self._table_names,
                                           figures["tables"]):
-      for i, name in enumerate(names):
-        entries = int(read["entries"][i])
-        memory = int(read["memory_bytes"][i])
-        key = (shared_name, name)
-        previous = self._last_entries.get(key)
-        self._last_entries[key] = entries
-        logging.info(
-            "MultiHashTable %s table %s: %d entries, %.1f MiB (%s bytes per "
-            "entry)%s.", shared_name, name, entries, memory / 2**20,
-            f"{memory / entries:.0f}" if entries else "-",
-            "" if previous is None else
-            f", {entries - previous:+d} entries since the last report")
-        scalars += [(f"hash_table/{shared_name}/{name}/entries", entries),
-                    (f"hash_table/{shared_name}/{name}/memory_bytes", memory)]
+      entries = [int(e) for e in read["entries"]]
+      memory = [int(m) for m in read["memory_bytes"]]
+      if len(names) <= self.MAX_TABLE_LINES:
+        for name, table_entries, table_memory in zip(names, entries, memory):
+          self._log_tables(f"MultiHashTable {shared_name} table {name}",
+                           (shared_name, name), table_entries, table_memory)
+          scalars += [
+              (f"hash_table/{shared_name}/{name}/entries", table_entries),
+              (f"hash_table/{shared_name}/{name}/memory_bytes", table_memory)
+          ]
+        continue
+      largest = sorted(zip(entries, names), key=lambda pair: -pair[0])[:3]
+      self._log_tables(
+          f"MultiHashTable {shared_name} ({len(names)} tables)",
+          (shared_name, None), sum(entries), sum(memory),
+          "; the largest: " + ", ".join(f"{name} ({count})"
+                                         for count, name in largest))
+      scalars += [(f"hash_table/{shared_name}/entries", sum(entries)),
+                  (f"hash_table/{shared_name}/memory_bytes", sum(memory))]
     for name, read in zip(self._filter_names, figures["filters"]):
       failures = int(read["failures"])
       previous = self._last_failures.get(name)

@@ -399,6 +399,42 @@ def test_stats_hook_logs_each_table_and_filter_and_writes_summaries(
   assert len(summaries["hash_filter/MonolithHashFilterhook/failures"]) == 2
 
 
+def test_stats_hook_reports_a_multi_table_of_many_tables_in_one_line(
+    tmp_path, caplog, monkeypatch):
+  # 100 PS tasks of 2,000 tables each logged 200,000 lines a report.
+  monkeypatch.setattr(multi_hash_table_ops.MultiHashTableStatsHook,
+                      "MAX_TABLE_LINES", 3)
+  names = ["a", "b", "c", "d"]
+  table = multi_hash_table_ops.MultiHashTable.from_configs(
+      {n: test_utils.generate_test_hash_table_config(2) for n in names},
+      name_suffix="many")
+  ids = tf1.placeholder(tf.int64, [None])
+  global_step = tf1.train.get_or_create_global_step()
+  train = tf.group(
+      table.assign({
+          n: (ids + 1000 * i, tf.ones([tf.size(ids), 2]))
+          for i, n in enumerate(names[:3])
+      }).as_op(), global_step.assign_add(1))
+  hook = multi_hash_table_ops.MultiHashTableStatsHook(
+      every_n_secs=3600, summary_dir=str(tmp_path))
+  with caplog.at_level(logging.INFO):
+    with tf1.train.MonitoredSession(hooks=[hook]) as sess:
+      sess.run(train, {ids: np.arange(10)})
+      sess.run(train, {ids: np.arange(30)})
+  lines = [r.getMessage() for r in caplog.records
+           if "MonolithMultiHashTable_many" in r.getMessage()]
+  assert len(lines) == 2, lines  # the first step's and the closing report
+  assert re.search(
+      r"MultiHashTable MonolithMultiHashTable_many \(4 tables\): 90 entries,"
+      r" [0-9.]+ MiB \([0-9]+ bytes per entry\), \+60 entries since the last "
+      r"report; the largest: a \(30\), b \(30\), c \(30\)\.$",
+      lines[1]), lines[1]
+  summaries = _summaries(str(tmp_path))
+  assert summaries["hash_table/MonolithMultiHashTable_many/entries"] == [
+      (1, 30), (2, 90)]
+  assert not any("/a/" in tag for tag in summaries)
+
+
 def test_stats_hook_warns_while_a_filters_failures_grow(caplog):
   failures = tf1.get_variable("failures", [], tf.int64,
                               initializer=tf1.zeros_initializer())
