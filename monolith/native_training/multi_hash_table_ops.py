@@ -2898,7 +2898,7 @@ class MultiHashTableStatsHook(tf.compat.v1.train.SessionRunHook):
   # A multi table of more tables than this is reported in one line (and
   # its totals as summaries): 100 PS tasks of 2,000 tables each logged
   # 200,000 lines a report.
-  MAX_TABLE_LINES = 16
+  MAX_TABLE_LINES = 64
 
   def __init__(self,
                tables: Optional[Sequence["MultiHashTable"]] = None,
