@@ -25,7 +25,8 @@ import abc
 import collections.abc
 import copy
 import numbers
-from typing import Any, Callable, Dict, List, Optional, Sequence, Type, Union
+from typing import (Any, Callable, Dict, List, Optional, Sequence, Tuple,
+                    Type, Union)
 
 from google.protobuf import message
 import numpy as np
@@ -926,13 +927,13 @@ class HashTableConfigInstance:
   def _call_learning_rate_fns(
       self,
       cast: bool,
-      called: Optional[Dict[int, Any]] = None) -> List[Any]:
+      called: Optional[Dict[int, Tuple[Any, Any]]] = None) -> List[Any]:
     if not self._learning_rate_fns:
       raise ValueError("learning_rate_fns must not be empty")
     rates = []
     for i, fn in enumerate(self._learning_rate_fns):
       if called is not None and callable(fn) and id(fn) in called:
-        rates.append(called[id(fn)])
+        rates.append(called[id(fn)][1])
         continue
       try:
         rate = fn() if callable(fn) else fn
@@ -947,7 +948,7 @@ class HashTableConfigInstance:
       except (TypeError, ValueError) as e:
         raise _with_context(e, f"learning_rate_fns[{i}] ({fn!r})") from e
       if called is not None and callable(fn):
-        called[id(fn)] = rate
+        called[id(fn)] = (fn, rate)  # fn kept: its id() stays its own
       rates.append(rate)
     return rates
 
@@ -968,7 +969,7 @@ class HashTableConfigInstance:
 
   def call_learning_rate_fns_fewer_ops(
       self,
-      called: Optional[Dict[int, Any]] = None
+      called: Optional[Dict[int, Tuple[Any, Any]]] = None
   ) -> List[Union[float, tf.Tensor]]:
     """Returns the per-segment learning rates as a list.
 
@@ -980,7 +981,7 @@ class HashTableConfigInstance:
       called: a dict to share between the calls of several configs: a
         function met before (the same object) gives the rate it gave then,
         so a schedule shared by 2,000 tables builds its ops once, not 2,000
-        times. The functions must outlive it (it is keyed by their id()).
+        times (a random schedule then gives them one value).
 
     Returns:
       One learning rate (a float or a float32 scalar tensor) per segment.

@@ -890,7 +890,7 @@ def run_worker(cluster: tf.train.ClusterSpec, index: int) -> int:
     def on_stop_signals(handler) -> None:
       # Without a session (None) both end the process at once: a Python
       # KeyboardInterrupt would not come while TF's session creation
-      # blocks, and would wait for a lost task in abandoned sessions.
+      # blocks.
       for signum in _STOP_SIGNALS:
         signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
@@ -1009,6 +1009,10 @@ class _StopAfterStep:
     self.requested.set()
 
 
+# The name of _abandon's threads.
+_ABANDONED_CLOSE = "abandoned-session-close"
+
+
 def _abandon(sess: _FailFastSession) -> None:
   """Closes the TF session of a worker session a lost task ended, on a
   daemon thread: the close waits for the lost task for ever where it does
@@ -1027,8 +1031,7 @@ def _abandon(sess: _FailFastSession) -> None:
     except Exception as e:  # pylint: disable=broad-except
       logging.info("Closing a session a lost task ended: %s", e)
 
-  threading.Thread(target=close, name="abandoned-session-close",
-                   daemon=True).start()
+  threading.Thread(target=close, name=_ABANDONED_CLOSE, daemon=True).start()
 
 
 def _fail(index: int, progress: _Progress, e: tf.errors.OpError,
@@ -1481,7 +1484,15 @@ def main(argv: Sequence[str]) -> int:
     if FLAGS.task_type == "ps":
       run_ps(cluster, FLAGS.task_index)
       return 0
-    return run_worker(cluster, FLAGS.task_index)
+    rc = run_worker(cluster, FLAGS.task_index)
+    if any(thread.name == _ABANDONED_CLOSE and thread.is_alive()
+           for thread in threading.enumerate()):
+      # A close still waiting for a lost task would take the GIL back while
+      # the interpreter finalizes, which aborts the process: ended here.
+      sys.stdout.flush()
+      sys.stderr.flush()
+      os._exit(rc)
+    return rc
   except _PortTaken as e:
     print(e, flush=True)
     return _PORT_TAKEN_EXIT

@@ -267,13 +267,13 @@ class FeatureList:
           except UnicodeDecodeError as e:
             raise ValueError(f"{fname}: not UTF-8 text ({e})") from None
       feature_list = _cache[key]
-    # In every graph that parses it, not only the first (the cache is the
-    # process's): an export's graph found none in its collection, and
-    # ParserArgs then fell back to --feature_list or to no list at all.
-    if not any(registered is feature_list
-               for registered in tf.compat.v1.get_collection("feature_list")):
-      utils.add_to_collections("feature_list", feature_list)
-    return feature_list
+      # In every graph that parses it, not only the first (the cache is the
+      # process's): an export's graph found none in its collection, and
+      # ParserArgs then fell back to --feature_list or to no list at all.
+      if not any(registered is feature_list for registered in
+                 tf.compat.v1.get_collection("feature_list")):
+        utils.add_to_collections("feature_list", feature_list)
+      return feature_list
 
   @classmethod
   def _parse_lines(cls, fname: str, lines, use_old_name: bool) -> "FeatureList":

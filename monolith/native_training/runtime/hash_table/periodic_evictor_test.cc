@@ -203,17 +203,19 @@ TEST(PeriodicEvictorTest, SharingWhileEvictingWaitsForAnExclusiveHolder) {
   ASSERT_OK(StartPeriodicEvictor(
       "test",
       {SharingWhileEvicting(
-          PeriodicEvictor::Target{
-              "t", std::chrono::milliseconds(1),
-              [&](const std::atomic<bool>&) {
-                // An exclusive try fails while this eviction shares it.
-                if (restore_mu.try_lock()) {
-                  shared_held = false;
-                  restore_mu.unlock();
-                }
-                ++calls;
-                return std::string("evicted");
-              }},
+          PeriodicEvictor::Target{"t", std::chrono::milliseconds(1),
+                                  [&](const std::atomic<bool>&) {
+                                    // Another thread's exclusive try fails
+                                    // while this eviction shares it.
+                                    std::thread([&] {
+                                      if (restore_mu.try_lock()) {
+                                        shared_held = false;
+                                        restore_mu.unlock();
+                                      }
+                                    }).join();
+                                    ++calls;
+                                    return std::string("evicted");
+                                  }},
           &restore_mu)},
       {}, &evictor));
   // Many periods pass while the "restore" holds the mutex.

@@ -401,7 +401,8 @@ class GpuMultiHashTableLookupEntryOp : public GuardedOpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {ids->NumElements()}, &out));
     auto entries = out->flat<tstring>();
     const int64_t* id_data = ids->flat<int64_t>().data();
-    // Pieces, so the rows copied to the host beside the output stay small.
+    // Pieces, so the rows copied to the host beside the output stay small
+    // (fewer ids for wide rows: RowsPerChunk).
     constexpr int64_t kPieceIds = 16384;
     OP_REQUIRES_OK(ctx, OutOfMemoryAsStatus([&] {
       std::vector<float> rows;
@@ -410,9 +411,10 @@ class GpuMultiHashTableLookupEntryOp : public GuardedOpKernel {
       for (int t = 0; t < mtable->size(); ++t) {
         const GpuMultiHashTable::Table& table = mtable->table(t);
         const int width = table.spec.row_floats();
-        for (int64_t b = split(t); b < split(t + 1); b += kPieceIds) {
+        const int64_t piece = gpu::RowsPerChunk(kPieceIds, width);
+        for (int64_t b = split(t); b < split(t + 1); b += piece) {
           const int64_t* piece_ids = id_data + b;
-          const int64_t n = std::min(split(t + 1) - b, kPieceIds);
+          const int64_t n = std::min(split(t + 1) - b, piece);
           TF_RETURN_IF_ERROR(ToTfStatus(table.table->LookupRowsFromHost(
               piece_ids, n, &rows, &found, CudaStream(ctx))));
           for (int64_t j = 0; j < n; ++j) {

@@ -753,10 +753,14 @@ __global__ void ExportKernel(MapView view, int64_t begin, int64_t end,
 // far too large.
 class DeviceBuffer {
  public:
-  // Kept up to this size whatever is needed; past it, only while it is at
-  // most 4x what a call needs: one huge batch must not hold its scratch
-  // (~36 bytes an id) for the table's life, which growth then lacks.
+  // Kept up to this size whatever is needed; past it, given back (and
+  // allocated at the size needed) after kOversizedCallsToShrink calls in a
+  // row that need under a quarter of it: one huge batch must not hold its
+  // scratch (~36 bytes an id over the buffers) for the table's life, which
+  // growth then lacks, while batches that alternate in size do not
+  // reallocate (each a device-wide stall in cudaFree) on every call.
   static constexpr size_t kKeptBytes = size_t{64} << 20;
+  static constexpr int kOversizedCallsToShrink = 8;
 
   ~DeviceBuffer() { cudaFree(data_); }
   // Room for |bytes|; the contents are lost when it is reallocated.
@@ -764,8 +768,13 @@ class DeviceBuffer {
   // reallocating waits for them before the old buffer is freed (cudaFree's
   // own wait for the device is not a documented promise).
   Status Reserve(size_t bytes, cudaStream_t stream) {
-    const bool oversized = bytes_ > kKeptBytes && bytes_ / 4 > bytes;
-    if (bytes <= bytes_ && !oversized) return Status::OK();
+    bytes = std::max<size_t>(bytes, 1);
+    oversized_calls_ =
+        bytes_ > kKeptBytes && bytes_ / 4 > bytes ? oversized_calls_ + 1 : 0;
+    if (bytes <= bytes_ && oversized_calls_ < kOversizedCallsToShrink) {
+      return Status::OK();
+    }
+    oversized_calls_ = 0;
     if (data_ != nullptr) {
       MONOLITH_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream),
                                     "waiting to reallocate a scratch buffer");
@@ -787,6 +796,7 @@ class DeviceBuffer {
  private:
   void* data_ = nullptr;
   size_t bytes_ = 0;
+  int oversized_calls_ = 0;
 };
 
 // Host memory the device copies into (or out of) asynchronously.
