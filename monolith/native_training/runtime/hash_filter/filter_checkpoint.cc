@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <limits>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -27,7 +28,7 @@ using ::google::protobuf::UnknownFieldSet;
 using ::monolith::hash_table::AbortedError;
 using ::monolith::hash_table::CheckSaveBasename;
 using ::monolith::hash_table::DataLossError;
-using ::monolith::hash_table::DeleteOtherShardCounts;
+using ::monolith::hash_table::DeleteSupersededFiles;
 using ::monolith::hash_table::DeleteTemporaries;
 using ::monolith::hash_table::DescribeInterruption;
 using ::monolith::hash_table::DescribeSaveId;
@@ -695,6 +696,7 @@ Status SaveFilterCheckpoint(FileSystem* fs, const std::string& basename,
   // Where they complete a save that had begun renaming, its renames are
   // finished first.
   bool temporaries_stale = false;
+  std::optional<std::vector<std::pair<std::string, SplitFile>>> listed;
   MONOLITH_RETURN_IF_ERROR(FinishInterruptedSave<SplitFile>(
       fs, basename, ParseShardFileName,
       [&](InterruptedSave* interrupted, std::vector<std::string>* paths) {
@@ -705,7 +707,7 @@ Status SaveFilterCheckpoint(FileSystem* fs, const std::string& basename,
         for (const SplitMeta& meta : found.metas) paths->push_back(meta.path);
         return Status::OK();
       },
-      log, &temporaries_stale));
+      log, &temporaries_stale, &listed));
   if (temporaries_stale) {
     DeleteTemporaries<SplitFile>(fs, split, ParseShardFileName, log);
   }
@@ -716,7 +718,7 @@ Status SaveFilterCheckpoint(FileSystem* fs, const std::string& basename,
   // A clock behind the last saver's must not make readers take an older
   // save left beside this one.
   save.save_time_micros = SaveTimeAfterOthers<SplitFile>(
-      fs, split, ParseShardFileName, nsplits, now_micros(),
+      fs, split, ParseShardFileName, listed, nsplits, now_micros(),
       [&](int64_t* newest) {
         FilterSave previous;
         if (!ReadFilterSave(fs, basename, nsplits, parallel_for, log, &previous)
@@ -766,12 +768,9 @@ Status SaveFilterCheckpoint(FileSystem* fs, const std::string& basename,
     }
     return status;
   }
-  MONOLITH_RETURN_IF_ERROR(DeleteOtherShardCounts<SplitFile>(
+  MONOLITH_RETURN_IF_ERROR(DeleteSupersededFiles<SplitFile>(
       fs, split, ParseShardFileName, nsplits,
       "superseded by a save with another split count", log));
-  // Temporaries still here are an interrupted save's that the start kept
-  // (no whole save to tell them by); this save supersedes them.
-  DeleteTemporaries<SplitFile>(fs, split, ParseShardFileName, log);
   if (log) {
     uint64_t bytes = 0;
     for (const SplitWrite& write : writes) bytes += write.bytes;

@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <numeric>
+#include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -758,6 +759,7 @@ Status SaveCheckpoint(FileSystem* fs, const std::string& basename,
   // save's. Where they complete a save that had begun renaming, its renames
   // are finished first: they may hold the only whole save there is.
   bool temporaries_stale = false;
+  std::optional<std::vector<std::pair<std::string, ShardFile>>> listed;
   MONOLITH_RETURN_IF_ERROR(FinishInterruptedSave<ShardFile>(
       fs, basename, ParseShardFile,
       [&](InterruptedSave* save, std::vector<std::string>* paths) {
@@ -768,7 +770,7 @@ Status SaveCheckpoint(FileSystem* fs, const std::string& basename,
         *paths = info.PathsInRenameOrder();
         return Status::OK();
       },
-      options.log, &temporaries_stale));
+      options.log, &temporaries_stale, &listed));
   if (temporaries_stale) {
     DeleteTemporaries<ShardFile>(fs, split, ParseShardFile, options.log);
   }
@@ -777,7 +779,7 @@ Status SaveCheckpoint(FileSystem* fs, const std::string& basename,
   // A clock behind the last saver's (another host, an NTP step) must not
   // make readers take an older save left beside this one.
   const int64_t save_time_micros = SaveTimeAfterOthers<ShardFile>(
-      fs, split, ParseShardFile, nshards, options.now_micros(),
+      fs, split, ParseShardFile, listed, nshards, options.now_micros(),
       [&](int64_t* newest) {
         CheckpointInfo previous;
         if (!ReadCheckpointInfo(fs, basename, /*need_data=*/false, options.log,
@@ -845,13 +847,9 @@ Status SaveCheckpoint(FileSystem* fs, const std::string& basename,
                         "or by the next save): ",
                     status);
   }
-  MONOLITH_RETURN_IF_ERROR(DeleteOtherShardCounts<ShardFile>(
+  MONOLITH_RETURN_IF_ERROR(DeleteSupersededFiles<ShardFile>(
       fs, split, ParseShardFile, nshards,
       "superseded by a save with another shard count", options.log));
-  // Temporaries still here are an interrupted save's that the start kept
-  // (there was no whole save to tell them by: the basename's first save
-  // was killed while writing); this save supersedes them.
-  DeleteTemporaries<ShardFile>(fs, split, ParseShardFile, options.log);
   progress.Finish();
   if (result != nullptr) {
     result->save_id = save_id;

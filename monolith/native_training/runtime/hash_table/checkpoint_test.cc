@@ -351,6 +351,39 @@ TEST(CheckpointTest, SaveWithAnotherShardCountSupersedesTheOldFiles) {
   EXPECT_EQ(restored, MakeContents(2, 50));
 }
 
+// Counts the listings of its folders (a remote store's costly calls).
+class ListingCountingFileSystem : public PosixFileSystem {
+ public:
+  Status ListDirectory(const std::string& dir,
+                       std::vector<std::string>* names) override {
+    ++listings;
+    return PosixFileSystem::ListDirectory(dir, names);
+  }
+  int listings = 0;
+};
+
+// A save lists its folder twice (before writing, after renaming), and once
+// more to read the time of a save of another shard count beside it: the
+// folder of a job's every table and filter, on an object store, was listed
+// four times a save (five beside another shard count).
+TEST(CheckpointTest, ASaveListsItsFolderTwice) {
+  const std::string dir = TestDir("listings");
+  for (int other = 0; other < 3; ++other) {
+    ASSERT_OK(
+        Save(dir + "/other" + std::to_string(other), MakeContents(1, 5), 2));
+  }
+  ListingCountingFileSystem fs;
+  for (int nshards : {2, 2, 3}) {  // the last one supersedes 2 shards
+    fs.listings = 0;
+    ASSERT_OK(SaveTo(&fs, dir + "/t", MakeContents(nshards, 50), nshards));
+    EXPECT_EQ(fs.listings, nshards == 3 ? 3 : 2) << nshards;
+  }
+  EXPECT_EQ(List(dir).size(), 3u * 4 + 6);
+  Contents restored;
+  ASSERT_OK(Restore(dir + "/t", &restored));
+  EXPECT_EQ(restored, MakeContents(3, 50));
+}
+
 // Copies the |nshards|-shard save at |from| to |to|'s names.
 void CopySave(const std::string& from, const std::string& to, int nshards) {
   for (int s = 0; s < nshards; ++s) {

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -87,32 +88,46 @@ Status ListShardFiles(FileSystem* fs, const SplitBasename& split,
   return Status::OK();
 }
 
-// Deletes the files of ListShardFiles (File given explicitly) that
-// |doomed| (bool doomed(const File&)) picks, logging each. Failures are
-// logged, not returned: leftovers are harmless to readers. In reverse name
-// order, so a checkpoint's meta files ("t.meta-...") go before its data
-// files ("t-..."): a kill meanwhile must not leave a meta temporary whose
-// data temporary is gone (a reader pairs it with the final data file).
-template <typename File, typename Parse, typename Doomed>
+// Deletes the files of |files| (as ListShardFiles gives them) for which
+// |why| (const char* why(const File&)) gives a reason (nullptr: kept),
+// logging each with it. Failures are logged, not returned: leftovers are
+// harmless to readers. In reverse name order, so a checkpoint's meta files
+// ("t.meta-...") go before its data files ("t-..."): a kill meanwhile must
+// not leave a meta temporary whose data temporary is gone (a reader pairs
+// it with the final data file).
+template <typename File, typename Why>
+void DeleteListedFiles(FileSystem* fs,
+                       const std::vector<std::pair<std::string, File>>& files,
+                       const Why& why, const LogFn& log) {
+  for (auto it = files.rbegin(); it != files.rend(); ++it) {
+    const auto& [path, file] = *it;
+    const char* reason = why(file);
+    if (reason == nullptr) continue;
+    const Status s = fs->DeleteFile(path);
+    Log(log, s.ok() ? "Deleted " + path + " (" + reason + ")"
+                    : "Could not delete " + path + " (" + reason +
+                          "): " + s.message());
+  }
+}
+
+// DeleteListedFiles of a listing of |split|'s files (File given
+// explicitly) taken here, with |what| saying which (for a listing that
+// fails, logged).
+template <typename File, typename Parse, typename Why>
 void DeleteShardFiles(FileSystem* fs, const SplitBasename& split,
-                      const Parse& parse, const Doomed& doomed,
-                      const char* why, const LogFn& log) {
+                      const Parse& parse, const Why& why, const char* what,
+                      const LogFn& log) {
   std::vector<std::pair<std::string, File>> files;
   const Status listed = ListShardFiles(fs, split, parse, &files);
   if (!listed.ok()) {
     Log(log, "Could not list the files of " + split.Path(split.prefix) +
-                 " to delete those " + why + ": " + listed.message());
+                 " to delete those " + what + ": " + listed.message());
     return;
   }
-  for (auto it = files.rbegin(); it != files.rend(); ++it) {
-    const auto& [path, file] = *it;
-    if (!doomed(file)) continue;
-    const Status s = fs->DeleteFile(path);
-    Log(log,
-        s.ok() ? "Deleted " + path + " (" + why + ")"
-               : "Could not delete " + path + " (" + why + "): " + s.message());
-  }
+  DeleteListedFiles(fs, files, why, log);
 }
+
+constexpr char kInterruptedSaveReason[] = "left by an interrupted save";
 
 // Deletes the temporaries at |split|: with one writer per basename, those
 // of an interrupted save (File: a ShardName).
@@ -120,8 +135,11 @@ template <typename File, typename Parse>
 void DeleteTemporaries(FileSystem* fs, const SplitBasename& split,
                        const Parse& parse, const LogFn& log) {
   DeleteShardFiles<File>(
-      fs, split, parse, [](const File& file) { return file.temp; },
-      "left by an interrupted save", log);
+      fs, split, parse,
+      [](const File& file) {
+        return file.temp ? kInterruptedSaveReason : nullptr;
+      },
+      kInterruptedSaveReason, log);
 }
 
 // Deletes the (final) files at |split| of another shard count than
@@ -141,10 +159,37 @@ Status DeleteOtherShardCounts(FileSystem* fs, const SplitBasename& split,
   }
   DeleteShardFiles<File>(
       fs, split, parse,
-      [nshards](const File& file) {
-        return !file.temp && file.nshards != nshards;
+      [nshards, why](const File& file) {
+        return !file.temp && file.nshards != nshards ? why : nullptr;
       },
       why, log);
+  return Status::OK();
+}
+
+// The end of a save of |nshards| at |split| that gave its files their
+// final names: deletes, from one listing taken once the folder is synced,
+// the final files of other shard counts (|why|: superseded, as
+// DeleteOtherShardCounts) and the temporaries left (an interrupted save's
+// that the save's start kept: with no whole save to tell them by, the
+// basename's first save killed while writing; this save supersedes them).
+// Fails, deleting nothing, where the folder cannot be synced.
+template <typename File, typename Parse>
+Status DeleteSupersededFiles(FileSystem* fs, const SplitBasename& split,
+                             const Parse& parse, int nshards, const char* why,
+                             const LogFn& log) {
+  const Status synced = fs->SyncDirectory(split.dir);
+  if (!synced.ok()) {
+    return Prefixed("cannot make the renames in " + split.dir +
+                        " durable (the files they supersede are kept): ",
+                    synced);
+  }
+  DeleteShardFiles<File>(
+      fs, split, parse,
+      [nshards, why](const File& file) -> const char* {
+        if (file.temp) return kInterruptedSaveReason;
+        return file.nshards != nshards ? why : nullptr;
+      },
+      "superseded", log);
   return Status::OK();
 }
 
@@ -154,15 +199,20 @@ Status DeleteOtherShardCounts(FileSystem* fs, const SplitBasename& split,
 // a reader takes there, which |newest_saved| (bool(int64_t*)) gives (false:
 // none read). Readers choose between whole saves of two counts (the older
 // one's files left where deleting them failed) by this time: the one saved
-// last is read, whatever the clocks of the hosts that saved.
+// last is read, whatever the clocks of the hosts that saved. |listed|: the
+// files there (FinishInterruptedSave's listing, where it changed nothing),
+// or none to list them here.
 template <typename File, typename Parse, typename NewestSaved>
-int64_t SaveTimeAfterOthers(FileSystem* fs, const SplitBasename& split,
-                            const Parse& parse, int nshards, int64_t now,
-                            const NewestSaved& newest_saved) {
-  std::vector<std::pair<std::string, File>> files;
-  if (!ListShardFiles(fs, split, parse, &files).ok()) return now;
+int64_t SaveTimeAfterOthers(
+    FileSystem* fs, const SplitBasename& split, const Parse& parse,
+    const std::optional<std::vector<std::pair<std::string, File>>>& listed,
+    int nshards, int64_t now, const NewestSaved& newest_saved) {
+  std::vector<std::pair<std::string, File>> listing;
+  if (!listed.has_value() && !ListShardFiles(fs, split, parse, &listing).ok()) {
+    return now;
+  }
   bool other_counts = false;
-  for (const auto& [path, file] : files) {
+  for (const auto& [path, file] : listed.has_value() ? *listed : listing) {
     other_counts = other_counts || (!file.temp && file.nshards != nshards);
   }
   int64_t newest = 0;
@@ -273,14 +323,18 @@ Status FinishRenames(FileSystem* fs, const std::vector<std::string>& paths,
 // files in its rename order. *temporaries_stale: whether the temporaries
 // left may be deleted (false where the checkpoint does not read). Fails
 // where the files cannot be read (I/O, not content): they might hold the
-// last whole save. File, Parse: as for ListShardFiles.
+// last whole save. *unchanged: the files at |basename| where it found no
+// interrupted save (it changed nothing: SaveTimeAfterOthers takes them),
+// else none. File, Parse: as for ListShardFiles.
 template <typename File, typename Parse>
 Status FinishInterruptedSave(
     FileSystem* fs, const std::string& basename, const Parse& parse,
     const std::function<Status(InterruptedSave* save,
                                std::vector<std::string>* paths)>& read,
-    const LogFn& log, bool* temporaries_stale) {
+    const LogFn& log, bool* temporaries_stale,
+    std::optional<std::vector<std::pair<std::string, File>>>* unchanged) {
   *temporaries_stale = false;
+  unchanged->reset();
   const SplitBasename split(basename);
   std::vector<std::pair<std::string, File>> files;
   const Status listed_status = ListShardFiles(fs, split, parse, &files);
@@ -291,7 +345,10 @@ Status FinishInterruptedSave(
                                                          : listed_status;
   }
   std::set<std::string> listed;
-  if (FindInterruptedSaves(files, &listed).empty()) return Status::OK();
+  if (FindInterruptedSaves(files, &listed).empty()) {
+    *unchanged = std::move(files);
+    return Status::OK();
+  }
   InterruptedSave save;
   std::vector<std::string> paths;
   const Status status = read(&save, &paths);
