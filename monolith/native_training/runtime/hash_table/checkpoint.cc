@@ -681,13 +681,6 @@ Status SerialFor(int64_t n, const std::function<Status(int64_t)>& fn) {
   return Status::OK();
 }
 
-int CheckpointInfo::FindTable(const std::string& name) const {
-  for (size_t t = 0; t < tables.size(); ++t) {
-    if (tables[t].name == name) return static_cast<int>(t);
-  }
-  return -1;
-}
-
 Status CheckSegmentDims(const CheckpointInfo& info, int table,
                         const std::vector<uint32_t>& segment_dims) {
   const CheckpointInfo::Table& saved = info.tables[table];

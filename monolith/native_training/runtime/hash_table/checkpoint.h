@@ -153,8 +153,6 @@ struct CheckpointInfo {
   // where it had not renamed them yet.
   std::string temp_suffix;
 
-  // Index of the table named |name|, or -1.
-  int FindTable(const std::string& name) const;
   // The shards' files in the order a save renames them (each shard's data
   // file, then its meta file).
   std::vector<std::string> PathsInRenameOrder() const;

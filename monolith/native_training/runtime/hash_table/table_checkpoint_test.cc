@@ -75,7 +75,7 @@ TEST(TableCheckpointTest, SavesAndRestoresWholeTables) {
 
   CheckpointInfo info;
   ASSERT_OK(ReadCheckpointInfo(&fs, basename, true, {}, &info));
-  ASSERT_EQ(info.FindTable("a"), 0);
+  ASSERT_EQ(info.tables[0].name, "a");
   auto restored = Table(2, 3);
   ASSERT_OK(RestoreCheckpoint(
       &fs, info,
