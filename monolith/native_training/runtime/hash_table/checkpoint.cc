@@ -852,21 +852,27 @@ Status SaveCheckpoint(FileSystem* fs, const std::string& basename,
   return Status::OK();
 }
 
-Status ReadCheckpointInfo(FileSystem* fs, const std::string& basename,
-                          bool need_data, const LogFn& log,
-                          CheckpointInfo* info) {
+namespace {
+
+// ReadCheckpointInfo, with |sorted_names| the listing of the basename's
+// folder (sorted), or |listed_status| the listing's failure.
+Status ReadListedCheckpointInfo(FileSystem* fs, const std::string& basename,
+                                const std::vector<std::string>& sorted_names,
+                                const Status& listed_status, bool need_data,
+                                const LogFn& log, CheckpointInfo* info) {
+  if (listed_status.code() == StatusCode::kNotFound) {
+    return NotFoundError("no multi hash table checkpoint at " + basename +
+                         ": " + listed_status.message());
+  }
+  MONOLITH_RETURN_IF_ERROR(listed_status);
   const SplitBasename split(basename);
   std::vector<std::pair<std::string, ShardFile>> files;
-  Status status = ListShardFiles(fs, split, ParseShardFile, &files);
-  if (status.code() == StatusCode::kNotFound) {
-    return NotFoundError("no multi hash table checkpoint at " + basename +
-                         ": " + status.message());
-  }
-  MONOLITH_RETURN_IF_ERROR(status);
+  ShardFilesNamed(sorted_names, split, ParseShardFile, &files);
   std::set<std::string> listed;
   const std::set<InterruptedSave> interrupted =
       FindInterruptedSaves(files, &listed);
-  status = ReadFinalNames(fs, basename, files, listed, need_data, log, info);
+  Status status =
+      ReadFinalNames(fs, basename, files, listed, need_data, log, info);
   // A reader that cannot read the final names (a storage error, not their
   // contents) cannot tell whether they hold a newer save than any
   // interrupted one.
@@ -902,6 +908,38 @@ Status ReadCheckpointInfo(FileSystem* fs, const std::string& basename,
   return status;
 }
 
+}  // namespace
+
+Status ReadCheckpointInfo(FileSystem* fs, const std::string& basename,
+                          bool need_data, const LogFn& log,
+                          CheckpointInfo* info) {
+  std::vector<std::string> names;
+  const Status listed = fs->ListDirectory(SplitBasename(basename).dir, &names);
+  std::sort(names.begin(), names.end());
+  return ReadListedCheckpointInfo(fs, basename, names, listed, need_data, log,
+                                  info);
+}
+
+Status ReadCheckpointInfos(FileSystem* fs,
+                           const std::vector<std::string>& basenames,
+                           bool need_data, const LogFn& log,
+                           std::vector<CheckpointInfo>* infos) {
+  infos->assign(basenames.size(), CheckpointInfo());
+  // Folder -> its listing's status and sorted names.
+  std::map<std::string, std::pair<Status, std::vector<std::string>>> folders;
+  for (size_t b = 0; b < basenames.size(); ++b) {
+    const std::string dir = SplitBasename(basenames[b]).dir;
+    auto [folder, added] = folders.try_emplace(dir);
+    auto& [listed, names] = folder->second;
+    if (added) {
+      listed = fs->ListDirectory(dir, &names);
+      std::sort(names.begin(), names.end());
+    }
+    MONOLITH_RETURN_IF_ERROR(ReadListedCheckpointInfo(
+        fs, basenames[b], names, listed, need_data, log, &(*infos)[b]));
+  }
+  return Status::OK();
+}
 
 Status RestoreCheckpoint(FileSystem* fs, const CheckpointInfo& info,
                          const RecordRestorer& restore,

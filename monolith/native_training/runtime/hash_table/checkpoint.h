@@ -171,6 +171,15 @@ Status ReadCheckpointInfo(FileSystem* fs, const std::string& basename,
                           bool need_data, const LogFn& log,
                           CheckpointInfo* info);
 
+// ReadCheckpointInfo of each of |basenames| into (*infos)[i], listing each
+// folder once (a resharded restore reads ~100 checkpoints of one asset
+// folder, which holds every table's files); the first failure, naming its
+// basename.
+Status ReadCheckpointInfos(FileSystem* fs,
+                           const std::vector<std::string>& basenames,
+                           bool need_data, const LogFn& log,
+                           std::vector<CheckpointInfo>* infos);
+
 // OK unless table |table| of |info| was saved with segment dims other
 // than |segment_dims| (those of the table it would be restored into);
 // InvalidArgument naming both otherwise. A table saved without them (by

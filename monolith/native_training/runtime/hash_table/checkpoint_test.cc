@@ -384,6 +384,34 @@ TEST(CheckpointTest, ASaveListsItsFolderTwice) {
   EXPECT_EQ(restored, MakeContents(3, 50));
 }
 
+// Checkpoints of one folder (a resharded restore's ~100 of an asset folder)
+// are read from one listing of it, as ReadCheckpointInfo reads each.
+TEST(CheckpointTest, CheckpointsOfOneFolderAreReadFromOneListing) {
+  const std::string dir = TestDir("infos");
+  std::vector<std::string> basenames;
+  for (int b = 0; b < 3; ++b) {
+    basenames.push_back(dir + "/ps_" + std::to_string(b));
+    ASSERT_OK(Save(basenames.back(), MakeContents(b, 20), b + 1));
+  }
+  ListingCountingFileSystem fs;
+  std::vector<CheckpointInfo> infos;
+  ASSERT_OK(ReadCheckpointInfos(&fs, basenames, true, {}, &infos));
+  EXPECT_EQ(fs.listings, 1);
+  ASSERT_EQ(infos.size(), 3u);
+  for (int b = 0; b < 3; ++b) {
+    CheckpointInfo one;
+    ASSERT_OK(ReadCheckpointInfo(&fs, basenames[b], true, {}, &one));
+    EXPECT_EQ(infos[b].nshards, b + 1);
+    EXPECT_EQ(infos[b].save_id, one.save_id);
+    EXPECT_EQ(infos[b].PathsInRenameOrder(), one.PathsInRenameOrder());
+  }
+  basenames.push_back(dir + "/ps_9");
+  const Status missing = ReadCheckpointInfos(&fs, basenames, true, {}, &infos);
+  EXPECT_EQ(missing.code(), StatusCode::kNotFound) << missing.ToString();
+  EXPECT_NE(missing.message().find("ps_9"), std::string::npos)
+      << missing.ToString();
+}
+
 // Copies the |nshards|-shard save at |from| to |to|'s names.
 void CopySave(const std::string& from, const std::string& to, int nshards) {
   for (int s = 0; s < nshards; ++s) {

@@ -67,6 +67,21 @@ struct ShardName {
 bool ParseShardFileName(std::string_view name, std::string_view prefix,
                         ShardName* file);
 
+// The files of |sorted_names| (a listing of |split|'s directory, sorted)
+// whose names |parse| (as for ListShardFiles) accepts, as (path, file).
+template <typename File, typename Parse>
+void ShardFilesNamed(const std::vector<std::string>& sorted_names,
+                     const SplitBasename& split, const Parse& parse,
+                     std::vector<std::pair<std::string, File>>* files) {
+  files->clear();
+  for (const std::string& name : sorted_names) {
+    File file;
+    if (parse(name, split.prefix, &file)) {
+      files->emplace_back(split.Path(name), file);
+    }
+  }
+}
+
 // The files in |split|'s directory whose names |parse| accepts, as
 // (path, file) in the order of their names. |parse| is
 //   bool parse(std::string_view name, const std::string& prefix, File* file)
@@ -78,13 +93,7 @@ Status ListShardFiles(FileSystem* fs, const SplitBasename& split,
   std::vector<std::string> names;
   MONOLITH_RETURN_IF_ERROR(fs->ListDirectory(split.dir, &names));
   std::sort(names.begin(), names.end());
-  files->clear();
-  for (const std::string& name : names) {
-    File file;
-    if (parse(name, split.prefix, &file)) {
-      files->emplace_back(split.Path(name), file);
-    }
-  }
+  ShardFilesNamed(names, split, parse, files);
   return Status::OK();
 }
 

@@ -209,7 +209,9 @@ Status RestoreCheckpointsOrThrow(OpKernelContext* ctx, MultiHashTable* mtable,
   TF_RETURN_IF_ERROR(RestoredStates(values_only, table_names,
                                     mtable->shared_name(), &states));
   TfFileSystem fs(ctx->env());
-  std::vector<ht::CheckpointInfo> infos(basenames.size());
+  std::vector<ht::CheckpointInfo> infos;
+  TF_RETURN_IF_ERROR(ToTfStatus(ht::ReadCheckpointInfos(
+      &fs, basenames, /*need_data=*/true, LogWarning, &infos)));
   // Per checkpoint: its table -> the graph's table (-1: not in the graph).
   std::vector<std::vector<int>> to_graph(basenames.size());
   std::vector<bool> restored(mtable->size(), false);
@@ -221,8 +223,6 @@ Status RestoreCheckpointsOrThrow(OpKernelContext* ctx, MultiHashTable* mtable,
     graph_table.emplace(mtable->table(t).name, t);
   }
   for (size_t b = 0; b < basenames.size(); ++b) {
-    TF_RETURN_IF_ERROR(ToTfStatus(ht::ReadCheckpointInfo(
-        &fs, basenames[b], /*need_data=*/true, LogWarning, &infos[b])));
     std::unordered_set<std::string> saved_tables;
     for (size_t i = 0; i < infos[b].tables.size(); ++i) {
       const ht::CheckpointInfo::Table& table = infos[b].tables[i];
