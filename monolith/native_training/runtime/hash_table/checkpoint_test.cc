@@ -351,17 +351,6 @@ TEST(CheckpointTest, SaveWithAnotherShardCountSupersedesTheOldFiles) {
   EXPECT_EQ(restored, MakeContents(2, 50));
 }
 
-// Counts the listings of its folders (a remote store's costly calls).
-class ListingCountingFileSystem : public PosixFileSystem {
- public:
-  Status ListDirectory(const std::string& dir,
-                       std::vector<std::string>* names) override {
-    ++listings;
-    return PosixFileSystem::ListDirectory(dir, names);
-  }
-  int listings = 0;
-};
-
 // A save lists its folder twice (before writing, after renaming), and once
 // more to read the time of a save of another shard count beside it: the
 // folder of a job's every table and filter, on an object store, was listed
@@ -376,7 +365,7 @@ TEST(CheckpointTest, ASaveListsItsFolderTwice) {
   for (int nshards : {2, 2, 3}) {  // the last one supersedes 2 shards
     fs.listings = 0;
     ASSERT_OK(SaveTo(&fs, dir + "/t", MakeContents(nshards, 50), nshards));
-    EXPECT_EQ(fs.listings, nshards == 3 ? 3 : 2) << nshards;
+    EXPECT_EQ(fs.listings.load(), nshards == 3 ? 3 : 2) << nshards;
   }
   EXPECT_EQ(List(dir).size(), 3u * 4 + 6);
   Contents restored;
@@ -396,7 +385,7 @@ TEST(CheckpointTest, CheckpointsOfOneFolderAreReadFromOneListing) {
   ListingCountingFileSystem fs;
   std::vector<CheckpointInfo> infos;
   ASSERT_OK(ReadCheckpointInfos(&fs, basenames, true, {}, &infos));
-  EXPECT_EQ(fs.listings, 1);
+  EXPECT_EQ(fs.listings.load(), 1);
   ASSERT_EQ(infos.size(), 3u);
   for (int b = 0; b < 3; ++b) {
     CheckpointInfo one;

@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "monolith/native_training/runtime/hash_table/file_system.h"
 
@@ -114,6 +115,18 @@ class FailingFileSystem : public PosixFileSystem {
  private:
   std::atomic<int> opens_{0};
   std::atomic<int> renames_{0};
+};
+
+// Counts the listings of its folders (a remote store's costly calls).
+class ListingCountingFileSystem : public PosixFileSystem {
+ public:
+  Status ListDirectory(const std::string& dir,
+                       std::vector<std::string>* names) override {
+    ++listings;
+    return PosixFileSystem::ListDirectory(dir, names);
+  }
+
+  std::atomic<int> listings{0};
 };
 
 }  // namespace hash_table

@@ -151,37 +151,15 @@ void DeleteTemporaries(FileSystem* fs, const SplitBasename& split,
       kInterruptedSaveReason, log);
 }
 
-// Deletes the (final) files at |split| of another shard count than
-// |nshards|, which a save of |nshards| superseded (File: a ShardName),
-// once the folder is synced: a power loss must not keep the deletions and
-// lose the renames that superseded them. Fails, deleting nothing, where
-// the folder cannot be synced.
-template <typename File, typename Parse>
-Status DeleteOtherShardCounts(FileSystem* fs, const SplitBasename& split,
-                              const Parse& parse, int nshards, const char* why,
-                              const LogFn& log) {
-  const Status synced = fs->SyncDirectory(split.dir);
-  if (!synced.ok()) {
-    return Prefixed("cannot make the renames in " + split.dir +
-                        " durable (the files they supersede are kept): ",
-                    synced);
-  }
-  DeleteShardFiles<File>(
-      fs, split, parse,
-      [nshards, why](const File& file) {
-        return !file.temp && file.nshards != nshards ? why : nullptr;
-      },
-      why, log);
-  return Status::OK();
-}
-
-// The end of a save of |nshards| at |split| that gave its files their
-// final names: deletes, from one listing taken once the folder is synced,
-// the final files of other shard counts (|why|: superseded, as
-// DeleteOtherShardCounts) and the temporaries left (an interrupted save's
-// that the save's start kept: with no whole save to tell them by, the
-// basename's first save killed while writing; this save supersedes them).
-// Fails, deleting nothing, where the folder cannot be synced.
+// Once a save of |nshards| at |split| has given its files their final
+// names (a save's own, or the renames FinishInterruptedSave finished):
+// deletes, from one listing taken once the folder is synced (a power loss
+// must not keep the deletions and lose the renames that superseded them),
+// the final files of other shard counts (|why|: superseded) and the
+// temporaries left (interrupted saves', which that save supersedes; a
+// save's start keeps them where no whole save is there to tell them by, as
+// when the basename's first save was killed while writing). Fails,
+// deleting nothing, where the folder cannot be synced. File: a ShardName.
 template <typename File, typename Parse>
 Status DeleteSupersededFiles(FileSystem* fs, const SplitBasename& split,
                              const Parse& parse, int nshards, const char* why,
@@ -376,7 +354,7 @@ Status FinishInterruptedSave(
   *temporaries_stale = true;
   if (save.temp_suffix.empty()) return Status::OK();
   MONOLITH_RETURN_IF_ERROR(FinishRenames(fs, paths, save, log));
-  return DeleteOtherShardCounts<File>(
+  return DeleteSupersededFiles<File>(
       fs, split, parse, save.nshards,
       "superseded by the interrupted save whose renames were finished", log);
 }

@@ -101,6 +101,18 @@ class HostRowStore : public RowStore {
   bool ignore_shards_ = false;
 };
 
+// Restores the checkpoint |info| through |restorer|, flushed.
+Status RestoreThrough(FileSystem* fs, const CheckpointInfo& info,
+                      RowStoreRestorer* restorer) {
+  MONOLITH_RETURN_IF_ERROR(
+      RestoreCheckpoint(fs, info,
+                        [&](int shard, int table, std::string_view record) {
+                          return restorer->Restore(shard, table, record);
+                        },
+                        SerialFor, {}));
+  return restorer->Flush();
+}
+
 class GpuRowCheckpointTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -284,13 +296,7 @@ TEST_F(GpuRowCheckpointTest, WideRowsMoveInChunksOfBoundedBytes) {
   ASSERT_OK(ReadCheckpointInfo(&fs, basename, true, {}, &info));
   HostRowStore restored(row_floats);
   RowStoreRestorer restorer({&restored}, {records.get()}, info.nshards);
-  ASSERT_OK(
-      RestoreCheckpoint(&fs, info,
-                        [&](int shard, int table, std::string_view record) {
-                          return restorer.Restore(shard, table, record);
-                        },
-                        SerialFor, {}));
-  ASSERT_OK(restorer.Flush());
+  ASSERT_OK(RestoreThrough(&fs, info, &restorer));
   EXPECT_EQ(restored.rows(), store.rows());
   EXPECT_GE(restored.puts(), 2);
   EXPECT_LE(restored.largest_put() * row_bytes, kMaxRowChunkBytes);
@@ -328,13 +334,7 @@ TEST_F(GpuRowCheckpointTest, CpuSavesRestoreIntoGpuRows) {
   HostRowStore store(records_->spec().row_floats());
   RowStoreRestorer restorer({&store}, {records_.get()}, info.nshards,
                             /*batch_rows=*/500);
-  ASSERT_OK(
-      RestoreCheckpoint(&fs_, info,
-                        [&](int shard, int table, std::string_view record) {
-                          return restorer.Restore(shard, table, record);
-                        },
-                        SerialFor, {}));
-  ASSERT_OK(restorer.Flush());
+  ASSERT_OK(RestoreThrough(&fs_, info, &restorer));
   EXPECT_EQ(store.rows(), CpuRows());
   // Batches of at most 500 rows per shard.
   EXPECT_GE(store.puts(), static_cast<int>(cpu_->Size() / 500));
