@@ -394,6 +394,20 @@ TEST(CheckpointTest, CheckpointsOfOneFolderAreReadFromOneListing) {
     EXPECT_EQ(infos[b].save_id, one.save_id);
     EXPECT_EQ(infos[b].PathsInRenameOrder(), one.PathsInRenameOrder());
   }
+  // A second folder is listed once more; a folder that is not there fails
+  // naming its basename.
+  const std::string other = TestDir("infos_other") + "/ps_0";
+  ASSERT_OK(Save(other, MakeContents(7, 20), 2));
+  fs.listings = 0;
+  ASSERT_OK(ReadCheckpointInfos(&fs, {basenames[0], other, basenames[1]}, true,
+                                {}, &infos));
+  EXPECT_EQ(fs.listings.load(), 2);
+  EXPECT_EQ(infos[1].nshards, 2);
+  const Status no_folder = ReadCheckpointInfos(
+      &fs, {basenames[0], dir + "/gone/ps_0"}, true, {}, &infos);
+  EXPECT_EQ(no_folder.code(), StatusCode::kNotFound) << no_folder.ToString();
+  EXPECT_NE(no_folder.message().find("gone/ps_0"), std::string::npos)
+      << no_folder.ToString();
   basenames.push_back(dir + "/ps_9");
   const Status missing = ReadCheckpointInfos(&fs, basenames, true, {}, &infos);
   EXPECT_EQ(missing.code(), StatusCode::kNotFound) << missing.ToString();
@@ -648,6 +662,48 @@ TEST(CheckpointTest, TemporariesAreDeletedMetaFilesFirst) {
                                                   << " before its meta file";
   }
   EXPECT_GE(pairs, 2);
+}
+
+// The end of a save deletes another shard count's final files and the
+// temporaries left in one pass: every meta file, of either kind, before
+// any data file.
+TEST(CheckpointTest, OtherCountsAndTemporariesGoMetaFilesFirst) {
+  const std::string dir = TestDir("delete_order_mixed");
+  const std::string basename = dir + "/t";
+  // A 2-shard save that lost a meta file (no whole save: the next save
+  // keeps the temporaries while it writes), then a 3-shard save killed
+  // while writing.
+  ASSERT_OK(Save(basename, MakeContents(1, 30), 2));
+  ASSERT_EQ(std::remove(CheckpointMetaName(basename, 1, 2).c_str()), 0);
+  DyingFileSystem dying(/*renames=*/5, /*new_files=*/-1);
+  ASSERT_FALSE(SaveTo(&dying, basename, MakeContents(2, 30), 3).ok());
+  ASSERT_TRUE(dying.dead());
+  class RecordingFileSystem : public PosixFileSystem {
+   public:
+    Status DeleteFile(const std::string& path) override {
+      deleted.push_back(path);
+      return PosixFileSystem::DeleteFile(path);
+    }
+    std::vector<std::string> deleted;
+  } recording;
+  ASSERT_OK(SaveTo(&recording, basename, MakeContents(3, 30), 4));
+  int64_t last_meta = -1, first_data = -1, temporaries = 0, finals = 0;
+  for (size_t i = 0; i < recording.deleted.size(); ++i) {
+    const std::string& path = recording.deleted[i];
+    (Contains(path, "-tmp-") ? temporaries : finals) += 1;
+    if (Contains(path, ".meta-")) {
+      last_meta = static_cast<int64_t>(i);
+    } else if (first_data < 0) {
+      first_data = static_cast<int64_t>(i);
+    }
+  }
+  EXPECT_GE(temporaries, 5);
+  EXPECT_EQ(finals, 3);  // the 2-shard save's files left
+  EXPECT_LT(last_meta, first_data);
+  EXPECT_EQ(List(dir).size(), 8u);
+  Contents restored;
+  ASSERT_OK(Restore(basename, &restored));
+  EXPECT_EQ(restored, MakeContents(3, 30));
 }
 
 bool AnyContains(const std::vector<std::string>& lines,

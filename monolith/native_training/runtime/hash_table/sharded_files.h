@@ -307,8 +307,10 @@ Status FinishRenames(FileSystem* fs, const std::vector<std::string>& paths,
 // temporaries hold it whole, since they may hold the only whole save there
 // is. |read| reads the checkpoint at |basename| as a restore would: the
 // save it reads (temp_suffix empty: the final names) and that save's
-// files in its rename order. *temporaries_stale: whether the temporaries
-// left may be deleted (false where the checkpoint does not read). Fails
+// files in its rename order. *temporaries_stale: whether temporaries left
+// may be deleted (false where the checkpoint does not read, and where it
+// deleted them itself with the files the renames it finished superseded,
+// DeleteSupersededFiles). Fails
 // where the files cannot be read (I/O, not content): they might hold the
 // last whole save. *unchanged: the files at |basename| where it found no
 // interrupted save (it changed nothing: SaveTimeAfterOthers takes them),
@@ -354,9 +356,13 @@ Status FinishInterruptedSave(
   *temporaries_stale = true;
   if (save.temp_suffix.empty()) return Status::OK();
   MONOLITH_RETURN_IF_ERROR(FinishRenames(fs, paths, save, log));
-  return DeleteSupersededFiles<File>(
+  MONOLITH_RETURN_IF_ERROR(DeleteSupersededFiles<File>(
       fs, split, parse, save.nshards,
-      "superseded by the interrupted save whose renames were finished", log);
+      "superseded by the interrupted save whose renames were finished", log));
+  // The temporaries went with them (any left, on a failed listing, go at
+  // the end of the save).
+  *temporaries_stale = false;
+  return Status::OK();
 }
 
 // Microseconds since the Unix epoch.
