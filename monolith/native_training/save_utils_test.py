@@ -274,6 +274,34 @@ def test_delete_skips_what_is_already_deleted(tmp_path, monkeypatch):
   assert not tf.io.gfile.exists(kept_dir)
 
 
+def test_a_folder_on_an_object_store_is_deleted_file_by_file_in_parallel(
+    tmp_path, monkeypatch):
+  # TF deletes a remote folder object after object (tens of ms each on
+  # GCS), and a step's asset folder holds thousands of files.
+  folder = os.path.join(str(tmp_path), "model.ckpt-1.assets")
+  for sub in ("", "nested"):
+    os.makedirs(os.path.join(folder, sub), exist_ok=True)
+    for i in range(40):
+      with open(os.path.join(folder, sub, f"t-{i:05d}-of-00040"), "w") as f:
+        f.write("x")
+  removed_on = set()
+  remove = tf.io.gfile.remove
+
+  def recording_remove(path):
+    removed_on.add(threading.current_thread().name)
+    remove(path)
+
+  monkeypatch.setattr(tf.io.gfile, "remove", recording_remove)
+  save_utils._delete_tree(folder, parallel=True)
+  assert not os.path.exists(folder)
+  assert removed_on and threading.current_thread().name not in removed_on
+  with pytest.raises(tf.errors.NotFoundError):
+    save_utils._delete_tree(folder, parallel=True)
+  assert [save_utils._deletes_one_object_at_a_time(p) for p in (
+      "/tmp/m", "file:///tmp/m", "hdfs://nn/m", "viewfs://c/m", "gs://b/m",
+      "s3://b/m")] == [False, False, False, False, True, True]
+
+
 def test_a_delete_before_a_save_does_not_list_the_steps_asset_folder(
     tmp_path, monkeypatch):
   # It listed the folder for temporaries it then kept (twice a save, by
