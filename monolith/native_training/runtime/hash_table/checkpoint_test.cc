@@ -619,6 +619,33 @@ TEST(CheckpointTest, AListedFileThatWentIsAbortedNotDamage) {
       << status.ToString();
 }
 
+// Records the renames, folder syncs and deletions of a save, in order.
+class RecordingFileSystem : public PosixFileSystem {
+ public:
+  Status RenameFile(const std::string& from, const std::string& to) override {
+    if (!Contains(from, ".partial")) events.push_back("rename " + to);
+    return PosixFileSystem::RenameFile(from, to);
+  }
+  Status SyncDirectory(const std::string& dir) override {
+    events.push_back("sync " + dir);
+    return PosixFileSystem::SyncDirectory(dir);
+  }
+  Status DeleteFile(const std::string& path) override {
+    events.push_back("delete " + path);
+    return PosixFileSystem::DeleteFile(path);
+  }
+  // The paths deleted, in order.
+  std::vector<std::string> Deleted() const {
+    std::vector<std::string> paths;
+    for (const std::string& event : events) {
+      if (event.rfind("delete ", 0) == 0) paths.push_back(event.substr(7));
+    }
+    return paths;
+  }
+
+  std::vector<std::string> events;
+};
+
 // An interrupted save's temporaries are deleted meta file first: a kill
 // between the two left a meta temporary whose data temporary was gone,
 // which a reader pairs with the final data file (data files were deleted
@@ -636,25 +663,18 @@ TEST(CheckpointTest, TemporariesAreDeletedMetaFilesFirst) {
     if (Contains(name, "-tmp-")) left.push_back(dir + "/" + name);
   }
   ASSERT_GE(left.size(), 5u);
-  class RecordingFileSystem : public PosixFileSystem {
-   public:
-    Status DeleteFile(const std::string& path) override {
-      deleted.push_back(path);
-      return PosixFileSystem::DeleteFile(path);
-    }
-    std::vector<std::string> deleted;
-  } recording;
+  RecordingFileSystem recording;
   ASSERT_OK(SaveTo(&recording, basename, MakeContents(2, 30), 3));
+  const std::vector<std::string> deleted = recording.Deleted();
   const auto deleted_at = [&](const std::string& path) {
-    const auto& d = recording.deleted;
-    return std::find(d.begin(), d.end(), path) - d.begin();
+    return std::find(deleted.begin(), deleted.end(), path) - deleted.begin();
   };
   int pairs = 0;
   for (const std::string& data : left) {
     if (Contains(data, ".meta-")) continue;
     const std::string meta =
         dir + "/t.meta-" + data.substr(dir.size() + std::string("/t-").size());
-    EXPECT_LT(deleted_at(data), static_cast<int64_t>(recording.deleted.size()))
+    EXPECT_LT(deleted_at(data), static_cast<int64_t>(deleted.size()))
         << data << " was not deleted";
     if (std::find(left.begin(), left.end(), meta) == left.end()) continue;
     ++pairs;
@@ -678,18 +698,12 @@ TEST(CheckpointTest, OtherCountsAndTemporariesGoMetaFilesFirst) {
   DyingFileSystem dying(/*renames=*/5, /*new_files=*/-1);
   ASSERT_FALSE(SaveTo(&dying, basename, MakeContents(2, 30), 3).ok());
   ASSERT_TRUE(dying.dead());
-  class RecordingFileSystem : public PosixFileSystem {
-   public:
-    Status DeleteFile(const std::string& path) override {
-      deleted.push_back(path);
-      return PosixFileSystem::DeleteFile(path);
-    }
-    std::vector<std::string> deleted;
-  } recording;
+  RecordingFileSystem recording;
   ASSERT_OK(SaveTo(&recording, basename, MakeContents(3, 30), 4));
+  const std::vector<std::string> deleted = recording.Deleted();
   int64_t last_meta = -1, first_data = -1, temporaries = 0, finals = 0;
-  for (size_t i = 0; i < recording.deleted.size(); ++i) {
-    const std::string& path = recording.deleted[i];
+  for (size_t i = 0; i < deleted.size(); ++i) {
+    const std::string& path = deleted[i];
     (Contains(path, "-tmp-") ? temporaries : finals) += 1;
     if (Contains(path, ".meta-")) {
       last_meta = static_cast<int64_t>(i);
@@ -928,24 +942,6 @@ TEST(CheckpointTest, RestoreOpensEachFileOnce) {
     EXPECT_EQ(counting.opens, expected);
   }
 }
-
-// Records the renames, folder syncs and deletions of a save, in order.
-class RecordingFileSystem : public PosixFileSystem {
- public:
-  Status RenameFile(const std::string& from, const std::string& to) override {
-    if (!Contains(from, ".partial")) events.push_back("rename " + to);
-    return PosixFileSystem::RenameFile(from, to);
-  }
-  Status SyncDirectory(const std::string& dir) override {
-    events.push_back("sync " + dir);
-    return PosixFileSystem::SyncDirectory(dir);
-  }
-  Status DeleteFile(const std::string& path) override {
-    events.push_back("delete " + path);
-    return PosixFileSystem::DeleteFile(path);
-  }
-  std::vector<std::string> events;
-};
 
 // A power loss must not keep the deletion of the superseded files and lose
 // the renames that superseded them: the folder is synced between the two.
