@@ -913,11 +913,11 @@ Status ReadListedCheckpointInfo(FileSystem* fs, const std::string& basename,
 Status ReadCheckpointInfo(FileSystem* fs, const std::string& basename,
                           bool need_data, const LogFn& log,
                           CheckpointInfo* info) {
-  std::vector<std::string> names;
-  const Status listed = fs->ListDirectory(SplitBasename(basename).dir, &names);
-  std::sort(names.begin(), names.end());
-  return ReadListedCheckpointInfo(fs, basename, names, listed, need_data, log,
-                                  info);
+  std::vector<CheckpointInfo> infos;
+  MONOLITH_RETURN_IF_ERROR(
+      ReadCheckpointInfos(fs, {basename}, need_data, log, &infos));
+  *info = std::move(infos[0]);
+  return Status::OK();
 }
 
 Status ReadCheckpointInfos(FileSystem* fs,

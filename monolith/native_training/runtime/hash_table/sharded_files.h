@@ -97,31 +97,14 @@ Status ListShardFiles(FileSystem* fs, const SplitBasename& split,
   return Status::OK();
 }
 
-// Deletes the files of |files| (as ListShardFiles gives them) for which
+// Deletes the files of ListShardFiles (File given explicitly) for which
 // |why| (const char* why(const File&)) gives a reason (nullptr: kept),
-// logging each with it. Failures are logged, not returned: leftovers are
-// harmless to readers. In reverse name order, so a checkpoint's meta files
+// logging each with it (|what| says which they are where the listing
+// fails). Failures are logged, not returned: leftovers are harmless to
+// readers. In reverse name order, so a checkpoint's meta files
 // ("t.meta-...") go before its data files ("t-..."): a kill meanwhile must
 // not leave a meta temporary whose data temporary is gone (a reader pairs
 // it with the final data file).
-template <typename File, typename Why>
-void DeleteListedFiles(FileSystem* fs,
-                       const std::vector<std::pair<std::string, File>>& files,
-                       const Why& why, const LogFn& log) {
-  for (auto it = files.rbegin(); it != files.rend(); ++it) {
-    const auto& [path, file] = *it;
-    const char* reason = why(file);
-    if (reason == nullptr) continue;
-    const Status s = fs->DeleteFile(path);
-    Log(log, s.ok() ? "Deleted " + path + " (" + reason + ")"
-                    : "Could not delete " + path + " (" + reason +
-                          "): " + s.message());
-  }
-}
-
-// DeleteListedFiles of a listing of |split|'s files (File given
-// explicitly) taken here, with |what| saying which (for a listing that
-// fails, logged).
 template <typename File, typename Parse, typename Why>
 void DeleteShardFiles(FileSystem* fs, const SplitBasename& split,
                       const Parse& parse, const Why& why, const char* what,
@@ -133,7 +116,15 @@ void DeleteShardFiles(FileSystem* fs, const SplitBasename& split,
                  " to delete those " + what + ": " + listed.message());
     return;
   }
-  DeleteListedFiles(fs, files, why, log);
+  for (auto it = files.rbegin(); it != files.rend(); ++it) {
+    const auto& [path, file] = *it;
+    const char* reason = why(file);
+    if (reason == nullptr) continue;
+    const Status s = fs->DeleteFile(path);
+    Log(log, s.ok() ? "Deleted " + path + " (" + reason + ")"
+                    : "Could not delete " + path + " (" + reason +
+                          "): " + s.message());
+  }
 }
 
 constexpr char kInterruptedSaveReason[] = "left by an interrupted save";
