@@ -130,10 +130,10 @@ class EmbeddingHashTable {
   using AdmitFn = std::function<bool(int64_t index)>;
 
   // The writers below insert missing ids (initializer first) and stamp
-  // |update_time| (seconds; StampedUpdateTime: one more than a day past the
-  // host's clock is stamped as the table's time, if it has one) on every
-  // entry they touch; with |admit|, only the missing ids it admits. Out of
-  // memory, every call that allocates throws std::bad_alloc: some of a
+  // |update_time| (seconds; StampedUpdateTime: 0, or one more than a day
+  // past the host's clock, is stamped as the table's time, if it has one) on
+  // every entry they touch; with |admit|, only the missing ids it admits. Out
+  // of memory, every call that allocates throws std::bad_alloc: some of a
   // batch's ids are written, the others are not (large batches take ids
   // present before absent ones, a run of 2,048 at a time, so which is not
   // the batch's order), and the table stays whole (Clear and Save then

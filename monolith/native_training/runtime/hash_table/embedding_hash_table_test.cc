@@ -366,6 +366,66 @@ TEST(EmbeddingHashTableTest, AWriteWithAnOlderTimeDoesNotAgeAnEntry) {
   }
 }
 
+TEST(EmbeddingHashTableTest, AWriteWithoutATimeStampsTheTableTime) {
+  // New ids written without a time (0) into a table that has one (from a
+  // restore, or writes that pass req_time) were dated 1970: the next
+  // eviction or save dropped every one of them. One id, a group and a
+  // streamed batch (each writes on its own path), by each writer.
+  const int64_t then = static_cast<int64_t>(std::time(nullptr)) - 3600;
+  const float value = 1.0f;
+  for (const int64_t n : {1, 100, 5000}) {
+    SCOPED_TRACE(n);
+    auto table = OneDayExpiryTable(1);
+    const int64_t timed = -1;
+    table->Assign(&timed, 1, &value, then);
+    std::vector<int64_t> ids(3 * n);
+    std::iota(ids.begin(), ids.end(), 1);
+    const std::vector<float> values(ids.size(), 1.0f);
+    ASSERT_OK(table->BatchOptimize(ids.data(), n, values.data(), values.data(),
+                                   0, 1));
+    table->Assign(ids.data() + n, n, values.data(), 0);
+    table->AssignAdd(ids.data() + 2 * n, n, values.data(), 0);
+    EXPECT_EQ(table->LatestUpdateTime(), then);
+    int64_t eviction_now = 0;
+    EXPECT_EQ(table->EvictAtLatestUpdateTime(&eviction_now), 0);
+    EXPECT_EQ(eviction_now, then);
+    EXPECT_EQ(table->Size(), 3 * n + 1);
+    for (const int64_t id : {ids[0], ids[n], ids[3 * n - 1]}) {
+      EntryDump dump;
+      table->BatchLookupEntry(&id, 1, &dump);
+      EXPECT_EQ(dump.last_update_ts_sec(), then) << id;
+    }
+  }
+  // A table without a time keeps 0: it has nothing better.
+  auto untimed = OneDayExpiryTable(1);
+  const int64_t id = 7;
+  untimed->Assign(&id, 1, &value, 0);
+  EntryDump dump;
+  untimed->BatchLookupEntry(&id, 1, &dump);
+  EXPECT_EQ(dump.last_update_ts_sec(), 0);
+  EXPECT_EQ(untimed->LatestUpdateTime(), 0);
+}
+
+TEST(EmbeddingHashTableTest, AClockSteppedBackDoesNotDateWritesByIt) {
+  // A host clock stepped back 10 days (NTP, a VM's resume) makes the
+  // data's times look ahead of it: the entries a trainer updated then were
+  // stamped with the clock's time, and when it was set right, the next
+  // save dropped them as 10 days old.
+  const int64_t data = 1700000000;
+  const int64_t clock = data - 10 * kSecondsPerDay;
+  const int64_t stamp = StampedUpdateTime(data + 60, clock, data);
+  EXPECT_EQ(stamp, data);
+  EXPECT_EQ(LaterUpdateTime(data, stamp, clock), data);
+  // A corrupt time, the clock right: the table's time.
+  EXPECT_EQ(StampedUpdateTime(data + 400 * kSecondsPerDay, data, data - 60),
+            data - 60);
+  // Without a table time, the time written.
+  EXPECT_EQ(StampedUpdateTime(data + 400 * kSecondsPerDay, data, 0),
+            data + 400 * kSecondsPerDay);
+  EXPECT_EQ(StampedUpdateTime(0, data, 0), 0);
+  EXPECT_EQ(StampedUpdateTime(data - 60, data, data), data - 60);
+}
+
 TEST(EmbeddingHashTableTest, ExpiryIsMeasuredNoLaterThanTheClock) {
   // A time less than a day ahead (skew, a time zone) moves the table's
   // time; measured against it, entries updated 20 hours ago would be more

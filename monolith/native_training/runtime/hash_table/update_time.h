@@ -84,29 +84,33 @@ inline int64_t ExpiryNow(int64_t latest_update_time) {
 
 // The time an entry written at |seconds| keeps, the host's clock reading
 // |clock_seconds| and its table's latest update time being
-// |latest_update_time|: |seconds| clamped into range, or, for a time ahead
-// of the clock (AheadOfClock: a corrupt req_time) in a table that has a
-// time, that table's "now" (ExpiryNow). The entry then ages with the
-// table's time, where the time written (a year 2100, say) kept it from
-// ever expiring, and moves neither the table's time nor, restored, that
-// of the table it is restored into (any time of the clock's would, a day
-// later). A table without a time (0) keeps the time written: it has
-// nothing better, and a 0 would expire the entry at once when its clock,
-// say, was set right.
+// |latest_update_time|: |seconds| clamped into range, or, in a table that
+// has a time, that time for a write without one (0) or ahead of the clock
+// (AheadOfClock: a corrupt req_time). The entry then ages with the table's
+// time: a new id written without a time was dated 1970, and the next save
+// or eviction dropped it; one written in the year 2100, say, never
+// expired. Not the clock's time either: a host clock that stepped back
+// (and makes the data's times look ahead of it) would date the entries a
+// trainer updates by as much, and a clock's time restored into another
+// table could move that table's time. A table without a time (0) keeps the
+// time written: it has nothing better, and a 0 would expire the entry at
+// once when its clock, say, was set right.
 inline int64_t StampedUpdateTime(int64_t seconds, int64_t clock_seconds,
                                  int64_t latest_update_time) {
-  return AheadOfClock(seconds, clock_seconds) && latest_update_time > 0
-             ? ExpiryNow(latest_update_time, clock_seconds)
-             : ClampUpdateTime(seconds);
+  const int64_t clamped = ClampUpdateTime(seconds);
+  return (clamped == 0 || AheadOfClock(clamped, clock_seconds)) &&
+                 latest_update_time > 0
+             ? latest_update_time
+             : clamped;
 }
 
 // The update time an entry stamped |old| keeps after a write at |stamp|
 // (both ClampUpdateTime results), the host's clock reading |clock_seconds|:
 // the later of the two, so that a write with an older time (a lagging
-// worker's request; an assign without a time, 0) does not age an entry a
-// later write touched, for the next eviction or save to drop before its
-// time. An |old| that would not move its table's time (AdvancesTableTime:
-// a bad restored time, clamped or ahead of the clock) gives way.
+// worker's request) does not age an entry a later write touched, for the next
+// eviction or save to drop before its time. An |old| that would not move its
+// table's time (AdvancesTableTime: a bad restored time, clamped or ahead of the
+// clock) gives way.
 MONOLITH_HOST_DEVICE inline int64_t LaterUpdateTime(int64_t old, int64_t stamp,
                                                     int64_t clock_seconds) {
   return old > stamp && AdvancesTableTime(old, clock_seconds) ? old : stamp;
