@@ -363,6 +363,49 @@ def test_new_tables_named_to_the_restorer_start_empty(saved, new_one):
     assert _parse(per_table, _POOL) == {}
 
 
+@pytest.mark.parametrize("live", ["user_1", "user_20240101"])
+def test_a_new_table_beside_a_live_one_named_as_its_ps_table(tmp_path, live):
+  # A new local table "MonolithMultiHashTable_user", without a save of its
+  # own, looked for those of the PS group "MonolithMultiHashTable_user_<i>"
+  # and took the live table "..._user_1" for PS 1 of an incomplete group
+  # (NotFound), "..._user_20240101" for a damaged one (DataLoss): the job
+  # could not restart once the table was added.
+  basename = str(tmp_path / "model.ckpt")
+  with tf.Graph().as_default():
+    table = distributed_ps_factory.create_native_multi_hash_table(
+        0, _local_configs(), name_suffix=live)
+    tf1.train.get_or_create_global_step()
+    assign = table.assign({
+        "c": (tf.constant(_POOL), tf.ones([len(_POOL), 1]))
+    }).as_op()
+    entries = _entries(table, ("c",), _POOL)
+    listener = multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
+        basename)
+    saver = tf1.train.Saver()
+    with _session(1) as sess:
+      sess.run(assign)
+      raw = sess.raw_session()
+      listener.before_save(raw, 1)
+      saver.save(raw, basename, global_step=1)
+      listener.after_save(raw, 1)
+      expected = _parse(sess.run(entries), _POOL)
+  assert len(expected) == len(_POOL)
+  with tf.Graph().as_default():
+    table = distributed_ps_factory.create_native_multi_hash_table(
+        0, _local_configs(), name_suffix=live)
+    new = distributed_ps_factory.create_native_multi_hash_table(
+        0, _local_configs(), name_suffix="user")
+    tf1.train.get_or_create_global_step()
+    restorer = multi_hash_table_ops.MultiHashTableCheckpointRestorerListener(
+        basename, new_tables=[new.shared_name])
+    fetch = [_entries(table, ("c",), _POOL), _entries(new, ("c",), _POOL)]
+    with _session(1) as sess:
+      restorer.before_restore(sess.raw_session())
+      restored, started = sess.run(fetch)
+  assert _parse(restored, _POOL) == expected
+  assert _parse(started, _POOL) == {}
+
+
 def test_distributed_restore_method(saved):
   asset_dir = saved.basename + "-4.assets"
   old = multi_hash_table_ops.find_ps_checkpoints(asset_dir,

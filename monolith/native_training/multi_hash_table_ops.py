@@ -653,11 +653,19 @@ def _group_prefixes_of_local_name(shared_name: str) -> List[str]:
   ]
 
 
-def _ps_checkpoints_of_local_name(directory: str,
-                                  shared_name: str) -> List[str]:
+def _ps_checkpoints_of_local_name(directory: str, shared_name: str,
+                                  live_names: Set[str]) -> List[str]:
   """The checkpoints in `directory` of the PS group a local table named
-  `shared_name` corresponds to (see `_local_names_of_group`)."""
+  `shared_name` corresponds to (see `_local_names_of_group`). Not a group
+  one of whose names is that of a table in `live_names` (the graph's
+  tables): "<prefix>_1" is then that table's save, not PS 1's (a new
+  table "user" beside a live "user_1" would take it for an incomplete
+  group, one beside "user_20240101" for a damaged one)."""
   for prefix in _group_prefixes_of_local_name(shared_name):
+    if any(f"{prefix}_{index}" in live_names for index, _ in
+           save_utils.ps_files_in(directory,
+                                  _ps_table_files(prefix, data_files=False))):
+      continue
     old = find_ps_checkpoints(directory, prefix)
     if old:
       return old
@@ -2623,13 +2631,6 @@ class MultiHashTableCheckpointRestorerListener(
     # Saves of another layout are read only where no table of this graph
     # owns them: a new table must not take a live table's entries.
     live_names = {t.shared_name for t in tables}
-
-    def unowned(ps_group: List[str]) -> List[str]:
-      """`ps_group`, or none when a table of this graph has one of them."""
-      if any(b[len(asset_dir):] in live_names for b in ps_group):
-        return []
-      return ps_group
-
     feed_dict = {}
     groups = {}  # group prefix -> the old PS tables' checkpoints
     restoring = {id(t) for t, _ in restore_ops}
@@ -2651,8 +2652,8 @@ class MultiHashTableCheckpointRestorerListener(
           feed_dict[placeholder] = own if t.on_gpu else [own]
           continue
         # The job had PS tables: all their ids, from every PS's checkpoint.
-        old = [] if t.on_gpu else unowned(
-            _ps_checkpoints_of_local_name(asset_dir, t.shared_name))
+        old = [] if t.on_gpu else _ps_checkpoints_of_local_name(
+            asset_dir, t.shared_name, live_names)
         if not old and new:
           started_empty.add(id(t))
           continue
