@@ -19,6 +19,7 @@ import tensorflow as tf
 from monolith.native_training import distributed_ps
 from monolith.native_training import distributed_ps_factory
 from monolith.native_training import multi_hash_table_ops
+from monolith.native_training import save_utils
 from monolith.native_training import test_utils
 from monolith.native_training import utils
 from monolith.native_training.runtime.hash_table import embedding_hash_table_pb2
@@ -431,6 +432,29 @@ def _touch(directory, *names):
   for name in names:
     with open(os.path.join(directory, name), "w"):
       pass
+
+
+def test_find_ps_checkpoints_in_the_working_directory(tmp_path, monkeypatch):
+  # Relative basenames ("G_0", "G_1": saves to ".") have the directory "",
+  # which TF's listdir does not read: the group was found in none of its
+  # files, and with its PS count record taken for an incomplete one.
+  monkeypatch.chdir(tmp_path)
+  _touch(str(tmp_path), "G_0.meta-00000-of-00001", "G_1.meta-00000-of-00001")
+  assert multi_hash_table_ops.find_ps_checkpoints("", "G") == ["G_0", "G_1"]
+  save_utils.write_ps_count("", "G", 2)
+  assert multi_hash_table_ops.find_ps_checkpoints("", "G") == ["G_0", "G_1"]
+
+
+def test_a_table_save_is_told_by_its_exact_name(tmp_path):
+  # "T.meta-v2" is a legal table name: its files were taken for a save of
+  # "T", whose restore then failed to find one.
+  d = str(tmp_path)
+  t = os.path.join(d, "T")
+  _touch(d, "T.meta-v2-00000-of-00001", "T.meta-v2.meta-00000-of-00001")
+  assert not multi_hash_table_ops._has_checkpoint(t)
+  _touch(d, "T.meta-00000-of-00001-tmp-0123456789abcdef")
+  assert multi_hash_table_ops._has_checkpoint(t)
+  assert multi_hash_table_ops._has_checkpoint(t + ".meta-v2")
 
 
 def test_find_ps_checkpoints(tmp_path):

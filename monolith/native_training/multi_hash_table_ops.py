@@ -632,8 +632,14 @@ def _check_names_apart_from_ps_groups(tables: List["MultiHashTable"]) -> None:
 
 def _has_checkpoint(basename: str) -> bool:
   """Whether a table save wrote `basename` (its meta files, or the
-  temporaries of a save killed while renaming them)."""
-  return bool(tf.io.gfile.glob(glob.escape(basename) + ".meta-*"))
+  temporaries of a save killed while renaming them); not another table's
+  whose name starts so (a table "T.meta-v2" beside "T")."""
+  meta = re.compile(
+      re.escape(os.path.basename(basename)) +
+      r"\.meta-[0-9]{5}-of-[0-9]{5}(-tmp-.+)?")
+  return any(
+      meta.fullmatch(os.path.basename(path.rstrip("/")))
+      for path in tf.io.gfile.glob(glob.escape(basename) + ".meta-*"))
 
 
 def _local_names_of_group(group_prefix: str) -> List[str]:

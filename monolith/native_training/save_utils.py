@@ -476,7 +476,9 @@ def ps_files_in(directory: str,
   matches (the index: its group 1), e.g. the per-PS files of a checkpoint's
   asset directory, sorted; empty when there is no such directory."""
   try:
-    names = tf.io.gfile.listdir(directory)
+    # "": the working directory (a relative basename's), which
+    # listdir("") does not read.
+    names = tf.io.gfile.listdir(directory or ".")
   except tf.errors.NotFoundError:
     return []
   files = []
