@@ -903,6 +903,24 @@ def test_save_restore_and_feature_stat_take_paths(tmp_path):
     assert sess.run(looked_up).tolist() == [[5]]
 
 
+def test_feature_stat_reads_the_files_at_each_run(tmp_path):
+  # The save, restore and feature_stat ops were not stateful: TF folded a
+  # feature_stat of a constant path into the counts it read at the first
+  # run, and every later run returned them.
+  basename = str(tmp_path / "table")
+  with tf.Graph().as_default(), tf1.Session() as sess:
+    table = _from_configs({"a": test_utils.generate_test_hash_table_config(1)})
+    ids = tf1.placeholder(tf.int64, [None])
+    save = table.assign({
+        "a": (ids, tf.ones([tf.size(ids), 1]))
+    }).save(basename).as_op()
+    counts = table.feature_stat(basename)[1]
+    sess.run(table.initializer)
+    for n in (3, 10, 20):
+      sess.run(save, {ids: np.arange(n)})
+      assert sess.run(counts).tolist() == [n]
+
+
 def test_save_restore(tmp_path):
   basename = os.path.join(tmp_path, "save_restore", "table")
   with tf.Graph().as_default(), tf1.Session() as sess:

@@ -493,6 +493,7 @@ REGISTER_OP("MonolithHashFilterSave")
     .Input("handle: resource")
     .Input("basename: string")
     .Output("output_handle: resource")
+    .SetIsStateful()
     .SetShapeFn(HandleAndBasenameShape);
 REGISTER_KERNEL_BUILDER(Name("MonolithHashFilterSave").Device(DEVICE_CPU),
                         HashFilterSaveOp);
@@ -501,6 +502,7 @@ REGISTER_OP("MonolithHashFilterRestore")
     .Input("handle: resource")
     .Input("basename: string")
     .Output("output_handle: resource")
+    .SetIsStateful()
     .SetShapeFn(HandleAndBasenameShape);
 REGISTER_KERNEL_BUILDER(Name("MonolithHashFilterRestore").Device(DEVICE_CPU),
                         HashFilterRestoreOp);

@@ -563,6 +563,7 @@ REGISTER_OP("MonolithMultiHashTableSave")
     .Attr("nshards: int = -1")
     .Attr("slot_expire_time_config: string = ''")
     .Attr("compression_type: string = 'SNAPPY'")
+    .SetIsStateful()
     .SetShapeFn(TableAndBasenameShape);
 REGISTER_KERNEL_BUILDER(Name("MonolithMultiHashTableSave").Device(DEVICE_CPU),
                         MultiHashTableSaveOp);
@@ -573,6 +574,7 @@ REGISTER_OP("MonolithMultiHashTableRestore")
     .Output("output_mtable: resource")
     .Attr("strict: bool = false")
     .Attr("values_only: list(string) = []")
+    .SetIsStateful()
     .SetShapeFn(TableAndBasenameShape);
 REGISTER_KERNEL_BUILDER(
     Name("MonolithMultiHashTableRestore").Device(DEVICE_CPU),
@@ -586,6 +588,7 @@ REGISTER_OP("MonolithMultiHashTableRestoreResharded")
     .Attr("id_remainder: int >= 0")
     .Attr("strict: bool = false")
     .Attr("values_only: list(string) = []")
+    .SetIsStateful()
     .SetShapeFn([](shape_inference::InferenceContext* c) {
       TF_RETURN_IF_ERROR(
           CheckInputRanks(c, {{"mtable", 0}, {"basenames", 1}}));
@@ -604,6 +607,7 @@ REGISTER_OP("MonolithMultiHashTableFeatureStat")
     .Input("basename: string")
     .Output("features: string")
     .Output("counts: uint64")
+    .SetIsStateful()
     .SetShapeFn([](shape_inference::InferenceContext* c) {
       TF_RETURN_IF_ERROR(CheckInputRanks(c, {{"basename", 0}}));
       c->set_output(0, c->Vector(c->UnknownDim()));
