@@ -538,6 +538,8 @@ def _as_export_assets(basenames: Any) -> Any:
   its tables once checkpoint rotation deleted them, and on any other host.
 
   Raises:
+    RuntimeError: called inside a tf.function (the asset paths would go to
+      the function's collection, not the graph's).
     ValueError: a path with no save files, or not one whole save, or
       beside temporaries (a save of it was cut short: killed while renaming
       its files, the final names mix two saves, which the restore op tells
@@ -551,6 +553,12 @@ def _as_export_assets(basenames: Any) -> Any:
     return [_as_export_assets(b) for b in basenames]
   if not isinstance(basenames, str):
     return basenames  # a tensor: the caller's own (e.g. asset paths)
+  if tf.compat.v1.get_default_graph().building_function:
+    # The asset paths would go to the function's collection, not the
+    # graph's: the SavedModel would read training's files.
+    raise RuntimeError(
+        f"exporting a standalone model: restore {basenames} outside "
+        "tf.function, so that its files become the SavedModel's assets")
   exported = graph_meta.get_meta("hash_table_export_assets", dict)
   if basenames in exported:
     return exported[basenames]

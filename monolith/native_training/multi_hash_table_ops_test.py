@@ -2326,6 +2326,28 @@ def test_exporting_builds_serving_entries():
   assert cc.dims == (2,)
 
 
+def test_a_standalone_export_restores_outside_tf_functions(tmp_path):
+  # Restored inside a function, a table's files went to the function's
+  # asset collection, not the graph's: the SavedModel kept reading them
+  # where training wrote them.
+  basename = str(tmp_path / "table")
+  configs = {"a": test_utils.generate_test_hash_table_config(1)}
+  with tf.Graph().as_default(), tf1.Session() as sess:
+    table = multi_hash_table_ops.MultiHashTable.from_configs(configs)
+    sess.run(table.initializer)
+    sess.run(table.save(basename).as_op())
+  with tf.Graph().as_default():
+    with export_context.enter_export_mode(export_context.ExportMode.STANDALONE):
+      table = multi_hash_table_ops.MultiHashTable.from_configs(configs)
+
+      @tf.function(autograph=False)
+      def restore():
+        table.restore(basename)
+
+      with pytest.raises(RuntimeError, match="outside tf.function"):
+        restore.get_concrete_function()
+
+
 def test_save_while_another_thread_trains(tmp_path):
   basename = os.path.join(tmp_path, "concurrent", "table")
   with tf.Graph().as_default(), tf1.Session() as sess:
