@@ -2498,6 +2498,25 @@ def test_building_inside_a_tf_function_is_a_clear_error():
     lookup(_id([1]))
 
 
+def test_building_inside_a_control_flow_v1_branch_is_a_clear_error():
+  # Version 1 branches are built in the graph itself (no function graph):
+  # the table failed at session creation with another op's error.
+  tf1.disable_control_flow_v2()
+  try:
+    with tf.Graph().as_default():
+      def branch():
+        table = multi_hash_table_ops.MultiHashTable.from_configs(
+            {"s": test_utils.generate_test_hash_table_config(1)})
+        return table.lookup({"s": _id([1])})["s"]
+
+      with pytest.raises(RuntimeError, match=r"called inside a tf.cond or "
+                         r"tf.while_loop branch \(control flow v1\)"):
+        tf1.cond(tf1.placeholder(tf.bool, []), branch,
+                 lambda: tf.zeros([1, 1]))
+  finally:
+    tf1.enable_control_flow_v2()
+
+
 def test_checkpoint_listeners_built_eagerly_are_a_clear_error(tmp_path):
   basename = str(tmp_path / "model.ckpt")
   with context.eager_mode():

@@ -355,13 +355,21 @@ def check_graph_mode(what: str) -> None:
   retrace, and exported empty by tf.saved_model.save.
 
   Raises:
-    RuntimeError: eager execution, or the default graph is a function's.
+    RuntimeError: eager execution, or the default graph is a function's,
+      or a tf.compat.v1 control-flow branch is being built.
   """
+  graph = tf.compat.v1.get_default_graph()
   if tf.executing_eagerly():
     where = "eagerly"
-  elif tf.compat.v1.get_default_graph().building_function:
+  elif graph.building_function:
     where = ("inside a function graph (a tf.function, or a tf.cond or "
              "tf.while_loop branch)")
+  # Version 1 control flow (tf.compat.v1.disable_control_flow_v2(), or
+  # disable_v2_behavior()) builds branches in the graph itself, in a
+  # context TF keeps only privately: such tables failed at session
+  # creation with another op's error.
+  elif graph._get_control_flow_context() is not None:  # pylint: disable=protected-access
+    where = "inside a tf.cond or tf.while_loop branch (control flow v1)"
   else:
     return
   raise RuntimeError(
