@@ -342,10 +342,28 @@ def _saved_filter_count(prefix: str) -> int:
   found). `prefix` is a checkpoint's asset directory (ending in "/"),
   whose saver listener's record decides, or (the original's legacy
   layout) the checkpoint prefix; without a record, the highest PS index
-  of the files plus one."""
+  of the files plus one.
+
+  Raises:
+    tf.errors.NotFoundError: a record counts PS tasks whose filter files
+      are all gone.
+  """
   directory, name_prefix = os.path.split(prefix)
   if not name_prefix:
     recorded = save_utils.read_ps_count(directory, _PS_COUNT_GROUP)
+    if recorded and not save_utils.ps_files_in(directory, _SAVED_FILTER_RE):
+      # Builds of 2026-12-03 to 2026-12-06 recorded a count for stateless
+      # filters too, whose saves write no file.
+      raise tf.errors.NotFoundError(
+          None, None,
+          f"{save_utils.ps_count_path(directory, _PS_COUNT_GROUP)} says "
+          f"{recorded} PS tasks saved hash filters (hash_filter_0 .. "
+          f"hash_filter_{recorded - 1}), but {directory} holds none of "
+          "their files: they were lost (restore another checkpoint), or the "
+          "checkpoint was saved with dummy or probabilistic filters by a "
+          "build of 2026-12-03 to 2026-12-06, which recorded a count for "
+          "filters that save no file; then delete that record, and the "
+          "filters' admission counts start over")
     if recorded is not None:
       return recorded
   pattern = re.compile(re.escape(name_prefix) + _SAVED_FILTER_RE.pattern)

@@ -409,7 +409,8 @@ def test_filters_save_and_restore_with_the_checkpoint(tmp_path, monkeypatch):
         restorer.before_restore(sess)
 
 
-@pytest.mark.parametrize("saved_with", ["admission_off", "dummy_filters"])
+@pytest.mark.parametrize("saved_with",
+                         ["admission_off", "dummy_filters", "old_record"])
 def test_admission_turned_on_at_a_restart_starts_the_counts_over(
     tmp_path, saved_with):
   # A checkpoint saved with admission off (no filter listener's files) or
@@ -433,6 +434,18 @@ def test_admission_turned_on_at_a_restart_starts_the_counts_over(
       n for n in (os.listdir(assets) if os.path.isdir(assets) else [])
       if n.startswith("hash_filter")
   ]
+  if saved_with == "old_record":
+    # Builds of 2026-12-03 to 2026-12-06 recorded a PS count for stateless
+    # filters: the restore failed naming files that were never written.
+    os.makedirs(assets, exist_ok=True)
+    save_utils.write_ps_count(assets, "hash_filter", 2)
+    with _restoring(basename, 2, _thresholds(default=2)) as (sess, _,
+                                                            restorer):
+      with pytest.raises(tf.errors.NotFoundError,
+                         match=r"hash_filter.num_ps says 2 PS tasks .* "
+                         r"then delete that record"):
+        restorer.before_restore(sess)
+    os.remove(os.path.join(assets, "hash_filter.num_ps"))
   with _restoring(basename, 2, _thresholds(default=2)) as (sess, filters,
                                                           restorer):
     grads = _intercepted_grads(filters)
