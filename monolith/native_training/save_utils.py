@@ -82,6 +82,7 @@ import numbers
 import os
 import re
 import threading
+import time
 import weakref
 from typing import (Iterable, Iterator, List, NamedTuple, Optional, Sequence,
                     Set, Tuple, Union)
@@ -152,15 +153,27 @@ def explaining_deadline(options: tf.compat.v1.RunOptions, doing: str,
   """Re-raises a DeadlineExceededError of a run under `options` saying what
   failed (`doing`), the deadline it ran under (the timeout_secs of
   `listener`), and what is `left` running or undone. (The error may also
-  be a deadline of its own, e.g. of an RPC to a PS task.)"""
+  be a deadline of its own, e.g. of an RPC to a PS task.) A run that took
+  more than half its deadline logs a warning: checkpoints grow with the
+  tables, and a run past its deadline fails again at every retry (a
+  restart restores as much again), so the job could not start."""
+  deadline = options.timeout_in_ms / 1000
+  start = time.monotonic()
   try:
     yield
   except tf.errors.DeadlineExceededError as e:
     raise tf.errors.DeadlineExceededError(
         e.node_def, e.op,
         f"{doing} failed with DeadlineExceeded; it ran under a deadline of "
-        f"{options.timeout_in_ms / 1000:g} s (timeout_secs of {listener}: "
+        f"{deadline:g} s (timeout_secs of {listener}: "
         f"raise it, or None for none); {left}: {e.message}") from e
+  took = time.monotonic() - start
+  if took > deadline / 2:
+    logging.warning(
+        "%s took %.0f s, %.0f%% of its deadline of %g s (timeout_secs of "
+        "%s): raise it before the checkpoints outgrow it; a run past it "
+        "fails, and so does every retry.", doing, took,
+        100 * took / deadline, deadline, listener)
 
 
 def _parse_step_entry(name: str) -> Optional[Tuple[str, int, str]]:

@@ -8,6 +8,8 @@ import random
 import re
 import shutil
 import threading
+import time
+from unittest import mock
 
 import pytest
 import tensorflow as tf
@@ -15,6 +17,26 @@ import tensorflow as tf
 from monolith.native_training import basic_restore_hook
 from monolith.native_training import multi_hash_table_ops
 from monolith.native_training import save_utils
+
+
+def test_a_checkpoint_run_near_its_deadline_warns():
+  # A save or restore that ran past its deadline failed at every retry
+  # (checkpoints grow with the tables): the warning comes while there is
+  # time to raise it.
+  def run(timeout_secs, seconds):
+    with mock.patch.object(save_utils.logging, "warning") as warning:
+      with save_utils.explaining_deadline(
+          save_utils.checkpoint_run_options(timeout_secs), "restoring x",
+          "SomeListener", "nothing left"):
+        time.sleep(seconds)
+    return [c[0][0] % c[0][1:] for c in warning.call_args_list]
+
+  said = run(0.1, 0.06)
+  assert len(said) == 1 and re.match(
+      r"restoring x took 0 s, [6-9][0-9]% of its deadline of 0.1 s "
+      r"\(timeout_secs of SomeListener\): raise it", said[0]), said
+  assert run(10, 0) == []
+  assert run(None, 0) == []
 
 
 def test_ckpt_prefix_and_asset_dir():
