@@ -89,9 +89,12 @@ class ShardProgress {
     const double seconds = Seconds();
     std::string line = std::string(verb_) + " " + std::to_string(so_far);
     if (total_entries_ >= 0) {
+      // A save's total is an estimate (SaveOptions::expected_entries).
       line += " of " + std::to_string(total_entries_) + " entries (" +
-              std::to_string(total_entries_ > 0 ? 100 * so_far / total_entries_
-                                                : 100) +
+              std::to_string(
+                  total_entries_ > 0
+                      ? std::min<int64_t>(100, 100 * so_far / total_entries_)
+                      : 100) +
               "%)";
     } else {
       line += " entries";
@@ -790,7 +793,8 @@ Status SaveCheckpoint(FileSystem* fs, const std::string& basename,
     shards[s].tmp_meta = CheckpointMetaName(basename, s, nshards) + temp_suffix;
   }
   ShardProgress progress(options.log, "Saved", basename, nshards,
-                         options.progress_every, options.cancelled);
+                         options.progress_every, options.cancelled,
+                         options.expected_entries);
   Status status = options.parallel_for(nshards, [&](int64_t s) {
     ShardProgress::Counter counter(&progress);
     MONOLITH_RETURN_IF_ERROR(WriteShard(fs, table_names, save_table, options,

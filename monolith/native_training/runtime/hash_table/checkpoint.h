@@ -94,6 +94,10 @@ struct SaveOptions {
   // Per table (in table_names order; empty: none), whether it is a SERVING
   // table, whose records hold values only (CheckOptimizerStateSaved).
   std::vector<bool> values_only;
+  // About how many records the save writes, for its progress lines (the
+  // tables' sizes: the expired entries it skips, or entries inserted
+  // meanwhile, make it inexact); -1: unknown.
+  int64_t expected_entries = -1;
   // The wall clock (microseconds since the epoch) the save's time is read
   // from; tests set another.
   std::function<int64_t()> now_micros = NowMicros;

@@ -1029,9 +1029,10 @@ TEST(CheckpointTest, LongSavesAndRestoresLogHowFarTheyGot) {
   options.nshards = 2;
   options.log = [&log](const std::string& line) { log.push_back(line); };
   options.progress_every = std::chrono::milliseconds(0);
+  // The tables' sizes, as the save op gives them.
+  options.expected_entries = 20000;
   PosixFileSystem fs;
-  ASSERT_OK(SaveCheckpoint(
-      &fs, basename, kTables,
+  const TableSaver write_contents =
       [&](int table, int shard, int n,
           const std::function<Status(std::string_view)>& write) {
         const auto it = contents.find(table);
@@ -1039,20 +1040,20 @@ TEST(CheckpointTest, LongSavesAndRestoresLogHowFarTheyGot) {
           MONOLITH_RETURN_IF_ERROR(write(it->second[i]));
         }
         return Status::OK();
-      },
-      options));
+      };
+  ASSERT_OK(SaveCheckpoint(&fs, basename, kTables, write_contents, options));
   // 20,000 records in batches of 4,096: 4 whole batches and 2 shards' rests.
   std::vector<std::string> saving;
   for (const std::string& line : log) {
     if (Contains(line, " so far (")) saving.push_back(line);
   }
   ASSERT_EQ(saving.size(), 6u) << ::testing::PrintToString(log);
-  EXPECT_EQ(saving[0].rfind("Saved 4096 entries of " + basename +
+  EXPECT_EQ(saving[0].rfind("Saved 4096 of 20000 entries (20%) of " + basename +
                                 " so far (0 of 2 shards done, ",
                             0),
             0u)
       << saving[0];
-  EXPECT_TRUE(Contains(saving.back(), "Saved 20000 entries of "))
+  EXPECT_TRUE(Contains(saving.back(), "Saved 20000 of 20000 entries (100%)"))
       << saving.back();
 
   log.clear();
@@ -1076,6 +1077,18 @@ TEST(CheckpointTest, LongSavesAndRestoresLogHowFarTheyGot) {
   EXPECT_TRUE(Contains(restoring.back(), "Restored 20000 of 20000 entries "
                                          "(100%)"))
       << restoring.back();
+
+  // An estimate short of the records written (entries inserted meanwhile)
+  // stops at 100%.
+  log.clear();
+  options.expected_entries = 10000;
+  ASSERT_OK(SaveCheckpoint(&fs, basename, kTables, write_contents, options));
+  std::string last_so_far;
+  for (const std::string& line : log) {
+    if (Contains(line, " so far (")) last_so_far = line;
+  }
+  EXPECT_TRUE(Contains(last_so_far, "Saved 20000 of 10000 entries (100%)"))
+      << ::testing::PrintToString(log);
 
   // At the default period, a quick save logs no such line.
   log.clear();

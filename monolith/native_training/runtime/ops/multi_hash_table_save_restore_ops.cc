@@ -114,16 +114,16 @@ class MultiHashTableSaveOp : public GuardedOpKernel {
     OP_REQUIRES_OK(ctx, GetPathInput(ctx, 1, "basename", &basename));
     HeldMultiHashTable mtable;
     OP_REQUIRES_OK(ctx, HoldMultiHashTableToSave(ctx, 0, &mtable));
+    int64_t entries = 0;
+    for (int t = 0; t < mtable->size(); ++t) {
+      entries += mtable->table(t).table->Size();
+    }
     int nshards = nshards_;
     if (nshards < 0) {
       // One shard per 100k entries, up to the worker threads (at least 4,
       // the original's maximum): shards are written in parallel. At most
       // kMaxCheapDumpShards: more split internal shards, whose slots each
       // of them then reads.
-      int64_t entries = 0;
-      for (int t = 0; t < mtable->size(); ++t) {
-        entries += mtable->table(t).table->Size();
-      }
       const int64_t threads =
           ctx->device()->tensorflow_cpu_worker_threads()->num_threads;
       nshards = static_cast<int>(std::min<int64_t>(
@@ -144,6 +144,7 @@ class MultiHashTableSaveOp : public GuardedOpKernel {
           mtable->table(t).table->accessor().serving());
     }
     options.nshards = nshards;
+    options.expected_entries = entries;
     options.snappy = snappy_;
     // Shards not begun are not begun once cancelled (a shard of fewer
     // records than a progress batch never asks).
