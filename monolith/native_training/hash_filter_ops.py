@@ -342,28 +342,10 @@ def _saved_filter_count(prefix: str) -> int:
   found). `prefix` is a checkpoint's asset directory (ending in "/"),
   whose saver listener's record decides, or (the original's legacy
   layout) the checkpoint prefix; without a record, the highest PS index
-  of the files plus one.
-
-  Raises:
-    tf.errors.NotFoundError: a record counts PS tasks whose filter files
-      are all gone.
-  """
+  of the files plus one."""
   directory, name_prefix = os.path.split(prefix)
   if not name_prefix:
     recorded = save_utils.read_ps_count(directory, _PS_COUNT_GROUP)
-    if recorded and not save_utils.ps_files_in(directory, _SAVED_FILTER_RE):
-      # Builds of 2026-12-03 to 2026-12-06 recorded a count for stateless
-      # filters too, whose saves write no file.
-      raise tf.errors.NotFoundError(
-          None, None,
-          f"{save_utils.ps_count_path(directory, _PS_COUNT_GROUP)} says "
-          f"{recorded} PS tasks saved hash filters (hash_filter_0 .. "
-          f"hash_filter_{recorded - 1}), but {directory} holds none of "
-          "their files: they were lost (restore another checkpoint), or the "
-          "checkpoint was saved with dummy or probabilistic filters by a "
-          "build of 2026-12-03 to 2026-12-06, which recorded a count for "
-          "filters that save no file; then delete that record, and the "
-          "filters' admission counts start over")
     if recorded is not None:
       return recorded
   pattern = re.compile(re.escape(name_prefix) + _SAVED_FILTER_RE.pattern)
@@ -671,6 +653,21 @@ class HashFilterCheckpointRestorerListener(
           prefix, saved, len(self._hash_filters))
       self._clear(session, chosen)
       return
+    # (An asset folder: its PS count record gave the count.)
+    if (_counting(self._hash_filters) and not os.path.basename(prefix) and
+        not save_utils.ps_files_in(prefix, _SAVED_FILTER_RE)):
+      # Builds of 2026-12-03 to 2026-12-06 recorded a count for stateless
+      # filters too, whose saves write no file.
+      raise tf.errors.NotFoundError(
+          None, None,
+          f"{save_utils.ps_count_path(prefix, _PS_COUNT_GROUP)} says "
+          f"{saved} PS tasks saved hash filters (hash_filter_0 .. "
+          f"hash_filter_{saved - 1}), but {prefix} holds none of their "
+          "files: they were lost (restore another checkpoint), or the "
+          "checkpoint was saved with dummy or probabilistic filters by a "
+          "build of 2026-12-03 to 2026-12-06, which recorded a count for "
+          "filters that save no file; then delete that record, and the "
+          "filters' admission counts start over")
     if self._ps_monitor is not None:
       # A task set up for another job keeps nothing of its counts, also
       # where the restore op skips a filter configured otherwise.

@@ -437,8 +437,15 @@ def test_admission_turned_on_at_a_restart_starts_the_counts_over(
   if saved_with == "old_record":
     # Builds of 2026-12-03 to 2026-12-06 recorded a PS count for stateless
     # filters: the restore failed naming files that were never written.
+    # The job that saved it restarts as it was.
     os.makedirs(assets, exist_ok=True)
     save_utils.write_ps_count(assets, "hash_filter", 2)
+    with tf.Graph().as_default():
+      dummies = hash_filter_ops.create_hash_filters(2, False)
+      restorer = hash_filter_ops.HashFilterCheckpointRestorerListener(
+          basename, dummies, enable_hash_filter=True)
+      with tf1.Session(servers[0].target, config=config) as sess:
+        restorer.before_restore(sess)
     with _restoring(basename, 2, _thresholds(default=2)) as (sess, _,
                                                             restorer):
       with pytest.raises(tf.errors.NotFoundError,
