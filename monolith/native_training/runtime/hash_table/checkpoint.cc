@@ -89,13 +89,10 @@ class ShardProgress {
     const double seconds = Seconds();
     std::string line = std::string(verb_) + " " + std::to_string(so_far);
     if (total_entries_ >= 0) {
-      // A save's total is an estimate (SaveOptions::expected_entries).
-      line += " of " + std::to_string(total_entries_) + " entries (" +
-              std::to_string(
-                  total_entries_ > 0
-                      ? std::min<int64_t>(100, 100 * so_far / total_entries_)
-                      : 100) +
-              "%)";
+      // A save's estimate may fall short (entries inserted meanwhile).
+      const int64_t total = std::max(total_entries_, so_far);
+      line += " of " + std::to_string(total) + " entries (" +
+              std::to_string(total > 0 ? 100 * so_far / total : 100) + "%)";
     } else {
       line += " entries";
     }
@@ -176,7 +173,8 @@ class ShardProgress {
   const std::string basename_;
   const int nshards_;
   const std::chrono::milliseconds every_;
-  const int64_t total_entries_;  // -1: not known (a save)
+  // -1: not known; a save's is an estimate (SaveOptions::expected_entries).
+  const int64_t total_entries_;
   const std::chrono::steady_clock::time_point start_;
   std::atomic<int64_t> counted_{0};
   std::mutex mu_;

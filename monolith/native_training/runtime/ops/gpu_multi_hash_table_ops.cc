@@ -746,6 +746,7 @@ class GpuMultiHashTableSaveOp : public GuardedOpKernel {
                                    : static_cast<int>(std::min<int64_t>(
                                          4, std::max<int64_t>(
                                                 1, entries / 100000)));
+    options.expected_entries = entries;
     options.snappy = snappy_;
     // Shards are written one after another: a GPU table takes one call at
     // a time.
