@@ -648,7 +648,8 @@ class DistributedMultiTypeHashTable(
     Args:
       slot_to_id_and_value: per table name, 1-D int64 ids and the float32
         values to add.
-      req_time: int64 scalar stamped on the entries; None is 0.
+      req_time: int64 scalar stamped on the entries; None is 0 (as
+        `MultiHashTable.assign`'s).
 
     Returns:
       A table whose ops depend on every PS's update.
@@ -703,7 +704,7 @@ class DistributedMultiTypeHashTable(
         float32 [len(ids), dim].
       global_step: the int64 step (scalar), sent to every PS.
       req_time: the int64 update time in seconds stamped on the entries;
-        None is 0.
+        None is 0 (as `MultiHashTable.assign`'s).
 
     Returns:
       The updated table.

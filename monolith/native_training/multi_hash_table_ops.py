@@ -1467,7 +1467,8 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       slot_to_id_and_value: per table name, 1-D int64 ids and float32 values
         of shape [len(ids), dim].
       req_time: int64 scalar, the update time (seconds) stamped on the
-        entries; None is 0.
+        entries; None is 0, no time: the entries take their table's latest
+        update time, if it has one.
       enable_inter_table_parallelism: ignored (all tables run in one op).
 
     Returns:
@@ -1675,7 +1676,8 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
         gradients of shape [len(ids), dim].
       global_step: int64 scalar, read by warmup, batch_softmax,
         dynamic_wd_adagrad and one_bit segments (HashNet's scale).
-      req_time: int64 scalar, the update time (seconds); None is 0.
+      req_time: int64 scalar, the update time (seconds); None is 0 (as
+        `assign`'s).
 
     Returns:
       The updated table.
@@ -1977,7 +1979,8 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       id_offsets: `fused_lookup`'s id_offsets for the same fused_slot_size.
       grad_offsets: `fused_lookup`'s embedding_offsets.
       global_step: int64 scalar (integers of other widths are cast).
-      req_time: int64 scalar, the update time (seconds); None is 0.
+      req_time: int64 scalar, the update time (seconds); None is 0 (as
+        `assign`'s).
       num_of_shards: S, >= 1.
       enable_grad_accumulation: whether repeated ids of one segment are
         optimized once, with their summed gradient (first-seen order).
@@ -2044,7 +2047,8 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
       ragged_id: int64 ragged ids, one row per table.
       flat_grad: 1-D float32 gradients, laid out as `raw_lookup`'s result.
       global_step: int64 scalar.
-      req_time: int64 scalar, the update time (seconds); None is 0.
+      req_time: int64 scalar, the update time (seconds); None is 0 (as
+        `assign`'s).
 
     Returns:
       The updated table.

@@ -333,10 +333,9 @@ TEST(EmbeddingHashTableTest, TimesAheadOfTheClockDoNotMoveTheTableTime) {
 }
 
 TEST(EmbeddingHashTableTest, AWriteWithAnOlderTimeDoesNotAgeAnEntry) {
-  // A lagging worker's write, or an assign without a time (0), stamped its
-  // time on entries a later write had touched: the next eviction dropped
-  // them. One id, a group and a streamed batch (each writes on its own
-  // path).
+  // A lagging worker's write stamped its time on entries a later write had
+  // touched: the next eviction dropped them. One id, a group and a
+  // streamed batch (each writes on its own path).
   const int64_t now = static_cast<int64_t>(std::time(nullptr));
   const int64_t day = kSecondsPerDay;
   for (const int64_t n : {1, 100, 5000}) {
@@ -347,7 +346,7 @@ TEST(EmbeddingHashTableTest, AWriteWithAnOlderTimeDoesNotAgeAnEntry) {
     const std::vector<float> values(n, 1.0f);
     table->Assign(ids.data(), n, values.data(), now);
     table->Assign(ids.data(), n, values.data(), now - 2 * day);
-    table->AssignAdd(ids.data(), n, values.data(), 0);
+    table->AssignAdd(ids.data(), n, values.data(), now - 4 * day);
     ASSERT_OK(table->BatchOptimize(ids.data(), n, values.data(), values.data(),
                                    now - 3 * day, 1));
     const int64_t fresh = n + 1;  // a new id takes the write's time

@@ -1383,9 +1383,9 @@ Status GpuRowTable::Commit(Write write,
 
 void GpuRowTable::Account(Write write,
                           const std::vector<const WriteRequest*>& group,
-                          int64_t update_time) {
+                          int64_t table_time) {
   const WriteReadback& back = *group[0]->table->impl_->readback.get();
-  const int64_t time = ClampUpdateTime(update_time);
+  const int64_t time = ClampUpdateTime(table_time);
   for (size_t p = 0; p < group.size(); ++p) {
     GpuRowTable& table = *group[p]->table;
     table.size_ += static_cast<int64_t>(back.missing[p]);
@@ -1408,7 +1408,7 @@ bool GpuRowTable::HasRoom(const std::vector<const WriteRequest*>& group) {
 
 Status GpuRowTable::WriteUncounted(
     Write write, const std::vector<const WriteRequest*>& group,
-    int64_t update_time, void* stream) {
+    int64_t update_time, int64_t table_time, void* stream) {
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   Impl& m = *group[0]->table->impl_;
   MONOLITH_RETURN_IF_ERROR(Prepare(group, /*count_missing=*/false, stream));
@@ -1421,7 +1421,7 @@ Status GpuRowTable::WriteUncounted(
   MONOLITH_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s), "writing");
   // A reserved id: the launch wrote nothing.
   MONOLITH_RETURN_IF_ERROR(CheckPrepared(group));
-  Account(write, group, update_time);
+  Account(write, group, table_time);
   return Status::OK();
 }
 
@@ -1452,8 +1452,12 @@ Status GpuRowTable::WriteMany(Write write,
                               int64_t update_time, void* stream) {
   MONOLITH_RETURN_IF_ERROR(CheckRequests(requests, "write"));
   // Restored rows keep their checkpoint's time, as on the CPU. One time
-  // stamps the whole write: the earliest time of the tables it writes ids
-  // to that have one (which moves none of them), else the time written.
+  // stamps the whole write: the time written, or (StampedUpdateTime: none,
+  // or one ahead of the clock) the earliest time of the tables it writes
+  // ids to that have one, which moves none of them: |table_time| is then
+  // 0, so that a table without a time keeps none, as on the CPU (taking
+  // another's would expire its entries of time 0 at once).
+  int64_t table_time = update_time;
   if (write != Write::kPutRows) {
     int64_t earliest = 0;
     for (const WriteRequest& r : requests) {
@@ -1462,7 +1466,10 @@ Status GpuRowTable::WriteMany(Write write,
         earliest = time;
       }
     }
-    update_time = StampedUpdateTime(update_time, HostClockSeconds(), earliest);
+    const int64_t stamp =
+        StampedUpdateTime(update_time, HostClockSeconds(), earliest);
+    if (stamp != ClampUpdateTime(update_time)) table_time = 0;
+    update_time = stamp;
   }
   // The batches with ids, in groups of at most kWritesPerLaunch batches and
   // 2^31 - 1 ids, each sorted and written as one.
@@ -1503,7 +1510,7 @@ Status GpuRowTable::WriteMany(Write write,
   // Most writes: tables stay below max_load, so nothing needs counting
   // before the write (a count pass and a wait saved).
   if (groups.size() == 1 && HasRoom(groups[0])) {
-    return WriteUncounted(write, groups[0], update_time, stream);
+    return WriteUncounted(write, groups[0], update_time, table_time, stream);
   }
   for (const auto& group : groups) {
     MONOLITH_RETURN_IF_ERROR(Prepare(group, /*count_missing=*/true, stream));
@@ -1531,7 +1538,7 @@ Status GpuRowTable::WriteMany(Write write,
   for (const auto& group : groups) {
     MONOLITH_RETURN_IF_ERROR(
         Commit(write, group, update_time, /*count_new=*/false, stream));
-    Account(write, group, update_time);
+    Account(write, group, table_time);
   }
   return Status::OK();
 }

@@ -190,12 +190,13 @@ class GpuRowTable {
   // group), then waits for the counts.
   static Status WriteUncounted(Write write,
                                const std::vector<const WriteRequest*>& group,
-                               int64_t update_time, void* stream);
-  // Adds the group's new ids (readback) to its tables' sizes and stamps
-  // their latest update time.
+                               int64_t update_time, int64_t table_time,
+                               void* stream);
+  // Adds the group's new ids (readback) to its tables' sizes and moves
+  // their latest update time to |table_time| (0: none; see WriteMany).
   static void Account(Write write,
                       const std::vector<const WriteRequest*>& group,
-                      int64_t update_time);
+                      int64_t table_time);
   // Before any group's Commit of apply_gradients: queues the copy of the
   // group's learning rates to the device (allocating room for them).
   static Status StageLearningRates(

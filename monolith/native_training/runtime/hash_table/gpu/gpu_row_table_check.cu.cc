@@ -806,6 +806,28 @@ void CheckEvict(const GpuRowTableSpec& spec) {
             "evict: at day 1002");
     Check(none == 2, "evict: the row written past the clock expired too (" +
                          std::to_string(none) + " evicted, want 2)");
+    // A write without a time (0) takes the table's, as on the CPU: the
+    // rows it created were dated 1970 and expired at once. Written beside
+    // a table without a time, it gives that one none.
+    std::unique_ptr<GpuRowTable> untimed;
+    CheckOk(GpuRowTable::Create(spec, &untimed), "evict: create untimed");
+    std::vector<GpuRowTable::WriteRequest> both(2);
+    both[0].table = timeless.get();
+    both[1].table = untimed.get();
+    for (auto& r : both) {
+      r.ids = d_ids.get() + 2;
+      r.n = 1;
+      r.values = d_v.get();
+    }
+    CheckOk(
+        GpuRowTable::WriteMany(GpuRowTable::Write::kAssign, both, 0, nullptr),
+        "evict: assign without a time");
+    Check(untimed->latest_update_time() == 0,
+          "evict: a table without a time takes no other's");
+    CheckOk(timeless->Evict(1000 * kDay, one_day, &none, nullptr),
+            "evict: at day 1000 again");
+    Check(none == 0 && timeless->size() == 1,
+          "evict: a row written without a time has the table's");
   }
   GpuRowTable::ExpireSeconds expire;
   expire.default_seconds = kDay;
