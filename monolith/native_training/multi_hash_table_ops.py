@@ -557,8 +557,9 @@ def _as_export_assets(basenames: Any) -> Any:
     # The asset paths would go to the function's collection, not the
     # graph's: the SavedModel would read training's files.
     raise RuntimeError(
-        f"exporting a standalone model: restore {basenames} outside "
-        "tf.function, so that its files become the SavedModel's assets")
+        f"exporting a standalone model: restore {basenames} outside any "
+        "function graph (a tf.function, a tf.cond or tf.while_loop branch), "
+        "so that its files become the SavedModel's assets")
   exported = graph_meta.get_meta("hash_table_export_assets", dict)
   if basenames in exported:
     return exported[basenames]

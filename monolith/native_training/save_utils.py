@@ -168,9 +168,9 @@ def explaining_deadline(options: tf.compat.v1.RunOptions, doing: str,
         f"{deadline:g} s (timeout_secs of {listener}: "
         f"raise it, or None for none); {left}: {e.message}") from e
   took = time.monotonic() - start
-  if took > deadline / 2:
+  if 0 < deadline < took * 2:
     logging.warning(
-        "%s took %.0f s, %.0f%% of its deadline of %g s (timeout_secs of "
+        "%s took %.1f s, %.0f%% of its deadline of %g s (timeout_secs of "
         "%s): raise it before the checkpoints outgrow it; a run past it "
         "fails, and so does every retry.", doing, took,
         100 * took / deadline, deadline, listener)

@@ -369,14 +369,17 @@ def check_graph_mode(what: str) -> None:
   # context TF keeps only privately: such tables failed at session
   # creation with another op's error.
   elif graph._get_control_flow_context() is not None:  # pylint: disable=protected-access
-    where = "inside a tf.cond or tf.while_loop branch (control flow v1)"
+    where = ("inside a control-flow context of the graph (a tf.cond or "
+             "tf.while_loop branch of control flow v1, an XLA or TPU "
+             "computation)")
   else:
     return
   raise RuntimeError(
       f"{what} builds graph-mode ops for tf.compat.v1 sessions, as the "
       f"original's, and was called {where}: build it in a graph (with "
       "tf.Graph().as_default(): ..., or after "
-      "tf.compat.v1.disable_eager_execution()), outside any function graph")
+      "tf.compat.v1.disable_eager_execution()), outside any function graph "
+      "or control-flow branch")
 
 
 def add_to_collections(names: Union[str, List[str]], value: Any) -> None:
