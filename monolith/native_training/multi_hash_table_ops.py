@@ -203,15 +203,17 @@ _GPUCUCO = "gpucuco"
 
 
 def table_type(cc: CachedConfig) -> Optional[str]:
-  """The tables' type ("cuckoo", "gpucuco" or None); all must share it."""
+  """The tables' type: "gpucuco", or for CPU tables "cuckoo" or None (a
+  config without one); GPU and CPU tables cannot share a MultiHashTable."""
   types = {
       name: (config.table_config.WhichOneof("type")
              if config.table_config.HasField("type") else None)
       for name, config in cc.configs.items()
   }
-  if len(set(types.values())) > 1:
-    raise ValueError(f"the tables of one MultiHashTable must share a type; "
-                     f"got {types}")
+  if len({t == _GPUCUCO for t in types.values()}) > 1:
+    raise ValueError(f"gpucuco tables and CPU tables cannot share a "
+                     f"MultiHashTable (one resource on one device); got "
+                     f"{types}")
   return next(iter(types.values()))
 
 

@@ -2289,11 +2289,23 @@ def test_gpucuco_tables_say_what_they_need():
           {"a": _gpucuco(config)},
           hash_filter=hash_filter_ops.create_hash_filters(0, False)[0])
     assert "gpucuco tables need" in str(e)
-  with pytest.raises(ValueError, match="must share a type"):
-    multi_hash_table_ops.MultiHashTable.from_configs({
-        "a": _gpucuco(config),
-        "b": config
-    })
+  typeless = embedding_hash_table_pb2.EmbeddingHashTableConfig()
+  typeless.CopyFrom(config.table_config)
+  typeless.ClearField("cuckoo")
+  typeless = entry.HashTableConfigInstance(typeless, config.learning_rate_fns)
+  for cpu in (config, typeless):
+    with pytest.raises(ValueError, match="gpucuco tables and CPU tables "
+                       "cannot share"):
+      multi_hash_table_ops.MultiHashTable.from_configs({
+          "a": _gpucuco(config),
+          "b": cpu
+      })
+  # A config without a type is a CPU table too: it was refused beside a
+  # cuckoo one as of another type.
+  multi_hash_table_ops.MultiHashTable.from_configs({
+      "a": config,
+      "b": typeless
+  })
   # Configs gpucuco tables cannot take fail before the GPU is looked for.
   with pytest.raises(ValueError, match="take no hash filter"):
     multi_hash_table_ops.MultiHashTable.from_configs(
