@@ -567,7 +567,7 @@ def _as_export_assets(basenames: Any) -> Any:
     return exported[basenames]
   directory, base = os.path.split(basenames)
   try:
-    names = [n.rstrip("/") for n in tf.io.gfile.listdir(directory or ".")]
+    names = [n.rstrip("/") for n in utils.listdir(directory)]
   except tf.errors.NotFoundError:
     names = []
   pattern = _local_table_files(base)
@@ -2446,7 +2446,7 @@ class MultiHashTableCheckpointSaverListener(
         for name in self._unmarked_ps_tables
     ]
     stale = sorted(
-        n for n in (name.rstrip("/") for name in tf.io.gfile.listdir(base_dir))
+        n for n in (name.rstrip("/") for name in utils.listdir(base_dir))
         if any(p.fullmatch(n) for p in patterns) and
         not any(p.fullmatch(n) for p in live))
     if not stale or self._helper.has_checkpoint(global_step_value):

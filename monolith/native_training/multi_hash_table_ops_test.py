@@ -3,6 +3,7 @@
 import gc
 import logging
 import os
+import pathlib
 import re
 import threading
 import time
@@ -2336,6 +2337,27 @@ def test_exporting_builds_serving_entries():
   assert (mconfig.configs[0].entry_config.entry_type ==
           embedding_hash_table_pb2.EntryConfig.SERVING)
   assert cc.dims == (2,)
+
+
+def test_a_standalone_export_takes_paths_of_every_kind(tmp_path):
+  # A bytes basename was taken for a tensor: its files were not the
+  # SavedModel's assets, which then read them where training wrote them.
+  basename = str(tmp_path / "table")
+  configs = {"a": test_utils.generate_test_hash_table_config(1)}
+  with tf.Graph().as_default(), tf1.Session() as sess:
+    table = multi_hash_table_ops.MultiHashTable.from_configs(configs)
+    sess.run(table.initializer)
+    sess.run(table.save(basename).as_op())
+  for path in (basename, basename.encode(), pathlib.Path(basename)):
+    with tf.Graph().as_default() as graph:
+      with export_context.enter_export_mode(
+          export_context.ExportMode.STANDALONE):
+        table = multi_hash_table_ops.MultiHashTable.from_configs(configs)
+        table.restore(path)
+      assets = [tf.get_static_value(a).item().decode() for a in
+                graph.get_collection(tf1.GraphKeys.ASSET_FILEPATHS)]
+      assert sorted(os.path.basename(a) for a in assets) == sorted(
+          os.listdir(tmp_path)), path
 
 
 def test_a_standalone_export_restores_outside_tf_functions(tmp_path):

@@ -312,12 +312,9 @@ class SaveHelper:
     ckpt_dir = os.path.dirname(self._basename)
     own_base = os.path.basename(self._basename)
     try:
-      # Object stores list directories with a trailing "/".
-      # "" (a basename "model.ckpt") is the working directory, which
-      # listdir("") does not read.
-      names = [
-          name.rstrip("/") for name in tf.io.gfile.listdir(ckpt_dir or ".")
-      ]
+      # Object stores list directories with a trailing "/"; "" (a basename
+      # "model.ckpt") is the working directory.
+      names = [name.rstrip("/") for name in utils.listdir(ckpt_dir)]
     except tf.errors.NotFoundError:
       return StaleCheckpointFiles([], [], [], [])
     except tf.errors.OpError as e:
@@ -385,7 +382,7 @@ class SaveHelper:
   def _asset_temporaries(self, global_step_value: int) -> List[str]:
     asset_dir = self.get_ckpt_asset_dir(self.get_ckpt_prefix(global_step_value))
     try:
-      names = tf.io.gfile.listdir(asset_dir)
+      names = utils.listdir(asset_dir)
     except tf.errors.NotFoundError:
       return []
     except tf.errors.OpError as e:
@@ -489,9 +486,8 @@ def ps_files_in(directory: str,
   matches (the index: its group 1), e.g. the per-PS files of a checkpoint's
   asset directory, sorted; empty when there is no such directory."""
   try:
-    # "": the working directory (a relative basename's), which
-    # listdir("") does not read.
-    names = tf.io.gfile.listdir(directory or ".")
+    # "": the working directory (a relative basename's).
+    names = utils.listdir(directory)
   except tf.errors.NotFoundError:
     return []
   files = []
@@ -769,8 +765,7 @@ def _whole_checkpoints(checkpoint_dir: str) -> List[Tuple[int, str]]:
   (named there: a sharded Saver writes the index in place, after the data
   files, so a save killed while writing it leaves one cut short)."""
   try:
-    names = {name.rstrip("/") for name in
-             tf.io.gfile.listdir(checkpoint_dir or ".")}
+    names = {name.rstrip("/") for name in utils.listdir(checkpoint_dir)}
   except tf.errors.NotFoundError:
     return []  # no directory yet
   shards = collections.defaultdict(set)

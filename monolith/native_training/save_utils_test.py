@@ -278,6 +278,23 @@ def test_stale_files_of_a_basename_in_the_working_directory(
   assert not os.listdir(tmp_path)
 
 
+def test_a_name_that_is_not_utf8_stops_no_save(tmp_path):
+  # TF's listdir raised UnicodeDecodeError, which the clean-up (that must
+  # never stop training) did not catch, naming neither file nor folder.
+  model_dir = str(tmp_path)
+  with open(os.path.join(os.fsencode(model_dir), b"notes-\xe9.txt"), "w"):
+    pass
+  helper = save_utils.SaveHelper(os.path.join(model_dir, "model.ckpt"))
+  with mock.patch.object(save_utils.logging, "warning") as warning:
+    assert helper.delete_stale_checkpoint_files(4) == []
+  assert "holds a file name that is not UTF-8 (b'notes-\\xe9.txt')" in (
+      warning.call_args[0][0] % warning.call_args[0][1:])
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=f"{re.escape(model_dir)} holds a file name that "
+                     "is not UTF-8 .*: rename or move it"):
+    save_utils.latest_checkpoint(model_dir)
+
+
 def test_missing_directory_has_nothing_stale(tmp_path):
   helper = save_utils.SaveHelper(os.path.join(str(tmp_path), "no", "m.ckpt"))
   assert helper.get_stale_checkpoint_files(1) == ([], [], [], [])

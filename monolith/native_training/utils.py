@@ -219,6 +219,23 @@ def makedirs_durably(path: str) -> None:
     fsync_local(os.path.dirname(folder))
 
 
+def listdir(path: str) -> List[str]:
+  """`tf.io.gfile.listdir(path)`, "" read as the working directory.
+
+  Raises:
+    tf.errors.InvalidArgumentError: the folder holds a name that is not
+      UTF-8, which TF cannot list (its UnicodeDecodeError named neither).
+    tf.errors.OpError: as `tf.io.gfile.listdir`.
+  """
+  try:
+    return tf.io.gfile.listdir(path or ".")
+  except UnicodeDecodeError as e:
+    raise tf.errors.InvalidArgumentError(
+        None, None, f"{path or '.'} holds a file name that is not UTF-8 "
+        f"({e.object[max(0, e.start - 20):e.end + 20]!r}), which TF cannot "
+        "list: rename or move it") from e
+
+
 def is_folder(path: str) -> bool:
   """Whether `path` is a folder: False where nothing is there, errors
   reading it raised (`tf.io.gfile.isdir` reads any error, a storage one
@@ -310,11 +327,12 @@ def checked_handles(handles: Any, what: str,
 
 
 def fspaths(paths: Any) -> Any:
-  """`paths` with `os.PathLike` values (a `pathlib.Path`) as their strings,
-  alone or in a list or tuple; anything else (a str, a tensor) as it is:
-  TF's ops do not take Paths."""
-  if isinstance(paths, os.PathLike):
-    return os.fspath(paths)
+  """`paths` with `os.PathLike` values (a `pathlib.Path`) and bytes as
+  strings, alone or in a list or tuple; anything else (a str, a tensor) as
+  it is: TF's ops do not take Paths, and code that tells a path from a
+  tensor by its type took bytes for a tensor."""
+  if isinstance(paths, (bytes, os.PathLike)):
+    return os.fsdecode(paths)
   if isinstance(paths, (list, tuple)):
     return type(paths)(fspaths(p) for p in paths)
   return paths
