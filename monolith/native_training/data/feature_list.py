@@ -372,7 +372,8 @@ def get_feature_name_and_slot(item: Any) -> Tuple[str, Optional[int]]:
   Uses the --feature_list config when one is set; otherwise names follow the
   slot naming conventions of monolith.native_training.data.utils.
   """
-  if isinstance(item, int):
+  if utils.is_integer(item):  # numpy's too; not a bool ("slot_True")
+    item = int(item)
     feature_list = default_feature_list()
     if feature_list is not None and item in feature_list:
       return feature_list[item].feature_name, item

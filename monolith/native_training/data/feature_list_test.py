@@ -194,6 +194,15 @@ def test_parse_without_file_or_flag_is_an_error():
 
 def test_get_feature_name_and_slot_without_a_feature_list():
   assert feature_list.get_feature_name_and_slot(7) == ("slot_7", 7)
+  # Numpy's integers are slots; a bool is none (it was "slot_True").
+  assert feature_list.get_feature_name_and_slot(np.int64(7)) == ("slot_7", 7)
+  with pytest.raises(TypeError, match="got bool"):
+    feature_list.get_feature_name_and_slot(True)
+  data_utils.register_slots([np.int32(43)])
+  assert data_utils.NAME_TO_SLOT["slot_43"] == 43
+  assert type(data_utils.NAME_TO_SLOT["slot_43"]) is int
+  with pytest.raises(TypeError, match="slots must be ints"):
+    data_utils.register_slots([True])
   assert feature_list.get_feature_name_and_slot("fc_slot_12") == (
       "fc_slot_12", 12)
   assert feature_list.get_feature_name_and_slot("slot_x") == ("slot_x", None)

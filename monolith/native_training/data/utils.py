@@ -5,6 +5,7 @@ the ToB environment); other names get the slot registered for them with
 `register_slots`, or else the next free number in order of first use.
 """
 
+import numbers
 from typing import Dict, List, Optional, Union
 
 TOBENV = False
@@ -51,10 +52,13 @@ def register_slots(sparse_features: Union[List[int], Dict[str, int]]) -> None:
   """Registers slots: a list of slots (named by get_slot_feature_name) or a
   name -> slot dict."""
   if isinstance(sparse_features, (list, tuple)):
-    if not all(isinstance(slot, int) for slot in sparse_features):
+    # Numpy's integers too; not bools (True named "slot_True").
+    if not all(
+        isinstance(slot, numbers.Integral) and not isinstance(slot, bool)
+        for slot in sparse_features):
       raise TypeError(f"slots must be ints, got {sparse_features!r}")
     sparse_features = {
-        get_slot_feature_name(slot): slot for slot in sparse_features
+        get_slot_feature_name(int(slot)): int(slot) for slot in sparse_features
     }
   elif not isinstance(sparse_features, dict):
     raise TypeError("register_slots takes a list of slots or a name -> slot "

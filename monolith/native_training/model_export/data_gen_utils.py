@@ -218,11 +218,15 @@ class ParserArgs:
       value = getattr(self, name)
       if not utils.is_integer(value):
         raise TypeError(f"{field(name)} must be an integer, got {value!r}")
+      setattr(self, name, int(value))
     for name in ("seed", "req_time"):
       value = getattr(self, name)
       if value is not None and not utils.is_integer(value):
         raise TypeError(
             f"{field(name)} must be an integer or None, got {value!r}")
+      if value is not None:
+        # random.Random refuses numpy's integers.
+        setattr(self, name, int(value))
     if (not isinstance(self.drop_rate, numbers.Real) or
         isinstance(self.drop_rate, bool)):
       raise TypeError(
@@ -257,7 +261,7 @@ def _rng_or_new(rng: Optional[random.Random]) -> random.Random:
 def _random_fids(slot: int, hash_bits: int, size: int,
                  rng: random.Random) -> List[int]:
   """`slot << hash_bits` plus a random non-zero hash, `size` times."""
-  high = slot << hash_bits
+  high = int(slot) << hash_bits  # a numpy slot's shift wrapped
   return [high | (rng.getrandbits(hash_bits) or 1) for _ in range(size)]
 
 
@@ -649,7 +653,9 @@ def _checked_list(value: Any, what: str, element_type: type) -> list:
       raise TypeError(
           f"{what} holds {item!r} ({type(item).__name__}); its items are "
           f"{kinds.get(element_type, element_type.__name__)}")
-  return value
+  # Numpy's integers as Python's: a slot shifted into a fid wrapped in
+  # int64 (slot 600 << 54).
+  return [int(v) for v in value] if element_type is numbers.Integral else value
 
 
 def _check_sparse_features(names: Optional[Sequence[str]]) -> List[str]:

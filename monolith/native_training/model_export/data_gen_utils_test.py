@@ -77,6 +77,10 @@ def test_fid_layout_and_slot_limits():
       1023}
   assert data_gen_utils.gen_fids_v1(1024, 3, rng=rng) == []
   assert data_gen_utils.gen_fids_v1(0, 3, rng=rng) == []
+  # A numpy slot's shift wrapped in int64 (wrong slot bits, a negative fid).
+  assert data_gen_utils.gen_fids_v1(
+      np.int64(600), rng=random.Random(1)) == data_gen_utils.gen_fids_v1(
+          600, rng=random.Random(1))
   v2 = data_gen_utils.gen_fids_v2(32767, 50, rng=rng)
   assert {f >> 48 for f in v2} == {32767} and all(f < 1 << 63 for f in v2)
   assert len(set(v2)) == 50  # 48 random bits
@@ -301,6 +305,8 @@ def test_seed_makes_output_byte_identical(features):
             for log in data_gen_utils.gen_prediction_log(args)]
 
   assert run(seed=11) == run(seed=11)
+  # Numpy's integers as Python's (random.Random refused them).
+  assert run(seed=np.int64(11)) == run(seed=11)
   assert run(seed=11) != run(seed=12)
   assert run(seed=None) != run(seed=None)
   # Seeded line ids carry a fixed req_time, not the clock's.
