@@ -834,6 +834,14 @@ def as_ids(ids: Any, table: str, flatten: bool = False) -> tf.Tensor:
   if isinstance(ids, (tf.RaggedTensor, tf.SparseTensor)):
     raise TypeError(f"the ids of table {table} are a {type(ids).__name__}: "
                     "pass a 1-D tensor of every id (e.g. its .values)")
+  if isinstance(ids, (list, tuple)) and all(utils.is_integer(i) for i in ids):
+    # Python's uint64 ids past 2^63 (v1 fids of slots 512 and up) keep their
+    # bits too: TF refused them, and numpy made a list mixing them with
+    # smaller ids float64.
+    ids = [
+        int(i) - (1 << 64) if (1 << 63) <= int(i) < (1 << 64) else int(i)
+        for i in ids
+    ]
   tensor = _as_dtype(ids, tf.int64, f"the ids of table {table}")
   if flatten:
     return tf.reshape(tensor, [-1])
@@ -1013,7 +1021,7 @@ def _as_dtype(value: Any, dtype: tf.DType, what: str) -> tf.Tensor:
           f"{what} must be {dtype.name}, got {array.dtype.name} values")
     try:
       return tf.convert_to_tensor(value, dtype)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
       raise ValueError(f"{what} must be {dtype.name}: {e}") from e
   # A variable is read here, once: handed on, it would be read where each
   # use runs (every PS task, each at its own moment of the step).

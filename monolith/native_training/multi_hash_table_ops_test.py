@@ -2321,6 +2321,22 @@ def test_gpucuco_tables_say_what_they_need():
     multi_hash_table_ops.MultiHashTable.from_configs({"a": skip_zero})
 
 
+def test_uint64_ids_keep_their_bits_however_given():
+  # A v1 fid of slot 600 lies past 2^63: as a Python int it was refused,
+  # beside smaller ids taken for a float64 array.
+  fid = (600 << 54) | 12345
+  bits = fid - (1 << 64)
+  for ids in ([fid, 5], (fid, 5), np.array([fid, 5], np.uint64),
+              tf.constant(np.array([fid, 5], np.uint64))):
+    got = tf.get_static_value(multi_hash_table_ops.as_ids(ids, "t"))
+    assert got.tolist() == [bits, 5], type(ids)
+  with pytest.raises(ValueError, match="the ids of table t must be int64"):
+    multi_hash_table_ops.as_ids([1 << 64], "t")
+  with pytest.raises(ValueError, match="the ids of table t must be int64, "
+                     "got float64 values"):
+    multi_hash_table_ops.as_ids([1.5], "t")
+
+
 def test_unknown_table_name_is_a_clear_error():
   table = multi_hash_table_ops.MultiHashTable.from_configs(
       {"slot0": test_utils.generate_test_hash_table_config(1)})
