@@ -717,6 +717,16 @@ def test_a_failed_write_removes_its_temporary_while_it_holds_it(
   assert not os.listdir(tmp_path)
 
 
+def test_outputs_take_paths_of_every_kind(tmp_path):
+  # A pathlib.Path failed with AttributeError (no endswith).
+  for i, out in enumerate((tmp_path / "a", str(tmp_path / "b").encode())):
+    with warmup_io.atomic_output(out) as tmp:
+      with open(tmp, "wb") as f:
+        f.write(b"%d" % i)
+  assert (tmp_path / "a").read_bytes() == b"0"
+  assert (tmp_path / "b").read_bytes() == b"1"
+
+
 def test_a_failed_replace_keeps_the_only_copy(tmp_path, monkeypatch):
   """TF's HDFS rename deletes the target first: where it then fails, the
   temporary is the only copy of either version and stays; a rename that

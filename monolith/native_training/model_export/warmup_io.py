@@ -279,6 +279,7 @@ def atomic_output(output_path: str) -> Iterator[str]:
       SavedModel, or in a number folder that does not exist beside
       versions of a model.
   """
+  output_path = utils.fspaths(output_path)  # a pathlib.Path's, bytes'
   if (not output_path or output_path.endswith("/") or
       tf.io.gfile.isdir(output_path)):
     raise WarmupDataError(f"output path {output_path!r} is "
