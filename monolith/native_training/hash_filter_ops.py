@@ -633,12 +633,16 @@ class HashFilterCheckpointRestorerListener(
       # The original's legacy layout: "<checkpoint prefix>hash_filter_<i>"
       # beside the checkpoint, where it had no asset directory.
       prefix = ckpt_prefix
+    if not _counting(self._hash_filters):
+      logging.info("The hash filters are dummy or probabilistic ones, which "
+                   "keep no state: nothing of %s is restored.", prefix)
+      return
     saved = _saved_filter_count(prefix)
     if not saved:
       # No file and no PS count record: saved with admission off or with
       # stateless filters (whose saves record no count): turning admission
       # on at a restart is no damage.
-      (logging.warning if _counting(self._hash_filters) else logging.info)(
+      logging.warning(
           "No hash filter files in %s (saved with admission off or with "
           "stateless filters): the hash filters are not restored, and their "
           "admission counts start over.", prefix)
@@ -654,7 +658,7 @@ class HashFilterCheckpointRestorerListener(
       self._clear(session, chosen)
       return
     # (An asset folder: its PS count record gave the count.)
-    if (_counting(self._hash_filters) and not os.path.basename(prefix) and
+    if (not os.path.basename(prefix) and
         not save_utils.ps_files_in(prefix, _SAVED_FILTER_RE)):
       # Builds of 2026-12-03 to 2026-12-06 recorded a count for stateless
       # filters too, whose saves write no file.

@@ -445,7 +445,10 @@ def test_admission_turned_on_at_a_restart_starts_the_counts_over(
       restorer = hash_filter_ops.HashFilterCheckpointRestorerListener(
           basename, dummies, enable_hash_filter=True)
       with tf1.Session(servers[0].target, config=config) as sess:
-        restorer.before_restore(sess)
+        with mock.patch.object(hash_filter_ops.logging, "info") as info:
+          restorer.before_restore(sess)
+      assert any("keep no state: nothing of" in c[0][0]
+                 for c in info.call_args_list)
     with _restoring(basename, 2, _thresholds(default=2)) as (sess, _,
                                                             restorer):
       with pytest.raises(tf.errors.NotFoundError,

@@ -214,7 +214,8 @@ def table_type(cc: CachedConfig) -> Optional[str]:
     raise ValueError(f"gpucuco tables and CPU tables cannot share a "
                      f"MultiHashTable (one resource on one device); got "
                      f"{types}")
-  return next(iter(types.values()))
+  named = [t for t in types.values() if t is not None]
+  return named[0] if named else None
 
 
 def check_gpu_tables_supported(in_this_process: bool = True) -> None:
@@ -834,15 +835,7 @@ def as_ids(ids: Any, table: str, flatten: bool = False) -> tf.Tensor:
   if isinstance(ids, (tf.RaggedTensor, tf.SparseTensor)):
     raise TypeError(f"the ids of table {table} are a {type(ids).__name__}: "
                     "pass a 1-D tensor of every id (e.g. its .values)")
-  if isinstance(ids, (list, tuple)) and all(utils.is_integer(i) for i in ids):
-    # Python's uint64 ids past 2^63 (v1 fids of slots 512 and up) keep their
-    # bits too: TF refused them, and numpy made a list mixing them with
-    # smaller ids float64.
-    ids = [
-        int(i) - (1 << 64) if (1 << 63) <= int(i) < (1 << 64) else int(i)
-        for i in ids
-    ]
-  tensor = _as_dtype(ids, tf.int64, f"the ids of table {table}")
+  tensor = _as_ids_dtype(ids, f"the ids of table {table}")
   if flatten:
     return tf.reshape(tensor, [-1])
   if tensor.shape.rank is not None and tensor.shape.rank != 1:
@@ -1003,6 +996,29 @@ def req_time_tensor(req_time: Any) -> tf.Tensor:
   if req_time is None:
     return tf.constant(0, tf.int64)
   return as_int64_scalar(req_time, "req_time")
+
+
+def _uint64_bits(ids: Any) -> Any:
+  """Python lists (nested too) of integer ids with those in [2^63, 2^64)
+  as the int64 of their bits; anything else as it is. Python's uint64 ids
+  past 2^63 (v1 fids of slots 512 and up) keep their bits as a uint64
+  array's do: TF refused them, and numpy made a list mixing them with
+  smaller ids float64."""
+  if not isinstance(ids, (list, tuple)):
+    return ids
+  if not all(isinstance(i, (list, tuple)) or utils.is_integer(i)
+             for i in ids):
+    return ids  # floats, tensors ...: _as_dtype says what is wrong
+  return [
+      _uint64_bits(i) if isinstance(i, (list, tuple)) else
+      int(i) - (1 << 64) if (1 << 63) <= int(i) < (1 << 64) else int(i)
+      for i in ids
+  ]
+
+
+def _as_ids_dtype(ids: Any, what: str) -> tf.Tensor:
+  """`ids` as an int64 tensor (`_uint64_bits`, then `_as_dtype`)."""
+  return _as_dtype(_uint64_bits(ids), tf.int64, what)
 
 
 def _as_dtype(value: Any, dtype: tf.DType, what: str) -> tf.Tensor:
@@ -1479,7 +1495,8 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
         of shape [len(ids), dim].
       req_time: int64 scalar, the update time (seconds) stamped on the
         entries; None is 0, no time: the entries take their table's latest
-        update time, if it has one.
+        update time, if it has one (gpucuco tables: the earliest of the
+        tables written that have one, see docs/gpu.md).
       enable_inter_table_parallelism: ignored (all tables run in one op).
 
     Returns:
@@ -1956,7 +1973,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     """
     return hash_table_ops.monolith_multi_hash_table_fused_lookup(
         mtable=self._handle,
-        ids=_as_dtype(ids, tf.int64, "ids"),
+        ids=_as_ids_dtype(ids, "ids"),
         fused_slot_size=_as_dtype(fused_slot_size, tf.int32,
                                   "fused_slot_size"),
         num_of_shards=num_of_shards,
@@ -2013,7 +2030,7 @@ class MultiHashTable(BaseMultiTypeHashTable, RawMultiTypeHashTable):
     return self._copy_with_new_table(
         hash_table_ops.monolith_multi_hash_table_fused_optimize(
             mtable=self._handle,
-            ids=_as_dtype(ids, tf.int64, "ids"),
+            ids=_as_ids_dtype(ids, "ids"),
             indices=_as_dtype(indices, tf.int64, "indices"),
             fused_slot_size=_as_dtype(fused_slot_size, tf.int32,
                                       "fused_slot_size"),

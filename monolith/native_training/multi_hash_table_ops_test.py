@@ -2330,6 +2330,9 @@ def test_uint64_ids_keep_their_bits_however_given():
               tf.constant(np.array([fid, 5], np.uint64))):
     got = tf.get_static_value(multi_hash_table_ops.as_ids(ids, "t"))
     assert got.tolist() == [bits, 5], type(ids)
+  nested = multi_hash_table_ops.as_ids([[fid], [5]], "t", flatten=True)
+  with tf1.Session() as sess:
+    assert sess.run(nested).tolist() == [bits, 5]
   with pytest.raises(ValueError, match="the ids of table t must be int64"):
     multi_hash_table_ops.as_ids([1 << 64], "t")
   with pytest.raises(ValueError, match="the ids of table t must be int64, "
@@ -2355,15 +2358,21 @@ def test_exporting_builds_serving_entries():
   assert cc.dims == (2,)
 
 
-def test_a_standalone_export_takes_paths_of_every_kind(tmp_path):
-  # A bytes basename was taken for a tensor: its files were not the
-  # SavedModel's assets, which then read them where training wrote them.
+def _saved_table(tmp_path):
+  """(basename, configs) of a one-table save in `tmp_path`."""
   basename = str(tmp_path / "table")
   configs = {"a": test_utils.generate_test_hash_table_config(1)}
   with tf.Graph().as_default(), tf1.Session() as sess:
     table = multi_hash_table_ops.MultiHashTable.from_configs(configs)
     sess.run(table.initializer)
     sess.run(table.save(basename).as_op())
+  return basename, configs
+
+
+def test_a_standalone_export_takes_paths_of_every_kind(tmp_path):
+  # A bytes basename was taken for a tensor: its files were not the
+  # SavedModel's assets, which then read them where training wrote them.
+  basename, configs = _saved_table(tmp_path)
   for path in (basename, basename.encode(), pathlib.Path(basename)):
     with tf.Graph().as_default() as graph:
       with export_context.enter_export_mode(
@@ -2374,18 +2383,16 @@ def test_a_standalone_export_takes_paths_of_every_kind(tmp_path):
                 graph.get_collection(tf1.GraphKeys.ASSET_FILEPATHS)]
       assert sorted(os.path.basename(a) for a in assets) == sorted(
           os.listdir(tmp_path)), path
+  # Bytes that are not UTF-8 are no path TF's file systems take.
+  with pytest.raises(ValueError, match=r"the path b'/x/\\xe9' is not UTF-8"):
+    table.restore(b"/x/\xe9")
 
 
 def test_a_standalone_export_restores_outside_tf_functions(tmp_path):
   # Restored inside a function, a table's files went to the function's
   # asset collection, not the graph's: the SavedModel kept reading them
   # where training wrote them.
-  basename = str(tmp_path / "table")
-  configs = {"a": test_utils.generate_test_hash_table_config(1)}
-  with tf.Graph().as_default(), tf1.Session() as sess:
-    table = multi_hash_table_ops.MultiHashTable.from_configs(configs)
-    sess.run(table.initializer)
-    sess.run(table.save(basename).as_op())
+  basename, configs = _saved_table(tmp_path)
   with tf.Graph().as_default():
     with export_context.enter_export_mode(export_context.ExportMode.STANDALONE):
       table = multi_hash_table_ops.MultiHashTable.from_configs(configs)

@@ -22,24 +22,27 @@ def test_a_checkpoint_run_near_its_deadline_warns():
   # A save or restore that ran past its deadline failed at every retry
   # (checkpoints grow with the tables): the warning comes while there is
   # time to raise it.
-  def run(timeout_secs, seconds):
+  def run(options, seconds):
     clock = iter([100.0, 100.0 + seconds])
-    with mock.patch.object(save_utils.time, "monotonic",
-                           lambda: next(clock)), mock.patch.object(
-                               save_utils.logging, "warning") as warning:
-      with save_utils.explaining_deadline(
-          save_utils.checkpoint_run_options(timeout_secs), "restoring x",
-          "SomeListener", "nothing left"):
+    # The module's clock alone: other threads keep the real one.
+    stub = mock.Mock(monotonic=lambda: next(clock))
+    with mock.patch.object(save_utils, "time", stub), mock.patch.object(
+        save_utils.logging, "warning") as warning:
+      with save_utils.explaining_deadline(options, "restoring x",
+                                          "SomeListener", "nothing left"):
         pass
     return [c[0][0] % c[0][1:] for c in warning.call_args_list]
 
-  assert run(3600, 2100) == [
+  hour = save_utils.checkpoint_run_options(3600)
+  assert run(hour, 2100) == [
       "restoring x took 2100.0 s, 58% of its deadline of 3600 s "
       "(timeout_secs of SomeListener): raise it before the checkpoints "
       "outgrow it; a run past it fails, and so does every retry."
   ]
-  assert run(3600, 1700) == []
-  assert run(None, 2100) == []
+  assert run(hour, 1700) == []
+  assert run(save_utils.checkpoint_run_options(None), 2100) == []
+  # RunOptions without a deadline (0): nothing to warn of.
+  assert run(tf.compat.v1.RunOptions(), 2100) == []
 
 
 def test_ckpt_prefix_and_asset_dir():

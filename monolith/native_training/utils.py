@@ -330,9 +330,20 @@ def fspaths(paths: Any) -> Any:
   """`paths` with `os.PathLike` values (a `pathlib.Path`) and bytes as
   strings, alone or in a list or tuple; anything else (a str, a tensor) as
   it is: TF's ops do not take Paths, and code that tells a path from a
-  tensor by its type took bytes for a tensor."""
-  if isinstance(paths, (bytes, os.PathLike)):
-    return os.fsdecode(paths)
+  tensor by its type took bytes for a tensor.
+
+  Raises:
+    ValueError: a bytes path that is not UTF-8.
+  """
+  if isinstance(paths, os.PathLike):
+    paths = os.fspath(paths)
+  if isinstance(paths, bytes):
+    # Strictly: fsdecode's surrogate escapes are strings TF refuses.
+    try:
+      return paths.decode("utf-8")
+    except UnicodeDecodeError as e:
+      raise ValueError(f"the path {paths!r} is not UTF-8, which TF's file "
+                       "systems take") from e
   if isinstance(paths, (list, tuple)):
     return type(paths)(fspaths(p) for p in paths)
   return paths
@@ -353,6 +364,7 @@ def comparable_path(path: str) -> str:
   "/"; its scheme kept, and ".." too: an object store's key may hold one),
   a local path absolute with its links resolved (one may be relative; a
   file:// URI is the local path it names)."""
+  path = fspaths(path)
   if path.startswith("file://"):
     path = path[len("file://"):]
   if "://" in path:

@@ -198,11 +198,7 @@ def test_get_feature_name_and_slot_without_a_feature_list():
   assert feature_list.get_feature_name_and_slot(np.int64(7)) == ("slot_7", 7)
   with pytest.raises(TypeError, match="got bool"):
     feature_list.get_feature_name_and_slot(True)
-  data_utils.register_slots([np.int32(43)])
-  assert data_utils.NAME_TO_SLOT["slot_43"] == 43
-  assert type(data_utils.NAME_TO_SLOT["slot_43"]) is int
-  with pytest.raises(TypeError, match="slots must be ints"):
-    data_utils.register_slots([True])
+
   assert feature_list.get_feature_name_and_slot("fc_slot_12") == (
       "fc_slot_12", 12)
   assert feature_list.get_feature_name_and_slot("slot_x") == ("slot_x", None)
@@ -233,3 +229,12 @@ def test_register_slots_from_a_list_uses_slot_names():
   assert data_utils.NAME_TO_SLOT["slot_301"] == 301
   with pytest.raises(TypeError, match="slots must be ints"):
     data_utils.register_slots(["a"])
+  # Numpy's integers as Python's; a bool is no slot (it was "slot_True").
+  data_utils.register_slots([np.int32(43)])
+  data_utils.register_slots({"numpy_ctr": np.int64(44)})
+  assert data_utils.NAME_TO_SLOT["slot_43"] == 43
+  assert type(data_utils.NAME_TO_SLOT["slot_43"]) is int
+  assert type(data_utils.NAME_TO_SLOT["numpy_ctr"]) is int
+  for slots in ([True], {"flag": True}, {"name": "3"}):
+    with pytest.raises(TypeError, match="slots must be ints"):
+      data_utils.register_slots(slots)

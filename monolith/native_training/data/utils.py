@@ -52,15 +52,16 @@ def register_slots(sparse_features: Union[List[int], Dict[str, int]]) -> None:
   """Registers slots: a list of slots (named by get_slot_feature_name) or a
   name -> slot dict."""
   if isinstance(sparse_features, (list, tuple)):
-    # Numpy's integers too; not bools (True named "slot_True").
-    if not all(
-        isinstance(slot, numbers.Integral) and not isinstance(slot, bool)
-        for slot in sparse_features):
-      raise TypeError(f"slots must be ints, got {sparse_features!r}")
     sparse_features = {
-        get_slot_feature_name(int(slot)): int(slot) for slot in sparse_features
+        get_slot_feature_name(slot): slot for slot in sparse_features
     }
   elif not isinstance(sparse_features, dict):
     raise TypeError("register_slots takes a list of slots or a name -> slot "
                     f"dict, got {type(sparse_features).__name__}")
-  NAME_TO_SLOT.update(sparse_features)
+  # Numpy's integers too, as Python's; not bools (True named "slot_True").
+  if not all(
+      isinstance(slot, numbers.Integral) and not isinstance(slot, bool)
+      for slot in sparse_features.values()):
+    raise TypeError(f"slots must be ints, got {sparse_features!r}")
+  NAME_TO_SLOT.update(
+      {name: int(slot) for name, slot in sparse_features.items()})

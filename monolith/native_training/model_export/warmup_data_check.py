@@ -85,6 +85,7 @@ from tensorflow_serving.apis import input_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
 from idl.matrix.proto import example_pb2
+from monolith.native_training import utils
 from monolith.native_training.model_export import warmup_io
 # Registers monolith's ops (hash tables), so replay loads models serving them.
 from monolith.native_training.runtime.ops import gen_monolith_ops  # pylint: disable=unused-import
@@ -746,7 +747,7 @@ def _version_folders(base: str) -> List[str]:
   """The numbered subfolders of `base` holding a SavedModel (TF Serving's
   layout of a model's versions), in version order."""
   try:
-    names = tf.io.gfile.listdir(base)
+    names = utils.listdir(base)
   except tf.errors.OpError:
     return []
   versions = [n.rstrip("/") for n in names if n.rstrip("/").isdigit()]

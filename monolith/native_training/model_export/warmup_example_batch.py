@@ -54,7 +54,7 @@ def _request_files(input_folder: str, output_path: Optional[str]) -> list:
   # written into the input folder.
   output = utils.comparable_path(output_path) if output_path else None
   paths = []
-  for name in sorted(tf.io.gfile.listdir(input_folder)):
+  for name in sorted(utils.listdir(input_folder)):
     path = os.path.join(input_folder, name.rstrip("/"))
     comparable = utils.comparable_path(path)
     if output and (comparable == output or

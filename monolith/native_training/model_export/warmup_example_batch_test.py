@@ -54,6 +54,20 @@ def test_each_request_keeps_the_signature_it_was_captured_for(tmp_path):
           for log in logs] == ["ctr", "cvr", "serving_default"]
 
 
+def test_folders_and_outputs_take_paths(tmp_path):
+  # A pathlib.Path output failed with AttributeError (comparable_path).
+  _write_requests(tmp_path / "in", ["a"])
+  (log,) = warmup_example_batch.gen_prediction_log(
+      tmp_path / "in", output_path=tmp_path / "in" / "out")
+  assert log.predict_log.request.model_spec.signature_name == "captured"
+  # A name that is not UTF-8, which TF cannot list, is named with its folder.
+  with open(os.path.join(os.fsencode(tmp_path / "in"), b"b-\xe9"), "wb"):
+    pass
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r"in holds a file name that is not UTF-8"):
+    list(warmup_example_batch.gen_prediction_log(tmp_path / "in"))
+
+
 def test_model_and_signature_can_be_set(tmp_path):
   _write_requests(tmp_path / "in", ["x"])
   (log,) = warmup_example_batch.gen_prediction_log(str(tmp_path / "in"),

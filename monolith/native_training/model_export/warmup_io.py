@@ -397,7 +397,7 @@ def _holds_versions(folder: str) -> bool:
   """Whether `folder` is a model's base folder: a number folder in it holds
   a SavedModel."""
   try:
-    names = tf.io.gfile.listdir(folder)
+    names = utils.listdir(folder)
   except tf.errors.OpError:
     return False
   return any(

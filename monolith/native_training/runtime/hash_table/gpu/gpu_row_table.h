@@ -187,7 +187,7 @@ class GpuRowTable {
   static bool HasRoom(const std::vector<const WriteRequest*>& group);
   // A whole write of one group that HasRoom: sorts, writes (the write
   // counts the new ids and writes nothing if a reserved id is in the
-  // group), then waits for the counts.
+  // group), then waits for the counts; Account with |table_time|.
   static Status WriteUncounted(Write write,
                                const std::vector<const WriteRequest*>& group,
                                int64_t update_time, int64_t table_time,

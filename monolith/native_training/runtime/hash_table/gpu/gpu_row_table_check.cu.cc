@@ -806,9 +806,10 @@ void CheckEvict(const GpuRowTableSpec& spec) {
             "evict: at day 1002");
     Check(none == 2, "evict: the row written past the clock expired too (" +
                          std::to_string(none) + " evicted, want 2)");
-    // A write without a time (0) takes the table's, as on the CPU: the
-    // rows it created were dated 1970 and expired at once. Written beside
-    // a table without a time, it gives that one none.
+    // A write without a time (0) takes the table's (as on the CPU, for a
+    // table that has one): the rows it created were dated 1970 and expired
+    // at once. Written beside a table without a time, it gives that table
+    // none (its rows are dated with the other's time).
     std::unique_ptr<GpuRowTable> untimed;
     CheckOk(GpuRowTable::Create(spec, &untimed), "evict: create untimed");
     std::vector<GpuRowTable::WriteRequest> both(2);
