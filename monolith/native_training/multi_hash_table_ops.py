@@ -541,8 +541,9 @@ def _as_export_assets(basenames: Any) -> Any:
   its tables once checkpoint rotation deleted them, and on any other host.
 
   Raises:
-    RuntimeError: called inside a tf.function (the asset paths would go to
-      the function's collection, not the graph's).
+    RuntimeError: called inside a function graph (a tf.function, a tf.cond
+      or tf.while_loop branch): the asset paths would go to the function's
+      collection, not the graph's.
     ValueError: a path with no save files, or not one whole save, or
       beside temporaries (a save of it was cut short: killed while renaming
       its files, the final names mix two saves, which the restore op tells
