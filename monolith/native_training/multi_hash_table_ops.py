@@ -2881,11 +2881,16 @@ class MultiHashTableRestorerSaverListener(
 
   Args:
     ckpt_prefix: the checkpoint basename (for the log).
+    timeout_secs: the deadline of the evictions' run (default an hour, as
+      the savers'; None: none in practice): without one it took the
+      session's operation_timeout_in_ms, and failed unexplained.
   """
 
-  def __init__(self, ckpt_prefix: str):
+  def __init__(self, ckpt_prefix: str,
+               timeout_secs: Optional[float] = _TIMEOUT_SECS):
     utils.check_graph_mode("MultiHashTableRestorerSaverListener")
     self._ckpt_prefix = ckpt_prefix
+    self._run_options = save_utils.checkpoint_run_options(timeout_secs)
     self._evicted = {}  # id(table) -> the evicted counts of its evict op
     for table in tf.compat.v1.get_collection(_MULTI_HASH_TABLE_GRAPH_KEY):
       with _on_device_of(table):
@@ -2903,10 +2908,16 @@ class MultiHashTableRestorerSaverListener(
       ValueError: a table was created after this listener.
       tf.errors.OpError: as `MultiHashTable.evict`.
     """
-    evicted = session.run([
-        _tensor_of_table(self._evicted, table, "restorer-saver")
-        for table in _tables_run_by(session)
-    ])
+    with save_utils.explaining_deadline(
+        self._run_options, f"evicting the tables' expired entries after the "
+        f"save of step {global_step_value}",
+        "MultiHashTableRestorerSaverListener", "the evictions still running "
+        "go on to their end (each shard's is whole; the next save's takes "
+        "what they leave)"):
+      evicted = session.run([
+          _tensor_of_table(self._evicted, table, "restorer-saver")
+          for table in _tables_run_by(session)
+      ], options=self._run_options)
     logging.info("After the save of step %s to %s: evicted %d expired entries.",
                  global_step_value, self._ckpt_prefix,
                  sum(int(n) for counts in evicted for n in counts))

@@ -1442,11 +1442,15 @@ def test_checkpoint_listeners_take_the_deadline_of_their_runs(tmp_path):
                            ({"timeout_secs": 7200.5}, 7200500)):
     listener = multi_hash_table_ops.MultiHashTableCheckpointSaverListener(
         basename, **kwargs)
+    evictor = multi_hash_table_ops.MultiHashTableRestorerSaverListener(
+        basename, **kwargs)
     with tf1.Session() as sess:
       sess.run(table.initializer)
       recorder = _DeadlineRecorder(sess)
       listener.before_save(recorder, 1)
-    assert recorder.deadlines_ms == [expected], kwargs
+      # The evictions after it too (they took the session's own).
+      evictor.after_save(recorder, 1)
+    assert recorder.deadlines_ms == [expected, expected], kwargs
   # Past the deadline: what timed out, which argument to raise, what is
   # left running.
 
@@ -1473,7 +1477,8 @@ def test_checkpoint_listeners_take_the_deadline_of_their_runs(tmp_path):
   for bad in (0, -1, float("nan"), float("inf"), 1e17, "3600", True):
     for listener_class in (
         multi_hash_table_ops.MultiHashTableCheckpointSaverListener,
-        multi_hash_table_ops.MultiHashTableCheckpointRestorerListener):
+        multi_hash_table_ops.MultiHashTableCheckpointRestorerListener,
+        multi_hash_table_ops.MultiHashTableRestorerSaverListener):
       with pytest.raises(ValueError, match=r"timeout_secs must be a number of "
                          r"seconds in \(0, 31536000\], or None for no "
                          r"deadline \(a year\); got "):
