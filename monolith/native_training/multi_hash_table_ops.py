@@ -647,12 +647,12 @@ def _has_checkpoint(basename: str) -> bool:
   """Whether a table save wrote `basename` (its meta files, or the
   temporaries of a save killed while renaming them); not another table's
   whose name starts so (a table "T.meta-v2" beside "T")."""
-  meta = re.compile(
-      re.escape(os.path.basename(basename)) +
-      r"\.meta-[0-9]{5}-of-[0-9]{5}(-tmp-.+)?")
-  return any(
-      meta.fullmatch(os.path.basename(path.rstrip("/")))
-      for path in tf.io.gfile.glob(glob.escape(basename) + ".meta-*"))
+  files = _local_table_files(os.path.basename(basename))
+  for path in tf.io.gfile.glob(glob.escape(basename) + ".meta-*"):
+    match = files.fullmatch(os.path.basename(path.rstrip("/")))
+    if match and match.group(1):  # a meta file
+      return True
+  return False
 
 
 def _local_names_of_group(group_prefix: str) -> List[str]:
@@ -2478,10 +2478,7 @@ class MultiHashTableCheckpointSaverListener(
     if not stale or self._helper.has_checkpoint(global_step_value):
       return
     for name in stale:
-      try:
-        tf.io.gfile.remove(os.path.join(base_dir, name))
-      except tf.errors.NotFoundError:
-        pass
+      utils.remove_if_there(os.path.join(base_dir, name))
     logging.warning(
         "Deleted %s from %s: tables of this step saved by a job of another "
         "layout (PS tables or a local table) whose save did not finish.",

@@ -469,15 +469,8 @@ def _delete_tree(path: str, parallel: Optional[bool] = None) -> None:
     with concurrent.futures.ThreadPoolExecutor(_PARALLEL_DELETES) as pool:
       # list(): the first failure raises here (a file gone meanwhile is
       # not one).
-      list(pool.map(_remove_if_there, files))
+      list(pool.map(utils.remove_if_there, files))
   tf.io.gfile.rmtree(path)
-
-
-def _remove_if_there(path: str) -> None:
-  try:
-    tf.io.gfile.remove(path)
-  except tf.errors.NotFoundError:
-    pass
 
 
 def ps_files_in(directory: str,
@@ -551,10 +544,7 @@ MAX_PS_TASKS = 999_999
 
 def remove_ps_count(directory: str, group: str) -> None:
   """Removes `group`'s PS count record, if any."""
-  try:
-    tf.io.gfile.remove(ps_count_path(directory, group))
-  except tf.errors.NotFoundError:
-    pass
+  utils.remove_if_there(ps_count_path(directory, group))
 
 
 def mark_ps_files_saving(directory: str, group: str) -> None:

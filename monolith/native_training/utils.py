@@ -236,6 +236,14 @@ def listdir(path: str) -> List[str]:
         "list: rename or move it") from e
 
 
+def remove_if_there(path: str) -> None:
+  """Removes the file `path`; one already gone is no error."""
+  try:
+    tf.io.gfile.remove(path)
+  except tf.errors.NotFoundError:
+    pass
+
+
 def is_folder(path: str) -> bool:
   """Whether `path` is a folder: False where nothing is there, errors
   reading it raised (`tf.io.gfile.isdir` reads any error, a storage one
